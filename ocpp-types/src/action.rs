@@ -1,0 +1,176 @@
+//! Actions: the link between an action name, its request and response types,
+//! its schemas, its version and who may send it.
+
+use std::fmt::Debug;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::DecodeError;
+
+/// Who sends an action's request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Direction {
+    /// The charging station sends it, the CSMS answers (`BootNotification`).
+    ChargingStationToCsms,
+    /// The CSMS sends it, the charging station answers (`Reset`).
+    CsmsToChargingStation,
+    /// Either side may send it (`DataTransfer`).
+    Both,
+}
+
+impl Direction {
+    /// Whether a charging station may send this action's request.
+    pub fn from_charging_station(self) -> bool {
+        matches!(self, Direction::ChargingStationToCsms | Direction::Both)
+    }
+
+    /// Whether a CSMS may send this action's request.
+    pub fn from_csms(self) -> bool {
+        matches!(self, Direction::CsmsToChargingStation | Direction::Both)
+    }
+}
+
+/// An OCPP protocol version, as a type.
+pub trait Version: Debug + Copy + Send + Sync + 'static {
+    /// The version as people write it (`"1.6"`).
+    const NAME: &'static str;
+    /// The WebSocket subprotocol (`"ocpp1.6"`).
+    const SUBPROTOCOL: &'static str;
+}
+
+macro_rules! version {
+    ($(#[$m:meta])* $name:ident, $v:literal, $sub:literal) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+        pub struct $name;
+        impl Version for $name {
+            const NAME: &'static str = $v;
+            const SUBPROTOCOL: &'static str = $sub;
+        }
+    };
+}
+
+version!(
+    /// OCPP 1.6J.
+    V16, "1.6", "ocpp1.6"
+);
+version!(
+    /// OCPP 2.0.1.
+    V201, "2.0.1", "ocpp2.0.1"
+);
+version!(
+    /// OCPP 2.1.
+    V21, "2.1", "ocpp2.1"
+);
+
+/// A message payload type: serializable, and decodable with validation.
+pub trait Message: Serialize + DeserializeOwned + Debug + Clone + PartialEq + Send + Sync + 'static {}
+impl<T: Serialize + DeserializeOwned + Debug + Clone + PartialEq + Send + Sync + 'static> Message for T {}
+
+/// An action of a CALL/CALLRESULT exchange.
+///
+/// Each version module has a marker per action, e.g.
+/// `ocpp_types::v201::action::BootNotification`.
+///
+/// ```
+/// use ocpp_types::{Action, Direction, v201::action::BootNotification};
+/// assert_eq!(BootNotification::NAME, "BootNotification");
+/// assert_eq!(BootNotification::DIRECTION, Direction::ChargingStationToCsms);
+/// assert!(BootNotification::REQUEST_SCHEMA.contains("BootNotificationRequest"));
+/// ```
+pub trait Action: Debug + Copy + Default + Send + Sync + 'static {
+    /// The action name on the wire.
+    const NAME: &'static str;
+    /// Who sends the request.
+    const DIRECTION: Direction;
+    /// The official request JSON schema, unmodified.
+    const REQUEST_SCHEMA: &'static str;
+    /// The official response JSON schema, unmodified.
+    const RESPONSE_SCHEMA: &'static str;
+    /// The protocol version.
+    type Version: Version;
+    /// The CALL payload.
+    type Request: Message;
+    /// The CALLRESULT payload.
+    type Response: Message;
+}
+
+/// A 2.1 SEND message: an unconfirmed payload (`[6, id, action, payload]`).
+pub trait SendAction: Debug + Copy + Default + Send + Sync + 'static {
+    /// The action name on the wire.
+    const NAME: &'static str;
+    /// Who sends it.
+    const DIRECTION: Direction;
+    /// The official JSON schema, unmodified.
+    const SCHEMA: &'static str;
+    /// The protocol version.
+    type Version: Version;
+    /// The payload.
+    type Payload: Message;
+}
+
+/// Actions whose request a charging station may send (a CSMS handles them).
+pub trait FromChargingStation {}
+
+/// Actions whose request a CSMS may send (a charging station handles them).
+pub trait FromCsms {}
+
+/// Run-time facts about one action, for code that works by name (validators,
+/// proxies, loggers). Each version module has a sorted `ACTIONS` table.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct ActionInfo {
+    /// The action name on the wire.
+    pub name: &'static str,
+    /// Who sends the request.
+    pub direction: Direction,
+    /// A 2.1 SEND message (no response).
+    pub send: bool,
+    /// The request schema's path under `schemas/` (`v16/Authorize.json`).
+    pub request_schema: &'static str,
+    /// The response schema's path under `schemas/`.
+    pub response_schema: Option<&'static str>,
+    /// Validates a request payload.
+    pub validate_request: fn(&str) -> Result<(), DecodeError>,
+    /// Validates a response payload.
+    pub validate_response: Option<fn(&str) -> Result<(), DecodeError>>,
+    /// A random schema-valid request payload, as JSON.
+    #[cfg(any(test, feature = "arbitrary"))]
+    pub arbitrary_request: fn(&mut arbitrary::Unstructured<'_>) -> arbitrary::Result<String>,
+    /// A random schema-valid response payload, as JSON.
+    #[cfg(any(test, feature = "arbitrary"))]
+    pub arbitrary_response: Option<fn(&mut arbitrary::Unstructured<'_>) -> arbitrary::Result<String>>,
+}
+
+/// Finds an action in a sorted `ACTIONS` table.
+pub fn find_action(table: &'static [ActionInfo], name: &str) -> Option<&'static ActionInfo> {
+    table
+        .binary_search_by(|a| a.name.cmp(name))
+        .ok()
+        .map(|i| &table[i])
+}
+
+/// Decodes `json` as `T` and drops it: schema validation.
+///
+/// # Errors
+///
+/// The [`DecodeError`] of [`crate::from_str`].
+pub fn validate<T: DeserializeOwned>(json: &str) -> Result<(), DecodeError> {
+    crate::from_str::<T>(json).map(drop)
+}
+
+/// Encodes a message as JSON text.
+pub fn to_json<T: Serialize>(v: &T) -> String {
+    // Our generated types serialize infallibly: no maps with non-string keys.
+    serde_json::to_string(v).unwrap_or_default()
+}
+
+/// A random value of `T`, as JSON text.
+#[cfg(any(test, feature = "arbitrary"))]
+pub fn arbitrary_json<T: Serialize + for<'a> arbitrary::Arbitrary<'a>>(
+    u: &mut arbitrary::Unstructured<'_>,
+) -> arbitrary::Result<String> {
+    Ok(to_json(&T::arbitrary(u)?))
+}
