@@ -66,8 +66,14 @@ version!(
 );
 
 /// A message payload type: serializable, and decodable with validation.
-pub trait Message: Serialize + DeserializeOwned + Debug + Clone + PartialEq + Send + Sync + 'static {}
-impl<T: Serialize + DeserializeOwned + Debug + Clone + PartialEq + Send + Sync + 'static> Message for T {}
+pub trait Message:
+    Serialize + DeserializeOwned + Debug + Clone + PartialEq + Send + Sync + 'static
+{
+}
+impl<T: Serialize + DeserializeOwned + Debug + Clone + PartialEq + Send + Sync + 'static> Message
+    for T
+{
+}
 
 /// An action of a CALL/CALLRESULT exchange.
 ///
@@ -117,6 +123,13 @@ pub trait FromChargingStation {}
 /// Actions whose request a CSMS may send (a charging station handles them).
 pub trait FromCsms {}
 
+/// Validates one payload (see [`validate`]).
+pub type ValidateFn = fn(&str) -> Result<(), DecodeError>;
+
+/// Generates one random schema-valid payload (see [`arbitrary_json`]).
+#[cfg(any(test, feature = "arbitrary"))]
+pub type ArbitraryFn = fn(&mut arbitrary::Unstructured<'_>) -> arbitrary::Result<(String, bool)>;
+
 /// Run-time facts about one action, for code that works by name (validators,
 /// proxies, loggers). Each version module has a sorted `ACTIONS` table.
 #[derive(Debug, Clone, Copy)]
@@ -133,15 +146,15 @@ pub struct ActionInfo {
     /// The response schema's path under `schemas/`.
     pub response_schema: Option<&'static str>,
     /// Validates a request payload.
-    pub validate_request: fn(&str) -> Result<(), DecodeError>,
+    pub validate_request: ValidateFn,
     /// Validates a response payload.
-    pub validate_response: Option<fn(&str) -> Result<(), DecodeError>>,
-    /// A random schema-valid request payload, as JSON.
+    pub validate_response: Option<ValidateFn>,
+    /// A random schema-valid request payload as JSON, and whether it round-trips.
     #[cfg(any(test, feature = "arbitrary"))]
-    pub arbitrary_request: fn(&mut arbitrary::Unstructured<'_>) -> arbitrary::Result<String>,
-    /// A random schema-valid response payload, as JSON.
+    pub arbitrary_request: ArbitraryFn,
+    /// A random schema-valid response payload as JSON, and whether it round-trips.
     #[cfg(any(test, feature = "arbitrary"))]
-    pub arbitrary_response: Option<fn(&mut arbitrary::Unstructured<'_>) -> arbitrary::Result<String>>,
+    pub arbitrary_response: Option<ArbitraryFn>,
 }
 
 /// Finds an action in a sorted `ACTIONS` table.
@@ -167,10 +180,14 @@ pub fn to_json<T: Serialize>(v: &T) -> String {
     serde_json::to_string(v).unwrap_or_default()
 }
 
-/// A random value of `T`, as JSON text.
+/// A random schema-valid value of `T` as JSON text, and whether decoding that
+/// text gives back an equal value (`decode(encode(x)) == x`).
 #[cfg(any(test, feature = "arbitrary"))]
-pub fn arbitrary_json<T: Serialize + for<'a> arbitrary::Arbitrary<'a>>(
+pub fn arbitrary_json<T: Message + for<'a> arbitrary::Arbitrary<'a>>(
     u: &mut arbitrary::Unstructured<'_>,
-) -> arbitrary::Result<String> {
-    Ok(to_json(&T::arbitrary(u)?))
+) -> arbitrary::Result<(String, bool)> {
+    let value = T::arbitrary(u)?;
+    let json = to_json(&value);
+    let same = crate::from_str::<T>(&json).is_ok_and(|back| back == value);
+    Ok((json, same))
 }

@@ -35,7 +35,10 @@ pub fn ser<C: FieldCodec, S: Serializer>(v: &C::Value, s: S) -> Result<S::Ok, S:
 }
 
 /// `serialize_with` adapter for optional fields (only called when `Some`).
-pub fn ser_opt<C: FieldCodec, S: Serializer>(v: &Option<C::Value>, s: S) -> Result<S::Ok, S::Error> {
+pub fn ser_opt<C: FieldCodec, S: Serializer>(
+    v: &Option<C::Value>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
     match v {
         Some(v) => C::ser(v, s),
         None => s.serialize_none(),
@@ -176,8 +179,16 @@ impl<const MIN: i64, const MAX: i64> FieldCodec for Int<MIN, MAX> {
     }
     #[cfg(any(test, feature = "arbitrary"))]
     fn arbitrary(u: &mut arbitrary::Unstructured<'_>) -> arbitrary::Result<i32> {
-        let lo = if MIN == NONE { -1000 } else { MIN.max(i64::from(i32::MIN)) };
-        let hi = if MAX == NONE { lo.max(0) + 100_000 } else { MAX.min(i64::from(i32::MAX)) };
+        let lo = if MIN == NONE {
+            -1000
+        } else {
+            MIN.max(i64::from(i32::MIN))
+        };
+        let hi = if MAX == NONE {
+            lo.max(0) + 100_000
+        } else {
+            MAX.min(i64::from(i32::MAX))
+        };
         let v = if u.ratio(1, 8)? {
             // edges of the range
             if u.arbitrary()? {
@@ -265,8 +276,16 @@ impl<const MIN: i64, const MAX: i64, const MULT_SCALE: u32> FieldCodec
     #[cfg(any(test, feature = "arbitrary"))]
     fn arbitrary(u: &mut arbitrary::Unstructured<'_>) -> arbitrary::Result<Decimal> {
         let lo = if MIN == NONE { -1_000_000 } else { MIN };
-        let hi = if MAX == NONE { lo.max(0) + 1_000_000 } else { MAX };
-        let scale = if MULT_SCALE > 0 { MULT_SCALE } else { u.int_in_range(0..=4)? };
+        let hi = if MAX == NONE {
+            lo.max(0) + 1_000_000
+        } else {
+            MAX
+        };
+        let scale = if MULT_SCALE > 0 {
+            MULT_SCALE
+        } else {
+            u.int_in_range(0..=4)?
+        };
         let factor = 10i64.pow(scale);
         let units = u.int_in_range(lo * factor..=hi * factor)?;
         Ok(Decimal::new(units, scale))
@@ -283,7 +302,9 @@ pub(crate) fn parse_time(v: &str) -> Option<DateTime<Utc>> {
     if v.as_bytes().get(10).is_some_and(|b| *b == b' ') {
         return None;
     }
-    DateTime::parse_from_rfc3339(v).ok().map(|t| t.with_timezone(&Utc))
+    DateTime::parse_from_rfc3339(v)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
 }
 
 impl Visitor<'_> for TimeVisitor {
@@ -292,9 +313,8 @@ impl Visitor<'_> for TimeVisitor {
         f.write_str("an RFC 3339 date-time string")
     }
     fn visit_str<E: de::Error>(self, v: &str) -> Result<DateTime<Utc>, E> {
-        parse_time(v).ok_or_else(|| {
-            E::custom(format_args!("invalid date-time: {v:?} is not RFC 3339"))
-        })
+        parse_time(v)
+            .ok_or_else(|| E::custom(format_args!("invalid date-time: {v:?} is not RFC 3339")))
     }
 }
 
@@ -311,7 +331,11 @@ impl FieldCodec for Time {
     fn arbitrary(u: &mut arbitrary::Unstructured<'_>) -> arbitrary::Result<DateTime<Utc>> {
         // 2000-01-01 .. 2100-01-01, millisecond precision half of the time
         let secs = u.int_in_range(946_684_800i64..=4_102_444_800)?;
-        let millis = if u.arbitrary()? { u.int_in_range(0u32..=999)? } else { 0 };
+        let millis = if u.arbitrary()? {
+            u.int_in_range(0u32..=999)?
+        } else {
+            0
+        };
         Ok(DateTime::from_timestamp(secs, millis * 1_000_000).unwrap_or_default())
     }
 }
@@ -332,7 +356,10 @@ impl<'de, C: FieldCodec, const MIN: usize, const MAX: usize> Visitor<'de>
         f.write_str("an array")
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        let hint = seq.size_hint().unwrap_or(0).min(if MAX == 0 { 64 } else { MAX });
+        let hint = seq
+            .size_hint()
+            .unwrap_or(0)
+            .min(if MAX == 0 { 64 } else { MAX });
         let mut out = Vec::with_capacity(hint);
         while let Some(v) = seq.next_element_seed(Seed::<C>::new())? {
             if MAX != 0 && out.len() == MAX {
@@ -374,7 +401,11 @@ impl<C: FieldCodec, const MIN: usize, const MAX: usize> FieldCodec for List<C, M
     }
     #[cfg(any(test, feature = "arbitrary"))]
     fn arbitrary(u: &mut arbitrary::Unstructured<'_>) -> arbitrary::Result<Self::Value> {
-        let max = if MAX == 0 { MIN.max(1) + 3 } else { MAX.min(MIN.max(1) + 3) };
+        let max = if MAX == 0 {
+            MIN.max(1) + 3
+        } else {
+            MAX.min(MIN.max(1) + 3)
+        };
         let n = u.int_in_range(MIN..=max)?;
         (0..n).map(|_| C::arbitrary(u)).collect()
     }
@@ -426,7 +457,9 @@ impl<const MAX: usize> FieldCodec for Uri<MAX> {
             crate::strings::check_len(&s, MAX).map_err(de::Error::custom)?;
         }
         if !is_uri(&s) {
-            return Err(de::Error::custom(format_args!("invalid uri: {s:?} is not an RFC 3986 URI")));
+            return Err(de::Error::custom(format_args!(
+                "invalid uri: {s:?} is not an RFC 3986 URI"
+            )));
         }
         Ok(s)
     }
@@ -435,9 +468,13 @@ impl<const MAX: usize> FieldCodec for Uri<MAX> {
     }
     #[cfg(any(test, feature = "arbitrary"))]
     fn arbitrary(u: &mut arbitrary::Unstructured<'_>) -> arbitrary::Result<String> {
-        let host = ["example.com", "10.0.0.1", "files.example.org"][usize::from(u.int_in_range(0u8..=2)?)];
+        let host =
+            ["example.com", "10.0.0.1", "files.example.org"][usize::from(u.int_in_range(0u8..=2)?)];
         let scheme = ["https", "ftp", "http"][usize::from(u.int_in_range(0u8..=2)?)];
-        Ok(format!("{scheme}://{host}/f/{}", u.int_in_range(0u32..=99_999)?))
+        Ok(format!(
+            "{scheme}://{host}/f/{}",
+            u.int_in_range(0u32..=99_999)?
+        ))
     }
 }
 
@@ -595,8 +632,15 @@ pub fn missing_field<E: de::Error>(name: &'static str) -> E {
 /// Random text of at most `max` characters: mostly ASCII, sometimes wider
 /// characters, to exercise character (not byte) counting.
 #[cfg(any(test, feature = "arbitrary"))]
-pub fn arbitrary_text(u: &mut arbitrary::Unstructured<'_>, max: usize) -> arbitrary::Result<String> {
-    let len = if u.ratio(1, 10)? { max } else { u.int_in_range(0..=max.min(24))? };
+pub fn arbitrary_text(
+    u: &mut arbitrary::Unstructured<'_>,
+    max: usize,
+) -> arbitrary::Result<String> {
+    let len = if u.ratio(1, 10)? {
+        max
+    } else {
+        u.int_in_range(0..=max.min(24))?
+    };
     let mut s = String::with_capacity(len);
     for _ in 0..len {
         let c = match u.int_in_range(0u8..=19)? {
@@ -620,33 +664,61 @@ mod tests {
     #[test]
     fn decimals_are_exact() {
         assert_eq!(de::<Dec<NONE, NONE, 0>>("0.1").unwrap(), Decimal::new(1, 1));
-        assert_eq!(de::<Dec<NONE, NONE, 0>>("-12.50").unwrap(), Decimal::new(-1250, 2));
-        assert_eq!(de::<Dec<NONE, NONE, 0>>("1e3").unwrap(), Decimal::from(1000));
-        assert!(de::<Dec<NONE, NONE, 0>>("\"1\"").unwrap_err().starts_with("invalid type"));
-        assert!(de::<Dec<0, NONE, 0>>("-0.5").unwrap_err().starts_with("out of range"));
-        assert!(de::<Dec<NONE, NONE, 1>>("0.15").unwrap_err().starts_with("out of range"));
+        assert_eq!(
+            de::<Dec<NONE, NONE, 0>>("-12.50").unwrap(),
+            Decimal::new(-1250, 2)
+        );
+        assert_eq!(
+            de::<Dec<NONE, NONE, 0>>("1e3").unwrap(),
+            Decimal::from(1000)
+        );
+        assert!(de::<Dec<NONE, NONE, 0>>("\"1\"")
+            .unwrap_err()
+            .starts_with("invalid type"));
+        assert!(de::<Dec<0, NONE, 0>>("-0.5")
+            .unwrap_err()
+            .starts_with("out of range"));
+        assert!(de::<Dec<NONE, NONE, 1>>("0.15")
+            .unwrap_err()
+            .starts_with("out of range"));
         assert!(de::<Dec<NONE, NONE, 1>>("0.10").is_ok());
         let mut out = Vec::new();
-        Dec::<NONE, NONE, 0>::ser(&Decimal::new(1250, 2), &mut serde_json::Serializer::new(&mut out)).unwrap();
+        Dec::<NONE, NONE, 0>::ser(
+            &Decimal::new(1250, 2),
+            &mut serde_json::Serializer::new(&mut out),
+        )
+        .unwrap();
         assert_eq!(out, b"12.50");
     }
 
     #[test]
     fn integers_are_32_bit() {
         assert_eq!(de::<Int<NONE, NONE>>("2147483647").unwrap(), i32::MAX);
-        assert!(de::<Int<NONE, NONE>>("2147483648").unwrap_err().starts_with("out of type range"));
+        assert!(de::<Int<NONE, NONE>>("2147483648")
+            .unwrap_err()
+            .starts_with("out of type range"));
         assert_eq!(de::<Int<NONE, NONE>>("3.0").unwrap(), 3);
-        assert!(de::<Int<NONE, NONE>>("3.5").unwrap_err().starts_with("invalid type"));
-        assert!(de::<Int<0, NONE>>("-1").unwrap_err().starts_with("out of range"));
-        assert!(de::<Int<NONE, NONE>>("null").unwrap_err().starts_with("invalid type"));
+        assert!(de::<Int<NONE, NONE>>("3.5")
+            .unwrap_err()
+            .starts_with("invalid type"));
+        assert!(de::<Int<0, NONE>>("-1")
+            .unwrap_err()
+            .starts_with("out of range"));
+        assert!(de::<Int<NONE, NONE>>("null")
+            .unwrap_err()
+            .starts_with("invalid type"));
     }
 
     #[test]
     fn times_are_rfc3339() {
         assert!(de::<Time>("\"2024-01-02T03:04:05Z\"").is_ok());
         assert!(de::<Time>("\"2024-01-02T03:04:05.123+02:00\"").is_ok());
-        assert!(de::<Time>("\"2024-01-02T03:04:05\"").unwrap_err().starts_with("invalid date-time"));
-        assert!(de::<Time>("\"2024-01-02 03:04:05Z\"").unwrap_err().starts_with("invalid date-time"));
+        assert!(de::<Time>("\"2024-01-02T03:04:05\"")
+            .unwrap_err()
+            .starts_with("invalid date-time"));
+        assert!(de::<Time>("\"2024-01-02 03:04:05Z\"")
+            .unwrap_err()
+            .starts_with("invalid date-time"));
     }
 
     #[test]
@@ -654,6 +726,8 @@ mod tests {
         type L = List<Int<NONE, NONE>, 1, 2>;
         assert!(de::<L>("[]").unwrap_err().starts_with("too few items"));
         assert_eq!(de::<L>("[1,2]").unwrap(), vec![1, 2]);
-        assert!(de::<L>("[1,2,3]").unwrap_err().starts_with("too many items"));
+        assert!(de::<L>("[1,2,3]")
+            .unwrap_err()
+            .starts_with("too many items"));
     }
 }

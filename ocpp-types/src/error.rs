@@ -51,13 +51,25 @@ pub struct DecodeError {
 
 impl DecodeError {
     /// Builds an error.
-    pub fn new(kind: DecodeErrorKind, pointer: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { kind, pointer: pointer.into(), message: message.into() }
+    pub fn new(
+        kind: DecodeErrorKind,
+        pointer: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        Self {
+            kind,
+            pointer: pointer.into(),
+            message: message.into(),
+        }
     }
 
     /// An action name this version does not define.
     pub fn unknown_action(action: &str) -> Self {
-        Self::new(DecodeErrorKind::UnknownAction, "", format!("unknown action `{action}`"))
+        Self::new(
+            DecodeErrorKind::UnknownAction,
+            "",
+            format!("unknown action `{action}`"),
+        )
     }
 
     /// The rule broken.
@@ -79,7 +91,15 @@ impl DecodeError {
     /// For [`DecodeErrorKind::TooLong`], the `maxLength` broken.
     pub fn max_len(&self) -> Option<usize> {
         (self.kind == DecodeErrorKind::TooLong)
-            .then(|| self.message.rsplit("at most ").next()?.split(' ').next()?.parse().ok())
+            .then(|| {
+                self.message
+                    .rsplit("at most ")
+                    .next()?
+                    .split(' ')
+                    .next()?
+                    .parse()
+                    .ok()
+            })
             .flatten()
     }
 
@@ -250,7 +270,11 @@ pub fn from_str<T: DeserializeOwned>(json: &str) -> Result<T, DecodeError> {
 pub fn from_slice<T: DeserializeOwned>(json: &[u8]) -> Result<T, DecodeError> {
     match std::str::from_utf8(json) {
         Ok(s) => from_str(s),
-        Err(e) => Err(DecodeError::new(DecodeErrorKind::Syntax, "", format!("invalid UTF-8: {e}"))),
+        Err(e) => Err(DecodeError::new(
+            DecodeErrorKind::Syntax,
+            "",
+            format!("invalid UTF-8: {e}"),
+        )),
     }
 }
 
@@ -260,7 +284,11 @@ mod tests {
 
     #[test]
     fn max_len_and_expected_values_are_recovered() {
-        let e = DecodeError::new(DecodeErrorKind::TooLong, "/a", "too long: 30 characters, at most 20 allowed");
+        let e = DecodeError::new(
+            DecodeErrorKind::TooLong,
+            "/a",
+            "too long: 30 characters, at most 20 allowed",
+        );
         assert_eq!(e.max_len(), Some(20));
         let e = DecodeError::new(
             DecodeErrorKind::UnknownEnumValue,

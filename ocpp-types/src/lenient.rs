@@ -46,7 +46,13 @@ impl Policy {
 
     /// Accept every quirk in the table above.
     pub fn lenient() -> Self {
-        Self { enum_case: true, unknown_enum_value: true, over_long_string: true, naive_date_time: true, null_optional: true }
+        Self {
+            enum_case: true,
+            unknown_enum_value: true,
+            over_long_string: true,
+            naive_date_time: true,
+            null_optional: true,
+        }
     }
 
     /// Sets [`Policy::enum_case`].
@@ -105,7 +111,10 @@ const MAX_REPAIRS: usize = 64;
 /// # Errors
 ///
 /// The first [`DecodeError`] the policy does not repair.
-pub fn from_str_with<T: DeserializeOwned>(json: &str, policy: &Policy) -> Result<(T, Vec<Warning>), DecodeError> {
+pub fn from_str_with<T: DeserializeOwned>(
+    json: &str,
+    policy: &Policy,
+) -> Result<(T, Vec<Warning>), DecodeError> {
     let first = match crate::from_str::<T>(json) {
         Ok(v) => return Ok((v, Vec::new())),
         Err(e) if policy.is_strict() => return Err(e),
@@ -127,7 +136,9 @@ pub fn from_str_with<T: DeserializeOwned>(json: &str, policy: &Policy) -> Result
             Err(e) => {
                 // Dropping a property that turns out to be required is no repair.
                 if e.kind() == DecodeErrorKind::MissingField
-                    && warnings.last().is_some_and(|w| w.pointer == e.pointer() && w.action == "dropped")
+                    && warnings
+                        .last()
+                        .is_some_and(|w| w.pointer == e.pointer() && w.action == "dropped")
                 {
                     return Err(err);
                 }
@@ -151,12 +162,23 @@ fn drop_property(doc: &mut Value, pointer: &str) -> Option<Value> {
 fn repair(doc: &mut Value, err: &DecodeError, policy: &Policy) -> Option<Warning> {
     let pointer = err.pointer().to_owned();
     let original = doc.pointer(&pointer)?.clone();
-    let warn = |action| Some(Warning { kind: err.kind(), pointer: pointer.clone(), action, original: original.clone() });
+    let warn = |action| {
+        Some(Warning {
+            kind: err.kind(),
+            pointer: pointer.clone(),
+            action,
+            original: original.clone(),
+        })
+    };
     match err.kind() {
         DecodeErrorKind::UnknownEnumValue => {
             let got = original.as_str()?;
             if policy.enum_case {
-                if let Some(v) = err.expected_values().into_iter().find(|v| v.eq_ignore_ascii_case(got)) {
+                if let Some(v) = err
+                    .expected_values()
+                    .into_iter()
+                    .find(|v| v.eq_ignore_ascii_case(got))
+                {
                     *doc.pointer_mut(&pointer)? = Value::String(v.to_owned());
                     return warn("case corrected");
                 }
@@ -176,7 +198,9 @@ fn repair(doc: &mut Value, err: &DecodeError, policy: &Policy) -> Option<Warning
         DecodeErrorKind::Format if policy.naive_date_time => {
             let s = original.as_str()?;
             let naive = chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f").ok()?;
-            let fixed = naive.and_utc().to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
+            let fixed = naive
+                .and_utc()
+                .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
             *doc.pointer_mut(&pointer)? = Value::String(fixed);
             warn("read as UTC")
         }

@@ -79,10 +79,10 @@ pub mod rpc;
 mod strings;
 
 #[cfg(any(test, feature = "arbitrary"))]
-pub use action::arbitrary_json;
+pub use action::{arbitrary_json, ArbitraryFn};
 pub use action::{
-    find_action, to_json, validate, Action, ActionInfo, Direction, FromChargingStation, FromCsms, Message,
-    SendAction, Version, V16, V201, V21,
+    find_action, to_json, validate, Action, ActionInfo, Direction, FromChargingStation, FromCsms,
+    Message, SendAction, ValidateFn, Version, V16, V201, V21,
 };
 pub use error::{from_slice, from_str, DecodeError, DecodeErrorKind};
 pub use strings::{BoundedString, TooLong};
@@ -110,7 +110,10 @@ pub struct UnknownEnumValue {
 impl UnknownEnumValue {
     /// The error for `value` not in enumeration `T`.
     pub fn new<T: codec::WireEnum>(value: &str) -> Self {
-        Self { enumeration: T::NAME, value: value.to_owned() }
+        Self {
+            enumeration: T::NAME,
+            value: value.to_owned(),
+        }
     }
 }
 
@@ -129,12 +132,16 @@ fn v2x_code_for_decode_error(e: &DecodeError) -> &'static str {
     match e.kind() {
         DecodeErrorKind::Syntax | DecodeErrorKind::DuplicateField => "FormatViolation",
         DecodeErrorKind::UnknownField => "ProtocolError",
-        DecodeErrorKind::MissingField | DecodeErrorKind::ItemCount => "OccurrenceConstraintViolation",
+        DecodeErrorKind::MissingField | DecodeErrorKind::ItemCount => {
+            "OccurrenceConstraintViolation"
+        }
         DecodeErrorKind::TypeMismatch
         | DecodeErrorKind::TooLong
         | DecodeErrorKind::Format
         | DecodeErrorKind::OutOfTypeRange => "TypeConstraintViolation",
-        DecodeErrorKind::UnknownEnumValue | DecodeErrorKind::OutOfRange => "PropertyConstraintViolation",
+        DecodeErrorKind::UnknownEnumValue | DecodeErrorKind::OutOfRange => {
+            "PropertyConstraintViolation"
+        }
         DecodeErrorKind::UnknownAction => "NotImplemented",
     }
 }
@@ -147,7 +154,9 @@ fn v2x_code_for_decode_error(e: &DecodeError) -> &'static str {
 fn v2x_code_for_frame_error(e: &rpc::FrameError) -> &'static str {
     use rpc::FrameErrorKind as K;
     match e.kind() {
-        K::NotJson | K::NotArray | K::BadMessageType | K::BadMessageId | K::BadStructure => "RpcFrameworkError",
+        K::NotJson | K::NotArray | K::BadMessageType | K::BadMessageId | K::BadStructure => {
+            "RpcFrameworkError"
+        }
         K::UnknownMessageType => "MessageTypeNotSupported",
         K::PayloadNotObject => "FormatViolation",
     }

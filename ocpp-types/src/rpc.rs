@@ -246,7 +246,13 @@ impl<'de> Visitor<'de> for FrameVisitor<'_> {
         let ty: u64 = match seq.next_element::<&RawValue>()? {
             Some(raw) => match raw.get().parse::<u64>() {
                 Ok(n) => n,
-                Err(_) => return Err(fail(p, FrameErrorKind::BadMessageType, "message type is not a number")),
+                Err(_) => {
+                    return Err(fail(
+                        p,
+                        FrameErrorKind::BadMessageType,
+                        "message type is not a number",
+                    ))
+                }
             },
             None => return Err(fail(p, FrameErrorKind::BadMessageType, "empty frame")),
         };
@@ -258,12 +264,28 @@ impl<'de> Visitor<'de> for FrameVisitor<'_> {
                     p.id = Some(id.into_owned());
                 }
             }
-            return Err(fail(p, FrameErrorKind::UnknownMessageType, &format!("unknown message type {ty}")));
+            return Err(fail(
+                p,
+                FrameErrorKind::UnknownMessageType,
+                &format!("unknown message type {ty}"),
+            ));
         };
         let id: Cow<'de, str> = match seq.next_element::<Cow<'de, str>>() {
             Ok(Some(id)) if id.chars().count() <= MAX_MESSAGE_ID_LEN => id,
-            Ok(Some(_)) => return Err(fail(p, FrameErrorKind::BadMessageId, "message id longer than 36 characters")),
-            _ => return Err(fail(p, FrameErrorKind::BadMessageId, "message id is not a string")),
+            Ok(Some(_)) => {
+                return Err(fail(
+                    p,
+                    FrameErrorKind::BadMessageId,
+                    "message id longer than 36 characters",
+                ))
+            }
+            _ => {
+                return Err(fail(
+                    p,
+                    FrameErrorKind::BadMessageId,
+                    "message id is not a string",
+                ))
+            }
         };
         p.id = Some(id.clone().into_owned());
         let bad = |p: &mut Progress, what: &str| fail(p, FrameErrorKind::BadStructure, what);
@@ -278,12 +300,24 @@ impl<'de> Visitor<'de> for FrameVisitor<'_> {
                     _ => return Err(bad(p, "payload missing")),
                 };
                 if !is_object(payload) {
-                    return Err(fail(p, FrameErrorKind::PayloadNotObject, "payload is not a JSON object"));
+                    return Err(fail(
+                        p,
+                        FrameErrorKind::PayloadNotObject,
+                        "payload is not a JSON object",
+                    ));
                 }
                 if mtype == MessageType::Call {
-                    Frame::Call { id, action, payload }
+                    Frame::Call {
+                        id,
+                        action,
+                        payload,
+                    }
                 } else {
-                    Frame::Send { id, action, payload }
+                    Frame::Send {
+                        id,
+                        action,
+                        payload,
+                    }
                 }
             }
             MessageType::CallResult => {
@@ -292,7 +326,11 @@ impl<'de> Visitor<'de> for FrameVisitor<'_> {
                     _ => return Err(bad(p, "payload missing")),
                 };
                 if !is_object(payload) {
-                    return Err(fail(p, FrameErrorKind::PayloadNotObject, "payload is not a JSON object"));
+                    return Err(fail(
+                        p,
+                        FrameErrorKind::PayloadNotObject,
+                        "payload is not a JSON object",
+                    ));
                 }
                 Frame::CallResult { id, payload }
             }
@@ -310,9 +348,17 @@ impl<'de> Visitor<'de> for FrameVisitor<'_> {
                     _ => return Err(bad(p, "error details missing")),
                 };
                 if !is_object(details) {
-                    return Err(fail(p, FrameErrorKind::PayloadNotObject, "error details is not a JSON object"));
+                    return Err(fail(
+                        p,
+                        FrameErrorKind::PayloadNotObject,
+                        "error details is not a JSON object",
+                    ));
                 }
-                let error = ErrorParts { code, description, details };
+                let error = ErrorParts {
+                    code,
+                    description,
+                    details,
+                };
                 if mtype == MessageType::CallError {
                     Frame::CallError { id, error }
                 } else {
@@ -339,21 +385,20 @@ impl<'a> Frame<'a> {
         let mut de = serde_json::Deserializer::from_str(text);
         let first = text.trim_start().as_bytes().first().copied();
         let result = (&mut de)
-            .deserialize_seq(FrameVisitor { progress: &mut progress })
+            .deserialize_seq(FrameVisitor {
+                progress: &mut progress,
+            })
             .and_then(|f| de.end().map(|()| f));
         match result {
             Ok(frame) => Ok(frame),
             Err(e) => {
+                // A syntax error anywhere wins over what the visitor saw.
+                let is_json = serde_json::from_str::<de::IgnoredAny>(text).is_ok();
                 let kind = match progress.kind {
+                    _ if !is_json => FrameErrorKind::NotJson,
                     Some(k) => k,
-                    None if first != Some(b'[') => {
-                        if serde_json::from_str::<de::IgnoredAny>(text).is_ok() {
-                            FrameErrorKind::NotArray
-                        } else {
-                            FrameErrorKind::NotJson
-                        }
-                    }
-                    None => FrameErrorKind::NotJson,
+                    None if first != Some(b'[') => FrameErrorKind::NotArray,
+                    None => FrameErrorKind::BadStructure,
                 };
                 let message = match kind {
                     FrameErrorKind::NotJson => format!("not JSON: {e}"),
@@ -401,7 +446,10 @@ impl<'a> Frame<'a> {
 
 /// Parses a frame, refusing message types outside `allowed` as
 /// [`FrameErrorKind::UnknownMessageType`].
-pub(crate) fn parse_for<'a>(text: &'a str, allowed: &[MessageType]) -> Result<Frame<'a>, FrameError> {
+pub(crate) fn parse_for<'a>(
+    text: &'a str,
+    allowed: &[MessageType],
+) -> Result<Frame<'a>, FrameError> {
     let frame = Frame::parse(text)?;
     let mtype = frame.message_type();
     if allowed.contains(&mtype) {
@@ -411,7 +459,10 @@ pub(crate) fn parse_for<'a>(text: &'a str, allowed: &[MessageType]) -> Result<Fr
             kind: FrameErrorKind::UnknownMessageType,
             id: Some(frame.id().to_owned()),
             message_type: Some(u64::from(mtype.number())),
-            message: format!("message type {} is not supported by this version", mtype.number()),
+            message: format!(
+                "message type {} is not supported by this version",
+                mtype.number()
+            ),
         })
     }
 }
@@ -454,8 +505,15 @@ pub fn call_result_to_string(id: &str, payload: &str) -> String {
 
 /// Writes `[4, id, code, description, details]`, or with `result_error`
 /// `[5, ...]` (2.1 CALLRESULTERROR). `details` must be a JSON object text.
-pub fn call_error_to_string(id: &str, code: &str, description: &str, details: &str, result_error: bool) -> String {
-    let mut out = String::with_capacity(id.len() + code.len() + description.len() + details.len() + 16);
+pub fn call_error_to_string(
+    id: &str,
+    code: &str,
+    description: &str,
+    details: &str,
+    result_error: bool,
+) -> String {
+    let mut out =
+        String::with_capacity(id.len() + code.len() + description.len() + details.len() + 16);
     out.push_str(if result_error { "[5," } else { "[4," });
     push_json_str(&mut out, id);
     out.push(',');
@@ -502,20 +560,32 @@ mod tests {
         assert_eq!(k("[2,\"1\",\"A\",{},1]"), FrameErrorKind::BadStructure);
         assert_eq!(k("[2,\"1\",\"A\",[]]"), FrameErrorKind::PayloadNotObject);
         // the id survives errors after it
-        assert_eq!(Frame::parse("[2,\"abc\",5,{}]").unwrap_err().id(), Some("abc"));
-        assert_eq!(Frame::parse("[9,\"abc\",5,{}]").unwrap_err().id(), Some("abc"));
+        assert_eq!(
+            Frame::parse("[2,\"abc\",5,{}]").unwrap_err().id(),
+            Some("abc")
+        );
+        assert_eq!(
+            Frame::parse("[9,\"abc\",5,{}]").unwrap_err().id(),
+            Some("abc")
+        );
     }
 
     #[test]
     fn writes_frames() {
-        assert_eq!(call_to_string("1", "Heartbeat", "{}"), r#"[2,"1","Heartbeat",{}]"#);
+        assert_eq!(
+            call_to_string("1", "Heartbeat", "{}"),
+            r#"[2,"1","Heartbeat",{}]"#
+        );
         assert_eq!(send_to_string("1", "X", "{}"), r#"[6,"1","X",{}]"#);
         assert_eq!(call_result_to_string("a\"b", "{}"), r#"[3,"a\"b",{}]"#);
         assert_eq!(
             call_error_to_string("1", "NotImplemented", "no", "{}", false),
             r#"[4,"1","NotImplemented","no",{}]"#
         );
-        for text in [call_to_string("x", "A", "{\"a\":1}"), call_error_to_string("1", "C", "d", "{}", true)] {
+        for text in [
+            call_to_string("x", "A", "{\"a\":1}"),
+            call_error_to_string("1", "C", "d", "{}", true),
+        ] {
             assert!(Frame::parse(&text).is_ok(), "{text}");
         }
     }

@@ -205,10 +205,7 @@ mod tests {
         // 5 characters, 10 bytes.
         let s = "ééééé";
         assert!(BoundedString::<5>::new(s).is_ok());
-        assert_eq!(
-            BoundedString::<4>::new(s),
-            Err(TooLong { len: 5, max: 4 })
-        );
+        assert_eq!(BoundedString::<4>::new(s), Err(TooLong { len: 5, max: 4 }));
     }
 
     #[test]

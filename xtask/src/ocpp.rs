@@ -113,19 +113,40 @@ const V16_NAMES: &[(&str, &str)] = &[
     ("AuthorizationData.idTagInfo", "IdTagInfo"),
     ("IdTagInfo.status", "AuthorizationStatus"),
     ("BootNotificationResponse.status", "RegistrationStatus"),
-    ("CancelReservationResponse.status", "CancelReservationStatus"),
+    (
+        "CancelReservationResponse.status",
+        "CancelReservationStatus",
+    ),
     ("ChangeAvailabilityRequest.type", "AvailabilityType"),
     ("ChangeAvailabilityResponse.status", "AvailabilityStatus"),
     ("ChangeConfigurationResponse.status", "ConfigurationStatus"),
     ("ClearCacheResponse.status", "ClearCacheStatus"),
-    ("ClearChargingProfileRequest.chargingProfilePurpose", "ChargingProfilePurposeType"),
-    ("ClearChargingProfileResponse.status", "ClearChargingProfileStatus"),
+    (
+        "ClearChargingProfileRequest.chargingProfilePurpose",
+        "ChargingProfilePurposeType",
+    ),
+    (
+        "ClearChargingProfileResponse.status",
+        "ClearChargingProfileStatus",
+    ),
     ("DataTransferResponse.status", "DataTransferStatus"),
-    ("DiagnosticsStatusNotificationRequest.status", "DiagnosticsStatus"),
+    (
+        "DiagnosticsStatusNotificationRequest.status",
+        "DiagnosticsStatus",
+    ),
     ("FirmwareStatusNotificationRequest.status", "FirmwareStatus"),
-    ("GetCompositeScheduleRequest.chargingRateUnit", "ChargingRateUnitType"),
-    ("GetCompositeScheduleResponse.status", "GetCompositeScheduleStatus"),
-    ("GetCompositeScheduleResponse.chargingSchedule", "ChargingSchedule"),
+    (
+        "GetCompositeScheduleRequest.chargingRateUnit",
+        "ChargingRateUnitType",
+    ),
+    (
+        "GetCompositeScheduleResponse.status",
+        "GetCompositeScheduleStatus",
+    ),
+    (
+        "GetCompositeScheduleResponse.chargingSchedule",
+        "ChargingSchedule",
+    ),
     ("GetConfigurationResponse.configurationKey", "KeyValue"),
     ("SampledValue.context", "ReadingContext"),
     ("SampledValue.format", "ValueFormat"),
@@ -133,22 +154,46 @@ const V16_NAMES: &[(&str, &str)] = &[
     ("SampledValue.phase", "Phase"),
     ("SampledValue.location", "Location"),
     ("SampledValue.unit", "UnitOfMeasure"),
-    ("RemoteStartTransactionRequest.chargingProfile", "ChargingProfile"),
-    ("SetChargingProfileRequest.csChargingProfiles", "ChargingProfile"),
-    ("ChargingProfile.chargingProfilePurpose", "ChargingProfilePurposeType"),
-    ("ChargingProfile.chargingProfileKind", "ChargingProfileKindType"),
+    (
+        "RemoteStartTransactionRequest.chargingProfile",
+        "ChargingProfile",
+    ),
+    (
+        "SetChargingProfileRequest.csChargingProfiles",
+        "ChargingProfile",
+    ),
+    (
+        "ChargingProfile.chargingProfilePurpose",
+        "ChargingProfilePurposeType",
+    ),
+    (
+        "ChargingProfile.chargingProfileKind",
+        "ChargingProfileKindType",
+    ),
     ("ChargingProfile.recurrencyKind", "RecurrencyKindType"),
     ("ChargingSchedule.chargingRateUnit", "ChargingRateUnitType"),
-    ("RemoteStartTransactionResponse.status", "RemoteStartStopStatus"),
-    ("RemoteStopTransactionResponse.status", "RemoteStartStopStatus"),
+    (
+        "RemoteStartTransactionResponse.status",
+        "RemoteStartStopStatus",
+    ),
+    (
+        "RemoteStopTransactionResponse.status",
+        "RemoteStartStopStatus",
+    ),
     ("ReserveNowResponse.status", "ReservationStatus"),
     ("ResetRequest.type", "ResetType"),
     ("ResetResponse.status", "ResetStatus"),
-    ("SendLocalListRequest.localAuthorizationList", "AuthorizationData"),
+    (
+        "SendLocalListRequest.localAuthorizationList",
+        "AuthorizationData",
+    ),
     ("SendLocalListRequest.updateType", "UpdateType"),
     ("SendLocalListResponse.status", "UpdateStatus"),
     ("SetChargingProfileResponse.status", "ChargingProfileStatus"),
-    ("StatusNotificationRequest.errorCode", "ChargePointErrorCode"),
+    (
+        "StatusNotificationRequest.errorCode",
+        "ChargePointErrorCode",
+    ),
     ("StatusNotificationRequest.status", "ChargePointStatus"),
     ("StopTransactionRequest.reason", "Reason"),
     // The official StopTransaction schema's unit list lacks `Hertz`, so its
@@ -165,20 +210,53 @@ const V16_NAMES: &[(&str, &str)] = &[
     ("TriggerMessageResponse.status", "TriggerMessageStatus"),
     ("UnlockConnectorResponse.status", "UnlockStatus"),
     // Security Whitepaper edition 3: its schemas' own enum names.
-    ("CertificateSignedResponse.status", "CertificateSignedStatusEnumType"),
-    ("DeleteCertificateResponse.status", "DeleteCertificateStatusEnumType"),
-    ("ExtendedTriggerMessageRequest.requestedMessage", "MessageTriggerEnumType"),
-    ("ExtendedTriggerMessageResponse.status", "TriggerMessageStatusEnumType"),
-    ("GetInstalledCertificateIdsRequest.certificateType", "CertificateUseEnumType"),
-    ("GetInstalledCertificateIdsResponse.status", "GetInstalledCertificateStatusEnumType"),
+    (
+        "CertificateSignedResponse.status",
+        "CertificateSignedStatusEnumType",
+    ),
+    (
+        "DeleteCertificateResponse.status",
+        "DeleteCertificateStatusEnumType",
+    ),
+    (
+        "ExtendedTriggerMessageRequest.requestedMessage",
+        "MessageTriggerEnumType",
+    ),
+    (
+        "ExtendedTriggerMessageResponse.status",
+        "TriggerMessageStatusEnumType",
+    ),
+    (
+        "GetInstalledCertificateIdsRequest.certificateType",
+        "CertificateUseEnumType",
+    ),
+    (
+        "GetInstalledCertificateIdsResponse.status",
+        "GetInstalledCertificateStatusEnumType",
+    ),
     ("GetLogRequest.logType", "LogEnumType"),
     ("GetLogResponse.status", "LogStatusEnumType"),
-    ("InstallCertificateRequest.certificateType", "CertificateUseEnumType"),
-    ("InstallCertificateResponse.status", "InstallCertificateStatusEnumType"),
-    ("LogStatusNotificationRequest.status", "UploadLogStatusEnumType"),
+    (
+        "InstallCertificateRequest.certificateType",
+        "CertificateUseEnumType",
+    ),
+    (
+        "InstallCertificateResponse.status",
+        "InstallCertificateStatusEnumType",
+    ),
+    (
+        "LogStatusNotificationRequest.status",
+        "UploadLogStatusEnumType",
+    ),
     ("SignCertificateResponse.status", "GenericStatusEnumType"),
-    ("SignedFirmwareStatusNotificationRequest.status", "FirmwareStatusEnumType"),
-    ("SignedUpdateFirmwareResponse.status", "UpdateFirmwareStatusEnumType"),
+    (
+        "SignedFirmwareStatusNotificationRequest.status",
+        "FirmwareStatusEnumType",
+    ),
+    (
+        "SignedUpdateFirmwareResponse.status",
+        "UpdateFirmwareStatusEnumType",
+    ),
 ];
 
 fn v16_file(action: &str) -> String {
@@ -190,9 +268,27 @@ fn v2_file(action: &str) -> String {
 }
 
 const VERSIONS: &[VersionSpec] = &[
-    VersionSpec { module: "v16", marker: "V16", request_file: v16_file, from_station: V16_FROM_STATION, names: V16_NAMES },
-    VersionSpec { module: "v201", marker: "V201", request_file: v2_file, from_station: V201_FROM_STATION, names: &[] },
-    VersionSpec { module: "v21", marker: "V21", request_file: v2_file, from_station: V21_FROM_STATION, names: &[] },
+    VersionSpec {
+        module: "v16",
+        marker: "V16",
+        request_file: v16_file,
+        from_station: V16_FROM_STATION,
+        names: V16_NAMES,
+    },
+    VersionSpec {
+        module: "v201",
+        marker: "V201",
+        request_file: v2_file,
+        from_station: V201_FROM_STATION,
+        names: &[],
+    },
+    VersionSpec {
+        module: "v21",
+        marker: "V21",
+        request_file: v2_file,
+        from_station: V21_FROM_STATION,
+        names: &[],
+    },
 ];
 
 /// SEND messages (2.1): no response schema.
@@ -298,7 +394,11 @@ fn snake(s: &str) -> String {
         }
     }
     const KEYWORDS: &[&str] = &[
-        "as", "async", "await", "box", "break", "const", "continue", "crate", "dyn", "else", "enum", "extern", "false", "final", "fn", "for", "gen", "if", "impl", "in", "let", "loop", "match", "mod", "move", "mut", "override", "priv", "pub", "ref", "return", "static", "struct", "super", "trait", "true", "try", "type", "typeof", "unsafe", "use", "virtual", "where", "while", "yield",
+        "as", "async", "await", "box", "break", "const", "continue", "crate", "dyn", "else",
+        "enum", "extern", "false", "final", "fn", "for", "gen", "if", "impl", "in", "let", "loop",
+        "match", "mod", "move", "mut", "override", "priv", "pub", "ref", "return", "static",
+        "struct", "super", "trait", "true", "try", "type", "typeof", "unsafe", "use", "virtual",
+        "where", "while", "yield",
     ];
     if KEYWORDS.contains(&out.as_str()) {
         format!("r#{out}")
@@ -311,13 +411,19 @@ fn int_bound(n: Option<f64>, what: &str, origin: &str) -> Result<Option<i64>, St
     match n {
         None => Ok(None),
         Some(v) if v.fract() == 0.0 => Ok(Some(v as i64)),
-        Some(v) => Err(format!("{origin}: non-integral {what} {v} is not supported")),
+        Some(v) => Err(format!(
+            "{origin}: non-integral {what} {v} is not supported"
+        )),
     }
 }
 
 impl<'a> Registry<'a> {
     fn new(spec: &'a VersionSpec) -> Self {
-        Registry { spec, types: BTreeMap::new(), order: Vec::new() }
+        Registry {
+            spec,
+            types: BTreeMap::new(),
+            order: Vec::new(),
+        }
     }
 
     fn register(&mut self, t: TypeDef) -> Result<String, String> {
@@ -342,7 +448,9 @@ impl<'a> Registry<'a> {
             return (*n).to_owned();
         }
         if is_enum {
-            let base = parent.trim_end_matches("Request").trim_end_matches("Response");
+            let base = parent
+                .trim_end_matches("Request")
+                .trim_end_matches("Response");
             format!("{base}{}", upper_camel(prop))
         } else {
             upper_camel(prop)
@@ -354,7 +462,14 @@ impl<'a> Registry<'a> {
     }
 
     /// The type of a property's schema. `parent` and `prop` name inline types.
-    fn ty_of(&mut self, node: &Json, defs: &Json, parent: &str, prop: &str, origin: &str) -> Result<Ty, String> {
+    fn ty_of(
+        &mut self,
+        node: &Json,
+        defs: &Json,
+        parent: &str,
+        prop: &str,
+        origin: &str,
+    ) -> Result<Ty, String> {
         if let Some(r) = node.str("$ref") {
             let name = r.rsplit('/').next().unwrap_or(r).to_owned();
             let def = defs
@@ -398,7 +513,9 @@ impl<'a> Registry<'a> {
             }
             Some("boolean") => Ty::Bool,
             Some("array") => {
-                let items = node.get("items").ok_or_else(|| format!("{origin}: array without items"))?;
+                let items = node
+                    .get("items")
+                    .ok_or_else(|| format!("{origin}: array without items"))?;
                 let inner = self.ty_of(items, defs, parent, prop, origin)?;
                 Ty::List(
                     Box::new(inner),
@@ -416,7 +533,13 @@ impl<'a> Registry<'a> {
     }
 
     /// Registers the named type described by `node`.
-    fn type_def(&mut self, node: &Json, defs: &Json, name: &str, origin: &str) -> Result<String, String> {
+    fn type_def(
+        &mut self,
+        node: &Json,
+        defs: &Json,
+        name: &str,
+        origin: &str,
+    ) -> Result<String, String> {
         let doc = Self::description(node);
         let def = if let Some(values) = node.get("enum") {
             let variants = values
@@ -431,7 +554,18 @@ impl<'a> Registry<'a> {
         } else {
             let required: Vec<&str> = node
                 .get("required")
-                .map(|r| r.items().iter().filter_map(|v| if let Json::Str(s) = v { Some(s.as_str()) } else { None }).collect())
+                .map(|r| {
+                    r.items()
+                        .iter()
+                        .filter_map(|v| {
+                            if let Json::Str(s) = v {
+                                Some(s.as_str())
+                            } else {
+                                None
+                            }
+                        })
+                        .collect()
+                })
                 .unwrap_or_default();
             let mut fields = Vec::new();
             for (wire, prop) in node.get("properties").map(Json::members).unwrap_or(&[]) {
@@ -453,7 +587,12 @@ impl<'a> Registry<'a> {
             let extra = node.get("additionalProperties") != Some(&Json::Bool(false));
             Def::Struct { fields, extra }
         };
-        self.register(TypeDef { name: name.to_owned(), doc, def, origin: origin.to_owned() })
+        self.register(TypeDef {
+            name: name.to_owned(),
+            doc,
+            def,
+            origin: origin.to_owned(),
+        })
     }
 }
 
@@ -510,19 +649,31 @@ fn codec(ty: &Ty) -> (String, String) {
             let t = format!("crate::BoundedString<{n}>");
             (format!("crate::codec::Plain<{t}>"), t)
         }
-        Ty::Uri(n) => (format!("crate::codec::Uri<{}>", n.unwrap_or(0)), "String".into()),
-        Ty::Int(min, max) => (format!("crate::codec::Int<{}, {}>", bound(*min), bound(*max)), "i32".into()),
+        Ty::Uri(n) => (
+            format!("crate::codec::Uri<{}>", n.unwrap_or(0)),
+            "String".into(),
+        ),
+        Ty::Int(min, max) => (
+            format!("crate::codec::Int<{}, {}>", bound(*min), bound(*max)),
+            "i32".into(),
+        ),
         Ty::Dec(min, max, s) => (
             format!("crate::codec::Dec<{}, {}, {s}>", bound(*min), bound(*max)),
             "rust_decimal::Decimal".into(),
         ),
         Ty::Bool => ("crate::codec::Plain<bool>".into(), "bool".into()),
-        Ty::Time => ("crate::codec::Time".into(), "chrono::DateTime<chrono::Utc>".into()),
+        Ty::Time => (
+            "crate::codec::Time".into(),
+            "chrono::DateTime<chrono::Utc>".into(),
+        ),
         Ty::Any => ("crate::codec::AnyJson".into(), "serde_json::Value".into()),
         Ty::Named(n) => (format!("crate::codec::Plain<{n}>"), n.clone()),
         Ty::List(inner, min, max) => {
             let (c, t) = codec(inner);
-            (format!("crate::codec::List<{c}, {min}, {max}>"), format!("Vec<{t}>"))
+            (
+                format!("crate::codec::List<{c}, {min}, {max}>"),
+                format!("Vec<{t}>"),
+            )
         }
     }
 }
@@ -550,7 +701,10 @@ fn emit_enum(out: &mut String, t: &TypeDef, variants: &[String]) -> Result<(), S
     for v in variants {
         let id = upper_camel(v);
         if id.is_empty() || idents.contains(&id) {
-            return Err(format!("{}: enum {} value {v:?} gives a clashing variant name", t.origin, t.name));
+            return Err(format!(
+                "{}: enum {} value {v:?} gives a clashing variant name",
+                t.origin, t.name
+            ));
         }
         idents.push(id);
     }
@@ -572,7 +726,9 @@ fn emit_enum(out: &mut String, t: &TypeDef, variants: &[String]) -> Result<(), S
     for v in variants {
         let _ = write!(out, "{v:?}, ");
     }
-    out.push_str("];\n    #[inline]\n    fn from_wire(s: &str) -> Option<Self> {\n        Some(match s {\n");
+    out.push_str(
+        "];\n    #[inline]\n    fn from_wire(s: &str) -> Option<Self> {\n        Some(match s {\n",
+    );
     for (v, id) in variants.iter().zip(&idents) {
         let _ = writeln!(out, "            {v:?} => Self::{id},");
     }
@@ -635,14 +791,24 @@ fn emit_struct(out: &mut String, t: &TypeDef, fields: &[Field], extra: bool) {
         }
         if needs_ser_codec(&f.ty) {
             let func = if f.required { "ser" } else { "ser_opt" };
-            attrs.push(format!("serialize_with = \"crate::codec::{func}::<{c}, _>\""));
+            attrs.push(format!(
+                "serialize_with = \"crate::codec::{func}::<{c}, _>\""
+            ));
         }
         let _ = writeln!(out, "    #[serde({})]", attrs.join(", "));
         if let Some(st) = schema_ty(&f.ty) {
-            let st = if f.required { st } else { format!("Option<{st}>") };
+            let st = if f.required {
+                st
+            } else {
+                format!("Option<{st}>")
+            };
             let _ = writeln!(out, "    #[schemars(with = {st:?})]");
         }
-        let rt = if f.required { rt } else { format!("Option<{rt}>") };
+        let rt = if f.required {
+            rt
+        } else {
+            format!("Option<{rt}>")
+        };
         let _ = writeln!(out, "    pub {id}: {rt},");
     }
     if extra {
@@ -653,12 +819,21 @@ fn emit_struct(out: &mut String, t: &TypeDef, fields: &[Field], extra: bool) {
     // Deserialize: strict objects, exact fields, codecs per field.
     let fields_list: Vec<String> = fields.iter().map(|f| format!("{:?}", f.wire)).collect();
     let _ = writeln!(out, "impl<'de> serde::Deserialize<'de> for {name} {{");
-    out.push_str("    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {\n");
+    out.push_str(
+        "    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {\n",
+    );
     out.push_str("        struct V;\n");
     if !extra {
-        let _ = writeln!(out, "        const FIELDS: &[&str] = &[{}];", fields_list.join(", "));
+        let _ = writeln!(
+            out,
+            "        const FIELDS: &[&str] = &[{}];",
+            fields_list.join(", ")
+        );
     }
-    let _ = writeln!(out, "        impl<'de> serde::de::Visitor<'de> for V {{\n            type Value = {name};");
+    let _ = writeln!(
+        out,
+        "        impl<'de> serde::de::Visitor<'de> for V {{\n            type Value = {name};"
+    );
     let _ = writeln!(out, "            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {{\n                f.write_str(\"a {name} object\")\n            }}");
     out.push_str("            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {\n");
     for (f, id) in fields.iter().zip(&idents) {
@@ -697,10 +872,15 @@ fn emit_struct(out: &mut String, t: &TypeDef, fields: &[Field], extra: bool) {
     if extra {
         out.push_str("                    extra,\n");
     }
-    out.push_str("                })\n            }\n        }\n        d.deserialize_map(V)\n    }\n}\n\n");
+    out.push_str(
+        "                })\n            }\n        }\n        d.deserialize_map(V)\n    }\n}\n\n",
+    );
 
     if all_optional && !fields.is_empty() || fields.is_empty() {
-        let _ = writeln!(out, "impl Default for {name} {{\n    fn default() -> Self {{\n        Self {{");
+        let _ = writeln!(
+            out,
+            "impl Default for {name} {{\n    fn default() -> Self {{\n        Self {{"
+        );
         for id in &idents {
             let _ = writeln!(out, "            {id}: None,");
         }
@@ -711,7 +891,13 @@ fn emit_struct(out: &mut String, t: &TypeDef, fields: &[Field], extra: bool) {
     }
 
     let _ = writeln!(out, "#[cfg(any(test, feature = \"arbitrary\"))]\nimpl<'a> arbitrary::Arbitrary<'a> for {name} {{");
-    out.push_str("    fn arbitrary(u: &mut arbitrary::Unstructured<'a>) -> arbitrary::Result<Self> {\n        use crate::codec::FieldCodec as _;\n");
+    if fields.is_empty() && !extra {
+        out.push_str(
+            "    fn arbitrary(_: &mut arbitrary::Unstructured<'a>) -> arbitrary::Result<Self> {\n",
+        );
+    } else {
+        out.push_str("    fn arbitrary(u: &mut arbitrary::Unstructured<'a>) -> arbitrary::Result<Self> {\n        use crate::codec::FieldCodec as _;\n");
+    }
     let _ = writeln!(out, "        Ok({name} {{");
     for (f, id) in fields.iter().zip(&idents) {
         let (c, _) = codec(&f.ty);
@@ -731,7 +917,9 @@ pub(crate) fn generate(root: &Path) -> Result<Vec<(PathBuf, String)>, String> {
     let mut outputs = Vec::new();
     for spec in VERSIONS {
         outputs.push((
-            root.join("ocpp-types/src").join(spec.module).join("generated.rs"),
+            root.join("ocpp-types/src")
+                .join(spec.module)
+                .join("generated.rs"),
             generate_version(root, spec)?,
         ));
     }
@@ -763,7 +951,11 @@ fn generate_version(root: &Path, spec: &VersionSpec) -> Result<String, String> {
                 None => return Err(format!("{}: unexpected file {f}", spec.module)),
             }
         };
-        let request_file = if send { f.clone() } else { (spec.request_file)(&name) };
+        let request_file = if send {
+            f.clone()
+        } else {
+            (spec.request_file)(&name)
+        };
         let response_file = format!("{name}Response.json");
         if !send && !files.contains(&response_file) {
             return Err(format!("{}: {name} has no response schema", spec.module));
@@ -787,7 +979,10 @@ fn generate_version(root: &Path, spec: &VersionSpec) -> Result<String, String> {
         }
         for (file, type_name) in roots {
             let schema = load(&dir.join(&file))?;
-            let defs = schema.get("definitions").cloned().unwrap_or(Json::Obj(Vec::new()));
+            let defs = schema
+                .get("definitions")
+                .cloned()
+                .unwrap_or(Json::Obj(Vec::new()));
             let origin = format!("{}/{file}", spec.module);
             reg.type_def(&schema, &defs, &type_name, &origin)?;
         }
@@ -852,19 +1047,32 @@ fn emit_actions(out: &mut String, spec: &VersionSpec, actions: &[ActionDef]) {
     }
     out.push_str("}\n\n");
 
-    for (enum_name, suffix, what) in [("Request", "Request", "request"), ("Response", "Response", "response")] {
+    for (enum_name, suffix, what) in [
+        ("Request", "Request", "request"),
+        ("Response", "Response", "response"),
+    ] {
         let _ = writeln!(
             out,
             "/// Every {what} payload of this version, tagged by action (SEND payloads are in [`Request`] too).\n#[derive(Debug, Clone, PartialEq)]\n#[non_exhaustive]\n#[allow(clippy::large_enum_variant)]\npub enum {enum_name} {{"
         );
         for a in actions.iter().filter(|a| suffix == "Request" || !a.send) {
-            let _ = writeln!(out, "    #[doc = {:?}]\n    {}({}{suffix}),", format!("`{}` {what}.", a.name), a.name, a.name);
+            let _ = writeln!(
+                out,
+                "    #[doc = {:?}]\n    {}({}{suffix}),",
+                format!("`{}` {what}.", a.name),
+                a.name,
+                a.name
+            );
         }
         out.push_str("}\n\n");
         let _ = writeln!(out, "impl {enum_name} {{");
         let _ = writeln!(out, "    /// Decodes and validates a {what} payload for `action`.\n    ///\n    /// # Errors\n    ///\n    /// [`crate::DecodeError`]: the payload breaks its schema, or the action is unknown\n    /// ([`crate::DecodeErrorKind::UnknownAction`]).\n    pub fn decode(action: &str, payload: &str) -> Result<Self, crate::DecodeError> {{\n        match action {{");
         for a in actions.iter().filter(|a| suffix == "Request" || !a.send) {
-            let _ = writeln!(out, "            {:?} => crate::from_str(payload).map(Self::{}),", a.name, a.name);
+            let _ = writeln!(
+                out,
+                "            {:?} => crate::from_str(payload).map(Self::{}),",
+                a.name, a.name
+            );
         }
         out.push_str("            _ => Err(crate::DecodeError::unknown_action(action)),\n        }\n    }\n\n");
         out.push_str("    /// The action name.\n    pub fn action(&self) -> &'static str {\n        match self {\n");
@@ -890,19 +1098,37 @@ fn emit_actions(out: &mut String, spec: &VersionSpec, actions: &[ActionDef]) {
             "CsmsToChargingStation"
         };
         let _ = writeln!(out, "    crate::ActionInfo {{");
-        let _ = writeln!(out, "        name: {n:?},\n        direction: crate::Direction::{dir},\n        send: {},", a.send);
-        let _ = writeln!(out, "        request_schema: {:?},", format!("{m}/{}", a.request_file));
+        let _ = writeln!(
+            out,
+            "        name: {n:?},\n        direction: crate::Direction::{dir},\n        send: {},",
+            a.send
+        );
+        let _ = writeln!(
+            out,
+            "        request_schema: {:?},",
+            format!("{m}/{}", a.request_file)
+        );
         match &a.response_file {
             Some(r) => {
-                let _ = writeln!(out, "        response_schema: Some({:?}),", format!("{m}/{r}"));
+                let _ = writeln!(
+                    out,
+                    "        response_schema: Some({:?}),",
+                    format!("{m}/{r}")
+                );
             }
             None => out.push_str("        response_schema: None,\n"),
         }
-        let _ = writeln!(out, "        validate_request: crate::validate::<{n}Request>,");
+        let _ = writeln!(
+            out,
+            "        validate_request: crate::validate::<{n}Request>,"
+        );
         if a.send {
             out.push_str("        validate_response: None,\n");
         } else {
-            let _ = writeln!(out, "        validate_response: Some(crate::validate::<{n}Response>),");
+            let _ = writeln!(
+                out,
+                "        validate_response: Some(crate::validate::<{n}Response>),"
+            );
         }
         let _ = writeln!(out, "        #[cfg(any(test, feature = \"arbitrary\"))]\n        arbitrary_request: crate::arbitrary_json::<{n}Request>,");
         if a.send {

@@ -1218,8 +1218,7 @@ impl Default for ClearCacheRequest {
 
 #[cfg(any(test, feature = "arbitrary"))]
 impl<'a> arbitrary::Arbitrary<'a> for ClearCacheRequest {
-    fn arbitrary(u: &mut arbitrary::Unstructured<'a>) -> arbitrary::Result<Self> {
-        use crate::codec::FieldCodec as _;
+    fn arbitrary(_: &mut arbitrary::Unstructured<'a>) -> arbitrary::Result<Self> {
         Ok(ClearCacheRequest {
         })
     }
@@ -2239,8 +2238,7 @@ impl Default for DiagnosticsStatusNotificationResponse {
 
 #[cfg(any(test, feature = "arbitrary"))]
 impl<'a> arbitrary::Arbitrary<'a> for DiagnosticsStatusNotificationResponse {
-    fn arbitrary(u: &mut arbitrary::Unstructured<'a>) -> arbitrary::Result<Self> {
-        use crate::codec::FieldCodec as _;
+    fn arbitrary(_: &mut arbitrary::Unstructured<'a>) -> arbitrary::Result<Self> {
         Ok(DiagnosticsStatusNotificationResponse {
         })
     }
@@ -2679,8 +2677,7 @@ impl Default for FirmwareStatusNotificationResponse {
 
 #[cfg(any(test, feature = "arbitrary"))]
 impl<'a> arbitrary::Arbitrary<'a> for FirmwareStatusNotificationResponse {
-    fn arbitrary(u: &mut arbitrary::Unstructured<'a>) -> arbitrary::Result<Self> {
-        use crate::codec::FieldCodec as _;
+    fn arbitrary(_: &mut arbitrary::Unstructured<'a>) -> arbitrary::Result<Self> {
         Ok(FirmwareStatusNotificationResponse {
         })
     }
@@ -3643,8 +3640,7 @@ impl Default for GetLocalListVersionRequest {
 
 #[cfg(any(test, feature = "arbitrary"))]
 impl<'a> arbitrary::Arbitrary<'a> for GetLocalListVersionRequest {
-    fn arbitrary(u: &mut arbitrary::Unstructured<'a>) -> arbitrary::Result<Self> {
-        use crate::codec::FieldCodec as _;
+    fn arbitrary(_: &mut arbitrary::Unstructured<'a>) -> arbitrary::Result<Self> {
         Ok(GetLocalListVersionRequest {
         })
     }
@@ -4054,8 +4050,7 @@ impl Default for HeartbeatRequest {
 
 #[cfg(any(test, feature = "arbitrary"))]
 impl<'a> arbitrary::Arbitrary<'a> for HeartbeatRequest {
-    fn arbitrary(u: &mut arbitrary::Unstructured<'a>) -> arbitrary::Result<Self> {
-        use crate::codec::FieldCodec as _;
+    fn arbitrary(_: &mut arbitrary::Unstructured<'a>) -> arbitrary::Result<Self> {
         Ok(HeartbeatRequest {
         })
     }
@@ -4455,8 +4450,7 @@ impl Default for LogStatusNotificationResponse {
 
 #[cfg(any(test, feature = "arbitrary"))]
 impl<'a> arbitrary::Arbitrary<'a> for LogStatusNotificationResponse {
-    fn arbitrary(u: &mut arbitrary::Unstructured<'a>) -> arbitrary::Result<Self> {
-        use crate::codec::FieldCodec as _;
+    fn arbitrary(_: &mut arbitrary::Unstructured<'a>) -> arbitrary::Result<Self> {
         Ok(LogStatusNotificationResponse {
         })
     }
@@ -5359,8 +5353,7 @@ impl Default for MeterValuesResponse {
 
 #[cfg(any(test, feature = "arbitrary"))]
 impl<'a> arbitrary::Arbitrary<'a> for MeterValuesResponse {
-    fn arbitrary(u: &mut arbitrary::Unstructured<'a>) -> arbitrary::Result<Self> {
-        use crate::codec::FieldCodec as _;
+    fn arbitrary(_: &mut arbitrary::Unstructured<'a>) -> arbitrary::Result<Self> {
         Ok(MeterValuesResponse {
         })
     }
@@ -6382,8 +6375,7 @@ impl Default for SecurityEventNotificationResponse {
 
 #[cfg(any(test, feature = "arbitrary"))]
 impl<'a> arbitrary::Arbitrary<'a> for SecurityEventNotificationResponse {
-    fn arbitrary(u: &mut arbitrary::Unstructured<'a>) -> arbitrary::Result<Self> {
-        use crate::codec::FieldCodec as _;
+    fn arbitrary(_: &mut arbitrary::Unstructured<'a>) -> arbitrary::Result<Self> {
         Ok(SecurityEventNotificationResponse {
         })
     }
@@ -7227,8 +7219,7 @@ impl Default for SignedFirmwareStatusNotificationResponse {
 
 #[cfg(any(test, feature = "arbitrary"))]
 impl<'a> arbitrary::Arbitrary<'a> for SignedFirmwareStatusNotificationResponse {
-    fn arbitrary(u: &mut arbitrary::Unstructured<'a>) -> arbitrary::Result<Self> {
-        use crate::codec::FieldCodec as _;
+    fn arbitrary(_: &mut arbitrary::Unstructured<'a>) -> arbitrary::Result<Self> {
         Ok(SignedFirmwareStatusNotificationResponse {
         })
     }
@@ -7986,8 +7977,7 @@ impl Default for StatusNotificationResponse {
 
 #[cfg(any(test, feature = "arbitrary"))]
 impl<'a> arbitrary::Arbitrary<'a> for StatusNotificationResponse {
-    fn arbitrary(u: &mut arbitrary::Unstructured<'a>) -> arbitrary::Result<Self> {
-        use crate::codec::FieldCodec as _;
+    fn arbitrary(_: &mut arbitrary::Unstructured<'a>) -> arbitrary::Result<Self> {
         Ok(StatusNotificationResponse {
         })
     }
@@ -9036,8 +9026,7 @@ impl Default for UpdateFirmwareResponse {
 
 #[cfg(any(test, feature = "arbitrary"))]
 impl<'a> arbitrary::Arbitrary<'a> for UpdateFirmwareResponse {
-    fn arbitrary(u: &mut arbitrary::Unstructured<'a>) -> arbitrary::Result<Self> {
-        use crate::codec::FieldCodec as _;
+    fn arbitrary(_: &mut arbitrary::Unstructured<'a>) -> arbitrary::Result<Self> {
         Ok(UpdateFirmwareResponse {
         })
     }

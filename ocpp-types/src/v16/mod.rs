@@ -51,14 +51,18 @@ impl ErrorCode {
     /// | unknown action | `NotImplemented` | "not known by receiver" |
     pub fn for_decode_error(e: &DecodeError) -> Self {
         match e.kind() {
-            DecodeErrorKind::Syntax | DecodeErrorKind::UnknownField | DecodeErrorKind::DuplicateField => Self::FORMATION_VIOLATION,
+            DecodeErrorKind::Syntax
+            | DecodeErrorKind::UnknownField
+            | DecodeErrorKind::DuplicateField => Self::FORMATION_VIOLATION,
             DecodeErrorKind::MissingField => Self::PROTOCOL_ERROR,
             DecodeErrorKind::ItemCount => Self::OCCURENCE_CONSTRAINT_VIOLATION,
             DecodeErrorKind::TypeMismatch
             | DecodeErrorKind::TooLong
             | DecodeErrorKind::Format
             | DecodeErrorKind::OutOfTypeRange => Self::TYPE_CONSTRAINT_VIOLATION,
-            DecodeErrorKind::UnknownEnumValue | DecodeErrorKind::OutOfRange => Self::PROPERTY_CONSTRAINT_VIOLATION,
+            DecodeErrorKind::UnknownEnumValue | DecodeErrorKind::OutOfRange => {
+                Self::PROPERTY_CONSTRAINT_VIOLATION
+            }
             DecodeErrorKind::UnknownAction => Self::NOT_IMPLEMENTED,
         }
     }
@@ -85,5 +89,12 @@ impl ErrorCode {
 ///
 /// [`FrameError`]; map it with [`ErrorCode::for_frame_error`].
 pub fn parse_frame(text: &str) -> Result<Frame<'_>, FrameError> {
-    crate::rpc::parse_for(text, &[MessageType::Call, MessageType::CallResult, MessageType::CallError])
+    crate::rpc::parse_for(
+        text,
+        &[
+            MessageType::Call,
+            MessageType::CallResult,
+            MessageType::CallError,
+        ],
+    )
 }

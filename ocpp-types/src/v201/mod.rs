@@ -70,5 +70,12 @@ impl ErrorCode {
 ///
 /// [`FrameError`]; map it with [`ErrorCode::for_frame_error`].
 pub fn parse_frame(text: &str) -> Result<Frame<'_>, FrameError> {
-    crate::rpc::parse_for(text, &[MessageType::Call, MessageType::CallResult, MessageType::CallError])
+    crate::rpc::parse_for(
+        text,
+        &[
+            MessageType::Call,
+            MessageType::CallResult,
+            MessageType::CallError,
+        ],
+    )
 }
