@@ -84,7 +84,7 @@ impl<T: Serialize + DeserializeOwned + Debug + Clone + PartialEq + Send + Sync +
 /// use ocpp_types::{Action, Direction, v201::action::BootNotification};
 /// assert_eq!(BootNotification::NAME, "BootNotification");
 /// assert_eq!(BootNotification::DIRECTION, Direction::ChargingStationToCsms);
-/// assert!(BootNotification::REQUEST_SCHEMA.contains("BootNotificationRequest"));
+/// assert!(BootNotification::REQUEST_SCHEMA.contains("\"chargingStation\""));
 /// ```
 pub trait Action: Debug + Copy + Default + Send + Sync + 'static {
     /// The action name on the wire.
@@ -126,6 +126,10 @@ pub trait FromCsms {}
 /// Validates one payload (see [`validate`]).
 pub type ValidateFn = fn(&str) -> Result<(), DecodeError>;
 
+/// Validates one payload under a [`crate::lenient::Policy`] (see [`validate_with`]).
+pub type ValidateWithFn =
+    fn(&str, &crate::lenient::Policy) -> Result<Vec<crate::lenient::Warning>, DecodeError>;
+
 /// Generates one random schema-valid payload (see [`arbitrary_json`]).
 #[cfg(any(test, feature = "arbitrary"))]
 pub type ArbitraryFn = fn(&mut arbitrary::Unstructured<'_>) -> arbitrary::Result<(String, bool)>;
@@ -149,6 +153,10 @@ pub struct ActionInfo {
     pub validate_request: ValidateFn,
     /// Validates a response payload.
     pub validate_response: Option<ValidateFn>,
+    /// Validates a request payload under a lenient policy.
+    pub validate_request_with: ValidateWithFn,
+    /// Validates a response payload under a lenient policy.
+    pub validate_response_with: Option<ValidateWithFn>,
     /// A random schema-valid request payload as JSON, and whether it round-trips.
     #[cfg(any(test, feature = "arbitrary"))]
     pub arbitrary_request: ArbitraryFn,
@@ -172,6 +180,18 @@ pub fn find_action(table: &'static [ActionInfo], name: &str) -> Option<&'static 
 /// The [`DecodeError`] of [`crate::from_str`].
 pub fn validate<T: DeserializeOwned>(json: &str) -> Result<(), DecodeError> {
     crate::from_str::<T>(json).map(drop)
+}
+
+/// Decodes `json` as `T` under `policy` and drops it, returning the repairs made.
+///
+/// # Errors
+///
+/// The [`DecodeError`] of [`crate::lenient::from_str_with`].
+pub fn validate_with<T: DeserializeOwned>(
+    json: &str,
+    policy: &crate::lenient::Policy,
+) -> Result<Vec<crate::lenient::Warning>, DecodeError> {
+    crate::lenient::from_str_with::<T>(json, policy).map(|(_, w)| w)
 }
 
 /// Encodes a message as JSON text.

@@ -206,6 +206,12 @@ fn pointer_of(path: &serde_path_to_error::Path) -> String {
 #[cold]
 #[inline(never)]
 fn locate<T: DeserializeOwned>(json: &str, first: &serde_json::Error) -> DecodeError {
+    // Text that is not JSON at all is a syntax error, whatever the typed
+    // decoder tripped over first (`[` is "a sequence" to it).
+    if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(json) {
+        let (_, msg) = classify(&e);
+        return DecodeError::new(DecodeErrorKind::Syntax, "", msg);
+    }
     let mut de = serde_json::Deserializer::from_str(json);
     let result: Result<T, _> = serde_path_to_error::deserialize(&mut de);
     let (kind, msg, mut pointer) = match result {

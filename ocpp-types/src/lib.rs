@@ -81,8 +81,9 @@ mod strings;
 #[cfg(any(test, feature = "arbitrary"))]
 pub use action::{arbitrary_json, ArbitraryFn};
 pub use action::{
-    find_action, to_json, validate, Action, ActionInfo, Direction, FromChargingStation, FromCsms,
-    Message, SendAction, ValidateFn, Version, V16, V201, V21,
+    find_action, to_json, validate, validate_with, Action, ActionInfo, Direction,
+    FromChargingStation, FromCsms, Message, SendAction, ValidateFn, ValidateWithFn, Version, V16,
+    V201, V21,
 };
 pub use error::{from_slice, from_str, DecodeError, DecodeErrorKind};
 pub use strings::{BoundedString, TooLong};

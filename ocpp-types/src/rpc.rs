@@ -185,6 +185,16 @@ pub struct FrameError {
 }
 
 impl FrameError {
+    /// A frame that is not JSON (e.g. not UTF-8).
+    pub fn not_json(message: impl Into<String>) -> Self {
+        Self {
+            kind: FrameErrorKind::NotJson,
+            id: None,
+            message_type: None,
+            message: message.into(),
+        }
+    }
+
     /// What was wrong.
     pub fn kind(&self) -> FrameErrorKind {
         self.kind

@@ -1122,12 +1122,22 @@ fn emit_actions(out: &mut String, spec: &VersionSpec, actions: &[ActionDef]) {
             out,
             "        validate_request: crate::validate::<{n}Request>,"
         );
+        let _ = writeln!(
+            out,
+            "        validate_request_with: crate::validate_with::<{n}Request>,"
+        );
         if a.send {
-            out.push_str("        validate_response: None,\n");
+            out.push_str(
+                "        validate_response: None,\n        validate_response_with: None,\n",
+            );
         } else {
             let _ = writeln!(
                 out,
                 "        validate_response: Some(crate::validate::<{n}Response>),"
+            );
+            let _ = writeln!(
+                out,
+                "        validate_response_with: Some(crate::validate_with::<{n}Response>),"
             );
         }
         let _ = writeln!(out, "        #[cfg(any(test, feature = \"arbitrary\"))]\n        arbitrary_request: crate::arbitrary_json::<{n}Request>,");

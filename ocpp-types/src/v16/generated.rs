@@ -10126,7 +10126,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v16/Authorize.json",
         response_schema: Some("v16/AuthorizeResponse.json"),
         validate_request: crate::validate::<AuthorizeRequest>,
+        validate_request_with: crate::validate_with::<AuthorizeRequest>,
         validate_response: Some(crate::validate::<AuthorizeResponse>),
+        validate_response_with: Some(crate::validate_with::<AuthorizeResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<AuthorizeRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -10139,7 +10141,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v16/BootNotification.json",
         response_schema: Some("v16/BootNotificationResponse.json"),
         validate_request: crate::validate::<BootNotificationRequest>,
+        validate_request_with: crate::validate_with::<BootNotificationRequest>,
         validate_response: Some(crate::validate::<BootNotificationResponse>),
+        validate_response_with: Some(crate::validate_with::<BootNotificationResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<BootNotificationRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -10152,7 +10156,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v16/CancelReservation.json",
         response_schema: Some("v16/CancelReservationResponse.json"),
         validate_request: crate::validate::<CancelReservationRequest>,
+        validate_request_with: crate::validate_with::<CancelReservationRequest>,
         validate_response: Some(crate::validate::<CancelReservationResponse>),
+        validate_response_with: Some(crate::validate_with::<CancelReservationResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<CancelReservationRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -10165,7 +10171,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v16/CertificateSigned.json",
         response_schema: Some("v16/CertificateSignedResponse.json"),
         validate_request: crate::validate::<CertificateSignedRequest>,
+        validate_request_with: crate::validate_with::<CertificateSignedRequest>,
         validate_response: Some(crate::validate::<CertificateSignedResponse>),
+        validate_response_with: Some(crate::validate_with::<CertificateSignedResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<CertificateSignedRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -10178,7 +10186,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v16/ChangeAvailability.json",
         response_schema: Some("v16/ChangeAvailabilityResponse.json"),
         validate_request: crate::validate::<ChangeAvailabilityRequest>,
+        validate_request_with: crate::validate_with::<ChangeAvailabilityRequest>,
         validate_response: Some(crate::validate::<ChangeAvailabilityResponse>),
+        validate_response_with: Some(crate::validate_with::<ChangeAvailabilityResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<ChangeAvailabilityRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -10191,7 +10201,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v16/ChangeConfiguration.json",
         response_schema: Some("v16/ChangeConfigurationResponse.json"),
         validate_request: crate::validate::<ChangeConfigurationRequest>,
+        validate_request_with: crate::validate_with::<ChangeConfigurationRequest>,
         validate_response: Some(crate::validate::<ChangeConfigurationResponse>),
+        validate_response_with: Some(crate::validate_with::<ChangeConfigurationResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<ChangeConfigurationRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -10204,7 +10216,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v16/ClearCache.json",
         response_schema: Some("v16/ClearCacheResponse.json"),
         validate_request: crate::validate::<ClearCacheRequest>,
+        validate_request_with: crate::validate_with::<ClearCacheRequest>,
         validate_response: Some(crate::validate::<ClearCacheResponse>),
+        validate_response_with: Some(crate::validate_with::<ClearCacheResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<ClearCacheRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -10217,7 +10231,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v16/ClearChargingProfile.json",
         response_schema: Some("v16/ClearChargingProfileResponse.json"),
         validate_request: crate::validate::<ClearChargingProfileRequest>,
+        validate_request_with: crate::validate_with::<ClearChargingProfileRequest>,
         validate_response: Some(crate::validate::<ClearChargingProfileResponse>),
+        validate_response_with: Some(crate::validate_with::<ClearChargingProfileResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<ClearChargingProfileRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -10230,7 +10246,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v16/DataTransfer.json",
         response_schema: Some("v16/DataTransferResponse.json"),
         validate_request: crate::validate::<DataTransferRequest>,
+        validate_request_with: crate::validate_with::<DataTransferRequest>,
         validate_response: Some(crate::validate::<DataTransferResponse>),
+        validate_response_with: Some(crate::validate_with::<DataTransferResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<DataTransferRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -10243,7 +10261,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v16/DeleteCertificate.json",
         response_schema: Some("v16/DeleteCertificateResponse.json"),
         validate_request: crate::validate::<DeleteCertificateRequest>,
+        validate_request_with: crate::validate_with::<DeleteCertificateRequest>,
         validate_response: Some(crate::validate::<DeleteCertificateResponse>),
+        validate_response_with: Some(crate::validate_with::<DeleteCertificateResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<DeleteCertificateRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -10256,7 +10276,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v16/DiagnosticsStatusNotification.json",
         response_schema: Some("v16/DiagnosticsStatusNotificationResponse.json"),
         validate_request: crate::validate::<DiagnosticsStatusNotificationRequest>,
+        validate_request_with: crate::validate_with::<DiagnosticsStatusNotificationRequest>,
         validate_response: Some(crate::validate::<DiagnosticsStatusNotificationResponse>),
+        validate_response_with: Some(crate::validate_with::<DiagnosticsStatusNotificationResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<DiagnosticsStatusNotificationRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -10269,7 +10291,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v16/ExtendedTriggerMessage.json",
         response_schema: Some("v16/ExtendedTriggerMessageResponse.json"),
         validate_request: crate::validate::<ExtendedTriggerMessageRequest>,
+        validate_request_with: crate::validate_with::<ExtendedTriggerMessageRequest>,
         validate_response: Some(crate::validate::<ExtendedTriggerMessageResponse>),
+        validate_response_with: Some(crate::validate_with::<ExtendedTriggerMessageResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<ExtendedTriggerMessageRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -10282,7 +10306,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v16/FirmwareStatusNotification.json",
         response_schema: Some("v16/FirmwareStatusNotificationResponse.json"),
         validate_request: crate::validate::<FirmwareStatusNotificationRequest>,
+        validate_request_with: crate::validate_with::<FirmwareStatusNotificationRequest>,
         validate_response: Some(crate::validate::<FirmwareStatusNotificationResponse>),
+        validate_response_with: Some(crate::validate_with::<FirmwareStatusNotificationResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<FirmwareStatusNotificationRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -10295,7 +10321,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v16/GetCompositeSchedule.json",
         response_schema: Some("v16/GetCompositeScheduleResponse.json"),
         validate_request: crate::validate::<GetCompositeScheduleRequest>,
+        validate_request_with: crate::validate_with::<GetCompositeScheduleRequest>,
         validate_response: Some(crate::validate::<GetCompositeScheduleResponse>),
+        validate_response_with: Some(crate::validate_with::<GetCompositeScheduleResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<GetCompositeScheduleRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -10308,7 +10336,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v16/GetConfiguration.json",
         response_schema: Some("v16/GetConfigurationResponse.json"),
         validate_request: crate::validate::<GetConfigurationRequest>,
+        validate_request_with: crate::validate_with::<GetConfigurationRequest>,
         validate_response: Some(crate::validate::<GetConfigurationResponse>),
+        validate_response_with: Some(crate::validate_with::<GetConfigurationResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<GetConfigurationRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -10321,7 +10351,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v16/GetDiagnostics.json",
         response_schema: Some("v16/GetDiagnosticsResponse.json"),
         validate_request: crate::validate::<GetDiagnosticsRequest>,
+        validate_request_with: crate::validate_with::<GetDiagnosticsRequest>,
         validate_response: Some(crate::validate::<GetDiagnosticsResponse>),
+        validate_response_with: Some(crate::validate_with::<GetDiagnosticsResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<GetDiagnosticsRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -10334,7 +10366,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v16/GetInstalledCertificateIds.json",
         response_schema: Some("v16/GetInstalledCertificateIdsResponse.json"),
         validate_request: crate::validate::<GetInstalledCertificateIdsRequest>,
+        validate_request_with: crate::validate_with::<GetInstalledCertificateIdsRequest>,
         validate_response: Some(crate::validate::<GetInstalledCertificateIdsResponse>),
+        validate_response_with: Some(crate::validate_with::<GetInstalledCertificateIdsResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<GetInstalledCertificateIdsRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -10347,7 +10381,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v16/GetLocalListVersion.json",
         response_schema: Some("v16/GetLocalListVersionResponse.json"),
         validate_request: crate::validate::<GetLocalListVersionRequest>,
+        validate_request_with: crate::validate_with::<GetLocalListVersionRequest>,
         validate_response: Some(crate::validate::<GetLocalListVersionResponse>),
+        validate_response_with: Some(crate::validate_with::<GetLocalListVersionResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<GetLocalListVersionRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -10360,7 +10396,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v16/GetLog.json",
         response_schema: Some("v16/GetLogResponse.json"),
         validate_request: crate::validate::<GetLogRequest>,
+        validate_request_with: crate::validate_with::<GetLogRequest>,
         validate_response: Some(crate::validate::<GetLogResponse>),
+        validate_response_with: Some(crate::validate_with::<GetLogResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<GetLogRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -10373,7 +10411,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v16/Heartbeat.json",
         response_schema: Some("v16/HeartbeatResponse.json"),
         validate_request: crate::validate::<HeartbeatRequest>,
+        validate_request_with: crate::validate_with::<HeartbeatRequest>,
         validate_response: Some(crate::validate::<HeartbeatResponse>),
+        validate_response_with: Some(crate::validate_with::<HeartbeatResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<HeartbeatRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -10386,7 +10426,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v16/InstallCertificate.json",
         response_schema: Some("v16/InstallCertificateResponse.json"),
         validate_request: crate::validate::<InstallCertificateRequest>,
+        validate_request_with: crate::validate_with::<InstallCertificateRequest>,
         validate_response: Some(crate::validate::<InstallCertificateResponse>),
+        validate_response_with: Some(crate::validate_with::<InstallCertificateResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<InstallCertificateRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -10399,7 +10441,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v16/LogStatusNotification.json",
         response_schema: Some("v16/LogStatusNotificationResponse.json"),
         validate_request: crate::validate::<LogStatusNotificationRequest>,
+        validate_request_with: crate::validate_with::<LogStatusNotificationRequest>,
         validate_response: Some(crate::validate::<LogStatusNotificationResponse>),
+        validate_response_with: Some(crate::validate_with::<LogStatusNotificationResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<LogStatusNotificationRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -10412,7 +10456,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v16/MeterValues.json",
         response_schema: Some("v16/MeterValuesResponse.json"),
         validate_request: crate::validate::<MeterValuesRequest>,
+        validate_request_with: crate::validate_with::<MeterValuesRequest>,
         validate_response: Some(crate::validate::<MeterValuesResponse>),
+        validate_response_with: Some(crate::validate_with::<MeterValuesResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<MeterValuesRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -10425,7 +10471,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v16/RemoteStartTransaction.json",
         response_schema: Some("v16/RemoteStartTransactionResponse.json"),
         validate_request: crate::validate::<RemoteStartTransactionRequest>,
+        validate_request_with: crate::validate_with::<RemoteStartTransactionRequest>,
         validate_response: Some(crate::validate::<RemoteStartTransactionResponse>),
+        validate_response_with: Some(crate::validate_with::<RemoteStartTransactionResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<RemoteStartTransactionRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -10438,7 +10486,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v16/RemoteStopTransaction.json",
         response_schema: Some("v16/RemoteStopTransactionResponse.json"),
         validate_request: crate::validate::<RemoteStopTransactionRequest>,
+        validate_request_with: crate::validate_with::<RemoteStopTransactionRequest>,
         validate_response: Some(crate::validate::<RemoteStopTransactionResponse>),
+        validate_response_with: Some(crate::validate_with::<RemoteStopTransactionResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<RemoteStopTransactionRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -10451,7 +10501,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v16/ReserveNow.json",
         response_schema: Some("v16/ReserveNowResponse.json"),
         validate_request: crate::validate::<ReserveNowRequest>,
+        validate_request_with: crate::validate_with::<ReserveNowRequest>,
         validate_response: Some(crate::validate::<ReserveNowResponse>),
+        validate_response_with: Some(crate::validate_with::<ReserveNowResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<ReserveNowRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -10464,7 +10516,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v16/Reset.json",
         response_schema: Some("v16/ResetResponse.json"),
         validate_request: crate::validate::<ResetRequest>,
+        validate_request_with: crate::validate_with::<ResetRequest>,
         validate_response: Some(crate::validate::<ResetResponse>),
+        validate_response_with: Some(crate::validate_with::<ResetResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<ResetRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -10477,7 +10531,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v16/SecurityEventNotification.json",
         response_schema: Some("v16/SecurityEventNotificationResponse.json"),
         validate_request: crate::validate::<SecurityEventNotificationRequest>,
+        validate_request_with: crate::validate_with::<SecurityEventNotificationRequest>,
         validate_response: Some(crate::validate::<SecurityEventNotificationResponse>),
+        validate_response_with: Some(crate::validate_with::<SecurityEventNotificationResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<SecurityEventNotificationRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -10490,7 +10546,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v16/SendLocalList.json",
         response_schema: Some("v16/SendLocalListResponse.json"),
         validate_request: crate::validate::<SendLocalListRequest>,
+        validate_request_with: crate::validate_with::<SendLocalListRequest>,
         validate_response: Some(crate::validate::<SendLocalListResponse>),
+        validate_response_with: Some(crate::validate_with::<SendLocalListResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<SendLocalListRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -10503,7 +10561,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v16/SetChargingProfile.json",
         response_schema: Some("v16/SetChargingProfileResponse.json"),
         validate_request: crate::validate::<SetChargingProfileRequest>,
+        validate_request_with: crate::validate_with::<SetChargingProfileRequest>,
         validate_response: Some(crate::validate::<SetChargingProfileResponse>),
+        validate_response_with: Some(crate::validate_with::<SetChargingProfileResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<SetChargingProfileRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -10516,7 +10576,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v16/SignCertificate.json",
         response_schema: Some("v16/SignCertificateResponse.json"),
         validate_request: crate::validate::<SignCertificateRequest>,
+        validate_request_with: crate::validate_with::<SignCertificateRequest>,
         validate_response: Some(crate::validate::<SignCertificateResponse>),
+        validate_response_with: Some(crate::validate_with::<SignCertificateResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<SignCertificateRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -10529,7 +10591,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v16/SignedFirmwareStatusNotification.json",
         response_schema: Some("v16/SignedFirmwareStatusNotificationResponse.json"),
         validate_request: crate::validate::<SignedFirmwareStatusNotificationRequest>,
+        validate_request_with: crate::validate_with::<SignedFirmwareStatusNotificationRequest>,
         validate_response: Some(crate::validate::<SignedFirmwareStatusNotificationResponse>),
+        validate_response_with: Some(crate::validate_with::<SignedFirmwareStatusNotificationResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<SignedFirmwareStatusNotificationRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -10542,7 +10606,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v16/SignedUpdateFirmware.json",
         response_schema: Some("v16/SignedUpdateFirmwareResponse.json"),
         validate_request: crate::validate::<SignedUpdateFirmwareRequest>,
+        validate_request_with: crate::validate_with::<SignedUpdateFirmwareRequest>,
         validate_response: Some(crate::validate::<SignedUpdateFirmwareResponse>),
+        validate_response_with: Some(crate::validate_with::<SignedUpdateFirmwareResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<SignedUpdateFirmwareRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -10555,7 +10621,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v16/StartTransaction.json",
         response_schema: Some("v16/StartTransactionResponse.json"),
         validate_request: crate::validate::<StartTransactionRequest>,
+        validate_request_with: crate::validate_with::<StartTransactionRequest>,
         validate_response: Some(crate::validate::<StartTransactionResponse>),
+        validate_response_with: Some(crate::validate_with::<StartTransactionResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<StartTransactionRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -10568,7 +10636,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v16/StatusNotification.json",
         response_schema: Some("v16/StatusNotificationResponse.json"),
         validate_request: crate::validate::<StatusNotificationRequest>,
+        validate_request_with: crate::validate_with::<StatusNotificationRequest>,
         validate_response: Some(crate::validate::<StatusNotificationResponse>),
+        validate_response_with: Some(crate::validate_with::<StatusNotificationResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<StatusNotificationRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -10581,7 +10651,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v16/StopTransaction.json",
         response_schema: Some("v16/StopTransactionResponse.json"),
         validate_request: crate::validate::<StopTransactionRequest>,
+        validate_request_with: crate::validate_with::<StopTransactionRequest>,
         validate_response: Some(crate::validate::<StopTransactionResponse>),
+        validate_response_with: Some(crate::validate_with::<StopTransactionResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<StopTransactionRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -10594,7 +10666,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v16/TriggerMessage.json",
         response_schema: Some("v16/TriggerMessageResponse.json"),
         validate_request: crate::validate::<TriggerMessageRequest>,
+        validate_request_with: crate::validate_with::<TriggerMessageRequest>,
         validate_response: Some(crate::validate::<TriggerMessageResponse>),
+        validate_response_with: Some(crate::validate_with::<TriggerMessageResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<TriggerMessageRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -10607,7 +10681,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v16/UnlockConnector.json",
         response_schema: Some("v16/UnlockConnectorResponse.json"),
         validate_request: crate::validate::<UnlockConnectorRequest>,
+        validate_request_with: crate::validate_with::<UnlockConnectorRequest>,
         validate_response: Some(crate::validate::<UnlockConnectorResponse>),
+        validate_response_with: Some(crate::validate_with::<UnlockConnectorResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<UnlockConnectorRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -10620,7 +10696,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v16/UpdateFirmware.json",
         response_schema: Some("v16/UpdateFirmwareResponse.json"),
         validate_request: crate::validate::<UpdateFirmwareRequest>,
+        validate_request_with: crate::validate_with::<UpdateFirmwareRequest>,
         validate_response: Some(crate::validate::<UpdateFirmwareResponse>),
+        validate_response_with: Some(crate::validate_with::<UpdateFirmwareResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<UpdateFirmwareRequest>,
         #[cfg(any(test, feature = "arbitrary"))]

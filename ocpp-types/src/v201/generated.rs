@@ -20887,7 +20887,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v201/AuthorizeRequest.json",
         response_schema: Some("v201/AuthorizeResponse.json"),
         validate_request: crate::validate::<AuthorizeRequest>,
+        validate_request_with: crate::validate_with::<AuthorizeRequest>,
         validate_response: Some(crate::validate::<AuthorizeResponse>),
+        validate_response_with: Some(crate::validate_with::<AuthorizeResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<AuthorizeRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -20900,7 +20902,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v201/BootNotificationRequest.json",
         response_schema: Some("v201/BootNotificationResponse.json"),
         validate_request: crate::validate::<BootNotificationRequest>,
+        validate_request_with: crate::validate_with::<BootNotificationRequest>,
         validate_response: Some(crate::validate::<BootNotificationResponse>),
+        validate_response_with: Some(crate::validate_with::<BootNotificationResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<BootNotificationRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -20913,7 +20917,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v201/CancelReservationRequest.json",
         response_schema: Some("v201/CancelReservationResponse.json"),
         validate_request: crate::validate::<CancelReservationRequest>,
+        validate_request_with: crate::validate_with::<CancelReservationRequest>,
         validate_response: Some(crate::validate::<CancelReservationResponse>),
+        validate_response_with: Some(crate::validate_with::<CancelReservationResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<CancelReservationRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -20926,7 +20932,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v201/CertificateSignedRequest.json",
         response_schema: Some("v201/CertificateSignedResponse.json"),
         validate_request: crate::validate::<CertificateSignedRequest>,
+        validate_request_with: crate::validate_with::<CertificateSignedRequest>,
         validate_response: Some(crate::validate::<CertificateSignedResponse>),
+        validate_response_with: Some(crate::validate_with::<CertificateSignedResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<CertificateSignedRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -20939,7 +20947,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v201/ChangeAvailabilityRequest.json",
         response_schema: Some("v201/ChangeAvailabilityResponse.json"),
         validate_request: crate::validate::<ChangeAvailabilityRequest>,
+        validate_request_with: crate::validate_with::<ChangeAvailabilityRequest>,
         validate_response: Some(crate::validate::<ChangeAvailabilityResponse>),
+        validate_response_with: Some(crate::validate_with::<ChangeAvailabilityResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<ChangeAvailabilityRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -20952,7 +20962,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v201/ClearCacheRequest.json",
         response_schema: Some("v201/ClearCacheResponse.json"),
         validate_request: crate::validate::<ClearCacheRequest>,
+        validate_request_with: crate::validate_with::<ClearCacheRequest>,
         validate_response: Some(crate::validate::<ClearCacheResponse>),
+        validate_response_with: Some(crate::validate_with::<ClearCacheResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<ClearCacheRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -20965,7 +20977,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v201/ClearChargingProfileRequest.json",
         response_schema: Some("v201/ClearChargingProfileResponse.json"),
         validate_request: crate::validate::<ClearChargingProfileRequest>,
+        validate_request_with: crate::validate_with::<ClearChargingProfileRequest>,
         validate_response: Some(crate::validate::<ClearChargingProfileResponse>),
+        validate_response_with: Some(crate::validate_with::<ClearChargingProfileResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<ClearChargingProfileRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -20978,7 +20992,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v201/ClearDisplayMessageRequest.json",
         response_schema: Some("v201/ClearDisplayMessageResponse.json"),
         validate_request: crate::validate::<ClearDisplayMessageRequest>,
+        validate_request_with: crate::validate_with::<ClearDisplayMessageRequest>,
         validate_response: Some(crate::validate::<ClearDisplayMessageResponse>),
+        validate_response_with: Some(crate::validate_with::<ClearDisplayMessageResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<ClearDisplayMessageRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -20991,7 +21007,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v201/ClearVariableMonitoringRequest.json",
         response_schema: Some("v201/ClearVariableMonitoringResponse.json"),
         validate_request: crate::validate::<ClearVariableMonitoringRequest>,
+        validate_request_with: crate::validate_with::<ClearVariableMonitoringRequest>,
         validate_response: Some(crate::validate::<ClearVariableMonitoringResponse>),
+        validate_response_with: Some(crate::validate_with::<ClearVariableMonitoringResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<ClearVariableMonitoringRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -21004,7 +21022,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v201/ClearedChargingLimitRequest.json",
         response_schema: Some("v201/ClearedChargingLimitResponse.json"),
         validate_request: crate::validate::<ClearedChargingLimitRequest>,
+        validate_request_with: crate::validate_with::<ClearedChargingLimitRequest>,
         validate_response: Some(crate::validate::<ClearedChargingLimitResponse>),
+        validate_response_with: Some(crate::validate_with::<ClearedChargingLimitResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<ClearedChargingLimitRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -21017,7 +21037,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v201/CostUpdatedRequest.json",
         response_schema: Some("v201/CostUpdatedResponse.json"),
         validate_request: crate::validate::<CostUpdatedRequest>,
+        validate_request_with: crate::validate_with::<CostUpdatedRequest>,
         validate_response: Some(crate::validate::<CostUpdatedResponse>),
+        validate_response_with: Some(crate::validate_with::<CostUpdatedResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<CostUpdatedRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -21030,7 +21052,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v201/CustomerInformationRequest.json",
         response_schema: Some("v201/CustomerInformationResponse.json"),
         validate_request: crate::validate::<CustomerInformationRequest>,
+        validate_request_with: crate::validate_with::<CustomerInformationRequest>,
         validate_response: Some(crate::validate::<CustomerInformationResponse>),
+        validate_response_with: Some(crate::validate_with::<CustomerInformationResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<CustomerInformationRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -21043,7 +21067,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v201/DataTransferRequest.json",
         response_schema: Some("v201/DataTransferResponse.json"),
         validate_request: crate::validate::<DataTransferRequest>,
+        validate_request_with: crate::validate_with::<DataTransferRequest>,
         validate_response: Some(crate::validate::<DataTransferResponse>),
+        validate_response_with: Some(crate::validate_with::<DataTransferResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<DataTransferRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -21056,7 +21082,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v201/DeleteCertificateRequest.json",
         response_schema: Some("v201/DeleteCertificateResponse.json"),
         validate_request: crate::validate::<DeleteCertificateRequest>,
+        validate_request_with: crate::validate_with::<DeleteCertificateRequest>,
         validate_response: Some(crate::validate::<DeleteCertificateResponse>),
+        validate_response_with: Some(crate::validate_with::<DeleteCertificateResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<DeleteCertificateRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -21069,7 +21097,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v201/FirmwareStatusNotificationRequest.json",
         response_schema: Some("v201/FirmwareStatusNotificationResponse.json"),
         validate_request: crate::validate::<FirmwareStatusNotificationRequest>,
+        validate_request_with: crate::validate_with::<FirmwareStatusNotificationRequest>,
         validate_response: Some(crate::validate::<FirmwareStatusNotificationResponse>),
+        validate_response_with: Some(crate::validate_with::<FirmwareStatusNotificationResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<FirmwareStatusNotificationRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -21082,7 +21112,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v201/Get15118EVCertificateRequest.json",
         response_schema: Some("v201/Get15118EVCertificateResponse.json"),
         validate_request: crate::validate::<Get15118EVCertificateRequest>,
+        validate_request_with: crate::validate_with::<Get15118EVCertificateRequest>,
         validate_response: Some(crate::validate::<Get15118EVCertificateResponse>),
+        validate_response_with: Some(crate::validate_with::<Get15118EVCertificateResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<Get15118EVCertificateRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -21095,7 +21127,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v201/GetBaseReportRequest.json",
         response_schema: Some("v201/GetBaseReportResponse.json"),
         validate_request: crate::validate::<GetBaseReportRequest>,
+        validate_request_with: crate::validate_with::<GetBaseReportRequest>,
         validate_response: Some(crate::validate::<GetBaseReportResponse>),
+        validate_response_with: Some(crate::validate_with::<GetBaseReportResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<GetBaseReportRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -21108,7 +21142,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v201/GetCertificateStatusRequest.json",
         response_schema: Some("v201/GetCertificateStatusResponse.json"),
         validate_request: crate::validate::<GetCertificateStatusRequest>,
+        validate_request_with: crate::validate_with::<GetCertificateStatusRequest>,
         validate_response: Some(crate::validate::<GetCertificateStatusResponse>),
+        validate_response_with: Some(crate::validate_with::<GetCertificateStatusResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<GetCertificateStatusRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -21121,7 +21157,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v201/GetChargingProfilesRequest.json",
         response_schema: Some("v201/GetChargingProfilesResponse.json"),
         validate_request: crate::validate::<GetChargingProfilesRequest>,
+        validate_request_with: crate::validate_with::<GetChargingProfilesRequest>,
         validate_response: Some(crate::validate::<GetChargingProfilesResponse>),
+        validate_response_with: Some(crate::validate_with::<GetChargingProfilesResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<GetChargingProfilesRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -21134,7 +21172,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v201/GetCompositeScheduleRequest.json",
         response_schema: Some("v201/GetCompositeScheduleResponse.json"),
         validate_request: crate::validate::<GetCompositeScheduleRequest>,
+        validate_request_with: crate::validate_with::<GetCompositeScheduleRequest>,
         validate_response: Some(crate::validate::<GetCompositeScheduleResponse>),
+        validate_response_with: Some(crate::validate_with::<GetCompositeScheduleResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<GetCompositeScheduleRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -21147,7 +21187,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v201/GetDisplayMessagesRequest.json",
         response_schema: Some("v201/GetDisplayMessagesResponse.json"),
         validate_request: crate::validate::<GetDisplayMessagesRequest>,
+        validate_request_with: crate::validate_with::<GetDisplayMessagesRequest>,
         validate_response: Some(crate::validate::<GetDisplayMessagesResponse>),
+        validate_response_with: Some(crate::validate_with::<GetDisplayMessagesResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<GetDisplayMessagesRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -21160,7 +21202,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v201/GetInstalledCertificateIdsRequest.json",
         response_schema: Some("v201/GetInstalledCertificateIdsResponse.json"),
         validate_request: crate::validate::<GetInstalledCertificateIdsRequest>,
+        validate_request_with: crate::validate_with::<GetInstalledCertificateIdsRequest>,
         validate_response: Some(crate::validate::<GetInstalledCertificateIdsResponse>),
+        validate_response_with: Some(crate::validate_with::<GetInstalledCertificateIdsResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<GetInstalledCertificateIdsRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -21173,7 +21217,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v201/GetLocalListVersionRequest.json",
         response_schema: Some("v201/GetLocalListVersionResponse.json"),
         validate_request: crate::validate::<GetLocalListVersionRequest>,
+        validate_request_with: crate::validate_with::<GetLocalListVersionRequest>,
         validate_response: Some(crate::validate::<GetLocalListVersionResponse>),
+        validate_response_with: Some(crate::validate_with::<GetLocalListVersionResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<GetLocalListVersionRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -21186,7 +21232,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v201/GetLogRequest.json",
         response_schema: Some("v201/GetLogResponse.json"),
         validate_request: crate::validate::<GetLogRequest>,
+        validate_request_with: crate::validate_with::<GetLogRequest>,
         validate_response: Some(crate::validate::<GetLogResponse>),
+        validate_response_with: Some(crate::validate_with::<GetLogResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<GetLogRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -21199,7 +21247,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v201/GetMonitoringReportRequest.json",
         response_schema: Some("v201/GetMonitoringReportResponse.json"),
         validate_request: crate::validate::<GetMonitoringReportRequest>,
+        validate_request_with: crate::validate_with::<GetMonitoringReportRequest>,
         validate_response: Some(crate::validate::<GetMonitoringReportResponse>),
+        validate_response_with: Some(crate::validate_with::<GetMonitoringReportResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<GetMonitoringReportRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -21212,7 +21262,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v201/GetReportRequest.json",
         response_schema: Some("v201/GetReportResponse.json"),
         validate_request: crate::validate::<GetReportRequest>,
+        validate_request_with: crate::validate_with::<GetReportRequest>,
         validate_response: Some(crate::validate::<GetReportResponse>),
+        validate_response_with: Some(crate::validate_with::<GetReportResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<GetReportRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -21225,7 +21277,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v201/GetTransactionStatusRequest.json",
         response_schema: Some("v201/GetTransactionStatusResponse.json"),
         validate_request: crate::validate::<GetTransactionStatusRequest>,
+        validate_request_with: crate::validate_with::<GetTransactionStatusRequest>,
         validate_response: Some(crate::validate::<GetTransactionStatusResponse>),
+        validate_response_with: Some(crate::validate_with::<GetTransactionStatusResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<GetTransactionStatusRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -21238,7 +21292,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v201/GetVariablesRequest.json",
         response_schema: Some("v201/GetVariablesResponse.json"),
         validate_request: crate::validate::<GetVariablesRequest>,
+        validate_request_with: crate::validate_with::<GetVariablesRequest>,
         validate_response: Some(crate::validate::<GetVariablesResponse>),
+        validate_response_with: Some(crate::validate_with::<GetVariablesResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<GetVariablesRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -21251,7 +21307,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v201/HeartbeatRequest.json",
         response_schema: Some("v201/HeartbeatResponse.json"),
         validate_request: crate::validate::<HeartbeatRequest>,
+        validate_request_with: crate::validate_with::<HeartbeatRequest>,
         validate_response: Some(crate::validate::<HeartbeatResponse>),
+        validate_response_with: Some(crate::validate_with::<HeartbeatResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<HeartbeatRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -21264,7 +21322,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v201/InstallCertificateRequest.json",
         response_schema: Some("v201/InstallCertificateResponse.json"),
         validate_request: crate::validate::<InstallCertificateRequest>,
+        validate_request_with: crate::validate_with::<InstallCertificateRequest>,
         validate_response: Some(crate::validate::<InstallCertificateResponse>),
+        validate_response_with: Some(crate::validate_with::<InstallCertificateResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<InstallCertificateRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -21277,7 +21337,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v201/LogStatusNotificationRequest.json",
         response_schema: Some("v201/LogStatusNotificationResponse.json"),
         validate_request: crate::validate::<LogStatusNotificationRequest>,
+        validate_request_with: crate::validate_with::<LogStatusNotificationRequest>,
         validate_response: Some(crate::validate::<LogStatusNotificationResponse>),
+        validate_response_with: Some(crate::validate_with::<LogStatusNotificationResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<LogStatusNotificationRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -21290,7 +21352,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v201/MeterValuesRequest.json",
         response_schema: Some("v201/MeterValuesResponse.json"),
         validate_request: crate::validate::<MeterValuesRequest>,
+        validate_request_with: crate::validate_with::<MeterValuesRequest>,
         validate_response: Some(crate::validate::<MeterValuesResponse>),
+        validate_response_with: Some(crate::validate_with::<MeterValuesResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<MeterValuesRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -21303,7 +21367,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v201/NotifyChargingLimitRequest.json",
         response_schema: Some("v201/NotifyChargingLimitResponse.json"),
         validate_request: crate::validate::<NotifyChargingLimitRequest>,
+        validate_request_with: crate::validate_with::<NotifyChargingLimitRequest>,
         validate_response: Some(crate::validate::<NotifyChargingLimitResponse>),
+        validate_response_with: Some(crate::validate_with::<NotifyChargingLimitResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<NotifyChargingLimitRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -21316,7 +21382,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v201/NotifyCustomerInformationRequest.json",
         response_schema: Some("v201/NotifyCustomerInformationResponse.json"),
         validate_request: crate::validate::<NotifyCustomerInformationRequest>,
+        validate_request_with: crate::validate_with::<NotifyCustomerInformationRequest>,
         validate_response: Some(crate::validate::<NotifyCustomerInformationResponse>),
+        validate_response_with: Some(crate::validate_with::<NotifyCustomerInformationResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<NotifyCustomerInformationRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -21329,7 +21397,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v201/NotifyDisplayMessagesRequest.json",
         response_schema: Some("v201/NotifyDisplayMessagesResponse.json"),
         validate_request: crate::validate::<NotifyDisplayMessagesRequest>,
+        validate_request_with: crate::validate_with::<NotifyDisplayMessagesRequest>,
         validate_response: Some(crate::validate::<NotifyDisplayMessagesResponse>),
+        validate_response_with: Some(crate::validate_with::<NotifyDisplayMessagesResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<NotifyDisplayMessagesRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -21342,7 +21412,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v201/NotifyEVChargingNeedsRequest.json",
         response_schema: Some("v201/NotifyEVChargingNeedsResponse.json"),
         validate_request: crate::validate::<NotifyEVChargingNeedsRequest>,
+        validate_request_with: crate::validate_with::<NotifyEVChargingNeedsRequest>,
         validate_response: Some(crate::validate::<NotifyEVChargingNeedsResponse>),
+        validate_response_with: Some(crate::validate_with::<NotifyEVChargingNeedsResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<NotifyEVChargingNeedsRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -21355,7 +21427,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v201/NotifyEVChargingScheduleRequest.json",
         response_schema: Some("v201/NotifyEVChargingScheduleResponse.json"),
         validate_request: crate::validate::<NotifyEVChargingScheduleRequest>,
+        validate_request_with: crate::validate_with::<NotifyEVChargingScheduleRequest>,
         validate_response: Some(crate::validate::<NotifyEVChargingScheduleResponse>),
+        validate_response_with: Some(crate::validate_with::<NotifyEVChargingScheduleResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<NotifyEVChargingScheduleRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -21368,7 +21442,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v201/NotifyEventRequest.json",
         response_schema: Some("v201/NotifyEventResponse.json"),
         validate_request: crate::validate::<NotifyEventRequest>,
+        validate_request_with: crate::validate_with::<NotifyEventRequest>,
         validate_response: Some(crate::validate::<NotifyEventResponse>),
+        validate_response_with: Some(crate::validate_with::<NotifyEventResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<NotifyEventRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -21381,7 +21457,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v201/NotifyMonitoringReportRequest.json",
         response_schema: Some("v201/NotifyMonitoringReportResponse.json"),
         validate_request: crate::validate::<NotifyMonitoringReportRequest>,
+        validate_request_with: crate::validate_with::<NotifyMonitoringReportRequest>,
         validate_response: Some(crate::validate::<NotifyMonitoringReportResponse>),
+        validate_response_with: Some(crate::validate_with::<NotifyMonitoringReportResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<NotifyMonitoringReportRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -21394,7 +21472,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v201/NotifyReportRequest.json",
         response_schema: Some("v201/NotifyReportResponse.json"),
         validate_request: crate::validate::<NotifyReportRequest>,
+        validate_request_with: crate::validate_with::<NotifyReportRequest>,
         validate_response: Some(crate::validate::<NotifyReportResponse>),
+        validate_response_with: Some(crate::validate_with::<NotifyReportResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<NotifyReportRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -21407,7 +21487,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v201/PublishFirmwareRequest.json",
         response_schema: Some("v201/PublishFirmwareResponse.json"),
         validate_request: crate::validate::<PublishFirmwareRequest>,
+        validate_request_with: crate::validate_with::<PublishFirmwareRequest>,
         validate_response: Some(crate::validate::<PublishFirmwareResponse>),
+        validate_response_with: Some(crate::validate_with::<PublishFirmwareResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<PublishFirmwareRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -21420,7 +21502,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v201/PublishFirmwareStatusNotificationRequest.json",
         response_schema: Some("v201/PublishFirmwareStatusNotificationResponse.json"),
         validate_request: crate::validate::<PublishFirmwareStatusNotificationRequest>,
+        validate_request_with: crate::validate_with::<PublishFirmwareStatusNotificationRequest>,
         validate_response: Some(crate::validate::<PublishFirmwareStatusNotificationResponse>),
+        validate_response_with: Some(crate::validate_with::<PublishFirmwareStatusNotificationResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<PublishFirmwareStatusNotificationRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -21433,7 +21517,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v201/ReportChargingProfilesRequest.json",
         response_schema: Some("v201/ReportChargingProfilesResponse.json"),
         validate_request: crate::validate::<ReportChargingProfilesRequest>,
+        validate_request_with: crate::validate_with::<ReportChargingProfilesRequest>,
         validate_response: Some(crate::validate::<ReportChargingProfilesResponse>),
+        validate_response_with: Some(crate::validate_with::<ReportChargingProfilesResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<ReportChargingProfilesRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -21446,7 +21532,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v201/RequestStartTransactionRequest.json",
         response_schema: Some("v201/RequestStartTransactionResponse.json"),
         validate_request: crate::validate::<RequestStartTransactionRequest>,
+        validate_request_with: crate::validate_with::<RequestStartTransactionRequest>,
         validate_response: Some(crate::validate::<RequestStartTransactionResponse>),
+        validate_response_with: Some(crate::validate_with::<RequestStartTransactionResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<RequestStartTransactionRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -21459,7 +21547,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v201/RequestStopTransactionRequest.json",
         response_schema: Some("v201/RequestStopTransactionResponse.json"),
         validate_request: crate::validate::<RequestStopTransactionRequest>,
+        validate_request_with: crate::validate_with::<RequestStopTransactionRequest>,
         validate_response: Some(crate::validate::<RequestStopTransactionResponse>),
+        validate_response_with: Some(crate::validate_with::<RequestStopTransactionResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<RequestStopTransactionRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -21472,7 +21562,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v201/ReservationStatusUpdateRequest.json",
         response_schema: Some("v201/ReservationStatusUpdateResponse.json"),
         validate_request: crate::validate::<ReservationStatusUpdateRequest>,
+        validate_request_with: crate::validate_with::<ReservationStatusUpdateRequest>,
         validate_response: Some(crate::validate::<ReservationStatusUpdateResponse>),
+        validate_response_with: Some(crate::validate_with::<ReservationStatusUpdateResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<ReservationStatusUpdateRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -21485,7 +21577,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v201/ReserveNowRequest.json",
         response_schema: Some("v201/ReserveNowResponse.json"),
         validate_request: crate::validate::<ReserveNowRequest>,
+        validate_request_with: crate::validate_with::<ReserveNowRequest>,
         validate_response: Some(crate::validate::<ReserveNowResponse>),
+        validate_response_with: Some(crate::validate_with::<ReserveNowResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<ReserveNowRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -21498,7 +21592,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v201/ResetRequest.json",
         response_schema: Some("v201/ResetResponse.json"),
         validate_request: crate::validate::<ResetRequest>,
+        validate_request_with: crate::validate_with::<ResetRequest>,
         validate_response: Some(crate::validate::<ResetResponse>),
+        validate_response_with: Some(crate::validate_with::<ResetResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<ResetRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -21511,7 +21607,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v201/SecurityEventNotificationRequest.json",
         response_schema: Some("v201/SecurityEventNotificationResponse.json"),
         validate_request: crate::validate::<SecurityEventNotificationRequest>,
+        validate_request_with: crate::validate_with::<SecurityEventNotificationRequest>,
         validate_response: Some(crate::validate::<SecurityEventNotificationResponse>),
+        validate_response_with: Some(crate::validate_with::<SecurityEventNotificationResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<SecurityEventNotificationRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -21524,7 +21622,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v201/SendLocalListRequest.json",
         response_schema: Some("v201/SendLocalListResponse.json"),
         validate_request: crate::validate::<SendLocalListRequest>,
+        validate_request_with: crate::validate_with::<SendLocalListRequest>,
         validate_response: Some(crate::validate::<SendLocalListResponse>),
+        validate_response_with: Some(crate::validate_with::<SendLocalListResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<SendLocalListRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -21537,7 +21637,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v201/SetChargingProfileRequest.json",
         response_schema: Some("v201/SetChargingProfileResponse.json"),
         validate_request: crate::validate::<SetChargingProfileRequest>,
+        validate_request_with: crate::validate_with::<SetChargingProfileRequest>,
         validate_response: Some(crate::validate::<SetChargingProfileResponse>),
+        validate_response_with: Some(crate::validate_with::<SetChargingProfileResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<SetChargingProfileRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -21550,7 +21652,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v201/SetDisplayMessageRequest.json",
         response_schema: Some("v201/SetDisplayMessageResponse.json"),
         validate_request: crate::validate::<SetDisplayMessageRequest>,
+        validate_request_with: crate::validate_with::<SetDisplayMessageRequest>,
         validate_response: Some(crate::validate::<SetDisplayMessageResponse>),
+        validate_response_with: Some(crate::validate_with::<SetDisplayMessageResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<SetDisplayMessageRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -21563,7 +21667,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v201/SetMonitoringBaseRequest.json",
         response_schema: Some("v201/SetMonitoringBaseResponse.json"),
         validate_request: crate::validate::<SetMonitoringBaseRequest>,
+        validate_request_with: crate::validate_with::<SetMonitoringBaseRequest>,
         validate_response: Some(crate::validate::<SetMonitoringBaseResponse>),
+        validate_response_with: Some(crate::validate_with::<SetMonitoringBaseResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<SetMonitoringBaseRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -21576,7 +21682,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v201/SetMonitoringLevelRequest.json",
         response_schema: Some("v201/SetMonitoringLevelResponse.json"),
         validate_request: crate::validate::<SetMonitoringLevelRequest>,
+        validate_request_with: crate::validate_with::<SetMonitoringLevelRequest>,
         validate_response: Some(crate::validate::<SetMonitoringLevelResponse>),
+        validate_response_with: Some(crate::validate_with::<SetMonitoringLevelResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<SetMonitoringLevelRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -21589,7 +21697,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v201/SetNetworkProfileRequest.json",
         response_schema: Some("v201/SetNetworkProfileResponse.json"),
         validate_request: crate::validate::<SetNetworkProfileRequest>,
+        validate_request_with: crate::validate_with::<SetNetworkProfileRequest>,
         validate_response: Some(crate::validate::<SetNetworkProfileResponse>),
+        validate_response_with: Some(crate::validate_with::<SetNetworkProfileResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<SetNetworkProfileRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -21602,7 +21712,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v201/SetVariableMonitoringRequest.json",
         response_schema: Some("v201/SetVariableMonitoringResponse.json"),
         validate_request: crate::validate::<SetVariableMonitoringRequest>,
+        validate_request_with: crate::validate_with::<SetVariableMonitoringRequest>,
         validate_response: Some(crate::validate::<SetVariableMonitoringResponse>),
+        validate_response_with: Some(crate::validate_with::<SetVariableMonitoringResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<SetVariableMonitoringRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -21615,7 +21727,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v201/SetVariablesRequest.json",
         response_schema: Some("v201/SetVariablesResponse.json"),
         validate_request: crate::validate::<SetVariablesRequest>,
+        validate_request_with: crate::validate_with::<SetVariablesRequest>,
         validate_response: Some(crate::validate::<SetVariablesResponse>),
+        validate_response_with: Some(crate::validate_with::<SetVariablesResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<SetVariablesRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -21628,7 +21742,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v201/SignCertificateRequest.json",
         response_schema: Some("v201/SignCertificateResponse.json"),
         validate_request: crate::validate::<SignCertificateRequest>,
+        validate_request_with: crate::validate_with::<SignCertificateRequest>,
         validate_response: Some(crate::validate::<SignCertificateResponse>),
+        validate_response_with: Some(crate::validate_with::<SignCertificateResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<SignCertificateRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -21641,7 +21757,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v201/StatusNotificationRequest.json",
         response_schema: Some("v201/StatusNotificationResponse.json"),
         validate_request: crate::validate::<StatusNotificationRequest>,
+        validate_request_with: crate::validate_with::<StatusNotificationRequest>,
         validate_response: Some(crate::validate::<StatusNotificationResponse>),
+        validate_response_with: Some(crate::validate_with::<StatusNotificationResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<StatusNotificationRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -21654,7 +21772,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v201/TransactionEventRequest.json",
         response_schema: Some("v201/TransactionEventResponse.json"),
         validate_request: crate::validate::<TransactionEventRequest>,
+        validate_request_with: crate::validate_with::<TransactionEventRequest>,
         validate_response: Some(crate::validate::<TransactionEventResponse>),
+        validate_response_with: Some(crate::validate_with::<TransactionEventResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<TransactionEventRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -21667,7 +21787,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v201/TriggerMessageRequest.json",
         response_schema: Some("v201/TriggerMessageResponse.json"),
         validate_request: crate::validate::<TriggerMessageRequest>,
+        validate_request_with: crate::validate_with::<TriggerMessageRequest>,
         validate_response: Some(crate::validate::<TriggerMessageResponse>),
+        validate_response_with: Some(crate::validate_with::<TriggerMessageResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<TriggerMessageRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -21680,7 +21802,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v201/UnlockConnectorRequest.json",
         response_schema: Some("v201/UnlockConnectorResponse.json"),
         validate_request: crate::validate::<UnlockConnectorRequest>,
+        validate_request_with: crate::validate_with::<UnlockConnectorRequest>,
         validate_response: Some(crate::validate::<UnlockConnectorResponse>),
+        validate_response_with: Some(crate::validate_with::<UnlockConnectorResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<UnlockConnectorRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -21693,7 +21817,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v201/UnpublishFirmwareRequest.json",
         response_schema: Some("v201/UnpublishFirmwareResponse.json"),
         validate_request: crate::validate::<UnpublishFirmwareRequest>,
+        validate_request_with: crate::validate_with::<UnpublishFirmwareRequest>,
         validate_response: Some(crate::validate::<UnpublishFirmwareResponse>),
+        validate_response_with: Some(crate::validate_with::<UnpublishFirmwareResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<UnpublishFirmwareRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -21706,7 +21832,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v201/UpdateFirmwareRequest.json",
         response_schema: Some("v201/UpdateFirmwareResponse.json"),
         validate_request: crate::validate::<UpdateFirmwareRequest>,
+        validate_request_with: crate::validate_with::<UpdateFirmwareRequest>,
         validate_response: Some(crate::validate::<UpdateFirmwareResponse>),
+        validate_response_with: Some(crate::validate_with::<UpdateFirmwareResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<UpdateFirmwareRequest>,
         #[cfg(any(test, feature = "arbitrary"))]

@@ -33260,7 +33260,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v21/AFRRSignalRequest.json",
         response_schema: Some("v21/AFRRSignalResponse.json"),
         validate_request: crate::validate::<AFRRSignalRequest>,
+        validate_request_with: crate::validate_with::<AFRRSignalRequest>,
         validate_response: Some(crate::validate::<AFRRSignalResponse>),
+        validate_response_with: Some(crate::validate_with::<AFRRSignalResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<AFRRSignalRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -33273,7 +33275,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v21/AdjustPeriodicEventStreamRequest.json",
         response_schema: Some("v21/AdjustPeriodicEventStreamResponse.json"),
         validate_request: crate::validate::<AdjustPeriodicEventStreamRequest>,
+        validate_request_with: crate::validate_with::<AdjustPeriodicEventStreamRequest>,
         validate_response: Some(crate::validate::<AdjustPeriodicEventStreamResponse>),
+        validate_response_with: Some(crate::validate_with::<AdjustPeriodicEventStreamResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<AdjustPeriodicEventStreamRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -33286,7 +33290,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v21/AuthorizeRequest.json",
         response_schema: Some("v21/AuthorizeResponse.json"),
         validate_request: crate::validate::<AuthorizeRequest>,
+        validate_request_with: crate::validate_with::<AuthorizeRequest>,
         validate_response: Some(crate::validate::<AuthorizeResponse>),
+        validate_response_with: Some(crate::validate_with::<AuthorizeResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<AuthorizeRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -33299,7 +33305,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v21/BatterySwapRequest.json",
         response_schema: Some("v21/BatterySwapResponse.json"),
         validate_request: crate::validate::<BatterySwapRequest>,
+        validate_request_with: crate::validate_with::<BatterySwapRequest>,
         validate_response: Some(crate::validate::<BatterySwapResponse>),
+        validate_response_with: Some(crate::validate_with::<BatterySwapResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<BatterySwapRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -33312,7 +33320,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v21/BootNotificationRequest.json",
         response_schema: Some("v21/BootNotificationResponse.json"),
         validate_request: crate::validate::<BootNotificationRequest>,
+        validate_request_with: crate::validate_with::<BootNotificationRequest>,
         validate_response: Some(crate::validate::<BootNotificationResponse>),
+        validate_response_with: Some(crate::validate_with::<BootNotificationResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<BootNotificationRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -33325,7 +33335,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v21/CancelReservationRequest.json",
         response_schema: Some("v21/CancelReservationResponse.json"),
         validate_request: crate::validate::<CancelReservationRequest>,
+        validate_request_with: crate::validate_with::<CancelReservationRequest>,
         validate_response: Some(crate::validate::<CancelReservationResponse>),
+        validate_response_with: Some(crate::validate_with::<CancelReservationResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<CancelReservationRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -33338,7 +33350,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v21/CertificateSignedRequest.json",
         response_schema: Some("v21/CertificateSignedResponse.json"),
         validate_request: crate::validate::<CertificateSignedRequest>,
+        validate_request_with: crate::validate_with::<CertificateSignedRequest>,
         validate_response: Some(crate::validate::<CertificateSignedResponse>),
+        validate_response_with: Some(crate::validate_with::<CertificateSignedResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<CertificateSignedRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -33351,7 +33365,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v21/ChangeAvailabilityRequest.json",
         response_schema: Some("v21/ChangeAvailabilityResponse.json"),
         validate_request: crate::validate::<ChangeAvailabilityRequest>,
+        validate_request_with: crate::validate_with::<ChangeAvailabilityRequest>,
         validate_response: Some(crate::validate::<ChangeAvailabilityResponse>),
+        validate_response_with: Some(crate::validate_with::<ChangeAvailabilityResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<ChangeAvailabilityRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -33364,7 +33380,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v21/ChangeTransactionTariffRequest.json",
         response_schema: Some("v21/ChangeTransactionTariffResponse.json"),
         validate_request: crate::validate::<ChangeTransactionTariffRequest>,
+        validate_request_with: crate::validate_with::<ChangeTransactionTariffRequest>,
         validate_response: Some(crate::validate::<ChangeTransactionTariffResponse>),
+        validate_response_with: Some(crate::validate_with::<ChangeTransactionTariffResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<ChangeTransactionTariffRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -33377,7 +33395,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v21/ClearCacheRequest.json",
         response_schema: Some("v21/ClearCacheResponse.json"),
         validate_request: crate::validate::<ClearCacheRequest>,
+        validate_request_with: crate::validate_with::<ClearCacheRequest>,
         validate_response: Some(crate::validate::<ClearCacheResponse>),
+        validate_response_with: Some(crate::validate_with::<ClearCacheResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<ClearCacheRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -33390,7 +33410,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v21/ClearChargingProfileRequest.json",
         response_schema: Some("v21/ClearChargingProfileResponse.json"),
         validate_request: crate::validate::<ClearChargingProfileRequest>,
+        validate_request_with: crate::validate_with::<ClearChargingProfileRequest>,
         validate_response: Some(crate::validate::<ClearChargingProfileResponse>),
+        validate_response_with: Some(crate::validate_with::<ClearChargingProfileResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<ClearChargingProfileRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -33403,7 +33425,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v21/ClearDERControlRequest.json",
         response_schema: Some("v21/ClearDERControlResponse.json"),
         validate_request: crate::validate::<ClearDERControlRequest>,
+        validate_request_with: crate::validate_with::<ClearDERControlRequest>,
         validate_response: Some(crate::validate::<ClearDERControlResponse>),
+        validate_response_with: Some(crate::validate_with::<ClearDERControlResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<ClearDERControlRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -33416,7 +33440,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v21/ClearDisplayMessageRequest.json",
         response_schema: Some("v21/ClearDisplayMessageResponse.json"),
         validate_request: crate::validate::<ClearDisplayMessageRequest>,
+        validate_request_with: crate::validate_with::<ClearDisplayMessageRequest>,
         validate_response: Some(crate::validate::<ClearDisplayMessageResponse>),
+        validate_response_with: Some(crate::validate_with::<ClearDisplayMessageResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<ClearDisplayMessageRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -33429,7 +33455,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v21/ClearTariffsRequest.json",
         response_schema: Some("v21/ClearTariffsResponse.json"),
         validate_request: crate::validate::<ClearTariffsRequest>,
+        validate_request_with: crate::validate_with::<ClearTariffsRequest>,
         validate_response: Some(crate::validate::<ClearTariffsResponse>),
+        validate_response_with: Some(crate::validate_with::<ClearTariffsResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<ClearTariffsRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -33442,7 +33470,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v21/ClearVariableMonitoringRequest.json",
         response_schema: Some("v21/ClearVariableMonitoringResponse.json"),
         validate_request: crate::validate::<ClearVariableMonitoringRequest>,
+        validate_request_with: crate::validate_with::<ClearVariableMonitoringRequest>,
         validate_response: Some(crate::validate::<ClearVariableMonitoringResponse>),
+        validate_response_with: Some(crate::validate_with::<ClearVariableMonitoringResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<ClearVariableMonitoringRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -33455,7 +33485,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v21/ClearedChargingLimitRequest.json",
         response_schema: Some("v21/ClearedChargingLimitResponse.json"),
         validate_request: crate::validate::<ClearedChargingLimitRequest>,
+        validate_request_with: crate::validate_with::<ClearedChargingLimitRequest>,
         validate_response: Some(crate::validate::<ClearedChargingLimitResponse>),
+        validate_response_with: Some(crate::validate_with::<ClearedChargingLimitResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<ClearedChargingLimitRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -33468,7 +33500,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v21/ClosePeriodicEventStreamRequest.json",
         response_schema: Some("v21/ClosePeriodicEventStreamResponse.json"),
         validate_request: crate::validate::<ClosePeriodicEventStreamRequest>,
+        validate_request_with: crate::validate_with::<ClosePeriodicEventStreamRequest>,
         validate_response: Some(crate::validate::<ClosePeriodicEventStreamResponse>),
+        validate_response_with: Some(crate::validate_with::<ClosePeriodicEventStreamResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<ClosePeriodicEventStreamRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -33481,7 +33515,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v21/CostUpdatedRequest.json",
         response_schema: Some("v21/CostUpdatedResponse.json"),
         validate_request: crate::validate::<CostUpdatedRequest>,
+        validate_request_with: crate::validate_with::<CostUpdatedRequest>,
         validate_response: Some(crate::validate::<CostUpdatedResponse>),
+        validate_response_with: Some(crate::validate_with::<CostUpdatedResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<CostUpdatedRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -33494,7 +33530,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v21/CustomerInformationRequest.json",
         response_schema: Some("v21/CustomerInformationResponse.json"),
         validate_request: crate::validate::<CustomerInformationRequest>,
+        validate_request_with: crate::validate_with::<CustomerInformationRequest>,
         validate_response: Some(crate::validate::<CustomerInformationResponse>),
+        validate_response_with: Some(crate::validate_with::<CustomerInformationResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<CustomerInformationRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -33507,7 +33545,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v21/DataTransferRequest.json",
         response_schema: Some("v21/DataTransferResponse.json"),
         validate_request: crate::validate::<DataTransferRequest>,
+        validate_request_with: crate::validate_with::<DataTransferRequest>,
         validate_response: Some(crate::validate::<DataTransferResponse>),
+        validate_response_with: Some(crate::validate_with::<DataTransferResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<DataTransferRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -33520,7 +33560,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v21/DeleteCertificateRequest.json",
         response_schema: Some("v21/DeleteCertificateResponse.json"),
         validate_request: crate::validate::<DeleteCertificateRequest>,
+        validate_request_with: crate::validate_with::<DeleteCertificateRequest>,
         validate_response: Some(crate::validate::<DeleteCertificateResponse>),
+        validate_response_with: Some(crate::validate_with::<DeleteCertificateResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<DeleteCertificateRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -33533,7 +33575,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v21/FirmwareStatusNotificationRequest.json",
         response_schema: Some("v21/FirmwareStatusNotificationResponse.json"),
         validate_request: crate::validate::<FirmwareStatusNotificationRequest>,
+        validate_request_with: crate::validate_with::<FirmwareStatusNotificationRequest>,
         validate_response: Some(crate::validate::<FirmwareStatusNotificationResponse>),
+        validate_response_with: Some(crate::validate_with::<FirmwareStatusNotificationResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<FirmwareStatusNotificationRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -33546,7 +33590,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v21/Get15118EVCertificateRequest.json",
         response_schema: Some("v21/Get15118EVCertificateResponse.json"),
         validate_request: crate::validate::<Get15118EVCertificateRequest>,
+        validate_request_with: crate::validate_with::<Get15118EVCertificateRequest>,
         validate_response: Some(crate::validate::<Get15118EVCertificateResponse>),
+        validate_response_with: Some(crate::validate_with::<Get15118EVCertificateResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<Get15118EVCertificateRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -33559,7 +33605,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v21/GetBaseReportRequest.json",
         response_schema: Some("v21/GetBaseReportResponse.json"),
         validate_request: crate::validate::<GetBaseReportRequest>,
+        validate_request_with: crate::validate_with::<GetBaseReportRequest>,
         validate_response: Some(crate::validate::<GetBaseReportResponse>),
+        validate_response_with: Some(crate::validate_with::<GetBaseReportResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<GetBaseReportRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -33572,7 +33620,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v21/GetCertificateChainStatusRequest.json",
         response_schema: Some("v21/GetCertificateChainStatusResponse.json"),
         validate_request: crate::validate::<GetCertificateChainStatusRequest>,
+        validate_request_with: crate::validate_with::<GetCertificateChainStatusRequest>,
         validate_response: Some(crate::validate::<GetCertificateChainStatusResponse>),
+        validate_response_with: Some(crate::validate_with::<GetCertificateChainStatusResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<GetCertificateChainStatusRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -33585,7 +33635,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v21/GetCertificateStatusRequest.json",
         response_schema: Some("v21/GetCertificateStatusResponse.json"),
         validate_request: crate::validate::<GetCertificateStatusRequest>,
+        validate_request_with: crate::validate_with::<GetCertificateStatusRequest>,
         validate_response: Some(crate::validate::<GetCertificateStatusResponse>),
+        validate_response_with: Some(crate::validate_with::<GetCertificateStatusResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<GetCertificateStatusRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -33598,7 +33650,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v21/GetChargingProfilesRequest.json",
         response_schema: Some("v21/GetChargingProfilesResponse.json"),
         validate_request: crate::validate::<GetChargingProfilesRequest>,
+        validate_request_with: crate::validate_with::<GetChargingProfilesRequest>,
         validate_response: Some(crate::validate::<GetChargingProfilesResponse>),
+        validate_response_with: Some(crate::validate_with::<GetChargingProfilesResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<GetChargingProfilesRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -33611,7 +33665,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v21/GetCompositeScheduleRequest.json",
         response_schema: Some("v21/GetCompositeScheduleResponse.json"),
         validate_request: crate::validate::<GetCompositeScheduleRequest>,
+        validate_request_with: crate::validate_with::<GetCompositeScheduleRequest>,
         validate_response: Some(crate::validate::<GetCompositeScheduleResponse>),
+        validate_response_with: Some(crate::validate_with::<GetCompositeScheduleResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<GetCompositeScheduleRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -33624,7 +33680,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v21/GetDERControlRequest.json",
         response_schema: Some("v21/GetDERControlResponse.json"),
         validate_request: crate::validate::<GetDERControlRequest>,
+        validate_request_with: crate::validate_with::<GetDERControlRequest>,
         validate_response: Some(crate::validate::<GetDERControlResponse>),
+        validate_response_with: Some(crate::validate_with::<GetDERControlResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<GetDERControlRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -33637,7 +33695,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v21/GetDisplayMessagesRequest.json",
         response_schema: Some("v21/GetDisplayMessagesResponse.json"),
         validate_request: crate::validate::<GetDisplayMessagesRequest>,
+        validate_request_with: crate::validate_with::<GetDisplayMessagesRequest>,
         validate_response: Some(crate::validate::<GetDisplayMessagesResponse>),
+        validate_response_with: Some(crate::validate_with::<GetDisplayMessagesResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<GetDisplayMessagesRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -33650,7 +33710,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v21/GetInstalledCertificateIdsRequest.json",
         response_schema: Some("v21/GetInstalledCertificateIdsResponse.json"),
         validate_request: crate::validate::<GetInstalledCertificateIdsRequest>,
+        validate_request_with: crate::validate_with::<GetInstalledCertificateIdsRequest>,
         validate_response: Some(crate::validate::<GetInstalledCertificateIdsResponse>),
+        validate_response_with: Some(crate::validate_with::<GetInstalledCertificateIdsResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<GetInstalledCertificateIdsRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -33663,7 +33725,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v21/GetLocalListVersionRequest.json",
         response_schema: Some("v21/GetLocalListVersionResponse.json"),
         validate_request: crate::validate::<GetLocalListVersionRequest>,
+        validate_request_with: crate::validate_with::<GetLocalListVersionRequest>,
         validate_response: Some(crate::validate::<GetLocalListVersionResponse>),
+        validate_response_with: Some(crate::validate_with::<GetLocalListVersionResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<GetLocalListVersionRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -33676,7 +33740,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v21/GetLogRequest.json",
         response_schema: Some("v21/GetLogResponse.json"),
         validate_request: crate::validate::<GetLogRequest>,
+        validate_request_with: crate::validate_with::<GetLogRequest>,
         validate_response: Some(crate::validate::<GetLogResponse>),
+        validate_response_with: Some(crate::validate_with::<GetLogResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<GetLogRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -33689,7 +33755,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v21/GetMonitoringReportRequest.json",
         response_schema: Some("v21/GetMonitoringReportResponse.json"),
         validate_request: crate::validate::<GetMonitoringReportRequest>,
+        validate_request_with: crate::validate_with::<GetMonitoringReportRequest>,
         validate_response: Some(crate::validate::<GetMonitoringReportResponse>),
+        validate_response_with: Some(crate::validate_with::<GetMonitoringReportResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<GetMonitoringReportRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -33702,7 +33770,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v21/GetPeriodicEventStreamRequest.json",
         response_schema: Some("v21/GetPeriodicEventStreamResponse.json"),
         validate_request: crate::validate::<GetPeriodicEventStreamRequest>,
+        validate_request_with: crate::validate_with::<GetPeriodicEventStreamRequest>,
         validate_response: Some(crate::validate::<GetPeriodicEventStreamResponse>),
+        validate_response_with: Some(crate::validate_with::<GetPeriodicEventStreamResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<GetPeriodicEventStreamRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -33715,7 +33785,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v21/GetReportRequest.json",
         response_schema: Some("v21/GetReportResponse.json"),
         validate_request: crate::validate::<GetReportRequest>,
+        validate_request_with: crate::validate_with::<GetReportRequest>,
         validate_response: Some(crate::validate::<GetReportResponse>),
+        validate_response_with: Some(crate::validate_with::<GetReportResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<GetReportRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -33728,7 +33800,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v21/GetTariffsRequest.json",
         response_schema: Some("v21/GetTariffsResponse.json"),
         validate_request: crate::validate::<GetTariffsRequest>,
+        validate_request_with: crate::validate_with::<GetTariffsRequest>,
         validate_response: Some(crate::validate::<GetTariffsResponse>),
+        validate_response_with: Some(crate::validate_with::<GetTariffsResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<GetTariffsRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -33741,7 +33815,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v21/GetTransactionStatusRequest.json",
         response_schema: Some("v21/GetTransactionStatusResponse.json"),
         validate_request: crate::validate::<GetTransactionStatusRequest>,
+        validate_request_with: crate::validate_with::<GetTransactionStatusRequest>,
         validate_response: Some(crate::validate::<GetTransactionStatusResponse>),
+        validate_response_with: Some(crate::validate_with::<GetTransactionStatusResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<GetTransactionStatusRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -33754,7 +33830,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v21/GetVariablesRequest.json",
         response_schema: Some("v21/GetVariablesResponse.json"),
         validate_request: crate::validate::<GetVariablesRequest>,
+        validate_request_with: crate::validate_with::<GetVariablesRequest>,
         validate_response: Some(crate::validate::<GetVariablesResponse>),
+        validate_response_with: Some(crate::validate_with::<GetVariablesResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<GetVariablesRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -33767,7 +33845,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v21/HeartbeatRequest.json",
         response_schema: Some("v21/HeartbeatResponse.json"),
         validate_request: crate::validate::<HeartbeatRequest>,
+        validate_request_with: crate::validate_with::<HeartbeatRequest>,
         validate_response: Some(crate::validate::<HeartbeatResponse>),
+        validate_response_with: Some(crate::validate_with::<HeartbeatResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<HeartbeatRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -33780,7 +33860,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v21/InstallCertificateRequest.json",
         response_schema: Some("v21/InstallCertificateResponse.json"),
         validate_request: crate::validate::<InstallCertificateRequest>,
+        validate_request_with: crate::validate_with::<InstallCertificateRequest>,
         validate_response: Some(crate::validate::<InstallCertificateResponse>),
+        validate_response_with: Some(crate::validate_with::<InstallCertificateResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<InstallCertificateRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -33793,7 +33875,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v21/LogStatusNotificationRequest.json",
         response_schema: Some("v21/LogStatusNotificationResponse.json"),
         validate_request: crate::validate::<LogStatusNotificationRequest>,
+        validate_request_with: crate::validate_with::<LogStatusNotificationRequest>,
         validate_response: Some(crate::validate::<LogStatusNotificationResponse>),
+        validate_response_with: Some(crate::validate_with::<LogStatusNotificationResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<LogStatusNotificationRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -33806,7 +33890,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v21/MeterValuesRequest.json",
         response_schema: Some("v21/MeterValuesResponse.json"),
         validate_request: crate::validate::<MeterValuesRequest>,
+        validate_request_with: crate::validate_with::<MeterValuesRequest>,
         validate_response: Some(crate::validate::<MeterValuesResponse>),
+        validate_response_with: Some(crate::validate_with::<MeterValuesResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<MeterValuesRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -33819,7 +33905,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v21/NotifyAllowedEnergyTransferRequest.json",
         response_schema: Some("v21/NotifyAllowedEnergyTransferResponse.json"),
         validate_request: crate::validate::<NotifyAllowedEnergyTransferRequest>,
+        validate_request_with: crate::validate_with::<NotifyAllowedEnergyTransferRequest>,
         validate_response: Some(crate::validate::<NotifyAllowedEnergyTransferResponse>),
+        validate_response_with: Some(crate::validate_with::<NotifyAllowedEnergyTransferResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<NotifyAllowedEnergyTransferRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -33832,7 +33920,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v21/NotifyChargingLimitRequest.json",
         response_schema: Some("v21/NotifyChargingLimitResponse.json"),
         validate_request: crate::validate::<NotifyChargingLimitRequest>,
+        validate_request_with: crate::validate_with::<NotifyChargingLimitRequest>,
         validate_response: Some(crate::validate::<NotifyChargingLimitResponse>),
+        validate_response_with: Some(crate::validate_with::<NotifyChargingLimitResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<NotifyChargingLimitRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -33845,7 +33935,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v21/NotifyCustomerInformationRequest.json",
         response_schema: Some("v21/NotifyCustomerInformationResponse.json"),
         validate_request: crate::validate::<NotifyCustomerInformationRequest>,
+        validate_request_with: crate::validate_with::<NotifyCustomerInformationRequest>,
         validate_response: Some(crate::validate::<NotifyCustomerInformationResponse>),
+        validate_response_with: Some(crate::validate_with::<NotifyCustomerInformationResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<NotifyCustomerInformationRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -33858,7 +33950,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v21/NotifyDERAlarmRequest.json",
         response_schema: Some("v21/NotifyDERAlarmResponse.json"),
         validate_request: crate::validate::<NotifyDERAlarmRequest>,
+        validate_request_with: crate::validate_with::<NotifyDERAlarmRequest>,
         validate_response: Some(crate::validate::<NotifyDERAlarmResponse>),
+        validate_response_with: Some(crate::validate_with::<NotifyDERAlarmResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<NotifyDERAlarmRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -33871,7 +33965,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v21/NotifyDERStartStopRequest.json",
         response_schema: Some("v21/NotifyDERStartStopResponse.json"),
         validate_request: crate::validate::<NotifyDERStartStopRequest>,
+        validate_request_with: crate::validate_with::<NotifyDERStartStopRequest>,
         validate_response: Some(crate::validate::<NotifyDERStartStopResponse>),
+        validate_response_with: Some(crate::validate_with::<NotifyDERStartStopResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<NotifyDERStartStopRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -33884,7 +33980,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v21/NotifyDisplayMessagesRequest.json",
         response_schema: Some("v21/NotifyDisplayMessagesResponse.json"),
         validate_request: crate::validate::<NotifyDisplayMessagesRequest>,
+        validate_request_with: crate::validate_with::<NotifyDisplayMessagesRequest>,
         validate_response: Some(crate::validate::<NotifyDisplayMessagesResponse>),
+        validate_response_with: Some(crate::validate_with::<NotifyDisplayMessagesResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<NotifyDisplayMessagesRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -33897,7 +33995,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v21/NotifyEVChargingNeedsRequest.json",
         response_schema: Some("v21/NotifyEVChargingNeedsResponse.json"),
         validate_request: crate::validate::<NotifyEVChargingNeedsRequest>,
+        validate_request_with: crate::validate_with::<NotifyEVChargingNeedsRequest>,
         validate_response: Some(crate::validate::<NotifyEVChargingNeedsResponse>),
+        validate_response_with: Some(crate::validate_with::<NotifyEVChargingNeedsResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<NotifyEVChargingNeedsRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -33910,7 +34010,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v21/NotifyEVChargingScheduleRequest.json",
         response_schema: Some("v21/NotifyEVChargingScheduleResponse.json"),
         validate_request: crate::validate::<NotifyEVChargingScheduleRequest>,
+        validate_request_with: crate::validate_with::<NotifyEVChargingScheduleRequest>,
         validate_response: Some(crate::validate::<NotifyEVChargingScheduleResponse>),
+        validate_response_with: Some(crate::validate_with::<NotifyEVChargingScheduleResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<NotifyEVChargingScheduleRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -33923,7 +34025,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v21/NotifyEventRequest.json",
         response_schema: Some("v21/NotifyEventResponse.json"),
         validate_request: crate::validate::<NotifyEventRequest>,
+        validate_request_with: crate::validate_with::<NotifyEventRequest>,
         validate_response: Some(crate::validate::<NotifyEventResponse>),
+        validate_response_with: Some(crate::validate_with::<NotifyEventResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<NotifyEventRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -33936,7 +34040,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v21/NotifyMonitoringReportRequest.json",
         response_schema: Some("v21/NotifyMonitoringReportResponse.json"),
         validate_request: crate::validate::<NotifyMonitoringReportRequest>,
+        validate_request_with: crate::validate_with::<NotifyMonitoringReportRequest>,
         validate_response: Some(crate::validate::<NotifyMonitoringReportResponse>),
+        validate_response_with: Some(crate::validate_with::<NotifyMonitoringReportResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<NotifyMonitoringReportRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -33949,7 +34055,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v21/NotifyPeriodicEventStream.json",
         response_schema: None,
         validate_request: crate::validate::<NotifyPeriodicEventStreamRequest>,
+        validate_request_with: crate::validate_with::<NotifyPeriodicEventStreamRequest>,
         validate_response: None,
+        validate_response_with: None,
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<NotifyPeriodicEventStreamRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -33962,7 +34070,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v21/NotifyPriorityChargingRequest.json",
         response_schema: Some("v21/NotifyPriorityChargingResponse.json"),
         validate_request: crate::validate::<NotifyPriorityChargingRequest>,
+        validate_request_with: crate::validate_with::<NotifyPriorityChargingRequest>,
         validate_response: Some(crate::validate::<NotifyPriorityChargingResponse>),
+        validate_response_with: Some(crate::validate_with::<NotifyPriorityChargingResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<NotifyPriorityChargingRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -33975,7 +34085,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v21/NotifyReportRequest.json",
         response_schema: Some("v21/NotifyReportResponse.json"),
         validate_request: crate::validate::<NotifyReportRequest>,
+        validate_request_with: crate::validate_with::<NotifyReportRequest>,
         validate_response: Some(crate::validate::<NotifyReportResponse>),
+        validate_response_with: Some(crate::validate_with::<NotifyReportResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<NotifyReportRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -33988,7 +34100,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v21/NotifySettlementRequest.json",
         response_schema: Some("v21/NotifySettlementResponse.json"),
         validate_request: crate::validate::<NotifySettlementRequest>,
+        validate_request_with: crate::validate_with::<NotifySettlementRequest>,
         validate_response: Some(crate::validate::<NotifySettlementResponse>),
+        validate_response_with: Some(crate::validate_with::<NotifySettlementResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<NotifySettlementRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -34001,7 +34115,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v21/NotifyWebPaymentStartedRequest.json",
         response_schema: Some("v21/NotifyWebPaymentStartedResponse.json"),
         validate_request: crate::validate::<NotifyWebPaymentStartedRequest>,
+        validate_request_with: crate::validate_with::<NotifyWebPaymentStartedRequest>,
         validate_response: Some(crate::validate::<NotifyWebPaymentStartedResponse>),
+        validate_response_with: Some(crate::validate_with::<NotifyWebPaymentStartedResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<NotifyWebPaymentStartedRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -34014,7 +34130,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v21/OpenPeriodicEventStreamRequest.json",
         response_schema: Some("v21/OpenPeriodicEventStreamResponse.json"),
         validate_request: crate::validate::<OpenPeriodicEventStreamRequest>,
+        validate_request_with: crate::validate_with::<OpenPeriodicEventStreamRequest>,
         validate_response: Some(crate::validate::<OpenPeriodicEventStreamResponse>),
+        validate_response_with: Some(crate::validate_with::<OpenPeriodicEventStreamResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<OpenPeriodicEventStreamRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -34027,7 +34145,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v21/PublishFirmwareRequest.json",
         response_schema: Some("v21/PublishFirmwareResponse.json"),
         validate_request: crate::validate::<PublishFirmwareRequest>,
+        validate_request_with: crate::validate_with::<PublishFirmwareRequest>,
         validate_response: Some(crate::validate::<PublishFirmwareResponse>),
+        validate_response_with: Some(crate::validate_with::<PublishFirmwareResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<PublishFirmwareRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -34040,7 +34160,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v21/PublishFirmwareStatusNotificationRequest.json",
         response_schema: Some("v21/PublishFirmwareStatusNotificationResponse.json"),
         validate_request: crate::validate::<PublishFirmwareStatusNotificationRequest>,
+        validate_request_with: crate::validate_with::<PublishFirmwareStatusNotificationRequest>,
         validate_response: Some(crate::validate::<PublishFirmwareStatusNotificationResponse>),
+        validate_response_with: Some(crate::validate_with::<PublishFirmwareStatusNotificationResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<PublishFirmwareStatusNotificationRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -34053,7 +34175,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v21/PullDynamicScheduleUpdateRequest.json",
         response_schema: Some("v21/PullDynamicScheduleUpdateResponse.json"),
         validate_request: crate::validate::<PullDynamicScheduleUpdateRequest>,
+        validate_request_with: crate::validate_with::<PullDynamicScheduleUpdateRequest>,
         validate_response: Some(crate::validate::<PullDynamicScheduleUpdateResponse>),
+        validate_response_with: Some(crate::validate_with::<PullDynamicScheduleUpdateResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<PullDynamicScheduleUpdateRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -34066,7 +34190,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v21/ReportChargingProfilesRequest.json",
         response_schema: Some("v21/ReportChargingProfilesResponse.json"),
         validate_request: crate::validate::<ReportChargingProfilesRequest>,
+        validate_request_with: crate::validate_with::<ReportChargingProfilesRequest>,
         validate_response: Some(crate::validate::<ReportChargingProfilesResponse>),
+        validate_response_with: Some(crate::validate_with::<ReportChargingProfilesResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<ReportChargingProfilesRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -34079,7 +34205,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v21/ReportDERControlRequest.json",
         response_schema: Some("v21/ReportDERControlResponse.json"),
         validate_request: crate::validate::<ReportDERControlRequest>,
+        validate_request_with: crate::validate_with::<ReportDERControlRequest>,
         validate_response: Some(crate::validate::<ReportDERControlResponse>),
+        validate_response_with: Some(crate::validate_with::<ReportDERControlResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<ReportDERControlRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -34092,7 +34220,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v21/RequestBatterySwapRequest.json",
         response_schema: Some("v21/RequestBatterySwapResponse.json"),
         validate_request: crate::validate::<RequestBatterySwapRequest>,
+        validate_request_with: crate::validate_with::<RequestBatterySwapRequest>,
         validate_response: Some(crate::validate::<RequestBatterySwapResponse>),
+        validate_response_with: Some(crate::validate_with::<RequestBatterySwapResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<RequestBatterySwapRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -34105,7 +34235,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v21/RequestStartTransactionRequest.json",
         response_schema: Some("v21/RequestStartTransactionResponse.json"),
         validate_request: crate::validate::<RequestStartTransactionRequest>,
+        validate_request_with: crate::validate_with::<RequestStartTransactionRequest>,
         validate_response: Some(crate::validate::<RequestStartTransactionResponse>),
+        validate_response_with: Some(crate::validate_with::<RequestStartTransactionResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<RequestStartTransactionRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -34118,7 +34250,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v21/RequestStopTransactionRequest.json",
         response_schema: Some("v21/RequestStopTransactionResponse.json"),
         validate_request: crate::validate::<RequestStopTransactionRequest>,
+        validate_request_with: crate::validate_with::<RequestStopTransactionRequest>,
         validate_response: Some(crate::validate::<RequestStopTransactionResponse>),
+        validate_response_with: Some(crate::validate_with::<RequestStopTransactionResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<RequestStopTransactionRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -34131,7 +34265,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v21/ReservationStatusUpdateRequest.json",
         response_schema: Some("v21/ReservationStatusUpdateResponse.json"),
         validate_request: crate::validate::<ReservationStatusUpdateRequest>,
+        validate_request_with: crate::validate_with::<ReservationStatusUpdateRequest>,
         validate_response: Some(crate::validate::<ReservationStatusUpdateResponse>),
+        validate_response_with: Some(crate::validate_with::<ReservationStatusUpdateResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<ReservationStatusUpdateRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -34144,7 +34280,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v21/ReserveNowRequest.json",
         response_schema: Some("v21/ReserveNowResponse.json"),
         validate_request: crate::validate::<ReserveNowRequest>,
+        validate_request_with: crate::validate_with::<ReserveNowRequest>,
         validate_response: Some(crate::validate::<ReserveNowResponse>),
+        validate_response_with: Some(crate::validate_with::<ReserveNowResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<ReserveNowRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -34157,7 +34295,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v21/ResetRequest.json",
         response_schema: Some("v21/ResetResponse.json"),
         validate_request: crate::validate::<ResetRequest>,
+        validate_request_with: crate::validate_with::<ResetRequest>,
         validate_response: Some(crate::validate::<ResetResponse>),
+        validate_response_with: Some(crate::validate_with::<ResetResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<ResetRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -34170,7 +34310,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v21/SecurityEventNotificationRequest.json",
         response_schema: Some("v21/SecurityEventNotificationResponse.json"),
         validate_request: crate::validate::<SecurityEventNotificationRequest>,
+        validate_request_with: crate::validate_with::<SecurityEventNotificationRequest>,
         validate_response: Some(crate::validate::<SecurityEventNotificationResponse>),
+        validate_response_with: Some(crate::validate_with::<SecurityEventNotificationResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<SecurityEventNotificationRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -34183,7 +34325,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v21/SendLocalListRequest.json",
         response_schema: Some("v21/SendLocalListResponse.json"),
         validate_request: crate::validate::<SendLocalListRequest>,
+        validate_request_with: crate::validate_with::<SendLocalListRequest>,
         validate_response: Some(crate::validate::<SendLocalListResponse>),
+        validate_response_with: Some(crate::validate_with::<SendLocalListResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<SendLocalListRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -34196,7 +34340,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v21/SetChargingProfileRequest.json",
         response_schema: Some("v21/SetChargingProfileResponse.json"),
         validate_request: crate::validate::<SetChargingProfileRequest>,
+        validate_request_with: crate::validate_with::<SetChargingProfileRequest>,
         validate_response: Some(crate::validate::<SetChargingProfileResponse>),
+        validate_response_with: Some(crate::validate_with::<SetChargingProfileResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<SetChargingProfileRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -34209,7 +34355,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v21/SetDERControlRequest.json",
         response_schema: Some("v21/SetDERControlResponse.json"),
         validate_request: crate::validate::<SetDERControlRequest>,
+        validate_request_with: crate::validate_with::<SetDERControlRequest>,
         validate_response: Some(crate::validate::<SetDERControlResponse>),
+        validate_response_with: Some(crate::validate_with::<SetDERControlResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<SetDERControlRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -34222,7 +34370,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v21/SetDefaultTariffRequest.json",
         response_schema: Some("v21/SetDefaultTariffResponse.json"),
         validate_request: crate::validate::<SetDefaultTariffRequest>,
+        validate_request_with: crate::validate_with::<SetDefaultTariffRequest>,
         validate_response: Some(crate::validate::<SetDefaultTariffResponse>),
+        validate_response_with: Some(crate::validate_with::<SetDefaultTariffResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<SetDefaultTariffRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -34235,7 +34385,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v21/SetDisplayMessageRequest.json",
         response_schema: Some("v21/SetDisplayMessageResponse.json"),
         validate_request: crate::validate::<SetDisplayMessageRequest>,
+        validate_request_with: crate::validate_with::<SetDisplayMessageRequest>,
         validate_response: Some(crate::validate::<SetDisplayMessageResponse>),
+        validate_response_with: Some(crate::validate_with::<SetDisplayMessageResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<SetDisplayMessageRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -34248,7 +34400,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v21/SetMonitoringBaseRequest.json",
         response_schema: Some("v21/SetMonitoringBaseResponse.json"),
         validate_request: crate::validate::<SetMonitoringBaseRequest>,
+        validate_request_with: crate::validate_with::<SetMonitoringBaseRequest>,
         validate_response: Some(crate::validate::<SetMonitoringBaseResponse>),
+        validate_response_with: Some(crate::validate_with::<SetMonitoringBaseResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<SetMonitoringBaseRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -34261,7 +34415,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v21/SetMonitoringLevelRequest.json",
         response_schema: Some("v21/SetMonitoringLevelResponse.json"),
         validate_request: crate::validate::<SetMonitoringLevelRequest>,
+        validate_request_with: crate::validate_with::<SetMonitoringLevelRequest>,
         validate_response: Some(crate::validate::<SetMonitoringLevelResponse>),
+        validate_response_with: Some(crate::validate_with::<SetMonitoringLevelResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<SetMonitoringLevelRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -34274,7 +34430,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v21/SetNetworkProfileRequest.json",
         response_schema: Some("v21/SetNetworkProfileResponse.json"),
         validate_request: crate::validate::<SetNetworkProfileRequest>,
+        validate_request_with: crate::validate_with::<SetNetworkProfileRequest>,
         validate_response: Some(crate::validate::<SetNetworkProfileResponse>),
+        validate_response_with: Some(crate::validate_with::<SetNetworkProfileResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<SetNetworkProfileRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -34287,7 +34445,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v21/SetVariableMonitoringRequest.json",
         response_schema: Some("v21/SetVariableMonitoringResponse.json"),
         validate_request: crate::validate::<SetVariableMonitoringRequest>,
+        validate_request_with: crate::validate_with::<SetVariableMonitoringRequest>,
         validate_response: Some(crate::validate::<SetVariableMonitoringResponse>),
+        validate_response_with: Some(crate::validate_with::<SetVariableMonitoringResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<SetVariableMonitoringRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -34300,7 +34460,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v21/SetVariablesRequest.json",
         response_schema: Some("v21/SetVariablesResponse.json"),
         validate_request: crate::validate::<SetVariablesRequest>,
+        validate_request_with: crate::validate_with::<SetVariablesRequest>,
         validate_response: Some(crate::validate::<SetVariablesResponse>),
+        validate_response_with: Some(crate::validate_with::<SetVariablesResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<SetVariablesRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -34313,7 +34475,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v21/SignCertificateRequest.json",
         response_schema: Some("v21/SignCertificateResponse.json"),
         validate_request: crate::validate::<SignCertificateRequest>,
+        validate_request_with: crate::validate_with::<SignCertificateRequest>,
         validate_response: Some(crate::validate::<SignCertificateResponse>),
+        validate_response_with: Some(crate::validate_with::<SignCertificateResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<SignCertificateRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -34326,7 +34490,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v21/StatusNotificationRequest.json",
         response_schema: Some("v21/StatusNotificationResponse.json"),
         validate_request: crate::validate::<StatusNotificationRequest>,
+        validate_request_with: crate::validate_with::<StatusNotificationRequest>,
         validate_response: Some(crate::validate::<StatusNotificationResponse>),
+        validate_response_with: Some(crate::validate_with::<StatusNotificationResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<StatusNotificationRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -34339,7 +34505,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v21/TransactionEventRequest.json",
         response_schema: Some("v21/TransactionEventResponse.json"),
         validate_request: crate::validate::<TransactionEventRequest>,
+        validate_request_with: crate::validate_with::<TransactionEventRequest>,
         validate_response: Some(crate::validate::<TransactionEventResponse>),
+        validate_response_with: Some(crate::validate_with::<TransactionEventResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<TransactionEventRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -34352,7 +34520,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v21/TriggerMessageRequest.json",
         response_schema: Some("v21/TriggerMessageResponse.json"),
         validate_request: crate::validate::<TriggerMessageRequest>,
+        validate_request_with: crate::validate_with::<TriggerMessageRequest>,
         validate_response: Some(crate::validate::<TriggerMessageResponse>),
+        validate_response_with: Some(crate::validate_with::<TriggerMessageResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<TriggerMessageRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -34365,7 +34535,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v21/UnlockConnectorRequest.json",
         response_schema: Some("v21/UnlockConnectorResponse.json"),
         validate_request: crate::validate::<UnlockConnectorRequest>,
+        validate_request_with: crate::validate_with::<UnlockConnectorRequest>,
         validate_response: Some(crate::validate::<UnlockConnectorResponse>),
+        validate_response_with: Some(crate::validate_with::<UnlockConnectorResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<UnlockConnectorRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -34378,7 +34550,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v21/UnpublishFirmwareRequest.json",
         response_schema: Some("v21/UnpublishFirmwareResponse.json"),
         validate_request: crate::validate::<UnpublishFirmwareRequest>,
+        validate_request_with: crate::validate_with::<UnpublishFirmwareRequest>,
         validate_response: Some(crate::validate::<UnpublishFirmwareResponse>),
+        validate_response_with: Some(crate::validate_with::<UnpublishFirmwareResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<UnpublishFirmwareRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -34391,7 +34565,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v21/UpdateDynamicScheduleRequest.json",
         response_schema: Some("v21/UpdateDynamicScheduleResponse.json"),
         validate_request: crate::validate::<UpdateDynamicScheduleRequest>,
+        validate_request_with: crate::validate_with::<UpdateDynamicScheduleRequest>,
         validate_response: Some(crate::validate::<UpdateDynamicScheduleResponse>),
+        validate_response_with: Some(crate::validate_with::<UpdateDynamicScheduleResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<UpdateDynamicScheduleRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -34404,7 +34580,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v21/UpdateFirmwareRequest.json",
         response_schema: Some("v21/UpdateFirmwareResponse.json"),
         validate_request: crate::validate::<UpdateFirmwareRequest>,
+        validate_request_with: crate::validate_with::<UpdateFirmwareRequest>,
         validate_response: Some(crate::validate::<UpdateFirmwareResponse>),
+        validate_response_with: Some(crate::validate_with::<UpdateFirmwareResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<UpdateFirmwareRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -34417,7 +34595,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v21/UsePriorityChargingRequest.json",
         response_schema: Some("v21/UsePriorityChargingResponse.json"),
         validate_request: crate::validate::<UsePriorityChargingRequest>,
+        validate_request_with: crate::validate_with::<UsePriorityChargingRequest>,
         validate_response: Some(crate::validate::<UsePriorityChargingResponse>),
+        validate_response_with: Some(crate::validate_with::<UsePriorityChargingResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<UsePriorityChargingRequest>,
         #[cfg(any(test, feature = "arbitrary"))]
@@ -34430,7 +34610,9 @@ pub static ACTIONS: &[crate::ActionInfo] = &[
         request_schema: "v21/VatNumberValidationRequest.json",
         response_schema: Some("v21/VatNumberValidationResponse.json"),
         validate_request: crate::validate::<VatNumberValidationRequest>,
+        validate_request_with: crate::validate_with::<VatNumberValidationRequest>,
         validate_response: Some(crate::validate::<VatNumberValidationResponse>),
+        validate_response_with: Some(crate::validate_with::<VatNumberValidationResponse>),
         #[cfg(any(test, feature = "arbitrary"))]
         arbitrary_request: crate::arbitrary_json::<VatNumberValidationRequest>,
         #[cfg(any(test, feature = "arbitrary"))]

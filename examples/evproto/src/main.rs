@@ -1,0 +1,64 @@
+//! `evproto`: command-line tools over the evproto crates.
+//!
+//! ```text
+//! evproto ocpp validate --version 2.0.1 --action BootNotification --message request < payloads.jsonl
+//! evproto ocpp validate --version 1.6 < frames.jsonl
+//! ```
+
+mod validate;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Tools for EV-charging protocols.
+#[derive(Debug, Parser)]
+#[command(name = "evproto", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// OCPP tools.
+    Ocpp {
+        #[command(subcommand)]
+        command: OcppCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum OcppCommand {
+    /// Validate OCPP JSON, one document per line on stdin, against the official schemas.
+    ///
+    /// Prints exactly one line per input line: `ok`, or
+    /// `error <ErrorCode> <json-pointer> <reason>` with the version's spelling
+    /// of the CALLERROR code. The pointer is empty for the whole document, so
+    /// the line then reads `error <ErrorCode>  <reason>` (split on single spaces,
+    /// at most 4 fields).
+    ///
+    /// With --action and --message each line is one payload. Without them each
+    /// line is a whole OCPP-J frame: a CALL is checked against its action's
+    /// request schema, a CALLRESULT against the response schema of the CALL
+    /// with the same message id earlier in the input (a CALLRESULT whose CALL
+    /// is not in the input is checked as a frame only), a CALLERROR's code
+    /// against the version's list.
+    Validate(validate::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Ocpp {
+            command: OcppCommand::Validate(args),
+        } => validate::run(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("evproto: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
