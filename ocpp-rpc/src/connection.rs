@@ -1,0 +1,266 @@
+//! The per-connection task: moves text between the WebSocket and the sans-IO
+//! endpoint, runs handlers, and serves the peer handle's commands.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use ocpp_proto::{BootState, CallError, CallHandle, Endpoint, Event};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
+use tracing::{debug, warn};
+
+use crate::peer::{CallFailure, Command, Peer};
+use crate::router::{Ctx, Routes};
+
+/// Keepalive and limits of one connection.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ConnectionConfig {
+    /// Send a WebSocket ping this often (`None`: never). Default 30 s.
+    pub ping_interval: Option<Duration>,
+    /// Close the connection after this long without any frame from the peer
+    /// (pongs count). Default 90 s.
+    pub idle_timeout: Duration,
+    /// Depth of the command queue of the peer handle. Default 64.
+    pub command_queue: usize,
+}
+
+impl Default for ConnectionConfig {
+    fn default() -> Self {
+        Self { ping_interval: Some(Duration::from_secs(30)), idle_timeout: Duration::from_secs(90), command_queue: 64 }
+    }
+}
+
+impl ConnectionConfig {
+    /// Sets [`ConnectionConfig::ping_interval`].
+    pub fn with_ping_interval(mut self, d: Option<Duration>) -> Self {
+        self.ping_interval = d;
+        self
+    }
+    /// Sets [`ConnectionConfig::idle_timeout`].
+    pub fn with_idle_timeout(mut self, d: Duration) -> Self {
+        self.idle_timeout = d;
+        self
+    }
+}
+
+/// What a connection reports to its owner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConnectionEvent {
+    /// The boot state changed.
+    Boot(BootState),
+    /// A 2.1 SEND message arrived (action, payload JSON).
+    Send {
+        /// Action.
+        action: &'static str,
+        /// Payload JSON text.
+        payload: String,
+    },
+}
+
+/// Why a connection ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Closed {
+    /// The peer closed (with its close code, if any).
+    ByPeer(Option<u16>),
+    /// Closed locally (`Peer::close`, replaced, shutdown).
+    Locally,
+    /// No frame from the peer within the idle timeout.
+    IdleTimeout,
+    /// The transport failed.
+    Transport(String),
+}
+
+/// One connection: the endpoint, the socket, the routes.
+pub struct Connection<S> {
+    ws: WebSocketStream<S>,
+    endpoint: Endpoint,
+    routes: Routes,
+    identity: Arc<str>,
+    config: ConnectionConfig,
+    cmd_tx: mpsc::Sender<Command>,
+    cmd_rx: mpsc::Receiver<Command>,
+    events: Option<mpsc::UnboundedSender<ConnectionEvent>>,
+}
+
+impl<S> std::fmt::Debug for Connection<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection").field("identity", &self.identity).field("endpoint", &self.endpoint).finish_non_exhaustive()
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Connection<S> {
+    /// Wraps an accepted or connected WebSocket. `identity` is the station's
+    /// identity (on both sides).
+    pub fn new(ws: WebSocketStream<S>, endpoint: Endpoint, routes: Routes, identity: Arc<str>, config: ConnectionConfig) -> Self {
+        let (cmd_tx, cmd_rx) = mpsc::channel(config.command_queue.max(1));
+        Self { ws, endpoint, routes, identity, config, cmd_tx, cmd_rx, events: None }
+    }
+
+    /// Reports boot changes and SEND messages to `tx`.
+    pub fn with_events(mut self, tx: mpsc::UnboundedSender<ConnectionEvent>) -> Self {
+        self.events = Some(tx);
+        self
+    }
+
+    /// A handle for calls to the peer.
+    pub fn peer(&self) -> Peer {
+        Peer { identity: self.identity.clone(), version: self.endpoint.version(), tx: self.cmd_tx.clone() }
+    }
+
+    /// Runs the connection until it closes.
+    pub async fn run(mut self) -> Closed {
+        // `peer` (given to handlers) keeps the command channel open while we run.
+        let peer = self.peer();
+        let (resp_tx, mut resp_rx) = mpsc::unbounded_channel::<(String, Result<String, CallError>)>();
+        let mut pending: HashMap<CallHandle, oneshot::Sender<Result<String, CallFailure>>> = HashMap::new();
+        let mut last_seen = Instant::now();
+        let mut ping = self.config.ping_interval.map(|d| tokio::time::interval_at(Instant::now() + d, d));
+        let closed = loop {
+            // Drain outputs in the endpoint's documented order.
+            while let Some(text) = self.endpoint.poll_transmit() {
+                if let Err(e) = self.ws.feed(Message::text(text)).await {
+                    return Closed::Transport(e.to_string());
+                }
+            }
+            if let Err(e) = self.ws.flush().await {
+                return Closed::Transport(e.to_string());
+            }
+            while let Some(ev) = self.endpoint.poll_event() {
+                self.on_event(ev, &peer, &resp_tx, &mut pending);
+            }
+            let deadline = self.endpoint.poll_timeout().map(Instant::from_std);
+            let idle_deadline = last_seen + self.config.idle_timeout;
+            tokio::select! {
+                msg = self.ws.next() => match msg {
+                    Some(Ok(Message::Text(t))) => {
+                        last_seen = Instant::now();
+                        self.endpoint.handle_text(Instant::now().into_std(), t.as_str());
+                    }
+                    Some(Ok(Message::Binary(_))) => {
+                        // OCPP-J is text only (1.6 §3.1, 2.0.1 Part 4 §3): close with 1003.
+                        let _ = self.ws.close(Some(CloseFrame { code: CloseCode::Unsupported, reason: "OCPP-J uses text frames".into() })).await;
+                        break Closed::Locally;
+                    }
+                    Some(Ok(Message::Close(frame))) => break Closed::ByPeer(frame.map(|f| u16::from(f.code))),
+                    Some(Ok(_)) => last_seen = Instant::now(), // ping, pong (tungstenite answers pings)
+                    Some(Err(e)) => break Closed::Transport(e.to_string()),
+                    None => break Closed::ByPeer(None),
+                },
+                cmd = self.cmd_rx.recv() => match cmd {
+                    Some(Command::Call { action, payload, reply }) => {
+                        match self.endpoint.send_call(Instant::now().into_std(), action, payload) {
+                            Ok(h) => { pending.insert(h, reply); }
+                            Err(e) => { let _ = reply.send(Err(CallFailure::Refused(e.to_string()))); }
+                        }
+                    }
+                    Some(Command::Send { action, payload, reply }) => {
+                        let r = self.endpoint.send_message(action, &payload).map_err(|e| CallFailure::Refused(e.to_string()));
+                        let _ = reply.send(r);
+                    }
+                    Some(Command::Close { reason }) => {
+                        let _ = self.ws.close(Some(CloseFrame { code: CloseCode::Normal, reason: reason.into() })).await;
+                        break Closed::Locally;
+                    }
+                    None => unreachable_closed(),
+                },
+                Some((id, result)) = resp_rx.recv() => {
+                    if let Err(e) = self.endpoint.respond(&id, result) {
+                        warn!(identity = %self.identity, "respond: {e}");
+                    }
+                }
+                () = sleep_until_opt(deadline) => self.endpoint.handle_timeout(Instant::now().into_std()),
+                () = tokio::time::sleep_until(idle_deadline) => {
+                    let _ = self.ws.close(Some(CloseFrame { code: CloseCode::Away, reason: "idle timeout".into() })).await;
+                    break Closed::IdleTimeout;
+                }
+                _ = tick_opt(&mut ping) => {
+                    if let Err(e) = self.ws.send(Message::Ping(Default::default())).await {
+                        break Closed::Transport(e.to_string());
+                    }
+                }
+            }
+        };
+        for (_, reply) in pending.drain() {
+            let _ = reply.send(Err(CallFailure::NotConnected));
+        }
+        debug!(identity = %self.identity, ?closed, "connection closed");
+        closed
+    }
+
+    fn on_event(
+        &mut self,
+        ev: Event,
+        peer: &Peer,
+        resp_tx: &mpsc::UnboundedSender<(String, Result<String, CallError>)>,
+        pending: &mut HashMap<CallHandle, oneshot::Sender<Result<String, CallFailure>>>,
+    ) {
+        match ev {
+            Event::IncomingCall { id, action, payload } => {
+                let ctx = Ctx { identity: self.identity.clone(), version: self.endpoint.version(), peer: peer.clone(), state: () };
+                let fut = self.routes.dispatch(action, ctx, &payload);
+                let tx = resp_tx.clone();
+                tokio::spawn(async move {
+                    // A panicking handler must not take the connection down:
+                    // run it as its own task and answer InternalError.
+                    let result = match tokio::spawn(fut).await {
+                        Ok(r) => r,
+                        Err(_) => Err(CallError::internal()),
+                    };
+                    let _ = tx.send((id, result));
+                });
+            }
+            Event::IncomingSend { action, payload, .. } => self.emit(ConnectionEvent::Send { action, payload }),
+            Event::CallCompleted { handle, result, .. } => {
+                if let Some(reply) = pending.remove(&handle) {
+                    let _ = reply.send(result.map_err(CallFailure::CallError));
+                }
+            }
+            Event::CallTimedOut { handle, .. } => {
+                if let Some(reply) = pending.remove(&handle) {
+                    let _ = reply.send(Err(CallFailure::Timeout));
+                }
+            }
+            Event::BootStateChanged(state) => self.emit(ConnectionEvent::Boot(state)),
+            Event::ResultRejected { id, error } => warn!(identity = %self.identity, %id, %error, "peer rejected our result"),
+            Event::PeerMisbehaved(p) => warn!(identity = %self.identity, kind = ?p.kind, id = ?p.id, "{}", p.detail),
+            _ => {}
+        }
+    }
+
+    fn emit(&self, ev: ConnectionEvent) {
+        if let Some(tx) = &self.events {
+            let _ = tx.send(ev);
+        }
+    }
+}
+
+/// The command channel cannot close while `run` holds a `Peer`.
+fn unreachable_closed() {
+    debug!("command channel closed");
+}
+
+async fn sleep_until_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn tick_opt(interval: &mut Option<tokio::time::Interval>) {
+    match interval {
+        Some(i) => {
+            i.tick().await;
+        }
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,521 @@
+//! The listener, the WebSocket handshake policy and the station registry.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ocpp_proto::{BootState, Endpoint, ProtocolVersion, Role};
+use ocpp_rpc::{CallFailure, Closed, Connection, ConnectionConfig, ConnectionEvent, Peer, Routes};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{broadcast, mpsc};
+use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tracing::{info, info_span, warn, Instrument};
+
+use crate::security::{parse_basic, subject_cn, Security};
+
+/// Server settings.
+///
+/// ```
+/// use std::time::Duration;
+/// let config = ocpp_server::ServerConfig::default()
+///     .with_path_prefix("/ws/")
+///     .with_max_message_size(256 * 1024);
+/// assert_eq!(config.path_prefix, "/ws/");
+/// ```
+///
+/// permessage-deflate (RFC 7692), which OCPP 2.1 asks a CSMS to support, is
+/// not offered: tokio-tungstenite, the WebSocket implementation chosen for
+/// its maturity and memory profile (4 KiB read buffer per idle connection),
+/// does not implement it. Stations that offer it get an uncompressed
+/// connection, as RFC 6455 §9.1 provides.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ServerConfig {
+    /// Stations connect at `{path_prefix}{identity}`. Default `/ocpp/`.
+    pub path_prefix: String,
+    /// Subprotocols in order of preference. Default 2.1, 2.0.1, 1.6.
+    pub preference: Vec<ProtocolVersion>,
+    /// The RPC endpoint's settings (call timeout, queue, boot gate).
+    pub endpoint: ocpp_proto::Config,
+    /// Keepalive and idle timeout.
+    pub connection: ConnectionConfig,
+    /// Largest WebSocket message accepted. Default 1 MiB.
+    pub max_message_size: usize,
+    /// WebSocket read buffer per connection. Default 4 KiB.
+    pub read_buffer_size: usize,
+    /// Time allowed for TLS and WebSocket handshakes. Default 10 s.
+    pub handshake_timeout: Duration,
+    /// Time given to connections to close at shutdown. Default 5 s.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            path_prefix: "/ocpp/".to_owned(),
+            preference: vec![ProtocolVersion::V21, ProtocolVersion::V201, ProtocolVersion::V16],
+            endpoint: ocpp_proto::Config::default(),
+            connection: ConnectionConfig::default(),
+            max_message_size: 1 << 20,
+            read_buffer_size: 4096,
+            handshake_timeout: Duration::from_secs(10),
+            shutdown_grace: Duration::from_secs(5),
+        }
+    }
+}
+
+impl ServerConfig {
+    /// Sets [`ServerConfig::path_prefix`].
+    pub fn with_path_prefix(mut self, p: impl Into<String>) -> Self {
+        self.path_prefix = p.into();
+        self
+    }
+    /// Sets [`ServerConfig::preference`].
+    pub fn with_preference(mut self, p: Vec<ProtocolVersion>) -> Self {
+        self.preference = p;
+        self
+    }
+    /// Sets [`ServerConfig::endpoint`].
+    pub fn with_endpoint(mut self, c: ocpp_proto::Config) -> Self {
+        self.endpoint = c;
+        self
+    }
+    /// Sets [`ServerConfig::connection`].
+    pub fn with_connection(mut self, c: ConnectionConfig) -> Self {
+        self.connection = c;
+        self
+    }
+    /// Sets [`ServerConfig::max_message_size`].
+    pub fn with_max_message_size(mut self, n: usize) -> Self {
+        self.max_message_size = n;
+        self
+    }
+    /// Sets [`ServerConfig::read_buffer_size`].
+    pub fn with_read_buffer_size(mut self, n: usize) -> Self {
+        self.read_buffer_size = n;
+        self
+    }
+}
+
+/// What happens to stations, for any task that subscribes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ServerEvent {
+    /// A station connected.
+    Connected {
+        /// Its identity.
+        identity: String,
+        /// The negotiated version.
+        version: ProtocolVersion,
+    },
+    /// A station's boot state changed.
+    Boot {
+        /// Its identity.
+        identity: String,
+        /// The new state.
+        state: BootState,
+    },
+    /// A station sent a 2.1 SEND message.
+    Send {
+        /// Its identity.
+        identity: String,
+        /// The action.
+        action: &'static str,
+        /// The payload JSON text.
+        payload: String,
+    },
+    /// A station disconnected.
+    Disconnected {
+        /// Its identity.
+        identity: String,
+        /// Why.
+        reason: Closed,
+    },
+    /// A handshake was refused.
+    Refused {
+        /// The HTTP status sent.
+        status: u16,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Builds a [`Server`]; the security profile is required.
+#[derive(Debug)]
+pub struct ServerBuilder {
+    security: Security,
+    config: ServerConfig,
+    routes: HashMap<ProtocolVersion, Routes>,
+}
+
+impl ServerBuilder {
+    /// Serves OCPP 1.6 with `routes` (from `Router::csms_v16()`).
+    ///
+    /// # Panics
+    ///
+    /// If `routes` were built for another version.
+    #[must_use]
+    pub fn v16(self, routes: Routes) -> Self {
+        self.routes(ProtocolVersion::V16, routes)
+    }
+    /// Serves OCPP 2.0.1 with `routes`.
+    ///
+    /// # Panics
+    ///
+    /// If `routes` were built for another version.
+    #[must_use]
+    pub fn v201(self, routes: Routes) -> Self {
+        self.routes(ProtocolVersion::V201, routes)
+    }
+    /// Serves OCPP 2.1 with `routes`.
+    ///
+    /// # Panics
+    ///
+    /// If `routes` were built for another version.
+    #[must_use]
+    pub fn v21(self, routes: Routes) -> Self {
+        self.routes(ProtocolVersion::V21, routes)
+    }
+
+    fn routes(mut self, v: ProtocolVersion, routes: Routes) -> Self {
+        assert_eq!(routes.version(), v, "routes built for OCPP {} registered as OCPP {v}", routes.version());
+        self.routes.insert(v, routes);
+        self
+    }
+
+    /// Sets the configuration.
+    #[must_use]
+    pub fn config(mut self, config: ServerConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// The server.
+    pub fn build(self) -> Server {
+        let (events, _) = broadcast::channel(4096);
+        Server {
+            inner: Arc::new(Inner {
+                security: self.security,
+                config: self.config,
+                routes: self.routes,
+                stations: Mutex::new(HashMap::new()),
+                events,
+                next_conn: AtomicU64::new(1),
+            }),
+        }
+    }
+}
+
+struct Entry {
+    peer: Peer,
+    conn: u64,
+}
+
+struct Inner {
+    security: Security,
+    config: ServerConfig,
+    routes: HashMap<ProtocolVersion, Routes>,
+    stations: Mutex<HashMap<String, Entry>>,
+    events: broadcast::Sender<ServerEvent>,
+    next_conn: AtomicU64,
+}
+
+/// A CSMS WebSocket server. Cheap to clone; clones share the registry.
+#[derive(Clone)]
+pub struct Server {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("security", &self.inner.security)
+            .field("versions", &self.inner.routes.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A station identity: 1–48 characters of `A-Za-z0-9*-_=:+|@.`
+/// (2.0.1 Part 4 §3.1.1 `identifierString`, the charge point identity).
+fn valid_identity(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 48
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"*-_=:+|@.".contains(&b))
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+fn refuse(status: StatusCode, reason: &str) -> ErrorResponse {
+    let mut r = ErrorResponse::new(Some(reason.to_owned()));
+    *r.status_mut() = status;
+    if status == StatusCode::UNAUTHORIZED {
+        r.headers_mut().insert("WWW-Authenticate", HeaderValue::from_static("Basic realm=\"OCPP\""));
+    }
+    r
+}
+
+impl Server {
+    /// Starts building a server with the given security profile.
+    pub fn builder(security: Security) -> ServerBuilder {
+        ServerBuilder { security, config: ServerConfig::default(), routes: HashMap::new() }
+    }
+
+    /// A handle to a connected station.
+    ///
+    /// # Errors
+    ///
+    /// [`CallFailure::NotConnected`] if it is not connected.
+    pub fn station(&self, identity: &str) -> Result<Peer, CallFailure> {
+        let stations = self.inner.stations.lock().unwrap_or_else(|e| e.into_inner());
+        stations
+            .get(identity)
+            .map(|e| e.peer.clone())
+            .filter(Peer::is_connected)
+            .ok_or(CallFailure::NotConnected)
+    }
+
+    /// Identities of connected stations.
+    pub fn connected(&self) -> Vec<String> {
+        let stations = self.inner.stations.lock().unwrap_or_else(|e| e.into_inner());
+        stations.keys().cloned().collect()
+    }
+
+    /// Station events from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<ServerEvent> {
+        self.inner.events.subscribe()
+    }
+
+    fn emit(&self, ev: ServerEvent) {
+        let _ = self.inner.events.send(ev);
+    }
+
+    /// Accepts stations on `listener` until `shutdown` completes, then closes
+    /// every connection and waits (up to `shutdown_grace`) for them to end.
+    ///
+    /// # Errors
+    ///
+    /// Never for a single connection's failure (those are logged and
+    /// reported as events); only if the listener itself fails for good.
+    pub async fn serve(&self, listener: TcpListener, shutdown: impl std::future::Future<Output = ()>) -> std::io::Result<()> {
+        let mut tasks = tokio::task::JoinSet::new();
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok((tcp, addr)) => {
+                        let _ = tcp.set_nodelay(true);
+                        let server = self.clone();
+                        tasks.spawn(async move { server.handle_tcp(tcp).await }.instrument(info_span!("conn", %addr)));
+                    }
+                    Err(e) => {
+                        // e.g. out of file descriptors: back off, keep serving the others
+                        warn!("accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                },
+                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+                () = &mut shutdown => break,
+            }
+        }
+        let peers: Vec<Peer> = {
+            let stations = self.inner.stations.lock().unwrap_or_else(|e| e.into_inner());
+            stations.values().map(|e| e.peer.clone()).collect()
+        };
+        for p in peers {
+            p.close("server shutting down").await;
+        }
+        let _ = tokio::time::timeout(self.inner.config.shutdown_grace, async {
+            while tasks.join_next().await.is_some() {}
+        })
+        .await;
+        tasks.abort_all();
+        Ok(())
+    }
+
+    async fn handle_tcp(self, tcp: TcpStream) {
+        let timeout = self.inner.config.handshake_timeout;
+        match self.inner.security.tls().cloned() {
+            None => self.handle_stream(tcp, None).await,
+            Some(tls) => {
+                let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+                let stream = match tokio::time::timeout(timeout, acceptor.accept(tcp)).await {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => return warn!("TLS handshake failed: {e}"),
+                    Err(_) => return warn!("TLS handshake timed out"),
+                };
+                let cn = stream
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(|certs| certs.first())
+                    .and_then(|c| subject_cn(c.as_ref()));
+                self.handle_stream(stream, cn).await;
+            }
+        }
+    }
+
+    /// The handshake policy: path → identity, subprotocol, authentication.
+    fn check_request(&self, req: &Request, client_cn: Option<&str>) -> Result<(String, ProtocolVersion), (StatusCode, String)> {
+        let cfg = &self.inner.config;
+        let path = req.uri().path();
+        let raw = path
+            .strip_prefix(cfg.path_prefix.as_str())
+            .ok_or((StatusCode::NOT_FOUND, format!("no OCPP endpoint at {path}")))?;
+        let identity = percent_decode(raw)
+            .filter(|id| valid_identity(id))
+            .ok_or((StatusCode::BAD_REQUEST, "invalid station identity".to_owned()))?;
+        let offered: Vec<&str> = req
+            .headers()
+            .get_all("Sec-WebSocket-Protocol")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .collect();
+        let version = cfg
+            .preference
+            .iter()
+            .copied()
+            .find(|v| self.inner.routes.contains_key(v) && offered.contains(&v.subprotocol()))
+            .ok_or((StatusCode::BAD_REQUEST, format!("no supported OCPP subprotocol among {offered:?}")))?;
+        match &self.inner.security {
+            Security::Unsecured => {}
+            Security::BasicAuth(check) | Security::TlsBasicAuth(_, check) => {
+                let header = req.headers().get("Authorization").and_then(|v| v.to_str().ok());
+                let ok = header
+                    .and_then(parse_basic)
+                    .is_some_and(|(user, pass)| user == identity && check.check(&identity, &pass));
+                if !ok {
+                    return Err((StatusCode::UNAUTHORIZED, "authentication failed".to_owned()));
+                }
+            }
+            Security::MutualTls(_) => {
+                if client_cn != Some(identity.as_str()) {
+                    return Err((StatusCode::UNAUTHORIZED, "client certificate does not match the identity".to_owned()));
+                }
+            }
+        }
+        Ok((identity, version))
+    }
+
+    async fn handle_stream<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(self, stream: S, client_cn: Option<String>) {
+        let cfg = &self.inner.config;
+        let ws_config = WebSocketConfig::default()
+            .read_buffer_size(cfg.read_buffer_size)
+            .write_buffer_size(0)
+            .max_message_size(Some(cfg.max_message_size))
+            .max_frame_size(Some(cfg.max_message_size));
+        let mut outcome: Result<(String, ProtocolVersion), (StatusCode, String)> =
+            Err((StatusCode::BAD_REQUEST, "no request".to_owned()));
+        let callback = |req: &Request, mut resp: Response| {
+            outcome = self.check_request(req, client_cn.as_deref());
+            match &outcome {
+                Ok((_, v)) => {
+                    resp.headers_mut().insert("Sec-WebSocket-Protocol", HeaderValue::from_static(v.subprotocol()));
+                    Ok(resp)
+                }
+                Err((status, reason)) => Err(refuse(*status, reason)),
+            }
+        };
+        let handshake = tokio_tungstenite::accept_hdr_async_with_config(stream, callback, Some(ws_config));
+        let ws = match tokio::time::timeout(cfg.handshake_timeout, handshake).await {
+            Ok(Ok(ws)) => ws,
+            Ok(Err(e)) => {
+                if let Err((status, reason)) = &outcome {
+                    info!(%status, "handshake refused: {reason}");
+                    self.emit(ServerEvent::Refused { status: status.as_u16(), reason: reason.clone() });
+                } else {
+                    info!("handshake failed: {e}");
+                }
+                return;
+            }
+            Err(_) => return info!("handshake timed out"),
+        };
+        let Ok((identity, version)) = outcome else { return };
+        let span = info_span!("station", identity = %identity, version = %version);
+        self.run_connection(ws, identity, version).instrument(span).await;
+    }
+
+    async fn run_connection<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
+        self,
+        ws: tokio_tungstenite::WebSocketStream<S>,
+        identity: String,
+        version: ProtocolVersion,
+    ) {
+        let Some(routes) = self.inner.routes.get(&version).cloned() else { return };
+        let endpoint = Endpoint::new(Role::Csms, version, self.inner.config.endpoint.clone());
+        let (ev_tx, mut ev_rx) = mpsc::unbounded_channel();
+        let conn = Connection::new(ws, endpoint, routes, Arc::from(identity.as_str()), self.inner.config.connection.clone())
+            .with_events(ev_tx);
+        let conn_id = self.inner.next_conn.fetch_add(1, Ordering::Relaxed);
+        let replaced = {
+            let mut stations = self.inner.stations.lock().unwrap_or_else(|e| e.into_inner());
+            stations.insert(identity.clone(), Entry { peer: conn.peer(), conn: conn_id })
+        };
+        if let Some(old) = replaced {
+            // A new connection for a connected identity replaces the old one.
+            info!("replacing the previous connection");
+            old.peer.close("replaced by a new connection").await;
+        }
+        info!("connected");
+        self.emit(ServerEvent::Connected { identity: identity.clone(), version });
+        let events = {
+            let server = self.clone();
+            let identity = identity.clone();
+            tokio::spawn(async move {
+                while let Some(ev) = ev_rx.recv().await {
+                    server.emit(match ev {
+                        ConnectionEvent::Boot(state) => ServerEvent::Boot { identity: identity.clone(), state },
+                        ConnectionEvent::Send { action, payload } => ServerEvent::Send { identity: identity.clone(), action, payload },
+                        _ => continue,
+                    });
+                }
+            })
+        };
+        let reason = conn.run().await;
+        {
+            let mut stations = self.inner.stations.lock().unwrap_or_else(|e| e.into_inner());
+            if stations.get(&identity).is_some_and(|e| e.conn == conn_id) {
+                stations.remove(&identity);
+            }
+        }
+        let _ = events.await;
+        info!(?reason, "disconnected");
+        self.emit(ServerEvent::Disconnected { identity, reason });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identities() {
+        assert!(valid_identity("CP001"));
+        assert!(valid_identity("cs-01.site_A:1"));
+        assert!(!valid_identity(""));
+        assert!(!valid_identity("a/b"));
+        assert!(!valid_identity(&"x".repeat(49)));
+        assert_eq!(percent_decode("CP%20001").as_deref(), Some("CP 001"));
+        assert_eq!(percent_decode("CP%2"), None);
+    }
+}
