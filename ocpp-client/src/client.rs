@@ -1,0 +1,528 @@
+//! The supervisor: connect, boot, heartbeat, reconnect, replay.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ocpp_proto::{BootState, Endpoint, ProtocolVersion, Role};
+use ocpp_rpc::{CallFailure, Closed, Connection, ConnectionConfig, Peer, Routes};
+use ocpp_types::Action;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio::sync::{watch, Notify};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tracing::{info, info_span, warn, Instrument};
+
+use crate::store::OfflineStore;
+
+/// Reconnect timing, as OCPP 2.0.1's `RetryBackOffWaitMinimum`,
+/// `RetryBackOffRandomRange` and `RetryBackOffRepeatTimes` define it: the
+/// first retry waits the minimum plus a random part of the range, each
+/// further retry doubles the wait, up to `repeat_times` doublings.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct Backoff {
+    /// Shortest wait. Default 1 s.
+    pub wait_minimum: Duration,
+    /// Random extra, up to this. Default 2 s.
+    pub random_range: Duration,
+    /// Doublings before the wait stops growing. Default 5.
+    pub repeat_times: u32,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self { wait_minimum: Duration::from_secs(1), random_range: Duration::from_secs(2), repeat_times: 5 }
+    }
+}
+
+impl Backoff {
+    /// The wait before retry number `attempt` (0-based), with `random` in [0, 1).
+    pub fn delay(&self, attempt: u32, random: f64) -> Duration {
+        let factor = 1u32 << attempt.min(self.repeat_times).min(16);
+        (self.wait_minimum + self.random_range.mul_f64(random.clamp(0.0, 1.0))) * factor
+    }
+}
+
+/// Client settings.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ClientConfig {
+    /// The CSMS URL the identity is appended to (`ws://host:9000/ocpp/`).
+    pub url: String,
+    /// The station identity.
+    pub identity: String,
+    /// The OCPP version to speak.
+    pub version: ProtocolVersion,
+    /// Basic-auth password (security profiles 1 and 2).
+    pub password: Option<Vec<u8>>,
+    /// TLS settings for `wss://` (profiles 2 and 3; for 3 with a client certificate).
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// RPC endpoint settings.
+    pub endpoint: ocpp_proto::Config,
+    /// Keepalive settings.
+    pub connection: ConnectionConfig,
+    /// Reconnect timing.
+    pub backoff: Backoff,
+    /// Send BootNotification on every reconnect, not only the first connection. Default off.
+    pub boot_on_reconnect: bool,
+    /// Delivery attempts per queued message before it is dropped (2.0.1
+    /// `MessageAttemptsTransactionEvent`). Default 3.
+    pub message_attempts: u32,
+    /// Wait after a failed attempt, times the attempt number (2.0.1
+    /// `MessageAttemptIntervalTransactionEvent`). Default 5 s.
+    pub message_retry_interval: Duration,
+    /// Heartbeat interval used until the CSMS gives one. Default 300 s.
+    pub default_heartbeat: Duration,
+}
+
+impl ClientConfig {
+    /// Settings for `identity` at `url`, speaking `version`.
+    pub fn new(url: impl Into<String>, identity: impl Into<String>, version: ProtocolVersion) -> Self {
+        Self {
+            url: url.into(),
+            identity: identity.into(),
+            version,
+            password: None,
+            tls: None,
+            endpoint: ocpp_proto::Config::default(),
+            connection: ConnectionConfig::default(),
+            backoff: Backoff::default(),
+            boot_on_reconnect: false,
+            message_attempts: 3,
+            message_retry_interval: Duration::from_secs(5),
+            default_heartbeat: Duration::from_secs(300),
+        }
+    }
+    /// Sets the Basic-auth password.
+    pub fn with_password(mut self, p: impl Into<Vec<u8>>) -> Self {
+        self.password = Some(p.into());
+        self
+    }
+    /// Sets the TLS configuration.
+    pub fn with_tls(mut self, tls: Arc<rustls::ClientConfig>) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+    /// Sets [`ClientConfig::backoff`].
+    pub fn with_backoff(mut self, b: Backoff) -> Self {
+        self.backoff = b;
+        self
+    }
+    /// Sets [`ClientConfig::endpoint`].
+    pub fn with_endpoint(mut self, c: ocpp_proto::Config) -> Self {
+        self.endpoint = c;
+        self
+    }
+    /// Sets [`ClientConfig::message_retry_interval`].
+    pub fn with_message_retry_interval(mut self, d: Duration) -> Self {
+        self.message_retry_interval = d;
+        self
+    }
+}
+
+/// Where the client stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ClientState {
+    /// Not connected (waiting to retry).
+    Disconnected,
+    /// Connected; the boot is in `BootState`.
+    Connected(BootState),
+    /// Stopped by [`Client::shutdown`].
+    Stopped,
+}
+
+/// Client errors. The Display text is not API.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Not ready within the time given.
+    #[error("timed out waiting for the connection")]
+    Timeout,
+    /// The offline store failed.
+    #[error("offline store: {0}")]
+    Store(#[from] std::io::Error),
+    /// The client was shut down.
+    #[error("client stopped")]
+    Stopped,
+}
+
+struct Shared {
+    config: ClientConfig,
+    routes: Routes,
+    boot_payload: String,
+    store: Arc<dyn OfflineStore>,
+    peer: Mutex<Option<Peer>>,
+    state: watch::Sender<ClientState>,
+    queued: Notify,
+    stop: Notify,
+}
+
+/// A running charging-station connection. Cheap to clone.
+#[derive(Clone)]
+pub struct Client {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client").field("identity", &self.shared.config.identity).field("state", &*self.shared.state.borrow()).finish()
+    }
+}
+
+/// Jitter without an RNG dependency: xorshift seeded from the clock.
+fn random_unit(seed: &mut u64) -> f64 {
+    let mut x = *seed;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    *seed = x;
+    (x >> 11) as f64 / (1u64 << 53) as f64
+}
+
+impl Client {
+    /// Starts the client; it connects in the background and keeps
+    /// reconnecting until [`Client::shutdown`]. `boot_payload` is the
+    /// BootNotification request (JSON) for the configured version.
+    pub fn start(config: ClientConfig, routes: Routes, boot_payload: &str, store: impl OfflineStore) -> Self {
+        Self::start_with_store(config, routes, boot_payload, Arc::new(store))
+    }
+
+    /// As [`Client::start`], with a shared store.
+    pub fn start_with_store(config: ClientConfig, routes: Routes, boot_payload: &str, store: Arc<dyn OfflineStore>) -> Self {
+        let (state, _) = watch::channel(ClientState::Disconnected);
+        let shared = Arc::new(Shared {
+            config,
+            routes,
+            boot_payload: boot_payload.to_owned(),
+            store,
+            peer: Mutex::new(None),
+            state,
+            queued: Notify::new(),
+            stop: Notify::new(),
+        });
+        let span = info_span!("station", identity = %shared.config.identity);
+        tokio::spawn(supervise(shared.clone()).instrument(span.clone()));
+        tokio::spawn(replay(shared.clone()).instrument(span));
+        Client { shared }
+    }
+
+    /// The current state.
+    pub fn state(&self) -> ClientState {
+        *self.shared.state.borrow()
+    }
+
+    /// State changes.
+    pub fn watch_state(&self) -> watch::Receiver<ClientState> {
+        self.shared.state.subscribe()
+    }
+
+    /// Waits until connected with the boot accepted.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Timeout`], or [`Error::Stopped`].
+    pub async fn wait_ready(&self, timeout: Duration) -> Result<(), Error> {
+        let mut rx = self.shared.state.subscribe();
+        let result = tokio::time::timeout(timeout, async {
+            rx.wait_for(|s| matches!(s, ClientState::Connected(BootState::Accepted) | ClientState::Stopped))
+                .await
+                .map(|s| *s)
+        })
+        .await;
+        match result {
+            Ok(Ok(ClientState::Stopped)) | Ok(Err(_)) => Err(Error::Stopped),
+            Ok(Ok(_)) => Ok(()),
+            Err(_) => Err(Error::Timeout),
+        }
+    }
+
+    /// The current connection's peer handle, if connected.
+    pub fn peer(&self) -> Option<Peer> {
+        self.shared.peer.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Calls the CSMS now. Before the boot is accepted the call waits in the
+    /// endpoint's queue; when disconnected it fails at once.
+    ///
+    /// # Errors
+    ///
+    /// [`CallFailure`], e.g. `NotConnected`.
+    pub async fn call<A: Action + ocpp_types::FromChargingStation>(&self, req: &A::Request) -> Result<A::Response, CallFailure> {
+        let peer = self.peer().ok_or(CallFailure::NotConnected)?;
+        peer.call::<A>(req).await
+    }
+
+    /// Stores a transaction-related message durably; it is delivered in
+    /// order with the others, now or after the next reconnect, retried up to
+    /// [`ClientConfig::message_attempts`] times on timeouts.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Store`] if the store failed (the message is then not queued).
+    pub async fn call_durable<A: Action + ocpp_types::FromChargingStation>(&self, req: &A::Request) -> Result<u64, Error> {
+        let seq = self.shared.store.push(A::NAME, &ocpp_types::to_json(req))?;
+        self.shared.queued.notify_one();
+        Ok(seq)
+    }
+
+    /// Messages waiting in the offline queue.
+    pub fn queued(&self) -> usize {
+        self.shared.store.len()
+    }
+
+    /// Closes the connection and stops reconnecting.
+    pub async fn shutdown(&self) {
+        let _ = self.shared.state.send(ClientState::Stopped);
+        self.shared.stop.notify_waiters();
+        if let Some(p) = self.peer() {
+            p.close("station shutting down").await;
+        }
+    }
+}
+
+fn stopped(shared: &Shared) -> bool {
+    *shared.state.borrow() == ClientState::Stopped
+}
+
+fn set_state(shared: &Shared, s: ClientState) {
+    shared.state.send_if_modified(|cur| {
+        if *cur == ClientState::Stopped || *cur == s {
+            false
+        } else {
+            *cur = s;
+            true
+        }
+    });
+}
+
+async fn supervise(shared: Arc<Shared>) {
+    let mut seed = (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64)) | 1;
+    let mut attempt = 0u32;
+    let mut ever_accepted = false;
+    let mut heartbeat = shared.config.default_heartbeat;
+    while !stopped(&shared) {
+        match connect_and_run(&shared, &mut ever_accepted, &mut heartbeat).await {
+            Ok(closed) => {
+                info!(?closed, "disconnected");
+                attempt = 0;
+            }
+            Err(e) => warn!("connect failed: {e}"),
+        }
+        *shared.peer.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        if stopped(&shared) {
+            break;
+        }
+        set_state(&shared, ClientState::Disconnected);
+        let wait = shared.config.backoff.delay(attempt, random_unit(&mut seed));
+        attempt = attempt.saturating_add(1);
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = shared.stop.notified() => break,
+        }
+    }
+}
+
+async fn connect_and_run(shared: &Arc<Shared>, ever_accepted: &mut bool, heartbeat: &mut Duration) -> Result<Closed, String> {
+    let cfg = &shared.config;
+    let url = format!("{}{}", cfg.url, cfg.identity);
+    let mut request = url.as_str().into_client_request().map_err(|e| e.to_string())?;
+    request.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        HeaderValue::from_static(cfg.version.subprotocol()),
+    );
+    if let Some(pass) = &cfg.password {
+        use base64::Engine as _;
+        let mut raw = format!("{}:", cfg.identity).into_bytes();
+        raw.extend_from_slice(pass);
+        let value = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(raw));
+        request.headers_mut().insert("Authorization", HeaderValue::from_str(&value).map_err(|e| e.to_string())?);
+    }
+    let uri = request.uri().clone();
+    let host = uri.host().ok_or("URL without host")?.trim_matches(['[', ']']).to_owned();
+    let secure = uri.scheme_str() == Some("wss");
+    let port = uri.port_u16().unwrap_or(if secure { 443 } else { 80 });
+    let tcp = TcpStream::connect((host.as_str(), port)).await.map_err(|e| e.to_string())?;
+    let _ = tcp.set_nodelay(true);
+    let ws_config = WebSocketConfig::default().read_buffer_size(4096).write_buffer_size(0);
+    if secure {
+        let tls = cfg.tls.clone().ok_or("wss:// needs ClientConfig::tls")?;
+        let name = rustls::pki_types::ServerName::try_from(host.clone()).map_err(|e| e.to_string())?;
+        let stream = tokio_rustls::TlsConnector::from(tls).connect(name, tcp).await.map_err(|e| e.to_string())?;
+        run_ws(shared, request, stream, ws_config, ever_accepted, heartbeat).await
+    } else {
+        run_ws(shared, request, tcp, ws_config, ever_accepted, heartbeat).await
+    }
+}
+
+async fn run_ws<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
+    shared: &Arc<Shared>,
+    request: tokio_tungstenite::tungstenite::handshake::client::Request,
+    stream: S,
+    ws_config: WebSocketConfig,
+    ever_accepted: &mut bool,
+    heartbeat: &mut Duration,
+) -> Result<Closed, String> {
+    let cfg = &shared.config;
+    let (ws, response) = tokio_tungstenite::client_async_with_config(request, stream, Some(ws_config))
+        .await
+        .map_err(|e| e.to_string())?;
+    let agreed = response.headers().get("Sec-WebSocket-Protocol").and_then(|v| v.to_str().ok());
+    if agreed != Some(cfg.version.subprotocol()) {
+        return Err(format!("CSMS did not agree to {} (answered {agreed:?})", cfg.version.subprotocol()));
+    }
+    let mut endpoint = Endpoint::new(Role::ChargingStation, cfg.version, cfg.endpoint.clone());
+    let skip_boot = *ever_accepted && !cfg.boot_on_reconnect;
+    if skip_boot {
+        // 2.0.1 B01: no new BootNotification after a mere reconnect.
+        endpoint.set_boot_state(std::time::Instant::now(), BootState::Accepted);
+    }
+    let conn = Connection::new(ws, endpoint, shared.routes.clone(), Arc::from(cfg.identity.as_str()), cfg.connection.clone());
+    let peer = conn.peer();
+    *shared.peer.lock().unwrap_or_else(|e| e.into_inner()) = Some(peer.clone());
+    info!("connected");
+    let mut run = tokio::spawn(conn.run());
+    let session = async {
+        if skip_boot {
+            set_state(shared, ClientState::Connected(BootState::Accepted));
+        } else {
+            set_state(shared, ClientState::Connected(BootState::NotBooted));
+            boot_loop(shared, &peer, heartbeat).await?;
+            *ever_accepted = true;
+        }
+        shared.queued.notify_one();
+        loop {
+            tokio::time::sleep(*heartbeat).await;
+            match peer.call_raw("Heartbeat", "{}".to_owned()).await {
+                Ok(_) | Err(CallFailure::CallError(_)) | Err(CallFailure::Timeout) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    };
+    tokio::select! {
+        closed = &mut run => closed.map_err(|e| e.to_string()),
+        r = session => {
+            // the session only ends when the connection is gone
+            let _: Result<(), CallFailure> = r;
+            run.await.map_err(|e| e.to_string())
+        }
+    }
+}
+
+/// BootNotification until Accepted; Pending/Rejected wait the returned interval.
+async fn boot_loop(shared: &Shared, peer: &Peer, heartbeat: &mut Duration) -> Result<(), CallFailure> {
+    loop {
+        let answer = peer.call_raw("BootNotification", shared.boot_payload.clone()).await;
+        let (status, interval) = match &answer {
+            Ok(text) => {
+                let v: serde_json::Value = serde_json::from_str(text).unwrap_or_default();
+                let status = v.get("status").and_then(|s| s.as_str()).unwrap_or("").to_owned();
+                let interval = v.get("interval").and_then(|i| i.as_u64()).unwrap_or(0);
+                (status, interval)
+            }
+            Err(CallFailure::NotConnected) => return Err(CallFailure::NotConnected),
+            Err(e) => {
+                warn!("BootNotification failed: {e}");
+                (String::new(), 0)
+            }
+        };
+        match status.as_str() {
+            "Accepted" => {
+                if interval > 0 {
+                    *heartbeat = Duration::from_secs(interval);
+                }
+                set_state(shared, ClientState::Connected(BootState::Accepted));
+                info!("boot accepted, heartbeat every {heartbeat:?}");
+                return Ok(());
+            }
+            "Pending" => set_state(shared, ClientState::Connected(BootState::Pending)),
+            "Rejected" => set_state(shared, ClientState::Connected(BootState::Rejected)),
+            _ => {}
+        }
+        // 1.6 §4.2 / 2.0.1 B02, B03: retry after the interval (10 s when none given).
+        let wait = if interval > 0 { Duration::from_secs(interval) } else { Duration::from_secs(10) };
+        tokio::time::sleep(wait).await;
+    }
+}
+
+/// Delivers the offline queue in order whenever the boot is accepted.
+async fn replay(shared: Arc<Shared>) {
+    let mut state = shared.state.subscribe();
+    loop {
+        if stopped(&shared) {
+            return;
+        }
+        let ready = *state.borrow() == ClientState::Connected(BootState::Accepted);
+        let front = if ready { shared.store.front() } else { Ok(None) };
+        let msg = match front {
+            Ok(Some(m)) => m,
+            Ok(None) => {
+                tokio::select! {
+                    () = shared.queued.notified() => {}
+                    r = state.changed() => if r.is_err() { return },
+                }
+                continue;
+            }
+            Err(e) => {
+                warn!("offline store: {e}");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        let Some(peer) = shared.peer.lock().unwrap_or_else(|e| e.into_inner()).clone() else {
+            let _ = state.changed().await;
+            continue;
+        };
+        let mut attempts = 0;
+        loop {
+            match peer.call_raw(&msg.action, msg.payload.clone()).await {
+                Ok(_) => break,
+                Err(CallFailure::CallError(e)) => {
+                    // the CSMS refused it: sending it again cannot help
+                    warn!(seq = msg.seq, action = %msg.action, "queued message refused: {e}");
+                    break;
+                }
+                Err(CallFailure::NotConnected) => break,
+                Err(e) => {
+                    attempts += 1;
+                    if attempts >= shared.config.message_attempts {
+                        warn!(seq = msg.seq, action = %msg.action, "queued message dropped after {attempts} attempts: {e}");
+                        break;
+                    }
+                    tokio::time::sleep(shared.config.message_retry_interval * attempts).await;
+                }
+            }
+        }
+        if peer.is_connected() {
+            if let Err(e) = shared.store.remove(msg.seq) {
+                warn!("offline store: {e}");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_repeat_times() {
+        let b = Backoff { wait_minimum: Duration::from_secs(3), random_range: Duration::from_secs(2), repeat_times: 2 };
+        assert_eq!(b.delay(0, 0.0), Duration::from_secs(3));
+        assert_eq!(b.delay(0, 0.5), Duration::from_secs(4));
+        assert_eq!(b.delay(1, 0.0), Duration::from_secs(6));
+        assert_eq!(b.delay(2, 0.0), Duration::from_secs(12));
+        assert_eq!(b.delay(9, 0.0), Duration::from_secs(12));
+    }
+
+    #[test]
+    fn jitter_is_in_range() {
+        let mut seed = 12345;
+        for _ in 0..1000 {
+            let r = random_unit(&mut seed);
+            assert!((0.0..1.0).contains(&r));
+        }
+    }
+}
