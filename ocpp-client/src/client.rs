@@ -33,7 +33,11 @@ pub struct Backoff {
 
 impl Default for Backoff {
     fn default() -> Self {
-        Self { wait_minimum: Duration::from_secs(1), random_range: Duration::from_secs(2), repeat_times: 5 }
+        Self {
+            wait_minimum: Duration::from_secs(1),
+            random_range: Duration::from_secs(2),
+            repeat_times: 5,
+        }
     }
 }
 
@@ -79,7 +83,11 @@ pub struct ClientConfig {
 
 impl ClientConfig {
     /// Settings for `identity` at `url`, speaking `version`.
-    pub fn new(url: impl Into<String>, identity: impl Into<String>, version: ProtocolVersion) -> Self {
+    pub fn new(
+        url: impl Into<String>,
+        identity: impl Into<String>,
+        version: ProtocolVersion,
+    ) -> Self {
         Self {
             url: url.into(),
             identity: identity.into(),
@@ -168,7 +176,10 @@ pub struct Client {
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Client").field("identity", &self.shared.config.identity).field("state", &*self.shared.state.borrow()).finish()
+        f.debug_struct("Client")
+            .field("identity", &self.shared.config.identity)
+            .field("state", &*self.shared.state.borrow())
+            .finish()
     }
 }
 
@@ -186,12 +197,22 @@ impl Client {
     /// Starts the client; it connects in the background and keeps
     /// reconnecting until [`Client::shutdown`]. `boot_payload` is the
     /// BootNotification request (JSON) for the configured version.
-    pub fn start(config: ClientConfig, routes: Routes, boot_payload: &str, store: impl OfflineStore) -> Self {
+    pub fn start(
+        config: ClientConfig,
+        routes: Routes,
+        boot_payload: &str,
+        store: impl OfflineStore,
+    ) -> Self {
         Self::start_with_store(config, routes, boot_payload, Arc::new(store))
     }
 
     /// As [`Client::start`], with a shared store.
-    pub fn start_with_store(config: ClientConfig, routes: Routes, boot_payload: &str, store: Arc<dyn OfflineStore>) -> Self {
+    pub fn start_with_store(
+        config: ClientConfig,
+        routes: Routes,
+        boot_payload: &str,
+        store: Arc<dyn OfflineStore>,
+    ) -> Self {
         let (state, _) = watch::channel(ClientState::Disconnected);
         let shared = Arc::new(Shared {
             config,
@@ -227,9 +248,14 @@ impl Client {
     pub async fn wait_ready(&self, timeout: Duration) -> Result<(), Error> {
         let mut rx = self.shared.state.subscribe();
         let result = tokio::time::timeout(timeout, async {
-            rx.wait_for(|s| matches!(s, ClientState::Connected(BootState::Accepted) | ClientState::Stopped))
-                .await
-                .map(|s| *s)
+            rx.wait_for(|s| {
+                matches!(
+                    s,
+                    ClientState::Connected(BootState::Accepted) | ClientState::Stopped
+                )
+            })
+            .await
+            .map(|s| *s)
         })
         .await;
         match result {
@@ -241,7 +267,11 @@ impl Client {
 
     /// The current connection's peer handle, if connected.
     pub fn peer(&self) -> Option<Peer> {
-        self.shared.peer.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.shared
+            .peer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Calls the CSMS now. Before the boot is accepted the call waits in the
@@ -250,7 +280,10 @@ impl Client {
     /// # Errors
     ///
     /// [`CallFailure`], e.g. `NotConnected`.
-    pub async fn call<A: Action + ocpp_types::FromChargingStation>(&self, req: &A::Request) -> Result<A::Response, CallFailure> {
+    pub async fn call<A: Action + ocpp_types::FromChargingStation>(
+        &self,
+        req: &A::Request,
+    ) -> Result<A::Response, CallFailure> {
         let peer = self.peer().ok_or(CallFailure::NotConnected)?;
         peer.call::<A>(req).await
     }
@@ -262,7 +295,10 @@ impl Client {
     /// # Errors
     ///
     /// [`Error::Store`] if the store failed (the message is then not queued).
-    pub async fn call_durable<A: Action + ocpp_types::FromChargingStation>(&self, req: &A::Request) -> Result<u64, Error> {
+    pub async fn call_durable<A: Action + ocpp_types::FromChargingStation>(
+        &self,
+        req: &A::Request,
+    ) -> Result<u64, Error> {
         let seq = self.shared.store.push(A::NAME, &ocpp_types::to_json(req))?;
         self.shared.queued.notify_one();
         Ok(seq)
@@ -299,7 +335,10 @@ fn set_state(shared: &Shared, s: ClientState) {
 }
 
 async fn supervise(shared: Arc<Shared>) {
-    let mut seed = (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64)) | 1;
+    let mut seed = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_nanos() as u64))
+        | 1;
     let mut attempt = 0u32;
     let mut ever_accepted = false;
     let mut heartbeat = shared.config.default_heartbeat;
@@ -325,10 +364,17 @@ async fn supervise(shared: Arc<Shared>) {
     }
 }
 
-async fn connect_and_run(shared: &Arc<Shared>, ever_accepted: &mut bool, heartbeat: &mut Duration) -> Result<Closed, String> {
+async fn connect_and_run(
+    shared: &Arc<Shared>,
+    ever_accepted: &mut bool,
+    heartbeat: &mut Duration,
+) -> Result<Closed, String> {
     let cfg = &shared.config;
     let url = format!("{}{}", cfg.url, cfg.identity);
-    let mut request = url.as_str().into_client_request().map_err(|e| e.to_string())?;
+    let mut request = url
+        .as_str()
+        .into_client_request()
+        .map_err(|e| e.to_string())?;
     request.headers_mut().insert(
         "Sec-WebSocket-Protocol",
         HeaderValue::from_static(cfg.version.subprotocol()),
@@ -337,20 +383,38 @@ async fn connect_and_run(shared: &Arc<Shared>, ever_accepted: &mut bool, heartbe
         use base64::Engine as _;
         let mut raw = format!("{}:", cfg.identity).into_bytes();
         raw.extend_from_slice(pass);
-        let value = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(raw));
-        request.headers_mut().insert("Authorization", HeaderValue::from_str(&value).map_err(|e| e.to_string())?);
+        let value = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(raw)
+        );
+        request.headers_mut().insert(
+            "Authorization",
+            HeaderValue::from_str(&value).map_err(|e| e.to_string())?,
+        );
     }
     let uri = request.uri().clone();
-    let host = uri.host().ok_or("URL without host")?.trim_matches(['[', ']']).to_owned();
+    let host = uri
+        .host()
+        .ok_or("URL without host")?
+        .trim_matches(['[', ']'])
+        .to_owned();
     let secure = uri.scheme_str() == Some("wss");
     let port = uri.port_u16().unwrap_or(if secure { 443 } else { 80 });
-    let tcp = TcpStream::connect((host.as_str(), port)).await.map_err(|e| e.to_string())?;
+    let tcp = TcpStream::connect((host.as_str(), port))
+        .await
+        .map_err(|e| e.to_string())?;
     let _ = tcp.set_nodelay(true);
-    let ws_config = WebSocketConfig::default().read_buffer_size(4096).write_buffer_size(0);
+    let ws_config = WebSocketConfig::default()
+        .read_buffer_size(4096)
+        .write_buffer_size(0);
     if secure {
         let tls = cfg.tls.clone().ok_or("wss:// needs ClientConfig::tls")?;
-        let name = rustls::pki_types::ServerName::try_from(host.clone()).map_err(|e| e.to_string())?;
-        let stream = tokio_rustls::TlsConnector::from(tls).connect(name, tcp).await.map_err(|e| e.to_string())?;
+        let name =
+            rustls::pki_types::ServerName::try_from(host.clone()).map_err(|e| e.to_string())?;
+        let stream = tokio_rustls::TlsConnector::from(tls)
+            .connect(name, tcp)
+            .await
+            .map_err(|e| e.to_string())?;
         run_ws(shared, request, stream, ws_config, ever_accepted, heartbeat).await
     } else {
         run_ws(shared, request, tcp, ws_config, ever_accepted, heartbeat).await
@@ -366,12 +430,19 @@ async fn run_ws<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     heartbeat: &mut Duration,
 ) -> Result<Closed, String> {
     let cfg = &shared.config;
-    let (ws, response) = tokio_tungstenite::client_async_with_config(request, stream, Some(ws_config))
-        .await
-        .map_err(|e| e.to_string())?;
-    let agreed = response.headers().get("Sec-WebSocket-Protocol").and_then(|v| v.to_str().ok());
+    let (ws, response) =
+        tokio_tungstenite::client_async_with_config(request, stream, Some(ws_config))
+            .await
+            .map_err(|e| e.to_string())?;
+    let agreed = response
+        .headers()
+        .get("Sec-WebSocket-Protocol")
+        .and_then(|v| v.to_str().ok());
     if agreed != Some(cfg.version.subprotocol()) {
-        return Err(format!("CSMS did not agree to {} (answered {agreed:?})", cfg.version.subprotocol()));
+        return Err(format!(
+            "CSMS did not agree to {} (answered {agreed:?})",
+            cfg.version.subprotocol()
+        ));
     }
     let mut endpoint = Endpoint::new(Role::ChargingStation, cfg.version, cfg.endpoint.clone());
     let skip_boot = *ever_accepted && !cfg.boot_on_reconnect;
@@ -379,7 +450,13 @@ async fn run_ws<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
         // 2.0.1 B01: no new BootNotification after a mere reconnect.
         endpoint.set_boot_state(std::time::Instant::now(), BootState::Accepted);
     }
-    let conn = Connection::new(ws, endpoint, shared.routes.clone(), Arc::from(cfg.identity.as_str()), cfg.connection.clone());
+    let conn = Connection::new(
+        ws,
+        endpoint,
+        shared.routes.clone(),
+        Arc::from(cfg.identity.as_str()),
+        cfg.connection.clone(),
+    );
     let peer = conn.peer();
     *shared.peer.lock().unwrap_or_else(|e| e.into_inner()) = Some(peer.clone());
     info!("connected");
@@ -412,13 +489,23 @@ async fn run_ws<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
 }
 
 /// BootNotification until Accepted; Pending/Rejected wait the returned interval.
-async fn boot_loop(shared: &Shared, peer: &Peer, heartbeat: &mut Duration) -> Result<(), CallFailure> {
+async fn boot_loop(
+    shared: &Shared,
+    peer: &Peer,
+    heartbeat: &mut Duration,
+) -> Result<(), CallFailure> {
     loop {
-        let answer = peer.call_raw("BootNotification", shared.boot_payload.clone()).await;
+        let answer = peer
+            .call_raw("BootNotification", shared.boot_payload.clone())
+            .await;
         let (status, interval) = match &answer {
             Ok(text) => {
                 let v: serde_json::Value = serde_json::from_str(text).unwrap_or_default();
-                let status = v.get("status").and_then(|s| s.as_str()).unwrap_or("").to_owned();
+                let status = v
+                    .get("status")
+                    .and_then(|s| s.as_str())
+                    .unwrap_or("")
+                    .to_owned();
                 let interval = v.get("interval").and_then(|i| i.as_u64()).unwrap_or(0);
                 (status, interval)
             }
@@ -442,7 +529,11 @@ async fn boot_loop(shared: &Shared, peer: &Peer, heartbeat: &mut Duration) -> Re
             _ => {}
         }
         // 1.6 §4.2 / 2.0.1 B02, B03: retry after the interval (10 s when none given).
-        let wait = if interval > 0 { Duration::from_secs(interval) } else { Duration::from_secs(10) };
+        let wait = if interval > 0 {
+            Duration::from_secs(interval)
+        } else {
+            Duration::from_secs(10)
+        };
         tokio::time::sleep(wait).await;
     }
 }
@@ -455,7 +546,11 @@ async fn replay(shared: Arc<Shared>) {
             return;
         }
         let ready = *state.borrow() == ClientState::Connected(BootState::Accepted);
-        let front = if ready { shared.store.front() } else { Ok(None) };
+        let front = if ready {
+            shared.store.front()
+        } else {
+            Ok(None)
+        };
         let msg = match front {
             Ok(Some(m)) => m,
             Ok(None) => {
@@ -471,7 +566,12 @@ async fn replay(shared: Arc<Shared>) {
                 continue;
             }
         };
-        let Some(peer) = shared.peer.lock().unwrap_or_else(|e| e.into_inner()).clone() else {
+        let Some(peer) = shared
+            .peer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+        else {
             let _ = state.changed().await;
             continue;
         };
@@ -509,7 +609,11 @@ mod tests {
 
     #[test]
     fn backoff_doubles_up_to_repeat_times() {
-        let b = Backoff { wait_minimum: Duration::from_secs(3), random_range: Duration::from_secs(2), repeat_times: 2 };
+        let b = Backoff {
+            wait_minimum: Duration::from_secs(3),
+            random_range: Duration::from_secs(2),
+            repeat_times: 2,
+        };
         assert_eq!(b.delay(0, 0.0), Duration::from_secs(3));
         assert_eq!(b.delay(0, 0.5), Duration::from_secs(4));
         assert_eq!(b.delay(1, 0.0), Duration::from_secs(6));

@@ -67,14 +67,28 @@ impl OfflineStore for MemoryStore {
         let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         g.0 += 1;
         let seq = g.0;
-        g.1.push_back(QueuedMessage { seq, action: action.to_owned(), payload: payload.to_owned() });
+        g.1.push_back(QueuedMessage {
+            seq,
+            action: action.to_owned(),
+            payload: payload.to_owned(),
+        });
         Ok(seq)
     }
     fn front(&self) -> io::Result<Option<QueuedMessage>> {
-        Ok(self.inner.lock().unwrap_or_else(|e| e.into_inner()).1.front().cloned())
+        Ok(self
+            .inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .1
+            .front()
+            .cloned())
     }
     fn remove(&self, seq: u64) -> io::Result<()> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner()).1.retain(|m| m.seq != seq);
+        self.inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .1
+            .retain(|m| m.seq != seq);
         Ok(())
     }
     fn len(&self) -> usize {
@@ -112,14 +126,22 @@ impl FileStore {
         let mut next = 0;
         if let Ok(f) = File::open(&path) {
             for line in BufReader::new(f).lines() {
-                let Ok(v) = serde_json::from_str::<serde_json::Value>(&line?) else { continue };
+                let Ok(v) = serde_json::from_str::<serde_json::Value>(&line?) else {
+                    continue;
+                };
                 if let Some(ack) = v.get("ack").and_then(|a| a.as_u64()) {
                     queue.retain(|m: &QueuedMessage| m.seq != ack);
-                } else if let (Some(seq), Some(action), Some(payload)) =
-                    (v.get("seq").and_then(|s| s.as_u64()), v.get("action").and_then(|a| a.as_str()), v.get("payload"))
-                {
+                } else if let (Some(seq), Some(action), Some(payload)) = (
+                    v.get("seq").and_then(|s| s.as_u64()),
+                    v.get("action").and_then(|a| a.as_str()),
+                    v.get("payload"),
+                ) {
                     next = next.max(seq);
-                    queue.push_back(QueuedMessage { seq, action: action.to_owned(), payload: payload.to_string() });
+                    queue.push_back(QueuedMessage {
+                        seq,
+                        action: action.to_owned(),
+                        payload: payload.to_string(),
+                    });
                 }
             }
         }
@@ -134,7 +156,10 @@ impl FileStore {
         }
         std::fs::rename(&tmp, &path)?;
         let file = OpenOptions::new().append(true).open(&path)?;
-        Ok(Self { path, inner: Mutex::new(FileInner { file, next, queue }) })
+        Ok(Self {
+            path,
+            inner: Mutex::new(FileInner { file, next, queue }),
+        })
     }
 
     /// The file's path.
@@ -151,7 +176,11 @@ fn entry_line(m: &QueuedMessage) -> io::Result<String> {
 impl OfflineStore for FileStore {
     fn push(&self, action: &str, payload: &str) -> io::Result<u64> {
         let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        let m = QueuedMessage { seq: g.next + 1, action: action.to_owned(), payload: payload.to_owned() };
+        let m = QueuedMessage {
+            seq: g.next + 1,
+            action: action.to_owned(),
+            payload: payload.to_owned(),
+        };
         let line = entry_line(&m)?;
         writeln!(g.file, "{line}")?;
         g.file.sync_data()?;
@@ -161,7 +190,13 @@ impl OfflineStore for FileStore {
         Ok(seq)
     }
     fn front(&self) -> io::Result<Option<QueuedMessage>> {
-        Ok(self.inner.lock().unwrap_or_else(|e| e.into_inner()).queue.front().cloned())
+        Ok(self
+            .inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .queue
+            .front()
+            .cloned())
     }
     fn remove(&self, seq: u64) -> io::Result<()> {
         let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
@@ -171,7 +206,11 @@ impl OfflineStore for FileStore {
         Ok(())
     }
     fn len(&self) -> usize {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner()).queue.len()
+        self.inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .queue
+            .len()
     }
 }
 
@@ -193,7 +232,12 @@ mod tests {
             s.remove(a).unwrap();
         }
         // a torn write at the end
-        std::fs::OpenOptions::new().append(true).open(&path).unwrap().write_all(b"{\"seq\":9,\"act").unwrap();
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(b"{\"seq\":9,\"act")
+            .unwrap();
         let s = FileStore::open(&path).unwrap();
         assert_eq!(s.len(), 2);
         let front = s.front().unwrap().unwrap();

@@ -34,7 +34,11 @@ pub struct ConnectionConfig {
 
 impl Default for ConnectionConfig {
     fn default() -> Self {
-        Self { ping_interval: Some(Duration::from_secs(30)), idle_timeout: Duration::from_secs(90), command_queue: 64 }
+        Self {
+            ping_interval: Some(Duration::from_secs(30)),
+            idle_timeout: Duration::from_secs(90),
+            command_queue: 64,
+        }
     }
 }
 
@@ -94,16 +98,34 @@ pub struct Connection<S> {
 
 impl<S> std::fmt::Debug for Connection<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Connection").field("identity", &self.identity).field("endpoint", &self.endpoint).finish_non_exhaustive()
+        f.debug_struct("Connection")
+            .field("identity", &self.identity)
+            .field("endpoint", &self.endpoint)
+            .finish_non_exhaustive()
     }
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Connection<S> {
     /// Wraps an accepted or connected WebSocket. `identity` is the station's
     /// identity (on both sides).
-    pub fn new(ws: WebSocketStream<S>, endpoint: Endpoint, routes: Routes, identity: Arc<str>, config: ConnectionConfig) -> Self {
+    pub fn new(
+        ws: WebSocketStream<S>,
+        endpoint: Endpoint,
+        routes: Routes,
+        identity: Arc<str>,
+        config: ConnectionConfig,
+    ) -> Self {
         let (cmd_tx, cmd_rx) = mpsc::channel(config.command_queue.max(1));
-        Self { ws, endpoint, routes, identity, config, cmd_tx, cmd_rx, events: None }
+        Self {
+            ws,
+            endpoint,
+            routes,
+            identity,
+            config,
+            cmd_tx,
+            cmd_rx,
+            events: None,
+        }
     }
 
     /// Reports boot changes and SEND messages to `tx`.
@@ -114,17 +136,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Connection<S> {
 
     /// A handle for calls to the peer.
     pub fn peer(&self) -> Peer {
-        Peer { identity: self.identity.clone(), version: self.endpoint.version(), tx: self.cmd_tx.clone() }
+        Peer {
+            identity: self.identity.clone(),
+            version: self.endpoint.version(),
+            tx: self.cmd_tx.clone(),
+        }
     }
 
     /// Runs the connection until it closes.
     pub async fn run(mut self) -> Closed {
         // `peer` (given to handlers) keeps the command channel open while we run.
         let peer = self.peer();
-        let (resp_tx, mut resp_rx) = mpsc::unbounded_channel::<(String, Result<String, CallError>)>();
-        let mut pending: HashMap<CallHandle, oneshot::Sender<Result<String, CallFailure>>> = HashMap::new();
+        let (resp_tx, mut resp_rx) =
+            mpsc::unbounded_channel::<(String, Result<String, CallError>)>();
+        let mut pending: HashMap<CallHandle, oneshot::Sender<Result<String, CallFailure>>> =
+            HashMap::new();
         let mut last_seen = Instant::now();
-        let mut ping = self.config.ping_interval.map(|d| tokio::time::interval_at(Instant::now() + d, d));
+        let mut ping = self
+            .config
+            .ping_interval
+            .map(|d| tokio::time::interval_at(Instant::now() + d, d));
         let closed = loop {
             // Drain outputs in the endpoint's documented order.
             while let Some(text) = self.endpoint.poll_transmit() {
@@ -205,8 +236,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Connection<S> {
         pending: &mut HashMap<CallHandle, oneshot::Sender<Result<String, CallFailure>>>,
     ) {
         match ev {
-            Event::IncomingCall { id, action, payload } => {
-                let ctx = Ctx { identity: self.identity.clone(), version: self.endpoint.version(), peer: peer.clone(), state: () };
+            Event::IncomingCall {
+                id,
+                action,
+                payload,
+            } => {
+                let ctx = Ctx {
+                    identity: self.identity.clone(),
+                    version: self.endpoint.version(),
+                    peer: peer.clone(),
+                    state: (),
+                };
                 let fut = self.routes.dispatch(action, ctx, &payload);
                 let tx = resp_tx.clone();
                 tokio::spawn(async move {
@@ -219,7 +259,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Connection<S> {
                     let _ = tx.send((id, result));
                 });
             }
-            Event::IncomingSend { action, payload, .. } => self.emit(ConnectionEvent::Send { action, payload }),
+            Event::IncomingSend {
+                action, payload, ..
+            } => self.emit(ConnectionEvent::Send { action, payload }),
             Event::CallCompleted { handle, result, .. } => {
                 if let Some(reply) = pending.remove(&handle) {
                     let _ = reply.send(result.map_err(CallFailure::CallError));
@@ -231,8 +273,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Connection<S> {
                 }
             }
             Event::BootStateChanged(state) => self.emit(ConnectionEvent::Boot(state)),
-            Event::ResultRejected { id, error } => warn!(identity = %self.identity, %id, %error, "peer rejected our result"),
-            Event::PeerMisbehaved(p) => warn!(identity = %self.identity, kind = ?p.kind, id = ?p.id, "{}", p.detail),
+            Event::ResultRejected { id, error } => {
+                warn!(identity = %self.identity, %id, %error, "peer rejected our result")
+            }
+            Event::PeerMisbehaved(p) => {
+                warn!(identity = %self.identity, kind = ?p.kind, id = ?p.id, "{}", p.detail)
+            }
             _ => {}
         }
     }

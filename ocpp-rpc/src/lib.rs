@@ -54,4 +54,4 @@ mod router;
 
 pub use connection::{Closed, Connection, ConnectionConfig, ConnectionEvent};
 pub use peer::{CallFailure, Peer};
-pub use router::{BoxFuture, Ctx, CsmsSide, Handler, Handles, Router, Routes, StationSide};
+pub use router::{BoxFuture, CsmsSide, Ctx, Handler, Handles, Router, Routes, StationSide};

@@ -10,9 +10,19 @@ use tokio::sync::{mpsc, oneshot};
 /// Commands from handles to the connection task.
 #[derive(Debug)]
 pub(crate) enum Command {
-    Call { action: &'static str, payload: String, reply: oneshot::Sender<Result<String, CallFailure>> },
-    Send { action: &'static str, payload: String, reply: oneshot::Sender<Result<(), CallFailure>> },
-    Close { reason: String },
+    Call {
+        action: &'static str,
+        payload: String,
+        reply: oneshot::Sender<Result<String, CallFailure>>,
+    },
+    Send {
+        action: &'static str,
+        payload: String,
+        reply: oneshot::Sender<Result<(), CallFailure>>,
+    },
+    Close {
+        reason: String,
+    },
 }
 
 /// Why a call did not produce a typed response.
@@ -72,7 +82,10 @@ pub struct Peer {
 
 impl fmt::Debug for Peer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Peer").field("identity", &self.identity).field("version", &self.version).finish()
+        f.debug_struct("Peer")
+            .field("identity", &self.identity)
+            .field("version", &self.version)
+            .finish()
     }
 }
 
@@ -110,10 +123,17 @@ impl Peer {
     ///
     /// As [`Peer::call`], without the response decoding.
     pub async fn call_raw(&self, action: &str, payload: String) -> Result<String, CallFailure> {
-        let info = self.version.action(action).ok_or_else(|| CallFailure::Refused(format!("unknown action `{action}`")))?;
+        let info = self
+            .version
+            .action(action)
+            .ok_or_else(|| CallFailure::Refused(format!("unknown action `{action}`")))?;
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(Command::Call { action: info.name, payload, reply })
+            .send(Command::Call {
+                action: info.name,
+                payload,
+                reply,
+            })
             .await
             .map_err(|_| CallFailure::NotConnected)?;
         rx.await.map_err(|_| CallFailure::NotConnected)?
@@ -125,11 +145,18 @@ impl Peer {
     ///
     /// [`CallFailure::NotConnected`], or [`CallFailure::Refused`] for a
     /// non-SEND action.
-    pub async fn send<A: ocpp_types::SendAction>(&self, payload: &A::Payload) -> Result<(), CallFailure> {
+    pub async fn send<A: ocpp_types::SendAction>(
+        &self,
+        payload: &A::Payload,
+    ) -> Result<(), CallFailure> {
         self.check_version(A::Version::SUBPROTOCOL, A::Version::NAME)?;
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(Command::Send { action: A::NAME, payload: ocpp_types::to_json(payload), reply })
+            .send(Command::Send {
+                action: A::NAME,
+                payload: ocpp_types::to_json(payload),
+                reply,
+            })
             .await
             .map_err(|_| CallFailure::NotConnected)?;
         rx.await.map_err(|_| CallFailure::NotConnected)?
@@ -137,14 +164,22 @@ impl Peer {
 
     /// Closes the connection (WebSocket close 1000, with `reason`).
     pub async fn close(&self, reason: &str) {
-        let _ = self.tx.send(Command::Close { reason: reason.to_owned() }).await;
+        let _ = self
+            .tx
+            .send(Command::Close {
+                reason: reason.to_owned(),
+            })
+            .await;
     }
 
     fn check_version(&self, subprotocol: &str, name: &'static str) -> Result<(), CallFailure> {
         if subprotocol == self.version.subprotocol() {
             Ok(())
         } else {
-            Err(CallFailure::WrongVersion { action_version: name, connection: self.version })
+            Err(CallFailure::WrongVersion {
+                action_version: name,
+                connection: self.version,
+            })
         }
     }
 }

@@ -89,7 +89,9 @@ impl<A: Action, S: Send + 'static, H: Handler<A, S>> Erased<S> for Typed<A, H> {
                 Box::pin(async move { fut.await.map(|res| ocpp_types::to_json(&res)) })
             }
             // The payload broke its schema: the version's code, decided in ocpp-types.
-            Err(e) => Box::pin(std::future::ready(Err(CallError::for_decode_error(version, &e)))),
+            Err(e) => Box::pin(std::future::ready(Err(CallError::for_decode_error(
+                version, &e,
+            )))),
         }
     }
 }
@@ -143,7 +145,10 @@ impl<V, Side, S> fmt::Debug for Router<V, Side, S> {
 
 impl<V, Side, S> Clone for Router<V, Side, S> {
     fn clone(&self) -> Self {
-        Self { handlers: self.handlers.clone(), _marker: PhantomData }
+        Self {
+            handlers: self.handlers.clone(),
+            _marker: PhantomData,
+        }
     }
 }
 
@@ -187,7 +192,10 @@ impl<S: Clone + Send + Sync + 'static> Router<ocpp_types::V21, StationSide, S> {
 impl<V: Version, Side, S: Clone + Send + Sync + 'static> Router<V, Side, S> {
     /// An empty router.
     pub fn new() -> Self {
-        Self { handlers: HashMap::new(), _marker: PhantomData }
+        Self {
+            handlers: HashMap::new(),
+            _marker: PhantomData,
+        }
     }
 
     /// Registers `handler` for action `A`.
@@ -211,7 +219,10 @@ impl<V: Version, Side, S: Clone + Send + Sync + 'static> Router<V, Side, S> {
         A: Action<Version = V>,
         Side: Handles<A>,
     {
-        let erased: Arc<dyn Erased<S>> = Arc::new(Typed::<A, _> { handler, _a: PhantomData });
+        let erased: Arc<dyn Erased<S>> = Arc::new(Typed::<A, _> {
+            handler,
+            _a: PhantomData,
+        });
         if self.handlers.insert(A::NAME, erased).is_some() {
             panic!("duplicate handler for OCPP action `{}`", A::NAME);
         }
@@ -229,7 +240,12 @@ impl<V: Version, Side, S: Clone + Send + Sync + 'static> Router<V, Side, S> {
         Routes {
             version: version_of::<V>(),
             dispatch: Arc::new(move |action: &str, ctx: Ctx<()>, payload: &str| {
-                let ctx = Ctx { identity: ctx.identity, version: ctx.version, peer: ctx.peer, state: state.clone() };
+                let ctx = Ctx {
+                    identity: ctx.identity,
+                    version: ctx.version,
+                    peer: ctx.peer,
+                    state: state.clone(),
+                };
                 handlers.get(action).map(|h| h.call(ctx, payload))
             }),
         }
@@ -257,7 +273,8 @@ fn version_of<V: Version>() -> ProtocolVersion {
     }
 }
 
-type Dispatch = dyn Fn(&str, Ctx<()>, &str) -> Option<BoxFuture<Result<String, CallError>>> + Send + Sync;
+type Dispatch =
+    dyn Fn(&str, Ctx<()>, &str) -> Option<BoxFuture<Result<String, CallError>>> + Send + Sync;
 
 /// A router with its state bound: what a connection dispatches incoming calls to.
 #[derive(Clone)]
@@ -268,7 +285,9 @@ pub struct Routes {
 
 impl fmt::Debug for Routes {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Routes").field("version", &self.version).finish_non_exhaustive()
+        f.debug_struct("Routes")
+            .field("version", &self.version)
+            .finish_non_exhaustive()
     }
 }
 
@@ -283,7 +302,12 @@ impl Routes {
     /// to this receiver the action is not implemented (OCPP-J 1.6 §4.2.3,
     /// 2.0.1 Part 4 §4.3). Unknown actions never get here (the endpoint
     /// answers them `NotImplemented` itself).
-    pub fn dispatch(&self, action: &str, ctx: Ctx<()>, payload: &str) -> BoxFuture<Result<String, CallError>> {
+    pub fn dispatch(
+        &self,
+        action: &str,
+        ctx: Ctx<()>,
+        payload: &str,
+    ) -> BoxFuture<Result<String, CallError>> {
         match (self.dispatch)(action, ctx, payload) {
             Some(fut) => fut,
             None => Box::pin(std::future::ready(Err(CallError::new(

@@ -131,42 +131,59 @@ macro_rules! v2_routes {
 
 /// After a boot is accepted, ask the station something.
 async fn csms_initiated(server: Server, identity: String) {
-    let Ok(peer) = server.station(&identity) else { return };
+    let Ok(peer) = server.station(&identity) else {
+        return;
+    };
     let result = match peer.version() {
         ocpp_proto::ProtocolVersion::V16 => {
-            let req = v16::GetConfigurationRequest { key: Some(vec!["HeartbeatInterval".parse().unwrap_or_default()]) };
-            peer.call::<v16::action::GetConfiguration>(&req).await.map(|r| json!(r))
+            let req = v16::GetConfigurationRequest {
+                key: Some(vec!["HeartbeatInterval".parse().unwrap_or_default()]),
+            };
+            peer.call::<v16::action::GetConfiguration>(&req)
+                .await
+                .map(|r| json!(r))
         }
         ocpp_proto::ProtocolVersion::V201 => {
             let req: v201::GetVariablesRequest = serde_json::from_value(json!({"getVariableData": [
                 {"component": {"name": "OCPPCommCtrlr"}, "variable": {"name": "HeartbeatInterval"}}]}))
             .unwrap_or_else(|_| unreachable!());
-            peer.call::<v201::action::GetVariables>(&req).await.map(|r| json!(r))
+            peer.call::<v201::action::GetVariables>(&req)
+                .await
+                .map(|r| json!(r))
         }
         _ => {
             let req: v21::GetVariablesRequest = serde_json::from_value(json!({"getVariableData": [
                 {"component": {"name": "OCPPCommCtrlr"}, "variable": {"name": "HeartbeatInterval"}}]}))
             .unwrap_or_else(|_| unreachable!());
-            peer.call::<v21::action::GetVariables>(&req).await.map(|r| json!(r))
+            peer.call::<v21::action::GetVariables>(&req)
+                .await
+                .map(|r| json!(r))
         }
     };
     match result {
         Ok(r) => say(json!({"event": "csms_call_result", "identity": identity, "result": r})),
-        Err(e) => say(json!({"event": "csms_call_failed", "identity": identity, "error": e.to_string()})),
+        Err(e) => {
+            say(json!({"event": "csms_call_failed", "identity": identity, "error": e.to_string()}))
+        }
     }
 }
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
-    tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(
-        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-    ).init();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
     let args = Args::parse();
     let security = match (args.unsecured, args.password) {
         (true, _) => Security::unsecured(),
         (false, Some(p)) => Security::basic_auth(move |_: &str, pass: &[u8]| pass == p.as_bytes()),
         (false, None) => {
-            eprintln!("choose --password <PASSWORD> (security profile 1) or --unsecured (profile 0)");
+            eprintln!(
+                "choose --password <PASSWORD> (security profile 1) or --unsecured (profile 0)"
+            );
             std::process::exit(2);
         }
     };
@@ -183,16 +200,29 @@ async fn main() -> std::io::Result<()> {
     tokio::spawn(async move {
         while let Ok(ev) = events.recv().await {
             match ev {
-                ServerEvent::Connected { identity, version } => say(json!({"event": "connected", "identity": identity, "version": version.to_string()})),
-                ServerEvent::Boot { identity, state: BootState::Accepted } => {
+                ServerEvent::Connected { identity, version } => say(
+                    json!({"event": "connected", "identity": identity, "version": version.to_string()}),
+                ),
+                ServerEvent::Boot {
+                    identity,
+                    state: BootState::Accepted,
+                } => {
                     say(json!({"event": "boot_accepted", "identity": identity}));
                     tokio::spawn(csms_initiated(watcher.clone(), identity));
                 }
-                ServerEvent::Disconnected { identity, reason } => say(json!({"event": "disconnected", "identity": identity, "reason": format!("{reason:?}")})),
-                ServerEvent::Refused { status, reason } => say(json!({"event": "refused", "status": status, "reason": reason})),
+                ServerEvent::Disconnected { identity, reason } => say(
+                    json!({"event": "disconnected", "identity": identity, "reason": format!("{reason:?}")}),
+                ),
+                ServerEvent::Refused { status, reason } => {
+                    say(json!({"event": "refused", "status": status, "reason": reason}))
+                }
                 _ => {}
             }
         }
     });
-    server.serve(listener, async { let _ = tokio::signal::ctrl_c().await; }).await
+    server
+        .serve(listener, async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
 }

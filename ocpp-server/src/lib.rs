@@ -80,6 +80,6 @@
 mod security;
 mod server;
 
+pub use ocpp_rpc::{CallFailure, Peer};
 pub use security::{PasswordCheck, Security};
 pub use server::{Server, ServerBuilder, ServerConfig, ServerEvent};
-pub use ocpp_rpc::{CallFailure, Peer};

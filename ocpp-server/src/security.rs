@@ -87,7 +87,13 @@ impl Security {
 /// The subject common name of a DER certificate.
 pub(crate) fn subject_cn(der: &[u8]) -> Option<String> {
     let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
-    let cn = cert.subject().iter_common_name().next()?.as_str().ok()?.to_owned();
+    let cn = cert
+        .subject()
+        .iter_common_name()
+        .next()?
+        .as_str()
+        .ok()?
+        .to_owned();
     Some(cn)
 }
 
@@ -98,7 +104,9 @@ pub(crate) fn parse_basic(header: &str) -> Option<(String, Vec<u8>)> {
     if !scheme.eq_ignore_ascii_case("basic") {
         return None;
     }
-    let raw = base64::engine::general_purpose::STANDARD.decode(value.trim()).ok()?;
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(value.trim())
+        .ok()?;
     let colon = raw.iter().position(|b| *b == b':')?;
     let user = String::from_utf8(raw[..colon].to_vec()).ok()?;
     Some((user, raw[colon + 1..].to_vec()))
@@ -110,8 +118,14 @@ mod tests {
 
     #[test]
     fn parses_basic_auth() {
-        assert_eq!(parse_basic("Basic Q1AwMDE6cGFzcw=="), Some(("CP001".into(), b"pass".to_vec())));
-        assert_eq!(parse_basic("basic Q1AwMDE6"), Some(("CP001".into(), Vec::new())));
+        assert_eq!(
+            parse_basic("Basic Q1AwMDE6cGFzcw=="),
+            Some(("CP001".into(), b"pass".to_vec()))
+        );
+        assert_eq!(
+            parse_basic("basic Q1AwMDE6"),
+            Some(("CP001".into(), Vec::new()))
+        );
         assert_eq!(parse_basic("Bearer x"), None);
         assert_eq!(parse_basic("Basic !!!"), None);
     }

@@ -57,7 +57,11 @@ impl Default for ServerConfig {
     fn default() -> Self {
         Self {
             path_prefix: "/ocpp/".to_owned(),
-            preference: vec![ProtocolVersion::V21, ProtocolVersion::V201, ProtocolVersion::V16],
+            preference: vec![
+                ProtocolVersion::V21,
+                ProtocolVersion::V201,
+                ProtocolVersion::V16,
+            ],
             endpoint: ocpp_proto::Config::default(),
             connection: ConnectionConfig::default(),
             max_message_size: 1 << 20,
@@ -182,7 +186,12 @@ impl ServerBuilder {
     }
 
     fn routes(mut self, v: ProtocolVersion, routes: Routes) -> Self {
-        assert_eq!(routes.version(), v, "routes built for OCPP {} registered as OCPP {v}", routes.version());
+        assert_eq!(
+            routes.version(),
+            v,
+            "routes built for OCPP {} registered as OCPP {v}",
+            routes.version()
+        );
         self.routes.insert(v, routes);
         self
     }
@@ -244,7 +253,9 @@ impl std::fmt::Debug for Server {
 fn valid_identity(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= 48
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"*-_=:+|@.".contains(&b))
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"*-_=:+|@.".contains(&b))
 }
 
 fn percent_decode(s: &str) -> Option<String> {
@@ -268,7 +279,10 @@ fn refuse(status: StatusCode, reason: &str) -> ErrorResponse {
     let mut r = ErrorResponse::new(Some(reason.to_owned()));
     *r.status_mut() = status;
     if status == StatusCode::UNAUTHORIZED {
-        r.headers_mut().insert("WWW-Authenticate", HeaderValue::from_static("Basic realm=\"OCPP\""));
+        r.headers_mut().insert(
+            "WWW-Authenticate",
+            HeaderValue::from_static("Basic realm=\"OCPP\""),
+        );
     }
     r
 }
@@ -276,7 +290,11 @@ fn refuse(status: StatusCode, reason: &str) -> ErrorResponse {
 impl Server {
     /// Starts building a server with the given security profile.
     pub fn builder(security: Security) -> ServerBuilder {
-        ServerBuilder { security, config: ServerConfig::default(), routes: HashMap::new() }
+        ServerBuilder {
+            security,
+            config: ServerConfig::default(),
+            routes: HashMap::new(),
+        }
     }
 
     /// A handle to a connected station.
@@ -285,7 +303,11 @@ impl Server {
     ///
     /// [`CallFailure::NotConnected`] if it is not connected.
     pub fn station(&self, identity: &str) -> Result<Peer, CallFailure> {
-        let stations = self.inner.stations.lock().unwrap_or_else(|e| e.into_inner());
+        let stations = self
+            .inner
+            .stations
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         stations
             .get(identity)
             .map(|e| e.peer.clone())
@@ -295,7 +317,11 @@ impl Server {
 
     /// Identities of connected stations.
     pub fn connected(&self) -> Vec<String> {
-        let stations = self.inner.stations.lock().unwrap_or_else(|e| e.into_inner());
+        let stations = self
+            .inner
+            .stations
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         stations.keys().cloned().collect()
     }
 
@@ -315,7 +341,11 @@ impl Server {
     ///
     /// Never for a single connection's failure (those are logged and
     /// reported as events); only if the listener itself fails for good.
-    pub async fn serve(&self, listener: TcpListener, shutdown: impl std::future::Future<Output = ()>) -> std::io::Result<()> {
+    pub async fn serve(
+        &self,
+        listener: TcpListener,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> std::io::Result<()> {
         let mut tasks = tokio::task::JoinSet::new();
         tokio::pin!(shutdown);
         loop {
@@ -337,7 +367,11 @@ impl Server {
             }
         }
         let peers: Vec<Peer> = {
-            let stations = self.inner.stations.lock().unwrap_or_else(|e| e.into_inner());
+            let stations = self
+                .inner
+                .stations
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
             stations.values().map(|e| e.peer.clone()).collect()
         };
         for p in peers {
@@ -374,15 +408,20 @@ impl Server {
     }
 
     /// The handshake policy: path → identity, subprotocol, authentication.
-    fn check_request(&self, req: &Request, client_cn: Option<&str>) -> Result<(String, ProtocolVersion), (StatusCode, String)> {
+    fn check_request(
+        &self,
+        req: &Request,
+        client_cn: Option<&str>,
+    ) -> Result<(String, ProtocolVersion), (StatusCode, String)> {
         let cfg = &self.inner.config;
         let path = req.uri().path();
         let raw = path
             .strip_prefix(cfg.path_prefix.as_str())
             .ok_or((StatusCode::NOT_FOUND, format!("no OCPP endpoint at {path}")))?;
-        let identity = percent_decode(raw)
-            .filter(|id| valid_identity(id))
-            .ok_or((StatusCode::BAD_REQUEST, "invalid station identity".to_owned()))?;
+        let identity = percent_decode(raw).filter(|id| valid_identity(id)).ok_or((
+            StatusCode::BAD_REQUEST,
+            "invalid station identity".to_owned(),
+        ))?;
         let offered: Vec<&str> = req
             .headers()
             .get_all("Sec-WebSocket-Protocol")
@@ -396,11 +435,17 @@ impl Server {
             .iter()
             .copied()
             .find(|v| self.inner.routes.contains_key(v) && offered.contains(&v.subprotocol()))
-            .ok_or((StatusCode::BAD_REQUEST, format!("no supported OCPP subprotocol among {offered:?}")))?;
+            .ok_or((
+                StatusCode::BAD_REQUEST,
+                format!("no supported OCPP subprotocol among {offered:?}"),
+            ))?;
         match &self.inner.security {
             Security::Unsecured => {}
             Security::BasicAuth(check) | Security::TlsBasicAuth(_, check) => {
-                let header = req.headers().get("Authorization").and_then(|v| v.to_str().ok());
+                let header = req
+                    .headers()
+                    .get("Authorization")
+                    .and_then(|v| v.to_str().ok());
                 let ok = header
                     .and_then(parse_basic)
                     .is_some_and(|(user, pass)| user == identity && check.check(&identity, &pass));
@@ -410,14 +455,21 @@ impl Server {
             }
             Security::MutualTls(_) => {
                 if client_cn != Some(identity.as_str()) {
-                    return Err((StatusCode::UNAUTHORIZED, "client certificate does not match the identity".to_owned()));
+                    return Err((
+                        StatusCode::UNAUTHORIZED,
+                        "client certificate does not match the identity".to_owned(),
+                    ));
                 }
             }
         }
         Ok((identity, version))
     }
 
-    async fn handle_stream<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(self, stream: S, client_cn: Option<String>) {
+    async fn handle_stream<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
+        self,
+        stream: S,
+        client_cn: Option<String>,
+    ) {
         let cfg = &self.inner.config;
         let ws_config = WebSocketConfig::default()
             .read_buffer_size(cfg.read_buffer_size)
@@ -426,23 +478,32 @@ impl Server {
             .max_frame_size(Some(cfg.max_message_size));
         let mut outcome: Result<(String, ProtocolVersion), (StatusCode, String)> =
             Err((StatusCode::BAD_REQUEST, "no request".to_owned()));
+        // The error type is tungstenite's (an HTTP response), not ours to shrink.
+        #[allow(clippy::result_large_err)]
         let callback = |req: &Request, mut resp: Response| {
             outcome = self.check_request(req, client_cn.as_deref());
             match &outcome {
                 Ok((_, v)) => {
-                    resp.headers_mut().insert("Sec-WebSocket-Protocol", HeaderValue::from_static(v.subprotocol()));
+                    resp.headers_mut().insert(
+                        "Sec-WebSocket-Protocol",
+                        HeaderValue::from_static(v.subprotocol()),
+                    );
                     Ok(resp)
                 }
                 Err((status, reason)) => Err(refuse(*status, reason)),
             }
         };
-        let handshake = tokio_tungstenite::accept_hdr_async_with_config(stream, callback, Some(ws_config));
+        let handshake =
+            tokio_tungstenite::accept_hdr_async_with_config(stream, callback, Some(ws_config));
         let ws = match tokio::time::timeout(cfg.handshake_timeout, handshake).await {
             Ok(Ok(ws)) => ws,
             Ok(Err(e)) => {
                 if let Err((status, reason)) = &outcome {
                     info!(%status, "handshake refused: {reason}");
-                    self.emit(ServerEvent::Refused { status: status.as_u16(), reason: reason.clone() });
+                    self.emit(ServerEvent::Refused {
+                        status: status.as_u16(),
+                        reason: reason.clone(),
+                    });
                 } else {
                     info!("handshake failed: {e}");
                 }
@@ -450,9 +511,13 @@ impl Server {
             }
             Err(_) => return info!("handshake timed out"),
         };
-        let Ok((identity, version)) = outcome else { return };
+        let Ok((identity, version)) = outcome else {
+            return;
+        };
         let span = info_span!("station", identity = %identity, version = %version);
-        self.run_connection(ws, identity, version).instrument(span).await;
+        self.run_connection(ws, identity, version)
+            .instrument(span)
+            .await;
     }
 
     async fn run_connection<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
@@ -461,15 +526,33 @@ impl Server {
         identity: String,
         version: ProtocolVersion,
     ) {
-        let Some(routes) = self.inner.routes.get(&version).cloned() else { return };
+        let Some(routes) = self.inner.routes.get(&version).cloned() else {
+            return;
+        };
         let endpoint = Endpoint::new(Role::Csms, version, self.inner.config.endpoint.clone());
         let (ev_tx, mut ev_rx) = mpsc::unbounded_channel();
-        let conn = Connection::new(ws, endpoint, routes, Arc::from(identity.as_str()), self.inner.config.connection.clone())
-            .with_events(ev_tx);
+        let conn = Connection::new(
+            ws,
+            endpoint,
+            routes,
+            Arc::from(identity.as_str()),
+            self.inner.config.connection.clone(),
+        )
+        .with_events(ev_tx);
         let conn_id = self.inner.next_conn.fetch_add(1, Ordering::Relaxed);
         let replaced = {
-            let mut stations = self.inner.stations.lock().unwrap_or_else(|e| e.into_inner());
-            stations.insert(identity.clone(), Entry { peer: conn.peer(), conn: conn_id })
+            let mut stations = self
+                .inner
+                .stations
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            stations.insert(
+                identity.clone(),
+                Entry {
+                    peer: conn.peer(),
+                    conn: conn_id,
+                },
+            )
         };
         if let Some(old) = replaced {
             // A new connection for a connected identity replaces the old one.
@@ -477,15 +560,25 @@ impl Server {
             old.peer.close("replaced by a new connection").await;
         }
         info!("connected");
-        self.emit(ServerEvent::Connected { identity: identity.clone(), version });
+        self.emit(ServerEvent::Connected {
+            identity: identity.clone(),
+            version,
+        });
         let events = {
             let server = self.clone();
             let identity = identity.clone();
             tokio::spawn(async move {
                 while let Some(ev) = ev_rx.recv().await {
                     server.emit(match ev {
-                        ConnectionEvent::Boot(state) => ServerEvent::Boot { identity: identity.clone(), state },
-                        ConnectionEvent::Send { action, payload } => ServerEvent::Send { identity: identity.clone(), action, payload },
+                        ConnectionEvent::Boot(state) => ServerEvent::Boot {
+                            identity: identity.clone(),
+                            state,
+                        },
+                        ConnectionEvent::Send { action, payload } => ServerEvent::Send {
+                            identity: identity.clone(),
+                            action,
+                            payload,
+                        },
                         _ => continue,
                     });
                 }
@@ -493,7 +586,11 @@ impl Server {
         };
         let reason = conn.run().await;
         {
-            let mut stations = self.inner.stations.lock().unwrap_or_else(|e| e.into_inner());
+            let mut stations = self
+                .inner
+                .stations
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
             if stations.get(&identity).is_some_and(|e| e.conn == conn_id) {
                 stations.remove(&identity);
             }

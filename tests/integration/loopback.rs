@@ -1,0 +1,495 @@
+//! Our client against our server over loopback sockets: every version, every
+//! security profile, and the refusals.
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use ocpp_client::{Backoff, Client, ClientConfig, ClientState, MemoryStore};
+use ocpp_proto::{CallError, ProtocolVersion};
+use ocpp_rpc::{Ctx, Router, Routes};
+use ocpp_server::{Security, ServerConfig, ServerEvent};
+use ocpp_types::{v16, v201, v21};
+use serde_json::json;
+use tokio::io::AsyncWriteExt;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::csms::Running;
+use crate::tls::Pki;
+
+const PASSWORD: &str = "a-long-enough-test-password";
+
+fn boot(v: ProtocolVersion) -> &'static str {
+    match v {
+        ProtocolVersion::V16 => r#"{"chargePointVendor":"V","chargePointModel":"M"}"#,
+        _ => r#"{"reason":"PowerUp","chargingStation":{"model":"M","vendorName":"V"}}"#,
+    }
+}
+
+fn station_routes(v: ProtocolVersion) -> Routes {
+    match v {
+        ProtocolVersion::V16 => Router::station_v16()
+            .on::<v16::action::GetConfiguration>(|_: Ctx<()>, _: v16::GetConfigurationRequest| async move {
+                Ok(ocpp_types::from_str(r#"{"configurationKey":[{"key":"HeartbeatInterval","readonly":false,"value":"300"}]}"#).unwrap())
+            })
+            .into_routes(),
+        ProtocolVersion::V201 => Router::station_v201()
+            .on::<v201::action::GetVariables>(|_: Ctx<()>, _: v201::GetVariablesRequest| async move {
+                Ok(ocpp_types::from_str(r#"{"getVariableResult":[{"attributeStatus":"Accepted","attributeValue":"300","component":{"name":"OCPPCommCtrlr"},"variable":{"name":"HeartbeatInterval"}}]}"#).unwrap())
+            })
+            .into_routes(),
+        _ => Router::station_v21()
+            .on::<v21::action::GetVariables>(|_: Ctx<()>, _: v21::GetVariablesRequest| async move {
+                Ok(ocpp_types::from_str(r#"{"getVariableResult":[{"attributeStatus":"Accepted","attributeValue":"300","component":{"name":"OCPPCommCtrlr"},"variable":{"name":"HeartbeatInterval"}}]}"#).unwrap())
+            })
+            .into_routes(),
+    }
+}
+
+fn fast_backoff() -> Backoff {
+    let mut b = Backoff::default();
+    b.wait_minimum = Duration::from_millis(50);
+    b.random_range = Duration::from_millis(50);
+    b.repeat_times = 1;
+    b
+}
+
+/// Boot, heartbeat, and a CSMS-initiated call, for one version.
+async fn session(running: &Running, config: ClientConfig) {
+    let v = config.version;
+    let id = config.identity.clone();
+    let client = Client::start(
+        config.with_backoff(fast_backoff()),
+        station_routes(v),
+        boot(v),
+        MemoryStore::new(),
+    );
+    client
+        .wait_ready(Duration::from_secs(10))
+        .await
+        .unwrap_or_else(|e| panic!("{id} {v}: {e}"));
+    let peer = client.peer().unwrap();
+    peer.call_raw("Heartbeat", "{}".into()).await.unwrap();
+    let station = running.server.station(&id).unwrap();
+    assert_eq!(station.version(), v);
+    let answer = match v {
+        ProtocolVersion::V16 => json!(station
+            .call::<v16::action::GetConfiguration>(&v16::GetConfigurationRequest { key: None })
+            .await
+            .unwrap()),
+        ProtocolVersion::V201 => {
+            let req = ocpp_types::from_str(r#"{"getVariableData":[{"component":{"name":"OCPPCommCtrlr"},"variable":{"name":"HeartbeatInterval"}}]}"#).unwrap();
+            json!(station
+                .call::<v201::action::GetVariables>(&req)
+                .await
+                .unwrap())
+        }
+        _ => {
+            let req = ocpp_types::from_str(r#"{"getVariableData":[{"component":{"name":"OCPPCommCtrlr"},"variable":{"name":"HeartbeatInterval"}}]}"#).unwrap();
+            json!(station
+                .call::<v21::action::GetVariables>(&req)
+                .await
+                .unwrap())
+        }
+    };
+    assert!(answer.to_string().contains("300"), "{answer}");
+    assert_eq!(
+        running.rec.actions(&id)[..2],
+        ["BootNotification", "Heartbeat"]
+    );
+    client.shutdown().await;
+}
+
+#[tokio::test]
+async fn every_version_with_profile_1() {
+    let running = Running::start(
+        Security::basic_auth(|_: &str, p: &[u8]| p == PASSWORD.as_bytes()),
+        ServerConfig::default(),
+    )
+    .await;
+    for (i, v) in ProtocolVersion::ALL.into_iter().enumerate() {
+        let config =
+            ClientConfig::new(running.url("ws"), format!("CP{i}"), v).with_password(PASSWORD);
+        session(&running, config).await;
+    }
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn profile_0_2_and_3() {
+    let pki = Pki::new();
+    // 0: unsecured
+    let running = Running::start(Security::unsecured(), ServerConfig::default()).await;
+    session(
+        &running,
+        ClientConfig::new(running.url("ws"), "P0", ProtocolVersion::V201),
+    )
+    .await;
+    running.stop().await;
+    // 2: TLS + Basic
+    let running = Running::start(
+        Security::tls_basic_auth(pki.server(), |_: &str, p: &[u8]| p == PASSWORD.as_bytes()),
+        ServerConfig::default(),
+    )
+    .await;
+    for v in ProtocolVersion::ALL {
+        session(
+            &running,
+            ClientConfig::new(running.url("wss"), "P2", v)
+                .with_password(PASSWORD)
+                .with_tls(pki.client(None)),
+        )
+        .await;
+    }
+    running.stop().await;
+    // 3: mutual TLS, the certificate's CN is the identity
+    let running = Running::start(
+        Security::mutual_tls(pki.server_mtls()),
+        ServerConfig::default(),
+    )
+    .await;
+    for v in ProtocolVersion::ALL {
+        session(
+            &running,
+            ClientConfig::new(running.url("wss"), "P3", v).with_tls(pki.client(Some("P3"))),
+        )
+        .await;
+    }
+    // a certificate for another identity is refused with 401
+    let mut events = running.server.subscribe();
+    let client = Client::start(
+        ClientConfig::new(running.url("wss"), "P3", ProtocolVersion::V201)
+            .with_tls(pki.client(Some("SOMEONE-ELSE")))
+            .with_backoff(fast_backoff()),
+        station_routes(ProtocolVersion::V201),
+        boot(ProtocolVersion::V201),
+        MemoryStore::new(),
+    );
+    let refused = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let Ok(ServerEvent::Refused { status, .. }) = events.recv().await {
+                return status;
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(refused, 401);
+    assert!(client.wait_ready(Duration::from_millis(300)).await.is_err());
+    client.shutdown().await;
+    running.stop().await;
+}
+
+async fn raw_connect(
+    port: u16,
+    path: &str,
+    protocols: &str,
+    auth: Option<&str>,
+) -> Result<
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    u16,
+> {
+    let mut req = format!("ws://127.0.0.1:{port}{path}")
+        .into_client_request()
+        .unwrap();
+    req.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        HeaderValue::from_str(protocols).unwrap(),
+    );
+    if let Some(a) = auth {
+        req.headers_mut()
+            .insert("Authorization", HeaderValue::from_str(a).unwrap());
+    }
+    match tokio_tungstenite::connect_async(req).await {
+        Ok((ws, _)) => Ok(ws),
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => Err(resp.status().as_u16()),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+fn basic(user: &str, pass: &str) -> String {
+    use base64_shim::encode;
+    format!("Basic {}", encode(format!("{user}:{pass}").as_bytes()))
+}
+
+/// A tiny Base64 encoder for test headers.
+mod base64_shim {
+    pub fn encode(input: &[u8]) -> String {
+        const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut out = String::new();
+        for chunk in input.chunks(3) {
+            let b = [
+                chunk[0],
+                *chunk.get(1).unwrap_or(&0),
+                *chunk.get(2).unwrap_or(&0),
+            ];
+            let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+            for i in 0..4 {
+                if i <= chunk.len() {
+                    out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
+                } else {
+                    out.push('=');
+                }
+            }
+        }
+        out
+    }
+}
+
+#[tokio::test]
+async fn refusals_get_their_http_status_and_the_server_keeps_serving() {
+    let running = Running::start(
+        Security::basic_auth(|_: &str, p: &[u8]| p == PASSWORD.as_bytes()),
+        ServerConfig::default(),
+    )
+    .await;
+    let port = running.port;
+    // wrong password, username not the identity, no auth: 401
+    assert_eq!(
+        raw_connect(port, "/ocpp/CP1", "ocpp2.0.1", Some(&basic("CP1", "wrong")))
+            .await
+            .err(),
+        Some(401)
+    );
+    assert_eq!(
+        raw_connect(
+            port,
+            "/ocpp/CP1",
+            "ocpp2.0.1",
+            Some(&basic("CP2", PASSWORD))
+        )
+        .await
+        .err(),
+        Some(401)
+    );
+    assert_eq!(
+        raw_connect(port, "/ocpp/CP1", "ocpp2.0.1", None)
+            .await
+            .err(),
+        Some(401)
+    );
+    // no common subprotocol: 400; a path outside /ocpp/: 404; a bad identity: 400
+    assert_eq!(
+        raw_connect(port, "/ocpp/CP1", "ocpp1.5", Some(&basic("CP1", PASSWORD)))
+            .await
+            .err(),
+        Some(400)
+    );
+    assert_eq!(
+        raw_connect(
+            port,
+            "/other/CP1",
+            "ocpp2.0.1",
+            Some(&basic("CP1", PASSWORD))
+        )
+        .await
+        .err(),
+        Some(404)
+    );
+    assert_eq!(
+        raw_connect(
+            port,
+            "/ocpp/CP%2F1",
+            "ocpp2.0.1",
+            Some(&basic("CP/1", PASSWORD))
+        )
+        .await
+        .err(),
+        Some(400)
+    );
+    // garbage instead of an HTTP upgrade: the connection is dropped
+    let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    tcp.write_all(b"\x16\x03\x01garbage\r\n\r\n").await.unwrap();
+    let mut buf = [0u8; 64];
+    let n = tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio::io::AsyncReadExt::read(&mut tcp, &mut buf),
+    )
+    .await
+    .unwrap()
+    .unwrap_or(0);
+    assert!(n == 0 || String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 4"));
+    // server preference: 2.1 over 2.0.1 over 1.6
+    let mut ws = raw_connect(
+        port,
+        "/ocpp/CPX",
+        "ocpp1.6, ocpp2.0.1",
+        Some(&basic("CPX", PASSWORD)),
+    )
+    .await
+    .unwrap();
+    // malformed frames and unknown actions get CALLERRORs; the connection stays up
+    for (send, expect) in [
+        ("not json", r#"[4,"-1","RpcFrameworkError""#),
+        (r#"[2,"u1","Teleport",{}]"#, r#"[4,"u1","NotImplemented""#),
+        (
+            r#"[2,"u2","BootNotification",{"reason":"PowerUp"}]"#,
+            r#"[4,"u2","OccurrenceConstraintViolation""#,
+        ),
+        (r#"[2,"u3","Heartbeat",{}]"#, r#"[4,"u3","SecurityError""#),
+    ] {
+        ws.send(Message::text(send)).await.unwrap();
+        let Some(Ok(Message::Text(t))) = ws.next().await else {
+            panic!("no answer to {send}")
+        };
+        assert!(t.as_str().starts_with(expect), "{send} -> {t}");
+    }
+    // an over-long field: TypeConstraintViolation with its pointer
+    let long = format!(
+        r#"[2,"u4","BootNotification",{{"reason":"PowerUp","chargingStation":{{"model":"{}","vendorName":"V"}}}}]"#,
+        "M".repeat(21)
+    );
+    ws.send(Message::text(long)).await.unwrap();
+    let Some(Ok(Message::Text(t))) = ws.next().await else {
+        panic!()
+    };
+    assert!(
+        t.as_str()
+            .starts_with(r#"[4,"u4","TypeConstraintViolation""#),
+        "{t}"
+    );
+    assert!(t.as_str().contains("/chargingStation/model"), "{t}");
+    // everyone else is still served
+    session(
+        &running,
+        ClientConfig::new(running.url("ws"), "CP9", ProtocolVersion::V16).with_password(PASSWORD),
+    )
+    .await;
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn new_connection_replaces_the_old_one() {
+    let running = Running::start(Security::unsecured(), ServerConfig::default()).await;
+    let mut first = raw_connect(running.port, "/ocpp/DUP", "ocpp1.6", None)
+        .await
+        .unwrap();
+    let _second = raw_connect(running.port, "/ocpp/DUP", "ocpp1.6", None)
+        .await
+        .unwrap();
+    let closed = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match first.next().await {
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return true,
+                _ => {}
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert!(closed);
+    assert_eq!(running.server.connected(), vec!["DUP".to_owned()]);
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn offline_queue_is_replayed_in_order_after_reconnect() {
+    // Reserve a port, then start with the CSMS down.
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let v = ProtocolVersion::V201;
+    let config = ClientConfig::new(format!("ws://127.0.0.1:{port}/ocpp/"), "Q1", v)
+        .with_backoff(fast_backoff());
+    let client = Client::start(config, station_routes(v), boot(v), MemoryStore::new());
+    for seq in 0..5 {
+        let ev: v201::TransactionEventRequest = ocpp_types::from_str(&format!(
+            r#"{{"eventType":"{}","timestamp":"2024-01-01T00:00:0{seq}Z","triggerReason":"MeterValuePeriodic","seqNo":{seq},"transactionInfo":{{"transactionId":"T1"}}}}"#,
+            if seq == 0 { "Started" } else { "Updated" }
+        ))
+        .unwrap();
+        client
+            .call_durable::<v201::action::TransactionEvent>(&ev)
+            .await
+            .unwrap();
+    }
+    assert_eq!(client.queued(), 5);
+    assert_eq!(client.state(), ClientState::Disconnected);
+    let running = Running::start_on(Security::unsecured(), ServerConfig::default(), port).await;
+    client.wait_ready(Duration::from_secs(10)).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while client.queued() > 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .unwrap();
+    let seqs: Vec<i64> = running
+        .rec
+        .payloads("Q1", "TransactionEvent")
+        .iter()
+        .map(|p| p["seqNo"].as_i64().unwrap())
+        .collect();
+    assert_eq!(seqs, vec![0, 1, 2, 3, 4], "delivered once each, in order");
+    // the CSMS restarts: the client reconnects without a new boot and keeps delivering
+    running.stop().await;
+    let running = Running::start_on(Security::unsecured(), ServerConfig::default(), port).await;
+    client.wait_ready(Duration::from_secs(10)).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while client.state() != ClientState::Connected(ocpp_proto::BootState::Accepted)
+            || running.server.station("Q1").is_err()
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .unwrap();
+    assert!(
+        !running.rec.actions("Q1").contains(&"BootNotification"),
+        "no boot after a mere reconnect"
+    );
+    client.shutdown().await;
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn handler_errors_reach_the_caller_typed() {
+    let running = Running::start(Security::unsecured(), ServerConfig::default()).await;
+    let v = ProtocolVersion::V201;
+    let routes = Router::station_v201()
+        .on::<v201::action::Reset>(|_: Ctx<()>, _: v201::ResetRequest| async move {
+            Err(CallError::new("NotSupported", "no resets today"))
+        })
+        .into_routes();
+    let client = Client::start(
+        ClientConfig::new(running.url("ws"), "E1", v),
+        routes,
+        boot(v),
+        MemoryStore::new(),
+    );
+    client.wait_ready(Duration::from_secs(10)).await.unwrap();
+    let station = running.server.station("E1").unwrap();
+    let req: v201::ResetRequest = ocpp_types::from_str(r#"{"type":"Immediate"}"#).unwrap();
+    match station.call::<v201::action::Reset>(&req).await {
+        Err(ocpp_server::CallFailure::CallError(e)) => assert_eq!(
+            (e.code.as_str(), e.description.as_str()),
+            ("NotSupported", "no resets today")
+        ),
+        other => panic!("{other:?}"),
+    }
+    // an action without a handler: NotImplemented
+    let req: v201::ClearCacheRequest = ocpp_types::from_str("{}").unwrap();
+    match station.call::<v201::action::ClearCache>(&req).await {
+        Err(ocpp_server::CallFailure::CallError(e)) => assert_eq!(e.code, "NotImplemented"),
+        other => panic!("{other:?}"),
+    }
+    // a 1.6 action on a 2.0.1 connection
+    let wrong = station
+        .call::<v16::action::ClearCache>(&v16::ClearCacheRequest::default())
+        .await;
+    assert!(
+        matches!(wrong, Err(ocpp_server::CallFailure::WrongVersion { .. })),
+        "{wrong:?}"
+    );
+    assert!(running
+        .server
+        .station("NOPE")
+        .unwrap_err()
+        .is_not_connected());
+    client.shutdown().await;
+    running.stop().await;
+}

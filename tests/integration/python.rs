@@ -1,0 +1,1 @@
+//! Interop with the Python `ocpp` package: placeholder filled below.
