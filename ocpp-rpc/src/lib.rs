@@ -55,3 +55,10 @@ mod router;
 pub use connection::{Closed, Connection, ConnectionConfig, ConnectionEvent};
 pub use peer::{CallFailure, Peer};
 pub use router::{BoxFuture, CsmsSide, Ctx, Handler, Handles, Router, Routes, StationSide};
+
+#[rustfmt::skip]
+#[allow(missing_docs, clippy::all, clippy::pedantic, unreachable_pub)]
+mod handlers;
+pub use handlers::{
+    ChargingStation16, ChargingStation201, ChargingStation21, Csms16, Csms201, Csms21,
+};

@@ -117,7 +117,7 @@ impl<A: Action, S: Send + 'static, H: Handler<A, S>> Erased<S> for Typed<A, H> {
 /// # use ocpp_proto::CallError;
 /// # use ocpp_rpc::{Ctx, Router};
 /// # use ocpp_types::v16;
-/// async fn reset(_: Ctx<()>, _: v16::ResetRequest) -> Result<v16::ResetResponse, CallError> { todo!() }
+/// async fn reset(_: Ctx<()>, _: v16::ResetRequest) -> Result<v16::ResetResponse, CallError> { Err(CallError::internal()) }
 /// // Reset is sent by the CSMS, so a CSMS router cannot handle it.
 /// let router = Router::csms_v16().on::<v16::action::Reset>(reset);
 /// ```
@@ -126,7 +126,7 @@ impl<A: Action, S: Send + 'static, H: Handler<A, S>> Erased<S> for Typed<A, H> {
 /// # use ocpp_proto::CallError;
 /// # use ocpp_rpc::{Ctx, Router};
 /// # use ocpp_types::v16;
-/// async fn hb(_: Ctx<()>, _: v16::HeartbeatRequest) -> Result<v16::HeartbeatResponse, CallError> { todo!() }
+/// async fn hb(_: Ctx<()>, _: v16::HeartbeatRequest) -> Result<v16::HeartbeatResponse, CallError> { Err(CallError::internal()) }
 /// // a 1.6 action on a 2.0.1 router
 /// let router = Router::csms_v201().on::<v16::action::Heartbeat>(hb);
 /// ```
@@ -315,5 +315,85 @@ impl Routes {
                 format!("`{action}` is not implemented"),
             )))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Csms201;
+    use ocpp_types::v201;
+
+    fn ctx() -> Ctx<()> {
+        let (tx, _rx) = tokio::sync::mpsc::channel(1);
+        Ctx {
+            identity: Arc::from("CP1"),
+            version: ProtocolVersion::V201,
+            peer: Peer {
+                identity: Arc::from("CP1"),
+                version: ProtocolVersion::V201,
+                tx,
+            },
+            state: (),
+        }
+    }
+
+    fn block<T>(f: BoxFuture<T>) -> T {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+
+    struct MyCsms;
+
+    impl Csms201 for MyCsms {
+        async fn heartbeat(
+            &self,
+            _: Ctx<()>,
+            _: v201::HeartbeatRequest,
+        ) -> Result<v201::HeartbeatResponse, CallError> {
+            Ok(v201::HeartbeatResponse {
+                custom_data: None,
+                current_time: chrono::DateTime::UNIX_EPOCH,
+            })
+        }
+    }
+
+    #[test]
+    fn trait_overrides_answer_and_defaults_are_not_implemented() {
+        let routes = MyCsms.into_routes();
+        assert_eq!(
+            block(routes.dispatch("Heartbeat", ctx(), "{}")).unwrap(),
+            r#"{"currentTime":"1970-01-01T00:00:00Z"}"#
+        );
+        let err = block(routes.dispatch(
+            "Authorize",
+            ctx(),
+            r#"{"idToken":{"idToken":"A","type":"ISO14443"}}"#,
+        ))
+        .unwrap_err();
+        assert_eq!(err.code, "NotImplemented");
+        // the payload is still validated first, with the version's code
+        let err = block(routes.dispatch("Heartbeat", ctx(), r#"{"x":1}"#)).unwrap_err();
+        assert_eq!(err.code, "ProtocolError");
+    }
+
+    #[test]
+    fn router_dispatch_validates_then_calls() {
+        let routes = Router::csms_v201()
+            .on::<v201::action::Heartbeat>(|ctx: Ctx<u32>, _: v201::HeartbeatRequest| async move {
+                assert_eq!(ctx.state, 7);
+                Ok(v201::HeartbeatResponse {
+                    custom_data: None,
+                    current_time: chrono::DateTime::UNIX_EPOCH,
+                })
+            })
+            .with_state(7);
+        assert!(block(routes.dispatch("Heartbeat", ctx(), "{}")).is_ok());
+        let err = block(routes.dispatch("Heartbeat", ctx(), "{")).unwrap_err();
+        assert_eq!(err.code, "FormatViolation");
+        let err = block(routes.dispatch("StatusNotification", ctx(), "{}")).unwrap_err();
+        assert_eq!(err.code, "NotImplemented");
     }
 }
