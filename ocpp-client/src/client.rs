@@ -79,6 +79,10 @@ pub struct ClientConfig {
     pub message_retry_interval: Duration,
     /// Heartbeat interval used until the CSMS gives one. Default 300 s.
     pub default_heartbeat: Duration,
+    /// Offer RFC 7692 permessage-deflate (default on). On: the upgrade is
+    /// done with hyper and the connection runs on yawc, compressed if the
+    /// CSMS accepts. Off: it runs on tokio-tungstenite, uncompressed.
+    pub permessage_deflate: bool,
 }
 
 impl ClientConfig {
@@ -101,6 +105,7 @@ impl ClientConfig {
             message_attempts: 3,
             message_retry_interval: Duration::from_secs(5),
             default_heartbeat: Duration::from_secs(300),
+            permessage_deflate: true,
         }
     }
     /// Sets the Basic-auth password.
@@ -111,6 +116,11 @@ impl ClientConfig {
     /// Sets the TLS configuration.
     pub fn with_tls(mut self, tls: Arc<rustls::ClientConfig>) -> Self {
         self.tls = Some(tls);
+        self
+    }
+    /// Sets [`ClientConfig::permessage_deflate`].
+    pub fn with_permessage_deflate(mut self, on: bool) -> Self {
+        self.permessage_deflate = on;
         self
     }
     /// Sets [`ClientConfig::backoff`].
@@ -429,15 +439,109 @@ async fn run_ws<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     ever_accepted: &mut bool,
     heartbeat: &mut Duration,
 ) -> Result<Closed, String> {
-    let cfg = &shared.config;
-    let (ws, response) =
-        tokio_tungstenite::client_async_with_config(request, stream, Some(ws_config))
+    if shared.config.permessage_deflate {
+        let (ws, agreed) = deflate_handshake(shared, request, stream).await?;
+        session(shared, ws, agreed.as_deref(), ever_accepted, heartbeat).await
+    } else {
+        let (ws, response) =
+            tokio_tungstenite::client_async_with_config(request, stream, Some(ws_config))
+                .await
+                .map_err(|e| e.to_string())?;
+        let agreed = response
+            .headers()
+            .get("Sec-WebSocket-Protocol")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        session(shared, ws, agreed.as_deref(), ever_accepted, heartbeat).await
+    }
+}
+
+/// The WebSocket upgrade done with hyper, offering permessage-deflate, then
+/// the connection handed to yawc with whatever extension the CSMS accepted.
+async fn deflate_handshake<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
+    shared: &Shared,
+    request: tokio_tungstenite::tungstenite::handshake::client::Request,
+    stream: S,
+) -> Result<
+    (
+        yawc::WebSocket<hyper_util::rt::TokioIo<hyper::upgrade::Upgraded>>,
+        Option<String>,
+    ),
+    String,
+> {
+    use tokio_tungstenite::tungstenite::handshake::client::generate_key;
+    use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
             .await
             .map_err(|e| e.to_string())?;
-    let agreed = response
-        .headers()
-        .get("Sec-WebSocket-Protocol")
-        .and_then(|v| v.to_str().ok());
+    tokio::spawn(conn.with_upgrades());
+    let key = generate_key();
+    let uri = request.uri();
+    let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
+    let host = match uri.port_u16() {
+        Some(p) => format!("{}:{p}", uri.host().unwrap_or_default()),
+        None => uri.host().unwrap_or_default().to_owned(),
+    };
+    let mut builder = hyper::Request::get(path)
+        .header("Host", host)
+        .header("Upgrade", "websocket")
+        .header("Connection", "Upgrade")
+        .header("Sec-WebSocket-Key", key.as_str())
+        .header("Sec-WebSocket-Version", "13")
+        .header(
+            "Sec-WebSocket-Extensions",
+            "permessage-deflate; client_max_window_bits",
+        );
+    for (name, value) in request.headers() {
+        builder = builder.header(name, value);
+    }
+    let req = builder
+        .body(http_body_util::Empty::<hyper::body::Bytes>::new())
+        .map_err(|e| e.to_string())?;
+    let mut resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
+    if resp.status() != hyper::StatusCode::SWITCHING_PROTOCOLS {
+        return Err(format!("HTTP error: {}", resp.status()));
+    }
+    let header = |name: &str| {
+        resp.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    if header("Sec-WebSocket-Accept").as_deref() != Some(derive_accept_key(key.as_bytes()).as_str())
+    {
+        return Err("bad Sec-WebSocket-Accept".to_owned());
+    }
+    let agreed = header("Sec-WebSocket-Protocol");
+    let extensions = header("Sec-WebSocket-Extensions");
+    let upgraded = hyper::upgrade::on(&mut resp)
+        .await
+        .map_err(|e| e.to_string())?;
+    let options = yawc::Options::default()
+        .with_balanced_compression()
+        .with_max_payload_read(shared.config.endpoint.max_message_size)
+        .with_max_read_buffer(shared.config.endpoint.max_message_size)
+        .with_read_buffer_capacity(4096)
+        .with_utf8();
+    let ws = yawc::WebSocket::from_stream_with_extensions(
+        hyper_util::rt::TokioIo::new(upgraded),
+        yawc::Role::Client,
+        extensions.as_deref(),
+        options,
+    )
+    .map_err(|e| e.to_string())?;
+    Ok((ws, agreed))
+}
+
+async fn session<T: ocpp_rpc::Transport>(
+    shared: &Arc<Shared>,
+    ws: T,
+    agreed: Option<&str>,
+    ever_accepted: &mut bool,
+    heartbeat: &mut Duration,
+) -> Result<Closed, String> {
+    let cfg = &shared.config;
     if agreed != Some(cfg.version.subprotocol()) {
         return Err(format!(
             "CSMS did not agree to {} (answered {agreed:?})",

@@ -5,16 +5,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
 use ocpp_proto::{BootState, CallError, CallHandle, Endpoint, Event};
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::WebSocketStream;
 use tracing::{debug, warn};
+
+use crate::transport::{Incoming, Transport};
 
 use crate::peer::{CallFailure, Command, Peer};
 use crate::router::{Ctx, Routes};
@@ -85,8 +81,8 @@ pub enum Closed {
 }
 
 /// One connection: the endpoint, the socket, the routes.
-pub struct Connection<S> {
-    ws: WebSocketStream<S>,
+pub struct Connection<T> {
+    ws: T,
     endpoint: Endpoint,
     routes: Routes,
     identity: Arc<str>,
@@ -96,7 +92,7 @@ pub struct Connection<S> {
     events: Option<mpsc::UnboundedSender<ConnectionEvent>>,
 }
 
-impl<S> std::fmt::Debug for Connection<S> {
+impl<T> std::fmt::Debug for Connection<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Connection")
             .field("identity", &self.identity)
@@ -105,11 +101,11 @@ impl<S> std::fmt::Debug for Connection<S> {
     }
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Connection<S> {
+impl<T: Transport> Connection<T> {
     /// Wraps an accepted or connected WebSocket. `identity` is the station's
     /// identity (on both sides).
     pub fn new(
-        ws: WebSocketStream<S>,
+        ws: T,
         endpoint: Endpoint,
         routes: Routes,
         identity: Arc<str>,
@@ -159,12 +155,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Connection<S> {
         let closed = loop {
             // Drain outputs in the endpoint's documented order.
             while let Some(text) = self.endpoint.poll_transmit() {
-                if let Err(e) = self.ws.feed(Message::text(text)).await {
-                    return Closed::Transport(e.to_string());
+                if let Err(e) = self.ws.feed_text(text).await {
+                    return Closed::Transport(e);
                 }
             }
             if let Err(e) = self.ws.flush().await {
-                return Closed::Transport(e.to_string());
+                return Closed::Transport(e);
             }
             while let Some(ev) = self.endpoint.poll_event() {
                 self.on_event(ev, &peer, &resp_tx, &mut pending);
@@ -172,19 +168,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Connection<S> {
             let deadline = self.endpoint.poll_timeout().map(Instant::from_std);
             let idle_deadline = last_seen + self.config.idle_timeout;
             tokio::select! {
-                msg = self.ws.next() => match msg {
-                    Some(Ok(Message::Text(t))) => {
+                msg = self.ws.recv() => match msg {
+                    Some(Ok(Incoming::Text(t))) => {
                         last_seen = Instant::now();
-                        self.endpoint.handle_text(Instant::now().into_std(), t.as_str());
+                        self.endpoint.handle_text(Instant::now().into_std(), &t);
                     }
-                    Some(Ok(Message::Binary(_))) => {
+                    Some(Ok(Incoming::Binary)) => {
                         // OCPP-J is text only (1.6 §3.1, 2.0.1 Part 4 §3): close with 1003.
-                        let _ = self.ws.close(Some(CloseFrame { code: CloseCode::Unsupported, reason: "OCPP-J uses text frames".into() })).await;
+                        self.ws.close(1003, "OCPP-J uses text frames").await;
                         break Closed::Locally;
                     }
-                    Some(Ok(Message::Close(frame))) => break Closed::ByPeer(frame.map(|f| u16::from(f.code))),
-                    Some(Ok(_)) => last_seen = Instant::now(), // ping, pong (tungstenite answers pings)
-                    Some(Err(e)) => break Closed::Transport(e.to_string()),
+                    Some(Ok(Incoming::Close(code))) => break Closed::ByPeer(code),
+                    Some(Ok(_)) => last_seen = Instant::now(), // ping, pong (the WebSocket layer answers pings)
+                    Some(Err(e)) => break Closed::Transport(e),
                     None => break Closed::ByPeer(None),
                 },
                 cmd = self.cmd_rx.recv() => match cmd {
@@ -199,7 +195,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Connection<S> {
                         let _ = reply.send(r);
                     }
                     Some(Command::Close { reason }) => {
-                        let _ = self.ws.close(Some(CloseFrame { code: CloseCode::Normal, reason: reason.into() })).await;
+                        self.ws.close(1000, &reason).await;
                         break Closed::Locally;
                     }
                     None => unreachable_closed(),
@@ -211,12 +207,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Connection<S> {
                 }
                 () = sleep_until_opt(deadline) => self.endpoint.handle_timeout(Instant::now().into_std()),
                 () = tokio::time::sleep_until(idle_deadline) => {
-                    let _ = self.ws.close(Some(CloseFrame { code: CloseCode::Away, reason: "idle timeout".into() })).await;
+                    self.ws.close(1001, "idle timeout").await;
                     break Closed::IdleTimeout;
                 }
                 _ = tick_opt(&mut ping) => {
-                    if let Err(e) = self.ws.send(Message::Ping(Default::default())).await {
-                        break Closed::Transport(e.to_string());
+                    if let Err(e) = self.ws.ping().await {
+                        break Closed::Transport(e);
                     }
                 }
             }

@@ -51,10 +51,12 @@
 mod connection;
 mod peer;
 mod router;
+mod transport;
 
 pub use connection::{Closed, Connection, ConnectionConfig, ConnectionEvent};
 pub use peer::{CallFailure, Peer};
 pub use router::{BoxFuture, CsmsSide, Ctx, Handler, Handles, Router, Routes, StationSide};
+pub use transport::{Incoming, Transport};
 
 #[rustfmt::skip]
 #[allow(missing_docs, clippy::all, clippy::pedantic, unreachable_pub)]

@@ -6,12 +6,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ocpp_proto::{BootState, Endpoint, ProtocolVersion, Role};
-use ocpp_rpc::{CallFailure, Closed, Connection, ConnectionConfig, ConnectionEvent, Peer, Routes};
+use ocpp_rpc::{
+    CallFailure, Closed, Connection, ConnectionConfig, ConnectionEvent, Peer, Routes, Transport,
+};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{broadcast, mpsc};
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
-use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode};
+use tokio_tungstenite::tungstenite::http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tracing::{info, info_span, warn, Instrument};
 
@@ -28,10 +30,11 @@ use crate::security::{parse_basic, subject_cn, Security};
 /// ```
 ///
 /// permessage-deflate (RFC 7692), which OCPP 2.1 asks a CSMS to support, is
-/// not offered: tokio-tungstenite, the WebSocket implementation chosen for
-/// its maturity and memory profile (4 KiB read buffer per idle connection),
-/// does not implement it. Stations that offer it get an uncompressed
-/// connection, as RFC 6455 §9.1 provides.
+/// on by default ([`ServerConfig::permessage_deflate`]). tokio-tungstenite,
+/// our lean default WebSocket, does not implement it (no released version
+/// does), so with deflate on the server accepts through hyper and runs
+/// connections on yawc, a maintained, Autobahn-tested implementation with
+/// RFC 7692; with it off, connections run on tokio-tungstenite.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct ServerConfig {
@@ -51,6 +54,12 @@ pub struct ServerConfig {
     pub handshake_timeout: Duration,
     /// Time given to connections to close at shutdown. Default 5 s.
     pub shutdown_grace: Duration,
+    /// Offer RFC 7692 permessage-deflate (default on; OCPP 2.1 requires a
+    /// CSMS to support it). On: connections are accepted by hyper and run on
+    /// yawc, compressed when the station offers the extension. Off: they run
+    /// on tokio-tungstenite, which has no compression and the smallest
+    /// footprint per idle connection.
+    pub permessage_deflate: bool,
 }
 
 impl Default for ServerConfig {
@@ -68,6 +77,7 @@ impl Default for ServerConfig {
             read_buffer_size: 4096,
             handshake_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(5),
+            permessage_deflate: true,
         }
     }
 }
@@ -96,6 +106,11 @@ impl ServerConfig {
     /// Sets [`ServerConfig::max_message_size`].
     pub fn with_max_message_size(mut self, n: usize) -> Self {
         self.max_message_size = n;
+        self
+    }
+    /// Sets [`ServerConfig::permessage_deflate`].
+    pub fn with_permessage_deflate(mut self, on: bool) -> Self {
+        self.permessage_deflate = on;
         self
     }
     /// Sets [`ServerConfig::read_buffer_size`].
@@ -388,6 +403,7 @@ impl Server {
     async fn handle_tcp(self, tcp: TcpStream) {
         let timeout = self.inner.config.handshake_timeout;
         match self.inner.security.tls().cloned() {
+            None if self.inner.config.permessage_deflate => self.handle_http(tcp, None).await,
             None => self.handle_stream(tcp, None).await,
             Some(tls) => {
                 let acceptor = tokio_rustls::TlsAcceptor::from(tls);
@@ -402,7 +418,11 @@ impl Server {
                     .peer_certificates()
                     .and_then(|certs| certs.first())
                     .and_then(|c| subject_cn(c.as_ref()));
-                self.handle_stream(stream, cn).await;
+                if self.inner.config.permessage_deflate {
+                    self.handle_http(stream, cn).await;
+                } else {
+                    self.handle_stream(stream, cn).await;
+                }
             }
         }
     }
@@ -410,11 +430,12 @@ impl Server {
     /// The handshake policy: path → identity, subprotocol, authentication.
     fn check_request(
         &self,
-        req: &Request,
+        uri: &Uri,
+        headers: &HeaderMap,
         client_cn: Option<&str>,
     ) -> Result<(String, ProtocolVersion), (StatusCode, String)> {
         let cfg = &self.inner.config;
-        let path = req.uri().path();
+        let path = uri.path();
         let raw = path
             .strip_prefix(cfg.path_prefix.as_str())
             .ok_or((StatusCode::NOT_FOUND, format!("no OCPP endpoint at {path}")))?;
@@ -422,8 +443,7 @@ impl Server {
             StatusCode::BAD_REQUEST,
             "invalid station identity".to_owned(),
         ))?;
-        let offered: Vec<&str> = req
-            .headers()
+        let offered: Vec<&str> = headers
             .get_all("Sec-WebSocket-Protocol")
             .iter()
             .filter_map(|v| v.to_str().ok())
@@ -442,10 +462,7 @@ impl Server {
         match &self.inner.security {
             Security::Unsecured => {}
             Security::BasicAuth(check) | Security::TlsBasicAuth(_, check) => {
-                let header = req
-                    .headers()
-                    .get("Authorization")
-                    .and_then(|v| v.to_str().ok());
+                let header = headers.get("Authorization").and_then(|v| v.to_str().ok());
                 let ok = header
                     .and_then(parse_basic)
                     .is_some_and(|(user, pass)| user == identity && check.check(&identity, &pass));
@@ -481,7 +498,7 @@ impl Server {
         // The error type is tungstenite's (an HTTP response), not ours to shrink.
         #[allow(clippy::result_large_err)]
         let callback = |req: &Request, mut resp: Response| {
-            outcome = self.check_request(req, client_cn.as_deref());
+            outcome = self.check_request(req.uri(), req.headers(), client_cn.as_deref());
             match &outcome {
                 Ok((_, v)) => {
                     resp.headers_mut().insert(
@@ -520,12 +537,91 @@ impl Server {
             .await;
     }
 
-    async fn run_connection<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
+    /// Accepts through hyper and runs the connection on yawc (permessage-deflate).
+    async fn handle_http<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
         self,
-        ws: tokio_tungstenite::WebSocketStream<S>,
-        identity: String,
-        version: ProtocolVersion,
+        stream: S,
+        client_cn: Option<String>,
     ) {
+        use http_body_util::Empty;
+        use hyper::body::Bytes;
+        let server = self.clone();
+        let service =
+            hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                let server = server.clone();
+                let client_cn = client_cn.clone();
+                async move {
+                    let refuse = |status: StatusCode, reason: &str| {
+                        info!(%status, "handshake refused: {reason}");
+                        server.emit(ServerEvent::Refused {
+                            status: status.as_u16(),
+                            reason: reason.to_owned(),
+                        });
+                        let mut r = hyper::Response::new(Empty::<Bytes>::new());
+                        *r.status_mut() = status;
+                        if status == StatusCode::UNAUTHORIZED {
+                            r.headers_mut().insert(
+                                "WWW-Authenticate",
+                                HeaderValue::from_static("Basic realm=\"OCPP\""),
+                            );
+                        }
+                        Ok::<_, std::convert::Infallible>(r)
+                    };
+                    let (identity, version) = match server.check_request(
+                        req.uri(),
+                        req.headers(),
+                        client_cn.as_deref(),
+                    ) {
+                        Ok(ok) => ok,
+                        Err((status, reason)) => return refuse(status, &reason),
+                    };
+                    let cfg = &server.inner.config;
+                    let options = yawc::Options::default()
+                        .with_balanced_compression()
+                        .with_max_payload_read(cfg.max_message_size)
+                        .with_max_read_buffer(cfg.max_message_size)
+                        .with_read_buffer_capacity(cfg.read_buffer_size)
+                        .with_utf8();
+                    match yawc::WebSocket::upgrade_with_options(&mut req, options) {
+                        Ok((mut resp, upgrade)) => {
+                            resp.headers_mut().insert(
+                                "Sec-WebSocket-Protocol",
+                                HeaderValue::from_static(version.subprotocol()),
+                            );
+                            let span =
+                                info_span!("station", identity = %identity, version = %version);
+                            let server = server.clone();
+                            tokio::spawn(
+                                async move {
+                                    match upgrade.await {
+                                        Ok(ws) => {
+                                            server.run_connection(ws, identity, version).await
+                                        }
+                                        Err(e) => info!("upgrade failed: {e}"),
+                                    }
+                                }
+                                .instrument(span),
+                            );
+                            Ok(resp)
+                        }
+                        Err(e) => refuse(
+                            StatusCode::BAD_REQUEST,
+                            &format!("not a WebSocket upgrade: {e}"),
+                        ),
+                    }
+                }
+            });
+        let conn = hyper::server::conn::http1::Builder::new()
+            .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+            .with_upgrades();
+        match tokio::time::timeout(self.inner.config.handshake_timeout, conn).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => info!("HTTP handshake failed: {e}"),
+            Err(_) => info!("handshake timed out"),
+        }
+    }
+
+    async fn run_connection<T: Transport>(self, ws: T, identity: String, version: ProtocolVersion) {
         let Some(routes) = self.inner.routes.get(&version).cloned() else {
             return;
         };

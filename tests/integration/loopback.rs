@@ -493,3 +493,58 @@ async fn handler_errors_reach_the_caller_typed() {
     client.shutdown().await;
     running.stop().await;
 }
+
+#[tokio::test]
+async fn with_and_without_permessage_deflate() {
+    use tokio::io::AsyncReadExt;
+    for server_deflate in [true, false] {
+        let running = Running::start(
+            Security::unsecured(),
+            ServerConfig::default().with_permessage_deflate(server_deflate),
+        )
+        .await;
+        // What the server answers to an offer of the extension.
+        let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", running.port))
+            .await
+            .unwrap();
+        tcp.write_all(
+            b"GET /ocpp/RAW HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: ocpp2.1\r\n\
+              Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n",
+        )
+        .await
+        .unwrap();
+        let mut head = Vec::new();
+        let mut buf = [0u8; 512];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut buf))
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(n > 0, "connection closed during handshake");
+            head.extend_from_slice(&buf[..n]);
+        }
+        let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+        assert!(head.starts_with("http/1.1 101"), "{head}");
+        assert!(head.contains("sec-websocket-protocol: ocpp2.1"), "{head}");
+        assert_eq!(
+            head.contains("permessage-deflate"),
+            server_deflate,
+            "{head}"
+        );
+        drop(tcp);
+        // Full sessions with the client offering it or not.
+        for client_deflate in [true, false] {
+            for v in ProtocolVersion::ALL {
+                let mut config = ClientConfig::new(
+                    running.url("ws"),
+                    format!("D{}{}", u8::from(server_deflate), u8::from(client_deflate)),
+                    v,
+                );
+                config = config.with_permessage_deflate(client_deflate);
+                session(&running, config).await;
+            }
+        }
+        running.stop().await;
+    }
+}
