@@ -493,8 +493,19 @@ async fn deflate_handshake<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
             "Sec-WebSocket-Extensions",
             "permessage-deflate; client_max_window_bits",
         );
+    // Our own headers (subprotocol, authorization); the handshake ones are set above.
+    const HANDSHAKE: [&str; 6] = [
+        "host",
+        "connection",
+        "upgrade",
+        "sec-websocket-key",
+        "sec-websocket-version",
+        "sec-websocket-extensions",
+    ];
     for (name, value) in request.headers() {
-        builder = builder.header(name, value);
+        if !HANDSHAKE.contains(&name.as_str()) {
+            builder = builder.header(name, value);
+        }
     }
     let req = builder
         .body(http_body_util::Empty::<hyper::body::Bytes>::new())

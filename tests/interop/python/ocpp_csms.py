@@ -132,7 +132,8 @@ async def main():
 
     async def handler(ws):
         ident = ws.request.path.rsplit("/", 1)[-1]
-        say(event="connected", identity=ident, subprotocol=ws.subprotocol)
+        say(event="connected", identity=ident, subprotocol=ws.subprotocol,
+            extensions=ws.response.headers.get("Sec-WebSocket-Extensions"))
         cp = Csms(ident, ws)
         try:
             await cp.start()

@@ -105,6 +105,7 @@ async def main():
     if a.password:
         headers["Authorization"] = "Basic " + base64.b64encode(f"{a.id}:{a.password}".encode()).decode()
     async with websockets.connect(a.url + a.id, subprotocols=[sub], additional_headers=headers) as ws:
+        say(event="connected", extensions=ws.response.headers.get("Sec-WebSocket-Extensions"))
         cp = Station(a.id, ws)
         runner = asyncio.create_task(cp.start())
         tx = await asyncio.wait_for(cp.session(), 20)
