@@ -39,13 +39,22 @@ async fn boot(
 }
 
 fn bench(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     let mut g = c.benchmark_group("loopback WebSocket");
     for deflate in [false, true] {
         let clients = rt.block_on(async {
             let server = Server::builder(Security::unsecured())
                 .config(ServerConfig::default().with_permessage_deflate(deflate))
-                .v201(Router::csms_v201().on::<action::BootNotification>(boot).on::<action::Heartbeat>(heartbeat).into_routes())
+                .v201(
+                    Router::csms_v201()
+                        .on::<action::BootNotification>(boot)
+                        .on::<action::Heartbeat>(heartbeat)
+                        .into_routes(),
+                )
                 .build();
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             let port = listener.local_addr().unwrap().port();
@@ -53,34 +62,60 @@ fn bench(c: &mut Criterion) {
             let boot = r#"{"reason":"PowerUp","chargingStation":{"model":"M","vendorName":"V"}}"#;
             let mut clients = Vec::new();
             for i in 0..64 {
-                let cfg = ClientConfig::new(format!("ws://127.0.0.1:{port}/ocpp/"), format!("B{i}"), ProtocolVersion::V201)
-                    .with_permessage_deflate(deflate);
-                let client = Client::start(cfg, Router::station_v201().into_routes(), boot, MemoryStore::new());
+                let cfg = ClientConfig::new(
+                    format!("ws://127.0.0.1:{port}/ocpp/"),
+                    format!("B{i}"),
+                    ProtocolVersion::V201,
+                )
+                .with_permessage_deflate(deflate);
+                let client = Client::start(
+                    cfg,
+                    Router::station_v201().into_routes(),
+                    boot,
+                    MemoryStore::new(),
+                );
                 client.wait_ready(Duration::from_secs(10)).await.unwrap();
                 clients.push(client);
             }
             clients
         });
-        let label = if deflate { "yawc, permessage-deflate" } else { "tungstenite, uncompressed" };
+        let label = if deflate {
+            "yawc, permessage-deflate"
+        } else {
+            "tungstenite, uncompressed"
+        };
         let one = clients[0].peer().unwrap();
         g.throughput(Throughput::Elements(1));
         g.bench_function(format!("Heartbeat round trip, 1 station ({label})"), |b| {
-            b.iter(|| rt.block_on(async { one.call::<action::Heartbeat>(&Default::default()).await.unwrap() }))
-        });
-        let peers: Vec<_> = clients.iter().map(|c| c.peer().unwrap()).collect();
-        g.throughput(Throughput::Elements(peers.len() as u64));
-        g.bench_function(format!("Heartbeat round trips, 64 stations concurrently ({label})"), |b| {
             b.iter(|| {
                 rt.block_on(async {
-                    let mut tasks = tokio::task::JoinSet::new();
-                    for p in &peers {
-                        let p = p.clone();
-                        tasks.spawn(async move { p.call::<action::Heartbeat>(&Default::default()).await.unwrap() });
-                    }
-                    while tasks.join_next().await.is_some() {}
+                    one.call::<action::Heartbeat>(&Default::default())
+                        .await
+                        .unwrap()
                 })
             })
         });
+        let peers: Vec<_> = clients.iter().map(|c| c.peer().unwrap()).collect();
+        g.throughput(Throughput::Elements(peers.len() as u64));
+        g.bench_function(
+            format!("Heartbeat round trips, 64 stations concurrently ({label})"),
+            |b| {
+                b.iter(|| {
+                    rt.block_on(async {
+                        let mut tasks = tokio::task::JoinSet::new();
+                        for p in &peers {
+                            let p = p.clone();
+                            tasks.spawn(async move {
+                                p.call::<action::Heartbeat>(&Default::default())
+                                    .await
+                                    .unwrap()
+                            });
+                        }
+                        while tasks.join_next().await.is_some() {}
+                    })
+                })
+            },
+        );
     }
     g.finish();
 }

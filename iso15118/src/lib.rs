@@ -1,0 +1,48 @@
+//! Vehicle-to-grid communication (ISO 15118-2, ISO 15118-20, DIN SPEC 70121):
+//! the transport layers under the EXI messages.
+//!
+//! - [`v2gtp`]: the V2G Transfer Protocol header (ISO 15118-2 §7.8.3) and a
+//!   bounded reassembler for TCP streams;
+//! - [`sdp`]: the SECC Discovery Protocol request and response (§7.10.1).
+//!
+//! # What this crate does not do (yet)
+//!
+//! The EXI message codecs (SupportedAppProtocol, DIN, -2, -20) are not here
+//! yet; no sockets either: everything is bytes in, values out.
+//!
+//! # Data flow
+//!
+//! ```text
+//!  TCP bytes ─► v2gtp::Reassembler::push ─► Packet { payload_type, payload }
+//!                                              │ 0x8001 EXI, 0x8002.. -20 streams
+//!                                              ▼
+//!                                        (EXI codec, to come)
+//!  UDP datagram ─► sdp::Request::decode / sdp::Response::decode
+//! ```
+//!
+//! # Example
+//!
+//! ```
+//! use iso15118::v2gtp::{self, PayloadType, Reassembler};
+//!
+//! let mut frame = Vec::new();
+//! v2gtp::encode(PayloadType::EXI, &[0x80, 0x00, 0xdb, 0xab], &mut frame)?;
+//! assert_eq!(&frame[..8], &[0x01, 0xfe, 0x80, 0x01, 0, 0, 0, 4]);
+//!
+//! let mut r = Reassembler::new(64 * 1024);
+//! r.push(&frame[..5]);            // TCP may split anywhere
+//! assert!(r.next_packet()?.is_none());
+//! r.push(&frame[5..]);
+//! let packet = r.next_packet()?.unwrap();
+//! assert_eq!((packet.payload_type, packet.payload.as_slice()), (PayloadType::EXI, &[0x80, 0x00, 0xdb, 0xab][..]));
+//! # Ok::<(), iso15118::v2gtp::Error>(())
+//! ```
+//!
+//! # Feature flags
+//!
+//! None yet.
+
+#![forbid(unsafe_code)]
+
+pub mod sdp;
+pub mod v2gtp;
