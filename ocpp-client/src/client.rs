@@ -245,7 +245,9 @@ impl Client {
         *self.shared.state.borrow()
     }
 
-    /// State changes.
+    /// State changes. Copy the state out of a borrow (`*rx.borrow()`) rather
+    /// than holding the borrow across an `.await`: a held borrow blocks the
+    /// client's own state updates.
     pub fn watch_state(&self) -> watch::Receiver<ClientState> {
         self.shared.state.subscribe()
     }

@@ -548,3 +548,69 @@ async fn with_and_without_permessage_deflate() {
         running.stop().await;
     }
 }
+
+#[tokio::test]
+async fn client_honours_pending_then_heartbeats_at_the_csms_interval() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let boots = Arc::new(AtomicUsize::new(0));
+    let heartbeats = Arc::new(AtomicUsize::new(0));
+    let routes = Router::csms_v201()
+        .on::<v201::action::BootNotification>(|ctx: Ctx<(Arc<AtomicUsize>, Arc<AtomicUsize>)>, _: v201::BootNotificationRequest| async move {
+            // first Pending with a 1 s retry interval, then Accepted with a 1 s heartbeat interval
+            let status = if ctx.state.0.fetch_add(1, Ordering::SeqCst) == 0 { "Pending" } else { "Accepted" };
+            Ok(ocpp_types::from_str(&format!(r#"{{"currentTime":"2024-01-01T00:00:00Z","interval":1,"status":"{status}"}}"#)).unwrap())
+        })
+        .on::<v201::action::Heartbeat>(|ctx: Ctx<(Arc<AtomicUsize>, Arc<AtomicUsize>)>, _: v201::HeartbeatRequest| async move {
+            ctx.state.1.fetch_add(1, Ordering::SeqCst);
+            Ok(ocpp_types::from_str(r#"{"currentTime":"2024-01-01T00:00:00Z"}"#).unwrap())
+        })
+        .with_state((boots.clone(), heartbeats.clone()));
+    let server = ocpp_server::Server::builder(Security::unsecured())
+        .v201(routes)
+        .build();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let s = server.clone();
+    tokio::spawn(async move { s.serve(listener, std::future::pending()).await });
+    let v = ProtocolVersion::V201;
+    let client = Client::start(
+        ClientConfig::new(format!("ws://127.0.0.1:{port}/ocpp/"), "PB1", v),
+        station_routes(v),
+        boot(v),
+        MemoryStore::new(),
+    );
+    let mut states = client.watch_state();
+    // (the watch guard is dropped at once: holding it would block the client's state updates)
+    let pending = tokio::time::timeout(
+        Duration::from_secs(5),
+        states.wait_for(|s| *s == ClientState::Connected(ocpp_proto::BootState::Pending)),
+    )
+    .await
+    .is_ok_and(|r| r.is_ok());
+    assert!(pending, "the client reports Pending");
+    // a call made while pending waits for acceptance instead of failing
+    let early = {
+        let peer = client.peer().unwrap();
+        tokio::spawn(async move {
+            peer.call::<v201::action::Heartbeat>(&Default::default())
+                .await
+        })
+    };
+    client.wait_ready(Duration::from_secs(5)).await.unwrap();
+    assert_eq!(
+        boots.load(Ordering::SeqCst),
+        2,
+        "one retry after the Pending interval"
+    );
+    assert!(early.await.unwrap().is_ok());
+    // the early call plus at least one periodic heartbeat at the 1 s interval
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while heartbeats.load(Ordering::SeqCst) < 2 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("periodic heartbeat");
+    client.shutdown().await;
+}
