@@ -34,7 +34,15 @@ struct Args {
     /// Accept stations without authentication (security profile 0).
     #[arg(long)]
     unsecured: bool,
+    /// Do not offer permessage-deflate (connections then run on tokio-tungstenite).
+    #[arg(long)]
+    no_deflate: bool,
+    /// Print connection events only, not every call (for load tests).
+    #[arg(long)]
+    quiet: bool,
 }
+
+static QUIET: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 #[derive(Clone, Default)]
 struct App {
@@ -42,7 +50,9 @@ struct App {
 }
 
 fn say(v: serde_json::Value) {
-    println!("{v}");
+    if !(QUIET.load(std::sync::atomic::Ordering::Relaxed) && v["event"] == "call") {
+        println!("{v}");
+    }
 }
 
 /// Builds a response from JSON through its typed decoder (so it is valid).
@@ -187,8 +197,10 @@ async fn main() -> std::io::Result<()> {
             std::process::exit(2);
         }
     };
+    QUIET.store(args.quiet, std::sync::atomic::Ordering::Relaxed);
     let app = App::default();
     let server = Server::builder(security)
+        .config(ocpp_server::ServerConfig::default().with_permessage_deflate(!args.no_deflate))
         .v16(v16_routes(app.clone()))
         .v201(v2_routes!(v201, csms_v201)(app.clone()))
         .v21(v2_routes!(v21, csms_v21)(app))

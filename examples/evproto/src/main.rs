@@ -5,6 +5,7 @@
 //! evproto ocpp validate --version 1.6 < frames.jsonl
 //! ```
 
+mod load;
 mod validate;
 
 use std::process::ExitCode;
@@ -26,6 +27,18 @@ enum Command {
         #[command(subcommand)]
         command: OcppCommand,
     },
+    /// Load a CSMS with K simulated stations and report connections,
+    /// throughput and latency per action.
+    ///
+    /// Ramps K WebSocket connections at --ramp per second (spread over
+    /// loopback source addresses 127.0.0.1..N), boots each station, then sends
+    /// a message mix (Heartbeat, StatusNotification, MeterValues) at --rate
+    /// messages per station per second, or as fast as answers come with
+    /// --saturate, for --duration seconds; optionally drops and reconnects all
+    /// (--reconnect-storm). Stops by itself; refuses non-loopback targets
+    /// unless --allow-remote. Prints a progress line and a table on stderr and
+    /// one JSON object on the last line of stdout.
+    Load(load::Args),
 }
 
 #[derive(Debug, Subcommand)]
@@ -53,6 +66,7 @@ fn main() -> ExitCode {
         Command::Ocpp {
             command: OcppCommand::Validate(args),
         } => validate::run(&args),
+        Command::Load(args) => load::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
