@@ -24,7 +24,8 @@ pub struct ConnectionConfig {
     /// Close the connection after this long without any frame from the peer
     /// (pongs count). Default 90 s.
     pub idle_timeout: Duration,
-    /// Depth of the command queue of the peer handle. Default 64.
+    /// Depth of the command queue of the peer handle (calls beyond it wait
+    /// for room, they are not refused). Default 8.
     pub command_queue: usize,
 }
 
@@ -33,7 +34,7 @@ impl Default for ConnectionConfig {
         Self {
             ping_interval: Some(Duration::from_secs(30)),
             idle_timeout: Duration::from_secs(90),
-            command_queue: 64,
+            command_queue: 8,
         }
     }
 }
@@ -87,10 +88,14 @@ pub struct Connection<T> {
     routes: Routes,
     identity: Arc<str>,
     config: ConnectionConfig,
-    cmd_tx: mpsc::Sender<Command>,
-    cmd_rx: mpsc::Receiver<Command>,
-    events: Option<mpsc::UnboundedSender<ConnectionEvent>>,
+    cmd_tx: mpsc::Sender<Box<Command>>,
+    cmd_rx: mpsc::Receiver<Box<Command>>,
+    events: Option<EventSink>,
 }
+
+/// Receives a connection's events, synchronously, on the connection's task
+/// (keep it cheap: forward, don't process).
+pub type EventSink = Box<dyn Fn(ConnectionEvent) + Send + Sync>;
 
 impl<T> std::fmt::Debug for Connection<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -125,8 +130,8 @@ impl<T: Transport> Connection<T> {
     }
 
     /// Reports boot changes and SEND messages to `tx`.
-    pub fn with_events(mut self, tx: mpsc::UnboundedSender<ConnectionEvent>) -> Self {
-        self.events = Some(tx);
+    pub fn with_events(mut self, sink: impl Fn(ConnectionEvent) + Send + Sync + 'static) -> Self {
+        self.events = Some(Box::new(sink));
         self
     }
 
@@ -144,7 +149,7 @@ impl<T: Transport> Connection<T> {
         // `peer` (given to handlers) keeps the command channel open while we run.
         let peer = self.peer();
         let (resp_tx, mut resp_rx) =
-            mpsc::unbounded_channel::<(String, Result<String, CallError>)>();
+            mpsc::unbounded_channel::<Box<(String, Result<String, CallError>)>>();
         let mut pending: HashMap<CallHandle, oneshot::Sender<Result<String, CallFailure>>> =
             HashMap::new();
         let mut last_seen = Instant::now();
@@ -183,7 +188,7 @@ impl<T: Transport> Connection<T> {
                     Some(Err(e)) => break Closed::Transport(e),
                     None => break Closed::ByPeer(None),
                 },
-                cmd = self.cmd_rx.recv() => match cmd {
+                cmd = self.cmd_rx.recv() => match cmd.map(|c| *c) {
                     Some(Command::Call { action, payload, reply }) => {
                         match self.endpoint.send_call(Instant::now().into_std(), action, payload) {
                             Ok(h) => { pending.insert(h, reply); }
@@ -200,7 +205,8 @@ impl<T: Transport> Connection<T> {
                     }
                     None => unreachable_closed(),
                 },
-                Some((id, result)) = resp_rx.recv() => {
+                Some(answer) = resp_rx.recv() => {
+                    let (id, result) = *answer;
                     if let Err(e) = self.endpoint.respond(&id, result) {
                         warn!(identity = %self.identity, "respond: {e}");
                     }
@@ -228,7 +234,7 @@ impl<T: Transport> Connection<T> {
         &mut self,
         ev: Event,
         peer: &Peer,
-        resp_tx: &mpsc::UnboundedSender<(String, Result<String, CallError>)>,
+        resp_tx: &mpsc::UnboundedSender<Box<(String, Result<String, CallError>)>>,
         pending: &mut HashMap<CallHandle, oneshot::Sender<Result<String, CallFailure>>>,
     ) {
         match ev {
@@ -252,7 +258,7 @@ impl<T: Transport> Connection<T> {
                         Ok(r) => r,
                         Err(_) => Err(CallError::internal()),
                     };
-                    let _ = tx.send((id, result));
+                    let _ = tx.send(Box::new((id, result)));
                 });
             }
             Event::IncomingSend {
@@ -280,8 +286,8 @@ impl<T: Transport> Connection<T> {
     }
 
     fn emit(&self, ev: ConnectionEvent) {
-        if let Some(tx) = &self.events {
-            let _ = tx.send(ev);
+        if let Some(sink) = &self.events {
+            sink(ev);
         }
     }
 }

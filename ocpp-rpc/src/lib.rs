@@ -53,7 +53,7 @@ mod peer;
 mod router;
 mod transport;
 
-pub use connection::{Closed, Connection, ConnectionConfig, ConnectionEvent};
+pub use connection::{Closed, Connection, ConnectionConfig, ConnectionEvent, EventSink};
 pub use peer::{CallFailure, Peer};
 pub use router::{BoxFuture, CsmsSide, Ctx, Handler, Handles, Router, Routes, StationSide};
 pub use transport::{Incoming, Transport};

@@ -77,7 +77,7 @@ impl CallFailure {
 pub struct Peer {
     pub(crate) identity: Arc<str>,
     pub(crate) version: ProtocolVersion,
-    pub(crate) tx: mpsc::Sender<Command>,
+    pub(crate) tx: mpsc::Sender<Box<Command>>,
 }
 
 impl fmt::Debug for Peer {
@@ -129,11 +129,11 @@ impl Peer {
             .ok_or_else(|| CallFailure::Refused(format!("unknown action `{action}`")))?;
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(Command::Call {
+            .send(Box::new(Command::Call {
                 action: info.name,
                 payload,
                 reply,
-            })
+            }))
             .await
             .map_err(|_| CallFailure::NotConnected)?;
         rx.await.map_err(|_| CallFailure::NotConnected)?
@@ -152,11 +152,11 @@ impl Peer {
         self.check_version(A::Version::SUBPROTOCOL, A::Version::NAME)?;
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(Command::Send {
+            .send(Box::new(Command::Send {
                 action: A::NAME,
                 payload: ocpp_types::to_json(payload),
                 reply,
-            })
+            }))
             .await
             .map_err(|_| CallFailure::NotConnected)?;
         rx.await.map_err(|_| CallFailure::NotConnected)?
@@ -166,9 +166,9 @@ impl Peer {
     pub async fn close(&self, reason: &str) {
         let _ = self
             .tx
-            .send(Command::Close {
+            .send(Box::new(Command::Close {
                 reason: reason.to_owned(),
-            })
+            }))
             .await;
     }
 

@@ -11,7 +11,7 @@ use ocpp_rpc::{
 };
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::broadcast;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -403,15 +403,18 @@ impl Server {
     async fn handle_tcp(self, tcp: TcpStream) {
         let timeout = self.inner.config.handshake_timeout;
         match self.inner.security.tls().cloned() {
-            None if self.inner.config.permessage_deflate => self.handle_http(tcp, None).await,
-            None => self.handle_stream(tcp, None).await,
+            None if self.inner.config.permessage_deflate => {
+                Box::pin(self.handle_http(tcp, None)).await
+            }
+            None => Box::pin(self.handle_stream(tcp, None)).await,
             Some(tls) => {
                 let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-                let stream = match tokio::time::timeout(timeout, acceptor.accept(tcp)).await {
-                    Ok(Ok(s)) => s,
-                    Ok(Err(e)) => return warn!("TLS handshake failed: {e}"),
-                    Err(_) => return warn!("TLS handshake timed out"),
-                };
+                let stream =
+                    match tokio::time::timeout(timeout, Box::pin(acceptor.accept(tcp))).await {
+                        Ok(Ok(s)) => s,
+                        Ok(Err(e)) => return warn!("TLS handshake failed: {e}"),
+                        Err(_) => return warn!("TLS handshake timed out"),
+                    };
                 let cn = stream
                     .get_ref()
                     .1
@@ -419,9 +422,9 @@ impl Server {
                     .and_then(|certs| certs.first())
                     .and_then(|c| subject_cn(c.as_ref()));
                 if self.inner.config.permessage_deflate {
-                    self.handle_http(stream, cn).await;
+                    Box::pin(self.handle_http(stream, cn)).await;
                 } else {
-                    self.handle_stream(stream, cn).await;
+                    Box::pin(self.handle_stream(stream, cn)).await;
                 }
             }
         }
@@ -510,8 +513,13 @@ impl Server {
                 Err((status, reason)) => Err(refuse(*status, reason)),
             }
         };
-        let handshake =
-            tokio_tungstenite::accept_hdr_async_with_config(stream, callback, Some(ws_config));
+        // Boxed, here and below, so the task keeps only the live stage's
+        // state: an idle connection does not carry the handshake's buffers.
+        let handshake = Box::pin(tokio_tungstenite::accept_hdr_async_with_config(
+            stream,
+            callback,
+            Some(ws_config),
+        ));
         let ws = match tokio::time::timeout(cfg.handshake_timeout, handshake).await {
             Ok(Ok(ws)) => ws,
             Ok(Err(e)) => {
@@ -532,7 +540,7 @@ impl Server {
             return;
         };
         let span = info_span!("station", identity = %identity, version = %version);
-        self.run_connection(ws, identity, version)
+        Box::pin(self.run_connection(ws, identity, version))
             .instrument(span)
             .await;
     }
@@ -595,7 +603,8 @@ impl Server {
                                 async move {
                                     match upgrade.await {
                                         Ok(ws) => {
-                                            server.run_connection(ws, identity, version).await
+                                            Box::pin(server.run_connection(ws, identity, version))
+                                                .await
                                         }
                                         Err(e) => info!("upgrade failed: {e}"),
                                     }
@@ -626,7 +635,24 @@ impl Server {
             return;
         };
         let endpoint = Endpoint::new(Role::Csms, version, self.inner.config.endpoint.clone());
-        let (ev_tx, mut ev_rx) = mpsc::unbounded_channel();
+        let sink = {
+            let server = self.clone();
+            let identity: Arc<str> = Arc::from(identity.as_str());
+            move |ev| {
+                server.emit(match ev {
+                    ConnectionEvent::Boot(state) => ServerEvent::Boot {
+                        identity: identity.to_string(),
+                        state,
+                    },
+                    ConnectionEvent::Send { action, payload } => ServerEvent::Send {
+                        identity: identity.to_string(),
+                        action,
+                        payload,
+                    },
+                    _ => return,
+                });
+            }
+        };
         let conn = Connection::new(
             ws,
             endpoint,
@@ -634,7 +660,7 @@ impl Server {
             Arc::from(identity.as_str()),
             self.inner.config.connection.clone(),
         )
-        .with_events(ev_tx);
+        .with_events(sink);
         let conn_id = self.inner.next_conn.fetch_add(1, Ordering::Relaxed);
         let replaced = {
             let mut stations = self
@@ -660,26 +686,6 @@ impl Server {
             identity: identity.clone(),
             version,
         });
-        let events = {
-            let server = self.clone();
-            let identity = identity.clone();
-            tokio::spawn(async move {
-                while let Some(ev) = ev_rx.recv().await {
-                    server.emit(match ev {
-                        ConnectionEvent::Boot(state) => ServerEvent::Boot {
-                            identity: identity.clone(),
-                            state,
-                        },
-                        ConnectionEvent::Send { action, payload } => ServerEvent::Send {
-                            identity: identity.clone(),
-                            action,
-                            payload,
-                        },
-                        _ => continue,
-                    });
-                }
-            })
-        };
         let reason = conn.run().await;
         {
             let mut stations = self
@@ -691,7 +697,6 @@ impl Server {
                 stations.remove(&identity);
             }
         }
-        let _ = events.await;
         info!(?reason, "disconnected");
         self.emit(ServerEvent::Disconnected { identity, reason });
     }
