@@ -126,7 +126,11 @@ async def main():
     p = argparse.ArgumentParser()
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--version", required=True, choices=["1.6", "2.0.1", "2.1"])
+    p.add_argument("--forever", action="store_true", help="serve until killed, quietly (load baseline)")
     a = p.parse_args()
+    if a.forever:
+        global say
+        say = lambda **kw: None
     Csms, sub = make_csms(a.version)
     done = asyncio.Event()
 
@@ -144,7 +148,9 @@ async def main():
 
     async with websockets.serve(handler, "127.0.0.1", a.port, subprotocols=[sub]) as server:
         port = server.sockets[0].getsockname()[1]
-        say(event="listening", port=port)
+        print(json.dumps({"event": "listening", "port": port}), flush=True)
+        if a.forever:
+            await asyncio.Future()
         await asyncio.wait_for(done.wait(), 60)
     return 0
 
