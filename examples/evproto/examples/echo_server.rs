@@ -39,6 +39,8 @@ async fn main() -> std::io::Result<()> {
         let (tcp, _) = listener.accept().await?;
         tokio::spawn(async move {
             let _ = tcp.set_nodelay(true);
+            // The error type is tungstenite's, not ours to shrink.
+            #[allow(clippy::result_large_err)]
             let callback = |req: &Request, mut resp: Response| {
                 let offered = req
                     .headers()
