@@ -65,7 +65,7 @@ pub struct Config {
     /// boot is accepted. Default on.
     pub hold_calls_until_boot: bool,
     /// Answered incoming calls remembered, to answer a retransmitted CALL
-    /// with the same result. Default 16.
+    /// with the same result. Default 4 (a station retransmits its last call, not its last sixteen; each entry holds the answer frame).
     pub answered_cache: usize,
 }
 
@@ -77,7 +77,7 @@ impl Default for Config {
             max_message_size: 1 << 20,
             boot_gate: true,
             hold_calls_until_boot: true,
-            answered_cache: 16,
+            answered_cache: 4,
         }
     }
 }

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::FutureExt as _;
 use ocpp_proto::{BootState, CallError, CallHandle, Endpoint, Event};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -148,8 +149,7 @@ impl<T: Transport> Connection<T> {
     pub async fn run(mut self) -> Closed {
         // `peer` (given to handlers) keeps the command channel open while we run.
         let peer = self.peer();
-        let (resp_tx, mut resp_rx) =
-            mpsc::unbounded_channel::<Box<(String, Result<String, CallError>)>>();
+
         let mut pending: HashMap<CallHandle, oneshot::Sender<Result<String, CallFailure>>> =
             HashMap::new();
         let mut last_seen = Instant::now();
@@ -168,7 +168,7 @@ impl<T: Transport> Connection<T> {
                 return Closed::Transport(e);
             }
             while let Some(ev) = self.endpoint.poll_event() {
-                self.on_event(ev, &peer, &resp_tx, &mut pending);
+                self.on_event(ev, &peer, &mut pending);
             }
             let deadline = self.endpoint.poll_timeout().map(Instant::from_std);
             let idle_deadline = last_seen + self.config.idle_timeout;
@@ -203,14 +203,13 @@ impl<T: Transport> Connection<T> {
                         self.ws.close(1000, &reason).await;
                         break Closed::Locally;
                     }
+                    Some(Command::Respond { id, result }) => {
+                        if let Err(e) = self.endpoint.respond(&id, result) {
+                            warn!(identity = %self.identity, "respond: {e}");
+                        }
+                    }
                     None => unreachable_closed(),
                 },
-                Some(answer) = resp_rx.recv() => {
-                    let (id, result) = *answer;
-                    if let Err(e) = self.endpoint.respond(&id, result) {
-                        warn!(identity = %self.identity, "respond: {e}");
-                    }
-                }
                 () = sleep_until_opt(deadline) => self.endpoint.handle_timeout(Instant::now().into_std()),
                 () = tokio::time::sleep_until(idle_deadline) => {
                     self.ws.close(1001, "idle timeout").await;
@@ -234,7 +233,6 @@ impl<T: Transport> Connection<T> {
         &mut self,
         ev: Event,
         peer: &Peer,
-        resp_tx: &mpsc::UnboundedSender<Box<(String, Result<String, CallError>)>>,
         pending: &mut HashMap<CallHandle, oneshot::Sender<Result<String, CallFailure>>>,
     ) {
         match ev {
@@ -250,15 +248,15 @@ impl<T: Transport> Connection<T> {
                     state: (),
                 };
                 let fut = self.routes.dispatch(action, ctx, &payload);
-                let tx = resp_tx.clone();
+                let tx = self.cmd_tx.clone();
                 tokio::spawn(async move {
                     // A panicking handler must not take the connection down:
-                    // run it as its own task and answer InternalError.
-                    let result = match tokio::spawn(fut).await {
-                        Ok(r) => r,
-                        Err(_) => Err(CallError::internal()),
-                    };
-                    let _ = tx.send(Box::new((id, result)));
+                    // it answers InternalError instead.
+                    let result = std::panic::AssertUnwindSafe(fut)
+                        .catch_unwind()
+                        .await
+                        .unwrap_or_else(|_| Err(CallError::internal()));
+                    let _ = tx.send(Box::new(Command::Respond { id, result })).await;
                 });
             }
             Event::IncomingSend {

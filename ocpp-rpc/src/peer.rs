@@ -10,6 +10,11 @@ use tokio::sync::{mpsc, oneshot};
 /// Commands from handles to the connection task.
 #[derive(Debug)]
 pub(crate) enum Command {
+    /// A handler's answer to an incoming call.
+    Respond {
+        id: String,
+        result: Result<String, CallError>,
+    },
     Call {
         action: &'static str,
         payload: String,

@@ -48,7 +48,7 @@ pub struct ServerConfig {
     pub connection: ConnectionConfig,
     /// Largest WebSocket message accepted. Default 1 MiB.
     pub max_message_size: usize,
-    /// WebSocket read buffer per connection. Default 4 KiB.
+    /// WebSocket read buffer per connection. Default 2 KiB: OCPP frames are mostly smaller, and larger ones are read in several chunks.
     pub read_buffer_size: usize,
     /// Time allowed for TLS and WebSocket handshakes. Default 10 s.
     pub handshake_timeout: Duration,
@@ -74,7 +74,7 @@ impl Default for ServerConfig {
             endpoint: ocpp_proto::Config::default(),
             connection: ConnectionConfig::default(),
             max_message_size: 1 << 20,
-            read_buffer_size: 4096,
+            read_buffer_size: 2048,
             handshake_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(5),
             permessage_deflate: true,
