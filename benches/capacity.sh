@@ -21,9 +21,16 @@ for target in 19701:echo 19702:csms_minimal 19703:csms_minimal-deflate 19704:pyt
   printf '%-24s ' "$name"
   "$T/evproto" load --url "ws://127.0.0.1:$port/ocpp/" --prefix "S$port-" --stations 1000 --duration 10 --ramp 2000 --saturate 2>/dev/null | tail -1
 done
-for port in 19702 19703; do
-  pid=$(pgrep -f "csms_minimal --port $port")
+cleanup
+sleep 1
+# 19,000 stations at 1 msg/10 s on fresh servers: RSS per connection = (mid-run RSS - start RSS) / 19000
+for mode in --no-deflate ""; do
+  "$T/examples/csms_minimal" --port 19705 --unsecured --quiet $mode >/dev/null 2>&1 &
+  sleep 1
+  pid=$(pgrep -f "csms_minimal --port 19705")
   base=$(awk '/VmRSS/ {print $2}' "/proc/$pid/status")
-  printf 'idle 19000 on %s (start RSS %s KiB): ' "$port" "$base"
-  "$T/evproto" load --url "ws://127.0.0.1:$port/ocpp/" --prefix "I$port-" --stations 19000 --duration 30 --ramp 2000 --rate 0.1 --pid "$pid" 2>/dev/null | tail -1
+  printf 'steady 19000 [%s] (start RSS %s KiB): ' "${mode:-deflate}" "$base"
+  "$T/evproto" load --url "ws://127.0.0.1:19705/ocpp/" --prefix I --stations 19000 --duration 30 --ramp 2000 --rate 0.1 --pid "$pid" 2>/dev/null | tail -1
+  kill "$pid"
+  sleep 2
 done

@@ -48,7 +48,9 @@ pub struct ServerConfig {
     pub connection: ConnectionConfig,
     /// Largest WebSocket message accepted. Default 1 MiB.
     pub max_message_size: usize,
-    /// WebSocket read buffer per connection. Default 2 KiB: OCPP frames are mostly smaller, and larger ones are read in several chunks.
+    /// WebSocket read buffer per connection. Default 1 KiB: most OCPP frames
+    /// are smaller, larger ones are read in several chunks, and an idle
+    /// connection costs less (see BENCHMARKS.md).
     pub read_buffer_size: usize,
     /// Time allowed for TLS and WebSocket handshakes. Default 10 s.
     pub handshake_timeout: Duration,
@@ -74,7 +76,7 @@ impl Default for ServerConfig {
             endpoint: ocpp_proto::Config::default(),
             connection: ConnectionConfig::default(),
             max_message_size: 1 << 20,
-            read_buffer_size: 2048,
+            read_buffer_size: 1024,
             handshake_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(5),
             permessage_deflate: true,
