@@ -26,6 +26,17 @@ fn incoming(events: &[Event]) -> Vec<(String, &'static str)> {
         .collect()
 }
 
+/// Handles of the calls completed, in order.
+fn completed(events: &[Event]) -> Vec<ocpp_proto::CallHandle> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::CallCompleted { handle, .. } => Some(*handle),
+            _ => None,
+        })
+        .collect()
+}
+
 fn misbehaved(events: &[Event]) -> Vec<PeerMisbehavedKind> {
     events
         .iter()
@@ -105,14 +116,7 @@ fn one_outstanding_call_the_rest_queue_in_order() {
         .respond(&second[0].0, Ok(HEARTBEAT_RES.into()))
         .unwrap();
     p.drive();
-    let done: Vec<_> = p
-        .take_events(Side::Station)
-        .into_iter()
-        .filter_map(|e| match e {
-            Event::CallCompleted { handle, .. } => Some(handle),
-            _ => None,
-        })
-        .collect();
+    let done = completed(&p.take_events(Side::Station));
     assert_eq!(done, vec![a, b]);
 }
 
@@ -425,14 +429,7 @@ fn cancelled_callers() {
         .respond(&calls[0].0, Ok(HEARTBEAT_RES.into()))
         .unwrap();
     p.drive();
-    let done: Vec<_> = p
-        .take_events(Side::Station)
-        .into_iter()
-        .filter_map(|e| match e {
-            Event::CallCompleted { handle, .. } => Some(handle),
-            _ => None,
-        })
-        .collect();
+    let done = completed(&p.take_events(Side::Station));
     assert_eq!(done, vec![c]);
 }
 
