@@ -1,6 +1,6 @@
 //! The listener, the WebSocket handshake policy and the station registry.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -229,6 +229,7 @@ impl ServerBuilder {
                 config: self.config,
                 routes: self.routes,
                 stations: Mutex::new(HashMap::new()),
+                accepted: Mutex::new(HashSet::new()),
                 events,
                 next_conn: AtomicU64::new(1),
             }),
@@ -246,6 +247,11 @@ struct Inner {
     config: ServerConfig,
     routes: HashMap<ProtocolVersion, Routes>,
     stations: Mutex<HashMap<String, Entry>>,
+    /// Stations whose last boot was accepted. The boot state belongs to the
+    /// station, not to one connection (OCPP 2.0.1 B01–B03: a station sends
+    /// BootNotification after it (re)boots, not after a network drop), so a
+    /// reconnecting accepted station is not refused with `SecurityError`.
+    accepted: Mutex<HashSet<String>>,
     events: broadcast::Sender<ServerEvent>,
     next_conn: AtomicU64,
 }
@@ -636,11 +642,32 @@ impl Server {
         let Some(routes) = self.inner.routes.get(&version).cloned() else {
             return;
         };
-        let endpoint = Endpoint::new(Role::Csms, version, self.inner.config.endpoint.clone());
+        let mut endpoint = Endpoint::new(Role::Csms, version, self.inner.config.endpoint.clone());
+        if self
+            .inner
+            .accepted
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&identity)
+        {
+            endpoint.set_boot_state(std::time::Instant::now(), BootState::Accepted);
+        }
         let sink = {
             let server = self.clone();
             let identity: Arc<str> = Arc::from(identity.as_str());
             move |ev| {
+                if let ConnectionEvent::Boot(state) = &ev {
+                    let mut accepted = server
+                        .inner
+                        .accepted
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner());
+                    if *state == BootState::Accepted {
+                        accepted.insert(identity.to_string());
+                    } else {
+                        accepted.remove(&*identity);
+                    }
+                }
                 server.emit(match ev {
                     ConnectionEvent::Boot(state) => ServerEvent::Boot {
                         identity: identity.to_string(),

@@ -410,13 +410,7 @@ pub(crate) fn run(args: Args) -> Result<(), String> {
     if url.scheme_str() != Some("ws") {
         return Err("only ws:// URLs are supported by the load generator".to_owned());
     }
-    // Room for one socket per station (the hard limit is the machine's).
-    if let Ok((soft, hard)) = rlimit::Resource::NOFILE.get() {
-        let want = (args.stations as u64 + 256).min(hard);
-        if want > soft {
-            let _ = rlimit::Resource::NOFILE.set(want, hard);
-        }
-    }
+    crate::raise_open_files(args.stations);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

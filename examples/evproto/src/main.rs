@@ -6,6 +6,7 @@
 //! ```
 
 mod load;
+mod simulate;
 mod validate;
 
 use std::process::ExitCode;
@@ -39,6 +40,20 @@ enum Command {
     /// unless --allow-remote. Prints a progress line and a table on stderr and
     /// one JSON object on the last line of stdout.
     Load(load::Args),
+    /// Simulate N charging stations against a CSMS for a bounded time.
+    ///
+    /// Each station (OCPP 1.6, 2.0.1 or 2.1, round-robin over --ocpp) has
+    /// 1–4 connectors and boots, reports status, heartbeats, authorizes
+    /// drivers' tokens, runs transactions with periodic meter values, has
+    /// occasional faults and network drops, and answers the CSMS like a real
+    /// charger: remote start/stop really start and stop a transaction,
+    /// Reset ends the sessions and reboots, charging profiles limit the
+    /// power, ChangeAvailability, TriggerMessage, UnlockConnector and
+    /// Get/ChangeConfiguration (1.6) or Get/SetVariables (2.x) work.
+    /// Refuses non-loopback targets unless --allow-remote. Prints a progress
+    /// line and a table on stderr and one JSON report on the last line of
+    /// stdout.
+    Simulate(simulate::Args),
 }
 
 #[derive(Debug, Subcommand)]
@@ -60,6 +75,17 @@ enum OcppCommand {
     Validate(validate::Args),
 }
 
+/// Room for one socket per station: raises the soft open-files limit up to
+/// the hard one (which is the machine's).
+fn raise_open_files(stations: usize) {
+    if let Ok((soft, hard)) = rlimit::Resource::NOFILE.get() {
+        let want = (stations as u64 + 256).min(hard);
+        if want > soft {
+            let _ = rlimit::Resource::NOFILE.set(want, hard);
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -67,6 +93,7 @@ fn main() -> ExitCode {
             command: OcppCommand::Validate(args),
         } => validate::run(&args),
         Command::Load(args) => load::run(args),
+        Command::Simulate(args) => simulate::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

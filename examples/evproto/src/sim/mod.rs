@@ -1,0 +1,1086 @@
+//! The charging-station simulator behind `evproto simulate` (and the
+//! reference CSMS's demo): N stations on `ocpp-client`, each with 1–4
+//! connectors, running drivers' sessions, faults and reconnects, and
+//! answering the CSMS like a real charger.
+//!
+//! Each station is a sans-IO [`model::StationModel`] (seeded, reproducible)
+//! driven by a small tokio shell: a one-second tick, the CSMS's calls
+//! (handled by typed `ocpp-rpc` routes that update the model), and the
+//! client's connection state. Transaction messages (1.6 MeterValues and
+//! StopTransaction, 2.x TransactionEvent) go through the client's durable
+//! queue, so a dropped connection loses none of them.
+//!
+//! ```no_run
+//! # async fn demo() {
+//! use evproto::sim::{SimConfig, run};
+//! let config = SimConfig { url: "ws://127.0.0.1:9000/ocpp/".into(), stations: 5, ..SimConfig::default() };
+//! let report = run(config, None).await.expect("valid configuration");
+//! println!("{}", report.to_json());
+//! # }
+//! ```
+
+pub mod model;
+pub mod render;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use model::{Answer, Behaviour, Msg, StationModel};
+use ocpp_client::{Client, ClientConfig, ClientState, MemoryStore, OfflineStore};
+use ocpp_proto::{BootState, CallError, ProtocolVersion};
+use ocpp_rpc::{Ctx, Router, Routes};
+use ocpp_types::{v16, v201, v21, Action, FromChargingStation};
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+/// What to simulate.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// CSMS URL; each station's identity is appended.
+    pub url: String,
+    /// Number of stations.
+    pub stations: usize,
+    /// Versions, assigned round-robin (station i speaks `versions[i % len]`).
+    pub versions: Vec<ProtocolVersion>,
+    /// Connectors per station, drawn uniformly from this range.
+    pub connectors: (u32, u32),
+    /// Seconds to run after the last station started.
+    pub duration: Duration,
+    /// Stations started per second.
+    pub ramp_per_s: f64,
+    /// Identity prefix: station i is `{prefix}{i}`.
+    pub prefix: String,
+    /// Basic-auth password for every station.
+    pub password: Option<String>,
+    /// Seed of the behaviour (station i uses `seed + i`).
+    pub seed: u64,
+    /// Driver and hardware behaviour.
+    pub behaviour: Behaviour,
+    /// Offer permessage-deflate.
+    pub permessage_deflate: bool,
+    /// Print one JSON line per station event on stdout.
+    pub events: bool,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            url: "ws://127.0.0.1:9000/ocpp/".into(),
+            stations: 10,
+            versions: vec![
+                ProtocolVersion::V16,
+                ProtocolVersion::V201,
+                ProtocolVersion::V21,
+            ],
+            connectors: (1, 4),
+            duration: Duration::from_secs(60),
+            ramp_per_s: 50.0,
+            prefix: "SIM".into(),
+            password: None,
+            seed: 1,
+            behaviour: Behaviour::default(),
+            permessage_deflate: true,
+            events: false,
+        }
+    }
+}
+
+/// Counters over all stations, shared by their tasks.
+#[derive(Debug, Default)]
+struct Stats {
+    booted: AtomicU64,
+    boots: AtomicU64,
+    sent: AtomicU64,
+    responses: AtomicU64,
+    meter_values: AtomicU64,
+    auth_accepted: AtomicU64,
+    disconnects: AtomicU64,
+    reboots: AtomicU64,
+    offline: AtomicU64,
+    errors: Mutex<BTreeMap<String, u64>>,
+    csms_calls: Mutex<BTreeMap<String, u64>>,
+}
+
+impl Stats {
+    fn error(&self, kind: String) {
+        *self
+            .errors
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(kind)
+            .or_default() += 1;
+    }
+    fn csms_call(&self, action: &str) {
+        *self
+            .csms_calls
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(action.to_owned())
+            .or_default() += 1;
+    }
+}
+
+/// The result of a run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Report {
+    /// Stations started.
+    pub stations: usize,
+    /// Stations whose boot was accepted at least once.
+    pub booted: u64,
+    /// Accepted boots in all (reboots boot again).
+    pub boots: u64,
+    /// Stations connected with the boot accepted at the end.
+    pub connected_at_end: u64,
+    /// Station-initiated messages sent (queued ones when delivered).
+    pub sent: u64,
+    /// Answers received.
+    pub responses: u64,
+    /// Transactions started / ended.
+    pub sessions_started: u64,
+    /// Transactions ended (stopped by drivers, the CSMS, faults or resets).
+    pub sessions_completed: u64,
+    /// Energy of ended transactions, kWh.
+    pub energy_kwh: f64,
+    /// Meter values sent during transactions.
+    pub meter_values: u64,
+    /// Tokens accepted / refused by the CSMS.
+    pub auth_accepted: u64,
+    /// Tokens refused by the CSMS.
+    pub auth_rejected: u64,
+    /// Connector faults.
+    pub faults: u64,
+    /// Simulated network drops.
+    pub disconnects: u64,
+    /// Reboots after a Reset.
+    pub reboots: u64,
+    /// Live messages (status, authorization, 1.6 start) skipped because the
+    /// station was offline at that moment.
+    pub skipped_offline: u64,
+    /// Messages still in offline queues at the end.
+    pub queued_at_end: u64,
+    /// CSMS-initiated calls answered, by action.
+    pub csms_calls: BTreeMap<String, u64>,
+    /// Errors by kind (`Action: reason`).
+    pub errors: BTreeMap<String, u64>,
+    /// Seconds the run took.
+    pub duration_s: f64,
+}
+
+impl Report {
+    /// Errors in all.
+    pub fn error_count(&self) -> u64 {
+        self.errors.values().sum()
+    }
+
+    /// The report as one JSON object.
+    pub fn to_json(&self) -> Value {
+        json!({
+            "stations": self.stations, "booted": self.booted, "boots": self.boots,
+            "connected_at_end": self.connected_at_end, "sent": self.sent, "responses": self.responses,
+            "sessions_started": self.sessions_started, "sessions_completed": self.sessions_completed,
+            "energy_kwh": (self.energy_kwh * 1000.0).round() / 1000.0, "meter_values": self.meter_values,
+            "auth_accepted": self.auth_accepted, "auth_rejected": self.auth_rejected,
+            "faults": self.faults, "disconnects": self.disconnects, "reboots": self.reboots,
+            "queued_at_end": self.queued_at_end, "skipped_offline": self.skipped_offline,
+            "csms_calls": self.csms_calls, "errors": self.errors, "error_count": self.error_count(),
+            "duration_s": (self.duration_s * 100.0).round() / 100.0,
+        })
+    }
+}
+
+/// One station's shared part: the model (also touched by the CSMS's calls)
+/// and the queue of what to send.
+struct Station {
+    identity: String,
+    version: ProtocolVersion,
+    model: Mutex<StationModel>,
+    outbox: mpsc::UnboundedSender<Msg>,
+    stats: Arc<Stats>,
+    events: bool,
+}
+
+impl std::fmt::Debug for Station {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Station")
+            .field("identity", &self.identity)
+            .finish()
+    }
+}
+
+impl Station {
+    fn model(&self) -> std::sync::MutexGuard<'_, StationModel> {
+        self.model.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn emit(&self, msgs: Vec<Msg>) {
+        for m in msgs {
+            let _ = self.outbox.send(m);
+        }
+    }
+
+    fn event(&self, what: &str, detail: Value) {
+        if self.events {
+            println!(
+                "{}",
+                json!({"station": self.identity, "event": what, "detail": detail})
+            );
+        }
+    }
+
+    /// A CSMS-initiated call, version-neutral: request JSON in, response JSON out.
+    fn on_csms_call(&self, action: &str, req: &Value) -> Value {
+        self.stats.csms_call(action);
+        self.event("csms_call", json!({"action": action, "request": req}));
+        let status = |a: Answer| match a {
+            Answer::Accepted => "Accepted",
+            Answer::Rejected => "Rejected",
+            Answer::Scheduled => "Scheduled",
+        };
+        let conn = |key: &str| req.get(key).and_then(Value::as_u64).map(|n| n as u32);
+        match action {
+            "RemoteStartTransaction" | "RequestStartTransaction" => {
+                let (connector, token, remote_id, profile) = if action == "RemoteStartTransaction" {
+                    (
+                        conn("connectorId"),
+                        req["idTag"].as_str(),
+                        None,
+                        req.get("chargingProfile"),
+                    )
+                } else {
+                    (
+                        conn("evseId"),
+                        req["idToken"]["idToken"].as_str(),
+                        req["remoteStartId"].as_i64(),
+                        req.get("chargingProfile"),
+                    )
+                };
+                let mut m = self.model();
+                let (answer, out) = m.remote_start(connector, token.unwrap_or_default(), remote_id);
+                if answer == Answer::Accepted {
+                    if let (Some(p), Some(Msg::TxStart { connector, .. })) = (
+                        profile,
+                        out.iter().find(|m| matches!(m, Msg::TxStart { .. })),
+                    ) {
+                        if let Some(w) = schedule_limit(p) {
+                            m.set_limit(Some(*connector), w);
+                        }
+                    }
+                }
+                let mut res = json!({"status": status(answer)});
+                if action == "RequestStartTransaction" {
+                    if let Some(Msg::TxStart { tx, .. }) =
+                        out.iter().find(|m| matches!(m, Msg::TxStart { .. }))
+                    {
+                        res["transactionId"] = json!(tx.local_id);
+                    }
+                }
+                drop(m);
+                self.emit(out);
+                res
+            }
+            "RemoteStopTransaction" | "RequestStopTransaction" => {
+                let id = match &req["transactionId"] {
+                    Value::Number(n) => n.to_string(),
+                    Value::String(s) => s.clone(),
+                    _ => String::new(),
+                };
+                let (answer, out) = self.model().remote_stop(&id);
+                self.emit(out);
+                json!({"status": status(answer)})
+            }
+            "Reset" => {
+                let (answer, out) = self.model().reset();
+                self.emit(out);
+                json!({"status": status(answer)})
+            }
+            "SetChargingProfile" => {
+                let (connector, profile) = if self.version == ProtocolVersion::V16 {
+                    (conn("connectorId"), req.get("csChargingProfiles"))
+                } else {
+                    (conn("evseId"), req.get("chargingProfile"))
+                };
+                let answer = match profile.and_then(schedule_limit) {
+                    Some(w) => self.model().set_limit(connector, w),
+                    None => Answer::Rejected,
+                };
+                json!({"status": status(answer)})
+            }
+            "ClearChargingProfile" => {
+                let a = self.model().clear_limits();
+                json!({"status": if a == Answer::Accepted { "Accepted" } else { "Unknown" }})
+            }
+            "ChangeAvailability" => {
+                let (connector, operative) = if self.version == ProtocolVersion::V16 {
+                    (conn("connectorId"), req["type"] == "Operative")
+                } else {
+                    (
+                        req["evse"]["id"].as_u64().map(|n| n as u32),
+                        req["operationalStatus"] == "Operative",
+                    )
+                };
+                let (answer, out) = self.model().change_availability(connector, operative);
+                self.emit(out);
+                json!({"status": status(answer)})
+            }
+            "TriggerMessage" => {
+                let what = req["requestedMessage"].as_str().unwrap_or_default();
+                let m = self.model();
+                let msgs: Vec<Msg> = match what {
+                    "Heartbeat" => vec![Msg::Heartbeat],
+                    "BootNotification" => vec![Msg::Boot],
+                    "StatusNotification" => m.all_status(),
+                    "MeterValues" => m
+                        .connectors
+                        .iter()
+                        .filter_map(|c| {
+                            c.tx.as_ref().filter(|t| t.started).map(|t| Msg::TxMeter {
+                                connector: c.id,
+                                tx: t.clone(),
+                                register_wh: c.register_wh,
+                            })
+                        })
+                        .collect(),
+                    _ => return json!({"status": "NotImplemented"}),
+                };
+                drop(m);
+                let accepted = !msgs.is_empty();
+                self.emit(msgs);
+                json!({"status": if accepted { "Accepted" } else { "Rejected" }})
+            }
+            "UnlockConnector" => {
+                let id = conn(if self.version == ProtocolVersion::V16 {
+                    "connectorId"
+                } else {
+                    "evseId"
+                });
+                let m = self.model();
+                let c = m.connectors.iter().find(|c| Some(c.id) == id);
+                let status = match (c, self.version) {
+                    (None, ProtocolVersion::V16) => "NotSupported",
+                    (None, _) => "UnknownConnector",
+                    (Some(c), v) if c.tx.is_some() && v != ProtocolVersion::V16 => {
+                        "OngoingAuthorizedTransaction"
+                    }
+                    (Some(c), _) if c.tx.is_some() => "UnlockFailed",
+                    _ => "Unlocked",
+                };
+                json!({"status": status})
+            }
+            "GetConfiguration" => {
+                let m = self.model();
+                let wanted: Option<Vec<String>> =
+                    req.get("key").and_then(Value::as_array).map(|a| {
+                        a.iter()
+                            .filter_map(|k| k.as_str().map(str::to_owned))
+                            .collect()
+                    });
+                let mut known = Vec::new();
+                let mut unknown = Vec::new();
+                match wanted {
+                    Some(keys) if !keys.is_empty() => {
+                        for k in keys {
+                            match m.config.get(&k) {
+                                Some(v) => {
+                                    known.push(json!({"key": k, "readonly": false, "value": v}))
+                                }
+                                None => unknown.push(json!(k)),
+                            }
+                        }
+                    }
+                    _ => {
+                        for (k, v) in &m.config {
+                            known.push(json!({"key": k, "readonly": false, "value": v}));
+                        }
+                    }
+                }
+                let mut res = json!({"configurationKey": known});
+                if !unknown.is_empty() {
+                    res["unknownKey"] = json!(unknown);
+                }
+                res
+            }
+            "ChangeConfiguration" => {
+                let mut m = self.model();
+                let key = req["key"].as_str().unwrap_or_default();
+                if m.config.contains_key(key) {
+                    m.config.insert(
+                        key.to_owned(),
+                        req["value"].as_str().unwrap_or_default().to_owned(),
+                    );
+                    json!({"status": "Accepted"})
+                } else {
+                    json!({"status": "NotSupported"})
+                }
+            }
+            "GetVariables" => {
+                let m = self.model();
+                let results: Vec<Value> = req["getVariableData"]
+                    .as_array()
+                    .map(|a| a.as_slice())
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|d| {
+                        let key = var_key(d);
+                        let mut r = json!({"component": d["component"], "variable": d["variable"]});
+                        match m.config.get(&key) {
+                            Some(v) => {
+                                r["attributeStatus"] = json!("Accepted");
+                                r["attributeValue"] = json!(v);
+                            }
+                            None => r["attributeStatus"] = json!("UnknownVariable"),
+                        }
+                        r
+                    })
+                    .collect();
+                json!({"getVariableResult": results})
+            }
+            "SetVariables" => {
+                let mut m = self.model();
+                let results: Vec<Value> = req["setVariableData"]
+                    .as_array()
+                    .map(|a| a.as_slice())
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|d| {
+                        let key = var_key(d);
+                        let status = match m.config.get_mut(&key) {
+                            Some(slot) => {
+                                d["attributeValue"].as_str().unwrap_or_default().clone_into(slot);
+                                "Accepted"
+                            }
+                            None => "UnknownVariable",
+                        };
+                        json!({"attributeStatus": status, "component": d["component"], "variable": d["variable"]})
+                    })
+                    .collect();
+                json!({"setVariableResult": results})
+            }
+            _ => json!({}),
+        }
+    }
+}
+
+/// `Component.Variable`, the key of a 2.x variable in the station's configuration.
+fn var_key(d: &Value) -> String {
+    format!(
+        "{}.{}",
+        d["component"]["name"].as_str().unwrap_or_default(),
+        d["variable"]["name"].as_str().unwrap_or_default()
+    )
+}
+
+/// A charging profile's limit in W: 1.6 has one `chargingSchedule`, 2.x a list.
+fn schedule_limit(profile: &Value) -> Option<f64> {
+    let s = &profile["chargingSchedule"];
+    render::profile_limit_w(s.get(0).unwrap_or(s))
+}
+
+/// Every CSMS-initiated action a station handles, typed: the request is
+/// decoded (a broken one gets the version's CALLERROR before it reaches us)
+/// and the answer is checked against the response schema.
+async fn handle<A: Action>(
+    ctx: Ctx<Arc<Station>>,
+    req: A::Request,
+) -> Result<A::Response, CallError> {
+    let v = serde_json::to_value(&req).unwrap_or(Value::Null);
+    let answer = ctx.state.on_csms_call(A::NAME, &v);
+    ocpp_types::from_str::<A::Response>(&answer.to_string()).map_err(|e| {
+        ctx.state
+            .stats
+            .error(format!("{}: own answer invalid: {e}", A::NAME));
+        CallError::internal()
+    })
+}
+
+fn routes(st: Arc<Station>) -> Routes {
+    macro_rules! router {
+        ($router:expr, $m:ident, [$($a:ident),*]) => {
+            $router $(.on::<$m::action::$a>(handle::<$m::action::$a>))* .with_state(st)
+        };
+    }
+    macro_rules! v2 {
+        ($router:expr, $m:ident) => {
+            router!(
+                $router,
+                $m,
+                [
+                    RequestStartTransaction,
+                    RequestStopTransaction,
+                    Reset,
+                    SetChargingProfile,
+                    ClearChargingProfile,
+                    ChangeAvailability,
+                    TriggerMessage,
+                    UnlockConnector,
+                    GetVariables,
+                    SetVariables
+                ]
+            )
+        };
+    }
+    match st.version {
+        ProtocolVersion::V16 => router!(
+            Router::station_v16(),
+            v16,
+            [
+                RemoteStartTransaction,
+                RemoteStopTransaction,
+                Reset,
+                SetChargingProfile,
+                ClearChargingProfile,
+                ChangeAvailability,
+                TriggerMessage,
+                UnlockConnector,
+                GetConfiguration,
+                ChangeConfiguration
+            ]
+        ),
+        ProtocolVersion::V201 => v2!(Router::station_v201(), v201),
+        _ => v2!(Router::station_v21(), v21),
+    }
+}
+
+/// Why a send failed.
+#[derive(Debug)]
+enum SendError {
+    /// Our own payload broke its schema (a simulator bug).
+    Invalid(String),
+    /// Not connected: a real station skips live messages while offline.
+    Offline,
+    /// The call failed (CALLERROR, timeout, invalid answer...).
+    Call(String),
+}
+
+async fn call_typed<A: Action + FromChargingStation>(
+    client: &Client,
+    payload: &Value,
+) -> Result<Value, SendError> {
+    let req: A::Request = ocpp_types::from_str(&payload.to_string())
+        .map_err(|e| SendError::Invalid(e.to_string()))?;
+    let res = client.call::<A>(&req).await.map_err(|e| {
+        if e.is_not_connected() {
+            SendError::Offline
+        } else {
+            SendError::Call(e.to_string())
+        }
+    })?;
+    Ok(serde_json::to_value(&res).unwrap_or(Value::Null))
+}
+
+async fn durable_typed<A: Action + FromChargingStation>(
+    client: &Client,
+    payload: &Value,
+) -> Result<Value, SendError> {
+    let req: A::Request = ocpp_types::from_str(&payload.to_string())
+        .map_err(|e| SendError::Invalid(e.to_string()))?;
+    client
+        .call_durable::<A>(&req)
+        .await
+        .map_err(|e| SendError::Call(e.to_string()))?;
+    Ok(Value::Null)
+}
+
+/// Sends one station-initiated message in the station's version; durable
+/// ones are queued and answered later (their answer is not seen here).
+async fn send(
+    client: &Client,
+    v: ProtocolVersion,
+    action: &str,
+    payload: &Value,
+    durable: bool,
+) -> Result<Value, SendError> {
+    macro_rules! dispatch {
+        ($m:ident, [$($a:ident),*]) => {
+            match action {
+                $(stringify!($a) => if durable { durable_typed::<$m::action::$a>(client, payload).await } else { call_typed::<$m::action::$a>(client, payload).await },)*
+                other => Err(SendError::Invalid(format!("no such action {other}"))),
+            }
+        };
+    }
+    match v {
+        ProtocolVersion::V16 => dispatch!(
+            v16,
+            [
+                BootNotification,
+                Heartbeat,
+                StatusNotification,
+                Authorize,
+                StartTransaction,
+                MeterValues,
+                StopTransaction
+            ]
+        ),
+        ProtocolVersion::V201 => dispatch!(
+            v201,
+            [
+                BootNotification,
+                Heartbeat,
+                StatusNotification,
+                Authorize,
+                TransactionEvent
+            ]
+        ),
+        _ => dispatch!(
+            v21,
+            [
+                BootNotification,
+                Heartbeat,
+                StatusNotification,
+                Authorize,
+                TransactionEvent
+            ]
+        ),
+    }
+}
+
+/// Parses `1.6`, `2.0.1` or `2.1`.
+pub fn parse_version(s: &str) -> Option<ProtocolVersion> {
+    match s {
+        "1.6" => Some(ProtocolVersion::V16),
+        "2.0.1" => Some(ProtocolVersion::V201),
+        "2.1" => Some(ProtocolVersion::V21),
+        _ => None,
+    }
+}
+
+struct Driver {
+    st: Arc<Station>,
+    config: ClientConfig,
+    boot: String,
+    store: Arc<dyn OfflineStore>,
+    client: Client,
+    t0: Instant,
+    rng: model::Rng,
+}
+
+impl Driver {
+    fn now_ms(&self) -> u64 {
+        self.t0.elapsed().as_millis() as u64
+    }
+
+    async fn deliver(&mut self, msg: Msg) {
+        let v = self.st.version;
+        let now = chrono::Utc::now();
+        let (action, payload, durable) = match &msg {
+            Msg::Status { connector, status } => (
+                "StatusNotification",
+                render::status(v, *connector, *status, now),
+                false,
+            ),
+            Msg::Authorize { token, .. } => ("Authorize", render::authorize(v, token), false),
+            Msg::TxStart { connector, tx, .. } => {
+                let (a, p) = render::tx_start(v, *connector, tx, now);
+                (a, p, v != ProtocolVersion::V16)
+            }
+            Msg::TxMeter {
+                connector,
+                tx,
+                register_wh,
+            } => {
+                let (a, p) = render::tx_meter(v, *connector, tx, *register_wh, now);
+                (a, p, true)
+            }
+            Msg::TxEnd {
+                tx,
+                register_wh,
+                reason,
+                ..
+            } => match render::tx_end(v, tx, *register_wh, *reason, now) {
+                Some((a, p)) => (a, p, true),
+                None => return,
+            },
+            Msg::Heartbeat => ("Heartbeat", json!({}), false),
+            Msg::Boot => (
+                "BootNotification",
+                render::boot(v, "SimCharger", &self.st.identity),
+                false,
+            ),
+            Msg::Disconnect => {
+                self.st.stats.disconnects.fetch_add(1, Ordering::Relaxed);
+                self.st.event("disconnect", Value::Null);
+                if let Some(p) = self.client.peer() {
+                    p.close("simulated network drop").await;
+                }
+                return;
+            }
+            Msg::Reboot => {
+                self.reboot().await;
+                return;
+            }
+        };
+        if matches!(msg, Msg::TxMeter { .. }) {
+            self.st.stats.meter_values.fetch_add(1, Ordering::Relaxed);
+        }
+        let result = send(&self.client, v, action, &payload, durable).await;
+        if !durable && !matches!(result, Err(SendError::Offline)) {
+            self.st.stats.sent.fetch_add(1, Ordering::Relaxed);
+        }
+        match result {
+            Ok(answer) => {
+                if !durable {
+                    self.st.stats.responses.fetch_add(1, Ordering::Relaxed);
+                }
+                self.answered(&msg, &answer);
+            }
+            Err(SendError::Invalid(e)) => self
+                .st
+                .stats
+                .error(format!("{action}: invalid payload: {e}")),
+            Err(e @ (SendError::Call(_) | SendError::Offline)) => {
+                match e {
+                    SendError::Call(e) => self.st.stats.error(format!("{action}: {e}")),
+                    _ => {
+                        self.st.stats.offline.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                let mut m = self.st.model();
+                let out = match &msg {
+                    Msg::Authorize { connector, .. } => m.authorize_failed(*connector),
+                    Msg::TxStart { connector, tx, .. } => m.start_failed(*connector, &tx.local_id),
+                    _ => Vec::new(),
+                };
+                drop(m);
+                self.st.emit(out);
+            }
+        }
+    }
+
+    fn answered(&mut self, msg: &Msg, answer: &Value) {
+        let out = match msg {
+            Msg::Authorize { connector, token } => {
+                let status = answer["idTagInfo"]["status"]
+                    .as_str()
+                    .or(answer["idTokenInfo"]["status"].as_str());
+                let ok = status == Some("Accepted");
+                if ok {
+                    self.st.stats.auth_accepted.fetch_add(1, Ordering::Relaxed);
+                }
+                self.st.event(
+                    "authorized",
+                    json!({"connector": connector, "token": token, "status": status}),
+                );
+                self.st.model().authorized(*connector, token, ok)
+            }
+            Msg::TxStart { connector, tx, .. } if self.st.version == ProtocolVersion::V16 => {
+                let ok = answer["idTagInfo"]["status"] == "Accepted";
+                let id = answer["transactionId"].as_i64().unwrap_or_default();
+                self.st.event(
+                    "tx_started",
+                    json!({"connector": connector, "transactionId": id, "accepted": ok}),
+                );
+                self.st
+                    .model()
+                    .start_confirmed(*connector, &tx.local_id, id, ok)
+            }
+            _ => Vec::new(),
+        };
+        self.st.emit(out);
+    }
+
+    async fn reboot(&mut self) {
+        self.st.stats.reboots.fetch_add(1, Ordering::Relaxed);
+        self.st.event("reboot", Value::Null);
+        // let queued transaction ends go out first, as a real station flushes before it resets
+        let flush = Instant::now() + Duration::from_secs(5);
+        while !self.store.is_empty() && Instant::now() < flush && self.client.peer().is_some() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        self.client.shutdown().await;
+        let pause = self.rng.range(500, 2_000);
+        tokio::time::sleep(Duration::from_millis(pause)).await;
+        self.client = Client::start_with_store(
+            self.config.clone(),
+            routes(self.st.clone()),
+            &self.boot,
+            self.store.clone(),
+        );
+        self.st.model().rebooted();
+    }
+
+    async fn run(
+        mut self,
+        mut inbox: mpsc::UnboundedReceiver<Msg>,
+        stop_at: Instant,
+    ) -> (ClientState, usize) {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut state = self.client.watch_state();
+        let mut was_ready = false;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep_until(stop_at) => break,
+                _ = tick.tick() => {
+                    let now = self.now_ms();
+                    let out = self.st.model().tick(now);
+                    self.st.emit(out);
+                }
+                Some(msg) = inbox.recv() => {
+                    self.deliver(msg).await;
+                    continue;
+                }
+                changed = state.changed() => {
+                    if changed.is_err() {
+                        // a reboot replaced the client
+                        state = self.client.watch_state();
+                        continue;
+                    }
+                }
+            }
+            let ready = *state.borrow() == ClientState::Connected(BootState::Accepted);
+            if ready && !was_ready {
+                self.st.stats.boots.fetch_add(1, Ordering::Relaxed);
+                self.st.event("connected", Value::Null);
+                let out = self.st.model().all_status();
+                self.st.emit(out);
+            }
+            was_ready = ready;
+            if *state.borrow() == ClientState::Stopped {
+                state = self.client.watch_state();
+                was_ready = false;
+            }
+        }
+        // the end: drivers stop their sessions, queued messages drain (bounded)
+        let now = self.now_ms();
+        let out = self.st.model().stop_all(now);
+        for m in out {
+            self.deliver(m).await;
+        }
+        while let Ok(m) = inbox.try_recv() {
+            if !matches!(
+                m,
+                Msg::Authorize { .. } | Msg::TxStart { .. } | Msg::Reboot | Msg::Disconnect
+            ) {
+                self.deliver(m).await;
+            }
+        }
+        // queued transaction messages are delivered, reconnecting if need be (bounded)
+        let drain = Instant::now() + Duration::from_secs(10);
+        while !self.store.is_empty() && Instant::now() < drain {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let state = self.client.state();
+        let queued = self.store.len();
+        self.client.shutdown().await;
+        (state, queued)
+    }
+}
+
+/// Checks that `url` is a ws:// or wss:// URL whose host resolves to
+/// loopback only, unless `allow_remote`.
+///
+/// # Errors
+///
+/// A reason, for the command line.
+pub async fn check_target(url: &str, allow_remote: bool) -> Result<(), String> {
+    let rest = url
+        .strip_prefix("ws://")
+        .map(|r| (r, 80))
+        .or_else(|| url.strip_prefix("wss://").map(|r| (r, 443)))
+        .ok_or_else(|| format!("{url}: only ws:// and wss:// URLs"))?;
+    let authority = rest.0.split('/').next().unwrap_or_default();
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(']') || authority.starts_with('[') => match p.parse::<u16>() {
+            Ok(p) => (h, p),
+            Err(_) => (authority, rest.1),
+        },
+        _ => (authority, rest.1),
+    };
+    let host = host.trim_matches(['[', ']']);
+    if host.is_empty() {
+        return Err(format!("{url}: no host"));
+    }
+    let addrs: Vec<_> = tokio::net::lookup_host((host, port))
+        .await
+        .map_err(|e| format!("{host}: {e}"))?
+        .collect();
+    if addrs.is_empty() {
+        return Err(format!("{host}: no address"));
+    }
+    if !allow_remote {
+        if let Some(a) = addrs.iter().find(|a| !a.ip().is_loopback()) {
+            return Err(format!(
+                "{} is not loopback: pass --allow-remote to simulate against another machine",
+                a.ip()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Runs the simulation for the configured time and returns the report.
+/// `progress`, if given, receives a line every few seconds.
+///
+/// # Errors
+///
+/// A configuration error (no versions, empty connector range).
+pub async fn run(
+    config: SimConfig,
+    progress: Option<Box<dyn Fn(String) + Send>>,
+) -> Result<Report, String> {
+    if config.versions.is_empty() {
+        return Err("no OCPP version to simulate".into());
+    }
+    if config.connectors.0 == 0 || config.connectors.0 > config.connectors.1 {
+        return Err("connectors: need 1 <= MIN <= MAX".into());
+    }
+    let stats = Arc::new(Stats::default());
+    let t0 = Instant::now();
+    let ramp = Duration::from_secs_f64(config.stations as f64 / config.ramp_per_s.max(0.001));
+    let stop_at = t0 + ramp + config.duration;
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut stations = Vec::new();
+    let mut seeder = model::Rng::new(config.seed);
+    for i in 0..config.stations {
+        let start = t0 + Duration::from_secs_f64(i as f64 / config.ramp_per_s.max(0.001));
+        let version = config.versions[i % config.versions.len()];
+        let identity = format!("{}{}", config.prefix, i);
+        let connectors =
+            seeder.range(config.connectors.0 as u64, config.connectors.1 as u64) as u32;
+        let mut model = StationModel::new(
+            &identity,
+            connectors,
+            config.behaviour.clone(),
+            config.seed.wrapping_add(i as u64).wrapping_mul(0x9E37_79B9),
+        );
+        if version != ProtocolVersion::V16 {
+            model.config = [
+                ("OCPPCommCtrlr.HeartbeatInterval", "300"),
+                ("SampledDataCtrlr.TxUpdatedInterval", "10"),
+                ("AuthCtrlr.AuthorizeRemoteStart", "false"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        }
+        let (outbox, inbox) = mpsc::unbounded_channel();
+        let st = Arc::new(Station {
+            identity: identity.clone(),
+            version,
+            model: Mutex::new(model),
+            outbox,
+            stats: stats.clone(),
+            events: config.events,
+        });
+        stations.push(st.clone());
+        let mut cc = ClientConfig::new(&config.url, &identity, version)
+            .with_permessage_deflate(config.permessage_deflate);
+        if let Some(p) = &config.password {
+            cc = cc.with_password(p.as_bytes());
+        }
+        let boot = render::boot(version, "SimCharger", &identity).to_string();
+        let stats = stats.clone();
+        let seed = config.seed ^ (i as u64) << 20;
+        tasks.spawn(async move {
+            tokio::time::sleep_until(start).await;
+            let store: Arc<dyn OfflineStore> = Arc::new(MemoryStore::new());
+            let client =
+                Client::start_with_store(cc.clone(), routes(st.clone()), &boot, store.clone());
+            // count the first accepted boot per station
+            let mut w = client.watch_state();
+            let counted = stats.clone();
+            tokio::spawn(async move {
+                if w.wait_for(|s| *s == ClientState::Connected(BootState::Accepted))
+                    .await
+                    .is_ok()
+                {
+                    counted.booted.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+            let driver = Driver {
+                st,
+                config: cc,
+                boot,
+                store,
+                client,
+                t0: start,
+                rng: model::Rng::new(seed),
+            };
+            let client = driver.run(inbox, stop_at).await;
+            let ready = client.0 == ClientState::Connected(BootState::Accepted);
+            (ready, client.1)
+        });
+    }
+    let mut last = Instant::now();
+    let mut connected_at_end = 0;
+    let mut queued_at_end = 0;
+    loop {
+        tokio::select! {
+            r = tasks.join_next() => match r {
+                Some(Ok((ready, queued))) => {
+                    connected_at_end += u64::from(ready);
+                    queued_at_end += queued as u64;
+                }
+                Some(Err(e)) => stats.error(format!("station task: {e}")),
+                None => break,
+            },
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+        if let Some(p) = &progress {
+            if last.elapsed() >= Duration::from_secs(5) {
+                last = Instant::now();
+                let (s, e) = stations.iter().fold((0, 0), |acc, st| {
+                    let m = st.model();
+                    (acc.0 + m.tally.started, acc.1 + m.tally.ended)
+                });
+                let errors: u64 = stats
+                    .errors
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .values()
+                    .sum();
+                p(format!(
+                    "[{:>5.1}s] booted {}/{}  sessions {} started {} ended  meter values {}  errors {}",
+                    t0.elapsed().as_secs_f64(),
+                    stats.booted.load(Ordering::Relaxed),
+                    config.stations,
+                    s,
+                    e,
+                    stats.meter_values.load(Ordering::Relaxed),
+                    errors
+                ));
+            }
+        }
+    }
+    let mut report = Report {
+        stations: config.stations,
+        booted: stats.booted.load(Ordering::Relaxed),
+        boots: stats.boots.load(Ordering::Relaxed),
+        connected_at_end,
+        sent: stats.sent.load(Ordering::Relaxed),
+        responses: stats.responses.load(Ordering::Relaxed),
+        sessions_started: 0,
+        sessions_completed: 0,
+        energy_kwh: 0.0,
+        meter_values: stats.meter_values.load(Ordering::Relaxed),
+        auth_accepted: stats.auth_accepted.load(Ordering::Relaxed),
+        auth_rejected: 0,
+        faults: 0,
+        disconnects: stats.disconnects.load(Ordering::Relaxed),
+        reboots: stats.reboots.load(Ordering::Relaxed),
+        skipped_offline: stats.offline.load(Ordering::Relaxed),
+        queued_at_end,
+        csms_calls: stats
+            .csms_calls
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone(),
+        errors: stats
+            .errors
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone(),
+        duration_s: t0.elapsed().as_secs_f64(),
+    };
+    for st in &stations {
+        let m = st.model();
+        report.sessions_started += m.tally.started;
+        report.sessions_completed += m.tally.ended;
+        report.energy_kwh += m.tally.energy_wh / 1000.0;
+        report.auth_rejected += m.tally.auth_rejected;
+        report.faults += m.tally.faults;
+    }
+    Ok(report)
+}

@@ -1,0 +1,1097 @@
+//! The station model: a sans-IO state machine of one charging station with
+//! 1–4 connectors. Time comes in as milliseconds since the station started,
+//! randomness from a seeded generator, so a run is reproducible; it emits
+//! version-neutral [`Msg`]s that the shell renders for the station's OCPP
+//! version and sends.
+
+use std::collections::BTreeMap;
+
+/// A small deterministic generator (xorshift64*): no RNG dependency, and the
+/// same seed gives the same station behaviour.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator from a seed (0 is replaced by a fixed odd constant).
+    pub fn new(seed: u64) -> Self {
+        Rng(if seed == 0 {
+            0x9E37_79B9_7F4A_7C15
+        } else {
+            seed
+        })
+    }
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    /// Uniform in `[0, 1)`.
+    pub fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+    /// Uniform in `[lo, hi]` (milliseconds or any integer range).
+    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        if hi <= lo {
+            return lo;
+        }
+        lo + self.next_u64() % (hi - lo + 1)
+    }
+    /// True with probability `p`.
+    pub fn chance(&mut self, p: f64) -> bool {
+        self.unit() < p
+    }
+}
+
+/// How the simulated drivers and hardware behave. Times in milliseconds.
+#[derive(Debug, Clone)]
+pub struct Behaviour {
+    /// Idle time on an available connector before the next driver arrives.
+    pub idle_ms: (u64, u64),
+    /// Planned length of a session.
+    pub session_ms: (u64, u64),
+    /// Interval of meter values during a transaction.
+    pub meter_interval_ms: u64,
+    /// Hardware power of each connector, W.
+    pub max_power_w: f64,
+    /// Probability per connector per second of a fault.
+    pub fault_per_s: f64,
+    /// How long a fault lasts.
+    pub fault_ms: (u64, u64),
+    /// Probability per station per second of a dropped connection.
+    pub disconnect_per_s: f64,
+    /// The id tokens drivers present (chosen at random).
+    pub tokens: Vec<String>,
+}
+
+impl Default for Behaviour {
+    fn default() -> Self {
+        Behaviour {
+            idle_ms: (2_000, 20_000),
+            session_ms: (10_000, 60_000),
+            meter_interval_ms: 5_000,
+            max_power_w: 22_000.0,
+            fault_per_s: 0.0005,
+            fault_ms: (5_000, 20_000),
+            disconnect_per_s: 0.0002,
+            tokens: vec!["SIMTOKEN1".into(), "SIMTOKEN2".into(), "SIMTOKEN3".into()],
+        }
+    }
+}
+
+/// A connector's status, in OCPP 1.6 terms (2.x maps them to its five).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// Free.
+    Available,
+    /// A driver plugged in / presented a token; no transaction yet.
+    Preparing,
+    /// Energy flows.
+    Charging,
+    /// The transaction ended; the cable is still in.
+    Finishing,
+    /// Hardware fault.
+    Faulted,
+    /// Taken out of service by ChangeAvailability.
+    Unavailable,
+}
+
+/// Why a transaction ended (rendered per version).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    /// The driver stopped locally.
+    Local,
+    /// RemoteStop / RequestStop.
+    Remote,
+    /// The station was reset.
+    Reset,
+    /// A fault ended it.
+    Fault,
+    /// The CSMS did not accept the token.
+    DeAuthorized,
+}
+
+/// An ongoing transaction.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tx {
+    /// The station's own id (2.x transactionId; 1.6 local reference).
+    pub local_id: String,
+    /// The CSMS's id (1.6 StartTransaction.conf transactionId).
+    pub csms_id: Option<i64>,
+    /// The driver's token.
+    pub token: String,
+    /// The RequestStartTransaction remoteStartId (2.x).
+    pub remote_start_id: Option<i64>,
+    /// Meter register at start, Wh.
+    pub meter_start_wh: f64,
+    /// When the driver will stop (ms since start).
+    pub stop_at: u64,
+    /// Next meter value due (ms).
+    pub next_meter: u64,
+    /// TransactionEvent sequence number for the next event (2.x).
+    pub seq_no: u32,
+    /// Whether the start was sent (1.6 needs the CSMS's id first).
+    pub started: bool,
+    /// Power in the last interval, W.
+    pub power_w: f64,
+}
+
+/// One connector (for 2.x: EVSE `id` with connector 1).
+#[derive(Debug, Clone)]
+pub struct Connector {
+    /// 1-based id.
+    pub id: u32,
+    /// Current status.
+    pub status: Status,
+    /// The transaction on it.
+    pub tx: Option<Tx>,
+    /// Energy register, Wh (monotone over the station's life).
+    pub register_wh: f64,
+    /// Limit set by a charging profile, W.
+    pub limit_w: Option<f64>,
+    /// When the next driver arrives / the fault clears (ms).
+    pub wake_at: u64,
+    /// Waiting for the Authorize answer.
+    pub authorizing: bool,
+}
+
+/// Version-neutral messages the station sends.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Msg {
+    /// StatusNotification for a connector.
+    Status {
+        /// Connector id.
+        connector: u32,
+        /// New status.
+        status: Status,
+    },
+    /// Authorize a token on a connector (the answer goes to [`StationModel::authorized`]).
+    Authorize {
+        /// Connector id.
+        connector: u32,
+        /// The token.
+        token: String,
+    },
+    /// StartTransaction (1.6) / TransactionEvent Started (2.x).
+    TxStart {
+        /// Connector id.
+        connector: u32,
+        /// The transaction as it starts.
+        tx: Tx,
+        /// Time of the start (ms since start of the model).
+        at: u64,
+    },
+    /// MeterValues (1.6) / TransactionEvent Updated (2.x).
+    TxMeter {
+        /// Connector id.
+        connector: u32,
+        /// Snapshot of the transaction.
+        tx: Tx,
+        /// Register now, Wh.
+        register_wh: f64,
+    },
+    /// StopTransaction (1.6) / TransactionEvent Ended (2.x).
+    TxEnd {
+        /// Connector id.
+        connector: u32,
+        /// The transaction as it ends.
+        tx: Tx,
+        /// Register at the end, Wh.
+        register_wh: f64,
+        /// Why it ended.
+        reason: StopReason,
+    },
+    /// A Heartbeat (TriggerMessage).
+    Heartbeat,
+    /// A fresh BootNotification (TriggerMessage).
+    Boot,
+    /// Drop the connection and reconnect (a network glitch).
+    Disconnect,
+    /// Reboot: close, wait, connect again and boot.
+    Reboot,
+}
+
+/// A station's answer to a CSMS request, version-neutral.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    /// Accepted.
+    Accepted,
+    /// Rejected.
+    Rejected,
+    /// Accepted, but the change waits for a running transaction to end.
+    Scheduled,
+}
+
+/// Counters one station keeps.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Tally {
+    /// Transactions started (start sent).
+    pub started: u64,
+    /// Transactions ended.
+    pub ended: u64,
+    /// Energy delivered in ended transactions, Wh.
+    pub energy_wh: f64,
+    /// Faults.
+    pub faults: u64,
+    /// Tokens refused by the CSMS.
+    pub auth_rejected: u64,
+}
+
+/// One simulated charging station.
+#[derive(Debug, Clone)]
+pub struct StationModel {
+    /// Identity (used in transaction ids).
+    pub identity: String,
+    /// The connectors.
+    pub connectors: Vec<Connector>,
+    /// Configuration keys (1.6 GetConfiguration / 2.x GetVariables as `Component.Variable`).
+    pub config: BTreeMap<String, String>,
+    /// Counters.
+    pub tally: Tally,
+    behaviour: Behaviour,
+    rng: Rng,
+    tx_counter: u64,
+    now: u64,
+    last_tick: u64,
+    reboot_pending: bool,
+}
+
+impl StationModel {
+    /// A station with `connectors` (1..=4 are typical) connectors.
+    pub fn new(identity: &str, connectors: u32, behaviour: Behaviour, seed: u64) -> Self {
+        let mut rng = Rng::new(seed);
+        let connectors = (1..=connectors.max(1))
+            .map(|id| Connector {
+                id,
+                status: Status::Available,
+                tx: None,
+                register_wh: rng.range(0, 5_000_000) as f64,
+                limit_w: None,
+                wake_at: rng.range(behaviour.idle_ms.0, behaviour.idle_ms.1),
+                authorizing: false,
+            })
+            .collect();
+        let mut config = BTreeMap::new();
+        config.insert("HeartbeatInterval".into(), "300".into());
+        config.insert(
+            "MeterValueSampleInterval".into(),
+            (behaviour.meter_interval_ms / 1000).to_string(),
+        );
+        config.insert("AuthorizeRemoteTxRequests".into(), "false".into());
+        StationModel {
+            identity: identity.to_owned(),
+            connectors,
+            config,
+            tally: Tally::default(),
+            behaviour,
+            rng,
+            tx_counter: 0,
+            now: 0,
+            last_tick: 0,
+            reboot_pending: false,
+        }
+    }
+
+    /// Every connector's status, for a (re)boot.
+    pub fn all_status(&self) -> Vec<Msg> {
+        self.connectors
+            .iter()
+            .map(|c| Msg::Status {
+                connector: c.id,
+                status: c.status,
+            })
+            .collect()
+    }
+
+    fn connector(&mut self, id: u32) -> Option<&mut Connector> {
+        self.connectors.iter_mut().find(|c| c.id == id)
+    }
+
+    fn power(&self, c: &Connector) -> f64 {
+        let p = self.behaviour.max_power_w;
+        c.limit_w.map_or(p, |l| l.clamp(0.0, p))
+    }
+
+    fn new_tx(&mut self, token: String, remote_start_id: Option<i64>, register_wh: f64) -> Tx {
+        self.tx_counter += 1;
+        let len = self
+            .rng
+            .range(self.behaviour.session_ms.0, self.behaviour.session_ms.1);
+        Tx {
+            local_id: format!(
+                "{}-{}-{}",
+                self.identity,
+                self.rng.next_u64() % 1_000_000,
+                self.tx_counter
+            ),
+            csms_id: None,
+            token,
+            remote_start_id,
+            meter_start_wh: register_wh,
+            stop_at: self.now + len,
+            next_meter: self.now + self.behaviour.meter_interval_ms,
+            seq_no: 0,
+            started: false,
+            power_w: 0.0,
+        }
+    }
+
+    /// Advances the model to `now_ms` and returns what to send.
+    pub fn tick(&mut self, now_ms: u64) -> Vec<Msg> {
+        let mut out = Vec::new();
+        let dt_ms = now_ms.saturating_sub(self.last_tick);
+        self.now = now_ms;
+        self.last_tick = now_ms;
+        if self.reboot_pending {
+            return out;
+        }
+        let secs = dt_ms as f64 / 1000.0;
+        if self.rng.chance(self.behaviour.disconnect_per_s * secs) {
+            out.push(Msg::Disconnect);
+        }
+        for i in 0..self.connectors.len() {
+            let power = self.power(&self.connectors[i]);
+            let fault = self.rng.chance(self.behaviour.fault_per_s * secs);
+            let c = &mut self.connectors[i];
+            // energy flows while charging
+            if let (Status::Charging, Some(tx)) = (c.status, c.tx.as_mut()) {
+                if tx.started {
+                    c.register_wh += power * dt_ms as f64 / 3_600_000.0;
+                    tx.power_w = power;
+                }
+            }
+            let id = c.id;
+            if fault && c.status != Status::Faulted && c.status != Status::Unavailable {
+                self.fault(id, &mut out);
+                continue;
+            }
+            let c = &mut self.connectors[i];
+            match c.status {
+                Status::Faulted if now_ms >= c.wake_at => {
+                    c.status = Status::Available;
+                    c.wake_at = now_ms
+                        + self
+                            .rng
+                            .range(self.behaviour.idle_ms.0, self.behaviour.idle_ms.1);
+                    out.push(Msg::Status {
+                        connector: id,
+                        status: Status::Available,
+                    });
+                }
+                Status::Available if now_ms >= c.wake_at && !c.authorizing => {
+                    // a driver arrives and presents a token
+                    let n = self.behaviour.tokens.len().max(1);
+                    let token = self
+                        .behaviour
+                        .tokens
+                        .get(self.rng.range(0, n as u64 - 1) as usize)
+                        .cloned()
+                        .unwrap_or_else(|| "SIMTOKEN".into());
+                    let c = &mut self.connectors[i];
+                    c.status = Status::Preparing;
+                    c.authorizing = true;
+                    out.push(Msg::Status {
+                        connector: id,
+                        status: Status::Preparing,
+                    });
+                    out.push(Msg::Authorize {
+                        connector: id,
+                        token,
+                    });
+                }
+                Status::Charging => {
+                    let register = c.register_wh;
+                    let interval = self.behaviour.meter_interval_ms;
+                    let Some(tx) = c.tx.as_mut() else { continue };
+                    if !tx.started {
+                        continue;
+                    }
+                    if now_ms >= tx.stop_at {
+                        self.end(id, StopReason::Local, &mut out);
+                    } else if now_ms >= tx.next_meter {
+                        tx.next_meter = now_ms + interval;
+                        out.push(Msg::TxMeter {
+                            connector: id,
+                            tx: tx.clone(),
+                            register_wh: register,
+                        });
+                        tx.seq_no += 1;
+                    }
+                }
+                Status::Finishing if now_ms >= c.wake_at => {
+                    c.status = Status::Available;
+                    c.wake_at = now_ms
+                        + self
+                            .rng
+                            .range(self.behaviour.idle_ms.0, self.behaviour.idle_ms.1);
+                    out.push(Msg::Status {
+                        connector: id,
+                        status: Status::Available,
+                    });
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+
+    fn fault(&mut self, id: u32, out: &mut Vec<Msg>) {
+        self.tally.faults += 1;
+        if self.connector(id).is_some_and(|c| c.tx.is_some()) {
+            self.end(id, StopReason::Fault, out);
+        }
+        let wake = self.now
+            + self
+                .rng
+                .range(self.behaviour.fault_ms.0, self.behaviour.fault_ms.1);
+        if let Some(c) = self.connector(id) {
+            c.status = Status::Faulted;
+            c.authorizing = false;
+            c.wake_at = wake;
+        }
+        out.push(Msg::Status {
+            connector: id,
+            status: Status::Faulted,
+        });
+    }
+
+    /// Ends the transaction on `id` (if any) and emits its end and status.
+    fn end(&mut self, id: u32, reason: StopReason, out: &mut Vec<Msg>) {
+        let wake = self.now + 2_000;
+        let Some(c) = self.connector(id) else { return };
+        let Some(tx) = c.tx.take() else { return };
+        let register = c.register_wh;
+        c.status = Status::Finishing;
+        c.wake_at = wake;
+        if tx.started {
+            self.tally.ended += 1;
+            self.tally.energy_wh += register - tx.meter_start_wh;
+            out.push(Msg::TxEnd {
+                connector: id,
+                tx,
+                register_wh: register,
+                reason,
+            });
+        }
+        out.push(Msg::Status {
+            connector: id,
+            status: Status::Finishing,
+        });
+    }
+
+    fn start(&mut self, id: u32, token: String, remote_start_id: Option<i64>, out: &mut Vec<Msg>) {
+        let register = self.connector(id).map_or(0.0, |c| c.register_wh);
+        let tx = self.new_tx(token, remote_start_id, register);
+        let now = self.now;
+        if let Some(c) = self.connector(id) {
+            c.status = Status::Charging;
+            c.authorizing = false;
+            c.tx = Some(Tx {
+                started: true,
+                seq_no: 1,
+                ..tx.clone()
+            });
+        }
+        self.tally.started += 1;
+        out.push(Msg::TxStart {
+            connector: id,
+            tx,
+            at: now,
+        });
+        out.push(Msg::Status {
+            connector: id,
+            status: Status::Charging,
+        });
+    }
+
+    /// The CSMS's answer to an Authorize for `connector`.
+    pub fn authorized(&mut self, connector: u32, token: &str, accepted: bool) -> Vec<Msg> {
+        let mut out = Vec::new();
+        let Some(c) = self.connector(connector) else {
+            return out;
+        };
+        if !c.authorizing || c.status != Status::Preparing {
+            return out; // a fault or reset came in between
+        }
+        if accepted {
+            self.start(connector, token.to_owned(), None, &mut out);
+            out
+        } else {
+            self.tally.auth_rejected += 1;
+            self.authorize_failed(connector)
+        }
+    }
+
+    /// The driver gives up waiting for an authorization (refused, or the
+    /// Authorize could not be delivered): the connector frees up.
+    pub fn authorize_failed(&mut self, connector: u32) -> Vec<Msg> {
+        let wake = self.now
+            + self
+                .rng
+                .range(self.behaviour.idle_ms.0, self.behaviour.idle_ms.1);
+        let mut out = Vec::new();
+        let Some(c) = self.connector(connector) else {
+            return out;
+        };
+        if c.authorizing && c.status == Status::Preparing {
+            c.authorizing = false;
+            c.status = Status::Available;
+            c.wake_at = wake;
+            out.push(Msg::Status {
+                connector,
+                status: Status::Available,
+            });
+        }
+        out
+    }
+
+    /// The end of the run: every driver stops their session.
+    pub fn stop_all(&mut self, now_ms: u64) -> Vec<Msg> {
+        self.now = now_ms;
+        let mut out = Vec::new();
+        let ids: Vec<u32> = self
+            .connectors
+            .iter()
+            .filter(|c| c.tx.is_some())
+            .map(|c| c.id)
+            .collect();
+        for id in ids {
+            self.end(id, StopReason::Local, &mut out);
+        }
+        out
+    }
+
+    /// The CSMS's answer to a 1.6 StartTransaction: its transaction id and
+    /// whether the token was accepted (a refused token ends the transaction
+    /// with `DeAuthorized`).
+    pub fn start_confirmed(
+        &mut self,
+        connector: u32,
+        local_id: &str,
+        csms_id: i64,
+        accepted: bool,
+    ) -> Vec<Msg> {
+        let mut out = Vec::new();
+        let Some(c) = self.connector(connector) else {
+            return out;
+        };
+        match c.tx.as_mut() {
+            Some(tx) if tx.local_id == local_id => tx.csms_id = Some(csms_id),
+            _ => return out,
+        }
+        if !accepted {
+            self.end(connector, StopReason::DeAuthorized, &mut out);
+        }
+        out
+    }
+
+    /// A 1.6 StartTransaction that could not be delivered: the transaction
+    /// is abandoned (nothing was billed), the connector frees up.
+    pub fn start_failed(&mut self, connector: u32, local_id: &str) -> Vec<Msg> {
+        let wake = self.now + 2_000;
+        let mut out = Vec::new();
+        let Some(c) = self.connector(connector) else {
+            return out;
+        };
+        if c.tx.as_ref().is_some_and(|t| t.local_id == local_id) {
+            c.tx = None;
+            c.status = Status::Finishing;
+            c.wake_at = wake;
+            self.tally.started -= 1;
+            out.push(Msg::Status {
+                connector,
+                status: Status::Finishing,
+            });
+        }
+        out
+    }
+
+    /// RemoteStartTransaction / RequestStartTransaction: starts on the given
+    /// connector, or the first available one.
+    pub fn remote_start(
+        &mut self,
+        connector: Option<u32>,
+        token: &str,
+        remote_start_id: Option<i64>,
+    ) -> (Answer, Vec<Msg>) {
+        let mut out = Vec::new();
+        let target = self
+            .connectors
+            .iter()
+            .find(|c| {
+                connector.is_none_or(|id| c.id == id)
+                    && matches!(c.status, Status::Available | Status::Preparing)
+                    && c.tx.is_none()
+            })
+            .map(|c| c.id);
+        let Some(id) = target else {
+            return (Answer::Rejected, out);
+        };
+        if self.reboot_pending {
+            return (Answer::Rejected, out);
+        }
+        if self
+            .connector(id)
+            .is_some_and(|c| c.status == Status::Available)
+        {
+            out.push(Msg::Status {
+                connector: id,
+                status: Status::Preparing,
+            });
+        }
+        self.start(id, token.to_owned(), remote_start_id, &mut out);
+        (Answer::Accepted, out)
+    }
+
+    /// RemoteStopTransaction / RequestStopTransaction by the CSMS's id (1.6)
+    /// or the station's id (2.x).
+    pub fn remote_stop(&mut self, id: &str) -> (Answer, Vec<Msg>) {
+        let mut out = Vec::new();
+        let found = self.connectors.iter().find(|c| {
+            c.tx.as_ref()
+                .is_some_and(|t| t.local_id == id || t.csms_id.is_some_and(|n| n.to_string() == id))
+        });
+        let Some(cid) = found.map(|c| c.id) else {
+            return (Answer::Rejected, out);
+        };
+        self.end(cid, StopReason::Remote, &mut out);
+        (Answer::Accepted, out)
+    }
+
+    /// Reset: every transaction ends, then the station reboots.
+    pub fn reset(&mut self) -> (Answer, Vec<Msg>) {
+        let mut out = Vec::new();
+        let ids: Vec<u32> = self
+            .connectors
+            .iter()
+            .filter(|c| c.tx.is_some())
+            .map(|c| c.id)
+            .collect();
+        for id in ids {
+            self.end(id, StopReason::Reset, &mut out);
+        }
+        out.retain(|m| !matches!(m, Msg::Status { .. }));
+        for c in &mut self.connectors {
+            c.authorizing = false;
+            if c.status != Status::Unavailable {
+                c.status = Status::Available;
+            }
+            c.limit_w = None;
+        }
+        self.reboot_pending = true;
+        out.push(Msg::Reboot);
+        (Answer::Accepted, out)
+    }
+
+    /// The shell rebooted the station: it runs again.
+    pub fn rebooted(&mut self) {
+        self.reboot_pending = false;
+        for i in 0..self.connectors.len() {
+            let wake = self.now
+                + self
+                    .rng
+                    .range(self.behaviour.idle_ms.0, self.behaviour.idle_ms.1);
+            self.connectors[i].wake_at = wake;
+        }
+    }
+
+    /// SetChargingProfile: limit `connector` (0 or `None` = all) to `limit_w`.
+    pub fn set_limit(&mut self, connector: Option<u32>, limit_w: f64) -> Answer {
+        if !(limit_w.is_finite() && limit_w >= 0.0) {
+            return Answer::Rejected;
+        }
+        let mut any = false;
+        for c in &mut self.connectors {
+            if connector.is_none_or(|id| id == 0 || id == c.id) {
+                c.limit_w = Some(limit_w);
+                any = true;
+            }
+        }
+        if any {
+            Answer::Accepted
+        } else {
+            Answer::Rejected
+        }
+    }
+
+    /// ClearChargingProfile: lift every limit.
+    pub fn clear_limits(&mut self) -> Answer {
+        let had = self.connectors.iter().any(|c| c.limit_w.is_some());
+        for c in &mut self.connectors {
+            c.limit_w = None;
+        }
+        if had {
+            Answer::Accepted
+        } else {
+            Answer::Rejected
+        }
+    }
+
+    /// ChangeAvailability of `connector` (0 or `None` = the whole station).
+    pub fn change_availability(
+        &mut self,
+        connector: Option<u32>,
+        operative: bool,
+    ) -> (Answer, Vec<Msg>) {
+        let mut out = Vec::new();
+        let mut answer = Answer::Accepted;
+        let now = self.now;
+        let mut any = false;
+        for c in &mut self.connectors {
+            if !connector.is_none_or(|id| id == 0 || id == c.id) {
+                continue;
+            }
+            any = true;
+            if c.tx.is_some() {
+                answer = Answer::Scheduled;
+                continue;
+            }
+            let status = if operative {
+                Status::Available
+            } else {
+                Status::Unavailable
+            };
+            if operative && c.status != Status::Unavailable {
+                continue;
+            }
+            c.status = status;
+            c.authorizing = false;
+            c.wake_at = now + 2_000;
+            out.push(Msg::Status {
+                connector: c.id,
+                status,
+            });
+        }
+        if !any {
+            return (Answer::Rejected, out);
+        }
+        (answer, out)
+    }
+
+    /// Where a connector's energy register stands, Wh.
+    pub fn register(&self, connector: u32) -> Option<f64> {
+        self.connectors
+            .iter()
+            .find(|c| c.id == connector)
+            .map(|c| c.register_wh)
+    }
+
+    /// Whether a reset is waiting for the reboot.
+    pub fn reboot_pending(&self) -> bool {
+        self.reboot_pending
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn quiet() -> Behaviour {
+        Behaviour {
+            fault_per_s: 0.0,
+            disconnect_per_s: 0.0,
+            ..Behaviour::default()
+        }
+    }
+
+    fn run(m: &mut StationModel, from: u64, to: u64, step: u64) -> Vec<Msg> {
+        let mut out = Vec::new();
+        let mut t = from;
+        while t <= to {
+            for msg in m.tick(t) {
+                if let Msg::Authorize { connector, token } = &msg {
+                    let (c, tk) = (*connector, token.clone());
+                    out.push(msg);
+                    out.extend(m.authorized(c, &tk, true));
+                    continue;
+                }
+                out.push(msg);
+            }
+            t += step;
+        }
+        out
+    }
+
+    #[test]
+    fn a_driver_arrives_charges_and_leaves() {
+        let mut m = StationModel::new("S1", 2, quiet(), 7);
+        let out = run(&mut m, 0, 200_000, 1000);
+        let starts = out
+            .iter()
+            .filter(|m| matches!(m, Msg::TxStart { .. }))
+            .count();
+        let ends: Vec<_> = out
+            .iter()
+            .filter(|m| matches!(m, Msg::TxEnd { .. }))
+            .collect();
+        assert!(starts >= 2, "{starts} starts");
+        assert!(!ends.is_empty());
+        for e in &ends {
+            let Msg::TxEnd {
+                tx,
+                register_wh,
+                reason,
+                ..
+            } = e
+            else {
+                unreachable!()
+            };
+            assert_eq!(*reason, StopReason::Local);
+            assert!(*register_wh > tx.meter_start_wh, "energy flowed");
+        }
+        assert!(out.iter().any(|m| matches!(m, Msg::TxMeter { .. })));
+        assert_eq!(m.tally.started, starts as u64);
+    }
+
+    #[test]
+    fn same_seed_same_story() {
+        let a = run(
+            &mut StationModel::new("S", 3, Behaviour::default(), 42),
+            0,
+            300_000,
+            1000,
+        );
+        let b = run(
+            &mut StationModel::new("S", 3, Behaviour::default(), 42),
+            0,
+            300_000,
+            1000,
+        );
+        assert_eq!(a, b);
+        let c = run(
+            &mut StationModel::new("S", 3, Behaviour::default(), 43),
+            0,
+            300_000,
+            1000,
+        );
+        assert_ne!(a, c);
+    }
+
+    #[test]
+    fn rejected_token_frees_the_connector() {
+        let mut m = StationModel::new(
+            "S",
+            1,
+            Behaviour {
+                idle_ms: (0, 0),
+                ..quiet()
+            },
+            1,
+        );
+        let out = m.tick(1000);
+        let Some(Msg::Authorize { connector, token }) = out
+            .iter()
+            .find(|m| matches!(m, Msg::Authorize { .. }))
+            .cloned()
+        else {
+            panic!("no authorize in {out:?}")
+        };
+        let out = m.authorized(connector, &token, false);
+        assert_eq!(
+            out,
+            vec![Msg::Status {
+                connector,
+                status: Status::Available
+            }]
+        );
+        assert_eq!(m.tally.auth_rejected, 1);
+        assert!(m.connectors[0].tx.is_none());
+        // a late duplicate answer changes nothing
+        assert!(m.authorized(connector, &token, true).is_empty());
+    }
+
+    #[test]
+    fn remote_start_and_stop() {
+        let mut m = StationModel::new(
+            "S",
+            2,
+            Behaviour {
+                idle_ms: (1_000_000, 1_000_000),
+                ..quiet()
+            },
+            3,
+        );
+        let (a, out) = m.remote_start(Some(2), "RFID1", Some(77));
+        assert_eq!(a, Answer::Accepted);
+        let Some(Msg::TxStart {
+            connector: 2, tx, ..
+        }) = out
+            .iter()
+            .find(|m| matches!(m, Msg::TxStart { .. }))
+            .cloned()
+        else {
+            panic!("{out:?}")
+        };
+        assert_eq!(tx.remote_start_id, Some(77));
+        assert_eq!(tx.token, "RFID1");
+        // busy connector: rejected
+        assert_eq!(m.remote_start(Some(2), "X", None).0, Answer::Rejected);
+        // unknown transaction: rejected
+        assert_eq!(m.remote_stop("nope").0, Answer::Rejected);
+        run(&mut m, 1000, 3000, 1000);
+        let (a, out) = m.remote_stop(&tx.local_id);
+        assert_eq!(a, Answer::Accepted);
+        assert!(out.iter().any(|m| matches!(
+            m,
+            Msg::TxEnd {
+                reason: StopReason::Remote,
+                ..
+            }
+        )));
+        // 1.6: stop by the CSMS's id
+        let (_, out) = m.remote_start(None, "RFID2", None);
+        let Some(Msg::TxStart { connector, tx, .. }) =
+            out.into_iter().find(|m| matches!(m, Msg::TxStart { .. }))
+        else {
+            panic!()
+        };
+        assert!(m
+            .start_confirmed(connector, &tx.local_id, 5001, true)
+            .is_empty());
+        assert_eq!(m.remote_stop("5001").0, Answer::Accepted);
+    }
+
+    #[test]
+    fn refused_start_deauthorizes() {
+        let mut m = StationModel::new("S", 1, quiet(), 3);
+        let (_, out) = m.remote_start(None, "BAD", None);
+        let Some(Msg::TxStart { connector, tx, .. }) =
+            out.into_iter().find(|m| matches!(m, Msg::TxStart { .. }))
+        else {
+            panic!()
+        };
+        let out = m.start_confirmed(connector, &tx.local_id, 9, false);
+        assert!(
+            matches!(
+                out[0],
+                Msg::TxEnd {
+                    reason: StopReason::DeAuthorized,
+                    ..
+                }
+            ),
+            "{out:?}"
+        );
+    }
+
+    #[test]
+    fn charging_profile_limits_power() {
+        let mut m = StationModel::new(
+            "S",
+            1,
+            Behaviour {
+                idle_ms: (100_000_000, 100_000_000),
+                session_ms: (100_000_000, 100_000_000),
+                ..quiet()
+            },
+            3,
+        );
+        m.remote_start(Some(1), "T", None);
+        let r0 = m.register(1).unwrap();
+        m.tick(3_600_000); // one hour at full power
+        let full = m.register(1).unwrap() - r0;
+        assert!((full - 22_000.0).abs() < 1e-6, "{full}");
+        assert_eq!(m.set_limit(Some(1), 3_700.0), Answer::Accepted);
+        assert_eq!(m.set_limit(Some(1), f64::NAN), Answer::Rejected);
+        assert_eq!(m.set_limit(Some(9), 1.0), Answer::Rejected);
+        let r1 = m.register(1).unwrap();
+        m.tick(7_200_000);
+        let limited = m.register(1).unwrap() - r1;
+        assert!((limited - 3_700.0).abs() < 1e-6, "{limited}");
+        assert_eq!(m.clear_limits(), Answer::Accepted);
+        assert_eq!(m.clear_limits(), Answer::Rejected);
+    }
+
+    #[test]
+    fn reset_ends_transactions_and_reboots() {
+        let mut m = StationModel::new("S", 2, quiet(), 5);
+        m.remote_start(Some(1), "T", None);
+        let (a, out) = m.reset();
+        assert_eq!(a, Answer::Accepted);
+        assert!(matches!(
+            out[0],
+            Msg::TxEnd {
+                reason: StopReason::Reset,
+                ..
+            }
+        ));
+        assert_eq!(out.last(), Some(&Msg::Reboot));
+        assert!(m.reboot_pending());
+        assert!(m.tick(10_000).is_empty(), "nothing happens while rebooting");
+        assert_eq!(m.remote_start(None, "T", None).0, Answer::Rejected);
+        m.rebooted();
+        assert!(m.all_status().iter().all(|s| matches!(
+            s,
+            Msg::Status {
+                status: Status::Available,
+                ..
+            }
+        )));
+    }
+
+    #[test]
+    fn faults_end_transactions_and_clear() {
+        let b = Behaviour {
+            fault_per_s: 1.0,
+            fault_ms: (3_000, 3_000),
+            ..quiet()
+        };
+        let mut m = StationModel::new("S", 1, b, 5);
+        m.remote_start(Some(1), "T", None);
+        let out = m.tick(1000);
+        assert!(
+            matches!(
+                out[0],
+                Msg::TxEnd {
+                    reason: StopReason::Fault,
+                    ..
+                }
+            ),
+            "{out:?}"
+        );
+        assert!(out.contains(&Msg::Status {
+            connector: 1,
+            status: Status::Faulted
+        }));
+        m.behaviour.fault_per_s = 0.0;
+        let out = m.tick(4000);
+        assert!(
+            out.contains(&Msg::Status {
+                connector: 1,
+                status: Status::Available
+            }),
+            "{out:?}"
+        );
+    }
+
+    #[test]
+    fn availability() {
+        let mut m = StationModel::new("S", 2, quiet(), 5);
+        m.remote_start(Some(1), "T", None);
+        let (a, out) = m.change_availability(None, false);
+        assert_eq!(a, Answer::Scheduled);
+        assert_eq!(
+            out,
+            vec![Msg::Status {
+                connector: 2,
+                status: Status::Unavailable
+            }]
+        );
+        assert!(m
+            .tick(100_000)
+            .iter()
+            .all(|m| !matches!(m, Msg::Authorize { connector: 2, .. })));
+        let (a, out) = m.change_availability(Some(2), true);
+        assert_eq!(a, Answer::Accepted);
+        assert_eq!(
+            out,
+            vec![Msg::Status {
+                connector: 2,
+                status: Status::Available
+            }]
+        );
+        assert_eq!(m.change_availability(Some(7), true).0, Answer::Rejected);
+    }
+}

@@ -1,0 +1,304 @@
+//! Renders the model's version-neutral messages as OCPP 1.6 / 2.0.1 / 2.1
+//! payloads (the shell parses them into the generated types before sending,
+//! so a payload that breaks its schema never leaves the station).
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use ocpp_proto::ProtocolVersion;
+use serde_json::{json, Value};
+
+use super::model::{Status, StopReason, Tx};
+
+fn ts(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// BootNotification request.
+pub fn boot(v: ProtocolVersion, model: &str, serial: &str) -> Value {
+    match v {
+        ProtocolVersion::V16 => json!({
+            "chargePointVendor": "evproto", "chargePointModel": model,
+            "chargePointSerialNumber": serial, "firmwareVersion": env!("CARGO_PKG_VERSION"),
+        }),
+        _ => json!({
+            "reason": "PowerUp",
+            "chargingStation": {"model": model, "vendorName": "evproto", "serialNumber": serial,
+                "firmwareVersion": env!("CARGO_PKG_VERSION")},
+        }),
+    }
+}
+
+/// StatusNotification request.
+pub fn status(v: ProtocolVersion, connector: u32, s: Status, now: DateTime<Utc>) -> Value {
+    match v {
+        ProtocolVersion::V16 => {
+            let (status, error) = match s {
+                Status::Available => ("Available", "NoError"),
+                Status::Preparing => ("Preparing", "NoError"),
+                Status::Charging => ("Charging", "NoError"),
+                Status::Finishing => ("Finishing", "NoError"),
+                Status::Faulted => ("Faulted", "OtherError"),
+                Status::Unavailable => ("Unavailable", "NoError"),
+            };
+            json!({"connectorId": connector, "errorCode": error, "status": status, "timestamp": ts(now)})
+        }
+        _ => {
+            let status = match s {
+                Status::Available => "Available",
+                Status::Preparing | Status::Charging | Status::Finishing => "Occupied",
+                Status::Faulted => "Faulted",
+                Status::Unavailable => "Unavailable",
+            };
+            json!({"timestamp": ts(now), "connectorStatus": status, "evseId": connector, "connectorId": 1})
+        }
+    }
+}
+
+/// Authorize request.
+pub fn authorize(v: ProtocolVersion, token: &str) -> Value {
+    match v {
+        ProtocolVersion::V16 => json!({"idTag": token}),
+        _ => json!({"idToken": {"idToken": token, "type": "ISO14443"}}),
+    }
+}
+
+fn wh(x: f64) -> i64 {
+    x.floor() as i64
+}
+
+fn sampled_v2(register_wh: f64, power_w: f64) -> Value {
+    // 2.x sampled values are numbers; one decimal keeps them exact in JSON
+    let r = (register_wh * 10.0).floor() / 10.0;
+    let p = (power_w * 10.0).round() / 10.0;
+    json!([
+        {"value": r, "measurand": "Energy.Active.Import.Register", "unitOfMeasure": {"unit": "Wh"}},
+        {"value": p, "measurand": "Power.Active.Import", "unitOfMeasure": {"unit": "W"}},
+    ])
+}
+
+/// The transaction's start: (action, payload).
+pub fn tx_start(
+    v: ProtocolVersion,
+    connector: u32,
+    tx: &Tx,
+    now: DateTime<Utc>,
+) -> (&'static str, Value) {
+    match v {
+        ProtocolVersion::V16 => (
+            "StartTransaction",
+            json!({"connectorId": connector, "idTag": tx.token, "meterStart": wh(tx.meter_start_wh), "timestamp": ts(now)}),
+        ),
+        _ => {
+            let mut p = json!({
+                "eventType": "Started", "timestamp": ts(now),
+                "triggerReason": if tx.remote_start_id.is_some() { "RemoteStart" } else { "Authorized" },
+                "seqNo": 0,
+                "transactionInfo": {"transactionId": tx.local_id, "chargingState": "Charging"},
+                "idToken": {"idToken": tx.token, "type": "ISO14443"},
+                "evse": {"id": connector, "connectorId": 1},
+                "meterValue": [{"timestamp": ts(now), "sampledValue": [
+                    {"value": (tx.meter_start_wh * 10.0).floor() / 10.0, "measurand": "Energy.Active.Import.Register", "context": "Transaction.Begin"}]}],
+            });
+            if let Some(id) = tx.remote_start_id {
+                p["transactionInfo"]["remoteStartId"] = json!(id);
+            }
+            ("TransactionEvent", p)
+        }
+    }
+}
+
+/// A periodic meter value during the transaction: (action, payload).
+pub fn tx_meter(
+    v: ProtocolVersion,
+    connector: u32,
+    tx: &Tx,
+    register_wh: f64,
+    now: DateTime<Utc>,
+) -> (&'static str, Value) {
+    match v {
+        ProtocolVersion::V16 => {
+            let mut p = json!({"connectorId": connector, "meterValue": [{"timestamp": ts(now), "sampledValue": [
+                {"value": wh(register_wh).to_string(), "measurand": "Energy.Active.Import.Register", "unit": "Wh", "context": "Sample.Periodic"},
+                {"value": format!("{:.1}", tx.power_w), "measurand": "Power.Active.Import", "unit": "W", "context": "Sample.Periodic"},
+            ]}]});
+            if let Some(id) = tx.csms_id {
+                p["transactionId"] = json!(id);
+            }
+            ("MeterValues", p)
+        }
+        _ => (
+            "TransactionEvent",
+            json!({
+                "eventType": "Updated", "timestamp": ts(now), "triggerReason": "MeterValuePeriodic",
+                "seqNo": tx.seq_no,
+                "transactionInfo": {"transactionId": tx.local_id, "chargingState": "Charging"},
+                "meterValue": [{"timestamp": ts(now), "sampledValue": sampled_v2(register_wh, tx.power_w)}],
+            }),
+        ),
+    }
+}
+
+/// The transaction's end: (action, payload). `None` for a 1.6 transaction
+/// the CSMS never numbered (its start was not delivered).
+pub fn tx_end(
+    v: ProtocolVersion,
+    tx: &Tx,
+    register_wh: f64,
+    reason: StopReason,
+    now: DateTime<Utc>,
+) -> Option<(&'static str, Value)> {
+    match v {
+        ProtocolVersion::V16 => {
+            let reason = match reason {
+                StopReason::Local => "Local",
+                StopReason::Remote => "Remote",
+                StopReason::Reset => "HardReset",
+                StopReason::Fault => "Other",
+                StopReason::DeAuthorized => "DeAuthorized",
+            };
+            Some((
+                "StopTransaction",
+                json!({"transactionId": tx.csms_id?, "idTag": tx.token, "meterStop": wh(register_wh),
+                    "timestamp": ts(now), "reason": reason}),
+            ))
+        }
+        _ => {
+            let (trigger, stopped) = match reason {
+                StopReason::Local => ("StopAuthorized", "Local"),
+                StopReason::Remote => ("RemoteStop", "Remote"),
+                StopReason::Reset => ("ResetCommand", "ImmediateReset"),
+                StopReason::Fault => ("AbnormalCondition", "Other"),
+                StopReason::DeAuthorized => ("Deauthorized", "DeAuthorized"),
+            };
+            Some((
+                "TransactionEvent",
+                json!({
+                    "eventType": "Ended", "timestamp": ts(now), "triggerReason": trigger, "seqNo": tx.seq_no,
+                    "transactionInfo": {"transactionId": tx.local_id, "stoppedReason": stopped, "chargingState": "Idle"},
+                    "meterValue": [{"timestamp": ts(now), "sampledValue": [
+                        {"value": (register_wh * 10.0).floor() / 10.0, "measurand": "Energy.Active.Import.Register", "context": "Transaction.End"}]}],
+                }),
+            ))
+        }
+    }
+}
+
+/// Reads a charging profile's first period limit as watts (amps × 230 V ×
+/// phases, 3 when absent). `None` when the request has no usable limit.
+pub fn profile_limit_w(schedule: &Value) -> Option<f64> {
+    let unit = schedule.get("chargingRateUnit")?.as_str()?;
+    let period = schedule.get("chargingSchedulePeriod")?.get(0)?;
+    let limit = period.get("limit")?.as_f64()?;
+    let phases = period
+        .get("numberPhases")
+        .and_then(Value::as_f64)
+        .unwrap_or(3.0);
+    match unit {
+        "W" => Some(limit),
+        "A" => Some(limit * 230.0 * phases),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::model::Tx;
+    use ocpp_types::{v16, v201, v21};
+
+    fn tx(csms: Option<i64>, remote: Option<i64>) -> Tx {
+        Tx {
+            local_id: "S-1-1".into(),
+            csms_id: csms,
+            token: "TOK".into(),
+            remote_start_id: remote,
+            meter_start_wh: 1234.56,
+            stop_at: 0,
+            next_meter: 0,
+            seq_no: 3,
+            started: true,
+            power_w: 11_000.04,
+        }
+    }
+
+    fn ok<T: ocpp_types::Message>(v: &Value) {
+        if let Err(e) = ocpp_types::from_str::<T>(&v.to_string()) {
+            panic!("{v} is not schema-valid: {e:?}");
+        }
+    }
+
+    /// Every rendered payload is valid for its version's schema.
+    #[test]
+    fn payloads_are_schema_valid() {
+        let now = Utc::now();
+        let statuses = [
+            Status::Available,
+            Status::Preparing,
+            Status::Charging,
+            Status::Finishing,
+            Status::Faulted,
+            Status::Unavailable,
+        ];
+        let reasons = [
+            StopReason::Local,
+            StopReason::Remote,
+            StopReason::Reset,
+            StopReason::Fault,
+            StopReason::DeAuthorized,
+        ];
+        let v = ProtocolVersion::V16;
+        ok::<v16::BootNotificationRequest>(&boot(v, "M", "SN"));
+        ok::<v16::AuthorizeRequest>(&authorize(v, "T"));
+        for s in statuses {
+            ok::<v16::StatusNotificationRequest>(&status(v, 2, s, now));
+        }
+        ok::<v16::StartTransactionRequest>(&tx_start(v, 1, &tx(None, None), now).1);
+        ok::<v16::MeterValuesRequest>(&tx_meter(v, 1, &tx(Some(5), None), 2000.7, now).1);
+        for r in reasons {
+            ok::<v16::StopTransactionRequest>(
+                &tx_end(v, &tx(Some(5), None), 2000.7, r, now).unwrap().1,
+            );
+        }
+        assert!(tx_end(v, &tx(None, None), 1.0, StopReason::Local, now).is_none());
+        macro_rules! v2 {
+            ($m:ident, $v:expr) => {
+                let v = $v;
+                ok::<$m::BootNotificationRequest>(&boot(v, "M", "SN"));
+                ok::<$m::AuthorizeRequest>(&authorize(v, "T"));
+                for s in statuses {
+                    ok::<$m::StatusNotificationRequest>(&status(v, 2, s, now));
+                }
+                ok::<$m::TransactionEventRequest>(&tx_start(v, 1, &tx(None, Some(4)), now).1);
+                ok::<$m::TransactionEventRequest>(&tx_start(v, 1, &tx(None, None), now).1);
+                ok::<$m::TransactionEventRequest>(&tx_meter(v, 1, &tx(None, None), 2000.77, now).1);
+                for r in reasons {
+                    ok::<$m::TransactionEventRequest>(
+                        &tx_end(v, &tx(None, None), 2000.7, r, now).unwrap().1,
+                    );
+                }
+            };
+        }
+        v2!(v201, ProtocolVersion::V201);
+        v2!(v21, ProtocolVersion::V21);
+    }
+
+    #[test]
+    fn profile_limits() {
+        assert_eq!(
+            profile_limit_w(
+                &json!({"chargingRateUnit": "W", "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 7400}]})
+            ),
+            Some(7400.0)
+        );
+        assert_eq!(
+            profile_limit_w(
+                &json!({"chargingRateUnit": "A", "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 16, "numberPhases": 1}]})
+            ),
+            Some(3680.0)
+        );
+        assert_eq!(
+            profile_limit_w(&json!({"chargingRateUnit": "A", "chargingSchedulePeriod": []})),
+            None
+        );
+        assert_eq!(profile_limit_w(&json!({})), None);
+    }
+}

@@ -1,0 +1,174 @@
+//! `evproto simulate`: the command line over [`evproto::sim`].
+
+use std::time::Duration;
+
+use evproto::sim::{self, model::Behaviour, SimConfig};
+
+/// Options of `evproto simulate`.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct Args {
+    /// CSMS URL; each station's identity is appended.
+    #[arg(long, default_value = "ws://127.0.0.1:9000/ocpp/")]
+    url: String,
+    /// Number of simulated stations.
+    #[arg(long, default_value_t = 10)]
+    stations: usize,
+    /// Seconds to run after the last station started (at most 86400); then
+    /// every running session is stopped, queued messages are delivered
+    /// (up to 10 s) and the report is printed.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    duration: u64,
+    /// Stations started per second.
+    #[arg(long, default_value_t = 50.0)]
+    ramp: f64,
+    /// OCPP versions, comma-separated, assigned round-robin: station i
+    /// speaks the (i mod n)-th (e.g. `1.6,1.6,2.0.1` for two thirds 1.6).
+    #[arg(long, default_value = "1.6,2.0.1,2.1", value_delimiter = ',', value_parser = ["1.6", "2.0.1", "2.1"])]
+    ocpp: Vec<String>,
+    /// Connectors per station, `N` or `MIN-MAX` (drawn per station).
+    #[arg(long, default_value = "1-4", value_parser = parse_range)]
+    connectors: (u64, u64),
+    /// Seconds a connector stays free before the next driver arrives, `MIN-MAX`.
+    #[arg(long, default_value = "5-60", value_parser = parse_range)]
+    idle: (u64, u64),
+    /// Seconds a driver charges, `MIN-MAX` (sessions are ended earlier by
+    /// remote stops, faults, resets and the end of the run).
+    #[arg(long, default_value = "30-300", value_parser = parse_range)]
+    session: (u64, u64),
+    /// Seconds between meter values during a transaction.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    meter_interval: u64,
+    /// Maximum power per connector, W (charging profiles lower it).
+    #[arg(long, default_value_t = 22_000.0)]
+    max_power: f64,
+    /// Faults per connector per hour (each ends its session; cleared after 5–20 s).
+    #[arg(long, default_value_t = 1.0)]
+    faults_per_hour: f64,
+    /// Network drops per station per hour (the station reconnects with back-off).
+    #[arg(long, default_value_t = 1.0)]
+    drops_per_hour: f64,
+    /// Id tokens drivers present, comma-separated (chosen at random).
+    #[arg(
+        long,
+        default_value = "SIMTOKEN1,SIMTOKEN2,SIMTOKEN3",
+        value_delimiter = ','
+    )]
+    tokens: Vec<String>,
+    /// Identity prefix: station i is `{prefix}{i}`.
+    #[arg(long, default_value = "SIM")]
+    prefix: String,
+    /// Basic-auth password for every station (identity = username).
+    #[arg(long)]
+    password: Option<String>,
+    /// Seed: the same seed gives the same drivers, faults and drops.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Do not offer permessage-deflate.
+    #[arg(long)]
+    no_deflate: bool,
+    /// Print one JSON line per station event (connected, CSMS call,
+    /// authorization, reboot, drop) on stdout before the report.
+    #[arg(long)]
+    events: bool,
+    /// Allow a CSMS that is not on loopback.
+    #[arg(long)]
+    allow_remote: bool,
+}
+
+fn parse_range(s: &str) -> Result<(u64, u64), String> {
+    let (a, b) = s.split_once('-').unwrap_or((s, s));
+    let a: u64 = a
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s}: expected N or MIN-MAX"))?;
+    let b: u64 = b
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s}: expected N or MIN-MAX"))?;
+    if a > b {
+        return Err(format!("{s}: MIN is above MAX"));
+    }
+    Ok((a, b))
+}
+
+pub(crate) fn run(args: Args) -> Result<(), String> {
+    if args.connectors.0 == 0 || args.connectors.1 > 4 {
+        return Err("--connectors: between 1 and 4".into());
+    }
+    if args.tokens.iter().any(|t| t.is_empty() || t.len() > 20) {
+        return Err("--tokens: each 1 to 20 characters".into());
+    }
+    if !(args.max_power.is_finite() && args.max_power > 0.0) {
+        return Err("--max-power: a positive number of watts".into());
+    }
+    if !(args.ramp.is_finite() && args.ramp > 0.0) {
+        return Err("--ramp: a positive number of stations per second".into());
+    }
+    let versions = args
+        .ocpp
+        .iter()
+        .filter_map(|v| sim::parse_version(v))
+        .collect();
+    let config = SimConfig {
+        url: args.url.clone(),
+        stations: args.stations,
+        versions,
+        connectors: (args.connectors.0 as u32, args.connectors.1 as u32),
+        duration: Duration::from_secs(args.duration),
+        ramp_per_s: args.ramp,
+        prefix: args.prefix.clone(),
+        password: args.password.clone(),
+        seed: args.seed,
+        behaviour: Behaviour {
+            idle_ms: (args.idle.0 * 1000, args.idle.1 * 1000),
+            session_ms: (args.session.0 * 1000, args.session.1 * 1000),
+            meter_interval_ms: args.meter_interval * 1000,
+            max_power_w: args.max_power,
+            fault_per_s: args.faults_per_hour.max(0.0) / 3600.0,
+            fault_ms: (5_000, 20_000),
+            disconnect_per_s: args.drops_per_hour.max(0.0) / 3600.0,
+            tokens: args.tokens.clone(),
+        },
+        permessage_deflate: !args.no_deflate,
+        events: args.events,
+    };
+    crate::raise_open_files(args.stations);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let report = runtime.block_on(async {
+        sim::check_target(&config.url, args.allow_remote).await?;
+        sim::run(config, Some(Box::new(|line| eprintln!("{line}")))).await
+    })?;
+    eprintln!(
+        "stations            {} (booted {}, connected at the end {})",
+        report.stations, report.booted, report.connected_at_end
+    );
+    eprintln!("boots / reboots     {} / {}", report.boots, report.reboots);
+    eprintln!(
+        "sessions            {} started, {} ended, {:.3} kWh",
+        report.sessions_started, report.sessions_completed, report.energy_kwh
+    );
+    eprintln!(
+        "authorizations      {} accepted, {} refused",
+        report.auth_accepted, report.auth_rejected
+    );
+    eprintln!("meter values        {}", report.meter_values);
+    eprintln!(
+        "faults / drops      {} / {}",
+        report.faults, report.disconnects
+    );
+    eprintln!(
+        "messages            {} sent, {} answered, {} still queued",
+        report.sent, report.responses, report.queued_at_end
+    );
+    for (action, n) in &report.csms_calls {
+        eprintln!("CSMS call           {action}: {n}");
+    }
+    for (kind, n) in &report.errors {
+        eprintln!("error               {kind}: {n}");
+    }
+    println!("{}", report.to_json());
+    Ok(())
+}
