@@ -364,6 +364,77 @@ async fn new_connection_replaces_the_old_one() {
     running.stop().await;
 }
 
+/// 2.0.1 B01–B03: the boot state belongs to the station. After a network
+/// drop an accepted 2.x station reconnects without a new BootNotification
+/// and its calls are answered, not refused with `SecurityError`.
+#[tokio::test]
+async fn accepted_station_reconnects_without_a_new_boot() {
+    let running = Running::start(Security::unsecured(), ServerConfig::default()).await;
+    for v in [ProtocolVersion::V201, ProtocolVersion::V21] {
+        let id = format!("RB{}", v.subprotocol());
+        let config =
+            ClientConfig::new(running.url("ws"), id.clone(), v).with_backoff(fast_backoff());
+        let client = Client::start(config, station_routes(v), boot(v), MemoryStore::new());
+        client.wait_ready(Duration::from_secs(10)).await.unwrap();
+        // the server drops the connection; the client comes back on its own
+        running
+            .server
+            .station(&id)
+            .unwrap()
+            .close("network drop")
+            .await;
+        tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                let peer_ok = client.peer().is_some_and(|p| p.is_connected());
+                let hb = if v == ProtocolVersion::V201 {
+                    client
+                        .call::<v201::action::Heartbeat>(&v201::HeartbeatRequest {
+                            custom_data: None,
+                        })
+                        .await
+                        .map(|_| ())
+                } else {
+                    client
+                        .call::<v21::action::Heartbeat>(&v21::HeartbeatRequest {
+                            custom_data: None,
+                        })
+                        .await
+                        .map(|_| ())
+                };
+                match hb {
+                    Ok(())
+                        if peer_ok
+                            && running
+                                .rec
+                                .actions(&id)
+                                .iter()
+                                .filter(|a| **a == "Heartbeat")
+                                .count()
+                                >= 1 =>
+                    {
+                        break
+                    }
+                    Err(e) if !e.is_not_connected() => {
+                        panic!("{v}: heartbeat after reconnect: {e}")
+                    }
+                    _ => tokio::time::sleep(Duration::from_millis(50)).await,
+                }
+            }
+        })
+        .await
+        .unwrap();
+        let boots = running
+            .rec
+            .actions(&id)
+            .iter()
+            .filter(|a| **a == "BootNotification")
+            .count();
+        assert_eq!(boots, 1, "{v}: one boot, no new one after the reconnect");
+        client.shutdown().await;
+    }
+    running.stop().await;
+}
+
 #[tokio::test]
 async fn offline_queue_is_replayed_in_order_after_reconnect() {
     // Reserve a port, then start with the CSMS down.
@@ -508,6 +579,14 @@ async fn with_and_without_permessage_deflate() {
         assert!(head.contains("sec-websocket-protocol: ocpp2.1"), "{head}");
         assert_eq!(
             head.contains("permessage-deflate"),
+            server_deflate,
+            "{head}"
+        );
+        // by default the server imposes no context takeover both ways and
+        // lends pooled compressors (memory per idle connection, BENCHMARKS.md)
+        assert_eq!(
+            head.contains("server_no_context_takeover")
+                && head.contains("client_no_context_takeover"),
             server_deflate,
             "{head}"
         );
