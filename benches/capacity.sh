@@ -34,3 +34,15 @@ for mode in --no-deflate ""; do
   kill "$pid"
   sleep 2
 done
+# compressed connections: 5,000 idle stations from evproto simulate (ocpp-client offers permessage-deflate)
+"$T/examples/csms_minimal" --port 19706 --unsecured --quiet >/dev/null 2>&1 &
+sleep 1
+pid=$(pgrep -f "csms_minimal --port 19706")
+base=$(awk '/VmRSS/ {print $2}' "/proc/$pid/status")
+"$T/evproto" simulate --url ws://127.0.0.1:19706/ocpp/ --stations 5000 --ramp 1000 --duration 25 --idle 100000 --faults-per-hour 0 --drops-per-hour 0 >/tmp/evproto-sim.json 2>/dev/null &
+sleep 22
+now=$(awk '/VmRSS/ {print $2}' "/proc/$pid/status")
+echo "compressed idle 5000: start $base KiB, now $now KiB, per connection $(( (now - base) / 5000 )) KiB"
+wait
+tail -1 /tmp/evproto-sim.json
+kill "$pid"
