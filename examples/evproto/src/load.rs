@@ -29,8 +29,8 @@ pub(crate) struct Args {
     /// Number of stations (connections).
     #[arg(long, default_value_t = 100)]
     stations: usize,
-    /// Seconds of steady load after the ramp.
-    #[arg(long, default_value_t = 10)]
+    /// Seconds of steady load after the ramp (1 to 86400).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     duration: u64,
     /// New connections per second during the ramp.
     #[arg(long, default_value_t = 1000)]

@@ -88,3 +88,41 @@ fn load_smoke_500_stations_no_errors() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--allow-remote"));
 }
+
+#[test]
+fn help_documents_every_option_and_runs_are_bounded() {
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_evproto"))
+            .arg("load")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let help = String::from_utf8(run(&["--help"]).stdout).unwrap();
+    for opt in [
+        "--url",
+        "--stations",
+        "--duration",
+        "--ramp",
+        "--rate",
+        "--saturate",
+        "--ocpp",
+        "--password",
+        "--prefix",
+        "--reconnect-storm",
+        "--pid",
+        "--source-addresses",
+        "--allow-remote",
+        "--call-timeout",
+    ] {
+        assert!(help.contains(opt), "{opt} missing from --help");
+    }
+    // no unbounded runs, no remote targets by default
+    for bad in [["--duration", "0"], ["--duration", "86401"]] {
+        let o = run(&["--url", "ws://127.0.0.1:1/ocpp/", bad[0], bad[1]]);
+        assert!(!o.status.success());
+    }
+    let o = run(&["--url", "ws://192.0.2.1:9000/ocpp/", "--duration", "1"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not loopback"));
+}
