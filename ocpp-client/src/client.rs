@@ -536,6 +536,11 @@ async fn deflate_handshake<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
         .with_max_payload_read(shared.config.endpoint.max_message_size)
         .with_max_read_buffer(shared.config.endpoint.max_message_size)
         .with_read_buffer_capacity(4096)
+        .with_write_buffer_capacity(1024)
+        // used only when the CSMS imposes no context takeover (ocpp-server
+        // does by default): zlib state is then borrowed per message, which
+        // matters for processes running many stations (simulators)
+        .with_deflate_pool(deflate_pool())
         .with_utf8();
     let ws = yawc::WebSocket::from_stream_with_extensions(
         hyper_util::rt::TokioIo::new(upgraded),
@@ -545,6 +550,12 @@ async fn deflate_handshake<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     )
     .map_err(|e| e.to_string())?;
     Ok((ws, agreed))
+}
+
+/// One pool of zlib states for every client in the process.
+fn deflate_pool() -> yawc::DeflatePool {
+    static POOL: std::sync::OnceLock<yawc::DeflatePool> = std::sync::OnceLock::new();
+    POOL.get_or_init(|| yawc::DeflatePool::new(32)).clone()
 }
 
 async fn session<T: ocpp_rpc::Transport>(
