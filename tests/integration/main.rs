@@ -7,5 +7,7 @@
 
 mod csms;
 mod loopback;
+mod node;
+mod peers;
 mod python;
 mod tls;

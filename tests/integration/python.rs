@@ -13,22 +13,14 @@
 //! The venv (`ocpp==2.1.0`, `websockets==17.4`) is created on first use under
 //! `$EVPROTO_CACHE` (default `~/.cache/evproto`).
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-const PACKAGES: &[&str] = &["ocpp==2.1.0", "websockets==17.4"];
+use crate::peers::{assert_session_reported, cache_dir, drain, example, start_listening};
 
-fn cache_dir() -> PathBuf {
-    std::env::var_os("EVPROTO_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/tmp".into()))
-                .join(".cache/evproto")
-        })
-}
+const PACKAGES: &[&str] = &["ocpp==2.1.0", "websockets==17.4"];
 
 /// The venv's python, creating the venv if needed (once per machine, under a lock).
 fn python() -> &'static Path {
@@ -66,66 +58,6 @@ fn script(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("interop/python")
         .join(name)
-}
-
-/// Builds a workspace example and returns its path.
-fn example(package: &str, name: &str) -> PathBuf {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let ok = Command::new(cargo)
-        .args(["build", "-q", "-p", package, "--example", name])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "building example {name} failed");
-    // target/<profile>/deps/integration-* → target/<profile>/examples/<name>
-    let exe = std::env::current_exe().unwrap();
-    exe.parent()
-        .and_then(Path::parent)
-        .unwrap()
-        .join("examples")
-        .join(name)
-}
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts a server process that prints `{"event":"listening","port":N}` first; returns it and N.
-fn start_listening(cmd: &mut Command) -> (Killed, u16, std::sync::mpsc::Receiver<String>) {
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let first = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("server did not start");
-    let v: serde_json::Value = serde_json::from_str(&first).unwrap();
-    assert_eq!(v["event"], "listening", "{first}");
-    let port = u16::try_from(v["port"].as_u64().unwrap()).unwrap();
-    (Killed(child), port, rx)
-}
-
-fn drain(rx: &std::sync::mpsc::Receiver<String>, wait: Duration) -> Vec<serde_json::Value> {
-    let mut out = Vec::new();
-    while let Ok(line) = rx.recv_timeout(wait) {
-        out.push(serde_json::from_str(&line).unwrap_or(serde_json::Value::String(line)));
-    }
-    out
 }
 
 #[test]
@@ -167,39 +99,7 @@ fn python_station_against_our_csms_minimal() {
     }
     let events = drain(&rx, Duration::from_millis(500));
     for v in ["16", "201", "21"] {
-        let id = format!("PY-{v}");
-        let actions: Vec<&str> = events
-            .iter()
-            .filter(|e| e["identity"] == id.as_str() && e["event"] == "call")
-            .filter_map(|e| e["action"].as_str())
-            .collect();
-        let expected: &[&str] = if v == "16" {
-            &[
-                "BootNotification",
-                "StatusNotification",
-                "Authorize",
-                "StartTransaction",
-                "StatusNotification",
-                "MeterValues",
-                "StopTransaction",
-            ]
-        } else {
-            &[
-                "BootNotification",
-                "StatusNotification",
-                "Authorize",
-                "TransactionEvent",
-                "TransactionEvent",
-                "TransactionEvent",
-            ]
-        };
-        assert_eq!(actions, expected, "{id}: {events:?}");
-        assert!(
-            events
-                .iter()
-                .any(|e| e["identity"] == id.as_str() && e["event"] == "csms_call_result"),
-            "{id}: {events:?}"
-        );
+        assert_session_reported(&events, &format!("PY-{v}"), v == "16");
     }
     // the wrong password is refused
     let out = Command::new(py)
