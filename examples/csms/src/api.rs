@@ -1,0 +1,464 @@
+//! The operator REST API (`/api/...`, bearer key), `/metrics`, the OpenAPI
+//! document and the dashboard page with its event stream.
+//!
+//! Every error is JSON `{"error": "..."}` with a status that says what went
+//! wrong: 400 for a malformed body, 401 without the right key, 404 for an
+//! unknown resource or a station that is not connected, 422 for an OCPP
+//! payload that breaks its schema, 502 for the station's CALLERROR, 504 when
+//! it does not answer in time.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use futures_util::Stream;
+use ocpp_proto::ProtocolVersion;
+use ocpp_rpc::CallFailure;
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::App;
+
+/// The OpenAPI document, served at `/api/openapi.json`.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+/// An API error: status and reason.
+#[derive(Debug)]
+pub struct ApiError(pub StatusCode, pub Value);
+
+impl ApiError {
+    fn new(status: StatusCode, reason: impl Into<String>) -> Self {
+        ApiError(status, json!({"error": reason.into()}))
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(self.1)).into_response()
+    }
+}
+
+impl From<crate::store::StoreError> for ApiError {
+    fn from(e: crate::store::StoreError) -> Self {
+        tracing::error!("store: {e}");
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("store unavailable: {e}"),
+        )
+    }
+}
+
+type ApiResult = Result<Response, ApiError>;
+
+/// Parses a JSON body into `T`, with the reason on failure (400).
+fn body<T: DeserializeOwned>(bytes: &Bytes) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}")))
+}
+
+/// The router.
+pub fn router(app: Arc<App>) -> Router {
+    let api = Router::new()
+        .route("/api/stations", get(list_stations))
+        .route(
+            "/api/stations/{id}",
+            get(get_station).put(put_station).delete(delete_station),
+        )
+        .route("/api/stations/{id}/ocpp/{action}", post(ocpp_call))
+        .route("/api/tokens", get(list_tokens).post(post_token))
+        .route("/api/sessions", get(list_sessions))
+        .route("/api/sessions/{id}", get(get_session))
+        .route("/api/events", get(events))
+        .route_layer(middleware::from_fn_with_state(app.clone(), require_key));
+    Router::new()
+        .merge(api)
+        .route(
+            "/api/health",
+            get(|| async { Json(json!({"status": "ok"})) }),
+        )
+        .route(
+            "/api/openapi.json",
+            get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }),
+        )
+        .route("/metrics", get(metrics))
+        .route("/", get(|| async { Html(crate::dashboard::PAGE) }))
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such resource") })
+        .with_state(app)
+}
+
+async fn require_key(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    req: Request,
+    next: Next,
+) -> Response {
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    // the dashboard's EventSource cannot set headers: it may pass the key as ?key=
+    let from_query = req
+        .uri()
+        .query()
+        .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("key=")))
+        .map(str::to_owned);
+    let ok = |k: &str| {
+        k.len() == app.api_key.len()
+            && k.bytes()
+                .zip(app.api_key.bytes())
+                .fold(0u8, |a, (x, y)| a | (x ^ y))
+                == 0
+    };
+    if given.is_some_and(ok) || from_query.as_deref().is_some_and(ok) {
+        next.run(req).await
+    } else {
+        let mut r = ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong API key (Authorization: Bearer <key>)",
+        )
+        .into_response();
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Bearer"),
+        );
+        r
+    }
+}
+
+async fn list_stations(State(app): State<Arc<App>>) -> ApiResult {
+    let mut out = Vec::new();
+    let connected = app.server().map(|s| s.connected()).unwrap_or_default();
+    for id in app.store.station_ids().await? {
+        if let Some(s) = app.store.station(&id).await? {
+            let mut v = serde_json::to_value(s).unwrap_or_default();
+            v["connected"] = json!(connected.contains(&id));
+            out.push(v);
+        }
+    }
+    Ok(Json(out).into_response())
+}
+
+async fn get_station(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult {
+    let Some(s) = app.store.station(&id).await? else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("unknown station {id}"),
+        ));
+    };
+    let mut v = serde_json::to_value(s).unwrap_or_default();
+    v["connected"] = json!(app.server().is_some_and(|s| s.station(&id).is_ok()));
+    v["sessions"] =
+        serde_json::to_value(app.store.sessions(Some(&id), 20).await?).unwrap_or_default();
+    Ok(Json(v).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StationBody {
+    password: Option<String>,
+}
+
+fn valid_identity(id: &str) -> bool {
+    // OCPP 2.0.1 security whitepaper / Part 4: identity ≤ 48 printable characters, no ':' (Basic auth user)
+    !id.is_empty()
+        && id.len() <= 48
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b':' && b != b'/')
+}
+
+async fn put_station(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    bytes: Bytes,
+) -> ApiResult {
+    if !valid_identity(&id) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "identity: 1 to 48 printable characters, no ':' or '/'",
+        ));
+    }
+    let b: StationBody = if bytes.is_empty() {
+        StationBody { password: None }
+    } else {
+        body(&bytes)?
+    };
+    if let Some(p) = &b.password {
+        // OCPP 1.6 security / 2.0.1: 16 to 40 characters
+        if !(16..=40).contains(&p.chars().count()) {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "password: 16 to 40 characters",
+            ));
+        }
+    }
+    let created = app.store.upsert_station(&id, b.password.as_deref()).await?;
+    app.reload_credentials().await?;
+    let station = app.store.station(&id).await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(station)).into_response())
+}
+
+async fn delete_station(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult {
+    if !app.store.delete_station(&id).await? {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("unknown station {id}"),
+        ));
+    }
+    app.reload_credentials().await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `POST /api/stations/{id}/ocpp/{Action}`: the CSMS-initiated call, in the
+/// station's negotiated version.
+async fn ocpp_call(
+    State(app): State<Arc<App>>,
+    Path((id, action)): Path<(String, String)>,
+    bytes: Bytes,
+) -> ApiResult {
+    let payload: Value = body(&bytes)?;
+    if !payload.is_object() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "the body is the request payload: a JSON object",
+        ));
+    }
+    let peer = app
+        .server()
+        .and_then(|s| s.station(&id).ok())
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("station {id} is not connected"),
+            )
+        })?;
+    let table = match peer.version() {
+        ProtocolVersion::V16 => v16_actions(),
+        ProtocolVersion::V201 => v201_actions(),
+        _ => v21_actions(),
+    };
+    let version = crate::ocpp::version_name(peer.version());
+    let Some(info) = ocpp_types::find_action(table, &action) else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no action {action} in OCPP {version}"),
+        ));
+    };
+    if !info.direction.from_csms() {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("{action} is sent by stations, not by a CSMS"),
+        ));
+    }
+    let text = payload.to_string();
+    if let Err(e) = (info.validate_request)(&text) {
+        return Err(ApiError(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            json!({"error": format!("payload invalid for {action} in OCPP {version}: {e}"), "pointer": e.pointer().to_string()}),
+        ));
+    }
+    match tokio::time::timeout(app.config.call_timeout, peer.call_raw(&action, text)).await {
+        Err(_) | Ok(Err(CallFailure::Timeout)) => Err(ApiError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            format!("{id} did not answer {action} in time"),
+        )),
+        Ok(Ok(answer)) => {
+            let v: Value = serde_json::from_str(&answer).unwrap_or(Value::Null);
+            app.notify(json!({"type": "operation", "station": id, "action": action}));
+            Ok(Json(v).into_response())
+        }
+        Ok(Err(CallFailure::CallError(e))) => Err(ApiError(
+            StatusCode::BAD_GATEWAY,
+            json!({"error": "the station answered with a CALLERROR", "code": e.code, "description": e.description,
+                "details": serde_json::from_str::<Value>(&e.details).unwrap_or(Value::Null)}),
+        )),
+        Ok(Err(CallFailure::NotConnected)) => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("station {id} is not connected"),
+        )),
+        Ok(Err(e)) => Err(ApiError::new(StatusCode::BAD_GATEWAY, e.to_string())),
+    }
+}
+
+fn v16_actions() -> &'static [ocpp_types::ActionInfo] {
+    ocpp_types::v16::ACTIONS
+}
+fn v201_actions() -> &'static [ocpp_types::ActionInfo] {
+    ocpp_types::v201::ACTIONS
+}
+fn v21_actions() -> &'static [ocpp_types::ActionInfo] {
+    ocpp_types::v21::ACTIONS
+}
+
+async fn list_tokens(State(app): State<Arc<App>>) -> ApiResult {
+    Ok(Json(app.store.tokens().await?).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenBody {
+    id_token: String,
+    #[serde(rename = "type", default = "default_type")]
+    token_type: String,
+    #[serde(default = "default_status")]
+    status: String,
+}
+fn default_type() -> String {
+    "ISO14443".into()
+}
+fn default_status() -> String {
+    "Accepted".into()
+}
+
+async fn post_token(State(app): State<Arc<App>>, bytes: Bytes) -> ApiResult {
+    let t: TokenBody = body(&bytes)?;
+    // 1.6 idTag is CiString20; 2.x idToken is 36 characters
+    if t.id_token.is_empty() || t.id_token.chars().count() > 20 {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "id_token: 1 to 20 characters (the OCPP 1.6 idTag limit)",
+        ));
+    }
+    const TYPES: [&str; 9] = [
+        "Central",
+        "eMAID",
+        "ISO14443",
+        "ISO15693",
+        "KeyCode",
+        "Local",
+        "MacAddress",
+        "NoAuthorization",
+        "DirectPayment",
+    ];
+    if !TYPES.contains(&t.token_type.as_str()) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("type: one of {}", TYPES.join(", ")),
+        ));
+    }
+    // statuses both 1.6 (idTagInfo) and 2.x (idTokenInfo) know
+    const STATUSES: [&str; 4] = ["Accepted", "Blocked", "Expired", "Invalid"];
+    if !STATUSES.contains(&t.status.as_str()) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("status: one of {}", STATUSES.join(", ")),
+        ));
+    }
+    app.store
+        .upsert_token(&t.id_token, &t.token_type, &t.status)
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"id_token": t.id_token, "type": t.token_type, "status": t.status})),
+    )
+        .into_response())
+}
+
+#[derive(Deserialize)]
+struct SessionQuery {
+    station: Option<String>,
+    limit: Option<i64>,
+}
+
+async fn list_sessions(State(app): State<Arc<App>>, Query(q): Query<SessionQuery>) -> ApiResult {
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    Ok(Json(app.store.sessions(q.station.as_deref(), limit).await?).into_response())
+}
+
+async fn get_session(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult {
+    let Some(s) = app.store.session(&id).await? else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("unknown session {id}"),
+        ));
+    };
+    let mut v = serde_json::to_value(&s).unwrap_or_default();
+    v["meter_values"] = json!(app.store.session_meter_values(&id).await?);
+    Ok(Json(v).into_response())
+}
+
+/// Server-sent events: every station message, status change and session
+/// event as it happens (the dashboard's live view).
+async fn events(State(app): State<Arc<App>>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let rx = app.events.subscribe();
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        loop {
+            match rx.recv().await {
+                Ok(v) => return Some((Ok(Event::default().data(v.to_string())), rx)),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(_) => return None,
+            }
+        }
+    });
+    Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+}
+
+async fn metrics(State(app): State<Arc<App>>) -> ApiResult {
+    let (stations, active, completed, tokens) = app.store.counts().await?;
+    let connected = app
+        .server()
+        .map(|s| s.connected().len())
+        .unwrap_or_default();
+    let body = format!(
+        "# HELP csms_stations Registered stations.\n# TYPE csms_stations gauge\ncsms_stations {stations}\n\
+         # HELP csms_stations_connected Stations connected now.\n# TYPE csms_stations_connected gauge\ncsms_stations_connected {connected}\n\
+         # HELP csms_sessions_active Sessions in progress.\n# TYPE csms_sessions_active gauge\ncsms_sessions_active {active}\n\
+         # HELP csms_sessions_completed Sessions completed.\n# TYPE csms_sessions_completed counter\ncsms_sessions_completed {completed}\n\
+         # HELP csms_tokens Driver tokens.\n# TYPE csms_tokens gauge\ncsms_tokens {tokens}\n"
+    );
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every route of the router is in the OpenAPI document.
+    #[test]
+    fn openapi_documents_every_route() {
+        let doc: Value = serde_json::from_str(OPENAPI).unwrap();
+        for (path, methods) in [
+            ("/api/stations", &["get"][..]),
+            ("/api/stations/{id}", &["get", "put", "delete"]),
+            ("/api/stations/{id}/ocpp/{action}", &["post"]),
+            ("/api/tokens", &["get", "post"]),
+            ("/api/sessions", &["get"]),
+            ("/api/sessions/{id}", &["get"]),
+            ("/api/events", &["get"]),
+            ("/api/health", &["get"]),
+            ("/api/openapi.json", &["get"]),
+            ("/metrics", &["get"]),
+        ] {
+            for m in methods {
+                assert!(doc["paths"][path][m].is_object(), "{m} {path} undocumented");
+            }
+        }
+        assert_eq!(
+            doc["openapi"].as_str().map(|v| v.starts_with("3.")),
+            Some(true)
+        );
+    }
+
+    #[test]
+    fn identities() {
+        assert!(valid_identity("CP-001"));
+        assert!(!valid_identity(""));
+        assert!(!valid_identity("a:b"));
+        assert!(!valid_identity("a/b"));
+        assert!(!valid_identity(&"x".repeat(49)));
+    }
+}

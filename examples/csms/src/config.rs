@@ -1,0 +1,264 @@
+//! Configuration: defaults, then a TOML file (`--config`), then environment
+//! variables and flags (each flag has a `CSMS_*` variable; `DATABASE_URL`
+//! for the store). Printed at start with secrets redacted.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+/// Flags and environment.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Args {
+    /// TOML file with any of the settings below (snake_case keys).
+    #[arg(long, env = "CSMS_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address to listen on.
+    #[arg(long, env = "CSMS_BIND")]
+    bind: Option<IpAddr>,
+    /// OCPP WebSocket port (stations connect to /ocpp/{identity}); 0 picks a free one.
+    #[arg(long, env = "CSMS_OCPP_PORT")]
+    ocpp_port: Option<u16>,
+    /// HTTP port of the API, metrics and dashboard; 0 picks a free one.
+    #[arg(long, env = "CSMS_HTTP_PORT")]
+    http_port: Option<u16>,
+    /// Directory of the embedded SQLite store (default ./data).
+    #[arg(long, env = "CSMS_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Store URL: postgres://... for PostgreSQL; default the SQLite file in the data directory.
+    #[arg(long, env = "DATABASE_URL")]
+    database_url: Option<String>,
+    /// Operator API key (Authorization: Bearer KEY); generated and stored at first start if unset.
+    #[arg(long, env = "CSMS_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
+    /// OCPP security profile: 0 (no authentication; for labs) or 1 (HTTP Basic auth with each station's password).
+    #[arg(long, env = "CSMS_SECURITY_PROFILE", value_parser = clap::value_parser!(u8).range(0..=1))]
+    security_profile: Option<u8>,
+    /// Boot answer for identities not in the registry (profile 0 only lets them connect): reject, pending or accept (registers them).
+    #[arg(long, env = "CSMS_UNKNOWN_STATIONS", value_parser = ["reject", "pending", "accept"])]
+    unknown_stations: Option<String>,
+    /// Heartbeat interval sent in BootNotification answers, seconds.
+    #[arg(long, env = "CSMS_HEARTBEAT_INTERVAL")]
+    heartbeat_interval: Option<u32>,
+    /// Seconds to wait for a station's answer to a CSMS-initiated call.
+    #[arg(long, env = "CSMS_CALL_TIMEOUT")]
+    call_timeout: Option<u64>,
+}
+
+/// The same settings, from the TOML file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    bind: Option<IpAddr>,
+    ocpp_port: Option<u16>,
+    http_port: Option<u16>,
+    data_dir: Option<PathBuf>,
+    database_url: Option<String>,
+    api_key: Option<String>,
+    security_profile: Option<u8>,
+    unknown_stations: Option<String>,
+    heartbeat_interval: Option<u32>,
+    call_timeout: Option<u64>,
+}
+
+/// Configuration in force.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Listen address.
+    pub bind: IpAddr,
+    /// OCPP port.
+    pub ocpp_port: u16,
+    /// HTTP port.
+    pub http_port: u16,
+    /// Data directory (SQLite file).
+    pub data_dir: PathBuf,
+    /// Explicit store URL.
+    pub database_url: Option<String>,
+    /// Explicit API key.
+    pub api_key: Option<String>,
+    /// 0 or 1.
+    pub security_profile: u8,
+    /// reject, pending or accept.
+    pub unknown_stations: String,
+    /// Seconds.
+    pub heartbeat_interval: u32,
+    /// CSMS-initiated call timeout.
+    pub call_timeout: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            bind: IpAddr::from([0, 0, 0, 0]),
+            ocpp_port: 9000,
+            http_port: 8080,
+            data_dir: PathBuf::from("data"),
+            database_url: None,
+            api_key: None,
+            security_profile: 1,
+            unknown_stations: "reject".into(),
+            heartbeat_interval: 300,
+            call_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Hides a URL's password.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+impl Config {
+    /// Defaults ← file ← environment/flags.
+    ///
+    /// # Errors
+    ///
+    /// The file is unreadable or has unknown keys or bad values.
+    pub fn load(args: &Args) -> Result<Config, String> {
+        let file: File = match &args.config {
+            Some(p) => read_file(p)?,
+            None => File::default(),
+        };
+        let d = Config::default();
+        let c = Config {
+            bind: args.bind.or(file.bind).unwrap_or(d.bind),
+            ocpp_port: args.ocpp_port.or(file.ocpp_port).unwrap_or(d.ocpp_port),
+            http_port: args.http_port.or(file.http_port).unwrap_or(d.http_port),
+            data_dir: args
+                .data_dir
+                .clone()
+                .or(file.data_dir)
+                .unwrap_or(d.data_dir),
+            database_url: args
+                .database_url
+                .clone()
+                .or(file.database_url)
+                .filter(|u| !u.is_empty()),
+            api_key: args
+                .api_key
+                .clone()
+                .or(file.api_key)
+                .filter(|k| !k.is_empty()),
+            security_profile: args
+                .security_profile
+                .or(file.security_profile)
+                .unwrap_or(d.security_profile),
+            unknown_stations: args
+                .unknown_stations
+                .clone()
+                .or(file.unknown_stations)
+                .unwrap_or(d.unknown_stations),
+            heartbeat_interval: args
+                .heartbeat_interval
+                .or(file.heartbeat_interval)
+                .unwrap_or(d.heartbeat_interval),
+            call_timeout: Duration::from_secs(
+                args.call_timeout.or(file.call_timeout).unwrap_or(30),
+            ),
+        };
+        if c.security_profile > 1 {
+            return Err("security_profile: 0 or 1".into());
+        }
+        if !["reject", "pending", "accept"].contains(&c.unknown_stations.as_str()) {
+            return Err("unknown_stations: reject, pending or accept".into());
+        }
+        if c.api_key.as_ref().is_some_and(|k| k.len() < 16) {
+            return Err("api_key: at least 16 characters".into());
+        }
+        if c.call_timeout.is_zero() || c.heartbeat_interval == 0 {
+            return Err("call_timeout and heartbeat_interval must be positive".into());
+        }
+        Ok(c)
+    }
+
+    /// The store URL in force.
+    pub fn database_url(&self) -> String {
+        match &self.database_url {
+            Some(u) => u.clone(),
+            None => format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("csms.db").display()
+            ),
+        }
+    }
+
+    /// The configuration as printed at start (secrets hidden).
+    pub fn shown(&self) -> Value {
+        json!({
+            "bind": self.bind.to_string(), "ocpp_port": self.ocpp_port, "http_port": self.http_port,
+            "data_dir": self.data_dir.display().to_string(), "database_url": redact(&self.database_url()),
+            "api_key": if self.api_key.is_some() { "(set)" } else { "(generated or stored)" },
+            "security_profile": self.security_profile, "unknown_stations": self.unknown_stations,
+            "heartbeat_interval": self.heartbeat_interval, "call_timeout_s": self.call_timeout.as_secs(),
+        })
+    }
+}
+
+fn read_file(p: &Path) -> Result<File, String> {
+    let text = std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
+    toml::from_str(&text).map_err(|e| format!("{}: {e}", p.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct T {
+        #[command(flatten)]
+        a: Args,
+    }
+
+    #[test]
+    fn precedence_and_validation() {
+        let dir = std::env::temp_dir().join(format!("csms-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("c.toml");
+        std::fs::write(
+            &f,
+            "ocpp_port = 9100\nhttp_port = 8100\nunknown_stations = \"accept\"\n",
+        )
+        .unwrap();
+        let t = T::parse_from([
+            "csms",
+            "--config",
+            f.to_str().unwrap(),
+            "--http-port",
+            "8200",
+        ]);
+        let c = Config::load(&t.a).unwrap();
+        assert_eq!(
+            (c.ocpp_port, c.http_port, c.unknown_stations.as_str()),
+            (9100, 8200, "accept")
+        );
+        assert!(c.database_url().starts_with("sqlite://"));
+        std::fs::write(&f, "ocpp_prot = 1\n").unwrap();
+        assert!(
+            Config::load(&T::parse_from(["csms", "--config", f.to_str().unwrap()]).a)
+                .unwrap_err()
+                .contains("unknown field")
+        );
+        std::fs::write(&f, "api_key = \"short\"\n").unwrap();
+        assert!(Config::load(&T::parse_from(["csms", "--config", f.to_str().unwrap()]).a).is_err());
+        assert!(T::try_parse_from(["csms", "--security-profile", "3"]).is_err());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(redact("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+        assert_eq!(redact("sqlite://data/csms.db"), "sqlite://data/csms.db");
+    }
+}

@@ -1,0 +1,242 @@
+//! `csms`: the evproto reference Charging Station Management System.
+//!
+//! ```text
+//! cargo run --release -p csms                      # SQLite under ./data, OCPP on :9000, API + dashboard on :8080
+//! DATABASE_URL=postgres://localhost/csms cargo run --release -p csms
+//! ```
+//!
+//! Stations connect to `ws://HOST:9000/ocpp/{identity}` (OCPP 1.6, 2.0.1 or
+//! 2.1; security profile 0 or 1). Every message is committed to the store
+//! before it is answered; replays are absorbed; a restart resumes open
+//! sessions. The operator API (`/api`, bearer key), the OpenAPI document
+//! (`/api/openapi.json`), Prometheus metrics (`/metrics`) and the dashboard
+//! (`/`) are on port 8080.
+
+pub mod api;
+pub mod config;
+pub mod dashboard;
+pub mod ocpp;
+pub mod store;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock, RwLock};
+
+use ocpp_server::{Security, Server, ServerConfig, ServerEvent};
+use serde_json::{json, Value};
+use tokio::sync::broadcast;
+
+use crate::config::Config;
+use crate::store::{Session, Store};
+
+/// The running CSMS's shared state.
+#[derive(Debug)]
+pub struct App {
+    /// The store.
+    pub store: Store,
+    /// Configuration in force.
+    pub config: Config,
+    /// The operator API key.
+    pub api_key: String,
+    /// Live events for the dashboard and `/api/events`.
+    pub events: broadcast::Sender<Value>,
+    server: OnceLock<Server>,
+    credentials: RwLock<HashMap<String, Option<String>>>,
+}
+
+impl App {
+    /// Publishes a live event (dropped when nobody listens).
+    pub fn notify(&self, v: Value) {
+        let _ = self.events.send(v);
+    }
+
+    /// The OCPP server, once started.
+    pub fn server(&self) -> Option<&Server> {
+        self.server.get()
+    }
+
+    /// Reloads station passwords into the in-memory check used during the
+    /// WebSocket handshake.
+    ///
+    /// # Errors
+    ///
+    /// The store failed.
+    pub async fn reload_credentials(&self) -> store::Result<()> {
+        let creds = self.store.credentials().await?;
+        *self.credentials.write().unwrap_or_else(|e| e.into_inner()) = creds.into_iter().collect();
+        Ok(())
+    }
+
+    fn check_password(&self, identity: &str, password: &[u8]) -> bool {
+        let creds = self.credentials.read().unwrap_or_else(|e| e.into_inner());
+        match creds.get(identity) {
+            Some(Some(hash)) => store::verify_password(hash, password),
+            _ => false,
+        }
+    }
+
+    /// A session ended: publish it.
+    ///
+    /// # Errors
+    ///
+    /// The store failed.
+    pub async fn session_completed(&self, s: &Session) -> store::Result<()> {
+        self.notify(json!({"type": "session_completed", "station": s.station_id, "session": s.id, "energy_wh": s.energy_wh.to_string()}));
+        Ok(())
+    }
+}
+
+fn say(v: Value) {
+    println!("{v}");
+}
+
+/// Opens the store, starts OCPP and HTTP, and serves until Ctrl-C/SIGTERM.
+///
+/// # Errors
+///
+/// The store or a port could not be opened.
+pub async fn serve(config: Config) -> Result<(), String> {
+    let url = config.database_url();
+    if url.starts_with("sqlite:") {
+        std::fs::create_dir_all(&config.data_dir)
+            .map_err(|e| format!("{}: {e}", config.data_dir.display()))?;
+    }
+    let store = Store::open(&url)
+        .await
+        .map_err(|e| format!("store {}: {e}", config::redact(&url)))?;
+    let (api_key, generated) = match &config.api_key {
+        Some(k) => (k.clone(), false),
+        None => {
+            let fresh = store::random_hex(24);
+            let key = store
+                .setting_or_insert("api_key", &fresh)
+                .await
+                .map_err(|e| e.to_string())?;
+            let generated = key == fresh;
+            (key, generated)
+        }
+    };
+    let (events, _) = broadcast::channel(1024);
+    let app = Arc::new(App {
+        store,
+        config: config.clone(),
+        api_key,
+        events,
+        server: OnceLock::new(),
+        credentials: RwLock::new(HashMap::new()),
+    });
+    app.reload_credentials().await.map_err(|e| e.to_string())?;
+    let security = match config.security_profile {
+        0 => Security::unsecured(),
+        _ => {
+            let check = app.clone();
+            Security::basic_auth(move |identity: &str, password: &[u8]| {
+                check.check_password(identity, password)
+            })
+        }
+    };
+    let (r16, r201, r21) = ocpp::routes(&app);
+    let server =
+        Server::builder(security)
+            .v16(r16)
+            .v201(r201)
+            .v21(r21)
+            .config(ServerConfig::default().with_endpoint(
+                ocpp_proto::Config::default().with_call_timeout(config.call_timeout),
+            ))
+            .build();
+    let _ = app.server.set(server.clone());
+    let ocpp_listener =
+        tokio::net::TcpListener::bind(SocketAddr::new(config.bind, config.ocpp_port))
+            .await
+            .map_err(|e| format!("OCPP port {}: {e}", config.ocpp_port))?;
+    let http_listener =
+        tokio::net::TcpListener::bind(SocketAddr::new(config.bind, config.http_port))
+            .await
+            .map_err(|e| format!("HTTP port {}: {e}", config.http_port))?;
+    let ocpp_port = ocpp_listener
+        .local_addr()
+        .map_err(|e| e.to_string())?
+        .port();
+    let http_port = http_listener
+        .local_addr()
+        .map_err(|e| e.to_string())?
+        .port();
+    say(json!({"event": "config", "config": config.shown()}));
+    if generated {
+        say(json!({"event": "api_key_generated", "api_key": app.api_key,
+            "note": "stored in the database; set CSMS_API_KEY to choose your own"}));
+    }
+    say(
+        json!({"event": "listening", "ocpp_port": ocpp_port, "http_port": http_port, "store": app.store.backend(),
+        "ocpp_url": format!("ws://{}:{ocpp_port}/ocpp/{{identity}}", config.bind),
+        "dashboard": format!("http://localhost:{http_port}/")}),
+    );
+    // connection events to the live view
+    let mut server_events = server.subscribe();
+    let watcher = app.clone();
+    tokio::spawn(async move {
+        loop {
+            match server_events.recv().await {
+                Ok(ServerEvent::Connected { identity, version }) => {
+                    watcher.notify(json!({"type": "connected", "station": identity, "version": ocpp::version_name(version)}));
+                }
+                Ok(ServerEvent::Disconnected { identity, .. }) => {
+                    watcher.notify(json!({"type": "disconnected", "station": identity}))
+                }
+                Ok(ServerEvent::Refused { status, reason }) => {
+                    watcher.notify(json!({"type": "refused", "status": status, "reason": reason}));
+                }
+                Ok(_) => {}
+                Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(_) => break,
+            }
+        }
+    });
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut ocpp_stop = stop_rx.clone();
+    let ocpp_task = tokio::spawn(async move {
+        server
+            .serve(ocpp_listener, async move {
+                let _ = ocpp_stop.wait_for(|s| *s).await;
+            })
+            .await
+    });
+    let mut http_stop = stop_rx.clone();
+    let http_task = tokio::spawn(async move {
+        axum::serve(http_listener, api::router(app))
+            .with_graceful_shutdown(async move {
+                let _ = http_stop.wait_for(|s| *s).await;
+            })
+            .await
+    });
+    shutdown_signal().await;
+    say(json!({"event": "stopping"}));
+    let _ = stop_tx.send(true);
+    let _ = ocpp_task.await;
+    let _ = http_task.await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(t) => t,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

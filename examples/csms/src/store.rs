@@ -1,0 +1,901 @@
+//! The store: one schema for SQLite (embedded default) and PostgreSQL,
+//! through sqlx's `Any` driver with portable SQL (`$n` placeholders, TEXT
+//! times in RFC 3339, decimals as TEXT, `ON CONFLICT DO NOTHING`,
+//! `RETURNING`). Every station message is committed here before it is
+//! answered; duplicates are absorbed by unique keys.
+
+use std::str::FromStr;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use rust_decimal::Decimal;
+use serde::Serialize;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Row};
+
+/// Store errors. The text is for logs and API answers.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database failed.
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    /// A stored value could not be read back.
+    #[error("corrupt value in {0}")]
+    Corrupt(&'static str),
+}
+
+/// Result alias.
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// Schema migrations, applied in order once each (`schema_migrations`).
+const MIGRATIONS: &[(i64, &str)] = &[(
+    1,
+    "CREATE TABLE IF NOT EXISTS stations (
+        id TEXT PRIMARY KEY,
+        password_hash TEXT,
+        vendor TEXT, model TEXT, serial TEXT, firmware TEXT,
+        ocpp_version TEXT,
+        boot_status TEXT,
+        last_boot TEXT, last_seen TEXT,
+        created_at TEXT NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS connectors (
+        station_id TEXT NOT NULL, evse_id BIGINT NOT NULL, connector_id BIGINT NOT NULL,
+        status TEXT NOT NULL, error_code TEXT, updated_at TEXT NOT NULL,
+        PRIMARY KEY (station_id, evse_id, connector_id)
+    );
+    CREATE TABLE IF NOT EXISTS tokens (
+        id_token TEXT PRIMARY KEY, token_type TEXT NOT NULL, status TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value BIGINT NOT NULL);
+    CREATE TABLE IF NOT EXISTS sessions (
+        id TEXT PRIMARY KEY,
+        station_id TEXT NOT NULL, ocpp_tx_id TEXT NOT NULL,
+        evse_id BIGINT, connector_id BIGINT,
+        id_token TEXT,
+        status TEXT NOT NULL,
+        started_at TEXT, stopped_at TEXT,
+        meter_start_wh TEXT, meter_stop_wh TEXT, last_register_wh TEXT,
+        stop_reason TEXT,
+        start_key TEXT,
+        updated_at TEXT NOT NULL,
+        UNIQUE (station_id, ocpp_tx_id)
+    );
+    CREATE TABLE IF NOT EXISTS session_start_keys (start_key TEXT PRIMARY KEY, session_id TEXT NOT NULL, ocpp_tx_id TEXT NOT NULL);
+    CREATE TABLE IF NOT EXISTS tx_events (
+        session_id TEXT NOT NULL, seq_no BIGINT NOT NULL, event_type TEXT NOT NULL,
+        ts TEXT NOT NULL, payload TEXT NOT NULL,
+        PRIMARY KEY (session_id, seq_no)
+    );
+    CREATE TABLE IF NOT EXISTS meter_values (
+        session_id TEXT NOT NULL, ts TEXT NOT NULL, measurand TEXT NOT NULL,
+        value TEXT NOT NULL, unit TEXT,
+        PRIMARY KEY (session_id, ts, measurand)
+    );
+    CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+)];
+
+/// The store handle. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: &'static str,
+}
+
+fn ts(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// Now, as stored.
+pub fn now() -> String {
+    ts(Utc::now())
+}
+
+/// A salted SHA-256 password hash: `sha256$<salt>$<hex>`.
+pub fn hash_password(password: &str, salt: &str) -> String {
+    let digest = Sha256::digest(format!("{salt}:{password}").as_bytes());
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256${salt}${hex}")
+}
+
+/// Whether `password` matches a stored hash (constant-time compare).
+pub fn verify_password(stored: &str, password: &[u8]) -> bool {
+    let mut parts = stored.splitn(3, '$');
+    let (Some("sha256"), Some(salt), Some(hex)) = (parts.next(), parts.next(), parts.next()) else {
+        return false;
+    };
+    let Ok(password) = std::str::from_utf8(password) else {
+        return false;
+    };
+    let want = hash_password(password, salt);
+    let got = format!("sha256${salt}${hex}");
+    want.len() == got.len()
+        && want
+            .bytes()
+            .zip(got.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+}
+
+/// A random-enough salt or key from the OS clock and addresses (no RNG
+/// dependency): hashed, so unpredictable enough for salts; API keys are
+/// generated from `/dev/urandom`.
+pub fn random_hex(bytes: usize) -> String {
+    use std::io::Read;
+    let mut buf = vec![0u8; bytes];
+    if std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut buf))
+        .is_err()
+    {
+        let seed = format!("{:?}{:p}", std::time::SystemTime::now(), &buf);
+        buf = Sha256::digest(seed.as_bytes())
+            .iter()
+            .copied()
+            .cycle()
+            .take(bytes)
+            .collect();
+    }
+    buf.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A station as the API shows it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Station {
+    /// Identity.
+    pub id: String,
+    /// Whether a password is set.
+    pub has_password: bool,
+    /// Vendor from the boot.
+    pub vendor: Option<String>,
+    /// Model from the boot.
+    pub model: Option<String>,
+    /// Serial number.
+    pub serial: Option<String>,
+    /// Firmware version.
+    pub firmware: Option<String>,
+    /// Negotiated OCPP version at the last connection.
+    pub ocpp_version: Option<String>,
+    /// Last boot answer (Accepted, Pending, Rejected).
+    pub boot_status: Option<String>,
+    /// Last boot time.
+    pub last_boot: Option<String>,
+    /// Last message time.
+    pub last_seen: Option<String>,
+    /// Connectors and their status.
+    pub connectors: Vec<Value>,
+}
+
+/// A charging session (1.6 transaction or 2.x transaction), as stored.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Session {
+    /// Our id: `{station}:{ocpp transaction id}`.
+    pub id: String,
+    /// Station identity.
+    pub station_id: String,
+    /// The OCPP transaction id (1.6: the number we assigned; 2.x: the station's).
+    pub ocpp_tx_id: String,
+    /// EVSE (2.x) or connector (1.6).
+    pub evse_id: Option<i64>,
+    /// Connector.
+    pub connector_id: Option<i64>,
+    /// The driver's token.
+    pub id_token: Option<String>,
+    /// Active or Completed.
+    pub status: String,
+    /// Start time.
+    pub started_at: Option<String>,
+    /// Stop time.
+    pub stopped_at: Option<String>,
+    /// Meter at start, Wh.
+    pub meter_start_wh: Option<Decimal>,
+    /// Meter at stop, Wh.
+    pub meter_stop_wh: Option<Decimal>,
+    /// Energy delivered so far, Wh.
+    pub energy_wh: Decimal,
+    /// Why it stopped.
+    pub stop_reason: Option<String>,
+}
+
+fn opt_dec(row: &AnyRow, col: &str) -> Result<Option<Decimal>> {
+    match row.try_get::<Option<String>, _>(col)? {
+        Some(s) => Decimal::from_str(&s)
+            .map(Some)
+            .map_err(|_| StoreError::Corrupt("decimal")),
+        None => Ok(None),
+    }
+}
+
+fn session_from_row(row: &AnyRow) -> Result<Session> {
+    let start = opt_dec(row, "meter_start_wh")?;
+    let stop = opt_dec(row, "meter_stop_wh")?;
+    let last = opt_dec(row, "last_register_wh")?;
+    let end = stop.or(last);
+    let energy = match (start, end) {
+        (Some(s), Some(e)) if e > s => e - s,
+        _ => Decimal::ZERO,
+    };
+    Ok(Session {
+        id: row.try_get("id")?,
+        station_id: row.try_get("station_id")?,
+        ocpp_tx_id: row.try_get("ocpp_tx_id")?,
+        evse_id: row.try_get("evse_id")?,
+        connector_id: row.try_get("connector_id")?,
+        id_token: row.try_get("id_token")?,
+        status: row.try_get("status")?,
+        started_at: row.try_get("started_at")?,
+        stopped_at: row.try_get("stopped_at")?,
+        meter_start_wh: start,
+        meter_stop_wh: stop,
+        energy_wh: energy,
+        stop_reason: row.try_get("stop_reason")?,
+    })
+}
+
+const SESSION_COLS: &str =
+    "id, station_id, ocpp_tx_id, evse_id, connector_id, id_token, status, started_at, stopped_at, \
+     meter_start_wh, meter_stop_wh, last_register_wh, stop_reason";
+
+/// A 2.x TransactionEvent, reduced to what the session model needs.
+#[derive(Debug, Clone, Default)]
+pub struct TxEvent {
+    /// Started / Updated / Ended.
+    pub event_type: String,
+    /// The station's transaction id.
+    pub tx_id: String,
+    /// Sequence number.
+    pub seq_no: i64,
+    /// Event time.
+    pub timestamp: String,
+    /// EVSE and connector, when given.
+    pub evse: Option<(i64, Option<i64>)>,
+    /// Token, when given.
+    pub id_token: Option<String>,
+    /// Energy register readings (Wh) with their context.
+    pub registers: Vec<(String, Decimal, Option<String>)>,
+    /// Other sampled values (timestamp, measurand, value, unit).
+    pub samples: Vec<(String, String, String, Option<String>)>,
+    /// stoppedReason on Ended.
+    pub stopped_reason: Option<String>,
+    /// The original payload.
+    pub payload: String,
+}
+
+impl Store {
+    /// Connects (`sqlite://path?mode=rwc` or `postgres://...`) and migrates.
+    ///
+    /// # Errors
+    ///
+    /// The database could not be opened or migrated.
+    pub async fn open(url: &str) -> Result<Store> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("postgres") {
+            "postgres"
+        } else {
+            "sqlite"
+        };
+        let max = if backend == "sqlite" { 1 } else { 8 };
+        let pool = AnyPoolOptions::new()
+            .max_connections(max)
+            .connect(url)
+            .await?;
+        if backend == "sqlite" {
+            sqlx::query("PRAGMA journal_mode=WAL")
+                .execute(&pool)
+                .await?;
+            sqlx::query("PRAGMA synchronous=NORMAL")
+                .execute(&pool)
+                .await?;
+        }
+        let store = Store { pool, backend };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// `sqlite` or `postgres`.
+    pub fn backend(&self) -> &'static str {
+        self.backend
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        sqlx::query("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at TEXT NOT NULL)")
+            .execute(&self.pool)
+            .await?;
+        for (version, sql) in MIGRATIONS {
+            let done: Option<i64> =
+                sqlx::query("SELECT version FROM schema_migrations WHERE version = $1")
+                    .bind(*version)
+                    .fetch_optional(&self.pool)
+                    .await?
+                    .map(|r| r.try_get(0))
+                    .transpose()?;
+            if done.is_some() {
+                continue;
+            }
+            let mut tx = self.pool.begin().await?;
+            for stmt in sql.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+                sqlx::query(stmt).execute(&mut *tx).await?;
+            }
+            sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)")
+                .bind(*version)
+                .bind(now())
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+        }
+        Ok(())
+    }
+
+    /// A setting.
+    pub async fn setting(&self, key: &str) -> Result<Option<String>> {
+        Ok(sqlx::query("SELECT value FROM settings WHERE key = $1")
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?
+            .map(|r| r.try_get(0))
+            .transpose()?)
+    }
+
+    /// Sets a setting if it is not set yet; returns the value in force.
+    pub async fn setting_or_insert(&self, key: &str, value: &str) -> Result<String> {
+        sqlx::query(
+            "INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
+        )
+        .bind(key)
+        .bind(value)
+        .execute(&self.pool)
+        .await?;
+        Ok(self.setting(key).await?.unwrap_or_else(|| value.to_owned()))
+    }
+
+    /// Registers or updates a station; `password` replaces the stored one when given.
+    pub async fn upsert_station(&self, id: &str, password: Option<&str>) -> Result<bool> {
+        let hash = password.map(|p| hash_password(p, &random_hex(8)));
+        let created = sqlx::query("INSERT INTO stations (id, password_hash, created_at) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING")
+            .bind(id)
+            .bind(hash.clone())
+            .bind(now())
+            .execute(&self.pool)
+            .await?
+            .rows_affected()
+            == 1;
+        if !created {
+            if let Some(h) = hash {
+                sqlx::query("UPDATE stations SET password_hash = $1 WHERE id = $2")
+                    .bind(h)
+                    .bind(id)
+                    .execute(&self.pool)
+                    .await?;
+            }
+        }
+        Ok(created)
+    }
+
+    /// Removes a station (its sessions stay).
+    pub async fn delete_station(&self, id: &str) -> Result<bool> {
+        Ok(sqlx::query("DELETE FROM stations WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?
+            .rows_affected()
+            == 1)
+    }
+
+    /// Every station's identity and password hash.
+    pub async fn credentials(&self) -> Result<Vec<(String, Option<String>)>> {
+        let rows = sqlx::query("SELECT id, password_hash FROM stations")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect()
+    }
+
+    /// Records a boot and its answer.
+    pub async fn record_boot(
+        &self,
+        id: &str,
+        version: &str,
+        info: &Value,
+        status: &str,
+    ) -> Result<()> {
+        let s = |k: &str| info.get(k).and_then(Value::as_str).map(str::to_owned);
+        let t = now();
+        sqlx::query(
+            "UPDATE stations SET vendor = $1, model = $2, serial = $3, firmware = $4, ocpp_version = $5, boot_status = $6, \
+             last_boot = $7, last_seen = $8 WHERE id = $9",
+        )
+        .bind(s("vendor"))
+        .bind(s("model"))
+        .bind(s("serial"))
+        .bind(s("firmware"))
+        .bind(version)
+        .bind(status)
+        .bind(t.clone())
+        .bind(t)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Marks a station seen now.
+    pub async fn seen(&self, id: &str) -> Result<()> {
+        sqlx::query("UPDATE stations SET last_seen = $1 WHERE id = $2")
+            .bind(now())
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Records a connector status.
+    pub async fn set_status(
+        &self,
+        id: &str,
+        evse: i64,
+        connector: i64,
+        status: &str,
+        error: Option<&str>,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO connectors (station_id, evse_id, connector_id, status, error_code, updated_at) VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (station_id, evse_id, connector_id) DO UPDATE SET status = excluded.status, error_code = excluded.error_code, updated_at = excluded.updated_at",
+        )
+        .bind(id)
+        .bind(evse)
+        .bind(connector)
+        .bind(status)
+        .bind(error.map(str::to_owned))
+        .bind(now())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// One station with its connectors.
+    pub async fn station(&self, id: &str) -> Result<Option<Station>> {
+        let Some(row) = sqlx::query(
+            "SELECT id, password_hash, vendor, model, serial, firmware, ocpp_version, boot_status, last_boot, last_seen FROM stations WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        else {
+            return Ok(None);
+        };
+        let conns = sqlx::query("SELECT evse_id, connector_id, status, error_code, updated_at FROM connectors WHERE station_id = $1 ORDER BY evse_id, connector_id")
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await?;
+        let connectors = conns
+            .iter()
+            .map(|c| {
+                Ok(json!({"evse_id": c.try_get::<i64, _>(0)?, "connector_id": c.try_get::<i64, _>(1)?,
+                    "status": c.try_get::<String, _>(2)?, "error_code": c.try_get::<Option<String>, _>(3)?,
+                    "updated_at": c.try_get::<String, _>(4)?}))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Some(Station {
+            id: row.try_get(0)?,
+            has_password: row.try_get::<Option<String>, _>(1)?.is_some(),
+            vendor: row.try_get(2)?,
+            model: row.try_get(3)?,
+            serial: row.try_get(4)?,
+            firmware: row.try_get(5)?,
+            ocpp_version: row.try_get(6)?,
+            boot_status: row.try_get(7)?,
+            last_boot: row.try_get(8)?,
+            last_seen: row.try_get(9)?,
+            connectors,
+        }))
+    }
+
+    /// Every station's identity.
+    pub async fn station_ids(&self) -> Result<Vec<String>> {
+        let rows = sqlx::query("SELECT id FROM stations ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+    }
+
+    /// Creates or updates a token.
+    pub async fn upsert_token(&self, id_token: &str, token_type: &str, status: &str) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO tokens (id_token, token_type, status, created_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (id_token) DO UPDATE SET token_type = excluded.token_type, status = excluded.status",
+        )
+        .bind(id_token)
+        .bind(token_type)
+        .bind(status)
+        .bind(now())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// A token's status, if known.
+    pub async fn token_status(&self, id_token: &str) -> Result<Option<String>> {
+        Ok(sqlx::query("SELECT status FROM tokens WHERE id_token = $1")
+            .bind(id_token)
+            .fetch_optional(&self.pool)
+            .await?
+            .map(|r| r.try_get(0))
+            .transpose()?)
+    }
+
+    /// Every token.
+    pub async fn tokens(&self) -> Result<Vec<Value>> {
+        let rows = sqlx::query(
+            "SELECT id_token, token_type, status, created_at FROM tokens ORDER BY id_token",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(json!({"id_token": r.try_get::<String, _>(0)?, "type": r.try_get::<String, _>(1)?,
+                    "status": r.try_get::<String, _>(2)?, "created_at": r.try_get::<String, _>(3)?}))
+            })
+            .collect()
+    }
+
+    async fn next_counter(&self, name: &str) -> Result<i64> {
+        sqlx::query(
+            "INSERT INTO counters (name, value) VALUES ($1, 0) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .execute(&self.pool)
+        .await?;
+        let row =
+            sqlx::query("UPDATE counters SET value = value + 1 WHERE name = $1 RETURNING value")
+                .bind(name)
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(row.try_get(0)?)
+    }
+
+    /// 1.6 StartTransaction: a new session with a fresh transaction id, or
+    /// the same id again for a replayed request (same station, connector,
+    /// token, meter and time). Returns (transaction id, newly created).
+    pub async fn start_16(
+        &self,
+        station: &str,
+        connector: i64,
+        id_tag: &str,
+        meter_start: i64,
+        timestamp: &str,
+    ) -> Result<(i64, bool)> {
+        let key = format!("{station}|{connector}|{id_tag}|{meter_start}|{timestamp}");
+        if let Some(row) =
+            sqlx::query("SELECT ocpp_tx_id FROM session_start_keys WHERE start_key = $1")
+                .bind(key.clone())
+                .fetch_optional(&self.pool)
+                .await?
+        {
+            let tx: String = row.try_get(0)?;
+            return Ok((
+                tx.parse()
+                    .map_err(|_| StoreError::Corrupt("transaction id"))?,
+                false,
+            ));
+        }
+        let tx_id = self.next_counter("transaction_16").await?;
+        let session_id = format!("{station}:{tx_id}");
+        let mut tx = self.pool.begin().await?;
+        let inserted = sqlx::query("INSERT INTO session_start_keys (start_key, session_id, ocpp_tx_id) VALUES ($1, $2, $3) ON CONFLICT (start_key) DO NOTHING")
+            .bind(key.clone())
+            .bind(session_id.clone())
+            .bind(tx_id.to_string())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if inserted == 0 {
+            // a concurrent duplicate won
+            tx.rollback().await?;
+            return Box::pin(self.start_16(station, connector, id_tag, meter_start, timestamp))
+                .await;
+        }
+        sqlx::query(
+            "INSERT INTO sessions (id, station_id, ocpp_tx_id, evse_id, connector_id, id_token, status, started_at, meter_start_wh, start_key, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, 'Active', $7, $8, $9, $10)",
+        )
+        .bind(session_id)
+        .bind(station)
+        .bind(tx_id.to_string())
+        .bind(connector)
+        .bind(connector)
+        .bind(id_tag)
+        .bind(timestamp)
+        .bind(meter_start.to_string())
+        .bind(key)
+        .bind(now())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok((tx_id, true))
+    }
+
+    /// 1.6 StopTransaction (idempotent: a replay changes nothing). Returns
+    /// the session if the transaction is known.
+    pub async fn stop_16(
+        &self,
+        station: &str,
+        tx_id: i64,
+        meter_stop: i64,
+        timestamp: &str,
+        reason: Option<&str>,
+    ) -> Result<Option<Session>> {
+        let id = format!("{station}:{tx_id}");
+        sqlx::query(
+            "UPDATE sessions SET status = 'Completed', stopped_at = $1, meter_stop_wh = $2, stop_reason = $3, updated_at = $4 \
+             WHERE id = $5 AND status <> 'Completed'",
+        )
+        .bind(timestamp)
+        .bind(meter_stop.to_string())
+        .bind(reason.unwrap_or("Local"))
+        .bind(now())
+        .bind(id.clone())
+        .execute(&self.pool)
+        .await?;
+        self.session(&id).await
+    }
+
+    /// Meter samples for a session; the energy register also moves the
+    /// session's last reading (only forward).
+    pub async fn meter_values(
+        &self,
+        session_id: &str,
+        samples: &[(String, String, String, Option<String>)],
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for (t, measurand, value, unit) in samples {
+            sqlx::query("INSERT INTO meter_values (session_id, ts, measurand, value, unit) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING")
+                .bind(session_id)
+                .bind(t.clone())
+                .bind(measurand.clone())
+                .bind(value.clone())
+                .bind(unit.clone())
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        let registers: Vec<Decimal> = samples
+            .iter()
+            .filter(|s| s.1 == "Energy.Active.Import.Register")
+            .filter_map(|s| to_wh(&s.2, s.3.as_deref()))
+            .collect();
+        if let Some(max) = registers.into_iter().max() {
+            self.advance_register(session_id, max).await?;
+        }
+        Ok(())
+    }
+
+    async fn advance_register(&self, session_id: &str, wh: Decimal) -> Result<()> {
+        let current = sqlx::query("SELECT last_register_wh FROM sessions WHERE id = $1")
+            .bind(session_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(row) = current else { return Ok(()) };
+        let cur = opt_dec(&row, "last_register_wh")?;
+        if cur.is_none_or(|c| wh > c) {
+            sqlx::query("UPDATE sessions SET last_register_wh = $1, updated_at = $2 WHERE id = $3")
+                .bind(wh.to_string())
+                .bind(now())
+                .bind(session_id)
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// A 2.x TransactionEvent. Duplicates (same transaction and seqNo) are
+    /// ignored; events may come in any order: the session is created by the
+    /// first one seen and completed by `Ended` whenever it arrives.
+    /// Returns (session, whether this event was new).
+    pub async fn tx_event(&self, station: &str, ev: &TxEvent) -> Result<(Option<Session>, bool)> {
+        let session_id = format!("{station}:{}", ev.tx_id);
+        let t = now();
+        sqlx::query(
+            "INSERT INTO sessions (id, station_id, ocpp_tx_id, status, updated_at) VALUES ($1, $2, $3, 'Active', $4) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(session_id.clone())
+        .bind(station)
+        .bind(ev.tx_id.clone())
+        .bind(t.clone())
+        .execute(&self.pool)
+        .await?;
+        let new = sqlx::query("INSERT INTO tx_events (session_id, seq_no, event_type, ts, payload) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING")
+            .bind(session_id.clone())
+            .bind(ev.seq_no)
+            .bind(ev.event_type.clone())
+            .bind(ev.timestamp.clone())
+            .bind(ev.payload.clone())
+            .execute(&self.pool)
+            .await?
+            .rows_affected()
+            == 1;
+        if !new {
+            return Ok((self.session(&session_id).await?, false));
+        }
+        if let Some((evse, conn)) = ev.evse {
+            sqlx::query("UPDATE sessions SET evse_id = $1, connector_id = COALESCE($2, connector_id) WHERE id = $3")
+                .bind(evse)
+                .bind(conn)
+                .bind(session_id.clone())
+                .execute(&self.pool)
+                .await?;
+        }
+        if let Some(tok) = &ev.id_token {
+            sqlx::query("UPDATE sessions SET id_token = $1 WHERE id = $2 AND id_token IS NULL")
+                .bind(tok.clone())
+                .bind(session_id.clone())
+                .execute(&self.pool)
+                .await?;
+        }
+        if ev.event_type == "Started" {
+            sqlx::query("UPDATE sessions SET started_at = $1 WHERE id = $2")
+                .bind(ev.timestamp.clone())
+                .bind(session_id.clone())
+                .execute(&self.pool)
+                .await?;
+        } else {
+            // an Updated/Ended before Started: the earliest time seen stands in for the start
+            sqlx::query("UPDATE sessions SET started_at = $1 WHERE id = $2 AND (started_at IS NULL OR started_at > $3)")
+                .bind(ev.timestamp.clone())
+                .bind(session_id.clone())
+                .bind(ev.timestamp.clone())
+                .execute(&self.pool)
+                .await?;
+        }
+        for (_, wh, context) in &ev.registers {
+            let begin =
+                context.as_deref() == Some("Transaction.Begin") || ev.event_type == "Started";
+            if begin {
+                sqlx::query("UPDATE sessions SET meter_start_wh = $1 WHERE id = $2")
+                    .bind(wh.to_string())
+                    .bind(session_id.clone())
+                    .execute(&self.pool)
+                    .await?;
+            } else {
+                // the lowest register seen is the start until a Started event says otherwise
+                let row = sqlx::query("SELECT meter_start_wh FROM sessions WHERE id = $1")
+                    .bind(session_id.clone())
+                    .fetch_one(&self.pool)
+                    .await?;
+                if opt_dec(&row, "meter_start_wh")?.is_none() {
+                    sqlx::query("UPDATE sessions SET meter_start_wh = $1 WHERE id = $2")
+                        .bind(wh.to_string())
+                        .bind(session_id.clone())
+                        .execute(&self.pool)
+                        .await?;
+                }
+            }
+        }
+        self.meter_values(&session_id, &ev.samples).await?;
+        if ev.event_type == "Ended" {
+            let last = ev.registers.iter().map(|r| r.1).max();
+            sqlx::query(
+                "UPDATE sessions SET status = 'Completed', stopped_at = $1, stop_reason = $2, meter_stop_wh = COALESCE($3, last_register_wh), updated_at = $4 WHERE id = $5",
+            )
+            .bind(ev.timestamp.clone())
+            .bind(ev.stopped_reason.clone().unwrap_or_else(|| "Local".into()))
+            .bind(last.map(|d| d.to_string()))
+            .bind(t)
+            .bind(session_id.clone())
+            .execute(&self.pool)
+            .await?;
+        }
+        Ok((self.session(&session_id).await?, true))
+    }
+
+    /// One session.
+    pub async fn session(&self, id: &str) -> Result<Option<Session>> {
+        let row = sqlx::query(&format!(
+            "SELECT {SESSION_COLS} FROM sessions WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(session_from_row).transpose()
+    }
+
+    /// Sessions, newest first, optionally of one station.
+    pub async fn sessions(&self, station: Option<&str>, limit: i64) -> Result<Vec<Session>> {
+        let rows = match station {
+            Some(s) => {
+                sqlx::query(&format!("SELECT {SESSION_COLS} FROM sessions WHERE station_id = $1 ORDER BY updated_at DESC LIMIT $2"))
+                    .bind(s)
+                    .bind(limit)
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+            None => {
+                sqlx::query(&format!("SELECT {SESSION_COLS} FROM sessions ORDER BY updated_at DESC LIMIT $1"))
+                    .bind(limit)
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+        };
+        rows.iter().map(session_from_row).collect()
+    }
+
+    /// A session's meter values in time order.
+    pub async fn session_meter_values(&self, id: &str) -> Result<Vec<Value>> {
+        let rows = sqlx::query("SELECT ts, measurand, value, unit FROM meter_values WHERE session_id = $1 ORDER BY ts, measurand")
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(json!({"timestamp": r.try_get::<String, _>(0)?, "measurand": r.try_get::<String, _>(1)?,
+                    "value": r.try_get::<String, _>(2)?, "unit": r.try_get::<Option<String>, _>(3)?}))
+            })
+            .collect()
+    }
+
+    /// The active session on a station's EVSE/connector (1.6 MeterValues without a transaction id).
+    pub async fn active_session_on(&self, station: &str, connector: i64) -> Result<Option<String>> {
+        Ok(sqlx::query("SELECT id FROM sessions WHERE station_id = $1 AND connector_id = $2 AND status = 'Active' ORDER BY updated_at DESC LIMIT 1")
+            .bind(station)
+            .bind(connector)
+            .fetch_optional(&self.pool)
+            .await?
+            .map(|r| r.try_get(0))
+            .transpose()?)
+    }
+
+    /// Counts for metrics: (stations, active sessions, completed sessions, tokens).
+    pub async fn counts(&self) -> Result<(i64, i64, i64, i64)> {
+        let one = |sql: &'static str| async move {
+            sqlx::query(sql)
+                .fetch_one(&self.pool)
+                .await
+                .and_then(|r| r.try_get::<i64, _>(0))
+        };
+        Ok((
+            one("SELECT COUNT(*) FROM stations").await?,
+            one("SELECT COUNT(*) FROM sessions WHERE status = 'Active'").await?,
+            one("SELECT COUNT(*) FROM sessions WHERE status = 'Completed'").await?,
+            one("SELECT COUNT(*) FROM tokens").await?,
+        ))
+    }
+}
+
+/// An energy reading in Wh from its text and unit (Wh or kWh).
+pub fn to_wh(value: &str, unit: Option<&str>) -> Option<Decimal> {
+    let v = Decimal::from_str(value.trim())
+        .or_else(|_| Decimal::from_scientific(value.trim()))
+        .ok()?;
+    match unit.unwrap_or("Wh") {
+        "kWh" => Some(v * Decimal::from(1000)),
+        "Wh" => Some(v),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords() {
+        let h = hash_password("secret-password", "abcd");
+        assert!(verify_password(&h, b"secret-password"));
+        assert!(!verify_password(&h, b"secret-passwore"));
+        assert!(!verify_password("garbage", b"secret-password"));
+        assert!(!verify_password(&h, &[0xff, 0xfe]));
+        assert_ne!(hash_password("x", "salt1"), hash_password("x", "salt2"));
+        assert_eq!(random_hex(16).len(), 32);
+        assert_ne!(random_hex(16), random_hex(16));
+    }
+
+    #[test]
+    fn energy_units() {
+        assert_eq!(to_wh("1.5", Some("kWh")), Some(Decimal::from(1500)));
+        assert_eq!(to_wh("1000.5", None), Decimal::from_str("1000.5").ok());
+        assert_eq!(to_wh("1e3", Some("Wh")), Some(Decimal::from(1000)));
+        assert_eq!(to_wh("x", None), None);
+        assert_eq!(to_wh("5", Some("varh")), None);
+    }
+}
