@@ -361,6 +361,19 @@ impl Server {
             .ok_or(CallFailure::NotConnected)
     }
 
+    /// Records that `identity`'s boot was accepted earlier, e.g. from a
+    /// store after a restart of the CSMS: when it reconnects without a new
+    /// BootNotification (it did not reboot) its calls are answered, not
+    /// refused with `SecurityError`. The server also remembers every boot it
+    /// accepts itself, for the life of the process.
+    pub fn remember_accepted(&self, identity: impl Into<String>) {
+        self.inner
+            .accepted
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(identity.into());
+    }
+
     /// Identities of connected stations.
     pub fn connected(&self) -> Vec<String> {
         let stations = self

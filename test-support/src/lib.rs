@@ -1,7 +1,10 @@
 //! Test helpers (not published): a virtual clock and a two-peer harness that
-//! runs a charging-station endpoint against a CSMS endpoint with no sockets.
+//! runs a charging-station endpoint against a CSMS endpoint with no sockets;
+//! and the peer programs of the interop tests ([`peers`]).
 
 #![forbid(unsafe_code)]
+
+pub mod peers;
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};

@@ -7,15 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-/// `$EVPROTO_CACHE`, default `~/.cache/evproto`.
-pub fn cache_dir() -> PathBuf {
-    std::env::var_os("EVPROTO_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/tmp".into()))
-                .join(".cache/evproto")
-        })
-}
+pub use test_support::peers::cache_dir;
 
 /// Builds a workspace example and returns its path.
 pub fn example(package: &str, name: &str) -> PathBuf {

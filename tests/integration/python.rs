@@ -15,44 +15,11 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
 use std::time::Duration;
 
-use crate::peers::{assert_session_reported, cache_dir, drain, example, start_listening};
+use test_support::peers::python;
 
-const PACKAGES: &[&str] = &["ocpp==2.1.0", "websockets==17.4"];
-
-/// The venv's python, creating the venv if needed (once per machine, under a lock).
-fn python() -> &'static Path {
-    static PY: OnceLock<PathBuf> = OnceLock::new();
-    PY.get_or_init(|| {
-        let dir = cache_dir();
-        std::fs::create_dir_all(&dir).unwrap();
-        let lock = std::fs::File::create(dir.join("venv-ocpp.lock")).unwrap();
-        lock.lock().unwrap();
-        let venv = dir.join("venv-ocpp");
-        let py = venv.join("bin/python");
-        let marker = venv.join(".evproto-packages");
-        if std::fs::read_to_string(&marker).ok().as_deref() != Some(&PACKAGES.join(" ")) {
-            let ok = Command::new("python3")
-                .args(["-m", "venv"])
-                .arg(&venv)
-                .status()
-                .unwrap()
-                .success();
-            assert!(ok, "python3 -m venv failed");
-            let ok = Command::new(&py)
-                .args(["-m", "pip", "install", "-q"])
-                .args(PACKAGES)
-                .status()
-                .unwrap()
-                .success();
-            assert!(ok, "pip install {PACKAGES:?} failed");
-            std::fs::write(&marker, PACKAGES.join(" ")).unwrap();
-        }
-        py
-    })
-}
+use crate::peers::{assert_session_reported, drain, example, start_listening};
 
 fn script(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

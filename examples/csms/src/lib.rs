@@ -145,6 +145,16 @@ pub async fn serve(config: Config) -> Result<(), String> {
                 ocpp_proto::Config::default().with_call_timeout(config.call_timeout),
             ))
             .build();
+    // boots accepted before a restart stay accepted: a station that only
+    // reconnects does not boot again (OCPP 2.0.1 B01-B03)
+    for id in app
+        .store
+        .accepted_stations()
+        .await
+        .map_err(|e| e.to_string())?
+    {
+        server.remember_accepted(id);
+    }
     let _ = app.server.set(server.clone());
     let ocpp_listener =
         tokio::net::TcpListener::bind(SocketAddr::new(config.bind, config.ocpp_port))

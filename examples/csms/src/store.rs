@@ -226,9 +226,9 @@ fn session_from_row(row: &AnyRow) -> Result<Session> {
         status: row.try_get("status")?,
         started_at: row.try_get("started_at")?,
         stopped_at: row.try_get("stopped_at")?,
-        meter_start_wh: start,
-        meter_stop_wh: stop,
-        energy_wh: energy,
+        meter_start_wh: start.map(|d| d.normalize()),
+        meter_stop_wh: stop.map(|d| d.normalize()),
+        energy_wh: energy.normalize(),
         stop_reason: row.try_get("stop_reason")?,
     })
 }
@@ -490,6 +490,14 @@ impl Store {
             last_seen: row.try_get(9)?,
             connectors,
         }))
+    }
+
+    /// Stations whose last boot was accepted.
+    pub async fn accepted_stations(&self) -> Result<Vec<String>> {
+        let rows = sqlx::query("SELECT id FROM stations WHERE boot_status = 'Accepted'")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
     }
 
     /// Every station's identity.
@@ -888,6 +896,112 @@ mod tests {
         assert_ne!(hash_password("x", "salt1"), hash_password("x", "salt2"));
         assert_eq!(random_hex(16).len(), 32);
         assert_ne!(random_hex(16), random_hex(16));
+    }
+
+    async fn temp_store(name: &str) -> Store {
+        let dir = std::env::temp_dir().join(format!("csms-store-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Store::open(&format!("sqlite://{}?mode=rwc", dir.join("t.db").display()))
+            .await
+            .unwrap()
+    }
+
+    fn ev(kind: &str, seq: i64, wh: Option<f64>, ctx: Option<&str>) -> TxEvent {
+        TxEvent {
+            event_type: kind.into(),
+            tx_id: "T1".into(),
+            seq_no: seq,
+            timestamp: format!("2026-01-01T00:00:0{seq}.000Z"),
+            evse: Some((1, Some(1))),
+            id_token: None,
+            registers: wh
+                .map(|w| {
+                    vec![(
+                        "t".to_owned(),
+                        Decimal::from_str(&w.to_string()).unwrap(),
+                        ctx.map(str::to_owned),
+                    )]
+                })
+                .unwrap_or_default(),
+            samples: Vec::new(),
+            stopped_reason: (kind == "Ended").then(|| "EVDisconnected".into()),
+            payload: "{}".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn start_transaction_replays_get_the_same_id() {
+        let s = temp_store("start").await;
+        let (a, new_a) = s
+            .start_16("CP", 1, "TAG", 100, "2026-01-01T00:00:00Z")
+            .await
+            .unwrap();
+        let (b, new_b) = s
+            .start_16("CP", 1, "TAG", 100, "2026-01-01T00:00:00Z")
+            .await
+            .unwrap();
+        let (c, _) = s
+            .start_16("CP", 2, "TAG", 100, "2026-01-01T00:00:00Z")
+            .await
+            .unwrap();
+        assert_eq!((a, new_a, new_b), (b, true, false));
+        assert_ne!(a, c);
+        let done = s
+            .stop_16("CP", a, 600, "2026-01-01T01:00:00Z", Some("Local"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(done.energy_wh, Decimal::from(500));
+        // a replayed stop changes nothing
+        let again = s
+            .stop_16("CP", a, 900, "2026-01-01T02:00:00Z", Some("Remote"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(again, done);
+        // stop of an unknown transaction: no session, no error
+        assert!(s
+            .stop_16("CP", 999_999, 1, "2026-01-01T00:00:00Z", None)
+            .await
+            .unwrap()
+            .is_none());
+    }
+
+    #[tokio::test]
+    async fn transaction_events_in_any_order_and_duplicated() {
+        let s = temp_store("events").await;
+        // Ended first, then Updated, then Started, then Ended again
+        let (sess, new) = s
+            .tx_event("CP", &ev("Ended", 2, Some(3000.0), Some("Transaction.End")))
+            .await
+            .unwrap();
+        assert!(new);
+        assert_eq!(sess.unwrap().status, "Completed");
+        s.tx_event("CP", &ev("Updated", 1, Some(2000.0), None))
+            .await
+            .unwrap();
+        let (sess, _) = s
+            .tx_event(
+                "CP",
+                &ev("Started", 0, Some(1000.0), Some("Transaction.Begin")),
+            )
+            .await
+            .unwrap();
+        let sess = sess.unwrap();
+        assert_eq!(
+            (sess.status.as_str(), sess.energy_wh),
+            ("Completed", Decimal::from(2000))
+        );
+        assert_eq!(sess.started_at.as_deref(), Some("2026-01-01T00:00:00.000Z"));
+        assert_eq!(sess.stop_reason.as_deref(), Some("EVDisconnected"));
+        let (again, new) = s
+            .tx_event("CP", &ev("Ended", 2, Some(9999.0), None))
+            .await
+            .unwrap();
+        assert!(!new, "duplicate seqNo");
+        assert_eq!(again.unwrap(), sess);
+        assert_eq!(s.sessions(Some("CP"), 10).await.unwrap().len(), 1);
     }
 
     #[test]

@@ -82,12 +82,15 @@ def make_station(version):
             tx = {"transaction_id": "T-1"}
             await self.call(call.TransactionEvent(event_type="Started", timestamp=now(), trigger_reason="Authorized", seq_no=0,
                                                   transaction_info=tx, id_token={"id_token": "TAG1", "type": "ISO14443"},
-                                                  evse={"id": 1, "connector_id": 1}))
+                                                  evse={"id": 1, "connector_id": 1}, meter_value=[{"timestamp": now(), "sampled_value": [
+                                                      {"value": 500.0, "measurand": "Energy.Active.Import.Register", "context": "Transaction.Begin"}]}]))
             await self.call(call.TransactionEvent(event_type="Updated", timestamp=now(), trigger_reason="MeterValuePeriodic", seq_no=1,
                                                   transaction_info=tx, meter_value=[{"timestamp": now(), "sampled_value": [
                                                       {"value": 1000.5, "measurand": "Energy.Active.Import.Register"}]}]))
             await self.call(call.TransactionEvent(event_type="Ended", timestamp=now(), trigger_reason="StopAuthorized", seq_no=2,
-                                                  transaction_info={"transaction_id": "T-1", "stopped_reason": "Local"}))
+                                                  transaction_info={"transaction_id": "T-1", "stopped_reason": "Local"},
+                                                  meter_value=[{"timestamp": now(), "sampled_value": [
+                                                      {"value": 2000.0, "measurand": "Energy.Active.Import.Register", "context": "Transaction.End"}]}]))
             return "T-1"
 
     return Station, sub

@@ -1,0 +1,51 @@
+//! Peer programs for interop tests: the cache directory and the venv with
+//! the Python `ocpp` package, created once per machine under a file lock.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// The Python packages of the interop venv.
+pub const PYTHON_OCPP: &[&str] = &["ocpp==2.1.0", "websockets==17.4"];
+
+/// `$EVPROTO_CACHE`, default `~/.cache/evproto`.
+pub fn cache_dir() -> PathBuf {
+    std::env::var_os("EVPROTO_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/tmp".into()))
+                .join(".cache/evproto")
+        })
+}
+
+/// The interop venv's python (with [`PYTHON_OCPP`]), creating the venv if
+/// needed. Panics with the reason when Python or pip fail: the interop
+/// tests cannot run without it.
+pub fn python() -> &'static Path {
+    static PY: OnceLock<PathBuf> = OnceLock::new();
+    PY.get_or_init(|| {
+        let dir = cache_dir();
+        std::fs::create_dir_all(&dir).expect("cache directory");
+        let lock = std::fs::File::create(dir.join("venv-ocpp.lock")).expect("venv lock file");
+        lock.lock().expect("venv lock");
+        let venv = dir.join("venv-ocpp");
+        let py = venv.join("bin/python");
+        let marker = venv.join(".evproto-packages");
+        if std::fs::read_to_string(&marker).ok().as_deref() != Some(&PYTHON_OCPP.join(" ")) {
+            let ok = Command::new("python3")
+                .args(["-m", "venv"])
+                .arg(&venv)
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(ok, "python3 -m venv failed");
+            let ok = Command::new(&py)
+                .args(["-m", "pip", "install", "-q"])
+                .args(PYTHON_OCPP)
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(ok, "pip install {PYTHON_OCPP:?} failed");
+            std::fs::write(&marker, PYTHON_OCPP.join(" ")).expect("venv marker");
+        }
+        py
+    })
+}
