@@ -7,12 +7,16 @@
 //! - [`auth`]: the `Authorization: Token ...` header, Base64 for 2.2+ with a
 //!   switch for peers that send it plain;
 //! - [`pagination`]: `offset`/`limit`/`date_from`/`date_to` and the `Link`,
-//!   `X-Total-Count`, `X-Limit` headers.
+//!   `X-Total-Count`, `X-Limit` headers;
+//! - [`tariff`]: prices a session's charging periods under a tariff,
+//!   exactly, with every restriction, step sizes, min/max, VAT (2.2.1) and
+//!   tax lines (2.3.0), in the location's local time.
 //!
 //! # What this crate does not do (yet)
 //!
-//! No HTTP (the `server`/`client` features are to come), no module types,
-//! no credentials handshake and no tariff engine yet.
+//! No HTTP (the `server`/`client` features are to come), no typed module
+//! objects beyond what the tariff engine reads, and no credentials
+//! handshake yet.
 //!
 //! # Data flow
 //!
@@ -46,3 +50,4 @@
 pub mod auth;
 pub mod pagination;
 pub mod status;
+pub mod tariff;

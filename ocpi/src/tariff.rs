@@ -1,0 +1,1111 @@
+//! The tariff engine: prices a session's charging periods under an OCPI
+//! tariff, exactly (`rust_decimal`, no floats, no rounding of money — the
+//! 2.2.1-d2 note leaves rounding to law and contracts).
+//!
+//! Rules (`mod_tariffs.asciidoc`, `mod_cdrs.asciidoc` of OCPI 2.2.1):
+//!
+//! - Per dimension (ENERGY, TIME, PARKING_TIME, FLAT) the **first** element,
+//!   in list order, that has a component of that dimension and whose
+//!   restrictions all hold is used; a dimension with no such element is free.
+//! - Restrictions are judged at the start of each charging period, in the
+//!   location's local time ([`chrono_tz`]): `start_time`/`end_time` (wrapping
+//!   past midnight, `00:00` as end = end of day), `start_date` (incl.) /
+//!   `end_date` (excl.), `day_of_week`, `min_kwh` (incl.) / `max_kwh` (excl.)
+//!   on the energy charged *before* the period, `min/max_current` and
+//!   `min/max_power` on the period's current/power dimensions,
+//!   `min_duration` (incl.) / `max_duration` (excl.) on the session time
+//!   before the period, `reservation` only on reservation periods.
+//! - `step_size` is applied once per session on the total of a dimension,
+//!   with the step of the last component used: ENERGY in Wh; TIME and
+//!   PARKING_TIME together in seconds, where only the parking total is
+//!   rounded when the session ends parking.
+//! - `min_price` / `max_price` clamp the total, excl. and incl. VAT each.
+//!
+//! Decisions on the ambiguities (OCPI-NOTES §2.2), each pinned by a test:
+//!
+//! 1. step_size: the 2.2.1-d2 text above (one rounding per session, last
+//!    component's step), not the per-element reading of older examples.
+//! 2. `min/max_duration` count the whole session time (charging and
+//!    parking) before the period starts.
+//! 3. A FLAT fee is charged once: the first FLAT component that becomes
+//!    active, in period order.
+//! 4. Time zone: the location's `time_zone` is required; without one the
+//!    price is refused ([`TariffError::TimeZoneMissing`]), never guessed.
+//! 5. `step_size` 0 means no rounding; `start_time == end_time` means the
+//!    whole day.
+//! 6. A period is priced as a whole by its start (no splitting after the
+//!    fact).
+//! 7. min/max clamping changes `total_cost` only; per-dimension totals keep
+//!    their computed values; 2.3.0 tax lines are scaled with the clamp.
+//!
+//! ```
+//! use ocpi::tariff::{price_json, Version};
+//! let tariff = serde_json::json!({"id": "T1", "currency": "EUR", "elements": [
+//!     {"price_components": [{"type": "ENERGY", "price": 0.25, "vat": 20.0, "step_size": 1}]}]});
+//! let cdr = serde_json::json!({"start_date_time": "2026-03-01T10:00:00Z", "end_date_time": "2026-03-01T11:00:00Z",
+//!     "charging_periods": [{"start_date_time": "2026-03-01T10:00:00Z", "dimensions": [{"type": "ENERGY", "volume": 10}]}]});
+//! let out = price_json(&tariff, &cdr, Some("Europe/Amsterdam"), Version::V221).unwrap();
+//! assert_eq!(out["total_cost"]["excl_vat"], "2.5");
+//! assert_eq!(out["total_cost"]["incl_vat"], "3");
+//! ```
+
+use std::str::FromStr;
+
+use chrono::{DateTime, Datelike, NaiveDate, NaiveTime, Utc, Weekday};
+use chrono_tz::Tz;
+use rust_decimal::Decimal;
+use serde::{Deserialize, Deserializer};
+use serde_json::{json, Value};
+
+/// Why a session could not be priced.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TariffError {
+    /// The tariff or CDR JSON does not have the shape of the version.
+    #[error("invalid {what}: {reason}")]
+    Invalid {
+        /// `tariff`, `cdr` or `location`.
+        what: &'static str,
+        /// The decoder's message.
+        reason: String,
+    },
+    /// No time zone for the restrictions.
+    #[error("the location's time_zone is needed to apply time restrictions")]
+    TimeZoneMissing,
+    /// Not an IANA zone.
+    #[error("unknown time zone {0}")]
+    UnknownTimeZone(String),
+    /// A charging period outside the session, or periods out of order.
+    #[error("charging periods: {0}")]
+    Periods(String),
+}
+
+/// Which version's price objects to print.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Version {
+    /// `{excl_vat, incl_vat}`.
+    V221,
+    /// `{before_taxes, taxes: [..]}`.
+    V230,
+}
+
+fn decimal<'de, D: Deserializer<'de>>(d: D) -> Result<Decimal, D::Error> {
+    let v = Value::deserialize(d)?;
+    to_decimal(&v).ok_or_else(|| serde::de::Error::custom(format!("expected a number, got {v}")))
+}
+
+fn opt_decimal<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Decimal>, D::Error> {
+    let v = Option::<Value>::deserialize(d)?;
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => to_decimal(&v)
+            .map(Some)
+            .ok_or_else(|| serde::de::Error::custom(format!("expected a number, got {v}"))),
+    }
+}
+
+/// A JSON number (or numeric string) as an exact decimal: the number's
+/// shortest text, never arithmetic on a float.
+pub fn to_decimal(v: &Value) -> Option<Decimal> {
+    let s = match v {
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => s.clone(),
+        _ => return None,
+    };
+    Decimal::from_str(&s)
+        .or_else(|_| Decimal::from_scientific(&s))
+        .ok()
+}
+
+/// A tariff dimension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Dimension {
+    /// Per kWh.
+    Energy,
+    /// Once per session.
+    Flat,
+    /// Per hour not charging.
+    ParkingTime,
+    /// Per hour charging.
+    Time,
+}
+
+/// One price component.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct PriceComponent {
+    /// The dimension.
+    #[serde(rename = "type")]
+    pub dimension: Dimension,
+    /// Price per unit, excl. VAT.
+    #[serde(deserialize_with = "decimal")]
+    pub price: Decimal,
+    /// VAT percentage; absent = no VAT applies.
+    #[serde(default, deserialize_with = "opt_decimal")]
+    pub vat: Option<Decimal>,
+    /// Billing block: Wh for ENERGY, seconds for times.
+    #[serde(default = "one")]
+    pub step_size: u64,
+}
+
+fn one() -> u64 {
+    1
+}
+
+/// When an element applies.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct Restrictions {
+    /// Local "HH:MM", inclusive.
+    pub start_time: Option<String>,
+    /// Local "HH:MM", exclusive.
+    pub end_time: Option<String>,
+    /// Local date, inclusive.
+    pub start_date: Option<String>,
+    /// Local date, exclusive.
+    pub end_date: Option<String>,
+    /// kWh before the period, inclusive.
+    #[serde(default, deserialize_with = "opt_decimal")]
+    pub min_kwh: Option<Decimal>,
+    /// kWh before the period, exclusive.
+    #[serde(default, deserialize_with = "opt_decimal")]
+    pub max_kwh: Option<Decimal>,
+    /// A, inclusive.
+    #[serde(default, deserialize_with = "opt_decimal")]
+    pub min_current: Option<Decimal>,
+    /// A, exclusive.
+    #[serde(default, deserialize_with = "opt_decimal")]
+    pub max_current: Option<Decimal>,
+    /// kW, inclusive.
+    #[serde(default, deserialize_with = "opt_decimal")]
+    pub min_power: Option<Decimal>,
+    /// kW, exclusive.
+    #[serde(default, deserialize_with = "opt_decimal")]
+    pub max_power: Option<Decimal>,
+    /// Seconds of session before the period, inclusive.
+    pub min_duration: Option<i64>,
+    /// Seconds of session before the period, exclusive.
+    pub max_duration: Option<i64>,
+    /// MONDAY .. SUNDAY.
+    #[serde(default)]
+    pub day_of_week: Vec<String>,
+    /// RESERVATION or RESERVATION_EXPIRES.
+    pub reservation: Option<String>,
+}
+
+/// A tariff element.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Element {
+    /// Its components.
+    pub price_components: Vec<PriceComponent>,
+    /// Its restrictions.
+    #[serde(default)]
+    pub restrictions: Option<Restrictions>,
+}
+
+/// A min/max price: 2.2.1 `{excl_vat, incl_vat?}` or 2.3.0 `{before_taxes, after_taxes?}`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Limit {
+    /// Excl. VAT / before taxes.
+    pub excl: Decimal,
+    /// Incl. VAT / after taxes.
+    pub incl: Option<Decimal>,
+}
+
+impl<'de> Deserialize<'de> for Limit {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = Value::deserialize(d)?;
+        let excl = to_decimal(&v["excl_vat"]).or_else(|| to_decimal(&v["before_taxes"]));
+        let incl = to_decimal(&v["incl_vat"]).or_else(|| to_decimal(&v["after_taxes"]));
+        match excl {
+            Some(excl) => Ok(Limit { excl, incl }),
+            None => Err(serde::de::Error::custom(
+                "a price needs excl_vat (2.2.1) or before_taxes (2.3.0)",
+            )),
+        }
+    }
+}
+
+/// The parts of a Tariff the engine reads (other fields are ignored here).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Tariff {
+    /// Tariff id.
+    #[serde(default)]
+    pub id: String,
+    /// ISO 4217 currency.
+    #[serde(default)]
+    pub currency: String,
+    /// Elements in priority order.
+    pub elements: Vec<Element>,
+    /// Minimum total.
+    #[serde(default)]
+    pub min_price: Option<Limit>,
+    /// Maximum total.
+    #[serde(default)]
+    pub max_price: Option<Limit>,
+}
+
+/// A CDR dimension volume.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct CdrDimension {
+    /// ENERGY, TIME, PARKING_TIME, CURRENT, MAX_POWER, RESERVATION_TIME, ...
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The volume (kWh, hours, A, kW).
+    #[serde(deserialize_with = "decimal")]
+    pub volume: Decimal,
+}
+
+/// A charging period.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct ChargingPeriod {
+    /// When it starts.
+    #[serde(deserialize_with = "lenient_time")]
+    pub start_date_time: DateTime<Utc>,
+    /// Its volumes.
+    pub dimensions: Vec<CdrDimension>,
+}
+
+/// The session to price: a CDR's times and periods.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Session {
+    /// Session start.
+    #[serde(deserialize_with = "lenient_time")]
+    pub start_date_time: DateTime<Utc>,
+    /// Session end.
+    #[serde(deserialize_with = "lenient_time")]
+    pub end_date_time: DateTime<Utc>,
+    /// Periods.
+    pub charging_periods: Vec<ChargingPeriod>,
+}
+
+/// OCPI times are UTC; real peers omit the `Z`: read both.
+fn lenient_time<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
+    let s = String::deserialize(d)?;
+    DateTime::parse_from_rfc3339(&s)
+        .map(|t| t.with_timezone(&Utc))
+        .or_else(|_| {
+            chrono::NaiveDateTime::parse_from_str(&s, "%Y-%m-%dT%H:%M:%S%.f").map(|n| n.and_utc())
+        })
+        .map_err(|_| serde::de::Error::custom(format!("not an OCPI DateTime: {s}")))
+}
+
+/// Money is kept to 10 decimal places: far below any currency's minor unit,
+/// so no currency rounding happens here (that is the caller's, by law and
+/// contract), yet a price per hour × seconds that does not terminate in
+/// decimal stays summable.
+pub const MONEY_DP: u32 = 10;
+
+/// An amount with and without VAT, grouped by VAT rate for tax lines.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Amount {
+    /// Excl. VAT.
+    pub excl: Decimal,
+    /// VAT per rate (percentage, amount); rate `None` = no VAT applies.
+    pub vat: Vec<(Option<Decimal>, Decimal)>,
+}
+
+impl Amount {
+    fn add(&mut self, excl: Decimal, rate: Option<Decimal>) {
+        let excl = excl.round_dp(MONEY_DP);
+        self.excl += excl;
+        let tax = rate.map_or(Decimal::ZERO, |r| {
+            (excl * r / Decimal::from(100)).round_dp(MONEY_DP)
+        });
+        match self.vat.iter_mut().find(|(r, _)| *r == rate) {
+            Some(slot) => slot.1 += tax,
+            None => self.vat.push((rate, tax)),
+        }
+    }
+    fn merge(&mut self, other: &Amount) {
+        self.excl += other.excl;
+        for (r, t) in &other.vat {
+            match self.vat.iter_mut().find(|(x, _)| x == r) {
+                Some(slot) => slot.1 += *t,
+                None => self.vat.push((*r, *t)),
+            }
+        }
+    }
+    /// Incl. VAT.
+    pub fn incl(&self) -> Decimal {
+        self.excl + self.vat.iter().map(|v| v.1).sum::<Decimal>()
+    }
+    fn scaled(&self, excl: Decimal, incl: Decimal) -> Amount {
+        let tax = self.incl() - self.excl;
+        let new_tax = incl - excl;
+        let vat = self
+            .vat
+            .iter()
+            .map(|(r, t)| {
+                (
+                    *r,
+                    if tax.is_zero() {
+                        Decimal::ZERO
+                    } else {
+                        *t * new_tax / tax
+                    },
+                )
+            })
+            .collect();
+        Amount { excl, vat }
+    }
+    fn json(&self, v: Version) -> Value {
+        let n = |d: Decimal| d.normalize().to_string();
+        match v {
+            Version::V221 => json!({"excl_vat": n(self.excl), "incl_vat": n(self.incl())}),
+            Version::V230 => {
+                let taxes: Vec<Value> = self
+                    .vat
+                    .iter()
+                    .filter_map(|(r, t)| {
+                        r.map(|r| json!({"name": "VAT", "percentage": n(r), "amount": n(*t)}))
+                    })
+                    .collect();
+                json!({"before_taxes": n(self.excl), "taxes": taxes})
+            }
+        }
+    }
+}
+
+/// One priced line of the breakdown.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Line {
+    /// Period index (`None` for the step-size rounding line).
+    pub period: Option<usize>,
+    /// Element index in the tariff.
+    pub element: usize,
+    /// Dimension.
+    pub dimension: Dimension,
+    /// Billed volume: kWh, hours, or 1 for FLAT.
+    pub volume: Decimal,
+    /// Price per unit excl. VAT.
+    pub price: Decimal,
+    /// VAT rate.
+    pub vat: Option<Decimal>,
+    /// volume × price.
+    pub cost: Decimal,
+}
+
+/// A priced session: the CDR totals and the breakdown.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Priced {
+    /// Everything.
+    pub total_cost: Amount,
+    /// FLAT.
+    pub total_fixed_cost: Amount,
+    /// kWh.
+    pub total_energy: Decimal,
+    /// ENERGY cost.
+    pub total_energy_cost: Amount,
+    /// Hours charging.
+    pub total_time: Decimal,
+    /// TIME cost.
+    pub total_time_cost: Amount,
+    /// Hours parking.
+    pub total_parking_time: Decimal,
+    /// PARKING_TIME cost.
+    pub total_parking_cost: Amount,
+    /// Reservation cost.
+    pub total_reservation_cost: Amount,
+    /// Every priced line.
+    pub lines: Vec<Line>,
+}
+
+impl Priced {
+    /// The totals under the CDR's field names, prices in `version`'s shape.
+    pub fn to_json(&self, version: Version) -> Value {
+        let n = |d: Decimal| d.normalize().to_string();
+        json!({
+            "total_cost": self.total_cost.json(version),
+            "total_fixed_cost": self.total_fixed_cost.json(version),
+            "total_energy": n(self.total_energy),
+            "total_energy_cost": self.total_energy_cost.json(version),
+            "total_time": n(self.total_time),
+            "total_time_cost": self.total_time_cost.json(version),
+            "total_parking_time": n(self.total_parking_time),
+            "total_parking_cost": self.total_parking_cost.json(version),
+            "total_reservation_cost": self.total_reservation_cost.json(version),
+            "breakdown": self.lines.iter().map(|l| json!({
+                "period": l.period, "element": l.element, "dimension": format!("{:?}", l.dimension),
+                "volume": n(l.volume), "price": n(l.price), "vat": l.vat.map(n), "cost": n(l.cost),
+            })).collect::<Vec<_>>(),
+        })
+    }
+}
+
+/// What the restrictions are judged on, at a period's start.
+struct Context {
+    local: chrono::NaiveDateTime,
+    kwh_before: Decimal,
+    seconds_before: i64,
+    current: Option<Decimal>,
+    power: Option<Decimal>,
+    reservation: bool,
+}
+
+fn hhmm(s: &str) -> Option<NaiveTime> {
+    NaiveTime::parse_from_str(s, "%H:%M").ok()
+}
+
+fn weekday(s: &str) -> Option<Weekday> {
+    Some(match s {
+        "MONDAY" => Weekday::Mon,
+        "TUESDAY" => Weekday::Tue,
+        "WEDNESDAY" => Weekday::Wed,
+        "THURSDAY" => Weekday::Thu,
+        "FRIDAY" => Weekday::Fri,
+        "SATURDAY" => Weekday::Sat,
+        "SUNDAY" => Weekday::Sun,
+        _ => return None,
+    })
+}
+
+fn matches(r: &Restrictions, c: &Context) -> bool {
+    let t = c.local.time();
+    let time_ok = match (
+        r.start_time.as_deref().and_then(hhmm),
+        r.end_time.as_deref().and_then(hhmm),
+    ) {
+        (None, None) => true,
+        (Some(s), None) => t >= s,
+        (None, Some(e)) => e == NaiveTime::MIN || t < e,
+        (Some(s), Some(e)) if s == e => true,
+        (Some(s), Some(e)) if e == NaiveTime::MIN => t >= s,
+        (Some(s), Some(e)) if s < e => t >= s && t < e,
+        (Some(s), Some(e)) => t >= s || t < e, // wraps past midnight
+    };
+    let date = c.local.date();
+    let date_ok = r
+        .start_date
+        .as_deref()
+        .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
+        .is_none_or(|s| date >= s)
+        && r.end_date
+            .as_deref()
+            .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
+            .is_none_or(|e| date < e);
+    let day_ok = r.day_of_week.is_empty()
+        || r.day_of_week
+            .iter()
+            .filter_map(|d| weekday(d))
+            .any(|d| d == date.weekday());
+    let range = |v: Option<Decimal>, min: Option<Decimal>, max: Option<Decimal>| match v {
+        Some(v) => min.is_none_or(|m| v >= m) && max.is_none_or(|m| v < m),
+        // a restriction on a value the period does not report cannot be shown to hold
+        None => min.is_none() && max.is_none(),
+    };
+    let kwh_ok = range(Some(c.kwh_before), r.min_kwh, r.max_kwh);
+    let current_ok = range(c.current, r.min_current, r.max_current);
+    let power_ok = range(c.power, r.min_power, r.max_power);
+    let dur_ok = r.min_duration.is_none_or(|m| c.seconds_before >= m)
+        && r.max_duration.is_none_or(|m| c.seconds_before < m);
+    let reservation_ok = r.reservation.is_some() == c.reservation;
+    time_ok && date_ok && day_ok && kwh_ok && current_ok && power_ok && dur_ok && reservation_ok
+}
+
+fn hours(ms: i64) -> Decimal {
+    Decimal::from(ms) / Decimal::from(3_600_000)
+}
+
+/// Prices `session` under `tariff`, restrictions in `time_zone`.
+///
+/// # Errors
+///
+/// [`TariffError`]: no time zone when the tariff has time restrictions, an
+/// unknown zone, or periods outside the session.
+pub fn price(
+    tariff: &Tariff,
+    session: &Session,
+    time_zone: Option<&str>,
+) -> Result<Priced, TariffError> {
+    let needs_zone = tariff
+        .elements
+        .iter()
+        .filter_map(|e| e.restrictions.as_ref())
+        .any(|r| {
+            r.start_time.is_some()
+                || r.end_time.is_some()
+                || r.start_date.is_some()
+                || r.end_date.is_some()
+                || !r.day_of_week.is_empty()
+        });
+    let tz: Tz = match time_zone {
+        Some(z) => z
+            .parse()
+            .map_err(|_| TariffError::UnknownTimeZone(z.to_owned()))?,
+        None if needs_zone => return Err(TariffError::TimeZoneMissing),
+        None => Tz::UTC,
+    };
+    let mut periods: Vec<&ChargingPeriod> = session.charging_periods.iter().collect();
+    periods.sort_by_key(|p| p.start_date_time);
+    if session.end_date_time < session.start_date_time {
+        return Err(TariffError::Periods(
+            "the session ends before it starts".into(),
+        ));
+    }
+    if let Some(p) = periods.iter().find(|p| {
+        p.start_date_time < session.start_date_time || p.start_date_time > session.end_date_time
+    }) {
+        return Err(TariffError::Periods(format!(
+            "a period starts at {} outside the session",
+            p.start_date_time
+        )));
+    }
+    let mut out = Priced {
+        total_cost: Amount::default(),
+        total_fixed_cost: Amount::default(),
+        total_energy: Decimal::ZERO,
+        total_energy_cost: Amount::default(),
+        total_time: Decimal::ZERO,
+        total_time_cost: Amount::default(),
+        total_parking_time: Decimal::ZERO,
+        total_parking_cost: Amount::default(),
+        total_reservation_cost: Amount::default(),
+        lines: Vec::new(),
+    };
+    let mut flat_done = false;
+    // last component used per dimension, for step_size: (element, component)
+    let mut last: [Option<(usize, PriceComponent)>; 3] = [None, None, None];
+    let mut billed = [Decimal::ZERO; 3]; // kWh, h, h
+    for (i, p) in periods.iter().enumerate() {
+        let end = periods
+            .get(i + 1)
+            .map_or(session.end_date_time, |n| n.start_date_time);
+        let duration_h = hours((end - p.start_date_time).num_milliseconds().max(0));
+        let dim = |k: &str| p.dimensions.iter().find(|d| d.kind == k).map(|d| d.volume);
+        let energy = dim("ENERGY").unwrap_or_default();
+        let parking = dim("PARKING_TIME").unwrap_or_default();
+        let reservation_h = dim("RESERVATION_TIME");
+        let time = dim("TIME").unwrap_or(
+            if dim("PARKING_TIME").is_some() || reservation_h.is_some() {
+                Decimal::ZERO
+            } else {
+                duration_h
+            },
+        );
+        let ctx = Context {
+            local: p.start_date_time.with_timezone(&tz).naive_local(),
+            kwh_before: out.total_energy,
+            seconds_before: (p.start_date_time - session.start_date_time).num_seconds(),
+            current: dim("CURRENT").or(dim("MAX_CURRENT")),
+            power: dim("POWER").or(dim("MAX_POWER")),
+            reservation: reservation_h.is_some(),
+        };
+        let active = |d: Dimension| {
+            tariff.elements.iter().enumerate().find_map(|(ei, e)| {
+                let c = e.price_components.iter().find(|c| c.dimension == d)?;
+                let ok = match &e.restrictions {
+                    Some(r) => matches(r, &ctx),
+                    None => !ctx.reservation,
+                };
+                ok.then(|| (ei, c.clone()))
+            })
+        };
+        if ctx.reservation {
+            if let (Some((ei, c)), Some(h)) = (active(Dimension::Time), reservation_h) {
+                let cost = (h * c.price).round_dp(MONEY_DP);
+                out.total_reservation_cost.add(cost, c.vat);
+                out.lines.push(Line {
+                    period: Some(i),
+                    element: ei,
+                    dimension: Dimension::Time,
+                    volume: h,
+                    price: c.price,
+                    vat: c.vat,
+                    cost,
+                });
+            }
+            if !flat_done {
+                if let Some((ei, c)) = active(Dimension::Flat) {
+                    flat_done = true;
+                    out.total_reservation_cost.add(c.price, c.vat);
+                    out.lines.push(Line {
+                        period: Some(i),
+                        element: ei,
+                        dimension: Dimension::Flat,
+                        volume: Decimal::ONE,
+                        price: c.price,
+                        vat: c.vat,
+                        cost: c.price,
+                    });
+                }
+            }
+            continue;
+        }
+        out.total_energy += energy;
+        out.total_time += time;
+        out.total_parking_time += parking;
+        for (slot, d, volume) in [
+            (0, Dimension::Energy, energy),
+            (1, Dimension::Time, time),
+            (2, Dimension::ParkingTime, parking),
+        ] {
+            if volume.is_zero() {
+                continue;
+            }
+            if let Some((ei, c)) = active(d) {
+                let cost = (volume * c.price).round_dp(MONEY_DP);
+                match d {
+                    Dimension::Energy => out.total_energy_cost.add(cost, c.vat),
+                    Dimension::Time => out.total_time_cost.add(cost, c.vat),
+                    _ => out.total_parking_cost.add(cost, c.vat),
+                }
+                billed[slot] += volume;
+                out.lines.push(Line {
+                    period: Some(i),
+                    element: ei,
+                    dimension: d,
+                    volume,
+                    price: c.price,
+                    vat: c.vat,
+                    cost,
+                });
+                last[slot] = Some((ei, c));
+            }
+        }
+        if !flat_done {
+            if let Some((ei, c)) = active(Dimension::Flat) {
+                flat_done = true;
+                out.total_fixed_cost.add(c.price, c.vat);
+                out.lines.push(Line {
+                    period: Some(i),
+                    element: ei,
+                    dimension: Dimension::Flat,
+                    volume: Decimal::ONE,
+                    price: c.price,
+                    vat: c.vat,
+                    cost: c.price,
+                });
+            }
+        }
+    }
+    // step_size, once per session
+    let round_up = |total: Decimal, unit: Decimal, step: u64| -> Decimal {
+        if step == 0 {
+            return Decimal::ZERO; // decision 5: no rounding
+        }
+        // Wh or seconds; times come from milliseconds, so 6 places are exact enough
+        let units = (total * unit).round_dp(6);
+        let step = Decimal::from(step);
+        (units / step).ceil() * step - units
+    };
+    let extra = |slot: usize, unit: Decimal, out: &mut Priced| {
+        if let Some((ei, c)) = last[slot].clone() {
+            let extra_units = round_up(billed[slot], unit, c.step_size);
+            if extra_units > Decimal::ZERO {
+                let add = extra_units / unit;
+                let cost = (extra_units * c.price / unit).round_dp(MONEY_DP);
+                match c.dimension {
+                    Dimension::Energy => out.total_energy_cost.add(cost, c.vat),
+                    Dimension::Time => out.total_time_cost.add(cost, c.vat),
+                    _ => out.total_parking_cost.add(cost, c.vat),
+                }
+                out.lines.push(Line {
+                    period: None,
+                    element: ei,
+                    dimension: c.dimension,
+                    volume: add,
+                    price: c.price,
+                    vat: c.vat,
+                    cost,
+                });
+            }
+        }
+    };
+    extra(0, Decimal::from(1000), &mut out);
+    // TIME and PARKING_TIME: when the session ends parking only the parking total is rounded
+    let parking_last = periods
+        .last()
+        .is_some_and(|p| p.dimensions.iter().any(|d| d.kind == "PARKING_TIME"));
+    if parking_last && last[2].is_some() {
+        extra(2, Decimal::from(3600), &mut out);
+    } else {
+        extra(1, Decimal::from(3600), &mut out);
+    }
+    let mut total = Amount::default();
+    for a in [
+        &out.total_fixed_cost,
+        &out.total_energy_cost,
+        &out.total_time_cost,
+        &out.total_parking_cost,
+        &out.total_reservation_cost,
+    ] {
+        total.merge(a);
+    }
+    let (mut excl, mut incl) = (total.excl, total.incl());
+    if let Some(m) = tariff.min_price {
+        excl = excl.max(m.excl);
+        if let Some(i) = m.incl {
+            incl = incl.max(i);
+        }
+    }
+    if let Some(m) = tariff.max_price {
+        excl = excl.min(m.excl);
+        if let Some(i) = m.incl {
+            incl = incl.min(i);
+        }
+    }
+    incl = incl.max(excl);
+    out.total_cost = if excl == total.excl && incl == total.incl() {
+        total
+    } else {
+        total.scaled(excl, incl)
+    };
+    Ok(out)
+}
+
+/// Prices from JSON: a Tariff, a CDR (or anything with `start_date_time`,
+/// `end_date_time`, `charging_periods`) and the location's time zone; the
+/// totals under the CDR's field names.
+///
+/// # Errors
+///
+/// [`TariffError`].
+pub fn price_json(
+    tariff: &Value,
+    cdr: &Value,
+    time_zone: Option<&str>,
+    version: Version,
+) -> Result<Value, TariffError> {
+    let t: Tariff = serde_json::from_value(tariff.clone()).map_err(|e| TariffError::Invalid {
+        what: "tariff",
+        reason: e.to_string(),
+    })?;
+    let s: Session = serde_json::from_value(cdr.clone()).map_err(|e| TariffError::Invalid {
+        what: "cdr",
+        reason: e.to_string(),
+    })?;
+    Ok(price(&t, &s, time_zone)?.to_json(version))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn d(s: &str) -> Decimal {
+        Decimal::from_str(s).unwrap()
+    }
+
+    fn session(start: &str, end: &str, periods: Value) -> Session {
+        serde_json::from_value(
+            json!({"start_date_time": start, "end_date_time": end, "charging_periods": periods}),
+        )
+        .unwrap()
+    }
+
+    fn tariff(elements: Value) -> Tariff {
+        serde_json::from_value(json!({"id": "T", "currency": "EUR", "elements": elements})).unwrap()
+    }
+
+    #[test]
+    fn energy_time_flat_and_vat() {
+        let t = tariff(json!([{"price_components": [
+            {"type": "FLAT", "price": 0.50, "vat": 10.0, "step_size": 1},
+            {"type": "ENERGY", "price": 0.25, "vat": 10.0, "step_size": 1},
+            {"type": "TIME", "price": 2.00, "vat": 10.0, "step_size": 1}]}]));
+        let s = session(
+            "2026-03-02T10:00:00Z",
+            "2026-03-02T11:30:00Z",
+            json!([
+            {"start_date_time": "2026-03-02T10:00:00Z", "dimensions": [{"type": "ENERGY", "volume": 10}, {"type": "TIME", "volume": 1.5}]}]),
+        );
+        let p = price(&t, &s, Some("Europe/Amsterdam")).unwrap();
+        assert_eq!(p.total_fixed_cost.excl, d("0.5"));
+        assert_eq!(p.total_energy_cost.excl, d("2.5"));
+        assert_eq!(p.total_time_cost.excl, d("3"));
+        assert_eq!(p.total_cost.excl, d("6"));
+        assert_eq!(p.total_cost.incl(), d("6.6"));
+        let j = p.to_json(Version::V230);
+        assert_eq!(j["total_cost"]["before_taxes"], "6");
+        assert_eq!(j["total_cost"]["taxes"][0]["amount"], "0.6");
+        assert_eq!(j["total_cost"]["taxes"][0]["percentage"], "10");
+    }
+
+    #[test]
+    fn first_matching_element_per_dimension_and_time_of_day_across_midnight() {
+        // night 22:00-06:00 cheaper energy, day default after it
+        let t = tariff(json!([
+            {"price_components": [{"type": "ENERGY", "price": 0.20, "step_size": 1}], "restrictions": {"start_time": "22:00", "end_time": "06:00"}},
+            {"price_components": [{"type": "ENERGY", "price": 0.30, "step_size": 1}]}]));
+        // Amsterdam is UTC+1 in March: 21:30Z = 22:30 local (night), 05:30Z = 06:30 local (day)
+        let s = session(
+            "2026-03-02T21:30:00Z",
+            "2026-03-03T06:00:00Z",
+            json!([
+            {"start_date_time": "2026-03-02T21:30:00Z", "dimensions": [{"type": "ENERGY", "volume": 10}]},
+            {"start_date_time": "2026-03-03T05:30:00Z", "dimensions": [{"type": "ENERGY", "volume": 5}]}]),
+        );
+        let p = price(&t, &s, Some("Europe/Amsterdam")).unwrap();
+        assert_eq!(p.total_energy_cost.excl, d("3.5"), "{:?}", p.lines);
+        assert_eq!(p.lines[0].element, 0);
+        assert_eq!(p.lines[1].element, 1);
+        // no zone for a time-restricted tariff: refused, not guessed
+        assert_eq!(price(&t, &s, None), Err(TariffError::TimeZoneMissing));
+        assert_eq!(
+            price(&t, &s, Some("Mars/Base")).unwrap_err(),
+            TariffError::UnknownTimeZone("Mars/Base".into())
+        );
+    }
+
+    #[test]
+    fn daylight_saving_change() {
+        // 2026-03-29 02:00 local Amsterdam jumps to 03:00; 01:30Z = 03:30 CEST (after the change)
+        let t = tariff(json!([
+            {"price_components": [{"type": "TIME", "price": 1, "step_size": 1}], "restrictions": {"start_time": "03:00", "end_time": "04:00"}},
+            {"price_components": [{"type": "TIME", "price": 2, "step_size": 1}]}]));
+        let s = session(
+            "2026-03-29T01:30:00Z",
+            "2026-03-29T02:00:00Z",
+            json!([
+            {"start_date_time": "2026-03-29T01:30:00Z", "dimensions": [{"type": "TIME", "volume": 0.5}]}]),
+        );
+        assert_eq!(
+            price(&t, &s, Some("Europe/Amsterdam"))
+                .unwrap()
+                .total_time_cost
+                .excl,
+            d("0.5")
+        );
+        // the same instant a day earlier is 02:30 CET: the default element
+        let s = session(
+            "2026-03-28T01:30:00Z",
+            "2026-03-28T02:00:00Z",
+            json!([
+            {"start_date_time": "2026-03-28T01:30:00Z", "dimensions": [{"type": "TIME", "volume": 0.5}]}]),
+        );
+        assert_eq!(
+            price(&t, &s, Some("Europe/Amsterdam"))
+                .unwrap()
+                .total_time_cost
+                .excl,
+            d("1")
+        );
+    }
+
+    #[test]
+    fn kwh_duration_power_day_and_date_restrictions() {
+        let t = tariff(json!([
+            {"price_components": [{"type": "ENERGY", "price": 0.10, "step_size": 1}], "restrictions": {"min_kwh": 20}},
+            {"price_components": [{"type": "ENERGY", "price": 0.40, "step_size": 1}], "restrictions": {"min_power": 50}},
+            {"price_components": [{"type": "ENERGY", "price": 0.05, "step_size": 1}], "restrictions": {"day_of_week": ["SUNDAY"]}},
+            {"price_components": [{"type": "ENERGY", "price": 0.01, "step_size": 1}], "restrictions": {"start_date": "2026-12-25", "end_date": "2026-12-26"}},
+            {"price_components": [{"type": "PARKING_TIME", "price": 6, "step_size": 1}], "restrictions": {"min_duration": 7200}},
+            {"price_components": [{"type": "ENERGY", "price": 0.30, "step_size": 1}]}]));
+        // Monday: 20 kWh at 11 kW (0.30), then 5 kWh (past 20 kWh: 0.10), then 1 h parking before the 2 h mark (free), 1 h after (6/h)
+        let s = session(
+            "2026-03-02T10:00:00Z",
+            "2026-03-02T13:00:00Z",
+            json!([
+            {"start_date_time": "2026-03-02T10:00:00Z", "dimensions": [{"type": "ENERGY", "volume": 20}, {"type": "MAX_POWER", "volume": 11}]},
+            {"start_date_time": "2026-03-02T10:30:00Z", "dimensions": [{"type": "ENERGY", "volume": 5}, {"type": "MAX_POWER", "volume": 11}]},
+            {"start_date_time": "2026-03-02T11:00:00Z", "dimensions": [{"type": "PARKING_TIME", "volume": 1}]},
+            {"start_date_time": "2026-03-02T12:00:00Z", "dimensions": [{"type": "PARKING_TIME", "volume": 1}]}]),
+        );
+        let p = price(&t, &s, Some("UTC")).unwrap();
+        assert_eq!(p.total_energy_cost.excl, d("6.5"));
+        assert_eq!(
+            p.total_parking_cost.excl,
+            d("6"),
+            "min_duration counts the whole session before the period"
+        );
+        assert_eq!(p.total_parking_time, d("2"));
+        // high power: 0.40
+        let s2 = session(
+            "2026-03-02T10:00:00Z",
+            "2026-03-02T10:30:00Z",
+            json!([
+            {"start_date_time": "2026-03-02T10:00:00Z", "dimensions": [{"type": "ENERGY", "volume": 10}, {"type": "MAX_POWER", "volume": 150}]}]),
+        );
+        assert_eq!(
+            price(&t, &s2, Some("UTC")).unwrap().total_energy_cost.excl,
+            d("4")
+        );
+        // Sunday, and Christmas day
+        let sunday = session(
+            "2026-03-01T10:00:00Z",
+            "2026-03-01T10:30:00Z",
+            json!([{"start_date_time": "2026-03-01T10:00:00Z", "dimensions": [{"type": "ENERGY", "volume": 10}]}]),
+        );
+        assert_eq!(
+            price(&t, &sunday, Some("UTC"))
+                .unwrap()
+                .total_energy_cost
+                .excl,
+            d("0.5")
+        );
+        let xmas = session(
+            "2026-12-25T10:00:00Z",
+            "2026-12-25T10:30:00Z",
+            json!([{"start_date_time": "2026-12-25T10:00:00Z", "dimensions": [{"type": "ENERGY", "volume": 10}]}]),
+        );
+        assert_eq!(
+            price(&t, &xmas, Some("UTC"))
+                .unwrap()
+                .total_energy_cost
+                .excl,
+            d("0.1")
+        );
+    }
+
+    #[test]
+    fn step_size_once_per_session_with_the_last_component() {
+        // TIME in 5-minute blocks, 6 minutes used: 10 minutes billed
+        let t =
+            tariff(json!([{"price_components": [{"type": "TIME", "price": 6, "step_size": 300}]}]));
+        let s = session(
+            "2026-03-02T10:00:00Z",
+            "2026-03-02T10:06:00Z",
+            json!([{"start_date_time": "2026-03-02T10:00:00Z", "dimensions": [{"type": "TIME", "volume": 0.1}]}]),
+        );
+        let p = price(&t, &s, Some("UTC")).unwrap();
+        assert_eq!(p.total_time_cost.excl, d("1"), "{:?}", p.lines);
+        // ENERGY in 1 kWh blocks over two elements: rounded once, at the last element's price
+        let t = tariff(json!([
+            {"price_components": [{"type": "ENERGY", "price": 0.20, "step_size": 500}], "restrictions": {"max_kwh": 10}},
+            {"price_components": [{"type": "ENERGY", "price": 0.30, "step_size": 1000}]}]));
+        let s = session(
+            "2026-03-02T10:00:00Z",
+            "2026-03-02T11:00:00Z",
+            json!([
+            {"start_date_time": "2026-03-02T10:00:00Z", "dimensions": [{"type": "ENERGY", "volume": 10.2}]},
+            {"start_date_time": "2026-03-02T10:30:00Z", "dimensions": [{"type": "ENERGY", "volume": 2.5}]}]),
+        );
+        let p = price(&t, &s, Some("UTC")).unwrap();
+        // 10.2 × 0.2 + 2.5 × 0.3 + (13 − 12.7) × 0.3
+        assert_eq!(p.total_energy_cost.excl, d("2.04") + d("0.75") + d("0.09"));
+        // TIME then PARKING_TIME: only the parking total is rounded
+        let t = tariff(
+            json!([{"price_components": [{"type": "TIME", "price": 1, "step_size": 3600}, {"type": "PARKING_TIME", "price": 2, "step_size": 3600}]}]),
+        );
+        let s = session(
+            "2026-03-02T10:00:00Z",
+            "2026-03-02T10:40:00Z",
+            json!([
+            {"start_date_time": "2026-03-02T10:00:00Z", "dimensions": [{"type": "TIME", "volume": 0.5}]},
+            {"start_date_time": "2026-03-02T10:30:00Z", "dimensions": [{"type": "PARKING_TIME", "volume": 0.1}]}]),
+        );
+        let p = price(&t, &s, Some("UTC")).unwrap();
+        assert_eq!(p.total_time_cost.excl, d("0.5"));
+        assert_eq!(
+            p.total_parking_cost.excl,
+            d("2"),
+            "0.1 h rounded up to 1 h of parking"
+        );
+        // step_size 0: no rounding
+        let t =
+            tariff(json!([{"price_components": [{"type": "TIME", "price": 6, "step_size": 0}]}]));
+        let s = session(
+            "2026-03-02T10:00:00Z",
+            "2026-03-02T10:06:00Z",
+            json!([{"start_date_time": "2026-03-02T10:00:00Z", "dimensions": [{"type": "TIME", "volume": 0.1}]}]),
+        );
+        assert_eq!(
+            price(&t, &s, Some("UTC")).unwrap().total_time_cost.excl,
+            d("0.6")
+        );
+    }
+
+    #[test]
+    fn flat_fee_once_and_min_max() {
+        let t: Tariff = serde_json::from_value(json!({"id": "T", "currency": "EUR", "min_price": {"excl_vat": 5, "incl_vat": 6},
+            "max_price": {"excl_vat": 8}, "elements": [
+            {"price_components": [{"type": "FLAT", "price": 1, "step_size": 1}], "restrictions": {"start_time": "10:00", "end_time": "11:00"}},
+            {"price_components": [{"type": "FLAT", "price": 3, "step_size": 1}, {"type": "ENERGY", "price": 0.5, "vat": 20, "step_size": 1}]}]}))
+        .unwrap();
+        let s = session(
+            "2026-03-02T09:00:00Z",
+            "2026-03-02T12:00:00Z",
+            json!([
+            {"start_date_time": "2026-03-02T09:00:00Z", "dimensions": [{"type": "ENERGY", "volume": 1}]},
+            {"start_date_time": "2026-03-02T10:00:00Z", "dimensions": [{"type": "ENERGY", "volume": 1}]}]),
+        );
+        let p = price(&t, &s, Some("UTC")).unwrap();
+        // the first FLAT that becomes active (element 1, period 0) is the only one
+        assert_eq!(p.total_fixed_cost.excl, d("3"));
+        // 3 + 1 = 4 < min 5: clamped; incl 4 + 0.2 = 4.2 < 6: clamped
+        assert_eq!(p.total_cost.excl, d("5"));
+        assert_eq!(p.total_cost.incl(), d("6"));
+        assert_eq!(
+            p.total_energy_cost.excl,
+            d("1"),
+            "dimension totals keep their values"
+        );
+        let big = session(
+            "2026-03-02T09:00:00Z",
+            "2026-03-02T12:00:00Z",
+            json!([
+            {"start_date_time": "2026-03-02T09:00:00Z", "dimensions": [{"type": "ENERGY", "volume": 100}]}]),
+        );
+        assert_eq!(
+            price(&t, &big, Some("UTC")).unwrap().total_cost.excl,
+            d("8")
+        );
+    }
+
+    #[test]
+    fn bad_input_is_refused() {
+        let t =
+            tariff(json!([{"price_components": [{"type": "ENERGY", "price": 1, "step_size": 1}]}]));
+        let s = session("2026-03-02T10:00:00Z", "2026-03-02T09:00:00Z", json!([]));
+        assert!(matches!(price(&t, &s, None), Err(TariffError::Periods(_))));
+        let s = session(
+            "2026-03-02T10:00:00Z",
+            "2026-03-02T11:00:00Z",
+            json!([{"start_date_time": "2026-03-02T12:00:00Z", "dimensions": []}]),
+        );
+        assert!(matches!(price(&t, &s, None), Err(TariffError::Periods(_))));
+        let e = price_json(
+            &json!({"elements": [{"price_components": [{"type": "ENERGY", "price": "x"}]}]}),
+            &json!({}),
+            None,
+            Version::V221,
+        );
+        assert!(
+            matches!(e, Err(TariffError::Invalid { what: "tariff", .. })),
+            "{e:?}"
+        );
+        // times without Z are read as UTC (real peers send them)
+        let s: Session = serde_json::from_value(json!({"start_date_time": "2026-03-02T10:00:00", "end_date_time": "2026-03-02T11:00:00Z", "charging_periods": []})).unwrap();
+        assert_eq!(s.start_date_time.to_rfc3339(), "2026-03-02T10:00:00+00:00");
+        // numbers are read exactly
+        assert_eq!(to_decimal(&json!(0.1)), Some(d("0.1")));
+        assert_eq!(to_decimal(&json!("397853.1")), Some(d("397853.1")));
+    }
+
+    proptest! {
+        /// More energy or more time never costs less; tax lines sum to incl − excl.
+        #[test]
+        fn monotone_and_taxes_sum(kwh in 0u32..500, extra_kwh in 0u32..50, minutes in 1u32..600, extra_min in 0u32..60, step in 0u64..3600) {
+            let t = tariff(json!([{"price_components": [
+                {"type": "ENERGY", "price": 0.31, "vat": 21, "step_size": step},
+                {"type": "TIME", "price": 1.2, "vat": 9, "step_size": step}]}]));
+            let mk = |k: u32, m: u32| {
+                let end = DateTime::parse_from_rfc3339("2026-03-02T10:00:00Z").unwrap().with_timezone(&Utc) + chrono::Duration::minutes(i64::from(m));
+                session("2026-03-02T10:00:00Z", &end.to_rfc3339(), json!([{"start_date_time": "2026-03-02T10:00:00Z",
+                    "dimensions": [{"type": "ENERGY", "volume": k}]}]))
+            };
+            let a = price(&t, &mk(kwh, minutes), None).unwrap();
+            let b = price(&t, &mk(kwh + extra_kwh, minutes), None).unwrap();
+            let c = price(&t, &mk(kwh, minutes + extra_min), None).unwrap();
+            prop_assert!(b.total_cost.excl >= a.total_cost.excl);
+            prop_assert!(c.total_cost.excl >= a.total_cost.excl);
+            let taxes: Decimal = a.total_cost.vat.iter().map(|v| v.1).sum();
+            prop_assert_eq!(a.total_cost.excl + taxes, a.total_cost.incl());
+            let j = a.to_json(Version::V230);
+            let sum: Decimal = j["total_cost"]["taxes"].as_array().unwrap().iter().map(|t| d(t["amount"].as_str().unwrap())).sum();
+            prop_assert_eq!(sum, a.total_cost.incl() - a.total_cost.excl);
+        }
+
+        /// min/max clamp the total and nothing else.
+        #[test]
+        fn clamps(kwh in 0u32..1000, min in 0u32..50, span in 0u32..50) {
+            let max = min + span;
+            let t: Tariff = serde_json::from_value(json!({"elements": [{"price_components": [{"type": "ENERGY", "price": 0.3, "step_size": 1}]}],
+                "min_price": {"excl_vat": min}, "max_price": {"excl_vat": max}})).unwrap();
+            let s = session("2026-03-02T10:00:00Z", "2026-03-02T11:00:00Z", json!([{"start_date_time": "2026-03-02T10:00:00Z", "dimensions": [{"type": "ENERGY", "volume": kwh}]}]));
+            let p = price(&t, &s, None).unwrap();
+            prop_assert!(p.total_cost.excl >= Decimal::from(min) && p.total_cost.excl <= Decimal::from(max));
+            prop_assert_eq!(p.total_energy_cost.excl, Decimal::from(kwh) * d("0.3"));
+        }
+    }
+}
