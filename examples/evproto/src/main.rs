@@ -6,6 +6,7 @@
 //! ```
 
 mod load;
+mod ocpi_cmd;
 mod simulate;
 mod validate;
 
@@ -27,6 +28,11 @@ enum Command {
     Ocpp {
         #[command(subcommand)]
         command: OcppCommand,
+    },
+    /// OCPI tools.
+    Ocpi {
+        #[command(subcommand)]
+        command: OcpiCommand,
     },
     /// Load a CSMS with K simulated stations and report connections,
     /// throughput and latency per action.
@@ -54,6 +60,21 @@ enum Command {
     /// line and a table on stderr and one JSON report on the last line of
     /// stdout.
     Simulate(simulate::Args),
+}
+
+#[derive(Debug, Subcommand)]
+enum OcpiCommand {
+    /// Price CDRs under tariffs (`ocpi::tariff`), one JSON object per line.
+    ///
+    /// Each input line is `{"tariff": .., "cdr": .., "location": {"time_zone": ..}}`
+    /// (2.2.1 or 2.3.0 shapes; 2.3.0 when the line carries `before_taxes` or
+    /// `tax_included`). Each output line has the computed totals under the
+    /// CDR's own field names (`total_cost`, `total_energy`,
+    /// `total_energy_cost`, `total_time`, `total_time_cost`,
+    /// `total_parking_time`, `total_parking_cost`, `total_fixed_cost`,
+    /// `total_reservation_cost`; prices as the version's price object), or
+    /// `{"error": ".."}`.
+    Price,
 }
 
 #[derive(Debug, Subcommand)]
@@ -92,6 +113,9 @@ fn main() -> ExitCode {
         Command::Ocpp {
             command: OcppCommand::Validate(args),
         } => validate::run(&args),
+        Command::Ocpi {
+            command: OcpiCommand::Price,
+        } => ocpi_cmd::run_price(),
         Command::Load(args) => load::run(args),
         Command::Simulate(args) => simulate::run(args),
     };

@@ -1,0 +1,86 @@
+//! `evproto ocpi price`: prices CDRs under tariffs with `ocpi::tariff`.
+
+use std::io::{BufRead, Write};
+
+use ocpi::tariff::{price_json, Version};
+use serde_json::{json, Value};
+
+/// The version whose price objects a line uses: 2.3.0 when its tariff or CDR
+/// carries 2.3.0 money (`before_taxes`, `tax_included`), else 2.2.1.
+fn version_of(line: &Value) -> Version {
+    let text = line.to_string();
+    if text.contains("\"before_taxes\"") || text.contains("\"tax_included\"") {
+        Version::V230
+    } else {
+        Version::V221
+    }
+}
+
+/// One input line → one output line.
+pub(crate) fn price_line(line: &str) -> Value {
+    let v: Value = match serde_json::from_str(line) {
+        Ok(v) => v,
+        Err(e) => return json!({"error": format!("not JSON: {e}")}),
+    };
+    let (Some(tariff), Some(cdr)) = (v.get("tariff"), v.get("cdr")) else {
+        return json!({"error": "expected an object with \"tariff\" and \"cdr\""});
+    };
+    let zone = v["location"]["time_zone"]
+        .as_str()
+        .or(v["time_zone"].as_str())
+        .or(cdr["cdr_location"]["time_zone"].as_str());
+    match price_json(tariff, cdr, zone, version_of(&v)) {
+        Ok(mut out) => {
+            if let Some(o) = out.as_object_mut() {
+                o.remove("breakdown");
+            }
+            out
+        }
+        Err(e) => json!({"error": e.to_string()}),
+    }
+}
+
+/// Reads stdin line by line, writes one JSON line per input line.
+pub(crate) fn run_price() -> Result<(), String> {
+    let stdin = std::io::stdin();
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    for line in stdin.lock().lines() {
+        let line = line.map_err(|e| e.to_string())?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        writeln!(out, "{}", price_line(&line)).map_err(|e| e.to_string())?;
+    }
+    out.flush().map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines() {
+        let ok = price_line(
+            r#"{"tariff": {"id": "T", "currency": "EUR", "elements": [{"price_components": [{"type": "ENERGY", "price": 0.3, "vat": 21, "step_size": 1}]}]},
+                "cdr": {"start_date_time": "2026-01-01T10:00:00Z", "end_date_time": "2026-01-01T11:00:00Z",
+                        "charging_periods": [{"start_date_time": "2026-01-01T10:00:00Z", "dimensions": [{"type": "ENERGY", "volume": 10}]}]},
+                "location": {"time_zone": "Europe/Berlin"}}"#,
+        );
+        assert_eq!(
+            ok["total_cost"],
+            json!({"excl_vat": "3", "incl_vat": "3.63"})
+        );
+        assert_eq!(ok["total_energy"], "10");
+        assert!(ok.get("breakdown").is_none());
+        assert!(price_line("{").get("error").is_some());
+        assert!(price_line("{}").get("error").is_some());
+        let v230 = price_line(
+            r#"{"tariff": {"id": "T", "currency": "EUR", "tax_included": "NO", "elements": [{"price_components": [{"type": "FLAT", "price": 1, "vat": 20, "step_size": 1}]}]},
+                "cdr": {"start_date_time": "2026-01-01T10:00:00Z", "end_date_time": "2026-01-01T11:00:00Z",
+                        "charging_periods": [{"start_date_time": "2026-01-01T10:00:00Z", "dimensions": [{"type": "ENERGY", "volume": 1}]}]}}"#,
+        );
+        assert_eq!(v230["total_cost"]["before_taxes"], "1");
+        assert_eq!(v230["total_cost"]["taxes"][0]["amount"], "0.2");
+    }
+}
