@@ -78,6 +78,10 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/sessions", get(list_sessions))
         .route("/api/sessions/{id}", get(get_session))
         .route("/api/events", get(events))
+        .route("/api/tariffs", get(list_tariffs))
+        .route("/api/tariffs/{id}", get(get_tariff).put(put_tariff))
+        .route("/api/cdrs", get(list_cdrs))
+        .route("/api/sessions/{id}/cdr", get(get_cdr))
         .route_layer(middleware::from_fn_with_state(app.clone(), require_key));
     Router::new()
         .merge(api)
@@ -304,6 +308,71 @@ fn v21_actions() -> &'static [ocpp_types::ActionInfo] {
     ocpp_types::v21::ACTIONS
 }
 
+async fn list_tariffs(State(app): State<Arc<App>>) -> ApiResult {
+    Ok(Json(app.store.tariffs().await?).into_response())
+}
+
+async fn get_tariff(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult {
+    match app.store.tariff(&id).await? {
+        Some(t) => Ok(Json(t).into_response()),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("unknown tariff {id}"),
+        )),
+    }
+}
+
+/// `PUT /api/tariffs/{id}`: an OCPI 2.2.1 Tariff; `default` prices every session.
+async fn put_tariff(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    bytes: Bytes,
+) -> ApiResult {
+    let mut t: Value = body(&bytes)?;
+    if !t.is_object() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "a tariff is a JSON object",
+        ));
+    }
+    t["id"] = json!(id);
+    crate::billing::check_tariff(&t).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("not a usable OCPI tariff: {e}"),
+        )
+    })?;
+    let created = app.store.put_tariff(&id, &t).await?;
+    Ok((
+        if created {
+            StatusCode::CREATED
+        } else {
+            StatusCode::OK
+        },
+        Json(t),
+    )
+        .into_response())
+}
+
+async fn list_cdrs(State(app): State<Arc<App>>, Query(q): Query<SessionQuery>) -> ApiResult {
+    Ok(Json(
+        app.store
+            .cdrs(q.limit.unwrap_or(100).clamp(1, 1000))
+            .await?,
+    )
+    .into_response())
+}
+
+async fn get_cdr(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult {
+    match app.store.cdr(&id).await? {
+        Some(c) => Ok(Json(c).into_response()),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no CDR for session {id}"),
+        )),
+    }
+}
+
 async fn list_tokens(State(app): State<Arc<App>>) -> ApiResult {
     Ok(Json(app.store.tokens().await?).into_response())
 }
@@ -420,6 +489,14 @@ async fn metrics(State(app): State<Arc<App>>) -> ApiResult {
          # HELP csms_sessions_completed Sessions completed.\n# TYPE csms_sessions_completed counter\ncsms_sessions_completed {completed}\n\
          # HELP csms_tokens Driver tokens.\n# TYPE csms_tokens gauge\ncsms_tokens {tokens}\n"
     );
+    let mut body = body;
+    body.push_str("# HELP csms_revenue_incl_vat Revenue of all CDRs incl. VAT, per currency.\n# TYPE csms_revenue_incl_vat counter\n");
+    for (currency, _, incl, _) in app.store.revenue().await? {
+        body.push_str(&format!(
+            "csms_revenue_incl_vat{{currency=\"{currency}\"}} {}\n",
+            incl.round_dp(4).normalize()
+        ));
+    }
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response())
 }
 
@@ -439,6 +516,10 @@ mod tests {
             ("/api/sessions", &["get"]),
             ("/api/sessions/{id}", &["get"]),
             ("/api/events", &["get"]),
+            ("/api/tariffs", &["get"]),
+            ("/api/tariffs/{id}", &["get", "put"]),
+            ("/api/cdrs", &["get"]),
+            ("/api/sessions/{id}/cdr", &["get"]),
             ("/api/health", &["get"]),
             ("/api/openapi.json", &["get"]),
             ("/metrics", &["get"]),

@@ -45,6 +45,9 @@ pub struct Args {
     /// Seconds to wait for a station's answer to a CSMS-initiated call.
     #[arg(long, env = "CSMS_CALL_TIMEOUT")]
     call_timeout: Option<u64>,
+    /// IANA time zone of the stations, for tariff restrictions (e.g. Europe/Amsterdam).
+    #[arg(long, env = "CSMS_TIME_ZONE")]
+    time_zone: Option<String>,
 }
 
 /// The same settings, from the TOML file.
@@ -61,6 +64,7 @@ struct File {
     unknown_stations: Option<String>,
     heartbeat_interval: Option<u32>,
     call_timeout: Option<u64>,
+    time_zone: Option<String>,
 }
 
 /// Configuration in force.
@@ -86,6 +90,8 @@ pub struct Config {
     pub heartbeat_interval: u32,
     /// CSMS-initiated call timeout.
     pub call_timeout: Duration,
+    /// IANA zone for tariff restrictions.
+    pub time_zone: String,
 }
 
 impl Default for Config {
@@ -101,6 +107,7 @@ impl Default for Config {
             unknown_stations: "reject".into(),
             heartbeat_interval: 300,
             call_timeout: Duration::from_secs(30),
+            time_zone: "UTC".into(),
         }
     }
 }
@@ -166,7 +173,15 @@ impl Config {
             call_timeout: Duration::from_secs(
                 args.call_timeout.or(file.call_timeout).unwrap_or(30),
             ),
+            time_zone: args
+                .time_zone
+                .clone()
+                .or(file.time_zone)
+                .unwrap_or(d.time_zone),
         };
+        if c.time_zone.parse::<chrono_tz::Tz>().is_err() {
+            return Err(format!("time_zone: {} is not an IANA zone", c.time_zone));
+        }
         if c.security_profile > 1 {
             return Err("security_profile: 0 or 1".into());
         }
@@ -201,6 +216,7 @@ impl Config {
             "api_key": if self.api_key.is_some() { "(set)" } else { "(generated or stored)" },
             "security_profile": self.security_profile, "unknown_stations": self.unknown_stations,
             "heartbeat_interval": self.heartbeat_interval, "call_timeout_s": self.call_timeout.as_secs(),
+            "time_zone": self.time_zone,
         })
     }
 }

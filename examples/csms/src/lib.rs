@@ -13,6 +13,7 @@
 //! (`/`) are on port 8080.
 
 pub mod api;
+pub mod billing;
 pub mod config;
 pub mod dashboard;
 pub mod ocpp;
@@ -75,13 +76,27 @@ impl App {
         }
     }
 
-    /// A session ended: publish it.
+    /// A session ended: price it, keep its CDR (once), publish it. A
+    /// pricing failure is published and logged; the session stays stored
+    /// and can be billed again later.
     ///
     /// # Errors
     ///
     /// The store failed.
     pub async fn session_completed(&self, s: &Session) -> store::Result<()> {
-        self.notify(json!({"type": "session_completed", "station": s.station_id, "session": s.id, "energy_wh": s.energy_wh.to_string()}));
+        let cdr = match billing::bill(&self.store, s, &self.config.time_zone).await {
+            Ok(cdr) => cdr,
+            Err(billing::BillingError::Store(e)) => return Err(e),
+            Err(e) => {
+                tracing::warn!(session = %s.id, "not priced: {e}");
+                self.notify(
+                    json!({"type": "pricing_failed", "session": s.id, "reason": e.to_string()}),
+                );
+                None
+            }
+        };
+        self.notify(json!({"type": "session_completed", "station": s.station_id, "session": s.id,
+            "energy_wh": s.energy_wh.to_string(), "total_cost": cdr.as_ref().map(|c| c["total_cost"].clone())}));
         Ok(())
     }
 }

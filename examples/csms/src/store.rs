@@ -29,8 +29,9 @@ pub enum StoreError {
 pub type Result<T> = std::result::Result<T, StoreError>;
 
 /// Schema migrations, applied in order once each (`schema_migrations`).
-const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
     "CREATE TABLE IF NOT EXISTS stations (
         id TEXT PRIMARY KEY,
         password_hash TEXT,
@@ -75,7 +76,16 @@ const MIGRATIONS: &[(i64, &str)] = &[(
         PRIMARY KEY (session_id, ts, measurand)
     );
     CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
-)];
+    ),
+    (
+        2,
+        "CREATE TABLE IF NOT EXISTS tariffs (id TEXT PRIMARY KEY, body TEXT NOT NULL, updated_at TEXT NOT NULL);
+    CREATE TABLE IF NOT EXISTS cdrs (
+        session_id TEXT PRIMARY KEY, currency TEXT NOT NULL, total_excl TEXT NOT NULL, total_incl TEXT NOT NULL,
+        body TEXT NOT NULL, created_at TEXT NOT NULL
+    )",
+    ),
+];
 
 /// The store handle. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -795,6 +805,129 @@ impl Store {
             .await?;
         }
         Ok((self.session(&session_id).await?, true))
+    }
+
+    /// Creates or replaces a tariff (OCPI 2.2.1 JSON, checked by the caller).
+    pub async fn put_tariff(&self, id: &str, body: &Value) -> Result<bool> {
+        let created = sqlx::query("INSERT INTO tariffs (id, body, updated_at) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING")
+            .bind(id)
+            .bind(body.to_string())
+            .bind(now())
+            .execute(&self.pool)
+            .await?
+            .rows_affected()
+            == 1;
+        if !created {
+            sqlx::query("UPDATE tariffs SET body = $1, updated_at = $2 WHERE id = $3")
+                .bind(body.to_string())
+                .bind(now())
+                .bind(id)
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(created)
+    }
+
+    /// A tariff's JSON.
+    pub async fn tariff(&self, id: &str) -> Result<Option<Value>> {
+        let row = sqlx::query("SELECT body FROM tariffs WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| {
+            let text: String = r.try_get(0)?;
+            serde_json::from_str(&text).map_err(|_| StoreError::Corrupt("tariff"))
+        })
+        .transpose()
+    }
+
+    /// Every tariff's JSON.
+    pub async fn tariffs(&self) -> Result<Vec<Value>> {
+        let rows = sqlx::query("SELECT body FROM tariffs ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let text: String = r.try_get(0)?;
+                serde_json::from_str(&text).map_err(|_| StoreError::Corrupt("tariff"))
+            })
+            .collect()
+    }
+
+    /// Stores a session's CDR once; a second one for the same session is
+    /// ignored (returns false).
+    pub async fn insert_cdr(
+        &self,
+        session_id: &str,
+        currency: &str,
+        excl: Decimal,
+        incl: Decimal,
+        body: &Value,
+    ) -> Result<bool> {
+        Ok(sqlx::query(
+            "INSERT INTO cdrs (session_id, currency, total_excl, total_incl, body, created_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (session_id) DO NOTHING",
+        )
+        .bind(session_id)
+        .bind(currency)
+        .bind(excl.to_string())
+        .bind(incl.to_string())
+        .bind(body.to_string())
+        .bind(now())
+        .execute(&self.pool)
+        .await?
+        .rows_affected()
+            == 1)
+    }
+
+    /// A session's CDR.
+    pub async fn cdr(&self, session_id: &str) -> Result<Option<Value>> {
+        let row = sqlx::query("SELECT body FROM cdrs WHERE session_id = $1")
+            .bind(session_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| {
+            let text: String = r.try_get(0)?;
+            serde_json::from_str(&text).map_err(|_| StoreError::Corrupt("cdr"))
+        })
+        .transpose()
+    }
+
+    /// CDRs, newest first.
+    pub async fn cdrs(&self, limit: i64) -> Result<Vec<Value>> {
+        let rows = sqlx::query("SELECT body FROM cdrs ORDER BY created_at DESC LIMIT $1")
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let text: String = r.try_get(0)?;
+                serde_json::from_str(&text).map_err(|_| StoreError::Corrupt("cdr"))
+            })
+            .collect()
+    }
+
+    /// Revenue: (currency, total excl. VAT, total incl. VAT, CDR count) per currency.
+    pub async fn revenue(&self) -> Result<Vec<(String, Decimal, Decimal, i64)>> {
+        let rows = sqlx::query("SELECT currency, total_excl, total_incl FROM cdrs")
+            .fetch_all(&self.pool)
+            .await?;
+        let mut out: Vec<(String, Decimal, Decimal, i64)> = Vec::new();
+        for r in rows {
+            let cur: String = r.try_get(0)?;
+            let e = Decimal::from_str(&r.try_get::<String, _>(1)?)
+                .map_err(|_| StoreError::Corrupt("cdr total"))?;
+            let i = Decimal::from_str(&r.try_get::<String, _>(2)?)
+                .map_err(|_| StoreError::Corrupt("cdr total"))?;
+            match out.iter_mut().find(|x| x.0 == cur) {
+                Some(x) => {
+                    x.1 += e;
+                    x.2 += i;
+                    x.3 += 1;
+                }
+                None => out.push((cur, e, i, 1)),
+            }
+        }
+        Ok(out)
     }
 
     /// One session.

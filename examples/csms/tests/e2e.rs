@@ -21,6 +21,10 @@ use test_support::peers::python;
 
 const KEY: &str = "e2e-api-key-0123456789";
 const PASSWORD: &str = "e2e-station-password-1";
+/// 0.30 per kWh + 1.00 per session, 20 % VAT on the energy.
+const TARIFF: &str = r#"{"currency": "EUR", "elements": [{"price_components": [
+    {"type": "ENERGY", "price": 0.30, "vat": 20.0, "step_size": 1},
+    {"type": "FLAT", "price": 1.00, "step_size": 1}]}]}"#;
 
 struct Csms {
     child: Child,
@@ -297,6 +301,21 @@ fn full_story(name: &str, db: Option<&str>) {
         404
     );
     assert_eq!(http(h, "GET", "/api/no/such/thing", None, Some(KEY)).0, 404);
+    // the tariff that prices every session; a body that is no tariff is refused
+    assert_eq!(
+        http(
+            h,
+            "PUT",
+            "/api/tariffs/default",
+            Some(r#"{"currency": "EUR", "elements": []}"#),
+            Some(KEY)
+        )
+        .0,
+        400
+    );
+    assert_eq!(http(h, "PUT", "/api/tariffs/default", Some(r#"{"currency": "EUR", "elements": [{"price_components": [{"type": "ENERGY", "price": "x"}]}]}"#), Some(KEY)).0, 400);
+    let (s, _) = http(h, "PUT", "/api/tariffs/default", Some(TARIFF), Some(KEY));
+    assert_eq!(s, 201);
     // registry and token
     let (s, _) = http(
         h,
@@ -368,6 +387,28 @@ fn full_story(name: &str, db: Option<&str>) {
             None,
             Some(KEY),
         );
+        // priced once, with a CDR: 1.6 charged 2 kWh, 2.x 1.5 kWh
+        let (s, cdr) = http(
+            h,
+            "GET",
+            &format!("/api/sessions/{}/cdr", session["id"].as_str().unwrap()),
+            None,
+            Some(KEY),
+        );
+        assert_eq!(s, 200, "{cdr}");
+        let (excl, incl) = if version == "1.6" {
+            ("1.6", "1.72")
+        } else {
+            ("1.45", "1.54")
+        };
+        assert_eq!(
+            cdr["total_cost"],
+            json!({"excl_vat": excl, "incl_vat": incl}),
+            "{cdr}"
+        );
+        assert_eq!(cdr["total_fixed_cost"]["excl_vat"], "1");
+        assert_eq!(cdr["currency"], "EUR");
+        assert!(!cdr["charging_periods"].as_array().unwrap().is_empty());
         assert!(
             !detail["meter_values"].as_array().unwrap().is_empty(),
             "{detail}"
@@ -491,6 +532,17 @@ fn crash_and_restart(name: &str, db: Option<&str>) {
             "POST",
             "/api/tokens",
             Some(r#"{"id_token": "TAG9"}"#),
+            Some(KEY)
+        )
+        .0,
+        201
+    );
+    assert_eq!(
+        http(
+            ports.1,
+            "PUT",
+            "/api/tariffs/default",
+            Some(TARIFF),
             Some(KEY)
         )
         .0,
