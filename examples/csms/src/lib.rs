@@ -30,6 +30,9 @@ use tokio::sync::broadcast;
 use crate::config::Config;
 use crate::store::{Session, Store};
 
+/// (station, EVSE, connector).
+type ConnectorKey = (String, i64, i64);
+
 /// The running CSMS's shared state.
 #[derive(Debug)]
 pub struct App {
@@ -43,12 +46,68 @@ pub struct App {
     pub events: broadcast::Sender<Value>,
     server: OnceLock<Server>,
     credentials: RwLock<HashMap<String, Option<String>>>,
+    /// Last message time per station, flushed to the store every few
+    /// seconds: a Heartbeat needs no durable write of its own.
+    last_seen: std::sync::Mutex<HashMap<String, String>>,
+    /// Connector statuses as stored, to skip writing repeats.
+    statuses: std::sync::Mutex<HashMap<ConnectorKey, (String, Option<String>)>>,
 }
 
 impl App {
     /// Publishes a live event (dropped when nobody listens).
     pub fn notify(&self, v: Value) {
         let _ = self.events.send(v);
+    }
+
+    /// Notes that a station was heard from now (written by [`App::flush_seen`]).
+    pub fn seen(&self, station: &str) {
+        self.last_seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(station.to_owned(), store::now());
+    }
+
+    /// Writes the last-seen times collected since the previous flush.
+    ///
+    /// # Errors
+    ///
+    /// The store failed (the times are kept for the next flush).
+    pub async fn flush_seen(&self) -> store::Result<()> {
+        let batch: Vec<(String, String)> =
+            std::mem::take(&mut *self.last_seen.lock().unwrap_or_else(|e| e.into_inner()))
+                .into_iter()
+                .collect();
+        if let Err(e) = self.store.seen_batch(&batch).await {
+            let mut seen = self.last_seen.lock().unwrap_or_else(|e| e.into_inner());
+            for (k, v) in batch {
+                seen.entry(k).or_insert(v);
+            }
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Whether a connector status differs from the one stored last (and
+    /// records it as stored).
+    pub fn status_changed(
+        &self,
+        station: &str,
+        evse: i64,
+        connector: i64,
+        status: &str,
+        error: Option<&str>,
+    ) -> bool {
+        let value = (status.to_owned(), error.map(str::to_owned));
+        let mut m = self.statuses.lock().unwrap_or_else(|e| e.into_inner());
+        m.insert((station.to_owned(), evse, connector), value.clone()) != Some(value)
+    }
+
+    /// Forgets a cached status (its write failed).
+    pub fn forget_status(&self, station: &str, evse: i64, connector: i64) {
+        self.statuses
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&(station.to_owned(), evse, connector));
     }
 
     /// The OCPP server, once started.
@@ -139,6 +198,8 @@ pub async fn serve(config: Config) -> Result<(), String> {
         events,
         server: OnceLock::new(),
         credentials: RwLock::new(HashMap::new()),
+        last_seen: std::sync::Mutex::new(HashMap::new()),
+        statuses: std::sync::Mutex::new(HashMap::new()),
     });
     app.reload_credentials().await.map_err(|e| e.to_string())?;
     let security = match config.security_profile {
@@ -197,6 +258,17 @@ pub async fn serve(config: Config) -> Result<(), String> {
         "ocpp_url": format!("ws://{}:{ocpp_port}/ocpp/{{identity}}", config.bind),
         "dashboard": format!("http://localhost:{http_port}/")}),
     );
+    // last-seen times, written in batches
+    let flusher = app.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+        loop {
+            tick.tick().await;
+            if let Err(e) = flusher.flush_seen().await {
+                tracing::warn!("last-seen flush: {e}");
+            }
+        }
+    });
     // connection events to the live view
     let mut server_events = server.subscribe();
     let watcher = app.clone();
@@ -227,6 +299,7 @@ pub async fn serve(config: Config) -> Result<(), String> {
             })
             .await
     });
+    let app_for_flush = app.clone();
     let mut http_stop = stop_rx.clone();
     let http_task = tokio::spawn(async move {
         axum::serve(http_listener, api::router(app))
@@ -240,6 +313,7 @@ pub async fn serve(config: Config) -> Result<(), String> {
     let _ = stop_tx.send(true);
     let _ = ocpp_task.await;
     let _ = http_task.await;
+    let _ = app_for_flush.flush_seen().await;
     Ok(())
 }
 

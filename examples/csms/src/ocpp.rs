@@ -246,7 +246,7 @@ async fn on_call(
             json!({"currentTime": now(), "interval": app.config.heartbeat_interval, "status": status})
         }
         "Heartbeat" => {
-            store.seen(station).await?;
+            app.seen(station);
             json!({"currentTime": now()})
         }
         "StatusNotification" => {
@@ -266,10 +266,17 @@ async fn on_call(
                     None,
                 )
             };
-            store
-                .set_status(station, evse, connector, status, error)
-                .await?;
-            store.seen(station).await?;
+            // a status already stored (repeated notifications) needs no write
+            if app.status_changed(station, evse, connector, status, error) {
+                if let Err(e) = store
+                    .set_status(station, evse, connector, status, error)
+                    .await
+                {
+                    app.forget_status(station, evse, connector);
+                    return Err(e);
+                }
+            }
+            app.seen(station);
             app.notify(json!({"type": "status", "station": station, "evse": evse, "connector": connector, "status": status}));
             json!({})
         }
@@ -360,7 +367,7 @@ async fn on_call(
         }
         "DataTransfer" => json!({"status": "UnknownVendorId"}),
         _ => {
-            store.seen(station).await?;
+            app.seen(station);
             json!({})
         }
     })

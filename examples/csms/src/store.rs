@@ -430,6 +430,23 @@ impl Store {
         Ok(())
     }
 
+    /// Writes last-seen times in one transaction.
+    pub async fn seen_batch(&self, batch: &[(String, String)]) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        for (id, t) in batch {
+            sqlx::query("UPDATE stations SET last_seen = $1 WHERE id = $2")
+                .bind(t.clone())
+                .bind(id.clone())
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Marks a station seen now.
     pub async fn seen(&self, id: &str) -> Result<()> {
         sqlx::query("UPDATE stations SET last_seen = $1 WHERE id = $2")
