@@ -178,4 +178,5 @@ fn dashboard_shows_a_connected_station_and_a_live_session() {
         dom.contains("DASHTOKEN"),
         "session without its token: {dom}"
     );
+    assert!(events.contains(r#""station":"DASH0""#), "{events}");
 }
