@@ -16,6 +16,7 @@ pub mod api;
 pub mod billing;
 pub mod config;
 pub mod dashboard;
+pub mod demo;
 pub mod ocpp;
 pub mod store;
 
@@ -170,6 +171,37 @@ fn say(v: Value) {
 ///
 /// The store or a port could not be opened.
 pub async fn serve(config: Config) -> Result<(), String> {
+    serve_until(config, shutdown_signal(), None, true).await
+}
+
+/// Where a started CSMS listens.
+#[derive(Debug, Clone)]
+pub struct Started {
+    /// OCPP port.
+    pub ocpp_port: u16,
+    /// HTTP port.
+    pub http_port: u16,
+    /// The API key in force.
+    pub api_key: String,
+}
+
+/// As [`serve`], until `shutdown` completes; `ready` gets the ports;
+/// `announce` prints the configuration and ports as JSON lines on stdout.
+///
+/// # Errors
+///
+/// The store or a port could not be opened.
+pub async fn serve_until(
+    config: Config,
+    shutdown: impl std::future::Future<Output = ()>,
+    ready: Option<tokio::sync::oneshot::Sender<Started>>,
+    announce: bool,
+) -> Result<(), String> {
+    let say = |v: Value| {
+        if announce {
+            say(v);
+        }
+    };
     let url = config.database_url();
     if url.starts_with("sqlite:") {
         std::fs::create_dir_all(&config.data_dir)
@@ -308,7 +340,14 @@ pub async fn serve(config: Config) -> Result<(), String> {
             })
             .await
     });
-    shutdown_signal().await;
+    if let Some(r) = ready {
+        let _ = r.send(Started {
+            ocpp_port,
+            http_port,
+            api_key: app_for_flush.api_key.clone(),
+        });
+    }
+    shutdown.await;
     say(json!({"event": "stopping"}));
     let _ = stop_tx.send(true);
     let _ = ocpp_task.await;

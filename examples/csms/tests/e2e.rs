@@ -636,3 +636,23 @@ fn crash_and_restart_completes_the_session_once_postgres() {
     let db = PgDb::create("crash");
     crash_and_restart("crash-postgres", Some(&db.url()));
 }
+
+/// `csms demo --json`: every step succeeds, the summary says so, exit 0.
+#[test]
+fn demo_runs_the_whole_story() {
+    let out = Command::new(env!("CARGO_BIN_EXE_csms"))
+        .args(["demo", "--json"])
+        .env_remove("DATABASE_URL")
+        .env_remove("CSMS_API_KEY")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let summary: Value = serde_json::from_str(stdout.lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    assert!(out.status.success(), "{summary:#}");
+    assert_eq!(summary["ok"], true);
+    let steps = summary["steps"].as_array().unwrap();
+    assert!(steps.len() >= 10, "{summary:#}");
+    assert!(steps.iter().all(|s| s["ok"] == true), "{summary:#}");
+    assert_eq!(summary["simulator"]["error_count"], 0);
+}
