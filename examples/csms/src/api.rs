@@ -81,6 +81,8 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/tariffs", get(list_tariffs))
         .route("/api/tariffs/{id}", get(get_tariff).put(put_tariff))
         .route("/api/cdrs", get(list_cdrs))
+        .route("/api/wallets/{id_token}", get(get_wallet).put(put_wallet))
+        .route("/api/sessions/{id}/payment", get(get_payment))
         .route("/api/sessions/{id}/cdr", get(get_cdr))
         .route_layer(middleware::from_fn_with_state(app.clone(), require_key));
     Router::new()
@@ -373,6 +375,64 @@ async fn get_cdr(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResu
     }
 }
 
+impl From<crate::payments::PaymentError> for ApiError {
+    fn from(e: crate::payments::PaymentError) -> Self {
+        match e {
+            crate::payments::PaymentError::Store(e) => e.into(),
+        }
+    }
+}
+
+async fn get_wallet(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult {
+    match app.payments.wallet(&id).await? {
+        Some(w) => Ok(Json(w).into_response()),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no wallet for {id}"),
+        )),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WalletBody {
+    balance: rust_decimal::Decimal,
+    #[serde(default = "eur")]
+    currency: String,
+}
+fn eur() -> String {
+    "EUR".into()
+}
+
+/// `PUT /api/wallets/{id_token}`: sets a driver's prepaid balance.
+async fn put_wallet(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    bytes: Bytes,
+) -> ApiResult {
+    let w: WalletBody = body(&bytes)?;
+    if w.balance < rust_decimal::Decimal::ZERO || w.currency.len() != 3 {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "balance: not negative; currency: ISO 4217 code",
+        ));
+    }
+    app.payments
+        .set_balance(&id, w.balance, &w.currency)
+        .await?;
+    Ok(Json(app.payments.wallet(&id).await?).into_response())
+}
+
+async fn get_payment(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult {
+    match app.payments.payment(&id).await? {
+        Some(p) => Ok(Json(p).into_response()),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no payment for session {id}"),
+        )),
+    }
+}
+
 async fn list_tokens(State(app): State<Arc<App>>) -> ApiResult {
     Ok(Json(app.store.tokens().await?).into_response())
 }
@@ -519,6 +579,8 @@ mod tests {
             ("/api/tariffs", &["get"]),
             ("/api/tariffs/{id}", &["get", "put"]),
             ("/api/cdrs", &["get"]),
+            ("/api/wallets/{id_token}", &["get", "put"]),
+            ("/api/sessions/{id}/payment", &["get"]),
             ("/api/sessions/{id}/cdr", &["get"]),
             ("/api/health", &["get"]),
             ("/api/openapi.json", &["get"]),

@@ -48,6 +48,9 @@ pub struct Args {
     /// IANA time zone of the stations, for tariff restrictions (e.g. Europe/Amsterdam).
     #[arg(long, env = "CSMS_TIME_ZONE")]
     time_zone: Option<String>,
+    /// Amount held on a driver's prepaid wallet when a session starts (captured as priced at the end).
+    #[arg(long, env = "CSMS_HOLD_AMOUNT")]
+    hold_amount: Option<rust_decimal::Decimal>,
 }
 
 /// The same settings, from the TOML file.
@@ -65,6 +68,7 @@ struct File {
     heartbeat_interval: Option<u32>,
     call_timeout: Option<u64>,
     time_zone: Option<String>,
+    hold_amount: Option<rust_decimal::Decimal>,
 }
 
 /// Configuration in force.
@@ -92,6 +96,8 @@ pub struct Config {
     pub call_timeout: Duration,
     /// IANA zone for tariff restrictions.
     pub time_zone: String,
+    /// Amount held on a prepaid wallet when a session starts.
+    pub hold_amount: rust_decimal::Decimal,
 }
 
 impl Default for Config {
@@ -108,6 +114,7 @@ impl Default for Config {
             heartbeat_interval: 300,
             call_timeout: Duration::from_secs(30),
             time_zone: "UTC".into(),
+            hold_amount: rust_decimal::Decimal::from(30),
         }
     }
 }
@@ -178,7 +185,14 @@ impl Config {
                 .clone()
                 .or(file.time_zone)
                 .unwrap_or(d.time_zone),
+            hold_amount: args
+                .hold_amount
+                .or(file.hold_amount)
+                .unwrap_or(d.hold_amount),
         };
+        if c.hold_amount < rust_decimal::Decimal::ZERO {
+            return Err("hold_amount: not negative".into());
+        }
         if c.time_zone.parse::<chrono_tz::Tz>().is_err() {
             return Err(format!("time_zone: {} is not an IANA zone", c.time_zone));
         }
@@ -216,7 +230,7 @@ impl Config {
             "api_key": if self.api_key.is_some() { "(set)" } else { "(generated or stored)" },
             "security_profile": self.security_profile, "unknown_stations": self.unknown_stations,
             "heartbeat_interval": self.heartbeat_interval, "call_timeout_s": self.call_timeout.as_secs(),
-            "time_zone": self.time_zone,
+            "time_zone": self.time_zone, "hold_amount": self.hold_amount.to_string(),
         })
     }
 }

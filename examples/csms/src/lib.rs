@@ -18,6 +18,7 @@ pub mod config;
 pub mod dashboard;
 pub mod demo;
 pub mod ocpp;
+pub mod payments;
 pub mod store;
 
 use std::collections::HashMap;
@@ -50,6 +51,8 @@ pub struct App {
     /// Last message time per station, flushed to the store every few
     /// seconds: a Heartbeat needs no durable write of its own.
     last_seen: std::sync::Mutex<HashMap<String, String>>,
+    /// The payment back end (prepaid wallets by default).
+    pub payments: payments::Wallets,
     /// Connector statuses as stored, to skip writing repeats.
     statuses: std::sync::Mutex<HashMap<ConnectorKey, (String, Option<String>)>>,
 }
@@ -155,9 +158,60 @@ impl App {
                 None
             }
         };
+        // capture the priced amount, or give the hold back when there is no price
+        use payments::PaymentProvider;
+        let paid = match &cdr {
+            Some(c) => {
+                let amount = billing::dec(&c["total_cost"]["incl_vat"]).unwrap_or_default();
+                let currency = c["currency"].as_str().unwrap_or("EUR");
+                self.payments.capture(&s.id, amount, currency).await
+            }
+            None => self.payments.release(&s.id).await.map(|()| None),
+        };
+        let receipt = match paid {
+            Ok(r) => r,
+            Err(payments::PaymentError::Store(e)) => return Err(e),
+        };
         self.notify(json!({"type": "session_completed", "station": s.station_id, "session": s.id,
-            "energy_wh": s.energy_wh.to_string(), "total_cost": cdr.as_ref().map(|c| c["total_cost"].clone())}));
+            "energy_wh": s.energy_wh.to_string(), "total_cost": cdr.as_ref().map(|c| c["total_cost"].clone()), "receipt": receipt}));
         Ok(())
+    }
+
+    /// A session started: hold the configured amount on the token's wallet.
+    /// Returns false when the wallet cannot cover it (the station is told
+    /// the token is not accepted).
+    ///
+    /// # Errors
+    ///
+    /// The store failed.
+    pub async fn session_started(
+        &self,
+        session_id: &str,
+        id_token: Option<&str>,
+    ) -> store::Result<bool> {
+        use payments::PaymentProvider;
+        let Some(token) = id_token else {
+            return Ok(true);
+        };
+        match self
+            .payments
+            .hold(session_id, token, self.config.hold_amount)
+            .await
+        {
+            Ok(payments::Hold::Refused) => {
+                self.notify(
+                    json!({"type": "payment_refused", "session": session_id, "id_token": token}),
+                );
+                Ok(false)
+            }
+            Ok(h) => {
+                if let payments::Hold::Held(a) = h {
+                    self.notify(json!({"type": "payment_held", "session": session_id, "amount": a.to_string()}));
+                }
+                Ok(true)
+            }
+            Err(payments::PaymentError::Store(e)) => Err(e),
+        }
     }
 }
 
@@ -223,6 +277,7 @@ pub async fn serve_until(
         }
     };
     let (events, _) = broadcast::channel(1024);
+    let store_for_payments = store.clone();
     let app = Arc::new(App {
         store,
         config: config.clone(),
@@ -232,6 +287,7 @@ pub async fn serve_until(
         credentials: RwLock::new(HashMap::new()),
         last_seen: std::sync::Mutex::new(HashMap::new()),
         statuses: std::sync::Mutex::new(HashMap::new()),
+        payments: payments::Wallets::new(store_for_payments),
     });
     app.reload_credentials().await.map_err(|e| e.to_string())?;
     let security = match config.security_profile {

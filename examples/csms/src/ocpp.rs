@@ -286,7 +286,7 @@ async fn on_call(
         },
         "StartTransaction" => {
             let tag = req["idTag"].as_str().unwrap_or_default();
-            let info = token_info(app, true, tag).await?;
+            let mut info = token_info(app, true, tag).await?;
             let connector = req["connectorId"].as_i64().unwrap_or_default();
             let (tx, new) = store
                 .start_16(
@@ -297,8 +297,17 @@ async fn on_call(
                     req["timestamp"].as_str().unwrap_or_default(),
                 )
                 .await?;
+            let session_id = format!("{station}:{tx}");
             if new {
-                app.notify(json!({"type": "session_started", "station": station, "session": format!("{station}:{tx}")}));
+                app.notify(
+                    json!({"type": "session_started", "station": station, "session": session_id}),
+                );
+            }
+            // the payment hold (idempotent: a replay gets the first outcome)
+            if info["idTagInfo"]["status"] == "Accepted"
+                && !app.session_started(&session_id, Some(tag)).await?
+            {
+                info["idTagInfo"]["status"] = json!("Blocked");
             }
             json!({"idTagInfo": info["idTagInfo"], "transactionId": tx})
         }
@@ -360,8 +369,16 @@ async fn on_call(
                     app.session_completed(s).await?;
                 }
             }
-            match (&ev.id_token, ev.event_type.as_str()) {
-                (Some(t), "Started") => token_info(app, false, t).await?,
+            match (&ev.id_token, ev.event_type.as_str(), &session) {
+                (Some(t), "Started", Some(s)) => {
+                    let mut info = token_info(app, false, t).await?;
+                    if info["idTokenInfo"]["status"] == "Accepted"
+                        && !app.session_started(&s.id, Some(t)).await?
+                    {
+                        info["idTokenInfo"]["status"] = json!("NoCredit");
+                    }
+                    info
+                }
                 _ => json!({}),
             }
         }

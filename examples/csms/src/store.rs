@@ -85,6 +85,14 @@ const MIGRATIONS: &[(i64, &str)] = &[
         body TEXT NOT NULL, created_at TEXT NOT NULL
     )",
     ),
+    (
+        3,
+        "CREATE TABLE IF NOT EXISTS wallets (id_token TEXT PRIMARY KEY, balance TEXT NOT NULL, currency TEXT NOT NULL, updated_at TEXT NOT NULL);
+    CREATE TABLE IF NOT EXISTS payments (
+        session_id TEXT PRIMARY KEY, id_token TEXT NOT NULL, held TEXT NOT NULL, status TEXT NOT NULL,
+        receipt TEXT, updated_at TEXT NOT NULL
+    )",
+    ),
 ];
 
 /// The store handle. Cheap to clone.
@@ -301,6 +309,11 @@ impl Store {
         let store = Store { pool, backend };
         store.migrate().await?;
         Ok(store)
+    }
+
+    /// The connection pool, for modules that keep their own tables (payments).
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
     }
 
     /// `sqlite` or `postgres`.

@@ -316,6 +316,26 @@ fn full_story(name: &str, db: Option<&str>) {
     assert_eq!(http(h, "PUT", "/api/tariffs/default", Some(r#"{"currency": "EUR", "elements": [{"price_components": [{"type": "ENERGY", "price": "x"}]}]}"#), Some(KEY)).0, 400);
     let (s, _) = http(h, "PUT", "/api/tariffs/default", Some(TARIFF), Some(KEY));
     assert_eq!(s, 201);
+    // a prepaid wallet for the driver (30 held per session, one session at a time)
+    let (s, w) = http(
+        h,
+        "PUT",
+        "/api/wallets/TAG1",
+        Some(r#"{"balance": "40", "currency": "EUR"}"#),
+        Some(KEY),
+    );
+    assert_eq!((s, w["balance"].as_str()), (200, Some("40")), "{w}");
+    assert_eq!(
+        http(
+            h,
+            "PUT",
+            "/api/wallets/TAG1",
+            Some(r#"{"balance": -1}"#),
+            Some(KEY)
+        )
+        .0,
+        400
+    );
     // registry and token
     let (s, _) = http(
         h,
@@ -409,6 +429,20 @@ fn full_story(name: &str, db: Option<&str>) {
         assert_eq!(cdr["total_fixed_cost"]["excl_vat"], "1");
         assert_eq!(cdr["currency"], "EUR");
         assert!(!cdr["charging_periods"].as_array().unwrap().is_empty());
+        // held at start, captured at the price incl. VAT
+        let (s, pay) = http(
+            h,
+            "GET",
+            &format!("/api/sessions/{}/payment", session["id"].as_str().unwrap()),
+            None,
+            Some(KEY),
+        );
+        assert_eq!(
+            (s, pay["status"].as_str()),
+            (200, Some("Captured")),
+            "{pay}"
+        );
+        assert_eq!(pay["receipt"]["charged"], incl, "{pay}");
         assert!(
             !detail["meter_values"].as_array().unwrap().is_empty(),
             "{detail}"
@@ -419,6 +453,8 @@ fn full_story(name: &str, db: Option<&str>) {
         assert_eq!(st["ocpp_version"], version);
         assert!(!st["connectors"].as_array().unwrap().is_empty(), "{st}");
     }
+    let (_, w) = http(h, "GET", "/api/wallets/TAG1", None, Some(KEY));
+    assert_eq!(w["balance"], "35.2", "40 - 1.72 - 1.54 - 1.54: {w}");
     // wrong password and unknown identities are refused at the handshake
     let (ok, out, _) = python_session(&csms, "PY201", "2.0.1", "not-the-password-at-all");
     assert!(!ok && out.contains("401"), "{out}");

@@ -1,0 +1,378 @@
+//! Payments: a [`PaymentProvider`] holds an amount when a session starts,
+//! captures the priced amount when its CDR is made, and releases the hold
+//! when a session ends unpriced. The built-in provider is a prepaid wallet
+//! per driver token ([`Wallets`]); tokens without a wallet are post-paid
+//! (no hold). Every operation is idempotent per session, so replayed
+//! station messages never charge twice, and each capture leaves a receipt.
+
+use std::str::FromStr;
+
+use async_trait::async_trait;
+use rust_decimal::Decimal;
+use serde_json::{json, Value};
+use sqlx::Row;
+
+use crate::store::{now, Store, StoreError};
+
+/// What a hold did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Hold {
+    /// The amount is reserved.
+    Held(Decimal),
+    /// The token pays afterwards (no wallet): nothing reserved.
+    NotApplicable,
+    /// Not enough funds: the session must not go on.
+    Refused,
+}
+
+/// Payment errors.
+#[derive(Debug, thiserror::Error)]
+pub enum PaymentError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<sqlx::Error> for PaymentError {
+    fn from(e: sqlx::Error) -> Self {
+        PaymentError::Store(StoreError::Db(e))
+    }
+}
+
+/// A payment back end.
+#[async_trait]
+pub trait PaymentProvider: Send + Sync + std::fmt::Debug {
+    /// Reserves `amount` for `session_id` from `id_token`'s means (again for
+    /// the same session: the first outcome).
+    async fn hold(
+        &self,
+        session_id: &str,
+        id_token: &str,
+        amount: Decimal,
+    ) -> Result<Hold, PaymentError>;
+    /// Charges `amount` for the session and returns the receipt (again: the
+    /// same receipt). `None` when nothing was held (post-paid).
+    async fn capture(
+        &self,
+        session_id: &str,
+        amount: Decimal,
+        currency: &str,
+    ) -> Result<Option<Value>, PaymentError>;
+    /// Gives a hold back (a session that ended without a price).
+    async fn release(&self, session_id: &str) -> Result<(), PaymentError>;
+}
+
+/// Prepaid wallets in the CSMS's store.
+#[derive(Debug, Clone)]
+pub struct Wallets {
+    store: Store,
+}
+
+fn dec(s: &str) -> Result<Decimal, PaymentError> {
+    Decimal::from_str(s).map_err(|_| PaymentError::Store(StoreError::Corrupt("amount")))
+}
+
+impl Wallets {
+    /// Wallets over `store`.
+    pub fn new(store: Store) -> Self {
+        Wallets { store }
+    }
+
+    /// Sets a token's balance (creates the wallet).
+    ///
+    /// # Errors
+    ///
+    /// The store failed.
+    pub async fn set_balance(
+        &self,
+        id_token: &str,
+        balance: Decimal,
+        currency: &str,
+    ) -> Result<(), PaymentError> {
+        sqlx::query(
+            "INSERT INTO wallets (id_token, balance, currency, updated_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (id_token) DO UPDATE SET balance = excluded.balance, currency = excluded.currency, updated_at = excluded.updated_at",
+        )
+        .bind(id_token)
+        .bind(balance.to_string())
+        .bind(currency)
+        .bind(now())
+        .execute(self.store.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// A wallet: `{id_token, balance, currency}`.
+    ///
+    /// # Errors
+    ///
+    /// The store failed.
+    pub async fn wallet(&self, id_token: &str) -> Result<Option<Value>, PaymentError> {
+        let row = sqlx::query("SELECT balance, currency FROM wallets WHERE id_token = $1")
+            .bind(id_token)
+            .fetch_optional(self.store.pool())
+            .await?;
+        row.map(|r| -> Result<Value, PaymentError> {
+            Ok(json!({"id_token": id_token, "balance": dec(&r.try_get::<String, _>(0)?)?.normalize().to_string(), "currency": r.try_get::<String, _>(1)?}))
+        })
+        .transpose()
+    }
+
+    /// A session's payment record.
+    ///
+    /// # Errors
+    ///
+    /// The store failed.
+    pub async fn payment(&self, session_id: &str) -> Result<Option<Value>, PaymentError> {
+        let row = sqlx::query(
+            "SELECT id_token, held, status, receipt FROM payments WHERE session_id = $1",
+        )
+        .bind(session_id)
+        .fetch_optional(self.store.pool())
+        .await?;
+        row.map(|r| -> Result<Value, PaymentError> {
+            let receipt: Option<String> = r.try_get(3)?;
+            Ok(json!({"session_id": session_id, "id_token": r.try_get::<String, _>(0)?, "held": r.try_get::<String, _>(1)?,
+                "status": r.try_get::<String, _>(2)?, "receipt": receipt.and_then(|t| serde_json::from_str::<Value>(&t).ok())}))
+        })
+        .transpose()
+    }
+}
+
+#[async_trait]
+impl PaymentProvider for Wallets {
+    async fn hold(
+        &self,
+        session_id: &str,
+        id_token: &str,
+        amount: Decimal,
+    ) -> Result<Hold, PaymentError> {
+        let mut tx = self.store.pool().begin().await?;
+        if let Some(r) = sqlx::query("SELECT held, status FROM payments WHERE session_id = $1")
+            .bind(session_id)
+            .fetch_optional(&mut *tx)
+            .await?
+        {
+            let status: String = r.try_get(1)?;
+            return Ok(if status == "Refused" {
+                Hold::Refused
+            } else {
+                Hold::Held(dec(&r.try_get::<String, _>(0)?)?)
+            });
+        }
+        let Some(w) = sqlx::query("SELECT balance FROM wallets WHERE id_token = $1")
+            .bind(id_token)
+            .fetch_optional(&mut *tx)
+            .await?
+        else {
+            return Ok(Hold::NotApplicable);
+        };
+        let balance = dec(&w.try_get::<String, _>(0)?)?;
+        let (status, held) = if balance >= amount {
+            ("Held", amount)
+        } else {
+            ("Refused", Decimal::ZERO)
+        };
+        sqlx::query("INSERT INTO payments (session_id, id_token, held, status, updated_at) VALUES ($1, $2, $3, $4, $5)")
+            .bind(session_id)
+            .bind(id_token)
+            .bind(held.to_string())
+            .bind(status)
+            .bind(now())
+            .execute(&mut *tx)
+            .await?;
+        if status == "Held" {
+            sqlx::query("UPDATE wallets SET balance = $1, updated_at = $2 WHERE id_token = $3")
+                .bind((balance - amount).to_string())
+                .bind(now())
+                .bind(id_token)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(if status == "Held" {
+            Hold::Held(amount)
+        } else {
+            Hold::Refused
+        })
+    }
+
+    async fn capture(
+        &self,
+        session_id: &str,
+        amount: Decimal,
+        currency: &str,
+    ) -> Result<Option<Value>, PaymentError> {
+        let mut tx = self.store.pool().begin().await?;
+        let Some(p) = sqlx::query(
+            "SELECT id_token, held, status, receipt FROM payments WHERE session_id = $1",
+        )
+        .bind(session_id)
+        .fetch_optional(&mut *tx)
+        .await?
+        else {
+            return Ok(None);
+        };
+        let status: String = p.try_get(2)?;
+        if status == "Captured" {
+            let receipt: Option<String> = p.try_get(3)?;
+            return Ok(receipt.and_then(|t| serde_json::from_str(&t).ok()));
+        }
+        if status != "Held" {
+            return Ok(None);
+        }
+        let token: String = p.try_get(0)?;
+        let held = dec(&p.try_get::<String, _>(1)?)?;
+        let balance = match sqlx::query("SELECT balance FROM wallets WHERE id_token = $1")
+            .bind(token.clone())
+            .fetch_optional(&mut *tx)
+            .await?
+        {
+            Some(w) => dec(&w.try_get::<String, _>(0)?)?,
+            None => Decimal::ZERO,
+        };
+        // the hold comes back, the price goes out; a price above the hold takes what the wallet has left
+        let available = balance + held;
+        let charged = amount.min(available).max(Decimal::ZERO);
+        let unpaid = amount - charged;
+        let after = available - charged;
+        let receipt = json!({"session_id": session_id, "id_token": token, "currency": currency,
+            "held": held.normalize().to_string(), "charged": charged.normalize().to_string(),
+            "unpaid": unpaid.normalize().to_string(), "balance_after": after.normalize().to_string(), "at": now()});
+        sqlx::query("UPDATE wallets SET balance = $1, updated_at = $2 WHERE id_token = $3")
+            .bind(after.to_string())
+            .bind(now())
+            .bind(token)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("UPDATE payments SET status = 'Captured', receipt = $1, updated_at = $2 WHERE session_id = $3")
+            .bind(receipt.to_string())
+            .bind(now())
+            .bind(session_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Some(receipt))
+    }
+
+    async fn release(&self, session_id: &str) -> Result<(), PaymentError> {
+        let mut tx = self.store.pool().begin().await?;
+        let Some(p) =
+            sqlx::query("SELECT id_token, held, status FROM payments WHERE session_id = $1")
+                .bind(session_id)
+                .fetch_optional(&mut *tx)
+                .await?
+        else {
+            return Ok(());
+        };
+        if p.try_get::<String, _>(2)? != "Held" {
+            return Ok(());
+        }
+        let token: String = p.try_get(0)?;
+        let held = dec(&p.try_get::<String, _>(1)?)?;
+        if let Some(w) = sqlx::query("SELECT balance FROM wallets WHERE id_token = $1")
+            .bind(token.clone())
+            .fetch_optional(&mut *tx)
+            .await?
+        {
+            let balance = dec(&w.try_get::<String, _>(0)?)?;
+            sqlx::query("UPDATE wallets SET balance = $1 WHERE id_token = $2")
+                .bind((balance + held).to_string())
+                .bind(token)
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query(
+            "UPDATE payments SET status = 'Released', updated_at = $1 WHERE session_id = $2",
+        )
+        .bind(now())
+        .bind(session_id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn wallets(name: &str) -> Wallets {
+        let dir = std::env::temp_dir().join(format!("csms-pay-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Wallets::new(
+            Store::open(&format!("sqlite://{}?mode=rwc", dir.join("p.db").display()))
+                .await
+                .unwrap(),
+        )
+    }
+
+    fn d(s: &str) -> Decimal {
+        Decimal::from_str(s).unwrap()
+    }
+
+    #[tokio::test]
+    async fn hold_capture_release_idempotent() {
+        let w = wallets("flow").await;
+        w.set_balance("TOK", d("50"), "EUR").await.unwrap();
+        assert_eq!(
+            w.hold("S1", "TOK", d("30")).await.unwrap(),
+            Hold::Held(d("30"))
+        );
+        assert_eq!(
+            w.hold("S1", "TOK", d("30")).await.unwrap(),
+            Hold::Held(d("30")),
+            "replay: same hold"
+        );
+        assert_eq!(w.wallet("TOK").await.unwrap().unwrap()["balance"], "20");
+        // a second session cannot hold 30 more
+        assert_eq!(w.hold("S2", "TOK", d("30")).await.unwrap(), Hold::Refused);
+        assert_eq!(w.hold("S2", "TOK", d("30")).await.unwrap(), Hold::Refused);
+        let r = w.capture("S1", d("12.34"), "EUR").await.unwrap().unwrap();
+        assert_eq!(
+            (
+                r["charged"].as_str(),
+                r["balance_after"].as_str(),
+                r["unpaid"].as_str()
+            ),
+            (Some("12.34"), Some("37.66"), Some("0"))
+        );
+        assert_eq!(
+            w.capture("S1", d("99"), "EUR").await.unwrap().unwrap(),
+            r,
+            "replay: same receipt"
+        );
+        assert_eq!(w.wallet("TOK").await.unwrap().unwrap()["balance"], "37.66");
+        // release gives a hold back, once
+        assert_eq!(
+            w.hold("S3", "TOK", d("10")).await.unwrap(),
+            Hold::Held(d("10"))
+        );
+        w.release("S3").await.unwrap();
+        w.release("S3").await.unwrap();
+        assert_eq!(w.wallet("TOK").await.unwrap().unwrap()["balance"], "37.66");
+        // post-paid token: no hold, no receipt
+        assert_eq!(
+            w.hold("S4", "OTHER", d("10")).await.unwrap(),
+            Hold::NotApplicable
+        );
+        assert!(w.capture("S4", d("5"), "EUR").await.unwrap().is_none());
+        // a price above hold and balance: what there is, the rest unpaid
+        w.set_balance("POOR", d("5"), "EUR").await.unwrap();
+        assert_eq!(
+            w.hold("S5", "POOR", d("5")).await.unwrap(),
+            Hold::Held(d("5"))
+        );
+        let r = w.capture("S5", d("7.5"), "EUR").await.unwrap().unwrap();
+        assert_eq!(
+            (
+                r["charged"].as_str(),
+                r["unpaid"].as_str(),
+                r["balance_after"].as_str()
+            ),
+            (Some("5"), Some("2.5"), Some("0"))
+        );
+    }
+}
