@@ -225,6 +225,12 @@ fn opt_dec(row: &AnyRow, col: &str) -> Result<Option<Decimal>> {
     }
 }
 
+/// The first column of a row, a JSON document stored as text.
+fn json_col(row: &AnyRow, what: &'static str) -> Result<Value> {
+    let text: String = row.try_get(0)?;
+    serde_json::from_str(&text).map_err(|_| StoreError::Corrupt(what))
+}
+
 fn session_from_row(row: &AnyRow) -> Result<Session> {
     let start = opt_dec(row, "meter_start_wh")?;
     let stop = opt_dec(row, "meter_stop_wh")?;
@@ -457,16 +463,6 @@ impl Store {
                 .await?;
         }
         tx.commit().await?;
-        Ok(())
-    }
-
-    /// Marks a station seen now.
-    pub async fn seen(&self, id: &str) -> Result<()> {
-        sqlx::query("UPDATE stations SET last_seen = $1 WHERE id = $2")
-            .bind(now())
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
         Ok(())
     }
 
@@ -864,11 +860,7 @@ impl Store {
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
-        row.map(|r| {
-            let text: String = r.try_get(0)?;
-            serde_json::from_str(&text).map_err(|_| StoreError::Corrupt("tariff"))
-        })
-        .transpose()
+        row.map(|r| json_col(&r, "tariff")).transpose()
     }
 
     /// Every tariff's JSON.
@@ -876,12 +868,7 @@ impl Store {
         let rows = sqlx::query("SELECT body FROM tariffs ORDER BY id")
             .fetch_all(&self.pool)
             .await?;
-        rows.iter()
-            .map(|r| {
-                let text: String = r.try_get(0)?;
-                serde_json::from_str(&text).map_err(|_| StoreError::Corrupt("tariff"))
-            })
-            .collect()
+        rows.iter().map(|r| json_col(r, "tariff")).collect()
     }
 
     /// Stores a session's CDR once; a second one for the same session is
@@ -915,11 +902,7 @@ impl Store {
             .bind(session_id)
             .fetch_optional(&self.pool)
             .await?;
-        row.map(|r| {
-            let text: String = r.try_get(0)?;
-            serde_json::from_str(&text).map_err(|_| StoreError::Corrupt("cdr"))
-        })
-        .transpose()
+        row.map(|r| json_col(&r, "cdr")).transpose()
     }
 
     /// CDRs, newest first.
@@ -928,12 +911,7 @@ impl Store {
             .bind(limit)
             .fetch_all(&self.pool)
             .await?;
-        rows.iter()
-            .map(|r| {
-                let text: String = r.try_get(0)?;
-                serde_json::from_str(&text).map_err(|_| StoreError::Corrupt("cdr"))
-            })
-            .collect()
+        rows.iter().map(|r| json_col(r, "cdr")).collect()
     }
 
     /// Revenue: (currency, total excl. VAT, total incl. VAT, CDR count) per currency.
