@@ -51,3 +51,50 @@ pub mod auth;
 pub mod pagination;
 pub mod status;
 pub mod tariff;
+pub mod types;
+pub mod v211;
+pub mod v221;
+pub mod v230;
+pub mod validate;
+
+/// An OCPI version this crate speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Version {
+    /// OCPI 2.1.1 (2017), for legacy peers.
+    V211,
+    /// OCPI 2.2.1 (2021).
+    V221,
+    /// OCPI 2.3.0 (2025).
+    V230,
+}
+
+impl Version {
+    /// Every version, oldest first.
+    pub const ALL: [Version; 3] = [Version::V211, Version::V221, Version::V230];
+
+    /// The version number as OCPI writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Version::V211 => "2.1.1",
+            Version::V221 => "2.2.1",
+            Version::V230 => "2.3.0",
+        }
+    }
+
+    /// Reads `2.1.1`, `2.2.1`, `2.3.0` (also `211`, `v2.2.1`, ...).
+    pub fn parse(s: &str) -> Option<Version> {
+        let t = s.trim().trim_start_matches(['v', 'V']).replace('.', "");
+        match t.as_str() {
+            "211" => Some(Version::V211),
+            "221" => Some(Version::V221),
+            "230" => Some(Version::V230),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Version {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

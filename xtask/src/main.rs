@@ -5,6 +5,7 @@
 //! the generator produces now (the CI drift check).
 
 mod json;
+mod ocpi;
 mod ocpp;
 
 use std::path::{Path, PathBuf};
@@ -28,7 +29,10 @@ fn main() -> ExitCode {
         }
     }
     let root = workspace_root();
-    let outputs = match ocpp::generate(&root) {
+    let outputs = match ocpp::generate(&root).and_then(|mut o| {
+        o.extend(ocpi::generate(&root)?);
+        Ok(o)
+    }) {
         Ok(o) => o,
         Err(e) => {
             eprintln!("codegen failed: {e}");

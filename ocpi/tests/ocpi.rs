@@ -1,0 +1,5 @@
+//! Integration tests of the `ocpi` crate (one test binary, topic modules).
+
+mod ocpi {
+    mod spec_examples;
+}
