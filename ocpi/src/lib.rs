@@ -48,6 +48,7 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod credentials;
 pub mod pagination;
 pub mod status;
 pub mod tariff;
