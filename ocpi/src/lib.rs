@@ -48,8 +48,12 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+#[cfg(feature = "client")]
+pub mod client;
 pub mod credentials;
 pub mod pagination;
+#[cfg(feature = "server")]
+pub mod server;
 pub mod status;
 pub mod tariff;
 pub mod types;

@@ -1,5 +1,6 @@
 //! Integration tests of the `ocpi` crate (one test binary, topic modules).
 
 mod ocpi {
+    mod server;
     mod spec_examples;
 }

@@ -1,0 +1,643 @@
+//! OCPI over HTTP, calling side (feature `client`): reqwest with rustls.
+//!
+//! - [`Client::register`] drives the [`credentials::Sender`] machine;
+//! - [`Peer`] makes typed calls on a registered peer's endpoints: pages of
+//!   a Sender interface as a stream that follows `Link` headers, objects
+//!   pushed to a Receiver interface with PUT/PATCH/POST;
+//! - every request carries `Authorization: Token ..` (Base64 for 2.2+
+//!   unless the peer wants it plain), `X-Request-ID` and
+//!   `X-Correlation-ID` (2.2+);
+//! - only GETs are retried (transport_and_format: "Offline behaviour"), on
+//!   connection errors and 5xx, three times with a growing pause;
+//! - every resolved address of a peer host passes the [`UrlPolicy`].
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use ocpi::client::Client;
+//! use ocpi::credentials::Own;
+//! use futures_util::TryStreamExt;
+//!
+//! let client = Client::new(Default::default())?;
+//! let own = Own::with_role("https://emsp.example.com/ocpi/versions", "NL", "EMS", "EMSP", "Our eMSP");
+//! let peer = client
+//!     .register(own, "https://cpo.example.com/ocpi/versions", "token-a", "token-b")
+//!     .await?;
+//! let locations: Vec<ocpi::v221::Location> =
+//!     peer.list("locations", &[]).try_collect().await?;
+//! println!("{} locations", locations.len());
+//! # Ok(()) }
+//! ```
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::stream::{self, Stream};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::auth::{encode_token, TokenEncoding};
+use crate::credentials::{self, HandshakeError, Own, Registered, Step, UrlPolicy};
+use crate::status::StatusCode;
+use crate::Version;
+
+/// A call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// Transport failure (connect, TLS, timeout).
+    #[error("HTTP: {0}")]
+    Http(#[from] reqwest::Error),
+    /// The URL broke the policy.
+    #[error(transparent)]
+    Url(#[from] credentials::UrlRefused),
+    /// The response was not an OCPI envelope of the expected shape.
+    #[error("unexpected response (HTTP {status}): {reason}")]
+    Unexpected {
+        /// HTTP status.
+        status: u16,
+        /// What was wrong.
+        reason: String,
+    },
+    /// The peer answered with an OCPI error status.
+    #[error("OCPI status {code}: {message}")]
+    Status {
+        /// The status code.
+        code: u16,
+        /// The status message.
+        message: String,
+    },
+    /// The peer has no endpoint for this module and role.
+    #[error("peer has no {module} {role} endpoint")]
+    NoEndpoint {
+        /// Module id.
+        module: String,
+        /// Interface role.
+        role: String,
+    },
+    /// The handshake failed.
+    #[error(transparent)]
+    Handshake(#[from] HandshakeError),
+}
+
+/// Resolves host names and refuses addresses the policy forbids.
+#[derive(Debug)]
+struct PolicyResolver(UrlPolicy);
+
+impl reqwest::dns::Resolve for PolicyResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let policy = self.0;
+        let host = name.as_str().to_string();
+        Box::pin(async move {
+            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
+                .await?
+                .filter(|a| policy.check_ip(a.ip()).is_ok())
+                .collect();
+            if addrs.is_empty() {
+                return Err(format!("{host}: no address allowed by the URL policy").into());
+            }
+            Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
+/// An OCPI HTTP client.
+#[derive(Debug, Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    policy: UrlPolicy,
+    retries: u32,
+}
+
+impl Client {
+    /// A client with the platform's trust roots, 30 s timeouts and the
+    /// given policy for peer URLs.
+    pub fn new(policy: UrlPolicy) -> Result<Client, ClientError> {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .connect_timeout(Duration::from_secs(10))
+            .dns_resolver(Arc::new(PolicyResolver(policy)))
+            .no_proxy()
+            .build()?;
+        Ok(Client {
+            http,
+            policy,
+            retries: 3,
+        })
+    }
+
+    /// Sets how often a failed GET is retried (default 3).
+    pub fn with_get_retries(mut self, retries: u32) -> Client {
+        self.retries = retries;
+        self
+    }
+
+    /// Executes one handshake request.
+    pub async fn execute(
+        &self,
+        req: &credentials::Request,
+    ) -> Result<credentials::Response, ClientError> {
+        let encoding = if req.base64 {
+            TokenEncoding::Base64
+        } else {
+            TokenEncoding::Plain
+        };
+        let method =
+            reqwest::Method::from_bytes(req.method.as_bytes()).unwrap_or(reqwest::Method::GET);
+        let resp = self
+            .send(
+                method,
+                &req.url,
+                &req.token,
+                encoding,
+                req.body.as_ref(),
+                &[],
+            )
+            .await?;
+        Ok(credentials::Response::new(resp.status, resp.body))
+    }
+
+    /// Runs the registration handshake as Sender.
+    pub async fn register(
+        &self,
+        own: Own,
+        peer_versions_url: &str,
+        token_a: &str,
+        token_b: &str,
+    ) -> Result<Peer, ClientError> {
+        let (machine, first) =
+            credentials::Sender::start(own, peer_versions_url, token_a, token_b)?;
+        self.drive(machine, first).await
+    }
+
+    /// Runs an update (PUT credentials) of an existing registration.
+    pub async fn update(
+        &self,
+        own: Own,
+        peer_versions_url: &str,
+        current: &str,
+        new_token: &str,
+    ) -> Result<Peer, ClientError> {
+        let (machine, first) =
+            credentials::Sender::update(own, peer_versions_url, current, new_token)?;
+        self.drive(machine, first).await
+    }
+
+    async fn drive(
+        &self,
+        mut machine: credentials::Sender,
+        first: credentials::Request,
+    ) -> Result<Peer, ClientError> {
+        let mut req = first;
+        loop {
+            let resp = match self.execute(&req).await {
+                Ok(r) => r,
+                Err(e) => return Err(HandshakeError::Unusable(e.to_string()).into()),
+            };
+            match machine.handle(resp)? {
+                Step::Send(next) => req = next,
+                Step::Done(reg) => return Ok(self.peer(*reg)),
+            }
+        }
+    }
+
+    /// Drives a [`credentials::Receiver`] machine to its end (the server's
+    /// side of a POST/PUT credentials).
+    pub async fn drive_receiver(
+        &self,
+        mut machine: credentials::Receiver,
+        first: credentials::Request,
+    ) -> Result<Registered, HandshakeError> {
+        let mut req = first;
+        loop {
+            let resp = self
+                .execute(&req)
+                .await
+                .map_err(|e| HandshakeError::Unusable(e.to_string()))?;
+            match machine.handle(resp)? {
+                Step::Send(next) => req = next,
+                Step::Done(reg) => return Ok(*reg),
+            }
+        }
+    }
+
+    /// A handle on a registered peer.
+    pub fn peer(&self, registration: Registered) -> Peer {
+        Peer {
+            client: self.clone(),
+            reg: Arc::new(registration),
+        }
+    }
+
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        url: &str,
+        token: &str,
+        encoding: TokenEncoding,
+        body: Option<&Value>,
+        headers: &[(&str, String)],
+    ) -> Result<RawResponse, ClientError> {
+        self.policy.check(url)?;
+        let safe = method == reqwest::Method::GET;
+        let mut attempt = 0;
+        loop {
+            let id = uuid::Uuid::new_v4().to_string();
+            let mut rb = self
+                .http
+                .request(method.clone(), url)
+                .header("Authorization", encode_token(token, encoding))
+                .header("X-Request-ID", &id)
+                .header("X-Correlation-ID", &id);
+            for (k, v) in headers {
+                rb = rb.header(*k, v);
+            }
+            if let Some(b) = body {
+                rb = rb
+                    .header("Content-Type", "application/json")
+                    .body(b.to_string());
+            }
+            let result = rb.send().await;
+            let retry = match &result {
+                Ok(r) => r.status().is_server_error(),
+                Err(e) => e.is_connect() || e.is_timeout(),
+            };
+            if safe && retry && attempt < self.retries {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
+                continue;
+            }
+            let resp = result?;
+            let status = resp.status().as_u16();
+            let link = resp
+                .headers()
+                .get("Link")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            let total = resp
+                .headers()
+                .get("X-Total-Count")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok());
+            let location = resp
+                .headers()
+                .get("Location")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            let body = resp.text().await?;
+            return Ok(RawResponse {
+                status,
+                body,
+                link,
+                total,
+                location,
+            });
+        }
+    }
+}
+
+#[derive(Debug)]
+struct RawResponse {
+    status: u16,
+    body: String,
+    link: Option<String>,
+    total: Option<usize>,
+    location: Option<String>,
+}
+
+impl RawResponse {
+    /// The envelope's data, insisting on status 1000.
+    fn data(&self) -> Result<Value, ClientError> {
+        let v: Value = serde_json::from_str(&self.body).map_err(|e| ClientError::Unexpected {
+            status: self.status,
+            reason: format!("body is not JSON: {e}"),
+        })?;
+        let code = v
+            .get("status_code")
+            .and_then(Value::as_u64)
+            .ok_or_else(|| ClientError::Unexpected {
+                status: self.status,
+                reason: "no status_code".into(),
+            })? as u16;
+        if !StatusCode(code).is_success() {
+            return Err(ClientError::Status {
+                code,
+                message: v
+                    .get("status_message")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string(),
+            });
+        }
+        if !(200..300).contains(&self.status) {
+            return Err(ClientError::Unexpected {
+                status: self.status,
+                reason: "HTTP error with a success status code".into(),
+            });
+        }
+        Ok(v.get("data").cloned().unwrap_or(Value::Null))
+    }
+}
+
+/// The `rel="next"` URL of a `Link` header.
+fn next_link(link: &str) -> Option<String> {
+    link.split(',').find_map(|part| {
+        let (url, params) = part.split_once(';')?;
+        params.contains("rel=\"next\"").then(|| {
+            url.trim()
+                .trim_start_matches('<')
+                .trim_end_matches('>')
+                .to_string()
+        })
+    })
+}
+
+/// A registered peer: typed calls on its endpoints.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    client: Client,
+    reg: Arc<Registered>,
+}
+
+/// What a push (PUT/PATCH/POST) returned.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pushed {
+    /// HTTP status (201 for a created object, 200 otherwise).
+    pub http_status: u16,
+    /// The envelope's data, if any.
+    pub data: Value,
+    /// The `Location` header (CDR POST).
+    pub location: Option<String>,
+}
+
+impl Peer {
+    /// The registration this peer runs on.
+    pub fn registration(&self) -> &Registered {
+        &self.reg
+    }
+
+    /// The negotiated version.
+    pub fn version(&self) -> Version {
+        self.reg.version
+    }
+
+    fn encoding(&self) -> TokenEncoding {
+        if self.reg.base64 {
+            TokenEncoding::Base64
+        } else {
+            TokenEncoding::Plain
+        }
+    }
+
+    /// The peer's endpoint URL for `module` in `role`.
+    pub fn endpoint(&self, module: &str, role: &str) -> Result<String, ClientError> {
+        self.reg
+            .endpoint(module, role)
+            .map(str::to_string)
+            .ok_or_else(|| ClientError::NoEndpoint {
+                module: module.to_string(),
+                role: role.to_string(),
+            })
+    }
+
+    /// GET on any URL of this peer, returning the envelope's data.
+    pub async fn get_url(&self, url: &str) -> Result<Value, ClientError> {
+        self.client
+            .send(
+                reqwest::Method::GET,
+                url,
+                &self.reg.token,
+                self.encoding(),
+                None,
+                &[],
+            )
+            .await?
+            .data()
+    }
+
+    /// One object from a Sender interface: `GET {url}/{path..}`.
+    pub async fn get<T: DeserializeOwned>(
+        &self,
+        module: &str,
+        path: &[&str],
+    ) -> Result<T, ClientError> {
+        let url = join(&self.endpoint(module, "SENDER")?, path);
+        let data = self.get_url(&url).await?;
+        decode(data)
+    }
+
+    /// Every object of a Sender interface's list, page by page (following
+    /// `Link: <..>; rel="next"`), filtered by `query` (`date_from`, ...).
+    pub fn list<'a, T: DeserializeOwned + 'a>(
+        &'a self,
+        module: &'a str,
+        query: &'a [(&'a str, &'a str)],
+    ) -> impl Stream<Item = Result<T, ClientError>> + 'a {
+        enum St {
+            Start,
+            Next(String),
+            End,
+        }
+        let pages = stream::try_unfold(St::Start, move |st| async move {
+            let url = match st {
+                St::End => return Ok::<_, ClientError>(None),
+                St::Next(u) => u,
+                St::Start => {
+                    let base = self.endpoint(module, "SENDER")?;
+                    if query.is_empty() {
+                        base
+                    } else {
+                        let mut u =
+                            url::Url::parse(&base).map_err(|_| ClientError::Unexpected {
+                                status: 0,
+                                reason: format!("bad endpoint URL {base}"),
+                            })?;
+                        u.query_pairs_mut().extend_pairs(query.iter().copied());
+                        u.to_string()
+                    }
+                }
+            };
+            let resp = self
+                .client
+                .send(
+                    reqwest::Method::GET,
+                    &url,
+                    &self.reg.token,
+                    self.encoding(),
+                    None,
+                    &[],
+                )
+                .await?;
+            let data = resp.data()?;
+            let items: Vec<T> = match data {
+                Value::Array(items) => items.into_iter().map(decode).collect::<Result<_, _>>()?,
+                Value::Null => Vec::new(),
+                other => vec![decode(other)?],
+            };
+            let next = match resp.link.as_deref().and_then(next_link) {
+                // An empty page with a next link would loop forever.
+                Some(n) if !items.is_empty() && n != url => St::Next(n),
+                _ => St::End,
+            };
+            Ok(Some((items, next)))
+        });
+        use futures_util::TryStreamExt;
+        pages
+            .map_ok(|items| stream::iter(items.into_iter().map(Ok::<T, ClientError>)))
+            .try_flatten()
+    }
+
+    /// The `X-Total-Count` of a Sender list (first page only, `limit=1`).
+    pub async fn count(&self, module: &str) -> Result<Option<usize>, ClientError> {
+        let url = join(&self.endpoint(module, "SENDER")?, &[]) + "?limit=1";
+        let resp = self
+            .client
+            .send(
+                reqwest::Method::GET,
+                &url,
+                &self.reg.token,
+                self.encoding(),
+                None,
+                &[],
+            )
+            .await?;
+        resp.data()?;
+        Ok(resp.total)
+    }
+
+    async fn push(
+        &self,
+        method: reqwest::Method,
+        url: &str,
+        body: &Value,
+    ) -> Result<Pushed, ClientError> {
+        let resp = self
+            .client
+            .send(
+                method,
+                url,
+                &self.reg.token,
+                self.encoding(),
+                Some(body),
+                &[],
+            )
+            .await?;
+        let data = resp.data()?;
+        Ok(Pushed {
+            http_status: resp.status,
+            data,
+            location: resp.location,
+        })
+    }
+
+    /// PUT a whole object to a Receiver interface at
+    /// `{url}/{country_code}/{party_id}/{id..}`. Not retried.
+    pub async fn put<T: Serialize>(
+        &self,
+        module: &str,
+        path: &[&str],
+        object: &T,
+    ) -> Result<Pushed, ClientError> {
+        let url = join(&self.endpoint(module, "RECEIVER")?, path);
+        let body = serde_json::to_value(object).map_err(|e| ClientError::Unexpected {
+            status: 0,
+            reason: e.to_string(),
+        })?;
+        self.push(reqwest::Method::PUT, &url, &body).await
+    }
+
+    /// PATCH changed fields (must include `last_updated`). Not retried.
+    pub async fn patch(
+        &self,
+        module: &str,
+        path: &[&str],
+        fields: &Value,
+    ) -> Result<Pushed, ClientError> {
+        let url = join(&self.endpoint(module, "RECEIVER")?, path);
+        self.push(reqwest::Method::PATCH, &url, fields).await
+    }
+
+    /// POST to a Receiver interface (`cdrs`, `commands/{COMMAND}`). Not
+    /// retried.
+    pub async fn post<T: Serialize>(
+        &self,
+        module: &str,
+        path: &[&str],
+        body: &T,
+    ) -> Result<Pushed, ClientError> {
+        let url = join(&self.endpoint(module, "RECEIVER")?, path);
+        let body = serde_json::to_value(body).map_err(|e| ClientError::Unexpected {
+            status: 0,
+            reason: e.to_string(),
+        })?;
+        self.push(reqwest::Method::POST, &url, &body).await
+    }
+
+    /// POST to any URL of the peer (a command's `response_url`).
+    pub async fn post_url(&self, url: &str, body: &Value) -> Result<Pushed, ClientError> {
+        self.push(reqwest::Method::POST, url, body).await
+    }
+
+    /// Real-time authorization (`POST {tokens}/{uid}/authorize?type=`) on
+    /// the eMSP's Tokens Sender interface.
+    pub async fn authorize(
+        &self,
+        uid: &str,
+        token_type: &str,
+        location: Option<&Value>,
+    ) -> Result<Value, ClientError> {
+        let url =
+            join(&self.endpoint("tokens", "SENDER")?, &[uid, "authorize"]) + "?type=" + token_type;
+        let body = location.cloned().unwrap_or(Value::Null);
+        let resp = self
+            .client
+            .send(
+                reqwest::Method::POST,
+                &url,
+                &self.reg.token,
+                self.encoding(),
+                location.map(|_| &body),
+                &[],
+            )
+            .await?;
+        resp.data()
+    }
+}
+
+fn join(base: &str, path: &[&str]) -> String {
+    let mut url = base.trim_end_matches('/').to_string();
+    for p in path {
+        url.push('/');
+        url.push_str(&crate::pagination::percent_encode(p));
+    }
+    url
+}
+
+fn decode<T: DeserializeOwned>(v: Value) -> Result<T, ClientError> {
+    let text = v.to_string();
+    let mut de = serde_json::Deserializer::from_str(&text);
+    serde_path_to_error::deserialize(&mut de).map_err(|e| ClientError::Unexpected {
+        status: 200,
+        reason: format!("{}: {}", e.path(), e.inner()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn link_header() {
+        assert_eq!(
+            next_link("<https://x.example/ocpi/locations?offset=50&limit=50>; rel=\"next\"")
+                .as_deref(),
+            Some("https://x.example/ocpi/locations?offset=50&limit=50")
+        );
+        assert_eq!(next_link("<https://x.example/a>; rel=\"prev\""), None);
+        assert_eq!(
+            join("https://x.example/t/", &["NL", "TNM", "a b"]),
+            "https://x.example/t/NL/TNM/a%20b"
+        );
+    }
+}

@@ -1,0 +1,1175 @@
+//! OCPI over HTTP, serving side (feature `server`): an axum router with the
+//! versions and credentials endpoints and every module's interfaces for a
+//! CPO or an eMSP, over a [`Store`] (an in-memory one is included) and a
+//! [`Handler`] for what only the application can decide (commands,
+//! real-time authorization, reacting to pushed objects).
+//!
+//! | role | Sender interfaces (peers pull) | Receiver interfaces (peers push) |
+//! |---|---|---|
+//! | CPO | locations, sessions, cdrs, tariffs (paginated lists; locations by id) | tokens (GET/PUT/PATCH), commands (POST) |
+//! | eMSP | tokens (paginated list; POST `{uid}/authorize`) | locations, sessions (GET/PUT/PATCH), tariffs (GET/PUT/DELETE), cdrs (POST, GET), command results (POST) |
+//!
+//! Transport rules (`transport_and_format.asciidoc`), each with a test in
+//! `ocpi/tests/ocpi/server.rs`:
+//! - 401 for a missing or unknown token, and for token A outside
+//!   `versions`/`credentials`;
+//! - 400 for a body that is not JSON (with status 2001 in the envelope);
+//!   a valid request that the OCPI layer refuses gets 200 and an OCPI code
+//!   (2001 invalid object, id mismatch, PATCH without `last_updated`);
+//! - 404 for a GET of an unknown object; 201 for a PUT that created, 200
+//!   for one that replaced; 405 for POST credentials when registered and
+//!   PUT/DELETE credentials when not;
+//! - `X-Request-ID` and `X-Correlation-ID` echoed (generated when absent);
+//! - lists paginated with `offset`, `limit` (capped, `X-Limit`),
+//!   `date_from` (inclusive), `date_to` (exclusive), `X-Total-Count`, and a
+//!   `Link` to the next page carrying the original filters.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode as Http};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use axum::Router;
+use serde_json::{json, Value};
+
+use crate::auth::{parse_token, TokenEncoding};
+use crate::client::Client;
+use crate::credentials::{HandshakeError, Own, Registered};
+use crate::pagination::Page;
+use crate::status::StatusCode;
+use crate::Version;
+
+/// Which side of roaming this server plays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Charge point operator: owns locations, sessions, CDRs, tariffs.
+    Cpo,
+    /// E-mobility service provider: owns tokens.
+    Emsp,
+}
+
+/// A party we exchange data with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Party {
+    /// Our name for it (token A's label, later `CC-PID` of its first role).
+    pub id: String,
+    /// The token it presents to us (A until registered, then C).
+    pub token: String,
+    /// Whether that token is a registration token A.
+    pub token_a: bool,
+    /// What the handshake established (its token B, version, endpoints).
+    pub registration: Option<Registered>,
+}
+
+impl Party {
+    /// The `(country_code, party_id)` pairs the party registered with.
+    pub fn identities(&self) -> Vec<(String, String)> {
+        let Some(reg) = &self.registration else {
+            return Vec::new();
+        };
+        let c = &reg.peer_credentials;
+        let mut out: Vec<(String, String)> = c
+            .get("roles")
+            .and_then(Value::as_array)
+            .map(|roles| {
+                roles
+                    .iter()
+                    .filter_map(|r| {
+                        Some((
+                            r.get("country_code")?.as_str()?.to_ascii_uppercase(),
+                            r.get("party_id")?.as_str()?.to_ascii_uppercase(),
+                        ))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        if let (Some(cc), Some(pid)) = (
+            c.get("country_code").and_then(Value::as_str),
+            c.get("party_id").and_then(Value::as_str),
+        ) {
+            out.push((cc.to_ascii_uppercase(), pid.to_ascii_uppercase()));
+        }
+        out
+    }
+}
+
+/// Where objects and parties live. Objects are stored as validated JSON
+/// under their module and key (`CC/PID/ID`, upper-cased country and party
+/// since they are case-insensitive), with their `last_updated`.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// The party presenting `token`.
+    async fn party_by_token(&self, token: &str) -> Option<Party>;
+    /// Saves a party, replacing the one with the same `id`.
+    async fn save_party(&self, party: Party);
+    /// Removes a party.
+    async fn remove_party(&self, id: &str);
+    /// Stores an object; `true` if it was new.
+    async fn put_object(&self, module: &str, key: &str, object: Value) -> bool;
+    /// One object.
+    async fn get_object(&self, module: &str, key: &str) -> Option<Value>;
+    /// Removes an object; `true` if there was one.
+    async fn delete_object(&self, module: &str, key: &str) -> bool;
+    /// A page of a module's objects whose key starts with one of
+    /// `owners` (`CC/PID/`), in key order, with the total that match.
+    async fn list_objects(
+        &self,
+        module: &str,
+        owners: &[String],
+        page: &Page,
+    ) -> (Vec<Value>, usize);
+}
+
+/// A [`Store`] in memory (tests, demos, small deployments).
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    parties: Mutex<BTreeMap<String, Party>>,
+    objects: Mutex<BTreeMap<(String, String), Value>>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> MemoryStore {
+        MemoryStore::default()
+    }
+
+    /// One object, without awaiting (tests, inspection).
+    pub fn get_object_sync(&self, module: &str, key: &str) -> Option<Value> {
+        let o = self.objects.lock().unwrap_or_else(|e| e.into_inner());
+        o.get(&(module.to_string(), key.to_string())).cloned()
+    }
+
+    /// Every party.
+    pub fn parties(&self) -> Vec<Party> {
+        self.parties
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+}
+
+fn last_updated(v: &Value) -> Option<chrono::DateTime<chrono::Utc>> {
+    v.get("last_updated")
+        .and_then(Value::as_str)
+        .and_then(crate::types::DateTime::parse)
+        .map(|t| t.0)
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    async fn party_by_token(&self, token: &str) -> Option<Party> {
+        let p = self.parties.lock().unwrap_or_else(|e| e.into_inner());
+        p.values().find(|p| p.token == token).cloned()
+    }
+    async fn save_party(&self, party: Party) {
+        let mut p = self.parties.lock().unwrap_or_else(|e| e.into_inner());
+        p.insert(party.id.clone(), party);
+    }
+    async fn remove_party(&self, id: &str) {
+        self.parties
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(id);
+    }
+    async fn put_object(&self, module: &str, key: &str, object: Value) -> bool {
+        let mut o = self.objects.lock().unwrap_or_else(|e| e.into_inner());
+        o.insert((module.to_string(), key.to_string()), object)
+            .is_none()
+    }
+    async fn get_object(&self, module: &str, key: &str) -> Option<Value> {
+        let o = self.objects.lock().unwrap_or_else(|e| e.into_inner());
+        o.get(&(module.to_string(), key.to_string())).cloned()
+    }
+    async fn delete_object(&self, module: &str, key: &str) -> bool {
+        let mut o = self.objects.lock().unwrap_or_else(|e| e.into_inner());
+        o.remove(&(module.to_string(), key.to_string())).is_some()
+    }
+    async fn list_objects(
+        &self,
+        module: &str,
+        owners: &[String],
+        page: &Page,
+    ) -> (Vec<Value>, usize) {
+        let o = self.objects.lock().unwrap_or_else(|e| e.into_inner());
+        let matching: Vec<&Value> = o
+            .range((module.to_string(), String::new())..)
+            .take_while(|((m, _), _)| m == module)
+            .filter(|((_, k), _)| owners.iter().any(|own| k.starts_with(own.as_str())))
+            .filter(|(_, v)| last_updated(v).is_none_or(|t| page.in_range(t)))
+            .map(|(_, v)| v)
+            .collect();
+        let total = matching.len();
+        let items = matching
+            .into_iter()
+            .skip(page.offset)
+            .take(page.limit)
+            .cloned()
+            .collect();
+        (items, total)
+    }
+}
+
+/// What only the application can decide.
+#[async_trait]
+pub trait Handler: Send + Sync + 'static {
+    /// A command POSTed to a CPO (`START_SESSION`, ...): answer with a
+    /// `CommandResponse`; send the `CommandResult` to `response_url` later.
+    async fn command(&self, _party: &Party, _command: &str, _body: &Value) -> Value {
+        json!({"result": "NOT_SUPPORTED", "timeout": 0})
+    }
+    /// Real-time authorization on an eMSP: an `AuthorizationInfo`, or `None`
+    /// for an unknown token.
+    async fn authorize(
+        &self,
+        _party: &Party,
+        uid: &str,
+        token_type: &str,
+        _location: Option<&Value>,
+    ) -> Option<Value> {
+        let _ = (uid, token_type);
+        None
+    }
+    /// An object a peer pushed was stored (after validation).
+    async fn pushed(&self, _party: &Party, _module: &str, _key: &str, _object: &Value) {}
+    /// A party finished registering (or updated its registration).
+    async fn registered(&self, _party: &Party) {}
+}
+
+/// A [`Handler`] that supports no command and knows no token.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoHandler;
+
+#[async_trait]
+impl Handler for NoHandler {}
+
+/// Server settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// CPO or eMSP.
+    pub role: Role,
+    /// Our public base URL up to the router's mount point
+    /// (`http://127.0.0.1:8080/ocpi`); endpoint URLs are built on it.
+    pub base_url: String,
+    /// Who we are, our versions and what we require of peers.
+    pub own: Own,
+    /// The most objects per page (`X-Limit`).
+    pub max_limit: usize,
+    /// How `Authorization` headers are read (Lenient accepts Base64 and
+    /// plain tokens).
+    pub token_encoding: TokenEncoding,
+}
+
+struct Inner {
+    config: Config,
+    store: Arc<dyn Store>,
+    handler: Arc<dyn Handler>,
+    client: Client,
+}
+
+/// The OCPI server: build it, issue tokens A, mount [`Server::router`].
+#[derive(Clone)]
+pub struct Server {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("role", &self.inner.config.role)
+            .finish()
+    }
+}
+
+impl Server {
+    /// A server over `store` and `handler`; `client` makes the handshake's
+    /// call-backs.
+    pub fn new(
+        config: Config,
+        store: Arc<dyn Store>,
+        handler: Arc<dyn Handler>,
+        client: Client,
+    ) -> Server {
+        Server {
+            inner: Arc::new(Inner {
+                config,
+                store,
+                handler,
+                client,
+            }),
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.store
+    }
+
+    /// Creates a registration token A for a new partner `label`.
+    pub async fn issue_token_a(&self, label: &str) -> String {
+        let token = new_token();
+        self.inner
+            .store
+            .save_party(Party {
+                id: label.to_string(),
+                token: token.clone(),
+                token_a: true,
+                registration: None,
+            })
+            .await;
+        token
+    }
+
+    /// Stores one of our own objects (as CPO: a location, session, CDR,
+    /// tariff; as eMSP: a token) so peers can pull it.
+    pub async fn publish(&self, module: &str, object: Value) -> Result<String, String> {
+        let key = object_key(&object).ok_or("object needs country_code, party_id and id/uid")?;
+        self.inner.store.put_object(module, &key, object).await;
+        Ok(key)
+    }
+
+    /// The axum router; mount it at the path of `base_url`.
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route("/versions", get(versions))
+            .route("/{v}", get(details))
+            .route("/{v}/credentials", any(credentials))
+            .route("/{v}/{module}", any(module_root))
+            .route("/{v}/{module}/{*rest}", any(module_rest))
+            .with_state(self.inner.clone())
+    }
+}
+
+fn new_token() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+fn object_key(v: &Value) -> Option<String> {
+    let cc = v.get("country_code")?.as_str()?.to_ascii_uppercase();
+    let pid = v.get("party_id")?.as_str()?.to_ascii_uppercase();
+    let id = v.get("id").or_else(|| v.get("uid"))?.as_str()?;
+    Some(format!("{cc}/{pid}/{id}"))
+}
+
+/// The response of every route: envelope plus the echoed request ids.
+struct Reply {
+    http: Http,
+    body: Value,
+    headers: Vec<(&'static str, String)>,
+}
+
+impl Reply {
+    fn ok(data: Value) -> Reply {
+        Reply::with(Http::OK, StatusCode::SUCCESS, Some(data), None)
+    }
+    fn with(http: Http, code: StatusCode, data: Option<Value>, message: Option<String>) -> Reply {
+        let mut body = json!({"status_code": code.0, "timestamp": crate::types::DateTime(chrono::Utc::now()).to_wire()});
+        if let Some(d) = data {
+            body["data"] = d;
+        }
+        if let Some(m) = message {
+            body["status_message"] = Value::String(m);
+        }
+        Reply {
+            http,
+            body,
+            headers: Vec::new(),
+        }
+    }
+    fn err(http: Http, code: StatusCode, message: impl Into<String>) -> Reply {
+        Reply::with(http, code, None, Some(message.into()))
+    }
+    /// A request the OCPI layer refuses: HTTP 200 with the code.
+    fn refuse(code: StatusCode, message: impl Into<String>) -> Reply {
+        Reply::err(Http::OK, code, message)
+    }
+    fn finish(self, req: &HeaderMap) -> Response {
+        let mut resp = (self.http, axum::Json(self.body)).into_response();
+        let h = resp.headers_mut();
+        let rid = req
+            .get("X-Request-ID")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+            .unwrap_or_else(new_token);
+        let cid = req
+            .get("X-Correlation-ID")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+            .unwrap_or_else(|| rid.clone());
+        for (k, v) in [("X-Request-ID", rid), ("X-Correlation-ID", cid)] {
+            if let Ok(v) = HeaderValue::from_str(&v) {
+                h.insert(k, v);
+            }
+        }
+        for (k, v) in self.headers {
+            if let Ok(v) = HeaderValue::from_str(&v) {
+                h.insert(k, v);
+            }
+        }
+        resp
+    }
+}
+
+/// Authenticates the request: `Ok(party)` or a 401 reply.
+async fn authenticate(
+    inner: &Inner,
+    headers: &HeaderMap,
+    allow_token_a: bool,
+) -> Result<Party, Reply> {
+    let unauthorized = |m: &str| Reply::err(Http::UNAUTHORIZED, StatusCode::CLIENT_ERROR, m);
+    let header = headers
+        .get("Authorization")
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| unauthorized("missing Authorization header"))?;
+    let enc = inner.config.token_encoding;
+    let token = parse_token(header, enc).map_err(|e| unauthorized(&e.to_string()))?;
+    let mut party = inner.store.party_by_token(&token).await;
+    if party.is_none() && enc == TokenEncoding::Lenient {
+        // The lenient decoder took a plain token that happens to be Base64
+        // for Base64; try the header's text as it is.
+        if let Ok(plain) = parse_token(header, TokenEncoding::Plain) {
+            party = inner.store.party_by_token(&plain).await;
+        }
+    }
+    let party = party.ok_or_else(|| unauthorized("unknown token"))?;
+    if party.token_a && !allow_token_a {
+        return Err(unauthorized(
+            "a registration token is only valid for versions and credentials",
+        ));
+    }
+    Ok(party)
+}
+
+fn version_of(v: &str) -> Option<Version> {
+    Version::parse(v).filter(|_| v.contains('.'))
+}
+
+async fn versions(State(inner): State<Arc<Inner>>, headers: HeaderMap) -> Response {
+    if let Err(r) = authenticate(&inner, &headers, true).await {
+        return r.finish(&headers);
+    }
+    let base = inner.config.base_url.trim_end_matches('/');
+    let list: Vec<Value> = inner
+        .config
+        .own
+        .versions
+        .iter()
+        .map(|v| json!({"version": v.as_str(), "url": format!("{base}/{}", v.as_str())}))
+        .collect();
+    Reply::ok(Value::Array(list)).finish(&headers)
+}
+
+/// The modules and interface roles we offer.
+fn offered(role: Role) -> &'static [(&'static str, &'static str)] {
+    match role {
+        Role::Cpo => &[
+            ("credentials", "SENDER"),
+            ("credentials", "RECEIVER"),
+            ("locations", "SENDER"),
+            ("sessions", "SENDER"),
+            ("cdrs", "SENDER"),
+            ("tariffs", "SENDER"),
+            ("tokens", "RECEIVER"),
+            ("commands", "RECEIVER"),
+        ],
+        Role::Emsp => &[
+            ("credentials", "SENDER"),
+            ("credentials", "RECEIVER"),
+            ("locations", "RECEIVER"),
+            ("sessions", "RECEIVER"),
+            ("cdrs", "RECEIVER"),
+            ("tariffs", "RECEIVER"),
+            ("tokens", "SENDER"),
+            ("commands", "SENDER"),
+        ],
+    }
+}
+
+async fn details(
+    State(inner): State<Arc<Inner>>,
+    Path(v): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(r) = authenticate(&inner, &headers, true).await {
+        return r.finish(&headers);
+    }
+    let Some(version) = version_of(&v).filter(|v| inner.config.own.versions.contains(v)) else {
+        return Reply::err(
+            Http::NOT_FOUND,
+            StatusCode::UNSUPPORTED_VERSION,
+            format!("version {v} not supported"),
+        )
+        .finish(&headers);
+    };
+    let base = inner.config.base_url.trim_end_matches('/');
+    let mut endpoints: Vec<Value> = Vec::new();
+    for (module, role) in offered(inner.config.role) {
+        let url = format!("{base}/{}/{module}", version.as_str());
+        if version == Version::V211 {
+            // 2.1.1 endpoints have no role: one entry per module.
+            if !endpoints.iter().any(|e| e["identifier"] == *module) {
+                endpoints.push(json!({"identifier": module, "url": url}));
+            }
+        } else {
+            endpoints.push(json!({"identifier": module, "role": role, "url": url}));
+        }
+    }
+    Reply::ok(json!({"version": version.as_str(), "endpoints": endpoints})).finish(&headers)
+}
+
+fn parse_body(body: &Bytes) -> Result<Value, Reply> {
+    serde_json::from_slice(body).map_err(|e| {
+        Reply::err(
+            Http::BAD_REQUEST,
+            StatusCode::INVALID_PARAMETERS,
+            format!("body is not JSON: {e}"),
+        )
+    })
+}
+
+async fn credentials(
+    State(inner): State<Arc<Inner>>,
+    Path(v): Path<String>,
+    method: Method,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let party = match authenticate(&inner, &headers, true).await {
+        Ok(p) => p,
+        Err(r) => return r.finish(&headers),
+    };
+    let Some(version) = version_of(&v).filter(|v| inner.config.own.versions.contains(v)) else {
+        return Reply::err(
+            Http::NOT_FOUND,
+            StatusCode::UNSUPPORTED_VERSION,
+            format!("version {v} not supported"),
+        )
+        .finish(&headers);
+    };
+    let registered = party.registration.is_some() && !party.token_a;
+    let reply = match method {
+        Method::GET => Reply::ok(inner.config.own.credentials(version, &party.token)),
+        Method::POST | Method::PUT => {
+            if (method == Method::POST) == registered {
+                let why = if registered {
+                    "already registered: use PUT"
+                } else {
+                    "not registered: use POST"
+                };
+                return Reply::err(Http::METHOD_NOT_ALLOWED, StatusCode::CLIENT_ERROR, why)
+                    .finish(&headers);
+            }
+            let posted = match parse_body(&body) {
+                Ok(v) => v,
+                Err(r) => return r.finish(&headers),
+            };
+            if let Err(e) = crate::validate::validate(version, "credentials", &posted.to_string()) {
+                return Reply::refuse(StatusCode::INVALID_PARAMETERS, e.to_string())
+                    .finish(&headers);
+            }
+            match register(&inner, &party, &posted).await {
+                Ok((party, body)) => {
+                    inner.handler.registered(&party).await;
+                    Reply::ok(body)
+                }
+                Err(e) => Reply::refuse(e.status_code(), e.to_string()),
+            }
+        }
+        Method::DELETE => {
+            if !registered {
+                return Reply::err(
+                    Http::METHOD_NOT_ALLOWED,
+                    StatusCode::CLIENT_ERROR,
+                    "not registered",
+                )
+                .finish(&headers);
+            }
+            inner.store.remove_party(&party.id).await;
+            Reply::with(Http::OK, StatusCode::SUCCESS, None, None)
+        }
+        _ => Reply::err(
+            Http::METHOD_NOT_ALLOWED,
+            StatusCode::CLIENT_ERROR,
+            "method not allowed",
+        ),
+    };
+    reply.finish(&headers)
+}
+
+/// The Receiver side of POST/PUT credentials: call the Sender back with
+/// its token B, then issue token C.
+async fn register(
+    inner: &Inner,
+    party: &Party,
+    posted: &Value,
+) -> Result<(Party, Value), HandshakeError> {
+    let (machine, first) = crate::credentials::Receiver::start(inner.config.own.clone(), posted)?;
+    let reg = inner.client.drive_receiver(machine, first).await?;
+    let token_c = new_token();
+    let body = inner.config.own.credentials(reg.version, &token_c);
+    let updated = Party {
+        id: party.id.clone(),
+        token: token_c,
+        token_a: false,
+        registration: Some(reg),
+    };
+    inner.store.save_party(updated.clone()).await;
+    Ok((updated, body))
+}
+
+/// Is `module` served in `iface` role by us?
+fn serves(role: Role, module: &str, iface: &str) -> bool {
+    offered(role)
+        .iter()
+        .any(|(m, r)| *m == module && *r == iface)
+}
+
+/// The spec type name for a module's object at a path depth.
+fn type_for(module: &str, depth: usize) -> &'static str {
+    match (module, depth) {
+        ("locations", 4) => "Evse",
+        ("locations", 5) => "Connector",
+        ("locations", _) => "Location",
+        ("sessions", _) => "Session",
+        ("cdrs", _) => "Cdr",
+        ("tariffs", _) => "Tariff",
+        ("tokens", _) => "Token",
+        _ => "",
+    }
+}
+
+async fn module_root(
+    State(inner): State<Arc<Inner>>,
+    Path((v, module)): Path<(String, String)>,
+    method: Method,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    handle_module(
+        inner,
+        v,
+        module,
+        String::new(),
+        method,
+        query,
+        headers,
+        body,
+    )
+    .await
+}
+
+async fn module_rest(
+    State(inner): State<Arc<Inner>>,
+    Path((v, module, rest)): Path<(String, String, String)>,
+    method: Method,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    handle_module(inner, v, module, rest, method, query, headers, body).await
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn handle_module(
+    inner: Arc<Inner>,
+    v: String,
+    module: String,
+    rest: String,
+    method: Method,
+    query: Option<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let party = match authenticate(&inner, &headers, false).await {
+        Ok(p) => p,
+        Err(r) => return r.finish(&headers),
+    };
+    let Some(version) = version_of(&v).filter(|v| inner.config.own.versions.contains(v)) else {
+        return Reply::err(
+            Http::NOT_FOUND,
+            StatusCode::UNSUPPORTED_VERSION,
+            format!("version {v} not supported"),
+        )
+        .finish(&headers);
+    };
+    let path: Vec<String> = rest
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(percent_decode)
+        .collect();
+    let role = inner.config.role;
+    let reply = match (role, module.as_str(), &method, path.len()) {
+        // Sender lists.
+        (_, m, &Method::GET, 0) if serves(role, m, "SENDER") => {
+            list(&inner, m, query.as_deref().unwrap_or(""), &v).await
+        }
+        // CPO: one location / EVSE / connector.
+        (Role::Cpo, "locations", &Method::GET, 1..=3) => get_location(&inner, &path).await,
+        // CPO: commands.
+        (Role::Cpo, "commands", &Method::POST, 1) => {
+            let Ok(body) = parse_body(&body) else {
+                return Reply::err(
+                    Http::BAD_REQUEST,
+                    StatusCode::INVALID_PARAMETERS,
+                    "body is not JSON",
+                )
+                .finish(&headers);
+            };
+            let command = path[0].to_ascii_uppercase();
+            let ty = match command.as_str() {
+                "START_SESSION" => "StartSession",
+                "STOP_SESSION" => "StopSession",
+                "RESERVE_NOW" => "ReserveNow",
+                "CANCEL_RESERVATION" => "CancelReservation",
+                "UNLOCK_CONNECTOR" => "UnlockConnector",
+                _ => {
+                    return Reply::refuse(
+                        StatusCode::INVALID_PARAMETERS,
+                        format!("unknown command {command}"),
+                    )
+                    .finish(&headers)
+                }
+            };
+            match crate::validate::validate(version, ty, &body.to_string()) {
+                Ok(_) => Reply::ok(inner.handler.command(&party, &command, &body).await),
+                Err(e) => Reply::refuse(StatusCode::INVALID_PARAMETERS, e.to_string()),
+            }
+        }
+        // eMSP: real-time authorization.
+        (Role::Emsp, "tokens", &Method::POST, 2) if path[1] == "authorize" => {
+            let location = if body.is_empty() {
+                None
+            } else {
+                match parse_body(&body) {
+                    Ok(v) => Some(v),
+                    Err(r) => return r.finish(&headers),
+                }
+            };
+            let ty = query
+                .as_deref()
+                .unwrap_or("")
+                .split('&')
+                .find_map(|p| p.strip_prefix("type="))
+                .unwrap_or("RFID")
+                .to_string();
+            match inner
+                .handler
+                .authorize(&party, &path[0], &ty, location.as_ref())
+                .await
+            {
+                Some(info) => Reply::ok(info),
+                // mod_tokens "Real-time authorization": unknown token → 404,
+                // with 2004 in the envelope (errata decision 8).
+                None => Reply::err(
+                    Http::NOT_FOUND,
+                    StatusCode::UNKNOWN_TOKEN,
+                    format!("unknown token {}", path[0]),
+                ),
+            }
+        }
+        // eMSP: CDRs are POSTed to the endpoint and read back by id.
+        (Role::Emsp, "cdrs", &Method::POST, 0) => {
+            receive_cdr(&inner, &party, version, &v, &body).await
+        }
+        (Role::Emsp, "cdrs", &Method::GET, 1) => match inner
+            .store
+            .get_object("cdrs", &format!("#/{}", path[0]))
+            .await
+        {
+            Some(o) => Reply::ok(o),
+            None => Reply::err(Http::NOT_FOUND, StatusCode::CLIENT_ERROR, "unknown CDR"),
+        },
+        // eMSP: command results at the response_url we handed out.
+        (Role::Emsp, "commands", &Method::POST, 1..) => match parse_body(&body) {
+            Ok(result) => {
+                let key = path.join("/");
+                inner
+                    .store
+                    .put_object("command_results", &key, result.clone())
+                    .await;
+                inner
+                    .handler
+                    .pushed(&party, "command_results", &key, &result)
+                    .await;
+                Reply::with(Http::OK, StatusCode::SUCCESS, None, None)
+            }
+            Err(r) => r,
+        },
+        // Receiver interfaces on client-owned objects: /{cc}/{pid}/{id}[/..].
+        (_, m, _, n)
+            if (3..=5).contains(&n)
+                && serves(role, m, "RECEIVER")
+                && m != "commands"
+                && m != "cdrs" =>
+        {
+            receive(&inner, &party, version, m, &path, &method, &body).await
+        }
+        _ => Reply::err(
+            Http::NOT_FOUND,
+            StatusCode::CLIENT_ERROR,
+            format!("no {method} {module}/{rest} here"),
+        ),
+    };
+    reply.finish(&headers)
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The `CC/PID/` prefixes of our own objects.
+fn own_prefixes(own: &Own) -> Vec<String> {
+    own.roles
+        .iter()
+        .map(|(cc, pid, _, _)| format!("{}/{}/", cc.to_ascii_uppercase(), pid.to_ascii_uppercase()))
+        .collect()
+}
+
+async fn list(inner: &Inner, module: &str, query: &str, v: &str) -> Reply {
+    let max = inner.config.max_limit;
+    let page = match Page::from_query(query, max) {
+        Ok(p) => p,
+        Err(e) => {
+            return Reply::refuse(
+                StatusCode::INVALID_PARAMETERS,
+                format!("invalid parameter {}", e.0),
+            )
+        }
+    };
+    let (items, total) = inner
+        .store
+        .list_objects(module, &own_prefixes(&inner.config.own), &page)
+        .await;
+    let url = format!(
+        "{}/{v}/{module}",
+        inner.config.base_url.trim_end_matches('/')
+    );
+    let mut r = Reply::ok(Value::Array(items));
+    r.headers = page.headers(total, &url, max);
+    r
+}
+
+async fn get_location(inner: &Inner, path: &[String]) -> Reply {
+    let Some((cc, pid, _, _)) = inner.config.own.roles.first() else {
+        return Reply::err(
+            Http::NOT_FOUND,
+            StatusCode::UNKNOWN_LOCATION,
+            "no such location",
+        );
+    };
+    let key = format!(
+        "{}/{}/{}",
+        cc.to_ascii_uppercase(),
+        pid.to_ascii_uppercase(),
+        path[0]
+    );
+    let not_found = || {
+        Reply::err(
+            Http::NOT_FOUND,
+            StatusCode::UNKNOWN_LOCATION,
+            "no such location",
+        )
+    };
+    let Some(loc) = inner.store.get_object("locations", &key).await else {
+        return not_found();
+    };
+    match descend(&loc, &path[1..]) {
+        Some(o) => Reply::ok(o.clone()),
+        None => not_found(),
+    }
+}
+
+/// The EVSE or connector under a location, by uid / id.
+fn descend<'a>(loc: &'a Value, path: &[String]) -> Option<&'a Value> {
+    let mut cur = loc;
+    for (i, id) in path.iter().enumerate() {
+        let (list, field) = if i == 0 {
+            ("evses", "uid")
+        } else {
+            ("connectors", "id")
+        };
+        cur = cur
+            .get(list)?
+            .as_array()?
+            .iter()
+            .find(|e| e.get(field).and_then(Value::as_str) == Some(id))?;
+    }
+    Some(cur)
+}
+
+fn descend_mut<'a>(loc: &'a mut Value, path: &[String]) -> Option<&'a mut Value> {
+    let mut cur = loc;
+    for (i, id) in path.iter().enumerate() {
+        let (list, field) = if i == 0 {
+            ("evses", "uid")
+        } else {
+            ("connectors", "id")
+        };
+        cur = cur
+            .get_mut(list)?
+            .as_array_mut()?
+            .iter_mut()
+            .find(|e| e.get(field).and_then(Value::as_str) == Some(id))?;
+    }
+    Some(cur)
+}
+
+fn merge(base: &mut Value, patch: &Value) {
+    if let (Value::Object(b), Value::Object(p)) = (&mut *base, patch) {
+        for (k, v) in p {
+            b.insert(k.clone(), v.clone());
+        }
+    }
+}
+
+async fn receive(
+    inner: &Inner,
+    party: &Party,
+    version: Version,
+    module: &str,
+    path: &[String],
+    method: &Method,
+    body: &Bytes,
+) -> Reply {
+    let (cc, pid, id) = (
+        path[0].to_ascii_uppercase(),
+        path[1].to_ascii_uppercase(),
+        &path[2],
+    );
+    // Objects a party pushes must be its own (transport_and_format, "Client
+    // Owned Object Push": unknown country/party may get 404).
+    if !party
+        .identities()
+        .iter()
+        .any(|(c, p)| *c == cc && *p == pid)
+    {
+        return Reply::err(
+            Http::NOT_FOUND,
+            StatusCode::CLIENT_ERROR,
+            format!("{cc}/{pid} is not a party of these credentials"),
+        );
+    }
+    let key = format!("{cc}/{pid}/{id}");
+    let nested = module == "locations" && path.len() > 3;
+    if path.len() > 3 && module != "locations" {
+        return Reply::err(
+            Http::NOT_FOUND,
+            StatusCode::CLIENT_ERROR,
+            "no such object path",
+        );
+    }
+    let not_found = |what: &str| {
+        Reply::err(
+            Http::NOT_FOUND,
+            StatusCode::CLIENT_ERROR,
+            format!("unknown {what}"),
+        )
+    };
+    match *method {
+        Method::GET => match inner.store.get_object(module, &key).await {
+            Some(o) => match descend(&o, &path[3..]) {
+                Some(x) => Reply::ok(x.clone()),
+                None => not_found("object"),
+            },
+            None => not_found("object"),
+        },
+        Method::DELETE if module == "tariffs" => {
+            if inner.store.delete_object(module, &key).await {
+                Reply::with(Http::OK, StatusCode::SUCCESS, None, None)
+            } else {
+                not_found("tariff")
+            }
+        }
+        Method::PUT => {
+            let obj = match parse_body(body) {
+                Ok(v) => v,
+                Err(r) => return r,
+            };
+            let ty = type_for(module, path.len());
+            if let Err(e) = crate::validate::validate(version, ty, &obj.to_string()) {
+                return Reply::refuse(StatusCode::INVALID_PARAMETERS, e.to_string());
+            }
+            // The id in the body must match the URL (status 2001).
+            let body_id = match path.len() {
+                3 => obj.get("id").or_else(|| obj.get("uid")),
+                4 => obj.get("uid"),
+                _ => obj.get("id"),
+            };
+            if body_id
+                .and_then(Value::as_str)
+                .is_some_and(|b| b != path[path.len() - 1])
+            {
+                return Reply::refuse(
+                    StatusCode::INVALID_PARAMETERS,
+                    "object id differs from the URL",
+                );
+            }
+            if path.len() == 3
+                && (obj
+                    .get("country_code")
+                    .and_then(Value::as_str)
+                    .map(str::to_ascii_uppercase)
+                    != Some(cc.clone())
+                    || obj
+                        .get("party_id")
+                        .and_then(Value::as_str)
+                        .map(str::to_ascii_uppercase)
+                        != Some(pid.clone()))
+            {
+                return Reply::refuse(
+                    StatusCode::INVALID_PARAMETERS,
+                    "country_code/party_id differ from the URL",
+                );
+            }
+            let (stored, created) = if nested {
+                let Some(mut loc) = inner.store.get_object(module, &key).await else {
+                    return Reply::refuse(StatusCode::UNKNOWN_LOCATION, "unknown location");
+                };
+                let parent_path = &path[3..path.len() - 1];
+                let (list, field) = if path.len() == 4 {
+                    ("evses", "uid")
+                } else {
+                    ("connectors", "id")
+                };
+                let Some(parent) = descend_mut(&mut loc, parent_path) else {
+                    return not_found("EVSE");
+                };
+                let items = parent
+                    .as_object_mut()
+                    .map(|m| m.entry(list).or_insert_with(|| json!([])));
+                let Some(Value::Array(items)) = items else {
+                    return Reply::refuse(StatusCode::INVALID_PARAMETERS, "location is malformed");
+                };
+                let last = &path[path.len() - 1];
+                let created = match items
+                    .iter_mut()
+                    .find(|e| e.get(field).and_then(Value::as_str) == Some(last))
+                {
+                    Some(slot) => {
+                        *slot = obj.clone();
+                        false
+                    }
+                    None => {
+                        items.push(obj.clone());
+                        true
+                    }
+                };
+                if let Some(t) = obj.get("last_updated") {
+                    loc["last_updated"] = t.clone();
+                }
+                inner.store.put_object(module, &key, loc.clone()).await;
+                (loc, created)
+            } else {
+                let created = inner.store.put_object(module, &key, obj.clone()).await;
+                (obj, created)
+            };
+            inner.handler.pushed(party, module, &key, &stored).await;
+            Reply::with(
+                if created { Http::CREATED } else { Http::OK },
+                StatusCode::SUCCESS,
+                None,
+                None,
+            )
+        }
+        Method::PATCH if module != "tariffs" => {
+            let patch = match parse_body(body) {
+                Ok(v) => v,
+                Err(r) => return r,
+            };
+            if patch.get("last_updated").is_none() {
+                return Reply::refuse(StatusCode::INVALID_PARAMETERS, "PATCH without last_updated");
+            }
+            let Some(mut obj) = inner.store.get_object(module, &key).await else {
+                return not_found("object");
+            };
+            let Some(target) = descend_mut(&mut obj, &path[3..]) else {
+                return not_found("object");
+            };
+            merge(target, &patch);
+            if nested {
+                obj["last_updated"] = patch["last_updated"].clone();
+            }
+            if let Err(e) =
+                crate::validate::validate(version, type_for(module, 3), &obj.to_string())
+            {
+                return Reply::refuse(StatusCode::INVALID_PARAMETERS, e.to_string());
+            }
+            inner.store.put_object(module, &key, obj.clone()).await;
+            inner.handler.pushed(party, module, &key, &obj).await;
+            Reply::with(Http::OK, StatusCode::SUCCESS, None, None)
+        }
+        _ => Reply::err(
+            Http::METHOD_NOT_ALLOWED,
+            StatusCode::CLIENT_ERROR,
+            format!("{method} not allowed on {module}"),
+        ),
+    }
+}
+
+async fn receive_cdr(
+    inner: &Inner,
+    party: &Party,
+    version: Version,
+    v: &str,
+    body: &Bytes,
+) -> Reply {
+    let cdr = match parse_body(body) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    if let Err(e) = crate::validate::validate(version, "Cdr", &cdr.to_string()) {
+        return Reply::refuse(StatusCode::INVALID_PARAMETERS, e.to_string());
+    }
+    let id = cdr
+        .get("id")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    // CDRs are immutable: a second POST of the same id is refused.
+    if inner
+        .store
+        .get_object("cdrs", &format!("#/{id}"))
+        .await
+        .is_some()
+    {
+        return Reply::refuse(
+            StatusCode::INVALID_PARAMETERS,
+            format!("CDR {id} already received"),
+        );
+    }
+    inner
+        .store
+        .put_object("cdrs", &format!("#/{id}"), cdr.clone())
+        .await;
+    inner.handler.pushed(party, "cdrs", &id, &cdr).await;
+    let mut r = Reply::with(Http::CREATED, StatusCode::SUCCESS, None, None);
+    r.headers.push((
+        "Location",
+        format!(
+            "{}/{v}/cdrs/{}",
+            inner.config.base_url.trim_end_matches('/'),
+            crate::pagination::percent_encode(&id)
+        ),
+    ));
+    r
+}

@@ -1,0 +1,431 @@
+//! The `server` and `client` features against each other over real HTTP:
+//! a CPO and an eMSP, each an axum server on a loopback port, register by
+//! the credentials handshake and exchange objects. Each transport rule is a
+//! test citing its section of `transport_and_format.asciidoc` (TF) or
+//! `credentials.asciidoc` (CR) at 2.2.1.
+#![cfg(feature = "server")]
+
+use std::sync::Arc;
+
+use futures_util::TryStreamExt;
+use ocpi::auth::TokenEncoding;
+use ocpi::client::{Client, ClientError};
+use ocpi::credentials::{Own, UrlPolicy};
+use ocpi::server::{Config, Handler, MemoryStore, NoHandler, Party, Role, Server};
+use ocpi::Version;
+use serde_json::{json, Value};
+
+struct Node {
+    server: Server,
+    base: String,
+    store: Arc<MemoryStore>,
+}
+
+async fn node(
+    role: Role,
+    cc: &str,
+    pid: &str,
+    handler: Arc<dyn Handler>,
+    versions: Vec<Version>,
+) -> Node {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}/ocpi", listener.local_addr().unwrap());
+    let kind = if role == Role::Cpo { "CPO" } else { "EMSP" };
+    let mut own = Own::with_role(
+        &format!("{base}/versions"),
+        cc,
+        pid,
+        kind,
+        &format!("{pid} test"),
+    );
+    own.versions = versions;
+    let store = Arc::new(MemoryStore::new());
+    let server = Server::new(
+        Config {
+            role,
+            base_url: base.clone(),
+            own,
+            max_limit: 50,
+            token_encoding: TokenEncoding::Lenient,
+        },
+        store.clone(),
+        handler,
+        Client::new(UrlPolicy::default()).unwrap(),
+    );
+    let app = axum::Router::new().nest("/ocpi", server.router());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    Node {
+        server,
+        base,
+        store,
+    }
+}
+
+fn location(i: usize) -> Value {
+    json!({
+        "country_code": "NL", "party_id": "CPO", "id": format!("LOC{i:03}"), "publish": true,
+        "address": "Street 1", "city": "Town", "country": "NLD",
+        "coordinates": {"latitude": "52.0", "longitude": "4.0"},
+        "time_zone": "Europe/Amsterdam",
+        "evses": [{"uid": format!("EVSE{i}"), "status": "AVAILABLE", "connectors": [
+            {"id": "1", "standard": "IEC_62196_T2", "format": "SOCKET", "power_type": "AC_3_PHASE",
+             "max_voltage": 230, "max_amperage": 16, "last_updated": "2024-01-01T00:00:00Z"}],
+         "last_updated": "2024-01-01T00:00:00Z"}],
+        "last_updated": format!("2024-01-{:02}T00:00:00Z", 1 + i % 28)
+    })
+}
+
+fn token(uid: &str) -> Value {
+    json!({"country_code": "DE", "party_id": "EMS", "uid": uid, "type": "RFID",
+           "contract_id": "DE-EMS-C12345678-X", "issuer": "EMS", "valid": true,
+           "whitelist": "ALLOWED", "last_updated": "2024-01-01T00:00:00Z"})
+}
+
+struct Commands;
+
+#[async_trait::async_trait]
+impl Handler for Commands {
+    async fn command(&self, _p: &Party, command: &str, body: &Value) -> Value {
+        assert!(body.get("response_url").is_some());
+        if command == "START_SESSION" {
+            json!({"result": "ACCEPTED", "timeout": 30})
+        } else {
+            json!({"result": "NOT_SUPPORTED", "timeout": 0})
+        }
+    }
+}
+
+async fn pair() -> (Node, Node, ocpi::client::Peer) {
+    let cpo = node(
+        Role::Cpo,
+        "NL",
+        "CPO",
+        Arc::new(Commands),
+        vec![Version::V221, Version::V211],
+    )
+    .await;
+    let emsp = node(
+        Role::Emsp,
+        "DE",
+        "EMS",
+        Arc::new(NoHandler),
+        vec![Version::V230, Version::V221],
+    )
+    .await;
+    for i in 0..120 {
+        cpo.server.publish("locations", location(i)).await.unwrap();
+    }
+    let token_a = cpo.server.issue_token_a("emsp-1").await;
+    let client = Client::new(UrlPolicy::default()).unwrap();
+    let own = Own::with_role(
+        &format!("{}/versions", emsp.base),
+        "DE",
+        "EMS",
+        "EMSP",
+        "EMS test",
+    );
+    // The eMSP's own token B must be known to its server for the call-back.
+    let token_b = emsp.server.issue_token_a("cpo-1").await;
+    let peer = client
+        .register(own, &format!("{}/versions", cpo.base), &token_a, &token_b)
+        .await
+        .unwrap();
+    (cpo, emsp, peer)
+}
+
+/// CR "Registration": handshake end to end; highest mutual version (2.2.1);
+/// token A is dead afterwards; token C works.
+#[tokio::test]
+async fn registration_and_paginated_pull() {
+    let (cpo, _emsp, peer) = pair().await;
+    assert_eq!(peer.version(), Version::V221);
+    let parties = cpo.store.parties();
+    let p = parties.iter().find(|p| p.id == "emsp-1").unwrap();
+    assert!(!p.token_a);
+    assert_eq!(p.identities(), vec![("DE".to_string(), "EMS".to_string())]);
+    // TF "Pagination": 120 objects in pages of at most 50, following Link.
+    let all: Vec<ocpi::v221::Location> = peer.list("locations", &[]).try_collect().await.unwrap();
+    assert_eq!(all.len(), 120);
+    assert_eq!(peer.count("locations").await.unwrap(), Some(120));
+    // date_from inclusive, date_to exclusive: days 1..=2 of January.
+    let some: Vec<ocpi::v221::Location> = peer
+        .list(
+            "locations",
+            &[
+                ("date_from", "2024-01-01T00:00:00Z"),
+                ("date_to", "2024-01-03T00:00:00Z"),
+            ],
+        )
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(some.len(), 120 / 28 * 2 + 2);
+    // One location, EVSE, connector (Sender interface by id).
+    let evse: Value = peer.get("locations", &["LOC007", "EVSE7"]).await.unwrap();
+    assert_eq!(evse["uid"], "EVSE7");
+    let missing = peer.get::<Value>("locations", &["NOPE"]).await.unwrap_err();
+    assert!(
+        matches!(missing, ClientError::Status { code: 2003, .. }),
+        "{missing}"
+    );
+}
+
+/// Push to the CPO's Tokens Receiver: 201 created, 200 replaced, PATCH
+/// rules, id mismatch 2001, foreign party 404; commands.
+#[tokio::test]
+async fn pushes_and_commands() {
+    let (cpo, _emsp, peer) = pair().await;
+    let t = token("0102030405");
+    let r = peer
+        .put("tokens", &["DE", "EMS", "0102030405"], &t)
+        .await
+        .unwrap();
+    assert_eq!(r.http_status, 201);
+    let r = peer
+        .put("tokens", &["de", "ems", "0102030405"], &t)
+        .await
+        .unwrap();
+    assert_eq!(
+        r.http_status, 200,
+        "CiString path segments compare without case"
+    );
+    // PATCH needs last_updated (TF "PATCH": 2001 otherwise).
+    let e = peer
+        .patch(
+            "tokens",
+            &["DE", "EMS", "0102030405"],
+            &json!({"valid": false}),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(e, ClientError::Status { code: 2001, .. }), "{e}");
+    peer.patch(
+        "tokens",
+        &["DE", "EMS", "0102030405"],
+        &json!({"valid": false, "last_updated": "2024-02-01T00:00:00Z"}),
+    )
+    .await
+    .unwrap();
+    let stored = cpo
+        .store
+        .get_object_sync("tokens", "DE/EMS/0102030405")
+        .unwrap();
+    assert_eq!(stored["valid"], false);
+    // Object id in the body differs from the URL: 2001.
+    let e = peer
+        .put("tokens", &["DE", "EMS", "OTHER"], &t)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, ClientError::Status { code: 2001, .. }), "{e}");
+    // An invalid object: 2001 with the path of the fault.
+    let mut bad = t.clone();
+    bad["whitelist"] = json!("SOMETIMES");
+    match peer
+        .put("tokens", &["DE", "EMS", "0102030405"], &bad)
+        .await
+        .unwrap_err()
+    {
+        ClientError::Status { code, message } => {
+            assert_eq!(code, 2001);
+            assert!(message.starts_with("whitelist:"), "{message}");
+        }
+        e => panic!("{e}"),
+    }
+    // Another party's namespace: 404.
+    let mut foreign = t.clone();
+    foreign["country_code"] = json!("FR");
+    let e = peer
+        .put("tokens", &["FR", "EMS", "0102030405"], &foreign)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            ClientError::Unexpected { status: 404, .. } | ClientError::Status { .. }
+        ),
+        "{e}"
+    );
+    // Commands: the handler answers.
+    let start = json!({"response_url": "http://127.0.0.1:1/cb", "token": {"country_code": "DE", "party_id": "EMS",
+        "uid": "0102030405", "type": "RFID", "contract_id": "DE-EMS-C12345678-X", "issuer": "EMS", "valid": true,
+        "whitelist": "ALLOWED", "last_updated": "2024-01-01T00:00:00Z"}, "location_id": "LOC001"});
+    let r = peer
+        .post("commands", &["START_SESSION"], &start)
+        .await
+        .unwrap();
+    assert_eq!(r.data["result"], "ACCEPTED");
+    let e = peer
+        .post("commands", &["START_SESSION"], &json!({"location_id": "x"}))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, ClientError::Status { code: 2001, .. }), "{e}");
+}
+
+async fn raw(
+    method: &str,
+    url: &str,
+    auth: Option<&str>,
+    body: Option<&str>,
+    headers: &[(&str, &str)],
+) -> (u16, reqwest::header::HeaderMap, Value) {
+    let c = reqwest::Client::new();
+    let mut rb = c.request(reqwest::Method::from_bytes(method.as_bytes()).unwrap(), url);
+    if let Some(a) = auth {
+        rb = rb.header("Authorization", a);
+    }
+    for (k, v) in headers {
+        rb = rb.header(*k, *v);
+    }
+    if let Some(b) = body {
+        rb = rb.body(b.to_string());
+    }
+    let r = rb.send().await.unwrap();
+    let status = r.status().as_u16();
+    let h = r.headers().clone();
+    let text = r.text().await.unwrap();
+    (
+        status,
+        h,
+        serde_json::from_str(&text).unwrap_or(Value::Null),
+    )
+}
+
+/// TF "Authorization header", "Request and Correlation ids", "HTTP status
+/// codes"; CR "Credentials endpoint" 405 rules.
+#[tokio::test]
+async fn transport_rules() {
+    let (cpo, _emsp, peer) = pair().await;
+    let token_c = peer.registration().peer_credentials["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let b64 = ocpi::auth::encode_token(&token_c, TokenEncoding::Base64);
+    let plain = ocpi::auth::encode_token(&token_c, TokenEncoding::Plain);
+    let loc = format!("{}/2.2.1/locations", cpo.base);
+    // Missing and unknown tokens: 401.
+    assert_eq!(raw("GET", &loc, None, None, &[]).await.0, 401);
+    assert_eq!(
+        raw("GET", &loc, Some("Token bm9wZQ=="), None, &[]).await.0,
+        401
+    );
+    // Base64 and, leniently, plain.
+    assert_eq!(raw("GET", &loc, Some(&b64), None, &[]).await.0, 200);
+    assert_eq!(raw("GET", &loc, Some(&plain), None, &[]).await.0, 200);
+    // A fresh token A works on versions and credentials only.
+    let a = cpo.server.issue_token_a("other").await;
+    let a = ocpi::auth::encode_token(&a, TokenEncoding::Base64);
+    assert_eq!(
+        raw(
+            "GET",
+            &format!("{}/versions", cpo.base),
+            Some(&a),
+            None,
+            &[]
+        )
+        .await
+        .0,
+        200
+    );
+    assert_eq!(raw("GET", &loc, Some(&a), None, &[]).await.0, 401);
+    // Request ids echoed; generated when absent.
+    let (_, h, _) = raw(
+        "GET",
+        &loc,
+        Some(&b64),
+        None,
+        &[("X-Request-ID", "req-1"), ("X-Correlation-ID", "corr-1")],
+    )
+    .await;
+    assert_eq!(h["X-Request-ID"], "req-1");
+    assert_eq!(h["X-Correlation-ID"], "corr-1");
+    let (_, h, _) = raw("GET", &loc, Some(&b64), None, &[]).await;
+    assert_eq!(h["X-Request-ID"].len(), 36);
+    // Pagination headers: X-Limit is the cap, Link carries the filters.
+    let (_, h, body) = raw(
+        "GET",
+        &format!("{loc}?limit=500&date_from=2024-01-01T00:00:00Z"),
+        Some(&b64),
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(h["X-Limit"], "50");
+    assert_eq!(h["X-Total-Count"], "120");
+    assert_eq!(body["data"].as_array().unwrap().len(), 50);
+    let link = h["Link"].to_str().unwrap();
+    assert!(
+        link.contains("offset=50") && link.contains("date_from=2024-01-01T00%3A00%3A00Z"),
+        "{link}"
+    );
+    // Bad parameter: 2001.
+    let (s, _, body) = raw("GET", &format!("{loc}?offset=abc"), Some(&b64), None, &[]).await;
+    assert_eq!((s, body["status_code"].as_u64()), (200, Some(2001)));
+    // Body that is not JSON: 400.
+    let tok = format!("{}/2.2.1/tokens/DE/EMS/X1", cpo.base);
+    let (s, _, body) = raw("PUT", &tok, Some(&b64), Some("{not json"), &[]).await;
+    assert_eq!((s, body["status_code"].as_u64()), (400, Some(2001)));
+    // GET of an unknown object: 404.
+    assert_eq!(raw("GET", &tok, Some(&b64), None, &[]).await.0, 404);
+    // Credentials: POST when registered → 405; GET returns our credentials with token C.
+    let cred = format!("{}/2.2.1/credentials", cpo.base);
+    assert_eq!(raw("POST", &cred, Some(&b64), Some("{}"), &[]).await.0, 405);
+    let (s, _, body) = raw("GET", &cred, Some(&b64), None, &[]).await;
+    assert_eq!(
+        (s, body["data"]["token"].as_str()),
+        (200, Some(token_c.as_str()))
+    );
+    // PUT/DELETE when not registered → 405.
+    assert_eq!(raw("DELETE", &cred, Some(&a), None, &[]).await.0, 405);
+    // Unsupported version: 404 with 3002.
+    let (s, _, body) = raw("GET", &format!("{}/2.3.0", cpo.base), Some(&b64), None, &[]).await;
+    assert_eq!((s, body["status_code"].as_u64()), (404, Some(3002)));
+    // DELETE unregisters: the token stops working.
+    assert_eq!(raw("DELETE", &cred, Some(&b64), None, &[]).await.0, 200);
+    assert_eq!(raw("GET", &loc, Some(&b64), None, &[]).await.0, 401);
+}
+
+/// CR: POST credentials pointing at an unreachable versions URL → 3001;
+/// at a metadata address → refused by the URL policy (3001).
+#[tokio::test]
+async fn receiver_failures() {
+    let cpo = node(
+        Role::Cpo,
+        "NL",
+        "CPO",
+        Arc::new(NoHandler),
+        vec![Version::V221],
+    )
+    .await;
+    let a = cpo.server.issue_token_a("x").await;
+    let a = ocpi::auth::encode_token(&a, TokenEncoding::Base64);
+    let cred = format!("{}/2.2.1/credentials", cpo.base);
+    for url in [
+        "http://127.0.0.1:1/versions",
+        "http://169.254.169.254/latest/meta-data",
+    ] {
+        let body = json!({"token": "b", "url": url, "roles": [{"role": "EMSP", "party_id": "EMS", "country_code": "DE", "business_details": {"name": "x"}}]});
+        let (s, _, resp) = raw("POST", &cred, Some(&a), Some(&body.to_string()), &[]).await;
+        assert_eq!(
+            (s, resp["status_code"].as_u64()),
+            (200, Some(3001)),
+            "{url}: {resp}"
+        );
+    }
+    // An eMSP that speaks only 2.3.0 registering with a 2.2.1-only CPO: 3002.
+    let emsp = node(
+        Role::Emsp,
+        "DE",
+        "EMS",
+        Arc::new(NoHandler),
+        vec![Version::V230],
+    )
+    .await;
+    let b = emsp.server.issue_token_a("cpo").await;
+    let body = json!({"token": b, "url": format!("{}/versions", emsp.base), "roles": [{"role": "EMSP", "party_id": "EMS", "country_code": "DE", "business_details": {"name": "x"}}]});
+    let (s, _, resp) = raw("POST", &cred, Some(&a), Some(&body.to_string()), &[]).await;
+    assert_eq!(
+        (s, resp["status_code"].as_u64()),
+        (200, Some(3002)),
+        "{resp}"
+    );
+}
