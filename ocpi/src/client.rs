@@ -436,48 +436,70 @@ impl Peer {
     ) -> impl Stream<Item = Result<T, ClientError>> + 'a {
         enum St {
             Start,
-            Next(String),
+            Next {
+                link: String,
+                seen: usize,
+                first: String,
+            },
             End,
         }
         let pages = stream::try_unfold(St::Start, move |st| async move {
-            let url = match st {
+            let (url, seen, first) = match st {
                 St::End => return Ok::<_, ClientError>(None),
-                St::Next(u) => u,
+                St::Next { link, seen, first } => (link, seen, first),
                 St::Start => {
                     let base = self.endpoint(module, "SENDER")?;
-                    if query.is_empty() {
-                        base
-                    } else {
-                        let mut u =
-                            url::Url::parse(&base).map_err(|_| ClientError::Unexpected {
-                                status: 0,
-                                reason: format!("bad endpoint URL {base}"),
-                            })?;
+                    let mut u = url::Url::parse(&base).map_err(|_| ClientError::Unexpected {
+                        status: 0,
+                        reason: format!("bad endpoint URL {base}"),
+                    })?;
+                    if !query.is_empty() {
                         u.query_pairs_mut().extend_pairs(query.iter().copied());
-                        u.to_string()
                     }
+                    let u = u.to_string();
+                    (u.clone(), 0, u)
                 }
             };
-            let resp = self
-                .client
-                .send(
-                    reqwest::Method::GET,
-                    &url,
-                    &self.reg.token,
-                    self.encoding(),
-                    None,
-                    &[],
-                )
-                .await?;
+            let get = |url: String| async move {
+                self.client
+                    .send(
+                        reqwest::Method::GET,
+                        &url,
+                        &self.reg.token,
+                        self.encoding(),
+                        None,
+                        &[],
+                    )
+                    .await
+            };
+            let mut resp = get(url.clone()).await?;
+            let mut url = url;
+            if resp.status == 404 && seen > 0 {
+                // The peer's Link led nowhere (extrawest-ocpi writes enum
+                // reprs into its path): continue with offset on the first
+                // page's URL, which keeps the original filters.
+                url = with_offset(&first, seen);
+                resp = get(url.clone()).await?;
+            }
             let data = resp.data()?;
             let items: Vec<T> = match data {
                 Value::Array(items) => items.into_iter().map(decode).collect::<Result<_, _>>()?,
                 Value::Null => Vec::new(),
                 other => vec![decode(other)?],
             };
-            let next = match resp.link.as_deref().and_then(next_link) {
+            let seen = seen + items.len();
+            let next = match resp
+                .link
+                .as_deref()
+                .and_then(next_link)
+                .map(|n| same_origin_scheme(&url, n))
+            {
                 // An empty page with a next link would loop forever.
-                Some(n) if !items.is_empty() && n != url => St::Next(n),
+                Some(n) if !items.is_empty() && n != url => St::Next {
+                    link: n,
+                    seen,
+                    first,
+                },
                 _ => St::End,
             };
             Ok(Some((items, next)))
@@ -605,6 +627,41 @@ impl Peer {
     }
 }
 
+/// `first` (a list URL) with `offset` set to `seen`.
+fn with_offset(first: &str, seen: usize) -> String {
+    let Ok(mut u) = url::Url::parse(first) else {
+        return first.to_string();
+    };
+    let kept: Vec<(String, String)> = u
+        .query_pairs()
+        .filter(|(k, _)| k != "offset")
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    u.query_pairs_mut()
+        .clear()
+        .extend_pairs(kept)
+        .append_pair("offset", &seen.to_string());
+    u.to_string()
+}
+
+/// Some servers (extrawest-ocpi) write `https://` into `Link` whatever
+/// scheme they are served on. When the next link names the same host and
+/// port as the page just fetched, keep that page's scheme.
+fn same_origin_scheme(current: &str, next: String) -> String {
+    let (Ok(cur), Ok(mut n)) = (url::Url::parse(current), url::Url::parse(&next)) else {
+        return next;
+    };
+    if cur.host() == n.host()
+        && cur.port().is_some()
+        && cur.port() == n.port()
+        && cur.scheme() != n.scheme()
+        && n.set_scheme(cur.scheme()).is_ok()
+    {
+        return n.to_string();
+    }
+    next
+}
+
 fn join(base: &str, path: &[&str]) -> String {
     let mut url = base.trim_end_matches('/').to_string();
     for p in path {
@@ -635,6 +692,19 @@ mod tests {
             Some("https://x.example/ocpi/locations?offset=50&limit=50")
         );
         assert_eq!(next_link("<https://x.example/a>; rel=\"prev\""), None);
+        assert_eq!(next_link(""), None);
+        // extrawest-ocpi writes https:// for a server on http://.
+        assert_eq!(
+            same_origin_scheme(
+                "http://127.0.0.1:8080/l/?offset=0",
+                "https://127.0.0.1:8080/l/?offset=50".into()
+            ),
+            "http://127.0.0.1:8080/l/?offset=50"
+        );
+        assert_eq!(
+            same_origin_scheme("http://127.0.0.1:8080/l", "https://other.example/l".into()),
+            "https://other.example/l"
+        );
         assert_eq!(
             join("https://x.example/t/", &["NL", "TNM", "a b"]),
             "https://x.example/t/NL/TNM/a%20b"

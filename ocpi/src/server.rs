@@ -263,6 +263,10 @@ pub struct Config {
     /// How `Authorization` headers are read (Lenient accepts Base64 and
     /// plain tokens).
     pub token_encoding: TokenEncoding,
+    /// Advertise endpoint URLs with a trailing `/` (both forms are always
+    /// served). Some peers (extrawest-ocpi's push) append object paths to
+    /// the endpoint URL without a separator.
+    pub trailing_slash: bool,
 }
 
 struct Inner {
@@ -325,6 +329,21 @@ impl Server {
         token
     }
 
+    /// Records a registration this party made as Sender (with
+    /// [`Client::register`]): the peer now calls us with `token_b`, which
+    /// stops being a registration token.
+    pub async fn adopt(&self, label: &str, token_b: &str, registration: Registered) {
+        self.inner
+            .store
+            .save_party(Party {
+                id: label.to_string(),
+                token: token_b.to_string(),
+                token_a: false,
+                registration: Some(registration),
+            })
+            .await;
+    }
+
     /// Stores one of our own objects (as CPO: a location, session, CDR,
     /// tariff; as eMSP: a token) so peers can pull it.
     pub async fn publish(&self, module: &str, object: Value) -> Result<String, String> {
@@ -340,6 +359,7 @@ impl Server {
             .route("/{v}", get(details))
             .route("/{v}/credentials", any(credentials))
             .route("/{v}/{module}", any(module_root))
+            .route("/{v}/{module}/", any(module_root))
             .route("/{v}/{module}/{*rest}", any(module_rest))
             .with_state(self.inner.clone())
     }
@@ -509,7 +529,8 @@ async fn details(
     let base = inner.config.base_url.trim_end_matches('/');
     let mut endpoints: Vec<Value> = Vec::new();
     for (module, role) in offered(inner.config.role) {
-        let url = format!("{base}/{}/{module}", version.as_str());
+        let slash = if inner.config.trailing_slash { "/" } else { "" };
+        let url = format!("{base}/{}/{module}{slash}", version.as_str());
         if version == Version::V211 {
             // 2.1.1 endpoints have no role: one entry per module.
             if !endpoints.iter().any(|e| e["identifier"] == *module) {
@@ -1017,7 +1038,7 @@ async fn receive(
             };
             if body_id
                 .and_then(Value::as_str)
-                .is_some_and(|b| b != path[path.len() - 1])
+                .is_some_and(|b| !b.eq_ignore_ascii_case(&path[path.len() - 1]))
             {
                 return Reply::refuse(
                     StatusCode::INVALID_PARAMETERS,

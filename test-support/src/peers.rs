@@ -23,29 +23,44 @@ pub fn cache_dir() -> PathBuf {
 /// tests cannot run without it.
 pub fn python() -> &'static Path {
     static PY: OnceLock<PathBuf> = OnceLock::new();
-    PY.get_or_init(|| {
-        let dir = cache_dir();
-        std::fs::create_dir_all(&dir).expect("cache directory");
-        let lock = std::fs::File::create(dir.join("venv-ocpp.lock")).expect("venv lock file");
-        lock.lock().expect("venv lock");
-        let venv = dir.join("venv-ocpp");
-        let py = venv.join("bin/python");
-        let marker = venv.join(".evproto-packages");
-        if std::fs::read_to_string(&marker).ok().as_deref() != Some(&PYTHON_OCPP.join(" ")) {
-            let ok = Command::new("python3")
-                .args(["-m", "venv"])
-                .arg(&venv)
-                .status()
-                .is_ok_and(|s| s.success());
-            assert!(ok, "python3 -m venv failed");
-            let ok = Command::new(&py)
-                .args(["-m", "pip", "install", "-q"])
-                .args(PYTHON_OCPP)
-                .status()
-                .is_ok_and(|s| s.success());
-            assert!(ok, "pip install {PYTHON_OCPP:?} failed");
-            std::fs::write(&marker, PYTHON_OCPP.join(" ")).expect("venv marker");
-        }
-        py
-    })
+    PY.get_or_init(|| venv("venv-ocpp", PYTHON_OCPP))
+}
+
+/// The Python packages of the OCPI interop venv: extrawest-ocpi pins
+/// pydantic 1 and FastAPI 0.101, so it gets a venv of its own.
+pub const PYTHON_EXTRAWEST: &[&str] = &["extrawest-ocpi==2025.7.16", "uvicorn==0.54.0"];
+
+/// The python of the extrawest-ocpi venv ([`PYTHON_EXTRAWEST`]).
+pub fn python_extrawest() -> &'static Path {
+    static PY: OnceLock<PathBuf> = OnceLock::new();
+    PY.get_or_init(|| venv("venv-extrawest", PYTHON_EXTRAWEST))
+}
+
+/// A venv `name` under [`cache_dir`] with `packages`, created (under a
+/// file lock, so parallel tests and processes share it) when missing or
+/// when its package list changed. Returns its python.
+pub fn venv(name: &str, packages: &[&str]) -> PathBuf {
+    let dir = cache_dir();
+    std::fs::create_dir_all(&dir).expect("cache directory");
+    let lock = std::fs::File::create(dir.join(format!("{name}.lock"))).expect("venv lock file");
+    lock.lock().expect("venv lock");
+    let venv = dir.join(name);
+    let py = venv.join("bin/python");
+    let marker = venv.join(".evproto-packages");
+    if std::fs::read_to_string(&marker).ok().as_deref() != Some(&packages.join(" ")) {
+        let ok = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "python3 -m venv failed");
+        let ok = Command::new(&py)
+            .args(["-m", "pip", "install", "-q"])
+            .args(packages)
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "pip install {packages:?} failed");
+        std::fs::write(&marker, packages.join(" ")).expect("venv marker");
+    }
+    py
 }

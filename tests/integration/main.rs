@@ -8,6 +8,7 @@
 mod csms;
 mod loopback;
 mod node;
+mod ocpi_extrawest;
 mod peers;
 mod python;
 mod tls;

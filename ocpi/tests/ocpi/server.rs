@@ -47,6 +47,7 @@ async fn node(
             own,
             max_limit: 50,
             token_encoding: TokenEncoding::Lenient,
+            trailing_slash: false,
         },
         store.clone(),
         handler,
