@@ -12,11 +12,23 @@
 //!   exactly, with every restriction, step sizes, min/max, VAT (2.2.1) and
 //!   tax lines (2.3.0), in the location's local time.
 //!
-//! # What this crate does not do (yet)
+//! - [`types`], [`v211`], [`v221`], [`v230`]: every object, class and enum
+//!   of each version, generated from the vendored spec tables
+//!   (`cargo xtask codegen`), with bounded and case-insensitive strings,
+//!   exact decimals, lenient UTC timestamps, unknown fields kept;
+//! - [`validate`]: decode-and-check by module or type name, with the JSON
+//!   path of the fault;
+//! - [`credentials`]: the registration handshake as sans-IO Sender and
+//!   Receiver machines, and the URL policy for peer-supplied URLs;
+//! - `client` (feature): reqwest/rustls calls, pagination stream;
+//! - `server` (feature): axum router for a CPO or eMSP over a storage trait.
 //!
-//! No HTTP (the `server`/`client` features are to come), no typed module
-//! objects beyond what the tariff engine reads, and no credentials
-//! handshake yet.
+//! # Not yet
+//!
+//! Conversion between versions with a report of what is lost, the hub
+//! routing headers, the Charging Profiles and Hub Client Info interfaces in
+//! the server, and the 2.3.0 Payments interfaces (its types are there,
+//! behind `payments`).
 //!
 //! # Data flow
 //!
@@ -43,7 +55,10 @@
 //!
 //! # Feature flags
 //!
-//! None yet.
+//! - `client`: HTTP client (reqwest with rustls, ring provider).
+//! - `server`: HTTP server (axum); implies `client` for the handshake's
+//!   call-backs.
+//! - `payments`: the 2.3.0 Payments module's types.
 
 #![forbid(unsafe_code)]
 

@@ -64,6 +64,24 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum OcpiCommand {
+    /// Validate OCPI objects, one JSON object per line on stdin, against the
+    /// typed objects of a version (generated from the spec's tables).
+    ///
+    /// Prints exactly one line per input line: `ok`, or
+    /// `error 2001 <path> <reason>`: 2001 is the OCPI status an invalid
+    /// object gets, the path is the JSON path of the fault (`.` for the whole
+    /// object). `--module` takes a module id (`locations`, `tariffs`,
+    /// `sessions`, `cdrs`, `tokens`, `credentials`, `commands`, `versions`,
+    /// `version_details`, `chargingprofiles`, `hubclientinfo`) or a type's
+    /// name (`TariffRestrictions`, `Evse`, ...).
+    Validate {
+        /// Module id or type name.
+        #[arg(long)]
+        module: String,
+        /// OCPI version: 2.1.1, 2.2.1 or 2.3.0.
+        #[arg(long, default_value = "2.2.1")]
+        version: String,
+    },
     /// Price CDRs under tariffs (`ocpi::tariff`), one JSON object per line.
     ///
     /// Each input line is `{"tariff": .., "cdr": .., "location": {"time_zone": ..}}`
@@ -116,6 +134,9 @@ fn main() -> ExitCode {
         Command::Ocpi {
             command: OcpiCommand::Price,
         } => ocpi_cmd::run_price(),
+        Command::Ocpi {
+            command: OcpiCommand::Validate { module, version },
+        } => ocpi_cmd::run_validate(&module, &version),
         Command::Load(args) => load::run(args),
         Command::Simulate(args) => simulate::run(args),
     };

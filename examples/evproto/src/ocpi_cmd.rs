@@ -55,9 +55,83 @@ pub(crate) fn run_price() -> Result<(), String> {
     out.flush().map_err(|e| e.to_string())
 }
 
+/// One output line of `evproto ocpi validate` for one input line.
+pub(crate) fn validate_line(version: ocpi::Version, module: &str, line: &str) -> String {
+    match ocpi::validate::validate(version, module, line) {
+        Ok(_) => "ok".to_string(),
+        Err(ocpi::validate::Invalid::Object { path, message }) => {
+            // serde_path_to_error writes `?` where the text stops being JSON.
+            let path = if path.is_empty() || path == "?" {
+                ".".to_string()
+            } else {
+                path
+            };
+            format!("error 2001 {path} {}", message.replace('\n', " "))
+        }
+        Err(e) => format!("error 2001 . {e}"),
+    }
+}
+
+/// Reads stdin line by line, writes `ok` / `error ..` per line.
+pub(crate) fn run_validate(module: &str, version: &str) -> Result<(), String> {
+    let version = ocpi::Version::parse(version)
+        .ok_or_else(|| format!("unknown OCPI version {version:?}: use 2.1.1, 2.2.1 or 2.3.0"))?;
+    if ocpi::validate::module_types(version, module).is_none()
+        && ocpi::validate::validate(version, module, "{}")
+            .is_err_and(|e| matches!(e, ocpi::validate::Invalid::UnknownName { .. }))
+    {
+        return Err(format!(
+            "OCPI {version} has no module or type {module:?}; modules: {}",
+            ocpi::validate::modules(version).join(", ")
+        ));
+    }
+    let stdin = std::io::stdin();
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    for line in stdin.lock().lines() {
+        let line = line.map_err(|e| e.to_string())?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        writeln!(out, "{}", validate_line(version, module, &line)).map_err(|e| e.to_string())?;
+    }
+    out.flush().map_err(|e| e.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn validate_lines() {
+        let v = ocpi::Version::V221;
+        let tariff = r#"{"country_code": "NL", "party_id": "CPO", "id": "T1", "currency": "EUR",
+            "elements": [{"price_components": [{"type": "ENERGY", "price": 0.25, "step_size": 1}]}],
+            "last_updated": "2024-01-01T00:00:00Z"}"#;
+        assert_eq!(
+            validate_line(v, "tariffs", &tariff.replace('\n', " ")),
+            "ok"
+        );
+        let bad = tariff.replace("ENERGY", "WATER").replace('\n', " ");
+        let out = validate_line(v, "tariffs", &bad);
+        assert!(
+            out.starts_with(
+                "error 2001 elements[0].price_components[0].type unknown variant `WATER`"
+            ),
+            "{out}"
+        );
+        assert!(validate_line(v, "tariffs", "{").starts_with("error 2001 . "));
+        assert!(validate_line(v, "tariffs", "{}").starts_with("error 2001 . missing field"));
+        // 2.3.0 requires tax_included.
+        assert!(
+            validate_line(ocpi::Version::V230, "tariffs", &tariff.replace('\n', " "))
+                .contains("tax_included")
+        );
+        assert_eq!(
+            validate_line(v, "TariffRestrictions", r#"{"max_kwh": 20}"#),
+            "ok"
+        );
+    }
 
     #[test]
     fn lines() {
