@@ -65,6 +65,7 @@
 pub mod auth;
 #[cfg(feature = "client")]
 pub mod client;
+pub mod convert;
 pub mod credentials;
 pub mod pagination;
 #[cfg(feature = "server")]

@@ -1005,6 +1005,99 @@ mod tests {
         );
     }
 
+    /// The worked step_size examples of 2.2.1 `mod_cdrs.asciidoc` ("step_size").
+    #[test]
+    fn spec_step_size_worked_examples() {
+        let utc = Some("UTC");
+        // "Charging cost 0.20 euro/Wh before 17:00 and 0.27 euro/Wh after 17:00
+        // both have a step_size of 500 Wh. 4.3 kWh before and 1.1 kWh after:
+        // 5.4 kWh, rounded up to 5.5 kWh total" (the spec's "euro/Wh" means
+        // per kWh, the unit of ENERGY prices).
+        let t = tariff(json!([
+            {"price_components": [{"type": "ENERGY", "price": 0.20, "step_size": 500}], "restrictions": {"end_time": "17:00"}},
+            {"price_components": [{"type": "ENERGY", "price": 0.27, "step_size": 500}], "restrictions": {"start_time": "17:00"}}]));
+        let s = session(
+            "2026-03-02T16:00:00Z",
+            "2026-03-02T18:00:00Z",
+            json!([
+            {"start_date_time": "2026-03-02T16:00:00Z", "dimensions": [{"type": "ENERGY", "volume": 4.3}]},
+            {"start_date_time": "2026-03-02T17:00:00Z", "dimensions": [{"type": "ENERGY", "volume": 1.1}]}]),
+        );
+        let p = price(&t, &s, utc).unwrap();
+        assert_eq!(p.total_energy, d("5.4"));
+        // 4.3 × 0.20 + (1.1 + 0.1) × 0.27: the rounding goes to the last element.
+        assert_eq!(
+            p.total_energy_cost.excl,
+            d("0.86") + d("0.324"),
+            "{:?}",
+            p.lines
+        );
+
+        // "5 euro/hour before 17:00 and 7 euro/hour after, step_size 10 minutes.
+        // 6 minutes before and 22 after: 28 minutes, rounded to 30, so 24
+        // minutes after 17:00 will be billed."
+        let t = tariff(json!([
+            {"price_components": [{"type": "TIME", "price": 5, "step_size": 600}], "restrictions": {"end_time": "17:00"}},
+            {"price_components": [{"type": "TIME", "price": 7, "step_size": 600}], "restrictions": {"start_time": "17:00"}}]));
+        let s = session(
+            "2026-03-02T16:54:00Z",
+            "2026-03-02T17:22:00Z",
+            json!([
+            {"start_date_time": "2026-03-02T16:54:00Z", "dimensions": [{"type": "TIME", "volume": 0.1}]},
+            {"start_date_time": "2026-03-02T17:00:00Z", "dimensions": [{"type": "TIME", "volume": "0.3666666666666666666666666667"}]}]),
+        );
+        let p = price(&t, &s, utc).unwrap();
+        // 6 min × 5 €/h + 24 min × 7 €/h = 0.5 + 2.8
+        assert_eq!(
+            p.total_time_cost.excl.round_dp(6),
+            d("3.3"),
+            "{:?}",
+            p.lines
+        );
+
+        // "step_size for both charging (TIME) and parking is 5 minutes. After
+        // 21 minutes of charging, the EV is full but remains connected for 7
+        // more minutes: charging on 21 minutes (not 25), parking on 10."
+        let t = tariff(json!([{"price_components": [
+            {"type": "TIME", "price": 6, "step_size": 300},
+            {"type": "PARKING_TIME", "price": 6, "step_size": 300}]}]));
+        let s = session(
+            "2026-03-02T10:00:00Z",
+            "2026-03-02T10:28:00Z",
+            json!([
+            {"start_date_time": "2026-03-02T10:00:00Z", "dimensions": [{"type": "TIME", "volume": 0.35}]},
+            {"start_date_time": "2026-03-02T10:21:00Z", "dimensions": [{"type": "PARKING_TIME", "volume": "0.1166666666666666666666666667"}]}]),
+        );
+        let p = price(&t, &s, utc).unwrap();
+        assert_eq!(p.total_time_cost.excl, d("2.1"), "21 min at 6 €/h");
+        assert_eq!(
+            p.total_parking_cost.excl.round_dp(6),
+            d("1"),
+            "10 min at 6 €/h"
+        );
+
+        // "Charging 1.00 euro/hour, parking 2.00 euro/hour, both step_size 10
+        // minutes. 21 minutes charging, 16 more connected: parking rounded up
+        // to 20 minutes, 41 in total; charging not rounded."
+        let t = tariff(json!([{"price_components": [
+            {"type": "TIME", "price": 1, "step_size": 600},
+            {"type": "PARKING_TIME", "price": 2, "step_size": 600}]}]));
+        let s = session(
+            "2026-03-02T10:00:00Z",
+            "2026-03-02T10:37:00Z",
+            json!([
+            {"start_date_time": "2026-03-02T10:00:00Z", "dimensions": [{"type": "TIME", "volume": 0.35}]},
+            {"start_date_time": "2026-03-02T10:21:00Z", "dimensions": [{"type": "PARKING_TIME", "volume": "0.2666666666666666666666666667"}]}]),
+        );
+        let p = price(&t, &s, utc).unwrap();
+        assert_eq!(p.total_time_cost.excl, d("0.35"));
+        assert_eq!(
+            p.total_parking_cost.excl.round_dp(6),
+            d("0.666667"),
+            "20 min at 2 €/h"
+        );
+    }
+
     #[test]
     fn flat_fee_once_and_min_max() {
         let t: Tariff = serde_json::from_value(json!({"id": "T", "currency": "EUR", "min_price": {"excl_vat": 5, "incl_vat": 6},

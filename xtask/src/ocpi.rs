@@ -761,6 +761,56 @@ fn render(v: &VersionSpec, defs: &[Def]) -> String {
     let _ = writeln!(out);
     let _ = writeln!(
         out,
+        "/// Every object and class: its fields as `(name, type, cardinality)`, where the"
+    );
+    let _ = writeln!(
+        out,
+        "/// type is another entry's name, an enum's name, or a primitive (`CiString`,"
+    );
+    let _ = writeln!(
+        out,
+        "/// `string`, `URL`, `DateTime`, `number`, `int`, `boolean`) and the cardinality"
+    );
+    let _ = writeln!(out, "/// is `1`, `?`, `*` or `+` as in the spec's tables.");
+    let _ = writeln!(out, "#[rustfmt::skip]");
+    let _ = writeln!(
+        out,
+        "pub const FIELDS: &[(&str, &[(&str, &str, char)])] = &["
+    );
+    for d in defs {
+        if let Def::Struct { name, fields, .. } = d {
+            if !d.cfg().is_empty() {
+                continue;
+            }
+            let list: Vec<String> = fields
+                .iter()
+                .map(|f| {
+                    let ty = match &f.ty {
+                        Ty::CiString(_) => "CiString".to_string(),
+                        Ty::Str(_) => "string".to_string(),
+                        Ty::Url => "URL".to_string(),
+                        Ty::DateTime => "DateTime".to_string(),
+                        Ty::Number => "number".to_string(),
+                        Ty::Int => "int".to_string(),
+                        Ty::Bool => "boolean".to_string(),
+                        Ty::Named(n) => n.clone(),
+                    };
+                    let card = match f.card {
+                        Card::One => '1',
+                        Card::Opt => '?',
+                        Card::Many => '*',
+                        Card::AtLeastOne => '+',
+                    };
+                    format!("({:?}, {:?}, {:?})", f.name, ty, card)
+                })
+                .collect();
+            let _ = writeln!(out, "    ({:?}, &[{}]),", name, list.join(", "));
+        }
+    }
+    let _ = writeln!(out, "];");
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
         "/// Decodes `json` as the type named `name` (one of [`TYPES`]) and encodes it again;"
     );
     let _ = writeln!(out, "/// `None` if there is no such type.");

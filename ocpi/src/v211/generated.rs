@@ -7,6 +7,48 @@ use serde::{Deserialize, Serialize};
 /// Every object, class and enum of this version, by its Rust name.
 pub const TYPES: &[&str] = &["Credentials", "Cdr", "AuthMethod", "CdrDimension", "CdrDimensionType", "ChargingPeriod", "CommandResponse", "ReserveNow", "StartSession", "StopSession", "UnlockConnector", "CommandResponseType", "CommandType", "Location", "Evse", "Connector", "AdditionalGeoLocation", "BusinessDetails", "Capability", "ConnectorFormat", "ConnectorType", "EnergyMix", "EnergySource", "EnergySourceCategory", "EnvironmentalImpact", "EnvironmentalImpactCategory", "ExceptionalPeriod", "Facility", "GeoLocation", "Hours", "Image", "ImageCategory", "LocationType", "ParkingRestriction", "PowerType", "RegularHours", "Status", "StatusSchedule", "Session", "SessionStatus", "Tariff", "DayOfWeek", "PriceComponent", "TariffElement", "TariffDimensionType", "TariffRestrictions", "AuthorizationInfo", "Token", "Allowed", "LocationReferences", "TokenType", "WhitelistType", "DisplayText", "Version", "Endpoint", "ModuleID", "VersionNumber"];
 
+/// Every object and class: its fields as `(name, type, cardinality)`, where the
+/// type is another entry's name, an enum's name, or a primitive (`CiString`,
+/// `string`, `URL`, `DateTime`, `number`, `int`, `boolean`) and the cardinality
+/// is `1`, `?`, `*` or `+` as in the spec's tables.
+#[rustfmt::skip]
+pub const FIELDS: &[(&str, &[(&str, &str, char)])] = &[
+    ("Credentials", &[("token", "string", '1'), ("url", "URL", '1'), ("business_details", "BusinessDetails", '1'), ("party_id", "string", '1'), ("country_code", "string", '1')]),
+    ("Cdr", &[("id", "CiString", '1'), ("start_date_time", "DateTime", '1'), ("stop_date_time", "DateTime", '1'), ("auth_id", "string", '1'), ("auth_method", "AuthMethod", '1'), ("location", "Location", '1'), ("meter_id", "string", '?'), ("currency", "string", '1'), ("tariffs", "Tariff", '*'), ("charging_periods", "ChargingPeriod", '+'), ("total_cost", "number", '1'), ("total_energy", "number", '1'), ("total_time", "number", '1'), ("total_parking_time", "number", '?'), ("remark", "string", '?'), ("last_updated", "DateTime", '1')]),
+    ("CdrDimension", &[("type", "CdrDimensionType", '1'), ("volume", "number", '1')]),
+    ("ChargingPeriod", &[("start_date_time", "DateTime", '1'), ("dimensions", "CdrDimension", '+')]),
+    ("CommandResponse", &[("result", "CommandResponseType", '1')]),
+    ("ReserveNow", &[("response_url", "URL", '1'), ("token", "Token", '1'), ("expiry_date", "DateTime", '1'), ("reservation_id", "int", '1'), ("location_id", "string", '1'), ("evse_uid", "string", '?')]),
+    ("StartSession", &[("response_url", "URL", '1'), ("token", "Token", '1'), ("location_id", "string", '1'), ("evse_uid", "string", '?')]),
+    ("StopSession", &[("response_url", "URL", '1'), ("session_id", "string", '1')]),
+    ("UnlockConnector", &[("response_url", "URL", '1'), ("location_id", "string", '1'), ("evse_uid", "string", '1'), ("connector_id", "string", '1')]),
+    ("Location", &[("id", "string", '1'), ("type", "LocationType", '1'), ("name", "string", '?'), ("address", "string", '1'), ("city", "string", '1'), ("postal_code", "string", '1'), ("country", "string", '1'), ("coordinates", "GeoLocation", '1'), ("related_locations", "AdditionalGeoLocation", '*'), ("evses", "Evse", '*'), ("directions", "DisplayText", '*'), ("operator", "BusinessDetails", '?'), ("suboperator", "BusinessDetails", '?'), ("owner", "BusinessDetails", '?'), ("facilities", "Facility", '*'), ("time_zone", "string", '?'), ("opening_times", "Hours", '?'), ("charging_when_closed", "boolean", '?'), ("images", "Image", '*'), ("energy_mix", "EnergyMix", '?'), ("last_updated", "DateTime", '1')]),
+    ("Evse", &[("uid", "string", '1'), ("evse_id", "string", '?'), ("status", "Status", '1'), ("status_schedule", "StatusSchedule", '*'), ("capabilities", "Capability", '*'), ("connectors", "Connector", '+'), ("floor_level", "string", '?'), ("coordinates", "GeoLocation", '?'), ("physical_reference", "string", '?'), ("directions", "DisplayText", '*'), ("parking_restrictions", "ParkingRestriction", '*'), ("images", "Image", '*'), ("last_updated", "DateTime", '1')]),
+    ("Connector", &[("id", "string", '1'), ("standard", "ConnectorType", '1'), ("format", "ConnectorFormat", '1'), ("power_type", "PowerType", '1'), ("voltage", "int", '1'), ("amperage", "int", '1'), ("tariff_id", "string", '?'), ("terms_and_conditions", "URL", '?'), ("last_updated", "DateTime", '1')]),
+    ("AdditionalGeoLocation", &[("latitude", "string", '1'), ("longitude", "string", '1'), ("name", "DisplayText", '?')]),
+    ("BusinessDetails", &[("name", "string", '1'), ("website", "URL", '?'), ("logo", "Image", '?')]),
+    ("EnergyMix", &[("is_green_energy", "boolean", '1'), ("energy_sources", "EnergySource", '*'), ("environ_impact", "EnvironmentalImpact", '*'), ("supplier_name", "string", '?'), ("energy_product_name", "string", '?')]),
+    ("EnergySource", &[("source", "EnergySourceCategory", '1'), ("percentage", "number", '1')]),
+    ("EnvironmentalImpact", &[("source", "EnvironmentalImpactCategory", '1'), ("amount", "number", '1')]),
+    ("ExceptionalPeriod", &[("period_begin", "DateTime", '1'), ("period_end", "DateTime", '1')]),
+    ("GeoLocation", &[("latitude", "string", '1'), ("longitude", "string", '1')]),
+    ("Hours", &[("regular_hours", "RegularHours", '*'), ("twentyfourseven", "boolean", '?'), ("exceptional_openings", "ExceptionalPeriod", '*'), ("exceptional_closings", "ExceptionalPeriod", '*')]),
+    ("Image", &[("url", "URL", '1'), ("thumbnail", "URL", '?'), ("category", "ImageCategory", '1'), ("type", "string", '1'), ("width", "int", '?'), ("height", "int", '?')]),
+    ("RegularHours", &[("weekday", "int", '1'), ("period_begin", "string", '1'), ("period_end", "string", '1')]),
+    ("StatusSchedule", &[("period_begin", "DateTime", '1'), ("period_end", "DateTime", '?'), ("status", "Status", '1')]),
+    ("Session", &[("id", "string", '1'), ("start_datetime", "DateTime", '1'), ("end_datetime", "DateTime", '?'), ("kwh", "number", '1'), ("auth_id", "string", '1'), ("auth_method", "AuthMethod", '1'), ("location", "Location", '1'), ("meter_id", "string", '?'), ("currency", "string", '1'), ("charging_periods", "ChargingPeriod", '*'), ("total_cost", "number", '?'), ("status", "SessionStatus", '1'), ("last_updated", "DateTime", '1')]),
+    ("Tariff", &[("id", "string", '1'), ("currency", "string", '1'), ("tariff_alt_text", "DisplayText", '*'), ("tariff_alt_url", "URL", '?'), ("elements", "TariffElement", '+'), ("energy_mix", "EnergyMix", '?'), ("last_updated", "DateTime", '1')]),
+    ("PriceComponent", &[("type", "TariffDimensionType", '1'), ("price", "number", '1'), ("step_size", "int", '1')]),
+    ("TariffElement", &[("price_components", "PriceComponent", '+'), ("restrictions", "TariffRestrictions", '?')]),
+    ("TariffRestrictions", &[("start_time", "string", '?'), ("end_time", "string", '?'), ("start_date", "string", '?'), ("end_date", "string", '?'), ("min_kwh", "number", '?'), ("max_kwh", "number", '?'), ("min_power", "number", '?'), ("max_power", "number", '?'), ("min_duration", "int", '?'), ("max_duration", "int", '?'), ("day_of_week", "DayOfWeek", '*')]),
+    ("AuthorizationInfo", &[("allowed", "Allowed", '1'), ("location", "LocationReferences", '?'), ("info", "DisplayText", '?')]),
+    ("Token", &[("uid", "string", '1'), ("type", "TokenType", '1'), ("auth_id", "string", '1'), ("visual_number", "string", '?'), ("issuer", "string", '1'), ("valid", "boolean", '1'), ("whitelist", "WhitelistType", '1'), ("language", "string", '?'), ("last_updated", "DateTime", '1')]),
+    ("LocationReferences", &[("location_id", "string", '1'), ("evse_uids", "string", '*'), ("connector_ids", "string", '*')]),
+    ("DisplayText", &[("language", "string", '1'), ("text", "string", '1')]),
+    ("Version", &[("version", "VersionNumber", '1'), ("url", "URL", '1')]),
+    ("Endpoint", &[("identifier", "ModuleID", '1'), ("url", "URL", '1')]),
+];
+
 /// Decodes `json` as the type named `name` (one of [`TYPES`]) and encodes it again;
 /// `None` if there is no such type.
 #[rustfmt::skip]

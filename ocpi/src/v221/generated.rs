@@ -7,6 +7,68 @@ use serde::{Deserialize, Serialize};
 /// Every object, class and enum of this version, by its Rust name.
 pub const TYPES: &[&str] = &["Credentials", "CredentialsRole", "Cdr", "AuthMethod", "CdrDimension", "CdrDimensionType", "CdrLocation", "CdrToken", "ChargingPeriod", "SignedData", "SignedValue", "ChargingProfileResponse", "ActiveChargingProfileResult", "ChargingProfileResult", "ClearProfileResult", "SetChargingProfile", "ActiveChargingProfile", "ChargingRateUnit", "ChargingProfile", "ChargingProfilePeriod", "ChargingProfileResponseType", "ChargingProfileResultType", "CancelReservation", "CommandResponse", "CommandResult", "ReserveNow", "StartSession", "StopSession", "UnlockConnector", "CommandResponseType", "CommandResultType", "CommandType", "ClientInfo", "ConnectionStatus", "Location", "Evse", "Connector", "AdditionalGeoLocation", "BusinessDetails", "Capability", "ConnectorFormat", "ConnectorType", "EnergyMix", "EnergySource", "EnergySourceCategory", "EnvironmentalImpact", "EnvironmentalImpactCategory", "ExceptionalPeriod", "Facility", "GeoLocation", "Hours", "Image", "ImageCategory", "ParkingRestriction", "ParkingType", "PowerType", "PublishTokenType", "RegularHours", "Status", "StatusSchedule", "Session", "ChargingPreferences", "ChargingPreferencesResponse", "ProfileType", "SessionStatus", "Tariff", "DayOfWeek", "PriceComponent", "ReservationRestrictionType", "TariffElement", "TariffDimensionType", "TariffRestrictions", "TariffType", "AuthorizationInfo", "Token", "AllowedType", "EnergyContract", "LocationReferences", "TokenType", "WhitelistType", "DisplayText", "Price", "Role", "Version", "Endpoint", "InterfaceRole", "ModuleID", "VersionNumber"];
 
+/// Every object and class: its fields as `(name, type, cardinality)`, where the
+/// type is another entry's name, an enum's name, or a primitive (`CiString`,
+/// `string`, `URL`, `DateTime`, `number`, `int`, `boolean`) and the cardinality
+/// is `1`, `?`, `*` or `+` as in the spec's tables.
+#[rustfmt::skip]
+pub const FIELDS: &[(&str, &[(&str, &str, char)])] = &[
+    ("Credentials", &[("token", "string", '1'), ("url", "URL", '1'), ("roles", "CredentialsRole", '+')]),
+    ("CredentialsRole", &[("role", "Role", '1'), ("business_details", "BusinessDetails", '1'), ("party_id", "CiString", '1'), ("country_code", "CiString", '1')]),
+    ("Cdr", &[("country_code", "CiString", '1'), ("party_id", "CiString", '1'), ("id", "CiString", '1'), ("start_date_time", "DateTime", '1'), ("end_date_time", "DateTime", '1'), ("session_id", "CiString", '?'), ("cdr_token", "CdrToken", '1'), ("auth_method", "AuthMethod", '1'), ("authorization_reference", "CiString", '?'), ("cdr_location", "CdrLocation", '1'), ("meter_id", "string", '?'), ("currency", "string", '1'), ("tariffs", "Tariff", '*'), ("charging_periods", "ChargingPeriod", '+'), ("signed_data", "SignedData", '?'), ("total_cost", "Price", '1'), ("total_fixed_cost", "Price", '?'), ("total_energy", "number", '1'), ("total_energy_cost", "Price", '?'), ("total_time", "number", '1'), ("total_time_cost", "Price", '?'), ("total_parking_time", "number", '?'), ("total_parking_cost", "Price", '?'), ("total_reservation_cost", "Price", '?'), ("remark", "string", '?'), ("invoice_reference_id", "CiString", '?'), ("credit", "boolean", '?'), ("credit_reference_id", "CiString", '?'), ("home_charging_compensation", "boolean", '?'), ("last_updated", "DateTime", '1')]),
+    ("CdrDimension", &[("type", "CdrDimensionType", '1'), ("volume", "number", '1')]),
+    ("CdrLocation", &[("id", "CiString", '1'), ("name", "string", '?'), ("address", "string", '1'), ("city", "string", '1'), ("postal_code", "string", '?'), ("state", "string", '?'), ("country", "string", '1'), ("coordinates", "GeoLocation", '1'), ("evse_uid", "CiString", '1'), ("evse_id", "CiString", '1'), ("connector_id", "CiString", '1'), ("connector_standard", "ConnectorType", '1'), ("connector_format", "ConnectorFormat", '1'), ("connector_power_type", "PowerType", '1')]),
+    ("CdrToken", &[("country_code", "CiString", '1'), ("party_id", "CiString", '1'), ("uid", "CiString", '1'), ("type", "TokenType", '1'), ("contract_id", "CiString", '1')]),
+    ("ChargingPeriod", &[("start_date_time", "DateTime", '1'), ("dimensions", "CdrDimension", '+'), ("tariff_id", "CiString", '?')]),
+    ("SignedData", &[("encoding_method", "CiString", '1'), ("encoding_method_version", "int", '?'), ("public_key", "string", '?'), ("signed_values", "SignedValue", '+'), ("url", "string", '?')]),
+    ("SignedValue", &[("nature", "CiString", '1'), ("plain_data", "string", '1'), ("signed_data", "string", '1')]),
+    ("ChargingProfileResponse", &[("result", "ChargingProfileResponseType", '1'), ("timeout", "int", '1')]),
+    ("ActiveChargingProfileResult", &[("result", "ChargingProfileResultType", '1'), ("profile", "ActiveChargingProfile", '?')]),
+    ("ChargingProfileResult", &[("result", "ChargingProfileResultType", '1')]),
+    ("ClearProfileResult", &[("result", "ChargingProfileResultType", '1')]),
+    ("SetChargingProfile", &[("charging_profile", "ChargingProfile", '1'), ("response_url", "URL", '1')]),
+    ("ActiveChargingProfile", &[("start_date_time", "DateTime", '1'), ("charging_profile", "ChargingProfile", '1')]),
+    ("ChargingProfile", &[("start_date_time", "DateTime", '?'), ("duration", "int", '?'), ("charging_rate_unit", "ChargingRateUnit", '1'), ("min_charging_rate", "number", '?'), ("charging_profile_period", "ChargingProfilePeriod", '*')]),
+    ("ChargingProfilePeriod", &[("start_period", "int", '1'), ("limit", "number", '1')]),
+    ("CancelReservation", &[("response_url", "URL", '1'), ("reservation_id", "CiString", '1')]),
+    ("CommandResponse", &[("result", "CommandResponseType", '1'), ("timeout", "int", '1'), ("message", "DisplayText", '*')]),
+    ("CommandResult", &[("result", "CommandResultType", '1'), ("message", "DisplayText", '*')]),
+    ("ReserveNow", &[("response_url", "URL", '1'), ("token", "Token", '1'), ("expiry_date", "DateTime", '1'), ("reservation_id", "CiString", '1'), ("location_id", "CiString", '1'), ("evse_uid", "CiString", '?'), ("authorization_reference", "CiString", '?')]),
+    ("StartSession", &[("response_url", "URL", '1'), ("token", "Token", '1'), ("location_id", "CiString", '1'), ("evse_uid", "CiString", '?'), ("connector_id", "CiString", '?'), ("authorization_reference", "CiString", '?')]),
+    ("StopSession", &[("response_url", "URL", '1'), ("session_id", "CiString", '1')]),
+    ("UnlockConnector", &[("response_url", "URL", '1'), ("location_id", "CiString", '1'), ("evse_uid", "CiString", '1'), ("connector_id", "CiString", '1')]),
+    ("ClientInfo", &[("party_id", "CiString", '1'), ("country_code", "CiString", '1'), ("role", "Role", '1'), ("status", "ConnectionStatus", '1'), ("last_updated", "DateTime", '1')]),
+    ("Location", &[("country_code", "CiString", '1'), ("party_id", "CiString", '1'), ("id", "CiString", '1'), ("publish", "boolean", '1'), ("publish_allowed_to", "PublishTokenType", '*'), ("name", "string", '?'), ("address", "string", '1'), ("city", "string", '1'), ("postal_code", "string", '?'), ("state", "string", '?'), ("country", "string", '1'), ("coordinates", "GeoLocation", '1'), ("related_locations", "AdditionalGeoLocation", '*'), ("parking_type", "ParkingType", '?'), ("evses", "Evse", '*'), ("directions", "DisplayText", '*'), ("operator", "BusinessDetails", '?'), ("suboperator", "BusinessDetails", '?'), ("owner", "BusinessDetails", '?'), ("facilities", "Facility", '*'), ("time_zone", "string", '1'), ("opening_times", "Hours", '?'), ("charging_when_closed", "boolean", '?'), ("images", "Image", '*'), ("energy_mix", "EnergyMix", '?'), ("last_updated", "DateTime", '1')]),
+    ("Evse", &[("uid", "CiString", '1'), ("evse_id", "CiString", '?'), ("status", "Status", '1'), ("status_schedule", "StatusSchedule", '*'), ("capabilities", "Capability", '*'), ("connectors", "Connector", '+'), ("floor_level", "string", '?'), ("coordinates", "GeoLocation", '?'), ("physical_reference", "string", '?'), ("directions", "DisplayText", '*'), ("parking_restrictions", "ParkingRestriction", '*'), ("images", "Image", '*'), ("last_updated", "DateTime", '1')]),
+    ("Connector", &[("id", "CiString", '1'), ("standard", "ConnectorType", '1'), ("format", "ConnectorFormat", '1'), ("power_type", "PowerType", '1'), ("max_voltage", "int", '1'), ("max_amperage", "int", '1'), ("max_electric_power", "int", '?'), ("tariff_ids", "CiString", '*'), ("terms_and_conditions", "URL", '?'), ("last_updated", "DateTime", '1')]),
+    ("AdditionalGeoLocation", &[("latitude", "string", '1'), ("longitude", "string", '1'), ("name", "DisplayText", '?')]),
+    ("BusinessDetails", &[("name", "string", '1'), ("website", "URL", '?'), ("logo", "Image", '?')]),
+    ("EnergyMix", &[("is_green_energy", "boolean", '1'), ("energy_sources", "EnergySource", '*'), ("environ_impact", "EnvironmentalImpact", '*'), ("supplier_name", "string", '?'), ("energy_product_name", "string", '?')]),
+    ("EnergySource", &[("source", "EnergySourceCategory", '1'), ("percentage", "number", '1')]),
+    ("EnvironmentalImpact", &[("category", "EnvironmentalImpactCategory", '1'), ("amount", "number", '1')]),
+    ("ExceptionalPeriod", &[("period_begin", "DateTime", '1'), ("period_end", "DateTime", '1')]),
+    ("GeoLocation", &[("latitude", "string", '1'), ("longitude", "string", '1')]),
+    ("Hours", &[("twentyfourseven", "boolean", '1'), ("regular_hours", "RegularHours", '*'), ("exceptional_openings", "ExceptionalPeriod", '*'), ("exceptional_closings", "ExceptionalPeriod", '*')]),
+    ("Image", &[("url", "URL", '1'), ("thumbnail", "URL", '?'), ("category", "ImageCategory", '1'), ("type", "CiString", '1'), ("width", "int", '?'), ("height", "int", '?')]),
+    ("PublishTokenType", &[("uid", "CiString", '?'), ("type", "TokenType", '?'), ("visual_number", "string", '?'), ("issuer", "string", '?'), ("group_id", "CiString", '?')]),
+    ("RegularHours", &[("weekday", "int", '1'), ("period_begin", "string", '1'), ("period_end", "string", '1')]),
+    ("StatusSchedule", &[("period_begin", "DateTime", '1'), ("period_end", "DateTime", '?'), ("status", "Status", '1')]),
+    ("Session", &[("country_code", "CiString", '1'), ("party_id", "CiString", '1'), ("id", "CiString", '1'), ("start_date_time", "DateTime", '1'), ("end_date_time", "DateTime", '?'), ("kwh", "number", '1'), ("cdr_token", "CdrToken", '1'), ("auth_method", "AuthMethod", '1'), ("authorization_reference", "CiString", '?'), ("location_id", "CiString", '1'), ("evse_uid", "CiString", '1'), ("connector_id", "CiString", '1'), ("meter_id", "string", '?'), ("currency", "string", '1'), ("charging_periods", "ChargingPeriod", '*'), ("total_cost", "Price", '?'), ("status", "SessionStatus", '1'), ("last_updated", "DateTime", '1')]),
+    ("ChargingPreferences", &[("profile_type", "ProfileType", '1'), ("departure_time", "DateTime", '?'), ("energy_need", "number", '?'), ("discharge_allowed", "boolean", '?')]),
+    ("Tariff", &[("country_code", "CiString", '1'), ("party_id", "CiString", '1'), ("id", "CiString", '1'), ("currency", "string", '1'), ("type", "TariffType", '?'), ("tariff_alt_text", "DisplayText", '*'), ("tariff_alt_url", "URL", '?'), ("min_price", "Price", '?'), ("max_price", "Price", '?'), ("elements", "TariffElement", '+'), ("start_date_time", "DateTime", '?'), ("end_date_time", "DateTime", '?'), ("energy_mix", "EnergyMix", '?'), ("last_updated", "DateTime", '1')]),
+    ("PriceComponent", &[("type", "TariffDimensionType", '1'), ("price", "number", '1'), ("vat", "number", '?'), ("step_size", "int", '1')]),
+    ("TariffElement", &[("price_components", "PriceComponent", '+'), ("restrictions", "TariffRestrictions", '?')]),
+    ("TariffRestrictions", &[("start_time", "string", '?'), ("end_time", "string", '?'), ("start_date", "string", '?'), ("end_date", "string", '?'), ("min_kwh", "number", '?'), ("max_kwh", "number", '?'), ("min_current", "number", '?'), ("max_current", "number", '?'), ("min_power", "number", '?'), ("max_power", "number", '?'), ("min_duration", "int", '?'), ("max_duration", "int", '?'), ("day_of_week", "DayOfWeek", '*'), ("reservation", "ReservationRestrictionType", '?')]),
+    ("AuthorizationInfo", &[("allowed", "AllowedType", '1'), ("token", "Token", '1'), ("location", "LocationReferences", '?'), ("authorization_reference", "CiString", '?'), ("info", "DisplayText", '?')]),
+    ("Token", &[("country_code", "CiString", '1'), ("party_id", "CiString", '1'), ("uid", "CiString", '1'), ("type", "TokenType", '1'), ("contract_id", "CiString", '1'), ("visual_number", "string", '?'), ("issuer", "string", '1'), ("group_id", "CiString", '?'), ("valid", "boolean", '1'), ("whitelist", "WhitelistType", '1'), ("language", "string", '?'), ("default_profile_type", "ProfileType", '?'), ("energy_contract", "EnergyContract", '?'), ("last_updated", "DateTime", '1')]),
+    ("EnergyContract", &[("supplier_name", "string", '1'), ("contract_id", "string", '?')]),
+    ("LocationReferences", &[("location_id", "CiString", '1'), ("evse_uids", "CiString", '*')]),
+    ("DisplayText", &[("language", "string", '1'), ("text", "string", '1')]),
+    ("Price", &[("excl_vat", "number", '1'), ("incl_vat", "number", '?')]),
+    ("Version", &[("version", "VersionNumber", '1'), ("url", "URL", '1')]),
+    ("Endpoint", &[("identifier", "ModuleID", '1'), ("role", "InterfaceRole", '1'), ("url", "URL", '1')]),
+];
+
 /// Decodes `json` as the type named `name` (one of [`TYPES`]) and encodes it again;
 /// `None` if there is no such type.
 #[rustfmt::skip]
