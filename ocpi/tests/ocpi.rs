@@ -1,6 +1,7 @@
 //! Integration tests of the `ocpi` crate (one test binary, topic modules).
 
 mod ocpi {
+    mod props;
     mod server;
     mod spec_examples;
 }

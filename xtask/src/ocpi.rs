@@ -786,8 +786,10 @@ fn render(v: &VersionSpec, defs: &[Def]) -> String {
                 .iter()
                 .map(|f| {
                     let ty = match &f.ty {
-                        Ty::CiString(_) => "CiString".to_string(),
-                        Ty::Str(_) => "string".to_string(),
+                        Ty::CiString(Some(n)) => format!("CiString({n})"),
+                        Ty::CiString(None) => "CiString".to_string(),
+                        Ty::Str(Some(n)) => format!("string({n})"),
+                        Ty::Str(None) => "string".to_string(),
                         Ty::Url => "URL".to_string(),
                         Ty::DateTime => "DateTime".to_string(),
                         Ty::Number => "number".to_string(),
@@ -804,6 +806,20 @@ fn render(v: &VersionSpec, defs: &[Def]) -> String {
                     format!("({:?}, {:?}, {:?})", f.name, ty, card)
                 })
                 .collect();
+            let _ = writeln!(out, "    ({:?}, &[{}]),", name, list.join(", "));
+        }
+    }
+    let _ = writeln!(out, "];");
+    let _ = writeln!(out);
+    let _ = writeln!(out, "/// Every enum's values, by the enum's name.");
+    let _ = writeln!(out, "#[rustfmt::skip]");
+    let _ = writeln!(out, "pub const ENUMS: &[(&str, &[&str])] = &[");
+    for d in defs {
+        if let Def::Enum { name, values, .. } = d {
+            if !d.cfg().is_empty() {
+                continue;
+            }
+            let list: Vec<String> = values.iter().map(|(v, _)| format!("{v:?}")).collect();
             let _ = writeln!(out, "    ({:?}, &[{}]),", name, list.join(", "));
         }
     }
