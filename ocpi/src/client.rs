@@ -166,9 +166,12 @@ impl Client {
         token_a: &str,
         token_b: &str,
     ) -> Result<Peer, ClientError> {
+        let from = own.roles.first().map(|r| (r.0.clone(), r.1.clone()));
         let (machine, first) =
             credentials::Sender::start(own, peer_versions_url, token_a, token_b)?;
-        self.drive(machine, first).await
+        let mut peer = self.drive(machine, first).await?;
+        peer.from = from;
+        Ok(peer)
     }
 
     /// Runs an update (PUT credentials) of an existing registration.
@@ -179,9 +182,12 @@ impl Client {
         current: &str,
         new_token: &str,
     ) -> Result<Peer, ClientError> {
+        let from = own.roles.first().map(|r| (r.0.clone(), r.1.clone()));
         let (machine, first) =
             credentials::Sender::update(own, peer_versions_url, current, new_token)?;
-        self.drive(machine, first).await
+        let mut peer = self.drive(machine, first).await?;
+        peer.from = from;
+        Ok(peer)
     }
 
     async fn drive(
@@ -227,6 +233,7 @@ impl Client {
         Peer {
             client: self.clone(),
             reg: Arc::new(registration),
+            from: None,
         }
     }
 
@@ -358,6 +365,7 @@ fn next_link(link: &str) -> Option<String> {
 pub struct Peer {
     client: Client,
     reg: Arc<Registered>,
+    from: Option<(String, String)>,
 }
 
 /// What a push (PUT/PATCH/POST) returned.
@@ -372,6 +380,37 @@ pub struct Pushed {
 }
 
 impl Peer {
+    /// Sets the party we call as (`OCPI-from-*` routing headers).
+    pub fn from_party(mut self, country_code: &str, party_id: &str) -> Peer {
+        self.from = Some((country_code.to_string(), party_id.to_string()));
+        self
+    }
+
+    /// The routing headers of a module call (2.2.1 transport_and_format
+    /// "Message Routing Headers", party to party): to the peer's first
+    /// role, from ours. None for 2.1.1, which has no routing.
+    fn routing(&self) -> Vec<(&'static str, String)> {
+        if self.reg.version == Version::V211 {
+            return Vec::new();
+        }
+        let mut h = Vec::new();
+        let c = &self.reg.peer_credentials;
+        let role = c.get("roles").and_then(|r| r.get(0));
+        if let (Some(cc), Some(pid)) = (
+            role.and_then(|r| r.get("country_code"))
+                .and_then(Value::as_str),
+            role.and_then(|r| r.get("party_id")).and_then(Value::as_str),
+        ) {
+            h.push(("OCPI-to-country-code", cc.to_string()));
+            h.push(("OCPI-to-party-id", pid.to_string()));
+        }
+        if let Some((cc, pid)) = &self.from {
+            h.push(("OCPI-from-country-code", cc.clone()));
+            h.push(("OCPI-from-party-id", pid.clone()));
+        }
+        h
+    }
+
     /// The registration this peer runs on.
     pub fn registration(&self) -> &Registered {
         &self.reg
@@ -410,7 +449,7 @@ impl Peer {
                 &self.reg.token,
                 self.encoding(),
                 None,
-                &[],
+                &self.routing(),
             )
             .await?
             .data()
@@ -468,7 +507,7 @@ impl Peer {
                         &self.reg.token,
                         self.encoding(),
                         None,
-                        &[],
+                        &self.routing(),
                     )
                     .await
             };
@@ -521,7 +560,7 @@ impl Peer {
                 &self.reg.token,
                 self.encoding(),
                 None,
-                &[],
+                &self.routing(),
             )
             .await?;
         resp.data()?;
@@ -542,7 +581,7 @@ impl Peer {
                 &self.reg.token,
                 self.encoding(),
                 Some(body),
-                &[],
+                &self.routing(),
             )
             .await?;
         let data = resp.data()?;
@@ -620,7 +659,7 @@ impl Peer {
                 &self.reg.token,
                 self.encoding(),
                 location.map(|_| &body),
-                &[],
+                &self.routing(),
             )
             .await?;
         resp.data()
@@ -683,6 +722,43 @@ fn decode<T: DeserializeOwned>(v: Value) -> Result<T, ClientError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// 2.2.1 transport_and_format "Message Routing Headers", direct request.
+    #[test]
+    fn routing_headers() {
+        let reg = Registered {
+            version: Version::V221,
+            endpoints: Vec::new(),
+            token: "c".into(),
+            base64: true,
+            versions_url: "https://peer.example/versions".into(),
+            peer_credentials: serde_json::json!({"token": "c", "url": "https://peer.example/versions",
+                "roles": [{"role": "CPO", "country_code": "NL", "party_id": "CPO"}]}),
+        };
+        let peer = Client::new(UrlPolicy::default())
+            .unwrap()
+            .peer(reg.clone())
+            .from_party("DE", "EMS");
+        let h = peer.routing();
+        assert_eq!(
+            h,
+            vec![
+                ("OCPI-to-country-code", "NL".to_string()),
+                ("OCPI-to-party-id", "CPO".to_string()),
+                ("OCPI-from-country-code", "DE".to_string()),
+                ("OCPI-from-party-id", "EMS".to_string())
+            ]
+        );
+        let old = Registered {
+            version: Version::V211,
+            ..reg
+        };
+        assert!(Client::new(UrlPolicy::default())
+            .unwrap()
+            .peer(old)
+            .routing()
+            .is_empty());
+    }
 
     #[test]
     fn link_header() {

@@ -21,14 +21,15 @@
 //! - [`credentials`]: the registration handshake as sans-IO Sender and
 //!   Receiver machines, and the URL policy for peer-supplied URLs;
 //! - `client` (feature): reqwest/rustls calls, pagination stream;
-//! - `server` (feature): axum router for a CPO or eMSP over a storage trait.
+//! - `server` (feature): axum router for a CPO or eMSP over a storage trait;
+//! - [`convert`]: objects from one version to another, with what is lost.
 //!
 //! # Not yet
 //!
-//! Conversion between versions with a report of what is lost, the hub
-//! routing headers, the Charging Profiles and Hub Client Info interfaces in
-//! the server, and the 2.3.0 Payments interfaces (its types are there,
-//! behind `payments`).
+//! Acting as a hub (forwarding by the routing headers; we send and answer
+//! them party to party), the 2.3.0 Payments, Bookings and Invoice
+//! Reconciliation interfaces (the Payments types are there, behind
+//! `payments`).
 //!
 //! # Data flow
 //!

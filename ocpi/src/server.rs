@@ -6,8 +6,8 @@
 //!
 //! | role | Sender interfaces (peers pull) | Receiver interfaces (peers push) |
 //! |---|---|---|
-//! | CPO | locations, sessions, cdrs, tariffs (paginated lists; locations by id) | tokens (GET/PUT/PATCH), commands (POST) |
-//! | eMSP | tokens (paginated list; POST `{uid}/authorize`) | locations, sessions (GET/PUT/PATCH), tariffs (GET/PUT/DELETE), cdrs (POST, GET), command results (POST) |
+//! | CPO | locations, sessions, cdrs, tariffs (paginated lists; locations by id) | tokens (GET/PUT/PATCH), commands (POST), chargingprofiles (PUT/GET/DELETE `/{session_id}`), hubclientinfo (GET/PUT) |
+//! | eMSP | tokens (paginated list; POST `{uid}/authorize`), chargingprofiles (results and active-profile updates) | locations, sessions (GET/PUT/PATCH), tariffs (GET/PUT/DELETE), cdrs (POST, GET), command results (POST), hubclientinfo (GET/PUT) |
 //!
 //! Transport rules (`transport_and_format.asciidoc`), each with a test in
 //! `ocpi/tests/ocpi/server.rs`:
@@ -239,6 +239,20 @@ pub trait Handler: Send + Sync + 'static {
     async fn pushed(&self, _party: &Party, _module: &str, _key: &str, _object: &Value) {}
     /// A party finished registering (or updated its registration).
     async fn registered(&self, _party: &Party) {}
+    /// Charging Profiles on a CPO: `action` is `SET` (PUT, `body` is the
+    /// SetChargingProfile), `GET` (query has `duration` and
+    /// `response_url`) or `CLEAR` (DELETE); answer a
+    /// `ChargingProfileResponse` and send the result to `response_url` later.
+    async fn charging_profile(
+        &self,
+        _party: &Party,
+        _action: &str,
+        _session_id: &str,
+        _body: Option<&Value>,
+        _query: &str,
+    ) -> Value {
+        json!({"result": "NOT_SUPPORTED", "timeout": 0})
+    }
 }
 
 /// A [`Handler`] that supports no command and knows no token.
@@ -496,6 +510,8 @@ fn offered(role: Role) -> &'static [(&'static str, &'static str)] {
             ("tariffs", "SENDER"),
             ("tokens", "RECEIVER"),
             ("commands", "RECEIVER"),
+            ("chargingprofiles", "RECEIVER"),
+            ("hubclientinfo", "RECEIVER"),
         ],
         Role::Emsp => &[
             ("credentials", "SENDER"),
@@ -506,6 +522,8 @@ fn offered(role: Role) -> &'static [(&'static str, &'static str)] {
             ("tariffs", "RECEIVER"),
             ("tokens", "SENDER"),
             ("commands", "SENDER"),
+            ("chargingprofiles", "SENDER"),
+            ("hubclientinfo", "RECEIVER"),
         ],
     }
 }
@@ -529,6 +547,10 @@ async fn details(
     let base = inner.config.base_url.trim_end_matches('/');
     let mut endpoints: Vec<Value> = Vec::new();
     for (module, role) in offered(inner.config.role) {
+        // 2.1.1 has neither Charging Profiles nor Hub Client Info.
+        if version == Version::V211 && matches!(*module, "chargingprofiles" | "hubclientinfo") {
+            continue;
+        }
         let slash = if inner.config.trailing_slash { "/" } else { "" };
         let url = format!("{base}/{}/{module}{slash}", version.as_str());
         if version == Version::V211 {
@@ -806,6 +828,122 @@ async fn handle_module(
             Some(o) => Reply::ok(o),
             None => Reply::err(Http::NOT_FOUND, StatusCode::CLIENT_ERROR, "unknown CDR"),
         },
+        // Charging Profiles, CPO Receiver: /{session_id}.
+        (Role::Cpo, "chargingprofiles", m, 1) if version != Version::V211 => {
+            let action = match *m {
+                Method::PUT => "SET",
+                Method::GET => "GET",
+                Method::DELETE => "CLEAR",
+                _ => {
+                    return Reply::err(
+                        Http::METHOD_NOT_ALLOWED,
+                        StatusCode::CLIENT_ERROR,
+                        "method not allowed",
+                    )
+                    .finish(&headers)
+                }
+            };
+            let q = query.as_deref().unwrap_or("");
+            let parsed = if action == "SET" {
+                match parse_body(&body) {
+                    Ok(v) => match crate::validate::validate(
+                        version,
+                        "SetChargingProfile",
+                        &v.to_string(),
+                    ) {
+                        Ok(_) => Some(v),
+                        Err(e) => {
+                            return Reply::refuse(StatusCode::INVALID_PARAMETERS, e.to_string())
+                                .finish(&headers)
+                        }
+                    },
+                    Err(r) => return r.finish(&headers),
+                }
+            } else {
+                if !q.split('&').any(|p| p.starts_with("response_url=")) {
+                    return Reply::refuse(
+                        StatusCode::INVALID_PARAMETERS,
+                        "response_url is required",
+                    )
+                    .finish(&headers);
+                }
+                None
+            };
+            Reply::ok(
+                inner
+                    .handler
+                    .charging_profile(&party, action, &path[0], parsed.as_ref(), q)
+                    .await,
+            )
+        }
+        // Charging Profiles, eMSP Sender: results at our response_url, and
+        // the CPO's ActiveChargingProfile updates at /{session_id}.
+        (Role::Emsp, "chargingprofiles", &Method::POST | &Method::PUT, 1..)
+            if version != Version::V211 =>
+        {
+            match parse_body(&body) {
+                Ok(v) => {
+                    let (kind, ty) = if method == Method::PUT {
+                        ("active_charging_profiles", "ActiveChargingProfile")
+                    } else {
+                        ("charging_profile_results", "")
+                    };
+                    if !ty.is_empty() {
+                        if let Err(e) = crate::validate::validate(version, ty, &v.to_string()) {
+                            return Reply::refuse(StatusCode::INVALID_PARAMETERS, e.to_string())
+                                .finish(&headers);
+                        }
+                    }
+                    let key = path.join("/");
+                    inner.store.put_object(kind, &key, v.clone()).await;
+                    inner.handler.pushed(&party, kind, &key, &v).await;
+                    Reply::with(Http::OK, StatusCode::SUCCESS, None, None)
+                }
+                Err(r) => r,
+            }
+        }
+        // Hub Client Info, Receiver: /{country_code}/{party_id}.
+        (_, "hubclientinfo", m, 2) if version != Version::V211 => {
+            let key = format!(
+                "{}/{}",
+                path[0].to_ascii_uppercase(),
+                path[1].to_ascii_uppercase()
+            );
+            match *m {
+                Method::GET => match inner.store.get_object("hubclientinfo", &key).await {
+                    Some(o) => Reply::ok(o),
+                    None => Reply::err(Http::NOT_FOUND, StatusCode::CLIENT_ERROR, "unknown party"),
+                },
+                Method::PUT => match parse_body(&body) {
+                    Ok(v) => match crate::validate::validate(version, "ClientInfo", &v.to_string())
+                    {
+                        Ok(_) => {
+                            let created = inner
+                                .store
+                                .put_object("hubclientinfo", &key, v.clone())
+                                .await;
+                            inner
+                                .handler
+                                .pushed(&party, "hubclientinfo", &key, &v)
+                                .await;
+                            Reply::with(
+                                if created { Http::CREATED } else { Http::OK },
+                                StatusCode::SUCCESS,
+                                None,
+                                None,
+                            )
+                        }
+                        Err(e) => Reply::refuse(StatusCode::INVALID_PARAMETERS, e.to_string()),
+                    },
+                    Err(r) => r,
+                },
+                _ => Reply::err(
+                    Http::METHOD_NOT_ALLOWED,
+                    StatusCode::CLIENT_ERROR,
+                    "method not allowed",
+                ),
+            }
+        }
         // eMSP: command results at the response_url we handed out.
         (Role::Emsp, "commands", &Method::POST, 1..) => match parse_body(&body) {
             Ok(result) => {
@@ -837,7 +975,43 @@ async fn handle_module(
             format!("no {method} {module}/{rest} here"),
         ),
     };
+    let mut reply = reply;
+    if version != Version::V211 && module != "hubclientinfo" {
+        reply
+            .headers
+            .extend(routing_reply(&inner.config.own, &party, &headers));
+    }
     reply.finish(&headers)
+}
+
+/// Routing headers of a response (2.2.1 transport_and_format, "Message
+/// Routing Headers", "Direct response"): to the requesting party, from the
+/// receiving one; taken from the request's headers when it had them.
+fn routing_reply(own: &Own, party: &Party, req: &HeaderMap) -> Vec<(&'static str, String)> {
+    let h = |name: &str| {
+        req.get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let ids = party.identities();
+    let to = match (h("OCPI-from-country-code"), h("OCPI-from-party-id")) {
+        (Some(c), Some(p)) => Some((c, p)),
+        _ => ids.first().cloned(),
+    };
+    let from = match (h("OCPI-to-country-code"), h("OCPI-to-party-id")) {
+        (Some(c), Some(p)) => Some((c, p)),
+        _ => own.roles.first().map(|r| (r.0.clone(), r.1.clone())),
+    };
+    let mut out = Vec::new();
+    if let Some((c, p)) = to {
+        out.push(("OCPI-to-country-code", c));
+        out.push(("OCPI-to-party-id", p));
+    }
+    if let Some((c, p)) = from {
+        out.push(("OCPI-from-country-code", c));
+        out.push(("OCPI-from-party-id", p));
+    }
+    out
 }
 
 fn percent_decode(s: &str) -> String {

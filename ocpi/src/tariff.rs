@@ -37,6 +37,10 @@
 //!    fact).
 //! 7. min/max clamping changes `total_cost` only; per-dimension totals keep
 //!    their computed values; 2.3.0 tax lines are scaled with the clamp.
+//! 8. Checking a CDR ([`check_json`]): the spec has no rounding rules, so a
+//!    money total matches when it is within half a cent (0.005) of the
+//!    exact price, before and after taxes; energy within 1 Wh, times
+//!    within one second. A total the CDR leaves out is not checked.
 //!
 //! ```
 //! use ocpi::tariff::{price_json, Version};
@@ -777,10 +781,116 @@ pub fn price_json(
     Ok(price(&t, &s, time_zone)?.to_json(version))
 }
 
+/// A CDR total that does not match its tariff.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mismatch {
+    /// The CDR field (`total_cost.incl_vat`, `total_energy`, ...).
+    pub field: String,
+    /// What the CDR says.
+    pub cdr: Decimal,
+    /// What the tariff gives.
+    pub computed: Decimal,
+}
+
+/// Checks a CDR's totals against its tariff (decision 8 for tolerances):
+/// the mismatching fields, empty when the CDR is right.
+///
+/// # Errors
+///
+/// [`TariffError`] when the tariff or CDR cannot be priced.
+pub fn check_json(
+    tariff: &Value,
+    cdr: &Value,
+    time_zone: Option<&str>,
+    version: Version,
+) -> Result<Vec<Mismatch>, TariffError> {
+    let computed = price_json(tariff, cdr, time_zone, version)?;
+    let money = Decimal::new(5, 3);
+    let mut out = Vec::new();
+    let mut cmp = |field: String, cdr_v: Option<Decimal>, ours: Option<Decimal>, tol: Decimal| {
+        if let (Some(c), Some(o)) = (cdr_v, ours) {
+            if (c - o).abs() > tol {
+                out.push(Mismatch {
+                    field,
+                    cdr: c,
+                    computed: o,
+                });
+            }
+        }
+    };
+    for (field, tol) in [
+        ("total_energy", Decimal::new(1, 3)),
+        ("total_time", Decimal::ONE / Decimal::from(3600)),
+        ("total_parking_time", Decimal::ONE / Decimal::from(3600)),
+    ] {
+        cmp(
+            field.into(),
+            cdr.get(field).and_then(to_decimal),
+            computed.get(field).and_then(to_decimal),
+            tol,
+        );
+    }
+    for field in [
+        "total_cost",
+        "total_fixed_cost",
+        "total_energy_cost",
+        "total_time_cost",
+        "total_parking_cost",
+        "total_reservation_cost",
+    ] {
+        let (Some(c), Some(o)) = (cdr.get(field), computed.get(field)) else {
+            continue;
+        };
+        let parts: &[&str] = match version {
+            Version::V221 => &["excl_vat", "incl_vat"],
+            Version::V230 => &["before_taxes"],
+        };
+        for part in parts {
+            cmp(
+                format!("{field}.{part}"),
+                c.get(*part).and_then(to_decimal),
+                o.get(*part).and_then(to_decimal),
+                money,
+            );
+        }
+        if version == Version::V230 {
+            let sum = |v: &Value| -> Option<Decimal> {
+                v.get("taxes")?
+                    .as_array()?
+                    .iter()
+                    .map(|t| t.get("amount").and_then(to_decimal))
+                    .sum()
+            };
+            cmp(format!("{field}.taxes"), sum(c), sum(o), money);
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn check_a_cdr_against_its_tariff() {
+        let tariff = json!({"id": "T", "currency": "EUR", "elements": [{"price_components": [
+            {"type": "ENERGY", "price": 0.25, "vat": 20, "step_size": 1}, {"type": "FLAT", "price": 1, "vat": 20, "step_size": 1}]}]});
+        let mut cdr = json!({"start_date_time": "2026-03-01T10:00:00Z", "end_date_time": "2026-03-01T11:00:00Z",
+            "charging_periods": [{"start_date_time": "2026-03-01T10:00:00Z", "dimensions": [{"type": "ENERGY", "volume": 10.001}]}],
+            "total_energy": 10.001, "total_cost": {"excl_vat": 3.50, "incl_vat": 4.20}});
+        // 10.001 × 0.25 + 1 = 3.50025 excl., 4.2003 incl.: within half a cent.
+        assert_eq!(
+            check_json(&tariff, &cdr, Some("UTC"), Version::V221).unwrap(),
+            vec![]
+        );
+        cdr["total_cost"]["incl_vat"] = json!(4.21);
+        cdr["total_energy"] = json!(11);
+        let m = check_json(&tariff, &cdr, Some("UTC"), Version::V221).unwrap();
+        let fields: Vec<&str> = m.iter().map(|m| m.field.as_str()).collect();
+        assert_eq!(fields, vec!["total_energy", "total_cost.incl_vat"]);
+        assert_eq!(m[1].computed, d("4.2003"));
+    }
 
     fn d(s: &str) -> Decimal {
         Decimal::from_str(s).unwrap()

@@ -94,6 +94,19 @@ impl Handler for Commands {
             json!({"result": "NOT_SUPPORTED", "timeout": 0})
         }
     }
+    async fn charging_profile(
+        &self,
+        _p: &Party,
+        action: &str,
+        session: &str,
+        body: Option<&Value>,
+        query: &str,
+    ) -> Value {
+        assert_eq!(session, "S1");
+        assert_eq!(action == "SET", body.is_some());
+        assert!(action == "SET" || query.contains("response_url="));
+        json!({"result": "ACCEPTED", "timeout": 20})
+    }
 }
 
 async fn pair() -> (Node, Node, ocpi::client::Peer) {
@@ -341,6 +354,46 @@ async fn transport_rules() {
     assert_eq!(h["X-Correlation-ID"], "corr-1");
     let (_, h, _) = raw("GET", &loc, Some(&b64), None, &[]).await;
     assert_eq!(h["X-Request-ID"].len(), 36);
+    // TF "Message Routing Headers", direct response: to the requester, from us.
+    assert_eq!(
+        (
+            h["OCPI-to-country-code"].to_str().unwrap(),
+            h["OCPI-to-party-id"].to_str().unwrap()
+        ),
+        ("DE", "EMS")
+    );
+    assert_eq!(
+        (
+            h["OCPI-from-country-code"].to_str().unwrap(),
+            h["OCPI-from-party-id"].to_str().unwrap()
+        ),
+        ("NL", "CPO")
+    );
+    // ... or swapped from the request's own headers.
+    let (_, h, _) = raw(
+        "GET",
+        &loc,
+        Some(&b64),
+        None,
+        &[
+            ("OCPI-from-country-code", "DE"),
+            ("OCPI-from-party-id", "XYZ"),
+            ("OCPI-to-country-code", "NL"),
+            ("OCPI-to-party-id", "CPO"),
+        ],
+    )
+    .await;
+    assert_eq!(h["OCPI-to-party-id"], "XYZ");
+    // Configuration modules carry none.
+    let (_, h, _) = raw(
+        "GET",
+        &format!("{}/versions", cpo.base),
+        Some(&b64),
+        None,
+        &[],
+    )
+    .await;
+    assert!(h.get("OCPI-to-party-id").is_none());
     // Pagination headers: X-Limit is the cap, Link carries the filters.
     let (_, h, body) = raw(
         "GET",
@@ -380,6 +433,22 @@ async fn transport_rules() {
     // Unsupported version: 404 with 3002.
     let (s, _, body) = raw("GET", &format!("{}/2.3.0", cpo.base), Some(&b64), None, &[]).await;
     assert_eq!((s, body["status_code"].as_u64()), (404, Some(3002)));
+    // Charging Profiles GET needs a response_url (2001 otherwise).
+    let cp = format!("{}/2.2.1/chargingprofiles/S1", cpo.base);
+    let (s, _, body) = raw("GET", &format!("{cp}?duration=900"), Some(&b64), None, &[]).await;
+    assert_eq!((s, body["status_code"].as_u64()), (200, Some(2001)));
+    let (s, _, body) = raw(
+        "GET",
+        &format!("{cp}?duration=900&response_url=http%3A%2F%2F127.0.0.1%3A1%2Fr"),
+        Some(&b64),
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(
+        (s, body["data"]["result"].as_str()),
+        (200, Some("ACCEPTED"))
+    );
     // DELETE unregisters: the token stops working.
     assert_eq!(raw("DELETE", &cred, Some(&b64), None, &[]).await.0, 200);
     assert_eq!(raw("GET", &loc, Some(&b64), None, &[]).await.0, 401);
