@@ -23,6 +23,15 @@
 //! - lists paginated with `offset`, `limit` (capped, `X-Limit`),
 //!   `date_from` (inclusive), `date_to` (exclusive), `X-Total-Count`, and a
 //!   `Link` to the next page carrying the original filters.
+//!
+//! Decisions on the spec's open points (OCPI-NOTES §2.2):
+//! - item 8: real-time authorization of an unknown token answers HTTP 404
+//!   (the text of mod_tokens) with status 2004 "Unknown Token" in the body
+//!   (the status code made for it);
+//! - item 9: `GET credentials` must return the token the peer uses, in
+//!   clear; a [`Store`] may keep tokens however it likes but must find a
+//!   party by its token and give the token back ([`MemoryStore`] keeps
+//!   them as they are). The reference CSMS keeps them in its database.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};

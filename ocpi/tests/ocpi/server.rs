@@ -109,7 +109,7 @@ impl Handler for Commands {
     }
 }
 
-async fn pair() -> (Node, Node, ocpi::client::Peer) {
+async fn pair() -> (Node, Node, ocpi::client::Peer, String) {
     let cpo = node(
         Role::Cpo,
         "NL",
@@ -144,14 +144,17 @@ async fn pair() -> (Node, Node, ocpi::client::Peer) {
         .register(own, &format!("{}/versions", cpo.base), &token_a, &token_b)
         .await
         .unwrap();
-    (cpo, emsp, peer)
+    emsp.server
+        .adopt("cpo-1", &token_b, peer.registration().clone())
+        .await;
+    (cpo, emsp, peer, token_b)
 }
 
 /// CR "Registration": handshake end to end; highest mutual version (2.2.1);
 /// token A is dead afterwards; token C works.
 #[tokio::test]
 async fn registration_and_paginated_pull() {
-    let (cpo, _emsp, peer) = pair().await;
+    let (cpo, _emsp, peer, _) = pair().await;
     assert_eq!(peer.version(), Version::V221);
     let parties = cpo.store.parties();
     let p = parties.iter().find(|p| p.id == "emsp-1").unwrap();
@@ -188,7 +191,7 @@ async fn registration_and_paginated_pull() {
 /// rules, id mismatch 2001, foreign party 404; commands.
 #[tokio::test]
 async fn pushes_and_commands() {
-    let (cpo, _emsp, peer) = pair().await;
+    let (cpo, _emsp, peer, _) = pair().await;
     let t = token("0102030405");
     let r = peer
         .put("tokens", &["DE", "EMS", "0102030405"], &t)
@@ -308,7 +311,7 @@ async fn raw(
 /// codes"; CR "Credentials endpoint" 405 rules.
 #[tokio::test]
 async fn transport_rules() {
-    let (cpo, _emsp, peer) = pair().await;
+    let (cpo, _emsp, peer, _) = pair().await;
     let token_c = peer.registration().peer_credentials["token"]
         .as_str()
         .unwrap()
@@ -452,6 +455,28 @@ async fn transport_rules() {
     // DELETE unregisters: the token stops working.
     assert_eq!(raw("DELETE", &cred, Some(&b64), None, &[]).await.0, 200);
     assert_eq!(raw("GET", &loc, Some(&b64), None, &[]).await.0, 401);
+}
+
+/// Errata decision (OCPI-NOTES §2.2 item 8): real-time authorization of an
+/// unknown token answers HTTP 404, as mod_tokens says, with status 2004
+/// "Unknown Token" in the envelope. The CPO calls the eMSP with token B.
+#[tokio::test]
+async fn authorize_unknown_token_is_404_with_2004() {
+    let (_cpo, emsp, _peer, token_b) = pair().await;
+    let auth = ocpi::auth::encode_token(&token_b, TokenEncoding::Base64);
+    let url = format!("{}/2.2.1/tokens/NOPE/authorize?type=RFID", emsp.base);
+    let (s, _, body) = raw("POST", &url, Some(&auth), None, &[]).await;
+    assert_eq!((s, body["status_code"].as_u64()), (404, Some(2004)));
+    // The eMSP's Tokens Sender list works with the same token.
+    let (s, _, body) = raw(
+        "GET",
+        &format!("{}/2.2.1/tokens", emsp.base),
+        Some(&auth),
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!((s, body["status_code"].as_u64()), (200, Some(1000)));
 }
 
 /// CR: POST credentials pointing at an unreachable versions URL → 3001;
