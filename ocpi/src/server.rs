@@ -352,6 +352,21 @@ impl Server {
         token
     }
 
+    /// Registers `token` (chosen by the caller, e.g. a token B we are
+    /// about to hand out) as a registration token for `label`: valid on
+    /// versions and credentials only.
+    pub async fn issue_token_a_as(&self, label: &str, token: &str) {
+        self.inner
+            .store
+            .save_party(Party {
+                id: label.to_string(),
+                token: token.to_string(),
+                token_a: true,
+                registration: None,
+            })
+            .await;
+    }
+
     /// Records a registration this party made as Sender (with
     /// [`Client::register`]): the peer now calls us with `token_b`, which
     /// stops being a registration token.

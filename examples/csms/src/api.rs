@@ -84,6 +84,12 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/wallets/{id_token}", get(get_wallet).put(put_wallet))
         .route("/api/sessions/{id}/payment", get(get_payment))
         .route("/api/sessions/{id}/cdr", get(get_cdr))
+        .route(
+            "/api/ocpi/partners",
+            get(list_partners).post(register_partner),
+        )
+        .route("/api/ocpi/token-a", post(issue_token_a))
+        .route("/api/ocpi/tokens", get(list_roaming_tokens))
         .route_layer(middleware::from_fn_with_state(app.clone(), require_key));
     Router::new()
         .merge(api)
@@ -171,6 +177,11 @@ async fn get_station(State(app): State<Arc<App>>, Path(id): Path<String>) -> Api
 #[serde(deny_unknown_fields)]
 struct StationBody {
     password: Option<String>,
+    /// Where the station is, for its OCPI Location: `name`, `address`,
+    /// `city`, `country` (ISO 3166 alpha-3), `coordinates`
+    /// (`{"latitude": "52.1", "longitude": "4.3"}`), `time_zone`.
+    #[serde(default)]
+    location: Option<Value>,
 }
 
 fn valid_identity(id: &str) -> bool {
@@ -194,7 +205,10 @@ async fn put_station(
         ));
     }
     let b: StationBody = if bytes.is_empty() {
-        StationBody { password: None }
+        StationBody {
+            password: None,
+            location: None,
+        }
     } else {
         body(&bytes)?
     };
@@ -207,7 +221,30 @@ async fn put_station(
             ));
         }
     }
+    if let Some(loc) = &b.location {
+        let ok = loc.as_object().is_some_and(|m| {
+            m.iter().all(|(k, v)| match k.as_str() {
+                "name" | "address" | "city" | "country" | "time_zone" => v.is_string(),
+                "coordinates" => v["latitude"].is_string() && v["longitude"].is_string(),
+                _ => false,
+            })
+        });
+        if !ok {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "location: an object of name, address, city, country, time_zone (strings) and coordinates {latitude, longitude} (strings)",
+            ));
+        }
+    }
     let created = app.store.upsert_station(&id, b.password.as_deref()).await?;
+    if let Some(loc) = &b.location {
+        app.store
+            .put_setting(&format!("station_location:{id}"), &loc.to_string())
+            .await?;
+        if let Some(r) = app.roaming() {
+            r.location_changed(&id).await;
+        }
+    }
     app.reload_credentials().await?;
     let station = app.store.station(&id).await?;
     let status = if created {
@@ -310,6 +347,79 @@ fn v21_actions() -> &'static [ocpp_types::ActionInfo] {
     ocpp_types::v21::ACTIONS
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PartnerBody {
+    /// The partner's versions URL.
+    versions_url: String,
+    /// The token A the partner gave us.
+    token: String,
+}
+
+fn roaming(app: &App) -> Result<&Arc<crate::roaming::Roaming>, ApiError> {
+    app.roaming()
+        .ok_or_else(|| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "OCPI is not started yet"))
+}
+
+async fn list_partners(State(app): State<Arc<App>>) -> ApiResult {
+    let r = roaming(&app)?;
+    Ok(
+        Json(json!({"versions_url": r.versions_url, "partners": r.partner_list().await}))
+            .into_response(),
+    )
+}
+
+/// Registers us with a partner (we are the credentials Sender).
+async fn register_partner(State(app): State<Arc<App>>, bytes: Bytes) -> ApiResult {
+    let b: PartnerBody = body(&bytes)?;
+    let r = roaming(&app)?;
+    match r.register_with(&b.versions_url, &b.token).await {
+        Ok(p) => {
+            app.notify(json!({"type": "ocpi_partner_registered", "party": p["id"]}));
+            Ok((StatusCode::CREATED, Json(p)).into_response())
+        }
+        Err(e) => Err(ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            format!("registration failed: {e}"),
+        )),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenABody {
+    /// A name for the partner.
+    name: String,
+}
+
+/// Issues a token A for a partner that registers with us.
+async fn issue_token_a(State(app): State<Arc<App>>, bytes: Bytes) -> ApiResult {
+    let b: TokenABody = body(&bytes)?;
+    if b.name.is_empty() || b.name.len() > 64 {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "name: 1 to 64 characters",
+        ));
+    }
+    let r = roaming(&app)?;
+    let token = r.server.issue_token_a(&b.name).await;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"token": token, "versions_url": r.versions_url})),
+    )
+        .into_response())
+}
+
+/// Tokens eMSP partners pushed to us.
+async fn list_roaming_tokens(State(app): State<Arc<App>>) -> ApiResult {
+    let tokens = app.store.ocpi_objects("tokens").await?;
+    Ok(Json(json!(tokens
+        .into_iter()
+        .map(|(k, v)| json!({"key": k, "token": v}))
+        .collect::<Vec<_>>()))
+    .into_response())
+}
+
 async fn list_tariffs(State(app): State<Arc<App>>) -> ApiResult {
     Ok(Json(app.store.tariffs().await?).into_response())
 }
@@ -345,6 +455,9 @@ async fn put_tariff(
         )
     })?;
     let created = app.store.put_tariff(&id, &t).await?;
+    if let Some(r) = app.roaming() {
+        r.tariff_changed(&id, &t).await;
+    }
     Ok((
         if created {
             StatusCode::CREATED

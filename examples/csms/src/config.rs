@@ -51,6 +51,15 @@ pub struct Args {
     /// Amount held on a driver's prepaid wallet when a session starts (captured as priced at the end).
     #[arg(long, env = "CSMS_HOLD_AMOUNT")]
     hold_amount: Option<rust_decimal::Decimal>,
+    /// OCPI country code of this CPO (ISO 3166 alpha-2).
+    #[arg(long, env = "CSMS_OCPI_COUNTRY_CODE")]
+    ocpi_country_code: Option<String>,
+    /// OCPI party id of this CPO (3 characters).
+    #[arg(long, env = "CSMS_OCPI_PARTY_ID")]
+    ocpi_party_id: Option<String>,
+    /// Public base URL of the HTTP port as partners reach it (default http://127.0.0.1:<http_port>); OCPI is at <public_url>/ocpi.
+    #[arg(long, env = "CSMS_PUBLIC_URL")]
+    public_url: Option<String>,
 }
 
 /// The same settings, from the TOML file.
@@ -69,6 +78,9 @@ struct File {
     call_timeout: Option<u64>,
     time_zone: Option<String>,
     hold_amount: Option<rust_decimal::Decimal>,
+    ocpi_country_code: Option<String>,
+    ocpi_party_id: Option<String>,
+    public_url: Option<String>,
 }
 
 /// Configuration in force.
@@ -98,6 +110,12 @@ pub struct Config {
     pub time_zone: String,
     /// Amount held on a prepaid wallet when a session starts.
     pub hold_amount: rust_decimal::Decimal,
+    /// OCPI country code.
+    pub ocpi_country_code: String,
+    /// OCPI party id.
+    pub ocpi_party_id: String,
+    /// Public base URL of the HTTP port (OCPI at `/ocpi` under it).
+    pub public_url: Option<String>,
 }
 
 impl Default for Config {
@@ -115,6 +133,9 @@ impl Default for Config {
             call_timeout: Duration::from_secs(30),
             time_zone: "UTC".into(),
             hold_amount: rust_decimal::Decimal::from(30),
+            ocpi_country_code: "NL".into(),
+            ocpi_party_id: "EVP".into(),
+            public_url: None,
         }
     }
 }
@@ -189,7 +210,28 @@ impl Config {
                 .hold_amount
                 .or(file.hold_amount)
                 .unwrap_or(d.hold_amount),
+            ocpi_country_code: args
+                .ocpi_country_code
+                .clone()
+                .or(file.ocpi_country_code)
+                .unwrap_or(d.ocpi_country_code),
+            ocpi_party_id: args
+                .ocpi_party_id
+                .clone()
+                .or(file.ocpi_party_id)
+                .unwrap_or(d.ocpi_party_id),
+            public_url: args.public_url.clone().or(file.public_url),
         };
+        if c.ocpi_country_code.len() != 2
+            || c.ocpi_party_id.len() != 3
+            || !c
+                .ocpi_country_code
+                .chars()
+                .chain(c.ocpi_party_id.chars())
+                .all(|ch| ch.is_ascii_alphanumeric())
+        {
+            return Err("ocpi_country_code: 2 letters, ocpi_party_id: 3 letters or digits".into());
+        }
         if c.hold_amount < rust_decimal::Decimal::ZERO {
             return Err("hold_amount: not negative".into());
         }
@@ -231,6 +273,8 @@ impl Config {
             "security_profile": self.security_profile, "unknown_stations": self.unknown_stations,
             "heartbeat_interval": self.heartbeat_interval, "call_timeout_s": self.call_timeout.as_secs(),
             "time_zone": self.time_zone, "hold_amount": self.hold_amount.to_string(),
+            "ocpi_country_code": self.ocpi_country_code, "ocpi_party_id": self.ocpi_party_id,
+            "public_url": self.public_url,
         })
     }
 }

@@ -137,6 +137,9 @@ pub async fn run(json_output: bool) -> Result<(Value, bool), String> {
         call_timeout: Duration::from_secs(10),
         time_zone: "Europe/Amsterdam".into(),
         hold_amount: rust_decimal::Decimal::from(HOLD),
+        ocpi_country_code: "NL".into(),
+        ocpi_party_id: "EVP".into(),
+        public_url: None,
     };
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();

@@ -19,6 +19,7 @@ pub mod dashboard;
 pub mod demo;
 pub mod ocpp;
 pub mod payments;
+pub mod roaming;
 pub mod store;
 
 use std::collections::HashMap;
@@ -47,6 +48,7 @@ pub struct App {
     /// Live events for the dashboard and `/api/events`.
     pub events: broadcast::Sender<Value>,
     server: OnceLock<Server>,
+    roaming: OnceLock<Arc<roaming::Roaming>>,
     credentials: RwLock<HashMap<String, Option<String>>>,
     /// Last message time per station, flushed to the store every few
     /// seconds: a Heartbeat needs no durable write of its own.
@@ -114,6 +116,48 @@ impl App {
             .remove(&(station.to_owned(), evse, connector));
     }
 
+    /// The roaming side (OCPI), once the HTTP port is known.
+    pub fn roaming(&self) -> Option<&Arc<roaming::Roaming>> {
+        self.roaming.get()
+    }
+
+    /// The OCPP version a connected station speaks, `None` when it is not
+    /// connected.
+    pub fn station_version(&self, id: &str) -> Option<ocpp_proto::ProtocolVersion> {
+        self.server()?.station(id).ok().map(|p| p.version())
+    }
+
+    /// Sends a CSMS-initiated call to a connected station and returns its
+    /// answer payload, or why there is none.
+    ///
+    /// # Errors
+    ///
+    /// Not connected, timed out, or a CALLERROR, as text.
+    pub async fn call_station(
+        &self,
+        id: &str,
+        action: &str,
+        payload: Value,
+    ) -> Result<Value, String> {
+        let peer = self
+            .server()
+            .and_then(|s| s.station(id).ok())
+            .ok_or_else(|| format!("station {id} is not connected"))?;
+        match tokio::time::timeout(
+            self.config.call_timeout,
+            peer.call_raw(action, payload.to_string()),
+        )
+        .await
+        {
+            Err(_) => Err(format!("{id} did not answer {action} in time")),
+            Ok(Ok(answer)) => {
+                self.notify(json!({"type": "operation", "station": id, "action": action}));
+                Ok(serde_json::from_str(&answer).unwrap_or(Value::Null))
+            }
+            Ok(Err(e)) => Err(e.to_string()),
+        }
+    }
+
     /// The OCPP server, once started.
     pub fn server(&self) -> Option<&Server> {
         self.server.get()
@@ -172,6 +216,9 @@ impl App {
             Ok(r) => r,
             Err(payments::PaymentError::Store(e)) => return Err(e),
         };
+        if let Some(r) = self.roaming() {
+            r.session_changed(s, cdr.as_ref()).await;
+        }
         self.notify(json!({"type": "session_completed", "station": s.station_id, "session": s.id,
             "energy_wh": s.energy_wh.to_string(), "total_cost": cdr.as_ref().map(|c| c["total_cost"].clone()), "receipt": receipt}));
         Ok(())
@@ -205,6 +252,11 @@ impl App {
                 Ok(false)
             }
             Ok(h) => {
+                if let (Some(r), Ok(Some(s))) =
+                    (self.roaming(), self.store.session(session_id).await)
+                {
+                    r.session_changed(&s, None).await;
+                }
                 if let payments::Hold::Held(a) = h {
                     self.notify(json!({"type": "payment_held", "session": session_id, "amount": a.to_string()}));
                 }
@@ -284,6 +336,7 @@ pub async fn serve_until(
         api_key,
         events,
         server: OnceLock::new(),
+        roaming: OnceLock::new(),
         credentials: RwLock::new(HashMap::new()),
         last_seen: std::sync::Mutex::new(HashMap::new()),
         statuses: std::sync::Mutex::new(HashMap::new()),
@@ -387,10 +440,33 @@ pub async fn serve_until(
             })
             .await
     });
+    // OCPI roaming, at {public_url}/ocpi
+    let public = config
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://127.0.0.1:{http_port}"));
+    let roaming = roaming::Roaming::new(
+        Arc::downgrade(&app),
+        app.store.clone(),
+        &format!("{}/ocpi", public.trim_end_matches('/')),
+        &config.ocpi_country_code,
+        &config.ocpi_party_id,
+    )?;
+    let roaming = Arc::new(roaming);
+    let _ = app.roaming.set(roaming.clone());
+    if let Ok(Some(t)) = app.store.tariff("default").await {
+        roaming.tariff_changed("default", &t).await;
+    }
+    say(json!({"event": "ocpi", "versions_url": roaming.versions_url}));
     let app_for_flush = app.clone();
     let mut http_stop = stop_rx.clone();
     let http_task = tokio::spawn(async move {
-        axum::serve(http_listener, api::router(app))
+        let ocpi = app.roaming().map(|r| r.server.router());
+        let mut router = api::router(app);
+        if let Some(o) = ocpi {
+            router = router.nest_service("/ocpi", o);
+        }
+        axum::serve(http_listener, router)
             .with_graceful_shutdown(async move {
                 let _ = http_stop.wait_for(|s| *s).await;
             })

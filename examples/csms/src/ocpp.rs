@@ -97,6 +97,16 @@ pub fn routes(app: &Arc<App>) -> (Routes, Routes, Routes) {
     )
 }
 
+/// Refreshes the station's OCPI Location and pushes it to partners, in
+/// the background (the station's answer does not wait for partners).
+fn location_changed(app: &App, station: &str) {
+    if let Some(r) = app.roaming() {
+        let r = r.clone();
+        let station = station.to_owned();
+        tokio::spawn(async move { r.location_changed(&station).await });
+    }
+}
+
 fn token_of(v16: bool, req: &Value) -> Option<String> {
     if v16 {
         req.get("idTag").and_then(Value::as_str).map(str::to_owned)
@@ -110,7 +120,13 @@ fn token_of(v16: bool, req: &Value) -> Option<String> {
 
 /// `idTagInfo` (1.6) / `idTokenInfo` (2.x) for a token from the store.
 async fn token_info(app: &App, v16: bool, token: &str) -> crate::store::Result<Value> {
-    let status = app.store.token_status(token).await?;
+    let mut status = app.store.token_status(token).await?;
+    if status.is_none() && !token.is_empty() {
+        // a driver of a roaming partner (OCPI Tokens pushed to us, or real-time authorization)
+        if let Some(r) = app.roaming() {
+            status = r.authorize(token).await.map(str::to_owned);
+        }
+    }
     Ok(match (v16, status) {
         (true, Some(s)) => json!({"idTagInfo": {"status": s}}),
         (true, None) => json!({"idTagInfo": {"status": "Invalid"}}),
@@ -243,6 +259,9 @@ async fn on_call(
                     .await?;
             }
             app.notify(json!({"type": "boot", "station": station, "status": status}));
+            if status == "Accepted" {
+                location_changed(app, station);
+            }
             json!({"currentTime": now(), "interval": app.config.heartbeat_interval, "status": status})
         }
         "Heartbeat" => {
@@ -275,6 +294,7 @@ async fn on_call(
                     app.forget_status(station, evse, connector);
                     return Err(e);
                 }
+                location_changed(app, station);
             }
             app.seen(station);
             app.notify(json!({"type": "status", "station": station, "evse": evse, "connector": connector, "status": status}));

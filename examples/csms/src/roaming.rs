@@ -1,0 +1,819 @@
+//! OCPI roaming: the CSMS as a charge point operator (CPO) on `ocpi`'s
+//! server and client.
+//!
+//! - OCPI is served at `{public_url}/ocpi` on the HTTP port (versions
+//!   2.2.1 and 2.1.1; 2.3.0 with `CSMS_OCPI_230=1` is not offered yet by the
+//!   reference because its tariffs need `tax_included`);
+//! - partners register either way: `POST /api/ocpi/token-a` issues a token
+//!   A for a partner that registers with us; `POST /api/ocpi/partners`
+//!   registers us with a partner (we are the credentials Sender);
+//! - Locations are built from the station registry (one per station, an
+//!   EVSE per OCPP EVSE/connector) and pushed to every partner when a
+//!   station boots or a connector changes status; the `default` tariff is
+//!   published and pushed;
+//! - Tokens pushed by eMSPs are stored and authorize drivers at our
+//!   stations (whitelist `ALWAYS`/`ALLOWED`/`ALLOWED_OFFLINE`, or a real-time
+//!   `authorize` call to the eMSP for `NEVER`);
+//! - Sessions of roaming drivers are pushed to their eMSP when they start
+//!   and end, and the CDR is POSTed when the session is priced;
+//! - Commands (START_SESSION, STOP_SESSION, RESERVE_NOW,
+//!   CANCEL_RESERVATION, UNLOCK_CONNECTOR) become the matching OCPP call to
+//!   the station in its version; the `CommandResult` goes to the partner's
+//!   `response_url` when the station answers.
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use ocpi::client::{Client, Peer};
+use ocpi::credentials::{Endpoint, Own, Registered, UrlPolicy};
+use ocpi::pagination::Page;
+use ocpi::server::{Config as OcpiConfig, Handler, Party, Role, Server, Store as OcpiStoreTrait};
+use ocpi::Version;
+use ocpp_proto::ProtocolVersion;
+use serde_json::{json, Value};
+
+use crate::store::{Session, Store};
+use crate::App;
+
+/// `ocpi::server::Store` on the CSMS database.
+#[derive(Debug, Clone)]
+pub struct OcpiStore(pub Store);
+
+fn registration_to_json(r: &Registered) -> Value {
+    json!({"version": r.version.as_str(), "token": r.token, "base64": r.base64, "versions_url": r.versions_url,
+        "peer_credentials": r.peer_credentials,
+        "endpoints": r.endpoints.iter().map(|e| json!({"module": e.module, "role": e.role, "url": e.url})).collect::<Vec<_>>()})
+}
+
+fn registration_from_json(v: &Value) -> Option<Registered> {
+    Some(Registered {
+        version: Version::parse(v.get("version")?.as_str()?)?,
+        token: v.get("token")?.as_str()?.to_string(),
+        base64: v.get("base64")?.as_bool()?,
+        versions_url: v.get("versions_url")?.as_str()?.to_string(),
+        peer_credentials: v.get("peer_credentials").cloned().unwrap_or(Value::Null),
+        endpoints: v
+            .get("endpoints")?
+            .as_array()?
+            .iter()
+            .filter_map(|e| {
+                Some(Endpoint {
+                    module: e.get("module")?.as_str()?.to_string(),
+                    role: e.get("role").and_then(Value::as_str).map(str::to_string),
+                    url: e.get("url")?.as_str()?.to_string(),
+                })
+            })
+            .collect(),
+    })
+}
+
+fn party_of(row: (String, String, bool, Option<Value>)) -> Party {
+    Party {
+        id: row.0,
+        token: row.1,
+        token_a: row.2,
+        registration: row.3.as_ref().and_then(registration_from_json),
+    }
+}
+
+#[async_trait]
+impl OcpiStoreTrait for OcpiStore {
+    async fn party_by_token(&self, token: &str) -> Option<Party> {
+        match self.0.ocpi_party_by_token(token).await {
+            Ok(p) => p.map(party_of),
+            Err(e) => {
+                tracing::warn!("ocpi party lookup: {e}");
+                None
+            }
+        }
+    }
+    async fn save_party(&self, party: Party) {
+        let reg = party.registration.as_ref().map(registration_to_json);
+        if let Err(e) = self
+            .0
+            .ocpi_save_party(&party.id, &party.token, party.token_a, reg.as_ref())
+            .await
+        {
+            tracing::warn!("ocpi party save: {e}");
+        }
+    }
+    async fn remove_party(&self, id: &str) {
+        if let Err(e) = self.0.ocpi_remove_party(id).await {
+            tracing::warn!("ocpi party remove: {e}");
+        }
+    }
+    async fn put_object(&self, module: &str, key: &str, object: Value) -> bool {
+        self.0
+            .ocpi_put_object(module, key, &object)
+            .await
+            .unwrap_or_else(|e| {
+                tracing::warn!("ocpi object save: {e}");
+                false
+            })
+    }
+    async fn get_object(&self, module: &str, key: &str) -> Option<Value> {
+        self.0.ocpi_object(module, key).await.ok().flatten()
+    }
+    async fn delete_object(&self, module: &str, key: &str) -> bool {
+        self.0
+            .ocpi_delete_object(module, key)
+            .await
+            .unwrap_or(false)
+    }
+    async fn list_objects(
+        &self,
+        module: &str,
+        owners: &[String],
+        page: &Page,
+    ) -> (Vec<Value>, usize) {
+        let all = self.0.ocpi_objects(module).await.unwrap_or_default();
+        let matching: Vec<Value> = all
+            .into_iter()
+            .filter(|(k, _)| owners.iter().any(|o| k.starts_with(o.as_str())))
+            .filter(|(_, v)| {
+                v.get("last_updated")
+                    .and_then(Value::as_str)
+                    .and_then(ocpi::types::DateTime::parse)
+                    .is_none_or(|t| page.in_range(t.0))
+            })
+            .map(|(_, v)| v)
+            .collect();
+        let total = matching.len();
+        (
+            matching
+                .into_iter()
+                .skip(page.offset)
+                .take(page.limit)
+                .collect(),
+            total,
+        )
+    }
+}
+
+/// The CSMS's roaming side.
+#[derive(Debug)]
+pub struct Roaming {
+    /// The OCPI server (mounted at `/ocpi`).
+    pub server: Server,
+    /// The OCPI client.
+    pub client: Client,
+    /// Our country code.
+    pub country_code: String,
+    /// Our party id.
+    pub party_id: String,
+    /// Our versions URL.
+    pub versions_url: String,
+    own: Own,
+    store: Store,
+}
+
+impl Roaming {
+    /// Builds the roaming side; `base_url` is where `/ocpi` is reachable.
+    ///
+    /// # Errors
+    ///
+    /// The HTTP client could not be built.
+    pub fn new(
+        app: Weak<App>,
+        store: Store,
+        base_url: &str,
+        country_code: &str,
+        party_id: &str,
+    ) -> Result<Roaming, String> {
+        let versions_url = format!("{base_url}/versions");
+        let mut own = Own::with_role(
+            &versions_url,
+            country_code,
+            party_id,
+            "CPO",
+            "evproto reference CSMS",
+        );
+        own.versions = vec![Version::V221, Version::V211];
+        let client = Client::new(UrlPolicy::default()).map_err(|e| e.to_string())?;
+        let server = Server::new(
+            OcpiConfig {
+                role: Role::Cpo,
+                base_url: base_url.to_string(),
+                own: own.clone(),
+                max_limit: 100,
+                token_encoding: ocpi::auth::TokenEncoding::Lenient,
+                trailing_slash: false,
+            },
+            Arc::new(OcpiStore(store.clone())),
+            Arc::new(CpoHandler { app }),
+            client.clone(),
+        );
+        Ok(Roaming {
+            server,
+            client,
+            country_code: country_code.to_ascii_uppercase(),
+            party_id: party_id.to_ascii_uppercase(),
+            versions_url,
+            own,
+            store,
+        })
+    }
+
+    fn owner_key(&self, id: &str) -> String {
+        format!("{}/{}/{id}", self.country_code, self.party_id)
+    }
+
+    /// Registers us with a partner that gave us `token` (its token A) and
+    /// its versions URL; returns the party id.
+    ///
+    /// # Errors
+    ///
+    /// The handshake failed; the reason.
+    pub async fn register_with(&self, versions_url: &str, token: &str) -> Result<Value, String> {
+        let token_b = crate::store::random_hex(24);
+        let label = format!("partner-{}", &token_b[..8]);
+        // The partner calls our versions back with token B during the handshake.
+        self.server.issue_token_a_as(&label, &token_b).await;
+        let peer = self
+            .client
+            .register(self.own.clone(), versions_url, token, &token_b)
+            .await
+            .map_err(|e| e.to_string())?;
+        let reg = peer.registration().clone();
+        let id = party_label(&reg).unwrap_or(label.clone());
+        self.server.store().remove_party(&label).await;
+        self.server.adopt(&id, &token_b, reg.clone()).await;
+        self.sync_partner(&peer).await;
+        Ok(
+            json!({"id": id, "version": reg.version.as_str(), "roles": reg.peer_credentials.get("roles").cloned()}),
+        )
+    }
+
+    /// Every registered partner as a client handle.
+    pub async fn partners(&self) -> Vec<(String, Peer)> {
+        let parties = self.store.ocpi_parties().await.unwrap_or_default();
+        parties
+            .into_iter()
+            .map(party_of)
+            .filter(|p| !p.token_a)
+            .filter_map(|p| {
+                let reg = p.registration?;
+                let from = (self.country_code.clone(), self.party_id.clone());
+                Some((p.id, self.client.peer(reg).from_party(&from.0, &from.1)))
+            })
+            .collect()
+    }
+
+    /// Partners as the API shows them.
+    pub async fn partner_list(&self) -> Vec<Value> {
+        let parties = self.store.ocpi_parties().await.unwrap_or_default();
+        parties
+            .into_iter()
+            .map(party_of)
+            .map(|p| {
+                let reg = p.registration.as_ref();
+                json!({"id": p.id, "registered": !p.token_a && reg.is_some(),
+                    "version": reg.map(|r| r.version.as_str()),
+                    "roles": reg.and_then(|r| r.peer_credentials.get("roles").cloned()),
+                    "modules": reg.map(|r| r.endpoints.iter().map(|e| format!("{}:{}", e.module, e.role.clone().unwrap_or_default())).collect::<Vec<_>>())})
+            })
+            .collect()
+    }
+
+    /// Pushes our locations and tariffs to a newly registered partner.
+    async fn sync_partner(&self, peer: &Peer) {
+        for (module, kind) in [("locations", "Location"), ("tariffs", "Tariff")] {
+            let objects = self.store.ocpi_objects(module).await.unwrap_or_default();
+            for (key, obj) in objects {
+                if !key.starts_with(&format!("{}/{}/", self.country_code, self.party_id)) {
+                    continue;
+                }
+                push_object(peer, module, &self.country_code, &self.party_id, &obj, kind).await;
+            }
+        }
+    }
+
+    /// Rebuilds a station's Location, stores it for pulls and pushes it.
+    pub async fn location_changed(self: &Arc<Self>, station_id: &str) {
+        let Ok(Some(station)) = self.store.station(station_id).await else {
+            return;
+        };
+        let place = self
+            .store
+            .setting(&format!("station_location:{station_id}"))
+            .await
+            .ok()
+            .flatten()
+            .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+            .unwrap_or(json!({}));
+        let now = crate::store::now();
+        let mut evses: Vec<Value> = Vec::new();
+        for c in &station.connectors {
+            let evse = c["evse_id"].as_i64().unwrap_or(0);
+            let conn = c["connector_id"].as_i64().unwrap_or(0);
+            if evse == 0 {
+                continue;
+            }
+            let status = ocpi_status(c["status"].as_str().unwrap_or(""));
+            let uid = format!("{station_id}-{evse}");
+            let connector = json!({"id": conn.max(1).to_string(), "standard": "IEC_62196_T2", "format": "SOCKET",
+                "power_type": "AC_3_PHASE", "max_voltage": 230, "max_amperage": 32, "tariff_ids": ["default"], "last_updated": now});
+            match evses.iter_mut().find(|e| e["uid"] == uid) {
+                Some(e) => {
+                    if let Some(list) = e["connectors"].as_array_mut() {
+                        list.push(connector);
+                    }
+                }
+                None => evses.push(json!({"uid": uid, "evse_id": format!("{}*{}*E{}{}", self.country_code, self.party_id,
+                    station_id.chars().filter(char::is_ascii_alphanumeric).collect::<String>().to_ascii_uppercase(), evse),
+                    "status": status, "capabilities": ["REMOTE_START_STOP_CAPABLE", "RESERVABLE", "UNLOCK_CAPABLE"],
+                    "connectors": [connector], "last_updated": now})),
+            }
+        }
+        let loc = json!({"country_code": self.country_code, "party_id": self.party_id, "id": station_id, "publish": true,
+            "name": place.get("name").cloned().unwrap_or(json!(station_id)),
+            "address": place.get("address").cloned().unwrap_or(json!("Unknown")),
+            "city": place.get("city").cloned().unwrap_or(json!("Unknown")),
+            "country": place.get("country").cloned().unwrap_or(json!("NLD")),
+            "coordinates": place.get("coordinates").cloned().unwrap_or(json!({"latitude": "52.000000", "longitude": "4.000000"})),
+            "time_zone": place.get("time_zone").cloned().unwrap_or(json!("Europe/Amsterdam")),
+            "evses": evses, "last_updated": now});
+        if let Err(e) = ocpi::validate::validate(Version::V221, "Location", &loc.to_string()) {
+            tracing::warn!(station = station_id, "location not valid OCPI: {e}");
+            return;
+        }
+        let _ = self
+            .store
+            .ocpi_put_object("locations", &self.owner_key(station_id), &loc)
+            .await;
+        let this = self.clone();
+        tokio::spawn(async move {
+            for (_, peer) in this.partners().await {
+                push_object(
+                    &peer,
+                    "locations",
+                    &this.country_code,
+                    &this.party_id,
+                    &loc,
+                    "Location",
+                )
+                .await;
+            }
+        });
+    }
+
+    /// Publishes a tariff under its id and pushes it.
+    pub async fn tariff_changed(self: &Arc<Self>, id: &str, body: &Value) {
+        let mut t = body.clone();
+        t["country_code"] = json!(self.country_code);
+        t["party_id"] = json!(self.party_id);
+        t["id"] = json!(id);
+        t["last_updated"] = json!(crate::store::now());
+        if let Err(e) = ocpi::validate::validate(Version::V221, "Tariff", &t.to_string()) {
+            tracing::warn!(tariff = id, "tariff not valid OCPI: {e}");
+            return;
+        }
+        let _ = self
+            .store
+            .ocpi_put_object("tariffs", &self.owner_key(id), &t)
+            .await;
+        let this = self.clone();
+        tokio::spawn(async move {
+            for (_, peer) in this.partners().await {
+                push_object(
+                    &peer,
+                    "tariffs",
+                    &this.country_code,
+                    &this.party_id,
+                    &t,
+                    "Tariff",
+                )
+                .await;
+            }
+        });
+    }
+
+    /// A token pushed by an eMSP, by uid: `(owner key, token)`.
+    pub async fn token(&self, uid: &str) -> Option<(String, Value)> {
+        let all = self.store.ocpi_objects("tokens").await.ok()?;
+        all.into_iter().find(|(k, _)| {
+            k.rsplit('/')
+                .next()
+                .is_some_and(|u| u.eq_ignore_ascii_case(uid))
+        })
+    }
+
+    /// The OCPP authorization status of a roaming token, `None` if no
+    /// partner issued it.
+    pub async fn authorize(&self, uid: &str) -> Option<&'static str> {
+        let (key, token) = self.token(uid).await?;
+        if token["valid"] != json!(true) {
+            return Some("Blocked");
+        }
+        match token["whitelist"].as_str() {
+            Some("ALWAYS" | "ALLOWED" | "ALLOWED_OFFLINE") => Some("Accepted"),
+            _ => {
+                // NEVER: ask the eMSP in real time (mod_tokens "Real-time authorization").
+                let owner = owner_of(&key);
+                for (_, peer) in self.partners().await {
+                    if !serves_owner(&peer, &owner) {
+                        continue;
+                    }
+                    let ty = token["type"].as_str().unwrap_or("RFID");
+                    let answer =
+                        tokio::time::timeout(Duration::from_secs(5), peer.authorize(uid, ty, None))
+                            .await;
+                    return Some(match answer {
+                        Ok(Ok(info)) if info["allowed"] == "ALLOWED" => "Accepted",
+                        Ok(Ok(info)) if info["allowed"] == "EXPIRED" => "Expired",
+                        Ok(Ok(_)) => "Blocked",
+                        _ => "Invalid",
+                    });
+                }
+                Some("Invalid")
+            }
+        }
+    }
+
+    /// Pushes a roaming driver's session to its eMSP (start, updates, end)
+    /// and, when priced, its CDR.
+    pub async fn session_changed(self: &Arc<Self>, s: &Session, cdr: Option<&Value>) {
+        let Some(uid) = s.id_token.clone() else {
+            return;
+        };
+        let Some((key, token)) = self.token(&uid).await else {
+            return;
+        };
+        let owner = owner_of(&key);
+        let session = self.ocpi_session(s, &token);
+        let cdr = cdr.and_then(|c| self.ocpi_cdr(s, &token, c));
+        let this = self.clone();
+        tokio::spawn(async move {
+            for (_, peer) in this.partners().await {
+                if !serves_owner(&peer, &owner) {
+                    continue;
+                }
+                push_object(
+                    &peer,
+                    "sessions",
+                    &this.country_code,
+                    &this.party_id,
+                    &session,
+                    "Session",
+                )
+                .await;
+                if let Some(c) = &cdr {
+                    match peer.post("cdrs", &[], c).await {
+                        Ok(r) => tracing::info!(cdr = %c["id"], location = ?r.location, "CDR sent"),
+                        Err(e) => tracing::warn!(cdr = %c["id"], "CDR not accepted: {e}"),
+                    }
+                }
+            }
+        });
+    }
+
+    fn cdr_token(token: &Value) -> Value {
+        json!({"country_code": token["country_code"], "party_id": token["party_id"], "uid": token["uid"],
+            "type": token["type"], "contract_id": token["contract_id"]})
+    }
+
+    fn ocpi_session(&self, s: &Session, token: &Value) -> Value {
+        let kwh = (s.energy_wh / rust_decimal::Decimal::from(1000)).normalize();
+        let evse = s.evse_id.unwrap_or(1);
+        let mut v = json!({"country_code": self.country_code, "party_id": self.party_id, "id": s.id,
+            "start_date_time": s.started_at.clone().unwrap_or_else(crate::store::now),
+            "kwh": num(kwh), "cdr_token": Self::cdr_token(token), "auth_method": "WHITELIST",
+            "location_id": s.station_id, "evse_uid": format!("{}-{evse}", s.station_id),
+            "connector_id": s.connector_id.unwrap_or(1).max(1).to_string(), "currency": "EUR",
+            "status": if s.status == "Completed" { "COMPLETED" } else { "ACTIVE" },
+            "last_updated": crate::store::now()});
+        if let Some(end) = &s.stopped_at {
+            v["end_date_time"] = json!(end);
+        }
+        v
+    }
+
+    fn ocpi_cdr(&self, s: &Session, token: &Value, stored: &Value) -> Option<Value> {
+        let d = |v: &Value| ocpi::tariff::to_decimal(v).map(num);
+        let price = |v: &Value| -> Value {
+            let mut p = json!({"excl_vat": d(&v["excl_vat"]).unwrap_or(json!(0))});
+            if let Some(i) = d(&v["incl_vat"]) {
+                p["incl_vat"] = i;
+            }
+            p
+        };
+        let periods: Vec<Value> = stored["charging_periods"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|mut p| {
+                if let Some(dims) = p["dimensions"].as_array_mut() {
+                    for dim in dims {
+                        dim["volume"] = d(&dim["volume"]).unwrap_or(json!(0));
+                    }
+                }
+                p
+            })
+            .collect();
+        let mut tariff = stored["tariffs"][0].clone();
+        tariff["country_code"] = json!(self.country_code);
+        tariff["party_id"] = json!(self.party_id);
+        tariff["last_updated"] = json!(crate::store::now());
+        let evse = s.evse_id.unwrap_or(1);
+        let mut cdr = json!({"country_code": self.country_code, "party_id": self.party_id, "id": s.id,
+            "start_date_time": stored["start_date_time"], "end_date_time": stored["end_date_time"],
+            "session_id": s.id, "cdr_token": Self::cdr_token(token), "auth_method": "WHITELIST",
+            "cdr_location": {"id": s.station_id, "address": "Unknown", "city": "Unknown", "country": "NLD",
+                "coordinates": {"latitude": "52.000000", "longitude": "4.000000"},
+                "evse_uid": format!("{}-{evse}", s.station_id), "evse_id": format!("{}*{}*E{evse}", self.country_code, self.party_id),
+                "connector_id": s.connector_id.unwrap_or(1).max(1).to_string(), "connector_standard": "IEC_62196_T2",
+                "connector_format": "SOCKET", "connector_power_type": "AC_3_PHASE"},
+            "currency": stored["currency"], "tariffs": [tariff], "charging_periods": periods,
+            "total_cost": price(&stored["total_cost"]), "total_energy": d(&stored["total_energy"]).unwrap_or(json!(0)),
+            "total_time": d(&stored["total_time"]).unwrap_or(json!(0)), "last_updated": crate::store::now()});
+        for k in [
+            "total_fixed_cost",
+            "total_energy_cost",
+            "total_time_cost",
+            "total_parking_cost",
+        ] {
+            if stored.get(k).is_some_and(|v| v.is_object()) {
+                cdr[k] = price(&stored[k]);
+            }
+        }
+        match ocpi::validate::validate(Version::V221, "Cdr", &cdr.to_string()) {
+            Ok(_) => Some(cdr),
+            Err(e) => {
+                tracing::warn!(session = %s.id, "CDR not valid OCPI: {e}");
+                None
+            }
+        }
+    }
+}
+
+fn num(d: rust_decimal::Decimal) -> Value {
+    serde_json::from_str(&d.normalize().to_string()).unwrap_or(json!(0))
+}
+
+fn owner_of(key: &str) -> (String, String) {
+    let mut it = key.split('/');
+    (
+        it.next().unwrap_or("").to_string(),
+        it.next().unwrap_or("").to_string(),
+    )
+}
+
+fn serves_owner(peer: &Peer, owner: &(String, String)) -> bool {
+    let c = &peer.registration().peer_credentials;
+    let roles = c
+        .get("roles")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    roles.iter().any(|r| {
+        r["country_code"]
+            .as_str()
+            .is_some_and(|x| x.eq_ignore_ascii_case(&owner.0))
+            && r["party_id"]
+                .as_str()
+                .is_some_and(|x| x.eq_ignore_ascii_case(&owner.1))
+    }) || (c["country_code"]
+        .as_str()
+        .is_some_and(|x| x.eq_ignore_ascii_case(&owner.0))
+        && c["party_id"]
+            .as_str()
+            .is_some_and(|x| x.eq_ignore_ascii_case(&owner.1)))
+}
+
+fn party_label(reg: &Registered) -> Option<String> {
+    let c = &reg.peer_credentials;
+    let r = c.get("roles").and_then(|r| r.get(0)).unwrap_or(c);
+    Some(
+        format!(
+            "{}-{}",
+            r.get("country_code")?.as_str()?,
+            r.get("party_id")?.as_str()?
+        )
+        .to_ascii_uppercase(),
+    )
+}
+
+async fn push_object(peer: &Peer, module: &str, cc: &str, pid: &str, obj: &Value, kind: &str) {
+    let id = obj.get("id").and_then(Value::as_str).unwrap_or_default();
+    if peer.endpoint(module, "RECEIVER").is_err() {
+        return;
+    }
+    let body = if peer.version() == Version::V211 {
+        match ocpi::convert::convert(Version::V221, Version::V211, kind, obj, &Default::default()) {
+            Ok(c) => c.object,
+            Err(e) => {
+                tracing::debug!("{module} {id} not sent to a 2.1.1 partner: {e}");
+                return;
+            }
+        }
+    } else {
+        obj.clone()
+    };
+    if let Err(e) = peer.put(module, &[cc, pid, id], &body).await {
+        tracing::warn!("push {module} {id}: {e}");
+    }
+}
+
+fn ocpi_status(ocpp: &str) -> &'static str {
+    match ocpp {
+        "Available" => "AVAILABLE",
+        "Occupied" | "Charging" | "Preparing" | "SuspendedEV" | "SuspendedEVSE" | "Finishing" => {
+            "CHARGING"
+        }
+        "Reserved" => "RESERVED",
+        "Unavailable" => "INOPERATIVE",
+        "Faulted" => "OUTOFORDER",
+        _ => "UNKNOWN",
+    }
+}
+
+/// Commands from eMSPs become OCPP calls.
+struct CpoHandler {
+    app: Weak<App>,
+}
+
+/// A stable OCPP integer for an OCPI reservation id.
+fn reservation_number(id: &str) -> i64 {
+    id.parse::<i64>().unwrap_or_else(|_| {
+        id.bytes().fold(17i64, |h, b| {
+            (h.wrapping_mul(31) + i64::from(b)) & 0x3fff_ffff
+        })
+    })
+}
+
+#[async_trait]
+impl Handler for CpoHandler {
+    async fn command(&self, party: &Party, command: &str, body: &Value) -> Value {
+        let Some(app) = self.app.upgrade() else {
+            return json!({"result": "REJECTED", "timeout": 0});
+        };
+        let response_url = body["response_url"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        // Which station, and the OCPP call for it.
+        let (station, action, payload) = match command {
+            "START_SESSION" | "RESERVE_NOW" | "UNLOCK_CONNECTOR" => {
+                let station = body["location_id"].as_str().unwrap_or_default().to_string();
+                let evse: Option<i64> = body["evse_uid"]
+                    .as_str()
+                    .and_then(|u| u.rsplit('-').next())
+                    .and_then(|n| n.parse().ok());
+                let uid = body["token"]["uid"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
+                if command == "START_SESSION" || command == "RESERVE_NOW" {
+                    // The token comes with the command: remember it so the
+                    // station's Authorize/StartTransaction accepts it.
+                    if let Some(r) = &app.roaming() {
+                        let t = &body["token"];
+                        let key = format!(
+                            "{}/{}/{uid}",
+                            t["country_code"]
+                                .as_str()
+                                .unwrap_or("")
+                                .to_ascii_uppercase(),
+                            t["party_id"].as_str().unwrap_or("").to_ascii_uppercase()
+                        );
+                        let _ = r.server.store().put_object("tokens", &key, t.clone()).await;
+                    }
+                }
+                let v16 = app.station_version(&station) == Some(ProtocolVersion::V16);
+                let (action, payload) = match (command, v16) {
+                    ("START_SESSION", true) => ("RemoteStartTransaction", {
+                        let mut p = json!({"idTag": uid});
+                        if let Some(e) = evse {
+                            p["connectorId"] = json!(e);
+                        }
+                        p
+                    }),
+                    ("START_SESSION", false) => ("RequestStartTransaction", {
+                        let mut p = json!({"idToken": {"idToken": uid, "type": "Central"}, "remoteStartId": reservation_number(&crate::store::random_hex(6))});
+                        if let Some(e) = evse {
+                            p["evseId"] = json!(e);
+                        }
+                        p
+                    }),
+                    ("RESERVE_NOW", true) => (
+                        "ReserveNow",
+                        json!({"connectorId": evse.unwrap_or(0), "expiryDate": body["expiry_date"],
+                        "idTag": uid, "reservationId": reservation_number(body["reservation_id"].as_str().unwrap_or("0"))}),
+                    ),
+                    ("RESERVE_NOW", false) => ("ReserveNow", {
+                        let mut p = json!({"id": reservation_number(body["reservation_id"].as_str().unwrap_or("0")),
+                            "expiryDateTime": body["expiry_date"], "idToken": {"idToken": uid, "type": "Central"}});
+                        if let Some(e) = evse {
+                            p["evseId"] = json!(e);
+                        }
+                        p
+                    }),
+                    (_, true) => ("UnlockConnector", json!({"connectorId": evse.unwrap_or(1)})),
+                    (_, false) => (
+                        "UnlockConnector",
+                        json!({"evseId": evse.unwrap_or(1),
+                        "connectorId": body["connector_id"].as_str().and_then(|c| c.parse::<i64>().ok()).unwrap_or(1)}),
+                    ),
+                };
+                (station, action, payload)
+            }
+            "STOP_SESSION" => {
+                let sid = body["session_id"].as_str().unwrap_or_default().to_string();
+                let session = match app.store.session(&sid).await {
+                    Ok(Some(s)) if s.status != "Completed" => s,
+                    _ => return json!({"result": "UNKNOWN_SESSION", "timeout": 0}),
+                };
+                let v16 = app.station_version(&session.station_id) == Some(ProtocolVersion::V16);
+                let payload = if v16 {
+                    json!({"transactionId": session.ocpp_tx_id.parse::<i64>().unwrap_or_default()})
+                } else {
+                    json!({"transactionId": session.ocpp_tx_id})
+                };
+                let action = if v16 {
+                    "RemoteStopTransaction"
+                } else {
+                    "RequestStopTransaction"
+                };
+                (session.station_id, action, payload)
+            }
+            "CANCEL_RESERVATION" => {
+                // The command names no station: use the one the reservation was made at.
+                let id = reservation_number(body["reservation_id"].as_str().unwrap_or("0"));
+                let station = app
+                    .store
+                    .setting(&format!("reservation:{id}"))
+                    .await
+                    .ok()
+                    .flatten()
+                    .unwrap_or_default();
+                (station, "CancelReservation", json!({"reservationId": id}))
+            }
+            _ => return json!({"result": "NOT_SUPPORTED", "timeout": 0}),
+        };
+        if app.station_version(&station).is_none() {
+            return json!({"result": "REJECTED", "timeout": 0, "message": [{"language": "en", "text": "station not connected"}]});
+        }
+        if action == "ReserveNow" {
+            let id = payload
+                .get("reservationId")
+                .or_else(|| payload.get("id"))
+                .cloned()
+                .unwrap_or_default();
+            let _ = app
+                .store
+                .put_setting(&format!("reservation:{id}"), &station)
+                .await;
+        }
+        let party = party.clone();
+        let timeout = app.config.call_timeout;
+        let secs = timeout.as_secs().max(1);
+        tokio::spawn(async move {
+            let answer = app.call_station(&station, action, payload).await;
+            let result = match &answer {
+                Ok(v) => match v["status"].as_str() {
+                    Some("Accepted" | "Unlocked") => "ACCEPTED",
+                    Some(_) => "REJECTED",
+                    None => "FAILED",
+                },
+                Err(_) => "FAILED",
+            };
+            app.notify(json!({"type": "ocpi_command", "command": action, "station": station, "result": result}));
+            let Some(reg) = party.registration.clone() else {
+                return;
+            };
+            let Some(r) = app.roaming() else { return };
+            let peer = r.client.peer(reg);
+            if let Err(e) = tokio::time::timeout(
+                timeout,
+                peer.post_url(&response_url, &json!({"result": result})),
+            )
+            .await
+            {
+                tracing::warn!("command result not delivered: {e}");
+            }
+        });
+        json!({"result": "ACCEPTED", "timeout": secs})
+    }
+
+    async fn registered(&self, party: &Party) {
+        let Some(app) = self.app.upgrade() else {
+            return;
+        };
+        app.notify(json!({"type": "ocpi_partner_registered", "party": party.id}));
+        if let (Some(r), Some(reg)) = (app.roaming(), party.registration.clone()) {
+            let peer = r.client.peer(reg).from_party(&r.country_code, &r.party_id);
+            let r = r.clone();
+            tokio::spawn(async move { r.sync_partner(&peer).await });
+        }
+    }
+
+    async fn pushed(&self, party: &Party, module: &str, key: &str, _object: &Value) {
+        if let Some(app) = self.app.upgrade() {
+            app.notify(
+                json!({"type": "ocpi_pushed", "party": party.id, "module": module, "key": key}),
+            );
+        }
+    }
+}

@@ -1,0 +1,355 @@
+//! OCPI roaming end to end: the reference CSMS as CPO with an in-process
+//! eMSP built on `ocpi` (server + client) and an OCPP 1.6 station on
+//! `ocpp-client`.
+//!
+//! Partner registration from the operator API (credentials handshake, the
+//! CSMS as Sender), the station's Location pushed on boot, a token pushed by
+//! the eMSP authorizing a driver, a token with whitelist NEVER authorized in
+//! real time, the session pushed at start and end, the priced CDR POSTed,
+//! and START_SESSION mapped to RemoteStartTransaction with the
+//! CommandResult delivered to the eMSP's response_url.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ocpi::auth::TokenEncoding;
+use ocpi::client::Client;
+use ocpi::credentials::{Own, UrlPolicy};
+use ocpi::server::{Config as OcpiConfig, Handler, MemoryStore, Party, Role, Server};
+use ocpi::Version;
+use ocpp_client::{Client as Station, ClientConfig, MemoryStore as Queue};
+use ocpp_proto::ProtocolVersion;
+use ocpp_rpc::{Ctx, Router};
+use ocpp_types::v16;
+use serde_json::{json, Value};
+
+const KEY: &str = "roaming-test-api-key-0123";
+
+struct Emsp;
+
+#[async_trait::async_trait]
+impl Handler for Emsp {
+    async fn authorize(
+        &self,
+        _p: &Party,
+        uid: &str,
+        _ty: &str,
+        _l: Option<&Value>,
+    ) -> Option<Value> {
+        (uid == "LIVE1").then(|| json!({"allowed": "ALLOWED", "token": {"country_code": "DE", "party_id": "EMS", "uid": "LIVE1",
+            "type": "RFID", "contract_id": "DE-EMS-LIVE1", "issuer": "EMS", "valid": true, "whitelist": "NEVER",
+            "last_updated": "2024-01-01T00:00:00Z"}}))
+    }
+}
+
+fn token(uid: &str, whitelist: &str) -> Value {
+    json!({"country_code": "DE", "party_id": "EMS", "uid": uid, "type": "RFID", "contract_id": format!("DE-EMS-{uid}"),
+        "issuer": "EMS", "valid": true, "whitelist": whitelist, "last_updated": "2024-01-01T00:00:00Z"})
+}
+
+async fn api(port: u16, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    let c = reqwest::Client::new();
+    let mut rb = c
+        .request(
+            reqwest::Method::from_bytes(method.as_bytes()).unwrap(),
+            format!("http://127.0.0.1:{port}{path}"),
+        )
+        .header("Authorization", format!("Bearer {KEY}"));
+    if let Some(b) = body {
+        rb = rb
+            .header("Content-Type", "application/json")
+            .body(b.to_string());
+    }
+    let r = rb.send().await.unwrap();
+    let s = r.status().as_u16();
+    (s, r.json().await.unwrap_or(Value::Null))
+}
+
+async fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let t = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cpo_roaming_with_an_emsp() {
+    let dir = std::env::temp_dir().join(format!("csms-roaming-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut config = csms::config::Config {
+        bind: std::net::IpAddr::from([127, 0, 0, 1]),
+        ocpp_port: 0,
+        http_port: 0,
+        data_dir: dir.clone(),
+        api_key: Some(KEY.into()),
+        security_profile: 0,
+        unknown_stations: "accept".into(),
+        call_timeout: Duration::from_secs(10),
+        ..Default::default()
+    };
+    config.time_zone = "Europe/Amsterdam".into();
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let csms_task = tokio::spawn(csms::serve_until(
+        config,
+        async {
+            let _ = stop_rx.await;
+        },
+        Some(ready_tx),
+        false,
+    ));
+    let started = ready_rx.await.unwrap();
+    let http = started.http_port;
+    let tariff = json!({"currency": "EUR", "elements": [{"price_components": [
+        {"type": "ENERGY", "price": 0.30, "vat": 20.0, "step_size": 1}, {"type": "FLAT", "price": 1.00, "step_size": 1}]}]});
+    assert_eq!(
+        api(http, "PUT", "/api/tariffs/default", Some(tariff))
+            .await
+            .0,
+        201
+    );
+
+    // The eMSP.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let emsp_base = format!("http://{}/ocpi", listener.local_addr().unwrap());
+    let emsp_own = Own::with_role(
+        &format!("{emsp_base}/versions"),
+        "DE",
+        "EMS",
+        "EMSP",
+        "test eMSP",
+    );
+    let emsp_store = Arc::new(MemoryStore::new());
+    let emsp = Server::new(
+        OcpiConfig {
+            role: Role::Emsp,
+            base_url: emsp_base.clone(),
+            own: emsp_own,
+            max_limit: 50,
+            token_encoding: TokenEncoding::Lenient,
+            trailing_slash: false,
+        },
+        emsp_store.clone(),
+        Arc::new(Emsp),
+        Client::new(UrlPolicy::default()).unwrap(),
+    );
+    let app = axum::Router::new().nest("/ocpi", emsp.router());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    // Registration from the operator API: the CSMS is the Sender.
+    let token_a = emsp.issue_token_a("csms").await;
+    let (s, reg) = api(
+        http,
+        "POST",
+        "/api/ocpi/partners",
+        Some(json!({"versions_url": format!("{emsp_base}/versions"), "token": token_a})),
+    )
+    .await;
+    assert_eq!(s, 201, "{reg}");
+    assert_eq!(reg["version"], "2.2.1");
+    let (_, partners) = api(http, "GET", "/api/ocpi/partners", None).await;
+    assert_eq!(partners["partners"][0]["registered"], true, "{partners}");
+    // Bad bodies are refused with a reason.
+    assert_eq!(
+        api(http, "POST", "/api/ocpi/partners", Some(json!({"url": 1})))
+            .await
+            .0,
+        400
+    );
+    let (s, _) = api(
+        http,
+        "POST",
+        "/api/ocpi/partners",
+        Some(json!({"versions_url": "http://127.0.0.1:1/versions", "token": "x"})),
+    )
+    .await;
+    assert_eq!(s, 502);
+
+    // The eMSP's handle on the CSMS (the registration it stored).
+    let party = emsp_store
+        .parties()
+        .into_iter()
+        .find(|p| p.id == "csms")
+        .unwrap();
+    let cpo = Client::new(UrlPolicy::default())
+        .unwrap()
+        .peer(party.registration.clone().unwrap())
+        .from_party("DE", "EMS");
+    assert_eq!(cpo.version(), Version::V221);
+    cpo.put(
+        "tokens",
+        &["DE", "EMS", "ROAM1"],
+        &token("ROAM1", "ALLOWED"),
+    )
+    .await
+    .unwrap();
+    cpo.put("tokens", &["DE", "EMS", "LIVE1"], &token("LIVE1", "NEVER"))
+        .await
+        .unwrap();
+    let (_, tokens) = api(http, "GET", "/api/ocpi/tokens", None).await;
+    assert_eq!(tokens.as_array().unwrap().len(), 2);
+
+    // A 1.6 station that accepts remote starts.
+    let (remote_tx, mut remote_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let routes = Router::station_v16()
+        .on::<v16::action::RemoteStartTransaction>(
+            |ctx: Ctx<tokio::sync::mpsc::UnboundedSender<String>>,
+             req: v16::RemoteStartTransactionRequest| async move {
+                let _ = ctx.state.send(req.id_tag.to_string());
+                Ok(ocpp_types::from_str(r#"{"status":"Accepted"}"#).unwrap())
+            },
+        )
+        .with_state(remote_tx);
+    let station = Station::start(
+        ClientConfig::new(
+            format!("ws://127.0.0.1:{}/ocpp/", started.ocpp_port),
+            "RS1",
+            ProtocolVersion::V16,
+        ),
+        routes,
+        r#"{"chargePointVendor":"V","chargePointModel":"M"}"#,
+        Queue::default(),
+    );
+    station.wait_ready(Duration::from_secs(20)).await.unwrap();
+    let call = |action: &'static str, payload: Value| {
+        let peer = station.peer().unwrap();
+        async move {
+            serde_json::from_str::<Value>(
+                &peer.call_raw(action, payload.to_string()).await.unwrap(),
+            )
+            .unwrap()
+        }
+    };
+    call(
+        "StatusNotification",
+        json!({"connectorId": 1, "errorCode": "NoError", "status": "Available"}),
+    )
+    .await;
+
+    // Its Location reaches the eMSP.
+    let loc = eventually("location push", || {
+        emsp_store
+            .get_object_sync("locations", "NL/EVP/RS1")
+            .filter(|l| l["evses"][0]["status"] == "AVAILABLE")
+    })
+    .await;
+    assert_eq!(loc["evses"][0]["uid"], "RS1-1");
+    assert!(
+        emsp_store
+            .get_object_sync("tariffs", "NL/EVP/default")
+            .is_some(),
+        "tariff pushed at registration"
+    );
+
+    // Authorization: pushed token, real-time token, unknown token.
+    assert_eq!(
+        call("Authorize", json!({"idTag": "ROAM1"})).await["idTagInfo"]["status"],
+        "Accepted"
+    );
+    assert_eq!(
+        call("Authorize", json!({"idTag": "LIVE1"})).await["idTagInfo"]["status"],
+        "Accepted"
+    );
+    assert_eq!(
+        call("Authorize", json!({"idTag": "NOBODY"})).await["idTagInfo"]["status"],
+        "Invalid"
+    );
+
+    // A session of the roaming driver.
+    let at = |min_ago: i64| {
+        (chrono::Utc::now() - chrono::Duration::minutes(min_ago))
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    };
+    let start = call(
+        "StartTransaction",
+        json!({"connectorId": 1, "idTag": "ROAM1", "meterStart": 1000, "timestamp": at(20)}),
+    )
+    .await;
+    assert_eq!(start["idTagInfo"]["status"], "Accepted");
+    let tx = start["transactionId"].as_i64().unwrap();
+    let sid = format!("RS1:{tx}");
+    eventually("session push", || {
+        emsp_store.get_object_sync("sessions", &format!("NL/EVP/{sid}"))
+    })
+    .await;
+    call("MeterValues", json!({"connectorId": 1, "transactionId": tx, "meterValue": [{"timestamp": at(10),
+        "sampledValue": [{"value": "6000", "measurand": "Energy.Active.Import.Register", "unit": "Wh"}]}]})).await;
+    call(
+        "StopTransaction",
+        json!({"transactionId": tx, "meterStop": 11000, "timestamp": at(0), "reason": "Local"}),
+    )
+    .await;
+    let session = eventually("completed session push", || {
+        emsp_store
+            .get_object_sync("sessions", &format!("NL/EVP/{sid}"))
+            .filter(|s| s["status"] == "COMPLETED")
+    })
+    .await;
+    assert_eq!(session["kwh"], json!(10));
+    let cdr = eventually("CDR", || {
+        emsp_store.get_object_sync("cdrs", &format!("#/{sid}"))
+    })
+    .await;
+    // 10 kWh × 0.30 + 1.00 = 4.00 excl.; VAT 20 % on the energy: 4.60 incl.
+    assert_eq!(
+        cdr["total_cost"],
+        json!({"excl_vat": 4, "incl_vat": 4.6}),
+        "{cdr}"
+    );
+    assert_eq!(cdr["cdr_token"]["uid"], "ROAM1");
+
+    // START_SESSION → RemoteStartTransaction → CommandResult at response_url.
+    let cmd = json!({"response_url": format!("{emsp_base}/2.2.1/commands/START_SESSION/req-1"),
+        "token": token("ROAM1", "ALLOWED"), "location_id": "RS1", "evse_uid": "RS1-1"});
+    let r = cpo
+        .post("commands", &["START_SESSION"], &cmd)
+        .await
+        .unwrap();
+    assert_eq!(r.data["result"], "ACCEPTED");
+    let tag = tokio::time::timeout(Duration::from_secs(10), remote_rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(tag, "ROAM1");
+    let result = eventually("command result", || {
+        emsp_store.get_object_sync("command_results", "START_SESSION/req-1")
+    })
+    .await;
+    assert_eq!(result["result"], "ACCEPTED");
+    // Commands for an unknown location or session are refused at once.
+    let mut bad = cmd.clone();
+    bad["location_id"] = json!("NOPE");
+    assert_eq!(
+        cpo.post("commands", &["START_SESSION"], &bad)
+            .await
+            .unwrap()
+            .data["result"],
+        "REJECTED"
+    );
+    let stop = json!({"response_url": format!("{emsp_base}/2.2.1/commands/STOP_SESSION/req-2"), "session_id": "RS1:999"});
+    assert_eq!(
+        cpo.post("commands", &["STOP_SESSION"], &stop)
+            .await
+            .unwrap()
+            .data["result"],
+        "UNKNOWN_SESSION"
+    );
+
+    // The eMSP pulls our locations (Sender interface, paginated).
+    use futures_util::TryStreamExt;
+    let locations: Vec<ocpi::v221::Location> =
+        cpo.list("locations", &[]).try_collect().await.unwrap();
+    assert_eq!(locations.len(), 1);
+
+    station.shutdown().await;
+    let _ = stop_tx.send(());
+    csms_task.await.unwrap().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
