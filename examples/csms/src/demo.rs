@@ -7,7 +7,12 @@
 //! API (SetChargingProfile in each station's version), lets the drivers stop,
 //! and checks that every session was stored, limited, priced and got its CDR,
 //! and that the driver's prepaid wallet was held at start and charged the
-//! price at the end, with a receipt.
+//! price at the end, with a receipt. Then roaming: an eMSP partner built on
+//! `ocpi` (its own OCPI server and client, in process) is registered from
+//! the operator API by the credentials handshake, pushes its driver's
+//! token, sees the new station's Location, starts a session remotely
+//! (START_SESSION → RequestStartTransaction, result at its response_url),
+//! and receives the session and its priced CDR.
 //! Each step is reported; the exit status is 0 only if every step succeeded.
 //! The dashboard stays browsable while it runs (its URL is printed first).
 
@@ -114,6 +119,170 @@ fn profile(version: &str, limit_w: u32) -> Value {
         json!({"evseId": 1, "chargingProfile": {"id": 100, "stackLevel": 0, "chargingProfilePurpose": "TxDefaultProfile",
             "chargingProfileKind": "Relative", "chargingSchedule": [s]}})
     }
+}
+
+const ROAM_TOKEN: &str = "EMSP-DRIVER-1";
+
+/// The eMSP side of the demo: its own OCPI server (in memory) and client.
+async fn roaming_story(
+    port: u16,
+    key: &str,
+    ocpp_port: u16,
+    steps: &mut Steps,
+) -> Result<(), String> {
+    use ocpi::server::Store as _;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| e.to_string())?;
+    let emsp_base = format!(
+        "http://{}/ocpi",
+        listener.local_addr().map_err(|e| e.to_string())?
+    );
+    let own = ocpi::credentials::Own::with_role(
+        &format!("{emsp_base}/versions"),
+        "DE",
+        "EMS",
+        "EMSP",
+        "Demo eMSP",
+    );
+    let store = std::sync::Arc::new(ocpi::server::MemoryStore::new());
+    let client = ocpi::client::Client::new(Default::default()).map_err(|e| e.to_string())?;
+    let emsp = ocpi::server::Server::new(
+        ocpi::server::Config {
+            role: ocpi::server::Role::Emsp,
+            base_url: emsp_base.clone(),
+            own,
+            max_limit: 100,
+            token_encoding: ocpi::auth::TokenEncoding::Lenient,
+            trailing_slash: false,
+        },
+        store.clone(),
+        std::sync::Arc::new(ocpi::server::NoHandler),
+        client.clone(),
+    );
+    let app = axum::Router::new().nest_service("/ocpi", emsp.router());
+    let emsp_task = tokio::spawn(async move { axum::serve(listener, app).await });
+    let token_a = emsp.issue_token_a("csms").await;
+    let (s, reg) = api(
+        port,
+        key,
+        "POST",
+        "/api/ocpi/partners",
+        Some(&json!({"versions_url": format!("{emsp_base}/versions"), "token": token_a})),
+    )
+    .await?;
+    steps.record(
+        "roaming partner registered (OCPI credentials handshake)",
+        s == 201,
+        json!({"status": s, "partner": reg}),
+    );
+    let party = store
+        .parties()
+        .into_iter()
+        .find(|p| p.id == "csms" && !p.token_a);
+    let Some(reg) = party.and_then(|p| p.registration) else {
+        steps.record(
+            "eMSP pushed its driver's token",
+            false,
+            json!({"error": "no registration"}),
+        );
+        return Ok(());
+    };
+    let cpo = client.peer(reg).from_party("DE", "EMS");
+    let token = json!({"country_code": "DE", "party_id": "EMS", "uid": ROAM_TOKEN, "type": "RFID",
+        "contract_id": "DE-EMS-C00000001-X", "issuer": "Demo eMSP", "valid": true, "whitelist": "ALLOWED",
+        "last_updated": crate::store::now()});
+    let pushed = cpo.put("tokens", &["DE", "EMS", ROAM_TOKEN], &token).await;
+    steps.record("eMSP pushed its driver's token", pushed.is_ok(), json!({"uid": ROAM_TOKEN, "result": pushed.map(|p| p.http_status).map_err(|e| e.to_string())}));
+    let (s, _) = api(port, key, "PUT", "/api/stations/ROAM0", Some(&json!({"password": PASSWORD,
+        "location": {"name": "Demo roaming site", "address": "Stationsplein 1", "city": "Amsterdam", "country": "NLD",
+            "coordinates": {"latitude": "52.378900", "longitude": "4.900400"}, "time_zone": "Europe/Amsterdam"}}))).await?;
+    let sim = tokio::spawn(evproto::sim::run(
+        SimConfig {
+            url: format!("ws://127.0.0.1:{ocpp_port}/ocpp/"),
+            stations: 1,
+            versions: vec![ProtocolVersion::V201],
+            connectors: (1, 1),
+            duration: Duration::from_secs(9),
+            prefix: "ROAM".into(),
+            password: Some(PASSWORD.into()),
+            behaviour: Behaviour {
+                // drivers only start remotely, from the eMSP's app
+                idle_ms: (60_000, 60_000),
+                session_ms: (3_000, 3_500),
+                meter_interval_ms: 500,
+                max_power_w: 22_000.0,
+                fault_per_s: 0.0,
+                disconnect_per_s: 0.0,
+                tokens: vec![ROAM_TOKEN.into()],
+                ..Behaviour::default()
+            },
+            ..SimConfig::default()
+        },
+        None,
+    ));
+    let mut location = None;
+    for _ in 0..40 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        location = store
+            .get_object_sync("locations", "NL/EVP/ROAM0")
+            .filter(|l| l["evses"].as_array().is_some_and(|e| !e.is_empty()));
+        if location.is_some() {
+            break;
+        }
+    }
+    steps.record("station location published to the eMSP", s == 201 && location.is_some(),
+        json!({"location": location.as_ref().map(|l| json!({"id": l["id"], "address": l["address"], "evses": l["evses"].as_array().map(Vec::len)}))}));
+    let command = json!({"response_url": format!("{emsp_base}/2.2.1/commands/START_SESSION/demo-1"), "token": token,
+        "location_id": "ROAM0", "evse_uid": "ROAM0-1"});
+    let answer = cpo
+        .post("commands", &["START_SESSION"], &command)
+        .await
+        .map(|p| p.data)
+        .map_err(|e| e.to_string());
+    let mut result = None;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        result = store.get_object_sync("command_results", "START_SESSION/demo-1");
+        if result.is_some() {
+            break;
+        }
+    }
+    steps.record(
+        "eMSP started a session remotely (START_SESSION → RequestStartTransaction)",
+        answer.as_ref().is_ok_and(|a| a["result"] == "ACCEPTED")
+            && result.as_ref().is_some_and(|r| r["result"] == "ACCEPTED"),
+        json!({"response": answer.unwrap_or_else(|e| json!(e)), "result": result}),
+    );
+    let report = sim.await.map_err(|e| e.to_string())??;
+    let mut cdrs = Vec::new();
+    let mut sessions = Vec::new();
+    let page = ocpi::pagination::Page {
+        offset: 0,
+        limit: 100,
+        date_from: None,
+        date_to: None,
+    };
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        cdrs = store.list_objects("cdrs", &["#/".into()], &page).await.0;
+        sessions = store
+            .list_objects("sessions", &["NL/EVP/".into()], &page)
+            .await
+            .0;
+        if !cdrs.is_empty() {
+            break;
+        }
+    }
+    let completed = sessions
+        .iter()
+        .filter(|s| s["status"] == "COMPLETED")
+        .count();
+    steps.record("roaming session pushed to the eMSP, priced CDR sent to it",
+        report.error_count() == 0 && completed >= 1 && !cdrs.is_empty() && cdrs.iter().all(|c| c["cdr_token"]["uid"] == ROAM_TOKEN),
+        json!({"sessions_completed": completed, "cdrs": cdrs.iter().map(|c| json!({"id": c["id"], "total_energy": c["total_energy"], "total_cost": c["total_cost"]})).collect::<Vec<_>>()}));
+    emsp_task.abort();
+    Ok(())
 }
 
 /// Runs the demo; returns the summary and whether every step succeeded.
@@ -392,6 +561,11 @@ pub async fn run(json_output: bool) -> Result<(Value, bool), String> {
         json!({"metrics": revenue}),
     );
 
+    // 6. roaming: an eMSP partner (built on `ocpi`) registers, pushes its
+    // driver's token, starts a session remotely, and receives the session
+    // and its CDR
+    roaming_story(port, &key, started.ocpp_port, &mut steps).await?;
+
     let _ = stop_tx.send(());
     let _ = server.await;
     let _ = std::fs::remove_dir_all(&dir);
@@ -400,7 +574,6 @@ pub async fn run(json_output: bool) -> Result<(Value, bool), String> {
         "ok": ok,
         "steps": steps.steps,
         "simulator": report.to_json(),
-        "not_in_this_demo": ["OCPI eMSP partner (no OCPI server/client yet)"],
     });
     Ok((summary, ok))
 }

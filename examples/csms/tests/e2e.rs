@@ -688,7 +688,15 @@ fn demo_runs_the_whole_story() {
     assert!(out.status.success(), "{summary:#}");
     assert_eq!(summary["ok"], true);
     let steps = summary["steps"].as_array().unwrap();
-    assert!(steps.len() >= 10, "{summary:#}");
+    assert!(steps.len() >= 17, "{summary:#}");
+    // the roaming part ran: partner, token, location, remote start, session and CDR
+    assert!(
+        steps.iter().any(|s| s["step"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("roaming session pushed")),
+        "{summary:#}"
+    );
     assert!(steps.iter().all(|s| s["ok"] == true), "{summary:#}");
     assert_eq!(summary["simulator"]["error_count"], 0);
 }
