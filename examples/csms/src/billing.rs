@@ -182,6 +182,38 @@ pub async fn bill(
     Ok(store.cdr(&session.id).await?)
 }
 
+/// The running cost (incl. VAT) of an active session as of `now`, under the
+/// `default` tariff: what 2.x stations get as `totalCost` in the
+/// TransactionEvent answers (OCPP 2.0.1 E01/I03 "running cost"). `None`
+/// without a tariff.
+///
+/// # Errors
+///
+/// [`BillingError`].
+pub async fn running_cost(
+    store: &Store,
+    session: &Session,
+    time_zone: &str,
+    now: &str,
+) -> Result<Option<Decimal>, BillingError> {
+    let Some(tariff_json) = store.tariff("default").await? else {
+        return Ok(None);
+    };
+    let tariff: Tariff = serde_json::from_value(tariff_json)
+        .map_err(|e| BillingError::BadTariff(e.to_string()))?;
+    let mut s = session.clone();
+    if s.stopped_at.is_none() {
+        s.stopped_at = Some(now.to_owned());
+    }
+    if s.meter_stop_wh.is_none() {
+        s.meter_stop_wh = s.meter_start_wh.map(|m| m + s.energy_wh);
+    }
+    let meter_values = store.session_meter_values(&s.id).await?;
+    let (ts, _) = periods(&s, &meter_values)?;
+    let priced = price(&tariff, &ts, Some(time_zone))?;
+    Ok(Some(priced.total_cost.incl().round_dp(2)))
+}
+
 /// Checks a tariff body for `PUT /api/tariffs/{id}`.
 ///
 /// # Errors

@@ -399,6 +399,24 @@ async fn on_call(
                     }
                     info
                 }
+                // running cost while charging, final cost at the end (2.0.1 I03, I05)
+                (_, "Updated" | "Ended", Some(s)) => {
+                    let cost = if ev.event_type == "Ended" {
+                        store.cdr(&s.id).await?.and_then(|c| {
+                            crate::billing::dec(&c["total_cost"]["incl_vat"]).map(|d| d.round_dp(2))
+                        })
+                    } else {
+                        crate::billing::running_cost(store, s, &app.config.time_zone, &now())
+                            .await
+                            .ok()
+                            .flatten()
+                    };
+                    match cost {
+                        Some(c) => serde_json::from_str::<Value>(&format!("{{\"totalCost\": {}}}", c.normalize()))
+                            .unwrap_or_else(|_| json!({})),
+                        None => json!({}),
+                    }
+                }
                 _ => json!({}),
             }
         }

@@ -637,9 +637,11 @@ fn crash_and_restart(name: &str, db: Option<&str>) {
     let csms = start(&dir, db, Some(ports));
     wait_drained(&client);
     // a duplicate of the last event (a station retrying after a lost answer) changes nothing
-    rt.block_on(client.call::<v201::action::TransactionEvent>(&event(2, "Ended", 15_000.0,
+    let answer = rt.block_on(client.call::<v201::action::TransactionEvent>(&event(2, "Ended", 15_000.0,
         json!({"triggerReason": "StopAuthorized", "transactionInfo": {"transactionId": "T-CRASH", "stoppedReason": "Local"}}))))
         .unwrap();
+    // the final cost comes back in the answer (OCPP 2.0.1 I05): 5 kWh × 0.30 × 1.2 + 1.00
+    assert_eq!(answer.total_cost.map(|c| c.to_string()), Some("2.8".to_owned()));
     let (_, sessions) = http(
         csms.http,
         "GET",
