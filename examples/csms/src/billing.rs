@@ -199,8 +199,8 @@ pub async fn running_cost(
     let Some(tariff_json) = store.tariff("default").await? else {
         return Ok(None);
     };
-    let tariff: Tariff = serde_json::from_value(tariff_json)
-        .map_err(|e| BillingError::BadTariff(e.to_string()))?;
+    let tariff: Tariff =
+        serde_json::from_value(tariff_json).map_err(|e| BillingError::BadTariff(e.to_string()))?;
     let mut s = session.clone();
     if s.stopped_at.is_none() {
         s.stopped_at = Some(now.to_owned());

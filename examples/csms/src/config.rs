@@ -60,6 +60,9 @@ pub struct Args {
     /// Public base URL of the HTTP port as partners reach it (default http://127.0.0.1:<http_port>); OCPI is at <public_url>/ocpi.
     #[arg(long, env = "CSMS_PUBLIC_URL")]
     public_url: Option<String>,
+    /// Site power limit in W, split evenly over the active sessions with SetChargingProfile whenever a session starts or ends (off when unset).
+    #[arg(long, env = "CSMS_SITE_LIMIT_W")]
+    site_limit_w: Option<u32>,
 }
 
 /// The same settings, from the TOML file.
@@ -81,6 +84,7 @@ struct File {
     ocpi_country_code: Option<String>,
     ocpi_party_id: Option<String>,
     public_url: Option<String>,
+    site_limit_w: Option<u32>,
 }
 
 /// Configuration in force.
@@ -116,6 +120,8 @@ pub struct Config {
     pub ocpi_party_id: String,
     /// Public base URL of the HTTP port (OCPI at `/ocpi` under it).
     pub public_url: Option<String>,
+    /// Site limit, W, shared by the active sessions (smart charging).
+    pub site_limit_w: Option<u32>,
 }
 
 impl Default for Config {
@@ -136,6 +142,7 @@ impl Default for Config {
             ocpi_country_code: "NL".into(),
             ocpi_party_id: "EVP".into(),
             public_url: None,
+            site_limit_w: None,
         }
     }
 }
@@ -221,7 +228,11 @@ impl Config {
                 .or(file.ocpi_party_id)
                 .unwrap_or(d.ocpi_party_id),
             public_url: args.public_url.clone().or(file.public_url),
+            site_limit_w: args.site_limit_w.or(file.site_limit_w),
         };
+        if c.site_limit_w == Some(0) {
+            return Err("site_limit_w: positive".into());
+        }
         if c.ocpi_country_code.len() != 2
             || c.ocpi_party_id.len() != 3
             || !c
@@ -274,7 +285,7 @@ impl Config {
             "heartbeat_interval": self.heartbeat_interval, "call_timeout_s": self.call_timeout.as_secs(),
             "time_zone": self.time_zone, "hold_amount": self.hold_amount.to_string(),
             "ocpi_country_code": self.ocpi_country_code, "ocpi_party_id": self.ocpi_party_id,
-            "public_url": self.public_url,
+            "public_url": self.public_url, "site_limit_w": self.site_limit_w,
         })
     }
 }

@@ -309,6 +309,7 @@ pub async fn run(json_output: bool) -> Result<(Value, bool), String> {
         ocpi_country_code: "NL".into(),
         ocpi_party_id: "EVP".into(),
         public_url: None,
+        site_limit_w: None,
     };
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();

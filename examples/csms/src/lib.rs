@@ -20,6 +20,7 @@ pub mod demo;
 pub mod ocpp;
 pub mod payments;
 pub mod roaming;
+pub mod smart;
 pub mod store;
 
 use std::collections::HashMap;
@@ -49,6 +50,7 @@ pub struct App {
     pub events: broadcast::Sender<Value>,
     server: OnceLock<Server>,
     roaming: OnceLock<Arc<roaming::Roaming>>,
+    this: OnceLock<std::sync::Weak<App>>,
     credentials: RwLock<HashMap<String, Option<String>>>,
     /// Last message time per station, flushed to the store every few
     /// seconds: a Heartbeat needs no durable write of its own.
@@ -114,6 +116,11 @@ impl App {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&(station.to_owned(), evse, connector));
+    }
+
+    /// A counted handle on this app (for background work).
+    pub fn arc(&self) -> Option<Arc<App>> {
+        self.this.get().and_then(std::sync::Weak::upgrade)
     }
 
     /// The roaming side (OCPI), once the HTTP port is known.
@@ -219,6 +226,9 @@ impl App {
         if let Some(r) = self.roaming() {
             r.session_changed(s, cdr.as_ref()).await;
         }
+        if let Some(me) = self.arc() {
+            smart::rebalance(&me);
+        }
         self.notify(json!({"type": "session_completed", "station": s.station_id, "session": s.id,
             "energy_wh": s.energy_wh.to_string(), "total_cost": cdr.as_ref().map(|c| c["total_cost"].clone()), "receipt": receipt}));
         Ok(())
@@ -256,6 +266,9 @@ impl App {
                     (self.roaming(), self.store.session(session_id).await)
                 {
                     r.session_changed(&s, None).await;
+                }
+                if let Some(me) = self.arc() {
+                    smart::rebalance(&me);
                 }
                 if let payments::Hold::Held(a) = h {
                     self.notify(json!({"type": "payment_held", "session": session_id, "amount": a.to_string()}));
@@ -337,11 +350,13 @@ pub async fn serve_until(
         events,
         server: OnceLock::new(),
         roaming: OnceLock::new(),
+        this: OnceLock::new(),
         credentials: RwLock::new(HashMap::new()),
         last_seen: std::sync::Mutex::new(HashMap::new()),
         statuses: std::sync::Mutex::new(HashMap::new()),
         payments: payments::Wallets::new(store_for_payments),
     });
+    let _ = app.this.set(Arc::downgrade(&app));
     app.reload_credentials().await.map_err(|e| e.to_string())?;
     let security = match config.security_profile {
         0 => Security::unsecured(),

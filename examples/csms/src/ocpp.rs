@@ -412,8 +412,11 @@ async fn on_call(
                             .flatten()
                     };
                     match cost {
-                        Some(c) => serde_json::from_str::<Value>(&format!("{{\"totalCost\": {}}}", c.normalize()))
-                            .unwrap_or_else(|_| json!({})),
+                        Some(c) => serde_json::from_str::<Value>(&format!(
+                            "{{\"totalCost\": {}}}",
+                            c.normalize()
+                        ))
+                        .unwrap_or_else(|_| json!({})),
                         None => json!({}),
                     }
                 }

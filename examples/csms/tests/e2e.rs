@@ -641,7 +641,10 @@ fn crash_and_restart(name: &str, db: Option<&str>) {
         json!({"triggerReason": "StopAuthorized", "transactionInfo": {"transactionId": "T-CRASH", "stoppedReason": "Local"}}))))
         .unwrap();
     // the final cost comes back in the answer (OCPP 2.0.1 I05): 5 kWh × 0.30 × 1.2 + 1.00
-    assert_eq!(answer.total_cost.map(|c| c.to_string()), Some("2.8".to_owned()));
+    assert_eq!(
+        answer.total_cost.map(|c| c.to_string()),
+        Some("2.8".to_owned())
+    );
     let (_, sessions) = http(
         csms.http,
         "GET",

@@ -92,6 +92,7 @@ async fn cpo_roaming_with_an_emsp() {
         security_profile: 0,
         unknown_stations: "accept".into(),
         call_timeout: Duration::from_secs(10),
+        site_limit_w: Some(7400),
         ..Default::default()
     };
     config.time_zone = "Europe/Amsterdam".into();
@@ -206,6 +207,20 @@ async fn cpo_roaming_with_an_emsp() {
                 Ok(ocpp_types::from_str(r#"{"status":"Accepted"}"#).unwrap())
             },
         )
+        .on::<v16::action::SetChargingProfile>(
+            |ctx: Ctx<tokio::sync::mpsc::UnboundedSender<String>>,
+             req: v16::SetChargingProfileRequest| async move {
+                let limit = req
+                    .cs_charging_profiles
+                    .charging_schedule
+                    .charging_schedule_period[0]
+                    .limit;
+                let _ = ctx
+                    .state
+                    .send(format!("profile {} {limit}", req.connector_id));
+                Ok(ocpp_types::from_str(r#"{"status":"Accepted"}"#).unwrap())
+            },
+        )
         .with_state(remote_tx);
     let station = Station::start(
         ClientConfig::new(
@@ -274,6 +289,12 @@ async fn cpo_roaming_with_an_emsp() {
     .await;
     assert_eq!(start["idTagInfo"]["status"], "Accepted");
     let tx = start["transactionId"].as_i64().unwrap();
+    // Smart charging: the site limit (7400 W) goes to the one active session.
+    let profile = tokio::time::timeout(Duration::from_secs(10), remote_rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(profile, "profile 1 7400");
     let sid = format!("RS1:{tx}");
     eventually("session push", || {
         emsp_store.get_object_sync("sessions", &format!("NL/EVP/{sid}"))
