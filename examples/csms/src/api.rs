@@ -89,6 +89,10 @@ pub fn router(app: Arc<App>) -> Router {
             get(list_partners).post(register_partner),
         )
         .route("/api/ocpi/token-a", post(issue_token_a))
+        .route("/api/alerts", get(list_alerts))
+        .route("/api/alerts/{id}/clear", post(clear_alert))
+        .route("/api/uptime", get(uptime))
+        .route("/api/stations/{id}/device-model", get(device_model))
         .route("/api/ocpi/tokens", get(list_roaming_tokens))
         .route_layer(middleware::from_fn_with_state(app.clone(), require_key));
     Router::new()
@@ -345,6 +349,57 @@ fn v201_actions() -> &'static [ocpp_types::ActionInfo] {
 }
 fn v21_actions() -> &'static [ocpp_types::ActionInfo] {
     ocpp_types::v21::ACTIONS
+}
+
+#[derive(Deserialize)]
+struct AlertQuery {
+    #[serde(default)]
+    open: Option<bool>,
+    #[serde(default)]
+    limit: Option<i64>,
+}
+
+/// Alerts (faults, security events, refused connections, stations offline,
+/// failed firmware updates), newest first; `?open=true` for open ones only.
+async fn list_alerts(State(app): State<Arc<App>>, Query(q): Query<AlertQuery>) -> ApiResult {
+    let limit = q.limit.unwrap_or(200).clamp(1, 10_000);
+    Ok(Json(app.store.alerts(q.open.unwrap_or(false), limit).await?).into_response())
+}
+
+async fn clear_alert(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult {
+    if app.store.clear_alert(&id).await? {
+        app.notify(json!({"type": "alert_cleared", "id": id}));
+        Ok(Json(json!({"id": id, "cleared": true})).into_response())
+    } else {
+        Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no open alert {id}"),
+        ))
+    }
+}
+
+/// Share of time each station has been connected since the CSMS first saw it.
+async fn uptime(State(app): State<Arc<App>>) -> ApiResult {
+    let rows = app.store.uptime().await?;
+    Ok(Json(json!(rows
+        .into_iter()
+        .map(|(id, ratio, online)| json!({"station": id, "uptime": (ratio * 10_000.0).round() / 10_000.0, "online": online}))
+        .collect::<Vec<_>>()))
+    .into_response())
+}
+
+/// What a 2.x station reported with NotifyReport (after GetBaseReport).
+async fn device_model(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult {
+    if app.store.station(&id).await?.is_none() {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no station {id}"),
+        ));
+    }
+    Ok(
+        Json(json!({"station": id, "variables": app.store.device_model(&id).await?}))
+            .into_response(),
+    )
 }
 
 #[derive(Deserialize)]
@@ -668,6 +723,17 @@ async fn metrics(State(app): State<Arc<App>>) -> ApiResult {
         body.push_str(&format!(
             "csms_revenue_incl_vat{{currency=\"{currency}\"}} {}\n",
             incl.round_dp(4).normalize()
+        ));
+    }
+    let open_alerts = app.store.alerts(true, 100_000).await?.len();
+    body.push_str(&format!(
+        "# HELP csms_alerts_open Alerts not cleared.\n# TYPE csms_alerts_open gauge\ncsms_alerts_open {open_alerts}\n"
+    ));
+    body.push_str("# HELP csms_station_uptime_ratio Share of time connected since first seen.\n# TYPE csms_station_uptime_ratio gauge\n");
+    for (id, ratio, _) in app.store.uptime().await? {
+        body.push_str(&format!(
+            "csms_station_uptime_ratio{{station=\"{id}\"}} {:.4}\n",
+            ratio
         ));
     }
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response())

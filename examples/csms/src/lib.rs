@@ -432,12 +432,41 @@ pub async fn serve_until(
         loop {
             match server_events.recv().await {
                 Ok(ServerEvent::Connected { identity, version }) => {
+                    if let Err(e) = watcher.store.track_uptime(&identity, true).await {
+                        tracing::warn!("uptime: {e}");
+                    }
+                    if watcher
+                        .store
+                        .clear_alerts(&identity, "offline")
+                        .await
+                        .unwrap_or(0)
+                        > 0
+                    {
+                        watcher.notify(json!({"type": "alert_cleared", "station": identity, "kind": "offline"}));
+                    }
                     watcher.notify(json!({"type": "connected", "station": identity, "version": ocpp::version_name(version)}));
                 }
                 Ok(ServerEvent::Disconnected { identity, .. }) => {
+                    if let Err(e) = watcher.store.track_uptime(&identity, false).await {
+                        tracing::warn!("uptime: {e}");
+                    }
+                    let detail = json!({"since": store::now()});
+                    if let Ok(Some(_)) = watcher
+                        .store
+                        .raise_alert(Some(&identity), "offline", &detail)
+                        .await
+                    {
+                        watcher.notify(json!({"type": "alert", "station": identity, "kind": "offline", "detail": detail}));
+                    }
                     watcher.notify(json!({"type": "disconnected", "station": identity}))
                 }
                 Ok(ServerEvent::Refused { status, reason }) => {
+                    // refused connections (wrong password, unknown identity) are security alerts
+                    let detail = json!({"status": status, "reason": reason});
+                    let _ = watcher
+                        .store
+                        .raise_alert(None, "refused_connection", &detail)
+                        .await;
                     watcher.notify(json!({"type": "refused", "status": status, "reason": reason}));
                 }
                 Ok(_) => {}

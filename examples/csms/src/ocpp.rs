@@ -295,6 +295,22 @@ async fn on_call(
                     return Err(e);
                 }
                 location_changed(app, station);
+                // faults are alerts until the connector reports a working status
+                let faulted = status == "Faulted" || error.is_some_and(|e| e != "NoError");
+                if faulted {
+                    let detail = json!({"evse": evse, "connector": connector, "status": status, "error_code": error});
+                    if store
+                        .raise_alert(Some(station), "fault", &detail)
+                        .await?
+                        .is_some()
+                    {
+                        app.notify(json!({"type": "alert", "station": station, "kind": "fault", "detail": detail}));
+                    }
+                } else if store.clear_alerts(station, "fault").await? > 0 {
+                    app.notify(
+                        json!({"type": "alert_cleared", "station": station, "kind": "fault"}),
+                    );
+                }
             }
             app.seen(station);
             app.notify(json!({"type": "status", "station": station, "evse": evse, "connector": connector, "status": status}));
@@ -424,6 +440,97 @@ async fn on_call(
             }
         }
         "DataTransfer" => json!({"status": "UnknownVendorId"}),
+        "SecurityEventNotification" => {
+            app.seen(station);
+            let detail = json!({"type": req["type"], "tech_info": req["techInfo"], "timestamp": req["timestamp"]});
+            if store
+                .raise_alert(Some(station), "security", &detail)
+                .await?
+                .is_some()
+            {
+                app.notify(json!({"type": "alert", "station": station, "kind": "security", "detail": detail}));
+            }
+            json!({})
+        }
+        "NotifyEvent" => {
+            app.seen(station);
+            for e in req["eventData"].as_array().into_iter().flatten() {
+                if e["trigger"] == "Alerting"
+                    || e["eventNotificationType"] == "HardWiredNotification"
+                {
+                    let detail = json!({"component": e["component"]["name"], "variable": e["variable"]["name"],
+                        "value": e["actualValue"], "tech_code": e["techCode"]});
+                    store.raise_alert(Some(station), "event", &detail).await?;
+                    app.notify(json!({"type": "alert", "station": station, "kind": "event", "detail": detail}));
+                }
+            }
+            json!({})
+        }
+        "NotifyReport" => {
+            // GetBaseReport / GetReport answers: the station's device model
+            app.seen(station);
+            for d in req["reportData"].as_array().into_iter().flatten() {
+                let c = &d["component"];
+                let v = &d["variable"];
+                let component = match (
+                    c["name"].as_str(),
+                    c["instance"].as_str(),
+                    c["evse"]["id"].as_i64(),
+                ) {
+                    (Some(n), Some(i), _) => format!("{n}[{i}]"),
+                    (Some(n), None, Some(e)) => format!("{n}@evse{e}"),
+                    (Some(n), _, _) => n.to_owned(),
+                    _ => continue,
+                };
+                let variable = match (v["name"].as_str(), v["instance"].as_str()) {
+                    (Some(n), Some(i)) => format!("{n}[{i}]"),
+                    (Some(n), None) => n.to_owned(),
+                    _ => continue,
+                };
+                store
+                    .put_device_model(station, &component, &variable, d)
+                    .await?;
+            }
+            if req["tbc"] != json!(true) {
+                app.notify(json!({"type": "device_model", "station": station, "request_id": req["requestId"]}));
+            }
+            json!({})
+        }
+        "FirmwareStatusNotification" | "SignedFirmwareStatusNotification" => {
+            app.seen(station);
+            let status =
+                json!({"status": req["status"], "request_id": req["requestId"], "at": now()});
+            store
+                .put_setting(&format!("firmware_status:{station}"), &status.to_string())
+                .await?;
+            if matches!(
+                req["status"].as_str(),
+                Some(
+                    "DownloadFailed"
+                        | "InstallationFailed"
+                        | "InstallVerificationFailed"
+                        | "InvalidSignature"
+                )
+            ) {
+                store
+                    .raise_alert(Some(station), "firmware", &status)
+                    .await?;
+            }
+            app.notify(
+                json!({"type": "firmware_status", "station": station, "status": req["status"]}),
+            );
+            json!({})
+        }
+        "LogStatusNotification" | "DiagnosticsStatusNotification" => {
+            app.seen(station);
+            let status =
+                json!({"status": req["status"], "request_id": req["requestId"], "at": now()});
+            store
+                .put_setting(&format!("log_status:{station}"), &status.to_string())
+                .await?;
+            app.notify(json!({"type": "log_status", "station": station, "status": req["status"]}));
+            json!({})
+        }
         _ => {
             app.seen(station);
             json!({})

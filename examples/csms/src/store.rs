@@ -98,6 +98,12 @@ const MIGRATIONS: &[(i64, &str)] = &[
         "CREATE TABLE IF NOT EXISTS ocpi_parties (id TEXT PRIMARY KEY, token TEXT NOT NULL, token_a BIGINT NOT NULL, registration TEXT, updated_at TEXT NOT NULL);
     CREATE TABLE IF NOT EXISTS ocpi_objects (module TEXT NOT NULL, object_key TEXT NOT NULL, body TEXT NOT NULL, updated_at TEXT NOT NULL, PRIMARY KEY (module, object_key))",
     ),
+    (
+        5,
+        "CREATE TABLE IF NOT EXISTS alerts (id TEXT PRIMARY KEY, station_id TEXT, kind TEXT NOT NULL, detail TEXT NOT NULL, raised_at TEXT NOT NULL, cleared_at TEXT);
+    CREATE TABLE IF NOT EXISTS station_uptime (station_id TEXT PRIMARY KEY, tracked_since TEXT NOT NULL, online_since TEXT, online_ms BIGINT NOT NULL);
+    CREATE TABLE IF NOT EXISTS device_model (station_id TEXT NOT NULL, component TEXT NOT NULL, variable TEXT NOT NULL, body TEXT NOT NULL, updated_at TEXT NOT NULL, PRIMARY KEY (station_id, component, variable))",
+    ),
 ];
 
 /// The store handle. Cheap to clone.
@@ -501,6 +507,174 @@ impl Store {
         rows.iter()
             .map(|r| Ok((r.try_get::<String, _>(1)?, json_col(r, "ocpi object")?)))
             .collect()
+    }
+
+    /// Raises an alert unless the same kind is already open for the
+    /// station (a repeated fault is one alert); returns its id when new.
+    pub async fn raise_alert(
+        &self,
+        station: Option<&str>,
+        kind: &str,
+        detail: &Value,
+    ) -> Result<Option<String>> {
+        let open = sqlx::query(
+            "SELECT id FROM alerts WHERE kind = $1 AND station_id = $2 AND cleared_at IS NULL",
+        )
+        .bind(kind)
+        .bind(station.unwrap_or(""))
+        .fetch_optional(&self.pool)
+        .await?;
+        if open.is_some() {
+            return Ok(None);
+        }
+        let id = random_hex(8);
+        sqlx::query("INSERT INTO alerts (id, station_id, kind, detail, raised_at) VALUES ($1, $2, $3, $4, $5)")
+            .bind(&id)
+            .bind(station.unwrap_or(""))
+            .bind(kind)
+            .bind(detail.to_string())
+            .bind(now())
+            .execute(&self.pool)
+            .await?;
+        Ok(Some(id))
+    }
+
+    /// Clears open alerts of a kind at a station; the number cleared.
+    pub async fn clear_alerts(&self, station: &str, kind: &str) -> Result<u64> {
+        Ok(sqlx::query("UPDATE alerts SET cleared_at = $1 WHERE station_id = $2 AND kind = $3 AND cleared_at IS NULL")
+            .bind(now())
+            .bind(station)
+            .bind(kind)
+            .execute(&self.pool)
+            .await?
+            .rows_affected())
+    }
+
+    /// Clears one alert by id; false if there is no open alert with it.
+    pub async fn clear_alert(&self, id: &str) -> Result<bool> {
+        Ok(
+            sqlx::query("UPDATE alerts SET cleared_at = $1 WHERE id = $2 AND cleared_at IS NULL")
+                .bind(now())
+                .bind(id)
+                .execute(&self.pool)
+                .await?
+                .rows_affected()
+                == 1,
+        )
+    }
+
+    /// Alerts, newest first; only open ones with `open_only`.
+    pub async fn alerts(&self, open_only: bool, limit: i64) -> Result<Vec<Value>> {
+        let sql = if open_only {
+            "SELECT id, station_id, kind, detail, raised_at, cleared_at FROM alerts WHERE cleared_at IS NULL ORDER BY raised_at DESC LIMIT $1"
+        } else {
+            "SELECT id, station_id, kind, detail, raised_at, cleared_at FROM alerts ORDER BY raised_at DESC LIMIT $1"
+        };
+        let rows = sqlx::query(sql).bind(limit).fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|r| {
+                let detail: String = r.try_get(3)?;
+                Ok(json!({"id": r.try_get::<String, _>(0)?, "station": r.try_get::<String, _>(1)?,
+                    "kind": r.try_get::<String, _>(2)?, "detail": serde_json::from_str::<Value>(&detail).unwrap_or(Value::Null),
+                    "raised_at": r.try_get::<String, _>(4)?, "cleared_at": r.try_get::<Option<String>, _>(5)?}))
+            })
+            .collect()
+    }
+
+    /// A station connected (`online`) or went away: keeps its uptime.
+    pub async fn track_uptime(&self, station: &str, online: bool) -> Result<()> {
+        let t = now();
+        sqlx::query("INSERT INTO station_uptime (station_id, tracked_since, online_since, online_ms) VALUES ($1, $2, NULL, 0) ON CONFLICT (station_id) DO NOTHING")
+            .bind(station)
+            .bind(&t)
+            .execute(&self.pool)
+            .await?;
+        let row =
+            sqlx::query("SELECT online_since, online_ms FROM station_uptime WHERE station_id = $1")
+                .bind(station)
+                .fetch_one(&self.pool)
+                .await?;
+        let since: Option<String> = row.try_get(0)?;
+        let mut ms: i64 = row.try_get(1)?;
+        if let Some(s) = since
+            .as_deref()
+            .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
+        {
+            ms += (chrono::Utc::now() - s.with_timezone(&chrono::Utc))
+                .num_milliseconds()
+                .max(0);
+        }
+        sqlx::query(
+            "UPDATE station_uptime SET online_since = $1, online_ms = $2 WHERE station_id = $3",
+        )
+        .bind(online.then_some(t))
+        .bind(ms)
+        .bind(station)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Uptime per station: (station, ratio online since tracking began, online now).
+    pub async fn uptime(&self) -> Result<Vec<(String, f64, bool)>> {
+        let rows = sqlx::query("SELECT station_id, tracked_since, online_since, online_ms FROM station_uptime ORDER BY station_id")
+            .fetch_all(&self.pool)
+            .await?;
+        let now = chrono::Utc::now();
+        let parse = |s: &str| {
+            chrono::DateTime::parse_from_rfc3339(s)
+                .ok()
+                .map(|t| t.with_timezone(&chrono::Utc))
+        };
+        rows.iter()
+            .map(|r| {
+                let id: String = r.try_get(0)?;
+                let tracked: String = r.try_get(1)?;
+                let since: Option<String> = r.try_get(2)?;
+                let mut ms: i64 = r.try_get(3)?;
+                if let Some(s) = since.as_deref().and_then(parse) {
+                    ms += (now - s).num_milliseconds().max(0);
+                }
+                let total = parse(&tracked)
+                    .map(|t| (now - t).num_milliseconds())
+                    .unwrap_or(0)
+                    .max(1);
+                Ok((id, (ms as f64 / total as f64).min(1.0), since.is_some()))
+            })
+            .collect()
+    }
+
+    /// Stores variables a station reported (NotifyReport, 2.x) as its device model.
+    pub async fn put_device_model(
+        &self,
+        station: &str,
+        component: &str,
+        variable: &str,
+        body: &Value,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO device_model (station_id, component, variable, body, updated_at) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (station_id, component, variable) DO UPDATE SET body = $4, updated_at = $5",
+        )
+        .bind(station)
+        .bind(component)
+        .bind(variable)
+        .bind(body.to_string())
+        .bind(now())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// A station's device model.
+    pub async fn device_model(&self, station: &str) -> Result<Vec<Value>> {
+        let rows = sqlx::query(
+            "SELECT body FROM device_model WHERE station_id = $1 ORDER BY component, variable",
+        )
+        .bind(station)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| json_col(r, "device model")).collect()
     }
 
     /// Sets a setting if it is not set yet; returns the value in force.

@@ -7,7 +7,10 @@
 //! the eMSP authorizing a driver, a token with whitelist NEVER authorized in
 //! real time, the session pushed at start and end, the priced CDR POSTed,
 //! and START_SESSION mapped to RemoteStartTransaction with the
-//! CommandResult delivered to the eMSP's response_url.
+//! CommandResult delivered to the eMSP's response_url; the site limit
+//! shared by active sessions (smart charging).
+//!
+//! Also monitoring with a 2.0.1 station: alerts, uptime, device model.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -372,5 +375,187 @@ async fn cpo_roaming_with_an_emsp() {
     station.shutdown().await;
     let _ = stop_tx.send(());
     csms_task.await.unwrap().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Monitoring with a 2.0.1 station: a fault and a security event become
+/// alerts (the fault clears when the connector works again), NotifyReport
+/// is stored as the device model, uptime is tracked, a disconnect raises an
+/// `offline` alert that the reconnect clears; `/metrics` reports them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn monitoring_alerts_uptime_device_model() {
+    let dir = std::env::temp_dir().join(format!("csms-monitoring-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let config = csms::config::Config {
+        bind: std::net::IpAddr::from([127, 0, 0, 1]),
+        ocpp_port: 0,
+        http_port: 0,
+        data_dir: dir.clone(),
+        api_key: Some(KEY.into()),
+        security_profile: 0,
+        unknown_stations: "accept".into(),
+        ..Default::default()
+    };
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(csms::serve_until(
+        config,
+        async {
+            let _ = stop_rx.await;
+        },
+        Some(ready_tx),
+        false,
+    ));
+    let started = ready_rx.await.unwrap();
+    let http = started.http_port;
+    let connect = || {
+        Station::start(
+            ClientConfig::new(
+                format!("ws://127.0.0.1:{}/ocpp/", started.ocpp_port),
+                "MON1",
+                ProtocolVersion::V201,
+            ),
+            Router::station_v201().with_state(()),
+            r#"{"reason":"PowerUp","chargingStation":{"model":"M","vendorName":"V"}}"#,
+            Queue::default(),
+        )
+    };
+    let station = connect();
+    station.wait_ready(Duration::from_secs(20)).await.unwrap();
+    let call = |action: &'static str, payload: Value| {
+        let peer = station.peer().unwrap();
+        async move { peer.call_raw(action, payload.to_string()).await.unwrap() }
+    };
+    let ts = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    call(
+        "StatusNotification",
+        json!({"timestamp": ts, "connectorStatus": "Faulted", "evseId": 1, "connectorId": 1}),
+    )
+    .await;
+    call(
+        "StatusNotification",
+        json!({"timestamp": ts, "connectorStatus": "Faulted", "evseId": 1, "connectorId": 1}),
+    )
+    .await;
+    call(
+        "SecurityEventNotification",
+        json!({"type": "TamperDetectionActivated", "timestamp": ts, "techInfo": "lid open"}),
+    )
+    .await;
+    call("NotifyReport", json!({"requestId": 7, "generatedAt": ts, "seqNo": 0, "reportData": [
+        {"component": {"name": "OCPPCommCtrlr"}, "variable": {"name": "HeartbeatInterval"},
+         "variableAttribute": [{"type": "Actual", "value": "300", "mutability": "ReadWrite"}]},
+        {"component": {"name": "EVSE", "evse": {"id": 1}}, "variable": {"name": "Power"},
+         "variableAttribute": [{"type": "MaxSet", "value": "22000"}], "variableCharacteristics": {"unit": "W", "dataType": "decimal", "supportsMonitoring": true}}]})).await;
+    let (_, alerts) = api(http, "GET", "/api/alerts?open=true", None).await;
+    let kinds: Vec<&str> = alerts
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "fault").count(),
+        1,
+        "a repeated fault is one alert: {alerts}"
+    );
+    assert!(kinds.contains(&"security"), "{alerts}");
+    call(
+        "StatusNotification",
+        json!({"timestamp": ts, "connectorStatus": "Available", "evseId": 1, "connectorId": 1}),
+    )
+    .await;
+    let (_, alerts) = api(http, "GET", "/api/alerts?open=true", None).await;
+    assert!(
+        !alerts
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["kind"] == "fault"),
+        "fault cleared: {alerts}"
+    );
+    let security = alerts
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["kind"] == "security")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        api(http, "POST", &format!("/api/alerts/{security}/clear"), None)
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        api(http, "POST", &format!("/api/alerts/{security}/clear"), None)
+            .await
+            .0,
+        404
+    );
+    let (s, model) = api(http, "GET", "/api/stations/MON1/device-model", None).await;
+    assert_eq!(s, 200);
+    assert_eq!(model["variables"].as_array().unwrap().len(), 2, "{model}");
+    assert_eq!(
+        api(http, "GET", "/api/stations/NOPE/device-model", None)
+            .await
+            .0,
+        404
+    );
+    let (_, up) = api(http, "GET", "/api/uptime", None).await;
+    assert_eq!(up[0]["station"], "MON1");
+    assert_eq!(up[0]["online"], true);
+    // Offline while disconnected, cleared on reconnect.
+    station.shutdown().await;
+    let mut offline = false;
+    for _ in 0..100 {
+        let (_, alerts) = api(http, "GET", "/api/alerts?open=true", None).await;
+        if alerts
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["kind"] == "offline" && a["station"] == "MON1")
+        {
+            offline = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(offline, "offline alert raised");
+    let (_, up) = api(http, "GET", "/api/uptime", None).await;
+    assert_eq!(up[0]["online"], false);
+    let again = connect();
+    again.wait_ready(Duration::from_secs(20)).await.unwrap();
+    let mut cleared = false;
+    for _ in 0..100 {
+        let (_, alerts) = api(http, "GET", "/api/alerts?open=true", None).await;
+        if !alerts
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["kind"] == "offline")
+        {
+            cleared = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(cleared, "offline alert cleared on reconnect");
+    let m = reqwest::get(format!("http://127.0.0.1:{http}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(m.contains("csms_alerts_open 0"), "{m}");
+    assert!(
+        m.contains("csms_station_uptime_ratio{station=\"MON1\"}"),
+        "{m}"
+    );
+    again.shutdown().await;
+    let _ = stop_tx.send(());
+    task.await.unwrap().unwrap();
     let _ = std::fs::remove_dir_all(&dir);
 }
