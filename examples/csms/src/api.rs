@@ -36,7 +36,7 @@ pub const OPENAPI: &str = include_str!("openapi.json");
 pub struct ApiError(pub StatusCode, pub Value);
 
 impl ApiError {
-    fn new(status: StatusCode, reason: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, reason: impl Into<String>) -> Self {
         ApiError(status, json!({"error": reason.into()}))
     }
 }
@@ -57,10 +57,10 @@ impl From<crate::store::StoreError> for ApiError {
     }
 }
 
-type ApiResult = Result<Response, ApiError>;
+pub(crate) type ApiResult = Result<Response, ApiError>;
 
 /// Parses a JSON body into `T`, with the reason on failure (400).
-fn body<T: DeserializeOwned>(bytes: &Bytes) -> Result<T, ApiError> {
+pub(crate) fn body<T: DeserializeOwned>(bytes: &Bytes) -> Result<T, ApiError> {
     serde_json::from_slice(bytes)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}")))
 }
@@ -89,6 +89,27 @@ pub fn router(app: Arc<App>) -> Router {
             get(list_partners).post(register_partner),
         )
         .route("/api/ocpi/token-a", post(issue_token_a))
+        .route(
+            "/api/firmware/{name}",
+            axum::routing::put(crate::ops::put_firmware)
+                .layer(axum::extract::DefaultBodyLimit::max(crate::ops::MAX_FILE)),
+        )
+        .route(
+            "/api/firmware-campaigns",
+            get(crate::ops::list_campaigns).post(crate::ops::start_campaign),
+        )
+        .route(
+            "/api/firmware-campaigns/{id}",
+            get(crate::ops::get_campaign),
+        )
+        .route(
+            "/api/stations/{id}/logs",
+            get(crate::ops::list_logs).post(crate::ops::request_logs),
+        )
+        .route(
+            "/api/stations/{id}/local-list",
+            axum::routing::put(crate::ops::put_local_list),
+        )
         .route("/api/alerts", get(list_alerts))
         .route("/api/alerts/{id}/clear", post(clear_alert))
         .route("/api/uptime", get(uptime))
@@ -106,6 +127,13 @@ pub fn router(app: Arc<App>) -> Router {
             get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }),
         )
         .route("/metrics", get(metrics))
+        .route("/firmware/{name}", get(crate::ops::get_firmware))
+        .route(
+            "/upload/{station}/{token}/{filename}",
+            axum::routing::put(crate::ops::upload)
+                .post(crate::ops::upload)
+                .layer(axum::extract::DefaultBodyLimit::max(crate::ops::MAX_FILE)),
+        )
         .route("/", get(|| async { Html(crate::dashboard::PAGE) }))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such resource") })
         .with_state(app)

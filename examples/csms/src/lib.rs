@@ -18,6 +18,7 @@ pub mod config;
 pub mod dashboard;
 pub mod demo;
 pub mod ocpp;
+pub mod ops;
 pub mod payments;
 pub mod roaming;
 pub mod smart;
@@ -51,6 +52,7 @@ pub struct App {
     server: OnceLock<Server>,
     roaming: OnceLock<Arc<roaming::Roaming>>,
     this: OnceLock<std::sync::Weak<App>>,
+    public: OnceLock<String>,
     credentials: RwLock<HashMap<String, Option<String>>>,
     /// Last message time per station, flushed to the store every few
     /// seconds: a Heartbeat needs no durable write of its own.
@@ -116,6 +118,14 @@ impl App {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&(station.to_owned(), evse, connector));
+    }
+
+    /// The public base URL of the HTTP port (firmware downloads, uploads).
+    pub fn public_base(&self) -> String {
+        self.public
+            .get()
+            .cloned()
+            .unwrap_or_else(|| format!("http://127.0.0.1:{}", self.config.http_port))
     }
 
     /// A counted handle on this app (for background work).
@@ -351,6 +361,7 @@ pub async fn serve_until(
         server: OnceLock::new(),
         roaming: OnceLock::new(),
         this: OnceLock::new(),
+        public: OnceLock::new(),
         credentials: RwLock::new(HashMap::new()),
         last_seen: std::sync::Mutex::new(HashMap::new()),
         statuses: std::sync::Mutex::new(HashMap::new()),
@@ -489,6 +500,7 @@ pub async fn serve_until(
         .public_url
         .clone()
         .unwrap_or_else(|| format!("http://127.0.0.1:{http_port}"));
+    let _ = app.public.set(public.trim_end_matches('/').to_owned());
     let roaming = roaming::Roaming::new(
         Arc::downgrade(&app),
         app.store.clone(),

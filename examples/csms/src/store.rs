@@ -390,6 +390,21 @@ impl Store {
             .transpose()?)
     }
 
+    /// Settings whose key starts with `prefix`, in key order.
+    pub async fn settings_with_prefix(&self, prefix: &str) -> Result<Vec<(String, String)>> {
+        let rows = sqlx::query("SELECT key, value FROM settings WHERE key LIKE $1 ORDER BY key")
+            .bind(format!("{prefix}%"))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get::<String, _>(0)?, r.try_get::<String, _>(1)?)))
+            // LIKE treats `_` as a wildcard: keep exact prefixes only
+            .filter(|r: &Result<(String, String)>| {
+                r.as_ref().map_or(true, |(k, _)| k.starts_with(prefix))
+            })
+            .collect()
+    }
+
     /// Sets a setting.
     pub async fn put_setting(&self, key: &str, value: &str) -> Result<()> {
         sqlx::query(

@@ -415,7 +415,27 @@ async fn monitoring_alerts_uptime_device_model() {
                 "MON1",
                 ProtocolVersion::V201,
             ),
-            Router::station_v201().with_state(()),
+            Router::station_v201()
+                .on::<ocpp_types::v201::action::UpdateFirmware>(
+                    |_: Ctx<()>, _: ocpp_types::v201::UpdateFirmwareRequest| async move {
+                        Ok(ocpp_types::from_str(r#"{"status":"Accepted"}"#).unwrap())
+                    },
+                )
+                .on::<ocpp_types::v201::action::GetLog>(
+                    |_: Ctx<()>, _: ocpp_types::v201::GetLogRequest| async move {
+                        Ok(
+                            ocpp_types::from_str(r#"{"status":"Accepted","filename":"diag.log"}"#)
+                                .unwrap(),
+                        )
+                    },
+                )
+                .on::<ocpp_types::v201::action::SendLocalList>(
+                    |_: Ctx<()>, req: ocpp_types::v201::SendLocalListRequest| async move {
+                        assert_eq!(req.local_authorization_list.map(|l| l.len()), Some(1));
+                        Ok(ocpp_types::from_str(r#"{"status":"Accepted"}"#).unwrap())
+                    },
+                )
+                .with_state(()),
             r#"{"reason":"PowerUp","chargingStation":{"model":"M","vendorName":"V"}}"#,
             Queue::default(),
         )
@@ -507,6 +527,114 @@ async fn monitoring_alerts_uptime_device_model() {
     let (_, up) = api(http, "GET", "/api/uptime", None).await;
     assert_eq!(up[0]["station"], "MON1");
     assert_eq!(up[0]["online"], true);
+
+    // Firmware campaign: the image is served by the CSMS, UpdateFirmware
+    // goes out, the station's status is tracked.
+    let put = reqwest::Client::new()
+        .put(format!("http://127.0.0.1:{http}/api/firmware/fw-2.0.bin"))
+        .header("Authorization", format!("Bearer {KEY}"))
+        .body(vec![7u8; 100_000])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status().as_u16(), 201);
+    let image = reqwest::get(format!("http://127.0.0.1:{http}/firmware/fw-2.0.bin"))
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(image.len(), 100_000);
+    assert_eq!(
+        reqwest::get(format!("http://127.0.0.1:{http}/firmware/..%2Fcsms.db"))
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        404
+    );
+    let (s, campaign) = api(
+        http,
+        "POST",
+        "/api/firmware-campaigns",
+        Some(json!({"firmware": "fw-2.0.bin"})),
+    )
+    .await;
+    assert_eq!(s, 201, "{campaign}");
+    assert_eq!(campaign["stations"][0]["requested"], true, "{campaign}");
+    let cid = campaign["id"].as_i64().unwrap();
+    call(
+        "FirmwareStatusNotification",
+        json!({"status": "Installed", "requestId": cid}),
+    )
+    .await;
+    let (_, c) = api(http, "GET", &format!("/api/firmware-campaigns/{cid}"), None).await;
+    assert_eq!(c["stations"][0]["status"], "Installed", "{c}");
+    assert_eq!(
+        api(
+            http,
+            "POST",
+            "/api/firmware-campaigns",
+            Some(json!({"firmware": "missing.bin"}))
+        )
+        .await
+        .0,
+        400
+    );
+
+    // Logs: GetLog points at our upload URL; the upload is stored.
+    let (s, logs) = api(http, "POST", "/api/stations/MON1/logs", None).await;
+    assert_eq!(s, 200, "{logs}");
+    let url = logs["upload_url"].as_str().unwrap().to_string();
+    let up_resp = reqwest::Client::new()
+        .put(format!("{url}/diag.log"))
+        .body("log line\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(up_resp.status().as_u16(), 201);
+    let forged = reqwest::Client::new()
+        .put(format!(
+            "http://127.0.0.1:{http}/upload/MON1/wrong/diag.log"
+        ))
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status().as_u16(), 403);
+    call(
+        "LogStatusNotification",
+        json!({"status": "Uploaded", "requestId": 1}),
+    )
+    .await;
+    let (_, logs) = api(http, "GET", "/api/stations/MON1/logs", None).await;
+    assert_eq!(logs["files"][0]["file"], "diag.log", "{logs}");
+    assert_eq!(logs["status"]["status"], "Uploaded");
+
+    // Local authorization list from the registry's Accepted tokens.
+    assert_eq!(
+        api(
+            http,
+            "POST",
+            "/api/tokens",
+            Some(json!({"id_token": "LOCAL1"}))
+        )
+        .await
+        .0,
+        201
+    );
+    let (s, ll) = api(http, "PUT", "/api/stations/MON1/local-list", None).await;
+    assert_eq!(s, 200, "{ll}");
+    assert_eq!(
+        (ll["list_version"].as_i64(), ll["answer"]["status"].as_str()),
+        (Some(1), Some("Accepted"))
+    );
+    assert_eq!(
+        api(http, "PUT", "/api/stations/NOPE/local-list", None)
+            .await
+            .0,
+        404
+    );
     // Offline while disconnected, cleared on reconnect.
     station.shutdown().await;
     let mut offline = false;
