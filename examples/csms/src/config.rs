@@ -33,8 +33,8 @@ pub struct Args {
     /// Operator API key (Authorization: Bearer KEY); generated and stored at first start if unset.
     #[arg(long, env = "CSMS_API_KEY", hide_env_values = true)]
     api_key: Option<String>,
-    /// OCPP security profile: 0 (no authentication; for labs) or 1 (HTTP Basic auth with each station's password).
-    #[arg(long, env = "CSMS_SECURITY_PROFILE", value_parser = clap::value_parser!(u8).range(0..=1))]
+    /// OCPP security profile: 0 (no authentication; for labs), 1 (HTTP Basic auth with each station's password), 2 (TLS + Basic auth; needs --tls-cert/--tls-key) or 3 (TLS with station client certificates whose CN is the identity; also --tls-client-ca).
+    #[arg(long, env = "CSMS_SECURITY_PROFILE", value_parser = clap::value_parser!(u8).range(0..=3))]
     security_profile: Option<u8>,
     /// Boot answer for identities not in the registry (profile 0 only lets them connect): reject, pending or accept (registers them).
     #[arg(long, env = "CSMS_UNKNOWN_STATIONS", value_parser = ["reject", "pending", "accept"])]
@@ -63,6 +63,15 @@ pub struct Args {
     /// Site power limit in W, split evenly over the active sessions with SetChargingProfile whenever a session starts or ends (off when unset).
     #[arg(long, env = "CSMS_SITE_LIMIT_W")]
     site_limit_w: Option<u32>,
+    /// TLS certificate chain (PEM) for security profiles 2 and 3.
+    #[arg(long, env = "CSMS_TLS_CERT")]
+    tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM) for security profiles 2 and 3.
+    #[arg(long, env = "CSMS_TLS_KEY")]
+    tls_key: Option<PathBuf>,
+    /// CA certificates (PEM) that sign stations' client certificates (profile 3).
+    #[arg(long, env = "CSMS_TLS_CLIENT_CA")]
+    tls_client_ca: Option<PathBuf>,
 }
 
 /// The same settings, from the TOML file.
@@ -85,6 +94,9 @@ struct File {
     ocpi_party_id: Option<String>,
     public_url: Option<String>,
     site_limit_w: Option<u32>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    tls_client_ca: Option<PathBuf>,
 }
 
 /// Configuration in force.
@@ -102,7 +114,7 @@ pub struct Config {
     pub database_url: Option<String>,
     /// Explicit API key.
     pub api_key: Option<String>,
-    /// 0 or 1.
+    /// 0, 1, 2 or 3.
     pub security_profile: u8,
     /// reject, pending or accept.
     pub unknown_stations: String,
@@ -122,6 +134,12 @@ pub struct Config {
     pub public_url: Option<String>,
     /// Site limit, W, shared by the active sessions (smart charging).
     pub site_limit_w: Option<u32>,
+    /// TLS certificate chain (profiles 2, 3).
+    pub tls_cert: Option<PathBuf>,
+    /// TLS key (profiles 2, 3).
+    pub tls_key: Option<PathBuf>,
+    /// Client CA (profile 3).
+    pub tls_client_ca: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -143,6 +161,9 @@ impl Default for Config {
             ocpi_party_id: "EVP".into(),
             public_url: None,
             site_limit_w: None,
+            tls_cert: None,
+            tls_key: None,
+            tls_client_ca: None,
         }
     }
 }
@@ -229,7 +250,16 @@ impl Config {
                 .unwrap_or(d.ocpi_party_id),
             public_url: args.public_url.clone().or(file.public_url),
             site_limit_w: args.site_limit_w.or(file.site_limit_w),
+            tls_cert: args.tls_cert.clone().or(file.tls_cert),
+            tls_key: args.tls_key.clone().or(file.tls_key),
+            tls_client_ca: args.tls_client_ca.clone().or(file.tls_client_ca),
         };
+        if c.security_profile >= 2 && (c.tls_cert.is_none() || c.tls_key.is_none()) {
+            return Err("security_profile 2 and 3 need tls_cert and tls_key".into());
+        }
+        if c.security_profile == 3 && c.tls_client_ca.is_none() {
+            return Err("security_profile 3 needs tls_client_ca".into());
+        }
         if c.site_limit_w == Some(0) {
             return Err("site_limit_w: positive".into());
         }
@@ -249,8 +279,8 @@ impl Config {
         if c.time_zone.parse::<chrono_tz::Tz>().is_err() {
             return Err(format!("time_zone: {} is not an IANA zone", c.time_zone));
         }
-        if c.security_profile > 1 {
-            return Err("security_profile: 0 or 1".into());
+        if c.security_profile > 3 {
+            return Err("security_profile: 0, 1, 2 or 3".into());
         }
         if !["reject", "pending", "accept"].contains(&c.unknown_stations.as_str()) {
             return Err("unknown_stations: reject, pending or accept".into());
@@ -286,6 +316,8 @@ impl Config {
             "time_zone": self.time_zone, "hold_amount": self.hold_amount.to_string(),
             "ocpi_country_code": self.ocpi_country_code, "ocpi_party_id": self.ocpi_party_id,
             "public_url": self.public_url, "site_limit_w": self.site_limit_w,
+            "tls_cert": self.tls_cert.as_ref().map(|p| p.display().to_string()),
+            "tls_client_ca": self.tls_client_ca.as_ref().map(|p| p.display().to_string()),
         })
     }
 }

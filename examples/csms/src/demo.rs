@@ -310,6 +310,9 @@ pub async fn run(json_output: bool) -> Result<(Value, bool), String> {
         ocpi_party_id: "EVP".into(),
         public_url: None,
         site_limit_w: None,
+        tls_cert: None,
+        tls_key: None,
+        tls_client_ca: None,
     };
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();

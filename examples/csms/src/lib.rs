@@ -290,6 +290,52 @@ impl App {
     }
 }
 
+/// The TLS server configuration of security profiles 2 and 3 from the
+/// PEM files of the configuration (client certificates required for 3).
+fn tls_config(config: &Config) -> Result<Arc<rustls::ServerConfig>, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let (Some(cert), Some(key)) = (&config.tls_cert, &config.tls_key) else {
+        return Err("security profiles 2 and 3 need tls_cert and tls_key".into());
+    };
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .and_then(Iterator::collect)
+        .map_err(|e| format!("tls_cert {}: {e}", cert.display()))?;
+    if chain.is_empty() {
+        return Err(format!("tls_cert {}: no certificate", cert.display()));
+    }
+    let key =
+        PrivateKeyDer::from_pem_file(key).map_err(|e| format!("tls_key {}: {e}", key.display()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?;
+    let builder = if config.security_profile == 3 {
+        let Some(ca) = &config.tls_client_ca else {
+            return Err("security profile 3 needs tls_client_ca".into());
+        };
+        let mut roots = rustls::RootCertStore::empty();
+        for c in CertificateDer::pem_file_iter(ca)
+            .map_err(|e| format!("tls_client_ca {}: {e}", ca.display()))?
+        {
+            roots
+                .add(c.map_err(|e| format!("tls_client_ca {}: {e}", ca.display()))?)
+                .map_err(|e| format!("tls_client_ca {}: {e}", ca.display()))?;
+        }
+        let verifier =
+            rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                .build()
+                .map_err(|e| format!("tls_client_ca: {e}"))?;
+        builder.with_client_cert_verifier(verifier)
+    } else {
+        builder.with_no_client_auth()
+    };
+    let tls = builder
+        .with_single_cert(chain, key)
+        .map_err(|e| format!("tls_cert/tls_key: {e}"))?;
+    Ok(Arc::new(tls))
+}
+
 fn say(v: Value) {
     println!("{v}");
 }
@@ -369,14 +415,13 @@ pub async fn serve_until(
     });
     let _ = app.this.set(Arc::downgrade(&app));
     app.reload_credentials().await.map_err(|e| e.to_string())?;
+    let check = app.clone();
+    let password = move |identity: &str, password: &[u8]| check.check_password(identity, password);
     let security = match config.security_profile {
         0 => Security::unsecured(),
-        _ => {
-            let check = app.clone();
-            Security::basic_auth(move |identity: &str, password: &[u8]| {
-                check.check_password(identity, password)
-            })
-        }
+        1 => Security::basic_auth(password),
+        2 => Security::tls_basic_auth(tls_config(&config)?, password),
+        _ => Security::mutual_tls(tls_config(&config)?),
     };
     let (r16, r201, r21) = ocpp::routes(&app);
     let server =

@@ -67,6 +67,7 @@ pub fn routes(app: &Arc<App>) -> (Routes, Routes, Routes) {
                     SecurityEventNotification,
                     NotifyEvent,
                     NotifyReport,
+                    ReservationStatusUpdate,
                     DataTransfer
                 ]
             )
@@ -519,6 +520,18 @@ async fn on_call(
             app.notify(
                 json!({"type": "firmware_status", "station": station, "status": req["status"]}),
             );
+            json!({})
+        }
+        "ReservationStatusUpdate" => {
+            app.seen(station);
+            let status = json!({"reservation_id": req["reservationId"], "status": req["reservationUpdateStatus"], "at": now()});
+            store
+                .put_setting(
+                    &format!("reservation_status:{}", req["reservationId"]),
+                    &status.to_string(),
+                )
+                .await?;
+            app.notify(json!({"type": "reservation", "station": station, "status": status}));
             json!({})
         }
         "LogStatusNotification" | "DiagnosticsStatusNotification" => {

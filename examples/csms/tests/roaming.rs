@@ -687,3 +687,117 @@ async fn monitoring_alerts_uptime_device_model() {
     task.await.unwrap().unwrap();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Security profiles 2 (TLS + Basic auth) and 3 (TLS client certificates,
+/// CN = identity) from PEM files in the configuration.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn security_profiles_2_and_3() {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    let dir = std::env::temp_dir().join(format!("csms-tls-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "csms test CA");
+    let ca_key = KeyPair::generate().unwrap();
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let leaf = |sans: Vec<String>, cn: &str| {
+        let mut p = CertificateParams::new(sans).unwrap();
+        p.distinguished_name.push(DnType::CommonName, cn);
+        let k = KeyPair::generate().unwrap();
+        let c = p.signed_by(&k, &issuer).unwrap();
+        (c, k)
+    };
+    let (server_cert, server_key) = leaf(vec!["localhost".into()], "localhost");
+    std::fs::write(dir.join("server.pem"), server_cert.pem() + &ca.pem()).unwrap();
+    std::fs::write(dir.join("server.key"), server_key.serialize_pem()).unwrap();
+    std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.der().clone()).unwrap();
+    let client_tls = |cn: Option<&str>| {
+        let b = rustls::ClientConfig::builder().with_root_certificates(roots.clone());
+        Arc::new(match cn {
+            Some(cn) => {
+                let (c, k) = leaf(Vec::new(), cn);
+                let key = rustls::pki_types::PrivateKeyDer::Pkcs8(k.serialize_der().into());
+                b.with_client_auth_cert(vec![c.der().clone(), ca.der().clone()], key)
+                    .unwrap()
+            }
+            None => b.with_no_client_auth(),
+        })
+    };
+    for profile in [2u8, 3] {
+        let config = csms::config::Config {
+            bind: std::net::IpAddr::from([127, 0, 0, 1]),
+            ocpp_port: 0,
+            http_port: 0,
+            data_dir: dir.join(format!("p{profile}")),
+            api_key: Some(KEY.into()),
+            security_profile: profile,
+            unknown_stations: "reject".into(),
+            tls_cert: Some(dir.join("server.pem")),
+            tls_key: Some(dir.join("server.key")),
+            tls_client_ca: (profile == 3).then(|| dir.join("ca.pem")),
+            ..Default::default()
+        };
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(csms::serve_until(
+            config,
+            async {
+                let _ = stop_rx.await;
+            },
+            Some(ready_tx),
+            false,
+        ));
+        let started = ready_rx.await.unwrap();
+        let body = if profile == 2 {
+            json!({"password": "tls-station-password-1"})
+        } else {
+            json!({})
+        };
+        assert_eq!(
+            api(started.http_port, "PUT", "/api/stations/TLS1", Some(body))
+                .await
+                .0,
+            201
+        );
+        let url = format!("wss://localhost:{}/ocpp/", started.ocpp_port);
+        let station = |cn: Option<&str>, password: Option<&str>| {
+            let mut c = ClientConfig::new(url.clone(), "TLS1", ProtocolVersion::V201)
+                .with_tls(client_tls(cn));
+            if let Some(p) = password {
+                c = c.with_password(p.as_bytes());
+            }
+            Station::start(
+                c,
+                Router::station_v201().with_state(()),
+                r#"{"reason":"PowerUp","chargingStation":{"model":"M","vendorName":"V"}}"#,
+                Queue::default(),
+            )
+        };
+        let (good, bad) = if profile == 2 {
+            (
+                station(None, Some("tls-station-password-1")),
+                station(None, Some("wrong-password-000000")),
+            )
+        } else {
+            (station(Some("TLS1"), None), station(Some("OTHER"), None))
+        };
+        good.wait_ready(Duration::from_secs(20))
+            .await
+            .unwrap_or_else(|e| panic!("profile {profile}: {e}"));
+        assert!(
+            bad.wait_ready(Duration::from_secs(2)).await.is_err(),
+            "profile {profile}: a forged station connected"
+        );
+        good.shutdown().await;
+        bad.shutdown().await;
+        let _ = stop_tx.send(());
+        task.await.unwrap().unwrap();
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
