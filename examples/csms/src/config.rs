@@ -369,7 +369,12 @@ mod tests {
         );
         std::fs::write(&f, "api_key = \"short\"\n").unwrap();
         assert!(Config::load(&T::parse_from(["csms", "--config", f.to_str().unwrap()]).a).is_err());
-        assert!(T::try_parse_from(["csms", "--security-profile", "3"]).is_err());
+        assert!(T::try_parse_from(["csms", "--security-profile", "4"]).is_err());
+        // profiles 2 and 3 need their PEM files
+        let p3 = T::parse_from(["csms", "--security-profile", "3", "--tls-cert", "c.pem", "--tls-key", "k.pem"]);
+        assert!(Config::load(&p3.a).unwrap_err().contains("tls_client_ca"));
+        let p2 = T::parse_from(["csms", "--security-profile", "2"]);
+        assert!(Config::load(&p2.a).unwrap_err().contains("tls_cert"));
         let _ = std::fs::remove_dir_all(dir);
     }
 
