@@ -111,6 +111,7 @@ pub fn router(app: Arc<App>) -> Router {
             axum::routing::put(crate::ops::put_local_list),
         )
         .route("/api/alerts", get(list_alerts))
+        .route("/api/stats/daily", get(daily_stats))
         .route("/api/alerts/{id}/clear", post(clear_alert))
         .route("/api/uptime", get(uptime))
         .route("/api/stations/{id}/device-model", get(device_model))
@@ -404,6 +405,37 @@ async fn clear_alert(State(app): State<Arc<App>>, Path(id): Path<String>) -> Api
             format!("no open alert {id}"),
         ))
     }
+}
+
+/// Energy and revenue per day (UTC) and currency, from the CDRs, newest first.
+async fn daily_stats(State(app): State<Arc<App>>) -> ApiResult {
+    use std::collections::BTreeMap;
+    let mut days: BTreeMap<(String, String), (u64, rust_decimal::Decimal, rust_decimal::Decimal)> =
+        BTreeMap::new();
+    for c in app.store.cdrs(100_000).await? {
+        let day = c["start_date_time"]
+            .as_str()
+            .unwrap_or_default()
+            .chars()
+            .take(10)
+            .collect::<String>();
+        let currency = c["currency"].as_str().unwrap_or("EUR").to_owned();
+        let kwh = ocpi::tariff::to_decimal(&c["total_energy"]).unwrap_or_default();
+        let incl = ocpi::tariff::to_decimal(&c["total_cost"]["incl_vat"]).unwrap_or_default();
+        let e = days.entry((day, currency)).or_default();
+        e.0 += 1;
+        e.1 += kwh;
+        e.2 += incl;
+    }
+    let out: Vec<Value> = days
+        .into_iter()
+        .rev()
+        .map(|((day, currency), (n, kwh, incl))| {
+            json!({"day": day, "currency": currency, "sessions": n,
+                "energy_kwh": kwh.round_dp(3).normalize().to_string(), "revenue_incl_vat": incl.round_dp(2).normalize().to_string()})
+        })
+        .collect();
+    Ok(Json(out).into_response())
 }
 
 /// Share of time each station has been connected since the CSMS first saw it.

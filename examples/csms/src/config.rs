@@ -371,7 +371,15 @@ mod tests {
         assert!(Config::load(&T::parse_from(["csms", "--config", f.to_str().unwrap()]).a).is_err());
         assert!(T::try_parse_from(["csms", "--security-profile", "4"]).is_err());
         // profiles 2 and 3 need their PEM files
-        let p3 = T::parse_from(["csms", "--security-profile", "3", "--tls-cert", "c.pem", "--tls-key", "k.pem"]);
+        let p3 = T::parse_from([
+            "csms",
+            "--security-profile",
+            "3",
+            "--tls-cert",
+            "c.pem",
+            "--tls-key",
+            "k.pem",
+        ]);
         assert!(Config::load(&p3.a).unwrap_err().contains("tls_client_ca"));
         let p2 = T::parse_from(["csms", "--security-profile", "2"]);
         assert!(Config::load(&p2.a).unwrap_err().contains("tls_cert"));

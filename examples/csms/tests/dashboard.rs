@@ -179,4 +179,16 @@ fn dashboard_shows_a_connected_station_and_a_live_session() {
         "session without its token: {dom}"
     );
     assert!(events.contains(r#""station":"DASH0""#), "{events}");
+    for section in [
+        "Alerts",
+        "Energy and revenue per day",
+        "Firmware campaigns",
+        "Uptime and roaming",
+    ] {
+        assert!(dom.contains(section), "no {section} section: {dom}");
+    }
+    assert!(
+        dom.contains("OCPI: http://"),
+        "roaming line not filled: {dom}"
+    );
 }

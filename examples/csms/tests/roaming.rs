@@ -328,6 +328,17 @@ async fn cpo_roaming_with_an_emsp() {
         "{cdr}"
     );
     assert_eq!(cdr["cdr_token"]["uid"], "ROAM1");
+    // Energy and revenue over time.
+    let (_, daily) = api(http, "GET", "/api/stats/daily", None).await;
+    assert_eq!(
+        (
+            daily[0]["sessions"].as_u64(),
+            daily[0]["energy_kwh"].as_str(),
+            daily[0]["revenue_incl_vat"].as_str()
+        ),
+        (Some(1), Some("10"), Some("4.6")),
+        "{daily}"
+    );
 
     // START_SESSION → RemoteStartTransaction → CommandResult at response_url.
     let cmd = json!({"response_url": format!("{emsp_base}/2.2.1/commands/START_SESSION/req-1"),
