@@ -108,6 +108,45 @@ fn location_changed(app: &App, station: &str) {
     }
 }
 
+/// Seconds between two CostUpdated calls for the same transaction.
+const COST_UPDATE_EVERY_S: i64 = 60;
+
+/// Sends the running cost with CostUpdated (2.0.1 I02 "Show EV Driver
+/// Running Total Cost During Charging"), at most once a minute per
+/// transaction, in the background.
+fn cost_updated(app: &App, station: &str, tx_id: &str, cost: rust_decimal::Decimal) {
+    static LAST: std::sync::OnceLock<std::sync::Mutex<std::collections::HashMap<String, i64>>> =
+        std::sync::OnceLock::new();
+    let key = format!("{station}:{tx_id}");
+    let now_s = chrono::Utc::now().timestamp();
+    {
+        let mut last = LAST
+            .get_or_init(Default::default)
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if last
+            .get(&key)
+            .is_some_and(|t| now_s - t < COST_UPDATE_EVERY_S)
+        {
+            return;
+        }
+        last.insert(key, now_s);
+    }
+    let Some(me) = app.arc() else { return };
+    let station = station.to_owned();
+    let payload = serde_json::from_str::<Value>(&format!(
+        "{{\"totalCost\": {}, \"transactionId\": {}}}",
+        cost.normalize(),
+        Value::String(tx_id.to_owned())
+    ))
+    .unwrap_or_default();
+    tokio::spawn(async move {
+        if let Err(e) = me.call_station(&station, "CostUpdated", payload).await {
+            tracing::debug!(station, "CostUpdated: {e}");
+        }
+    });
+}
+
 fn token_of(v16: bool, req: &Value) -> Option<String> {
     if v16 {
         req.get("idTag").and_then(Value::as_str).map(str::to_owned)
@@ -428,6 +467,9 @@ async fn on_call(
                             .ok()
                             .flatten()
                     };
+                    if let (Some(c), "Updated") = (cost, ev.event_type.as_str()) {
+                        cost_updated(app, station, &ev.tx_id, c);
+                    }
                     match cost {
                         Some(c) => serde_json::from_str::<Value>(&format!(
                             "{{\"totalCost\": {}}}",

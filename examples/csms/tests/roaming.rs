@@ -28,6 +28,9 @@ use serde_json::{json, Value};
 
 const KEY: &str = "roaming-test-api-key-0123";
 
+/// The last CostUpdated a test station received.
+static COST_SEEN: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
 struct Emsp;
 
 #[async_trait::async_trait]
@@ -432,6 +435,12 @@ async fn monitoring_alerts_uptime_device_model() {
                         Ok(ocpp_types::from_str(r#"{"status":"Accepted"}"#).unwrap())
                     },
                 )
+                .on::<ocpp_types::v201::action::CostUpdated>(
+                    |_: Ctx<()>, req: ocpp_types::v201::CostUpdatedRequest| async move {
+                        *COST_SEEN.lock().unwrap() = Some(req.total_cost.to_string());
+                        Ok(ocpp_types::from_str("{}").unwrap())
+                    },
+                )
                 .on::<ocpp_types::v201::action::GetLog>(
                     |_: Ctx<()>, _: ocpp_types::v201::GetLogRequest| async move {
                         Ok(
@@ -646,6 +655,30 @@ async fn monitoring_alerts_uptime_device_model() {
             .0,
         404
     );
+
+    // Running cost: totalCost in the TransactionEvent answer and a CostUpdated call.
+    let tariff = json!({"currency": "EUR", "elements": [{"price_components": [{"type": "ENERGY", "price": 0.50, "step_size": 1}]}]});
+    assert_eq!(
+        api(http, "PUT", "/api/tariffs/default", Some(tariff))
+            .await
+            .0,
+        201
+    );
+    let t0 = (chrono::Utc::now() - chrono::Duration::minutes(30))
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let t1 = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let ev = |seq: i64, kind: &str, t: &str, wh: i64| {
+        json!({"eventType": kind, "timestamp": t, "triggerReason": "MeterValuePeriodic",
+        "seqNo": seq, "transactionInfo": {"transactionId": "T-COST"}, "idToken": {"idToken": "LOCAL1", "type": "ISO14443"},
+        "evse": {"id": 1, "connectorId": 1},
+        "meterValue": [{"timestamp": t, "sampledValue": [{"value": wh, "measurand": "Energy.Active.Import.Register"}]}]})
+    };
+    call("TransactionEvent", ev(0, "Started", &t0, 1000)).await;
+    let answer: Value =
+        serde_json::from_str(&call("TransactionEvent", ev(1, "Updated", &t1, 5000)).await).unwrap();
+    assert_eq!(answer["totalCost"], json!(2), "4 kWh × 0.50: {answer}");
+    eventually("CostUpdated", || COST_SEEN.lock().unwrap().clone()).await;
+    assert_eq!(COST_SEEN.lock().unwrap().as_deref(), Some("2"));
     // Offline while disconnected, cleared on reconnect.
     station.shutdown().await;
     let mut offline = false;
