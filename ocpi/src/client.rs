@@ -592,6 +592,22 @@ impl Peer {
         })
     }
 
+    /// Serializes `body` and sends it to the module's Receiver interface.
+    async fn push_to<T: Serialize>(
+        &self,
+        method: reqwest::Method,
+        module: &str,
+        path: &[&str],
+        body: &T,
+    ) -> Result<Pushed, ClientError> {
+        let url = join(&self.endpoint(module, "RECEIVER")?, path);
+        let body = serde_json::to_value(body).map_err(|e| ClientError::Unexpected {
+            status: 0,
+            reason: e.to_string(),
+        })?;
+        self.push(method, &url, &body).await
+    }
+
     /// PUT a whole object to a Receiver interface at
     /// `{url}/{country_code}/{party_id}/{id..}`. Not retried.
     pub async fn put<T: Serialize>(
@@ -600,12 +616,8 @@ impl Peer {
         path: &[&str],
         object: &T,
     ) -> Result<Pushed, ClientError> {
-        let url = join(&self.endpoint(module, "RECEIVER")?, path);
-        let body = serde_json::to_value(object).map_err(|e| ClientError::Unexpected {
-            status: 0,
-            reason: e.to_string(),
-        })?;
-        self.push(reqwest::Method::PUT, &url, &body).await
+        self.push_to(reqwest::Method::PUT, module, path, object)
+            .await
     }
 
     /// PATCH changed fields (must include `last_updated`). Not retried.
@@ -627,12 +639,8 @@ impl Peer {
         path: &[&str],
         body: &T,
     ) -> Result<Pushed, ClientError> {
-        let url = join(&self.endpoint(module, "RECEIVER")?, path);
-        let body = serde_json::to_value(body).map_err(|e| ClientError::Unexpected {
-            status: 0,
-            reason: e.to_string(),
-        })?;
-        self.push(reqwest::Method::POST, &url, &body).await
+        self.push_to(reqwest::Method::POST, module, path, body)
+            .await
     }
 
     /// POST to any URL of the peer (a command's `response_url`).

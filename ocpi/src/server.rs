@@ -163,6 +163,29 @@ impl MemoryStore {
     }
 }
 
+/// A page of `(key, object)` pairs (in key order): those whose key starts
+/// with one of `owners` and whose `last_updated` is in the page's date
+/// range, with the total that match. For [`Store::list_objects`].
+pub fn select_page<'a>(
+    objects: impl Iterator<Item = (&'a str, &'a Value)>,
+    owners: &[String],
+    page: &Page,
+) -> (Vec<Value>, usize) {
+    let matching: Vec<&Value> = objects
+        .filter(|(k, _)| owners.iter().any(|own| k.starts_with(own.as_str())))
+        .filter(|(_, v)| last_updated(v).is_none_or(|t| page.in_range(t)))
+        .map(|(_, v)| v)
+        .collect();
+    let total = matching.len();
+    let items = matching
+        .into_iter()
+        .skip(page.offset)
+        .take(page.limit)
+        .cloned()
+        .collect();
+    (items, total)
+}
+
 fn last_updated(v: &Value) -> Option<chrono::DateTime<chrono::Utc>> {
     v.get("last_updated")
         .and_then(Value::as_str)
@@ -206,21 +229,13 @@ impl Store for MemoryStore {
         page: &Page,
     ) -> (Vec<Value>, usize) {
         let o = self.objects.lock().unwrap_or_else(|e| e.into_inner());
-        let matching: Vec<&Value> = o
-            .range((module.to_string(), String::new())..)
-            .take_while(|((m, _), _)| m == module)
-            .filter(|((_, k), _)| owners.iter().any(|own| k.starts_with(own.as_str())))
-            .filter(|(_, v)| last_updated(v).is_none_or(|t| page.in_range(t)))
-            .map(|(_, v)| v)
-            .collect();
-        let total = matching.len();
-        let items = matching
-            .into_iter()
-            .skip(page.offset)
-            .take(page.limit)
-            .cloned()
-            .collect();
-        (items, total)
+        select_page(
+            o.range((module.to_string(), String::new())..)
+                .take_while(|((m, _), _)| m == module)
+                .map(|((_, k), v)| (k.as_str(), v)),
+            owners,
+            page,
+        )
     }
 }
 

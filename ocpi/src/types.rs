@@ -485,6 +485,27 @@ macro_rules! wire_enum {
 }
 pub(crate) use wire_enum;
 
+/// Defines a version's `VersionDetails` (the version details endpoint's
+/// data) from its generated `VersionNumber` and `Endpoint`.
+macro_rules! version_details {
+    () => {
+        /// The version details endpoint's data: this version's endpoints
+        /// (`version_information_endpoint`, "Version details endpoint").
+        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        pub struct VersionDetails {
+            /// The version number.
+            pub version: VersionNumber,
+            /// The endpoints this party offers in this version.
+            #[serde(deserialize_with = "crate::types::non_empty")]
+            pub endpoints: Vec<Endpoint>,
+            /// Fields this version does not define, kept and sent back unchanged.
+            #[serde(flatten)]
+            pub extra: crate::types::Extra,
+        }
+    };
+}
+pub(crate) use version_details;
+
 /// A string is not one of an enum's values.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("unknown value {0:?}")]

@@ -128,26 +128,7 @@ impl OcpiStoreTrait for OcpiStore {
         page: &Page,
     ) -> (Vec<Value>, usize) {
         let all = self.0.ocpi_objects(module).await.unwrap_or_default();
-        let matching: Vec<Value> = all
-            .into_iter()
-            .filter(|(k, _)| owners.iter().any(|o| k.starts_with(o.as_str())))
-            .filter(|(_, v)| {
-                v.get("last_updated")
-                    .and_then(Value::as_str)
-                    .and_then(ocpi::types::DateTime::parse)
-                    .is_none_or(|t| page.in_range(t.0))
-            })
-            .map(|(_, v)| v)
-            .collect();
-        let total = matching.len();
-        (
-            matching
-                .into_iter()
-                .skip(page.offset)
-                .take(page.limit)
-                .collect(),
-            total,
-        )
+        ocpi::server::select_page(all.iter().map(|(k, v)| (k.as_str(), v)), owners, page)
     }
 }
 
@@ -334,28 +315,7 @@ impl Roaming {
             "coordinates": place.get("coordinates").cloned().unwrap_or(json!({"latitude": "52.000000", "longitude": "4.000000"})),
             "time_zone": place.get("time_zone").cloned().unwrap_or(json!("Europe/Amsterdam")),
             "evses": evses, "last_updated": now});
-        if let Err(e) = ocpi::validate::validate(Version::V221, "Location", &loc.to_string()) {
-            tracing::warn!(station = station_id, "location not valid OCPI: {e}");
-            return;
-        }
-        let _ = self
-            .store
-            .ocpi_put_object("locations", &self.owner_key(station_id), &loc)
-            .await;
-        let this = self.clone();
-        tokio::spawn(async move {
-            for (_, peer) in this.partners().await {
-                push_object(
-                    &peer,
-                    "locations",
-                    &this.country_code,
-                    &this.party_id,
-                    &loc,
-                    "Location",
-                )
-                .await;
-            }
-        });
+        self.publish("locations", "Location", station_id, loc).await;
     }
 
     /// Publishes a tariff under its id and pushes it.
@@ -365,24 +325,36 @@ impl Roaming {
         t["party_id"] = json!(self.party_id);
         t["id"] = json!(id);
         t["last_updated"] = json!(crate::store::now());
-        if let Err(e) = ocpi::validate::validate(Version::V221, "Tariff", &t.to_string()) {
-            tracing::warn!(tariff = id, "tariff not valid OCPI: {e}");
+        self.publish("tariffs", "Tariff", id, t).await;
+    }
+
+    /// Validates one of our objects, stores it for pulls and pushes it to
+    /// every partner in the background.
+    async fn publish(
+        self: &Arc<Self>,
+        module: &'static str,
+        kind: &'static str,
+        id: &str,
+        obj: Value,
+    ) {
+        if let Err(e) = ocpi::validate::validate(Version::V221, kind, &obj.to_string()) {
+            tracing::warn!(id, "{kind} not valid OCPI: {e}");
             return;
         }
         let _ = self
             .store
-            .ocpi_put_object("tariffs", &self.owner_key(id), &t)
+            .ocpi_put_object(module, &self.owner_key(id), &obj)
             .await;
         let this = self.clone();
         tokio::spawn(async move {
             for (_, peer) in this.partners().await {
                 push_object(
                     &peer,
-                    "tariffs",
+                    module,
                     &this.country_code,
                     &this.party_id,
-                    &t,
-                    "Tariff",
+                    &obj,
+                    kind,
                 )
                 .await;
             }

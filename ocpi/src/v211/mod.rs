@@ -7,18 +7,4 @@ mod generated;
 
 pub use generated::*;
 
-use serde::{Deserialize, Serialize};
-
-/// The version details endpoint's data: this version's endpoints
-/// (`version_information_endpoint`, "Version details endpoint").
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct VersionDetails {
-    /// The version number.
-    pub version: VersionNumber,
-    /// The endpoints this party offers in this version.
-    #[serde(deserialize_with = "crate::types::non_empty")]
-    pub endpoints: Vec<Endpoint>,
-    /// Fields this version does not define, kept and sent back unchanged.
-    #[serde(flatten)]
-    pub extra: crate::types::Extra,
-}
+crate::types::version_details!();
