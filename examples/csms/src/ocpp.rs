@@ -113,8 +113,36 @@ const COST_UPDATE_EVERY_S: i64 = 60;
 
 /// Sends the running cost with CostUpdated (2.0.1 I02 "Show EV Driver
 /// Running Total Cost During Charging"), at most once a minute per
-/// transaction, in the background.
+/// transaction, in the background — only to stations whose device model
+/// says `TariffCostCtrlr.Enabled[Cost]` is true (the use case's
+/// precondition; a station without it may never answer, which would hold
+/// up every other call to it).
 fn cost_updated(app: &App, station: &str, tx_id: &str, cost: rust_decimal::Decimal) {
+    let Some(me) = app.arc() else { return };
+    let (station, tx_id) = (station.to_owned(), tx_id.to_owned());
+    tokio::spawn(async move {
+        let enabled = me
+            .store
+            .device_variable(&station, "TariffCostCtrlr", "Enabled[Cost]")
+            .await
+            .ok()
+            .flatten()
+            .is_some_and(|d| {
+                d["variableAttribute"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|a| {
+                        a["type"].as_str().unwrap_or("Actual") == "Actual" && a["value"] == "true"
+                    })
+            });
+        if enabled {
+            send_cost_updated(&me, &station, &tx_id, cost);
+        }
+    });
+}
+
+fn send_cost_updated(app: &App, station: &str, tx_id: &str, cost: rust_decimal::Decimal) {
     static LAST: std::sync::OnceLock<std::sync::Mutex<std::collections::HashMap<String, i64>>> =
         std::sync::OnceLock::new();
     let key = format!("{station}:{tx_id}");

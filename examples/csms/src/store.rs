@@ -681,6 +681,22 @@ impl Store {
         Ok(())
     }
 
+    /// One reported variable of a station's device model.
+    pub async fn device_variable(
+        &self,
+        station: &str,
+        component: &str,
+        variable: &str,
+    ) -> Result<Option<Value>> {
+        let row = sqlx::query("SELECT body FROM device_model WHERE station_id = $1 AND component = $2 AND variable = $3")
+            .bind(station)
+            .bind(component)
+            .bind(variable)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| json_col(&r, "device model")).transpose()
+    }
+
     /// A station's device model.
     pub async fn device_model(&self, station: &str) -> Result<Vec<Value>> {
         let rows = sqlx::query(

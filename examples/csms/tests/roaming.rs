@@ -673,6 +673,10 @@ async fn monitoring_alerts_uptime_device_model() {
         "evse": {"id": 1, "connectorId": 1},
         "meterValue": [{"timestamp": t, "sampledValue": [{"value": wh, "measurand": "Energy.Active.Import.Register"}]}]})
     };
+    // the station says it shows costs (OCPP 2.0.1 I02 precondition)
+    call("NotifyReport", json!({"requestId": 8, "generatedAt": t1, "seqNo": 0, "reportData": [
+        {"component": {"name": "TariffCostCtrlr"}, "variable": {"name": "Enabled", "instance": "Cost"},
+         "variableAttribute": [{"type": "Actual", "value": "true"}]}]})).await;
     call("TransactionEvent", ev(0, "Started", &t0, 1000)).await;
     let answer: Value =
         serde_json::from_str(&call("TransactionEvent", ev(1, "Updated", &t1, 5000)).await).unwrap();
