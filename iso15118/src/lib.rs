@@ -3,12 +3,18 @@
 //!
 //! - [`v2gtp`]: the V2G Transfer Protocol header (ISO 15118-2 §7.8.3) and a
 //!   bounded reassembler for TCP streams;
-//! - [`sdp`]: the SECC Discovery Protocol request and response (§7.10.1).
+//! - [`sdp`]: the SECC Discovery Protocol request and response (§7.10.1);
+//! - [`exi`]: the bit-packed EXI stream of the V2G profile (header `0x80`,
+//!   strict = false, empty value table): event codes, unsigned integers,
+//!   strings, bounded reads;
+//! - [`app_protocol`]: the SupportedAppProtocol handshake — messages, EXI
+//!   codec checked byte for byte against EXIficient, and the SECC's choice.
 //!
 //! # What this crate does not do (yet)
 //!
-//! The EXI message codecs (SupportedAppProtocol, DIN, -2, -20) are not here
-//! yet; no sockets either: everything is bytes in, values out.
+//! The DIN 70121, ISO 15118-2 and -20 message codecs (the schemas are
+//! vendored under `iso15118/schemas/`; their generator is the next step);
+//! no sockets either: everything is bytes in, values out.
 //!
 //! # Data flow
 //!
@@ -16,7 +22,7 @@
 //!  TCP bytes ─► v2gtp::Reassembler::push ─► Packet { payload_type, payload }
 //!                                              │ 0x8001 EXI, 0x8002.. -20 streams
 //!                                              ▼
-//!                                        (EXI codec, to come)
+//!                                        app_protocol::decode (DIN/-2/-20 to come)
 //!  UDP datagram ─► sdp::Request::decode / sdp::Response::decode
 //! ```
 //!
@@ -44,5 +50,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod app_protocol;
+pub mod exi;
 pub mod sdp;
 pub mod v2gtp;

@@ -1,0 +1,298 @@
+//! The EXI 1.0 bit-packed stream as V2G uses it: the primitives every
+//! schema-informed codec of this crate is written in.
+//!
+//! The V2G profile (ISO 15118-2 §7.3.2, -20 §8.3.3; OCPI-NOTES' sibling
+//! ISO15118-NOTES §1): schema-informed, **bit-packed** alignment, **strict =
+//! false**, default fidelity options (no comments, processing instructions,
+//! DTDs, prefixes or lexical values), no EXI options in the header, so the
+//! header is the single byte `0x80` (distinguishing bits `10`, no options,
+//! version 1). Event codes are n-bit unsigned integers of
+//! `ceil(log2(productions))` bits; with strict = false every grammar state has
+//! a second level, so even one declared production costs a bit.
+//!
+//! Values (EXI §7.1): unsigned integers in 7-bit groups, least significant
+//! first, with a continuation bit; n-bit unsigned integers for bounded
+//! ranges of at most 4096 values (offset from the minimum); strings as
+//! `length + 2` followed by code points, where `0` and `1` would be string
+//! table hits — the V2G profile's `valuePartitionCapacity = 0` keeps the
+//! value table empty, so this crate never writes them and refuses them.
+//!
+//! Reading never allocates more than the input can justify: every length is
+//! checked against the bits left before anything is reserved.
+
+/// Why a stream could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ExiError {
+    /// The stream ended early.
+    #[error("EXI stream ends early (needed {needed} more bits)")]
+    Truncated {
+        /// Bits that were missing.
+        needed: usize,
+    },
+    /// The header is not the V2G one (`0x80`).
+    #[error("EXI header {0:#04x} is not 0x80 (V2G profile: no options, version 1)")]
+    Header(u8),
+    /// An event code names a production this codec does not take: a
+    /// second-level (non-strict deviation) event or an element this schema
+    /// set does not declare at that place.
+    #[error("unsupported EXI event at {at}: code {code} of {of}")]
+    Event {
+        /// Where in the grammar.
+        at: &'static str,
+        /// The code read.
+        code: u32,
+        /// How many first-level productions there are.
+        of: u32,
+    },
+    /// A value does not fit its type or facet.
+    #[error("{what}: {reason}")]
+    Value {
+        /// The field.
+        what: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+    /// An unsigned integer longer than its type.
+    #[error("unsigned integer overflows 64 bits")]
+    Overflow,
+    /// A string table hit, which the V2G profile (value partition capacity 0)
+    /// never produces.
+    #[error("string table hit in a stream with an empty value table")]
+    StringTableHit,
+    /// Bits after the end of the document that are not padding.
+    #[error("{0} bytes after the end of the EXI document")]
+    Trailing(usize),
+}
+
+/// Writes bits, most significant first, into bytes.
+#[derive(Debug, Default, Clone)]
+pub struct BitWriter {
+    bytes: Vec<u8>,
+    /// Bits used in the last byte (0 = start a new byte).
+    used: u8,
+}
+
+impl BitWriter {
+    /// An empty writer.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Writes the `n` low bits of `value` (n ≤ 32), most significant first.
+    pub fn bits(&mut self, n: u32, value: u32) {
+        for i in (0..n).rev() {
+            let bit = (value >> i) & 1;
+            if self.used == 0 {
+                self.bytes.push(0);
+            }
+            if bit == 1 {
+                let last = self.bytes.len() - 1;
+                self.bytes[last] |= 0x80 >> self.used;
+            }
+            self.used = (self.used + 1) % 8;
+        }
+    }
+
+    /// An event code: `code` among `of` choices (`ceil(log2(of))` bits).
+    pub fn event(&mut self, code: u32, of: u32) {
+        self.bits(width(of), code);
+    }
+
+    /// An unsigned integer in 7-bit groups (EXI §7.1.6).
+    pub fn unsigned(&mut self, mut v: u64) {
+        loop {
+            let group = (v & 0x7f) as u32;
+            v >>= 7;
+            if v == 0 {
+                self.bits(8, group);
+                return;
+            }
+            self.bits(8, 0x80 | group);
+        }
+    }
+
+    /// A string value (EXI §7.1.10, value table empty): length + 2, then
+    /// each code point as an unsigned integer.
+    pub fn string(&mut self, s: &str) {
+        self.unsigned(s.chars().count() as u64 + 2);
+        for c in s.chars() {
+            self.unsigned(u64::from(u32::from(c)));
+        }
+    }
+
+    /// The bytes written, the last one padded with zero bits.
+    pub fn finish(self) -> Vec<u8> {
+        self.bytes
+    }
+}
+
+/// `ceil(log2(n))`: the bits of an n-choice code (0 for one choice).
+pub fn width(n: u32) -> u32 {
+    if n <= 1 {
+        0
+    } else {
+        32 - (n - 1).leading_zeros()
+    }
+}
+
+/// Reads bits, most significant first.
+#[derive(Debug, Clone)]
+pub struct BitReader<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> BitReader<'a> {
+    /// A reader at the first bit of `bytes`.
+    pub fn new(bytes: &'a [u8]) -> Self {
+        BitReader { bytes, pos: 0 }
+    }
+
+    /// Bits not read yet.
+    pub fn remaining(&self) -> usize {
+        self.bytes.len() * 8 - self.pos
+    }
+
+    /// Reads `n` bits (n ≤ 32).
+    pub fn bits(&mut self, n: u32) -> Result<u32, ExiError> {
+        let n_us = n as usize;
+        if self.remaining() < n_us {
+            return Err(ExiError::Truncated {
+                needed: n_us - self.remaining(),
+            });
+        }
+        let mut v = 0u32;
+        for _ in 0..n {
+            let byte = self.bytes[self.pos / 8];
+            let bit = (byte >> (7 - (self.pos % 8))) & 1;
+            v = (v << 1) | u32::from(bit);
+            self.pos += 1;
+        }
+        Ok(v)
+    }
+
+    /// An event code among `of` choices.
+    pub fn event(&mut self, of: u32) -> Result<u32, ExiError> {
+        self.bits(width(of))
+    }
+
+    /// An unsigned integer in 7-bit groups.
+    pub fn unsigned(&mut self) -> Result<u64, ExiError> {
+        let mut v: u64 = 0;
+        let mut shift = 0u32;
+        loop {
+            let group = self.bits(8)?;
+            if shift >= 64 || (shift > 57 && (group & 0x7f) >> (64 - shift) != 0) {
+                return Err(ExiError::Overflow);
+            }
+            v |= u64::from(group & 0x7f) << shift;
+            if group & 0x80 == 0 {
+                return Ok(v);
+            }
+            shift += 7;
+        }
+    }
+
+    /// A string of at most `max` characters (`what` names the field).
+    pub fn string(&mut self, what: &'static str, max: usize) -> Result<String, ExiError> {
+        let len = self.unsigned()?;
+        if len < 2 {
+            return Err(ExiError::StringTableHit);
+        }
+        let len = len - 2;
+        if len > max as u64 {
+            return Err(ExiError::Value {
+                what,
+                reason: format!("{len} characters, at most {max}"),
+            });
+        }
+        // each character takes at least 8 bits: refuse lengths the input cannot hold
+        if len.saturating_mul(8) > self.remaining() as u64 {
+            return Err(ExiError::Truncated {
+                needed: (len as usize * 8).saturating_sub(self.remaining()),
+            });
+        }
+        let mut s = String::with_capacity(len as usize);
+        for _ in 0..len {
+            let cp = self.unsigned()?;
+            let c = u32::try_from(cp)
+                .ok()
+                .and_then(char::from_u32)
+                .ok_or_else(|| ExiError::Value {
+                    what,
+                    reason: format!("{cp} is not a Unicode scalar value"),
+                })?;
+            s.push(c);
+        }
+        Ok(s)
+    }
+
+    /// Checks that only padding follows (zero bits of the last byte).
+    pub fn finish(self) -> Result<(), ExiError> {
+        let rest = self.bytes.len() - self.pos.div_ceil(8);
+        if rest > 0 {
+            return Err(ExiError::Trailing(rest));
+        }
+        Ok(())
+    }
+}
+
+/// The EXI header of the V2G profile.
+pub const HEADER: u8 = 0x80;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn widths() {
+        assert_eq!(
+            (width(1), width(2), width(3), width(4), width(5), width(81)),
+            (0, 1, 2, 2, 3, 7)
+        );
+    }
+
+    #[test]
+    fn unsigned_examples() {
+        // EXI §7.1.6: 0x80 0x01 is 128
+        let mut w = BitWriter::new();
+        w.unsigned(128);
+        assert_eq!(w.finish(), vec![0x80, 0x01]);
+        let mut r = BitReader::new(&[0xff; 11]);
+        assert_eq!(r.unsigned(), Err(ExiError::Overflow));
+        let mut r = BitReader::new(&[0x80]);
+        assert!(matches!(r.unsigned(), Err(ExiError::Truncated { .. })));
+    }
+
+    #[test]
+    fn hostile_string_length_is_refused_before_allocating() {
+        let mut w = BitWriter::new();
+        w.unsigned(1_000_000_000);
+        let bytes = w.finish();
+        let mut r = BitReader::new(&bytes);
+        assert!(r.string("s", usize::MAX).is_err());
+        let mut r = BitReader::new(&[0x00]);
+        assert_eq!(r.string("s", 10), Err(ExiError::StringTableHit));
+    }
+
+    proptest! {
+        #[test]
+        fn round_trip(values in proptest::collection::vec((0u32..8, any::<u64>(), ".{0,12}"), 0..20)) {
+            let mut w = BitWriter::new();
+            for (n, v, s) in &values {
+                w.bits(*n, (*v as u32) & ((1u32 << n) - 1));
+                w.unsigned(*v);
+                w.string(s);
+            }
+            let bytes = w.finish();
+            let mut r = BitReader::new(&bytes);
+            for (n, v, s) in &values {
+                prop_assert_eq!(r.bits(*n).unwrap(), (*v as u32) & ((1u32 << n) - 1));
+                prop_assert_eq!(r.unsigned().unwrap(), *v);
+                prop_assert_eq!(&r.string("s", 100).unwrap(), s);
+            }
+            prop_assert!(r.finish().is_ok());
+        }
+    }
+}

@@ -1,0 +1,293 @@
+//! Differential tests against EXIficient, the reference EXI codec, as the
+//! PyPI `iso15118` wheel ships it (`EXICodec.jar`, driven here by
+//! `tests/exificient/Harness.java` on the machine's Java 17). The wheel is
+//! downloaded with pip into the cache directory once.
+//!
+//! For every message: our bytes equal EXIficient's, EXIficient decodes our
+//! bytes to the same content, and we decode its bytes to the same content.
+//! Expected failures (EXPECTED below): EXICodec's JSON layer cannot express
+//! a `supportedAppProtocolRes` without `SchemaID` — it writes and reads
+//! `SchemaID: 0` — so for those messages only the decoding of our bytes'
+//! event structure is compared, not the JSON.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::sync::OnceLock;
+
+use iso15118::app_protocol::{
+    self, AppProtocol, Message, ResponseCode, SupportedAppProtocolReq, SupportedAppProtocolRes,
+};
+use serde_json::Value;
+
+const WHEEL: &str = "iso15118==0.31.2";
+
+/// The jar and the compiled harness, prepared once per machine.
+fn classpath() -> &'static str {
+    static CP: OnceLock<String> = OnceLock::new();
+    CP.get_or_init(|| {
+        let dir = test_support::peers::cache_dir().join("exificient");
+        std::fs::create_dir_all(&dir).unwrap();
+        let lock = std::fs::File::create(dir.join(".lock")).unwrap();
+        lock.lock().unwrap();
+        let jar = dir.join("EXICodec.jar");
+        if !jar.exists() {
+            let ok = Command::new("python3")
+                .args(["-m", "pip", "download", "--no-deps", "-q", "-d"])
+                .arg(&dir)
+                .arg(WHEEL)
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(ok, "pip download {WHEEL} failed");
+            let script = "import glob,sys,zipfile\nw=glob.glob(sys.argv[1]+'/iso15118-*.whl')[0]\nz=zipfile.ZipFile(w)\nopen(sys.argv[1]+'/EXICodec.jar','wb').write(z.read('iso15118/shared/EXICodec.jar'))";
+            let ok = Command::new("python3").args(["-c", script]).arg(&dir).status().is_ok_and(|s| s.success());
+            assert!(ok, "could not extract EXICodec.jar");
+        }
+        let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/exificient/Harness.java");
+        let class = dir.join("Harness.class");
+        let stale = std::fs::metadata(&class)
+            .and_then(|c| Ok(c.modified()? < std::fs::metadata(&src)?.modified()?))
+            .unwrap_or(true);
+        if stale {
+            let ok = Command::new("javac")
+                .arg("-cp")
+                .arg(&jar)
+                .arg("-d")
+                .arg(&dir)
+                .arg(&src)
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(ok, "javac Harness.java failed");
+        }
+        format!("{}:{}", jar.display(), dir.display())
+    })
+}
+
+struct Exificient {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl Exificient {
+    fn start(schema: &str) -> Self {
+        let mut child = Command::new("java")
+            .args(["-cp", classpath(), "Harness", schema])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("java");
+        let stdin = child.stdin.take().unwrap();
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        Exificient {
+            child,
+            stdin,
+            stdout,
+        }
+    }
+
+    fn ask(&mut self, line: &str) -> Result<String, String> {
+        writeln!(self.stdin, "{line}").unwrap();
+        self.stdin.flush().unwrap();
+        let mut out = String::new();
+        self.stdout.read_line(&mut out).unwrap();
+        let out = out.trim_end();
+        match out.strip_prefix("OK ") {
+            Some(v) => Ok(v.to_string()),
+            None => Err(out.to_string()),
+        }
+    }
+
+    fn encode(&mut self, json: &str) -> Result<String, String> {
+        self.ask(&format!("E {json}"))
+    }
+
+    fn decode(&mut self, hex: &str) -> Result<Value, String> {
+        self.ask(&format!("D {hex}"))
+            .map(|j| serde_json::from_str(&j).unwrap())
+    }
+}
+
+impl Drop for Exificient {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Vec<u8> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+fn proto(ns: &str, major: u32, minor: u32, id: u8, prio: u8) -> AppProtocol {
+    AppProtocol {
+        protocol_namespace: ns.into(),
+        version_number_major: major,
+        version_number_minor: minor,
+        schema_id: id,
+        priority: prio,
+    }
+}
+
+/// xorshift for reproducible random messages.
+fn rng(seed: &mut u64) -> u64 {
+    *seed ^= *seed << 13;
+    *seed ^= *seed >> 7;
+    *seed ^= *seed << 17;
+    *seed
+}
+
+fn messages() -> Vec<Message> {
+    let mut out = vec![
+        Message::Req(SupportedAppProtocolReq {
+            app_protocols: vec![proto("urn:din:70121:2012:MsgDef", 2, 0, 1, 1)],
+        }),
+        // a Tesla: its own namespace first
+        Message::Req(SupportedAppProtocolReq {
+            app_protocols: vec![
+                proto("urn:tesla:din:2018:MsgDef", 2, 0, 1, 1),
+                proto("urn:din:70121:2012:MsgDef", 2, 0, 2, 2),
+            ],
+        }),
+        // five protocols (the benchmark's request)
+        Message::Req(SupportedAppProtocolReq {
+            app_protocols: vec![
+                proto("urn:iso:std:iso:15118:-20:DC", 1, 0, 1, 1),
+                proto("urn:iso:std:iso:15118:-20:AC", 1, 0, 2, 2),
+                proto("urn:iso:15118:2:2013:MsgDef", 2, 0, 3, 3),
+                proto("urn:din:70121:2012:MsgDef", 2, 0, 4, 4),
+                proto("urn:iso:15118:2:2010:MsgDef", 1, 0, 5, 5),
+            ],
+        }),
+        // twenty, the most the schema allows; the same namespace twice
+        Message::Req(SupportedAppProtocolReq {
+            app_protocols: (0..20)
+                .map(|i| {
+                    proto(
+                        "urn:iso:15118:2:2013:MsgDef",
+                        i,
+                        7 * i,
+                        i as u8 * 11,
+                        20 - i as u8,
+                    )
+                })
+                .collect(),
+        }),
+        // extremes: empty namespace, 100-character namespace, max values
+        Message::Req(SupportedAppProtocolReq {
+            app_protocols: vec![
+                proto("", u32::MAX, u32::MAX, 255, 20),
+                proto(&"x".repeat(100), 0, 0, 0, 1),
+            ],
+        }),
+    ];
+    for code in [
+        ResponseCode::OkSuccessfulNegotiation,
+        ResponseCode::OkSuccessfulNegotiationWithMinorDeviation,
+        ResponseCode::FailedNoNegotiation,
+    ] {
+        out.push(Message::Res(SupportedAppProtocolRes {
+            response_code: code,
+            schema_id: Some(1),
+        }));
+        out.push(Message::Res(SupportedAppProtocolRes {
+            response_code: code,
+            schema_id: None,
+        }));
+    }
+    out.push(Message::Res(SupportedAppProtocolRes {
+        response_code: ResponseCode::OkSuccessfulNegotiation,
+        schema_id: Some(255),
+    }));
+    let mut seed = 0x5eed_u64;
+    for _ in 0..120 {
+        let n = 1 + (rng(&mut seed) % 20) as usize;
+        let protocols = (0..n)
+            .map(|_| {
+                let len = (rng(&mut seed) % 60) as usize;
+                let ns: String = (0..len)
+                    .map(|_| (b' ' + (rng(&mut seed) % 95) as u8) as char)
+                    .filter(|c| !matches!(c, '"' | '\\'))
+                    .collect();
+                proto(
+                    &ns,
+                    rng(&mut seed) as u32 >> (rng(&mut seed) % 32),
+                    rng(&mut seed) as u32 % 1000,
+                    rng(&mut seed) as u8,
+                    1 + (rng(&mut seed) % 20) as u8,
+                )
+            })
+            .collect();
+        out.push(Message::Req(SupportedAppProtocolReq {
+            app_protocols: protocols,
+        }));
+    }
+    out
+}
+
+#[test]
+fn app_protocol_is_byte_identical_with_exificient() {
+    let mut exi = Exificient::start("urn:iso:15118:2:2010:AppProtocol");
+    let mut failures = Vec::new();
+    let all = messages();
+    for m in &all {
+        let json = serde_json::to_string(m).unwrap();
+        if matches!(
+            m,
+            Message::Res(SupportedAppProtocolRes {
+                schema_id: None,
+                ..
+            })
+        ) {
+            // EXPECTED: EXICodec's JSON has no absent SchemaID. Check that it
+            // reads our bytes, and that it reads them as the message with SchemaID 0
+            // only because of that (the response code agrees).
+            let mut ours = Vec::new();
+            app_protocol::encode(m, &mut ours);
+            match exi.decode(&hex(&ours)) {
+                Ok(v)
+                    if v["supportedAppProtocolRes"]["ResponseCode"]
+                        == serde_json::to_value(m).unwrap()["supportedAppProtocolRes"]
+                            ["ResponseCode"] => {}
+                other => failures.push(format!("EXIficient reads our {} as {other:?}", hex(&ours))),
+            }
+            continue;
+        }
+        let mut ours = Vec::new();
+        app_protocol::encode(m, &mut ours);
+        match exi.encode(&json) {
+            Ok(theirs) if theirs == hex(&ours) => {}
+            Ok(theirs) => failures.push(format!(
+                "bytes differ for {json}\n ours:   {}\n theirs: {theirs}",
+                hex(&ours)
+            )),
+            Err(e) => failures.push(format!("EXIficient cannot encode {json}: {e}")),
+        }
+        match exi.decode(&hex(&ours)) {
+            Ok(v) if v == serde_json::to_value(m).unwrap() => {}
+            Ok(v) => failures.push(format!("EXIficient reads our bytes as {v}, not {json}")),
+            Err(e) => failures.push(format!("EXIficient cannot decode our {}: {e}", hex(&ours))),
+        }
+        if let Ok(theirs) = exi.encode(&json) {
+            match app_protocol::decode(&unhex(&theirs)) {
+                Ok(back) if &back == m => {}
+                other => failures.push(format!("we read EXIficient's {theirs} as {other:?}")),
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} messages:\n{}",
+        failures.len(),
+        all.len(),
+        failures.join("\n")
+    );
+}
