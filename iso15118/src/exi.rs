@@ -68,8 +68,10 @@ pub enum ExiError {
 #[derive(Debug, Default, Clone)]
 pub struct BitWriter {
     bytes: Vec<u8>,
-    /// Bits used in the last byte (0 = start a new byte).
-    used: u8,
+    /// Pending bits, right-aligned.
+    acc: u64,
+    /// How many bits `acc` holds (< 8 between calls).
+    n: u32,
 }
 
 impl BitWriter {
@@ -80,17 +82,17 @@ impl BitWriter {
 
     /// Writes the `n` low bits of `value` (n ≤ 32), most significant first.
     pub fn bits(&mut self, n: u32, value: u32) {
-        for i in (0..n).rev() {
-            let bit = (value >> i) & 1;
-            if self.used == 0 {
-                self.bytes.push(0);
-            }
-            if bit == 1 {
-                let last = self.bytes.len() - 1;
-                self.bytes[last] |= 0x80 >> self.used;
-            }
-            self.used = (self.used + 1) % 8;
+        if n == 0 {
+            return;
         }
+        let mask = if n == 32 { u32::MAX } else { (1u32 << n) - 1 };
+        self.acc = (self.acc << n) | u64::from(value & mask);
+        self.n += n;
+        while self.n >= 8 {
+            self.n -= 8;
+            self.bytes.push((self.acc >> self.n) as u8);
+        }
+        self.acc &= (1u64 << self.n) - 1;
     }
 
     /// An event code: `code` among `of` choices (`ceil(log2(of))` bits).
@@ -121,7 +123,10 @@ impl BitWriter {
     }
 
     /// The bytes written, the last one padded with zero bits.
-    pub fn finish(self) -> Vec<u8> {
+    pub fn finish(mut self) -> Vec<u8> {
+        if self.n > 0 {
+            self.bytes.push((self.acc << (8 - self.n)) as u8);
+        }
         self.bytes
     }
 }
@@ -161,14 +166,18 @@ impl<'a> BitReader<'a> {
                 needed: n_us - self.remaining(),
             });
         }
-        let mut v = 0u32;
-        for _ in 0..n {
+        let mut v = 0u64;
+        let mut left = n;
+        while left > 0 {
             let byte = self.bytes[self.pos / 8];
-            let bit = (byte >> (7 - (self.pos % 8))) & 1;
-            v = (v << 1) | u32::from(bit);
-            self.pos += 1;
+            let off = (self.pos % 8) as u32;
+            let take = left.min(8 - off);
+            let chunk = (u32::from(byte) >> (8 - off - take)) & ((1u32 << take) - 1);
+            v = (v << take) | u64::from(chunk);
+            self.pos += take as usize;
+            left -= take;
         }
-        Ok(v)
+        Ok(v as u32)
     }
 
     /// An event code among `of` choices.

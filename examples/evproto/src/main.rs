@@ -8,6 +8,7 @@
 mod load;
 mod ocpi_cmd;
 mod simulate;
+mod v2g_cmd;
 mod validate;
 
 use std::process::ExitCode;
@@ -33,6 +34,11 @@ enum Command {
     Ocpi {
         #[command(subcommand)]
         command: OcpiCommand,
+    },
+    /// ISO 15118 / DIN 70121 tools.
+    V2g {
+        #[command(subcommand)]
+        command: V2gCommand,
     },
     /// Load a CSMS with K simulated stations and report connections,
     /// throughput and latency per action.
@@ -60,6 +66,30 @@ enum Command {
     /// line and a table on stderr and one JSON report on the last line of
     /// stdout.
     Simulate(simulate::Args),
+}
+
+#[derive(Debug, Subcommand)]
+enum V2gCommand {
+    /// Decode EXI messages: one hex line each on stdin (raw EXI, or V2GTP-framed,
+    /// detected by the 01 fe header); one JSON line each on stdout,
+    /// `{"message": "<name>", "body": {..}}` or `{"error": ".."}`.
+    /// Schemas: app, din, iso2, iso20, iso20-ac, iso20-dc, iso20-wpt, iso20-acdp
+    /// (this build has the `app` codec, the SupportedAppProtocol handshake).
+    Decode {
+        /// Schema set.
+        #[arg(long)]
+        schema: String,
+        /// Also say whether re-encoding gives the same bytes (`"roundtrip": true|false`).
+        #[arg(long)]
+        roundtrip: bool,
+    },
+    /// Encode JSON lines (`{"message": .., "body": ..}` as `decode` prints them)
+    /// to `{"message": .., "exi": "<hex>"}` lines, or `{"error": ".."}`.
+    Encode {
+        /// Schema set.
+        #[arg(long)]
+        schema: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -137,6 +167,12 @@ fn main() -> ExitCode {
         Command::Ocpi {
             command: OcpiCommand::Validate { module, version },
         } => ocpi_cmd::run_validate(&module, &version),
+        Command::V2g {
+            command: V2gCommand::Decode { schema, roundtrip },
+        } => v2g_cmd::run(false, &schema, roundtrip),
+        Command::V2g {
+            command: V2gCommand::Encode { schema },
+        } => v2g_cmd::run(true, &schema, false),
         Command::Load(args) => load::run(args),
         Command::Simulate(args) => simulate::run(args),
     };

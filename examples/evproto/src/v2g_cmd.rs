@@ -1,0 +1,175 @@
+//! `evproto v2g decode|encode`: ISO 15118 / DIN messages as hex EXI lines
+//! and JSON lines.
+
+use std::io::{BufRead, Write};
+
+use iso15118::app_protocol::{self, Message};
+use iso15118::v2gtp;
+use serde_json::{json, Value};
+
+/// The schema sets the command knows; only `app` has a codec yet.
+pub(crate) const SCHEMAS: &[&str] = &[
+    "app",
+    "din",
+    "iso2",
+    "iso20",
+    "iso20-ac",
+    "iso20-dc",
+    "iso20-wpt",
+    "iso20-acdp",
+];
+
+fn unhex(s: &str) -> Result<Vec<u8>, String> {
+    let s: String = s.chars().filter(|c| !c.is_whitespace()).collect();
+    if !s.len().is_multiple_of(2) {
+        return Err("odd number of hex digits".into());
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| {
+            u8::from_str_radix(&s[i..i + 2], 16).map_err(|_| format!("not hex: {:?}", &s[i..i + 2]))
+        })
+        .collect()
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn unsupported(schema: &str) -> String {
+    format!("schema {schema}: no codec yet (this build decodes `app`, the SupportedAppProtocol handshake)")
+}
+
+/// One output line of `decode` for one input line: raw EXI, or V2GTP-framed
+/// (detected by the `01 fe` header).
+pub(crate) fn decode_line(schema: &str, line: &str, roundtrip: bool) -> Value {
+    let bytes = match unhex(line) {
+        Ok(b) => b,
+        Err(e) => return json!({"error": e}),
+    };
+    let exi = if bytes.len() >= 2 && bytes[0] == 0x01 && bytes[1] == 0xfe {
+        // a V2G message is far below 64 KiB; the header's length is checked against it
+        match v2gtp::decode(&bytes, 65_536) {
+            Ok(packet) => packet.payload,
+            Err(e) => return json!({"error": format!("V2GTP: {e}")}),
+        }
+    } else {
+        bytes
+    };
+    if schema != "app" {
+        return json!({"error": unsupported(schema)});
+    }
+    match app_protocol::decode(&exi) {
+        Ok(m) => {
+            let body = serde_json::to_value(&m).unwrap_or(Value::Null)[m.name()].clone();
+            let mut out = json!({"message": m.name(), "body": body});
+            if roundtrip {
+                let mut again = Vec::new();
+                app_protocol::encode(&m, &mut again);
+                out["roundtrip"] = json!(again == exi);
+            }
+            out
+        }
+        Err(e) => json!({"error": e.to_string()}),
+    }
+}
+
+/// One output line of `encode`: `{"message": .., "body": ..}` (or the
+/// message as `{"<name>": body}`) to hex EXI.
+pub(crate) fn encode_line(schema: &str, line: &str) -> Value {
+    if schema != "app" {
+        return json!({"error": unsupported(schema)});
+    }
+    let v: Value = match serde_json::from_str(line) {
+        Ok(v) => v,
+        Err(e) => return json!({"error": format!("not JSON: {e}")}),
+    };
+    let wrapped = match (v.get("message").and_then(Value::as_str), v.get("body")) {
+        (Some(name), Some(body)) => json!({ name: body }),
+        _ => v,
+    };
+    let m: Message = match serde_json::from_value(wrapped) {
+        Ok(m) => m,
+        Err(e) => return json!({"error": e.to_string()}),
+    };
+    if let Err(e) = app_protocol::check(&m) {
+        return json!({"error": e.to_string()});
+    }
+    let mut out = Vec::new();
+    app_protocol::encode(&m, &mut out);
+    json!({"message": m.name(), "exi": hex(&out)})
+}
+
+/// Runs `decode` or `encode` over stdin.
+pub(crate) fn run(encode: bool, schema: &str, roundtrip: bool) -> Result<(), String> {
+    if !SCHEMAS.contains(&schema) {
+        return Err(format!(
+            "unknown schema {schema:?}; one of {}",
+            SCHEMAS.join(", ")
+        ));
+    }
+    let stdin = std::io::stdin();
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    for line in stdin.lock().lines() {
+        let line = line.map_err(|e| e.to_string())?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let v = if encode {
+            encode_line(schema, &line)
+        } else {
+            decode_line(schema, &line, roundtrip)
+        };
+        writeln!(out, "{v}").map_err(|e| e.to_string())?;
+    }
+    out.flush().map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DIN_REQ: &str = "8000dbab9371d3234b71d1b981899189d191818991d26b9b3a232b30020000040040";
+
+    #[test]
+    fn decode_raw_and_framed() {
+        let v = decode_line("app", DIN_REQ, true);
+        assert_eq!(v["message"], "supportedAppProtocolReq");
+        assert_eq!(
+            v["body"]["AppProtocol"][0]["ProtocolNamespace"],
+            "urn:din:70121:2012:MsgDef"
+        );
+        assert_eq!(v["roundtrip"], true);
+        let framed = format!("01fe8001{:08x}{DIN_REQ}", DIN_REQ.len() / 2);
+        assert_eq!(
+            decode_line("app", &framed, false)["message"],
+            "supportedAppProtocolReq"
+        );
+        assert!(decode_line("app", "zz", false)["error"].is_string());
+        assert!(decode_line("app", "01fe800100000010", false)["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("V2GTP"));
+        assert!(decode_line("din", DIN_REQ, false)["error"]
+            .as_str()
+            .unwrap()
+            .contains("no codec yet"));
+    }
+
+    #[test]
+    fn encode_lines() {
+        let v = decode_line("app", DIN_REQ, false);
+        let back = encode_line("app", &v.to_string());
+        assert_eq!(back["exi"], DIN_REQ);
+        let res = encode_line(
+            "app",
+            r#"{"supportedAppProtocolRes": {"ResponseCode": "OK_SuccessfulNegotiation", "SchemaID": 1}}"#,
+        );
+        assert_eq!(res["message"], "supportedAppProtocolRes");
+        assert!(
+            encode_line("app", r#"{"supportedAppProtocolReq": {"AppProtocol": []}}"#)["error"]
+                .is_string()
+        );
+        assert!(encode_line("app", "{").get("error").is_some());
+    }
+}
