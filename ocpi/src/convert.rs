@@ -409,6 +409,24 @@ fn rename(v: &mut Value, from: &str, to: &str) {
     }
 }
 
+/// Applies `f` to every connector of a Location, EVSE or Connector.
+fn each_connector(ty: &str, v: &mut Value, f: &mut dyn FnMut(&mut Value)) {
+    match ty {
+        "Connector" => f(v),
+        "Evse" => {
+            for c in v["connectors"].as_array_mut().into_iter().flatten() {
+                f(c);
+            }
+        }
+        "Location" => {
+            for e in v["evses"].as_array_mut().into_iter().flatten() {
+                each_connector("Evse", e, f);
+            }
+        }
+        _ => {}
+    }
+}
+
 fn cdr_token(ctx: &Context, auth_id: &Value) -> Value {
     json!({"country_code": ctx.token_country_code, "party_id": ctx.token_party_id,
            "uid": auth_id, "type": "RFID", "contract_id": auth_id})
@@ -435,7 +453,19 @@ fn up_from_211(ty: &str, mut v: Value, ctx: &Context) -> Value {
                 rename(&mut v, "auth_id", "contract_id");
             }
         }
-        "Location" => location_up(ctx, &mut v),
+        "Location" | "Evse" | "Connector" => {
+            if ty == "Location" {
+                location_up(ctx, &mut v);
+            }
+            // 2.1.1 voltage/amperage/tariff_id are 2.2.1 max_voltage/max_amperage/tariff_ids
+            each_connector(ty, &mut v, &mut |c| {
+                rename(c, "voltage", "max_voltage");
+                rename(c, "amperage", "max_amperage");
+                if let Some(t) = c.as_object_mut().and_then(|m| m.remove("tariff_id")) {
+                    c["tariff_ids"] = json!([t]);
+                }
+            });
+        }
         "Credentials" => {
             let name = v
                 .get("business_details")
@@ -519,13 +549,32 @@ fn down_to_211(ty: &str, mut v: Value, lost: &mut Vec<Loss>) -> Value {
                 m.insert("auth_id".into(), c);
             }
         }
-        "Location" => {
-            drop_owner(&mut v);
-            if let Some(m) = v.as_object_mut() {
-                let t = m.remove("parking_type").unwrap_or(json!("UNKNOWN"));
-                m.insert("type".into(), t);
-                m.remove("publish");
+        "Location" | "Evse" | "Connector" => {
+            if ty == "Location" {
+                drop_owner(&mut v);
+                if let Some(m) = v.as_object_mut() {
+                    let t = m.remove("parking_type").unwrap_or(json!("UNKNOWN"));
+                    m.insert("type".into(), t);
+                    m.remove("publish");
+                }
             }
+            each_connector(ty, &mut v, &mut |c| {
+                rename(c, "max_voltage", "voltage");
+                rename(c, "max_amperage", "amperage");
+                if let Some(Value::Array(ids)) =
+                    c.as_object_mut().and_then(|m| m.remove("tariff_ids"))
+                {
+                    if ids.len() > 1 {
+                        lost.push(Loss {
+                            path: "connectors.tariff_ids".into(),
+                            reason: "2.1.1 connectors have one tariff_id; the first is kept".into(),
+                        });
+                    }
+                    if let Some(first) = ids.into_iter().next() {
+                        c["tariff_id"] = first;
+                    }
+                }
+            });
         }
         "Credentials" => {
             let role = v["roles"].get(0).cloned().unwrap_or(json!({}));

@@ -305,6 +305,11 @@ pub struct Config {
     /// served). Some peers (extrawest-ocpi's push) append object paths to
     /// the endpoint URL without a separator.
     pub trailing_slash: bool,
+    /// The version our own objects are stored in (what [`Server::publish`]
+    /// is given). Sender interfaces of other versions serve them converted
+    /// with [`crate::convert`] (an object that cannot be expressed in that
+    /// version is left out and logged). `None`: served as stored.
+    pub storage_version: Option<Version>,
 }
 
 struct Inner {
@@ -792,7 +797,7 @@ async fn handle_module(
             list(&inner, m, query.as_deref().unwrap_or(""), &v).await
         }
         // CPO: one location / EVSE / connector.
-        (Role::Cpo, "locations", &Method::GET, 1..=3) => get_location(&inner, &path).await,
+        (Role::Cpo, "locations", &Method::GET, 1..=3) => get_location(&inner, &path, version).await,
         // CPO: commands.
         (Role::Cpo, "commands", &Method::POST, 1) => {
             let Ok(body) = parse_body(&body) else {
@@ -1098,12 +1103,50 @@ async fn list(inner: &Inner, module: &str, query: &str, v: &str) -> Reply {
         "{}/{v}/{module}",
         inner.config.base_url.trim_end_matches('/')
     );
+    let version = version_of(v).unwrap_or(Version::V221);
+    let items = items
+        .into_iter()
+        .filter_map(|o| served_as(inner, module, 3, version, o))
+        .collect();
     let mut r = Reply::ok(Value::Array(items));
     r.headers = page.headers(total, &url, max);
     r
 }
 
-async fn get_location(inner: &Inner, path: &[String]) -> Reply {
+/// One of our stored objects as the requested version shows it.
+fn served_as(
+    inner: &Inner,
+    module: &str,
+    depth: usize,
+    version: Version,
+    o: Value,
+) -> Option<Value> {
+    let Some(from) = inner.config.storage_version.filter(|s| *s != version) else {
+        return Some(o);
+    };
+    let (cc, pid) = inner
+        .config
+        .own
+        .roles
+        .first()
+        .map(|r| (r.0.clone(), r.1.clone()))
+        .unwrap_or_default();
+    let ctx = crate::convert::Context {
+        country_code: cc.clone(),
+        party_id: pid.clone(),
+        token_country_code: cc,
+        token_party_id: pid,
+    };
+    match crate::convert::convert(from, version, type_for(module, depth), &o, &ctx) {
+        Ok(c) => Some(c.object),
+        Err(e) => {
+            tracing::warn!(module, "not served in OCPI {version}: {e}");
+            None
+        }
+    }
+}
+
+async fn get_location(inner: &Inner, path: &[String], version: Version) -> Reply {
     let Some((cc, pid, _, _)) = inner.config.own.roles.first() else {
         return Reply::err(
             Http::NOT_FOUND,
@@ -1125,6 +1168,9 @@ async fn get_location(inner: &Inner, path: &[String]) -> Reply {
         )
     };
     let Some(loc) = inner.store.get_object("locations", &key).await else {
+        return not_found();
+    };
+    let Some(loc) = served_as(inner, "locations", 3, version, loc) else {
         return not_found();
     };
     match descend(&loc, &path[1..]) {

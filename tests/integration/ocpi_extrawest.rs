@@ -98,6 +98,7 @@ async fn extrawest_cpo_against_our_client_and_emsp() {
             max_limit: 100,
             token_encoding: TokenEncoding::Lenient,
             trailing_slash: true,
+            storage_version: None,
         },
         store.clone(),
         Arc::new(NoHandler),

@@ -257,7 +257,9 @@ async fn put_station(
     if let Some(loc) = &b.location {
         let ok = loc.as_object().is_some_and(|m| {
             m.iter().all(|(k, v)| match k.as_str() {
-                "name" | "address" | "city" | "country" | "time_zone" => v.is_string(),
+                "name" | "address" | "city" | "postal_code" | "country" | "time_zone" => {
+                    v.is_string()
+                }
                 "coordinates" => v["latitude"].is_string() && v["longitude"].is_string(),
                 _ => false,
             })
@@ -265,7 +267,7 @@ async fn put_station(
         if !ok {
             return Err(ApiError::new(
                 StatusCode::BAD_REQUEST,
-                "location: an object of name, address, city, country, time_zone (strings) and coordinates {latitude, longitude} (strings)",
+                "location: an object of name, address, city, postal_code, country, time_zone (strings) and coordinates {latitude, longitude} (strings)",
             ));
         }
     }

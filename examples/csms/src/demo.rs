@@ -155,6 +155,7 @@ async fn roaming_story(
             max_limit: 100,
             token_encoding: ocpi::auth::TokenEncoding::Lenient,
             trailing_slash: false,
+            storage_version: None,
         },
         store.clone(),
         std::sync::Arc::new(ocpi::server::NoHandler),

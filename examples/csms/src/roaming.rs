@@ -1,9 +1,10 @@
 //! OCPI roaming: the CSMS as a charge point operator (CPO) on `ocpi`'s
 //! server and client.
 //!
-//! - OCPI is served at `{public_url}/ocpi` on the HTTP port (versions
-//!   2.2.1 and 2.1.1; 2.3.0 with `CSMS_OCPI_230=1` is not offered yet by the
-//!   reference because its tariffs need `tax_included`);
+//! - OCPI is served at `{public_url}/ocpi` on the HTTP port, versions 2.3.0,
+//!   2.2.1 and 2.1.1: our objects are kept in 2.2.1 and converted
+//!   (`ocpi::convert`) for 2.3.0 and 2.1.1 partners, both when they pull and
+//!   when we push;
 //! - partners register either way: `POST /api/ocpi/token-a` issues a token
 //!   A for a partner that registers with us; `POST /api/ocpi/partners`
 //!   registers us with a partner (we are the credentials Sender);
@@ -170,7 +171,7 @@ impl Roaming {
             "CPO",
             "evproto reference CSMS",
         );
-        own.versions = vec![Version::V221, Version::V211];
+        own.versions = vec![Version::V230, Version::V221, Version::V211];
         let client = Client::new(UrlPolicy::default()).map_err(|e| e.to_string())?;
         let server = Server::new(
             OcpiConfig {
@@ -180,6 +181,7 @@ impl Roaming {
                 max_limit: 100,
                 token_encoding: ocpi::auth::TokenEncoding::Lenient,
                 trailing_slash: false,
+                storage_version: Some(Version::V221),
             },
             Arc::new(OcpiStore(store.clone())),
             Arc::new(CpoHandler { app }),
@@ -315,6 +317,11 @@ impl Roaming {
             "coordinates": place.get("coordinates").cloned().unwrap_or(json!({"latitude": "52.000000", "longitude": "4.000000"})),
             "time_zone": place.get("time_zone").cloned().unwrap_or(json!("Europe/Amsterdam")),
             "evses": evses, "last_updated": now});
+        let mut loc = loc;
+        if let Some(pc) = place.get("postal_code") {
+            // optional in 2.2.1, required by 2.1.1 partners
+            loc["postal_code"] = pc.clone();
+        }
         self.publish("locations", "Location", station_id, loc).await;
     }
 
@@ -430,8 +437,8 @@ impl Roaming {
                     "Session",
                 )
                 .await;
-                if let Some(c) = &cdr {
-                    match peer.post("cdrs", &[], c).await {
+                if let Some(c) = cdr.as_ref().and_then(|c| for_peer(&peer, "Cdr", c)) {
+                    match peer.post("cdrs", &[], &c).await {
                         Ok(r) => tracing::info!(cdr = %c["id"], location = ?r.location, "CDR sent"),
                         Err(e) => tracing::warn!(cdr = %c["id"], "CDR not accepted: {e}"),
                     }
@@ -567,21 +574,34 @@ fn party_label(reg: &Registered) -> Option<String> {
     )
 }
 
+/// One of our 2.2.1 objects in the version a peer speaks (`None` when it
+/// cannot be expressed there; logged).
+fn for_peer(peer: &Peer, kind: &str, obj: &Value) -> Option<Value> {
+    if peer.version() == Version::V221 {
+        return Some(obj.clone());
+    }
+    match ocpi::convert::convert(
+        Version::V221,
+        peer.version(),
+        kind,
+        obj,
+        &Default::default(),
+    ) {
+        Ok(c) => Some(c.object),
+        Err(e) => {
+            tracing::debug!("{kind} not sent to an OCPI {} partner: {e}", peer.version());
+            None
+        }
+    }
+}
+
 async fn push_object(peer: &Peer, module: &str, cc: &str, pid: &str, obj: &Value, kind: &str) {
     let id = obj.get("id").and_then(Value::as_str).unwrap_or_default();
     if peer.endpoint(module, "RECEIVER").is_err() {
         return;
     }
-    let body = if peer.version() == Version::V211 {
-        match ocpi::convert::convert(Version::V221, Version::V211, kind, obj, &Default::default()) {
-            Ok(c) => c.object,
-            Err(e) => {
-                tracing::debug!("{module} {id} not sent to a 2.1.1 partner: {e}");
-                return;
-            }
-        }
-    } else {
-        obj.clone()
+    let Some(body) = for_peer(peer, kind, obj) else {
+        return;
     };
     if let Err(e) = peer.put(module, &[cc, pid, id], &body).await {
         tracing::warn!("push {module} {id}: {e}");

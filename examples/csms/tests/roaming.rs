@@ -142,6 +142,7 @@ async fn cpo_roaming_with_an_emsp() {
             max_limit: 50,
             token_encoding: TokenEncoding::Lenient,
             trailing_slash: false,
+            storage_version: None,
         },
         emsp_store.clone(),
         Arc::new(Emsp),
@@ -160,7 +161,7 @@ async fn cpo_roaming_with_an_emsp() {
     )
     .await;
     assert_eq!(s, 201, "{reg}");
-    assert_eq!(reg["version"], "2.2.1");
+    assert_eq!(reg["version"], "2.3.0", "highest mutual version");
     let (_, partners) = api(http, "GET", "/api/ocpi/partners", None).await;
     assert_eq!(partners["partners"][0]["registered"], true, "{partners}");
     // Bad bodies are refused with a reason.
@@ -189,7 +190,7 @@ async fn cpo_roaming_with_an_emsp() {
         .unwrap()
         .peer(party.registration.clone().unwrap())
         .from_party("DE", "EMS");
-    assert_eq!(cpo.version(), Version::V221);
+    assert_eq!(cpo.version(), Version::V230);
     cpo.put(
         "tokens",
         &["DE", "EMS", "ROAM1"],
@@ -324,12 +325,14 @@ async fn cpo_roaming_with_an_emsp() {
         emsp_store.get_object_sync("cdrs", &format!("#/{sid}"))
     })
     .await;
-    // 10 kWh × 0.30 + 1.00 = 4.00 excl.; VAT 20 % on the energy: 4.60 incl.
+    // 10 kWh × 0.30 + 1.00 = 4.00 before taxes; VAT 20 % on the energy: 0.60
+    // (the 2.3.0 price shape: the partner speaks 2.3.0, our store 2.2.1)
     assert_eq!(
         cdr["total_cost"],
-        json!({"excl_vat": 4, "incl_vat": 4.6}),
+        json!({"before_taxes": 4, "taxes": [{"name": "VAT", "amount": 0.6}]}),
         "{cdr}"
     );
+    assert_eq!(cdr["tariffs"][0]["tax_included"], "NO");
     assert_eq!(cdr["cdr_token"]["uid"], "ROAM1");
     // Energy and revenue over time.
     let (_, daily) = api(http, "GET", "/api/stats/daily", None).await;
@@ -382,7 +385,7 @@ async fn cpo_roaming_with_an_emsp() {
 
     // The eMSP pulls our locations (Sender interface, paginated).
     use futures_util::TryStreamExt;
-    let locations: Vec<ocpi::v221::Location> =
+    let locations: Vec<ocpi::v230::Location> =
         cpo.list("locations", &[]).try_collect().await.unwrap();
     assert_eq!(locations.len(), 1);
 

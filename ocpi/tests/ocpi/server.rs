@@ -48,6 +48,7 @@ async fn node(
             max_limit: 50,
             token_encoding: TokenEncoding::Lenient,
             trailing_slash: false,
+            storage_version: None,
         },
         store.clone(),
         handler,
@@ -65,7 +66,7 @@ async fn node(
 fn location(i: usize) -> Value {
     json!({
         "country_code": "NL", "party_id": "CPO", "id": format!("LOC{i:03}"), "publish": true,
-        "address": "Street 1", "city": "Town", "country": "NLD",
+        "address": "Street 1", "city": "Town", "postal_code": "1234AB", "country": "NLD",
         "coordinates": {"latitude": "52.0", "longitude": "4.0"},
         "time_zone": "Europe/Amsterdam",
         "evses": [{"uid": format!("EVSE{i}"), "status": "AVAILABLE", "connectors": [
@@ -523,4 +524,83 @@ async fn receiver_failures() {
         (200, Some(3002)),
         "{resp}"
     );
+}
+
+/// A CPO that stores 2.2.1 objects serves them to 2.3.0 and 2.1.1
+/// partners converted (`Config::storage_version`).
+#[tokio::test]
+async fn objects_are_served_in_the_partners_version() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}/ocpi", listener.local_addr().unwrap());
+    let own = Own::with_role(&format!("{base}/versions"), "NL", "CPO", "CPO", "CPO");
+    let store = Arc::new(MemoryStore::new());
+    let server = Server::new(
+        Config {
+            role: Role::Cpo,
+            base_url: base.clone(),
+            own,
+            max_limit: 50,
+            token_encoding: TokenEncoding::Lenient,
+            trailing_slash: false,
+            storage_version: Some(Version::V221),
+        },
+        store,
+        Arc::new(NoHandler),
+        Client::new(UrlPolicy::default()).unwrap(),
+    );
+    let app = axum::Router::new().nest("/ocpi", server.router());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    server.publish("locations", location(1)).await.unwrap();
+    server
+        .publish("tariffs", json!({"country_code": "NL", "party_id": "CPO", "id": "T1", "currency": "EUR",
+            "max_price": {"excl_vat": 10, "incl_vat": 12.1},
+            "elements": [{"price_components": [{"type": "ENERGY", "price": 0.25, "vat": 21, "step_size": 1}]}],
+            "last_updated": "2024-01-01T00:00:00Z"}))
+        .await
+        .unwrap();
+    for (version, emsp_versions) in [
+        (Version::V230, vec![Version::V230]),
+        (Version::V211, vec![Version::V211]),
+    ] {
+        let emsp = node(Role::Emsp, "DE", "EMS", Arc::new(NoHandler), emsp_versions).await;
+        let token_a = server.issue_token_a(&format!("emsp-{version}")).await;
+        let token_b = emsp.server.issue_token_a("cpo").await;
+        let mut own = Own::with_role(&format!("{}/versions", emsp.base), "DE", "EMS", "EMSP", "e");
+        own.versions = vec![version];
+        let peer = Client::new(UrlPolicy::default())
+            .unwrap()
+            .register(own, &format!("{base}/versions"), &token_a, &token_b)
+            .await
+            .unwrap();
+        assert_eq!(peer.version(), version);
+        let tariffs: Vec<Value> = peer.list("tariffs", &[]).try_collect().await.unwrap();
+        match version {
+            Version::V230 => {
+                let t: Vec<ocpi::v230::Tariff> = tariffs
+                    .iter()
+                    .map(|t| serde_json::from_value(t.clone()).unwrap())
+                    .collect();
+                assert_eq!(
+                    tariffs[0]["max_price"],
+                    json!({"before_taxes": 10, "after_taxes": 12.1})
+                );
+                assert_eq!(t[0].tax_included, ocpi::v230::TaxIncluded::No);
+                let locs: Vec<ocpi::v230::Location> =
+                    peer.list("locations", &[]).try_collect().await.unwrap();
+                assert_eq!(locs.len(), 1);
+            }
+            _ => {
+                let _: Vec<ocpi::v211::Tariff> = tariffs
+                    .iter()
+                    .map(|t| serde_json::from_value(t.clone()).unwrap())
+                    .collect();
+                assert!(
+                    tariffs[0].get("country_code").is_none(),
+                    "2.1.1 tariffs have no owner"
+                );
+                let loc: ocpi::v211::Location = peer.get("locations", &["LOC001"]).await.unwrap();
+                assert_eq!(loc.id.as_str(), "LOC001");
+            }
+        }
+    }
 }
