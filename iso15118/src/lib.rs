@@ -52,5 +52,6 @@
 
 pub mod app_protocol;
 pub mod exi;
+pub mod schema;
 pub mod sdp;
 pub mod v2gtp;
