@@ -1011,7 +1011,7 @@ fn decode_simple_value(r: &mut BitReader<'_>, s: &Simple) -> Result<Value, ExiEr
 }
 
 fn unhex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     (0..s.len())
