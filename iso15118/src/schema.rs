@@ -394,20 +394,30 @@ impl Loader {
                 .find("element", &q)
                 .ok_or_else(|| format!("no element {q:?}"))?;
             let mut alts = Vec::new();
-            if head.attribute("abstract") != Some("true") {
-                alts.push((
-                    q.clone(),
-                    self.type_of(head).unwrap_or_else(Ty::Unsupported),
-                ));
-            }
-            // substitution group members, sorted by local name then namespace
+            // the head is a production even when it is abstract (that is how
+            // EXIficient builds the grammar: -2's abstract BodyElement takes a code)
+            alts.push((
+                q.clone(),
+                self.type_of(head).unwrap_or_else(Ty::Unsupported),
+            ));
+            // substitution group members, also of members (transitively:
+            // -20's BPT_Scheduled_DC_CLReqControlMode substitutes for
+            // Scheduled_DC_CLReqControlMode); sorted below by local name, then namespace
+            let mut heads = vec![q.clone()];
             let mut members: Vec<roxmltree::Node<'static, 'static>> = Vec::new();
-            for d in self.docs {
-                for m in xs_children(d.root_element()).filter(|n| n.tag_name().name() == "element")
-                {
-                    if let Some(sg) = m.attribute("substitutionGroup") {
-                        if resolve(m, sg) == q {
-                            members.push(m);
+            while let Some(h) = heads.pop() {
+                for d in self.docs {
+                    for m in
+                        xs_children(d.root_element()).filter(|n| n.tag_name().name() == "element")
+                    {
+                        if let Some(sg) = m.attribute("substitutionGroup") {
+                            if resolve(m, sg) == h && !members.contains(&m) {
+                                members.push(m);
+                                heads.push((
+                                    target_ns(m),
+                                    m.attribute("name").unwrap_or("").to_string(),
+                                ));
+                            }
                         }
                     }
                 }
@@ -1034,4 +1044,72 @@ pub fn din() -> Result<&'static SchemaSet, String> {
     })
     .as_ref()
     .map_err(Clone::clone)
+}
+
+/// The schema sets `evproto v2g` and the tests name.
+pub const SETS: &[(&str, &str)] = &[
+    ("din", "urn:din:70121:2012:MsgDef"),
+    ("iso2", "urn:iso:15118:2:2013:MsgDef"),
+    ("iso20", "urn:iso:std:iso:15118:-20:CommonMessages"),
+    ("iso20-ac", "urn:iso:std:iso:15118:-20:AC"),
+    ("iso20-dc", "urn:iso:std:iso:15118:-20:DC"),
+    ("iso20-wpt", "urn:iso:std:iso:15118:-20:WPT"),
+    ("iso20-acdp", "urn:iso:std:iso:15118:-20:ACDP"),
+];
+
+/// A schema set by its short name (`din`, `iso2`, `iso20`, `iso20-ac`,
+/// `iso20-dc`, `iso20-wpt`, `iso20-acdp`).
+pub fn by_name(name: &str) -> Result<&'static SchemaSet, String> {
+    const DSIG: &str = include_str!("../schemas/xmldsig-core-schema.xsd");
+    const CT: &str = include_str!("../schemas/iso15118_20/V2G_CI_CommonTypes.xsd");
+    static SETS_LOADED: OnceLock<std::sync::Mutex<HashMap<String, &'static SchemaSet>>> =
+        OnceLock::new();
+    if name == "din" {
+        return din();
+    }
+    let texts: Vec<&'static str> = match name {
+        "iso2" => vec![
+            include_str!("../schemas/iso15118_2/V2G_CI_MsgDef.xsd"),
+            include_str!("../schemas/iso15118_2/V2G_CI_MsgHeader.xsd"),
+            include_str!("../schemas/iso15118_2/V2G_CI_MsgBody.xsd"),
+            include_str!("../schemas/iso15118_2/V2G_CI_MsgDataTypes.xsd"),
+            DSIG,
+        ],
+        "iso20" => vec![
+            include_str!("../schemas/iso15118_20/V2G_CI_CommonMessages.xsd"),
+            CT,
+            DSIG,
+        ],
+        "iso20-ac" => vec![
+            include_str!("../schemas/iso15118_20/V2G_CI_AC.xsd"),
+            CT,
+            DSIG,
+        ],
+        "iso20-dc" => vec![
+            include_str!("../schemas/iso15118_20/V2G_CI_DC.xsd"),
+            CT,
+            DSIG,
+        ],
+        "iso20-wpt" => vec![
+            include_str!("../schemas/iso15118_20/V2G_CI_WPT.xsd"),
+            CT,
+            DSIG,
+        ],
+        "iso20-acdp" => vec![
+            include_str!("../schemas/iso15118_20/V2G_CI_ACDP.xsd"),
+            CT,
+            DSIG,
+        ],
+        other => return Err(format!("unknown schema set {other}")),
+    };
+    let mut loaded = SETS_LOADED
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    if let Some(s) = loaded.get(name) {
+        return Ok(s);
+    }
+    let set: &'static SchemaSet = Box::leak(Box::new(SchemaSet::load(&texts)?));
+    loaded.insert(name.to_string(), set);
+    Ok(set)
 }

@@ -356,6 +356,43 @@ fn din_messages() -> Vec<Value> {
         ),
         msg(
             "0102030405060708",
+            serde_json::json!({"ServiceDiscoveryRes": {"ResponseCode": "OK", "PaymentOptions": {"PaymentOption": ["ExternalPayment"]},
+            "ChargeService": {"ServiceTag": {"ServiceID": 1, "ServiceCategory": "EVCharging"}, "FreeService": false, "EnergyTransferType": "DC_extended"}}}),
+        ),
+        msg(
+            "0102030405060708",
+            serde_json::json!({"ServicePaymentSelectionReq": {"SelectedPaymentOption": "ExternalPayment",
+            "SelectedServiceList": {"SelectedService": [{"ServiceID": 1}, {"ServiceID": 2, "ParameterSetID": 3}]}}}),
+        ),
+        msg(
+            "0102030405060708",
+            serde_json::json!({"ContractAuthenticationReq": {}}),
+        ),
+        msg(
+            "0102030405060708",
+            serde_json::json!({"ChargeParameterDiscoveryReq": {"EVRequestedEnergyTransferType": "DC_extended",
+            "DC_EVChargeParameter": {"DC_EVStatus": {"EVReady": true, "EVCabinConditioning": false, "EVErrorCode": "NO_ERROR", "EVRESSSOC": 30},
+                "EVMaximumCurrentLimit": pv("A", 300), "EVMaximumVoltageLimit": pv("V", 450), "FullSOC": 100, "BulkSOC": 80}}}),
+        ),
+        msg(
+            "0102030405060708",
+            serde_json::json!({"ChargeParameterDiscoveryRes": {"ResponseCode": "OK", "EVSEProcessing": "Finished",
+            "SAScheduleList": {"SAScheduleTuple": [{"SAScheduleTupleID": 1, "PMaxSchedule": {"PMaxScheduleID": 1,
+                "PMaxScheduleEntry": [{"RelativeTimeInterval": {"start": 0, "duration": 86400}, "PMax": 32767}]}}]},
+            "DC_EVSEChargeParameter": {"DC_EVSEStatus": evse_status, "EVSEMaximumCurrentLimit": pv("A", 200), "EVSEMaximumVoltageLimit": pv("V", 500),
+                "EVSEMinimumCurrentLimit": pv("A", 0), "EVSEMinimumVoltageLimit": pv("V", 150), "EVSEPeakCurrentRipple": pv("A", 1)}}}),
+        ),
+        msg(
+            "0102030405060708",
+            serde_json::json!({"PowerDeliveryReq": {"ReadyToChargeState": true,
+            "DC_EVPowerDeliveryParameter": {"DC_EVStatus": ev_status, "ChargingComplete": false}}}),
+        ),
+        msg(
+            "0102030405060708",
+            serde_json::json!({"WeldingDetectionReq": {"DC_EVStatus": ev_status}}),
+        ),
+        msg(
+            "0102030405060708",
             serde_json::json!({"SessionStopReq": {}}),
         ),
         msg(
@@ -400,6 +437,91 @@ fn din_messages_are_byte_identical_with_exificient() {
         "{} of {} messages:\n{}",
         failures.len(),
         all.len(),
+        failures.join("\n")
+    );
+}
+
+/// ISO 15118-2 and -20 messages through the same engine (no signatures).
+#[test]
+fn iso2_and_iso20_messages_are_byte_identical_with_exificient() {
+    let header20 = serde_json::json!({"SessionID": "0102030405060708", "TimeStamp": 1_700_000_000});
+    let rational = |v: i64, e: i64| serde_json::json!({"Value": v, "Exponent": e});
+    let cases: Vec<(&str, Value)> = vec![
+        (
+            "iso2",
+            serde_json::json!({"V2G_Message": {"Header": {"SessionID": "0102030405060708"}, "Body": {"SessionSetupReq": {"EVCCID": "010203040506"}}}}),
+        ),
+        (
+            "iso2",
+            serde_json::json!({"V2G_Message": {"Header": {"SessionID": "0102030405060708"}, "Body": {"CurrentDemandReq": {
+            "DC_EVStatus": {"EVReady": true, "EVErrorCode": "NO_ERROR", "EVRESSSOC": 60},
+            "EVTargetCurrent": {"Multiplier": 0, "Unit": "A", "Value": 120}, "ChargingComplete": false,
+            "EVTargetVoltage": {"Multiplier": 0, "Unit": "V", "Value": 410}}}}}),
+        ),
+        (
+            "iso2",
+            serde_json::json!({"V2G_Message": {"Header": {"SessionID": "0102030405060708"}, "Body": {"SessionStopReq": {"ChargingSession": "Terminate"}}}}),
+        ),
+        (
+            "iso20",
+            serde_json::json!({"SessionSetupReq": {"Header": header20, "EVCCID": "WMIV1234567890ABCDEX"}}),
+        ),
+        (
+            "iso20",
+            serde_json::json!({"SessionSetupRes": {"Header": header20, "ResponseCode": "OK_NewSessionEstablished", "EVSEID": "DE*ABC*E1234"}}),
+        ),
+        (
+            "iso20",
+            serde_json::json!({"SessionStopReq": {"Header": header20, "ChargingSession": "Terminate"}}),
+        ),
+        (
+            "iso20-dc",
+            serde_json::json!({"DC_ChargeLoopReq": {"Header": header20, "DisplayParameters": {"PresentSOC": 50},
+            "MeterInfoRequested": false, "EVPresentVoltage": rational(400, 0),
+            "Scheduled_DC_CLReqControlMode": {"EVTargetCurrent": rational(100, 0), "EVTargetVoltage": rational(400, 0)}}}),
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (set, m) in &cases {
+        let ns = iso15118::schema::SETS
+            .iter()
+            .find(|(n, _)| n == set)
+            .unwrap()
+            .1;
+        let schema = match iso15118::schema::by_name(set) {
+            Ok(s) => s,
+            Err(e) => {
+                failures.push(format!("{set}: schemas do not load: {e}"));
+                continue;
+            }
+        };
+        let mut exi = Exificient::start(ns);
+        let json = m.to_string();
+        let theirs = match exi.encode(&json) {
+            Ok(t) => t,
+            Err(e) => {
+                failures.push(format!("{set}: EXIficient cannot encode {json}: {e}"));
+                continue;
+            }
+        };
+        match schema.encode(m) {
+            Ok(ours) if hex(&ours) == theirs => {}
+            Ok(ours) => failures.push(format!(
+                "{set}: bytes differ for {json}\n ours:   {}\n theirs: {theirs}",
+                hex(&ours)
+            )),
+            Err(e) => failures.push(format!("{set}: we cannot encode {json}: {e}")),
+        }
+        match schema.decode(&unhex(&theirs)) {
+            Ok(v) if norm(&v) == norm(m) => {}
+            other => failures.push(format!("{set}: we read EXIficient's {theirs} as {other:?}")),
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} messages:\n{}",
+        failures.len(),
+        cases.len(),
         failures.join("\n")
     );
 }
