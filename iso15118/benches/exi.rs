@@ -1,6 +1,7 @@
 //! `cargo bench -p iso15118 --bench exi`: encode and decode ns per message.
-//! So far the SupportedAppProtocol request with 5 protocols (the DIN, -2
-//! and -20 messages of issue 6 follow with their codecs).
+//! The SupportedAppProtocol request with 5 protocols (typed codec), and DIN
+//! CurrentDemandReq/Res, -2 ChargeParameterDiscoveryRes and -20
+//! DC_ChargeLoopReq through the XSD-driven engine over its JSON view.
 #![allow(missing_docs)]
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
@@ -37,5 +38,65 @@ fn bench(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, bench);
+/// The XSD-driven engine (`iso15118::schema`) over its JSON view: the
+/// charge-loop messages of issue 6.
+fn schema_sets(c: &mut Criterion) {
+    let pv =
+        |unit: &str, value: i64| serde_json::json!({"Multiplier": 0, "Unit": unit, "Value": value});
+    let ev_status =
+        serde_json::json!({"EVReady": true, "EVErrorCode": "NO_ERROR", "EVRESSSOC": 55});
+    let evse_status = serde_json::json!({"EVSEIsolationStatus": "Valid", "EVSEStatusCode": "EVSE_Ready", "NotificationMaxDelay": 0, "EVSENotification": "None"});
+    let msg = |body: serde_json::Value| serde_json::json!({"V2G_Message": {"Header": {"SessionID": "0102030405060708"}, "Body": body}});
+    let rational = |v: i64| serde_json::json!({"Value": v, "Exponent": 0});
+    let cases = [
+        (
+            "din",
+            "din/CurrentDemandReq",
+            msg(
+                serde_json::json!({"CurrentDemandReq": {"DC_EVStatus": ev_status, "EVTargetCurrent": pv("A", 100),
+            "ChargingComplete": false, "EVTargetVoltage": pv("V", 400)}}),
+            ),
+        ),
+        (
+            "din",
+            "din/CurrentDemandRes",
+            msg(
+                serde_json::json!({"CurrentDemandRes": {"ResponseCode": "OK", "DC_EVSEStatus": evse_status,
+            "EVSEPresentVoltage": pv("V", 398), "EVSEPresentCurrent": pv("A", 99), "EVSECurrentLimitAchieved": false,
+            "EVSEVoltageLimitAchieved": false, "EVSEPowerLimitAchieved": false, "EVSEMaximumCurrentLimit": pv("A", 200)}}),
+            ),
+        ),
+        (
+            "iso2",
+            "iso2/ChargeParameterDiscoveryRes",
+            msg(
+                serde_json::json!({"ChargeParameterDiscoveryRes": {"ResponseCode": "OK", "EVSEProcessing": "Finished",
+            "SAScheduleList": {"SAScheduleTuple": [{"SAScheduleTupleID": 1, "PMaxSchedule": {"PMaxScheduleEntry": [
+                {"RelativeTimeInterval": {"start": 0, "duration": 86400}, "PMax": {"Multiplier": 0, "Unit": "W", "Value": 11000}}]}}]},
+            "DC_EVSEChargeParameter": {"DC_EVSEStatus": {"EVSEIsolationStatus": "Valid", "EVSEStatusCode": "EVSE_Ready", "NotificationMaxDelay": 0, "EVSENotification": "None"},
+                "EVSEMaximumCurrentLimit": pv("A", 200), "EVSEMaximumPowerLimit": {"Multiplier": 3, "Unit": "W", "Value": 50}, "EVSEMaximumVoltageLimit": pv("V", 500),
+                "EVSEMinimumCurrentLimit": pv("A", 0), "EVSEMinimumVoltageLimit": pv("V", 150), "EVSEPeakCurrentRipple": pv("A", 1)}}}),
+            ),
+        ),
+        (
+            "iso20-dc",
+            "iso20-dc/DC_ChargeLoopReq",
+            serde_json::json!({"DC_ChargeLoopReq": {"Header": {"SessionID": "0102030405060708", "TimeStamp": 1_700_000_000},
+            "DisplayParameters": {"PresentSOC": 50}, "MeterInfoRequested": false, "EVPresentVoltage": rational(400),
+            "Scheduled_DC_CLReqControlMode": {"EVTargetCurrent": rational(100), "EVTargetVoltage": rational(400)}}}),
+        ),
+    ];
+    for (set, name, m) in cases {
+        let schema = iso15118::schema::by_name(set).unwrap();
+        let bytes = schema.encode(&m).unwrap_or_else(|e| panic!("{name}: {e}"));
+        c.bench_function(&format!("{name}/encode"), |b| {
+            b.iter(|| schema.encode(black_box(&m)).unwrap())
+        });
+        c.bench_function(&format!("{name}/decode"), |b| {
+            b.iter(|| schema.decode(black_box(&bytes)).unwrap())
+        });
+    }
+}
+
+criterion_group!(benches, bench, schema_sets);
 criterion_main!(benches);

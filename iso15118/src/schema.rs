@@ -498,6 +498,11 @@ impl SchemaSet {
         })
     }
 
+    /// Whether `name` is a global element (a document root) of this set.
+    pub fn has_global(&self, name: &str) -> bool {
+        self.globals.iter().any(|(q, _)| q.1 == name)
+    }
+
     /// Encodes a JSON message (`{"<root element>": {..}}`).
     pub fn encode(&self, msg: &Value) -> Result<Vec<u8>, ExiError> {
         let (name, body) =
@@ -885,6 +890,13 @@ fn encode_simple_element(w: &mut BitWriter, s: &Simple, v: &Value) -> Result<(),
 
 fn decode_simple_element(r: &mut BitReader<'_>, s: &Simple) -> Result<Value, ExiError> {
     if r.event(2)? == 1 {
+        // an empty element: only strings and binaries can be empty
+        if !matches!(s, Simple::String { .. } | Simple::Binary) {
+            return Err(ExiError::Value {
+                what: "element",
+                reason: "empty content for a type that cannot be empty".into(),
+            });
+        }
         expect(r, "empty element", SECOND_LEVEL_START, 0)?;
         return Ok(Value::String(String::new()));
     }

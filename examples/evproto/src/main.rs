@@ -73,8 +73,9 @@ enum V2gCommand {
     /// Decode EXI messages: one hex line each on stdin (raw EXI, or V2GTP-framed,
     /// detected by the 01 fe header); one JSON line each on stdout,
     /// `{"message": "<name>", "body": {..}}` or `{"error": ".."}`.
-    /// Schemas: app, din, iso2, iso20, iso20-ac, iso20-dc, iso20-wpt, iso20-acdp
-    /// (this build has the `app` codec, the SupportedAppProtocol handshake).
+    /// Schemas: app, din, iso2, iso20, iso20-ac, iso20-dc, iso20-wpt, iso20-acdp.
+    /// For DIN and -2, `message` is the body element and `body` the whole
+    /// V2G_Message (signatures are not decoded yet).
     Decode {
         /// Schema set.
         #[arg(long)]

@@ -7,7 +7,7 @@ use iso15118::app_protocol::{self, Message};
 use iso15118::v2gtp;
 use serde_json::{json, Value};
 
-/// The schema sets the command knows; only `app` has a codec yet.
+/// The schema sets the command knows.
 pub(crate) const SCHEMAS: &[&str] = &[
     "app",
     "din",
@@ -36,8 +36,15 @@ fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-fn unsupported(schema: &str) -> String {
-    format!("schema {schema}: no codec yet (this build decodes `app`, the SupportedAppProtocol handshake)")
+/// The message name of a decoded document: for DIN/-2 `V2G_Message`
+/// documents, the body element (`CurrentDemandReq`); otherwise the root.
+fn message_name(root: &str, content: &Value) -> String {
+    if root == "V2G_Message" {
+        if let Some(name) = content["Body"].as_object().and_then(|b| b.keys().next()) {
+            return name.clone();
+        }
+    }
+    root.to_string()
 }
 
 /// One output line of `decode` for one input line: raw EXI, or V2GTP-framed
@@ -57,7 +64,28 @@ pub(crate) fn decode_line(schema: &str, line: &str, roundtrip: bool) -> Value {
         bytes
     };
     if schema != "app" {
-        return json!({"error": unsupported(schema)});
+        let set = match iso15118::schema::by_name(schema) {
+            Ok(s) => s,
+            Err(e) => return json!({"error": e}),
+        };
+        return match set.decode(&exi) {
+            Ok(doc) => {
+                let (root, content) = doc
+                    .as_object()
+                    .and_then(|m| m.iter().next())
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .unwrap_or_default();
+                let mut out = json!({"message": message_name(&root, &content), "body": content});
+                if root == "V2G_Message" {
+                    out["root"] = json!(root);
+                }
+                if roundtrip {
+                    out["roundtrip"] = json!(set.encode(&doc).is_ok_and(|b| b == exi));
+                }
+                out
+            }
+            Err(e) => json!({"error": e.to_string()}),
+        };
     }
     match app_protocol::decode(&exi) {
         Ok(m) => {
@@ -77,13 +105,41 @@ pub(crate) fn decode_line(schema: &str, line: &str, roundtrip: bool) -> Value {
 /// One output line of `encode`: `{"message": .., "body": ..}` (or the
 /// message as `{"<name>": body}`) to hex EXI.
 pub(crate) fn encode_line(schema: &str, line: &str) -> Value {
-    if schema != "app" {
-        return json!({"error": unsupported(schema)});
-    }
     let v: Value = match serde_json::from_str(line) {
         Ok(v) => v,
         Err(e) => return json!({"error": format!("not JSON: {e}")}),
     };
+    if schema != "app" {
+        let set = match iso15118::schema::by_name(schema) {
+            Ok(s) => s,
+            Err(e) => return json!({"error": e}),
+        };
+        // {"message": .., "body": ..} as decode prints it, or the document itself
+        // the root is `root` when given (decode prints it for V2G_Message),
+        // else the message name when that is a document root, else V2G_Message
+        let doc = match (v.get("message").and_then(Value::as_str), v.get("body")) {
+            (Some(name), Some(body)) => {
+                let root =
+                    v.get("root")
+                        .and_then(Value::as_str)
+                        .unwrap_or(if set.has_global(name) {
+                            name
+                        } else {
+                            "V2G_Message"
+                        });
+                json!({ root: body })
+            }
+            _ => v,
+        };
+        let name = doc
+            .as_object()
+            .and_then(|m| m.keys().next().cloned())
+            .unwrap_or_default();
+        return match set.encode(&doc) {
+            Ok(bytes) => json!({"message": message_name(&name, &doc[&name]), "exi": hex(&bytes)}),
+            Err(e) => json!({"error": e.to_string()}),
+        };
+    }
     let wrapped = match (v.get("message").and_then(Value::as_str), v.get("body")) {
         (Some(name), Some(body)) => json!({ name: body }),
         _ => v,
@@ -150,10 +206,13 @@ mod tests {
             .as_str()
             .unwrap()
             .starts_with("V2GTP"));
-        assert!(decode_line("din", DIN_REQ, false)["error"]
-            .as_str()
-            .unwrap()
-            .contains("no codec yet"));
+        let v = decode_line("din", "809a02004080c1014181c211f0", true);
+        assert_eq!(
+            (v["message"].as_str(), v["roundtrip"].as_bool()),
+            (Some("SessionStopReq"), Some(true)),
+            "{v}"
+        );
+        assert!(decode_line("iso20", "80", false)["error"].is_string());
     }
 
     #[test]
@@ -171,5 +230,11 @@ mod tests {
                 .is_string()
         );
         assert!(encode_line("app", "{").get("error").is_some());
+        // DIN: what decode printed encodes back to the same bytes
+        let v = decode_line("din", "809a02004080c1014181c211f0", false);
+        assert_eq!(
+            encode_line("din", &v.to_string())["exi"],
+            "809a02004080c1014181c211f0"
+        );
     }
 }
