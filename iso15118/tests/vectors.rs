@@ -1,0 +1,156 @@
+//! Public test vectors of other V2G stacks, decoded to the fields their
+//! tests assert, and re-encoded to the same bytes:
+//! - EVerest/libcbv2g `tests/DIN/session_setup.cpp` (DIN SessionSetupReq;
+//!   the -2 SessionSetupRes of its comment);
+//! - EVerest/libiso15118 `test/exi/cb/iso20/session_setup.cpp` and
+//!   `dc_charge_loop.cpp` (-20 CommonMessages and DC).
+
+use iso15118::schema::by_name;
+use serde_json::Value;
+
+fn unhex(s: &str) -> Vec<u8> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+/// Decodes, re-encodes (must give the same bytes), returns the document.
+fn decode(set: &str, hex: &str) -> Value {
+    let schema = by_name(set).unwrap();
+    let bytes = unhex(hex);
+    let doc = schema
+        .decode(&bytes)
+        .unwrap_or_else(|e| panic!("{set} {hex}: {e}"));
+    assert_eq!(
+        schema.encode(&doc).unwrap(),
+        bytes,
+        "{set}: re-encoding changed the bytes"
+    );
+    doc
+}
+
+fn rational(v: &Value) -> f64 {
+    v["Value"].as_f64().unwrap() * 10f64.powi(v["Exponent"].as_i64().unwrap() as i32)
+}
+
+#[test]
+fn libcbv2g_din_session_setup_req() {
+    let d = decode("din", "809a02000000000000000011d01a121dc983cd6000");
+    let m = &d["V2G_Message"];
+    assert_eq!(m["Header"]["SessionID"], "0000000000000000");
+    assert!(m["Header"].get("Notification").is_none() && m["Header"].get("Signature").is_none());
+    assert_eq!(m["Body"]["SessionSetupReq"]["EVCCID"], "84877260F358");
+}
+
+#[test]
+fn libcbv2g_iso2_session_setup_res() {
+    let d = decode(
+        "iso2",
+        "80980214b22ca1afff8d8b51e020451114a9413960a914c4c8ccd0d4a8c412d71bd3c0c0",
+    );
+    let m = &d["V2G_Message"];
+    assert_eq!(m["Header"]["SessionID"], "52C8B286BFFE362D");
+    let r = &m["Body"]["SessionSetupRes"];
+    assert_eq!(r["ResponseCode"], "OK_NewSessionEstablished");
+    assert_eq!(r["EVSEID"], "DE*PNX*E12345*1");
+    assert_eq!(r["EVSETimeStamp"], 1_675_074_582);
+}
+
+#[test]
+fn libiso15118_iso20_session_setup() {
+    let d = decode(
+        "iso20",
+        "808c0400000000000000000c9f9c2bd0620b2ba6a4ab1899199a1a9b1b9c1c9820a121a222ac00",
+    );
+    let r = &d["SessionSetupReq"];
+    assert_eq!(r["Header"]["SessionID"], "0000000000000000");
+    assert_eq!(r["Header"]["TimeStamp"], 1_739_635_913);
+    assert_eq!(r["EVCCID"], "WMIV1234567890ABCDEX");
+    let d = decode(
+        "iso20",
+        "809004177d0c4a6e3dc8088c9f9c2bd062040451114a9413960a914c4c8ccd0d4a8c40",
+    );
+    let r = &d["SessionSetupRes"];
+    assert_eq!(r["Header"]["SessionID"], "2EFA1894DC7B9011");
+    assert_eq!(r["Header"]["TimeStamp"], 1_739_635_913);
+    assert_eq!(r["ResponseCode"], "OK_NewSessionEstablished");
+    assert_eq!(r["EVSEID"], "DE*PNX*E12345*1");
+}
+
+#[test]
+fn libiso15118_iso20_dc_charge_loop() {
+    let d = decode(
+        "iso20-dc",
+        "8034041ea65fc99ba76c4d8cdbfe1b6062810012006464000a02002400ca",
+    );
+    let r = &d["DC_ChargeLoopReq"];
+    assert_eq!(r["Header"]["SessionID"], "3D4CBF93374ED89B");
+    assert_eq!(r["Header"]["TimeStamp"], 1_725_456_333);
+    assert_eq!(r["MeterInfoRequested"], false);
+    assert_eq!(rational(&r["EVPresentVoltage"]), 400.0);
+    let m = &r["Scheduled_DC_CLReqControlMode"];
+    assert_eq!(
+        (
+            rational(&m["EVTargetCurrent"]),
+            rational(&m["EVTargetVoltage"])
+        ),
+        (20.0, 400.0)
+    );
+
+    let d = decode(
+        "iso20-dc",
+        "8034043275769ec71064ac8f0cfdab7062005184020024\
+00c69021e05c08303c0400008204261d4100000080 0ac02040042038200258 0400"
+            .replace(' ', "")
+            .as_str(),
+    );
+    let r = &d["DC_ChargeLoopReq"];
+    assert_eq!(r["Header"]["SessionID"], "64EAED3D8E20C959");
+    assert_eq!(r["Header"]["TimeStamp"], 1_727_440_880);
+    assert_eq!(r["DisplayParameters"]["PresentSOC"], 10);
+    assert_eq!(r["DisplayParameters"]["ChargingComplete"], false);
+    let m = &r["Dynamic_DC_CLReqControlMode"];
+    let got: Vec<f64> = [
+        "EVTargetEnergyRequest",
+        "EVMaximumEnergyRequest",
+        "EVMinimumEnergyRequest",
+        "EVMaximumChargePower",
+        "EVMinimumChargePower",
+        "EVMaximumChargeCurrent",
+        "EVMaximumVoltage",
+        "EVMinimumVoltage",
+    ]
+    .iter()
+    .map(|k| rational(&m[*k]))
+    .collect();
+    assert_eq!(
+        got,
+        vec![60000.0, 60000.0, 1.0, 150000.0, 0.0, 300.0, 900.0, 150.0],
+        "{m}"
+    );
+
+    let d = decode(
+        "iso20-dc",
+        "8038041ea65fc99ba76c4d8cebfe1b60620063e8740381fc2807c22290",
+    );
+    let r = &d["DC_ChargeLoopRes"];
+    assert_eq!(r["Header"]["TimeStamp"], 1_725_456_334);
+    assert_eq!(r["ResponseCode"], "OK");
+    assert_eq!(
+        (
+            r["EVSECurrentLimitAchieved"].as_bool(),
+            r["EVSEVoltageLimitAchieved"].as_bool(),
+            r["EVSEPowerLimitAchieved"].as_bool()
+        ),
+        (Some(true), Some(true), Some(true))
+    );
+    assert_eq!(
+        (
+            rational(&r["EVSEPresentCurrent"]),
+            rational(&r["EVSEPresentVoltage"])
+        ),
+        (1.0, 400.0)
+    );
+    assert!(r.get("Scheduled_DC_CLResControlMode").is_some());
+}
