@@ -72,6 +72,9 @@ enum Ty {
 struct Particle {
     /// The alternatives, each (name, type); one for a plain element.
     alts: Vec<(QName, Ty)>,
+    /// Alternatives that are abstract substitution heads (they take an
+    /// event code but no instance is ever made of them).
+    abstract_alts: Vec<QName>,
     min: u32,
     /// `u32::MAX` for unbounded.
     max: u32,
@@ -375,6 +378,7 @@ impl Loader {
                 }
                 out.push(Particle {
                     alts,
+                    abstract_alts: Vec::new(),
                     min: gmin,
                     max: gmax,
                 });
@@ -432,7 +436,17 @@ impl Loader {
             if alts.is_empty() {
                 return Err(format!("element {q:?} cannot be coded"));
             }
-            return Ok(Particle { alts, min, max });
+            let abstract_alts = if head.attribute("abstract") == Some("true") {
+                vec![q.clone()]
+            } else {
+                Vec::new()
+            };
+            return Ok(Particle {
+                alts,
+                abstract_alts,
+                min,
+                max,
+            });
         }
         let q = (
             target_ns(e),
@@ -442,6 +456,7 @@ impl Loader {
         );
         Ok(Particle {
             alts: vec![(q, self.type_of(e).unwrap_or_else(Ty::Unsupported))],
+            abstract_alts: Vec::new(),
             min,
             max,
         })
@@ -659,6 +674,113 @@ impl SchemaSet {
         (n + 1, Some(n))
     }
 
+    /// The document roots of this set (global elements), in EXI order.
+    pub fn roots(&self) -> Vec<&str> {
+        self.globals.iter().map(|(q, _)| q.1.as_str()).collect()
+    }
+
+    /// A schema-valid instance of the global element `root` (values and
+    /// optional parts chosen by `seed`), or `None` when it needs a construct
+    /// this engine does not code (signatures).
+    pub fn example(&self, root: &str, seed: u64) -> Option<Value> {
+        let (_, ty) = self.globals.iter().find(|(q, _)| q.1 == root)?;
+        let mut rng = seed | 1;
+        let v = self.example_of(ty, &mut rng, 0)?;
+        let mut m = Map::new();
+        m.insert(root.to_string(), v);
+        Some(Value::Object(m))
+    }
+
+    fn example_of(&self, ty: &Ty, rng: &mut u64, depth: usize) -> Option<Value> {
+        match ty {
+            Ty::Unsupported(_) => None,
+            Ty::Simple(s) => Some(match s {
+                Simple::String { max } => {
+                    let n = (rnd(rng) % 12) as usize + 1;
+                    let n = max.map_or(n, |m| n.min(m.max(1)));
+                    Value::String(
+                        (0..n)
+                            .map(|i| (b'A' + ((rnd(rng) + i as u64) % 26) as u8) as char)
+                            .collect(),
+                    )
+                }
+                Simple::Boolean => Value::Bool(rnd(rng) % 2 == 0),
+                Simple::Binary => Value::String(
+                    (0..(rnd(rng) % 8 + 1))
+                        .map(|_| format!("{:02X}", rnd(rng) as u8))
+                        .collect(),
+                ),
+                Simple::Enum(vals) => {
+                    Value::String(vals[(rnd(rng) % vals.len() as u64) as usize].clone())
+                }
+                Simple::Int { min, max } => {
+                    let lo = (*min).max(-1_000_000);
+                    let hi = (*max).min(1_000_000);
+                    let span = (hi - lo + 1).max(1) as u64;
+                    Value::from((lo + (rnd(rng) % span) as i128) as i64)
+                }
+            }),
+            Ty::Complex(i) => {
+                let ct = &self.complex[*i];
+                let Content::Elements(ps) = &ct.content else {
+                    return None;
+                };
+                let mut obj = Map::new();
+                for a in &ct.attrs {
+                    if a.required {
+                        obj.insert(
+                            a.name.clone(),
+                            self.example_of(&Ty::Simple(a.ty.clone()), rng, depth + 1)?,
+                        );
+                    }
+                }
+                for p in ps {
+                    let want = if p.min > 0 {
+                        p.min
+                    } else if depth < 6 && rnd(rng) % 2 == 0 {
+                        1
+                    } else {
+                        0
+                    };
+                    // an alternative that can be coded
+                    let mut alt = None;
+                    for k in 0..p.alts.len() {
+                        let idx = (rnd(rng) as usize + k) % p.alts.len();
+                        if !matches!(p.alts[idx].1, Ty::Unsupported(_))
+                            && !p.abstract_alts.contains(&p.alts[idx].0)
+                        {
+                            alt = Some(idx);
+                            break;
+                        }
+                    }
+                    if want == 0 || (alt.is_none() && p.min == 0) {
+                        continue;
+                    }
+                    let idx = alt?;
+                    let (q, t) = &p.alts[idx];
+                    let mut items = Vec::new();
+                    for _ in 0..want {
+                        match self.example_of(t, rng, depth + 1) {
+                            Some(v) => items.push(v),
+                            // an optional part that cannot be made is left out
+                            None if p.min == 0 => break,
+                            None => return None,
+                        }
+                    }
+                    if items.is_empty() {
+                        continue;
+                    }
+                    if p.max > 1 {
+                        obj.insert(q.1.clone(), Value::Array(items));
+                    } else if let Some(v) = items.pop() {
+                        obj.insert(q.1.clone(), v);
+                    }
+                }
+                Some(Value::Object(obj))
+            }
+        }
+    }
+
     /// Decodes a document into the JSON view.
     pub fn decode(&self, bytes: &[u8]) -> Result<Value, ExiError> {
         let mut r = BitReader::new(bytes);
@@ -858,6 +980,14 @@ fn content_first(ps: &[Particle]) -> u32 {
         }
     }
     n + 1
+}
+
+/// xorshift64: the example generator's randomness.
+fn rnd(rng: &mut u64) -> u64 {
+    *rng ^= *rng << 13;
+    *rng ^= *rng >> 7;
+    *rng ^= *rng << 17;
+    *rng
 }
 
 fn expect(r: &mut BitReader<'_>, at: &'static str, of: u32, want: u32) -> Result<(), ExiError> {

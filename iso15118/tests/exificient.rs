@@ -525,3 +525,129 @@ fn iso2_and_iso20_messages_are_byte_identical_with_exificient() {
         failures.join("\n")
     );
 }
+
+/// Messages of the generated set whose bytes differ from EXIficient's today
+/// (issue 6 stays open for them). The common factor looks like attributes
+/// (`Id`) and content typed by xmldsig (X509 issuer/serial) or meter-info
+/// receipts; the cause is not found yet.
+const UNDER_INVESTIGATION: &str =
+    "bytes differ from EXIficient; cause not found yet (attribute or xmldsig-typed content)";
+const EXPECTED_DIFFERENCES: &[(&str, &str)] = &[
+    ("iso20-ac:AC_ChargeLoopRes", UNDER_INVESTIGATION),
+    ("iso20-dc:DC_ChargeLoopRes", UNDER_INVESTIGATION),
+    ("iso20:AuthorizationReq", UNDER_INVESTIGATION),
+    ("iso20:AuthorizationSetupRes", UNDER_INVESTIGATION),
+    ("iso20:CertificateInstallationReq", UNDER_INVESTIGATION),
+    ("iso20:CertificateInstallationRes", UNDER_INVESTIGATION),
+    ("iso20:MeteringConfirmationReq", UNDER_INVESTIGATION),
+    ("iso2:CertificateInstallationReq", UNDER_INVESTIGATION),
+    ("iso2:CertificateUpdateReq", UNDER_INVESTIGATION),
+    ("iso2:ChargeParameterDiscoveryRes", UNDER_INVESTIGATION),
+    ("iso2:ChargingStatusRes", UNDER_INVESTIGATION),
+    ("iso2:MeteringReceiptReq", UNDER_INVESTIGATION),
+    ("iso2:PaymentDetailsReq", UNDER_INVESTIGATION),
+    ("iso2:PaymentDetailsRes", UNDER_INVESTIGATION),
+];
+
+/// A generated schema-valid instance of every message of every schema set
+/// (DIN/-2 body elements inside a V2G_Message, -20 message elements), three
+/// seeds each, both directions. Messages whose instance needs a signature
+/// (not coded yet) are listed, not compared.
+#[test]
+fn every_message_of_every_set_against_exificient() {
+    let mut failures = Vec::new();
+    let mut compared = 0;
+    let mut skipped = Vec::new();
+    let mut self_checked = Vec::new();
+    for (set, ns) in iso15118::schema::SETS {
+        let schema = iso15118::schema::by_name(set).unwrap();
+        let mut exi = Exificient::start(ns);
+        // the messages: body elements inside a V2G_Message (DIN, -2), or the
+        // -20 message elements themselves
+        let v2g = schema.roots().contains(&"V2G_Message");
+        let messages: Vec<&str> = schema
+            .roots()
+            .into_iter()
+            .filter(|r| r.ends_with("Req") || r.ends_with("Res"))
+            .collect();
+        for root in messages {
+            for seed in [1u64, 7, 42] {
+                let Some(body) = schema.example(root, seed) else {
+                    skipped.push(format!("{set}:{root}"));
+                    break;
+                };
+                let m = if v2g {
+                    let mut doc = schema.example("V2G_Message", seed).unwrap();
+                    doc["V2G_Message"]["Body"] = body;
+                    doc
+                } else {
+                    body
+                };
+                let json = m.to_string();
+                let theirs = match exi.encode(&json) {
+                    Ok(t) => t,
+                    // EXIficient's JSON layer (JAXB) cannot build every message: its
+                    // jar lacks javax.mail for base64Binary content and cannot map
+                    // some roots. Those are checked against ourselves only.
+                    Err(e)
+                        if e.contains("NoClassDefFoundError")
+                            || e.contains("root element")
+                            || e.contains("UnmarshalException") =>
+                    {
+                        let ours = schema.encode(&m).map_err(|e| e.to_string());
+                        match ours.and_then(|b| schema.decode(&b).map_err(|e| e.to_string())) {
+                            Ok(back) if norm(&back) == norm(&m) => {
+                                self_checked.push(format!("{set}:{root}"))
+                            }
+                            other => failures.push(format!(
+                                "{set}:{root}: our own round trip of {json}: {other:?}"
+                            )),
+                        }
+                        continue;
+                    }
+                    Err(e) => {
+                        failures.push(format!(
+                            "{set}:{root}: EXIficient cannot encode {json}: {e}"
+                        ));
+                        continue;
+                    }
+                };
+                compared += 1;
+                match schema.encode(&m) {
+                    Ok(ours) if hex(&ours) == theirs => {}
+                    Ok(ours) => failures.push(format!(
+                        "{set}:{root}: bytes differ for {json}\n ours:   {}\n theirs: {theirs}",
+                        hex(&ours)
+                    )),
+                    Err(e) => failures.push(format!("{set}:{root}: we cannot encode {json}: {e}")),
+                }
+                match schema.decode(&unhex(&theirs)) {
+                    Ok(v) if norm(&v) == norm(&m) => {}
+                    other => failures.push(format!(
+                        "{set}:{root}: we read EXIficient's {theirs} as {other:?}"
+                    )),
+                }
+            }
+        }
+    }
+    self_checked.dedup();
+    eprintln!("compared {compared} messages; skipped (signatures): {skipped:?}; only self-checked (EXIficient's JSON layer): {self_checked:?}");
+    // Messages whose bytes differ from EXIficient's, with the reason; the
+    // list must stay true (a listed message that agrees fails the test too).
+    let failing: std::collections::BTreeSet<String> = failures
+        .iter()
+        .map(|f| f.split(": ").next().unwrap_or("").to_string())
+        .collect();
+    let expected: std::collections::BTreeSet<String> = EXPECTED_DIFFERENCES
+        .iter()
+        .map(|(n, _)| n.to_string())
+        .collect();
+    let new: Vec<&String> = failing.difference(&expected).collect();
+    let stale: Vec<&String> = expected.difference(&failing).collect();
+    assert!(compared > 50, "only {compared} compared");
+    assert!(
+        new.is_empty() && stale.is_empty(),
+        "new differences {new:?}, listed but agreeing now {stale:?}:\n{}",
+        failures.join("\n")
+    );
+}
