@@ -704,7 +704,7 @@ impl SchemaSet {
                             .collect(),
                     )
                 }
-                Simple::Boolean => Value::Bool(rnd(rng) % 2 == 0),
+                Simple::Boolean => Value::Bool(rnd(rng).is_multiple_of(2)),
                 Simple::Binary => Value::String(
                     (0..(rnd(rng) % 8 + 1))
                         .map(|_| format!("{:02X}", rnd(rng) as u8))
@@ -737,7 +737,7 @@ impl SchemaSet {
                 for p in ps {
                     let want = if p.min > 0 {
                         p.min
-                    } else if depth < 6 && rnd(rng) % 2 == 0 {
+                    } else if depth < 6 && rnd(rng).is_multiple_of(2) {
                         1
                     } else {
                         0
