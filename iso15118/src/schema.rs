@@ -4,7 +4,7 @@
 //! substitution groups expanded in the lexicographic order EXI asks for),
 //! and messages are encoded from / decoded to the JSON view EXIficient's
 //! `EXICodec` uses (`{"V2G_Message": {"Header": .., "Body": {..}}}`,
-//! repeated elements as arrays, `hexBinary`/`base64Binary` as hex).
+//! repeated elements as arrays, `hexBinary` as hex, `base64Binary` as Base64).
 //!
 //! Coverage, checked against EXIficient in `tests/exificient.rs`: the DIN
 //! 70121 schema set without XML signatures (the `Signature` element and
@@ -29,10 +29,19 @@ type QName = (String, String); // (namespace, local)
 
 #[derive(Debug, Clone)]
 enum Simple {
-    String { max: Option<usize> },
+    String {
+        max: Option<usize>,
+    },
     Boolean,
-    Binary,
-    Int { min: i128, max: i128 },
+    /// `hexBinary` (hex in the JSON view) or `base64Binary` (Base64 text,
+    /// as EXIficient's JSON writes it).
+    Binary {
+        base64: bool,
+    },
+    Int {
+        min: i128,
+        max: i128,
+    },
     Enum(Vec<String>),
 }
 
@@ -146,7 +155,8 @@ fn builtin(local: &str) -> Option<Simple> {
             Some(Simple::String { max: None })
         }
         "boolean" => Some(Simple::Boolean),
-        "hexBinary" | "base64Binary" => Some(Simple::Binary),
+        "hexBinary" => Some(Simple::Binary { base64: false }),
+        "base64Binary" => Some(Simple::Binary { base64: true }),
         "byte" => int(-128, 127),
         "short" => int(-32768, 32767),
         "int" => int(i32::MIN.into(), i32::MAX.into()),
@@ -705,11 +715,15 @@ impl SchemaSet {
                     )
                 }
                 Simple::Boolean => Value::Bool(rnd(rng).is_multiple_of(2)),
-                Simple::Binary => Value::String(
-                    (0..(rnd(rng) % 8 + 1))
-                        .map(|_| format!("{:02X}", rnd(rng) as u8))
-                        .collect(),
-                ),
+                Simple::Binary { base64 } => {
+                    let bytes: Vec<u8> = (0..(rnd(rng) % 8 + 1)).map(|_| rnd(rng) as u8).collect();
+                    if *base64 {
+                        use base64::Engine;
+                        Value::String(base64::engine::general_purpose::STANDARD.encode(bytes))
+                    } else {
+                        Value::String(bytes.iter().map(|b| format!("{b:02X}")).collect())
+                    }
+                }
                 Simple::Enum(vals) => {
                     Value::String(vals[(rnd(rng) % vals.len() as u64) as usize].clone())
                 }
@@ -1004,7 +1018,7 @@ const SECOND_LEVEL_START: u32 = 7;
 fn encode_simple_element(w: &mut BitWriter, s: &Simple, v: &Value) -> Result<(), ExiError> {
     let empty = match s {
         Simple::String { .. } => v.as_str() == Some(""),
-        Simple::Binary => v.as_str() == Some(""),
+        Simple::Binary { .. } => v.as_str() == Some(""),
         _ => false,
     };
     if empty {
@@ -1021,7 +1035,7 @@ fn encode_simple_element(w: &mut BitWriter, s: &Simple, v: &Value) -> Result<(),
 fn decode_simple_element(r: &mut BitReader<'_>, s: &Simple) -> Result<Value, ExiError> {
     if r.event(2)? == 1 {
         // an empty element: only strings and binaries can be empty
-        if !matches!(s, Simple::String { .. } | Simple::Binary) {
+        if !matches!(s, Simple::String { .. } | Simple::Binary { .. }) {
             return Err(ExiError::Value {
                 what: "element",
                 reason: "empty content for a type that cannot be empty".into(),
@@ -1064,11 +1078,18 @@ fn encode_simple_value(
                     .ok_or_else(|| bad(format!("expected a boolean, found {v}")))?,
             ),
         ),
-        Simple::Binary => {
+        Simple::Binary { base64 } => {
             let t = v
                 .as_str()
-                .ok_or_else(|| bad(format!("expected hex, found {v}")))?;
-            let bytes = unhex(t).ok_or_else(|| bad(format!("not hex: {t}")))?;
+                .ok_or_else(|| bad(format!("expected binary text, found {v}")))?;
+            let bytes = if *base64 {
+                use base64::Engine;
+                base64::engine::general_purpose::STANDARD
+                    .decode(t)
+                    .map_err(|_| bad(format!("not Base64: {t}")))?
+            } else {
+                unhex(t).ok_or_else(|| bad(format!("not hex: {t}")))?
+            };
             w.unsigned(bytes.len() as u64);
             for b in bytes {
                 w.bits(8, u32::from(b));
@@ -1110,7 +1131,7 @@ fn decode_simple_value(r: &mut BitReader<'_>, s: &Simple) -> Result<Value, ExiEr
     Ok(match s {
         Simple::String { max } => Value::String(r.string("string", max.unwrap_or(1 << 20))?),
         Simple::Boolean => Value::Bool(r.bits(1)? == 1),
-        Simple::Binary => {
+        Simple::Binary { base64 } => {
             let len = r.unsigned()?;
             if len.saturating_mul(8) > r.remaining() as u64 {
                 return Err(ExiError::Truncated {
@@ -1119,11 +1140,16 @@ fn decode_simple_value(r: &mut BitReader<'_>, s: &Simple) -> Result<Value, ExiEr
                         .saturating_sub(r.remaining()),
                 });
             }
-            let mut out = String::with_capacity(len as usize * 2);
+            let mut bytes = Vec::with_capacity(len as usize);
             for _ in 0..len {
-                out.push_str(&format!("{:02X}", r.bits(8)?));
+                bytes.push(r.bits(8)? as u8);
             }
-            Value::String(out)
+            if *base64 {
+                use base64::Engine;
+                Value::String(base64::engine::general_purpose::STANDARD.encode(bytes))
+            } else {
+                Value::String(bytes.iter().map(|b| format!("{b:02X}")).collect())
+            }
         }
         Simple::Enum(values) => {
             let i = r.bits(width(values.len() as u32))? as usize;
