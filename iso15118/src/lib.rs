@@ -8,13 +8,16 @@
 //!   strict = false, empty value table): event codes, unsigned integers,
 //!   strings, bounded reads;
 //! - [`app_protocol`]: the SupportedAppProtocol handshake — messages, EXI
-//!   codec checked byte for byte against EXIficient, and the SECC's choice.
+//!   codec checked byte for byte against EXIficient, and the SECC's choice;
+//! - [`schema`]: DIN 70121, ISO 15118-2 and the five -20 schema sets through
+//!   an XSD-driven EXI engine over a JSON view (checked against EXIficient on
+//!   every message of every set).
 //!
 //! # What this crate does not do (yet)
 //!
-//! The DIN 70121, ISO 15118-2 and -20 message codecs (the schemas are
-//! vendored under `iso15118/schemas/`; their generator is the next step);
-//! no sockets either: everything is bytes in, values out.
+//! XML signatures (xmldsig content, EXI fragments for signing) and typed
+//! message structs for DIN/-2/-20 (the engine works on JSON); no sockets
+//! either: everything is bytes in, values out.
 //!
 //! # Data flow
 //!
@@ -22,7 +25,7 @@
 //!  TCP bytes ─► v2gtp::Reassembler::push ─► Packet { payload_type, payload }
 //!                                              │ 0x8001 EXI, 0x8002.. -20 streams
 //!                                              ▼
-//!                                        app_protocol::decode (DIN/-2/-20 to come)
+//!                                        app_protocol::decode / schema::by_name(..).decode
 //!  UDP datagram ─► sdp::Request::decode / sdp::Response::decode
 //! ```
 //!
