@@ -22,7 +22,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::exi::{BitReader, BitWriter, ExiError, HEADER};
+use crate::exi::{BitReader, BitWriter, ExiError, HEADER, SECOND_LEVEL_START};
 
 /// One protocol the EV offers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -161,11 +161,6 @@ pub fn encode(m: &Message, out: &mut Vec<u8>) {
     // EE of the root leaves DocEnd, whose only production ED has no code
     out.extend_from_slice(&w.finish());
 }
-
-/// Second-level productions of a simple-typed element's first state
-/// (non-strict: EE, AT(xsi:type), AT(xsi:nil), AT(*), AT(*) untyped, SE(*),
-/// CH untyped): EE is code 0 of them.
-const SECOND_LEVEL_START: u32 = 7;
 
 fn encode_protocol(w: &mut BitWriter, p: &AppProtocol) {
     w.event(0, 2); // SE(ProtocolNamespace)

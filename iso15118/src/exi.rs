@@ -249,6 +249,12 @@ impl<'a> BitReader<'a> {
 /// The EXI header of the V2G profile.
 pub const HEADER: u8 = 0x80;
 
+/// Second-level productions of a simple-typed element's first state in the
+/// non-strict profile (EE, AT(xsi:type), AT(xsi:nil), AT(*), AT(*)
+/// untyped, SE(*), CH untyped): an empty value is the escape, then EE,
+/// code 0 of these (as EXIficient writes it).
+pub const SECOND_LEVEL_START: u32 = 7;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -20,7 +20,7 @@ use std::sync::OnceLock;
 
 use serde_json::{Map, Value};
 
-use crate::exi::{width, BitReader, BitWriter, ExiError, HEADER};
+use crate::exi::{width, BitReader, BitWriter, ExiError, HEADER, SECOND_LEVEL_START};
 
 const XS: &str = "http://www.w3.org/2001/XMLSchema";
 
@@ -1011,9 +1011,6 @@ fn expect(r: &mut BitReader<'_>, at: &'static str, of: u32, want: u32) -> Result
     }
     Ok(())
 }
-
-/// Second-level productions of a simple-typed element's first state.
-const SECOND_LEVEL_START: u32 = 7;
 
 fn encode_simple_element(w: &mut BitWriter, s: &Simple, v: &Value) -> Result<(), ExiError> {
     let empty = match s {

@@ -402,6 +402,37 @@ fn din_messages() -> Vec<Value> {
     ]
 }
 
+/// One message both ways: our bytes equal EXIficient's, and we read its
+/// bytes as the message.
+fn compare(
+    exi: &mut Exificient,
+    schema: &iso15118::schema::SchemaSet,
+    m: &Value,
+    set: &str,
+    failures: &mut Vec<String>,
+) {
+    let json = m.to_string();
+    let theirs = match exi.encode(&json) {
+        Ok(t) => t,
+        Err(e) => {
+            failures.push(format!("{set}: EXIficient cannot encode {json}: {e}"));
+            return;
+        }
+    };
+    match schema.encode(m) {
+        Ok(ours) if hex(&ours) == theirs => {}
+        Ok(ours) => failures.push(format!(
+            "{set}: bytes differ for {json}\n ours:   {}\n theirs: {theirs}",
+            hex(&ours)
+        )),
+        Err(e) => failures.push(format!("{set}: we cannot encode {json}: {e}")),
+    }
+    match schema.decode(&unhex(&theirs)) {
+        Ok(v) if norm(&v) == norm(m) => {}
+        other => failures.push(format!("{set}: we read EXIficient's {theirs} as {other:?}")),
+    }
+}
+
 /// DIN 70121 through the XSD-driven engine (`iso15118::schema`), messages
 /// without signatures: identical bytes both ways.
 #[test]
@@ -411,26 +442,7 @@ fn din_messages_are_byte_identical_with_exificient() {
     let mut failures = Vec::new();
     let all = din_messages();
     for m in &all {
-        let json = m.to_string();
-        let theirs = match exi.encode(&json) {
-            Ok(t) => t,
-            Err(e) => {
-                failures.push(format!("EXIficient cannot encode {json}: {e}"));
-                continue;
-            }
-        };
-        match din.encode(m) {
-            Ok(ours) if hex(&ours) == theirs => {}
-            Ok(ours) => failures.push(format!(
-                "bytes differ for {json}\n ours:   {}\n theirs: {theirs}",
-                hex(&ours)
-            )),
-            Err(e) => failures.push(format!("we cannot encode {json}: {e}")),
-        }
-        match din.decode(&unhex(&theirs)) {
-            Ok(v) if norm(&v) == norm(m) => {}
-            other => failures.push(format!("we read EXIficient's {theirs} as {other:?}")),
-        }
+        compare(&mut exi, din, m, "din", &mut failures);
     }
     assert!(
         failures.is_empty(),
@@ -496,26 +508,7 @@ fn iso2_and_iso20_messages_are_byte_identical_with_exificient() {
             }
         };
         let mut exi = Exificient::start(ns);
-        let json = m.to_string();
-        let theirs = match exi.encode(&json) {
-            Ok(t) => t,
-            Err(e) => {
-                failures.push(format!("{set}: EXIficient cannot encode {json}: {e}"));
-                continue;
-            }
-        };
-        match schema.encode(m) {
-            Ok(ours) if hex(&ours) == theirs => {}
-            Ok(ours) => failures.push(format!(
-                "{set}: bytes differ for {json}\n ours:   {}\n theirs: {theirs}",
-                hex(&ours)
-            )),
-            Err(e) => failures.push(format!("{set}: we cannot encode {json}: {e}")),
-        }
-        match schema.decode(&unhex(&theirs)) {
-            Ok(v) if norm(&v) == norm(m) => {}
-            other => failures.push(format!("{set}: we read EXIficient's {theirs} as {other:?}")),
-        }
+        compare(&mut exi, schema, m, set, &mut failures);
     }
     assert!(
         failures.is_empty(),
