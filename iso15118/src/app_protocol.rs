@@ -283,12 +283,13 @@ pub fn decode(bytes: &[u8]) -> Result<Message, ExiError> {
         1 => {
             expect(&mut r, "supportedAppProtocolRes", 2, 0)?;
             let code = simple(&mut r, "ResponseCode", |r| r.bits(2))?;
-            let response_code = *ResponseCode::ALL
-                .get(code as usize)
-                .ok_or(ExiError::Value {
-                    what: "ResponseCode",
-                    reason: format!("enumeration index {code} of 3"),
-                })?;
+            let response_code =
+                *ResponseCode::ALL
+                    .get(code as usize)
+                    .ok_or_else(|| ExiError::Value {
+                        what: "ResponseCode",
+                        reason: format!("enumeration index {code} of 3"),
+                    })?;
             let schema_id = match r.event(3)? {
                 0 => {
                     let id = simple(&mut r, "SchemaID", |r| r.bits(8))? as u8;

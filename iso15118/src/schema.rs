@@ -530,13 +530,13 @@ impl SchemaSet {
 
     /// Encodes a JSON message (`{"<root element>": {..}}`).
     pub fn encode(&self, msg: &Value) -> Result<Vec<u8>, ExiError> {
-        let (name, body) =
-            msg.as_object()
-                .and_then(|m| m.iter().next())
-                .ok_or(ExiError::Value {
-                    what: "message",
-                    reason: "a JSON object with one root element".into(),
-                })?;
+        let (name, body) = msg
+            .as_object()
+            .and_then(|m| m.iter().next())
+            .ok_or_else(|| ExiError::Value {
+                what: "message",
+                reason: "a JSON object with one root element".into(),
+            })?;
         let idx = self
             .globals
             .iter()
@@ -561,7 +561,7 @@ impl SchemaSet {
             Ty::Simple(s) => encode_simple_element(w, s, v),
             Ty::Complex(i) => {
                 let ct = &self.complex[*i];
-                let obj = v.as_object().ok_or(ExiError::Value {
+                let obj = v.as_object().ok_or_else(|| ExiError::Value {
                     what: "element",
                     reason: format!("expected an object, found {v}"),
                 })?;
@@ -651,7 +651,7 @@ impl SchemaSet {
         } else {
             self.state_codes(ps, si, sc)
         };
-        let ee = ee.ok_or(ExiError::Value {
+        let ee = ee.ok_or_else(|| ExiError::Value {
             what: "element",
             reason: "a required element is missing".into(),
         })?;
@@ -1153,7 +1153,7 @@ fn decode_simple_value(r: &mut BitReader<'_>, s: &Simple) -> Result<Value, ExiEr
             Value::String(
                 values
                     .get(i)
-                    .ok_or(ExiError::Value {
+                    .ok_or_else(|| ExiError::Value {
                         what: "enumeration",
                         reason: format!("index {i} of {}", values.len()),
                     })?
