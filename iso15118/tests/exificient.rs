@@ -551,10 +551,14 @@ fn every_message_of_every_set_against_exificient() {
             .filter(|r| r.ends_with("Req") || r.ends_with("Res"))
             .collect();
         for root in messages {
-            for seed in [1u64, 7, 42] {
+            let seeds = [1u64, 7, 42, 99, 123];
+            if seeds.iter().all(|s| schema.example(root, *s).is_none()) {
+                skipped.push(format!("{set}:{root}"));
+            }
+            for seed in seeds {
+                // a seed whose choices need a signature makes no instance; the others still run
                 let Some(body) = schema.example(root, seed) else {
-                    skipped.push(format!("{set}:{root}"));
-                    break;
+                    continue;
                 };
                 let m = if v2g {
                     let mut doc = schema.example("V2G_Message", seed).unwrap();
