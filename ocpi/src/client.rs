@@ -463,7 +463,7 @@ impl Peer {
     ) -> Result<T, ClientError> {
         let url = join(&self.endpoint(module, "SENDER")?, path);
         let data = self.get_url(&url).await?;
-        decode(data)
+        one_object(data)
     }
 
     /// Every object of a Sender interface's list, page by page (following
@@ -718,6 +718,17 @@ fn join(base: &str, path: &[&str]) -> String {
     url
 }
 
+/// One object from a GET by id. Some servers (extrawest-ocpi) wrap it in a
+/// one-element list: when the data does not decode as it is, its single
+/// element is tried.
+fn one_object<T: DeserializeOwned>(data: Value) -> Result<T, ClientError> {
+    match (decode(data.clone()), data) {
+        (Ok(v), _) => Ok(v),
+        (Err(_), Value::Array(mut items)) if items.len() == 1 => decode(items.remove(0)),
+        (Err(e), _) => Err(e),
+    }
+}
+
 fn decode<T: DeserializeOwned>(v: Value) -> Result<T, ClientError> {
     let text = v.to_string();
     let mut de = serde_json::Deserializer::from_str(&text);
@@ -766,6 +777,29 @@ mod tests {
             .peer(old)
             .routing()
             .is_empty());
+    }
+
+    #[test]
+    fn one_object_in_a_list() {
+        let v: Value = one_object(serde_json::json!([{"a": 1}])).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!([{"a": 1}]),
+            "a Value takes the list as it is"
+        );
+        #[derive(serde::Deserialize, Debug, PartialEq)]
+        struct A {
+            a: u8,
+        }
+        assert_eq!(
+            one_object::<A>(serde_json::json!([{"a": 1}])).unwrap(),
+            A { a: 1 }
+        );
+        assert_eq!(
+            one_object::<A>(serde_json::json!({"a": 2})).unwrap(),
+            A { a: 2 }
+        );
+        assert!(one_object::<A>(serde_json::json!([{"a": 1}, {"a": 2}])).is_err());
     }
 
     #[test]

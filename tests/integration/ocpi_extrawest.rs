@@ -22,6 +22,8 @@
 //! 4. Unknown tokens get HTTP 403, not 401 (transport_and_format says 401).
 //! 6. Its CdrLocation lacks the required `evse_uid`: our typed decode
 //!    refuses such CDRs with the field's path; read them as JSON instead.
+//! 8. A GET of one object answers `data: [ {..} ]`, a one-element list:
+//!    our client's typed `get` takes the single element.
 //! 7. It lower-cases the CiStrings it sends (`"id": "loc007"` for
 //!    `LOC007`): our server compares ids without case, as CiString says.
 //! 5. Its push appends `CC/PID/ID` to our endpoint URL without a `/`: our
@@ -149,6 +151,15 @@ async fn extrawest_cpo_against_our_client_and_emsp() {
     assert_eq!(cdrs.len(), 3);
     assert_eq!(cdrs[0]["total_cost"]["excl_vat"], json!(2.5));
 
+    // One object by id (Sender interface); quirk 8: it comes wrapped in a
+    // one-element list, which our client unwraps.
+    let raw: Value = peer.get("locations", &["LOC007"]).await.unwrap();
+    assert!(
+        raw.as_array().is_some_and(|a| a.len() == 1),
+        "quirk 8: {raw}"
+    );
+    let one: ocpi::v221::Location = peer.get("locations", &["LOC007"]).await.unwrap();
+    assert!(one.id.as_str().eq_ignore_ascii_case("LOC007"));
     // Raw headers: quirks 1–4.
     let http = reqwest_get(
         &format!("http://127.0.0.1:{port}/ocpi/cpo/2.2.1/locations/?limit=1000"),

@@ -118,9 +118,9 @@ def main() -> None:
             if module == ModuleID.commands:
                 return None
             name = module_name(module)
-            if name == "tokens":
-                return store["tokens"].get(id)
-            return store.get(name, {}).get(id)
+            # py_ocpi lower-cases CiString path parameters; our keys keep their case
+            objs = store.get(name, {})
+            return next((v for k, v in objs.items() if k.lower() == str(id).lower()), None)
 
         @classmethod
         async def list(cls, module, role, filters, *args, **kwargs):
