@@ -400,6 +400,35 @@ fn pick_version(own: &Own, data: &Value) -> Result<(Version, String), HandshakeE
 }
 
 /// Reads version details into endpoints and checks the required modules.
+/// What the answer to `GET versions` leads to, in either role.
+enum VersionsAnswer {
+    /// 401: ask again with the token unencoded.
+    RetryPlain,
+    /// The highest version both sides share, and its details URL.
+    Picked(Version, String),
+}
+
+/// The versions step both roles share. 2.3.0 `transport_and_format`: many
+/// implementations take the token unencoded, so a 401 is retried once
+/// without Base64; 2.1.1 never encodes it.
+fn read_versions(
+    own: &Own,
+    base64: &mut bool,
+    retried_plain: bool,
+    resp: &Response,
+) -> Result<VersionsAnswer, HandshakeError> {
+    if resp.status == 401 && !retried_plain {
+        *base64 = false;
+        return Ok(VersionsAnswer::RetryPlain);
+    }
+    let data = envelope_data(resp)?;
+    let (version, url) = pick_version(own, &data)?;
+    if version == Version::V211 {
+        *base64 = false;
+    }
+    Ok(VersionsAnswer::Picked(version, url))
+}
+
 fn read_endpoints(own: &Own, data: &Value) -> Result<Vec<Endpoint>, HandshakeError> {
     let list = data
         .get("endpoints")
@@ -528,22 +557,18 @@ impl Sender {
     fn advance(&mut self, state: SenderState, resp: Response) -> Result<Step, HandshakeError> {
         match state {
             SenderState::Versions { retried_plain } => {
-                // 2.3.0 `transport_and_format`: many implementations take the
-                // token unencoded; on a 401 try once more without Base64.
-                if resp.status == 401 && !retried_plain {
-                    self.base64 = false;
-                    self.state = SenderState::Versions {
-                        retried_plain: true,
-                    };
-                    return Ok(Step::Send(self.get(&self.peer_versions_url.clone())));
+                match read_versions(&self.own, &mut self.base64, retried_plain, &resp)? {
+                    VersionsAnswer::RetryPlain => {
+                        self.state = SenderState::Versions {
+                            retried_plain: true,
+                        };
+                        Ok(Step::Send(self.get(&self.peer_versions_url.clone())))
+                    }
+                    VersionsAnswer::Picked(version, url) => {
+                        self.state = SenderState::Details { version };
+                        Ok(Step::Send(self.get(&url)))
+                    }
                 }
-                let data = envelope_data(&resp)?;
-                let (version, url) = pick_version(&self.own, &data)?;
-                if version == Version::V211 {
-                    self.base64 = false;
-                }
-                self.state = SenderState::Details { version };
-                Ok(Step::Send(self.get(&url)))
             }
             SenderState::Details { version } => {
                 let data = envelope_data(&resp)?;
@@ -655,20 +680,18 @@ impl Receiver {
         let state = std::mem::replace(&mut self.state, ReceiverState::Done);
         match state {
             ReceiverState::Versions { retried_plain } => {
-                if resp.status == 401 && !retried_plain {
-                    self.base64 = false;
-                    self.state = ReceiverState::Versions {
-                        retried_plain: true,
-                    };
-                    return Ok(Step::Send(self.get(&self.peer_versions_url.clone())));
+                match read_versions(&self.own, &mut self.base64, retried_plain, &resp)? {
+                    VersionsAnswer::RetryPlain => {
+                        self.state = ReceiverState::Versions {
+                            retried_plain: true,
+                        };
+                        Ok(Step::Send(self.get(&self.peer_versions_url.clone())))
+                    }
+                    VersionsAnswer::Picked(version, url) => {
+                        self.state = ReceiverState::Details { version };
+                        Ok(Step::Send(self.get(&url)))
+                    }
                 }
-                let data = envelope_data(&resp)?;
-                let (version, url) = pick_version(&self.own, &data)?;
-                if version == Version::V211 {
-                    self.base64 = false;
-                }
-                self.state = ReceiverState::Details { version };
-                Ok(Step::Send(self.get(&url)))
             }
             ReceiverState::Details { version } => {
                 let data = envelope_data(&resp)?;

@@ -24,7 +24,9 @@ pub struct Page {
     pub date_to: Option<DateTime<Utc>>,
 }
 
-fn percent_decode(s: &str) -> String {
+/// Decodes `%XX` escapes byte-wise (a `%` not followed by two hex digits is
+/// kept as is, never a panic); `+` becomes a space only in query strings.
+pub(crate) fn percent_decode(s: &str, plus_is_space: bool) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
@@ -43,7 +45,7 @@ fn percent_decode(s: &str) -> String {
                     None => out.push(b'%'),
                 }
             }
-            b'+' => out.push(b' '),
+            b'+' if plus_is_space => out.push(b' '),
             c => out.push(c),
         }
         i += 1;
@@ -79,7 +81,7 @@ impl Page {
         };
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            let v = percent_decode(v);
+            let v = percent_decode(v, true);
             let bad = || InvalidParameter(k.to_owned());
             match k {
                 "offset" => page.offset = v.parse().map_err(|_| bad())?,
@@ -150,6 +152,15 @@ fn parse_time(s: &str) -> Option<DateTime<Utc>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn percent_decode_is_byte_wise_and_plus_only_in_queries() {
+        // A `%` before a multi-byte character used to be sliced mid-char.
+        assert_eq!(percent_decode("%a\u{e9}", false), "%a\u{e9}");
+        assert_eq!(percent_decode("%41%2f%zz%", false), "A/%zz%");
+        assert_eq!(percent_decode("a+b", false), "a+b");
+        assert_eq!(percent_decode("a+b", true), "a b");
+    }
 
     #[test]
     fn query_defaults_caps_and_errors() {

@@ -48,7 +48,7 @@ use serde_json::{json, Value};
 use crate::auth::{parse_token, TokenEncoding};
 use crate::client::Client;
 use crate::credentials::{HandshakeError, Own, Registered};
-use crate::pagination::Page;
+use crate::pagination::{percent_decode, Page};
 use crate::status::StatusCode;
 use crate::Version;
 
@@ -788,7 +788,7 @@ async fn handle_module(
     let path: Vec<String> = rest
         .split('/')
         .filter(|s| !s.is_empty())
-        .map(percent_decode)
+        .map(|seg| percent_decode(seg, false))
         .collect();
     let role = inner.config.role;
     let reply = match (role, module.as_str(), &method, path.len()) {
@@ -1056,24 +1056,6 @@ fn routing_reply(own: &Own, party: &Party, req: &HeaderMap) -> Vec<(&'static str
         out.push(("OCPI-from-party-id", p));
     }
     out
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(b);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The `CC/PID/` prefixes of our own objects.
