@@ -11,13 +11,15 @@
 //!   codec checked byte for byte against EXIficient, and the SECC's choice;
 //! - [`schema`]: DIN 70121, ISO 15118-2 and the five -20 schema sets through
 //!   an XSD-driven EXI engine over a JSON view (checked against EXIficient on
-//!   every message of every set).
+//!   every message of every set, header signatures included), and EXI
+//!   fragments, the bytes XML signatures digest (`SignedInfo`, signed body
+//!   elements).
 //!
 //! # What this crate does not do (yet)
 //!
-//! XML signatures (xmldsig content, EXI fragments for signing) and typed
-//! message structs for DIN/-2/-20 (the engine works on JSON); no sockets
-//! either: everything is bytes in, values out.
+//! Typed message structs for DIN/-2/-20 (the engine works on JSON); the
+//! cryptography of Plug & Charge (the crate gives the bytes to digest and
+//! sign); no sockets either: everything is bytes in, values out.
 //!
 //! # Data flow
 //!

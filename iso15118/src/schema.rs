@@ -4,16 +4,32 @@
 //! substitution groups expanded in the lexicographic order EXI asks for),
 //! and messages are encoded from / decoded to the JSON view EXIficient's
 //! `EXICodec` uses (`{"V2G_Message": {"Header": .., "Body": {..}}}`,
-//! repeated elements as arrays, `hexBinary` as hex, `base64Binary` as Base64).
+//! repeated elements as arrays, `hexBinary` as hex, `base64Binary` as Base64,
+//! simple content beside attributes as `"value"`).
 //!
-//! Coverage, checked against EXIficient in `tests/exificient.rs`: the DIN
-//! 70121 schema set without XML signatures (the `Signature` element and
-//! `xs:any` content are refused with [`ExiError::Event`]), element-only
-//! content models of sequences and choices, optional and repeated particles,
-//! attributes, and the built-in types V2G uses (strings, booleans, bounded
-//! and unbounded integers, enumerations, binaries). This is a first step
-//! towards the generated typed codecs of issue 6; the -2 and -20 sets use
-//! the same engine once their constructs are covered.
+//! Coverage, checked against EXIficient in `tests/exificient.rs`: every
+//! message of DIN 70121, ISO 15118-2 and the five ISO 15118-20 sets,
+//! including XML signatures in the header (xmldsig's mixed content and
+//! wildcards take their event codes; wildcard and mixed character content
+//! themselves are refused with an error, V2G never sends them), and
+//! EXI **fragments** ([`SchemaSet::encode_fragment`]), the form signatures
+//! digest: a body element such as `AuthorizationReq` in its message set,
+//! `SignedInfo` in the [`XMLDSIG`] set.
+//!
+//! ```
+//! use iso15118::schema;
+//! let dsig = schema::by_name(schema::XMLDSIG.0).unwrap();
+//! let signed_info = serde_json::json!({"SignedInfo": {
+//!     "CanonicalizationMethod": {"Algorithm": "http://www.w3.org/TR/canonical-exi/"},
+//!     "SignatureMethod": {"Algorithm": "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256"},
+//!     "Reference": [{"URI": "#id1",
+//!         "Transforms": {"Transform": [{"Algorithm": "http://www.w3.org/TR/canonical-exi/"}]},
+//!         "DigestMethod": {"Algorithm": "http://www.w3.org/2001/04/xmlenc#sha256"},
+//!         "DigestValue": "AAECAwQFBgcICQoLDA0ODwABAgMEBQYHCAkKCwwNDg8="}]}});
+//! // the bytes an EVCC signs (ECDSA over their SHA-256)
+//! let bytes = dsig.encode_fragment(&signed_info).unwrap();
+//! assert_eq!(dsig.decode_fragment(&bytes).unwrap(), signed_info);
+//! ```
 
 use std::collections::HashMap;
 use std::sync::OnceLock;
@@ -49,9 +65,9 @@ enum Simple {
 enum Content {
     /// Element-only content: the particles in order.
     Elements(Vec<Particle>),
-    /// Simple content with attributes (not coded yet; kept for the coming
-    /// xmldsig support).
-    Simple(#[allow(dead_code)] Simple),
+    /// Simple content with attributes (xmldsig's `SignatureValue`): the
+    /// value is `"value"` in the JSON view, beside the attributes.
+    Simple(Simple),
 }
 
 #[derive(Debug, Clone)]
@@ -65,6 +81,9 @@ struct Attr {
 struct ComplexType {
     attrs: Vec<Attr>,
     content: Content,
+    /// Mixed content (xmldsig): every content state also lists an untyped
+    /// CH production, after EE. This engine writes none and refuses one.
+    mixed: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -89,12 +108,29 @@ struct Particle {
     max: u32,
 }
 
+/// The local name standing for an `xs:any` wildcard's SE(*) production.
+const WILDCARD: &str = "*";
+
+/// The wildcard alternative: it takes its event code, but its content
+/// (any element, in any namespace) is not coded by this engine.
+fn wildcard_alt() -> (QName, Ty) {
+    (
+        (String::new(), WILDCARD.to_string()),
+        Ty::Unsupported("wildcard (xs:any) content".into()),
+    )
+}
+
 /// A schema set ready to code documents.
 #[derive(Debug)]
 pub struct SchemaSet {
     complex: Vec<ComplexType>,
     /// Global elements sorted as EXI orders them (local name, then namespace).
     globals: Vec<(QName, Ty)>,
+    /// Every element declaration, global and local, one per name, sorted
+    /// like `globals`: the fragment grammar's SE productions. `None` when
+    /// a name is declared with different types (the relaxed element
+    /// fragment grammar, which this engine does not code).
+    fragment: Vec<(QName, Option<Ty>)>,
 }
 
 struct Loader {
@@ -243,6 +279,7 @@ impl Loader {
             self.complex.push(ComplexType {
                 attrs: Vec::new(),
                 content: Content::Elements(Vec::new()),
+                mixed: false,
             });
             let built = self.complex_body(ct)?;
             self.complex[idx] = built;
@@ -266,6 +303,7 @@ impl Loader {
         self.complex.push(ComplexType {
             attrs: Vec::new(),
             content: Content::Elements(Vec::new()),
+            mixed: false,
         });
         self.building.insert(q.clone(), idx);
         let built = match self.complex_body(node) {
@@ -288,6 +326,7 @@ impl Loader {
         let mut attrs = Vec::new();
         let mut particles = Vec::new();
         let mut simple = None;
+        let mut mixed = ct.attribute("mixed") == Some("true");
         for c in xs_children(ct) {
             match c.tag_name().name() {
                 "sequence" | "choice" => self.group(c, &mut particles)?,
@@ -300,6 +339,7 @@ impl Loader {
                     let base = resolve(ext, ext.attribute("base").unwrap_or(""));
                     let b = self.complex_named(&base)?;
                     let base_ty = self.complex[b].clone();
+                    mixed |= base_ty.mixed || c.attribute("mixed") == Some("true");
                     attrs.extend(base_ty.attrs);
                     if let Content::Elements(ps) = base_ty.content {
                         particles.extend(ps);
@@ -329,12 +369,24 @@ impl Loader {
         }
         // EXI sorts attribute productions by name
         attrs.sort_by(|a: &Attr, b: &Attr| a.name.cmp(&b.name));
+        // a wildcard's SE(*) is coded after every SE(qname) of a state; this
+        // engine lists productions particle by particle, which is the same
+        // only while the wildcard ends the content model (true of xmldsig)
+        let wild = |p: &Particle| p.alts.iter().position(|(q, _)| q.1 == WILDCARD);
+        for (k, p) in particles.iter().enumerate() {
+            if let Some(w) = wild(p) {
+                if k + 1 != particles.len() || w + 1 != p.alts.len() {
+                    return Err("a wildcard before other particles is not supported".into());
+                }
+            }
+        }
         Ok(ComplexType {
             attrs,
             content: match simple {
                 Some(s) => Content::Simple(s),
                 None => Content::Elements(particles),
             },
+            mixed,
         })
     }
 
@@ -362,29 +414,56 @@ impl Loader {
         let (gmin, gmax) = (occurs(g, "minOccurs"), occurs(g, "maxOccurs"));
         match g.tag_name().name() {
             "sequence" => {
+                let children: Vec<_> = xs_children(g).collect();
                 if (gmin, gmax) != (1, 1) {
-                    return Err("repeated or optional sequences are not supported".into());
+                    // a repeated sequence of one particle is that particle
+                    // repeated (xmldsig's Object and X509Data)
+                    let [only] = children.as_slice() else {
+                        return Err("repeated or optional sequences are not supported".into());
+                    };
+                    let mut inner = Vec::new();
+                    self.group_child(*only, &mut inner)?;
+                    let [mut p] = <[Particle; 1]>::try_from(inner)
+                        .map_err(|_| "a repeated sequence of a group is not supported")?;
+                    let mul = |a: u32, b: u32| {
+                        if a == u32::MAX || b == u32::MAX {
+                            if a == 0 || b == 0 {
+                                0
+                            } else {
+                                u32::MAX
+                            }
+                        } else {
+                            a.saturating_mul(b)
+                        }
+                    };
+                    p.min = mul(p.min, gmin);
+                    p.max = mul(p.max, gmax);
+                    out.push(p);
+                    return Ok(());
                 }
-                for c in xs_children(g) {
-                    match c.tag_name().name() {
-                        "element" => out.push(self.element_particle(c)?),
-                        "sequence" | "choice" => self.group(c, out)?,
-                        "any" => return Err("xs:any is not supported".into()),
-                        other => return Err(format!("{other} in a sequence is not supported")),
-                    }
+                for c in children {
+                    self.group_child(c, out)?;
                 }
             }
             _ => {
                 let mut alts = Vec::new();
+                let mut wildcard = false;
                 for c in xs_children(g) {
-                    if c.tag_name().name() != "element"
-                        || (occurs(c, "minOccurs"), occurs(c, "maxOccurs")) != (1, 1)
-                    {
-                        return Err(
-                            "a choice of other than single elements is not supported".into()
-                        );
+                    if (occurs(c, "minOccurs"), occurs(c, "maxOccurs")) != (1, 1) {
+                        return Err("a choice of repeated particles is not supported".into());
                     }
-                    alts.extend(self.element_particle(c)?.alts);
+                    match c.tag_name().name() {
+                        "element" => alts.extend(self.element_particle(c)?.alts),
+                        "any" => wildcard = true,
+                        _ => {
+                            return Err(
+                                "a choice of other than single elements is not supported".into()
+                            )
+                        }
+                    }
+                }
+                if wildcard {
+                    alts.push(wildcard_alt());
                 }
                 out.push(Particle {
                     alts,
@@ -393,6 +472,25 @@ impl Loader {
                     max: gmax,
                 });
             }
+        }
+        Ok(())
+    }
+
+    fn group_child(
+        &mut self,
+        c: roxmltree::Node<'static, 'static>,
+        out: &mut Vec<Particle>,
+    ) -> Result<(), String> {
+        match c.tag_name().name() {
+            "element" => out.push(self.element_particle(c)?),
+            "sequence" | "choice" => self.group(c, out)?,
+            "any" => out.push(Particle {
+                alts: vec![wildcard_alt()],
+                abstract_alts: Vec::new(),
+                min: occurs(c, "minOccurs"),
+                max: occurs(c, "maxOccurs"),
+            }),
+            other => return Err(format!("{other} in a sequence is not supported")),
         }
         Ok(())
     }
@@ -517,9 +615,46 @@ impl SchemaSet {
         globals.sort_by(|a, b| {
             (a.0 .1.as_str(), a.0 .0.as_str()).cmp(&(b.0 .1.as_str(), b.0 .0.as_str()))
         });
+        // the fragment grammar lists every element declaration of the
+        // schema, also those inside types no document reaches and inside
+        // types this engine cannot code (xmldsig's PGPData)
+        let mut decls: Vec<(QName, String, roxmltree::Node<'static, 'static>)> = Vec::new();
+        for d in docs {
+            for e in d.descendants().filter(|n| n.has_tag_name((XS, "element"))) {
+                let Some(name) = e.attribute("name") else {
+                    continue;
+                };
+                let q = (target_ns(e), name.to_string());
+                let key = match e.attribute("type") {
+                    Some(t) => format!("{:?}", resolve(e, t)),
+                    None => format!("anonymous {:?}", e.range()),
+                };
+                decls.push((q, key, e));
+            }
+        }
+        decls.sort_by(|a, b| {
+            (a.0 .1.as_str(), a.0 .0.as_str()).cmp(&(b.0 .1.as_str(), b.0 .0.as_str()))
+        });
+        let mut fragment: Vec<(QName, Option<Ty>)> = Vec::new();
+        let mut k = 0;
+        while k < decls.len() {
+            let mut e = k + 1;
+            while e < decls.len() && decls[e].0 == decls[k].0 {
+                e += 1;
+            }
+            let same = decls[k..e].iter().all(|d| d.1 == decls[k].1);
+            let ty = match globals.iter().find(|(q, _)| *q == decls[k].0) {
+                Some((_, t)) if same => Some(t.clone()),
+                _ if same => Some(l.type_of(decls[k].2).unwrap_or_else(Ty::Unsupported)),
+                _ => None,
+            };
+            fragment.push((decls[k].0.clone(), ty));
+            k = e;
+        }
         Ok(SchemaSet {
             complex: l.complex,
             globals,
+            fragment,
         })
     }
 
@@ -530,26 +665,70 @@ impl SchemaSet {
 
     /// Encodes a JSON message (`{"<root element>": {..}}`).
     pub fn encode(&self, msg: &Value) -> Result<Vec<u8>, ExiError> {
-        let (name, body) = msg
-            .as_object()
-            .and_then(|m| m.iter().next())
-            .ok_or_else(|| ExiError::Value {
-                what: "message",
-                reason: "a JSON object with one root element".into(),
-            })?;
-        let idx = self
-            .globals
-            .iter()
-            .position(|(q, _)| q.1 == *name)
-            .ok_or_else(|| ExiError::Value {
-                what: "message",
-                reason: format!("no global element {name}"),
-            })?;
+        let (idx, body) = single_root(msg, &self.globals, "message")?;
         let mut w = BitWriter::new();
         w.bits(8, u32::from(HEADER));
         w.event(idx as u32, self.globals.len() as u32 + 1);
         self.encode_element(&mut w, &self.globals[idx].1, body)?;
         Ok(w.finish())
+    }
+
+    /// Encodes one element as an EXI fragment (`{"<element>": {..}}`), the
+    /// form XML signatures digest: a body element such as `AuthorizationReq`
+    /// in its message set, `SignedInfo` in the `xmldsig` set. Any element
+    /// declared in the schema set, global or local, can start a fragment.
+    pub fn encode_fragment(&self, msg: &Value) -> Result<Vec<u8>, ExiError> {
+        let (idx, body) = single_root(msg, &self.fragment, "fragment")?;
+        let (q, ty) = &self.fragment[idx];
+        let ty = ty.as_ref().ok_or_else(|| relaxed(&q.1))?;
+        // FragmentContent: SE(F0..Fn-1), SE(*), ED
+        let of = self.fragment.len() as u32 + 2;
+        let mut w = BitWriter::new();
+        w.bits(8, u32::from(HEADER));
+        w.event(idx as u32, of);
+        self.encode_element(&mut w, ty, body)?;
+        w.event(of - 1, of);
+        Ok(w.finish())
+    }
+
+    /// Decodes an EXI fragment of one element into the JSON view.
+    pub fn decode_fragment(&self, bytes: &[u8]) -> Result<Value, ExiError> {
+        let mut r = BitReader::new(bytes);
+        let h = r.bits(8)? as u8;
+        if h != HEADER {
+            return Err(ExiError::Header(h));
+        }
+        let of = self.fragment.len() as u32 + 2;
+        let code = r.event(of)?;
+        let (q, ty) = self.fragment.get(code as usize).ok_or(ExiError::Event {
+            at: "fragment",
+            code,
+            of,
+        })?;
+        let ty = ty.as_ref().ok_or_else(|| relaxed(&q.1))?;
+        let v = self.decode_element(&mut r, ty)?;
+        // one element per fragment, then ED
+        expect(&mut r, "fragment end", of, of - 1)?;
+        r.finish()?;
+        let mut m = Map::new();
+        m.insert(q.1.clone(), v);
+        Ok(Value::Object(m))
+    }
+
+    /// The names a fragment can start with, in EXI order.
+    pub fn fragment_elements(&self) -> Vec<&str> {
+        self.fragment.iter().map(|(q, _)| q.1.as_str()).collect()
+    }
+
+    /// A schema-valid instance of `element` as a fragment root (any
+    /// element declaration of the set), or `None` when it cannot be made.
+    pub fn fragment_example(&self, element: &str, seed: u64) -> Option<Value> {
+        let (_, ty) = self.fragment.iter().find(|(q, _)| q.1 == element)?;
+        let mut rng = seed | 1;
+        let v = self.example_of(ty.as_ref()?, &mut rng, 0)?;
+        let mut m = Map::new();
+        m.insert(element.to_string(), v);
+        Some(Value::Object(m))
     }
 
     fn encode_element(&self, w: &mut BitWriter, ty: &Ty, v: &Value) -> Result<(), ExiError> {
@@ -565,11 +744,14 @@ impl SchemaSet {
                     what: "element",
                     reason: format!("expected an object, found {v}"),
                 })?;
-                let Content::Elements(ps) = &ct.content else {
-                    return Err(ExiError::Value {
-                        what: "element",
-                        reason: "simple content with attributes is not supported".into(),
-                    });
+                let (ps, simple): (&[Particle], _) = match &ct.content {
+                    Content::Elements(ps) => (ps, None),
+                    Content::Simple(s) => (&[], Some(s)),
+                };
+                // simple content starts with its one CH production
+                let first = match simple {
+                    Some(_) => 1,
+                    None => content_first(ps, ct.mixed),
                 };
                 // the start tag: attributes in name order; an absent optional
                 // attribute stays listed until one after it is written
@@ -577,7 +759,7 @@ impl SchemaSet {
                 for (k, a) in ct.attrs.iter().enumerate() {
                     match obj.get(&a.name) {
                         Some(val) => {
-                            let (ats, content) = attr_state(&ct.attrs, k0, ps);
+                            let (ats, content) = attr_state(&ct.attrs, k0, first);
                             w.event((k - k0) as u32, ats + content + 1);
                             encode_simple_value(w, &a.ty, val, "attribute")?;
                             k0 = k + 1;
@@ -592,11 +774,21 @@ impl SchemaSet {
                     }
                 }
                 let pre = if k0 < ct.attrs.len() {
-                    attr_state(&ct.attrs, k0, ps).0
+                    attr_state(&ct.attrs, k0, first).0
                 } else {
                     0
                 };
-                self.encode_particles(w, ps, obj, pre)
+                if let Some(s) = simple {
+                    let val = obj.get(SIMPLE_VALUE).ok_or_else(|| ExiError::Value {
+                        what: "element",
+                        reason: format!("simple content needs \"{SIMPLE_VALUE}\""),
+                    })?;
+                    w.event(pre, pre + 2); // CH
+                    encode_simple_value(w, s, val, "element")?;
+                    w.event(0, 2); // EE
+                    return Ok(());
+                }
+                self.encode_particles(w, ps, obj, pre, ct.mixed)
             }
         }
     }
@@ -609,6 +801,7 @@ impl SchemaSet {
         ps: &[Particle],
         obj: &Map<String, Value>,
         mut pre: u32,
+        mixed: bool,
     ) -> Result<(), ExiError> {
         let (mut si, mut sc) = (0usize, 0u32);
         for (k, p) in ps.iter().enumerate() {
@@ -633,7 +826,7 @@ impl SchemaSet {
                 });
             }
             for (ai, v) in items {
-                let (n, _) = self.state_codes(ps, si, sc);
+                let (n, _) = self.state_codes(ps, si, sc, mixed);
                 let code = offset(ps, si, sc, k) + ai as u32;
                 w.event(pre + code, pre + n + 1);
                 pre = 0;
@@ -647,9 +840,9 @@ impl SchemaSet {
             }
         }
         let (n, ee) = if ps.is_empty() {
-            (1, Some(0))
+            (1 + u32::from(mixed), Some(0))
         } else {
-            self.state_codes(ps, si, sc)
+            self.state_codes(ps, si, sc, mixed)
         };
         let ee = ee.ok_or_else(|| ExiError::Value {
             what: "element",
@@ -663,25 +856,32 @@ impl SchemaSet {
     /// `count` occurrences so far". The productions are: particle i's
     /// alternatives (if count < max), then — if count ≥ min — the next
     /// particles' alternatives up to and including the first required one,
-    /// then EE if every later particle is optional.
-    fn state_codes(&self, ps: &[Particle], i: usize, count: u32) -> (u32, Option<u32>) {
+    /// then EE if every later particle is optional, then CH when `mixed`.
+    fn state_codes(
+        &self,
+        ps: &[Particle],
+        i: usize,
+        count: u32,
+        mixed: bool,
+    ) -> (u32, Option<u32>) {
+        let ch = u32::from(mixed);
         let mut n = 0u32;
         let mut j = i;
         if count < ps[i].max {
             n += ps[i].alts.len() as u32;
         }
         if count < ps[i].min {
-            return (n, None);
+            return (n + ch, None);
         }
         j += 1;
         while j < ps.len() {
             n += ps[j].alts.len() as u32;
             if ps[j].min > 0 {
-                return (n, None);
+                return (n + ch, None);
             }
             j += 1;
         }
-        (n + 1, Some(n))
+        (n + 1 + ch, Some(n))
     }
 
     /// The document roots of this set (global elements), in EXI order.
@@ -736,18 +936,23 @@ impl SchemaSet {
             }),
             Ty::Complex(i) => {
                 let ct = &self.complex[*i];
-                let Content::Elements(ps) = &ct.content else {
-                    return None;
-                };
                 let mut obj = Map::new();
                 for a in &ct.attrs {
-                    if a.required {
+                    if a.required || rnd(rng).is_multiple_of(3) {
                         obj.insert(
                             a.name.clone(),
                             self.example_of(&Ty::Simple(a.ty.clone()), rng, depth + 1)?,
                         );
                     }
                 }
+                let ps = match &ct.content {
+                    Content::Elements(ps) => ps,
+                    Content::Simple(s) => {
+                        let v = self.example_of(&Ty::Simple(s.clone()), rng, depth + 1)?;
+                        obj.insert(SIMPLE_VALUE.into(), v);
+                        return Some(Value::Object(obj));
+                    }
+                };
                 for p in ps {
                     let want = if p.min > 0 {
                         p.min
@@ -825,16 +1030,18 @@ impl SchemaSet {
             Ty::Simple(s) => decode_simple_element(r, s),
             Ty::Complex(i) => {
                 let ct = &self.complex[*i];
-                let Content::Elements(ps) = &ct.content else {
-                    return Err(ExiError::Value {
-                        what: "element",
-                        reason: "simple content with attributes is not supported".into(),
-                    });
+                let (ps, simple): (&[Particle], _) = match &ct.content {
+                    Content::Elements(ps) => (ps, None),
+                    Content::Simple(s) => (&[], Some(s)),
+                };
+                let first = match simple {
+                    Some(_) => 1,
+                    None => content_first(ps, ct.mixed),
                 };
                 let mut obj = Map::new();
                 let mut k0 = 0usize;
                 while k0 < ct.attrs.len() {
-                    let (ats, content) = attr_state(&ct.attrs, k0, ps);
+                    let (ats, content) = attr_state(&ct.attrs, k0, first);
                     let code = r.event(ats + content + 1)?;
                     if code < ats {
                         let k = k0 + code as usize;
@@ -844,7 +1051,10 @@ impl SchemaSet {
                         );
                         k0 = k + 1;
                     } else if code < ats + content {
-                        return self.decode_particles_from(r, ps, obj, Some(code - ats));
+                        if let Some(s) = simple {
+                            return decode_simple_content(r, s, obj);
+                        }
+                        return self.decode_particles_from(r, ps, obj, Some(code - ats), ct.mixed);
                     } else {
                         return Err(ExiError::Event {
                             at: "start tag",
@@ -853,7 +1063,11 @@ impl SchemaSet {
                         });
                     }
                 }
-                self.decode_particles_from(r, ps, obj, None)
+                if let Some(s) = simple {
+                    expect(r, "simple content", 2, 0)?;
+                    return decode_simple_content(r, s, obj);
+                }
+                self.decode_particles_from(r, ps, obj, None, ct.mixed)
             }
         }
     }
@@ -864,26 +1078,28 @@ impl SchemaSet {
         ps: &[Particle],
         mut obj: Map<String, Value>,
         mut pending: Option<u32>,
+        mixed: bool,
     ) -> Result<Value, ExiError> {
         let mut i = 0usize;
         let mut count = 0u32;
         loop {
             if i >= ps.len() {
-                // only EE: code 0 of 1 declared production (+ second level)
+                // only EE (and CH when mixed), + second level
+                let of = 2 + u32::from(mixed);
                 let code = match pending.take() {
                     Some(c) => c,
-                    None => r.event(2)?,
+                    None => r.event(of)?,
                 };
                 if code != 0 {
                     return Err(ExiError::Event {
                         at: "element end",
                         code,
-                        of: 2,
+                        of,
                     });
                 }
                 return Ok(Value::Object(obj));
             }
-            let (n, ee) = self.state_codes(ps, i, count);
+            let (n, ee) = self.state_codes(ps, i, count, mixed);
             let code = match pending.take() {
                 Some(c) => c,
                 None => r.event(n + 1)?,
@@ -953,10 +1169,44 @@ impl SchemaSet {
     }
 }
 
+/// The one root of a JSON message (`{"<name>": body}`) and its index in
+/// `list` (global elements, or fragment elements).
+fn single_root<'v, T>(
+    msg: &'v Value,
+    list: &[(QName, T)],
+    what: &'static str,
+) -> Result<(usize, &'v Value), ExiError> {
+    let (name, body) = msg
+        .as_object()
+        .filter(|m| m.len() == 1)
+        .and_then(|m| m.iter().next())
+        .ok_or_else(|| ExiError::Value {
+            what,
+            reason: "a JSON object with one root element".into(),
+        })?;
+    let idx = list
+        .iter()
+        .position(|(q, _)| q.1 == *name)
+        .ok_or_else(|| ExiError::Value {
+            what,
+            reason: format!("no element {name} in this schema set"),
+        })?;
+    Ok((idx, body))
+}
+
+fn relaxed(name: &str) -> ExiError {
+    ExiError::Value {
+        what: "fragment",
+        reason: format!(
+            "{name} is declared with different types (the relaxed element fragment grammar is not supported)"
+        ),
+    }
+}
+
 /// The start tag state before attribute `k0`: (attribute productions
 /// listed — up to the first required one —, content productions listed —
 /// the content's first events, when every listed attribute is optional).
-fn attr_state(attrs: &[Attr], k0: usize, ps: &[Particle]) -> (u32, u32) {
+fn attr_state(attrs: &[Attr], k0: usize, first: u32) -> (u32, u32) {
     let mut ats = 0;
     for a in &attrs[k0..] {
         ats += 1;
@@ -964,7 +1214,7 @@ fn attr_state(attrs: &[Attr], k0: usize, ps: &[Particle]) -> (u32, u32) {
             return (ats, 0);
         }
     }
-    (ats, content_first(ps))
+    (ats, first)
 }
 
 /// Where particle `k`'s first alternative sits in the state (particle `i`,
@@ -985,15 +1235,30 @@ fn offset(ps: &[Particle], i: usize, count: u32, k: usize) -> u32 {
 
 /// First-level productions a content model starts with (its first state,
 /// EE included when everything is optional).
-fn content_first(ps: &[Particle]) -> u32 {
+fn content_first(ps: &[Particle], mixed: bool) -> u32 {
+    let ch = u32::from(mixed);
     let mut n = 0;
     for p in ps {
         n += p.alts.len() as u32;
         if p.min > 0 {
-            return n;
+            return n + ch;
         }
     }
-    n + 1
+    n + 1 + ch
+}
+
+/// The JSON key of simple content beside attributes (EXIficient's view).
+const SIMPLE_VALUE: &str = "value";
+
+/// Simple content after its CH event code: the value, then EE.
+fn decode_simple_content(
+    r: &mut BitReader<'_>,
+    s: &Simple,
+    mut obj: Map<String, Value>,
+) -> Result<Value, ExiError> {
+    obj.insert(SIMPLE_VALUE.into(), decode_simple_value(r, s)?);
+    expect(r, "element end", 2, 0)?;
+    Ok(Value::Object(obj))
 }
 
 /// xorshift64: the example generator's randomness.
@@ -1180,7 +1445,17 @@ fn decode_simple_value(r: &mut BitReader<'_>, s: &Simple) -> Result<Value, ExiEr
                     reason: format!("{n} outside {min}..={max}"),
                 });
             }
-            Value::from(n as i64)
+            // unsignedLong values above i64::MAX stay unsigned
+            match (i64::try_from(n), u64::try_from(n)) {
+                (Ok(v), _) => Value::from(v),
+                (_, Ok(v)) => Value::from(v),
+                _ => {
+                    return Err(ExiError::Value {
+                        what: "integer",
+                        reason: format!("{n} does not fit 64 bits"),
+                    })
+                }
+            }
         }
     })
 }
@@ -1222,8 +1497,12 @@ pub const SETS: &[(&str, &str)] = &[
     ("iso20-acdp", "urn:iso:std:iso:15118:-20:ACDP"),
 ];
 
+/// The XML signature schema alone: `SignedInfo` is encoded as a fragment
+/// of this set to be signed (ISO 15118-2 §7.9.2.4.2, -20 §8.3.4.3).
+pub const XMLDSIG: (&str, &str) = ("xmldsig", "http://www.w3.org/2000/09/xmldsig#");
+
 /// A schema set by its short name (`din`, `iso2`, `iso20`, `iso20-ac`,
-/// `iso20-dc`, `iso20-wpt`, `iso20-acdp`).
+/// `iso20-dc`, `iso20-wpt`, `iso20-acdp`, or `xmldsig`).
 pub fn by_name(name: &str) -> Result<&'static SchemaSet, String> {
     const DSIG: &str = include_str!("../schemas/xmldsig-core-schema.xsd");
     const CT: &str = include_str!("../schemas/iso15118_20/V2G_CI_CommonTypes.xsd");
@@ -1265,6 +1544,7 @@ pub fn by_name(name: &str) -> Result<&'static SchemaSet, String> {
             CT,
             DSIG,
         ],
+        "xmldsig" => vec![DSIG],
         other => return Err(format!("unknown schema set {other}")),
     };
     let mut loaded = SETS_LOADED

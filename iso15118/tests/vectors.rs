@@ -154,3 +154,50 @@ fn libiso15118_iso20_dc_charge_loop() {
     );
     assert!(r.get("Scheduled_DC_CLResControlMode").is_some());
 }
+
+/// Fragments as EXIficient (EXICodec.jar of the PyPI `iso15118` 0.31.2
+/// wheel, through `tests/exificient/Harness.java`) writes them for signing:
+/// a -2 AuthorizationReq (the element a PnC EVCC signs) and the SignedInfo
+/// referencing it. Fixed here so machines without Java check them too.
+#[test]
+fn exificient_signature_fragments() {
+    let iso2 = by_name("iso2").unwrap();
+    let auth = serde_json::json!({"AuthorizationReq": {"Id": "ID1", "GenChallenge": "AAECAwQFBgcICQoLDA0ODw=="}});
+    let bytes = unhex("80040152510c408000081018202830384048505860687079e8");
+    assert_eq!(iso2.encode_fragment(&auth).unwrap(), bytes);
+    assert_eq!(iso2.decode_fragment(&bytes).unwrap(), auth);
+    // a fragment is not a document, and the other way round
+    assert!(iso2.decode(&bytes).is_err());
+
+    let dsig = by_name(iso15118::schema::XMLDSIG.0).unwrap();
+    let signed_info = serde_json::json!({"SignedInfo": {
+        "CanonicalizationMethod": {"Algorithm": "http://www.w3.org/TR/canonical-exi/"},
+        "SignatureMethod": {"Algorithm": "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256"},
+        "Reference": [{"URI": "#ID1",
+            "Transforms": {"Transform": [{"Algorithm": "http://www.w3.org/TR/canonical-exi/"}]},
+            "DigestMethod": {"Algorithm": "http://www.w3.org/2001/04/xmlenc#sha256"},
+            "DigestValue": "AAECAwQFBgcICQoLDA0ODwABAgMEBQYHCAkKCwwNDg8="}]}});
+    let bytes = unhex(concat!(
+        "808112b43a3a381d1797bbbbbb973b999737b93397aa2917b1b0b737b734b1b0b616b2bc3497a1ab43a3a381d17",
+        "97bbbbbb973b999737b933979918181897981a17bc36b63239b4b396b6b7b93291b2b1b239b096b9b430991a9b2",
+        "20623494431025687474703a2f2f7777772e77332e6f72672f54522f63616e6f6e6963616c2d6578692f4852d0",
+        "e8e8e0745e5eeeeeee5cee665cdee4ce5e646060625e60685ef0dad8cadcc646e6d0c2646a6c84000020406080",
+        "a0c0e10121416181a1c1e00020406080a0c0e10121416181a1c1e370"
+    ));
+    assert_eq!(dsig.encode_fragment(&signed_info).unwrap(), bytes);
+    assert_eq!(dsig.decode_fragment(&bytes).unwrap(), signed_info);
+    // every proper prefix fails, trailing garbage too
+    for n in 0..bytes.len() {
+        assert!(dsig.decode_fragment(&bytes[..n]).is_err(), "prefix {n}");
+    }
+    let mut longer = bytes.clone();
+    longer.push(0xff);
+    assert!(dsig.decode_fragment(&longer).is_err());
+    // an element the set does not declare, and a document root given twice
+    assert!(dsig
+        .encode_fragment(&serde_json::json!({"AuthorizationReq": {}}))
+        .is_err());
+    assert!(dsig
+        .encode_fragment(&serde_json::json!({"SignedInfo": {}, "KeyName": "k"}))
+        .is_err());
+}

@@ -73,9 +73,10 @@ enum V2gCommand {
     /// Decode EXI messages: one hex line each on stdin (raw EXI, or V2GTP-framed,
     /// detected by the 01 fe header); one JSON line each on stdout,
     /// `{"message": "<name>", "body": {..}}` or `{"error": ".."}`.
-    /// Schemas: app, din, iso2, iso20, iso20-ac, iso20-dc, iso20-wpt, iso20-acdp.
+    /// Schemas: app, din, iso2, iso20, iso20-ac, iso20-dc, iso20-wpt, iso20-acdp,
+    /// and xmldsig (fragments only).
     /// For DIN and -2, `message` is the body element and `body` the whole
-    /// V2G_Message (signatures are not decoded yet).
+    /// V2G_Message (header signatures included).
     Decode {
         /// Schema set.
         #[arg(long)]
@@ -83,6 +84,10 @@ enum V2gCommand {
         /// Also say whether re-encoding gives the same bytes (`"roundtrip": true|false`).
         #[arg(long)]
         roundtrip: bool,
+        /// Lines are EXI fragments of one element (what XML signatures
+        /// digest, e.g. an AuthorizationReq in iso2, SignedInfo in xmldsig).
+        #[arg(long)]
+        fragment: bool,
     },
     /// Encode JSON lines (`{"message": .., "body": ..}` as `decode` prints them)
     /// to `{"message": .., "exi": "<hex>"}` lines, or `{"error": ".."}`.
@@ -90,6 +95,9 @@ enum V2gCommand {
         /// Schema set.
         #[arg(long)]
         schema: String,
+        /// Write EXI fragments of one element (`{"<element>": {..}}` lines).
+        #[arg(long)]
+        fragment: bool,
     },
 }
 
@@ -169,11 +177,16 @@ fn main() -> ExitCode {
             command: OcpiCommand::Validate { module, version },
         } => ocpi_cmd::run_validate(&module, &version),
         Command::V2g {
-            command: V2gCommand::Decode { schema, roundtrip },
-        } => v2g_cmd::run(false, &schema, roundtrip),
+            command:
+                V2gCommand::Decode {
+                    schema,
+                    roundtrip,
+                    fragment,
+                },
+        } => v2g_cmd::run(false, &schema, roundtrip, fragment),
         Command::V2g {
-            command: V2gCommand::Encode { schema },
-        } => v2g_cmd::run(true, &schema, false),
+            command: V2gCommand::Encode { schema, fragment },
+        } => v2g_cmd::run(true, &schema, false, fragment),
         Command::Load(args) => load::run(args),
         Command::Simulate(args) => simulate::run(args),
     };

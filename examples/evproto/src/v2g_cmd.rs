@@ -17,6 +17,7 @@ pub(crate) const SCHEMAS: &[&str] = &[
     "iso20-dc",
     "iso20-wpt",
     "iso20-acdp",
+    "xmldsig",
 ];
 
 fn unhex(s: &str) -> Result<Vec<u8>, String> {
@@ -156,13 +157,78 @@ pub(crate) fn encode_line(schema: &str, line: &str) -> Value {
     json!({"message": m.name(), "exi": hex(&out)})
 }
 
+/// One output line of `decode --fragment`: `{"message": "<element>",
+/// "body": {..}}` (raw EXI only: fragments travel inside messages, not in
+/// V2GTP frames).
+pub(crate) fn decode_fragment_line(schema: &str, line: &str, roundtrip: bool) -> Value {
+    let exi = match unhex(line) {
+        Ok(b) => b,
+        Err(e) => return json!({"error": e}),
+    };
+    let set = match iso15118::schema::by_name(schema) {
+        Ok(s) => s,
+        Err(e) => return json!({"error": e}),
+    };
+    match set.decode_fragment(&exi) {
+        Ok(frag) => {
+            let (name, body) = frag
+                .as_object()
+                .and_then(|m| m.iter().next())
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .unwrap_or_default();
+            let mut out = json!({"message": name, "body": body});
+            if roundtrip {
+                out["roundtrip"] = json!(set.encode_fragment(&frag).is_ok_and(|b| b == exi));
+            }
+            out
+        }
+        Err(e) => json!({"error": e.to_string()}),
+    }
+}
+
+/// One output line of `encode --fragment`: `{"message": .., "body": ..}` or
+/// `{"<element>": {..}}` to `{"message": .., "exi": "<hex>"}`.
+pub(crate) fn encode_fragment_line(schema: &str, line: &str) -> Value {
+    let v: Value = match serde_json::from_str(line) {
+        Ok(v) => v,
+        Err(e) => return json!({"error": format!("not JSON: {e}")}),
+    };
+    let set = match iso15118::schema::by_name(schema) {
+        Ok(s) => s,
+        Err(e) => return json!({"error": e}),
+    };
+    let frag = match (v.get("message").and_then(Value::as_str), v.get("body")) {
+        (Some(name), Some(body)) => json!({ name: body }),
+        _ => v,
+    };
+    let name = frag
+        .as_object()
+        .and_then(|m| m.keys().next().cloned())
+        .unwrap_or_default();
+    match set.encode_fragment(&frag) {
+        Ok(bytes) => json!({"message": name, "exi": hex(&bytes)}),
+        Err(e) => json!({"error": e.to_string()}),
+    }
+}
+
 /// Runs `decode` or `encode` over stdin.
-pub(crate) fn run(encode: bool, schema: &str, roundtrip: bool) -> Result<(), String> {
+pub(crate) fn run(
+    encode: bool,
+    schema: &str,
+    roundtrip: bool,
+    fragment: bool,
+) -> Result<(), String> {
     if !SCHEMAS.contains(&schema) {
         return Err(format!(
             "unknown schema {schema:?}; one of {}",
             SCHEMAS.join(", ")
         ));
+    }
+    if schema == "app" && fragment {
+        return Err("--fragment needs a message schema (not app)".into());
+    }
+    if schema == "xmldsig" && !fragment {
+        return Err("the xmldsig schema codes fragments: add --fragment".into());
     }
     let stdin = std::io::stdin();
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
@@ -171,10 +237,11 @@ pub(crate) fn run(encode: bool, schema: &str, roundtrip: bool) -> Result<(), Str
         if line.trim().is_empty() {
             continue;
         }
-        let v = if encode {
-            encode_line(schema, &line)
-        } else {
-            decode_line(schema, &line, roundtrip)
+        let v = match (encode, fragment) {
+            (true, true) => encode_fragment_line(schema, &line),
+            (false, true) => decode_fragment_line(schema, &line, roundtrip),
+            (true, false) => encode_line(schema, &line),
+            (false, false) => decode_line(schema, &line, roundtrip),
         };
         writeln!(out, "{v}").map_err(|e| e.to_string())?;
     }
@@ -213,6 +280,26 @@ mod tests {
             "{v}"
         );
         assert!(decode_line("iso20", "80", false)["error"].is_string());
+    }
+
+    #[test]
+    fn fragments() {
+        // EXIficient's bytes for a -2 AuthorizationReq as signed
+        let auth = "80040152510c408000081018202830384048505860687079e8";
+        let v = decode_fragment_line("iso2", auth, true);
+        assert_eq!(
+            (v["message"].as_str(), v["roundtrip"].as_bool()),
+            (Some("AuthorizationReq"), Some(true)),
+            "{v}"
+        );
+        assert_eq!(encode_fragment_line("iso2", &v.to_string())["exi"], auth);
+        // not a document, and a truncated fragment is an error
+        assert!(decode_line("iso2", auth, false)["error"].is_string());
+        assert!(decode_fragment_line("iso2", &auth[..20], false)["error"].is_string());
+        assert!(
+            encode_fragment_line("xmldsig", r#"{"AuthorizationReq": {}}"#)["error"].is_string()
+        );
+        assert!(run(false, "xmldsig", false, false).is_err());
     }
 
     #[test]
