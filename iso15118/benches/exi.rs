@@ -68,11 +68,19 @@ fn schema_sets(c: &mut Criterion) {
         ),
         (
             "iso2",
-            "iso2/ChargeParameterDiscoveryRes",
+            "iso2/ChargeParameterDiscoveryRes+SalesTariff",
             msg(
                 serde_json::json!({"ChargeParameterDiscoveryRes": {"ResponseCode": "OK", "EVSEProcessing": "Finished",
             "SAScheduleList": {"SAScheduleTuple": [{"SAScheduleTupleID": 1, "PMaxSchedule": {"PMaxScheduleEntry": [
-                {"RelativeTimeInterval": {"start": 0, "duration": 86400}, "PMax": {"Multiplier": 0, "Unit": "W", "Value": 11000}}]}}]},
+                {"RelativeTimeInterval": {"start": 0, "duration": 86400}, "PMax": {"Multiplier": 0, "Unit": "W", "Value": 11000}}]},
+                "SalesTariff": {"Id": "tariff1", "SalesTariffID": 1, "SalesTariffDescription": "day/night", "NumEPriceLevels": 2,
+                    "SalesTariffEntry": [
+                        {"RelativeTimeInterval": {"start": 0}, "EPriceLevel": 1, "ConsumptionCost": [
+                            {"startValue": pv("Wh", 0), "Cost": [{"costKind": "RelativePricePercentage", "amount": 80}]}]},
+                        {"RelativeTimeInterval": {"start": 21600}, "EPriceLevel": 2, "ConsumptionCost": [
+                            {"startValue": pv("Wh", 0), "Cost": [{"costKind": "RelativePricePercentage", "amount": 100}]},
+                            {"startValue": {"Multiplier": 3, "Unit": "Wh", "Value": 20}, "Cost": [{"costKind": "RelativePricePercentage", "amount": 120}]}]},
+                        {"RelativeTimeInterval": {"start": 79200, "duration": 7200}, "EPriceLevel": 1}]}}]},
             "DC_EVSEChargeParameter": {"DC_EVSEStatus": {"EVSEIsolationStatus": "Valid", "EVSEStatusCode": "EVSE_Ready", "NotificationMaxDelay": 0, "EVSENotification": "None"},
                 "EVSEMaximumCurrentLimit": pv("A", 200), "EVSEMaximumPowerLimit": {"Multiplier": 3, "Unit": "W", "Value": 50}, "EVSEMaximumVoltageLimit": pv("V", 500),
                 "EVSEMinimumCurrentLimit": pv("A", 0), "EVSEMinimumVoltageLimit": pv("V", 150), "EVSEPeakCurrentRipple": pv("A", 1)}}}),
@@ -86,6 +94,18 @@ fn schema_sets(c: &mut Criterion) {
             "Scheduled_DC_CLReqControlMode": {"EVTargetCurrent": rational(100), "EVTargetVoltage": rational(400)}}}),
         ),
     ];
+    // the bytes a PnC EVCC signs: SignedInfo as an xmldsig fragment
+    let signed_info = serde_json::json!({"SignedInfo": {
+        "CanonicalizationMethod": {"Algorithm": "http://www.w3.org/TR/canonical-exi/"},
+        "SignatureMethod": {"Algorithm": "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256"},
+        "Reference": [{"URI": "#id1",
+            "Transforms": {"Transform": [{"Algorithm": "http://www.w3.org/TR/canonical-exi/"}]},
+            "DigestMethod": {"Algorithm": "http://www.w3.org/2001/04/xmlenc#sha256"},
+            "DigestValue": "AAECAwQFBgcICQoLDA0ODwABAgMEBQYHCAkKCwwNDg8="}]}});
+    let dsig = iso15118::schema::by_name(iso15118::schema::XMLDSIG.0).unwrap();
+    c.bench_function("xmldsig/SignedInfo/encode_fragment", |b| {
+        b.iter(|| dsig.encode_fragment(black_box(&signed_info)).unwrap())
+    });
     for (set, name, m) in cases {
         let schema = iso15118::schema::by_name(set).unwrap();
         let bytes = schema.encode(&m).unwrap_or_else(|e| panic!("{name}: {e}"));

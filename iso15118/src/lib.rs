@@ -57,6 +57,7 @@
 
 pub mod app_protocol;
 pub mod exi;
+pub mod grammar;
 pub mod schema;
 pub mod sdp;
 pub mod v2gtp;

@@ -37,14 +37,16 @@ use std::sync::OnceLock;
 use serde_json::{Map, Value};
 
 use crate::exi::{width, BitReader, BitWriter, ExiError, HEADER, SECOND_LEVEL_START};
+use crate::grammar::{attr_state, content_first, locate, offset, state_codes, Counts};
 
 const XS: &str = "http://www.w3.org/2001/XMLSchema";
 
 /// A qualified name.
-type QName = (String, String); // (namespace, local)
+pub type QName = (String, String); // (namespace, local)
 
 #[derive(Debug, Clone)]
-enum Simple {
+#[doc(hidden)]
+pub enum Simple {
     String {
         max: Option<usize>,
     },
@@ -58,11 +60,13 @@ enum Simple {
         min: i128,
         max: i128,
     },
-    Enum(Vec<String>),
+    /// An enumeration: its XSD type name (empty when anonymous), the values.
+    Enum { name: String, values: Vec<String> },
 }
 
 #[derive(Debug, Clone)]
-enum Content {
+#[doc(hidden)]
+pub enum Content {
     /// Element-only content: the particles in order.
     Elements(Vec<Particle>),
     /// Simple content with attributes (xmldsig's `SignatureValue`): the
@@ -71,23 +75,28 @@ enum Content {
 }
 
 #[derive(Debug, Clone)]
-struct Attr {
-    name: String,
-    ty: Simple,
-    required: bool,
+#[doc(hidden)]
+pub struct Attr {
+    pub name: String,
+    pub ty: Simple,
+    pub required: bool,
 }
 
 #[derive(Debug, Clone)]
-struct ComplexType {
-    attrs: Vec<Attr>,
-    content: Content,
+#[doc(hidden)]
+pub struct ComplexType {
+    /// The XSD type name; empty for an element's anonymous type.
+    pub name: String,
+    pub attrs: Vec<Attr>,
+    pub content: Content,
     /// Mixed content (xmldsig): every content state also lists an untyped
     /// CH production, after EE. This engine writes none and refuses one.
-    mixed: bool,
+    pub mixed: bool,
 }
 
 #[derive(Debug, Clone)]
-enum Ty {
+#[doc(hidden)]
+pub enum Ty {
     Simple(Simple),
     Complex(usize),
     /// A type this engine cannot code (XML signatures, `xs:any`): the reason.
@@ -97,15 +106,28 @@ enum Ty {
 /// One position of a content model: an element (or a choice of elements,
 /// or a substitution group) with its occurrence bounds.
 #[derive(Debug, Clone)]
-struct Particle {
+#[doc(hidden)]
+pub struct Particle {
     /// The alternatives, each (name, type); one for a plain element.
-    alts: Vec<(QName, Ty)>,
+    pub alts: Vec<(QName, Ty)>,
     /// Alternatives that are abstract substitution heads (they take an
     /// event code but no instance is ever made of them).
-    abstract_alts: Vec<QName>,
-    min: u32,
+    pub abstract_alts: Vec<QName>,
+    pub min: u32,
     /// `u32::MAX` for unbounded.
-    max: u32,
+    pub max: u32,
+}
+
+impl Counts for Particle {
+    fn alts(&self) -> u32 {
+        self.alts.len() as u32
+    }
+    fn min(&self) -> u32 {
+        self.min
+    }
+    fn max(&self) -> u32 {
+        self.max
+    }
 }
 
 /// The local name standing for an `xs:any` wildcard's SE(*) production.
@@ -245,7 +267,10 @@ impl Loader {
             .filter_map(|f| f.attribute("value").map(str::to_string))
             .collect();
         if !enums.is_empty() {
-            return Ok(Simple::Enum(enums));
+            return Ok(Simple::Enum {
+                name: node.attribute("name").unwrap_or("").to_string(),
+                values: enums,
+            });
         }
         for f in xs_children(r) {
             let v = f.attribute("value").unwrap_or("");
@@ -277,11 +302,12 @@ impl Loader {
         if let Some(ct) = xs_children(node).find(|c| c.tag_name().name() == "complexType") {
             let idx = self.complex.len();
             self.complex.push(ComplexType {
+                name: String::new(),
                 attrs: Vec::new(),
                 content: Content::Elements(Vec::new()),
                 mixed: false,
             });
-            let built = self.complex_body(ct)?;
+            let built = self.complex_body(ct, String::new())?;
             self.complex[idx] = built;
             return Ok(Ty::Complex(idx));
         }
@@ -301,12 +327,13 @@ impl Loader {
             .ok_or_else(|| format!("no complex type {q:?}"))?;
         let idx = self.complex.len();
         self.complex.push(ComplexType {
+            name: q.1.clone(),
             attrs: Vec::new(),
             content: Content::Elements(Vec::new()),
             mixed: false,
         });
         self.building.insert(q.clone(), idx);
-        let built = match self.complex_body(node) {
+        let built = match self.complex_body(node, q.1.clone()) {
             Ok(b) => b,
             Err(e) => {
                 self.building.remove(q);
@@ -322,6 +349,7 @@ impl Loader {
     fn complex_body(
         &mut self,
         ct: roxmltree::Node<'static, 'static>,
+        name: String,
     ) -> Result<ComplexType, String> {
         let mut attrs = Vec::new();
         let mut particles = Vec::new();
@@ -381,6 +409,7 @@ impl Loader {
             }
         }
         Ok(ComplexType {
+            name,
             attrs,
             content: match simple {
                 Some(s) => Content::Simple(s),
@@ -658,6 +687,19 @@ impl SchemaSet {
         })
     }
 
+    /// The complex types (the code generator's model; indices are [`Ty::Complex`]).
+    #[doc(hidden)]
+    pub fn complex_types(&self) -> &[ComplexType] {
+        &self.complex
+    }
+
+    /// The global elements with their types, in EXI order (the code
+    /// generator's model).
+    #[doc(hidden)]
+    pub fn global_elements(&self) -> &[(QName, Ty)] {
+        &self.globals
+    }
+
     /// Whether `name` is a global element (a document root) of this set.
     pub fn has_global(&self, name: &str) -> bool {
         self.globals.iter().any(|(q, _)| q.1 == name)
@@ -759,7 +801,7 @@ impl SchemaSet {
                 for (k, a) in ct.attrs.iter().enumerate() {
                     match obj.get(&a.name) {
                         Some(val) => {
-                            let (ats, content) = attr_state(&ct.attrs, k0, first);
+                            let (ats, content) = attr_state(ct.attrs[k0..].iter().map(|a| a.required), first);
                             w.event((k - k0) as u32, ats + content + 1);
                             encode_simple_value(w, &a.ty, val, "attribute")?;
                             k0 = k + 1;
@@ -774,7 +816,7 @@ impl SchemaSet {
                     }
                 }
                 let pre = if k0 < ct.attrs.len() {
-                    attr_state(&ct.attrs, k0, first).0
+                    attr_state(ct.attrs[k0..].iter().map(|a| a.required), first).0
                 } else {
                     0
                 };
@@ -826,7 +868,7 @@ impl SchemaSet {
                 });
             }
             for (ai, v) in items {
-                let (n, _) = self.state_codes(ps, si, sc, mixed);
+                let (n, _) = state_codes(ps, si, sc, mixed);
                 let code = offset(ps, si, sc, k) + ai as u32;
                 w.event(pre + code, pre + n + 1);
                 pre = 0;
@@ -842,7 +884,7 @@ impl SchemaSet {
         let (n, ee) = if ps.is_empty() {
             (1 + u32::from(mixed), Some(0))
         } else {
-            self.state_codes(ps, si, sc, mixed)
+            state_codes(ps, si, sc, mixed)
         };
         let ee = ee.ok_or_else(|| ExiError::Value {
             what: "element",
@@ -850,38 +892,6 @@ impl SchemaSet {
         })?;
         w.event(pre + ee, pre + n + 1);
         Ok(())
-    }
-
-    /// (first-level productions, offset of EE) in the state "particle `i`,
-    /// `count` occurrences so far". The productions are: particle i's
-    /// alternatives (if count < max), then — if count ≥ min — the next
-    /// particles' alternatives up to and including the first required one,
-    /// then EE if every later particle is optional, then CH when `mixed`.
-    fn state_codes(
-        &self,
-        ps: &[Particle],
-        i: usize,
-        count: u32,
-        mixed: bool,
-    ) -> (u32, Option<u32>) {
-        let ch = u32::from(mixed);
-        let mut n = 0u32;
-        let mut j = i;
-        if count < ps[i].max {
-            n += ps[i].alts.len() as u32;
-        }
-        if count < ps[i].min {
-            return (n + ch, None);
-        }
-        j += 1;
-        while j < ps.len() {
-            n += ps[j].alts.len() as u32;
-            if ps[j].min > 0 {
-                return (n + ch, None);
-            }
-            j += 1;
-        }
-        (n + 1 + ch, Some(n))
     }
 
     /// The document roots of this set (global elements), in EXI order.
@@ -924,7 +934,7 @@ impl SchemaSet {
                         Value::String(bytes.iter().map(|b| format!("{b:02X}")).collect())
                     }
                 }
-                Simple::Enum(vals) => {
+                Simple::Enum { values: vals, .. } => {
                     Value::String(vals[(rnd(rng) % vals.len() as u64) as usize].clone())
                 }
                 Simple::Int { min, max } => {
@@ -1041,7 +1051,7 @@ impl SchemaSet {
                 let mut obj = Map::new();
                 let mut k0 = 0usize;
                 while k0 < ct.attrs.len() {
-                    let (ats, content) = attr_state(&ct.attrs, k0, first);
+                    let (ats, content) = attr_state(ct.attrs[k0..].iter().map(|a| a.required), first);
                     let code = r.event(ats + content + 1)?;
                     if code < ats {
                         let k = k0 + code as usize;
@@ -1099,7 +1109,7 @@ impl SchemaSet {
                 }
                 return Ok(Value::Object(obj));
             }
-            let (n, ee) = self.state_codes(ps, i, count, mixed);
+            let (n, ee) = state_codes(ps, i, count, mixed);
             let code = match pending.take() {
                 Some(c) => c,
                 None => r.event(n + 1)?,
@@ -1115,29 +1125,13 @@ impl SchemaSet {
                 });
             }
             // which particle and alternative does the code name?
-            let mut c = code;
-            let mut j = i;
-            let mut first = true;
-            loop {
-                let here = if first && count >= ps[i].max {
-                    0
-                } else {
-                    ps[j].alts.len() as u32
-                };
-                if c < here {
-                    break;
-                }
-                c -= here;
-                j += 1;
-                first = false;
-                if j >= ps.len() {
-                    return Err(ExiError::Event {
-                        at: "element content",
-                        code,
-                        of: n + 1,
-                    });
-                }
-            }
+            let Some((j, c)) = locate(ps, i, count, code) else {
+                return Err(ExiError::Event {
+                    at: "element content",
+                    code,
+                    of: n + 1,
+                });
+            };
             if j != i {
                 count = 0;
                 i = j;
@@ -1201,50 +1195,6 @@ fn relaxed(name: &str) -> ExiError {
             "{name} is declared with different types (the relaxed element fragment grammar is not supported)"
         ),
     }
-}
-
-/// The start tag state before attribute `k0`: (attribute productions
-/// listed — up to the first required one —, content productions listed —
-/// the content's first events, when every listed attribute is optional).
-fn attr_state(attrs: &[Attr], k0: usize, first: u32) -> (u32, u32) {
-    let mut ats = 0;
-    for a in &attrs[k0..] {
-        ats += 1;
-        if a.required {
-            return (ats, 0);
-        }
-    }
-    (ats, first)
-}
-
-/// Where particle `k`'s first alternative sits in the state (particle `i`,
-/// `count` occurrences).
-fn offset(ps: &[Particle], i: usize, count: u32, k: usize) -> u32 {
-    let mut o = 0;
-    if k == i {
-        return 0;
-    }
-    if count < ps[i].max {
-        o += ps[i].alts.len() as u32;
-    }
-    for p in &ps[i + 1..k] {
-        o += p.alts.len() as u32;
-    }
-    o
-}
-
-/// First-level productions a content model starts with (its first state,
-/// EE included when everything is optional).
-fn content_first(ps: &[Particle], mixed: bool) -> u32 {
-    let ch = u32::from(mixed);
-    let mut n = 0;
-    for p in ps {
-        n += p.alts.len() as u32;
-        if p.min > 0 {
-            return n + ch;
-        }
-    }
-    n + 1 + ch
 }
 
 /// The JSON key of simple content beside attributes (EXIficient's view).
@@ -1357,7 +1307,7 @@ fn encode_simple_value(
                 w.bits(8, u32::from(b));
             }
         }
-        Simple::Enum(values) => {
+        Simple::Enum { values, .. } => {
             let t = v
                 .as_str()
                 .ok_or_else(|| bad(format!("expected a string, found {v}")))?;
@@ -1413,7 +1363,7 @@ fn decode_simple_value(r: &mut BitReader<'_>, s: &Simple) -> Result<Value, ExiEr
                 Value::String(bytes.iter().map(|b| format!("{b:02X}")).collect())
             }
         }
-        Simple::Enum(values) => {
+        Simple::Enum { values, .. } => {
             let i = r.bits(width(values.len() as u32))? as usize;
             Value::String(
                 values
