@@ -1,7 +1,9 @@
 //! `cargo bench -p iso15118 --bench exi`: encode and decode ns per message.
 //! The SupportedAppProtocol request with 5 protocols (typed codec), and DIN
-//! CurrentDemandReq/Res, -2 ChargeParameterDiscoveryRes and -20
-//! DC_ChargeLoopReq through the XSD-driven engine over its JSON view.
+//! CurrentDemandReq/Res, -2 ChargeParameterDiscoveryRes with a sales tariff
+//! and -20 DC_ChargeLoopReq both through the generated typed codecs
+//! (`iso15118::messages`, `typed/…`) and through the XSD-driven engine over
+//! its JSON view (`json/…`), side by side in one run.
 #![allow(missing_docs)]
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
@@ -76,10 +78,10 @@ fn schema_sets(c: &mut Criterion) {
                 "SalesTariff": {"Id": "tariff1", "SalesTariffID": 1, "SalesTariffDescription": "day/night", "NumEPriceLevels": 2,
                     "SalesTariffEntry": [
                         {"RelativeTimeInterval": {"start": 0}, "EPriceLevel": 1, "ConsumptionCost": [
-                            {"startValue": pv("Wh", 0), "Cost": [{"costKind": "RelativePricePercentage", "amount": 80}]}]},
+                            {"startValue": pv("Wh", 0), "Cost": [{"costKind": "relativePricePercentage", "amount": 80}]}]},
                         {"RelativeTimeInterval": {"start": 21600}, "EPriceLevel": 2, "ConsumptionCost": [
-                            {"startValue": pv("Wh", 0), "Cost": [{"costKind": "RelativePricePercentage", "amount": 100}]},
-                            {"startValue": {"Multiplier": 3, "Unit": "Wh", "Value": 20}, "Cost": [{"costKind": "RelativePricePercentage", "amount": 120}]}]},
+                            {"startValue": pv("Wh", 0), "Cost": [{"costKind": "relativePricePercentage", "amount": 100}]},
+                            {"startValue": {"Multiplier": 3, "Unit": "Wh", "Value": 20}, "Cost": [{"costKind": "relativePricePercentage", "amount": 120}]}]},
                         {"RelativeTimeInterval": {"start": 79200, "duration": 7200}, "EPriceLevel": 1}]}}]},
             "DC_EVSEChargeParameter": {"DC_EVSEStatus": {"EVSEIsolationStatus": "Valid", "EVSEStatusCode": "EVSE_Ready", "NotificationMaxDelay": 0, "EVSENotification": "None"},
                 "EVSEMaximumCurrentLimit": pv("A", 200), "EVSEMaximumPowerLimit": {"Multiplier": 3, "Unit": "W", "Value": 50}, "EVSEMaximumVoltageLimit": pv("V", 500),
@@ -109,10 +111,34 @@ fn schema_sets(c: &mut Criterion) {
     for (set, name, m) in cases {
         let schema = iso15118::schema::by_name(set).unwrap();
         let bytes = schema.encode(&m).unwrap_or_else(|e| panic!("{name}: {e}"));
-        c.bench_function(&format!("{name}/encode"), |b| {
+        macro_rules! typed {
+            ($module:ident) => {{
+                use iso15118::messages::$module::Message;
+                let t = Message::decode(&bytes).unwrap();
+                let mut again = Vec::new();
+                t.encode(&mut again).unwrap();
+                assert_eq!(again, bytes, "{name}: typed bytes differ");
+                c.bench_function(&format!("typed/{name}/encode"), |b| {
+                    b.iter(|| {
+                        let mut out = Vec::with_capacity(256);
+                        black_box(&t).encode(&mut out).unwrap();
+                        out
+                    })
+                });
+                c.bench_function(&format!("typed/{name}/decode"), |b| {
+                    b.iter(|| Message::decode(black_box(&bytes)).unwrap())
+                });
+            }};
+        }
+        match set {
+            "din" => typed!(din),
+            "iso2" => typed!(iso2),
+            _ => typed!(iso20_dc),
+        }
+        c.bench_function(&format!("json/{name}/encode"), |b| {
             b.iter(|| schema.encode(black_box(&m)).unwrap())
         });
-        c.bench_function(&format!("{name}/decode"), |b| {
+        c.bench_function(&format!("json/{name}/decode"), |b| {
             b.iter(|| schema.decode(black_box(&bytes)).unwrap())
         });
     }

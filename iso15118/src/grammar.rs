@@ -498,17 +498,37 @@ pub fn dec_string(r: &mut BitReader<'_>, max: Option<usize>) -> Result<String, E
     r.string("string", max.unwrap_or(1 << 20))
 }
 
-/// A binary value (length, then the bytes).
-pub fn enc_binary(w: &mut BitWriter, b: &[u8]) {
+/// Reads a boolean value (one bit).
+pub fn dec_bool(r: &mut BitReader<'_>) -> Result<bool, ExiError> {
+    Ok(r.bits(1)? == 1)
+}
+
+/// A binary value (length, then the bytes), at most `max` bytes (the
+/// `maxLength`/`length` facet).
+pub fn enc_binary(w: &mut BitWriter, b: &[u8], max: Option<usize>) -> Result<(), ExiError> {
+    if max.is_some_and(|m| b.len() > m) {
+        return Err(ExiError::Value {
+            what: "binary",
+            reason: format!("{} bytes, at most {}", b.len(), max.unwrap_or(0)),
+        });
+    }
     w.unsigned(b.len() as u64);
     for x in b {
         w.bits(8, u32::from(*x));
     }
+    Ok(())
 }
 
-/// Reads a binary value; the length is checked against what is left.
-pub fn dec_binary(r: &mut BitReader<'_>) -> Result<Vec<u8>, ExiError> {
+/// Reads a binary value of at most `max` bytes; the length is also checked
+/// against what is left.
+pub fn dec_binary(r: &mut BitReader<'_>, max: Option<usize>) -> Result<Vec<u8>, ExiError> {
     let len = r.unsigned()?;
+    if max.is_some_and(|m| len > m as u64) {
+        return Err(ExiError::Value {
+            what: "binary",
+            reason: format!("{len} bytes, at most {}", max.unwrap_or(0)),
+        });
+    }
     if len.saturating_mul(8) > r.remaining() as u64 {
         return Err(ExiError::Truncated {
             needed: (len as usize)
@@ -596,6 +616,14 @@ pub trait ExiEnum: Sized {
     fn index(&self) -> u32;
     /// The value at an index.
     fn from_index(i: u32) -> Option<Self>;
+}
+
+/// An enumeration value from its index.
+pub fn enum_from<E: ExiEnum>(i: u32) -> Result<E, ExiError> {
+    E::from_index(i).ok_or_else(|| ExiError::Value {
+        what: "enumeration",
+        reason: format!("index {i} of {}", E::COUNT),
+    })
 }
 
 /// `hexBinary` bytes: upper-case hex in the JSON view.

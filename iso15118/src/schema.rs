@@ -36,8 +36,10 @@ use std::sync::OnceLock;
 
 use serde_json::{Map, Value};
 
-use crate::exi::{width, BitReader, BitWriter, ExiError, HEADER, SECOND_LEVEL_START};
-use crate::grammar::{attr_state, content_first, locate, offset, state_codes, Counts};
+use crate::exi::{BitReader, BitWriter, ExiError, HEADER};
+use crate::grammar::{
+    self, attr_state, content_first, expect, locate, offset, state_codes, Counts,
+};
 
 const XS: &str = "http://www.w3.org/2001/XMLSchema";
 
@@ -55,13 +57,18 @@ pub enum Simple {
     /// as EXIficient's JSON writes it).
     Binary {
         base64: bool,
+        /// `maxLength` / `length` in bytes.
+        max: Option<usize>,
     },
     Int {
         min: i128,
         max: i128,
     },
     /// An enumeration: its XSD type name (empty when anonymous), the values.
-    Enum { name: String, values: Vec<String> },
+    Enum {
+        name: String,
+        values: Vec<String>,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -213,8 +220,14 @@ fn builtin(local: &str) -> Option<Simple> {
             Some(Simple::String { max: None })
         }
         "boolean" => Some(Simple::Boolean),
-        "hexBinary" => Some(Simple::Binary { base64: false }),
-        "base64Binary" => Some(Simple::Binary { base64: true }),
+        "hexBinary" => Some(Simple::Binary {
+            base64: false,
+            max: None,
+        }),
+        "base64Binary" => Some(Simple::Binary {
+            base64: true,
+            max: None,
+        }),
         "byte" => int(-128, 127),
         "short" => int(-32768, 32767),
         "int" => int(i32::MIN.into(), i32::MAX.into()),
@@ -276,6 +289,7 @@ impl Loader {
             let v = f.attribute("value").unwrap_or("");
             match (&mut ty, f.tag_name().name()) {
                 (Simple::String { max }, "maxLength" | "length") => *max = v.parse().ok(),
+                (Simple::Binary { max, .. }, "maxLength" | "length") => *max = v.parse().ok(),
                 (Simple::Int { min, .. }, "minInclusive") => {
                     *min = v.parse().map_err(|_| format!("bad minInclusive {v}"))?
                 }
@@ -801,7 +815,8 @@ impl SchemaSet {
                 for (k, a) in ct.attrs.iter().enumerate() {
                     match obj.get(&a.name) {
                         Some(val) => {
-                            let (ats, content) = attr_state(ct.attrs[k0..].iter().map(|a| a.required), first);
+                            let (ats, content) =
+                                attr_state(ct.attrs[k0..].iter().map(|a| a.required), first);
                             w.event((k - k0) as u32, ats + content + 1);
                             encode_simple_value(w, &a.ty, val, "attribute")?;
                             k0 = k + 1;
@@ -849,6 +864,9 @@ impl SchemaSet {
         for (k, p) in ps.iter().enumerate() {
             let mut items: Vec<(usize, &Value)> = Vec::new();
             for (ai, (q, _)) in p.alts.iter().enumerate() {
+                if p.abstract_alts.contains(q) && obj.contains_key(&q.1) {
+                    return Err(abstract_element(q));
+                }
                 match obj.get(&q.1) {
                     Some(Value::Array(a)) if p.max > 1 => items.extend(a.iter().map(|v| (ai, v))),
                     Some(v) => items.push((ai, v)),
@@ -925,8 +943,10 @@ impl SchemaSet {
                     )
                 }
                 Simple::Boolean => Value::Bool(rnd(rng).is_multiple_of(2)),
-                Simple::Binary { base64 } => {
-                    let bytes: Vec<u8> = (0..(rnd(rng) % 8 + 1)).map(|_| rnd(rng) as u8).collect();
+                Simple::Binary { base64, max } => {
+                    let n = (rnd(rng) % 8 + 1) as usize;
+                    let n = max.map_or(n, |m| n.min(m.max(1)));
+                    let bytes: Vec<u8> = (0..n).map(|_| rnd(rng) as u8).collect();
                     if *base64 {
                         use base64::Engine;
                         Value::String(base64::engine::general_purpose::STANDARD.encode(bytes))
@@ -1051,7 +1071,8 @@ impl SchemaSet {
                 let mut obj = Map::new();
                 let mut k0 = 0usize;
                 while k0 < ct.attrs.len() {
-                    let (ats, content) = attr_state(ct.attrs[k0..].iter().map(|a| a.required), first);
+                    let (ats, content) =
+                        attr_state(ct.attrs[k0..].iter().map(|a| a.required), first);
                     let code = r.event(ats + content + 1)?;
                     if code < ats {
                         let k = k0 + code as usize;
@@ -1137,6 +1158,9 @@ impl SchemaSet {
                 i = j;
             }
             let (q, ty) = &ps[i].alts[c as usize];
+            if ps[i].abstract_alts.contains(q) {
+                return Err(abstract_element(q));
+            }
             let v = self.decode_element(r, ty)?;
             if ps[i].max > 1 {
                 match obj
@@ -1188,6 +1212,15 @@ fn single_root<'v, T>(
     Ok((idx, body))
 }
 
+/// An abstract element (a substitution group head such as -2's
+/// `BodyElement`) takes an event code, but no valid document holds one.
+fn abstract_element(q: &QName) -> ExiError {
+    ExiError::Value {
+        what: "element",
+        reason: format!("{} is abstract", q.1),
+    }
+}
+
 fn relaxed(name: &str) -> ExiError {
     ExiError::Value {
         what: "fragment",
@@ -1219,51 +1252,20 @@ fn rnd(rng: &mut u64) -> u64 {
     *rng
 }
 
-fn expect(r: &mut BitReader<'_>, at: &'static str, of: u32, want: u32) -> Result<(), ExiError> {
-    let code = r.event(of)?;
-    if code != want {
-        return Err(ExiError::Event { at, code, of });
-    }
-    Ok(())
-}
-
 fn encode_simple_element(w: &mut BitWriter, s: &Simple, v: &Value) -> Result<(), ExiError> {
-    let empty = match s {
-        Simple::String { .. } => v.as_str() == Some(""),
-        Simple::Binary { .. } => v.as_str() == Some(""),
-        _ => false,
-    };
-    if empty {
-        w.event(1, 2);
-        w.event(0, SECOND_LEVEL_START);
-        return Ok(());
-    }
-    w.event(0, 2); // CH
-    encode_simple_value(w, s, v, "element")?;
-    w.event(0, 2); // EE
-    Ok(())
+    // an empty string or binary is EE at the second level
+    let empty =
+        matches!(s, Simple::String { .. } | Simple::Binary { .. }) && v.as_str() == Some("");
+    grammar::elem_value(w, empty, |w| encode_simple_value(w, s, v, "element"))
 }
 
 fn decode_simple_element(r: &mut BitReader<'_>, s: &Simple) -> Result<Value, ExiError> {
-    if r.event(2)? == 1 {
-        // an empty element: only strings and binaries can be empty
-        if !matches!(s, Simple::String { .. } | Simple::Binary { .. }) {
-            return Err(ExiError::Value {
-                what: "element",
-                reason: "empty content for a type that cannot be empty".into(),
-            });
-        }
-        expect(r, "empty element", SECOND_LEVEL_START, 0)?;
-        return Ok(Value::String(String::new()));
-    }
-    let v = decode_simple_value(r, s)?;
-    expect(r, "element end", 2, 0)?;
-    Ok(v)
-}
-
-fn int_range(min: i128, max: i128) -> Option<u32> {
-    let range = max.checked_sub(min)?;
-    (range < 4096).then(|| width(range as u32 + 1))
+    // only strings and binaries can be empty
+    let may_be_empty = matches!(s, Simple::String { .. } | Simple::Binary { .. });
+    Ok(
+        grammar::dec_elem_value(r, may_be_empty, |r| decode_simple_value(r, s))?
+            .unwrap_or_else(|| Value::String(String::new())),
+    )
 }
 
 fn encode_simple_value(
@@ -1278,10 +1280,7 @@ fn encode_simple_value(
             let t = v
                 .as_str()
                 .ok_or_else(|| bad(format!("expected a string, found {v}")))?;
-            if max.is_some_and(|m| t.chars().count() > m) {
-                return Err(bad(format!("longer than {} characters", max.unwrap_or(0))));
-            }
-            w.string(t);
+            grammar::enc_string(w, t, *max)?;
         }
         Simple::Boolean => w.bits(
             1,
@@ -1290,7 +1289,7 @@ fn encode_simple_value(
                     .ok_or_else(|| bad(format!("expected a boolean, found {v}")))?,
             ),
         ),
-        Simple::Binary { base64 } => {
+        Simple::Binary { base64, max } => {
             let t = v
                 .as_str()
                 .ok_or_else(|| bad(format!("expected binary text, found {v}")))?;
@@ -1302,10 +1301,7 @@ fn encode_simple_value(
             } else {
                 unhex(t).ok_or_else(|| bad(format!("not hex: {t}")))?
             };
-            w.unsigned(bytes.len() as u64);
-            for b in bytes {
-                w.bits(8, u32::from(b));
-            }
+            grammar::enc_binary(w, &bytes, *max)?;
         }
         Simple::Enum { values, .. } => {
             let t = v
@@ -1315,7 +1311,7 @@ fn encode_simple_value(
                 .iter()
                 .position(|x| x == t)
                 .ok_or_else(|| bad(format!("{t} is not one of {values:?}")))?;
-            w.bits(width(values.len() as u32), i as u32);
+            grammar::enc_enum(w, i as u32, values.len() as u32);
         }
         Simple::Int { min, max } => {
             let n = v
@@ -1323,17 +1319,7 @@ fn encode_simple_value(
                 .map(i128::from)
                 .or_else(|| v.as_u64().map(i128::from))
                 .ok_or_else(|| bad(format!("expected an integer, found {v}")))?;
-            if n < *min || n > *max {
-                return Err(bad(format!("{n} outside {min}..={max}")));
-            }
-            match int_range(*min, *max) {
-                Some(bits) => w.bits(bits, (n - min) as u32),
-                None if *min >= 0 => w.unsigned(n as u64),
-                None => {
-                    w.bits(1, u32::from(n < 0));
-                    w.unsigned(if n < 0 { (-(n + 1)) as u64 } else { n as u64 });
-                }
-            }
+            grammar::enc_int(w, n, *min, *max)?;
         }
     }
     Ok(())
@@ -1341,21 +1327,10 @@ fn encode_simple_value(
 
 fn decode_simple_value(r: &mut BitReader<'_>, s: &Simple) -> Result<Value, ExiError> {
     Ok(match s {
-        Simple::String { max } => Value::String(r.string("string", max.unwrap_or(1 << 20))?),
-        Simple::Boolean => Value::Bool(r.bits(1)? == 1),
-        Simple::Binary { base64 } => {
-            let len = r.unsigned()?;
-            if len.saturating_mul(8) > r.remaining() as u64 {
-                return Err(ExiError::Truncated {
-                    needed: (len as usize)
-                        .saturating_mul(8)
-                        .saturating_sub(r.remaining()),
-                });
-            }
-            let mut bytes = Vec::with_capacity(len as usize);
-            for _ in 0..len {
-                bytes.push(r.bits(8)? as u8);
-            }
+        Simple::String { max } => Value::String(grammar::dec_string(r, *max)?),
+        Simple::Boolean => Value::Bool(grammar::dec_bool(r)?),
+        Simple::Binary { base64, max } => {
+            let bytes = grammar::dec_binary(r, *max)?;
             if *base64 {
                 use base64::Engine;
                 Value::String(base64::engine::general_purpose::STANDARD.encode(bytes))
@@ -1364,37 +1339,11 @@ fn decode_simple_value(r: &mut BitReader<'_>, s: &Simple) -> Result<Value, ExiEr
             }
         }
         Simple::Enum { values, .. } => {
-            let i = r.bits(width(values.len() as u32))? as usize;
-            Value::String(
-                values
-                    .get(i)
-                    .ok_or_else(|| ExiError::Value {
-                        what: "enumeration",
-                        reason: format!("index {i} of {}", values.len()),
-                    })?
-                    .clone(),
-            )
+            let i = grammar::dec_enum(r, values.len() as u32)? as usize;
+            Value::String(values[i].clone())
         }
         Simple::Int { min, max } => {
-            let n: i128 = match int_range(*min, *max) {
-                Some(bits) => min + i128::from(r.bits(bits)?),
-                None if *min >= 0 => i128::from(r.unsigned()?),
-                None => {
-                    let neg = r.bits(1)? == 1;
-                    let m = i128::from(r.unsigned()?);
-                    if neg {
-                        -(m + 1)
-                    } else {
-                        m
-                    }
-                }
-            };
-            if n < *min || n > *max {
-                return Err(ExiError::Value {
-                    what: "integer",
-                    reason: format!("{n} outside {min}..={max}"),
-                });
-            }
+            let n = grammar::dec_int(r, *min, *max)?;
             // unsignedLong values above i64::MAX stay unsigned
             match (i64::try_from(n), u64::try_from(n)) {
                 (Ok(v), _) => Value::from(v),

@@ -7,6 +7,7 @@
 mod json;
 mod ocpi;
 mod ocpp;
+mod v2g;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -31,6 +32,7 @@ fn main() -> ExitCode {
     let root = workspace_root();
     let outputs = match ocpp::generate(&root).and_then(|mut o| {
         o.extend(ocpi::generate(&root)?);
+        o.extend(v2g::generate(&root)?);
         Ok(o)
     }) {
         Ok(o) => o,

@@ -1,0 +1,889 @@
+//! Typed ISO 15118 / DIN 70121 messages and their EXI codecs, generated from
+//! the grammar model `iso15118::schema` builds from the vendored XSDs (the
+//! same model the JSON engine codes with, checked against EXIficient):
+//! one module per schema set under `iso15118/src/messages/`.
+//!
+//! Per complex type: a struct (fields in schema order, spec names in serde
+//! renames so the JSON is the engine's view), a static grammar table, and an
+//! `ExiType` impl that walks the table with `iso15118::grammar::{Enc, Dec}`.
+//! Per set: a `Message` enum of the global elements with `encode`/`decode`.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt::Write;
+use std::path::{Path, PathBuf};
+
+use iso15118::schema::{ComplexType, Content, Particle, QName, SchemaSet, Simple, Ty};
+
+/// (set name, module name).
+const SETS: &[(&str, &str)] = &[
+    ("din", "din"),
+    ("iso2", "iso2"),
+    ("iso20", "iso20"),
+    ("iso20-ac", "iso20_ac"),
+    ("iso20-dc", "iso20_dc"),
+    ("iso20-wpt", "iso20_wpt"),
+    ("iso20-acdp", "iso20_acdp"),
+];
+
+pub(crate) fn generate(root: &Path) -> Result<Vec<(PathBuf, String)>, String> {
+    let dir = root.join("iso15118/src/messages");
+    let mut out = Vec::new();
+    for (set, module) in SETS {
+        let schema = iso15118::schema::by_name(set)?;
+        let ns = iso15118::schema::SETS
+            .iter()
+            .find(|(n, _)| n == set)
+            .map(|(_, ns)| *ns)
+            .unwrap_or("");
+        let code = Gen::new(schema).run(set, ns)?;
+        out.push((dir.join(format!("{module}.rs")), rustfmt(&code)?));
+    }
+    Ok(out)
+}
+
+fn rustfmt(code: &str) -> Result<String, String> {
+    use std::io::Write as _;
+    let mut child = std::process::Command::new("rustfmt")
+        .args(["--edition", "2021", "--emit", "stdout"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("rustfmt: {e}"))?;
+    let mut stdin = child.stdin.take().ok_or("rustfmt stdin")?;
+    let text = code.to_string();
+    let writer = std::thread::spawn(move || stdin.write_all(text.as_bytes()));
+    let output = child.wait_with_output().map_err(|e| e.to_string())?;
+    writer
+        .join()
+        .map_err(|_| "rustfmt writer".to_string())?
+        .map_err(|e| e.to_string())?;
+    if !output.status.success() {
+        return Err(format!(
+            "rustfmt failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    String::from_utf8(output.stdout).map_err(|e| e.to_string())
+}
+
+/// `AC_EVChargeParameterType` → `AcEVChargeParameterType`, `V2G_Message`
+/// → `V2gMessage`: parts joined, an all-capitals part title-cased when
+/// another part follows it.
+fn type_name(xsd: &str) -> String {
+    let parts: Vec<&str> = xsd
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|p| !p.is_empty())
+        .collect();
+    let mut out = String::new();
+    for (i, p) in parts.iter().enumerate() {
+        let caps = p.chars().all(|c| !c.is_ascii_lowercase());
+        let mut cs = p.chars();
+        if let Some(f) = cs.next() {
+            out.push(f.to_ascii_uppercase());
+            if caps && i + 1 < parts.len() {
+                out.extend(cs.map(|c| c.to_ascii_lowercase()));
+            } else {
+                out.extend(cs);
+            }
+        }
+    }
+    if out.is_empty() || out.starts_with(|c: char| c.is_ascii_digit()) {
+        out.insert(0, 'V');
+    }
+    out
+}
+
+/// `EVSEMaximumCurrentLimit` → `evse_maximum_current_limit`.
+fn field_name(xsd: &str) -> String {
+    let chars: Vec<char> = xsd.chars().collect();
+    let mut out = String::new();
+    for (i, &c) in chars.iter().enumerate() {
+        if !c.is_ascii_alphanumeric() {
+            if !out.ends_with('_') && !out.is_empty() {
+                out.push('_');
+            }
+            continue;
+        }
+        if c.is_ascii_uppercase() && i > 0 {
+            let prev = chars[i - 1];
+            let next_lower = chars.get(i + 1).is_some_and(|n| n.is_ascii_lowercase());
+            if (prev.is_ascii_lowercase()
+                || prev.is_ascii_digit()
+                || (prev.is_ascii_uppercase() && next_lower))
+                && !out.ends_with('_')
+            {
+                out.push('_');
+            }
+        }
+        out.push(c.to_ascii_lowercase());
+    }
+    let out = out.trim_end_matches('_').to_string();
+    match out.as_str() {
+        "type" | "ref" | "match" | "mod" | "use" | "impl" | "fn" | "struct" | "enum" | "self"
+        | "crate" | "super" | "as" | "in" | "for" | "loop" | "move" | "static" | "const"
+        | "where" | "box" | "final" | "override" | "priv" | "abstract" | "macro" | "virtual"
+        | "yield" | "async" | "await" | "dyn" | "try" => format!("r#{out}"),
+        _ if out.starts_with(|c: char| c.is_ascii_digit()) => format!("f_{out}"),
+        _ => out,
+    }
+}
+
+fn lit(n: i128) -> String {
+    match n {
+        i128::MIN => "i128::MIN".into(),
+        i128::MAX => "i128::MAX".into(),
+        _ => n.to_string(),
+    }
+}
+
+/// The Rust type of an integer range.
+fn int_type(min: i128, max: i128) -> &'static str {
+    if min >= 0 {
+        if max <= 255 {
+            "u8"
+        } else if max <= 65_535 {
+            "u16"
+        } else if max <= i128::from(u32::MAX) {
+            "u32"
+        } else {
+            "u64"
+        }
+    } else if min >= -128 && max <= 127 {
+        "i8"
+    } else if min >= -32_768 && max <= 32_767 {
+        "i16"
+    } else if min >= i128::from(i32::MIN) && max <= i128::from(i32::MAX) {
+        "i32"
+    } else {
+        "i64"
+    }
+}
+
+struct Gen<'s> {
+    schema: &'s SchemaSet,
+    /// complex index → Rust name
+    names: HashMap<usize, String>,
+    order: Vec<usize>,
+    used: HashSet<String>,
+    /// (xsd name or context, values) → Rust enum name
+    enums: BTreeMap<(String, Vec<String>), String>,
+    /// anonymous types by the element naming them (one struct per element)
+    anon: HashMap<QName, usize>,
+    /// complex index → the index whose struct it uses (anonymous duplicates)
+    alias: HashMap<usize, usize>,
+}
+
+impl<'s> Gen<'s> {
+    fn new(schema: &'s SchemaSet) -> Self {
+        Gen {
+            schema,
+            names: HashMap::new(),
+            order: Vec::new(),
+            used: ["Message".to_string()].into_iter().collect(),
+            enums: BTreeMap::new(),
+            anon: HashMap::new(),
+            alias: HashMap::new(),
+        }
+    }
+
+    fn ct(&self, i: usize) -> &'s ComplexType {
+        &self.schema.complex_types()[i]
+    }
+
+    fn canon(&self, i: usize) -> usize {
+        *self.alias.get(&i).unwrap_or(&i)
+    }
+
+    fn unique(&mut self, base: String) -> String {
+        let mut name = base.clone();
+        let mut k = 2;
+        while self.used.contains(&name) {
+            name = format!("{base}{k}");
+            k += 1;
+        }
+        self.used.insert(name.clone());
+        name
+    }
+
+    /// Names every complex type reachable from `ty` (element `q`).
+    fn visit(&mut self, q: &QName, ty: &Ty) {
+        let Ty::Complex(i) = ty else {
+            if let Ty::Simple(s) = ty {
+                self.visit_simple(&q.1, s);
+            }
+            return;
+        };
+        let i = *i;
+        if self.names.contains_key(&i) || self.alias.contains_key(&i) {
+            return;
+        }
+        let ct = self.ct(i);
+        if ct.name.is_empty() {
+            if let Some(&first) = self.anon.get(q) {
+                self.alias.insert(i, first);
+                return;
+            }
+            self.anon.insert(q.clone(), i);
+        }
+        let base = if ct.name.is_empty() {
+            type_name(&q.1)
+        } else {
+            type_name(&ct.name)
+        };
+        let name = self.unique(base);
+        self.names.insert(i, name);
+        self.order.push(i);
+        for a in &ct.attrs {
+            self.visit_simple(&a.name, &a.ty);
+        }
+        match &ct.content {
+            Content::Simple(s) => self.visit_simple(&q.1, s),
+            Content::Elements(ps) => {
+                for p in ps {
+                    for (aq, aty) in &p.alts {
+                        if usable(p, aq, aty) {
+                            self.visit(aq, aty);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn visit_simple(&mut self, context: &str, s: &Simple) {
+        if let Simple::Enum { name, values } = s {
+            let key = (
+                if name.is_empty() {
+                    format!("{context}Enum")
+                } else {
+                    name.clone()
+                },
+                values.clone(),
+            );
+            if !self.enums.contains_key(&key) {
+                let rust = self.unique(type_name(&key.0));
+                self.enums.insert(key, rust);
+            }
+        }
+    }
+
+    fn enum_name(&self, context: &str, s: &Simple) -> String {
+        let Simple::Enum { name, values } = s else {
+            return String::new();
+        };
+        let key = (
+            if name.is_empty() {
+                format!("{context}Enum")
+            } else {
+                name.clone()
+            },
+            values.clone(),
+        );
+        self.enums.get(&key).cloned().unwrap_or_default()
+    }
+
+    /// The Rust type of a simple value.
+    fn simple_type(&self, context: &str, s: &Simple) -> String {
+        match s {
+            Simple::String { .. } => "String".into(),
+            Simple::Boolean => "bool".into(),
+            Simple::Binary { base64: true, .. } => "Base64Binary".into(),
+            Simple::Binary { base64: false, .. } => "HexBinary".into(),
+            Simple::Int { min, max } => int_type(*min, *max).into(),
+            Simple::Enum { .. } => self.enum_name(context, s),
+        }
+    }
+
+    /// Code writing a simple value `v` (a reference) to `w`.
+    fn enc_value(&self, context: &str, s: &Simple, v: &str) -> String {
+        match s {
+            Simple::String { max } => format!("enc_string(w, {v}, {})?;", opt(*max)),
+            Simple::Boolean => format!("w.bits(1, u32::from(*{v}));"),
+            Simple::Binary { max, .. } => format!("enc_binary(w, &{v}.0, {})?;", opt(*max)),
+            Simple::Int { min, max } => {
+                format!(
+                    "enc_int(w, i128::from(*{v}), {}, {})?;",
+                    lit(*min),
+                    lit(*max)
+                )
+            }
+            Simple::Enum { .. } => {
+                let e = self.enum_name(context, s);
+                format!("enc_enum(w, {v}.index(), {e}::COUNT);")
+            }
+        }
+    }
+
+    /// An expression reading a simple value from `r`.
+    fn dec_value(&self, context: &str, s: &Simple) -> String {
+        match s {
+            Simple::String { max } => format!("dec_string(r, {})?", opt(*max)),
+            Simple::Boolean => "dec_bool(r)?".into(),
+            Simple::Binary { base64: true, max } => {
+                format!("Base64Binary(dec_binary(r, {})?)", opt(*max))
+            }
+            Simple::Binary { base64: false, max } => {
+                format!("HexBinary(dec_binary(r, {})?)", opt(*max))
+            }
+            Simple::Int { min, max } => format!(
+                "int_into::<{}>(dec_int(r, {}, {})?)?",
+                int_type(*min, *max),
+                lit(*min),
+                lit(*max)
+            ),
+            Simple::Enum { .. } => {
+                let e = self.enum_name(context, s);
+                format!("enum_from::<{e}>(dec_enum(r, {e}::COUNT)?)?")
+            }
+        }
+    }
+
+    /// Code writing an element of type `ty` whose value is `v` (a reference).
+    fn enc_elem(&self, q: &QName, ty: &Ty, v: &str) -> String {
+        match ty {
+            Ty::Complex(_) => format!("{v}.encode(w)?;"),
+            Ty::Simple(s) => {
+                let empty = match s {
+                    Simple::String { .. } => format!("{v}.is_empty()"),
+                    Simple::Binary { .. } => format!("{v}.0.is_empty()"),
+                    _ => "false".into(),
+                };
+                format!(
+                    "elem_value(w, {empty}, |w| {{ {} Ok(()) }})?;",
+                    self.enc_value(&q.1, s, v)
+                )
+            }
+            Ty::Unsupported(_) => String::new(),
+        }
+    }
+
+    /// An expression reading an element of type `ty`.
+    fn dec_elem(&self, q: &QName, ty: &Ty) -> String {
+        match ty {
+            Ty::Complex(i) => {
+                let name = &self.names[&self.canon(*i)];
+                format!("{name}::decode(r)?")
+            }
+            Ty::Simple(s) => {
+                let may_be_empty = matches!(s, Simple::String { .. } | Simple::Binary { .. });
+                let read = format!(
+                    "dec_elem_value(r, {may_be_empty}, |r| Ok({}))?",
+                    self.dec_value(&q.1, s)
+                );
+                if may_be_empty {
+                    format!("{read}.unwrap_or_default()")
+                } else {
+                    format!("{read}.ok_or_else(|| missing({:?}))?", q.1)
+                }
+            }
+            Ty::Unsupported(_) => String::new(),
+        }
+    }
+
+    fn elem_type(&self, q: &QName, ty: &Ty, boxed: bool) -> String {
+        match ty {
+            Ty::Complex(i) => {
+                let n = self.names[&self.canon(*i)].clone();
+                if boxed {
+                    format!("Box<{n}>")
+                } else {
+                    n
+                }
+            }
+            Ty::Simple(s) => self.simple_type(&q.1, s),
+            Ty::Unsupported(_) => String::new(),
+        }
+    }
+
+    /// Complex types reachable from `i` through fields that hold their value
+    /// inline (not in a Vec): recursion through them needs a Box.
+    fn reaches(&self, from: usize, to: usize) -> bool {
+        let mut seen = HashSet::new();
+        let mut stack = vec![from];
+        while let Some(i) = stack.pop() {
+            if !seen.insert(i) {
+                continue;
+            }
+            if let Content::Elements(ps) = &self.ct(i).content {
+                for p in ps {
+                    if p.max > 1 {
+                        continue;
+                    }
+                    for (aq, aty) in &p.alts {
+                        if let (true, Ty::Complex(j)) = (usable(p, aq, aty), aty) {
+                            let j = self.canon(*j);
+                            if j == to {
+                                return true;
+                            }
+                            stack.push(j);
+                        }
+                    }
+                }
+            }
+        }
+        false
+    }
+
+    fn run(mut self, set: &str, ns: &str) -> Result<String, String> {
+        let globals = self.schema.global_elements();
+        for (q, ty) in globals {
+            self.visit(q, ty);
+        }
+        let mut o = String::new();
+        let _ = writeln!(
+            o,
+            "//! Typed messages of the `{set}` schema set (`{ns}`) and their EXI codec.\n\
+             //!\n\
+             //! Generated by `cargo xtask codegen` (`xtask/src/v2g.rs`) from the vendored XSDs\n\
+             //! under `iso15118/schemas/`; do not edit. Each struct is an XSD complex type\n\
+             //! (fields in schema order, spec names in the serde renames: the JSON is the view\n\
+             //! `iso15118::schema` and EXIficient use); [`Message`] holds the global elements.\n\
+             #![allow(clippy::all, clippy::pedantic, missing_docs, unused_mut, unused_variables)]\n\
+             use crate::exi::{{BitReader, BitWriter, ExiError, HEADER}};\n\
+             use crate::grammar::*;\n"
+        );
+        // enums
+        for ((xsd, values), rust) in &self.enums {
+            let _ = writeln!(o, "/// XSD enumeration `{xsd}`.");
+            let _ = writeln!(
+                o,
+                "#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]\npub enum {rust} {{"
+            );
+            let mut seen = HashSet::new();
+            let variants: Vec<String> = values
+                .iter()
+                .map(|v| {
+                    let mut n = type_name(v);
+                    while !seen.insert(n.clone()) {
+                        n.push('_');
+                    }
+                    n
+                })
+                .collect();
+            for (v, n) in values.iter().zip(&variants) {
+                let _ = writeln!(o, "    #[serde(rename = {v:?})]\n    {n},");
+            }
+            let _ = writeln!(o, "}}\n");
+            let _ = writeln!(
+                o,
+                "impl ExiEnum for {rust} {{\n    const COUNT: u32 = {};",
+                values.len()
+            );
+            let _ = writeln!(o, "    fn index(&self) -> u32 {{ *self as u32 }}");
+            let _ = writeln!(
+                o,
+                "    fn from_index(i: u32) -> Option<Self> {{\n        match i {{"
+            );
+            for (k, n) in variants.iter().enumerate() {
+                let _ = writeln!(o, "            {k} => Some(Self::{n}),");
+            }
+            let _ = writeln!(o, "            _ => None,\n        }}\n    }}\n}}\n");
+        }
+        // structs
+        let order = self.order.clone();
+        for i in order {
+            self.gen_type(&mut o, i);
+        }
+        // the message enum
+        let _ = writeln!(
+            o,
+            "/// A document of this schema set: one of its global elements.\n\
+             #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]\n\
+             pub enum Message {{"
+        );
+        let mut variants = Vec::new();
+        let mut seen = HashSet::new();
+        for (k, (q, ty)) in globals.iter().enumerate() {
+            if matches!(ty, Ty::Unsupported(_)) {
+                continue;
+            }
+            let mut v = type_name(&q.1);
+            while !seen.insert(v.clone()) {
+                v.push('_');
+            }
+            let t = self.elem_type(q, ty, matches!(ty, Ty::Complex(_)));
+            let _ = writeln!(
+                o,
+                "    /// `{}`\n    #[serde(rename = {:?})]\n    {v}({t}),",
+                q.1, q.1
+            );
+            variants.push((k, v, q, ty));
+        }
+        let _ = writeln!(o, "}}\n");
+        let n = globals.len() + 1;
+        let _ = writeln!(o, "impl Message {{");
+        let _ = writeln!(o, "    /// The element name (`V2G_Message`, `SessionSetupReq`…).\n    pub fn name(&self) -> &'static str {{\n        match self {{");
+        for (_, v, q, _) in &variants {
+            let _ = writeln!(o, "            Message::{v}(_) => {:?},", q.1);
+        }
+        let _ = writeln!(o, "        }}\n    }}\n");
+        let _ = writeln!(
+            o,
+            "    /// Encodes the document (header `0x80`, then the element) onto `out`.\n\
+             pub fn encode(&self, out: &mut Vec<u8>) -> Result<(), ExiError> {{\n\
+             let mut bw = BitWriter::new();\n\
+             let w = &mut bw;\n\
+             w.bits(8, u32::from(HEADER));\n\
+             match self {{"
+        );
+        for (k, v, q, ty) in &variants {
+            let _ = writeln!(
+                o,
+                "            Message::{v}(x) => {{ w.event({k}, {n}); {} }}",
+                self.enc_elem(q, ty, "x")
+            );
+        }
+        let _ = writeln!(
+            o,
+            "        }}\n        out.extend_from_slice(&bw.finish());\n        Ok(())\n    }}\n"
+        );
+        let _ = writeln!(
+            o,
+            "    /// Decodes a document; trailing bytes other than padding are an error.\n\
+             pub fn decode(bytes: &[u8]) -> Result<Message, ExiError> {{\n\
+             let mut rd = BitReader::new(bytes);\n\
+             let r = &mut rd;\n\
+             let h = r.bits(8)? as u8;\n\
+             if h != HEADER {{ return Err(ExiError::Header(h)); }}\n\
+             let code = r.event({n})?;\n\
+             let m = match code {{"
+        );
+        for (k, v, q, ty) in &variants {
+            let val = self.dec_elem(q, ty);
+            let val = if matches!(ty, Ty::Complex(_)) {
+                format!("Box::new({val})")
+            } else {
+                val
+            };
+            let _ = writeln!(o, "            {k} => Message::{v}({val}),");
+        }
+        let _ = writeln!(
+            o,
+            "            _ => return Err(ExiError::Event {{ at: \"document\", code, of: {n} }}),\n        }};\n        rd.finish()?;\n        Ok(m)\n    }}\n}}"
+        );
+        Ok(o)
+    }
+
+    fn gen_type(&self, o: &mut String, i: usize) {
+        let ct = self.ct(i);
+        let name = &self.names[&i];
+        // fields: (rust field, xsd name, rust type, kind)
+        struct Field {
+            rust: String,
+            xsd: String,
+            ty: String,
+            /// 0 plain, 1 Option, 2 Vec
+            card: u8,
+        }
+        let mut fields: Vec<Field> = Vec::new();
+        let mut taken = HashSet::new();
+        let mut fname = |xsd: &str| {
+            let mut f = field_name(xsd);
+            while !taken.insert(f.clone()) {
+                f.push('_');
+            }
+            f
+        };
+        let attr_fields: Vec<String> = ct.attrs.iter().map(|a| fname(&a.name)).collect();
+        for (a, f) in ct.attrs.iter().zip(&attr_fields) {
+            fields.push(Field {
+                rust: f.clone(),
+                xsd: a.name.clone(),
+                ty: self.simple_type(&a.name, &a.ty),
+                card: if a.required { 0 } else { 1 },
+            });
+        }
+        let mut value_field = None;
+        // per particle, per alternative: the field (None when not coded)
+        let mut elem_fields: Vec<Vec<Option<usize>>> = Vec::new();
+        match &ct.content {
+            Content::Simple(s) => {
+                let f = fname("value");
+                fields.push(Field {
+                    rust: f.clone(),
+                    xsd: "value".into(),
+                    ty: self.simple_type(name, s),
+                    card: 0,
+                });
+                value_field = Some((f, s));
+            }
+            Content::Elements(ps) => {
+                for p in ps {
+                    let mut row = Vec::new();
+                    for (aq, aty) in &p.alts {
+                        if !usable(p, aq, aty) {
+                            row.push(None);
+                            continue;
+                        }
+                        let boxed = matches!(aty, Ty::Complex(j) if p.max <= 1 && self.reaches(self.canon(*j), i));
+                        let card = if p.max > 1 {
+                            2
+                        } else if p.alts.len() > 1 || p.min == 0 {
+                            1
+                        } else {
+                            0
+                        };
+                        row.push(Some(fields.len()));
+                        fields.push(Field {
+                            rust: fname(&aq.1),
+                            xsd: aq.1.clone(),
+                            ty: self.elem_type(aq, aty, boxed),
+                            card,
+                        });
+                    }
+                    elem_fields.push(row);
+                }
+            }
+        }
+        let what = if ct.name.is_empty() {
+            "the anonymous type of an element".to_string()
+        } else {
+            format!("XSD complex type `{}`", ct.name)
+        };
+        let _ = writeln!(o, "/// {what}.");
+        let _ = writeln!(
+            o,
+            "#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]\npub struct {name} {{"
+        );
+        for f in &fields {
+            let (ty, extra) = match f.card {
+                0 => (f.ty.clone(), String::new()),
+                1 => (
+                    format!("Option<{}>", f.ty),
+                    ", default, skip_serializing_if = \"Option::is_none\"".to_string(),
+                ),
+                _ => (
+                    format!("Vec<{}>", f.ty),
+                    ", default, skip_serializing_if = \"Vec::is_empty\"".to_string(),
+                ),
+            };
+            let _ = writeln!(
+                o,
+                "    #[serde(rename = {:?}{extra})]\n    pub {}: {ty},",
+                f.xsd, f.rust
+            );
+        }
+        let _ = writeln!(o, "}}\n");
+        // grammar table
+        let gname = format!("G_{}", name.to_ascii_uppercase());
+        let attrs: Vec<String> = ct.attrs.iter().map(|a| a.required.to_string()).collect();
+        let ps: Vec<String> = match &ct.content {
+            Content::Elements(ps) => ps
+                .iter()
+                .map(|p| {
+                    format!(
+                        "P {{ alts: {}, min: {}, max: {} }}",
+                        p.alts.len(),
+                        p.min,
+                        if p.max == u32::MAX {
+                            "u32::MAX".to_string()
+                        } else {
+                            p.max.to_string()
+                        }
+                    )
+                })
+                .collect(),
+            Content::Simple(_) => Vec::new(),
+        };
+        let _ = writeln!(
+            o,
+            "static {gname}: Grammar = Grammar {{ attrs: &[{}], particles: &[{}], mixed: {}, simple: {} }};\n",
+            attrs.join(", "),
+            ps.join(", "),
+            ct.mixed,
+            matches!(ct.content, Content::Simple(_))
+        );
+        // encode
+        let _ = writeln!(o, "impl ExiType for {name} {{");
+        let _ = writeln!(o, "    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {{\n        let mut e = Enc::new(&{gname});");
+        for (k, a) in ct.attrs.iter().enumerate() {
+            let f = &attr_fields[k];
+            let enc = self.enc_value(&a.name, &a.ty, "v");
+            if a.required {
+                let _ = writeln!(o, "        {{ let v = &self.{f}; e.attr(w, {k}); {enc} }}");
+            } else {
+                let _ = writeln!(
+                    o,
+                    "        if let Some(v) = &self.{f} {{ e.attr(w, {k}); {enc} }} else {{ e.skip_attr({k}, {:?})?; }}",
+                    a.name
+                );
+            }
+        }
+        if let Some((f, s)) = &value_field {
+            let _ = writeln!(
+                o,
+                "        e.chars(w);\n        {{ let v = &self.{f}; {} }}",
+                self.enc_value(name, s, "v")
+            );
+        }
+        let mut impossible = false;
+        if let Content::Elements(ps) = &ct.content {
+            for (k, p) in ps.iter().enumerate() {
+                let row = &elem_fields[k];
+                let coded: Vec<(usize, usize)> = row
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(a, f)| f.map(|f| (a, f)))
+                    .collect();
+                let label = p.alts.first().map(|(q, _)| q.1.as_str()).unwrap_or("");
+                if coded.is_empty() {
+                    if p.min > 0 {
+                        // a required wildcard (xmldsig's SignatureProperty): no instance can be written
+                        let _ = writeln!(
+                            o,
+                            "        Err(ExiError::Value {{ what: \"element\", reason: \"{label} (wildcard content) cannot be coded\".into() }})"
+                        );
+                        impossible = true;
+                        break;
+                    }
+                    continue;
+                }
+                // occurrences of the particle (all alternatives together)
+                let counts: Vec<String> = coded
+                    .iter()
+                    .map(|(_, f)| match fields[*f].card {
+                        0 => "1".to_string(),
+                        1 => format!("usize::from(self.{}.is_some())", fields[*f].rust),
+                        _ => format!("self.{}.len()", fields[*f].rust),
+                    })
+                    .collect();
+                if !(coded.len() == 1 && fields[coded[0].1].card == 0) {
+                    let _ = writeln!(
+                        o,
+                        "        check_count({}, {}, {}, {label:?})?;",
+                        counts.join(" + "),
+                        p.min,
+                        if p.max == u32::MAX {
+                            "u32::MAX".to_string()
+                        } else {
+                            p.max.to_string()
+                        }
+                    );
+                }
+                for (a, f) in coded {
+                    let (aq, aty) = &p.alts[a];
+                    let fl = &fields[f];
+                    let enc = self.enc_elem(aq, aty, "v");
+                    match fl.card {
+                        0 => {
+                            let _ = writeln!(
+                                o,
+                                "        {{ let v = &self.{}; e.elem(w, {k}, {a}); {enc} }}",
+                                fl.rust
+                            );
+                        }
+                        1 => {
+                            let _ = writeln!(o, "        if let Some(v) = &self.{} {{ e.elem(w, {k}, {a}); {enc} }}", fl.rust);
+                        }
+                        _ => {
+                            let _ = writeln!(
+                                o,
+                                "        for v in &self.{} {{ e.elem(w, {k}, {a}); {enc} }}",
+                                fl.rust
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        if !impossible {
+            let _ = writeln!(o, "        e.end(w)");
+        }
+        let _ = writeln!(o, "    }}\n");
+        // decode
+        let _ = writeln!(o, "    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {{\n        let mut d = Dec::new(&{gname});");
+        for f in &fields {
+            match f.card {
+                2 => {
+                    let _ = writeln!(
+                        o,
+                        "        let mut {}: Vec<{}> = Vec::new();",
+                        local(&f.rust),
+                        f.ty
+                    );
+                }
+                _ => {
+                    let _ = writeln!(
+                        o,
+                        "        let mut {}: Option<{}> = None;",
+                        local(&f.rust),
+                        f.ty
+                    );
+                }
+            }
+        }
+        let _ = writeln!(o, "        loop {{\n            match d.next(r)? {{");
+        for (k, a) in ct.attrs.iter().enumerate() {
+            let _ = writeln!(
+                o,
+                "                Ev::Attr({k}) => {} = Some({}),",
+                local(&attr_fields[k]),
+                self.dec_value(&a.name, &a.ty)
+            );
+        }
+        if let Some((f, s)) = &value_field {
+            let _ = writeln!(
+                o,
+                "                Ev::Chars => {} = Some({}),",
+                local(f),
+                self.dec_value(name, s)
+            );
+        }
+        if let Content::Elements(ps) = &ct.content {
+            for (k, p) in ps.iter().enumerate() {
+                for (a, f) in elem_fields[k].iter().enumerate() {
+                    let Some(f) = f else { continue };
+                    let (aq, aty) = &p.alts[a];
+                    let fl = &fields[*f];
+                    let mut val = self.dec_elem(aq, aty);
+                    if fl.ty.starts_with("Box<") {
+                        val = format!("Box::new({val})");
+                    }
+                    let stmt = if fl.card == 2 {
+                        format!("{}.push({val})", local(&fl.rust))
+                    } else {
+                        format!("{} = Some({val})", local(&fl.rust))
+                    };
+                    let _ = writeln!(o, "                Ev::Elem({k}, {a}) => {stmt},");
+                }
+            }
+        }
+        let _ = writeln!(o, "                Ev::End => break,\n                ev => return Err(d.unexpected(ev)),\n            }}\n        }}");
+        let _ = writeln!(o, "        Ok({name} {{");
+        for f in &fields {
+            let l = local(&f.rust);
+            match f.card {
+                0 => {
+                    let _ = writeln!(
+                        o,
+                        "            {}: {l}.ok_or_else(|| missing({:?}))?,",
+                        f.rust, f.xsd
+                    );
+                }
+                _ => {
+                    let _ = writeln!(o, "            {}: {l},", f.rust);
+                }
+            }
+        }
+        let _ = writeln!(o, "        }})\n    }}\n}}\n");
+    }
+}
+
+/// A local variable for a field (`r#type` → `f_type`).
+fn local(field: &str) -> String {
+    format!("f_{}", field.trim_start_matches("r#"))
+}
+
+fn opt(max: Option<usize>) -> String {
+    match max {
+        Some(m) => format!("Some({m})"),
+        None => "None".into(),
+    }
+}
+
+/// Whether an alternative gets a field: not a wildcard, not an abstract
+/// head, a type this crate codes.
+fn usable(p: &Particle, q: &QName, ty: &Ty) -> bool {
+    q.1 != "*" && !p.abstract_alts.contains(q) && !matches!(ty, Ty::Unsupported(_))
+}
