@@ -479,23 +479,75 @@ pub fn int_into<T: TryFrom<i128>>(n: i128) -> Result<T, ExiError> {
     })
 }
 
-/// A string value, checked against `maxLength`.
-pub fn enc_string(w: &mut BitWriter, s: &str, max: Option<usize>) -> Result<(), ExiError> {
-    if let Some(m) = max {
-        if s.chars().count() > m {
-            return Err(ExiError::Value {
-                what: "string",
-                reason: format!("longer than {m} characters"),
-            });
-        }
+/// A length (characters of a string, bytes of a binary) within the
+/// `minLength`/`maxLength`/`length` facets.
+pub fn check_len(
+    n: usize,
+    min: usize,
+    max: Option<usize>,
+    what: &'static str,
+) -> Result<(), ExiError> {
+    if n < min || max.is_some_and(|m| n > m) {
+        let bound = match max {
+            Some(m) if m == min => format!("exactly {m}"),
+            Some(m) => format!("{min}..={m}"),
+            None => format!("at least {min}"),
+        };
+        return Err(ExiError::Value {
+            what,
+            reason: format!("length {n}, {bound}"),
+        });
     }
+    Ok(())
+}
+
+/// A string value within its length facets.
+pub fn enc_string(
+    w: &mut BitWriter,
+    s: &str,
+    min: usize,
+    max: Option<usize>,
+) -> Result<(), ExiError> {
+    check_len(s.chars().count(), min, max, "string")?;
     w.string(s);
     Ok(())
 }
 
-/// Reads a string value, at most `max` characters.
-pub fn dec_string(r: &mut BitReader<'_>, max: Option<usize>) -> Result<String, ExiError> {
-    r.string("string", max.unwrap_or(1 << 20))
+/// Reads a string value within its length facets (at most 2^20
+/// characters when unbounded).
+pub fn dec_string(
+    r: &mut BitReader<'_>,
+    min: usize,
+    max: Option<usize>,
+) -> Result<String, ExiError> {
+    let s = r.string("string", max.unwrap_or(1 << 20))?;
+    check_len(s.chars().count(), min, max, "string")?;
+    Ok(s)
+}
+
+/// A string element's content (an empty string is EE at the second level).
+pub fn string_elem(
+    w: &mut BitWriter,
+    s: &str,
+    min: usize,
+    max: Option<usize>,
+) -> Result<(), ExiError> {
+    check_len(s.chars().count(), min, max, "string")?;
+    elem_value(w, s.is_empty(), |w| {
+        w.string(s);
+        Ok(())
+    })
+}
+
+/// A binary element's content (no bytes is EE at the second level).
+pub fn binary_elem(
+    w: &mut BitWriter,
+    b: &[u8],
+    min: usize,
+    max: Option<usize>,
+) -> Result<(), ExiError> {
+    check_len(b.len(), min, max, "binary")?;
+    elem_value(w, b.is_empty(), |w| enc_binary(w, b, min, max))
 }
 
 /// Reads a boolean value (one bit).
@@ -503,15 +555,14 @@ pub fn dec_bool(r: &mut BitReader<'_>) -> Result<bool, ExiError> {
     Ok(r.bits(1)? == 1)
 }
 
-/// A binary value (length, then the bytes), at most `max` bytes (the
-/// `maxLength`/`length` facet).
-pub fn enc_binary(w: &mut BitWriter, b: &[u8], max: Option<usize>) -> Result<(), ExiError> {
-    if max.is_some_and(|m| b.len() > m) {
-        return Err(ExiError::Value {
-            what: "binary",
-            reason: format!("{} bytes, at most {}", b.len(), max.unwrap_or(0)),
-        });
-    }
+/// A binary value (length, then the bytes) within its length facets.
+pub fn enc_binary(
+    w: &mut BitWriter,
+    b: &[u8],
+    min: usize,
+    max: Option<usize>,
+) -> Result<(), ExiError> {
+    check_len(b.len(), min, max, "binary")?;
     w.unsigned(b.len() as u64);
     for x in b {
         w.bits(8, u32::from(*x));
@@ -519,16 +570,20 @@ pub fn enc_binary(w: &mut BitWriter, b: &[u8], max: Option<usize>) -> Result<(),
     Ok(())
 }
 
-/// Reads a binary value of at most `max` bytes; the length is also checked
-/// against what is left.
-pub fn dec_binary(r: &mut BitReader<'_>, max: Option<usize>) -> Result<Vec<u8>, ExiError> {
+/// Reads a binary value within its length facets; the length is also
+/// checked against what is left.
+pub fn dec_binary(
+    r: &mut BitReader<'_>,
+    min: usize,
+    max: Option<usize>,
+) -> Result<Vec<u8>, ExiError> {
     let len = r.unsigned()?;
-    if max.is_some_and(|m| len > m as u64) {
-        return Err(ExiError::Value {
-            what: "binary",
-            reason: format!("{len} bytes, at most {}", max.unwrap_or(0)),
-        });
-    }
+    check_len(
+        usize::try_from(len).unwrap_or(usize::MAX),
+        min,
+        max,
+        "binary",
+    )?;
     if len.saturating_mul(8) > r.remaining() as u64 {
         return Err(ExiError::Truncated {
             needed: (len as usize)

@@ -50,6 +50,9 @@ pub type QName = (String, String); // (namespace, local)
 #[doc(hidden)]
 pub enum Simple {
     String {
+        /// `minLength` / `length` in characters.
+        min: usize,
+        /// `maxLength` / `length` in characters.
         max: Option<usize>,
     },
     Boolean,
@@ -57,6 +60,8 @@ pub enum Simple {
     /// as EXIficient's JSON writes it).
     Binary {
         base64: bool,
+        /// `minLength` / `length` in bytes.
+        min: usize,
         /// `maxLength` / `length` in bytes.
         max: Option<usize>,
     },
@@ -217,15 +222,17 @@ fn builtin(local: &str) -> Option<Simple> {
     let int = |min: i128, max: i128| Some(Simple::Int { min, max });
     match local {
         "string" | "anyURI" | "ID" | "IDREF" | "NCName" | "token" | "normalizedString" | "Name" => {
-            Some(Simple::String { max: None })
+            Some(Simple::String { min: 0, max: None })
         }
         "boolean" => Some(Simple::Boolean),
         "hexBinary" => Some(Simple::Binary {
             base64: false,
+            min: 0,
             max: None,
         }),
         "base64Binary" => Some(Simple::Binary {
             base64: true,
+            min: 0,
             max: None,
         }),
         "byte" => int(-128, 127),
@@ -288,8 +295,18 @@ impl Loader {
         for f in xs_children(r) {
             let v = f.attribute("value").unwrap_or("");
             match (&mut ty, f.tag_name().name()) {
-                (Simple::String { max }, "maxLength" | "length") => *max = v.parse().ok(),
-                (Simple::Binary { max, .. }, "maxLength" | "length") => *max = v.parse().ok(),
+                (
+                    Simple::String { min, max } | Simple::Binary { min, max, .. },
+                    "maxLength" | "length" | "minLength",
+                ) => {
+                    let n: usize = v.parse().map_err(|_| format!("bad length facet {v}"))?;
+                    if f.tag_name().name() != "maxLength" {
+                        *min = n;
+                    }
+                    if f.tag_name().name() != "minLength" {
+                        *max = Some(n);
+                    }
+                }
                 (Simple::Int { min, .. }, "minInclusive") => {
                     *min = v.parse().map_err(|_| format!("bad minInclusive {v}"))?
                 }
@@ -436,7 +453,7 @@ impl Loader {
     fn attr(&mut self, a: roxmltree::Node<'static, 'static>) -> Result<Attr, String> {
         let ty = match a.attribute("type") {
             Some(t) => self.simple_named(&resolve(a, t))?,
-            None => Simple::String { max: None },
+            None => Simple::String { min: 0, max: None },
         };
         Ok(Attr {
             name: a
@@ -714,6 +731,14 @@ impl SchemaSet {
         &self.globals
     }
 
+    /// Every element declaration with its type, in EXI order (`None`: the
+    /// name is declared with different types); the fragment grammar's SE
+    /// productions (the code generator's model).
+    #[doc(hidden)]
+    pub fn fragment_model(&self) -> &[(QName, Option<Ty>)] {
+        &self.fragment
+    }
+
     /// Whether `name` is a global element (a document root) of this set.
     pub fn has_global(&self, name: &str) -> bool {
         self.globals.iter().any(|(q, _)| q.1 == name)
@@ -933,9 +958,9 @@ impl SchemaSet {
         match ty {
             Ty::Unsupported(_) => None,
             Ty::Simple(s) => Some(match s {
-                Simple::String { max } => {
+                Simple::String { min, max } => {
                     let n = (rnd(rng) % 12) as usize + 1;
-                    let n = max.map_or(n, |m| n.min(m.max(1)));
+                    let n = max.map_or(n, |m| n.min(m.max(1))).max(*min);
                     Value::String(
                         (0..n)
                             .map(|i| (b'A' + ((rnd(rng) + i as u64) % 26) as u8) as char)
@@ -943,9 +968,9 @@ impl SchemaSet {
                     )
                 }
                 Simple::Boolean => Value::Bool(rnd(rng).is_multiple_of(2)),
-                Simple::Binary { base64, max } => {
+                Simple::Binary { base64, min, max } => {
                     let n = (rnd(rng) % 8 + 1) as usize;
-                    let n = max.map_or(n, |m| n.min(m.max(1)));
+                    let n = max.map_or(n, |m| n.min(m.max(1))).max(*min);
                     let bytes: Vec<u8> = (0..n).map(|_| rnd(rng) as u8).collect();
                     if *base64 {
                         use base64::Engine;
@@ -1256,12 +1281,18 @@ fn encode_simple_element(w: &mut BitWriter, s: &Simple, v: &Value) -> Result<(),
     // an empty string or binary is EE at the second level
     let empty =
         matches!(s, Simple::String { .. } | Simple::Binary { .. }) && v.as_str() == Some("");
+    if let (true, Simple::String { min, .. } | Simple::Binary { min, .. }) = (empty, s) {
+        grammar::check_len(0, *min, None, "element")?;
+    }
     grammar::elem_value(w, empty, |w| encode_simple_value(w, s, v, "element"))
 }
 
 fn decode_simple_element(r: &mut BitReader<'_>, s: &Simple) -> Result<Value, ExiError> {
-    // only strings and binaries can be empty
-    let may_be_empty = matches!(s, Simple::String { .. } | Simple::Binary { .. });
+    // only strings and binaries without a minimum length can be empty
+    let may_be_empty = matches!(
+        s,
+        Simple::String { min: 0, .. } | Simple::Binary { min: 0, .. }
+    );
     Ok(
         grammar::dec_elem_value(r, may_be_empty, |r| decode_simple_value(r, s))?
             .unwrap_or_else(|| Value::String(String::new())),
@@ -1276,11 +1307,11 @@ fn encode_simple_value(
 ) -> Result<(), ExiError> {
     let bad = |reason: String| ExiError::Value { what, reason };
     match s {
-        Simple::String { max } => {
+        Simple::String { min, max } => {
             let t = v
                 .as_str()
                 .ok_or_else(|| bad(format!("expected a string, found {v}")))?;
-            grammar::enc_string(w, t, *max)?;
+            grammar::enc_string(w, t, *min, *max)?;
         }
         Simple::Boolean => w.bits(
             1,
@@ -1289,7 +1320,7 @@ fn encode_simple_value(
                     .ok_or_else(|| bad(format!("expected a boolean, found {v}")))?,
             ),
         ),
-        Simple::Binary { base64, max } => {
+        Simple::Binary { base64, min, max } => {
             let t = v
                 .as_str()
                 .ok_or_else(|| bad(format!("expected binary text, found {v}")))?;
@@ -1301,7 +1332,7 @@ fn encode_simple_value(
             } else {
                 unhex(t).ok_or_else(|| bad(format!("not hex: {t}")))?
             };
-            grammar::enc_binary(w, &bytes, *max)?;
+            grammar::enc_binary(w, &bytes, *min, *max)?;
         }
         Simple::Enum { values, .. } => {
             let t = v
@@ -1327,10 +1358,10 @@ fn encode_simple_value(
 
 fn decode_simple_value(r: &mut BitReader<'_>, s: &Simple) -> Result<Value, ExiError> {
     Ok(match s {
-        Simple::String { max } => Value::String(grammar::dec_string(r, *max)?),
+        Simple::String { min, max } => Value::String(grammar::dec_string(r, *min, *max)?),
         Simple::Boolean => Value::Bool(grammar::dec_bool(r)?),
-        Simple::Binary { base64, max } => {
-            let bytes = grammar::dec_binary(r, *max)?;
+        Simple::Binary { base64, min, max } => {
+            let bytes = grammar::dec_binary(r, *min, *max)?;
             if *base64 {
                 use base64::Engine;
                 Value::String(base64::engine::general_purpose::STANDARD.encode(bytes))

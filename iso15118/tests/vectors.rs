@@ -201,3 +201,126 @@ fn exificient_signature_fragments() {
         .encode_fragment(&serde_json::json!({"SignedInfo": {}, "KeyName": "k"}))
         .is_err());
 }
+
+/// Real DIN 70121 traffic between cars and public chargers (Alpitronic,
+/// ABB, Compleo…) logged by uhi22/pyPLC (`DemoExiLog.txt`: `ED` EV
+/// requests, `DD` charger responses; `RawExiLog.txt` V2GTP frames of a
+/// CurrentDemand loop, commit 079cd684e23f26b047687fb81fa2a27d1b097044), and
+/// the SupportedAppProtocol requests of a Tesla (DIN + `urn:tesla:din:2018`),
+/// a Hyundai Ioniq and a BMW iX3 from the same file. Each decodes with the
+/// engine and the typed codec to the same JSON view and re-encodes to the
+/// same bytes (but one, explained below).
+#[test]
+fn pyplc_real_din_traffic() {
+    use iso15118::messages::din;
+    const DEMO: &[&str] = &[
+        "809a02000000000000000011d00000",
+        "809A022189CBF75B9625A951E020040080",
+        "809a022189cbf75b9625a95198",
+        "809A022189CBF75B9625A951A00120024100C4",
+        "809a022189cbf75b9625a951b2001280",
+        "809A022189CBF75B9625A951C000",
+        "809a022189cbf75b9625a950b8",
+        "809A022189CBF75B9625A950C00200",
+        "809A022189CBF75B9625A950C00000",
+        "809a022189cbf75b9625a9507191400500c8c82324701900",
+        "809A022189CBF75B9625A9508002002802800007FFFFF8383FFFC045500000000101857040101C29C8408143C894080C03C08143403C4406010200",
+        "809A022189CBF75B9625A9508000002802800007FFFFF8383FFFC045500000000101871048101C2209C08143C894080C03C08143403C4406010200",
+        "809a022189cbf75b9625a95011400500",
+        "809A022189CBF75B9625A95020000200000400",
+        "809A022189CBF75B9625A95020004080000000",
+        "809a022189cbf75b9625a95151400500c9cc0206401000",
+        "809A022189CBF75B9625A9516000408000010284904800",
+        "809a022189cbf75b9625a9513022800a0800",
+    ];
+    const RAW: &[&str] = &[
+        "01fe800100000023809a0203af96e35a4fb8de50d1401240c0c0b46001810580480c08360100c143340800",
+        "01fe800100000023809a0203af96e35a4fb8de50d1401240c0c0b86001810580480c08360100c143340800",
+        "01fe800100000023809a0203af96e35a4fb8de50d1401240c0c0bc6001810580480c08360100c143340800",
+        "01fe800100000029809a0203af96e35a4fb8de50e0004080a001828568101818000000060a1e806030303e028386c04800",
+        "01fe800100000029809a0203af96e35a4fb8de50e0004080a001828570101818000000060a1e806030303e028386c04800",
+        "01fe800100000029809a0203af96e35a4fb8de50e000c300a081828568101818000000060a1e806030303e028386c04800",
+        "01fe800100000029809a0203af96e35a4fb8de50e0a00100a081828568101818000000060a1e806030303e028386c04800",
+    ];
+    let schema = by_name("din").unwrap();
+    let mut names = Vec::new();
+    let mut views = Vec::new();
+    let mut rewritten = Vec::new();
+    let frames = RAW.iter().map(|h| {
+        iso15118::v2gtp::decode(&unhex(h), 65_536)
+            .unwrap_or_else(|e| panic!("V2GTP {h}: {e}"))
+            .payload
+    });
+    for bytes in DEMO
+        .iter()
+        .map(|h| unhex(&h.to_ascii_lowercase()))
+        .chain(frames)
+    {
+        let view = schema
+            .decode(&bytes)
+            .unwrap_or_else(|e| panic!("engine {bytes:02x?}: {e}"));
+        let ours = schema.encode(&view).unwrap();
+        let typed = din::Message::decode(&bytes).unwrap_or_else(|e| panic!("typed: {e}"));
+        assert_eq!(serde_json::to_value(&typed).unwrap(), view);
+        let mut again = Vec::new();
+        typed.encode(&mut again).unwrap();
+        assert_eq!(again, ours, "typed and engine bytes differ");
+        if ours != bytes {
+            // a different but equivalent encoding: it must read the same
+            assert_eq!(schema.decode(&ours).unwrap(), view);
+            rewritten.push(views.len());
+        }
+        let body = view["V2G_Message"]["Body"].as_object().unwrap();
+        names.push(body.keys().next().unwrap().clone());
+        views.push(view);
+    }
+    // Only the first message re-encodes differently: pyPLC (OpenV2G) writes
+    // its empty EVCCID as CH with a 0-byte value, EXIficient (and we) as EE
+    // at the second level; both read back as the same empty EVCCID.
+    assert_eq!(rewritten, [0]);
+    assert_eq!(
+        views[0]["V2G_Message"]["Body"]["SessionSetupReq"]["EVCCID"],
+        ""
+    );
+    // its session ID: 8 zero bytes, before the charger assigns one
+    assert_eq!(
+        views[0]["V2G_Message"]["Header"]["SessionID"],
+        "0000000000000000"
+    );
+    // what pyPLC's RawExiLog.txt.decoded.txt says of the first CurrentDemandReq
+    let cd = &views[DEMO.len()]["V2G_Message"];
+    assert_eq!(cd["Header"]["SessionID"], "0EBE5B8D693EE379");
+    let req = &cd["Body"]["CurrentDemandReq"];
+    assert_eq!(req["DC_EVStatus"]["EVRESSSOC"], 73);
+    assert_eq!(req["DC_EVStatus"]["EVErrorCode"], "NO_ERROR");
+    assert_eq!(req["EVTargetCurrent"]["Value"], 45);
+    assert_eq!(req["EVTargetVoltage"]["Value"], 333);
+    assert_eq!(req["ChargingComplete"], false);
+    for want in [
+        "SessionSetupReq",
+        "SessionSetupRes",
+        "ServiceDiscoveryReq",
+        "ChargeParameterDiscoveryRes",
+        "CurrentDemandReq",
+        "CurrentDemandRes",
+    ] {
+        assert!(names.iter().any(|n| n == want), "{want} not in {names:?}");
+    }
+
+    // SupportedAppProtocol requests of real cars
+    use iso15118::app_protocol::{self, Message};
+    for (hex, n) in [
+        ("8000DBAB9371D3234B71D1B981899189D191818991D26B9B3A232B30020000040401B75726E3A7465736C613A64696E3A323031383A4D736744656600001C0100080", 2),
+        ("8000dbab9371d3234b71d1b981899189d191818991d26b9b3a232b30020000040040", 1),
+        ("8000DBAB9371D3234B71D1B981899189D191818991D26B9B3A232B30020000000040", 1),
+    ] {
+        let bytes = unhex(&hex.to_ascii_lowercase());
+        let Ok(Message::Req(req)) = app_protocol::decode(&bytes) else {
+            panic!("{hex}")
+        };
+        assert_eq!(req.app_protocols.len(), n);
+        let mut again = Vec::new();
+        app_protocol::encode(&Message::Req(req), &mut again);
+        assert_eq!(again, bytes);
+    }
+}

@@ -23,6 +23,7 @@ const SETS: &[(&str, &str)] = &[
     ("iso20-dc", "iso20_dc"),
     ("iso20-wpt", "iso20_wpt"),
     ("iso20-acdp", "iso20_acdp"),
+    ("xmldsig", "xmldsig"),
 ];
 
 pub(crate) fn generate(root: &Path) -> Result<Vec<(PathBuf, String)>, String> {
@@ -32,6 +33,7 @@ pub(crate) fn generate(root: &Path) -> Result<Vec<(PathBuf, String)>, String> {
         let schema = iso15118::schema::by_name(set)?;
         let ns = iso15118::schema::SETS
             .iter()
+            .chain([&iso15118::schema::XMLDSIG])
             .find(|(n, _)| n == set)
             .map(|(_, ns)| *ns)
             .unwrap_or("");
@@ -298,9 +300,11 @@ impl<'s> Gen<'s> {
     /// Code writing a simple value `v` (a reference) to `w`.
     fn enc_value(&self, context: &str, s: &Simple, v: &str) -> String {
         match s {
-            Simple::String { max } => format!("enc_string(w, {v}, {})?;", opt(*max)),
+            Simple::String { min, max } => format!("enc_string(w, {v}, {min}, {})?;", opt(*max)),
             Simple::Boolean => format!("w.bits(1, u32::from(*{v}));"),
-            Simple::Binary { max, .. } => format!("enc_binary(w, &{v}.0, {})?;", opt(*max)),
+            Simple::Binary { min, max, .. } => {
+                format!("enc_binary(w, &{v}.0, {min}, {})?;", opt(*max))
+            }
             Simple::Int { min, max } => {
                 format!(
                     "enc_int(w, i128::from(*{v}), {}, {})?;",
@@ -318,13 +322,21 @@ impl<'s> Gen<'s> {
     /// An expression reading a simple value from `r`.
     fn dec_value(&self, context: &str, s: &Simple) -> String {
         match s {
-            Simple::String { max } => format!("dec_string(r, {})?", opt(*max)),
+            Simple::String { min, max } => format!("dec_string(r, {min}, {})?", opt(*max)),
             Simple::Boolean => "dec_bool(r)?".into(),
-            Simple::Binary { base64: true, max } => {
-                format!("Base64Binary(dec_binary(r, {})?)", opt(*max))
+            Simple::Binary {
+                base64: true,
+                min,
+                max,
+            } => {
+                format!("Base64Binary(dec_binary(r, {min}, {})?)", opt(*max))
             }
-            Simple::Binary { base64: false, max } => {
-                format!("HexBinary(dec_binary(r, {})?)", opt(*max))
+            Simple::Binary {
+                base64: false,
+                min,
+                max,
+            } => {
+                format!("HexBinary(dec_binary(r, {min}, {})?)", opt(*max))
             }
             Simple::Int { min, max } => format!(
                 "int_into::<{}>(dec_int(r, {}, {})?)?",
@@ -343,17 +355,16 @@ impl<'s> Gen<'s> {
     fn enc_elem(&self, q: &QName, ty: &Ty, v: &str) -> String {
         match ty {
             Ty::Complex(_) => format!("{v}.encode(w)?;"),
-            Ty::Simple(s) => {
-                let empty = match s {
-                    Simple::String { .. } => format!("{v}.is_empty()"),
-                    Simple::Binary { .. } => format!("{v}.0.is_empty()"),
-                    _ => "false".into(),
-                };
-                format!(
-                    "elem_value(w, {empty}, |w| {{ {} Ok(()) }})?;",
-                    self.enc_value(&q.1, s, v)
-                )
+            Ty::Simple(Simple::String { min, max }) => {
+                format!("string_elem(w, {v}, {min}, {})?;", opt(*max))
             }
+            Ty::Simple(Simple::Binary { min, max, .. }) => {
+                format!("binary_elem(w, &{v}.0, {min}, {})?;", opt(*max))
+            }
+            Ty::Simple(s) => format!(
+                "elem_value(w, false, |w| {{ {} Ok(()) }})?;",
+                self.enc_value(&q.1, s, v)
+            ),
             Ty::Unsupported(_) => String::new(),
         }
     }
@@ -366,7 +377,10 @@ impl<'s> Gen<'s> {
                 format!("{name}::decode(r)?")
             }
             Ty::Simple(s) => {
-                let may_be_empty = matches!(s, Simple::String { .. } | Simple::Binary { .. });
+                let may_be_empty = matches!(
+                    s,
+                    Simple::String { min: 0, .. } | Simple::Binary { min: 0, .. }
+                );
                 let read = format!(
                     "dec_elem_value(r, {may_be_empty}, |r| Ok({}))?",
                     self.dec_value(&q.1, s)
@@ -428,6 +442,20 @@ impl<'s> Gen<'s> {
     fn run(mut self, set: &str, ns: &str) -> Result<String, String> {
         let globals = self.schema.global_elements();
         for (q, ty) in globals {
+            self.visit(q, ty);
+        }
+        // elements that start a fragment: every declaration with one type
+        let fragments: Vec<(usize, &QName, &Ty)> = self
+            .schema
+            .fragment_model()
+            .iter()
+            .enumerate()
+            .filter_map(|(k, (q, ty))| match ty {
+                Some(ty) if !matches!(ty, Ty::Unsupported(_)) => Some((k, q, ty)),
+                _ => None,
+            })
+            .collect();
+        for (_, q, ty) in &fragments {
             self.visit(q, ty);
         }
         let mut o = String::new();
@@ -562,7 +590,92 @@ impl<'s> Gen<'s> {
             o,
             "            _ => return Err(ExiError::Event {{ at: \"document\", code, of: {n} }}),\n        }};\n        rd.finish()?;\n        Ok(m)\n    }}\n}}"
         );
+        self.gen_fragments(&mut o, &fragments);
         Ok(o)
+    }
+
+    /// The `Fragment` enum: one element as an EXI fragment (SD, SE of the
+    /// element among every declaration of the set, its content, ED).
+    fn gen_fragments(&self, o: &mut String, fragments: &[(usize, &QName, &Ty)]) {
+        let of = self.schema.fragment_model().len() + 2;
+        let _ = writeln!(
+            o,
+            "\n/// One element as an EXI fragment, the form XML signatures digest (ISO 15118-2\n\
+             /// §7.9.2.4, -20 §8.3.4): any element declared in the set, global or local,\n\
+             /// with a single type.\n\
+             #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]\n\
+             pub enum Fragment {{"
+        );
+        let mut seen = HashSet::new();
+        let mut names = HashSet::new();
+        let mut variants = Vec::new();
+        for (k, q, ty) in fragments {
+            let mut v = type_name(&q.1);
+            while !seen.insert(v.clone()) {
+                v.push('_');
+            }
+            let t = self.elem_type(q, ty, matches!(ty, Ty::Complex(_)));
+            // a local name declared in two namespaces: the later one is
+            // named with its namespace in the JSON view
+            let json = if names.insert(q.1.clone()) {
+                q.1.clone()
+            } else {
+                format!("{{{}}}{}", q.0, q.1)
+            };
+            let _ = writeln!(
+                o,
+                "    /// `{{{}}}{}`\n    #[serde(rename = {json:?})]\n    {v}({t}),",
+                q.0, q.1
+            );
+            variants.push((*k, v, *q, *ty));
+        }
+        let _ = writeln!(o, "}}\n\nimpl Fragment {{");
+        let _ = writeln!(
+            o,
+            "    /// Encodes the fragment (header `0x80`, the element, ED) onto `out`.\n\
+             pub fn encode(&self, out: &mut Vec<u8>) -> Result<(), ExiError> {{\n\
+             let mut bw = BitWriter::new();\n\
+             let w = &mut bw;\n\
+             w.bits(8, u32::from(HEADER));\n\
+             match self {{"
+        );
+        for (k, v, q, ty) in &variants {
+            let _ = writeln!(
+                o,
+                "            Fragment::{v}(x) => {{ w.event({k}, {of}); {} }}",
+                self.enc_elem(q, ty, "x")
+            );
+        }
+        let _ = writeln!(
+            o,
+            "        }}\n        w.event({}, {of});\n        out.extend_from_slice(&bw.finish());\n        Ok(())\n    }}\n",
+            of - 1
+        );
+        let _ = writeln!(
+            o,
+            "    /// Decodes a fragment of one element.\n\
+             pub fn decode(bytes: &[u8]) -> Result<Fragment, ExiError> {{\n\
+             let mut rd = BitReader::new(bytes);\n\
+             let r = &mut rd;\n\
+             let h = r.bits(8)? as u8;\n\
+             if h != HEADER {{ return Err(ExiError::Header(h)); }}\n\
+             let code = r.event({of})?;\n\
+             let f = match code {{"
+        );
+        for (k, v, q, ty) in &variants {
+            let val = self.dec_elem(q, ty);
+            let val = if matches!(ty, Ty::Complex(_)) {
+                format!("Box::new({val})")
+            } else {
+                val
+            };
+            let _ = writeln!(o, "            {k} => Fragment::{v}({val}),");
+        }
+        let _ = writeln!(
+            o,
+            "            _ => return Err(ExiError::Event {{ at: \"fragment\", code, of: {of} }}),\n        }};\n        expect(r, \"fragment end\", {of}, {})?;\n        rd.finish()?;\n        Ok(f)\n    }}\n}}",
+            of - 1
+        );
     }
 
     fn gen_type(&self, o: &mut String, i: usize) {

@@ -1524,7 +1524,7 @@ impl ExiType for CanonicalizationMethodType {
         {
             let v = &self.algorithm;
             e.attr(w, 0);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         }
         e.end(w)
     }
@@ -1534,7 +1534,7 @@ impl ExiType for CanonicalizationMethodType {
         let mut f_algorithm: Option<String> = None;
         loop {
             match d.next(r)? {
-                Ev::Attr(0) => f_algorithm = Some(dec_string(r, None)?),
+                Ev::Attr(0) => f_algorithm = Some(dec_string(r, 0, None)?),
                 Ev::End => break,
                 ev => return Err(d.unexpected(ev)),
             }
@@ -1586,17 +1586,14 @@ impl ExiType for CertificateInstallationReqType {
         let mut e = Enc::new(&G_CERTIFICATEINSTALLATIONREQTYPE);
         if let Some(v) = &self.id {
             e.attr(w, 0);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         } else {
             e.skip_attr(0, "Id")?;
         }
         {
             let v = &self.oem_provisioning_cert;
             e.elem(w, 0, 0);
-            elem_value(w, v.0.is_empty(), |w| {
-                enc_binary(w, &v.0, Some(1200))?;
-                Ok(())
-            })?;
+            binary_elem(w, &v.0, 0, Some(1200))?;
         }
         {
             let v = &self.list_of_root_certificate_i_ds;
@@ -1606,10 +1603,7 @@ impl ExiType for CertificateInstallationReqType {
         {
             let v = &self.dh_params;
             e.elem(w, 2, 0);
-            elem_value(w, v.0.is_empty(), |w| {
-                enc_binary(w, &v.0, Some(256))?;
-                Ok(())
-            })?;
+            binary_elem(w, &v.0, 0, Some(256))?;
         }
         e.end(w)
     }
@@ -1622,11 +1616,13 @@ impl ExiType for CertificateInstallationReqType {
         let mut f_dh_params: Option<Base64Binary> = None;
         loop {
             match d.next(r)? {
-                Ev::Attr(0) => f_id = Some(dec_string(r, None)?),
+                Ev::Attr(0) => f_id = Some(dec_string(r, 0, None)?),
                 Ev::Elem(0, 0) => {
                     f_oem_provisioning_cert = Some(
-                        dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, Some(1200))?)))?
-                            .unwrap_or_default(),
+                        dec_elem_value(r, true, |r| {
+                            Ok(Base64Binary(dec_binary(r, 0, Some(1200))?))
+                        })?
+                        .unwrap_or_default(),
                     )
                 }
                 Ev::Elem(1, 0) => {
@@ -1634,8 +1630,10 @@ impl ExiType for CertificateInstallationReqType {
                 }
                 Ev::Elem(2, 0) => {
                     f_dh_params = Some(
-                        dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, Some(256))?)))?
-                            .unwrap_or_default(),
+                        dec_elem_value(r, true, |r| {
+                            Ok(Base64Binary(dec_binary(r, 0, Some(256))?))
+                        })?
+                        .unwrap_or_default(),
                     )
                 }
                 Ev::End => break,
@@ -1686,10 +1684,7 @@ impl ExiType for ListOfRootCertificateIDsType {
         )?;
         for v in &self.root_certificate_id {
             e.elem(w, 0, 0);
-            elem_value(w, v.is_empty(), |w| {
-                enc_string(w, v, Some(40))?;
-                Ok(())
-            })?;
+            string_elem(w, v, 0, Some(40))?;
         }
         e.end(w)
     }
@@ -1700,7 +1695,8 @@ impl ExiType for ListOfRootCertificateIDsType {
         loop {
             match d.next(r)? {
                 Ev::Elem(0, 0) => f_root_certificate_id.push(
-                    dec_elem_value(r, true, |r| Ok(dec_string(r, Some(40))?))?.unwrap_or_default(),
+                    dec_elem_value(r, true, |r| Ok(dec_string(r, 0, Some(40))?))?
+                        .unwrap_or_default(),
                 ),
                 Ev::End => break,
                 ev => return Err(d.unexpected(ev)),
@@ -1768,7 +1764,7 @@ impl ExiType for CertificateInstallationResType {
         {
             let v = &self.id;
             e.attr(w, 0);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         }
         {
             let v = &self.response_code;
@@ -1786,26 +1782,17 @@ impl ExiType for CertificateInstallationResType {
         {
             let v = &self.contract_signature_encrypted_private_key;
             e.elem(w, 2, 0);
-            elem_value(w, v.0.is_empty(), |w| {
-                enc_binary(w, &v.0, Some(128))?;
-                Ok(())
-            })?;
+            binary_elem(w, &v.0, 0, Some(128))?;
         }
         {
             let v = &self.dh_params;
             e.elem(w, 3, 0);
-            elem_value(w, v.0.is_empty(), |w| {
-                enc_binary(w, &v.0, Some(256))?;
-                Ok(())
-            })?;
+            binary_elem(w, &v.0, 0, Some(256))?;
         }
         {
             let v = &self.contract_id;
             e.elem(w, 4, 0);
-            elem_value(w, v.is_empty(), |w| {
-                enc_string(w, v, Some(24))?;
-                Ok(())
-            })?;
+            string_elem(w, v, 0, Some(24))?;
         }
         e.end(w)
     }
@@ -1820,7 +1807,7 @@ impl ExiType for CertificateInstallationResType {
         let mut f_contract_id: Option<String> = None;
         loop {
             match d.next(r)? {
-                Ev::Attr(0) => f_id = Some(dec_string(r, None)?),
+                Ev::Attr(0) => f_id = Some(dec_string(r, 0, None)?),
                 Ev::Elem(0, 0) => {
                     f_response_code = Some(
                         dec_elem_value(r, false, |r| {
@@ -1837,19 +1824,23 @@ impl ExiType for CertificateInstallationResType {
                 }
                 Ev::Elem(2, 0) => {
                     f_contract_signature_encrypted_private_key = Some(
-                        dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, Some(128))?)))?
-                            .unwrap_or_default(),
+                        dec_elem_value(r, true, |r| {
+                            Ok(Base64Binary(dec_binary(r, 0, Some(128))?))
+                        })?
+                        .unwrap_or_default(),
                     )
                 }
                 Ev::Elem(3, 0) => {
                     f_dh_params = Some(
-                        dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, Some(256))?)))?
-                            .unwrap_or_default(),
+                        dec_elem_value(r, true, |r| {
+                            Ok(Base64Binary(dec_binary(r, 0, Some(256))?))
+                        })?
+                        .unwrap_or_default(),
                     )
                 }
                 Ev::Elem(4, 0) => {
                     f_contract_id = Some(
-                        dec_elem_value(r, true, |r| Ok(dec_string(r, Some(24))?))?
+                        dec_elem_value(r, true, |r| Ok(dec_string(r, 0, Some(24))?))?
                             .unwrap_or_default(),
                     )
                 }
@@ -1907,10 +1898,7 @@ impl ExiType for CertificateChainType {
         {
             let v = &self.certificate;
             e.elem(w, 0, 0);
-            elem_value(w, v.0.is_empty(), |w| {
-                enc_binary(w, &v.0, Some(1200))?;
-                Ok(())
-            })?;
+            binary_elem(w, &v.0, 0, Some(1200))?;
         }
         check_count(
             usize::from(self.sub_certificates.is_some()),
@@ -1933,8 +1921,10 @@ impl ExiType for CertificateChainType {
             match d.next(r)? {
                 Ev::Elem(0, 0) => {
                     f_certificate = Some(
-                        dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, Some(1200))?)))?
-                            .unwrap_or_default(),
+                        dec_elem_value(r, true, |r| {
+                            Ok(Base64Binary(dec_binary(r, 0, Some(1200))?))
+                        })?
+                        .unwrap_or_default(),
                     )
                 }
                 Ev::Elem(1, 0) => f_sub_certificates = Some(SubCertificatesType::decode(r)?),
@@ -1973,10 +1963,7 @@ impl ExiType for SubCertificatesType {
         check_count(self.certificate.len(), 1, u32::MAX, "Certificate")?;
         for v in &self.certificate {
             e.elem(w, 0, 0);
-            elem_value(w, v.0.is_empty(), |w| {
-                enc_binary(w, &v.0, Some(1200))?;
-                Ok(())
-            })?;
+            binary_elem(w, &v.0, 0, Some(1200))?;
         }
         e.end(w)
     }
@@ -1987,7 +1974,7 @@ impl ExiType for SubCertificatesType {
         loop {
             match d.next(r)? {
                 Ev::Elem(0, 0) => f_certificate.push(
-                    dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, Some(1200))?)))?
+                    dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, Some(1200))?)))?
                         .unwrap_or_default(),
                 ),
                 Ev::End => break,
@@ -2048,7 +2035,7 @@ impl ExiType for CertificateUpdateReqType {
         let mut e = Enc::new(&G_CERTIFICATEUPDATEREQTYPE);
         if let Some(v) = &self.id {
             e.attr(w, 0);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         } else {
             e.skip_attr(0, "Id")?;
         }
@@ -2060,10 +2047,7 @@ impl ExiType for CertificateUpdateReqType {
         {
             let v = &self.contract_id;
             e.elem(w, 1, 0);
-            elem_value(w, v.is_empty(), |w| {
-                enc_string(w, v, Some(24))?;
-                Ok(())
-            })?;
+            string_elem(w, v, 0, Some(24))?;
         }
         {
             let v = &self.list_of_root_certificate_i_ds;
@@ -2073,10 +2057,7 @@ impl ExiType for CertificateUpdateReqType {
         {
             let v = &self.dh_params;
             e.elem(w, 3, 0);
-            elem_value(w, v.0.is_empty(), |w| {
-                enc_binary(w, &v.0, Some(256))?;
-                Ok(())
-            })?;
+            binary_elem(w, &v.0, 0, Some(256))?;
         }
         e.end(w)
     }
@@ -2090,13 +2071,13 @@ impl ExiType for CertificateUpdateReqType {
         let mut f_dh_params: Option<Base64Binary> = None;
         loop {
             match d.next(r)? {
-                Ev::Attr(0) => f_id = Some(dec_string(r, None)?),
+                Ev::Attr(0) => f_id = Some(dec_string(r, 0, None)?),
                 Ev::Elem(0, 0) => {
                     f_contract_signature_cert_chain = Some(CertificateChainType::decode(r)?)
                 }
                 Ev::Elem(1, 0) => {
                     f_contract_id = Some(
-                        dec_elem_value(r, true, |r| Ok(dec_string(r, Some(24))?))?
+                        dec_elem_value(r, true, |r| Ok(dec_string(r, 0, Some(24))?))?
                             .unwrap_or_default(),
                     )
                 }
@@ -2105,8 +2086,10 @@ impl ExiType for CertificateUpdateReqType {
                 }
                 Ev::Elem(3, 0) => {
                     f_dh_params = Some(
-                        dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, Some(256))?)))?
-                            .unwrap_or_default(),
+                        dec_elem_value(r, true, |r| {
+                            Ok(Base64Binary(dec_binary(r, 0, Some(256))?))
+                        })?
+                        .unwrap_or_default(),
                     )
                 }
                 Ev::End => break,
@@ -2188,7 +2171,7 @@ impl ExiType for CertificateUpdateResType {
         {
             let v = &self.id;
             e.attr(w, 0);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         }
         {
             let v = &self.response_code;
@@ -2206,26 +2189,17 @@ impl ExiType for CertificateUpdateResType {
         {
             let v = &self.contract_signature_encrypted_private_key;
             e.elem(w, 2, 0);
-            elem_value(w, v.0.is_empty(), |w| {
-                enc_binary(w, &v.0, Some(128))?;
-                Ok(())
-            })?;
+            binary_elem(w, &v.0, 0, Some(128))?;
         }
         {
             let v = &self.dh_params;
             e.elem(w, 3, 0);
-            elem_value(w, v.0.is_empty(), |w| {
-                enc_binary(w, &v.0, Some(256))?;
-                Ok(())
-            })?;
+            binary_elem(w, &v.0, 0, Some(256))?;
         }
         {
             let v = &self.contract_id;
             e.elem(w, 4, 0);
-            elem_value(w, v.is_empty(), |w| {
-                enc_string(w, v, Some(24))?;
-                Ok(())
-            })?;
+            string_elem(w, v, 0, Some(24))?;
         }
         {
             let v = &self.retry_counter;
@@ -2249,7 +2223,7 @@ impl ExiType for CertificateUpdateResType {
         let mut f_retry_counter: Option<i16> = None;
         loop {
             match d.next(r)? {
-                Ev::Attr(0) => f_id = Some(dec_string(r, None)?),
+                Ev::Attr(0) => f_id = Some(dec_string(r, 0, None)?),
                 Ev::Elem(0, 0) => {
                     f_response_code = Some(
                         dec_elem_value(r, false, |r| {
@@ -2266,19 +2240,23 @@ impl ExiType for CertificateUpdateResType {
                 }
                 Ev::Elem(2, 0) => {
                     f_contract_signature_encrypted_private_key = Some(
-                        dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, Some(128))?)))?
-                            .unwrap_or_default(),
+                        dec_elem_value(r, true, |r| {
+                            Ok(Base64Binary(dec_binary(r, 0, Some(128))?))
+                        })?
+                        .unwrap_or_default(),
                     )
                 }
                 Ev::Elem(3, 0) => {
                     f_dh_params = Some(
-                        dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, Some(256))?)))?
-                            .unwrap_or_default(),
+                        dec_elem_value(r, true, |r| {
+                            Ok(Base64Binary(dec_binary(r, 0, Some(256))?))
+                        })?
+                        .unwrap_or_default(),
                     )
                 }
                 Ev::Elem(4, 0) => {
                     f_contract_id = Some(
-                        dec_elem_value(r, true, |r| Ok(dec_string(r, Some(24))?))?
+                        dec_elem_value(r, true, |r| Ok(dec_string(r, 0, Some(24))?))?
                             .unwrap_or_default(),
                     )
                 }
@@ -3326,7 +3304,7 @@ impl ExiType for SalesTariffType {
         {
             let v = &self.id;
             e.attr(w, 0);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         }
         {
             let v = &self.sales_tariff_id;
@@ -3344,10 +3322,7 @@ impl ExiType for SalesTariffType {
         )?;
         if let Some(v) = &self.sales_tariff_description {
             e.elem(w, 1, 0);
-            elem_value(w, v.is_empty(), |w| {
-                enc_string(w, v, Some(32))?;
-                Ok(())
-            })?;
+            string_elem(w, v, 0, Some(32))?;
         }
         {
             let v = &self.num_e_price_levels;
@@ -3379,7 +3354,7 @@ impl ExiType for SalesTariffType {
         let mut f_sales_tariff_entry: Vec<SalesTariffEntryType> = Vec::new();
         loop {
             match d.next(r)? {
-                Ev::Attr(0) => f_id = Some(dec_string(r, None)?),
+                Ev::Attr(0) => f_id = Some(dec_string(r, 0, None)?),
                 Ev::Elem(0, 0) => {
                     f_sales_tariff_id = Some(
                         dec_elem_value(r, false, |r| {
@@ -3390,7 +3365,7 @@ impl ExiType for SalesTariffType {
                 }
                 Ev::Elem(1, 0) => {
                     f_sales_tariff_description = Some(
-                        dec_elem_value(r, true, |r| Ok(dec_string(r, Some(32))?))?
+                        dec_elem_value(r, true, |r| Ok(dec_string(r, 0, Some(32))?))?
                             .unwrap_or_default(),
                     )
                 }
@@ -4096,10 +4071,7 @@ impl ExiType for ChargingStatusResType {
         {
             let v = &self.evseid;
             e.elem(w, 1, 0);
-            elem_value(w, v.0.is_empty(), |w| {
-                enc_binary(w, &v.0, Some(32))?;
-                Ok(())
-            })?;
+            binary_elem(w, &v.0, 0, Some(32))?;
         }
         {
             let v = &self.sa_schedule_tuple_id;
@@ -4164,7 +4136,7 @@ impl ExiType for ChargingStatusResType {
                 }
                 Ev::Elem(1, 0) => {
                     f_evseid = Some(
-                        dec_elem_value(r, true, |r| Ok(HexBinary(dec_binary(r, Some(32))?)))?
+                        dec_elem_value(r, true, |r| Ok(HexBinary(dec_binary(r, 0, Some(32))?)))?
                             .unwrap_or_default(),
                     )
                 }
@@ -4268,10 +4240,7 @@ impl ExiType for MeterInfoType {
         {
             let v = &self.meter_id;
             e.elem(w, 0, 0);
-            elem_value(w, v.is_empty(), |w| {
-                enc_string(w, v, Some(32))?;
-                Ok(())
-            })?;
+            string_elem(w, v, 0, Some(32))?;
         }
         check_count(
             usize::from(self.meter_reading.is_some()),
@@ -4291,10 +4260,7 @@ impl ExiType for MeterInfoType {
         )?;
         if let Some(v) = &self.sig_meter_reading {
             e.elem(w, 2, 0);
-            elem_value(w, v.0.is_empty(), |w| {
-                enc_binary(w, &v.0, Some(32))?;
-                Ok(())
-            })?;
+            binary_elem(w, &v.0, 0, Some(32))?;
         }
         check_count(
             usize::from(self.meter_status.is_some()),
@@ -4331,14 +4297,14 @@ impl ExiType for MeterInfoType {
             match d.next(r)? {
                 Ev::Elem(0, 0) => {
                     f_meter_id = Some(
-                        dec_elem_value(r, true, |r| Ok(dec_string(r, Some(32))?))?
+                        dec_elem_value(r, true, |r| Ok(dec_string(r, 0, Some(32))?))?
                             .unwrap_or_default(),
                     )
                 }
                 Ev::Elem(1, 0) => f_meter_reading = Some(PhysicalValueType::decode(r)?),
                 Ev::Elem(2, 0) => {
                     f_sig_meter_reading = Some(
-                        dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, Some(32))?)))?
+                        dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, Some(32))?)))?
                             .unwrap_or_default(),
                     )
                 }
@@ -4405,7 +4371,7 @@ impl ExiType for ContractAuthenticationReqType {
         let mut e = Enc::new(&G_CONTRACTAUTHENTICATIONREQTYPE);
         if let Some(v) = &self.id {
             e.attr(w, 0);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         } else {
             e.skip_attr(0, "Id")?;
         }
@@ -4417,10 +4383,7 @@ impl ExiType for ContractAuthenticationReqType {
         )?;
         if let Some(v) = &self.gen_challenge {
             e.elem(w, 0, 0);
-            elem_value(w, v.is_empty(), |w| {
-                enc_string(w, v, None)?;
-                Ok(())
-            })?;
+            string_elem(w, v, 0, None)?;
         }
         e.end(w)
     }
@@ -4431,10 +4394,11 @@ impl ExiType for ContractAuthenticationReqType {
         let mut f_gen_challenge: Option<String> = None;
         loop {
             match d.next(r)? {
-                Ev::Attr(0) => f_id = Some(dec_string(r, None)?),
+                Ev::Attr(0) => f_id = Some(dec_string(r, 0, None)?),
                 Ev::Elem(0, 0) => {
                     f_gen_challenge = Some(
-                        dec_elem_value(r, true, |r| Ok(dec_string(r, None)?))?.unwrap_or_default(),
+                        dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?
+                            .unwrap_or_default(),
                     )
                 }
                 Ev::End => break,
@@ -5173,7 +5137,7 @@ impl ExiType for DigestMethodType {
         {
             let v = &self.algorithm;
             e.attr(w, 0);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         }
         e.end(w)
     }
@@ -5183,7 +5147,7 @@ impl ExiType for DigestMethodType {
         let mut f_algorithm: Option<String> = None;
         loop {
             match d.next(r)? {
-                Ev::Attr(0) => f_algorithm = Some(dec_string(r, None)?),
+                Ev::Attr(0) => f_algorithm = Some(dec_string(r, 0, None)?),
                 Ev::End => break,
                 ev => return Err(d.unexpected(ev)),
             }
@@ -5388,7 +5352,7 @@ impl ExiType for KeyInfoType {
         let mut e = Enc::new(&G_KEYINFOTYPE);
         if let Some(v) = &self.id {
             e.attr(w, 0);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         } else {
             e.skip_attr(0, "Id")?;
         }
@@ -5404,10 +5368,7 @@ impl ExiType for KeyInfoType {
         )?;
         for v in &self.key_name {
             e.elem(w, 0, 0);
-            elem_value(w, v.is_empty(), |w| {
-                enc_string(w, v, None)?;
-                Ok(())
-            })?;
+            string_elem(w, v, 0, None)?;
         }
         for v in &self.key_value {
             e.elem(w, 0, 1);
@@ -5423,10 +5384,7 @@ impl ExiType for KeyInfoType {
         }
         for v in &self.mgmt_data {
             e.elem(w, 0, 6);
-            elem_value(w, v.is_empty(), |w| {
-                enc_string(w, v, None)?;
-                Ok(())
-            })?;
+            string_elem(w, v, 0, None)?;
         }
         e.end(w)
     }
@@ -5441,15 +5399,15 @@ impl ExiType for KeyInfoType {
         let mut f_mgmt_data: Vec<String> = Vec::new();
         loop {
             match d.next(r)? {
-                Ev::Attr(0) => f_id = Some(dec_string(r, None)?),
+                Ev::Attr(0) => f_id = Some(dec_string(r, 0, None)?),
                 Ev::Elem(0, 0) => f_key_name.push(
-                    dec_elem_value(r, true, |r| Ok(dec_string(r, None)?))?.unwrap_or_default(),
+                    dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?.unwrap_or_default(),
                 ),
                 Ev::Elem(0, 1) => f_key_value.push(KeyValueType::decode(r)?),
                 Ev::Elem(0, 2) => f_retrieval_method.push(RetrievalMethodType::decode(r)?),
                 Ev::Elem(0, 3) => f_x509_data.push(X509DataType::decode(r)?),
                 Ev::Elem(0, 6) => f_mgmt_data.push(
-                    dec_elem_value(r, true, |r| Ok(dec_string(r, None)?))?.unwrap_or_default(),
+                    dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?.unwrap_or_default(),
                 ),
                 Ev::End => break,
                 ev => return Err(d.unexpected(ev)),
@@ -5553,18 +5511,12 @@ impl ExiType for RSAKeyValueType {
         {
             let v = &self.modulus;
             e.elem(w, 0, 0);
-            elem_value(w, v.0.is_empty(), |w| {
-                enc_binary(w, &v.0, None)?;
-                Ok(())
-            })?;
+            binary_elem(w, &v.0, 0, None)?;
         }
         {
             let v = &self.exponent;
             e.elem(w, 1, 0);
-            elem_value(w, v.0.is_empty(), |w| {
-                enc_binary(w, &v.0, None)?;
-                Ok(())
-            })?;
+            binary_elem(w, &v.0, 0, None)?;
         }
         e.end(w)
     }
@@ -5577,13 +5529,13 @@ impl ExiType for RSAKeyValueType {
             match d.next(r)? {
                 Ev::Elem(0, 0) => {
                     f_modulus = Some(
-                        dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, None)?)))?
+                        dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
                             .unwrap_or_default(),
                     )
                 }
                 Ev::Elem(1, 0) => {
                     f_exponent = Some(
-                        dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, None)?)))?
+                        dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
                             .unwrap_or_default(),
                     )
                 }
@@ -5629,13 +5581,13 @@ impl ExiType for RetrievalMethodType {
         let mut e = Enc::new(&G_RETRIEVALMETHODTYPE);
         if let Some(v) = &self.r#type {
             e.attr(w, 0);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         } else {
             e.skip_attr(0, "Type")?;
         }
         if let Some(v) = &self.uri {
             e.attr(w, 1);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         } else {
             e.skip_attr(1, "URI")?;
         }
@@ -5654,8 +5606,8 @@ impl ExiType for RetrievalMethodType {
         let mut f_transforms: Option<TransformsType> = None;
         loop {
             match d.next(r)? {
-                Ev::Attr(0) => f_type = Some(dec_string(r, None)?),
-                Ev::Attr(1) => f_uri = Some(dec_string(r, None)?),
+                Ev::Attr(0) => f_type = Some(dec_string(r, 0, None)?),
+                Ev::Attr(1) => f_uri = Some(dec_string(r, 0, None)?),
                 Ev::Elem(0, 0) => f_transforms = Some(TransformsType::decode(r)?),
                 Ev::End => break,
                 ev => return Err(d.unexpected(ev)),
@@ -5740,15 +5692,12 @@ impl ExiType for TransformType {
         {
             let v = &self.algorithm;
             e.attr(w, 0);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         }
         check_count(self.x_path.len(), 0, u32::MAX, "XPath")?;
         for v in &self.x_path {
             e.elem(w, 0, 0);
-            elem_value(w, v.is_empty(), |w| {
-                enc_string(w, v, None)?;
-                Ok(())
-            })?;
+            string_elem(w, v, 0, None)?;
         }
         e.end(w)
     }
@@ -5759,9 +5708,9 @@ impl ExiType for TransformType {
         let mut f_x_path: Vec<String> = Vec::new();
         loop {
             match d.next(r)? {
-                Ev::Attr(0) => f_algorithm = Some(dec_string(r, None)?),
+                Ev::Attr(0) => f_algorithm = Some(dec_string(r, 0, None)?),
                 Ev::Elem(0, 0) => f_x_path.push(
-                    dec_elem_value(r, true, |r| Ok(dec_string(r, None)?))?.unwrap_or_default(),
+                    dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?.unwrap_or_default(),
                 ),
                 Ev::End => break,
                 ev => return Err(d.unexpected(ev)),
@@ -5831,31 +5780,19 @@ impl ExiType for X509DataType {
         }
         for v in &self.x509_ski {
             e.elem(w, 0, 1);
-            elem_value(w, v.0.is_empty(), |w| {
-                enc_binary(w, &v.0, None)?;
-                Ok(())
-            })?;
+            binary_elem(w, &v.0, 0, None)?;
         }
         for v in &self.x509_subject_name {
             e.elem(w, 0, 2);
-            elem_value(w, v.is_empty(), |w| {
-                enc_string(w, v, None)?;
-                Ok(())
-            })?;
+            string_elem(w, v, 0, None)?;
         }
         for v in &self.x509_certificate {
             e.elem(w, 0, 3);
-            elem_value(w, v.0.is_empty(), |w| {
-                enc_binary(w, &v.0, None)?;
-                Ok(())
-            })?;
+            binary_elem(w, &v.0, 0, None)?;
         }
         for v in &self.x509_crl {
             e.elem(w, 0, 4);
-            elem_value(w, v.0.is_empty(), |w| {
-                enc_binary(w, &v.0, None)?;
-                Ok(())
-            })?;
+            binary_elem(w, &v.0, 0, None)?;
         }
         e.end(w)
     }
@@ -5871,18 +5808,18 @@ impl ExiType for X509DataType {
             match d.next(r)? {
                 Ev::Elem(0, 0) => f_x509_issuer_serial.push(X509IssuerSerialType::decode(r)?),
                 Ev::Elem(0, 1) => f_x509_ski.push(
-                    dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, None)?)))?
+                    dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
                         .unwrap_or_default(),
                 ),
                 Ev::Elem(0, 2) => f_x509_subject_name.push(
-                    dec_elem_value(r, true, |r| Ok(dec_string(r, None)?))?.unwrap_or_default(),
+                    dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?.unwrap_or_default(),
                 ),
                 Ev::Elem(0, 3) => f_x509_certificate.push(
-                    dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, None)?)))?
+                    dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
                         .unwrap_or_default(),
                 ),
                 Ev::Elem(0, 4) => f_x509_crl.push(
-                    dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, None)?)))?
+                    dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
                         .unwrap_or_default(),
                 ),
                 Ev::End => break,
@@ -5932,10 +5869,7 @@ impl ExiType for X509IssuerSerialType {
         {
             let v = &self.x509_issuer_name;
             e.elem(w, 0, 0);
-            elem_value(w, v.is_empty(), |w| {
-                enc_string(w, v, None)?;
-                Ok(())
-            })?;
+            string_elem(w, v, 0, None)?;
         }
         {
             let v = &self.x509_serial_number;
@@ -5956,7 +5890,8 @@ impl ExiType for X509IssuerSerialType {
             match d.next(r)? {
                 Ev::Elem(0, 0) => {
                     f_x509_issuer_name = Some(
-                        dec_elem_value(r, true, |r| Ok(dec_string(r, None)?))?.unwrap_or_default(),
+                        dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?
+                            .unwrap_or_default(),
                     )
                 }
                 Ev::Elem(1, 0) => {
@@ -6003,7 +5938,7 @@ impl ExiType for ManifestType {
         let mut e = Enc::new(&G_MANIFESTTYPE);
         if let Some(v) = &self.id {
             e.attr(w, 0);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         } else {
             e.skip_attr(0, "Id")?;
         }
@@ -6021,7 +5956,7 @@ impl ExiType for ManifestType {
         let mut f_reference: Vec<ReferenceType> = Vec::new();
         loop {
             match d.next(r)? {
-                Ev::Attr(0) => f_id = Some(dec_string(r, None)?),
+                Ev::Attr(0) => f_id = Some(dec_string(r, 0, None)?),
                 Ev::Elem(0, 0) => f_reference.push(ReferenceType::decode(r)?),
                 Ev::End => break,
                 ev => return Err(d.unexpected(ev)),
@@ -6083,19 +6018,19 @@ impl ExiType for ReferenceType {
         let mut e = Enc::new(&G_REFERENCETYPE);
         if let Some(v) = &self.id {
             e.attr(w, 0);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         } else {
             e.skip_attr(0, "Id")?;
         }
         if let Some(v) = &self.r#type {
             e.attr(w, 1);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         } else {
             e.skip_attr(1, "Type")?;
         }
         if let Some(v) = &self.uri {
             e.attr(w, 2);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         } else {
             e.skip_attr(2, "URI")?;
         }
@@ -6112,10 +6047,7 @@ impl ExiType for ReferenceType {
         {
             let v = &self.digest_value;
             e.elem(w, 2, 0);
-            elem_value(w, v.0.is_empty(), |w| {
-                enc_binary(w, &v.0, None)?;
-                Ok(())
-            })?;
+            binary_elem(w, &v.0, 0, None)?;
         }
         e.end(w)
     }
@@ -6130,14 +6062,14 @@ impl ExiType for ReferenceType {
         let mut f_digest_value: Option<Base64Binary> = None;
         loop {
             match d.next(r)? {
-                Ev::Attr(0) => f_id = Some(dec_string(r, None)?),
-                Ev::Attr(1) => f_type = Some(dec_string(r, None)?),
-                Ev::Attr(2) => f_uri = Some(dec_string(r, None)?),
+                Ev::Attr(0) => f_id = Some(dec_string(r, 0, None)?),
+                Ev::Attr(1) => f_type = Some(dec_string(r, 0, None)?),
+                Ev::Attr(2) => f_uri = Some(dec_string(r, 0, None)?),
                 Ev::Elem(0, 0) => f_transforms = Some(TransformsType::decode(r)?),
                 Ev::Elem(1, 0) => f_digest_method = Some(DigestMethodType::decode(r)?),
                 Ev::Elem(2, 0) => {
                     f_digest_value = Some(
-                        dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, None)?)))?
+                        dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
                             .unwrap_or_default(),
                     )
                 }
@@ -6201,17 +6133,14 @@ impl ExiType for MeteringReceiptReqType {
         let mut e = Enc::new(&G_METERINGRECEIPTREQTYPE);
         if let Some(v) = &self.id {
             e.attr(w, 0);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         } else {
             e.skip_attr(0, "Id")?;
         }
         {
             let v = &self.session_id;
             e.elem(w, 0, 0);
-            elem_value(w, v.0.is_empty(), |w| {
-                enc_binary(w, &v.0, Some(8))?;
-                Ok(())
-            })?;
+            binary_elem(w, &v.0, 0, Some(8))?;
         }
         check_count(
             usize::from(self.sa_schedule_tuple_id.is_some()),
@@ -6242,10 +6171,10 @@ impl ExiType for MeteringReceiptReqType {
         let mut f_meter_info: Option<MeterInfoType> = None;
         loop {
             match d.next(r)? {
-                Ev::Attr(0) => f_id = Some(dec_string(r, None)?),
+                Ev::Attr(0) => f_id = Some(dec_string(r, 0, None)?),
                 Ev::Elem(0, 0) => {
                     f_session_id = Some(
-                        dec_elem_value(r, true, |r| Ok(HexBinary(dec_binary(r, Some(8))?)))?
+                        dec_elem_value(r, true, |r| Ok(HexBinary(dec_binary(r, 0, Some(8))?)))?
                             .unwrap_or_default(),
                     )
                 }
@@ -6373,19 +6302,19 @@ impl ExiType for ObjectType {
         let mut e = Enc::new(&G_OBJECTTYPE);
         if let Some(v) = &self.encoding {
             e.attr(w, 0);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         } else {
             e.skip_attr(0, "Encoding")?;
         }
         if let Some(v) = &self.id {
             e.attr(w, 1);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         } else {
             e.skip_attr(1, "Id")?;
         }
         if let Some(v) = &self.mime_type {
             e.attr(w, 2);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         } else {
             e.skip_attr(2, "MimeType")?;
         }
@@ -6399,9 +6328,9 @@ impl ExiType for ObjectType {
         let mut f_mime_type: Option<String> = None;
         loop {
             match d.next(r)? {
-                Ev::Attr(0) => f_encoding = Some(dec_string(r, None)?),
-                Ev::Attr(1) => f_id = Some(dec_string(r, None)?),
-                Ev::Attr(2) => f_mime_type = Some(dec_string(r, None)?),
+                Ev::Attr(0) => f_encoding = Some(dec_string(r, 0, None)?),
+                Ev::Attr(1) => f_id = Some(dec_string(r, 0, None)?),
+                Ev::Attr(2) => f_mime_type = Some(dec_string(r, 0, None)?),
                 Ev::End => break,
                 ev => return Err(d.unexpected(ev)),
             }
@@ -6447,10 +6376,7 @@ impl ExiType for PaymentDetailsReqType {
         {
             let v = &self.contract_id;
             e.elem(w, 0, 0);
-            elem_value(w, v.is_empty(), |w| {
-                enc_string(w, v, Some(24))?;
-                Ok(())
-            })?;
+            string_elem(w, v, 0, Some(24))?;
         }
         {
             let v = &self.contract_signature_cert_chain;
@@ -6468,7 +6394,7 @@ impl ExiType for PaymentDetailsReqType {
             match d.next(r)? {
                 Ev::Elem(0, 0) => {
                     f_contract_id = Some(
-                        dec_elem_value(r, true, |r| Ok(dec_string(r, Some(24))?))?
+                        dec_elem_value(r, true, |r| Ok(dec_string(r, 0, Some(24))?))?
                             .unwrap_or_default(),
                     )
                 }
@@ -6535,10 +6461,7 @@ impl ExiType for PaymentDetailsResType {
         {
             let v = &self.gen_challenge;
             e.elem(w, 1, 0);
-            elem_value(w, v.is_empty(), |w| {
-                enc_string(w, v, None)?;
-                Ok(())
-            })?;
+            string_elem(w, v, 0, None)?;
         }
         {
             let v = &self.date_time_now;
@@ -6571,7 +6494,8 @@ impl ExiType for PaymentDetailsResType {
                 }
                 Ev::Elem(1, 0) => {
                     f_gen_challenge = Some(
-                        dec_elem_value(r, true, |r| Ok(dec_string(r, None)?))?.unwrap_or_default(),
+                        dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?
+                            .unwrap_or_default(),
                     )
                 }
                 Ev::Elem(2, 0) => {
@@ -7329,10 +7253,7 @@ impl ExiType for ServiceTagType {
         )?;
         if let Some(v) = &self.service_name {
             e.elem(w, 1, 0);
-            elem_value(w, v.is_empty(), |w| {
-                enc_string(w, v, Some(32))?;
-                Ok(())
-            })?;
+            string_elem(w, v, 0, Some(32))?;
         }
         {
             let v = &self.service_category;
@@ -7350,10 +7271,7 @@ impl ExiType for ServiceTagType {
         )?;
         if let Some(v) = &self.service_scope {
             e.elem(w, 3, 0);
-            elem_value(w, v.is_empty(), |w| {
-                enc_string(w, v, Some(32))?;
-                Ok(())
-            })?;
+            string_elem(w, v, 0, Some(32))?;
         }
         e.end(w)
     }
@@ -7374,7 +7292,7 @@ impl ExiType for ServiceTagType {
                 }
                 Ev::Elem(1, 0) => {
                     f_service_name = Some(
-                        dec_elem_value(r, true, |r| Ok(dec_string(r, Some(32))?))?
+                        dec_elem_value(r, true, |r| Ok(dec_string(r, 0, Some(32))?))?
                             .unwrap_or_default(),
                     )
                 }
@@ -7391,7 +7309,7 @@ impl ExiType for ServiceTagType {
                 }
                 Ev::Elem(3, 0) => {
                     f_service_scope = Some(
-                        dec_elem_value(r, true, |r| Ok(dec_string(r, Some(32))?))?
+                        dec_elem_value(r, true, |r| Ok(dec_string(r, 0, Some(32))?))?
                             .unwrap_or_default(),
                     )
                 }
@@ -7741,7 +7659,7 @@ impl ExiType for ParameterType {
         {
             let v = &self.name;
             e.attr(w, 0);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         }
         {
             let v = &self.value_type;
@@ -7793,10 +7711,7 @@ impl ExiType for ParameterType {
         }
         if let Some(v) = &self.string_value {
             e.elem(w, 0, 5);
-            elem_value(w, v.is_empty(), |w| {
-                enc_string(w, v, None)?;
-                Ok(())
-            })?;
+            string_elem(w, v, 0, None)?;
         }
         e.end(w)
     }
@@ -7813,7 +7728,7 @@ impl ExiType for ParameterType {
         let mut f_string_value: Option<String> = None;
         loop {
             match d.next(r)? {
-                Ev::Attr(0) => f_name = Some(dec_string(r, None)?),
+                Ev::Attr(0) => f_name = Some(dec_string(r, 0, None)?),
                 Ev::Attr(1) => {
                     f_value_type = Some(enum_from::<ValueType>(dec_enum(r, ValueType::COUNT)?)?)
                 }
@@ -7848,7 +7763,8 @@ impl ExiType for ParameterType {
                 Ev::Elem(0, 4) => f_physical_value = Some(PhysicalValueType::decode(r)?),
                 Ev::Elem(0, 5) => {
                     f_string_value = Some(
-                        dec_elem_value(r, true, |r| Ok(dec_string(r, None)?))?.unwrap_or_default(),
+                        dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?
+                            .unwrap_or_default(),
                     )
                 }
                 Ev::End => break,
@@ -7914,10 +7830,7 @@ impl ExiType for ServiceDiscoveryReqType {
         )?;
         if let Some(v) = &self.service_scope {
             e.elem(w, 0, 0);
-            elem_value(w, v.is_empty(), |w| {
-                enc_string(w, v, Some(32))?;
-                Ok(())
-            })?;
+            string_elem(w, v, 0, Some(32))?;
         }
         check_count(
             usize::from(self.service_category.is_some()),
@@ -7943,7 +7856,7 @@ impl ExiType for ServiceDiscoveryReqType {
             match d.next(r)? {
                 Ev::Elem(0, 0) => {
                     f_service_scope = Some(
-                        dec_elem_value(r, true, |r| Ok(dec_string(r, Some(32))?))?
+                        dec_elem_value(r, true, |r| Ok(dec_string(r, 0, Some(32))?))?
                             .unwrap_or_default(),
                     )
                 }
@@ -8555,10 +8468,7 @@ impl ExiType for SessionSetupReqType {
         {
             let v = &self.evccid;
             e.elem(w, 0, 0);
-            elem_value(w, v.0.is_empty(), |w| {
-                enc_binary(w, &v.0, Some(8))?;
-                Ok(())
-            })?;
+            binary_elem(w, &v.0, 0, Some(8))?;
         }
         e.end(w)
     }
@@ -8570,7 +8480,7 @@ impl ExiType for SessionSetupReqType {
             match d.next(r)? {
                 Ev::Elem(0, 0) => {
                     f_evccid = Some(
-                        dec_elem_value(r, true, |r| Ok(HexBinary(dec_binary(r, Some(8))?)))?
+                        dec_elem_value(r, true, |r| Ok(HexBinary(dec_binary(r, 0, Some(8))?)))?
                             .unwrap_or_default(),
                     )
                 }
@@ -8636,10 +8546,7 @@ impl ExiType for SessionSetupResType {
         {
             let v = &self.evseid;
             e.elem(w, 1, 0);
-            elem_value(w, v.0.is_empty(), |w| {
-                enc_binary(w, &v.0, Some(32))?;
-                Ok(())
-            })?;
+            binary_elem(w, &v.0, 0, Some(32))?;
         }
         check_count(
             usize::from(self.date_time_now.is_some()),
@@ -8677,7 +8584,7 @@ impl ExiType for SessionSetupResType {
                 }
                 Ev::Elem(1, 0) => {
                     f_evseid = Some(
-                        dec_elem_value(r, true, |r| Ok(HexBinary(dec_binary(r, Some(32))?)))?
+                        dec_elem_value(r, true, |r| Ok(HexBinary(dec_binary(r, 0, Some(32))?)))?
                             .unwrap_or_default(),
                     )
                 }
@@ -8840,7 +8747,7 @@ impl ExiType for SignatureType {
         let mut e = Enc::new(&G_SIGNATURETYPE);
         if let Some(v) = &self.id {
             e.attr(w, 0);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         } else {
             e.skip_attr(0, "Id")?;
         }
@@ -8876,7 +8783,7 @@ impl ExiType for SignatureType {
         let mut f_object: Vec<ObjectType> = Vec::new();
         loop {
             match d.next(r)? {
-                Ev::Attr(0) => f_id = Some(dec_string(r, None)?),
+                Ev::Attr(0) => f_id = Some(dec_string(r, 0, None)?),
                 Ev::Elem(0, 0) => f_signed_info = Some(SignedInfoType::decode(r)?),
                 Ev::Elem(1, 0) => f_signature_value = Some(SignatureValueType::decode(r)?),
                 Ev::Elem(2, 0) => f_key_info = Some(KeyInfoType::decode(r)?),
@@ -8936,7 +8843,7 @@ impl ExiType for SignedInfoType {
         let mut e = Enc::new(&G_SIGNEDINFOTYPE);
         if let Some(v) = &self.id {
             e.attr(w, 0);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         } else {
             e.skip_attr(0, "Id")?;
         }
@@ -8966,7 +8873,7 @@ impl ExiType for SignedInfoType {
         let mut f_reference: Vec<ReferenceType> = Vec::new();
         loop {
             match d.next(r)? {
-                Ev::Attr(0) => f_id = Some(dec_string(r, None)?),
+                Ev::Attr(0) => f_id = Some(dec_string(r, 0, None)?),
                 Ev::Elem(0, 0) => {
                     f_canonicalization_method = Some(CanonicalizationMethodType::decode(r)?)
                 }
@@ -9023,7 +8930,7 @@ impl ExiType for SignatureMethodType {
         {
             let v = &self.algorithm;
             e.attr(w, 0);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         }
         check_count(
             usize::from(self.hmac_output_length.is_some()),
@@ -9047,7 +8954,7 @@ impl ExiType for SignatureMethodType {
         let mut f_hmac_output_length: Option<i64> = None;
         loop {
             match d.next(r)? {
-                Ev::Attr(0) => f_algorithm = Some(dec_string(r, None)?),
+                Ev::Attr(0) => f_algorithm = Some(dec_string(r, 0, None)?),
                 Ev::Elem(0, 0) => {
                     f_hmac_output_length = Some(
                         dec_elem_value(r, false, |r| {
@@ -9088,14 +8995,14 @@ impl ExiType for SignatureValueType {
         let mut e = Enc::new(&G_SIGNATUREVALUETYPE);
         if let Some(v) = &self.id {
             e.attr(w, 0);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         } else {
             e.skip_attr(0, "Id")?;
         }
         e.chars(w);
         {
             let v = &self.value;
-            enc_binary(w, &v.0, None)?;
+            enc_binary(w, &v.0, 0, None)?;
         }
         e.end(w)
     }
@@ -9106,8 +9013,8 @@ impl ExiType for SignatureValueType {
         let mut f_value: Option<Base64Binary> = None;
         loop {
             match d.next(r)? {
-                Ev::Attr(0) => f_id = Some(dec_string(r, None)?),
-                Ev::Chars => f_value = Some(Base64Binary(dec_binary(r, None)?)),
+                Ev::Attr(0) => f_id = Some(dec_string(r, 0, None)?),
+                Ev::Chars => f_value = Some(Base64Binary(dec_binary(r, 0, None)?)),
                 Ev::End => break,
                 ev => return Err(d.unexpected(ev)),
             }
@@ -9148,7 +9055,7 @@ impl ExiType for SignaturePropertiesType {
         let mut e = Enc::new(&G_SIGNATUREPROPERTIESTYPE);
         if let Some(v) = &self.id {
             e.attr(w, 0);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         } else {
             e.skip_attr(0, "Id")?;
         }
@@ -9171,7 +9078,7 @@ impl ExiType for SignaturePropertiesType {
         let mut f_signature_property: Vec<SignaturePropertyType> = Vec::new();
         loop {
             match d.next(r)? {
-                Ev::Attr(0) => f_id = Some(dec_string(r, None)?),
+                Ev::Attr(0) => f_id = Some(dec_string(r, 0, None)?),
                 Ev::Elem(0, 0) => f_signature_property.push(SignaturePropertyType::decode(r)?),
                 Ev::End => break,
                 ev => return Err(d.unexpected(ev)),
@@ -9209,14 +9116,14 @@ impl ExiType for SignaturePropertyType {
         let mut e = Enc::new(&G_SIGNATUREPROPERTYTYPE);
         if let Some(v) = &self.id {
             e.attr(w, 0);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         } else {
             e.skip_attr(0, "Id")?;
         }
         {
             let v = &self.target;
             e.attr(w, 1);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         }
         Err(ExiError::Value {
             what: "element",
@@ -9230,8 +9137,8 @@ impl ExiType for SignaturePropertyType {
         let mut f_target: Option<String> = None;
         loop {
             match d.next(r)? {
-                Ev::Attr(0) => f_id = Some(dec_string(r, None)?),
-                Ev::Attr(1) => f_target = Some(dec_string(r, None)?),
+                Ev::Attr(0) => f_id = Some(dec_string(r, 0, None)?),
+                Ev::Attr(1) => f_target = Some(dec_string(r, 0, None)?),
                 Ev::End => break,
                 ev => return Err(d.unexpected(ev)),
             }
@@ -9349,10 +9256,7 @@ impl ExiType for MessageHeaderType {
         {
             let v = &self.session_id;
             e.elem(w, 0, 0);
-            elem_value(w, v.0.is_empty(), |w| {
-                enc_binary(w, &v.0, Some(8))?;
-                Ok(())
-            })?;
+            binary_elem(w, &v.0, 0, Some(8))?;
         }
         check_count(
             usize::from(self.notification.is_some()),
@@ -9381,7 +9285,7 @@ impl ExiType for MessageHeaderType {
             match d.next(r)? {
                 Ev::Elem(0, 0) => {
                     f_session_id = Some(
-                        dec_elem_value(r, true, |r| Ok(HexBinary(dec_binary(r, Some(8))?)))?
+                        dec_elem_value(r, true, |r| Ok(HexBinary(dec_binary(r, 0, Some(8))?)))?
                             .unwrap_or_default(),
                     )
                 }
@@ -9440,10 +9344,7 @@ impl ExiType for NotificationType {
         check_count(usize::from(self.fault_msg.is_some()), 0, 1, "FaultMsg")?;
         if let Some(v) = &self.fault_msg {
             e.elem(w, 1, 0);
-            elem_value(w, v.is_empty(), |w| {
-                enc_string(w, v, Some(64))?;
-                Ok(())
-            })?;
+            string_elem(w, v, 0, Some(64))?;
         }
         e.end(w)
     }
@@ -9467,7 +9368,7 @@ impl ExiType for NotificationType {
                 }
                 Ev::Elem(1, 0) => {
                     f_fault_msg = Some(
-                        dec_elem_value(r, true, |r| Ok(dec_string(r, Some(64))?))?
+                        dec_elem_value(r, true, |r| Ok(dec_string(r, 0, Some(64))?))?
                             .unwrap_or_default(),
                     )
                 }
@@ -10618,10 +10519,7 @@ impl Message {
             }
             Message::DigestValue(x) => {
                 w.event(26, 82);
-                elem_value(w, x.0.is_empty(), |w| {
-                    enc_binary(w, &x.0, None)?;
-                    Ok(())
-                })?;
+                binary_elem(w, &x.0, 0, None)?;
             }
             Message::EVChargeParameter(x) => {
                 w.event(27, 82);
@@ -10653,10 +10551,7 @@ impl Message {
             }
             Message::KeyName(x) => {
                 w.event(34, 82);
-                elem_value(w, x.is_empty(), |w| {
-                    enc_string(w, x, None)?;
-                    Ok(())
-                })?;
+                string_elem(w, x, 0, None)?;
             }
             Message::KeyValue(x) => {
                 w.event(35, 82);
@@ -10676,10 +10571,7 @@ impl Message {
             }
             Message::MgmtData(x) => {
                 w.event(39, 82);
-                elem_value(w, x.is_empty(), |w| {
-                    enc_string(w, x, None)?;
-                    Ok(())
-                })?;
+                string_elem(w, x, 0, None)?;
             }
             Message::Object(x) => {
                 w.event(40, 82);
@@ -10892,7 +10784,7 @@ impl Message {
             23 => Message::DcEVStatus(Box::new(DcEVStatusType::decode(r)?)),
             25 => Message::DigestMethod(Box::new(DigestMethodType::decode(r)?)),
             26 => Message::DigestValue(
-                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, None)?)))?
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
                     .unwrap_or_default(),
             ),
             27 => Message::EVChargeParameter(Box::new(EVChargeParameterType::decode(r)?)),
@@ -10905,14 +10797,14 @@ impl Message {
             32 => Message::Entry(Box::new(EntryType::decode(r)?)),
             33 => Message::KeyInfo(Box::new(KeyInfoType::decode(r)?)),
             34 => Message::KeyName(
-                dec_elem_value(r, true, |r| Ok(dec_string(r, None)?))?.unwrap_or_default(),
+                dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?.unwrap_or_default(),
             ),
             35 => Message::KeyValue(Box::new(KeyValueType::decode(r)?)),
             36 => Message::Manifest(Box::new(ManifestType::decode(r)?)),
             37 => Message::MeteringReceiptReq(Box::new(MeteringReceiptReqType::decode(r)?)),
             38 => Message::MeteringReceiptRes(Box::new(MeteringReceiptResType::decode(r)?)),
             39 => Message::MgmtData(
-                dec_elem_value(r, true, |r| Ok(dec_string(r, None)?))?.unwrap_or_default(),
+                dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?.unwrap_or_default(),
             ),
             40 => Message::Object(Box::new(ObjectType::decode(r)?)),
             42 => Message::PMaxScheduleEntry(Box::new(PMaxScheduleEntryType::decode(r)?)),
@@ -10967,5 +10859,2626 @@ impl Message {
         };
         rd.finish()?;
         Ok(m)
+    }
+}
+
+/// One element as an EXI fragment, the form XML signatures digest (ISO 15118-2
+/// §7.9.2.4, -20 §8.3.4): any element declared in the set, global or local,
+/// with a single type.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub enum Fragment {
+    /// `{urn:din:70121:2012:MsgDataTypes}AC_EVChargeParameter`
+    #[serde(rename = "AC_EVChargeParameter")]
+    AcEVChargeParameter(Box<AcEVChargeParameterType>),
+    /// `{urn:din:70121:2012:MsgDataTypes}AC_EVSEChargeParameter`
+    #[serde(rename = "AC_EVSEChargeParameter")]
+    AcEVSEChargeParameter(Box<AcEVSEChargeParameterType>),
+    /// `{urn:din:70121:2012:MsgBody}AC_EVSEStatus`
+    #[serde(rename = "AC_EVSEStatus")]
+    AcEVSEStatus(Box<AcEVSEStatusType>),
+    /// `{urn:din:70121:2012:MsgDataTypes}AC_EVSEStatus`
+    #[serde(rename = "{urn:din:70121:2012:MsgDataTypes}AC_EVSEStatus")]
+    AcEVSEStatus_(Box<AcEVSEStatusType>),
+    /// `{urn:din:70121:2012:MsgDef}Body`
+    #[serde(rename = "Body")]
+    Body(Box<BodyType>),
+    /// `{urn:din:70121:2012:MsgDef}BodyElement`
+    #[serde(rename = "BodyElement")]
+    BodyElement(Box<BodyBaseType>),
+    /// `{urn:din:70121:2012:MsgBody}BulkChargingComplete`
+    #[serde(rename = "BulkChargingComplete")]
+    BulkChargingComplete(bool),
+    /// `{urn:din:70121:2012:MsgDataTypes}BulkChargingComplete`
+    #[serde(rename = "{urn:din:70121:2012:MsgDataTypes}BulkChargingComplete")]
+    BulkChargingComplete_(bool),
+    /// `{urn:din:70121:2012:MsgDataTypes}BulkSOC`
+    #[serde(rename = "BulkSOC")]
+    BulkSOC(u8),
+    /// `{urn:din:70121:2012:MsgBody}CableCheckReq`
+    #[serde(rename = "CableCheckReq")]
+    CableCheckReq(Box<CableCheckReqType>),
+    /// `{urn:din:70121:2012:MsgBody}CableCheckRes`
+    #[serde(rename = "CableCheckRes")]
+    CableCheckRes(Box<CableCheckResType>),
+    /// `{http://www.w3.org/2000/09/xmldsig#}CanonicalizationMethod`
+    #[serde(rename = "CanonicalizationMethod")]
+    CanonicalizationMethod(Box<CanonicalizationMethodType>),
+    /// `{urn:din:70121:2012:MsgDataTypes}Certificate`
+    #[serde(rename = "Certificate")]
+    Certificate(Base64Binary),
+    /// `{urn:din:70121:2012:MsgBody}CertificateInstallationReq`
+    #[serde(rename = "CertificateInstallationReq")]
+    CertificateInstallationReq(Box<CertificateInstallationReqType>),
+    /// `{urn:din:70121:2012:MsgBody}CertificateInstallationRes`
+    #[serde(rename = "CertificateInstallationRes")]
+    CertificateInstallationRes(Box<CertificateInstallationResType>),
+    /// `{urn:din:70121:2012:MsgBody}CertificateUpdateReq`
+    #[serde(rename = "CertificateUpdateReq")]
+    CertificateUpdateReq(Box<CertificateUpdateReqType>),
+    /// `{urn:din:70121:2012:MsgBody}CertificateUpdateRes`
+    #[serde(rename = "CertificateUpdateRes")]
+    CertificateUpdateRes(Box<CertificateUpdateResType>),
+    /// `{urn:din:70121:2012:MsgBody}ChargeParameterDiscoveryReq`
+    #[serde(rename = "ChargeParameterDiscoveryReq")]
+    ChargeParameterDiscoveryReq(Box<ChargeParameterDiscoveryReqType>),
+    /// `{urn:din:70121:2012:MsgBody}ChargeParameterDiscoveryRes`
+    #[serde(rename = "ChargeParameterDiscoveryRes")]
+    ChargeParameterDiscoveryRes(Box<ChargeParameterDiscoveryResType>),
+    /// `{urn:din:70121:2012:MsgBody}ChargeService`
+    #[serde(rename = "ChargeService")]
+    ChargeService(Box<ServiceChargeType>),
+    /// `{urn:din:70121:2012:MsgBody}ChargingComplete`
+    #[serde(rename = "ChargingComplete")]
+    ChargingComplete(bool),
+    /// `{urn:din:70121:2012:MsgDataTypes}ChargingComplete`
+    #[serde(rename = "{urn:din:70121:2012:MsgDataTypes}ChargingComplete")]
+    ChargingComplete_(bool),
+    /// `{urn:din:70121:2012:MsgBody}ChargingProfile`
+    #[serde(rename = "ChargingProfile")]
+    ChargingProfile(Box<ChargingProfileType>),
+    /// `{urn:din:70121:2012:MsgDataTypes}ChargingProfileEntryMaxPower`
+    #[serde(rename = "ChargingProfileEntryMaxPower")]
+    ChargingProfileEntryMaxPower(i16),
+    /// `{urn:din:70121:2012:MsgDataTypes}ChargingProfileEntryStart`
+    #[serde(rename = "ChargingProfileEntryStart")]
+    ChargingProfileEntryStart(u32),
+    /// `{urn:din:70121:2012:MsgBody}ChargingStatusReq`
+    #[serde(rename = "ChargingStatusReq")]
+    ChargingStatusReq(Box<ChargingStatusReqType>),
+    /// `{urn:din:70121:2012:MsgBody}ChargingStatusRes`
+    #[serde(rename = "ChargingStatusRes")]
+    ChargingStatusRes(Box<ChargingStatusResType>),
+    /// `{urn:din:70121:2012:MsgDataTypes}ConsumptionCost`
+    #[serde(rename = "ConsumptionCost")]
+    ConsumptionCost(Box<ConsumptionCostType>),
+    /// `{urn:din:70121:2012:MsgBody}ContractAuthenticationReq`
+    #[serde(rename = "ContractAuthenticationReq")]
+    ContractAuthenticationReq(Box<ContractAuthenticationReqType>),
+    /// `{urn:din:70121:2012:MsgBody}ContractAuthenticationRes`
+    #[serde(rename = "ContractAuthenticationRes")]
+    ContractAuthenticationRes(Box<ContractAuthenticationResType>),
+    /// `{urn:din:70121:2012:MsgBody}ContractID`
+    #[serde(rename = "ContractID")]
+    ContractID(String),
+    /// `{urn:din:70121:2012:MsgBody}ContractSignatureCertChain`
+    #[serde(rename = "ContractSignatureCertChain")]
+    ContractSignatureCertChain(Box<CertificateChainType>),
+    /// `{urn:din:70121:2012:MsgBody}ContractSignatureEncryptedPrivateKey`
+    #[serde(rename = "ContractSignatureEncryptedPrivateKey")]
+    ContractSignatureEncryptedPrivateKey(Base64Binary),
+    /// `{urn:din:70121:2012:MsgDataTypes}Cost`
+    #[serde(rename = "Cost")]
+    Cost(Box<CostType>),
+    /// `{urn:din:70121:2012:MsgBody}CurrentDemandReq`
+    #[serde(rename = "CurrentDemandReq")]
+    CurrentDemandReq(Box<CurrentDemandReqType>),
+    /// `{urn:din:70121:2012:MsgBody}CurrentDemandRes`
+    #[serde(rename = "CurrentDemandRes")]
+    CurrentDemandRes(Box<CurrentDemandResType>),
+    /// `{urn:din:70121:2012:MsgDataTypes}DC_EVChargeParameter`
+    #[serde(rename = "DC_EVChargeParameter")]
+    DcEVChargeParameter(Box<DcEVChargeParameterType>),
+    /// `{urn:din:70121:2012:MsgDataTypes}DC_EVPowerDeliveryParameter`
+    #[serde(rename = "DC_EVPowerDeliveryParameter")]
+    DcEVPowerDeliveryParameter(Box<DcEVPowerDeliveryParameterType>),
+    /// `{urn:din:70121:2012:MsgDataTypes}DC_EVSEChargeParameter`
+    #[serde(rename = "DC_EVSEChargeParameter")]
+    DcEVSEChargeParameter(Box<DcEVSEChargeParameterType>),
+    /// `{urn:din:70121:2012:MsgBody}DC_EVSEStatus`
+    #[serde(rename = "DC_EVSEStatus")]
+    DcEVSEStatus(Box<DcEVSEStatusType>),
+    /// `{urn:din:70121:2012:MsgDataTypes}DC_EVSEStatus`
+    #[serde(rename = "{urn:din:70121:2012:MsgDataTypes}DC_EVSEStatus")]
+    DcEVSEStatus_(Box<DcEVSEStatusType>),
+    /// `{urn:din:70121:2012:MsgBody}DC_EVStatus`
+    #[serde(rename = "DC_EVStatus")]
+    DcEVStatus(Box<DcEVStatusType>),
+    /// `{urn:din:70121:2012:MsgDataTypes}DC_EVStatus`
+    #[serde(rename = "{urn:din:70121:2012:MsgDataTypes}DC_EVStatus")]
+    DcEVStatus_(Box<DcEVStatusType>),
+    /// `{urn:din:70121:2012:MsgBody}DHParams`
+    #[serde(rename = "DHParams")]
+    DHParams(Base64Binary),
+    /// `{urn:din:70121:2012:MsgBody}DateTimeNow`
+    #[serde(rename = "DateTimeNow")]
+    DateTimeNow(i64),
+    /// `{urn:din:70121:2012:MsgDataTypes}DepartureTime`
+    #[serde(rename = "DepartureTime")]
+    DepartureTime(u32),
+    /// `{http://www.w3.org/2000/09/xmldsig#}DigestMethod`
+    #[serde(rename = "DigestMethod")]
+    DigestMethod(Box<DigestMethodType>),
+    /// `{http://www.w3.org/2000/09/xmldsig#}DigestValue`
+    #[serde(rename = "DigestValue")]
+    DigestValue(Base64Binary),
+    /// `{urn:din:70121:2012:MsgDataTypes}EAmount`
+    #[serde(rename = "EAmount")]
+    EAmount(Box<PhysicalValueType>),
+    /// `{urn:din:70121:2012:MsgDataTypes}EPriceLevel`
+    #[serde(rename = "EPriceLevel")]
+    EPriceLevel(u8),
+    /// `{urn:din:70121:2012:MsgBody}EVCCID`
+    #[serde(rename = "EVCCID")]
+    EVCCID(HexBinary),
+    /// `{urn:din:70121:2012:MsgDataTypes}EVCabinConditioning`
+    #[serde(rename = "EVCabinConditioning")]
+    EVCabinConditioning(bool),
+    /// `{urn:din:70121:2012:MsgDataTypes}EVChargeParameter`
+    #[serde(rename = "EVChargeParameter")]
+    EVChargeParameter(Box<EVChargeParameterType>),
+    /// `{urn:din:70121:2012:MsgDataTypes}EVEnergyCapacity`
+    #[serde(rename = "EVEnergyCapacity")]
+    EVEnergyCapacity(Box<PhysicalValueType>),
+    /// `{urn:din:70121:2012:MsgDataTypes}EVEnergyRequest`
+    #[serde(rename = "EVEnergyRequest")]
+    EVEnergyRequest(Box<PhysicalValueType>),
+    /// `{urn:din:70121:2012:MsgDataTypes}EVErrorCode`
+    #[serde(rename = "EVErrorCode")]
+    EVErrorCode(DcEVErrorCodeType),
+    /// `{urn:din:70121:2012:MsgDataTypes}EVMaxCurrent`
+    #[serde(rename = "EVMaxCurrent")]
+    EVMaxCurrent(Box<PhysicalValueType>),
+    /// `{urn:din:70121:2012:MsgDataTypes}EVMaxVoltage`
+    #[serde(rename = "EVMaxVoltage")]
+    EVMaxVoltage(Box<PhysicalValueType>),
+    /// `{urn:din:70121:2012:MsgBody}EVMaximumCurrentLimit`
+    #[serde(rename = "EVMaximumCurrentLimit")]
+    EVMaximumCurrentLimit(Box<PhysicalValueType>),
+    /// `{urn:din:70121:2012:MsgDataTypes}EVMaximumCurrentLimit`
+    #[serde(rename = "{urn:din:70121:2012:MsgDataTypes}EVMaximumCurrentLimit")]
+    EVMaximumCurrentLimit_(Box<PhysicalValueType>),
+    /// `{urn:din:70121:2012:MsgBody}EVMaximumPowerLimit`
+    #[serde(rename = "EVMaximumPowerLimit")]
+    EVMaximumPowerLimit(Box<PhysicalValueType>),
+    /// `{urn:din:70121:2012:MsgDataTypes}EVMaximumPowerLimit`
+    #[serde(rename = "{urn:din:70121:2012:MsgDataTypes}EVMaximumPowerLimit")]
+    EVMaximumPowerLimit_(Box<PhysicalValueType>),
+    /// `{urn:din:70121:2012:MsgBody}EVMaximumVoltageLimit`
+    #[serde(rename = "EVMaximumVoltageLimit")]
+    EVMaximumVoltageLimit(Box<PhysicalValueType>),
+    /// `{urn:din:70121:2012:MsgDataTypes}EVMaximumVoltageLimit`
+    #[serde(rename = "{urn:din:70121:2012:MsgDataTypes}EVMaximumVoltageLimit")]
+    EVMaximumVoltageLimit_(Box<PhysicalValueType>),
+    /// `{urn:din:70121:2012:MsgDataTypes}EVMinCurrent`
+    #[serde(rename = "EVMinCurrent")]
+    EVMinCurrent(Box<PhysicalValueType>),
+    /// `{urn:din:70121:2012:MsgDataTypes}EVPowerDeliveryParameter`
+    #[serde(rename = "EVPowerDeliveryParameter")]
+    EVPowerDeliveryParameter(Box<EVPowerDeliveryParameterType>),
+    /// `{urn:din:70121:2012:MsgDataTypes}EVRESSConditioning`
+    #[serde(rename = "EVRESSConditioning")]
+    EVRESSConditioning(bool),
+    /// `{urn:din:70121:2012:MsgDataTypes}EVRESSSOC`
+    #[serde(rename = "EVRESSSOC")]
+    EVRESSSOC(u8),
+    /// `{urn:din:70121:2012:MsgDataTypes}EVReady`
+    #[serde(rename = "EVReady")]
+    EVReady(bool),
+    /// `{urn:din:70121:2012:MsgBody}EVRequestedEnergyTransferType`
+    #[serde(rename = "EVRequestedEnergyTransferType")]
+    EVRequestedEnergyTransferType(EVRequestedEnergyTransferType),
+    /// `{urn:din:70121:2012:MsgDataTypes}EVSEChargeParameter`
+    #[serde(rename = "EVSEChargeParameter")]
+    EVSEChargeParameter(Box<EVSEChargeParameterType>),
+    /// `{urn:din:70121:2012:MsgBody}EVSECurrentLimitAchieved`
+    #[serde(rename = "EVSECurrentLimitAchieved")]
+    EVSECurrentLimitAchieved(bool),
+    /// `{urn:din:70121:2012:MsgDataTypes}EVSECurrentRegulationTolerance`
+    #[serde(rename = "EVSECurrentRegulationTolerance")]
+    EVSECurrentRegulationTolerance(Box<PhysicalValueType>),
+    /// `{urn:din:70121:2012:MsgDataTypes}EVSEEnergyToBeDelivered`
+    #[serde(rename = "EVSEEnergyToBeDelivered")]
+    EVSEEnergyToBeDelivered(Box<PhysicalValueType>),
+    /// `{urn:din:70121:2012:MsgBody}EVSEID`
+    #[serde(rename = "EVSEID")]
+    EVSEID(HexBinary),
+    /// `{urn:din:70121:2012:MsgDataTypes}EVSEIsolationStatus`
+    #[serde(rename = "EVSEIsolationStatus")]
+    EVSEIsolationStatus(IsolationLevelType),
+    /// `{urn:din:70121:2012:MsgBody}EVSEMaxCurrent`
+    #[serde(rename = "EVSEMaxCurrent")]
+    EVSEMaxCurrent(Box<PhysicalValueType>),
+    /// `{urn:din:70121:2012:MsgDataTypes}EVSEMaxCurrent`
+    #[serde(rename = "{urn:din:70121:2012:MsgDataTypes}EVSEMaxCurrent")]
+    EVSEMaxCurrent_(Box<PhysicalValueType>),
+    /// `{urn:din:70121:2012:MsgDataTypes}EVSEMaxVoltage`
+    #[serde(rename = "EVSEMaxVoltage")]
+    EVSEMaxVoltage(Box<PhysicalValueType>),
+    /// `{urn:din:70121:2012:MsgBody}EVSEMaximumCurrentLimit`
+    #[serde(rename = "EVSEMaximumCurrentLimit")]
+    EVSEMaximumCurrentLimit(Box<PhysicalValueType>),
+    /// `{urn:din:70121:2012:MsgDataTypes}EVSEMaximumCurrentLimit`
+    #[serde(rename = "{urn:din:70121:2012:MsgDataTypes}EVSEMaximumCurrentLimit")]
+    EVSEMaximumCurrentLimit_(Box<PhysicalValueType>),
+    /// `{urn:din:70121:2012:MsgBody}EVSEMaximumPowerLimit`
+    #[serde(rename = "EVSEMaximumPowerLimit")]
+    EVSEMaximumPowerLimit(Box<PhysicalValueType>),
+    /// `{urn:din:70121:2012:MsgDataTypes}EVSEMaximumPowerLimit`
+    #[serde(rename = "{urn:din:70121:2012:MsgDataTypes}EVSEMaximumPowerLimit")]
+    EVSEMaximumPowerLimit_(Box<PhysicalValueType>),
+    /// `{urn:din:70121:2012:MsgBody}EVSEMaximumVoltageLimit`
+    #[serde(rename = "EVSEMaximumVoltageLimit")]
+    EVSEMaximumVoltageLimit(Box<PhysicalValueType>),
+    /// `{urn:din:70121:2012:MsgDataTypes}EVSEMaximumVoltageLimit`
+    #[serde(rename = "{urn:din:70121:2012:MsgDataTypes}EVSEMaximumVoltageLimit")]
+    EVSEMaximumVoltageLimit_(Box<PhysicalValueType>),
+    /// `{urn:din:70121:2012:MsgDataTypes}EVSEMinCurrent`
+    #[serde(rename = "EVSEMinCurrent")]
+    EVSEMinCurrent(Box<PhysicalValueType>),
+    /// `{urn:din:70121:2012:MsgDataTypes}EVSEMinimumCurrentLimit`
+    #[serde(rename = "EVSEMinimumCurrentLimit")]
+    EVSEMinimumCurrentLimit(Box<PhysicalValueType>),
+    /// `{urn:din:70121:2012:MsgDataTypes}EVSEMinimumVoltageLimit`
+    #[serde(rename = "EVSEMinimumVoltageLimit")]
+    EVSEMinimumVoltageLimit(Box<PhysicalValueType>),
+    /// `{urn:din:70121:2012:MsgDataTypes}EVSENotification`
+    #[serde(rename = "EVSENotification")]
+    EVSENotification(EVSENotificationType),
+    /// `{urn:din:70121:2012:MsgDataTypes}EVSEPeakCurrentRipple`
+    #[serde(rename = "EVSEPeakCurrentRipple")]
+    EVSEPeakCurrentRipple(Box<PhysicalValueType>),
+    /// `{urn:din:70121:2012:MsgBody}EVSEPowerLimitAchieved`
+    #[serde(rename = "EVSEPowerLimitAchieved")]
+    EVSEPowerLimitAchieved(bool),
+    /// `{urn:din:70121:2012:MsgBody}EVSEPresentCurrent`
+    #[serde(rename = "EVSEPresentCurrent")]
+    EVSEPresentCurrent(Box<PhysicalValueType>),
+    /// `{urn:din:70121:2012:MsgBody}EVSEPresentVoltage`
+    #[serde(rename = "EVSEPresentVoltage")]
+    EVSEPresentVoltage(Box<PhysicalValueType>),
+    /// `{urn:din:70121:2012:MsgBody}EVSEProcessing`
+    #[serde(rename = "EVSEProcessing")]
+    EVSEProcessing(EVSEProcessingType),
+    /// `{urn:din:70121:2012:MsgDataTypes}EVSEStatus`
+    #[serde(rename = "EVSEStatus")]
+    EVSEStatus(Box<EVSEStatusType>),
+    /// `{urn:din:70121:2012:MsgDataTypes}EVSEStatusCode`
+    #[serde(rename = "EVSEStatusCode")]
+    EVSEStatusCode(DcEVSEStatusCodeType),
+    /// `{urn:din:70121:2012:MsgBody}EVSEVoltageLimitAchieved`
+    #[serde(rename = "EVSEVoltageLimitAchieved")]
+    EVSEVoltageLimitAchieved(bool),
+    /// `{urn:din:70121:2012:MsgDataTypes}EVStatus`
+    #[serde(rename = "EVStatus")]
+    EVStatus(Box<EVStatusType>),
+    /// `{urn:din:70121:2012:MsgBody}EVTargetCurrent`
+    #[serde(rename = "EVTargetCurrent")]
+    EVTargetCurrent(Box<PhysicalValueType>),
+    /// `{urn:din:70121:2012:MsgBody}EVTargetVoltage`
+    #[serde(rename = "EVTargetVoltage")]
+    EVTargetVoltage(Box<PhysicalValueType>),
+    /// `{urn:din:70121:2012:MsgDataTypes}EnergyTransferType`
+    #[serde(rename = "EnergyTransferType")]
+    EnergyTransferType(EVSESupportedEnergyTransferType),
+    /// `{urn:din:70121:2012:MsgDataTypes}Entry`
+    #[serde(rename = "Entry")]
+    Entry(Box<EntryType>),
+    /// `{http://www.w3.org/2000/09/xmldsig#}Exponent`
+    #[serde(rename = "Exponent")]
+    Exponent(Base64Binary),
+    /// `{urn:din:70121:2012:MsgDataTypes}FaultCode`
+    #[serde(rename = "FaultCode")]
+    FaultCode(FaultCodeType),
+    /// `{urn:din:70121:2012:MsgDataTypes}FaultMsg`
+    #[serde(rename = "FaultMsg")]
+    FaultMsg(String),
+    /// `{urn:din:70121:2012:MsgDataTypes}FreeService`
+    #[serde(rename = "FreeService")]
+    FreeService(bool),
+    /// `{urn:din:70121:2012:MsgDataTypes}FullSOC`
+    #[serde(rename = "FullSOC")]
+    FullSOC(u8),
+    /// `{http://www.w3.org/2000/09/xmldsig#}G`
+    #[serde(rename = "G")]
+    G(Base64Binary),
+    /// `{urn:din:70121:2012:MsgBody}GenChallenge`
+    #[serde(rename = "GenChallenge")]
+    GenChallenge(String),
+    /// `{http://www.w3.org/2000/09/xmldsig#}HMACOutputLength`
+    #[serde(rename = "HMACOutputLength")]
+    HMACOutputLength(i64),
+    /// `{urn:din:70121:2012:MsgDef}Header`
+    #[serde(rename = "Header")]
+    Header(Box<MessageHeaderType>),
+    /// `{http://www.w3.org/2000/09/xmldsig#}J`
+    #[serde(rename = "J")]
+    J(Base64Binary),
+    /// `{http://www.w3.org/2000/09/xmldsig#}KeyInfo`
+    #[serde(rename = "KeyInfo")]
+    KeyInfo(Box<KeyInfoType>),
+    /// `{http://www.w3.org/2000/09/xmldsig#}KeyName`
+    #[serde(rename = "KeyName")]
+    KeyName(String),
+    /// `{http://www.w3.org/2000/09/xmldsig#}KeyValue`
+    #[serde(rename = "KeyValue")]
+    KeyValue(Box<KeyValueType>),
+    /// `{urn:din:70121:2012:MsgBody}ListOfRootCertificateIDs`
+    #[serde(rename = "ListOfRootCertificateIDs")]
+    ListOfRootCertificateIDs(Box<ListOfRootCertificateIDsType>),
+    /// `{http://www.w3.org/2000/09/xmldsig#}Manifest`
+    #[serde(rename = "Manifest")]
+    Manifest(Box<ManifestType>),
+    /// `{urn:din:70121:2012:MsgDataTypes}MeterID`
+    #[serde(rename = "MeterID")]
+    MeterID(String),
+    /// `{urn:din:70121:2012:MsgBody}MeterInfo`
+    #[serde(rename = "MeterInfo")]
+    MeterInfo(Box<MeterInfoType>),
+    /// `{urn:din:70121:2012:MsgDataTypes}MeterReading`
+    #[serde(rename = "MeterReading")]
+    MeterReading(Box<PhysicalValueType>),
+    /// `{urn:din:70121:2012:MsgDataTypes}MeterStatus`
+    #[serde(rename = "MeterStatus")]
+    MeterStatus(i16),
+    /// `{urn:din:70121:2012:MsgBody}MeteringReceiptReq`
+    #[serde(rename = "MeteringReceiptReq")]
+    MeteringReceiptReq(Box<MeteringReceiptReqType>),
+    /// `{urn:din:70121:2012:MsgBody}MeteringReceiptRes`
+    #[serde(rename = "MeteringReceiptRes")]
+    MeteringReceiptRes(Box<MeteringReceiptResType>),
+    /// `{http://www.w3.org/2000/09/xmldsig#}MgmtData`
+    #[serde(rename = "MgmtData")]
+    MgmtData(String),
+    /// `{http://www.w3.org/2000/09/xmldsig#}Modulus`
+    #[serde(rename = "Modulus")]
+    Modulus(Base64Binary),
+    /// `{urn:din:70121:2012:MsgDataTypes}Multiplier`
+    #[serde(rename = "Multiplier")]
+    Multiplier(i8),
+    /// `{urn:din:70121:2012:MsgHeader}Notification`
+    #[serde(rename = "Notification")]
+    Notification(Box<NotificationType>),
+    /// `{urn:din:70121:2012:MsgDataTypes}NotificationMaxDelay`
+    #[serde(rename = "NotificationMaxDelay")]
+    NotificationMaxDelay(u32),
+    /// `{urn:din:70121:2012:MsgDataTypes}NumEPriceLevels`
+    #[serde(rename = "NumEPriceLevels")]
+    NumEPriceLevels(u8),
+    /// `{urn:din:70121:2012:MsgBody}OEMProvisioningCert`
+    #[serde(rename = "OEMProvisioningCert")]
+    OEMProvisioningCert(Base64Binary),
+    /// `{http://www.w3.org/2000/09/xmldsig#}Object`
+    #[serde(rename = "Object")]
+    Object(Box<ObjectType>),
+    /// `{http://www.w3.org/2000/09/xmldsig#}P`
+    #[serde(rename = "P")]
+    P(Base64Binary),
+    /// `{http://www.w3.org/2000/09/xmldsig#}PGPKeyID`
+    #[serde(rename = "PGPKeyID")]
+    PGPKeyID(Base64Binary),
+    /// `{http://www.w3.org/2000/09/xmldsig#}PGPKeyPacket`
+    #[serde(rename = "PGPKeyPacket")]
+    PGPKeyPacket(Base64Binary),
+    /// `{urn:din:70121:2012:MsgDataTypes}PMax`
+    #[serde(rename = "PMax")]
+    PMax(i16),
+    /// `{urn:din:70121:2012:MsgDataTypes}PMaxSchedule`
+    #[serde(rename = "PMaxSchedule")]
+    PMaxSchedule(Box<PMaxScheduleType>),
+    /// `{urn:din:70121:2012:MsgDataTypes}PMaxScheduleEntry`
+    #[serde(rename = "PMaxScheduleEntry")]
+    PMaxScheduleEntry(Box<PMaxScheduleEntryType>),
+    /// `{urn:din:70121:2012:MsgDataTypes}PMaxScheduleID`
+    #[serde(rename = "PMaxScheduleID")]
+    PMaxScheduleID(i16),
+    /// `{urn:din:70121:2012:MsgDataTypes}Parameter`
+    #[serde(rename = "Parameter")]
+    Parameter(Box<ParameterType>),
+    /// `{urn:din:70121:2012:MsgDataTypes}ParameterSet`
+    #[serde(rename = "ParameterSet")]
+    ParameterSet(Box<ParameterSetType>),
+    /// `{urn:din:70121:2012:MsgDataTypes}ParameterSetID`
+    #[serde(rename = "ParameterSetID")]
+    ParameterSetID(i16),
+    /// `{urn:din:70121:2012:MsgBody}PaymentDetailsReq`
+    #[serde(rename = "PaymentDetailsReq")]
+    PaymentDetailsReq(Box<PaymentDetailsReqType>),
+    /// `{urn:din:70121:2012:MsgBody}PaymentDetailsRes`
+    #[serde(rename = "PaymentDetailsRes")]
+    PaymentDetailsRes(Box<PaymentDetailsResType>),
+    /// `{urn:din:70121:2012:MsgDataTypes}PaymentOption`
+    #[serde(rename = "PaymentOption")]
+    PaymentOption(PaymentOptionType),
+    /// `{urn:din:70121:2012:MsgBody}PaymentOptions`
+    #[serde(rename = "PaymentOptions")]
+    PaymentOptions(Box<PaymentOptionsType>),
+    /// `{http://www.w3.org/2000/09/xmldsig#}PgenCounter`
+    #[serde(rename = "PgenCounter")]
+    PgenCounter(Base64Binary),
+    /// `{urn:din:70121:2012:MsgBody}PowerDeliveryReq`
+    #[serde(rename = "PowerDeliveryReq")]
+    PowerDeliveryReq(Box<PowerDeliveryReqType>),
+    /// `{urn:din:70121:2012:MsgBody}PowerDeliveryRes`
+    #[serde(rename = "PowerDeliveryRes")]
+    PowerDeliveryRes(Box<PowerDeliveryResType>),
+    /// `{urn:din:70121:2012:MsgDataTypes}PowerSwitchClosed`
+    #[serde(rename = "PowerSwitchClosed")]
+    PowerSwitchClosed(bool),
+    /// `{urn:din:70121:2012:MsgBody}PreChargeReq`
+    #[serde(rename = "PreChargeReq")]
+    PreChargeReq(Box<PreChargeReqType>),
+    /// `{urn:din:70121:2012:MsgBody}PreChargeRes`
+    #[serde(rename = "PreChargeRes")]
+    PreChargeRes(Box<PreChargeResType>),
+    /// `{urn:din:70121:2012:MsgDataTypes}ProfileEntry`
+    #[serde(rename = "ProfileEntry")]
+    ProfileEntry(Box<ProfileEntryType>),
+    /// `{http://www.w3.org/2000/09/xmldsig#}Q`
+    #[serde(rename = "Q")]
+    Q(Base64Binary),
+    /// `{urn:din:70121:2012:MsgDataTypes}RCD`
+    #[serde(rename = "RCD")]
+    RCD(bool),
+    /// `{http://www.w3.org/2000/09/xmldsig#}RSAKeyValue`
+    #[serde(rename = "RSAKeyValue")]
+    RSAKeyValue(Box<RSAKeyValueType>),
+    /// `{urn:din:70121:2012:MsgBody}ReadyToChargeState`
+    #[serde(rename = "ReadyToChargeState")]
+    ReadyToChargeState(bool),
+    /// `{urn:din:70121:2012:MsgBody}ReceiptRequired`
+    #[serde(rename = "ReceiptRequired")]
+    ReceiptRequired(bool),
+    /// `{http://www.w3.org/2000/09/xmldsig#}Reference`
+    #[serde(rename = "Reference")]
+    Reference(Box<ReferenceType>),
+    /// `{urn:din:70121:2012:MsgDataTypes}RelativeTimeInterval`
+    #[serde(rename = "RelativeTimeInterval")]
+    RelativeTimeInterval(Box<RelativeTimeIntervalType>),
+    /// `{urn:din:70121:2012:MsgBody}RemainingTimeToBulkSoC`
+    #[serde(rename = "RemainingTimeToBulkSoC")]
+    RemainingTimeToBulkSoC(Box<PhysicalValueType>),
+    /// `{urn:din:70121:2012:MsgBody}RemainingTimeToFullSoC`
+    #[serde(rename = "RemainingTimeToFullSoC")]
+    RemainingTimeToFullSoC(Box<PhysicalValueType>),
+    /// `{urn:din:70121:2012:MsgBody}ResponseCode`
+    #[serde(rename = "ResponseCode")]
+    ResponseCode(ResponseCodeType),
+    /// `{http://www.w3.org/2000/09/xmldsig#}RetrievalMethod`
+    #[serde(rename = "RetrievalMethod")]
+    RetrievalMethod(Box<RetrievalMethodType>),
+    /// `{urn:din:70121:2012:MsgBody}RetryCounter`
+    #[serde(rename = "RetryCounter")]
+    RetryCounter(i16),
+    /// `{urn:din:70121:2012:MsgDataTypes}RootCertificateID`
+    #[serde(rename = "RootCertificateID")]
+    RootCertificateID(String),
+    /// `{urn:din:70121:2012:MsgDataTypes}SAScheduleList`
+    #[serde(rename = "SAScheduleList")]
+    SAScheduleList(Box<SAScheduleListType>),
+    /// `{urn:din:70121:2012:MsgDataTypes}SAScheduleTuple`
+    #[serde(rename = "SAScheduleTuple")]
+    SAScheduleTuple(Box<SAScheduleTupleType>),
+    /// `{urn:din:70121:2012:MsgBody}SAScheduleTupleID`
+    #[serde(rename = "SAScheduleTupleID")]
+    SAScheduleTupleID(i16),
+    /// `{urn:din:70121:2012:MsgDataTypes}SAScheduleTupleID`
+    #[serde(rename = "{urn:din:70121:2012:MsgDataTypes}SAScheduleTupleID")]
+    SAScheduleTupleID_(i16),
+    /// `{urn:din:70121:2012:MsgDataTypes}SASchedules`
+    #[serde(rename = "SASchedules")]
+    SASchedules(Box<SASchedulesType>),
+    /// `{http://www.w3.org/2000/09/xmldsig#}SPKISexp`
+    #[serde(rename = "SPKISexp")]
+    SPKISexp(Base64Binary),
+    /// `{urn:din:70121:2012:MsgDataTypes}SalesTariff`
+    #[serde(rename = "SalesTariff")]
+    SalesTariff(Box<SalesTariffType>),
+    /// `{urn:din:70121:2012:MsgDataTypes}SalesTariffDescription`
+    #[serde(rename = "SalesTariffDescription")]
+    SalesTariffDescription(String),
+    /// `{urn:din:70121:2012:MsgDataTypes}SalesTariffEntry`
+    #[serde(rename = "SalesTariffEntry")]
+    SalesTariffEntry(Box<SalesTariffEntryType>),
+    /// `{urn:din:70121:2012:MsgDataTypes}SalesTariffID`
+    #[serde(rename = "SalesTariffID")]
+    SalesTariffID(i16),
+    /// `{http://www.w3.org/2000/09/xmldsig#}Seed`
+    #[serde(rename = "Seed")]
+    Seed(Base64Binary),
+    /// `{urn:din:70121:2012:MsgBody}SelectedPaymentOption`
+    #[serde(rename = "SelectedPaymentOption")]
+    SelectedPaymentOption(PaymentOptionType),
+    /// `{urn:din:70121:2012:MsgDataTypes}SelectedService`
+    #[serde(rename = "SelectedService")]
+    SelectedService(Box<SelectedServiceType>),
+    /// `{urn:din:70121:2012:MsgBody}SelectedServiceList`
+    #[serde(rename = "SelectedServiceList")]
+    SelectedServiceList(Box<SelectedServiceListType>),
+    /// `{urn:din:70121:2012:MsgDataTypes}Service`
+    #[serde(rename = "Service")]
+    Service(Box<ServiceType>),
+    /// `{urn:din:70121:2012:MsgBody}ServiceCategory`
+    #[serde(rename = "ServiceCategory")]
+    ServiceCategory(ServiceCategoryType),
+    /// `{urn:din:70121:2012:MsgDataTypes}ServiceCategory`
+    #[serde(rename = "{urn:din:70121:2012:MsgDataTypes}ServiceCategory")]
+    ServiceCategory_(ServiceCategoryType),
+    /// `{urn:din:70121:2012:MsgDataTypes}ServiceCharge`
+    #[serde(rename = "ServiceCharge")]
+    ServiceCharge(Box<ServiceChargeType>),
+    /// `{urn:din:70121:2012:MsgBody}ServiceDetailReq`
+    #[serde(rename = "ServiceDetailReq")]
+    ServiceDetailReq(Box<ServiceDetailReqType>),
+    /// `{urn:din:70121:2012:MsgBody}ServiceDetailRes`
+    #[serde(rename = "ServiceDetailRes")]
+    ServiceDetailRes(Box<ServiceDetailResType>),
+    /// `{urn:din:70121:2012:MsgBody}ServiceDiscoveryReq`
+    #[serde(rename = "ServiceDiscoveryReq")]
+    ServiceDiscoveryReq(Box<ServiceDiscoveryReqType>),
+    /// `{urn:din:70121:2012:MsgBody}ServiceDiscoveryRes`
+    #[serde(rename = "ServiceDiscoveryRes")]
+    ServiceDiscoveryRes(Box<ServiceDiscoveryResType>),
+    /// `{urn:din:70121:2012:MsgBody}ServiceID`
+    #[serde(rename = "ServiceID")]
+    ServiceID(u16),
+    /// `{urn:din:70121:2012:MsgDataTypes}ServiceID`
+    #[serde(rename = "{urn:din:70121:2012:MsgDataTypes}ServiceID")]
+    ServiceID_(u16),
+    /// `{urn:din:70121:2012:MsgBody}ServiceList`
+    #[serde(rename = "ServiceList")]
+    ServiceList(Box<ServiceTagListType>),
+    /// `{urn:din:70121:2012:MsgDataTypes}ServiceName`
+    #[serde(rename = "ServiceName")]
+    ServiceName(String),
+    /// `{urn:din:70121:2012:MsgBody}ServiceParameterList`
+    #[serde(rename = "ServiceParameterList")]
+    ServiceParameterList(Box<ServiceParameterListType>),
+    /// `{urn:din:70121:2012:MsgBody}ServicePaymentSelectionReq`
+    #[serde(rename = "ServicePaymentSelectionReq")]
+    ServicePaymentSelectionReq(Box<ServicePaymentSelectionReqType>),
+    /// `{urn:din:70121:2012:MsgBody}ServicePaymentSelectionRes`
+    #[serde(rename = "ServicePaymentSelectionRes")]
+    ServicePaymentSelectionRes(Box<ServicePaymentSelectionResType>),
+    /// `{urn:din:70121:2012:MsgBody}ServiceScope`
+    #[serde(rename = "ServiceScope")]
+    ServiceScope(String),
+    /// `{urn:din:70121:2012:MsgDataTypes}ServiceScope`
+    #[serde(rename = "{urn:din:70121:2012:MsgDataTypes}ServiceScope")]
+    ServiceScope_(String),
+    /// `{urn:din:70121:2012:MsgDataTypes}ServiceTag`
+    #[serde(rename = "ServiceTag")]
+    ServiceTag(Box<ServiceTagType>),
+    /// `{urn:din:70121:2012:MsgBody}SessionID`
+    #[serde(rename = "SessionID")]
+    SessionID(HexBinary),
+    /// `{urn:din:70121:2012:MsgHeader}SessionID`
+    #[serde(rename = "{urn:din:70121:2012:MsgHeader}SessionID")]
+    SessionID_(HexBinary),
+    /// `{urn:din:70121:2012:MsgBody}SessionSetupReq`
+    #[serde(rename = "SessionSetupReq")]
+    SessionSetupReq(Box<SessionSetupReqType>),
+    /// `{urn:din:70121:2012:MsgBody}SessionSetupRes`
+    #[serde(rename = "SessionSetupRes")]
+    SessionSetupRes(Box<SessionSetupResType>),
+    /// `{urn:din:70121:2012:MsgBody}SessionStopReq`
+    #[serde(rename = "SessionStopReq")]
+    SessionStopReq(Box<SessionStopType>),
+    /// `{urn:din:70121:2012:MsgBody}SessionStopRes`
+    #[serde(rename = "SessionStopRes")]
+    SessionStopRes(Box<SessionStopResType>),
+    /// `{urn:din:70121:2012:MsgDataTypes}SigMeterReading`
+    #[serde(rename = "SigMeterReading")]
+    SigMeterReading(Base64Binary),
+    /// `{http://www.w3.org/2000/09/xmldsig#}Signature`
+    #[serde(rename = "Signature")]
+    Signature(Box<SignatureType>),
+    /// `{http://www.w3.org/2000/09/xmldsig#}SignatureMethod`
+    #[serde(rename = "SignatureMethod")]
+    SignatureMethod(Box<SignatureMethodType>),
+    /// `{http://www.w3.org/2000/09/xmldsig#}SignatureProperties`
+    #[serde(rename = "SignatureProperties")]
+    SignatureProperties(Box<SignaturePropertiesType>),
+    /// `{http://www.w3.org/2000/09/xmldsig#}SignatureProperty`
+    #[serde(rename = "SignatureProperty")]
+    SignatureProperty(Box<SignaturePropertyType>),
+    /// `{http://www.w3.org/2000/09/xmldsig#}SignatureValue`
+    #[serde(rename = "SignatureValue")]
+    SignatureValue(Box<SignatureValueType>),
+    /// `{http://www.w3.org/2000/09/xmldsig#}SignedInfo`
+    #[serde(rename = "SignedInfo")]
+    SignedInfo(Box<SignedInfoType>),
+    /// `{urn:din:70121:2012:MsgDataTypes}SubCertificates`
+    #[serde(rename = "SubCertificates")]
+    SubCertificates(Box<SubCertificatesType>),
+    /// `{urn:din:70121:2012:MsgDataTypes}TMeter`
+    #[serde(rename = "TMeter")]
+    TMeter(i64),
+    /// `{urn:din:70121:2012:MsgDataTypes}TimeInterval`
+    #[serde(rename = "TimeInterval")]
+    TimeInterval(Box<IntervalType>),
+    /// `{http://www.w3.org/2000/09/xmldsig#}Transform`
+    #[serde(rename = "Transform")]
+    Transform(Box<TransformType>),
+    /// `{http://www.w3.org/2000/09/xmldsig#}Transforms`
+    #[serde(rename = "Transforms")]
+    Transforms(Box<TransformsType>),
+    /// `{urn:din:70121:2012:MsgDataTypes}Unit`
+    #[serde(rename = "Unit")]
+    Unit(UnitSymbolType),
+    /// `{urn:din:70121:2012:MsgDef}V2G_Message`
+    #[serde(rename = "V2G_Message")]
+    V2gMessage(Box<V2gMessage>),
+    /// `{urn:din:70121:2012:MsgDataTypes}Value`
+    #[serde(rename = "Value")]
+    Value(i16),
+    /// `{urn:din:70121:2012:MsgBody}WeldingDetectionReq`
+    #[serde(rename = "WeldingDetectionReq")]
+    WeldingDetectionReq(Box<WeldingDetectionReqType>),
+    /// `{urn:din:70121:2012:MsgBody}WeldingDetectionRes`
+    #[serde(rename = "WeldingDetectionRes")]
+    WeldingDetectionRes(Box<WeldingDetectionResType>),
+    /// `{http://www.w3.org/2000/09/xmldsig#}X509CRL`
+    #[serde(rename = "X509CRL")]
+    X509CRL(Base64Binary),
+    /// `{http://www.w3.org/2000/09/xmldsig#}X509Certificate`
+    #[serde(rename = "X509Certificate")]
+    X509Certificate(Base64Binary),
+    /// `{http://www.w3.org/2000/09/xmldsig#}X509Data`
+    #[serde(rename = "X509Data")]
+    X509Data(Box<X509DataType>),
+    /// `{http://www.w3.org/2000/09/xmldsig#}X509IssuerName`
+    #[serde(rename = "X509IssuerName")]
+    X509IssuerName(String),
+    /// `{http://www.w3.org/2000/09/xmldsig#}X509IssuerSerial`
+    #[serde(rename = "X509IssuerSerial")]
+    X509IssuerSerial(Box<X509IssuerSerialType>),
+    /// `{http://www.w3.org/2000/09/xmldsig#}X509SKI`
+    #[serde(rename = "X509SKI")]
+    X509SKI(Base64Binary),
+    /// `{http://www.w3.org/2000/09/xmldsig#}X509SerialNumber`
+    #[serde(rename = "X509SerialNumber")]
+    X509SerialNumber(i64),
+    /// `{http://www.w3.org/2000/09/xmldsig#}X509SubjectName`
+    #[serde(rename = "X509SubjectName")]
+    X509SubjectName(String),
+    /// `{http://www.w3.org/2000/09/xmldsig#}XPath`
+    #[serde(rename = "XPath")]
+    XPath(String),
+    /// `{http://www.w3.org/2000/09/xmldsig#}Y`
+    #[serde(rename = "Y")]
+    Y(Base64Binary),
+    /// `{urn:din:70121:2012:MsgDataTypes}amount`
+    #[serde(rename = "amount")]
+    Amount(u32),
+    /// `{urn:din:70121:2012:MsgDataTypes}amountMultiplier`
+    #[serde(rename = "amountMultiplier")]
+    AmountMultiplier(i8),
+    /// `{urn:din:70121:2012:MsgDataTypes}boolValue`
+    #[serde(rename = "boolValue")]
+    BoolValue(bool),
+    /// `{urn:din:70121:2012:MsgDataTypes}byteValue`
+    #[serde(rename = "byteValue")]
+    ByteValue(i8),
+    /// `{urn:din:70121:2012:MsgDataTypes}costKind`
+    #[serde(rename = "costKind")]
+    CostKind(CostKindType),
+    /// `{urn:din:70121:2012:MsgDataTypes}duration`
+    #[serde(rename = "duration")]
+    Duration(u32),
+    /// `{urn:din:70121:2012:MsgDataTypes}intValue`
+    #[serde(rename = "intValue")]
+    IntValue(i32),
+    /// `{urn:din:70121:2012:MsgDataTypes}physicalValue`
+    #[serde(rename = "physicalValue")]
+    PhysicalValue(Box<PhysicalValueType>),
+    /// `{urn:din:70121:2012:MsgDataTypes}shortValue`
+    #[serde(rename = "shortValue")]
+    ShortValue(i16),
+    /// `{urn:din:70121:2012:MsgDataTypes}start`
+    #[serde(rename = "start")]
+    Start(u32),
+    /// `{urn:din:70121:2012:MsgDataTypes}startValue`
+    #[serde(rename = "startValue")]
+    StartValue(u32),
+    /// `{urn:din:70121:2012:MsgDataTypes}stringValue`
+    #[serde(rename = "stringValue")]
+    StringValue(String),
+}
+
+impl Fragment {
+    /// Encodes the fragment (header `0x80`, the element, ED) onto `out`.
+    pub fn encode(&self, out: &mut Vec<u8>) -> Result<(), ExiError> {
+        let mut bw = BitWriter::new();
+        let w = &mut bw;
+        w.bits(8, u32::from(HEADER));
+        match self {
+            Fragment::AcEVChargeParameter(x) => {
+                w.event(0, 247);
+                x.encode(w)?;
+            }
+            Fragment::AcEVSEChargeParameter(x) => {
+                w.event(1, 247);
+                x.encode(w)?;
+            }
+            Fragment::AcEVSEStatus(x) => {
+                w.event(2, 247);
+                x.encode(w)?;
+            }
+            Fragment::AcEVSEStatus_(x) => {
+                w.event(3, 247);
+                x.encode(w)?;
+            }
+            Fragment::Body(x) => {
+                w.event(4, 247);
+                x.encode(w)?;
+            }
+            Fragment::BodyElement(x) => {
+                w.event(5, 247);
+                x.encode(w)?;
+            }
+            Fragment::BulkChargingComplete(x) => {
+                w.event(6, 247);
+                elem_value(w, false, |w| {
+                    w.bits(1, u32::from(*x));
+                    Ok(())
+                })?;
+            }
+            Fragment::BulkChargingComplete_(x) => {
+                w.event(7, 247);
+                elem_value(w, false, |w| {
+                    w.bits(1, u32::from(*x));
+                    Ok(())
+                })?;
+            }
+            Fragment::BulkSOC(x) => {
+                w.event(8, 247);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, 100)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::CableCheckReq(x) => {
+                w.event(9, 247);
+                x.encode(w)?;
+            }
+            Fragment::CableCheckRes(x) => {
+                w.event(10, 247);
+                x.encode(w)?;
+            }
+            Fragment::CanonicalizationMethod(x) => {
+                w.event(11, 247);
+                x.encode(w)?;
+            }
+            Fragment::Certificate(x) => {
+                w.event(12, 247);
+                binary_elem(w, &x.0, 0, Some(1200))?;
+            }
+            Fragment::CertificateInstallationReq(x) => {
+                w.event(13, 247);
+                x.encode(w)?;
+            }
+            Fragment::CertificateInstallationRes(x) => {
+                w.event(14, 247);
+                x.encode(w)?;
+            }
+            Fragment::CertificateUpdateReq(x) => {
+                w.event(15, 247);
+                x.encode(w)?;
+            }
+            Fragment::CertificateUpdateRes(x) => {
+                w.event(16, 247);
+                x.encode(w)?;
+            }
+            Fragment::ChargeParameterDiscoveryReq(x) => {
+                w.event(17, 247);
+                x.encode(w)?;
+            }
+            Fragment::ChargeParameterDiscoveryRes(x) => {
+                w.event(18, 247);
+                x.encode(w)?;
+            }
+            Fragment::ChargeService(x) => {
+                w.event(19, 247);
+                x.encode(w)?;
+            }
+            Fragment::ChargingComplete(x) => {
+                w.event(20, 247);
+                elem_value(w, false, |w| {
+                    w.bits(1, u32::from(*x));
+                    Ok(())
+                })?;
+            }
+            Fragment::ChargingComplete_(x) => {
+                w.event(21, 247);
+                elem_value(w, false, |w| {
+                    w.bits(1, u32::from(*x));
+                    Ok(())
+                })?;
+            }
+            Fragment::ChargingProfile(x) => {
+                w.event(22, 247);
+                x.encode(w)?;
+            }
+            Fragment::ChargingProfileEntryMaxPower(x) => {
+                w.event(23, 247);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), -32768, 32767)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::ChargingProfileEntryStart(x) => {
+                w.event(24, 247);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, 4294967295)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::ChargingStatusReq(x) => {
+                w.event(25, 247);
+                x.encode(w)?;
+            }
+            Fragment::ChargingStatusRes(x) => {
+                w.event(26, 247);
+                x.encode(w)?;
+            }
+            Fragment::ConsumptionCost(x) => {
+                w.event(27, 247);
+                x.encode(w)?;
+            }
+            Fragment::ContractAuthenticationReq(x) => {
+                w.event(28, 247);
+                x.encode(w)?;
+            }
+            Fragment::ContractAuthenticationRes(x) => {
+                w.event(29, 247);
+                x.encode(w)?;
+            }
+            Fragment::ContractID(x) => {
+                w.event(30, 247);
+                string_elem(w, x, 0, Some(24))?;
+            }
+            Fragment::ContractSignatureCertChain(x) => {
+                w.event(31, 247);
+                x.encode(w)?;
+            }
+            Fragment::ContractSignatureEncryptedPrivateKey(x) => {
+                w.event(32, 247);
+                binary_elem(w, &x.0, 0, Some(128))?;
+            }
+            Fragment::Cost(x) => {
+                w.event(33, 247);
+                x.encode(w)?;
+            }
+            Fragment::CurrentDemandReq(x) => {
+                w.event(34, 247);
+                x.encode(w)?;
+            }
+            Fragment::CurrentDemandRes(x) => {
+                w.event(35, 247);
+                x.encode(w)?;
+            }
+            Fragment::DcEVChargeParameter(x) => {
+                w.event(36, 247);
+                x.encode(w)?;
+            }
+            Fragment::DcEVPowerDeliveryParameter(x) => {
+                w.event(37, 247);
+                x.encode(w)?;
+            }
+            Fragment::DcEVSEChargeParameter(x) => {
+                w.event(38, 247);
+                x.encode(w)?;
+            }
+            Fragment::DcEVSEStatus(x) => {
+                w.event(39, 247);
+                x.encode(w)?;
+            }
+            Fragment::DcEVSEStatus_(x) => {
+                w.event(40, 247);
+                x.encode(w)?;
+            }
+            Fragment::DcEVStatus(x) => {
+                w.event(41, 247);
+                x.encode(w)?;
+            }
+            Fragment::DcEVStatus_(x) => {
+                w.event(42, 247);
+                x.encode(w)?;
+            }
+            Fragment::DHParams(x) => {
+                w.event(43, 247);
+                binary_elem(w, &x.0, 0, Some(256))?;
+            }
+            Fragment::DateTimeNow(x) => {
+                w.event(45, 247);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), -9223372036854775808, 9223372036854775807)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::DepartureTime(x) => {
+                w.event(46, 247);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, 4294967295)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::DigestMethod(x) => {
+                w.event(47, 247);
+                x.encode(w)?;
+            }
+            Fragment::DigestValue(x) => {
+                w.event(48, 247);
+                binary_elem(w, &x.0, 0, None)?;
+            }
+            Fragment::EAmount(x) => {
+                w.event(49, 247);
+                x.encode(w)?;
+            }
+            Fragment::EPriceLevel(x) => {
+                w.event(50, 247);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, 255)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::EVCCID(x) => {
+                w.event(51, 247);
+                binary_elem(w, &x.0, 0, Some(8))?;
+            }
+            Fragment::EVCabinConditioning(x) => {
+                w.event(52, 247);
+                elem_value(w, false, |w| {
+                    w.bits(1, u32::from(*x));
+                    Ok(())
+                })?;
+            }
+            Fragment::EVChargeParameter(x) => {
+                w.event(53, 247);
+                x.encode(w)?;
+            }
+            Fragment::EVEnergyCapacity(x) => {
+                w.event(54, 247);
+                x.encode(w)?;
+            }
+            Fragment::EVEnergyRequest(x) => {
+                w.event(55, 247);
+                x.encode(w)?;
+            }
+            Fragment::EVErrorCode(x) => {
+                w.event(56, 247);
+                elem_value(w, false, |w| {
+                    enc_enum(w, x.index(), DcEVErrorCodeType::COUNT);
+                    Ok(())
+                })?;
+            }
+            Fragment::EVMaxCurrent(x) => {
+                w.event(57, 247);
+                x.encode(w)?;
+            }
+            Fragment::EVMaxVoltage(x) => {
+                w.event(58, 247);
+                x.encode(w)?;
+            }
+            Fragment::EVMaximumCurrentLimit(x) => {
+                w.event(59, 247);
+                x.encode(w)?;
+            }
+            Fragment::EVMaximumCurrentLimit_(x) => {
+                w.event(60, 247);
+                x.encode(w)?;
+            }
+            Fragment::EVMaximumPowerLimit(x) => {
+                w.event(61, 247);
+                x.encode(w)?;
+            }
+            Fragment::EVMaximumPowerLimit_(x) => {
+                w.event(62, 247);
+                x.encode(w)?;
+            }
+            Fragment::EVMaximumVoltageLimit(x) => {
+                w.event(63, 247);
+                x.encode(w)?;
+            }
+            Fragment::EVMaximumVoltageLimit_(x) => {
+                w.event(64, 247);
+                x.encode(w)?;
+            }
+            Fragment::EVMinCurrent(x) => {
+                w.event(65, 247);
+                x.encode(w)?;
+            }
+            Fragment::EVPowerDeliveryParameter(x) => {
+                w.event(66, 247);
+                x.encode(w)?;
+            }
+            Fragment::EVRESSConditioning(x) => {
+                w.event(67, 247);
+                elem_value(w, false, |w| {
+                    w.bits(1, u32::from(*x));
+                    Ok(())
+                })?;
+            }
+            Fragment::EVRESSSOC(x) => {
+                w.event(68, 247);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, 100)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::EVReady(x) => {
+                w.event(69, 247);
+                elem_value(w, false, |w| {
+                    w.bits(1, u32::from(*x));
+                    Ok(())
+                })?;
+            }
+            Fragment::EVRequestedEnergyTransferType(x) => {
+                w.event(70, 247);
+                elem_value(w, false, |w| {
+                    enc_enum(w, x.index(), EVRequestedEnergyTransferType::COUNT);
+                    Ok(())
+                })?;
+            }
+            Fragment::EVSEChargeParameter(x) => {
+                w.event(71, 247);
+                x.encode(w)?;
+            }
+            Fragment::EVSECurrentLimitAchieved(x) => {
+                w.event(72, 247);
+                elem_value(w, false, |w| {
+                    w.bits(1, u32::from(*x));
+                    Ok(())
+                })?;
+            }
+            Fragment::EVSECurrentRegulationTolerance(x) => {
+                w.event(73, 247);
+                x.encode(w)?;
+            }
+            Fragment::EVSEEnergyToBeDelivered(x) => {
+                w.event(74, 247);
+                x.encode(w)?;
+            }
+            Fragment::EVSEID(x) => {
+                w.event(75, 247);
+                binary_elem(w, &x.0, 0, Some(32))?;
+            }
+            Fragment::EVSEIsolationStatus(x) => {
+                w.event(76, 247);
+                elem_value(w, false, |w| {
+                    enc_enum(w, x.index(), IsolationLevelType::COUNT);
+                    Ok(())
+                })?;
+            }
+            Fragment::EVSEMaxCurrent(x) => {
+                w.event(77, 247);
+                x.encode(w)?;
+            }
+            Fragment::EVSEMaxCurrent_(x) => {
+                w.event(78, 247);
+                x.encode(w)?;
+            }
+            Fragment::EVSEMaxVoltage(x) => {
+                w.event(79, 247);
+                x.encode(w)?;
+            }
+            Fragment::EVSEMaximumCurrentLimit(x) => {
+                w.event(80, 247);
+                x.encode(w)?;
+            }
+            Fragment::EVSEMaximumCurrentLimit_(x) => {
+                w.event(81, 247);
+                x.encode(w)?;
+            }
+            Fragment::EVSEMaximumPowerLimit(x) => {
+                w.event(82, 247);
+                x.encode(w)?;
+            }
+            Fragment::EVSEMaximumPowerLimit_(x) => {
+                w.event(83, 247);
+                x.encode(w)?;
+            }
+            Fragment::EVSEMaximumVoltageLimit(x) => {
+                w.event(84, 247);
+                x.encode(w)?;
+            }
+            Fragment::EVSEMaximumVoltageLimit_(x) => {
+                w.event(85, 247);
+                x.encode(w)?;
+            }
+            Fragment::EVSEMinCurrent(x) => {
+                w.event(86, 247);
+                x.encode(w)?;
+            }
+            Fragment::EVSEMinimumCurrentLimit(x) => {
+                w.event(87, 247);
+                x.encode(w)?;
+            }
+            Fragment::EVSEMinimumVoltageLimit(x) => {
+                w.event(88, 247);
+                x.encode(w)?;
+            }
+            Fragment::EVSENotification(x) => {
+                w.event(89, 247);
+                elem_value(w, false, |w| {
+                    enc_enum(w, x.index(), EVSENotificationType::COUNT);
+                    Ok(())
+                })?;
+            }
+            Fragment::EVSEPeakCurrentRipple(x) => {
+                w.event(90, 247);
+                x.encode(w)?;
+            }
+            Fragment::EVSEPowerLimitAchieved(x) => {
+                w.event(91, 247);
+                elem_value(w, false, |w| {
+                    w.bits(1, u32::from(*x));
+                    Ok(())
+                })?;
+            }
+            Fragment::EVSEPresentCurrent(x) => {
+                w.event(92, 247);
+                x.encode(w)?;
+            }
+            Fragment::EVSEPresentVoltage(x) => {
+                w.event(93, 247);
+                x.encode(w)?;
+            }
+            Fragment::EVSEProcessing(x) => {
+                w.event(94, 247);
+                elem_value(w, false, |w| {
+                    enc_enum(w, x.index(), EVSEProcessingType::COUNT);
+                    Ok(())
+                })?;
+            }
+            Fragment::EVSEStatus(x) => {
+                w.event(95, 247);
+                x.encode(w)?;
+            }
+            Fragment::EVSEStatusCode(x) => {
+                w.event(96, 247);
+                elem_value(w, false, |w| {
+                    enc_enum(w, x.index(), DcEVSEStatusCodeType::COUNT);
+                    Ok(())
+                })?;
+            }
+            Fragment::EVSEVoltageLimitAchieved(x) => {
+                w.event(97, 247);
+                elem_value(w, false, |w| {
+                    w.bits(1, u32::from(*x));
+                    Ok(())
+                })?;
+            }
+            Fragment::EVStatus(x) => {
+                w.event(98, 247);
+                x.encode(w)?;
+            }
+            Fragment::EVTargetCurrent(x) => {
+                w.event(99, 247);
+                x.encode(w)?;
+            }
+            Fragment::EVTargetVoltage(x) => {
+                w.event(100, 247);
+                x.encode(w)?;
+            }
+            Fragment::EnergyTransferType(x) => {
+                w.event(101, 247);
+                elem_value(w, false, |w| {
+                    enc_enum(w, x.index(), EVSESupportedEnergyTransferType::COUNT);
+                    Ok(())
+                })?;
+            }
+            Fragment::Entry(x) => {
+                w.event(102, 247);
+                x.encode(w)?;
+            }
+            Fragment::Exponent(x) => {
+                w.event(103, 247);
+                binary_elem(w, &x.0, 0, None)?;
+            }
+            Fragment::FaultCode(x) => {
+                w.event(104, 247);
+                elem_value(w, false, |w| {
+                    enc_enum(w, x.index(), FaultCodeType::COUNT);
+                    Ok(())
+                })?;
+            }
+            Fragment::FaultMsg(x) => {
+                w.event(105, 247);
+                string_elem(w, x, 0, Some(64))?;
+            }
+            Fragment::FreeService(x) => {
+                w.event(106, 247);
+                elem_value(w, false, |w| {
+                    w.bits(1, u32::from(*x));
+                    Ok(())
+                })?;
+            }
+            Fragment::FullSOC(x) => {
+                w.event(107, 247);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, 100)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::G(x) => {
+                w.event(108, 247);
+                binary_elem(w, &x.0, 0, None)?;
+            }
+            Fragment::GenChallenge(x) => {
+                w.event(109, 247);
+                string_elem(w, x, 0, None)?;
+            }
+            Fragment::HMACOutputLength(x) => {
+                w.event(110, 247);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), i128::MIN, i128::MAX)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::Header(x) => {
+                w.event(111, 247);
+                x.encode(w)?;
+            }
+            Fragment::J(x) => {
+                w.event(112, 247);
+                binary_elem(w, &x.0, 0, None)?;
+            }
+            Fragment::KeyInfo(x) => {
+                w.event(113, 247);
+                x.encode(w)?;
+            }
+            Fragment::KeyName(x) => {
+                w.event(114, 247);
+                string_elem(w, x, 0, None)?;
+            }
+            Fragment::KeyValue(x) => {
+                w.event(115, 247);
+                x.encode(w)?;
+            }
+            Fragment::ListOfRootCertificateIDs(x) => {
+                w.event(116, 247);
+                x.encode(w)?;
+            }
+            Fragment::Manifest(x) => {
+                w.event(117, 247);
+                x.encode(w)?;
+            }
+            Fragment::MeterID(x) => {
+                w.event(118, 247);
+                string_elem(w, x, 0, Some(32))?;
+            }
+            Fragment::MeterInfo(x) => {
+                w.event(119, 247);
+                x.encode(w)?;
+            }
+            Fragment::MeterReading(x) => {
+                w.event(120, 247);
+                x.encode(w)?;
+            }
+            Fragment::MeterStatus(x) => {
+                w.event(121, 247);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), -32768, 32767)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::MeteringReceiptReq(x) => {
+                w.event(122, 247);
+                x.encode(w)?;
+            }
+            Fragment::MeteringReceiptRes(x) => {
+                w.event(123, 247);
+                x.encode(w)?;
+            }
+            Fragment::MgmtData(x) => {
+                w.event(124, 247);
+                string_elem(w, x, 0, None)?;
+            }
+            Fragment::Modulus(x) => {
+                w.event(125, 247);
+                binary_elem(w, &x.0, 0, None)?;
+            }
+            Fragment::Multiplier(x) => {
+                w.event(126, 247);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), -3, 3)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::Notification(x) => {
+                w.event(127, 247);
+                x.encode(w)?;
+            }
+            Fragment::NotificationMaxDelay(x) => {
+                w.event(128, 247);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, 4294967295)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::NumEPriceLevels(x) => {
+                w.event(129, 247);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, 255)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::OEMProvisioningCert(x) => {
+                w.event(130, 247);
+                binary_elem(w, &x.0, 0, Some(1200))?;
+            }
+            Fragment::Object(x) => {
+                w.event(131, 247);
+                x.encode(w)?;
+            }
+            Fragment::P(x) => {
+                w.event(132, 247);
+                binary_elem(w, &x.0, 0, None)?;
+            }
+            Fragment::PGPKeyID(x) => {
+                w.event(134, 247);
+                binary_elem(w, &x.0, 0, None)?;
+            }
+            Fragment::PGPKeyPacket(x) => {
+                w.event(135, 247);
+                binary_elem(w, &x.0, 0, None)?;
+            }
+            Fragment::PMax(x) => {
+                w.event(136, 247);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), -32768, 32767)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::PMaxSchedule(x) => {
+                w.event(137, 247);
+                x.encode(w)?;
+            }
+            Fragment::PMaxScheduleEntry(x) => {
+                w.event(138, 247);
+                x.encode(w)?;
+            }
+            Fragment::PMaxScheduleID(x) => {
+                w.event(139, 247);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), -32768, 32767)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::Parameter(x) => {
+                w.event(140, 247);
+                x.encode(w)?;
+            }
+            Fragment::ParameterSet(x) => {
+                w.event(141, 247);
+                x.encode(w)?;
+            }
+            Fragment::ParameterSetID(x) => {
+                w.event(142, 247);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), -32768, 32767)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::PaymentDetailsReq(x) => {
+                w.event(143, 247);
+                x.encode(w)?;
+            }
+            Fragment::PaymentDetailsRes(x) => {
+                w.event(144, 247);
+                x.encode(w)?;
+            }
+            Fragment::PaymentOption(x) => {
+                w.event(145, 247);
+                elem_value(w, false, |w| {
+                    enc_enum(w, x.index(), PaymentOptionType::COUNT);
+                    Ok(())
+                })?;
+            }
+            Fragment::PaymentOptions(x) => {
+                w.event(146, 247);
+                x.encode(w)?;
+            }
+            Fragment::PgenCounter(x) => {
+                w.event(147, 247);
+                binary_elem(w, &x.0, 0, None)?;
+            }
+            Fragment::PowerDeliveryReq(x) => {
+                w.event(148, 247);
+                x.encode(w)?;
+            }
+            Fragment::PowerDeliveryRes(x) => {
+                w.event(149, 247);
+                x.encode(w)?;
+            }
+            Fragment::PowerSwitchClosed(x) => {
+                w.event(150, 247);
+                elem_value(w, false, |w| {
+                    w.bits(1, u32::from(*x));
+                    Ok(())
+                })?;
+            }
+            Fragment::PreChargeReq(x) => {
+                w.event(151, 247);
+                x.encode(w)?;
+            }
+            Fragment::PreChargeRes(x) => {
+                w.event(152, 247);
+                x.encode(w)?;
+            }
+            Fragment::ProfileEntry(x) => {
+                w.event(153, 247);
+                x.encode(w)?;
+            }
+            Fragment::Q(x) => {
+                w.event(154, 247);
+                binary_elem(w, &x.0, 0, None)?;
+            }
+            Fragment::RCD(x) => {
+                w.event(155, 247);
+                elem_value(w, false, |w| {
+                    w.bits(1, u32::from(*x));
+                    Ok(())
+                })?;
+            }
+            Fragment::RSAKeyValue(x) => {
+                w.event(156, 247);
+                x.encode(w)?;
+            }
+            Fragment::ReadyToChargeState(x) => {
+                w.event(157, 247);
+                elem_value(w, false, |w| {
+                    w.bits(1, u32::from(*x));
+                    Ok(())
+                })?;
+            }
+            Fragment::ReceiptRequired(x) => {
+                w.event(158, 247);
+                elem_value(w, false, |w| {
+                    w.bits(1, u32::from(*x));
+                    Ok(())
+                })?;
+            }
+            Fragment::Reference(x) => {
+                w.event(159, 247);
+                x.encode(w)?;
+            }
+            Fragment::RelativeTimeInterval(x) => {
+                w.event(160, 247);
+                x.encode(w)?;
+            }
+            Fragment::RemainingTimeToBulkSoC(x) => {
+                w.event(161, 247);
+                x.encode(w)?;
+            }
+            Fragment::RemainingTimeToFullSoC(x) => {
+                w.event(162, 247);
+                x.encode(w)?;
+            }
+            Fragment::ResponseCode(x) => {
+                w.event(163, 247);
+                elem_value(w, false, |w| {
+                    enc_enum(w, x.index(), ResponseCodeType::COUNT);
+                    Ok(())
+                })?;
+            }
+            Fragment::RetrievalMethod(x) => {
+                w.event(164, 247);
+                x.encode(w)?;
+            }
+            Fragment::RetryCounter(x) => {
+                w.event(165, 247);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), -32768, 32767)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::RootCertificateID(x) => {
+                w.event(166, 247);
+                string_elem(w, x, 0, Some(40))?;
+            }
+            Fragment::SAScheduleList(x) => {
+                w.event(167, 247);
+                x.encode(w)?;
+            }
+            Fragment::SAScheduleTuple(x) => {
+                w.event(168, 247);
+                x.encode(w)?;
+            }
+            Fragment::SAScheduleTupleID(x) => {
+                w.event(169, 247);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), -32768, 32767)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::SAScheduleTupleID_(x) => {
+                w.event(170, 247);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), -32768, 32767)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::SASchedules(x) => {
+                w.event(171, 247);
+                x.encode(w)?;
+            }
+            Fragment::SPKISexp(x) => {
+                w.event(173, 247);
+                binary_elem(w, &x.0, 0, None)?;
+            }
+            Fragment::SalesTariff(x) => {
+                w.event(174, 247);
+                x.encode(w)?;
+            }
+            Fragment::SalesTariffDescription(x) => {
+                w.event(175, 247);
+                string_elem(w, x, 0, Some(32))?;
+            }
+            Fragment::SalesTariffEntry(x) => {
+                w.event(176, 247);
+                x.encode(w)?;
+            }
+            Fragment::SalesTariffID(x) => {
+                w.event(177, 247);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), -32768, 32767)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::Seed(x) => {
+                w.event(178, 247);
+                binary_elem(w, &x.0, 0, None)?;
+            }
+            Fragment::SelectedPaymentOption(x) => {
+                w.event(179, 247);
+                elem_value(w, false, |w| {
+                    enc_enum(w, x.index(), PaymentOptionType::COUNT);
+                    Ok(())
+                })?;
+            }
+            Fragment::SelectedService(x) => {
+                w.event(180, 247);
+                x.encode(w)?;
+            }
+            Fragment::SelectedServiceList(x) => {
+                w.event(181, 247);
+                x.encode(w)?;
+            }
+            Fragment::Service(x) => {
+                w.event(182, 247);
+                x.encode(w)?;
+            }
+            Fragment::ServiceCategory(x) => {
+                w.event(183, 247);
+                elem_value(w, false, |w| {
+                    enc_enum(w, x.index(), ServiceCategoryType::COUNT);
+                    Ok(())
+                })?;
+            }
+            Fragment::ServiceCategory_(x) => {
+                w.event(184, 247);
+                elem_value(w, false, |w| {
+                    enc_enum(w, x.index(), ServiceCategoryType::COUNT);
+                    Ok(())
+                })?;
+            }
+            Fragment::ServiceCharge(x) => {
+                w.event(185, 247);
+                x.encode(w)?;
+            }
+            Fragment::ServiceDetailReq(x) => {
+                w.event(186, 247);
+                x.encode(w)?;
+            }
+            Fragment::ServiceDetailRes(x) => {
+                w.event(187, 247);
+                x.encode(w)?;
+            }
+            Fragment::ServiceDiscoveryReq(x) => {
+                w.event(188, 247);
+                x.encode(w)?;
+            }
+            Fragment::ServiceDiscoveryRes(x) => {
+                w.event(189, 247);
+                x.encode(w)?;
+            }
+            Fragment::ServiceID(x) => {
+                w.event(190, 247);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, 65535)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::ServiceID_(x) => {
+                w.event(191, 247);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, 65535)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::ServiceList(x) => {
+                w.event(192, 247);
+                x.encode(w)?;
+            }
+            Fragment::ServiceName(x) => {
+                w.event(193, 247);
+                string_elem(w, x, 0, Some(32))?;
+            }
+            Fragment::ServiceParameterList(x) => {
+                w.event(194, 247);
+                x.encode(w)?;
+            }
+            Fragment::ServicePaymentSelectionReq(x) => {
+                w.event(195, 247);
+                x.encode(w)?;
+            }
+            Fragment::ServicePaymentSelectionRes(x) => {
+                w.event(196, 247);
+                x.encode(w)?;
+            }
+            Fragment::ServiceScope(x) => {
+                w.event(197, 247);
+                string_elem(w, x, 0, Some(32))?;
+            }
+            Fragment::ServiceScope_(x) => {
+                w.event(198, 247);
+                string_elem(w, x, 0, Some(32))?;
+            }
+            Fragment::ServiceTag(x) => {
+                w.event(199, 247);
+                x.encode(w)?;
+            }
+            Fragment::SessionID(x) => {
+                w.event(200, 247);
+                binary_elem(w, &x.0, 0, Some(8))?;
+            }
+            Fragment::SessionID_(x) => {
+                w.event(201, 247);
+                binary_elem(w, &x.0, 0, Some(8))?;
+            }
+            Fragment::SessionSetupReq(x) => {
+                w.event(202, 247);
+                x.encode(w)?;
+            }
+            Fragment::SessionSetupRes(x) => {
+                w.event(203, 247);
+                x.encode(w)?;
+            }
+            Fragment::SessionStopReq(x) => {
+                w.event(204, 247);
+                x.encode(w)?;
+            }
+            Fragment::SessionStopRes(x) => {
+                w.event(205, 247);
+                x.encode(w)?;
+            }
+            Fragment::SigMeterReading(x) => {
+                w.event(206, 247);
+                binary_elem(w, &x.0, 0, Some(32))?;
+            }
+            Fragment::Signature(x) => {
+                w.event(207, 247);
+                x.encode(w)?;
+            }
+            Fragment::SignatureMethod(x) => {
+                w.event(208, 247);
+                x.encode(w)?;
+            }
+            Fragment::SignatureProperties(x) => {
+                w.event(209, 247);
+                x.encode(w)?;
+            }
+            Fragment::SignatureProperty(x) => {
+                w.event(210, 247);
+                x.encode(w)?;
+            }
+            Fragment::SignatureValue(x) => {
+                w.event(211, 247);
+                x.encode(w)?;
+            }
+            Fragment::SignedInfo(x) => {
+                w.event(212, 247);
+                x.encode(w)?;
+            }
+            Fragment::SubCertificates(x) => {
+                w.event(213, 247);
+                x.encode(w)?;
+            }
+            Fragment::TMeter(x) => {
+                w.event(214, 247);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), -9223372036854775808, 9223372036854775807)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::TimeInterval(x) => {
+                w.event(215, 247);
+                x.encode(w)?;
+            }
+            Fragment::Transform(x) => {
+                w.event(216, 247);
+                x.encode(w)?;
+            }
+            Fragment::Transforms(x) => {
+                w.event(217, 247);
+                x.encode(w)?;
+            }
+            Fragment::Unit(x) => {
+                w.event(218, 247);
+                elem_value(w, false, |w| {
+                    enc_enum(w, x.index(), UnitSymbolType::COUNT);
+                    Ok(())
+                })?;
+            }
+            Fragment::V2gMessage(x) => {
+                w.event(219, 247);
+                x.encode(w)?;
+            }
+            Fragment::Value(x) => {
+                w.event(220, 247);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), -32768, 32767)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::WeldingDetectionReq(x) => {
+                w.event(221, 247);
+                x.encode(w)?;
+            }
+            Fragment::WeldingDetectionRes(x) => {
+                w.event(222, 247);
+                x.encode(w)?;
+            }
+            Fragment::X509CRL(x) => {
+                w.event(223, 247);
+                binary_elem(w, &x.0, 0, None)?;
+            }
+            Fragment::X509Certificate(x) => {
+                w.event(224, 247);
+                binary_elem(w, &x.0, 0, None)?;
+            }
+            Fragment::X509Data(x) => {
+                w.event(225, 247);
+                x.encode(w)?;
+            }
+            Fragment::X509IssuerName(x) => {
+                w.event(226, 247);
+                string_elem(w, x, 0, None)?;
+            }
+            Fragment::X509IssuerSerial(x) => {
+                w.event(227, 247);
+                x.encode(w)?;
+            }
+            Fragment::X509SKI(x) => {
+                w.event(228, 247);
+                binary_elem(w, &x.0, 0, None)?;
+            }
+            Fragment::X509SerialNumber(x) => {
+                w.event(229, 247);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), i128::MIN, i128::MAX)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::X509SubjectName(x) => {
+                w.event(230, 247);
+                string_elem(w, x, 0, None)?;
+            }
+            Fragment::XPath(x) => {
+                w.event(231, 247);
+                string_elem(w, x, 0, None)?;
+            }
+            Fragment::Y(x) => {
+                w.event(232, 247);
+                binary_elem(w, &x.0, 0, None)?;
+            }
+            Fragment::Amount(x) => {
+                w.event(233, 247);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, 4294967295)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::AmountMultiplier(x) => {
+                w.event(234, 247);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), -3, 3)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::BoolValue(x) => {
+                w.event(235, 247);
+                elem_value(w, false, |w| {
+                    w.bits(1, u32::from(*x));
+                    Ok(())
+                })?;
+            }
+            Fragment::ByteValue(x) => {
+                w.event(236, 247);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), -128, 127)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::CostKind(x) => {
+                w.event(237, 247);
+                elem_value(w, false, |w| {
+                    enc_enum(w, x.index(), CostKindType::COUNT);
+                    Ok(())
+                })?;
+            }
+            Fragment::Duration(x) => {
+                w.event(238, 247);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, 4294967295)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::IntValue(x) => {
+                w.event(239, 247);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), -2147483648, 2147483647)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::PhysicalValue(x) => {
+                w.event(240, 247);
+                x.encode(w)?;
+            }
+            Fragment::ShortValue(x) => {
+                w.event(241, 247);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), -32768, 32767)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::Start(x) => {
+                w.event(242, 247);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, 4294967295)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::StartValue(x) => {
+                w.event(243, 247);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, 4294967295)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::StringValue(x) => {
+                w.event(244, 247);
+                string_elem(w, x, 0, None)?;
+            }
+        }
+        w.event(246, 247);
+        out.extend_from_slice(&bw.finish());
+        Ok(())
+    }
+
+    /// Decodes a fragment of one element.
+    pub fn decode(bytes: &[u8]) -> Result<Fragment, ExiError> {
+        let mut rd = BitReader::new(bytes);
+        let r = &mut rd;
+        let h = r.bits(8)? as u8;
+        if h != HEADER {
+            return Err(ExiError::Header(h));
+        }
+        let code = r.event(247)?;
+        let f = match code {
+            0 => Fragment::AcEVChargeParameter(Box::new(AcEVChargeParameterType::decode(r)?)),
+            1 => Fragment::AcEVSEChargeParameter(Box::new(AcEVSEChargeParameterType::decode(r)?)),
+            2 => Fragment::AcEVSEStatus(Box::new(AcEVSEStatusType::decode(r)?)),
+            3 => Fragment::AcEVSEStatus_(Box::new(AcEVSEStatusType::decode(r)?)),
+            4 => Fragment::Body(Box::new(BodyType::decode(r)?)),
+            5 => Fragment::BodyElement(Box::new(BodyBaseType::decode(r)?)),
+            6 => Fragment::BulkChargingComplete(
+                dec_elem_value(r, false, |r| Ok(dec_bool(r)?))?
+                    .ok_or_else(|| missing("BulkChargingComplete"))?,
+            ),
+            7 => Fragment::BulkChargingComplete_(
+                dec_elem_value(r, false, |r| Ok(dec_bool(r)?))?
+                    .ok_or_else(|| missing("BulkChargingComplete"))?,
+            ),
+            8 => Fragment::BulkSOC(
+                dec_elem_value(r, false, |r| Ok(int_into::<u8>(dec_int(r, 0, 100)?)?))?
+                    .ok_or_else(|| missing("BulkSOC"))?,
+            ),
+            9 => Fragment::CableCheckReq(Box::new(CableCheckReqType::decode(r)?)),
+            10 => Fragment::CableCheckRes(Box::new(CableCheckResType::decode(r)?)),
+            11 => {
+                Fragment::CanonicalizationMethod(Box::new(CanonicalizationMethodType::decode(r)?))
+            }
+            12 => Fragment::Certificate(
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, Some(1200))?)))?
+                    .unwrap_or_default(),
+            ),
+            13 => Fragment::CertificateInstallationReq(Box::new(
+                CertificateInstallationReqType::decode(r)?,
+            )),
+            14 => Fragment::CertificateInstallationRes(Box::new(
+                CertificateInstallationResType::decode(r)?,
+            )),
+            15 => Fragment::CertificateUpdateReq(Box::new(CertificateUpdateReqType::decode(r)?)),
+            16 => Fragment::CertificateUpdateRes(Box::new(CertificateUpdateResType::decode(r)?)),
+            17 => Fragment::ChargeParameterDiscoveryReq(Box::new(
+                ChargeParameterDiscoveryReqType::decode(r)?,
+            )),
+            18 => Fragment::ChargeParameterDiscoveryRes(Box::new(
+                ChargeParameterDiscoveryResType::decode(r)?,
+            )),
+            19 => Fragment::ChargeService(Box::new(ServiceChargeType::decode(r)?)),
+            20 => Fragment::ChargingComplete(
+                dec_elem_value(r, false, |r| Ok(dec_bool(r)?))?
+                    .ok_or_else(|| missing("ChargingComplete"))?,
+            ),
+            21 => Fragment::ChargingComplete_(
+                dec_elem_value(r, false, |r| Ok(dec_bool(r)?))?
+                    .ok_or_else(|| missing("ChargingComplete"))?,
+            ),
+            22 => Fragment::ChargingProfile(Box::new(ChargingProfileType::decode(r)?)),
+            23 => Fragment::ChargingProfileEntryMaxPower(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<i16>(dec_int(r, -32768, 32767)?)?)
+                })?
+                .ok_or_else(|| missing("ChargingProfileEntryMaxPower"))?,
+            ),
+            24 => Fragment::ChargingProfileEntryStart(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<u32>(dec_int(r, 0, 4294967295)?)?)
+                })?
+                .ok_or_else(|| missing("ChargingProfileEntryStart"))?,
+            ),
+            25 => Fragment::ChargingStatusReq(Box::new(ChargingStatusReqType::decode(r)?)),
+            26 => Fragment::ChargingStatusRes(Box::new(ChargingStatusResType::decode(r)?)),
+            27 => Fragment::ConsumptionCost(Box::new(ConsumptionCostType::decode(r)?)),
+            28 => Fragment::ContractAuthenticationReq(Box::new(
+                ContractAuthenticationReqType::decode(r)?,
+            )),
+            29 => Fragment::ContractAuthenticationRes(Box::new(
+                ContractAuthenticationResType::decode(r)?,
+            )),
+            30 => Fragment::ContractID(
+                dec_elem_value(r, true, |r| Ok(dec_string(r, 0, Some(24))?))?.unwrap_or_default(),
+            ),
+            31 => Fragment::ContractSignatureCertChain(Box::new(CertificateChainType::decode(r)?)),
+            32 => Fragment::ContractSignatureEncryptedPrivateKey(
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, Some(128))?)))?
+                    .unwrap_or_default(),
+            ),
+            33 => Fragment::Cost(Box::new(CostType::decode(r)?)),
+            34 => Fragment::CurrentDemandReq(Box::new(CurrentDemandReqType::decode(r)?)),
+            35 => Fragment::CurrentDemandRes(Box::new(CurrentDemandResType::decode(r)?)),
+            36 => Fragment::DcEVChargeParameter(Box::new(DcEVChargeParameterType::decode(r)?)),
+            37 => Fragment::DcEVPowerDeliveryParameter(Box::new(
+                DcEVPowerDeliveryParameterType::decode(r)?,
+            )),
+            38 => Fragment::DcEVSEChargeParameter(Box::new(DcEVSEChargeParameterType::decode(r)?)),
+            39 => Fragment::DcEVSEStatus(Box::new(DcEVSEStatusType::decode(r)?)),
+            40 => Fragment::DcEVSEStatus_(Box::new(DcEVSEStatusType::decode(r)?)),
+            41 => Fragment::DcEVStatus(Box::new(DcEVStatusType::decode(r)?)),
+            42 => Fragment::DcEVStatus_(Box::new(DcEVStatusType::decode(r)?)),
+            43 => Fragment::DHParams(
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, Some(256))?)))?
+                    .unwrap_or_default(),
+            ),
+            45 => Fragment::DateTimeNow(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<i64>(dec_int(
+                        r,
+                        -9223372036854775808,
+                        9223372036854775807,
+                    )?)?)
+                })?
+                .ok_or_else(|| missing("DateTimeNow"))?,
+            ),
+            46 => Fragment::DepartureTime(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<u32>(dec_int(r, 0, 4294967295)?)?)
+                })?
+                .ok_or_else(|| missing("DepartureTime"))?,
+            ),
+            47 => Fragment::DigestMethod(Box::new(DigestMethodType::decode(r)?)),
+            48 => Fragment::DigestValue(
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
+                    .unwrap_or_default(),
+            ),
+            49 => Fragment::EAmount(Box::new(PhysicalValueType::decode(r)?)),
+            50 => Fragment::EPriceLevel(
+                dec_elem_value(r, false, |r| Ok(int_into::<u8>(dec_int(r, 0, 255)?)?))?
+                    .ok_or_else(|| missing("EPriceLevel"))?,
+            ),
+            51 => Fragment::EVCCID(
+                dec_elem_value(r, true, |r| Ok(HexBinary(dec_binary(r, 0, Some(8))?)))?
+                    .unwrap_or_default(),
+            ),
+            52 => Fragment::EVCabinConditioning(
+                dec_elem_value(r, false, |r| Ok(dec_bool(r)?))?
+                    .ok_or_else(|| missing("EVCabinConditioning"))?,
+            ),
+            53 => Fragment::EVChargeParameter(Box::new(EVChargeParameterType::decode(r)?)),
+            54 => Fragment::EVEnergyCapacity(Box::new(PhysicalValueType::decode(r)?)),
+            55 => Fragment::EVEnergyRequest(Box::new(PhysicalValueType::decode(r)?)),
+            56 => Fragment::EVErrorCode(
+                dec_elem_value(r, false, |r| {
+                    Ok(enum_from::<DcEVErrorCodeType>(dec_enum(
+                        r,
+                        DcEVErrorCodeType::COUNT,
+                    )?)?)
+                })?
+                .ok_or_else(|| missing("EVErrorCode"))?,
+            ),
+            57 => Fragment::EVMaxCurrent(Box::new(PhysicalValueType::decode(r)?)),
+            58 => Fragment::EVMaxVoltage(Box::new(PhysicalValueType::decode(r)?)),
+            59 => Fragment::EVMaximumCurrentLimit(Box::new(PhysicalValueType::decode(r)?)),
+            60 => Fragment::EVMaximumCurrentLimit_(Box::new(PhysicalValueType::decode(r)?)),
+            61 => Fragment::EVMaximumPowerLimit(Box::new(PhysicalValueType::decode(r)?)),
+            62 => Fragment::EVMaximumPowerLimit_(Box::new(PhysicalValueType::decode(r)?)),
+            63 => Fragment::EVMaximumVoltageLimit(Box::new(PhysicalValueType::decode(r)?)),
+            64 => Fragment::EVMaximumVoltageLimit_(Box::new(PhysicalValueType::decode(r)?)),
+            65 => Fragment::EVMinCurrent(Box::new(PhysicalValueType::decode(r)?)),
+            66 => Fragment::EVPowerDeliveryParameter(Box::new(
+                EVPowerDeliveryParameterType::decode(r)?,
+            )),
+            67 => Fragment::EVRESSConditioning(
+                dec_elem_value(r, false, |r| Ok(dec_bool(r)?))?
+                    .ok_or_else(|| missing("EVRESSConditioning"))?,
+            ),
+            68 => Fragment::EVRESSSOC(
+                dec_elem_value(r, false, |r| Ok(int_into::<u8>(dec_int(r, 0, 100)?)?))?
+                    .ok_or_else(|| missing("EVRESSSOC"))?,
+            ),
+            69 => Fragment::EVReady(
+                dec_elem_value(r, false, |r| Ok(dec_bool(r)?))?
+                    .ok_or_else(|| missing("EVReady"))?,
+            ),
+            70 => Fragment::EVRequestedEnergyTransferType(
+                dec_elem_value(r, false, |r| {
+                    Ok(enum_from::<EVRequestedEnergyTransferType>(dec_enum(
+                        r,
+                        EVRequestedEnergyTransferType::COUNT,
+                    )?)?)
+                })?
+                .ok_or_else(|| missing("EVRequestedEnergyTransferType"))?,
+            ),
+            71 => Fragment::EVSEChargeParameter(Box::new(EVSEChargeParameterType::decode(r)?)),
+            72 => Fragment::EVSECurrentLimitAchieved(
+                dec_elem_value(r, false, |r| Ok(dec_bool(r)?))?
+                    .ok_or_else(|| missing("EVSECurrentLimitAchieved"))?,
+            ),
+            73 => Fragment::EVSECurrentRegulationTolerance(Box::new(PhysicalValueType::decode(r)?)),
+            74 => Fragment::EVSEEnergyToBeDelivered(Box::new(PhysicalValueType::decode(r)?)),
+            75 => Fragment::EVSEID(
+                dec_elem_value(r, true, |r| Ok(HexBinary(dec_binary(r, 0, Some(32))?)))?
+                    .unwrap_or_default(),
+            ),
+            76 => Fragment::EVSEIsolationStatus(
+                dec_elem_value(r, false, |r| {
+                    Ok(enum_from::<IsolationLevelType>(dec_enum(
+                        r,
+                        IsolationLevelType::COUNT,
+                    )?)?)
+                })?
+                .ok_or_else(|| missing("EVSEIsolationStatus"))?,
+            ),
+            77 => Fragment::EVSEMaxCurrent(Box::new(PhysicalValueType::decode(r)?)),
+            78 => Fragment::EVSEMaxCurrent_(Box::new(PhysicalValueType::decode(r)?)),
+            79 => Fragment::EVSEMaxVoltage(Box::new(PhysicalValueType::decode(r)?)),
+            80 => Fragment::EVSEMaximumCurrentLimit(Box::new(PhysicalValueType::decode(r)?)),
+            81 => Fragment::EVSEMaximumCurrentLimit_(Box::new(PhysicalValueType::decode(r)?)),
+            82 => Fragment::EVSEMaximumPowerLimit(Box::new(PhysicalValueType::decode(r)?)),
+            83 => Fragment::EVSEMaximumPowerLimit_(Box::new(PhysicalValueType::decode(r)?)),
+            84 => Fragment::EVSEMaximumVoltageLimit(Box::new(PhysicalValueType::decode(r)?)),
+            85 => Fragment::EVSEMaximumVoltageLimit_(Box::new(PhysicalValueType::decode(r)?)),
+            86 => Fragment::EVSEMinCurrent(Box::new(PhysicalValueType::decode(r)?)),
+            87 => Fragment::EVSEMinimumCurrentLimit(Box::new(PhysicalValueType::decode(r)?)),
+            88 => Fragment::EVSEMinimumVoltageLimit(Box::new(PhysicalValueType::decode(r)?)),
+            89 => Fragment::EVSENotification(
+                dec_elem_value(r, false, |r| {
+                    Ok(enum_from::<EVSENotificationType>(dec_enum(
+                        r,
+                        EVSENotificationType::COUNT,
+                    )?)?)
+                })?
+                .ok_or_else(|| missing("EVSENotification"))?,
+            ),
+            90 => Fragment::EVSEPeakCurrentRipple(Box::new(PhysicalValueType::decode(r)?)),
+            91 => Fragment::EVSEPowerLimitAchieved(
+                dec_elem_value(r, false, |r| Ok(dec_bool(r)?))?
+                    .ok_or_else(|| missing("EVSEPowerLimitAchieved"))?,
+            ),
+            92 => Fragment::EVSEPresentCurrent(Box::new(PhysicalValueType::decode(r)?)),
+            93 => Fragment::EVSEPresentVoltage(Box::new(PhysicalValueType::decode(r)?)),
+            94 => Fragment::EVSEProcessing(
+                dec_elem_value(r, false, |r| {
+                    Ok(enum_from::<EVSEProcessingType>(dec_enum(
+                        r,
+                        EVSEProcessingType::COUNT,
+                    )?)?)
+                })?
+                .ok_or_else(|| missing("EVSEProcessing"))?,
+            ),
+            95 => Fragment::EVSEStatus(Box::new(EVSEStatusType::decode(r)?)),
+            96 => Fragment::EVSEStatusCode(
+                dec_elem_value(r, false, |r| {
+                    Ok(enum_from::<DcEVSEStatusCodeType>(dec_enum(
+                        r,
+                        DcEVSEStatusCodeType::COUNT,
+                    )?)?)
+                })?
+                .ok_or_else(|| missing("EVSEStatusCode"))?,
+            ),
+            97 => Fragment::EVSEVoltageLimitAchieved(
+                dec_elem_value(r, false, |r| Ok(dec_bool(r)?))?
+                    .ok_or_else(|| missing("EVSEVoltageLimitAchieved"))?,
+            ),
+            98 => Fragment::EVStatus(Box::new(EVStatusType::decode(r)?)),
+            99 => Fragment::EVTargetCurrent(Box::new(PhysicalValueType::decode(r)?)),
+            100 => Fragment::EVTargetVoltage(Box::new(PhysicalValueType::decode(r)?)),
+            101 => Fragment::EnergyTransferType(
+                dec_elem_value(r, false, |r| {
+                    Ok(enum_from::<EVSESupportedEnergyTransferType>(dec_enum(
+                        r,
+                        EVSESupportedEnergyTransferType::COUNT,
+                    )?)?)
+                })?
+                .ok_or_else(|| missing("EnergyTransferType"))?,
+            ),
+            102 => Fragment::Entry(Box::new(EntryType::decode(r)?)),
+            103 => Fragment::Exponent(
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
+                    .unwrap_or_default(),
+            ),
+            104 => Fragment::FaultCode(
+                dec_elem_value(r, false, |r| {
+                    Ok(enum_from::<FaultCodeType>(dec_enum(
+                        r,
+                        FaultCodeType::COUNT,
+                    )?)?)
+                })?
+                .ok_or_else(|| missing("FaultCode"))?,
+            ),
+            105 => Fragment::FaultMsg(
+                dec_elem_value(r, true, |r| Ok(dec_string(r, 0, Some(64))?))?.unwrap_or_default(),
+            ),
+            106 => Fragment::FreeService(
+                dec_elem_value(r, false, |r| Ok(dec_bool(r)?))?
+                    .ok_or_else(|| missing("FreeService"))?,
+            ),
+            107 => Fragment::FullSOC(
+                dec_elem_value(r, false, |r| Ok(int_into::<u8>(dec_int(r, 0, 100)?)?))?
+                    .ok_or_else(|| missing("FullSOC"))?,
+            ),
+            108 => Fragment::G(
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
+                    .unwrap_or_default(),
+            ),
+            109 => Fragment::GenChallenge(
+                dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?.unwrap_or_default(),
+            ),
+            110 => Fragment::HMACOutputLength(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<i64>(dec_int(r, i128::MIN, i128::MAX)?)?)
+                })?
+                .ok_or_else(|| missing("HMACOutputLength"))?,
+            ),
+            111 => Fragment::Header(Box::new(MessageHeaderType::decode(r)?)),
+            112 => Fragment::J(
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
+                    .unwrap_or_default(),
+            ),
+            113 => Fragment::KeyInfo(Box::new(KeyInfoType::decode(r)?)),
+            114 => Fragment::KeyName(
+                dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?.unwrap_or_default(),
+            ),
+            115 => Fragment::KeyValue(Box::new(KeyValueType::decode(r)?)),
+            116 => Fragment::ListOfRootCertificateIDs(Box::new(
+                ListOfRootCertificateIDsType::decode(r)?,
+            )),
+            117 => Fragment::Manifest(Box::new(ManifestType::decode(r)?)),
+            118 => Fragment::MeterID(
+                dec_elem_value(r, true, |r| Ok(dec_string(r, 0, Some(32))?))?.unwrap_or_default(),
+            ),
+            119 => Fragment::MeterInfo(Box::new(MeterInfoType::decode(r)?)),
+            120 => Fragment::MeterReading(Box::new(PhysicalValueType::decode(r)?)),
+            121 => Fragment::MeterStatus(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<i16>(dec_int(r, -32768, 32767)?)?)
+                })?
+                .ok_or_else(|| missing("MeterStatus"))?,
+            ),
+            122 => Fragment::MeteringReceiptReq(Box::new(MeteringReceiptReqType::decode(r)?)),
+            123 => Fragment::MeteringReceiptRes(Box::new(MeteringReceiptResType::decode(r)?)),
+            124 => Fragment::MgmtData(
+                dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?.unwrap_or_default(),
+            ),
+            125 => Fragment::Modulus(
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
+                    .unwrap_or_default(),
+            ),
+            126 => Fragment::Multiplier(
+                dec_elem_value(r, false, |r| Ok(int_into::<i8>(dec_int(r, -3, 3)?)?))?
+                    .ok_or_else(|| missing("Multiplier"))?,
+            ),
+            127 => Fragment::Notification(Box::new(NotificationType::decode(r)?)),
+            128 => Fragment::NotificationMaxDelay(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<u32>(dec_int(r, 0, 4294967295)?)?)
+                })?
+                .ok_or_else(|| missing("NotificationMaxDelay"))?,
+            ),
+            129 => Fragment::NumEPriceLevels(
+                dec_elem_value(r, false, |r| Ok(int_into::<u8>(dec_int(r, 0, 255)?)?))?
+                    .ok_or_else(|| missing("NumEPriceLevels"))?,
+            ),
+            130 => Fragment::OEMProvisioningCert(
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, Some(1200))?)))?
+                    .unwrap_or_default(),
+            ),
+            131 => Fragment::Object(Box::new(ObjectType::decode(r)?)),
+            132 => Fragment::P(
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
+                    .unwrap_or_default(),
+            ),
+            134 => Fragment::PGPKeyID(
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
+                    .unwrap_or_default(),
+            ),
+            135 => Fragment::PGPKeyPacket(
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
+                    .unwrap_or_default(),
+            ),
+            136 => Fragment::PMax(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<i16>(dec_int(r, -32768, 32767)?)?)
+                })?
+                .ok_or_else(|| missing("PMax"))?,
+            ),
+            137 => Fragment::PMaxSchedule(Box::new(PMaxScheduleType::decode(r)?)),
+            138 => Fragment::PMaxScheduleEntry(Box::new(PMaxScheduleEntryType::decode(r)?)),
+            139 => Fragment::PMaxScheduleID(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<i16>(dec_int(r, -32768, 32767)?)?)
+                })?
+                .ok_or_else(|| missing("PMaxScheduleID"))?,
+            ),
+            140 => Fragment::Parameter(Box::new(ParameterType::decode(r)?)),
+            141 => Fragment::ParameterSet(Box::new(ParameterSetType::decode(r)?)),
+            142 => Fragment::ParameterSetID(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<i16>(dec_int(r, -32768, 32767)?)?)
+                })?
+                .ok_or_else(|| missing("ParameterSetID"))?,
+            ),
+            143 => Fragment::PaymentDetailsReq(Box::new(PaymentDetailsReqType::decode(r)?)),
+            144 => Fragment::PaymentDetailsRes(Box::new(PaymentDetailsResType::decode(r)?)),
+            145 => Fragment::PaymentOption(
+                dec_elem_value(r, false, |r| {
+                    Ok(enum_from::<PaymentOptionType>(dec_enum(
+                        r,
+                        PaymentOptionType::COUNT,
+                    )?)?)
+                })?
+                .ok_or_else(|| missing("PaymentOption"))?,
+            ),
+            146 => Fragment::PaymentOptions(Box::new(PaymentOptionsType::decode(r)?)),
+            147 => Fragment::PgenCounter(
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
+                    .unwrap_or_default(),
+            ),
+            148 => Fragment::PowerDeliveryReq(Box::new(PowerDeliveryReqType::decode(r)?)),
+            149 => Fragment::PowerDeliveryRes(Box::new(PowerDeliveryResType::decode(r)?)),
+            150 => Fragment::PowerSwitchClosed(
+                dec_elem_value(r, false, |r| Ok(dec_bool(r)?))?
+                    .ok_or_else(|| missing("PowerSwitchClosed"))?,
+            ),
+            151 => Fragment::PreChargeReq(Box::new(PreChargeReqType::decode(r)?)),
+            152 => Fragment::PreChargeRes(Box::new(PreChargeResType::decode(r)?)),
+            153 => Fragment::ProfileEntry(Box::new(ProfileEntryType::decode(r)?)),
+            154 => Fragment::Q(
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
+                    .unwrap_or_default(),
+            ),
+            155 => Fragment::RCD(
+                dec_elem_value(r, false, |r| Ok(dec_bool(r)?))?.ok_or_else(|| missing("RCD"))?,
+            ),
+            156 => Fragment::RSAKeyValue(Box::new(RSAKeyValueType::decode(r)?)),
+            157 => Fragment::ReadyToChargeState(
+                dec_elem_value(r, false, |r| Ok(dec_bool(r)?))?
+                    .ok_or_else(|| missing("ReadyToChargeState"))?,
+            ),
+            158 => Fragment::ReceiptRequired(
+                dec_elem_value(r, false, |r| Ok(dec_bool(r)?))?
+                    .ok_or_else(|| missing("ReceiptRequired"))?,
+            ),
+            159 => Fragment::Reference(Box::new(ReferenceType::decode(r)?)),
+            160 => Fragment::RelativeTimeInterval(Box::new(RelativeTimeIntervalType::decode(r)?)),
+            161 => Fragment::RemainingTimeToBulkSoC(Box::new(PhysicalValueType::decode(r)?)),
+            162 => Fragment::RemainingTimeToFullSoC(Box::new(PhysicalValueType::decode(r)?)),
+            163 => Fragment::ResponseCode(
+                dec_elem_value(r, false, |r| {
+                    Ok(enum_from::<ResponseCodeType>(dec_enum(
+                        r,
+                        ResponseCodeType::COUNT,
+                    )?)?)
+                })?
+                .ok_or_else(|| missing("ResponseCode"))?,
+            ),
+            164 => Fragment::RetrievalMethod(Box::new(RetrievalMethodType::decode(r)?)),
+            165 => Fragment::RetryCounter(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<i16>(dec_int(r, -32768, 32767)?)?)
+                })?
+                .ok_or_else(|| missing("RetryCounter"))?,
+            ),
+            166 => Fragment::RootCertificateID(
+                dec_elem_value(r, true, |r| Ok(dec_string(r, 0, Some(40))?))?.unwrap_or_default(),
+            ),
+            167 => Fragment::SAScheduleList(Box::new(SAScheduleListType::decode(r)?)),
+            168 => Fragment::SAScheduleTuple(Box::new(SAScheduleTupleType::decode(r)?)),
+            169 => Fragment::SAScheduleTupleID(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<i16>(dec_int(r, -32768, 32767)?)?)
+                })?
+                .ok_or_else(|| missing("SAScheduleTupleID"))?,
+            ),
+            170 => Fragment::SAScheduleTupleID_(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<i16>(dec_int(r, -32768, 32767)?)?)
+                })?
+                .ok_or_else(|| missing("SAScheduleTupleID"))?,
+            ),
+            171 => Fragment::SASchedules(Box::new(SASchedulesType::decode(r)?)),
+            173 => Fragment::SPKISexp(
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
+                    .unwrap_or_default(),
+            ),
+            174 => Fragment::SalesTariff(Box::new(SalesTariffType::decode(r)?)),
+            175 => Fragment::SalesTariffDescription(
+                dec_elem_value(r, true, |r| Ok(dec_string(r, 0, Some(32))?))?.unwrap_or_default(),
+            ),
+            176 => Fragment::SalesTariffEntry(Box::new(SalesTariffEntryType::decode(r)?)),
+            177 => Fragment::SalesTariffID(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<i16>(dec_int(r, -32768, 32767)?)?)
+                })?
+                .ok_or_else(|| missing("SalesTariffID"))?,
+            ),
+            178 => Fragment::Seed(
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
+                    .unwrap_or_default(),
+            ),
+            179 => Fragment::SelectedPaymentOption(
+                dec_elem_value(r, false, |r| {
+                    Ok(enum_from::<PaymentOptionType>(dec_enum(
+                        r,
+                        PaymentOptionType::COUNT,
+                    )?)?)
+                })?
+                .ok_or_else(|| missing("SelectedPaymentOption"))?,
+            ),
+            180 => Fragment::SelectedService(Box::new(SelectedServiceType::decode(r)?)),
+            181 => Fragment::SelectedServiceList(Box::new(SelectedServiceListType::decode(r)?)),
+            182 => Fragment::Service(Box::new(ServiceType::decode(r)?)),
+            183 => Fragment::ServiceCategory(
+                dec_elem_value(r, false, |r| {
+                    Ok(enum_from::<ServiceCategoryType>(dec_enum(
+                        r,
+                        ServiceCategoryType::COUNT,
+                    )?)?)
+                })?
+                .ok_or_else(|| missing("ServiceCategory"))?,
+            ),
+            184 => Fragment::ServiceCategory_(
+                dec_elem_value(r, false, |r| {
+                    Ok(enum_from::<ServiceCategoryType>(dec_enum(
+                        r,
+                        ServiceCategoryType::COUNT,
+                    )?)?)
+                })?
+                .ok_or_else(|| missing("ServiceCategory"))?,
+            ),
+            185 => Fragment::ServiceCharge(Box::new(ServiceChargeType::decode(r)?)),
+            186 => Fragment::ServiceDetailReq(Box::new(ServiceDetailReqType::decode(r)?)),
+            187 => Fragment::ServiceDetailRes(Box::new(ServiceDetailResType::decode(r)?)),
+            188 => Fragment::ServiceDiscoveryReq(Box::new(ServiceDiscoveryReqType::decode(r)?)),
+            189 => Fragment::ServiceDiscoveryRes(Box::new(ServiceDiscoveryResType::decode(r)?)),
+            190 => Fragment::ServiceID(
+                dec_elem_value(r, false, |r| Ok(int_into::<u16>(dec_int(r, 0, 65535)?)?))?
+                    .ok_or_else(|| missing("ServiceID"))?,
+            ),
+            191 => Fragment::ServiceID_(
+                dec_elem_value(r, false, |r| Ok(int_into::<u16>(dec_int(r, 0, 65535)?)?))?
+                    .ok_or_else(|| missing("ServiceID"))?,
+            ),
+            192 => Fragment::ServiceList(Box::new(ServiceTagListType::decode(r)?)),
+            193 => Fragment::ServiceName(
+                dec_elem_value(r, true, |r| Ok(dec_string(r, 0, Some(32))?))?.unwrap_or_default(),
+            ),
+            194 => Fragment::ServiceParameterList(Box::new(ServiceParameterListType::decode(r)?)),
+            195 => Fragment::ServicePaymentSelectionReq(Box::new(
+                ServicePaymentSelectionReqType::decode(r)?,
+            )),
+            196 => Fragment::ServicePaymentSelectionRes(Box::new(
+                ServicePaymentSelectionResType::decode(r)?,
+            )),
+            197 => Fragment::ServiceScope(
+                dec_elem_value(r, true, |r| Ok(dec_string(r, 0, Some(32))?))?.unwrap_or_default(),
+            ),
+            198 => Fragment::ServiceScope_(
+                dec_elem_value(r, true, |r| Ok(dec_string(r, 0, Some(32))?))?.unwrap_or_default(),
+            ),
+            199 => Fragment::ServiceTag(Box::new(ServiceTagType::decode(r)?)),
+            200 => Fragment::SessionID(
+                dec_elem_value(r, true, |r| Ok(HexBinary(dec_binary(r, 0, Some(8))?)))?
+                    .unwrap_or_default(),
+            ),
+            201 => Fragment::SessionID_(
+                dec_elem_value(r, true, |r| Ok(HexBinary(dec_binary(r, 0, Some(8))?)))?
+                    .unwrap_or_default(),
+            ),
+            202 => Fragment::SessionSetupReq(Box::new(SessionSetupReqType::decode(r)?)),
+            203 => Fragment::SessionSetupRes(Box::new(SessionSetupResType::decode(r)?)),
+            204 => Fragment::SessionStopReq(Box::new(SessionStopType::decode(r)?)),
+            205 => Fragment::SessionStopRes(Box::new(SessionStopResType::decode(r)?)),
+            206 => Fragment::SigMeterReading(
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, Some(32))?)))?
+                    .unwrap_or_default(),
+            ),
+            207 => Fragment::Signature(Box::new(SignatureType::decode(r)?)),
+            208 => Fragment::SignatureMethod(Box::new(SignatureMethodType::decode(r)?)),
+            209 => Fragment::SignatureProperties(Box::new(SignaturePropertiesType::decode(r)?)),
+            210 => Fragment::SignatureProperty(Box::new(SignaturePropertyType::decode(r)?)),
+            211 => Fragment::SignatureValue(Box::new(SignatureValueType::decode(r)?)),
+            212 => Fragment::SignedInfo(Box::new(SignedInfoType::decode(r)?)),
+            213 => Fragment::SubCertificates(Box::new(SubCertificatesType::decode(r)?)),
+            214 => Fragment::TMeter(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<i64>(dec_int(
+                        r,
+                        -9223372036854775808,
+                        9223372036854775807,
+                    )?)?)
+                })?
+                .ok_or_else(|| missing("TMeter"))?,
+            ),
+            215 => Fragment::TimeInterval(Box::new(IntervalType::decode(r)?)),
+            216 => Fragment::Transform(Box::new(TransformType::decode(r)?)),
+            217 => Fragment::Transforms(Box::new(TransformsType::decode(r)?)),
+            218 => Fragment::Unit(
+                dec_elem_value(r, false, |r| {
+                    Ok(enum_from::<UnitSymbolType>(dec_enum(
+                        r,
+                        UnitSymbolType::COUNT,
+                    )?)?)
+                })?
+                .ok_or_else(|| missing("Unit"))?,
+            ),
+            219 => Fragment::V2gMessage(Box::new(V2gMessage::decode(r)?)),
+            220 => Fragment::Value(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<i16>(dec_int(r, -32768, 32767)?)?)
+                })?
+                .ok_or_else(|| missing("Value"))?,
+            ),
+            221 => Fragment::WeldingDetectionReq(Box::new(WeldingDetectionReqType::decode(r)?)),
+            222 => Fragment::WeldingDetectionRes(Box::new(WeldingDetectionResType::decode(r)?)),
+            223 => Fragment::X509CRL(
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
+                    .unwrap_or_default(),
+            ),
+            224 => Fragment::X509Certificate(
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
+                    .unwrap_or_default(),
+            ),
+            225 => Fragment::X509Data(Box::new(X509DataType::decode(r)?)),
+            226 => Fragment::X509IssuerName(
+                dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?.unwrap_or_default(),
+            ),
+            227 => Fragment::X509IssuerSerial(Box::new(X509IssuerSerialType::decode(r)?)),
+            228 => Fragment::X509SKI(
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
+                    .unwrap_or_default(),
+            ),
+            229 => Fragment::X509SerialNumber(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<i64>(dec_int(r, i128::MIN, i128::MAX)?)?)
+                })?
+                .ok_or_else(|| missing("X509SerialNumber"))?,
+            ),
+            230 => Fragment::X509SubjectName(
+                dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?.unwrap_or_default(),
+            ),
+            231 => Fragment::XPath(
+                dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?.unwrap_or_default(),
+            ),
+            232 => Fragment::Y(
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
+                    .unwrap_or_default(),
+            ),
+            233 => Fragment::Amount(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<u32>(dec_int(r, 0, 4294967295)?)?)
+                })?
+                .ok_or_else(|| missing("amount"))?,
+            ),
+            234 => Fragment::AmountMultiplier(
+                dec_elem_value(r, false, |r| Ok(int_into::<i8>(dec_int(r, -3, 3)?)?))?
+                    .ok_or_else(|| missing("amountMultiplier"))?,
+            ),
+            235 => Fragment::BoolValue(
+                dec_elem_value(r, false, |r| Ok(dec_bool(r)?))?
+                    .ok_or_else(|| missing("boolValue"))?,
+            ),
+            236 => Fragment::ByteValue(
+                dec_elem_value(r, false, |r| Ok(int_into::<i8>(dec_int(r, -128, 127)?)?))?
+                    .ok_or_else(|| missing("byteValue"))?,
+            ),
+            237 => Fragment::CostKind(
+                dec_elem_value(r, false, |r| {
+                    Ok(enum_from::<CostKindType>(dec_enum(
+                        r,
+                        CostKindType::COUNT,
+                    )?)?)
+                })?
+                .ok_or_else(|| missing("costKind"))?,
+            ),
+            238 => Fragment::Duration(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<u32>(dec_int(r, 0, 4294967295)?)?)
+                })?
+                .ok_or_else(|| missing("duration"))?,
+            ),
+            239 => Fragment::IntValue(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<i32>(dec_int(r, -2147483648, 2147483647)?)?)
+                })?
+                .ok_or_else(|| missing("intValue"))?,
+            ),
+            240 => Fragment::PhysicalValue(Box::new(PhysicalValueType::decode(r)?)),
+            241 => Fragment::ShortValue(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<i16>(dec_int(r, -32768, 32767)?)?)
+                })?
+                .ok_or_else(|| missing("shortValue"))?,
+            ),
+            242 => Fragment::Start(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<u32>(dec_int(r, 0, 4294967295)?)?)
+                })?
+                .ok_or_else(|| missing("start"))?,
+            ),
+            243 => Fragment::StartValue(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<u32>(dec_int(r, 0, 4294967295)?)?)
+                })?
+                .ok_or_else(|| missing("startValue"))?,
+            ),
+            244 => Fragment::StringValue(
+                dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?.unwrap_or_default(),
+            ),
+            _ => {
+                return Err(ExiError::Event {
+                    at: "fragment",
+                    code,
+                    of: 247,
+                })
+            }
+        };
+        expect(r, "fragment end", 247, 246)?;
+        rd.finish()?;
+        Ok(f)
     }
 }

@@ -973,7 +973,7 @@ impl ExiType for AuthorizationReqType {
         let mut e = Enc::new(&G_AUTHORIZATIONREQTYPE);
         if let Some(v) = &self.id {
             e.attr(w, 0);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         } else {
             e.skip_attr(0, "Id")?;
         }
@@ -985,10 +985,7 @@ impl ExiType for AuthorizationReqType {
         )?;
         if let Some(v) = &self.gen_challenge {
             e.elem(w, 0, 0);
-            elem_value(w, v.0.is_empty(), |w| {
-                enc_binary(w, &v.0, Some(16))?;
-                Ok(())
-            })?;
+            binary_elem(w, &v.0, 16, Some(16))?;
         }
         e.end(w)
     }
@@ -999,11 +996,13 @@ impl ExiType for AuthorizationReqType {
         let mut f_gen_challenge: Option<Base64Binary> = None;
         loop {
             match d.next(r)? {
-                Ev::Attr(0) => f_id = Some(dec_string(r, None)?),
+                Ev::Attr(0) => f_id = Some(dec_string(r, 0, None)?),
                 Ev::Elem(0, 0) => {
                     f_gen_challenge = Some(
-                        dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, Some(16))?)))?
-                            .unwrap_or_default(),
+                        dec_elem_value(r, false, |r| {
+                            Ok(Base64Binary(dec_binary(r, 16, Some(16))?))
+                        })?
+                        .ok_or_else(|| missing("GenChallenge"))?,
                     )
                 }
                 Ev::End => break,
@@ -1561,7 +1560,7 @@ impl ExiType for CanonicalizationMethodType {
         {
             let v = &self.algorithm;
             e.attr(w, 0);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         }
         e.end(w)
     }
@@ -1571,7 +1570,7 @@ impl ExiType for CanonicalizationMethodType {
         let mut f_algorithm: Option<String> = None;
         loop {
             match d.next(r)? {
-                Ev::Attr(0) => f_algorithm = Some(dec_string(r, None)?),
+                Ev::Attr(0) => f_algorithm = Some(dec_string(r, 0, None)?),
                 Ev::End => break,
                 ev => return Err(d.unexpected(ev)),
             }
@@ -1617,15 +1616,12 @@ impl ExiType for CertificateInstallationReqType {
         {
             let v = &self.id;
             e.attr(w, 0);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         }
         {
             let v = &self.oem_provisioning_cert;
             e.elem(w, 0, 0);
-            elem_value(w, v.0.is_empty(), |w| {
-                enc_binary(w, &v.0, Some(800))?;
-                Ok(())
-            })?;
+            binary_elem(w, &v.0, 0, Some(800))?;
         }
         {
             let v = &self.list_of_root_certificate_i_ds;
@@ -1642,11 +1638,13 @@ impl ExiType for CertificateInstallationReqType {
         let mut f_list_of_root_certificate_i_ds: Option<ListOfRootCertificateIDsType> = None;
         loop {
             match d.next(r)? {
-                Ev::Attr(0) => f_id = Some(dec_string(r, None)?),
+                Ev::Attr(0) => f_id = Some(dec_string(r, 0, None)?),
                 Ev::Elem(0, 0) => {
                     f_oem_provisioning_cert = Some(
-                        dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, Some(800))?)))?
-                            .unwrap_or_default(),
+                        dec_elem_value(r, true, |r| {
+                            Ok(Base64Binary(dec_binary(r, 0, Some(800))?))
+                        })?
+                        .unwrap_or_default(),
                     )
                 }
                 Ev::Elem(1, 0) => {
@@ -1748,10 +1746,7 @@ impl ExiType for X509IssuerSerialType {
         {
             let v = &self.x509_issuer_name;
             e.elem(w, 0, 0);
-            elem_value(w, v.is_empty(), |w| {
-                enc_string(w, v, None)?;
-                Ok(())
-            })?;
+            string_elem(w, v, 0, None)?;
         }
         {
             let v = &self.x509_serial_number;
@@ -1772,7 +1767,8 @@ impl ExiType for X509IssuerSerialType {
             match d.next(r)? {
                 Ev::Elem(0, 0) => {
                     f_x509_issuer_name = Some(
-                        dec_elem_value(r, true, |r| Ok(dec_string(r, None)?))?.unwrap_or_default(),
+                        dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?
+                            .unwrap_or_default(),
                     )
                 }
                 Ev::Elem(1, 0) => {
@@ -1979,17 +1975,14 @@ impl ExiType for CertificateChainType {
         let mut e = Enc::new(&G_CERTIFICATECHAINTYPE);
         if let Some(v) = &self.id {
             e.attr(w, 0);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         } else {
             e.skip_attr(0, "Id")?;
         }
         {
             let v = &self.certificate;
             e.elem(w, 0, 0);
-            elem_value(w, v.0.is_empty(), |w| {
-                enc_binary(w, &v.0, Some(800))?;
-                Ok(())
-            })?;
+            binary_elem(w, &v.0, 0, Some(800))?;
         }
         check_count(
             usize::from(self.sub_certificates.is_some()),
@@ -2011,11 +2004,13 @@ impl ExiType for CertificateChainType {
         let mut f_sub_certificates: Option<SubCertificatesType> = None;
         loop {
             match d.next(r)? {
-                Ev::Attr(0) => f_id = Some(dec_string(r, None)?),
+                Ev::Attr(0) => f_id = Some(dec_string(r, 0, None)?),
                 Ev::Elem(0, 0) => {
                     f_certificate = Some(
-                        dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, Some(800))?)))?
-                            .unwrap_or_default(),
+                        dec_elem_value(r, true, |r| {
+                            Ok(Base64Binary(dec_binary(r, 0, Some(800))?))
+                        })?
+                        .unwrap_or_default(),
                     )
                 }
                 Ev::Elem(1, 0) => f_sub_certificates = Some(SubCertificatesType::decode(r)?),
@@ -2055,10 +2050,7 @@ impl ExiType for SubCertificatesType {
         check_count(self.certificate.len(), 1, 4, "Certificate")?;
         for v in &self.certificate {
             e.elem(w, 0, 0);
-            elem_value(w, v.0.is_empty(), |w| {
-                enc_binary(w, &v.0, Some(800))?;
-                Ok(())
-            })?;
+            binary_elem(w, &v.0, 0, Some(800))?;
         }
         e.end(w)
     }
@@ -2069,7 +2061,7 @@ impl ExiType for SubCertificatesType {
         loop {
             match d.next(r)? {
                 Ev::Elem(0, 0) => f_certificate.push(
-                    dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, Some(800))?)))?
+                    dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, Some(800))?)))?
                         .unwrap_or_default(),
                 ),
                 Ev::End => break,
@@ -2104,12 +2096,12 @@ impl ExiType for ContractSignatureEncryptedPrivateKeyType {
         {
             let v = &self.id;
             e.attr(w, 0);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         }
         e.chars(w);
         {
             let v = &self.value;
-            enc_binary(w, &v.0, Some(48))?;
+            enc_binary(w, &v.0, 0, Some(48))?;
         }
         e.end(w)
     }
@@ -2120,8 +2112,8 @@ impl ExiType for ContractSignatureEncryptedPrivateKeyType {
         let mut f_value: Option<Base64Binary> = None;
         loop {
             match d.next(r)? {
-                Ev::Attr(0) => f_id = Some(dec_string(r, None)?),
-                Ev::Chars => f_value = Some(Base64Binary(dec_binary(r, Some(48))?)),
+                Ev::Attr(0) => f_id = Some(dec_string(r, 0, None)?),
+                Ev::Chars => f_value = Some(Base64Binary(dec_binary(r, 0, Some(48))?)),
                 Ev::End => break,
                 ev => return Err(d.unexpected(ev)),
             }
@@ -2155,12 +2147,12 @@ impl ExiType for DiffieHellmanPublickeyType {
         {
             let v = &self.id;
             e.attr(w, 0);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         }
         e.chars(w);
         {
             let v = &self.value;
-            enc_binary(w, &v.0, Some(65))?;
+            enc_binary(w, &v.0, 0, Some(65))?;
         }
         e.end(w)
     }
@@ -2171,8 +2163,8 @@ impl ExiType for DiffieHellmanPublickeyType {
         let mut f_value: Option<Base64Binary> = None;
         loop {
             match d.next(r)? {
-                Ev::Attr(0) => f_id = Some(dec_string(r, None)?),
-                Ev::Chars => f_value = Some(Base64Binary(dec_binary(r, Some(65))?)),
+                Ev::Attr(0) => f_id = Some(dec_string(r, 0, None)?),
+                Ev::Chars => f_value = Some(Base64Binary(dec_binary(r, 0, Some(65))?)),
                 Ev::End => break,
                 ev => return Err(d.unexpected(ev)),
             }
@@ -2206,12 +2198,12 @@ impl ExiType for EMAIDType {
         {
             let v = &self.id;
             e.attr(w, 0);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         }
         e.chars(w);
         {
             let v = &self.value;
-            enc_string(w, v, Some(15))?;
+            enc_string(w, v, 14, Some(15))?;
         }
         e.end(w)
     }
@@ -2222,8 +2214,8 @@ impl ExiType for EMAIDType {
         let mut f_value: Option<String> = None;
         loop {
             match d.next(r)? {
-                Ev::Attr(0) => f_id = Some(dec_string(r, None)?),
-                Ev::Chars => f_value = Some(dec_string(r, Some(15))?),
+                Ev::Attr(0) => f_id = Some(dec_string(r, 0, None)?),
+                Ev::Chars => f_value = Some(dec_string(r, 14, Some(15))?),
                 Ev::End => break,
                 ev => return Err(d.unexpected(ev)),
             }
@@ -2277,7 +2269,7 @@ impl ExiType for CertificateUpdateReqType {
         {
             let v = &self.id;
             e.attr(w, 0);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         }
         {
             let v = &self.contract_signature_cert_chain;
@@ -2287,10 +2279,7 @@ impl ExiType for CertificateUpdateReqType {
         {
             let v = &self.e_maid;
             e.elem(w, 1, 0);
-            elem_value(w, v.is_empty(), |w| {
-                enc_string(w, v, Some(15))?;
-                Ok(())
-            })?;
+            string_elem(w, v, 14, Some(15))?;
         }
         {
             let v = &self.list_of_root_certificate_i_ds;
@@ -2308,14 +2297,14 @@ impl ExiType for CertificateUpdateReqType {
         let mut f_list_of_root_certificate_i_ds: Option<ListOfRootCertificateIDsType> = None;
         loop {
             match d.next(r)? {
-                Ev::Attr(0) => f_id = Some(dec_string(r, None)?),
+                Ev::Attr(0) => f_id = Some(dec_string(r, 0, None)?),
                 Ev::Elem(0, 0) => {
                     f_contract_signature_cert_chain = Some(CertificateChainType::decode(r)?)
                 }
                 Ev::Elem(1, 0) => {
                     f_e_maid = Some(
-                        dec_elem_value(r, true, |r| Ok(dec_string(r, Some(15))?))?
-                            .unwrap_or_default(),
+                        dec_elem_value(r, false, |r| Ok(dec_string(r, 14, Some(15))?))?
+                            .ok_or_else(|| missing("eMAID"))?,
                     )
                 }
                 Ev::Elem(2, 0) => {
@@ -3448,7 +3437,7 @@ impl ExiType for SalesTariffType {
         let mut e = Enc::new(&G_SALESTARIFFTYPE);
         if let Some(v) = &self.id {
             e.attr(w, 0);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         } else {
             e.skip_attr(0, "Id")?;
         }
@@ -3468,10 +3457,7 @@ impl ExiType for SalesTariffType {
         )?;
         if let Some(v) = &self.sales_tariff_description {
             e.elem(w, 1, 0);
-            elem_value(w, v.is_empty(), |w| {
-                enc_string(w, v, Some(32))?;
-                Ok(())
-            })?;
+            string_elem(w, v, 0, Some(32))?;
         }
         check_count(
             usize::from(self.num_e_price_levels.is_some()),
@@ -3503,7 +3489,7 @@ impl ExiType for SalesTariffType {
         let mut f_sales_tariff_entry: Vec<SalesTariffEntryType> = Vec::new();
         loop {
             match d.next(r)? {
-                Ev::Attr(0) => f_id = Some(dec_string(r, None)?),
+                Ev::Attr(0) => f_id = Some(dec_string(r, 0, None)?),
                 Ev::Elem(0, 0) => {
                     f_sales_tariff_id = Some(
                         dec_elem_value(r, false, |r| Ok(int_into::<u8>(dec_int(r, 1, 255)?)?))?
@@ -3512,7 +3498,7 @@ impl ExiType for SalesTariffType {
                 }
                 Ev::Elem(1, 0) => {
                     f_sales_tariff_description = Some(
-                        dec_elem_value(r, true, |r| Ok(dec_string(r, Some(32))?))?
+                        dec_elem_value(r, true, |r| Ok(dec_string(r, 0, Some(32))?))?
                             .unwrap_or_default(),
                     )
                 }
@@ -4141,10 +4127,7 @@ impl ExiType for ChargingStatusResType {
         {
             let v = &self.evseid;
             e.elem(w, 1, 0);
-            elem_value(w, v.is_empty(), |w| {
-                enc_string(w, v, Some(37))?;
-                Ok(())
-            })?;
+            string_elem(w, v, 7, Some(37))?;
         }
         {
             let v = &self.sa_schedule_tuple_id;
@@ -4214,8 +4197,8 @@ impl ExiType for ChargingStatusResType {
                 }
                 Ev::Elem(1, 0) => {
                     f_evseid = Some(
-                        dec_elem_value(r, true, |r| Ok(dec_string(r, Some(37))?))?
-                            .unwrap_or_default(),
+                        dec_elem_value(r, false, |r| Ok(dec_string(r, 7, Some(37))?))?
+                            .ok_or_else(|| missing("EVSEID"))?,
                     )
                 }
                 Ev::Elem(2, 0) => {
@@ -4316,10 +4299,7 @@ impl ExiType for MeterInfoType {
         {
             let v = &self.meter_id;
             e.elem(w, 0, 0);
-            elem_value(w, v.is_empty(), |w| {
-                enc_string(w, v, Some(32))?;
-                Ok(())
-            })?;
+            string_elem(w, v, 0, Some(32))?;
         }
         check_count(
             usize::from(self.meter_reading.is_some()),
@@ -4342,10 +4322,7 @@ impl ExiType for MeterInfoType {
         )?;
         if let Some(v) = &self.sig_meter_reading {
             e.elem(w, 2, 0);
-            elem_value(w, v.0.is_empty(), |w| {
-                enc_binary(w, &v.0, Some(64))?;
-                Ok(())
-            })?;
+            binary_elem(w, &v.0, 0, Some(64))?;
         }
         check_count(
             usize::from(self.meter_status.is_some()),
@@ -4382,7 +4359,7 @@ impl ExiType for MeterInfoType {
             match d.next(r)? {
                 Ev::Elem(0, 0) => {
                     f_meter_id = Some(
-                        dec_elem_value(r, true, |r| Ok(dec_string(r, Some(32))?))?
+                        dec_elem_value(r, true, |r| Ok(dec_string(r, 0, Some(32))?))?
                             .unwrap_or_default(),
                     )
                 }
@@ -4396,7 +4373,7 @@ impl ExiType for MeterInfoType {
                 }
                 Ev::Elem(2, 0) => {
                     f_sig_meter_reading = Some(
-                        dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, Some(64))?)))?
+                        dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, Some(64))?)))?
                             .unwrap_or_default(),
                     )
                 }
@@ -4900,10 +4877,7 @@ impl ExiType for CurrentDemandResType {
         {
             let v = &self.evseid;
             e.elem(w, 10, 0);
-            elem_value(w, v.is_empty(), |w| {
-                enc_string(w, v, Some(37))?;
-                Ok(())
-            })?;
+            string_elem(w, v, 7, Some(37))?;
         }
         {
             let v = &self.sa_schedule_tuple_id;
@@ -4993,8 +4967,8 @@ impl ExiType for CurrentDemandResType {
                 Ev::Elem(9, 0) => f_evse_maximum_power_limit = Some(PhysicalValueType::decode(r)?),
                 Ev::Elem(10, 0) => {
                     f_evseid = Some(
-                        dec_elem_value(r, true, |r| Ok(dec_string(r, Some(37))?))?
-                            .unwrap_or_default(),
+                        dec_elem_value(r, false, |r| Ok(dec_string(r, 7, Some(37))?))?
+                            .ok_or_else(|| missing("EVSEID"))?,
                     )
                 }
                 Ev::Elem(11, 0) => {
@@ -5165,7 +5139,7 @@ impl ExiType for DigestMethodType {
         {
             let v = &self.algorithm;
             e.attr(w, 0);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         }
         e.end(w)
     }
@@ -5175,7 +5149,7 @@ impl ExiType for DigestMethodType {
         let mut f_algorithm: Option<String> = None;
         loop {
             match d.next(r)? {
-                Ev::Attr(0) => f_algorithm = Some(dec_string(r, None)?),
+                Ev::Attr(0) => f_algorithm = Some(dec_string(r, 0, None)?),
                 Ev::End => break,
                 ev => return Err(d.unexpected(ev)),
             }
@@ -5514,7 +5488,7 @@ impl ExiType for KeyInfoType {
         let mut e = Enc::new(&G_KEYINFOTYPE);
         if let Some(v) = &self.id {
             e.attr(w, 0);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         } else {
             e.skip_attr(0, "Id")?;
         }
@@ -5530,10 +5504,7 @@ impl ExiType for KeyInfoType {
         )?;
         for v in &self.key_name {
             e.elem(w, 0, 0);
-            elem_value(w, v.is_empty(), |w| {
-                enc_string(w, v, None)?;
-                Ok(())
-            })?;
+            string_elem(w, v, 0, None)?;
         }
         for v in &self.key_value {
             e.elem(w, 0, 1);
@@ -5549,10 +5520,7 @@ impl ExiType for KeyInfoType {
         }
         for v in &self.mgmt_data {
             e.elem(w, 0, 6);
-            elem_value(w, v.is_empty(), |w| {
-                enc_string(w, v, None)?;
-                Ok(())
-            })?;
+            string_elem(w, v, 0, None)?;
         }
         e.end(w)
     }
@@ -5567,15 +5535,15 @@ impl ExiType for KeyInfoType {
         let mut f_mgmt_data: Vec<String> = Vec::new();
         loop {
             match d.next(r)? {
-                Ev::Attr(0) => f_id = Some(dec_string(r, None)?),
+                Ev::Attr(0) => f_id = Some(dec_string(r, 0, None)?),
                 Ev::Elem(0, 0) => f_key_name.push(
-                    dec_elem_value(r, true, |r| Ok(dec_string(r, None)?))?.unwrap_or_default(),
+                    dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?.unwrap_or_default(),
                 ),
                 Ev::Elem(0, 1) => f_key_value.push(KeyValueType::decode(r)?),
                 Ev::Elem(0, 2) => f_retrieval_method.push(RetrievalMethodType::decode(r)?),
                 Ev::Elem(0, 3) => f_x509_data.push(X509DataType::decode(r)?),
                 Ev::Elem(0, 6) => f_mgmt_data.push(
-                    dec_elem_value(r, true, |r| Ok(dec_string(r, None)?))?.unwrap_or_default(),
+                    dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?.unwrap_or_default(),
                 ),
                 Ev::End => break,
                 ev => return Err(d.unexpected(ev)),
@@ -5679,18 +5647,12 @@ impl ExiType for RSAKeyValueType {
         {
             let v = &self.modulus;
             e.elem(w, 0, 0);
-            elem_value(w, v.0.is_empty(), |w| {
-                enc_binary(w, &v.0, None)?;
-                Ok(())
-            })?;
+            binary_elem(w, &v.0, 0, None)?;
         }
         {
             let v = &self.exponent;
             e.elem(w, 1, 0);
-            elem_value(w, v.0.is_empty(), |w| {
-                enc_binary(w, &v.0, None)?;
-                Ok(())
-            })?;
+            binary_elem(w, &v.0, 0, None)?;
         }
         e.end(w)
     }
@@ -5703,13 +5665,13 @@ impl ExiType for RSAKeyValueType {
             match d.next(r)? {
                 Ev::Elem(0, 0) => {
                     f_modulus = Some(
-                        dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, None)?)))?
+                        dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
                             .unwrap_or_default(),
                     )
                 }
                 Ev::Elem(1, 0) => {
                     f_exponent = Some(
-                        dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, None)?)))?
+                        dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
                             .unwrap_or_default(),
                     )
                 }
@@ -5755,13 +5717,13 @@ impl ExiType for RetrievalMethodType {
         let mut e = Enc::new(&G_RETRIEVALMETHODTYPE);
         if let Some(v) = &self.r#type {
             e.attr(w, 0);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         } else {
             e.skip_attr(0, "Type")?;
         }
         if let Some(v) = &self.uri {
             e.attr(w, 1);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         } else {
             e.skip_attr(1, "URI")?;
         }
@@ -5780,8 +5742,8 @@ impl ExiType for RetrievalMethodType {
         let mut f_transforms: Option<TransformsType> = None;
         loop {
             match d.next(r)? {
-                Ev::Attr(0) => f_type = Some(dec_string(r, None)?),
-                Ev::Attr(1) => f_uri = Some(dec_string(r, None)?),
+                Ev::Attr(0) => f_type = Some(dec_string(r, 0, None)?),
+                Ev::Attr(1) => f_uri = Some(dec_string(r, 0, None)?),
                 Ev::Elem(0, 0) => f_transforms = Some(TransformsType::decode(r)?),
                 Ev::End => break,
                 ev => return Err(d.unexpected(ev)),
@@ -5866,15 +5828,12 @@ impl ExiType for TransformType {
         {
             let v = &self.algorithm;
             e.attr(w, 0);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         }
         check_count(self.x_path.len(), 0, u32::MAX, "XPath")?;
         for v in &self.x_path {
             e.elem(w, 0, 0);
-            elem_value(w, v.is_empty(), |w| {
-                enc_string(w, v, None)?;
-                Ok(())
-            })?;
+            string_elem(w, v, 0, None)?;
         }
         e.end(w)
     }
@@ -5885,9 +5844,9 @@ impl ExiType for TransformType {
         let mut f_x_path: Vec<String> = Vec::new();
         loop {
             match d.next(r)? {
-                Ev::Attr(0) => f_algorithm = Some(dec_string(r, None)?),
+                Ev::Attr(0) => f_algorithm = Some(dec_string(r, 0, None)?),
                 Ev::Elem(0, 0) => f_x_path.push(
-                    dec_elem_value(r, true, |r| Ok(dec_string(r, None)?))?.unwrap_or_default(),
+                    dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?.unwrap_or_default(),
                 ),
                 Ev::End => break,
                 ev => return Err(d.unexpected(ev)),
@@ -5957,31 +5916,19 @@ impl ExiType for X509DataType {
         }
         for v in &self.x509_ski {
             e.elem(w, 0, 1);
-            elem_value(w, v.0.is_empty(), |w| {
-                enc_binary(w, &v.0, None)?;
-                Ok(())
-            })?;
+            binary_elem(w, &v.0, 0, None)?;
         }
         for v in &self.x509_subject_name {
             e.elem(w, 0, 2);
-            elem_value(w, v.is_empty(), |w| {
-                enc_string(w, v, None)?;
-                Ok(())
-            })?;
+            string_elem(w, v, 0, None)?;
         }
         for v in &self.x509_certificate {
             e.elem(w, 0, 3);
-            elem_value(w, v.0.is_empty(), |w| {
-                enc_binary(w, &v.0, None)?;
-                Ok(())
-            })?;
+            binary_elem(w, &v.0, 0, None)?;
         }
         for v in &self.x509_crl {
             e.elem(w, 0, 4);
-            elem_value(w, v.0.is_empty(), |w| {
-                enc_binary(w, &v.0, None)?;
-                Ok(())
-            })?;
+            binary_elem(w, &v.0, 0, None)?;
         }
         e.end(w)
     }
@@ -5997,18 +5944,18 @@ impl ExiType for X509DataType {
             match d.next(r)? {
                 Ev::Elem(0, 0) => f_x509_issuer_serial.push(X509IssuerSerialType::decode(r)?),
                 Ev::Elem(0, 1) => f_x509_ski.push(
-                    dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, None)?)))?
+                    dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
                         .unwrap_or_default(),
                 ),
                 Ev::Elem(0, 2) => f_x509_subject_name.push(
-                    dec_elem_value(r, true, |r| Ok(dec_string(r, None)?))?.unwrap_or_default(),
+                    dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?.unwrap_or_default(),
                 ),
                 Ev::Elem(0, 3) => f_x509_certificate.push(
-                    dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, None)?)))?
+                    dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
                         .unwrap_or_default(),
                 ),
                 Ev::Elem(0, 4) => f_x509_crl.push(
-                    dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, None)?)))?
+                    dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
                         .unwrap_or_default(),
                 ),
                 Ev::End => break,
@@ -6050,7 +5997,7 @@ impl ExiType for ManifestType {
         let mut e = Enc::new(&G_MANIFESTTYPE);
         if let Some(v) = &self.id {
             e.attr(w, 0);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         } else {
             e.skip_attr(0, "Id")?;
         }
@@ -6068,7 +6015,7 @@ impl ExiType for ManifestType {
         let mut f_reference: Vec<ReferenceType> = Vec::new();
         loop {
             match d.next(r)? {
-                Ev::Attr(0) => f_id = Some(dec_string(r, None)?),
+                Ev::Attr(0) => f_id = Some(dec_string(r, 0, None)?),
                 Ev::Elem(0, 0) => f_reference.push(ReferenceType::decode(r)?),
                 Ev::End => break,
                 ev => return Err(d.unexpected(ev)),
@@ -6130,19 +6077,19 @@ impl ExiType for ReferenceType {
         let mut e = Enc::new(&G_REFERENCETYPE);
         if let Some(v) = &self.id {
             e.attr(w, 0);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         } else {
             e.skip_attr(0, "Id")?;
         }
         if let Some(v) = &self.r#type {
             e.attr(w, 1);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         } else {
             e.skip_attr(1, "Type")?;
         }
         if let Some(v) = &self.uri {
             e.attr(w, 2);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         } else {
             e.skip_attr(2, "URI")?;
         }
@@ -6159,10 +6106,7 @@ impl ExiType for ReferenceType {
         {
             let v = &self.digest_value;
             e.elem(w, 2, 0);
-            elem_value(w, v.0.is_empty(), |w| {
-                enc_binary(w, &v.0, None)?;
-                Ok(())
-            })?;
+            binary_elem(w, &v.0, 0, None)?;
         }
         e.end(w)
     }
@@ -6177,14 +6121,14 @@ impl ExiType for ReferenceType {
         let mut f_digest_value: Option<Base64Binary> = None;
         loop {
             match d.next(r)? {
-                Ev::Attr(0) => f_id = Some(dec_string(r, None)?),
-                Ev::Attr(1) => f_type = Some(dec_string(r, None)?),
-                Ev::Attr(2) => f_uri = Some(dec_string(r, None)?),
+                Ev::Attr(0) => f_id = Some(dec_string(r, 0, None)?),
+                Ev::Attr(1) => f_type = Some(dec_string(r, 0, None)?),
+                Ev::Attr(2) => f_uri = Some(dec_string(r, 0, None)?),
                 Ev::Elem(0, 0) => f_transforms = Some(TransformsType::decode(r)?),
                 Ev::Elem(1, 0) => f_digest_method = Some(DigestMethodType::decode(r)?),
                 Ev::Elem(2, 0) => {
                     f_digest_value = Some(
-                        dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, None)?)))?
+                        dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
                             .unwrap_or_default(),
                     )
                 }
@@ -6248,17 +6192,14 @@ impl ExiType for MeteringReceiptReqType {
         let mut e = Enc::new(&G_METERINGRECEIPTREQTYPE);
         if let Some(v) = &self.id {
             e.attr(w, 0);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         } else {
             e.skip_attr(0, "Id")?;
         }
         {
             let v = &self.session_id;
             e.elem(w, 0, 0);
-            elem_value(w, v.0.is_empty(), |w| {
-                enc_binary(w, &v.0, Some(8))?;
-                Ok(())
-            })?;
+            binary_elem(w, &v.0, 0, Some(8))?;
         }
         check_count(
             usize::from(self.sa_schedule_tuple_id.is_some()),
@@ -6289,10 +6230,10 @@ impl ExiType for MeteringReceiptReqType {
         let mut f_meter_info: Option<MeterInfoType> = None;
         loop {
             match d.next(r)? {
-                Ev::Attr(0) => f_id = Some(dec_string(r, None)?),
+                Ev::Attr(0) => f_id = Some(dec_string(r, 0, None)?),
                 Ev::Elem(0, 0) => {
                     f_session_id = Some(
-                        dec_elem_value(r, true, |r| Ok(HexBinary(dec_binary(r, Some(8))?)))?
+                        dec_elem_value(r, true, |r| Ok(HexBinary(dec_binary(r, 0, Some(8))?)))?
                             .unwrap_or_default(),
                     )
                 }
@@ -6440,19 +6381,19 @@ impl ExiType for ObjectType {
         let mut e = Enc::new(&G_OBJECTTYPE);
         if let Some(v) = &self.encoding {
             e.attr(w, 0);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         } else {
             e.skip_attr(0, "Encoding")?;
         }
         if let Some(v) = &self.id {
             e.attr(w, 1);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         } else {
             e.skip_attr(1, "Id")?;
         }
         if let Some(v) = &self.mime_type {
             e.attr(w, 2);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         } else {
             e.skip_attr(2, "MimeType")?;
         }
@@ -6466,9 +6407,9 @@ impl ExiType for ObjectType {
         let mut f_mime_type: Option<String> = None;
         loop {
             match d.next(r)? {
-                Ev::Attr(0) => f_encoding = Some(dec_string(r, None)?),
-                Ev::Attr(1) => f_id = Some(dec_string(r, None)?),
-                Ev::Attr(2) => f_mime_type = Some(dec_string(r, None)?),
+                Ev::Attr(0) => f_encoding = Some(dec_string(r, 0, None)?),
+                Ev::Attr(1) => f_id = Some(dec_string(r, 0, None)?),
+                Ev::Attr(2) => f_mime_type = Some(dec_string(r, 0, None)?),
                 Ev::End => break,
                 ev => return Err(d.unexpected(ev)),
             }
@@ -6514,10 +6455,7 @@ impl ExiType for PaymentDetailsReqType {
         {
             let v = &self.e_maid;
             e.elem(w, 0, 0);
-            elem_value(w, v.is_empty(), |w| {
-                enc_string(w, v, Some(15))?;
-                Ok(())
-            })?;
+            string_elem(w, v, 14, Some(15))?;
         }
         {
             let v = &self.contract_signature_cert_chain;
@@ -6535,8 +6473,8 @@ impl ExiType for PaymentDetailsReqType {
             match d.next(r)? {
                 Ev::Elem(0, 0) => {
                     f_e_maid = Some(
-                        dec_elem_value(r, true, |r| Ok(dec_string(r, Some(15))?))?
-                            .unwrap_or_default(),
+                        dec_elem_value(r, false, |r| Ok(dec_string(r, 14, Some(15))?))?
+                            .ok_or_else(|| missing("eMAID"))?,
                     )
                 }
                 Ev::Elem(1, 0) => {
@@ -6602,10 +6540,7 @@ impl ExiType for PaymentDetailsResType {
         {
             let v = &self.gen_challenge;
             e.elem(w, 1, 0);
-            elem_value(w, v.0.is_empty(), |w| {
-                enc_binary(w, &v.0, Some(16))?;
-                Ok(())
-            })?;
+            binary_elem(w, &v.0, 16, Some(16))?;
         }
         {
             let v = &self.evse_time_stamp;
@@ -6638,8 +6573,10 @@ impl ExiType for PaymentDetailsResType {
                 }
                 Ev::Elem(1, 0) => {
                     f_gen_challenge = Some(
-                        dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, Some(16))?)))?
-                            .unwrap_or_default(),
+                        dec_elem_value(r, false, |r| {
+                            Ok(Base64Binary(dec_binary(r, 16, Some(16))?))
+                        })?
+                        .ok_or_else(|| missing("GenChallenge"))?,
                     )
                 }
                 Ev::Elem(2, 0) => {
@@ -7862,7 +7799,7 @@ impl ExiType for ParameterType {
         {
             let v = &self.name;
             e.attr(w, 0);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         }
         check_count(
             usize::from(self.bool_value.is_some())
@@ -7909,10 +7846,7 @@ impl ExiType for ParameterType {
         }
         if let Some(v) = &self.string_value {
             e.elem(w, 0, 5);
-            elem_value(w, v.is_empty(), |w| {
-                enc_string(w, v, None)?;
-                Ok(())
-            })?;
+            string_elem(w, v, 0, None)?;
         }
         e.end(w)
     }
@@ -7928,7 +7862,7 @@ impl ExiType for ParameterType {
         let mut f_string_value: Option<String> = None;
         loop {
             match d.next(r)? {
-                Ev::Attr(0) => f_name = Some(dec_string(r, None)?),
+                Ev::Attr(0) => f_name = Some(dec_string(r, 0, None)?),
                 Ev::Elem(0, 0) => {
                     f_bool_value = Some(
                         dec_elem_value(r, false, |r| Ok(dec_bool(r)?))?
@@ -7960,7 +7894,8 @@ impl ExiType for ParameterType {
                 Ev::Elem(0, 4) => f_physical_value = Some(PhysicalValueType::decode(r)?),
                 Ev::Elem(0, 5) => {
                     f_string_value = Some(
-                        dec_elem_value(r, true, |r| Ok(dec_string(r, None)?))?.unwrap_or_default(),
+                        dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?
+                            .unwrap_or_default(),
                     )
                 }
                 Ev::End => break,
@@ -8025,10 +7960,7 @@ impl ExiType for ServiceDiscoveryReqType {
         )?;
         if let Some(v) = &self.service_scope {
             e.elem(w, 0, 0);
-            elem_value(w, v.is_empty(), |w| {
-                enc_string(w, v, Some(64))?;
-                Ok(())
-            })?;
+            string_elem(w, v, 0, Some(64))?;
         }
         check_count(
             usize::from(self.service_category.is_some()),
@@ -8054,7 +7986,7 @@ impl ExiType for ServiceDiscoveryReqType {
             match d.next(r)? {
                 Ev::Elem(0, 0) => {
                     f_service_scope = Some(
-                        dec_elem_value(r, true, |r| Ok(dec_string(r, Some(64))?))?
+                        dec_elem_value(r, true, |r| Ok(dec_string(r, 0, Some(64))?))?
                             .unwrap_or_default(),
                     )
                 }
@@ -8337,10 +8269,7 @@ impl ExiType for ChargeServiceType {
         )?;
         if let Some(v) = &self.service_name {
             e.elem(w, 1, 0);
-            elem_value(w, v.is_empty(), |w| {
-                enc_string(w, v, Some(32))?;
-                Ok(())
-            })?;
+            string_elem(w, v, 0, Some(32))?;
         }
         {
             let v = &self.service_category;
@@ -8358,10 +8287,7 @@ impl ExiType for ChargeServiceType {
         )?;
         if let Some(v) = &self.service_scope {
             e.elem(w, 3, 0);
-            elem_value(w, v.is_empty(), |w| {
-                enc_string(w, v, Some(64))?;
-                Ok(())
-            })?;
+            string_elem(w, v, 0, Some(64))?;
         }
         {
             let v = &self.free_service;
@@ -8397,7 +8323,7 @@ impl ExiType for ChargeServiceType {
                 }
                 Ev::Elem(1, 0) => {
                     f_service_name = Some(
-                        dec_elem_value(r, true, |r| Ok(dec_string(r, Some(32))?))?
+                        dec_elem_value(r, true, |r| Ok(dec_string(r, 0, Some(32))?))?
                             .unwrap_or_default(),
                     )
                 }
@@ -8414,7 +8340,7 @@ impl ExiType for ChargeServiceType {
                 }
                 Ev::Elem(3, 0) => {
                     f_service_scope = Some(
-                        dec_elem_value(r, true, |r| Ok(dec_string(r, Some(64))?))?
+                        dec_elem_value(r, true, |r| Ok(dec_string(r, 0, Some(64))?))?
                             .unwrap_or_default(),
                     )
                 }
@@ -8622,10 +8548,7 @@ impl ExiType for ServiceType {
         )?;
         if let Some(v) = &self.service_name {
             e.elem(w, 1, 0);
-            elem_value(w, v.is_empty(), |w| {
-                enc_string(w, v, Some(32))?;
-                Ok(())
-            })?;
+            string_elem(w, v, 0, Some(32))?;
         }
         {
             let v = &self.service_category;
@@ -8643,10 +8566,7 @@ impl ExiType for ServiceType {
         )?;
         if let Some(v) = &self.service_scope {
             e.elem(w, 3, 0);
-            elem_value(w, v.is_empty(), |w| {
-                enc_string(w, v, Some(64))?;
-                Ok(())
-            })?;
+            string_elem(w, v, 0, Some(64))?;
         }
         {
             let v = &self.free_service;
@@ -8676,7 +8596,7 @@ impl ExiType for ServiceType {
                 }
                 Ev::Elem(1, 0) => {
                     f_service_name = Some(
-                        dec_elem_value(r, true, |r| Ok(dec_string(r, Some(32))?))?
+                        dec_elem_value(r, true, |r| Ok(dec_string(r, 0, Some(32))?))?
                             .unwrap_or_default(),
                     )
                 }
@@ -8693,7 +8613,7 @@ impl ExiType for ServiceType {
                 }
                 Ev::Elem(3, 0) => {
                     f_service_scope = Some(
-                        dec_elem_value(r, true, |r| Ok(dec_string(r, Some(64))?))?
+                        dec_elem_value(r, true, |r| Ok(dec_string(r, 0, Some(64))?))?
                             .unwrap_or_default(),
                     )
                 }
@@ -8741,10 +8661,7 @@ impl ExiType for SessionSetupReqType {
         {
             let v = &self.evccid;
             e.elem(w, 0, 0);
-            elem_value(w, v.0.is_empty(), |w| {
-                enc_binary(w, &v.0, Some(6))?;
-                Ok(())
-            })?;
+            binary_elem(w, &v.0, 0, Some(6))?;
         }
         e.end(w)
     }
@@ -8756,7 +8673,7 @@ impl ExiType for SessionSetupReqType {
             match d.next(r)? {
                 Ev::Elem(0, 0) => {
                     f_evccid = Some(
-                        dec_elem_value(r, true, |r| Ok(HexBinary(dec_binary(r, Some(6))?)))?
+                        dec_elem_value(r, true, |r| Ok(HexBinary(dec_binary(r, 0, Some(6))?)))?
                             .unwrap_or_default(),
                     )
                 }
@@ -8822,10 +8739,7 @@ impl ExiType for SessionSetupResType {
         {
             let v = &self.evseid;
             e.elem(w, 1, 0);
-            elem_value(w, v.is_empty(), |w| {
-                enc_string(w, v, Some(37))?;
-                Ok(())
-            })?;
+            string_elem(w, v, 7, Some(37))?;
         }
         check_count(
             usize::from(self.evse_time_stamp.is_some()),
@@ -8863,8 +8777,8 @@ impl ExiType for SessionSetupResType {
                 }
                 Ev::Elem(1, 0) => {
                     f_evseid = Some(
-                        dec_elem_value(r, true, |r| Ok(dec_string(r, Some(37))?))?
-                            .unwrap_or_default(),
+                        dec_elem_value(r, false, |r| Ok(dec_string(r, 7, Some(37))?))?
+                            .ok_or_else(|| missing("EVSEID"))?,
                     )
                 }
                 Ev::Elem(2, 0) => {
@@ -9055,7 +8969,7 @@ impl ExiType for SignatureType {
         let mut e = Enc::new(&G_SIGNATURETYPE);
         if let Some(v) = &self.id {
             e.attr(w, 0);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         } else {
             e.skip_attr(0, "Id")?;
         }
@@ -9091,7 +9005,7 @@ impl ExiType for SignatureType {
         let mut f_object: Vec<ObjectType> = Vec::new();
         loop {
             match d.next(r)? {
-                Ev::Attr(0) => f_id = Some(dec_string(r, None)?),
+                Ev::Attr(0) => f_id = Some(dec_string(r, 0, None)?),
                 Ev::Elem(0, 0) => f_signed_info = Some(SignedInfoType::decode(r)?),
                 Ev::Elem(1, 0) => f_signature_value = Some(SignatureValueType::decode(r)?),
                 Ev::Elem(2, 0) => f_key_info = Some(KeyInfoType::decode(r)?),
@@ -9151,7 +9065,7 @@ impl ExiType for SignedInfoType {
         let mut e = Enc::new(&G_SIGNEDINFOTYPE);
         if let Some(v) = &self.id {
             e.attr(w, 0);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         } else {
             e.skip_attr(0, "Id")?;
         }
@@ -9181,7 +9095,7 @@ impl ExiType for SignedInfoType {
         let mut f_reference: Vec<ReferenceType> = Vec::new();
         loop {
             match d.next(r)? {
-                Ev::Attr(0) => f_id = Some(dec_string(r, None)?),
+                Ev::Attr(0) => f_id = Some(dec_string(r, 0, None)?),
                 Ev::Elem(0, 0) => {
                     f_canonicalization_method = Some(CanonicalizationMethodType::decode(r)?)
                 }
@@ -9238,7 +9152,7 @@ impl ExiType for SignatureMethodType {
         {
             let v = &self.algorithm;
             e.attr(w, 0);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         }
         check_count(
             usize::from(self.hmac_output_length.is_some()),
@@ -9262,7 +9176,7 @@ impl ExiType for SignatureMethodType {
         let mut f_hmac_output_length: Option<i64> = None;
         loop {
             match d.next(r)? {
-                Ev::Attr(0) => f_algorithm = Some(dec_string(r, None)?),
+                Ev::Attr(0) => f_algorithm = Some(dec_string(r, 0, None)?),
                 Ev::Elem(0, 0) => {
                     f_hmac_output_length = Some(
                         dec_elem_value(r, false, |r| {
@@ -9303,14 +9217,14 @@ impl ExiType for SignatureValueType {
         let mut e = Enc::new(&G_SIGNATUREVALUETYPE);
         if let Some(v) = &self.id {
             e.attr(w, 0);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         } else {
             e.skip_attr(0, "Id")?;
         }
         e.chars(w);
         {
             let v = &self.value;
-            enc_binary(w, &v.0, None)?;
+            enc_binary(w, &v.0, 0, None)?;
         }
         e.end(w)
     }
@@ -9321,8 +9235,8 @@ impl ExiType for SignatureValueType {
         let mut f_value: Option<Base64Binary> = None;
         loop {
             match d.next(r)? {
-                Ev::Attr(0) => f_id = Some(dec_string(r, None)?),
-                Ev::Chars => f_value = Some(Base64Binary(dec_binary(r, None)?)),
+                Ev::Attr(0) => f_id = Some(dec_string(r, 0, None)?),
+                Ev::Chars => f_value = Some(Base64Binary(dec_binary(r, 0, None)?)),
                 Ev::End => break,
                 ev => return Err(d.unexpected(ev)),
             }
@@ -9363,7 +9277,7 @@ impl ExiType for SignaturePropertiesType {
         let mut e = Enc::new(&G_SIGNATUREPROPERTIESTYPE);
         if let Some(v) = &self.id {
             e.attr(w, 0);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         } else {
             e.skip_attr(0, "Id")?;
         }
@@ -9386,7 +9300,7 @@ impl ExiType for SignaturePropertiesType {
         let mut f_signature_property: Vec<SignaturePropertyType> = Vec::new();
         loop {
             match d.next(r)? {
-                Ev::Attr(0) => f_id = Some(dec_string(r, None)?),
+                Ev::Attr(0) => f_id = Some(dec_string(r, 0, None)?),
                 Ev::Elem(0, 0) => f_signature_property.push(SignaturePropertyType::decode(r)?),
                 Ev::End => break,
                 ev => return Err(d.unexpected(ev)),
@@ -9424,14 +9338,14 @@ impl ExiType for SignaturePropertyType {
         let mut e = Enc::new(&G_SIGNATUREPROPERTYTYPE);
         if let Some(v) = &self.id {
             e.attr(w, 0);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         } else {
             e.skip_attr(0, "Id")?;
         }
         {
             let v = &self.target;
             e.attr(w, 1);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         }
         Err(ExiError::Value {
             what: "element",
@@ -9445,8 +9359,8 @@ impl ExiType for SignaturePropertyType {
         let mut f_target: Option<String> = None;
         loop {
             match d.next(r)? {
-                Ev::Attr(0) => f_id = Some(dec_string(r, None)?),
-                Ev::Attr(1) => f_target = Some(dec_string(r, None)?),
+                Ev::Attr(0) => f_id = Some(dec_string(r, 0, None)?),
+                Ev::Attr(1) => f_target = Some(dec_string(r, 0, None)?),
                 Ev::End => break,
                 ev => return Err(d.unexpected(ev)),
             }
@@ -9593,10 +9507,7 @@ impl ExiType for MessageHeaderType {
         {
             let v = &self.session_id;
             e.elem(w, 0, 0);
-            elem_value(w, v.0.is_empty(), |w| {
-                enc_binary(w, &v.0, Some(8))?;
-                Ok(())
-            })?;
+            binary_elem(w, &v.0, 0, Some(8))?;
         }
         check_count(
             usize::from(self.notification.is_some()),
@@ -9625,7 +9536,7 @@ impl ExiType for MessageHeaderType {
             match d.next(r)? {
                 Ev::Elem(0, 0) => {
                     f_session_id = Some(
-                        dec_elem_value(r, true, |r| Ok(HexBinary(dec_binary(r, Some(8))?)))?
+                        dec_elem_value(r, true, |r| Ok(HexBinary(dec_binary(r, 0, Some(8))?)))?
                             .unwrap_or_default(),
                     )
                 }
@@ -9684,10 +9595,7 @@ impl ExiType for NotificationType {
         check_count(usize::from(self.fault_msg.is_some()), 0, 1, "FaultMsg")?;
         if let Some(v) = &self.fault_msg {
             e.elem(w, 1, 0);
-            elem_value(w, v.is_empty(), |w| {
-                enc_string(w, v, Some(64))?;
-                Ok(())
-            })?;
+            string_elem(w, v, 0, Some(64))?;
         }
         e.end(w)
     }
@@ -9711,7 +9619,7 @@ impl ExiType for NotificationType {
                 }
                 Ev::Elem(1, 0) => {
                     f_fault_msg = Some(
-                        dec_elem_value(r, true, |r| Ok(dec_string(r, Some(64))?))?
+                        dec_elem_value(r, true, |r| Ok(dec_string(r, 0, Some(64))?))?
                             .unwrap_or_default(),
                     )
                 }
@@ -10840,10 +10748,7 @@ impl Message {
             }
             Message::DigestValue(x) => {
                 w.event(26, 81);
-                elem_value(w, x.0.is_empty(), |w| {
-                    enc_binary(w, &x.0, None)?;
-                    Ok(())
-                })?;
+                binary_elem(w, &x.0, 0, None)?;
             }
             Message::EVChargeParameter(x) => {
                 w.event(27, 81);
@@ -10875,10 +10780,7 @@ impl Message {
             }
             Message::KeyName(x) => {
                 w.event(34, 81);
-                elem_value(w, x.is_empty(), |w| {
-                    enc_string(w, x, None)?;
-                    Ok(())
-                })?;
+                string_elem(w, x, 0, None)?;
             }
             Message::KeyValue(x) => {
                 w.event(35, 81);
@@ -10898,10 +10800,7 @@ impl Message {
             }
             Message::MgmtData(x) => {
                 w.event(39, 81);
-                elem_value(w, x.is_empty(), |w| {
-                    enc_string(w, x, None)?;
-                    Ok(())
-                })?;
+                string_elem(w, x, 0, None)?;
             }
             Message::Object(x) => {
                 w.event(40, 81);
@@ -11106,7 +11005,7 @@ impl Message {
             23 => Message::DcEVStatus(Box::new(DcEVStatusType::decode(r)?)),
             25 => Message::DigestMethod(Box::new(DigestMethodType::decode(r)?)),
             26 => Message::DigestValue(
-                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, None)?)))?
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
                     .unwrap_or_default(),
             ),
             27 => Message::EVChargeParameter(Box::new(EVChargeParameterType::decode(r)?)),
@@ -11119,14 +11018,14 @@ impl Message {
             32 => Message::Entry(Box::new(EntryType::decode(r)?)),
             33 => Message::KeyInfo(Box::new(KeyInfoType::decode(r)?)),
             34 => Message::KeyName(
-                dec_elem_value(r, true, |r| Ok(dec_string(r, None)?))?.unwrap_or_default(),
+                dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?.unwrap_or_default(),
             ),
             35 => Message::KeyValue(Box::new(KeyValueType::decode(r)?)),
             36 => Message::Manifest(Box::new(ManifestType::decode(r)?)),
             37 => Message::MeteringReceiptReq(Box::new(MeteringReceiptReqType::decode(r)?)),
             38 => Message::MeteringReceiptRes(Box::new(MeteringReceiptResType::decode(r)?)),
             39 => Message::MgmtData(
-                dec_elem_value(r, true, |r| Ok(dec_string(r, None)?))?.unwrap_or_default(),
+                dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?.unwrap_or_default(),
             ),
             40 => Message::Object(Box::new(ObjectType::decode(r)?)),
             42 => Message::PMaxScheduleEntry(Box::new(PMaxScheduleEntryType::decode(r)?)),
@@ -11180,5 +11079,2569 @@ impl Message {
         };
         rd.finish()?;
         Ok(m)
+    }
+}
+
+/// One element as an EXI fragment, the form XML signatures digest (ISO 15118-2
+/// §7.9.2.4, -20 §8.3.4): any element declared in the set, global or local,
+/// with a single type.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub enum Fragment {
+    /// `{urn:iso:15118:2:2013:MsgDataTypes}AC_EVChargeParameter`
+    #[serde(rename = "AC_EVChargeParameter")]
+    AcEVChargeParameter(Box<AcEVChargeParameterType>),
+    /// `{urn:iso:15118:2:2013:MsgDataTypes}AC_EVSEChargeParameter`
+    #[serde(rename = "AC_EVSEChargeParameter")]
+    AcEVSEChargeParameter(Box<AcEVSEChargeParameterType>),
+    /// `{urn:iso:15118:2:2013:MsgBody}AC_EVSEStatus`
+    #[serde(rename = "AC_EVSEStatus")]
+    AcEVSEStatus(Box<AcEVSEStatusType>),
+    /// `{urn:iso:15118:2:2013:MsgDataTypes}AC_EVSEStatus`
+    #[serde(rename = "{urn:iso:15118:2:2013:MsgDataTypes}AC_EVSEStatus")]
+    AcEVSEStatus_(Box<AcEVSEStatusType>),
+    /// `{urn:iso:15118:2:2013:MsgBody}AuthorizationReq`
+    #[serde(rename = "AuthorizationReq")]
+    AuthorizationReq(Box<AuthorizationReqType>),
+    /// `{urn:iso:15118:2:2013:MsgBody}AuthorizationRes`
+    #[serde(rename = "AuthorizationRes")]
+    AuthorizationRes(Box<AuthorizationResType>),
+    /// `{urn:iso:15118:2:2013:MsgDef}Body`
+    #[serde(rename = "Body")]
+    Body(Box<BodyType>),
+    /// `{urn:iso:15118:2:2013:MsgBody}BodyElement`
+    #[serde(rename = "BodyElement")]
+    BodyElement(Box<BodyBaseType>),
+    /// `{urn:iso:15118:2:2013:MsgBody}BulkChargingComplete`
+    #[serde(rename = "BulkChargingComplete")]
+    BulkChargingComplete(bool),
+    /// `{urn:iso:15118:2:2013:MsgDataTypes}BulkChargingComplete`
+    #[serde(rename = "{urn:iso:15118:2:2013:MsgDataTypes}BulkChargingComplete")]
+    BulkChargingComplete_(bool),
+    /// `{urn:iso:15118:2:2013:MsgDataTypes}BulkSOC`
+    #[serde(rename = "BulkSOC")]
+    BulkSOC(u8),
+    /// `{urn:iso:15118:2:2013:MsgBody}CableCheckReq`
+    #[serde(rename = "CableCheckReq")]
+    CableCheckReq(Box<CableCheckReqType>),
+    /// `{urn:iso:15118:2:2013:MsgBody}CableCheckRes`
+    #[serde(rename = "CableCheckRes")]
+    CableCheckRes(Box<CableCheckResType>),
+    /// `{http://www.w3.org/2000/09/xmldsig#}CanonicalizationMethod`
+    #[serde(rename = "CanonicalizationMethod")]
+    CanonicalizationMethod(Box<CanonicalizationMethodType>),
+    /// `{urn:iso:15118:2:2013:MsgDataTypes}Certificate`
+    #[serde(rename = "Certificate")]
+    Certificate(Base64Binary),
+    /// `{urn:iso:15118:2:2013:MsgBody}CertificateInstallationReq`
+    #[serde(rename = "CertificateInstallationReq")]
+    CertificateInstallationReq(Box<CertificateInstallationReqType>),
+    /// `{urn:iso:15118:2:2013:MsgBody}CertificateInstallationRes`
+    #[serde(rename = "CertificateInstallationRes")]
+    CertificateInstallationRes(Box<CertificateInstallationResType>),
+    /// `{urn:iso:15118:2:2013:MsgBody}CertificateUpdateReq`
+    #[serde(rename = "CertificateUpdateReq")]
+    CertificateUpdateReq(Box<CertificateUpdateReqType>),
+    /// `{urn:iso:15118:2:2013:MsgBody}CertificateUpdateRes`
+    #[serde(rename = "CertificateUpdateRes")]
+    CertificateUpdateRes(Box<CertificateUpdateResType>),
+    /// `{urn:iso:15118:2:2013:MsgBody}ChargeParameterDiscoveryReq`
+    #[serde(rename = "ChargeParameterDiscoveryReq")]
+    ChargeParameterDiscoveryReq(Box<ChargeParameterDiscoveryReqType>),
+    /// `{urn:iso:15118:2:2013:MsgBody}ChargeParameterDiscoveryRes`
+    #[serde(rename = "ChargeParameterDiscoveryRes")]
+    ChargeParameterDiscoveryRes(Box<ChargeParameterDiscoveryResType>),
+    /// `{urn:iso:15118:2:2013:MsgBody}ChargeProgress`
+    #[serde(rename = "ChargeProgress")]
+    ChargeProgress(ChargeProgressType),
+    /// `{urn:iso:15118:2:2013:MsgBody}ChargeService`
+    #[serde(rename = "ChargeService")]
+    ChargeService(Box<ChargeServiceType>),
+    /// `{urn:iso:15118:2:2013:MsgBody}ChargingComplete`
+    #[serde(rename = "ChargingComplete")]
+    ChargingComplete(bool),
+    /// `{urn:iso:15118:2:2013:MsgDataTypes}ChargingComplete`
+    #[serde(rename = "{urn:iso:15118:2:2013:MsgDataTypes}ChargingComplete")]
+    ChargingComplete_(bool),
+    /// `{urn:iso:15118:2:2013:MsgBody}ChargingProfile`
+    #[serde(rename = "ChargingProfile")]
+    ChargingProfile(Box<ChargingProfileType>),
+    /// `{urn:iso:15118:2:2013:MsgDataTypes}ChargingProfileEntryMaxNumberOfPhasesInUse`
+    #[serde(rename = "ChargingProfileEntryMaxNumberOfPhasesInUse")]
+    ChargingProfileEntryMaxNumberOfPhasesInUse(u8),
+    /// `{urn:iso:15118:2:2013:MsgDataTypes}ChargingProfileEntryMaxPower`
+    #[serde(rename = "ChargingProfileEntryMaxPower")]
+    ChargingProfileEntryMaxPower(Box<PhysicalValueType>),
+    /// `{urn:iso:15118:2:2013:MsgDataTypes}ChargingProfileEntryStart`
+    #[serde(rename = "ChargingProfileEntryStart")]
+    ChargingProfileEntryStart(u32),
+    /// `{urn:iso:15118:2:2013:MsgBody}ChargingSession`
+    #[serde(rename = "ChargingSession")]
+    ChargingSession(ChargingSessionType),
+    /// `{urn:iso:15118:2:2013:MsgBody}ChargingStatusReq`
+    #[serde(rename = "ChargingStatusReq")]
+    ChargingStatusReq(Box<ChargingStatusReqType>),
+    /// `{urn:iso:15118:2:2013:MsgBody}ChargingStatusRes`
+    #[serde(rename = "ChargingStatusRes")]
+    ChargingStatusRes(Box<ChargingStatusResType>),
+    /// `{urn:iso:15118:2:2013:MsgDataTypes}ConsumptionCost`
+    #[serde(rename = "ConsumptionCost")]
+    ConsumptionCost(Box<ConsumptionCostType>),
+    /// `{urn:iso:15118:2:2013:MsgBody}ContractSignatureCertChain`
+    #[serde(rename = "ContractSignatureCertChain")]
+    ContractSignatureCertChain(Box<CertificateChainType>),
+    /// `{urn:iso:15118:2:2013:MsgBody}ContractSignatureEncryptedPrivateKey`
+    #[serde(rename = "ContractSignatureEncryptedPrivateKey")]
+    ContractSignatureEncryptedPrivateKey(Box<ContractSignatureEncryptedPrivateKeyType>),
+    /// `{urn:iso:15118:2:2013:MsgDataTypes}Cost`
+    #[serde(rename = "Cost")]
+    Cost(Box<CostType>),
+    /// `{urn:iso:15118:2:2013:MsgBody}CurrentDemandReq`
+    #[serde(rename = "CurrentDemandReq")]
+    CurrentDemandReq(Box<CurrentDemandReqType>),
+    /// `{urn:iso:15118:2:2013:MsgBody}CurrentDemandRes`
+    #[serde(rename = "CurrentDemandRes")]
+    CurrentDemandRes(Box<CurrentDemandResType>),
+    /// `{urn:iso:15118:2:2013:MsgDataTypes}DC_EVChargeParameter`
+    #[serde(rename = "DC_EVChargeParameter")]
+    DcEVChargeParameter(Box<DcEVChargeParameterType>),
+    /// `{urn:iso:15118:2:2013:MsgDataTypes}DC_EVPowerDeliveryParameter`
+    #[serde(rename = "DC_EVPowerDeliveryParameter")]
+    DcEVPowerDeliveryParameter(Box<DcEVPowerDeliveryParameterType>),
+    /// `{urn:iso:15118:2:2013:MsgDataTypes}DC_EVSEChargeParameter`
+    #[serde(rename = "DC_EVSEChargeParameter")]
+    DcEVSEChargeParameter(Box<DcEVSEChargeParameterType>),
+    /// `{urn:iso:15118:2:2013:MsgBody}DC_EVSEStatus`
+    #[serde(rename = "DC_EVSEStatus")]
+    DcEVSEStatus(Box<DcEVSEStatusType>),
+    /// `{urn:iso:15118:2:2013:MsgDataTypes}DC_EVSEStatus`
+    #[serde(rename = "{urn:iso:15118:2:2013:MsgDataTypes}DC_EVSEStatus")]
+    DcEVSEStatus_(Box<DcEVSEStatusType>),
+    /// `{urn:iso:15118:2:2013:MsgBody}DC_EVStatus`
+    #[serde(rename = "DC_EVStatus")]
+    DcEVStatus(Box<DcEVStatusType>),
+    /// `{urn:iso:15118:2:2013:MsgDataTypes}DC_EVStatus`
+    #[serde(rename = "{urn:iso:15118:2:2013:MsgDataTypes}DC_EVStatus")]
+    DcEVStatus_(Box<DcEVStatusType>),
+    /// `{urn:iso:15118:2:2013:MsgBody}DHpublickey`
+    #[serde(rename = "DHpublickey")]
+    DHpublickey(Box<DiffieHellmanPublickeyType>),
+    /// `{urn:iso:15118:2:2013:MsgDataTypes}DepartureTime`
+    #[serde(rename = "DepartureTime")]
+    DepartureTime(u32),
+    /// `{http://www.w3.org/2000/09/xmldsig#}DigestMethod`
+    #[serde(rename = "DigestMethod")]
+    DigestMethod(Box<DigestMethodType>),
+    /// `{http://www.w3.org/2000/09/xmldsig#}DigestValue`
+    #[serde(rename = "DigestValue")]
+    DigestValue(Base64Binary),
+    /// `{urn:iso:15118:2:2013:MsgDataTypes}EAmount`
+    #[serde(rename = "EAmount")]
+    EAmount(Box<PhysicalValueType>),
+    /// `{urn:iso:15118:2:2013:MsgDataTypes}EPriceLevel`
+    #[serde(rename = "EPriceLevel")]
+    EPriceLevel(u8),
+    /// `{urn:iso:15118:2:2013:MsgBody}EVCCID`
+    #[serde(rename = "EVCCID")]
+    EVCCID(HexBinary),
+    /// `{urn:iso:15118:2:2013:MsgDataTypes}EVChargeParameter`
+    #[serde(rename = "EVChargeParameter")]
+    EVChargeParameter(Box<EVChargeParameterType>),
+    /// `{urn:iso:15118:2:2013:MsgDataTypes}EVEnergyCapacity`
+    #[serde(rename = "EVEnergyCapacity")]
+    EVEnergyCapacity(Box<PhysicalValueType>),
+    /// `{urn:iso:15118:2:2013:MsgDataTypes}EVEnergyRequest`
+    #[serde(rename = "EVEnergyRequest")]
+    EVEnergyRequest(Box<PhysicalValueType>),
+    /// `{urn:iso:15118:2:2013:MsgDataTypes}EVErrorCode`
+    #[serde(rename = "EVErrorCode")]
+    EVErrorCode(DcEVErrorCodeType),
+    /// `{urn:iso:15118:2:2013:MsgDataTypes}EVMaxCurrent`
+    #[serde(rename = "EVMaxCurrent")]
+    EVMaxCurrent(Box<PhysicalValueType>),
+    /// `{urn:iso:15118:2:2013:MsgDataTypes}EVMaxVoltage`
+    #[serde(rename = "EVMaxVoltage")]
+    EVMaxVoltage(Box<PhysicalValueType>),
+    /// `{urn:iso:15118:2:2013:MsgBody}EVMaximumCurrentLimit`
+    #[serde(rename = "EVMaximumCurrentLimit")]
+    EVMaximumCurrentLimit(Box<PhysicalValueType>),
+    /// `{urn:iso:15118:2:2013:MsgDataTypes}EVMaximumCurrentLimit`
+    #[serde(rename = "{urn:iso:15118:2:2013:MsgDataTypes}EVMaximumCurrentLimit")]
+    EVMaximumCurrentLimit_(Box<PhysicalValueType>),
+    /// `{urn:iso:15118:2:2013:MsgBody}EVMaximumPowerLimit`
+    #[serde(rename = "EVMaximumPowerLimit")]
+    EVMaximumPowerLimit(Box<PhysicalValueType>),
+    /// `{urn:iso:15118:2:2013:MsgDataTypes}EVMaximumPowerLimit`
+    #[serde(rename = "{urn:iso:15118:2:2013:MsgDataTypes}EVMaximumPowerLimit")]
+    EVMaximumPowerLimit_(Box<PhysicalValueType>),
+    /// `{urn:iso:15118:2:2013:MsgBody}EVMaximumVoltageLimit`
+    #[serde(rename = "EVMaximumVoltageLimit")]
+    EVMaximumVoltageLimit(Box<PhysicalValueType>),
+    /// `{urn:iso:15118:2:2013:MsgDataTypes}EVMaximumVoltageLimit`
+    #[serde(rename = "{urn:iso:15118:2:2013:MsgDataTypes}EVMaximumVoltageLimit")]
+    EVMaximumVoltageLimit_(Box<PhysicalValueType>),
+    /// `{urn:iso:15118:2:2013:MsgDataTypes}EVMinCurrent`
+    #[serde(rename = "EVMinCurrent")]
+    EVMinCurrent(Box<PhysicalValueType>),
+    /// `{urn:iso:15118:2:2013:MsgDataTypes}EVPowerDeliveryParameter`
+    #[serde(rename = "EVPowerDeliveryParameter")]
+    EVPowerDeliveryParameter(Box<EVPowerDeliveryParameterType>),
+    /// `{urn:iso:15118:2:2013:MsgDataTypes}EVRESSSOC`
+    #[serde(rename = "EVRESSSOC")]
+    EVRESSSOC(u8),
+    /// `{urn:iso:15118:2:2013:MsgDataTypes}EVReady`
+    #[serde(rename = "EVReady")]
+    EVReady(bool),
+    /// `{urn:iso:15118:2:2013:MsgDataTypes}EVSEChargeParameter`
+    #[serde(rename = "EVSEChargeParameter")]
+    EVSEChargeParameter(Box<EVSEChargeParameterType>),
+    /// `{urn:iso:15118:2:2013:MsgBody}EVSECurrentLimitAchieved`
+    #[serde(rename = "EVSECurrentLimitAchieved")]
+    EVSECurrentLimitAchieved(bool),
+    /// `{urn:iso:15118:2:2013:MsgDataTypes}EVSECurrentRegulationTolerance`
+    #[serde(rename = "EVSECurrentRegulationTolerance")]
+    EVSECurrentRegulationTolerance(Box<PhysicalValueType>),
+    /// `{urn:iso:15118:2:2013:MsgDataTypes}EVSEEnergyToBeDelivered`
+    #[serde(rename = "EVSEEnergyToBeDelivered")]
+    EVSEEnergyToBeDelivered(Box<PhysicalValueType>),
+    /// `{urn:iso:15118:2:2013:MsgBody}EVSEID`
+    #[serde(rename = "EVSEID")]
+    EVSEID(String),
+    /// `{urn:iso:15118:2:2013:MsgDataTypes}EVSEIsolationStatus`
+    #[serde(rename = "EVSEIsolationStatus")]
+    EVSEIsolationStatus(IsolationLevelType),
+    /// `{urn:iso:15118:2:2013:MsgBody}EVSEMaxCurrent`
+    #[serde(rename = "EVSEMaxCurrent")]
+    EVSEMaxCurrent(Box<PhysicalValueType>),
+    /// `{urn:iso:15118:2:2013:MsgDataTypes}EVSEMaxCurrent`
+    #[serde(rename = "{urn:iso:15118:2:2013:MsgDataTypes}EVSEMaxCurrent")]
+    EVSEMaxCurrent_(Box<PhysicalValueType>),
+    /// `{urn:iso:15118:2:2013:MsgBody}EVSEMaximumCurrentLimit`
+    #[serde(rename = "EVSEMaximumCurrentLimit")]
+    EVSEMaximumCurrentLimit(Box<PhysicalValueType>),
+    /// `{urn:iso:15118:2:2013:MsgDataTypes}EVSEMaximumCurrentLimit`
+    #[serde(rename = "{urn:iso:15118:2:2013:MsgDataTypes}EVSEMaximumCurrentLimit")]
+    EVSEMaximumCurrentLimit_(Box<PhysicalValueType>),
+    /// `{urn:iso:15118:2:2013:MsgBody}EVSEMaximumPowerLimit`
+    #[serde(rename = "EVSEMaximumPowerLimit")]
+    EVSEMaximumPowerLimit(Box<PhysicalValueType>),
+    /// `{urn:iso:15118:2:2013:MsgDataTypes}EVSEMaximumPowerLimit`
+    #[serde(rename = "{urn:iso:15118:2:2013:MsgDataTypes}EVSEMaximumPowerLimit")]
+    EVSEMaximumPowerLimit_(Box<PhysicalValueType>),
+    /// `{urn:iso:15118:2:2013:MsgBody}EVSEMaximumVoltageLimit`
+    #[serde(rename = "EVSEMaximumVoltageLimit")]
+    EVSEMaximumVoltageLimit(Box<PhysicalValueType>),
+    /// `{urn:iso:15118:2:2013:MsgDataTypes}EVSEMaximumVoltageLimit`
+    #[serde(rename = "{urn:iso:15118:2:2013:MsgDataTypes}EVSEMaximumVoltageLimit")]
+    EVSEMaximumVoltageLimit_(Box<PhysicalValueType>),
+    /// `{urn:iso:15118:2:2013:MsgDataTypes}EVSEMinimumCurrentLimit`
+    #[serde(rename = "EVSEMinimumCurrentLimit")]
+    EVSEMinimumCurrentLimit(Box<PhysicalValueType>),
+    /// `{urn:iso:15118:2:2013:MsgDataTypes}EVSEMinimumVoltageLimit`
+    #[serde(rename = "EVSEMinimumVoltageLimit")]
+    EVSEMinimumVoltageLimit(Box<PhysicalValueType>),
+    /// `{urn:iso:15118:2:2013:MsgDataTypes}EVSENominalVoltage`
+    #[serde(rename = "EVSENominalVoltage")]
+    EVSENominalVoltage(Box<PhysicalValueType>),
+    /// `{urn:iso:15118:2:2013:MsgDataTypes}EVSENotification`
+    #[serde(rename = "EVSENotification")]
+    EVSENotification(EVSENotificationType),
+    /// `{urn:iso:15118:2:2013:MsgDataTypes}EVSEPeakCurrentRipple`
+    #[serde(rename = "EVSEPeakCurrentRipple")]
+    EVSEPeakCurrentRipple(Box<PhysicalValueType>),
+    /// `{urn:iso:15118:2:2013:MsgBody}EVSEPowerLimitAchieved`
+    #[serde(rename = "EVSEPowerLimitAchieved")]
+    EVSEPowerLimitAchieved(bool),
+    /// `{urn:iso:15118:2:2013:MsgBody}EVSEPresentCurrent`
+    #[serde(rename = "EVSEPresentCurrent")]
+    EVSEPresentCurrent(Box<PhysicalValueType>),
+    /// `{urn:iso:15118:2:2013:MsgBody}EVSEPresentVoltage`
+    #[serde(rename = "EVSEPresentVoltage")]
+    EVSEPresentVoltage(Box<PhysicalValueType>),
+    /// `{urn:iso:15118:2:2013:MsgBody}EVSEProcessing`
+    #[serde(rename = "EVSEProcessing")]
+    EVSEProcessing(EVSEProcessingType),
+    /// `{urn:iso:15118:2:2013:MsgDataTypes}EVSEStatus`
+    #[serde(rename = "EVSEStatus")]
+    EVSEStatus(Box<EVSEStatusType>),
+    /// `{urn:iso:15118:2:2013:MsgDataTypes}EVSEStatusCode`
+    #[serde(rename = "EVSEStatusCode")]
+    EVSEStatusCode(DcEVSEStatusCodeType),
+    /// `{urn:iso:15118:2:2013:MsgBody}EVSETimeStamp`
+    #[serde(rename = "EVSETimeStamp")]
+    EVSETimeStamp(i64),
+    /// `{urn:iso:15118:2:2013:MsgBody}EVSEVoltageLimitAchieved`
+    #[serde(rename = "EVSEVoltageLimitAchieved")]
+    EVSEVoltageLimitAchieved(bool),
+    /// `{urn:iso:15118:2:2013:MsgDataTypes}EVStatus`
+    #[serde(rename = "EVStatus")]
+    EVStatus(Box<EVStatusType>),
+    /// `{urn:iso:15118:2:2013:MsgBody}EVTargetCurrent`
+    #[serde(rename = "EVTargetCurrent")]
+    EVTargetCurrent(Box<PhysicalValueType>),
+    /// `{urn:iso:15118:2:2013:MsgBody}EVTargetVoltage`
+    #[serde(rename = "EVTargetVoltage")]
+    EVTargetVoltage(Box<PhysicalValueType>),
+    /// `{urn:iso:15118:2:2013:MsgDataTypes}EnergyTransferMode`
+    #[serde(rename = "EnergyTransferMode")]
+    EnergyTransferMode(EnergyTransferModeType),
+    /// `{urn:iso:15118:2:2013:MsgDataTypes}Entry`
+    #[serde(rename = "Entry")]
+    Entry(Box<EntryType>),
+    /// `{http://www.w3.org/2000/09/xmldsig#}Exponent`
+    #[serde(rename = "Exponent")]
+    Exponent(Base64Binary),
+    /// `{urn:iso:15118:2:2013:MsgDataTypes}FaultCode`
+    #[serde(rename = "FaultCode")]
+    FaultCode(FaultCodeType),
+    /// `{urn:iso:15118:2:2013:MsgDataTypes}FaultMsg`
+    #[serde(rename = "FaultMsg")]
+    FaultMsg(String),
+    /// `{urn:iso:15118:2:2013:MsgDataTypes}FreeService`
+    #[serde(rename = "FreeService")]
+    FreeService(bool),
+    /// `{urn:iso:15118:2:2013:MsgDataTypes}FullSOC`
+    #[serde(rename = "FullSOC")]
+    FullSOC(u8),
+    /// `{http://www.w3.org/2000/09/xmldsig#}G`
+    #[serde(rename = "G")]
+    G(Base64Binary),
+    /// `{urn:iso:15118:2:2013:MsgBody}GenChallenge`
+    #[serde(rename = "GenChallenge")]
+    GenChallenge(Base64Binary),
+    /// `{http://www.w3.org/2000/09/xmldsig#}HMACOutputLength`
+    #[serde(rename = "HMACOutputLength")]
+    HMACOutputLength(i64),
+    /// `{urn:iso:15118:2:2013:MsgDef}Header`
+    #[serde(rename = "Header")]
+    Header(Box<MessageHeaderType>),
+    /// `{http://www.w3.org/2000/09/xmldsig#}J`
+    #[serde(rename = "J")]
+    J(Base64Binary),
+    /// `{http://www.w3.org/2000/09/xmldsig#}KeyInfo`
+    #[serde(rename = "KeyInfo")]
+    KeyInfo(Box<KeyInfoType>),
+    /// `{http://www.w3.org/2000/09/xmldsig#}KeyName`
+    #[serde(rename = "KeyName")]
+    KeyName(String),
+    /// `{http://www.w3.org/2000/09/xmldsig#}KeyValue`
+    #[serde(rename = "KeyValue")]
+    KeyValue(Box<KeyValueType>),
+    /// `{urn:iso:15118:2:2013:MsgBody}ListOfRootCertificateIDs`
+    #[serde(rename = "ListOfRootCertificateIDs")]
+    ListOfRootCertificateIDs(Box<ListOfRootCertificateIDsType>),
+    /// `{http://www.w3.org/2000/09/xmldsig#}Manifest`
+    #[serde(rename = "Manifest")]
+    Manifest(Box<ManifestType>),
+    /// `{urn:iso:15118:2:2013:MsgBody}MaxEntriesSAScheduleTuple`
+    #[serde(rename = "MaxEntriesSAScheduleTuple")]
+    MaxEntriesSAScheduleTuple(u16),
+    /// `{urn:iso:15118:2:2013:MsgDataTypes}MeterID`
+    #[serde(rename = "MeterID")]
+    MeterID(String),
+    /// `{urn:iso:15118:2:2013:MsgBody}MeterInfo`
+    #[serde(rename = "MeterInfo")]
+    MeterInfo(Box<MeterInfoType>),
+    /// `{urn:iso:15118:2:2013:MsgDataTypes}MeterReading`
+    #[serde(rename = "MeterReading")]
+    MeterReading(u64),
+    /// `{urn:iso:15118:2:2013:MsgDataTypes}MeterStatus`
+    #[serde(rename = "MeterStatus")]
+    MeterStatus(i16),
+    /// `{urn:iso:15118:2:2013:MsgBody}MeteringReceiptReq`
+    #[serde(rename = "MeteringReceiptReq")]
+    MeteringReceiptReq(Box<MeteringReceiptReqType>),
+    /// `{urn:iso:15118:2:2013:MsgBody}MeteringReceiptRes`
+    #[serde(rename = "MeteringReceiptRes")]
+    MeteringReceiptRes(Box<MeteringReceiptResType>),
+    /// `{http://www.w3.org/2000/09/xmldsig#}MgmtData`
+    #[serde(rename = "MgmtData")]
+    MgmtData(String),
+    /// `{http://www.w3.org/2000/09/xmldsig#}Modulus`
+    #[serde(rename = "Modulus")]
+    Modulus(Base64Binary),
+    /// `{urn:iso:15118:2:2013:MsgDataTypes}Multiplier`
+    #[serde(rename = "Multiplier")]
+    Multiplier(i8),
+    /// `{urn:iso:15118:2:2013:MsgHeader}Notification`
+    #[serde(rename = "Notification")]
+    Notification(Box<NotificationType>),
+    /// `{urn:iso:15118:2:2013:MsgDataTypes}NotificationMaxDelay`
+    #[serde(rename = "NotificationMaxDelay")]
+    NotificationMaxDelay(u16),
+    /// `{urn:iso:15118:2:2013:MsgDataTypes}NumEPriceLevels`
+    #[serde(rename = "NumEPriceLevels")]
+    NumEPriceLevels(u8),
+    /// `{urn:iso:15118:2:2013:MsgBody}OEMProvisioningCert`
+    #[serde(rename = "OEMProvisioningCert")]
+    OEMProvisioningCert(Base64Binary),
+    /// `{http://www.w3.org/2000/09/xmldsig#}Object`
+    #[serde(rename = "Object")]
+    Object(Box<ObjectType>),
+    /// `{http://www.w3.org/2000/09/xmldsig#}P`
+    #[serde(rename = "P")]
+    P(Base64Binary),
+    /// `{http://www.w3.org/2000/09/xmldsig#}PGPKeyID`
+    #[serde(rename = "PGPKeyID")]
+    PGPKeyID(Base64Binary),
+    /// `{http://www.w3.org/2000/09/xmldsig#}PGPKeyPacket`
+    #[serde(rename = "PGPKeyPacket")]
+    PGPKeyPacket(Base64Binary),
+    /// `{urn:iso:15118:2:2013:MsgDataTypes}PMax`
+    #[serde(rename = "PMax")]
+    PMax(Box<PhysicalValueType>),
+    /// `{urn:iso:15118:2:2013:MsgDataTypes}PMaxSchedule`
+    #[serde(rename = "PMaxSchedule")]
+    PMaxSchedule(Box<PMaxScheduleType>),
+    /// `{urn:iso:15118:2:2013:MsgDataTypes}PMaxScheduleEntry`
+    #[serde(rename = "PMaxScheduleEntry")]
+    PMaxScheduleEntry(Box<PMaxScheduleEntryType>),
+    /// `{urn:iso:15118:2:2013:MsgDataTypes}Parameter`
+    #[serde(rename = "Parameter")]
+    Parameter(Box<ParameterType>),
+    /// `{urn:iso:15118:2:2013:MsgDataTypes}ParameterSet`
+    #[serde(rename = "ParameterSet")]
+    ParameterSet(Box<ParameterSetType>),
+    /// `{urn:iso:15118:2:2013:MsgDataTypes}ParameterSetID`
+    #[serde(rename = "ParameterSetID")]
+    ParameterSetID(i16),
+    /// `{urn:iso:15118:2:2013:MsgBody}PaymentDetailsReq`
+    #[serde(rename = "PaymentDetailsReq")]
+    PaymentDetailsReq(Box<PaymentDetailsReqType>),
+    /// `{urn:iso:15118:2:2013:MsgBody}PaymentDetailsRes`
+    #[serde(rename = "PaymentDetailsRes")]
+    PaymentDetailsRes(Box<PaymentDetailsResType>),
+    /// `{urn:iso:15118:2:2013:MsgDataTypes}PaymentOption`
+    #[serde(rename = "PaymentOption")]
+    PaymentOption(PaymentOptionType),
+    /// `{urn:iso:15118:2:2013:MsgBody}PaymentOptionList`
+    #[serde(rename = "PaymentOptionList")]
+    PaymentOptionList(Box<PaymentOptionListType>),
+    /// `{urn:iso:15118:2:2013:MsgBody}PaymentServiceSelectionReq`
+    #[serde(rename = "PaymentServiceSelectionReq")]
+    PaymentServiceSelectionReq(Box<PaymentServiceSelectionReqType>),
+    /// `{urn:iso:15118:2:2013:MsgBody}PaymentServiceSelectionRes`
+    #[serde(rename = "PaymentServiceSelectionRes")]
+    PaymentServiceSelectionRes(Box<PaymentServiceSelectionResType>),
+    /// `{http://www.w3.org/2000/09/xmldsig#}PgenCounter`
+    #[serde(rename = "PgenCounter")]
+    PgenCounter(Base64Binary),
+    /// `{urn:iso:15118:2:2013:MsgBody}PowerDeliveryReq`
+    #[serde(rename = "PowerDeliveryReq")]
+    PowerDeliveryReq(Box<PowerDeliveryReqType>),
+    /// `{urn:iso:15118:2:2013:MsgBody}PowerDeliveryRes`
+    #[serde(rename = "PowerDeliveryRes")]
+    PowerDeliveryRes(Box<PowerDeliveryResType>),
+    /// `{urn:iso:15118:2:2013:MsgBody}PreChargeReq`
+    #[serde(rename = "PreChargeReq")]
+    PreChargeReq(Box<PreChargeReqType>),
+    /// `{urn:iso:15118:2:2013:MsgBody}PreChargeRes`
+    #[serde(rename = "PreChargeRes")]
+    PreChargeRes(Box<PreChargeResType>),
+    /// `{urn:iso:15118:2:2013:MsgDataTypes}ProfileEntry`
+    #[serde(rename = "ProfileEntry")]
+    ProfileEntry(Box<ProfileEntryType>),
+    /// `{http://www.w3.org/2000/09/xmldsig#}Q`
+    #[serde(rename = "Q")]
+    Q(Base64Binary),
+    /// `{urn:iso:15118:2:2013:MsgDataTypes}RCD`
+    #[serde(rename = "RCD")]
+    RCD(bool),
+    /// `{http://www.w3.org/2000/09/xmldsig#}RSAKeyValue`
+    #[serde(rename = "RSAKeyValue")]
+    RSAKeyValue(Box<RSAKeyValueType>),
+    /// `{urn:iso:15118:2:2013:MsgBody}ReceiptRequired`
+    #[serde(rename = "ReceiptRequired")]
+    ReceiptRequired(bool),
+    /// `{http://www.w3.org/2000/09/xmldsig#}Reference`
+    #[serde(rename = "Reference")]
+    Reference(Box<ReferenceType>),
+    /// `{urn:iso:15118:2:2013:MsgDataTypes}RelativeTimeInterval`
+    #[serde(rename = "RelativeTimeInterval")]
+    RelativeTimeInterval(Box<RelativeTimeIntervalType>),
+    /// `{urn:iso:15118:2:2013:MsgBody}RemainingTimeToBulkSoC`
+    #[serde(rename = "RemainingTimeToBulkSoC")]
+    RemainingTimeToBulkSoC(Box<PhysicalValueType>),
+    /// `{urn:iso:15118:2:2013:MsgBody}RemainingTimeToFullSoC`
+    #[serde(rename = "RemainingTimeToFullSoC")]
+    RemainingTimeToFullSoC(Box<PhysicalValueType>),
+    /// `{urn:iso:15118:2:2013:MsgBody}RequestedEnergyTransferMode`
+    #[serde(rename = "RequestedEnergyTransferMode")]
+    RequestedEnergyTransferMode(EnergyTransferModeType),
+    /// `{urn:iso:15118:2:2013:MsgBody}ResponseCode`
+    #[serde(rename = "ResponseCode")]
+    ResponseCode(ResponseCodeType),
+    /// `{http://www.w3.org/2000/09/xmldsig#}RetrievalMethod`
+    #[serde(rename = "RetrievalMethod")]
+    RetrievalMethod(Box<RetrievalMethodType>),
+    /// `{urn:iso:15118:2:2013:MsgBody}RetryCounter`
+    #[serde(rename = "RetryCounter")]
+    RetryCounter(i16),
+    /// `{urn:iso:15118:2:2013:MsgDataTypes}RootCertificateID`
+    #[serde(rename = "RootCertificateID")]
+    RootCertificateID(Box<X509IssuerSerialType>),
+    /// `{urn:iso:15118:2:2013:MsgBody}SAProvisioningCertificateChain`
+    #[serde(rename = "SAProvisioningCertificateChain")]
+    SAProvisioningCertificateChain(Box<CertificateChainType>),
+    /// `{urn:iso:15118:2:2013:MsgDataTypes}SAScheduleList`
+    #[serde(rename = "SAScheduleList")]
+    SAScheduleList(Box<SAScheduleListType>),
+    /// `{urn:iso:15118:2:2013:MsgDataTypes}SAScheduleTuple`
+    #[serde(rename = "SAScheduleTuple")]
+    SAScheduleTuple(Box<SAScheduleTupleType>),
+    /// `{urn:iso:15118:2:2013:MsgBody}SAScheduleTupleID`
+    #[serde(rename = "SAScheduleTupleID")]
+    SAScheduleTupleID(u8),
+    /// `{urn:iso:15118:2:2013:MsgDataTypes}SAScheduleTupleID`
+    #[serde(rename = "{urn:iso:15118:2:2013:MsgDataTypes}SAScheduleTupleID")]
+    SAScheduleTupleID_(u8),
+    /// `{urn:iso:15118:2:2013:MsgDataTypes}SASchedules`
+    #[serde(rename = "SASchedules")]
+    SASchedules(Box<SASchedulesType>),
+    /// `{http://www.w3.org/2000/09/xmldsig#}SPKISexp`
+    #[serde(rename = "SPKISexp")]
+    SPKISexp(Base64Binary),
+    /// `{urn:iso:15118:2:2013:MsgDataTypes}SalesTariff`
+    #[serde(rename = "SalesTariff")]
+    SalesTariff(Box<SalesTariffType>),
+    /// `{urn:iso:15118:2:2013:MsgDataTypes}SalesTariffDescription`
+    #[serde(rename = "SalesTariffDescription")]
+    SalesTariffDescription(String),
+    /// `{urn:iso:15118:2:2013:MsgDataTypes}SalesTariffEntry`
+    #[serde(rename = "SalesTariffEntry")]
+    SalesTariffEntry(Box<SalesTariffEntryType>),
+    /// `{urn:iso:15118:2:2013:MsgDataTypes}SalesTariffID`
+    #[serde(rename = "SalesTariffID")]
+    SalesTariffID(u8),
+    /// `{http://www.w3.org/2000/09/xmldsig#}Seed`
+    #[serde(rename = "Seed")]
+    Seed(Base64Binary),
+    /// `{urn:iso:15118:2:2013:MsgBody}SelectedPaymentOption`
+    #[serde(rename = "SelectedPaymentOption")]
+    SelectedPaymentOption(PaymentOptionType),
+    /// `{urn:iso:15118:2:2013:MsgDataTypes}SelectedService`
+    #[serde(rename = "SelectedService")]
+    SelectedService(Box<SelectedServiceType>),
+    /// `{urn:iso:15118:2:2013:MsgBody}SelectedServiceList`
+    #[serde(rename = "SelectedServiceList")]
+    SelectedServiceList(Box<SelectedServiceListType>),
+    /// `{urn:iso:15118:2:2013:MsgDataTypes}Service`
+    #[serde(rename = "Service")]
+    Service(Box<ServiceType>),
+    /// `{urn:iso:15118:2:2013:MsgBody}ServiceCategory`
+    #[serde(rename = "ServiceCategory")]
+    ServiceCategory(ServiceCategoryType),
+    /// `{urn:iso:15118:2:2013:MsgDataTypes}ServiceCategory`
+    #[serde(rename = "{urn:iso:15118:2:2013:MsgDataTypes}ServiceCategory")]
+    ServiceCategory_(ServiceCategoryType),
+    /// `{urn:iso:15118:2:2013:MsgBody}ServiceDetailReq`
+    #[serde(rename = "ServiceDetailReq")]
+    ServiceDetailReq(Box<ServiceDetailReqType>),
+    /// `{urn:iso:15118:2:2013:MsgBody}ServiceDetailRes`
+    #[serde(rename = "ServiceDetailRes")]
+    ServiceDetailRes(Box<ServiceDetailResType>),
+    /// `{urn:iso:15118:2:2013:MsgBody}ServiceDiscoveryReq`
+    #[serde(rename = "ServiceDiscoveryReq")]
+    ServiceDiscoveryReq(Box<ServiceDiscoveryReqType>),
+    /// `{urn:iso:15118:2:2013:MsgBody}ServiceDiscoveryRes`
+    #[serde(rename = "ServiceDiscoveryRes")]
+    ServiceDiscoveryRes(Box<ServiceDiscoveryResType>),
+    /// `{urn:iso:15118:2:2013:MsgBody}ServiceID`
+    #[serde(rename = "ServiceID")]
+    ServiceID(u16),
+    /// `{urn:iso:15118:2:2013:MsgDataTypes}ServiceID`
+    #[serde(rename = "{urn:iso:15118:2:2013:MsgDataTypes}ServiceID")]
+    ServiceID_(u16),
+    /// `{urn:iso:15118:2:2013:MsgBody}ServiceList`
+    #[serde(rename = "ServiceList")]
+    ServiceList(Box<ServiceListType>),
+    /// `{urn:iso:15118:2:2013:MsgDataTypes}ServiceName`
+    #[serde(rename = "ServiceName")]
+    ServiceName(String),
+    /// `{urn:iso:15118:2:2013:MsgBody}ServiceParameterList`
+    #[serde(rename = "ServiceParameterList")]
+    ServiceParameterList(Box<ServiceParameterListType>),
+    /// `{urn:iso:15118:2:2013:MsgBody}ServiceScope`
+    #[serde(rename = "ServiceScope")]
+    ServiceScope(String),
+    /// `{urn:iso:15118:2:2013:MsgDataTypes}ServiceScope`
+    #[serde(rename = "{urn:iso:15118:2:2013:MsgDataTypes}ServiceScope")]
+    ServiceScope_(String),
+    /// `{urn:iso:15118:2:2013:MsgBody}SessionID`
+    #[serde(rename = "SessionID")]
+    SessionID(HexBinary),
+    /// `{urn:iso:15118:2:2013:MsgHeader}SessionID`
+    #[serde(rename = "{urn:iso:15118:2:2013:MsgHeader}SessionID")]
+    SessionID_(HexBinary),
+    /// `{urn:iso:15118:2:2013:MsgBody}SessionSetupReq`
+    #[serde(rename = "SessionSetupReq")]
+    SessionSetupReq(Box<SessionSetupReqType>),
+    /// `{urn:iso:15118:2:2013:MsgBody}SessionSetupRes`
+    #[serde(rename = "SessionSetupRes")]
+    SessionSetupRes(Box<SessionSetupResType>),
+    /// `{urn:iso:15118:2:2013:MsgBody}SessionStopReq`
+    #[serde(rename = "SessionStopReq")]
+    SessionStopReq(Box<SessionStopReqType>),
+    /// `{urn:iso:15118:2:2013:MsgBody}SessionStopRes`
+    #[serde(rename = "SessionStopRes")]
+    SessionStopRes(Box<SessionStopResType>),
+    /// `{urn:iso:15118:2:2013:MsgDataTypes}SigMeterReading`
+    #[serde(rename = "SigMeterReading")]
+    SigMeterReading(Base64Binary),
+    /// `{http://www.w3.org/2000/09/xmldsig#}Signature`
+    #[serde(rename = "Signature")]
+    Signature(Box<SignatureType>),
+    /// `{http://www.w3.org/2000/09/xmldsig#}SignatureMethod`
+    #[serde(rename = "SignatureMethod")]
+    SignatureMethod(Box<SignatureMethodType>),
+    /// `{http://www.w3.org/2000/09/xmldsig#}SignatureProperties`
+    #[serde(rename = "SignatureProperties")]
+    SignatureProperties(Box<SignaturePropertiesType>),
+    /// `{http://www.w3.org/2000/09/xmldsig#}SignatureProperty`
+    #[serde(rename = "SignatureProperty")]
+    SignatureProperty(Box<SignaturePropertyType>),
+    /// `{http://www.w3.org/2000/09/xmldsig#}SignatureValue`
+    #[serde(rename = "SignatureValue")]
+    SignatureValue(Box<SignatureValueType>),
+    /// `{http://www.w3.org/2000/09/xmldsig#}SignedInfo`
+    #[serde(rename = "SignedInfo")]
+    SignedInfo(Box<SignedInfoType>),
+    /// `{urn:iso:15118:2:2013:MsgDataTypes}SubCertificates`
+    #[serde(rename = "SubCertificates")]
+    SubCertificates(Box<SubCertificatesType>),
+    /// `{urn:iso:15118:2:2013:MsgDataTypes}SupportedEnergyTransferMode`
+    #[serde(rename = "SupportedEnergyTransferMode")]
+    SupportedEnergyTransferMode(Box<SupportedEnergyTransferModeType>),
+    /// `{urn:iso:15118:2:2013:MsgDataTypes}TMeter`
+    #[serde(rename = "TMeter")]
+    TMeter(i64),
+    /// `{urn:iso:15118:2:2013:MsgDataTypes}TimeInterval`
+    #[serde(rename = "TimeInterval")]
+    TimeInterval(Box<IntervalType>),
+    /// `{http://www.w3.org/2000/09/xmldsig#}Transform`
+    #[serde(rename = "Transform")]
+    Transform(Box<TransformType>),
+    /// `{http://www.w3.org/2000/09/xmldsig#}Transforms`
+    #[serde(rename = "Transforms")]
+    Transforms(Box<TransformsType>),
+    /// `{urn:iso:15118:2:2013:MsgDataTypes}Unit`
+    #[serde(rename = "Unit")]
+    Unit(UnitSymbolType),
+    /// `{urn:iso:15118:2:2013:MsgDef}V2G_Message`
+    #[serde(rename = "V2G_Message")]
+    V2gMessage(Box<V2gMessage>),
+    /// `{urn:iso:15118:2:2013:MsgDataTypes}Value`
+    #[serde(rename = "Value")]
+    Value(i16),
+    /// `{urn:iso:15118:2:2013:MsgBody}WeldingDetectionReq`
+    #[serde(rename = "WeldingDetectionReq")]
+    WeldingDetectionReq(Box<WeldingDetectionReqType>),
+    /// `{urn:iso:15118:2:2013:MsgBody}WeldingDetectionRes`
+    #[serde(rename = "WeldingDetectionRes")]
+    WeldingDetectionRes(Box<WeldingDetectionResType>),
+    /// `{http://www.w3.org/2000/09/xmldsig#}X509CRL`
+    #[serde(rename = "X509CRL")]
+    X509CRL(Base64Binary),
+    /// `{http://www.w3.org/2000/09/xmldsig#}X509Certificate`
+    #[serde(rename = "X509Certificate")]
+    X509Certificate(Base64Binary),
+    /// `{http://www.w3.org/2000/09/xmldsig#}X509Data`
+    #[serde(rename = "X509Data")]
+    X509Data(Box<X509DataType>),
+    /// `{http://www.w3.org/2000/09/xmldsig#}X509IssuerName`
+    #[serde(rename = "X509IssuerName")]
+    X509IssuerName(String),
+    /// `{http://www.w3.org/2000/09/xmldsig#}X509IssuerSerial`
+    #[serde(rename = "X509IssuerSerial")]
+    X509IssuerSerial(Box<X509IssuerSerialType>),
+    /// `{http://www.w3.org/2000/09/xmldsig#}X509SKI`
+    #[serde(rename = "X509SKI")]
+    X509SKI(Base64Binary),
+    /// `{http://www.w3.org/2000/09/xmldsig#}X509SerialNumber`
+    #[serde(rename = "X509SerialNumber")]
+    X509SerialNumber(i64),
+    /// `{http://www.w3.org/2000/09/xmldsig#}X509SubjectName`
+    #[serde(rename = "X509SubjectName")]
+    X509SubjectName(String),
+    /// `{http://www.w3.org/2000/09/xmldsig#}XPath`
+    #[serde(rename = "XPath")]
+    XPath(String),
+    /// `{http://www.w3.org/2000/09/xmldsig#}Y`
+    #[serde(rename = "Y")]
+    Y(Base64Binary),
+    /// `{urn:iso:15118:2:2013:MsgDataTypes}amount`
+    #[serde(rename = "amount")]
+    Amount(u32),
+    /// `{urn:iso:15118:2:2013:MsgDataTypes}amountMultiplier`
+    #[serde(rename = "amountMultiplier")]
+    AmountMultiplier(i8),
+    /// `{urn:iso:15118:2:2013:MsgDataTypes}boolValue`
+    #[serde(rename = "boolValue")]
+    BoolValue(bool),
+    /// `{urn:iso:15118:2:2013:MsgDataTypes}byteValue`
+    #[serde(rename = "byteValue")]
+    ByteValue(i8),
+    /// `{urn:iso:15118:2:2013:MsgDataTypes}costKind`
+    #[serde(rename = "costKind")]
+    CostKind(CostKindType),
+    /// `{urn:iso:15118:2:2013:MsgDataTypes}duration`
+    #[serde(rename = "duration")]
+    Duration(u32),
+    /// `{urn:iso:15118:2:2013:MsgDataTypes}intValue`
+    #[serde(rename = "intValue")]
+    IntValue(i32),
+    /// `{urn:iso:15118:2:2013:MsgDataTypes}physicalValue`
+    #[serde(rename = "physicalValue")]
+    PhysicalValue(Box<PhysicalValueType>),
+    /// `{urn:iso:15118:2:2013:MsgDataTypes}shortValue`
+    #[serde(rename = "shortValue")]
+    ShortValue(i16),
+    /// `{urn:iso:15118:2:2013:MsgDataTypes}start`
+    #[serde(rename = "start")]
+    Start(u32),
+    /// `{urn:iso:15118:2:2013:MsgDataTypes}startValue`
+    #[serde(rename = "startValue")]
+    StartValue(Box<PhysicalValueType>),
+    /// `{urn:iso:15118:2:2013:MsgDataTypes}stringValue`
+    #[serde(rename = "stringValue")]
+    StringValue(String),
+}
+
+impl Fragment {
+    /// Encodes the fragment (header `0x80`, the element, ED) onto `out`.
+    pub fn encode(&self, out: &mut Vec<u8>) -> Result<(), ExiError> {
+        let mut bw = BitWriter::new();
+        let w = &mut bw;
+        w.bits(8, u32::from(HEADER));
+        match self {
+            Fragment::AcEVChargeParameter(x) => {
+                w.event(0, 245);
+                x.encode(w)?;
+            }
+            Fragment::AcEVSEChargeParameter(x) => {
+                w.event(1, 245);
+                x.encode(w)?;
+            }
+            Fragment::AcEVSEStatus(x) => {
+                w.event(2, 245);
+                x.encode(w)?;
+            }
+            Fragment::AcEVSEStatus_(x) => {
+                w.event(3, 245);
+                x.encode(w)?;
+            }
+            Fragment::AuthorizationReq(x) => {
+                w.event(4, 245);
+                x.encode(w)?;
+            }
+            Fragment::AuthorizationRes(x) => {
+                w.event(5, 245);
+                x.encode(w)?;
+            }
+            Fragment::Body(x) => {
+                w.event(6, 245);
+                x.encode(w)?;
+            }
+            Fragment::BodyElement(x) => {
+                w.event(7, 245);
+                x.encode(w)?;
+            }
+            Fragment::BulkChargingComplete(x) => {
+                w.event(8, 245);
+                elem_value(w, false, |w| {
+                    w.bits(1, u32::from(*x));
+                    Ok(())
+                })?;
+            }
+            Fragment::BulkChargingComplete_(x) => {
+                w.event(9, 245);
+                elem_value(w, false, |w| {
+                    w.bits(1, u32::from(*x));
+                    Ok(())
+                })?;
+            }
+            Fragment::BulkSOC(x) => {
+                w.event(10, 245);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, 100)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::CableCheckReq(x) => {
+                w.event(11, 245);
+                x.encode(w)?;
+            }
+            Fragment::CableCheckRes(x) => {
+                w.event(12, 245);
+                x.encode(w)?;
+            }
+            Fragment::CanonicalizationMethod(x) => {
+                w.event(13, 245);
+                x.encode(w)?;
+            }
+            Fragment::Certificate(x) => {
+                w.event(14, 245);
+                binary_elem(w, &x.0, 0, Some(800))?;
+            }
+            Fragment::CertificateInstallationReq(x) => {
+                w.event(15, 245);
+                x.encode(w)?;
+            }
+            Fragment::CertificateInstallationRes(x) => {
+                w.event(16, 245);
+                x.encode(w)?;
+            }
+            Fragment::CertificateUpdateReq(x) => {
+                w.event(17, 245);
+                x.encode(w)?;
+            }
+            Fragment::CertificateUpdateRes(x) => {
+                w.event(18, 245);
+                x.encode(w)?;
+            }
+            Fragment::ChargeParameterDiscoveryReq(x) => {
+                w.event(19, 245);
+                x.encode(w)?;
+            }
+            Fragment::ChargeParameterDiscoveryRes(x) => {
+                w.event(20, 245);
+                x.encode(w)?;
+            }
+            Fragment::ChargeProgress(x) => {
+                w.event(21, 245);
+                elem_value(w, false, |w| {
+                    enc_enum(w, x.index(), ChargeProgressType::COUNT);
+                    Ok(())
+                })?;
+            }
+            Fragment::ChargeService(x) => {
+                w.event(22, 245);
+                x.encode(w)?;
+            }
+            Fragment::ChargingComplete(x) => {
+                w.event(23, 245);
+                elem_value(w, false, |w| {
+                    w.bits(1, u32::from(*x));
+                    Ok(())
+                })?;
+            }
+            Fragment::ChargingComplete_(x) => {
+                w.event(24, 245);
+                elem_value(w, false, |w| {
+                    w.bits(1, u32::from(*x));
+                    Ok(())
+                })?;
+            }
+            Fragment::ChargingProfile(x) => {
+                w.event(25, 245);
+                x.encode(w)?;
+            }
+            Fragment::ChargingProfileEntryMaxNumberOfPhasesInUse(x) => {
+                w.event(26, 245);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 1, 3)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::ChargingProfileEntryMaxPower(x) => {
+                w.event(27, 245);
+                x.encode(w)?;
+            }
+            Fragment::ChargingProfileEntryStart(x) => {
+                w.event(28, 245);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, 4294967295)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::ChargingSession(x) => {
+                w.event(29, 245);
+                elem_value(w, false, |w| {
+                    enc_enum(w, x.index(), ChargingSessionType::COUNT);
+                    Ok(())
+                })?;
+            }
+            Fragment::ChargingStatusReq(x) => {
+                w.event(30, 245);
+                x.encode(w)?;
+            }
+            Fragment::ChargingStatusRes(x) => {
+                w.event(31, 245);
+                x.encode(w)?;
+            }
+            Fragment::ConsumptionCost(x) => {
+                w.event(32, 245);
+                x.encode(w)?;
+            }
+            Fragment::ContractSignatureCertChain(x) => {
+                w.event(33, 245);
+                x.encode(w)?;
+            }
+            Fragment::ContractSignatureEncryptedPrivateKey(x) => {
+                w.event(34, 245);
+                x.encode(w)?;
+            }
+            Fragment::Cost(x) => {
+                w.event(35, 245);
+                x.encode(w)?;
+            }
+            Fragment::CurrentDemandReq(x) => {
+                w.event(36, 245);
+                x.encode(w)?;
+            }
+            Fragment::CurrentDemandRes(x) => {
+                w.event(37, 245);
+                x.encode(w)?;
+            }
+            Fragment::DcEVChargeParameter(x) => {
+                w.event(38, 245);
+                x.encode(w)?;
+            }
+            Fragment::DcEVPowerDeliveryParameter(x) => {
+                w.event(39, 245);
+                x.encode(w)?;
+            }
+            Fragment::DcEVSEChargeParameter(x) => {
+                w.event(40, 245);
+                x.encode(w)?;
+            }
+            Fragment::DcEVSEStatus(x) => {
+                w.event(41, 245);
+                x.encode(w)?;
+            }
+            Fragment::DcEVSEStatus_(x) => {
+                w.event(42, 245);
+                x.encode(w)?;
+            }
+            Fragment::DcEVStatus(x) => {
+                w.event(43, 245);
+                x.encode(w)?;
+            }
+            Fragment::DcEVStatus_(x) => {
+                w.event(44, 245);
+                x.encode(w)?;
+            }
+            Fragment::DHpublickey(x) => {
+                w.event(45, 245);
+                x.encode(w)?;
+            }
+            Fragment::DepartureTime(x) => {
+                w.event(47, 245);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, 4294967295)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::DigestMethod(x) => {
+                w.event(48, 245);
+                x.encode(w)?;
+            }
+            Fragment::DigestValue(x) => {
+                w.event(49, 245);
+                binary_elem(w, &x.0, 0, None)?;
+            }
+            Fragment::EAmount(x) => {
+                w.event(50, 245);
+                x.encode(w)?;
+            }
+            Fragment::EPriceLevel(x) => {
+                w.event(51, 245);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, 255)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::EVCCID(x) => {
+                w.event(52, 245);
+                binary_elem(w, &x.0, 0, Some(6))?;
+            }
+            Fragment::EVChargeParameter(x) => {
+                w.event(53, 245);
+                x.encode(w)?;
+            }
+            Fragment::EVEnergyCapacity(x) => {
+                w.event(54, 245);
+                x.encode(w)?;
+            }
+            Fragment::EVEnergyRequest(x) => {
+                w.event(55, 245);
+                x.encode(w)?;
+            }
+            Fragment::EVErrorCode(x) => {
+                w.event(56, 245);
+                elem_value(w, false, |w| {
+                    enc_enum(w, x.index(), DcEVErrorCodeType::COUNT);
+                    Ok(())
+                })?;
+            }
+            Fragment::EVMaxCurrent(x) => {
+                w.event(57, 245);
+                x.encode(w)?;
+            }
+            Fragment::EVMaxVoltage(x) => {
+                w.event(58, 245);
+                x.encode(w)?;
+            }
+            Fragment::EVMaximumCurrentLimit(x) => {
+                w.event(59, 245);
+                x.encode(w)?;
+            }
+            Fragment::EVMaximumCurrentLimit_(x) => {
+                w.event(60, 245);
+                x.encode(w)?;
+            }
+            Fragment::EVMaximumPowerLimit(x) => {
+                w.event(61, 245);
+                x.encode(w)?;
+            }
+            Fragment::EVMaximumPowerLimit_(x) => {
+                w.event(62, 245);
+                x.encode(w)?;
+            }
+            Fragment::EVMaximumVoltageLimit(x) => {
+                w.event(63, 245);
+                x.encode(w)?;
+            }
+            Fragment::EVMaximumVoltageLimit_(x) => {
+                w.event(64, 245);
+                x.encode(w)?;
+            }
+            Fragment::EVMinCurrent(x) => {
+                w.event(65, 245);
+                x.encode(w)?;
+            }
+            Fragment::EVPowerDeliveryParameter(x) => {
+                w.event(66, 245);
+                x.encode(w)?;
+            }
+            Fragment::EVRESSSOC(x) => {
+                w.event(67, 245);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, 100)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::EVReady(x) => {
+                w.event(68, 245);
+                elem_value(w, false, |w| {
+                    w.bits(1, u32::from(*x));
+                    Ok(())
+                })?;
+            }
+            Fragment::EVSEChargeParameter(x) => {
+                w.event(69, 245);
+                x.encode(w)?;
+            }
+            Fragment::EVSECurrentLimitAchieved(x) => {
+                w.event(70, 245);
+                elem_value(w, false, |w| {
+                    w.bits(1, u32::from(*x));
+                    Ok(())
+                })?;
+            }
+            Fragment::EVSECurrentRegulationTolerance(x) => {
+                w.event(71, 245);
+                x.encode(w)?;
+            }
+            Fragment::EVSEEnergyToBeDelivered(x) => {
+                w.event(72, 245);
+                x.encode(w)?;
+            }
+            Fragment::EVSEID(x) => {
+                w.event(73, 245);
+                string_elem(w, x, 7, Some(37))?;
+            }
+            Fragment::EVSEIsolationStatus(x) => {
+                w.event(74, 245);
+                elem_value(w, false, |w| {
+                    enc_enum(w, x.index(), IsolationLevelType::COUNT);
+                    Ok(())
+                })?;
+            }
+            Fragment::EVSEMaxCurrent(x) => {
+                w.event(75, 245);
+                x.encode(w)?;
+            }
+            Fragment::EVSEMaxCurrent_(x) => {
+                w.event(76, 245);
+                x.encode(w)?;
+            }
+            Fragment::EVSEMaximumCurrentLimit(x) => {
+                w.event(77, 245);
+                x.encode(w)?;
+            }
+            Fragment::EVSEMaximumCurrentLimit_(x) => {
+                w.event(78, 245);
+                x.encode(w)?;
+            }
+            Fragment::EVSEMaximumPowerLimit(x) => {
+                w.event(79, 245);
+                x.encode(w)?;
+            }
+            Fragment::EVSEMaximumPowerLimit_(x) => {
+                w.event(80, 245);
+                x.encode(w)?;
+            }
+            Fragment::EVSEMaximumVoltageLimit(x) => {
+                w.event(81, 245);
+                x.encode(w)?;
+            }
+            Fragment::EVSEMaximumVoltageLimit_(x) => {
+                w.event(82, 245);
+                x.encode(w)?;
+            }
+            Fragment::EVSEMinimumCurrentLimit(x) => {
+                w.event(83, 245);
+                x.encode(w)?;
+            }
+            Fragment::EVSEMinimumVoltageLimit(x) => {
+                w.event(84, 245);
+                x.encode(w)?;
+            }
+            Fragment::EVSENominalVoltage(x) => {
+                w.event(85, 245);
+                x.encode(w)?;
+            }
+            Fragment::EVSENotification(x) => {
+                w.event(86, 245);
+                elem_value(w, false, |w| {
+                    enc_enum(w, x.index(), EVSENotificationType::COUNT);
+                    Ok(())
+                })?;
+            }
+            Fragment::EVSEPeakCurrentRipple(x) => {
+                w.event(87, 245);
+                x.encode(w)?;
+            }
+            Fragment::EVSEPowerLimitAchieved(x) => {
+                w.event(88, 245);
+                elem_value(w, false, |w| {
+                    w.bits(1, u32::from(*x));
+                    Ok(())
+                })?;
+            }
+            Fragment::EVSEPresentCurrent(x) => {
+                w.event(89, 245);
+                x.encode(w)?;
+            }
+            Fragment::EVSEPresentVoltage(x) => {
+                w.event(90, 245);
+                x.encode(w)?;
+            }
+            Fragment::EVSEProcessing(x) => {
+                w.event(91, 245);
+                elem_value(w, false, |w| {
+                    enc_enum(w, x.index(), EVSEProcessingType::COUNT);
+                    Ok(())
+                })?;
+            }
+            Fragment::EVSEStatus(x) => {
+                w.event(92, 245);
+                x.encode(w)?;
+            }
+            Fragment::EVSEStatusCode(x) => {
+                w.event(93, 245);
+                elem_value(w, false, |w| {
+                    enc_enum(w, x.index(), DcEVSEStatusCodeType::COUNT);
+                    Ok(())
+                })?;
+            }
+            Fragment::EVSETimeStamp(x) => {
+                w.event(94, 245);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), -9223372036854775808, 9223372036854775807)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::EVSEVoltageLimitAchieved(x) => {
+                w.event(95, 245);
+                elem_value(w, false, |w| {
+                    w.bits(1, u32::from(*x));
+                    Ok(())
+                })?;
+            }
+            Fragment::EVStatus(x) => {
+                w.event(96, 245);
+                x.encode(w)?;
+            }
+            Fragment::EVTargetCurrent(x) => {
+                w.event(97, 245);
+                x.encode(w)?;
+            }
+            Fragment::EVTargetVoltage(x) => {
+                w.event(98, 245);
+                x.encode(w)?;
+            }
+            Fragment::EnergyTransferMode(x) => {
+                w.event(99, 245);
+                elem_value(w, false, |w| {
+                    enc_enum(w, x.index(), EnergyTransferModeType::COUNT);
+                    Ok(())
+                })?;
+            }
+            Fragment::Entry(x) => {
+                w.event(100, 245);
+                x.encode(w)?;
+            }
+            Fragment::Exponent(x) => {
+                w.event(101, 245);
+                binary_elem(w, &x.0, 0, None)?;
+            }
+            Fragment::FaultCode(x) => {
+                w.event(102, 245);
+                elem_value(w, false, |w| {
+                    enc_enum(w, x.index(), FaultCodeType::COUNT);
+                    Ok(())
+                })?;
+            }
+            Fragment::FaultMsg(x) => {
+                w.event(103, 245);
+                string_elem(w, x, 0, Some(64))?;
+            }
+            Fragment::FreeService(x) => {
+                w.event(104, 245);
+                elem_value(w, false, |w| {
+                    w.bits(1, u32::from(*x));
+                    Ok(())
+                })?;
+            }
+            Fragment::FullSOC(x) => {
+                w.event(105, 245);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, 100)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::G(x) => {
+                w.event(106, 245);
+                binary_elem(w, &x.0, 0, None)?;
+            }
+            Fragment::GenChallenge(x) => {
+                w.event(107, 245);
+                binary_elem(w, &x.0, 16, Some(16))?;
+            }
+            Fragment::HMACOutputLength(x) => {
+                w.event(108, 245);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), i128::MIN, i128::MAX)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::Header(x) => {
+                w.event(109, 245);
+                x.encode(w)?;
+            }
+            Fragment::J(x) => {
+                w.event(110, 245);
+                binary_elem(w, &x.0, 0, None)?;
+            }
+            Fragment::KeyInfo(x) => {
+                w.event(111, 245);
+                x.encode(w)?;
+            }
+            Fragment::KeyName(x) => {
+                w.event(112, 245);
+                string_elem(w, x, 0, None)?;
+            }
+            Fragment::KeyValue(x) => {
+                w.event(113, 245);
+                x.encode(w)?;
+            }
+            Fragment::ListOfRootCertificateIDs(x) => {
+                w.event(114, 245);
+                x.encode(w)?;
+            }
+            Fragment::Manifest(x) => {
+                w.event(115, 245);
+                x.encode(w)?;
+            }
+            Fragment::MaxEntriesSAScheduleTuple(x) => {
+                w.event(116, 245);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, 65535)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::MeterID(x) => {
+                w.event(117, 245);
+                string_elem(w, x, 0, Some(32))?;
+            }
+            Fragment::MeterInfo(x) => {
+                w.event(118, 245);
+                x.encode(w)?;
+            }
+            Fragment::MeterReading(x) => {
+                w.event(119, 245);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, i128::MAX)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::MeterStatus(x) => {
+                w.event(120, 245);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), -32768, 32767)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::MeteringReceiptReq(x) => {
+                w.event(121, 245);
+                x.encode(w)?;
+            }
+            Fragment::MeteringReceiptRes(x) => {
+                w.event(122, 245);
+                x.encode(w)?;
+            }
+            Fragment::MgmtData(x) => {
+                w.event(123, 245);
+                string_elem(w, x, 0, None)?;
+            }
+            Fragment::Modulus(x) => {
+                w.event(124, 245);
+                binary_elem(w, &x.0, 0, None)?;
+            }
+            Fragment::Multiplier(x) => {
+                w.event(125, 245);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), -3, 3)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::Notification(x) => {
+                w.event(126, 245);
+                x.encode(w)?;
+            }
+            Fragment::NotificationMaxDelay(x) => {
+                w.event(127, 245);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, 65535)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::NumEPriceLevels(x) => {
+                w.event(128, 245);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, 255)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::OEMProvisioningCert(x) => {
+                w.event(129, 245);
+                binary_elem(w, &x.0, 0, Some(800))?;
+            }
+            Fragment::Object(x) => {
+                w.event(130, 245);
+                x.encode(w)?;
+            }
+            Fragment::P(x) => {
+                w.event(131, 245);
+                binary_elem(w, &x.0, 0, None)?;
+            }
+            Fragment::PGPKeyID(x) => {
+                w.event(133, 245);
+                binary_elem(w, &x.0, 0, None)?;
+            }
+            Fragment::PGPKeyPacket(x) => {
+                w.event(134, 245);
+                binary_elem(w, &x.0, 0, None)?;
+            }
+            Fragment::PMax(x) => {
+                w.event(135, 245);
+                x.encode(w)?;
+            }
+            Fragment::PMaxSchedule(x) => {
+                w.event(136, 245);
+                x.encode(w)?;
+            }
+            Fragment::PMaxScheduleEntry(x) => {
+                w.event(137, 245);
+                x.encode(w)?;
+            }
+            Fragment::Parameter(x) => {
+                w.event(138, 245);
+                x.encode(w)?;
+            }
+            Fragment::ParameterSet(x) => {
+                w.event(139, 245);
+                x.encode(w)?;
+            }
+            Fragment::ParameterSetID(x) => {
+                w.event(140, 245);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), -32768, 32767)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::PaymentDetailsReq(x) => {
+                w.event(141, 245);
+                x.encode(w)?;
+            }
+            Fragment::PaymentDetailsRes(x) => {
+                w.event(142, 245);
+                x.encode(w)?;
+            }
+            Fragment::PaymentOption(x) => {
+                w.event(143, 245);
+                elem_value(w, false, |w| {
+                    enc_enum(w, x.index(), PaymentOptionType::COUNT);
+                    Ok(())
+                })?;
+            }
+            Fragment::PaymentOptionList(x) => {
+                w.event(144, 245);
+                x.encode(w)?;
+            }
+            Fragment::PaymentServiceSelectionReq(x) => {
+                w.event(145, 245);
+                x.encode(w)?;
+            }
+            Fragment::PaymentServiceSelectionRes(x) => {
+                w.event(146, 245);
+                x.encode(w)?;
+            }
+            Fragment::PgenCounter(x) => {
+                w.event(147, 245);
+                binary_elem(w, &x.0, 0, None)?;
+            }
+            Fragment::PowerDeliveryReq(x) => {
+                w.event(148, 245);
+                x.encode(w)?;
+            }
+            Fragment::PowerDeliveryRes(x) => {
+                w.event(149, 245);
+                x.encode(w)?;
+            }
+            Fragment::PreChargeReq(x) => {
+                w.event(150, 245);
+                x.encode(w)?;
+            }
+            Fragment::PreChargeRes(x) => {
+                w.event(151, 245);
+                x.encode(w)?;
+            }
+            Fragment::ProfileEntry(x) => {
+                w.event(152, 245);
+                x.encode(w)?;
+            }
+            Fragment::Q(x) => {
+                w.event(153, 245);
+                binary_elem(w, &x.0, 0, None)?;
+            }
+            Fragment::RCD(x) => {
+                w.event(154, 245);
+                elem_value(w, false, |w| {
+                    w.bits(1, u32::from(*x));
+                    Ok(())
+                })?;
+            }
+            Fragment::RSAKeyValue(x) => {
+                w.event(155, 245);
+                x.encode(w)?;
+            }
+            Fragment::ReceiptRequired(x) => {
+                w.event(156, 245);
+                elem_value(w, false, |w| {
+                    w.bits(1, u32::from(*x));
+                    Ok(())
+                })?;
+            }
+            Fragment::Reference(x) => {
+                w.event(157, 245);
+                x.encode(w)?;
+            }
+            Fragment::RelativeTimeInterval(x) => {
+                w.event(158, 245);
+                x.encode(w)?;
+            }
+            Fragment::RemainingTimeToBulkSoC(x) => {
+                w.event(159, 245);
+                x.encode(w)?;
+            }
+            Fragment::RemainingTimeToFullSoC(x) => {
+                w.event(160, 245);
+                x.encode(w)?;
+            }
+            Fragment::RequestedEnergyTransferMode(x) => {
+                w.event(161, 245);
+                elem_value(w, false, |w| {
+                    enc_enum(w, x.index(), EnergyTransferModeType::COUNT);
+                    Ok(())
+                })?;
+            }
+            Fragment::ResponseCode(x) => {
+                w.event(162, 245);
+                elem_value(w, false, |w| {
+                    enc_enum(w, x.index(), ResponseCodeType::COUNT);
+                    Ok(())
+                })?;
+            }
+            Fragment::RetrievalMethod(x) => {
+                w.event(163, 245);
+                x.encode(w)?;
+            }
+            Fragment::RetryCounter(x) => {
+                w.event(164, 245);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), -32768, 32767)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::RootCertificateID(x) => {
+                w.event(165, 245);
+                x.encode(w)?;
+            }
+            Fragment::SAProvisioningCertificateChain(x) => {
+                w.event(166, 245);
+                x.encode(w)?;
+            }
+            Fragment::SAScheduleList(x) => {
+                w.event(167, 245);
+                x.encode(w)?;
+            }
+            Fragment::SAScheduleTuple(x) => {
+                w.event(168, 245);
+                x.encode(w)?;
+            }
+            Fragment::SAScheduleTupleID(x) => {
+                w.event(169, 245);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 1, 255)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::SAScheduleTupleID_(x) => {
+                w.event(170, 245);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 1, 255)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::SASchedules(x) => {
+                w.event(171, 245);
+                x.encode(w)?;
+            }
+            Fragment::SPKISexp(x) => {
+                w.event(173, 245);
+                binary_elem(w, &x.0, 0, None)?;
+            }
+            Fragment::SalesTariff(x) => {
+                w.event(174, 245);
+                x.encode(w)?;
+            }
+            Fragment::SalesTariffDescription(x) => {
+                w.event(175, 245);
+                string_elem(w, x, 0, Some(32))?;
+            }
+            Fragment::SalesTariffEntry(x) => {
+                w.event(176, 245);
+                x.encode(w)?;
+            }
+            Fragment::SalesTariffID(x) => {
+                w.event(177, 245);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 1, 255)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::Seed(x) => {
+                w.event(178, 245);
+                binary_elem(w, &x.0, 0, None)?;
+            }
+            Fragment::SelectedPaymentOption(x) => {
+                w.event(179, 245);
+                elem_value(w, false, |w| {
+                    enc_enum(w, x.index(), PaymentOptionType::COUNT);
+                    Ok(())
+                })?;
+            }
+            Fragment::SelectedService(x) => {
+                w.event(180, 245);
+                x.encode(w)?;
+            }
+            Fragment::SelectedServiceList(x) => {
+                w.event(181, 245);
+                x.encode(w)?;
+            }
+            Fragment::Service(x) => {
+                w.event(182, 245);
+                x.encode(w)?;
+            }
+            Fragment::ServiceCategory(x) => {
+                w.event(183, 245);
+                elem_value(w, false, |w| {
+                    enc_enum(w, x.index(), ServiceCategoryType::COUNT);
+                    Ok(())
+                })?;
+            }
+            Fragment::ServiceCategory_(x) => {
+                w.event(184, 245);
+                elem_value(w, false, |w| {
+                    enc_enum(w, x.index(), ServiceCategoryType::COUNT);
+                    Ok(())
+                })?;
+            }
+            Fragment::ServiceDetailReq(x) => {
+                w.event(185, 245);
+                x.encode(w)?;
+            }
+            Fragment::ServiceDetailRes(x) => {
+                w.event(186, 245);
+                x.encode(w)?;
+            }
+            Fragment::ServiceDiscoveryReq(x) => {
+                w.event(187, 245);
+                x.encode(w)?;
+            }
+            Fragment::ServiceDiscoveryRes(x) => {
+                w.event(188, 245);
+                x.encode(w)?;
+            }
+            Fragment::ServiceID(x) => {
+                w.event(189, 245);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, 65535)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::ServiceID_(x) => {
+                w.event(190, 245);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, 65535)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::ServiceList(x) => {
+                w.event(191, 245);
+                x.encode(w)?;
+            }
+            Fragment::ServiceName(x) => {
+                w.event(192, 245);
+                string_elem(w, x, 0, Some(32))?;
+            }
+            Fragment::ServiceParameterList(x) => {
+                w.event(193, 245);
+                x.encode(w)?;
+            }
+            Fragment::ServiceScope(x) => {
+                w.event(194, 245);
+                string_elem(w, x, 0, Some(64))?;
+            }
+            Fragment::ServiceScope_(x) => {
+                w.event(195, 245);
+                string_elem(w, x, 0, Some(64))?;
+            }
+            Fragment::SessionID(x) => {
+                w.event(196, 245);
+                binary_elem(w, &x.0, 0, Some(8))?;
+            }
+            Fragment::SessionID_(x) => {
+                w.event(197, 245);
+                binary_elem(w, &x.0, 0, Some(8))?;
+            }
+            Fragment::SessionSetupReq(x) => {
+                w.event(198, 245);
+                x.encode(w)?;
+            }
+            Fragment::SessionSetupRes(x) => {
+                w.event(199, 245);
+                x.encode(w)?;
+            }
+            Fragment::SessionStopReq(x) => {
+                w.event(200, 245);
+                x.encode(w)?;
+            }
+            Fragment::SessionStopRes(x) => {
+                w.event(201, 245);
+                x.encode(w)?;
+            }
+            Fragment::SigMeterReading(x) => {
+                w.event(202, 245);
+                binary_elem(w, &x.0, 0, Some(64))?;
+            }
+            Fragment::Signature(x) => {
+                w.event(203, 245);
+                x.encode(w)?;
+            }
+            Fragment::SignatureMethod(x) => {
+                w.event(204, 245);
+                x.encode(w)?;
+            }
+            Fragment::SignatureProperties(x) => {
+                w.event(205, 245);
+                x.encode(w)?;
+            }
+            Fragment::SignatureProperty(x) => {
+                w.event(206, 245);
+                x.encode(w)?;
+            }
+            Fragment::SignatureValue(x) => {
+                w.event(207, 245);
+                x.encode(w)?;
+            }
+            Fragment::SignedInfo(x) => {
+                w.event(208, 245);
+                x.encode(w)?;
+            }
+            Fragment::SubCertificates(x) => {
+                w.event(209, 245);
+                x.encode(w)?;
+            }
+            Fragment::SupportedEnergyTransferMode(x) => {
+                w.event(210, 245);
+                x.encode(w)?;
+            }
+            Fragment::TMeter(x) => {
+                w.event(211, 245);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), -9223372036854775808, 9223372036854775807)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::TimeInterval(x) => {
+                w.event(212, 245);
+                x.encode(w)?;
+            }
+            Fragment::Transform(x) => {
+                w.event(213, 245);
+                x.encode(w)?;
+            }
+            Fragment::Transforms(x) => {
+                w.event(214, 245);
+                x.encode(w)?;
+            }
+            Fragment::Unit(x) => {
+                w.event(215, 245);
+                elem_value(w, false, |w| {
+                    enc_enum(w, x.index(), UnitSymbolType::COUNT);
+                    Ok(())
+                })?;
+            }
+            Fragment::V2gMessage(x) => {
+                w.event(216, 245);
+                x.encode(w)?;
+            }
+            Fragment::Value(x) => {
+                w.event(217, 245);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), -32768, 32767)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::WeldingDetectionReq(x) => {
+                w.event(218, 245);
+                x.encode(w)?;
+            }
+            Fragment::WeldingDetectionRes(x) => {
+                w.event(219, 245);
+                x.encode(w)?;
+            }
+            Fragment::X509CRL(x) => {
+                w.event(220, 245);
+                binary_elem(w, &x.0, 0, None)?;
+            }
+            Fragment::X509Certificate(x) => {
+                w.event(221, 245);
+                binary_elem(w, &x.0, 0, None)?;
+            }
+            Fragment::X509Data(x) => {
+                w.event(222, 245);
+                x.encode(w)?;
+            }
+            Fragment::X509IssuerName(x) => {
+                w.event(223, 245);
+                string_elem(w, x, 0, None)?;
+            }
+            Fragment::X509IssuerSerial(x) => {
+                w.event(224, 245);
+                x.encode(w)?;
+            }
+            Fragment::X509SKI(x) => {
+                w.event(225, 245);
+                binary_elem(w, &x.0, 0, None)?;
+            }
+            Fragment::X509SerialNumber(x) => {
+                w.event(226, 245);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), i128::MIN, i128::MAX)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::X509SubjectName(x) => {
+                w.event(227, 245);
+                string_elem(w, x, 0, None)?;
+            }
+            Fragment::XPath(x) => {
+                w.event(228, 245);
+                string_elem(w, x, 0, None)?;
+            }
+            Fragment::Y(x) => {
+                w.event(229, 245);
+                binary_elem(w, &x.0, 0, None)?;
+            }
+            Fragment::Amount(x) => {
+                w.event(230, 245);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, 4294967295)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::AmountMultiplier(x) => {
+                w.event(231, 245);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), -3, 3)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::BoolValue(x) => {
+                w.event(232, 245);
+                elem_value(w, false, |w| {
+                    w.bits(1, u32::from(*x));
+                    Ok(())
+                })?;
+            }
+            Fragment::ByteValue(x) => {
+                w.event(233, 245);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), -128, 127)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::CostKind(x) => {
+                w.event(234, 245);
+                elem_value(w, false, |w| {
+                    enc_enum(w, x.index(), CostKindType::COUNT);
+                    Ok(())
+                })?;
+            }
+            Fragment::Duration(x) => {
+                w.event(235, 245);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, 86400)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::IntValue(x) => {
+                w.event(237, 245);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), -2147483648, 2147483647)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::PhysicalValue(x) => {
+                w.event(238, 245);
+                x.encode(w)?;
+            }
+            Fragment::ShortValue(x) => {
+                w.event(239, 245);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), -32768, 32767)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::Start(x) => {
+                w.event(240, 245);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, 16777214)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::StartValue(x) => {
+                w.event(241, 245);
+                x.encode(w)?;
+            }
+            Fragment::StringValue(x) => {
+                w.event(242, 245);
+                string_elem(w, x, 0, None)?;
+            }
+        }
+        w.event(244, 245);
+        out.extend_from_slice(&bw.finish());
+        Ok(())
+    }
+
+    /// Decodes a fragment of one element.
+    pub fn decode(bytes: &[u8]) -> Result<Fragment, ExiError> {
+        let mut rd = BitReader::new(bytes);
+        let r = &mut rd;
+        let h = r.bits(8)? as u8;
+        if h != HEADER {
+            return Err(ExiError::Header(h));
+        }
+        let code = r.event(245)?;
+        let f = match code {
+            0 => Fragment::AcEVChargeParameter(Box::new(AcEVChargeParameterType::decode(r)?)),
+            1 => Fragment::AcEVSEChargeParameter(Box::new(AcEVSEChargeParameterType::decode(r)?)),
+            2 => Fragment::AcEVSEStatus(Box::new(AcEVSEStatusType::decode(r)?)),
+            3 => Fragment::AcEVSEStatus_(Box::new(AcEVSEStatusType::decode(r)?)),
+            4 => Fragment::AuthorizationReq(Box::new(AuthorizationReqType::decode(r)?)),
+            5 => Fragment::AuthorizationRes(Box::new(AuthorizationResType::decode(r)?)),
+            6 => Fragment::Body(Box::new(BodyType::decode(r)?)),
+            7 => Fragment::BodyElement(Box::new(BodyBaseType::decode(r)?)),
+            8 => Fragment::BulkChargingComplete(
+                dec_elem_value(r, false, |r| Ok(dec_bool(r)?))?
+                    .ok_or_else(|| missing("BulkChargingComplete"))?,
+            ),
+            9 => Fragment::BulkChargingComplete_(
+                dec_elem_value(r, false, |r| Ok(dec_bool(r)?))?
+                    .ok_or_else(|| missing("BulkChargingComplete"))?,
+            ),
+            10 => Fragment::BulkSOC(
+                dec_elem_value(r, false, |r| Ok(int_into::<u8>(dec_int(r, 0, 100)?)?))?
+                    .ok_or_else(|| missing("BulkSOC"))?,
+            ),
+            11 => Fragment::CableCheckReq(Box::new(CableCheckReqType::decode(r)?)),
+            12 => Fragment::CableCheckRes(Box::new(CableCheckResType::decode(r)?)),
+            13 => {
+                Fragment::CanonicalizationMethod(Box::new(CanonicalizationMethodType::decode(r)?))
+            }
+            14 => Fragment::Certificate(
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, Some(800))?)))?
+                    .unwrap_or_default(),
+            ),
+            15 => Fragment::CertificateInstallationReq(Box::new(
+                CertificateInstallationReqType::decode(r)?,
+            )),
+            16 => Fragment::CertificateInstallationRes(Box::new(
+                CertificateInstallationResType::decode(r)?,
+            )),
+            17 => Fragment::CertificateUpdateReq(Box::new(CertificateUpdateReqType::decode(r)?)),
+            18 => Fragment::CertificateUpdateRes(Box::new(CertificateUpdateResType::decode(r)?)),
+            19 => Fragment::ChargeParameterDiscoveryReq(Box::new(
+                ChargeParameterDiscoveryReqType::decode(r)?,
+            )),
+            20 => Fragment::ChargeParameterDiscoveryRes(Box::new(
+                ChargeParameterDiscoveryResType::decode(r)?,
+            )),
+            21 => Fragment::ChargeProgress(
+                dec_elem_value(r, false, |r| {
+                    Ok(enum_from::<ChargeProgressType>(dec_enum(
+                        r,
+                        ChargeProgressType::COUNT,
+                    )?)?)
+                })?
+                .ok_or_else(|| missing("ChargeProgress"))?,
+            ),
+            22 => Fragment::ChargeService(Box::new(ChargeServiceType::decode(r)?)),
+            23 => Fragment::ChargingComplete(
+                dec_elem_value(r, false, |r| Ok(dec_bool(r)?))?
+                    .ok_or_else(|| missing("ChargingComplete"))?,
+            ),
+            24 => Fragment::ChargingComplete_(
+                dec_elem_value(r, false, |r| Ok(dec_bool(r)?))?
+                    .ok_or_else(|| missing("ChargingComplete"))?,
+            ),
+            25 => Fragment::ChargingProfile(Box::new(ChargingProfileType::decode(r)?)),
+            26 => Fragment::ChargingProfileEntryMaxNumberOfPhasesInUse(
+                dec_elem_value(r, false, |r| Ok(int_into::<u8>(dec_int(r, 1, 3)?)?))?
+                    .ok_or_else(|| missing("ChargingProfileEntryMaxNumberOfPhasesInUse"))?,
+            ),
+            27 => Fragment::ChargingProfileEntryMaxPower(Box::new(PhysicalValueType::decode(r)?)),
+            28 => Fragment::ChargingProfileEntryStart(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<u32>(dec_int(r, 0, 4294967295)?)?)
+                })?
+                .ok_or_else(|| missing("ChargingProfileEntryStart"))?,
+            ),
+            29 => Fragment::ChargingSession(
+                dec_elem_value(r, false, |r| {
+                    Ok(enum_from::<ChargingSessionType>(dec_enum(
+                        r,
+                        ChargingSessionType::COUNT,
+                    )?)?)
+                })?
+                .ok_or_else(|| missing("ChargingSession"))?,
+            ),
+            30 => Fragment::ChargingStatusReq(Box::new(ChargingStatusReqType::decode(r)?)),
+            31 => Fragment::ChargingStatusRes(Box::new(ChargingStatusResType::decode(r)?)),
+            32 => Fragment::ConsumptionCost(Box::new(ConsumptionCostType::decode(r)?)),
+            33 => Fragment::ContractSignatureCertChain(Box::new(CertificateChainType::decode(r)?)),
+            34 => Fragment::ContractSignatureEncryptedPrivateKey(Box::new(
+                ContractSignatureEncryptedPrivateKeyType::decode(r)?,
+            )),
+            35 => Fragment::Cost(Box::new(CostType::decode(r)?)),
+            36 => Fragment::CurrentDemandReq(Box::new(CurrentDemandReqType::decode(r)?)),
+            37 => Fragment::CurrentDemandRes(Box::new(CurrentDemandResType::decode(r)?)),
+            38 => Fragment::DcEVChargeParameter(Box::new(DcEVChargeParameterType::decode(r)?)),
+            39 => Fragment::DcEVPowerDeliveryParameter(Box::new(
+                DcEVPowerDeliveryParameterType::decode(r)?,
+            )),
+            40 => Fragment::DcEVSEChargeParameter(Box::new(DcEVSEChargeParameterType::decode(r)?)),
+            41 => Fragment::DcEVSEStatus(Box::new(DcEVSEStatusType::decode(r)?)),
+            42 => Fragment::DcEVSEStatus_(Box::new(DcEVSEStatusType::decode(r)?)),
+            43 => Fragment::DcEVStatus(Box::new(DcEVStatusType::decode(r)?)),
+            44 => Fragment::DcEVStatus_(Box::new(DcEVStatusType::decode(r)?)),
+            45 => Fragment::DHpublickey(Box::new(DiffieHellmanPublickeyType::decode(r)?)),
+            47 => Fragment::DepartureTime(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<u32>(dec_int(r, 0, 4294967295)?)?)
+                })?
+                .ok_or_else(|| missing("DepartureTime"))?,
+            ),
+            48 => Fragment::DigestMethod(Box::new(DigestMethodType::decode(r)?)),
+            49 => Fragment::DigestValue(
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
+                    .unwrap_or_default(),
+            ),
+            50 => Fragment::EAmount(Box::new(PhysicalValueType::decode(r)?)),
+            51 => Fragment::EPriceLevel(
+                dec_elem_value(r, false, |r| Ok(int_into::<u8>(dec_int(r, 0, 255)?)?))?
+                    .ok_or_else(|| missing("EPriceLevel"))?,
+            ),
+            52 => Fragment::EVCCID(
+                dec_elem_value(r, true, |r| Ok(HexBinary(dec_binary(r, 0, Some(6))?)))?
+                    .unwrap_or_default(),
+            ),
+            53 => Fragment::EVChargeParameter(Box::new(EVChargeParameterType::decode(r)?)),
+            54 => Fragment::EVEnergyCapacity(Box::new(PhysicalValueType::decode(r)?)),
+            55 => Fragment::EVEnergyRequest(Box::new(PhysicalValueType::decode(r)?)),
+            56 => Fragment::EVErrorCode(
+                dec_elem_value(r, false, |r| {
+                    Ok(enum_from::<DcEVErrorCodeType>(dec_enum(
+                        r,
+                        DcEVErrorCodeType::COUNT,
+                    )?)?)
+                })?
+                .ok_or_else(|| missing("EVErrorCode"))?,
+            ),
+            57 => Fragment::EVMaxCurrent(Box::new(PhysicalValueType::decode(r)?)),
+            58 => Fragment::EVMaxVoltage(Box::new(PhysicalValueType::decode(r)?)),
+            59 => Fragment::EVMaximumCurrentLimit(Box::new(PhysicalValueType::decode(r)?)),
+            60 => Fragment::EVMaximumCurrentLimit_(Box::new(PhysicalValueType::decode(r)?)),
+            61 => Fragment::EVMaximumPowerLimit(Box::new(PhysicalValueType::decode(r)?)),
+            62 => Fragment::EVMaximumPowerLimit_(Box::new(PhysicalValueType::decode(r)?)),
+            63 => Fragment::EVMaximumVoltageLimit(Box::new(PhysicalValueType::decode(r)?)),
+            64 => Fragment::EVMaximumVoltageLimit_(Box::new(PhysicalValueType::decode(r)?)),
+            65 => Fragment::EVMinCurrent(Box::new(PhysicalValueType::decode(r)?)),
+            66 => Fragment::EVPowerDeliveryParameter(Box::new(
+                EVPowerDeliveryParameterType::decode(r)?,
+            )),
+            67 => Fragment::EVRESSSOC(
+                dec_elem_value(r, false, |r| Ok(int_into::<u8>(dec_int(r, 0, 100)?)?))?
+                    .ok_or_else(|| missing("EVRESSSOC"))?,
+            ),
+            68 => Fragment::EVReady(
+                dec_elem_value(r, false, |r| Ok(dec_bool(r)?))?
+                    .ok_or_else(|| missing("EVReady"))?,
+            ),
+            69 => Fragment::EVSEChargeParameter(Box::new(EVSEChargeParameterType::decode(r)?)),
+            70 => Fragment::EVSECurrentLimitAchieved(
+                dec_elem_value(r, false, |r| Ok(dec_bool(r)?))?
+                    .ok_or_else(|| missing("EVSECurrentLimitAchieved"))?,
+            ),
+            71 => Fragment::EVSECurrentRegulationTolerance(Box::new(PhysicalValueType::decode(r)?)),
+            72 => Fragment::EVSEEnergyToBeDelivered(Box::new(PhysicalValueType::decode(r)?)),
+            73 => Fragment::EVSEID(
+                dec_elem_value(r, false, |r| Ok(dec_string(r, 7, Some(37))?))?
+                    .ok_or_else(|| missing("EVSEID"))?,
+            ),
+            74 => Fragment::EVSEIsolationStatus(
+                dec_elem_value(r, false, |r| {
+                    Ok(enum_from::<IsolationLevelType>(dec_enum(
+                        r,
+                        IsolationLevelType::COUNT,
+                    )?)?)
+                })?
+                .ok_or_else(|| missing("EVSEIsolationStatus"))?,
+            ),
+            75 => Fragment::EVSEMaxCurrent(Box::new(PhysicalValueType::decode(r)?)),
+            76 => Fragment::EVSEMaxCurrent_(Box::new(PhysicalValueType::decode(r)?)),
+            77 => Fragment::EVSEMaximumCurrentLimit(Box::new(PhysicalValueType::decode(r)?)),
+            78 => Fragment::EVSEMaximumCurrentLimit_(Box::new(PhysicalValueType::decode(r)?)),
+            79 => Fragment::EVSEMaximumPowerLimit(Box::new(PhysicalValueType::decode(r)?)),
+            80 => Fragment::EVSEMaximumPowerLimit_(Box::new(PhysicalValueType::decode(r)?)),
+            81 => Fragment::EVSEMaximumVoltageLimit(Box::new(PhysicalValueType::decode(r)?)),
+            82 => Fragment::EVSEMaximumVoltageLimit_(Box::new(PhysicalValueType::decode(r)?)),
+            83 => Fragment::EVSEMinimumCurrentLimit(Box::new(PhysicalValueType::decode(r)?)),
+            84 => Fragment::EVSEMinimumVoltageLimit(Box::new(PhysicalValueType::decode(r)?)),
+            85 => Fragment::EVSENominalVoltage(Box::new(PhysicalValueType::decode(r)?)),
+            86 => Fragment::EVSENotification(
+                dec_elem_value(r, false, |r| {
+                    Ok(enum_from::<EVSENotificationType>(dec_enum(
+                        r,
+                        EVSENotificationType::COUNT,
+                    )?)?)
+                })?
+                .ok_or_else(|| missing("EVSENotification"))?,
+            ),
+            87 => Fragment::EVSEPeakCurrentRipple(Box::new(PhysicalValueType::decode(r)?)),
+            88 => Fragment::EVSEPowerLimitAchieved(
+                dec_elem_value(r, false, |r| Ok(dec_bool(r)?))?
+                    .ok_or_else(|| missing("EVSEPowerLimitAchieved"))?,
+            ),
+            89 => Fragment::EVSEPresentCurrent(Box::new(PhysicalValueType::decode(r)?)),
+            90 => Fragment::EVSEPresentVoltage(Box::new(PhysicalValueType::decode(r)?)),
+            91 => Fragment::EVSEProcessing(
+                dec_elem_value(r, false, |r| {
+                    Ok(enum_from::<EVSEProcessingType>(dec_enum(
+                        r,
+                        EVSEProcessingType::COUNT,
+                    )?)?)
+                })?
+                .ok_or_else(|| missing("EVSEProcessing"))?,
+            ),
+            92 => Fragment::EVSEStatus(Box::new(EVSEStatusType::decode(r)?)),
+            93 => Fragment::EVSEStatusCode(
+                dec_elem_value(r, false, |r| {
+                    Ok(enum_from::<DcEVSEStatusCodeType>(dec_enum(
+                        r,
+                        DcEVSEStatusCodeType::COUNT,
+                    )?)?)
+                })?
+                .ok_or_else(|| missing("EVSEStatusCode"))?,
+            ),
+            94 => Fragment::EVSETimeStamp(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<i64>(dec_int(
+                        r,
+                        -9223372036854775808,
+                        9223372036854775807,
+                    )?)?)
+                })?
+                .ok_or_else(|| missing("EVSETimeStamp"))?,
+            ),
+            95 => Fragment::EVSEVoltageLimitAchieved(
+                dec_elem_value(r, false, |r| Ok(dec_bool(r)?))?
+                    .ok_or_else(|| missing("EVSEVoltageLimitAchieved"))?,
+            ),
+            96 => Fragment::EVStatus(Box::new(EVStatusType::decode(r)?)),
+            97 => Fragment::EVTargetCurrent(Box::new(PhysicalValueType::decode(r)?)),
+            98 => Fragment::EVTargetVoltage(Box::new(PhysicalValueType::decode(r)?)),
+            99 => Fragment::EnergyTransferMode(
+                dec_elem_value(r, false, |r| {
+                    Ok(enum_from::<EnergyTransferModeType>(dec_enum(
+                        r,
+                        EnergyTransferModeType::COUNT,
+                    )?)?)
+                })?
+                .ok_or_else(|| missing("EnergyTransferMode"))?,
+            ),
+            100 => Fragment::Entry(Box::new(EntryType::decode(r)?)),
+            101 => Fragment::Exponent(
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
+                    .unwrap_or_default(),
+            ),
+            102 => Fragment::FaultCode(
+                dec_elem_value(r, false, |r| {
+                    Ok(enum_from::<FaultCodeType>(dec_enum(
+                        r,
+                        FaultCodeType::COUNT,
+                    )?)?)
+                })?
+                .ok_or_else(|| missing("FaultCode"))?,
+            ),
+            103 => Fragment::FaultMsg(
+                dec_elem_value(r, true, |r| Ok(dec_string(r, 0, Some(64))?))?.unwrap_or_default(),
+            ),
+            104 => Fragment::FreeService(
+                dec_elem_value(r, false, |r| Ok(dec_bool(r)?))?
+                    .ok_or_else(|| missing("FreeService"))?,
+            ),
+            105 => Fragment::FullSOC(
+                dec_elem_value(r, false, |r| Ok(int_into::<u8>(dec_int(r, 0, 100)?)?))?
+                    .ok_or_else(|| missing("FullSOC"))?,
+            ),
+            106 => Fragment::G(
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
+                    .unwrap_or_default(),
+            ),
+            107 => Fragment::GenChallenge(
+                dec_elem_value(r, false, |r| Ok(Base64Binary(dec_binary(r, 16, Some(16))?)))?
+                    .ok_or_else(|| missing("GenChallenge"))?,
+            ),
+            108 => Fragment::HMACOutputLength(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<i64>(dec_int(r, i128::MIN, i128::MAX)?)?)
+                })?
+                .ok_or_else(|| missing("HMACOutputLength"))?,
+            ),
+            109 => Fragment::Header(Box::new(MessageHeaderType::decode(r)?)),
+            110 => Fragment::J(
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
+                    .unwrap_or_default(),
+            ),
+            111 => Fragment::KeyInfo(Box::new(KeyInfoType::decode(r)?)),
+            112 => Fragment::KeyName(
+                dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?.unwrap_or_default(),
+            ),
+            113 => Fragment::KeyValue(Box::new(KeyValueType::decode(r)?)),
+            114 => Fragment::ListOfRootCertificateIDs(Box::new(
+                ListOfRootCertificateIDsType::decode(r)?,
+            )),
+            115 => Fragment::Manifest(Box::new(ManifestType::decode(r)?)),
+            116 => Fragment::MaxEntriesSAScheduleTuple(
+                dec_elem_value(r, false, |r| Ok(int_into::<u16>(dec_int(r, 0, 65535)?)?))?
+                    .ok_or_else(|| missing("MaxEntriesSAScheduleTuple"))?,
+            ),
+            117 => Fragment::MeterID(
+                dec_elem_value(r, true, |r| Ok(dec_string(r, 0, Some(32))?))?.unwrap_or_default(),
+            ),
+            118 => Fragment::MeterInfo(Box::new(MeterInfoType::decode(r)?)),
+            119 => Fragment::MeterReading(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<u64>(dec_int(r, 0, i128::MAX)?)?)
+                })?
+                .ok_or_else(|| missing("MeterReading"))?,
+            ),
+            120 => Fragment::MeterStatus(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<i16>(dec_int(r, -32768, 32767)?)?)
+                })?
+                .ok_or_else(|| missing("MeterStatus"))?,
+            ),
+            121 => Fragment::MeteringReceiptReq(Box::new(MeteringReceiptReqType::decode(r)?)),
+            122 => Fragment::MeteringReceiptRes(Box::new(MeteringReceiptResType::decode(r)?)),
+            123 => Fragment::MgmtData(
+                dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?.unwrap_or_default(),
+            ),
+            124 => Fragment::Modulus(
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
+                    .unwrap_or_default(),
+            ),
+            125 => Fragment::Multiplier(
+                dec_elem_value(r, false, |r| Ok(int_into::<i8>(dec_int(r, -3, 3)?)?))?
+                    .ok_or_else(|| missing("Multiplier"))?,
+            ),
+            126 => Fragment::Notification(Box::new(NotificationType::decode(r)?)),
+            127 => Fragment::NotificationMaxDelay(
+                dec_elem_value(r, false, |r| Ok(int_into::<u16>(dec_int(r, 0, 65535)?)?))?
+                    .ok_or_else(|| missing("NotificationMaxDelay"))?,
+            ),
+            128 => Fragment::NumEPriceLevels(
+                dec_elem_value(r, false, |r| Ok(int_into::<u8>(dec_int(r, 0, 255)?)?))?
+                    .ok_or_else(|| missing("NumEPriceLevels"))?,
+            ),
+            129 => Fragment::OEMProvisioningCert(
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, Some(800))?)))?
+                    .unwrap_or_default(),
+            ),
+            130 => Fragment::Object(Box::new(ObjectType::decode(r)?)),
+            131 => Fragment::P(
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
+                    .unwrap_or_default(),
+            ),
+            133 => Fragment::PGPKeyID(
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
+                    .unwrap_or_default(),
+            ),
+            134 => Fragment::PGPKeyPacket(
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
+                    .unwrap_or_default(),
+            ),
+            135 => Fragment::PMax(Box::new(PhysicalValueType::decode(r)?)),
+            136 => Fragment::PMaxSchedule(Box::new(PMaxScheduleType::decode(r)?)),
+            137 => Fragment::PMaxScheduleEntry(Box::new(PMaxScheduleEntryType::decode(r)?)),
+            138 => Fragment::Parameter(Box::new(ParameterType::decode(r)?)),
+            139 => Fragment::ParameterSet(Box::new(ParameterSetType::decode(r)?)),
+            140 => Fragment::ParameterSetID(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<i16>(dec_int(r, -32768, 32767)?)?)
+                })?
+                .ok_or_else(|| missing("ParameterSetID"))?,
+            ),
+            141 => Fragment::PaymentDetailsReq(Box::new(PaymentDetailsReqType::decode(r)?)),
+            142 => Fragment::PaymentDetailsRes(Box::new(PaymentDetailsResType::decode(r)?)),
+            143 => Fragment::PaymentOption(
+                dec_elem_value(r, false, |r| {
+                    Ok(enum_from::<PaymentOptionType>(dec_enum(
+                        r,
+                        PaymentOptionType::COUNT,
+                    )?)?)
+                })?
+                .ok_or_else(|| missing("PaymentOption"))?,
+            ),
+            144 => Fragment::PaymentOptionList(Box::new(PaymentOptionListType::decode(r)?)),
+            145 => Fragment::PaymentServiceSelectionReq(Box::new(
+                PaymentServiceSelectionReqType::decode(r)?,
+            )),
+            146 => Fragment::PaymentServiceSelectionRes(Box::new(
+                PaymentServiceSelectionResType::decode(r)?,
+            )),
+            147 => Fragment::PgenCounter(
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
+                    .unwrap_or_default(),
+            ),
+            148 => Fragment::PowerDeliveryReq(Box::new(PowerDeliveryReqType::decode(r)?)),
+            149 => Fragment::PowerDeliveryRes(Box::new(PowerDeliveryResType::decode(r)?)),
+            150 => Fragment::PreChargeReq(Box::new(PreChargeReqType::decode(r)?)),
+            151 => Fragment::PreChargeRes(Box::new(PreChargeResType::decode(r)?)),
+            152 => Fragment::ProfileEntry(Box::new(ProfileEntryType::decode(r)?)),
+            153 => Fragment::Q(
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
+                    .unwrap_or_default(),
+            ),
+            154 => Fragment::RCD(
+                dec_elem_value(r, false, |r| Ok(dec_bool(r)?))?.ok_or_else(|| missing("RCD"))?,
+            ),
+            155 => Fragment::RSAKeyValue(Box::new(RSAKeyValueType::decode(r)?)),
+            156 => Fragment::ReceiptRequired(
+                dec_elem_value(r, false, |r| Ok(dec_bool(r)?))?
+                    .ok_or_else(|| missing("ReceiptRequired"))?,
+            ),
+            157 => Fragment::Reference(Box::new(ReferenceType::decode(r)?)),
+            158 => Fragment::RelativeTimeInterval(Box::new(RelativeTimeIntervalType::decode(r)?)),
+            159 => Fragment::RemainingTimeToBulkSoC(Box::new(PhysicalValueType::decode(r)?)),
+            160 => Fragment::RemainingTimeToFullSoC(Box::new(PhysicalValueType::decode(r)?)),
+            161 => Fragment::RequestedEnergyTransferMode(
+                dec_elem_value(r, false, |r| {
+                    Ok(enum_from::<EnergyTransferModeType>(dec_enum(
+                        r,
+                        EnergyTransferModeType::COUNT,
+                    )?)?)
+                })?
+                .ok_or_else(|| missing("RequestedEnergyTransferMode"))?,
+            ),
+            162 => Fragment::ResponseCode(
+                dec_elem_value(r, false, |r| {
+                    Ok(enum_from::<ResponseCodeType>(dec_enum(
+                        r,
+                        ResponseCodeType::COUNT,
+                    )?)?)
+                })?
+                .ok_or_else(|| missing("ResponseCode"))?,
+            ),
+            163 => Fragment::RetrievalMethod(Box::new(RetrievalMethodType::decode(r)?)),
+            164 => Fragment::RetryCounter(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<i16>(dec_int(r, -32768, 32767)?)?)
+                })?
+                .ok_or_else(|| missing("RetryCounter"))?,
+            ),
+            165 => Fragment::RootCertificateID(Box::new(X509IssuerSerialType::decode(r)?)),
+            166 => {
+                Fragment::SAProvisioningCertificateChain(Box::new(CertificateChainType::decode(r)?))
+            }
+            167 => Fragment::SAScheduleList(Box::new(SAScheduleListType::decode(r)?)),
+            168 => Fragment::SAScheduleTuple(Box::new(SAScheduleTupleType::decode(r)?)),
+            169 => Fragment::SAScheduleTupleID(
+                dec_elem_value(r, false, |r| Ok(int_into::<u8>(dec_int(r, 1, 255)?)?))?
+                    .ok_or_else(|| missing("SAScheduleTupleID"))?,
+            ),
+            170 => Fragment::SAScheduleTupleID_(
+                dec_elem_value(r, false, |r| Ok(int_into::<u8>(dec_int(r, 1, 255)?)?))?
+                    .ok_or_else(|| missing("SAScheduleTupleID"))?,
+            ),
+            171 => Fragment::SASchedules(Box::new(SASchedulesType::decode(r)?)),
+            173 => Fragment::SPKISexp(
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
+                    .unwrap_or_default(),
+            ),
+            174 => Fragment::SalesTariff(Box::new(SalesTariffType::decode(r)?)),
+            175 => Fragment::SalesTariffDescription(
+                dec_elem_value(r, true, |r| Ok(dec_string(r, 0, Some(32))?))?.unwrap_or_default(),
+            ),
+            176 => Fragment::SalesTariffEntry(Box::new(SalesTariffEntryType::decode(r)?)),
+            177 => Fragment::SalesTariffID(
+                dec_elem_value(r, false, |r| Ok(int_into::<u8>(dec_int(r, 1, 255)?)?))?
+                    .ok_or_else(|| missing("SalesTariffID"))?,
+            ),
+            178 => Fragment::Seed(
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
+                    .unwrap_or_default(),
+            ),
+            179 => Fragment::SelectedPaymentOption(
+                dec_elem_value(r, false, |r| {
+                    Ok(enum_from::<PaymentOptionType>(dec_enum(
+                        r,
+                        PaymentOptionType::COUNT,
+                    )?)?)
+                })?
+                .ok_or_else(|| missing("SelectedPaymentOption"))?,
+            ),
+            180 => Fragment::SelectedService(Box::new(SelectedServiceType::decode(r)?)),
+            181 => Fragment::SelectedServiceList(Box::new(SelectedServiceListType::decode(r)?)),
+            182 => Fragment::Service(Box::new(ServiceType::decode(r)?)),
+            183 => Fragment::ServiceCategory(
+                dec_elem_value(r, false, |r| {
+                    Ok(enum_from::<ServiceCategoryType>(dec_enum(
+                        r,
+                        ServiceCategoryType::COUNT,
+                    )?)?)
+                })?
+                .ok_or_else(|| missing("ServiceCategory"))?,
+            ),
+            184 => Fragment::ServiceCategory_(
+                dec_elem_value(r, false, |r| {
+                    Ok(enum_from::<ServiceCategoryType>(dec_enum(
+                        r,
+                        ServiceCategoryType::COUNT,
+                    )?)?)
+                })?
+                .ok_or_else(|| missing("ServiceCategory"))?,
+            ),
+            185 => Fragment::ServiceDetailReq(Box::new(ServiceDetailReqType::decode(r)?)),
+            186 => Fragment::ServiceDetailRes(Box::new(ServiceDetailResType::decode(r)?)),
+            187 => Fragment::ServiceDiscoveryReq(Box::new(ServiceDiscoveryReqType::decode(r)?)),
+            188 => Fragment::ServiceDiscoveryRes(Box::new(ServiceDiscoveryResType::decode(r)?)),
+            189 => Fragment::ServiceID(
+                dec_elem_value(r, false, |r| Ok(int_into::<u16>(dec_int(r, 0, 65535)?)?))?
+                    .ok_or_else(|| missing("ServiceID"))?,
+            ),
+            190 => Fragment::ServiceID_(
+                dec_elem_value(r, false, |r| Ok(int_into::<u16>(dec_int(r, 0, 65535)?)?))?
+                    .ok_or_else(|| missing("ServiceID"))?,
+            ),
+            191 => Fragment::ServiceList(Box::new(ServiceListType::decode(r)?)),
+            192 => Fragment::ServiceName(
+                dec_elem_value(r, true, |r| Ok(dec_string(r, 0, Some(32))?))?.unwrap_or_default(),
+            ),
+            193 => Fragment::ServiceParameterList(Box::new(ServiceParameterListType::decode(r)?)),
+            194 => Fragment::ServiceScope(
+                dec_elem_value(r, true, |r| Ok(dec_string(r, 0, Some(64))?))?.unwrap_or_default(),
+            ),
+            195 => Fragment::ServiceScope_(
+                dec_elem_value(r, true, |r| Ok(dec_string(r, 0, Some(64))?))?.unwrap_or_default(),
+            ),
+            196 => Fragment::SessionID(
+                dec_elem_value(r, true, |r| Ok(HexBinary(dec_binary(r, 0, Some(8))?)))?
+                    .unwrap_or_default(),
+            ),
+            197 => Fragment::SessionID_(
+                dec_elem_value(r, true, |r| Ok(HexBinary(dec_binary(r, 0, Some(8))?)))?
+                    .unwrap_or_default(),
+            ),
+            198 => Fragment::SessionSetupReq(Box::new(SessionSetupReqType::decode(r)?)),
+            199 => Fragment::SessionSetupRes(Box::new(SessionSetupResType::decode(r)?)),
+            200 => Fragment::SessionStopReq(Box::new(SessionStopReqType::decode(r)?)),
+            201 => Fragment::SessionStopRes(Box::new(SessionStopResType::decode(r)?)),
+            202 => Fragment::SigMeterReading(
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, Some(64))?)))?
+                    .unwrap_or_default(),
+            ),
+            203 => Fragment::Signature(Box::new(SignatureType::decode(r)?)),
+            204 => Fragment::SignatureMethod(Box::new(SignatureMethodType::decode(r)?)),
+            205 => Fragment::SignatureProperties(Box::new(SignaturePropertiesType::decode(r)?)),
+            206 => Fragment::SignatureProperty(Box::new(SignaturePropertyType::decode(r)?)),
+            207 => Fragment::SignatureValue(Box::new(SignatureValueType::decode(r)?)),
+            208 => Fragment::SignedInfo(Box::new(SignedInfoType::decode(r)?)),
+            209 => Fragment::SubCertificates(Box::new(SubCertificatesType::decode(r)?)),
+            210 => Fragment::SupportedEnergyTransferMode(Box::new(
+                SupportedEnergyTransferModeType::decode(r)?,
+            )),
+            211 => Fragment::TMeter(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<i64>(dec_int(
+                        r,
+                        -9223372036854775808,
+                        9223372036854775807,
+                    )?)?)
+                })?
+                .ok_or_else(|| missing("TMeter"))?,
+            ),
+            212 => Fragment::TimeInterval(Box::new(IntervalType::decode(r)?)),
+            213 => Fragment::Transform(Box::new(TransformType::decode(r)?)),
+            214 => Fragment::Transforms(Box::new(TransformsType::decode(r)?)),
+            215 => Fragment::Unit(
+                dec_elem_value(r, false, |r| {
+                    Ok(enum_from::<UnitSymbolType>(dec_enum(
+                        r,
+                        UnitSymbolType::COUNT,
+                    )?)?)
+                })?
+                .ok_or_else(|| missing("Unit"))?,
+            ),
+            216 => Fragment::V2gMessage(Box::new(V2gMessage::decode(r)?)),
+            217 => Fragment::Value(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<i16>(dec_int(r, -32768, 32767)?)?)
+                })?
+                .ok_or_else(|| missing("Value"))?,
+            ),
+            218 => Fragment::WeldingDetectionReq(Box::new(WeldingDetectionReqType::decode(r)?)),
+            219 => Fragment::WeldingDetectionRes(Box::new(WeldingDetectionResType::decode(r)?)),
+            220 => Fragment::X509CRL(
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
+                    .unwrap_or_default(),
+            ),
+            221 => Fragment::X509Certificate(
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
+                    .unwrap_or_default(),
+            ),
+            222 => Fragment::X509Data(Box::new(X509DataType::decode(r)?)),
+            223 => Fragment::X509IssuerName(
+                dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?.unwrap_or_default(),
+            ),
+            224 => Fragment::X509IssuerSerial(Box::new(X509IssuerSerialType::decode(r)?)),
+            225 => Fragment::X509SKI(
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
+                    .unwrap_or_default(),
+            ),
+            226 => Fragment::X509SerialNumber(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<i64>(dec_int(r, i128::MIN, i128::MAX)?)?)
+                })?
+                .ok_or_else(|| missing("X509SerialNumber"))?,
+            ),
+            227 => Fragment::X509SubjectName(
+                dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?.unwrap_or_default(),
+            ),
+            228 => Fragment::XPath(
+                dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?.unwrap_or_default(),
+            ),
+            229 => Fragment::Y(
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
+                    .unwrap_or_default(),
+            ),
+            230 => Fragment::Amount(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<u32>(dec_int(r, 0, 4294967295)?)?)
+                })?
+                .ok_or_else(|| missing("amount"))?,
+            ),
+            231 => Fragment::AmountMultiplier(
+                dec_elem_value(r, false, |r| Ok(int_into::<i8>(dec_int(r, -3, 3)?)?))?
+                    .ok_or_else(|| missing("amountMultiplier"))?,
+            ),
+            232 => Fragment::BoolValue(
+                dec_elem_value(r, false, |r| Ok(dec_bool(r)?))?
+                    .ok_or_else(|| missing("boolValue"))?,
+            ),
+            233 => Fragment::ByteValue(
+                dec_elem_value(r, false, |r| Ok(int_into::<i8>(dec_int(r, -128, 127)?)?))?
+                    .ok_or_else(|| missing("byteValue"))?,
+            ),
+            234 => Fragment::CostKind(
+                dec_elem_value(r, false, |r| {
+                    Ok(enum_from::<CostKindType>(dec_enum(
+                        r,
+                        CostKindType::COUNT,
+                    )?)?)
+                })?
+                .ok_or_else(|| missing("costKind"))?,
+            ),
+            235 => Fragment::Duration(
+                dec_elem_value(r, false, |r| Ok(int_into::<u32>(dec_int(r, 0, 86400)?)?))?
+                    .ok_or_else(|| missing("duration"))?,
+            ),
+            237 => Fragment::IntValue(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<i32>(dec_int(r, -2147483648, 2147483647)?)?)
+                })?
+                .ok_or_else(|| missing("intValue"))?,
+            ),
+            238 => Fragment::PhysicalValue(Box::new(PhysicalValueType::decode(r)?)),
+            239 => Fragment::ShortValue(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<i16>(dec_int(r, -32768, 32767)?)?)
+                })?
+                .ok_or_else(|| missing("shortValue"))?,
+            ),
+            240 => Fragment::Start(
+                dec_elem_value(r, false, |r| Ok(int_into::<u32>(dec_int(r, 0, 16777214)?)?))?
+                    .ok_or_else(|| missing("start"))?,
+            ),
+            241 => Fragment::StartValue(Box::new(PhysicalValueType::decode(r)?)),
+            242 => Fragment::StringValue(
+                dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?.unwrap_or_default(),
+            ),
+            _ => {
+                return Err(ExiError::Event {
+                    at: "fragment",
+                    code,
+                    of: 245,
+                })
+            }
+        };
+        expect(r, "fragment end", 245, 244)?;
+        rd.finish()?;
+        Ok(f)
     }
 }

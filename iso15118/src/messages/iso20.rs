@@ -618,10 +618,7 @@ impl ExiType for MessageHeaderType {
         {
             let v = &self.session_id;
             e.elem(w, 0, 0);
-            elem_value(w, v.0.is_empty(), |w| {
-                enc_binary(w, &v.0, Some(8))?;
-                Ok(())
-            })?;
+            binary_elem(w, &v.0, 8, Some(8))?;
         }
         {
             let v = &self.time_stamp;
@@ -648,8 +645,8 @@ impl ExiType for MessageHeaderType {
             match d.next(r)? {
                 Ev::Elem(0, 0) => {
                     f_session_id = Some(
-                        dec_elem_value(r, true, |r| Ok(HexBinary(dec_binary(r, Some(8))?)))?
-                            .unwrap_or_default(),
+                        dec_elem_value(r, false, |r| Ok(HexBinary(dec_binary(r, 8, Some(8))?)))?
+                            .ok_or_else(|| missing("SessionID"))?,
                     )
                 }
                 Ev::Elem(1, 0) => {
@@ -721,7 +718,7 @@ impl ExiType for SignatureType {
         let mut e = Enc::new(&G_SIGNATURETYPE);
         if let Some(v) = &self.id {
             e.attr(w, 0);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         } else {
             e.skip_attr(0, "Id")?;
         }
@@ -757,7 +754,7 @@ impl ExiType for SignatureType {
         let mut f_object: Vec<ObjectType> = Vec::new();
         loop {
             match d.next(r)? {
-                Ev::Attr(0) => f_id = Some(dec_string(r, None)?),
+                Ev::Attr(0) => f_id = Some(dec_string(r, 0, None)?),
                 Ev::Elem(0, 0) => f_signed_info = Some(SignedInfoType::decode(r)?),
                 Ev::Elem(1, 0) => f_signature_value = Some(SignatureValueType::decode(r)?),
                 Ev::Elem(2, 0) => f_key_info = Some(KeyInfoType::decode(r)?),
@@ -817,7 +814,7 @@ impl ExiType for SignedInfoType {
         let mut e = Enc::new(&G_SIGNEDINFOTYPE);
         if let Some(v) = &self.id {
             e.attr(w, 0);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         } else {
             e.skip_attr(0, "Id")?;
         }
@@ -847,7 +844,7 @@ impl ExiType for SignedInfoType {
         let mut f_reference: Vec<ReferenceType> = Vec::new();
         loop {
             match d.next(r)? {
-                Ev::Attr(0) => f_id = Some(dec_string(r, None)?),
+                Ev::Attr(0) => f_id = Some(dec_string(r, 0, None)?),
                 Ev::Elem(0, 0) => {
                     f_canonicalization_method = Some(CanonicalizationMethodType::decode(r)?)
                 }
@@ -891,7 +888,7 @@ impl ExiType for CanonicalizationMethodType {
         {
             let v = &self.algorithm;
             e.attr(w, 0);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         }
         e.end(w)
     }
@@ -901,7 +898,7 @@ impl ExiType for CanonicalizationMethodType {
         let mut f_algorithm: Option<String> = None;
         loop {
             match d.next(r)? {
-                Ev::Attr(0) => f_algorithm = Some(dec_string(r, None)?),
+                Ev::Attr(0) => f_algorithm = Some(dec_string(r, 0, None)?),
                 Ev::End => break,
                 ev => return Err(d.unexpected(ev)),
             }
@@ -949,7 +946,7 @@ impl ExiType for SignatureMethodType {
         {
             let v = &self.algorithm;
             e.attr(w, 0);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         }
         check_count(
             usize::from(self.hmac_output_length.is_some()),
@@ -973,7 +970,7 @@ impl ExiType for SignatureMethodType {
         let mut f_hmac_output_length: Option<i64> = None;
         loop {
             match d.next(r)? {
-                Ev::Attr(0) => f_algorithm = Some(dec_string(r, None)?),
+                Ev::Attr(0) => f_algorithm = Some(dec_string(r, 0, None)?),
                 Ev::Elem(0, 0) => {
                     f_hmac_output_length = Some(
                         dec_elem_value(r, false, |r| {
@@ -1042,19 +1039,19 @@ impl ExiType for ReferenceType {
         let mut e = Enc::new(&G_REFERENCETYPE);
         if let Some(v) = &self.id {
             e.attr(w, 0);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         } else {
             e.skip_attr(0, "Id")?;
         }
         if let Some(v) = &self.r#type {
             e.attr(w, 1);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         } else {
             e.skip_attr(1, "Type")?;
         }
         if let Some(v) = &self.uri {
             e.attr(w, 2);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         } else {
             e.skip_attr(2, "URI")?;
         }
@@ -1071,10 +1068,7 @@ impl ExiType for ReferenceType {
         {
             let v = &self.digest_value;
             e.elem(w, 2, 0);
-            elem_value(w, v.0.is_empty(), |w| {
-                enc_binary(w, &v.0, None)?;
-                Ok(())
-            })?;
+            binary_elem(w, &v.0, 0, None)?;
         }
         e.end(w)
     }
@@ -1089,14 +1083,14 @@ impl ExiType for ReferenceType {
         let mut f_digest_value: Option<Base64Binary> = None;
         loop {
             match d.next(r)? {
-                Ev::Attr(0) => f_id = Some(dec_string(r, None)?),
-                Ev::Attr(1) => f_type = Some(dec_string(r, None)?),
-                Ev::Attr(2) => f_uri = Some(dec_string(r, None)?),
+                Ev::Attr(0) => f_id = Some(dec_string(r, 0, None)?),
+                Ev::Attr(1) => f_type = Some(dec_string(r, 0, None)?),
+                Ev::Attr(2) => f_uri = Some(dec_string(r, 0, None)?),
                 Ev::Elem(0, 0) => f_transforms = Some(TransformsType::decode(r)?),
                 Ev::Elem(1, 0) => f_digest_method = Some(DigestMethodType::decode(r)?),
                 Ev::Elem(2, 0) => {
                     f_digest_value = Some(
-                        dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, None)?)))?
+                        dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
                             .unwrap_or_default(),
                     )
                 }
@@ -1186,15 +1180,12 @@ impl ExiType for TransformType {
         {
             let v = &self.algorithm;
             e.attr(w, 0);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         }
         check_count(self.x_path.len(), 0, u32::MAX, "XPath")?;
         for v in &self.x_path {
             e.elem(w, 0, 0);
-            elem_value(w, v.is_empty(), |w| {
-                enc_string(w, v, None)?;
-                Ok(())
-            })?;
+            string_elem(w, v, 0, None)?;
         }
         e.end(w)
     }
@@ -1205,9 +1196,9 @@ impl ExiType for TransformType {
         let mut f_x_path: Vec<String> = Vec::new();
         loop {
             match d.next(r)? {
-                Ev::Attr(0) => f_algorithm = Some(dec_string(r, None)?),
+                Ev::Attr(0) => f_algorithm = Some(dec_string(r, 0, None)?),
                 Ev::Elem(0, 0) => f_x_path.push(
-                    dec_elem_value(r, true, |r| Ok(dec_string(r, None)?))?.unwrap_or_default(),
+                    dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?.unwrap_or_default(),
                 ),
                 Ev::End => break,
                 ev => return Err(d.unexpected(ev)),
@@ -1244,7 +1235,7 @@ impl ExiType for DigestMethodType {
         {
             let v = &self.algorithm;
             e.attr(w, 0);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         }
         e.end(w)
     }
@@ -1254,7 +1245,7 @@ impl ExiType for DigestMethodType {
         let mut f_algorithm: Option<String> = None;
         loop {
             match d.next(r)? {
-                Ev::Attr(0) => f_algorithm = Some(dec_string(r, None)?),
+                Ev::Attr(0) => f_algorithm = Some(dec_string(r, 0, None)?),
                 Ev::End => break,
                 ev => return Err(d.unexpected(ev)),
             }
@@ -1286,14 +1277,14 @@ impl ExiType for SignatureValueType {
         let mut e = Enc::new(&G_SIGNATUREVALUETYPE);
         if let Some(v) = &self.id {
             e.attr(w, 0);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         } else {
             e.skip_attr(0, "Id")?;
         }
         e.chars(w);
         {
             let v = &self.value;
-            enc_binary(w, &v.0, None)?;
+            enc_binary(w, &v.0, 0, None)?;
         }
         e.end(w)
     }
@@ -1304,8 +1295,8 @@ impl ExiType for SignatureValueType {
         let mut f_value: Option<Base64Binary> = None;
         loop {
             match d.next(r)? {
-                Ev::Attr(0) => f_id = Some(dec_string(r, None)?),
-                Ev::Chars => f_value = Some(Base64Binary(dec_binary(r, None)?)),
+                Ev::Attr(0) => f_id = Some(dec_string(r, 0, None)?),
+                Ev::Chars => f_value = Some(Base64Binary(dec_binary(r, 0, None)?)),
                 Ev::End => break,
                 ev => return Err(d.unexpected(ev)),
             }
@@ -1354,7 +1345,7 @@ impl ExiType for KeyInfoType {
         let mut e = Enc::new(&G_KEYINFOTYPE);
         if let Some(v) = &self.id {
             e.attr(w, 0);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         } else {
             e.skip_attr(0, "Id")?;
         }
@@ -1370,10 +1361,7 @@ impl ExiType for KeyInfoType {
         )?;
         for v in &self.key_name {
             e.elem(w, 0, 0);
-            elem_value(w, v.is_empty(), |w| {
-                enc_string(w, v, None)?;
-                Ok(())
-            })?;
+            string_elem(w, v, 0, None)?;
         }
         for v in &self.key_value {
             e.elem(w, 0, 1);
@@ -1389,10 +1377,7 @@ impl ExiType for KeyInfoType {
         }
         for v in &self.mgmt_data {
             e.elem(w, 0, 6);
-            elem_value(w, v.is_empty(), |w| {
-                enc_string(w, v, None)?;
-                Ok(())
-            })?;
+            string_elem(w, v, 0, None)?;
         }
         e.end(w)
     }
@@ -1407,15 +1392,15 @@ impl ExiType for KeyInfoType {
         let mut f_mgmt_data: Vec<String> = Vec::new();
         loop {
             match d.next(r)? {
-                Ev::Attr(0) => f_id = Some(dec_string(r, None)?),
+                Ev::Attr(0) => f_id = Some(dec_string(r, 0, None)?),
                 Ev::Elem(0, 0) => f_key_name.push(
-                    dec_elem_value(r, true, |r| Ok(dec_string(r, None)?))?.unwrap_or_default(),
+                    dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?.unwrap_or_default(),
                 ),
                 Ev::Elem(0, 1) => f_key_value.push(KeyValueType::decode(r)?),
                 Ev::Elem(0, 2) => f_retrieval_method.push(RetrievalMethodType::decode(r)?),
                 Ev::Elem(0, 3) => f_x509_data.push(X509DataType::decode(r)?),
                 Ev::Elem(0, 6) => f_mgmt_data.push(
-                    dec_elem_value(r, true, |r| Ok(dec_string(r, None)?))?.unwrap_or_default(),
+                    dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?.unwrap_or_default(),
                 ),
                 Ev::End => break,
                 ev => return Err(d.unexpected(ev)),
@@ -1519,18 +1504,12 @@ impl ExiType for RSAKeyValueType {
         {
             let v = &self.modulus;
             e.elem(w, 0, 0);
-            elem_value(w, v.0.is_empty(), |w| {
-                enc_binary(w, &v.0, None)?;
-                Ok(())
-            })?;
+            binary_elem(w, &v.0, 0, None)?;
         }
         {
             let v = &self.exponent;
             e.elem(w, 1, 0);
-            elem_value(w, v.0.is_empty(), |w| {
-                enc_binary(w, &v.0, None)?;
-                Ok(())
-            })?;
+            binary_elem(w, &v.0, 0, None)?;
         }
         e.end(w)
     }
@@ -1543,13 +1522,13 @@ impl ExiType for RSAKeyValueType {
             match d.next(r)? {
                 Ev::Elem(0, 0) => {
                     f_modulus = Some(
-                        dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, None)?)))?
+                        dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
                             .unwrap_or_default(),
                     )
                 }
                 Ev::Elem(1, 0) => {
                     f_exponent = Some(
-                        dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, None)?)))?
+                        dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
                             .unwrap_or_default(),
                     )
                 }
@@ -1595,13 +1574,13 @@ impl ExiType for RetrievalMethodType {
         let mut e = Enc::new(&G_RETRIEVALMETHODTYPE);
         if let Some(v) = &self.r#type {
             e.attr(w, 0);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         } else {
             e.skip_attr(0, "Type")?;
         }
         if let Some(v) = &self.uri {
             e.attr(w, 1);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         } else {
             e.skip_attr(1, "URI")?;
         }
@@ -1620,8 +1599,8 @@ impl ExiType for RetrievalMethodType {
         let mut f_transforms: Option<TransformsType> = None;
         loop {
             match d.next(r)? {
-                Ev::Attr(0) => f_type = Some(dec_string(r, None)?),
-                Ev::Attr(1) => f_uri = Some(dec_string(r, None)?),
+                Ev::Attr(0) => f_type = Some(dec_string(r, 0, None)?),
+                Ev::Attr(1) => f_uri = Some(dec_string(r, 0, None)?),
                 Ev::Elem(0, 0) => f_transforms = Some(TransformsType::decode(r)?),
                 Ev::End => break,
                 ev => return Err(d.unexpected(ev)),
@@ -1692,31 +1671,19 @@ impl ExiType for X509DataType {
         }
         for v in &self.x509_ski {
             e.elem(w, 0, 1);
-            elem_value(w, v.0.is_empty(), |w| {
-                enc_binary(w, &v.0, None)?;
-                Ok(())
-            })?;
+            binary_elem(w, &v.0, 0, None)?;
         }
         for v in &self.x509_subject_name {
             e.elem(w, 0, 2);
-            elem_value(w, v.is_empty(), |w| {
-                enc_string(w, v, None)?;
-                Ok(())
-            })?;
+            string_elem(w, v, 0, None)?;
         }
         for v in &self.x509_certificate {
             e.elem(w, 0, 3);
-            elem_value(w, v.0.is_empty(), |w| {
-                enc_binary(w, &v.0, None)?;
-                Ok(())
-            })?;
+            binary_elem(w, &v.0, 0, None)?;
         }
         for v in &self.x509_crl {
             e.elem(w, 0, 4);
-            elem_value(w, v.0.is_empty(), |w| {
-                enc_binary(w, &v.0, None)?;
-                Ok(())
-            })?;
+            binary_elem(w, &v.0, 0, None)?;
         }
         e.end(w)
     }
@@ -1732,18 +1699,18 @@ impl ExiType for X509DataType {
             match d.next(r)? {
                 Ev::Elem(0, 0) => f_x509_issuer_serial.push(X509IssuerSerialType::decode(r)?),
                 Ev::Elem(0, 1) => f_x509_ski.push(
-                    dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, None)?)))?
+                    dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
                         .unwrap_or_default(),
                 ),
                 Ev::Elem(0, 2) => f_x509_subject_name.push(
-                    dec_elem_value(r, true, |r| Ok(dec_string(r, None)?))?.unwrap_or_default(),
+                    dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?.unwrap_or_default(),
                 ),
                 Ev::Elem(0, 3) => f_x509_certificate.push(
-                    dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, None)?)))?
+                    dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
                         .unwrap_or_default(),
                 ),
                 Ev::Elem(0, 4) => f_x509_crl.push(
-                    dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, None)?)))?
+                    dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
                         .unwrap_or_default(),
                 ),
                 Ev::End => break,
@@ -1793,10 +1760,7 @@ impl ExiType for X509IssuerSerialType {
         {
             let v = &self.x509_issuer_name;
             e.elem(w, 0, 0);
-            elem_value(w, v.is_empty(), |w| {
-                enc_string(w, v, None)?;
-                Ok(())
-            })?;
+            string_elem(w, v, 0, None)?;
         }
         {
             let v = &self.x509_serial_number;
@@ -1817,7 +1781,8 @@ impl ExiType for X509IssuerSerialType {
             match d.next(r)? {
                 Ev::Elem(0, 0) => {
                     f_x509_issuer_name = Some(
-                        dec_elem_value(r, true, |r| Ok(dec_string(r, None)?))?.unwrap_or_default(),
+                        dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?
+                            .unwrap_or_default(),
                     )
                 }
                 Ev::Elem(1, 0) => {
@@ -1866,19 +1831,19 @@ impl ExiType for ObjectType {
         let mut e = Enc::new(&G_OBJECTTYPE);
         if let Some(v) = &self.encoding {
             e.attr(w, 0);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         } else {
             e.skip_attr(0, "Encoding")?;
         }
         if let Some(v) = &self.id {
             e.attr(w, 1);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         } else {
             e.skip_attr(1, "Id")?;
         }
         if let Some(v) = &self.mime_type {
             e.attr(w, 2);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         } else {
             e.skip_attr(2, "MimeType")?;
         }
@@ -1892,9 +1857,9 @@ impl ExiType for ObjectType {
         let mut f_mime_type: Option<String> = None;
         loop {
             match d.next(r)? {
-                Ev::Attr(0) => f_encoding = Some(dec_string(r, None)?),
-                Ev::Attr(1) => f_id = Some(dec_string(r, None)?),
-                Ev::Attr(2) => f_mime_type = Some(dec_string(r, None)?),
+                Ev::Attr(0) => f_encoding = Some(dec_string(r, 0, None)?),
+                Ev::Attr(1) => f_id = Some(dec_string(r, 0, None)?),
+                Ev::Attr(2) => f_mime_type = Some(dec_string(r, 0, None)?),
                 Ev::End => break,
                 ev => return Err(d.unexpected(ev)),
             }
@@ -1971,15 +1936,12 @@ impl ExiType for PnCAReqAuthorizationModeType {
         {
             let v = &self.id;
             e.attr(w, 0);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         }
         {
             let v = &self.gen_challenge;
             e.elem(w, 0, 0);
-            elem_value(w, v.0.is_empty(), |w| {
-                enc_binary(w, &v.0, Some(16))?;
-                Ok(())
-            })?;
+            binary_elem(w, &v.0, 16, Some(16))?;
         }
         {
             let v = &self.contract_certificate_chain;
@@ -1996,11 +1958,13 @@ impl ExiType for PnCAReqAuthorizationModeType {
         let mut f_contract_certificate_chain: Option<ContractCertificateChainType> = None;
         loop {
             match d.next(r)? {
-                Ev::Attr(0) => f_id = Some(dec_string(r, None)?),
+                Ev::Attr(0) => f_id = Some(dec_string(r, 0, None)?),
                 Ev::Elem(0, 0) => {
                     f_gen_challenge = Some(
-                        dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, Some(16))?)))?
-                            .unwrap_or_default(),
+                        dec_elem_value(r, false, |r| {
+                            Ok(Base64Binary(dec_binary(r, 16, Some(16))?))
+                        })?
+                        .ok_or_else(|| missing("GenChallenge"))?,
                     )
                 }
                 Ev::Elem(1, 0) => {
@@ -2052,10 +2016,7 @@ impl ExiType for ContractCertificateChainType {
         {
             let v = &self.certificate;
             e.elem(w, 0, 0);
-            elem_value(w, v.0.is_empty(), |w| {
-                enc_binary(w, &v.0, Some(1600))?;
-                Ok(())
-            })?;
+            binary_elem(w, &v.0, 0, Some(1600))?;
         }
         {
             let v = &self.sub_certificates;
@@ -2073,8 +2034,10 @@ impl ExiType for ContractCertificateChainType {
             match d.next(r)? {
                 Ev::Elem(0, 0) => {
                     f_certificate = Some(
-                        dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, Some(1600))?)))?
-                            .unwrap_or_default(),
+                        dec_elem_value(r, true, |r| {
+                            Ok(Base64Binary(dec_binary(r, 0, Some(1600))?))
+                        })?
+                        .unwrap_or_default(),
                     )
                 }
                 Ev::Elem(1, 0) => f_sub_certificates = Some(SubCertificatesType::decode(r)?),
@@ -2113,10 +2076,7 @@ impl ExiType for SubCertificatesType {
         check_count(self.certificate.len(), 1, 3, "Certificate")?;
         for v in &self.certificate {
             e.elem(w, 0, 0);
-            elem_value(w, v.0.is_empty(), |w| {
-                enc_binary(w, &v.0, Some(1600))?;
-                Ok(())
-            })?;
+            binary_elem(w, &v.0, 0, Some(1600))?;
         }
         e.end(w)
     }
@@ -2127,7 +2087,7 @@ impl ExiType for SubCertificatesType {
         loop {
             match d.next(r)? {
                 Ev::Elem(0, 0) => f_certificate.push(
-                    dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, Some(1600))?)))?
+                    dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, Some(1600))?)))?
                         .unwrap_or_default(),
                 ),
                 Ev::End => break,
@@ -2532,10 +2492,7 @@ impl ExiType for PnCASResAuthorizationModeType {
         {
             let v = &self.gen_challenge;
             e.elem(w, 0, 0);
-            elem_value(w, v.0.is_empty(), |w| {
-                enc_binary(w, &v.0, Some(16))?;
-                Ok(())
-            })?;
+            binary_elem(w, &v.0, 16, Some(16))?;
         }
         check_count(
             usize::from(self.supported_providers.is_some()),
@@ -2558,8 +2515,10 @@ impl ExiType for PnCASResAuthorizationModeType {
             match d.next(r)? {
                 Ev::Elem(0, 0) => {
                     f_gen_challenge = Some(
-                        dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, Some(16))?)))?
-                            .unwrap_or_default(),
+                        dec_elem_value(r, false, |r| {
+                            Ok(Base64Binary(dec_binary(r, 16, Some(16))?))
+                        })?
+                        .ok_or_else(|| missing("GenChallenge"))?,
                     )
                 }
                 Ev::Elem(1, 0) => {
@@ -2600,10 +2559,7 @@ impl ExiType for SupportedProvidersListType {
         check_count(self.provider_id.len(), 1, 128, "ProviderID")?;
         for v in &self.provider_id {
             e.elem(w, 0, 0);
-            elem_value(w, v.is_empty(), |w| {
-                enc_string(w, v, Some(80))?;
-                Ok(())
-            })?;
+            string_elem(w, v, 0, Some(80))?;
         }
         e.end(w)
     }
@@ -2614,7 +2570,8 @@ impl ExiType for SupportedProvidersListType {
         loop {
             match d.next(r)? {
                 Ev::Elem(0, 0) => f_provider_id.push(
-                    dec_elem_value(r, true, |r| Ok(dec_string(r, Some(80))?))?.unwrap_or_default(),
+                    dec_elem_value(r, true, |r| Ok(dec_string(r, 0, Some(80))?))?
+                        .unwrap_or_default(),
                 ),
                 Ev::End => break,
                 ev => return Err(d.unexpected(ev)),
@@ -2855,15 +2812,12 @@ impl ExiType for SignedCertificateChainType {
         {
             let v = &self.id;
             e.attr(w, 0);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         }
         {
             let v = &self.certificate;
             e.elem(w, 0, 0);
-            elem_value(w, v.0.is_empty(), |w| {
-                enc_binary(w, &v.0, Some(1600))?;
-                Ok(())
-            })?;
+            binary_elem(w, &v.0, 0, Some(1600))?;
         }
         check_count(
             usize::from(self.sub_certificates.is_some()),
@@ -2885,11 +2839,13 @@ impl ExiType for SignedCertificateChainType {
         let mut f_sub_certificates: Option<SubCertificatesType> = None;
         loop {
             match d.next(r)? {
-                Ev::Attr(0) => f_id = Some(dec_string(r, None)?),
+                Ev::Attr(0) => f_id = Some(dec_string(r, 0, None)?),
                 Ev::Elem(0, 0) => {
                     f_certificate = Some(
-                        dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, Some(1600))?)))?
-                            .unwrap_or_default(),
+                        dec_elem_value(r, true, |r| {
+                            Ok(Base64Binary(dec_binary(r, 0, Some(1600))?))
+                        })?
+                        .unwrap_or_default(),
                     )
                 }
                 Ev::Elem(1, 0) => f_sub_certificates = Some(SubCertificatesType::decode(r)?),
@@ -2978,10 +2934,7 @@ impl ExiType for EMAIDListType {
         check_count(self.emaid.len(), 1, 8, "EMAID")?;
         for v in &self.emaid {
             e.elem(w, 0, 0);
-            elem_value(w, v.is_empty(), |w| {
-                enc_string(w, v, Some(255))?;
-                Ok(())
-            })?;
+            string_elem(w, v, 0, Some(255))?;
         }
         e.end(w)
     }
@@ -2992,7 +2945,8 @@ impl ExiType for EMAIDListType {
         loop {
             match d.next(r)? {
                 Ev::Elem(0, 0) => f_emaid.push(
-                    dec_elem_value(r, true, |r| Ok(dec_string(r, Some(255))?))?.unwrap_or_default(),
+                    dec_elem_value(r, true, |r| Ok(dec_string(r, 0, Some(255))?))?
+                        .unwrap_or_default(),
                 ),
                 Ev::End => break,
                 ev => return Err(d.unexpected(ev)),
@@ -3200,10 +3154,7 @@ impl ExiType for CertificateChainType {
         {
             let v = &self.certificate;
             e.elem(w, 0, 0);
-            elem_value(w, v.0.is_empty(), |w| {
-                enc_binary(w, &v.0, Some(1600))?;
-                Ok(())
-            })?;
+            binary_elem(w, &v.0, 0, Some(1600))?;
         }
         check_count(
             usize::from(self.sub_certificates.is_some()),
@@ -3226,8 +3177,10 @@ impl ExiType for CertificateChainType {
             match d.next(r)? {
                 Ev::Elem(0, 0) => {
                     f_certificate = Some(
-                        dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, Some(1600))?)))?
-                            .unwrap_or_default(),
+                        dec_elem_value(r, true, |r| {
+                            Ok(Base64Binary(dec_binary(r, 0, Some(1600))?))
+                        })?
+                        .unwrap_or_default(),
                     )
                 }
                 Ev::Elem(1, 0) => f_sub_certificates = Some(SubCertificatesType::decode(r)?),
@@ -3307,7 +3260,7 @@ impl ExiType for SignedInstallationDataType {
         {
             let v = &self.id;
             e.attr(w, 0);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         }
         {
             let v = &self.contract_certificate_chain;
@@ -3325,10 +3278,7 @@ impl ExiType for SignedInstallationDataType {
         {
             let v = &self.dh_public_key;
             e.elem(w, 2, 0);
-            elem_value(w, v.0.is_empty(), |w| {
-                enc_binary(w, &v.0, Some(133))?;
-                Ok(())
-            })?;
+            binary_elem(w, &v.0, 133, Some(133))?;
         }
         check_count(
             usize::from(self.secp521_encrypted_private_key.is_some())
@@ -3340,24 +3290,15 @@ impl ExiType for SignedInstallationDataType {
         )?;
         if let Some(v) = &self.secp521_encrypted_private_key {
             e.elem(w, 3, 0);
-            elem_value(w, v.0.is_empty(), |w| {
-                enc_binary(w, &v.0, Some(94))?;
-                Ok(())
-            })?;
+            binary_elem(w, &v.0, 94, Some(94))?;
         }
         if let Some(v) = &self.x448_encrypted_private_key {
             e.elem(w, 3, 1);
-            elem_value(w, v.0.is_empty(), |w| {
-                enc_binary(w, &v.0, Some(84))?;
-                Ok(())
-            })?;
+            binary_elem(w, &v.0, 84, Some(84))?;
         }
         if let Some(v) = &self.tpm_encrypted_private_key {
             e.elem(w, 3, 2);
-            elem_value(w, v.0.is_empty(), |w| {
-                enc_binary(w, &v.0, Some(206))?;
-                Ok(())
-            })?;
+            binary_elem(w, &v.0, 206, Some(206))?;
         }
         e.end(w)
     }
@@ -3373,7 +3314,7 @@ impl ExiType for SignedInstallationDataType {
         let mut f_tpm_encrypted_private_key: Option<Base64Binary> = None;
         loop {
             match d.next(r)? {
-                Ev::Attr(0) => f_id = Some(dec_string(r, None)?),
+                Ev::Attr(0) => f_id = Some(dec_string(r, 0, None)?),
                 Ev::Elem(0, 0) => {
                     f_contract_certificate_chain = Some(ContractCertificateChainType::decode(r)?)
                 }
@@ -3390,26 +3331,34 @@ impl ExiType for SignedInstallationDataType {
                 }
                 Ev::Elem(2, 0) => {
                     f_dh_public_key = Some(
-                        dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, Some(133))?)))?
-                            .unwrap_or_default(),
+                        dec_elem_value(r, false, |r| {
+                            Ok(Base64Binary(dec_binary(r, 133, Some(133))?))
+                        })?
+                        .ok_or_else(|| missing("DHPublicKey"))?,
                     )
                 }
                 Ev::Elem(3, 0) => {
                     f_secp521_encrypted_private_key = Some(
-                        dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, Some(94))?)))?
-                            .unwrap_or_default(),
+                        dec_elem_value(r, false, |r| {
+                            Ok(Base64Binary(dec_binary(r, 94, Some(94))?))
+                        })?
+                        .ok_or_else(|| missing("SECP521_EncryptedPrivateKey"))?,
                     )
                 }
                 Ev::Elem(3, 1) => {
                     f_x448_encrypted_private_key = Some(
-                        dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, Some(84))?)))?
-                            .unwrap_or_default(),
+                        dec_elem_value(r, false, |r| {
+                            Ok(Base64Binary(dec_binary(r, 84, Some(84))?))
+                        })?
+                        .ok_or_else(|| missing("X448_EncryptedPrivateKey"))?,
                     )
                 }
                 Ev::Elem(3, 2) => {
                     f_tpm_encrypted_private_key = Some(
-                        dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, Some(206))?)))?
-                            .unwrap_or_default(),
+                        dec_elem_value(r, false, |r| {
+                            Ok(Base64Binary(dec_binary(r, 206, Some(206))?))
+                        })?
+                        .ok_or_else(|| missing("TPM_EncryptedPrivateKey"))?,
                     )
                 }
                 Ev::End => break,
@@ -3454,7 +3403,7 @@ impl ExiType for ManifestType {
         let mut e = Enc::new(&G_MANIFESTTYPE);
         if let Some(v) = &self.id {
             e.attr(w, 0);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         } else {
             e.skip_attr(0, "Id")?;
         }
@@ -3472,7 +3421,7 @@ impl ExiType for ManifestType {
         let mut f_reference: Vec<ReferenceType> = Vec::new();
         loop {
             match d.next(r)? {
-                Ev::Attr(0) => f_id = Some(dec_string(r, None)?),
+                Ev::Attr(0) => f_id = Some(dec_string(r, 0, None)?),
                 Ev::Elem(0, 0) => f_reference.push(ReferenceType::decode(r)?),
                 Ev::End => break,
                 ev => return Err(d.unexpected(ev)),
@@ -3607,15 +3556,12 @@ impl ExiType for SignedMeteringDataType {
         {
             let v = &self.id;
             e.attr(w, 0);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         }
         {
             let v = &self.session_id;
             e.elem(w, 0, 0);
-            elem_value(w, v.0.is_empty(), |w| {
-                enc_binary(w, &v.0, Some(8))?;
-                Ok(())
-            })?;
+            binary_elem(w, &v.0, 8, Some(8))?;
         }
         {
             let v = &self.meter_info;
@@ -3655,11 +3601,11 @@ impl ExiType for SignedMeteringDataType {
         let mut f_scheduled_smdt_control_mode: Option<ScheduledSMDTControlModeType> = None;
         loop {
             match d.next(r)? {
-                Ev::Attr(0) => f_id = Some(dec_string(r, None)?),
+                Ev::Attr(0) => f_id = Some(dec_string(r, 0, None)?),
                 Ev::Elem(0, 0) => {
                     f_session_id = Some(
-                        dec_elem_value(r, true, |r| Ok(HexBinary(dec_binary(r, Some(8))?)))?
-                            .unwrap_or_default(),
+                        dec_elem_value(r, false, |r| Ok(HexBinary(dec_binary(r, 8, Some(8))?)))?
+                            .ok_or_else(|| missing("SessionID"))?,
                     )
                 }
                 Ev::Elem(1, 0) => f_meter_info = Some(MeterInfoType::decode(r)?),
@@ -3784,10 +3730,7 @@ impl ExiType for MeterInfoType {
         {
             let v = &self.meter_id;
             e.elem(w, 0, 0);
-            elem_value(w, v.is_empty(), |w| {
-                enc_string(w, v, Some(32))?;
-                Ok(())
-            })?;
+            string_elem(w, v, 0, Some(32))?;
         }
         {
             let v = &self.charged_energy_reading_wh;
@@ -3844,10 +3787,7 @@ impl ExiType for MeterInfoType {
         )?;
         if let Some(v) = &self.meter_signature {
             e.elem(w, 5, 0);
-            elem_value(w, v.0.is_empty(), |w| {
-                enc_binary(w, &v.0, Some(64))?;
-                Ok(())
-            })?;
+            binary_elem(w, &v.0, 0, Some(64))?;
         }
         check_count(
             usize::from(self.meter_status.is_some()),
@@ -3892,7 +3832,7 @@ impl ExiType for MeterInfoType {
             match d.next(r)? {
                 Ev::Elem(0, 0) => {
                     f_meter_id = Some(
-                        dec_elem_value(r, true, |r| Ok(dec_string(r, Some(32))?))?
+                        dec_elem_value(r, true, |r| Ok(dec_string(r, 0, Some(32))?))?
                             .unwrap_or_default(),
                     )
                 }
@@ -3930,7 +3870,7 @@ impl ExiType for MeterInfoType {
                 }
                 Ev::Elem(5, 0) => {
                     f_meter_signature = Some(
-                        dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, Some(64))?)))?
+                        dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, Some(64))?)))?
                             .unwrap_or_default(),
                     )
                 }
@@ -6063,18 +6003,12 @@ impl ExiType for EVAbsolutePriceScheduleType {
         {
             let v = &self.currency;
             e.elem(w, 1, 0);
-            elem_value(w, v.is_empty(), |w| {
-                enc_string(w, v, Some(3))?;
-                Ok(())
-            })?;
+            string_elem(w, v, 0, Some(3))?;
         }
         {
             let v = &self.price_algorithm;
             e.elem(w, 2, 0);
-            elem_value(w, v.is_empty(), |w| {
-                enc_string(w, v, Some(255))?;
-                Ok(())
-            })?;
+            string_elem(w, v, 0, Some(255))?;
         }
         {
             let v = &self.ev_price_rule_stacks;
@@ -6102,13 +6036,13 @@ impl ExiType for EVAbsolutePriceScheduleType {
                 }
                 Ev::Elem(1, 0) => {
                     f_currency = Some(
-                        dec_elem_value(r, true, |r| Ok(dec_string(r, Some(3))?))?
+                        dec_elem_value(r, true, |r| Ok(dec_string(r, 0, Some(3))?))?
                             .unwrap_or_default(),
                     )
                 }
                 Ev::Elem(2, 0) => {
                     f_price_algorithm = Some(
-                        dec_elem_value(r, true, |r| Ok(dec_string(r, Some(255))?))?
+                        dec_elem_value(r, true, |r| Ok(dec_string(r, 0, Some(255))?))?
                             .unwrap_or_default(),
                     )
                 }
@@ -6761,7 +6695,7 @@ impl ExiType for AbsolutePriceScheduleType {
         let mut e = Enc::new(&G_ABSOLUTEPRICESCHEDULETYPE);
         if let Some(v) = &self.id {
             e.attr(w, 0);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         } else {
             e.skip_attr(0, "Id")?;
         }
@@ -6789,34 +6723,22 @@ impl ExiType for AbsolutePriceScheduleType {
         )?;
         if let Some(v) = &self.price_schedule_description {
             e.elem(w, 2, 0);
-            elem_value(w, v.is_empty(), |w| {
-                enc_string(w, v, Some(160))?;
-                Ok(())
-            })?;
+            string_elem(w, v, 0, Some(160))?;
         }
         {
             let v = &self.currency;
             e.elem(w, 3, 0);
-            elem_value(w, v.is_empty(), |w| {
-                enc_string(w, v, Some(3))?;
-                Ok(())
-            })?;
+            string_elem(w, v, 0, Some(3))?;
         }
         {
             let v = &self.language;
             e.elem(w, 4, 0);
-            elem_value(w, v.is_empty(), |w| {
-                enc_string(w, v, Some(3))?;
-                Ok(())
-            })?;
+            string_elem(w, v, 0, Some(3))?;
         }
         {
             let v = &self.price_algorithm;
             e.elem(w, 5, 0);
-            elem_value(w, v.is_empty(), |w| {
-                enc_string(w, v, Some(255))?;
-                Ok(())
-            })?;
+            string_elem(w, v, 0, Some(255))?;
         }
         check_count(
             usize::from(self.minimum_cost.is_some()),
@@ -6888,7 +6810,7 @@ impl ExiType for AbsolutePriceScheduleType {
         let mut f_additional_selected_services: Option<AdditionalServiceListType> = None;
         loop {
             match d.next(r)? {
-                Ev::Attr(0) => f_id = Some(dec_string(r, None)?),
+                Ev::Attr(0) => f_id = Some(dec_string(r, 0, None)?),
                 Ev::Elem(0, 0) => {
                     f_time_anchor = Some(
                         dec_elem_value(r, false, |r| {
@@ -6907,25 +6829,25 @@ impl ExiType for AbsolutePriceScheduleType {
                 }
                 Ev::Elem(2, 0) => {
                     f_price_schedule_description = Some(
-                        dec_elem_value(r, true, |r| Ok(dec_string(r, Some(160))?))?
+                        dec_elem_value(r, true, |r| Ok(dec_string(r, 0, Some(160))?))?
                             .unwrap_or_default(),
                     )
                 }
                 Ev::Elem(3, 0) => {
                     f_currency = Some(
-                        dec_elem_value(r, true, |r| Ok(dec_string(r, Some(3))?))?
+                        dec_elem_value(r, true, |r| Ok(dec_string(r, 0, Some(3))?))?
                             .unwrap_or_default(),
                     )
                 }
                 Ev::Elem(4, 0) => {
                     f_language = Some(
-                        dec_elem_value(r, true, |r| Ok(dec_string(r, Some(3))?))?
+                        dec_elem_value(r, true, |r| Ok(dec_string(r, 0, Some(3))?))?
                             .unwrap_or_default(),
                     )
                 }
                 Ev::Elem(5, 0) => {
                     f_price_algorithm = Some(
-                        dec_elem_value(r, true, |r| Ok(dec_string(r, Some(255))?))?
+                        dec_elem_value(r, true, |r| Ok(dec_string(r, 0, Some(255))?))?
                             .unwrap_or_default(),
                     )
                 }
@@ -7100,10 +7022,7 @@ impl ExiType for TaxRuleType {
         )?;
         if let Some(v) = &self.tax_rule_name {
             e.elem(w, 1, 0);
-            elem_value(w, v.is_empty(), |w| {
-                enc_string(w, v, Some(80))?;
-                Ok(())
-            })?;
+            string_elem(w, v, 0, Some(80))?;
         }
         {
             let v = &self.tax_rate;
@@ -7180,7 +7099,7 @@ impl ExiType for TaxRuleType {
                 }
                 Ev::Elem(1, 0) => {
                     f_tax_rule_name = Some(
-                        dec_elem_value(r, true, |r| Ok(dec_string(r, Some(80))?))?
+                        dec_elem_value(r, true, |r| Ok(dec_string(r, 0, Some(80))?))?
                             .unwrap_or_default(),
                     )
                 }
@@ -7701,10 +7620,7 @@ impl ExiType for OverstayRuleType {
         )?;
         if let Some(v) = &self.overstay_rule_description {
             e.elem(w, 0, 0);
-            elem_value(w, v.is_empty(), |w| {
-                enc_string(w, v, Some(160))?;
-                Ok(())
-            })?;
+            string_elem(w, v, 0, Some(160))?;
         }
         {
             let v = &self.start_time;
@@ -7740,7 +7656,7 @@ impl ExiType for OverstayRuleType {
             match d.next(r)? {
                 Ev::Elem(0, 0) => {
                     f_overstay_rule_description = Some(
-                        dec_elem_value(r, true, |r| Ok(dec_string(r, Some(160))?))?
+                        dec_elem_value(r, true, |r| Ok(dec_string(r, 0, Some(160))?))?
                             .unwrap_or_default(),
                     )
                 }
@@ -7857,10 +7773,7 @@ impl ExiType for AdditionalServiceType {
         {
             let v = &self.service_name;
             e.elem(w, 0, 0);
-            elem_value(w, v.is_empty(), |w| {
-                enc_string(w, v, Some(80))?;
-                Ok(())
-            })?;
+            string_elem(w, v, 0, Some(80))?;
         }
         {
             let v = &self.service_fee;
@@ -7878,7 +7791,7 @@ impl ExiType for AdditionalServiceType {
             match d.next(r)? {
                 Ev::Elem(0, 0) => {
                     f_service_name = Some(
-                        dec_elem_value(r, true, |r| Ok(dec_string(r, Some(80))?))?
+                        dec_elem_value(r, true, |r| Ok(dec_string(r, 0, Some(80))?))?
                             .unwrap_or_default(),
                     )
                 }
@@ -7953,7 +7866,7 @@ impl ExiType for PriceLevelScheduleType {
         let mut e = Enc::new(&G_PRICELEVELSCHEDULETYPE);
         if let Some(v) = &self.id {
             e.attr(w, 0);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         } else {
             e.skip_attr(0, "Id")?;
         }
@@ -7981,10 +7894,7 @@ impl ExiType for PriceLevelScheduleType {
         )?;
         if let Some(v) = &self.price_schedule_description {
             e.elem(w, 2, 0);
-            elem_value(w, v.is_empty(), |w| {
-                enc_string(w, v, Some(160))?;
-                Ok(())
-            })?;
+            string_elem(w, v, 0, Some(160))?;
         }
         {
             let v = &self.number_of_price_levels;
@@ -8012,7 +7922,7 @@ impl ExiType for PriceLevelScheduleType {
         let mut f_price_level_schedule_entries: Option<PriceLevelScheduleEntryListType> = None;
         loop {
             match d.next(r)? {
-                Ev::Attr(0) => f_id = Some(dec_string(r, None)?),
+                Ev::Attr(0) => f_id = Some(dec_string(r, 0, None)?),
                 Ev::Elem(0, 0) => {
                     f_time_anchor = Some(
                         dec_elem_value(r, false, |r| {
@@ -8031,7 +7941,7 @@ impl ExiType for PriceLevelScheduleType {
                 }
                 Ev::Elem(2, 0) => {
                     f_price_schedule_description = Some(
-                        dec_elem_value(r, true, |r| Ok(dec_string(r, Some(160))?))?
+                        dec_elem_value(r, true, |r| Ok(dec_string(r, 0, Some(160))?))?
                             .unwrap_or_default(),
                     )
                 }
@@ -8960,7 +8870,7 @@ impl ExiType for ParameterType {
         {
             let v = &self.name;
             e.attr(w, 0);
-            enc_string(w, v, Some(80))?;
+            enc_string(w, v, 0, Some(80))?;
         }
         check_count(
             usize::from(self.bool_value.is_some())
@@ -9007,10 +8917,7 @@ impl ExiType for ParameterType {
         }
         if let Some(v) = &self.finite_string {
             e.elem(w, 0, 5);
-            elem_value(w, v.is_empty(), |w| {
-                enc_string(w, v, Some(80))?;
-                Ok(())
-            })?;
+            string_elem(w, v, 0, Some(80))?;
         }
         e.end(w)
     }
@@ -9026,7 +8933,7 @@ impl ExiType for ParameterType {
         let mut f_finite_string: Option<String> = None;
         loop {
             match d.next(r)? {
-                Ev::Attr(0) => f_name = Some(dec_string(r, Some(80))?),
+                Ev::Attr(0) => f_name = Some(dec_string(r, 0, Some(80))?),
                 Ev::Elem(0, 0) => {
                     f_bool_value = Some(
                         dec_elem_value(r, false, |r| Ok(dec_bool(r)?))?
@@ -9058,7 +8965,7 @@ impl ExiType for ParameterType {
                 Ev::Elem(0, 4) => f_rational_number = Some(RationalNumberType::decode(r)?),
                 Ev::Elem(0, 5) => {
                     f_finite_string = Some(
-                        dec_elem_value(r, true, |r| Ok(dec_string(r, Some(80))?))?
+                        dec_elem_value(r, true, |r| Ok(dec_string(r, 0, Some(80))?))?
                             .unwrap_or_default(),
                     )
                 }
@@ -9782,10 +9689,7 @@ impl ExiType for SessionSetupReqType {
         {
             let v = &self.evccid;
             e.elem(w, 1, 0);
-            elem_value(w, v.is_empty(), |w| {
-                enc_string(w, v, Some(255))?;
-                Ok(())
-            })?;
+            string_elem(w, v, 0, Some(255))?;
         }
         e.end(w)
     }
@@ -9799,7 +9703,7 @@ impl ExiType for SessionSetupReqType {
                 Ev::Elem(0, 0) => f_header = Some(MessageHeaderType::decode(r)?),
                 Ev::Elem(1, 0) => {
                     f_evccid = Some(
-                        dec_elem_value(r, true, |r| Ok(dec_string(r, Some(255))?))?
+                        dec_elem_value(r, true, |r| Ok(dec_string(r, 0, Some(255))?))?
                             .unwrap_or_default(),
                     )
                 }
@@ -9867,10 +9771,7 @@ impl ExiType for SessionSetupResType {
         {
             let v = &self.evseid;
             e.elem(w, 2, 0);
-            elem_value(w, v.is_empty(), |w| {
-                enc_string(w, v, Some(255))?;
-                Ok(())
-            })?;
+            string_elem(w, v, 0, Some(255))?;
         }
         e.end(w)
     }
@@ -9896,7 +9797,7 @@ impl ExiType for SessionSetupResType {
                 }
                 Ev::Elem(2, 0) => {
                     f_evseid = Some(
-                        dec_elem_value(r, true, |r| Ok(dec_string(r, Some(255))?))?
+                        dec_elem_value(r, true, |r| Ok(dec_string(r, 0, Some(255))?))?
                             .unwrap_or_default(),
                     )
                 }
@@ -9985,10 +9886,7 @@ impl ExiType for SessionStopReqType {
         )?;
         if let Some(v) = &self.ev_termination_code {
             e.elem(w, 2, 0);
-            elem_value(w, v.is_empty(), |w| {
-                enc_string(w, v, Some(80))?;
-                Ok(())
-            })?;
+            string_elem(w, v, 0, Some(80))?;
         }
         check_count(
             usize::from(self.ev_termination_explanation.is_some()),
@@ -9998,10 +9896,7 @@ impl ExiType for SessionStopReqType {
         )?;
         if let Some(v) = &self.ev_termination_explanation {
             e.elem(w, 3, 0);
-            elem_value(w, v.is_empty(), |w| {
-                enc_string(w, v, Some(160))?;
-                Ok(())
-            })?;
+            string_elem(w, v, 0, Some(160))?;
         }
         e.end(w)
     }
@@ -10028,13 +9923,13 @@ impl ExiType for SessionStopReqType {
                 }
                 Ev::Elem(2, 0) => {
                     f_ev_termination_code = Some(
-                        dec_elem_value(r, true, |r| Ok(dec_string(r, Some(80))?))?
+                        dec_elem_value(r, true, |r| Ok(dec_string(r, 0, Some(80))?))?
                             .unwrap_or_default(),
                     )
                 }
                 Ev::Elem(3, 0) => {
                     f_ev_termination_explanation = Some(
-                        dec_elem_value(r, true, |r| Ok(dec_string(r, Some(160))?))?
+                        dec_elem_value(r, true, |r| Ok(dec_string(r, 0, Some(160))?))?
                             .unwrap_or_default(),
                     )
                 }
@@ -10155,7 +10050,7 @@ impl ExiType for SignaturePropertiesType {
         let mut e = Enc::new(&G_SIGNATUREPROPERTIESTYPE);
         if let Some(v) = &self.id {
             e.attr(w, 0);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         } else {
             e.skip_attr(0, "Id")?;
         }
@@ -10178,7 +10073,7 @@ impl ExiType for SignaturePropertiesType {
         let mut f_signature_property: Vec<SignaturePropertyType> = Vec::new();
         loop {
             match d.next(r)? {
-                Ev::Attr(0) => f_id = Some(dec_string(r, None)?),
+                Ev::Attr(0) => f_id = Some(dec_string(r, 0, None)?),
                 Ev::Elem(0, 0) => f_signature_property.push(SignaturePropertyType::decode(r)?),
                 Ev::End => break,
                 ev => return Err(d.unexpected(ev)),
@@ -10216,14 +10111,14 @@ impl ExiType for SignaturePropertyType {
         let mut e = Enc::new(&G_SIGNATUREPROPERTYTYPE);
         if let Some(v) = &self.id {
             e.attr(w, 0);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         } else {
             e.skip_attr(0, "Id")?;
         }
         {
             let v = &self.target;
             e.attr(w, 1);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         }
         Err(ExiError::Value {
             what: "element",
@@ -10237,8 +10132,8 @@ impl ExiType for SignaturePropertyType {
         let mut f_target: Option<String> = None;
         loop {
             match d.next(r)? {
-                Ev::Attr(0) => f_id = Some(dec_string(r, None)?),
-                Ev::Attr(1) => f_target = Some(dec_string(r, None)?),
+                Ev::Attr(0) => f_id = Some(dec_string(r, 0, None)?),
+                Ev::Attr(1) => f_target = Some(dec_string(r, 0, None)?),
                 Ev::End => break,
                 ev => return Err(d.unexpected(ev)),
             }
@@ -10837,6 +10732,323 @@ impl ExiType for VehicleCheckOutResType {
     }
 }
 
+/// XSD complex type `DisplayParametersType`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DisplayParametersType {
+    #[serde(
+        rename = "PresentSOC",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub present_soc: Option<u8>,
+    #[serde(
+        rename = "MinimumSOC",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub minimum_soc: Option<u8>,
+    #[serde(rename = "TargetSOC", default, skip_serializing_if = "Option::is_none")]
+    pub target_soc: Option<u8>,
+    #[serde(
+        rename = "MaximumSOC",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub maximum_soc: Option<u8>,
+    #[serde(
+        rename = "RemainingTimeToMinimumSOC",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub remaining_time_to_minimum_soc: Option<u32>,
+    #[serde(
+        rename = "RemainingTimeToTargetSOC",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub remaining_time_to_target_soc: Option<u32>,
+    #[serde(
+        rename = "RemainingTimeToMaximumSOC",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub remaining_time_to_maximum_soc: Option<u32>,
+    #[serde(
+        rename = "ChargingComplete",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub charging_complete: Option<bool>,
+    #[serde(
+        rename = "BatteryEnergyCapacity",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub battery_energy_capacity: Option<RationalNumberType>,
+    #[serde(rename = "InletHot", default, skip_serializing_if = "Option::is_none")]
+    pub inlet_hot: Option<bool>,
+}
+
+static G_DISPLAYPARAMETERSTYPE: Grammar = Grammar {
+    attrs: &[],
+    particles: &[
+        P {
+            alts: 1,
+            min: 0,
+            max: 1,
+        },
+        P {
+            alts: 1,
+            min: 0,
+            max: 1,
+        },
+        P {
+            alts: 1,
+            min: 0,
+            max: 1,
+        },
+        P {
+            alts: 1,
+            min: 0,
+            max: 1,
+        },
+        P {
+            alts: 1,
+            min: 0,
+            max: 1,
+        },
+        P {
+            alts: 1,
+            min: 0,
+            max: 1,
+        },
+        P {
+            alts: 1,
+            min: 0,
+            max: 1,
+        },
+        P {
+            alts: 1,
+            min: 0,
+            max: 1,
+        },
+        P {
+            alts: 1,
+            min: 0,
+            max: 1,
+        },
+        P {
+            alts: 1,
+            min: 0,
+            max: 1,
+        },
+    ],
+    mixed: false,
+    simple: false,
+};
+
+impl ExiType for DisplayParametersType {
+    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
+        let mut e = Enc::new(&G_DISPLAYPARAMETERSTYPE);
+        check_count(usize::from(self.present_soc.is_some()), 0, 1, "PresentSOC")?;
+        if let Some(v) = &self.present_soc {
+            e.elem(w, 0, 0);
+            elem_value(w, false, |w| {
+                enc_int(w, i128::from(*v), 0, 100)?;
+                Ok(())
+            })?;
+        }
+        check_count(usize::from(self.minimum_soc.is_some()), 0, 1, "MinimumSOC")?;
+        if let Some(v) = &self.minimum_soc {
+            e.elem(w, 1, 0);
+            elem_value(w, false, |w| {
+                enc_int(w, i128::from(*v), 0, 100)?;
+                Ok(())
+            })?;
+        }
+        check_count(usize::from(self.target_soc.is_some()), 0, 1, "TargetSOC")?;
+        if let Some(v) = &self.target_soc {
+            e.elem(w, 2, 0);
+            elem_value(w, false, |w| {
+                enc_int(w, i128::from(*v), 0, 100)?;
+                Ok(())
+            })?;
+        }
+        check_count(usize::from(self.maximum_soc.is_some()), 0, 1, "MaximumSOC")?;
+        if let Some(v) = &self.maximum_soc {
+            e.elem(w, 3, 0);
+            elem_value(w, false, |w| {
+                enc_int(w, i128::from(*v), 0, 100)?;
+                Ok(())
+            })?;
+        }
+        check_count(
+            usize::from(self.remaining_time_to_minimum_soc.is_some()),
+            0,
+            1,
+            "RemainingTimeToMinimumSOC",
+        )?;
+        if let Some(v) = &self.remaining_time_to_minimum_soc {
+            e.elem(w, 4, 0);
+            elem_value(w, false, |w| {
+                enc_int(w, i128::from(*v), 0, 4294967295)?;
+                Ok(())
+            })?;
+        }
+        check_count(
+            usize::from(self.remaining_time_to_target_soc.is_some()),
+            0,
+            1,
+            "RemainingTimeToTargetSOC",
+        )?;
+        if let Some(v) = &self.remaining_time_to_target_soc {
+            e.elem(w, 5, 0);
+            elem_value(w, false, |w| {
+                enc_int(w, i128::from(*v), 0, 4294967295)?;
+                Ok(())
+            })?;
+        }
+        check_count(
+            usize::from(self.remaining_time_to_maximum_soc.is_some()),
+            0,
+            1,
+            "RemainingTimeToMaximumSOC",
+        )?;
+        if let Some(v) = &self.remaining_time_to_maximum_soc {
+            e.elem(w, 6, 0);
+            elem_value(w, false, |w| {
+                enc_int(w, i128::from(*v), 0, 4294967295)?;
+                Ok(())
+            })?;
+        }
+        check_count(
+            usize::from(self.charging_complete.is_some()),
+            0,
+            1,
+            "ChargingComplete",
+        )?;
+        if let Some(v) = &self.charging_complete {
+            e.elem(w, 7, 0);
+            elem_value(w, false, |w| {
+                w.bits(1, u32::from(*v));
+                Ok(())
+            })?;
+        }
+        check_count(
+            usize::from(self.battery_energy_capacity.is_some()),
+            0,
+            1,
+            "BatteryEnergyCapacity",
+        )?;
+        if let Some(v) = &self.battery_energy_capacity {
+            e.elem(w, 8, 0);
+            v.encode(w)?;
+        }
+        check_count(usize::from(self.inlet_hot.is_some()), 0, 1, "InletHot")?;
+        if let Some(v) = &self.inlet_hot {
+            e.elem(w, 9, 0);
+            elem_value(w, false, |w| {
+                w.bits(1, u32::from(*v));
+                Ok(())
+            })?;
+        }
+        e.end(w)
+    }
+
+    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
+        let mut d = Dec::new(&G_DISPLAYPARAMETERSTYPE);
+        let mut f_present_soc: Option<u8> = None;
+        let mut f_minimum_soc: Option<u8> = None;
+        let mut f_target_soc: Option<u8> = None;
+        let mut f_maximum_soc: Option<u8> = None;
+        let mut f_remaining_time_to_minimum_soc: Option<u32> = None;
+        let mut f_remaining_time_to_target_soc: Option<u32> = None;
+        let mut f_remaining_time_to_maximum_soc: Option<u32> = None;
+        let mut f_charging_complete: Option<bool> = None;
+        let mut f_battery_energy_capacity: Option<RationalNumberType> = None;
+        let mut f_inlet_hot: Option<bool> = None;
+        loop {
+            match d.next(r)? {
+                Ev::Elem(0, 0) => {
+                    f_present_soc = Some(
+                        dec_elem_value(r, false, |r| Ok(int_into::<u8>(dec_int(r, 0, 100)?)?))?
+                            .ok_or_else(|| missing("PresentSOC"))?,
+                    )
+                }
+                Ev::Elem(1, 0) => {
+                    f_minimum_soc = Some(
+                        dec_elem_value(r, false, |r| Ok(int_into::<u8>(dec_int(r, 0, 100)?)?))?
+                            .ok_or_else(|| missing("MinimumSOC"))?,
+                    )
+                }
+                Ev::Elem(2, 0) => {
+                    f_target_soc = Some(
+                        dec_elem_value(r, false, |r| Ok(int_into::<u8>(dec_int(r, 0, 100)?)?))?
+                            .ok_or_else(|| missing("TargetSOC"))?,
+                    )
+                }
+                Ev::Elem(3, 0) => {
+                    f_maximum_soc = Some(
+                        dec_elem_value(r, false, |r| Ok(int_into::<u8>(dec_int(r, 0, 100)?)?))?
+                            .ok_or_else(|| missing("MaximumSOC"))?,
+                    )
+                }
+                Ev::Elem(4, 0) => {
+                    f_remaining_time_to_minimum_soc = Some(
+                        dec_elem_value(r, false, |r| {
+                            Ok(int_into::<u32>(dec_int(r, 0, 4294967295)?)?)
+                        })?
+                        .ok_or_else(|| missing("RemainingTimeToMinimumSOC"))?,
+                    )
+                }
+                Ev::Elem(5, 0) => {
+                    f_remaining_time_to_target_soc = Some(
+                        dec_elem_value(r, false, |r| {
+                            Ok(int_into::<u32>(dec_int(r, 0, 4294967295)?)?)
+                        })?
+                        .ok_or_else(|| missing("RemainingTimeToTargetSOC"))?,
+                    )
+                }
+                Ev::Elem(6, 0) => {
+                    f_remaining_time_to_maximum_soc = Some(
+                        dec_elem_value(r, false, |r| {
+                            Ok(int_into::<u32>(dec_int(r, 0, 4294967295)?)?)
+                        })?
+                        .ok_or_else(|| missing("RemainingTimeToMaximumSOC"))?,
+                    )
+                }
+                Ev::Elem(7, 0) => {
+                    f_charging_complete = Some(
+                        dec_elem_value(r, false, |r| Ok(dec_bool(r)?))?
+                            .ok_or_else(|| missing("ChargingComplete"))?,
+                    )
+                }
+                Ev::Elem(8, 0) => f_battery_energy_capacity = Some(RationalNumberType::decode(r)?),
+                Ev::Elem(9, 0) => {
+                    f_inlet_hot = Some(
+                        dec_elem_value(r, false, |r| Ok(dec_bool(r)?))?
+                            .ok_or_else(|| missing("InletHot"))?,
+                    )
+                }
+                Ev::End => break,
+                ev => return Err(d.unexpected(ev)),
+            }
+        }
+        Ok(DisplayParametersType {
+            present_soc: f_present_soc,
+            minimum_soc: f_minimum_soc,
+            target_soc: f_target_soc,
+            maximum_soc: f_maximum_soc,
+            remaining_time_to_minimum_soc: f_remaining_time_to_minimum_soc,
+            remaining_time_to_target_soc: f_remaining_time_to_target_soc,
+            remaining_time_to_maximum_soc: f_remaining_time_to_maximum_soc,
+            charging_complete: f_charging_complete,
+            battery_energy_capacity: f_battery_energy_capacity,
+            inlet_hot: f_inlet_hot,
+        })
+    }
+}
+
 /// A document of this schema set: one of its global elements.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Message {
@@ -11101,10 +11313,7 @@ impl Message {
             }
             Message::DigestValue(x) => {
                 w.event(11, 55);
-                elem_value(w, x.0.is_empty(), |w| {
-                    enc_binary(w, &x.0, None)?;
-                    Ok(())
-                })?;
+                binary_elem(w, &x.0, 0, None)?;
             }
             Message::KeyInfo(x) => {
                 w.event(12, 55);
@@ -11112,10 +11321,7 @@ impl Message {
             }
             Message::KeyName(x) => {
                 w.event(13, 55);
-                elem_value(w, x.is_empty(), |w| {
-                    enc_string(w, x, None)?;
-                    Ok(())
-                })?;
+                string_elem(w, x, 0, None)?;
             }
             Message::KeyValue(x) => {
                 w.event(14, 55);
@@ -11135,10 +11341,7 @@ impl Message {
             }
             Message::MgmtData(x) => {
                 w.event(18, 55);
-                elem_value(w, x.is_empty(), |w| {
-                    enc_string(w, x, None)?;
-                    Ok(())
-                })?;
+                string_elem(w, x, 0, None)?;
             }
             Message::Object(x) => {
                 w.event(19, 55);
@@ -11302,12 +11505,12 @@ impl Message {
             )),
             10 => Message::DigestMethod(Box::new(DigestMethodType::decode(r)?)),
             11 => Message::DigestValue(
-                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, None)?)))?
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
                     .unwrap_or_default(),
             ),
             12 => Message::KeyInfo(Box::new(KeyInfoType::decode(r)?)),
             13 => Message::KeyName(
-                dec_elem_value(r, true, |r| Ok(dec_string(r, None)?))?.unwrap_or_default(),
+                dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?.unwrap_or_default(),
             ),
             14 => Message::KeyValue(Box::new(KeyValueType::decode(r)?)),
             15 => Message::Manifest(Box::new(ManifestType::decode(r)?)),
@@ -11318,7 +11521,7 @@ impl Message {
                 Message::MeteringConfirmationRes(Box::new(MeteringConfirmationResType::decode(r)?))
             }
             18 => Message::MgmtData(
-                dec_elem_value(r, true, |r| Ok(dec_string(r, None)?))?.unwrap_or_default(),
+                dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?.unwrap_or_default(),
             ),
             19 => Message::Object(Box::new(ObjectType::decode(r)?)),
             21 => Message::PowerDeliveryReq(Box::new(PowerDeliveryReqType::decode(r)?)),
@@ -11363,5 +11566,3105 @@ impl Message {
         };
         rd.finish()?;
         Ok(m)
+    }
+}
+
+/// One element as an EXI fragment, the form XML signatures digest (ISO 15118-2
+/// §7.9.2.4, -20 §8.3.4): any element declared in the set, global or local,
+/// with a single type.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub enum Fragment {
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}AbsolutePriceSchedule`
+    #[serde(rename = "AbsolutePriceSchedule")]
+    AbsolutePriceSchedule(Box<AbsolutePriceScheduleType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}AckMaxDelay`
+    #[serde(rename = "AckMaxDelay")]
+    AckMaxDelay(u16),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}AdditionalSelectedServices`
+    #[serde(rename = "AdditionalSelectedServices")]
+    AdditionalSelectedServices(Box<AdditionalServiceListType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}AdditionalService`
+    #[serde(rename = "AdditionalService")]
+    AdditionalService(Box<AdditionalServiceType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}AdditionalServicesCosts`
+    #[serde(rename = "AdditionalServicesCosts")]
+    AdditionalServicesCosts(Box<DetailedCostType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}Amount`
+    #[serde(rename = "Amount")]
+    Amount(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}AppliesMinimumMaximumCost`
+    #[serde(rename = "AppliesMinimumMaximumCost")]
+    AppliesMinimumMaximumCost(bool),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}AppliesToEnergyFee`
+    #[serde(rename = "AppliesToEnergyFee")]
+    AppliesToEnergyFee(bool),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}AppliesToOverstayFee`
+    #[serde(rename = "AppliesToOverstayFee")]
+    AppliesToOverstayFee(bool),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}AppliesToParkingFee`
+    #[serde(rename = "AppliesToParkingFee")]
+    AppliesToParkingFee(bool),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}AuthorizationReq`
+    #[serde(rename = "AuthorizationReq")]
+    AuthorizationReq(Box<AuthorizationReqType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}AuthorizationRes`
+    #[serde(rename = "AuthorizationRes")]
+    AuthorizationRes(Box<AuthorizationResType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}AuthorizationServices`
+    #[serde(rename = "AuthorizationServices")]
+    AuthorizationServices(AuthorizationType),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}AuthorizationSetupReq`
+    #[serde(rename = "AuthorizationSetupReq")]
+    AuthorizationSetupReq(Box<AuthorizationSetupReqType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}AuthorizationSetupRes`
+    #[serde(rename = "AuthorizationSetupRes")]
+    AuthorizationSetupRes(Box<AuthorizationSetupResType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}AvailableEnergy`
+    #[serde(rename = "AvailableEnergy")]
+    AvailableEnergy(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}BPT_ChannelSelection`
+    #[serde(rename = "BPT_ChannelSelection")]
+    BptChannelSelection(ChannelSelectionType),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}BPT_DischargedEnergyReadingWh`
+    #[serde(rename = "BPT_DischargedEnergyReadingWh")]
+    BptDischargedEnergyReadingWh(u64),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}BPT_InductiveEnergyReadingVARh`
+    #[serde(rename = "BPT_InductiveEnergyReadingVARh")]
+    BptInductiveEnergyReadingVARh(u64),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}BatteryEnergyCapacity`
+    #[serde(rename = "BatteryEnergyCapacity")]
+    BatteryEnergyCapacity(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}CLReqControlMode`
+    #[serde(rename = "CLReqControlMode")]
+    CLReqControlMode(Box<CLReqControlModeType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}CLResControlMode`
+    #[serde(rename = "CLResControlMode")]
+    CLResControlMode(Box<CLResControlModeType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}CPSCertificateChain`
+    #[serde(rename = "CPSCertificateChain")]
+    CPSCertificateChain(Box<CertificateChainType>),
+    /// `{http://www.w3.org/2000/09/xmldsig#}CanonicalizationMethod`
+    #[serde(rename = "CanonicalizationMethod")]
+    CanonicalizationMethod(Box<CanonicalizationMethodType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}CapacitiveEnergyReadingVARh`
+    #[serde(rename = "CapacitiveEnergyReadingVARh")]
+    CapacitiveEnergyReadingVARh(u64),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}CarbonDioxideEmission`
+    #[serde(rename = "CarbonDioxideEmission")]
+    CarbonDioxideEmission(u16),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}Certificate`
+    #[serde(rename = "Certificate")]
+    Certificate(Base64Binary),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}CertificateInstallationReq`
+    #[serde(rename = "CertificateInstallationReq")]
+    CertificateInstallationReq(Box<CertificateInstallationReqType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}CertificateInstallationRes`
+    #[serde(rename = "CertificateInstallationRes")]
+    CertificateInstallationRes(Box<CertificateInstallationResType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}CertificateInstallationService`
+    #[serde(rename = "CertificateInstallationService")]
+    CertificateInstallationService(bool),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}ChargeProgress`
+    #[serde(rename = "ChargeProgress")]
+    ChargeProgress(ChargeProgressType),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}ChargedEnergyReadingWh`
+    #[serde(rename = "ChargedEnergyReadingWh")]
+    ChargedEnergyReadingWh(u64),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}ChargingComplete`
+    #[serde(rename = "ChargingComplete")]
+    ChargingComplete(bool),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}ChargingSchedule`
+    #[serde(rename = "ChargingSchedule")]
+    ChargingSchedule(Box<ChargingScheduleType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}ChargingSession`
+    #[serde(rename = "ChargingSession")]
+    ChargingSession(ChargingSessionType),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}CheckOutTime`
+    #[serde(rename = "CheckOutTime")]
+    CheckOutTime(u64),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}ContractCertificateChain`
+    #[serde(rename = "ContractCertificateChain")]
+    ContractCertificateChain(Box<ContractCertificateChainType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}CostPerUnit`
+    #[serde(rename = "CostPerUnit")]
+    CostPerUnit(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}Currency`
+    #[serde(rename = "Currency")]
+    Currency(String),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}DHPublicKey`
+    #[serde(rename = "DHPublicKey")]
+    DHPublicKey(Base64Binary),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}DepartureTime`
+    #[serde(rename = "DepartureTime")]
+    DepartureTime(u32),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}DepartureTime`
+    #[serde(rename = "{urn:iso:std:iso:15118:-20:CommonTypes}DepartureTime")]
+    DepartureTime_(u32),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}DeviceLocation`
+    #[serde(rename = "DeviceLocation")]
+    DeviceLocation(i16),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}DeviceOffset`
+    #[serde(rename = "DeviceOffset")]
+    DeviceOffset(i16),
+    /// `{http://www.w3.org/2000/09/xmldsig#}DigestMethod`
+    #[serde(rename = "DigestMethod")]
+    DigestMethod(Box<DigestMethodType>),
+    /// `{http://www.w3.org/2000/09/xmldsig#}DigestValue`
+    #[serde(rename = "DigestValue")]
+    DigestValue(Base64Binary),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}DischargingSchedule`
+    #[serde(rename = "DischargingSchedule")]
+    DischargingSchedule(Box<ChargingScheduleType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}DisplayParameters`
+    #[serde(rename = "DisplayParameters")]
+    DisplayParameters(Box<DisplayParametersType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}Duration`
+    #[serde(rename = "Duration")]
+    Duration(u32),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}Dynamic_EVPPTControlMode`
+    #[serde(rename = "Dynamic_EVPPTControlMode")]
+    DynamicEVPPTControlMode(Box<DynamicEVPPTControlModeType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}Dynamic_SEReqControlMode`
+    #[serde(rename = "Dynamic_SEReqControlMode")]
+    DynamicSEReqControlMode(Box<DynamicSEReqControlModeType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}Dynamic_SEResControlMode`
+    #[serde(rename = "Dynamic_SEResControlMode")]
+    DynamicSEResControlMode(Box<DynamicSEResControlModeType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}Dynamic_SMDTControlMode`
+    #[serde(rename = "Dynamic_SMDTControlMode")]
+    DynamicSMDTControlMode(Box<DynamicSMDTControlModeType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}ECDHCurve`
+    #[serde(rename = "ECDHCurve")]
+    ECDHCurve(EcdhCurveType),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}EIM_AReqAuthorizationMode`
+    #[serde(rename = "EIM_AReqAuthorizationMode")]
+    EimAReqAuthorizationMode(Box<EimAReqAuthorizationModeType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}EIM_ASResAuthorizationMode`
+    #[serde(rename = "EIM_ASResAuthorizationMode")]
+    EimASResAuthorizationMode(Box<EimASResAuthorizationModeType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}EMAID`
+    #[serde(rename = "EMAID")]
+    EMAID(String),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}EVAbsolutePriceSchedule`
+    #[serde(rename = "EVAbsolutePriceSchedule")]
+    EVAbsolutePriceSchedule(Box<EVAbsolutePriceScheduleType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}EVCCID`
+    #[serde(rename = "EVCCID")]
+    EVCCID(String),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}EVCheckInStatus`
+    #[serde(rename = "EVCheckInStatus")]
+    EVCheckInStatus(EvCheckInStatusType),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}EVCheckOutStatus`
+    #[serde(rename = "EVCheckOutStatus")]
+    EVCheckOutStatus(EvCheckOutStatusType),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}EVEnergyOffer`
+    #[serde(rename = "EVEnergyOffer")]
+    EVEnergyOffer(Box<EVEnergyOfferType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}EVMaximumEnergyRequest`
+    #[serde(rename = "EVMaximumEnergyRequest")]
+    EVMaximumEnergyRequest(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}EVMaximumEnergyRequest`
+    #[serde(rename = "{urn:iso:std:iso:15118:-20:CommonTypes}EVMaximumEnergyRequest")]
+    EVMaximumEnergyRequest_(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}EVMaximumV2XEnergyRequest`
+    #[serde(rename = "EVMaximumV2XEnergyRequest")]
+    EVMaximumV2XEnergyRequest(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}EVMinimumEnergyRequest`
+    #[serde(rename = "EVMinimumEnergyRequest")]
+    EVMinimumEnergyRequest(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}EVMinimumEnergyRequest`
+    #[serde(rename = "{urn:iso:std:iso:15118:-20:CommonTypes}EVMinimumEnergyRequest")]
+    EVMinimumEnergyRequest_(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}EVMinimumV2XEnergyRequest`
+    #[serde(rename = "EVMinimumV2XEnergyRequest")]
+    EVMinimumV2XEnergyRequest(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}EVPowerProfile`
+    #[serde(rename = "EVPowerProfile")]
+    EVPowerProfile(Box<EVPowerProfileType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}EVPowerProfileEntries`
+    #[serde(rename = "EVPowerProfileEntries")]
+    EVPowerProfileEntries(Box<EVPowerProfileEntryListType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}EVPowerProfileEntry`
+    #[serde(rename = "EVPowerProfileEntry")]
+    EVPowerProfileEntry(Box<PowerScheduleEntryType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}EVPowerSchedule`
+    #[serde(rename = "EVPowerSchedule")]
+    EVPowerSchedule(Box<EVPowerScheduleType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}EVPowerScheduleEntries`
+    #[serde(rename = "EVPowerScheduleEntries")]
+    EVPowerScheduleEntries(Box<EVPowerScheduleEntryListType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}EVPowerScheduleEntry`
+    #[serde(rename = "EVPowerScheduleEntry")]
+    EVPowerScheduleEntry(Box<EVPowerScheduleEntryType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}EVPriceRule`
+    #[serde(rename = "EVPriceRule")]
+    EVPriceRule(Box<EVPriceRuleType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}EVPriceRuleStack`
+    #[serde(rename = "EVPriceRuleStack")]
+    EVPriceRuleStack(Box<EVPriceRuleStackType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}EVPriceRuleStacks`
+    #[serde(rename = "EVPriceRuleStacks")]
+    EVPriceRuleStacks(Box<EVPriceRuleStackListType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}EVProcessing`
+    #[serde(rename = "EVProcessing")]
+    EVProcessing(ProcessingType),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}EVSECheckOutStatus`
+    #[serde(rename = "EVSECheckOutStatus")]
+    EVSECheckOutStatus(EvseCheckOutStatusType),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}EVSEID`
+    #[serde(rename = "EVSEID")]
+    EVSEID(String),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}EVSENotification`
+    #[serde(rename = "EVSENotification")]
+    EVSENotification(EvseNotificationType),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}EVSEProcessing`
+    #[serde(rename = "EVSEProcessing")]
+    EVSEProcessing(ProcessingType),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}EVSEStatus`
+    #[serde(rename = "EVSEStatus")]
+    EVSEStatus(Box<EVSEStatusType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}EVSEStatus`
+    #[serde(rename = "{urn:iso:std:iso:15118:-20:CommonTypes}EVSEStatus")]
+    EVSEStatus_(Box<EVSEStatusType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}EVTargetEnergyRequest`
+    #[serde(rename = "EVTargetEnergyRequest")]
+    EVTargetEnergyRequest(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}EVTargetEnergyRequest`
+    #[serde(rename = "{urn:iso:std:iso:15118:-20:CommonTypes}EVTargetEnergyRequest")]
+    EVTargetEnergyRequest_(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}EVTerminationCode`
+    #[serde(rename = "EVTerminationCode")]
+    EVTerminationCode(String),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}EVTerminationExplanation`
+    #[serde(rename = "EVTerminationExplanation")]
+    EVTerminationExplanation(String),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}EnergyCosts`
+    #[serde(rename = "EnergyCosts")]
+    EnergyCosts(Box<DetailedCostType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}EnergyFee`
+    #[serde(rename = "EnergyFee")]
+    EnergyFee(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}EnergyTransferServiceList`
+    #[serde(rename = "EnergyTransferServiceList")]
+    EnergyTransferServiceList(Box<ServiceListType>),
+    /// `{http://www.w3.org/2000/09/xmldsig#}Exponent`
+    #[serde(rename = "Exponent")]
+    Exponent(Base64Binary),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}Exponent`
+    #[serde(rename = "{urn:iso:std:iso:15118:-20:CommonTypes}Exponent")]
+    Exponent_(i8),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}FreeService`
+    #[serde(rename = "FreeService")]
+    FreeService(bool),
+    /// `{http://www.w3.org/2000/09/xmldsig#}G`
+    #[serde(rename = "G")]
+    G(Base64Binary),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}GenChallenge`
+    #[serde(rename = "GenChallenge")]
+    GenChallenge(Base64Binary),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}GoToPause`
+    #[serde(rename = "GoToPause")]
+    GoToPause(bool),
+    /// `{http://www.w3.org/2000/09/xmldsig#}HMACOutputLength`
+    #[serde(rename = "HMACOutputLength")]
+    HMACOutputLength(i64),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}Header`
+    #[serde(rename = "Header")]
+    Header(Box<MessageHeaderType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}InletHot`
+    #[serde(rename = "InletHot")]
+    InletHot(bool),
+    /// `{http://www.w3.org/2000/09/xmldsig#}J`
+    #[serde(rename = "J")]
+    J(Base64Binary),
+    /// `{http://www.w3.org/2000/09/xmldsig#}KeyInfo`
+    #[serde(rename = "KeyInfo")]
+    KeyInfo(Box<KeyInfoType>),
+    /// `{http://www.w3.org/2000/09/xmldsig#}KeyName`
+    #[serde(rename = "KeyName")]
+    KeyName(String),
+    /// `{http://www.w3.org/2000/09/xmldsig#}KeyValue`
+    #[serde(rename = "KeyValue")]
+    KeyValue(Box<KeyValueType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}Language`
+    #[serde(rename = "Language")]
+    Language(String),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}ListOfRootCertificateIDs`
+    #[serde(rename = "ListOfRootCertificateIDs")]
+    ListOfRootCertificateIDs(Box<ListOfRootCertificateIDsType>),
+    /// `{http://www.w3.org/2000/09/xmldsig#}Manifest`
+    #[serde(rename = "Manifest")]
+    Manifest(Box<ManifestType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}MaximumContractCertificateChains`
+    #[serde(rename = "MaximumContractCertificateChains")]
+    MaximumContractCertificateChains(u8),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}MaximumCost`
+    #[serde(rename = "MaximumCost")]
+    MaximumCost(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}MaximumSOC`
+    #[serde(rename = "MaximumSOC")]
+    MaximumSOC(u8),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}MaximumSupportingPoints`
+    #[serde(rename = "MaximumSupportingPoints")]
+    MaximumSupportingPoints(u16),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}MeterID`
+    #[serde(rename = "MeterID")]
+    MeterID(String),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}MeterInfo`
+    #[serde(rename = "MeterInfo")]
+    MeterInfo(Box<MeterInfoType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}MeterInfo`
+    #[serde(rename = "{urn:iso:std:iso:15118:-20:CommonTypes}MeterInfo")]
+    MeterInfo_(Box<MeterInfoType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}MeterInfoRequested`
+    #[serde(rename = "MeterInfoRequested")]
+    MeterInfoRequested(bool),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}MeterSignature`
+    #[serde(rename = "MeterSignature")]
+    MeterSignature(Base64Binary),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}MeterStatus`
+    #[serde(rename = "MeterStatus")]
+    MeterStatus(i16),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}MeterTimestamp`
+    #[serde(rename = "MeterTimestamp")]
+    MeterTimestamp(u64),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}MeteringConfirmationReq`
+    #[serde(rename = "MeteringConfirmationReq")]
+    MeteringConfirmationReq(Box<MeteringConfirmationReqType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}MeteringConfirmationRes`
+    #[serde(rename = "MeteringConfirmationRes")]
+    MeteringConfirmationRes(Box<MeteringConfirmationResType>),
+    /// `{http://www.w3.org/2000/09/xmldsig#}MgmtData`
+    #[serde(rename = "MgmtData")]
+    MgmtData(String),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}MinimumCost`
+    #[serde(rename = "MinimumCost")]
+    MinimumCost(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}MinimumSOC`
+    #[serde(rename = "MinimumSOC")]
+    MinimumSOC(u8),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}MinimumSOC`
+    #[serde(rename = "{urn:iso:std:iso:15118:-20:CommonTypes}MinimumSOC")]
+    MinimumSOC_(u8),
+    /// `{http://www.w3.org/2000/09/xmldsig#}Modulus`
+    #[serde(rename = "Modulus")]
+    Modulus(Base64Binary),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}NotificationMaxDelay`
+    #[serde(rename = "NotificationMaxDelay")]
+    NotificationMaxDelay(u16),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}NumberOfPriceLevels`
+    #[serde(rename = "NumberOfPriceLevels")]
+    NumberOfPriceLevels(u8),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}OEMProvisioningCertificateChain`
+    #[serde(rename = "OEMProvisioningCertificateChain")]
+    OEMProvisioningCertificateChain(Box<SignedCertificateChainType>),
+    /// `{http://www.w3.org/2000/09/xmldsig#}Object`
+    #[serde(rename = "Object")]
+    Object(Box<ObjectType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}OccupancyCosts`
+    #[serde(rename = "OccupancyCosts")]
+    OccupancyCosts(Box<DetailedCostType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}OverstayCosts`
+    #[serde(rename = "OverstayCosts")]
+    OverstayCosts(Box<DetailedCostType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}OverstayFee`
+    #[serde(rename = "OverstayFee")]
+    OverstayFee(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}OverstayFeePeriod`
+    #[serde(rename = "OverstayFeePeriod")]
+    OverstayFeePeriod(u32),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}OverstayPowerThreshold`
+    #[serde(rename = "OverstayPowerThreshold")]
+    OverstayPowerThreshold(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}OverstayRule`
+    #[serde(rename = "OverstayRule")]
+    OverstayRule(Box<OverstayRuleType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}OverstayRuleDescription`
+    #[serde(rename = "OverstayRuleDescription")]
+    OverstayRuleDescription(String),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}OverstayRules`
+    #[serde(rename = "OverstayRules")]
+    OverstayRules(Box<OverstayRuleListType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}OverstayTimeThreshold`
+    #[serde(rename = "OverstayTimeThreshold")]
+    OverstayTimeThreshold(u32),
+    /// `{http://www.w3.org/2000/09/xmldsig#}P`
+    #[serde(rename = "P")]
+    P(Base64Binary),
+    /// `{http://www.w3.org/2000/09/xmldsig#}PGPKeyID`
+    #[serde(rename = "PGPKeyID")]
+    PGPKeyID(Base64Binary),
+    /// `{http://www.w3.org/2000/09/xmldsig#}PGPKeyPacket`
+    #[serde(rename = "PGPKeyPacket")]
+    PGPKeyPacket(Base64Binary),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}Parameter`
+    #[serde(rename = "Parameter")]
+    Parameter(Box<ParameterType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}ParameterSet`
+    #[serde(rename = "ParameterSet")]
+    ParameterSet(Box<ParameterSetType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}ParameterSetID`
+    #[serde(rename = "ParameterSetID")]
+    ParameterSetID(u16),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}ParkingFee`
+    #[serde(rename = "ParkingFee")]
+    ParkingFee(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}ParkingFeePeriod`
+    #[serde(rename = "ParkingFeePeriod")]
+    ParkingFeePeriod(u32),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}ParkingMethod`
+    #[serde(rename = "ParkingMethod")]
+    ParkingMethod(ParkingMethodType),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}ParkingSpace`
+    #[serde(rename = "ParkingSpace")]
+    ParkingSpace(i16),
+    /// `{http://www.w3.org/2000/09/xmldsig#}PgenCounter`
+    #[serde(rename = "PgenCounter")]
+    PgenCounter(Base64Binary),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}PnC_AReqAuthorizationMode`
+    #[serde(rename = "PnC_AReqAuthorizationMode")]
+    PnCAReqAuthorizationMode(Box<PnCAReqAuthorizationModeType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}PnC_ASResAuthorizationMode`
+    #[serde(rename = "PnC_ASResAuthorizationMode")]
+    PnCASResAuthorizationMode(Box<PnCASResAuthorizationModeType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}Power`
+    #[serde(rename = "Power")]
+    Power(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}PowerDeliveryReq`
+    #[serde(rename = "PowerDeliveryReq")]
+    PowerDeliveryReq(Box<PowerDeliveryReqType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}PowerDeliveryRes`
+    #[serde(rename = "PowerDeliveryRes")]
+    PowerDeliveryRes(Box<PowerDeliveryResType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}PowerRangeStart`
+    #[serde(rename = "PowerRangeStart")]
+    PowerRangeStart(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}PowerSchedule`
+    #[serde(rename = "PowerSchedule")]
+    PowerSchedule(Box<PowerScheduleType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}PowerScheduleEntries`
+    #[serde(rename = "PowerScheduleEntries")]
+    PowerScheduleEntries(Box<PowerScheduleEntryListType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}PowerScheduleEntry`
+    #[serde(rename = "PowerScheduleEntry")]
+    PowerScheduleEntry(Box<PowerScheduleEntryType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}PowerTolerance`
+    #[serde(rename = "PowerTolerance")]
+    PowerTolerance(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}PowerToleranceAcceptance`
+    #[serde(rename = "PowerToleranceAcceptance")]
+    PowerToleranceAcceptance(PowerToleranceAcceptanceType),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}Power_L2`
+    #[serde(rename = "Power_L2")]
+    PowerL2(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}Power_L3`
+    #[serde(rename = "Power_L3")]
+    PowerL3(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}PresentSOC`
+    #[serde(rename = "PresentSOC")]
+    PresentSOC(u8),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}PriceAlgorithm`
+    #[serde(rename = "PriceAlgorithm")]
+    PriceAlgorithm(String),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}PriceLevel`
+    #[serde(rename = "PriceLevel")]
+    PriceLevel(u8),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}PriceLevelSchedule`
+    #[serde(rename = "PriceLevelSchedule")]
+    PriceLevelSchedule(Box<PriceLevelScheduleType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}PriceLevelScheduleEntries`
+    #[serde(rename = "PriceLevelScheduleEntries")]
+    PriceLevelScheduleEntries(Box<PriceLevelScheduleEntryListType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}PriceLevelScheduleEntry`
+    #[serde(rename = "PriceLevelScheduleEntry")]
+    PriceLevelScheduleEntry(Box<PriceLevelScheduleEntryType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}PriceRule`
+    #[serde(rename = "PriceRule")]
+    PriceRule(Box<PriceRuleType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}PriceRuleStack`
+    #[serde(rename = "PriceRuleStack")]
+    PriceRuleStack(Box<PriceRuleStackType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}PriceRuleStacks`
+    #[serde(rename = "PriceRuleStacks")]
+    PriceRuleStacks(Box<PriceRuleStackListType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}PriceScheduleDescription`
+    #[serde(rename = "PriceScheduleDescription")]
+    PriceScheduleDescription(String),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}PriceScheduleID`
+    #[serde(rename = "PriceScheduleID")]
+    PriceScheduleID(u32),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}PrioritizedEMAIDs`
+    #[serde(rename = "PrioritizedEMAIDs")]
+    PrioritizedEMAIDs(Box<EMAIDListType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}ProviderID`
+    #[serde(rename = "ProviderID")]
+    ProviderID(String),
+    /// `{http://www.w3.org/2000/09/xmldsig#}Q`
+    #[serde(rename = "Q")]
+    Q(Base64Binary),
+    /// `{http://www.w3.org/2000/09/xmldsig#}RSAKeyValue`
+    #[serde(rename = "RSAKeyValue")]
+    RSAKeyValue(Box<RSAKeyValueType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}Receipt`
+    #[serde(rename = "Receipt")]
+    Receipt(Box<ReceiptType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}Receipt`
+    #[serde(rename = "{urn:iso:std:iso:15118:-20:CommonTypes}Receipt")]
+    Receipt_(Box<ReceiptType>),
+    /// `{http://www.w3.org/2000/09/xmldsig#}Reference`
+    #[serde(rename = "Reference")]
+    Reference(Box<ReferenceType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}RemainingContractCertificateChains`
+    #[serde(rename = "RemainingContractCertificateChains")]
+    RemainingContractCertificateChains(u8),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}RemainingTimeToMaximumSOC`
+    #[serde(rename = "RemainingTimeToMaximumSOC")]
+    RemainingTimeToMaximumSOC(u32),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}RemainingTimeToMinimumSOC`
+    #[serde(rename = "RemainingTimeToMinimumSOC")]
+    RemainingTimeToMinimumSOC(u32),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}RemainingTimeToTargetSOC`
+    #[serde(rename = "RemainingTimeToTargetSOC")]
+    RemainingTimeToTargetSOC(u32),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}RenewableGenerationPercentage`
+    #[serde(rename = "RenewableGenerationPercentage")]
+    RenewableGenerationPercentage(u8),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}ResponseCode`
+    #[serde(rename = "ResponseCode")]
+    ResponseCode(ResponseCodeType),
+    /// `{http://www.w3.org/2000/09/xmldsig#}RetrievalMethod`
+    #[serde(rename = "RetrievalMethod")]
+    RetrievalMethod(Box<RetrievalMethodType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}RootCertificateID`
+    #[serde(rename = "RootCertificateID")]
+    RootCertificateID(Box<X509IssuerSerialType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}SECP521_EncryptedPrivateKey`
+    #[serde(rename = "SECP521_EncryptedPrivateKey")]
+    Secp521EncryptedPrivateKey(Base64Binary),
+    /// `{http://www.w3.org/2000/09/xmldsig#}SPKISexp`
+    #[serde(rename = "SPKISexp")]
+    SPKISexp(Base64Binary),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}ScheduleExchangeReq`
+    #[serde(rename = "ScheduleExchangeReq")]
+    ScheduleExchangeReq(Box<ScheduleExchangeReqType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}ScheduleExchangeRes`
+    #[serde(rename = "ScheduleExchangeRes")]
+    ScheduleExchangeRes(Box<ScheduleExchangeResType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}ScheduleTuple`
+    #[serde(rename = "ScheduleTuple")]
+    ScheduleTuple(Box<ScheduleTupleType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}ScheduleTupleID`
+    #[serde(rename = "ScheduleTupleID")]
+    ScheduleTupleID(u32),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}Scheduled_EVPPTControlMode`
+    #[serde(rename = "Scheduled_EVPPTControlMode")]
+    ScheduledEVPPTControlMode(Box<ScheduledEVPPTControlModeType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}Scheduled_SEReqControlMode`
+    #[serde(rename = "Scheduled_SEReqControlMode")]
+    ScheduledSEReqControlMode(Box<ScheduledSEReqControlModeType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}Scheduled_SEResControlMode`
+    #[serde(rename = "Scheduled_SEResControlMode")]
+    ScheduledSEResControlMode(Box<ScheduledSEResControlModeType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}Scheduled_SMDTControlMode`
+    #[serde(rename = "Scheduled_SMDTControlMode")]
+    ScheduledSMDTControlMode(Box<ScheduledSMDTControlModeType>),
+    /// `{http://www.w3.org/2000/09/xmldsig#}Seed`
+    #[serde(rename = "Seed")]
+    Seed(Base64Binary),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}SelectedAuthorizationService`
+    #[serde(rename = "SelectedAuthorizationService")]
+    SelectedAuthorizationService(AuthorizationType),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}SelectedEnergyTransferService`
+    #[serde(rename = "SelectedEnergyTransferService")]
+    SelectedEnergyTransferService(Box<SelectedServiceType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}SelectedScheduleTupleID`
+    #[serde(rename = "SelectedScheduleTupleID")]
+    SelectedScheduleTupleID(u32),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}SelectedService`
+    #[serde(rename = "SelectedService")]
+    SelectedService(Box<SelectedServiceType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}SelectedVASList`
+    #[serde(rename = "SelectedVASList")]
+    SelectedVASList(Box<SelectedServiceListType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}Service`
+    #[serde(rename = "Service")]
+    Service(Box<ServiceType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}ServiceDetailReq`
+    #[serde(rename = "ServiceDetailReq")]
+    ServiceDetailReq(Box<ServiceDetailReqType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}ServiceDetailRes`
+    #[serde(rename = "ServiceDetailRes")]
+    ServiceDetailRes(Box<ServiceDetailResType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}ServiceDiscoveryReq`
+    #[serde(rename = "ServiceDiscoveryReq")]
+    ServiceDiscoveryReq(Box<ServiceDiscoveryReqType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}ServiceDiscoveryRes`
+    #[serde(rename = "ServiceDiscoveryRes")]
+    ServiceDiscoveryRes(Box<ServiceDiscoveryResType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}ServiceFee`
+    #[serde(rename = "ServiceFee")]
+    ServiceFee(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}ServiceID`
+    #[serde(rename = "ServiceID")]
+    ServiceID(u16),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}ServiceName`
+    #[serde(rename = "ServiceName")]
+    ServiceName(String),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}ServiceParameterList`
+    #[serde(rename = "ServiceParameterList")]
+    ServiceParameterList(Box<ServiceParameterListType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}ServiceRenegotiationSupported`
+    #[serde(rename = "ServiceRenegotiationSupported")]
+    ServiceRenegotiationSupported(bool),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}ServiceSelectionReq`
+    #[serde(rename = "ServiceSelectionReq")]
+    ServiceSelectionReq(Box<ServiceSelectionReqType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}ServiceSelectionRes`
+    #[serde(rename = "ServiceSelectionRes")]
+    ServiceSelectionRes(Box<ServiceSelectionResType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}SessionID`
+    #[serde(rename = "SessionID")]
+    SessionID(HexBinary),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}SessionID`
+    #[serde(rename = "{urn:iso:std:iso:15118:-20:CommonTypes}SessionID")]
+    SessionID_(HexBinary),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}SessionSetupReq`
+    #[serde(rename = "SessionSetupReq")]
+    SessionSetupReq(Box<SessionSetupReqType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}SessionSetupRes`
+    #[serde(rename = "SessionSetupRes")]
+    SessionSetupRes(Box<SessionSetupResType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}SessionStopReq`
+    #[serde(rename = "SessionStopReq")]
+    SessionStopReq(Box<SessionStopReqType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}SessionStopRes`
+    #[serde(rename = "SessionStopRes")]
+    SessionStopRes(Box<SessionStopResType>),
+    /// `{http://www.w3.org/2000/09/xmldsig#}Signature`
+    #[serde(rename = "Signature")]
+    Signature(Box<SignatureType>),
+    /// `{http://www.w3.org/2000/09/xmldsig#}SignatureMethod`
+    #[serde(rename = "SignatureMethod")]
+    SignatureMethod(Box<SignatureMethodType>),
+    /// `{http://www.w3.org/2000/09/xmldsig#}SignatureProperties`
+    #[serde(rename = "SignatureProperties")]
+    SignatureProperties(Box<SignaturePropertiesType>),
+    /// `{http://www.w3.org/2000/09/xmldsig#}SignatureProperty`
+    #[serde(rename = "SignatureProperty")]
+    SignatureProperty(Box<SignaturePropertyType>),
+    /// `{http://www.w3.org/2000/09/xmldsig#}SignatureValue`
+    #[serde(rename = "SignatureValue")]
+    SignatureValue(Box<SignatureValueType>),
+    /// `{http://www.w3.org/2000/09/xmldsig#}SignedInfo`
+    #[serde(rename = "SignedInfo")]
+    SignedInfo(Box<SignedInfoType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}SignedInstallationData`
+    #[serde(rename = "SignedInstallationData")]
+    SignedInstallationData(Box<SignedInstallationDataType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}SignedMeteringData`
+    #[serde(rename = "SignedMeteringData")]
+    SignedMeteringData(Box<SignedMeteringDataType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}StartTime`
+    #[serde(rename = "StartTime")]
+    StartTime(u32),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}SubCertificates`
+    #[serde(rename = "SubCertificates")]
+    SubCertificates(Box<SubCertificatesType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}SupportedProviders`
+    #[serde(rename = "SupportedProviders")]
+    SupportedProviders(Box<SupportedProvidersListType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}SupportedServiceIDs`
+    #[serde(rename = "SupportedServiceIDs")]
+    SupportedServiceIDs(Box<ServiceIDListType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}TPM_EncryptedPrivateKey`
+    #[serde(rename = "TPM_EncryptedPrivateKey")]
+    TpmEncryptedPrivateKey(Base64Binary),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}TargetDistance`
+    #[serde(rename = "TargetDistance")]
+    TargetDistance(i16),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}TargetOffsetX`
+    #[serde(rename = "TargetOffsetX")]
+    TargetOffsetX(u16),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}TargetOffsetY`
+    #[serde(rename = "TargetOffsetY")]
+    TargetOffsetY(u16),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}TargetSOC`
+    #[serde(rename = "TargetSOC")]
+    TargetSOC(u8),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}TargetSOC`
+    #[serde(rename = "{urn:iso:std:iso:15118:-20:CommonTypes}TargetSOC")]
+    TargetSOC_(u8),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}TaxCosts`
+    #[serde(rename = "TaxCosts")]
+    TaxCosts(Box<DetailedTaxType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}TaxIncludedInPrice`
+    #[serde(rename = "TaxIncludedInPrice")]
+    TaxIncludedInPrice(bool),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}TaxRate`
+    #[serde(rename = "TaxRate")]
+    TaxRate(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}TaxRule`
+    #[serde(rename = "TaxRule")]
+    TaxRule(Box<TaxRuleType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}TaxRuleID`
+    #[serde(rename = "TaxRuleID")]
+    TaxRuleID(u32),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}TaxRuleID`
+    #[serde(rename = "{urn:iso:std:iso:15118:-20:CommonTypes}TaxRuleID")]
+    TaxRuleID_(u32),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}TaxRuleName`
+    #[serde(rename = "TaxRuleName")]
+    TaxRuleName(String),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}TaxRules`
+    #[serde(rename = "TaxRules")]
+    TaxRules(Box<TaxRuleListType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}TimeAnchor`
+    #[serde(rename = "TimeAnchor")]
+    TimeAnchor(u64),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}TimeAnchor`
+    #[serde(rename = "{urn:iso:std:iso:15118:-20:CommonTypes}TimeAnchor")]
+    TimeAnchor_(u64),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}TimeStamp`
+    #[serde(rename = "TimeStamp")]
+    TimeStamp(u64),
+    /// `{http://www.w3.org/2000/09/xmldsig#}Transform`
+    #[serde(rename = "Transform")]
+    Transform(Box<TransformType>),
+    /// `{http://www.w3.org/2000/09/xmldsig#}Transforms`
+    #[serde(rename = "Transforms")]
+    Transforms(Box<TransformsType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}VASList`
+    #[serde(rename = "VASList")]
+    VASList(Box<ServiceListType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}Value`
+    #[serde(rename = "Value")]
+    Value(i16),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}VehicleCheckInReq`
+    #[serde(rename = "VehicleCheckInReq")]
+    VehicleCheckInReq(Box<VehicleCheckInReqType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}VehicleCheckInRes`
+    #[serde(rename = "VehicleCheckInRes")]
+    VehicleCheckInRes(Box<VehicleCheckInResType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}VehicleCheckOutReq`
+    #[serde(rename = "VehicleCheckOutReq")]
+    VehicleCheckOutReq(Box<VehicleCheckOutReqType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}VehicleCheckOutRes`
+    #[serde(rename = "VehicleCheckOutRes")]
+    VehicleCheckOutRes(Box<VehicleCheckOutResType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}VehicleFrame`
+    #[serde(rename = "VehicleFrame")]
+    VehicleFrame(i16),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}VehicleTravel`
+    #[serde(rename = "VehicleTravel")]
+    VehicleTravel(i16),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}X448_EncryptedPrivateKey`
+    #[serde(rename = "X448_EncryptedPrivateKey")]
+    X448EncryptedPrivateKey(Base64Binary),
+    /// `{http://www.w3.org/2000/09/xmldsig#}X509CRL`
+    #[serde(rename = "X509CRL")]
+    X509CRL(Base64Binary),
+    /// `{http://www.w3.org/2000/09/xmldsig#}X509Certificate`
+    #[serde(rename = "X509Certificate")]
+    X509Certificate(Base64Binary),
+    /// `{http://www.w3.org/2000/09/xmldsig#}X509Data`
+    #[serde(rename = "X509Data")]
+    X509Data(Box<X509DataType>),
+    /// `{http://www.w3.org/2000/09/xmldsig#}X509IssuerName`
+    #[serde(rename = "X509IssuerName")]
+    X509IssuerName(String),
+    /// `{http://www.w3.org/2000/09/xmldsig#}X509IssuerSerial`
+    #[serde(rename = "X509IssuerSerial")]
+    X509IssuerSerial(Box<X509IssuerSerialType>),
+    /// `{http://www.w3.org/2000/09/xmldsig#}X509SKI`
+    #[serde(rename = "X509SKI")]
+    X509SKI(Base64Binary),
+    /// `{http://www.w3.org/2000/09/xmldsig#}X509SerialNumber`
+    #[serde(rename = "X509SerialNumber")]
+    X509SerialNumber(i64),
+    /// `{http://www.w3.org/2000/09/xmldsig#}X509SubjectName`
+    #[serde(rename = "X509SubjectName")]
+    X509SubjectName(String),
+    /// `{http://www.w3.org/2000/09/xmldsig#}XPath`
+    #[serde(rename = "XPath")]
+    XPath(String),
+    /// `{http://www.w3.org/2000/09/xmldsig#}Y`
+    #[serde(rename = "Y")]
+    Y(Base64Binary),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}boolValue`
+    #[serde(rename = "boolValue")]
+    BoolValue(bool),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}byteValue`
+    #[serde(rename = "byteValue")]
+    ByteValue(i8),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}finiteString`
+    #[serde(rename = "finiteString")]
+    FiniteString(String),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}intValue`
+    #[serde(rename = "intValue")]
+    IntValue(i32),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}rationalNumber`
+    #[serde(rename = "rationalNumber")]
+    RationalNumber(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonMessages}shortValue`
+    #[serde(rename = "shortValue")]
+    ShortValue(i16),
+}
+
+impl Fragment {
+    /// Encodes the fragment (header `0x80`, the element, ED) onto `out`.
+    pub fn encode(&self, out: &mut Vec<u8>) -> Result<(), ExiError> {
+        let mut bw = BitWriter::new();
+        let w = &mut bw;
+        w.bits(8, u32::from(HEADER));
+        match self {
+            Fragment::AbsolutePriceSchedule(x) => {
+                w.event(0, 283);
+                x.encode(w)?;
+            }
+            Fragment::AckMaxDelay(x) => {
+                w.event(1, 283);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, 65535)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::AdditionalSelectedServices(x) => {
+                w.event(2, 283);
+                x.encode(w)?;
+            }
+            Fragment::AdditionalService(x) => {
+                w.event(3, 283);
+                x.encode(w)?;
+            }
+            Fragment::AdditionalServicesCosts(x) => {
+                w.event(4, 283);
+                x.encode(w)?;
+            }
+            Fragment::Amount(x) => {
+                w.event(5, 283);
+                x.encode(w)?;
+            }
+            Fragment::AppliesMinimumMaximumCost(x) => {
+                w.event(6, 283);
+                elem_value(w, false, |w| {
+                    w.bits(1, u32::from(*x));
+                    Ok(())
+                })?;
+            }
+            Fragment::AppliesToEnergyFee(x) => {
+                w.event(7, 283);
+                elem_value(w, false, |w| {
+                    w.bits(1, u32::from(*x));
+                    Ok(())
+                })?;
+            }
+            Fragment::AppliesToOverstayFee(x) => {
+                w.event(8, 283);
+                elem_value(w, false, |w| {
+                    w.bits(1, u32::from(*x));
+                    Ok(())
+                })?;
+            }
+            Fragment::AppliesToParkingFee(x) => {
+                w.event(9, 283);
+                elem_value(w, false, |w| {
+                    w.bits(1, u32::from(*x));
+                    Ok(())
+                })?;
+            }
+            Fragment::AuthorizationReq(x) => {
+                w.event(10, 283);
+                x.encode(w)?;
+            }
+            Fragment::AuthorizationRes(x) => {
+                w.event(11, 283);
+                x.encode(w)?;
+            }
+            Fragment::AuthorizationServices(x) => {
+                w.event(12, 283);
+                elem_value(w, false, |w| {
+                    enc_enum(w, x.index(), AuthorizationType::COUNT);
+                    Ok(())
+                })?;
+            }
+            Fragment::AuthorizationSetupReq(x) => {
+                w.event(13, 283);
+                x.encode(w)?;
+            }
+            Fragment::AuthorizationSetupRes(x) => {
+                w.event(14, 283);
+                x.encode(w)?;
+            }
+            Fragment::AvailableEnergy(x) => {
+                w.event(15, 283);
+                x.encode(w)?;
+            }
+            Fragment::BptChannelSelection(x) => {
+                w.event(16, 283);
+                elem_value(w, false, |w| {
+                    enc_enum(w, x.index(), ChannelSelectionType::COUNT);
+                    Ok(())
+                })?;
+            }
+            Fragment::BptDischargedEnergyReadingWh(x) => {
+                w.event(17, 283);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, i128::MAX)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::BptInductiveEnergyReadingVARh(x) => {
+                w.event(18, 283);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, i128::MAX)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::BatteryEnergyCapacity(x) => {
+                w.event(19, 283);
+                x.encode(w)?;
+            }
+            Fragment::CLReqControlMode(x) => {
+                w.event(20, 283);
+                x.encode(w)?;
+            }
+            Fragment::CLResControlMode(x) => {
+                w.event(21, 283);
+                x.encode(w)?;
+            }
+            Fragment::CPSCertificateChain(x) => {
+                w.event(22, 283);
+                x.encode(w)?;
+            }
+            Fragment::CanonicalizationMethod(x) => {
+                w.event(23, 283);
+                x.encode(w)?;
+            }
+            Fragment::CapacitiveEnergyReadingVARh(x) => {
+                w.event(24, 283);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, i128::MAX)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::CarbonDioxideEmission(x) => {
+                w.event(25, 283);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, 65535)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::Certificate(x) => {
+                w.event(26, 283);
+                binary_elem(w, &x.0, 0, Some(1600))?;
+            }
+            Fragment::CertificateInstallationReq(x) => {
+                w.event(27, 283);
+                x.encode(w)?;
+            }
+            Fragment::CertificateInstallationRes(x) => {
+                w.event(28, 283);
+                x.encode(w)?;
+            }
+            Fragment::CertificateInstallationService(x) => {
+                w.event(29, 283);
+                elem_value(w, false, |w| {
+                    w.bits(1, u32::from(*x));
+                    Ok(())
+                })?;
+            }
+            Fragment::ChargeProgress(x) => {
+                w.event(30, 283);
+                elem_value(w, false, |w| {
+                    enc_enum(w, x.index(), ChargeProgressType::COUNT);
+                    Ok(())
+                })?;
+            }
+            Fragment::ChargedEnergyReadingWh(x) => {
+                w.event(31, 283);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, i128::MAX)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::ChargingComplete(x) => {
+                w.event(32, 283);
+                elem_value(w, false, |w| {
+                    w.bits(1, u32::from(*x));
+                    Ok(())
+                })?;
+            }
+            Fragment::ChargingSchedule(x) => {
+                w.event(33, 283);
+                x.encode(w)?;
+            }
+            Fragment::ChargingSession(x) => {
+                w.event(34, 283);
+                elem_value(w, false, |w| {
+                    enc_enum(w, x.index(), ChargingSessionType::COUNT);
+                    Ok(())
+                })?;
+            }
+            Fragment::CheckOutTime(x) => {
+                w.event(35, 283);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, i128::MAX)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::ContractCertificateChain(x) => {
+                w.event(36, 283);
+                x.encode(w)?;
+            }
+            Fragment::CostPerUnit(x) => {
+                w.event(37, 283);
+                x.encode(w)?;
+            }
+            Fragment::Currency(x) => {
+                w.event(38, 283);
+                string_elem(w, x, 0, Some(3))?;
+            }
+            Fragment::DHPublicKey(x) => {
+                w.event(39, 283);
+                binary_elem(w, &x.0, 133, Some(133))?;
+            }
+            Fragment::DepartureTime(x) => {
+                w.event(41, 283);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, 4294967295)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::DepartureTime_(x) => {
+                w.event(42, 283);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, 4294967295)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::DeviceLocation(x) => {
+                w.event(43, 283);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), -32768, 32767)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::DeviceOffset(x) => {
+                w.event(44, 283);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), -32768, 32767)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::DigestMethod(x) => {
+                w.event(45, 283);
+                x.encode(w)?;
+            }
+            Fragment::DigestValue(x) => {
+                w.event(46, 283);
+                binary_elem(w, &x.0, 0, None)?;
+            }
+            Fragment::DischargingSchedule(x) => {
+                w.event(47, 283);
+                x.encode(w)?;
+            }
+            Fragment::DisplayParameters(x) => {
+                w.event(48, 283);
+                x.encode(w)?;
+            }
+            Fragment::Duration(x) => {
+                w.event(49, 283);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, 4294967295)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::DynamicEVPPTControlMode(x) => {
+                w.event(50, 283);
+                x.encode(w)?;
+            }
+            Fragment::DynamicSEReqControlMode(x) => {
+                w.event(51, 283);
+                x.encode(w)?;
+            }
+            Fragment::DynamicSEResControlMode(x) => {
+                w.event(52, 283);
+                x.encode(w)?;
+            }
+            Fragment::DynamicSMDTControlMode(x) => {
+                w.event(53, 283);
+                x.encode(w)?;
+            }
+            Fragment::ECDHCurve(x) => {
+                w.event(54, 283);
+                elem_value(w, false, |w| {
+                    enc_enum(w, x.index(), EcdhCurveType::COUNT);
+                    Ok(())
+                })?;
+            }
+            Fragment::EimAReqAuthorizationMode(x) => {
+                w.event(55, 283);
+                x.encode(w)?;
+            }
+            Fragment::EimASResAuthorizationMode(x) => {
+                w.event(56, 283);
+                x.encode(w)?;
+            }
+            Fragment::EMAID(x) => {
+                w.event(57, 283);
+                string_elem(w, x, 0, Some(255))?;
+            }
+            Fragment::EVAbsolutePriceSchedule(x) => {
+                w.event(58, 283);
+                x.encode(w)?;
+            }
+            Fragment::EVCCID(x) => {
+                w.event(59, 283);
+                string_elem(w, x, 0, Some(255))?;
+            }
+            Fragment::EVCheckInStatus(x) => {
+                w.event(60, 283);
+                elem_value(w, false, |w| {
+                    enc_enum(w, x.index(), EvCheckInStatusType::COUNT);
+                    Ok(())
+                })?;
+            }
+            Fragment::EVCheckOutStatus(x) => {
+                w.event(61, 283);
+                elem_value(w, false, |w| {
+                    enc_enum(w, x.index(), EvCheckOutStatusType::COUNT);
+                    Ok(())
+                })?;
+            }
+            Fragment::EVEnergyOffer(x) => {
+                w.event(62, 283);
+                x.encode(w)?;
+            }
+            Fragment::EVMaximumEnergyRequest(x) => {
+                w.event(63, 283);
+                x.encode(w)?;
+            }
+            Fragment::EVMaximumEnergyRequest_(x) => {
+                w.event(64, 283);
+                x.encode(w)?;
+            }
+            Fragment::EVMaximumV2XEnergyRequest(x) => {
+                w.event(65, 283);
+                x.encode(w)?;
+            }
+            Fragment::EVMinimumEnergyRequest(x) => {
+                w.event(66, 283);
+                x.encode(w)?;
+            }
+            Fragment::EVMinimumEnergyRequest_(x) => {
+                w.event(67, 283);
+                x.encode(w)?;
+            }
+            Fragment::EVMinimumV2XEnergyRequest(x) => {
+                w.event(68, 283);
+                x.encode(w)?;
+            }
+            Fragment::EVPowerProfile(x) => {
+                w.event(69, 283);
+                x.encode(w)?;
+            }
+            Fragment::EVPowerProfileEntries(x) => {
+                w.event(70, 283);
+                x.encode(w)?;
+            }
+            Fragment::EVPowerProfileEntry(x) => {
+                w.event(71, 283);
+                x.encode(w)?;
+            }
+            Fragment::EVPowerSchedule(x) => {
+                w.event(72, 283);
+                x.encode(w)?;
+            }
+            Fragment::EVPowerScheduleEntries(x) => {
+                w.event(73, 283);
+                x.encode(w)?;
+            }
+            Fragment::EVPowerScheduleEntry(x) => {
+                w.event(74, 283);
+                x.encode(w)?;
+            }
+            Fragment::EVPriceRule(x) => {
+                w.event(75, 283);
+                x.encode(w)?;
+            }
+            Fragment::EVPriceRuleStack(x) => {
+                w.event(76, 283);
+                x.encode(w)?;
+            }
+            Fragment::EVPriceRuleStacks(x) => {
+                w.event(77, 283);
+                x.encode(w)?;
+            }
+            Fragment::EVProcessing(x) => {
+                w.event(78, 283);
+                elem_value(w, false, |w| {
+                    enc_enum(w, x.index(), ProcessingType::COUNT);
+                    Ok(())
+                })?;
+            }
+            Fragment::EVSECheckOutStatus(x) => {
+                w.event(79, 283);
+                elem_value(w, false, |w| {
+                    enc_enum(w, x.index(), EvseCheckOutStatusType::COUNT);
+                    Ok(())
+                })?;
+            }
+            Fragment::EVSEID(x) => {
+                w.event(80, 283);
+                string_elem(w, x, 0, Some(255))?;
+            }
+            Fragment::EVSENotification(x) => {
+                w.event(81, 283);
+                elem_value(w, false, |w| {
+                    enc_enum(w, x.index(), EvseNotificationType::COUNT);
+                    Ok(())
+                })?;
+            }
+            Fragment::EVSEProcessing(x) => {
+                w.event(82, 283);
+                elem_value(w, false, |w| {
+                    enc_enum(w, x.index(), ProcessingType::COUNT);
+                    Ok(())
+                })?;
+            }
+            Fragment::EVSEStatus(x) => {
+                w.event(83, 283);
+                x.encode(w)?;
+            }
+            Fragment::EVSEStatus_(x) => {
+                w.event(84, 283);
+                x.encode(w)?;
+            }
+            Fragment::EVTargetEnergyRequest(x) => {
+                w.event(85, 283);
+                x.encode(w)?;
+            }
+            Fragment::EVTargetEnergyRequest_(x) => {
+                w.event(86, 283);
+                x.encode(w)?;
+            }
+            Fragment::EVTerminationCode(x) => {
+                w.event(87, 283);
+                string_elem(w, x, 0, Some(80))?;
+            }
+            Fragment::EVTerminationExplanation(x) => {
+                w.event(88, 283);
+                string_elem(w, x, 0, Some(160))?;
+            }
+            Fragment::EnergyCosts(x) => {
+                w.event(89, 283);
+                x.encode(w)?;
+            }
+            Fragment::EnergyFee(x) => {
+                w.event(90, 283);
+                x.encode(w)?;
+            }
+            Fragment::EnergyTransferServiceList(x) => {
+                w.event(91, 283);
+                x.encode(w)?;
+            }
+            Fragment::Exponent(x) => {
+                w.event(92, 283);
+                binary_elem(w, &x.0, 0, None)?;
+            }
+            Fragment::Exponent_(x) => {
+                w.event(93, 283);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), -128, 127)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::FreeService(x) => {
+                w.event(94, 283);
+                elem_value(w, false, |w| {
+                    w.bits(1, u32::from(*x));
+                    Ok(())
+                })?;
+            }
+            Fragment::G(x) => {
+                w.event(95, 283);
+                binary_elem(w, &x.0, 0, None)?;
+            }
+            Fragment::GenChallenge(x) => {
+                w.event(96, 283);
+                binary_elem(w, &x.0, 16, Some(16))?;
+            }
+            Fragment::GoToPause(x) => {
+                w.event(97, 283);
+                elem_value(w, false, |w| {
+                    w.bits(1, u32::from(*x));
+                    Ok(())
+                })?;
+            }
+            Fragment::HMACOutputLength(x) => {
+                w.event(98, 283);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), i128::MIN, i128::MAX)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::Header(x) => {
+                w.event(99, 283);
+                x.encode(w)?;
+            }
+            Fragment::InletHot(x) => {
+                w.event(100, 283);
+                elem_value(w, false, |w| {
+                    w.bits(1, u32::from(*x));
+                    Ok(())
+                })?;
+            }
+            Fragment::J(x) => {
+                w.event(101, 283);
+                binary_elem(w, &x.0, 0, None)?;
+            }
+            Fragment::KeyInfo(x) => {
+                w.event(102, 283);
+                x.encode(w)?;
+            }
+            Fragment::KeyName(x) => {
+                w.event(103, 283);
+                string_elem(w, x, 0, None)?;
+            }
+            Fragment::KeyValue(x) => {
+                w.event(104, 283);
+                x.encode(w)?;
+            }
+            Fragment::Language(x) => {
+                w.event(105, 283);
+                string_elem(w, x, 0, Some(3))?;
+            }
+            Fragment::ListOfRootCertificateIDs(x) => {
+                w.event(106, 283);
+                x.encode(w)?;
+            }
+            Fragment::Manifest(x) => {
+                w.event(107, 283);
+                x.encode(w)?;
+            }
+            Fragment::MaximumContractCertificateChains(x) => {
+                w.event(108, 283);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, 255)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::MaximumCost(x) => {
+                w.event(109, 283);
+                x.encode(w)?;
+            }
+            Fragment::MaximumSOC(x) => {
+                w.event(110, 283);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, 100)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::MaximumSupportingPoints(x) => {
+                w.event(111, 283);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 12, 1024)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::MeterID(x) => {
+                w.event(112, 283);
+                string_elem(w, x, 0, Some(32))?;
+            }
+            Fragment::MeterInfo(x) => {
+                w.event(113, 283);
+                x.encode(w)?;
+            }
+            Fragment::MeterInfo_(x) => {
+                w.event(114, 283);
+                x.encode(w)?;
+            }
+            Fragment::MeterInfoRequested(x) => {
+                w.event(115, 283);
+                elem_value(w, false, |w| {
+                    w.bits(1, u32::from(*x));
+                    Ok(())
+                })?;
+            }
+            Fragment::MeterSignature(x) => {
+                w.event(116, 283);
+                binary_elem(w, &x.0, 0, Some(64))?;
+            }
+            Fragment::MeterStatus(x) => {
+                w.event(117, 283);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), -32768, 32767)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::MeterTimestamp(x) => {
+                w.event(118, 283);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, i128::MAX)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::MeteringConfirmationReq(x) => {
+                w.event(119, 283);
+                x.encode(w)?;
+            }
+            Fragment::MeteringConfirmationRes(x) => {
+                w.event(120, 283);
+                x.encode(w)?;
+            }
+            Fragment::MgmtData(x) => {
+                w.event(121, 283);
+                string_elem(w, x, 0, None)?;
+            }
+            Fragment::MinimumCost(x) => {
+                w.event(122, 283);
+                x.encode(w)?;
+            }
+            Fragment::MinimumSOC(x) => {
+                w.event(123, 283);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, 100)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::MinimumSOC_(x) => {
+                w.event(124, 283);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, 100)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::Modulus(x) => {
+                w.event(125, 283);
+                binary_elem(w, &x.0, 0, None)?;
+            }
+            Fragment::NotificationMaxDelay(x) => {
+                w.event(126, 283);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, 65535)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::NumberOfPriceLevels(x) => {
+                w.event(127, 283);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, 255)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::OEMProvisioningCertificateChain(x) => {
+                w.event(128, 283);
+                x.encode(w)?;
+            }
+            Fragment::Object(x) => {
+                w.event(129, 283);
+                x.encode(w)?;
+            }
+            Fragment::OccupancyCosts(x) => {
+                w.event(130, 283);
+                x.encode(w)?;
+            }
+            Fragment::OverstayCosts(x) => {
+                w.event(131, 283);
+                x.encode(w)?;
+            }
+            Fragment::OverstayFee(x) => {
+                w.event(132, 283);
+                x.encode(w)?;
+            }
+            Fragment::OverstayFeePeriod(x) => {
+                w.event(133, 283);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, 4294967295)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::OverstayPowerThreshold(x) => {
+                w.event(134, 283);
+                x.encode(w)?;
+            }
+            Fragment::OverstayRule(x) => {
+                w.event(135, 283);
+                x.encode(w)?;
+            }
+            Fragment::OverstayRuleDescription(x) => {
+                w.event(136, 283);
+                string_elem(w, x, 0, Some(160))?;
+            }
+            Fragment::OverstayRules(x) => {
+                w.event(137, 283);
+                x.encode(w)?;
+            }
+            Fragment::OverstayTimeThreshold(x) => {
+                w.event(138, 283);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, 4294967295)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::P(x) => {
+                w.event(139, 283);
+                binary_elem(w, &x.0, 0, None)?;
+            }
+            Fragment::PGPKeyID(x) => {
+                w.event(141, 283);
+                binary_elem(w, &x.0, 0, None)?;
+            }
+            Fragment::PGPKeyPacket(x) => {
+                w.event(142, 283);
+                binary_elem(w, &x.0, 0, None)?;
+            }
+            Fragment::Parameter(x) => {
+                w.event(143, 283);
+                x.encode(w)?;
+            }
+            Fragment::ParameterSet(x) => {
+                w.event(144, 283);
+                x.encode(w)?;
+            }
+            Fragment::ParameterSetID(x) => {
+                w.event(145, 283);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, 65535)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::ParkingFee(x) => {
+                w.event(146, 283);
+                x.encode(w)?;
+            }
+            Fragment::ParkingFeePeriod(x) => {
+                w.event(147, 283);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, 4294967295)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::ParkingMethod(x) => {
+                w.event(148, 283);
+                elem_value(w, false, |w| {
+                    enc_enum(w, x.index(), ParkingMethodType::COUNT);
+                    Ok(())
+                })?;
+            }
+            Fragment::ParkingSpace(x) => {
+                w.event(149, 283);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), -32768, 32767)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::PgenCounter(x) => {
+                w.event(150, 283);
+                binary_elem(w, &x.0, 0, None)?;
+            }
+            Fragment::PnCAReqAuthorizationMode(x) => {
+                w.event(151, 283);
+                x.encode(w)?;
+            }
+            Fragment::PnCASResAuthorizationMode(x) => {
+                w.event(152, 283);
+                x.encode(w)?;
+            }
+            Fragment::Power(x) => {
+                w.event(153, 283);
+                x.encode(w)?;
+            }
+            Fragment::PowerDeliveryReq(x) => {
+                w.event(154, 283);
+                x.encode(w)?;
+            }
+            Fragment::PowerDeliveryRes(x) => {
+                w.event(155, 283);
+                x.encode(w)?;
+            }
+            Fragment::PowerRangeStart(x) => {
+                w.event(156, 283);
+                x.encode(w)?;
+            }
+            Fragment::PowerSchedule(x) => {
+                w.event(157, 283);
+                x.encode(w)?;
+            }
+            Fragment::PowerScheduleEntries(x) => {
+                w.event(158, 283);
+                x.encode(w)?;
+            }
+            Fragment::PowerScheduleEntry(x) => {
+                w.event(159, 283);
+                x.encode(w)?;
+            }
+            Fragment::PowerTolerance(x) => {
+                w.event(160, 283);
+                x.encode(w)?;
+            }
+            Fragment::PowerToleranceAcceptance(x) => {
+                w.event(161, 283);
+                elem_value(w, false, |w| {
+                    enc_enum(w, x.index(), PowerToleranceAcceptanceType::COUNT);
+                    Ok(())
+                })?;
+            }
+            Fragment::PowerL2(x) => {
+                w.event(162, 283);
+                x.encode(w)?;
+            }
+            Fragment::PowerL3(x) => {
+                w.event(163, 283);
+                x.encode(w)?;
+            }
+            Fragment::PresentSOC(x) => {
+                w.event(164, 283);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, 100)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::PriceAlgorithm(x) => {
+                w.event(165, 283);
+                string_elem(w, x, 0, Some(255))?;
+            }
+            Fragment::PriceLevel(x) => {
+                w.event(166, 283);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, 255)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::PriceLevelSchedule(x) => {
+                w.event(167, 283);
+                x.encode(w)?;
+            }
+            Fragment::PriceLevelScheduleEntries(x) => {
+                w.event(168, 283);
+                x.encode(w)?;
+            }
+            Fragment::PriceLevelScheduleEntry(x) => {
+                w.event(169, 283);
+                x.encode(w)?;
+            }
+            Fragment::PriceRule(x) => {
+                w.event(170, 283);
+                x.encode(w)?;
+            }
+            Fragment::PriceRuleStack(x) => {
+                w.event(171, 283);
+                x.encode(w)?;
+            }
+            Fragment::PriceRuleStacks(x) => {
+                w.event(172, 283);
+                x.encode(w)?;
+            }
+            Fragment::PriceScheduleDescription(x) => {
+                w.event(173, 283);
+                string_elem(w, x, 0, Some(160))?;
+            }
+            Fragment::PriceScheduleID(x) => {
+                w.event(174, 283);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 1, 4294967295)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::PrioritizedEMAIDs(x) => {
+                w.event(175, 283);
+                x.encode(w)?;
+            }
+            Fragment::ProviderID(x) => {
+                w.event(176, 283);
+                string_elem(w, x, 0, Some(80))?;
+            }
+            Fragment::Q(x) => {
+                w.event(177, 283);
+                binary_elem(w, &x.0, 0, None)?;
+            }
+            Fragment::RSAKeyValue(x) => {
+                w.event(178, 283);
+                x.encode(w)?;
+            }
+            Fragment::Receipt(x) => {
+                w.event(179, 283);
+                x.encode(w)?;
+            }
+            Fragment::Receipt_(x) => {
+                w.event(180, 283);
+                x.encode(w)?;
+            }
+            Fragment::Reference(x) => {
+                w.event(181, 283);
+                x.encode(w)?;
+            }
+            Fragment::RemainingContractCertificateChains(x) => {
+                w.event(182, 283);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, 255)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::RemainingTimeToMaximumSOC(x) => {
+                w.event(183, 283);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, 4294967295)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::RemainingTimeToMinimumSOC(x) => {
+                w.event(184, 283);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, 4294967295)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::RemainingTimeToTargetSOC(x) => {
+                w.event(185, 283);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, 4294967295)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::RenewableGenerationPercentage(x) => {
+                w.event(186, 283);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, 255)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::ResponseCode(x) => {
+                w.event(187, 283);
+                elem_value(w, false, |w| {
+                    enc_enum(w, x.index(), ResponseCodeType::COUNT);
+                    Ok(())
+                })?;
+            }
+            Fragment::RetrievalMethod(x) => {
+                w.event(188, 283);
+                x.encode(w)?;
+            }
+            Fragment::RootCertificateID(x) => {
+                w.event(189, 283);
+                x.encode(w)?;
+            }
+            Fragment::Secp521EncryptedPrivateKey(x) => {
+                w.event(190, 283);
+                binary_elem(w, &x.0, 94, Some(94))?;
+            }
+            Fragment::SPKISexp(x) => {
+                w.event(192, 283);
+                binary_elem(w, &x.0, 0, None)?;
+            }
+            Fragment::ScheduleExchangeReq(x) => {
+                w.event(193, 283);
+                x.encode(w)?;
+            }
+            Fragment::ScheduleExchangeRes(x) => {
+                w.event(194, 283);
+                x.encode(w)?;
+            }
+            Fragment::ScheduleTuple(x) => {
+                w.event(195, 283);
+                x.encode(w)?;
+            }
+            Fragment::ScheduleTupleID(x) => {
+                w.event(196, 283);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 1, 4294967295)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::ScheduledEVPPTControlMode(x) => {
+                w.event(197, 283);
+                x.encode(w)?;
+            }
+            Fragment::ScheduledSEReqControlMode(x) => {
+                w.event(198, 283);
+                x.encode(w)?;
+            }
+            Fragment::ScheduledSEResControlMode(x) => {
+                w.event(199, 283);
+                x.encode(w)?;
+            }
+            Fragment::ScheduledSMDTControlMode(x) => {
+                w.event(200, 283);
+                x.encode(w)?;
+            }
+            Fragment::Seed(x) => {
+                w.event(201, 283);
+                binary_elem(w, &x.0, 0, None)?;
+            }
+            Fragment::SelectedAuthorizationService(x) => {
+                w.event(202, 283);
+                elem_value(w, false, |w| {
+                    enc_enum(w, x.index(), AuthorizationType::COUNT);
+                    Ok(())
+                })?;
+            }
+            Fragment::SelectedEnergyTransferService(x) => {
+                w.event(203, 283);
+                x.encode(w)?;
+            }
+            Fragment::SelectedScheduleTupleID(x) => {
+                w.event(204, 283);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 1, 4294967295)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::SelectedService(x) => {
+                w.event(205, 283);
+                x.encode(w)?;
+            }
+            Fragment::SelectedVASList(x) => {
+                w.event(206, 283);
+                x.encode(w)?;
+            }
+            Fragment::Service(x) => {
+                w.event(207, 283);
+                x.encode(w)?;
+            }
+            Fragment::ServiceDetailReq(x) => {
+                w.event(208, 283);
+                x.encode(w)?;
+            }
+            Fragment::ServiceDetailRes(x) => {
+                w.event(209, 283);
+                x.encode(w)?;
+            }
+            Fragment::ServiceDiscoveryReq(x) => {
+                w.event(210, 283);
+                x.encode(w)?;
+            }
+            Fragment::ServiceDiscoveryRes(x) => {
+                w.event(211, 283);
+                x.encode(w)?;
+            }
+            Fragment::ServiceFee(x) => {
+                w.event(212, 283);
+                x.encode(w)?;
+            }
+            Fragment::ServiceID(x) => {
+                w.event(213, 283);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, 65535)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::ServiceName(x) => {
+                w.event(214, 283);
+                string_elem(w, x, 0, Some(80))?;
+            }
+            Fragment::ServiceParameterList(x) => {
+                w.event(215, 283);
+                x.encode(w)?;
+            }
+            Fragment::ServiceRenegotiationSupported(x) => {
+                w.event(216, 283);
+                elem_value(w, false, |w| {
+                    w.bits(1, u32::from(*x));
+                    Ok(())
+                })?;
+            }
+            Fragment::ServiceSelectionReq(x) => {
+                w.event(217, 283);
+                x.encode(w)?;
+            }
+            Fragment::ServiceSelectionRes(x) => {
+                w.event(218, 283);
+                x.encode(w)?;
+            }
+            Fragment::SessionID(x) => {
+                w.event(219, 283);
+                binary_elem(w, &x.0, 8, Some(8))?;
+            }
+            Fragment::SessionID_(x) => {
+                w.event(220, 283);
+                binary_elem(w, &x.0, 8, Some(8))?;
+            }
+            Fragment::SessionSetupReq(x) => {
+                w.event(221, 283);
+                x.encode(w)?;
+            }
+            Fragment::SessionSetupRes(x) => {
+                w.event(222, 283);
+                x.encode(w)?;
+            }
+            Fragment::SessionStopReq(x) => {
+                w.event(223, 283);
+                x.encode(w)?;
+            }
+            Fragment::SessionStopRes(x) => {
+                w.event(224, 283);
+                x.encode(w)?;
+            }
+            Fragment::Signature(x) => {
+                w.event(225, 283);
+                x.encode(w)?;
+            }
+            Fragment::SignatureMethod(x) => {
+                w.event(226, 283);
+                x.encode(w)?;
+            }
+            Fragment::SignatureProperties(x) => {
+                w.event(227, 283);
+                x.encode(w)?;
+            }
+            Fragment::SignatureProperty(x) => {
+                w.event(228, 283);
+                x.encode(w)?;
+            }
+            Fragment::SignatureValue(x) => {
+                w.event(229, 283);
+                x.encode(w)?;
+            }
+            Fragment::SignedInfo(x) => {
+                w.event(230, 283);
+                x.encode(w)?;
+            }
+            Fragment::SignedInstallationData(x) => {
+                w.event(231, 283);
+                x.encode(w)?;
+            }
+            Fragment::SignedMeteringData(x) => {
+                w.event(232, 283);
+                x.encode(w)?;
+            }
+            Fragment::StartTime(x) => {
+                w.event(233, 283);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, 4294967295)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::SubCertificates(x) => {
+                w.event(234, 283);
+                x.encode(w)?;
+            }
+            Fragment::SupportedProviders(x) => {
+                w.event(235, 283);
+                x.encode(w)?;
+            }
+            Fragment::SupportedServiceIDs(x) => {
+                w.event(236, 283);
+                x.encode(w)?;
+            }
+            Fragment::TpmEncryptedPrivateKey(x) => {
+                w.event(237, 283);
+                binary_elem(w, &x.0, 206, Some(206))?;
+            }
+            Fragment::TargetDistance(x) => {
+                w.event(238, 283);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), -32768, 32767)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::TargetOffsetX(x) => {
+                w.event(239, 283);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, 65535)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::TargetOffsetY(x) => {
+                w.event(240, 283);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, 65535)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::TargetSOC(x) => {
+                w.event(241, 283);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, 100)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::TargetSOC_(x) => {
+                w.event(242, 283);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, 100)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::TaxCosts(x) => {
+                w.event(243, 283);
+                x.encode(w)?;
+            }
+            Fragment::TaxIncludedInPrice(x) => {
+                w.event(244, 283);
+                elem_value(w, false, |w| {
+                    w.bits(1, u32::from(*x));
+                    Ok(())
+                })?;
+            }
+            Fragment::TaxRate(x) => {
+                w.event(245, 283);
+                x.encode(w)?;
+            }
+            Fragment::TaxRule(x) => {
+                w.event(246, 283);
+                x.encode(w)?;
+            }
+            Fragment::TaxRuleID(x) => {
+                w.event(247, 283);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 1, 4294967295)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::TaxRuleID_(x) => {
+                w.event(248, 283);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 1, 4294967295)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::TaxRuleName(x) => {
+                w.event(249, 283);
+                string_elem(w, x, 0, Some(80))?;
+            }
+            Fragment::TaxRules(x) => {
+                w.event(250, 283);
+                x.encode(w)?;
+            }
+            Fragment::TimeAnchor(x) => {
+                w.event(251, 283);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, i128::MAX)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::TimeAnchor_(x) => {
+                w.event(252, 283);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, i128::MAX)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::TimeStamp(x) => {
+                w.event(253, 283);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, i128::MAX)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::Transform(x) => {
+                w.event(254, 283);
+                x.encode(w)?;
+            }
+            Fragment::Transforms(x) => {
+                w.event(255, 283);
+                x.encode(w)?;
+            }
+            Fragment::VASList(x) => {
+                w.event(256, 283);
+                x.encode(w)?;
+            }
+            Fragment::Value(x) => {
+                w.event(257, 283);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), -32768, 32767)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::VehicleCheckInReq(x) => {
+                w.event(258, 283);
+                x.encode(w)?;
+            }
+            Fragment::VehicleCheckInRes(x) => {
+                w.event(259, 283);
+                x.encode(w)?;
+            }
+            Fragment::VehicleCheckOutReq(x) => {
+                w.event(260, 283);
+                x.encode(w)?;
+            }
+            Fragment::VehicleCheckOutRes(x) => {
+                w.event(261, 283);
+                x.encode(w)?;
+            }
+            Fragment::VehicleFrame(x) => {
+                w.event(262, 283);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), -32768, 32767)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::VehicleTravel(x) => {
+                w.event(263, 283);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), -32768, 32767)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::X448EncryptedPrivateKey(x) => {
+                w.event(264, 283);
+                binary_elem(w, &x.0, 84, Some(84))?;
+            }
+            Fragment::X509CRL(x) => {
+                w.event(265, 283);
+                binary_elem(w, &x.0, 0, None)?;
+            }
+            Fragment::X509Certificate(x) => {
+                w.event(266, 283);
+                binary_elem(w, &x.0, 0, None)?;
+            }
+            Fragment::X509Data(x) => {
+                w.event(267, 283);
+                x.encode(w)?;
+            }
+            Fragment::X509IssuerName(x) => {
+                w.event(268, 283);
+                string_elem(w, x, 0, None)?;
+            }
+            Fragment::X509IssuerSerial(x) => {
+                w.event(269, 283);
+                x.encode(w)?;
+            }
+            Fragment::X509SKI(x) => {
+                w.event(270, 283);
+                binary_elem(w, &x.0, 0, None)?;
+            }
+            Fragment::X509SerialNumber(x) => {
+                w.event(271, 283);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), i128::MIN, i128::MAX)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::X509SubjectName(x) => {
+                w.event(272, 283);
+                string_elem(w, x, 0, None)?;
+            }
+            Fragment::XPath(x) => {
+                w.event(273, 283);
+                string_elem(w, x, 0, None)?;
+            }
+            Fragment::Y(x) => {
+                w.event(274, 283);
+                binary_elem(w, &x.0, 0, None)?;
+            }
+            Fragment::BoolValue(x) => {
+                w.event(275, 283);
+                elem_value(w, false, |w| {
+                    w.bits(1, u32::from(*x));
+                    Ok(())
+                })?;
+            }
+            Fragment::ByteValue(x) => {
+                w.event(276, 283);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), -128, 127)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::FiniteString(x) => {
+                w.event(277, 283);
+                string_elem(w, x, 0, Some(80))?;
+            }
+            Fragment::IntValue(x) => {
+                w.event(278, 283);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), -2147483648, 2147483647)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::RationalNumber(x) => {
+                w.event(279, 283);
+                x.encode(w)?;
+            }
+            Fragment::ShortValue(x) => {
+                w.event(280, 283);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), -32768, 32767)?;
+                    Ok(())
+                })?;
+            }
+        }
+        w.event(282, 283);
+        out.extend_from_slice(&bw.finish());
+        Ok(())
+    }
+
+    /// Decodes a fragment of one element.
+    pub fn decode(bytes: &[u8]) -> Result<Fragment, ExiError> {
+        let mut rd = BitReader::new(bytes);
+        let r = &mut rd;
+        let h = r.bits(8)? as u8;
+        if h != HEADER {
+            return Err(ExiError::Header(h));
+        }
+        let code = r.event(283)?;
+        let f = match code {
+            0 => Fragment::AbsolutePriceSchedule(Box::new(AbsolutePriceScheduleType::decode(r)?)),
+            1 => Fragment::AckMaxDelay(
+                dec_elem_value(r, false, |r| Ok(int_into::<u16>(dec_int(r, 0, 65535)?)?))?
+                    .ok_or_else(|| missing("AckMaxDelay"))?,
+            ),
+            2 => Fragment::AdditionalSelectedServices(Box::new(AdditionalServiceListType::decode(
+                r,
+            )?)),
+            3 => Fragment::AdditionalService(Box::new(AdditionalServiceType::decode(r)?)),
+            4 => Fragment::AdditionalServicesCosts(Box::new(DetailedCostType::decode(r)?)),
+            5 => Fragment::Amount(Box::new(RationalNumberType::decode(r)?)),
+            6 => Fragment::AppliesMinimumMaximumCost(
+                dec_elem_value(r, false, |r| Ok(dec_bool(r)?))?
+                    .ok_or_else(|| missing("AppliesMinimumMaximumCost"))?,
+            ),
+            7 => Fragment::AppliesToEnergyFee(
+                dec_elem_value(r, false, |r| Ok(dec_bool(r)?))?
+                    .ok_or_else(|| missing("AppliesToEnergyFee"))?,
+            ),
+            8 => Fragment::AppliesToOverstayFee(
+                dec_elem_value(r, false, |r| Ok(dec_bool(r)?))?
+                    .ok_or_else(|| missing("AppliesToOverstayFee"))?,
+            ),
+            9 => Fragment::AppliesToParkingFee(
+                dec_elem_value(r, false, |r| Ok(dec_bool(r)?))?
+                    .ok_or_else(|| missing("AppliesToParkingFee"))?,
+            ),
+            10 => Fragment::AuthorizationReq(Box::new(AuthorizationReqType::decode(r)?)),
+            11 => Fragment::AuthorizationRes(Box::new(AuthorizationResType::decode(r)?)),
+            12 => Fragment::AuthorizationServices(
+                dec_elem_value(r, false, |r| {
+                    Ok(enum_from::<AuthorizationType>(dec_enum(
+                        r,
+                        AuthorizationType::COUNT,
+                    )?)?)
+                })?
+                .ok_or_else(|| missing("AuthorizationServices"))?,
+            ),
+            13 => Fragment::AuthorizationSetupReq(Box::new(AuthorizationSetupReqType::decode(r)?)),
+            14 => Fragment::AuthorizationSetupRes(Box::new(AuthorizationSetupResType::decode(r)?)),
+            15 => Fragment::AvailableEnergy(Box::new(RationalNumberType::decode(r)?)),
+            16 => Fragment::BptChannelSelection(
+                dec_elem_value(r, false, |r| {
+                    Ok(enum_from::<ChannelSelectionType>(dec_enum(
+                        r,
+                        ChannelSelectionType::COUNT,
+                    )?)?)
+                })?
+                .ok_or_else(|| missing("BPT_ChannelSelection"))?,
+            ),
+            17 => Fragment::BptDischargedEnergyReadingWh(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<u64>(dec_int(r, 0, i128::MAX)?)?)
+                })?
+                .ok_or_else(|| missing("BPT_DischargedEnergyReadingWh"))?,
+            ),
+            18 => Fragment::BptInductiveEnergyReadingVARh(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<u64>(dec_int(r, 0, i128::MAX)?)?)
+                })?
+                .ok_or_else(|| missing("BPT_InductiveEnergyReadingVARh"))?,
+            ),
+            19 => Fragment::BatteryEnergyCapacity(Box::new(RationalNumberType::decode(r)?)),
+            20 => Fragment::CLReqControlMode(Box::new(CLReqControlModeType::decode(r)?)),
+            21 => Fragment::CLResControlMode(Box::new(CLResControlModeType::decode(r)?)),
+            22 => Fragment::CPSCertificateChain(Box::new(CertificateChainType::decode(r)?)),
+            23 => {
+                Fragment::CanonicalizationMethod(Box::new(CanonicalizationMethodType::decode(r)?))
+            }
+            24 => Fragment::CapacitiveEnergyReadingVARh(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<u64>(dec_int(r, 0, i128::MAX)?)?)
+                })?
+                .ok_or_else(|| missing("CapacitiveEnergyReadingVARh"))?,
+            ),
+            25 => Fragment::CarbonDioxideEmission(
+                dec_elem_value(r, false, |r| Ok(int_into::<u16>(dec_int(r, 0, 65535)?)?))?
+                    .ok_or_else(|| missing("CarbonDioxideEmission"))?,
+            ),
+            26 => Fragment::Certificate(
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, Some(1600))?)))?
+                    .unwrap_or_default(),
+            ),
+            27 => Fragment::CertificateInstallationReq(Box::new(
+                CertificateInstallationReqType::decode(r)?,
+            )),
+            28 => Fragment::CertificateInstallationRes(Box::new(
+                CertificateInstallationResType::decode(r)?,
+            )),
+            29 => Fragment::CertificateInstallationService(
+                dec_elem_value(r, false, |r| Ok(dec_bool(r)?))?
+                    .ok_or_else(|| missing("CertificateInstallationService"))?,
+            ),
+            30 => Fragment::ChargeProgress(
+                dec_elem_value(r, false, |r| {
+                    Ok(enum_from::<ChargeProgressType>(dec_enum(
+                        r,
+                        ChargeProgressType::COUNT,
+                    )?)?)
+                })?
+                .ok_or_else(|| missing("ChargeProgress"))?,
+            ),
+            31 => Fragment::ChargedEnergyReadingWh(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<u64>(dec_int(r, 0, i128::MAX)?)?)
+                })?
+                .ok_or_else(|| missing("ChargedEnergyReadingWh"))?,
+            ),
+            32 => Fragment::ChargingComplete(
+                dec_elem_value(r, false, |r| Ok(dec_bool(r)?))?
+                    .ok_or_else(|| missing("ChargingComplete"))?,
+            ),
+            33 => Fragment::ChargingSchedule(Box::new(ChargingScheduleType::decode(r)?)),
+            34 => Fragment::ChargingSession(
+                dec_elem_value(r, false, |r| {
+                    Ok(enum_from::<ChargingSessionType>(dec_enum(
+                        r,
+                        ChargingSessionType::COUNT,
+                    )?)?)
+                })?
+                .ok_or_else(|| missing("ChargingSession"))?,
+            ),
+            35 => Fragment::CheckOutTime(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<u64>(dec_int(r, 0, i128::MAX)?)?)
+                })?
+                .ok_or_else(|| missing("CheckOutTime"))?,
+            ),
+            36 => Fragment::ContractCertificateChain(Box::new(
+                ContractCertificateChainType::decode(r)?,
+            )),
+            37 => Fragment::CostPerUnit(Box::new(RationalNumberType::decode(r)?)),
+            38 => Fragment::Currency(
+                dec_elem_value(r, true, |r| Ok(dec_string(r, 0, Some(3))?))?.unwrap_or_default(),
+            ),
+            39 => Fragment::DHPublicKey(
+                dec_elem_value(r, false, |r| {
+                    Ok(Base64Binary(dec_binary(r, 133, Some(133))?))
+                })?
+                .ok_or_else(|| missing("DHPublicKey"))?,
+            ),
+            41 => Fragment::DepartureTime(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<u32>(dec_int(r, 0, 4294967295)?)?)
+                })?
+                .ok_or_else(|| missing("DepartureTime"))?,
+            ),
+            42 => Fragment::DepartureTime_(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<u32>(dec_int(r, 0, 4294967295)?)?)
+                })?
+                .ok_or_else(|| missing("DepartureTime"))?,
+            ),
+            43 => Fragment::DeviceLocation(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<i16>(dec_int(r, -32768, 32767)?)?)
+                })?
+                .ok_or_else(|| missing("DeviceLocation"))?,
+            ),
+            44 => Fragment::DeviceOffset(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<i16>(dec_int(r, -32768, 32767)?)?)
+                })?
+                .ok_or_else(|| missing("DeviceOffset"))?,
+            ),
+            45 => Fragment::DigestMethod(Box::new(DigestMethodType::decode(r)?)),
+            46 => Fragment::DigestValue(
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
+                    .unwrap_or_default(),
+            ),
+            47 => Fragment::DischargingSchedule(Box::new(ChargingScheduleType::decode(r)?)),
+            48 => Fragment::DisplayParameters(Box::new(DisplayParametersType::decode(r)?)),
+            49 => Fragment::Duration(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<u32>(dec_int(r, 0, 4294967295)?)?)
+                })?
+                .ok_or_else(|| missing("Duration"))?,
+            ),
+            50 => {
+                Fragment::DynamicEVPPTControlMode(Box::new(DynamicEVPPTControlModeType::decode(r)?))
+            }
+            51 => {
+                Fragment::DynamicSEReqControlMode(Box::new(DynamicSEReqControlModeType::decode(r)?))
+            }
+            52 => {
+                Fragment::DynamicSEResControlMode(Box::new(DynamicSEResControlModeType::decode(r)?))
+            }
+            53 => {
+                Fragment::DynamicSMDTControlMode(Box::new(DynamicSMDTControlModeType::decode(r)?))
+            }
+            54 => Fragment::ECDHCurve(
+                dec_elem_value(r, false, |r| {
+                    Ok(enum_from::<EcdhCurveType>(dec_enum(
+                        r,
+                        EcdhCurveType::COUNT,
+                    )?)?)
+                })?
+                .ok_or_else(|| missing("ECDHCurve"))?,
+            ),
+            55 => Fragment::EimAReqAuthorizationMode(Box::new(
+                EimAReqAuthorizationModeType::decode(r)?,
+            )),
+            56 => Fragment::EimASResAuthorizationMode(Box::new(
+                EimASResAuthorizationModeType::decode(r)?,
+            )),
+            57 => Fragment::EMAID(
+                dec_elem_value(r, true, |r| Ok(dec_string(r, 0, Some(255))?))?.unwrap_or_default(),
+            ),
+            58 => {
+                Fragment::EVAbsolutePriceSchedule(Box::new(EVAbsolutePriceScheduleType::decode(r)?))
+            }
+            59 => Fragment::EVCCID(
+                dec_elem_value(r, true, |r| Ok(dec_string(r, 0, Some(255))?))?.unwrap_or_default(),
+            ),
+            60 => Fragment::EVCheckInStatus(
+                dec_elem_value(r, false, |r| {
+                    Ok(enum_from::<EvCheckInStatusType>(dec_enum(
+                        r,
+                        EvCheckInStatusType::COUNT,
+                    )?)?)
+                })?
+                .ok_or_else(|| missing("EVCheckInStatus"))?,
+            ),
+            61 => Fragment::EVCheckOutStatus(
+                dec_elem_value(r, false, |r| {
+                    Ok(enum_from::<EvCheckOutStatusType>(dec_enum(
+                        r,
+                        EvCheckOutStatusType::COUNT,
+                    )?)?)
+                })?
+                .ok_or_else(|| missing("EVCheckOutStatus"))?,
+            ),
+            62 => Fragment::EVEnergyOffer(Box::new(EVEnergyOfferType::decode(r)?)),
+            63 => Fragment::EVMaximumEnergyRequest(Box::new(RationalNumberType::decode(r)?)),
+            64 => Fragment::EVMaximumEnergyRequest_(Box::new(RationalNumberType::decode(r)?)),
+            65 => Fragment::EVMaximumV2XEnergyRequest(Box::new(RationalNumberType::decode(r)?)),
+            66 => Fragment::EVMinimumEnergyRequest(Box::new(RationalNumberType::decode(r)?)),
+            67 => Fragment::EVMinimumEnergyRequest_(Box::new(RationalNumberType::decode(r)?)),
+            68 => Fragment::EVMinimumV2XEnergyRequest(Box::new(RationalNumberType::decode(r)?)),
+            69 => Fragment::EVPowerProfile(Box::new(EVPowerProfileType::decode(r)?)),
+            70 => {
+                Fragment::EVPowerProfileEntries(Box::new(EVPowerProfileEntryListType::decode(r)?))
+            }
+            71 => Fragment::EVPowerProfileEntry(Box::new(PowerScheduleEntryType::decode(r)?)),
+            72 => Fragment::EVPowerSchedule(Box::new(EVPowerScheduleType::decode(r)?)),
+            73 => {
+                Fragment::EVPowerScheduleEntries(Box::new(EVPowerScheduleEntryListType::decode(r)?))
+            }
+            74 => Fragment::EVPowerScheduleEntry(Box::new(EVPowerScheduleEntryType::decode(r)?)),
+            75 => Fragment::EVPriceRule(Box::new(EVPriceRuleType::decode(r)?)),
+            76 => Fragment::EVPriceRuleStack(Box::new(EVPriceRuleStackType::decode(r)?)),
+            77 => Fragment::EVPriceRuleStacks(Box::new(EVPriceRuleStackListType::decode(r)?)),
+            78 => Fragment::EVProcessing(
+                dec_elem_value(r, false, |r| {
+                    Ok(enum_from::<ProcessingType>(dec_enum(
+                        r,
+                        ProcessingType::COUNT,
+                    )?)?)
+                })?
+                .ok_or_else(|| missing("EVProcessing"))?,
+            ),
+            79 => Fragment::EVSECheckOutStatus(
+                dec_elem_value(r, false, |r| {
+                    Ok(enum_from::<EvseCheckOutStatusType>(dec_enum(
+                        r,
+                        EvseCheckOutStatusType::COUNT,
+                    )?)?)
+                })?
+                .ok_or_else(|| missing("EVSECheckOutStatus"))?,
+            ),
+            80 => Fragment::EVSEID(
+                dec_elem_value(r, true, |r| Ok(dec_string(r, 0, Some(255))?))?.unwrap_or_default(),
+            ),
+            81 => Fragment::EVSENotification(
+                dec_elem_value(r, false, |r| {
+                    Ok(enum_from::<EvseNotificationType>(dec_enum(
+                        r,
+                        EvseNotificationType::COUNT,
+                    )?)?)
+                })?
+                .ok_or_else(|| missing("EVSENotification"))?,
+            ),
+            82 => Fragment::EVSEProcessing(
+                dec_elem_value(r, false, |r| {
+                    Ok(enum_from::<ProcessingType>(dec_enum(
+                        r,
+                        ProcessingType::COUNT,
+                    )?)?)
+                })?
+                .ok_or_else(|| missing("EVSEProcessing"))?,
+            ),
+            83 => Fragment::EVSEStatus(Box::new(EVSEStatusType::decode(r)?)),
+            84 => Fragment::EVSEStatus_(Box::new(EVSEStatusType::decode(r)?)),
+            85 => Fragment::EVTargetEnergyRequest(Box::new(RationalNumberType::decode(r)?)),
+            86 => Fragment::EVTargetEnergyRequest_(Box::new(RationalNumberType::decode(r)?)),
+            87 => Fragment::EVTerminationCode(
+                dec_elem_value(r, true, |r| Ok(dec_string(r, 0, Some(80))?))?.unwrap_or_default(),
+            ),
+            88 => Fragment::EVTerminationExplanation(
+                dec_elem_value(r, true, |r| Ok(dec_string(r, 0, Some(160))?))?.unwrap_or_default(),
+            ),
+            89 => Fragment::EnergyCosts(Box::new(DetailedCostType::decode(r)?)),
+            90 => Fragment::EnergyFee(Box::new(RationalNumberType::decode(r)?)),
+            91 => Fragment::EnergyTransferServiceList(Box::new(ServiceListType::decode(r)?)),
+            92 => Fragment::Exponent(
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
+                    .unwrap_or_default(),
+            ),
+            93 => Fragment::Exponent_(
+                dec_elem_value(r, false, |r| Ok(int_into::<i8>(dec_int(r, -128, 127)?)?))?
+                    .ok_or_else(|| missing("Exponent"))?,
+            ),
+            94 => Fragment::FreeService(
+                dec_elem_value(r, false, |r| Ok(dec_bool(r)?))?
+                    .ok_or_else(|| missing("FreeService"))?,
+            ),
+            95 => Fragment::G(
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
+                    .unwrap_or_default(),
+            ),
+            96 => Fragment::GenChallenge(
+                dec_elem_value(r, false, |r| Ok(Base64Binary(dec_binary(r, 16, Some(16))?)))?
+                    .ok_or_else(|| missing("GenChallenge"))?,
+            ),
+            97 => Fragment::GoToPause(
+                dec_elem_value(r, false, |r| Ok(dec_bool(r)?))?
+                    .ok_or_else(|| missing("GoToPause"))?,
+            ),
+            98 => Fragment::HMACOutputLength(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<i64>(dec_int(r, i128::MIN, i128::MAX)?)?)
+                })?
+                .ok_or_else(|| missing("HMACOutputLength"))?,
+            ),
+            99 => Fragment::Header(Box::new(MessageHeaderType::decode(r)?)),
+            100 => Fragment::InletHot(
+                dec_elem_value(r, false, |r| Ok(dec_bool(r)?))?
+                    .ok_or_else(|| missing("InletHot"))?,
+            ),
+            101 => Fragment::J(
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
+                    .unwrap_or_default(),
+            ),
+            102 => Fragment::KeyInfo(Box::new(KeyInfoType::decode(r)?)),
+            103 => Fragment::KeyName(
+                dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?.unwrap_or_default(),
+            ),
+            104 => Fragment::KeyValue(Box::new(KeyValueType::decode(r)?)),
+            105 => Fragment::Language(
+                dec_elem_value(r, true, |r| Ok(dec_string(r, 0, Some(3))?))?.unwrap_or_default(),
+            ),
+            106 => Fragment::ListOfRootCertificateIDs(Box::new(
+                ListOfRootCertificateIDsType::decode(r)?,
+            )),
+            107 => Fragment::Manifest(Box::new(ManifestType::decode(r)?)),
+            108 => Fragment::MaximumContractCertificateChains(
+                dec_elem_value(r, false, |r| Ok(int_into::<u8>(dec_int(r, 0, 255)?)?))?
+                    .ok_or_else(|| missing("MaximumContractCertificateChains"))?,
+            ),
+            109 => Fragment::MaximumCost(Box::new(RationalNumberType::decode(r)?)),
+            110 => Fragment::MaximumSOC(
+                dec_elem_value(r, false, |r| Ok(int_into::<u8>(dec_int(r, 0, 100)?)?))?
+                    .ok_or_else(|| missing("MaximumSOC"))?,
+            ),
+            111 => Fragment::MaximumSupportingPoints(
+                dec_elem_value(r, false, |r| Ok(int_into::<u16>(dec_int(r, 12, 1024)?)?))?
+                    .ok_or_else(|| missing("MaximumSupportingPoints"))?,
+            ),
+            112 => Fragment::MeterID(
+                dec_elem_value(r, true, |r| Ok(dec_string(r, 0, Some(32))?))?.unwrap_or_default(),
+            ),
+            113 => Fragment::MeterInfo(Box::new(MeterInfoType::decode(r)?)),
+            114 => Fragment::MeterInfo_(Box::new(MeterInfoType::decode(r)?)),
+            115 => Fragment::MeterInfoRequested(
+                dec_elem_value(r, false, |r| Ok(dec_bool(r)?))?
+                    .ok_or_else(|| missing("MeterInfoRequested"))?,
+            ),
+            116 => Fragment::MeterSignature(
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, Some(64))?)))?
+                    .unwrap_or_default(),
+            ),
+            117 => Fragment::MeterStatus(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<i16>(dec_int(r, -32768, 32767)?)?)
+                })?
+                .ok_or_else(|| missing("MeterStatus"))?,
+            ),
+            118 => Fragment::MeterTimestamp(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<u64>(dec_int(r, 0, i128::MAX)?)?)
+                })?
+                .ok_or_else(|| missing("MeterTimestamp"))?,
+            ),
+            119 => {
+                Fragment::MeteringConfirmationReq(Box::new(MeteringConfirmationReqType::decode(r)?))
+            }
+            120 => {
+                Fragment::MeteringConfirmationRes(Box::new(MeteringConfirmationResType::decode(r)?))
+            }
+            121 => Fragment::MgmtData(
+                dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?.unwrap_or_default(),
+            ),
+            122 => Fragment::MinimumCost(Box::new(RationalNumberType::decode(r)?)),
+            123 => Fragment::MinimumSOC(
+                dec_elem_value(r, false, |r| Ok(int_into::<u8>(dec_int(r, 0, 100)?)?))?
+                    .ok_or_else(|| missing("MinimumSOC"))?,
+            ),
+            124 => Fragment::MinimumSOC_(
+                dec_elem_value(r, false, |r| Ok(int_into::<u8>(dec_int(r, 0, 100)?)?))?
+                    .ok_or_else(|| missing("MinimumSOC"))?,
+            ),
+            125 => Fragment::Modulus(
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
+                    .unwrap_or_default(),
+            ),
+            126 => Fragment::NotificationMaxDelay(
+                dec_elem_value(r, false, |r| Ok(int_into::<u16>(dec_int(r, 0, 65535)?)?))?
+                    .ok_or_else(|| missing("NotificationMaxDelay"))?,
+            ),
+            127 => Fragment::NumberOfPriceLevels(
+                dec_elem_value(r, false, |r| Ok(int_into::<u8>(dec_int(r, 0, 255)?)?))?
+                    .ok_or_else(|| missing("NumberOfPriceLevels"))?,
+            ),
+            128 => Fragment::OEMProvisioningCertificateChain(Box::new(
+                SignedCertificateChainType::decode(r)?,
+            )),
+            129 => Fragment::Object(Box::new(ObjectType::decode(r)?)),
+            130 => Fragment::OccupancyCosts(Box::new(DetailedCostType::decode(r)?)),
+            131 => Fragment::OverstayCosts(Box::new(DetailedCostType::decode(r)?)),
+            132 => Fragment::OverstayFee(Box::new(RationalNumberType::decode(r)?)),
+            133 => Fragment::OverstayFeePeriod(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<u32>(dec_int(r, 0, 4294967295)?)?)
+                })?
+                .ok_or_else(|| missing("OverstayFeePeriod"))?,
+            ),
+            134 => Fragment::OverstayPowerThreshold(Box::new(RationalNumberType::decode(r)?)),
+            135 => Fragment::OverstayRule(Box::new(OverstayRuleType::decode(r)?)),
+            136 => Fragment::OverstayRuleDescription(
+                dec_elem_value(r, true, |r| Ok(dec_string(r, 0, Some(160))?))?.unwrap_or_default(),
+            ),
+            137 => Fragment::OverstayRules(Box::new(OverstayRuleListType::decode(r)?)),
+            138 => Fragment::OverstayTimeThreshold(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<u32>(dec_int(r, 0, 4294967295)?)?)
+                })?
+                .ok_or_else(|| missing("OverstayTimeThreshold"))?,
+            ),
+            139 => Fragment::P(
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
+                    .unwrap_or_default(),
+            ),
+            141 => Fragment::PGPKeyID(
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
+                    .unwrap_or_default(),
+            ),
+            142 => Fragment::PGPKeyPacket(
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
+                    .unwrap_or_default(),
+            ),
+            143 => Fragment::Parameter(Box::new(ParameterType::decode(r)?)),
+            144 => Fragment::ParameterSet(Box::new(ParameterSetType::decode(r)?)),
+            145 => Fragment::ParameterSetID(
+                dec_elem_value(r, false, |r| Ok(int_into::<u16>(dec_int(r, 0, 65535)?)?))?
+                    .ok_or_else(|| missing("ParameterSetID"))?,
+            ),
+            146 => Fragment::ParkingFee(Box::new(RationalNumberType::decode(r)?)),
+            147 => Fragment::ParkingFeePeriod(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<u32>(dec_int(r, 0, 4294967295)?)?)
+                })?
+                .ok_or_else(|| missing("ParkingFeePeriod"))?,
+            ),
+            148 => Fragment::ParkingMethod(
+                dec_elem_value(r, false, |r| {
+                    Ok(enum_from::<ParkingMethodType>(dec_enum(
+                        r,
+                        ParkingMethodType::COUNT,
+                    )?)?)
+                })?
+                .ok_or_else(|| missing("ParkingMethod"))?,
+            ),
+            149 => Fragment::ParkingSpace(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<i16>(dec_int(r, -32768, 32767)?)?)
+                })?
+                .ok_or_else(|| missing("ParkingSpace"))?,
+            ),
+            150 => Fragment::PgenCounter(
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
+                    .unwrap_or_default(),
+            ),
+            151 => Fragment::PnCAReqAuthorizationMode(Box::new(
+                PnCAReqAuthorizationModeType::decode(r)?,
+            )),
+            152 => Fragment::PnCASResAuthorizationMode(Box::new(
+                PnCASResAuthorizationModeType::decode(r)?,
+            )),
+            153 => Fragment::Power(Box::new(RationalNumberType::decode(r)?)),
+            154 => Fragment::PowerDeliveryReq(Box::new(PowerDeliveryReqType::decode(r)?)),
+            155 => Fragment::PowerDeliveryRes(Box::new(PowerDeliveryResType::decode(r)?)),
+            156 => Fragment::PowerRangeStart(Box::new(RationalNumberType::decode(r)?)),
+            157 => Fragment::PowerSchedule(Box::new(PowerScheduleType::decode(r)?)),
+            158 => Fragment::PowerScheduleEntries(Box::new(PowerScheduleEntryListType::decode(r)?)),
+            159 => Fragment::PowerScheduleEntry(Box::new(PowerScheduleEntryType::decode(r)?)),
+            160 => Fragment::PowerTolerance(Box::new(RationalNumberType::decode(r)?)),
+            161 => Fragment::PowerToleranceAcceptance(
+                dec_elem_value(r, false, |r| {
+                    Ok(enum_from::<PowerToleranceAcceptanceType>(dec_enum(
+                        r,
+                        PowerToleranceAcceptanceType::COUNT,
+                    )?)?)
+                })?
+                .ok_or_else(|| missing("PowerToleranceAcceptance"))?,
+            ),
+            162 => Fragment::PowerL2(Box::new(RationalNumberType::decode(r)?)),
+            163 => Fragment::PowerL3(Box::new(RationalNumberType::decode(r)?)),
+            164 => Fragment::PresentSOC(
+                dec_elem_value(r, false, |r| Ok(int_into::<u8>(dec_int(r, 0, 100)?)?))?
+                    .ok_or_else(|| missing("PresentSOC"))?,
+            ),
+            165 => Fragment::PriceAlgorithm(
+                dec_elem_value(r, true, |r| Ok(dec_string(r, 0, Some(255))?))?.unwrap_or_default(),
+            ),
+            166 => Fragment::PriceLevel(
+                dec_elem_value(r, false, |r| Ok(int_into::<u8>(dec_int(r, 0, 255)?)?))?
+                    .ok_or_else(|| missing("PriceLevel"))?,
+            ),
+            167 => Fragment::PriceLevelSchedule(Box::new(PriceLevelScheduleType::decode(r)?)),
+            168 => Fragment::PriceLevelScheduleEntries(Box::new(
+                PriceLevelScheduleEntryListType::decode(r)?,
+            )),
+            169 => {
+                Fragment::PriceLevelScheduleEntry(Box::new(PriceLevelScheduleEntryType::decode(r)?))
+            }
+            170 => Fragment::PriceRule(Box::new(PriceRuleType::decode(r)?)),
+            171 => Fragment::PriceRuleStack(Box::new(PriceRuleStackType::decode(r)?)),
+            172 => Fragment::PriceRuleStacks(Box::new(PriceRuleStackListType::decode(r)?)),
+            173 => Fragment::PriceScheduleDescription(
+                dec_elem_value(r, true, |r| Ok(dec_string(r, 0, Some(160))?))?.unwrap_or_default(),
+            ),
+            174 => Fragment::PriceScheduleID(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<u32>(dec_int(r, 1, 4294967295)?)?)
+                })?
+                .ok_or_else(|| missing("PriceScheduleID"))?,
+            ),
+            175 => Fragment::PrioritizedEMAIDs(Box::new(EMAIDListType::decode(r)?)),
+            176 => Fragment::ProviderID(
+                dec_elem_value(r, true, |r| Ok(dec_string(r, 0, Some(80))?))?.unwrap_or_default(),
+            ),
+            177 => Fragment::Q(
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
+                    .unwrap_or_default(),
+            ),
+            178 => Fragment::RSAKeyValue(Box::new(RSAKeyValueType::decode(r)?)),
+            179 => Fragment::Receipt(Box::new(ReceiptType::decode(r)?)),
+            180 => Fragment::Receipt_(Box::new(ReceiptType::decode(r)?)),
+            181 => Fragment::Reference(Box::new(ReferenceType::decode(r)?)),
+            182 => Fragment::RemainingContractCertificateChains(
+                dec_elem_value(r, false, |r| Ok(int_into::<u8>(dec_int(r, 0, 255)?)?))?
+                    .ok_or_else(|| missing("RemainingContractCertificateChains"))?,
+            ),
+            183 => Fragment::RemainingTimeToMaximumSOC(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<u32>(dec_int(r, 0, 4294967295)?)?)
+                })?
+                .ok_or_else(|| missing("RemainingTimeToMaximumSOC"))?,
+            ),
+            184 => Fragment::RemainingTimeToMinimumSOC(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<u32>(dec_int(r, 0, 4294967295)?)?)
+                })?
+                .ok_or_else(|| missing("RemainingTimeToMinimumSOC"))?,
+            ),
+            185 => Fragment::RemainingTimeToTargetSOC(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<u32>(dec_int(r, 0, 4294967295)?)?)
+                })?
+                .ok_or_else(|| missing("RemainingTimeToTargetSOC"))?,
+            ),
+            186 => Fragment::RenewableGenerationPercentage(
+                dec_elem_value(r, false, |r| Ok(int_into::<u8>(dec_int(r, 0, 255)?)?))?
+                    .ok_or_else(|| missing("RenewableGenerationPercentage"))?,
+            ),
+            187 => Fragment::ResponseCode(
+                dec_elem_value(r, false, |r| {
+                    Ok(enum_from::<ResponseCodeType>(dec_enum(
+                        r,
+                        ResponseCodeType::COUNT,
+                    )?)?)
+                })?
+                .ok_or_else(|| missing("ResponseCode"))?,
+            ),
+            188 => Fragment::RetrievalMethod(Box::new(RetrievalMethodType::decode(r)?)),
+            189 => Fragment::RootCertificateID(Box::new(X509IssuerSerialType::decode(r)?)),
+            190 => Fragment::Secp521EncryptedPrivateKey(
+                dec_elem_value(r, false, |r| Ok(Base64Binary(dec_binary(r, 94, Some(94))?)))?
+                    .ok_or_else(|| missing("SECP521_EncryptedPrivateKey"))?,
+            ),
+            192 => Fragment::SPKISexp(
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
+                    .unwrap_or_default(),
+            ),
+            193 => Fragment::ScheduleExchangeReq(Box::new(ScheduleExchangeReqType::decode(r)?)),
+            194 => Fragment::ScheduleExchangeRes(Box::new(ScheduleExchangeResType::decode(r)?)),
+            195 => Fragment::ScheduleTuple(Box::new(ScheduleTupleType::decode(r)?)),
+            196 => Fragment::ScheduleTupleID(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<u32>(dec_int(r, 1, 4294967295)?)?)
+                })?
+                .ok_or_else(|| missing("ScheduleTupleID"))?,
+            ),
+            197 => Fragment::ScheduledEVPPTControlMode(Box::new(
+                ScheduledEVPPTControlModeType::decode(r)?,
+            )),
+            198 => Fragment::ScheduledSEReqControlMode(Box::new(
+                ScheduledSEReqControlModeType::decode(r)?,
+            )),
+            199 => Fragment::ScheduledSEResControlMode(Box::new(
+                ScheduledSEResControlModeType::decode(r)?,
+            )),
+            200 => Fragment::ScheduledSMDTControlMode(Box::new(
+                ScheduledSMDTControlModeType::decode(r)?,
+            )),
+            201 => Fragment::Seed(
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
+                    .unwrap_or_default(),
+            ),
+            202 => Fragment::SelectedAuthorizationService(
+                dec_elem_value(r, false, |r| {
+                    Ok(enum_from::<AuthorizationType>(dec_enum(
+                        r,
+                        AuthorizationType::COUNT,
+                    )?)?)
+                })?
+                .ok_or_else(|| missing("SelectedAuthorizationService"))?,
+            ),
+            203 => {
+                Fragment::SelectedEnergyTransferService(Box::new(SelectedServiceType::decode(r)?))
+            }
+            204 => Fragment::SelectedScheduleTupleID(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<u32>(dec_int(r, 1, 4294967295)?)?)
+                })?
+                .ok_or_else(|| missing("SelectedScheduleTupleID"))?,
+            ),
+            205 => Fragment::SelectedService(Box::new(SelectedServiceType::decode(r)?)),
+            206 => Fragment::SelectedVASList(Box::new(SelectedServiceListType::decode(r)?)),
+            207 => Fragment::Service(Box::new(ServiceType::decode(r)?)),
+            208 => Fragment::ServiceDetailReq(Box::new(ServiceDetailReqType::decode(r)?)),
+            209 => Fragment::ServiceDetailRes(Box::new(ServiceDetailResType::decode(r)?)),
+            210 => Fragment::ServiceDiscoveryReq(Box::new(ServiceDiscoveryReqType::decode(r)?)),
+            211 => Fragment::ServiceDiscoveryRes(Box::new(ServiceDiscoveryResType::decode(r)?)),
+            212 => Fragment::ServiceFee(Box::new(RationalNumberType::decode(r)?)),
+            213 => Fragment::ServiceID(
+                dec_elem_value(r, false, |r| Ok(int_into::<u16>(dec_int(r, 0, 65535)?)?))?
+                    .ok_or_else(|| missing("ServiceID"))?,
+            ),
+            214 => Fragment::ServiceName(
+                dec_elem_value(r, true, |r| Ok(dec_string(r, 0, Some(80))?))?.unwrap_or_default(),
+            ),
+            215 => Fragment::ServiceParameterList(Box::new(ServiceParameterListType::decode(r)?)),
+            216 => Fragment::ServiceRenegotiationSupported(
+                dec_elem_value(r, false, |r| Ok(dec_bool(r)?))?
+                    .ok_or_else(|| missing("ServiceRenegotiationSupported"))?,
+            ),
+            217 => Fragment::ServiceSelectionReq(Box::new(ServiceSelectionReqType::decode(r)?)),
+            218 => Fragment::ServiceSelectionRes(Box::new(ServiceSelectionResType::decode(r)?)),
+            219 => Fragment::SessionID(
+                dec_elem_value(r, false, |r| Ok(HexBinary(dec_binary(r, 8, Some(8))?)))?
+                    .ok_or_else(|| missing("SessionID"))?,
+            ),
+            220 => Fragment::SessionID_(
+                dec_elem_value(r, false, |r| Ok(HexBinary(dec_binary(r, 8, Some(8))?)))?
+                    .ok_or_else(|| missing("SessionID"))?,
+            ),
+            221 => Fragment::SessionSetupReq(Box::new(SessionSetupReqType::decode(r)?)),
+            222 => Fragment::SessionSetupRes(Box::new(SessionSetupResType::decode(r)?)),
+            223 => Fragment::SessionStopReq(Box::new(SessionStopReqType::decode(r)?)),
+            224 => Fragment::SessionStopRes(Box::new(SessionStopResType::decode(r)?)),
+            225 => Fragment::Signature(Box::new(SignatureType::decode(r)?)),
+            226 => Fragment::SignatureMethod(Box::new(SignatureMethodType::decode(r)?)),
+            227 => Fragment::SignatureProperties(Box::new(SignaturePropertiesType::decode(r)?)),
+            228 => Fragment::SignatureProperty(Box::new(SignaturePropertyType::decode(r)?)),
+            229 => Fragment::SignatureValue(Box::new(SignatureValueType::decode(r)?)),
+            230 => Fragment::SignedInfo(Box::new(SignedInfoType::decode(r)?)),
+            231 => {
+                Fragment::SignedInstallationData(Box::new(SignedInstallationDataType::decode(r)?))
+            }
+            232 => Fragment::SignedMeteringData(Box::new(SignedMeteringDataType::decode(r)?)),
+            233 => Fragment::StartTime(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<u32>(dec_int(r, 0, 4294967295)?)?)
+                })?
+                .ok_or_else(|| missing("StartTime"))?,
+            ),
+            234 => Fragment::SubCertificates(Box::new(SubCertificatesType::decode(r)?)),
+            235 => Fragment::SupportedProviders(Box::new(SupportedProvidersListType::decode(r)?)),
+            236 => Fragment::SupportedServiceIDs(Box::new(ServiceIDListType::decode(r)?)),
+            237 => Fragment::TpmEncryptedPrivateKey(
+                dec_elem_value(r, false, |r| {
+                    Ok(Base64Binary(dec_binary(r, 206, Some(206))?))
+                })?
+                .ok_or_else(|| missing("TPM_EncryptedPrivateKey"))?,
+            ),
+            238 => Fragment::TargetDistance(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<i16>(dec_int(r, -32768, 32767)?)?)
+                })?
+                .ok_or_else(|| missing("TargetDistance"))?,
+            ),
+            239 => Fragment::TargetOffsetX(
+                dec_elem_value(r, false, |r| Ok(int_into::<u16>(dec_int(r, 0, 65535)?)?))?
+                    .ok_or_else(|| missing("TargetOffsetX"))?,
+            ),
+            240 => Fragment::TargetOffsetY(
+                dec_elem_value(r, false, |r| Ok(int_into::<u16>(dec_int(r, 0, 65535)?)?))?
+                    .ok_or_else(|| missing("TargetOffsetY"))?,
+            ),
+            241 => Fragment::TargetSOC(
+                dec_elem_value(r, false, |r| Ok(int_into::<u8>(dec_int(r, 0, 100)?)?))?
+                    .ok_or_else(|| missing("TargetSOC"))?,
+            ),
+            242 => Fragment::TargetSOC_(
+                dec_elem_value(r, false, |r| Ok(int_into::<u8>(dec_int(r, 0, 100)?)?))?
+                    .ok_or_else(|| missing("TargetSOC"))?,
+            ),
+            243 => Fragment::TaxCosts(Box::new(DetailedTaxType::decode(r)?)),
+            244 => Fragment::TaxIncludedInPrice(
+                dec_elem_value(r, false, |r| Ok(dec_bool(r)?))?
+                    .ok_or_else(|| missing("TaxIncludedInPrice"))?,
+            ),
+            245 => Fragment::TaxRate(Box::new(RationalNumberType::decode(r)?)),
+            246 => Fragment::TaxRule(Box::new(TaxRuleType::decode(r)?)),
+            247 => Fragment::TaxRuleID(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<u32>(dec_int(r, 1, 4294967295)?)?)
+                })?
+                .ok_or_else(|| missing("TaxRuleID"))?,
+            ),
+            248 => Fragment::TaxRuleID_(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<u32>(dec_int(r, 1, 4294967295)?)?)
+                })?
+                .ok_or_else(|| missing("TaxRuleID"))?,
+            ),
+            249 => Fragment::TaxRuleName(
+                dec_elem_value(r, true, |r| Ok(dec_string(r, 0, Some(80))?))?.unwrap_or_default(),
+            ),
+            250 => Fragment::TaxRules(Box::new(TaxRuleListType::decode(r)?)),
+            251 => Fragment::TimeAnchor(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<u64>(dec_int(r, 0, i128::MAX)?)?)
+                })?
+                .ok_or_else(|| missing("TimeAnchor"))?,
+            ),
+            252 => Fragment::TimeAnchor_(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<u64>(dec_int(r, 0, i128::MAX)?)?)
+                })?
+                .ok_or_else(|| missing("TimeAnchor"))?,
+            ),
+            253 => Fragment::TimeStamp(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<u64>(dec_int(r, 0, i128::MAX)?)?)
+                })?
+                .ok_or_else(|| missing("TimeStamp"))?,
+            ),
+            254 => Fragment::Transform(Box::new(TransformType::decode(r)?)),
+            255 => Fragment::Transforms(Box::new(TransformsType::decode(r)?)),
+            256 => Fragment::VASList(Box::new(ServiceListType::decode(r)?)),
+            257 => Fragment::Value(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<i16>(dec_int(r, -32768, 32767)?)?)
+                })?
+                .ok_or_else(|| missing("Value"))?,
+            ),
+            258 => Fragment::VehicleCheckInReq(Box::new(VehicleCheckInReqType::decode(r)?)),
+            259 => Fragment::VehicleCheckInRes(Box::new(VehicleCheckInResType::decode(r)?)),
+            260 => Fragment::VehicleCheckOutReq(Box::new(VehicleCheckOutReqType::decode(r)?)),
+            261 => Fragment::VehicleCheckOutRes(Box::new(VehicleCheckOutResType::decode(r)?)),
+            262 => Fragment::VehicleFrame(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<i16>(dec_int(r, -32768, 32767)?)?)
+                })?
+                .ok_or_else(|| missing("VehicleFrame"))?,
+            ),
+            263 => Fragment::VehicleTravel(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<i16>(dec_int(r, -32768, 32767)?)?)
+                })?
+                .ok_or_else(|| missing("VehicleTravel"))?,
+            ),
+            264 => Fragment::X448EncryptedPrivateKey(
+                dec_elem_value(r, false, |r| Ok(Base64Binary(dec_binary(r, 84, Some(84))?)))?
+                    .ok_or_else(|| missing("X448_EncryptedPrivateKey"))?,
+            ),
+            265 => Fragment::X509CRL(
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
+                    .unwrap_or_default(),
+            ),
+            266 => Fragment::X509Certificate(
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
+                    .unwrap_or_default(),
+            ),
+            267 => Fragment::X509Data(Box::new(X509DataType::decode(r)?)),
+            268 => Fragment::X509IssuerName(
+                dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?.unwrap_or_default(),
+            ),
+            269 => Fragment::X509IssuerSerial(Box::new(X509IssuerSerialType::decode(r)?)),
+            270 => Fragment::X509SKI(
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
+                    .unwrap_or_default(),
+            ),
+            271 => Fragment::X509SerialNumber(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<i64>(dec_int(r, i128::MIN, i128::MAX)?)?)
+                })?
+                .ok_or_else(|| missing("X509SerialNumber"))?,
+            ),
+            272 => Fragment::X509SubjectName(
+                dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?.unwrap_or_default(),
+            ),
+            273 => Fragment::XPath(
+                dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?.unwrap_or_default(),
+            ),
+            274 => Fragment::Y(
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
+                    .unwrap_or_default(),
+            ),
+            275 => Fragment::BoolValue(
+                dec_elem_value(r, false, |r| Ok(dec_bool(r)?))?
+                    .ok_or_else(|| missing("boolValue"))?,
+            ),
+            276 => Fragment::ByteValue(
+                dec_elem_value(r, false, |r| Ok(int_into::<i8>(dec_int(r, -128, 127)?)?))?
+                    .ok_or_else(|| missing("byteValue"))?,
+            ),
+            277 => Fragment::FiniteString(
+                dec_elem_value(r, true, |r| Ok(dec_string(r, 0, Some(80))?))?.unwrap_or_default(),
+            ),
+            278 => Fragment::IntValue(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<i32>(dec_int(r, -2147483648, 2147483647)?)?)
+                })?
+                .ok_or_else(|| missing("intValue"))?,
+            ),
+            279 => Fragment::RationalNumber(Box::new(RationalNumberType::decode(r)?)),
+            280 => Fragment::ShortValue(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<i16>(dec_int(r, -32768, 32767)?)?)
+                })?
+                .ok_or_else(|| missing("shortValue"))?,
+            ),
+            _ => {
+                return Err(ExiError::Event {
+                    at: "fragment",
+                    code,
+                    of: 283,
+                })
+            }
+        };
+        expect(r, "fragment end", 283, 282)?;
+        rd.finish()?;
+        Ok(f)
     }
 }

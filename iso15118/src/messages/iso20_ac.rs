@@ -979,10 +979,7 @@ impl ExiType for MessageHeaderType {
         {
             let v = &self.session_id;
             e.elem(w, 0, 0);
-            elem_value(w, v.0.is_empty(), |w| {
-                enc_binary(w, &v.0, Some(8))?;
-                Ok(())
-            })?;
+            binary_elem(w, &v.0, 8, Some(8))?;
         }
         {
             let v = &self.time_stamp;
@@ -1009,8 +1006,8 @@ impl ExiType for MessageHeaderType {
             match d.next(r)? {
                 Ev::Elem(0, 0) => {
                     f_session_id = Some(
-                        dec_elem_value(r, true, |r| Ok(HexBinary(dec_binary(r, Some(8))?)))?
-                            .unwrap_or_default(),
+                        dec_elem_value(r, false, |r| Ok(HexBinary(dec_binary(r, 8, Some(8))?)))?
+                            .ok_or_else(|| missing("SessionID"))?,
                     )
                 }
                 Ev::Elem(1, 0) => {
@@ -1082,7 +1079,7 @@ impl ExiType for SignatureType {
         let mut e = Enc::new(&G_SIGNATURETYPE);
         if let Some(v) = &self.id {
             e.attr(w, 0);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         } else {
             e.skip_attr(0, "Id")?;
         }
@@ -1118,7 +1115,7 @@ impl ExiType for SignatureType {
         let mut f_object: Vec<ObjectType> = Vec::new();
         loop {
             match d.next(r)? {
-                Ev::Attr(0) => f_id = Some(dec_string(r, None)?),
+                Ev::Attr(0) => f_id = Some(dec_string(r, 0, None)?),
                 Ev::Elem(0, 0) => f_signed_info = Some(SignedInfoType::decode(r)?),
                 Ev::Elem(1, 0) => f_signature_value = Some(SignatureValueType::decode(r)?),
                 Ev::Elem(2, 0) => f_key_info = Some(KeyInfoType::decode(r)?),
@@ -1178,7 +1175,7 @@ impl ExiType for SignedInfoType {
         let mut e = Enc::new(&G_SIGNEDINFOTYPE);
         if let Some(v) = &self.id {
             e.attr(w, 0);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         } else {
             e.skip_attr(0, "Id")?;
         }
@@ -1208,7 +1205,7 @@ impl ExiType for SignedInfoType {
         let mut f_reference: Vec<ReferenceType> = Vec::new();
         loop {
             match d.next(r)? {
-                Ev::Attr(0) => f_id = Some(dec_string(r, None)?),
+                Ev::Attr(0) => f_id = Some(dec_string(r, 0, None)?),
                 Ev::Elem(0, 0) => {
                     f_canonicalization_method = Some(CanonicalizationMethodType::decode(r)?)
                 }
@@ -1252,7 +1249,7 @@ impl ExiType for CanonicalizationMethodType {
         {
             let v = &self.algorithm;
             e.attr(w, 0);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         }
         e.end(w)
     }
@@ -1262,7 +1259,7 @@ impl ExiType for CanonicalizationMethodType {
         let mut f_algorithm: Option<String> = None;
         loop {
             match d.next(r)? {
-                Ev::Attr(0) => f_algorithm = Some(dec_string(r, None)?),
+                Ev::Attr(0) => f_algorithm = Some(dec_string(r, 0, None)?),
                 Ev::End => break,
                 ev => return Err(d.unexpected(ev)),
             }
@@ -1310,7 +1307,7 @@ impl ExiType for SignatureMethodType {
         {
             let v = &self.algorithm;
             e.attr(w, 0);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         }
         check_count(
             usize::from(self.hmac_output_length.is_some()),
@@ -1334,7 +1331,7 @@ impl ExiType for SignatureMethodType {
         let mut f_hmac_output_length: Option<i64> = None;
         loop {
             match d.next(r)? {
-                Ev::Attr(0) => f_algorithm = Some(dec_string(r, None)?),
+                Ev::Attr(0) => f_algorithm = Some(dec_string(r, 0, None)?),
                 Ev::Elem(0, 0) => {
                     f_hmac_output_length = Some(
                         dec_elem_value(r, false, |r| {
@@ -1403,19 +1400,19 @@ impl ExiType for ReferenceType {
         let mut e = Enc::new(&G_REFERENCETYPE);
         if let Some(v) = &self.id {
             e.attr(w, 0);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         } else {
             e.skip_attr(0, "Id")?;
         }
         if let Some(v) = &self.r#type {
             e.attr(w, 1);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         } else {
             e.skip_attr(1, "Type")?;
         }
         if let Some(v) = &self.uri {
             e.attr(w, 2);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         } else {
             e.skip_attr(2, "URI")?;
         }
@@ -1432,10 +1429,7 @@ impl ExiType for ReferenceType {
         {
             let v = &self.digest_value;
             e.elem(w, 2, 0);
-            elem_value(w, v.0.is_empty(), |w| {
-                enc_binary(w, &v.0, None)?;
-                Ok(())
-            })?;
+            binary_elem(w, &v.0, 0, None)?;
         }
         e.end(w)
     }
@@ -1450,14 +1444,14 @@ impl ExiType for ReferenceType {
         let mut f_digest_value: Option<Base64Binary> = None;
         loop {
             match d.next(r)? {
-                Ev::Attr(0) => f_id = Some(dec_string(r, None)?),
-                Ev::Attr(1) => f_type = Some(dec_string(r, None)?),
-                Ev::Attr(2) => f_uri = Some(dec_string(r, None)?),
+                Ev::Attr(0) => f_id = Some(dec_string(r, 0, None)?),
+                Ev::Attr(1) => f_type = Some(dec_string(r, 0, None)?),
+                Ev::Attr(2) => f_uri = Some(dec_string(r, 0, None)?),
                 Ev::Elem(0, 0) => f_transforms = Some(TransformsType::decode(r)?),
                 Ev::Elem(1, 0) => f_digest_method = Some(DigestMethodType::decode(r)?),
                 Ev::Elem(2, 0) => {
                     f_digest_value = Some(
-                        dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, None)?)))?
+                        dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
                             .unwrap_or_default(),
                     )
                 }
@@ -1547,15 +1541,12 @@ impl ExiType for TransformType {
         {
             let v = &self.algorithm;
             e.attr(w, 0);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         }
         check_count(self.x_path.len(), 0, u32::MAX, "XPath")?;
         for v in &self.x_path {
             e.elem(w, 0, 0);
-            elem_value(w, v.is_empty(), |w| {
-                enc_string(w, v, None)?;
-                Ok(())
-            })?;
+            string_elem(w, v, 0, None)?;
         }
         e.end(w)
     }
@@ -1566,9 +1557,9 @@ impl ExiType for TransformType {
         let mut f_x_path: Vec<String> = Vec::new();
         loop {
             match d.next(r)? {
-                Ev::Attr(0) => f_algorithm = Some(dec_string(r, None)?),
+                Ev::Attr(0) => f_algorithm = Some(dec_string(r, 0, None)?),
                 Ev::Elem(0, 0) => f_x_path.push(
-                    dec_elem_value(r, true, |r| Ok(dec_string(r, None)?))?.unwrap_or_default(),
+                    dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?.unwrap_or_default(),
                 ),
                 Ev::End => break,
                 ev => return Err(d.unexpected(ev)),
@@ -1605,7 +1596,7 @@ impl ExiType for DigestMethodType {
         {
             let v = &self.algorithm;
             e.attr(w, 0);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         }
         e.end(w)
     }
@@ -1615,7 +1606,7 @@ impl ExiType for DigestMethodType {
         let mut f_algorithm: Option<String> = None;
         loop {
             match d.next(r)? {
-                Ev::Attr(0) => f_algorithm = Some(dec_string(r, None)?),
+                Ev::Attr(0) => f_algorithm = Some(dec_string(r, 0, None)?),
                 Ev::End => break,
                 ev => return Err(d.unexpected(ev)),
             }
@@ -1647,14 +1638,14 @@ impl ExiType for SignatureValueType {
         let mut e = Enc::new(&G_SIGNATUREVALUETYPE);
         if let Some(v) = &self.id {
             e.attr(w, 0);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         } else {
             e.skip_attr(0, "Id")?;
         }
         e.chars(w);
         {
             let v = &self.value;
-            enc_binary(w, &v.0, None)?;
+            enc_binary(w, &v.0, 0, None)?;
         }
         e.end(w)
     }
@@ -1665,8 +1656,8 @@ impl ExiType for SignatureValueType {
         let mut f_value: Option<Base64Binary> = None;
         loop {
             match d.next(r)? {
-                Ev::Attr(0) => f_id = Some(dec_string(r, None)?),
-                Ev::Chars => f_value = Some(Base64Binary(dec_binary(r, None)?)),
+                Ev::Attr(0) => f_id = Some(dec_string(r, 0, None)?),
+                Ev::Chars => f_value = Some(Base64Binary(dec_binary(r, 0, None)?)),
                 Ev::End => break,
                 ev => return Err(d.unexpected(ev)),
             }
@@ -1715,7 +1706,7 @@ impl ExiType for KeyInfoType {
         let mut e = Enc::new(&G_KEYINFOTYPE);
         if let Some(v) = &self.id {
             e.attr(w, 0);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         } else {
             e.skip_attr(0, "Id")?;
         }
@@ -1731,10 +1722,7 @@ impl ExiType for KeyInfoType {
         )?;
         for v in &self.key_name {
             e.elem(w, 0, 0);
-            elem_value(w, v.is_empty(), |w| {
-                enc_string(w, v, None)?;
-                Ok(())
-            })?;
+            string_elem(w, v, 0, None)?;
         }
         for v in &self.key_value {
             e.elem(w, 0, 1);
@@ -1750,10 +1738,7 @@ impl ExiType for KeyInfoType {
         }
         for v in &self.mgmt_data {
             e.elem(w, 0, 6);
-            elem_value(w, v.is_empty(), |w| {
-                enc_string(w, v, None)?;
-                Ok(())
-            })?;
+            string_elem(w, v, 0, None)?;
         }
         e.end(w)
     }
@@ -1768,15 +1753,15 @@ impl ExiType for KeyInfoType {
         let mut f_mgmt_data: Vec<String> = Vec::new();
         loop {
             match d.next(r)? {
-                Ev::Attr(0) => f_id = Some(dec_string(r, None)?),
+                Ev::Attr(0) => f_id = Some(dec_string(r, 0, None)?),
                 Ev::Elem(0, 0) => f_key_name.push(
-                    dec_elem_value(r, true, |r| Ok(dec_string(r, None)?))?.unwrap_or_default(),
+                    dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?.unwrap_or_default(),
                 ),
                 Ev::Elem(0, 1) => f_key_value.push(KeyValueType::decode(r)?),
                 Ev::Elem(0, 2) => f_retrieval_method.push(RetrievalMethodType::decode(r)?),
                 Ev::Elem(0, 3) => f_x509_data.push(X509DataType::decode(r)?),
                 Ev::Elem(0, 6) => f_mgmt_data.push(
-                    dec_elem_value(r, true, |r| Ok(dec_string(r, None)?))?.unwrap_or_default(),
+                    dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?.unwrap_or_default(),
                 ),
                 Ev::End => break,
                 ev => return Err(d.unexpected(ev)),
@@ -1880,18 +1865,12 @@ impl ExiType for RSAKeyValueType {
         {
             let v = &self.modulus;
             e.elem(w, 0, 0);
-            elem_value(w, v.0.is_empty(), |w| {
-                enc_binary(w, &v.0, None)?;
-                Ok(())
-            })?;
+            binary_elem(w, &v.0, 0, None)?;
         }
         {
             let v = &self.exponent;
             e.elem(w, 1, 0);
-            elem_value(w, v.0.is_empty(), |w| {
-                enc_binary(w, &v.0, None)?;
-                Ok(())
-            })?;
+            binary_elem(w, &v.0, 0, None)?;
         }
         e.end(w)
     }
@@ -1904,13 +1883,13 @@ impl ExiType for RSAKeyValueType {
             match d.next(r)? {
                 Ev::Elem(0, 0) => {
                     f_modulus = Some(
-                        dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, None)?)))?
+                        dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
                             .unwrap_or_default(),
                     )
                 }
                 Ev::Elem(1, 0) => {
                     f_exponent = Some(
-                        dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, None)?)))?
+                        dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
                             .unwrap_or_default(),
                     )
                 }
@@ -1956,13 +1935,13 @@ impl ExiType for RetrievalMethodType {
         let mut e = Enc::new(&G_RETRIEVALMETHODTYPE);
         if let Some(v) = &self.r#type {
             e.attr(w, 0);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         } else {
             e.skip_attr(0, "Type")?;
         }
         if let Some(v) = &self.uri {
             e.attr(w, 1);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         } else {
             e.skip_attr(1, "URI")?;
         }
@@ -1981,8 +1960,8 @@ impl ExiType for RetrievalMethodType {
         let mut f_transforms: Option<TransformsType> = None;
         loop {
             match d.next(r)? {
-                Ev::Attr(0) => f_type = Some(dec_string(r, None)?),
-                Ev::Attr(1) => f_uri = Some(dec_string(r, None)?),
+                Ev::Attr(0) => f_type = Some(dec_string(r, 0, None)?),
+                Ev::Attr(1) => f_uri = Some(dec_string(r, 0, None)?),
                 Ev::Elem(0, 0) => f_transforms = Some(TransformsType::decode(r)?),
                 Ev::End => break,
                 ev => return Err(d.unexpected(ev)),
@@ -2053,31 +2032,19 @@ impl ExiType for X509DataType {
         }
         for v in &self.x509_ski {
             e.elem(w, 0, 1);
-            elem_value(w, v.0.is_empty(), |w| {
-                enc_binary(w, &v.0, None)?;
-                Ok(())
-            })?;
+            binary_elem(w, &v.0, 0, None)?;
         }
         for v in &self.x509_subject_name {
             e.elem(w, 0, 2);
-            elem_value(w, v.is_empty(), |w| {
-                enc_string(w, v, None)?;
-                Ok(())
-            })?;
+            string_elem(w, v, 0, None)?;
         }
         for v in &self.x509_certificate {
             e.elem(w, 0, 3);
-            elem_value(w, v.0.is_empty(), |w| {
-                enc_binary(w, &v.0, None)?;
-                Ok(())
-            })?;
+            binary_elem(w, &v.0, 0, None)?;
         }
         for v in &self.x509_crl {
             e.elem(w, 0, 4);
-            elem_value(w, v.0.is_empty(), |w| {
-                enc_binary(w, &v.0, None)?;
-                Ok(())
-            })?;
+            binary_elem(w, &v.0, 0, None)?;
         }
         e.end(w)
     }
@@ -2093,18 +2060,18 @@ impl ExiType for X509DataType {
             match d.next(r)? {
                 Ev::Elem(0, 0) => f_x509_issuer_serial.push(X509IssuerSerialType::decode(r)?),
                 Ev::Elem(0, 1) => f_x509_ski.push(
-                    dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, None)?)))?
+                    dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
                         .unwrap_or_default(),
                 ),
                 Ev::Elem(0, 2) => f_x509_subject_name.push(
-                    dec_elem_value(r, true, |r| Ok(dec_string(r, None)?))?.unwrap_or_default(),
+                    dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?.unwrap_or_default(),
                 ),
                 Ev::Elem(0, 3) => f_x509_certificate.push(
-                    dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, None)?)))?
+                    dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
                         .unwrap_or_default(),
                 ),
                 Ev::Elem(0, 4) => f_x509_crl.push(
-                    dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, None)?)))?
+                    dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
                         .unwrap_or_default(),
                 ),
                 Ev::End => break,
@@ -2154,10 +2121,7 @@ impl ExiType for X509IssuerSerialType {
         {
             let v = &self.x509_issuer_name;
             e.elem(w, 0, 0);
-            elem_value(w, v.is_empty(), |w| {
-                enc_string(w, v, None)?;
-                Ok(())
-            })?;
+            string_elem(w, v, 0, None)?;
         }
         {
             let v = &self.x509_serial_number;
@@ -2178,7 +2142,8 @@ impl ExiType for X509IssuerSerialType {
             match d.next(r)? {
                 Ev::Elem(0, 0) => {
                     f_x509_issuer_name = Some(
-                        dec_elem_value(r, true, |r| Ok(dec_string(r, None)?))?.unwrap_or_default(),
+                        dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?
+                            .unwrap_or_default(),
                     )
                 }
                 Ev::Elem(1, 0) => {
@@ -2227,19 +2192,19 @@ impl ExiType for ObjectType {
         let mut e = Enc::new(&G_OBJECTTYPE);
         if let Some(v) = &self.encoding {
             e.attr(w, 0);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         } else {
             e.skip_attr(0, "Encoding")?;
         }
         if let Some(v) = &self.id {
             e.attr(w, 1);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         } else {
             e.skip_attr(1, "Id")?;
         }
         if let Some(v) = &self.mime_type {
             e.attr(w, 2);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         } else {
             e.skip_attr(2, "MimeType")?;
         }
@@ -2253,9 +2218,9 @@ impl ExiType for ObjectType {
         let mut f_mime_type: Option<String> = None;
         loop {
             match d.next(r)? {
-                Ev::Attr(0) => f_encoding = Some(dec_string(r, None)?),
-                Ev::Attr(1) => f_id = Some(dec_string(r, None)?),
-                Ev::Attr(2) => f_mime_type = Some(dec_string(r, None)?),
+                Ev::Attr(0) => f_encoding = Some(dec_string(r, 0, None)?),
+                Ev::Attr(1) => f_id = Some(dec_string(r, 0, None)?),
+                Ev::Attr(2) => f_mime_type = Some(dec_string(r, 0, None)?),
                 Ev::End => break,
                 ev => return Err(d.unexpected(ev)),
             }
@@ -4983,10 +4948,7 @@ impl ExiType for MeterInfoType {
         {
             let v = &self.meter_id;
             e.elem(w, 0, 0);
-            elem_value(w, v.is_empty(), |w| {
-                enc_string(w, v, Some(32))?;
-                Ok(())
-            })?;
+            string_elem(w, v, 0, Some(32))?;
         }
         {
             let v = &self.charged_energy_reading_wh;
@@ -5043,10 +5005,7 @@ impl ExiType for MeterInfoType {
         )?;
         if let Some(v) = &self.meter_signature {
             e.elem(w, 5, 0);
-            elem_value(w, v.0.is_empty(), |w| {
-                enc_binary(w, &v.0, Some(64))?;
-                Ok(())
-            })?;
+            binary_elem(w, &v.0, 0, Some(64))?;
         }
         check_count(
             usize::from(self.meter_status.is_some()),
@@ -5091,7 +5050,7 @@ impl ExiType for MeterInfoType {
             match d.next(r)? {
                 Ev::Elem(0, 0) => {
                     f_meter_id = Some(
-                        dec_elem_value(r, true, |r| Ok(dec_string(r, Some(32))?))?
+                        dec_elem_value(r, true, |r| Ok(dec_string(r, 0, Some(32))?))?
                             .unwrap_or_default(),
                     )
                 }
@@ -5129,7 +5088,7 @@ impl ExiType for MeterInfoType {
                 }
                 Ev::Elem(5, 0) => {
                     f_meter_signature = Some(
-                        dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, Some(64))?)))?
+                        dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, Some(64))?)))?
                             .unwrap_or_default(),
                     )
                 }
@@ -7771,7 +7730,7 @@ impl ExiType for ManifestType {
         let mut e = Enc::new(&G_MANIFESTTYPE);
         if let Some(v) = &self.id {
             e.attr(w, 0);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         } else {
             e.skip_attr(0, "Id")?;
         }
@@ -7789,7 +7748,7 @@ impl ExiType for ManifestType {
         let mut f_reference: Vec<ReferenceType> = Vec::new();
         loop {
             match d.next(r)? {
-                Ev::Attr(0) => f_id = Some(dec_string(r, None)?),
+                Ev::Attr(0) => f_id = Some(dec_string(r, 0, None)?),
                 Ev::Elem(0, 0) => f_reference.push(ReferenceType::decode(r)?),
                 Ev::End => break,
                 ev => return Err(d.unexpected(ev)),
@@ -7831,7 +7790,7 @@ impl ExiType for SignaturePropertiesType {
         let mut e = Enc::new(&G_SIGNATUREPROPERTIESTYPE);
         if let Some(v) = &self.id {
             e.attr(w, 0);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         } else {
             e.skip_attr(0, "Id")?;
         }
@@ -7854,7 +7813,7 @@ impl ExiType for SignaturePropertiesType {
         let mut f_signature_property: Vec<SignaturePropertyType> = Vec::new();
         loop {
             match d.next(r)? {
-                Ev::Attr(0) => f_id = Some(dec_string(r, None)?),
+                Ev::Attr(0) => f_id = Some(dec_string(r, 0, None)?),
                 Ev::Elem(0, 0) => f_signature_property.push(SignaturePropertyType::decode(r)?),
                 Ev::End => break,
                 ev => return Err(d.unexpected(ev)),
@@ -7892,14 +7851,14 @@ impl ExiType for SignaturePropertyType {
         let mut e = Enc::new(&G_SIGNATUREPROPERTYTYPE);
         if let Some(v) = &self.id {
             e.attr(w, 0);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         } else {
             e.skip_attr(0, "Id")?;
         }
         {
             let v = &self.target;
             e.attr(w, 1);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         }
         Err(ExiError::Value {
             what: "element",
@@ -7913,8 +7872,8 @@ impl ExiType for SignaturePropertyType {
         let mut f_target: Option<String> = None;
         loop {
             match d.next(r)? {
-                Ev::Attr(0) => f_id = Some(dec_string(r, None)?),
-                Ev::Attr(1) => f_target = Some(dec_string(r, None)?),
+                Ev::Attr(0) => f_id = Some(dec_string(r, 0, None)?),
+                Ev::Attr(1) => f_target = Some(dec_string(r, 0, None)?),
                 Ev::End => break,
                 ev => return Err(d.unexpected(ev)),
             }
@@ -8166,10 +8125,7 @@ impl Message {
             }
             Message::DigestValue(x) => {
                 w.event(17, 43);
-                elem_value(w, x.0.is_empty(), |w| {
-                    enc_binary(w, &x.0, None)?;
-                    Ok(())
-                })?;
+                binary_elem(w, &x.0, 0, None)?;
             }
             Message::DynamicAcCLReqControlMode(x) => {
                 w.event(18, 43);
@@ -8185,10 +8141,7 @@ impl Message {
             }
             Message::KeyName(x) => {
                 w.event(21, 43);
-                elem_value(w, x.is_empty(), |w| {
-                    enc_string(w, x, None)?;
-                    Ok(())
-                })?;
+                string_elem(w, x, 0, None)?;
             }
             Message::KeyValue(x) => {
                 w.event(22, 43);
@@ -8200,10 +8153,7 @@ impl Message {
             }
             Message::MgmtData(x) => {
                 w.event(24, 43);
-                elem_value(w, x.is_empty(), |w| {
-                    enc_string(w, x, None)?;
-                    Ok(())
-                })?;
+                string_elem(w, x, 0, None)?;
             }
             Message::Object(x) => {
                 w.event(25, 43);
@@ -8317,7 +8267,7 @@ impl Message {
             14 => Message::CanonicalizationMethod(Box::new(CanonicalizationMethodType::decode(r)?)),
             16 => Message::DigestMethod(Box::new(DigestMethodType::decode(r)?)),
             17 => Message::DigestValue(
-                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, None)?)))?
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
                     .unwrap_or_default(),
             ),
             18 => Message::DynamicAcCLReqControlMode(Box::new(
@@ -8328,12 +8278,12 @@ impl Message {
             )),
             20 => Message::KeyInfo(Box::new(KeyInfoType::decode(r)?)),
             21 => Message::KeyName(
-                dec_elem_value(r, true, |r| Ok(dec_string(r, None)?))?.unwrap_or_default(),
+                dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?.unwrap_or_default(),
             ),
             22 => Message::KeyValue(Box::new(KeyValueType::decode(r)?)),
             23 => Message::Manifest(Box::new(ManifestType::decode(r)?)),
             24 => Message::MgmtData(
-                dec_elem_value(r, true, |r| Ok(dec_string(r, None)?))?.unwrap_or_default(),
+                dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?.unwrap_or_default(),
             ),
             25 => Message::Object(Box::new(ObjectType::decode(r)?)),
             27 => Message::RSAKeyValue(Box::new(RSAKeyValueType::decode(r)?)),
@@ -8364,5 +8314,1563 @@ impl Message {
         };
         rd.finish()?;
         Ok(m)
+    }
+}
+
+/// One element as an EXI fragment, the form XML signatures digest (ISO 15118-2
+/// §7.9.2.4, -20 §8.3.4): any element declared in the set, global or local,
+/// with a single type.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub enum Fragment {
+    /// `{urn:iso:std:iso:15118:-20:AC}AC_CPDReqEnergyTransferMode`
+    #[serde(rename = "AC_CPDReqEnergyTransferMode")]
+    AcCPDReqEnergyTransferMode(Box<AcCPDReqEnergyTransferModeType>),
+    /// `{urn:iso:std:iso:15118:-20:AC}AC_CPDResEnergyTransferMode`
+    #[serde(rename = "AC_CPDResEnergyTransferMode")]
+    AcCPDResEnergyTransferMode(Box<AcCPDResEnergyTransferModeType>),
+    /// `{urn:iso:std:iso:15118:-20:AC}AC_ChargeLoopReq`
+    #[serde(rename = "AC_ChargeLoopReq")]
+    AcChargeLoopReq(Box<AcChargeLoopReqType>),
+    /// `{urn:iso:std:iso:15118:-20:AC}AC_ChargeLoopRes`
+    #[serde(rename = "AC_ChargeLoopRes")]
+    AcChargeLoopRes(Box<AcChargeLoopResType>),
+    /// `{urn:iso:std:iso:15118:-20:AC}AC_ChargeParameterDiscoveryReq`
+    #[serde(rename = "AC_ChargeParameterDiscoveryReq")]
+    AcChargeParameterDiscoveryReq(Box<AcChargeParameterDiscoveryReqType>),
+    /// `{urn:iso:std:iso:15118:-20:AC}AC_ChargeParameterDiscoveryRes`
+    #[serde(rename = "AC_ChargeParameterDiscoveryRes")]
+    AcChargeParameterDiscoveryRes(Box<AcChargeParameterDiscoveryResType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}AckMaxDelay`
+    #[serde(rename = "AckMaxDelay")]
+    AckMaxDelay(u16),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}AdditionalServicesCosts`
+    #[serde(rename = "AdditionalServicesCosts")]
+    AdditionalServicesCosts(Box<DetailedCostType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}Amount`
+    #[serde(rename = "Amount")]
+    Amount(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:AC}BPT_AC_CPDReqEnergyTransferMode`
+    #[serde(rename = "BPT_AC_CPDReqEnergyTransferMode")]
+    BptAcCPDReqEnergyTransferMode(Box<BptAcCPDReqEnergyTransferModeType>),
+    /// `{urn:iso:std:iso:15118:-20:AC}BPT_AC_CPDResEnergyTransferMode`
+    #[serde(rename = "BPT_AC_CPDResEnergyTransferMode")]
+    BptAcCPDResEnergyTransferMode(Box<BptAcCPDResEnergyTransferModeType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}BPT_DischargedEnergyReadingWh`
+    #[serde(rename = "BPT_DischargedEnergyReadingWh")]
+    BptDischargedEnergyReadingWh(u64),
+    /// `{urn:iso:std:iso:15118:-20:AC}BPT_Dynamic_AC_CLReqControlMode`
+    #[serde(rename = "BPT_Dynamic_AC_CLReqControlMode")]
+    BptDynamicAcCLReqControlMode(Box<BptDynamicAcCLReqControlModeType>),
+    /// `{urn:iso:std:iso:15118:-20:AC}BPT_Dynamic_AC_CLResControlMode`
+    #[serde(rename = "BPT_Dynamic_AC_CLResControlMode")]
+    BptDynamicAcCLResControlMode(Box<BptDynamicAcCLResControlModeType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}BPT_InductiveEnergyReadingVARh`
+    #[serde(rename = "BPT_InductiveEnergyReadingVARh")]
+    BptInductiveEnergyReadingVARh(u64),
+    /// `{urn:iso:std:iso:15118:-20:AC}BPT_Scheduled_AC_CLReqControlMode`
+    #[serde(rename = "BPT_Scheduled_AC_CLReqControlMode")]
+    BptScheduledAcCLReqControlMode(Box<BptScheduledAcCLReqControlModeType>),
+    /// `{urn:iso:std:iso:15118:-20:AC}BPT_Scheduled_AC_CLResControlMode`
+    #[serde(rename = "BPT_Scheduled_AC_CLResControlMode")]
+    BptScheduledAcCLResControlMode(Box<BptScheduledAcCLResControlModeType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}BatteryEnergyCapacity`
+    #[serde(rename = "BatteryEnergyCapacity")]
+    BatteryEnergyCapacity(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}CLReqControlMode`
+    #[serde(rename = "CLReqControlMode")]
+    CLReqControlMode(Box<CLReqControlModeType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}CLResControlMode`
+    #[serde(rename = "CLResControlMode")]
+    CLResControlMode(Box<CLResControlModeType>),
+    /// `{http://www.w3.org/2000/09/xmldsig#}CanonicalizationMethod`
+    #[serde(rename = "CanonicalizationMethod")]
+    CanonicalizationMethod(Box<CanonicalizationMethodType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}CapacitiveEnergyReadingVARh`
+    #[serde(rename = "CapacitiveEnergyReadingVARh")]
+    CapacitiveEnergyReadingVARh(u64),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}ChargedEnergyReadingWh`
+    #[serde(rename = "ChargedEnergyReadingWh")]
+    ChargedEnergyReadingWh(u64),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}ChargingComplete`
+    #[serde(rename = "ChargingComplete")]
+    ChargingComplete(bool),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}CostPerUnit`
+    #[serde(rename = "CostPerUnit")]
+    CostPerUnit(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}DepartureTime`
+    #[serde(rename = "DepartureTime")]
+    DepartureTime(u32),
+    /// `{http://www.w3.org/2000/09/xmldsig#}DigestMethod`
+    #[serde(rename = "DigestMethod")]
+    DigestMethod(Box<DigestMethodType>),
+    /// `{http://www.w3.org/2000/09/xmldsig#}DigestValue`
+    #[serde(rename = "DigestValue")]
+    DigestValue(Base64Binary),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}DisplayParameters`
+    #[serde(rename = "DisplayParameters")]
+    DisplayParameters(Box<DisplayParametersType>),
+    /// `{urn:iso:std:iso:15118:-20:AC}Dynamic_AC_CLReqControlMode`
+    #[serde(rename = "Dynamic_AC_CLReqControlMode")]
+    DynamicAcCLReqControlMode(Box<DynamicAcCLReqControlModeType>),
+    /// `{urn:iso:std:iso:15118:-20:AC}Dynamic_AC_CLResControlMode`
+    #[serde(rename = "Dynamic_AC_CLResControlMode")]
+    DynamicAcCLResControlMode(Box<DynamicAcCLResControlModeType>),
+    /// `{urn:iso:std:iso:15118:-20:AC}EVMaximumChargePower`
+    #[serde(rename = "EVMaximumChargePower")]
+    EVMaximumChargePower(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:AC}EVMaximumChargePower_L2`
+    #[serde(rename = "EVMaximumChargePower_L2")]
+    EVMaximumChargePowerL2(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:AC}EVMaximumChargePower_L3`
+    #[serde(rename = "EVMaximumChargePower_L3")]
+    EVMaximumChargePowerL3(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:AC}EVMaximumDischargePower`
+    #[serde(rename = "EVMaximumDischargePower")]
+    EVMaximumDischargePower(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:AC}EVMaximumDischargePower_L2`
+    #[serde(rename = "EVMaximumDischargePower_L2")]
+    EVMaximumDischargePowerL2(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:AC}EVMaximumDischargePower_L3`
+    #[serde(rename = "EVMaximumDischargePower_L3")]
+    EVMaximumDischargePowerL3(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}EVMaximumEnergyRequest`
+    #[serde(rename = "EVMaximumEnergyRequest")]
+    EVMaximumEnergyRequest(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:AC}EVMaximumV2XEnergyRequest`
+    #[serde(rename = "EVMaximumV2XEnergyRequest")]
+    EVMaximumV2XEnergyRequest(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:AC}EVMinimumChargePower`
+    #[serde(rename = "EVMinimumChargePower")]
+    EVMinimumChargePower(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:AC}EVMinimumChargePower_L2`
+    #[serde(rename = "EVMinimumChargePower_L2")]
+    EVMinimumChargePowerL2(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:AC}EVMinimumChargePower_L3`
+    #[serde(rename = "EVMinimumChargePower_L3")]
+    EVMinimumChargePowerL3(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:AC}EVMinimumDischargePower`
+    #[serde(rename = "EVMinimumDischargePower")]
+    EVMinimumDischargePower(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:AC}EVMinimumDischargePower_L2`
+    #[serde(rename = "EVMinimumDischargePower_L2")]
+    EVMinimumDischargePowerL2(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:AC}EVMinimumDischargePower_L3`
+    #[serde(rename = "EVMinimumDischargePower_L3")]
+    EVMinimumDischargePowerL3(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}EVMinimumEnergyRequest`
+    #[serde(rename = "EVMinimumEnergyRequest")]
+    EVMinimumEnergyRequest(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:AC}EVMinimumV2XEnergyRequest`
+    #[serde(rename = "EVMinimumV2XEnergyRequest")]
+    EVMinimumV2XEnergyRequest(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:AC}EVPresentActivePower`
+    #[serde(rename = "EVPresentActivePower")]
+    EVPresentActivePower(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:AC}EVPresentActivePower_L2`
+    #[serde(rename = "EVPresentActivePower_L2")]
+    EVPresentActivePowerL2(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:AC}EVPresentActivePower_L3`
+    #[serde(rename = "EVPresentActivePower_L3")]
+    EVPresentActivePowerL3(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:AC}EVPresentReactivePower`
+    #[serde(rename = "EVPresentReactivePower")]
+    EVPresentReactivePower(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:AC}EVPresentReactivePower_L2`
+    #[serde(rename = "EVPresentReactivePower_L2")]
+    EVPresentReactivePowerL2(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:AC}EVPresentReactivePower_L3`
+    #[serde(rename = "EVPresentReactivePower_L3")]
+    EVPresentReactivePowerL3(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:AC}EVSEMaximumChargePower`
+    #[serde(rename = "EVSEMaximumChargePower")]
+    EVSEMaximumChargePower(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:AC}EVSEMaximumChargePower_L2`
+    #[serde(rename = "EVSEMaximumChargePower_L2")]
+    EVSEMaximumChargePowerL2(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:AC}EVSEMaximumChargePower_L3`
+    #[serde(rename = "EVSEMaximumChargePower_L3")]
+    EVSEMaximumChargePowerL3(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:AC}EVSEMaximumDischargePower`
+    #[serde(rename = "EVSEMaximumDischargePower")]
+    EVSEMaximumDischargePower(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:AC}EVSEMaximumDischargePower_L2`
+    #[serde(rename = "EVSEMaximumDischargePower_L2")]
+    EVSEMaximumDischargePowerL2(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:AC}EVSEMaximumDischargePower_L3`
+    #[serde(rename = "EVSEMaximumDischargePower_L3")]
+    EVSEMaximumDischargePowerL3(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:AC}EVSEMinimumChargePower`
+    #[serde(rename = "EVSEMinimumChargePower")]
+    EVSEMinimumChargePower(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:AC}EVSEMinimumChargePower_L2`
+    #[serde(rename = "EVSEMinimumChargePower_L2")]
+    EVSEMinimumChargePowerL2(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:AC}EVSEMinimumChargePower_L3`
+    #[serde(rename = "EVSEMinimumChargePower_L3")]
+    EVSEMinimumChargePowerL3(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:AC}EVSEMinimumDischargePower`
+    #[serde(rename = "EVSEMinimumDischargePower")]
+    EVSEMinimumDischargePower(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:AC}EVSEMinimumDischargePower_L2`
+    #[serde(rename = "EVSEMinimumDischargePower_L2")]
+    EVSEMinimumDischargePowerL2(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:AC}EVSEMinimumDischargePower_L3`
+    #[serde(rename = "EVSEMinimumDischargePower_L3")]
+    EVSEMinimumDischargePowerL3(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:AC}EVSENominalFrequency`
+    #[serde(rename = "EVSENominalFrequency")]
+    EVSENominalFrequency(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}EVSENotification`
+    #[serde(rename = "EVSENotification")]
+    EVSENotification(EvseNotificationType),
+    /// `{urn:iso:std:iso:15118:-20:AC}EVSEPowerRampLimitation`
+    #[serde(rename = "EVSEPowerRampLimitation")]
+    EVSEPowerRampLimitation(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:AC}EVSEPresentActivePower`
+    #[serde(rename = "EVSEPresentActivePower")]
+    EVSEPresentActivePower(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:AC}EVSEPresentActivePower_L2`
+    #[serde(rename = "EVSEPresentActivePower_L2")]
+    EVSEPresentActivePowerL2(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:AC}EVSEPresentActivePower_L3`
+    #[serde(rename = "EVSEPresentActivePower_L3")]
+    EVSEPresentActivePowerL3(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}EVSEStatus`
+    #[serde(rename = "EVSEStatus")]
+    EVSEStatus(Box<EVSEStatusType>),
+    /// `{urn:iso:std:iso:15118:-20:AC}EVSETargetActivePower`
+    #[serde(rename = "EVSETargetActivePower")]
+    EVSETargetActivePower(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:AC}EVSETargetActivePower_L2`
+    #[serde(rename = "EVSETargetActivePower_L2")]
+    EVSETargetActivePowerL2(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:AC}EVSETargetActivePower_L3`
+    #[serde(rename = "EVSETargetActivePower_L3")]
+    EVSETargetActivePowerL3(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:AC}EVSETargetFrequency`
+    #[serde(rename = "EVSETargetFrequency")]
+    EVSETargetFrequency(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:AC}EVSETargetReactivePower`
+    #[serde(rename = "EVSETargetReactivePower")]
+    EVSETargetReactivePower(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:AC}EVSETargetReactivePower_L2`
+    #[serde(rename = "EVSETargetReactivePower_L2")]
+    EVSETargetReactivePowerL2(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:AC}EVSETargetReactivePower_L3`
+    #[serde(rename = "EVSETargetReactivePower_L3")]
+    EVSETargetReactivePowerL3(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}EVTargetEnergyRequest`
+    #[serde(rename = "EVTargetEnergyRequest")]
+    EVTargetEnergyRequest(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}EnergyCosts`
+    #[serde(rename = "EnergyCosts")]
+    EnergyCosts(Box<DetailedCostType>),
+    /// `{http://www.w3.org/2000/09/xmldsig#}Exponent`
+    #[serde(rename = "Exponent")]
+    Exponent(Base64Binary),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}Exponent`
+    #[serde(rename = "{urn:iso:std:iso:15118:-20:CommonTypes}Exponent")]
+    Exponent_(i8),
+    /// `{http://www.w3.org/2000/09/xmldsig#}G`
+    #[serde(rename = "G")]
+    G(Base64Binary),
+    /// `{http://www.w3.org/2000/09/xmldsig#}HMACOutputLength`
+    #[serde(rename = "HMACOutputLength")]
+    HMACOutputLength(i64),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}Header`
+    #[serde(rename = "Header")]
+    Header(Box<MessageHeaderType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}InletHot`
+    #[serde(rename = "InletHot")]
+    InletHot(bool),
+    /// `{http://www.w3.org/2000/09/xmldsig#}J`
+    #[serde(rename = "J")]
+    J(Base64Binary),
+    /// `{http://www.w3.org/2000/09/xmldsig#}KeyInfo`
+    #[serde(rename = "KeyInfo")]
+    KeyInfo(Box<KeyInfoType>),
+    /// `{http://www.w3.org/2000/09/xmldsig#}KeyName`
+    #[serde(rename = "KeyName")]
+    KeyName(String),
+    /// `{http://www.w3.org/2000/09/xmldsig#}KeyValue`
+    #[serde(rename = "KeyValue")]
+    KeyValue(Box<KeyValueType>),
+    /// `{http://www.w3.org/2000/09/xmldsig#}Manifest`
+    #[serde(rename = "Manifest")]
+    Manifest(Box<ManifestType>),
+    /// `{urn:iso:std:iso:15118:-20:AC}MaximumPowerAsymmetry`
+    #[serde(rename = "MaximumPowerAsymmetry")]
+    MaximumPowerAsymmetry(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}MaximumSOC`
+    #[serde(rename = "MaximumSOC")]
+    MaximumSOC(u8),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}MeterID`
+    #[serde(rename = "MeterID")]
+    MeterID(String),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}MeterInfo`
+    #[serde(rename = "MeterInfo")]
+    MeterInfo(Box<MeterInfoType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}MeterInfoRequested`
+    #[serde(rename = "MeterInfoRequested")]
+    MeterInfoRequested(bool),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}MeterSignature`
+    #[serde(rename = "MeterSignature")]
+    MeterSignature(Base64Binary),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}MeterStatus`
+    #[serde(rename = "MeterStatus")]
+    MeterStatus(i16),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}MeterTimestamp`
+    #[serde(rename = "MeterTimestamp")]
+    MeterTimestamp(u64),
+    /// `{http://www.w3.org/2000/09/xmldsig#}MgmtData`
+    #[serde(rename = "MgmtData")]
+    MgmtData(String),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}MinimumSOC`
+    #[serde(rename = "MinimumSOC")]
+    MinimumSOC(u8),
+    /// `{http://www.w3.org/2000/09/xmldsig#}Modulus`
+    #[serde(rename = "Modulus")]
+    Modulus(Base64Binary),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}NotificationMaxDelay`
+    #[serde(rename = "NotificationMaxDelay")]
+    NotificationMaxDelay(u16),
+    /// `{http://www.w3.org/2000/09/xmldsig#}Object`
+    #[serde(rename = "Object")]
+    Object(Box<ObjectType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}OccupancyCosts`
+    #[serde(rename = "OccupancyCosts")]
+    OccupancyCosts(Box<DetailedCostType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}OverstayCosts`
+    #[serde(rename = "OverstayCosts")]
+    OverstayCosts(Box<DetailedCostType>),
+    /// `{http://www.w3.org/2000/09/xmldsig#}P`
+    #[serde(rename = "P")]
+    P(Base64Binary),
+    /// `{http://www.w3.org/2000/09/xmldsig#}PGPKeyID`
+    #[serde(rename = "PGPKeyID")]
+    PGPKeyID(Base64Binary),
+    /// `{http://www.w3.org/2000/09/xmldsig#}PGPKeyPacket`
+    #[serde(rename = "PGPKeyPacket")]
+    PGPKeyPacket(Base64Binary),
+    /// `{http://www.w3.org/2000/09/xmldsig#}PgenCounter`
+    #[serde(rename = "PgenCounter")]
+    PgenCounter(Base64Binary),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}PresentSOC`
+    #[serde(rename = "PresentSOC")]
+    PresentSOC(u8),
+    /// `{http://www.w3.org/2000/09/xmldsig#}Q`
+    #[serde(rename = "Q")]
+    Q(Base64Binary),
+    /// `{http://www.w3.org/2000/09/xmldsig#}RSAKeyValue`
+    #[serde(rename = "RSAKeyValue")]
+    RSAKeyValue(Box<RSAKeyValueType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}Receipt`
+    #[serde(rename = "Receipt")]
+    Receipt(Box<ReceiptType>),
+    /// `{http://www.w3.org/2000/09/xmldsig#}Reference`
+    #[serde(rename = "Reference")]
+    Reference(Box<ReferenceType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}RemainingTimeToMaximumSOC`
+    #[serde(rename = "RemainingTimeToMaximumSOC")]
+    RemainingTimeToMaximumSOC(u32),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}RemainingTimeToMinimumSOC`
+    #[serde(rename = "RemainingTimeToMinimumSOC")]
+    RemainingTimeToMinimumSOC(u32),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}RemainingTimeToTargetSOC`
+    #[serde(rename = "RemainingTimeToTargetSOC")]
+    RemainingTimeToTargetSOC(u32),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}ResponseCode`
+    #[serde(rename = "ResponseCode")]
+    ResponseCode(ResponseCodeType),
+    /// `{http://www.w3.org/2000/09/xmldsig#}RetrievalMethod`
+    #[serde(rename = "RetrievalMethod")]
+    RetrievalMethod(Box<RetrievalMethodType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}RootCertificateID`
+    #[serde(rename = "RootCertificateID")]
+    RootCertificateID(Box<X509IssuerSerialType>),
+    /// `{http://www.w3.org/2000/09/xmldsig#}SPKISexp`
+    #[serde(rename = "SPKISexp")]
+    SPKISexp(Base64Binary),
+    /// `{urn:iso:std:iso:15118:-20:AC}Scheduled_AC_CLReqControlMode`
+    #[serde(rename = "Scheduled_AC_CLReqControlMode")]
+    ScheduledAcCLReqControlMode(Box<ScheduledAcCLReqControlModeType>),
+    /// `{urn:iso:std:iso:15118:-20:AC}Scheduled_AC_CLResControlMode`
+    #[serde(rename = "Scheduled_AC_CLResControlMode")]
+    ScheduledAcCLResControlMode(Box<ScheduledAcCLResControlModeType>),
+    /// `{http://www.w3.org/2000/09/xmldsig#}Seed`
+    #[serde(rename = "Seed")]
+    Seed(Base64Binary),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}SessionID`
+    #[serde(rename = "SessionID")]
+    SessionID(HexBinary),
+    /// `{http://www.w3.org/2000/09/xmldsig#}Signature`
+    #[serde(rename = "Signature")]
+    Signature(Box<SignatureType>),
+    /// `{http://www.w3.org/2000/09/xmldsig#}SignatureMethod`
+    #[serde(rename = "SignatureMethod")]
+    SignatureMethod(Box<SignatureMethodType>),
+    /// `{http://www.w3.org/2000/09/xmldsig#}SignatureProperties`
+    #[serde(rename = "SignatureProperties")]
+    SignatureProperties(Box<SignaturePropertiesType>),
+    /// `{http://www.w3.org/2000/09/xmldsig#}SignatureProperty`
+    #[serde(rename = "SignatureProperty")]
+    SignatureProperty(Box<SignaturePropertyType>),
+    /// `{http://www.w3.org/2000/09/xmldsig#}SignatureValue`
+    #[serde(rename = "SignatureValue")]
+    SignatureValue(Box<SignatureValueType>),
+    /// `{http://www.w3.org/2000/09/xmldsig#}SignedInfo`
+    #[serde(rename = "SignedInfo")]
+    SignedInfo(Box<SignedInfoType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}TargetSOC`
+    #[serde(rename = "TargetSOC")]
+    TargetSOC(u8),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}TaxCosts`
+    #[serde(rename = "TaxCosts")]
+    TaxCosts(Box<DetailedTaxType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}TaxRuleID`
+    #[serde(rename = "TaxRuleID")]
+    TaxRuleID(u32),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}TimeAnchor`
+    #[serde(rename = "TimeAnchor")]
+    TimeAnchor(u64),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}TimeStamp`
+    #[serde(rename = "TimeStamp")]
+    TimeStamp(u64),
+    /// `{http://www.w3.org/2000/09/xmldsig#}Transform`
+    #[serde(rename = "Transform")]
+    Transform(Box<TransformType>),
+    /// `{http://www.w3.org/2000/09/xmldsig#}Transforms`
+    #[serde(rename = "Transforms")]
+    Transforms(Box<TransformsType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}Value`
+    #[serde(rename = "Value")]
+    Value(i16),
+    /// `{http://www.w3.org/2000/09/xmldsig#}X509CRL`
+    #[serde(rename = "X509CRL")]
+    X509CRL(Base64Binary),
+    /// `{http://www.w3.org/2000/09/xmldsig#}X509Certificate`
+    #[serde(rename = "X509Certificate")]
+    X509Certificate(Base64Binary),
+    /// `{http://www.w3.org/2000/09/xmldsig#}X509Data`
+    #[serde(rename = "X509Data")]
+    X509Data(Box<X509DataType>),
+    /// `{http://www.w3.org/2000/09/xmldsig#}X509IssuerName`
+    #[serde(rename = "X509IssuerName")]
+    X509IssuerName(String),
+    /// `{http://www.w3.org/2000/09/xmldsig#}X509IssuerSerial`
+    #[serde(rename = "X509IssuerSerial")]
+    X509IssuerSerial(Box<X509IssuerSerialType>),
+    /// `{http://www.w3.org/2000/09/xmldsig#}X509SKI`
+    #[serde(rename = "X509SKI")]
+    X509SKI(Base64Binary),
+    /// `{http://www.w3.org/2000/09/xmldsig#}X509SerialNumber`
+    #[serde(rename = "X509SerialNumber")]
+    X509SerialNumber(i64),
+    /// `{http://www.w3.org/2000/09/xmldsig#}X509SubjectName`
+    #[serde(rename = "X509SubjectName")]
+    X509SubjectName(String),
+    /// `{http://www.w3.org/2000/09/xmldsig#}XPath`
+    #[serde(rename = "XPath")]
+    XPath(String),
+    /// `{http://www.w3.org/2000/09/xmldsig#}Y`
+    #[serde(rename = "Y")]
+    Y(Base64Binary),
+}
+
+impl Fragment {
+    /// Encodes the fragment (header `0x80`, the element, ED) onto `out`.
+    pub fn encode(&self, out: &mut Vec<u8>) -> Result<(), ExiError> {
+        let mut bw = BitWriter::new();
+        let w = &mut bw;
+        w.bits(8, u32::from(HEADER));
+        match self {
+            Fragment::AcCPDReqEnergyTransferMode(x) => {
+                w.event(0, 156);
+                x.encode(w)?;
+            }
+            Fragment::AcCPDResEnergyTransferMode(x) => {
+                w.event(1, 156);
+                x.encode(w)?;
+            }
+            Fragment::AcChargeLoopReq(x) => {
+                w.event(2, 156);
+                x.encode(w)?;
+            }
+            Fragment::AcChargeLoopRes(x) => {
+                w.event(3, 156);
+                x.encode(w)?;
+            }
+            Fragment::AcChargeParameterDiscoveryReq(x) => {
+                w.event(4, 156);
+                x.encode(w)?;
+            }
+            Fragment::AcChargeParameterDiscoveryRes(x) => {
+                w.event(5, 156);
+                x.encode(w)?;
+            }
+            Fragment::AckMaxDelay(x) => {
+                w.event(6, 156);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, 65535)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::AdditionalServicesCosts(x) => {
+                w.event(7, 156);
+                x.encode(w)?;
+            }
+            Fragment::Amount(x) => {
+                w.event(8, 156);
+                x.encode(w)?;
+            }
+            Fragment::BptAcCPDReqEnergyTransferMode(x) => {
+                w.event(9, 156);
+                x.encode(w)?;
+            }
+            Fragment::BptAcCPDResEnergyTransferMode(x) => {
+                w.event(10, 156);
+                x.encode(w)?;
+            }
+            Fragment::BptDischargedEnergyReadingWh(x) => {
+                w.event(11, 156);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, i128::MAX)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::BptDynamicAcCLReqControlMode(x) => {
+                w.event(12, 156);
+                x.encode(w)?;
+            }
+            Fragment::BptDynamicAcCLResControlMode(x) => {
+                w.event(13, 156);
+                x.encode(w)?;
+            }
+            Fragment::BptInductiveEnergyReadingVARh(x) => {
+                w.event(14, 156);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, i128::MAX)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::BptScheduledAcCLReqControlMode(x) => {
+                w.event(15, 156);
+                x.encode(w)?;
+            }
+            Fragment::BptScheduledAcCLResControlMode(x) => {
+                w.event(16, 156);
+                x.encode(w)?;
+            }
+            Fragment::BatteryEnergyCapacity(x) => {
+                w.event(17, 156);
+                x.encode(w)?;
+            }
+            Fragment::CLReqControlMode(x) => {
+                w.event(18, 156);
+                x.encode(w)?;
+            }
+            Fragment::CLResControlMode(x) => {
+                w.event(19, 156);
+                x.encode(w)?;
+            }
+            Fragment::CanonicalizationMethod(x) => {
+                w.event(20, 156);
+                x.encode(w)?;
+            }
+            Fragment::CapacitiveEnergyReadingVARh(x) => {
+                w.event(21, 156);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, i128::MAX)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::ChargedEnergyReadingWh(x) => {
+                w.event(22, 156);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, i128::MAX)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::ChargingComplete(x) => {
+                w.event(23, 156);
+                elem_value(w, false, |w| {
+                    w.bits(1, u32::from(*x));
+                    Ok(())
+                })?;
+            }
+            Fragment::CostPerUnit(x) => {
+                w.event(24, 156);
+                x.encode(w)?;
+            }
+            Fragment::DepartureTime(x) => {
+                w.event(26, 156);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, 4294967295)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::DigestMethod(x) => {
+                w.event(27, 156);
+                x.encode(w)?;
+            }
+            Fragment::DigestValue(x) => {
+                w.event(28, 156);
+                binary_elem(w, &x.0, 0, None)?;
+            }
+            Fragment::DisplayParameters(x) => {
+                w.event(29, 156);
+                x.encode(w)?;
+            }
+            Fragment::DynamicAcCLReqControlMode(x) => {
+                w.event(30, 156);
+                x.encode(w)?;
+            }
+            Fragment::DynamicAcCLResControlMode(x) => {
+                w.event(31, 156);
+                x.encode(w)?;
+            }
+            Fragment::EVMaximumChargePower(x) => {
+                w.event(32, 156);
+                x.encode(w)?;
+            }
+            Fragment::EVMaximumChargePowerL2(x) => {
+                w.event(33, 156);
+                x.encode(w)?;
+            }
+            Fragment::EVMaximumChargePowerL3(x) => {
+                w.event(34, 156);
+                x.encode(w)?;
+            }
+            Fragment::EVMaximumDischargePower(x) => {
+                w.event(35, 156);
+                x.encode(w)?;
+            }
+            Fragment::EVMaximumDischargePowerL2(x) => {
+                w.event(36, 156);
+                x.encode(w)?;
+            }
+            Fragment::EVMaximumDischargePowerL3(x) => {
+                w.event(37, 156);
+                x.encode(w)?;
+            }
+            Fragment::EVMaximumEnergyRequest(x) => {
+                w.event(38, 156);
+                x.encode(w)?;
+            }
+            Fragment::EVMaximumV2XEnergyRequest(x) => {
+                w.event(39, 156);
+                x.encode(w)?;
+            }
+            Fragment::EVMinimumChargePower(x) => {
+                w.event(40, 156);
+                x.encode(w)?;
+            }
+            Fragment::EVMinimumChargePowerL2(x) => {
+                w.event(41, 156);
+                x.encode(w)?;
+            }
+            Fragment::EVMinimumChargePowerL3(x) => {
+                w.event(42, 156);
+                x.encode(w)?;
+            }
+            Fragment::EVMinimumDischargePower(x) => {
+                w.event(43, 156);
+                x.encode(w)?;
+            }
+            Fragment::EVMinimumDischargePowerL2(x) => {
+                w.event(44, 156);
+                x.encode(w)?;
+            }
+            Fragment::EVMinimumDischargePowerL3(x) => {
+                w.event(45, 156);
+                x.encode(w)?;
+            }
+            Fragment::EVMinimumEnergyRequest(x) => {
+                w.event(46, 156);
+                x.encode(w)?;
+            }
+            Fragment::EVMinimumV2XEnergyRequest(x) => {
+                w.event(47, 156);
+                x.encode(w)?;
+            }
+            Fragment::EVPresentActivePower(x) => {
+                w.event(48, 156);
+                x.encode(w)?;
+            }
+            Fragment::EVPresentActivePowerL2(x) => {
+                w.event(49, 156);
+                x.encode(w)?;
+            }
+            Fragment::EVPresentActivePowerL3(x) => {
+                w.event(50, 156);
+                x.encode(w)?;
+            }
+            Fragment::EVPresentReactivePower(x) => {
+                w.event(51, 156);
+                x.encode(w)?;
+            }
+            Fragment::EVPresentReactivePowerL2(x) => {
+                w.event(52, 156);
+                x.encode(w)?;
+            }
+            Fragment::EVPresentReactivePowerL3(x) => {
+                w.event(53, 156);
+                x.encode(w)?;
+            }
+            Fragment::EVSEMaximumChargePower(x) => {
+                w.event(54, 156);
+                x.encode(w)?;
+            }
+            Fragment::EVSEMaximumChargePowerL2(x) => {
+                w.event(55, 156);
+                x.encode(w)?;
+            }
+            Fragment::EVSEMaximumChargePowerL3(x) => {
+                w.event(56, 156);
+                x.encode(w)?;
+            }
+            Fragment::EVSEMaximumDischargePower(x) => {
+                w.event(57, 156);
+                x.encode(w)?;
+            }
+            Fragment::EVSEMaximumDischargePowerL2(x) => {
+                w.event(58, 156);
+                x.encode(w)?;
+            }
+            Fragment::EVSEMaximumDischargePowerL3(x) => {
+                w.event(59, 156);
+                x.encode(w)?;
+            }
+            Fragment::EVSEMinimumChargePower(x) => {
+                w.event(60, 156);
+                x.encode(w)?;
+            }
+            Fragment::EVSEMinimumChargePowerL2(x) => {
+                w.event(61, 156);
+                x.encode(w)?;
+            }
+            Fragment::EVSEMinimumChargePowerL3(x) => {
+                w.event(62, 156);
+                x.encode(w)?;
+            }
+            Fragment::EVSEMinimumDischargePower(x) => {
+                w.event(63, 156);
+                x.encode(w)?;
+            }
+            Fragment::EVSEMinimumDischargePowerL2(x) => {
+                w.event(64, 156);
+                x.encode(w)?;
+            }
+            Fragment::EVSEMinimumDischargePowerL3(x) => {
+                w.event(65, 156);
+                x.encode(w)?;
+            }
+            Fragment::EVSENominalFrequency(x) => {
+                w.event(66, 156);
+                x.encode(w)?;
+            }
+            Fragment::EVSENotification(x) => {
+                w.event(67, 156);
+                elem_value(w, false, |w| {
+                    enc_enum(w, x.index(), EvseNotificationType::COUNT);
+                    Ok(())
+                })?;
+            }
+            Fragment::EVSEPowerRampLimitation(x) => {
+                w.event(68, 156);
+                x.encode(w)?;
+            }
+            Fragment::EVSEPresentActivePower(x) => {
+                w.event(69, 156);
+                x.encode(w)?;
+            }
+            Fragment::EVSEPresentActivePowerL2(x) => {
+                w.event(70, 156);
+                x.encode(w)?;
+            }
+            Fragment::EVSEPresentActivePowerL3(x) => {
+                w.event(71, 156);
+                x.encode(w)?;
+            }
+            Fragment::EVSEStatus(x) => {
+                w.event(72, 156);
+                x.encode(w)?;
+            }
+            Fragment::EVSETargetActivePower(x) => {
+                w.event(73, 156);
+                x.encode(w)?;
+            }
+            Fragment::EVSETargetActivePowerL2(x) => {
+                w.event(74, 156);
+                x.encode(w)?;
+            }
+            Fragment::EVSETargetActivePowerL3(x) => {
+                w.event(75, 156);
+                x.encode(w)?;
+            }
+            Fragment::EVSETargetFrequency(x) => {
+                w.event(76, 156);
+                x.encode(w)?;
+            }
+            Fragment::EVSETargetReactivePower(x) => {
+                w.event(77, 156);
+                x.encode(w)?;
+            }
+            Fragment::EVSETargetReactivePowerL2(x) => {
+                w.event(78, 156);
+                x.encode(w)?;
+            }
+            Fragment::EVSETargetReactivePowerL3(x) => {
+                w.event(79, 156);
+                x.encode(w)?;
+            }
+            Fragment::EVTargetEnergyRequest(x) => {
+                w.event(80, 156);
+                x.encode(w)?;
+            }
+            Fragment::EnergyCosts(x) => {
+                w.event(81, 156);
+                x.encode(w)?;
+            }
+            Fragment::Exponent(x) => {
+                w.event(82, 156);
+                binary_elem(w, &x.0, 0, None)?;
+            }
+            Fragment::Exponent_(x) => {
+                w.event(83, 156);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), -128, 127)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::G(x) => {
+                w.event(84, 156);
+                binary_elem(w, &x.0, 0, None)?;
+            }
+            Fragment::HMACOutputLength(x) => {
+                w.event(85, 156);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), i128::MIN, i128::MAX)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::Header(x) => {
+                w.event(86, 156);
+                x.encode(w)?;
+            }
+            Fragment::InletHot(x) => {
+                w.event(87, 156);
+                elem_value(w, false, |w| {
+                    w.bits(1, u32::from(*x));
+                    Ok(())
+                })?;
+            }
+            Fragment::J(x) => {
+                w.event(88, 156);
+                binary_elem(w, &x.0, 0, None)?;
+            }
+            Fragment::KeyInfo(x) => {
+                w.event(89, 156);
+                x.encode(w)?;
+            }
+            Fragment::KeyName(x) => {
+                w.event(90, 156);
+                string_elem(w, x, 0, None)?;
+            }
+            Fragment::KeyValue(x) => {
+                w.event(91, 156);
+                x.encode(w)?;
+            }
+            Fragment::Manifest(x) => {
+                w.event(92, 156);
+                x.encode(w)?;
+            }
+            Fragment::MaximumPowerAsymmetry(x) => {
+                w.event(93, 156);
+                x.encode(w)?;
+            }
+            Fragment::MaximumSOC(x) => {
+                w.event(94, 156);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, 100)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::MeterID(x) => {
+                w.event(95, 156);
+                string_elem(w, x, 0, Some(32))?;
+            }
+            Fragment::MeterInfo(x) => {
+                w.event(96, 156);
+                x.encode(w)?;
+            }
+            Fragment::MeterInfoRequested(x) => {
+                w.event(97, 156);
+                elem_value(w, false, |w| {
+                    w.bits(1, u32::from(*x));
+                    Ok(())
+                })?;
+            }
+            Fragment::MeterSignature(x) => {
+                w.event(98, 156);
+                binary_elem(w, &x.0, 0, Some(64))?;
+            }
+            Fragment::MeterStatus(x) => {
+                w.event(99, 156);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), -32768, 32767)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::MeterTimestamp(x) => {
+                w.event(100, 156);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, i128::MAX)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::MgmtData(x) => {
+                w.event(101, 156);
+                string_elem(w, x, 0, None)?;
+            }
+            Fragment::MinimumSOC(x) => {
+                w.event(102, 156);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, 100)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::Modulus(x) => {
+                w.event(103, 156);
+                binary_elem(w, &x.0, 0, None)?;
+            }
+            Fragment::NotificationMaxDelay(x) => {
+                w.event(104, 156);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, 65535)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::Object(x) => {
+                w.event(105, 156);
+                x.encode(w)?;
+            }
+            Fragment::OccupancyCosts(x) => {
+                w.event(106, 156);
+                x.encode(w)?;
+            }
+            Fragment::OverstayCosts(x) => {
+                w.event(107, 156);
+                x.encode(w)?;
+            }
+            Fragment::P(x) => {
+                w.event(108, 156);
+                binary_elem(w, &x.0, 0, None)?;
+            }
+            Fragment::PGPKeyID(x) => {
+                w.event(110, 156);
+                binary_elem(w, &x.0, 0, None)?;
+            }
+            Fragment::PGPKeyPacket(x) => {
+                w.event(111, 156);
+                binary_elem(w, &x.0, 0, None)?;
+            }
+            Fragment::PgenCounter(x) => {
+                w.event(112, 156);
+                binary_elem(w, &x.0, 0, None)?;
+            }
+            Fragment::PresentSOC(x) => {
+                w.event(113, 156);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, 100)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::Q(x) => {
+                w.event(114, 156);
+                binary_elem(w, &x.0, 0, None)?;
+            }
+            Fragment::RSAKeyValue(x) => {
+                w.event(115, 156);
+                x.encode(w)?;
+            }
+            Fragment::Receipt(x) => {
+                w.event(116, 156);
+                x.encode(w)?;
+            }
+            Fragment::Reference(x) => {
+                w.event(117, 156);
+                x.encode(w)?;
+            }
+            Fragment::RemainingTimeToMaximumSOC(x) => {
+                w.event(118, 156);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, 4294967295)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::RemainingTimeToMinimumSOC(x) => {
+                w.event(119, 156);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, 4294967295)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::RemainingTimeToTargetSOC(x) => {
+                w.event(120, 156);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, 4294967295)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::ResponseCode(x) => {
+                w.event(121, 156);
+                elem_value(w, false, |w| {
+                    enc_enum(w, x.index(), ResponseCodeType::COUNT);
+                    Ok(())
+                })?;
+            }
+            Fragment::RetrievalMethod(x) => {
+                w.event(122, 156);
+                x.encode(w)?;
+            }
+            Fragment::RootCertificateID(x) => {
+                w.event(123, 156);
+                x.encode(w)?;
+            }
+            Fragment::SPKISexp(x) => {
+                w.event(125, 156);
+                binary_elem(w, &x.0, 0, None)?;
+            }
+            Fragment::ScheduledAcCLReqControlMode(x) => {
+                w.event(126, 156);
+                x.encode(w)?;
+            }
+            Fragment::ScheduledAcCLResControlMode(x) => {
+                w.event(127, 156);
+                x.encode(w)?;
+            }
+            Fragment::Seed(x) => {
+                w.event(128, 156);
+                binary_elem(w, &x.0, 0, None)?;
+            }
+            Fragment::SessionID(x) => {
+                w.event(129, 156);
+                binary_elem(w, &x.0, 8, Some(8))?;
+            }
+            Fragment::Signature(x) => {
+                w.event(130, 156);
+                x.encode(w)?;
+            }
+            Fragment::SignatureMethod(x) => {
+                w.event(131, 156);
+                x.encode(w)?;
+            }
+            Fragment::SignatureProperties(x) => {
+                w.event(132, 156);
+                x.encode(w)?;
+            }
+            Fragment::SignatureProperty(x) => {
+                w.event(133, 156);
+                x.encode(w)?;
+            }
+            Fragment::SignatureValue(x) => {
+                w.event(134, 156);
+                x.encode(w)?;
+            }
+            Fragment::SignedInfo(x) => {
+                w.event(135, 156);
+                x.encode(w)?;
+            }
+            Fragment::TargetSOC(x) => {
+                w.event(136, 156);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, 100)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::TaxCosts(x) => {
+                w.event(137, 156);
+                x.encode(w)?;
+            }
+            Fragment::TaxRuleID(x) => {
+                w.event(138, 156);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 1, 4294967295)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::TimeAnchor(x) => {
+                w.event(139, 156);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, i128::MAX)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::TimeStamp(x) => {
+                w.event(140, 156);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, i128::MAX)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::Transform(x) => {
+                w.event(141, 156);
+                x.encode(w)?;
+            }
+            Fragment::Transforms(x) => {
+                w.event(142, 156);
+                x.encode(w)?;
+            }
+            Fragment::Value(x) => {
+                w.event(143, 156);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), -32768, 32767)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::X509CRL(x) => {
+                w.event(144, 156);
+                binary_elem(w, &x.0, 0, None)?;
+            }
+            Fragment::X509Certificate(x) => {
+                w.event(145, 156);
+                binary_elem(w, &x.0, 0, None)?;
+            }
+            Fragment::X509Data(x) => {
+                w.event(146, 156);
+                x.encode(w)?;
+            }
+            Fragment::X509IssuerName(x) => {
+                w.event(147, 156);
+                string_elem(w, x, 0, None)?;
+            }
+            Fragment::X509IssuerSerial(x) => {
+                w.event(148, 156);
+                x.encode(w)?;
+            }
+            Fragment::X509SKI(x) => {
+                w.event(149, 156);
+                binary_elem(w, &x.0, 0, None)?;
+            }
+            Fragment::X509SerialNumber(x) => {
+                w.event(150, 156);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), i128::MIN, i128::MAX)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::X509SubjectName(x) => {
+                w.event(151, 156);
+                string_elem(w, x, 0, None)?;
+            }
+            Fragment::XPath(x) => {
+                w.event(152, 156);
+                string_elem(w, x, 0, None)?;
+            }
+            Fragment::Y(x) => {
+                w.event(153, 156);
+                binary_elem(w, &x.0, 0, None)?;
+            }
+        }
+        w.event(155, 156);
+        out.extend_from_slice(&bw.finish());
+        Ok(())
+    }
+
+    /// Decodes a fragment of one element.
+    pub fn decode(bytes: &[u8]) -> Result<Fragment, ExiError> {
+        let mut rd = BitReader::new(bytes);
+        let r = &mut rd;
+        let h = r.bits(8)? as u8;
+        if h != HEADER {
+            return Err(ExiError::Header(h));
+        }
+        let code = r.event(156)?;
+        let f = match code {
+            0 => Fragment::AcCPDReqEnergyTransferMode(Box::new(
+                AcCPDReqEnergyTransferModeType::decode(r)?,
+            )),
+            1 => Fragment::AcCPDResEnergyTransferMode(Box::new(
+                AcCPDResEnergyTransferModeType::decode(r)?,
+            )),
+            2 => Fragment::AcChargeLoopReq(Box::new(AcChargeLoopReqType::decode(r)?)),
+            3 => Fragment::AcChargeLoopRes(Box::new(AcChargeLoopResType::decode(r)?)),
+            4 => Fragment::AcChargeParameterDiscoveryReq(Box::new(
+                AcChargeParameterDiscoveryReqType::decode(r)?,
+            )),
+            5 => Fragment::AcChargeParameterDiscoveryRes(Box::new(
+                AcChargeParameterDiscoveryResType::decode(r)?,
+            )),
+            6 => Fragment::AckMaxDelay(
+                dec_elem_value(r, false, |r| Ok(int_into::<u16>(dec_int(r, 0, 65535)?)?))?
+                    .ok_or_else(|| missing("AckMaxDelay"))?,
+            ),
+            7 => Fragment::AdditionalServicesCosts(Box::new(DetailedCostType::decode(r)?)),
+            8 => Fragment::Amount(Box::new(RationalNumberType::decode(r)?)),
+            9 => Fragment::BptAcCPDReqEnergyTransferMode(Box::new(
+                BptAcCPDReqEnergyTransferModeType::decode(r)?,
+            )),
+            10 => Fragment::BptAcCPDResEnergyTransferMode(Box::new(
+                BptAcCPDResEnergyTransferModeType::decode(r)?,
+            )),
+            11 => Fragment::BptDischargedEnergyReadingWh(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<u64>(dec_int(r, 0, i128::MAX)?)?)
+                })?
+                .ok_or_else(|| missing("BPT_DischargedEnergyReadingWh"))?,
+            ),
+            12 => Fragment::BptDynamicAcCLReqControlMode(Box::new(
+                BptDynamicAcCLReqControlModeType::decode(r)?,
+            )),
+            13 => Fragment::BptDynamicAcCLResControlMode(Box::new(
+                BptDynamicAcCLResControlModeType::decode(r)?,
+            )),
+            14 => Fragment::BptInductiveEnergyReadingVARh(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<u64>(dec_int(r, 0, i128::MAX)?)?)
+                })?
+                .ok_or_else(|| missing("BPT_InductiveEnergyReadingVARh"))?,
+            ),
+            15 => Fragment::BptScheduledAcCLReqControlMode(Box::new(
+                BptScheduledAcCLReqControlModeType::decode(r)?,
+            )),
+            16 => Fragment::BptScheduledAcCLResControlMode(Box::new(
+                BptScheduledAcCLResControlModeType::decode(r)?,
+            )),
+            17 => Fragment::BatteryEnergyCapacity(Box::new(RationalNumberType::decode(r)?)),
+            18 => Fragment::CLReqControlMode(Box::new(CLReqControlModeType::decode(r)?)),
+            19 => Fragment::CLResControlMode(Box::new(CLResControlModeType::decode(r)?)),
+            20 => {
+                Fragment::CanonicalizationMethod(Box::new(CanonicalizationMethodType::decode(r)?))
+            }
+            21 => Fragment::CapacitiveEnergyReadingVARh(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<u64>(dec_int(r, 0, i128::MAX)?)?)
+                })?
+                .ok_or_else(|| missing("CapacitiveEnergyReadingVARh"))?,
+            ),
+            22 => Fragment::ChargedEnergyReadingWh(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<u64>(dec_int(r, 0, i128::MAX)?)?)
+                })?
+                .ok_or_else(|| missing("ChargedEnergyReadingWh"))?,
+            ),
+            23 => Fragment::ChargingComplete(
+                dec_elem_value(r, false, |r| Ok(dec_bool(r)?))?
+                    .ok_or_else(|| missing("ChargingComplete"))?,
+            ),
+            24 => Fragment::CostPerUnit(Box::new(RationalNumberType::decode(r)?)),
+            26 => Fragment::DepartureTime(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<u32>(dec_int(r, 0, 4294967295)?)?)
+                })?
+                .ok_or_else(|| missing("DepartureTime"))?,
+            ),
+            27 => Fragment::DigestMethod(Box::new(DigestMethodType::decode(r)?)),
+            28 => Fragment::DigestValue(
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
+                    .unwrap_or_default(),
+            ),
+            29 => Fragment::DisplayParameters(Box::new(DisplayParametersType::decode(r)?)),
+            30 => Fragment::DynamicAcCLReqControlMode(Box::new(
+                DynamicAcCLReqControlModeType::decode(r)?,
+            )),
+            31 => Fragment::DynamicAcCLResControlMode(Box::new(
+                DynamicAcCLResControlModeType::decode(r)?,
+            )),
+            32 => Fragment::EVMaximumChargePower(Box::new(RationalNumberType::decode(r)?)),
+            33 => Fragment::EVMaximumChargePowerL2(Box::new(RationalNumberType::decode(r)?)),
+            34 => Fragment::EVMaximumChargePowerL3(Box::new(RationalNumberType::decode(r)?)),
+            35 => Fragment::EVMaximumDischargePower(Box::new(RationalNumberType::decode(r)?)),
+            36 => Fragment::EVMaximumDischargePowerL2(Box::new(RationalNumberType::decode(r)?)),
+            37 => Fragment::EVMaximumDischargePowerL3(Box::new(RationalNumberType::decode(r)?)),
+            38 => Fragment::EVMaximumEnergyRequest(Box::new(RationalNumberType::decode(r)?)),
+            39 => Fragment::EVMaximumV2XEnergyRequest(Box::new(RationalNumberType::decode(r)?)),
+            40 => Fragment::EVMinimumChargePower(Box::new(RationalNumberType::decode(r)?)),
+            41 => Fragment::EVMinimumChargePowerL2(Box::new(RationalNumberType::decode(r)?)),
+            42 => Fragment::EVMinimumChargePowerL3(Box::new(RationalNumberType::decode(r)?)),
+            43 => Fragment::EVMinimumDischargePower(Box::new(RationalNumberType::decode(r)?)),
+            44 => Fragment::EVMinimumDischargePowerL2(Box::new(RationalNumberType::decode(r)?)),
+            45 => Fragment::EVMinimumDischargePowerL3(Box::new(RationalNumberType::decode(r)?)),
+            46 => Fragment::EVMinimumEnergyRequest(Box::new(RationalNumberType::decode(r)?)),
+            47 => Fragment::EVMinimumV2XEnergyRequest(Box::new(RationalNumberType::decode(r)?)),
+            48 => Fragment::EVPresentActivePower(Box::new(RationalNumberType::decode(r)?)),
+            49 => Fragment::EVPresentActivePowerL2(Box::new(RationalNumberType::decode(r)?)),
+            50 => Fragment::EVPresentActivePowerL3(Box::new(RationalNumberType::decode(r)?)),
+            51 => Fragment::EVPresentReactivePower(Box::new(RationalNumberType::decode(r)?)),
+            52 => Fragment::EVPresentReactivePowerL2(Box::new(RationalNumberType::decode(r)?)),
+            53 => Fragment::EVPresentReactivePowerL3(Box::new(RationalNumberType::decode(r)?)),
+            54 => Fragment::EVSEMaximumChargePower(Box::new(RationalNumberType::decode(r)?)),
+            55 => Fragment::EVSEMaximumChargePowerL2(Box::new(RationalNumberType::decode(r)?)),
+            56 => Fragment::EVSEMaximumChargePowerL3(Box::new(RationalNumberType::decode(r)?)),
+            57 => Fragment::EVSEMaximumDischargePower(Box::new(RationalNumberType::decode(r)?)),
+            58 => Fragment::EVSEMaximumDischargePowerL2(Box::new(RationalNumberType::decode(r)?)),
+            59 => Fragment::EVSEMaximumDischargePowerL3(Box::new(RationalNumberType::decode(r)?)),
+            60 => Fragment::EVSEMinimumChargePower(Box::new(RationalNumberType::decode(r)?)),
+            61 => Fragment::EVSEMinimumChargePowerL2(Box::new(RationalNumberType::decode(r)?)),
+            62 => Fragment::EVSEMinimumChargePowerL3(Box::new(RationalNumberType::decode(r)?)),
+            63 => Fragment::EVSEMinimumDischargePower(Box::new(RationalNumberType::decode(r)?)),
+            64 => Fragment::EVSEMinimumDischargePowerL2(Box::new(RationalNumberType::decode(r)?)),
+            65 => Fragment::EVSEMinimumDischargePowerL3(Box::new(RationalNumberType::decode(r)?)),
+            66 => Fragment::EVSENominalFrequency(Box::new(RationalNumberType::decode(r)?)),
+            67 => Fragment::EVSENotification(
+                dec_elem_value(r, false, |r| {
+                    Ok(enum_from::<EvseNotificationType>(dec_enum(
+                        r,
+                        EvseNotificationType::COUNT,
+                    )?)?)
+                })?
+                .ok_or_else(|| missing("EVSENotification"))?,
+            ),
+            68 => Fragment::EVSEPowerRampLimitation(Box::new(RationalNumberType::decode(r)?)),
+            69 => Fragment::EVSEPresentActivePower(Box::new(RationalNumberType::decode(r)?)),
+            70 => Fragment::EVSEPresentActivePowerL2(Box::new(RationalNumberType::decode(r)?)),
+            71 => Fragment::EVSEPresentActivePowerL3(Box::new(RationalNumberType::decode(r)?)),
+            72 => Fragment::EVSEStatus(Box::new(EVSEStatusType::decode(r)?)),
+            73 => Fragment::EVSETargetActivePower(Box::new(RationalNumberType::decode(r)?)),
+            74 => Fragment::EVSETargetActivePowerL2(Box::new(RationalNumberType::decode(r)?)),
+            75 => Fragment::EVSETargetActivePowerL3(Box::new(RationalNumberType::decode(r)?)),
+            76 => Fragment::EVSETargetFrequency(Box::new(RationalNumberType::decode(r)?)),
+            77 => Fragment::EVSETargetReactivePower(Box::new(RationalNumberType::decode(r)?)),
+            78 => Fragment::EVSETargetReactivePowerL2(Box::new(RationalNumberType::decode(r)?)),
+            79 => Fragment::EVSETargetReactivePowerL3(Box::new(RationalNumberType::decode(r)?)),
+            80 => Fragment::EVTargetEnergyRequest(Box::new(RationalNumberType::decode(r)?)),
+            81 => Fragment::EnergyCosts(Box::new(DetailedCostType::decode(r)?)),
+            82 => Fragment::Exponent(
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
+                    .unwrap_or_default(),
+            ),
+            83 => Fragment::Exponent_(
+                dec_elem_value(r, false, |r| Ok(int_into::<i8>(dec_int(r, -128, 127)?)?))?
+                    .ok_or_else(|| missing("Exponent"))?,
+            ),
+            84 => Fragment::G(
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
+                    .unwrap_or_default(),
+            ),
+            85 => Fragment::HMACOutputLength(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<i64>(dec_int(r, i128::MIN, i128::MAX)?)?)
+                })?
+                .ok_or_else(|| missing("HMACOutputLength"))?,
+            ),
+            86 => Fragment::Header(Box::new(MessageHeaderType::decode(r)?)),
+            87 => Fragment::InletHot(
+                dec_elem_value(r, false, |r| Ok(dec_bool(r)?))?
+                    .ok_or_else(|| missing("InletHot"))?,
+            ),
+            88 => Fragment::J(
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
+                    .unwrap_or_default(),
+            ),
+            89 => Fragment::KeyInfo(Box::new(KeyInfoType::decode(r)?)),
+            90 => Fragment::KeyName(
+                dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?.unwrap_or_default(),
+            ),
+            91 => Fragment::KeyValue(Box::new(KeyValueType::decode(r)?)),
+            92 => Fragment::Manifest(Box::new(ManifestType::decode(r)?)),
+            93 => Fragment::MaximumPowerAsymmetry(Box::new(RationalNumberType::decode(r)?)),
+            94 => Fragment::MaximumSOC(
+                dec_elem_value(r, false, |r| Ok(int_into::<u8>(dec_int(r, 0, 100)?)?))?
+                    .ok_or_else(|| missing("MaximumSOC"))?,
+            ),
+            95 => Fragment::MeterID(
+                dec_elem_value(r, true, |r| Ok(dec_string(r, 0, Some(32))?))?.unwrap_or_default(),
+            ),
+            96 => Fragment::MeterInfo(Box::new(MeterInfoType::decode(r)?)),
+            97 => Fragment::MeterInfoRequested(
+                dec_elem_value(r, false, |r| Ok(dec_bool(r)?))?
+                    .ok_or_else(|| missing("MeterInfoRequested"))?,
+            ),
+            98 => Fragment::MeterSignature(
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, Some(64))?)))?
+                    .unwrap_or_default(),
+            ),
+            99 => Fragment::MeterStatus(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<i16>(dec_int(r, -32768, 32767)?)?)
+                })?
+                .ok_or_else(|| missing("MeterStatus"))?,
+            ),
+            100 => Fragment::MeterTimestamp(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<u64>(dec_int(r, 0, i128::MAX)?)?)
+                })?
+                .ok_or_else(|| missing("MeterTimestamp"))?,
+            ),
+            101 => Fragment::MgmtData(
+                dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?.unwrap_or_default(),
+            ),
+            102 => Fragment::MinimumSOC(
+                dec_elem_value(r, false, |r| Ok(int_into::<u8>(dec_int(r, 0, 100)?)?))?
+                    .ok_or_else(|| missing("MinimumSOC"))?,
+            ),
+            103 => Fragment::Modulus(
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
+                    .unwrap_or_default(),
+            ),
+            104 => Fragment::NotificationMaxDelay(
+                dec_elem_value(r, false, |r| Ok(int_into::<u16>(dec_int(r, 0, 65535)?)?))?
+                    .ok_or_else(|| missing("NotificationMaxDelay"))?,
+            ),
+            105 => Fragment::Object(Box::new(ObjectType::decode(r)?)),
+            106 => Fragment::OccupancyCosts(Box::new(DetailedCostType::decode(r)?)),
+            107 => Fragment::OverstayCosts(Box::new(DetailedCostType::decode(r)?)),
+            108 => Fragment::P(
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
+                    .unwrap_or_default(),
+            ),
+            110 => Fragment::PGPKeyID(
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
+                    .unwrap_or_default(),
+            ),
+            111 => Fragment::PGPKeyPacket(
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
+                    .unwrap_or_default(),
+            ),
+            112 => Fragment::PgenCounter(
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
+                    .unwrap_or_default(),
+            ),
+            113 => Fragment::PresentSOC(
+                dec_elem_value(r, false, |r| Ok(int_into::<u8>(dec_int(r, 0, 100)?)?))?
+                    .ok_or_else(|| missing("PresentSOC"))?,
+            ),
+            114 => Fragment::Q(
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
+                    .unwrap_or_default(),
+            ),
+            115 => Fragment::RSAKeyValue(Box::new(RSAKeyValueType::decode(r)?)),
+            116 => Fragment::Receipt(Box::new(ReceiptType::decode(r)?)),
+            117 => Fragment::Reference(Box::new(ReferenceType::decode(r)?)),
+            118 => Fragment::RemainingTimeToMaximumSOC(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<u32>(dec_int(r, 0, 4294967295)?)?)
+                })?
+                .ok_or_else(|| missing("RemainingTimeToMaximumSOC"))?,
+            ),
+            119 => Fragment::RemainingTimeToMinimumSOC(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<u32>(dec_int(r, 0, 4294967295)?)?)
+                })?
+                .ok_or_else(|| missing("RemainingTimeToMinimumSOC"))?,
+            ),
+            120 => Fragment::RemainingTimeToTargetSOC(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<u32>(dec_int(r, 0, 4294967295)?)?)
+                })?
+                .ok_or_else(|| missing("RemainingTimeToTargetSOC"))?,
+            ),
+            121 => Fragment::ResponseCode(
+                dec_elem_value(r, false, |r| {
+                    Ok(enum_from::<ResponseCodeType>(dec_enum(
+                        r,
+                        ResponseCodeType::COUNT,
+                    )?)?)
+                })?
+                .ok_or_else(|| missing("ResponseCode"))?,
+            ),
+            122 => Fragment::RetrievalMethod(Box::new(RetrievalMethodType::decode(r)?)),
+            123 => Fragment::RootCertificateID(Box::new(X509IssuerSerialType::decode(r)?)),
+            125 => Fragment::SPKISexp(
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
+                    .unwrap_or_default(),
+            ),
+            126 => Fragment::ScheduledAcCLReqControlMode(Box::new(
+                ScheduledAcCLReqControlModeType::decode(r)?,
+            )),
+            127 => Fragment::ScheduledAcCLResControlMode(Box::new(
+                ScheduledAcCLResControlModeType::decode(r)?,
+            )),
+            128 => Fragment::Seed(
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
+                    .unwrap_or_default(),
+            ),
+            129 => Fragment::SessionID(
+                dec_elem_value(r, false, |r| Ok(HexBinary(dec_binary(r, 8, Some(8))?)))?
+                    .ok_or_else(|| missing("SessionID"))?,
+            ),
+            130 => Fragment::Signature(Box::new(SignatureType::decode(r)?)),
+            131 => Fragment::SignatureMethod(Box::new(SignatureMethodType::decode(r)?)),
+            132 => Fragment::SignatureProperties(Box::new(SignaturePropertiesType::decode(r)?)),
+            133 => Fragment::SignatureProperty(Box::new(SignaturePropertyType::decode(r)?)),
+            134 => Fragment::SignatureValue(Box::new(SignatureValueType::decode(r)?)),
+            135 => Fragment::SignedInfo(Box::new(SignedInfoType::decode(r)?)),
+            136 => Fragment::TargetSOC(
+                dec_elem_value(r, false, |r| Ok(int_into::<u8>(dec_int(r, 0, 100)?)?))?
+                    .ok_or_else(|| missing("TargetSOC"))?,
+            ),
+            137 => Fragment::TaxCosts(Box::new(DetailedTaxType::decode(r)?)),
+            138 => Fragment::TaxRuleID(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<u32>(dec_int(r, 1, 4294967295)?)?)
+                })?
+                .ok_or_else(|| missing("TaxRuleID"))?,
+            ),
+            139 => Fragment::TimeAnchor(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<u64>(dec_int(r, 0, i128::MAX)?)?)
+                })?
+                .ok_or_else(|| missing("TimeAnchor"))?,
+            ),
+            140 => Fragment::TimeStamp(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<u64>(dec_int(r, 0, i128::MAX)?)?)
+                })?
+                .ok_or_else(|| missing("TimeStamp"))?,
+            ),
+            141 => Fragment::Transform(Box::new(TransformType::decode(r)?)),
+            142 => Fragment::Transforms(Box::new(TransformsType::decode(r)?)),
+            143 => Fragment::Value(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<i16>(dec_int(r, -32768, 32767)?)?)
+                })?
+                .ok_or_else(|| missing("Value"))?,
+            ),
+            144 => Fragment::X509CRL(
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
+                    .unwrap_or_default(),
+            ),
+            145 => Fragment::X509Certificate(
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
+                    .unwrap_or_default(),
+            ),
+            146 => Fragment::X509Data(Box::new(X509DataType::decode(r)?)),
+            147 => Fragment::X509IssuerName(
+                dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?.unwrap_or_default(),
+            ),
+            148 => Fragment::X509IssuerSerial(Box::new(X509IssuerSerialType::decode(r)?)),
+            149 => Fragment::X509SKI(
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
+                    .unwrap_or_default(),
+            ),
+            150 => Fragment::X509SerialNumber(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<i64>(dec_int(r, i128::MIN, i128::MAX)?)?)
+                })?
+                .ok_or_else(|| missing("X509SerialNumber"))?,
+            ),
+            151 => Fragment::X509SubjectName(
+                dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?.unwrap_or_default(),
+            ),
+            152 => Fragment::XPath(
+                dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?.unwrap_or_default(),
+            ),
+            153 => Fragment::Y(
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
+                    .unwrap_or_default(),
+            ),
+            _ => {
+                return Err(ExiError::Event {
+                    at: "fragment",
+                    code,
+                    of: 156,
+                })
+            }
+        };
+        expect(r, "fragment end", 156, 155)?;
+        rd.finish()?;
+        Ok(f)
     }
 }

@@ -122,6 +122,41 @@ impl ExiEnum for ErrorCodeType {
     }
 }
 
+/// XSD enumeration `evseNotificationType`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum EvseNotificationType {
+    #[serde(rename = "Pause")]
+    Pause,
+    #[serde(rename = "ExitStandby")]
+    ExitStandby,
+    #[serde(rename = "Terminate")]
+    Terminate,
+    #[serde(rename = "ScheduleRenegotiation")]
+    ScheduleRenegotiation,
+    #[serde(rename = "ServiceRenegotiation")]
+    ServiceRenegotiation,
+    #[serde(rename = "MeteringConfirmation")]
+    MeteringConfirmation,
+}
+
+impl ExiEnum for EvseNotificationType {
+    const COUNT: u32 = 6;
+    fn index(&self) -> u32 {
+        *self as u32
+    }
+    fn from_index(i: u32) -> Option<Self> {
+        match i {
+            0 => Some(Self::Pause),
+            1 => Some(Self::ExitStandby),
+            2 => Some(Self::Terminate),
+            3 => Some(Self::ScheduleRenegotiation),
+            4 => Some(Self::ServiceRenegotiation),
+            5 => Some(Self::MeteringConfirmation),
+            _ => None,
+        }
+    }
+}
+
 /// XSD enumeration `isolationStatusType`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum IsolationStatusType {
@@ -457,10 +492,7 @@ impl ExiType for MessageHeaderType {
         {
             let v = &self.session_id;
             e.elem(w, 0, 0);
-            elem_value(w, v.0.is_empty(), |w| {
-                enc_binary(w, &v.0, Some(8))?;
-                Ok(())
-            })?;
+            binary_elem(w, &v.0, 8, Some(8))?;
         }
         {
             let v = &self.time_stamp;
@@ -487,8 +519,8 @@ impl ExiType for MessageHeaderType {
             match d.next(r)? {
                 Ev::Elem(0, 0) => {
                     f_session_id = Some(
-                        dec_elem_value(r, true, |r| Ok(HexBinary(dec_binary(r, Some(8))?)))?
-                            .unwrap_or_default(),
+                        dec_elem_value(r, false, |r| Ok(HexBinary(dec_binary(r, 8, Some(8))?)))?
+                            .ok_or_else(|| missing("SessionID"))?,
                     )
                 }
                 Ev::Elem(1, 0) => {
@@ -560,7 +592,7 @@ impl ExiType for SignatureType {
         let mut e = Enc::new(&G_SIGNATURETYPE);
         if let Some(v) = &self.id {
             e.attr(w, 0);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         } else {
             e.skip_attr(0, "Id")?;
         }
@@ -596,7 +628,7 @@ impl ExiType for SignatureType {
         let mut f_object: Vec<ObjectType> = Vec::new();
         loop {
             match d.next(r)? {
-                Ev::Attr(0) => f_id = Some(dec_string(r, None)?),
+                Ev::Attr(0) => f_id = Some(dec_string(r, 0, None)?),
                 Ev::Elem(0, 0) => f_signed_info = Some(SignedInfoType::decode(r)?),
                 Ev::Elem(1, 0) => f_signature_value = Some(SignatureValueType::decode(r)?),
                 Ev::Elem(2, 0) => f_key_info = Some(KeyInfoType::decode(r)?),
@@ -656,7 +688,7 @@ impl ExiType for SignedInfoType {
         let mut e = Enc::new(&G_SIGNEDINFOTYPE);
         if let Some(v) = &self.id {
             e.attr(w, 0);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         } else {
             e.skip_attr(0, "Id")?;
         }
@@ -686,7 +718,7 @@ impl ExiType for SignedInfoType {
         let mut f_reference: Vec<ReferenceType> = Vec::new();
         loop {
             match d.next(r)? {
-                Ev::Attr(0) => f_id = Some(dec_string(r, None)?),
+                Ev::Attr(0) => f_id = Some(dec_string(r, 0, None)?),
                 Ev::Elem(0, 0) => {
                     f_canonicalization_method = Some(CanonicalizationMethodType::decode(r)?)
                 }
@@ -730,7 +762,7 @@ impl ExiType for CanonicalizationMethodType {
         {
             let v = &self.algorithm;
             e.attr(w, 0);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         }
         e.end(w)
     }
@@ -740,7 +772,7 @@ impl ExiType for CanonicalizationMethodType {
         let mut f_algorithm: Option<String> = None;
         loop {
             match d.next(r)? {
-                Ev::Attr(0) => f_algorithm = Some(dec_string(r, None)?),
+                Ev::Attr(0) => f_algorithm = Some(dec_string(r, 0, None)?),
                 Ev::End => break,
                 ev => return Err(d.unexpected(ev)),
             }
@@ -788,7 +820,7 @@ impl ExiType for SignatureMethodType {
         {
             let v = &self.algorithm;
             e.attr(w, 0);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         }
         check_count(
             usize::from(self.hmac_output_length.is_some()),
@@ -812,7 +844,7 @@ impl ExiType for SignatureMethodType {
         let mut f_hmac_output_length: Option<i64> = None;
         loop {
             match d.next(r)? {
-                Ev::Attr(0) => f_algorithm = Some(dec_string(r, None)?),
+                Ev::Attr(0) => f_algorithm = Some(dec_string(r, 0, None)?),
                 Ev::Elem(0, 0) => {
                     f_hmac_output_length = Some(
                         dec_elem_value(r, false, |r| {
@@ -881,19 +913,19 @@ impl ExiType for ReferenceType {
         let mut e = Enc::new(&G_REFERENCETYPE);
         if let Some(v) = &self.id {
             e.attr(w, 0);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         } else {
             e.skip_attr(0, "Id")?;
         }
         if let Some(v) = &self.r#type {
             e.attr(w, 1);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         } else {
             e.skip_attr(1, "Type")?;
         }
         if let Some(v) = &self.uri {
             e.attr(w, 2);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         } else {
             e.skip_attr(2, "URI")?;
         }
@@ -910,10 +942,7 @@ impl ExiType for ReferenceType {
         {
             let v = &self.digest_value;
             e.elem(w, 2, 0);
-            elem_value(w, v.0.is_empty(), |w| {
-                enc_binary(w, &v.0, None)?;
-                Ok(())
-            })?;
+            binary_elem(w, &v.0, 0, None)?;
         }
         e.end(w)
     }
@@ -928,14 +957,14 @@ impl ExiType for ReferenceType {
         let mut f_digest_value: Option<Base64Binary> = None;
         loop {
             match d.next(r)? {
-                Ev::Attr(0) => f_id = Some(dec_string(r, None)?),
-                Ev::Attr(1) => f_type = Some(dec_string(r, None)?),
-                Ev::Attr(2) => f_uri = Some(dec_string(r, None)?),
+                Ev::Attr(0) => f_id = Some(dec_string(r, 0, None)?),
+                Ev::Attr(1) => f_type = Some(dec_string(r, 0, None)?),
+                Ev::Attr(2) => f_uri = Some(dec_string(r, 0, None)?),
                 Ev::Elem(0, 0) => f_transforms = Some(TransformsType::decode(r)?),
                 Ev::Elem(1, 0) => f_digest_method = Some(DigestMethodType::decode(r)?),
                 Ev::Elem(2, 0) => {
                     f_digest_value = Some(
-                        dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, None)?)))?
+                        dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
                             .unwrap_or_default(),
                     )
                 }
@@ -1025,15 +1054,12 @@ impl ExiType for TransformType {
         {
             let v = &self.algorithm;
             e.attr(w, 0);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         }
         check_count(self.x_path.len(), 0, u32::MAX, "XPath")?;
         for v in &self.x_path {
             e.elem(w, 0, 0);
-            elem_value(w, v.is_empty(), |w| {
-                enc_string(w, v, None)?;
-                Ok(())
-            })?;
+            string_elem(w, v, 0, None)?;
         }
         e.end(w)
     }
@@ -1044,9 +1070,9 @@ impl ExiType for TransformType {
         let mut f_x_path: Vec<String> = Vec::new();
         loop {
             match d.next(r)? {
-                Ev::Attr(0) => f_algorithm = Some(dec_string(r, None)?),
+                Ev::Attr(0) => f_algorithm = Some(dec_string(r, 0, None)?),
                 Ev::Elem(0, 0) => f_x_path.push(
-                    dec_elem_value(r, true, |r| Ok(dec_string(r, None)?))?.unwrap_or_default(),
+                    dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?.unwrap_or_default(),
                 ),
                 Ev::End => break,
                 ev => return Err(d.unexpected(ev)),
@@ -1083,7 +1109,7 @@ impl ExiType for DigestMethodType {
         {
             let v = &self.algorithm;
             e.attr(w, 0);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         }
         e.end(w)
     }
@@ -1093,7 +1119,7 @@ impl ExiType for DigestMethodType {
         let mut f_algorithm: Option<String> = None;
         loop {
             match d.next(r)? {
-                Ev::Attr(0) => f_algorithm = Some(dec_string(r, None)?),
+                Ev::Attr(0) => f_algorithm = Some(dec_string(r, 0, None)?),
                 Ev::End => break,
                 ev => return Err(d.unexpected(ev)),
             }
@@ -1125,14 +1151,14 @@ impl ExiType for SignatureValueType {
         let mut e = Enc::new(&G_SIGNATUREVALUETYPE);
         if let Some(v) = &self.id {
             e.attr(w, 0);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         } else {
             e.skip_attr(0, "Id")?;
         }
         e.chars(w);
         {
             let v = &self.value;
-            enc_binary(w, &v.0, None)?;
+            enc_binary(w, &v.0, 0, None)?;
         }
         e.end(w)
     }
@@ -1143,8 +1169,8 @@ impl ExiType for SignatureValueType {
         let mut f_value: Option<Base64Binary> = None;
         loop {
             match d.next(r)? {
-                Ev::Attr(0) => f_id = Some(dec_string(r, None)?),
-                Ev::Chars => f_value = Some(Base64Binary(dec_binary(r, None)?)),
+                Ev::Attr(0) => f_id = Some(dec_string(r, 0, None)?),
+                Ev::Chars => f_value = Some(Base64Binary(dec_binary(r, 0, None)?)),
                 Ev::End => break,
                 ev => return Err(d.unexpected(ev)),
             }
@@ -1193,7 +1219,7 @@ impl ExiType for KeyInfoType {
         let mut e = Enc::new(&G_KEYINFOTYPE);
         if let Some(v) = &self.id {
             e.attr(w, 0);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         } else {
             e.skip_attr(0, "Id")?;
         }
@@ -1209,10 +1235,7 @@ impl ExiType for KeyInfoType {
         )?;
         for v in &self.key_name {
             e.elem(w, 0, 0);
-            elem_value(w, v.is_empty(), |w| {
-                enc_string(w, v, None)?;
-                Ok(())
-            })?;
+            string_elem(w, v, 0, None)?;
         }
         for v in &self.key_value {
             e.elem(w, 0, 1);
@@ -1228,10 +1251,7 @@ impl ExiType for KeyInfoType {
         }
         for v in &self.mgmt_data {
             e.elem(w, 0, 6);
-            elem_value(w, v.is_empty(), |w| {
-                enc_string(w, v, None)?;
-                Ok(())
-            })?;
+            string_elem(w, v, 0, None)?;
         }
         e.end(w)
     }
@@ -1246,15 +1266,15 @@ impl ExiType for KeyInfoType {
         let mut f_mgmt_data: Vec<String> = Vec::new();
         loop {
             match d.next(r)? {
-                Ev::Attr(0) => f_id = Some(dec_string(r, None)?),
+                Ev::Attr(0) => f_id = Some(dec_string(r, 0, None)?),
                 Ev::Elem(0, 0) => f_key_name.push(
-                    dec_elem_value(r, true, |r| Ok(dec_string(r, None)?))?.unwrap_or_default(),
+                    dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?.unwrap_or_default(),
                 ),
                 Ev::Elem(0, 1) => f_key_value.push(KeyValueType::decode(r)?),
                 Ev::Elem(0, 2) => f_retrieval_method.push(RetrievalMethodType::decode(r)?),
                 Ev::Elem(0, 3) => f_x509_data.push(X509DataType::decode(r)?),
                 Ev::Elem(0, 6) => f_mgmt_data.push(
-                    dec_elem_value(r, true, |r| Ok(dec_string(r, None)?))?.unwrap_or_default(),
+                    dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?.unwrap_or_default(),
                 ),
                 Ev::End => break,
                 ev => return Err(d.unexpected(ev)),
@@ -1358,18 +1378,12 @@ impl ExiType for RSAKeyValueType {
         {
             let v = &self.modulus;
             e.elem(w, 0, 0);
-            elem_value(w, v.0.is_empty(), |w| {
-                enc_binary(w, &v.0, None)?;
-                Ok(())
-            })?;
+            binary_elem(w, &v.0, 0, None)?;
         }
         {
             let v = &self.exponent;
             e.elem(w, 1, 0);
-            elem_value(w, v.0.is_empty(), |w| {
-                enc_binary(w, &v.0, None)?;
-                Ok(())
-            })?;
+            binary_elem(w, &v.0, 0, None)?;
         }
         e.end(w)
     }
@@ -1382,13 +1396,13 @@ impl ExiType for RSAKeyValueType {
             match d.next(r)? {
                 Ev::Elem(0, 0) => {
                     f_modulus = Some(
-                        dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, None)?)))?
+                        dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
                             .unwrap_or_default(),
                     )
                 }
                 Ev::Elem(1, 0) => {
                     f_exponent = Some(
-                        dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, None)?)))?
+                        dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
                             .unwrap_or_default(),
                     )
                 }
@@ -1434,13 +1448,13 @@ impl ExiType for RetrievalMethodType {
         let mut e = Enc::new(&G_RETRIEVALMETHODTYPE);
         if let Some(v) = &self.r#type {
             e.attr(w, 0);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         } else {
             e.skip_attr(0, "Type")?;
         }
         if let Some(v) = &self.uri {
             e.attr(w, 1);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         } else {
             e.skip_attr(1, "URI")?;
         }
@@ -1459,8 +1473,8 @@ impl ExiType for RetrievalMethodType {
         let mut f_transforms: Option<TransformsType> = None;
         loop {
             match d.next(r)? {
-                Ev::Attr(0) => f_type = Some(dec_string(r, None)?),
-                Ev::Attr(1) => f_uri = Some(dec_string(r, None)?),
+                Ev::Attr(0) => f_type = Some(dec_string(r, 0, None)?),
+                Ev::Attr(1) => f_uri = Some(dec_string(r, 0, None)?),
                 Ev::Elem(0, 0) => f_transforms = Some(TransformsType::decode(r)?),
                 Ev::End => break,
                 ev => return Err(d.unexpected(ev)),
@@ -1531,31 +1545,19 @@ impl ExiType for X509DataType {
         }
         for v in &self.x509_ski {
             e.elem(w, 0, 1);
-            elem_value(w, v.0.is_empty(), |w| {
-                enc_binary(w, &v.0, None)?;
-                Ok(())
-            })?;
+            binary_elem(w, &v.0, 0, None)?;
         }
         for v in &self.x509_subject_name {
             e.elem(w, 0, 2);
-            elem_value(w, v.is_empty(), |w| {
-                enc_string(w, v, None)?;
-                Ok(())
-            })?;
+            string_elem(w, v, 0, None)?;
         }
         for v in &self.x509_certificate {
             e.elem(w, 0, 3);
-            elem_value(w, v.0.is_empty(), |w| {
-                enc_binary(w, &v.0, None)?;
-                Ok(())
-            })?;
+            binary_elem(w, &v.0, 0, None)?;
         }
         for v in &self.x509_crl {
             e.elem(w, 0, 4);
-            elem_value(w, v.0.is_empty(), |w| {
-                enc_binary(w, &v.0, None)?;
-                Ok(())
-            })?;
+            binary_elem(w, &v.0, 0, None)?;
         }
         e.end(w)
     }
@@ -1571,18 +1573,18 @@ impl ExiType for X509DataType {
             match d.next(r)? {
                 Ev::Elem(0, 0) => f_x509_issuer_serial.push(X509IssuerSerialType::decode(r)?),
                 Ev::Elem(0, 1) => f_x509_ski.push(
-                    dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, None)?)))?
+                    dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
                         .unwrap_or_default(),
                 ),
                 Ev::Elem(0, 2) => f_x509_subject_name.push(
-                    dec_elem_value(r, true, |r| Ok(dec_string(r, None)?))?.unwrap_or_default(),
+                    dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?.unwrap_or_default(),
                 ),
                 Ev::Elem(0, 3) => f_x509_certificate.push(
-                    dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, None)?)))?
+                    dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
                         .unwrap_or_default(),
                 ),
                 Ev::Elem(0, 4) => f_x509_crl.push(
-                    dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, None)?)))?
+                    dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
                         .unwrap_or_default(),
                 ),
                 Ev::End => break,
@@ -1632,10 +1634,7 @@ impl ExiType for X509IssuerSerialType {
         {
             let v = &self.x509_issuer_name;
             e.elem(w, 0, 0);
-            elem_value(w, v.is_empty(), |w| {
-                enc_string(w, v, None)?;
-                Ok(())
-            })?;
+            string_elem(w, v, 0, None)?;
         }
         {
             let v = &self.x509_serial_number;
@@ -1656,7 +1655,8 @@ impl ExiType for X509IssuerSerialType {
             match d.next(r)? {
                 Ev::Elem(0, 0) => {
                     f_x509_issuer_name = Some(
-                        dec_elem_value(r, true, |r| Ok(dec_string(r, None)?))?.unwrap_or_default(),
+                        dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?
+                            .unwrap_or_default(),
                     )
                 }
                 Ev::Elem(1, 0) => {
@@ -1705,19 +1705,19 @@ impl ExiType for ObjectType {
         let mut e = Enc::new(&G_OBJECTTYPE);
         if let Some(v) = &self.encoding {
             e.attr(w, 0);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         } else {
             e.skip_attr(0, "Encoding")?;
         }
         if let Some(v) = &self.id {
             e.attr(w, 1);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         } else {
             e.skip_attr(1, "Id")?;
         }
         if let Some(v) = &self.mime_type {
             e.attr(w, 2);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         } else {
             e.skip_attr(2, "MimeType")?;
         }
@@ -1731,9 +1731,9 @@ impl ExiType for ObjectType {
         let mut f_mime_type: Option<String> = None;
         loop {
             match d.next(r)? {
-                Ev::Attr(0) => f_encoding = Some(dec_string(r, None)?),
-                Ev::Attr(1) => f_id = Some(dec_string(r, None)?),
-                Ev::Attr(2) => f_mime_type = Some(dec_string(r, None)?),
+                Ev::Attr(0) => f_encoding = Some(dec_string(r, 0, None)?),
+                Ev::Attr(1) => f_id = Some(dec_string(r, 0, None)?),
+                Ev::Attr(2) => f_mime_type = Some(dec_string(r, 0, None)?),
                 Ev::End => break,
                 ev => return Err(d.unexpected(ev)),
             }
@@ -3035,7 +3035,7 @@ impl ExiType for ManifestType {
         let mut e = Enc::new(&G_MANIFESTTYPE);
         if let Some(v) = &self.id {
             e.attr(w, 0);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         } else {
             e.skip_attr(0, "Id")?;
         }
@@ -3053,7 +3053,7 @@ impl ExiType for ManifestType {
         let mut f_reference: Vec<ReferenceType> = Vec::new();
         loop {
             match d.next(r)? {
-                Ev::Attr(0) => f_id = Some(dec_string(r, None)?),
+                Ev::Attr(0) => f_id = Some(dec_string(r, 0, None)?),
                 Ev::Elem(0, 0) => f_reference.push(ReferenceType::decode(r)?),
                 Ev::End => break,
                 ev => return Err(d.unexpected(ev)),
@@ -3095,7 +3095,7 @@ impl ExiType for SignaturePropertiesType {
         let mut e = Enc::new(&G_SIGNATUREPROPERTIESTYPE);
         if let Some(v) = &self.id {
             e.attr(w, 0);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         } else {
             e.skip_attr(0, "Id")?;
         }
@@ -3118,7 +3118,7 @@ impl ExiType for SignaturePropertiesType {
         let mut f_signature_property: Vec<SignaturePropertyType> = Vec::new();
         loop {
             match d.next(r)? {
-                Ev::Attr(0) => f_id = Some(dec_string(r, None)?),
+                Ev::Attr(0) => f_id = Some(dec_string(r, 0, None)?),
                 Ev::Elem(0, 0) => f_signature_property.push(SignaturePropertyType::decode(r)?),
                 Ev::End => break,
                 ev => return Err(d.unexpected(ev)),
@@ -3156,14 +3156,14 @@ impl ExiType for SignaturePropertyType {
         let mut e = Enc::new(&G_SIGNATUREPROPERTYTYPE);
         if let Some(v) = &self.id {
             e.attr(w, 0);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         } else {
             e.skip_attr(0, "Id")?;
         }
         {
             let v = &self.target;
             e.attr(w, 1);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         }
         Err(ExiError::Value {
             what: "element",
@@ -3177,8 +3177,8 @@ impl ExiType for SignaturePropertyType {
         let mut f_target: Option<String> = None;
         loop {
             match d.next(r)? {
-                Ev::Attr(0) => f_id = Some(dec_string(r, None)?),
-                Ev::Attr(1) => f_target = Some(dec_string(r, None)?),
+                Ev::Attr(0) => f_id = Some(dec_string(r, 0, None)?),
+                Ev::Attr(1) => f_target = Some(dec_string(r, 0, None)?),
                 Ev::End => break,
                 ev => return Err(d.unexpected(ev)),
             }
@@ -3186,6 +3186,986 @@ impl ExiType for SignaturePropertyType {
         Ok(SignaturePropertyType {
             id: f_id,
             target: f_target.ok_or_else(|| missing("Target"))?,
+        })
+    }
+}
+
+/// XSD complex type `DetailedCostType`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DetailedCostType {
+    #[serde(rename = "Amount")]
+    pub amount: RationalNumberType,
+    #[serde(rename = "CostPerUnit")]
+    pub cost_per_unit: RationalNumberType,
+}
+
+static G_DETAILEDCOSTTYPE: Grammar = Grammar {
+    attrs: &[],
+    particles: &[
+        P {
+            alts: 1,
+            min: 1,
+            max: 1,
+        },
+        P {
+            alts: 1,
+            min: 1,
+            max: 1,
+        },
+    ],
+    mixed: false,
+    simple: false,
+};
+
+impl ExiType for DetailedCostType {
+    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
+        let mut e = Enc::new(&G_DETAILEDCOSTTYPE);
+        {
+            let v = &self.amount;
+            e.elem(w, 0, 0);
+            v.encode(w)?;
+        }
+        {
+            let v = &self.cost_per_unit;
+            e.elem(w, 1, 0);
+            v.encode(w)?;
+        }
+        e.end(w)
+    }
+
+    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
+        let mut d = Dec::new(&G_DETAILEDCOSTTYPE);
+        let mut f_amount: Option<RationalNumberType> = None;
+        let mut f_cost_per_unit: Option<RationalNumberType> = None;
+        loop {
+            match d.next(r)? {
+                Ev::Elem(0, 0) => f_amount = Some(RationalNumberType::decode(r)?),
+                Ev::Elem(1, 0) => f_cost_per_unit = Some(RationalNumberType::decode(r)?),
+                Ev::End => break,
+                ev => return Err(d.unexpected(ev)),
+            }
+        }
+        Ok(DetailedCostType {
+            amount: f_amount.ok_or_else(|| missing("Amount"))?,
+            cost_per_unit: f_cost_per_unit.ok_or_else(|| missing("CostPerUnit"))?,
+        })
+    }
+}
+
+/// XSD complex type `DisplayParametersType`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DisplayParametersType {
+    #[serde(
+        rename = "PresentSOC",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub present_soc: Option<u8>,
+    #[serde(
+        rename = "MinimumSOC",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub minimum_soc: Option<u8>,
+    #[serde(rename = "TargetSOC", default, skip_serializing_if = "Option::is_none")]
+    pub target_soc: Option<u8>,
+    #[serde(
+        rename = "MaximumSOC",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub maximum_soc: Option<u8>,
+    #[serde(
+        rename = "RemainingTimeToMinimumSOC",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub remaining_time_to_minimum_soc: Option<u32>,
+    #[serde(
+        rename = "RemainingTimeToTargetSOC",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub remaining_time_to_target_soc: Option<u32>,
+    #[serde(
+        rename = "RemainingTimeToMaximumSOC",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub remaining_time_to_maximum_soc: Option<u32>,
+    #[serde(
+        rename = "ChargingComplete",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub charging_complete: Option<bool>,
+    #[serde(
+        rename = "BatteryEnergyCapacity",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub battery_energy_capacity: Option<RationalNumberType>,
+    #[serde(rename = "InletHot", default, skip_serializing_if = "Option::is_none")]
+    pub inlet_hot: Option<bool>,
+}
+
+static G_DISPLAYPARAMETERSTYPE: Grammar = Grammar {
+    attrs: &[],
+    particles: &[
+        P {
+            alts: 1,
+            min: 0,
+            max: 1,
+        },
+        P {
+            alts: 1,
+            min: 0,
+            max: 1,
+        },
+        P {
+            alts: 1,
+            min: 0,
+            max: 1,
+        },
+        P {
+            alts: 1,
+            min: 0,
+            max: 1,
+        },
+        P {
+            alts: 1,
+            min: 0,
+            max: 1,
+        },
+        P {
+            alts: 1,
+            min: 0,
+            max: 1,
+        },
+        P {
+            alts: 1,
+            min: 0,
+            max: 1,
+        },
+        P {
+            alts: 1,
+            min: 0,
+            max: 1,
+        },
+        P {
+            alts: 1,
+            min: 0,
+            max: 1,
+        },
+        P {
+            alts: 1,
+            min: 0,
+            max: 1,
+        },
+    ],
+    mixed: false,
+    simple: false,
+};
+
+impl ExiType for DisplayParametersType {
+    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
+        let mut e = Enc::new(&G_DISPLAYPARAMETERSTYPE);
+        check_count(usize::from(self.present_soc.is_some()), 0, 1, "PresentSOC")?;
+        if let Some(v) = &self.present_soc {
+            e.elem(w, 0, 0);
+            elem_value(w, false, |w| {
+                enc_int(w, i128::from(*v), 0, 100)?;
+                Ok(())
+            })?;
+        }
+        check_count(usize::from(self.minimum_soc.is_some()), 0, 1, "MinimumSOC")?;
+        if let Some(v) = &self.minimum_soc {
+            e.elem(w, 1, 0);
+            elem_value(w, false, |w| {
+                enc_int(w, i128::from(*v), 0, 100)?;
+                Ok(())
+            })?;
+        }
+        check_count(usize::from(self.target_soc.is_some()), 0, 1, "TargetSOC")?;
+        if let Some(v) = &self.target_soc {
+            e.elem(w, 2, 0);
+            elem_value(w, false, |w| {
+                enc_int(w, i128::from(*v), 0, 100)?;
+                Ok(())
+            })?;
+        }
+        check_count(usize::from(self.maximum_soc.is_some()), 0, 1, "MaximumSOC")?;
+        if let Some(v) = &self.maximum_soc {
+            e.elem(w, 3, 0);
+            elem_value(w, false, |w| {
+                enc_int(w, i128::from(*v), 0, 100)?;
+                Ok(())
+            })?;
+        }
+        check_count(
+            usize::from(self.remaining_time_to_minimum_soc.is_some()),
+            0,
+            1,
+            "RemainingTimeToMinimumSOC",
+        )?;
+        if let Some(v) = &self.remaining_time_to_minimum_soc {
+            e.elem(w, 4, 0);
+            elem_value(w, false, |w| {
+                enc_int(w, i128::from(*v), 0, 4294967295)?;
+                Ok(())
+            })?;
+        }
+        check_count(
+            usize::from(self.remaining_time_to_target_soc.is_some()),
+            0,
+            1,
+            "RemainingTimeToTargetSOC",
+        )?;
+        if let Some(v) = &self.remaining_time_to_target_soc {
+            e.elem(w, 5, 0);
+            elem_value(w, false, |w| {
+                enc_int(w, i128::from(*v), 0, 4294967295)?;
+                Ok(())
+            })?;
+        }
+        check_count(
+            usize::from(self.remaining_time_to_maximum_soc.is_some()),
+            0,
+            1,
+            "RemainingTimeToMaximumSOC",
+        )?;
+        if let Some(v) = &self.remaining_time_to_maximum_soc {
+            e.elem(w, 6, 0);
+            elem_value(w, false, |w| {
+                enc_int(w, i128::from(*v), 0, 4294967295)?;
+                Ok(())
+            })?;
+        }
+        check_count(
+            usize::from(self.charging_complete.is_some()),
+            0,
+            1,
+            "ChargingComplete",
+        )?;
+        if let Some(v) = &self.charging_complete {
+            e.elem(w, 7, 0);
+            elem_value(w, false, |w| {
+                w.bits(1, u32::from(*v));
+                Ok(())
+            })?;
+        }
+        check_count(
+            usize::from(self.battery_energy_capacity.is_some()),
+            0,
+            1,
+            "BatteryEnergyCapacity",
+        )?;
+        if let Some(v) = &self.battery_energy_capacity {
+            e.elem(w, 8, 0);
+            v.encode(w)?;
+        }
+        check_count(usize::from(self.inlet_hot.is_some()), 0, 1, "InletHot")?;
+        if let Some(v) = &self.inlet_hot {
+            e.elem(w, 9, 0);
+            elem_value(w, false, |w| {
+                w.bits(1, u32::from(*v));
+                Ok(())
+            })?;
+        }
+        e.end(w)
+    }
+
+    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
+        let mut d = Dec::new(&G_DISPLAYPARAMETERSTYPE);
+        let mut f_present_soc: Option<u8> = None;
+        let mut f_minimum_soc: Option<u8> = None;
+        let mut f_target_soc: Option<u8> = None;
+        let mut f_maximum_soc: Option<u8> = None;
+        let mut f_remaining_time_to_minimum_soc: Option<u32> = None;
+        let mut f_remaining_time_to_target_soc: Option<u32> = None;
+        let mut f_remaining_time_to_maximum_soc: Option<u32> = None;
+        let mut f_charging_complete: Option<bool> = None;
+        let mut f_battery_energy_capacity: Option<RationalNumberType> = None;
+        let mut f_inlet_hot: Option<bool> = None;
+        loop {
+            match d.next(r)? {
+                Ev::Elem(0, 0) => {
+                    f_present_soc = Some(
+                        dec_elem_value(r, false, |r| Ok(int_into::<u8>(dec_int(r, 0, 100)?)?))?
+                            .ok_or_else(|| missing("PresentSOC"))?,
+                    )
+                }
+                Ev::Elem(1, 0) => {
+                    f_minimum_soc = Some(
+                        dec_elem_value(r, false, |r| Ok(int_into::<u8>(dec_int(r, 0, 100)?)?))?
+                            .ok_or_else(|| missing("MinimumSOC"))?,
+                    )
+                }
+                Ev::Elem(2, 0) => {
+                    f_target_soc = Some(
+                        dec_elem_value(r, false, |r| Ok(int_into::<u8>(dec_int(r, 0, 100)?)?))?
+                            .ok_or_else(|| missing("TargetSOC"))?,
+                    )
+                }
+                Ev::Elem(3, 0) => {
+                    f_maximum_soc = Some(
+                        dec_elem_value(r, false, |r| Ok(int_into::<u8>(dec_int(r, 0, 100)?)?))?
+                            .ok_or_else(|| missing("MaximumSOC"))?,
+                    )
+                }
+                Ev::Elem(4, 0) => {
+                    f_remaining_time_to_minimum_soc = Some(
+                        dec_elem_value(r, false, |r| {
+                            Ok(int_into::<u32>(dec_int(r, 0, 4294967295)?)?)
+                        })?
+                        .ok_or_else(|| missing("RemainingTimeToMinimumSOC"))?,
+                    )
+                }
+                Ev::Elem(5, 0) => {
+                    f_remaining_time_to_target_soc = Some(
+                        dec_elem_value(r, false, |r| {
+                            Ok(int_into::<u32>(dec_int(r, 0, 4294967295)?)?)
+                        })?
+                        .ok_or_else(|| missing("RemainingTimeToTargetSOC"))?,
+                    )
+                }
+                Ev::Elem(6, 0) => {
+                    f_remaining_time_to_maximum_soc = Some(
+                        dec_elem_value(r, false, |r| {
+                            Ok(int_into::<u32>(dec_int(r, 0, 4294967295)?)?)
+                        })?
+                        .ok_or_else(|| missing("RemainingTimeToMaximumSOC"))?,
+                    )
+                }
+                Ev::Elem(7, 0) => {
+                    f_charging_complete = Some(
+                        dec_elem_value(r, false, |r| Ok(dec_bool(r)?))?
+                            .ok_or_else(|| missing("ChargingComplete"))?,
+                    )
+                }
+                Ev::Elem(8, 0) => f_battery_energy_capacity = Some(RationalNumberType::decode(r)?),
+                Ev::Elem(9, 0) => {
+                    f_inlet_hot = Some(
+                        dec_elem_value(r, false, |r| Ok(dec_bool(r)?))?
+                            .ok_or_else(|| missing("InletHot"))?,
+                    )
+                }
+                Ev::End => break,
+                ev => return Err(d.unexpected(ev)),
+            }
+        }
+        Ok(DisplayParametersType {
+            present_soc: f_present_soc,
+            minimum_soc: f_minimum_soc,
+            target_soc: f_target_soc,
+            maximum_soc: f_maximum_soc,
+            remaining_time_to_minimum_soc: f_remaining_time_to_minimum_soc,
+            remaining_time_to_target_soc: f_remaining_time_to_target_soc,
+            remaining_time_to_maximum_soc: f_remaining_time_to_maximum_soc,
+            charging_complete: f_charging_complete,
+            battery_energy_capacity: f_battery_energy_capacity,
+            inlet_hot: f_inlet_hot,
+        })
+    }
+}
+
+/// XSD complex type `EVSEStatusType`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct EVSEStatusType {
+    #[serde(rename = "NotificationMaxDelay")]
+    pub notification_max_delay: u16,
+    #[serde(rename = "EVSENotification")]
+    pub evse_notification: EvseNotificationType,
+}
+
+static G_EVSESTATUSTYPE: Grammar = Grammar {
+    attrs: &[],
+    particles: &[
+        P {
+            alts: 1,
+            min: 1,
+            max: 1,
+        },
+        P {
+            alts: 1,
+            min: 1,
+            max: 1,
+        },
+    ],
+    mixed: false,
+    simple: false,
+};
+
+impl ExiType for EVSEStatusType {
+    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
+        let mut e = Enc::new(&G_EVSESTATUSTYPE);
+        {
+            let v = &self.notification_max_delay;
+            e.elem(w, 0, 0);
+            elem_value(w, false, |w| {
+                enc_int(w, i128::from(*v), 0, 65535)?;
+                Ok(())
+            })?;
+        }
+        {
+            let v = &self.evse_notification;
+            e.elem(w, 1, 0);
+            elem_value(w, false, |w| {
+                enc_enum(w, v.index(), EvseNotificationType::COUNT);
+                Ok(())
+            })?;
+        }
+        e.end(w)
+    }
+
+    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
+        let mut d = Dec::new(&G_EVSESTATUSTYPE);
+        let mut f_notification_max_delay: Option<u16> = None;
+        let mut f_evse_notification: Option<EvseNotificationType> = None;
+        loop {
+            match d.next(r)? {
+                Ev::Elem(0, 0) => {
+                    f_notification_max_delay = Some(
+                        dec_elem_value(r, false, |r| Ok(int_into::<u16>(dec_int(r, 0, 65535)?)?))?
+                            .ok_or_else(|| missing("NotificationMaxDelay"))?,
+                    )
+                }
+                Ev::Elem(1, 0) => {
+                    f_evse_notification = Some(
+                        dec_elem_value(r, false, |r| {
+                            Ok(enum_from::<EvseNotificationType>(dec_enum(
+                                r,
+                                EvseNotificationType::COUNT,
+                            )?)?)
+                        })?
+                        .ok_or_else(|| missing("EVSENotification"))?,
+                    )
+                }
+                Ev::End => break,
+                ev => return Err(d.unexpected(ev)),
+            }
+        }
+        Ok(EVSEStatusType {
+            notification_max_delay: f_notification_max_delay
+                .ok_or_else(|| missing("NotificationMaxDelay"))?,
+            evse_notification: f_evse_notification.ok_or_else(|| missing("EVSENotification"))?,
+        })
+    }
+}
+
+/// XSD complex type `MeterInfoType`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct MeterInfoType {
+    #[serde(rename = "MeterID")]
+    pub meter_id: String,
+    #[serde(rename = "ChargedEnergyReadingWh")]
+    pub charged_energy_reading_wh: u64,
+    #[serde(
+        rename = "BPT_DischargedEnergyReadingWh",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub bpt_discharged_energy_reading_wh: Option<u64>,
+    #[serde(
+        rename = "CapacitiveEnergyReadingVARh",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub capacitive_energy_reading_va_rh: Option<u64>,
+    #[serde(
+        rename = "BPT_InductiveEnergyReadingVARh",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub bpt_inductive_energy_reading_va_rh: Option<u64>,
+    #[serde(
+        rename = "MeterSignature",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub meter_signature: Option<Base64Binary>,
+    #[serde(
+        rename = "MeterStatus",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub meter_status: Option<i16>,
+    #[serde(
+        rename = "MeterTimestamp",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub meter_timestamp: Option<u64>,
+}
+
+static G_METERINFOTYPE: Grammar = Grammar {
+    attrs: &[],
+    particles: &[
+        P {
+            alts: 1,
+            min: 1,
+            max: 1,
+        },
+        P {
+            alts: 1,
+            min: 1,
+            max: 1,
+        },
+        P {
+            alts: 1,
+            min: 0,
+            max: 1,
+        },
+        P {
+            alts: 1,
+            min: 0,
+            max: 1,
+        },
+        P {
+            alts: 1,
+            min: 0,
+            max: 1,
+        },
+        P {
+            alts: 1,
+            min: 0,
+            max: 1,
+        },
+        P {
+            alts: 1,
+            min: 0,
+            max: 1,
+        },
+        P {
+            alts: 1,
+            min: 0,
+            max: 1,
+        },
+    ],
+    mixed: false,
+    simple: false,
+};
+
+impl ExiType for MeterInfoType {
+    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
+        let mut e = Enc::new(&G_METERINFOTYPE);
+        {
+            let v = &self.meter_id;
+            e.elem(w, 0, 0);
+            string_elem(w, v, 0, Some(32))?;
+        }
+        {
+            let v = &self.charged_energy_reading_wh;
+            e.elem(w, 1, 0);
+            elem_value(w, false, |w| {
+                enc_int(w, i128::from(*v), 0, i128::MAX)?;
+                Ok(())
+            })?;
+        }
+        check_count(
+            usize::from(self.bpt_discharged_energy_reading_wh.is_some()),
+            0,
+            1,
+            "BPT_DischargedEnergyReadingWh",
+        )?;
+        if let Some(v) = &self.bpt_discharged_energy_reading_wh {
+            e.elem(w, 2, 0);
+            elem_value(w, false, |w| {
+                enc_int(w, i128::from(*v), 0, i128::MAX)?;
+                Ok(())
+            })?;
+        }
+        check_count(
+            usize::from(self.capacitive_energy_reading_va_rh.is_some()),
+            0,
+            1,
+            "CapacitiveEnergyReadingVARh",
+        )?;
+        if let Some(v) = &self.capacitive_energy_reading_va_rh {
+            e.elem(w, 3, 0);
+            elem_value(w, false, |w| {
+                enc_int(w, i128::from(*v), 0, i128::MAX)?;
+                Ok(())
+            })?;
+        }
+        check_count(
+            usize::from(self.bpt_inductive_energy_reading_va_rh.is_some()),
+            0,
+            1,
+            "BPT_InductiveEnergyReadingVARh",
+        )?;
+        if let Some(v) = &self.bpt_inductive_energy_reading_va_rh {
+            e.elem(w, 4, 0);
+            elem_value(w, false, |w| {
+                enc_int(w, i128::from(*v), 0, i128::MAX)?;
+                Ok(())
+            })?;
+        }
+        check_count(
+            usize::from(self.meter_signature.is_some()),
+            0,
+            1,
+            "MeterSignature",
+        )?;
+        if let Some(v) = &self.meter_signature {
+            e.elem(w, 5, 0);
+            binary_elem(w, &v.0, 0, Some(64))?;
+        }
+        check_count(
+            usize::from(self.meter_status.is_some()),
+            0,
+            1,
+            "MeterStatus",
+        )?;
+        if let Some(v) = &self.meter_status {
+            e.elem(w, 6, 0);
+            elem_value(w, false, |w| {
+                enc_int(w, i128::from(*v), -32768, 32767)?;
+                Ok(())
+            })?;
+        }
+        check_count(
+            usize::from(self.meter_timestamp.is_some()),
+            0,
+            1,
+            "MeterTimestamp",
+        )?;
+        if let Some(v) = &self.meter_timestamp {
+            e.elem(w, 7, 0);
+            elem_value(w, false, |w| {
+                enc_int(w, i128::from(*v), 0, i128::MAX)?;
+                Ok(())
+            })?;
+        }
+        e.end(w)
+    }
+
+    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
+        let mut d = Dec::new(&G_METERINFOTYPE);
+        let mut f_meter_id: Option<String> = None;
+        let mut f_charged_energy_reading_wh: Option<u64> = None;
+        let mut f_bpt_discharged_energy_reading_wh: Option<u64> = None;
+        let mut f_capacitive_energy_reading_va_rh: Option<u64> = None;
+        let mut f_bpt_inductive_energy_reading_va_rh: Option<u64> = None;
+        let mut f_meter_signature: Option<Base64Binary> = None;
+        let mut f_meter_status: Option<i16> = None;
+        let mut f_meter_timestamp: Option<u64> = None;
+        loop {
+            match d.next(r)? {
+                Ev::Elem(0, 0) => {
+                    f_meter_id = Some(
+                        dec_elem_value(r, true, |r| Ok(dec_string(r, 0, Some(32))?))?
+                            .unwrap_or_default(),
+                    )
+                }
+                Ev::Elem(1, 0) => {
+                    f_charged_energy_reading_wh = Some(
+                        dec_elem_value(r, false, |r| {
+                            Ok(int_into::<u64>(dec_int(r, 0, i128::MAX)?)?)
+                        })?
+                        .ok_or_else(|| missing("ChargedEnergyReadingWh"))?,
+                    )
+                }
+                Ev::Elem(2, 0) => {
+                    f_bpt_discharged_energy_reading_wh = Some(
+                        dec_elem_value(r, false, |r| {
+                            Ok(int_into::<u64>(dec_int(r, 0, i128::MAX)?)?)
+                        })?
+                        .ok_or_else(|| missing("BPT_DischargedEnergyReadingWh"))?,
+                    )
+                }
+                Ev::Elem(3, 0) => {
+                    f_capacitive_energy_reading_va_rh = Some(
+                        dec_elem_value(r, false, |r| {
+                            Ok(int_into::<u64>(dec_int(r, 0, i128::MAX)?)?)
+                        })?
+                        .ok_or_else(|| missing("CapacitiveEnergyReadingVARh"))?,
+                    )
+                }
+                Ev::Elem(4, 0) => {
+                    f_bpt_inductive_energy_reading_va_rh = Some(
+                        dec_elem_value(r, false, |r| {
+                            Ok(int_into::<u64>(dec_int(r, 0, i128::MAX)?)?)
+                        })?
+                        .ok_or_else(|| missing("BPT_InductiveEnergyReadingVARh"))?,
+                    )
+                }
+                Ev::Elem(5, 0) => {
+                    f_meter_signature = Some(
+                        dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, Some(64))?)))?
+                            .unwrap_or_default(),
+                    )
+                }
+                Ev::Elem(6, 0) => {
+                    f_meter_status = Some(
+                        dec_elem_value(r, false, |r| {
+                            Ok(int_into::<i16>(dec_int(r, -32768, 32767)?)?)
+                        })?
+                        .ok_or_else(|| missing("MeterStatus"))?,
+                    )
+                }
+                Ev::Elem(7, 0) => {
+                    f_meter_timestamp = Some(
+                        dec_elem_value(r, false, |r| {
+                            Ok(int_into::<u64>(dec_int(r, 0, i128::MAX)?)?)
+                        })?
+                        .ok_or_else(|| missing("MeterTimestamp"))?,
+                    )
+                }
+                Ev::End => break,
+                ev => return Err(d.unexpected(ev)),
+            }
+        }
+        Ok(MeterInfoType {
+            meter_id: f_meter_id.ok_or_else(|| missing("MeterID"))?,
+            charged_energy_reading_wh: f_charged_energy_reading_wh
+                .ok_or_else(|| missing("ChargedEnergyReadingWh"))?,
+            bpt_discharged_energy_reading_wh: f_bpt_discharged_energy_reading_wh,
+            capacitive_energy_reading_va_rh: f_capacitive_energy_reading_va_rh,
+            bpt_inductive_energy_reading_va_rh: f_bpt_inductive_energy_reading_va_rh,
+            meter_signature: f_meter_signature,
+            meter_status: f_meter_status,
+            meter_timestamp: f_meter_timestamp,
+        })
+    }
+}
+
+/// XSD complex type `ReceiptType`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ReceiptType {
+    #[serde(rename = "TimeAnchor")]
+    pub time_anchor: u64,
+    #[serde(
+        rename = "EnergyCosts",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub energy_costs: Option<DetailedCostType>,
+    #[serde(
+        rename = "OccupancyCosts",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub occupancy_costs: Option<DetailedCostType>,
+    #[serde(
+        rename = "AdditionalServicesCosts",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub additional_services_costs: Option<DetailedCostType>,
+    #[serde(
+        rename = "OverstayCosts",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub overstay_costs: Option<DetailedCostType>,
+    #[serde(rename = "TaxCosts", default, skip_serializing_if = "Vec::is_empty")]
+    pub tax_costs: Vec<DetailedTaxType>,
+}
+
+static G_RECEIPTTYPE: Grammar = Grammar {
+    attrs: &[],
+    particles: &[
+        P {
+            alts: 1,
+            min: 1,
+            max: 1,
+        },
+        P {
+            alts: 1,
+            min: 0,
+            max: 1,
+        },
+        P {
+            alts: 1,
+            min: 0,
+            max: 1,
+        },
+        P {
+            alts: 1,
+            min: 0,
+            max: 1,
+        },
+        P {
+            alts: 1,
+            min: 0,
+            max: 1,
+        },
+        P {
+            alts: 1,
+            min: 0,
+            max: 10,
+        },
+    ],
+    mixed: false,
+    simple: false,
+};
+
+impl ExiType for ReceiptType {
+    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
+        let mut e = Enc::new(&G_RECEIPTTYPE);
+        {
+            let v = &self.time_anchor;
+            e.elem(w, 0, 0);
+            elem_value(w, false, |w| {
+                enc_int(w, i128::from(*v), 0, i128::MAX)?;
+                Ok(())
+            })?;
+        }
+        check_count(
+            usize::from(self.energy_costs.is_some()),
+            0,
+            1,
+            "EnergyCosts",
+        )?;
+        if let Some(v) = &self.energy_costs {
+            e.elem(w, 1, 0);
+            v.encode(w)?;
+        }
+        check_count(
+            usize::from(self.occupancy_costs.is_some()),
+            0,
+            1,
+            "OccupancyCosts",
+        )?;
+        if let Some(v) = &self.occupancy_costs {
+            e.elem(w, 2, 0);
+            v.encode(w)?;
+        }
+        check_count(
+            usize::from(self.additional_services_costs.is_some()),
+            0,
+            1,
+            "AdditionalServicesCosts",
+        )?;
+        if let Some(v) = &self.additional_services_costs {
+            e.elem(w, 3, 0);
+            v.encode(w)?;
+        }
+        check_count(
+            usize::from(self.overstay_costs.is_some()),
+            0,
+            1,
+            "OverstayCosts",
+        )?;
+        if let Some(v) = &self.overstay_costs {
+            e.elem(w, 4, 0);
+            v.encode(w)?;
+        }
+        check_count(self.tax_costs.len(), 0, 10, "TaxCosts")?;
+        for v in &self.tax_costs {
+            e.elem(w, 5, 0);
+            v.encode(w)?;
+        }
+        e.end(w)
+    }
+
+    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
+        let mut d = Dec::new(&G_RECEIPTTYPE);
+        let mut f_time_anchor: Option<u64> = None;
+        let mut f_energy_costs: Option<DetailedCostType> = None;
+        let mut f_occupancy_costs: Option<DetailedCostType> = None;
+        let mut f_additional_services_costs: Option<DetailedCostType> = None;
+        let mut f_overstay_costs: Option<DetailedCostType> = None;
+        let mut f_tax_costs: Vec<DetailedTaxType> = Vec::new();
+        loop {
+            match d.next(r)? {
+                Ev::Elem(0, 0) => {
+                    f_time_anchor = Some(
+                        dec_elem_value(r, false, |r| {
+                            Ok(int_into::<u64>(dec_int(r, 0, i128::MAX)?)?)
+                        })?
+                        .ok_or_else(|| missing("TimeAnchor"))?,
+                    )
+                }
+                Ev::Elem(1, 0) => f_energy_costs = Some(DetailedCostType::decode(r)?),
+                Ev::Elem(2, 0) => f_occupancy_costs = Some(DetailedCostType::decode(r)?),
+                Ev::Elem(3, 0) => f_additional_services_costs = Some(DetailedCostType::decode(r)?),
+                Ev::Elem(4, 0) => f_overstay_costs = Some(DetailedCostType::decode(r)?),
+                Ev::Elem(5, 0) => f_tax_costs.push(DetailedTaxType::decode(r)?),
+                Ev::End => break,
+                ev => return Err(d.unexpected(ev)),
+            }
+        }
+        Ok(ReceiptType {
+            time_anchor: f_time_anchor.ok_or_else(|| missing("TimeAnchor"))?,
+            energy_costs: f_energy_costs,
+            occupancy_costs: f_occupancy_costs,
+            additional_services_costs: f_additional_services_costs,
+            overstay_costs: f_overstay_costs,
+            tax_costs: f_tax_costs,
+        })
+    }
+}
+
+/// XSD complex type `DetailedTaxType`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DetailedTaxType {
+    #[serde(rename = "TaxRuleID")]
+    pub tax_rule_id: u32,
+    #[serde(rename = "Amount")]
+    pub amount: RationalNumberType,
+}
+
+static G_DETAILEDTAXTYPE: Grammar = Grammar {
+    attrs: &[],
+    particles: &[
+        P {
+            alts: 1,
+            min: 1,
+            max: 1,
+        },
+        P {
+            alts: 1,
+            min: 1,
+            max: 1,
+        },
+    ],
+    mixed: false,
+    simple: false,
+};
+
+impl ExiType for DetailedTaxType {
+    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
+        let mut e = Enc::new(&G_DETAILEDTAXTYPE);
+        {
+            let v = &self.tax_rule_id;
+            e.elem(w, 0, 0);
+            elem_value(w, false, |w| {
+                enc_int(w, i128::from(*v), 1, 4294967295)?;
+                Ok(())
+            })?;
+        }
+        {
+            let v = &self.amount;
+            e.elem(w, 1, 0);
+            v.encode(w)?;
+        }
+        e.end(w)
+    }
+
+    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
+        let mut d = Dec::new(&G_DETAILEDTAXTYPE);
+        let mut f_tax_rule_id: Option<u32> = None;
+        let mut f_amount: Option<RationalNumberType> = None;
+        loop {
+            match d.next(r)? {
+                Ev::Elem(0, 0) => {
+                    f_tax_rule_id = Some(
+                        dec_elem_value(r, false, |r| {
+                            Ok(int_into::<u32>(dec_int(r, 1, 4294967295)?)?)
+                        })?
+                        .ok_or_else(|| missing("TaxRuleID"))?,
+                    )
+                }
+                Ev::Elem(1, 0) => f_amount = Some(RationalNumberType::decode(r)?),
+                Ev::End => break,
+                ev => return Err(d.unexpected(ev)),
+            }
+        }
+        Ok(DetailedTaxType {
+            tax_rule_id: f_tax_rule_id.ok_or_else(|| missing("TaxRuleID"))?,
+            amount: f_amount.ok_or_else(|| missing("Amount"))?,
         })
     }
 }
@@ -3382,10 +4362,7 @@ impl Message {
             }
             Message::DigestValue(x) => {
                 w.event(13, 35);
-                elem_value(w, x.0.is_empty(), |w| {
-                    enc_binary(w, &x.0, None)?;
-                    Ok(())
-                })?;
+                binary_elem(w, &x.0, 0, None)?;
             }
             Message::KeyInfo(x) => {
                 w.event(14, 35);
@@ -3393,10 +4370,7 @@ impl Message {
             }
             Message::KeyName(x) => {
                 w.event(15, 35);
-                elem_value(w, x.is_empty(), |w| {
-                    enc_string(w, x, None)?;
-                    Ok(())
-                })?;
+                string_elem(w, x, 0, None)?;
             }
             Message::KeyValue(x) => {
                 w.event(16, 35);
@@ -3408,10 +4382,7 @@ impl Message {
             }
             Message::MgmtData(x) => {
                 w.event(18, 35);
-                elem_value(w, x.is_empty(), |w| {
-                    enc_string(w, x, None)?;
-                    Ok(())
-                })?;
+                string_elem(w, x, 0, None)?;
             }
             Message::Object(x) => {
                 w.event(19, 35);
@@ -3497,17 +4468,17 @@ impl Message {
             10 => Message::CanonicalizationMethod(Box::new(CanonicalizationMethodType::decode(r)?)),
             12 => Message::DigestMethod(Box::new(DigestMethodType::decode(r)?)),
             13 => Message::DigestValue(
-                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, None)?)))?
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
                     .unwrap_or_default(),
             ),
             14 => Message::KeyInfo(Box::new(KeyInfoType::decode(r)?)),
             15 => Message::KeyName(
-                dec_elem_value(r, true, |r| Ok(dec_string(r, None)?))?.unwrap_or_default(),
+                dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?.unwrap_or_default(),
             ),
             16 => Message::KeyValue(Box::new(KeyValueType::decode(r)?)),
             17 => Message::Manifest(Box::new(ManifestType::decode(r)?)),
             18 => Message::MgmtData(
-                dec_elem_value(r, true, |r| Ok(dec_string(r, None)?))?.unwrap_or_default(),
+                dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?.unwrap_or_default(),
             ),
             19 => Message::Object(Box::new(ObjectType::decode(r)?)),
             21 => Message::RSAKeyValue(Box::new(RSAKeyValueType::decode(r)?)),
@@ -3532,5 +4503,1538 @@ impl Message {
         };
         rd.finish()?;
         Ok(m)
+    }
+}
+
+/// One element as an EXI fragment, the form XML signatures digest (ISO 15118-2
+/// §7.9.2.4, -20 §8.3.4): any element declared in the set, global or local,
+/// with a single type.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub enum Fragment {
+    /// `{urn:iso:std:iso:15118:-20:ACDP}ACDP_ConnectReq`
+    #[serde(rename = "ACDP_ConnectReq")]
+    AcdpConnectReq(Box<AcdpConnectReqType>),
+    /// `{urn:iso:std:iso:15118:-20:ACDP}ACDP_ConnectRes`
+    #[serde(rename = "ACDP_ConnectRes")]
+    AcdpConnectRes(Box<AcdpConnectResType>),
+    /// `{urn:iso:std:iso:15118:-20:ACDP}ACDP_DisconnectReq`
+    #[serde(rename = "ACDP_DisconnectReq")]
+    AcdpDisconnectReq(Box<AcdpConnectReqType>),
+    /// `{urn:iso:std:iso:15118:-20:ACDP}ACDP_DisconnectRes`
+    #[serde(rename = "ACDP_DisconnectRes")]
+    AcdpDisconnectRes(Box<AcdpConnectResType>),
+    /// `{urn:iso:std:iso:15118:-20:ACDP}ACDP_SystemStatusReq`
+    #[serde(rename = "ACDP_SystemStatusReq")]
+    AcdpSystemStatusReq(Box<AcdpSystemStatusReqType>),
+    /// `{urn:iso:std:iso:15118:-20:ACDP}ACDP_SystemStatusRes`
+    #[serde(rename = "ACDP_SystemStatusRes")]
+    AcdpSystemStatusRes(Box<AcdpSystemStatusResType>),
+    /// `{urn:iso:std:iso:15118:-20:ACDP}ACDP_VehiclePositioningReq`
+    #[serde(rename = "ACDP_VehiclePositioningReq")]
+    AcdpVehiclePositioningReq(Box<AcdpVehiclePositioningReqType>),
+    /// `{urn:iso:std:iso:15118:-20:ACDP}ACDP_VehiclePositioningRes`
+    #[serde(rename = "ACDP_VehiclePositioningRes")]
+    AcdpVehiclePositioningRes(Box<AcdpVehiclePositioningResType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}AckMaxDelay`
+    #[serde(rename = "AckMaxDelay")]
+    AckMaxDelay(u16),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}AdditionalServicesCosts`
+    #[serde(rename = "AdditionalServicesCosts")]
+    AdditionalServicesCosts(Box<DetailedCostType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}Amount`
+    #[serde(rename = "Amount")]
+    Amount(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}BPT_DischargedEnergyReadingWh`
+    #[serde(rename = "BPT_DischargedEnergyReadingWh")]
+    BptDischargedEnergyReadingWh(u64),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}BPT_InductiveEnergyReadingVARh`
+    #[serde(rename = "BPT_InductiveEnergyReadingVARh")]
+    BptInductiveEnergyReadingVARh(u64),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}BatteryEnergyCapacity`
+    #[serde(rename = "BatteryEnergyCapacity")]
+    BatteryEnergyCapacity(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}CLReqControlMode`
+    #[serde(rename = "CLReqControlMode")]
+    CLReqControlMode(Box<CLReqControlModeType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}CLResControlMode`
+    #[serde(rename = "CLResControlMode")]
+    CLResControlMode(Box<CLResControlModeType>),
+    /// `{http://www.w3.org/2000/09/xmldsig#}CanonicalizationMethod`
+    #[serde(rename = "CanonicalizationMethod")]
+    CanonicalizationMethod(Box<CanonicalizationMethodType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}CapacitiveEnergyReadingVARh`
+    #[serde(rename = "CapacitiveEnergyReadingVARh")]
+    CapacitiveEnergyReadingVARh(u64),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}ChargedEnergyReadingWh`
+    #[serde(rename = "ChargedEnergyReadingWh")]
+    ChargedEnergyReadingWh(u64),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}ChargingComplete`
+    #[serde(rename = "ChargingComplete")]
+    ChargingComplete(bool),
+    /// `{urn:iso:std:iso:15118:-20:ACDP}ContactWindowXc`
+    #[serde(rename = "ContactWindowXc")]
+    ContactWindowXc(i16),
+    /// `{urn:iso:std:iso:15118:-20:ACDP}ContactWindowYc`
+    #[serde(rename = "ContactWindowYc")]
+    ContactWindowYc(i16),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}CostPerUnit`
+    #[serde(rename = "CostPerUnit")]
+    CostPerUnit(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}DepartureTime`
+    #[serde(rename = "DepartureTime")]
+    DepartureTime(u32),
+    /// `{http://www.w3.org/2000/09/xmldsig#}DigestMethod`
+    #[serde(rename = "DigestMethod")]
+    DigestMethod(Box<DigestMethodType>),
+    /// `{http://www.w3.org/2000/09/xmldsig#}DigestValue`
+    #[serde(rename = "DigestValue")]
+    DigestValue(Base64Binary),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}DisplayParameters`
+    #[serde(rename = "DisplayParameters")]
+    DisplayParameters(Box<DisplayParametersType>),
+    /// `{urn:iso:std:iso:15118:-20:ACDP}EVAssociationStatus`
+    #[serde(rename = "EVAssociationStatus")]
+    EVAssociationStatus(bool),
+    /// `{urn:iso:std:iso:15118:-20:ACDP}EVCPStatus`
+    #[serde(rename = "EVCPStatus")]
+    EVCPStatus(CpStatusType),
+    /// `{urn:iso:std:iso:15118:-20:ACDP}EVElectricalChargingDeviceStatus`
+    #[serde(rename = "EVElectricalChargingDeviceStatus")]
+    EVElectricalChargingDeviceStatus(ElectricalChargingDeviceStatusType),
+    /// `{urn:iso:std:iso:15118:-20:ACDP}EVErrorCode`
+    #[serde(rename = "EVErrorCode")]
+    EVErrorCode(ErrorCodeType),
+    /// `{urn:iso:std:iso:15118:-20:ACDP}EVImmobilizationRequest`
+    #[serde(rename = "EVImmobilizationRequest")]
+    EVImmobilizationRequest(bool),
+    /// `{urn:iso:std:iso:15118:-20:ACDP}EVImmobilized`
+    #[serde(rename = "EVImmobilized")]
+    EVImmobilized(bool),
+    /// `{urn:iso:std:iso:15118:-20:ACDP}EVInChargePosition`
+    #[serde(rename = "EVInChargePosition")]
+    EVInChargePosition(bool),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}EVMaximumEnergyRequest`
+    #[serde(rename = "EVMaximumEnergyRequest")]
+    EVMaximumEnergyRequest(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}EVMinimumEnergyRequest`
+    #[serde(rename = "EVMinimumEnergyRequest")]
+    EVMinimumEnergyRequest(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:ACDP}EVMobilityStatus`
+    #[serde(rename = "EVMobilityStatus")]
+    EVMobilityStatus(bool),
+    /// `{urn:iso:std:iso:15118:-20:ACDP}EVPositioningSupport`
+    #[serde(rename = "EVPositioningSupport")]
+    EVPositioningSupport(bool),
+    /// `{urn:iso:std:iso:15118:-20:ACDP}EVReadyToCharge`
+    #[serde(rename = "EVReadyToCharge")]
+    EVReadyToCharge(bool),
+    /// `{urn:iso:std:iso:15118:-20:ACDP}EVRelativeXDeviation`
+    #[serde(rename = "EVRelativeXDeviation")]
+    EVRelativeXDeviation(i16),
+    /// `{urn:iso:std:iso:15118:-20:ACDP}EVRelativeYDeviation`
+    #[serde(rename = "EVRelativeYDeviation")]
+    EVRelativeYDeviation(i16),
+    /// `{urn:iso:std:iso:15118:-20:ACDP}EVSEDisabled`
+    #[serde(rename = "EVSEDisabled")]
+    EVSEDisabled(bool),
+    /// `{urn:iso:std:iso:15118:-20:ACDP}EVSEElectricalChargingDeviceStatus`
+    #[serde(rename = "EVSEElectricalChargingDeviceStatus")]
+    EVSEElectricalChargingDeviceStatus(ElectricalChargingDeviceStatusType),
+    /// `{urn:iso:std:iso:15118:-20:ACDP}EVSEEmergencyShutdown`
+    #[serde(rename = "EVSEEmergencyShutdown")]
+    EVSEEmergencyShutdown(bool),
+    /// `{urn:iso:std:iso:15118:-20:ACDP}EVSEIsolationStatus`
+    #[serde(rename = "EVSEIsolationStatus")]
+    EVSEIsolationStatus(IsolationStatusType),
+    /// `{urn:iso:std:iso:15118:-20:ACDP}EVSEMalfunction`
+    #[serde(rename = "EVSEMalfunction")]
+    EVSEMalfunction(bool),
+    /// `{urn:iso:std:iso:15118:-20:ACDP}EVSEMechanicalChargingDeviceStatus`
+    #[serde(rename = "EVSEMechanicalChargingDeviceStatus")]
+    EVSEMechanicalChargingDeviceStatus(MechanicalChargingDeviceStatusType),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}EVSENotification`
+    #[serde(rename = "EVSENotification")]
+    EVSENotification(EvseNotificationType),
+    /// `{urn:iso:std:iso:15118:-20:ACDP}EVSEPositioningSupport`
+    #[serde(rename = "EVSEPositioningSupport")]
+    EVSEPositioningSupport(bool),
+    /// `{urn:iso:std:iso:15118:-20:ACDP}EVSEProcessing`
+    #[serde(rename = "EVSEProcessing")]
+    EVSEProcessing(ProcessingType),
+    /// `{urn:iso:std:iso:15118:-20:ACDP}EVSEReadyToCharge`
+    #[serde(rename = "EVSEReadyToCharge")]
+    EVSEReadyToCharge(bool),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}EVSEStatus`
+    #[serde(rename = "EVSEStatus")]
+    EVSEStatus(Box<EVSEStatusType>),
+    /// `{urn:iso:std:iso:15118:-20:ACDP}EVSEUtilityInterruptEvent`
+    #[serde(rename = "EVSEUtilityInterruptEvent")]
+    EVSEUtilityInterruptEvent(bool),
+    /// `{urn:iso:std:iso:15118:-20:ACDP}EVSOC`
+    #[serde(rename = "EVSOC")]
+    EVSOC(u8),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}EVTargetEnergyRequest`
+    #[serde(rename = "EVTargetEnergyRequest")]
+    EVTargetEnergyRequest(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:ACDP}EVTechnicalStatus`
+    #[serde(rename = "EVTechnicalStatus")]
+    EVTechnicalStatus(Box<EVTechnicalStatusType>),
+    /// `{urn:iso:std:iso:15118:-20:ACDP}EVTimeout`
+    #[serde(rename = "EVTimeout")]
+    EVTimeout(bool),
+    /// `{urn:iso:std:iso:15118:-20:ACDP}EVWLANStrength`
+    #[serde(rename = "EVWLANStrength")]
+    EVWLANStrength(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}EnergyCosts`
+    #[serde(rename = "EnergyCosts")]
+    EnergyCosts(Box<DetailedCostType>),
+    /// `{http://www.w3.org/2000/09/xmldsig#}Exponent`
+    #[serde(rename = "Exponent")]
+    Exponent(Base64Binary),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}Exponent`
+    #[serde(rename = "{urn:iso:std:iso:15118:-20:CommonTypes}Exponent")]
+    Exponent_(i8),
+    /// `{http://www.w3.org/2000/09/xmldsig#}G`
+    #[serde(rename = "G")]
+    G(Base64Binary),
+    /// `{http://www.w3.org/2000/09/xmldsig#}HMACOutputLength`
+    #[serde(rename = "HMACOutputLength")]
+    HMACOutputLength(i64),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}Header`
+    #[serde(rename = "Header")]
+    Header(Box<MessageHeaderType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}InletHot`
+    #[serde(rename = "InletHot")]
+    InletHot(bool),
+    /// `{http://www.w3.org/2000/09/xmldsig#}J`
+    #[serde(rename = "J")]
+    J(Base64Binary),
+    /// `{http://www.w3.org/2000/09/xmldsig#}KeyInfo`
+    #[serde(rename = "KeyInfo")]
+    KeyInfo(Box<KeyInfoType>),
+    /// `{http://www.w3.org/2000/09/xmldsig#}KeyName`
+    #[serde(rename = "KeyName")]
+    KeyName(String),
+    /// `{http://www.w3.org/2000/09/xmldsig#}KeyValue`
+    #[serde(rename = "KeyValue")]
+    KeyValue(Box<KeyValueType>),
+    /// `{http://www.w3.org/2000/09/xmldsig#}Manifest`
+    #[serde(rename = "Manifest")]
+    Manifest(Box<ManifestType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}MaximumSOC`
+    #[serde(rename = "MaximumSOC")]
+    MaximumSOC(u8),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}MeterID`
+    #[serde(rename = "MeterID")]
+    MeterID(String),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}MeterInfo`
+    #[serde(rename = "MeterInfo")]
+    MeterInfo(Box<MeterInfoType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}MeterInfoRequested`
+    #[serde(rename = "MeterInfoRequested")]
+    MeterInfoRequested(bool),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}MeterSignature`
+    #[serde(rename = "MeterSignature")]
+    MeterSignature(Base64Binary),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}MeterStatus`
+    #[serde(rename = "MeterStatus")]
+    MeterStatus(i16),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}MeterTimestamp`
+    #[serde(rename = "MeterTimestamp")]
+    MeterTimestamp(u64),
+    /// `{http://www.w3.org/2000/09/xmldsig#}MgmtData`
+    #[serde(rename = "MgmtData")]
+    MgmtData(String),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}MinimumSOC`
+    #[serde(rename = "MinimumSOC")]
+    MinimumSOC(u8),
+    /// `{http://www.w3.org/2000/09/xmldsig#}Modulus`
+    #[serde(rename = "Modulus")]
+    Modulus(Base64Binary),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}NotificationMaxDelay`
+    #[serde(rename = "NotificationMaxDelay")]
+    NotificationMaxDelay(u16),
+    /// `{http://www.w3.org/2000/09/xmldsig#}Object`
+    #[serde(rename = "Object")]
+    Object(Box<ObjectType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}OccupancyCosts`
+    #[serde(rename = "OccupancyCosts")]
+    OccupancyCosts(Box<DetailedCostType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}OverstayCosts`
+    #[serde(rename = "OverstayCosts")]
+    OverstayCosts(Box<DetailedCostType>),
+    /// `{http://www.w3.org/2000/09/xmldsig#}P`
+    #[serde(rename = "P")]
+    P(Base64Binary),
+    /// `{http://www.w3.org/2000/09/xmldsig#}PGPKeyID`
+    #[serde(rename = "PGPKeyID")]
+    PGPKeyID(Base64Binary),
+    /// `{http://www.w3.org/2000/09/xmldsig#}PGPKeyPacket`
+    #[serde(rename = "PGPKeyPacket")]
+    PGPKeyPacket(Base64Binary),
+    /// `{http://www.w3.org/2000/09/xmldsig#}PgenCounter`
+    #[serde(rename = "PgenCounter")]
+    PgenCounter(Base64Binary),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}PresentSOC`
+    #[serde(rename = "PresentSOC")]
+    PresentSOC(u8),
+    /// `{http://www.w3.org/2000/09/xmldsig#}Q`
+    #[serde(rename = "Q")]
+    Q(Base64Binary),
+    /// `{http://www.w3.org/2000/09/xmldsig#}RSAKeyValue`
+    #[serde(rename = "RSAKeyValue")]
+    RSAKeyValue(Box<RSAKeyValueType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}Receipt`
+    #[serde(rename = "Receipt")]
+    Receipt(Box<ReceiptType>),
+    /// `{http://www.w3.org/2000/09/xmldsig#}Reference`
+    #[serde(rename = "Reference")]
+    Reference(Box<ReferenceType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}RemainingTimeToMaximumSOC`
+    #[serde(rename = "RemainingTimeToMaximumSOC")]
+    RemainingTimeToMaximumSOC(u32),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}RemainingTimeToMinimumSOC`
+    #[serde(rename = "RemainingTimeToMinimumSOC")]
+    RemainingTimeToMinimumSOC(u32),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}RemainingTimeToTargetSOC`
+    #[serde(rename = "RemainingTimeToTargetSOC")]
+    RemainingTimeToTargetSOC(u32),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}ResponseCode`
+    #[serde(rename = "ResponseCode")]
+    ResponseCode(ResponseCodeType),
+    /// `{http://www.w3.org/2000/09/xmldsig#}RetrievalMethod`
+    #[serde(rename = "RetrievalMethod")]
+    RetrievalMethod(Box<RetrievalMethodType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}RootCertificateID`
+    #[serde(rename = "RootCertificateID")]
+    RootCertificateID(Box<X509IssuerSerialType>),
+    /// `{http://www.w3.org/2000/09/xmldsig#}SPKISexp`
+    #[serde(rename = "SPKISexp")]
+    SPKISexp(Base64Binary),
+    /// `{http://www.w3.org/2000/09/xmldsig#}Seed`
+    #[serde(rename = "Seed")]
+    Seed(Base64Binary),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}SessionID`
+    #[serde(rename = "SessionID")]
+    SessionID(HexBinary),
+    /// `{http://www.w3.org/2000/09/xmldsig#}Signature`
+    #[serde(rename = "Signature")]
+    Signature(Box<SignatureType>),
+    /// `{http://www.w3.org/2000/09/xmldsig#}SignatureMethod`
+    #[serde(rename = "SignatureMethod")]
+    SignatureMethod(Box<SignatureMethodType>),
+    /// `{http://www.w3.org/2000/09/xmldsig#}SignatureProperties`
+    #[serde(rename = "SignatureProperties")]
+    SignatureProperties(Box<SignaturePropertiesType>),
+    /// `{http://www.w3.org/2000/09/xmldsig#}SignatureProperty`
+    #[serde(rename = "SignatureProperty")]
+    SignatureProperty(Box<SignaturePropertyType>),
+    /// `{http://www.w3.org/2000/09/xmldsig#}SignatureValue`
+    #[serde(rename = "SignatureValue")]
+    SignatureValue(Box<SignatureValueType>),
+    /// `{http://www.w3.org/2000/09/xmldsig#}SignedInfo`
+    #[serde(rename = "SignedInfo")]
+    SignedInfo(Box<SignedInfoType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}TargetSOC`
+    #[serde(rename = "TargetSOC")]
+    TargetSOC(u8),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}TaxCosts`
+    #[serde(rename = "TaxCosts")]
+    TaxCosts(Box<DetailedTaxType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}TaxRuleID`
+    #[serde(rename = "TaxRuleID")]
+    TaxRuleID(u32),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}TimeAnchor`
+    #[serde(rename = "TimeAnchor")]
+    TimeAnchor(u64),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}TimeStamp`
+    #[serde(rename = "TimeStamp")]
+    TimeStamp(u64),
+    /// `{http://www.w3.org/2000/09/xmldsig#}Transform`
+    #[serde(rename = "Transform")]
+    Transform(Box<TransformType>),
+    /// `{http://www.w3.org/2000/09/xmldsig#}Transforms`
+    #[serde(rename = "Transforms")]
+    Transforms(Box<TransformsType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}Value`
+    #[serde(rename = "Value")]
+    Value(i16),
+    /// `{http://www.w3.org/2000/09/xmldsig#}X509CRL`
+    #[serde(rename = "X509CRL")]
+    X509CRL(Base64Binary),
+    /// `{http://www.w3.org/2000/09/xmldsig#}X509Certificate`
+    #[serde(rename = "X509Certificate")]
+    X509Certificate(Base64Binary),
+    /// `{http://www.w3.org/2000/09/xmldsig#}X509Data`
+    #[serde(rename = "X509Data")]
+    X509Data(Box<X509DataType>),
+    /// `{http://www.w3.org/2000/09/xmldsig#}X509IssuerName`
+    #[serde(rename = "X509IssuerName")]
+    X509IssuerName(String),
+    /// `{http://www.w3.org/2000/09/xmldsig#}X509IssuerSerial`
+    #[serde(rename = "X509IssuerSerial")]
+    X509IssuerSerial(Box<X509IssuerSerialType>),
+    /// `{http://www.w3.org/2000/09/xmldsig#}X509SKI`
+    #[serde(rename = "X509SKI")]
+    X509SKI(Base64Binary),
+    /// `{http://www.w3.org/2000/09/xmldsig#}X509SerialNumber`
+    #[serde(rename = "X509SerialNumber")]
+    X509SerialNumber(i64),
+    /// `{http://www.w3.org/2000/09/xmldsig#}X509SubjectName`
+    #[serde(rename = "X509SubjectName")]
+    X509SubjectName(String),
+    /// `{http://www.w3.org/2000/09/xmldsig#}XPath`
+    #[serde(rename = "XPath")]
+    XPath(String),
+    /// `{http://www.w3.org/2000/09/xmldsig#}Y`
+    #[serde(rename = "Y")]
+    Y(Base64Binary),
+}
+
+impl Fragment {
+    /// Encodes the fragment (header `0x80`, the element, ED) onto `out`.
+    pub fn encode(&self, out: &mut Vec<u8>) -> Result<(), ExiError> {
+        let mut bw = BitWriter::new();
+        let w = &mut bw;
+        w.bits(8, u32::from(HEADER));
+        match self {
+            Fragment::AcdpConnectReq(x) => {
+                w.event(0, 131);
+                x.encode(w)?;
+            }
+            Fragment::AcdpConnectRes(x) => {
+                w.event(1, 131);
+                x.encode(w)?;
+            }
+            Fragment::AcdpDisconnectReq(x) => {
+                w.event(2, 131);
+                x.encode(w)?;
+            }
+            Fragment::AcdpDisconnectRes(x) => {
+                w.event(3, 131);
+                x.encode(w)?;
+            }
+            Fragment::AcdpSystemStatusReq(x) => {
+                w.event(4, 131);
+                x.encode(w)?;
+            }
+            Fragment::AcdpSystemStatusRes(x) => {
+                w.event(5, 131);
+                x.encode(w)?;
+            }
+            Fragment::AcdpVehiclePositioningReq(x) => {
+                w.event(6, 131);
+                x.encode(w)?;
+            }
+            Fragment::AcdpVehiclePositioningRes(x) => {
+                w.event(7, 131);
+                x.encode(w)?;
+            }
+            Fragment::AckMaxDelay(x) => {
+                w.event(8, 131);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, 65535)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::AdditionalServicesCosts(x) => {
+                w.event(9, 131);
+                x.encode(w)?;
+            }
+            Fragment::Amount(x) => {
+                w.event(10, 131);
+                x.encode(w)?;
+            }
+            Fragment::BptDischargedEnergyReadingWh(x) => {
+                w.event(11, 131);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, i128::MAX)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::BptInductiveEnergyReadingVARh(x) => {
+                w.event(12, 131);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, i128::MAX)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::BatteryEnergyCapacity(x) => {
+                w.event(13, 131);
+                x.encode(w)?;
+            }
+            Fragment::CLReqControlMode(x) => {
+                w.event(14, 131);
+                x.encode(w)?;
+            }
+            Fragment::CLResControlMode(x) => {
+                w.event(15, 131);
+                x.encode(w)?;
+            }
+            Fragment::CanonicalizationMethod(x) => {
+                w.event(16, 131);
+                x.encode(w)?;
+            }
+            Fragment::CapacitiveEnergyReadingVARh(x) => {
+                w.event(17, 131);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, i128::MAX)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::ChargedEnergyReadingWh(x) => {
+                w.event(18, 131);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, i128::MAX)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::ChargingComplete(x) => {
+                w.event(19, 131);
+                elem_value(w, false, |w| {
+                    w.bits(1, u32::from(*x));
+                    Ok(())
+                })?;
+            }
+            Fragment::ContactWindowXc(x) => {
+                w.event(20, 131);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), -32768, 32767)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::ContactWindowYc(x) => {
+                w.event(21, 131);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), -32768, 32767)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::CostPerUnit(x) => {
+                w.event(22, 131);
+                x.encode(w)?;
+            }
+            Fragment::DepartureTime(x) => {
+                w.event(24, 131);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, 4294967295)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::DigestMethod(x) => {
+                w.event(25, 131);
+                x.encode(w)?;
+            }
+            Fragment::DigestValue(x) => {
+                w.event(26, 131);
+                binary_elem(w, &x.0, 0, None)?;
+            }
+            Fragment::DisplayParameters(x) => {
+                w.event(27, 131);
+                x.encode(w)?;
+            }
+            Fragment::EVAssociationStatus(x) => {
+                w.event(28, 131);
+                elem_value(w, false, |w| {
+                    w.bits(1, u32::from(*x));
+                    Ok(())
+                })?;
+            }
+            Fragment::EVCPStatus(x) => {
+                w.event(29, 131);
+                elem_value(w, false, |w| {
+                    enc_enum(w, x.index(), CpStatusType::COUNT);
+                    Ok(())
+                })?;
+            }
+            Fragment::EVElectricalChargingDeviceStatus(x) => {
+                w.event(30, 131);
+                elem_value(w, false, |w| {
+                    enc_enum(w, x.index(), ElectricalChargingDeviceStatusType::COUNT);
+                    Ok(())
+                })?;
+            }
+            Fragment::EVErrorCode(x) => {
+                w.event(31, 131);
+                elem_value(w, false, |w| {
+                    enc_enum(w, x.index(), ErrorCodeType::COUNT);
+                    Ok(())
+                })?;
+            }
+            Fragment::EVImmobilizationRequest(x) => {
+                w.event(32, 131);
+                elem_value(w, false, |w| {
+                    w.bits(1, u32::from(*x));
+                    Ok(())
+                })?;
+            }
+            Fragment::EVImmobilized(x) => {
+                w.event(33, 131);
+                elem_value(w, false, |w| {
+                    w.bits(1, u32::from(*x));
+                    Ok(())
+                })?;
+            }
+            Fragment::EVInChargePosition(x) => {
+                w.event(34, 131);
+                elem_value(w, false, |w| {
+                    w.bits(1, u32::from(*x));
+                    Ok(())
+                })?;
+            }
+            Fragment::EVMaximumEnergyRequest(x) => {
+                w.event(35, 131);
+                x.encode(w)?;
+            }
+            Fragment::EVMinimumEnergyRequest(x) => {
+                w.event(36, 131);
+                x.encode(w)?;
+            }
+            Fragment::EVMobilityStatus(x) => {
+                w.event(37, 131);
+                elem_value(w, false, |w| {
+                    w.bits(1, u32::from(*x));
+                    Ok(())
+                })?;
+            }
+            Fragment::EVPositioningSupport(x) => {
+                w.event(38, 131);
+                elem_value(w, false, |w| {
+                    w.bits(1, u32::from(*x));
+                    Ok(())
+                })?;
+            }
+            Fragment::EVReadyToCharge(x) => {
+                w.event(39, 131);
+                elem_value(w, false, |w| {
+                    w.bits(1, u32::from(*x));
+                    Ok(())
+                })?;
+            }
+            Fragment::EVRelativeXDeviation(x) => {
+                w.event(40, 131);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), -32768, 32767)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::EVRelativeYDeviation(x) => {
+                w.event(41, 131);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), -32768, 32767)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::EVSEDisabled(x) => {
+                w.event(42, 131);
+                elem_value(w, false, |w| {
+                    w.bits(1, u32::from(*x));
+                    Ok(())
+                })?;
+            }
+            Fragment::EVSEElectricalChargingDeviceStatus(x) => {
+                w.event(43, 131);
+                elem_value(w, false, |w| {
+                    enc_enum(w, x.index(), ElectricalChargingDeviceStatusType::COUNT);
+                    Ok(())
+                })?;
+            }
+            Fragment::EVSEEmergencyShutdown(x) => {
+                w.event(44, 131);
+                elem_value(w, false, |w| {
+                    w.bits(1, u32::from(*x));
+                    Ok(())
+                })?;
+            }
+            Fragment::EVSEIsolationStatus(x) => {
+                w.event(45, 131);
+                elem_value(w, false, |w| {
+                    enc_enum(w, x.index(), IsolationStatusType::COUNT);
+                    Ok(())
+                })?;
+            }
+            Fragment::EVSEMalfunction(x) => {
+                w.event(46, 131);
+                elem_value(w, false, |w| {
+                    w.bits(1, u32::from(*x));
+                    Ok(())
+                })?;
+            }
+            Fragment::EVSEMechanicalChargingDeviceStatus(x) => {
+                w.event(47, 131);
+                elem_value(w, false, |w| {
+                    enc_enum(w, x.index(), MechanicalChargingDeviceStatusType::COUNT);
+                    Ok(())
+                })?;
+            }
+            Fragment::EVSENotification(x) => {
+                w.event(48, 131);
+                elem_value(w, false, |w| {
+                    enc_enum(w, x.index(), EvseNotificationType::COUNT);
+                    Ok(())
+                })?;
+            }
+            Fragment::EVSEPositioningSupport(x) => {
+                w.event(49, 131);
+                elem_value(w, false, |w| {
+                    w.bits(1, u32::from(*x));
+                    Ok(())
+                })?;
+            }
+            Fragment::EVSEProcessing(x) => {
+                w.event(50, 131);
+                elem_value(w, false, |w| {
+                    enc_enum(w, x.index(), ProcessingType::COUNT);
+                    Ok(())
+                })?;
+            }
+            Fragment::EVSEReadyToCharge(x) => {
+                w.event(51, 131);
+                elem_value(w, false, |w| {
+                    w.bits(1, u32::from(*x));
+                    Ok(())
+                })?;
+            }
+            Fragment::EVSEStatus(x) => {
+                w.event(52, 131);
+                x.encode(w)?;
+            }
+            Fragment::EVSEUtilityInterruptEvent(x) => {
+                w.event(53, 131);
+                elem_value(w, false, |w| {
+                    w.bits(1, u32::from(*x));
+                    Ok(())
+                })?;
+            }
+            Fragment::EVSOC(x) => {
+                w.event(54, 131);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, 100)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::EVTargetEnergyRequest(x) => {
+                w.event(55, 131);
+                x.encode(w)?;
+            }
+            Fragment::EVTechnicalStatus(x) => {
+                w.event(56, 131);
+                x.encode(w)?;
+            }
+            Fragment::EVTimeout(x) => {
+                w.event(57, 131);
+                elem_value(w, false, |w| {
+                    w.bits(1, u32::from(*x));
+                    Ok(())
+                })?;
+            }
+            Fragment::EVWLANStrength(x) => {
+                w.event(58, 131);
+                x.encode(w)?;
+            }
+            Fragment::EnergyCosts(x) => {
+                w.event(59, 131);
+                x.encode(w)?;
+            }
+            Fragment::Exponent(x) => {
+                w.event(60, 131);
+                binary_elem(w, &x.0, 0, None)?;
+            }
+            Fragment::Exponent_(x) => {
+                w.event(61, 131);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), -128, 127)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::G(x) => {
+                w.event(62, 131);
+                binary_elem(w, &x.0, 0, None)?;
+            }
+            Fragment::HMACOutputLength(x) => {
+                w.event(63, 131);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), i128::MIN, i128::MAX)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::Header(x) => {
+                w.event(64, 131);
+                x.encode(w)?;
+            }
+            Fragment::InletHot(x) => {
+                w.event(65, 131);
+                elem_value(w, false, |w| {
+                    w.bits(1, u32::from(*x));
+                    Ok(())
+                })?;
+            }
+            Fragment::J(x) => {
+                w.event(66, 131);
+                binary_elem(w, &x.0, 0, None)?;
+            }
+            Fragment::KeyInfo(x) => {
+                w.event(67, 131);
+                x.encode(w)?;
+            }
+            Fragment::KeyName(x) => {
+                w.event(68, 131);
+                string_elem(w, x, 0, None)?;
+            }
+            Fragment::KeyValue(x) => {
+                w.event(69, 131);
+                x.encode(w)?;
+            }
+            Fragment::Manifest(x) => {
+                w.event(70, 131);
+                x.encode(w)?;
+            }
+            Fragment::MaximumSOC(x) => {
+                w.event(71, 131);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, 100)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::MeterID(x) => {
+                w.event(72, 131);
+                string_elem(w, x, 0, Some(32))?;
+            }
+            Fragment::MeterInfo(x) => {
+                w.event(73, 131);
+                x.encode(w)?;
+            }
+            Fragment::MeterInfoRequested(x) => {
+                w.event(74, 131);
+                elem_value(w, false, |w| {
+                    w.bits(1, u32::from(*x));
+                    Ok(())
+                })?;
+            }
+            Fragment::MeterSignature(x) => {
+                w.event(75, 131);
+                binary_elem(w, &x.0, 0, Some(64))?;
+            }
+            Fragment::MeterStatus(x) => {
+                w.event(76, 131);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), -32768, 32767)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::MeterTimestamp(x) => {
+                w.event(77, 131);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, i128::MAX)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::MgmtData(x) => {
+                w.event(78, 131);
+                string_elem(w, x, 0, None)?;
+            }
+            Fragment::MinimumSOC(x) => {
+                w.event(79, 131);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, 100)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::Modulus(x) => {
+                w.event(80, 131);
+                binary_elem(w, &x.0, 0, None)?;
+            }
+            Fragment::NotificationMaxDelay(x) => {
+                w.event(81, 131);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, 65535)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::Object(x) => {
+                w.event(82, 131);
+                x.encode(w)?;
+            }
+            Fragment::OccupancyCosts(x) => {
+                w.event(83, 131);
+                x.encode(w)?;
+            }
+            Fragment::OverstayCosts(x) => {
+                w.event(84, 131);
+                x.encode(w)?;
+            }
+            Fragment::P(x) => {
+                w.event(85, 131);
+                binary_elem(w, &x.0, 0, None)?;
+            }
+            Fragment::PGPKeyID(x) => {
+                w.event(87, 131);
+                binary_elem(w, &x.0, 0, None)?;
+            }
+            Fragment::PGPKeyPacket(x) => {
+                w.event(88, 131);
+                binary_elem(w, &x.0, 0, None)?;
+            }
+            Fragment::PgenCounter(x) => {
+                w.event(89, 131);
+                binary_elem(w, &x.0, 0, None)?;
+            }
+            Fragment::PresentSOC(x) => {
+                w.event(90, 131);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, 100)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::Q(x) => {
+                w.event(91, 131);
+                binary_elem(w, &x.0, 0, None)?;
+            }
+            Fragment::RSAKeyValue(x) => {
+                w.event(92, 131);
+                x.encode(w)?;
+            }
+            Fragment::Receipt(x) => {
+                w.event(93, 131);
+                x.encode(w)?;
+            }
+            Fragment::Reference(x) => {
+                w.event(94, 131);
+                x.encode(w)?;
+            }
+            Fragment::RemainingTimeToMaximumSOC(x) => {
+                w.event(95, 131);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, 4294967295)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::RemainingTimeToMinimumSOC(x) => {
+                w.event(96, 131);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, 4294967295)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::RemainingTimeToTargetSOC(x) => {
+                w.event(97, 131);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, 4294967295)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::ResponseCode(x) => {
+                w.event(98, 131);
+                elem_value(w, false, |w| {
+                    enc_enum(w, x.index(), ResponseCodeType::COUNT);
+                    Ok(())
+                })?;
+            }
+            Fragment::RetrievalMethod(x) => {
+                w.event(99, 131);
+                x.encode(w)?;
+            }
+            Fragment::RootCertificateID(x) => {
+                w.event(100, 131);
+                x.encode(w)?;
+            }
+            Fragment::SPKISexp(x) => {
+                w.event(102, 131);
+                binary_elem(w, &x.0, 0, None)?;
+            }
+            Fragment::Seed(x) => {
+                w.event(103, 131);
+                binary_elem(w, &x.0, 0, None)?;
+            }
+            Fragment::SessionID(x) => {
+                w.event(104, 131);
+                binary_elem(w, &x.0, 8, Some(8))?;
+            }
+            Fragment::Signature(x) => {
+                w.event(105, 131);
+                x.encode(w)?;
+            }
+            Fragment::SignatureMethod(x) => {
+                w.event(106, 131);
+                x.encode(w)?;
+            }
+            Fragment::SignatureProperties(x) => {
+                w.event(107, 131);
+                x.encode(w)?;
+            }
+            Fragment::SignatureProperty(x) => {
+                w.event(108, 131);
+                x.encode(w)?;
+            }
+            Fragment::SignatureValue(x) => {
+                w.event(109, 131);
+                x.encode(w)?;
+            }
+            Fragment::SignedInfo(x) => {
+                w.event(110, 131);
+                x.encode(w)?;
+            }
+            Fragment::TargetSOC(x) => {
+                w.event(111, 131);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, 100)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::TaxCosts(x) => {
+                w.event(112, 131);
+                x.encode(w)?;
+            }
+            Fragment::TaxRuleID(x) => {
+                w.event(113, 131);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 1, 4294967295)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::TimeAnchor(x) => {
+                w.event(114, 131);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, i128::MAX)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::TimeStamp(x) => {
+                w.event(115, 131);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, i128::MAX)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::Transform(x) => {
+                w.event(116, 131);
+                x.encode(w)?;
+            }
+            Fragment::Transforms(x) => {
+                w.event(117, 131);
+                x.encode(w)?;
+            }
+            Fragment::Value(x) => {
+                w.event(118, 131);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), -32768, 32767)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::X509CRL(x) => {
+                w.event(119, 131);
+                binary_elem(w, &x.0, 0, None)?;
+            }
+            Fragment::X509Certificate(x) => {
+                w.event(120, 131);
+                binary_elem(w, &x.0, 0, None)?;
+            }
+            Fragment::X509Data(x) => {
+                w.event(121, 131);
+                x.encode(w)?;
+            }
+            Fragment::X509IssuerName(x) => {
+                w.event(122, 131);
+                string_elem(w, x, 0, None)?;
+            }
+            Fragment::X509IssuerSerial(x) => {
+                w.event(123, 131);
+                x.encode(w)?;
+            }
+            Fragment::X509SKI(x) => {
+                w.event(124, 131);
+                binary_elem(w, &x.0, 0, None)?;
+            }
+            Fragment::X509SerialNumber(x) => {
+                w.event(125, 131);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), i128::MIN, i128::MAX)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::X509SubjectName(x) => {
+                w.event(126, 131);
+                string_elem(w, x, 0, None)?;
+            }
+            Fragment::XPath(x) => {
+                w.event(127, 131);
+                string_elem(w, x, 0, None)?;
+            }
+            Fragment::Y(x) => {
+                w.event(128, 131);
+                binary_elem(w, &x.0, 0, None)?;
+            }
+        }
+        w.event(130, 131);
+        out.extend_from_slice(&bw.finish());
+        Ok(())
+    }
+
+    /// Decodes a fragment of one element.
+    pub fn decode(bytes: &[u8]) -> Result<Fragment, ExiError> {
+        let mut rd = BitReader::new(bytes);
+        let r = &mut rd;
+        let h = r.bits(8)? as u8;
+        if h != HEADER {
+            return Err(ExiError::Header(h));
+        }
+        let code = r.event(131)?;
+        let f = match code {
+            0 => Fragment::AcdpConnectReq(Box::new(AcdpConnectReqType::decode(r)?)),
+            1 => Fragment::AcdpConnectRes(Box::new(AcdpConnectResType::decode(r)?)),
+            2 => Fragment::AcdpDisconnectReq(Box::new(AcdpConnectReqType::decode(r)?)),
+            3 => Fragment::AcdpDisconnectRes(Box::new(AcdpConnectResType::decode(r)?)),
+            4 => Fragment::AcdpSystemStatusReq(Box::new(AcdpSystemStatusReqType::decode(r)?)),
+            5 => Fragment::AcdpSystemStatusRes(Box::new(AcdpSystemStatusResType::decode(r)?)),
+            6 => Fragment::AcdpVehiclePositioningReq(Box::new(
+                AcdpVehiclePositioningReqType::decode(r)?,
+            )),
+            7 => Fragment::AcdpVehiclePositioningRes(Box::new(
+                AcdpVehiclePositioningResType::decode(r)?,
+            )),
+            8 => Fragment::AckMaxDelay(
+                dec_elem_value(r, false, |r| Ok(int_into::<u16>(dec_int(r, 0, 65535)?)?))?
+                    .ok_or_else(|| missing("AckMaxDelay"))?,
+            ),
+            9 => Fragment::AdditionalServicesCosts(Box::new(DetailedCostType::decode(r)?)),
+            10 => Fragment::Amount(Box::new(RationalNumberType::decode(r)?)),
+            11 => Fragment::BptDischargedEnergyReadingWh(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<u64>(dec_int(r, 0, i128::MAX)?)?)
+                })?
+                .ok_or_else(|| missing("BPT_DischargedEnergyReadingWh"))?,
+            ),
+            12 => Fragment::BptInductiveEnergyReadingVARh(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<u64>(dec_int(r, 0, i128::MAX)?)?)
+                })?
+                .ok_or_else(|| missing("BPT_InductiveEnergyReadingVARh"))?,
+            ),
+            13 => Fragment::BatteryEnergyCapacity(Box::new(RationalNumberType::decode(r)?)),
+            14 => Fragment::CLReqControlMode(Box::new(CLReqControlModeType::decode(r)?)),
+            15 => Fragment::CLResControlMode(Box::new(CLResControlModeType::decode(r)?)),
+            16 => {
+                Fragment::CanonicalizationMethod(Box::new(CanonicalizationMethodType::decode(r)?))
+            }
+            17 => Fragment::CapacitiveEnergyReadingVARh(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<u64>(dec_int(r, 0, i128::MAX)?)?)
+                })?
+                .ok_or_else(|| missing("CapacitiveEnergyReadingVARh"))?,
+            ),
+            18 => Fragment::ChargedEnergyReadingWh(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<u64>(dec_int(r, 0, i128::MAX)?)?)
+                })?
+                .ok_or_else(|| missing("ChargedEnergyReadingWh"))?,
+            ),
+            19 => Fragment::ChargingComplete(
+                dec_elem_value(r, false, |r| Ok(dec_bool(r)?))?
+                    .ok_or_else(|| missing("ChargingComplete"))?,
+            ),
+            20 => Fragment::ContactWindowXc(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<i16>(dec_int(r, -32768, 32767)?)?)
+                })?
+                .ok_or_else(|| missing("ContactWindowXc"))?,
+            ),
+            21 => Fragment::ContactWindowYc(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<i16>(dec_int(r, -32768, 32767)?)?)
+                })?
+                .ok_or_else(|| missing("ContactWindowYc"))?,
+            ),
+            22 => Fragment::CostPerUnit(Box::new(RationalNumberType::decode(r)?)),
+            24 => Fragment::DepartureTime(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<u32>(dec_int(r, 0, 4294967295)?)?)
+                })?
+                .ok_or_else(|| missing("DepartureTime"))?,
+            ),
+            25 => Fragment::DigestMethod(Box::new(DigestMethodType::decode(r)?)),
+            26 => Fragment::DigestValue(
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
+                    .unwrap_or_default(),
+            ),
+            27 => Fragment::DisplayParameters(Box::new(DisplayParametersType::decode(r)?)),
+            28 => Fragment::EVAssociationStatus(
+                dec_elem_value(r, false, |r| Ok(dec_bool(r)?))?
+                    .ok_or_else(|| missing("EVAssociationStatus"))?,
+            ),
+            29 => Fragment::EVCPStatus(
+                dec_elem_value(r, false, |r| {
+                    Ok(enum_from::<CpStatusType>(dec_enum(
+                        r,
+                        CpStatusType::COUNT,
+                    )?)?)
+                })?
+                .ok_or_else(|| missing("EVCPStatus"))?,
+            ),
+            30 => Fragment::EVElectricalChargingDeviceStatus(
+                dec_elem_value(r, false, |r| {
+                    Ok(enum_from::<ElectricalChargingDeviceStatusType>(dec_enum(
+                        r,
+                        ElectricalChargingDeviceStatusType::COUNT,
+                    )?)?)
+                })?
+                .ok_or_else(|| missing("EVElectricalChargingDeviceStatus"))?,
+            ),
+            31 => Fragment::EVErrorCode(
+                dec_elem_value(r, false, |r| {
+                    Ok(enum_from::<ErrorCodeType>(dec_enum(
+                        r,
+                        ErrorCodeType::COUNT,
+                    )?)?)
+                })?
+                .ok_or_else(|| missing("EVErrorCode"))?,
+            ),
+            32 => Fragment::EVImmobilizationRequest(
+                dec_elem_value(r, false, |r| Ok(dec_bool(r)?))?
+                    .ok_or_else(|| missing("EVImmobilizationRequest"))?,
+            ),
+            33 => Fragment::EVImmobilized(
+                dec_elem_value(r, false, |r| Ok(dec_bool(r)?))?
+                    .ok_or_else(|| missing("EVImmobilized"))?,
+            ),
+            34 => Fragment::EVInChargePosition(
+                dec_elem_value(r, false, |r| Ok(dec_bool(r)?))?
+                    .ok_or_else(|| missing("EVInChargePosition"))?,
+            ),
+            35 => Fragment::EVMaximumEnergyRequest(Box::new(RationalNumberType::decode(r)?)),
+            36 => Fragment::EVMinimumEnergyRequest(Box::new(RationalNumberType::decode(r)?)),
+            37 => Fragment::EVMobilityStatus(
+                dec_elem_value(r, false, |r| Ok(dec_bool(r)?))?
+                    .ok_or_else(|| missing("EVMobilityStatus"))?,
+            ),
+            38 => Fragment::EVPositioningSupport(
+                dec_elem_value(r, false, |r| Ok(dec_bool(r)?))?
+                    .ok_or_else(|| missing("EVPositioningSupport"))?,
+            ),
+            39 => Fragment::EVReadyToCharge(
+                dec_elem_value(r, false, |r| Ok(dec_bool(r)?))?
+                    .ok_or_else(|| missing("EVReadyToCharge"))?,
+            ),
+            40 => Fragment::EVRelativeXDeviation(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<i16>(dec_int(r, -32768, 32767)?)?)
+                })?
+                .ok_or_else(|| missing("EVRelativeXDeviation"))?,
+            ),
+            41 => Fragment::EVRelativeYDeviation(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<i16>(dec_int(r, -32768, 32767)?)?)
+                })?
+                .ok_or_else(|| missing("EVRelativeYDeviation"))?,
+            ),
+            42 => Fragment::EVSEDisabled(
+                dec_elem_value(r, false, |r| Ok(dec_bool(r)?))?
+                    .ok_or_else(|| missing("EVSEDisabled"))?,
+            ),
+            43 => Fragment::EVSEElectricalChargingDeviceStatus(
+                dec_elem_value(r, false, |r| {
+                    Ok(enum_from::<ElectricalChargingDeviceStatusType>(dec_enum(
+                        r,
+                        ElectricalChargingDeviceStatusType::COUNT,
+                    )?)?)
+                })?
+                .ok_or_else(|| missing("EVSEElectricalChargingDeviceStatus"))?,
+            ),
+            44 => Fragment::EVSEEmergencyShutdown(
+                dec_elem_value(r, false, |r| Ok(dec_bool(r)?))?
+                    .ok_or_else(|| missing("EVSEEmergencyShutdown"))?,
+            ),
+            45 => Fragment::EVSEIsolationStatus(
+                dec_elem_value(r, false, |r| {
+                    Ok(enum_from::<IsolationStatusType>(dec_enum(
+                        r,
+                        IsolationStatusType::COUNT,
+                    )?)?)
+                })?
+                .ok_or_else(|| missing("EVSEIsolationStatus"))?,
+            ),
+            46 => Fragment::EVSEMalfunction(
+                dec_elem_value(r, false, |r| Ok(dec_bool(r)?))?
+                    .ok_or_else(|| missing("EVSEMalfunction"))?,
+            ),
+            47 => Fragment::EVSEMechanicalChargingDeviceStatus(
+                dec_elem_value(r, false, |r| {
+                    Ok(enum_from::<MechanicalChargingDeviceStatusType>(dec_enum(
+                        r,
+                        MechanicalChargingDeviceStatusType::COUNT,
+                    )?)?)
+                })?
+                .ok_or_else(|| missing("EVSEMechanicalChargingDeviceStatus"))?,
+            ),
+            48 => Fragment::EVSENotification(
+                dec_elem_value(r, false, |r| {
+                    Ok(enum_from::<EvseNotificationType>(dec_enum(
+                        r,
+                        EvseNotificationType::COUNT,
+                    )?)?)
+                })?
+                .ok_or_else(|| missing("EVSENotification"))?,
+            ),
+            49 => Fragment::EVSEPositioningSupport(
+                dec_elem_value(r, false, |r| Ok(dec_bool(r)?))?
+                    .ok_or_else(|| missing("EVSEPositioningSupport"))?,
+            ),
+            50 => Fragment::EVSEProcessing(
+                dec_elem_value(r, false, |r| {
+                    Ok(enum_from::<ProcessingType>(dec_enum(
+                        r,
+                        ProcessingType::COUNT,
+                    )?)?)
+                })?
+                .ok_or_else(|| missing("EVSEProcessing"))?,
+            ),
+            51 => Fragment::EVSEReadyToCharge(
+                dec_elem_value(r, false, |r| Ok(dec_bool(r)?))?
+                    .ok_or_else(|| missing("EVSEReadyToCharge"))?,
+            ),
+            52 => Fragment::EVSEStatus(Box::new(EVSEStatusType::decode(r)?)),
+            53 => Fragment::EVSEUtilityInterruptEvent(
+                dec_elem_value(r, false, |r| Ok(dec_bool(r)?))?
+                    .ok_or_else(|| missing("EVSEUtilityInterruptEvent"))?,
+            ),
+            54 => Fragment::EVSOC(
+                dec_elem_value(r, false, |r| Ok(int_into::<u8>(dec_int(r, 0, 100)?)?))?
+                    .ok_or_else(|| missing("EVSOC"))?,
+            ),
+            55 => Fragment::EVTargetEnergyRequest(Box::new(RationalNumberType::decode(r)?)),
+            56 => Fragment::EVTechnicalStatus(Box::new(EVTechnicalStatusType::decode(r)?)),
+            57 => Fragment::EVTimeout(
+                dec_elem_value(r, false, |r| Ok(dec_bool(r)?))?
+                    .ok_or_else(|| missing("EVTimeout"))?,
+            ),
+            58 => Fragment::EVWLANStrength(Box::new(RationalNumberType::decode(r)?)),
+            59 => Fragment::EnergyCosts(Box::new(DetailedCostType::decode(r)?)),
+            60 => Fragment::Exponent(
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
+                    .unwrap_or_default(),
+            ),
+            61 => Fragment::Exponent_(
+                dec_elem_value(r, false, |r| Ok(int_into::<i8>(dec_int(r, -128, 127)?)?))?
+                    .ok_or_else(|| missing("Exponent"))?,
+            ),
+            62 => Fragment::G(
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
+                    .unwrap_or_default(),
+            ),
+            63 => Fragment::HMACOutputLength(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<i64>(dec_int(r, i128::MIN, i128::MAX)?)?)
+                })?
+                .ok_or_else(|| missing("HMACOutputLength"))?,
+            ),
+            64 => Fragment::Header(Box::new(MessageHeaderType::decode(r)?)),
+            65 => Fragment::InletHot(
+                dec_elem_value(r, false, |r| Ok(dec_bool(r)?))?
+                    .ok_or_else(|| missing("InletHot"))?,
+            ),
+            66 => Fragment::J(
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
+                    .unwrap_or_default(),
+            ),
+            67 => Fragment::KeyInfo(Box::new(KeyInfoType::decode(r)?)),
+            68 => Fragment::KeyName(
+                dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?.unwrap_or_default(),
+            ),
+            69 => Fragment::KeyValue(Box::new(KeyValueType::decode(r)?)),
+            70 => Fragment::Manifest(Box::new(ManifestType::decode(r)?)),
+            71 => Fragment::MaximumSOC(
+                dec_elem_value(r, false, |r| Ok(int_into::<u8>(dec_int(r, 0, 100)?)?))?
+                    .ok_or_else(|| missing("MaximumSOC"))?,
+            ),
+            72 => Fragment::MeterID(
+                dec_elem_value(r, true, |r| Ok(dec_string(r, 0, Some(32))?))?.unwrap_or_default(),
+            ),
+            73 => Fragment::MeterInfo(Box::new(MeterInfoType::decode(r)?)),
+            74 => Fragment::MeterInfoRequested(
+                dec_elem_value(r, false, |r| Ok(dec_bool(r)?))?
+                    .ok_or_else(|| missing("MeterInfoRequested"))?,
+            ),
+            75 => Fragment::MeterSignature(
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, Some(64))?)))?
+                    .unwrap_or_default(),
+            ),
+            76 => Fragment::MeterStatus(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<i16>(dec_int(r, -32768, 32767)?)?)
+                })?
+                .ok_or_else(|| missing("MeterStatus"))?,
+            ),
+            77 => Fragment::MeterTimestamp(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<u64>(dec_int(r, 0, i128::MAX)?)?)
+                })?
+                .ok_or_else(|| missing("MeterTimestamp"))?,
+            ),
+            78 => Fragment::MgmtData(
+                dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?.unwrap_or_default(),
+            ),
+            79 => Fragment::MinimumSOC(
+                dec_elem_value(r, false, |r| Ok(int_into::<u8>(dec_int(r, 0, 100)?)?))?
+                    .ok_or_else(|| missing("MinimumSOC"))?,
+            ),
+            80 => Fragment::Modulus(
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
+                    .unwrap_or_default(),
+            ),
+            81 => Fragment::NotificationMaxDelay(
+                dec_elem_value(r, false, |r| Ok(int_into::<u16>(dec_int(r, 0, 65535)?)?))?
+                    .ok_or_else(|| missing("NotificationMaxDelay"))?,
+            ),
+            82 => Fragment::Object(Box::new(ObjectType::decode(r)?)),
+            83 => Fragment::OccupancyCosts(Box::new(DetailedCostType::decode(r)?)),
+            84 => Fragment::OverstayCosts(Box::new(DetailedCostType::decode(r)?)),
+            85 => Fragment::P(
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
+                    .unwrap_or_default(),
+            ),
+            87 => Fragment::PGPKeyID(
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
+                    .unwrap_or_default(),
+            ),
+            88 => Fragment::PGPKeyPacket(
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
+                    .unwrap_or_default(),
+            ),
+            89 => Fragment::PgenCounter(
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
+                    .unwrap_or_default(),
+            ),
+            90 => Fragment::PresentSOC(
+                dec_elem_value(r, false, |r| Ok(int_into::<u8>(dec_int(r, 0, 100)?)?))?
+                    .ok_or_else(|| missing("PresentSOC"))?,
+            ),
+            91 => Fragment::Q(
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
+                    .unwrap_or_default(),
+            ),
+            92 => Fragment::RSAKeyValue(Box::new(RSAKeyValueType::decode(r)?)),
+            93 => Fragment::Receipt(Box::new(ReceiptType::decode(r)?)),
+            94 => Fragment::Reference(Box::new(ReferenceType::decode(r)?)),
+            95 => Fragment::RemainingTimeToMaximumSOC(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<u32>(dec_int(r, 0, 4294967295)?)?)
+                })?
+                .ok_or_else(|| missing("RemainingTimeToMaximumSOC"))?,
+            ),
+            96 => Fragment::RemainingTimeToMinimumSOC(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<u32>(dec_int(r, 0, 4294967295)?)?)
+                })?
+                .ok_or_else(|| missing("RemainingTimeToMinimumSOC"))?,
+            ),
+            97 => Fragment::RemainingTimeToTargetSOC(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<u32>(dec_int(r, 0, 4294967295)?)?)
+                })?
+                .ok_or_else(|| missing("RemainingTimeToTargetSOC"))?,
+            ),
+            98 => Fragment::ResponseCode(
+                dec_elem_value(r, false, |r| {
+                    Ok(enum_from::<ResponseCodeType>(dec_enum(
+                        r,
+                        ResponseCodeType::COUNT,
+                    )?)?)
+                })?
+                .ok_or_else(|| missing("ResponseCode"))?,
+            ),
+            99 => Fragment::RetrievalMethod(Box::new(RetrievalMethodType::decode(r)?)),
+            100 => Fragment::RootCertificateID(Box::new(X509IssuerSerialType::decode(r)?)),
+            102 => Fragment::SPKISexp(
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
+                    .unwrap_or_default(),
+            ),
+            103 => Fragment::Seed(
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
+                    .unwrap_or_default(),
+            ),
+            104 => Fragment::SessionID(
+                dec_elem_value(r, false, |r| Ok(HexBinary(dec_binary(r, 8, Some(8))?)))?
+                    .ok_or_else(|| missing("SessionID"))?,
+            ),
+            105 => Fragment::Signature(Box::new(SignatureType::decode(r)?)),
+            106 => Fragment::SignatureMethod(Box::new(SignatureMethodType::decode(r)?)),
+            107 => Fragment::SignatureProperties(Box::new(SignaturePropertiesType::decode(r)?)),
+            108 => Fragment::SignatureProperty(Box::new(SignaturePropertyType::decode(r)?)),
+            109 => Fragment::SignatureValue(Box::new(SignatureValueType::decode(r)?)),
+            110 => Fragment::SignedInfo(Box::new(SignedInfoType::decode(r)?)),
+            111 => Fragment::TargetSOC(
+                dec_elem_value(r, false, |r| Ok(int_into::<u8>(dec_int(r, 0, 100)?)?))?
+                    .ok_or_else(|| missing("TargetSOC"))?,
+            ),
+            112 => Fragment::TaxCosts(Box::new(DetailedTaxType::decode(r)?)),
+            113 => Fragment::TaxRuleID(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<u32>(dec_int(r, 1, 4294967295)?)?)
+                })?
+                .ok_or_else(|| missing("TaxRuleID"))?,
+            ),
+            114 => Fragment::TimeAnchor(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<u64>(dec_int(r, 0, i128::MAX)?)?)
+                })?
+                .ok_or_else(|| missing("TimeAnchor"))?,
+            ),
+            115 => Fragment::TimeStamp(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<u64>(dec_int(r, 0, i128::MAX)?)?)
+                })?
+                .ok_or_else(|| missing("TimeStamp"))?,
+            ),
+            116 => Fragment::Transform(Box::new(TransformType::decode(r)?)),
+            117 => Fragment::Transforms(Box::new(TransformsType::decode(r)?)),
+            118 => Fragment::Value(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<i16>(dec_int(r, -32768, 32767)?)?)
+                })?
+                .ok_or_else(|| missing("Value"))?,
+            ),
+            119 => Fragment::X509CRL(
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
+                    .unwrap_or_default(),
+            ),
+            120 => Fragment::X509Certificate(
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
+                    .unwrap_or_default(),
+            ),
+            121 => Fragment::X509Data(Box::new(X509DataType::decode(r)?)),
+            122 => Fragment::X509IssuerName(
+                dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?.unwrap_or_default(),
+            ),
+            123 => Fragment::X509IssuerSerial(Box::new(X509IssuerSerialType::decode(r)?)),
+            124 => Fragment::X509SKI(
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
+                    .unwrap_or_default(),
+            ),
+            125 => Fragment::X509SerialNumber(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<i64>(dec_int(r, i128::MIN, i128::MAX)?)?)
+                })?
+                .ok_or_else(|| missing("X509SerialNumber"))?,
+            ),
+            126 => Fragment::X509SubjectName(
+                dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?.unwrap_or_default(),
+            ),
+            127 => Fragment::XPath(
+                dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?.unwrap_or_default(),
+            ),
+            128 => Fragment::Y(
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
+                    .unwrap_or_default(),
+            ),
+            _ => {
+                return Err(ExiError::Event {
+                    at: "fragment",
+                    code,
+                    of: 131,
+                })
+            }
+        };
+        expect(r, "fragment end", 131, 130)?;
+        rd.finish()?;
+        Ok(f)
     }
 }

@@ -1999,7 +1999,7 @@ impl ExiType for CanonicalizationMethodType {
         {
             let v = &self.algorithm;
             e.attr(w, 0);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         }
         e.end(w)
     }
@@ -2009,7 +2009,7 @@ impl ExiType for CanonicalizationMethodType {
         let mut f_algorithm: Option<String> = None;
         loop {
             match d.next(r)? {
-                Ev::Attr(0) => f_algorithm = Some(dec_string(r, None)?),
+                Ev::Attr(0) => f_algorithm = Some(dec_string(r, 0, None)?),
                 Ev::End => break,
                 ev => return Err(d.unexpected(ev)),
             }
@@ -2420,10 +2420,7 @@ impl ExiType for MessageHeaderType {
         {
             let v = &self.session_id;
             e.elem(w, 0, 0);
-            elem_value(w, v.0.is_empty(), |w| {
-                enc_binary(w, &v.0, Some(8))?;
-                Ok(())
-            })?;
+            binary_elem(w, &v.0, 8, Some(8))?;
         }
         {
             let v = &self.time_stamp;
@@ -2450,8 +2447,8 @@ impl ExiType for MessageHeaderType {
             match d.next(r)? {
                 Ev::Elem(0, 0) => {
                     f_session_id = Some(
-                        dec_elem_value(r, true, |r| Ok(HexBinary(dec_binary(r, Some(8))?)))?
-                            .unwrap_or_default(),
+                        dec_elem_value(r, false, |r| Ok(HexBinary(dec_binary(r, 8, Some(8))?)))?
+                            .ok_or_else(|| missing("SessionID"))?,
                     )
                 }
                 Ev::Elem(1, 0) => {
@@ -2523,7 +2520,7 @@ impl ExiType for SignatureType {
         let mut e = Enc::new(&G_SIGNATURETYPE);
         if let Some(v) = &self.id {
             e.attr(w, 0);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         } else {
             e.skip_attr(0, "Id")?;
         }
@@ -2559,7 +2556,7 @@ impl ExiType for SignatureType {
         let mut f_object: Vec<ObjectType> = Vec::new();
         loop {
             match d.next(r)? {
-                Ev::Attr(0) => f_id = Some(dec_string(r, None)?),
+                Ev::Attr(0) => f_id = Some(dec_string(r, 0, None)?),
                 Ev::Elem(0, 0) => f_signed_info = Some(SignedInfoType::decode(r)?),
                 Ev::Elem(1, 0) => f_signature_value = Some(SignatureValueType::decode(r)?),
                 Ev::Elem(2, 0) => f_key_info = Some(KeyInfoType::decode(r)?),
@@ -2619,7 +2616,7 @@ impl ExiType for SignedInfoType {
         let mut e = Enc::new(&G_SIGNEDINFOTYPE);
         if let Some(v) = &self.id {
             e.attr(w, 0);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         } else {
             e.skip_attr(0, "Id")?;
         }
@@ -2649,7 +2646,7 @@ impl ExiType for SignedInfoType {
         let mut f_reference: Vec<ReferenceType> = Vec::new();
         loop {
             match d.next(r)? {
-                Ev::Attr(0) => f_id = Some(dec_string(r, None)?),
+                Ev::Attr(0) => f_id = Some(dec_string(r, 0, None)?),
                 Ev::Elem(0, 0) => {
                     f_canonicalization_method = Some(CanonicalizationMethodType::decode(r)?)
                 }
@@ -2706,7 +2703,7 @@ impl ExiType for SignatureMethodType {
         {
             let v = &self.algorithm;
             e.attr(w, 0);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         }
         check_count(
             usize::from(self.hmac_output_length.is_some()),
@@ -2730,7 +2727,7 @@ impl ExiType for SignatureMethodType {
         let mut f_hmac_output_length: Option<i64> = None;
         loop {
             match d.next(r)? {
-                Ev::Attr(0) => f_algorithm = Some(dec_string(r, None)?),
+                Ev::Attr(0) => f_algorithm = Some(dec_string(r, 0, None)?),
                 Ev::Elem(0, 0) => {
                     f_hmac_output_length = Some(
                         dec_elem_value(r, false, |r| {
@@ -2799,19 +2796,19 @@ impl ExiType for ReferenceType {
         let mut e = Enc::new(&G_REFERENCETYPE);
         if let Some(v) = &self.id {
             e.attr(w, 0);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         } else {
             e.skip_attr(0, "Id")?;
         }
         if let Some(v) = &self.r#type {
             e.attr(w, 1);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         } else {
             e.skip_attr(1, "Type")?;
         }
         if let Some(v) = &self.uri {
             e.attr(w, 2);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         } else {
             e.skip_attr(2, "URI")?;
         }
@@ -2828,10 +2825,7 @@ impl ExiType for ReferenceType {
         {
             let v = &self.digest_value;
             e.elem(w, 2, 0);
-            elem_value(w, v.0.is_empty(), |w| {
-                enc_binary(w, &v.0, None)?;
-                Ok(())
-            })?;
+            binary_elem(w, &v.0, 0, None)?;
         }
         e.end(w)
     }
@@ -2846,14 +2840,14 @@ impl ExiType for ReferenceType {
         let mut f_digest_value: Option<Base64Binary> = None;
         loop {
             match d.next(r)? {
-                Ev::Attr(0) => f_id = Some(dec_string(r, None)?),
-                Ev::Attr(1) => f_type = Some(dec_string(r, None)?),
-                Ev::Attr(2) => f_uri = Some(dec_string(r, None)?),
+                Ev::Attr(0) => f_id = Some(dec_string(r, 0, None)?),
+                Ev::Attr(1) => f_type = Some(dec_string(r, 0, None)?),
+                Ev::Attr(2) => f_uri = Some(dec_string(r, 0, None)?),
                 Ev::Elem(0, 0) => f_transforms = Some(TransformsType::decode(r)?),
                 Ev::Elem(1, 0) => f_digest_method = Some(DigestMethodType::decode(r)?),
                 Ev::Elem(2, 0) => {
                     f_digest_value = Some(
-                        dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, None)?)))?
+                        dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
                             .unwrap_or_default(),
                     )
                 }
@@ -2943,15 +2937,12 @@ impl ExiType for TransformType {
         {
             let v = &self.algorithm;
             e.attr(w, 0);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         }
         check_count(self.x_path.len(), 0, u32::MAX, "XPath")?;
         for v in &self.x_path {
             e.elem(w, 0, 0);
-            elem_value(w, v.is_empty(), |w| {
-                enc_string(w, v, None)?;
-                Ok(())
-            })?;
+            string_elem(w, v, 0, None)?;
         }
         e.end(w)
     }
@@ -2962,9 +2953,9 @@ impl ExiType for TransformType {
         let mut f_x_path: Vec<String> = Vec::new();
         loop {
             match d.next(r)? {
-                Ev::Attr(0) => f_algorithm = Some(dec_string(r, None)?),
+                Ev::Attr(0) => f_algorithm = Some(dec_string(r, 0, None)?),
                 Ev::Elem(0, 0) => f_x_path.push(
-                    dec_elem_value(r, true, |r| Ok(dec_string(r, None)?))?.unwrap_or_default(),
+                    dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?.unwrap_or_default(),
                 ),
                 Ev::End => break,
                 ev => return Err(d.unexpected(ev)),
@@ -3001,7 +2992,7 @@ impl ExiType for DigestMethodType {
         {
             let v = &self.algorithm;
             e.attr(w, 0);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         }
         e.end(w)
     }
@@ -3011,7 +3002,7 @@ impl ExiType for DigestMethodType {
         let mut f_algorithm: Option<String> = None;
         loop {
             match d.next(r)? {
-                Ev::Attr(0) => f_algorithm = Some(dec_string(r, None)?),
+                Ev::Attr(0) => f_algorithm = Some(dec_string(r, 0, None)?),
                 Ev::End => break,
                 ev => return Err(d.unexpected(ev)),
             }
@@ -3043,14 +3034,14 @@ impl ExiType for SignatureValueType {
         let mut e = Enc::new(&G_SIGNATUREVALUETYPE);
         if let Some(v) = &self.id {
             e.attr(w, 0);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         } else {
             e.skip_attr(0, "Id")?;
         }
         e.chars(w);
         {
             let v = &self.value;
-            enc_binary(w, &v.0, None)?;
+            enc_binary(w, &v.0, 0, None)?;
         }
         e.end(w)
     }
@@ -3061,8 +3052,8 @@ impl ExiType for SignatureValueType {
         let mut f_value: Option<Base64Binary> = None;
         loop {
             match d.next(r)? {
-                Ev::Attr(0) => f_id = Some(dec_string(r, None)?),
-                Ev::Chars => f_value = Some(Base64Binary(dec_binary(r, None)?)),
+                Ev::Attr(0) => f_id = Some(dec_string(r, 0, None)?),
+                Ev::Chars => f_value = Some(Base64Binary(dec_binary(r, 0, None)?)),
                 Ev::End => break,
                 ev => return Err(d.unexpected(ev)),
             }
@@ -3111,7 +3102,7 @@ impl ExiType for KeyInfoType {
         let mut e = Enc::new(&G_KEYINFOTYPE);
         if let Some(v) = &self.id {
             e.attr(w, 0);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         } else {
             e.skip_attr(0, "Id")?;
         }
@@ -3127,10 +3118,7 @@ impl ExiType for KeyInfoType {
         )?;
         for v in &self.key_name {
             e.elem(w, 0, 0);
-            elem_value(w, v.is_empty(), |w| {
-                enc_string(w, v, None)?;
-                Ok(())
-            })?;
+            string_elem(w, v, 0, None)?;
         }
         for v in &self.key_value {
             e.elem(w, 0, 1);
@@ -3146,10 +3134,7 @@ impl ExiType for KeyInfoType {
         }
         for v in &self.mgmt_data {
             e.elem(w, 0, 6);
-            elem_value(w, v.is_empty(), |w| {
-                enc_string(w, v, None)?;
-                Ok(())
-            })?;
+            string_elem(w, v, 0, None)?;
         }
         e.end(w)
     }
@@ -3164,15 +3149,15 @@ impl ExiType for KeyInfoType {
         let mut f_mgmt_data: Vec<String> = Vec::new();
         loop {
             match d.next(r)? {
-                Ev::Attr(0) => f_id = Some(dec_string(r, None)?),
+                Ev::Attr(0) => f_id = Some(dec_string(r, 0, None)?),
                 Ev::Elem(0, 0) => f_key_name.push(
-                    dec_elem_value(r, true, |r| Ok(dec_string(r, None)?))?.unwrap_or_default(),
+                    dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?.unwrap_or_default(),
                 ),
                 Ev::Elem(0, 1) => f_key_value.push(KeyValueType::decode(r)?),
                 Ev::Elem(0, 2) => f_retrieval_method.push(RetrievalMethodType::decode(r)?),
                 Ev::Elem(0, 3) => f_x509_data.push(X509DataType::decode(r)?),
                 Ev::Elem(0, 6) => f_mgmt_data.push(
-                    dec_elem_value(r, true, |r| Ok(dec_string(r, None)?))?.unwrap_or_default(),
+                    dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?.unwrap_or_default(),
                 ),
                 Ev::End => break,
                 ev => return Err(d.unexpected(ev)),
@@ -3276,18 +3261,12 @@ impl ExiType for RSAKeyValueType {
         {
             let v = &self.modulus;
             e.elem(w, 0, 0);
-            elem_value(w, v.0.is_empty(), |w| {
-                enc_binary(w, &v.0, None)?;
-                Ok(())
-            })?;
+            binary_elem(w, &v.0, 0, None)?;
         }
         {
             let v = &self.exponent;
             e.elem(w, 1, 0);
-            elem_value(w, v.0.is_empty(), |w| {
-                enc_binary(w, &v.0, None)?;
-                Ok(())
-            })?;
+            binary_elem(w, &v.0, 0, None)?;
         }
         e.end(w)
     }
@@ -3300,13 +3279,13 @@ impl ExiType for RSAKeyValueType {
             match d.next(r)? {
                 Ev::Elem(0, 0) => {
                     f_modulus = Some(
-                        dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, None)?)))?
+                        dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
                             .unwrap_or_default(),
                     )
                 }
                 Ev::Elem(1, 0) => {
                     f_exponent = Some(
-                        dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, None)?)))?
+                        dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
                             .unwrap_or_default(),
                     )
                 }
@@ -3352,13 +3331,13 @@ impl ExiType for RetrievalMethodType {
         let mut e = Enc::new(&G_RETRIEVALMETHODTYPE);
         if let Some(v) = &self.r#type {
             e.attr(w, 0);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         } else {
             e.skip_attr(0, "Type")?;
         }
         if let Some(v) = &self.uri {
             e.attr(w, 1);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         } else {
             e.skip_attr(1, "URI")?;
         }
@@ -3377,8 +3356,8 @@ impl ExiType for RetrievalMethodType {
         let mut f_transforms: Option<TransformsType> = None;
         loop {
             match d.next(r)? {
-                Ev::Attr(0) => f_type = Some(dec_string(r, None)?),
-                Ev::Attr(1) => f_uri = Some(dec_string(r, None)?),
+                Ev::Attr(0) => f_type = Some(dec_string(r, 0, None)?),
+                Ev::Attr(1) => f_uri = Some(dec_string(r, 0, None)?),
                 Ev::Elem(0, 0) => f_transforms = Some(TransformsType::decode(r)?),
                 Ev::End => break,
                 ev => return Err(d.unexpected(ev)),
@@ -3449,31 +3428,19 @@ impl ExiType for X509DataType {
         }
         for v in &self.x509_ski {
             e.elem(w, 0, 1);
-            elem_value(w, v.0.is_empty(), |w| {
-                enc_binary(w, &v.0, None)?;
-                Ok(())
-            })?;
+            binary_elem(w, &v.0, 0, None)?;
         }
         for v in &self.x509_subject_name {
             e.elem(w, 0, 2);
-            elem_value(w, v.is_empty(), |w| {
-                enc_string(w, v, None)?;
-                Ok(())
-            })?;
+            string_elem(w, v, 0, None)?;
         }
         for v in &self.x509_certificate {
             e.elem(w, 0, 3);
-            elem_value(w, v.0.is_empty(), |w| {
-                enc_binary(w, &v.0, None)?;
-                Ok(())
-            })?;
+            binary_elem(w, &v.0, 0, None)?;
         }
         for v in &self.x509_crl {
             e.elem(w, 0, 4);
-            elem_value(w, v.0.is_empty(), |w| {
-                enc_binary(w, &v.0, None)?;
-                Ok(())
-            })?;
+            binary_elem(w, &v.0, 0, None)?;
         }
         e.end(w)
     }
@@ -3489,18 +3456,18 @@ impl ExiType for X509DataType {
             match d.next(r)? {
                 Ev::Elem(0, 0) => f_x509_issuer_serial.push(X509IssuerSerialType::decode(r)?),
                 Ev::Elem(0, 1) => f_x509_ski.push(
-                    dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, None)?)))?
+                    dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
                         .unwrap_or_default(),
                 ),
                 Ev::Elem(0, 2) => f_x509_subject_name.push(
-                    dec_elem_value(r, true, |r| Ok(dec_string(r, None)?))?.unwrap_or_default(),
+                    dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?.unwrap_or_default(),
                 ),
                 Ev::Elem(0, 3) => f_x509_certificate.push(
-                    dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, None)?)))?
+                    dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
                         .unwrap_or_default(),
                 ),
                 Ev::Elem(0, 4) => f_x509_crl.push(
-                    dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, None)?)))?
+                    dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
                         .unwrap_or_default(),
                 ),
                 Ev::End => break,
@@ -3550,10 +3517,7 @@ impl ExiType for X509IssuerSerialType {
         {
             let v = &self.x509_issuer_name;
             e.elem(w, 0, 0);
-            elem_value(w, v.is_empty(), |w| {
-                enc_string(w, v, None)?;
-                Ok(())
-            })?;
+            string_elem(w, v, 0, None)?;
         }
         {
             let v = &self.x509_serial_number;
@@ -3574,7 +3538,8 @@ impl ExiType for X509IssuerSerialType {
             match d.next(r)? {
                 Ev::Elem(0, 0) => {
                     f_x509_issuer_name = Some(
-                        dec_elem_value(r, true, |r| Ok(dec_string(r, None)?))?.unwrap_or_default(),
+                        dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?
+                            .unwrap_or_default(),
                     )
                 }
                 Ev::Elem(1, 0) => {
@@ -3623,19 +3588,19 @@ impl ExiType for ObjectType {
         let mut e = Enc::new(&G_OBJECTTYPE);
         if let Some(v) = &self.encoding {
             e.attr(w, 0);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         } else {
             e.skip_attr(0, "Encoding")?;
         }
         if let Some(v) = &self.id {
             e.attr(w, 1);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         } else {
             e.skip_attr(1, "Id")?;
         }
         if let Some(v) = &self.mime_type {
             e.attr(w, 2);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         } else {
             e.skip_attr(2, "MimeType")?;
         }
@@ -3649,9 +3614,9 @@ impl ExiType for ObjectType {
         let mut f_mime_type: Option<String> = None;
         loop {
             match d.next(r)? {
-                Ev::Attr(0) => f_encoding = Some(dec_string(r, None)?),
-                Ev::Attr(1) => f_id = Some(dec_string(r, None)?),
-                Ev::Attr(2) => f_mime_type = Some(dec_string(r, None)?),
+                Ev::Attr(0) => f_encoding = Some(dec_string(r, 0, None)?),
+                Ev::Attr(1) => f_id = Some(dec_string(r, 0, None)?),
+                Ev::Attr(2) => f_mime_type = Some(dec_string(r, 0, None)?),
                 Ev::End => break,
                 ev => return Err(d.unexpected(ev)),
             }
@@ -5251,10 +5216,7 @@ impl ExiType for MeterInfoType {
         {
             let v = &self.meter_id;
             e.elem(w, 0, 0);
-            elem_value(w, v.is_empty(), |w| {
-                enc_string(w, v, Some(32))?;
-                Ok(())
-            })?;
+            string_elem(w, v, 0, Some(32))?;
         }
         {
             let v = &self.charged_energy_reading_wh;
@@ -5311,10 +5273,7 @@ impl ExiType for MeterInfoType {
         )?;
         if let Some(v) = &self.meter_signature {
             e.elem(w, 5, 0);
-            elem_value(w, v.0.is_empty(), |w| {
-                enc_binary(w, &v.0, Some(64))?;
-                Ok(())
-            })?;
+            binary_elem(w, &v.0, 0, Some(64))?;
         }
         check_count(
             usize::from(self.meter_status.is_some()),
@@ -5359,7 +5318,7 @@ impl ExiType for MeterInfoType {
             match d.next(r)? {
                 Ev::Elem(0, 0) => {
                     f_meter_id = Some(
-                        dec_elem_value(r, true, |r| Ok(dec_string(r, Some(32))?))?
+                        dec_elem_value(r, true, |r| Ok(dec_string(r, 0, Some(32))?))?
                             .unwrap_or_default(),
                     )
                 }
@@ -5397,7 +5356,7 @@ impl ExiType for MeterInfoType {
                 }
                 Ev::Elem(5, 0) => {
                     f_meter_signature = Some(
-                        dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, Some(64))?)))?
+                        dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, Some(64))?)))?
                             .unwrap_or_default(),
                     )
                 }
@@ -6688,7 +6647,7 @@ impl ExiType for ManifestType {
         let mut e = Enc::new(&G_MANIFESTTYPE);
         if let Some(v) = &self.id {
             e.attr(w, 0);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         } else {
             e.skip_attr(0, "Id")?;
         }
@@ -6706,7 +6665,7 @@ impl ExiType for ManifestType {
         let mut f_reference: Vec<ReferenceType> = Vec::new();
         loop {
             match d.next(r)? {
-                Ev::Attr(0) => f_id = Some(dec_string(r, None)?),
+                Ev::Attr(0) => f_id = Some(dec_string(r, 0, None)?),
                 Ev::Elem(0, 0) => f_reference.push(ReferenceType::decode(r)?),
                 Ev::End => break,
                 ev => return Err(d.unexpected(ev)),
@@ -6748,7 +6707,7 @@ impl ExiType for SignaturePropertiesType {
         let mut e = Enc::new(&G_SIGNATUREPROPERTIESTYPE);
         if let Some(v) = &self.id {
             e.attr(w, 0);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         } else {
             e.skip_attr(0, "Id")?;
         }
@@ -6771,7 +6730,7 @@ impl ExiType for SignaturePropertiesType {
         let mut f_signature_property: Vec<SignaturePropertyType> = Vec::new();
         loop {
             match d.next(r)? {
-                Ev::Attr(0) => f_id = Some(dec_string(r, None)?),
+                Ev::Attr(0) => f_id = Some(dec_string(r, 0, None)?),
                 Ev::Elem(0, 0) => f_signature_property.push(SignaturePropertyType::decode(r)?),
                 Ev::End => break,
                 ev => return Err(d.unexpected(ev)),
@@ -6809,14 +6768,14 @@ impl ExiType for SignaturePropertyType {
         let mut e = Enc::new(&G_SIGNATUREPROPERTYTYPE);
         if let Some(v) = &self.id {
             e.attr(w, 0);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         } else {
             e.skip_attr(0, "Id")?;
         }
         {
             let v = &self.target;
             e.attr(w, 1);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         }
         Err(ExiError::Value {
             what: "element",
@@ -6830,8 +6789,8 @@ impl ExiType for SignaturePropertyType {
         let mut f_target: Option<String> = None;
         loop {
             match d.next(r)? {
-                Ev::Attr(0) => f_id = Some(dec_string(r, None)?),
-                Ev::Attr(1) => f_target = Some(dec_string(r, None)?),
+                Ev::Attr(0) => f_id = Some(dec_string(r, 0, None)?),
+                Ev::Attr(1) => f_target = Some(dec_string(r, 0, None)?),
                 Ev::End => break,
                 ev => return Err(d.unexpected(ev)),
             }
@@ -7131,10 +7090,7 @@ impl Message {
             }
             Message::DigestValue(x) => {
                 w.event(23, 49);
-                elem_value(w, x.0.is_empty(), |w| {
-                    enc_binary(w, &x.0, None)?;
-                    Ok(())
-                })?;
+                binary_elem(w, &x.0, 0, None)?;
             }
             Message::DynamicDcCLReqControlMode(x) => {
                 w.event(24, 49);
@@ -7150,10 +7106,7 @@ impl Message {
             }
             Message::KeyName(x) => {
                 w.event(27, 49);
-                elem_value(w, x.is_empty(), |w| {
-                    enc_string(w, x, None)?;
-                    Ok(())
-                })?;
+                string_elem(w, x, 0, None)?;
             }
             Message::KeyValue(x) => {
                 w.event(28, 49);
@@ -7165,10 +7118,7 @@ impl Message {
             }
             Message::MgmtData(x) => {
                 w.event(30, 49);
-                elem_value(w, x.is_empty(), |w| {
-                    enc_string(w, x, None)?;
-                    Ok(())
-                })?;
+                string_elem(w, x, 0, None)?;
             }
             Message::Object(x) => {
                 w.event(31, 49);
@@ -7288,7 +7238,7 @@ impl Message {
             20 => Message::DcWeldingDetectionRes(Box::new(DcWeldingDetectionResType::decode(r)?)),
             22 => Message::DigestMethod(Box::new(DigestMethodType::decode(r)?)),
             23 => Message::DigestValue(
-                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, None)?)))?
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
                     .unwrap_or_default(),
             ),
             24 => Message::DynamicDcCLReqControlMode(Box::new(
@@ -7299,12 +7249,12 @@ impl Message {
             )),
             26 => Message::KeyInfo(Box::new(KeyInfoType::decode(r)?)),
             27 => Message::KeyName(
-                dec_elem_value(r, true, |r| Ok(dec_string(r, None)?))?.unwrap_or_default(),
+                dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?.unwrap_or_default(),
             ),
             28 => Message::KeyValue(Box::new(KeyValueType::decode(r)?)),
             29 => Message::Manifest(Box::new(ManifestType::decode(r)?)),
             30 => Message::MgmtData(
-                dec_elem_value(r, true, |r| Ok(dec_string(r, None)?))?.unwrap_or_default(),
+                dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?.unwrap_or_default(),
             ),
             31 => Message::Object(Box::new(ObjectType::decode(r)?)),
             33 => Message::RSAKeyValue(Box::new(RSAKeyValueType::decode(r)?)),
@@ -7335,5 +7285,1569 @@ impl Message {
         };
         rd.finish()?;
         Ok(m)
+    }
+}
+
+/// One element as an EXI fragment, the form XML signatures digest (ISO 15118-2
+/// §7.9.2.4, -20 §8.3.4): any element declared in the set, global or local,
+/// with a single type.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub enum Fragment {
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}AckMaxDelay`
+    #[serde(rename = "AckMaxDelay")]
+    AckMaxDelay(u16),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}AdditionalServicesCosts`
+    #[serde(rename = "AdditionalServicesCosts")]
+    AdditionalServicesCosts(Box<DetailedCostType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}Amount`
+    #[serde(rename = "Amount")]
+    Amount(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:DC}BPT_DC_CPDReqEnergyTransferMode`
+    #[serde(rename = "BPT_DC_CPDReqEnergyTransferMode")]
+    BptDcCPDReqEnergyTransferMode(Box<BptDcCPDReqEnergyTransferModeType>),
+    /// `{urn:iso:std:iso:15118:-20:DC}BPT_DC_CPDResEnergyTransferMode`
+    #[serde(rename = "BPT_DC_CPDResEnergyTransferMode")]
+    BptDcCPDResEnergyTransferMode(Box<BptDcCPDResEnergyTransferModeType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}BPT_DischargedEnergyReadingWh`
+    #[serde(rename = "BPT_DischargedEnergyReadingWh")]
+    BptDischargedEnergyReadingWh(u64),
+    /// `{urn:iso:std:iso:15118:-20:DC}BPT_Dynamic_DC_CLReqControlMode`
+    #[serde(rename = "BPT_Dynamic_DC_CLReqControlMode")]
+    BptDynamicDcCLReqControlMode(Box<BptDynamicDcCLReqControlModeType>),
+    /// `{urn:iso:std:iso:15118:-20:DC}BPT_Dynamic_DC_CLResControlMode`
+    #[serde(rename = "BPT_Dynamic_DC_CLResControlMode")]
+    BptDynamicDcCLResControlMode(Box<BptDynamicDcCLResControlModeType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}BPT_InductiveEnergyReadingVARh`
+    #[serde(rename = "BPT_InductiveEnergyReadingVARh")]
+    BptInductiveEnergyReadingVARh(u64),
+    /// `{urn:iso:std:iso:15118:-20:DC}BPT_Scheduled_DC_CLReqControlMode`
+    #[serde(rename = "BPT_Scheduled_DC_CLReqControlMode")]
+    BptScheduledDcCLReqControlMode(Box<BptScheduledDcCLReqControlModeType>),
+    /// `{urn:iso:std:iso:15118:-20:DC}BPT_Scheduled_DC_CLResControlMode`
+    #[serde(rename = "BPT_Scheduled_DC_CLResControlMode")]
+    BptScheduledDcCLResControlMode(Box<BptScheduledDcCLResControlModeType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}BatteryEnergyCapacity`
+    #[serde(rename = "BatteryEnergyCapacity")]
+    BatteryEnergyCapacity(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}CLReqControlMode`
+    #[serde(rename = "CLReqControlMode")]
+    CLReqControlMode(Box<CLReqControlModeType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}CLResControlMode`
+    #[serde(rename = "CLResControlMode")]
+    CLResControlMode(Box<CLResControlModeType>),
+    /// `{http://www.w3.org/2000/09/xmldsig#}CanonicalizationMethod`
+    #[serde(rename = "CanonicalizationMethod")]
+    CanonicalizationMethod(Box<CanonicalizationMethodType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}CapacitiveEnergyReadingVARh`
+    #[serde(rename = "CapacitiveEnergyReadingVARh")]
+    CapacitiveEnergyReadingVARh(u64),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}ChargedEnergyReadingWh`
+    #[serde(rename = "ChargedEnergyReadingWh")]
+    ChargedEnergyReadingWh(u64),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}ChargingComplete`
+    #[serde(rename = "ChargingComplete")]
+    ChargingComplete(bool),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}CostPerUnit`
+    #[serde(rename = "CostPerUnit")]
+    CostPerUnit(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:DC}DC_CPDReqEnergyTransferMode`
+    #[serde(rename = "DC_CPDReqEnergyTransferMode")]
+    DcCPDReqEnergyTransferMode(Box<DcCPDReqEnergyTransferModeType>),
+    /// `{urn:iso:std:iso:15118:-20:DC}DC_CPDResEnergyTransferMode`
+    #[serde(rename = "DC_CPDResEnergyTransferMode")]
+    DcCPDResEnergyTransferMode(Box<DcCPDResEnergyTransferModeType>),
+    /// `{urn:iso:std:iso:15118:-20:DC}DC_CableCheckReq`
+    #[serde(rename = "DC_CableCheckReq")]
+    DcCableCheckReq(Box<DcCableCheckReqType>),
+    /// `{urn:iso:std:iso:15118:-20:DC}DC_CableCheckRes`
+    #[serde(rename = "DC_CableCheckRes")]
+    DcCableCheckRes(Box<DcCableCheckResType>),
+    /// `{urn:iso:std:iso:15118:-20:DC}DC_ChargeLoopReq`
+    #[serde(rename = "DC_ChargeLoopReq")]
+    DcChargeLoopReq(Box<DcChargeLoopReqType>),
+    /// `{urn:iso:std:iso:15118:-20:DC}DC_ChargeLoopRes`
+    #[serde(rename = "DC_ChargeLoopRes")]
+    DcChargeLoopRes(Box<DcChargeLoopResType>),
+    /// `{urn:iso:std:iso:15118:-20:DC}DC_ChargeParameterDiscoveryReq`
+    #[serde(rename = "DC_ChargeParameterDiscoveryReq")]
+    DcChargeParameterDiscoveryReq(Box<DcChargeParameterDiscoveryReqType>),
+    /// `{urn:iso:std:iso:15118:-20:DC}DC_ChargeParameterDiscoveryRes`
+    #[serde(rename = "DC_ChargeParameterDiscoveryRes")]
+    DcChargeParameterDiscoveryRes(Box<DcChargeParameterDiscoveryResType>),
+    /// `{urn:iso:std:iso:15118:-20:DC}DC_PreChargeReq`
+    #[serde(rename = "DC_PreChargeReq")]
+    DcPreChargeReq(Box<DcPreChargeReqType>),
+    /// `{urn:iso:std:iso:15118:-20:DC}DC_PreChargeRes`
+    #[serde(rename = "DC_PreChargeRes")]
+    DcPreChargeRes(Box<DcPreChargeResType>),
+    /// `{urn:iso:std:iso:15118:-20:DC}DC_WeldingDetectionReq`
+    #[serde(rename = "DC_WeldingDetectionReq")]
+    DcWeldingDetectionReq(Box<DcWeldingDetectionReqType>),
+    /// `{urn:iso:std:iso:15118:-20:DC}DC_WeldingDetectionRes`
+    #[serde(rename = "DC_WeldingDetectionRes")]
+    DcWeldingDetectionRes(Box<DcWeldingDetectionResType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}DepartureTime`
+    #[serde(rename = "DepartureTime")]
+    DepartureTime(u32),
+    /// `{http://www.w3.org/2000/09/xmldsig#}DigestMethod`
+    #[serde(rename = "DigestMethod")]
+    DigestMethod(Box<DigestMethodType>),
+    /// `{http://www.w3.org/2000/09/xmldsig#}DigestValue`
+    #[serde(rename = "DigestValue")]
+    DigestValue(Base64Binary),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}DisplayParameters`
+    #[serde(rename = "DisplayParameters")]
+    DisplayParameters(Box<DisplayParametersType>),
+    /// `{urn:iso:std:iso:15118:-20:DC}Dynamic_DC_CLReqControlMode`
+    #[serde(rename = "Dynamic_DC_CLReqControlMode")]
+    DynamicDcCLReqControlMode(Box<DynamicDcCLReqControlModeType>),
+    /// `{urn:iso:std:iso:15118:-20:DC}Dynamic_DC_CLResControlMode`
+    #[serde(rename = "Dynamic_DC_CLResControlMode")]
+    DynamicDcCLResControlMode(Box<DynamicDcCLResControlModeType>),
+    /// `{urn:iso:std:iso:15118:-20:DC}EVMaximumChargeCurrent`
+    #[serde(rename = "EVMaximumChargeCurrent")]
+    EVMaximumChargeCurrent(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:DC}EVMaximumChargePower`
+    #[serde(rename = "EVMaximumChargePower")]
+    EVMaximumChargePower(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:DC}EVMaximumDischargeCurrent`
+    #[serde(rename = "EVMaximumDischargeCurrent")]
+    EVMaximumDischargeCurrent(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:DC}EVMaximumDischargePower`
+    #[serde(rename = "EVMaximumDischargePower")]
+    EVMaximumDischargePower(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}EVMaximumEnergyRequest`
+    #[serde(rename = "EVMaximumEnergyRequest")]
+    EVMaximumEnergyRequest(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:DC}EVMaximumV2XEnergyRequest`
+    #[serde(rename = "EVMaximumV2XEnergyRequest")]
+    EVMaximumV2XEnergyRequest(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:DC}EVMaximumVoltage`
+    #[serde(rename = "EVMaximumVoltage")]
+    EVMaximumVoltage(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:DC}EVMinimumChargeCurrent`
+    #[serde(rename = "EVMinimumChargeCurrent")]
+    EVMinimumChargeCurrent(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:DC}EVMinimumChargePower`
+    #[serde(rename = "EVMinimumChargePower")]
+    EVMinimumChargePower(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:DC}EVMinimumDischargeCurrent`
+    #[serde(rename = "EVMinimumDischargeCurrent")]
+    EVMinimumDischargeCurrent(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:DC}EVMinimumDischargePower`
+    #[serde(rename = "EVMinimumDischargePower")]
+    EVMinimumDischargePower(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}EVMinimumEnergyRequest`
+    #[serde(rename = "EVMinimumEnergyRequest")]
+    EVMinimumEnergyRequest(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:DC}EVMinimumV2XEnergyRequest`
+    #[serde(rename = "EVMinimumV2XEnergyRequest")]
+    EVMinimumV2XEnergyRequest(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:DC}EVMinimumVoltage`
+    #[serde(rename = "EVMinimumVoltage")]
+    EVMinimumVoltage(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:DC}EVPresentVoltage`
+    #[serde(rename = "EVPresentVoltage")]
+    EVPresentVoltage(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:DC}EVProcessing`
+    #[serde(rename = "EVProcessing")]
+    EVProcessing(ProcessingType),
+    /// `{urn:iso:std:iso:15118:-20:DC}EVSECurrentLimitAchieved`
+    #[serde(rename = "EVSECurrentLimitAchieved")]
+    EVSECurrentLimitAchieved(bool),
+    /// `{urn:iso:std:iso:15118:-20:DC}EVSEMaximumChargeCurrent`
+    #[serde(rename = "EVSEMaximumChargeCurrent")]
+    EVSEMaximumChargeCurrent(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:DC}EVSEMaximumChargePower`
+    #[serde(rename = "EVSEMaximumChargePower")]
+    EVSEMaximumChargePower(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:DC}EVSEMaximumDischargeCurrent`
+    #[serde(rename = "EVSEMaximumDischargeCurrent")]
+    EVSEMaximumDischargeCurrent(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:DC}EVSEMaximumDischargePower`
+    #[serde(rename = "EVSEMaximumDischargePower")]
+    EVSEMaximumDischargePower(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:DC}EVSEMaximumVoltage`
+    #[serde(rename = "EVSEMaximumVoltage")]
+    EVSEMaximumVoltage(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:DC}EVSEMinimumChargeCurrent`
+    #[serde(rename = "EVSEMinimumChargeCurrent")]
+    EVSEMinimumChargeCurrent(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:DC}EVSEMinimumChargePower`
+    #[serde(rename = "EVSEMinimumChargePower")]
+    EVSEMinimumChargePower(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:DC}EVSEMinimumDischargeCurrent`
+    #[serde(rename = "EVSEMinimumDischargeCurrent")]
+    EVSEMinimumDischargeCurrent(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:DC}EVSEMinimumDischargePower`
+    #[serde(rename = "EVSEMinimumDischargePower")]
+    EVSEMinimumDischargePower(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:DC}EVSEMinimumVoltage`
+    #[serde(rename = "EVSEMinimumVoltage")]
+    EVSEMinimumVoltage(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}EVSENotification`
+    #[serde(rename = "EVSENotification")]
+    EVSENotification(EvseNotificationType),
+    /// `{urn:iso:std:iso:15118:-20:DC}EVSEPowerLimitAchieved`
+    #[serde(rename = "EVSEPowerLimitAchieved")]
+    EVSEPowerLimitAchieved(bool),
+    /// `{urn:iso:std:iso:15118:-20:DC}EVSEPowerRampLimitation`
+    #[serde(rename = "EVSEPowerRampLimitation")]
+    EVSEPowerRampLimitation(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:DC}EVSEPresentCurrent`
+    #[serde(rename = "EVSEPresentCurrent")]
+    EVSEPresentCurrent(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:DC}EVSEPresentVoltage`
+    #[serde(rename = "EVSEPresentVoltage")]
+    EVSEPresentVoltage(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:DC}EVSEProcessing`
+    #[serde(rename = "EVSEProcessing")]
+    EVSEProcessing(ProcessingType),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}EVSEStatus`
+    #[serde(rename = "EVSEStatus")]
+    EVSEStatus(Box<EVSEStatusType>),
+    /// `{urn:iso:std:iso:15118:-20:DC}EVSEVoltageLimitAchieved`
+    #[serde(rename = "EVSEVoltageLimitAchieved")]
+    EVSEVoltageLimitAchieved(bool),
+    /// `{urn:iso:std:iso:15118:-20:DC}EVTargetCurrent`
+    #[serde(rename = "EVTargetCurrent")]
+    EVTargetCurrent(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}EVTargetEnergyRequest`
+    #[serde(rename = "EVTargetEnergyRequest")]
+    EVTargetEnergyRequest(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:DC}EVTargetVoltage`
+    #[serde(rename = "EVTargetVoltage")]
+    EVTargetVoltage(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}EnergyCosts`
+    #[serde(rename = "EnergyCosts")]
+    EnergyCosts(Box<DetailedCostType>),
+    /// `{http://www.w3.org/2000/09/xmldsig#}Exponent`
+    #[serde(rename = "Exponent")]
+    Exponent(Base64Binary),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}Exponent`
+    #[serde(rename = "{urn:iso:std:iso:15118:-20:CommonTypes}Exponent")]
+    Exponent_(i8),
+    /// `{http://www.w3.org/2000/09/xmldsig#}G`
+    #[serde(rename = "G")]
+    G(Base64Binary),
+    /// `{http://www.w3.org/2000/09/xmldsig#}HMACOutputLength`
+    #[serde(rename = "HMACOutputLength")]
+    HMACOutputLength(i64),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}Header`
+    #[serde(rename = "Header")]
+    Header(Box<MessageHeaderType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}InletHot`
+    #[serde(rename = "InletHot")]
+    InletHot(bool),
+    /// `{http://www.w3.org/2000/09/xmldsig#}J`
+    #[serde(rename = "J")]
+    J(Base64Binary),
+    /// `{http://www.w3.org/2000/09/xmldsig#}KeyInfo`
+    #[serde(rename = "KeyInfo")]
+    KeyInfo(Box<KeyInfoType>),
+    /// `{http://www.w3.org/2000/09/xmldsig#}KeyName`
+    #[serde(rename = "KeyName")]
+    KeyName(String),
+    /// `{http://www.w3.org/2000/09/xmldsig#}KeyValue`
+    #[serde(rename = "KeyValue")]
+    KeyValue(Box<KeyValueType>),
+    /// `{http://www.w3.org/2000/09/xmldsig#}Manifest`
+    #[serde(rename = "Manifest")]
+    Manifest(Box<ManifestType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}MaximumSOC`
+    #[serde(rename = "MaximumSOC")]
+    MaximumSOC(u8),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}MeterID`
+    #[serde(rename = "MeterID")]
+    MeterID(String),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}MeterInfo`
+    #[serde(rename = "MeterInfo")]
+    MeterInfo(Box<MeterInfoType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}MeterInfoRequested`
+    #[serde(rename = "MeterInfoRequested")]
+    MeterInfoRequested(bool),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}MeterSignature`
+    #[serde(rename = "MeterSignature")]
+    MeterSignature(Base64Binary),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}MeterStatus`
+    #[serde(rename = "MeterStatus")]
+    MeterStatus(i16),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}MeterTimestamp`
+    #[serde(rename = "MeterTimestamp")]
+    MeterTimestamp(u64),
+    /// `{http://www.w3.org/2000/09/xmldsig#}MgmtData`
+    #[serde(rename = "MgmtData")]
+    MgmtData(String),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}MinimumSOC`
+    #[serde(rename = "MinimumSOC")]
+    MinimumSOC(u8),
+    /// `{http://www.w3.org/2000/09/xmldsig#}Modulus`
+    #[serde(rename = "Modulus")]
+    Modulus(Base64Binary),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}NotificationMaxDelay`
+    #[serde(rename = "NotificationMaxDelay")]
+    NotificationMaxDelay(u16),
+    /// `{http://www.w3.org/2000/09/xmldsig#}Object`
+    #[serde(rename = "Object")]
+    Object(Box<ObjectType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}OccupancyCosts`
+    #[serde(rename = "OccupancyCosts")]
+    OccupancyCosts(Box<DetailedCostType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}OverstayCosts`
+    #[serde(rename = "OverstayCosts")]
+    OverstayCosts(Box<DetailedCostType>),
+    /// `{http://www.w3.org/2000/09/xmldsig#}P`
+    #[serde(rename = "P")]
+    P(Base64Binary),
+    /// `{http://www.w3.org/2000/09/xmldsig#}PGPKeyID`
+    #[serde(rename = "PGPKeyID")]
+    PGPKeyID(Base64Binary),
+    /// `{http://www.w3.org/2000/09/xmldsig#}PGPKeyPacket`
+    #[serde(rename = "PGPKeyPacket")]
+    PGPKeyPacket(Base64Binary),
+    /// `{http://www.w3.org/2000/09/xmldsig#}PgenCounter`
+    #[serde(rename = "PgenCounter")]
+    PgenCounter(Base64Binary),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}PresentSOC`
+    #[serde(rename = "PresentSOC")]
+    PresentSOC(u8),
+    /// `{http://www.w3.org/2000/09/xmldsig#}Q`
+    #[serde(rename = "Q")]
+    Q(Base64Binary),
+    /// `{http://www.w3.org/2000/09/xmldsig#}RSAKeyValue`
+    #[serde(rename = "RSAKeyValue")]
+    RSAKeyValue(Box<RSAKeyValueType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}Receipt`
+    #[serde(rename = "Receipt")]
+    Receipt(Box<ReceiptType>),
+    /// `{http://www.w3.org/2000/09/xmldsig#}Reference`
+    #[serde(rename = "Reference")]
+    Reference(Box<ReferenceType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}RemainingTimeToMaximumSOC`
+    #[serde(rename = "RemainingTimeToMaximumSOC")]
+    RemainingTimeToMaximumSOC(u32),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}RemainingTimeToMinimumSOC`
+    #[serde(rename = "RemainingTimeToMinimumSOC")]
+    RemainingTimeToMinimumSOC(u32),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}RemainingTimeToTargetSOC`
+    #[serde(rename = "RemainingTimeToTargetSOC")]
+    RemainingTimeToTargetSOC(u32),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}ResponseCode`
+    #[serde(rename = "ResponseCode")]
+    ResponseCode(ResponseCodeType),
+    /// `{http://www.w3.org/2000/09/xmldsig#}RetrievalMethod`
+    #[serde(rename = "RetrievalMethod")]
+    RetrievalMethod(Box<RetrievalMethodType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}RootCertificateID`
+    #[serde(rename = "RootCertificateID")]
+    RootCertificateID(Box<X509IssuerSerialType>),
+    /// `{http://www.w3.org/2000/09/xmldsig#}SPKISexp`
+    #[serde(rename = "SPKISexp")]
+    SPKISexp(Base64Binary),
+    /// `{urn:iso:std:iso:15118:-20:DC}Scheduled_DC_CLReqControlMode`
+    #[serde(rename = "Scheduled_DC_CLReqControlMode")]
+    ScheduledDcCLReqControlMode(Box<ScheduledDcCLReqControlModeType>),
+    /// `{urn:iso:std:iso:15118:-20:DC}Scheduled_DC_CLResControlMode`
+    #[serde(rename = "Scheduled_DC_CLResControlMode")]
+    ScheduledDcCLResControlMode(Box<ScheduledDcCLResControlModeType>),
+    /// `{http://www.w3.org/2000/09/xmldsig#}Seed`
+    #[serde(rename = "Seed")]
+    Seed(Base64Binary),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}SessionID`
+    #[serde(rename = "SessionID")]
+    SessionID(HexBinary),
+    /// `{http://www.w3.org/2000/09/xmldsig#}Signature`
+    #[serde(rename = "Signature")]
+    Signature(Box<SignatureType>),
+    /// `{http://www.w3.org/2000/09/xmldsig#}SignatureMethod`
+    #[serde(rename = "SignatureMethod")]
+    SignatureMethod(Box<SignatureMethodType>),
+    /// `{http://www.w3.org/2000/09/xmldsig#}SignatureProperties`
+    #[serde(rename = "SignatureProperties")]
+    SignatureProperties(Box<SignaturePropertiesType>),
+    /// `{http://www.w3.org/2000/09/xmldsig#}SignatureProperty`
+    #[serde(rename = "SignatureProperty")]
+    SignatureProperty(Box<SignaturePropertyType>),
+    /// `{http://www.w3.org/2000/09/xmldsig#}SignatureValue`
+    #[serde(rename = "SignatureValue")]
+    SignatureValue(Box<SignatureValueType>),
+    /// `{http://www.w3.org/2000/09/xmldsig#}SignedInfo`
+    #[serde(rename = "SignedInfo")]
+    SignedInfo(Box<SignedInfoType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}TargetSOC`
+    #[serde(rename = "TargetSOC")]
+    TargetSOC(u8),
+    /// `{urn:iso:std:iso:15118:-20:DC}TargetSOC`
+    #[serde(rename = "{urn:iso:std:iso:15118:-20:DC}TargetSOC")]
+    TargetSOC_(u8),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}TaxCosts`
+    #[serde(rename = "TaxCosts")]
+    TaxCosts(Box<DetailedTaxType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}TaxRuleID`
+    #[serde(rename = "TaxRuleID")]
+    TaxRuleID(u32),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}TimeAnchor`
+    #[serde(rename = "TimeAnchor")]
+    TimeAnchor(u64),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}TimeStamp`
+    #[serde(rename = "TimeStamp")]
+    TimeStamp(u64),
+    /// `{http://www.w3.org/2000/09/xmldsig#}Transform`
+    #[serde(rename = "Transform")]
+    Transform(Box<TransformType>),
+    /// `{http://www.w3.org/2000/09/xmldsig#}Transforms`
+    #[serde(rename = "Transforms")]
+    Transforms(Box<TransformsType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}Value`
+    #[serde(rename = "Value")]
+    Value(i16),
+    /// `{http://www.w3.org/2000/09/xmldsig#}X509CRL`
+    #[serde(rename = "X509CRL")]
+    X509CRL(Base64Binary),
+    /// `{http://www.w3.org/2000/09/xmldsig#}X509Certificate`
+    #[serde(rename = "X509Certificate")]
+    X509Certificate(Base64Binary),
+    /// `{http://www.w3.org/2000/09/xmldsig#}X509Data`
+    #[serde(rename = "X509Data")]
+    X509Data(Box<X509DataType>),
+    /// `{http://www.w3.org/2000/09/xmldsig#}X509IssuerName`
+    #[serde(rename = "X509IssuerName")]
+    X509IssuerName(String),
+    /// `{http://www.w3.org/2000/09/xmldsig#}X509IssuerSerial`
+    #[serde(rename = "X509IssuerSerial")]
+    X509IssuerSerial(Box<X509IssuerSerialType>),
+    /// `{http://www.w3.org/2000/09/xmldsig#}X509SKI`
+    #[serde(rename = "X509SKI")]
+    X509SKI(Base64Binary),
+    /// `{http://www.w3.org/2000/09/xmldsig#}X509SerialNumber`
+    #[serde(rename = "X509SerialNumber")]
+    X509SerialNumber(i64),
+    /// `{http://www.w3.org/2000/09/xmldsig#}X509SubjectName`
+    #[serde(rename = "X509SubjectName")]
+    X509SubjectName(String),
+    /// `{http://www.w3.org/2000/09/xmldsig#}XPath`
+    #[serde(rename = "XPath")]
+    XPath(String),
+    /// `{http://www.w3.org/2000/09/xmldsig#}Y`
+    #[serde(rename = "Y")]
+    Y(Base64Binary),
+}
+
+impl Fragment {
+    /// Encodes the fragment (header `0x80`, the element, ED) onto `out`.
+    pub fn encode(&self, out: &mut Vec<u8>) -> Result<(), ExiError> {
+        let mut bw = BitWriter::new();
+        let w = &mut bw;
+        w.bits(8, u32::from(HEADER));
+        match self {
+            Fragment::AckMaxDelay(x) => {
+                w.event(0, 151);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, 65535)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::AdditionalServicesCosts(x) => {
+                w.event(1, 151);
+                x.encode(w)?;
+            }
+            Fragment::Amount(x) => {
+                w.event(2, 151);
+                x.encode(w)?;
+            }
+            Fragment::BptDcCPDReqEnergyTransferMode(x) => {
+                w.event(3, 151);
+                x.encode(w)?;
+            }
+            Fragment::BptDcCPDResEnergyTransferMode(x) => {
+                w.event(4, 151);
+                x.encode(w)?;
+            }
+            Fragment::BptDischargedEnergyReadingWh(x) => {
+                w.event(5, 151);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, i128::MAX)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::BptDynamicDcCLReqControlMode(x) => {
+                w.event(6, 151);
+                x.encode(w)?;
+            }
+            Fragment::BptDynamicDcCLResControlMode(x) => {
+                w.event(7, 151);
+                x.encode(w)?;
+            }
+            Fragment::BptInductiveEnergyReadingVARh(x) => {
+                w.event(8, 151);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, i128::MAX)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::BptScheduledDcCLReqControlMode(x) => {
+                w.event(9, 151);
+                x.encode(w)?;
+            }
+            Fragment::BptScheduledDcCLResControlMode(x) => {
+                w.event(10, 151);
+                x.encode(w)?;
+            }
+            Fragment::BatteryEnergyCapacity(x) => {
+                w.event(11, 151);
+                x.encode(w)?;
+            }
+            Fragment::CLReqControlMode(x) => {
+                w.event(12, 151);
+                x.encode(w)?;
+            }
+            Fragment::CLResControlMode(x) => {
+                w.event(13, 151);
+                x.encode(w)?;
+            }
+            Fragment::CanonicalizationMethod(x) => {
+                w.event(14, 151);
+                x.encode(w)?;
+            }
+            Fragment::CapacitiveEnergyReadingVARh(x) => {
+                w.event(15, 151);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, i128::MAX)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::ChargedEnergyReadingWh(x) => {
+                w.event(16, 151);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, i128::MAX)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::ChargingComplete(x) => {
+                w.event(17, 151);
+                elem_value(w, false, |w| {
+                    w.bits(1, u32::from(*x));
+                    Ok(())
+                })?;
+            }
+            Fragment::CostPerUnit(x) => {
+                w.event(18, 151);
+                x.encode(w)?;
+            }
+            Fragment::DcCPDReqEnergyTransferMode(x) => {
+                w.event(19, 151);
+                x.encode(w)?;
+            }
+            Fragment::DcCPDResEnergyTransferMode(x) => {
+                w.event(20, 151);
+                x.encode(w)?;
+            }
+            Fragment::DcCableCheckReq(x) => {
+                w.event(21, 151);
+                x.encode(w)?;
+            }
+            Fragment::DcCableCheckRes(x) => {
+                w.event(22, 151);
+                x.encode(w)?;
+            }
+            Fragment::DcChargeLoopReq(x) => {
+                w.event(23, 151);
+                x.encode(w)?;
+            }
+            Fragment::DcChargeLoopRes(x) => {
+                w.event(24, 151);
+                x.encode(w)?;
+            }
+            Fragment::DcChargeParameterDiscoveryReq(x) => {
+                w.event(25, 151);
+                x.encode(w)?;
+            }
+            Fragment::DcChargeParameterDiscoveryRes(x) => {
+                w.event(26, 151);
+                x.encode(w)?;
+            }
+            Fragment::DcPreChargeReq(x) => {
+                w.event(27, 151);
+                x.encode(w)?;
+            }
+            Fragment::DcPreChargeRes(x) => {
+                w.event(28, 151);
+                x.encode(w)?;
+            }
+            Fragment::DcWeldingDetectionReq(x) => {
+                w.event(29, 151);
+                x.encode(w)?;
+            }
+            Fragment::DcWeldingDetectionRes(x) => {
+                w.event(30, 151);
+                x.encode(w)?;
+            }
+            Fragment::DepartureTime(x) => {
+                w.event(32, 151);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, 4294967295)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::DigestMethod(x) => {
+                w.event(33, 151);
+                x.encode(w)?;
+            }
+            Fragment::DigestValue(x) => {
+                w.event(34, 151);
+                binary_elem(w, &x.0, 0, None)?;
+            }
+            Fragment::DisplayParameters(x) => {
+                w.event(35, 151);
+                x.encode(w)?;
+            }
+            Fragment::DynamicDcCLReqControlMode(x) => {
+                w.event(36, 151);
+                x.encode(w)?;
+            }
+            Fragment::DynamicDcCLResControlMode(x) => {
+                w.event(37, 151);
+                x.encode(w)?;
+            }
+            Fragment::EVMaximumChargeCurrent(x) => {
+                w.event(38, 151);
+                x.encode(w)?;
+            }
+            Fragment::EVMaximumChargePower(x) => {
+                w.event(39, 151);
+                x.encode(w)?;
+            }
+            Fragment::EVMaximumDischargeCurrent(x) => {
+                w.event(40, 151);
+                x.encode(w)?;
+            }
+            Fragment::EVMaximumDischargePower(x) => {
+                w.event(41, 151);
+                x.encode(w)?;
+            }
+            Fragment::EVMaximumEnergyRequest(x) => {
+                w.event(42, 151);
+                x.encode(w)?;
+            }
+            Fragment::EVMaximumV2XEnergyRequest(x) => {
+                w.event(43, 151);
+                x.encode(w)?;
+            }
+            Fragment::EVMaximumVoltage(x) => {
+                w.event(44, 151);
+                x.encode(w)?;
+            }
+            Fragment::EVMinimumChargeCurrent(x) => {
+                w.event(45, 151);
+                x.encode(w)?;
+            }
+            Fragment::EVMinimumChargePower(x) => {
+                w.event(46, 151);
+                x.encode(w)?;
+            }
+            Fragment::EVMinimumDischargeCurrent(x) => {
+                w.event(47, 151);
+                x.encode(w)?;
+            }
+            Fragment::EVMinimumDischargePower(x) => {
+                w.event(48, 151);
+                x.encode(w)?;
+            }
+            Fragment::EVMinimumEnergyRequest(x) => {
+                w.event(49, 151);
+                x.encode(w)?;
+            }
+            Fragment::EVMinimumV2XEnergyRequest(x) => {
+                w.event(50, 151);
+                x.encode(w)?;
+            }
+            Fragment::EVMinimumVoltage(x) => {
+                w.event(51, 151);
+                x.encode(w)?;
+            }
+            Fragment::EVPresentVoltage(x) => {
+                w.event(52, 151);
+                x.encode(w)?;
+            }
+            Fragment::EVProcessing(x) => {
+                w.event(53, 151);
+                elem_value(w, false, |w| {
+                    enc_enum(w, x.index(), ProcessingType::COUNT);
+                    Ok(())
+                })?;
+            }
+            Fragment::EVSECurrentLimitAchieved(x) => {
+                w.event(54, 151);
+                elem_value(w, false, |w| {
+                    w.bits(1, u32::from(*x));
+                    Ok(())
+                })?;
+            }
+            Fragment::EVSEMaximumChargeCurrent(x) => {
+                w.event(55, 151);
+                x.encode(w)?;
+            }
+            Fragment::EVSEMaximumChargePower(x) => {
+                w.event(56, 151);
+                x.encode(w)?;
+            }
+            Fragment::EVSEMaximumDischargeCurrent(x) => {
+                w.event(57, 151);
+                x.encode(w)?;
+            }
+            Fragment::EVSEMaximumDischargePower(x) => {
+                w.event(58, 151);
+                x.encode(w)?;
+            }
+            Fragment::EVSEMaximumVoltage(x) => {
+                w.event(59, 151);
+                x.encode(w)?;
+            }
+            Fragment::EVSEMinimumChargeCurrent(x) => {
+                w.event(60, 151);
+                x.encode(w)?;
+            }
+            Fragment::EVSEMinimumChargePower(x) => {
+                w.event(61, 151);
+                x.encode(w)?;
+            }
+            Fragment::EVSEMinimumDischargeCurrent(x) => {
+                w.event(62, 151);
+                x.encode(w)?;
+            }
+            Fragment::EVSEMinimumDischargePower(x) => {
+                w.event(63, 151);
+                x.encode(w)?;
+            }
+            Fragment::EVSEMinimumVoltage(x) => {
+                w.event(64, 151);
+                x.encode(w)?;
+            }
+            Fragment::EVSENotification(x) => {
+                w.event(65, 151);
+                elem_value(w, false, |w| {
+                    enc_enum(w, x.index(), EvseNotificationType::COUNT);
+                    Ok(())
+                })?;
+            }
+            Fragment::EVSEPowerLimitAchieved(x) => {
+                w.event(66, 151);
+                elem_value(w, false, |w| {
+                    w.bits(1, u32::from(*x));
+                    Ok(())
+                })?;
+            }
+            Fragment::EVSEPowerRampLimitation(x) => {
+                w.event(67, 151);
+                x.encode(w)?;
+            }
+            Fragment::EVSEPresentCurrent(x) => {
+                w.event(68, 151);
+                x.encode(w)?;
+            }
+            Fragment::EVSEPresentVoltage(x) => {
+                w.event(69, 151);
+                x.encode(w)?;
+            }
+            Fragment::EVSEProcessing(x) => {
+                w.event(70, 151);
+                elem_value(w, false, |w| {
+                    enc_enum(w, x.index(), ProcessingType::COUNT);
+                    Ok(())
+                })?;
+            }
+            Fragment::EVSEStatus(x) => {
+                w.event(71, 151);
+                x.encode(w)?;
+            }
+            Fragment::EVSEVoltageLimitAchieved(x) => {
+                w.event(72, 151);
+                elem_value(w, false, |w| {
+                    w.bits(1, u32::from(*x));
+                    Ok(())
+                })?;
+            }
+            Fragment::EVTargetCurrent(x) => {
+                w.event(73, 151);
+                x.encode(w)?;
+            }
+            Fragment::EVTargetEnergyRequest(x) => {
+                w.event(74, 151);
+                x.encode(w)?;
+            }
+            Fragment::EVTargetVoltage(x) => {
+                w.event(75, 151);
+                x.encode(w)?;
+            }
+            Fragment::EnergyCosts(x) => {
+                w.event(76, 151);
+                x.encode(w)?;
+            }
+            Fragment::Exponent(x) => {
+                w.event(77, 151);
+                binary_elem(w, &x.0, 0, None)?;
+            }
+            Fragment::Exponent_(x) => {
+                w.event(78, 151);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), -128, 127)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::G(x) => {
+                w.event(79, 151);
+                binary_elem(w, &x.0, 0, None)?;
+            }
+            Fragment::HMACOutputLength(x) => {
+                w.event(80, 151);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), i128::MIN, i128::MAX)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::Header(x) => {
+                w.event(81, 151);
+                x.encode(w)?;
+            }
+            Fragment::InletHot(x) => {
+                w.event(82, 151);
+                elem_value(w, false, |w| {
+                    w.bits(1, u32::from(*x));
+                    Ok(())
+                })?;
+            }
+            Fragment::J(x) => {
+                w.event(83, 151);
+                binary_elem(w, &x.0, 0, None)?;
+            }
+            Fragment::KeyInfo(x) => {
+                w.event(84, 151);
+                x.encode(w)?;
+            }
+            Fragment::KeyName(x) => {
+                w.event(85, 151);
+                string_elem(w, x, 0, None)?;
+            }
+            Fragment::KeyValue(x) => {
+                w.event(86, 151);
+                x.encode(w)?;
+            }
+            Fragment::Manifest(x) => {
+                w.event(87, 151);
+                x.encode(w)?;
+            }
+            Fragment::MaximumSOC(x) => {
+                w.event(88, 151);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, 100)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::MeterID(x) => {
+                w.event(89, 151);
+                string_elem(w, x, 0, Some(32))?;
+            }
+            Fragment::MeterInfo(x) => {
+                w.event(90, 151);
+                x.encode(w)?;
+            }
+            Fragment::MeterInfoRequested(x) => {
+                w.event(91, 151);
+                elem_value(w, false, |w| {
+                    w.bits(1, u32::from(*x));
+                    Ok(())
+                })?;
+            }
+            Fragment::MeterSignature(x) => {
+                w.event(92, 151);
+                binary_elem(w, &x.0, 0, Some(64))?;
+            }
+            Fragment::MeterStatus(x) => {
+                w.event(93, 151);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), -32768, 32767)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::MeterTimestamp(x) => {
+                w.event(94, 151);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, i128::MAX)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::MgmtData(x) => {
+                w.event(95, 151);
+                string_elem(w, x, 0, None)?;
+            }
+            Fragment::MinimumSOC(x) => {
+                w.event(96, 151);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, 100)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::Modulus(x) => {
+                w.event(97, 151);
+                binary_elem(w, &x.0, 0, None)?;
+            }
+            Fragment::NotificationMaxDelay(x) => {
+                w.event(98, 151);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, 65535)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::Object(x) => {
+                w.event(99, 151);
+                x.encode(w)?;
+            }
+            Fragment::OccupancyCosts(x) => {
+                w.event(100, 151);
+                x.encode(w)?;
+            }
+            Fragment::OverstayCosts(x) => {
+                w.event(101, 151);
+                x.encode(w)?;
+            }
+            Fragment::P(x) => {
+                w.event(102, 151);
+                binary_elem(w, &x.0, 0, None)?;
+            }
+            Fragment::PGPKeyID(x) => {
+                w.event(104, 151);
+                binary_elem(w, &x.0, 0, None)?;
+            }
+            Fragment::PGPKeyPacket(x) => {
+                w.event(105, 151);
+                binary_elem(w, &x.0, 0, None)?;
+            }
+            Fragment::PgenCounter(x) => {
+                w.event(106, 151);
+                binary_elem(w, &x.0, 0, None)?;
+            }
+            Fragment::PresentSOC(x) => {
+                w.event(107, 151);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, 100)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::Q(x) => {
+                w.event(108, 151);
+                binary_elem(w, &x.0, 0, None)?;
+            }
+            Fragment::RSAKeyValue(x) => {
+                w.event(109, 151);
+                x.encode(w)?;
+            }
+            Fragment::Receipt(x) => {
+                w.event(110, 151);
+                x.encode(w)?;
+            }
+            Fragment::Reference(x) => {
+                w.event(111, 151);
+                x.encode(w)?;
+            }
+            Fragment::RemainingTimeToMaximumSOC(x) => {
+                w.event(112, 151);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, 4294967295)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::RemainingTimeToMinimumSOC(x) => {
+                w.event(113, 151);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, 4294967295)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::RemainingTimeToTargetSOC(x) => {
+                w.event(114, 151);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, 4294967295)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::ResponseCode(x) => {
+                w.event(115, 151);
+                elem_value(w, false, |w| {
+                    enc_enum(w, x.index(), ResponseCodeType::COUNT);
+                    Ok(())
+                })?;
+            }
+            Fragment::RetrievalMethod(x) => {
+                w.event(116, 151);
+                x.encode(w)?;
+            }
+            Fragment::RootCertificateID(x) => {
+                w.event(117, 151);
+                x.encode(w)?;
+            }
+            Fragment::SPKISexp(x) => {
+                w.event(119, 151);
+                binary_elem(w, &x.0, 0, None)?;
+            }
+            Fragment::ScheduledDcCLReqControlMode(x) => {
+                w.event(120, 151);
+                x.encode(w)?;
+            }
+            Fragment::ScheduledDcCLResControlMode(x) => {
+                w.event(121, 151);
+                x.encode(w)?;
+            }
+            Fragment::Seed(x) => {
+                w.event(122, 151);
+                binary_elem(w, &x.0, 0, None)?;
+            }
+            Fragment::SessionID(x) => {
+                w.event(123, 151);
+                binary_elem(w, &x.0, 8, Some(8))?;
+            }
+            Fragment::Signature(x) => {
+                w.event(124, 151);
+                x.encode(w)?;
+            }
+            Fragment::SignatureMethod(x) => {
+                w.event(125, 151);
+                x.encode(w)?;
+            }
+            Fragment::SignatureProperties(x) => {
+                w.event(126, 151);
+                x.encode(w)?;
+            }
+            Fragment::SignatureProperty(x) => {
+                w.event(127, 151);
+                x.encode(w)?;
+            }
+            Fragment::SignatureValue(x) => {
+                w.event(128, 151);
+                x.encode(w)?;
+            }
+            Fragment::SignedInfo(x) => {
+                w.event(129, 151);
+                x.encode(w)?;
+            }
+            Fragment::TargetSOC(x) => {
+                w.event(130, 151);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, 100)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::TargetSOC_(x) => {
+                w.event(131, 151);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, 100)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::TaxCosts(x) => {
+                w.event(132, 151);
+                x.encode(w)?;
+            }
+            Fragment::TaxRuleID(x) => {
+                w.event(133, 151);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 1, 4294967295)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::TimeAnchor(x) => {
+                w.event(134, 151);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, i128::MAX)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::TimeStamp(x) => {
+                w.event(135, 151);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, i128::MAX)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::Transform(x) => {
+                w.event(136, 151);
+                x.encode(w)?;
+            }
+            Fragment::Transforms(x) => {
+                w.event(137, 151);
+                x.encode(w)?;
+            }
+            Fragment::Value(x) => {
+                w.event(138, 151);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), -32768, 32767)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::X509CRL(x) => {
+                w.event(139, 151);
+                binary_elem(w, &x.0, 0, None)?;
+            }
+            Fragment::X509Certificate(x) => {
+                w.event(140, 151);
+                binary_elem(w, &x.0, 0, None)?;
+            }
+            Fragment::X509Data(x) => {
+                w.event(141, 151);
+                x.encode(w)?;
+            }
+            Fragment::X509IssuerName(x) => {
+                w.event(142, 151);
+                string_elem(w, x, 0, None)?;
+            }
+            Fragment::X509IssuerSerial(x) => {
+                w.event(143, 151);
+                x.encode(w)?;
+            }
+            Fragment::X509SKI(x) => {
+                w.event(144, 151);
+                binary_elem(w, &x.0, 0, None)?;
+            }
+            Fragment::X509SerialNumber(x) => {
+                w.event(145, 151);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), i128::MIN, i128::MAX)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::X509SubjectName(x) => {
+                w.event(146, 151);
+                string_elem(w, x, 0, None)?;
+            }
+            Fragment::XPath(x) => {
+                w.event(147, 151);
+                string_elem(w, x, 0, None)?;
+            }
+            Fragment::Y(x) => {
+                w.event(148, 151);
+                binary_elem(w, &x.0, 0, None)?;
+            }
+        }
+        w.event(150, 151);
+        out.extend_from_slice(&bw.finish());
+        Ok(())
+    }
+
+    /// Decodes a fragment of one element.
+    pub fn decode(bytes: &[u8]) -> Result<Fragment, ExiError> {
+        let mut rd = BitReader::new(bytes);
+        let r = &mut rd;
+        let h = r.bits(8)? as u8;
+        if h != HEADER {
+            return Err(ExiError::Header(h));
+        }
+        let code = r.event(151)?;
+        let f = match code {
+            0 => Fragment::AckMaxDelay(
+                dec_elem_value(r, false, |r| Ok(int_into::<u16>(dec_int(r, 0, 65535)?)?))?
+                    .ok_or_else(|| missing("AckMaxDelay"))?,
+            ),
+            1 => Fragment::AdditionalServicesCosts(Box::new(DetailedCostType::decode(r)?)),
+            2 => Fragment::Amount(Box::new(RationalNumberType::decode(r)?)),
+            3 => Fragment::BptDcCPDReqEnergyTransferMode(Box::new(
+                BptDcCPDReqEnergyTransferModeType::decode(r)?,
+            )),
+            4 => Fragment::BptDcCPDResEnergyTransferMode(Box::new(
+                BptDcCPDResEnergyTransferModeType::decode(r)?,
+            )),
+            5 => Fragment::BptDischargedEnergyReadingWh(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<u64>(dec_int(r, 0, i128::MAX)?)?)
+                })?
+                .ok_or_else(|| missing("BPT_DischargedEnergyReadingWh"))?,
+            ),
+            6 => Fragment::BptDynamicDcCLReqControlMode(Box::new(
+                BptDynamicDcCLReqControlModeType::decode(r)?,
+            )),
+            7 => Fragment::BptDynamicDcCLResControlMode(Box::new(
+                BptDynamicDcCLResControlModeType::decode(r)?,
+            )),
+            8 => Fragment::BptInductiveEnergyReadingVARh(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<u64>(dec_int(r, 0, i128::MAX)?)?)
+                })?
+                .ok_or_else(|| missing("BPT_InductiveEnergyReadingVARh"))?,
+            ),
+            9 => Fragment::BptScheduledDcCLReqControlMode(Box::new(
+                BptScheduledDcCLReqControlModeType::decode(r)?,
+            )),
+            10 => Fragment::BptScheduledDcCLResControlMode(Box::new(
+                BptScheduledDcCLResControlModeType::decode(r)?,
+            )),
+            11 => Fragment::BatteryEnergyCapacity(Box::new(RationalNumberType::decode(r)?)),
+            12 => Fragment::CLReqControlMode(Box::new(CLReqControlModeType::decode(r)?)),
+            13 => Fragment::CLResControlMode(Box::new(CLResControlModeType::decode(r)?)),
+            14 => {
+                Fragment::CanonicalizationMethod(Box::new(CanonicalizationMethodType::decode(r)?))
+            }
+            15 => Fragment::CapacitiveEnergyReadingVARh(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<u64>(dec_int(r, 0, i128::MAX)?)?)
+                })?
+                .ok_or_else(|| missing("CapacitiveEnergyReadingVARh"))?,
+            ),
+            16 => Fragment::ChargedEnergyReadingWh(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<u64>(dec_int(r, 0, i128::MAX)?)?)
+                })?
+                .ok_or_else(|| missing("ChargedEnergyReadingWh"))?,
+            ),
+            17 => Fragment::ChargingComplete(
+                dec_elem_value(r, false, |r| Ok(dec_bool(r)?))?
+                    .ok_or_else(|| missing("ChargingComplete"))?,
+            ),
+            18 => Fragment::CostPerUnit(Box::new(RationalNumberType::decode(r)?)),
+            19 => Fragment::DcCPDReqEnergyTransferMode(Box::new(
+                DcCPDReqEnergyTransferModeType::decode(r)?,
+            )),
+            20 => Fragment::DcCPDResEnergyTransferMode(Box::new(
+                DcCPDResEnergyTransferModeType::decode(r)?,
+            )),
+            21 => Fragment::DcCableCheckReq(Box::new(DcCableCheckReqType::decode(r)?)),
+            22 => Fragment::DcCableCheckRes(Box::new(DcCableCheckResType::decode(r)?)),
+            23 => Fragment::DcChargeLoopReq(Box::new(DcChargeLoopReqType::decode(r)?)),
+            24 => Fragment::DcChargeLoopRes(Box::new(DcChargeLoopResType::decode(r)?)),
+            25 => Fragment::DcChargeParameterDiscoveryReq(Box::new(
+                DcChargeParameterDiscoveryReqType::decode(r)?,
+            )),
+            26 => Fragment::DcChargeParameterDiscoveryRes(Box::new(
+                DcChargeParameterDiscoveryResType::decode(r)?,
+            )),
+            27 => Fragment::DcPreChargeReq(Box::new(DcPreChargeReqType::decode(r)?)),
+            28 => Fragment::DcPreChargeRes(Box::new(DcPreChargeResType::decode(r)?)),
+            29 => Fragment::DcWeldingDetectionReq(Box::new(DcWeldingDetectionReqType::decode(r)?)),
+            30 => Fragment::DcWeldingDetectionRes(Box::new(DcWeldingDetectionResType::decode(r)?)),
+            32 => Fragment::DepartureTime(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<u32>(dec_int(r, 0, 4294967295)?)?)
+                })?
+                .ok_or_else(|| missing("DepartureTime"))?,
+            ),
+            33 => Fragment::DigestMethod(Box::new(DigestMethodType::decode(r)?)),
+            34 => Fragment::DigestValue(
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
+                    .unwrap_or_default(),
+            ),
+            35 => Fragment::DisplayParameters(Box::new(DisplayParametersType::decode(r)?)),
+            36 => Fragment::DynamicDcCLReqControlMode(Box::new(
+                DynamicDcCLReqControlModeType::decode(r)?,
+            )),
+            37 => Fragment::DynamicDcCLResControlMode(Box::new(
+                DynamicDcCLResControlModeType::decode(r)?,
+            )),
+            38 => Fragment::EVMaximumChargeCurrent(Box::new(RationalNumberType::decode(r)?)),
+            39 => Fragment::EVMaximumChargePower(Box::new(RationalNumberType::decode(r)?)),
+            40 => Fragment::EVMaximumDischargeCurrent(Box::new(RationalNumberType::decode(r)?)),
+            41 => Fragment::EVMaximumDischargePower(Box::new(RationalNumberType::decode(r)?)),
+            42 => Fragment::EVMaximumEnergyRequest(Box::new(RationalNumberType::decode(r)?)),
+            43 => Fragment::EVMaximumV2XEnergyRequest(Box::new(RationalNumberType::decode(r)?)),
+            44 => Fragment::EVMaximumVoltage(Box::new(RationalNumberType::decode(r)?)),
+            45 => Fragment::EVMinimumChargeCurrent(Box::new(RationalNumberType::decode(r)?)),
+            46 => Fragment::EVMinimumChargePower(Box::new(RationalNumberType::decode(r)?)),
+            47 => Fragment::EVMinimumDischargeCurrent(Box::new(RationalNumberType::decode(r)?)),
+            48 => Fragment::EVMinimumDischargePower(Box::new(RationalNumberType::decode(r)?)),
+            49 => Fragment::EVMinimumEnergyRequest(Box::new(RationalNumberType::decode(r)?)),
+            50 => Fragment::EVMinimumV2XEnergyRequest(Box::new(RationalNumberType::decode(r)?)),
+            51 => Fragment::EVMinimumVoltage(Box::new(RationalNumberType::decode(r)?)),
+            52 => Fragment::EVPresentVoltage(Box::new(RationalNumberType::decode(r)?)),
+            53 => Fragment::EVProcessing(
+                dec_elem_value(r, false, |r| {
+                    Ok(enum_from::<ProcessingType>(dec_enum(
+                        r,
+                        ProcessingType::COUNT,
+                    )?)?)
+                })?
+                .ok_or_else(|| missing("EVProcessing"))?,
+            ),
+            54 => Fragment::EVSECurrentLimitAchieved(
+                dec_elem_value(r, false, |r| Ok(dec_bool(r)?))?
+                    .ok_or_else(|| missing("EVSECurrentLimitAchieved"))?,
+            ),
+            55 => Fragment::EVSEMaximumChargeCurrent(Box::new(RationalNumberType::decode(r)?)),
+            56 => Fragment::EVSEMaximumChargePower(Box::new(RationalNumberType::decode(r)?)),
+            57 => Fragment::EVSEMaximumDischargeCurrent(Box::new(RationalNumberType::decode(r)?)),
+            58 => Fragment::EVSEMaximumDischargePower(Box::new(RationalNumberType::decode(r)?)),
+            59 => Fragment::EVSEMaximumVoltage(Box::new(RationalNumberType::decode(r)?)),
+            60 => Fragment::EVSEMinimumChargeCurrent(Box::new(RationalNumberType::decode(r)?)),
+            61 => Fragment::EVSEMinimumChargePower(Box::new(RationalNumberType::decode(r)?)),
+            62 => Fragment::EVSEMinimumDischargeCurrent(Box::new(RationalNumberType::decode(r)?)),
+            63 => Fragment::EVSEMinimumDischargePower(Box::new(RationalNumberType::decode(r)?)),
+            64 => Fragment::EVSEMinimumVoltage(Box::new(RationalNumberType::decode(r)?)),
+            65 => Fragment::EVSENotification(
+                dec_elem_value(r, false, |r| {
+                    Ok(enum_from::<EvseNotificationType>(dec_enum(
+                        r,
+                        EvseNotificationType::COUNT,
+                    )?)?)
+                })?
+                .ok_or_else(|| missing("EVSENotification"))?,
+            ),
+            66 => Fragment::EVSEPowerLimitAchieved(
+                dec_elem_value(r, false, |r| Ok(dec_bool(r)?))?
+                    .ok_or_else(|| missing("EVSEPowerLimitAchieved"))?,
+            ),
+            67 => Fragment::EVSEPowerRampLimitation(Box::new(RationalNumberType::decode(r)?)),
+            68 => Fragment::EVSEPresentCurrent(Box::new(RationalNumberType::decode(r)?)),
+            69 => Fragment::EVSEPresentVoltage(Box::new(RationalNumberType::decode(r)?)),
+            70 => Fragment::EVSEProcessing(
+                dec_elem_value(r, false, |r| {
+                    Ok(enum_from::<ProcessingType>(dec_enum(
+                        r,
+                        ProcessingType::COUNT,
+                    )?)?)
+                })?
+                .ok_or_else(|| missing("EVSEProcessing"))?,
+            ),
+            71 => Fragment::EVSEStatus(Box::new(EVSEStatusType::decode(r)?)),
+            72 => Fragment::EVSEVoltageLimitAchieved(
+                dec_elem_value(r, false, |r| Ok(dec_bool(r)?))?
+                    .ok_or_else(|| missing("EVSEVoltageLimitAchieved"))?,
+            ),
+            73 => Fragment::EVTargetCurrent(Box::new(RationalNumberType::decode(r)?)),
+            74 => Fragment::EVTargetEnergyRequest(Box::new(RationalNumberType::decode(r)?)),
+            75 => Fragment::EVTargetVoltage(Box::new(RationalNumberType::decode(r)?)),
+            76 => Fragment::EnergyCosts(Box::new(DetailedCostType::decode(r)?)),
+            77 => Fragment::Exponent(
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
+                    .unwrap_or_default(),
+            ),
+            78 => Fragment::Exponent_(
+                dec_elem_value(r, false, |r| Ok(int_into::<i8>(dec_int(r, -128, 127)?)?))?
+                    .ok_or_else(|| missing("Exponent"))?,
+            ),
+            79 => Fragment::G(
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
+                    .unwrap_or_default(),
+            ),
+            80 => Fragment::HMACOutputLength(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<i64>(dec_int(r, i128::MIN, i128::MAX)?)?)
+                })?
+                .ok_or_else(|| missing("HMACOutputLength"))?,
+            ),
+            81 => Fragment::Header(Box::new(MessageHeaderType::decode(r)?)),
+            82 => Fragment::InletHot(
+                dec_elem_value(r, false, |r| Ok(dec_bool(r)?))?
+                    .ok_or_else(|| missing("InletHot"))?,
+            ),
+            83 => Fragment::J(
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
+                    .unwrap_or_default(),
+            ),
+            84 => Fragment::KeyInfo(Box::new(KeyInfoType::decode(r)?)),
+            85 => Fragment::KeyName(
+                dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?.unwrap_or_default(),
+            ),
+            86 => Fragment::KeyValue(Box::new(KeyValueType::decode(r)?)),
+            87 => Fragment::Manifest(Box::new(ManifestType::decode(r)?)),
+            88 => Fragment::MaximumSOC(
+                dec_elem_value(r, false, |r| Ok(int_into::<u8>(dec_int(r, 0, 100)?)?))?
+                    .ok_or_else(|| missing("MaximumSOC"))?,
+            ),
+            89 => Fragment::MeterID(
+                dec_elem_value(r, true, |r| Ok(dec_string(r, 0, Some(32))?))?.unwrap_or_default(),
+            ),
+            90 => Fragment::MeterInfo(Box::new(MeterInfoType::decode(r)?)),
+            91 => Fragment::MeterInfoRequested(
+                dec_elem_value(r, false, |r| Ok(dec_bool(r)?))?
+                    .ok_or_else(|| missing("MeterInfoRequested"))?,
+            ),
+            92 => Fragment::MeterSignature(
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, Some(64))?)))?
+                    .unwrap_or_default(),
+            ),
+            93 => Fragment::MeterStatus(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<i16>(dec_int(r, -32768, 32767)?)?)
+                })?
+                .ok_or_else(|| missing("MeterStatus"))?,
+            ),
+            94 => Fragment::MeterTimestamp(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<u64>(dec_int(r, 0, i128::MAX)?)?)
+                })?
+                .ok_or_else(|| missing("MeterTimestamp"))?,
+            ),
+            95 => Fragment::MgmtData(
+                dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?.unwrap_or_default(),
+            ),
+            96 => Fragment::MinimumSOC(
+                dec_elem_value(r, false, |r| Ok(int_into::<u8>(dec_int(r, 0, 100)?)?))?
+                    .ok_or_else(|| missing("MinimumSOC"))?,
+            ),
+            97 => Fragment::Modulus(
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
+                    .unwrap_or_default(),
+            ),
+            98 => Fragment::NotificationMaxDelay(
+                dec_elem_value(r, false, |r| Ok(int_into::<u16>(dec_int(r, 0, 65535)?)?))?
+                    .ok_or_else(|| missing("NotificationMaxDelay"))?,
+            ),
+            99 => Fragment::Object(Box::new(ObjectType::decode(r)?)),
+            100 => Fragment::OccupancyCosts(Box::new(DetailedCostType::decode(r)?)),
+            101 => Fragment::OverstayCosts(Box::new(DetailedCostType::decode(r)?)),
+            102 => Fragment::P(
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
+                    .unwrap_or_default(),
+            ),
+            104 => Fragment::PGPKeyID(
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
+                    .unwrap_or_default(),
+            ),
+            105 => Fragment::PGPKeyPacket(
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
+                    .unwrap_or_default(),
+            ),
+            106 => Fragment::PgenCounter(
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
+                    .unwrap_or_default(),
+            ),
+            107 => Fragment::PresentSOC(
+                dec_elem_value(r, false, |r| Ok(int_into::<u8>(dec_int(r, 0, 100)?)?))?
+                    .ok_or_else(|| missing("PresentSOC"))?,
+            ),
+            108 => Fragment::Q(
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
+                    .unwrap_or_default(),
+            ),
+            109 => Fragment::RSAKeyValue(Box::new(RSAKeyValueType::decode(r)?)),
+            110 => Fragment::Receipt(Box::new(ReceiptType::decode(r)?)),
+            111 => Fragment::Reference(Box::new(ReferenceType::decode(r)?)),
+            112 => Fragment::RemainingTimeToMaximumSOC(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<u32>(dec_int(r, 0, 4294967295)?)?)
+                })?
+                .ok_or_else(|| missing("RemainingTimeToMaximumSOC"))?,
+            ),
+            113 => Fragment::RemainingTimeToMinimumSOC(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<u32>(dec_int(r, 0, 4294967295)?)?)
+                })?
+                .ok_or_else(|| missing("RemainingTimeToMinimumSOC"))?,
+            ),
+            114 => Fragment::RemainingTimeToTargetSOC(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<u32>(dec_int(r, 0, 4294967295)?)?)
+                })?
+                .ok_or_else(|| missing("RemainingTimeToTargetSOC"))?,
+            ),
+            115 => Fragment::ResponseCode(
+                dec_elem_value(r, false, |r| {
+                    Ok(enum_from::<ResponseCodeType>(dec_enum(
+                        r,
+                        ResponseCodeType::COUNT,
+                    )?)?)
+                })?
+                .ok_or_else(|| missing("ResponseCode"))?,
+            ),
+            116 => Fragment::RetrievalMethod(Box::new(RetrievalMethodType::decode(r)?)),
+            117 => Fragment::RootCertificateID(Box::new(X509IssuerSerialType::decode(r)?)),
+            119 => Fragment::SPKISexp(
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
+                    .unwrap_or_default(),
+            ),
+            120 => Fragment::ScheduledDcCLReqControlMode(Box::new(
+                ScheduledDcCLReqControlModeType::decode(r)?,
+            )),
+            121 => Fragment::ScheduledDcCLResControlMode(Box::new(
+                ScheduledDcCLResControlModeType::decode(r)?,
+            )),
+            122 => Fragment::Seed(
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
+                    .unwrap_or_default(),
+            ),
+            123 => Fragment::SessionID(
+                dec_elem_value(r, false, |r| Ok(HexBinary(dec_binary(r, 8, Some(8))?)))?
+                    .ok_or_else(|| missing("SessionID"))?,
+            ),
+            124 => Fragment::Signature(Box::new(SignatureType::decode(r)?)),
+            125 => Fragment::SignatureMethod(Box::new(SignatureMethodType::decode(r)?)),
+            126 => Fragment::SignatureProperties(Box::new(SignaturePropertiesType::decode(r)?)),
+            127 => Fragment::SignatureProperty(Box::new(SignaturePropertyType::decode(r)?)),
+            128 => Fragment::SignatureValue(Box::new(SignatureValueType::decode(r)?)),
+            129 => Fragment::SignedInfo(Box::new(SignedInfoType::decode(r)?)),
+            130 => Fragment::TargetSOC(
+                dec_elem_value(r, false, |r| Ok(int_into::<u8>(dec_int(r, 0, 100)?)?))?
+                    .ok_or_else(|| missing("TargetSOC"))?,
+            ),
+            131 => Fragment::TargetSOC_(
+                dec_elem_value(r, false, |r| Ok(int_into::<u8>(dec_int(r, 0, 100)?)?))?
+                    .ok_or_else(|| missing("TargetSOC"))?,
+            ),
+            132 => Fragment::TaxCosts(Box::new(DetailedTaxType::decode(r)?)),
+            133 => Fragment::TaxRuleID(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<u32>(dec_int(r, 1, 4294967295)?)?)
+                })?
+                .ok_or_else(|| missing("TaxRuleID"))?,
+            ),
+            134 => Fragment::TimeAnchor(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<u64>(dec_int(r, 0, i128::MAX)?)?)
+                })?
+                .ok_or_else(|| missing("TimeAnchor"))?,
+            ),
+            135 => Fragment::TimeStamp(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<u64>(dec_int(r, 0, i128::MAX)?)?)
+                })?
+                .ok_or_else(|| missing("TimeStamp"))?,
+            ),
+            136 => Fragment::Transform(Box::new(TransformType::decode(r)?)),
+            137 => Fragment::Transforms(Box::new(TransformsType::decode(r)?)),
+            138 => Fragment::Value(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<i16>(dec_int(r, -32768, 32767)?)?)
+                })?
+                .ok_or_else(|| missing("Value"))?,
+            ),
+            139 => Fragment::X509CRL(
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
+                    .unwrap_or_default(),
+            ),
+            140 => Fragment::X509Certificate(
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
+                    .unwrap_or_default(),
+            ),
+            141 => Fragment::X509Data(Box::new(X509DataType::decode(r)?)),
+            142 => Fragment::X509IssuerName(
+                dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?.unwrap_or_default(),
+            ),
+            143 => Fragment::X509IssuerSerial(Box::new(X509IssuerSerialType::decode(r)?)),
+            144 => Fragment::X509SKI(
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
+                    .unwrap_or_default(),
+            ),
+            145 => Fragment::X509SerialNumber(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<i64>(dec_int(r, i128::MIN, i128::MAX)?)?)
+                })?
+                .ok_or_else(|| missing("X509SerialNumber"))?,
+            ),
+            146 => Fragment::X509SubjectName(
+                dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?.unwrap_or_default(),
+            ),
+            147 => Fragment::XPath(
+                dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?.unwrap_or_default(),
+            ),
+            148 => Fragment::Y(
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
+                    .unwrap_or_default(),
+            ),
+            _ => {
+                return Err(ExiError::Event {
+                    at: "fragment",
+                    code,
+                    of: 151,
+                })
+            }
+        };
+        expect(r, "fragment end", 151, 150)?;
+        rd.finish()?;
+        Ok(f)
     }
 }

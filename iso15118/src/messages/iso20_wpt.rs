@@ -506,7 +506,7 @@ impl ExiType for CanonicalizationMethodType {
         {
             let v = &self.algorithm;
             e.attr(w, 0);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         }
         e.end(w)
     }
@@ -516,7 +516,7 @@ impl ExiType for CanonicalizationMethodType {
         let mut f_algorithm: Option<String> = None;
         loop {
             match d.next(r)? {
-                Ev::Attr(0) => f_algorithm = Some(dec_string(r, None)?),
+                Ev::Attr(0) => f_algorithm = Some(dec_string(r, 0, None)?),
                 Ev::End => break,
                 ev => return Err(d.unexpected(ev)),
             }
@@ -551,7 +551,7 @@ impl ExiType for DigestMethodType {
         {
             let v = &self.algorithm;
             e.attr(w, 0);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         }
         e.end(w)
     }
@@ -561,7 +561,7 @@ impl ExiType for DigestMethodType {
         let mut f_algorithm: Option<String> = None;
         loop {
             match d.next(r)? {
-                Ev::Attr(0) => f_algorithm = Some(dec_string(r, None)?),
+                Ev::Attr(0) => f_algorithm = Some(dec_string(r, 0, None)?),
                 Ev::End => break,
                 ev => return Err(d.unexpected(ev)),
             }
@@ -609,7 +609,7 @@ impl ExiType for KeyInfoType {
         let mut e = Enc::new(&G_KEYINFOTYPE);
         if let Some(v) = &self.id {
             e.attr(w, 0);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         } else {
             e.skip_attr(0, "Id")?;
         }
@@ -625,10 +625,7 @@ impl ExiType for KeyInfoType {
         )?;
         for v in &self.key_name {
             e.elem(w, 0, 0);
-            elem_value(w, v.is_empty(), |w| {
-                enc_string(w, v, None)?;
-                Ok(())
-            })?;
+            string_elem(w, v, 0, None)?;
         }
         for v in &self.key_value {
             e.elem(w, 0, 1);
@@ -644,10 +641,7 @@ impl ExiType for KeyInfoType {
         }
         for v in &self.mgmt_data {
             e.elem(w, 0, 6);
-            elem_value(w, v.is_empty(), |w| {
-                enc_string(w, v, None)?;
-                Ok(())
-            })?;
+            string_elem(w, v, 0, None)?;
         }
         e.end(w)
     }
@@ -662,15 +656,15 @@ impl ExiType for KeyInfoType {
         let mut f_mgmt_data: Vec<String> = Vec::new();
         loop {
             match d.next(r)? {
-                Ev::Attr(0) => f_id = Some(dec_string(r, None)?),
+                Ev::Attr(0) => f_id = Some(dec_string(r, 0, None)?),
                 Ev::Elem(0, 0) => f_key_name.push(
-                    dec_elem_value(r, true, |r| Ok(dec_string(r, None)?))?.unwrap_or_default(),
+                    dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?.unwrap_or_default(),
                 ),
                 Ev::Elem(0, 1) => f_key_value.push(KeyValueType::decode(r)?),
                 Ev::Elem(0, 2) => f_retrieval_method.push(RetrievalMethodType::decode(r)?),
                 Ev::Elem(0, 3) => f_x509_data.push(X509DataType::decode(r)?),
                 Ev::Elem(0, 6) => f_mgmt_data.push(
-                    dec_elem_value(r, true, |r| Ok(dec_string(r, None)?))?.unwrap_or_default(),
+                    dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?.unwrap_or_default(),
                 ),
                 Ev::End => break,
                 ev => return Err(d.unexpected(ev)),
@@ -774,18 +768,12 @@ impl ExiType for RSAKeyValueType {
         {
             let v = &self.modulus;
             e.elem(w, 0, 0);
-            elem_value(w, v.0.is_empty(), |w| {
-                enc_binary(w, &v.0, None)?;
-                Ok(())
-            })?;
+            binary_elem(w, &v.0, 0, None)?;
         }
         {
             let v = &self.exponent;
             e.elem(w, 1, 0);
-            elem_value(w, v.0.is_empty(), |w| {
-                enc_binary(w, &v.0, None)?;
-                Ok(())
-            })?;
+            binary_elem(w, &v.0, 0, None)?;
         }
         e.end(w)
     }
@@ -798,13 +786,13 @@ impl ExiType for RSAKeyValueType {
             match d.next(r)? {
                 Ev::Elem(0, 0) => {
                     f_modulus = Some(
-                        dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, None)?)))?
+                        dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
                             .unwrap_or_default(),
                     )
                 }
                 Ev::Elem(1, 0) => {
                     f_exponent = Some(
-                        dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, None)?)))?
+                        dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
                             .unwrap_or_default(),
                     )
                 }
@@ -850,13 +838,13 @@ impl ExiType for RetrievalMethodType {
         let mut e = Enc::new(&G_RETRIEVALMETHODTYPE);
         if let Some(v) = &self.r#type {
             e.attr(w, 0);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         } else {
             e.skip_attr(0, "Type")?;
         }
         if let Some(v) = &self.uri {
             e.attr(w, 1);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         } else {
             e.skip_attr(1, "URI")?;
         }
@@ -875,8 +863,8 @@ impl ExiType for RetrievalMethodType {
         let mut f_transforms: Option<TransformsType> = None;
         loop {
             match d.next(r)? {
-                Ev::Attr(0) => f_type = Some(dec_string(r, None)?),
-                Ev::Attr(1) => f_uri = Some(dec_string(r, None)?),
+                Ev::Attr(0) => f_type = Some(dec_string(r, 0, None)?),
+                Ev::Attr(1) => f_uri = Some(dec_string(r, 0, None)?),
                 Ev::Elem(0, 0) => f_transforms = Some(TransformsType::decode(r)?),
                 Ev::End => break,
                 ev => return Err(d.unexpected(ev)),
@@ -961,15 +949,12 @@ impl ExiType for TransformType {
         {
             let v = &self.algorithm;
             e.attr(w, 0);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         }
         check_count(self.x_path.len(), 0, u32::MAX, "XPath")?;
         for v in &self.x_path {
             e.elem(w, 0, 0);
-            elem_value(w, v.is_empty(), |w| {
-                enc_string(w, v, None)?;
-                Ok(())
-            })?;
+            string_elem(w, v, 0, None)?;
         }
         e.end(w)
     }
@@ -980,9 +965,9 @@ impl ExiType for TransformType {
         let mut f_x_path: Vec<String> = Vec::new();
         loop {
             match d.next(r)? {
-                Ev::Attr(0) => f_algorithm = Some(dec_string(r, None)?),
+                Ev::Attr(0) => f_algorithm = Some(dec_string(r, 0, None)?),
                 Ev::Elem(0, 0) => f_x_path.push(
-                    dec_elem_value(r, true, |r| Ok(dec_string(r, None)?))?.unwrap_or_default(),
+                    dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?.unwrap_or_default(),
                 ),
                 Ev::End => break,
                 ev => return Err(d.unexpected(ev)),
@@ -1052,31 +1037,19 @@ impl ExiType for X509DataType {
         }
         for v in &self.x509_ski {
             e.elem(w, 0, 1);
-            elem_value(w, v.0.is_empty(), |w| {
-                enc_binary(w, &v.0, None)?;
-                Ok(())
-            })?;
+            binary_elem(w, &v.0, 0, None)?;
         }
         for v in &self.x509_subject_name {
             e.elem(w, 0, 2);
-            elem_value(w, v.is_empty(), |w| {
-                enc_string(w, v, None)?;
-                Ok(())
-            })?;
+            string_elem(w, v, 0, None)?;
         }
         for v in &self.x509_certificate {
             e.elem(w, 0, 3);
-            elem_value(w, v.0.is_empty(), |w| {
-                enc_binary(w, &v.0, None)?;
-                Ok(())
-            })?;
+            binary_elem(w, &v.0, 0, None)?;
         }
         for v in &self.x509_crl {
             e.elem(w, 0, 4);
-            elem_value(w, v.0.is_empty(), |w| {
-                enc_binary(w, &v.0, None)?;
-                Ok(())
-            })?;
+            binary_elem(w, &v.0, 0, None)?;
         }
         e.end(w)
     }
@@ -1092,18 +1065,18 @@ impl ExiType for X509DataType {
             match d.next(r)? {
                 Ev::Elem(0, 0) => f_x509_issuer_serial.push(X509IssuerSerialType::decode(r)?),
                 Ev::Elem(0, 1) => f_x509_ski.push(
-                    dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, None)?)))?
+                    dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
                         .unwrap_or_default(),
                 ),
                 Ev::Elem(0, 2) => f_x509_subject_name.push(
-                    dec_elem_value(r, true, |r| Ok(dec_string(r, None)?))?.unwrap_or_default(),
+                    dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?.unwrap_or_default(),
                 ),
                 Ev::Elem(0, 3) => f_x509_certificate.push(
-                    dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, None)?)))?
+                    dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
                         .unwrap_or_default(),
                 ),
                 Ev::Elem(0, 4) => f_x509_crl.push(
-                    dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, None)?)))?
+                    dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
                         .unwrap_or_default(),
                 ),
                 Ev::End => break,
@@ -1153,10 +1126,7 @@ impl ExiType for X509IssuerSerialType {
         {
             let v = &self.x509_issuer_name;
             e.elem(w, 0, 0);
-            elem_value(w, v.is_empty(), |w| {
-                enc_string(w, v, None)?;
-                Ok(())
-            })?;
+            string_elem(w, v, 0, None)?;
         }
         {
             let v = &self.x509_serial_number;
@@ -1177,7 +1147,8 @@ impl ExiType for X509IssuerSerialType {
             match d.next(r)? {
                 Ev::Elem(0, 0) => {
                     f_x509_issuer_name = Some(
-                        dec_elem_value(r, true, |r| Ok(dec_string(r, None)?))?.unwrap_or_default(),
+                        dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?
+                            .unwrap_or_default(),
                     )
                 }
                 Ev::Elem(1, 0) => {
@@ -1224,7 +1195,7 @@ impl ExiType for ManifestType {
         let mut e = Enc::new(&G_MANIFESTTYPE);
         if let Some(v) = &self.id {
             e.attr(w, 0);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         } else {
             e.skip_attr(0, "Id")?;
         }
@@ -1242,7 +1213,7 @@ impl ExiType for ManifestType {
         let mut f_reference: Vec<ReferenceType> = Vec::new();
         loop {
             match d.next(r)? {
-                Ev::Attr(0) => f_id = Some(dec_string(r, None)?),
+                Ev::Attr(0) => f_id = Some(dec_string(r, 0, None)?),
                 Ev::Elem(0, 0) => f_reference.push(ReferenceType::decode(r)?),
                 Ev::End => break,
                 ev => return Err(d.unexpected(ev)),
@@ -1304,19 +1275,19 @@ impl ExiType for ReferenceType {
         let mut e = Enc::new(&G_REFERENCETYPE);
         if let Some(v) = &self.id {
             e.attr(w, 0);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         } else {
             e.skip_attr(0, "Id")?;
         }
         if let Some(v) = &self.r#type {
             e.attr(w, 1);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         } else {
             e.skip_attr(1, "Type")?;
         }
         if let Some(v) = &self.uri {
             e.attr(w, 2);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         } else {
             e.skip_attr(2, "URI")?;
         }
@@ -1333,10 +1304,7 @@ impl ExiType for ReferenceType {
         {
             let v = &self.digest_value;
             e.elem(w, 2, 0);
-            elem_value(w, v.0.is_empty(), |w| {
-                enc_binary(w, &v.0, None)?;
-                Ok(())
-            })?;
+            binary_elem(w, &v.0, 0, None)?;
         }
         e.end(w)
     }
@@ -1351,14 +1319,14 @@ impl ExiType for ReferenceType {
         let mut f_digest_value: Option<Base64Binary> = None;
         loop {
             match d.next(r)? {
-                Ev::Attr(0) => f_id = Some(dec_string(r, None)?),
-                Ev::Attr(1) => f_type = Some(dec_string(r, None)?),
-                Ev::Attr(2) => f_uri = Some(dec_string(r, None)?),
+                Ev::Attr(0) => f_id = Some(dec_string(r, 0, None)?),
+                Ev::Attr(1) => f_type = Some(dec_string(r, 0, None)?),
+                Ev::Attr(2) => f_uri = Some(dec_string(r, 0, None)?),
                 Ev::Elem(0, 0) => f_transforms = Some(TransformsType::decode(r)?),
                 Ev::Elem(1, 0) => f_digest_method = Some(DigestMethodType::decode(r)?),
                 Ev::Elem(2, 0) => {
                     f_digest_value = Some(
-                        dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, None)?)))?
+                        dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
                             .unwrap_or_default(),
                     )
                 }
@@ -1404,19 +1372,19 @@ impl ExiType for ObjectType {
         let mut e = Enc::new(&G_OBJECTTYPE);
         if let Some(v) = &self.encoding {
             e.attr(w, 0);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         } else {
             e.skip_attr(0, "Encoding")?;
         }
         if let Some(v) = &self.id {
             e.attr(w, 1);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         } else {
             e.skip_attr(1, "Id")?;
         }
         if let Some(v) = &self.mime_type {
             e.attr(w, 2);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         } else {
             e.skip_attr(2, "MimeType")?;
         }
@@ -1430,9 +1398,9 @@ impl ExiType for ObjectType {
         let mut f_mime_type: Option<String> = None;
         loop {
             match d.next(r)? {
-                Ev::Attr(0) => f_encoding = Some(dec_string(r, None)?),
-                Ev::Attr(1) => f_id = Some(dec_string(r, None)?),
-                Ev::Attr(2) => f_mime_type = Some(dec_string(r, None)?),
+                Ev::Attr(0) => f_encoding = Some(dec_string(r, 0, None)?),
+                Ev::Attr(1) => f_id = Some(dec_string(r, 0, None)?),
+                Ev::Attr(2) => f_mime_type = Some(dec_string(r, 0, None)?),
                 Ev::End => break,
                 ev => return Err(d.unexpected(ev)),
             }
@@ -1493,7 +1461,7 @@ impl ExiType for SignatureType {
         let mut e = Enc::new(&G_SIGNATURETYPE);
         if let Some(v) = &self.id {
             e.attr(w, 0);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         } else {
             e.skip_attr(0, "Id")?;
         }
@@ -1529,7 +1497,7 @@ impl ExiType for SignatureType {
         let mut f_object: Vec<ObjectType> = Vec::new();
         loop {
             match d.next(r)? {
-                Ev::Attr(0) => f_id = Some(dec_string(r, None)?),
+                Ev::Attr(0) => f_id = Some(dec_string(r, 0, None)?),
                 Ev::Elem(0, 0) => f_signed_info = Some(SignedInfoType::decode(r)?),
                 Ev::Elem(1, 0) => f_signature_value = Some(SignatureValueType::decode(r)?),
                 Ev::Elem(2, 0) => f_key_info = Some(KeyInfoType::decode(r)?),
@@ -1589,7 +1557,7 @@ impl ExiType for SignedInfoType {
         let mut e = Enc::new(&G_SIGNEDINFOTYPE);
         if let Some(v) = &self.id {
             e.attr(w, 0);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         } else {
             e.skip_attr(0, "Id")?;
         }
@@ -1619,7 +1587,7 @@ impl ExiType for SignedInfoType {
         let mut f_reference: Vec<ReferenceType> = Vec::new();
         loop {
             match d.next(r)? {
-                Ev::Attr(0) => f_id = Some(dec_string(r, None)?),
+                Ev::Attr(0) => f_id = Some(dec_string(r, 0, None)?),
                 Ev::Elem(0, 0) => {
                     f_canonicalization_method = Some(CanonicalizationMethodType::decode(r)?)
                 }
@@ -1676,7 +1644,7 @@ impl ExiType for SignatureMethodType {
         {
             let v = &self.algorithm;
             e.attr(w, 0);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         }
         check_count(
             usize::from(self.hmac_output_length.is_some()),
@@ -1700,7 +1668,7 @@ impl ExiType for SignatureMethodType {
         let mut f_hmac_output_length: Option<i64> = None;
         loop {
             match d.next(r)? {
-                Ev::Attr(0) => f_algorithm = Some(dec_string(r, None)?),
+                Ev::Attr(0) => f_algorithm = Some(dec_string(r, 0, None)?),
                 Ev::Elem(0, 0) => {
                     f_hmac_output_length = Some(
                         dec_elem_value(r, false, |r| {
@@ -1741,14 +1709,14 @@ impl ExiType for SignatureValueType {
         let mut e = Enc::new(&G_SIGNATUREVALUETYPE);
         if let Some(v) = &self.id {
             e.attr(w, 0);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         } else {
             e.skip_attr(0, "Id")?;
         }
         e.chars(w);
         {
             let v = &self.value;
-            enc_binary(w, &v.0, None)?;
+            enc_binary(w, &v.0, 0, None)?;
         }
         e.end(w)
     }
@@ -1759,8 +1727,8 @@ impl ExiType for SignatureValueType {
         let mut f_value: Option<Base64Binary> = None;
         loop {
             match d.next(r)? {
-                Ev::Attr(0) => f_id = Some(dec_string(r, None)?),
-                Ev::Chars => f_value = Some(Base64Binary(dec_binary(r, None)?)),
+                Ev::Attr(0) => f_id = Some(dec_string(r, 0, None)?),
+                Ev::Chars => f_value = Some(Base64Binary(dec_binary(r, 0, None)?)),
                 Ev::End => break,
                 ev => return Err(d.unexpected(ev)),
             }
@@ -1801,7 +1769,7 @@ impl ExiType for SignaturePropertiesType {
         let mut e = Enc::new(&G_SIGNATUREPROPERTIESTYPE);
         if let Some(v) = &self.id {
             e.attr(w, 0);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         } else {
             e.skip_attr(0, "Id")?;
         }
@@ -1824,7 +1792,7 @@ impl ExiType for SignaturePropertiesType {
         let mut f_signature_property: Vec<SignaturePropertyType> = Vec::new();
         loop {
             match d.next(r)? {
-                Ev::Attr(0) => f_id = Some(dec_string(r, None)?),
+                Ev::Attr(0) => f_id = Some(dec_string(r, 0, None)?),
                 Ev::Elem(0, 0) => f_signature_property.push(SignaturePropertyType::decode(r)?),
                 Ev::End => break,
                 ev => return Err(d.unexpected(ev)),
@@ -1862,14 +1830,14 @@ impl ExiType for SignaturePropertyType {
         let mut e = Enc::new(&G_SIGNATUREPROPERTYTYPE);
         if let Some(v) = &self.id {
             e.attr(w, 0);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         } else {
             e.skip_attr(0, "Id")?;
         }
         {
             let v = &self.target;
             e.attr(w, 1);
-            enc_string(w, v, None)?;
+            enc_string(w, v, 0, None)?;
         }
         Err(ExiError::Value {
             what: "element",
@@ -1883,8 +1851,8 @@ impl ExiType for SignaturePropertyType {
         let mut f_target: Option<String> = None;
         loop {
             match d.next(r)? {
-                Ev::Attr(0) => f_id = Some(dec_string(r, None)?),
-                Ev::Attr(1) => f_target = Some(dec_string(r, None)?),
+                Ev::Attr(0) => f_id = Some(dec_string(r, 0, None)?),
+                Ev::Attr(1) => f_target = Some(dec_string(r, 0, None)?),
                 Ev::End => break,
                 ev => return Err(d.unexpected(ev)),
             }
@@ -1994,10 +1962,7 @@ impl ExiType for WptAlignmentCheckReqType {
         )?;
         for v in &self.vendor_specific_data_container {
             e.elem(w, 4, 0);
-            elem_value(w, v.0.is_empty(), |w| {
-                enc_binary(w, &v.0, Some(256))?;
-                Ok(())
-            })?;
+            binary_elem(w, &v.0, 0, Some(256))?;
         }
         e.end(w)
     }
@@ -2036,7 +2001,7 @@ impl ExiType for WptAlignmentCheckReqType {
                     )
                 }
                 Ev::Elem(4, 0) => f_vendor_specific_data_container.push(
-                    dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, Some(256))?)))?
+                    dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, Some(256))?)))?
                         .unwrap_or_default(),
                 ),
                 Ev::End => break,
@@ -2093,10 +2058,7 @@ impl ExiType for MessageHeaderType {
         {
             let v = &self.session_id;
             e.elem(w, 0, 0);
-            elem_value(w, v.0.is_empty(), |w| {
-                enc_binary(w, &v.0, Some(8))?;
-                Ok(())
-            })?;
+            binary_elem(w, &v.0, 8, Some(8))?;
         }
         {
             let v = &self.time_stamp;
@@ -2123,8 +2085,8 @@ impl ExiType for MessageHeaderType {
             match d.next(r)? {
                 Ev::Elem(0, 0) => {
                     f_session_id = Some(
-                        dec_elem_value(r, true, |r| Ok(HexBinary(dec_binary(r, Some(8))?)))?
-                            .unwrap_or_default(),
+                        dec_elem_value(r, false, |r| Ok(HexBinary(dec_binary(r, 8, Some(8))?)))?
+                            .ok_or_else(|| missing("SessionID"))?,
                     )
                 }
                 Ev::Elem(1, 0) => {
@@ -2347,10 +2309,7 @@ impl ExiType for WptAlignmentCheckResType {
         )?;
         for v in &self.vendor_specific_data_container {
             e.elem(w, 5, 0);
-            elem_value(w, v.0.is_empty(), |w| {
-                enc_binary(w, &v.0, Some(256))?;
-                Ok(())
-            })?;
+            binary_elem(w, &v.0, 0, Some(256))?;
         }
         e.end(w)
     }
@@ -2391,7 +2350,7 @@ impl ExiType for WptAlignmentCheckResType {
                 Ev::Elem(3, 0) => f_power_transmitted = Some(RationalNumberType::decode(r)?),
                 Ev::Elem(4, 0) => f_supply_device_current = Some(RationalNumberType::decode(r)?),
                 Ev::Elem(5, 0) => f_vendor_specific_data_container.push(
-                    dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, Some(256))?)))?
+                    dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, Some(256))?)))?
                         .unwrap_or_default(),
                 ),
                 Ev::End => break,
@@ -2573,10 +2532,7 @@ impl ExiType for WptChargeLoopReqType {
         )?;
         for v in &self.manufacturer_specific_data_container {
             e.elem(w, 8, 0);
-            elem_value(w, v.0.is_empty(), |w| {
-                enc_binary(w, &v.0, Some(256))?;
-                Ok(())
-            })?;
+            binary_elem(w, &v.0, 0, Some(256))?;
         }
         e.end(w)
     }
@@ -2621,7 +2577,7 @@ impl ExiType for WptChargeLoopReqType {
                         Some(WptEVPCPowerControlParameterType::decode(r)?)
                 }
                 Ev::Elem(8, 0) => f_manufacturer_specific_data_container.push(
-                    dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, Some(256))?)))?
+                    dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, Some(256))?)))?
                         .unwrap_or_default(),
                 ),
                 Ev::End => break,
@@ -3281,10 +3237,7 @@ impl ExiType for WptChargeLoopResType {
         )?;
         for v in &self.manufacturer_specific_data_container {
             e.elem(w, 12, 0);
-            elem_value(w, v.0.is_empty(), |w| {
-                enc_binary(w, &v.0, Some(256))?;
-                Ok(())
-            })?;
+            binary_elem(w, &v.0, 0, Some(256))?;
         }
         e.end(w)
     }
@@ -3346,7 +3299,7 @@ impl ExiType for WptChargeLoopResType {
                         Some(WptSPCPowerControlParameterType::decode(r)?)
                 }
                 Ev::Elem(12, 0) => f_manufacturer_specific_data_container.push(
-                    dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, Some(256))?)))?
+                    dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, Some(256))?)))?
                         .unwrap_or_default(),
                 ),
                 Ev::End => break,
@@ -3557,10 +3510,7 @@ impl ExiType for MeterInfoType {
         {
             let v = &self.meter_id;
             e.elem(w, 0, 0);
-            elem_value(w, v.is_empty(), |w| {
-                enc_string(w, v, Some(32))?;
-                Ok(())
-            })?;
+            string_elem(w, v, 0, Some(32))?;
         }
         {
             let v = &self.charged_energy_reading_wh;
@@ -3617,10 +3567,7 @@ impl ExiType for MeterInfoType {
         )?;
         if let Some(v) = &self.meter_signature {
             e.elem(w, 5, 0);
-            elem_value(w, v.0.is_empty(), |w| {
-                enc_binary(w, &v.0, Some(64))?;
-                Ok(())
-            })?;
+            binary_elem(w, &v.0, 0, Some(64))?;
         }
         check_count(
             usize::from(self.meter_status.is_some()),
@@ -3665,7 +3612,7 @@ impl ExiType for MeterInfoType {
             match d.next(r)? {
                 Ev::Elem(0, 0) => {
                     f_meter_id = Some(
-                        dec_elem_value(r, true, |r| Ok(dec_string(r, Some(32))?))?
+                        dec_elem_value(r, true, |r| Ok(dec_string(r, 0, Some(32))?))?
                             .unwrap_or_default(),
                     )
                 }
@@ -3703,7 +3650,7 @@ impl ExiType for MeterInfoType {
                 }
                 Ev::Elem(5, 0) => {
                     f_meter_signature = Some(
-                        dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, Some(64))?)))?
+                        dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, Some(64))?)))?
                             .unwrap_or_default(),
                     )
                 }
@@ -4209,10 +4156,7 @@ impl ExiType for WptChargeParameterDiscoveryReqType {
         )?;
         for v in &self.vendor_specific_data_container {
             e.elem(w, 6, 0);
-            elem_value(w, v.0.is_empty(), |w| {
-                enc_binary(w, &v.0, Some(256))?;
-                Ok(())
-            })?;
+            binary_elem(w, &v.0, 0, Some(256))?;
         }
         e.end(w)
     }
@@ -4252,7 +4196,7 @@ impl ExiType for WptChargeParameterDiscoveryReqType {
                     )
                 }
                 Ev::Elem(6, 0) => f_vendor_specific_data_container.push(
-                    dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, Some(256))?)))?
+                    dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, Some(256))?)))?
                         .unwrap_or_default(),
                 ),
                 Ev::End => break,
@@ -4431,10 +4375,7 @@ impl ExiType for WptChargeParameterDiscoveryResType {
         )?;
         for v in &self.sd_manufacturer_specific_data_container {
             e.elem(w, 9, 0);
-            elem_value(w, v.0.is_empty(), |w| {
-                enc_binary(w, &v.0, Some(256))?;
-                Ok(())
-            })?;
+            binary_elem(w, &v.0, 0, Some(256))?;
         }
         e.end(w)
     }
@@ -4493,7 +4434,7 @@ impl ExiType for WptChargeParameterDiscoveryResType {
                 Ev::Elem(7, 0) => f_pd_min_coil_current = Some(RationalNumberType::decode(r)?),
                 Ev::Elem(8, 0) => f_pd_max_coil_current = Some(RationalNumberType::decode(r)?),
                 Ev::Elem(9, 0) => f_sd_manufacturer_specific_data_container.push(
-                    dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, Some(256))?)))?
+                    dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, Some(256))?)))?
                         .unwrap_or_default(),
                 ),
                 Ev::End => break,
@@ -4610,10 +4551,7 @@ impl ExiType for WptFinePositioningReqType {
         )?;
         for v in &self.vendor_specific_data_container {
             e.elem(w, 3, 0);
-            elem_value(w, v.0.is_empty(), |w| {
-                enc_binary(w, &v.0, Some(256))?;
-                Ok(())
-            })?;
+            binary_elem(w, &v.0, 0, Some(256))?;
         }
         check_count(
             usize::from(self.wpt_lf_data_package_list.is_some()),
@@ -4661,7 +4599,7 @@ impl ExiType for WptFinePositioningReqType {
                     )
                 }
                 Ev::Elem(3, 0) => f_vendor_specific_data_container.push(
-                    dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, Some(256))?)))?
+                    dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, Some(256))?)))?
                         .unwrap_or_default(),
                 ),
                 Ev::Elem(4, 0) => {
@@ -5277,10 +5215,7 @@ impl ExiType for WptFinePositioningResType {
         )?;
         for v in &self.vendor_specific_data_container {
             e.elem(w, 3, 0);
-            elem_value(w, v.0.is_empty(), |w| {
-                enc_binary(w, &v.0, Some(256))?;
-                Ok(())
-            })?;
+            binary_elem(w, &v.0, 0, Some(256))?;
         }
         check_count(
             usize::from(self.wpt_lf_data_package_list.is_some()),
@@ -5328,7 +5263,7 @@ impl ExiType for WptFinePositioningResType {
                     )
                 }
                 Ev::Elem(3, 0) => f_vendor_specific_data_container.push(
-                    dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, Some(256))?)))?
+                    dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, Some(256))?)))?
                         .unwrap_or_default(),
                 ),
                 Ev::Elem(4, 0) => {
@@ -5472,10 +5407,7 @@ impl ExiType for WptFinePositioningSetupReqType {
         )?;
         for v in &self.vendor_specific_data_container {
             e.elem(w, 6, 0);
-            elem_value(w, v.0.is_empty(), |w| {
-                enc_binary(w, &v.0, Some(256))?;
-                Ok(())
-            })?;
+            binary_elem(w, &v.0, 0, Some(256))?;
         }
         check_count(
             usize::from(self.lf_system_setup_data.is_some()),
@@ -5534,7 +5466,7 @@ impl ExiType for WptFinePositioningSetupReqType {
                     )
                 }
                 Ev::Elem(6, 0) => f_vendor_specific_data_container.push(
-                    dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, Some(256))?)))?
+                    dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, Some(256))?)))?
                         .unwrap_or_default(),
                 ),
                 Ev::Elem(7, 0) => {
@@ -6530,10 +6462,7 @@ impl ExiType for WptFinePositioningSetupResType {
         )?;
         for v in &self.vendor_specific_data_container {
             e.elem(w, 6, 0);
-            elem_value(w, v.0.is_empty(), |w| {
-                enc_binary(w, &v.0, Some(256))?;
-                Ok(())
-            })?;
+            binary_elem(w, &v.0, 0, Some(256))?;
         }
         check_count(
             usize::from(self.lf_system_setup_data.is_some()),
@@ -6595,7 +6524,7 @@ impl ExiType for WptFinePositioningSetupResType {
                     )
                 }
                 Ev::Elem(6, 0) => f_vendor_specific_data_container.push(
-                    dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, Some(256))?)))?
+                    dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, Some(256))?)))?
                         .unwrap_or_default(),
                 ),
                 Ev::Elem(7, 0) => {
@@ -6724,10 +6653,7 @@ impl ExiType for WptPairingReqType {
         )?;
         for v in &self.vendor_specific_data_container {
             e.elem(w, 4, 0);
-            elem_value(w, v.0.is_empty(), |w| {
-                enc_binary(w, &v.0, Some(256))?;
-                Ok(())
-            })?;
+            binary_elem(w, &v.0, 0, Some(256))?;
         }
         e.end(w)
     }
@@ -6773,7 +6699,7 @@ impl ExiType for WptPairingReqType {
                     )
                 }
                 Ev::Elem(4, 0) => f_vendor_specific_data_container.push(
-                    dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, Some(256))?)))?
+                    dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, Some(256))?)))?
                         .unwrap_or_default(),
                 ),
                 Ev::End => break,
@@ -6912,10 +6838,7 @@ impl ExiType for WptPairingResType {
         )?;
         for v in &self.vendor_specific_data_container {
             e.elem(w, 5, 0);
-            elem_value(w, v.0.is_empty(), |w| {
-                enc_binary(w, &v.0, Some(256))?;
-                Ok(())
-            })?;
+            binary_elem(w, &v.0, 0, Some(256))?;
         }
         e.end(w)
     }
@@ -6965,7 +6888,7 @@ impl ExiType for WptPairingResType {
                     f_alternative_secc_list = Some(AlternativeSECCListType::decode(r)?)
                 }
                 Ev::Elem(5, 0) => f_vendor_specific_data_container.push(
-                    dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, Some(256))?)))?
+                    dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, Some(256))?)))?
                         .unwrap_or_default(),
                 ),
                 Ev::End => break,
@@ -7079,26 +7002,17 @@ impl ExiType for AlternativeSECCType {
         check_count(usize::from(self.ssid.is_some()), 0, 1, "SSID")?;
         if let Some(v) = &self.ssid {
             e.elem(w, 0, 0);
-            elem_value(w, v.is_empty(), |w| {
-                enc_string(w, v, Some(255))?;
-                Ok(())
-            })?;
+            string_elem(w, v, 0, Some(255))?;
         }
         check_count(usize::from(self.bssid.is_some()), 0, 1, "BSSID")?;
         if let Some(v) = &self.bssid {
             e.elem(w, 1, 0);
-            elem_value(w, v.is_empty(), |w| {
-                enc_string(w, v, Some(12))?;
-                Ok(())
-            })?;
+            string_elem(w, v, 0, Some(12))?;
         }
         check_count(usize::from(self.ip_address.is_some()), 0, 1, "IPAddress")?;
         if let Some(v) = &self.ip_address {
             e.elem(w, 2, 0);
-            elem_value(w, v.is_empty(), |w| {
-                enc_string(w, v, Some(39))?;
-                Ok(())
-            })?;
+            string_elem(w, v, 0, Some(39))?;
         }
         check_count(usize::from(self.port.is_some()), 0, 1, "Port")?;
         if let Some(v) = &self.port {
@@ -7121,19 +7035,19 @@ impl ExiType for AlternativeSECCType {
             match d.next(r)? {
                 Ev::Elem(0, 0) => {
                     f_ssid = Some(
-                        dec_elem_value(r, true, |r| Ok(dec_string(r, Some(255))?))?
+                        dec_elem_value(r, true, |r| Ok(dec_string(r, 0, Some(255))?))?
                             .unwrap_or_default(),
                     )
                 }
                 Ev::Elem(1, 0) => {
                     f_bssid = Some(
-                        dec_elem_value(r, true, |r| Ok(dec_string(r, Some(12))?))?
+                        dec_elem_value(r, true, |r| Ok(dec_string(r, 0, Some(12))?))?
                             .unwrap_or_default(),
                     )
                 }
                 Ev::Elem(2, 0) => {
                     f_ip_address = Some(
-                        dec_elem_value(r, true, |r| Ok(dec_string(r, Some(39))?))?
+                        dec_elem_value(r, true, |r| Ok(dec_string(r, 0, Some(39))?))?
                             .unwrap_or_default(),
                     )
                 }
@@ -7332,10 +7246,7 @@ impl Message {
             }
             Message::DigestValue(x) => {
                 w.event(5, 39);
-                elem_value(w, x.0.is_empty(), |w| {
-                    enc_binary(w, &x.0, None)?;
-                    Ok(())
-                })?;
+                binary_elem(w, &x.0, 0, None)?;
             }
             Message::KeyInfo(x) => {
                 w.event(6, 39);
@@ -7343,10 +7254,7 @@ impl Message {
             }
             Message::KeyName(x) => {
                 w.event(7, 39);
-                elem_value(w, x.is_empty(), |w| {
-                    enc_string(w, x, None)?;
-                    Ok(())
-                })?;
+                string_elem(w, x, 0, None)?;
             }
             Message::KeyValue(x) => {
                 w.event(8, 39);
@@ -7358,10 +7266,7 @@ impl Message {
             }
             Message::MgmtData(x) => {
                 w.event(10, 39);
-                elem_value(w, x.is_empty(), |w| {
-                    enc_string(w, x, None)?;
-                    Ok(())
-                })?;
+                string_elem(w, x, 0, None)?;
             }
             Message::Object(x) => {
                 w.event(11, 39);
@@ -7483,17 +7388,17 @@ impl Message {
             2 => Message::CanonicalizationMethod(Box::new(CanonicalizationMethodType::decode(r)?)),
             4 => Message::DigestMethod(Box::new(DigestMethodType::decode(r)?)),
             5 => Message::DigestValue(
-                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, None)?)))?
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
                     .unwrap_or_default(),
             ),
             6 => Message::KeyInfo(Box::new(KeyInfoType::decode(r)?)),
             7 => Message::KeyName(
-                dec_elem_value(r, true, |r| Ok(dec_string(r, None)?))?.unwrap_or_default(),
+                dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?.unwrap_or_default(),
             ),
             8 => Message::KeyValue(Box::new(KeyValueType::decode(r)?)),
             9 => Message::Manifest(Box::new(ManifestType::decode(r)?)),
             10 => Message::MgmtData(
-                dec_elem_value(r, true, |r| Ok(dec_string(r, None)?))?.unwrap_or_default(),
+                dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?.unwrap_or_default(),
             ),
             11 => Message::Object(Box::new(ObjectType::decode(r)?)),
             13 => Message::RSAKeyValue(Box::new(RSAKeyValueType::decode(r)?)),
@@ -7538,5 +7443,2133 @@ impl Message {
         };
         rd.finish()?;
         Ok(m)
+    }
+}
+
+/// One element as an EXI fragment, the form XML signatures digest (ISO 15118-2
+/// §7.9.2.4, -20 §8.3.4): any element declared in the set, global or local,
+/// with a single type.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub enum Fragment {
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}AckMaxDelay`
+    #[serde(rename = "AckMaxDelay")]
+    AckMaxDelay(u16),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}AdditionalServicesCosts`
+    #[serde(rename = "AdditionalServicesCosts")]
+    AdditionalServicesCosts(Box<DetailedCostType>),
+    /// `{urn:iso:std:iso:15118:-20:WPT}AlternativeSECC`
+    #[serde(rename = "AlternativeSECC")]
+    AlternativeSECC(Box<AlternativeSECCType>),
+    /// `{urn:iso:std:iso:15118:-20:WPT}AlternativeSECCList`
+    #[serde(rename = "AlternativeSECCList")]
+    AlternativeSECCList(Box<AlternativeSECCListType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}Amount`
+    #[serde(rename = "Amount")]
+    Amount(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}BPT_DischargedEnergyReadingWh`
+    #[serde(rename = "BPT_DischargedEnergyReadingWh")]
+    BptDischargedEnergyReadingWh(u64),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}BPT_InductiveEnergyReadingVARh`
+    #[serde(rename = "BPT_InductiveEnergyReadingVARh")]
+    BptInductiveEnergyReadingVARh(u64),
+    /// `{urn:iso:std:iso:15118:-20:WPT}BSSID`
+    #[serde(rename = "BSSID")]
+    BSSID(String),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}BatteryEnergyCapacity`
+    #[serde(rename = "BatteryEnergyCapacity")]
+    BatteryEnergyCapacity(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}CLReqControlMode`
+    #[serde(rename = "CLReqControlMode")]
+    CLReqControlMode(Box<CLReqControlModeType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}CLResControlMode`
+    #[serde(rename = "CLResControlMode")]
+    CLResControlMode(Box<CLResControlModeType>),
+    /// `{http://www.w3.org/2000/09/xmldsig#}CanonicalizationMethod`
+    #[serde(rename = "CanonicalizationMethod")]
+    CanonicalizationMethod(Box<CanonicalizationMethodType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}CapacitiveEnergyReadingVARh`
+    #[serde(rename = "CapacitiveEnergyReadingVARh")]
+    CapacitiveEnergyReadingVARh(u64),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}ChargedEnergyReadingWh`
+    #[serde(rename = "ChargedEnergyReadingWh")]
+    ChargedEnergyReadingWh(u64),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}ChargingComplete`
+    #[serde(rename = "ChargingComplete")]
+    ChargingComplete(bool),
+    /// `{urn:iso:std:iso:15118:-20:WPT}Coord_X`
+    #[serde(rename = "Coord_X")]
+    CoordX(i16),
+    /// `{urn:iso:std:iso:15118:-20:WPT}Coord_Y`
+    #[serde(rename = "Coord_Y")]
+    CoordY(i16),
+    /// `{urn:iso:std:iso:15118:-20:WPT}Coord_Z`
+    #[serde(rename = "Coord_Z")]
+    CoordZ(i16),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}CostPerUnit`
+    #[serde(rename = "CostPerUnit")]
+    CostPerUnit(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}DepartureTime`
+    #[serde(rename = "DepartureTime")]
+    DepartureTime(u32),
+    /// `{http://www.w3.org/2000/09/xmldsig#}DigestMethod`
+    #[serde(rename = "DigestMethod")]
+    DigestMethod(Box<DigestMethodType>),
+    /// `{http://www.w3.org/2000/09/xmldsig#}DigestValue`
+    #[serde(rename = "DigestValue")]
+    DigestValue(Base64Binary),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}DisplayParameters`
+    #[serde(rename = "DisplayParameters")]
+    DisplayParameters(Box<DisplayParametersType>),
+    /// `{urn:iso:std:iso:15118:-20:WPT}EIRP`
+    #[serde(rename = "EIRP")]
+    EIRP(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:WPT}EVDeviceAlignmentCheckMethodList`
+    #[serde(rename = "EVDeviceAlignmentCheckMethodList")]
+    EVDeviceAlignmentCheckMethodList(Box<WptAlignmentCheckMethodListType>),
+    /// `{urn:iso:std:iso:15118:-20:WPT}EVDeviceFinePositioningMethodList`
+    #[serde(rename = "EVDeviceFinePositioningMethodList")]
+    EVDeviceFinePositioningMethodList(Box<WptFinePositioningMethodListType>),
+    /// `{urn:iso:std:iso:15118:-20:WPT}EVDevicePairingMethodList`
+    #[serde(rename = "EVDevicePairingMethodList")]
+    EVDevicePairingMethodList(Box<WptPairingMethodListType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}EVMaximumEnergyRequest`
+    #[serde(rename = "EVMaximumEnergyRequest")]
+    EVMaximumEnergyRequest(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}EVMinimumEnergyRequest`
+    #[serde(rename = "EVMinimumEnergyRequest")]
+    EVMinimumEnergyRequest(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:WPT}EVPCChargeDiagnostics`
+    #[serde(rename = "EVPCChargeDiagnostics")]
+    EVPCChargeDiagnostics(WptEVPCChargeDiagnosticsType),
+    /// `{urn:iso:std:iso:15118:-20:WPT}EVPCCoilCurrentInformation`
+    #[serde(rename = "EVPCCoilCurrentInformation")]
+    EVPCCoilCurrentInformation(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:WPT}EVPCCoilCurrentRequest`
+    #[serde(rename = "EVPCCoilCurrentRequest")]
+    EVPCCoilCurrentRequest(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:WPT}EVPCCurrentOutputInformation`
+    #[serde(rename = "EVPCCurrentOutputInformation")]
+    EVPCCurrentOutputInformation(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:WPT}EVPCDeviceLocalControl`
+    #[serde(rename = "EVPCDeviceLocalControl")]
+    EVPCDeviceLocalControl(bool),
+    /// `{urn:iso:std:iso:15118:-20:WPT}EVPCMaxReceivablePower`
+    #[serde(rename = "EVPCMaxReceivablePower")]
+    EVPCMaxReceivablePower(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:WPT}EVPCNaturalFrequency`
+    #[serde(rename = "EVPCNaturalFrequency")]
+    EVPCNaturalFrequency(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:WPT}EVPCOperatingFrequency`
+    #[serde(rename = "EVPCOperatingFrequency")]
+    EVPCOperatingFrequency(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:WPT}EVPCPowerControlParameter`
+    #[serde(rename = "EVPCPowerControlParameter")]
+    EVPCPowerControlParameter(Box<WptEVPCPowerControlParameterType>),
+    /// `{urn:iso:std:iso:15118:-20:WPT}EVPCPowerOutput`
+    #[serde(rename = "EVPCPowerOutput")]
+    EVPCPowerOutput(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:WPT}EVPCPowerRequest`
+    #[serde(rename = "EVPCPowerRequest")]
+    EVPCPowerRequest(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:WPT}EVPCVoltageOutputInformation`
+    #[serde(rename = "EVPCVoltageOutputInformation")]
+    EVPCVoltageOutputInformation(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:WPT}EVProcessing`
+    #[serde(rename = "EVProcessing")]
+    EVProcessing(ProcessingType),
+    /// `{urn:iso:std:iso:15118:-20:WPT}EVResultCode`
+    #[serde(rename = "EVResultCode")]
+    EVResultCode(WptEVResultType),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}EVSENotification`
+    #[serde(rename = "EVSENotification")]
+    EVSENotification(EvseNotificationType),
+    /// `{urn:iso:std:iso:15118:-20:WPT}EVSEProcessing`
+    #[serde(rename = "EVSEProcessing")]
+    EVSEProcessing(ProcessingType),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}EVSEStatus`
+    #[serde(rename = "EVSEStatus")]
+    EVSEStatus(Box<EVSEStatusType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}EVTargetEnergyRequest`
+    #[serde(rename = "EVTargetEnergyRequest")]
+    EVTargetEnergyRequest(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}EnergyCosts`
+    #[serde(rename = "EnergyCosts")]
+    EnergyCosts(Box<DetailedCostType>),
+    /// `{http://www.w3.org/2000/09/xmldsig#}Exponent`
+    #[serde(rename = "Exponent")]
+    Exponent(Base64Binary),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}Exponent`
+    #[serde(rename = "{urn:iso:std:iso:15118:-20:CommonTypes}Exponent")]
+    Exponent_(i8),
+    /// `{http://www.w3.org/2000/09/xmldsig#}G`
+    #[serde(rename = "G")]
+    G(Base64Binary),
+    /// `{http://www.w3.org/2000/09/xmldsig#}HMACOutputLength`
+    #[serde(rename = "HMACOutputLength")]
+    HMACOutputLength(i64),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}Header`
+    #[serde(rename = "Header")]
+    Header(Box<MessageHeaderType>),
+    /// `{urn:iso:std:iso:15118:-20:WPT}IPAddress`
+    #[serde(rename = "IPAddress")]
+    IPAddress(String),
+    /// `{urn:iso:std:iso:15118:-20:WPT}IndexNumber`
+    #[serde(rename = "IndexNumber")]
+    IndexNumber(u16),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}InletHot`
+    #[serde(rename = "InletHot")]
+    InletHot(bool),
+    /// `{http://www.w3.org/2000/09/xmldsig#}J`
+    #[serde(rename = "J")]
+    J(Base64Binary),
+    /// `{http://www.w3.org/2000/09/xmldsig#}KeyInfo`
+    #[serde(rename = "KeyInfo")]
+    KeyInfo(Box<KeyInfoType>),
+    /// `{http://www.w3.org/2000/09/xmldsig#}KeyName`
+    #[serde(rename = "KeyName")]
+    KeyName(String),
+    /// `{http://www.w3.org/2000/09/xmldsig#}KeyValue`
+    #[serde(rename = "KeyValue")]
+    KeyValue(Box<KeyValueType>),
+    /// `{urn:iso:std:iso:15118:-20:WPT}LF_ReceiverSetupData`
+    #[serde(rename = "LF_ReceiverSetupData")]
+    LfReceiverSetupData(Box<WptLfReceiverDataType>),
+    /// `{urn:iso:std:iso:15118:-20:WPT}LF_RxData`
+    #[serde(rename = "LF_RxData")]
+    LfRxData(Box<WptLfRxDataListType>),
+    /// `{urn:iso:std:iso:15118:-20:WPT}LF_SystemSetupData`
+    #[serde(rename = "LF_SystemSetupData")]
+    LfSystemSetupData(Box<WptLfSystemSetupDataType>),
+    /// `{urn:iso:std:iso:15118:-20:WPT}LF_TransmitterSetupData`
+    #[serde(rename = "LF_TransmitterSetupData")]
+    LfTransmitterSetupData(Box<WptLfTransmitterDataType>),
+    /// `{urn:iso:std:iso:15118:-20:WPT}LF_TxData`
+    #[serde(rename = "LF_TxData")]
+    LfTxData(Box<WptLfTxDataListType>),
+    /// `{http://www.w3.org/2000/09/xmldsig#}Manifest`
+    #[serde(rename = "Manifest")]
+    Manifest(Box<ManifestType>),
+    /// `{urn:iso:std:iso:15118:-20:WPT}ManufacturerSpecificDataContainer`
+    #[serde(rename = "ManufacturerSpecificDataContainer")]
+    ManufacturerSpecificDataContainer(Base64Binary),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}MaximumSOC`
+    #[serde(rename = "MaximumSOC")]
+    MaximumSOC(u8),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}MeterID`
+    #[serde(rename = "MeterID")]
+    MeterID(String),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}MeterInfo`
+    #[serde(rename = "MeterInfo")]
+    MeterInfo(Box<MeterInfoType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}MeterInfoRequested`
+    #[serde(rename = "MeterInfoRequested")]
+    MeterInfoRequested(bool),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}MeterSignature`
+    #[serde(rename = "MeterSignature")]
+    MeterSignature(Base64Binary),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}MeterStatus`
+    #[serde(rename = "MeterStatus")]
+    MeterStatus(i16),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}MeterTimestamp`
+    #[serde(rename = "MeterTimestamp")]
+    MeterTimestamp(u64),
+    /// `{http://www.w3.org/2000/09/xmldsig#}MgmtData`
+    #[serde(rename = "MgmtData")]
+    MgmtData(String),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}MinimumSOC`
+    #[serde(rename = "MinimumSOC")]
+    MinimumSOC(u8),
+    /// `{http://www.w3.org/2000/09/xmldsig#}Modulus`
+    #[serde(rename = "Modulus")]
+    Modulus(Base64Binary),
+    /// `{urn:iso:std:iso:15118:-20:WPT}NaturalOffset`
+    #[serde(rename = "NaturalOffset")]
+    NaturalOffset(u16),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}NotificationMaxDelay`
+    #[serde(rename = "NotificationMaxDelay")]
+    NotificationMaxDelay(u16),
+    /// `{urn:iso:std:iso:15118:-20:WPT}NumPackages`
+    #[serde(rename = "NumPackages")]
+    NumPackages(u8),
+    /// `{urn:iso:std:iso:15118:-20:WPT}NumberOfReceivers`
+    #[serde(rename = "NumberOfReceivers")]
+    NumberOfReceivers(u8),
+    /// `{urn:iso:std:iso:15118:-20:WPT}NumberOfTransmitters`
+    #[serde(rename = "NumberOfTransmitters")]
+    NumberOfTransmitters(u8),
+    /// `{http://www.w3.org/2000/09/xmldsig#}Object`
+    #[serde(rename = "Object")]
+    Object(Box<ObjectType>),
+    /// `{urn:iso:std:iso:15118:-20:WPT}ObservedIDCode`
+    #[serde(rename = "ObservedIDCode")]
+    ObservedIDCode(u32),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}OccupancyCosts`
+    #[serde(rename = "OccupancyCosts")]
+    OccupancyCosts(Box<DetailedCostType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}OverstayCosts`
+    #[serde(rename = "OverstayCosts")]
+    OverstayCosts(Box<DetailedCostType>),
+    /// `{http://www.w3.org/2000/09/xmldsig#}P`
+    #[serde(rename = "P")]
+    P(Base64Binary),
+    /// `{urn:iso:std:iso:15118:-20:WPT}PDInputPowerClass`
+    #[serde(rename = "PDInputPowerClass")]
+    PDInputPowerClass(WptPowerClassType),
+    /// `{urn:iso:std:iso:15118:-20:WPT}PDMaxCoilCurrent`
+    #[serde(rename = "PDMaxCoilCurrent")]
+    PDMaxCoilCurrent(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:WPT}PDMinCoilCurrent`
+    #[serde(rename = "PDMinCoilCurrent")]
+    PDMinCoilCurrent(Box<RationalNumberType>),
+    /// `{http://www.w3.org/2000/09/xmldsig#}PGPKeyID`
+    #[serde(rename = "PGPKeyID")]
+    PGPKeyID(Base64Binary),
+    /// `{http://www.w3.org/2000/09/xmldsig#}PGPKeyPacket`
+    #[serde(rename = "PGPKeyPacket")]
+    PGPKeyPacket(Base64Binary),
+    /// `{urn:iso:std:iso:15118:-20:WPT}PackageIndex`
+    #[serde(rename = "PackageIndex")]
+    PackageIndex(u8),
+    /// `{urn:iso:std:iso:15118:-20:WPT}PackageSeparationTime`
+    #[serde(rename = "PackageSeparationTime")]
+    PackageSeparationTime(u16),
+    /// `{http://www.w3.org/2000/09/xmldsig#}PgenCounter`
+    #[serde(rename = "PgenCounter")]
+    PgenCounter(Base64Binary),
+    /// `{urn:iso:std:iso:15118:-20:WPT}Port`
+    #[serde(rename = "Port")]
+    Port(u16),
+    /// `{urn:iso:std:iso:15118:-20:WPT}PowerTransmitted`
+    #[serde(rename = "PowerTransmitted")]
+    PowerTransmitted(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}PresentSOC`
+    #[serde(rename = "PresentSOC")]
+    PresentSOC(u8),
+    /// `{urn:iso:std:iso:15118:-20:WPT}PrimaryDeviceAlignmentCheckMethodList`
+    #[serde(rename = "PrimaryDeviceAlignmentCheckMethodList")]
+    PrimaryDeviceAlignmentCheckMethodList(Box<WptAlignmentCheckMethodListType>),
+    /// `{urn:iso:std:iso:15118:-20:WPT}PrimaryDeviceFinePositioningMethodList`
+    #[serde(rename = "PrimaryDeviceFinePositioningMethodList")]
+    PrimaryDeviceFinePositioningMethodList(Box<WptFinePositioningMethodListType>),
+    /// `{urn:iso:std:iso:15118:-20:WPT}PrimaryDevicePairingMethodList`
+    #[serde(rename = "PrimaryDevicePairingMethodList")]
+    PrimaryDevicePairingMethodList(Box<WptPairingMethodListType>),
+    /// `{urn:iso:std:iso:15118:-20:WPT}PulseDuration`
+    #[serde(rename = "PulseDuration")]
+    PulseDuration(u16),
+    /// `{urn:iso:std:iso:15118:-20:WPT}PulseSeparationTime`
+    #[serde(rename = "PulseSeparationTime")]
+    PulseSeparationTime(u16),
+    /// `{urn:iso:std:iso:15118:-20:WPT}PulseSequenceOrder`
+    #[serde(rename = "PulseSequenceOrder")]
+    PulseSequenceOrder(Box<WptTxRxPulseOrderType>),
+    /// `{http://www.w3.org/2000/09/xmldsig#}Q`
+    #[serde(rename = "Q")]
+    Q(Base64Binary),
+    /// `{http://www.w3.org/2000/09/xmldsig#}RSAKeyValue`
+    #[serde(rename = "RSAKeyValue")]
+    RSAKeyValue(Box<RSAKeyValueType>),
+    /// `{urn:iso:std:iso:15118:-20:WPT}RSSI`
+    #[serde(rename = "RSSI")]
+    RSSI(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:WPT}RSSIData`
+    #[serde(rename = "RSSIData")]
+    RSSIData(Box<WptLfRxRSSIListType>),
+    /// `{urn:iso:std:iso:15118:-20:WPT}RSSIDataList`
+    #[serde(rename = "RSSIDataList")]
+    RSSIDataList(Box<WptLfRxRSSIType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}Receipt`
+    #[serde(rename = "Receipt")]
+    Receipt(Box<ReceiptType>),
+    /// `{http://www.w3.org/2000/09/xmldsig#}Reference`
+    #[serde(rename = "Reference")]
+    Reference(Box<ReferenceType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}RemainingTimeToMaximumSOC`
+    #[serde(rename = "RemainingTimeToMaximumSOC")]
+    RemainingTimeToMaximumSOC(u32),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}RemainingTimeToMinimumSOC`
+    #[serde(rename = "RemainingTimeToMinimumSOC")]
+    RemainingTimeToMinimumSOC(u32),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}RemainingTimeToTargetSOC`
+    #[serde(rename = "RemainingTimeToTargetSOC")]
+    RemainingTimeToTargetSOC(u32),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}ResponseCode`
+    #[serde(rename = "ResponseCode")]
+    ResponseCode(ResponseCodeType),
+    /// `{http://www.w3.org/2000/09/xmldsig#}RetrievalMethod`
+    #[serde(rename = "RetrievalMethod")]
+    RetrievalMethod(Box<RetrievalMethodType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}RootCertificateID`
+    #[serde(rename = "RootCertificateID")]
+    RootCertificateID(Box<X509IssuerSerialType>),
+    /// `{urn:iso:std:iso:15118:-20:WPT}RxIdentifier`
+    #[serde(rename = "RxIdentifier")]
+    RxIdentifier(u32),
+    /// `{urn:iso:std:iso:15118:-20:WPT}RxSpecData`
+    #[serde(rename = "RxSpecData")]
+    RxSpecData(Box<WptTxRxSpecDataType>),
+    /// `{urn:iso:std:iso:15118:-20:WPT}SDManufacturerSpecificDataContainer`
+    #[serde(rename = "SDManufacturerSpecificDataContainer")]
+    SDManufacturerSpecificDataContainer(Base64Binary),
+    /// `{urn:iso:std:iso:15118:-20:WPT}SDMaxGroundClearanceSupport`
+    #[serde(rename = "SDMaxGroundClearanceSupport")]
+    SDMaxGroundClearanceSupport(u16),
+    /// `{urn:iso:std:iso:15118:-20:WPT}SDMaxGroundClearence`
+    #[serde(rename = "SDMaxGroundClearence")]
+    SDMaxGroundClearence(u16),
+    /// `{urn:iso:std:iso:15118:-20:WPT}SDMaxOutputPower`
+    #[serde(rename = "SDMaxOutputPower")]
+    SDMaxOutputPower(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:WPT}SDMinGroundClearanceSupport`
+    #[serde(rename = "SDMinGroundClearanceSupport")]
+    SDMinGroundClearanceSupport(u16),
+    /// `{urn:iso:std:iso:15118:-20:WPT}SDMinGroundClearence`
+    #[serde(rename = "SDMinGroundClearence")]
+    SDMinGroundClearence(u16),
+    /// `{urn:iso:std:iso:15118:-20:WPT}SDMinOutputPower`
+    #[serde(rename = "SDMinOutputPower")]
+    SDMinOutputPower(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:WPT}SDPowerInput`
+    #[serde(rename = "SDPowerInput")]
+    SDPowerInput(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:WPT}SPCChargeDiagnostics`
+    #[serde(rename = "SPCChargeDiagnostics")]
+    SPCChargeDiagnostics(WptSPCChargeDiagnosticsType),
+    /// `{urn:iso:std:iso:15118:-20:WPT}SPCMaxOutputPowerLimit`
+    #[serde(rename = "SPCMaxOutputPowerLimit")]
+    SPCMaxOutputPowerLimit(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:WPT}SPCMinOutputPowerLimit`
+    #[serde(rename = "SPCMinOutputPowerLimit")]
+    SPCMinOutputPowerLimit(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:WPT}SPCOperatingFrequency`
+    #[serde(rename = "SPCOperatingFrequency")]
+    SPCOperatingFrequency(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:WPT}SPCPowerControlParameter`
+    #[serde(rename = "SPCPowerControlParameter")]
+    SPCPowerControlParameter(Box<WptSPCPowerControlParameterType>),
+    /// `{urn:iso:std:iso:15118:-20:WPT}SPCPrimaryDeviceCoilCurrentInformation`
+    #[serde(rename = "SPCPrimaryDeviceCoilCurrentInformation")]
+    SPCPrimaryDeviceCoilCurrentInformation(Box<RationalNumberType>),
+    /// `{http://www.w3.org/2000/09/xmldsig#}SPKISexp`
+    #[serde(rename = "SPKISexp")]
+    SPKISexp(Base64Binary),
+    /// `{urn:iso:std:iso:15118:-20:WPT}SSID`
+    #[serde(rename = "SSID")]
+    SSID(String),
+    /// `{http://www.w3.org/2000/09/xmldsig#}Seed`
+    #[serde(rename = "Seed")]
+    Seed(Base64Binary),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}SessionID`
+    #[serde(rename = "SessionID")]
+    SessionID(HexBinary),
+    /// `{urn:iso:std:iso:15118:-20:WPT}SignalFrequency`
+    #[serde(rename = "SignalFrequency")]
+    SignalFrequency(Box<RationalNumberType>),
+    /// `{http://www.w3.org/2000/09/xmldsig#}Signature`
+    #[serde(rename = "Signature")]
+    Signature(Box<SignatureType>),
+    /// `{http://www.w3.org/2000/09/xmldsig#}SignatureMethod`
+    #[serde(rename = "SignatureMethod")]
+    SignatureMethod(Box<SignatureMethodType>),
+    /// `{http://www.w3.org/2000/09/xmldsig#}SignatureProperties`
+    #[serde(rename = "SignatureProperties")]
+    SignatureProperties(Box<SignaturePropertiesType>),
+    /// `{http://www.w3.org/2000/09/xmldsig#}SignatureProperty`
+    #[serde(rename = "SignatureProperty")]
+    SignatureProperty(Box<SignaturePropertyType>),
+    /// `{http://www.w3.org/2000/09/xmldsig#}SignatureValue`
+    #[serde(rename = "SignatureValue")]
+    SignatureValue(Box<SignatureValueType>),
+    /// `{http://www.w3.org/2000/09/xmldsig#}SignedInfo`
+    #[serde(rename = "SignedInfo")]
+    SignedInfo(Box<SignedInfoType>),
+    /// `{urn:iso:std:iso:15118:-20:WPT}SupplyDeviceCurrent`
+    #[serde(rename = "SupplyDeviceCurrent")]
+    SupplyDeviceCurrent(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:WPT}TargetCoilCurrent`
+    #[serde(rename = "TargetCoilCurrent")]
+    TargetCoilCurrent(Box<RationalNumberType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}TargetSOC`
+    #[serde(rename = "TargetSOC")]
+    TargetSOC(u8),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}TaxCosts`
+    #[serde(rename = "TaxCosts")]
+    TaxCosts(Box<DetailedTaxType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}TaxRuleID`
+    #[serde(rename = "TaxRuleID")]
+    TaxRuleID(u32),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}TimeAnchor`
+    #[serde(rename = "TimeAnchor")]
+    TimeAnchor(u64),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}TimeStamp`
+    #[serde(rename = "TimeStamp")]
+    TimeStamp(u64),
+    /// `{http://www.w3.org/2000/09/xmldsig#}Transform`
+    #[serde(rename = "Transform")]
+    Transform(Box<TransformType>),
+    /// `{http://www.w3.org/2000/09/xmldsig#}Transforms`
+    #[serde(rename = "Transforms")]
+    Transforms(Box<TransformsType>),
+    /// `{urn:iso:std:iso:15118:-20:WPT}TxIdentifier`
+    #[serde(rename = "TxIdentifier")]
+    TxIdentifier(u32),
+    /// `{urn:iso:std:iso:15118:-20:WPT}TxPackageSpecData`
+    #[serde(rename = "TxPackageSpecData")]
+    TxPackageSpecData(Box<WptTxRxPackageSpecDataType>),
+    /// `{urn:iso:std:iso:15118:-20:WPT}TxRxIdentifier`
+    #[serde(rename = "TxRxIdentifier")]
+    TxRxIdentifier(u32),
+    /// `{urn:iso:std:iso:15118:-20:WPT}TxRxOrientation`
+    #[serde(rename = "TxRxOrientation")]
+    TxRxOrientation(Box<WptCoordinateXYZType>),
+    /// `{urn:iso:std:iso:15118:-20:WPT}TxRxPosition`
+    #[serde(rename = "TxRxPosition")]
+    TxRxPosition(Box<WptCoordinateXYZType>),
+    /// `{urn:iso:std:iso:15118:-20:WPT}TxSpecData`
+    #[serde(rename = "TxSpecData")]
+    TxSpecData(Box<WptTxRxSpecDataType>),
+    /// `{urn:iso:std:iso:15118:-20:CommonTypes}Value`
+    #[serde(rename = "Value")]
+    Value(i16),
+    /// `{urn:iso:std:iso:15118:-20:WPT}VendorSpecificDataContainer`
+    #[serde(rename = "VendorSpecificDataContainer")]
+    VendorSpecificDataContainer(Base64Binary),
+    /// `{urn:iso:std:iso:15118:-20:WPT}WPT_AlignmentCheckMethod`
+    #[serde(rename = "WPT_AlignmentCheckMethod")]
+    WptAlignmentCheckMethod(WptAlignmentCheckMethodType),
+    /// `{urn:iso:std:iso:15118:-20:WPT}WPT_AlignmentCheckReq`
+    #[serde(rename = "WPT_AlignmentCheckReq")]
+    WptAlignmentCheckReq(Box<WptAlignmentCheckReqType>),
+    /// `{urn:iso:std:iso:15118:-20:WPT}WPT_AlignmentCheckRes`
+    #[serde(rename = "WPT_AlignmentCheckRes")]
+    WptAlignmentCheckRes(Box<WptAlignmentCheckResType>),
+    /// `{urn:iso:std:iso:15118:-20:WPT}WPT_ChargeLoopReq`
+    #[serde(rename = "WPT_ChargeLoopReq")]
+    WptChargeLoopReq(Box<WptChargeLoopReqType>),
+    /// `{urn:iso:std:iso:15118:-20:WPT}WPT_ChargeLoopRes`
+    #[serde(rename = "WPT_ChargeLoopRes")]
+    WptChargeLoopRes(Box<WptChargeLoopResType>),
+    /// `{urn:iso:std:iso:15118:-20:WPT}WPT_ChargeParameterDiscoveryReq`
+    #[serde(rename = "WPT_ChargeParameterDiscoveryReq")]
+    WptChargeParameterDiscoveryReq(Box<WptChargeParameterDiscoveryReqType>),
+    /// `{urn:iso:std:iso:15118:-20:WPT}WPT_ChargeParameterDiscoveryRes`
+    #[serde(rename = "WPT_ChargeParameterDiscoveryRes")]
+    WptChargeParameterDiscoveryRes(Box<WptChargeParameterDiscoveryResType>),
+    /// `{urn:iso:std:iso:15118:-20:WPT}WPT_FinePositioningMethod`
+    #[serde(rename = "WPT_FinePositioningMethod")]
+    WptFinePositioningMethod(WptFinePositioningMethodType),
+    /// `{urn:iso:std:iso:15118:-20:WPT}WPT_FinePositioningReq`
+    #[serde(rename = "WPT_FinePositioningReq")]
+    WptFinePositioningReq(Box<WptFinePositioningReqType>),
+    /// `{urn:iso:std:iso:15118:-20:WPT}WPT_FinePositioningRes`
+    #[serde(rename = "WPT_FinePositioningRes")]
+    WptFinePositioningRes(Box<WptFinePositioningResType>),
+    /// `{urn:iso:std:iso:15118:-20:WPT}WPT_FinePositioningSetupReq`
+    #[serde(rename = "WPT_FinePositioningSetupReq")]
+    WptFinePositioningSetupReq(Box<WptFinePositioningSetupReqType>),
+    /// `{urn:iso:std:iso:15118:-20:WPT}WPT_FinePositioningSetupRes`
+    #[serde(rename = "WPT_FinePositioningSetupRes")]
+    WptFinePositioningSetupRes(Box<WptFinePositioningSetupResType>),
+    /// `{urn:iso:std:iso:15118:-20:WPT}WPT_LF_DataPackage`
+    #[serde(rename = "WPT_LF_DataPackage")]
+    WptLfDataPackage(Box<WptLfDataPackageType>),
+    /// `{urn:iso:std:iso:15118:-20:WPT}WPT_LF_DataPackageList`
+    #[serde(rename = "WPT_LF_DataPackageList")]
+    WptLfDataPackageList(Box<WptLfDataPackageListType>),
+    /// `{urn:iso:std:iso:15118:-20:WPT}WPT_LF_RxDataList`
+    #[serde(rename = "WPT_LF_RxDataList")]
+    WptLfRxDataList(Box<WptLfRxDataType>),
+    /// `{urn:iso:std:iso:15118:-20:WPT}WPT_LF_TxDataList`
+    #[serde(rename = "WPT_LF_TxDataList")]
+    WptLfTxDataList(Box<WptLfTxDataType>),
+    /// `{urn:iso:std:iso:15118:-20:WPT}WPT_PairingMethod`
+    #[serde(rename = "WPT_PairingMethod")]
+    WptPairingMethod(WptPairingMethodType),
+    /// `{urn:iso:std:iso:15118:-20:WPT}WPT_PairingReq`
+    #[serde(rename = "WPT_PairingReq")]
+    WptPairingReq(Box<WptPairingReqType>),
+    /// `{urn:iso:std:iso:15118:-20:WPT}WPT_PairingRes`
+    #[serde(rename = "WPT_PairingRes")]
+    WptPairingRes(Box<WptPairingResType>),
+    /// `{http://www.w3.org/2000/09/xmldsig#}X509CRL`
+    #[serde(rename = "X509CRL")]
+    X509CRL(Base64Binary),
+    /// `{http://www.w3.org/2000/09/xmldsig#}X509Certificate`
+    #[serde(rename = "X509Certificate")]
+    X509Certificate(Base64Binary),
+    /// `{http://www.w3.org/2000/09/xmldsig#}X509Data`
+    #[serde(rename = "X509Data")]
+    X509Data(Box<X509DataType>),
+    /// `{http://www.w3.org/2000/09/xmldsig#}X509IssuerName`
+    #[serde(rename = "X509IssuerName")]
+    X509IssuerName(String),
+    /// `{http://www.w3.org/2000/09/xmldsig#}X509IssuerSerial`
+    #[serde(rename = "X509IssuerSerial")]
+    X509IssuerSerial(Box<X509IssuerSerialType>),
+    /// `{http://www.w3.org/2000/09/xmldsig#}X509SKI`
+    #[serde(rename = "X509SKI")]
+    X509SKI(Base64Binary),
+    /// `{http://www.w3.org/2000/09/xmldsig#}X509SerialNumber`
+    #[serde(rename = "X509SerialNumber")]
+    X509SerialNumber(i64),
+    /// `{http://www.w3.org/2000/09/xmldsig#}X509SubjectName`
+    #[serde(rename = "X509SubjectName")]
+    X509SubjectName(String),
+    /// `{http://www.w3.org/2000/09/xmldsig#}XPath`
+    #[serde(rename = "XPath")]
+    XPath(String),
+    /// `{http://www.w3.org/2000/09/xmldsig#}Y`
+    #[serde(rename = "Y")]
+    Y(Base64Binary),
+}
+
+impl Fragment {
+    /// Encodes the fragment (header `0x80`, the element, ED) onto `out`.
+    pub fn encode(&self, out: &mut Vec<u8>) -> Result<(), ExiError> {
+        let mut bw = BitWriter::new();
+        let w = &mut bw;
+        w.bits(8, u32::from(HEADER));
+        match self {
+            Fragment::AckMaxDelay(x) => {
+                w.event(0, 195);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, 65535)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::AdditionalServicesCosts(x) => {
+                w.event(1, 195);
+                x.encode(w)?;
+            }
+            Fragment::AlternativeSECC(x) => {
+                w.event(2, 195);
+                x.encode(w)?;
+            }
+            Fragment::AlternativeSECCList(x) => {
+                w.event(3, 195);
+                x.encode(w)?;
+            }
+            Fragment::Amount(x) => {
+                w.event(4, 195);
+                x.encode(w)?;
+            }
+            Fragment::BptDischargedEnergyReadingWh(x) => {
+                w.event(5, 195);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, i128::MAX)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::BptInductiveEnergyReadingVARh(x) => {
+                w.event(6, 195);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, i128::MAX)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::BSSID(x) => {
+                w.event(7, 195);
+                string_elem(w, x, 0, Some(12))?;
+            }
+            Fragment::BatteryEnergyCapacity(x) => {
+                w.event(8, 195);
+                x.encode(w)?;
+            }
+            Fragment::CLReqControlMode(x) => {
+                w.event(9, 195);
+                x.encode(w)?;
+            }
+            Fragment::CLResControlMode(x) => {
+                w.event(10, 195);
+                x.encode(w)?;
+            }
+            Fragment::CanonicalizationMethod(x) => {
+                w.event(11, 195);
+                x.encode(w)?;
+            }
+            Fragment::CapacitiveEnergyReadingVARh(x) => {
+                w.event(12, 195);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, i128::MAX)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::ChargedEnergyReadingWh(x) => {
+                w.event(13, 195);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, i128::MAX)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::ChargingComplete(x) => {
+                w.event(14, 195);
+                elem_value(w, false, |w| {
+                    w.bits(1, u32::from(*x));
+                    Ok(())
+                })?;
+            }
+            Fragment::CoordX(x) => {
+                w.event(15, 195);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), -32768, 32767)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::CoordY(x) => {
+                w.event(16, 195);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), -32768, 32767)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::CoordZ(x) => {
+                w.event(17, 195);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), -32768, 32767)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::CostPerUnit(x) => {
+                w.event(18, 195);
+                x.encode(w)?;
+            }
+            Fragment::DepartureTime(x) => {
+                w.event(20, 195);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, 4294967295)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::DigestMethod(x) => {
+                w.event(21, 195);
+                x.encode(w)?;
+            }
+            Fragment::DigestValue(x) => {
+                w.event(22, 195);
+                binary_elem(w, &x.0, 0, None)?;
+            }
+            Fragment::DisplayParameters(x) => {
+                w.event(23, 195);
+                x.encode(w)?;
+            }
+            Fragment::EIRP(x) => {
+                w.event(24, 195);
+                x.encode(w)?;
+            }
+            Fragment::EVDeviceAlignmentCheckMethodList(x) => {
+                w.event(25, 195);
+                x.encode(w)?;
+            }
+            Fragment::EVDeviceFinePositioningMethodList(x) => {
+                w.event(26, 195);
+                x.encode(w)?;
+            }
+            Fragment::EVDevicePairingMethodList(x) => {
+                w.event(27, 195);
+                x.encode(w)?;
+            }
+            Fragment::EVMaximumEnergyRequest(x) => {
+                w.event(28, 195);
+                x.encode(w)?;
+            }
+            Fragment::EVMinimumEnergyRequest(x) => {
+                w.event(29, 195);
+                x.encode(w)?;
+            }
+            Fragment::EVPCChargeDiagnostics(x) => {
+                w.event(30, 195);
+                elem_value(w, false, |w| {
+                    enc_enum(w, x.index(), WptEVPCChargeDiagnosticsType::COUNT);
+                    Ok(())
+                })?;
+            }
+            Fragment::EVPCCoilCurrentInformation(x) => {
+                w.event(31, 195);
+                x.encode(w)?;
+            }
+            Fragment::EVPCCoilCurrentRequest(x) => {
+                w.event(32, 195);
+                x.encode(w)?;
+            }
+            Fragment::EVPCCurrentOutputInformation(x) => {
+                w.event(33, 195);
+                x.encode(w)?;
+            }
+            Fragment::EVPCDeviceLocalControl(x) => {
+                w.event(34, 195);
+                elem_value(w, false, |w| {
+                    w.bits(1, u32::from(*x));
+                    Ok(())
+                })?;
+            }
+            Fragment::EVPCMaxReceivablePower(x) => {
+                w.event(35, 195);
+                x.encode(w)?;
+            }
+            Fragment::EVPCNaturalFrequency(x) => {
+                w.event(36, 195);
+                x.encode(w)?;
+            }
+            Fragment::EVPCOperatingFrequency(x) => {
+                w.event(37, 195);
+                x.encode(w)?;
+            }
+            Fragment::EVPCPowerControlParameter(x) => {
+                w.event(38, 195);
+                x.encode(w)?;
+            }
+            Fragment::EVPCPowerOutput(x) => {
+                w.event(39, 195);
+                x.encode(w)?;
+            }
+            Fragment::EVPCPowerRequest(x) => {
+                w.event(40, 195);
+                x.encode(w)?;
+            }
+            Fragment::EVPCVoltageOutputInformation(x) => {
+                w.event(41, 195);
+                x.encode(w)?;
+            }
+            Fragment::EVProcessing(x) => {
+                w.event(42, 195);
+                elem_value(w, false, |w| {
+                    enc_enum(w, x.index(), ProcessingType::COUNT);
+                    Ok(())
+                })?;
+            }
+            Fragment::EVResultCode(x) => {
+                w.event(43, 195);
+                elem_value(w, false, |w| {
+                    enc_enum(w, x.index(), WptEVResultType::COUNT);
+                    Ok(())
+                })?;
+            }
+            Fragment::EVSENotification(x) => {
+                w.event(44, 195);
+                elem_value(w, false, |w| {
+                    enc_enum(w, x.index(), EvseNotificationType::COUNT);
+                    Ok(())
+                })?;
+            }
+            Fragment::EVSEProcessing(x) => {
+                w.event(45, 195);
+                elem_value(w, false, |w| {
+                    enc_enum(w, x.index(), ProcessingType::COUNT);
+                    Ok(())
+                })?;
+            }
+            Fragment::EVSEStatus(x) => {
+                w.event(46, 195);
+                x.encode(w)?;
+            }
+            Fragment::EVTargetEnergyRequest(x) => {
+                w.event(47, 195);
+                x.encode(w)?;
+            }
+            Fragment::EnergyCosts(x) => {
+                w.event(48, 195);
+                x.encode(w)?;
+            }
+            Fragment::Exponent(x) => {
+                w.event(49, 195);
+                binary_elem(w, &x.0, 0, None)?;
+            }
+            Fragment::Exponent_(x) => {
+                w.event(50, 195);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), -128, 127)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::G(x) => {
+                w.event(51, 195);
+                binary_elem(w, &x.0, 0, None)?;
+            }
+            Fragment::HMACOutputLength(x) => {
+                w.event(52, 195);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), i128::MIN, i128::MAX)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::Header(x) => {
+                w.event(53, 195);
+                x.encode(w)?;
+            }
+            Fragment::IPAddress(x) => {
+                w.event(54, 195);
+                string_elem(w, x, 0, Some(39))?;
+            }
+            Fragment::IndexNumber(x) => {
+                w.event(55, 195);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, 65535)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::InletHot(x) => {
+                w.event(56, 195);
+                elem_value(w, false, |w| {
+                    w.bits(1, u32::from(*x));
+                    Ok(())
+                })?;
+            }
+            Fragment::J(x) => {
+                w.event(57, 195);
+                binary_elem(w, &x.0, 0, None)?;
+            }
+            Fragment::KeyInfo(x) => {
+                w.event(58, 195);
+                x.encode(w)?;
+            }
+            Fragment::KeyName(x) => {
+                w.event(59, 195);
+                string_elem(w, x, 0, None)?;
+            }
+            Fragment::KeyValue(x) => {
+                w.event(60, 195);
+                x.encode(w)?;
+            }
+            Fragment::LfReceiverSetupData(x) => {
+                w.event(61, 195);
+                x.encode(w)?;
+            }
+            Fragment::LfRxData(x) => {
+                w.event(62, 195);
+                x.encode(w)?;
+            }
+            Fragment::LfSystemSetupData(x) => {
+                w.event(63, 195);
+                x.encode(w)?;
+            }
+            Fragment::LfTransmitterSetupData(x) => {
+                w.event(64, 195);
+                x.encode(w)?;
+            }
+            Fragment::LfTxData(x) => {
+                w.event(65, 195);
+                x.encode(w)?;
+            }
+            Fragment::Manifest(x) => {
+                w.event(66, 195);
+                x.encode(w)?;
+            }
+            Fragment::ManufacturerSpecificDataContainer(x) => {
+                w.event(67, 195);
+                binary_elem(w, &x.0, 0, Some(256))?;
+            }
+            Fragment::MaximumSOC(x) => {
+                w.event(68, 195);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, 100)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::MeterID(x) => {
+                w.event(69, 195);
+                string_elem(w, x, 0, Some(32))?;
+            }
+            Fragment::MeterInfo(x) => {
+                w.event(70, 195);
+                x.encode(w)?;
+            }
+            Fragment::MeterInfoRequested(x) => {
+                w.event(71, 195);
+                elem_value(w, false, |w| {
+                    w.bits(1, u32::from(*x));
+                    Ok(())
+                })?;
+            }
+            Fragment::MeterSignature(x) => {
+                w.event(72, 195);
+                binary_elem(w, &x.0, 0, Some(64))?;
+            }
+            Fragment::MeterStatus(x) => {
+                w.event(73, 195);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), -32768, 32767)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::MeterTimestamp(x) => {
+                w.event(74, 195);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, i128::MAX)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::MgmtData(x) => {
+                w.event(75, 195);
+                string_elem(w, x, 0, None)?;
+            }
+            Fragment::MinimumSOC(x) => {
+                w.event(76, 195);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, 100)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::Modulus(x) => {
+                w.event(77, 195);
+                binary_elem(w, &x.0, 0, None)?;
+            }
+            Fragment::NaturalOffset(x) => {
+                w.event(78, 195);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, 65535)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::NotificationMaxDelay(x) => {
+                w.event(79, 195);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, 65535)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::NumPackages(x) => {
+                w.event(80, 195);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, 255)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::NumberOfReceivers(x) => {
+                w.event(81, 195);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, 255)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::NumberOfTransmitters(x) => {
+                w.event(82, 195);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, 255)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::Object(x) => {
+                w.event(83, 195);
+                x.encode(w)?;
+            }
+            Fragment::ObservedIDCode(x) => {
+                w.event(84, 195);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 1, 4294967295)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::OccupancyCosts(x) => {
+                w.event(85, 195);
+                x.encode(w)?;
+            }
+            Fragment::OverstayCosts(x) => {
+                w.event(86, 195);
+                x.encode(w)?;
+            }
+            Fragment::P(x) => {
+                w.event(87, 195);
+                binary_elem(w, &x.0, 0, None)?;
+            }
+            Fragment::PDInputPowerClass(x) => {
+                w.event(88, 195);
+                elem_value(w, false, |w| {
+                    enc_enum(w, x.index(), WptPowerClassType::COUNT);
+                    Ok(())
+                })?;
+            }
+            Fragment::PDMaxCoilCurrent(x) => {
+                w.event(89, 195);
+                x.encode(w)?;
+            }
+            Fragment::PDMinCoilCurrent(x) => {
+                w.event(90, 195);
+                x.encode(w)?;
+            }
+            Fragment::PGPKeyID(x) => {
+                w.event(92, 195);
+                binary_elem(w, &x.0, 0, None)?;
+            }
+            Fragment::PGPKeyPacket(x) => {
+                w.event(93, 195);
+                binary_elem(w, &x.0, 0, None)?;
+            }
+            Fragment::PackageIndex(x) => {
+                w.event(94, 195);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, 255)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::PackageSeparationTime(x) => {
+                w.event(95, 195);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, 65535)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::PgenCounter(x) => {
+                w.event(96, 195);
+                binary_elem(w, &x.0, 0, None)?;
+            }
+            Fragment::Port(x) => {
+                w.event(97, 195);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, 65535)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::PowerTransmitted(x) => {
+                w.event(98, 195);
+                x.encode(w)?;
+            }
+            Fragment::PresentSOC(x) => {
+                w.event(99, 195);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, 100)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::PrimaryDeviceAlignmentCheckMethodList(x) => {
+                w.event(100, 195);
+                x.encode(w)?;
+            }
+            Fragment::PrimaryDeviceFinePositioningMethodList(x) => {
+                w.event(101, 195);
+                x.encode(w)?;
+            }
+            Fragment::PrimaryDevicePairingMethodList(x) => {
+                w.event(102, 195);
+                x.encode(w)?;
+            }
+            Fragment::PulseDuration(x) => {
+                w.event(103, 195);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, 65535)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::PulseSeparationTime(x) => {
+                w.event(104, 195);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, 65535)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::PulseSequenceOrder(x) => {
+                w.event(105, 195);
+                x.encode(w)?;
+            }
+            Fragment::Q(x) => {
+                w.event(106, 195);
+                binary_elem(w, &x.0, 0, None)?;
+            }
+            Fragment::RSAKeyValue(x) => {
+                w.event(107, 195);
+                x.encode(w)?;
+            }
+            Fragment::RSSI(x) => {
+                w.event(108, 195);
+                x.encode(w)?;
+            }
+            Fragment::RSSIData(x) => {
+                w.event(109, 195);
+                x.encode(w)?;
+            }
+            Fragment::RSSIDataList(x) => {
+                w.event(110, 195);
+                x.encode(w)?;
+            }
+            Fragment::Receipt(x) => {
+                w.event(111, 195);
+                x.encode(w)?;
+            }
+            Fragment::Reference(x) => {
+                w.event(112, 195);
+                x.encode(w)?;
+            }
+            Fragment::RemainingTimeToMaximumSOC(x) => {
+                w.event(113, 195);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, 4294967295)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::RemainingTimeToMinimumSOC(x) => {
+                w.event(114, 195);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, 4294967295)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::RemainingTimeToTargetSOC(x) => {
+                w.event(115, 195);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, 4294967295)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::ResponseCode(x) => {
+                w.event(116, 195);
+                elem_value(w, false, |w| {
+                    enc_enum(w, x.index(), ResponseCodeType::COUNT);
+                    Ok(())
+                })?;
+            }
+            Fragment::RetrievalMethod(x) => {
+                w.event(117, 195);
+                x.encode(w)?;
+            }
+            Fragment::RootCertificateID(x) => {
+                w.event(118, 195);
+                x.encode(w)?;
+            }
+            Fragment::RxIdentifier(x) => {
+                w.event(119, 195);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 1, 4294967295)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::RxSpecData(x) => {
+                w.event(120, 195);
+                x.encode(w)?;
+            }
+            Fragment::SDManufacturerSpecificDataContainer(x) => {
+                w.event(121, 195);
+                binary_elem(w, &x.0, 0, Some(256))?;
+            }
+            Fragment::SDMaxGroundClearanceSupport(x) => {
+                w.event(122, 195);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, 65535)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::SDMaxGroundClearence(x) => {
+                w.event(123, 195);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, 65535)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::SDMaxOutputPower(x) => {
+                w.event(124, 195);
+                x.encode(w)?;
+            }
+            Fragment::SDMinGroundClearanceSupport(x) => {
+                w.event(125, 195);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, 65535)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::SDMinGroundClearence(x) => {
+                w.event(126, 195);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, 65535)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::SDMinOutputPower(x) => {
+                w.event(127, 195);
+                x.encode(w)?;
+            }
+            Fragment::SDPowerInput(x) => {
+                w.event(128, 195);
+                x.encode(w)?;
+            }
+            Fragment::SPCChargeDiagnostics(x) => {
+                w.event(129, 195);
+                elem_value(w, false, |w| {
+                    enc_enum(w, x.index(), WptSPCChargeDiagnosticsType::COUNT);
+                    Ok(())
+                })?;
+            }
+            Fragment::SPCMaxOutputPowerLimit(x) => {
+                w.event(130, 195);
+                x.encode(w)?;
+            }
+            Fragment::SPCMinOutputPowerLimit(x) => {
+                w.event(131, 195);
+                x.encode(w)?;
+            }
+            Fragment::SPCOperatingFrequency(x) => {
+                w.event(132, 195);
+                x.encode(w)?;
+            }
+            Fragment::SPCPowerControlParameter(x) => {
+                w.event(133, 195);
+                x.encode(w)?;
+            }
+            Fragment::SPCPrimaryDeviceCoilCurrentInformation(x) => {
+                w.event(134, 195);
+                x.encode(w)?;
+            }
+            Fragment::SPKISexp(x) => {
+                w.event(136, 195);
+                binary_elem(w, &x.0, 0, None)?;
+            }
+            Fragment::SSID(x) => {
+                w.event(137, 195);
+                string_elem(w, x, 0, Some(255))?;
+            }
+            Fragment::Seed(x) => {
+                w.event(138, 195);
+                binary_elem(w, &x.0, 0, None)?;
+            }
+            Fragment::SessionID(x) => {
+                w.event(139, 195);
+                binary_elem(w, &x.0, 8, Some(8))?;
+            }
+            Fragment::SignalFrequency(x) => {
+                w.event(140, 195);
+                x.encode(w)?;
+            }
+            Fragment::Signature(x) => {
+                w.event(141, 195);
+                x.encode(w)?;
+            }
+            Fragment::SignatureMethod(x) => {
+                w.event(142, 195);
+                x.encode(w)?;
+            }
+            Fragment::SignatureProperties(x) => {
+                w.event(143, 195);
+                x.encode(w)?;
+            }
+            Fragment::SignatureProperty(x) => {
+                w.event(144, 195);
+                x.encode(w)?;
+            }
+            Fragment::SignatureValue(x) => {
+                w.event(145, 195);
+                x.encode(w)?;
+            }
+            Fragment::SignedInfo(x) => {
+                w.event(146, 195);
+                x.encode(w)?;
+            }
+            Fragment::SupplyDeviceCurrent(x) => {
+                w.event(147, 195);
+                x.encode(w)?;
+            }
+            Fragment::TargetCoilCurrent(x) => {
+                w.event(148, 195);
+                x.encode(w)?;
+            }
+            Fragment::TargetSOC(x) => {
+                w.event(149, 195);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, 100)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::TaxCosts(x) => {
+                w.event(150, 195);
+                x.encode(w)?;
+            }
+            Fragment::TaxRuleID(x) => {
+                w.event(151, 195);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 1, 4294967295)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::TimeAnchor(x) => {
+                w.event(152, 195);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, i128::MAX)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::TimeStamp(x) => {
+                w.event(153, 195);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 0, i128::MAX)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::Transform(x) => {
+                w.event(154, 195);
+                x.encode(w)?;
+            }
+            Fragment::Transforms(x) => {
+                w.event(155, 195);
+                x.encode(w)?;
+            }
+            Fragment::TxIdentifier(x) => {
+                w.event(156, 195);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 1, 4294967295)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::TxPackageSpecData(x) => {
+                w.event(157, 195);
+                x.encode(w)?;
+            }
+            Fragment::TxRxIdentifier(x) => {
+                w.event(158, 195);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), 1, 4294967295)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::TxRxOrientation(x) => {
+                w.event(159, 195);
+                x.encode(w)?;
+            }
+            Fragment::TxRxPosition(x) => {
+                w.event(160, 195);
+                x.encode(w)?;
+            }
+            Fragment::TxSpecData(x) => {
+                w.event(161, 195);
+                x.encode(w)?;
+            }
+            Fragment::Value(x) => {
+                w.event(162, 195);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), -32768, 32767)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::VendorSpecificDataContainer(x) => {
+                w.event(163, 195);
+                binary_elem(w, &x.0, 0, Some(256))?;
+            }
+            Fragment::WptAlignmentCheckMethod(x) => {
+                w.event(164, 195);
+                elem_value(w, false, |w| {
+                    enc_enum(w, x.index(), WptAlignmentCheckMethodType::COUNT);
+                    Ok(())
+                })?;
+            }
+            Fragment::WptAlignmentCheckReq(x) => {
+                w.event(165, 195);
+                x.encode(w)?;
+            }
+            Fragment::WptAlignmentCheckRes(x) => {
+                w.event(166, 195);
+                x.encode(w)?;
+            }
+            Fragment::WptChargeLoopReq(x) => {
+                w.event(167, 195);
+                x.encode(w)?;
+            }
+            Fragment::WptChargeLoopRes(x) => {
+                w.event(168, 195);
+                x.encode(w)?;
+            }
+            Fragment::WptChargeParameterDiscoveryReq(x) => {
+                w.event(169, 195);
+                x.encode(w)?;
+            }
+            Fragment::WptChargeParameterDiscoveryRes(x) => {
+                w.event(170, 195);
+                x.encode(w)?;
+            }
+            Fragment::WptFinePositioningMethod(x) => {
+                w.event(171, 195);
+                elem_value(w, false, |w| {
+                    enc_enum(w, x.index(), WptFinePositioningMethodType::COUNT);
+                    Ok(())
+                })?;
+            }
+            Fragment::WptFinePositioningReq(x) => {
+                w.event(172, 195);
+                x.encode(w)?;
+            }
+            Fragment::WptFinePositioningRes(x) => {
+                w.event(173, 195);
+                x.encode(w)?;
+            }
+            Fragment::WptFinePositioningSetupReq(x) => {
+                w.event(174, 195);
+                x.encode(w)?;
+            }
+            Fragment::WptFinePositioningSetupRes(x) => {
+                w.event(175, 195);
+                x.encode(w)?;
+            }
+            Fragment::WptLfDataPackage(x) => {
+                w.event(176, 195);
+                x.encode(w)?;
+            }
+            Fragment::WptLfDataPackageList(x) => {
+                w.event(177, 195);
+                x.encode(w)?;
+            }
+            Fragment::WptLfRxDataList(x) => {
+                w.event(178, 195);
+                x.encode(w)?;
+            }
+            Fragment::WptLfTxDataList(x) => {
+                w.event(179, 195);
+                x.encode(w)?;
+            }
+            Fragment::WptPairingMethod(x) => {
+                w.event(180, 195);
+                elem_value(w, false, |w| {
+                    enc_enum(w, x.index(), WptPairingMethodType::COUNT);
+                    Ok(())
+                })?;
+            }
+            Fragment::WptPairingReq(x) => {
+                w.event(181, 195);
+                x.encode(w)?;
+            }
+            Fragment::WptPairingRes(x) => {
+                w.event(182, 195);
+                x.encode(w)?;
+            }
+            Fragment::X509CRL(x) => {
+                w.event(183, 195);
+                binary_elem(w, &x.0, 0, None)?;
+            }
+            Fragment::X509Certificate(x) => {
+                w.event(184, 195);
+                binary_elem(w, &x.0, 0, None)?;
+            }
+            Fragment::X509Data(x) => {
+                w.event(185, 195);
+                x.encode(w)?;
+            }
+            Fragment::X509IssuerName(x) => {
+                w.event(186, 195);
+                string_elem(w, x, 0, None)?;
+            }
+            Fragment::X509IssuerSerial(x) => {
+                w.event(187, 195);
+                x.encode(w)?;
+            }
+            Fragment::X509SKI(x) => {
+                w.event(188, 195);
+                binary_elem(w, &x.0, 0, None)?;
+            }
+            Fragment::X509SerialNumber(x) => {
+                w.event(189, 195);
+                elem_value(w, false, |w| {
+                    enc_int(w, i128::from(*x), i128::MIN, i128::MAX)?;
+                    Ok(())
+                })?;
+            }
+            Fragment::X509SubjectName(x) => {
+                w.event(190, 195);
+                string_elem(w, x, 0, None)?;
+            }
+            Fragment::XPath(x) => {
+                w.event(191, 195);
+                string_elem(w, x, 0, None)?;
+            }
+            Fragment::Y(x) => {
+                w.event(192, 195);
+                binary_elem(w, &x.0, 0, None)?;
+            }
+        }
+        w.event(194, 195);
+        out.extend_from_slice(&bw.finish());
+        Ok(())
+    }
+
+    /// Decodes a fragment of one element.
+    pub fn decode(bytes: &[u8]) -> Result<Fragment, ExiError> {
+        let mut rd = BitReader::new(bytes);
+        let r = &mut rd;
+        let h = r.bits(8)? as u8;
+        if h != HEADER {
+            return Err(ExiError::Header(h));
+        }
+        let code = r.event(195)?;
+        let f = match code {
+            0 => Fragment::AckMaxDelay(
+                dec_elem_value(r, false, |r| Ok(int_into::<u16>(dec_int(r, 0, 65535)?)?))?
+                    .ok_or_else(|| missing("AckMaxDelay"))?,
+            ),
+            1 => Fragment::AdditionalServicesCosts(Box::new(DetailedCostType::decode(r)?)),
+            2 => Fragment::AlternativeSECC(Box::new(AlternativeSECCType::decode(r)?)),
+            3 => Fragment::AlternativeSECCList(Box::new(AlternativeSECCListType::decode(r)?)),
+            4 => Fragment::Amount(Box::new(RationalNumberType::decode(r)?)),
+            5 => Fragment::BptDischargedEnergyReadingWh(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<u64>(dec_int(r, 0, i128::MAX)?)?)
+                })?
+                .ok_or_else(|| missing("BPT_DischargedEnergyReadingWh"))?,
+            ),
+            6 => Fragment::BptInductiveEnergyReadingVARh(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<u64>(dec_int(r, 0, i128::MAX)?)?)
+                })?
+                .ok_or_else(|| missing("BPT_InductiveEnergyReadingVARh"))?,
+            ),
+            7 => Fragment::BSSID(
+                dec_elem_value(r, true, |r| Ok(dec_string(r, 0, Some(12))?))?.unwrap_or_default(),
+            ),
+            8 => Fragment::BatteryEnergyCapacity(Box::new(RationalNumberType::decode(r)?)),
+            9 => Fragment::CLReqControlMode(Box::new(CLReqControlModeType::decode(r)?)),
+            10 => Fragment::CLResControlMode(Box::new(CLResControlModeType::decode(r)?)),
+            11 => {
+                Fragment::CanonicalizationMethod(Box::new(CanonicalizationMethodType::decode(r)?))
+            }
+            12 => Fragment::CapacitiveEnergyReadingVARh(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<u64>(dec_int(r, 0, i128::MAX)?)?)
+                })?
+                .ok_or_else(|| missing("CapacitiveEnergyReadingVARh"))?,
+            ),
+            13 => Fragment::ChargedEnergyReadingWh(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<u64>(dec_int(r, 0, i128::MAX)?)?)
+                })?
+                .ok_or_else(|| missing("ChargedEnergyReadingWh"))?,
+            ),
+            14 => Fragment::ChargingComplete(
+                dec_elem_value(r, false, |r| Ok(dec_bool(r)?))?
+                    .ok_or_else(|| missing("ChargingComplete"))?,
+            ),
+            15 => Fragment::CoordX(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<i16>(dec_int(r, -32768, 32767)?)?)
+                })?
+                .ok_or_else(|| missing("Coord_X"))?,
+            ),
+            16 => Fragment::CoordY(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<i16>(dec_int(r, -32768, 32767)?)?)
+                })?
+                .ok_or_else(|| missing("Coord_Y"))?,
+            ),
+            17 => Fragment::CoordZ(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<i16>(dec_int(r, -32768, 32767)?)?)
+                })?
+                .ok_or_else(|| missing("Coord_Z"))?,
+            ),
+            18 => Fragment::CostPerUnit(Box::new(RationalNumberType::decode(r)?)),
+            20 => Fragment::DepartureTime(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<u32>(dec_int(r, 0, 4294967295)?)?)
+                })?
+                .ok_or_else(|| missing("DepartureTime"))?,
+            ),
+            21 => Fragment::DigestMethod(Box::new(DigestMethodType::decode(r)?)),
+            22 => Fragment::DigestValue(
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
+                    .unwrap_or_default(),
+            ),
+            23 => Fragment::DisplayParameters(Box::new(DisplayParametersType::decode(r)?)),
+            24 => Fragment::EIRP(Box::new(RationalNumberType::decode(r)?)),
+            25 => Fragment::EVDeviceAlignmentCheckMethodList(Box::new(
+                WptAlignmentCheckMethodListType::decode(r)?,
+            )),
+            26 => Fragment::EVDeviceFinePositioningMethodList(Box::new(
+                WptFinePositioningMethodListType::decode(r)?,
+            )),
+            27 => {
+                Fragment::EVDevicePairingMethodList(Box::new(WptPairingMethodListType::decode(r)?))
+            }
+            28 => Fragment::EVMaximumEnergyRequest(Box::new(RationalNumberType::decode(r)?)),
+            29 => Fragment::EVMinimumEnergyRequest(Box::new(RationalNumberType::decode(r)?)),
+            30 => Fragment::EVPCChargeDiagnostics(
+                dec_elem_value(r, false, |r| {
+                    Ok(enum_from::<WptEVPCChargeDiagnosticsType>(dec_enum(
+                        r,
+                        WptEVPCChargeDiagnosticsType::COUNT,
+                    )?)?)
+                })?
+                .ok_or_else(|| missing("EVPCChargeDiagnostics"))?,
+            ),
+            31 => Fragment::EVPCCoilCurrentInformation(Box::new(RationalNumberType::decode(r)?)),
+            32 => Fragment::EVPCCoilCurrentRequest(Box::new(RationalNumberType::decode(r)?)),
+            33 => Fragment::EVPCCurrentOutputInformation(Box::new(RationalNumberType::decode(r)?)),
+            34 => Fragment::EVPCDeviceLocalControl(
+                dec_elem_value(r, false, |r| Ok(dec_bool(r)?))?
+                    .ok_or_else(|| missing("EVPCDeviceLocalControl"))?,
+            ),
+            35 => Fragment::EVPCMaxReceivablePower(Box::new(RationalNumberType::decode(r)?)),
+            36 => Fragment::EVPCNaturalFrequency(Box::new(RationalNumberType::decode(r)?)),
+            37 => Fragment::EVPCOperatingFrequency(Box::new(RationalNumberType::decode(r)?)),
+            38 => Fragment::EVPCPowerControlParameter(Box::new(
+                WptEVPCPowerControlParameterType::decode(r)?,
+            )),
+            39 => Fragment::EVPCPowerOutput(Box::new(RationalNumberType::decode(r)?)),
+            40 => Fragment::EVPCPowerRequest(Box::new(RationalNumberType::decode(r)?)),
+            41 => Fragment::EVPCVoltageOutputInformation(Box::new(RationalNumberType::decode(r)?)),
+            42 => Fragment::EVProcessing(
+                dec_elem_value(r, false, |r| {
+                    Ok(enum_from::<ProcessingType>(dec_enum(
+                        r,
+                        ProcessingType::COUNT,
+                    )?)?)
+                })?
+                .ok_or_else(|| missing("EVProcessing"))?,
+            ),
+            43 => Fragment::EVResultCode(
+                dec_elem_value(r, false, |r| {
+                    Ok(enum_from::<WptEVResultType>(dec_enum(
+                        r,
+                        WptEVResultType::COUNT,
+                    )?)?)
+                })?
+                .ok_or_else(|| missing("EVResultCode"))?,
+            ),
+            44 => Fragment::EVSENotification(
+                dec_elem_value(r, false, |r| {
+                    Ok(enum_from::<EvseNotificationType>(dec_enum(
+                        r,
+                        EvseNotificationType::COUNT,
+                    )?)?)
+                })?
+                .ok_or_else(|| missing("EVSENotification"))?,
+            ),
+            45 => Fragment::EVSEProcessing(
+                dec_elem_value(r, false, |r| {
+                    Ok(enum_from::<ProcessingType>(dec_enum(
+                        r,
+                        ProcessingType::COUNT,
+                    )?)?)
+                })?
+                .ok_or_else(|| missing("EVSEProcessing"))?,
+            ),
+            46 => Fragment::EVSEStatus(Box::new(EVSEStatusType::decode(r)?)),
+            47 => Fragment::EVTargetEnergyRequest(Box::new(RationalNumberType::decode(r)?)),
+            48 => Fragment::EnergyCosts(Box::new(DetailedCostType::decode(r)?)),
+            49 => Fragment::Exponent(
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
+                    .unwrap_or_default(),
+            ),
+            50 => Fragment::Exponent_(
+                dec_elem_value(r, false, |r| Ok(int_into::<i8>(dec_int(r, -128, 127)?)?))?
+                    .ok_or_else(|| missing("Exponent"))?,
+            ),
+            51 => Fragment::G(
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
+                    .unwrap_or_default(),
+            ),
+            52 => Fragment::HMACOutputLength(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<i64>(dec_int(r, i128::MIN, i128::MAX)?)?)
+                })?
+                .ok_or_else(|| missing("HMACOutputLength"))?,
+            ),
+            53 => Fragment::Header(Box::new(MessageHeaderType::decode(r)?)),
+            54 => Fragment::IPAddress(
+                dec_elem_value(r, true, |r| Ok(dec_string(r, 0, Some(39))?))?.unwrap_or_default(),
+            ),
+            55 => Fragment::IndexNumber(
+                dec_elem_value(r, false, |r| Ok(int_into::<u16>(dec_int(r, 0, 65535)?)?))?
+                    .ok_or_else(|| missing("IndexNumber"))?,
+            ),
+            56 => Fragment::InletHot(
+                dec_elem_value(r, false, |r| Ok(dec_bool(r)?))?
+                    .ok_or_else(|| missing("InletHot"))?,
+            ),
+            57 => Fragment::J(
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
+                    .unwrap_or_default(),
+            ),
+            58 => Fragment::KeyInfo(Box::new(KeyInfoType::decode(r)?)),
+            59 => Fragment::KeyName(
+                dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?.unwrap_or_default(),
+            ),
+            60 => Fragment::KeyValue(Box::new(KeyValueType::decode(r)?)),
+            61 => Fragment::LfReceiverSetupData(Box::new(WptLfReceiverDataType::decode(r)?)),
+            62 => Fragment::LfRxData(Box::new(WptLfRxDataListType::decode(r)?)),
+            63 => Fragment::LfSystemSetupData(Box::new(WptLfSystemSetupDataType::decode(r)?)),
+            64 => Fragment::LfTransmitterSetupData(Box::new(WptLfTransmitterDataType::decode(r)?)),
+            65 => Fragment::LfTxData(Box::new(WptLfTxDataListType::decode(r)?)),
+            66 => Fragment::Manifest(Box::new(ManifestType::decode(r)?)),
+            67 => Fragment::ManufacturerSpecificDataContainer(
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, Some(256))?)))?
+                    .unwrap_or_default(),
+            ),
+            68 => Fragment::MaximumSOC(
+                dec_elem_value(r, false, |r| Ok(int_into::<u8>(dec_int(r, 0, 100)?)?))?
+                    .ok_or_else(|| missing("MaximumSOC"))?,
+            ),
+            69 => Fragment::MeterID(
+                dec_elem_value(r, true, |r| Ok(dec_string(r, 0, Some(32))?))?.unwrap_or_default(),
+            ),
+            70 => Fragment::MeterInfo(Box::new(MeterInfoType::decode(r)?)),
+            71 => Fragment::MeterInfoRequested(
+                dec_elem_value(r, false, |r| Ok(dec_bool(r)?))?
+                    .ok_or_else(|| missing("MeterInfoRequested"))?,
+            ),
+            72 => Fragment::MeterSignature(
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, Some(64))?)))?
+                    .unwrap_or_default(),
+            ),
+            73 => Fragment::MeterStatus(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<i16>(dec_int(r, -32768, 32767)?)?)
+                })?
+                .ok_or_else(|| missing("MeterStatus"))?,
+            ),
+            74 => Fragment::MeterTimestamp(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<u64>(dec_int(r, 0, i128::MAX)?)?)
+                })?
+                .ok_or_else(|| missing("MeterTimestamp"))?,
+            ),
+            75 => Fragment::MgmtData(
+                dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?.unwrap_or_default(),
+            ),
+            76 => Fragment::MinimumSOC(
+                dec_elem_value(r, false, |r| Ok(int_into::<u8>(dec_int(r, 0, 100)?)?))?
+                    .ok_or_else(|| missing("MinimumSOC"))?,
+            ),
+            77 => Fragment::Modulus(
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
+                    .unwrap_or_default(),
+            ),
+            78 => Fragment::NaturalOffset(
+                dec_elem_value(r, false, |r| Ok(int_into::<u16>(dec_int(r, 0, 65535)?)?))?
+                    .ok_or_else(|| missing("NaturalOffset"))?,
+            ),
+            79 => Fragment::NotificationMaxDelay(
+                dec_elem_value(r, false, |r| Ok(int_into::<u16>(dec_int(r, 0, 65535)?)?))?
+                    .ok_or_else(|| missing("NotificationMaxDelay"))?,
+            ),
+            80 => Fragment::NumPackages(
+                dec_elem_value(r, false, |r| Ok(int_into::<u8>(dec_int(r, 0, 255)?)?))?
+                    .ok_or_else(|| missing("NumPackages"))?,
+            ),
+            81 => Fragment::NumberOfReceivers(
+                dec_elem_value(r, false, |r| Ok(int_into::<u8>(dec_int(r, 0, 255)?)?))?
+                    .ok_or_else(|| missing("NumberOfReceivers"))?,
+            ),
+            82 => Fragment::NumberOfTransmitters(
+                dec_elem_value(r, false, |r| Ok(int_into::<u8>(dec_int(r, 0, 255)?)?))?
+                    .ok_or_else(|| missing("NumberOfTransmitters"))?,
+            ),
+            83 => Fragment::Object(Box::new(ObjectType::decode(r)?)),
+            84 => Fragment::ObservedIDCode(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<u32>(dec_int(r, 1, 4294967295)?)?)
+                })?
+                .ok_or_else(|| missing("ObservedIDCode"))?,
+            ),
+            85 => Fragment::OccupancyCosts(Box::new(DetailedCostType::decode(r)?)),
+            86 => Fragment::OverstayCosts(Box::new(DetailedCostType::decode(r)?)),
+            87 => Fragment::P(
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
+                    .unwrap_or_default(),
+            ),
+            88 => Fragment::PDInputPowerClass(
+                dec_elem_value(r, false, |r| {
+                    Ok(enum_from::<WptPowerClassType>(dec_enum(
+                        r,
+                        WptPowerClassType::COUNT,
+                    )?)?)
+                })?
+                .ok_or_else(|| missing("PDInputPowerClass"))?,
+            ),
+            89 => Fragment::PDMaxCoilCurrent(Box::new(RationalNumberType::decode(r)?)),
+            90 => Fragment::PDMinCoilCurrent(Box::new(RationalNumberType::decode(r)?)),
+            92 => Fragment::PGPKeyID(
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
+                    .unwrap_or_default(),
+            ),
+            93 => Fragment::PGPKeyPacket(
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
+                    .unwrap_or_default(),
+            ),
+            94 => Fragment::PackageIndex(
+                dec_elem_value(r, false, |r| Ok(int_into::<u8>(dec_int(r, 0, 255)?)?))?
+                    .ok_or_else(|| missing("PackageIndex"))?,
+            ),
+            95 => Fragment::PackageSeparationTime(
+                dec_elem_value(r, false, |r| Ok(int_into::<u16>(dec_int(r, 0, 65535)?)?))?
+                    .ok_or_else(|| missing("PackageSeparationTime"))?,
+            ),
+            96 => Fragment::PgenCounter(
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
+                    .unwrap_or_default(),
+            ),
+            97 => Fragment::Port(
+                dec_elem_value(r, false, |r| Ok(int_into::<u16>(dec_int(r, 0, 65535)?)?))?
+                    .ok_or_else(|| missing("Port"))?,
+            ),
+            98 => Fragment::PowerTransmitted(Box::new(RationalNumberType::decode(r)?)),
+            99 => Fragment::PresentSOC(
+                dec_elem_value(r, false, |r| Ok(int_into::<u8>(dec_int(r, 0, 100)?)?))?
+                    .ok_or_else(|| missing("PresentSOC"))?,
+            ),
+            100 => Fragment::PrimaryDeviceAlignmentCheckMethodList(Box::new(
+                WptAlignmentCheckMethodListType::decode(r)?,
+            )),
+            101 => Fragment::PrimaryDeviceFinePositioningMethodList(Box::new(
+                WptFinePositioningMethodListType::decode(r)?,
+            )),
+            102 => Fragment::PrimaryDevicePairingMethodList(Box::new(
+                WptPairingMethodListType::decode(r)?,
+            )),
+            103 => Fragment::PulseDuration(
+                dec_elem_value(r, false, |r| Ok(int_into::<u16>(dec_int(r, 0, 65535)?)?))?
+                    .ok_or_else(|| missing("PulseDuration"))?,
+            ),
+            104 => Fragment::PulseSeparationTime(
+                dec_elem_value(r, false, |r| Ok(int_into::<u16>(dec_int(r, 0, 65535)?)?))?
+                    .ok_or_else(|| missing("PulseSeparationTime"))?,
+            ),
+            105 => Fragment::PulseSequenceOrder(Box::new(WptTxRxPulseOrderType::decode(r)?)),
+            106 => Fragment::Q(
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
+                    .unwrap_or_default(),
+            ),
+            107 => Fragment::RSAKeyValue(Box::new(RSAKeyValueType::decode(r)?)),
+            108 => Fragment::RSSI(Box::new(RationalNumberType::decode(r)?)),
+            109 => Fragment::RSSIData(Box::new(WptLfRxRSSIListType::decode(r)?)),
+            110 => Fragment::RSSIDataList(Box::new(WptLfRxRSSIType::decode(r)?)),
+            111 => Fragment::Receipt(Box::new(ReceiptType::decode(r)?)),
+            112 => Fragment::Reference(Box::new(ReferenceType::decode(r)?)),
+            113 => Fragment::RemainingTimeToMaximumSOC(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<u32>(dec_int(r, 0, 4294967295)?)?)
+                })?
+                .ok_or_else(|| missing("RemainingTimeToMaximumSOC"))?,
+            ),
+            114 => Fragment::RemainingTimeToMinimumSOC(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<u32>(dec_int(r, 0, 4294967295)?)?)
+                })?
+                .ok_or_else(|| missing("RemainingTimeToMinimumSOC"))?,
+            ),
+            115 => Fragment::RemainingTimeToTargetSOC(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<u32>(dec_int(r, 0, 4294967295)?)?)
+                })?
+                .ok_or_else(|| missing("RemainingTimeToTargetSOC"))?,
+            ),
+            116 => Fragment::ResponseCode(
+                dec_elem_value(r, false, |r| {
+                    Ok(enum_from::<ResponseCodeType>(dec_enum(
+                        r,
+                        ResponseCodeType::COUNT,
+                    )?)?)
+                })?
+                .ok_or_else(|| missing("ResponseCode"))?,
+            ),
+            117 => Fragment::RetrievalMethod(Box::new(RetrievalMethodType::decode(r)?)),
+            118 => Fragment::RootCertificateID(Box::new(X509IssuerSerialType::decode(r)?)),
+            119 => Fragment::RxIdentifier(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<u32>(dec_int(r, 1, 4294967295)?)?)
+                })?
+                .ok_or_else(|| missing("RxIdentifier"))?,
+            ),
+            120 => Fragment::RxSpecData(Box::new(WptTxRxSpecDataType::decode(r)?)),
+            121 => Fragment::SDManufacturerSpecificDataContainer(
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, Some(256))?)))?
+                    .unwrap_or_default(),
+            ),
+            122 => Fragment::SDMaxGroundClearanceSupport(
+                dec_elem_value(r, false, |r| Ok(int_into::<u16>(dec_int(r, 0, 65535)?)?))?
+                    .ok_or_else(|| missing("SDMaxGroundClearanceSupport"))?,
+            ),
+            123 => Fragment::SDMaxGroundClearence(
+                dec_elem_value(r, false, |r| Ok(int_into::<u16>(dec_int(r, 0, 65535)?)?))?
+                    .ok_or_else(|| missing("SDMaxGroundClearence"))?,
+            ),
+            124 => Fragment::SDMaxOutputPower(Box::new(RationalNumberType::decode(r)?)),
+            125 => Fragment::SDMinGroundClearanceSupport(
+                dec_elem_value(r, false, |r| Ok(int_into::<u16>(dec_int(r, 0, 65535)?)?))?
+                    .ok_or_else(|| missing("SDMinGroundClearanceSupport"))?,
+            ),
+            126 => Fragment::SDMinGroundClearence(
+                dec_elem_value(r, false, |r| Ok(int_into::<u16>(dec_int(r, 0, 65535)?)?))?
+                    .ok_or_else(|| missing("SDMinGroundClearence"))?,
+            ),
+            127 => Fragment::SDMinOutputPower(Box::new(RationalNumberType::decode(r)?)),
+            128 => Fragment::SDPowerInput(Box::new(RationalNumberType::decode(r)?)),
+            129 => Fragment::SPCChargeDiagnostics(
+                dec_elem_value(r, false, |r| {
+                    Ok(enum_from::<WptSPCChargeDiagnosticsType>(dec_enum(
+                        r,
+                        WptSPCChargeDiagnosticsType::COUNT,
+                    )?)?)
+                })?
+                .ok_or_else(|| missing("SPCChargeDiagnostics"))?,
+            ),
+            130 => Fragment::SPCMaxOutputPowerLimit(Box::new(RationalNumberType::decode(r)?)),
+            131 => Fragment::SPCMinOutputPowerLimit(Box::new(RationalNumberType::decode(r)?)),
+            132 => Fragment::SPCOperatingFrequency(Box::new(RationalNumberType::decode(r)?)),
+            133 => Fragment::SPCPowerControlParameter(Box::new(
+                WptSPCPowerControlParameterType::decode(r)?,
+            )),
+            134 => Fragment::SPCPrimaryDeviceCoilCurrentInformation(Box::new(
+                RationalNumberType::decode(r)?,
+            )),
+            136 => Fragment::SPKISexp(
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
+                    .unwrap_or_default(),
+            ),
+            137 => Fragment::SSID(
+                dec_elem_value(r, true, |r| Ok(dec_string(r, 0, Some(255))?))?.unwrap_or_default(),
+            ),
+            138 => Fragment::Seed(
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
+                    .unwrap_or_default(),
+            ),
+            139 => Fragment::SessionID(
+                dec_elem_value(r, false, |r| Ok(HexBinary(dec_binary(r, 8, Some(8))?)))?
+                    .ok_or_else(|| missing("SessionID"))?,
+            ),
+            140 => Fragment::SignalFrequency(Box::new(RationalNumberType::decode(r)?)),
+            141 => Fragment::Signature(Box::new(SignatureType::decode(r)?)),
+            142 => Fragment::SignatureMethod(Box::new(SignatureMethodType::decode(r)?)),
+            143 => Fragment::SignatureProperties(Box::new(SignaturePropertiesType::decode(r)?)),
+            144 => Fragment::SignatureProperty(Box::new(SignaturePropertyType::decode(r)?)),
+            145 => Fragment::SignatureValue(Box::new(SignatureValueType::decode(r)?)),
+            146 => Fragment::SignedInfo(Box::new(SignedInfoType::decode(r)?)),
+            147 => Fragment::SupplyDeviceCurrent(Box::new(RationalNumberType::decode(r)?)),
+            148 => Fragment::TargetCoilCurrent(Box::new(RationalNumberType::decode(r)?)),
+            149 => Fragment::TargetSOC(
+                dec_elem_value(r, false, |r| Ok(int_into::<u8>(dec_int(r, 0, 100)?)?))?
+                    .ok_or_else(|| missing("TargetSOC"))?,
+            ),
+            150 => Fragment::TaxCosts(Box::new(DetailedTaxType::decode(r)?)),
+            151 => Fragment::TaxRuleID(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<u32>(dec_int(r, 1, 4294967295)?)?)
+                })?
+                .ok_or_else(|| missing("TaxRuleID"))?,
+            ),
+            152 => Fragment::TimeAnchor(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<u64>(dec_int(r, 0, i128::MAX)?)?)
+                })?
+                .ok_or_else(|| missing("TimeAnchor"))?,
+            ),
+            153 => Fragment::TimeStamp(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<u64>(dec_int(r, 0, i128::MAX)?)?)
+                })?
+                .ok_or_else(|| missing("TimeStamp"))?,
+            ),
+            154 => Fragment::Transform(Box::new(TransformType::decode(r)?)),
+            155 => Fragment::Transforms(Box::new(TransformsType::decode(r)?)),
+            156 => Fragment::TxIdentifier(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<u32>(dec_int(r, 1, 4294967295)?)?)
+                })?
+                .ok_or_else(|| missing("TxIdentifier"))?,
+            ),
+            157 => Fragment::TxPackageSpecData(Box::new(WptTxRxPackageSpecDataType::decode(r)?)),
+            158 => Fragment::TxRxIdentifier(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<u32>(dec_int(r, 1, 4294967295)?)?)
+                })?
+                .ok_or_else(|| missing("TxRxIdentifier"))?,
+            ),
+            159 => Fragment::TxRxOrientation(Box::new(WptCoordinateXYZType::decode(r)?)),
+            160 => Fragment::TxRxPosition(Box::new(WptCoordinateXYZType::decode(r)?)),
+            161 => Fragment::TxSpecData(Box::new(WptTxRxSpecDataType::decode(r)?)),
+            162 => Fragment::Value(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<i16>(dec_int(r, -32768, 32767)?)?)
+                })?
+                .ok_or_else(|| missing("Value"))?,
+            ),
+            163 => Fragment::VendorSpecificDataContainer(
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, Some(256))?)))?
+                    .unwrap_or_default(),
+            ),
+            164 => Fragment::WptAlignmentCheckMethod(
+                dec_elem_value(r, false, |r| {
+                    Ok(enum_from::<WptAlignmentCheckMethodType>(dec_enum(
+                        r,
+                        WptAlignmentCheckMethodType::COUNT,
+                    )?)?)
+                })?
+                .ok_or_else(|| missing("WPT_AlignmentCheckMethod"))?,
+            ),
+            165 => Fragment::WptAlignmentCheckReq(Box::new(WptAlignmentCheckReqType::decode(r)?)),
+            166 => Fragment::WptAlignmentCheckRes(Box::new(WptAlignmentCheckResType::decode(r)?)),
+            167 => Fragment::WptChargeLoopReq(Box::new(WptChargeLoopReqType::decode(r)?)),
+            168 => Fragment::WptChargeLoopRes(Box::new(WptChargeLoopResType::decode(r)?)),
+            169 => Fragment::WptChargeParameterDiscoveryReq(Box::new(
+                WptChargeParameterDiscoveryReqType::decode(r)?,
+            )),
+            170 => Fragment::WptChargeParameterDiscoveryRes(Box::new(
+                WptChargeParameterDiscoveryResType::decode(r)?,
+            )),
+            171 => Fragment::WptFinePositioningMethod(
+                dec_elem_value(r, false, |r| {
+                    Ok(enum_from::<WptFinePositioningMethodType>(dec_enum(
+                        r,
+                        WptFinePositioningMethodType::COUNT,
+                    )?)?)
+                })?
+                .ok_or_else(|| missing("WPT_FinePositioningMethod"))?,
+            ),
+            172 => Fragment::WptFinePositioningReq(Box::new(WptFinePositioningReqType::decode(r)?)),
+            173 => Fragment::WptFinePositioningRes(Box::new(WptFinePositioningResType::decode(r)?)),
+            174 => Fragment::WptFinePositioningSetupReq(Box::new(
+                WptFinePositioningSetupReqType::decode(r)?,
+            )),
+            175 => Fragment::WptFinePositioningSetupRes(Box::new(
+                WptFinePositioningSetupResType::decode(r)?,
+            )),
+            176 => Fragment::WptLfDataPackage(Box::new(WptLfDataPackageType::decode(r)?)),
+            177 => Fragment::WptLfDataPackageList(Box::new(WptLfDataPackageListType::decode(r)?)),
+            178 => Fragment::WptLfRxDataList(Box::new(WptLfRxDataType::decode(r)?)),
+            179 => Fragment::WptLfTxDataList(Box::new(WptLfTxDataType::decode(r)?)),
+            180 => Fragment::WptPairingMethod(
+                dec_elem_value(r, false, |r| {
+                    Ok(enum_from::<WptPairingMethodType>(dec_enum(
+                        r,
+                        WptPairingMethodType::COUNT,
+                    )?)?)
+                })?
+                .ok_or_else(|| missing("WPT_PairingMethod"))?,
+            ),
+            181 => Fragment::WptPairingReq(Box::new(WptPairingReqType::decode(r)?)),
+            182 => Fragment::WptPairingRes(Box::new(WptPairingResType::decode(r)?)),
+            183 => Fragment::X509CRL(
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
+                    .unwrap_or_default(),
+            ),
+            184 => Fragment::X509Certificate(
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
+                    .unwrap_or_default(),
+            ),
+            185 => Fragment::X509Data(Box::new(X509DataType::decode(r)?)),
+            186 => Fragment::X509IssuerName(
+                dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?.unwrap_or_default(),
+            ),
+            187 => Fragment::X509IssuerSerial(Box::new(X509IssuerSerialType::decode(r)?)),
+            188 => Fragment::X509SKI(
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
+                    .unwrap_or_default(),
+            ),
+            189 => Fragment::X509SerialNumber(
+                dec_elem_value(r, false, |r| {
+                    Ok(int_into::<i64>(dec_int(r, i128::MIN, i128::MAX)?)?)
+                })?
+                .ok_or_else(|| missing("X509SerialNumber"))?,
+            ),
+            190 => Fragment::X509SubjectName(
+                dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?.unwrap_or_default(),
+            ),
+            191 => Fragment::XPath(
+                dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?.unwrap_or_default(),
+            ),
+            192 => Fragment::Y(
+                dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
+                    .unwrap_or_default(),
+            ),
+            _ => {
+                return Err(ExiError::Event {
+                    at: "fragment",
+                    code,
+                    of: 195,
+                })
+            }
+        };
+        expect(r, "fragment end", 195, 194)?;
+        rd.finish()?;
+        Ok(f)
     }
 }

@@ -7,8 +7,30 @@
 //! `T` required, `Option<T>` optional or one of a choice, `Vec<T>`
 //! repeated; `HexBinary`/`Base64Binary` bytes; enums for enumerations;
 //! integers in the smallest Rust type holding the XSD range) and a
-//! `Message` enum of the set's global elements with `encode` and `decode`.
-//! Serde gives the same JSON view as [`crate::schema`].
+//! `Message` enum of the set's global elements with `encode` and `decode`,
+//! and a `Fragment` enum of every element declaration (global or local)
+//! coded as an EXI fragment, the bytes XML signatures digest; [`xmldsig`]
+//! is the signature schema alone, where `SignedInfo` is encoded to be
+//! signed. Serde gives the same JSON view as [`crate::schema`] (so a value
+//! moves between sets' types through `serde_json`).
+//!
+//! ```
+//! use iso15118::messages::{iso2, xmldsig};
+//!
+//! // the element a Plug & Charge EVCC signs, and its digest input
+//! let auth = iso2::AuthorizationReqType {
+//!     id: Some("ID1".into()),
+//!     gen_challenge: Some(iso15118::grammar::Base64Binary((0..16).collect())),
+//! };
+//! let mut digest_input = Vec::new();
+//! iso2::Fragment::AuthorizationReq(Box::new(auth)).encode(&mut digest_input)?;
+//! // the bytes EXIficient writes for it
+//! assert_eq!(digest_input[..4], [0x80, 0x04, 0x01, 0x52]);
+//! let back = iso2::Fragment::decode(&digest_input)?;
+//! assert!(matches!(back, iso2::Fragment::AuthorizationReq(_)));
+//! # let _ = xmldsig::Fragment::decode(&[0x80]).is_err();
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 //!
 //! ```
 //! use iso15118::messages::din;
@@ -33,3 +55,4 @@ pub mod iso20_ac;
 pub mod iso20_acdp;
 pub mod iso20_dc;
 pub mod iso20_wpt;
+pub mod xmldsig;
