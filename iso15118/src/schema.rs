@@ -69,9 +69,11 @@ pub enum Simple {
         min: i128,
         max: i128,
     },
-    /// An enumeration: its XSD type name (empty when anonymous), the values.
+    /// An enumeration: its XSD type name (empty when anonymous) and
+    /// namespace, the values.
     Enum {
         name: String,
+        ns: String,
         values: Vec<String>,
     },
 }
@@ -99,6 +101,8 @@ pub struct Attr {
 pub struct ComplexType {
     /// The XSD type name; empty for an element's anonymous type.
     pub name: String,
+    /// The namespace the type is defined in.
+    pub ns: String,
     pub attrs: Vec<Attr>,
     pub content: Content,
     /// Mixed content (xmldsig): every content state also lists an untyped
@@ -289,6 +293,7 @@ impl Loader {
         if !enums.is_empty() {
             return Ok(Simple::Enum {
                 name: node.attribute("name").unwrap_or("").to_string(),
+                ns: target_ns(node),
                 values: enums,
             });
         }
@@ -334,6 +339,7 @@ impl Loader {
             let idx = self.complex.len();
             self.complex.push(ComplexType {
                 name: String::new(),
+                ns: String::new(),
                 attrs: Vec::new(),
                 content: Content::Elements(Vec::new()),
                 mixed: false,
@@ -359,6 +365,7 @@ impl Loader {
         let idx = self.complex.len();
         self.complex.push(ComplexType {
             name: q.1.clone(),
+            ns: q.0.clone(),
             attrs: Vec::new(),
             content: Content::Elements(Vec::new()),
             mixed: false,
@@ -441,6 +448,7 @@ impl Loader {
         }
         Ok(ComplexType {
             name,
+            ns: target_ns(ct),
             attrs,
             content: match simple {
                 Some(s) => Content::Simple(s),

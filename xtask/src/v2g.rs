@@ -14,22 +14,43 @@ use std::path::{Path, PathBuf};
 
 use iso15118::schema::{ComplexType, Content, Particle, QName, SchemaSet, Simple, Ty};
 
-/// (set name, module name).
-const SETS: &[(&str, &str)] = &[
-    ("din", "din"),
-    ("iso2", "iso2"),
-    ("iso20", "iso20"),
-    ("iso20-ac", "iso20_ac"),
-    ("iso20-dc", "iso20_dc"),
-    ("iso20-wpt", "iso20_wpt"),
-    ("iso20-acdp", "iso20_acdp"),
-    ("xmldsig", "xmldsig"),
+/// (set name, module name, the namespace whose types the module holds for
+/// the modules after it). The xmldsig types live once in `xmldsig`, the
+/// -20 CommonTypes once in `iso20`; the other modules use them from there.
+const SETS: &[(&str, &str, Option<&str>)] = &[
+    (
+        "xmldsig",
+        "xmldsig",
+        Some("http://www.w3.org/2000/09/xmldsig#"),
+    ),
+    (
+        "iso20",
+        "iso20",
+        Some("urn:iso:std:iso:15118:-20:CommonTypes"),
+    ),
+    ("din", "din", None),
+    ("iso2", "iso2", None),
+    ("iso20-ac", "iso20_ac", None),
+    ("iso20-dc", "iso20_dc", None),
+    ("iso20-wpt", "iso20_wpt", None),
+    ("iso20-acdp", "iso20_acdp", None),
 ];
+
+/// Types and enums a module holds for the others.
+struct Shared {
+    module: &'static str,
+    ns: &'static str,
+    /// XSD type name → Rust name
+    types: HashMap<String, String>,
+    /// (XSD enum name, values) → Rust name
+    enums: HashMap<(String, Vec<String>), String>,
+}
 
 pub(crate) fn generate(root: &Path) -> Result<Vec<(PathBuf, String)>, String> {
     let dir = root.join("iso15118/src/messages");
     let mut out = Vec::new();
-    for (set, module) in SETS {
+    let mut shared: Vec<Shared> = Vec::new();
+    for (set, module, holds) in SETS {
         let schema = iso15118::schema::by_name(set)?;
         let ns = iso15118::schema::SETS
             .iter()
@@ -37,7 +58,29 @@ pub(crate) fn generate(root: &Path) -> Result<Vec<(PathBuf, String)>, String> {
             .find(|(n, _)| n == set)
             .map(|(_, ns)| *ns)
             .unwrap_or("");
-        let code = Gen::new(schema).run(set, ns)?;
+        let mut g = Gen::new(schema, module, &shared);
+        let code = g.run(set, ns)?;
+        if let Some(holds) = holds {
+            let mut types = HashMap::new();
+            for i in &g.order {
+                let ct = &schema.complex_types()[*i];
+                if ct.ns == *holds && !ct.name.is_empty() {
+                    types.insert(ct.name.clone(), g.names[i].clone());
+                }
+            }
+            let enums = g
+                .enums
+                .iter()
+                .filter(|(k, _)| g.enum_ns.get(*k).is_some_and(|n| n == holds))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            shared.push(Shared {
+                module,
+                ns: holds,
+                types,
+                enums,
+            });
+        }
         out.push((dir.join(format!("{module}.rs")), rustfmt(&code)?));
     }
     Ok(out)
@@ -164,6 +207,14 @@ fn int_type(min: i128, max: i128) -> &'static str {
 
 struct Gen<'s> {
     schema: &'s SchemaSet,
+    module: &'static str,
+    shared: &'s [Shared],
+    /// complex index → path of a type another module holds
+    external: HashMap<usize, String>,
+    /// enum key → path of an enum another module holds
+    external_enums: HashMap<(String, Vec<String>), String>,
+    /// enum key → its namespace
+    enum_ns: HashMap<(String, Vec<String>), String>,
     /// complex index → Rust name
     names: HashMap<usize, String>,
     order: Vec<usize>,
@@ -177,9 +228,14 @@ struct Gen<'s> {
 }
 
 impl<'s> Gen<'s> {
-    fn new(schema: &'s SchemaSet) -> Self {
+    fn new(schema: &'s SchemaSet, module: &'static str, shared: &'s [Shared]) -> Self {
         Gen {
             schema,
+            module,
+            shared,
+            external: HashMap::new(),
+            external_enums: HashMap::new(),
+            enum_ns: HashMap::new(),
             names: HashMap::new(),
             order: Vec::new(),
             used: ["Message".to_string()].into_iter().collect(),
@@ -195,6 +251,17 @@ impl<'s> Gen<'s> {
 
     fn canon(&self, i: usize) -> usize {
         *self.alias.get(&i).unwrap_or(&i)
+    }
+
+    /// The Rust path of complex type `i` (its own struct, or another
+    /// module's).
+    fn type_path(&self, i: usize) -> String {
+        let i = self.canon(i);
+        self.external
+            .get(&i)
+            .or_else(|| self.names.get(&i))
+            .cloned()
+            .unwrap_or_default()
     }
 
     fn unique(&mut self, base: String) -> String {
@@ -217,10 +284,24 @@ impl<'s> Gen<'s> {
             return;
         };
         let i = *i;
-        if self.names.contains_key(&i) || self.alias.contains_key(&i) {
+        if self.names.contains_key(&i)
+            || self.alias.contains_key(&i)
+            || self.external.contains_key(&i)
+        {
             return;
         }
         let ct = self.ct(i);
+        if let Some(sh) = self
+            .shared
+            .iter()
+            .find(|sh| sh.ns == ct.ns && sh.module != self.module)
+        {
+            if let Some(rust) = sh.types.get(&ct.name) {
+                self.external
+                    .insert(i, format!("super::{}::{rust}", sh.module));
+                return;
+            }
+        }
         if ct.name.is_empty() {
             if let Some(&first) = self.anon.get(q) {
                 self.alias.insert(i, first);
@@ -254,7 +335,7 @@ impl<'s> Gen<'s> {
     }
 
     fn visit_simple(&mut self, context: &str, s: &Simple) {
-        if let Simple::Enum { name, values } = s {
+        if let Simple::Enum { name, ns, values } = s {
             let key = (
                 if name.is_empty() {
                     format!("{context}Enum")
@@ -263,6 +344,18 @@ impl<'s> Gen<'s> {
                 },
                 values.clone(),
             );
+            if let Some(sh) = self
+                .shared
+                .iter()
+                .find(|sh| sh.ns == ns && sh.module != self.module)
+            {
+                if let Some(rust) = sh.enums.get(&key) {
+                    self.external_enums
+                        .insert(key, format!("super::{}::{rust}", sh.module));
+                    return;
+                }
+            }
+            self.enum_ns.insert(key.clone(), ns.clone());
             if !self.enums.contains_key(&key) {
                 let rust = self.unique(type_name(&key.0));
                 self.enums.insert(key, rust);
@@ -271,7 +364,7 @@ impl<'s> Gen<'s> {
     }
 
     fn enum_name(&self, context: &str, s: &Simple) -> String {
-        let Simple::Enum { name, values } = s else {
+        let Simple::Enum { name, values, .. } = s else {
             return String::new();
         };
         let key = (
@@ -282,7 +375,11 @@ impl<'s> Gen<'s> {
             },
             values.clone(),
         );
-        self.enums.get(&key).cloned().unwrap_or_default()
+        self.external_enums
+            .get(&key)
+            .or_else(|| self.enums.get(&key))
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// The Rust type of a simple value.
@@ -373,7 +470,7 @@ impl<'s> Gen<'s> {
     fn dec_elem(&self, q: &QName, ty: &Ty) -> String {
         match ty {
             Ty::Complex(i) => {
-                let name = &self.names[&self.canon(*i)];
+                let name = self.type_path(*i);
                 format!("{name}::decode(r)?")
             }
             Ty::Simple(s) => {
@@ -398,7 +495,7 @@ impl<'s> Gen<'s> {
     fn elem_type(&self, q: &QName, ty: &Ty, boxed: bool) -> String {
         match ty {
             Ty::Complex(i) => {
-                let n = self.names[&self.canon(*i)].clone();
+                let n = self.type_path(*i);
                 if boxed {
                     format!("Box<{n}>")
                 } else {
@@ -427,6 +524,9 @@ impl<'s> Gen<'s> {
                     for (aq, aty) in &p.alts {
                         if let (true, Ty::Complex(j)) = (usable(p, aq, aty), aty) {
                             let j = self.canon(*j);
+                            if self.external.contains_key(&j) {
+                                continue;
+                            }
                             if j == to {
                                 return true;
                             }
@@ -439,7 +539,7 @@ impl<'s> Gen<'s> {
         false
     }
 
-    fn run(mut self, set: &str, ns: &str) -> Result<String, String> {
+    fn run(&mut self, set: &str, ns: &str) -> Result<String, String> {
         let globals = self.schema.global_elements();
         for (q, ty) in globals {
             self.visit(q, ty);
@@ -755,9 +855,16 @@ impl<'s> Gen<'s> {
             format!("XSD complex type `{}`", ct.name)
         };
         let _ = writeln!(o, "/// {what}.");
+        // a struct of optional and repeated fields only (a choice, like a
+        // message body) starts from Default
+        let default = if fields.iter().all(|f| f.card != 0) {
+            ", Default"
+        } else {
+            ""
+        };
         let _ = writeln!(
             o,
-            "#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]\npub struct {name} {{"
+            "#[derive(Debug, Clone, PartialEq{default}, serde::Serialize, serde::Deserialize)]\npub struct {name} {{"
         );
         for f in &fields {
             let (ty, extra) = match f.card {

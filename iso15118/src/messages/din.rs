@@ -1003,7 +1003,7 @@ impl ExiType for AcEVSEStatusType {
 }
 
 /// XSD complex type `BodyBaseType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct BodyBaseType {}
 
 static G_BODYBASETYPE: Grammar = Grammar {
@@ -1500,51 +1500,6 @@ impl ExiType for DcEVSEStatusType {
     }
 }
 
-/// XSD complex type `CanonicalizationMethodType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct CanonicalizationMethodType {
-    #[serde(rename = "Algorithm")]
-    pub algorithm: String,
-}
-
-static G_CANONICALIZATIONMETHODTYPE: Grammar = Grammar {
-    attrs: &[true],
-    particles: &[P {
-        alts: 1,
-        min: 0,
-        max: u32::MAX,
-    }],
-    mixed: true,
-    simple: false,
-};
-
-impl ExiType for CanonicalizationMethodType {
-    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
-        let mut e = Enc::new(&G_CANONICALIZATIONMETHODTYPE);
-        {
-            let v = &self.algorithm;
-            e.attr(w, 0);
-            enc_string(w, v, 0, None)?;
-        }
-        e.end(w)
-    }
-
-    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
-        let mut d = Dec::new(&G_CANONICALIZATIONMETHODTYPE);
-        let mut f_algorithm: Option<String> = None;
-        loop {
-            match d.next(r)? {
-                Ev::Attr(0) => f_algorithm = Some(dec_string(r, 0, None)?),
-                Ev::End => break,
-                ev => return Err(d.unexpected(ev)),
-            }
-        }
-        Ok(CanonicalizationMethodType {
-            algorithm: f_algorithm.ok_or_else(|| missing("Algorithm"))?,
-        })
-    }
-}
-
 /// XSD complex type `CertificateInstallationReqType`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct CertificateInstallationReqType {
@@ -1652,7 +1607,7 @@ impl ExiType for CertificateInstallationReqType {
 }
 
 /// XSD complex type `ListOfRootCertificateIDsType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct ListOfRootCertificateIDsType {
     #[serde(
         rename = "RootCertificateID",
@@ -1940,7 +1895,7 @@ impl ExiType for CertificateChainType {
 }
 
 /// XSD complex type `SubCertificatesType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct SubCertificatesType {
     #[serde(rename = "Certificate", default, skip_serializing_if = "Vec::is_empty")]
     pub certificate: Vec<Base64Binary>,
@@ -2601,7 +2556,7 @@ impl ExiType for DcEVChargeParameterType {
 }
 
 /// XSD complex type `EVChargeParameterType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct EVChargeParameterType {}
 
 static G_EVCHARGEPARAMETERTYPE: Grammar = Grammar {
@@ -2813,7 +2768,7 @@ impl ExiType for ChargeParameterDiscoveryResType {
 }
 
 /// XSD complex type `SAScheduleListType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct SAScheduleListType {
     #[serde(
         rename = "SAScheduleTuple",
@@ -3219,7 +3174,7 @@ impl ExiType for RelativeTimeIntervalType {
 }
 
 /// XSD complex type `IntervalType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct IntervalType {}
 
 static G_INTERVALTYPE: Grammar = Grammar {
@@ -3694,7 +3649,7 @@ impl ExiType for CostType {
 }
 
 /// XSD complex type `SASchedulesType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct SASchedulesType {}
 
 static G_SASCHEDULESTYPE: Grammar = Grammar {
@@ -3934,7 +3889,7 @@ impl ExiType for DcEVSEChargeParameterType {
 }
 
 /// XSD complex type `EVSEChargeParameterType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct EVSEChargeParameterType {}
 
 static G_EVSECHARGEPARAMETERTYPE: Grammar = Grammar {
@@ -3963,7 +3918,7 @@ impl ExiType for EVSEChargeParameterType {
 }
 
 /// XSD complex type `ChargingStatusReqType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct ChargingStatusReqType {}
 
 static G_CHARGINGSTATUSREQTYPE: Grammar = Grammar {
@@ -4343,7 +4298,7 @@ impl ExiType for MeterInfoType {
 }
 
 /// XSD complex type `ContractAuthenticationReqType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct ContractAuthenticationReqType {
     #[serde(rename = "Id", default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
@@ -5113,53 +5068,8 @@ impl ExiType for DcEVPowerDeliveryParameterType {
     }
 }
 
-/// XSD complex type `DigestMethodType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct DigestMethodType {
-    #[serde(rename = "Algorithm")]
-    pub algorithm: String,
-}
-
-static G_DIGESTMETHODTYPE: Grammar = Grammar {
-    attrs: &[true],
-    particles: &[P {
-        alts: 1,
-        min: 0,
-        max: u32::MAX,
-    }],
-    mixed: true,
-    simple: false,
-};
-
-impl ExiType for DigestMethodType {
-    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
-        let mut e = Enc::new(&G_DIGESTMETHODTYPE);
-        {
-            let v = &self.algorithm;
-            e.attr(w, 0);
-            enc_string(w, v, 0, None)?;
-        }
-        e.end(w)
-    }
-
-    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
-        let mut d = Dec::new(&G_DIGESTMETHODTYPE);
-        let mut f_algorithm: Option<String> = None;
-        loop {
-            match d.next(r)? {
-                Ev::Attr(0) => f_algorithm = Some(dec_string(r, 0, None)?),
-                Ev::End => break,
-                ev => return Err(d.unexpected(ev)),
-            }
-        }
-        Ok(DigestMethodType {
-            algorithm: f_algorithm.ok_or_else(|| missing("Algorithm"))?,
-        })
-    }
-}
-
 /// XSD complex type `EVPowerDeliveryParameterType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct EVPowerDeliveryParameterType {}
 
 static G_EVPOWERDELIVERYPARAMETERTYPE: Grammar = Grammar {
@@ -5188,7 +5098,7 @@ impl ExiType for EVPowerDeliveryParameterType {
 }
 
 /// XSD complex type `EVSEStatusType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct EVSEStatusType {}
 
 static G_EVSESTATUSTYPE: Grammar = Grammar {
@@ -5217,7 +5127,7 @@ impl ExiType for EVSEStatusType {
 }
 
 /// XSD complex type `EVStatusType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct EVStatusType {}
 
 static G_EVSTATUSTYPE: Grammar = Grammar {
@@ -5246,7 +5156,7 @@ impl ExiType for EVStatusType {
 }
 
 /// XSD complex type `EntryType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct EntryType {
     #[serde(
         rename = "RelativeTimeInterval",
@@ -5311,779 +5221,6 @@ impl ExiType for EntryType {
         Ok(EntryType {
             relative_time_interval: f_relative_time_interval,
             time_interval: f_time_interval,
-        })
-    }
-}
-
-/// XSD complex type `KeyInfoType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct KeyInfoType {
-    #[serde(rename = "Id", default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
-    #[serde(rename = "KeyName", default, skip_serializing_if = "Vec::is_empty")]
-    pub key_name: Vec<String>,
-    #[serde(rename = "KeyValue", default, skip_serializing_if = "Vec::is_empty")]
-    pub key_value: Vec<KeyValueType>,
-    #[serde(
-        rename = "RetrievalMethod",
-        default,
-        skip_serializing_if = "Vec::is_empty"
-    )]
-    pub retrieval_method: Vec<RetrievalMethodType>,
-    #[serde(rename = "X509Data", default, skip_serializing_if = "Vec::is_empty")]
-    pub x509_data: Vec<X509DataType>,
-    #[serde(rename = "MgmtData", default, skip_serializing_if = "Vec::is_empty")]
-    pub mgmt_data: Vec<String>,
-}
-
-static G_KEYINFOTYPE: Grammar = Grammar {
-    attrs: &[false],
-    particles: &[P {
-        alts: 8,
-        min: 1,
-        max: u32::MAX,
-    }],
-    mixed: true,
-    simple: false,
-};
-
-impl ExiType for KeyInfoType {
-    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
-        let mut e = Enc::new(&G_KEYINFOTYPE);
-        if let Some(v) = &self.id {
-            e.attr(w, 0);
-            enc_string(w, v, 0, None)?;
-        } else {
-            e.skip_attr(0, "Id")?;
-        }
-        check_count(
-            self.key_name.len()
-                + self.key_value.len()
-                + self.retrieval_method.len()
-                + self.x509_data.len()
-                + self.mgmt_data.len(),
-            1,
-            u32::MAX,
-            "KeyName",
-        )?;
-        for v in &self.key_name {
-            e.elem(w, 0, 0);
-            string_elem(w, v, 0, None)?;
-        }
-        for v in &self.key_value {
-            e.elem(w, 0, 1);
-            v.encode(w)?;
-        }
-        for v in &self.retrieval_method {
-            e.elem(w, 0, 2);
-            v.encode(w)?;
-        }
-        for v in &self.x509_data {
-            e.elem(w, 0, 3);
-            v.encode(w)?;
-        }
-        for v in &self.mgmt_data {
-            e.elem(w, 0, 6);
-            string_elem(w, v, 0, None)?;
-        }
-        e.end(w)
-    }
-
-    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
-        let mut d = Dec::new(&G_KEYINFOTYPE);
-        let mut f_id: Option<String> = None;
-        let mut f_key_name: Vec<String> = Vec::new();
-        let mut f_key_value: Vec<KeyValueType> = Vec::new();
-        let mut f_retrieval_method: Vec<RetrievalMethodType> = Vec::new();
-        let mut f_x509_data: Vec<X509DataType> = Vec::new();
-        let mut f_mgmt_data: Vec<String> = Vec::new();
-        loop {
-            match d.next(r)? {
-                Ev::Attr(0) => f_id = Some(dec_string(r, 0, None)?),
-                Ev::Elem(0, 0) => f_key_name.push(
-                    dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?.unwrap_or_default(),
-                ),
-                Ev::Elem(0, 1) => f_key_value.push(KeyValueType::decode(r)?),
-                Ev::Elem(0, 2) => f_retrieval_method.push(RetrievalMethodType::decode(r)?),
-                Ev::Elem(0, 3) => f_x509_data.push(X509DataType::decode(r)?),
-                Ev::Elem(0, 6) => f_mgmt_data.push(
-                    dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?.unwrap_or_default(),
-                ),
-                Ev::End => break,
-                ev => return Err(d.unexpected(ev)),
-            }
-        }
-        Ok(KeyInfoType {
-            id: f_id,
-            key_name: f_key_name,
-            key_value: f_key_value,
-            retrieval_method: f_retrieval_method,
-            x509_data: f_x509_data,
-            mgmt_data: f_mgmt_data,
-        })
-    }
-}
-
-/// XSD complex type `KeyValueType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct KeyValueType {
-    #[serde(
-        rename = "RSAKeyValue",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub rsa_key_value: Option<RSAKeyValueType>,
-}
-
-static G_KEYVALUETYPE: Grammar = Grammar {
-    attrs: &[],
-    particles: &[P {
-        alts: 3,
-        min: 1,
-        max: 1,
-    }],
-    mixed: true,
-    simple: false,
-};
-
-impl ExiType for KeyValueType {
-    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
-        let mut e = Enc::new(&G_KEYVALUETYPE);
-        check_count(
-            usize::from(self.rsa_key_value.is_some()),
-            1,
-            1,
-            "DSAKeyValue",
-        )?;
-        if let Some(v) = &self.rsa_key_value {
-            e.elem(w, 0, 1);
-            v.encode(w)?;
-        }
-        e.end(w)
-    }
-
-    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
-        let mut d = Dec::new(&G_KEYVALUETYPE);
-        let mut f_rsa_key_value: Option<RSAKeyValueType> = None;
-        loop {
-            match d.next(r)? {
-                Ev::Elem(0, 1) => f_rsa_key_value = Some(RSAKeyValueType::decode(r)?),
-                Ev::End => break,
-                ev => return Err(d.unexpected(ev)),
-            }
-        }
-        Ok(KeyValueType {
-            rsa_key_value: f_rsa_key_value,
-        })
-    }
-}
-
-/// XSD complex type `RSAKeyValueType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct RSAKeyValueType {
-    #[serde(rename = "Modulus")]
-    pub modulus: Base64Binary,
-    #[serde(rename = "Exponent")]
-    pub exponent: Base64Binary,
-}
-
-static G_RSAKEYVALUETYPE: Grammar = Grammar {
-    attrs: &[],
-    particles: &[
-        P {
-            alts: 1,
-            min: 1,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 1,
-            max: 1,
-        },
-    ],
-    mixed: false,
-    simple: false,
-};
-
-impl ExiType for RSAKeyValueType {
-    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
-        let mut e = Enc::new(&G_RSAKEYVALUETYPE);
-        {
-            let v = &self.modulus;
-            e.elem(w, 0, 0);
-            binary_elem(w, &v.0, 0, None)?;
-        }
-        {
-            let v = &self.exponent;
-            e.elem(w, 1, 0);
-            binary_elem(w, &v.0, 0, None)?;
-        }
-        e.end(w)
-    }
-
-    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
-        let mut d = Dec::new(&G_RSAKEYVALUETYPE);
-        let mut f_modulus: Option<Base64Binary> = None;
-        let mut f_exponent: Option<Base64Binary> = None;
-        loop {
-            match d.next(r)? {
-                Ev::Elem(0, 0) => {
-                    f_modulus = Some(
-                        dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
-                            .unwrap_or_default(),
-                    )
-                }
-                Ev::Elem(1, 0) => {
-                    f_exponent = Some(
-                        dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
-                            .unwrap_or_default(),
-                    )
-                }
-                Ev::End => break,
-                ev => return Err(d.unexpected(ev)),
-            }
-        }
-        Ok(RSAKeyValueType {
-            modulus: f_modulus.ok_or_else(|| missing("Modulus"))?,
-            exponent: f_exponent.ok_or_else(|| missing("Exponent"))?,
-        })
-    }
-}
-
-/// XSD complex type `RetrievalMethodType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct RetrievalMethodType {
-    #[serde(rename = "Type", default, skip_serializing_if = "Option::is_none")]
-    pub r#type: Option<String>,
-    #[serde(rename = "URI", default, skip_serializing_if = "Option::is_none")]
-    pub uri: Option<String>,
-    #[serde(
-        rename = "Transforms",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub transforms: Option<TransformsType>,
-}
-
-static G_RETRIEVALMETHODTYPE: Grammar = Grammar {
-    attrs: &[false, false],
-    particles: &[P {
-        alts: 1,
-        min: 0,
-        max: 1,
-    }],
-    mixed: false,
-    simple: false,
-};
-
-impl ExiType for RetrievalMethodType {
-    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
-        let mut e = Enc::new(&G_RETRIEVALMETHODTYPE);
-        if let Some(v) = &self.r#type {
-            e.attr(w, 0);
-            enc_string(w, v, 0, None)?;
-        } else {
-            e.skip_attr(0, "Type")?;
-        }
-        if let Some(v) = &self.uri {
-            e.attr(w, 1);
-            enc_string(w, v, 0, None)?;
-        } else {
-            e.skip_attr(1, "URI")?;
-        }
-        check_count(usize::from(self.transforms.is_some()), 0, 1, "Transforms")?;
-        if let Some(v) = &self.transforms {
-            e.elem(w, 0, 0);
-            v.encode(w)?;
-        }
-        e.end(w)
-    }
-
-    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
-        let mut d = Dec::new(&G_RETRIEVALMETHODTYPE);
-        let mut f_type: Option<String> = None;
-        let mut f_uri: Option<String> = None;
-        let mut f_transforms: Option<TransformsType> = None;
-        loop {
-            match d.next(r)? {
-                Ev::Attr(0) => f_type = Some(dec_string(r, 0, None)?),
-                Ev::Attr(1) => f_uri = Some(dec_string(r, 0, None)?),
-                Ev::Elem(0, 0) => f_transforms = Some(TransformsType::decode(r)?),
-                Ev::End => break,
-                ev => return Err(d.unexpected(ev)),
-            }
-        }
-        Ok(RetrievalMethodType {
-            r#type: f_type,
-            uri: f_uri,
-            transforms: f_transforms,
-        })
-    }
-}
-
-/// XSD complex type `TransformsType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct TransformsType {
-    #[serde(rename = "Transform", default, skip_serializing_if = "Vec::is_empty")]
-    pub transform: Vec<TransformType>,
-}
-
-static G_TRANSFORMSTYPE: Grammar = Grammar {
-    attrs: &[],
-    particles: &[P {
-        alts: 1,
-        min: 1,
-        max: u32::MAX,
-    }],
-    mixed: false,
-    simple: false,
-};
-
-impl ExiType for TransformsType {
-    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
-        let mut e = Enc::new(&G_TRANSFORMSTYPE);
-        check_count(self.transform.len(), 1, u32::MAX, "Transform")?;
-        for v in &self.transform {
-            e.elem(w, 0, 0);
-            v.encode(w)?;
-        }
-        e.end(w)
-    }
-
-    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
-        let mut d = Dec::new(&G_TRANSFORMSTYPE);
-        let mut f_transform: Vec<TransformType> = Vec::new();
-        loop {
-            match d.next(r)? {
-                Ev::Elem(0, 0) => f_transform.push(TransformType::decode(r)?),
-                Ev::End => break,
-                ev => return Err(d.unexpected(ev)),
-            }
-        }
-        Ok(TransformsType {
-            transform: f_transform,
-        })
-    }
-}
-
-/// XSD complex type `TransformType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct TransformType {
-    #[serde(rename = "Algorithm")]
-    pub algorithm: String,
-    #[serde(rename = "XPath", default, skip_serializing_if = "Vec::is_empty")]
-    pub x_path: Vec<String>,
-}
-
-static G_TRANSFORMTYPE: Grammar = Grammar {
-    attrs: &[true],
-    particles: &[P {
-        alts: 2,
-        min: 0,
-        max: u32::MAX,
-    }],
-    mixed: true,
-    simple: false,
-};
-
-impl ExiType for TransformType {
-    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
-        let mut e = Enc::new(&G_TRANSFORMTYPE);
-        {
-            let v = &self.algorithm;
-            e.attr(w, 0);
-            enc_string(w, v, 0, None)?;
-        }
-        check_count(self.x_path.len(), 0, u32::MAX, "XPath")?;
-        for v in &self.x_path {
-            e.elem(w, 0, 0);
-            string_elem(w, v, 0, None)?;
-        }
-        e.end(w)
-    }
-
-    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
-        let mut d = Dec::new(&G_TRANSFORMTYPE);
-        let mut f_algorithm: Option<String> = None;
-        let mut f_x_path: Vec<String> = Vec::new();
-        loop {
-            match d.next(r)? {
-                Ev::Attr(0) => f_algorithm = Some(dec_string(r, 0, None)?),
-                Ev::Elem(0, 0) => f_x_path.push(
-                    dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?.unwrap_or_default(),
-                ),
-                Ev::End => break,
-                ev => return Err(d.unexpected(ev)),
-            }
-        }
-        Ok(TransformType {
-            algorithm: f_algorithm.ok_or_else(|| missing("Algorithm"))?,
-            x_path: f_x_path,
-        })
-    }
-}
-
-/// XSD complex type `X509DataType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct X509DataType {
-    #[serde(
-        rename = "X509IssuerSerial",
-        default,
-        skip_serializing_if = "Vec::is_empty"
-    )]
-    pub x509_issuer_serial: Vec<X509IssuerSerialType>,
-    #[serde(rename = "X509SKI", default, skip_serializing_if = "Vec::is_empty")]
-    pub x509_ski: Vec<Base64Binary>,
-    #[serde(
-        rename = "X509SubjectName",
-        default,
-        skip_serializing_if = "Vec::is_empty"
-    )]
-    pub x509_subject_name: Vec<String>,
-    #[serde(
-        rename = "X509Certificate",
-        default,
-        skip_serializing_if = "Vec::is_empty"
-    )]
-    pub x509_certificate: Vec<Base64Binary>,
-    #[serde(rename = "X509CRL", default, skip_serializing_if = "Vec::is_empty")]
-    pub x509_crl: Vec<Base64Binary>,
-}
-
-static G_X509DATATYPE: Grammar = Grammar {
-    attrs: &[],
-    particles: &[P {
-        alts: 6,
-        min: 1,
-        max: u32::MAX,
-    }],
-    mixed: false,
-    simple: false,
-};
-
-impl ExiType for X509DataType {
-    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
-        let mut e = Enc::new(&G_X509DATATYPE);
-        check_count(
-            self.x509_issuer_serial.len()
-                + self.x509_ski.len()
-                + self.x509_subject_name.len()
-                + self.x509_certificate.len()
-                + self.x509_crl.len(),
-            1,
-            u32::MAX,
-            "X509IssuerSerial",
-        )?;
-        for v in &self.x509_issuer_serial {
-            e.elem(w, 0, 0);
-            v.encode(w)?;
-        }
-        for v in &self.x509_ski {
-            e.elem(w, 0, 1);
-            binary_elem(w, &v.0, 0, None)?;
-        }
-        for v in &self.x509_subject_name {
-            e.elem(w, 0, 2);
-            string_elem(w, v, 0, None)?;
-        }
-        for v in &self.x509_certificate {
-            e.elem(w, 0, 3);
-            binary_elem(w, &v.0, 0, None)?;
-        }
-        for v in &self.x509_crl {
-            e.elem(w, 0, 4);
-            binary_elem(w, &v.0, 0, None)?;
-        }
-        e.end(w)
-    }
-
-    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
-        let mut d = Dec::new(&G_X509DATATYPE);
-        let mut f_x509_issuer_serial: Vec<X509IssuerSerialType> = Vec::new();
-        let mut f_x509_ski: Vec<Base64Binary> = Vec::new();
-        let mut f_x509_subject_name: Vec<String> = Vec::new();
-        let mut f_x509_certificate: Vec<Base64Binary> = Vec::new();
-        let mut f_x509_crl: Vec<Base64Binary> = Vec::new();
-        loop {
-            match d.next(r)? {
-                Ev::Elem(0, 0) => f_x509_issuer_serial.push(X509IssuerSerialType::decode(r)?),
-                Ev::Elem(0, 1) => f_x509_ski.push(
-                    dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
-                        .unwrap_or_default(),
-                ),
-                Ev::Elem(0, 2) => f_x509_subject_name.push(
-                    dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?.unwrap_or_default(),
-                ),
-                Ev::Elem(0, 3) => f_x509_certificate.push(
-                    dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
-                        .unwrap_or_default(),
-                ),
-                Ev::Elem(0, 4) => f_x509_crl.push(
-                    dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
-                        .unwrap_or_default(),
-                ),
-                Ev::End => break,
-                ev => return Err(d.unexpected(ev)),
-            }
-        }
-        Ok(X509DataType {
-            x509_issuer_serial: f_x509_issuer_serial,
-            x509_ski: f_x509_ski,
-            x509_subject_name: f_x509_subject_name,
-            x509_certificate: f_x509_certificate,
-            x509_crl: f_x509_crl,
-        })
-    }
-}
-
-/// XSD complex type `X509IssuerSerialType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct X509IssuerSerialType {
-    #[serde(rename = "X509IssuerName")]
-    pub x509_issuer_name: String,
-    #[serde(rename = "X509SerialNumber")]
-    pub x509_serial_number: i64,
-}
-
-static G_X509ISSUERSERIALTYPE: Grammar = Grammar {
-    attrs: &[],
-    particles: &[
-        P {
-            alts: 1,
-            min: 1,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 1,
-            max: 1,
-        },
-    ],
-    mixed: false,
-    simple: false,
-};
-
-impl ExiType for X509IssuerSerialType {
-    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
-        let mut e = Enc::new(&G_X509ISSUERSERIALTYPE);
-        {
-            let v = &self.x509_issuer_name;
-            e.elem(w, 0, 0);
-            string_elem(w, v, 0, None)?;
-        }
-        {
-            let v = &self.x509_serial_number;
-            e.elem(w, 1, 0);
-            elem_value(w, false, |w| {
-                enc_int(w, i128::from(*v), i128::MIN, i128::MAX)?;
-                Ok(())
-            })?;
-        }
-        e.end(w)
-    }
-
-    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
-        let mut d = Dec::new(&G_X509ISSUERSERIALTYPE);
-        let mut f_x509_issuer_name: Option<String> = None;
-        let mut f_x509_serial_number: Option<i64> = None;
-        loop {
-            match d.next(r)? {
-                Ev::Elem(0, 0) => {
-                    f_x509_issuer_name = Some(
-                        dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?
-                            .unwrap_or_default(),
-                    )
-                }
-                Ev::Elem(1, 0) => {
-                    f_x509_serial_number = Some(
-                        dec_elem_value(r, false, |r| {
-                            Ok(int_into::<i64>(dec_int(r, i128::MIN, i128::MAX)?)?)
-                        })?
-                        .ok_or_else(|| missing("X509SerialNumber"))?,
-                    )
-                }
-                Ev::End => break,
-                ev => return Err(d.unexpected(ev)),
-            }
-        }
-        Ok(X509IssuerSerialType {
-            x509_issuer_name: f_x509_issuer_name.ok_or_else(|| missing("X509IssuerName"))?,
-            x509_serial_number: f_x509_serial_number.ok_or_else(|| missing("X509SerialNumber"))?,
-        })
-    }
-}
-
-/// XSD complex type `ManifestType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ManifestType {
-    #[serde(rename = "Id", default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
-    #[serde(rename = "Reference", default, skip_serializing_if = "Vec::is_empty")]
-    pub reference: Vec<ReferenceType>,
-}
-
-static G_MANIFESTTYPE: Grammar = Grammar {
-    attrs: &[false],
-    particles: &[P {
-        alts: 1,
-        min: 1,
-        max: u32::MAX,
-    }],
-    mixed: false,
-    simple: false,
-};
-
-impl ExiType for ManifestType {
-    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
-        let mut e = Enc::new(&G_MANIFESTTYPE);
-        if let Some(v) = &self.id {
-            e.attr(w, 0);
-            enc_string(w, v, 0, None)?;
-        } else {
-            e.skip_attr(0, "Id")?;
-        }
-        check_count(self.reference.len(), 1, u32::MAX, "Reference")?;
-        for v in &self.reference {
-            e.elem(w, 0, 0);
-            v.encode(w)?;
-        }
-        e.end(w)
-    }
-
-    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
-        let mut d = Dec::new(&G_MANIFESTTYPE);
-        let mut f_id: Option<String> = None;
-        let mut f_reference: Vec<ReferenceType> = Vec::new();
-        loop {
-            match d.next(r)? {
-                Ev::Attr(0) => f_id = Some(dec_string(r, 0, None)?),
-                Ev::Elem(0, 0) => f_reference.push(ReferenceType::decode(r)?),
-                Ev::End => break,
-                ev => return Err(d.unexpected(ev)),
-            }
-        }
-        Ok(ManifestType {
-            id: f_id,
-            reference: f_reference,
-        })
-    }
-}
-
-/// XSD complex type `ReferenceType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ReferenceType {
-    #[serde(rename = "Id", default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
-    #[serde(rename = "Type", default, skip_serializing_if = "Option::is_none")]
-    pub r#type: Option<String>,
-    #[serde(rename = "URI", default, skip_serializing_if = "Option::is_none")]
-    pub uri: Option<String>,
-    #[serde(
-        rename = "Transforms",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub transforms: Option<TransformsType>,
-    #[serde(rename = "DigestMethod")]
-    pub digest_method: DigestMethodType,
-    #[serde(rename = "DigestValue")]
-    pub digest_value: Base64Binary,
-}
-
-static G_REFERENCETYPE: Grammar = Grammar {
-    attrs: &[false, false, false],
-    particles: &[
-        P {
-            alts: 1,
-            min: 0,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 1,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 1,
-            max: 1,
-        },
-    ],
-    mixed: false,
-    simple: false,
-};
-
-impl ExiType for ReferenceType {
-    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
-        let mut e = Enc::new(&G_REFERENCETYPE);
-        if let Some(v) = &self.id {
-            e.attr(w, 0);
-            enc_string(w, v, 0, None)?;
-        } else {
-            e.skip_attr(0, "Id")?;
-        }
-        if let Some(v) = &self.r#type {
-            e.attr(w, 1);
-            enc_string(w, v, 0, None)?;
-        } else {
-            e.skip_attr(1, "Type")?;
-        }
-        if let Some(v) = &self.uri {
-            e.attr(w, 2);
-            enc_string(w, v, 0, None)?;
-        } else {
-            e.skip_attr(2, "URI")?;
-        }
-        check_count(usize::from(self.transforms.is_some()), 0, 1, "Transforms")?;
-        if let Some(v) = &self.transforms {
-            e.elem(w, 0, 0);
-            v.encode(w)?;
-        }
-        {
-            let v = &self.digest_method;
-            e.elem(w, 1, 0);
-            v.encode(w)?;
-        }
-        {
-            let v = &self.digest_value;
-            e.elem(w, 2, 0);
-            binary_elem(w, &v.0, 0, None)?;
-        }
-        e.end(w)
-    }
-
-    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
-        let mut d = Dec::new(&G_REFERENCETYPE);
-        let mut f_id: Option<String> = None;
-        let mut f_type: Option<String> = None;
-        let mut f_uri: Option<String> = None;
-        let mut f_transforms: Option<TransformsType> = None;
-        let mut f_digest_method: Option<DigestMethodType> = None;
-        let mut f_digest_value: Option<Base64Binary> = None;
-        loop {
-            match d.next(r)? {
-                Ev::Attr(0) => f_id = Some(dec_string(r, 0, None)?),
-                Ev::Attr(1) => f_type = Some(dec_string(r, 0, None)?),
-                Ev::Attr(2) => f_uri = Some(dec_string(r, 0, None)?),
-                Ev::Elem(0, 0) => f_transforms = Some(TransformsType::decode(r)?),
-                Ev::Elem(1, 0) => f_digest_method = Some(DigestMethodType::decode(r)?),
-                Ev::Elem(2, 0) => {
-                    f_digest_value = Some(
-                        dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
-                            .unwrap_or_default(),
-                    )
-                }
-                Ev::End => break,
-                ev => return Err(d.unexpected(ev)),
-            }
-        }
-        Ok(ReferenceType {
-            id: f_id,
-            r#type: f_type,
-            uri: f_uri,
-            transforms: f_transforms,
-            digest_method: f_digest_method.ok_or_else(|| missing("DigestMethod"))?,
-            digest_value: f_digest_value.ok_or_else(|| missing("DigestValue"))?,
         })
     }
 }
@@ -6271,74 +5408,6 @@ impl ExiType for MeteringReceiptResType {
         Ok(MeteringReceiptResType {
             response_code: f_response_code.ok_or_else(|| missing("ResponseCode"))?,
             ac_evse_status: f_ac_evse_status.ok_or_else(|| missing("AC_EVSEStatus"))?,
-        })
-    }
-}
-
-/// XSD complex type `ObjectType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ObjectType {
-    #[serde(rename = "Encoding", default, skip_serializing_if = "Option::is_none")]
-    pub encoding: Option<String>,
-    #[serde(rename = "Id", default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
-    #[serde(rename = "MimeType", default, skip_serializing_if = "Option::is_none")]
-    pub mime_type: Option<String>,
-}
-
-static G_OBJECTTYPE: Grammar = Grammar {
-    attrs: &[false, false, false],
-    particles: &[P {
-        alts: 1,
-        min: 0,
-        max: u32::MAX,
-    }],
-    mixed: true,
-    simple: false,
-};
-
-impl ExiType for ObjectType {
-    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
-        let mut e = Enc::new(&G_OBJECTTYPE);
-        if let Some(v) = &self.encoding {
-            e.attr(w, 0);
-            enc_string(w, v, 0, None)?;
-        } else {
-            e.skip_attr(0, "Encoding")?;
-        }
-        if let Some(v) = &self.id {
-            e.attr(w, 1);
-            enc_string(w, v, 0, None)?;
-        } else {
-            e.skip_attr(1, "Id")?;
-        }
-        if let Some(v) = &self.mime_type {
-            e.attr(w, 2);
-            enc_string(w, v, 0, None)?;
-        } else {
-            e.skip_attr(2, "MimeType")?;
-        }
-        e.end(w)
-    }
-
-    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
-        let mut d = Dec::new(&G_OBJECTTYPE);
-        let mut f_encoding: Option<String> = None;
-        let mut f_id: Option<String> = None;
-        let mut f_mime_type: Option<String> = None;
-        loop {
-            match d.next(r)? {
-                Ev::Attr(0) => f_encoding = Some(dec_string(r, 0, None)?),
-                Ev::Attr(1) => f_id = Some(dec_string(r, 0, None)?),
-                Ev::Attr(2) => f_mime_type = Some(dec_string(r, 0, None)?),
-                Ev::End => break,
-                ev => return Err(d.unexpected(ev)),
-            }
-        }
-        Ok(ObjectType {
-            encoding: f_encoding,
-            id: f_id,
-            mime_type: f_mime_type,
         })
     }
 }
@@ -7489,7 +6558,7 @@ impl ExiType for ServiceDetailResType {
 }
 
 /// XSD complex type `ServiceParameterListType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct ServiceParameterListType {
     #[serde(
         rename = "ParameterSet",
@@ -7785,7 +6854,7 @@ impl ExiType for ParameterType {
 }
 
 /// XSD complex type `ServiceDiscoveryReqType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct ServiceDiscoveryReqType {
     #[serde(
         rename = "ServiceScope",
@@ -7997,7 +7066,7 @@ impl ExiType for ServiceDiscoveryResType {
 }
 
 /// XSD complex type `PaymentOptionsType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct PaymentOptionsType {
     #[serde(
         rename = "PaymentOption",
@@ -8057,7 +7126,7 @@ impl ExiType for PaymentOptionsType {
 }
 
 /// XSD complex type `ServiceTagListType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct ServiceTagListType {
     #[serde(rename = "Service", default, skip_serializing_if = "Vec::is_empty")]
     pub service: Vec<ServiceType>,
@@ -8249,7 +7318,7 @@ impl ExiType for ServicePaymentSelectionReqType {
 }
 
 /// XSD complex type `SelectedServiceListType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct SelectedServiceListType {
     #[serde(
         rename = "SelectedService",
@@ -8613,7 +7682,7 @@ impl ExiType for SessionSetupResType {
 }
 
 /// XSD complex type `SessionStopType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct SessionStopType {}
 
 static G_SESSIONSTOPTYPE: Grammar = Grammar {
@@ -8699,457 +7768,6 @@ impl ExiType for SessionStopResType {
     }
 }
 
-/// XSD complex type `SignatureType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct SignatureType {
-    #[serde(rename = "Id", default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
-    #[serde(rename = "SignedInfo")]
-    pub signed_info: SignedInfoType,
-    #[serde(rename = "SignatureValue")]
-    pub signature_value: SignatureValueType,
-    #[serde(rename = "KeyInfo", default, skip_serializing_if = "Option::is_none")]
-    pub key_info: Option<KeyInfoType>,
-    #[serde(rename = "Object", default, skip_serializing_if = "Vec::is_empty")]
-    pub object: Vec<ObjectType>,
-}
-
-static G_SIGNATURETYPE: Grammar = Grammar {
-    attrs: &[false],
-    particles: &[
-        P {
-            alts: 1,
-            min: 1,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 1,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 0,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 0,
-            max: u32::MAX,
-        },
-    ],
-    mixed: false,
-    simple: false,
-};
-
-impl ExiType for SignatureType {
-    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
-        let mut e = Enc::new(&G_SIGNATURETYPE);
-        if let Some(v) = &self.id {
-            e.attr(w, 0);
-            enc_string(w, v, 0, None)?;
-        } else {
-            e.skip_attr(0, "Id")?;
-        }
-        {
-            let v = &self.signed_info;
-            e.elem(w, 0, 0);
-            v.encode(w)?;
-        }
-        {
-            let v = &self.signature_value;
-            e.elem(w, 1, 0);
-            v.encode(w)?;
-        }
-        check_count(usize::from(self.key_info.is_some()), 0, 1, "KeyInfo")?;
-        if let Some(v) = &self.key_info {
-            e.elem(w, 2, 0);
-            v.encode(w)?;
-        }
-        check_count(self.object.len(), 0, u32::MAX, "Object")?;
-        for v in &self.object {
-            e.elem(w, 3, 0);
-            v.encode(w)?;
-        }
-        e.end(w)
-    }
-
-    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
-        let mut d = Dec::new(&G_SIGNATURETYPE);
-        let mut f_id: Option<String> = None;
-        let mut f_signed_info: Option<SignedInfoType> = None;
-        let mut f_signature_value: Option<SignatureValueType> = None;
-        let mut f_key_info: Option<KeyInfoType> = None;
-        let mut f_object: Vec<ObjectType> = Vec::new();
-        loop {
-            match d.next(r)? {
-                Ev::Attr(0) => f_id = Some(dec_string(r, 0, None)?),
-                Ev::Elem(0, 0) => f_signed_info = Some(SignedInfoType::decode(r)?),
-                Ev::Elem(1, 0) => f_signature_value = Some(SignatureValueType::decode(r)?),
-                Ev::Elem(2, 0) => f_key_info = Some(KeyInfoType::decode(r)?),
-                Ev::Elem(3, 0) => f_object.push(ObjectType::decode(r)?),
-                Ev::End => break,
-                ev => return Err(d.unexpected(ev)),
-            }
-        }
-        Ok(SignatureType {
-            id: f_id,
-            signed_info: f_signed_info.ok_or_else(|| missing("SignedInfo"))?,
-            signature_value: f_signature_value.ok_or_else(|| missing("SignatureValue"))?,
-            key_info: f_key_info,
-            object: f_object,
-        })
-    }
-}
-
-/// XSD complex type `SignedInfoType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct SignedInfoType {
-    #[serde(rename = "Id", default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
-    #[serde(rename = "CanonicalizationMethod")]
-    pub canonicalization_method: CanonicalizationMethodType,
-    #[serde(rename = "SignatureMethod")]
-    pub signature_method: SignatureMethodType,
-    #[serde(rename = "Reference", default, skip_serializing_if = "Vec::is_empty")]
-    pub reference: Vec<ReferenceType>,
-}
-
-static G_SIGNEDINFOTYPE: Grammar = Grammar {
-    attrs: &[false],
-    particles: &[
-        P {
-            alts: 1,
-            min: 1,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 1,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 1,
-            max: u32::MAX,
-        },
-    ],
-    mixed: false,
-    simple: false,
-};
-
-impl ExiType for SignedInfoType {
-    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
-        let mut e = Enc::new(&G_SIGNEDINFOTYPE);
-        if let Some(v) = &self.id {
-            e.attr(w, 0);
-            enc_string(w, v, 0, None)?;
-        } else {
-            e.skip_attr(0, "Id")?;
-        }
-        {
-            let v = &self.canonicalization_method;
-            e.elem(w, 0, 0);
-            v.encode(w)?;
-        }
-        {
-            let v = &self.signature_method;
-            e.elem(w, 1, 0);
-            v.encode(w)?;
-        }
-        check_count(self.reference.len(), 1, u32::MAX, "Reference")?;
-        for v in &self.reference {
-            e.elem(w, 2, 0);
-            v.encode(w)?;
-        }
-        e.end(w)
-    }
-
-    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
-        let mut d = Dec::new(&G_SIGNEDINFOTYPE);
-        let mut f_id: Option<String> = None;
-        let mut f_canonicalization_method: Option<CanonicalizationMethodType> = None;
-        let mut f_signature_method: Option<SignatureMethodType> = None;
-        let mut f_reference: Vec<ReferenceType> = Vec::new();
-        loop {
-            match d.next(r)? {
-                Ev::Attr(0) => f_id = Some(dec_string(r, 0, None)?),
-                Ev::Elem(0, 0) => {
-                    f_canonicalization_method = Some(CanonicalizationMethodType::decode(r)?)
-                }
-                Ev::Elem(1, 0) => f_signature_method = Some(SignatureMethodType::decode(r)?),
-                Ev::Elem(2, 0) => f_reference.push(ReferenceType::decode(r)?),
-                Ev::End => break,
-                ev => return Err(d.unexpected(ev)),
-            }
-        }
-        Ok(SignedInfoType {
-            id: f_id,
-            canonicalization_method: f_canonicalization_method
-                .ok_or_else(|| missing("CanonicalizationMethod"))?,
-            signature_method: f_signature_method.ok_or_else(|| missing("SignatureMethod"))?,
-            reference: f_reference,
-        })
-    }
-}
-
-/// XSD complex type `SignatureMethodType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct SignatureMethodType {
-    #[serde(rename = "Algorithm")]
-    pub algorithm: String,
-    #[serde(
-        rename = "HMACOutputLength",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub hmac_output_length: Option<i64>,
-}
-
-static G_SIGNATUREMETHODTYPE: Grammar = Grammar {
-    attrs: &[true],
-    particles: &[
-        P {
-            alts: 1,
-            min: 0,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 0,
-            max: u32::MAX,
-        },
-    ],
-    mixed: true,
-    simple: false,
-};
-
-impl ExiType for SignatureMethodType {
-    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
-        let mut e = Enc::new(&G_SIGNATUREMETHODTYPE);
-        {
-            let v = &self.algorithm;
-            e.attr(w, 0);
-            enc_string(w, v, 0, None)?;
-        }
-        check_count(
-            usize::from(self.hmac_output_length.is_some()),
-            0,
-            1,
-            "HMACOutputLength",
-        )?;
-        if let Some(v) = &self.hmac_output_length {
-            e.elem(w, 0, 0);
-            elem_value(w, false, |w| {
-                enc_int(w, i128::from(*v), i128::MIN, i128::MAX)?;
-                Ok(())
-            })?;
-        }
-        e.end(w)
-    }
-
-    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
-        let mut d = Dec::new(&G_SIGNATUREMETHODTYPE);
-        let mut f_algorithm: Option<String> = None;
-        let mut f_hmac_output_length: Option<i64> = None;
-        loop {
-            match d.next(r)? {
-                Ev::Attr(0) => f_algorithm = Some(dec_string(r, 0, None)?),
-                Ev::Elem(0, 0) => {
-                    f_hmac_output_length = Some(
-                        dec_elem_value(r, false, |r| {
-                            Ok(int_into::<i64>(dec_int(r, i128::MIN, i128::MAX)?)?)
-                        })?
-                        .ok_or_else(|| missing("HMACOutputLength"))?,
-                    )
-                }
-                Ev::End => break,
-                ev => return Err(d.unexpected(ev)),
-            }
-        }
-        Ok(SignatureMethodType {
-            algorithm: f_algorithm.ok_or_else(|| missing("Algorithm"))?,
-            hmac_output_length: f_hmac_output_length,
-        })
-    }
-}
-
-/// XSD complex type `SignatureValueType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct SignatureValueType {
-    #[serde(rename = "Id", default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
-    #[serde(rename = "value")]
-    pub value: Base64Binary,
-}
-
-static G_SIGNATUREVALUETYPE: Grammar = Grammar {
-    attrs: &[false],
-    particles: &[],
-    mixed: false,
-    simple: true,
-};
-
-impl ExiType for SignatureValueType {
-    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
-        let mut e = Enc::new(&G_SIGNATUREVALUETYPE);
-        if let Some(v) = &self.id {
-            e.attr(w, 0);
-            enc_string(w, v, 0, None)?;
-        } else {
-            e.skip_attr(0, "Id")?;
-        }
-        e.chars(w);
-        {
-            let v = &self.value;
-            enc_binary(w, &v.0, 0, None)?;
-        }
-        e.end(w)
-    }
-
-    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
-        let mut d = Dec::new(&G_SIGNATUREVALUETYPE);
-        let mut f_id: Option<String> = None;
-        let mut f_value: Option<Base64Binary> = None;
-        loop {
-            match d.next(r)? {
-                Ev::Attr(0) => f_id = Some(dec_string(r, 0, None)?),
-                Ev::Chars => f_value = Some(Base64Binary(dec_binary(r, 0, None)?)),
-                Ev::End => break,
-                ev => return Err(d.unexpected(ev)),
-            }
-        }
-        Ok(SignatureValueType {
-            id: f_id,
-            value: f_value.ok_or_else(|| missing("value"))?,
-        })
-    }
-}
-
-/// XSD complex type `SignaturePropertiesType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct SignaturePropertiesType {
-    #[serde(rename = "Id", default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
-    #[serde(
-        rename = "SignatureProperty",
-        default,
-        skip_serializing_if = "Vec::is_empty"
-    )]
-    pub signature_property: Vec<SignaturePropertyType>,
-}
-
-static G_SIGNATUREPROPERTIESTYPE: Grammar = Grammar {
-    attrs: &[false],
-    particles: &[P {
-        alts: 1,
-        min: 1,
-        max: u32::MAX,
-    }],
-    mixed: false,
-    simple: false,
-};
-
-impl ExiType for SignaturePropertiesType {
-    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
-        let mut e = Enc::new(&G_SIGNATUREPROPERTIESTYPE);
-        if let Some(v) = &self.id {
-            e.attr(w, 0);
-            enc_string(w, v, 0, None)?;
-        } else {
-            e.skip_attr(0, "Id")?;
-        }
-        check_count(
-            self.signature_property.len(),
-            1,
-            u32::MAX,
-            "SignatureProperty",
-        )?;
-        for v in &self.signature_property {
-            e.elem(w, 0, 0);
-            v.encode(w)?;
-        }
-        e.end(w)
-    }
-
-    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
-        let mut d = Dec::new(&G_SIGNATUREPROPERTIESTYPE);
-        let mut f_id: Option<String> = None;
-        let mut f_signature_property: Vec<SignaturePropertyType> = Vec::new();
-        loop {
-            match d.next(r)? {
-                Ev::Attr(0) => f_id = Some(dec_string(r, 0, None)?),
-                Ev::Elem(0, 0) => f_signature_property.push(SignaturePropertyType::decode(r)?),
-                Ev::End => break,
-                ev => return Err(d.unexpected(ev)),
-            }
-        }
-        Ok(SignaturePropertiesType {
-            id: f_id,
-            signature_property: f_signature_property,
-        })
-    }
-}
-
-/// XSD complex type `SignaturePropertyType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct SignaturePropertyType {
-    #[serde(rename = "Id", default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
-    #[serde(rename = "Target")]
-    pub target: String,
-}
-
-static G_SIGNATUREPROPERTYTYPE: Grammar = Grammar {
-    attrs: &[false, true],
-    particles: &[P {
-        alts: 1,
-        min: 1,
-        max: u32::MAX,
-    }],
-    mixed: true,
-    simple: false,
-};
-
-impl ExiType for SignaturePropertyType {
-    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
-        let mut e = Enc::new(&G_SIGNATUREPROPERTYTYPE);
-        if let Some(v) = &self.id {
-            e.attr(w, 0);
-            enc_string(w, v, 0, None)?;
-        } else {
-            e.skip_attr(0, "Id")?;
-        }
-        {
-            let v = &self.target;
-            e.attr(w, 1);
-            enc_string(w, v, 0, None)?;
-        }
-        Err(ExiError::Value {
-            what: "element",
-            reason: "* (wildcard content) cannot be coded".into(),
-        })
-    }
-
-    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
-        let mut d = Dec::new(&G_SIGNATUREPROPERTYTYPE);
-        let mut f_id: Option<String> = None;
-        let mut f_target: Option<String> = None;
-        loop {
-            match d.next(r)? {
-                Ev::Attr(0) => f_id = Some(dec_string(r, 0, None)?),
-                Ev::Attr(1) => f_target = Some(dec_string(r, 0, None)?),
-                Ev::End => break,
-                ev => return Err(d.unexpected(ev)),
-            }
-        }
-        Ok(SignaturePropertyType {
-            id: f_id,
-            target: f_target.ok_or_else(|| missing("Target"))?,
-        })
-    }
-}
-
 /// the anonymous type of an element.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct V2gMessage {
@@ -9224,7 +7842,7 @@ pub struct MessageHeaderType {
     )]
     pub notification: Option<NotificationType>,
     #[serde(rename = "Signature", default, skip_serializing_if = "Option::is_none")]
-    pub signature: Option<SignatureType>,
+    pub signature: Option<super::xmldsig::SignatureType>,
 }
 
 static G_MESSAGEHEADERTYPE: Grammar = Grammar {
@@ -9280,7 +7898,7 @@ impl ExiType for MessageHeaderType {
         let mut d = Dec::new(&G_MESSAGEHEADERTYPE);
         let mut f_session_id: Option<HexBinary> = None;
         let mut f_notification: Option<NotificationType> = None;
-        let mut f_signature: Option<SignatureType> = None;
+        let mut f_signature: Option<super::xmldsig::SignatureType> = None;
         loop {
             match d.next(r)? {
                 Ev::Elem(0, 0) => {
@@ -9290,7 +7908,7 @@ impl ExiType for MessageHeaderType {
                     )
                 }
                 Ev::Elem(1, 0) => f_notification = Some(NotificationType::decode(r)?),
-                Ev::Elem(2, 0) => f_signature = Some(SignatureType::decode(r)?),
+                Ev::Elem(2, 0) => f_signature = Some(super::xmldsig::SignatureType::decode(r)?),
                 Ev::End => break,
                 ev => return Err(d.unexpected(ev)),
             }
@@ -9384,7 +8002,7 @@ impl ExiType for NotificationType {
 }
 
 /// XSD complex type `BodyType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct BodyType {
     #[serde(
         rename = "BodyElement",
@@ -10110,7 +8728,7 @@ pub enum Message {
     CableCheckRes(Box<CableCheckResType>),
     /// `CanonicalizationMethod`
     #[serde(rename = "CanonicalizationMethod")]
-    CanonicalizationMethod(Box<CanonicalizationMethodType>),
+    CanonicalizationMethod(Box<super::xmldsig::CanonicalizationMethodType>),
     /// `CertificateInstallationReq`
     #[serde(rename = "CertificateInstallationReq")]
     CertificateInstallationReq(Box<CertificateInstallationReqType>),
@@ -10164,7 +8782,7 @@ pub enum Message {
     DcEVStatus(Box<DcEVStatusType>),
     /// `DigestMethod`
     #[serde(rename = "DigestMethod")]
-    DigestMethod(Box<DigestMethodType>),
+    DigestMethod(Box<super::xmldsig::DigestMethodType>),
     /// `DigestValue`
     #[serde(rename = "DigestValue")]
     DigestValue(Base64Binary),
@@ -10188,16 +8806,16 @@ pub enum Message {
     Entry(Box<EntryType>),
     /// `KeyInfo`
     #[serde(rename = "KeyInfo")]
-    KeyInfo(Box<KeyInfoType>),
+    KeyInfo(Box<super::xmldsig::KeyInfoType>),
     /// `KeyName`
     #[serde(rename = "KeyName")]
     KeyName(String),
     /// `KeyValue`
     #[serde(rename = "KeyValue")]
-    KeyValue(Box<KeyValueType>),
+    KeyValue(Box<super::xmldsig::KeyValueType>),
     /// `Manifest`
     #[serde(rename = "Manifest")]
-    Manifest(Box<ManifestType>),
+    Manifest(Box<super::xmldsig::ManifestType>),
     /// `MeteringReceiptReq`
     #[serde(rename = "MeteringReceiptReq")]
     MeteringReceiptReq(Box<MeteringReceiptReqType>),
@@ -10209,7 +8827,7 @@ pub enum Message {
     MgmtData(String),
     /// `Object`
     #[serde(rename = "Object")]
-    Object(Box<ObjectType>),
+    Object(Box<super::xmldsig::ObjectType>),
     /// `PMaxScheduleEntry`
     #[serde(rename = "PMaxScheduleEntry")]
     PMaxScheduleEntry(Box<PMaxScheduleEntryType>),
@@ -10233,16 +8851,16 @@ pub enum Message {
     PreChargeRes(Box<PreChargeResType>),
     /// `RSAKeyValue`
     #[serde(rename = "RSAKeyValue")]
-    RSAKeyValue(Box<RSAKeyValueType>),
+    RSAKeyValue(Box<super::xmldsig::RSAKeyValueType>),
     /// `Reference`
     #[serde(rename = "Reference")]
-    Reference(Box<ReferenceType>),
+    Reference(Box<super::xmldsig::ReferenceType>),
     /// `RelativeTimeInterval`
     #[serde(rename = "RelativeTimeInterval")]
     RelativeTimeInterval(Box<RelativeTimeIntervalType>),
     /// `RetrievalMethod`
     #[serde(rename = "RetrievalMethod")]
-    RetrievalMethod(Box<RetrievalMethodType>),
+    RetrievalMethod(Box<super::xmldsig::RetrievalMethodType>),
     /// `SAScheduleList`
     #[serde(rename = "SAScheduleList")]
     SAScheduleList(Box<SAScheduleListType>),
@@ -10287,31 +8905,31 @@ pub enum Message {
     SessionStopRes(Box<SessionStopResType>),
     /// `Signature`
     #[serde(rename = "Signature")]
-    Signature(Box<SignatureType>),
+    Signature(Box<super::xmldsig::SignatureType>),
     /// `SignatureMethod`
     #[serde(rename = "SignatureMethod")]
-    SignatureMethod(Box<SignatureMethodType>),
+    SignatureMethod(Box<super::xmldsig::SignatureMethodType>),
     /// `SignatureProperties`
     #[serde(rename = "SignatureProperties")]
-    SignatureProperties(Box<SignaturePropertiesType>),
+    SignatureProperties(Box<super::xmldsig::SignaturePropertiesType>),
     /// `SignatureProperty`
     #[serde(rename = "SignatureProperty")]
-    SignatureProperty(Box<SignaturePropertyType>),
+    SignatureProperty(Box<super::xmldsig::SignaturePropertyType>),
     /// `SignatureValue`
     #[serde(rename = "SignatureValue")]
-    SignatureValue(Box<SignatureValueType>),
+    SignatureValue(Box<super::xmldsig::SignatureValueType>),
     /// `SignedInfo`
     #[serde(rename = "SignedInfo")]
-    SignedInfo(Box<SignedInfoType>),
+    SignedInfo(Box<super::xmldsig::SignedInfoType>),
     /// `TimeInterval`
     #[serde(rename = "TimeInterval")]
     TimeInterval(Box<IntervalType>),
     /// `Transform`
     #[serde(rename = "Transform")]
-    Transform(Box<TransformType>),
+    Transform(Box<super::xmldsig::TransformType>),
     /// `Transforms`
     #[serde(rename = "Transforms")]
-    Transforms(Box<TransformsType>),
+    Transforms(Box<super::xmldsig::TransformsType>),
     /// `V2G_Message`
     #[serde(rename = "V2G_Message")]
     V2gMessage(Box<V2gMessage>),
@@ -10323,7 +8941,7 @@ pub enum Message {
     WeldingDetectionRes(Box<WeldingDetectionResType>),
     /// `X509Data`
     #[serde(rename = "X509Data")]
-    X509Data(Box<X509DataType>),
+    X509Data(Box<super::xmldsig::X509DataType>),
 }
 
 impl Message {
@@ -10750,7 +9368,9 @@ impl Message {
             3 => Message::BodyElement(Box::new(BodyBaseType::decode(r)?)),
             4 => Message::CableCheckReq(Box::new(CableCheckReqType::decode(r)?)),
             5 => Message::CableCheckRes(Box::new(CableCheckResType::decode(r)?)),
-            6 => Message::CanonicalizationMethod(Box::new(CanonicalizationMethodType::decode(r)?)),
+            6 => Message::CanonicalizationMethod(Box::new(
+                super::xmldsig::CanonicalizationMethodType::decode(r)?,
+            )),
             7 => Message::CertificateInstallationReq(Box::new(
                 CertificateInstallationReqType::decode(r)?,
             )),
@@ -10782,7 +9402,7 @@ impl Message {
             21 => Message::DcEVSEChargeParameter(Box::new(DcEVSEChargeParameterType::decode(r)?)),
             22 => Message::DcEVSEStatus(Box::new(DcEVSEStatusType::decode(r)?)),
             23 => Message::DcEVStatus(Box::new(DcEVStatusType::decode(r)?)),
-            25 => Message::DigestMethod(Box::new(DigestMethodType::decode(r)?)),
+            25 => Message::DigestMethod(Box::new(super::xmldsig::DigestMethodType::decode(r)?)),
             26 => Message::DigestValue(
                 dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
                     .unwrap_or_default(),
@@ -10795,18 +9415,18 @@ impl Message {
             30 => Message::EVSEStatus(Box::new(EVSEStatusType::decode(r)?)),
             31 => Message::EVStatus(Box::new(EVStatusType::decode(r)?)),
             32 => Message::Entry(Box::new(EntryType::decode(r)?)),
-            33 => Message::KeyInfo(Box::new(KeyInfoType::decode(r)?)),
+            33 => Message::KeyInfo(Box::new(super::xmldsig::KeyInfoType::decode(r)?)),
             34 => Message::KeyName(
                 dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?.unwrap_or_default(),
             ),
-            35 => Message::KeyValue(Box::new(KeyValueType::decode(r)?)),
-            36 => Message::Manifest(Box::new(ManifestType::decode(r)?)),
+            35 => Message::KeyValue(Box::new(super::xmldsig::KeyValueType::decode(r)?)),
+            36 => Message::Manifest(Box::new(super::xmldsig::ManifestType::decode(r)?)),
             37 => Message::MeteringReceiptReq(Box::new(MeteringReceiptReqType::decode(r)?)),
             38 => Message::MeteringReceiptRes(Box::new(MeteringReceiptResType::decode(r)?)),
             39 => Message::MgmtData(
                 dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?.unwrap_or_default(),
             ),
-            40 => Message::Object(Box::new(ObjectType::decode(r)?)),
+            40 => Message::Object(Box::new(super::xmldsig::ObjectType::decode(r)?)),
             42 => Message::PMaxScheduleEntry(Box::new(PMaxScheduleEntryType::decode(r)?)),
             43 => Message::PaymentDetailsReq(Box::new(PaymentDetailsReqType::decode(r)?)),
             44 => Message::PaymentDetailsRes(Box::new(PaymentDetailsResType::decode(r)?)),
@@ -10814,10 +9434,12 @@ impl Message {
             46 => Message::PowerDeliveryRes(Box::new(PowerDeliveryResType::decode(r)?)),
             47 => Message::PreChargeReq(Box::new(PreChargeReqType::decode(r)?)),
             48 => Message::PreChargeRes(Box::new(PreChargeResType::decode(r)?)),
-            49 => Message::RSAKeyValue(Box::new(RSAKeyValueType::decode(r)?)),
-            50 => Message::Reference(Box::new(ReferenceType::decode(r)?)),
+            49 => Message::RSAKeyValue(Box::new(super::xmldsig::RSAKeyValueType::decode(r)?)),
+            50 => Message::Reference(Box::new(super::xmldsig::ReferenceType::decode(r)?)),
             51 => Message::RelativeTimeInterval(Box::new(RelativeTimeIntervalType::decode(r)?)),
-            52 => Message::RetrievalMethod(Box::new(RetrievalMethodType::decode(r)?)),
+            52 => {
+                Message::RetrievalMethod(Box::new(super::xmldsig::RetrievalMethodType::decode(r)?))
+            }
             53 => Message::SAScheduleList(Box::new(SAScheduleListType::decode(r)?)),
             54 => Message::SASchedules(Box::new(SASchedulesType::decode(r)?)),
             56 => Message::SalesTariffEntry(Box::new(SalesTariffEntryType::decode(r)?)),
@@ -10836,19 +9458,25 @@ impl Message {
             65 => Message::SessionSetupRes(Box::new(SessionSetupResType::decode(r)?)),
             66 => Message::SessionStopReq(Box::new(SessionStopType::decode(r)?)),
             67 => Message::SessionStopRes(Box::new(SessionStopResType::decode(r)?)),
-            68 => Message::Signature(Box::new(SignatureType::decode(r)?)),
-            69 => Message::SignatureMethod(Box::new(SignatureMethodType::decode(r)?)),
-            70 => Message::SignatureProperties(Box::new(SignaturePropertiesType::decode(r)?)),
-            71 => Message::SignatureProperty(Box::new(SignaturePropertyType::decode(r)?)),
-            72 => Message::SignatureValue(Box::new(SignatureValueType::decode(r)?)),
-            73 => Message::SignedInfo(Box::new(SignedInfoType::decode(r)?)),
+            68 => Message::Signature(Box::new(super::xmldsig::SignatureType::decode(r)?)),
+            69 => {
+                Message::SignatureMethod(Box::new(super::xmldsig::SignatureMethodType::decode(r)?))
+            }
+            70 => Message::SignatureProperties(Box::new(
+                super::xmldsig::SignaturePropertiesType::decode(r)?,
+            )),
+            71 => Message::SignatureProperty(Box::new(
+                super::xmldsig::SignaturePropertyType::decode(r)?,
+            )),
+            72 => Message::SignatureValue(Box::new(super::xmldsig::SignatureValueType::decode(r)?)),
+            73 => Message::SignedInfo(Box::new(super::xmldsig::SignedInfoType::decode(r)?)),
             74 => Message::TimeInterval(Box::new(IntervalType::decode(r)?)),
-            75 => Message::Transform(Box::new(TransformType::decode(r)?)),
-            76 => Message::Transforms(Box::new(TransformsType::decode(r)?)),
+            75 => Message::Transform(Box::new(super::xmldsig::TransformType::decode(r)?)),
+            76 => Message::Transforms(Box::new(super::xmldsig::TransformsType::decode(r)?)),
             77 => Message::V2gMessage(Box::new(V2gMessage::decode(r)?)),
             78 => Message::WeldingDetectionReq(Box::new(WeldingDetectionReqType::decode(r)?)),
             79 => Message::WeldingDetectionRes(Box::new(WeldingDetectionResType::decode(r)?)),
-            80 => Message::X509Data(Box::new(X509DataType::decode(r)?)),
+            80 => Message::X509Data(Box::new(super::xmldsig::X509DataType::decode(r)?)),
             _ => {
                 return Err(ExiError::Event {
                     at: "document",
@@ -10902,7 +9530,7 @@ pub enum Fragment {
     CableCheckRes(Box<CableCheckResType>),
     /// `{http://www.w3.org/2000/09/xmldsig#}CanonicalizationMethod`
     #[serde(rename = "CanonicalizationMethod")]
-    CanonicalizationMethod(Box<CanonicalizationMethodType>),
+    CanonicalizationMethod(Box<super::xmldsig::CanonicalizationMethodType>),
     /// `{urn:din:70121:2012:MsgDataTypes}Certificate`
     #[serde(rename = "Certificate")]
     Certificate(Base64Binary),
@@ -11007,7 +9635,7 @@ pub enum Fragment {
     DepartureTime(u32),
     /// `{http://www.w3.org/2000/09/xmldsig#}DigestMethod`
     #[serde(rename = "DigestMethod")]
-    DigestMethod(Box<DigestMethodType>),
+    DigestMethod(Box<super::xmldsig::DigestMethodType>),
     /// `{http://www.w3.org/2000/09/xmldsig#}DigestValue`
     #[serde(rename = "DigestValue")]
     DigestValue(Base64Binary),
@@ -11205,19 +9833,19 @@ pub enum Fragment {
     J(Base64Binary),
     /// `{http://www.w3.org/2000/09/xmldsig#}KeyInfo`
     #[serde(rename = "KeyInfo")]
-    KeyInfo(Box<KeyInfoType>),
+    KeyInfo(Box<super::xmldsig::KeyInfoType>),
     /// `{http://www.w3.org/2000/09/xmldsig#}KeyName`
     #[serde(rename = "KeyName")]
     KeyName(String),
     /// `{http://www.w3.org/2000/09/xmldsig#}KeyValue`
     #[serde(rename = "KeyValue")]
-    KeyValue(Box<KeyValueType>),
+    KeyValue(Box<super::xmldsig::KeyValueType>),
     /// `{urn:din:70121:2012:MsgBody}ListOfRootCertificateIDs`
     #[serde(rename = "ListOfRootCertificateIDs")]
     ListOfRootCertificateIDs(Box<ListOfRootCertificateIDsType>),
     /// `{http://www.w3.org/2000/09/xmldsig#}Manifest`
     #[serde(rename = "Manifest")]
-    Manifest(Box<ManifestType>),
+    Manifest(Box<super::xmldsig::ManifestType>),
     /// `{urn:din:70121:2012:MsgDataTypes}MeterID`
     #[serde(rename = "MeterID")]
     MeterID(String),
@@ -11259,7 +9887,7 @@ pub enum Fragment {
     OEMProvisioningCert(Base64Binary),
     /// `{http://www.w3.org/2000/09/xmldsig#}Object`
     #[serde(rename = "Object")]
-    Object(Box<ObjectType>),
+    Object(Box<super::xmldsig::ObjectType>),
     /// `{http://www.w3.org/2000/09/xmldsig#}P`
     #[serde(rename = "P")]
     P(Base64Binary),
@@ -11331,7 +9959,7 @@ pub enum Fragment {
     RCD(bool),
     /// `{http://www.w3.org/2000/09/xmldsig#}RSAKeyValue`
     #[serde(rename = "RSAKeyValue")]
-    RSAKeyValue(Box<RSAKeyValueType>),
+    RSAKeyValue(Box<super::xmldsig::RSAKeyValueType>),
     /// `{urn:din:70121:2012:MsgBody}ReadyToChargeState`
     #[serde(rename = "ReadyToChargeState")]
     ReadyToChargeState(bool),
@@ -11340,7 +9968,7 @@ pub enum Fragment {
     ReceiptRequired(bool),
     /// `{http://www.w3.org/2000/09/xmldsig#}Reference`
     #[serde(rename = "Reference")]
-    Reference(Box<ReferenceType>),
+    Reference(Box<super::xmldsig::ReferenceType>),
     /// `{urn:din:70121:2012:MsgDataTypes}RelativeTimeInterval`
     #[serde(rename = "RelativeTimeInterval")]
     RelativeTimeInterval(Box<RelativeTimeIntervalType>),
@@ -11355,7 +9983,7 @@ pub enum Fragment {
     ResponseCode(ResponseCodeType),
     /// `{http://www.w3.org/2000/09/xmldsig#}RetrievalMethod`
     #[serde(rename = "RetrievalMethod")]
-    RetrievalMethod(Box<RetrievalMethodType>),
+    RetrievalMethod(Box<super::xmldsig::RetrievalMethodType>),
     /// `{urn:din:70121:2012:MsgBody}RetryCounter`
     #[serde(rename = "RetryCounter")]
     RetryCounter(i16),
@@ -11481,22 +10109,22 @@ pub enum Fragment {
     SigMeterReading(Base64Binary),
     /// `{http://www.w3.org/2000/09/xmldsig#}Signature`
     #[serde(rename = "Signature")]
-    Signature(Box<SignatureType>),
+    Signature(Box<super::xmldsig::SignatureType>),
     /// `{http://www.w3.org/2000/09/xmldsig#}SignatureMethod`
     #[serde(rename = "SignatureMethod")]
-    SignatureMethod(Box<SignatureMethodType>),
+    SignatureMethod(Box<super::xmldsig::SignatureMethodType>),
     /// `{http://www.w3.org/2000/09/xmldsig#}SignatureProperties`
     #[serde(rename = "SignatureProperties")]
-    SignatureProperties(Box<SignaturePropertiesType>),
+    SignatureProperties(Box<super::xmldsig::SignaturePropertiesType>),
     /// `{http://www.w3.org/2000/09/xmldsig#}SignatureProperty`
     #[serde(rename = "SignatureProperty")]
-    SignatureProperty(Box<SignaturePropertyType>),
+    SignatureProperty(Box<super::xmldsig::SignaturePropertyType>),
     /// `{http://www.w3.org/2000/09/xmldsig#}SignatureValue`
     #[serde(rename = "SignatureValue")]
-    SignatureValue(Box<SignatureValueType>),
+    SignatureValue(Box<super::xmldsig::SignatureValueType>),
     /// `{http://www.w3.org/2000/09/xmldsig#}SignedInfo`
     #[serde(rename = "SignedInfo")]
-    SignedInfo(Box<SignedInfoType>),
+    SignedInfo(Box<super::xmldsig::SignedInfoType>),
     /// `{urn:din:70121:2012:MsgDataTypes}SubCertificates`
     #[serde(rename = "SubCertificates")]
     SubCertificates(Box<SubCertificatesType>),
@@ -11508,10 +10136,10 @@ pub enum Fragment {
     TimeInterval(Box<IntervalType>),
     /// `{http://www.w3.org/2000/09/xmldsig#}Transform`
     #[serde(rename = "Transform")]
-    Transform(Box<TransformType>),
+    Transform(Box<super::xmldsig::TransformType>),
     /// `{http://www.w3.org/2000/09/xmldsig#}Transforms`
     #[serde(rename = "Transforms")]
-    Transforms(Box<TransformsType>),
+    Transforms(Box<super::xmldsig::TransformsType>),
     /// `{urn:din:70121:2012:MsgDataTypes}Unit`
     #[serde(rename = "Unit")]
     Unit(UnitSymbolType),
@@ -11535,13 +10163,13 @@ pub enum Fragment {
     X509Certificate(Base64Binary),
     /// `{http://www.w3.org/2000/09/xmldsig#}X509Data`
     #[serde(rename = "X509Data")]
-    X509Data(Box<X509DataType>),
+    X509Data(Box<super::xmldsig::X509DataType>),
     /// `{http://www.w3.org/2000/09/xmldsig#}X509IssuerName`
     #[serde(rename = "X509IssuerName")]
     X509IssuerName(String),
     /// `{http://www.w3.org/2000/09/xmldsig#}X509IssuerSerial`
     #[serde(rename = "X509IssuerSerial")]
-    X509IssuerSerial(Box<X509IssuerSerialType>),
+    X509IssuerSerial(Box<super::xmldsig::X509IssuerSerialType>),
     /// `{http://www.w3.org/2000/09/xmldsig#}X509SKI`
     #[serde(rename = "X509SKI")]
     X509SKI(Base64Binary),
@@ -12798,9 +11426,9 @@ impl Fragment {
             ),
             9 => Fragment::CableCheckReq(Box::new(CableCheckReqType::decode(r)?)),
             10 => Fragment::CableCheckRes(Box::new(CableCheckResType::decode(r)?)),
-            11 => {
-                Fragment::CanonicalizationMethod(Box::new(CanonicalizationMethodType::decode(r)?))
-            }
+            11 => Fragment::CanonicalizationMethod(Box::new(
+                super::xmldsig::CanonicalizationMethodType::decode(r)?,
+            )),
             12 => Fragment::Certificate(
                 dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, Some(1200))?)))?
                     .unwrap_or_default(),
@@ -12890,7 +11518,7 @@ impl Fragment {
                 })?
                 .ok_or_else(|| missing("DepartureTime"))?,
             ),
-            47 => Fragment::DigestMethod(Box::new(DigestMethodType::decode(r)?)),
+            47 => Fragment::DigestMethod(Box::new(super::xmldsig::DigestMethodType::decode(r)?)),
             48 => Fragment::DigestValue(
                 dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
                     .unwrap_or_default(),
@@ -13079,15 +11707,15 @@ impl Fragment {
                 dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
                     .unwrap_or_default(),
             ),
-            113 => Fragment::KeyInfo(Box::new(KeyInfoType::decode(r)?)),
+            113 => Fragment::KeyInfo(Box::new(super::xmldsig::KeyInfoType::decode(r)?)),
             114 => Fragment::KeyName(
                 dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?.unwrap_or_default(),
             ),
-            115 => Fragment::KeyValue(Box::new(KeyValueType::decode(r)?)),
+            115 => Fragment::KeyValue(Box::new(super::xmldsig::KeyValueType::decode(r)?)),
             116 => Fragment::ListOfRootCertificateIDs(Box::new(
                 ListOfRootCertificateIDsType::decode(r)?,
             )),
-            117 => Fragment::Manifest(Box::new(ManifestType::decode(r)?)),
+            117 => Fragment::Manifest(Box::new(super::xmldsig::ManifestType::decode(r)?)),
             118 => Fragment::MeterID(
                 dec_elem_value(r, true, |r| Ok(dec_string(r, 0, Some(32))?))?.unwrap_or_default(),
             ),
@@ -13127,7 +11755,7 @@ impl Fragment {
                 dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, Some(1200))?)))?
                     .unwrap_or_default(),
             ),
-            131 => Fragment::Object(Box::new(ObjectType::decode(r)?)),
+            131 => Fragment::Object(Box::new(super::xmldsig::ObjectType::decode(r)?)),
             132 => Fragment::P(
                 dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
                     .unwrap_or_default(),
@@ -13194,7 +11822,7 @@ impl Fragment {
             155 => Fragment::RCD(
                 dec_elem_value(r, false, |r| Ok(dec_bool(r)?))?.ok_or_else(|| missing("RCD"))?,
             ),
-            156 => Fragment::RSAKeyValue(Box::new(RSAKeyValueType::decode(r)?)),
+            156 => Fragment::RSAKeyValue(Box::new(super::xmldsig::RSAKeyValueType::decode(r)?)),
             157 => Fragment::ReadyToChargeState(
                 dec_elem_value(r, false, |r| Ok(dec_bool(r)?))?
                     .ok_or_else(|| missing("ReadyToChargeState"))?,
@@ -13203,7 +11831,7 @@ impl Fragment {
                 dec_elem_value(r, false, |r| Ok(dec_bool(r)?))?
                     .ok_or_else(|| missing("ReceiptRequired"))?,
             ),
-            159 => Fragment::Reference(Box::new(ReferenceType::decode(r)?)),
+            159 => Fragment::Reference(Box::new(super::xmldsig::ReferenceType::decode(r)?)),
             160 => Fragment::RelativeTimeInterval(Box::new(RelativeTimeIntervalType::decode(r)?)),
             161 => Fragment::RemainingTimeToBulkSoC(Box::new(PhysicalValueType::decode(r)?)),
             162 => Fragment::RemainingTimeToFullSoC(Box::new(PhysicalValueType::decode(r)?)),
@@ -13216,7 +11844,9 @@ impl Fragment {
                 })?
                 .ok_or_else(|| missing("ResponseCode"))?,
             ),
-            164 => Fragment::RetrievalMethod(Box::new(RetrievalMethodType::decode(r)?)),
+            164 => {
+                Fragment::RetrievalMethod(Box::new(super::xmldsig::RetrievalMethodType::decode(r)?))
+            }
             165 => Fragment::RetryCounter(
                 dec_elem_value(r, false, |r| {
                     Ok(int_into::<i16>(dec_int(r, -32768, 32767)?)?)
@@ -13337,12 +11967,20 @@ impl Fragment {
                 dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, Some(32))?)))?
                     .unwrap_or_default(),
             ),
-            207 => Fragment::Signature(Box::new(SignatureType::decode(r)?)),
-            208 => Fragment::SignatureMethod(Box::new(SignatureMethodType::decode(r)?)),
-            209 => Fragment::SignatureProperties(Box::new(SignaturePropertiesType::decode(r)?)),
-            210 => Fragment::SignatureProperty(Box::new(SignaturePropertyType::decode(r)?)),
-            211 => Fragment::SignatureValue(Box::new(SignatureValueType::decode(r)?)),
-            212 => Fragment::SignedInfo(Box::new(SignedInfoType::decode(r)?)),
+            207 => Fragment::Signature(Box::new(super::xmldsig::SignatureType::decode(r)?)),
+            208 => {
+                Fragment::SignatureMethod(Box::new(super::xmldsig::SignatureMethodType::decode(r)?))
+            }
+            209 => Fragment::SignatureProperties(Box::new(
+                super::xmldsig::SignaturePropertiesType::decode(r)?,
+            )),
+            210 => Fragment::SignatureProperty(Box::new(
+                super::xmldsig::SignaturePropertyType::decode(r)?,
+            )),
+            211 => {
+                Fragment::SignatureValue(Box::new(super::xmldsig::SignatureValueType::decode(r)?))
+            }
+            212 => Fragment::SignedInfo(Box::new(super::xmldsig::SignedInfoType::decode(r)?)),
             213 => Fragment::SubCertificates(Box::new(SubCertificatesType::decode(r)?)),
             214 => Fragment::TMeter(
                 dec_elem_value(r, false, |r| {
@@ -13355,8 +11993,8 @@ impl Fragment {
                 .ok_or_else(|| missing("TMeter"))?,
             ),
             215 => Fragment::TimeInterval(Box::new(IntervalType::decode(r)?)),
-            216 => Fragment::Transform(Box::new(TransformType::decode(r)?)),
-            217 => Fragment::Transforms(Box::new(TransformsType::decode(r)?)),
+            216 => Fragment::Transform(Box::new(super::xmldsig::TransformType::decode(r)?)),
+            217 => Fragment::Transforms(Box::new(super::xmldsig::TransformsType::decode(r)?)),
             218 => Fragment::Unit(
                 dec_elem_value(r, false, |r| {
                     Ok(enum_from::<UnitSymbolType>(dec_enum(
@@ -13383,11 +12021,13 @@ impl Fragment {
                 dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
                     .unwrap_or_default(),
             ),
-            225 => Fragment::X509Data(Box::new(X509DataType::decode(r)?)),
+            225 => Fragment::X509Data(Box::new(super::xmldsig::X509DataType::decode(r)?)),
             226 => Fragment::X509IssuerName(
                 dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?.unwrap_or_default(),
             ),
-            227 => Fragment::X509IssuerSerial(Box::new(X509IssuerSerialType::decode(r)?)),
+            227 => Fragment::X509IssuerSerial(Box::new(
+                super::xmldsig::X509IssuerSerialType::decode(r)?,
+            )),
             228 => Fragment::X509SKI(
                 dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
                     .unwrap_or_default(),

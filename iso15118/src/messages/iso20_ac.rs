@@ -14,209 +14,37 @@
 use crate::exi::{BitReader, BitWriter, ExiError, HEADER};
 use crate::grammar::*;
 
-/// XSD enumeration `evseNotificationType`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-pub enum EvseNotificationType {
-    #[serde(rename = "Pause")]
-    Pause,
-    #[serde(rename = "ExitStandby")]
-    ExitStandby,
-    #[serde(rename = "Terminate")]
-    Terminate,
-    #[serde(rename = "ScheduleRenegotiation")]
-    ScheduleRenegotiation,
-    #[serde(rename = "ServiceRenegotiation")]
-    ServiceRenegotiation,
-    #[serde(rename = "MeteringConfirmation")]
-    MeteringConfirmation,
-}
-
-impl ExiEnum for EvseNotificationType {
-    const COUNT: u32 = 6;
-    fn index(&self) -> u32 {
-        *self as u32
-    }
-    fn from_index(i: u32) -> Option<Self> {
-        match i {
-            0 => Some(Self::Pause),
-            1 => Some(Self::ExitStandby),
-            2 => Some(Self::Terminate),
-            3 => Some(Self::ScheduleRenegotiation),
-            4 => Some(Self::ServiceRenegotiation),
-            5 => Some(Self::MeteringConfirmation),
-            _ => None,
-        }
-    }
-}
-
-/// XSD enumeration `responseCodeType`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-pub enum ResponseCodeType {
-    #[serde(rename = "OK")]
-    OK,
-    #[serde(rename = "OK_CertificateExpiresSoon")]
-    OkCertificateExpiresSoon,
-    #[serde(rename = "OK_NewSessionEstablished")]
-    OkNewSessionEstablished,
-    #[serde(rename = "OK_OldSessionJoined")]
-    OkOldSessionJoined,
-    #[serde(rename = "OK_PowerToleranceConfirmed")]
-    OkPowerToleranceConfirmed,
-    #[serde(rename = "WARNING_AuthorizationSelectionInvalid")]
-    WarningAuthorizationSelectionInvalid,
-    #[serde(rename = "WARNING_CertificateExpired")]
-    WarningCertificateExpired,
-    #[serde(rename = "WARNING_CertificateNotYetValid")]
-    WarningCertificateNotYetValid,
-    #[serde(rename = "WARNING_CertificateRevoked")]
-    WarningCertificateRevoked,
-    #[serde(rename = "WARNING_CertificateValidationError")]
-    WarningCertificateValidationError,
-    #[serde(rename = "WARNING_ChallengeInvalid")]
-    WarningChallengeInvalid,
-    #[serde(rename = "WARNING_EIMAuthorizationFailure")]
-    WarningEIMAuthorizationFailure,
-    #[serde(rename = "WARNING_eMSPUnknown")]
-    WarningEMSPUnknown,
-    #[serde(rename = "WARNING_EVPowerProfileViolation")]
-    WarningEVPowerProfileViolation,
-    #[serde(rename = "WARNING_GeneralPnCAuthorizationError")]
-    WarningGeneralPnCAuthorizationError,
-    #[serde(rename = "WARNING_NoCertificateAvailable")]
-    WarningNoCertificateAvailable,
-    #[serde(rename = "WARNING_NoContractMatchingPCIDFound")]
-    WarningNoContractMatchingPCIDFound,
-    #[serde(rename = "WARNING_PowerToleranceNotConfirmed")]
-    WarningPowerToleranceNotConfirmed,
-    #[serde(rename = "WARNING_ScheduleRenegotiationFailed")]
-    WarningScheduleRenegotiationFailed,
-    #[serde(rename = "WARNING_StandbyNotAllowed")]
-    WarningStandbyNotAllowed,
-    #[serde(rename = "WARNING_WPT")]
-    WarningWPT,
-    #[serde(rename = "FAILED")]
-    FAILED,
-    #[serde(rename = "FAILED_AssociationError")]
-    FailedAssociationError,
-    #[serde(rename = "FAILED_ContactorError")]
-    FailedContactorError,
-    #[serde(rename = "FAILED_EVPowerProfileInvalid")]
-    FailedEVPowerProfileInvalid,
-    #[serde(rename = "FAILED_EVPowerProfileViolation")]
-    FailedEVPowerProfileViolation,
-    #[serde(rename = "FAILED_MeteringSignatureNotValid")]
-    FailedMeteringSignatureNotValid,
-    #[serde(rename = "FAILED_NoEnergyTransferServiceSelected")]
-    FailedNoEnergyTransferServiceSelected,
-    #[serde(rename = "FAILED_NoServiceRenegotiationSupported")]
-    FailedNoServiceRenegotiationSupported,
-    #[serde(rename = "FAILED_PauseNotAllowed")]
-    FailedPauseNotAllowed,
-    #[serde(rename = "FAILED_PowerDeliveryNotApplied")]
-    FailedPowerDeliveryNotApplied,
-    #[serde(rename = "FAILED_PowerToleranceNotConfirmed")]
-    FailedPowerToleranceNotConfirmed,
-    #[serde(rename = "FAILED_ScheduleRenegotiation")]
-    FailedScheduleRenegotiation,
-    #[serde(rename = "FAILED_ScheduleSelectionInvalid")]
-    FailedScheduleSelectionInvalid,
-    #[serde(rename = "FAILED_SequenceError")]
-    FailedSequenceError,
-    #[serde(rename = "FAILED_ServiceIDInvalid")]
-    FailedServiceIDInvalid,
-    #[serde(rename = "FAILED_ServiceSelectionInvalid")]
-    FailedServiceSelectionInvalid,
-    #[serde(rename = "FAILED_SignatureError")]
-    FailedSignatureError,
-    #[serde(rename = "FAILED_UnknownSession")]
-    FailedUnknownSession,
-    #[serde(rename = "FAILED_WrongChargeParameter")]
-    FailedWrongChargeParameter,
-}
-
-impl ExiEnum for ResponseCodeType {
-    const COUNT: u32 = 40;
-    fn index(&self) -> u32 {
-        *self as u32
-    }
-    fn from_index(i: u32) -> Option<Self> {
-        match i {
-            0 => Some(Self::OK),
-            1 => Some(Self::OkCertificateExpiresSoon),
-            2 => Some(Self::OkNewSessionEstablished),
-            3 => Some(Self::OkOldSessionJoined),
-            4 => Some(Self::OkPowerToleranceConfirmed),
-            5 => Some(Self::WarningAuthorizationSelectionInvalid),
-            6 => Some(Self::WarningCertificateExpired),
-            7 => Some(Self::WarningCertificateNotYetValid),
-            8 => Some(Self::WarningCertificateRevoked),
-            9 => Some(Self::WarningCertificateValidationError),
-            10 => Some(Self::WarningChallengeInvalid),
-            11 => Some(Self::WarningEIMAuthorizationFailure),
-            12 => Some(Self::WarningEMSPUnknown),
-            13 => Some(Self::WarningEVPowerProfileViolation),
-            14 => Some(Self::WarningGeneralPnCAuthorizationError),
-            15 => Some(Self::WarningNoCertificateAvailable),
-            16 => Some(Self::WarningNoContractMatchingPCIDFound),
-            17 => Some(Self::WarningPowerToleranceNotConfirmed),
-            18 => Some(Self::WarningScheduleRenegotiationFailed),
-            19 => Some(Self::WarningStandbyNotAllowed),
-            20 => Some(Self::WarningWPT),
-            21 => Some(Self::FAILED),
-            22 => Some(Self::FailedAssociationError),
-            23 => Some(Self::FailedContactorError),
-            24 => Some(Self::FailedEVPowerProfileInvalid),
-            25 => Some(Self::FailedEVPowerProfileViolation),
-            26 => Some(Self::FailedMeteringSignatureNotValid),
-            27 => Some(Self::FailedNoEnergyTransferServiceSelected),
-            28 => Some(Self::FailedNoServiceRenegotiationSupported),
-            29 => Some(Self::FailedPauseNotAllowed),
-            30 => Some(Self::FailedPowerDeliveryNotApplied),
-            31 => Some(Self::FailedPowerToleranceNotConfirmed),
-            32 => Some(Self::FailedScheduleRenegotiation),
-            33 => Some(Self::FailedScheduleSelectionInvalid),
-            34 => Some(Self::FailedSequenceError),
-            35 => Some(Self::FailedServiceIDInvalid),
-            36 => Some(Self::FailedServiceSelectionInvalid),
-            37 => Some(Self::FailedSignatureError),
-            38 => Some(Self::FailedUnknownSession),
-            39 => Some(Self::FailedWrongChargeParameter),
-            _ => None,
-        }
-    }
-}
-
 /// XSD complex type `AC_CPDReqEnergyTransferModeType`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct AcCPDReqEnergyTransferModeType {
     #[serde(rename = "EVMaximumChargePower")]
-    pub ev_maximum_charge_power: RationalNumberType,
+    pub ev_maximum_charge_power: super::iso20::RationalNumberType,
     #[serde(
         rename = "EVMaximumChargePower_L2",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub ev_maximum_charge_power_l2: Option<RationalNumberType>,
+    pub ev_maximum_charge_power_l2: Option<super::iso20::RationalNumberType>,
     #[serde(
         rename = "EVMaximumChargePower_L3",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub ev_maximum_charge_power_l3: Option<RationalNumberType>,
+    pub ev_maximum_charge_power_l3: Option<super::iso20::RationalNumberType>,
     #[serde(rename = "EVMinimumChargePower")]
-    pub ev_minimum_charge_power: RationalNumberType,
+    pub ev_minimum_charge_power: super::iso20::RationalNumberType,
     #[serde(
         rename = "EVMinimumChargePower_L2",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub ev_minimum_charge_power_l2: Option<RationalNumberType>,
+    pub ev_minimum_charge_power_l2: Option<super::iso20::RationalNumberType>,
     #[serde(
         rename = "EVMinimumChargePower_L3",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub ev_minimum_charge_power_l3: Option<RationalNumberType>,
+    pub ev_minimum_charge_power_l3: Option<super::iso20::RationalNumberType>,
 }
 
 static G_ACCPDREQENERGYTRANSFERMODETYPE: Grammar = Grammar {
@@ -315,27 +143,35 @@ impl ExiType for AcCPDReqEnergyTransferModeType {
 
     fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
         let mut d = Dec::new(&G_ACCPDREQENERGYTRANSFERMODETYPE);
-        let mut f_ev_maximum_charge_power: Option<RationalNumberType> = None;
-        let mut f_ev_maximum_charge_power_l2: Option<RationalNumberType> = None;
-        let mut f_ev_maximum_charge_power_l3: Option<RationalNumberType> = None;
-        let mut f_ev_minimum_charge_power: Option<RationalNumberType> = None;
-        let mut f_ev_minimum_charge_power_l2: Option<RationalNumberType> = None;
-        let mut f_ev_minimum_charge_power_l3: Option<RationalNumberType> = None;
+        let mut f_ev_maximum_charge_power: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_maximum_charge_power_l2: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_maximum_charge_power_l3: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_minimum_charge_power: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_minimum_charge_power_l2: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_minimum_charge_power_l3: Option<super::iso20::RationalNumberType> = None;
         loop {
             match d.next(r)? {
-                Ev::Elem(0, 0) => f_ev_maximum_charge_power = Some(RationalNumberType::decode(r)?),
+                Ev::Elem(0, 0) => {
+                    f_ev_maximum_charge_power = Some(super::iso20::RationalNumberType::decode(r)?)
+                }
                 Ev::Elem(1, 0) => {
-                    f_ev_maximum_charge_power_l2 = Some(RationalNumberType::decode(r)?)
+                    f_ev_maximum_charge_power_l2 =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(2, 0) => {
-                    f_ev_maximum_charge_power_l3 = Some(RationalNumberType::decode(r)?)
+                    f_ev_maximum_charge_power_l3 =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
-                Ev::Elem(3, 0) => f_ev_minimum_charge_power = Some(RationalNumberType::decode(r)?),
+                Ev::Elem(3, 0) => {
+                    f_ev_minimum_charge_power = Some(super::iso20::RationalNumberType::decode(r)?)
+                }
                 Ev::Elem(4, 0) => {
-                    f_ev_minimum_charge_power_l2 = Some(RationalNumberType::decode(r)?)
+                    f_ev_minimum_charge_power_l2 =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(5, 0) => {
-                    f_ev_minimum_charge_power_l3 = Some(RationalNumberType::decode(r)?)
+                    f_ev_minimum_charge_power_l3 =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::End => break,
                 ev => return Err(d.unexpected(ev)),
@@ -354,149 +190,69 @@ impl ExiType for AcCPDReqEnergyTransferModeType {
     }
 }
 
-/// XSD complex type `RationalNumberType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct RationalNumberType {
-    #[serde(rename = "Exponent")]
-    pub exponent: i8,
-    #[serde(rename = "Value")]
-    pub value: i16,
-}
-
-static G_RATIONALNUMBERTYPE: Grammar = Grammar {
-    attrs: &[],
-    particles: &[
-        P {
-            alts: 1,
-            min: 1,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 1,
-            max: 1,
-        },
-    ],
-    mixed: false,
-    simple: false,
-};
-
-impl ExiType for RationalNumberType {
-    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
-        let mut e = Enc::new(&G_RATIONALNUMBERTYPE);
-        {
-            let v = &self.exponent;
-            e.elem(w, 0, 0);
-            elem_value(w, false, |w| {
-                enc_int(w, i128::from(*v), -128, 127)?;
-                Ok(())
-            })?;
-        }
-        {
-            let v = &self.value;
-            e.elem(w, 1, 0);
-            elem_value(w, false, |w| {
-                enc_int(w, i128::from(*v), -32768, 32767)?;
-                Ok(())
-            })?;
-        }
-        e.end(w)
-    }
-
-    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
-        let mut d = Dec::new(&G_RATIONALNUMBERTYPE);
-        let mut f_exponent: Option<i8> = None;
-        let mut f_value: Option<i16> = None;
-        loop {
-            match d.next(r)? {
-                Ev::Elem(0, 0) => {
-                    f_exponent = Some(
-                        dec_elem_value(r, false, |r| Ok(int_into::<i8>(dec_int(r, -128, 127)?)?))?
-                            .ok_or_else(|| missing("Exponent"))?,
-                    )
-                }
-                Ev::Elem(1, 0) => {
-                    f_value = Some(
-                        dec_elem_value(r, false, |r| {
-                            Ok(int_into::<i16>(dec_int(r, -32768, 32767)?)?)
-                        })?
-                        .ok_or_else(|| missing("Value"))?,
-                    )
-                }
-                Ev::End => break,
-                ev => return Err(d.unexpected(ev)),
-            }
-        }
-        Ok(RationalNumberType {
-            exponent: f_exponent.ok_or_else(|| missing("Exponent"))?,
-            value: f_value.ok_or_else(|| missing("Value"))?,
-        })
-    }
-}
-
 /// XSD complex type `AC_CPDResEnergyTransferModeType`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct AcCPDResEnergyTransferModeType {
     #[serde(rename = "EVSEMaximumChargePower")]
-    pub evse_maximum_charge_power: RationalNumberType,
+    pub evse_maximum_charge_power: super::iso20::RationalNumberType,
     #[serde(
         rename = "EVSEMaximumChargePower_L2",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub evse_maximum_charge_power_l2: Option<RationalNumberType>,
+    pub evse_maximum_charge_power_l2: Option<super::iso20::RationalNumberType>,
     #[serde(
         rename = "EVSEMaximumChargePower_L3",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub evse_maximum_charge_power_l3: Option<RationalNumberType>,
+    pub evse_maximum_charge_power_l3: Option<super::iso20::RationalNumberType>,
     #[serde(rename = "EVSEMinimumChargePower")]
-    pub evse_minimum_charge_power: RationalNumberType,
+    pub evse_minimum_charge_power: super::iso20::RationalNumberType,
     #[serde(
         rename = "EVSEMinimumChargePower_L2",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub evse_minimum_charge_power_l2: Option<RationalNumberType>,
+    pub evse_minimum_charge_power_l2: Option<super::iso20::RationalNumberType>,
     #[serde(
         rename = "EVSEMinimumChargePower_L3",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub evse_minimum_charge_power_l3: Option<RationalNumberType>,
+    pub evse_minimum_charge_power_l3: Option<super::iso20::RationalNumberType>,
     #[serde(rename = "EVSENominalFrequency")]
-    pub evse_nominal_frequency: RationalNumberType,
+    pub evse_nominal_frequency: super::iso20::RationalNumberType,
     #[serde(
         rename = "MaximumPowerAsymmetry",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub maximum_power_asymmetry: Option<RationalNumberType>,
+    pub maximum_power_asymmetry: Option<super::iso20::RationalNumberType>,
     #[serde(
         rename = "EVSEPowerRampLimitation",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub evse_power_ramp_limitation: Option<RationalNumberType>,
+    pub evse_power_ramp_limitation: Option<super::iso20::RationalNumberType>,
     #[serde(
         rename = "EVSEPresentActivePower",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub evse_present_active_power: Option<RationalNumberType>,
+    pub evse_present_active_power: Option<super::iso20::RationalNumberType>,
     #[serde(
         rename = "EVSEPresentActivePower_L2",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub evse_present_active_power_l2: Option<RationalNumberType>,
+    pub evse_present_active_power_l2: Option<super::iso20::RationalNumberType>,
     #[serde(
         rename = "EVSEPresentActivePower_L3",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub evse_present_active_power_l3: Option<RationalNumberType>,
+    pub evse_present_active_power_l3: Option<super::iso20::RationalNumberType>,
 }
 
 static G_ACCPDRESENERGYTRANSFERMODETYPE: Grammar = Grammar {
@@ -680,51 +436,62 @@ impl ExiType for AcCPDResEnergyTransferModeType {
 
     fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
         let mut d = Dec::new(&G_ACCPDRESENERGYTRANSFERMODETYPE);
-        let mut f_evse_maximum_charge_power: Option<RationalNumberType> = None;
-        let mut f_evse_maximum_charge_power_l2: Option<RationalNumberType> = None;
-        let mut f_evse_maximum_charge_power_l3: Option<RationalNumberType> = None;
-        let mut f_evse_minimum_charge_power: Option<RationalNumberType> = None;
-        let mut f_evse_minimum_charge_power_l2: Option<RationalNumberType> = None;
-        let mut f_evse_minimum_charge_power_l3: Option<RationalNumberType> = None;
-        let mut f_evse_nominal_frequency: Option<RationalNumberType> = None;
-        let mut f_maximum_power_asymmetry: Option<RationalNumberType> = None;
-        let mut f_evse_power_ramp_limitation: Option<RationalNumberType> = None;
-        let mut f_evse_present_active_power: Option<RationalNumberType> = None;
-        let mut f_evse_present_active_power_l2: Option<RationalNumberType> = None;
-        let mut f_evse_present_active_power_l3: Option<RationalNumberType> = None;
+        let mut f_evse_maximum_charge_power: Option<super::iso20::RationalNumberType> = None;
+        let mut f_evse_maximum_charge_power_l2: Option<super::iso20::RationalNumberType> = None;
+        let mut f_evse_maximum_charge_power_l3: Option<super::iso20::RationalNumberType> = None;
+        let mut f_evse_minimum_charge_power: Option<super::iso20::RationalNumberType> = None;
+        let mut f_evse_minimum_charge_power_l2: Option<super::iso20::RationalNumberType> = None;
+        let mut f_evse_minimum_charge_power_l3: Option<super::iso20::RationalNumberType> = None;
+        let mut f_evse_nominal_frequency: Option<super::iso20::RationalNumberType> = None;
+        let mut f_maximum_power_asymmetry: Option<super::iso20::RationalNumberType> = None;
+        let mut f_evse_power_ramp_limitation: Option<super::iso20::RationalNumberType> = None;
+        let mut f_evse_present_active_power: Option<super::iso20::RationalNumberType> = None;
+        let mut f_evse_present_active_power_l2: Option<super::iso20::RationalNumberType> = None;
+        let mut f_evse_present_active_power_l3: Option<super::iso20::RationalNumberType> = None;
         loop {
             match d.next(r)? {
                 Ev::Elem(0, 0) => {
-                    f_evse_maximum_charge_power = Some(RationalNumberType::decode(r)?)
+                    f_evse_maximum_charge_power = Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(1, 0) => {
-                    f_evse_maximum_charge_power_l2 = Some(RationalNumberType::decode(r)?)
+                    f_evse_maximum_charge_power_l2 =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(2, 0) => {
-                    f_evse_maximum_charge_power_l3 = Some(RationalNumberType::decode(r)?)
+                    f_evse_maximum_charge_power_l3 =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(3, 0) => {
-                    f_evse_minimum_charge_power = Some(RationalNumberType::decode(r)?)
+                    f_evse_minimum_charge_power = Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(4, 0) => {
-                    f_evse_minimum_charge_power_l2 = Some(RationalNumberType::decode(r)?)
+                    f_evse_minimum_charge_power_l2 =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(5, 0) => {
-                    f_evse_minimum_charge_power_l3 = Some(RationalNumberType::decode(r)?)
+                    f_evse_minimum_charge_power_l3 =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
-                Ev::Elem(6, 0) => f_evse_nominal_frequency = Some(RationalNumberType::decode(r)?),
-                Ev::Elem(7, 0) => f_maximum_power_asymmetry = Some(RationalNumberType::decode(r)?),
+                Ev::Elem(6, 0) => {
+                    f_evse_nominal_frequency = Some(super::iso20::RationalNumberType::decode(r)?)
+                }
+                Ev::Elem(7, 0) => {
+                    f_maximum_power_asymmetry = Some(super::iso20::RationalNumberType::decode(r)?)
+                }
                 Ev::Elem(8, 0) => {
-                    f_evse_power_ramp_limitation = Some(RationalNumberType::decode(r)?)
+                    f_evse_power_ramp_limitation =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(9, 0) => {
-                    f_evse_present_active_power = Some(RationalNumberType::decode(r)?)
+                    f_evse_present_active_power = Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(10, 0) => {
-                    f_evse_present_active_power_l2 = Some(RationalNumberType::decode(r)?)
+                    f_evse_present_active_power_l2 =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(11, 0) => {
-                    f_evse_present_active_power_l3 = Some(RationalNumberType::decode(r)?)
+                    f_evse_present_active_power_l3 =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::End => break,
                 ev => return Err(d.unexpected(ev)),
@@ -754,13 +521,13 @@ impl ExiType for AcCPDResEnergyTransferModeType {
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct AcChargeLoopReqType {
     #[serde(rename = "Header")]
-    pub header: MessageHeaderType,
+    pub header: super::iso20::MessageHeaderType,
     #[serde(
         rename = "DisplayParameters",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub display_parameters: Option<DisplayParametersType>,
+    pub display_parameters: Option<super::iso20::DisplayParametersType>,
     #[serde(rename = "MeterInfoRequested")]
     pub meter_info_requested: bool,
     #[serde(
@@ -780,7 +547,7 @@ pub struct AcChargeLoopReqType {
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub cl_req_control_mode: Option<CLReqControlModeType>,
+    pub cl_req_control_mode: Option<super::iso20::CLReqControlModeType>,
     #[serde(
         rename = "Dynamic_AC_CLReqControlMode",
         default,
@@ -884,20 +651,22 @@ impl ExiType for AcChargeLoopReqType {
 
     fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
         let mut d = Dec::new(&G_ACCHARGELOOPREQTYPE);
-        let mut f_header: Option<MessageHeaderType> = None;
-        let mut f_display_parameters: Option<DisplayParametersType> = None;
+        let mut f_header: Option<super::iso20::MessageHeaderType> = None;
+        let mut f_display_parameters: Option<super::iso20::DisplayParametersType> = None;
         let mut f_meter_info_requested: Option<bool> = None;
         let mut f_bpt_dynamic_ac_cl_req_control_mode: Option<BptDynamicAcCLReqControlModeType> =
             None;
         let mut f_bpt_scheduled_ac_cl_req_control_mode: Option<BptScheduledAcCLReqControlModeType> =
             None;
-        let mut f_cl_req_control_mode: Option<CLReqControlModeType> = None;
+        let mut f_cl_req_control_mode: Option<super::iso20::CLReqControlModeType> = None;
         let mut f_dynamic_ac_cl_req_control_mode: Option<DynamicAcCLReqControlModeType> = None;
         let mut f_scheduled_ac_cl_req_control_mode: Option<ScheduledAcCLReqControlModeType> = None;
         loop {
             match d.next(r)? {
-                Ev::Elem(0, 0) => f_header = Some(MessageHeaderType::decode(r)?),
-                Ev::Elem(1, 0) => f_display_parameters = Some(DisplayParametersType::decode(r)?),
+                Ev::Elem(0, 0) => f_header = Some(super::iso20::MessageHeaderType::decode(r)?),
+                Ev::Elem(1, 0) => {
+                    f_display_parameters = Some(super::iso20::DisplayParametersType::decode(r)?)
+                }
                 Ev::Elem(2, 0) => {
                     f_meter_info_requested = Some(
                         dec_elem_value(r, false, |r| Ok(dec_bool(r)?))?
@@ -912,7 +681,9 @@ impl ExiType for AcChargeLoopReqType {
                     f_bpt_scheduled_ac_cl_req_control_mode =
                         Some(BptScheduledAcCLReqControlModeType::decode(r)?)
                 }
-                Ev::Elem(3, 2) => f_cl_req_control_mode = Some(CLReqControlModeType::decode(r)?),
+                Ev::Elem(3, 2) => {
+                    f_cl_req_control_mode = Some(super::iso20::CLReqControlModeType::decode(r)?)
+                }
                 Ev::Elem(3, 3) => {
                     f_dynamic_ac_cl_req_control_mode =
                         Some(DynamicAcCLReqControlModeType::decode(r)?)
@@ -939,1617 +710,6 @@ impl ExiType for AcChargeLoopReqType {
     }
 }
 
-/// XSD complex type `MessageHeaderType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct MessageHeaderType {
-    #[serde(rename = "SessionID")]
-    pub session_id: HexBinary,
-    #[serde(rename = "TimeStamp")]
-    pub time_stamp: u64,
-    #[serde(rename = "Signature", default, skip_serializing_if = "Option::is_none")]
-    pub signature: Option<SignatureType>,
-}
-
-static G_MESSAGEHEADERTYPE: Grammar = Grammar {
-    attrs: &[],
-    particles: &[
-        P {
-            alts: 1,
-            min: 1,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 1,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 0,
-            max: 1,
-        },
-    ],
-    mixed: false,
-    simple: false,
-};
-
-impl ExiType for MessageHeaderType {
-    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
-        let mut e = Enc::new(&G_MESSAGEHEADERTYPE);
-        {
-            let v = &self.session_id;
-            e.elem(w, 0, 0);
-            binary_elem(w, &v.0, 8, Some(8))?;
-        }
-        {
-            let v = &self.time_stamp;
-            e.elem(w, 1, 0);
-            elem_value(w, false, |w| {
-                enc_int(w, i128::from(*v), 0, i128::MAX)?;
-                Ok(())
-            })?;
-        }
-        check_count(usize::from(self.signature.is_some()), 0, 1, "Signature")?;
-        if let Some(v) = &self.signature {
-            e.elem(w, 2, 0);
-            v.encode(w)?;
-        }
-        e.end(w)
-    }
-
-    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
-        let mut d = Dec::new(&G_MESSAGEHEADERTYPE);
-        let mut f_session_id: Option<HexBinary> = None;
-        let mut f_time_stamp: Option<u64> = None;
-        let mut f_signature: Option<SignatureType> = None;
-        loop {
-            match d.next(r)? {
-                Ev::Elem(0, 0) => {
-                    f_session_id = Some(
-                        dec_elem_value(r, false, |r| Ok(HexBinary(dec_binary(r, 8, Some(8))?)))?
-                            .ok_or_else(|| missing("SessionID"))?,
-                    )
-                }
-                Ev::Elem(1, 0) => {
-                    f_time_stamp = Some(
-                        dec_elem_value(r, false, |r| {
-                            Ok(int_into::<u64>(dec_int(r, 0, i128::MAX)?)?)
-                        })?
-                        .ok_or_else(|| missing("TimeStamp"))?,
-                    )
-                }
-                Ev::Elem(2, 0) => f_signature = Some(SignatureType::decode(r)?),
-                Ev::End => break,
-                ev => return Err(d.unexpected(ev)),
-            }
-        }
-        Ok(MessageHeaderType {
-            session_id: f_session_id.ok_or_else(|| missing("SessionID"))?,
-            time_stamp: f_time_stamp.ok_or_else(|| missing("TimeStamp"))?,
-            signature: f_signature,
-        })
-    }
-}
-
-/// XSD complex type `SignatureType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct SignatureType {
-    #[serde(rename = "Id", default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
-    #[serde(rename = "SignedInfo")]
-    pub signed_info: SignedInfoType,
-    #[serde(rename = "SignatureValue")]
-    pub signature_value: SignatureValueType,
-    #[serde(rename = "KeyInfo", default, skip_serializing_if = "Option::is_none")]
-    pub key_info: Option<KeyInfoType>,
-    #[serde(rename = "Object", default, skip_serializing_if = "Vec::is_empty")]
-    pub object: Vec<ObjectType>,
-}
-
-static G_SIGNATURETYPE: Grammar = Grammar {
-    attrs: &[false],
-    particles: &[
-        P {
-            alts: 1,
-            min: 1,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 1,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 0,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 0,
-            max: u32::MAX,
-        },
-    ],
-    mixed: false,
-    simple: false,
-};
-
-impl ExiType for SignatureType {
-    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
-        let mut e = Enc::new(&G_SIGNATURETYPE);
-        if let Some(v) = &self.id {
-            e.attr(w, 0);
-            enc_string(w, v, 0, None)?;
-        } else {
-            e.skip_attr(0, "Id")?;
-        }
-        {
-            let v = &self.signed_info;
-            e.elem(w, 0, 0);
-            v.encode(w)?;
-        }
-        {
-            let v = &self.signature_value;
-            e.elem(w, 1, 0);
-            v.encode(w)?;
-        }
-        check_count(usize::from(self.key_info.is_some()), 0, 1, "KeyInfo")?;
-        if let Some(v) = &self.key_info {
-            e.elem(w, 2, 0);
-            v.encode(w)?;
-        }
-        check_count(self.object.len(), 0, u32::MAX, "Object")?;
-        for v in &self.object {
-            e.elem(w, 3, 0);
-            v.encode(w)?;
-        }
-        e.end(w)
-    }
-
-    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
-        let mut d = Dec::new(&G_SIGNATURETYPE);
-        let mut f_id: Option<String> = None;
-        let mut f_signed_info: Option<SignedInfoType> = None;
-        let mut f_signature_value: Option<SignatureValueType> = None;
-        let mut f_key_info: Option<KeyInfoType> = None;
-        let mut f_object: Vec<ObjectType> = Vec::new();
-        loop {
-            match d.next(r)? {
-                Ev::Attr(0) => f_id = Some(dec_string(r, 0, None)?),
-                Ev::Elem(0, 0) => f_signed_info = Some(SignedInfoType::decode(r)?),
-                Ev::Elem(1, 0) => f_signature_value = Some(SignatureValueType::decode(r)?),
-                Ev::Elem(2, 0) => f_key_info = Some(KeyInfoType::decode(r)?),
-                Ev::Elem(3, 0) => f_object.push(ObjectType::decode(r)?),
-                Ev::End => break,
-                ev => return Err(d.unexpected(ev)),
-            }
-        }
-        Ok(SignatureType {
-            id: f_id,
-            signed_info: f_signed_info.ok_or_else(|| missing("SignedInfo"))?,
-            signature_value: f_signature_value.ok_or_else(|| missing("SignatureValue"))?,
-            key_info: f_key_info,
-            object: f_object,
-        })
-    }
-}
-
-/// XSD complex type `SignedInfoType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct SignedInfoType {
-    #[serde(rename = "Id", default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
-    #[serde(rename = "CanonicalizationMethod")]
-    pub canonicalization_method: CanonicalizationMethodType,
-    #[serde(rename = "SignatureMethod")]
-    pub signature_method: SignatureMethodType,
-    #[serde(rename = "Reference", default, skip_serializing_if = "Vec::is_empty")]
-    pub reference: Vec<ReferenceType>,
-}
-
-static G_SIGNEDINFOTYPE: Grammar = Grammar {
-    attrs: &[false],
-    particles: &[
-        P {
-            alts: 1,
-            min: 1,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 1,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 1,
-            max: u32::MAX,
-        },
-    ],
-    mixed: false,
-    simple: false,
-};
-
-impl ExiType for SignedInfoType {
-    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
-        let mut e = Enc::new(&G_SIGNEDINFOTYPE);
-        if let Some(v) = &self.id {
-            e.attr(w, 0);
-            enc_string(w, v, 0, None)?;
-        } else {
-            e.skip_attr(0, "Id")?;
-        }
-        {
-            let v = &self.canonicalization_method;
-            e.elem(w, 0, 0);
-            v.encode(w)?;
-        }
-        {
-            let v = &self.signature_method;
-            e.elem(w, 1, 0);
-            v.encode(w)?;
-        }
-        check_count(self.reference.len(), 1, u32::MAX, "Reference")?;
-        for v in &self.reference {
-            e.elem(w, 2, 0);
-            v.encode(w)?;
-        }
-        e.end(w)
-    }
-
-    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
-        let mut d = Dec::new(&G_SIGNEDINFOTYPE);
-        let mut f_id: Option<String> = None;
-        let mut f_canonicalization_method: Option<CanonicalizationMethodType> = None;
-        let mut f_signature_method: Option<SignatureMethodType> = None;
-        let mut f_reference: Vec<ReferenceType> = Vec::new();
-        loop {
-            match d.next(r)? {
-                Ev::Attr(0) => f_id = Some(dec_string(r, 0, None)?),
-                Ev::Elem(0, 0) => {
-                    f_canonicalization_method = Some(CanonicalizationMethodType::decode(r)?)
-                }
-                Ev::Elem(1, 0) => f_signature_method = Some(SignatureMethodType::decode(r)?),
-                Ev::Elem(2, 0) => f_reference.push(ReferenceType::decode(r)?),
-                Ev::End => break,
-                ev => return Err(d.unexpected(ev)),
-            }
-        }
-        Ok(SignedInfoType {
-            id: f_id,
-            canonicalization_method: f_canonicalization_method
-                .ok_or_else(|| missing("CanonicalizationMethod"))?,
-            signature_method: f_signature_method.ok_or_else(|| missing("SignatureMethod"))?,
-            reference: f_reference,
-        })
-    }
-}
-
-/// XSD complex type `CanonicalizationMethodType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct CanonicalizationMethodType {
-    #[serde(rename = "Algorithm")]
-    pub algorithm: String,
-}
-
-static G_CANONICALIZATIONMETHODTYPE: Grammar = Grammar {
-    attrs: &[true],
-    particles: &[P {
-        alts: 1,
-        min: 0,
-        max: u32::MAX,
-    }],
-    mixed: true,
-    simple: false,
-};
-
-impl ExiType for CanonicalizationMethodType {
-    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
-        let mut e = Enc::new(&G_CANONICALIZATIONMETHODTYPE);
-        {
-            let v = &self.algorithm;
-            e.attr(w, 0);
-            enc_string(w, v, 0, None)?;
-        }
-        e.end(w)
-    }
-
-    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
-        let mut d = Dec::new(&G_CANONICALIZATIONMETHODTYPE);
-        let mut f_algorithm: Option<String> = None;
-        loop {
-            match d.next(r)? {
-                Ev::Attr(0) => f_algorithm = Some(dec_string(r, 0, None)?),
-                Ev::End => break,
-                ev => return Err(d.unexpected(ev)),
-            }
-        }
-        Ok(CanonicalizationMethodType {
-            algorithm: f_algorithm.ok_or_else(|| missing("Algorithm"))?,
-        })
-    }
-}
-
-/// XSD complex type `SignatureMethodType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct SignatureMethodType {
-    #[serde(rename = "Algorithm")]
-    pub algorithm: String,
-    #[serde(
-        rename = "HMACOutputLength",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub hmac_output_length: Option<i64>,
-}
-
-static G_SIGNATUREMETHODTYPE: Grammar = Grammar {
-    attrs: &[true],
-    particles: &[
-        P {
-            alts: 1,
-            min: 0,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 0,
-            max: u32::MAX,
-        },
-    ],
-    mixed: true,
-    simple: false,
-};
-
-impl ExiType for SignatureMethodType {
-    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
-        let mut e = Enc::new(&G_SIGNATUREMETHODTYPE);
-        {
-            let v = &self.algorithm;
-            e.attr(w, 0);
-            enc_string(w, v, 0, None)?;
-        }
-        check_count(
-            usize::from(self.hmac_output_length.is_some()),
-            0,
-            1,
-            "HMACOutputLength",
-        )?;
-        if let Some(v) = &self.hmac_output_length {
-            e.elem(w, 0, 0);
-            elem_value(w, false, |w| {
-                enc_int(w, i128::from(*v), i128::MIN, i128::MAX)?;
-                Ok(())
-            })?;
-        }
-        e.end(w)
-    }
-
-    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
-        let mut d = Dec::new(&G_SIGNATUREMETHODTYPE);
-        let mut f_algorithm: Option<String> = None;
-        let mut f_hmac_output_length: Option<i64> = None;
-        loop {
-            match d.next(r)? {
-                Ev::Attr(0) => f_algorithm = Some(dec_string(r, 0, None)?),
-                Ev::Elem(0, 0) => {
-                    f_hmac_output_length = Some(
-                        dec_elem_value(r, false, |r| {
-                            Ok(int_into::<i64>(dec_int(r, i128::MIN, i128::MAX)?)?)
-                        })?
-                        .ok_or_else(|| missing("HMACOutputLength"))?,
-                    )
-                }
-                Ev::End => break,
-                ev => return Err(d.unexpected(ev)),
-            }
-        }
-        Ok(SignatureMethodType {
-            algorithm: f_algorithm.ok_or_else(|| missing("Algorithm"))?,
-            hmac_output_length: f_hmac_output_length,
-        })
-    }
-}
-
-/// XSD complex type `ReferenceType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ReferenceType {
-    #[serde(rename = "Id", default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
-    #[serde(rename = "Type", default, skip_serializing_if = "Option::is_none")]
-    pub r#type: Option<String>,
-    #[serde(rename = "URI", default, skip_serializing_if = "Option::is_none")]
-    pub uri: Option<String>,
-    #[serde(
-        rename = "Transforms",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub transforms: Option<TransformsType>,
-    #[serde(rename = "DigestMethod")]
-    pub digest_method: DigestMethodType,
-    #[serde(rename = "DigestValue")]
-    pub digest_value: Base64Binary,
-}
-
-static G_REFERENCETYPE: Grammar = Grammar {
-    attrs: &[false, false, false],
-    particles: &[
-        P {
-            alts: 1,
-            min: 0,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 1,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 1,
-            max: 1,
-        },
-    ],
-    mixed: false,
-    simple: false,
-};
-
-impl ExiType for ReferenceType {
-    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
-        let mut e = Enc::new(&G_REFERENCETYPE);
-        if let Some(v) = &self.id {
-            e.attr(w, 0);
-            enc_string(w, v, 0, None)?;
-        } else {
-            e.skip_attr(0, "Id")?;
-        }
-        if let Some(v) = &self.r#type {
-            e.attr(w, 1);
-            enc_string(w, v, 0, None)?;
-        } else {
-            e.skip_attr(1, "Type")?;
-        }
-        if let Some(v) = &self.uri {
-            e.attr(w, 2);
-            enc_string(w, v, 0, None)?;
-        } else {
-            e.skip_attr(2, "URI")?;
-        }
-        check_count(usize::from(self.transforms.is_some()), 0, 1, "Transforms")?;
-        if let Some(v) = &self.transforms {
-            e.elem(w, 0, 0);
-            v.encode(w)?;
-        }
-        {
-            let v = &self.digest_method;
-            e.elem(w, 1, 0);
-            v.encode(w)?;
-        }
-        {
-            let v = &self.digest_value;
-            e.elem(w, 2, 0);
-            binary_elem(w, &v.0, 0, None)?;
-        }
-        e.end(w)
-    }
-
-    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
-        let mut d = Dec::new(&G_REFERENCETYPE);
-        let mut f_id: Option<String> = None;
-        let mut f_type: Option<String> = None;
-        let mut f_uri: Option<String> = None;
-        let mut f_transforms: Option<TransformsType> = None;
-        let mut f_digest_method: Option<DigestMethodType> = None;
-        let mut f_digest_value: Option<Base64Binary> = None;
-        loop {
-            match d.next(r)? {
-                Ev::Attr(0) => f_id = Some(dec_string(r, 0, None)?),
-                Ev::Attr(1) => f_type = Some(dec_string(r, 0, None)?),
-                Ev::Attr(2) => f_uri = Some(dec_string(r, 0, None)?),
-                Ev::Elem(0, 0) => f_transforms = Some(TransformsType::decode(r)?),
-                Ev::Elem(1, 0) => f_digest_method = Some(DigestMethodType::decode(r)?),
-                Ev::Elem(2, 0) => {
-                    f_digest_value = Some(
-                        dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
-                            .unwrap_or_default(),
-                    )
-                }
-                Ev::End => break,
-                ev => return Err(d.unexpected(ev)),
-            }
-        }
-        Ok(ReferenceType {
-            id: f_id,
-            r#type: f_type,
-            uri: f_uri,
-            transforms: f_transforms,
-            digest_method: f_digest_method.ok_or_else(|| missing("DigestMethod"))?,
-            digest_value: f_digest_value.ok_or_else(|| missing("DigestValue"))?,
-        })
-    }
-}
-
-/// XSD complex type `TransformsType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct TransformsType {
-    #[serde(rename = "Transform", default, skip_serializing_if = "Vec::is_empty")]
-    pub transform: Vec<TransformType>,
-}
-
-static G_TRANSFORMSTYPE: Grammar = Grammar {
-    attrs: &[],
-    particles: &[P {
-        alts: 1,
-        min: 1,
-        max: u32::MAX,
-    }],
-    mixed: false,
-    simple: false,
-};
-
-impl ExiType for TransformsType {
-    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
-        let mut e = Enc::new(&G_TRANSFORMSTYPE);
-        check_count(self.transform.len(), 1, u32::MAX, "Transform")?;
-        for v in &self.transform {
-            e.elem(w, 0, 0);
-            v.encode(w)?;
-        }
-        e.end(w)
-    }
-
-    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
-        let mut d = Dec::new(&G_TRANSFORMSTYPE);
-        let mut f_transform: Vec<TransformType> = Vec::new();
-        loop {
-            match d.next(r)? {
-                Ev::Elem(0, 0) => f_transform.push(TransformType::decode(r)?),
-                Ev::End => break,
-                ev => return Err(d.unexpected(ev)),
-            }
-        }
-        Ok(TransformsType {
-            transform: f_transform,
-        })
-    }
-}
-
-/// XSD complex type `TransformType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct TransformType {
-    #[serde(rename = "Algorithm")]
-    pub algorithm: String,
-    #[serde(rename = "XPath", default, skip_serializing_if = "Vec::is_empty")]
-    pub x_path: Vec<String>,
-}
-
-static G_TRANSFORMTYPE: Grammar = Grammar {
-    attrs: &[true],
-    particles: &[P {
-        alts: 2,
-        min: 0,
-        max: u32::MAX,
-    }],
-    mixed: true,
-    simple: false,
-};
-
-impl ExiType for TransformType {
-    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
-        let mut e = Enc::new(&G_TRANSFORMTYPE);
-        {
-            let v = &self.algorithm;
-            e.attr(w, 0);
-            enc_string(w, v, 0, None)?;
-        }
-        check_count(self.x_path.len(), 0, u32::MAX, "XPath")?;
-        for v in &self.x_path {
-            e.elem(w, 0, 0);
-            string_elem(w, v, 0, None)?;
-        }
-        e.end(w)
-    }
-
-    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
-        let mut d = Dec::new(&G_TRANSFORMTYPE);
-        let mut f_algorithm: Option<String> = None;
-        let mut f_x_path: Vec<String> = Vec::new();
-        loop {
-            match d.next(r)? {
-                Ev::Attr(0) => f_algorithm = Some(dec_string(r, 0, None)?),
-                Ev::Elem(0, 0) => f_x_path.push(
-                    dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?.unwrap_or_default(),
-                ),
-                Ev::End => break,
-                ev => return Err(d.unexpected(ev)),
-            }
-        }
-        Ok(TransformType {
-            algorithm: f_algorithm.ok_or_else(|| missing("Algorithm"))?,
-            x_path: f_x_path,
-        })
-    }
-}
-
-/// XSD complex type `DigestMethodType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct DigestMethodType {
-    #[serde(rename = "Algorithm")]
-    pub algorithm: String,
-}
-
-static G_DIGESTMETHODTYPE: Grammar = Grammar {
-    attrs: &[true],
-    particles: &[P {
-        alts: 1,
-        min: 0,
-        max: u32::MAX,
-    }],
-    mixed: true,
-    simple: false,
-};
-
-impl ExiType for DigestMethodType {
-    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
-        let mut e = Enc::new(&G_DIGESTMETHODTYPE);
-        {
-            let v = &self.algorithm;
-            e.attr(w, 0);
-            enc_string(w, v, 0, None)?;
-        }
-        e.end(w)
-    }
-
-    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
-        let mut d = Dec::new(&G_DIGESTMETHODTYPE);
-        let mut f_algorithm: Option<String> = None;
-        loop {
-            match d.next(r)? {
-                Ev::Attr(0) => f_algorithm = Some(dec_string(r, 0, None)?),
-                Ev::End => break,
-                ev => return Err(d.unexpected(ev)),
-            }
-        }
-        Ok(DigestMethodType {
-            algorithm: f_algorithm.ok_or_else(|| missing("Algorithm"))?,
-        })
-    }
-}
-
-/// XSD complex type `SignatureValueType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct SignatureValueType {
-    #[serde(rename = "Id", default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
-    #[serde(rename = "value")]
-    pub value: Base64Binary,
-}
-
-static G_SIGNATUREVALUETYPE: Grammar = Grammar {
-    attrs: &[false],
-    particles: &[],
-    mixed: false,
-    simple: true,
-};
-
-impl ExiType for SignatureValueType {
-    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
-        let mut e = Enc::new(&G_SIGNATUREVALUETYPE);
-        if let Some(v) = &self.id {
-            e.attr(w, 0);
-            enc_string(w, v, 0, None)?;
-        } else {
-            e.skip_attr(0, "Id")?;
-        }
-        e.chars(w);
-        {
-            let v = &self.value;
-            enc_binary(w, &v.0, 0, None)?;
-        }
-        e.end(w)
-    }
-
-    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
-        let mut d = Dec::new(&G_SIGNATUREVALUETYPE);
-        let mut f_id: Option<String> = None;
-        let mut f_value: Option<Base64Binary> = None;
-        loop {
-            match d.next(r)? {
-                Ev::Attr(0) => f_id = Some(dec_string(r, 0, None)?),
-                Ev::Chars => f_value = Some(Base64Binary(dec_binary(r, 0, None)?)),
-                Ev::End => break,
-                ev => return Err(d.unexpected(ev)),
-            }
-        }
-        Ok(SignatureValueType {
-            id: f_id,
-            value: f_value.ok_or_else(|| missing("value"))?,
-        })
-    }
-}
-
-/// XSD complex type `KeyInfoType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct KeyInfoType {
-    #[serde(rename = "Id", default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
-    #[serde(rename = "KeyName", default, skip_serializing_if = "Vec::is_empty")]
-    pub key_name: Vec<String>,
-    #[serde(rename = "KeyValue", default, skip_serializing_if = "Vec::is_empty")]
-    pub key_value: Vec<KeyValueType>,
-    #[serde(
-        rename = "RetrievalMethod",
-        default,
-        skip_serializing_if = "Vec::is_empty"
-    )]
-    pub retrieval_method: Vec<RetrievalMethodType>,
-    #[serde(rename = "X509Data", default, skip_serializing_if = "Vec::is_empty")]
-    pub x509_data: Vec<X509DataType>,
-    #[serde(rename = "MgmtData", default, skip_serializing_if = "Vec::is_empty")]
-    pub mgmt_data: Vec<String>,
-}
-
-static G_KEYINFOTYPE: Grammar = Grammar {
-    attrs: &[false],
-    particles: &[P {
-        alts: 8,
-        min: 1,
-        max: u32::MAX,
-    }],
-    mixed: true,
-    simple: false,
-};
-
-impl ExiType for KeyInfoType {
-    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
-        let mut e = Enc::new(&G_KEYINFOTYPE);
-        if let Some(v) = &self.id {
-            e.attr(w, 0);
-            enc_string(w, v, 0, None)?;
-        } else {
-            e.skip_attr(0, "Id")?;
-        }
-        check_count(
-            self.key_name.len()
-                + self.key_value.len()
-                + self.retrieval_method.len()
-                + self.x509_data.len()
-                + self.mgmt_data.len(),
-            1,
-            u32::MAX,
-            "KeyName",
-        )?;
-        for v in &self.key_name {
-            e.elem(w, 0, 0);
-            string_elem(w, v, 0, None)?;
-        }
-        for v in &self.key_value {
-            e.elem(w, 0, 1);
-            v.encode(w)?;
-        }
-        for v in &self.retrieval_method {
-            e.elem(w, 0, 2);
-            v.encode(w)?;
-        }
-        for v in &self.x509_data {
-            e.elem(w, 0, 3);
-            v.encode(w)?;
-        }
-        for v in &self.mgmt_data {
-            e.elem(w, 0, 6);
-            string_elem(w, v, 0, None)?;
-        }
-        e.end(w)
-    }
-
-    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
-        let mut d = Dec::new(&G_KEYINFOTYPE);
-        let mut f_id: Option<String> = None;
-        let mut f_key_name: Vec<String> = Vec::new();
-        let mut f_key_value: Vec<KeyValueType> = Vec::new();
-        let mut f_retrieval_method: Vec<RetrievalMethodType> = Vec::new();
-        let mut f_x509_data: Vec<X509DataType> = Vec::new();
-        let mut f_mgmt_data: Vec<String> = Vec::new();
-        loop {
-            match d.next(r)? {
-                Ev::Attr(0) => f_id = Some(dec_string(r, 0, None)?),
-                Ev::Elem(0, 0) => f_key_name.push(
-                    dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?.unwrap_or_default(),
-                ),
-                Ev::Elem(0, 1) => f_key_value.push(KeyValueType::decode(r)?),
-                Ev::Elem(0, 2) => f_retrieval_method.push(RetrievalMethodType::decode(r)?),
-                Ev::Elem(0, 3) => f_x509_data.push(X509DataType::decode(r)?),
-                Ev::Elem(0, 6) => f_mgmt_data.push(
-                    dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?.unwrap_or_default(),
-                ),
-                Ev::End => break,
-                ev => return Err(d.unexpected(ev)),
-            }
-        }
-        Ok(KeyInfoType {
-            id: f_id,
-            key_name: f_key_name,
-            key_value: f_key_value,
-            retrieval_method: f_retrieval_method,
-            x509_data: f_x509_data,
-            mgmt_data: f_mgmt_data,
-        })
-    }
-}
-
-/// XSD complex type `KeyValueType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct KeyValueType {
-    #[serde(
-        rename = "RSAKeyValue",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub rsa_key_value: Option<RSAKeyValueType>,
-}
-
-static G_KEYVALUETYPE: Grammar = Grammar {
-    attrs: &[],
-    particles: &[P {
-        alts: 3,
-        min: 1,
-        max: 1,
-    }],
-    mixed: true,
-    simple: false,
-};
-
-impl ExiType for KeyValueType {
-    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
-        let mut e = Enc::new(&G_KEYVALUETYPE);
-        check_count(
-            usize::from(self.rsa_key_value.is_some()),
-            1,
-            1,
-            "DSAKeyValue",
-        )?;
-        if let Some(v) = &self.rsa_key_value {
-            e.elem(w, 0, 1);
-            v.encode(w)?;
-        }
-        e.end(w)
-    }
-
-    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
-        let mut d = Dec::new(&G_KEYVALUETYPE);
-        let mut f_rsa_key_value: Option<RSAKeyValueType> = None;
-        loop {
-            match d.next(r)? {
-                Ev::Elem(0, 1) => f_rsa_key_value = Some(RSAKeyValueType::decode(r)?),
-                Ev::End => break,
-                ev => return Err(d.unexpected(ev)),
-            }
-        }
-        Ok(KeyValueType {
-            rsa_key_value: f_rsa_key_value,
-        })
-    }
-}
-
-/// XSD complex type `RSAKeyValueType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct RSAKeyValueType {
-    #[serde(rename = "Modulus")]
-    pub modulus: Base64Binary,
-    #[serde(rename = "Exponent")]
-    pub exponent: Base64Binary,
-}
-
-static G_RSAKEYVALUETYPE: Grammar = Grammar {
-    attrs: &[],
-    particles: &[
-        P {
-            alts: 1,
-            min: 1,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 1,
-            max: 1,
-        },
-    ],
-    mixed: false,
-    simple: false,
-};
-
-impl ExiType for RSAKeyValueType {
-    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
-        let mut e = Enc::new(&G_RSAKEYVALUETYPE);
-        {
-            let v = &self.modulus;
-            e.elem(w, 0, 0);
-            binary_elem(w, &v.0, 0, None)?;
-        }
-        {
-            let v = &self.exponent;
-            e.elem(w, 1, 0);
-            binary_elem(w, &v.0, 0, None)?;
-        }
-        e.end(w)
-    }
-
-    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
-        let mut d = Dec::new(&G_RSAKEYVALUETYPE);
-        let mut f_modulus: Option<Base64Binary> = None;
-        let mut f_exponent: Option<Base64Binary> = None;
-        loop {
-            match d.next(r)? {
-                Ev::Elem(0, 0) => {
-                    f_modulus = Some(
-                        dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
-                            .unwrap_or_default(),
-                    )
-                }
-                Ev::Elem(1, 0) => {
-                    f_exponent = Some(
-                        dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
-                            .unwrap_or_default(),
-                    )
-                }
-                Ev::End => break,
-                ev => return Err(d.unexpected(ev)),
-            }
-        }
-        Ok(RSAKeyValueType {
-            modulus: f_modulus.ok_or_else(|| missing("Modulus"))?,
-            exponent: f_exponent.ok_or_else(|| missing("Exponent"))?,
-        })
-    }
-}
-
-/// XSD complex type `RetrievalMethodType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct RetrievalMethodType {
-    #[serde(rename = "Type", default, skip_serializing_if = "Option::is_none")]
-    pub r#type: Option<String>,
-    #[serde(rename = "URI", default, skip_serializing_if = "Option::is_none")]
-    pub uri: Option<String>,
-    #[serde(
-        rename = "Transforms",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub transforms: Option<TransformsType>,
-}
-
-static G_RETRIEVALMETHODTYPE: Grammar = Grammar {
-    attrs: &[false, false],
-    particles: &[P {
-        alts: 1,
-        min: 0,
-        max: 1,
-    }],
-    mixed: false,
-    simple: false,
-};
-
-impl ExiType for RetrievalMethodType {
-    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
-        let mut e = Enc::new(&G_RETRIEVALMETHODTYPE);
-        if let Some(v) = &self.r#type {
-            e.attr(w, 0);
-            enc_string(w, v, 0, None)?;
-        } else {
-            e.skip_attr(0, "Type")?;
-        }
-        if let Some(v) = &self.uri {
-            e.attr(w, 1);
-            enc_string(w, v, 0, None)?;
-        } else {
-            e.skip_attr(1, "URI")?;
-        }
-        check_count(usize::from(self.transforms.is_some()), 0, 1, "Transforms")?;
-        if let Some(v) = &self.transforms {
-            e.elem(w, 0, 0);
-            v.encode(w)?;
-        }
-        e.end(w)
-    }
-
-    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
-        let mut d = Dec::new(&G_RETRIEVALMETHODTYPE);
-        let mut f_type: Option<String> = None;
-        let mut f_uri: Option<String> = None;
-        let mut f_transforms: Option<TransformsType> = None;
-        loop {
-            match d.next(r)? {
-                Ev::Attr(0) => f_type = Some(dec_string(r, 0, None)?),
-                Ev::Attr(1) => f_uri = Some(dec_string(r, 0, None)?),
-                Ev::Elem(0, 0) => f_transforms = Some(TransformsType::decode(r)?),
-                Ev::End => break,
-                ev => return Err(d.unexpected(ev)),
-            }
-        }
-        Ok(RetrievalMethodType {
-            r#type: f_type,
-            uri: f_uri,
-            transforms: f_transforms,
-        })
-    }
-}
-
-/// XSD complex type `X509DataType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct X509DataType {
-    #[serde(
-        rename = "X509IssuerSerial",
-        default,
-        skip_serializing_if = "Vec::is_empty"
-    )]
-    pub x509_issuer_serial: Vec<X509IssuerSerialType>,
-    #[serde(rename = "X509SKI", default, skip_serializing_if = "Vec::is_empty")]
-    pub x509_ski: Vec<Base64Binary>,
-    #[serde(
-        rename = "X509SubjectName",
-        default,
-        skip_serializing_if = "Vec::is_empty"
-    )]
-    pub x509_subject_name: Vec<String>,
-    #[serde(
-        rename = "X509Certificate",
-        default,
-        skip_serializing_if = "Vec::is_empty"
-    )]
-    pub x509_certificate: Vec<Base64Binary>,
-    #[serde(rename = "X509CRL", default, skip_serializing_if = "Vec::is_empty")]
-    pub x509_crl: Vec<Base64Binary>,
-}
-
-static G_X509DATATYPE: Grammar = Grammar {
-    attrs: &[],
-    particles: &[P {
-        alts: 6,
-        min: 1,
-        max: u32::MAX,
-    }],
-    mixed: false,
-    simple: false,
-};
-
-impl ExiType for X509DataType {
-    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
-        let mut e = Enc::new(&G_X509DATATYPE);
-        check_count(
-            self.x509_issuer_serial.len()
-                + self.x509_ski.len()
-                + self.x509_subject_name.len()
-                + self.x509_certificate.len()
-                + self.x509_crl.len(),
-            1,
-            u32::MAX,
-            "X509IssuerSerial",
-        )?;
-        for v in &self.x509_issuer_serial {
-            e.elem(w, 0, 0);
-            v.encode(w)?;
-        }
-        for v in &self.x509_ski {
-            e.elem(w, 0, 1);
-            binary_elem(w, &v.0, 0, None)?;
-        }
-        for v in &self.x509_subject_name {
-            e.elem(w, 0, 2);
-            string_elem(w, v, 0, None)?;
-        }
-        for v in &self.x509_certificate {
-            e.elem(w, 0, 3);
-            binary_elem(w, &v.0, 0, None)?;
-        }
-        for v in &self.x509_crl {
-            e.elem(w, 0, 4);
-            binary_elem(w, &v.0, 0, None)?;
-        }
-        e.end(w)
-    }
-
-    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
-        let mut d = Dec::new(&G_X509DATATYPE);
-        let mut f_x509_issuer_serial: Vec<X509IssuerSerialType> = Vec::new();
-        let mut f_x509_ski: Vec<Base64Binary> = Vec::new();
-        let mut f_x509_subject_name: Vec<String> = Vec::new();
-        let mut f_x509_certificate: Vec<Base64Binary> = Vec::new();
-        let mut f_x509_crl: Vec<Base64Binary> = Vec::new();
-        loop {
-            match d.next(r)? {
-                Ev::Elem(0, 0) => f_x509_issuer_serial.push(X509IssuerSerialType::decode(r)?),
-                Ev::Elem(0, 1) => f_x509_ski.push(
-                    dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
-                        .unwrap_or_default(),
-                ),
-                Ev::Elem(0, 2) => f_x509_subject_name.push(
-                    dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?.unwrap_or_default(),
-                ),
-                Ev::Elem(0, 3) => f_x509_certificate.push(
-                    dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
-                        .unwrap_or_default(),
-                ),
-                Ev::Elem(0, 4) => f_x509_crl.push(
-                    dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
-                        .unwrap_or_default(),
-                ),
-                Ev::End => break,
-                ev => return Err(d.unexpected(ev)),
-            }
-        }
-        Ok(X509DataType {
-            x509_issuer_serial: f_x509_issuer_serial,
-            x509_ski: f_x509_ski,
-            x509_subject_name: f_x509_subject_name,
-            x509_certificate: f_x509_certificate,
-            x509_crl: f_x509_crl,
-        })
-    }
-}
-
-/// XSD complex type `X509IssuerSerialType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct X509IssuerSerialType {
-    #[serde(rename = "X509IssuerName")]
-    pub x509_issuer_name: String,
-    #[serde(rename = "X509SerialNumber")]
-    pub x509_serial_number: i64,
-}
-
-static G_X509ISSUERSERIALTYPE: Grammar = Grammar {
-    attrs: &[],
-    particles: &[
-        P {
-            alts: 1,
-            min: 1,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 1,
-            max: 1,
-        },
-    ],
-    mixed: false,
-    simple: false,
-};
-
-impl ExiType for X509IssuerSerialType {
-    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
-        let mut e = Enc::new(&G_X509ISSUERSERIALTYPE);
-        {
-            let v = &self.x509_issuer_name;
-            e.elem(w, 0, 0);
-            string_elem(w, v, 0, None)?;
-        }
-        {
-            let v = &self.x509_serial_number;
-            e.elem(w, 1, 0);
-            elem_value(w, false, |w| {
-                enc_int(w, i128::from(*v), i128::MIN, i128::MAX)?;
-                Ok(())
-            })?;
-        }
-        e.end(w)
-    }
-
-    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
-        let mut d = Dec::new(&G_X509ISSUERSERIALTYPE);
-        let mut f_x509_issuer_name: Option<String> = None;
-        let mut f_x509_serial_number: Option<i64> = None;
-        loop {
-            match d.next(r)? {
-                Ev::Elem(0, 0) => {
-                    f_x509_issuer_name = Some(
-                        dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?
-                            .unwrap_or_default(),
-                    )
-                }
-                Ev::Elem(1, 0) => {
-                    f_x509_serial_number = Some(
-                        dec_elem_value(r, false, |r| {
-                            Ok(int_into::<i64>(dec_int(r, i128::MIN, i128::MAX)?)?)
-                        })?
-                        .ok_or_else(|| missing("X509SerialNumber"))?,
-                    )
-                }
-                Ev::End => break,
-                ev => return Err(d.unexpected(ev)),
-            }
-        }
-        Ok(X509IssuerSerialType {
-            x509_issuer_name: f_x509_issuer_name.ok_or_else(|| missing("X509IssuerName"))?,
-            x509_serial_number: f_x509_serial_number.ok_or_else(|| missing("X509SerialNumber"))?,
-        })
-    }
-}
-
-/// XSD complex type `ObjectType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ObjectType {
-    #[serde(rename = "Encoding", default, skip_serializing_if = "Option::is_none")]
-    pub encoding: Option<String>,
-    #[serde(rename = "Id", default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
-    #[serde(rename = "MimeType", default, skip_serializing_if = "Option::is_none")]
-    pub mime_type: Option<String>,
-}
-
-static G_OBJECTTYPE: Grammar = Grammar {
-    attrs: &[false, false, false],
-    particles: &[P {
-        alts: 1,
-        min: 0,
-        max: u32::MAX,
-    }],
-    mixed: true,
-    simple: false,
-};
-
-impl ExiType for ObjectType {
-    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
-        let mut e = Enc::new(&G_OBJECTTYPE);
-        if let Some(v) = &self.encoding {
-            e.attr(w, 0);
-            enc_string(w, v, 0, None)?;
-        } else {
-            e.skip_attr(0, "Encoding")?;
-        }
-        if let Some(v) = &self.id {
-            e.attr(w, 1);
-            enc_string(w, v, 0, None)?;
-        } else {
-            e.skip_attr(1, "Id")?;
-        }
-        if let Some(v) = &self.mime_type {
-            e.attr(w, 2);
-            enc_string(w, v, 0, None)?;
-        } else {
-            e.skip_attr(2, "MimeType")?;
-        }
-        e.end(w)
-    }
-
-    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
-        let mut d = Dec::new(&G_OBJECTTYPE);
-        let mut f_encoding: Option<String> = None;
-        let mut f_id: Option<String> = None;
-        let mut f_mime_type: Option<String> = None;
-        loop {
-            match d.next(r)? {
-                Ev::Attr(0) => f_encoding = Some(dec_string(r, 0, None)?),
-                Ev::Attr(1) => f_id = Some(dec_string(r, 0, None)?),
-                Ev::Attr(2) => f_mime_type = Some(dec_string(r, 0, None)?),
-                Ev::End => break,
-                ev => return Err(d.unexpected(ev)),
-            }
-        }
-        Ok(ObjectType {
-            encoding: f_encoding,
-            id: f_id,
-            mime_type: f_mime_type,
-        })
-    }
-}
-
-/// XSD complex type `DisplayParametersType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct DisplayParametersType {
-    #[serde(
-        rename = "PresentSOC",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub present_soc: Option<u8>,
-    #[serde(
-        rename = "MinimumSOC",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub minimum_soc: Option<u8>,
-    #[serde(rename = "TargetSOC", default, skip_serializing_if = "Option::is_none")]
-    pub target_soc: Option<u8>,
-    #[serde(
-        rename = "MaximumSOC",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub maximum_soc: Option<u8>,
-    #[serde(
-        rename = "RemainingTimeToMinimumSOC",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub remaining_time_to_minimum_soc: Option<u32>,
-    #[serde(
-        rename = "RemainingTimeToTargetSOC",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub remaining_time_to_target_soc: Option<u32>,
-    #[serde(
-        rename = "RemainingTimeToMaximumSOC",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub remaining_time_to_maximum_soc: Option<u32>,
-    #[serde(
-        rename = "ChargingComplete",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub charging_complete: Option<bool>,
-    #[serde(
-        rename = "BatteryEnergyCapacity",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub battery_energy_capacity: Option<RationalNumberType>,
-    #[serde(rename = "InletHot", default, skip_serializing_if = "Option::is_none")]
-    pub inlet_hot: Option<bool>,
-}
-
-static G_DISPLAYPARAMETERSTYPE: Grammar = Grammar {
-    attrs: &[],
-    particles: &[
-        P {
-            alts: 1,
-            min: 0,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 0,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 0,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 0,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 0,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 0,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 0,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 0,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 0,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 0,
-            max: 1,
-        },
-    ],
-    mixed: false,
-    simple: false,
-};
-
-impl ExiType for DisplayParametersType {
-    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
-        let mut e = Enc::new(&G_DISPLAYPARAMETERSTYPE);
-        check_count(usize::from(self.present_soc.is_some()), 0, 1, "PresentSOC")?;
-        if let Some(v) = &self.present_soc {
-            e.elem(w, 0, 0);
-            elem_value(w, false, |w| {
-                enc_int(w, i128::from(*v), 0, 100)?;
-                Ok(())
-            })?;
-        }
-        check_count(usize::from(self.minimum_soc.is_some()), 0, 1, "MinimumSOC")?;
-        if let Some(v) = &self.minimum_soc {
-            e.elem(w, 1, 0);
-            elem_value(w, false, |w| {
-                enc_int(w, i128::from(*v), 0, 100)?;
-                Ok(())
-            })?;
-        }
-        check_count(usize::from(self.target_soc.is_some()), 0, 1, "TargetSOC")?;
-        if let Some(v) = &self.target_soc {
-            e.elem(w, 2, 0);
-            elem_value(w, false, |w| {
-                enc_int(w, i128::from(*v), 0, 100)?;
-                Ok(())
-            })?;
-        }
-        check_count(usize::from(self.maximum_soc.is_some()), 0, 1, "MaximumSOC")?;
-        if let Some(v) = &self.maximum_soc {
-            e.elem(w, 3, 0);
-            elem_value(w, false, |w| {
-                enc_int(w, i128::from(*v), 0, 100)?;
-                Ok(())
-            })?;
-        }
-        check_count(
-            usize::from(self.remaining_time_to_minimum_soc.is_some()),
-            0,
-            1,
-            "RemainingTimeToMinimumSOC",
-        )?;
-        if let Some(v) = &self.remaining_time_to_minimum_soc {
-            e.elem(w, 4, 0);
-            elem_value(w, false, |w| {
-                enc_int(w, i128::from(*v), 0, 4294967295)?;
-                Ok(())
-            })?;
-        }
-        check_count(
-            usize::from(self.remaining_time_to_target_soc.is_some()),
-            0,
-            1,
-            "RemainingTimeToTargetSOC",
-        )?;
-        if let Some(v) = &self.remaining_time_to_target_soc {
-            e.elem(w, 5, 0);
-            elem_value(w, false, |w| {
-                enc_int(w, i128::from(*v), 0, 4294967295)?;
-                Ok(())
-            })?;
-        }
-        check_count(
-            usize::from(self.remaining_time_to_maximum_soc.is_some()),
-            0,
-            1,
-            "RemainingTimeToMaximumSOC",
-        )?;
-        if let Some(v) = &self.remaining_time_to_maximum_soc {
-            e.elem(w, 6, 0);
-            elem_value(w, false, |w| {
-                enc_int(w, i128::from(*v), 0, 4294967295)?;
-                Ok(())
-            })?;
-        }
-        check_count(
-            usize::from(self.charging_complete.is_some()),
-            0,
-            1,
-            "ChargingComplete",
-        )?;
-        if let Some(v) = &self.charging_complete {
-            e.elem(w, 7, 0);
-            elem_value(w, false, |w| {
-                w.bits(1, u32::from(*v));
-                Ok(())
-            })?;
-        }
-        check_count(
-            usize::from(self.battery_energy_capacity.is_some()),
-            0,
-            1,
-            "BatteryEnergyCapacity",
-        )?;
-        if let Some(v) = &self.battery_energy_capacity {
-            e.elem(w, 8, 0);
-            v.encode(w)?;
-        }
-        check_count(usize::from(self.inlet_hot.is_some()), 0, 1, "InletHot")?;
-        if let Some(v) = &self.inlet_hot {
-            e.elem(w, 9, 0);
-            elem_value(w, false, |w| {
-                w.bits(1, u32::from(*v));
-                Ok(())
-            })?;
-        }
-        e.end(w)
-    }
-
-    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
-        let mut d = Dec::new(&G_DISPLAYPARAMETERSTYPE);
-        let mut f_present_soc: Option<u8> = None;
-        let mut f_minimum_soc: Option<u8> = None;
-        let mut f_target_soc: Option<u8> = None;
-        let mut f_maximum_soc: Option<u8> = None;
-        let mut f_remaining_time_to_minimum_soc: Option<u32> = None;
-        let mut f_remaining_time_to_target_soc: Option<u32> = None;
-        let mut f_remaining_time_to_maximum_soc: Option<u32> = None;
-        let mut f_charging_complete: Option<bool> = None;
-        let mut f_battery_energy_capacity: Option<RationalNumberType> = None;
-        let mut f_inlet_hot: Option<bool> = None;
-        loop {
-            match d.next(r)? {
-                Ev::Elem(0, 0) => {
-                    f_present_soc = Some(
-                        dec_elem_value(r, false, |r| Ok(int_into::<u8>(dec_int(r, 0, 100)?)?))?
-                            .ok_or_else(|| missing("PresentSOC"))?,
-                    )
-                }
-                Ev::Elem(1, 0) => {
-                    f_minimum_soc = Some(
-                        dec_elem_value(r, false, |r| Ok(int_into::<u8>(dec_int(r, 0, 100)?)?))?
-                            .ok_or_else(|| missing("MinimumSOC"))?,
-                    )
-                }
-                Ev::Elem(2, 0) => {
-                    f_target_soc = Some(
-                        dec_elem_value(r, false, |r| Ok(int_into::<u8>(dec_int(r, 0, 100)?)?))?
-                            .ok_or_else(|| missing("TargetSOC"))?,
-                    )
-                }
-                Ev::Elem(3, 0) => {
-                    f_maximum_soc = Some(
-                        dec_elem_value(r, false, |r| Ok(int_into::<u8>(dec_int(r, 0, 100)?)?))?
-                            .ok_or_else(|| missing("MaximumSOC"))?,
-                    )
-                }
-                Ev::Elem(4, 0) => {
-                    f_remaining_time_to_minimum_soc = Some(
-                        dec_elem_value(r, false, |r| {
-                            Ok(int_into::<u32>(dec_int(r, 0, 4294967295)?)?)
-                        })?
-                        .ok_or_else(|| missing("RemainingTimeToMinimumSOC"))?,
-                    )
-                }
-                Ev::Elem(5, 0) => {
-                    f_remaining_time_to_target_soc = Some(
-                        dec_elem_value(r, false, |r| {
-                            Ok(int_into::<u32>(dec_int(r, 0, 4294967295)?)?)
-                        })?
-                        .ok_or_else(|| missing("RemainingTimeToTargetSOC"))?,
-                    )
-                }
-                Ev::Elem(6, 0) => {
-                    f_remaining_time_to_maximum_soc = Some(
-                        dec_elem_value(r, false, |r| {
-                            Ok(int_into::<u32>(dec_int(r, 0, 4294967295)?)?)
-                        })?
-                        .ok_or_else(|| missing("RemainingTimeToMaximumSOC"))?,
-                    )
-                }
-                Ev::Elem(7, 0) => {
-                    f_charging_complete = Some(
-                        dec_elem_value(r, false, |r| Ok(dec_bool(r)?))?
-                            .ok_or_else(|| missing("ChargingComplete"))?,
-                    )
-                }
-                Ev::Elem(8, 0) => f_battery_energy_capacity = Some(RationalNumberType::decode(r)?),
-                Ev::Elem(9, 0) => {
-                    f_inlet_hot = Some(
-                        dec_elem_value(r, false, |r| Ok(dec_bool(r)?))?
-                            .ok_or_else(|| missing("InletHot"))?,
-                    )
-                }
-                Ev::End => break,
-                ev => return Err(d.unexpected(ev)),
-            }
-        }
-        Ok(DisplayParametersType {
-            present_soc: f_present_soc,
-            minimum_soc: f_minimum_soc,
-            target_soc: f_target_soc,
-            maximum_soc: f_maximum_soc,
-            remaining_time_to_minimum_soc: f_remaining_time_to_minimum_soc,
-            remaining_time_to_target_soc: f_remaining_time_to_target_soc,
-            remaining_time_to_maximum_soc: f_remaining_time_to_maximum_soc,
-            charging_complete: f_charging_complete,
-            battery_energy_capacity: f_battery_energy_capacity,
-            inlet_hot: f_inlet_hot,
-        })
-    }
-}
-
 /// XSD complex type `BPT_Dynamic_AC_CLReqControlModeType`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct BptDynamicAcCLReqControlModeType {
@@ -2560,107 +720,107 @@ pub struct BptDynamicAcCLReqControlModeType {
     )]
     pub departure_time: Option<u32>,
     #[serde(rename = "EVTargetEnergyRequest")]
-    pub ev_target_energy_request: RationalNumberType,
+    pub ev_target_energy_request: super::iso20::RationalNumberType,
     #[serde(rename = "EVMaximumEnergyRequest")]
-    pub ev_maximum_energy_request: RationalNumberType,
+    pub ev_maximum_energy_request: super::iso20::RationalNumberType,
     #[serde(rename = "EVMinimumEnergyRequest")]
-    pub ev_minimum_energy_request: RationalNumberType,
+    pub ev_minimum_energy_request: super::iso20::RationalNumberType,
     #[serde(rename = "EVMaximumChargePower")]
-    pub ev_maximum_charge_power: RationalNumberType,
+    pub ev_maximum_charge_power: super::iso20::RationalNumberType,
     #[serde(
         rename = "EVMaximumChargePower_L2",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub ev_maximum_charge_power_l2: Option<RationalNumberType>,
+    pub ev_maximum_charge_power_l2: Option<super::iso20::RationalNumberType>,
     #[serde(
         rename = "EVMaximumChargePower_L3",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub ev_maximum_charge_power_l3: Option<RationalNumberType>,
+    pub ev_maximum_charge_power_l3: Option<super::iso20::RationalNumberType>,
     #[serde(rename = "EVMinimumChargePower")]
-    pub ev_minimum_charge_power: RationalNumberType,
+    pub ev_minimum_charge_power: super::iso20::RationalNumberType,
     #[serde(
         rename = "EVMinimumChargePower_L2",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub ev_minimum_charge_power_l2: Option<RationalNumberType>,
+    pub ev_minimum_charge_power_l2: Option<super::iso20::RationalNumberType>,
     #[serde(
         rename = "EVMinimumChargePower_L3",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub ev_minimum_charge_power_l3: Option<RationalNumberType>,
+    pub ev_minimum_charge_power_l3: Option<super::iso20::RationalNumberType>,
     #[serde(rename = "EVPresentActivePower")]
-    pub ev_present_active_power: RationalNumberType,
+    pub ev_present_active_power: super::iso20::RationalNumberType,
     #[serde(
         rename = "EVPresentActivePower_L2",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub ev_present_active_power_l2: Option<RationalNumberType>,
+    pub ev_present_active_power_l2: Option<super::iso20::RationalNumberType>,
     #[serde(
         rename = "EVPresentActivePower_L3",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub ev_present_active_power_l3: Option<RationalNumberType>,
+    pub ev_present_active_power_l3: Option<super::iso20::RationalNumberType>,
     #[serde(rename = "EVPresentReactivePower")]
-    pub ev_present_reactive_power: RationalNumberType,
+    pub ev_present_reactive_power: super::iso20::RationalNumberType,
     #[serde(
         rename = "EVPresentReactivePower_L2",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub ev_present_reactive_power_l2: Option<RationalNumberType>,
+    pub ev_present_reactive_power_l2: Option<super::iso20::RationalNumberType>,
     #[serde(
         rename = "EVPresentReactivePower_L3",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub ev_present_reactive_power_l3: Option<RationalNumberType>,
+    pub ev_present_reactive_power_l3: Option<super::iso20::RationalNumberType>,
     #[serde(rename = "EVMaximumDischargePower")]
-    pub ev_maximum_discharge_power: RationalNumberType,
+    pub ev_maximum_discharge_power: super::iso20::RationalNumberType,
     #[serde(
         rename = "EVMaximumDischargePower_L2",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub ev_maximum_discharge_power_l2: Option<RationalNumberType>,
+    pub ev_maximum_discharge_power_l2: Option<super::iso20::RationalNumberType>,
     #[serde(
         rename = "EVMaximumDischargePower_L3",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub ev_maximum_discharge_power_l3: Option<RationalNumberType>,
+    pub ev_maximum_discharge_power_l3: Option<super::iso20::RationalNumberType>,
     #[serde(rename = "EVMinimumDischargePower")]
-    pub ev_minimum_discharge_power: RationalNumberType,
+    pub ev_minimum_discharge_power: super::iso20::RationalNumberType,
     #[serde(
         rename = "EVMinimumDischargePower_L2",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub ev_minimum_discharge_power_l2: Option<RationalNumberType>,
+    pub ev_minimum_discharge_power_l2: Option<super::iso20::RationalNumberType>,
     #[serde(
         rename = "EVMinimumDischargePower_L3",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub ev_minimum_discharge_power_l3: Option<RationalNumberType>,
+    pub ev_minimum_discharge_power_l3: Option<super::iso20::RationalNumberType>,
     #[serde(
         rename = "EVMaximumV2XEnergyRequest",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub ev_maximum_v2_x_energy_request: Option<RationalNumberType>,
+    pub ev_maximum_v2_x_energy_request: Option<super::iso20::RationalNumberType>,
     #[serde(
         rename = "EVMinimumV2XEnergyRequest",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub ev_minimum_v2_x_energy_request: Option<RationalNumberType>,
+    pub ev_minimum_v2_x_energy_request: Option<super::iso20::RationalNumberType>,
 }
 
 static G_BPTDYNAMICACCLREQCONTROLMODETYPE: Grammar = Grammar {
@@ -2998,29 +1158,29 @@ impl ExiType for BptDynamicAcCLReqControlModeType {
     fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
         let mut d = Dec::new(&G_BPTDYNAMICACCLREQCONTROLMODETYPE);
         let mut f_departure_time: Option<u32> = None;
-        let mut f_ev_target_energy_request: Option<RationalNumberType> = None;
-        let mut f_ev_maximum_energy_request: Option<RationalNumberType> = None;
-        let mut f_ev_minimum_energy_request: Option<RationalNumberType> = None;
-        let mut f_ev_maximum_charge_power: Option<RationalNumberType> = None;
-        let mut f_ev_maximum_charge_power_l2: Option<RationalNumberType> = None;
-        let mut f_ev_maximum_charge_power_l3: Option<RationalNumberType> = None;
-        let mut f_ev_minimum_charge_power: Option<RationalNumberType> = None;
-        let mut f_ev_minimum_charge_power_l2: Option<RationalNumberType> = None;
-        let mut f_ev_minimum_charge_power_l3: Option<RationalNumberType> = None;
-        let mut f_ev_present_active_power: Option<RationalNumberType> = None;
-        let mut f_ev_present_active_power_l2: Option<RationalNumberType> = None;
-        let mut f_ev_present_active_power_l3: Option<RationalNumberType> = None;
-        let mut f_ev_present_reactive_power: Option<RationalNumberType> = None;
-        let mut f_ev_present_reactive_power_l2: Option<RationalNumberType> = None;
-        let mut f_ev_present_reactive_power_l3: Option<RationalNumberType> = None;
-        let mut f_ev_maximum_discharge_power: Option<RationalNumberType> = None;
-        let mut f_ev_maximum_discharge_power_l2: Option<RationalNumberType> = None;
-        let mut f_ev_maximum_discharge_power_l3: Option<RationalNumberType> = None;
-        let mut f_ev_minimum_discharge_power: Option<RationalNumberType> = None;
-        let mut f_ev_minimum_discharge_power_l2: Option<RationalNumberType> = None;
-        let mut f_ev_minimum_discharge_power_l3: Option<RationalNumberType> = None;
-        let mut f_ev_maximum_v2_x_energy_request: Option<RationalNumberType> = None;
-        let mut f_ev_minimum_v2_x_energy_request: Option<RationalNumberType> = None;
+        let mut f_ev_target_energy_request: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_maximum_energy_request: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_minimum_energy_request: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_maximum_charge_power: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_maximum_charge_power_l2: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_maximum_charge_power_l3: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_minimum_charge_power: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_minimum_charge_power_l2: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_minimum_charge_power_l3: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_present_active_power: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_present_active_power_l2: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_present_active_power_l3: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_present_reactive_power: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_present_reactive_power_l2: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_present_reactive_power_l3: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_maximum_discharge_power: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_maximum_discharge_power_l2: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_maximum_discharge_power_l3: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_minimum_discharge_power: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_minimum_discharge_power_l2: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_minimum_discharge_power_l3: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_maximum_v2_x_energy_request: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_minimum_v2_x_energy_request: Option<super::iso20::RationalNumberType> = None;
         loop {
             match d.next(r)? {
                 Ev::Elem(0, 0) => {
@@ -3031,66 +1191,90 @@ impl ExiType for BptDynamicAcCLReqControlModeType {
                         .ok_or_else(|| missing("DepartureTime"))?,
                     )
                 }
-                Ev::Elem(1, 0) => f_ev_target_energy_request = Some(RationalNumberType::decode(r)?),
+                Ev::Elem(1, 0) => {
+                    f_ev_target_energy_request = Some(super::iso20::RationalNumberType::decode(r)?)
+                }
                 Ev::Elem(2, 0) => {
-                    f_ev_maximum_energy_request = Some(RationalNumberType::decode(r)?)
+                    f_ev_maximum_energy_request = Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(3, 0) => {
-                    f_ev_minimum_energy_request = Some(RationalNumberType::decode(r)?)
+                    f_ev_minimum_energy_request = Some(super::iso20::RationalNumberType::decode(r)?)
                 }
-                Ev::Elem(4, 0) => f_ev_maximum_charge_power = Some(RationalNumberType::decode(r)?),
+                Ev::Elem(4, 0) => {
+                    f_ev_maximum_charge_power = Some(super::iso20::RationalNumberType::decode(r)?)
+                }
                 Ev::Elem(5, 0) => {
-                    f_ev_maximum_charge_power_l2 = Some(RationalNumberType::decode(r)?)
+                    f_ev_maximum_charge_power_l2 =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(6, 0) => {
-                    f_ev_maximum_charge_power_l3 = Some(RationalNumberType::decode(r)?)
+                    f_ev_maximum_charge_power_l3 =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
-                Ev::Elem(7, 0) => f_ev_minimum_charge_power = Some(RationalNumberType::decode(r)?),
+                Ev::Elem(7, 0) => {
+                    f_ev_minimum_charge_power = Some(super::iso20::RationalNumberType::decode(r)?)
+                }
                 Ev::Elem(8, 0) => {
-                    f_ev_minimum_charge_power_l2 = Some(RationalNumberType::decode(r)?)
+                    f_ev_minimum_charge_power_l2 =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(9, 0) => {
-                    f_ev_minimum_charge_power_l3 = Some(RationalNumberType::decode(r)?)
+                    f_ev_minimum_charge_power_l3 =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
-                Ev::Elem(10, 0) => f_ev_present_active_power = Some(RationalNumberType::decode(r)?),
+                Ev::Elem(10, 0) => {
+                    f_ev_present_active_power = Some(super::iso20::RationalNumberType::decode(r)?)
+                }
                 Ev::Elem(11, 0) => {
-                    f_ev_present_active_power_l2 = Some(RationalNumberType::decode(r)?)
+                    f_ev_present_active_power_l2 =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(12, 0) => {
-                    f_ev_present_active_power_l3 = Some(RationalNumberType::decode(r)?)
+                    f_ev_present_active_power_l3 =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(13, 0) => {
-                    f_ev_present_reactive_power = Some(RationalNumberType::decode(r)?)
+                    f_ev_present_reactive_power = Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(14, 0) => {
-                    f_ev_present_reactive_power_l2 = Some(RationalNumberType::decode(r)?)
+                    f_ev_present_reactive_power_l2 =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(15, 0) => {
-                    f_ev_present_reactive_power_l3 = Some(RationalNumberType::decode(r)?)
+                    f_ev_present_reactive_power_l3 =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(16, 0) => {
-                    f_ev_maximum_discharge_power = Some(RationalNumberType::decode(r)?)
+                    f_ev_maximum_discharge_power =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(17, 0) => {
-                    f_ev_maximum_discharge_power_l2 = Some(RationalNumberType::decode(r)?)
+                    f_ev_maximum_discharge_power_l2 =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(18, 0) => {
-                    f_ev_maximum_discharge_power_l3 = Some(RationalNumberType::decode(r)?)
+                    f_ev_maximum_discharge_power_l3 =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(19, 0) => {
-                    f_ev_minimum_discharge_power = Some(RationalNumberType::decode(r)?)
+                    f_ev_minimum_discharge_power =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(20, 0) => {
-                    f_ev_minimum_discharge_power_l2 = Some(RationalNumberType::decode(r)?)
+                    f_ev_minimum_discharge_power_l2 =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(21, 0) => {
-                    f_ev_minimum_discharge_power_l3 = Some(RationalNumberType::decode(r)?)
+                    f_ev_minimum_discharge_power_l3 =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(22, 0) => {
-                    f_ev_maximum_v2_x_energy_request = Some(RationalNumberType::decode(r)?)
+                    f_ev_maximum_v2_x_energy_request =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(23, 0) => {
-                    f_ev_minimum_v2_x_energy_request = Some(RationalNumberType::decode(r)?)
+                    f_ev_minimum_v2_x_energy_request =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::End => break,
                 ev => return Err(d.unexpected(ev)),
@@ -3142,123 +1326,123 @@ pub struct BptScheduledAcCLReqControlModeType {
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub ev_target_energy_request: Option<RationalNumberType>,
+    pub ev_target_energy_request: Option<super::iso20::RationalNumberType>,
     #[serde(
         rename = "EVMaximumEnergyRequest",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub ev_maximum_energy_request: Option<RationalNumberType>,
+    pub ev_maximum_energy_request: Option<super::iso20::RationalNumberType>,
     #[serde(
         rename = "EVMinimumEnergyRequest",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub ev_minimum_energy_request: Option<RationalNumberType>,
+    pub ev_minimum_energy_request: Option<super::iso20::RationalNumberType>,
     #[serde(
         rename = "EVMaximumChargePower",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub ev_maximum_charge_power: Option<RationalNumberType>,
+    pub ev_maximum_charge_power: Option<super::iso20::RationalNumberType>,
     #[serde(
         rename = "EVMaximumChargePower_L2",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub ev_maximum_charge_power_l2: Option<RationalNumberType>,
+    pub ev_maximum_charge_power_l2: Option<super::iso20::RationalNumberType>,
     #[serde(
         rename = "EVMaximumChargePower_L3",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub ev_maximum_charge_power_l3: Option<RationalNumberType>,
+    pub ev_maximum_charge_power_l3: Option<super::iso20::RationalNumberType>,
     #[serde(
         rename = "EVMinimumChargePower",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub ev_minimum_charge_power: Option<RationalNumberType>,
+    pub ev_minimum_charge_power: Option<super::iso20::RationalNumberType>,
     #[serde(
         rename = "EVMinimumChargePower_L2",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub ev_minimum_charge_power_l2: Option<RationalNumberType>,
+    pub ev_minimum_charge_power_l2: Option<super::iso20::RationalNumberType>,
     #[serde(
         rename = "EVMinimumChargePower_L3",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub ev_minimum_charge_power_l3: Option<RationalNumberType>,
+    pub ev_minimum_charge_power_l3: Option<super::iso20::RationalNumberType>,
     #[serde(rename = "EVPresentActivePower")]
-    pub ev_present_active_power: RationalNumberType,
+    pub ev_present_active_power: super::iso20::RationalNumberType,
     #[serde(
         rename = "EVPresentActivePower_L2",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub ev_present_active_power_l2: Option<RationalNumberType>,
+    pub ev_present_active_power_l2: Option<super::iso20::RationalNumberType>,
     #[serde(
         rename = "EVPresentActivePower_L3",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub ev_present_active_power_l3: Option<RationalNumberType>,
+    pub ev_present_active_power_l3: Option<super::iso20::RationalNumberType>,
     #[serde(
         rename = "EVPresentReactivePower",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub ev_present_reactive_power: Option<RationalNumberType>,
+    pub ev_present_reactive_power: Option<super::iso20::RationalNumberType>,
     #[serde(
         rename = "EVPresentReactivePower_L2",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub ev_present_reactive_power_l2: Option<RationalNumberType>,
+    pub ev_present_reactive_power_l2: Option<super::iso20::RationalNumberType>,
     #[serde(
         rename = "EVPresentReactivePower_L3",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub ev_present_reactive_power_l3: Option<RationalNumberType>,
+    pub ev_present_reactive_power_l3: Option<super::iso20::RationalNumberType>,
     #[serde(
         rename = "EVMaximumDischargePower",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub ev_maximum_discharge_power: Option<RationalNumberType>,
+    pub ev_maximum_discharge_power: Option<super::iso20::RationalNumberType>,
     #[serde(
         rename = "EVMaximumDischargePower_L2",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub ev_maximum_discharge_power_l2: Option<RationalNumberType>,
+    pub ev_maximum_discharge_power_l2: Option<super::iso20::RationalNumberType>,
     #[serde(
         rename = "EVMaximumDischargePower_L3",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub ev_maximum_discharge_power_l3: Option<RationalNumberType>,
+    pub ev_maximum_discharge_power_l3: Option<super::iso20::RationalNumberType>,
     #[serde(
         rename = "EVMinimumDischargePower",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub ev_minimum_discharge_power: Option<RationalNumberType>,
+    pub ev_minimum_discharge_power: Option<super::iso20::RationalNumberType>,
     #[serde(
         rename = "EVMinimumDischargePower_L2",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub ev_minimum_discharge_power_l2: Option<RationalNumberType>,
+    pub ev_minimum_discharge_power_l2: Option<super::iso20::RationalNumberType>,
     #[serde(
         rename = "EVMinimumDischargePower_L3",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub ev_minimum_discharge_power_l3: Option<RationalNumberType>,
+    pub ev_minimum_discharge_power_l3: Option<super::iso20::RationalNumberType>,
 }
 
 static G_BPTSCHEDULEDACCLREQCONTROLMODETYPE: Grammar = Grammar {
@@ -3587,83 +1771,105 @@ impl ExiType for BptScheduledAcCLReqControlModeType {
 
     fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
         let mut d = Dec::new(&G_BPTSCHEDULEDACCLREQCONTROLMODETYPE);
-        let mut f_ev_target_energy_request: Option<RationalNumberType> = None;
-        let mut f_ev_maximum_energy_request: Option<RationalNumberType> = None;
-        let mut f_ev_minimum_energy_request: Option<RationalNumberType> = None;
-        let mut f_ev_maximum_charge_power: Option<RationalNumberType> = None;
-        let mut f_ev_maximum_charge_power_l2: Option<RationalNumberType> = None;
-        let mut f_ev_maximum_charge_power_l3: Option<RationalNumberType> = None;
-        let mut f_ev_minimum_charge_power: Option<RationalNumberType> = None;
-        let mut f_ev_minimum_charge_power_l2: Option<RationalNumberType> = None;
-        let mut f_ev_minimum_charge_power_l3: Option<RationalNumberType> = None;
-        let mut f_ev_present_active_power: Option<RationalNumberType> = None;
-        let mut f_ev_present_active_power_l2: Option<RationalNumberType> = None;
-        let mut f_ev_present_active_power_l3: Option<RationalNumberType> = None;
-        let mut f_ev_present_reactive_power: Option<RationalNumberType> = None;
-        let mut f_ev_present_reactive_power_l2: Option<RationalNumberType> = None;
-        let mut f_ev_present_reactive_power_l3: Option<RationalNumberType> = None;
-        let mut f_ev_maximum_discharge_power: Option<RationalNumberType> = None;
-        let mut f_ev_maximum_discharge_power_l2: Option<RationalNumberType> = None;
-        let mut f_ev_maximum_discharge_power_l3: Option<RationalNumberType> = None;
-        let mut f_ev_minimum_discharge_power: Option<RationalNumberType> = None;
-        let mut f_ev_minimum_discharge_power_l2: Option<RationalNumberType> = None;
-        let mut f_ev_minimum_discharge_power_l3: Option<RationalNumberType> = None;
+        let mut f_ev_target_energy_request: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_maximum_energy_request: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_minimum_energy_request: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_maximum_charge_power: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_maximum_charge_power_l2: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_maximum_charge_power_l3: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_minimum_charge_power: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_minimum_charge_power_l2: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_minimum_charge_power_l3: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_present_active_power: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_present_active_power_l2: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_present_active_power_l3: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_present_reactive_power: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_present_reactive_power_l2: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_present_reactive_power_l3: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_maximum_discharge_power: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_maximum_discharge_power_l2: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_maximum_discharge_power_l3: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_minimum_discharge_power: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_minimum_discharge_power_l2: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_minimum_discharge_power_l3: Option<super::iso20::RationalNumberType> = None;
         loop {
             match d.next(r)? {
-                Ev::Elem(0, 0) => f_ev_target_energy_request = Some(RationalNumberType::decode(r)?),
+                Ev::Elem(0, 0) => {
+                    f_ev_target_energy_request = Some(super::iso20::RationalNumberType::decode(r)?)
+                }
                 Ev::Elem(1, 0) => {
-                    f_ev_maximum_energy_request = Some(RationalNumberType::decode(r)?)
+                    f_ev_maximum_energy_request = Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(2, 0) => {
-                    f_ev_minimum_energy_request = Some(RationalNumberType::decode(r)?)
+                    f_ev_minimum_energy_request = Some(super::iso20::RationalNumberType::decode(r)?)
                 }
-                Ev::Elem(3, 0) => f_ev_maximum_charge_power = Some(RationalNumberType::decode(r)?),
+                Ev::Elem(3, 0) => {
+                    f_ev_maximum_charge_power = Some(super::iso20::RationalNumberType::decode(r)?)
+                }
                 Ev::Elem(4, 0) => {
-                    f_ev_maximum_charge_power_l2 = Some(RationalNumberType::decode(r)?)
+                    f_ev_maximum_charge_power_l2 =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(5, 0) => {
-                    f_ev_maximum_charge_power_l3 = Some(RationalNumberType::decode(r)?)
+                    f_ev_maximum_charge_power_l3 =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
-                Ev::Elem(6, 0) => f_ev_minimum_charge_power = Some(RationalNumberType::decode(r)?),
+                Ev::Elem(6, 0) => {
+                    f_ev_minimum_charge_power = Some(super::iso20::RationalNumberType::decode(r)?)
+                }
                 Ev::Elem(7, 0) => {
-                    f_ev_minimum_charge_power_l2 = Some(RationalNumberType::decode(r)?)
+                    f_ev_minimum_charge_power_l2 =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(8, 0) => {
-                    f_ev_minimum_charge_power_l3 = Some(RationalNumberType::decode(r)?)
+                    f_ev_minimum_charge_power_l3 =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
-                Ev::Elem(9, 0) => f_ev_present_active_power = Some(RationalNumberType::decode(r)?),
+                Ev::Elem(9, 0) => {
+                    f_ev_present_active_power = Some(super::iso20::RationalNumberType::decode(r)?)
+                }
                 Ev::Elem(10, 0) => {
-                    f_ev_present_active_power_l2 = Some(RationalNumberType::decode(r)?)
+                    f_ev_present_active_power_l2 =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(11, 0) => {
-                    f_ev_present_active_power_l3 = Some(RationalNumberType::decode(r)?)
+                    f_ev_present_active_power_l3 =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(12, 0) => {
-                    f_ev_present_reactive_power = Some(RationalNumberType::decode(r)?)
+                    f_ev_present_reactive_power = Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(13, 0) => {
-                    f_ev_present_reactive_power_l2 = Some(RationalNumberType::decode(r)?)
+                    f_ev_present_reactive_power_l2 =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(14, 0) => {
-                    f_ev_present_reactive_power_l3 = Some(RationalNumberType::decode(r)?)
+                    f_ev_present_reactive_power_l3 =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(15, 0) => {
-                    f_ev_maximum_discharge_power = Some(RationalNumberType::decode(r)?)
+                    f_ev_maximum_discharge_power =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(16, 0) => {
-                    f_ev_maximum_discharge_power_l2 = Some(RationalNumberType::decode(r)?)
+                    f_ev_maximum_discharge_power_l2 =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(17, 0) => {
-                    f_ev_maximum_discharge_power_l3 = Some(RationalNumberType::decode(r)?)
+                    f_ev_maximum_discharge_power_l3 =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(18, 0) => {
-                    f_ev_minimum_discharge_power = Some(RationalNumberType::decode(r)?)
+                    f_ev_minimum_discharge_power =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(19, 0) => {
-                    f_ev_minimum_discharge_power_l2 = Some(RationalNumberType::decode(r)?)
+                    f_ev_minimum_discharge_power_l2 =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(20, 0) => {
-                    f_ev_minimum_discharge_power_l3 = Some(RationalNumberType::decode(r)?)
+                    f_ev_minimum_discharge_power_l3 =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::End => break,
                 ev => return Err(d.unexpected(ev)),
@@ -3696,35 +1902,6 @@ impl ExiType for BptScheduledAcCLReqControlModeType {
     }
 }
 
-/// XSD complex type `CLReqControlModeType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct CLReqControlModeType {}
-
-static G_CLREQCONTROLMODETYPE: Grammar = Grammar {
-    attrs: &[],
-    particles: &[],
-    mixed: false,
-    simple: false,
-};
-
-impl ExiType for CLReqControlModeType {
-    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
-        let mut e = Enc::new(&G_CLREQCONTROLMODETYPE);
-        e.end(w)
-    }
-
-    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
-        let mut d = Dec::new(&G_CLREQCONTROLMODETYPE);
-        loop {
-            match d.next(r)? {
-                Ev::End => break,
-                ev => return Err(d.unexpected(ev)),
-            }
-        }
-        Ok(CLReqControlModeType {})
-    }
-}
-
 /// XSD complex type `Dynamic_AC_CLReqControlModeType`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DynamicAcCLReqControlModeType {
@@ -3735,67 +1912,67 @@ pub struct DynamicAcCLReqControlModeType {
     )]
     pub departure_time: Option<u32>,
     #[serde(rename = "EVTargetEnergyRequest")]
-    pub ev_target_energy_request: RationalNumberType,
+    pub ev_target_energy_request: super::iso20::RationalNumberType,
     #[serde(rename = "EVMaximumEnergyRequest")]
-    pub ev_maximum_energy_request: RationalNumberType,
+    pub ev_maximum_energy_request: super::iso20::RationalNumberType,
     #[serde(rename = "EVMinimumEnergyRequest")]
-    pub ev_minimum_energy_request: RationalNumberType,
+    pub ev_minimum_energy_request: super::iso20::RationalNumberType,
     #[serde(rename = "EVMaximumChargePower")]
-    pub ev_maximum_charge_power: RationalNumberType,
+    pub ev_maximum_charge_power: super::iso20::RationalNumberType,
     #[serde(
         rename = "EVMaximumChargePower_L2",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub ev_maximum_charge_power_l2: Option<RationalNumberType>,
+    pub ev_maximum_charge_power_l2: Option<super::iso20::RationalNumberType>,
     #[serde(
         rename = "EVMaximumChargePower_L3",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub ev_maximum_charge_power_l3: Option<RationalNumberType>,
+    pub ev_maximum_charge_power_l3: Option<super::iso20::RationalNumberType>,
     #[serde(rename = "EVMinimumChargePower")]
-    pub ev_minimum_charge_power: RationalNumberType,
+    pub ev_minimum_charge_power: super::iso20::RationalNumberType,
     #[serde(
         rename = "EVMinimumChargePower_L2",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub ev_minimum_charge_power_l2: Option<RationalNumberType>,
+    pub ev_minimum_charge_power_l2: Option<super::iso20::RationalNumberType>,
     #[serde(
         rename = "EVMinimumChargePower_L3",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub ev_minimum_charge_power_l3: Option<RationalNumberType>,
+    pub ev_minimum_charge_power_l3: Option<super::iso20::RationalNumberType>,
     #[serde(rename = "EVPresentActivePower")]
-    pub ev_present_active_power: RationalNumberType,
+    pub ev_present_active_power: super::iso20::RationalNumberType,
     #[serde(
         rename = "EVPresentActivePower_L2",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub ev_present_active_power_l2: Option<RationalNumberType>,
+    pub ev_present_active_power_l2: Option<super::iso20::RationalNumberType>,
     #[serde(
         rename = "EVPresentActivePower_L3",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub ev_present_active_power_l3: Option<RationalNumberType>,
+    pub ev_present_active_power_l3: Option<super::iso20::RationalNumberType>,
     #[serde(rename = "EVPresentReactivePower")]
-    pub ev_present_reactive_power: RationalNumberType,
+    pub ev_present_reactive_power: super::iso20::RationalNumberType,
     #[serde(
         rename = "EVPresentReactivePower_L2",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub ev_present_reactive_power_l2: Option<RationalNumberType>,
+    pub ev_present_reactive_power_l2: Option<super::iso20::RationalNumberType>,
     #[serde(
         rename = "EVPresentReactivePower_L3",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub ev_present_reactive_power_l3: Option<RationalNumberType>,
+    pub ev_present_reactive_power_l3: Option<super::iso20::RationalNumberType>,
 }
 
 static G_DYNAMICACCLREQCONTROLMODETYPE: Grammar = Grammar {
@@ -4023,21 +2200,21 @@ impl ExiType for DynamicAcCLReqControlModeType {
     fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
         let mut d = Dec::new(&G_DYNAMICACCLREQCONTROLMODETYPE);
         let mut f_departure_time: Option<u32> = None;
-        let mut f_ev_target_energy_request: Option<RationalNumberType> = None;
-        let mut f_ev_maximum_energy_request: Option<RationalNumberType> = None;
-        let mut f_ev_minimum_energy_request: Option<RationalNumberType> = None;
-        let mut f_ev_maximum_charge_power: Option<RationalNumberType> = None;
-        let mut f_ev_maximum_charge_power_l2: Option<RationalNumberType> = None;
-        let mut f_ev_maximum_charge_power_l3: Option<RationalNumberType> = None;
-        let mut f_ev_minimum_charge_power: Option<RationalNumberType> = None;
-        let mut f_ev_minimum_charge_power_l2: Option<RationalNumberType> = None;
-        let mut f_ev_minimum_charge_power_l3: Option<RationalNumberType> = None;
-        let mut f_ev_present_active_power: Option<RationalNumberType> = None;
-        let mut f_ev_present_active_power_l2: Option<RationalNumberType> = None;
-        let mut f_ev_present_active_power_l3: Option<RationalNumberType> = None;
-        let mut f_ev_present_reactive_power: Option<RationalNumberType> = None;
-        let mut f_ev_present_reactive_power_l2: Option<RationalNumberType> = None;
-        let mut f_ev_present_reactive_power_l3: Option<RationalNumberType> = None;
+        let mut f_ev_target_energy_request: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_maximum_energy_request: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_minimum_energy_request: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_maximum_charge_power: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_maximum_charge_power_l2: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_maximum_charge_power_l3: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_minimum_charge_power: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_minimum_charge_power_l2: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_minimum_charge_power_l3: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_present_active_power: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_present_active_power_l2: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_present_active_power_l3: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_present_reactive_power: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_present_reactive_power_l2: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_present_reactive_power_l3: Option<super::iso20::RationalNumberType> = None;
         loop {
             match d.next(r)? {
                 Ev::Elem(0, 0) => {
@@ -4048,42 +2225,58 @@ impl ExiType for DynamicAcCLReqControlModeType {
                         .ok_or_else(|| missing("DepartureTime"))?,
                     )
                 }
-                Ev::Elem(1, 0) => f_ev_target_energy_request = Some(RationalNumberType::decode(r)?),
+                Ev::Elem(1, 0) => {
+                    f_ev_target_energy_request = Some(super::iso20::RationalNumberType::decode(r)?)
+                }
                 Ev::Elem(2, 0) => {
-                    f_ev_maximum_energy_request = Some(RationalNumberType::decode(r)?)
+                    f_ev_maximum_energy_request = Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(3, 0) => {
-                    f_ev_minimum_energy_request = Some(RationalNumberType::decode(r)?)
+                    f_ev_minimum_energy_request = Some(super::iso20::RationalNumberType::decode(r)?)
                 }
-                Ev::Elem(4, 0) => f_ev_maximum_charge_power = Some(RationalNumberType::decode(r)?),
+                Ev::Elem(4, 0) => {
+                    f_ev_maximum_charge_power = Some(super::iso20::RationalNumberType::decode(r)?)
+                }
                 Ev::Elem(5, 0) => {
-                    f_ev_maximum_charge_power_l2 = Some(RationalNumberType::decode(r)?)
+                    f_ev_maximum_charge_power_l2 =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(6, 0) => {
-                    f_ev_maximum_charge_power_l3 = Some(RationalNumberType::decode(r)?)
+                    f_ev_maximum_charge_power_l3 =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
-                Ev::Elem(7, 0) => f_ev_minimum_charge_power = Some(RationalNumberType::decode(r)?),
+                Ev::Elem(7, 0) => {
+                    f_ev_minimum_charge_power = Some(super::iso20::RationalNumberType::decode(r)?)
+                }
                 Ev::Elem(8, 0) => {
-                    f_ev_minimum_charge_power_l2 = Some(RationalNumberType::decode(r)?)
+                    f_ev_minimum_charge_power_l2 =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(9, 0) => {
-                    f_ev_minimum_charge_power_l3 = Some(RationalNumberType::decode(r)?)
+                    f_ev_minimum_charge_power_l3 =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
-                Ev::Elem(10, 0) => f_ev_present_active_power = Some(RationalNumberType::decode(r)?),
+                Ev::Elem(10, 0) => {
+                    f_ev_present_active_power = Some(super::iso20::RationalNumberType::decode(r)?)
+                }
                 Ev::Elem(11, 0) => {
-                    f_ev_present_active_power_l2 = Some(RationalNumberType::decode(r)?)
+                    f_ev_present_active_power_l2 =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(12, 0) => {
-                    f_ev_present_active_power_l3 = Some(RationalNumberType::decode(r)?)
+                    f_ev_present_active_power_l3 =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(13, 0) => {
-                    f_ev_present_reactive_power = Some(RationalNumberType::decode(r)?)
+                    f_ev_present_reactive_power = Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(14, 0) => {
-                    f_ev_present_reactive_power_l2 = Some(RationalNumberType::decode(r)?)
+                    f_ev_present_reactive_power_l2 =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(15, 0) => {
-                    f_ev_present_reactive_power_l3 = Some(RationalNumberType::decode(r)?)
+                    f_ev_present_reactive_power_l3 =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::End => break,
                 ev => return Err(d.unexpected(ev)),
@@ -4125,87 +2318,87 @@ pub struct ScheduledAcCLReqControlModeType {
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub ev_target_energy_request: Option<RationalNumberType>,
+    pub ev_target_energy_request: Option<super::iso20::RationalNumberType>,
     #[serde(
         rename = "EVMaximumEnergyRequest",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub ev_maximum_energy_request: Option<RationalNumberType>,
+    pub ev_maximum_energy_request: Option<super::iso20::RationalNumberType>,
     #[serde(
         rename = "EVMinimumEnergyRequest",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub ev_minimum_energy_request: Option<RationalNumberType>,
+    pub ev_minimum_energy_request: Option<super::iso20::RationalNumberType>,
     #[serde(
         rename = "EVMaximumChargePower",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub ev_maximum_charge_power: Option<RationalNumberType>,
+    pub ev_maximum_charge_power: Option<super::iso20::RationalNumberType>,
     #[serde(
         rename = "EVMaximumChargePower_L2",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub ev_maximum_charge_power_l2: Option<RationalNumberType>,
+    pub ev_maximum_charge_power_l2: Option<super::iso20::RationalNumberType>,
     #[serde(
         rename = "EVMaximumChargePower_L3",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub ev_maximum_charge_power_l3: Option<RationalNumberType>,
+    pub ev_maximum_charge_power_l3: Option<super::iso20::RationalNumberType>,
     #[serde(
         rename = "EVMinimumChargePower",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub ev_minimum_charge_power: Option<RationalNumberType>,
+    pub ev_minimum_charge_power: Option<super::iso20::RationalNumberType>,
     #[serde(
         rename = "EVMinimumChargePower_L2",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub ev_minimum_charge_power_l2: Option<RationalNumberType>,
+    pub ev_minimum_charge_power_l2: Option<super::iso20::RationalNumberType>,
     #[serde(
         rename = "EVMinimumChargePower_L3",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub ev_minimum_charge_power_l3: Option<RationalNumberType>,
+    pub ev_minimum_charge_power_l3: Option<super::iso20::RationalNumberType>,
     #[serde(rename = "EVPresentActivePower")]
-    pub ev_present_active_power: RationalNumberType,
+    pub ev_present_active_power: super::iso20::RationalNumberType,
     #[serde(
         rename = "EVPresentActivePower_L2",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub ev_present_active_power_l2: Option<RationalNumberType>,
+    pub ev_present_active_power_l2: Option<super::iso20::RationalNumberType>,
     #[serde(
         rename = "EVPresentActivePower_L3",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub ev_present_active_power_l3: Option<RationalNumberType>,
+    pub ev_present_active_power_l3: Option<super::iso20::RationalNumberType>,
     #[serde(
         rename = "EVPresentReactivePower",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub ev_present_reactive_power: Option<RationalNumberType>,
+    pub ev_present_reactive_power: Option<super::iso20::RationalNumberType>,
     #[serde(
         rename = "EVPresentReactivePower_L2",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub ev_present_reactive_power_l2: Option<RationalNumberType>,
+    pub ev_present_reactive_power_l2: Option<super::iso20::RationalNumberType>,
     #[serde(
         rename = "EVPresentReactivePower_L3",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub ev_present_reactive_power_l3: Option<RationalNumberType>,
+    pub ev_present_reactive_power_l3: Option<super::iso20::RationalNumberType>,
 }
 
 static G_SCHEDULEDACCLREQCONTROLMODETYPE: Grammar = Grammar {
@@ -4444,59 +2637,75 @@ impl ExiType for ScheduledAcCLReqControlModeType {
 
     fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
         let mut d = Dec::new(&G_SCHEDULEDACCLREQCONTROLMODETYPE);
-        let mut f_ev_target_energy_request: Option<RationalNumberType> = None;
-        let mut f_ev_maximum_energy_request: Option<RationalNumberType> = None;
-        let mut f_ev_minimum_energy_request: Option<RationalNumberType> = None;
-        let mut f_ev_maximum_charge_power: Option<RationalNumberType> = None;
-        let mut f_ev_maximum_charge_power_l2: Option<RationalNumberType> = None;
-        let mut f_ev_maximum_charge_power_l3: Option<RationalNumberType> = None;
-        let mut f_ev_minimum_charge_power: Option<RationalNumberType> = None;
-        let mut f_ev_minimum_charge_power_l2: Option<RationalNumberType> = None;
-        let mut f_ev_minimum_charge_power_l3: Option<RationalNumberType> = None;
-        let mut f_ev_present_active_power: Option<RationalNumberType> = None;
-        let mut f_ev_present_active_power_l2: Option<RationalNumberType> = None;
-        let mut f_ev_present_active_power_l3: Option<RationalNumberType> = None;
-        let mut f_ev_present_reactive_power: Option<RationalNumberType> = None;
-        let mut f_ev_present_reactive_power_l2: Option<RationalNumberType> = None;
-        let mut f_ev_present_reactive_power_l3: Option<RationalNumberType> = None;
+        let mut f_ev_target_energy_request: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_maximum_energy_request: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_minimum_energy_request: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_maximum_charge_power: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_maximum_charge_power_l2: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_maximum_charge_power_l3: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_minimum_charge_power: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_minimum_charge_power_l2: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_minimum_charge_power_l3: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_present_active_power: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_present_active_power_l2: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_present_active_power_l3: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_present_reactive_power: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_present_reactive_power_l2: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_present_reactive_power_l3: Option<super::iso20::RationalNumberType> = None;
         loop {
             match d.next(r)? {
-                Ev::Elem(0, 0) => f_ev_target_energy_request = Some(RationalNumberType::decode(r)?),
+                Ev::Elem(0, 0) => {
+                    f_ev_target_energy_request = Some(super::iso20::RationalNumberType::decode(r)?)
+                }
                 Ev::Elem(1, 0) => {
-                    f_ev_maximum_energy_request = Some(RationalNumberType::decode(r)?)
+                    f_ev_maximum_energy_request = Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(2, 0) => {
-                    f_ev_minimum_energy_request = Some(RationalNumberType::decode(r)?)
+                    f_ev_minimum_energy_request = Some(super::iso20::RationalNumberType::decode(r)?)
                 }
-                Ev::Elem(3, 0) => f_ev_maximum_charge_power = Some(RationalNumberType::decode(r)?),
+                Ev::Elem(3, 0) => {
+                    f_ev_maximum_charge_power = Some(super::iso20::RationalNumberType::decode(r)?)
+                }
                 Ev::Elem(4, 0) => {
-                    f_ev_maximum_charge_power_l2 = Some(RationalNumberType::decode(r)?)
+                    f_ev_maximum_charge_power_l2 =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(5, 0) => {
-                    f_ev_maximum_charge_power_l3 = Some(RationalNumberType::decode(r)?)
+                    f_ev_maximum_charge_power_l3 =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
-                Ev::Elem(6, 0) => f_ev_minimum_charge_power = Some(RationalNumberType::decode(r)?),
+                Ev::Elem(6, 0) => {
+                    f_ev_minimum_charge_power = Some(super::iso20::RationalNumberType::decode(r)?)
+                }
                 Ev::Elem(7, 0) => {
-                    f_ev_minimum_charge_power_l2 = Some(RationalNumberType::decode(r)?)
+                    f_ev_minimum_charge_power_l2 =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(8, 0) => {
-                    f_ev_minimum_charge_power_l3 = Some(RationalNumberType::decode(r)?)
+                    f_ev_minimum_charge_power_l3 =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
-                Ev::Elem(9, 0) => f_ev_present_active_power = Some(RationalNumberType::decode(r)?),
+                Ev::Elem(9, 0) => {
+                    f_ev_present_active_power = Some(super::iso20::RationalNumberType::decode(r)?)
+                }
                 Ev::Elem(10, 0) => {
-                    f_ev_present_active_power_l2 = Some(RationalNumberType::decode(r)?)
+                    f_ev_present_active_power_l2 =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(11, 0) => {
-                    f_ev_present_active_power_l3 = Some(RationalNumberType::decode(r)?)
+                    f_ev_present_active_power_l3 =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(12, 0) => {
-                    f_ev_present_reactive_power = Some(RationalNumberType::decode(r)?)
+                    f_ev_present_reactive_power = Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(13, 0) => {
-                    f_ev_present_reactive_power_l2 = Some(RationalNumberType::decode(r)?)
+                    f_ev_present_reactive_power_l2 =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(14, 0) => {
-                    f_ev_present_reactive_power_l3 = Some(RationalNumberType::decode(r)?)
+                    f_ev_present_reactive_power_l3 =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::End => break,
                 ev => return Err(d.unexpected(ev)),
@@ -4527,25 +2736,25 @@ impl ExiType for ScheduledAcCLReqControlModeType {
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct AcChargeLoopResType {
     #[serde(rename = "Header")]
-    pub header: MessageHeaderType,
+    pub header: super::iso20::MessageHeaderType,
     #[serde(rename = "ResponseCode")]
-    pub response_code: ResponseCodeType,
+    pub response_code: super::iso20::ResponseCodeType,
     #[serde(
         rename = "EVSEStatus",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub evse_status: Option<EVSEStatusType>,
+    pub evse_status: Option<super::iso20::EVSEStatusType>,
     #[serde(rename = "MeterInfo", default, skip_serializing_if = "Option::is_none")]
-    pub meter_info: Option<MeterInfoType>,
+    pub meter_info: Option<super::iso20::MeterInfoType>,
     #[serde(rename = "Receipt", default, skip_serializing_if = "Option::is_none")]
-    pub receipt: Option<ReceiptType>,
+    pub receipt: Option<super::iso20::ReceiptType>,
     #[serde(
         rename = "EVSETargetFrequency",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub evse_target_frequency: Option<RationalNumberType>,
+    pub evse_target_frequency: Option<super::iso20::RationalNumberType>,
     #[serde(
         rename = "BPT_Dynamic_AC_CLResControlMode",
         default,
@@ -4563,7 +2772,7 @@ pub struct AcChargeLoopResType {
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub cl_res_control_mode: Option<CLResControlModeType>,
+    pub cl_res_control_mode: Option<super::iso20::CLResControlModeType>,
     #[serde(
         rename = "Dynamic_AC_CLResControlMode",
         default,
@@ -4633,7 +2842,7 @@ impl ExiType for AcChargeLoopResType {
             let v = &self.response_code;
             e.elem(w, 1, 0);
             elem_value(w, false, |w| {
-                enc_enum(w, v.index(), ResponseCodeType::COUNT);
+                enc_enum(w, v.index(), super::iso20::ResponseCodeType::COUNT);
                 Ok(())
             })?;
         }
@@ -4697,37 +2906,39 @@ impl ExiType for AcChargeLoopResType {
 
     fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
         let mut d = Dec::new(&G_ACCHARGELOOPRESTYPE);
-        let mut f_header: Option<MessageHeaderType> = None;
-        let mut f_response_code: Option<ResponseCodeType> = None;
-        let mut f_evse_status: Option<EVSEStatusType> = None;
-        let mut f_meter_info: Option<MeterInfoType> = None;
-        let mut f_receipt: Option<ReceiptType> = None;
-        let mut f_evse_target_frequency: Option<RationalNumberType> = None;
+        let mut f_header: Option<super::iso20::MessageHeaderType> = None;
+        let mut f_response_code: Option<super::iso20::ResponseCodeType> = None;
+        let mut f_evse_status: Option<super::iso20::EVSEStatusType> = None;
+        let mut f_meter_info: Option<super::iso20::MeterInfoType> = None;
+        let mut f_receipt: Option<super::iso20::ReceiptType> = None;
+        let mut f_evse_target_frequency: Option<super::iso20::RationalNumberType> = None;
         let mut f_bpt_dynamic_ac_cl_res_control_mode: Option<BptDynamicAcCLResControlModeType> =
             None;
         let mut f_bpt_scheduled_ac_cl_res_control_mode: Option<BptScheduledAcCLResControlModeType> =
             None;
-        let mut f_cl_res_control_mode: Option<CLResControlModeType> = None;
+        let mut f_cl_res_control_mode: Option<super::iso20::CLResControlModeType> = None;
         let mut f_dynamic_ac_cl_res_control_mode: Option<DynamicAcCLResControlModeType> = None;
         let mut f_scheduled_ac_cl_res_control_mode: Option<ScheduledAcCLResControlModeType> = None;
         loop {
             match d.next(r)? {
-                Ev::Elem(0, 0) => f_header = Some(MessageHeaderType::decode(r)?),
+                Ev::Elem(0, 0) => f_header = Some(super::iso20::MessageHeaderType::decode(r)?),
                 Ev::Elem(1, 0) => {
                     f_response_code = Some(
                         dec_elem_value(r, false, |r| {
-                            Ok(enum_from::<ResponseCodeType>(dec_enum(
+                            Ok(enum_from::<super::iso20::ResponseCodeType>(dec_enum(
                                 r,
-                                ResponseCodeType::COUNT,
+                                super::iso20::ResponseCodeType::COUNT,
                             )?)?)
                         })?
                         .ok_or_else(|| missing("ResponseCode"))?,
                     )
                 }
-                Ev::Elem(2, 0) => f_evse_status = Some(EVSEStatusType::decode(r)?),
-                Ev::Elem(3, 0) => f_meter_info = Some(MeterInfoType::decode(r)?),
-                Ev::Elem(4, 0) => f_receipt = Some(ReceiptType::decode(r)?),
-                Ev::Elem(5, 0) => f_evse_target_frequency = Some(RationalNumberType::decode(r)?),
+                Ev::Elem(2, 0) => f_evse_status = Some(super::iso20::EVSEStatusType::decode(r)?),
+                Ev::Elem(3, 0) => f_meter_info = Some(super::iso20::MeterInfoType::decode(r)?),
+                Ev::Elem(4, 0) => f_receipt = Some(super::iso20::ReceiptType::decode(r)?),
+                Ev::Elem(5, 0) => {
+                    f_evse_target_frequency = Some(super::iso20::RationalNumberType::decode(r)?)
+                }
                 Ev::Elem(6, 0) => {
                     f_bpt_dynamic_ac_cl_res_control_mode =
                         Some(BptDynamicAcCLResControlModeType::decode(r)?)
@@ -4736,7 +2947,9 @@ impl ExiType for AcChargeLoopResType {
                     f_bpt_scheduled_ac_cl_res_control_mode =
                         Some(BptScheduledAcCLResControlModeType::decode(r)?)
                 }
-                Ev::Elem(6, 2) => f_cl_res_control_mode = Some(CLResControlModeType::decode(r)?),
+                Ev::Elem(6, 2) => {
+                    f_cl_res_control_mode = Some(super::iso20::CLResControlModeType::decode(r)?)
+                }
                 Ev::Elem(6, 3) => {
                     f_dynamic_ac_cl_res_control_mode =
                         Some(DynamicAcCLResControlModeType::decode(r)?)
@@ -4765,669 +2978,6 @@ impl ExiType for AcChargeLoopResType {
     }
 }
 
-/// XSD complex type `EVSEStatusType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct EVSEStatusType {
-    #[serde(rename = "NotificationMaxDelay")]
-    pub notification_max_delay: u16,
-    #[serde(rename = "EVSENotification")]
-    pub evse_notification: EvseNotificationType,
-}
-
-static G_EVSESTATUSTYPE: Grammar = Grammar {
-    attrs: &[],
-    particles: &[
-        P {
-            alts: 1,
-            min: 1,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 1,
-            max: 1,
-        },
-    ],
-    mixed: false,
-    simple: false,
-};
-
-impl ExiType for EVSEStatusType {
-    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
-        let mut e = Enc::new(&G_EVSESTATUSTYPE);
-        {
-            let v = &self.notification_max_delay;
-            e.elem(w, 0, 0);
-            elem_value(w, false, |w| {
-                enc_int(w, i128::from(*v), 0, 65535)?;
-                Ok(())
-            })?;
-        }
-        {
-            let v = &self.evse_notification;
-            e.elem(w, 1, 0);
-            elem_value(w, false, |w| {
-                enc_enum(w, v.index(), EvseNotificationType::COUNT);
-                Ok(())
-            })?;
-        }
-        e.end(w)
-    }
-
-    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
-        let mut d = Dec::new(&G_EVSESTATUSTYPE);
-        let mut f_notification_max_delay: Option<u16> = None;
-        let mut f_evse_notification: Option<EvseNotificationType> = None;
-        loop {
-            match d.next(r)? {
-                Ev::Elem(0, 0) => {
-                    f_notification_max_delay = Some(
-                        dec_elem_value(r, false, |r| Ok(int_into::<u16>(dec_int(r, 0, 65535)?)?))?
-                            .ok_or_else(|| missing("NotificationMaxDelay"))?,
-                    )
-                }
-                Ev::Elem(1, 0) => {
-                    f_evse_notification = Some(
-                        dec_elem_value(r, false, |r| {
-                            Ok(enum_from::<EvseNotificationType>(dec_enum(
-                                r,
-                                EvseNotificationType::COUNT,
-                            )?)?)
-                        })?
-                        .ok_or_else(|| missing("EVSENotification"))?,
-                    )
-                }
-                Ev::End => break,
-                ev => return Err(d.unexpected(ev)),
-            }
-        }
-        Ok(EVSEStatusType {
-            notification_max_delay: f_notification_max_delay
-                .ok_or_else(|| missing("NotificationMaxDelay"))?,
-            evse_notification: f_evse_notification.ok_or_else(|| missing("EVSENotification"))?,
-        })
-    }
-}
-
-/// XSD complex type `MeterInfoType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct MeterInfoType {
-    #[serde(rename = "MeterID")]
-    pub meter_id: String,
-    #[serde(rename = "ChargedEnergyReadingWh")]
-    pub charged_energy_reading_wh: u64,
-    #[serde(
-        rename = "BPT_DischargedEnergyReadingWh",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub bpt_discharged_energy_reading_wh: Option<u64>,
-    #[serde(
-        rename = "CapacitiveEnergyReadingVARh",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub capacitive_energy_reading_va_rh: Option<u64>,
-    #[serde(
-        rename = "BPT_InductiveEnergyReadingVARh",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub bpt_inductive_energy_reading_va_rh: Option<u64>,
-    #[serde(
-        rename = "MeterSignature",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub meter_signature: Option<Base64Binary>,
-    #[serde(
-        rename = "MeterStatus",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub meter_status: Option<i16>,
-    #[serde(
-        rename = "MeterTimestamp",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub meter_timestamp: Option<u64>,
-}
-
-static G_METERINFOTYPE: Grammar = Grammar {
-    attrs: &[],
-    particles: &[
-        P {
-            alts: 1,
-            min: 1,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 1,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 0,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 0,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 0,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 0,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 0,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 0,
-            max: 1,
-        },
-    ],
-    mixed: false,
-    simple: false,
-};
-
-impl ExiType for MeterInfoType {
-    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
-        let mut e = Enc::new(&G_METERINFOTYPE);
-        {
-            let v = &self.meter_id;
-            e.elem(w, 0, 0);
-            string_elem(w, v, 0, Some(32))?;
-        }
-        {
-            let v = &self.charged_energy_reading_wh;
-            e.elem(w, 1, 0);
-            elem_value(w, false, |w| {
-                enc_int(w, i128::from(*v), 0, i128::MAX)?;
-                Ok(())
-            })?;
-        }
-        check_count(
-            usize::from(self.bpt_discharged_energy_reading_wh.is_some()),
-            0,
-            1,
-            "BPT_DischargedEnergyReadingWh",
-        )?;
-        if let Some(v) = &self.bpt_discharged_energy_reading_wh {
-            e.elem(w, 2, 0);
-            elem_value(w, false, |w| {
-                enc_int(w, i128::from(*v), 0, i128::MAX)?;
-                Ok(())
-            })?;
-        }
-        check_count(
-            usize::from(self.capacitive_energy_reading_va_rh.is_some()),
-            0,
-            1,
-            "CapacitiveEnergyReadingVARh",
-        )?;
-        if let Some(v) = &self.capacitive_energy_reading_va_rh {
-            e.elem(w, 3, 0);
-            elem_value(w, false, |w| {
-                enc_int(w, i128::from(*v), 0, i128::MAX)?;
-                Ok(())
-            })?;
-        }
-        check_count(
-            usize::from(self.bpt_inductive_energy_reading_va_rh.is_some()),
-            0,
-            1,
-            "BPT_InductiveEnergyReadingVARh",
-        )?;
-        if let Some(v) = &self.bpt_inductive_energy_reading_va_rh {
-            e.elem(w, 4, 0);
-            elem_value(w, false, |w| {
-                enc_int(w, i128::from(*v), 0, i128::MAX)?;
-                Ok(())
-            })?;
-        }
-        check_count(
-            usize::from(self.meter_signature.is_some()),
-            0,
-            1,
-            "MeterSignature",
-        )?;
-        if let Some(v) = &self.meter_signature {
-            e.elem(w, 5, 0);
-            binary_elem(w, &v.0, 0, Some(64))?;
-        }
-        check_count(
-            usize::from(self.meter_status.is_some()),
-            0,
-            1,
-            "MeterStatus",
-        )?;
-        if let Some(v) = &self.meter_status {
-            e.elem(w, 6, 0);
-            elem_value(w, false, |w| {
-                enc_int(w, i128::from(*v), -32768, 32767)?;
-                Ok(())
-            })?;
-        }
-        check_count(
-            usize::from(self.meter_timestamp.is_some()),
-            0,
-            1,
-            "MeterTimestamp",
-        )?;
-        if let Some(v) = &self.meter_timestamp {
-            e.elem(w, 7, 0);
-            elem_value(w, false, |w| {
-                enc_int(w, i128::from(*v), 0, i128::MAX)?;
-                Ok(())
-            })?;
-        }
-        e.end(w)
-    }
-
-    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
-        let mut d = Dec::new(&G_METERINFOTYPE);
-        let mut f_meter_id: Option<String> = None;
-        let mut f_charged_energy_reading_wh: Option<u64> = None;
-        let mut f_bpt_discharged_energy_reading_wh: Option<u64> = None;
-        let mut f_capacitive_energy_reading_va_rh: Option<u64> = None;
-        let mut f_bpt_inductive_energy_reading_va_rh: Option<u64> = None;
-        let mut f_meter_signature: Option<Base64Binary> = None;
-        let mut f_meter_status: Option<i16> = None;
-        let mut f_meter_timestamp: Option<u64> = None;
-        loop {
-            match d.next(r)? {
-                Ev::Elem(0, 0) => {
-                    f_meter_id = Some(
-                        dec_elem_value(r, true, |r| Ok(dec_string(r, 0, Some(32))?))?
-                            .unwrap_or_default(),
-                    )
-                }
-                Ev::Elem(1, 0) => {
-                    f_charged_energy_reading_wh = Some(
-                        dec_elem_value(r, false, |r| {
-                            Ok(int_into::<u64>(dec_int(r, 0, i128::MAX)?)?)
-                        })?
-                        .ok_or_else(|| missing("ChargedEnergyReadingWh"))?,
-                    )
-                }
-                Ev::Elem(2, 0) => {
-                    f_bpt_discharged_energy_reading_wh = Some(
-                        dec_elem_value(r, false, |r| {
-                            Ok(int_into::<u64>(dec_int(r, 0, i128::MAX)?)?)
-                        })?
-                        .ok_or_else(|| missing("BPT_DischargedEnergyReadingWh"))?,
-                    )
-                }
-                Ev::Elem(3, 0) => {
-                    f_capacitive_energy_reading_va_rh = Some(
-                        dec_elem_value(r, false, |r| {
-                            Ok(int_into::<u64>(dec_int(r, 0, i128::MAX)?)?)
-                        })?
-                        .ok_or_else(|| missing("CapacitiveEnergyReadingVARh"))?,
-                    )
-                }
-                Ev::Elem(4, 0) => {
-                    f_bpt_inductive_energy_reading_va_rh = Some(
-                        dec_elem_value(r, false, |r| {
-                            Ok(int_into::<u64>(dec_int(r, 0, i128::MAX)?)?)
-                        })?
-                        .ok_or_else(|| missing("BPT_InductiveEnergyReadingVARh"))?,
-                    )
-                }
-                Ev::Elem(5, 0) => {
-                    f_meter_signature = Some(
-                        dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, Some(64))?)))?
-                            .unwrap_or_default(),
-                    )
-                }
-                Ev::Elem(6, 0) => {
-                    f_meter_status = Some(
-                        dec_elem_value(r, false, |r| {
-                            Ok(int_into::<i16>(dec_int(r, -32768, 32767)?)?)
-                        })?
-                        .ok_or_else(|| missing("MeterStatus"))?,
-                    )
-                }
-                Ev::Elem(7, 0) => {
-                    f_meter_timestamp = Some(
-                        dec_elem_value(r, false, |r| {
-                            Ok(int_into::<u64>(dec_int(r, 0, i128::MAX)?)?)
-                        })?
-                        .ok_or_else(|| missing("MeterTimestamp"))?,
-                    )
-                }
-                Ev::End => break,
-                ev => return Err(d.unexpected(ev)),
-            }
-        }
-        Ok(MeterInfoType {
-            meter_id: f_meter_id.ok_or_else(|| missing("MeterID"))?,
-            charged_energy_reading_wh: f_charged_energy_reading_wh
-                .ok_or_else(|| missing("ChargedEnergyReadingWh"))?,
-            bpt_discharged_energy_reading_wh: f_bpt_discharged_energy_reading_wh,
-            capacitive_energy_reading_va_rh: f_capacitive_energy_reading_va_rh,
-            bpt_inductive_energy_reading_va_rh: f_bpt_inductive_energy_reading_va_rh,
-            meter_signature: f_meter_signature,
-            meter_status: f_meter_status,
-            meter_timestamp: f_meter_timestamp,
-        })
-    }
-}
-
-/// XSD complex type `ReceiptType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ReceiptType {
-    #[serde(rename = "TimeAnchor")]
-    pub time_anchor: u64,
-    #[serde(
-        rename = "EnergyCosts",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub energy_costs: Option<DetailedCostType>,
-    #[serde(
-        rename = "OccupancyCosts",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub occupancy_costs: Option<DetailedCostType>,
-    #[serde(
-        rename = "AdditionalServicesCosts",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub additional_services_costs: Option<DetailedCostType>,
-    #[serde(
-        rename = "OverstayCosts",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub overstay_costs: Option<DetailedCostType>,
-    #[serde(rename = "TaxCosts", default, skip_serializing_if = "Vec::is_empty")]
-    pub tax_costs: Vec<DetailedTaxType>,
-}
-
-static G_RECEIPTTYPE: Grammar = Grammar {
-    attrs: &[],
-    particles: &[
-        P {
-            alts: 1,
-            min: 1,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 0,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 0,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 0,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 0,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 0,
-            max: 10,
-        },
-    ],
-    mixed: false,
-    simple: false,
-};
-
-impl ExiType for ReceiptType {
-    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
-        let mut e = Enc::new(&G_RECEIPTTYPE);
-        {
-            let v = &self.time_anchor;
-            e.elem(w, 0, 0);
-            elem_value(w, false, |w| {
-                enc_int(w, i128::from(*v), 0, i128::MAX)?;
-                Ok(())
-            })?;
-        }
-        check_count(
-            usize::from(self.energy_costs.is_some()),
-            0,
-            1,
-            "EnergyCosts",
-        )?;
-        if let Some(v) = &self.energy_costs {
-            e.elem(w, 1, 0);
-            v.encode(w)?;
-        }
-        check_count(
-            usize::from(self.occupancy_costs.is_some()),
-            0,
-            1,
-            "OccupancyCosts",
-        )?;
-        if let Some(v) = &self.occupancy_costs {
-            e.elem(w, 2, 0);
-            v.encode(w)?;
-        }
-        check_count(
-            usize::from(self.additional_services_costs.is_some()),
-            0,
-            1,
-            "AdditionalServicesCosts",
-        )?;
-        if let Some(v) = &self.additional_services_costs {
-            e.elem(w, 3, 0);
-            v.encode(w)?;
-        }
-        check_count(
-            usize::from(self.overstay_costs.is_some()),
-            0,
-            1,
-            "OverstayCosts",
-        )?;
-        if let Some(v) = &self.overstay_costs {
-            e.elem(w, 4, 0);
-            v.encode(w)?;
-        }
-        check_count(self.tax_costs.len(), 0, 10, "TaxCosts")?;
-        for v in &self.tax_costs {
-            e.elem(w, 5, 0);
-            v.encode(w)?;
-        }
-        e.end(w)
-    }
-
-    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
-        let mut d = Dec::new(&G_RECEIPTTYPE);
-        let mut f_time_anchor: Option<u64> = None;
-        let mut f_energy_costs: Option<DetailedCostType> = None;
-        let mut f_occupancy_costs: Option<DetailedCostType> = None;
-        let mut f_additional_services_costs: Option<DetailedCostType> = None;
-        let mut f_overstay_costs: Option<DetailedCostType> = None;
-        let mut f_tax_costs: Vec<DetailedTaxType> = Vec::new();
-        loop {
-            match d.next(r)? {
-                Ev::Elem(0, 0) => {
-                    f_time_anchor = Some(
-                        dec_elem_value(r, false, |r| {
-                            Ok(int_into::<u64>(dec_int(r, 0, i128::MAX)?)?)
-                        })?
-                        .ok_or_else(|| missing("TimeAnchor"))?,
-                    )
-                }
-                Ev::Elem(1, 0) => f_energy_costs = Some(DetailedCostType::decode(r)?),
-                Ev::Elem(2, 0) => f_occupancy_costs = Some(DetailedCostType::decode(r)?),
-                Ev::Elem(3, 0) => f_additional_services_costs = Some(DetailedCostType::decode(r)?),
-                Ev::Elem(4, 0) => f_overstay_costs = Some(DetailedCostType::decode(r)?),
-                Ev::Elem(5, 0) => f_tax_costs.push(DetailedTaxType::decode(r)?),
-                Ev::End => break,
-                ev => return Err(d.unexpected(ev)),
-            }
-        }
-        Ok(ReceiptType {
-            time_anchor: f_time_anchor.ok_or_else(|| missing("TimeAnchor"))?,
-            energy_costs: f_energy_costs,
-            occupancy_costs: f_occupancy_costs,
-            additional_services_costs: f_additional_services_costs,
-            overstay_costs: f_overstay_costs,
-            tax_costs: f_tax_costs,
-        })
-    }
-}
-
-/// XSD complex type `DetailedCostType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct DetailedCostType {
-    #[serde(rename = "Amount")]
-    pub amount: RationalNumberType,
-    #[serde(rename = "CostPerUnit")]
-    pub cost_per_unit: RationalNumberType,
-}
-
-static G_DETAILEDCOSTTYPE: Grammar = Grammar {
-    attrs: &[],
-    particles: &[
-        P {
-            alts: 1,
-            min: 1,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 1,
-            max: 1,
-        },
-    ],
-    mixed: false,
-    simple: false,
-};
-
-impl ExiType for DetailedCostType {
-    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
-        let mut e = Enc::new(&G_DETAILEDCOSTTYPE);
-        {
-            let v = &self.amount;
-            e.elem(w, 0, 0);
-            v.encode(w)?;
-        }
-        {
-            let v = &self.cost_per_unit;
-            e.elem(w, 1, 0);
-            v.encode(w)?;
-        }
-        e.end(w)
-    }
-
-    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
-        let mut d = Dec::new(&G_DETAILEDCOSTTYPE);
-        let mut f_amount: Option<RationalNumberType> = None;
-        let mut f_cost_per_unit: Option<RationalNumberType> = None;
-        loop {
-            match d.next(r)? {
-                Ev::Elem(0, 0) => f_amount = Some(RationalNumberType::decode(r)?),
-                Ev::Elem(1, 0) => f_cost_per_unit = Some(RationalNumberType::decode(r)?),
-                Ev::End => break,
-                ev => return Err(d.unexpected(ev)),
-            }
-        }
-        Ok(DetailedCostType {
-            amount: f_amount.ok_or_else(|| missing("Amount"))?,
-            cost_per_unit: f_cost_per_unit.ok_or_else(|| missing("CostPerUnit"))?,
-        })
-    }
-}
-
-/// XSD complex type `DetailedTaxType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct DetailedTaxType {
-    #[serde(rename = "TaxRuleID")]
-    pub tax_rule_id: u32,
-    #[serde(rename = "Amount")]
-    pub amount: RationalNumberType,
-}
-
-static G_DETAILEDTAXTYPE: Grammar = Grammar {
-    attrs: &[],
-    particles: &[
-        P {
-            alts: 1,
-            min: 1,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 1,
-            max: 1,
-        },
-    ],
-    mixed: false,
-    simple: false,
-};
-
-impl ExiType for DetailedTaxType {
-    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
-        let mut e = Enc::new(&G_DETAILEDTAXTYPE);
-        {
-            let v = &self.tax_rule_id;
-            e.elem(w, 0, 0);
-            elem_value(w, false, |w| {
-                enc_int(w, i128::from(*v), 1, 4294967295)?;
-                Ok(())
-            })?;
-        }
-        {
-            let v = &self.amount;
-            e.elem(w, 1, 0);
-            v.encode(w)?;
-        }
-        e.end(w)
-    }
-
-    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
-        let mut d = Dec::new(&G_DETAILEDTAXTYPE);
-        let mut f_tax_rule_id: Option<u32> = None;
-        let mut f_amount: Option<RationalNumberType> = None;
-        loop {
-            match d.next(r)? {
-                Ev::Elem(0, 0) => {
-                    f_tax_rule_id = Some(
-                        dec_elem_value(r, false, |r| {
-                            Ok(int_into::<u32>(dec_int(r, 1, 4294967295)?)?)
-                        })?
-                        .ok_or_else(|| missing("TaxRuleID"))?,
-                    )
-                }
-                Ev::Elem(1, 0) => f_amount = Some(RationalNumberType::decode(r)?),
-                Ev::End => break,
-                ev => return Err(d.unexpected(ev)),
-            }
-        }
-        Ok(DetailedTaxType {
-            tax_rule_id: f_tax_rule_id.ok_or_else(|| missing("TaxRuleID"))?,
-            amount: f_amount.ok_or_else(|| missing("Amount"))?,
-        })
-    }
-}
-
 /// XSD complex type `BPT_Dynamic_AC_CLResControlModeType`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct BptDynamicAcCLResControlModeType {
@@ -5452,55 +3002,55 @@ pub struct BptDynamicAcCLResControlModeType {
     )]
     pub ack_max_delay: Option<u16>,
     #[serde(rename = "EVSETargetActivePower")]
-    pub evse_target_active_power: RationalNumberType,
+    pub evse_target_active_power: super::iso20::RationalNumberType,
     #[serde(
         rename = "EVSETargetActivePower_L2",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub evse_target_active_power_l2: Option<RationalNumberType>,
+    pub evse_target_active_power_l2: Option<super::iso20::RationalNumberType>,
     #[serde(
         rename = "EVSETargetActivePower_L3",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub evse_target_active_power_l3: Option<RationalNumberType>,
+    pub evse_target_active_power_l3: Option<super::iso20::RationalNumberType>,
     #[serde(
         rename = "EVSETargetReactivePower",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub evse_target_reactive_power: Option<RationalNumberType>,
+    pub evse_target_reactive_power: Option<super::iso20::RationalNumberType>,
     #[serde(
         rename = "EVSETargetReactivePower_L2",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub evse_target_reactive_power_l2: Option<RationalNumberType>,
+    pub evse_target_reactive_power_l2: Option<super::iso20::RationalNumberType>,
     #[serde(
         rename = "EVSETargetReactivePower_L3",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub evse_target_reactive_power_l3: Option<RationalNumberType>,
+    pub evse_target_reactive_power_l3: Option<super::iso20::RationalNumberType>,
     #[serde(
         rename = "EVSEPresentActivePower",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub evse_present_active_power: Option<RationalNumberType>,
+    pub evse_present_active_power: Option<super::iso20::RationalNumberType>,
     #[serde(
         rename = "EVSEPresentActivePower_L2",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub evse_present_active_power_l2: Option<RationalNumberType>,
+    pub evse_present_active_power_l2: Option<super::iso20::RationalNumberType>,
     #[serde(
         rename = "EVSEPresentActivePower_L3",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub evse_present_active_power_l3: Option<RationalNumberType>,
+    pub evse_present_active_power_l3: Option<super::iso20::RationalNumberType>,
 }
 
 static G_BPTDYNAMICACCLRESCONTROLMODETYPE: Grammar = Grammar {
@@ -5715,15 +3265,15 @@ impl ExiType for BptDynamicAcCLResControlModeType {
         let mut f_minimum_soc: Option<u8> = None;
         let mut f_target_soc: Option<u8> = None;
         let mut f_ack_max_delay: Option<u16> = None;
-        let mut f_evse_target_active_power: Option<RationalNumberType> = None;
-        let mut f_evse_target_active_power_l2: Option<RationalNumberType> = None;
-        let mut f_evse_target_active_power_l3: Option<RationalNumberType> = None;
-        let mut f_evse_target_reactive_power: Option<RationalNumberType> = None;
-        let mut f_evse_target_reactive_power_l2: Option<RationalNumberType> = None;
-        let mut f_evse_target_reactive_power_l3: Option<RationalNumberType> = None;
-        let mut f_evse_present_active_power: Option<RationalNumberType> = None;
-        let mut f_evse_present_active_power_l2: Option<RationalNumberType> = None;
-        let mut f_evse_present_active_power_l3: Option<RationalNumberType> = None;
+        let mut f_evse_target_active_power: Option<super::iso20::RationalNumberType> = None;
+        let mut f_evse_target_active_power_l2: Option<super::iso20::RationalNumberType> = None;
+        let mut f_evse_target_active_power_l3: Option<super::iso20::RationalNumberType> = None;
+        let mut f_evse_target_reactive_power: Option<super::iso20::RationalNumberType> = None;
+        let mut f_evse_target_reactive_power_l2: Option<super::iso20::RationalNumberType> = None;
+        let mut f_evse_target_reactive_power_l3: Option<super::iso20::RationalNumberType> = None;
+        let mut f_evse_present_active_power: Option<super::iso20::RationalNumberType> = None;
+        let mut f_evse_present_active_power_l2: Option<super::iso20::RationalNumberType> = None;
+        let mut f_evse_present_active_power_l3: Option<super::iso20::RationalNumberType> = None;
         loop {
             match d.next(r)? {
                 Ev::Elem(0, 0) => {
@@ -5752,30 +3302,39 @@ impl ExiType for BptDynamicAcCLResControlModeType {
                             .ok_or_else(|| missing("AckMaxDelay"))?,
                     )
                 }
-                Ev::Elem(4, 0) => f_evse_target_active_power = Some(RationalNumberType::decode(r)?),
+                Ev::Elem(4, 0) => {
+                    f_evse_target_active_power = Some(super::iso20::RationalNumberType::decode(r)?)
+                }
                 Ev::Elem(5, 0) => {
-                    f_evse_target_active_power_l2 = Some(RationalNumberType::decode(r)?)
+                    f_evse_target_active_power_l2 =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(6, 0) => {
-                    f_evse_target_active_power_l3 = Some(RationalNumberType::decode(r)?)
+                    f_evse_target_active_power_l3 =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(7, 0) => {
-                    f_evse_target_reactive_power = Some(RationalNumberType::decode(r)?)
+                    f_evse_target_reactive_power =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(8, 0) => {
-                    f_evse_target_reactive_power_l2 = Some(RationalNumberType::decode(r)?)
+                    f_evse_target_reactive_power_l2 =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(9, 0) => {
-                    f_evse_target_reactive_power_l3 = Some(RationalNumberType::decode(r)?)
+                    f_evse_target_reactive_power_l3 =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(10, 0) => {
-                    f_evse_present_active_power = Some(RationalNumberType::decode(r)?)
+                    f_evse_present_active_power = Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(11, 0) => {
-                    f_evse_present_active_power_l2 = Some(RationalNumberType::decode(r)?)
+                    f_evse_present_active_power_l2 =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(12, 0) => {
-                    f_evse_present_active_power_l3 = Some(RationalNumberType::decode(r)?)
+                    f_evse_present_active_power_l3 =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::End => break,
                 ev => return Err(d.unexpected(ev)),
@@ -5801,62 +3360,62 @@ impl ExiType for BptDynamicAcCLResControlModeType {
 }
 
 /// XSD complex type `BPT_Scheduled_AC_CLResControlModeType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct BptScheduledAcCLResControlModeType {
     #[serde(
         rename = "EVSETargetActivePower",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub evse_target_active_power: Option<RationalNumberType>,
+    pub evse_target_active_power: Option<super::iso20::RationalNumberType>,
     #[serde(
         rename = "EVSETargetActivePower_L2",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub evse_target_active_power_l2: Option<RationalNumberType>,
+    pub evse_target_active_power_l2: Option<super::iso20::RationalNumberType>,
     #[serde(
         rename = "EVSETargetActivePower_L3",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub evse_target_active_power_l3: Option<RationalNumberType>,
+    pub evse_target_active_power_l3: Option<super::iso20::RationalNumberType>,
     #[serde(
         rename = "EVSETargetReactivePower",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub evse_target_reactive_power: Option<RationalNumberType>,
+    pub evse_target_reactive_power: Option<super::iso20::RationalNumberType>,
     #[serde(
         rename = "EVSETargetReactivePower_L2",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub evse_target_reactive_power_l2: Option<RationalNumberType>,
+    pub evse_target_reactive_power_l2: Option<super::iso20::RationalNumberType>,
     #[serde(
         rename = "EVSETargetReactivePower_L3",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub evse_target_reactive_power_l3: Option<RationalNumberType>,
+    pub evse_target_reactive_power_l3: Option<super::iso20::RationalNumberType>,
     #[serde(
         rename = "EVSEPresentActivePower",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub evse_present_active_power: Option<RationalNumberType>,
+    pub evse_present_active_power: Option<super::iso20::RationalNumberType>,
     #[serde(
         rename = "EVSEPresentActivePower_L2",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub evse_present_active_power_l2: Option<RationalNumberType>,
+    pub evse_present_active_power_l2: Option<super::iso20::RationalNumberType>,
     #[serde(
         rename = "EVSEPresentActivePower_L3",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub evse_present_active_power_l3: Option<RationalNumberType>,
+    pub evse_present_active_power_l3: Option<super::iso20::RationalNumberType>,
 }
 
 static G_BPTSCHEDULEDACCLRESCONTROLMODETYPE: Grammar = Grammar {
@@ -6010,41 +3569,50 @@ impl ExiType for BptScheduledAcCLResControlModeType {
 
     fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
         let mut d = Dec::new(&G_BPTSCHEDULEDACCLRESCONTROLMODETYPE);
-        let mut f_evse_target_active_power: Option<RationalNumberType> = None;
-        let mut f_evse_target_active_power_l2: Option<RationalNumberType> = None;
-        let mut f_evse_target_active_power_l3: Option<RationalNumberType> = None;
-        let mut f_evse_target_reactive_power: Option<RationalNumberType> = None;
-        let mut f_evse_target_reactive_power_l2: Option<RationalNumberType> = None;
-        let mut f_evse_target_reactive_power_l3: Option<RationalNumberType> = None;
-        let mut f_evse_present_active_power: Option<RationalNumberType> = None;
-        let mut f_evse_present_active_power_l2: Option<RationalNumberType> = None;
-        let mut f_evse_present_active_power_l3: Option<RationalNumberType> = None;
+        let mut f_evse_target_active_power: Option<super::iso20::RationalNumberType> = None;
+        let mut f_evse_target_active_power_l2: Option<super::iso20::RationalNumberType> = None;
+        let mut f_evse_target_active_power_l3: Option<super::iso20::RationalNumberType> = None;
+        let mut f_evse_target_reactive_power: Option<super::iso20::RationalNumberType> = None;
+        let mut f_evse_target_reactive_power_l2: Option<super::iso20::RationalNumberType> = None;
+        let mut f_evse_target_reactive_power_l3: Option<super::iso20::RationalNumberType> = None;
+        let mut f_evse_present_active_power: Option<super::iso20::RationalNumberType> = None;
+        let mut f_evse_present_active_power_l2: Option<super::iso20::RationalNumberType> = None;
+        let mut f_evse_present_active_power_l3: Option<super::iso20::RationalNumberType> = None;
         loop {
             match d.next(r)? {
-                Ev::Elem(0, 0) => f_evse_target_active_power = Some(RationalNumberType::decode(r)?),
+                Ev::Elem(0, 0) => {
+                    f_evse_target_active_power = Some(super::iso20::RationalNumberType::decode(r)?)
+                }
                 Ev::Elem(1, 0) => {
-                    f_evse_target_active_power_l2 = Some(RationalNumberType::decode(r)?)
+                    f_evse_target_active_power_l2 =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(2, 0) => {
-                    f_evse_target_active_power_l3 = Some(RationalNumberType::decode(r)?)
+                    f_evse_target_active_power_l3 =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(3, 0) => {
-                    f_evse_target_reactive_power = Some(RationalNumberType::decode(r)?)
+                    f_evse_target_reactive_power =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(4, 0) => {
-                    f_evse_target_reactive_power_l2 = Some(RationalNumberType::decode(r)?)
+                    f_evse_target_reactive_power_l2 =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(5, 0) => {
-                    f_evse_target_reactive_power_l3 = Some(RationalNumberType::decode(r)?)
+                    f_evse_target_reactive_power_l3 =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(6, 0) => {
-                    f_evse_present_active_power = Some(RationalNumberType::decode(r)?)
+                    f_evse_present_active_power = Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(7, 0) => {
-                    f_evse_present_active_power_l2 = Some(RationalNumberType::decode(r)?)
+                    f_evse_present_active_power_l2 =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(8, 0) => {
-                    f_evse_present_active_power_l3 = Some(RationalNumberType::decode(r)?)
+                    f_evse_present_active_power_l3 =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::End => break,
                 ev => return Err(d.unexpected(ev)),
@@ -6061,35 +3629,6 @@ impl ExiType for BptScheduledAcCLResControlModeType {
             evse_present_active_power_l2: f_evse_present_active_power_l2,
             evse_present_active_power_l3: f_evse_present_active_power_l3,
         })
-    }
-}
-
-/// XSD complex type `CLResControlModeType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct CLResControlModeType {}
-
-static G_CLRESCONTROLMODETYPE: Grammar = Grammar {
-    attrs: &[],
-    particles: &[],
-    mixed: false,
-    simple: false,
-};
-
-impl ExiType for CLResControlModeType {
-    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
-        let mut e = Enc::new(&G_CLRESCONTROLMODETYPE);
-        e.end(w)
-    }
-
-    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
-        let mut d = Dec::new(&G_CLRESCONTROLMODETYPE);
-        loop {
-            match d.next(r)? {
-                Ev::End => break,
-                ev => return Err(d.unexpected(ev)),
-            }
-        }
-        Ok(CLResControlModeType {})
     }
 }
 
@@ -6117,55 +3656,55 @@ pub struct DynamicAcCLResControlModeType {
     )]
     pub ack_max_delay: Option<u16>,
     #[serde(rename = "EVSETargetActivePower")]
-    pub evse_target_active_power: RationalNumberType,
+    pub evse_target_active_power: super::iso20::RationalNumberType,
     #[serde(
         rename = "EVSETargetActivePower_L2",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub evse_target_active_power_l2: Option<RationalNumberType>,
+    pub evse_target_active_power_l2: Option<super::iso20::RationalNumberType>,
     #[serde(
         rename = "EVSETargetActivePower_L3",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub evse_target_active_power_l3: Option<RationalNumberType>,
+    pub evse_target_active_power_l3: Option<super::iso20::RationalNumberType>,
     #[serde(
         rename = "EVSETargetReactivePower",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub evse_target_reactive_power: Option<RationalNumberType>,
+    pub evse_target_reactive_power: Option<super::iso20::RationalNumberType>,
     #[serde(
         rename = "EVSETargetReactivePower_L2",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub evse_target_reactive_power_l2: Option<RationalNumberType>,
+    pub evse_target_reactive_power_l2: Option<super::iso20::RationalNumberType>,
     #[serde(
         rename = "EVSETargetReactivePower_L3",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub evse_target_reactive_power_l3: Option<RationalNumberType>,
+    pub evse_target_reactive_power_l3: Option<super::iso20::RationalNumberType>,
     #[serde(
         rename = "EVSEPresentActivePower",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub evse_present_active_power: Option<RationalNumberType>,
+    pub evse_present_active_power: Option<super::iso20::RationalNumberType>,
     #[serde(
         rename = "EVSEPresentActivePower_L2",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub evse_present_active_power_l2: Option<RationalNumberType>,
+    pub evse_present_active_power_l2: Option<super::iso20::RationalNumberType>,
     #[serde(
         rename = "EVSEPresentActivePower_L3",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub evse_present_active_power_l3: Option<RationalNumberType>,
+    pub evse_present_active_power_l3: Option<super::iso20::RationalNumberType>,
 }
 
 static G_DYNAMICACCLRESCONTROLMODETYPE: Grammar = Grammar {
@@ -6380,15 +3919,15 @@ impl ExiType for DynamicAcCLResControlModeType {
         let mut f_minimum_soc: Option<u8> = None;
         let mut f_target_soc: Option<u8> = None;
         let mut f_ack_max_delay: Option<u16> = None;
-        let mut f_evse_target_active_power: Option<RationalNumberType> = None;
-        let mut f_evse_target_active_power_l2: Option<RationalNumberType> = None;
-        let mut f_evse_target_active_power_l3: Option<RationalNumberType> = None;
-        let mut f_evse_target_reactive_power: Option<RationalNumberType> = None;
-        let mut f_evse_target_reactive_power_l2: Option<RationalNumberType> = None;
-        let mut f_evse_target_reactive_power_l3: Option<RationalNumberType> = None;
-        let mut f_evse_present_active_power: Option<RationalNumberType> = None;
-        let mut f_evse_present_active_power_l2: Option<RationalNumberType> = None;
-        let mut f_evse_present_active_power_l3: Option<RationalNumberType> = None;
+        let mut f_evse_target_active_power: Option<super::iso20::RationalNumberType> = None;
+        let mut f_evse_target_active_power_l2: Option<super::iso20::RationalNumberType> = None;
+        let mut f_evse_target_active_power_l3: Option<super::iso20::RationalNumberType> = None;
+        let mut f_evse_target_reactive_power: Option<super::iso20::RationalNumberType> = None;
+        let mut f_evse_target_reactive_power_l2: Option<super::iso20::RationalNumberType> = None;
+        let mut f_evse_target_reactive_power_l3: Option<super::iso20::RationalNumberType> = None;
+        let mut f_evse_present_active_power: Option<super::iso20::RationalNumberType> = None;
+        let mut f_evse_present_active_power_l2: Option<super::iso20::RationalNumberType> = None;
+        let mut f_evse_present_active_power_l3: Option<super::iso20::RationalNumberType> = None;
         loop {
             match d.next(r)? {
                 Ev::Elem(0, 0) => {
@@ -6417,30 +3956,39 @@ impl ExiType for DynamicAcCLResControlModeType {
                             .ok_or_else(|| missing("AckMaxDelay"))?,
                     )
                 }
-                Ev::Elem(4, 0) => f_evse_target_active_power = Some(RationalNumberType::decode(r)?),
+                Ev::Elem(4, 0) => {
+                    f_evse_target_active_power = Some(super::iso20::RationalNumberType::decode(r)?)
+                }
                 Ev::Elem(5, 0) => {
-                    f_evse_target_active_power_l2 = Some(RationalNumberType::decode(r)?)
+                    f_evse_target_active_power_l2 =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(6, 0) => {
-                    f_evse_target_active_power_l3 = Some(RationalNumberType::decode(r)?)
+                    f_evse_target_active_power_l3 =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(7, 0) => {
-                    f_evse_target_reactive_power = Some(RationalNumberType::decode(r)?)
+                    f_evse_target_reactive_power =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(8, 0) => {
-                    f_evse_target_reactive_power_l2 = Some(RationalNumberType::decode(r)?)
+                    f_evse_target_reactive_power_l2 =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(9, 0) => {
-                    f_evse_target_reactive_power_l3 = Some(RationalNumberType::decode(r)?)
+                    f_evse_target_reactive_power_l3 =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(10, 0) => {
-                    f_evse_present_active_power = Some(RationalNumberType::decode(r)?)
+                    f_evse_present_active_power = Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(11, 0) => {
-                    f_evse_present_active_power_l2 = Some(RationalNumberType::decode(r)?)
+                    f_evse_present_active_power_l2 =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(12, 0) => {
-                    f_evse_present_active_power_l3 = Some(RationalNumberType::decode(r)?)
+                    f_evse_present_active_power_l3 =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::End => break,
                 ev => return Err(d.unexpected(ev)),
@@ -6466,62 +4014,62 @@ impl ExiType for DynamicAcCLResControlModeType {
 }
 
 /// XSD complex type `Scheduled_AC_CLResControlModeType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct ScheduledAcCLResControlModeType {
     #[serde(
         rename = "EVSETargetActivePower",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub evse_target_active_power: Option<RationalNumberType>,
+    pub evse_target_active_power: Option<super::iso20::RationalNumberType>,
     #[serde(
         rename = "EVSETargetActivePower_L2",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub evse_target_active_power_l2: Option<RationalNumberType>,
+    pub evse_target_active_power_l2: Option<super::iso20::RationalNumberType>,
     #[serde(
         rename = "EVSETargetActivePower_L3",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub evse_target_active_power_l3: Option<RationalNumberType>,
+    pub evse_target_active_power_l3: Option<super::iso20::RationalNumberType>,
     #[serde(
         rename = "EVSETargetReactivePower",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub evse_target_reactive_power: Option<RationalNumberType>,
+    pub evse_target_reactive_power: Option<super::iso20::RationalNumberType>,
     #[serde(
         rename = "EVSETargetReactivePower_L2",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub evse_target_reactive_power_l2: Option<RationalNumberType>,
+    pub evse_target_reactive_power_l2: Option<super::iso20::RationalNumberType>,
     #[serde(
         rename = "EVSETargetReactivePower_L3",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub evse_target_reactive_power_l3: Option<RationalNumberType>,
+    pub evse_target_reactive_power_l3: Option<super::iso20::RationalNumberType>,
     #[serde(
         rename = "EVSEPresentActivePower",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub evse_present_active_power: Option<RationalNumberType>,
+    pub evse_present_active_power: Option<super::iso20::RationalNumberType>,
     #[serde(
         rename = "EVSEPresentActivePower_L2",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub evse_present_active_power_l2: Option<RationalNumberType>,
+    pub evse_present_active_power_l2: Option<super::iso20::RationalNumberType>,
     #[serde(
         rename = "EVSEPresentActivePower_L3",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub evse_present_active_power_l3: Option<RationalNumberType>,
+    pub evse_present_active_power_l3: Option<super::iso20::RationalNumberType>,
 }
 
 static G_SCHEDULEDACCLRESCONTROLMODETYPE: Grammar = Grammar {
@@ -6675,41 +4223,50 @@ impl ExiType for ScheduledAcCLResControlModeType {
 
     fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
         let mut d = Dec::new(&G_SCHEDULEDACCLRESCONTROLMODETYPE);
-        let mut f_evse_target_active_power: Option<RationalNumberType> = None;
-        let mut f_evse_target_active_power_l2: Option<RationalNumberType> = None;
-        let mut f_evse_target_active_power_l3: Option<RationalNumberType> = None;
-        let mut f_evse_target_reactive_power: Option<RationalNumberType> = None;
-        let mut f_evse_target_reactive_power_l2: Option<RationalNumberType> = None;
-        let mut f_evse_target_reactive_power_l3: Option<RationalNumberType> = None;
-        let mut f_evse_present_active_power: Option<RationalNumberType> = None;
-        let mut f_evse_present_active_power_l2: Option<RationalNumberType> = None;
-        let mut f_evse_present_active_power_l3: Option<RationalNumberType> = None;
+        let mut f_evse_target_active_power: Option<super::iso20::RationalNumberType> = None;
+        let mut f_evse_target_active_power_l2: Option<super::iso20::RationalNumberType> = None;
+        let mut f_evse_target_active_power_l3: Option<super::iso20::RationalNumberType> = None;
+        let mut f_evse_target_reactive_power: Option<super::iso20::RationalNumberType> = None;
+        let mut f_evse_target_reactive_power_l2: Option<super::iso20::RationalNumberType> = None;
+        let mut f_evse_target_reactive_power_l3: Option<super::iso20::RationalNumberType> = None;
+        let mut f_evse_present_active_power: Option<super::iso20::RationalNumberType> = None;
+        let mut f_evse_present_active_power_l2: Option<super::iso20::RationalNumberType> = None;
+        let mut f_evse_present_active_power_l3: Option<super::iso20::RationalNumberType> = None;
         loop {
             match d.next(r)? {
-                Ev::Elem(0, 0) => f_evse_target_active_power = Some(RationalNumberType::decode(r)?),
+                Ev::Elem(0, 0) => {
+                    f_evse_target_active_power = Some(super::iso20::RationalNumberType::decode(r)?)
+                }
                 Ev::Elem(1, 0) => {
-                    f_evse_target_active_power_l2 = Some(RationalNumberType::decode(r)?)
+                    f_evse_target_active_power_l2 =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(2, 0) => {
-                    f_evse_target_active_power_l3 = Some(RationalNumberType::decode(r)?)
+                    f_evse_target_active_power_l3 =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(3, 0) => {
-                    f_evse_target_reactive_power = Some(RationalNumberType::decode(r)?)
+                    f_evse_target_reactive_power =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(4, 0) => {
-                    f_evse_target_reactive_power_l2 = Some(RationalNumberType::decode(r)?)
+                    f_evse_target_reactive_power_l2 =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(5, 0) => {
-                    f_evse_target_reactive_power_l3 = Some(RationalNumberType::decode(r)?)
+                    f_evse_target_reactive_power_l3 =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(6, 0) => {
-                    f_evse_present_active_power = Some(RationalNumberType::decode(r)?)
+                    f_evse_present_active_power = Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(7, 0) => {
-                    f_evse_present_active_power_l2 = Some(RationalNumberType::decode(r)?)
+                    f_evse_present_active_power_l2 =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(8, 0) => {
-                    f_evse_present_active_power_l3 = Some(RationalNumberType::decode(r)?)
+                    f_evse_present_active_power_l3 =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::End => break,
                 ev => return Err(d.unexpected(ev)),
@@ -6733,7 +4290,7 @@ impl ExiType for ScheduledAcCLResControlModeType {
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct AcChargeParameterDiscoveryReqType {
     #[serde(rename = "Header")]
-    pub header: MessageHeaderType,
+    pub header: super::iso20::MessageHeaderType,
     #[serde(
         rename = "AC_CPDReqEnergyTransferMode",
         default,
@@ -6794,13 +4351,13 @@ impl ExiType for AcChargeParameterDiscoveryReqType {
 
     fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
         let mut d = Dec::new(&G_ACCHARGEPARAMETERDISCOVERYREQTYPE);
-        let mut f_header: Option<MessageHeaderType> = None;
+        let mut f_header: Option<super::iso20::MessageHeaderType> = None;
         let mut f_ac_cpd_req_energy_transfer_mode: Option<AcCPDReqEnergyTransferModeType> = None;
         let mut f_bpt_ac_cpd_req_energy_transfer_mode: Option<BptAcCPDReqEnergyTransferModeType> =
             None;
         loop {
             match d.next(r)? {
-                Ev::Elem(0, 0) => f_header = Some(MessageHeaderType::decode(r)?),
+                Ev::Elem(0, 0) => f_header = Some(super::iso20::MessageHeaderType::decode(r)?),
                 Ev::Elem(1, 0) => {
                     f_ac_cpd_req_energy_transfer_mode =
                         Some(AcCPDReqEnergyTransferModeType::decode(r)?)
@@ -6825,61 +4382,61 @@ impl ExiType for AcChargeParameterDiscoveryReqType {
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct BptAcCPDReqEnergyTransferModeType {
     #[serde(rename = "EVMaximumChargePower")]
-    pub ev_maximum_charge_power: RationalNumberType,
+    pub ev_maximum_charge_power: super::iso20::RationalNumberType,
     #[serde(
         rename = "EVMaximumChargePower_L2",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub ev_maximum_charge_power_l2: Option<RationalNumberType>,
+    pub ev_maximum_charge_power_l2: Option<super::iso20::RationalNumberType>,
     #[serde(
         rename = "EVMaximumChargePower_L3",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub ev_maximum_charge_power_l3: Option<RationalNumberType>,
+    pub ev_maximum_charge_power_l3: Option<super::iso20::RationalNumberType>,
     #[serde(rename = "EVMinimumChargePower")]
-    pub ev_minimum_charge_power: RationalNumberType,
+    pub ev_minimum_charge_power: super::iso20::RationalNumberType,
     #[serde(
         rename = "EVMinimumChargePower_L2",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub ev_minimum_charge_power_l2: Option<RationalNumberType>,
+    pub ev_minimum_charge_power_l2: Option<super::iso20::RationalNumberType>,
     #[serde(
         rename = "EVMinimumChargePower_L3",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub ev_minimum_charge_power_l3: Option<RationalNumberType>,
+    pub ev_minimum_charge_power_l3: Option<super::iso20::RationalNumberType>,
     #[serde(rename = "EVMaximumDischargePower")]
-    pub ev_maximum_discharge_power: RationalNumberType,
+    pub ev_maximum_discharge_power: super::iso20::RationalNumberType,
     #[serde(
         rename = "EVMaximumDischargePower_L2",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub ev_maximum_discharge_power_l2: Option<RationalNumberType>,
+    pub ev_maximum_discharge_power_l2: Option<super::iso20::RationalNumberType>,
     #[serde(
         rename = "EVMaximumDischargePower_L3",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub ev_maximum_discharge_power_l3: Option<RationalNumberType>,
+    pub ev_maximum_discharge_power_l3: Option<super::iso20::RationalNumberType>,
     #[serde(rename = "EVMinimumDischargePower")]
-    pub ev_minimum_discharge_power: RationalNumberType,
+    pub ev_minimum_discharge_power: super::iso20::RationalNumberType,
     #[serde(
         rename = "EVMinimumDischargePower_L2",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub ev_minimum_discharge_power_l2: Option<RationalNumberType>,
+    pub ev_minimum_discharge_power_l2: Option<super::iso20::RationalNumberType>,
     #[serde(
         rename = "EVMinimumDischargePower_L3",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub ev_minimum_discharge_power_l3: Option<RationalNumberType>,
+    pub ev_minimum_discharge_power_l3: Option<super::iso20::RationalNumberType>,
 }
 
 static G_BPTACCPDREQENERGYTRANSFERMODETYPE: Grammar = Grammar {
@@ -7058,51 +4615,65 @@ impl ExiType for BptAcCPDReqEnergyTransferModeType {
 
     fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
         let mut d = Dec::new(&G_BPTACCPDREQENERGYTRANSFERMODETYPE);
-        let mut f_ev_maximum_charge_power: Option<RationalNumberType> = None;
-        let mut f_ev_maximum_charge_power_l2: Option<RationalNumberType> = None;
-        let mut f_ev_maximum_charge_power_l3: Option<RationalNumberType> = None;
-        let mut f_ev_minimum_charge_power: Option<RationalNumberType> = None;
-        let mut f_ev_minimum_charge_power_l2: Option<RationalNumberType> = None;
-        let mut f_ev_minimum_charge_power_l3: Option<RationalNumberType> = None;
-        let mut f_ev_maximum_discharge_power: Option<RationalNumberType> = None;
-        let mut f_ev_maximum_discharge_power_l2: Option<RationalNumberType> = None;
-        let mut f_ev_maximum_discharge_power_l3: Option<RationalNumberType> = None;
-        let mut f_ev_minimum_discharge_power: Option<RationalNumberType> = None;
-        let mut f_ev_minimum_discharge_power_l2: Option<RationalNumberType> = None;
-        let mut f_ev_minimum_discharge_power_l3: Option<RationalNumberType> = None;
+        let mut f_ev_maximum_charge_power: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_maximum_charge_power_l2: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_maximum_charge_power_l3: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_minimum_charge_power: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_minimum_charge_power_l2: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_minimum_charge_power_l3: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_maximum_discharge_power: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_maximum_discharge_power_l2: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_maximum_discharge_power_l3: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_minimum_discharge_power: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_minimum_discharge_power_l2: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_minimum_discharge_power_l3: Option<super::iso20::RationalNumberType> = None;
         loop {
             match d.next(r)? {
-                Ev::Elem(0, 0) => f_ev_maximum_charge_power = Some(RationalNumberType::decode(r)?),
+                Ev::Elem(0, 0) => {
+                    f_ev_maximum_charge_power = Some(super::iso20::RationalNumberType::decode(r)?)
+                }
                 Ev::Elem(1, 0) => {
-                    f_ev_maximum_charge_power_l2 = Some(RationalNumberType::decode(r)?)
+                    f_ev_maximum_charge_power_l2 =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(2, 0) => {
-                    f_ev_maximum_charge_power_l3 = Some(RationalNumberType::decode(r)?)
+                    f_ev_maximum_charge_power_l3 =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
-                Ev::Elem(3, 0) => f_ev_minimum_charge_power = Some(RationalNumberType::decode(r)?),
+                Ev::Elem(3, 0) => {
+                    f_ev_minimum_charge_power = Some(super::iso20::RationalNumberType::decode(r)?)
+                }
                 Ev::Elem(4, 0) => {
-                    f_ev_minimum_charge_power_l2 = Some(RationalNumberType::decode(r)?)
+                    f_ev_minimum_charge_power_l2 =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(5, 0) => {
-                    f_ev_minimum_charge_power_l3 = Some(RationalNumberType::decode(r)?)
+                    f_ev_minimum_charge_power_l3 =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(6, 0) => {
-                    f_ev_maximum_discharge_power = Some(RationalNumberType::decode(r)?)
+                    f_ev_maximum_discharge_power =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(7, 0) => {
-                    f_ev_maximum_discharge_power_l2 = Some(RationalNumberType::decode(r)?)
+                    f_ev_maximum_discharge_power_l2 =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(8, 0) => {
-                    f_ev_maximum_discharge_power_l3 = Some(RationalNumberType::decode(r)?)
+                    f_ev_maximum_discharge_power_l3 =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(9, 0) => {
-                    f_ev_minimum_discharge_power = Some(RationalNumberType::decode(r)?)
+                    f_ev_minimum_discharge_power =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(10, 0) => {
-                    f_ev_minimum_discharge_power_l2 = Some(RationalNumberType::decode(r)?)
+                    f_ev_minimum_discharge_power_l2 =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(11, 0) => {
-                    f_ev_minimum_discharge_power_l3 = Some(RationalNumberType::decode(r)?)
+                    f_ev_minimum_discharge_power_l3 =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::End => break,
                 ev => return Err(d.unexpected(ev)),
@@ -7133,9 +4704,9 @@ impl ExiType for BptAcCPDReqEnergyTransferModeType {
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct AcChargeParameterDiscoveryResType {
     #[serde(rename = "Header")]
-    pub header: MessageHeaderType,
+    pub header: super::iso20::MessageHeaderType,
     #[serde(rename = "ResponseCode")]
-    pub response_code: ResponseCodeType,
+    pub response_code: super::iso20::ResponseCodeType,
     #[serde(
         rename = "AC_CPDResEnergyTransferMode",
         default,
@@ -7185,7 +4756,7 @@ impl ExiType for AcChargeParameterDiscoveryResType {
             let v = &self.response_code;
             e.elem(w, 1, 0);
             elem_value(w, false, |w| {
-                enc_enum(w, v.index(), ResponseCodeType::COUNT);
+                enc_enum(w, v.index(), super::iso20::ResponseCodeType::COUNT);
                 Ok(())
             })?;
         }
@@ -7209,20 +4780,20 @@ impl ExiType for AcChargeParameterDiscoveryResType {
 
     fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
         let mut d = Dec::new(&G_ACCHARGEPARAMETERDISCOVERYRESTYPE);
-        let mut f_header: Option<MessageHeaderType> = None;
-        let mut f_response_code: Option<ResponseCodeType> = None;
+        let mut f_header: Option<super::iso20::MessageHeaderType> = None;
+        let mut f_response_code: Option<super::iso20::ResponseCodeType> = None;
         let mut f_ac_cpd_res_energy_transfer_mode: Option<AcCPDResEnergyTransferModeType> = None;
         let mut f_bpt_ac_cpd_res_energy_transfer_mode: Option<BptAcCPDResEnergyTransferModeType> =
             None;
         loop {
             match d.next(r)? {
-                Ev::Elem(0, 0) => f_header = Some(MessageHeaderType::decode(r)?),
+                Ev::Elem(0, 0) => f_header = Some(super::iso20::MessageHeaderType::decode(r)?),
                 Ev::Elem(1, 0) => {
                     f_response_code = Some(
                         dec_elem_value(r, false, |r| {
-                            Ok(enum_from::<ResponseCodeType>(dec_enum(
+                            Ok(enum_from::<super::iso20::ResponseCodeType>(dec_enum(
                                 r,
-                                ResponseCodeType::COUNT,
+                                super::iso20::ResponseCodeType::COUNT,
                             )?)?)
                         })?
                         .ok_or_else(|| missing("ResponseCode"))?,
@@ -7253,93 +4824,93 @@ impl ExiType for AcChargeParameterDiscoveryResType {
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct BptAcCPDResEnergyTransferModeType {
     #[serde(rename = "EVSEMaximumChargePower")]
-    pub evse_maximum_charge_power: RationalNumberType,
+    pub evse_maximum_charge_power: super::iso20::RationalNumberType,
     #[serde(
         rename = "EVSEMaximumChargePower_L2",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub evse_maximum_charge_power_l2: Option<RationalNumberType>,
+    pub evse_maximum_charge_power_l2: Option<super::iso20::RationalNumberType>,
     #[serde(
         rename = "EVSEMaximumChargePower_L3",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub evse_maximum_charge_power_l3: Option<RationalNumberType>,
+    pub evse_maximum_charge_power_l3: Option<super::iso20::RationalNumberType>,
     #[serde(rename = "EVSEMinimumChargePower")]
-    pub evse_minimum_charge_power: RationalNumberType,
+    pub evse_minimum_charge_power: super::iso20::RationalNumberType,
     #[serde(
         rename = "EVSEMinimumChargePower_L2",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub evse_minimum_charge_power_l2: Option<RationalNumberType>,
+    pub evse_minimum_charge_power_l2: Option<super::iso20::RationalNumberType>,
     #[serde(
         rename = "EVSEMinimumChargePower_L3",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub evse_minimum_charge_power_l3: Option<RationalNumberType>,
+    pub evse_minimum_charge_power_l3: Option<super::iso20::RationalNumberType>,
     #[serde(rename = "EVSENominalFrequency")]
-    pub evse_nominal_frequency: RationalNumberType,
+    pub evse_nominal_frequency: super::iso20::RationalNumberType,
     #[serde(
         rename = "MaximumPowerAsymmetry",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub maximum_power_asymmetry: Option<RationalNumberType>,
+    pub maximum_power_asymmetry: Option<super::iso20::RationalNumberType>,
     #[serde(
         rename = "EVSEPowerRampLimitation",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub evse_power_ramp_limitation: Option<RationalNumberType>,
+    pub evse_power_ramp_limitation: Option<super::iso20::RationalNumberType>,
     #[serde(
         rename = "EVSEPresentActivePower",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub evse_present_active_power: Option<RationalNumberType>,
+    pub evse_present_active_power: Option<super::iso20::RationalNumberType>,
     #[serde(
         rename = "EVSEPresentActivePower_L2",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub evse_present_active_power_l2: Option<RationalNumberType>,
+    pub evse_present_active_power_l2: Option<super::iso20::RationalNumberType>,
     #[serde(
         rename = "EVSEPresentActivePower_L3",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub evse_present_active_power_l3: Option<RationalNumberType>,
+    pub evse_present_active_power_l3: Option<super::iso20::RationalNumberType>,
     #[serde(rename = "EVSEMaximumDischargePower")]
-    pub evse_maximum_discharge_power: RationalNumberType,
+    pub evse_maximum_discharge_power: super::iso20::RationalNumberType,
     #[serde(
         rename = "EVSEMaximumDischargePower_L2",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub evse_maximum_discharge_power_l2: Option<RationalNumberType>,
+    pub evse_maximum_discharge_power_l2: Option<super::iso20::RationalNumberType>,
     #[serde(
         rename = "EVSEMaximumDischargePower_L3",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub evse_maximum_discharge_power_l3: Option<RationalNumberType>,
+    pub evse_maximum_discharge_power_l3: Option<super::iso20::RationalNumberType>,
     #[serde(rename = "EVSEMinimumDischargePower")]
-    pub evse_minimum_discharge_power: RationalNumberType,
+    pub evse_minimum_discharge_power: super::iso20::RationalNumberType,
     #[serde(
         rename = "EVSEMinimumDischargePower_L2",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub evse_minimum_discharge_power_l2: Option<RationalNumberType>,
+    pub evse_minimum_discharge_power_l2: Option<super::iso20::RationalNumberType>,
     #[serde(
         rename = "EVSEMinimumDischargePower_L3",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub evse_minimum_discharge_power_l3: Option<RationalNumberType>,
+    pub evse_minimum_discharge_power_l3: Option<super::iso20::RationalNumberType>,
 }
 
 static G_BPTACCPDRESENERGYTRANSFERMODETYPE: Grammar = Grammar {
@@ -7603,75 +5174,92 @@ impl ExiType for BptAcCPDResEnergyTransferModeType {
 
     fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
         let mut d = Dec::new(&G_BPTACCPDRESENERGYTRANSFERMODETYPE);
-        let mut f_evse_maximum_charge_power: Option<RationalNumberType> = None;
-        let mut f_evse_maximum_charge_power_l2: Option<RationalNumberType> = None;
-        let mut f_evse_maximum_charge_power_l3: Option<RationalNumberType> = None;
-        let mut f_evse_minimum_charge_power: Option<RationalNumberType> = None;
-        let mut f_evse_minimum_charge_power_l2: Option<RationalNumberType> = None;
-        let mut f_evse_minimum_charge_power_l3: Option<RationalNumberType> = None;
-        let mut f_evse_nominal_frequency: Option<RationalNumberType> = None;
-        let mut f_maximum_power_asymmetry: Option<RationalNumberType> = None;
-        let mut f_evse_power_ramp_limitation: Option<RationalNumberType> = None;
-        let mut f_evse_present_active_power: Option<RationalNumberType> = None;
-        let mut f_evse_present_active_power_l2: Option<RationalNumberType> = None;
-        let mut f_evse_present_active_power_l3: Option<RationalNumberType> = None;
-        let mut f_evse_maximum_discharge_power: Option<RationalNumberType> = None;
-        let mut f_evse_maximum_discharge_power_l2: Option<RationalNumberType> = None;
-        let mut f_evse_maximum_discharge_power_l3: Option<RationalNumberType> = None;
-        let mut f_evse_minimum_discharge_power: Option<RationalNumberType> = None;
-        let mut f_evse_minimum_discharge_power_l2: Option<RationalNumberType> = None;
-        let mut f_evse_minimum_discharge_power_l3: Option<RationalNumberType> = None;
+        let mut f_evse_maximum_charge_power: Option<super::iso20::RationalNumberType> = None;
+        let mut f_evse_maximum_charge_power_l2: Option<super::iso20::RationalNumberType> = None;
+        let mut f_evse_maximum_charge_power_l3: Option<super::iso20::RationalNumberType> = None;
+        let mut f_evse_minimum_charge_power: Option<super::iso20::RationalNumberType> = None;
+        let mut f_evse_minimum_charge_power_l2: Option<super::iso20::RationalNumberType> = None;
+        let mut f_evse_minimum_charge_power_l3: Option<super::iso20::RationalNumberType> = None;
+        let mut f_evse_nominal_frequency: Option<super::iso20::RationalNumberType> = None;
+        let mut f_maximum_power_asymmetry: Option<super::iso20::RationalNumberType> = None;
+        let mut f_evse_power_ramp_limitation: Option<super::iso20::RationalNumberType> = None;
+        let mut f_evse_present_active_power: Option<super::iso20::RationalNumberType> = None;
+        let mut f_evse_present_active_power_l2: Option<super::iso20::RationalNumberType> = None;
+        let mut f_evse_present_active_power_l3: Option<super::iso20::RationalNumberType> = None;
+        let mut f_evse_maximum_discharge_power: Option<super::iso20::RationalNumberType> = None;
+        let mut f_evse_maximum_discharge_power_l2: Option<super::iso20::RationalNumberType> = None;
+        let mut f_evse_maximum_discharge_power_l3: Option<super::iso20::RationalNumberType> = None;
+        let mut f_evse_minimum_discharge_power: Option<super::iso20::RationalNumberType> = None;
+        let mut f_evse_minimum_discharge_power_l2: Option<super::iso20::RationalNumberType> = None;
+        let mut f_evse_minimum_discharge_power_l3: Option<super::iso20::RationalNumberType> = None;
         loop {
             match d.next(r)? {
                 Ev::Elem(0, 0) => {
-                    f_evse_maximum_charge_power = Some(RationalNumberType::decode(r)?)
+                    f_evse_maximum_charge_power = Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(1, 0) => {
-                    f_evse_maximum_charge_power_l2 = Some(RationalNumberType::decode(r)?)
+                    f_evse_maximum_charge_power_l2 =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(2, 0) => {
-                    f_evse_maximum_charge_power_l3 = Some(RationalNumberType::decode(r)?)
+                    f_evse_maximum_charge_power_l3 =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(3, 0) => {
-                    f_evse_minimum_charge_power = Some(RationalNumberType::decode(r)?)
+                    f_evse_minimum_charge_power = Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(4, 0) => {
-                    f_evse_minimum_charge_power_l2 = Some(RationalNumberType::decode(r)?)
+                    f_evse_minimum_charge_power_l2 =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(5, 0) => {
-                    f_evse_minimum_charge_power_l3 = Some(RationalNumberType::decode(r)?)
+                    f_evse_minimum_charge_power_l3 =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
-                Ev::Elem(6, 0) => f_evse_nominal_frequency = Some(RationalNumberType::decode(r)?),
-                Ev::Elem(7, 0) => f_maximum_power_asymmetry = Some(RationalNumberType::decode(r)?),
+                Ev::Elem(6, 0) => {
+                    f_evse_nominal_frequency = Some(super::iso20::RationalNumberType::decode(r)?)
+                }
+                Ev::Elem(7, 0) => {
+                    f_maximum_power_asymmetry = Some(super::iso20::RationalNumberType::decode(r)?)
+                }
                 Ev::Elem(8, 0) => {
-                    f_evse_power_ramp_limitation = Some(RationalNumberType::decode(r)?)
+                    f_evse_power_ramp_limitation =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(9, 0) => {
-                    f_evse_present_active_power = Some(RationalNumberType::decode(r)?)
+                    f_evse_present_active_power = Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(10, 0) => {
-                    f_evse_present_active_power_l2 = Some(RationalNumberType::decode(r)?)
+                    f_evse_present_active_power_l2 =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(11, 0) => {
-                    f_evse_present_active_power_l3 = Some(RationalNumberType::decode(r)?)
+                    f_evse_present_active_power_l3 =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(12, 0) => {
-                    f_evse_maximum_discharge_power = Some(RationalNumberType::decode(r)?)
+                    f_evse_maximum_discharge_power =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(13, 0) => {
-                    f_evse_maximum_discharge_power_l2 = Some(RationalNumberType::decode(r)?)
+                    f_evse_maximum_discharge_power_l2 =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(14, 0) => {
-                    f_evse_maximum_discharge_power_l3 = Some(RationalNumberType::decode(r)?)
+                    f_evse_maximum_discharge_power_l3 =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(15, 0) => {
-                    f_evse_minimum_discharge_power = Some(RationalNumberType::decode(r)?)
+                    f_evse_minimum_discharge_power =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(16, 0) => {
-                    f_evse_minimum_discharge_power_l2 = Some(RationalNumberType::decode(r)?)
+                    f_evse_minimum_discharge_power_l2 =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(17, 0) => {
-                    f_evse_minimum_discharge_power_l3 = Some(RationalNumberType::decode(r)?)
+                    f_evse_minimum_discharge_power_l3 =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::End => break,
                 ev => return Err(d.unexpected(ev)),
@@ -7701,186 +5289,6 @@ impl ExiType for BptAcCPDResEnergyTransferModeType {
                 .ok_or_else(|| missing("EVSEMinimumDischargePower"))?,
             evse_minimum_discharge_power_l2: f_evse_minimum_discharge_power_l2,
             evse_minimum_discharge_power_l3: f_evse_minimum_discharge_power_l3,
-        })
-    }
-}
-
-/// XSD complex type `ManifestType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ManifestType {
-    #[serde(rename = "Id", default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
-    #[serde(rename = "Reference", default, skip_serializing_if = "Vec::is_empty")]
-    pub reference: Vec<ReferenceType>,
-}
-
-static G_MANIFESTTYPE: Grammar = Grammar {
-    attrs: &[false],
-    particles: &[P {
-        alts: 1,
-        min: 1,
-        max: u32::MAX,
-    }],
-    mixed: false,
-    simple: false,
-};
-
-impl ExiType for ManifestType {
-    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
-        let mut e = Enc::new(&G_MANIFESTTYPE);
-        if let Some(v) = &self.id {
-            e.attr(w, 0);
-            enc_string(w, v, 0, None)?;
-        } else {
-            e.skip_attr(0, "Id")?;
-        }
-        check_count(self.reference.len(), 1, u32::MAX, "Reference")?;
-        for v in &self.reference {
-            e.elem(w, 0, 0);
-            v.encode(w)?;
-        }
-        e.end(w)
-    }
-
-    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
-        let mut d = Dec::new(&G_MANIFESTTYPE);
-        let mut f_id: Option<String> = None;
-        let mut f_reference: Vec<ReferenceType> = Vec::new();
-        loop {
-            match d.next(r)? {
-                Ev::Attr(0) => f_id = Some(dec_string(r, 0, None)?),
-                Ev::Elem(0, 0) => f_reference.push(ReferenceType::decode(r)?),
-                Ev::End => break,
-                ev => return Err(d.unexpected(ev)),
-            }
-        }
-        Ok(ManifestType {
-            id: f_id,
-            reference: f_reference,
-        })
-    }
-}
-
-/// XSD complex type `SignaturePropertiesType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct SignaturePropertiesType {
-    #[serde(rename = "Id", default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
-    #[serde(
-        rename = "SignatureProperty",
-        default,
-        skip_serializing_if = "Vec::is_empty"
-    )]
-    pub signature_property: Vec<SignaturePropertyType>,
-}
-
-static G_SIGNATUREPROPERTIESTYPE: Grammar = Grammar {
-    attrs: &[false],
-    particles: &[P {
-        alts: 1,
-        min: 1,
-        max: u32::MAX,
-    }],
-    mixed: false,
-    simple: false,
-};
-
-impl ExiType for SignaturePropertiesType {
-    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
-        let mut e = Enc::new(&G_SIGNATUREPROPERTIESTYPE);
-        if let Some(v) = &self.id {
-            e.attr(w, 0);
-            enc_string(w, v, 0, None)?;
-        } else {
-            e.skip_attr(0, "Id")?;
-        }
-        check_count(
-            self.signature_property.len(),
-            1,
-            u32::MAX,
-            "SignatureProperty",
-        )?;
-        for v in &self.signature_property {
-            e.elem(w, 0, 0);
-            v.encode(w)?;
-        }
-        e.end(w)
-    }
-
-    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
-        let mut d = Dec::new(&G_SIGNATUREPROPERTIESTYPE);
-        let mut f_id: Option<String> = None;
-        let mut f_signature_property: Vec<SignaturePropertyType> = Vec::new();
-        loop {
-            match d.next(r)? {
-                Ev::Attr(0) => f_id = Some(dec_string(r, 0, None)?),
-                Ev::Elem(0, 0) => f_signature_property.push(SignaturePropertyType::decode(r)?),
-                Ev::End => break,
-                ev => return Err(d.unexpected(ev)),
-            }
-        }
-        Ok(SignaturePropertiesType {
-            id: f_id,
-            signature_property: f_signature_property,
-        })
-    }
-}
-
-/// XSD complex type `SignaturePropertyType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct SignaturePropertyType {
-    #[serde(rename = "Id", default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
-    #[serde(rename = "Target")]
-    pub target: String,
-}
-
-static G_SIGNATUREPROPERTYTYPE: Grammar = Grammar {
-    attrs: &[false, true],
-    particles: &[P {
-        alts: 1,
-        min: 1,
-        max: u32::MAX,
-    }],
-    mixed: true,
-    simple: false,
-};
-
-impl ExiType for SignaturePropertyType {
-    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
-        let mut e = Enc::new(&G_SIGNATUREPROPERTYTYPE);
-        if let Some(v) = &self.id {
-            e.attr(w, 0);
-            enc_string(w, v, 0, None)?;
-        } else {
-            e.skip_attr(0, "Id")?;
-        }
-        {
-            let v = &self.target;
-            e.attr(w, 1);
-            enc_string(w, v, 0, None)?;
-        }
-        Err(ExiError::Value {
-            what: "element",
-            reason: "* (wildcard content) cannot be coded".into(),
-        })
-    }
-
-    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
-        let mut d = Dec::new(&G_SIGNATUREPROPERTYTYPE);
-        let mut f_id: Option<String> = None;
-        let mut f_target: Option<String> = None;
-        loop {
-            match d.next(r)? {
-                Ev::Attr(0) => f_id = Some(dec_string(r, 0, None)?),
-                Ev::Attr(1) => f_target = Some(dec_string(r, 0, None)?),
-                Ev::End => break,
-                ev => return Err(d.unexpected(ev)),
-            }
-        }
-        Ok(SignaturePropertyType {
-            id: f_id,
-            target: f_target.ok_or_else(|| missing("Target"))?,
         })
     }
 }
@@ -7926,16 +5334,16 @@ pub enum Message {
     BptScheduledAcCLResControlMode(Box<BptScheduledAcCLResControlModeType>),
     /// `CLReqControlMode`
     #[serde(rename = "CLReqControlMode")]
-    CLReqControlMode(Box<CLReqControlModeType>),
+    CLReqControlMode(Box<super::iso20::CLReqControlModeType>),
     /// `CLResControlMode`
     #[serde(rename = "CLResControlMode")]
-    CLResControlMode(Box<CLResControlModeType>),
+    CLResControlMode(Box<super::iso20::CLResControlModeType>),
     /// `CanonicalizationMethod`
     #[serde(rename = "CanonicalizationMethod")]
-    CanonicalizationMethod(Box<CanonicalizationMethodType>),
+    CanonicalizationMethod(Box<super::xmldsig::CanonicalizationMethodType>),
     /// `DigestMethod`
     #[serde(rename = "DigestMethod")]
-    DigestMethod(Box<DigestMethodType>),
+    DigestMethod(Box<super::xmldsig::DigestMethodType>),
     /// `DigestValue`
     #[serde(rename = "DigestValue")]
     DigestValue(Base64Binary),
@@ -7947,31 +5355,31 @@ pub enum Message {
     DynamicAcCLResControlMode(Box<DynamicAcCLResControlModeType>),
     /// `KeyInfo`
     #[serde(rename = "KeyInfo")]
-    KeyInfo(Box<KeyInfoType>),
+    KeyInfo(Box<super::xmldsig::KeyInfoType>),
     /// `KeyName`
     #[serde(rename = "KeyName")]
     KeyName(String),
     /// `KeyValue`
     #[serde(rename = "KeyValue")]
-    KeyValue(Box<KeyValueType>),
+    KeyValue(Box<super::xmldsig::KeyValueType>),
     /// `Manifest`
     #[serde(rename = "Manifest")]
-    Manifest(Box<ManifestType>),
+    Manifest(Box<super::xmldsig::ManifestType>),
     /// `MgmtData`
     #[serde(rename = "MgmtData")]
     MgmtData(String),
     /// `Object`
     #[serde(rename = "Object")]
-    Object(Box<ObjectType>),
+    Object(Box<super::xmldsig::ObjectType>),
     /// `RSAKeyValue`
     #[serde(rename = "RSAKeyValue")]
-    RSAKeyValue(Box<RSAKeyValueType>),
+    RSAKeyValue(Box<super::xmldsig::RSAKeyValueType>),
     /// `Reference`
     #[serde(rename = "Reference")]
-    Reference(Box<ReferenceType>),
+    Reference(Box<super::xmldsig::ReferenceType>),
     /// `RetrievalMethod`
     #[serde(rename = "RetrievalMethod")]
-    RetrievalMethod(Box<RetrievalMethodType>),
+    RetrievalMethod(Box<super::xmldsig::RetrievalMethodType>),
     /// `Scheduled_AC_CLReqControlMode`
     #[serde(rename = "Scheduled_AC_CLReqControlMode")]
     ScheduledAcCLReqControlMode(Box<ScheduledAcCLReqControlModeType>),
@@ -7980,31 +5388,31 @@ pub enum Message {
     ScheduledAcCLResControlMode(Box<ScheduledAcCLResControlModeType>),
     /// `Signature`
     #[serde(rename = "Signature")]
-    Signature(Box<SignatureType>),
+    Signature(Box<super::xmldsig::SignatureType>),
     /// `SignatureMethod`
     #[serde(rename = "SignatureMethod")]
-    SignatureMethod(Box<SignatureMethodType>),
+    SignatureMethod(Box<super::xmldsig::SignatureMethodType>),
     /// `SignatureProperties`
     #[serde(rename = "SignatureProperties")]
-    SignatureProperties(Box<SignaturePropertiesType>),
+    SignatureProperties(Box<super::xmldsig::SignaturePropertiesType>),
     /// `SignatureProperty`
     #[serde(rename = "SignatureProperty")]
-    SignatureProperty(Box<SignaturePropertyType>),
+    SignatureProperty(Box<super::xmldsig::SignaturePropertyType>),
     /// `SignatureValue`
     #[serde(rename = "SignatureValue")]
-    SignatureValue(Box<SignatureValueType>),
+    SignatureValue(Box<super::xmldsig::SignatureValueType>),
     /// `SignedInfo`
     #[serde(rename = "SignedInfo")]
-    SignedInfo(Box<SignedInfoType>),
+    SignedInfo(Box<super::xmldsig::SignedInfoType>),
     /// `Transform`
     #[serde(rename = "Transform")]
-    Transform(Box<TransformType>),
+    Transform(Box<super::xmldsig::TransformType>),
     /// `Transforms`
     #[serde(rename = "Transforms")]
-    Transforms(Box<TransformsType>),
+    Transforms(Box<super::xmldsig::TransformsType>),
     /// `X509Data`
     #[serde(rename = "X509Data")]
-    X509Data(Box<X509DataType>),
+    X509Data(Box<super::xmldsig::X509DataType>),
 }
 
 impl Message {
@@ -8262,10 +5670,16 @@ impl Message {
             11 => Message::BptScheduledAcCLResControlMode(Box::new(
                 BptScheduledAcCLResControlModeType::decode(r)?,
             )),
-            12 => Message::CLReqControlMode(Box::new(CLReqControlModeType::decode(r)?)),
-            13 => Message::CLResControlMode(Box::new(CLResControlModeType::decode(r)?)),
-            14 => Message::CanonicalizationMethod(Box::new(CanonicalizationMethodType::decode(r)?)),
-            16 => Message::DigestMethod(Box::new(DigestMethodType::decode(r)?)),
+            12 => {
+                Message::CLReqControlMode(Box::new(super::iso20::CLReqControlModeType::decode(r)?))
+            }
+            13 => {
+                Message::CLResControlMode(Box::new(super::iso20::CLResControlModeType::decode(r)?))
+            }
+            14 => Message::CanonicalizationMethod(Box::new(
+                super::xmldsig::CanonicalizationMethodType::decode(r)?,
+            )),
+            16 => Message::DigestMethod(Box::new(super::xmldsig::DigestMethodType::decode(r)?)),
             17 => Message::DigestValue(
                 dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
                     .unwrap_or_default(),
@@ -8276,34 +5690,42 @@ impl Message {
             19 => Message::DynamicAcCLResControlMode(Box::new(
                 DynamicAcCLResControlModeType::decode(r)?,
             )),
-            20 => Message::KeyInfo(Box::new(KeyInfoType::decode(r)?)),
+            20 => Message::KeyInfo(Box::new(super::xmldsig::KeyInfoType::decode(r)?)),
             21 => Message::KeyName(
                 dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?.unwrap_or_default(),
             ),
-            22 => Message::KeyValue(Box::new(KeyValueType::decode(r)?)),
-            23 => Message::Manifest(Box::new(ManifestType::decode(r)?)),
+            22 => Message::KeyValue(Box::new(super::xmldsig::KeyValueType::decode(r)?)),
+            23 => Message::Manifest(Box::new(super::xmldsig::ManifestType::decode(r)?)),
             24 => Message::MgmtData(
                 dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?.unwrap_or_default(),
             ),
-            25 => Message::Object(Box::new(ObjectType::decode(r)?)),
-            27 => Message::RSAKeyValue(Box::new(RSAKeyValueType::decode(r)?)),
-            28 => Message::Reference(Box::new(ReferenceType::decode(r)?)),
-            29 => Message::RetrievalMethod(Box::new(RetrievalMethodType::decode(r)?)),
+            25 => Message::Object(Box::new(super::xmldsig::ObjectType::decode(r)?)),
+            27 => Message::RSAKeyValue(Box::new(super::xmldsig::RSAKeyValueType::decode(r)?)),
+            28 => Message::Reference(Box::new(super::xmldsig::ReferenceType::decode(r)?)),
+            29 => {
+                Message::RetrievalMethod(Box::new(super::xmldsig::RetrievalMethodType::decode(r)?))
+            }
             31 => Message::ScheduledAcCLReqControlMode(Box::new(
                 ScheduledAcCLReqControlModeType::decode(r)?,
             )),
             32 => Message::ScheduledAcCLResControlMode(Box::new(
                 ScheduledAcCLResControlModeType::decode(r)?,
             )),
-            33 => Message::Signature(Box::new(SignatureType::decode(r)?)),
-            34 => Message::SignatureMethod(Box::new(SignatureMethodType::decode(r)?)),
-            35 => Message::SignatureProperties(Box::new(SignaturePropertiesType::decode(r)?)),
-            36 => Message::SignatureProperty(Box::new(SignaturePropertyType::decode(r)?)),
-            37 => Message::SignatureValue(Box::new(SignatureValueType::decode(r)?)),
-            38 => Message::SignedInfo(Box::new(SignedInfoType::decode(r)?)),
-            39 => Message::Transform(Box::new(TransformType::decode(r)?)),
-            40 => Message::Transforms(Box::new(TransformsType::decode(r)?)),
-            41 => Message::X509Data(Box::new(X509DataType::decode(r)?)),
+            33 => Message::Signature(Box::new(super::xmldsig::SignatureType::decode(r)?)),
+            34 => {
+                Message::SignatureMethod(Box::new(super::xmldsig::SignatureMethodType::decode(r)?))
+            }
+            35 => Message::SignatureProperties(Box::new(
+                super::xmldsig::SignaturePropertiesType::decode(r)?,
+            )),
+            36 => Message::SignatureProperty(Box::new(
+                super::xmldsig::SignaturePropertyType::decode(r)?,
+            )),
+            37 => Message::SignatureValue(Box::new(super::xmldsig::SignatureValueType::decode(r)?)),
+            38 => Message::SignedInfo(Box::new(super::xmldsig::SignedInfoType::decode(r)?)),
+            39 => Message::Transform(Box::new(super::xmldsig::TransformType::decode(r)?)),
+            40 => Message::Transforms(Box::new(super::xmldsig::TransformsType::decode(r)?)),
+            41 => Message::X509Data(Box::new(super::xmldsig::X509DataType::decode(r)?)),
             _ => {
                 return Err(ExiError::Event {
                     at: "document",
@@ -8345,10 +5767,10 @@ pub enum Fragment {
     AckMaxDelay(u16),
     /// `{urn:iso:std:iso:15118:-20:CommonTypes}AdditionalServicesCosts`
     #[serde(rename = "AdditionalServicesCosts")]
-    AdditionalServicesCosts(Box<DetailedCostType>),
+    AdditionalServicesCosts(Box<super::iso20::DetailedCostType>),
     /// `{urn:iso:std:iso:15118:-20:CommonTypes}Amount`
     #[serde(rename = "Amount")]
-    Amount(Box<RationalNumberType>),
+    Amount(Box<super::iso20::RationalNumberType>),
     /// `{urn:iso:std:iso:15118:-20:AC}BPT_AC_CPDReqEnergyTransferMode`
     #[serde(rename = "BPT_AC_CPDReqEnergyTransferMode")]
     BptAcCPDReqEnergyTransferMode(Box<BptAcCPDReqEnergyTransferModeType>),
@@ -8375,16 +5797,16 @@ pub enum Fragment {
     BptScheduledAcCLResControlMode(Box<BptScheduledAcCLResControlModeType>),
     /// `{urn:iso:std:iso:15118:-20:CommonTypes}BatteryEnergyCapacity`
     #[serde(rename = "BatteryEnergyCapacity")]
-    BatteryEnergyCapacity(Box<RationalNumberType>),
+    BatteryEnergyCapacity(Box<super::iso20::RationalNumberType>),
     /// `{urn:iso:std:iso:15118:-20:CommonTypes}CLReqControlMode`
     #[serde(rename = "CLReqControlMode")]
-    CLReqControlMode(Box<CLReqControlModeType>),
+    CLReqControlMode(Box<super::iso20::CLReqControlModeType>),
     /// `{urn:iso:std:iso:15118:-20:CommonTypes}CLResControlMode`
     #[serde(rename = "CLResControlMode")]
-    CLResControlMode(Box<CLResControlModeType>),
+    CLResControlMode(Box<super::iso20::CLResControlModeType>),
     /// `{http://www.w3.org/2000/09/xmldsig#}CanonicalizationMethod`
     #[serde(rename = "CanonicalizationMethod")]
-    CanonicalizationMethod(Box<CanonicalizationMethodType>),
+    CanonicalizationMethod(Box<super::xmldsig::CanonicalizationMethodType>),
     /// `{urn:iso:std:iso:15118:-20:CommonTypes}CapacitiveEnergyReadingVARh`
     #[serde(rename = "CapacitiveEnergyReadingVARh")]
     CapacitiveEnergyReadingVARh(u64),
@@ -8396,19 +5818,19 @@ pub enum Fragment {
     ChargingComplete(bool),
     /// `{urn:iso:std:iso:15118:-20:CommonTypes}CostPerUnit`
     #[serde(rename = "CostPerUnit")]
-    CostPerUnit(Box<RationalNumberType>),
+    CostPerUnit(Box<super::iso20::RationalNumberType>),
     /// `{urn:iso:std:iso:15118:-20:CommonTypes}DepartureTime`
     #[serde(rename = "DepartureTime")]
     DepartureTime(u32),
     /// `{http://www.w3.org/2000/09/xmldsig#}DigestMethod`
     #[serde(rename = "DigestMethod")]
-    DigestMethod(Box<DigestMethodType>),
+    DigestMethod(Box<super::xmldsig::DigestMethodType>),
     /// `{http://www.w3.org/2000/09/xmldsig#}DigestValue`
     #[serde(rename = "DigestValue")]
     DigestValue(Base64Binary),
     /// `{urn:iso:std:iso:15118:-20:CommonTypes}DisplayParameters`
     #[serde(rename = "DisplayParameters")]
-    DisplayParameters(Box<DisplayParametersType>),
+    DisplayParameters(Box<super::iso20::DisplayParametersType>),
     /// `{urn:iso:std:iso:15118:-20:AC}Dynamic_AC_CLReqControlMode`
     #[serde(rename = "Dynamic_AC_CLReqControlMode")]
     DynamicAcCLReqControlMode(Box<DynamicAcCLReqControlModeType>),
@@ -8417,154 +5839,154 @@ pub enum Fragment {
     DynamicAcCLResControlMode(Box<DynamicAcCLResControlModeType>),
     /// `{urn:iso:std:iso:15118:-20:AC}EVMaximumChargePower`
     #[serde(rename = "EVMaximumChargePower")]
-    EVMaximumChargePower(Box<RationalNumberType>),
+    EVMaximumChargePower(Box<super::iso20::RationalNumberType>),
     /// `{urn:iso:std:iso:15118:-20:AC}EVMaximumChargePower_L2`
     #[serde(rename = "EVMaximumChargePower_L2")]
-    EVMaximumChargePowerL2(Box<RationalNumberType>),
+    EVMaximumChargePowerL2(Box<super::iso20::RationalNumberType>),
     /// `{urn:iso:std:iso:15118:-20:AC}EVMaximumChargePower_L3`
     #[serde(rename = "EVMaximumChargePower_L3")]
-    EVMaximumChargePowerL3(Box<RationalNumberType>),
+    EVMaximumChargePowerL3(Box<super::iso20::RationalNumberType>),
     /// `{urn:iso:std:iso:15118:-20:AC}EVMaximumDischargePower`
     #[serde(rename = "EVMaximumDischargePower")]
-    EVMaximumDischargePower(Box<RationalNumberType>),
+    EVMaximumDischargePower(Box<super::iso20::RationalNumberType>),
     /// `{urn:iso:std:iso:15118:-20:AC}EVMaximumDischargePower_L2`
     #[serde(rename = "EVMaximumDischargePower_L2")]
-    EVMaximumDischargePowerL2(Box<RationalNumberType>),
+    EVMaximumDischargePowerL2(Box<super::iso20::RationalNumberType>),
     /// `{urn:iso:std:iso:15118:-20:AC}EVMaximumDischargePower_L3`
     #[serde(rename = "EVMaximumDischargePower_L3")]
-    EVMaximumDischargePowerL3(Box<RationalNumberType>),
+    EVMaximumDischargePowerL3(Box<super::iso20::RationalNumberType>),
     /// `{urn:iso:std:iso:15118:-20:CommonTypes}EVMaximumEnergyRequest`
     #[serde(rename = "EVMaximumEnergyRequest")]
-    EVMaximumEnergyRequest(Box<RationalNumberType>),
+    EVMaximumEnergyRequest(Box<super::iso20::RationalNumberType>),
     /// `{urn:iso:std:iso:15118:-20:AC}EVMaximumV2XEnergyRequest`
     #[serde(rename = "EVMaximumV2XEnergyRequest")]
-    EVMaximumV2XEnergyRequest(Box<RationalNumberType>),
+    EVMaximumV2XEnergyRequest(Box<super::iso20::RationalNumberType>),
     /// `{urn:iso:std:iso:15118:-20:AC}EVMinimumChargePower`
     #[serde(rename = "EVMinimumChargePower")]
-    EVMinimumChargePower(Box<RationalNumberType>),
+    EVMinimumChargePower(Box<super::iso20::RationalNumberType>),
     /// `{urn:iso:std:iso:15118:-20:AC}EVMinimumChargePower_L2`
     #[serde(rename = "EVMinimumChargePower_L2")]
-    EVMinimumChargePowerL2(Box<RationalNumberType>),
+    EVMinimumChargePowerL2(Box<super::iso20::RationalNumberType>),
     /// `{urn:iso:std:iso:15118:-20:AC}EVMinimumChargePower_L3`
     #[serde(rename = "EVMinimumChargePower_L3")]
-    EVMinimumChargePowerL3(Box<RationalNumberType>),
+    EVMinimumChargePowerL3(Box<super::iso20::RationalNumberType>),
     /// `{urn:iso:std:iso:15118:-20:AC}EVMinimumDischargePower`
     #[serde(rename = "EVMinimumDischargePower")]
-    EVMinimumDischargePower(Box<RationalNumberType>),
+    EVMinimumDischargePower(Box<super::iso20::RationalNumberType>),
     /// `{urn:iso:std:iso:15118:-20:AC}EVMinimumDischargePower_L2`
     #[serde(rename = "EVMinimumDischargePower_L2")]
-    EVMinimumDischargePowerL2(Box<RationalNumberType>),
+    EVMinimumDischargePowerL2(Box<super::iso20::RationalNumberType>),
     /// `{urn:iso:std:iso:15118:-20:AC}EVMinimumDischargePower_L3`
     #[serde(rename = "EVMinimumDischargePower_L3")]
-    EVMinimumDischargePowerL3(Box<RationalNumberType>),
+    EVMinimumDischargePowerL3(Box<super::iso20::RationalNumberType>),
     /// `{urn:iso:std:iso:15118:-20:CommonTypes}EVMinimumEnergyRequest`
     #[serde(rename = "EVMinimumEnergyRequest")]
-    EVMinimumEnergyRequest(Box<RationalNumberType>),
+    EVMinimumEnergyRequest(Box<super::iso20::RationalNumberType>),
     /// `{urn:iso:std:iso:15118:-20:AC}EVMinimumV2XEnergyRequest`
     #[serde(rename = "EVMinimumV2XEnergyRequest")]
-    EVMinimumV2XEnergyRequest(Box<RationalNumberType>),
+    EVMinimumV2XEnergyRequest(Box<super::iso20::RationalNumberType>),
     /// `{urn:iso:std:iso:15118:-20:AC}EVPresentActivePower`
     #[serde(rename = "EVPresentActivePower")]
-    EVPresentActivePower(Box<RationalNumberType>),
+    EVPresentActivePower(Box<super::iso20::RationalNumberType>),
     /// `{urn:iso:std:iso:15118:-20:AC}EVPresentActivePower_L2`
     #[serde(rename = "EVPresentActivePower_L2")]
-    EVPresentActivePowerL2(Box<RationalNumberType>),
+    EVPresentActivePowerL2(Box<super::iso20::RationalNumberType>),
     /// `{urn:iso:std:iso:15118:-20:AC}EVPresentActivePower_L3`
     #[serde(rename = "EVPresentActivePower_L3")]
-    EVPresentActivePowerL3(Box<RationalNumberType>),
+    EVPresentActivePowerL3(Box<super::iso20::RationalNumberType>),
     /// `{urn:iso:std:iso:15118:-20:AC}EVPresentReactivePower`
     #[serde(rename = "EVPresentReactivePower")]
-    EVPresentReactivePower(Box<RationalNumberType>),
+    EVPresentReactivePower(Box<super::iso20::RationalNumberType>),
     /// `{urn:iso:std:iso:15118:-20:AC}EVPresentReactivePower_L2`
     #[serde(rename = "EVPresentReactivePower_L2")]
-    EVPresentReactivePowerL2(Box<RationalNumberType>),
+    EVPresentReactivePowerL2(Box<super::iso20::RationalNumberType>),
     /// `{urn:iso:std:iso:15118:-20:AC}EVPresentReactivePower_L3`
     #[serde(rename = "EVPresentReactivePower_L3")]
-    EVPresentReactivePowerL3(Box<RationalNumberType>),
+    EVPresentReactivePowerL3(Box<super::iso20::RationalNumberType>),
     /// `{urn:iso:std:iso:15118:-20:AC}EVSEMaximumChargePower`
     #[serde(rename = "EVSEMaximumChargePower")]
-    EVSEMaximumChargePower(Box<RationalNumberType>),
+    EVSEMaximumChargePower(Box<super::iso20::RationalNumberType>),
     /// `{urn:iso:std:iso:15118:-20:AC}EVSEMaximumChargePower_L2`
     #[serde(rename = "EVSEMaximumChargePower_L2")]
-    EVSEMaximumChargePowerL2(Box<RationalNumberType>),
+    EVSEMaximumChargePowerL2(Box<super::iso20::RationalNumberType>),
     /// `{urn:iso:std:iso:15118:-20:AC}EVSEMaximumChargePower_L3`
     #[serde(rename = "EVSEMaximumChargePower_L3")]
-    EVSEMaximumChargePowerL3(Box<RationalNumberType>),
+    EVSEMaximumChargePowerL3(Box<super::iso20::RationalNumberType>),
     /// `{urn:iso:std:iso:15118:-20:AC}EVSEMaximumDischargePower`
     #[serde(rename = "EVSEMaximumDischargePower")]
-    EVSEMaximumDischargePower(Box<RationalNumberType>),
+    EVSEMaximumDischargePower(Box<super::iso20::RationalNumberType>),
     /// `{urn:iso:std:iso:15118:-20:AC}EVSEMaximumDischargePower_L2`
     #[serde(rename = "EVSEMaximumDischargePower_L2")]
-    EVSEMaximumDischargePowerL2(Box<RationalNumberType>),
+    EVSEMaximumDischargePowerL2(Box<super::iso20::RationalNumberType>),
     /// `{urn:iso:std:iso:15118:-20:AC}EVSEMaximumDischargePower_L3`
     #[serde(rename = "EVSEMaximumDischargePower_L3")]
-    EVSEMaximumDischargePowerL3(Box<RationalNumberType>),
+    EVSEMaximumDischargePowerL3(Box<super::iso20::RationalNumberType>),
     /// `{urn:iso:std:iso:15118:-20:AC}EVSEMinimumChargePower`
     #[serde(rename = "EVSEMinimumChargePower")]
-    EVSEMinimumChargePower(Box<RationalNumberType>),
+    EVSEMinimumChargePower(Box<super::iso20::RationalNumberType>),
     /// `{urn:iso:std:iso:15118:-20:AC}EVSEMinimumChargePower_L2`
     #[serde(rename = "EVSEMinimumChargePower_L2")]
-    EVSEMinimumChargePowerL2(Box<RationalNumberType>),
+    EVSEMinimumChargePowerL2(Box<super::iso20::RationalNumberType>),
     /// `{urn:iso:std:iso:15118:-20:AC}EVSEMinimumChargePower_L3`
     #[serde(rename = "EVSEMinimumChargePower_L3")]
-    EVSEMinimumChargePowerL3(Box<RationalNumberType>),
+    EVSEMinimumChargePowerL3(Box<super::iso20::RationalNumberType>),
     /// `{urn:iso:std:iso:15118:-20:AC}EVSEMinimumDischargePower`
     #[serde(rename = "EVSEMinimumDischargePower")]
-    EVSEMinimumDischargePower(Box<RationalNumberType>),
+    EVSEMinimumDischargePower(Box<super::iso20::RationalNumberType>),
     /// `{urn:iso:std:iso:15118:-20:AC}EVSEMinimumDischargePower_L2`
     #[serde(rename = "EVSEMinimumDischargePower_L2")]
-    EVSEMinimumDischargePowerL2(Box<RationalNumberType>),
+    EVSEMinimumDischargePowerL2(Box<super::iso20::RationalNumberType>),
     /// `{urn:iso:std:iso:15118:-20:AC}EVSEMinimumDischargePower_L3`
     #[serde(rename = "EVSEMinimumDischargePower_L3")]
-    EVSEMinimumDischargePowerL3(Box<RationalNumberType>),
+    EVSEMinimumDischargePowerL3(Box<super::iso20::RationalNumberType>),
     /// `{urn:iso:std:iso:15118:-20:AC}EVSENominalFrequency`
     #[serde(rename = "EVSENominalFrequency")]
-    EVSENominalFrequency(Box<RationalNumberType>),
+    EVSENominalFrequency(Box<super::iso20::RationalNumberType>),
     /// `{urn:iso:std:iso:15118:-20:CommonTypes}EVSENotification`
     #[serde(rename = "EVSENotification")]
-    EVSENotification(EvseNotificationType),
+    EVSENotification(super::iso20::EvseNotificationType),
     /// `{urn:iso:std:iso:15118:-20:AC}EVSEPowerRampLimitation`
     #[serde(rename = "EVSEPowerRampLimitation")]
-    EVSEPowerRampLimitation(Box<RationalNumberType>),
+    EVSEPowerRampLimitation(Box<super::iso20::RationalNumberType>),
     /// `{urn:iso:std:iso:15118:-20:AC}EVSEPresentActivePower`
     #[serde(rename = "EVSEPresentActivePower")]
-    EVSEPresentActivePower(Box<RationalNumberType>),
+    EVSEPresentActivePower(Box<super::iso20::RationalNumberType>),
     /// `{urn:iso:std:iso:15118:-20:AC}EVSEPresentActivePower_L2`
     #[serde(rename = "EVSEPresentActivePower_L2")]
-    EVSEPresentActivePowerL2(Box<RationalNumberType>),
+    EVSEPresentActivePowerL2(Box<super::iso20::RationalNumberType>),
     /// `{urn:iso:std:iso:15118:-20:AC}EVSEPresentActivePower_L3`
     #[serde(rename = "EVSEPresentActivePower_L3")]
-    EVSEPresentActivePowerL3(Box<RationalNumberType>),
+    EVSEPresentActivePowerL3(Box<super::iso20::RationalNumberType>),
     /// `{urn:iso:std:iso:15118:-20:CommonTypes}EVSEStatus`
     #[serde(rename = "EVSEStatus")]
-    EVSEStatus(Box<EVSEStatusType>),
+    EVSEStatus(Box<super::iso20::EVSEStatusType>),
     /// `{urn:iso:std:iso:15118:-20:AC}EVSETargetActivePower`
     #[serde(rename = "EVSETargetActivePower")]
-    EVSETargetActivePower(Box<RationalNumberType>),
+    EVSETargetActivePower(Box<super::iso20::RationalNumberType>),
     /// `{urn:iso:std:iso:15118:-20:AC}EVSETargetActivePower_L2`
     #[serde(rename = "EVSETargetActivePower_L2")]
-    EVSETargetActivePowerL2(Box<RationalNumberType>),
+    EVSETargetActivePowerL2(Box<super::iso20::RationalNumberType>),
     /// `{urn:iso:std:iso:15118:-20:AC}EVSETargetActivePower_L3`
     #[serde(rename = "EVSETargetActivePower_L3")]
-    EVSETargetActivePowerL3(Box<RationalNumberType>),
+    EVSETargetActivePowerL3(Box<super::iso20::RationalNumberType>),
     /// `{urn:iso:std:iso:15118:-20:AC}EVSETargetFrequency`
     #[serde(rename = "EVSETargetFrequency")]
-    EVSETargetFrequency(Box<RationalNumberType>),
+    EVSETargetFrequency(Box<super::iso20::RationalNumberType>),
     /// `{urn:iso:std:iso:15118:-20:AC}EVSETargetReactivePower`
     #[serde(rename = "EVSETargetReactivePower")]
-    EVSETargetReactivePower(Box<RationalNumberType>),
+    EVSETargetReactivePower(Box<super::iso20::RationalNumberType>),
     /// `{urn:iso:std:iso:15118:-20:AC}EVSETargetReactivePower_L2`
     #[serde(rename = "EVSETargetReactivePower_L2")]
-    EVSETargetReactivePowerL2(Box<RationalNumberType>),
+    EVSETargetReactivePowerL2(Box<super::iso20::RationalNumberType>),
     /// `{urn:iso:std:iso:15118:-20:AC}EVSETargetReactivePower_L3`
     #[serde(rename = "EVSETargetReactivePower_L3")]
-    EVSETargetReactivePowerL3(Box<RationalNumberType>),
+    EVSETargetReactivePowerL3(Box<super::iso20::RationalNumberType>),
     /// `{urn:iso:std:iso:15118:-20:CommonTypes}EVTargetEnergyRequest`
     #[serde(rename = "EVTargetEnergyRequest")]
-    EVTargetEnergyRequest(Box<RationalNumberType>),
+    EVTargetEnergyRequest(Box<super::iso20::RationalNumberType>),
     /// `{urn:iso:std:iso:15118:-20:CommonTypes}EnergyCosts`
     #[serde(rename = "EnergyCosts")]
-    EnergyCosts(Box<DetailedCostType>),
+    EnergyCosts(Box<super::iso20::DetailedCostType>),
     /// `{http://www.w3.org/2000/09/xmldsig#}Exponent`
     #[serde(rename = "Exponent")]
     Exponent(Base64Binary),
@@ -8579,7 +6001,7 @@ pub enum Fragment {
     HMACOutputLength(i64),
     /// `{urn:iso:std:iso:15118:-20:CommonTypes}Header`
     #[serde(rename = "Header")]
-    Header(Box<MessageHeaderType>),
+    Header(Box<super::iso20::MessageHeaderType>),
     /// `{urn:iso:std:iso:15118:-20:CommonTypes}InletHot`
     #[serde(rename = "InletHot")]
     InletHot(bool),
@@ -8588,19 +6010,19 @@ pub enum Fragment {
     J(Base64Binary),
     /// `{http://www.w3.org/2000/09/xmldsig#}KeyInfo`
     #[serde(rename = "KeyInfo")]
-    KeyInfo(Box<KeyInfoType>),
+    KeyInfo(Box<super::xmldsig::KeyInfoType>),
     /// `{http://www.w3.org/2000/09/xmldsig#}KeyName`
     #[serde(rename = "KeyName")]
     KeyName(String),
     /// `{http://www.w3.org/2000/09/xmldsig#}KeyValue`
     #[serde(rename = "KeyValue")]
-    KeyValue(Box<KeyValueType>),
+    KeyValue(Box<super::xmldsig::KeyValueType>),
     /// `{http://www.w3.org/2000/09/xmldsig#}Manifest`
     #[serde(rename = "Manifest")]
-    Manifest(Box<ManifestType>),
+    Manifest(Box<super::xmldsig::ManifestType>),
     /// `{urn:iso:std:iso:15118:-20:AC}MaximumPowerAsymmetry`
     #[serde(rename = "MaximumPowerAsymmetry")]
-    MaximumPowerAsymmetry(Box<RationalNumberType>),
+    MaximumPowerAsymmetry(Box<super::iso20::RationalNumberType>),
     /// `{urn:iso:std:iso:15118:-20:CommonTypes}MaximumSOC`
     #[serde(rename = "MaximumSOC")]
     MaximumSOC(u8),
@@ -8609,7 +6031,7 @@ pub enum Fragment {
     MeterID(String),
     /// `{urn:iso:std:iso:15118:-20:CommonTypes}MeterInfo`
     #[serde(rename = "MeterInfo")]
-    MeterInfo(Box<MeterInfoType>),
+    MeterInfo(Box<super::iso20::MeterInfoType>),
     /// `{urn:iso:std:iso:15118:-20:CommonTypes}MeterInfoRequested`
     #[serde(rename = "MeterInfoRequested")]
     MeterInfoRequested(bool),
@@ -8636,13 +6058,13 @@ pub enum Fragment {
     NotificationMaxDelay(u16),
     /// `{http://www.w3.org/2000/09/xmldsig#}Object`
     #[serde(rename = "Object")]
-    Object(Box<ObjectType>),
+    Object(Box<super::xmldsig::ObjectType>),
     /// `{urn:iso:std:iso:15118:-20:CommonTypes}OccupancyCosts`
     #[serde(rename = "OccupancyCosts")]
-    OccupancyCosts(Box<DetailedCostType>),
+    OccupancyCosts(Box<super::iso20::DetailedCostType>),
     /// `{urn:iso:std:iso:15118:-20:CommonTypes}OverstayCosts`
     #[serde(rename = "OverstayCosts")]
-    OverstayCosts(Box<DetailedCostType>),
+    OverstayCosts(Box<super::iso20::DetailedCostType>),
     /// `{http://www.w3.org/2000/09/xmldsig#}P`
     #[serde(rename = "P")]
     P(Base64Binary),
@@ -8663,13 +6085,13 @@ pub enum Fragment {
     Q(Base64Binary),
     /// `{http://www.w3.org/2000/09/xmldsig#}RSAKeyValue`
     #[serde(rename = "RSAKeyValue")]
-    RSAKeyValue(Box<RSAKeyValueType>),
+    RSAKeyValue(Box<super::xmldsig::RSAKeyValueType>),
     /// `{urn:iso:std:iso:15118:-20:CommonTypes}Receipt`
     #[serde(rename = "Receipt")]
-    Receipt(Box<ReceiptType>),
+    Receipt(Box<super::iso20::ReceiptType>),
     /// `{http://www.w3.org/2000/09/xmldsig#}Reference`
     #[serde(rename = "Reference")]
-    Reference(Box<ReferenceType>),
+    Reference(Box<super::xmldsig::ReferenceType>),
     /// `{urn:iso:std:iso:15118:-20:CommonTypes}RemainingTimeToMaximumSOC`
     #[serde(rename = "RemainingTimeToMaximumSOC")]
     RemainingTimeToMaximumSOC(u32),
@@ -8681,13 +6103,13 @@ pub enum Fragment {
     RemainingTimeToTargetSOC(u32),
     /// `{urn:iso:std:iso:15118:-20:CommonTypes}ResponseCode`
     #[serde(rename = "ResponseCode")]
-    ResponseCode(ResponseCodeType),
+    ResponseCode(super::iso20::ResponseCodeType),
     /// `{http://www.w3.org/2000/09/xmldsig#}RetrievalMethod`
     #[serde(rename = "RetrievalMethod")]
-    RetrievalMethod(Box<RetrievalMethodType>),
+    RetrievalMethod(Box<super::xmldsig::RetrievalMethodType>),
     /// `{urn:iso:std:iso:15118:-20:CommonTypes}RootCertificateID`
     #[serde(rename = "RootCertificateID")]
-    RootCertificateID(Box<X509IssuerSerialType>),
+    RootCertificateID(Box<super::xmldsig::X509IssuerSerialType>),
     /// `{http://www.w3.org/2000/09/xmldsig#}SPKISexp`
     #[serde(rename = "SPKISexp")]
     SPKISexp(Base64Binary),
@@ -8705,28 +6127,28 @@ pub enum Fragment {
     SessionID(HexBinary),
     /// `{http://www.w3.org/2000/09/xmldsig#}Signature`
     #[serde(rename = "Signature")]
-    Signature(Box<SignatureType>),
+    Signature(Box<super::xmldsig::SignatureType>),
     /// `{http://www.w3.org/2000/09/xmldsig#}SignatureMethod`
     #[serde(rename = "SignatureMethod")]
-    SignatureMethod(Box<SignatureMethodType>),
+    SignatureMethod(Box<super::xmldsig::SignatureMethodType>),
     /// `{http://www.w3.org/2000/09/xmldsig#}SignatureProperties`
     #[serde(rename = "SignatureProperties")]
-    SignatureProperties(Box<SignaturePropertiesType>),
+    SignatureProperties(Box<super::xmldsig::SignaturePropertiesType>),
     /// `{http://www.w3.org/2000/09/xmldsig#}SignatureProperty`
     #[serde(rename = "SignatureProperty")]
-    SignatureProperty(Box<SignaturePropertyType>),
+    SignatureProperty(Box<super::xmldsig::SignaturePropertyType>),
     /// `{http://www.w3.org/2000/09/xmldsig#}SignatureValue`
     #[serde(rename = "SignatureValue")]
-    SignatureValue(Box<SignatureValueType>),
+    SignatureValue(Box<super::xmldsig::SignatureValueType>),
     /// `{http://www.w3.org/2000/09/xmldsig#}SignedInfo`
     #[serde(rename = "SignedInfo")]
-    SignedInfo(Box<SignedInfoType>),
+    SignedInfo(Box<super::xmldsig::SignedInfoType>),
     /// `{urn:iso:std:iso:15118:-20:CommonTypes}TargetSOC`
     #[serde(rename = "TargetSOC")]
     TargetSOC(u8),
     /// `{urn:iso:std:iso:15118:-20:CommonTypes}TaxCosts`
     #[serde(rename = "TaxCosts")]
-    TaxCosts(Box<DetailedTaxType>),
+    TaxCosts(Box<super::iso20::DetailedTaxType>),
     /// `{urn:iso:std:iso:15118:-20:CommonTypes}TaxRuleID`
     #[serde(rename = "TaxRuleID")]
     TaxRuleID(u32),
@@ -8738,10 +6160,10 @@ pub enum Fragment {
     TimeStamp(u64),
     /// `{http://www.w3.org/2000/09/xmldsig#}Transform`
     #[serde(rename = "Transform")]
-    Transform(Box<TransformType>),
+    Transform(Box<super::xmldsig::TransformType>),
     /// `{http://www.w3.org/2000/09/xmldsig#}Transforms`
     #[serde(rename = "Transforms")]
-    Transforms(Box<TransformsType>),
+    Transforms(Box<super::xmldsig::TransformsType>),
     /// `{urn:iso:std:iso:15118:-20:CommonTypes}Value`
     #[serde(rename = "Value")]
     Value(i16),
@@ -8753,13 +6175,13 @@ pub enum Fragment {
     X509Certificate(Base64Binary),
     /// `{http://www.w3.org/2000/09/xmldsig#}X509Data`
     #[serde(rename = "X509Data")]
-    X509Data(Box<X509DataType>),
+    X509Data(Box<super::xmldsig::X509DataType>),
     /// `{http://www.w3.org/2000/09/xmldsig#}X509IssuerName`
     #[serde(rename = "X509IssuerName")]
     X509IssuerName(String),
     /// `{http://www.w3.org/2000/09/xmldsig#}X509IssuerSerial`
     #[serde(rename = "X509IssuerSerial")]
-    X509IssuerSerial(Box<X509IssuerSerialType>),
+    X509IssuerSerial(Box<super::xmldsig::X509IssuerSerialType>),
     /// `{http://www.w3.org/2000/09/xmldsig#}X509SKI`
     #[serde(rename = "X509SKI")]
     X509SKI(Base64Binary),
@@ -9072,7 +6494,7 @@ impl Fragment {
             Fragment::EVSENotification(x) => {
                 w.event(67, 156);
                 elem_value(w, false, |w| {
-                    enc_enum(w, x.index(), EvseNotificationType::COUNT);
+                    enc_enum(w, x.index(), super::iso20::EvseNotificationType::COUNT);
                     Ok(())
                 })?;
             }
@@ -9326,7 +6748,7 @@ impl Fragment {
             Fragment::ResponseCode(x) => {
                 w.event(121, 156);
                 elem_value(w, false, |w| {
-                    enc_enum(w, x.index(), ResponseCodeType::COUNT);
+                    enc_enum(w, x.index(), super::iso20::ResponseCodeType::COUNT);
                     Ok(())
                 })?;
             }
@@ -9506,8 +6928,10 @@ impl Fragment {
                 dec_elem_value(r, false, |r| Ok(int_into::<u16>(dec_int(r, 0, 65535)?)?))?
                     .ok_or_else(|| missing("AckMaxDelay"))?,
             ),
-            7 => Fragment::AdditionalServicesCosts(Box::new(DetailedCostType::decode(r)?)),
-            8 => Fragment::Amount(Box::new(RationalNumberType::decode(r)?)),
+            7 => Fragment::AdditionalServicesCosts(Box::new(
+                super::iso20::DetailedCostType::decode(r)?,
+            )),
+            8 => Fragment::Amount(Box::new(super::iso20::RationalNumberType::decode(r)?)),
             9 => Fragment::BptAcCPDReqEnergyTransferMode(Box::new(
                 BptAcCPDReqEnergyTransferModeType::decode(r)?,
             )),
@@ -9538,12 +6962,18 @@ impl Fragment {
             16 => Fragment::BptScheduledAcCLResControlMode(Box::new(
                 BptScheduledAcCLResControlModeType::decode(r)?,
             )),
-            17 => Fragment::BatteryEnergyCapacity(Box::new(RationalNumberType::decode(r)?)),
-            18 => Fragment::CLReqControlMode(Box::new(CLReqControlModeType::decode(r)?)),
-            19 => Fragment::CLResControlMode(Box::new(CLResControlModeType::decode(r)?)),
-            20 => {
-                Fragment::CanonicalizationMethod(Box::new(CanonicalizationMethodType::decode(r)?))
+            17 => Fragment::BatteryEnergyCapacity(Box::new(
+                super::iso20::RationalNumberType::decode(r)?,
+            )),
+            18 => {
+                Fragment::CLReqControlMode(Box::new(super::iso20::CLReqControlModeType::decode(r)?))
             }
+            19 => {
+                Fragment::CLResControlMode(Box::new(super::iso20::CLResControlModeType::decode(r)?))
+            }
+            20 => Fragment::CanonicalizationMethod(Box::new(
+                super::xmldsig::CanonicalizationMethodType::decode(r)?,
+            )),
             21 => Fragment::CapacitiveEnergyReadingVARh(
                 dec_elem_value(r, false, |r| {
                     Ok(int_into::<u64>(dec_int(r, 0, i128::MAX)?)?)
@@ -9560,83 +6990,179 @@ impl Fragment {
                 dec_elem_value(r, false, |r| Ok(dec_bool(r)?))?
                     .ok_or_else(|| missing("ChargingComplete"))?,
             ),
-            24 => Fragment::CostPerUnit(Box::new(RationalNumberType::decode(r)?)),
+            24 => Fragment::CostPerUnit(Box::new(super::iso20::RationalNumberType::decode(r)?)),
             26 => Fragment::DepartureTime(
                 dec_elem_value(r, false, |r| {
                     Ok(int_into::<u32>(dec_int(r, 0, 4294967295)?)?)
                 })?
                 .ok_or_else(|| missing("DepartureTime"))?,
             ),
-            27 => Fragment::DigestMethod(Box::new(DigestMethodType::decode(r)?)),
+            27 => Fragment::DigestMethod(Box::new(super::xmldsig::DigestMethodType::decode(r)?)),
             28 => Fragment::DigestValue(
                 dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
                     .unwrap_or_default(),
             ),
-            29 => Fragment::DisplayParameters(Box::new(DisplayParametersType::decode(r)?)),
+            29 => Fragment::DisplayParameters(Box::new(
+                super::iso20::DisplayParametersType::decode(r)?,
+            )),
             30 => Fragment::DynamicAcCLReqControlMode(Box::new(
                 DynamicAcCLReqControlModeType::decode(r)?,
             )),
             31 => Fragment::DynamicAcCLResControlMode(Box::new(
                 DynamicAcCLResControlModeType::decode(r)?,
             )),
-            32 => Fragment::EVMaximumChargePower(Box::new(RationalNumberType::decode(r)?)),
-            33 => Fragment::EVMaximumChargePowerL2(Box::new(RationalNumberType::decode(r)?)),
-            34 => Fragment::EVMaximumChargePowerL3(Box::new(RationalNumberType::decode(r)?)),
-            35 => Fragment::EVMaximumDischargePower(Box::new(RationalNumberType::decode(r)?)),
-            36 => Fragment::EVMaximumDischargePowerL2(Box::new(RationalNumberType::decode(r)?)),
-            37 => Fragment::EVMaximumDischargePowerL3(Box::new(RationalNumberType::decode(r)?)),
-            38 => Fragment::EVMaximumEnergyRequest(Box::new(RationalNumberType::decode(r)?)),
-            39 => Fragment::EVMaximumV2XEnergyRequest(Box::new(RationalNumberType::decode(r)?)),
-            40 => Fragment::EVMinimumChargePower(Box::new(RationalNumberType::decode(r)?)),
-            41 => Fragment::EVMinimumChargePowerL2(Box::new(RationalNumberType::decode(r)?)),
-            42 => Fragment::EVMinimumChargePowerL3(Box::new(RationalNumberType::decode(r)?)),
-            43 => Fragment::EVMinimumDischargePower(Box::new(RationalNumberType::decode(r)?)),
-            44 => Fragment::EVMinimumDischargePowerL2(Box::new(RationalNumberType::decode(r)?)),
-            45 => Fragment::EVMinimumDischargePowerL3(Box::new(RationalNumberType::decode(r)?)),
-            46 => Fragment::EVMinimumEnergyRequest(Box::new(RationalNumberType::decode(r)?)),
-            47 => Fragment::EVMinimumV2XEnergyRequest(Box::new(RationalNumberType::decode(r)?)),
-            48 => Fragment::EVPresentActivePower(Box::new(RationalNumberType::decode(r)?)),
-            49 => Fragment::EVPresentActivePowerL2(Box::new(RationalNumberType::decode(r)?)),
-            50 => Fragment::EVPresentActivePowerL3(Box::new(RationalNumberType::decode(r)?)),
-            51 => Fragment::EVPresentReactivePower(Box::new(RationalNumberType::decode(r)?)),
-            52 => Fragment::EVPresentReactivePowerL2(Box::new(RationalNumberType::decode(r)?)),
-            53 => Fragment::EVPresentReactivePowerL3(Box::new(RationalNumberType::decode(r)?)),
-            54 => Fragment::EVSEMaximumChargePower(Box::new(RationalNumberType::decode(r)?)),
-            55 => Fragment::EVSEMaximumChargePowerL2(Box::new(RationalNumberType::decode(r)?)),
-            56 => Fragment::EVSEMaximumChargePowerL3(Box::new(RationalNumberType::decode(r)?)),
-            57 => Fragment::EVSEMaximumDischargePower(Box::new(RationalNumberType::decode(r)?)),
-            58 => Fragment::EVSEMaximumDischargePowerL2(Box::new(RationalNumberType::decode(r)?)),
-            59 => Fragment::EVSEMaximumDischargePowerL3(Box::new(RationalNumberType::decode(r)?)),
-            60 => Fragment::EVSEMinimumChargePower(Box::new(RationalNumberType::decode(r)?)),
-            61 => Fragment::EVSEMinimumChargePowerL2(Box::new(RationalNumberType::decode(r)?)),
-            62 => Fragment::EVSEMinimumChargePowerL3(Box::new(RationalNumberType::decode(r)?)),
-            63 => Fragment::EVSEMinimumDischargePower(Box::new(RationalNumberType::decode(r)?)),
-            64 => Fragment::EVSEMinimumDischargePowerL2(Box::new(RationalNumberType::decode(r)?)),
-            65 => Fragment::EVSEMinimumDischargePowerL3(Box::new(RationalNumberType::decode(r)?)),
-            66 => Fragment::EVSENominalFrequency(Box::new(RationalNumberType::decode(r)?)),
+            32 => Fragment::EVMaximumChargePower(Box::new(
+                super::iso20::RationalNumberType::decode(r)?,
+            )),
+            33 => Fragment::EVMaximumChargePowerL2(Box::new(
+                super::iso20::RationalNumberType::decode(r)?,
+            )),
+            34 => Fragment::EVMaximumChargePowerL3(Box::new(
+                super::iso20::RationalNumberType::decode(r)?,
+            )),
+            35 => Fragment::EVMaximumDischargePower(Box::new(
+                super::iso20::RationalNumberType::decode(r)?,
+            )),
+            36 => Fragment::EVMaximumDischargePowerL2(Box::new(
+                super::iso20::RationalNumberType::decode(r)?,
+            )),
+            37 => Fragment::EVMaximumDischargePowerL3(Box::new(
+                super::iso20::RationalNumberType::decode(r)?,
+            )),
+            38 => Fragment::EVMaximumEnergyRequest(Box::new(
+                super::iso20::RationalNumberType::decode(r)?,
+            )),
+            39 => Fragment::EVMaximumV2XEnergyRequest(Box::new(
+                super::iso20::RationalNumberType::decode(r)?,
+            )),
+            40 => Fragment::EVMinimumChargePower(Box::new(
+                super::iso20::RationalNumberType::decode(r)?,
+            )),
+            41 => Fragment::EVMinimumChargePowerL2(Box::new(
+                super::iso20::RationalNumberType::decode(r)?,
+            )),
+            42 => Fragment::EVMinimumChargePowerL3(Box::new(
+                super::iso20::RationalNumberType::decode(r)?,
+            )),
+            43 => Fragment::EVMinimumDischargePower(Box::new(
+                super::iso20::RationalNumberType::decode(r)?,
+            )),
+            44 => Fragment::EVMinimumDischargePowerL2(Box::new(
+                super::iso20::RationalNumberType::decode(r)?,
+            )),
+            45 => Fragment::EVMinimumDischargePowerL3(Box::new(
+                super::iso20::RationalNumberType::decode(r)?,
+            )),
+            46 => Fragment::EVMinimumEnergyRequest(Box::new(
+                super::iso20::RationalNumberType::decode(r)?,
+            )),
+            47 => Fragment::EVMinimumV2XEnergyRequest(Box::new(
+                super::iso20::RationalNumberType::decode(r)?,
+            )),
+            48 => Fragment::EVPresentActivePower(Box::new(
+                super::iso20::RationalNumberType::decode(r)?,
+            )),
+            49 => Fragment::EVPresentActivePowerL2(Box::new(
+                super::iso20::RationalNumberType::decode(r)?,
+            )),
+            50 => Fragment::EVPresentActivePowerL3(Box::new(
+                super::iso20::RationalNumberType::decode(r)?,
+            )),
+            51 => Fragment::EVPresentReactivePower(Box::new(
+                super::iso20::RationalNumberType::decode(r)?,
+            )),
+            52 => Fragment::EVPresentReactivePowerL2(Box::new(
+                super::iso20::RationalNumberType::decode(r)?,
+            )),
+            53 => Fragment::EVPresentReactivePowerL3(Box::new(
+                super::iso20::RationalNumberType::decode(r)?,
+            )),
+            54 => Fragment::EVSEMaximumChargePower(Box::new(
+                super::iso20::RationalNumberType::decode(r)?,
+            )),
+            55 => Fragment::EVSEMaximumChargePowerL2(Box::new(
+                super::iso20::RationalNumberType::decode(r)?,
+            )),
+            56 => Fragment::EVSEMaximumChargePowerL3(Box::new(
+                super::iso20::RationalNumberType::decode(r)?,
+            )),
+            57 => Fragment::EVSEMaximumDischargePower(Box::new(
+                super::iso20::RationalNumberType::decode(r)?,
+            )),
+            58 => Fragment::EVSEMaximumDischargePowerL2(Box::new(
+                super::iso20::RationalNumberType::decode(r)?,
+            )),
+            59 => Fragment::EVSEMaximumDischargePowerL3(Box::new(
+                super::iso20::RationalNumberType::decode(r)?,
+            )),
+            60 => Fragment::EVSEMinimumChargePower(Box::new(
+                super::iso20::RationalNumberType::decode(r)?,
+            )),
+            61 => Fragment::EVSEMinimumChargePowerL2(Box::new(
+                super::iso20::RationalNumberType::decode(r)?,
+            )),
+            62 => Fragment::EVSEMinimumChargePowerL3(Box::new(
+                super::iso20::RationalNumberType::decode(r)?,
+            )),
+            63 => Fragment::EVSEMinimumDischargePower(Box::new(
+                super::iso20::RationalNumberType::decode(r)?,
+            )),
+            64 => Fragment::EVSEMinimumDischargePowerL2(Box::new(
+                super::iso20::RationalNumberType::decode(r)?,
+            )),
+            65 => Fragment::EVSEMinimumDischargePowerL3(Box::new(
+                super::iso20::RationalNumberType::decode(r)?,
+            )),
+            66 => Fragment::EVSENominalFrequency(Box::new(
+                super::iso20::RationalNumberType::decode(r)?,
+            )),
             67 => Fragment::EVSENotification(
                 dec_elem_value(r, false, |r| {
-                    Ok(enum_from::<EvseNotificationType>(dec_enum(
+                    Ok(enum_from::<super::iso20::EvseNotificationType>(dec_enum(
                         r,
-                        EvseNotificationType::COUNT,
+                        super::iso20::EvseNotificationType::COUNT,
                     )?)?)
                 })?
                 .ok_or_else(|| missing("EVSENotification"))?,
             ),
-            68 => Fragment::EVSEPowerRampLimitation(Box::new(RationalNumberType::decode(r)?)),
-            69 => Fragment::EVSEPresentActivePower(Box::new(RationalNumberType::decode(r)?)),
-            70 => Fragment::EVSEPresentActivePowerL2(Box::new(RationalNumberType::decode(r)?)),
-            71 => Fragment::EVSEPresentActivePowerL3(Box::new(RationalNumberType::decode(r)?)),
-            72 => Fragment::EVSEStatus(Box::new(EVSEStatusType::decode(r)?)),
-            73 => Fragment::EVSETargetActivePower(Box::new(RationalNumberType::decode(r)?)),
-            74 => Fragment::EVSETargetActivePowerL2(Box::new(RationalNumberType::decode(r)?)),
-            75 => Fragment::EVSETargetActivePowerL3(Box::new(RationalNumberType::decode(r)?)),
-            76 => Fragment::EVSETargetFrequency(Box::new(RationalNumberType::decode(r)?)),
-            77 => Fragment::EVSETargetReactivePower(Box::new(RationalNumberType::decode(r)?)),
-            78 => Fragment::EVSETargetReactivePowerL2(Box::new(RationalNumberType::decode(r)?)),
-            79 => Fragment::EVSETargetReactivePowerL3(Box::new(RationalNumberType::decode(r)?)),
-            80 => Fragment::EVTargetEnergyRequest(Box::new(RationalNumberType::decode(r)?)),
-            81 => Fragment::EnergyCosts(Box::new(DetailedCostType::decode(r)?)),
+            68 => Fragment::EVSEPowerRampLimitation(Box::new(
+                super::iso20::RationalNumberType::decode(r)?,
+            )),
+            69 => Fragment::EVSEPresentActivePower(Box::new(
+                super::iso20::RationalNumberType::decode(r)?,
+            )),
+            70 => Fragment::EVSEPresentActivePowerL2(Box::new(
+                super::iso20::RationalNumberType::decode(r)?,
+            )),
+            71 => Fragment::EVSEPresentActivePowerL3(Box::new(
+                super::iso20::RationalNumberType::decode(r)?,
+            )),
+            72 => Fragment::EVSEStatus(Box::new(super::iso20::EVSEStatusType::decode(r)?)),
+            73 => Fragment::EVSETargetActivePower(Box::new(
+                super::iso20::RationalNumberType::decode(r)?,
+            )),
+            74 => Fragment::EVSETargetActivePowerL2(Box::new(
+                super::iso20::RationalNumberType::decode(r)?,
+            )),
+            75 => Fragment::EVSETargetActivePowerL3(Box::new(
+                super::iso20::RationalNumberType::decode(r)?,
+            )),
+            76 => Fragment::EVSETargetFrequency(Box::new(
+                super::iso20::RationalNumberType::decode(r)?,
+            )),
+            77 => Fragment::EVSETargetReactivePower(Box::new(
+                super::iso20::RationalNumberType::decode(r)?,
+            )),
+            78 => Fragment::EVSETargetReactivePowerL2(Box::new(
+                super::iso20::RationalNumberType::decode(r)?,
+            )),
+            79 => Fragment::EVSETargetReactivePowerL3(Box::new(
+                super::iso20::RationalNumberType::decode(r)?,
+            )),
+            80 => Fragment::EVTargetEnergyRequest(Box::new(
+                super::iso20::RationalNumberType::decode(r)?,
+            )),
+            81 => Fragment::EnergyCosts(Box::new(super::iso20::DetailedCostType::decode(r)?)),
             82 => Fragment::Exponent(
                 dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
                     .unwrap_or_default(),
@@ -9655,7 +7181,7 @@ impl Fragment {
                 })?
                 .ok_or_else(|| missing("HMACOutputLength"))?,
             ),
-            86 => Fragment::Header(Box::new(MessageHeaderType::decode(r)?)),
+            86 => Fragment::Header(Box::new(super::iso20::MessageHeaderType::decode(r)?)),
             87 => Fragment::InletHot(
                 dec_elem_value(r, false, |r| Ok(dec_bool(r)?))?
                     .ok_or_else(|| missing("InletHot"))?,
@@ -9664,13 +7190,15 @@ impl Fragment {
                 dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
                     .unwrap_or_default(),
             ),
-            89 => Fragment::KeyInfo(Box::new(KeyInfoType::decode(r)?)),
+            89 => Fragment::KeyInfo(Box::new(super::xmldsig::KeyInfoType::decode(r)?)),
             90 => Fragment::KeyName(
                 dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?.unwrap_or_default(),
             ),
-            91 => Fragment::KeyValue(Box::new(KeyValueType::decode(r)?)),
-            92 => Fragment::Manifest(Box::new(ManifestType::decode(r)?)),
-            93 => Fragment::MaximumPowerAsymmetry(Box::new(RationalNumberType::decode(r)?)),
+            91 => Fragment::KeyValue(Box::new(super::xmldsig::KeyValueType::decode(r)?)),
+            92 => Fragment::Manifest(Box::new(super::xmldsig::ManifestType::decode(r)?)),
+            93 => Fragment::MaximumPowerAsymmetry(Box::new(
+                super::iso20::RationalNumberType::decode(r)?,
+            )),
             94 => Fragment::MaximumSOC(
                 dec_elem_value(r, false, |r| Ok(int_into::<u8>(dec_int(r, 0, 100)?)?))?
                     .ok_or_else(|| missing("MaximumSOC"))?,
@@ -9678,7 +7206,7 @@ impl Fragment {
             95 => Fragment::MeterID(
                 dec_elem_value(r, true, |r| Ok(dec_string(r, 0, Some(32))?))?.unwrap_or_default(),
             ),
-            96 => Fragment::MeterInfo(Box::new(MeterInfoType::decode(r)?)),
+            96 => Fragment::MeterInfo(Box::new(super::iso20::MeterInfoType::decode(r)?)),
             97 => Fragment::MeterInfoRequested(
                 dec_elem_value(r, false, |r| Ok(dec_bool(r)?))?
                     .ok_or_else(|| missing("MeterInfoRequested"))?,
@@ -9714,9 +7242,9 @@ impl Fragment {
                 dec_elem_value(r, false, |r| Ok(int_into::<u16>(dec_int(r, 0, 65535)?)?))?
                     .ok_or_else(|| missing("NotificationMaxDelay"))?,
             ),
-            105 => Fragment::Object(Box::new(ObjectType::decode(r)?)),
-            106 => Fragment::OccupancyCosts(Box::new(DetailedCostType::decode(r)?)),
-            107 => Fragment::OverstayCosts(Box::new(DetailedCostType::decode(r)?)),
+            105 => Fragment::Object(Box::new(super::xmldsig::ObjectType::decode(r)?)),
+            106 => Fragment::OccupancyCosts(Box::new(super::iso20::DetailedCostType::decode(r)?)),
+            107 => Fragment::OverstayCosts(Box::new(super::iso20::DetailedCostType::decode(r)?)),
             108 => Fragment::P(
                 dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
                     .unwrap_or_default(),
@@ -9741,9 +7269,9 @@ impl Fragment {
                 dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
                     .unwrap_or_default(),
             ),
-            115 => Fragment::RSAKeyValue(Box::new(RSAKeyValueType::decode(r)?)),
-            116 => Fragment::Receipt(Box::new(ReceiptType::decode(r)?)),
-            117 => Fragment::Reference(Box::new(ReferenceType::decode(r)?)),
+            115 => Fragment::RSAKeyValue(Box::new(super::xmldsig::RSAKeyValueType::decode(r)?)),
+            116 => Fragment::Receipt(Box::new(super::iso20::ReceiptType::decode(r)?)),
+            117 => Fragment::Reference(Box::new(super::xmldsig::ReferenceType::decode(r)?)),
             118 => Fragment::RemainingTimeToMaximumSOC(
                 dec_elem_value(r, false, |r| {
                     Ok(int_into::<u32>(dec_int(r, 0, 4294967295)?)?)
@@ -9764,15 +7292,19 @@ impl Fragment {
             ),
             121 => Fragment::ResponseCode(
                 dec_elem_value(r, false, |r| {
-                    Ok(enum_from::<ResponseCodeType>(dec_enum(
+                    Ok(enum_from::<super::iso20::ResponseCodeType>(dec_enum(
                         r,
-                        ResponseCodeType::COUNT,
+                        super::iso20::ResponseCodeType::COUNT,
                     )?)?)
                 })?
                 .ok_or_else(|| missing("ResponseCode"))?,
             ),
-            122 => Fragment::RetrievalMethod(Box::new(RetrievalMethodType::decode(r)?)),
-            123 => Fragment::RootCertificateID(Box::new(X509IssuerSerialType::decode(r)?)),
+            122 => {
+                Fragment::RetrievalMethod(Box::new(super::xmldsig::RetrievalMethodType::decode(r)?))
+            }
+            123 => Fragment::RootCertificateID(Box::new(
+                super::xmldsig::X509IssuerSerialType::decode(r)?,
+            )),
             125 => Fragment::SPKISexp(
                 dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
                     .unwrap_or_default(),
@@ -9791,17 +7323,25 @@ impl Fragment {
                 dec_elem_value(r, false, |r| Ok(HexBinary(dec_binary(r, 8, Some(8))?)))?
                     .ok_or_else(|| missing("SessionID"))?,
             ),
-            130 => Fragment::Signature(Box::new(SignatureType::decode(r)?)),
-            131 => Fragment::SignatureMethod(Box::new(SignatureMethodType::decode(r)?)),
-            132 => Fragment::SignatureProperties(Box::new(SignaturePropertiesType::decode(r)?)),
-            133 => Fragment::SignatureProperty(Box::new(SignaturePropertyType::decode(r)?)),
-            134 => Fragment::SignatureValue(Box::new(SignatureValueType::decode(r)?)),
-            135 => Fragment::SignedInfo(Box::new(SignedInfoType::decode(r)?)),
+            130 => Fragment::Signature(Box::new(super::xmldsig::SignatureType::decode(r)?)),
+            131 => {
+                Fragment::SignatureMethod(Box::new(super::xmldsig::SignatureMethodType::decode(r)?))
+            }
+            132 => Fragment::SignatureProperties(Box::new(
+                super::xmldsig::SignaturePropertiesType::decode(r)?,
+            )),
+            133 => Fragment::SignatureProperty(Box::new(
+                super::xmldsig::SignaturePropertyType::decode(r)?,
+            )),
+            134 => {
+                Fragment::SignatureValue(Box::new(super::xmldsig::SignatureValueType::decode(r)?))
+            }
+            135 => Fragment::SignedInfo(Box::new(super::xmldsig::SignedInfoType::decode(r)?)),
             136 => Fragment::TargetSOC(
                 dec_elem_value(r, false, |r| Ok(int_into::<u8>(dec_int(r, 0, 100)?)?))?
                     .ok_or_else(|| missing("TargetSOC"))?,
             ),
-            137 => Fragment::TaxCosts(Box::new(DetailedTaxType::decode(r)?)),
+            137 => Fragment::TaxCosts(Box::new(super::iso20::DetailedTaxType::decode(r)?)),
             138 => Fragment::TaxRuleID(
                 dec_elem_value(r, false, |r| {
                     Ok(int_into::<u32>(dec_int(r, 1, 4294967295)?)?)
@@ -9820,8 +7360,8 @@ impl Fragment {
                 })?
                 .ok_or_else(|| missing("TimeStamp"))?,
             ),
-            141 => Fragment::Transform(Box::new(TransformType::decode(r)?)),
-            142 => Fragment::Transforms(Box::new(TransformsType::decode(r)?)),
+            141 => Fragment::Transform(Box::new(super::xmldsig::TransformType::decode(r)?)),
+            142 => Fragment::Transforms(Box::new(super::xmldsig::TransformsType::decode(r)?)),
             143 => Fragment::Value(
                 dec_elem_value(r, false, |r| {
                     Ok(int_into::<i16>(dec_int(r, -32768, 32767)?)?)
@@ -9836,11 +7376,13 @@ impl Fragment {
                 dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
                     .unwrap_or_default(),
             ),
-            146 => Fragment::X509Data(Box::new(X509DataType::decode(r)?)),
+            146 => Fragment::X509Data(Box::new(super::xmldsig::X509DataType::decode(r)?)),
             147 => Fragment::X509IssuerName(
                 dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?.unwrap_or_default(),
             ),
-            148 => Fragment::X509IssuerSerial(Box::new(X509IssuerSerialType::decode(r)?)),
+            148 => Fragment::X509IssuerSerial(Box::new(
+                super::xmldsig::X509IssuerSerialType::decode(r)?,
+            )),
             149 => Fragment::X509SKI(
                 dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
                     .unwrap_or_default(),

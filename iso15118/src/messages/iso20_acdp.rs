@@ -122,41 +122,6 @@ impl ExiEnum for ErrorCodeType {
     }
 }
 
-/// XSD enumeration `evseNotificationType`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-pub enum EvseNotificationType {
-    #[serde(rename = "Pause")]
-    Pause,
-    #[serde(rename = "ExitStandby")]
-    ExitStandby,
-    #[serde(rename = "Terminate")]
-    Terminate,
-    #[serde(rename = "ScheduleRenegotiation")]
-    ScheduleRenegotiation,
-    #[serde(rename = "ServiceRenegotiation")]
-    ServiceRenegotiation,
-    #[serde(rename = "MeteringConfirmation")]
-    MeteringConfirmation,
-}
-
-impl ExiEnum for EvseNotificationType {
-    const COUNT: u32 = 6;
-    fn index(&self) -> u32 {
-        *self as u32
-    }
-    fn from_index(i: u32) -> Option<Self> {
-        match i {
-            0 => Some(Self::Pause),
-            1 => Some(Self::ExitStandby),
-            2 => Some(Self::Terminate),
-            3 => Some(Self::ScheduleRenegotiation),
-            4 => Some(Self::ServiceRenegotiation),
-            5 => Some(Self::MeteringConfirmation),
-            _ => None,
-        }
-    }
-}
-
 /// XSD enumeration `isolationStatusType`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum IsolationStatusType {
@@ -212,174 +177,11 @@ impl ExiEnum for MechanicalChargingDeviceStatusType {
     }
 }
 
-/// XSD enumeration `processingType`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-pub enum ProcessingType {
-    #[serde(rename = "Finished")]
-    Finished,
-    #[serde(rename = "Ongoing")]
-    Ongoing,
-    #[serde(rename = "Ongoing_WaitingForCustomerInteraction")]
-    OngoingWaitingForCustomerInteraction,
-}
-
-impl ExiEnum for ProcessingType {
-    const COUNT: u32 = 3;
-    fn index(&self) -> u32 {
-        *self as u32
-    }
-    fn from_index(i: u32) -> Option<Self> {
-        match i {
-            0 => Some(Self::Finished),
-            1 => Some(Self::Ongoing),
-            2 => Some(Self::OngoingWaitingForCustomerInteraction),
-            _ => None,
-        }
-    }
-}
-
-/// XSD enumeration `responseCodeType`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-pub enum ResponseCodeType {
-    #[serde(rename = "OK")]
-    OK,
-    #[serde(rename = "OK_CertificateExpiresSoon")]
-    OkCertificateExpiresSoon,
-    #[serde(rename = "OK_NewSessionEstablished")]
-    OkNewSessionEstablished,
-    #[serde(rename = "OK_OldSessionJoined")]
-    OkOldSessionJoined,
-    #[serde(rename = "OK_PowerToleranceConfirmed")]
-    OkPowerToleranceConfirmed,
-    #[serde(rename = "WARNING_AuthorizationSelectionInvalid")]
-    WarningAuthorizationSelectionInvalid,
-    #[serde(rename = "WARNING_CertificateExpired")]
-    WarningCertificateExpired,
-    #[serde(rename = "WARNING_CertificateNotYetValid")]
-    WarningCertificateNotYetValid,
-    #[serde(rename = "WARNING_CertificateRevoked")]
-    WarningCertificateRevoked,
-    #[serde(rename = "WARNING_CertificateValidationError")]
-    WarningCertificateValidationError,
-    #[serde(rename = "WARNING_ChallengeInvalid")]
-    WarningChallengeInvalid,
-    #[serde(rename = "WARNING_EIMAuthorizationFailure")]
-    WarningEIMAuthorizationFailure,
-    #[serde(rename = "WARNING_eMSPUnknown")]
-    WarningEMSPUnknown,
-    #[serde(rename = "WARNING_EVPowerProfileViolation")]
-    WarningEVPowerProfileViolation,
-    #[serde(rename = "WARNING_GeneralPnCAuthorizationError")]
-    WarningGeneralPnCAuthorizationError,
-    #[serde(rename = "WARNING_NoCertificateAvailable")]
-    WarningNoCertificateAvailable,
-    #[serde(rename = "WARNING_NoContractMatchingPCIDFound")]
-    WarningNoContractMatchingPCIDFound,
-    #[serde(rename = "WARNING_PowerToleranceNotConfirmed")]
-    WarningPowerToleranceNotConfirmed,
-    #[serde(rename = "WARNING_ScheduleRenegotiationFailed")]
-    WarningScheduleRenegotiationFailed,
-    #[serde(rename = "WARNING_StandbyNotAllowed")]
-    WarningStandbyNotAllowed,
-    #[serde(rename = "WARNING_WPT")]
-    WarningWPT,
-    #[serde(rename = "FAILED")]
-    FAILED,
-    #[serde(rename = "FAILED_AssociationError")]
-    FailedAssociationError,
-    #[serde(rename = "FAILED_ContactorError")]
-    FailedContactorError,
-    #[serde(rename = "FAILED_EVPowerProfileInvalid")]
-    FailedEVPowerProfileInvalid,
-    #[serde(rename = "FAILED_EVPowerProfileViolation")]
-    FailedEVPowerProfileViolation,
-    #[serde(rename = "FAILED_MeteringSignatureNotValid")]
-    FailedMeteringSignatureNotValid,
-    #[serde(rename = "FAILED_NoEnergyTransferServiceSelected")]
-    FailedNoEnergyTransferServiceSelected,
-    #[serde(rename = "FAILED_NoServiceRenegotiationSupported")]
-    FailedNoServiceRenegotiationSupported,
-    #[serde(rename = "FAILED_PauseNotAllowed")]
-    FailedPauseNotAllowed,
-    #[serde(rename = "FAILED_PowerDeliveryNotApplied")]
-    FailedPowerDeliveryNotApplied,
-    #[serde(rename = "FAILED_PowerToleranceNotConfirmed")]
-    FailedPowerToleranceNotConfirmed,
-    #[serde(rename = "FAILED_ScheduleRenegotiation")]
-    FailedScheduleRenegotiation,
-    #[serde(rename = "FAILED_ScheduleSelectionInvalid")]
-    FailedScheduleSelectionInvalid,
-    #[serde(rename = "FAILED_SequenceError")]
-    FailedSequenceError,
-    #[serde(rename = "FAILED_ServiceIDInvalid")]
-    FailedServiceIDInvalid,
-    #[serde(rename = "FAILED_ServiceSelectionInvalid")]
-    FailedServiceSelectionInvalid,
-    #[serde(rename = "FAILED_SignatureError")]
-    FailedSignatureError,
-    #[serde(rename = "FAILED_UnknownSession")]
-    FailedUnknownSession,
-    #[serde(rename = "FAILED_WrongChargeParameter")]
-    FailedWrongChargeParameter,
-}
-
-impl ExiEnum for ResponseCodeType {
-    const COUNT: u32 = 40;
-    fn index(&self) -> u32 {
-        *self as u32
-    }
-    fn from_index(i: u32) -> Option<Self> {
-        match i {
-            0 => Some(Self::OK),
-            1 => Some(Self::OkCertificateExpiresSoon),
-            2 => Some(Self::OkNewSessionEstablished),
-            3 => Some(Self::OkOldSessionJoined),
-            4 => Some(Self::OkPowerToleranceConfirmed),
-            5 => Some(Self::WarningAuthorizationSelectionInvalid),
-            6 => Some(Self::WarningCertificateExpired),
-            7 => Some(Self::WarningCertificateNotYetValid),
-            8 => Some(Self::WarningCertificateRevoked),
-            9 => Some(Self::WarningCertificateValidationError),
-            10 => Some(Self::WarningChallengeInvalid),
-            11 => Some(Self::WarningEIMAuthorizationFailure),
-            12 => Some(Self::WarningEMSPUnknown),
-            13 => Some(Self::WarningEVPowerProfileViolation),
-            14 => Some(Self::WarningGeneralPnCAuthorizationError),
-            15 => Some(Self::WarningNoCertificateAvailable),
-            16 => Some(Self::WarningNoContractMatchingPCIDFound),
-            17 => Some(Self::WarningPowerToleranceNotConfirmed),
-            18 => Some(Self::WarningScheduleRenegotiationFailed),
-            19 => Some(Self::WarningStandbyNotAllowed),
-            20 => Some(Self::WarningWPT),
-            21 => Some(Self::FAILED),
-            22 => Some(Self::FailedAssociationError),
-            23 => Some(Self::FailedContactorError),
-            24 => Some(Self::FailedEVPowerProfileInvalid),
-            25 => Some(Self::FailedEVPowerProfileViolation),
-            26 => Some(Self::FailedMeteringSignatureNotValid),
-            27 => Some(Self::FailedNoEnergyTransferServiceSelected),
-            28 => Some(Self::FailedNoServiceRenegotiationSupported),
-            29 => Some(Self::FailedPauseNotAllowed),
-            30 => Some(Self::FailedPowerDeliveryNotApplied),
-            31 => Some(Self::FailedPowerToleranceNotConfirmed),
-            32 => Some(Self::FailedScheduleRenegotiation),
-            33 => Some(Self::FailedScheduleSelectionInvalid),
-            34 => Some(Self::FailedSequenceError),
-            35 => Some(Self::FailedServiceIDInvalid),
-            36 => Some(Self::FailedServiceSelectionInvalid),
-            37 => Some(Self::FailedSignatureError),
-            38 => Some(Self::FailedUnknownSession),
-            39 => Some(Self::FailedWrongChargeParameter),
-            _ => None,
-        }
-    }
-}
-
 /// XSD complex type `ACDP_ConnectReqType`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct AcdpConnectReqType {
     #[serde(rename = "Header")]
-    pub header: MessageHeaderType,
+    pub header: super::iso20::MessageHeaderType,
     #[serde(rename = "EVElectricalChargingDeviceStatus")]
     pub ev_electrical_charging_device_status: ElectricalChargingDeviceStatusType,
 }
@@ -423,12 +225,12 @@ impl ExiType for AcdpConnectReqType {
 
     fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
         let mut d = Dec::new(&G_ACDPCONNECTREQTYPE);
-        let mut f_header: Option<MessageHeaderType> = None;
+        let mut f_header: Option<super::iso20::MessageHeaderType> = None;
         let mut f_ev_electrical_charging_device_status: Option<ElectricalChargingDeviceStatusType> =
             None;
         loop {
             match d.next(r)? {
-                Ev::Elem(0, 0) => f_header = Some(MessageHeaderType::decode(r)?),
+                Ev::Elem(0, 0) => f_header = Some(super::iso20::MessageHeaderType::decode(r)?),
                 Ev::Elem(1, 0) => {
                     f_ev_electrical_charging_device_status = Some(
                         dec_elem_value(r, false, |r| {
@@ -452,1309 +254,15 @@ impl ExiType for AcdpConnectReqType {
     }
 }
 
-/// XSD complex type `MessageHeaderType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct MessageHeaderType {
-    #[serde(rename = "SessionID")]
-    pub session_id: HexBinary,
-    #[serde(rename = "TimeStamp")]
-    pub time_stamp: u64,
-    #[serde(rename = "Signature", default, skip_serializing_if = "Option::is_none")]
-    pub signature: Option<SignatureType>,
-}
-
-static G_MESSAGEHEADERTYPE: Grammar = Grammar {
-    attrs: &[],
-    particles: &[
-        P {
-            alts: 1,
-            min: 1,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 1,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 0,
-            max: 1,
-        },
-    ],
-    mixed: false,
-    simple: false,
-};
-
-impl ExiType for MessageHeaderType {
-    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
-        let mut e = Enc::new(&G_MESSAGEHEADERTYPE);
-        {
-            let v = &self.session_id;
-            e.elem(w, 0, 0);
-            binary_elem(w, &v.0, 8, Some(8))?;
-        }
-        {
-            let v = &self.time_stamp;
-            e.elem(w, 1, 0);
-            elem_value(w, false, |w| {
-                enc_int(w, i128::from(*v), 0, i128::MAX)?;
-                Ok(())
-            })?;
-        }
-        check_count(usize::from(self.signature.is_some()), 0, 1, "Signature")?;
-        if let Some(v) = &self.signature {
-            e.elem(w, 2, 0);
-            v.encode(w)?;
-        }
-        e.end(w)
-    }
-
-    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
-        let mut d = Dec::new(&G_MESSAGEHEADERTYPE);
-        let mut f_session_id: Option<HexBinary> = None;
-        let mut f_time_stamp: Option<u64> = None;
-        let mut f_signature: Option<SignatureType> = None;
-        loop {
-            match d.next(r)? {
-                Ev::Elem(0, 0) => {
-                    f_session_id = Some(
-                        dec_elem_value(r, false, |r| Ok(HexBinary(dec_binary(r, 8, Some(8))?)))?
-                            .ok_or_else(|| missing("SessionID"))?,
-                    )
-                }
-                Ev::Elem(1, 0) => {
-                    f_time_stamp = Some(
-                        dec_elem_value(r, false, |r| {
-                            Ok(int_into::<u64>(dec_int(r, 0, i128::MAX)?)?)
-                        })?
-                        .ok_or_else(|| missing("TimeStamp"))?,
-                    )
-                }
-                Ev::Elem(2, 0) => f_signature = Some(SignatureType::decode(r)?),
-                Ev::End => break,
-                ev => return Err(d.unexpected(ev)),
-            }
-        }
-        Ok(MessageHeaderType {
-            session_id: f_session_id.ok_or_else(|| missing("SessionID"))?,
-            time_stamp: f_time_stamp.ok_or_else(|| missing("TimeStamp"))?,
-            signature: f_signature,
-        })
-    }
-}
-
-/// XSD complex type `SignatureType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct SignatureType {
-    #[serde(rename = "Id", default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
-    #[serde(rename = "SignedInfo")]
-    pub signed_info: SignedInfoType,
-    #[serde(rename = "SignatureValue")]
-    pub signature_value: SignatureValueType,
-    #[serde(rename = "KeyInfo", default, skip_serializing_if = "Option::is_none")]
-    pub key_info: Option<KeyInfoType>,
-    #[serde(rename = "Object", default, skip_serializing_if = "Vec::is_empty")]
-    pub object: Vec<ObjectType>,
-}
-
-static G_SIGNATURETYPE: Grammar = Grammar {
-    attrs: &[false],
-    particles: &[
-        P {
-            alts: 1,
-            min: 1,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 1,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 0,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 0,
-            max: u32::MAX,
-        },
-    ],
-    mixed: false,
-    simple: false,
-};
-
-impl ExiType for SignatureType {
-    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
-        let mut e = Enc::new(&G_SIGNATURETYPE);
-        if let Some(v) = &self.id {
-            e.attr(w, 0);
-            enc_string(w, v, 0, None)?;
-        } else {
-            e.skip_attr(0, "Id")?;
-        }
-        {
-            let v = &self.signed_info;
-            e.elem(w, 0, 0);
-            v.encode(w)?;
-        }
-        {
-            let v = &self.signature_value;
-            e.elem(w, 1, 0);
-            v.encode(w)?;
-        }
-        check_count(usize::from(self.key_info.is_some()), 0, 1, "KeyInfo")?;
-        if let Some(v) = &self.key_info {
-            e.elem(w, 2, 0);
-            v.encode(w)?;
-        }
-        check_count(self.object.len(), 0, u32::MAX, "Object")?;
-        for v in &self.object {
-            e.elem(w, 3, 0);
-            v.encode(w)?;
-        }
-        e.end(w)
-    }
-
-    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
-        let mut d = Dec::new(&G_SIGNATURETYPE);
-        let mut f_id: Option<String> = None;
-        let mut f_signed_info: Option<SignedInfoType> = None;
-        let mut f_signature_value: Option<SignatureValueType> = None;
-        let mut f_key_info: Option<KeyInfoType> = None;
-        let mut f_object: Vec<ObjectType> = Vec::new();
-        loop {
-            match d.next(r)? {
-                Ev::Attr(0) => f_id = Some(dec_string(r, 0, None)?),
-                Ev::Elem(0, 0) => f_signed_info = Some(SignedInfoType::decode(r)?),
-                Ev::Elem(1, 0) => f_signature_value = Some(SignatureValueType::decode(r)?),
-                Ev::Elem(2, 0) => f_key_info = Some(KeyInfoType::decode(r)?),
-                Ev::Elem(3, 0) => f_object.push(ObjectType::decode(r)?),
-                Ev::End => break,
-                ev => return Err(d.unexpected(ev)),
-            }
-        }
-        Ok(SignatureType {
-            id: f_id,
-            signed_info: f_signed_info.ok_or_else(|| missing("SignedInfo"))?,
-            signature_value: f_signature_value.ok_or_else(|| missing("SignatureValue"))?,
-            key_info: f_key_info,
-            object: f_object,
-        })
-    }
-}
-
-/// XSD complex type `SignedInfoType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct SignedInfoType {
-    #[serde(rename = "Id", default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
-    #[serde(rename = "CanonicalizationMethod")]
-    pub canonicalization_method: CanonicalizationMethodType,
-    #[serde(rename = "SignatureMethod")]
-    pub signature_method: SignatureMethodType,
-    #[serde(rename = "Reference", default, skip_serializing_if = "Vec::is_empty")]
-    pub reference: Vec<ReferenceType>,
-}
-
-static G_SIGNEDINFOTYPE: Grammar = Grammar {
-    attrs: &[false],
-    particles: &[
-        P {
-            alts: 1,
-            min: 1,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 1,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 1,
-            max: u32::MAX,
-        },
-    ],
-    mixed: false,
-    simple: false,
-};
-
-impl ExiType for SignedInfoType {
-    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
-        let mut e = Enc::new(&G_SIGNEDINFOTYPE);
-        if let Some(v) = &self.id {
-            e.attr(w, 0);
-            enc_string(w, v, 0, None)?;
-        } else {
-            e.skip_attr(0, "Id")?;
-        }
-        {
-            let v = &self.canonicalization_method;
-            e.elem(w, 0, 0);
-            v.encode(w)?;
-        }
-        {
-            let v = &self.signature_method;
-            e.elem(w, 1, 0);
-            v.encode(w)?;
-        }
-        check_count(self.reference.len(), 1, u32::MAX, "Reference")?;
-        for v in &self.reference {
-            e.elem(w, 2, 0);
-            v.encode(w)?;
-        }
-        e.end(w)
-    }
-
-    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
-        let mut d = Dec::new(&G_SIGNEDINFOTYPE);
-        let mut f_id: Option<String> = None;
-        let mut f_canonicalization_method: Option<CanonicalizationMethodType> = None;
-        let mut f_signature_method: Option<SignatureMethodType> = None;
-        let mut f_reference: Vec<ReferenceType> = Vec::new();
-        loop {
-            match d.next(r)? {
-                Ev::Attr(0) => f_id = Some(dec_string(r, 0, None)?),
-                Ev::Elem(0, 0) => {
-                    f_canonicalization_method = Some(CanonicalizationMethodType::decode(r)?)
-                }
-                Ev::Elem(1, 0) => f_signature_method = Some(SignatureMethodType::decode(r)?),
-                Ev::Elem(2, 0) => f_reference.push(ReferenceType::decode(r)?),
-                Ev::End => break,
-                ev => return Err(d.unexpected(ev)),
-            }
-        }
-        Ok(SignedInfoType {
-            id: f_id,
-            canonicalization_method: f_canonicalization_method
-                .ok_or_else(|| missing("CanonicalizationMethod"))?,
-            signature_method: f_signature_method.ok_or_else(|| missing("SignatureMethod"))?,
-            reference: f_reference,
-        })
-    }
-}
-
-/// XSD complex type `CanonicalizationMethodType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct CanonicalizationMethodType {
-    #[serde(rename = "Algorithm")]
-    pub algorithm: String,
-}
-
-static G_CANONICALIZATIONMETHODTYPE: Grammar = Grammar {
-    attrs: &[true],
-    particles: &[P {
-        alts: 1,
-        min: 0,
-        max: u32::MAX,
-    }],
-    mixed: true,
-    simple: false,
-};
-
-impl ExiType for CanonicalizationMethodType {
-    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
-        let mut e = Enc::new(&G_CANONICALIZATIONMETHODTYPE);
-        {
-            let v = &self.algorithm;
-            e.attr(w, 0);
-            enc_string(w, v, 0, None)?;
-        }
-        e.end(w)
-    }
-
-    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
-        let mut d = Dec::new(&G_CANONICALIZATIONMETHODTYPE);
-        let mut f_algorithm: Option<String> = None;
-        loop {
-            match d.next(r)? {
-                Ev::Attr(0) => f_algorithm = Some(dec_string(r, 0, None)?),
-                Ev::End => break,
-                ev => return Err(d.unexpected(ev)),
-            }
-        }
-        Ok(CanonicalizationMethodType {
-            algorithm: f_algorithm.ok_or_else(|| missing("Algorithm"))?,
-        })
-    }
-}
-
-/// XSD complex type `SignatureMethodType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct SignatureMethodType {
-    #[serde(rename = "Algorithm")]
-    pub algorithm: String,
-    #[serde(
-        rename = "HMACOutputLength",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub hmac_output_length: Option<i64>,
-}
-
-static G_SIGNATUREMETHODTYPE: Grammar = Grammar {
-    attrs: &[true],
-    particles: &[
-        P {
-            alts: 1,
-            min: 0,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 0,
-            max: u32::MAX,
-        },
-    ],
-    mixed: true,
-    simple: false,
-};
-
-impl ExiType for SignatureMethodType {
-    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
-        let mut e = Enc::new(&G_SIGNATUREMETHODTYPE);
-        {
-            let v = &self.algorithm;
-            e.attr(w, 0);
-            enc_string(w, v, 0, None)?;
-        }
-        check_count(
-            usize::from(self.hmac_output_length.is_some()),
-            0,
-            1,
-            "HMACOutputLength",
-        )?;
-        if let Some(v) = &self.hmac_output_length {
-            e.elem(w, 0, 0);
-            elem_value(w, false, |w| {
-                enc_int(w, i128::from(*v), i128::MIN, i128::MAX)?;
-                Ok(())
-            })?;
-        }
-        e.end(w)
-    }
-
-    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
-        let mut d = Dec::new(&G_SIGNATUREMETHODTYPE);
-        let mut f_algorithm: Option<String> = None;
-        let mut f_hmac_output_length: Option<i64> = None;
-        loop {
-            match d.next(r)? {
-                Ev::Attr(0) => f_algorithm = Some(dec_string(r, 0, None)?),
-                Ev::Elem(0, 0) => {
-                    f_hmac_output_length = Some(
-                        dec_elem_value(r, false, |r| {
-                            Ok(int_into::<i64>(dec_int(r, i128::MIN, i128::MAX)?)?)
-                        })?
-                        .ok_or_else(|| missing("HMACOutputLength"))?,
-                    )
-                }
-                Ev::End => break,
-                ev => return Err(d.unexpected(ev)),
-            }
-        }
-        Ok(SignatureMethodType {
-            algorithm: f_algorithm.ok_or_else(|| missing("Algorithm"))?,
-            hmac_output_length: f_hmac_output_length,
-        })
-    }
-}
-
-/// XSD complex type `ReferenceType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ReferenceType {
-    #[serde(rename = "Id", default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
-    #[serde(rename = "Type", default, skip_serializing_if = "Option::is_none")]
-    pub r#type: Option<String>,
-    #[serde(rename = "URI", default, skip_serializing_if = "Option::is_none")]
-    pub uri: Option<String>,
-    #[serde(
-        rename = "Transforms",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub transforms: Option<TransformsType>,
-    #[serde(rename = "DigestMethod")]
-    pub digest_method: DigestMethodType,
-    #[serde(rename = "DigestValue")]
-    pub digest_value: Base64Binary,
-}
-
-static G_REFERENCETYPE: Grammar = Grammar {
-    attrs: &[false, false, false],
-    particles: &[
-        P {
-            alts: 1,
-            min: 0,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 1,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 1,
-            max: 1,
-        },
-    ],
-    mixed: false,
-    simple: false,
-};
-
-impl ExiType for ReferenceType {
-    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
-        let mut e = Enc::new(&G_REFERENCETYPE);
-        if let Some(v) = &self.id {
-            e.attr(w, 0);
-            enc_string(w, v, 0, None)?;
-        } else {
-            e.skip_attr(0, "Id")?;
-        }
-        if let Some(v) = &self.r#type {
-            e.attr(w, 1);
-            enc_string(w, v, 0, None)?;
-        } else {
-            e.skip_attr(1, "Type")?;
-        }
-        if let Some(v) = &self.uri {
-            e.attr(w, 2);
-            enc_string(w, v, 0, None)?;
-        } else {
-            e.skip_attr(2, "URI")?;
-        }
-        check_count(usize::from(self.transforms.is_some()), 0, 1, "Transforms")?;
-        if let Some(v) = &self.transforms {
-            e.elem(w, 0, 0);
-            v.encode(w)?;
-        }
-        {
-            let v = &self.digest_method;
-            e.elem(w, 1, 0);
-            v.encode(w)?;
-        }
-        {
-            let v = &self.digest_value;
-            e.elem(w, 2, 0);
-            binary_elem(w, &v.0, 0, None)?;
-        }
-        e.end(w)
-    }
-
-    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
-        let mut d = Dec::new(&G_REFERENCETYPE);
-        let mut f_id: Option<String> = None;
-        let mut f_type: Option<String> = None;
-        let mut f_uri: Option<String> = None;
-        let mut f_transforms: Option<TransformsType> = None;
-        let mut f_digest_method: Option<DigestMethodType> = None;
-        let mut f_digest_value: Option<Base64Binary> = None;
-        loop {
-            match d.next(r)? {
-                Ev::Attr(0) => f_id = Some(dec_string(r, 0, None)?),
-                Ev::Attr(1) => f_type = Some(dec_string(r, 0, None)?),
-                Ev::Attr(2) => f_uri = Some(dec_string(r, 0, None)?),
-                Ev::Elem(0, 0) => f_transforms = Some(TransformsType::decode(r)?),
-                Ev::Elem(1, 0) => f_digest_method = Some(DigestMethodType::decode(r)?),
-                Ev::Elem(2, 0) => {
-                    f_digest_value = Some(
-                        dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
-                            .unwrap_or_default(),
-                    )
-                }
-                Ev::End => break,
-                ev => return Err(d.unexpected(ev)),
-            }
-        }
-        Ok(ReferenceType {
-            id: f_id,
-            r#type: f_type,
-            uri: f_uri,
-            transforms: f_transforms,
-            digest_method: f_digest_method.ok_or_else(|| missing("DigestMethod"))?,
-            digest_value: f_digest_value.ok_or_else(|| missing("DigestValue"))?,
-        })
-    }
-}
-
-/// XSD complex type `TransformsType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct TransformsType {
-    #[serde(rename = "Transform", default, skip_serializing_if = "Vec::is_empty")]
-    pub transform: Vec<TransformType>,
-}
-
-static G_TRANSFORMSTYPE: Grammar = Grammar {
-    attrs: &[],
-    particles: &[P {
-        alts: 1,
-        min: 1,
-        max: u32::MAX,
-    }],
-    mixed: false,
-    simple: false,
-};
-
-impl ExiType for TransformsType {
-    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
-        let mut e = Enc::new(&G_TRANSFORMSTYPE);
-        check_count(self.transform.len(), 1, u32::MAX, "Transform")?;
-        for v in &self.transform {
-            e.elem(w, 0, 0);
-            v.encode(w)?;
-        }
-        e.end(w)
-    }
-
-    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
-        let mut d = Dec::new(&G_TRANSFORMSTYPE);
-        let mut f_transform: Vec<TransformType> = Vec::new();
-        loop {
-            match d.next(r)? {
-                Ev::Elem(0, 0) => f_transform.push(TransformType::decode(r)?),
-                Ev::End => break,
-                ev => return Err(d.unexpected(ev)),
-            }
-        }
-        Ok(TransformsType {
-            transform: f_transform,
-        })
-    }
-}
-
-/// XSD complex type `TransformType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct TransformType {
-    #[serde(rename = "Algorithm")]
-    pub algorithm: String,
-    #[serde(rename = "XPath", default, skip_serializing_if = "Vec::is_empty")]
-    pub x_path: Vec<String>,
-}
-
-static G_TRANSFORMTYPE: Grammar = Grammar {
-    attrs: &[true],
-    particles: &[P {
-        alts: 2,
-        min: 0,
-        max: u32::MAX,
-    }],
-    mixed: true,
-    simple: false,
-};
-
-impl ExiType for TransformType {
-    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
-        let mut e = Enc::new(&G_TRANSFORMTYPE);
-        {
-            let v = &self.algorithm;
-            e.attr(w, 0);
-            enc_string(w, v, 0, None)?;
-        }
-        check_count(self.x_path.len(), 0, u32::MAX, "XPath")?;
-        for v in &self.x_path {
-            e.elem(w, 0, 0);
-            string_elem(w, v, 0, None)?;
-        }
-        e.end(w)
-    }
-
-    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
-        let mut d = Dec::new(&G_TRANSFORMTYPE);
-        let mut f_algorithm: Option<String> = None;
-        let mut f_x_path: Vec<String> = Vec::new();
-        loop {
-            match d.next(r)? {
-                Ev::Attr(0) => f_algorithm = Some(dec_string(r, 0, None)?),
-                Ev::Elem(0, 0) => f_x_path.push(
-                    dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?.unwrap_or_default(),
-                ),
-                Ev::End => break,
-                ev => return Err(d.unexpected(ev)),
-            }
-        }
-        Ok(TransformType {
-            algorithm: f_algorithm.ok_or_else(|| missing("Algorithm"))?,
-            x_path: f_x_path,
-        })
-    }
-}
-
-/// XSD complex type `DigestMethodType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct DigestMethodType {
-    #[serde(rename = "Algorithm")]
-    pub algorithm: String,
-}
-
-static G_DIGESTMETHODTYPE: Grammar = Grammar {
-    attrs: &[true],
-    particles: &[P {
-        alts: 1,
-        min: 0,
-        max: u32::MAX,
-    }],
-    mixed: true,
-    simple: false,
-};
-
-impl ExiType for DigestMethodType {
-    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
-        let mut e = Enc::new(&G_DIGESTMETHODTYPE);
-        {
-            let v = &self.algorithm;
-            e.attr(w, 0);
-            enc_string(w, v, 0, None)?;
-        }
-        e.end(w)
-    }
-
-    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
-        let mut d = Dec::new(&G_DIGESTMETHODTYPE);
-        let mut f_algorithm: Option<String> = None;
-        loop {
-            match d.next(r)? {
-                Ev::Attr(0) => f_algorithm = Some(dec_string(r, 0, None)?),
-                Ev::End => break,
-                ev => return Err(d.unexpected(ev)),
-            }
-        }
-        Ok(DigestMethodType {
-            algorithm: f_algorithm.ok_or_else(|| missing("Algorithm"))?,
-        })
-    }
-}
-
-/// XSD complex type `SignatureValueType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct SignatureValueType {
-    #[serde(rename = "Id", default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
-    #[serde(rename = "value")]
-    pub value: Base64Binary,
-}
-
-static G_SIGNATUREVALUETYPE: Grammar = Grammar {
-    attrs: &[false],
-    particles: &[],
-    mixed: false,
-    simple: true,
-};
-
-impl ExiType for SignatureValueType {
-    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
-        let mut e = Enc::new(&G_SIGNATUREVALUETYPE);
-        if let Some(v) = &self.id {
-            e.attr(w, 0);
-            enc_string(w, v, 0, None)?;
-        } else {
-            e.skip_attr(0, "Id")?;
-        }
-        e.chars(w);
-        {
-            let v = &self.value;
-            enc_binary(w, &v.0, 0, None)?;
-        }
-        e.end(w)
-    }
-
-    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
-        let mut d = Dec::new(&G_SIGNATUREVALUETYPE);
-        let mut f_id: Option<String> = None;
-        let mut f_value: Option<Base64Binary> = None;
-        loop {
-            match d.next(r)? {
-                Ev::Attr(0) => f_id = Some(dec_string(r, 0, None)?),
-                Ev::Chars => f_value = Some(Base64Binary(dec_binary(r, 0, None)?)),
-                Ev::End => break,
-                ev => return Err(d.unexpected(ev)),
-            }
-        }
-        Ok(SignatureValueType {
-            id: f_id,
-            value: f_value.ok_or_else(|| missing("value"))?,
-        })
-    }
-}
-
-/// XSD complex type `KeyInfoType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct KeyInfoType {
-    #[serde(rename = "Id", default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
-    #[serde(rename = "KeyName", default, skip_serializing_if = "Vec::is_empty")]
-    pub key_name: Vec<String>,
-    #[serde(rename = "KeyValue", default, skip_serializing_if = "Vec::is_empty")]
-    pub key_value: Vec<KeyValueType>,
-    #[serde(
-        rename = "RetrievalMethod",
-        default,
-        skip_serializing_if = "Vec::is_empty"
-    )]
-    pub retrieval_method: Vec<RetrievalMethodType>,
-    #[serde(rename = "X509Data", default, skip_serializing_if = "Vec::is_empty")]
-    pub x509_data: Vec<X509DataType>,
-    #[serde(rename = "MgmtData", default, skip_serializing_if = "Vec::is_empty")]
-    pub mgmt_data: Vec<String>,
-}
-
-static G_KEYINFOTYPE: Grammar = Grammar {
-    attrs: &[false],
-    particles: &[P {
-        alts: 8,
-        min: 1,
-        max: u32::MAX,
-    }],
-    mixed: true,
-    simple: false,
-};
-
-impl ExiType for KeyInfoType {
-    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
-        let mut e = Enc::new(&G_KEYINFOTYPE);
-        if let Some(v) = &self.id {
-            e.attr(w, 0);
-            enc_string(w, v, 0, None)?;
-        } else {
-            e.skip_attr(0, "Id")?;
-        }
-        check_count(
-            self.key_name.len()
-                + self.key_value.len()
-                + self.retrieval_method.len()
-                + self.x509_data.len()
-                + self.mgmt_data.len(),
-            1,
-            u32::MAX,
-            "KeyName",
-        )?;
-        for v in &self.key_name {
-            e.elem(w, 0, 0);
-            string_elem(w, v, 0, None)?;
-        }
-        for v in &self.key_value {
-            e.elem(w, 0, 1);
-            v.encode(w)?;
-        }
-        for v in &self.retrieval_method {
-            e.elem(w, 0, 2);
-            v.encode(w)?;
-        }
-        for v in &self.x509_data {
-            e.elem(w, 0, 3);
-            v.encode(w)?;
-        }
-        for v in &self.mgmt_data {
-            e.elem(w, 0, 6);
-            string_elem(w, v, 0, None)?;
-        }
-        e.end(w)
-    }
-
-    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
-        let mut d = Dec::new(&G_KEYINFOTYPE);
-        let mut f_id: Option<String> = None;
-        let mut f_key_name: Vec<String> = Vec::new();
-        let mut f_key_value: Vec<KeyValueType> = Vec::new();
-        let mut f_retrieval_method: Vec<RetrievalMethodType> = Vec::new();
-        let mut f_x509_data: Vec<X509DataType> = Vec::new();
-        let mut f_mgmt_data: Vec<String> = Vec::new();
-        loop {
-            match d.next(r)? {
-                Ev::Attr(0) => f_id = Some(dec_string(r, 0, None)?),
-                Ev::Elem(0, 0) => f_key_name.push(
-                    dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?.unwrap_or_default(),
-                ),
-                Ev::Elem(0, 1) => f_key_value.push(KeyValueType::decode(r)?),
-                Ev::Elem(0, 2) => f_retrieval_method.push(RetrievalMethodType::decode(r)?),
-                Ev::Elem(0, 3) => f_x509_data.push(X509DataType::decode(r)?),
-                Ev::Elem(0, 6) => f_mgmt_data.push(
-                    dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?.unwrap_or_default(),
-                ),
-                Ev::End => break,
-                ev => return Err(d.unexpected(ev)),
-            }
-        }
-        Ok(KeyInfoType {
-            id: f_id,
-            key_name: f_key_name,
-            key_value: f_key_value,
-            retrieval_method: f_retrieval_method,
-            x509_data: f_x509_data,
-            mgmt_data: f_mgmt_data,
-        })
-    }
-}
-
-/// XSD complex type `KeyValueType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct KeyValueType {
-    #[serde(
-        rename = "RSAKeyValue",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub rsa_key_value: Option<RSAKeyValueType>,
-}
-
-static G_KEYVALUETYPE: Grammar = Grammar {
-    attrs: &[],
-    particles: &[P {
-        alts: 3,
-        min: 1,
-        max: 1,
-    }],
-    mixed: true,
-    simple: false,
-};
-
-impl ExiType for KeyValueType {
-    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
-        let mut e = Enc::new(&G_KEYVALUETYPE);
-        check_count(
-            usize::from(self.rsa_key_value.is_some()),
-            1,
-            1,
-            "DSAKeyValue",
-        )?;
-        if let Some(v) = &self.rsa_key_value {
-            e.elem(w, 0, 1);
-            v.encode(w)?;
-        }
-        e.end(w)
-    }
-
-    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
-        let mut d = Dec::new(&G_KEYVALUETYPE);
-        let mut f_rsa_key_value: Option<RSAKeyValueType> = None;
-        loop {
-            match d.next(r)? {
-                Ev::Elem(0, 1) => f_rsa_key_value = Some(RSAKeyValueType::decode(r)?),
-                Ev::End => break,
-                ev => return Err(d.unexpected(ev)),
-            }
-        }
-        Ok(KeyValueType {
-            rsa_key_value: f_rsa_key_value,
-        })
-    }
-}
-
-/// XSD complex type `RSAKeyValueType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct RSAKeyValueType {
-    #[serde(rename = "Modulus")]
-    pub modulus: Base64Binary,
-    #[serde(rename = "Exponent")]
-    pub exponent: Base64Binary,
-}
-
-static G_RSAKEYVALUETYPE: Grammar = Grammar {
-    attrs: &[],
-    particles: &[
-        P {
-            alts: 1,
-            min: 1,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 1,
-            max: 1,
-        },
-    ],
-    mixed: false,
-    simple: false,
-};
-
-impl ExiType for RSAKeyValueType {
-    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
-        let mut e = Enc::new(&G_RSAKEYVALUETYPE);
-        {
-            let v = &self.modulus;
-            e.elem(w, 0, 0);
-            binary_elem(w, &v.0, 0, None)?;
-        }
-        {
-            let v = &self.exponent;
-            e.elem(w, 1, 0);
-            binary_elem(w, &v.0, 0, None)?;
-        }
-        e.end(w)
-    }
-
-    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
-        let mut d = Dec::new(&G_RSAKEYVALUETYPE);
-        let mut f_modulus: Option<Base64Binary> = None;
-        let mut f_exponent: Option<Base64Binary> = None;
-        loop {
-            match d.next(r)? {
-                Ev::Elem(0, 0) => {
-                    f_modulus = Some(
-                        dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
-                            .unwrap_or_default(),
-                    )
-                }
-                Ev::Elem(1, 0) => {
-                    f_exponent = Some(
-                        dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
-                            .unwrap_or_default(),
-                    )
-                }
-                Ev::End => break,
-                ev => return Err(d.unexpected(ev)),
-            }
-        }
-        Ok(RSAKeyValueType {
-            modulus: f_modulus.ok_or_else(|| missing("Modulus"))?,
-            exponent: f_exponent.ok_or_else(|| missing("Exponent"))?,
-        })
-    }
-}
-
-/// XSD complex type `RetrievalMethodType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct RetrievalMethodType {
-    #[serde(rename = "Type", default, skip_serializing_if = "Option::is_none")]
-    pub r#type: Option<String>,
-    #[serde(rename = "URI", default, skip_serializing_if = "Option::is_none")]
-    pub uri: Option<String>,
-    #[serde(
-        rename = "Transforms",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub transforms: Option<TransformsType>,
-}
-
-static G_RETRIEVALMETHODTYPE: Grammar = Grammar {
-    attrs: &[false, false],
-    particles: &[P {
-        alts: 1,
-        min: 0,
-        max: 1,
-    }],
-    mixed: false,
-    simple: false,
-};
-
-impl ExiType for RetrievalMethodType {
-    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
-        let mut e = Enc::new(&G_RETRIEVALMETHODTYPE);
-        if let Some(v) = &self.r#type {
-            e.attr(w, 0);
-            enc_string(w, v, 0, None)?;
-        } else {
-            e.skip_attr(0, "Type")?;
-        }
-        if let Some(v) = &self.uri {
-            e.attr(w, 1);
-            enc_string(w, v, 0, None)?;
-        } else {
-            e.skip_attr(1, "URI")?;
-        }
-        check_count(usize::from(self.transforms.is_some()), 0, 1, "Transforms")?;
-        if let Some(v) = &self.transforms {
-            e.elem(w, 0, 0);
-            v.encode(w)?;
-        }
-        e.end(w)
-    }
-
-    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
-        let mut d = Dec::new(&G_RETRIEVALMETHODTYPE);
-        let mut f_type: Option<String> = None;
-        let mut f_uri: Option<String> = None;
-        let mut f_transforms: Option<TransformsType> = None;
-        loop {
-            match d.next(r)? {
-                Ev::Attr(0) => f_type = Some(dec_string(r, 0, None)?),
-                Ev::Attr(1) => f_uri = Some(dec_string(r, 0, None)?),
-                Ev::Elem(0, 0) => f_transforms = Some(TransformsType::decode(r)?),
-                Ev::End => break,
-                ev => return Err(d.unexpected(ev)),
-            }
-        }
-        Ok(RetrievalMethodType {
-            r#type: f_type,
-            uri: f_uri,
-            transforms: f_transforms,
-        })
-    }
-}
-
-/// XSD complex type `X509DataType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct X509DataType {
-    #[serde(
-        rename = "X509IssuerSerial",
-        default,
-        skip_serializing_if = "Vec::is_empty"
-    )]
-    pub x509_issuer_serial: Vec<X509IssuerSerialType>,
-    #[serde(rename = "X509SKI", default, skip_serializing_if = "Vec::is_empty")]
-    pub x509_ski: Vec<Base64Binary>,
-    #[serde(
-        rename = "X509SubjectName",
-        default,
-        skip_serializing_if = "Vec::is_empty"
-    )]
-    pub x509_subject_name: Vec<String>,
-    #[serde(
-        rename = "X509Certificate",
-        default,
-        skip_serializing_if = "Vec::is_empty"
-    )]
-    pub x509_certificate: Vec<Base64Binary>,
-    #[serde(rename = "X509CRL", default, skip_serializing_if = "Vec::is_empty")]
-    pub x509_crl: Vec<Base64Binary>,
-}
-
-static G_X509DATATYPE: Grammar = Grammar {
-    attrs: &[],
-    particles: &[P {
-        alts: 6,
-        min: 1,
-        max: u32::MAX,
-    }],
-    mixed: false,
-    simple: false,
-};
-
-impl ExiType for X509DataType {
-    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
-        let mut e = Enc::new(&G_X509DATATYPE);
-        check_count(
-            self.x509_issuer_serial.len()
-                + self.x509_ski.len()
-                + self.x509_subject_name.len()
-                + self.x509_certificate.len()
-                + self.x509_crl.len(),
-            1,
-            u32::MAX,
-            "X509IssuerSerial",
-        )?;
-        for v in &self.x509_issuer_serial {
-            e.elem(w, 0, 0);
-            v.encode(w)?;
-        }
-        for v in &self.x509_ski {
-            e.elem(w, 0, 1);
-            binary_elem(w, &v.0, 0, None)?;
-        }
-        for v in &self.x509_subject_name {
-            e.elem(w, 0, 2);
-            string_elem(w, v, 0, None)?;
-        }
-        for v in &self.x509_certificate {
-            e.elem(w, 0, 3);
-            binary_elem(w, &v.0, 0, None)?;
-        }
-        for v in &self.x509_crl {
-            e.elem(w, 0, 4);
-            binary_elem(w, &v.0, 0, None)?;
-        }
-        e.end(w)
-    }
-
-    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
-        let mut d = Dec::new(&G_X509DATATYPE);
-        let mut f_x509_issuer_serial: Vec<X509IssuerSerialType> = Vec::new();
-        let mut f_x509_ski: Vec<Base64Binary> = Vec::new();
-        let mut f_x509_subject_name: Vec<String> = Vec::new();
-        let mut f_x509_certificate: Vec<Base64Binary> = Vec::new();
-        let mut f_x509_crl: Vec<Base64Binary> = Vec::new();
-        loop {
-            match d.next(r)? {
-                Ev::Elem(0, 0) => f_x509_issuer_serial.push(X509IssuerSerialType::decode(r)?),
-                Ev::Elem(0, 1) => f_x509_ski.push(
-                    dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
-                        .unwrap_or_default(),
-                ),
-                Ev::Elem(0, 2) => f_x509_subject_name.push(
-                    dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?.unwrap_or_default(),
-                ),
-                Ev::Elem(0, 3) => f_x509_certificate.push(
-                    dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
-                        .unwrap_or_default(),
-                ),
-                Ev::Elem(0, 4) => f_x509_crl.push(
-                    dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
-                        .unwrap_or_default(),
-                ),
-                Ev::End => break,
-                ev => return Err(d.unexpected(ev)),
-            }
-        }
-        Ok(X509DataType {
-            x509_issuer_serial: f_x509_issuer_serial,
-            x509_ski: f_x509_ski,
-            x509_subject_name: f_x509_subject_name,
-            x509_certificate: f_x509_certificate,
-            x509_crl: f_x509_crl,
-        })
-    }
-}
-
-/// XSD complex type `X509IssuerSerialType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct X509IssuerSerialType {
-    #[serde(rename = "X509IssuerName")]
-    pub x509_issuer_name: String,
-    #[serde(rename = "X509SerialNumber")]
-    pub x509_serial_number: i64,
-}
-
-static G_X509ISSUERSERIALTYPE: Grammar = Grammar {
-    attrs: &[],
-    particles: &[
-        P {
-            alts: 1,
-            min: 1,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 1,
-            max: 1,
-        },
-    ],
-    mixed: false,
-    simple: false,
-};
-
-impl ExiType for X509IssuerSerialType {
-    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
-        let mut e = Enc::new(&G_X509ISSUERSERIALTYPE);
-        {
-            let v = &self.x509_issuer_name;
-            e.elem(w, 0, 0);
-            string_elem(w, v, 0, None)?;
-        }
-        {
-            let v = &self.x509_serial_number;
-            e.elem(w, 1, 0);
-            elem_value(w, false, |w| {
-                enc_int(w, i128::from(*v), i128::MIN, i128::MAX)?;
-                Ok(())
-            })?;
-        }
-        e.end(w)
-    }
-
-    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
-        let mut d = Dec::new(&G_X509ISSUERSERIALTYPE);
-        let mut f_x509_issuer_name: Option<String> = None;
-        let mut f_x509_serial_number: Option<i64> = None;
-        loop {
-            match d.next(r)? {
-                Ev::Elem(0, 0) => {
-                    f_x509_issuer_name = Some(
-                        dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?
-                            .unwrap_or_default(),
-                    )
-                }
-                Ev::Elem(1, 0) => {
-                    f_x509_serial_number = Some(
-                        dec_elem_value(r, false, |r| {
-                            Ok(int_into::<i64>(dec_int(r, i128::MIN, i128::MAX)?)?)
-                        })?
-                        .ok_or_else(|| missing("X509SerialNumber"))?,
-                    )
-                }
-                Ev::End => break,
-                ev => return Err(d.unexpected(ev)),
-            }
-        }
-        Ok(X509IssuerSerialType {
-            x509_issuer_name: f_x509_issuer_name.ok_or_else(|| missing("X509IssuerName"))?,
-            x509_serial_number: f_x509_serial_number.ok_or_else(|| missing("X509SerialNumber"))?,
-        })
-    }
-}
-
-/// XSD complex type `ObjectType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ObjectType {
-    #[serde(rename = "Encoding", default, skip_serializing_if = "Option::is_none")]
-    pub encoding: Option<String>,
-    #[serde(rename = "Id", default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
-    #[serde(rename = "MimeType", default, skip_serializing_if = "Option::is_none")]
-    pub mime_type: Option<String>,
-}
-
-static G_OBJECTTYPE: Grammar = Grammar {
-    attrs: &[false, false, false],
-    particles: &[P {
-        alts: 1,
-        min: 0,
-        max: u32::MAX,
-    }],
-    mixed: true,
-    simple: false,
-};
-
-impl ExiType for ObjectType {
-    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
-        let mut e = Enc::new(&G_OBJECTTYPE);
-        if let Some(v) = &self.encoding {
-            e.attr(w, 0);
-            enc_string(w, v, 0, None)?;
-        } else {
-            e.skip_attr(0, "Encoding")?;
-        }
-        if let Some(v) = &self.id {
-            e.attr(w, 1);
-            enc_string(w, v, 0, None)?;
-        } else {
-            e.skip_attr(1, "Id")?;
-        }
-        if let Some(v) = &self.mime_type {
-            e.attr(w, 2);
-            enc_string(w, v, 0, None)?;
-        } else {
-            e.skip_attr(2, "MimeType")?;
-        }
-        e.end(w)
-    }
-
-    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
-        let mut d = Dec::new(&G_OBJECTTYPE);
-        let mut f_encoding: Option<String> = None;
-        let mut f_id: Option<String> = None;
-        let mut f_mime_type: Option<String> = None;
-        loop {
-            match d.next(r)? {
-                Ev::Attr(0) => f_encoding = Some(dec_string(r, 0, None)?),
-                Ev::Attr(1) => f_id = Some(dec_string(r, 0, None)?),
-                Ev::Attr(2) => f_mime_type = Some(dec_string(r, 0, None)?),
-                Ev::End => break,
-                ev => return Err(d.unexpected(ev)),
-            }
-        }
-        Ok(ObjectType {
-            encoding: f_encoding,
-            id: f_id,
-            mime_type: f_mime_type,
-        })
-    }
-}
-
 /// XSD complex type `ACDP_ConnectResType`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct AcdpConnectResType {
     #[serde(rename = "Header")]
-    pub header: MessageHeaderType,
+    pub header: super::iso20::MessageHeaderType,
     #[serde(rename = "ResponseCode")]
-    pub response_code: ResponseCodeType,
+    pub response_code: super::iso20::ResponseCodeType,
     #[serde(rename = "EVSEProcessing")]
-    pub evse_processing: ProcessingType,
+    pub evse_processing: super::iso20::ProcessingType,
     #[serde(rename = "EVSEElectricalChargingDeviceStatus")]
     pub evse_electrical_charging_device_status: ElectricalChargingDeviceStatusType,
     #[serde(rename = "EVSEMechanicalChargingDeviceStatus")]
@@ -1806,7 +314,7 @@ impl ExiType for AcdpConnectResType {
             let v = &self.response_code;
             e.elem(w, 1, 0);
             elem_value(w, false, |w| {
-                enc_enum(w, v.index(), ResponseCodeType::COUNT);
+                enc_enum(w, v.index(), super::iso20::ResponseCodeType::COUNT);
                 Ok(())
             })?;
         }
@@ -1814,7 +322,7 @@ impl ExiType for AcdpConnectResType {
             let v = &self.evse_processing;
             e.elem(w, 2, 0);
             elem_value(w, false, |w| {
-                enc_enum(w, v.index(), ProcessingType::COUNT);
+                enc_enum(w, v.index(), super::iso20::ProcessingType::COUNT);
                 Ok(())
             })?;
         }
@@ -1839,9 +347,9 @@ impl ExiType for AcdpConnectResType {
 
     fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
         let mut d = Dec::new(&G_ACDPCONNECTRESTYPE);
-        let mut f_header: Option<MessageHeaderType> = None;
-        let mut f_response_code: Option<ResponseCodeType> = None;
-        let mut f_evse_processing: Option<ProcessingType> = None;
+        let mut f_header: Option<super::iso20::MessageHeaderType> = None;
+        let mut f_response_code: Option<super::iso20::ResponseCodeType> = None;
+        let mut f_evse_processing: Option<super::iso20::ProcessingType> = None;
         let mut f_evse_electrical_charging_device_status: Option<
             ElectricalChargingDeviceStatusType,
         > = None;
@@ -1850,13 +358,13 @@ impl ExiType for AcdpConnectResType {
         > = None;
         loop {
             match d.next(r)? {
-                Ev::Elem(0, 0) => f_header = Some(MessageHeaderType::decode(r)?),
+                Ev::Elem(0, 0) => f_header = Some(super::iso20::MessageHeaderType::decode(r)?),
                 Ev::Elem(1, 0) => {
                     f_response_code = Some(
                         dec_elem_value(r, false, |r| {
-                            Ok(enum_from::<ResponseCodeType>(dec_enum(
+                            Ok(enum_from::<super::iso20::ResponseCodeType>(dec_enum(
                                 r,
-                                ResponseCodeType::COUNT,
+                                super::iso20::ResponseCodeType::COUNT,
                             )?)?)
                         })?
                         .ok_or_else(|| missing("ResponseCode"))?,
@@ -1865,9 +373,9 @@ impl ExiType for AcdpConnectResType {
                 Ev::Elem(2, 0) => {
                     f_evse_processing = Some(
                         dec_elem_value(r, false, |r| {
-                            Ok(enum_from::<ProcessingType>(dec_enum(
+                            Ok(enum_from::<super::iso20::ProcessingType>(dec_enum(
                                 r,
-                                ProcessingType::COUNT,
+                                super::iso20::ProcessingType::COUNT,
                             )?)?)
                         })?
                         .ok_or_else(|| missing("EVSEProcessing"))?,
@@ -1915,7 +423,7 @@ impl ExiType for AcdpConnectResType {
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct AcdpSystemStatusReqType {
     #[serde(rename = "Header")]
-    pub header: MessageHeaderType,
+    pub header: super::iso20::MessageHeaderType,
     #[serde(rename = "EVTechnicalStatus")]
     pub ev_technical_status: EVTechnicalStatusType,
 }
@@ -1956,11 +464,11 @@ impl ExiType for AcdpSystemStatusReqType {
 
     fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
         let mut d = Dec::new(&G_ACDPSYSTEMSTATUSREQTYPE);
-        let mut f_header: Option<MessageHeaderType> = None;
+        let mut f_header: Option<super::iso20::MessageHeaderType> = None;
         let mut f_ev_technical_status: Option<EVTechnicalStatusType> = None;
         loop {
             match d.next(r)? {
-                Ev::Elem(0, 0) => f_header = Some(MessageHeaderType::decode(r)?),
+                Ev::Elem(0, 0) => f_header = Some(super::iso20::MessageHeaderType::decode(r)?),
                 Ev::Elem(1, 0) => f_ev_technical_status = Some(EVTechnicalStatusType::decode(r)?),
                 Ev::End => break,
                 ev => return Err(d.unexpected(ev)),
@@ -1992,7 +500,7 @@ pub struct EVTechnicalStatusType {
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub evwlan_strength: Option<RationalNumberType>,
+    pub evwlan_strength: Option<super::iso20::RationalNumberType>,
     #[serde(
         rename = "EVCPStatus",
         default,
@@ -2146,7 +654,7 @@ impl ExiType for EVTechnicalStatusType {
         let mut f_ev_ready_to_charge: Option<bool> = None;
         let mut f_ev_immobilization_request: Option<bool> = None;
         let mut f_ev_immobilized: Option<bool> = None;
-        let mut f_evwlan_strength: Option<RationalNumberType> = None;
+        let mut f_evwlan_strength: Option<super::iso20::RationalNumberType> = None;
         let mut f_evcp_status: Option<CpStatusType> = None;
         let mut f_evsoc: Option<u8> = None;
         let mut f_ev_error_code: Option<ErrorCodeType> = None;
@@ -2171,7 +679,9 @@ impl ExiType for EVTechnicalStatusType {
                             .ok_or_else(|| missing("EVImmobilized"))?,
                     )
                 }
-                Ev::Elem(3, 0) => f_evwlan_strength = Some(RationalNumberType::decode(r)?),
+                Ev::Elem(3, 0) => {
+                    f_evwlan_strength = Some(super::iso20::RationalNumberType::decode(r)?)
+                }
                 Ev::Elem(4, 0) => {
                     f_evcp_status = Some(
                         dec_elem_value(r, false, |r| {
@@ -2224,93 +734,13 @@ impl ExiType for EVTechnicalStatusType {
     }
 }
 
-/// XSD complex type `RationalNumberType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct RationalNumberType {
-    #[serde(rename = "Exponent")]
-    pub exponent: i8,
-    #[serde(rename = "Value")]
-    pub value: i16,
-}
-
-static G_RATIONALNUMBERTYPE: Grammar = Grammar {
-    attrs: &[],
-    particles: &[
-        P {
-            alts: 1,
-            min: 1,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 1,
-            max: 1,
-        },
-    ],
-    mixed: false,
-    simple: false,
-};
-
-impl ExiType for RationalNumberType {
-    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
-        let mut e = Enc::new(&G_RATIONALNUMBERTYPE);
-        {
-            let v = &self.exponent;
-            e.elem(w, 0, 0);
-            elem_value(w, false, |w| {
-                enc_int(w, i128::from(*v), -128, 127)?;
-                Ok(())
-            })?;
-        }
-        {
-            let v = &self.value;
-            e.elem(w, 1, 0);
-            elem_value(w, false, |w| {
-                enc_int(w, i128::from(*v), -32768, 32767)?;
-                Ok(())
-            })?;
-        }
-        e.end(w)
-    }
-
-    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
-        let mut d = Dec::new(&G_RATIONALNUMBERTYPE);
-        let mut f_exponent: Option<i8> = None;
-        let mut f_value: Option<i16> = None;
-        loop {
-            match d.next(r)? {
-                Ev::Elem(0, 0) => {
-                    f_exponent = Some(
-                        dec_elem_value(r, false, |r| Ok(int_into::<i8>(dec_int(r, -128, 127)?)?))?
-                            .ok_or_else(|| missing("Exponent"))?,
-                    )
-                }
-                Ev::Elem(1, 0) => {
-                    f_value = Some(
-                        dec_elem_value(r, false, |r| {
-                            Ok(int_into::<i16>(dec_int(r, -32768, 32767)?)?)
-                        })?
-                        .ok_or_else(|| missing("Value"))?,
-                    )
-                }
-                Ev::End => break,
-                ev => return Err(d.unexpected(ev)),
-            }
-        }
-        Ok(RationalNumberType {
-            exponent: f_exponent.ok_or_else(|| missing("Exponent"))?,
-            value: f_value.ok_or_else(|| missing("Value"))?,
-        })
-    }
-}
-
 /// XSD complex type `ACDP_SystemStatusResType`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct AcdpSystemStatusResType {
     #[serde(rename = "Header")]
-    pub header: MessageHeaderType,
+    pub header: super::iso20::MessageHeaderType,
     #[serde(rename = "ResponseCode")]
-    pub response_code: ResponseCodeType,
+    pub response_code: super::iso20::ResponseCodeType,
     #[serde(rename = "EVSEMechanicalChargingDeviceStatus")]
     pub evse_mechanical_charging_device_status: MechanicalChargingDeviceStatusType,
     #[serde(rename = "EVSEReadyToCharge")]
@@ -2406,7 +836,7 @@ impl ExiType for AcdpSystemStatusResType {
             let v = &self.response_code;
             e.elem(w, 1, 0);
             elem_value(w, false, |w| {
-                enc_enum(w, v.index(), ResponseCodeType::COUNT);
+                enc_enum(w, v.index(), super::iso20::ResponseCodeType::COUNT);
                 Ok(())
             })?;
         }
@@ -2487,8 +917,8 @@ impl ExiType for AcdpSystemStatusResType {
 
     fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
         let mut d = Dec::new(&G_ACDPSYSTEMSTATUSRESTYPE);
-        let mut f_header: Option<MessageHeaderType> = None;
-        let mut f_response_code: Option<ResponseCodeType> = None;
+        let mut f_header: Option<super::iso20::MessageHeaderType> = None;
+        let mut f_response_code: Option<super::iso20::ResponseCodeType> = None;
         let mut f_evse_mechanical_charging_device_status: Option<
             MechanicalChargingDeviceStatusType,
         > = None;
@@ -2502,13 +932,13 @@ impl ExiType for AcdpSystemStatusResType {
         let mut f_ev_association_status: Option<bool> = None;
         loop {
             match d.next(r)? {
-                Ev::Elem(0, 0) => f_header = Some(MessageHeaderType::decode(r)?),
+                Ev::Elem(0, 0) => f_header = Some(super::iso20::MessageHeaderType::decode(r)?),
                 Ev::Elem(1, 0) => {
                     f_response_code = Some(
                         dec_elem_value(r, false, |r| {
-                            Ok(enum_from::<ResponseCodeType>(dec_enum(
+                            Ok(enum_from::<super::iso20::ResponseCodeType>(dec_enum(
                                 r,
-                                ResponseCodeType::COUNT,
+                                super::iso20::ResponseCodeType::COUNT,
                             )?)?)
                         })?
                         .ok_or_else(|| missing("ResponseCode"))?,
@@ -2609,7 +1039,7 @@ impl ExiType for AcdpSystemStatusResType {
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct AcdpVehiclePositioningReqType {
     #[serde(rename = "Header")]
-    pub header: MessageHeaderType,
+    pub header: super::iso20::MessageHeaderType,
     #[serde(rename = "EVMobilityStatus")]
     pub ev_mobility_status: bool,
     #[serde(rename = "EVPositioningSupport")]
@@ -2668,12 +1098,12 @@ impl ExiType for AcdpVehiclePositioningReqType {
 
     fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
         let mut d = Dec::new(&G_ACDPVEHICLEPOSITIONINGREQTYPE);
-        let mut f_header: Option<MessageHeaderType> = None;
+        let mut f_header: Option<super::iso20::MessageHeaderType> = None;
         let mut f_ev_mobility_status: Option<bool> = None;
         let mut f_ev_positioning_support: Option<bool> = None;
         loop {
             match d.next(r)? {
-                Ev::Elem(0, 0) => f_header = Some(MessageHeaderType::decode(r)?),
+                Ev::Elem(0, 0) => f_header = Some(super::iso20::MessageHeaderType::decode(r)?),
                 Ev::Elem(1, 0) => {
                     f_ev_mobility_status = Some(
                         dec_elem_value(r, false, |r| Ok(dec_bool(r)?))?
@@ -2703,11 +1133,11 @@ impl ExiType for AcdpVehiclePositioningReqType {
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct AcdpVehiclePositioningResType {
     #[serde(rename = "Header")]
-    pub header: MessageHeaderType,
+    pub header: super::iso20::MessageHeaderType,
     #[serde(rename = "ResponseCode")]
-    pub response_code: ResponseCodeType,
+    pub response_code: super::iso20::ResponseCodeType,
     #[serde(rename = "EVSEProcessing")]
-    pub evse_processing: ProcessingType,
+    pub evse_processing: super::iso20::ProcessingType,
     #[serde(rename = "EVSEPositioningSupport")]
     pub evse_positioning_support: bool,
     #[serde(rename = "EVRelativeXDeviation")]
@@ -2787,7 +1217,7 @@ impl ExiType for AcdpVehiclePositioningResType {
             let v = &self.response_code;
             e.elem(w, 1, 0);
             elem_value(w, false, |w| {
-                enc_enum(w, v.index(), ResponseCodeType::COUNT);
+                enc_enum(w, v.index(), super::iso20::ResponseCodeType::COUNT);
                 Ok(())
             })?;
         }
@@ -2795,7 +1225,7 @@ impl ExiType for AcdpVehiclePositioningResType {
             let v = &self.evse_processing;
             e.elem(w, 2, 0);
             elem_value(w, false, |w| {
-                enc_enum(w, v.index(), ProcessingType::COUNT);
+                enc_enum(w, v.index(), super::iso20::ProcessingType::COUNT);
                 Ok(())
             })?;
         }
@@ -2852,9 +1282,9 @@ impl ExiType for AcdpVehiclePositioningResType {
 
     fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
         let mut d = Dec::new(&G_ACDPVEHICLEPOSITIONINGRESTYPE);
-        let mut f_header: Option<MessageHeaderType> = None;
-        let mut f_response_code: Option<ResponseCodeType> = None;
-        let mut f_evse_processing: Option<ProcessingType> = None;
+        let mut f_header: Option<super::iso20::MessageHeaderType> = None;
+        let mut f_response_code: Option<super::iso20::ResponseCodeType> = None;
+        let mut f_evse_processing: Option<super::iso20::ProcessingType> = None;
         let mut f_evse_positioning_support: Option<bool> = None;
         let mut f_ev_relative_x_deviation: Option<i16> = None;
         let mut f_ev_relative_y_deviation: Option<i16> = None;
@@ -2863,13 +1293,13 @@ impl ExiType for AcdpVehiclePositioningResType {
         let mut f_ev_in_charge_position: Option<bool> = None;
         loop {
             match d.next(r)? {
-                Ev::Elem(0, 0) => f_header = Some(MessageHeaderType::decode(r)?),
+                Ev::Elem(0, 0) => f_header = Some(super::iso20::MessageHeaderType::decode(r)?),
                 Ev::Elem(1, 0) => {
                     f_response_code = Some(
                         dec_elem_value(r, false, |r| {
-                            Ok(enum_from::<ResponseCodeType>(dec_enum(
+                            Ok(enum_from::<super::iso20::ResponseCodeType>(dec_enum(
                                 r,
-                                ResponseCodeType::COUNT,
+                                super::iso20::ResponseCodeType::COUNT,
                             )?)?)
                         })?
                         .ok_or_else(|| missing("ResponseCode"))?,
@@ -2878,9 +1308,9 @@ impl ExiType for AcdpVehiclePositioningResType {
                 Ev::Elem(2, 0) => {
                     f_evse_processing = Some(
                         dec_elem_value(r, false, |r| {
-                            Ok(enum_from::<ProcessingType>(dec_enum(
+                            Ok(enum_from::<super::iso20::ProcessingType>(dec_enum(
                                 r,
-                                ProcessingType::COUNT,
+                                super::iso20::ProcessingType::COUNT,
                             )?)?)
                         })?
                         .ok_or_else(|| missing("EVSEProcessing"))?,
@@ -2952,1224 +1382,6 @@ impl ExiType for AcdpVehiclePositioningResType {
     }
 }
 
-/// XSD complex type `CLReqControlModeType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct CLReqControlModeType {}
-
-static G_CLREQCONTROLMODETYPE: Grammar = Grammar {
-    attrs: &[],
-    particles: &[],
-    mixed: false,
-    simple: false,
-};
-
-impl ExiType for CLReqControlModeType {
-    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
-        let mut e = Enc::new(&G_CLREQCONTROLMODETYPE);
-        e.end(w)
-    }
-
-    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
-        let mut d = Dec::new(&G_CLREQCONTROLMODETYPE);
-        loop {
-            match d.next(r)? {
-                Ev::End => break,
-                ev => return Err(d.unexpected(ev)),
-            }
-        }
-        Ok(CLReqControlModeType {})
-    }
-}
-
-/// XSD complex type `CLResControlModeType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct CLResControlModeType {}
-
-static G_CLRESCONTROLMODETYPE: Grammar = Grammar {
-    attrs: &[],
-    particles: &[],
-    mixed: false,
-    simple: false,
-};
-
-impl ExiType for CLResControlModeType {
-    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
-        let mut e = Enc::new(&G_CLRESCONTROLMODETYPE);
-        e.end(w)
-    }
-
-    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
-        let mut d = Dec::new(&G_CLRESCONTROLMODETYPE);
-        loop {
-            match d.next(r)? {
-                Ev::End => break,
-                ev => return Err(d.unexpected(ev)),
-            }
-        }
-        Ok(CLResControlModeType {})
-    }
-}
-
-/// XSD complex type `ManifestType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ManifestType {
-    #[serde(rename = "Id", default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
-    #[serde(rename = "Reference", default, skip_serializing_if = "Vec::is_empty")]
-    pub reference: Vec<ReferenceType>,
-}
-
-static G_MANIFESTTYPE: Grammar = Grammar {
-    attrs: &[false],
-    particles: &[P {
-        alts: 1,
-        min: 1,
-        max: u32::MAX,
-    }],
-    mixed: false,
-    simple: false,
-};
-
-impl ExiType for ManifestType {
-    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
-        let mut e = Enc::new(&G_MANIFESTTYPE);
-        if let Some(v) = &self.id {
-            e.attr(w, 0);
-            enc_string(w, v, 0, None)?;
-        } else {
-            e.skip_attr(0, "Id")?;
-        }
-        check_count(self.reference.len(), 1, u32::MAX, "Reference")?;
-        for v in &self.reference {
-            e.elem(w, 0, 0);
-            v.encode(w)?;
-        }
-        e.end(w)
-    }
-
-    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
-        let mut d = Dec::new(&G_MANIFESTTYPE);
-        let mut f_id: Option<String> = None;
-        let mut f_reference: Vec<ReferenceType> = Vec::new();
-        loop {
-            match d.next(r)? {
-                Ev::Attr(0) => f_id = Some(dec_string(r, 0, None)?),
-                Ev::Elem(0, 0) => f_reference.push(ReferenceType::decode(r)?),
-                Ev::End => break,
-                ev => return Err(d.unexpected(ev)),
-            }
-        }
-        Ok(ManifestType {
-            id: f_id,
-            reference: f_reference,
-        })
-    }
-}
-
-/// XSD complex type `SignaturePropertiesType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct SignaturePropertiesType {
-    #[serde(rename = "Id", default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
-    #[serde(
-        rename = "SignatureProperty",
-        default,
-        skip_serializing_if = "Vec::is_empty"
-    )]
-    pub signature_property: Vec<SignaturePropertyType>,
-}
-
-static G_SIGNATUREPROPERTIESTYPE: Grammar = Grammar {
-    attrs: &[false],
-    particles: &[P {
-        alts: 1,
-        min: 1,
-        max: u32::MAX,
-    }],
-    mixed: false,
-    simple: false,
-};
-
-impl ExiType for SignaturePropertiesType {
-    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
-        let mut e = Enc::new(&G_SIGNATUREPROPERTIESTYPE);
-        if let Some(v) = &self.id {
-            e.attr(w, 0);
-            enc_string(w, v, 0, None)?;
-        } else {
-            e.skip_attr(0, "Id")?;
-        }
-        check_count(
-            self.signature_property.len(),
-            1,
-            u32::MAX,
-            "SignatureProperty",
-        )?;
-        for v in &self.signature_property {
-            e.elem(w, 0, 0);
-            v.encode(w)?;
-        }
-        e.end(w)
-    }
-
-    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
-        let mut d = Dec::new(&G_SIGNATUREPROPERTIESTYPE);
-        let mut f_id: Option<String> = None;
-        let mut f_signature_property: Vec<SignaturePropertyType> = Vec::new();
-        loop {
-            match d.next(r)? {
-                Ev::Attr(0) => f_id = Some(dec_string(r, 0, None)?),
-                Ev::Elem(0, 0) => f_signature_property.push(SignaturePropertyType::decode(r)?),
-                Ev::End => break,
-                ev => return Err(d.unexpected(ev)),
-            }
-        }
-        Ok(SignaturePropertiesType {
-            id: f_id,
-            signature_property: f_signature_property,
-        })
-    }
-}
-
-/// XSD complex type `SignaturePropertyType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct SignaturePropertyType {
-    #[serde(rename = "Id", default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
-    #[serde(rename = "Target")]
-    pub target: String,
-}
-
-static G_SIGNATUREPROPERTYTYPE: Grammar = Grammar {
-    attrs: &[false, true],
-    particles: &[P {
-        alts: 1,
-        min: 1,
-        max: u32::MAX,
-    }],
-    mixed: true,
-    simple: false,
-};
-
-impl ExiType for SignaturePropertyType {
-    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
-        let mut e = Enc::new(&G_SIGNATUREPROPERTYTYPE);
-        if let Some(v) = &self.id {
-            e.attr(w, 0);
-            enc_string(w, v, 0, None)?;
-        } else {
-            e.skip_attr(0, "Id")?;
-        }
-        {
-            let v = &self.target;
-            e.attr(w, 1);
-            enc_string(w, v, 0, None)?;
-        }
-        Err(ExiError::Value {
-            what: "element",
-            reason: "* (wildcard content) cannot be coded".into(),
-        })
-    }
-
-    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
-        let mut d = Dec::new(&G_SIGNATUREPROPERTYTYPE);
-        let mut f_id: Option<String> = None;
-        let mut f_target: Option<String> = None;
-        loop {
-            match d.next(r)? {
-                Ev::Attr(0) => f_id = Some(dec_string(r, 0, None)?),
-                Ev::Attr(1) => f_target = Some(dec_string(r, 0, None)?),
-                Ev::End => break,
-                ev => return Err(d.unexpected(ev)),
-            }
-        }
-        Ok(SignaturePropertyType {
-            id: f_id,
-            target: f_target.ok_or_else(|| missing("Target"))?,
-        })
-    }
-}
-
-/// XSD complex type `DetailedCostType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct DetailedCostType {
-    #[serde(rename = "Amount")]
-    pub amount: RationalNumberType,
-    #[serde(rename = "CostPerUnit")]
-    pub cost_per_unit: RationalNumberType,
-}
-
-static G_DETAILEDCOSTTYPE: Grammar = Grammar {
-    attrs: &[],
-    particles: &[
-        P {
-            alts: 1,
-            min: 1,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 1,
-            max: 1,
-        },
-    ],
-    mixed: false,
-    simple: false,
-};
-
-impl ExiType for DetailedCostType {
-    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
-        let mut e = Enc::new(&G_DETAILEDCOSTTYPE);
-        {
-            let v = &self.amount;
-            e.elem(w, 0, 0);
-            v.encode(w)?;
-        }
-        {
-            let v = &self.cost_per_unit;
-            e.elem(w, 1, 0);
-            v.encode(w)?;
-        }
-        e.end(w)
-    }
-
-    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
-        let mut d = Dec::new(&G_DETAILEDCOSTTYPE);
-        let mut f_amount: Option<RationalNumberType> = None;
-        let mut f_cost_per_unit: Option<RationalNumberType> = None;
-        loop {
-            match d.next(r)? {
-                Ev::Elem(0, 0) => f_amount = Some(RationalNumberType::decode(r)?),
-                Ev::Elem(1, 0) => f_cost_per_unit = Some(RationalNumberType::decode(r)?),
-                Ev::End => break,
-                ev => return Err(d.unexpected(ev)),
-            }
-        }
-        Ok(DetailedCostType {
-            amount: f_amount.ok_or_else(|| missing("Amount"))?,
-            cost_per_unit: f_cost_per_unit.ok_or_else(|| missing("CostPerUnit"))?,
-        })
-    }
-}
-
-/// XSD complex type `DisplayParametersType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct DisplayParametersType {
-    #[serde(
-        rename = "PresentSOC",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub present_soc: Option<u8>,
-    #[serde(
-        rename = "MinimumSOC",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub minimum_soc: Option<u8>,
-    #[serde(rename = "TargetSOC", default, skip_serializing_if = "Option::is_none")]
-    pub target_soc: Option<u8>,
-    #[serde(
-        rename = "MaximumSOC",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub maximum_soc: Option<u8>,
-    #[serde(
-        rename = "RemainingTimeToMinimumSOC",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub remaining_time_to_minimum_soc: Option<u32>,
-    #[serde(
-        rename = "RemainingTimeToTargetSOC",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub remaining_time_to_target_soc: Option<u32>,
-    #[serde(
-        rename = "RemainingTimeToMaximumSOC",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub remaining_time_to_maximum_soc: Option<u32>,
-    #[serde(
-        rename = "ChargingComplete",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub charging_complete: Option<bool>,
-    #[serde(
-        rename = "BatteryEnergyCapacity",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub battery_energy_capacity: Option<RationalNumberType>,
-    #[serde(rename = "InletHot", default, skip_serializing_if = "Option::is_none")]
-    pub inlet_hot: Option<bool>,
-}
-
-static G_DISPLAYPARAMETERSTYPE: Grammar = Grammar {
-    attrs: &[],
-    particles: &[
-        P {
-            alts: 1,
-            min: 0,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 0,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 0,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 0,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 0,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 0,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 0,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 0,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 0,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 0,
-            max: 1,
-        },
-    ],
-    mixed: false,
-    simple: false,
-};
-
-impl ExiType for DisplayParametersType {
-    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
-        let mut e = Enc::new(&G_DISPLAYPARAMETERSTYPE);
-        check_count(usize::from(self.present_soc.is_some()), 0, 1, "PresentSOC")?;
-        if let Some(v) = &self.present_soc {
-            e.elem(w, 0, 0);
-            elem_value(w, false, |w| {
-                enc_int(w, i128::from(*v), 0, 100)?;
-                Ok(())
-            })?;
-        }
-        check_count(usize::from(self.minimum_soc.is_some()), 0, 1, "MinimumSOC")?;
-        if let Some(v) = &self.minimum_soc {
-            e.elem(w, 1, 0);
-            elem_value(w, false, |w| {
-                enc_int(w, i128::from(*v), 0, 100)?;
-                Ok(())
-            })?;
-        }
-        check_count(usize::from(self.target_soc.is_some()), 0, 1, "TargetSOC")?;
-        if let Some(v) = &self.target_soc {
-            e.elem(w, 2, 0);
-            elem_value(w, false, |w| {
-                enc_int(w, i128::from(*v), 0, 100)?;
-                Ok(())
-            })?;
-        }
-        check_count(usize::from(self.maximum_soc.is_some()), 0, 1, "MaximumSOC")?;
-        if let Some(v) = &self.maximum_soc {
-            e.elem(w, 3, 0);
-            elem_value(w, false, |w| {
-                enc_int(w, i128::from(*v), 0, 100)?;
-                Ok(())
-            })?;
-        }
-        check_count(
-            usize::from(self.remaining_time_to_minimum_soc.is_some()),
-            0,
-            1,
-            "RemainingTimeToMinimumSOC",
-        )?;
-        if let Some(v) = &self.remaining_time_to_minimum_soc {
-            e.elem(w, 4, 0);
-            elem_value(w, false, |w| {
-                enc_int(w, i128::from(*v), 0, 4294967295)?;
-                Ok(())
-            })?;
-        }
-        check_count(
-            usize::from(self.remaining_time_to_target_soc.is_some()),
-            0,
-            1,
-            "RemainingTimeToTargetSOC",
-        )?;
-        if let Some(v) = &self.remaining_time_to_target_soc {
-            e.elem(w, 5, 0);
-            elem_value(w, false, |w| {
-                enc_int(w, i128::from(*v), 0, 4294967295)?;
-                Ok(())
-            })?;
-        }
-        check_count(
-            usize::from(self.remaining_time_to_maximum_soc.is_some()),
-            0,
-            1,
-            "RemainingTimeToMaximumSOC",
-        )?;
-        if let Some(v) = &self.remaining_time_to_maximum_soc {
-            e.elem(w, 6, 0);
-            elem_value(w, false, |w| {
-                enc_int(w, i128::from(*v), 0, 4294967295)?;
-                Ok(())
-            })?;
-        }
-        check_count(
-            usize::from(self.charging_complete.is_some()),
-            0,
-            1,
-            "ChargingComplete",
-        )?;
-        if let Some(v) = &self.charging_complete {
-            e.elem(w, 7, 0);
-            elem_value(w, false, |w| {
-                w.bits(1, u32::from(*v));
-                Ok(())
-            })?;
-        }
-        check_count(
-            usize::from(self.battery_energy_capacity.is_some()),
-            0,
-            1,
-            "BatteryEnergyCapacity",
-        )?;
-        if let Some(v) = &self.battery_energy_capacity {
-            e.elem(w, 8, 0);
-            v.encode(w)?;
-        }
-        check_count(usize::from(self.inlet_hot.is_some()), 0, 1, "InletHot")?;
-        if let Some(v) = &self.inlet_hot {
-            e.elem(w, 9, 0);
-            elem_value(w, false, |w| {
-                w.bits(1, u32::from(*v));
-                Ok(())
-            })?;
-        }
-        e.end(w)
-    }
-
-    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
-        let mut d = Dec::new(&G_DISPLAYPARAMETERSTYPE);
-        let mut f_present_soc: Option<u8> = None;
-        let mut f_minimum_soc: Option<u8> = None;
-        let mut f_target_soc: Option<u8> = None;
-        let mut f_maximum_soc: Option<u8> = None;
-        let mut f_remaining_time_to_minimum_soc: Option<u32> = None;
-        let mut f_remaining_time_to_target_soc: Option<u32> = None;
-        let mut f_remaining_time_to_maximum_soc: Option<u32> = None;
-        let mut f_charging_complete: Option<bool> = None;
-        let mut f_battery_energy_capacity: Option<RationalNumberType> = None;
-        let mut f_inlet_hot: Option<bool> = None;
-        loop {
-            match d.next(r)? {
-                Ev::Elem(0, 0) => {
-                    f_present_soc = Some(
-                        dec_elem_value(r, false, |r| Ok(int_into::<u8>(dec_int(r, 0, 100)?)?))?
-                            .ok_or_else(|| missing("PresentSOC"))?,
-                    )
-                }
-                Ev::Elem(1, 0) => {
-                    f_minimum_soc = Some(
-                        dec_elem_value(r, false, |r| Ok(int_into::<u8>(dec_int(r, 0, 100)?)?))?
-                            .ok_or_else(|| missing("MinimumSOC"))?,
-                    )
-                }
-                Ev::Elem(2, 0) => {
-                    f_target_soc = Some(
-                        dec_elem_value(r, false, |r| Ok(int_into::<u8>(dec_int(r, 0, 100)?)?))?
-                            .ok_or_else(|| missing("TargetSOC"))?,
-                    )
-                }
-                Ev::Elem(3, 0) => {
-                    f_maximum_soc = Some(
-                        dec_elem_value(r, false, |r| Ok(int_into::<u8>(dec_int(r, 0, 100)?)?))?
-                            .ok_or_else(|| missing("MaximumSOC"))?,
-                    )
-                }
-                Ev::Elem(4, 0) => {
-                    f_remaining_time_to_minimum_soc = Some(
-                        dec_elem_value(r, false, |r| {
-                            Ok(int_into::<u32>(dec_int(r, 0, 4294967295)?)?)
-                        })?
-                        .ok_or_else(|| missing("RemainingTimeToMinimumSOC"))?,
-                    )
-                }
-                Ev::Elem(5, 0) => {
-                    f_remaining_time_to_target_soc = Some(
-                        dec_elem_value(r, false, |r| {
-                            Ok(int_into::<u32>(dec_int(r, 0, 4294967295)?)?)
-                        })?
-                        .ok_or_else(|| missing("RemainingTimeToTargetSOC"))?,
-                    )
-                }
-                Ev::Elem(6, 0) => {
-                    f_remaining_time_to_maximum_soc = Some(
-                        dec_elem_value(r, false, |r| {
-                            Ok(int_into::<u32>(dec_int(r, 0, 4294967295)?)?)
-                        })?
-                        .ok_or_else(|| missing("RemainingTimeToMaximumSOC"))?,
-                    )
-                }
-                Ev::Elem(7, 0) => {
-                    f_charging_complete = Some(
-                        dec_elem_value(r, false, |r| Ok(dec_bool(r)?))?
-                            .ok_or_else(|| missing("ChargingComplete"))?,
-                    )
-                }
-                Ev::Elem(8, 0) => f_battery_energy_capacity = Some(RationalNumberType::decode(r)?),
-                Ev::Elem(9, 0) => {
-                    f_inlet_hot = Some(
-                        dec_elem_value(r, false, |r| Ok(dec_bool(r)?))?
-                            .ok_or_else(|| missing("InletHot"))?,
-                    )
-                }
-                Ev::End => break,
-                ev => return Err(d.unexpected(ev)),
-            }
-        }
-        Ok(DisplayParametersType {
-            present_soc: f_present_soc,
-            minimum_soc: f_minimum_soc,
-            target_soc: f_target_soc,
-            maximum_soc: f_maximum_soc,
-            remaining_time_to_minimum_soc: f_remaining_time_to_minimum_soc,
-            remaining_time_to_target_soc: f_remaining_time_to_target_soc,
-            remaining_time_to_maximum_soc: f_remaining_time_to_maximum_soc,
-            charging_complete: f_charging_complete,
-            battery_energy_capacity: f_battery_energy_capacity,
-            inlet_hot: f_inlet_hot,
-        })
-    }
-}
-
-/// XSD complex type `EVSEStatusType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct EVSEStatusType {
-    #[serde(rename = "NotificationMaxDelay")]
-    pub notification_max_delay: u16,
-    #[serde(rename = "EVSENotification")]
-    pub evse_notification: EvseNotificationType,
-}
-
-static G_EVSESTATUSTYPE: Grammar = Grammar {
-    attrs: &[],
-    particles: &[
-        P {
-            alts: 1,
-            min: 1,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 1,
-            max: 1,
-        },
-    ],
-    mixed: false,
-    simple: false,
-};
-
-impl ExiType for EVSEStatusType {
-    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
-        let mut e = Enc::new(&G_EVSESTATUSTYPE);
-        {
-            let v = &self.notification_max_delay;
-            e.elem(w, 0, 0);
-            elem_value(w, false, |w| {
-                enc_int(w, i128::from(*v), 0, 65535)?;
-                Ok(())
-            })?;
-        }
-        {
-            let v = &self.evse_notification;
-            e.elem(w, 1, 0);
-            elem_value(w, false, |w| {
-                enc_enum(w, v.index(), EvseNotificationType::COUNT);
-                Ok(())
-            })?;
-        }
-        e.end(w)
-    }
-
-    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
-        let mut d = Dec::new(&G_EVSESTATUSTYPE);
-        let mut f_notification_max_delay: Option<u16> = None;
-        let mut f_evse_notification: Option<EvseNotificationType> = None;
-        loop {
-            match d.next(r)? {
-                Ev::Elem(0, 0) => {
-                    f_notification_max_delay = Some(
-                        dec_elem_value(r, false, |r| Ok(int_into::<u16>(dec_int(r, 0, 65535)?)?))?
-                            .ok_or_else(|| missing("NotificationMaxDelay"))?,
-                    )
-                }
-                Ev::Elem(1, 0) => {
-                    f_evse_notification = Some(
-                        dec_elem_value(r, false, |r| {
-                            Ok(enum_from::<EvseNotificationType>(dec_enum(
-                                r,
-                                EvseNotificationType::COUNT,
-                            )?)?)
-                        })?
-                        .ok_or_else(|| missing("EVSENotification"))?,
-                    )
-                }
-                Ev::End => break,
-                ev => return Err(d.unexpected(ev)),
-            }
-        }
-        Ok(EVSEStatusType {
-            notification_max_delay: f_notification_max_delay
-                .ok_or_else(|| missing("NotificationMaxDelay"))?,
-            evse_notification: f_evse_notification.ok_or_else(|| missing("EVSENotification"))?,
-        })
-    }
-}
-
-/// XSD complex type `MeterInfoType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct MeterInfoType {
-    #[serde(rename = "MeterID")]
-    pub meter_id: String,
-    #[serde(rename = "ChargedEnergyReadingWh")]
-    pub charged_energy_reading_wh: u64,
-    #[serde(
-        rename = "BPT_DischargedEnergyReadingWh",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub bpt_discharged_energy_reading_wh: Option<u64>,
-    #[serde(
-        rename = "CapacitiveEnergyReadingVARh",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub capacitive_energy_reading_va_rh: Option<u64>,
-    #[serde(
-        rename = "BPT_InductiveEnergyReadingVARh",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub bpt_inductive_energy_reading_va_rh: Option<u64>,
-    #[serde(
-        rename = "MeterSignature",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub meter_signature: Option<Base64Binary>,
-    #[serde(
-        rename = "MeterStatus",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub meter_status: Option<i16>,
-    #[serde(
-        rename = "MeterTimestamp",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub meter_timestamp: Option<u64>,
-}
-
-static G_METERINFOTYPE: Grammar = Grammar {
-    attrs: &[],
-    particles: &[
-        P {
-            alts: 1,
-            min: 1,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 1,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 0,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 0,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 0,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 0,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 0,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 0,
-            max: 1,
-        },
-    ],
-    mixed: false,
-    simple: false,
-};
-
-impl ExiType for MeterInfoType {
-    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
-        let mut e = Enc::new(&G_METERINFOTYPE);
-        {
-            let v = &self.meter_id;
-            e.elem(w, 0, 0);
-            string_elem(w, v, 0, Some(32))?;
-        }
-        {
-            let v = &self.charged_energy_reading_wh;
-            e.elem(w, 1, 0);
-            elem_value(w, false, |w| {
-                enc_int(w, i128::from(*v), 0, i128::MAX)?;
-                Ok(())
-            })?;
-        }
-        check_count(
-            usize::from(self.bpt_discharged_energy_reading_wh.is_some()),
-            0,
-            1,
-            "BPT_DischargedEnergyReadingWh",
-        )?;
-        if let Some(v) = &self.bpt_discharged_energy_reading_wh {
-            e.elem(w, 2, 0);
-            elem_value(w, false, |w| {
-                enc_int(w, i128::from(*v), 0, i128::MAX)?;
-                Ok(())
-            })?;
-        }
-        check_count(
-            usize::from(self.capacitive_energy_reading_va_rh.is_some()),
-            0,
-            1,
-            "CapacitiveEnergyReadingVARh",
-        )?;
-        if let Some(v) = &self.capacitive_energy_reading_va_rh {
-            e.elem(w, 3, 0);
-            elem_value(w, false, |w| {
-                enc_int(w, i128::from(*v), 0, i128::MAX)?;
-                Ok(())
-            })?;
-        }
-        check_count(
-            usize::from(self.bpt_inductive_energy_reading_va_rh.is_some()),
-            0,
-            1,
-            "BPT_InductiveEnergyReadingVARh",
-        )?;
-        if let Some(v) = &self.bpt_inductive_energy_reading_va_rh {
-            e.elem(w, 4, 0);
-            elem_value(w, false, |w| {
-                enc_int(w, i128::from(*v), 0, i128::MAX)?;
-                Ok(())
-            })?;
-        }
-        check_count(
-            usize::from(self.meter_signature.is_some()),
-            0,
-            1,
-            "MeterSignature",
-        )?;
-        if let Some(v) = &self.meter_signature {
-            e.elem(w, 5, 0);
-            binary_elem(w, &v.0, 0, Some(64))?;
-        }
-        check_count(
-            usize::from(self.meter_status.is_some()),
-            0,
-            1,
-            "MeterStatus",
-        )?;
-        if let Some(v) = &self.meter_status {
-            e.elem(w, 6, 0);
-            elem_value(w, false, |w| {
-                enc_int(w, i128::from(*v), -32768, 32767)?;
-                Ok(())
-            })?;
-        }
-        check_count(
-            usize::from(self.meter_timestamp.is_some()),
-            0,
-            1,
-            "MeterTimestamp",
-        )?;
-        if let Some(v) = &self.meter_timestamp {
-            e.elem(w, 7, 0);
-            elem_value(w, false, |w| {
-                enc_int(w, i128::from(*v), 0, i128::MAX)?;
-                Ok(())
-            })?;
-        }
-        e.end(w)
-    }
-
-    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
-        let mut d = Dec::new(&G_METERINFOTYPE);
-        let mut f_meter_id: Option<String> = None;
-        let mut f_charged_energy_reading_wh: Option<u64> = None;
-        let mut f_bpt_discharged_energy_reading_wh: Option<u64> = None;
-        let mut f_capacitive_energy_reading_va_rh: Option<u64> = None;
-        let mut f_bpt_inductive_energy_reading_va_rh: Option<u64> = None;
-        let mut f_meter_signature: Option<Base64Binary> = None;
-        let mut f_meter_status: Option<i16> = None;
-        let mut f_meter_timestamp: Option<u64> = None;
-        loop {
-            match d.next(r)? {
-                Ev::Elem(0, 0) => {
-                    f_meter_id = Some(
-                        dec_elem_value(r, true, |r| Ok(dec_string(r, 0, Some(32))?))?
-                            .unwrap_or_default(),
-                    )
-                }
-                Ev::Elem(1, 0) => {
-                    f_charged_energy_reading_wh = Some(
-                        dec_elem_value(r, false, |r| {
-                            Ok(int_into::<u64>(dec_int(r, 0, i128::MAX)?)?)
-                        })?
-                        .ok_or_else(|| missing("ChargedEnergyReadingWh"))?,
-                    )
-                }
-                Ev::Elem(2, 0) => {
-                    f_bpt_discharged_energy_reading_wh = Some(
-                        dec_elem_value(r, false, |r| {
-                            Ok(int_into::<u64>(dec_int(r, 0, i128::MAX)?)?)
-                        })?
-                        .ok_or_else(|| missing("BPT_DischargedEnergyReadingWh"))?,
-                    )
-                }
-                Ev::Elem(3, 0) => {
-                    f_capacitive_energy_reading_va_rh = Some(
-                        dec_elem_value(r, false, |r| {
-                            Ok(int_into::<u64>(dec_int(r, 0, i128::MAX)?)?)
-                        })?
-                        .ok_or_else(|| missing("CapacitiveEnergyReadingVARh"))?,
-                    )
-                }
-                Ev::Elem(4, 0) => {
-                    f_bpt_inductive_energy_reading_va_rh = Some(
-                        dec_elem_value(r, false, |r| {
-                            Ok(int_into::<u64>(dec_int(r, 0, i128::MAX)?)?)
-                        })?
-                        .ok_or_else(|| missing("BPT_InductiveEnergyReadingVARh"))?,
-                    )
-                }
-                Ev::Elem(5, 0) => {
-                    f_meter_signature = Some(
-                        dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, Some(64))?)))?
-                            .unwrap_or_default(),
-                    )
-                }
-                Ev::Elem(6, 0) => {
-                    f_meter_status = Some(
-                        dec_elem_value(r, false, |r| {
-                            Ok(int_into::<i16>(dec_int(r, -32768, 32767)?)?)
-                        })?
-                        .ok_or_else(|| missing("MeterStatus"))?,
-                    )
-                }
-                Ev::Elem(7, 0) => {
-                    f_meter_timestamp = Some(
-                        dec_elem_value(r, false, |r| {
-                            Ok(int_into::<u64>(dec_int(r, 0, i128::MAX)?)?)
-                        })?
-                        .ok_or_else(|| missing("MeterTimestamp"))?,
-                    )
-                }
-                Ev::End => break,
-                ev => return Err(d.unexpected(ev)),
-            }
-        }
-        Ok(MeterInfoType {
-            meter_id: f_meter_id.ok_or_else(|| missing("MeterID"))?,
-            charged_energy_reading_wh: f_charged_energy_reading_wh
-                .ok_or_else(|| missing("ChargedEnergyReadingWh"))?,
-            bpt_discharged_energy_reading_wh: f_bpt_discharged_energy_reading_wh,
-            capacitive_energy_reading_va_rh: f_capacitive_energy_reading_va_rh,
-            bpt_inductive_energy_reading_va_rh: f_bpt_inductive_energy_reading_va_rh,
-            meter_signature: f_meter_signature,
-            meter_status: f_meter_status,
-            meter_timestamp: f_meter_timestamp,
-        })
-    }
-}
-
-/// XSD complex type `ReceiptType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ReceiptType {
-    #[serde(rename = "TimeAnchor")]
-    pub time_anchor: u64,
-    #[serde(
-        rename = "EnergyCosts",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub energy_costs: Option<DetailedCostType>,
-    #[serde(
-        rename = "OccupancyCosts",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub occupancy_costs: Option<DetailedCostType>,
-    #[serde(
-        rename = "AdditionalServicesCosts",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub additional_services_costs: Option<DetailedCostType>,
-    #[serde(
-        rename = "OverstayCosts",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub overstay_costs: Option<DetailedCostType>,
-    #[serde(rename = "TaxCosts", default, skip_serializing_if = "Vec::is_empty")]
-    pub tax_costs: Vec<DetailedTaxType>,
-}
-
-static G_RECEIPTTYPE: Grammar = Grammar {
-    attrs: &[],
-    particles: &[
-        P {
-            alts: 1,
-            min: 1,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 0,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 0,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 0,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 0,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 0,
-            max: 10,
-        },
-    ],
-    mixed: false,
-    simple: false,
-};
-
-impl ExiType for ReceiptType {
-    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
-        let mut e = Enc::new(&G_RECEIPTTYPE);
-        {
-            let v = &self.time_anchor;
-            e.elem(w, 0, 0);
-            elem_value(w, false, |w| {
-                enc_int(w, i128::from(*v), 0, i128::MAX)?;
-                Ok(())
-            })?;
-        }
-        check_count(
-            usize::from(self.energy_costs.is_some()),
-            0,
-            1,
-            "EnergyCosts",
-        )?;
-        if let Some(v) = &self.energy_costs {
-            e.elem(w, 1, 0);
-            v.encode(w)?;
-        }
-        check_count(
-            usize::from(self.occupancy_costs.is_some()),
-            0,
-            1,
-            "OccupancyCosts",
-        )?;
-        if let Some(v) = &self.occupancy_costs {
-            e.elem(w, 2, 0);
-            v.encode(w)?;
-        }
-        check_count(
-            usize::from(self.additional_services_costs.is_some()),
-            0,
-            1,
-            "AdditionalServicesCosts",
-        )?;
-        if let Some(v) = &self.additional_services_costs {
-            e.elem(w, 3, 0);
-            v.encode(w)?;
-        }
-        check_count(
-            usize::from(self.overstay_costs.is_some()),
-            0,
-            1,
-            "OverstayCosts",
-        )?;
-        if let Some(v) = &self.overstay_costs {
-            e.elem(w, 4, 0);
-            v.encode(w)?;
-        }
-        check_count(self.tax_costs.len(), 0, 10, "TaxCosts")?;
-        for v in &self.tax_costs {
-            e.elem(w, 5, 0);
-            v.encode(w)?;
-        }
-        e.end(w)
-    }
-
-    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
-        let mut d = Dec::new(&G_RECEIPTTYPE);
-        let mut f_time_anchor: Option<u64> = None;
-        let mut f_energy_costs: Option<DetailedCostType> = None;
-        let mut f_occupancy_costs: Option<DetailedCostType> = None;
-        let mut f_additional_services_costs: Option<DetailedCostType> = None;
-        let mut f_overstay_costs: Option<DetailedCostType> = None;
-        let mut f_tax_costs: Vec<DetailedTaxType> = Vec::new();
-        loop {
-            match d.next(r)? {
-                Ev::Elem(0, 0) => {
-                    f_time_anchor = Some(
-                        dec_elem_value(r, false, |r| {
-                            Ok(int_into::<u64>(dec_int(r, 0, i128::MAX)?)?)
-                        })?
-                        .ok_or_else(|| missing("TimeAnchor"))?,
-                    )
-                }
-                Ev::Elem(1, 0) => f_energy_costs = Some(DetailedCostType::decode(r)?),
-                Ev::Elem(2, 0) => f_occupancy_costs = Some(DetailedCostType::decode(r)?),
-                Ev::Elem(3, 0) => f_additional_services_costs = Some(DetailedCostType::decode(r)?),
-                Ev::Elem(4, 0) => f_overstay_costs = Some(DetailedCostType::decode(r)?),
-                Ev::Elem(5, 0) => f_tax_costs.push(DetailedTaxType::decode(r)?),
-                Ev::End => break,
-                ev => return Err(d.unexpected(ev)),
-            }
-        }
-        Ok(ReceiptType {
-            time_anchor: f_time_anchor.ok_or_else(|| missing("TimeAnchor"))?,
-            energy_costs: f_energy_costs,
-            occupancy_costs: f_occupancy_costs,
-            additional_services_costs: f_additional_services_costs,
-            overstay_costs: f_overstay_costs,
-            tax_costs: f_tax_costs,
-        })
-    }
-}
-
-/// XSD complex type `DetailedTaxType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct DetailedTaxType {
-    #[serde(rename = "TaxRuleID")]
-    pub tax_rule_id: u32,
-    #[serde(rename = "Amount")]
-    pub amount: RationalNumberType,
-}
-
-static G_DETAILEDTAXTYPE: Grammar = Grammar {
-    attrs: &[],
-    particles: &[
-        P {
-            alts: 1,
-            min: 1,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 1,
-            max: 1,
-        },
-    ],
-    mixed: false,
-    simple: false,
-};
-
-impl ExiType for DetailedTaxType {
-    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
-        let mut e = Enc::new(&G_DETAILEDTAXTYPE);
-        {
-            let v = &self.tax_rule_id;
-            e.elem(w, 0, 0);
-            elem_value(w, false, |w| {
-                enc_int(w, i128::from(*v), 1, 4294967295)?;
-                Ok(())
-            })?;
-        }
-        {
-            let v = &self.amount;
-            e.elem(w, 1, 0);
-            v.encode(w)?;
-        }
-        e.end(w)
-    }
-
-    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
-        let mut d = Dec::new(&G_DETAILEDTAXTYPE);
-        let mut f_tax_rule_id: Option<u32> = None;
-        let mut f_amount: Option<RationalNumberType> = None;
-        loop {
-            match d.next(r)? {
-                Ev::Elem(0, 0) => {
-                    f_tax_rule_id = Some(
-                        dec_elem_value(r, false, |r| {
-                            Ok(int_into::<u32>(dec_int(r, 1, 4294967295)?)?)
-                        })?
-                        .ok_or_else(|| missing("TaxRuleID"))?,
-                    )
-                }
-                Ev::Elem(1, 0) => f_amount = Some(RationalNumberType::decode(r)?),
-                Ev::End => break,
-                ev => return Err(d.unexpected(ev)),
-            }
-        }
-        Ok(DetailedTaxType {
-            tax_rule_id: f_tax_rule_id.ok_or_else(|| missing("TaxRuleID"))?,
-            amount: f_amount.ok_or_else(|| missing("Amount"))?,
-        })
-    }
-}
-
 /// A document of this schema set: one of its global elements.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Message {
@@ -4199,73 +1411,73 @@ pub enum Message {
     AcdpVehiclePositioningRes(Box<AcdpVehiclePositioningResType>),
     /// `CLReqControlMode`
     #[serde(rename = "CLReqControlMode")]
-    CLReqControlMode(Box<CLReqControlModeType>),
+    CLReqControlMode(Box<super::iso20::CLReqControlModeType>),
     /// `CLResControlMode`
     #[serde(rename = "CLResControlMode")]
-    CLResControlMode(Box<CLResControlModeType>),
+    CLResControlMode(Box<super::iso20::CLResControlModeType>),
     /// `CanonicalizationMethod`
     #[serde(rename = "CanonicalizationMethod")]
-    CanonicalizationMethod(Box<CanonicalizationMethodType>),
+    CanonicalizationMethod(Box<super::xmldsig::CanonicalizationMethodType>),
     /// `DigestMethod`
     #[serde(rename = "DigestMethod")]
-    DigestMethod(Box<DigestMethodType>),
+    DigestMethod(Box<super::xmldsig::DigestMethodType>),
     /// `DigestValue`
     #[serde(rename = "DigestValue")]
     DigestValue(Base64Binary),
     /// `KeyInfo`
     #[serde(rename = "KeyInfo")]
-    KeyInfo(Box<KeyInfoType>),
+    KeyInfo(Box<super::xmldsig::KeyInfoType>),
     /// `KeyName`
     #[serde(rename = "KeyName")]
     KeyName(String),
     /// `KeyValue`
     #[serde(rename = "KeyValue")]
-    KeyValue(Box<KeyValueType>),
+    KeyValue(Box<super::xmldsig::KeyValueType>),
     /// `Manifest`
     #[serde(rename = "Manifest")]
-    Manifest(Box<ManifestType>),
+    Manifest(Box<super::xmldsig::ManifestType>),
     /// `MgmtData`
     #[serde(rename = "MgmtData")]
     MgmtData(String),
     /// `Object`
     #[serde(rename = "Object")]
-    Object(Box<ObjectType>),
+    Object(Box<super::xmldsig::ObjectType>),
     /// `RSAKeyValue`
     #[serde(rename = "RSAKeyValue")]
-    RSAKeyValue(Box<RSAKeyValueType>),
+    RSAKeyValue(Box<super::xmldsig::RSAKeyValueType>),
     /// `Reference`
     #[serde(rename = "Reference")]
-    Reference(Box<ReferenceType>),
+    Reference(Box<super::xmldsig::ReferenceType>),
     /// `RetrievalMethod`
     #[serde(rename = "RetrievalMethod")]
-    RetrievalMethod(Box<RetrievalMethodType>),
+    RetrievalMethod(Box<super::xmldsig::RetrievalMethodType>),
     /// `Signature`
     #[serde(rename = "Signature")]
-    Signature(Box<SignatureType>),
+    Signature(Box<super::xmldsig::SignatureType>),
     /// `SignatureMethod`
     #[serde(rename = "SignatureMethod")]
-    SignatureMethod(Box<SignatureMethodType>),
+    SignatureMethod(Box<super::xmldsig::SignatureMethodType>),
     /// `SignatureProperties`
     #[serde(rename = "SignatureProperties")]
-    SignatureProperties(Box<SignaturePropertiesType>),
+    SignatureProperties(Box<super::xmldsig::SignaturePropertiesType>),
     /// `SignatureProperty`
     #[serde(rename = "SignatureProperty")]
-    SignatureProperty(Box<SignaturePropertyType>),
+    SignatureProperty(Box<super::xmldsig::SignaturePropertyType>),
     /// `SignatureValue`
     #[serde(rename = "SignatureValue")]
-    SignatureValue(Box<SignatureValueType>),
+    SignatureValue(Box<super::xmldsig::SignatureValueType>),
     /// `SignedInfo`
     #[serde(rename = "SignedInfo")]
-    SignedInfo(Box<SignedInfoType>),
+    SignedInfo(Box<super::xmldsig::SignedInfoType>),
     /// `Transform`
     #[serde(rename = "Transform")]
-    Transform(Box<TransformType>),
+    Transform(Box<super::xmldsig::TransformType>),
     /// `Transforms`
     #[serde(rename = "Transforms")]
-    Transforms(Box<TransformsType>),
+    Transforms(Box<super::xmldsig::TransformsType>),
     /// `X509Data`
     #[serde(rename = "X509Data")]
-    X509Data(Box<X509DataType>),
+    X509Data(Box<super::xmldsig::X509DataType>),
 }
 
 impl Message {
@@ -4463,36 +1675,50 @@ impl Message {
             7 => Message::AcdpVehiclePositioningRes(Box::new(
                 AcdpVehiclePositioningResType::decode(r)?,
             )),
-            8 => Message::CLReqControlMode(Box::new(CLReqControlModeType::decode(r)?)),
-            9 => Message::CLResControlMode(Box::new(CLResControlModeType::decode(r)?)),
-            10 => Message::CanonicalizationMethod(Box::new(CanonicalizationMethodType::decode(r)?)),
-            12 => Message::DigestMethod(Box::new(DigestMethodType::decode(r)?)),
+            8 => {
+                Message::CLReqControlMode(Box::new(super::iso20::CLReqControlModeType::decode(r)?))
+            }
+            9 => {
+                Message::CLResControlMode(Box::new(super::iso20::CLResControlModeType::decode(r)?))
+            }
+            10 => Message::CanonicalizationMethod(Box::new(
+                super::xmldsig::CanonicalizationMethodType::decode(r)?,
+            )),
+            12 => Message::DigestMethod(Box::new(super::xmldsig::DigestMethodType::decode(r)?)),
             13 => Message::DigestValue(
                 dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
                     .unwrap_or_default(),
             ),
-            14 => Message::KeyInfo(Box::new(KeyInfoType::decode(r)?)),
+            14 => Message::KeyInfo(Box::new(super::xmldsig::KeyInfoType::decode(r)?)),
             15 => Message::KeyName(
                 dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?.unwrap_or_default(),
             ),
-            16 => Message::KeyValue(Box::new(KeyValueType::decode(r)?)),
-            17 => Message::Manifest(Box::new(ManifestType::decode(r)?)),
+            16 => Message::KeyValue(Box::new(super::xmldsig::KeyValueType::decode(r)?)),
+            17 => Message::Manifest(Box::new(super::xmldsig::ManifestType::decode(r)?)),
             18 => Message::MgmtData(
                 dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?.unwrap_or_default(),
             ),
-            19 => Message::Object(Box::new(ObjectType::decode(r)?)),
-            21 => Message::RSAKeyValue(Box::new(RSAKeyValueType::decode(r)?)),
-            22 => Message::Reference(Box::new(ReferenceType::decode(r)?)),
-            23 => Message::RetrievalMethod(Box::new(RetrievalMethodType::decode(r)?)),
-            25 => Message::Signature(Box::new(SignatureType::decode(r)?)),
-            26 => Message::SignatureMethod(Box::new(SignatureMethodType::decode(r)?)),
-            27 => Message::SignatureProperties(Box::new(SignaturePropertiesType::decode(r)?)),
-            28 => Message::SignatureProperty(Box::new(SignaturePropertyType::decode(r)?)),
-            29 => Message::SignatureValue(Box::new(SignatureValueType::decode(r)?)),
-            30 => Message::SignedInfo(Box::new(SignedInfoType::decode(r)?)),
-            31 => Message::Transform(Box::new(TransformType::decode(r)?)),
-            32 => Message::Transforms(Box::new(TransformsType::decode(r)?)),
-            33 => Message::X509Data(Box::new(X509DataType::decode(r)?)),
+            19 => Message::Object(Box::new(super::xmldsig::ObjectType::decode(r)?)),
+            21 => Message::RSAKeyValue(Box::new(super::xmldsig::RSAKeyValueType::decode(r)?)),
+            22 => Message::Reference(Box::new(super::xmldsig::ReferenceType::decode(r)?)),
+            23 => {
+                Message::RetrievalMethod(Box::new(super::xmldsig::RetrievalMethodType::decode(r)?))
+            }
+            25 => Message::Signature(Box::new(super::xmldsig::SignatureType::decode(r)?)),
+            26 => {
+                Message::SignatureMethod(Box::new(super::xmldsig::SignatureMethodType::decode(r)?))
+            }
+            27 => Message::SignatureProperties(Box::new(
+                super::xmldsig::SignaturePropertiesType::decode(r)?,
+            )),
+            28 => Message::SignatureProperty(Box::new(
+                super::xmldsig::SignaturePropertyType::decode(r)?,
+            )),
+            29 => Message::SignatureValue(Box::new(super::xmldsig::SignatureValueType::decode(r)?)),
+            30 => Message::SignedInfo(Box::new(super::xmldsig::SignedInfoType::decode(r)?)),
+            31 => Message::Transform(Box::new(super::xmldsig::TransformType::decode(r)?)),
+            32 => Message::Transforms(Box::new(super::xmldsig::TransformsType::decode(r)?)),
+            33 => Message::X509Data(Box::new(super::xmldsig::X509DataType::decode(r)?)),
             _ => {
                 return Err(ExiError::Event {
                     at: "document",
@@ -4540,10 +1766,10 @@ pub enum Fragment {
     AckMaxDelay(u16),
     /// `{urn:iso:std:iso:15118:-20:CommonTypes}AdditionalServicesCosts`
     #[serde(rename = "AdditionalServicesCosts")]
-    AdditionalServicesCosts(Box<DetailedCostType>),
+    AdditionalServicesCosts(Box<super::iso20::DetailedCostType>),
     /// `{urn:iso:std:iso:15118:-20:CommonTypes}Amount`
     #[serde(rename = "Amount")]
-    Amount(Box<RationalNumberType>),
+    Amount(Box<super::iso20::RationalNumberType>),
     /// `{urn:iso:std:iso:15118:-20:CommonTypes}BPT_DischargedEnergyReadingWh`
     #[serde(rename = "BPT_DischargedEnergyReadingWh")]
     BptDischargedEnergyReadingWh(u64),
@@ -4552,16 +1778,16 @@ pub enum Fragment {
     BptInductiveEnergyReadingVARh(u64),
     /// `{urn:iso:std:iso:15118:-20:CommonTypes}BatteryEnergyCapacity`
     #[serde(rename = "BatteryEnergyCapacity")]
-    BatteryEnergyCapacity(Box<RationalNumberType>),
+    BatteryEnergyCapacity(Box<super::iso20::RationalNumberType>),
     /// `{urn:iso:std:iso:15118:-20:CommonTypes}CLReqControlMode`
     #[serde(rename = "CLReqControlMode")]
-    CLReqControlMode(Box<CLReqControlModeType>),
+    CLReqControlMode(Box<super::iso20::CLReqControlModeType>),
     /// `{urn:iso:std:iso:15118:-20:CommonTypes}CLResControlMode`
     #[serde(rename = "CLResControlMode")]
-    CLResControlMode(Box<CLResControlModeType>),
+    CLResControlMode(Box<super::iso20::CLResControlModeType>),
     /// `{http://www.w3.org/2000/09/xmldsig#}CanonicalizationMethod`
     #[serde(rename = "CanonicalizationMethod")]
-    CanonicalizationMethod(Box<CanonicalizationMethodType>),
+    CanonicalizationMethod(Box<super::xmldsig::CanonicalizationMethodType>),
     /// `{urn:iso:std:iso:15118:-20:CommonTypes}CapacitiveEnergyReadingVARh`
     #[serde(rename = "CapacitiveEnergyReadingVARh")]
     CapacitiveEnergyReadingVARh(u64),
@@ -4579,19 +1805,19 @@ pub enum Fragment {
     ContactWindowYc(i16),
     /// `{urn:iso:std:iso:15118:-20:CommonTypes}CostPerUnit`
     #[serde(rename = "CostPerUnit")]
-    CostPerUnit(Box<RationalNumberType>),
+    CostPerUnit(Box<super::iso20::RationalNumberType>),
     /// `{urn:iso:std:iso:15118:-20:CommonTypes}DepartureTime`
     #[serde(rename = "DepartureTime")]
     DepartureTime(u32),
     /// `{http://www.w3.org/2000/09/xmldsig#}DigestMethod`
     #[serde(rename = "DigestMethod")]
-    DigestMethod(Box<DigestMethodType>),
+    DigestMethod(Box<super::xmldsig::DigestMethodType>),
     /// `{http://www.w3.org/2000/09/xmldsig#}DigestValue`
     #[serde(rename = "DigestValue")]
     DigestValue(Base64Binary),
     /// `{urn:iso:std:iso:15118:-20:CommonTypes}DisplayParameters`
     #[serde(rename = "DisplayParameters")]
-    DisplayParameters(Box<DisplayParametersType>),
+    DisplayParameters(Box<super::iso20::DisplayParametersType>),
     /// `{urn:iso:std:iso:15118:-20:ACDP}EVAssociationStatus`
     #[serde(rename = "EVAssociationStatus")]
     EVAssociationStatus(bool),
@@ -4615,10 +1841,10 @@ pub enum Fragment {
     EVInChargePosition(bool),
     /// `{urn:iso:std:iso:15118:-20:CommonTypes}EVMaximumEnergyRequest`
     #[serde(rename = "EVMaximumEnergyRequest")]
-    EVMaximumEnergyRequest(Box<RationalNumberType>),
+    EVMaximumEnergyRequest(Box<super::iso20::RationalNumberType>),
     /// `{urn:iso:std:iso:15118:-20:CommonTypes}EVMinimumEnergyRequest`
     #[serde(rename = "EVMinimumEnergyRequest")]
-    EVMinimumEnergyRequest(Box<RationalNumberType>),
+    EVMinimumEnergyRequest(Box<super::iso20::RationalNumberType>),
     /// `{urn:iso:std:iso:15118:-20:ACDP}EVMobilityStatus`
     #[serde(rename = "EVMobilityStatus")]
     EVMobilityStatus(bool),
@@ -4654,19 +1880,19 @@ pub enum Fragment {
     EVSEMechanicalChargingDeviceStatus(MechanicalChargingDeviceStatusType),
     /// `{urn:iso:std:iso:15118:-20:CommonTypes}EVSENotification`
     #[serde(rename = "EVSENotification")]
-    EVSENotification(EvseNotificationType),
+    EVSENotification(super::iso20::EvseNotificationType),
     /// `{urn:iso:std:iso:15118:-20:ACDP}EVSEPositioningSupport`
     #[serde(rename = "EVSEPositioningSupport")]
     EVSEPositioningSupport(bool),
     /// `{urn:iso:std:iso:15118:-20:ACDP}EVSEProcessing`
     #[serde(rename = "EVSEProcessing")]
-    EVSEProcessing(ProcessingType),
+    EVSEProcessing(super::iso20::ProcessingType),
     /// `{urn:iso:std:iso:15118:-20:ACDP}EVSEReadyToCharge`
     #[serde(rename = "EVSEReadyToCharge")]
     EVSEReadyToCharge(bool),
     /// `{urn:iso:std:iso:15118:-20:CommonTypes}EVSEStatus`
     #[serde(rename = "EVSEStatus")]
-    EVSEStatus(Box<EVSEStatusType>),
+    EVSEStatus(Box<super::iso20::EVSEStatusType>),
     /// `{urn:iso:std:iso:15118:-20:ACDP}EVSEUtilityInterruptEvent`
     #[serde(rename = "EVSEUtilityInterruptEvent")]
     EVSEUtilityInterruptEvent(bool),
@@ -4675,7 +1901,7 @@ pub enum Fragment {
     EVSOC(u8),
     /// `{urn:iso:std:iso:15118:-20:CommonTypes}EVTargetEnergyRequest`
     #[serde(rename = "EVTargetEnergyRequest")]
-    EVTargetEnergyRequest(Box<RationalNumberType>),
+    EVTargetEnergyRequest(Box<super::iso20::RationalNumberType>),
     /// `{urn:iso:std:iso:15118:-20:ACDP}EVTechnicalStatus`
     #[serde(rename = "EVTechnicalStatus")]
     EVTechnicalStatus(Box<EVTechnicalStatusType>),
@@ -4684,10 +1910,10 @@ pub enum Fragment {
     EVTimeout(bool),
     /// `{urn:iso:std:iso:15118:-20:ACDP}EVWLANStrength`
     #[serde(rename = "EVWLANStrength")]
-    EVWLANStrength(Box<RationalNumberType>),
+    EVWLANStrength(Box<super::iso20::RationalNumberType>),
     /// `{urn:iso:std:iso:15118:-20:CommonTypes}EnergyCosts`
     #[serde(rename = "EnergyCosts")]
-    EnergyCosts(Box<DetailedCostType>),
+    EnergyCosts(Box<super::iso20::DetailedCostType>),
     /// `{http://www.w3.org/2000/09/xmldsig#}Exponent`
     #[serde(rename = "Exponent")]
     Exponent(Base64Binary),
@@ -4702,7 +1928,7 @@ pub enum Fragment {
     HMACOutputLength(i64),
     /// `{urn:iso:std:iso:15118:-20:CommonTypes}Header`
     #[serde(rename = "Header")]
-    Header(Box<MessageHeaderType>),
+    Header(Box<super::iso20::MessageHeaderType>),
     /// `{urn:iso:std:iso:15118:-20:CommonTypes}InletHot`
     #[serde(rename = "InletHot")]
     InletHot(bool),
@@ -4711,16 +1937,16 @@ pub enum Fragment {
     J(Base64Binary),
     /// `{http://www.w3.org/2000/09/xmldsig#}KeyInfo`
     #[serde(rename = "KeyInfo")]
-    KeyInfo(Box<KeyInfoType>),
+    KeyInfo(Box<super::xmldsig::KeyInfoType>),
     /// `{http://www.w3.org/2000/09/xmldsig#}KeyName`
     #[serde(rename = "KeyName")]
     KeyName(String),
     /// `{http://www.w3.org/2000/09/xmldsig#}KeyValue`
     #[serde(rename = "KeyValue")]
-    KeyValue(Box<KeyValueType>),
+    KeyValue(Box<super::xmldsig::KeyValueType>),
     /// `{http://www.w3.org/2000/09/xmldsig#}Manifest`
     #[serde(rename = "Manifest")]
-    Manifest(Box<ManifestType>),
+    Manifest(Box<super::xmldsig::ManifestType>),
     /// `{urn:iso:std:iso:15118:-20:CommonTypes}MaximumSOC`
     #[serde(rename = "MaximumSOC")]
     MaximumSOC(u8),
@@ -4729,7 +1955,7 @@ pub enum Fragment {
     MeterID(String),
     /// `{urn:iso:std:iso:15118:-20:CommonTypes}MeterInfo`
     #[serde(rename = "MeterInfo")]
-    MeterInfo(Box<MeterInfoType>),
+    MeterInfo(Box<super::iso20::MeterInfoType>),
     /// `{urn:iso:std:iso:15118:-20:CommonTypes}MeterInfoRequested`
     #[serde(rename = "MeterInfoRequested")]
     MeterInfoRequested(bool),
@@ -4756,13 +1982,13 @@ pub enum Fragment {
     NotificationMaxDelay(u16),
     /// `{http://www.w3.org/2000/09/xmldsig#}Object`
     #[serde(rename = "Object")]
-    Object(Box<ObjectType>),
+    Object(Box<super::xmldsig::ObjectType>),
     /// `{urn:iso:std:iso:15118:-20:CommonTypes}OccupancyCosts`
     #[serde(rename = "OccupancyCosts")]
-    OccupancyCosts(Box<DetailedCostType>),
+    OccupancyCosts(Box<super::iso20::DetailedCostType>),
     /// `{urn:iso:std:iso:15118:-20:CommonTypes}OverstayCosts`
     #[serde(rename = "OverstayCosts")]
-    OverstayCosts(Box<DetailedCostType>),
+    OverstayCosts(Box<super::iso20::DetailedCostType>),
     /// `{http://www.w3.org/2000/09/xmldsig#}P`
     #[serde(rename = "P")]
     P(Base64Binary),
@@ -4783,13 +2009,13 @@ pub enum Fragment {
     Q(Base64Binary),
     /// `{http://www.w3.org/2000/09/xmldsig#}RSAKeyValue`
     #[serde(rename = "RSAKeyValue")]
-    RSAKeyValue(Box<RSAKeyValueType>),
+    RSAKeyValue(Box<super::xmldsig::RSAKeyValueType>),
     /// `{urn:iso:std:iso:15118:-20:CommonTypes}Receipt`
     #[serde(rename = "Receipt")]
-    Receipt(Box<ReceiptType>),
+    Receipt(Box<super::iso20::ReceiptType>),
     /// `{http://www.w3.org/2000/09/xmldsig#}Reference`
     #[serde(rename = "Reference")]
-    Reference(Box<ReferenceType>),
+    Reference(Box<super::xmldsig::ReferenceType>),
     /// `{urn:iso:std:iso:15118:-20:CommonTypes}RemainingTimeToMaximumSOC`
     #[serde(rename = "RemainingTimeToMaximumSOC")]
     RemainingTimeToMaximumSOC(u32),
@@ -4801,13 +2027,13 @@ pub enum Fragment {
     RemainingTimeToTargetSOC(u32),
     /// `{urn:iso:std:iso:15118:-20:CommonTypes}ResponseCode`
     #[serde(rename = "ResponseCode")]
-    ResponseCode(ResponseCodeType),
+    ResponseCode(super::iso20::ResponseCodeType),
     /// `{http://www.w3.org/2000/09/xmldsig#}RetrievalMethod`
     #[serde(rename = "RetrievalMethod")]
-    RetrievalMethod(Box<RetrievalMethodType>),
+    RetrievalMethod(Box<super::xmldsig::RetrievalMethodType>),
     /// `{urn:iso:std:iso:15118:-20:CommonTypes}RootCertificateID`
     #[serde(rename = "RootCertificateID")]
-    RootCertificateID(Box<X509IssuerSerialType>),
+    RootCertificateID(Box<super::xmldsig::X509IssuerSerialType>),
     /// `{http://www.w3.org/2000/09/xmldsig#}SPKISexp`
     #[serde(rename = "SPKISexp")]
     SPKISexp(Base64Binary),
@@ -4819,28 +2045,28 @@ pub enum Fragment {
     SessionID(HexBinary),
     /// `{http://www.w3.org/2000/09/xmldsig#}Signature`
     #[serde(rename = "Signature")]
-    Signature(Box<SignatureType>),
+    Signature(Box<super::xmldsig::SignatureType>),
     /// `{http://www.w3.org/2000/09/xmldsig#}SignatureMethod`
     #[serde(rename = "SignatureMethod")]
-    SignatureMethod(Box<SignatureMethodType>),
+    SignatureMethod(Box<super::xmldsig::SignatureMethodType>),
     /// `{http://www.w3.org/2000/09/xmldsig#}SignatureProperties`
     #[serde(rename = "SignatureProperties")]
-    SignatureProperties(Box<SignaturePropertiesType>),
+    SignatureProperties(Box<super::xmldsig::SignaturePropertiesType>),
     /// `{http://www.w3.org/2000/09/xmldsig#}SignatureProperty`
     #[serde(rename = "SignatureProperty")]
-    SignatureProperty(Box<SignaturePropertyType>),
+    SignatureProperty(Box<super::xmldsig::SignaturePropertyType>),
     /// `{http://www.w3.org/2000/09/xmldsig#}SignatureValue`
     #[serde(rename = "SignatureValue")]
-    SignatureValue(Box<SignatureValueType>),
+    SignatureValue(Box<super::xmldsig::SignatureValueType>),
     /// `{http://www.w3.org/2000/09/xmldsig#}SignedInfo`
     #[serde(rename = "SignedInfo")]
-    SignedInfo(Box<SignedInfoType>),
+    SignedInfo(Box<super::xmldsig::SignedInfoType>),
     /// `{urn:iso:std:iso:15118:-20:CommonTypes}TargetSOC`
     #[serde(rename = "TargetSOC")]
     TargetSOC(u8),
     /// `{urn:iso:std:iso:15118:-20:CommonTypes}TaxCosts`
     #[serde(rename = "TaxCosts")]
-    TaxCosts(Box<DetailedTaxType>),
+    TaxCosts(Box<super::iso20::DetailedTaxType>),
     /// `{urn:iso:std:iso:15118:-20:CommonTypes}TaxRuleID`
     #[serde(rename = "TaxRuleID")]
     TaxRuleID(u32),
@@ -4852,10 +2078,10 @@ pub enum Fragment {
     TimeStamp(u64),
     /// `{http://www.w3.org/2000/09/xmldsig#}Transform`
     #[serde(rename = "Transform")]
-    Transform(Box<TransformType>),
+    Transform(Box<super::xmldsig::TransformType>),
     /// `{http://www.w3.org/2000/09/xmldsig#}Transforms`
     #[serde(rename = "Transforms")]
-    Transforms(Box<TransformsType>),
+    Transforms(Box<super::xmldsig::TransformsType>),
     /// `{urn:iso:std:iso:15118:-20:CommonTypes}Value`
     #[serde(rename = "Value")]
     Value(i16),
@@ -4867,13 +2093,13 @@ pub enum Fragment {
     X509Certificate(Base64Binary),
     /// `{http://www.w3.org/2000/09/xmldsig#}X509Data`
     #[serde(rename = "X509Data")]
-    X509Data(Box<X509DataType>),
+    X509Data(Box<super::xmldsig::X509DataType>),
     /// `{http://www.w3.org/2000/09/xmldsig#}X509IssuerName`
     #[serde(rename = "X509IssuerName")]
     X509IssuerName(String),
     /// `{http://www.w3.org/2000/09/xmldsig#}X509IssuerSerial`
     #[serde(rename = "X509IssuerSerial")]
-    X509IssuerSerial(Box<X509IssuerSerialType>),
+    X509IssuerSerial(Box<super::xmldsig::X509IssuerSerialType>),
     /// `{http://www.w3.org/2000/09/xmldsig#}X509SKI`
     #[serde(rename = "X509SKI")]
     X509SKI(Base64Binary),
@@ -5170,7 +2396,7 @@ impl Fragment {
             Fragment::EVSENotification(x) => {
                 w.event(48, 131);
                 elem_value(w, false, |w| {
-                    enc_enum(w, x.index(), EvseNotificationType::COUNT);
+                    enc_enum(w, x.index(), super::iso20::EvseNotificationType::COUNT);
                     Ok(())
                 })?;
             }
@@ -5184,7 +2410,7 @@ impl Fragment {
             Fragment::EVSEProcessing(x) => {
                 w.event(50, 131);
                 elem_value(w, false, |w| {
-                    enc_enum(w, x.index(), ProcessingType::COUNT);
+                    enc_enum(w, x.index(), super::iso20::ProcessingType::COUNT);
                     Ok(())
                 })?;
             }
@@ -5426,7 +2652,7 @@ impl Fragment {
             Fragment::ResponseCode(x) => {
                 w.event(98, 131);
                 elem_value(w, false, |w| {
-                    enc_enum(w, x.index(), ResponseCodeType::COUNT);
+                    enc_enum(w, x.index(), super::iso20::ResponseCodeType::COUNT);
                     Ok(())
                 })?;
             }
@@ -5596,8 +2822,10 @@ impl Fragment {
                 dec_elem_value(r, false, |r| Ok(int_into::<u16>(dec_int(r, 0, 65535)?)?))?
                     .ok_or_else(|| missing("AckMaxDelay"))?,
             ),
-            9 => Fragment::AdditionalServicesCosts(Box::new(DetailedCostType::decode(r)?)),
-            10 => Fragment::Amount(Box::new(RationalNumberType::decode(r)?)),
+            9 => Fragment::AdditionalServicesCosts(Box::new(
+                super::iso20::DetailedCostType::decode(r)?,
+            )),
+            10 => Fragment::Amount(Box::new(super::iso20::RationalNumberType::decode(r)?)),
             11 => Fragment::BptDischargedEnergyReadingWh(
                 dec_elem_value(r, false, |r| {
                     Ok(int_into::<u64>(dec_int(r, 0, i128::MAX)?)?)
@@ -5610,12 +2838,18 @@ impl Fragment {
                 })?
                 .ok_or_else(|| missing("BPT_InductiveEnergyReadingVARh"))?,
             ),
-            13 => Fragment::BatteryEnergyCapacity(Box::new(RationalNumberType::decode(r)?)),
-            14 => Fragment::CLReqControlMode(Box::new(CLReqControlModeType::decode(r)?)),
-            15 => Fragment::CLResControlMode(Box::new(CLResControlModeType::decode(r)?)),
-            16 => {
-                Fragment::CanonicalizationMethod(Box::new(CanonicalizationMethodType::decode(r)?))
+            13 => Fragment::BatteryEnergyCapacity(Box::new(
+                super::iso20::RationalNumberType::decode(r)?,
+            )),
+            14 => {
+                Fragment::CLReqControlMode(Box::new(super::iso20::CLReqControlModeType::decode(r)?))
             }
+            15 => {
+                Fragment::CLResControlMode(Box::new(super::iso20::CLResControlModeType::decode(r)?))
+            }
+            16 => Fragment::CanonicalizationMethod(Box::new(
+                super::xmldsig::CanonicalizationMethodType::decode(r)?,
+            )),
             17 => Fragment::CapacitiveEnergyReadingVARh(
                 dec_elem_value(r, false, |r| {
                     Ok(int_into::<u64>(dec_int(r, 0, i128::MAX)?)?)
@@ -5644,19 +2878,21 @@ impl Fragment {
                 })?
                 .ok_or_else(|| missing("ContactWindowYc"))?,
             ),
-            22 => Fragment::CostPerUnit(Box::new(RationalNumberType::decode(r)?)),
+            22 => Fragment::CostPerUnit(Box::new(super::iso20::RationalNumberType::decode(r)?)),
             24 => Fragment::DepartureTime(
                 dec_elem_value(r, false, |r| {
                     Ok(int_into::<u32>(dec_int(r, 0, 4294967295)?)?)
                 })?
                 .ok_or_else(|| missing("DepartureTime"))?,
             ),
-            25 => Fragment::DigestMethod(Box::new(DigestMethodType::decode(r)?)),
+            25 => Fragment::DigestMethod(Box::new(super::xmldsig::DigestMethodType::decode(r)?)),
             26 => Fragment::DigestValue(
                 dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
                     .unwrap_or_default(),
             ),
-            27 => Fragment::DisplayParameters(Box::new(DisplayParametersType::decode(r)?)),
+            27 => Fragment::DisplayParameters(Box::new(
+                super::iso20::DisplayParametersType::decode(r)?,
+            )),
             28 => Fragment::EVAssociationStatus(
                 dec_elem_value(r, false, |r| Ok(dec_bool(r)?))?
                     .ok_or_else(|| missing("EVAssociationStatus"))?,
@@ -5700,8 +2936,12 @@ impl Fragment {
                 dec_elem_value(r, false, |r| Ok(dec_bool(r)?))?
                     .ok_or_else(|| missing("EVInChargePosition"))?,
             ),
-            35 => Fragment::EVMaximumEnergyRequest(Box::new(RationalNumberType::decode(r)?)),
-            36 => Fragment::EVMinimumEnergyRequest(Box::new(RationalNumberType::decode(r)?)),
+            35 => Fragment::EVMaximumEnergyRequest(Box::new(
+                super::iso20::RationalNumberType::decode(r)?,
+            )),
+            36 => Fragment::EVMinimumEnergyRequest(Box::new(
+                super::iso20::RationalNumberType::decode(r)?,
+            )),
             37 => Fragment::EVMobilityStatus(
                 dec_elem_value(r, false, |r| Ok(dec_bool(r)?))?
                     .ok_or_else(|| missing("EVMobilityStatus"))?,
@@ -5767,9 +3007,9 @@ impl Fragment {
             ),
             48 => Fragment::EVSENotification(
                 dec_elem_value(r, false, |r| {
-                    Ok(enum_from::<EvseNotificationType>(dec_enum(
+                    Ok(enum_from::<super::iso20::EvseNotificationType>(dec_enum(
                         r,
-                        EvseNotificationType::COUNT,
+                        super::iso20::EvseNotificationType::COUNT,
                     )?)?)
                 })?
                 .ok_or_else(|| missing("EVSENotification"))?,
@@ -5780,9 +3020,9 @@ impl Fragment {
             ),
             50 => Fragment::EVSEProcessing(
                 dec_elem_value(r, false, |r| {
-                    Ok(enum_from::<ProcessingType>(dec_enum(
+                    Ok(enum_from::<super::iso20::ProcessingType>(dec_enum(
                         r,
-                        ProcessingType::COUNT,
+                        super::iso20::ProcessingType::COUNT,
                     )?)?)
                 })?
                 .ok_or_else(|| missing("EVSEProcessing"))?,
@@ -5791,7 +3031,7 @@ impl Fragment {
                 dec_elem_value(r, false, |r| Ok(dec_bool(r)?))?
                     .ok_or_else(|| missing("EVSEReadyToCharge"))?,
             ),
-            52 => Fragment::EVSEStatus(Box::new(EVSEStatusType::decode(r)?)),
+            52 => Fragment::EVSEStatus(Box::new(super::iso20::EVSEStatusType::decode(r)?)),
             53 => Fragment::EVSEUtilityInterruptEvent(
                 dec_elem_value(r, false, |r| Ok(dec_bool(r)?))?
                     .ok_or_else(|| missing("EVSEUtilityInterruptEvent"))?,
@@ -5800,14 +3040,16 @@ impl Fragment {
                 dec_elem_value(r, false, |r| Ok(int_into::<u8>(dec_int(r, 0, 100)?)?))?
                     .ok_or_else(|| missing("EVSOC"))?,
             ),
-            55 => Fragment::EVTargetEnergyRequest(Box::new(RationalNumberType::decode(r)?)),
+            55 => Fragment::EVTargetEnergyRequest(Box::new(
+                super::iso20::RationalNumberType::decode(r)?,
+            )),
             56 => Fragment::EVTechnicalStatus(Box::new(EVTechnicalStatusType::decode(r)?)),
             57 => Fragment::EVTimeout(
                 dec_elem_value(r, false, |r| Ok(dec_bool(r)?))?
                     .ok_or_else(|| missing("EVTimeout"))?,
             ),
-            58 => Fragment::EVWLANStrength(Box::new(RationalNumberType::decode(r)?)),
-            59 => Fragment::EnergyCosts(Box::new(DetailedCostType::decode(r)?)),
+            58 => Fragment::EVWLANStrength(Box::new(super::iso20::RationalNumberType::decode(r)?)),
+            59 => Fragment::EnergyCosts(Box::new(super::iso20::DetailedCostType::decode(r)?)),
             60 => Fragment::Exponent(
                 dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
                     .unwrap_or_default(),
@@ -5826,7 +3068,7 @@ impl Fragment {
                 })?
                 .ok_or_else(|| missing("HMACOutputLength"))?,
             ),
-            64 => Fragment::Header(Box::new(MessageHeaderType::decode(r)?)),
+            64 => Fragment::Header(Box::new(super::iso20::MessageHeaderType::decode(r)?)),
             65 => Fragment::InletHot(
                 dec_elem_value(r, false, |r| Ok(dec_bool(r)?))?
                     .ok_or_else(|| missing("InletHot"))?,
@@ -5835,12 +3077,12 @@ impl Fragment {
                 dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
                     .unwrap_or_default(),
             ),
-            67 => Fragment::KeyInfo(Box::new(KeyInfoType::decode(r)?)),
+            67 => Fragment::KeyInfo(Box::new(super::xmldsig::KeyInfoType::decode(r)?)),
             68 => Fragment::KeyName(
                 dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?.unwrap_or_default(),
             ),
-            69 => Fragment::KeyValue(Box::new(KeyValueType::decode(r)?)),
-            70 => Fragment::Manifest(Box::new(ManifestType::decode(r)?)),
+            69 => Fragment::KeyValue(Box::new(super::xmldsig::KeyValueType::decode(r)?)),
+            70 => Fragment::Manifest(Box::new(super::xmldsig::ManifestType::decode(r)?)),
             71 => Fragment::MaximumSOC(
                 dec_elem_value(r, false, |r| Ok(int_into::<u8>(dec_int(r, 0, 100)?)?))?
                     .ok_or_else(|| missing("MaximumSOC"))?,
@@ -5848,7 +3090,7 @@ impl Fragment {
             72 => Fragment::MeterID(
                 dec_elem_value(r, true, |r| Ok(dec_string(r, 0, Some(32))?))?.unwrap_or_default(),
             ),
-            73 => Fragment::MeterInfo(Box::new(MeterInfoType::decode(r)?)),
+            73 => Fragment::MeterInfo(Box::new(super::iso20::MeterInfoType::decode(r)?)),
             74 => Fragment::MeterInfoRequested(
                 dec_elem_value(r, false, |r| Ok(dec_bool(r)?))?
                     .ok_or_else(|| missing("MeterInfoRequested"))?,
@@ -5884,9 +3126,9 @@ impl Fragment {
                 dec_elem_value(r, false, |r| Ok(int_into::<u16>(dec_int(r, 0, 65535)?)?))?
                     .ok_or_else(|| missing("NotificationMaxDelay"))?,
             ),
-            82 => Fragment::Object(Box::new(ObjectType::decode(r)?)),
-            83 => Fragment::OccupancyCosts(Box::new(DetailedCostType::decode(r)?)),
-            84 => Fragment::OverstayCosts(Box::new(DetailedCostType::decode(r)?)),
+            82 => Fragment::Object(Box::new(super::xmldsig::ObjectType::decode(r)?)),
+            83 => Fragment::OccupancyCosts(Box::new(super::iso20::DetailedCostType::decode(r)?)),
+            84 => Fragment::OverstayCosts(Box::new(super::iso20::DetailedCostType::decode(r)?)),
             85 => Fragment::P(
                 dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
                     .unwrap_or_default(),
@@ -5911,9 +3153,9 @@ impl Fragment {
                 dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
                     .unwrap_or_default(),
             ),
-            92 => Fragment::RSAKeyValue(Box::new(RSAKeyValueType::decode(r)?)),
-            93 => Fragment::Receipt(Box::new(ReceiptType::decode(r)?)),
-            94 => Fragment::Reference(Box::new(ReferenceType::decode(r)?)),
+            92 => Fragment::RSAKeyValue(Box::new(super::xmldsig::RSAKeyValueType::decode(r)?)),
+            93 => Fragment::Receipt(Box::new(super::iso20::ReceiptType::decode(r)?)),
+            94 => Fragment::Reference(Box::new(super::xmldsig::ReferenceType::decode(r)?)),
             95 => Fragment::RemainingTimeToMaximumSOC(
                 dec_elem_value(r, false, |r| {
                     Ok(int_into::<u32>(dec_int(r, 0, 4294967295)?)?)
@@ -5934,15 +3176,19 @@ impl Fragment {
             ),
             98 => Fragment::ResponseCode(
                 dec_elem_value(r, false, |r| {
-                    Ok(enum_from::<ResponseCodeType>(dec_enum(
+                    Ok(enum_from::<super::iso20::ResponseCodeType>(dec_enum(
                         r,
-                        ResponseCodeType::COUNT,
+                        super::iso20::ResponseCodeType::COUNT,
                     )?)?)
                 })?
                 .ok_or_else(|| missing("ResponseCode"))?,
             ),
-            99 => Fragment::RetrievalMethod(Box::new(RetrievalMethodType::decode(r)?)),
-            100 => Fragment::RootCertificateID(Box::new(X509IssuerSerialType::decode(r)?)),
+            99 => {
+                Fragment::RetrievalMethod(Box::new(super::xmldsig::RetrievalMethodType::decode(r)?))
+            }
+            100 => Fragment::RootCertificateID(Box::new(
+                super::xmldsig::X509IssuerSerialType::decode(r)?,
+            )),
             102 => Fragment::SPKISexp(
                 dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
                     .unwrap_or_default(),
@@ -5955,17 +3201,25 @@ impl Fragment {
                 dec_elem_value(r, false, |r| Ok(HexBinary(dec_binary(r, 8, Some(8))?)))?
                     .ok_or_else(|| missing("SessionID"))?,
             ),
-            105 => Fragment::Signature(Box::new(SignatureType::decode(r)?)),
-            106 => Fragment::SignatureMethod(Box::new(SignatureMethodType::decode(r)?)),
-            107 => Fragment::SignatureProperties(Box::new(SignaturePropertiesType::decode(r)?)),
-            108 => Fragment::SignatureProperty(Box::new(SignaturePropertyType::decode(r)?)),
-            109 => Fragment::SignatureValue(Box::new(SignatureValueType::decode(r)?)),
-            110 => Fragment::SignedInfo(Box::new(SignedInfoType::decode(r)?)),
+            105 => Fragment::Signature(Box::new(super::xmldsig::SignatureType::decode(r)?)),
+            106 => {
+                Fragment::SignatureMethod(Box::new(super::xmldsig::SignatureMethodType::decode(r)?))
+            }
+            107 => Fragment::SignatureProperties(Box::new(
+                super::xmldsig::SignaturePropertiesType::decode(r)?,
+            )),
+            108 => Fragment::SignatureProperty(Box::new(
+                super::xmldsig::SignaturePropertyType::decode(r)?,
+            )),
+            109 => {
+                Fragment::SignatureValue(Box::new(super::xmldsig::SignatureValueType::decode(r)?))
+            }
+            110 => Fragment::SignedInfo(Box::new(super::xmldsig::SignedInfoType::decode(r)?)),
             111 => Fragment::TargetSOC(
                 dec_elem_value(r, false, |r| Ok(int_into::<u8>(dec_int(r, 0, 100)?)?))?
                     .ok_or_else(|| missing("TargetSOC"))?,
             ),
-            112 => Fragment::TaxCosts(Box::new(DetailedTaxType::decode(r)?)),
+            112 => Fragment::TaxCosts(Box::new(super::iso20::DetailedTaxType::decode(r)?)),
             113 => Fragment::TaxRuleID(
                 dec_elem_value(r, false, |r| {
                     Ok(int_into::<u32>(dec_int(r, 1, 4294967295)?)?)
@@ -5984,8 +3238,8 @@ impl Fragment {
                 })?
                 .ok_or_else(|| missing("TimeStamp"))?,
             ),
-            116 => Fragment::Transform(Box::new(TransformType::decode(r)?)),
-            117 => Fragment::Transforms(Box::new(TransformsType::decode(r)?)),
+            116 => Fragment::Transform(Box::new(super::xmldsig::TransformType::decode(r)?)),
+            117 => Fragment::Transforms(Box::new(super::xmldsig::TransformsType::decode(r)?)),
             118 => Fragment::Value(
                 dec_elem_value(r, false, |r| {
                     Ok(int_into::<i16>(dec_int(r, -32768, 32767)?)?)
@@ -6000,11 +3254,13 @@ impl Fragment {
                 dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
                     .unwrap_or_default(),
             ),
-            121 => Fragment::X509Data(Box::new(X509DataType::decode(r)?)),
+            121 => Fragment::X509Data(Box::new(super::xmldsig::X509DataType::decode(r)?)),
             122 => Fragment::X509IssuerName(
                 dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?.unwrap_or_default(),
             ),
-            123 => Fragment::X509IssuerSerial(Box::new(X509IssuerSerialType::decode(r)?)),
+            123 => Fragment::X509IssuerSerial(Box::new(
+                super::xmldsig::X509IssuerSerialType::decode(r)?,
+            )),
             124 => Fragment::X509SKI(
                 dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
                     .unwrap_or_default(),

@@ -14,229 +14,31 @@
 use crate::exi::{BitReader, BitWriter, ExiError, HEADER};
 use crate::grammar::*;
 
-/// XSD enumeration `evseNotificationType`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-pub enum EvseNotificationType {
-    #[serde(rename = "Pause")]
-    Pause,
-    #[serde(rename = "ExitStandby")]
-    ExitStandby,
-    #[serde(rename = "Terminate")]
-    Terminate,
-    #[serde(rename = "ScheduleRenegotiation")]
-    ScheduleRenegotiation,
-    #[serde(rename = "ServiceRenegotiation")]
-    ServiceRenegotiation,
-    #[serde(rename = "MeteringConfirmation")]
-    MeteringConfirmation,
-}
-
-impl ExiEnum for EvseNotificationType {
-    const COUNT: u32 = 6;
-    fn index(&self) -> u32 {
-        *self as u32
-    }
-    fn from_index(i: u32) -> Option<Self> {
-        match i {
-            0 => Some(Self::Pause),
-            1 => Some(Self::ExitStandby),
-            2 => Some(Self::Terminate),
-            3 => Some(Self::ScheduleRenegotiation),
-            4 => Some(Self::ServiceRenegotiation),
-            5 => Some(Self::MeteringConfirmation),
-            _ => None,
-        }
-    }
-}
-
-/// XSD enumeration `processingType`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-pub enum ProcessingType {
-    #[serde(rename = "Finished")]
-    Finished,
-    #[serde(rename = "Ongoing")]
-    Ongoing,
-    #[serde(rename = "Ongoing_WaitingForCustomerInteraction")]
-    OngoingWaitingForCustomerInteraction,
-}
-
-impl ExiEnum for ProcessingType {
-    const COUNT: u32 = 3;
-    fn index(&self) -> u32 {
-        *self as u32
-    }
-    fn from_index(i: u32) -> Option<Self> {
-        match i {
-            0 => Some(Self::Finished),
-            1 => Some(Self::Ongoing),
-            2 => Some(Self::OngoingWaitingForCustomerInteraction),
-            _ => None,
-        }
-    }
-}
-
-/// XSD enumeration `responseCodeType`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-pub enum ResponseCodeType {
-    #[serde(rename = "OK")]
-    OK,
-    #[serde(rename = "OK_CertificateExpiresSoon")]
-    OkCertificateExpiresSoon,
-    #[serde(rename = "OK_NewSessionEstablished")]
-    OkNewSessionEstablished,
-    #[serde(rename = "OK_OldSessionJoined")]
-    OkOldSessionJoined,
-    #[serde(rename = "OK_PowerToleranceConfirmed")]
-    OkPowerToleranceConfirmed,
-    #[serde(rename = "WARNING_AuthorizationSelectionInvalid")]
-    WarningAuthorizationSelectionInvalid,
-    #[serde(rename = "WARNING_CertificateExpired")]
-    WarningCertificateExpired,
-    #[serde(rename = "WARNING_CertificateNotYetValid")]
-    WarningCertificateNotYetValid,
-    #[serde(rename = "WARNING_CertificateRevoked")]
-    WarningCertificateRevoked,
-    #[serde(rename = "WARNING_CertificateValidationError")]
-    WarningCertificateValidationError,
-    #[serde(rename = "WARNING_ChallengeInvalid")]
-    WarningChallengeInvalid,
-    #[serde(rename = "WARNING_EIMAuthorizationFailure")]
-    WarningEIMAuthorizationFailure,
-    #[serde(rename = "WARNING_eMSPUnknown")]
-    WarningEMSPUnknown,
-    #[serde(rename = "WARNING_EVPowerProfileViolation")]
-    WarningEVPowerProfileViolation,
-    #[serde(rename = "WARNING_GeneralPnCAuthorizationError")]
-    WarningGeneralPnCAuthorizationError,
-    #[serde(rename = "WARNING_NoCertificateAvailable")]
-    WarningNoCertificateAvailable,
-    #[serde(rename = "WARNING_NoContractMatchingPCIDFound")]
-    WarningNoContractMatchingPCIDFound,
-    #[serde(rename = "WARNING_PowerToleranceNotConfirmed")]
-    WarningPowerToleranceNotConfirmed,
-    #[serde(rename = "WARNING_ScheduleRenegotiationFailed")]
-    WarningScheduleRenegotiationFailed,
-    #[serde(rename = "WARNING_StandbyNotAllowed")]
-    WarningStandbyNotAllowed,
-    #[serde(rename = "WARNING_WPT")]
-    WarningWPT,
-    #[serde(rename = "FAILED")]
-    FAILED,
-    #[serde(rename = "FAILED_AssociationError")]
-    FailedAssociationError,
-    #[serde(rename = "FAILED_ContactorError")]
-    FailedContactorError,
-    #[serde(rename = "FAILED_EVPowerProfileInvalid")]
-    FailedEVPowerProfileInvalid,
-    #[serde(rename = "FAILED_EVPowerProfileViolation")]
-    FailedEVPowerProfileViolation,
-    #[serde(rename = "FAILED_MeteringSignatureNotValid")]
-    FailedMeteringSignatureNotValid,
-    #[serde(rename = "FAILED_NoEnergyTransferServiceSelected")]
-    FailedNoEnergyTransferServiceSelected,
-    #[serde(rename = "FAILED_NoServiceRenegotiationSupported")]
-    FailedNoServiceRenegotiationSupported,
-    #[serde(rename = "FAILED_PauseNotAllowed")]
-    FailedPauseNotAllowed,
-    #[serde(rename = "FAILED_PowerDeliveryNotApplied")]
-    FailedPowerDeliveryNotApplied,
-    #[serde(rename = "FAILED_PowerToleranceNotConfirmed")]
-    FailedPowerToleranceNotConfirmed,
-    #[serde(rename = "FAILED_ScheduleRenegotiation")]
-    FailedScheduleRenegotiation,
-    #[serde(rename = "FAILED_ScheduleSelectionInvalid")]
-    FailedScheduleSelectionInvalid,
-    #[serde(rename = "FAILED_SequenceError")]
-    FailedSequenceError,
-    #[serde(rename = "FAILED_ServiceIDInvalid")]
-    FailedServiceIDInvalid,
-    #[serde(rename = "FAILED_ServiceSelectionInvalid")]
-    FailedServiceSelectionInvalid,
-    #[serde(rename = "FAILED_SignatureError")]
-    FailedSignatureError,
-    #[serde(rename = "FAILED_UnknownSession")]
-    FailedUnknownSession,
-    #[serde(rename = "FAILED_WrongChargeParameter")]
-    FailedWrongChargeParameter,
-}
-
-impl ExiEnum for ResponseCodeType {
-    const COUNT: u32 = 40;
-    fn index(&self) -> u32 {
-        *self as u32
-    }
-    fn from_index(i: u32) -> Option<Self> {
-        match i {
-            0 => Some(Self::OK),
-            1 => Some(Self::OkCertificateExpiresSoon),
-            2 => Some(Self::OkNewSessionEstablished),
-            3 => Some(Self::OkOldSessionJoined),
-            4 => Some(Self::OkPowerToleranceConfirmed),
-            5 => Some(Self::WarningAuthorizationSelectionInvalid),
-            6 => Some(Self::WarningCertificateExpired),
-            7 => Some(Self::WarningCertificateNotYetValid),
-            8 => Some(Self::WarningCertificateRevoked),
-            9 => Some(Self::WarningCertificateValidationError),
-            10 => Some(Self::WarningChallengeInvalid),
-            11 => Some(Self::WarningEIMAuthorizationFailure),
-            12 => Some(Self::WarningEMSPUnknown),
-            13 => Some(Self::WarningEVPowerProfileViolation),
-            14 => Some(Self::WarningGeneralPnCAuthorizationError),
-            15 => Some(Self::WarningNoCertificateAvailable),
-            16 => Some(Self::WarningNoContractMatchingPCIDFound),
-            17 => Some(Self::WarningPowerToleranceNotConfirmed),
-            18 => Some(Self::WarningScheduleRenegotiationFailed),
-            19 => Some(Self::WarningStandbyNotAllowed),
-            20 => Some(Self::WarningWPT),
-            21 => Some(Self::FAILED),
-            22 => Some(Self::FailedAssociationError),
-            23 => Some(Self::FailedContactorError),
-            24 => Some(Self::FailedEVPowerProfileInvalid),
-            25 => Some(Self::FailedEVPowerProfileViolation),
-            26 => Some(Self::FailedMeteringSignatureNotValid),
-            27 => Some(Self::FailedNoEnergyTransferServiceSelected),
-            28 => Some(Self::FailedNoServiceRenegotiationSupported),
-            29 => Some(Self::FailedPauseNotAllowed),
-            30 => Some(Self::FailedPowerDeliveryNotApplied),
-            31 => Some(Self::FailedPowerToleranceNotConfirmed),
-            32 => Some(Self::FailedScheduleRenegotiation),
-            33 => Some(Self::FailedScheduleSelectionInvalid),
-            34 => Some(Self::FailedSequenceError),
-            35 => Some(Self::FailedServiceIDInvalid),
-            36 => Some(Self::FailedServiceSelectionInvalid),
-            37 => Some(Self::FailedSignatureError),
-            38 => Some(Self::FailedUnknownSession),
-            39 => Some(Self::FailedWrongChargeParameter),
-            _ => None,
-        }
-    }
-}
-
 /// XSD complex type `BPT_DC_CPDReqEnergyTransferModeType`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct BptDcCPDReqEnergyTransferModeType {
     #[serde(rename = "EVMaximumChargePower")]
-    pub ev_maximum_charge_power: RationalNumberType,
+    pub ev_maximum_charge_power: super::iso20::RationalNumberType,
     #[serde(rename = "EVMinimumChargePower")]
-    pub ev_minimum_charge_power: RationalNumberType,
+    pub ev_minimum_charge_power: super::iso20::RationalNumberType,
     #[serde(rename = "EVMaximumChargeCurrent")]
-    pub ev_maximum_charge_current: RationalNumberType,
+    pub ev_maximum_charge_current: super::iso20::RationalNumberType,
     #[serde(rename = "EVMinimumChargeCurrent")]
-    pub ev_minimum_charge_current: RationalNumberType,
+    pub ev_minimum_charge_current: super::iso20::RationalNumberType,
     #[serde(rename = "EVMaximumVoltage")]
-    pub ev_maximum_voltage: RationalNumberType,
+    pub ev_maximum_voltage: super::iso20::RationalNumberType,
     #[serde(rename = "EVMinimumVoltage")]
-    pub ev_minimum_voltage: RationalNumberType,
+    pub ev_minimum_voltage: super::iso20::RationalNumberType,
     #[serde(rename = "TargetSOC", default, skip_serializing_if = "Option::is_none")]
     pub target_soc: Option<u8>,
     #[serde(rename = "EVMaximumDischargePower")]
-    pub ev_maximum_discharge_power: RationalNumberType,
+    pub ev_maximum_discharge_power: super::iso20::RationalNumberType,
     #[serde(rename = "EVMinimumDischargePower")]
-    pub ev_minimum_discharge_power: RationalNumberType,
+    pub ev_minimum_discharge_power: super::iso20::RationalNumberType,
     #[serde(rename = "EVMaximumDischargeCurrent")]
-    pub ev_maximum_discharge_current: RationalNumberType,
+    pub ev_maximum_discharge_current: super::iso20::RationalNumberType,
     #[serde(rename = "EVMinimumDischargeCurrent")]
-    pub ev_minimum_discharge_current: RationalNumberType,
+    pub ev_minimum_discharge_current: super::iso20::RationalNumberType,
 }
 
 static G_BPTDCCPDREQENERGYTRANSFERMODETYPE: Grammar = Grammar {
@@ -368,29 +170,37 @@ impl ExiType for BptDcCPDReqEnergyTransferModeType {
 
     fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
         let mut d = Dec::new(&G_BPTDCCPDREQENERGYTRANSFERMODETYPE);
-        let mut f_ev_maximum_charge_power: Option<RationalNumberType> = None;
-        let mut f_ev_minimum_charge_power: Option<RationalNumberType> = None;
-        let mut f_ev_maximum_charge_current: Option<RationalNumberType> = None;
-        let mut f_ev_minimum_charge_current: Option<RationalNumberType> = None;
-        let mut f_ev_maximum_voltage: Option<RationalNumberType> = None;
-        let mut f_ev_minimum_voltage: Option<RationalNumberType> = None;
+        let mut f_ev_maximum_charge_power: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_minimum_charge_power: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_maximum_charge_current: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_minimum_charge_current: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_maximum_voltage: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_minimum_voltage: Option<super::iso20::RationalNumberType> = None;
         let mut f_target_soc: Option<u8> = None;
-        let mut f_ev_maximum_discharge_power: Option<RationalNumberType> = None;
-        let mut f_ev_minimum_discharge_power: Option<RationalNumberType> = None;
-        let mut f_ev_maximum_discharge_current: Option<RationalNumberType> = None;
-        let mut f_ev_minimum_discharge_current: Option<RationalNumberType> = None;
+        let mut f_ev_maximum_discharge_power: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_minimum_discharge_power: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_maximum_discharge_current: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_minimum_discharge_current: Option<super::iso20::RationalNumberType> = None;
         loop {
             match d.next(r)? {
-                Ev::Elem(0, 0) => f_ev_maximum_charge_power = Some(RationalNumberType::decode(r)?),
-                Ev::Elem(1, 0) => f_ev_minimum_charge_power = Some(RationalNumberType::decode(r)?),
+                Ev::Elem(0, 0) => {
+                    f_ev_maximum_charge_power = Some(super::iso20::RationalNumberType::decode(r)?)
+                }
+                Ev::Elem(1, 0) => {
+                    f_ev_minimum_charge_power = Some(super::iso20::RationalNumberType::decode(r)?)
+                }
                 Ev::Elem(2, 0) => {
-                    f_ev_maximum_charge_current = Some(RationalNumberType::decode(r)?)
+                    f_ev_maximum_charge_current = Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(3, 0) => {
-                    f_ev_minimum_charge_current = Some(RationalNumberType::decode(r)?)
+                    f_ev_minimum_charge_current = Some(super::iso20::RationalNumberType::decode(r)?)
                 }
-                Ev::Elem(4, 0) => f_ev_maximum_voltage = Some(RationalNumberType::decode(r)?),
-                Ev::Elem(5, 0) => f_ev_minimum_voltage = Some(RationalNumberType::decode(r)?),
+                Ev::Elem(4, 0) => {
+                    f_ev_maximum_voltage = Some(super::iso20::RationalNumberType::decode(r)?)
+                }
+                Ev::Elem(5, 0) => {
+                    f_ev_minimum_voltage = Some(super::iso20::RationalNumberType::decode(r)?)
+                }
                 Ev::Elem(6, 0) => {
                     f_target_soc = Some(
                         dec_elem_value(r, false, |r| Ok(int_into::<u8>(dec_int(r, 0, 100)?)?))?
@@ -398,16 +208,20 @@ impl ExiType for BptDcCPDReqEnergyTransferModeType {
                     )
                 }
                 Ev::Elem(7, 0) => {
-                    f_ev_maximum_discharge_power = Some(RationalNumberType::decode(r)?)
+                    f_ev_maximum_discharge_power =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(8, 0) => {
-                    f_ev_minimum_discharge_power = Some(RationalNumberType::decode(r)?)
+                    f_ev_minimum_discharge_power =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(9, 0) => {
-                    f_ev_maximum_discharge_current = Some(RationalNumberType::decode(r)?)
+                    f_ev_maximum_discharge_current =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(10, 0) => {
-                    f_ev_minimum_discharge_current = Some(RationalNumberType::decode(r)?)
+                    f_ev_minimum_discharge_current =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::End => break,
                 ev => return Err(d.unexpected(ev)),
@@ -437,115 +251,35 @@ impl ExiType for BptDcCPDReqEnergyTransferModeType {
     }
 }
 
-/// XSD complex type `RationalNumberType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct RationalNumberType {
-    #[serde(rename = "Exponent")]
-    pub exponent: i8,
-    #[serde(rename = "Value")]
-    pub value: i16,
-}
-
-static G_RATIONALNUMBERTYPE: Grammar = Grammar {
-    attrs: &[],
-    particles: &[
-        P {
-            alts: 1,
-            min: 1,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 1,
-            max: 1,
-        },
-    ],
-    mixed: false,
-    simple: false,
-};
-
-impl ExiType for RationalNumberType {
-    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
-        let mut e = Enc::new(&G_RATIONALNUMBERTYPE);
-        {
-            let v = &self.exponent;
-            e.elem(w, 0, 0);
-            elem_value(w, false, |w| {
-                enc_int(w, i128::from(*v), -128, 127)?;
-                Ok(())
-            })?;
-        }
-        {
-            let v = &self.value;
-            e.elem(w, 1, 0);
-            elem_value(w, false, |w| {
-                enc_int(w, i128::from(*v), -32768, 32767)?;
-                Ok(())
-            })?;
-        }
-        e.end(w)
-    }
-
-    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
-        let mut d = Dec::new(&G_RATIONALNUMBERTYPE);
-        let mut f_exponent: Option<i8> = None;
-        let mut f_value: Option<i16> = None;
-        loop {
-            match d.next(r)? {
-                Ev::Elem(0, 0) => {
-                    f_exponent = Some(
-                        dec_elem_value(r, false, |r| Ok(int_into::<i8>(dec_int(r, -128, 127)?)?))?
-                            .ok_or_else(|| missing("Exponent"))?,
-                    )
-                }
-                Ev::Elem(1, 0) => {
-                    f_value = Some(
-                        dec_elem_value(r, false, |r| {
-                            Ok(int_into::<i16>(dec_int(r, -32768, 32767)?)?)
-                        })?
-                        .ok_or_else(|| missing("Value"))?,
-                    )
-                }
-                Ev::End => break,
-                ev => return Err(d.unexpected(ev)),
-            }
-        }
-        Ok(RationalNumberType {
-            exponent: f_exponent.ok_or_else(|| missing("Exponent"))?,
-            value: f_value.ok_or_else(|| missing("Value"))?,
-        })
-    }
-}
-
 /// XSD complex type `BPT_DC_CPDResEnergyTransferModeType`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct BptDcCPDResEnergyTransferModeType {
     #[serde(rename = "EVSEMaximumChargePower")]
-    pub evse_maximum_charge_power: RationalNumberType,
+    pub evse_maximum_charge_power: super::iso20::RationalNumberType,
     #[serde(rename = "EVSEMinimumChargePower")]
-    pub evse_minimum_charge_power: RationalNumberType,
+    pub evse_minimum_charge_power: super::iso20::RationalNumberType,
     #[serde(rename = "EVSEMaximumChargeCurrent")]
-    pub evse_maximum_charge_current: RationalNumberType,
+    pub evse_maximum_charge_current: super::iso20::RationalNumberType,
     #[serde(rename = "EVSEMinimumChargeCurrent")]
-    pub evse_minimum_charge_current: RationalNumberType,
+    pub evse_minimum_charge_current: super::iso20::RationalNumberType,
     #[serde(rename = "EVSEMaximumVoltage")]
-    pub evse_maximum_voltage: RationalNumberType,
+    pub evse_maximum_voltage: super::iso20::RationalNumberType,
     #[serde(rename = "EVSEMinimumVoltage")]
-    pub evse_minimum_voltage: RationalNumberType,
+    pub evse_minimum_voltage: super::iso20::RationalNumberType,
     #[serde(
         rename = "EVSEPowerRampLimitation",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub evse_power_ramp_limitation: Option<RationalNumberType>,
+    pub evse_power_ramp_limitation: Option<super::iso20::RationalNumberType>,
     #[serde(rename = "EVSEMaximumDischargePower")]
-    pub evse_maximum_discharge_power: RationalNumberType,
+    pub evse_maximum_discharge_power: super::iso20::RationalNumberType,
     #[serde(rename = "EVSEMinimumDischargePower")]
-    pub evse_minimum_discharge_power: RationalNumberType,
+    pub evse_minimum_discharge_power: super::iso20::RationalNumberType,
     #[serde(rename = "EVSEMaximumDischargeCurrent")]
-    pub evse_maximum_discharge_current: RationalNumberType,
+    pub evse_maximum_discharge_current: super::iso20::RationalNumberType,
     #[serde(rename = "EVSEMinimumDischargeCurrent")]
-    pub evse_minimum_discharge_current: RationalNumberType,
+    pub evse_minimum_discharge_current: super::iso20::RationalNumberType,
 }
 
 static G_BPTDCCPDRESENERGYTRANSFERMODETYPE: Grammar = Grammar {
@@ -679,47 +413,58 @@ impl ExiType for BptDcCPDResEnergyTransferModeType {
 
     fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
         let mut d = Dec::new(&G_BPTDCCPDRESENERGYTRANSFERMODETYPE);
-        let mut f_evse_maximum_charge_power: Option<RationalNumberType> = None;
-        let mut f_evse_minimum_charge_power: Option<RationalNumberType> = None;
-        let mut f_evse_maximum_charge_current: Option<RationalNumberType> = None;
-        let mut f_evse_minimum_charge_current: Option<RationalNumberType> = None;
-        let mut f_evse_maximum_voltage: Option<RationalNumberType> = None;
-        let mut f_evse_minimum_voltage: Option<RationalNumberType> = None;
-        let mut f_evse_power_ramp_limitation: Option<RationalNumberType> = None;
-        let mut f_evse_maximum_discharge_power: Option<RationalNumberType> = None;
-        let mut f_evse_minimum_discharge_power: Option<RationalNumberType> = None;
-        let mut f_evse_maximum_discharge_current: Option<RationalNumberType> = None;
-        let mut f_evse_minimum_discharge_current: Option<RationalNumberType> = None;
+        let mut f_evse_maximum_charge_power: Option<super::iso20::RationalNumberType> = None;
+        let mut f_evse_minimum_charge_power: Option<super::iso20::RationalNumberType> = None;
+        let mut f_evse_maximum_charge_current: Option<super::iso20::RationalNumberType> = None;
+        let mut f_evse_minimum_charge_current: Option<super::iso20::RationalNumberType> = None;
+        let mut f_evse_maximum_voltage: Option<super::iso20::RationalNumberType> = None;
+        let mut f_evse_minimum_voltage: Option<super::iso20::RationalNumberType> = None;
+        let mut f_evse_power_ramp_limitation: Option<super::iso20::RationalNumberType> = None;
+        let mut f_evse_maximum_discharge_power: Option<super::iso20::RationalNumberType> = None;
+        let mut f_evse_minimum_discharge_power: Option<super::iso20::RationalNumberType> = None;
+        let mut f_evse_maximum_discharge_current: Option<super::iso20::RationalNumberType> = None;
+        let mut f_evse_minimum_discharge_current: Option<super::iso20::RationalNumberType> = None;
         loop {
             match d.next(r)? {
                 Ev::Elem(0, 0) => {
-                    f_evse_maximum_charge_power = Some(RationalNumberType::decode(r)?)
+                    f_evse_maximum_charge_power = Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(1, 0) => {
-                    f_evse_minimum_charge_power = Some(RationalNumberType::decode(r)?)
+                    f_evse_minimum_charge_power = Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(2, 0) => {
-                    f_evse_maximum_charge_current = Some(RationalNumberType::decode(r)?)
+                    f_evse_maximum_charge_current =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(3, 0) => {
-                    f_evse_minimum_charge_current = Some(RationalNumberType::decode(r)?)
+                    f_evse_minimum_charge_current =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
-                Ev::Elem(4, 0) => f_evse_maximum_voltage = Some(RationalNumberType::decode(r)?),
-                Ev::Elem(5, 0) => f_evse_minimum_voltage = Some(RationalNumberType::decode(r)?),
+                Ev::Elem(4, 0) => {
+                    f_evse_maximum_voltage = Some(super::iso20::RationalNumberType::decode(r)?)
+                }
+                Ev::Elem(5, 0) => {
+                    f_evse_minimum_voltage = Some(super::iso20::RationalNumberType::decode(r)?)
+                }
                 Ev::Elem(6, 0) => {
-                    f_evse_power_ramp_limitation = Some(RationalNumberType::decode(r)?)
+                    f_evse_power_ramp_limitation =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(7, 0) => {
-                    f_evse_maximum_discharge_power = Some(RationalNumberType::decode(r)?)
+                    f_evse_maximum_discharge_power =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(8, 0) => {
-                    f_evse_minimum_discharge_power = Some(RationalNumberType::decode(r)?)
+                    f_evse_minimum_discharge_power =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(9, 0) => {
-                    f_evse_maximum_discharge_current = Some(RationalNumberType::decode(r)?)
+                    f_evse_maximum_discharge_current =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(10, 0) => {
-                    f_evse_minimum_discharge_current = Some(RationalNumberType::decode(r)?)
+                    f_evse_minimum_discharge_current =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::End => break,
                 ev => return Err(d.unexpected(ev)),
@@ -761,39 +506,39 @@ pub struct BptDynamicDcCLReqControlModeType {
     )]
     pub departure_time: Option<u32>,
     #[serde(rename = "EVTargetEnergyRequest")]
-    pub ev_target_energy_request: RationalNumberType,
+    pub ev_target_energy_request: super::iso20::RationalNumberType,
     #[serde(rename = "EVMaximumEnergyRequest")]
-    pub ev_maximum_energy_request: RationalNumberType,
+    pub ev_maximum_energy_request: super::iso20::RationalNumberType,
     #[serde(rename = "EVMinimumEnergyRequest")]
-    pub ev_minimum_energy_request: RationalNumberType,
+    pub ev_minimum_energy_request: super::iso20::RationalNumberType,
     #[serde(rename = "EVMaximumChargePower")]
-    pub ev_maximum_charge_power: RationalNumberType,
+    pub ev_maximum_charge_power: super::iso20::RationalNumberType,
     #[serde(rename = "EVMinimumChargePower")]
-    pub ev_minimum_charge_power: RationalNumberType,
+    pub ev_minimum_charge_power: super::iso20::RationalNumberType,
     #[serde(rename = "EVMaximumChargeCurrent")]
-    pub ev_maximum_charge_current: RationalNumberType,
+    pub ev_maximum_charge_current: super::iso20::RationalNumberType,
     #[serde(rename = "EVMaximumVoltage")]
-    pub ev_maximum_voltage: RationalNumberType,
+    pub ev_maximum_voltage: super::iso20::RationalNumberType,
     #[serde(rename = "EVMinimumVoltage")]
-    pub ev_minimum_voltage: RationalNumberType,
+    pub ev_minimum_voltage: super::iso20::RationalNumberType,
     #[serde(rename = "EVMaximumDischargePower")]
-    pub ev_maximum_discharge_power: RationalNumberType,
+    pub ev_maximum_discharge_power: super::iso20::RationalNumberType,
     #[serde(rename = "EVMinimumDischargePower")]
-    pub ev_minimum_discharge_power: RationalNumberType,
+    pub ev_minimum_discharge_power: super::iso20::RationalNumberType,
     #[serde(rename = "EVMaximumDischargeCurrent")]
-    pub ev_maximum_discharge_current: RationalNumberType,
+    pub ev_maximum_discharge_current: super::iso20::RationalNumberType,
     #[serde(
         rename = "EVMaximumV2XEnergyRequest",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub ev_maximum_v2_x_energy_request: Option<RationalNumberType>,
+    pub ev_maximum_v2_x_energy_request: Option<super::iso20::RationalNumberType>,
     #[serde(
         rename = "EVMinimumV2XEnergyRequest",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub ev_minimum_v2_x_energy_request: Option<RationalNumberType>,
+    pub ev_minimum_v2_x_energy_request: Option<super::iso20::RationalNumberType>,
 }
 
 static G_BPTDYNAMICDCCLREQCONTROLMODETYPE: Grammar = Grammar {
@@ -971,19 +716,19 @@ impl ExiType for BptDynamicDcCLReqControlModeType {
     fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
         let mut d = Dec::new(&G_BPTDYNAMICDCCLREQCONTROLMODETYPE);
         let mut f_departure_time: Option<u32> = None;
-        let mut f_ev_target_energy_request: Option<RationalNumberType> = None;
-        let mut f_ev_maximum_energy_request: Option<RationalNumberType> = None;
-        let mut f_ev_minimum_energy_request: Option<RationalNumberType> = None;
-        let mut f_ev_maximum_charge_power: Option<RationalNumberType> = None;
-        let mut f_ev_minimum_charge_power: Option<RationalNumberType> = None;
-        let mut f_ev_maximum_charge_current: Option<RationalNumberType> = None;
-        let mut f_ev_maximum_voltage: Option<RationalNumberType> = None;
-        let mut f_ev_minimum_voltage: Option<RationalNumberType> = None;
-        let mut f_ev_maximum_discharge_power: Option<RationalNumberType> = None;
-        let mut f_ev_minimum_discharge_power: Option<RationalNumberType> = None;
-        let mut f_ev_maximum_discharge_current: Option<RationalNumberType> = None;
-        let mut f_ev_maximum_v2_x_energy_request: Option<RationalNumberType> = None;
-        let mut f_ev_minimum_v2_x_energy_request: Option<RationalNumberType> = None;
+        let mut f_ev_target_energy_request: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_maximum_energy_request: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_minimum_energy_request: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_maximum_charge_power: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_minimum_charge_power: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_maximum_charge_current: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_maximum_voltage: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_minimum_voltage: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_maximum_discharge_power: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_minimum_discharge_power: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_maximum_discharge_current: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_maximum_v2_x_energy_request: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_minimum_v2_x_energy_request: Option<super::iso20::RationalNumberType> = None;
         loop {
             match d.next(r)? {
                 Ev::Elem(0, 0) => {
@@ -994,34 +739,49 @@ impl ExiType for BptDynamicDcCLReqControlModeType {
                         .ok_or_else(|| missing("DepartureTime"))?,
                     )
                 }
-                Ev::Elem(1, 0) => f_ev_target_energy_request = Some(RationalNumberType::decode(r)?),
+                Ev::Elem(1, 0) => {
+                    f_ev_target_energy_request = Some(super::iso20::RationalNumberType::decode(r)?)
+                }
                 Ev::Elem(2, 0) => {
-                    f_ev_maximum_energy_request = Some(RationalNumberType::decode(r)?)
+                    f_ev_maximum_energy_request = Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(3, 0) => {
-                    f_ev_minimum_energy_request = Some(RationalNumberType::decode(r)?)
+                    f_ev_minimum_energy_request = Some(super::iso20::RationalNumberType::decode(r)?)
                 }
-                Ev::Elem(4, 0) => f_ev_maximum_charge_power = Some(RationalNumberType::decode(r)?),
-                Ev::Elem(5, 0) => f_ev_minimum_charge_power = Some(RationalNumberType::decode(r)?),
+                Ev::Elem(4, 0) => {
+                    f_ev_maximum_charge_power = Some(super::iso20::RationalNumberType::decode(r)?)
+                }
+                Ev::Elem(5, 0) => {
+                    f_ev_minimum_charge_power = Some(super::iso20::RationalNumberType::decode(r)?)
+                }
                 Ev::Elem(6, 0) => {
-                    f_ev_maximum_charge_current = Some(RationalNumberType::decode(r)?)
+                    f_ev_maximum_charge_current = Some(super::iso20::RationalNumberType::decode(r)?)
                 }
-                Ev::Elem(7, 0) => f_ev_maximum_voltage = Some(RationalNumberType::decode(r)?),
-                Ev::Elem(8, 0) => f_ev_minimum_voltage = Some(RationalNumberType::decode(r)?),
+                Ev::Elem(7, 0) => {
+                    f_ev_maximum_voltage = Some(super::iso20::RationalNumberType::decode(r)?)
+                }
+                Ev::Elem(8, 0) => {
+                    f_ev_minimum_voltage = Some(super::iso20::RationalNumberType::decode(r)?)
+                }
                 Ev::Elem(9, 0) => {
-                    f_ev_maximum_discharge_power = Some(RationalNumberType::decode(r)?)
+                    f_ev_maximum_discharge_power =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(10, 0) => {
-                    f_ev_minimum_discharge_power = Some(RationalNumberType::decode(r)?)
+                    f_ev_minimum_discharge_power =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(11, 0) => {
-                    f_ev_maximum_discharge_current = Some(RationalNumberType::decode(r)?)
+                    f_ev_maximum_discharge_current =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(12, 0) => {
-                    f_ev_maximum_v2_x_energy_request = Some(RationalNumberType::decode(r)?)
+                    f_ev_maximum_v2_x_energy_request =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(13, 0) => {
-                    f_ev_minimum_v2_x_energy_request = Some(RationalNumberType::decode(r)?)
+                    f_ev_minimum_v2_x_energy_request =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::End => break,
                 ev => return Err(d.unexpected(ev)),
@@ -1079,21 +839,21 @@ pub struct BptDynamicDcCLResControlModeType {
     )]
     pub ack_max_delay: Option<u16>,
     #[serde(rename = "EVSEMaximumChargePower")]
-    pub evse_maximum_charge_power: RationalNumberType,
+    pub evse_maximum_charge_power: super::iso20::RationalNumberType,
     #[serde(rename = "EVSEMinimumChargePower")]
-    pub evse_minimum_charge_power: RationalNumberType,
+    pub evse_minimum_charge_power: super::iso20::RationalNumberType,
     #[serde(rename = "EVSEMaximumChargeCurrent")]
-    pub evse_maximum_charge_current: RationalNumberType,
+    pub evse_maximum_charge_current: super::iso20::RationalNumberType,
     #[serde(rename = "EVSEMaximumVoltage")]
-    pub evse_maximum_voltage: RationalNumberType,
+    pub evse_maximum_voltage: super::iso20::RationalNumberType,
     #[serde(rename = "EVSEMaximumDischargePower")]
-    pub evse_maximum_discharge_power: RationalNumberType,
+    pub evse_maximum_discharge_power: super::iso20::RationalNumberType,
     #[serde(rename = "EVSEMinimumDischargePower")]
-    pub evse_minimum_discharge_power: RationalNumberType,
+    pub evse_minimum_discharge_power: super::iso20::RationalNumberType,
     #[serde(rename = "EVSEMaximumDischargeCurrent")]
-    pub evse_maximum_discharge_current: RationalNumberType,
+    pub evse_maximum_discharge_current: super::iso20::RationalNumberType,
     #[serde(rename = "EVSEMinimumVoltage")]
-    pub evse_minimum_voltage: RationalNumberType,
+    pub evse_minimum_voltage: super::iso20::RationalNumberType,
 }
 
 static G_BPTDYNAMICDCCLRESCONTROLMODETYPE: Grammar = Grammar {
@@ -1258,14 +1018,14 @@ impl ExiType for BptDynamicDcCLResControlModeType {
         let mut f_minimum_soc: Option<u8> = None;
         let mut f_target_soc: Option<u8> = None;
         let mut f_ack_max_delay: Option<u16> = None;
-        let mut f_evse_maximum_charge_power: Option<RationalNumberType> = None;
-        let mut f_evse_minimum_charge_power: Option<RationalNumberType> = None;
-        let mut f_evse_maximum_charge_current: Option<RationalNumberType> = None;
-        let mut f_evse_maximum_voltage: Option<RationalNumberType> = None;
-        let mut f_evse_maximum_discharge_power: Option<RationalNumberType> = None;
-        let mut f_evse_minimum_discharge_power: Option<RationalNumberType> = None;
-        let mut f_evse_maximum_discharge_current: Option<RationalNumberType> = None;
-        let mut f_evse_minimum_voltage: Option<RationalNumberType> = None;
+        let mut f_evse_maximum_charge_power: Option<super::iso20::RationalNumberType> = None;
+        let mut f_evse_minimum_charge_power: Option<super::iso20::RationalNumberType> = None;
+        let mut f_evse_maximum_charge_current: Option<super::iso20::RationalNumberType> = None;
+        let mut f_evse_maximum_voltage: Option<super::iso20::RationalNumberType> = None;
+        let mut f_evse_maximum_discharge_power: Option<super::iso20::RationalNumberType> = None;
+        let mut f_evse_minimum_discharge_power: Option<super::iso20::RationalNumberType> = None;
+        let mut f_evse_maximum_discharge_current: Option<super::iso20::RationalNumberType> = None;
+        let mut f_evse_minimum_voltage: Option<super::iso20::RationalNumberType> = None;
         loop {
             match d.next(r)? {
                 Ev::Elem(0, 0) => {
@@ -1295,25 +1055,33 @@ impl ExiType for BptDynamicDcCLResControlModeType {
                     )
                 }
                 Ev::Elem(4, 0) => {
-                    f_evse_maximum_charge_power = Some(RationalNumberType::decode(r)?)
+                    f_evse_maximum_charge_power = Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(5, 0) => {
-                    f_evse_minimum_charge_power = Some(RationalNumberType::decode(r)?)
+                    f_evse_minimum_charge_power = Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(6, 0) => {
-                    f_evse_maximum_charge_current = Some(RationalNumberType::decode(r)?)
+                    f_evse_maximum_charge_current =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
-                Ev::Elem(7, 0) => f_evse_maximum_voltage = Some(RationalNumberType::decode(r)?),
+                Ev::Elem(7, 0) => {
+                    f_evse_maximum_voltage = Some(super::iso20::RationalNumberType::decode(r)?)
+                }
                 Ev::Elem(8, 0) => {
-                    f_evse_maximum_discharge_power = Some(RationalNumberType::decode(r)?)
+                    f_evse_maximum_discharge_power =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(9, 0) => {
-                    f_evse_minimum_discharge_power = Some(RationalNumberType::decode(r)?)
+                    f_evse_minimum_discharge_power =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(10, 0) => {
-                    f_evse_maximum_discharge_current = Some(RationalNumberType::decode(r)?)
+                    f_evse_maximum_discharge_current =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
-                Ev::Elem(11, 0) => f_evse_minimum_voltage = Some(RationalNumberType::decode(r)?),
+                Ev::Elem(11, 0) => {
+                    f_evse_minimum_voltage = Some(super::iso20::RationalNumberType::decode(r)?)
+                }
                 Ev::End => break,
                 ev => return Err(d.unexpected(ev)),
             }
@@ -1351,71 +1119,71 @@ pub struct BptScheduledDcCLReqControlModeType {
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub ev_target_energy_request: Option<RationalNumberType>,
+    pub ev_target_energy_request: Option<super::iso20::RationalNumberType>,
     #[serde(
         rename = "EVMaximumEnergyRequest",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub ev_maximum_energy_request: Option<RationalNumberType>,
+    pub ev_maximum_energy_request: Option<super::iso20::RationalNumberType>,
     #[serde(
         rename = "EVMinimumEnergyRequest",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub ev_minimum_energy_request: Option<RationalNumberType>,
+    pub ev_minimum_energy_request: Option<super::iso20::RationalNumberType>,
     #[serde(rename = "EVTargetCurrent")]
-    pub ev_target_current: RationalNumberType,
+    pub ev_target_current: super::iso20::RationalNumberType,
     #[serde(rename = "EVTargetVoltage")]
-    pub ev_target_voltage: RationalNumberType,
+    pub ev_target_voltage: super::iso20::RationalNumberType,
     #[serde(
         rename = "EVMaximumChargePower",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub ev_maximum_charge_power: Option<RationalNumberType>,
+    pub ev_maximum_charge_power: Option<super::iso20::RationalNumberType>,
     #[serde(
         rename = "EVMinimumChargePower",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub ev_minimum_charge_power: Option<RationalNumberType>,
+    pub ev_minimum_charge_power: Option<super::iso20::RationalNumberType>,
     #[serde(
         rename = "EVMaximumChargeCurrent",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub ev_maximum_charge_current: Option<RationalNumberType>,
+    pub ev_maximum_charge_current: Option<super::iso20::RationalNumberType>,
     #[serde(
         rename = "EVMaximumVoltage",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub ev_maximum_voltage: Option<RationalNumberType>,
+    pub ev_maximum_voltage: Option<super::iso20::RationalNumberType>,
     #[serde(
         rename = "EVMinimumVoltage",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub ev_minimum_voltage: Option<RationalNumberType>,
+    pub ev_minimum_voltage: Option<super::iso20::RationalNumberType>,
     #[serde(
         rename = "EVMaximumDischargePower",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub ev_maximum_discharge_power: Option<RationalNumberType>,
+    pub ev_maximum_discharge_power: Option<super::iso20::RationalNumberType>,
     #[serde(
         rename = "EVMinimumDischargePower",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub ev_minimum_discharge_power: Option<RationalNumberType>,
+    pub ev_minimum_discharge_power: Option<super::iso20::RationalNumberType>,
     #[serde(
         rename = "EVMaximumDischargeCurrent",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub ev_maximum_discharge_current: Option<RationalNumberType>,
+    pub ev_maximum_discharge_current: Option<super::iso20::RationalNumberType>,
 }
 
 static G_BPTSCHEDULEDDCCLREQCONTROLMODETYPE: Grammar = Grammar {
@@ -1619,45 +1387,62 @@ impl ExiType for BptScheduledDcCLReqControlModeType {
 
     fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
         let mut d = Dec::new(&G_BPTSCHEDULEDDCCLREQCONTROLMODETYPE);
-        let mut f_ev_target_energy_request: Option<RationalNumberType> = None;
-        let mut f_ev_maximum_energy_request: Option<RationalNumberType> = None;
-        let mut f_ev_minimum_energy_request: Option<RationalNumberType> = None;
-        let mut f_ev_target_current: Option<RationalNumberType> = None;
-        let mut f_ev_target_voltage: Option<RationalNumberType> = None;
-        let mut f_ev_maximum_charge_power: Option<RationalNumberType> = None;
-        let mut f_ev_minimum_charge_power: Option<RationalNumberType> = None;
-        let mut f_ev_maximum_charge_current: Option<RationalNumberType> = None;
-        let mut f_ev_maximum_voltage: Option<RationalNumberType> = None;
-        let mut f_ev_minimum_voltage: Option<RationalNumberType> = None;
-        let mut f_ev_maximum_discharge_power: Option<RationalNumberType> = None;
-        let mut f_ev_minimum_discharge_power: Option<RationalNumberType> = None;
-        let mut f_ev_maximum_discharge_current: Option<RationalNumberType> = None;
+        let mut f_ev_target_energy_request: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_maximum_energy_request: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_minimum_energy_request: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_target_current: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_target_voltage: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_maximum_charge_power: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_minimum_charge_power: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_maximum_charge_current: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_maximum_voltage: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_minimum_voltage: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_maximum_discharge_power: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_minimum_discharge_power: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_maximum_discharge_current: Option<super::iso20::RationalNumberType> = None;
         loop {
             match d.next(r)? {
-                Ev::Elem(0, 0) => f_ev_target_energy_request = Some(RationalNumberType::decode(r)?),
+                Ev::Elem(0, 0) => {
+                    f_ev_target_energy_request = Some(super::iso20::RationalNumberType::decode(r)?)
+                }
                 Ev::Elem(1, 0) => {
-                    f_ev_maximum_energy_request = Some(RationalNumberType::decode(r)?)
+                    f_ev_maximum_energy_request = Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(2, 0) => {
-                    f_ev_minimum_energy_request = Some(RationalNumberType::decode(r)?)
+                    f_ev_minimum_energy_request = Some(super::iso20::RationalNumberType::decode(r)?)
                 }
-                Ev::Elem(3, 0) => f_ev_target_current = Some(RationalNumberType::decode(r)?),
-                Ev::Elem(4, 0) => f_ev_target_voltage = Some(RationalNumberType::decode(r)?),
-                Ev::Elem(5, 0) => f_ev_maximum_charge_power = Some(RationalNumberType::decode(r)?),
-                Ev::Elem(6, 0) => f_ev_minimum_charge_power = Some(RationalNumberType::decode(r)?),
+                Ev::Elem(3, 0) => {
+                    f_ev_target_current = Some(super::iso20::RationalNumberType::decode(r)?)
+                }
+                Ev::Elem(4, 0) => {
+                    f_ev_target_voltage = Some(super::iso20::RationalNumberType::decode(r)?)
+                }
+                Ev::Elem(5, 0) => {
+                    f_ev_maximum_charge_power = Some(super::iso20::RationalNumberType::decode(r)?)
+                }
+                Ev::Elem(6, 0) => {
+                    f_ev_minimum_charge_power = Some(super::iso20::RationalNumberType::decode(r)?)
+                }
                 Ev::Elem(7, 0) => {
-                    f_ev_maximum_charge_current = Some(RationalNumberType::decode(r)?)
+                    f_ev_maximum_charge_current = Some(super::iso20::RationalNumberType::decode(r)?)
                 }
-                Ev::Elem(8, 0) => f_ev_maximum_voltage = Some(RationalNumberType::decode(r)?),
-                Ev::Elem(9, 0) => f_ev_minimum_voltage = Some(RationalNumberType::decode(r)?),
+                Ev::Elem(8, 0) => {
+                    f_ev_maximum_voltage = Some(super::iso20::RationalNumberType::decode(r)?)
+                }
+                Ev::Elem(9, 0) => {
+                    f_ev_minimum_voltage = Some(super::iso20::RationalNumberType::decode(r)?)
+                }
                 Ev::Elem(10, 0) => {
-                    f_ev_maximum_discharge_power = Some(RationalNumberType::decode(r)?)
+                    f_ev_maximum_discharge_power =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(11, 0) => {
-                    f_ev_minimum_discharge_power = Some(RationalNumberType::decode(r)?)
+                    f_ev_minimum_discharge_power =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(12, 0) => {
-                    f_ev_maximum_discharge_current = Some(RationalNumberType::decode(r)?)
+                    f_ev_maximum_discharge_current =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::End => break,
                 ev => return Err(d.unexpected(ev)),
@@ -1682,56 +1467,56 @@ impl ExiType for BptScheduledDcCLReqControlModeType {
 }
 
 /// XSD complex type `BPT_Scheduled_DC_CLResControlModeType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct BptScheduledDcCLResControlModeType {
     #[serde(
         rename = "EVSEMaximumChargePower",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub evse_maximum_charge_power: Option<RationalNumberType>,
+    pub evse_maximum_charge_power: Option<super::iso20::RationalNumberType>,
     #[serde(
         rename = "EVSEMinimumChargePower",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub evse_minimum_charge_power: Option<RationalNumberType>,
+    pub evse_minimum_charge_power: Option<super::iso20::RationalNumberType>,
     #[serde(
         rename = "EVSEMaximumChargeCurrent",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub evse_maximum_charge_current: Option<RationalNumberType>,
+    pub evse_maximum_charge_current: Option<super::iso20::RationalNumberType>,
     #[serde(
         rename = "EVSEMaximumVoltage",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub evse_maximum_voltage: Option<RationalNumberType>,
+    pub evse_maximum_voltage: Option<super::iso20::RationalNumberType>,
     #[serde(
         rename = "EVSEMaximumDischargePower",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub evse_maximum_discharge_power: Option<RationalNumberType>,
+    pub evse_maximum_discharge_power: Option<super::iso20::RationalNumberType>,
     #[serde(
         rename = "EVSEMinimumDischargePower",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub evse_minimum_discharge_power: Option<RationalNumberType>,
+    pub evse_minimum_discharge_power: Option<super::iso20::RationalNumberType>,
     #[serde(
         rename = "EVSEMaximumDischargeCurrent",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub evse_maximum_discharge_current: Option<RationalNumberType>,
+    pub evse_maximum_discharge_current: Option<super::iso20::RationalNumberType>,
     #[serde(
         rename = "EVSEMinimumVoltage",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub evse_minimum_voltage: Option<RationalNumberType>,
+    pub evse_minimum_voltage: Option<super::iso20::RationalNumberType>,
 }
 
 static G_BPTSCHEDULEDDCCLRESCONTROLMODETYPE: Grammar = Grammar {
@@ -1870,36 +1655,44 @@ impl ExiType for BptScheduledDcCLResControlModeType {
 
     fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
         let mut d = Dec::new(&G_BPTSCHEDULEDDCCLRESCONTROLMODETYPE);
-        let mut f_evse_maximum_charge_power: Option<RationalNumberType> = None;
-        let mut f_evse_minimum_charge_power: Option<RationalNumberType> = None;
-        let mut f_evse_maximum_charge_current: Option<RationalNumberType> = None;
-        let mut f_evse_maximum_voltage: Option<RationalNumberType> = None;
-        let mut f_evse_maximum_discharge_power: Option<RationalNumberType> = None;
-        let mut f_evse_minimum_discharge_power: Option<RationalNumberType> = None;
-        let mut f_evse_maximum_discharge_current: Option<RationalNumberType> = None;
-        let mut f_evse_minimum_voltage: Option<RationalNumberType> = None;
+        let mut f_evse_maximum_charge_power: Option<super::iso20::RationalNumberType> = None;
+        let mut f_evse_minimum_charge_power: Option<super::iso20::RationalNumberType> = None;
+        let mut f_evse_maximum_charge_current: Option<super::iso20::RationalNumberType> = None;
+        let mut f_evse_maximum_voltage: Option<super::iso20::RationalNumberType> = None;
+        let mut f_evse_maximum_discharge_power: Option<super::iso20::RationalNumberType> = None;
+        let mut f_evse_minimum_discharge_power: Option<super::iso20::RationalNumberType> = None;
+        let mut f_evse_maximum_discharge_current: Option<super::iso20::RationalNumberType> = None;
+        let mut f_evse_minimum_voltage: Option<super::iso20::RationalNumberType> = None;
         loop {
             match d.next(r)? {
                 Ev::Elem(0, 0) => {
-                    f_evse_maximum_charge_power = Some(RationalNumberType::decode(r)?)
+                    f_evse_maximum_charge_power = Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(1, 0) => {
-                    f_evse_minimum_charge_power = Some(RationalNumberType::decode(r)?)
+                    f_evse_minimum_charge_power = Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(2, 0) => {
-                    f_evse_maximum_charge_current = Some(RationalNumberType::decode(r)?)
+                    f_evse_maximum_charge_current =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
-                Ev::Elem(3, 0) => f_evse_maximum_voltage = Some(RationalNumberType::decode(r)?),
+                Ev::Elem(3, 0) => {
+                    f_evse_maximum_voltage = Some(super::iso20::RationalNumberType::decode(r)?)
+                }
                 Ev::Elem(4, 0) => {
-                    f_evse_maximum_discharge_power = Some(RationalNumberType::decode(r)?)
+                    f_evse_maximum_discharge_power =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(5, 0) => {
-                    f_evse_minimum_discharge_power = Some(RationalNumberType::decode(r)?)
+                    f_evse_minimum_discharge_power =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(6, 0) => {
-                    f_evse_maximum_discharge_current = Some(RationalNumberType::decode(r)?)
+                    f_evse_maximum_discharge_current =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
-                Ev::Elem(7, 0) => f_evse_minimum_voltage = Some(RationalNumberType::decode(r)?),
+                Ev::Elem(7, 0) => {
+                    f_evse_minimum_voltage = Some(super::iso20::RationalNumberType::decode(r)?)
+                }
                 Ev::End => break,
                 ev => return Err(d.unexpected(ev)),
             }
@@ -1917,124 +1710,21 @@ impl ExiType for BptScheduledDcCLResControlModeType {
     }
 }
 
-/// XSD complex type `CLReqControlModeType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct CLReqControlModeType {}
-
-static G_CLREQCONTROLMODETYPE: Grammar = Grammar {
-    attrs: &[],
-    particles: &[],
-    mixed: false,
-    simple: false,
-};
-
-impl ExiType for CLReqControlModeType {
-    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
-        let mut e = Enc::new(&G_CLREQCONTROLMODETYPE);
-        e.end(w)
-    }
-
-    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
-        let mut d = Dec::new(&G_CLREQCONTROLMODETYPE);
-        loop {
-            match d.next(r)? {
-                Ev::End => break,
-                ev => return Err(d.unexpected(ev)),
-            }
-        }
-        Ok(CLReqControlModeType {})
-    }
-}
-
-/// XSD complex type `CLResControlModeType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct CLResControlModeType {}
-
-static G_CLRESCONTROLMODETYPE: Grammar = Grammar {
-    attrs: &[],
-    particles: &[],
-    mixed: false,
-    simple: false,
-};
-
-impl ExiType for CLResControlModeType {
-    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
-        let mut e = Enc::new(&G_CLRESCONTROLMODETYPE);
-        e.end(w)
-    }
-
-    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
-        let mut d = Dec::new(&G_CLRESCONTROLMODETYPE);
-        loop {
-            match d.next(r)? {
-                Ev::End => break,
-                ev => return Err(d.unexpected(ev)),
-            }
-        }
-        Ok(CLResControlModeType {})
-    }
-}
-
-/// XSD complex type `CanonicalizationMethodType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct CanonicalizationMethodType {
-    #[serde(rename = "Algorithm")]
-    pub algorithm: String,
-}
-
-static G_CANONICALIZATIONMETHODTYPE: Grammar = Grammar {
-    attrs: &[true],
-    particles: &[P {
-        alts: 1,
-        min: 0,
-        max: u32::MAX,
-    }],
-    mixed: true,
-    simple: false,
-};
-
-impl ExiType for CanonicalizationMethodType {
-    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
-        let mut e = Enc::new(&G_CANONICALIZATIONMETHODTYPE);
-        {
-            let v = &self.algorithm;
-            e.attr(w, 0);
-            enc_string(w, v, 0, None)?;
-        }
-        e.end(w)
-    }
-
-    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
-        let mut d = Dec::new(&G_CANONICALIZATIONMETHODTYPE);
-        let mut f_algorithm: Option<String> = None;
-        loop {
-            match d.next(r)? {
-                Ev::Attr(0) => f_algorithm = Some(dec_string(r, 0, None)?),
-                Ev::End => break,
-                ev => return Err(d.unexpected(ev)),
-            }
-        }
-        Ok(CanonicalizationMethodType {
-            algorithm: f_algorithm.ok_or_else(|| missing("Algorithm"))?,
-        })
-    }
-}
-
 /// XSD complex type `DC_CPDReqEnergyTransferModeType`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DcCPDReqEnergyTransferModeType {
     #[serde(rename = "EVMaximumChargePower")]
-    pub ev_maximum_charge_power: RationalNumberType,
+    pub ev_maximum_charge_power: super::iso20::RationalNumberType,
     #[serde(rename = "EVMinimumChargePower")]
-    pub ev_minimum_charge_power: RationalNumberType,
+    pub ev_minimum_charge_power: super::iso20::RationalNumberType,
     #[serde(rename = "EVMaximumChargeCurrent")]
-    pub ev_maximum_charge_current: RationalNumberType,
+    pub ev_maximum_charge_current: super::iso20::RationalNumberType,
     #[serde(rename = "EVMinimumChargeCurrent")]
-    pub ev_minimum_charge_current: RationalNumberType,
+    pub ev_minimum_charge_current: super::iso20::RationalNumberType,
     #[serde(rename = "EVMaximumVoltage")]
-    pub ev_maximum_voltage: RationalNumberType,
+    pub ev_maximum_voltage: super::iso20::RationalNumberType,
     #[serde(rename = "EVMinimumVoltage")]
-    pub ev_minimum_voltage: RationalNumberType,
+    pub ev_minimum_voltage: super::iso20::RationalNumberType,
     #[serde(rename = "TargetSOC", default, skip_serializing_if = "Option::is_none")]
     pub target_soc: Option<u8>,
 }
@@ -2128,25 +1818,33 @@ impl ExiType for DcCPDReqEnergyTransferModeType {
 
     fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
         let mut d = Dec::new(&G_DCCPDREQENERGYTRANSFERMODETYPE);
-        let mut f_ev_maximum_charge_power: Option<RationalNumberType> = None;
-        let mut f_ev_minimum_charge_power: Option<RationalNumberType> = None;
-        let mut f_ev_maximum_charge_current: Option<RationalNumberType> = None;
-        let mut f_ev_minimum_charge_current: Option<RationalNumberType> = None;
-        let mut f_ev_maximum_voltage: Option<RationalNumberType> = None;
-        let mut f_ev_minimum_voltage: Option<RationalNumberType> = None;
+        let mut f_ev_maximum_charge_power: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_minimum_charge_power: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_maximum_charge_current: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_minimum_charge_current: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_maximum_voltage: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_minimum_voltage: Option<super::iso20::RationalNumberType> = None;
         let mut f_target_soc: Option<u8> = None;
         loop {
             match d.next(r)? {
-                Ev::Elem(0, 0) => f_ev_maximum_charge_power = Some(RationalNumberType::decode(r)?),
-                Ev::Elem(1, 0) => f_ev_minimum_charge_power = Some(RationalNumberType::decode(r)?),
+                Ev::Elem(0, 0) => {
+                    f_ev_maximum_charge_power = Some(super::iso20::RationalNumberType::decode(r)?)
+                }
+                Ev::Elem(1, 0) => {
+                    f_ev_minimum_charge_power = Some(super::iso20::RationalNumberType::decode(r)?)
+                }
                 Ev::Elem(2, 0) => {
-                    f_ev_maximum_charge_current = Some(RationalNumberType::decode(r)?)
+                    f_ev_maximum_charge_current = Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(3, 0) => {
-                    f_ev_minimum_charge_current = Some(RationalNumberType::decode(r)?)
+                    f_ev_minimum_charge_current = Some(super::iso20::RationalNumberType::decode(r)?)
                 }
-                Ev::Elem(4, 0) => f_ev_maximum_voltage = Some(RationalNumberType::decode(r)?),
-                Ev::Elem(5, 0) => f_ev_minimum_voltage = Some(RationalNumberType::decode(r)?),
+                Ev::Elem(4, 0) => {
+                    f_ev_maximum_voltage = Some(super::iso20::RationalNumberType::decode(r)?)
+                }
+                Ev::Elem(5, 0) => {
+                    f_ev_minimum_voltage = Some(super::iso20::RationalNumberType::decode(r)?)
+                }
                 Ev::Elem(6, 0) => {
                     f_target_soc = Some(
                         dec_elem_value(r, false, |r| Ok(int_into::<u8>(dec_int(r, 0, 100)?)?))?
@@ -2177,23 +1875,23 @@ impl ExiType for DcCPDReqEnergyTransferModeType {
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DcCPDResEnergyTransferModeType {
     #[serde(rename = "EVSEMaximumChargePower")]
-    pub evse_maximum_charge_power: RationalNumberType,
+    pub evse_maximum_charge_power: super::iso20::RationalNumberType,
     #[serde(rename = "EVSEMinimumChargePower")]
-    pub evse_minimum_charge_power: RationalNumberType,
+    pub evse_minimum_charge_power: super::iso20::RationalNumberType,
     #[serde(rename = "EVSEMaximumChargeCurrent")]
-    pub evse_maximum_charge_current: RationalNumberType,
+    pub evse_maximum_charge_current: super::iso20::RationalNumberType,
     #[serde(rename = "EVSEMinimumChargeCurrent")]
-    pub evse_minimum_charge_current: RationalNumberType,
+    pub evse_minimum_charge_current: super::iso20::RationalNumberType,
     #[serde(rename = "EVSEMaximumVoltage")]
-    pub evse_maximum_voltage: RationalNumberType,
+    pub evse_maximum_voltage: super::iso20::RationalNumberType,
     #[serde(rename = "EVSEMinimumVoltage")]
-    pub evse_minimum_voltage: RationalNumberType,
+    pub evse_minimum_voltage: super::iso20::RationalNumberType,
     #[serde(
         rename = "EVSEPowerRampLimitation",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub evse_power_ramp_limitation: Option<RationalNumberType>,
+    pub evse_power_ramp_limitation: Option<super::iso20::RationalNumberType>,
 }
 
 static G_DCCPDRESENERGYTRANSFERMODETYPE: Grammar = Grammar {
@@ -2287,31 +1985,38 @@ impl ExiType for DcCPDResEnergyTransferModeType {
 
     fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
         let mut d = Dec::new(&G_DCCPDRESENERGYTRANSFERMODETYPE);
-        let mut f_evse_maximum_charge_power: Option<RationalNumberType> = None;
-        let mut f_evse_minimum_charge_power: Option<RationalNumberType> = None;
-        let mut f_evse_maximum_charge_current: Option<RationalNumberType> = None;
-        let mut f_evse_minimum_charge_current: Option<RationalNumberType> = None;
-        let mut f_evse_maximum_voltage: Option<RationalNumberType> = None;
-        let mut f_evse_minimum_voltage: Option<RationalNumberType> = None;
-        let mut f_evse_power_ramp_limitation: Option<RationalNumberType> = None;
+        let mut f_evse_maximum_charge_power: Option<super::iso20::RationalNumberType> = None;
+        let mut f_evse_minimum_charge_power: Option<super::iso20::RationalNumberType> = None;
+        let mut f_evse_maximum_charge_current: Option<super::iso20::RationalNumberType> = None;
+        let mut f_evse_minimum_charge_current: Option<super::iso20::RationalNumberType> = None;
+        let mut f_evse_maximum_voltage: Option<super::iso20::RationalNumberType> = None;
+        let mut f_evse_minimum_voltage: Option<super::iso20::RationalNumberType> = None;
+        let mut f_evse_power_ramp_limitation: Option<super::iso20::RationalNumberType> = None;
         loop {
             match d.next(r)? {
                 Ev::Elem(0, 0) => {
-                    f_evse_maximum_charge_power = Some(RationalNumberType::decode(r)?)
+                    f_evse_maximum_charge_power = Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(1, 0) => {
-                    f_evse_minimum_charge_power = Some(RationalNumberType::decode(r)?)
+                    f_evse_minimum_charge_power = Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(2, 0) => {
-                    f_evse_maximum_charge_current = Some(RationalNumberType::decode(r)?)
+                    f_evse_maximum_charge_current =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(3, 0) => {
-                    f_evse_minimum_charge_current = Some(RationalNumberType::decode(r)?)
+                    f_evse_minimum_charge_current =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
-                Ev::Elem(4, 0) => f_evse_maximum_voltage = Some(RationalNumberType::decode(r)?),
-                Ev::Elem(5, 0) => f_evse_minimum_voltage = Some(RationalNumberType::decode(r)?),
+                Ev::Elem(4, 0) => {
+                    f_evse_maximum_voltage = Some(super::iso20::RationalNumberType::decode(r)?)
+                }
+                Ev::Elem(5, 0) => {
+                    f_evse_minimum_voltage = Some(super::iso20::RationalNumberType::decode(r)?)
+                }
                 Ev::Elem(6, 0) => {
-                    f_evse_power_ramp_limitation = Some(RationalNumberType::decode(r)?)
+                    f_evse_power_ramp_limitation =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::End => break,
                 ev => return Err(d.unexpected(ev)),
@@ -2339,7 +2044,7 @@ impl ExiType for DcCPDResEnergyTransferModeType {
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DcCableCheckReqType {
     #[serde(rename = "Header")]
-    pub header: MessageHeaderType,
+    pub header: super::iso20::MessageHeaderType,
 }
 
 static G_DCCABLECHECKREQTYPE: Grammar = Grammar {
@@ -2366,10 +2071,10 @@ impl ExiType for DcCableCheckReqType {
 
     fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
         let mut d = Dec::new(&G_DCCABLECHECKREQTYPE);
-        let mut f_header: Option<MessageHeaderType> = None;
+        let mut f_header: Option<super::iso20::MessageHeaderType> = None;
         loop {
             match d.next(r)? {
-                Ev::Elem(0, 0) => f_header = Some(MessageHeaderType::decode(r)?),
+                Ev::Elem(0, 0) => f_header = Some(super::iso20::MessageHeaderType::decode(r)?),
                 Ev::End => break,
                 ev => return Err(d.unexpected(ev)),
             }
@@ -2380,1264 +2085,15 @@ impl ExiType for DcCableCheckReqType {
     }
 }
 
-/// XSD complex type `MessageHeaderType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct MessageHeaderType {
-    #[serde(rename = "SessionID")]
-    pub session_id: HexBinary,
-    #[serde(rename = "TimeStamp")]
-    pub time_stamp: u64,
-    #[serde(rename = "Signature", default, skip_serializing_if = "Option::is_none")]
-    pub signature: Option<SignatureType>,
-}
-
-static G_MESSAGEHEADERTYPE: Grammar = Grammar {
-    attrs: &[],
-    particles: &[
-        P {
-            alts: 1,
-            min: 1,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 1,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 0,
-            max: 1,
-        },
-    ],
-    mixed: false,
-    simple: false,
-};
-
-impl ExiType for MessageHeaderType {
-    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
-        let mut e = Enc::new(&G_MESSAGEHEADERTYPE);
-        {
-            let v = &self.session_id;
-            e.elem(w, 0, 0);
-            binary_elem(w, &v.0, 8, Some(8))?;
-        }
-        {
-            let v = &self.time_stamp;
-            e.elem(w, 1, 0);
-            elem_value(w, false, |w| {
-                enc_int(w, i128::from(*v), 0, i128::MAX)?;
-                Ok(())
-            })?;
-        }
-        check_count(usize::from(self.signature.is_some()), 0, 1, "Signature")?;
-        if let Some(v) = &self.signature {
-            e.elem(w, 2, 0);
-            v.encode(w)?;
-        }
-        e.end(w)
-    }
-
-    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
-        let mut d = Dec::new(&G_MESSAGEHEADERTYPE);
-        let mut f_session_id: Option<HexBinary> = None;
-        let mut f_time_stamp: Option<u64> = None;
-        let mut f_signature: Option<SignatureType> = None;
-        loop {
-            match d.next(r)? {
-                Ev::Elem(0, 0) => {
-                    f_session_id = Some(
-                        dec_elem_value(r, false, |r| Ok(HexBinary(dec_binary(r, 8, Some(8))?)))?
-                            .ok_or_else(|| missing("SessionID"))?,
-                    )
-                }
-                Ev::Elem(1, 0) => {
-                    f_time_stamp = Some(
-                        dec_elem_value(r, false, |r| {
-                            Ok(int_into::<u64>(dec_int(r, 0, i128::MAX)?)?)
-                        })?
-                        .ok_or_else(|| missing("TimeStamp"))?,
-                    )
-                }
-                Ev::Elem(2, 0) => f_signature = Some(SignatureType::decode(r)?),
-                Ev::End => break,
-                ev => return Err(d.unexpected(ev)),
-            }
-        }
-        Ok(MessageHeaderType {
-            session_id: f_session_id.ok_or_else(|| missing("SessionID"))?,
-            time_stamp: f_time_stamp.ok_or_else(|| missing("TimeStamp"))?,
-            signature: f_signature,
-        })
-    }
-}
-
-/// XSD complex type `SignatureType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct SignatureType {
-    #[serde(rename = "Id", default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
-    #[serde(rename = "SignedInfo")]
-    pub signed_info: SignedInfoType,
-    #[serde(rename = "SignatureValue")]
-    pub signature_value: SignatureValueType,
-    #[serde(rename = "KeyInfo", default, skip_serializing_if = "Option::is_none")]
-    pub key_info: Option<KeyInfoType>,
-    #[serde(rename = "Object", default, skip_serializing_if = "Vec::is_empty")]
-    pub object: Vec<ObjectType>,
-}
-
-static G_SIGNATURETYPE: Grammar = Grammar {
-    attrs: &[false],
-    particles: &[
-        P {
-            alts: 1,
-            min: 1,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 1,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 0,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 0,
-            max: u32::MAX,
-        },
-    ],
-    mixed: false,
-    simple: false,
-};
-
-impl ExiType for SignatureType {
-    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
-        let mut e = Enc::new(&G_SIGNATURETYPE);
-        if let Some(v) = &self.id {
-            e.attr(w, 0);
-            enc_string(w, v, 0, None)?;
-        } else {
-            e.skip_attr(0, "Id")?;
-        }
-        {
-            let v = &self.signed_info;
-            e.elem(w, 0, 0);
-            v.encode(w)?;
-        }
-        {
-            let v = &self.signature_value;
-            e.elem(w, 1, 0);
-            v.encode(w)?;
-        }
-        check_count(usize::from(self.key_info.is_some()), 0, 1, "KeyInfo")?;
-        if let Some(v) = &self.key_info {
-            e.elem(w, 2, 0);
-            v.encode(w)?;
-        }
-        check_count(self.object.len(), 0, u32::MAX, "Object")?;
-        for v in &self.object {
-            e.elem(w, 3, 0);
-            v.encode(w)?;
-        }
-        e.end(w)
-    }
-
-    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
-        let mut d = Dec::new(&G_SIGNATURETYPE);
-        let mut f_id: Option<String> = None;
-        let mut f_signed_info: Option<SignedInfoType> = None;
-        let mut f_signature_value: Option<SignatureValueType> = None;
-        let mut f_key_info: Option<KeyInfoType> = None;
-        let mut f_object: Vec<ObjectType> = Vec::new();
-        loop {
-            match d.next(r)? {
-                Ev::Attr(0) => f_id = Some(dec_string(r, 0, None)?),
-                Ev::Elem(0, 0) => f_signed_info = Some(SignedInfoType::decode(r)?),
-                Ev::Elem(1, 0) => f_signature_value = Some(SignatureValueType::decode(r)?),
-                Ev::Elem(2, 0) => f_key_info = Some(KeyInfoType::decode(r)?),
-                Ev::Elem(3, 0) => f_object.push(ObjectType::decode(r)?),
-                Ev::End => break,
-                ev => return Err(d.unexpected(ev)),
-            }
-        }
-        Ok(SignatureType {
-            id: f_id,
-            signed_info: f_signed_info.ok_or_else(|| missing("SignedInfo"))?,
-            signature_value: f_signature_value.ok_or_else(|| missing("SignatureValue"))?,
-            key_info: f_key_info,
-            object: f_object,
-        })
-    }
-}
-
-/// XSD complex type `SignedInfoType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct SignedInfoType {
-    #[serde(rename = "Id", default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
-    #[serde(rename = "CanonicalizationMethod")]
-    pub canonicalization_method: CanonicalizationMethodType,
-    #[serde(rename = "SignatureMethod")]
-    pub signature_method: SignatureMethodType,
-    #[serde(rename = "Reference", default, skip_serializing_if = "Vec::is_empty")]
-    pub reference: Vec<ReferenceType>,
-}
-
-static G_SIGNEDINFOTYPE: Grammar = Grammar {
-    attrs: &[false],
-    particles: &[
-        P {
-            alts: 1,
-            min: 1,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 1,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 1,
-            max: u32::MAX,
-        },
-    ],
-    mixed: false,
-    simple: false,
-};
-
-impl ExiType for SignedInfoType {
-    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
-        let mut e = Enc::new(&G_SIGNEDINFOTYPE);
-        if let Some(v) = &self.id {
-            e.attr(w, 0);
-            enc_string(w, v, 0, None)?;
-        } else {
-            e.skip_attr(0, "Id")?;
-        }
-        {
-            let v = &self.canonicalization_method;
-            e.elem(w, 0, 0);
-            v.encode(w)?;
-        }
-        {
-            let v = &self.signature_method;
-            e.elem(w, 1, 0);
-            v.encode(w)?;
-        }
-        check_count(self.reference.len(), 1, u32::MAX, "Reference")?;
-        for v in &self.reference {
-            e.elem(w, 2, 0);
-            v.encode(w)?;
-        }
-        e.end(w)
-    }
-
-    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
-        let mut d = Dec::new(&G_SIGNEDINFOTYPE);
-        let mut f_id: Option<String> = None;
-        let mut f_canonicalization_method: Option<CanonicalizationMethodType> = None;
-        let mut f_signature_method: Option<SignatureMethodType> = None;
-        let mut f_reference: Vec<ReferenceType> = Vec::new();
-        loop {
-            match d.next(r)? {
-                Ev::Attr(0) => f_id = Some(dec_string(r, 0, None)?),
-                Ev::Elem(0, 0) => {
-                    f_canonicalization_method = Some(CanonicalizationMethodType::decode(r)?)
-                }
-                Ev::Elem(1, 0) => f_signature_method = Some(SignatureMethodType::decode(r)?),
-                Ev::Elem(2, 0) => f_reference.push(ReferenceType::decode(r)?),
-                Ev::End => break,
-                ev => return Err(d.unexpected(ev)),
-            }
-        }
-        Ok(SignedInfoType {
-            id: f_id,
-            canonicalization_method: f_canonicalization_method
-                .ok_or_else(|| missing("CanonicalizationMethod"))?,
-            signature_method: f_signature_method.ok_or_else(|| missing("SignatureMethod"))?,
-            reference: f_reference,
-        })
-    }
-}
-
-/// XSD complex type `SignatureMethodType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct SignatureMethodType {
-    #[serde(rename = "Algorithm")]
-    pub algorithm: String,
-    #[serde(
-        rename = "HMACOutputLength",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub hmac_output_length: Option<i64>,
-}
-
-static G_SIGNATUREMETHODTYPE: Grammar = Grammar {
-    attrs: &[true],
-    particles: &[
-        P {
-            alts: 1,
-            min: 0,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 0,
-            max: u32::MAX,
-        },
-    ],
-    mixed: true,
-    simple: false,
-};
-
-impl ExiType for SignatureMethodType {
-    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
-        let mut e = Enc::new(&G_SIGNATUREMETHODTYPE);
-        {
-            let v = &self.algorithm;
-            e.attr(w, 0);
-            enc_string(w, v, 0, None)?;
-        }
-        check_count(
-            usize::from(self.hmac_output_length.is_some()),
-            0,
-            1,
-            "HMACOutputLength",
-        )?;
-        if let Some(v) = &self.hmac_output_length {
-            e.elem(w, 0, 0);
-            elem_value(w, false, |w| {
-                enc_int(w, i128::from(*v), i128::MIN, i128::MAX)?;
-                Ok(())
-            })?;
-        }
-        e.end(w)
-    }
-
-    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
-        let mut d = Dec::new(&G_SIGNATUREMETHODTYPE);
-        let mut f_algorithm: Option<String> = None;
-        let mut f_hmac_output_length: Option<i64> = None;
-        loop {
-            match d.next(r)? {
-                Ev::Attr(0) => f_algorithm = Some(dec_string(r, 0, None)?),
-                Ev::Elem(0, 0) => {
-                    f_hmac_output_length = Some(
-                        dec_elem_value(r, false, |r| {
-                            Ok(int_into::<i64>(dec_int(r, i128::MIN, i128::MAX)?)?)
-                        })?
-                        .ok_or_else(|| missing("HMACOutputLength"))?,
-                    )
-                }
-                Ev::End => break,
-                ev => return Err(d.unexpected(ev)),
-            }
-        }
-        Ok(SignatureMethodType {
-            algorithm: f_algorithm.ok_or_else(|| missing("Algorithm"))?,
-            hmac_output_length: f_hmac_output_length,
-        })
-    }
-}
-
-/// XSD complex type `ReferenceType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ReferenceType {
-    #[serde(rename = "Id", default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
-    #[serde(rename = "Type", default, skip_serializing_if = "Option::is_none")]
-    pub r#type: Option<String>,
-    #[serde(rename = "URI", default, skip_serializing_if = "Option::is_none")]
-    pub uri: Option<String>,
-    #[serde(
-        rename = "Transforms",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub transforms: Option<TransformsType>,
-    #[serde(rename = "DigestMethod")]
-    pub digest_method: DigestMethodType,
-    #[serde(rename = "DigestValue")]
-    pub digest_value: Base64Binary,
-}
-
-static G_REFERENCETYPE: Grammar = Grammar {
-    attrs: &[false, false, false],
-    particles: &[
-        P {
-            alts: 1,
-            min: 0,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 1,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 1,
-            max: 1,
-        },
-    ],
-    mixed: false,
-    simple: false,
-};
-
-impl ExiType for ReferenceType {
-    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
-        let mut e = Enc::new(&G_REFERENCETYPE);
-        if let Some(v) = &self.id {
-            e.attr(w, 0);
-            enc_string(w, v, 0, None)?;
-        } else {
-            e.skip_attr(0, "Id")?;
-        }
-        if let Some(v) = &self.r#type {
-            e.attr(w, 1);
-            enc_string(w, v, 0, None)?;
-        } else {
-            e.skip_attr(1, "Type")?;
-        }
-        if let Some(v) = &self.uri {
-            e.attr(w, 2);
-            enc_string(w, v, 0, None)?;
-        } else {
-            e.skip_attr(2, "URI")?;
-        }
-        check_count(usize::from(self.transforms.is_some()), 0, 1, "Transforms")?;
-        if let Some(v) = &self.transforms {
-            e.elem(w, 0, 0);
-            v.encode(w)?;
-        }
-        {
-            let v = &self.digest_method;
-            e.elem(w, 1, 0);
-            v.encode(w)?;
-        }
-        {
-            let v = &self.digest_value;
-            e.elem(w, 2, 0);
-            binary_elem(w, &v.0, 0, None)?;
-        }
-        e.end(w)
-    }
-
-    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
-        let mut d = Dec::new(&G_REFERENCETYPE);
-        let mut f_id: Option<String> = None;
-        let mut f_type: Option<String> = None;
-        let mut f_uri: Option<String> = None;
-        let mut f_transforms: Option<TransformsType> = None;
-        let mut f_digest_method: Option<DigestMethodType> = None;
-        let mut f_digest_value: Option<Base64Binary> = None;
-        loop {
-            match d.next(r)? {
-                Ev::Attr(0) => f_id = Some(dec_string(r, 0, None)?),
-                Ev::Attr(1) => f_type = Some(dec_string(r, 0, None)?),
-                Ev::Attr(2) => f_uri = Some(dec_string(r, 0, None)?),
-                Ev::Elem(0, 0) => f_transforms = Some(TransformsType::decode(r)?),
-                Ev::Elem(1, 0) => f_digest_method = Some(DigestMethodType::decode(r)?),
-                Ev::Elem(2, 0) => {
-                    f_digest_value = Some(
-                        dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
-                            .unwrap_or_default(),
-                    )
-                }
-                Ev::End => break,
-                ev => return Err(d.unexpected(ev)),
-            }
-        }
-        Ok(ReferenceType {
-            id: f_id,
-            r#type: f_type,
-            uri: f_uri,
-            transforms: f_transforms,
-            digest_method: f_digest_method.ok_or_else(|| missing("DigestMethod"))?,
-            digest_value: f_digest_value.ok_or_else(|| missing("DigestValue"))?,
-        })
-    }
-}
-
-/// XSD complex type `TransformsType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct TransformsType {
-    #[serde(rename = "Transform", default, skip_serializing_if = "Vec::is_empty")]
-    pub transform: Vec<TransformType>,
-}
-
-static G_TRANSFORMSTYPE: Grammar = Grammar {
-    attrs: &[],
-    particles: &[P {
-        alts: 1,
-        min: 1,
-        max: u32::MAX,
-    }],
-    mixed: false,
-    simple: false,
-};
-
-impl ExiType for TransformsType {
-    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
-        let mut e = Enc::new(&G_TRANSFORMSTYPE);
-        check_count(self.transform.len(), 1, u32::MAX, "Transform")?;
-        for v in &self.transform {
-            e.elem(w, 0, 0);
-            v.encode(w)?;
-        }
-        e.end(w)
-    }
-
-    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
-        let mut d = Dec::new(&G_TRANSFORMSTYPE);
-        let mut f_transform: Vec<TransformType> = Vec::new();
-        loop {
-            match d.next(r)? {
-                Ev::Elem(0, 0) => f_transform.push(TransformType::decode(r)?),
-                Ev::End => break,
-                ev => return Err(d.unexpected(ev)),
-            }
-        }
-        Ok(TransformsType {
-            transform: f_transform,
-        })
-    }
-}
-
-/// XSD complex type `TransformType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct TransformType {
-    #[serde(rename = "Algorithm")]
-    pub algorithm: String,
-    #[serde(rename = "XPath", default, skip_serializing_if = "Vec::is_empty")]
-    pub x_path: Vec<String>,
-}
-
-static G_TRANSFORMTYPE: Grammar = Grammar {
-    attrs: &[true],
-    particles: &[P {
-        alts: 2,
-        min: 0,
-        max: u32::MAX,
-    }],
-    mixed: true,
-    simple: false,
-};
-
-impl ExiType for TransformType {
-    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
-        let mut e = Enc::new(&G_TRANSFORMTYPE);
-        {
-            let v = &self.algorithm;
-            e.attr(w, 0);
-            enc_string(w, v, 0, None)?;
-        }
-        check_count(self.x_path.len(), 0, u32::MAX, "XPath")?;
-        for v in &self.x_path {
-            e.elem(w, 0, 0);
-            string_elem(w, v, 0, None)?;
-        }
-        e.end(w)
-    }
-
-    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
-        let mut d = Dec::new(&G_TRANSFORMTYPE);
-        let mut f_algorithm: Option<String> = None;
-        let mut f_x_path: Vec<String> = Vec::new();
-        loop {
-            match d.next(r)? {
-                Ev::Attr(0) => f_algorithm = Some(dec_string(r, 0, None)?),
-                Ev::Elem(0, 0) => f_x_path.push(
-                    dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?.unwrap_or_default(),
-                ),
-                Ev::End => break,
-                ev => return Err(d.unexpected(ev)),
-            }
-        }
-        Ok(TransformType {
-            algorithm: f_algorithm.ok_or_else(|| missing("Algorithm"))?,
-            x_path: f_x_path,
-        })
-    }
-}
-
-/// XSD complex type `DigestMethodType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct DigestMethodType {
-    #[serde(rename = "Algorithm")]
-    pub algorithm: String,
-}
-
-static G_DIGESTMETHODTYPE: Grammar = Grammar {
-    attrs: &[true],
-    particles: &[P {
-        alts: 1,
-        min: 0,
-        max: u32::MAX,
-    }],
-    mixed: true,
-    simple: false,
-};
-
-impl ExiType for DigestMethodType {
-    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
-        let mut e = Enc::new(&G_DIGESTMETHODTYPE);
-        {
-            let v = &self.algorithm;
-            e.attr(w, 0);
-            enc_string(w, v, 0, None)?;
-        }
-        e.end(w)
-    }
-
-    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
-        let mut d = Dec::new(&G_DIGESTMETHODTYPE);
-        let mut f_algorithm: Option<String> = None;
-        loop {
-            match d.next(r)? {
-                Ev::Attr(0) => f_algorithm = Some(dec_string(r, 0, None)?),
-                Ev::End => break,
-                ev => return Err(d.unexpected(ev)),
-            }
-        }
-        Ok(DigestMethodType {
-            algorithm: f_algorithm.ok_or_else(|| missing("Algorithm"))?,
-        })
-    }
-}
-
-/// XSD complex type `SignatureValueType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct SignatureValueType {
-    #[serde(rename = "Id", default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
-    #[serde(rename = "value")]
-    pub value: Base64Binary,
-}
-
-static G_SIGNATUREVALUETYPE: Grammar = Grammar {
-    attrs: &[false],
-    particles: &[],
-    mixed: false,
-    simple: true,
-};
-
-impl ExiType for SignatureValueType {
-    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
-        let mut e = Enc::new(&G_SIGNATUREVALUETYPE);
-        if let Some(v) = &self.id {
-            e.attr(w, 0);
-            enc_string(w, v, 0, None)?;
-        } else {
-            e.skip_attr(0, "Id")?;
-        }
-        e.chars(w);
-        {
-            let v = &self.value;
-            enc_binary(w, &v.0, 0, None)?;
-        }
-        e.end(w)
-    }
-
-    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
-        let mut d = Dec::new(&G_SIGNATUREVALUETYPE);
-        let mut f_id: Option<String> = None;
-        let mut f_value: Option<Base64Binary> = None;
-        loop {
-            match d.next(r)? {
-                Ev::Attr(0) => f_id = Some(dec_string(r, 0, None)?),
-                Ev::Chars => f_value = Some(Base64Binary(dec_binary(r, 0, None)?)),
-                Ev::End => break,
-                ev => return Err(d.unexpected(ev)),
-            }
-        }
-        Ok(SignatureValueType {
-            id: f_id,
-            value: f_value.ok_or_else(|| missing("value"))?,
-        })
-    }
-}
-
-/// XSD complex type `KeyInfoType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct KeyInfoType {
-    #[serde(rename = "Id", default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
-    #[serde(rename = "KeyName", default, skip_serializing_if = "Vec::is_empty")]
-    pub key_name: Vec<String>,
-    #[serde(rename = "KeyValue", default, skip_serializing_if = "Vec::is_empty")]
-    pub key_value: Vec<KeyValueType>,
-    #[serde(
-        rename = "RetrievalMethod",
-        default,
-        skip_serializing_if = "Vec::is_empty"
-    )]
-    pub retrieval_method: Vec<RetrievalMethodType>,
-    #[serde(rename = "X509Data", default, skip_serializing_if = "Vec::is_empty")]
-    pub x509_data: Vec<X509DataType>,
-    #[serde(rename = "MgmtData", default, skip_serializing_if = "Vec::is_empty")]
-    pub mgmt_data: Vec<String>,
-}
-
-static G_KEYINFOTYPE: Grammar = Grammar {
-    attrs: &[false],
-    particles: &[P {
-        alts: 8,
-        min: 1,
-        max: u32::MAX,
-    }],
-    mixed: true,
-    simple: false,
-};
-
-impl ExiType for KeyInfoType {
-    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
-        let mut e = Enc::new(&G_KEYINFOTYPE);
-        if let Some(v) = &self.id {
-            e.attr(w, 0);
-            enc_string(w, v, 0, None)?;
-        } else {
-            e.skip_attr(0, "Id")?;
-        }
-        check_count(
-            self.key_name.len()
-                + self.key_value.len()
-                + self.retrieval_method.len()
-                + self.x509_data.len()
-                + self.mgmt_data.len(),
-            1,
-            u32::MAX,
-            "KeyName",
-        )?;
-        for v in &self.key_name {
-            e.elem(w, 0, 0);
-            string_elem(w, v, 0, None)?;
-        }
-        for v in &self.key_value {
-            e.elem(w, 0, 1);
-            v.encode(w)?;
-        }
-        for v in &self.retrieval_method {
-            e.elem(w, 0, 2);
-            v.encode(w)?;
-        }
-        for v in &self.x509_data {
-            e.elem(w, 0, 3);
-            v.encode(w)?;
-        }
-        for v in &self.mgmt_data {
-            e.elem(w, 0, 6);
-            string_elem(w, v, 0, None)?;
-        }
-        e.end(w)
-    }
-
-    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
-        let mut d = Dec::new(&G_KEYINFOTYPE);
-        let mut f_id: Option<String> = None;
-        let mut f_key_name: Vec<String> = Vec::new();
-        let mut f_key_value: Vec<KeyValueType> = Vec::new();
-        let mut f_retrieval_method: Vec<RetrievalMethodType> = Vec::new();
-        let mut f_x509_data: Vec<X509DataType> = Vec::new();
-        let mut f_mgmt_data: Vec<String> = Vec::new();
-        loop {
-            match d.next(r)? {
-                Ev::Attr(0) => f_id = Some(dec_string(r, 0, None)?),
-                Ev::Elem(0, 0) => f_key_name.push(
-                    dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?.unwrap_or_default(),
-                ),
-                Ev::Elem(0, 1) => f_key_value.push(KeyValueType::decode(r)?),
-                Ev::Elem(0, 2) => f_retrieval_method.push(RetrievalMethodType::decode(r)?),
-                Ev::Elem(0, 3) => f_x509_data.push(X509DataType::decode(r)?),
-                Ev::Elem(0, 6) => f_mgmt_data.push(
-                    dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?.unwrap_or_default(),
-                ),
-                Ev::End => break,
-                ev => return Err(d.unexpected(ev)),
-            }
-        }
-        Ok(KeyInfoType {
-            id: f_id,
-            key_name: f_key_name,
-            key_value: f_key_value,
-            retrieval_method: f_retrieval_method,
-            x509_data: f_x509_data,
-            mgmt_data: f_mgmt_data,
-        })
-    }
-}
-
-/// XSD complex type `KeyValueType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct KeyValueType {
-    #[serde(
-        rename = "RSAKeyValue",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub rsa_key_value: Option<RSAKeyValueType>,
-}
-
-static G_KEYVALUETYPE: Grammar = Grammar {
-    attrs: &[],
-    particles: &[P {
-        alts: 3,
-        min: 1,
-        max: 1,
-    }],
-    mixed: true,
-    simple: false,
-};
-
-impl ExiType for KeyValueType {
-    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
-        let mut e = Enc::new(&G_KEYVALUETYPE);
-        check_count(
-            usize::from(self.rsa_key_value.is_some()),
-            1,
-            1,
-            "DSAKeyValue",
-        )?;
-        if let Some(v) = &self.rsa_key_value {
-            e.elem(w, 0, 1);
-            v.encode(w)?;
-        }
-        e.end(w)
-    }
-
-    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
-        let mut d = Dec::new(&G_KEYVALUETYPE);
-        let mut f_rsa_key_value: Option<RSAKeyValueType> = None;
-        loop {
-            match d.next(r)? {
-                Ev::Elem(0, 1) => f_rsa_key_value = Some(RSAKeyValueType::decode(r)?),
-                Ev::End => break,
-                ev => return Err(d.unexpected(ev)),
-            }
-        }
-        Ok(KeyValueType {
-            rsa_key_value: f_rsa_key_value,
-        })
-    }
-}
-
-/// XSD complex type `RSAKeyValueType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct RSAKeyValueType {
-    #[serde(rename = "Modulus")]
-    pub modulus: Base64Binary,
-    #[serde(rename = "Exponent")]
-    pub exponent: Base64Binary,
-}
-
-static G_RSAKEYVALUETYPE: Grammar = Grammar {
-    attrs: &[],
-    particles: &[
-        P {
-            alts: 1,
-            min: 1,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 1,
-            max: 1,
-        },
-    ],
-    mixed: false,
-    simple: false,
-};
-
-impl ExiType for RSAKeyValueType {
-    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
-        let mut e = Enc::new(&G_RSAKEYVALUETYPE);
-        {
-            let v = &self.modulus;
-            e.elem(w, 0, 0);
-            binary_elem(w, &v.0, 0, None)?;
-        }
-        {
-            let v = &self.exponent;
-            e.elem(w, 1, 0);
-            binary_elem(w, &v.0, 0, None)?;
-        }
-        e.end(w)
-    }
-
-    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
-        let mut d = Dec::new(&G_RSAKEYVALUETYPE);
-        let mut f_modulus: Option<Base64Binary> = None;
-        let mut f_exponent: Option<Base64Binary> = None;
-        loop {
-            match d.next(r)? {
-                Ev::Elem(0, 0) => {
-                    f_modulus = Some(
-                        dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
-                            .unwrap_or_default(),
-                    )
-                }
-                Ev::Elem(1, 0) => {
-                    f_exponent = Some(
-                        dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
-                            .unwrap_or_default(),
-                    )
-                }
-                Ev::End => break,
-                ev => return Err(d.unexpected(ev)),
-            }
-        }
-        Ok(RSAKeyValueType {
-            modulus: f_modulus.ok_or_else(|| missing("Modulus"))?,
-            exponent: f_exponent.ok_or_else(|| missing("Exponent"))?,
-        })
-    }
-}
-
-/// XSD complex type `RetrievalMethodType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct RetrievalMethodType {
-    #[serde(rename = "Type", default, skip_serializing_if = "Option::is_none")]
-    pub r#type: Option<String>,
-    #[serde(rename = "URI", default, skip_serializing_if = "Option::is_none")]
-    pub uri: Option<String>,
-    #[serde(
-        rename = "Transforms",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub transforms: Option<TransformsType>,
-}
-
-static G_RETRIEVALMETHODTYPE: Grammar = Grammar {
-    attrs: &[false, false],
-    particles: &[P {
-        alts: 1,
-        min: 0,
-        max: 1,
-    }],
-    mixed: false,
-    simple: false,
-};
-
-impl ExiType for RetrievalMethodType {
-    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
-        let mut e = Enc::new(&G_RETRIEVALMETHODTYPE);
-        if let Some(v) = &self.r#type {
-            e.attr(w, 0);
-            enc_string(w, v, 0, None)?;
-        } else {
-            e.skip_attr(0, "Type")?;
-        }
-        if let Some(v) = &self.uri {
-            e.attr(w, 1);
-            enc_string(w, v, 0, None)?;
-        } else {
-            e.skip_attr(1, "URI")?;
-        }
-        check_count(usize::from(self.transforms.is_some()), 0, 1, "Transforms")?;
-        if let Some(v) = &self.transforms {
-            e.elem(w, 0, 0);
-            v.encode(w)?;
-        }
-        e.end(w)
-    }
-
-    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
-        let mut d = Dec::new(&G_RETRIEVALMETHODTYPE);
-        let mut f_type: Option<String> = None;
-        let mut f_uri: Option<String> = None;
-        let mut f_transforms: Option<TransformsType> = None;
-        loop {
-            match d.next(r)? {
-                Ev::Attr(0) => f_type = Some(dec_string(r, 0, None)?),
-                Ev::Attr(1) => f_uri = Some(dec_string(r, 0, None)?),
-                Ev::Elem(0, 0) => f_transforms = Some(TransformsType::decode(r)?),
-                Ev::End => break,
-                ev => return Err(d.unexpected(ev)),
-            }
-        }
-        Ok(RetrievalMethodType {
-            r#type: f_type,
-            uri: f_uri,
-            transforms: f_transforms,
-        })
-    }
-}
-
-/// XSD complex type `X509DataType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct X509DataType {
-    #[serde(
-        rename = "X509IssuerSerial",
-        default,
-        skip_serializing_if = "Vec::is_empty"
-    )]
-    pub x509_issuer_serial: Vec<X509IssuerSerialType>,
-    #[serde(rename = "X509SKI", default, skip_serializing_if = "Vec::is_empty")]
-    pub x509_ski: Vec<Base64Binary>,
-    #[serde(
-        rename = "X509SubjectName",
-        default,
-        skip_serializing_if = "Vec::is_empty"
-    )]
-    pub x509_subject_name: Vec<String>,
-    #[serde(
-        rename = "X509Certificate",
-        default,
-        skip_serializing_if = "Vec::is_empty"
-    )]
-    pub x509_certificate: Vec<Base64Binary>,
-    #[serde(rename = "X509CRL", default, skip_serializing_if = "Vec::is_empty")]
-    pub x509_crl: Vec<Base64Binary>,
-}
-
-static G_X509DATATYPE: Grammar = Grammar {
-    attrs: &[],
-    particles: &[P {
-        alts: 6,
-        min: 1,
-        max: u32::MAX,
-    }],
-    mixed: false,
-    simple: false,
-};
-
-impl ExiType for X509DataType {
-    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
-        let mut e = Enc::new(&G_X509DATATYPE);
-        check_count(
-            self.x509_issuer_serial.len()
-                + self.x509_ski.len()
-                + self.x509_subject_name.len()
-                + self.x509_certificate.len()
-                + self.x509_crl.len(),
-            1,
-            u32::MAX,
-            "X509IssuerSerial",
-        )?;
-        for v in &self.x509_issuer_serial {
-            e.elem(w, 0, 0);
-            v.encode(w)?;
-        }
-        for v in &self.x509_ski {
-            e.elem(w, 0, 1);
-            binary_elem(w, &v.0, 0, None)?;
-        }
-        for v in &self.x509_subject_name {
-            e.elem(w, 0, 2);
-            string_elem(w, v, 0, None)?;
-        }
-        for v in &self.x509_certificate {
-            e.elem(w, 0, 3);
-            binary_elem(w, &v.0, 0, None)?;
-        }
-        for v in &self.x509_crl {
-            e.elem(w, 0, 4);
-            binary_elem(w, &v.0, 0, None)?;
-        }
-        e.end(w)
-    }
-
-    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
-        let mut d = Dec::new(&G_X509DATATYPE);
-        let mut f_x509_issuer_serial: Vec<X509IssuerSerialType> = Vec::new();
-        let mut f_x509_ski: Vec<Base64Binary> = Vec::new();
-        let mut f_x509_subject_name: Vec<String> = Vec::new();
-        let mut f_x509_certificate: Vec<Base64Binary> = Vec::new();
-        let mut f_x509_crl: Vec<Base64Binary> = Vec::new();
-        loop {
-            match d.next(r)? {
-                Ev::Elem(0, 0) => f_x509_issuer_serial.push(X509IssuerSerialType::decode(r)?),
-                Ev::Elem(0, 1) => f_x509_ski.push(
-                    dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
-                        .unwrap_or_default(),
-                ),
-                Ev::Elem(0, 2) => f_x509_subject_name.push(
-                    dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?.unwrap_or_default(),
-                ),
-                Ev::Elem(0, 3) => f_x509_certificate.push(
-                    dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
-                        .unwrap_or_default(),
-                ),
-                Ev::Elem(0, 4) => f_x509_crl.push(
-                    dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
-                        .unwrap_or_default(),
-                ),
-                Ev::End => break,
-                ev => return Err(d.unexpected(ev)),
-            }
-        }
-        Ok(X509DataType {
-            x509_issuer_serial: f_x509_issuer_serial,
-            x509_ski: f_x509_ski,
-            x509_subject_name: f_x509_subject_name,
-            x509_certificate: f_x509_certificate,
-            x509_crl: f_x509_crl,
-        })
-    }
-}
-
-/// XSD complex type `X509IssuerSerialType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct X509IssuerSerialType {
-    #[serde(rename = "X509IssuerName")]
-    pub x509_issuer_name: String,
-    #[serde(rename = "X509SerialNumber")]
-    pub x509_serial_number: i64,
-}
-
-static G_X509ISSUERSERIALTYPE: Grammar = Grammar {
-    attrs: &[],
-    particles: &[
-        P {
-            alts: 1,
-            min: 1,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 1,
-            max: 1,
-        },
-    ],
-    mixed: false,
-    simple: false,
-};
-
-impl ExiType for X509IssuerSerialType {
-    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
-        let mut e = Enc::new(&G_X509ISSUERSERIALTYPE);
-        {
-            let v = &self.x509_issuer_name;
-            e.elem(w, 0, 0);
-            string_elem(w, v, 0, None)?;
-        }
-        {
-            let v = &self.x509_serial_number;
-            e.elem(w, 1, 0);
-            elem_value(w, false, |w| {
-                enc_int(w, i128::from(*v), i128::MIN, i128::MAX)?;
-                Ok(())
-            })?;
-        }
-        e.end(w)
-    }
-
-    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
-        let mut d = Dec::new(&G_X509ISSUERSERIALTYPE);
-        let mut f_x509_issuer_name: Option<String> = None;
-        let mut f_x509_serial_number: Option<i64> = None;
-        loop {
-            match d.next(r)? {
-                Ev::Elem(0, 0) => {
-                    f_x509_issuer_name = Some(
-                        dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?
-                            .unwrap_or_default(),
-                    )
-                }
-                Ev::Elem(1, 0) => {
-                    f_x509_serial_number = Some(
-                        dec_elem_value(r, false, |r| {
-                            Ok(int_into::<i64>(dec_int(r, i128::MIN, i128::MAX)?)?)
-                        })?
-                        .ok_or_else(|| missing("X509SerialNumber"))?,
-                    )
-                }
-                Ev::End => break,
-                ev => return Err(d.unexpected(ev)),
-            }
-        }
-        Ok(X509IssuerSerialType {
-            x509_issuer_name: f_x509_issuer_name.ok_or_else(|| missing("X509IssuerName"))?,
-            x509_serial_number: f_x509_serial_number.ok_or_else(|| missing("X509SerialNumber"))?,
-        })
-    }
-}
-
-/// XSD complex type `ObjectType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ObjectType {
-    #[serde(rename = "Encoding", default, skip_serializing_if = "Option::is_none")]
-    pub encoding: Option<String>,
-    #[serde(rename = "Id", default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
-    #[serde(rename = "MimeType", default, skip_serializing_if = "Option::is_none")]
-    pub mime_type: Option<String>,
-}
-
-static G_OBJECTTYPE: Grammar = Grammar {
-    attrs: &[false, false, false],
-    particles: &[P {
-        alts: 1,
-        min: 0,
-        max: u32::MAX,
-    }],
-    mixed: true,
-    simple: false,
-};
-
-impl ExiType for ObjectType {
-    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
-        let mut e = Enc::new(&G_OBJECTTYPE);
-        if let Some(v) = &self.encoding {
-            e.attr(w, 0);
-            enc_string(w, v, 0, None)?;
-        } else {
-            e.skip_attr(0, "Encoding")?;
-        }
-        if let Some(v) = &self.id {
-            e.attr(w, 1);
-            enc_string(w, v, 0, None)?;
-        } else {
-            e.skip_attr(1, "Id")?;
-        }
-        if let Some(v) = &self.mime_type {
-            e.attr(w, 2);
-            enc_string(w, v, 0, None)?;
-        } else {
-            e.skip_attr(2, "MimeType")?;
-        }
-        e.end(w)
-    }
-
-    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
-        let mut d = Dec::new(&G_OBJECTTYPE);
-        let mut f_encoding: Option<String> = None;
-        let mut f_id: Option<String> = None;
-        let mut f_mime_type: Option<String> = None;
-        loop {
-            match d.next(r)? {
-                Ev::Attr(0) => f_encoding = Some(dec_string(r, 0, None)?),
-                Ev::Attr(1) => f_id = Some(dec_string(r, 0, None)?),
-                Ev::Attr(2) => f_mime_type = Some(dec_string(r, 0, None)?),
-                Ev::End => break,
-                ev => return Err(d.unexpected(ev)),
-            }
-        }
-        Ok(ObjectType {
-            encoding: f_encoding,
-            id: f_id,
-            mime_type: f_mime_type,
-        })
-    }
-}
-
 /// XSD complex type `DC_CableCheckResType`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DcCableCheckResType {
     #[serde(rename = "Header")]
-    pub header: MessageHeaderType,
+    pub header: super::iso20::MessageHeaderType,
     #[serde(rename = "ResponseCode")]
-    pub response_code: ResponseCodeType,
+    pub response_code: super::iso20::ResponseCodeType,
     #[serde(rename = "EVSEProcessing")]
-    pub evse_processing: ProcessingType,
+    pub evse_processing: super::iso20::ProcessingType,
 }
 
 static G_DCCABLECHECKRESTYPE: Grammar = Grammar {
@@ -3675,7 +2131,7 @@ impl ExiType for DcCableCheckResType {
             let v = &self.response_code;
             e.elem(w, 1, 0);
             elem_value(w, false, |w| {
-                enc_enum(w, v.index(), ResponseCodeType::COUNT);
+                enc_enum(w, v.index(), super::iso20::ResponseCodeType::COUNT);
                 Ok(())
             })?;
         }
@@ -3683,7 +2139,7 @@ impl ExiType for DcCableCheckResType {
             let v = &self.evse_processing;
             e.elem(w, 2, 0);
             elem_value(w, false, |w| {
-                enc_enum(w, v.index(), ProcessingType::COUNT);
+                enc_enum(w, v.index(), super::iso20::ProcessingType::COUNT);
                 Ok(())
             })?;
         }
@@ -3692,18 +2148,18 @@ impl ExiType for DcCableCheckResType {
 
     fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
         let mut d = Dec::new(&G_DCCABLECHECKRESTYPE);
-        let mut f_header: Option<MessageHeaderType> = None;
-        let mut f_response_code: Option<ResponseCodeType> = None;
-        let mut f_evse_processing: Option<ProcessingType> = None;
+        let mut f_header: Option<super::iso20::MessageHeaderType> = None;
+        let mut f_response_code: Option<super::iso20::ResponseCodeType> = None;
+        let mut f_evse_processing: Option<super::iso20::ProcessingType> = None;
         loop {
             match d.next(r)? {
-                Ev::Elem(0, 0) => f_header = Some(MessageHeaderType::decode(r)?),
+                Ev::Elem(0, 0) => f_header = Some(super::iso20::MessageHeaderType::decode(r)?),
                 Ev::Elem(1, 0) => {
                     f_response_code = Some(
                         dec_elem_value(r, false, |r| {
-                            Ok(enum_from::<ResponseCodeType>(dec_enum(
+                            Ok(enum_from::<super::iso20::ResponseCodeType>(dec_enum(
                                 r,
-                                ResponseCodeType::COUNT,
+                                super::iso20::ResponseCodeType::COUNT,
                             )?)?)
                         })?
                         .ok_or_else(|| missing("ResponseCode"))?,
@@ -3712,9 +2168,9 @@ impl ExiType for DcCableCheckResType {
                 Ev::Elem(2, 0) => {
                     f_evse_processing = Some(
                         dec_elem_value(r, false, |r| {
-                            Ok(enum_from::<ProcessingType>(dec_enum(
+                            Ok(enum_from::<super::iso20::ProcessingType>(dec_enum(
                                 r,
-                                ProcessingType::COUNT,
+                                super::iso20::ProcessingType::COUNT,
                             )?)?)
                         })?
                         .ok_or_else(|| missing("EVSEProcessing"))?,
@@ -3736,17 +2192,17 @@ impl ExiType for DcCableCheckResType {
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DcChargeLoopReqType {
     #[serde(rename = "Header")]
-    pub header: MessageHeaderType,
+    pub header: super::iso20::MessageHeaderType,
     #[serde(
         rename = "DisplayParameters",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub display_parameters: Option<DisplayParametersType>,
+    pub display_parameters: Option<super::iso20::DisplayParametersType>,
     #[serde(rename = "MeterInfoRequested")]
     pub meter_info_requested: bool,
     #[serde(rename = "EVPresentVoltage")]
-    pub ev_present_voltage: RationalNumberType,
+    pub ev_present_voltage: super::iso20::RationalNumberType,
     #[serde(
         rename = "BPT_Dynamic_DC_CLReqControlMode",
         default,
@@ -3764,7 +2220,7 @@ pub struct DcChargeLoopReqType {
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub cl_req_control_mode: Option<CLReqControlModeType>,
+    pub cl_req_control_mode: Option<super::iso20::CLReqControlModeType>,
     #[serde(
         rename = "Dynamic_DC_CLReqControlMode",
         default,
@@ -3878,28 +2334,32 @@ impl ExiType for DcChargeLoopReqType {
 
     fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
         let mut d = Dec::new(&G_DCCHARGELOOPREQTYPE);
-        let mut f_header: Option<MessageHeaderType> = None;
-        let mut f_display_parameters: Option<DisplayParametersType> = None;
+        let mut f_header: Option<super::iso20::MessageHeaderType> = None;
+        let mut f_display_parameters: Option<super::iso20::DisplayParametersType> = None;
         let mut f_meter_info_requested: Option<bool> = None;
-        let mut f_ev_present_voltage: Option<RationalNumberType> = None;
+        let mut f_ev_present_voltage: Option<super::iso20::RationalNumberType> = None;
         let mut f_bpt_dynamic_dc_cl_req_control_mode: Option<BptDynamicDcCLReqControlModeType> =
             None;
         let mut f_bpt_scheduled_dc_cl_req_control_mode: Option<BptScheduledDcCLReqControlModeType> =
             None;
-        let mut f_cl_req_control_mode: Option<CLReqControlModeType> = None;
+        let mut f_cl_req_control_mode: Option<super::iso20::CLReqControlModeType> = None;
         let mut f_dynamic_dc_cl_req_control_mode: Option<DynamicDcCLReqControlModeType> = None;
         let mut f_scheduled_dc_cl_req_control_mode: Option<ScheduledDcCLReqControlModeType> = None;
         loop {
             match d.next(r)? {
-                Ev::Elem(0, 0) => f_header = Some(MessageHeaderType::decode(r)?),
-                Ev::Elem(1, 0) => f_display_parameters = Some(DisplayParametersType::decode(r)?),
+                Ev::Elem(0, 0) => f_header = Some(super::iso20::MessageHeaderType::decode(r)?),
+                Ev::Elem(1, 0) => {
+                    f_display_parameters = Some(super::iso20::DisplayParametersType::decode(r)?)
+                }
                 Ev::Elem(2, 0) => {
                     f_meter_info_requested = Some(
                         dec_elem_value(r, false, |r| Ok(dec_bool(r)?))?
                             .ok_or_else(|| missing("MeterInfoRequested"))?,
                     )
                 }
-                Ev::Elem(3, 0) => f_ev_present_voltage = Some(RationalNumberType::decode(r)?),
+                Ev::Elem(3, 0) => {
+                    f_ev_present_voltage = Some(super::iso20::RationalNumberType::decode(r)?)
+                }
                 Ev::Elem(4, 0) => {
                     f_bpt_dynamic_dc_cl_req_control_mode =
                         Some(BptDynamicDcCLReqControlModeType::decode(r)?)
@@ -3908,7 +2368,9 @@ impl ExiType for DcChargeLoopReqType {
                     f_bpt_scheduled_dc_cl_req_control_mode =
                         Some(BptScheduledDcCLReqControlModeType::decode(r)?)
                 }
-                Ev::Elem(4, 2) => f_cl_req_control_mode = Some(CLReqControlModeType::decode(r)?),
+                Ev::Elem(4, 2) => {
+                    f_cl_req_control_mode = Some(super::iso20::CLReqControlModeType::decode(r)?)
+                }
                 Ev::Elem(4, 3) => {
                     f_dynamic_dc_cl_req_control_mode =
                         Some(DynamicDcCLReqControlModeType::decode(r)?)
@@ -3936,323 +2398,6 @@ impl ExiType for DcChargeLoopReqType {
     }
 }
 
-/// XSD complex type `DisplayParametersType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct DisplayParametersType {
-    #[serde(
-        rename = "PresentSOC",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub present_soc: Option<u8>,
-    #[serde(
-        rename = "MinimumSOC",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub minimum_soc: Option<u8>,
-    #[serde(rename = "TargetSOC", default, skip_serializing_if = "Option::is_none")]
-    pub target_soc: Option<u8>,
-    #[serde(
-        rename = "MaximumSOC",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub maximum_soc: Option<u8>,
-    #[serde(
-        rename = "RemainingTimeToMinimumSOC",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub remaining_time_to_minimum_soc: Option<u32>,
-    #[serde(
-        rename = "RemainingTimeToTargetSOC",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub remaining_time_to_target_soc: Option<u32>,
-    #[serde(
-        rename = "RemainingTimeToMaximumSOC",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub remaining_time_to_maximum_soc: Option<u32>,
-    #[serde(
-        rename = "ChargingComplete",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub charging_complete: Option<bool>,
-    #[serde(
-        rename = "BatteryEnergyCapacity",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub battery_energy_capacity: Option<RationalNumberType>,
-    #[serde(rename = "InletHot", default, skip_serializing_if = "Option::is_none")]
-    pub inlet_hot: Option<bool>,
-}
-
-static G_DISPLAYPARAMETERSTYPE: Grammar = Grammar {
-    attrs: &[],
-    particles: &[
-        P {
-            alts: 1,
-            min: 0,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 0,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 0,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 0,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 0,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 0,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 0,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 0,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 0,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 0,
-            max: 1,
-        },
-    ],
-    mixed: false,
-    simple: false,
-};
-
-impl ExiType for DisplayParametersType {
-    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
-        let mut e = Enc::new(&G_DISPLAYPARAMETERSTYPE);
-        check_count(usize::from(self.present_soc.is_some()), 0, 1, "PresentSOC")?;
-        if let Some(v) = &self.present_soc {
-            e.elem(w, 0, 0);
-            elem_value(w, false, |w| {
-                enc_int(w, i128::from(*v), 0, 100)?;
-                Ok(())
-            })?;
-        }
-        check_count(usize::from(self.minimum_soc.is_some()), 0, 1, "MinimumSOC")?;
-        if let Some(v) = &self.minimum_soc {
-            e.elem(w, 1, 0);
-            elem_value(w, false, |w| {
-                enc_int(w, i128::from(*v), 0, 100)?;
-                Ok(())
-            })?;
-        }
-        check_count(usize::from(self.target_soc.is_some()), 0, 1, "TargetSOC")?;
-        if let Some(v) = &self.target_soc {
-            e.elem(w, 2, 0);
-            elem_value(w, false, |w| {
-                enc_int(w, i128::from(*v), 0, 100)?;
-                Ok(())
-            })?;
-        }
-        check_count(usize::from(self.maximum_soc.is_some()), 0, 1, "MaximumSOC")?;
-        if let Some(v) = &self.maximum_soc {
-            e.elem(w, 3, 0);
-            elem_value(w, false, |w| {
-                enc_int(w, i128::from(*v), 0, 100)?;
-                Ok(())
-            })?;
-        }
-        check_count(
-            usize::from(self.remaining_time_to_minimum_soc.is_some()),
-            0,
-            1,
-            "RemainingTimeToMinimumSOC",
-        )?;
-        if let Some(v) = &self.remaining_time_to_minimum_soc {
-            e.elem(w, 4, 0);
-            elem_value(w, false, |w| {
-                enc_int(w, i128::from(*v), 0, 4294967295)?;
-                Ok(())
-            })?;
-        }
-        check_count(
-            usize::from(self.remaining_time_to_target_soc.is_some()),
-            0,
-            1,
-            "RemainingTimeToTargetSOC",
-        )?;
-        if let Some(v) = &self.remaining_time_to_target_soc {
-            e.elem(w, 5, 0);
-            elem_value(w, false, |w| {
-                enc_int(w, i128::from(*v), 0, 4294967295)?;
-                Ok(())
-            })?;
-        }
-        check_count(
-            usize::from(self.remaining_time_to_maximum_soc.is_some()),
-            0,
-            1,
-            "RemainingTimeToMaximumSOC",
-        )?;
-        if let Some(v) = &self.remaining_time_to_maximum_soc {
-            e.elem(w, 6, 0);
-            elem_value(w, false, |w| {
-                enc_int(w, i128::from(*v), 0, 4294967295)?;
-                Ok(())
-            })?;
-        }
-        check_count(
-            usize::from(self.charging_complete.is_some()),
-            0,
-            1,
-            "ChargingComplete",
-        )?;
-        if let Some(v) = &self.charging_complete {
-            e.elem(w, 7, 0);
-            elem_value(w, false, |w| {
-                w.bits(1, u32::from(*v));
-                Ok(())
-            })?;
-        }
-        check_count(
-            usize::from(self.battery_energy_capacity.is_some()),
-            0,
-            1,
-            "BatteryEnergyCapacity",
-        )?;
-        if let Some(v) = &self.battery_energy_capacity {
-            e.elem(w, 8, 0);
-            v.encode(w)?;
-        }
-        check_count(usize::from(self.inlet_hot.is_some()), 0, 1, "InletHot")?;
-        if let Some(v) = &self.inlet_hot {
-            e.elem(w, 9, 0);
-            elem_value(w, false, |w| {
-                w.bits(1, u32::from(*v));
-                Ok(())
-            })?;
-        }
-        e.end(w)
-    }
-
-    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
-        let mut d = Dec::new(&G_DISPLAYPARAMETERSTYPE);
-        let mut f_present_soc: Option<u8> = None;
-        let mut f_minimum_soc: Option<u8> = None;
-        let mut f_target_soc: Option<u8> = None;
-        let mut f_maximum_soc: Option<u8> = None;
-        let mut f_remaining_time_to_minimum_soc: Option<u32> = None;
-        let mut f_remaining_time_to_target_soc: Option<u32> = None;
-        let mut f_remaining_time_to_maximum_soc: Option<u32> = None;
-        let mut f_charging_complete: Option<bool> = None;
-        let mut f_battery_energy_capacity: Option<RationalNumberType> = None;
-        let mut f_inlet_hot: Option<bool> = None;
-        loop {
-            match d.next(r)? {
-                Ev::Elem(0, 0) => {
-                    f_present_soc = Some(
-                        dec_elem_value(r, false, |r| Ok(int_into::<u8>(dec_int(r, 0, 100)?)?))?
-                            .ok_or_else(|| missing("PresentSOC"))?,
-                    )
-                }
-                Ev::Elem(1, 0) => {
-                    f_minimum_soc = Some(
-                        dec_elem_value(r, false, |r| Ok(int_into::<u8>(dec_int(r, 0, 100)?)?))?
-                            .ok_or_else(|| missing("MinimumSOC"))?,
-                    )
-                }
-                Ev::Elem(2, 0) => {
-                    f_target_soc = Some(
-                        dec_elem_value(r, false, |r| Ok(int_into::<u8>(dec_int(r, 0, 100)?)?))?
-                            .ok_or_else(|| missing("TargetSOC"))?,
-                    )
-                }
-                Ev::Elem(3, 0) => {
-                    f_maximum_soc = Some(
-                        dec_elem_value(r, false, |r| Ok(int_into::<u8>(dec_int(r, 0, 100)?)?))?
-                            .ok_or_else(|| missing("MaximumSOC"))?,
-                    )
-                }
-                Ev::Elem(4, 0) => {
-                    f_remaining_time_to_minimum_soc = Some(
-                        dec_elem_value(r, false, |r| {
-                            Ok(int_into::<u32>(dec_int(r, 0, 4294967295)?)?)
-                        })?
-                        .ok_or_else(|| missing("RemainingTimeToMinimumSOC"))?,
-                    )
-                }
-                Ev::Elem(5, 0) => {
-                    f_remaining_time_to_target_soc = Some(
-                        dec_elem_value(r, false, |r| {
-                            Ok(int_into::<u32>(dec_int(r, 0, 4294967295)?)?)
-                        })?
-                        .ok_or_else(|| missing("RemainingTimeToTargetSOC"))?,
-                    )
-                }
-                Ev::Elem(6, 0) => {
-                    f_remaining_time_to_maximum_soc = Some(
-                        dec_elem_value(r, false, |r| {
-                            Ok(int_into::<u32>(dec_int(r, 0, 4294967295)?)?)
-                        })?
-                        .ok_or_else(|| missing("RemainingTimeToMaximumSOC"))?,
-                    )
-                }
-                Ev::Elem(7, 0) => {
-                    f_charging_complete = Some(
-                        dec_elem_value(r, false, |r| Ok(dec_bool(r)?))?
-                            .ok_or_else(|| missing("ChargingComplete"))?,
-                    )
-                }
-                Ev::Elem(8, 0) => f_battery_energy_capacity = Some(RationalNumberType::decode(r)?),
-                Ev::Elem(9, 0) => {
-                    f_inlet_hot = Some(
-                        dec_elem_value(r, false, |r| Ok(dec_bool(r)?))?
-                            .ok_or_else(|| missing("InletHot"))?,
-                    )
-                }
-                Ev::End => break,
-                ev => return Err(d.unexpected(ev)),
-            }
-        }
-        Ok(DisplayParametersType {
-            present_soc: f_present_soc,
-            minimum_soc: f_minimum_soc,
-            target_soc: f_target_soc,
-            maximum_soc: f_maximum_soc,
-            remaining_time_to_minimum_soc: f_remaining_time_to_minimum_soc,
-            remaining_time_to_target_soc: f_remaining_time_to_target_soc,
-            remaining_time_to_maximum_soc: f_remaining_time_to_maximum_soc,
-            charging_complete: f_charging_complete,
-            battery_energy_capacity: f_battery_energy_capacity,
-            inlet_hot: f_inlet_hot,
-        })
-    }
-}
-
 /// XSD complex type `Dynamic_DC_CLReqControlModeType`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DynamicDcCLReqControlModeType {
@@ -4263,21 +2408,21 @@ pub struct DynamicDcCLReqControlModeType {
     )]
     pub departure_time: Option<u32>,
     #[serde(rename = "EVTargetEnergyRequest")]
-    pub ev_target_energy_request: RationalNumberType,
+    pub ev_target_energy_request: super::iso20::RationalNumberType,
     #[serde(rename = "EVMaximumEnergyRequest")]
-    pub ev_maximum_energy_request: RationalNumberType,
+    pub ev_maximum_energy_request: super::iso20::RationalNumberType,
     #[serde(rename = "EVMinimumEnergyRequest")]
-    pub ev_minimum_energy_request: RationalNumberType,
+    pub ev_minimum_energy_request: super::iso20::RationalNumberType,
     #[serde(rename = "EVMaximumChargePower")]
-    pub ev_maximum_charge_power: RationalNumberType,
+    pub ev_maximum_charge_power: super::iso20::RationalNumberType,
     #[serde(rename = "EVMinimumChargePower")]
-    pub ev_minimum_charge_power: RationalNumberType,
+    pub ev_minimum_charge_power: super::iso20::RationalNumberType,
     #[serde(rename = "EVMaximumChargeCurrent")]
-    pub ev_maximum_charge_current: RationalNumberType,
+    pub ev_maximum_charge_current: super::iso20::RationalNumberType,
     #[serde(rename = "EVMaximumVoltage")]
-    pub ev_maximum_voltage: RationalNumberType,
+    pub ev_maximum_voltage: super::iso20::RationalNumberType,
     #[serde(rename = "EVMinimumVoltage")]
-    pub ev_minimum_voltage: RationalNumberType,
+    pub ev_minimum_voltage: super::iso20::RationalNumberType,
 }
 
 static G_DYNAMICDCCLREQCONTROLMODETYPE: Grammar = Grammar {
@@ -4395,14 +2540,14 @@ impl ExiType for DynamicDcCLReqControlModeType {
     fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
         let mut d = Dec::new(&G_DYNAMICDCCLREQCONTROLMODETYPE);
         let mut f_departure_time: Option<u32> = None;
-        let mut f_ev_target_energy_request: Option<RationalNumberType> = None;
-        let mut f_ev_maximum_energy_request: Option<RationalNumberType> = None;
-        let mut f_ev_minimum_energy_request: Option<RationalNumberType> = None;
-        let mut f_ev_maximum_charge_power: Option<RationalNumberType> = None;
-        let mut f_ev_minimum_charge_power: Option<RationalNumberType> = None;
-        let mut f_ev_maximum_charge_current: Option<RationalNumberType> = None;
-        let mut f_ev_maximum_voltage: Option<RationalNumberType> = None;
-        let mut f_ev_minimum_voltage: Option<RationalNumberType> = None;
+        let mut f_ev_target_energy_request: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_maximum_energy_request: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_minimum_energy_request: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_maximum_charge_power: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_minimum_charge_power: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_maximum_charge_current: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_maximum_voltage: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_minimum_voltage: Option<super::iso20::RationalNumberType> = None;
         loop {
             match d.next(r)? {
                 Ev::Elem(0, 0) => {
@@ -4413,20 +2558,30 @@ impl ExiType for DynamicDcCLReqControlModeType {
                         .ok_or_else(|| missing("DepartureTime"))?,
                     )
                 }
-                Ev::Elem(1, 0) => f_ev_target_energy_request = Some(RationalNumberType::decode(r)?),
+                Ev::Elem(1, 0) => {
+                    f_ev_target_energy_request = Some(super::iso20::RationalNumberType::decode(r)?)
+                }
                 Ev::Elem(2, 0) => {
-                    f_ev_maximum_energy_request = Some(RationalNumberType::decode(r)?)
+                    f_ev_maximum_energy_request = Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(3, 0) => {
-                    f_ev_minimum_energy_request = Some(RationalNumberType::decode(r)?)
+                    f_ev_minimum_energy_request = Some(super::iso20::RationalNumberType::decode(r)?)
                 }
-                Ev::Elem(4, 0) => f_ev_maximum_charge_power = Some(RationalNumberType::decode(r)?),
-                Ev::Elem(5, 0) => f_ev_minimum_charge_power = Some(RationalNumberType::decode(r)?),
+                Ev::Elem(4, 0) => {
+                    f_ev_maximum_charge_power = Some(super::iso20::RationalNumberType::decode(r)?)
+                }
+                Ev::Elem(5, 0) => {
+                    f_ev_minimum_charge_power = Some(super::iso20::RationalNumberType::decode(r)?)
+                }
                 Ev::Elem(6, 0) => {
-                    f_ev_maximum_charge_current = Some(RationalNumberType::decode(r)?)
+                    f_ev_maximum_charge_current = Some(super::iso20::RationalNumberType::decode(r)?)
                 }
-                Ev::Elem(7, 0) => f_ev_maximum_voltage = Some(RationalNumberType::decode(r)?),
-                Ev::Elem(8, 0) => f_ev_minimum_voltage = Some(RationalNumberType::decode(r)?),
+                Ev::Elem(7, 0) => {
+                    f_ev_maximum_voltage = Some(super::iso20::RationalNumberType::decode(r)?)
+                }
+                Ev::Elem(8, 0) => {
+                    f_ev_minimum_voltage = Some(super::iso20::RationalNumberType::decode(r)?)
+                }
                 Ev::End => break,
                 ev => return Err(d.unexpected(ev)),
             }
@@ -4459,53 +2614,53 @@ pub struct ScheduledDcCLReqControlModeType {
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub ev_target_energy_request: Option<RationalNumberType>,
+    pub ev_target_energy_request: Option<super::iso20::RationalNumberType>,
     #[serde(
         rename = "EVMaximumEnergyRequest",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub ev_maximum_energy_request: Option<RationalNumberType>,
+    pub ev_maximum_energy_request: Option<super::iso20::RationalNumberType>,
     #[serde(
         rename = "EVMinimumEnergyRequest",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub ev_minimum_energy_request: Option<RationalNumberType>,
+    pub ev_minimum_energy_request: Option<super::iso20::RationalNumberType>,
     #[serde(rename = "EVTargetCurrent")]
-    pub ev_target_current: RationalNumberType,
+    pub ev_target_current: super::iso20::RationalNumberType,
     #[serde(rename = "EVTargetVoltage")]
-    pub ev_target_voltage: RationalNumberType,
+    pub ev_target_voltage: super::iso20::RationalNumberType,
     #[serde(
         rename = "EVMaximumChargePower",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub ev_maximum_charge_power: Option<RationalNumberType>,
+    pub ev_maximum_charge_power: Option<super::iso20::RationalNumberType>,
     #[serde(
         rename = "EVMinimumChargePower",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub ev_minimum_charge_power: Option<RationalNumberType>,
+    pub ev_minimum_charge_power: Option<super::iso20::RationalNumberType>,
     #[serde(
         rename = "EVMaximumChargeCurrent",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub ev_maximum_charge_current: Option<RationalNumberType>,
+    pub ev_maximum_charge_current: Option<super::iso20::RationalNumberType>,
     #[serde(
         rename = "EVMaximumVoltage",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub ev_maximum_voltage: Option<RationalNumberType>,
+    pub ev_maximum_voltage: Option<super::iso20::RationalNumberType>,
     #[serde(
         rename = "EVMinimumVoltage",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub ev_minimum_voltage: Option<RationalNumberType>,
+    pub ev_minimum_voltage: Option<super::iso20::RationalNumberType>,
 }
 
 static G_SCHEDULEDDCCLREQCONTROLMODETYPE: Grammar = Grammar {
@@ -4664,34 +2819,48 @@ impl ExiType for ScheduledDcCLReqControlModeType {
 
     fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
         let mut d = Dec::new(&G_SCHEDULEDDCCLREQCONTROLMODETYPE);
-        let mut f_ev_target_energy_request: Option<RationalNumberType> = None;
-        let mut f_ev_maximum_energy_request: Option<RationalNumberType> = None;
-        let mut f_ev_minimum_energy_request: Option<RationalNumberType> = None;
-        let mut f_ev_target_current: Option<RationalNumberType> = None;
-        let mut f_ev_target_voltage: Option<RationalNumberType> = None;
-        let mut f_ev_maximum_charge_power: Option<RationalNumberType> = None;
-        let mut f_ev_minimum_charge_power: Option<RationalNumberType> = None;
-        let mut f_ev_maximum_charge_current: Option<RationalNumberType> = None;
-        let mut f_ev_maximum_voltage: Option<RationalNumberType> = None;
-        let mut f_ev_minimum_voltage: Option<RationalNumberType> = None;
+        let mut f_ev_target_energy_request: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_maximum_energy_request: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_minimum_energy_request: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_target_current: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_target_voltage: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_maximum_charge_power: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_minimum_charge_power: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_maximum_charge_current: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_maximum_voltage: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_minimum_voltage: Option<super::iso20::RationalNumberType> = None;
         loop {
             match d.next(r)? {
-                Ev::Elem(0, 0) => f_ev_target_energy_request = Some(RationalNumberType::decode(r)?),
+                Ev::Elem(0, 0) => {
+                    f_ev_target_energy_request = Some(super::iso20::RationalNumberType::decode(r)?)
+                }
                 Ev::Elem(1, 0) => {
-                    f_ev_maximum_energy_request = Some(RationalNumberType::decode(r)?)
+                    f_ev_maximum_energy_request = Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(2, 0) => {
-                    f_ev_minimum_energy_request = Some(RationalNumberType::decode(r)?)
+                    f_ev_minimum_energy_request = Some(super::iso20::RationalNumberType::decode(r)?)
                 }
-                Ev::Elem(3, 0) => f_ev_target_current = Some(RationalNumberType::decode(r)?),
-                Ev::Elem(4, 0) => f_ev_target_voltage = Some(RationalNumberType::decode(r)?),
-                Ev::Elem(5, 0) => f_ev_maximum_charge_power = Some(RationalNumberType::decode(r)?),
-                Ev::Elem(6, 0) => f_ev_minimum_charge_power = Some(RationalNumberType::decode(r)?),
+                Ev::Elem(3, 0) => {
+                    f_ev_target_current = Some(super::iso20::RationalNumberType::decode(r)?)
+                }
+                Ev::Elem(4, 0) => {
+                    f_ev_target_voltage = Some(super::iso20::RationalNumberType::decode(r)?)
+                }
+                Ev::Elem(5, 0) => {
+                    f_ev_maximum_charge_power = Some(super::iso20::RationalNumberType::decode(r)?)
+                }
+                Ev::Elem(6, 0) => {
+                    f_ev_minimum_charge_power = Some(super::iso20::RationalNumberType::decode(r)?)
+                }
                 Ev::Elem(7, 0) => {
-                    f_ev_maximum_charge_current = Some(RationalNumberType::decode(r)?)
+                    f_ev_maximum_charge_current = Some(super::iso20::RationalNumberType::decode(r)?)
                 }
-                Ev::Elem(8, 0) => f_ev_maximum_voltage = Some(RationalNumberType::decode(r)?),
-                Ev::Elem(9, 0) => f_ev_minimum_voltage = Some(RationalNumberType::decode(r)?),
+                Ev::Elem(8, 0) => {
+                    f_ev_maximum_voltage = Some(super::iso20::RationalNumberType::decode(r)?)
+                }
+                Ev::Elem(9, 0) => {
+                    f_ev_minimum_voltage = Some(super::iso20::RationalNumberType::decode(r)?)
+                }
                 Ev::End => break,
                 ev => return Err(d.unexpected(ev)),
             }
@@ -4715,23 +2884,23 @@ impl ExiType for ScheduledDcCLReqControlModeType {
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DcChargeLoopResType {
     #[serde(rename = "Header")]
-    pub header: MessageHeaderType,
+    pub header: super::iso20::MessageHeaderType,
     #[serde(rename = "ResponseCode")]
-    pub response_code: ResponseCodeType,
+    pub response_code: super::iso20::ResponseCodeType,
     #[serde(
         rename = "EVSEStatus",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub evse_status: Option<EVSEStatusType>,
+    pub evse_status: Option<super::iso20::EVSEStatusType>,
     #[serde(rename = "MeterInfo", default, skip_serializing_if = "Option::is_none")]
-    pub meter_info: Option<MeterInfoType>,
+    pub meter_info: Option<super::iso20::MeterInfoType>,
     #[serde(rename = "Receipt", default, skip_serializing_if = "Option::is_none")]
-    pub receipt: Option<ReceiptType>,
+    pub receipt: Option<super::iso20::ReceiptType>,
     #[serde(rename = "EVSEPresentCurrent")]
-    pub evse_present_current: RationalNumberType,
+    pub evse_present_current: super::iso20::RationalNumberType,
     #[serde(rename = "EVSEPresentVoltage")]
-    pub evse_present_voltage: RationalNumberType,
+    pub evse_present_voltage: super::iso20::RationalNumberType,
     #[serde(rename = "EVSEPowerLimitAchieved")]
     pub evse_power_limit_achieved: bool,
     #[serde(rename = "EVSECurrentLimitAchieved")]
@@ -4755,7 +2924,7 @@ pub struct DcChargeLoopResType {
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub cl_res_control_mode: Option<CLResControlModeType>,
+    pub cl_res_control_mode: Option<super::iso20::CLResControlModeType>,
     #[serde(
         rename = "Dynamic_DC_CLResControlMode",
         default,
@@ -4845,7 +3014,7 @@ impl ExiType for DcChargeLoopResType {
             let v = &self.response_code;
             e.elem(w, 1, 0);
             elem_value(w, false, |w| {
-                enc_enum(w, v.index(), ResponseCodeType::COUNT);
+                enc_enum(w, v.index(), super::iso20::ResponseCodeType::COUNT);
                 Ok(())
             })?;
         }
@@ -4933,13 +3102,13 @@ impl ExiType for DcChargeLoopResType {
 
     fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
         let mut d = Dec::new(&G_DCCHARGELOOPRESTYPE);
-        let mut f_header: Option<MessageHeaderType> = None;
-        let mut f_response_code: Option<ResponseCodeType> = None;
-        let mut f_evse_status: Option<EVSEStatusType> = None;
-        let mut f_meter_info: Option<MeterInfoType> = None;
-        let mut f_receipt: Option<ReceiptType> = None;
-        let mut f_evse_present_current: Option<RationalNumberType> = None;
-        let mut f_evse_present_voltage: Option<RationalNumberType> = None;
+        let mut f_header: Option<super::iso20::MessageHeaderType> = None;
+        let mut f_response_code: Option<super::iso20::ResponseCodeType> = None;
+        let mut f_evse_status: Option<super::iso20::EVSEStatusType> = None;
+        let mut f_meter_info: Option<super::iso20::MeterInfoType> = None;
+        let mut f_receipt: Option<super::iso20::ReceiptType> = None;
+        let mut f_evse_present_current: Option<super::iso20::RationalNumberType> = None;
+        let mut f_evse_present_voltage: Option<super::iso20::RationalNumberType> = None;
         let mut f_evse_power_limit_achieved: Option<bool> = None;
         let mut f_evse_current_limit_achieved: Option<bool> = None;
         let mut f_evse_voltage_limit_achieved: Option<bool> = None;
@@ -4947,28 +3116,32 @@ impl ExiType for DcChargeLoopResType {
             None;
         let mut f_bpt_scheduled_dc_cl_res_control_mode: Option<BptScheduledDcCLResControlModeType> =
             None;
-        let mut f_cl_res_control_mode: Option<CLResControlModeType> = None;
+        let mut f_cl_res_control_mode: Option<super::iso20::CLResControlModeType> = None;
         let mut f_dynamic_dc_cl_res_control_mode: Option<DynamicDcCLResControlModeType> = None;
         let mut f_scheduled_dc_cl_res_control_mode: Option<ScheduledDcCLResControlModeType> = None;
         loop {
             match d.next(r)? {
-                Ev::Elem(0, 0) => f_header = Some(MessageHeaderType::decode(r)?),
+                Ev::Elem(0, 0) => f_header = Some(super::iso20::MessageHeaderType::decode(r)?),
                 Ev::Elem(1, 0) => {
                     f_response_code = Some(
                         dec_elem_value(r, false, |r| {
-                            Ok(enum_from::<ResponseCodeType>(dec_enum(
+                            Ok(enum_from::<super::iso20::ResponseCodeType>(dec_enum(
                                 r,
-                                ResponseCodeType::COUNT,
+                                super::iso20::ResponseCodeType::COUNT,
                             )?)?)
                         })?
                         .ok_or_else(|| missing("ResponseCode"))?,
                     )
                 }
-                Ev::Elem(2, 0) => f_evse_status = Some(EVSEStatusType::decode(r)?),
-                Ev::Elem(3, 0) => f_meter_info = Some(MeterInfoType::decode(r)?),
-                Ev::Elem(4, 0) => f_receipt = Some(ReceiptType::decode(r)?),
-                Ev::Elem(5, 0) => f_evse_present_current = Some(RationalNumberType::decode(r)?),
-                Ev::Elem(6, 0) => f_evse_present_voltage = Some(RationalNumberType::decode(r)?),
+                Ev::Elem(2, 0) => f_evse_status = Some(super::iso20::EVSEStatusType::decode(r)?),
+                Ev::Elem(3, 0) => f_meter_info = Some(super::iso20::MeterInfoType::decode(r)?),
+                Ev::Elem(4, 0) => f_receipt = Some(super::iso20::ReceiptType::decode(r)?),
+                Ev::Elem(5, 0) => {
+                    f_evse_present_current = Some(super::iso20::RationalNumberType::decode(r)?)
+                }
+                Ev::Elem(6, 0) => {
+                    f_evse_present_voltage = Some(super::iso20::RationalNumberType::decode(r)?)
+                }
                 Ev::Elem(7, 0) => {
                     f_evse_power_limit_achieved = Some(
                         dec_elem_value(r, false, |r| Ok(dec_bool(r)?))?
@@ -4995,7 +3168,9 @@ impl ExiType for DcChargeLoopResType {
                     f_bpt_scheduled_dc_cl_res_control_mode =
                         Some(BptScheduledDcCLResControlModeType::decode(r)?)
                 }
-                Ev::Elem(10, 2) => f_cl_res_control_mode = Some(CLResControlModeType::decode(r)?),
+                Ev::Elem(10, 2) => {
+                    f_cl_res_control_mode = Some(super::iso20::CLResControlModeType::decode(r)?)
+                }
                 Ev::Elem(10, 3) => {
                     f_dynamic_dc_cl_res_control_mode =
                         Some(DynamicDcCLResControlModeType::decode(r)?)
@@ -5033,669 +3208,6 @@ impl ExiType for DcChargeLoopResType {
     }
 }
 
-/// XSD complex type `EVSEStatusType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct EVSEStatusType {
-    #[serde(rename = "NotificationMaxDelay")]
-    pub notification_max_delay: u16,
-    #[serde(rename = "EVSENotification")]
-    pub evse_notification: EvseNotificationType,
-}
-
-static G_EVSESTATUSTYPE: Grammar = Grammar {
-    attrs: &[],
-    particles: &[
-        P {
-            alts: 1,
-            min: 1,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 1,
-            max: 1,
-        },
-    ],
-    mixed: false,
-    simple: false,
-};
-
-impl ExiType for EVSEStatusType {
-    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
-        let mut e = Enc::new(&G_EVSESTATUSTYPE);
-        {
-            let v = &self.notification_max_delay;
-            e.elem(w, 0, 0);
-            elem_value(w, false, |w| {
-                enc_int(w, i128::from(*v), 0, 65535)?;
-                Ok(())
-            })?;
-        }
-        {
-            let v = &self.evse_notification;
-            e.elem(w, 1, 0);
-            elem_value(w, false, |w| {
-                enc_enum(w, v.index(), EvseNotificationType::COUNT);
-                Ok(())
-            })?;
-        }
-        e.end(w)
-    }
-
-    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
-        let mut d = Dec::new(&G_EVSESTATUSTYPE);
-        let mut f_notification_max_delay: Option<u16> = None;
-        let mut f_evse_notification: Option<EvseNotificationType> = None;
-        loop {
-            match d.next(r)? {
-                Ev::Elem(0, 0) => {
-                    f_notification_max_delay = Some(
-                        dec_elem_value(r, false, |r| Ok(int_into::<u16>(dec_int(r, 0, 65535)?)?))?
-                            .ok_or_else(|| missing("NotificationMaxDelay"))?,
-                    )
-                }
-                Ev::Elem(1, 0) => {
-                    f_evse_notification = Some(
-                        dec_elem_value(r, false, |r| {
-                            Ok(enum_from::<EvseNotificationType>(dec_enum(
-                                r,
-                                EvseNotificationType::COUNT,
-                            )?)?)
-                        })?
-                        .ok_or_else(|| missing("EVSENotification"))?,
-                    )
-                }
-                Ev::End => break,
-                ev => return Err(d.unexpected(ev)),
-            }
-        }
-        Ok(EVSEStatusType {
-            notification_max_delay: f_notification_max_delay
-                .ok_or_else(|| missing("NotificationMaxDelay"))?,
-            evse_notification: f_evse_notification.ok_or_else(|| missing("EVSENotification"))?,
-        })
-    }
-}
-
-/// XSD complex type `MeterInfoType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct MeterInfoType {
-    #[serde(rename = "MeterID")]
-    pub meter_id: String,
-    #[serde(rename = "ChargedEnergyReadingWh")]
-    pub charged_energy_reading_wh: u64,
-    #[serde(
-        rename = "BPT_DischargedEnergyReadingWh",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub bpt_discharged_energy_reading_wh: Option<u64>,
-    #[serde(
-        rename = "CapacitiveEnergyReadingVARh",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub capacitive_energy_reading_va_rh: Option<u64>,
-    #[serde(
-        rename = "BPT_InductiveEnergyReadingVARh",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub bpt_inductive_energy_reading_va_rh: Option<u64>,
-    #[serde(
-        rename = "MeterSignature",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub meter_signature: Option<Base64Binary>,
-    #[serde(
-        rename = "MeterStatus",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub meter_status: Option<i16>,
-    #[serde(
-        rename = "MeterTimestamp",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub meter_timestamp: Option<u64>,
-}
-
-static G_METERINFOTYPE: Grammar = Grammar {
-    attrs: &[],
-    particles: &[
-        P {
-            alts: 1,
-            min: 1,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 1,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 0,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 0,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 0,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 0,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 0,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 0,
-            max: 1,
-        },
-    ],
-    mixed: false,
-    simple: false,
-};
-
-impl ExiType for MeterInfoType {
-    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
-        let mut e = Enc::new(&G_METERINFOTYPE);
-        {
-            let v = &self.meter_id;
-            e.elem(w, 0, 0);
-            string_elem(w, v, 0, Some(32))?;
-        }
-        {
-            let v = &self.charged_energy_reading_wh;
-            e.elem(w, 1, 0);
-            elem_value(w, false, |w| {
-                enc_int(w, i128::from(*v), 0, i128::MAX)?;
-                Ok(())
-            })?;
-        }
-        check_count(
-            usize::from(self.bpt_discharged_energy_reading_wh.is_some()),
-            0,
-            1,
-            "BPT_DischargedEnergyReadingWh",
-        )?;
-        if let Some(v) = &self.bpt_discharged_energy_reading_wh {
-            e.elem(w, 2, 0);
-            elem_value(w, false, |w| {
-                enc_int(w, i128::from(*v), 0, i128::MAX)?;
-                Ok(())
-            })?;
-        }
-        check_count(
-            usize::from(self.capacitive_energy_reading_va_rh.is_some()),
-            0,
-            1,
-            "CapacitiveEnergyReadingVARh",
-        )?;
-        if let Some(v) = &self.capacitive_energy_reading_va_rh {
-            e.elem(w, 3, 0);
-            elem_value(w, false, |w| {
-                enc_int(w, i128::from(*v), 0, i128::MAX)?;
-                Ok(())
-            })?;
-        }
-        check_count(
-            usize::from(self.bpt_inductive_energy_reading_va_rh.is_some()),
-            0,
-            1,
-            "BPT_InductiveEnergyReadingVARh",
-        )?;
-        if let Some(v) = &self.bpt_inductive_energy_reading_va_rh {
-            e.elem(w, 4, 0);
-            elem_value(w, false, |w| {
-                enc_int(w, i128::from(*v), 0, i128::MAX)?;
-                Ok(())
-            })?;
-        }
-        check_count(
-            usize::from(self.meter_signature.is_some()),
-            0,
-            1,
-            "MeterSignature",
-        )?;
-        if let Some(v) = &self.meter_signature {
-            e.elem(w, 5, 0);
-            binary_elem(w, &v.0, 0, Some(64))?;
-        }
-        check_count(
-            usize::from(self.meter_status.is_some()),
-            0,
-            1,
-            "MeterStatus",
-        )?;
-        if let Some(v) = &self.meter_status {
-            e.elem(w, 6, 0);
-            elem_value(w, false, |w| {
-                enc_int(w, i128::from(*v), -32768, 32767)?;
-                Ok(())
-            })?;
-        }
-        check_count(
-            usize::from(self.meter_timestamp.is_some()),
-            0,
-            1,
-            "MeterTimestamp",
-        )?;
-        if let Some(v) = &self.meter_timestamp {
-            e.elem(w, 7, 0);
-            elem_value(w, false, |w| {
-                enc_int(w, i128::from(*v), 0, i128::MAX)?;
-                Ok(())
-            })?;
-        }
-        e.end(w)
-    }
-
-    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
-        let mut d = Dec::new(&G_METERINFOTYPE);
-        let mut f_meter_id: Option<String> = None;
-        let mut f_charged_energy_reading_wh: Option<u64> = None;
-        let mut f_bpt_discharged_energy_reading_wh: Option<u64> = None;
-        let mut f_capacitive_energy_reading_va_rh: Option<u64> = None;
-        let mut f_bpt_inductive_energy_reading_va_rh: Option<u64> = None;
-        let mut f_meter_signature: Option<Base64Binary> = None;
-        let mut f_meter_status: Option<i16> = None;
-        let mut f_meter_timestamp: Option<u64> = None;
-        loop {
-            match d.next(r)? {
-                Ev::Elem(0, 0) => {
-                    f_meter_id = Some(
-                        dec_elem_value(r, true, |r| Ok(dec_string(r, 0, Some(32))?))?
-                            .unwrap_or_default(),
-                    )
-                }
-                Ev::Elem(1, 0) => {
-                    f_charged_energy_reading_wh = Some(
-                        dec_elem_value(r, false, |r| {
-                            Ok(int_into::<u64>(dec_int(r, 0, i128::MAX)?)?)
-                        })?
-                        .ok_or_else(|| missing("ChargedEnergyReadingWh"))?,
-                    )
-                }
-                Ev::Elem(2, 0) => {
-                    f_bpt_discharged_energy_reading_wh = Some(
-                        dec_elem_value(r, false, |r| {
-                            Ok(int_into::<u64>(dec_int(r, 0, i128::MAX)?)?)
-                        })?
-                        .ok_or_else(|| missing("BPT_DischargedEnergyReadingWh"))?,
-                    )
-                }
-                Ev::Elem(3, 0) => {
-                    f_capacitive_energy_reading_va_rh = Some(
-                        dec_elem_value(r, false, |r| {
-                            Ok(int_into::<u64>(dec_int(r, 0, i128::MAX)?)?)
-                        })?
-                        .ok_or_else(|| missing("CapacitiveEnergyReadingVARh"))?,
-                    )
-                }
-                Ev::Elem(4, 0) => {
-                    f_bpt_inductive_energy_reading_va_rh = Some(
-                        dec_elem_value(r, false, |r| {
-                            Ok(int_into::<u64>(dec_int(r, 0, i128::MAX)?)?)
-                        })?
-                        .ok_or_else(|| missing("BPT_InductiveEnergyReadingVARh"))?,
-                    )
-                }
-                Ev::Elem(5, 0) => {
-                    f_meter_signature = Some(
-                        dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, Some(64))?)))?
-                            .unwrap_or_default(),
-                    )
-                }
-                Ev::Elem(6, 0) => {
-                    f_meter_status = Some(
-                        dec_elem_value(r, false, |r| {
-                            Ok(int_into::<i16>(dec_int(r, -32768, 32767)?)?)
-                        })?
-                        .ok_or_else(|| missing("MeterStatus"))?,
-                    )
-                }
-                Ev::Elem(7, 0) => {
-                    f_meter_timestamp = Some(
-                        dec_elem_value(r, false, |r| {
-                            Ok(int_into::<u64>(dec_int(r, 0, i128::MAX)?)?)
-                        })?
-                        .ok_or_else(|| missing("MeterTimestamp"))?,
-                    )
-                }
-                Ev::End => break,
-                ev => return Err(d.unexpected(ev)),
-            }
-        }
-        Ok(MeterInfoType {
-            meter_id: f_meter_id.ok_or_else(|| missing("MeterID"))?,
-            charged_energy_reading_wh: f_charged_energy_reading_wh
-                .ok_or_else(|| missing("ChargedEnergyReadingWh"))?,
-            bpt_discharged_energy_reading_wh: f_bpt_discharged_energy_reading_wh,
-            capacitive_energy_reading_va_rh: f_capacitive_energy_reading_va_rh,
-            bpt_inductive_energy_reading_va_rh: f_bpt_inductive_energy_reading_va_rh,
-            meter_signature: f_meter_signature,
-            meter_status: f_meter_status,
-            meter_timestamp: f_meter_timestamp,
-        })
-    }
-}
-
-/// XSD complex type `ReceiptType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ReceiptType {
-    #[serde(rename = "TimeAnchor")]
-    pub time_anchor: u64,
-    #[serde(
-        rename = "EnergyCosts",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub energy_costs: Option<DetailedCostType>,
-    #[serde(
-        rename = "OccupancyCosts",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub occupancy_costs: Option<DetailedCostType>,
-    #[serde(
-        rename = "AdditionalServicesCosts",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub additional_services_costs: Option<DetailedCostType>,
-    #[serde(
-        rename = "OverstayCosts",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub overstay_costs: Option<DetailedCostType>,
-    #[serde(rename = "TaxCosts", default, skip_serializing_if = "Vec::is_empty")]
-    pub tax_costs: Vec<DetailedTaxType>,
-}
-
-static G_RECEIPTTYPE: Grammar = Grammar {
-    attrs: &[],
-    particles: &[
-        P {
-            alts: 1,
-            min: 1,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 0,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 0,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 0,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 0,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 0,
-            max: 10,
-        },
-    ],
-    mixed: false,
-    simple: false,
-};
-
-impl ExiType for ReceiptType {
-    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
-        let mut e = Enc::new(&G_RECEIPTTYPE);
-        {
-            let v = &self.time_anchor;
-            e.elem(w, 0, 0);
-            elem_value(w, false, |w| {
-                enc_int(w, i128::from(*v), 0, i128::MAX)?;
-                Ok(())
-            })?;
-        }
-        check_count(
-            usize::from(self.energy_costs.is_some()),
-            0,
-            1,
-            "EnergyCosts",
-        )?;
-        if let Some(v) = &self.energy_costs {
-            e.elem(w, 1, 0);
-            v.encode(w)?;
-        }
-        check_count(
-            usize::from(self.occupancy_costs.is_some()),
-            0,
-            1,
-            "OccupancyCosts",
-        )?;
-        if let Some(v) = &self.occupancy_costs {
-            e.elem(w, 2, 0);
-            v.encode(w)?;
-        }
-        check_count(
-            usize::from(self.additional_services_costs.is_some()),
-            0,
-            1,
-            "AdditionalServicesCosts",
-        )?;
-        if let Some(v) = &self.additional_services_costs {
-            e.elem(w, 3, 0);
-            v.encode(w)?;
-        }
-        check_count(
-            usize::from(self.overstay_costs.is_some()),
-            0,
-            1,
-            "OverstayCosts",
-        )?;
-        if let Some(v) = &self.overstay_costs {
-            e.elem(w, 4, 0);
-            v.encode(w)?;
-        }
-        check_count(self.tax_costs.len(), 0, 10, "TaxCosts")?;
-        for v in &self.tax_costs {
-            e.elem(w, 5, 0);
-            v.encode(w)?;
-        }
-        e.end(w)
-    }
-
-    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
-        let mut d = Dec::new(&G_RECEIPTTYPE);
-        let mut f_time_anchor: Option<u64> = None;
-        let mut f_energy_costs: Option<DetailedCostType> = None;
-        let mut f_occupancy_costs: Option<DetailedCostType> = None;
-        let mut f_additional_services_costs: Option<DetailedCostType> = None;
-        let mut f_overstay_costs: Option<DetailedCostType> = None;
-        let mut f_tax_costs: Vec<DetailedTaxType> = Vec::new();
-        loop {
-            match d.next(r)? {
-                Ev::Elem(0, 0) => {
-                    f_time_anchor = Some(
-                        dec_elem_value(r, false, |r| {
-                            Ok(int_into::<u64>(dec_int(r, 0, i128::MAX)?)?)
-                        })?
-                        .ok_or_else(|| missing("TimeAnchor"))?,
-                    )
-                }
-                Ev::Elem(1, 0) => f_energy_costs = Some(DetailedCostType::decode(r)?),
-                Ev::Elem(2, 0) => f_occupancy_costs = Some(DetailedCostType::decode(r)?),
-                Ev::Elem(3, 0) => f_additional_services_costs = Some(DetailedCostType::decode(r)?),
-                Ev::Elem(4, 0) => f_overstay_costs = Some(DetailedCostType::decode(r)?),
-                Ev::Elem(5, 0) => f_tax_costs.push(DetailedTaxType::decode(r)?),
-                Ev::End => break,
-                ev => return Err(d.unexpected(ev)),
-            }
-        }
-        Ok(ReceiptType {
-            time_anchor: f_time_anchor.ok_or_else(|| missing("TimeAnchor"))?,
-            energy_costs: f_energy_costs,
-            occupancy_costs: f_occupancy_costs,
-            additional_services_costs: f_additional_services_costs,
-            overstay_costs: f_overstay_costs,
-            tax_costs: f_tax_costs,
-        })
-    }
-}
-
-/// XSD complex type `DetailedCostType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct DetailedCostType {
-    #[serde(rename = "Amount")]
-    pub amount: RationalNumberType,
-    #[serde(rename = "CostPerUnit")]
-    pub cost_per_unit: RationalNumberType,
-}
-
-static G_DETAILEDCOSTTYPE: Grammar = Grammar {
-    attrs: &[],
-    particles: &[
-        P {
-            alts: 1,
-            min: 1,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 1,
-            max: 1,
-        },
-    ],
-    mixed: false,
-    simple: false,
-};
-
-impl ExiType for DetailedCostType {
-    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
-        let mut e = Enc::new(&G_DETAILEDCOSTTYPE);
-        {
-            let v = &self.amount;
-            e.elem(w, 0, 0);
-            v.encode(w)?;
-        }
-        {
-            let v = &self.cost_per_unit;
-            e.elem(w, 1, 0);
-            v.encode(w)?;
-        }
-        e.end(w)
-    }
-
-    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
-        let mut d = Dec::new(&G_DETAILEDCOSTTYPE);
-        let mut f_amount: Option<RationalNumberType> = None;
-        let mut f_cost_per_unit: Option<RationalNumberType> = None;
-        loop {
-            match d.next(r)? {
-                Ev::Elem(0, 0) => f_amount = Some(RationalNumberType::decode(r)?),
-                Ev::Elem(1, 0) => f_cost_per_unit = Some(RationalNumberType::decode(r)?),
-                Ev::End => break,
-                ev => return Err(d.unexpected(ev)),
-            }
-        }
-        Ok(DetailedCostType {
-            amount: f_amount.ok_or_else(|| missing("Amount"))?,
-            cost_per_unit: f_cost_per_unit.ok_or_else(|| missing("CostPerUnit"))?,
-        })
-    }
-}
-
-/// XSD complex type `DetailedTaxType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct DetailedTaxType {
-    #[serde(rename = "TaxRuleID")]
-    pub tax_rule_id: u32,
-    #[serde(rename = "Amount")]
-    pub amount: RationalNumberType,
-}
-
-static G_DETAILEDTAXTYPE: Grammar = Grammar {
-    attrs: &[],
-    particles: &[
-        P {
-            alts: 1,
-            min: 1,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 1,
-            max: 1,
-        },
-    ],
-    mixed: false,
-    simple: false,
-};
-
-impl ExiType for DetailedTaxType {
-    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
-        let mut e = Enc::new(&G_DETAILEDTAXTYPE);
-        {
-            let v = &self.tax_rule_id;
-            e.elem(w, 0, 0);
-            elem_value(w, false, |w| {
-                enc_int(w, i128::from(*v), 1, 4294967295)?;
-                Ok(())
-            })?;
-        }
-        {
-            let v = &self.amount;
-            e.elem(w, 1, 0);
-            v.encode(w)?;
-        }
-        e.end(w)
-    }
-
-    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
-        let mut d = Dec::new(&G_DETAILEDTAXTYPE);
-        let mut f_tax_rule_id: Option<u32> = None;
-        let mut f_amount: Option<RationalNumberType> = None;
-        loop {
-            match d.next(r)? {
-                Ev::Elem(0, 0) => {
-                    f_tax_rule_id = Some(
-                        dec_elem_value(r, false, |r| {
-                            Ok(int_into::<u32>(dec_int(r, 1, 4294967295)?)?)
-                        })?
-                        .ok_or_else(|| missing("TaxRuleID"))?,
-                    )
-                }
-                Ev::Elem(1, 0) => f_amount = Some(RationalNumberType::decode(r)?),
-                Ev::End => break,
-                ev => return Err(d.unexpected(ev)),
-            }
-        }
-        Ok(DetailedTaxType {
-            tax_rule_id: f_tax_rule_id.ok_or_else(|| missing("TaxRuleID"))?,
-            amount: f_amount.ok_or_else(|| missing("Amount"))?,
-        })
-    }
-}
-
 /// XSD complex type `Dynamic_DC_CLResControlModeType`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DynamicDcCLResControlModeType {
@@ -5720,13 +3232,13 @@ pub struct DynamicDcCLResControlModeType {
     )]
     pub ack_max_delay: Option<u16>,
     #[serde(rename = "EVSEMaximumChargePower")]
-    pub evse_maximum_charge_power: RationalNumberType,
+    pub evse_maximum_charge_power: super::iso20::RationalNumberType,
     #[serde(rename = "EVSEMinimumChargePower")]
-    pub evse_minimum_charge_power: RationalNumberType,
+    pub evse_minimum_charge_power: super::iso20::RationalNumberType,
     #[serde(rename = "EVSEMaximumChargeCurrent")]
-    pub evse_maximum_charge_current: RationalNumberType,
+    pub evse_maximum_charge_current: super::iso20::RationalNumberType,
     #[serde(rename = "EVSEMaximumVoltage")]
-    pub evse_maximum_voltage: RationalNumberType,
+    pub evse_maximum_voltage: super::iso20::RationalNumberType,
 }
 
 static G_DYNAMICDCCLRESCONTROLMODETYPE: Grammar = Grammar {
@@ -5851,10 +3363,10 @@ impl ExiType for DynamicDcCLResControlModeType {
         let mut f_minimum_soc: Option<u8> = None;
         let mut f_target_soc: Option<u8> = None;
         let mut f_ack_max_delay: Option<u16> = None;
-        let mut f_evse_maximum_charge_power: Option<RationalNumberType> = None;
-        let mut f_evse_minimum_charge_power: Option<RationalNumberType> = None;
-        let mut f_evse_maximum_charge_current: Option<RationalNumberType> = None;
-        let mut f_evse_maximum_voltage: Option<RationalNumberType> = None;
+        let mut f_evse_maximum_charge_power: Option<super::iso20::RationalNumberType> = None;
+        let mut f_evse_minimum_charge_power: Option<super::iso20::RationalNumberType> = None;
+        let mut f_evse_maximum_charge_current: Option<super::iso20::RationalNumberType> = None;
+        let mut f_evse_maximum_voltage: Option<super::iso20::RationalNumberType> = None;
         loop {
             match d.next(r)? {
                 Ev::Elem(0, 0) => {
@@ -5884,15 +3396,18 @@ impl ExiType for DynamicDcCLResControlModeType {
                     )
                 }
                 Ev::Elem(4, 0) => {
-                    f_evse_maximum_charge_power = Some(RationalNumberType::decode(r)?)
+                    f_evse_maximum_charge_power = Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(5, 0) => {
-                    f_evse_minimum_charge_power = Some(RationalNumberType::decode(r)?)
+                    f_evse_minimum_charge_power = Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(6, 0) => {
-                    f_evse_maximum_charge_current = Some(RationalNumberType::decode(r)?)
+                    f_evse_maximum_charge_current =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
-                Ev::Elem(7, 0) => f_evse_maximum_voltage = Some(RationalNumberType::decode(r)?),
+                Ev::Elem(7, 0) => {
+                    f_evse_maximum_voltage = Some(super::iso20::RationalNumberType::decode(r)?)
+                }
                 Ev::End => break,
                 ev => return Err(d.unexpected(ev)),
             }
@@ -5915,32 +3430,32 @@ impl ExiType for DynamicDcCLResControlModeType {
 }
 
 /// XSD complex type `Scheduled_DC_CLResControlModeType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct ScheduledDcCLResControlModeType {
     #[serde(
         rename = "EVSEMaximumChargePower",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub evse_maximum_charge_power: Option<RationalNumberType>,
+    pub evse_maximum_charge_power: Option<super::iso20::RationalNumberType>,
     #[serde(
         rename = "EVSEMinimumChargePower",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub evse_minimum_charge_power: Option<RationalNumberType>,
+    pub evse_minimum_charge_power: Option<super::iso20::RationalNumberType>,
     #[serde(
         rename = "EVSEMaximumChargeCurrent",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub evse_maximum_charge_current: Option<RationalNumberType>,
+    pub evse_maximum_charge_current: Option<super::iso20::RationalNumberType>,
     #[serde(
         rename = "EVSEMaximumVoltage",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub evse_maximum_voltage: Option<RationalNumberType>,
+    pub evse_maximum_voltage: Option<super::iso20::RationalNumberType>,
 }
 
 static G_SCHEDULEDDCCLRESCONTROLMODETYPE: Grammar = Grammar {
@@ -6019,22 +3534,25 @@ impl ExiType for ScheduledDcCLResControlModeType {
 
     fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
         let mut d = Dec::new(&G_SCHEDULEDDCCLRESCONTROLMODETYPE);
-        let mut f_evse_maximum_charge_power: Option<RationalNumberType> = None;
-        let mut f_evse_minimum_charge_power: Option<RationalNumberType> = None;
-        let mut f_evse_maximum_charge_current: Option<RationalNumberType> = None;
-        let mut f_evse_maximum_voltage: Option<RationalNumberType> = None;
+        let mut f_evse_maximum_charge_power: Option<super::iso20::RationalNumberType> = None;
+        let mut f_evse_minimum_charge_power: Option<super::iso20::RationalNumberType> = None;
+        let mut f_evse_maximum_charge_current: Option<super::iso20::RationalNumberType> = None;
+        let mut f_evse_maximum_voltage: Option<super::iso20::RationalNumberType> = None;
         loop {
             match d.next(r)? {
                 Ev::Elem(0, 0) => {
-                    f_evse_maximum_charge_power = Some(RationalNumberType::decode(r)?)
+                    f_evse_maximum_charge_power = Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(1, 0) => {
-                    f_evse_minimum_charge_power = Some(RationalNumberType::decode(r)?)
+                    f_evse_minimum_charge_power = Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(2, 0) => {
-                    f_evse_maximum_charge_current = Some(RationalNumberType::decode(r)?)
+                    f_evse_maximum_charge_current =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
-                Ev::Elem(3, 0) => f_evse_maximum_voltage = Some(RationalNumberType::decode(r)?),
+                Ev::Elem(3, 0) => {
+                    f_evse_maximum_voltage = Some(super::iso20::RationalNumberType::decode(r)?)
+                }
                 Ev::End => break,
                 ev => return Err(d.unexpected(ev)),
             }
@@ -6052,7 +3570,7 @@ impl ExiType for ScheduledDcCLResControlModeType {
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DcChargeParameterDiscoveryReqType {
     #[serde(rename = "Header")]
-    pub header: MessageHeaderType,
+    pub header: super::iso20::MessageHeaderType,
     #[serde(
         rename = "BPT_DC_CPDReqEnergyTransferMode",
         default,
@@ -6113,13 +3631,13 @@ impl ExiType for DcChargeParameterDiscoveryReqType {
 
     fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
         let mut d = Dec::new(&G_DCCHARGEPARAMETERDISCOVERYREQTYPE);
-        let mut f_header: Option<MessageHeaderType> = None;
+        let mut f_header: Option<super::iso20::MessageHeaderType> = None;
         let mut f_bpt_dc_cpd_req_energy_transfer_mode: Option<BptDcCPDReqEnergyTransferModeType> =
             None;
         let mut f_dc_cpd_req_energy_transfer_mode: Option<DcCPDReqEnergyTransferModeType> = None;
         loop {
             match d.next(r)? {
-                Ev::Elem(0, 0) => f_header = Some(MessageHeaderType::decode(r)?),
+                Ev::Elem(0, 0) => f_header = Some(super::iso20::MessageHeaderType::decode(r)?),
                 Ev::Elem(1, 0) => {
                     f_bpt_dc_cpd_req_energy_transfer_mode =
                         Some(BptDcCPDReqEnergyTransferModeType::decode(r)?)
@@ -6144,9 +3662,9 @@ impl ExiType for DcChargeParameterDiscoveryReqType {
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DcChargeParameterDiscoveryResType {
     #[serde(rename = "Header")]
-    pub header: MessageHeaderType,
+    pub header: super::iso20::MessageHeaderType,
     #[serde(rename = "ResponseCode")]
-    pub response_code: ResponseCodeType,
+    pub response_code: super::iso20::ResponseCodeType,
     #[serde(
         rename = "BPT_DC_CPDResEnergyTransferMode",
         default,
@@ -6196,7 +3714,7 @@ impl ExiType for DcChargeParameterDiscoveryResType {
             let v = &self.response_code;
             e.elem(w, 1, 0);
             elem_value(w, false, |w| {
-                enc_enum(w, v.index(), ResponseCodeType::COUNT);
+                enc_enum(w, v.index(), super::iso20::ResponseCodeType::COUNT);
                 Ok(())
             })?;
         }
@@ -6220,20 +3738,20 @@ impl ExiType for DcChargeParameterDiscoveryResType {
 
     fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
         let mut d = Dec::new(&G_DCCHARGEPARAMETERDISCOVERYRESTYPE);
-        let mut f_header: Option<MessageHeaderType> = None;
-        let mut f_response_code: Option<ResponseCodeType> = None;
+        let mut f_header: Option<super::iso20::MessageHeaderType> = None;
+        let mut f_response_code: Option<super::iso20::ResponseCodeType> = None;
         let mut f_bpt_dc_cpd_res_energy_transfer_mode: Option<BptDcCPDResEnergyTransferModeType> =
             None;
         let mut f_dc_cpd_res_energy_transfer_mode: Option<DcCPDResEnergyTransferModeType> = None;
         loop {
             match d.next(r)? {
-                Ev::Elem(0, 0) => f_header = Some(MessageHeaderType::decode(r)?),
+                Ev::Elem(0, 0) => f_header = Some(super::iso20::MessageHeaderType::decode(r)?),
                 Ev::Elem(1, 0) => {
                     f_response_code = Some(
                         dec_elem_value(r, false, |r| {
-                            Ok(enum_from::<ResponseCodeType>(dec_enum(
+                            Ok(enum_from::<super::iso20::ResponseCodeType>(dec_enum(
                                 r,
-                                ResponseCodeType::COUNT,
+                                super::iso20::ResponseCodeType::COUNT,
                             )?)?)
                         })?
                         .ok_or_else(|| missing("ResponseCode"))?,
@@ -6264,13 +3782,13 @@ impl ExiType for DcChargeParameterDiscoveryResType {
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DcPreChargeReqType {
     #[serde(rename = "Header")]
-    pub header: MessageHeaderType,
+    pub header: super::iso20::MessageHeaderType,
     #[serde(rename = "EVProcessing")]
-    pub ev_processing: ProcessingType,
+    pub ev_processing: super::iso20::ProcessingType,
     #[serde(rename = "EVPresentVoltage")]
-    pub ev_present_voltage: RationalNumberType,
+    pub ev_present_voltage: super::iso20::RationalNumberType,
     #[serde(rename = "EVTargetVoltage")]
-    pub ev_target_voltage: RationalNumberType,
+    pub ev_target_voltage: super::iso20::RationalNumberType,
 }
 
 static G_DCPRECHARGEREQTYPE: Grammar = Grammar {
@@ -6313,7 +3831,7 @@ impl ExiType for DcPreChargeReqType {
             let v = &self.ev_processing;
             e.elem(w, 1, 0);
             elem_value(w, false, |w| {
-                enc_enum(w, v.index(), ProcessingType::COUNT);
+                enc_enum(w, v.index(), super::iso20::ProcessingType::COUNT);
                 Ok(())
             })?;
         }
@@ -6332,26 +3850,30 @@ impl ExiType for DcPreChargeReqType {
 
     fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
         let mut d = Dec::new(&G_DCPRECHARGEREQTYPE);
-        let mut f_header: Option<MessageHeaderType> = None;
-        let mut f_ev_processing: Option<ProcessingType> = None;
-        let mut f_ev_present_voltage: Option<RationalNumberType> = None;
-        let mut f_ev_target_voltage: Option<RationalNumberType> = None;
+        let mut f_header: Option<super::iso20::MessageHeaderType> = None;
+        let mut f_ev_processing: Option<super::iso20::ProcessingType> = None;
+        let mut f_ev_present_voltage: Option<super::iso20::RationalNumberType> = None;
+        let mut f_ev_target_voltage: Option<super::iso20::RationalNumberType> = None;
         loop {
             match d.next(r)? {
-                Ev::Elem(0, 0) => f_header = Some(MessageHeaderType::decode(r)?),
+                Ev::Elem(0, 0) => f_header = Some(super::iso20::MessageHeaderType::decode(r)?),
                 Ev::Elem(1, 0) => {
                     f_ev_processing = Some(
                         dec_elem_value(r, false, |r| {
-                            Ok(enum_from::<ProcessingType>(dec_enum(
+                            Ok(enum_from::<super::iso20::ProcessingType>(dec_enum(
                                 r,
-                                ProcessingType::COUNT,
+                                super::iso20::ProcessingType::COUNT,
                             )?)?)
                         })?
                         .ok_or_else(|| missing("EVProcessing"))?,
                     )
                 }
-                Ev::Elem(2, 0) => f_ev_present_voltage = Some(RationalNumberType::decode(r)?),
-                Ev::Elem(3, 0) => f_ev_target_voltage = Some(RationalNumberType::decode(r)?),
+                Ev::Elem(2, 0) => {
+                    f_ev_present_voltage = Some(super::iso20::RationalNumberType::decode(r)?)
+                }
+                Ev::Elem(3, 0) => {
+                    f_ev_target_voltage = Some(super::iso20::RationalNumberType::decode(r)?)
+                }
                 Ev::End => break,
                 ev => return Err(d.unexpected(ev)),
             }
@@ -6369,11 +3891,11 @@ impl ExiType for DcPreChargeReqType {
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DcPreChargeResType {
     #[serde(rename = "Header")]
-    pub header: MessageHeaderType,
+    pub header: super::iso20::MessageHeaderType,
     #[serde(rename = "ResponseCode")]
-    pub response_code: ResponseCodeType,
+    pub response_code: super::iso20::ResponseCodeType,
     #[serde(rename = "EVSEPresentVoltage")]
-    pub evse_present_voltage: RationalNumberType,
+    pub evse_present_voltage: super::iso20::RationalNumberType,
 }
 
 static G_DCPRECHARGERESTYPE: Grammar = Grammar {
@@ -6411,7 +3933,7 @@ impl ExiType for DcPreChargeResType {
             let v = &self.response_code;
             e.elem(w, 1, 0);
             elem_value(w, false, |w| {
-                enc_enum(w, v.index(), ResponseCodeType::COUNT);
+                enc_enum(w, v.index(), super::iso20::ResponseCodeType::COUNT);
                 Ok(())
             })?;
         }
@@ -6425,24 +3947,26 @@ impl ExiType for DcPreChargeResType {
 
     fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
         let mut d = Dec::new(&G_DCPRECHARGERESTYPE);
-        let mut f_header: Option<MessageHeaderType> = None;
-        let mut f_response_code: Option<ResponseCodeType> = None;
-        let mut f_evse_present_voltage: Option<RationalNumberType> = None;
+        let mut f_header: Option<super::iso20::MessageHeaderType> = None;
+        let mut f_response_code: Option<super::iso20::ResponseCodeType> = None;
+        let mut f_evse_present_voltage: Option<super::iso20::RationalNumberType> = None;
         loop {
             match d.next(r)? {
-                Ev::Elem(0, 0) => f_header = Some(MessageHeaderType::decode(r)?),
+                Ev::Elem(0, 0) => f_header = Some(super::iso20::MessageHeaderType::decode(r)?),
                 Ev::Elem(1, 0) => {
                     f_response_code = Some(
                         dec_elem_value(r, false, |r| {
-                            Ok(enum_from::<ResponseCodeType>(dec_enum(
+                            Ok(enum_from::<super::iso20::ResponseCodeType>(dec_enum(
                                 r,
-                                ResponseCodeType::COUNT,
+                                super::iso20::ResponseCodeType::COUNT,
                             )?)?)
                         })?
                         .ok_or_else(|| missing("ResponseCode"))?,
                     )
                 }
-                Ev::Elem(2, 0) => f_evse_present_voltage = Some(RationalNumberType::decode(r)?),
+                Ev::Elem(2, 0) => {
+                    f_evse_present_voltage = Some(super::iso20::RationalNumberType::decode(r)?)
+                }
                 Ev::End => break,
                 ev => return Err(d.unexpected(ev)),
             }
@@ -6460,9 +3984,9 @@ impl ExiType for DcPreChargeResType {
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DcWeldingDetectionReqType {
     #[serde(rename = "Header")]
-    pub header: MessageHeaderType,
+    pub header: super::iso20::MessageHeaderType,
     #[serde(rename = "EVProcessing")]
-    pub ev_processing: ProcessingType,
+    pub ev_processing: super::iso20::ProcessingType,
 }
 
 static G_DCWELDINGDETECTIONREQTYPE: Grammar = Grammar {
@@ -6495,7 +4019,7 @@ impl ExiType for DcWeldingDetectionReqType {
             let v = &self.ev_processing;
             e.elem(w, 1, 0);
             elem_value(w, false, |w| {
-                enc_enum(w, v.index(), ProcessingType::COUNT);
+                enc_enum(w, v.index(), super::iso20::ProcessingType::COUNT);
                 Ok(())
             })?;
         }
@@ -6504,17 +4028,17 @@ impl ExiType for DcWeldingDetectionReqType {
 
     fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
         let mut d = Dec::new(&G_DCWELDINGDETECTIONREQTYPE);
-        let mut f_header: Option<MessageHeaderType> = None;
-        let mut f_ev_processing: Option<ProcessingType> = None;
+        let mut f_header: Option<super::iso20::MessageHeaderType> = None;
+        let mut f_ev_processing: Option<super::iso20::ProcessingType> = None;
         loop {
             match d.next(r)? {
-                Ev::Elem(0, 0) => f_header = Some(MessageHeaderType::decode(r)?),
+                Ev::Elem(0, 0) => f_header = Some(super::iso20::MessageHeaderType::decode(r)?),
                 Ev::Elem(1, 0) => {
                     f_ev_processing = Some(
                         dec_elem_value(r, false, |r| {
-                            Ok(enum_from::<ProcessingType>(dec_enum(
+                            Ok(enum_from::<super::iso20::ProcessingType>(dec_enum(
                                 r,
-                                ProcessingType::COUNT,
+                                super::iso20::ProcessingType::COUNT,
                             )?)?)
                         })?
                         .ok_or_else(|| missing("EVProcessing"))?,
@@ -6535,11 +4059,11 @@ impl ExiType for DcWeldingDetectionReqType {
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DcWeldingDetectionResType {
     #[serde(rename = "Header")]
-    pub header: MessageHeaderType,
+    pub header: super::iso20::MessageHeaderType,
     #[serde(rename = "ResponseCode")]
-    pub response_code: ResponseCodeType,
+    pub response_code: super::iso20::ResponseCodeType,
     #[serde(rename = "EVSEPresentVoltage")]
-    pub evse_present_voltage: RationalNumberType,
+    pub evse_present_voltage: super::iso20::RationalNumberType,
 }
 
 static G_DCWELDINGDETECTIONRESTYPE: Grammar = Grammar {
@@ -6577,7 +4101,7 @@ impl ExiType for DcWeldingDetectionResType {
             let v = &self.response_code;
             e.elem(w, 1, 0);
             elem_value(w, false, |w| {
-                enc_enum(w, v.index(), ResponseCodeType::COUNT);
+                enc_enum(w, v.index(), super::iso20::ResponseCodeType::COUNT);
                 Ok(())
             })?;
         }
@@ -6591,24 +4115,26 @@ impl ExiType for DcWeldingDetectionResType {
 
     fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
         let mut d = Dec::new(&G_DCWELDINGDETECTIONRESTYPE);
-        let mut f_header: Option<MessageHeaderType> = None;
-        let mut f_response_code: Option<ResponseCodeType> = None;
-        let mut f_evse_present_voltage: Option<RationalNumberType> = None;
+        let mut f_header: Option<super::iso20::MessageHeaderType> = None;
+        let mut f_response_code: Option<super::iso20::ResponseCodeType> = None;
+        let mut f_evse_present_voltage: Option<super::iso20::RationalNumberType> = None;
         loop {
             match d.next(r)? {
-                Ev::Elem(0, 0) => f_header = Some(MessageHeaderType::decode(r)?),
+                Ev::Elem(0, 0) => f_header = Some(super::iso20::MessageHeaderType::decode(r)?),
                 Ev::Elem(1, 0) => {
                     f_response_code = Some(
                         dec_elem_value(r, false, |r| {
-                            Ok(enum_from::<ResponseCodeType>(dec_enum(
+                            Ok(enum_from::<super::iso20::ResponseCodeType>(dec_enum(
                                 r,
-                                ResponseCodeType::COUNT,
+                                super::iso20::ResponseCodeType::COUNT,
                             )?)?)
                         })?
                         .ok_or_else(|| missing("ResponseCode"))?,
                     )
                 }
-                Ev::Elem(2, 0) => f_evse_present_voltage = Some(RationalNumberType::decode(r)?),
+                Ev::Elem(2, 0) => {
+                    f_evse_present_voltage = Some(super::iso20::RationalNumberType::decode(r)?)
+                }
                 Ev::End => break,
                 ev => return Err(d.unexpected(ev)),
             }
@@ -6618,186 +4144,6 @@ impl ExiType for DcWeldingDetectionResType {
             response_code: f_response_code.ok_or_else(|| missing("ResponseCode"))?,
             evse_present_voltage: f_evse_present_voltage
                 .ok_or_else(|| missing("EVSEPresentVoltage"))?,
-        })
-    }
-}
-
-/// XSD complex type `ManifestType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ManifestType {
-    #[serde(rename = "Id", default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
-    #[serde(rename = "Reference", default, skip_serializing_if = "Vec::is_empty")]
-    pub reference: Vec<ReferenceType>,
-}
-
-static G_MANIFESTTYPE: Grammar = Grammar {
-    attrs: &[false],
-    particles: &[P {
-        alts: 1,
-        min: 1,
-        max: u32::MAX,
-    }],
-    mixed: false,
-    simple: false,
-};
-
-impl ExiType for ManifestType {
-    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
-        let mut e = Enc::new(&G_MANIFESTTYPE);
-        if let Some(v) = &self.id {
-            e.attr(w, 0);
-            enc_string(w, v, 0, None)?;
-        } else {
-            e.skip_attr(0, "Id")?;
-        }
-        check_count(self.reference.len(), 1, u32::MAX, "Reference")?;
-        for v in &self.reference {
-            e.elem(w, 0, 0);
-            v.encode(w)?;
-        }
-        e.end(w)
-    }
-
-    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
-        let mut d = Dec::new(&G_MANIFESTTYPE);
-        let mut f_id: Option<String> = None;
-        let mut f_reference: Vec<ReferenceType> = Vec::new();
-        loop {
-            match d.next(r)? {
-                Ev::Attr(0) => f_id = Some(dec_string(r, 0, None)?),
-                Ev::Elem(0, 0) => f_reference.push(ReferenceType::decode(r)?),
-                Ev::End => break,
-                ev => return Err(d.unexpected(ev)),
-            }
-        }
-        Ok(ManifestType {
-            id: f_id,
-            reference: f_reference,
-        })
-    }
-}
-
-/// XSD complex type `SignaturePropertiesType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct SignaturePropertiesType {
-    #[serde(rename = "Id", default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
-    #[serde(
-        rename = "SignatureProperty",
-        default,
-        skip_serializing_if = "Vec::is_empty"
-    )]
-    pub signature_property: Vec<SignaturePropertyType>,
-}
-
-static G_SIGNATUREPROPERTIESTYPE: Grammar = Grammar {
-    attrs: &[false],
-    particles: &[P {
-        alts: 1,
-        min: 1,
-        max: u32::MAX,
-    }],
-    mixed: false,
-    simple: false,
-};
-
-impl ExiType for SignaturePropertiesType {
-    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
-        let mut e = Enc::new(&G_SIGNATUREPROPERTIESTYPE);
-        if let Some(v) = &self.id {
-            e.attr(w, 0);
-            enc_string(w, v, 0, None)?;
-        } else {
-            e.skip_attr(0, "Id")?;
-        }
-        check_count(
-            self.signature_property.len(),
-            1,
-            u32::MAX,
-            "SignatureProperty",
-        )?;
-        for v in &self.signature_property {
-            e.elem(w, 0, 0);
-            v.encode(w)?;
-        }
-        e.end(w)
-    }
-
-    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
-        let mut d = Dec::new(&G_SIGNATUREPROPERTIESTYPE);
-        let mut f_id: Option<String> = None;
-        let mut f_signature_property: Vec<SignaturePropertyType> = Vec::new();
-        loop {
-            match d.next(r)? {
-                Ev::Attr(0) => f_id = Some(dec_string(r, 0, None)?),
-                Ev::Elem(0, 0) => f_signature_property.push(SignaturePropertyType::decode(r)?),
-                Ev::End => break,
-                ev => return Err(d.unexpected(ev)),
-            }
-        }
-        Ok(SignaturePropertiesType {
-            id: f_id,
-            signature_property: f_signature_property,
-        })
-    }
-}
-
-/// XSD complex type `SignaturePropertyType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct SignaturePropertyType {
-    #[serde(rename = "Id", default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
-    #[serde(rename = "Target")]
-    pub target: String,
-}
-
-static G_SIGNATUREPROPERTYTYPE: Grammar = Grammar {
-    attrs: &[false, true],
-    particles: &[P {
-        alts: 1,
-        min: 1,
-        max: u32::MAX,
-    }],
-    mixed: true,
-    simple: false,
-};
-
-impl ExiType for SignaturePropertyType {
-    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
-        let mut e = Enc::new(&G_SIGNATUREPROPERTYTYPE);
-        if let Some(v) = &self.id {
-            e.attr(w, 0);
-            enc_string(w, v, 0, None)?;
-        } else {
-            e.skip_attr(0, "Id")?;
-        }
-        {
-            let v = &self.target;
-            e.attr(w, 1);
-            enc_string(w, v, 0, None)?;
-        }
-        Err(ExiError::Value {
-            what: "element",
-            reason: "* (wildcard content) cannot be coded".into(),
-        })
-    }
-
-    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
-        let mut d = Dec::new(&G_SIGNATUREPROPERTYTYPE);
-        let mut f_id: Option<String> = None;
-        let mut f_target: Option<String> = None;
-        loop {
-            match d.next(r)? {
-                Ev::Attr(0) => f_id = Some(dec_string(r, 0, None)?),
-                Ev::Attr(1) => f_target = Some(dec_string(r, 0, None)?),
-                Ev::End => break,
-                ev => return Err(d.unexpected(ev)),
-            }
-        }
-        Ok(SignaturePropertyType {
-            id: f_id,
-            target: f_target.ok_or_else(|| missing("Target"))?,
         })
     }
 }
@@ -6825,13 +4171,13 @@ pub enum Message {
     BptScheduledDcCLResControlMode(Box<BptScheduledDcCLResControlModeType>),
     /// `CLReqControlMode`
     #[serde(rename = "CLReqControlMode")]
-    CLReqControlMode(Box<CLReqControlModeType>),
+    CLReqControlMode(Box<super::iso20::CLReqControlModeType>),
     /// `CLResControlMode`
     #[serde(rename = "CLResControlMode")]
-    CLResControlMode(Box<CLResControlModeType>),
+    CLResControlMode(Box<super::iso20::CLResControlModeType>),
     /// `CanonicalizationMethod`
     #[serde(rename = "CanonicalizationMethod")]
-    CanonicalizationMethod(Box<CanonicalizationMethodType>),
+    CanonicalizationMethod(Box<super::xmldsig::CanonicalizationMethodType>),
     /// `DC_CPDReqEnergyTransferMode`
     #[serde(rename = "DC_CPDReqEnergyTransferMode")]
     DcCPDReqEnergyTransferMode(Box<DcCPDReqEnergyTransferModeType>),
@@ -6870,7 +4216,7 @@ pub enum Message {
     DcWeldingDetectionRes(Box<DcWeldingDetectionResType>),
     /// `DigestMethod`
     #[serde(rename = "DigestMethod")]
-    DigestMethod(Box<DigestMethodType>),
+    DigestMethod(Box<super::xmldsig::DigestMethodType>),
     /// `DigestValue`
     #[serde(rename = "DigestValue")]
     DigestValue(Base64Binary),
@@ -6882,31 +4228,31 @@ pub enum Message {
     DynamicDcCLResControlMode(Box<DynamicDcCLResControlModeType>),
     /// `KeyInfo`
     #[serde(rename = "KeyInfo")]
-    KeyInfo(Box<KeyInfoType>),
+    KeyInfo(Box<super::xmldsig::KeyInfoType>),
     /// `KeyName`
     #[serde(rename = "KeyName")]
     KeyName(String),
     /// `KeyValue`
     #[serde(rename = "KeyValue")]
-    KeyValue(Box<KeyValueType>),
+    KeyValue(Box<super::xmldsig::KeyValueType>),
     /// `Manifest`
     #[serde(rename = "Manifest")]
-    Manifest(Box<ManifestType>),
+    Manifest(Box<super::xmldsig::ManifestType>),
     /// `MgmtData`
     #[serde(rename = "MgmtData")]
     MgmtData(String),
     /// `Object`
     #[serde(rename = "Object")]
-    Object(Box<ObjectType>),
+    Object(Box<super::xmldsig::ObjectType>),
     /// `RSAKeyValue`
     #[serde(rename = "RSAKeyValue")]
-    RSAKeyValue(Box<RSAKeyValueType>),
+    RSAKeyValue(Box<super::xmldsig::RSAKeyValueType>),
     /// `Reference`
     #[serde(rename = "Reference")]
-    Reference(Box<ReferenceType>),
+    Reference(Box<super::xmldsig::ReferenceType>),
     /// `RetrievalMethod`
     #[serde(rename = "RetrievalMethod")]
-    RetrievalMethod(Box<RetrievalMethodType>),
+    RetrievalMethod(Box<super::xmldsig::RetrievalMethodType>),
     /// `Scheduled_DC_CLReqControlMode`
     #[serde(rename = "Scheduled_DC_CLReqControlMode")]
     ScheduledDcCLReqControlMode(Box<ScheduledDcCLReqControlModeType>),
@@ -6915,31 +4261,31 @@ pub enum Message {
     ScheduledDcCLResControlMode(Box<ScheduledDcCLResControlModeType>),
     /// `Signature`
     #[serde(rename = "Signature")]
-    Signature(Box<SignatureType>),
+    Signature(Box<super::xmldsig::SignatureType>),
     /// `SignatureMethod`
     #[serde(rename = "SignatureMethod")]
-    SignatureMethod(Box<SignatureMethodType>),
+    SignatureMethod(Box<super::xmldsig::SignatureMethodType>),
     /// `SignatureProperties`
     #[serde(rename = "SignatureProperties")]
-    SignatureProperties(Box<SignaturePropertiesType>),
+    SignatureProperties(Box<super::xmldsig::SignaturePropertiesType>),
     /// `SignatureProperty`
     #[serde(rename = "SignatureProperty")]
-    SignatureProperty(Box<SignaturePropertyType>),
+    SignatureProperty(Box<super::xmldsig::SignaturePropertyType>),
     /// `SignatureValue`
     #[serde(rename = "SignatureValue")]
-    SignatureValue(Box<SignatureValueType>),
+    SignatureValue(Box<super::xmldsig::SignatureValueType>),
     /// `SignedInfo`
     #[serde(rename = "SignedInfo")]
-    SignedInfo(Box<SignedInfoType>),
+    SignedInfo(Box<super::xmldsig::SignedInfoType>),
     /// `Transform`
     #[serde(rename = "Transform")]
-    Transform(Box<TransformType>),
+    Transform(Box<super::xmldsig::TransformType>),
     /// `Transforms`
     #[serde(rename = "Transforms")]
-    Transforms(Box<TransformsType>),
+    Transforms(Box<super::xmldsig::TransformsType>),
     /// `X509Data`
     #[serde(rename = "X509Data")]
-    X509Data(Box<X509DataType>),
+    X509Data(Box<super::xmldsig::X509DataType>),
 }
 
 impl Message {
@@ -7213,9 +4559,15 @@ impl Message {
             5 => Message::BptScheduledDcCLResControlMode(Box::new(
                 BptScheduledDcCLResControlModeType::decode(r)?,
             )),
-            6 => Message::CLReqControlMode(Box::new(CLReqControlModeType::decode(r)?)),
-            7 => Message::CLResControlMode(Box::new(CLResControlModeType::decode(r)?)),
-            8 => Message::CanonicalizationMethod(Box::new(CanonicalizationMethodType::decode(r)?)),
+            6 => {
+                Message::CLReqControlMode(Box::new(super::iso20::CLReqControlModeType::decode(r)?))
+            }
+            7 => {
+                Message::CLResControlMode(Box::new(super::iso20::CLResControlModeType::decode(r)?))
+            }
+            8 => Message::CanonicalizationMethod(Box::new(
+                super::xmldsig::CanonicalizationMethodType::decode(r)?,
+            )),
             9 => Message::DcCPDReqEnergyTransferMode(Box::new(
                 DcCPDReqEnergyTransferModeType::decode(r)?,
             )),
@@ -7236,7 +4588,7 @@ impl Message {
             18 => Message::DcPreChargeRes(Box::new(DcPreChargeResType::decode(r)?)),
             19 => Message::DcWeldingDetectionReq(Box::new(DcWeldingDetectionReqType::decode(r)?)),
             20 => Message::DcWeldingDetectionRes(Box::new(DcWeldingDetectionResType::decode(r)?)),
-            22 => Message::DigestMethod(Box::new(DigestMethodType::decode(r)?)),
+            22 => Message::DigestMethod(Box::new(super::xmldsig::DigestMethodType::decode(r)?)),
             23 => Message::DigestValue(
                 dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
                     .unwrap_or_default(),
@@ -7247,34 +4599,42 @@ impl Message {
             25 => Message::DynamicDcCLResControlMode(Box::new(
                 DynamicDcCLResControlModeType::decode(r)?,
             )),
-            26 => Message::KeyInfo(Box::new(KeyInfoType::decode(r)?)),
+            26 => Message::KeyInfo(Box::new(super::xmldsig::KeyInfoType::decode(r)?)),
             27 => Message::KeyName(
                 dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?.unwrap_or_default(),
             ),
-            28 => Message::KeyValue(Box::new(KeyValueType::decode(r)?)),
-            29 => Message::Manifest(Box::new(ManifestType::decode(r)?)),
+            28 => Message::KeyValue(Box::new(super::xmldsig::KeyValueType::decode(r)?)),
+            29 => Message::Manifest(Box::new(super::xmldsig::ManifestType::decode(r)?)),
             30 => Message::MgmtData(
                 dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?.unwrap_or_default(),
             ),
-            31 => Message::Object(Box::new(ObjectType::decode(r)?)),
-            33 => Message::RSAKeyValue(Box::new(RSAKeyValueType::decode(r)?)),
-            34 => Message::Reference(Box::new(ReferenceType::decode(r)?)),
-            35 => Message::RetrievalMethod(Box::new(RetrievalMethodType::decode(r)?)),
+            31 => Message::Object(Box::new(super::xmldsig::ObjectType::decode(r)?)),
+            33 => Message::RSAKeyValue(Box::new(super::xmldsig::RSAKeyValueType::decode(r)?)),
+            34 => Message::Reference(Box::new(super::xmldsig::ReferenceType::decode(r)?)),
+            35 => {
+                Message::RetrievalMethod(Box::new(super::xmldsig::RetrievalMethodType::decode(r)?))
+            }
             37 => Message::ScheduledDcCLReqControlMode(Box::new(
                 ScheduledDcCLReqControlModeType::decode(r)?,
             )),
             38 => Message::ScheduledDcCLResControlMode(Box::new(
                 ScheduledDcCLResControlModeType::decode(r)?,
             )),
-            39 => Message::Signature(Box::new(SignatureType::decode(r)?)),
-            40 => Message::SignatureMethod(Box::new(SignatureMethodType::decode(r)?)),
-            41 => Message::SignatureProperties(Box::new(SignaturePropertiesType::decode(r)?)),
-            42 => Message::SignatureProperty(Box::new(SignaturePropertyType::decode(r)?)),
-            43 => Message::SignatureValue(Box::new(SignatureValueType::decode(r)?)),
-            44 => Message::SignedInfo(Box::new(SignedInfoType::decode(r)?)),
-            45 => Message::Transform(Box::new(TransformType::decode(r)?)),
-            46 => Message::Transforms(Box::new(TransformsType::decode(r)?)),
-            47 => Message::X509Data(Box::new(X509DataType::decode(r)?)),
+            39 => Message::Signature(Box::new(super::xmldsig::SignatureType::decode(r)?)),
+            40 => {
+                Message::SignatureMethod(Box::new(super::xmldsig::SignatureMethodType::decode(r)?))
+            }
+            41 => Message::SignatureProperties(Box::new(
+                super::xmldsig::SignaturePropertiesType::decode(r)?,
+            )),
+            42 => Message::SignatureProperty(Box::new(
+                super::xmldsig::SignaturePropertyType::decode(r)?,
+            )),
+            43 => Message::SignatureValue(Box::new(super::xmldsig::SignatureValueType::decode(r)?)),
+            44 => Message::SignedInfo(Box::new(super::xmldsig::SignedInfoType::decode(r)?)),
+            45 => Message::Transform(Box::new(super::xmldsig::TransformType::decode(r)?)),
+            46 => Message::Transforms(Box::new(super::xmldsig::TransformsType::decode(r)?)),
+            47 => Message::X509Data(Box::new(super::xmldsig::X509DataType::decode(r)?)),
             _ => {
                 return Err(ExiError::Event {
                     at: "document",
@@ -7298,10 +4658,10 @@ pub enum Fragment {
     AckMaxDelay(u16),
     /// `{urn:iso:std:iso:15118:-20:CommonTypes}AdditionalServicesCosts`
     #[serde(rename = "AdditionalServicesCosts")]
-    AdditionalServicesCosts(Box<DetailedCostType>),
+    AdditionalServicesCosts(Box<super::iso20::DetailedCostType>),
     /// `{urn:iso:std:iso:15118:-20:CommonTypes}Amount`
     #[serde(rename = "Amount")]
-    Amount(Box<RationalNumberType>),
+    Amount(Box<super::iso20::RationalNumberType>),
     /// `{urn:iso:std:iso:15118:-20:DC}BPT_DC_CPDReqEnergyTransferMode`
     #[serde(rename = "BPT_DC_CPDReqEnergyTransferMode")]
     BptDcCPDReqEnergyTransferMode(Box<BptDcCPDReqEnergyTransferModeType>),
@@ -7328,16 +4688,16 @@ pub enum Fragment {
     BptScheduledDcCLResControlMode(Box<BptScheduledDcCLResControlModeType>),
     /// `{urn:iso:std:iso:15118:-20:CommonTypes}BatteryEnergyCapacity`
     #[serde(rename = "BatteryEnergyCapacity")]
-    BatteryEnergyCapacity(Box<RationalNumberType>),
+    BatteryEnergyCapacity(Box<super::iso20::RationalNumberType>),
     /// `{urn:iso:std:iso:15118:-20:CommonTypes}CLReqControlMode`
     #[serde(rename = "CLReqControlMode")]
-    CLReqControlMode(Box<CLReqControlModeType>),
+    CLReqControlMode(Box<super::iso20::CLReqControlModeType>),
     /// `{urn:iso:std:iso:15118:-20:CommonTypes}CLResControlMode`
     #[serde(rename = "CLResControlMode")]
-    CLResControlMode(Box<CLResControlModeType>),
+    CLResControlMode(Box<super::iso20::CLResControlModeType>),
     /// `{http://www.w3.org/2000/09/xmldsig#}CanonicalizationMethod`
     #[serde(rename = "CanonicalizationMethod")]
-    CanonicalizationMethod(Box<CanonicalizationMethodType>),
+    CanonicalizationMethod(Box<super::xmldsig::CanonicalizationMethodType>),
     /// `{urn:iso:std:iso:15118:-20:CommonTypes}CapacitiveEnergyReadingVARh`
     #[serde(rename = "CapacitiveEnergyReadingVARh")]
     CapacitiveEnergyReadingVARh(u64),
@@ -7349,7 +4709,7 @@ pub enum Fragment {
     ChargingComplete(bool),
     /// `{urn:iso:std:iso:15118:-20:CommonTypes}CostPerUnit`
     #[serde(rename = "CostPerUnit")]
-    CostPerUnit(Box<RationalNumberType>),
+    CostPerUnit(Box<super::iso20::RationalNumberType>),
     /// `{urn:iso:std:iso:15118:-20:DC}DC_CPDReqEnergyTransferMode`
     #[serde(rename = "DC_CPDReqEnergyTransferMode")]
     DcCPDReqEnergyTransferMode(Box<DcCPDReqEnergyTransferModeType>),
@@ -7391,13 +4751,13 @@ pub enum Fragment {
     DepartureTime(u32),
     /// `{http://www.w3.org/2000/09/xmldsig#}DigestMethod`
     #[serde(rename = "DigestMethod")]
-    DigestMethod(Box<DigestMethodType>),
+    DigestMethod(Box<super::xmldsig::DigestMethodType>),
     /// `{http://www.w3.org/2000/09/xmldsig#}DigestValue`
     #[serde(rename = "DigestValue")]
     DigestValue(Base64Binary),
     /// `{urn:iso:std:iso:15118:-20:CommonTypes}DisplayParameters`
     #[serde(rename = "DisplayParameters")]
-    DisplayParameters(Box<DisplayParametersType>),
+    DisplayParameters(Box<super::iso20::DisplayParametersType>),
     /// `{urn:iso:std:iso:15118:-20:DC}Dynamic_DC_CLReqControlMode`
     #[serde(rename = "Dynamic_DC_CLReqControlMode")]
     DynamicDcCLReqControlMode(Box<DynamicDcCLReqControlModeType>),
@@ -7406,121 +4766,121 @@ pub enum Fragment {
     DynamicDcCLResControlMode(Box<DynamicDcCLResControlModeType>),
     /// `{urn:iso:std:iso:15118:-20:DC}EVMaximumChargeCurrent`
     #[serde(rename = "EVMaximumChargeCurrent")]
-    EVMaximumChargeCurrent(Box<RationalNumberType>),
+    EVMaximumChargeCurrent(Box<super::iso20::RationalNumberType>),
     /// `{urn:iso:std:iso:15118:-20:DC}EVMaximumChargePower`
     #[serde(rename = "EVMaximumChargePower")]
-    EVMaximumChargePower(Box<RationalNumberType>),
+    EVMaximumChargePower(Box<super::iso20::RationalNumberType>),
     /// `{urn:iso:std:iso:15118:-20:DC}EVMaximumDischargeCurrent`
     #[serde(rename = "EVMaximumDischargeCurrent")]
-    EVMaximumDischargeCurrent(Box<RationalNumberType>),
+    EVMaximumDischargeCurrent(Box<super::iso20::RationalNumberType>),
     /// `{urn:iso:std:iso:15118:-20:DC}EVMaximumDischargePower`
     #[serde(rename = "EVMaximumDischargePower")]
-    EVMaximumDischargePower(Box<RationalNumberType>),
+    EVMaximumDischargePower(Box<super::iso20::RationalNumberType>),
     /// `{urn:iso:std:iso:15118:-20:CommonTypes}EVMaximumEnergyRequest`
     #[serde(rename = "EVMaximumEnergyRequest")]
-    EVMaximumEnergyRequest(Box<RationalNumberType>),
+    EVMaximumEnergyRequest(Box<super::iso20::RationalNumberType>),
     /// `{urn:iso:std:iso:15118:-20:DC}EVMaximumV2XEnergyRequest`
     #[serde(rename = "EVMaximumV2XEnergyRequest")]
-    EVMaximumV2XEnergyRequest(Box<RationalNumberType>),
+    EVMaximumV2XEnergyRequest(Box<super::iso20::RationalNumberType>),
     /// `{urn:iso:std:iso:15118:-20:DC}EVMaximumVoltage`
     #[serde(rename = "EVMaximumVoltage")]
-    EVMaximumVoltage(Box<RationalNumberType>),
+    EVMaximumVoltage(Box<super::iso20::RationalNumberType>),
     /// `{urn:iso:std:iso:15118:-20:DC}EVMinimumChargeCurrent`
     #[serde(rename = "EVMinimumChargeCurrent")]
-    EVMinimumChargeCurrent(Box<RationalNumberType>),
+    EVMinimumChargeCurrent(Box<super::iso20::RationalNumberType>),
     /// `{urn:iso:std:iso:15118:-20:DC}EVMinimumChargePower`
     #[serde(rename = "EVMinimumChargePower")]
-    EVMinimumChargePower(Box<RationalNumberType>),
+    EVMinimumChargePower(Box<super::iso20::RationalNumberType>),
     /// `{urn:iso:std:iso:15118:-20:DC}EVMinimumDischargeCurrent`
     #[serde(rename = "EVMinimumDischargeCurrent")]
-    EVMinimumDischargeCurrent(Box<RationalNumberType>),
+    EVMinimumDischargeCurrent(Box<super::iso20::RationalNumberType>),
     /// `{urn:iso:std:iso:15118:-20:DC}EVMinimumDischargePower`
     #[serde(rename = "EVMinimumDischargePower")]
-    EVMinimumDischargePower(Box<RationalNumberType>),
+    EVMinimumDischargePower(Box<super::iso20::RationalNumberType>),
     /// `{urn:iso:std:iso:15118:-20:CommonTypes}EVMinimumEnergyRequest`
     #[serde(rename = "EVMinimumEnergyRequest")]
-    EVMinimumEnergyRequest(Box<RationalNumberType>),
+    EVMinimumEnergyRequest(Box<super::iso20::RationalNumberType>),
     /// `{urn:iso:std:iso:15118:-20:DC}EVMinimumV2XEnergyRequest`
     #[serde(rename = "EVMinimumV2XEnergyRequest")]
-    EVMinimumV2XEnergyRequest(Box<RationalNumberType>),
+    EVMinimumV2XEnergyRequest(Box<super::iso20::RationalNumberType>),
     /// `{urn:iso:std:iso:15118:-20:DC}EVMinimumVoltage`
     #[serde(rename = "EVMinimumVoltage")]
-    EVMinimumVoltage(Box<RationalNumberType>),
+    EVMinimumVoltage(Box<super::iso20::RationalNumberType>),
     /// `{urn:iso:std:iso:15118:-20:DC}EVPresentVoltage`
     #[serde(rename = "EVPresentVoltage")]
-    EVPresentVoltage(Box<RationalNumberType>),
+    EVPresentVoltage(Box<super::iso20::RationalNumberType>),
     /// `{urn:iso:std:iso:15118:-20:DC}EVProcessing`
     #[serde(rename = "EVProcessing")]
-    EVProcessing(ProcessingType),
+    EVProcessing(super::iso20::ProcessingType),
     /// `{urn:iso:std:iso:15118:-20:DC}EVSECurrentLimitAchieved`
     #[serde(rename = "EVSECurrentLimitAchieved")]
     EVSECurrentLimitAchieved(bool),
     /// `{urn:iso:std:iso:15118:-20:DC}EVSEMaximumChargeCurrent`
     #[serde(rename = "EVSEMaximumChargeCurrent")]
-    EVSEMaximumChargeCurrent(Box<RationalNumberType>),
+    EVSEMaximumChargeCurrent(Box<super::iso20::RationalNumberType>),
     /// `{urn:iso:std:iso:15118:-20:DC}EVSEMaximumChargePower`
     #[serde(rename = "EVSEMaximumChargePower")]
-    EVSEMaximumChargePower(Box<RationalNumberType>),
+    EVSEMaximumChargePower(Box<super::iso20::RationalNumberType>),
     /// `{urn:iso:std:iso:15118:-20:DC}EVSEMaximumDischargeCurrent`
     #[serde(rename = "EVSEMaximumDischargeCurrent")]
-    EVSEMaximumDischargeCurrent(Box<RationalNumberType>),
+    EVSEMaximumDischargeCurrent(Box<super::iso20::RationalNumberType>),
     /// `{urn:iso:std:iso:15118:-20:DC}EVSEMaximumDischargePower`
     #[serde(rename = "EVSEMaximumDischargePower")]
-    EVSEMaximumDischargePower(Box<RationalNumberType>),
+    EVSEMaximumDischargePower(Box<super::iso20::RationalNumberType>),
     /// `{urn:iso:std:iso:15118:-20:DC}EVSEMaximumVoltage`
     #[serde(rename = "EVSEMaximumVoltage")]
-    EVSEMaximumVoltage(Box<RationalNumberType>),
+    EVSEMaximumVoltage(Box<super::iso20::RationalNumberType>),
     /// `{urn:iso:std:iso:15118:-20:DC}EVSEMinimumChargeCurrent`
     #[serde(rename = "EVSEMinimumChargeCurrent")]
-    EVSEMinimumChargeCurrent(Box<RationalNumberType>),
+    EVSEMinimumChargeCurrent(Box<super::iso20::RationalNumberType>),
     /// `{urn:iso:std:iso:15118:-20:DC}EVSEMinimumChargePower`
     #[serde(rename = "EVSEMinimumChargePower")]
-    EVSEMinimumChargePower(Box<RationalNumberType>),
+    EVSEMinimumChargePower(Box<super::iso20::RationalNumberType>),
     /// `{urn:iso:std:iso:15118:-20:DC}EVSEMinimumDischargeCurrent`
     #[serde(rename = "EVSEMinimumDischargeCurrent")]
-    EVSEMinimumDischargeCurrent(Box<RationalNumberType>),
+    EVSEMinimumDischargeCurrent(Box<super::iso20::RationalNumberType>),
     /// `{urn:iso:std:iso:15118:-20:DC}EVSEMinimumDischargePower`
     #[serde(rename = "EVSEMinimumDischargePower")]
-    EVSEMinimumDischargePower(Box<RationalNumberType>),
+    EVSEMinimumDischargePower(Box<super::iso20::RationalNumberType>),
     /// `{urn:iso:std:iso:15118:-20:DC}EVSEMinimumVoltage`
     #[serde(rename = "EVSEMinimumVoltage")]
-    EVSEMinimumVoltage(Box<RationalNumberType>),
+    EVSEMinimumVoltage(Box<super::iso20::RationalNumberType>),
     /// `{urn:iso:std:iso:15118:-20:CommonTypes}EVSENotification`
     #[serde(rename = "EVSENotification")]
-    EVSENotification(EvseNotificationType),
+    EVSENotification(super::iso20::EvseNotificationType),
     /// `{urn:iso:std:iso:15118:-20:DC}EVSEPowerLimitAchieved`
     #[serde(rename = "EVSEPowerLimitAchieved")]
     EVSEPowerLimitAchieved(bool),
     /// `{urn:iso:std:iso:15118:-20:DC}EVSEPowerRampLimitation`
     #[serde(rename = "EVSEPowerRampLimitation")]
-    EVSEPowerRampLimitation(Box<RationalNumberType>),
+    EVSEPowerRampLimitation(Box<super::iso20::RationalNumberType>),
     /// `{urn:iso:std:iso:15118:-20:DC}EVSEPresentCurrent`
     #[serde(rename = "EVSEPresentCurrent")]
-    EVSEPresentCurrent(Box<RationalNumberType>),
+    EVSEPresentCurrent(Box<super::iso20::RationalNumberType>),
     /// `{urn:iso:std:iso:15118:-20:DC}EVSEPresentVoltage`
     #[serde(rename = "EVSEPresentVoltage")]
-    EVSEPresentVoltage(Box<RationalNumberType>),
+    EVSEPresentVoltage(Box<super::iso20::RationalNumberType>),
     /// `{urn:iso:std:iso:15118:-20:DC}EVSEProcessing`
     #[serde(rename = "EVSEProcessing")]
-    EVSEProcessing(ProcessingType),
+    EVSEProcessing(super::iso20::ProcessingType),
     /// `{urn:iso:std:iso:15118:-20:CommonTypes}EVSEStatus`
     #[serde(rename = "EVSEStatus")]
-    EVSEStatus(Box<EVSEStatusType>),
+    EVSEStatus(Box<super::iso20::EVSEStatusType>),
     /// `{urn:iso:std:iso:15118:-20:DC}EVSEVoltageLimitAchieved`
     #[serde(rename = "EVSEVoltageLimitAchieved")]
     EVSEVoltageLimitAchieved(bool),
     /// `{urn:iso:std:iso:15118:-20:DC}EVTargetCurrent`
     #[serde(rename = "EVTargetCurrent")]
-    EVTargetCurrent(Box<RationalNumberType>),
+    EVTargetCurrent(Box<super::iso20::RationalNumberType>),
     /// `{urn:iso:std:iso:15118:-20:CommonTypes}EVTargetEnergyRequest`
     #[serde(rename = "EVTargetEnergyRequest")]
-    EVTargetEnergyRequest(Box<RationalNumberType>),
+    EVTargetEnergyRequest(Box<super::iso20::RationalNumberType>),
     /// `{urn:iso:std:iso:15118:-20:DC}EVTargetVoltage`
     #[serde(rename = "EVTargetVoltage")]
-    EVTargetVoltage(Box<RationalNumberType>),
+    EVTargetVoltage(Box<super::iso20::RationalNumberType>),
     /// `{urn:iso:std:iso:15118:-20:CommonTypes}EnergyCosts`
     #[serde(rename = "EnergyCosts")]
-    EnergyCosts(Box<DetailedCostType>),
+    EnergyCosts(Box<super::iso20::DetailedCostType>),
     /// `{http://www.w3.org/2000/09/xmldsig#}Exponent`
     #[serde(rename = "Exponent")]
     Exponent(Base64Binary),
@@ -7535,7 +4895,7 @@ pub enum Fragment {
     HMACOutputLength(i64),
     /// `{urn:iso:std:iso:15118:-20:CommonTypes}Header`
     #[serde(rename = "Header")]
-    Header(Box<MessageHeaderType>),
+    Header(Box<super::iso20::MessageHeaderType>),
     /// `{urn:iso:std:iso:15118:-20:CommonTypes}InletHot`
     #[serde(rename = "InletHot")]
     InletHot(bool),
@@ -7544,16 +4904,16 @@ pub enum Fragment {
     J(Base64Binary),
     /// `{http://www.w3.org/2000/09/xmldsig#}KeyInfo`
     #[serde(rename = "KeyInfo")]
-    KeyInfo(Box<KeyInfoType>),
+    KeyInfo(Box<super::xmldsig::KeyInfoType>),
     /// `{http://www.w3.org/2000/09/xmldsig#}KeyName`
     #[serde(rename = "KeyName")]
     KeyName(String),
     /// `{http://www.w3.org/2000/09/xmldsig#}KeyValue`
     #[serde(rename = "KeyValue")]
-    KeyValue(Box<KeyValueType>),
+    KeyValue(Box<super::xmldsig::KeyValueType>),
     /// `{http://www.w3.org/2000/09/xmldsig#}Manifest`
     #[serde(rename = "Manifest")]
-    Manifest(Box<ManifestType>),
+    Manifest(Box<super::xmldsig::ManifestType>),
     /// `{urn:iso:std:iso:15118:-20:CommonTypes}MaximumSOC`
     #[serde(rename = "MaximumSOC")]
     MaximumSOC(u8),
@@ -7562,7 +4922,7 @@ pub enum Fragment {
     MeterID(String),
     /// `{urn:iso:std:iso:15118:-20:CommonTypes}MeterInfo`
     #[serde(rename = "MeterInfo")]
-    MeterInfo(Box<MeterInfoType>),
+    MeterInfo(Box<super::iso20::MeterInfoType>),
     /// `{urn:iso:std:iso:15118:-20:CommonTypes}MeterInfoRequested`
     #[serde(rename = "MeterInfoRequested")]
     MeterInfoRequested(bool),
@@ -7589,13 +4949,13 @@ pub enum Fragment {
     NotificationMaxDelay(u16),
     /// `{http://www.w3.org/2000/09/xmldsig#}Object`
     #[serde(rename = "Object")]
-    Object(Box<ObjectType>),
+    Object(Box<super::xmldsig::ObjectType>),
     /// `{urn:iso:std:iso:15118:-20:CommonTypes}OccupancyCosts`
     #[serde(rename = "OccupancyCosts")]
-    OccupancyCosts(Box<DetailedCostType>),
+    OccupancyCosts(Box<super::iso20::DetailedCostType>),
     /// `{urn:iso:std:iso:15118:-20:CommonTypes}OverstayCosts`
     #[serde(rename = "OverstayCosts")]
-    OverstayCosts(Box<DetailedCostType>),
+    OverstayCosts(Box<super::iso20::DetailedCostType>),
     /// `{http://www.w3.org/2000/09/xmldsig#}P`
     #[serde(rename = "P")]
     P(Base64Binary),
@@ -7616,13 +4976,13 @@ pub enum Fragment {
     Q(Base64Binary),
     /// `{http://www.w3.org/2000/09/xmldsig#}RSAKeyValue`
     #[serde(rename = "RSAKeyValue")]
-    RSAKeyValue(Box<RSAKeyValueType>),
+    RSAKeyValue(Box<super::xmldsig::RSAKeyValueType>),
     /// `{urn:iso:std:iso:15118:-20:CommonTypes}Receipt`
     #[serde(rename = "Receipt")]
-    Receipt(Box<ReceiptType>),
+    Receipt(Box<super::iso20::ReceiptType>),
     /// `{http://www.w3.org/2000/09/xmldsig#}Reference`
     #[serde(rename = "Reference")]
-    Reference(Box<ReferenceType>),
+    Reference(Box<super::xmldsig::ReferenceType>),
     /// `{urn:iso:std:iso:15118:-20:CommonTypes}RemainingTimeToMaximumSOC`
     #[serde(rename = "RemainingTimeToMaximumSOC")]
     RemainingTimeToMaximumSOC(u32),
@@ -7634,13 +4994,13 @@ pub enum Fragment {
     RemainingTimeToTargetSOC(u32),
     /// `{urn:iso:std:iso:15118:-20:CommonTypes}ResponseCode`
     #[serde(rename = "ResponseCode")]
-    ResponseCode(ResponseCodeType),
+    ResponseCode(super::iso20::ResponseCodeType),
     /// `{http://www.w3.org/2000/09/xmldsig#}RetrievalMethod`
     #[serde(rename = "RetrievalMethod")]
-    RetrievalMethod(Box<RetrievalMethodType>),
+    RetrievalMethod(Box<super::xmldsig::RetrievalMethodType>),
     /// `{urn:iso:std:iso:15118:-20:CommonTypes}RootCertificateID`
     #[serde(rename = "RootCertificateID")]
-    RootCertificateID(Box<X509IssuerSerialType>),
+    RootCertificateID(Box<super::xmldsig::X509IssuerSerialType>),
     /// `{http://www.w3.org/2000/09/xmldsig#}SPKISexp`
     #[serde(rename = "SPKISexp")]
     SPKISexp(Base64Binary),
@@ -7658,22 +5018,22 @@ pub enum Fragment {
     SessionID(HexBinary),
     /// `{http://www.w3.org/2000/09/xmldsig#}Signature`
     #[serde(rename = "Signature")]
-    Signature(Box<SignatureType>),
+    Signature(Box<super::xmldsig::SignatureType>),
     /// `{http://www.w3.org/2000/09/xmldsig#}SignatureMethod`
     #[serde(rename = "SignatureMethod")]
-    SignatureMethod(Box<SignatureMethodType>),
+    SignatureMethod(Box<super::xmldsig::SignatureMethodType>),
     /// `{http://www.w3.org/2000/09/xmldsig#}SignatureProperties`
     #[serde(rename = "SignatureProperties")]
-    SignatureProperties(Box<SignaturePropertiesType>),
+    SignatureProperties(Box<super::xmldsig::SignaturePropertiesType>),
     /// `{http://www.w3.org/2000/09/xmldsig#}SignatureProperty`
     #[serde(rename = "SignatureProperty")]
-    SignatureProperty(Box<SignaturePropertyType>),
+    SignatureProperty(Box<super::xmldsig::SignaturePropertyType>),
     /// `{http://www.w3.org/2000/09/xmldsig#}SignatureValue`
     #[serde(rename = "SignatureValue")]
-    SignatureValue(Box<SignatureValueType>),
+    SignatureValue(Box<super::xmldsig::SignatureValueType>),
     /// `{http://www.w3.org/2000/09/xmldsig#}SignedInfo`
     #[serde(rename = "SignedInfo")]
-    SignedInfo(Box<SignedInfoType>),
+    SignedInfo(Box<super::xmldsig::SignedInfoType>),
     /// `{urn:iso:std:iso:15118:-20:CommonTypes}TargetSOC`
     #[serde(rename = "TargetSOC")]
     TargetSOC(u8),
@@ -7682,7 +5042,7 @@ pub enum Fragment {
     TargetSOC_(u8),
     /// `{urn:iso:std:iso:15118:-20:CommonTypes}TaxCosts`
     #[serde(rename = "TaxCosts")]
-    TaxCosts(Box<DetailedTaxType>),
+    TaxCosts(Box<super::iso20::DetailedTaxType>),
     /// `{urn:iso:std:iso:15118:-20:CommonTypes}TaxRuleID`
     #[serde(rename = "TaxRuleID")]
     TaxRuleID(u32),
@@ -7694,10 +5054,10 @@ pub enum Fragment {
     TimeStamp(u64),
     /// `{http://www.w3.org/2000/09/xmldsig#}Transform`
     #[serde(rename = "Transform")]
-    Transform(Box<TransformType>),
+    Transform(Box<super::xmldsig::TransformType>),
     /// `{http://www.w3.org/2000/09/xmldsig#}Transforms`
     #[serde(rename = "Transforms")]
-    Transforms(Box<TransformsType>),
+    Transforms(Box<super::xmldsig::TransformsType>),
     /// `{urn:iso:std:iso:15118:-20:CommonTypes}Value`
     #[serde(rename = "Value")]
     Value(i16),
@@ -7709,13 +5069,13 @@ pub enum Fragment {
     X509Certificate(Base64Binary),
     /// `{http://www.w3.org/2000/09/xmldsig#}X509Data`
     #[serde(rename = "X509Data")]
-    X509Data(Box<X509DataType>),
+    X509Data(Box<super::xmldsig::X509DataType>),
     /// `{http://www.w3.org/2000/09/xmldsig#}X509IssuerName`
     #[serde(rename = "X509IssuerName")]
     X509IssuerName(String),
     /// `{http://www.w3.org/2000/09/xmldsig#}X509IssuerSerial`
     #[serde(rename = "X509IssuerSerial")]
-    X509IssuerSerial(Box<X509IssuerSerialType>),
+    X509IssuerSerial(Box<super::xmldsig::X509IssuerSerialType>),
     /// `{http://www.w3.org/2000/09/xmldsig#}X509SKI`
     #[serde(rename = "X509SKI")]
     X509SKI(Base64Binary),
@@ -7972,7 +5332,7 @@ impl Fragment {
             Fragment::EVProcessing(x) => {
                 w.event(53, 151);
                 elem_value(w, false, |w| {
-                    enc_enum(w, x.index(), ProcessingType::COUNT);
+                    enc_enum(w, x.index(), super::iso20::ProcessingType::COUNT);
                     Ok(())
                 })?;
             }
@@ -8026,7 +5386,7 @@ impl Fragment {
             Fragment::EVSENotification(x) => {
                 w.event(65, 151);
                 elem_value(w, false, |w| {
-                    enc_enum(w, x.index(), EvseNotificationType::COUNT);
+                    enc_enum(w, x.index(), super::iso20::EvseNotificationType::COUNT);
                     Ok(())
                 })?;
             }
@@ -8052,7 +5412,7 @@ impl Fragment {
             Fragment::EVSEProcessing(x) => {
                 w.event(70, 151);
                 elem_value(w, false, |w| {
-                    enc_enum(w, x.index(), ProcessingType::COUNT);
+                    enc_enum(w, x.index(), super::iso20::ProcessingType::COUNT);
                     Ok(())
                 })?;
             }
@@ -8273,7 +5633,7 @@ impl Fragment {
             Fragment::ResponseCode(x) => {
                 w.event(115, 151);
                 elem_value(w, false, |w| {
-                    enc_enum(w, x.index(), ResponseCodeType::COUNT);
+                    enc_enum(w, x.index(), super::iso20::ResponseCodeType::COUNT);
                     Ok(())
                 })?;
             }
@@ -8446,8 +5806,10 @@ impl Fragment {
                 dec_elem_value(r, false, |r| Ok(int_into::<u16>(dec_int(r, 0, 65535)?)?))?
                     .ok_or_else(|| missing("AckMaxDelay"))?,
             ),
-            1 => Fragment::AdditionalServicesCosts(Box::new(DetailedCostType::decode(r)?)),
-            2 => Fragment::Amount(Box::new(RationalNumberType::decode(r)?)),
+            1 => Fragment::AdditionalServicesCosts(Box::new(
+                super::iso20::DetailedCostType::decode(r)?,
+            )),
+            2 => Fragment::Amount(Box::new(super::iso20::RationalNumberType::decode(r)?)),
             3 => Fragment::BptDcCPDReqEnergyTransferMode(Box::new(
                 BptDcCPDReqEnergyTransferModeType::decode(r)?,
             )),
@@ -8478,12 +5840,18 @@ impl Fragment {
             10 => Fragment::BptScheduledDcCLResControlMode(Box::new(
                 BptScheduledDcCLResControlModeType::decode(r)?,
             )),
-            11 => Fragment::BatteryEnergyCapacity(Box::new(RationalNumberType::decode(r)?)),
-            12 => Fragment::CLReqControlMode(Box::new(CLReqControlModeType::decode(r)?)),
-            13 => Fragment::CLResControlMode(Box::new(CLResControlModeType::decode(r)?)),
-            14 => {
-                Fragment::CanonicalizationMethod(Box::new(CanonicalizationMethodType::decode(r)?))
+            11 => Fragment::BatteryEnergyCapacity(Box::new(
+                super::iso20::RationalNumberType::decode(r)?,
+            )),
+            12 => {
+                Fragment::CLReqControlMode(Box::new(super::iso20::CLReqControlModeType::decode(r)?))
             }
+            13 => {
+                Fragment::CLResControlMode(Box::new(super::iso20::CLResControlModeType::decode(r)?))
+            }
+            14 => Fragment::CanonicalizationMethod(Box::new(
+                super::xmldsig::CanonicalizationMethodType::decode(r)?,
+            )),
             15 => Fragment::CapacitiveEnergyReadingVARh(
                 dec_elem_value(r, false, |r| {
                     Ok(int_into::<u64>(dec_int(r, 0, i128::MAX)?)?)
@@ -8500,7 +5868,7 @@ impl Fragment {
                 dec_elem_value(r, false, |r| Ok(dec_bool(r)?))?
                     .ok_or_else(|| missing("ChargingComplete"))?,
             ),
-            18 => Fragment::CostPerUnit(Box::new(RationalNumberType::decode(r)?)),
+            18 => Fragment::CostPerUnit(Box::new(super::iso20::RationalNumberType::decode(r)?)),
             19 => Fragment::DcCPDReqEnergyTransferMode(Box::new(
                 DcCPDReqEnergyTransferModeType::decode(r)?,
             )),
@@ -8527,38 +5895,70 @@ impl Fragment {
                 })?
                 .ok_or_else(|| missing("DepartureTime"))?,
             ),
-            33 => Fragment::DigestMethod(Box::new(DigestMethodType::decode(r)?)),
+            33 => Fragment::DigestMethod(Box::new(super::xmldsig::DigestMethodType::decode(r)?)),
             34 => Fragment::DigestValue(
                 dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
                     .unwrap_or_default(),
             ),
-            35 => Fragment::DisplayParameters(Box::new(DisplayParametersType::decode(r)?)),
+            35 => Fragment::DisplayParameters(Box::new(
+                super::iso20::DisplayParametersType::decode(r)?,
+            )),
             36 => Fragment::DynamicDcCLReqControlMode(Box::new(
                 DynamicDcCLReqControlModeType::decode(r)?,
             )),
             37 => Fragment::DynamicDcCLResControlMode(Box::new(
                 DynamicDcCLResControlModeType::decode(r)?,
             )),
-            38 => Fragment::EVMaximumChargeCurrent(Box::new(RationalNumberType::decode(r)?)),
-            39 => Fragment::EVMaximumChargePower(Box::new(RationalNumberType::decode(r)?)),
-            40 => Fragment::EVMaximumDischargeCurrent(Box::new(RationalNumberType::decode(r)?)),
-            41 => Fragment::EVMaximumDischargePower(Box::new(RationalNumberType::decode(r)?)),
-            42 => Fragment::EVMaximumEnergyRequest(Box::new(RationalNumberType::decode(r)?)),
-            43 => Fragment::EVMaximumV2XEnergyRequest(Box::new(RationalNumberType::decode(r)?)),
-            44 => Fragment::EVMaximumVoltage(Box::new(RationalNumberType::decode(r)?)),
-            45 => Fragment::EVMinimumChargeCurrent(Box::new(RationalNumberType::decode(r)?)),
-            46 => Fragment::EVMinimumChargePower(Box::new(RationalNumberType::decode(r)?)),
-            47 => Fragment::EVMinimumDischargeCurrent(Box::new(RationalNumberType::decode(r)?)),
-            48 => Fragment::EVMinimumDischargePower(Box::new(RationalNumberType::decode(r)?)),
-            49 => Fragment::EVMinimumEnergyRequest(Box::new(RationalNumberType::decode(r)?)),
-            50 => Fragment::EVMinimumV2XEnergyRequest(Box::new(RationalNumberType::decode(r)?)),
-            51 => Fragment::EVMinimumVoltage(Box::new(RationalNumberType::decode(r)?)),
-            52 => Fragment::EVPresentVoltage(Box::new(RationalNumberType::decode(r)?)),
+            38 => Fragment::EVMaximumChargeCurrent(Box::new(
+                super::iso20::RationalNumberType::decode(r)?,
+            )),
+            39 => Fragment::EVMaximumChargePower(Box::new(
+                super::iso20::RationalNumberType::decode(r)?,
+            )),
+            40 => Fragment::EVMaximumDischargeCurrent(Box::new(
+                super::iso20::RationalNumberType::decode(r)?,
+            )),
+            41 => Fragment::EVMaximumDischargePower(Box::new(
+                super::iso20::RationalNumberType::decode(r)?,
+            )),
+            42 => Fragment::EVMaximumEnergyRequest(Box::new(
+                super::iso20::RationalNumberType::decode(r)?,
+            )),
+            43 => Fragment::EVMaximumV2XEnergyRequest(Box::new(
+                super::iso20::RationalNumberType::decode(r)?,
+            )),
+            44 => {
+                Fragment::EVMaximumVoltage(Box::new(super::iso20::RationalNumberType::decode(r)?))
+            }
+            45 => Fragment::EVMinimumChargeCurrent(Box::new(
+                super::iso20::RationalNumberType::decode(r)?,
+            )),
+            46 => Fragment::EVMinimumChargePower(Box::new(
+                super::iso20::RationalNumberType::decode(r)?,
+            )),
+            47 => Fragment::EVMinimumDischargeCurrent(Box::new(
+                super::iso20::RationalNumberType::decode(r)?,
+            )),
+            48 => Fragment::EVMinimumDischargePower(Box::new(
+                super::iso20::RationalNumberType::decode(r)?,
+            )),
+            49 => Fragment::EVMinimumEnergyRequest(Box::new(
+                super::iso20::RationalNumberType::decode(r)?,
+            )),
+            50 => Fragment::EVMinimumV2XEnergyRequest(Box::new(
+                super::iso20::RationalNumberType::decode(r)?,
+            )),
+            51 => {
+                Fragment::EVMinimumVoltage(Box::new(super::iso20::RationalNumberType::decode(r)?))
+            }
+            52 => {
+                Fragment::EVPresentVoltage(Box::new(super::iso20::RationalNumberType::decode(r)?))
+            }
             53 => Fragment::EVProcessing(
                 dec_elem_value(r, false, |r| {
-                    Ok(enum_from::<ProcessingType>(dec_enum(
+                    Ok(enum_from::<super::iso20::ProcessingType>(dec_enum(
                         r,
-                        ProcessingType::COUNT,
+                        super::iso20::ProcessingType::COUNT,
                     )?)?)
                 })?
                 .ok_or_else(|| missing("EVProcessing"))?,
@@ -8567,21 +5967,41 @@ impl Fragment {
                 dec_elem_value(r, false, |r| Ok(dec_bool(r)?))?
                     .ok_or_else(|| missing("EVSECurrentLimitAchieved"))?,
             ),
-            55 => Fragment::EVSEMaximumChargeCurrent(Box::new(RationalNumberType::decode(r)?)),
-            56 => Fragment::EVSEMaximumChargePower(Box::new(RationalNumberType::decode(r)?)),
-            57 => Fragment::EVSEMaximumDischargeCurrent(Box::new(RationalNumberType::decode(r)?)),
-            58 => Fragment::EVSEMaximumDischargePower(Box::new(RationalNumberType::decode(r)?)),
-            59 => Fragment::EVSEMaximumVoltage(Box::new(RationalNumberType::decode(r)?)),
-            60 => Fragment::EVSEMinimumChargeCurrent(Box::new(RationalNumberType::decode(r)?)),
-            61 => Fragment::EVSEMinimumChargePower(Box::new(RationalNumberType::decode(r)?)),
-            62 => Fragment::EVSEMinimumDischargeCurrent(Box::new(RationalNumberType::decode(r)?)),
-            63 => Fragment::EVSEMinimumDischargePower(Box::new(RationalNumberType::decode(r)?)),
-            64 => Fragment::EVSEMinimumVoltage(Box::new(RationalNumberType::decode(r)?)),
+            55 => Fragment::EVSEMaximumChargeCurrent(Box::new(
+                super::iso20::RationalNumberType::decode(r)?,
+            )),
+            56 => Fragment::EVSEMaximumChargePower(Box::new(
+                super::iso20::RationalNumberType::decode(r)?,
+            )),
+            57 => Fragment::EVSEMaximumDischargeCurrent(Box::new(
+                super::iso20::RationalNumberType::decode(r)?,
+            )),
+            58 => Fragment::EVSEMaximumDischargePower(Box::new(
+                super::iso20::RationalNumberType::decode(r)?,
+            )),
+            59 => {
+                Fragment::EVSEMaximumVoltage(Box::new(super::iso20::RationalNumberType::decode(r)?))
+            }
+            60 => Fragment::EVSEMinimumChargeCurrent(Box::new(
+                super::iso20::RationalNumberType::decode(r)?,
+            )),
+            61 => Fragment::EVSEMinimumChargePower(Box::new(
+                super::iso20::RationalNumberType::decode(r)?,
+            )),
+            62 => Fragment::EVSEMinimumDischargeCurrent(Box::new(
+                super::iso20::RationalNumberType::decode(r)?,
+            )),
+            63 => Fragment::EVSEMinimumDischargePower(Box::new(
+                super::iso20::RationalNumberType::decode(r)?,
+            )),
+            64 => {
+                Fragment::EVSEMinimumVoltage(Box::new(super::iso20::RationalNumberType::decode(r)?))
+            }
             65 => Fragment::EVSENotification(
                 dec_elem_value(r, false, |r| {
-                    Ok(enum_from::<EvseNotificationType>(dec_enum(
+                    Ok(enum_from::<super::iso20::EvseNotificationType>(dec_enum(
                         r,
-                        EvseNotificationType::COUNT,
+                        super::iso20::EvseNotificationType::COUNT,
                     )?)?)
                 })?
                 .ok_or_else(|| missing("EVSENotification"))?,
@@ -8590,27 +6010,35 @@ impl Fragment {
                 dec_elem_value(r, false, |r| Ok(dec_bool(r)?))?
                     .ok_or_else(|| missing("EVSEPowerLimitAchieved"))?,
             ),
-            67 => Fragment::EVSEPowerRampLimitation(Box::new(RationalNumberType::decode(r)?)),
-            68 => Fragment::EVSEPresentCurrent(Box::new(RationalNumberType::decode(r)?)),
-            69 => Fragment::EVSEPresentVoltage(Box::new(RationalNumberType::decode(r)?)),
+            67 => Fragment::EVSEPowerRampLimitation(Box::new(
+                super::iso20::RationalNumberType::decode(r)?,
+            )),
+            68 => {
+                Fragment::EVSEPresentCurrent(Box::new(super::iso20::RationalNumberType::decode(r)?))
+            }
+            69 => {
+                Fragment::EVSEPresentVoltage(Box::new(super::iso20::RationalNumberType::decode(r)?))
+            }
             70 => Fragment::EVSEProcessing(
                 dec_elem_value(r, false, |r| {
-                    Ok(enum_from::<ProcessingType>(dec_enum(
+                    Ok(enum_from::<super::iso20::ProcessingType>(dec_enum(
                         r,
-                        ProcessingType::COUNT,
+                        super::iso20::ProcessingType::COUNT,
                     )?)?)
                 })?
                 .ok_or_else(|| missing("EVSEProcessing"))?,
             ),
-            71 => Fragment::EVSEStatus(Box::new(EVSEStatusType::decode(r)?)),
+            71 => Fragment::EVSEStatus(Box::new(super::iso20::EVSEStatusType::decode(r)?)),
             72 => Fragment::EVSEVoltageLimitAchieved(
                 dec_elem_value(r, false, |r| Ok(dec_bool(r)?))?
                     .ok_or_else(|| missing("EVSEVoltageLimitAchieved"))?,
             ),
-            73 => Fragment::EVTargetCurrent(Box::new(RationalNumberType::decode(r)?)),
-            74 => Fragment::EVTargetEnergyRequest(Box::new(RationalNumberType::decode(r)?)),
-            75 => Fragment::EVTargetVoltage(Box::new(RationalNumberType::decode(r)?)),
-            76 => Fragment::EnergyCosts(Box::new(DetailedCostType::decode(r)?)),
+            73 => Fragment::EVTargetCurrent(Box::new(super::iso20::RationalNumberType::decode(r)?)),
+            74 => Fragment::EVTargetEnergyRequest(Box::new(
+                super::iso20::RationalNumberType::decode(r)?,
+            )),
+            75 => Fragment::EVTargetVoltage(Box::new(super::iso20::RationalNumberType::decode(r)?)),
+            76 => Fragment::EnergyCosts(Box::new(super::iso20::DetailedCostType::decode(r)?)),
             77 => Fragment::Exponent(
                 dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
                     .unwrap_or_default(),
@@ -8629,7 +6057,7 @@ impl Fragment {
                 })?
                 .ok_or_else(|| missing("HMACOutputLength"))?,
             ),
-            81 => Fragment::Header(Box::new(MessageHeaderType::decode(r)?)),
+            81 => Fragment::Header(Box::new(super::iso20::MessageHeaderType::decode(r)?)),
             82 => Fragment::InletHot(
                 dec_elem_value(r, false, |r| Ok(dec_bool(r)?))?
                     .ok_or_else(|| missing("InletHot"))?,
@@ -8638,12 +6066,12 @@ impl Fragment {
                 dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
                     .unwrap_or_default(),
             ),
-            84 => Fragment::KeyInfo(Box::new(KeyInfoType::decode(r)?)),
+            84 => Fragment::KeyInfo(Box::new(super::xmldsig::KeyInfoType::decode(r)?)),
             85 => Fragment::KeyName(
                 dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?.unwrap_or_default(),
             ),
-            86 => Fragment::KeyValue(Box::new(KeyValueType::decode(r)?)),
-            87 => Fragment::Manifest(Box::new(ManifestType::decode(r)?)),
+            86 => Fragment::KeyValue(Box::new(super::xmldsig::KeyValueType::decode(r)?)),
+            87 => Fragment::Manifest(Box::new(super::xmldsig::ManifestType::decode(r)?)),
             88 => Fragment::MaximumSOC(
                 dec_elem_value(r, false, |r| Ok(int_into::<u8>(dec_int(r, 0, 100)?)?))?
                     .ok_or_else(|| missing("MaximumSOC"))?,
@@ -8651,7 +6079,7 @@ impl Fragment {
             89 => Fragment::MeterID(
                 dec_elem_value(r, true, |r| Ok(dec_string(r, 0, Some(32))?))?.unwrap_or_default(),
             ),
-            90 => Fragment::MeterInfo(Box::new(MeterInfoType::decode(r)?)),
+            90 => Fragment::MeterInfo(Box::new(super::iso20::MeterInfoType::decode(r)?)),
             91 => Fragment::MeterInfoRequested(
                 dec_elem_value(r, false, |r| Ok(dec_bool(r)?))?
                     .ok_or_else(|| missing("MeterInfoRequested"))?,
@@ -8687,9 +6115,9 @@ impl Fragment {
                 dec_elem_value(r, false, |r| Ok(int_into::<u16>(dec_int(r, 0, 65535)?)?))?
                     .ok_or_else(|| missing("NotificationMaxDelay"))?,
             ),
-            99 => Fragment::Object(Box::new(ObjectType::decode(r)?)),
-            100 => Fragment::OccupancyCosts(Box::new(DetailedCostType::decode(r)?)),
-            101 => Fragment::OverstayCosts(Box::new(DetailedCostType::decode(r)?)),
+            99 => Fragment::Object(Box::new(super::xmldsig::ObjectType::decode(r)?)),
+            100 => Fragment::OccupancyCosts(Box::new(super::iso20::DetailedCostType::decode(r)?)),
+            101 => Fragment::OverstayCosts(Box::new(super::iso20::DetailedCostType::decode(r)?)),
             102 => Fragment::P(
                 dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
                     .unwrap_or_default(),
@@ -8714,9 +6142,9 @@ impl Fragment {
                 dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
                     .unwrap_or_default(),
             ),
-            109 => Fragment::RSAKeyValue(Box::new(RSAKeyValueType::decode(r)?)),
-            110 => Fragment::Receipt(Box::new(ReceiptType::decode(r)?)),
-            111 => Fragment::Reference(Box::new(ReferenceType::decode(r)?)),
+            109 => Fragment::RSAKeyValue(Box::new(super::xmldsig::RSAKeyValueType::decode(r)?)),
+            110 => Fragment::Receipt(Box::new(super::iso20::ReceiptType::decode(r)?)),
+            111 => Fragment::Reference(Box::new(super::xmldsig::ReferenceType::decode(r)?)),
             112 => Fragment::RemainingTimeToMaximumSOC(
                 dec_elem_value(r, false, |r| {
                     Ok(int_into::<u32>(dec_int(r, 0, 4294967295)?)?)
@@ -8737,15 +6165,19 @@ impl Fragment {
             ),
             115 => Fragment::ResponseCode(
                 dec_elem_value(r, false, |r| {
-                    Ok(enum_from::<ResponseCodeType>(dec_enum(
+                    Ok(enum_from::<super::iso20::ResponseCodeType>(dec_enum(
                         r,
-                        ResponseCodeType::COUNT,
+                        super::iso20::ResponseCodeType::COUNT,
                     )?)?)
                 })?
                 .ok_or_else(|| missing("ResponseCode"))?,
             ),
-            116 => Fragment::RetrievalMethod(Box::new(RetrievalMethodType::decode(r)?)),
-            117 => Fragment::RootCertificateID(Box::new(X509IssuerSerialType::decode(r)?)),
+            116 => {
+                Fragment::RetrievalMethod(Box::new(super::xmldsig::RetrievalMethodType::decode(r)?))
+            }
+            117 => Fragment::RootCertificateID(Box::new(
+                super::xmldsig::X509IssuerSerialType::decode(r)?,
+            )),
             119 => Fragment::SPKISexp(
                 dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
                     .unwrap_or_default(),
@@ -8764,12 +6196,20 @@ impl Fragment {
                 dec_elem_value(r, false, |r| Ok(HexBinary(dec_binary(r, 8, Some(8))?)))?
                     .ok_or_else(|| missing("SessionID"))?,
             ),
-            124 => Fragment::Signature(Box::new(SignatureType::decode(r)?)),
-            125 => Fragment::SignatureMethod(Box::new(SignatureMethodType::decode(r)?)),
-            126 => Fragment::SignatureProperties(Box::new(SignaturePropertiesType::decode(r)?)),
-            127 => Fragment::SignatureProperty(Box::new(SignaturePropertyType::decode(r)?)),
-            128 => Fragment::SignatureValue(Box::new(SignatureValueType::decode(r)?)),
-            129 => Fragment::SignedInfo(Box::new(SignedInfoType::decode(r)?)),
+            124 => Fragment::Signature(Box::new(super::xmldsig::SignatureType::decode(r)?)),
+            125 => {
+                Fragment::SignatureMethod(Box::new(super::xmldsig::SignatureMethodType::decode(r)?))
+            }
+            126 => Fragment::SignatureProperties(Box::new(
+                super::xmldsig::SignaturePropertiesType::decode(r)?,
+            )),
+            127 => Fragment::SignatureProperty(Box::new(
+                super::xmldsig::SignaturePropertyType::decode(r)?,
+            )),
+            128 => {
+                Fragment::SignatureValue(Box::new(super::xmldsig::SignatureValueType::decode(r)?))
+            }
+            129 => Fragment::SignedInfo(Box::new(super::xmldsig::SignedInfoType::decode(r)?)),
             130 => Fragment::TargetSOC(
                 dec_elem_value(r, false, |r| Ok(int_into::<u8>(dec_int(r, 0, 100)?)?))?
                     .ok_or_else(|| missing("TargetSOC"))?,
@@ -8778,7 +6218,7 @@ impl Fragment {
                 dec_elem_value(r, false, |r| Ok(int_into::<u8>(dec_int(r, 0, 100)?)?))?
                     .ok_or_else(|| missing("TargetSOC"))?,
             ),
-            132 => Fragment::TaxCosts(Box::new(DetailedTaxType::decode(r)?)),
+            132 => Fragment::TaxCosts(Box::new(super::iso20::DetailedTaxType::decode(r)?)),
             133 => Fragment::TaxRuleID(
                 dec_elem_value(r, false, |r| {
                     Ok(int_into::<u32>(dec_int(r, 1, 4294967295)?)?)
@@ -8797,8 +6237,8 @@ impl Fragment {
                 })?
                 .ok_or_else(|| missing("TimeStamp"))?,
             ),
-            136 => Fragment::Transform(Box::new(TransformType::decode(r)?)),
-            137 => Fragment::Transforms(Box::new(TransformsType::decode(r)?)),
+            136 => Fragment::Transform(Box::new(super::xmldsig::TransformType::decode(r)?)),
+            137 => Fragment::Transforms(Box::new(super::xmldsig::TransformsType::decode(r)?)),
             138 => Fragment::Value(
                 dec_elem_value(r, false, |r| {
                     Ok(int_into::<i16>(dec_int(r, -32768, 32767)?)?)
@@ -8813,11 +6253,13 @@ impl Fragment {
                 dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
                     .unwrap_or_default(),
             ),
-            141 => Fragment::X509Data(Box::new(X509DataType::decode(r)?)),
+            141 => Fragment::X509Data(Box::new(super::xmldsig::X509DataType::decode(r)?)),
             142 => Fragment::X509IssuerName(
                 dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?.unwrap_or_default(),
             ),
-            143 => Fragment::X509IssuerSerial(Box::new(X509IssuerSerialType::decode(r)?)),
+            143 => Fragment::X509IssuerSerial(Box::new(
+                super::xmldsig::X509IssuerSerialType::decode(r)?,
+            )),
             144 => Fragment::X509SKI(
                 dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
                     .unwrap_or_default(),

@@ -226,1657 +226,19 @@ impl ExiEnum for WptSPCChargeDiagnosticsType {
     }
 }
 
-/// XSD enumeration `evseNotificationType`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-pub enum EvseNotificationType {
-    #[serde(rename = "Pause")]
-    Pause,
-    #[serde(rename = "ExitStandby")]
-    ExitStandby,
-    #[serde(rename = "Terminate")]
-    Terminate,
-    #[serde(rename = "ScheduleRenegotiation")]
-    ScheduleRenegotiation,
-    #[serde(rename = "ServiceRenegotiation")]
-    ServiceRenegotiation,
-    #[serde(rename = "MeteringConfirmation")]
-    MeteringConfirmation,
-}
-
-impl ExiEnum for EvseNotificationType {
-    const COUNT: u32 = 6;
-    fn index(&self) -> u32 {
-        *self as u32
-    }
-    fn from_index(i: u32) -> Option<Self> {
-        match i {
-            0 => Some(Self::Pause),
-            1 => Some(Self::ExitStandby),
-            2 => Some(Self::Terminate),
-            3 => Some(Self::ScheduleRenegotiation),
-            4 => Some(Self::ServiceRenegotiation),
-            5 => Some(Self::MeteringConfirmation),
-            _ => None,
-        }
-    }
-}
-
-/// XSD enumeration `processingType`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-pub enum ProcessingType {
-    #[serde(rename = "Finished")]
-    Finished,
-    #[serde(rename = "Ongoing")]
-    Ongoing,
-    #[serde(rename = "Ongoing_WaitingForCustomerInteraction")]
-    OngoingWaitingForCustomerInteraction,
-}
-
-impl ExiEnum for ProcessingType {
-    const COUNT: u32 = 3;
-    fn index(&self) -> u32 {
-        *self as u32
-    }
-    fn from_index(i: u32) -> Option<Self> {
-        match i {
-            0 => Some(Self::Finished),
-            1 => Some(Self::Ongoing),
-            2 => Some(Self::OngoingWaitingForCustomerInteraction),
-            _ => None,
-        }
-    }
-}
-
-/// XSD enumeration `responseCodeType`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-pub enum ResponseCodeType {
-    #[serde(rename = "OK")]
-    OK,
-    #[serde(rename = "OK_CertificateExpiresSoon")]
-    OkCertificateExpiresSoon,
-    #[serde(rename = "OK_NewSessionEstablished")]
-    OkNewSessionEstablished,
-    #[serde(rename = "OK_OldSessionJoined")]
-    OkOldSessionJoined,
-    #[serde(rename = "OK_PowerToleranceConfirmed")]
-    OkPowerToleranceConfirmed,
-    #[serde(rename = "WARNING_AuthorizationSelectionInvalid")]
-    WarningAuthorizationSelectionInvalid,
-    #[serde(rename = "WARNING_CertificateExpired")]
-    WarningCertificateExpired,
-    #[serde(rename = "WARNING_CertificateNotYetValid")]
-    WarningCertificateNotYetValid,
-    #[serde(rename = "WARNING_CertificateRevoked")]
-    WarningCertificateRevoked,
-    #[serde(rename = "WARNING_CertificateValidationError")]
-    WarningCertificateValidationError,
-    #[serde(rename = "WARNING_ChallengeInvalid")]
-    WarningChallengeInvalid,
-    #[serde(rename = "WARNING_EIMAuthorizationFailure")]
-    WarningEIMAuthorizationFailure,
-    #[serde(rename = "WARNING_eMSPUnknown")]
-    WarningEMSPUnknown,
-    #[serde(rename = "WARNING_EVPowerProfileViolation")]
-    WarningEVPowerProfileViolation,
-    #[serde(rename = "WARNING_GeneralPnCAuthorizationError")]
-    WarningGeneralPnCAuthorizationError,
-    #[serde(rename = "WARNING_NoCertificateAvailable")]
-    WarningNoCertificateAvailable,
-    #[serde(rename = "WARNING_NoContractMatchingPCIDFound")]
-    WarningNoContractMatchingPCIDFound,
-    #[serde(rename = "WARNING_PowerToleranceNotConfirmed")]
-    WarningPowerToleranceNotConfirmed,
-    #[serde(rename = "WARNING_ScheduleRenegotiationFailed")]
-    WarningScheduleRenegotiationFailed,
-    #[serde(rename = "WARNING_StandbyNotAllowed")]
-    WarningStandbyNotAllowed,
-    #[serde(rename = "WARNING_WPT")]
-    WarningWPT,
-    #[serde(rename = "FAILED")]
-    FAILED,
-    #[serde(rename = "FAILED_AssociationError")]
-    FailedAssociationError,
-    #[serde(rename = "FAILED_ContactorError")]
-    FailedContactorError,
-    #[serde(rename = "FAILED_EVPowerProfileInvalid")]
-    FailedEVPowerProfileInvalid,
-    #[serde(rename = "FAILED_EVPowerProfileViolation")]
-    FailedEVPowerProfileViolation,
-    #[serde(rename = "FAILED_MeteringSignatureNotValid")]
-    FailedMeteringSignatureNotValid,
-    #[serde(rename = "FAILED_NoEnergyTransferServiceSelected")]
-    FailedNoEnergyTransferServiceSelected,
-    #[serde(rename = "FAILED_NoServiceRenegotiationSupported")]
-    FailedNoServiceRenegotiationSupported,
-    #[serde(rename = "FAILED_PauseNotAllowed")]
-    FailedPauseNotAllowed,
-    #[serde(rename = "FAILED_PowerDeliveryNotApplied")]
-    FailedPowerDeliveryNotApplied,
-    #[serde(rename = "FAILED_PowerToleranceNotConfirmed")]
-    FailedPowerToleranceNotConfirmed,
-    #[serde(rename = "FAILED_ScheduleRenegotiation")]
-    FailedScheduleRenegotiation,
-    #[serde(rename = "FAILED_ScheduleSelectionInvalid")]
-    FailedScheduleSelectionInvalid,
-    #[serde(rename = "FAILED_SequenceError")]
-    FailedSequenceError,
-    #[serde(rename = "FAILED_ServiceIDInvalid")]
-    FailedServiceIDInvalid,
-    #[serde(rename = "FAILED_ServiceSelectionInvalid")]
-    FailedServiceSelectionInvalid,
-    #[serde(rename = "FAILED_SignatureError")]
-    FailedSignatureError,
-    #[serde(rename = "FAILED_UnknownSession")]
-    FailedUnknownSession,
-    #[serde(rename = "FAILED_WrongChargeParameter")]
-    FailedWrongChargeParameter,
-}
-
-impl ExiEnum for ResponseCodeType {
-    const COUNT: u32 = 40;
-    fn index(&self) -> u32 {
-        *self as u32
-    }
-    fn from_index(i: u32) -> Option<Self> {
-        match i {
-            0 => Some(Self::OK),
-            1 => Some(Self::OkCertificateExpiresSoon),
-            2 => Some(Self::OkNewSessionEstablished),
-            3 => Some(Self::OkOldSessionJoined),
-            4 => Some(Self::OkPowerToleranceConfirmed),
-            5 => Some(Self::WarningAuthorizationSelectionInvalid),
-            6 => Some(Self::WarningCertificateExpired),
-            7 => Some(Self::WarningCertificateNotYetValid),
-            8 => Some(Self::WarningCertificateRevoked),
-            9 => Some(Self::WarningCertificateValidationError),
-            10 => Some(Self::WarningChallengeInvalid),
-            11 => Some(Self::WarningEIMAuthorizationFailure),
-            12 => Some(Self::WarningEMSPUnknown),
-            13 => Some(Self::WarningEVPowerProfileViolation),
-            14 => Some(Self::WarningGeneralPnCAuthorizationError),
-            15 => Some(Self::WarningNoCertificateAvailable),
-            16 => Some(Self::WarningNoContractMatchingPCIDFound),
-            17 => Some(Self::WarningPowerToleranceNotConfirmed),
-            18 => Some(Self::WarningScheduleRenegotiationFailed),
-            19 => Some(Self::WarningStandbyNotAllowed),
-            20 => Some(Self::WarningWPT),
-            21 => Some(Self::FAILED),
-            22 => Some(Self::FailedAssociationError),
-            23 => Some(Self::FailedContactorError),
-            24 => Some(Self::FailedEVPowerProfileInvalid),
-            25 => Some(Self::FailedEVPowerProfileViolation),
-            26 => Some(Self::FailedMeteringSignatureNotValid),
-            27 => Some(Self::FailedNoEnergyTransferServiceSelected),
-            28 => Some(Self::FailedNoServiceRenegotiationSupported),
-            29 => Some(Self::FailedPauseNotAllowed),
-            30 => Some(Self::FailedPowerDeliveryNotApplied),
-            31 => Some(Self::FailedPowerToleranceNotConfirmed),
-            32 => Some(Self::FailedScheduleRenegotiation),
-            33 => Some(Self::FailedScheduleSelectionInvalid),
-            34 => Some(Self::FailedSequenceError),
-            35 => Some(Self::FailedServiceIDInvalid),
-            36 => Some(Self::FailedServiceSelectionInvalid),
-            37 => Some(Self::FailedSignatureError),
-            38 => Some(Self::FailedUnknownSession),
-            39 => Some(Self::FailedWrongChargeParameter),
-            _ => None,
-        }
-    }
-}
-
-/// XSD complex type `CLReqControlModeType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct CLReqControlModeType {}
-
-static G_CLREQCONTROLMODETYPE: Grammar = Grammar {
-    attrs: &[],
-    particles: &[],
-    mixed: false,
-    simple: false,
-};
-
-impl ExiType for CLReqControlModeType {
-    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
-        let mut e = Enc::new(&G_CLREQCONTROLMODETYPE);
-        e.end(w)
-    }
-
-    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
-        let mut d = Dec::new(&G_CLREQCONTROLMODETYPE);
-        loop {
-            match d.next(r)? {
-                Ev::End => break,
-                ev => return Err(d.unexpected(ev)),
-            }
-        }
-        Ok(CLReqControlModeType {})
-    }
-}
-
-/// XSD complex type `CLResControlModeType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct CLResControlModeType {}
-
-static G_CLRESCONTROLMODETYPE: Grammar = Grammar {
-    attrs: &[],
-    particles: &[],
-    mixed: false,
-    simple: false,
-};
-
-impl ExiType for CLResControlModeType {
-    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
-        let mut e = Enc::new(&G_CLRESCONTROLMODETYPE);
-        e.end(w)
-    }
-
-    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
-        let mut d = Dec::new(&G_CLRESCONTROLMODETYPE);
-        loop {
-            match d.next(r)? {
-                Ev::End => break,
-                ev => return Err(d.unexpected(ev)),
-            }
-        }
-        Ok(CLResControlModeType {})
-    }
-}
-
-/// XSD complex type `CanonicalizationMethodType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct CanonicalizationMethodType {
-    #[serde(rename = "Algorithm")]
-    pub algorithm: String,
-}
-
-static G_CANONICALIZATIONMETHODTYPE: Grammar = Grammar {
-    attrs: &[true],
-    particles: &[P {
-        alts: 1,
-        min: 0,
-        max: u32::MAX,
-    }],
-    mixed: true,
-    simple: false,
-};
-
-impl ExiType for CanonicalizationMethodType {
-    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
-        let mut e = Enc::new(&G_CANONICALIZATIONMETHODTYPE);
-        {
-            let v = &self.algorithm;
-            e.attr(w, 0);
-            enc_string(w, v, 0, None)?;
-        }
-        e.end(w)
-    }
-
-    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
-        let mut d = Dec::new(&G_CANONICALIZATIONMETHODTYPE);
-        let mut f_algorithm: Option<String> = None;
-        loop {
-            match d.next(r)? {
-                Ev::Attr(0) => f_algorithm = Some(dec_string(r, 0, None)?),
-                Ev::End => break,
-                ev => return Err(d.unexpected(ev)),
-            }
-        }
-        Ok(CanonicalizationMethodType {
-            algorithm: f_algorithm.ok_or_else(|| missing("Algorithm"))?,
-        })
-    }
-}
-
-/// XSD complex type `DigestMethodType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct DigestMethodType {
-    #[serde(rename = "Algorithm")]
-    pub algorithm: String,
-}
-
-static G_DIGESTMETHODTYPE: Grammar = Grammar {
-    attrs: &[true],
-    particles: &[P {
-        alts: 1,
-        min: 0,
-        max: u32::MAX,
-    }],
-    mixed: true,
-    simple: false,
-};
-
-impl ExiType for DigestMethodType {
-    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
-        let mut e = Enc::new(&G_DIGESTMETHODTYPE);
-        {
-            let v = &self.algorithm;
-            e.attr(w, 0);
-            enc_string(w, v, 0, None)?;
-        }
-        e.end(w)
-    }
-
-    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
-        let mut d = Dec::new(&G_DIGESTMETHODTYPE);
-        let mut f_algorithm: Option<String> = None;
-        loop {
-            match d.next(r)? {
-                Ev::Attr(0) => f_algorithm = Some(dec_string(r, 0, None)?),
-                Ev::End => break,
-                ev => return Err(d.unexpected(ev)),
-            }
-        }
-        Ok(DigestMethodType {
-            algorithm: f_algorithm.ok_or_else(|| missing("Algorithm"))?,
-        })
-    }
-}
-
-/// XSD complex type `KeyInfoType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct KeyInfoType {
-    #[serde(rename = "Id", default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
-    #[serde(rename = "KeyName", default, skip_serializing_if = "Vec::is_empty")]
-    pub key_name: Vec<String>,
-    #[serde(rename = "KeyValue", default, skip_serializing_if = "Vec::is_empty")]
-    pub key_value: Vec<KeyValueType>,
-    #[serde(
-        rename = "RetrievalMethod",
-        default,
-        skip_serializing_if = "Vec::is_empty"
-    )]
-    pub retrieval_method: Vec<RetrievalMethodType>,
-    #[serde(rename = "X509Data", default, skip_serializing_if = "Vec::is_empty")]
-    pub x509_data: Vec<X509DataType>,
-    #[serde(rename = "MgmtData", default, skip_serializing_if = "Vec::is_empty")]
-    pub mgmt_data: Vec<String>,
-}
-
-static G_KEYINFOTYPE: Grammar = Grammar {
-    attrs: &[false],
-    particles: &[P {
-        alts: 8,
-        min: 1,
-        max: u32::MAX,
-    }],
-    mixed: true,
-    simple: false,
-};
-
-impl ExiType for KeyInfoType {
-    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
-        let mut e = Enc::new(&G_KEYINFOTYPE);
-        if let Some(v) = &self.id {
-            e.attr(w, 0);
-            enc_string(w, v, 0, None)?;
-        } else {
-            e.skip_attr(0, "Id")?;
-        }
-        check_count(
-            self.key_name.len()
-                + self.key_value.len()
-                + self.retrieval_method.len()
-                + self.x509_data.len()
-                + self.mgmt_data.len(),
-            1,
-            u32::MAX,
-            "KeyName",
-        )?;
-        for v in &self.key_name {
-            e.elem(w, 0, 0);
-            string_elem(w, v, 0, None)?;
-        }
-        for v in &self.key_value {
-            e.elem(w, 0, 1);
-            v.encode(w)?;
-        }
-        for v in &self.retrieval_method {
-            e.elem(w, 0, 2);
-            v.encode(w)?;
-        }
-        for v in &self.x509_data {
-            e.elem(w, 0, 3);
-            v.encode(w)?;
-        }
-        for v in &self.mgmt_data {
-            e.elem(w, 0, 6);
-            string_elem(w, v, 0, None)?;
-        }
-        e.end(w)
-    }
-
-    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
-        let mut d = Dec::new(&G_KEYINFOTYPE);
-        let mut f_id: Option<String> = None;
-        let mut f_key_name: Vec<String> = Vec::new();
-        let mut f_key_value: Vec<KeyValueType> = Vec::new();
-        let mut f_retrieval_method: Vec<RetrievalMethodType> = Vec::new();
-        let mut f_x509_data: Vec<X509DataType> = Vec::new();
-        let mut f_mgmt_data: Vec<String> = Vec::new();
-        loop {
-            match d.next(r)? {
-                Ev::Attr(0) => f_id = Some(dec_string(r, 0, None)?),
-                Ev::Elem(0, 0) => f_key_name.push(
-                    dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?.unwrap_or_default(),
-                ),
-                Ev::Elem(0, 1) => f_key_value.push(KeyValueType::decode(r)?),
-                Ev::Elem(0, 2) => f_retrieval_method.push(RetrievalMethodType::decode(r)?),
-                Ev::Elem(0, 3) => f_x509_data.push(X509DataType::decode(r)?),
-                Ev::Elem(0, 6) => f_mgmt_data.push(
-                    dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?.unwrap_or_default(),
-                ),
-                Ev::End => break,
-                ev => return Err(d.unexpected(ev)),
-            }
-        }
-        Ok(KeyInfoType {
-            id: f_id,
-            key_name: f_key_name,
-            key_value: f_key_value,
-            retrieval_method: f_retrieval_method,
-            x509_data: f_x509_data,
-            mgmt_data: f_mgmt_data,
-        })
-    }
-}
-
-/// XSD complex type `KeyValueType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct KeyValueType {
-    #[serde(
-        rename = "RSAKeyValue",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub rsa_key_value: Option<RSAKeyValueType>,
-}
-
-static G_KEYVALUETYPE: Grammar = Grammar {
-    attrs: &[],
-    particles: &[P {
-        alts: 3,
-        min: 1,
-        max: 1,
-    }],
-    mixed: true,
-    simple: false,
-};
-
-impl ExiType for KeyValueType {
-    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
-        let mut e = Enc::new(&G_KEYVALUETYPE);
-        check_count(
-            usize::from(self.rsa_key_value.is_some()),
-            1,
-            1,
-            "DSAKeyValue",
-        )?;
-        if let Some(v) = &self.rsa_key_value {
-            e.elem(w, 0, 1);
-            v.encode(w)?;
-        }
-        e.end(w)
-    }
-
-    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
-        let mut d = Dec::new(&G_KEYVALUETYPE);
-        let mut f_rsa_key_value: Option<RSAKeyValueType> = None;
-        loop {
-            match d.next(r)? {
-                Ev::Elem(0, 1) => f_rsa_key_value = Some(RSAKeyValueType::decode(r)?),
-                Ev::End => break,
-                ev => return Err(d.unexpected(ev)),
-            }
-        }
-        Ok(KeyValueType {
-            rsa_key_value: f_rsa_key_value,
-        })
-    }
-}
-
-/// XSD complex type `RSAKeyValueType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct RSAKeyValueType {
-    #[serde(rename = "Modulus")]
-    pub modulus: Base64Binary,
-    #[serde(rename = "Exponent")]
-    pub exponent: Base64Binary,
-}
-
-static G_RSAKEYVALUETYPE: Grammar = Grammar {
-    attrs: &[],
-    particles: &[
-        P {
-            alts: 1,
-            min: 1,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 1,
-            max: 1,
-        },
-    ],
-    mixed: false,
-    simple: false,
-};
-
-impl ExiType for RSAKeyValueType {
-    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
-        let mut e = Enc::new(&G_RSAKEYVALUETYPE);
-        {
-            let v = &self.modulus;
-            e.elem(w, 0, 0);
-            binary_elem(w, &v.0, 0, None)?;
-        }
-        {
-            let v = &self.exponent;
-            e.elem(w, 1, 0);
-            binary_elem(w, &v.0, 0, None)?;
-        }
-        e.end(w)
-    }
-
-    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
-        let mut d = Dec::new(&G_RSAKEYVALUETYPE);
-        let mut f_modulus: Option<Base64Binary> = None;
-        let mut f_exponent: Option<Base64Binary> = None;
-        loop {
-            match d.next(r)? {
-                Ev::Elem(0, 0) => {
-                    f_modulus = Some(
-                        dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
-                            .unwrap_or_default(),
-                    )
-                }
-                Ev::Elem(1, 0) => {
-                    f_exponent = Some(
-                        dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
-                            .unwrap_or_default(),
-                    )
-                }
-                Ev::End => break,
-                ev => return Err(d.unexpected(ev)),
-            }
-        }
-        Ok(RSAKeyValueType {
-            modulus: f_modulus.ok_or_else(|| missing("Modulus"))?,
-            exponent: f_exponent.ok_or_else(|| missing("Exponent"))?,
-        })
-    }
-}
-
-/// XSD complex type `RetrievalMethodType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct RetrievalMethodType {
-    #[serde(rename = "Type", default, skip_serializing_if = "Option::is_none")]
-    pub r#type: Option<String>,
-    #[serde(rename = "URI", default, skip_serializing_if = "Option::is_none")]
-    pub uri: Option<String>,
-    #[serde(
-        rename = "Transforms",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub transforms: Option<TransformsType>,
-}
-
-static G_RETRIEVALMETHODTYPE: Grammar = Grammar {
-    attrs: &[false, false],
-    particles: &[P {
-        alts: 1,
-        min: 0,
-        max: 1,
-    }],
-    mixed: false,
-    simple: false,
-};
-
-impl ExiType for RetrievalMethodType {
-    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
-        let mut e = Enc::new(&G_RETRIEVALMETHODTYPE);
-        if let Some(v) = &self.r#type {
-            e.attr(w, 0);
-            enc_string(w, v, 0, None)?;
-        } else {
-            e.skip_attr(0, "Type")?;
-        }
-        if let Some(v) = &self.uri {
-            e.attr(w, 1);
-            enc_string(w, v, 0, None)?;
-        } else {
-            e.skip_attr(1, "URI")?;
-        }
-        check_count(usize::from(self.transforms.is_some()), 0, 1, "Transforms")?;
-        if let Some(v) = &self.transforms {
-            e.elem(w, 0, 0);
-            v.encode(w)?;
-        }
-        e.end(w)
-    }
-
-    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
-        let mut d = Dec::new(&G_RETRIEVALMETHODTYPE);
-        let mut f_type: Option<String> = None;
-        let mut f_uri: Option<String> = None;
-        let mut f_transforms: Option<TransformsType> = None;
-        loop {
-            match d.next(r)? {
-                Ev::Attr(0) => f_type = Some(dec_string(r, 0, None)?),
-                Ev::Attr(1) => f_uri = Some(dec_string(r, 0, None)?),
-                Ev::Elem(0, 0) => f_transforms = Some(TransformsType::decode(r)?),
-                Ev::End => break,
-                ev => return Err(d.unexpected(ev)),
-            }
-        }
-        Ok(RetrievalMethodType {
-            r#type: f_type,
-            uri: f_uri,
-            transforms: f_transforms,
-        })
-    }
-}
-
-/// XSD complex type `TransformsType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct TransformsType {
-    #[serde(rename = "Transform", default, skip_serializing_if = "Vec::is_empty")]
-    pub transform: Vec<TransformType>,
-}
-
-static G_TRANSFORMSTYPE: Grammar = Grammar {
-    attrs: &[],
-    particles: &[P {
-        alts: 1,
-        min: 1,
-        max: u32::MAX,
-    }],
-    mixed: false,
-    simple: false,
-};
-
-impl ExiType for TransformsType {
-    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
-        let mut e = Enc::new(&G_TRANSFORMSTYPE);
-        check_count(self.transform.len(), 1, u32::MAX, "Transform")?;
-        for v in &self.transform {
-            e.elem(w, 0, 0);
-            v.encode(w)?;
-        }
-        e.end(w)
-    }
-
-    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
-        let mut d = Dec::new(&G_TRANSFORMSTYPE);
-        let mut f_transform: Vec<TransformType> = Vec::new();
-        loop {
-            match d.next(r)? {
-                Ev::Elem(0, 0) => f_transform.push(TransformType::decode(r)?),
-                Ev::End => break,
-                ev => return Err(d.unexpected(ev)),
-            }
-        }
-        Ok(TransformsType {
-            transform: f_transform,
-        })
-    }
-}
-
-/// XSD complex type `TransformType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct TransformType {
-    #[serde(rename = "Algorithm")]
-    pub algorithm: String,
-    #[serde(rename = "XPath", default, skip_serializing_if = "Vec::is_empty")]
-    pub x_path: Vec<String>,
-}
-
-static G_TRANSFORMTYPE: Grammar = Grammar {
-    attrs: &[true],
-    particles: &[P {
-        alts: 2,
-        min: 0,
-        max: u32::MAX,
-    }],
-    mixed: true,
-    simple: false,
-};
-
-impl ExiType for TransformType {
-    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
-        let mut e = Enc::new(&G_TRANSFORMTYPE);
-        {
-            let v = &self.algorithm;
-            e.attr(w, 0);
-            enc_string(w, v, 0, None)?;
-        }
-        check_count(self.x_path.len(), 0, u32::MAX, "XPath")?;
-        for v in &self.x_path {
-            e.elem(w, 0, 0);
-            string_elem(w, v, 0, None)?;
-        }
-        e.end(w)
-    }
-
-    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
-        let mut d = Dec::new(&G_TRANSFORMTYPE);
-        let mut f_algorithm: Option<String> = None;
-        let mut f_x_path: Vec<String> = Vec::new();
-        loop {
-            match d.next(r)? {
-                Ev::Attr(0) => f_algorithm = Some(dec_string(r, 0, None)?),
-                Ev::Elem(0, 0) => f_x_path.push(
-                    dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?.unwrap_or_default(),
-                ),
-                Ev::End => break,
-                ev => return Err(d.unexpected(ev)),
-            }
-        }
-        Ok(TransformType {
-            algorithm: f_algorithm.ok_or_else(|| missing("Algorithm"))?,
-            x_path: f_x_path,
-        })
-    }
-}
-
-/// XSD complex type `X509DataType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct X509DataType {
-    #[serde(
-        rename = "X509IssuerSerial",
-        default,
-        skip_serializing_if = "Vec::is_empty"
-    )]
-    pub x509_issuer_serial: Vec<X509IssuerSerialType>,
-    #[serde(rename = "X509SKI", default, skip_serializing_if = "Vec::is_empty")]
-    pub x509_ski: Vec<Base64Binary>,
-    #[serde(
-        rename = "X509SubjectName",
-        default,
-        skip_serializing_if = "Vec::is_empty"
-    )]
-    pub x509_subject_name: Vec<String>,
-    #[serde(
-        rename = "X509Certificate",
-        default,
-        skip_serializing_if = "Vec::is_empty"
-    )]
-    pub x509_certificate: Vec<Base64Binary>,
-    #[serde(rename = "X509CRL", default, skip_serializing_if = "Vec::is_empty")]
-    pub x509_crl: Vec<Base64Binary>,
-}
-
-static G_X509DATATYPE: Grammar = Grammar {
-    attrs: &[],
-    particles: &[P {
-        alts: 6,
-        min: 1,
-        max: u32::MAX,
-    }],
-    mixed: false,
-    simple: false,
-};
-
-impl ExiType for X509DataType {
-    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
-        let mut e = Enc::new(&G_X509DATATYPE);
-        check_count(
-            self.x509_issuer_serial.len()
-                + self.x509_ski.len()
-                + self.x509_subject_name.len()
-                + self.x509_certificate.len()
-                + self.x509_crl.len(),
-            1,
-            u32::MAX,
-            "X509IssuerSerial",
-        )?;
-        for v in &self.x509_issuer_serial {
-            e.elem(w, 0, 0);
-            v.encode(w)?;
-        }
-        for v in &self.x509_ski {
-            e.elem(w, 0, 1);
-            binary_elem(w, &v.0, 0, None)?;
-        }
-        for v in &self.x509_subject_name {
-            e.elem(w, 0, 2);
-            string_elem(w, v, 0, None)?;
-        }
-        for v in &self.x509_certificate {
-            e.elem(w, 0, 3);
-            binary_elem(w, &v.0, 0, None)?;
-        }
-        for v in &self.x509_crl {
-            e.elem(w, 0, 4);
-            binary_elem(w, &v.0, 0, None)?;
-        }
-        e.end(w)
-    }
-
-    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
-        let mut d = Dec::new(&G_X509DATATYPE);
-        let mut f_x509_issuer_serial: Vec<X509IssuerSerialType> = Vec::new();
-        let mut f_x509_ski: Vec<Base64Binary> = Vec::new();
-        let mut f_x509_subject_name: Vec<String> = Vec::new();
-        let mut f_x509_certificate: Vec<Base64Binary> = Vec::new();
-        let mut f_x509_crl: Vec<Base64Binary> = Vec::new();
-        loop {
-            match d.next(r)? {
-                Ev::Elem(0, 0) => f_x509_issuer_serial.push(X509IssuerSerialType::decode(r)?),
-                Ev::Elem(0, 1) => f_x509_ski.push(
-                    dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
-                        .unwrap_or_default(),
-                ),
-                Ev::Elem(0, 2) => f_x509_subject_name.push(
-                    dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?.unwrap_or_default(),
-                ),
-                Ev::Elem(0, 3) => f_x509_certificate.push(
-                    dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
-                        .unwrap_or_default(),
-                ),
-                Ev::Elem(0, 4) => f_x509_crl.push(
-                    dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
-                        .unwrap_or_default(),
-                ),
-                Ev::End => break,
-                ev => return Err(d.unexpected(ev)),
-            }
-        }
-        Ok(X509DataType {
-            x509_issuer_serial: f_x509_issuer_serial,
-            x509_ski: f_x509_ski,
-            x509_subject_name: f_x509_subject_name,
-            x509_certificate: f_x509_certificate,
-            x509_crl: f_x509_crl,
-        })
-    }
-}
-
-/// XSD complex type `X509IssuerSerialType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct X509IssuerSerialType {
-    #[serde(rename = "X509IssuerName")]
-    pub x509_issuer_name: String,
-    #[serde(rename = "X509SerialNumber")]
-    pub x509_serial_number: i64,
-}
-
-static G_X509ISSUERSERIALTYPE: Grammar = Grammar {
-    attrs: &[],
-    particles: &[
-        P {
-            alts: 1,
-            min: 1,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 1,
-            max: 1,
-        },
-    ],
-    mixed: false,
-    simple: false,
-};
-
-impl ExiType for X509IssuerSerialType {
-    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
-        let mut e = Enc::new(&G_X509ISSUERSERIALTYPE);
-        {
-            let v = &self.x509_issuer_name;
-            e.elem(w, 0, 0);
-            string_elem(w, v, 0, None)?;
-        }
-        {
-            let v = &self.x509_serial_number;
-            e.elem(w, 1, 0);
-            elem_value(w, false, |w| {
-                enc_int(w, i128::from(*v), i128::MIN, i128::MAX)?;
-                Ok(())
-            })?;
-        }
-        e.end(w)
-    }
-
-    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
-        let mut d = Dec::new(&G_X509ISSUERSERIALTYPE);
-        let mut f_x509_issuer_name: Option<String> = None;
-        let mut f_x509_serial_number: Option<i64> = None;
-        loop {
-            match d.next(r)? {
-                Ev::Elem(0, 0) => {
-                    f_x509_issuer_name = Some(
-                        dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?
-                            .unwrap_or_default(),
-                    )
-                }
-                Ev::Elem(1, 0) => {
-                    f_x509_serial_number = Some(
-                        dec_elem_value(r, false, |r| {
-                            Ok(int_into::<i64>(dec_int(r, i128::MIN, i128::MAX)?)?)
-                        })?
-                        .ok_or_else(|| missing("X509SerialNumber"))?,
-                    )
-                }
-                Ev::End => break,
-                ev => return Err(d.unexpected(ev)),
-            }
-        }
-        Ok(X509IssuerSerialType {
-            x509_issuer_name: f_x509_issuer_name.ok_or_else(|| missing("X509IssuerName"))?,
-            x509_serial_number: f_x509_serial_number.ok_or_else(|| missing("X509SerialNumber"))?,
-        })
-    }
-}
-
-/// XSD complex type `ManifestType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ManifestType {
-    #[serde(rename = "Id", default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
-    #[serde(rename = "Reference", default, skip_serializing_if = "Vec::is_empty")]
-    pub reference: Vec<ReferenceType>,
-}
-
-static G_MANIFESTTYPE: Grammar = Grammar {
-    attrs: &[false],
-    particles: &[P {
-        alts: 1,
-        min: 1,
-        max: u32::MAX,
-    }],
-    mixed: false,
-    simple: false,
-};
-
-impl ExiType for ManifestType {
-    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
-        let mut e = Enc::new(&G_MANIFESTTYPE);
-        if let Some(v) = &self.id {
-            e.attr(w, 0);
-            enc_string(w, v, 0, None)?;
-        } else {
-            e.skip_attr(0, "Id")?;
-        }
-        check_count(self.reference.len(), 1, u32::MAX, "Reference")?;
-        for v in &self.reference {
-            e.elem(w, 0, 0);
-            v.encode(w)?;
-        }
-        e.end(w)
-    }
-
-    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
-        let mut d = Dec::new(&G_MANIFESTTYPE);
-        let mut f_id: Option<String> = None;
-        let mut f_reference: Vec<ReferenceType> = Vec::new();
-        loop {
-            match d.next(r)? {
-                Ev::Attr(0) => f_id = Some(dec_string(r, 0, None)?),
-                Ev::Elem(0, 0) => f_reference.push(ReferenceType::decode(r)?),
-                Ev::End => break,
-                ev => return Err(d.unexpected(ev)),
-            }
-        }
-        Ok(ManifestType {
-            id: f_id,
-            reference: f_reference,
-        })
-    }
-}
-
-/// XSD complex type `ReferenceType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ReferenceType {
-    #[serde(rename = "Id", default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
-    #[serde(rename = "Type", default, skip_serializing_if = "Option::is_none")]
-    pub r#type: Option<String>,
-    #[serde(rename = "URI", default, skip_serializing_if = "Option::is_none")]
-    pub uri: Option<String>,
-    #[serde(
-        rename = "Transforms",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub transforms: Option<TransformsType>,
-    #[serde(rename = "DigestMethod")]
-    pub digest_method: DigestMethodType,
-    #[serde(rename = "DigestValue")]
-    pub digest_value: Base64Binary,
-}
-
-static G_REFERENCETYPE: Grammar = Grammar {
-    attrs: &[false, false, false],
-    particles: &[
-        P {
-            alts: 1,
-            min: 0,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 1,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 1,
-            max: 1,
-        },
-    ],
-    mixed: false,
-    simple: false,
-};
-
-impl ExiType for ReferenceType {
-    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
-        let mut e = Enc::new(&G_REFERENCETYPE);
-        if let Some(v) = &self.id {
-            e.attr(w, 0);
-            enc_string(w, v, 0, None)?;
-        } else {
-            e.skip_attr(0, "Id")?;
-        }
-        if let Some(v) = &self.r#type {
-            e.attr(w, 1);
-            enc_string(w, v, 0, None)?;
-        } else {
-            e.skip_attr(1, "Type")?;
-        }
-        if let Some(v) = &self.uri {
-            e.attr(w, 2);
-            enc_string(w, v, 0, None)?;
-        } else {
-            e.skip_attr(2, "URI")?;
-        }
-        check_count(usize::from(self.transforms.is_some()), 0, 1, "Transforms")?;
-        if let Some(v) = &self.transforms {
-            e.elem(w, 0, 0);
-            v.encode(w)?;
-        }
-        {
-            let v = &self.digest_method;
-            e.elem(w, 1, 0);
-            v.encode(w)?;
-        }
-        {
-            let v = &self.digest_value;
-            e.elem(w, 2, 0);
-            binary_elem(w, &v.0, 0, None)?;
-        }
-        e.end(w)
-    }
-
-    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
-        let mut d = Dec::new(&G_REFERENCETYPE);
-        let mut f_id: Option<String> = None;
-        let mut f_type: Option<String> = None;
-        let mut f_uri: Option<String> = None;
-        let mut f_transforms: Option<TransformsType> = None;
-        let mut f_digest_method: Option<DigestMethodType> = None;
-        let mut f_digest_value: Option<Base64Binary> = None;
-        loop {
-            match d.next(r)? {
-                Ev::Attr(0) => f_id = Some(dec_string(r, 0, None)?),
-                Ev::Attr(1) => f_type = Some(dec_string(r, 0, None)?),
-                Ev::Attr(2) => f_uri = Some(dec_string(r, 0, None)?),
-                Ev::Elem(0, 0) => f_transforms = Some(TransformsType::decode(r)?),
-                Ev::Elem(1, 0) => f_digest_method = Some(DigestMethodType::decode(r)?),
-                Ev::Elem(2, 0) => {
-                    f_digest_value = Some(
-                        dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
-                            .unwrap_or_default(),
-                    )
-                }
-                Ev::End => break,
-                ev => return Err(d.unexpected(ev)),
-            }
-        }
-        Ok(ReferenceType {
-            id: f_id,
-            r#type: f_type,
-            uri: f_uri,
-            transforms: f_transforms,
-            digest_method: f_digest_method.ok_or_else(|| missing("DigestMethod"))?,
-            digest_value: f_digest_value.ok_or_else(|| missing("DigestValue"))?,
-        })
-    }
-}
-
-/// XSD complex type `ObjectType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ObjectType {
-    #[serde(rename = "Encoding", default, skip_serializing_if = "Option::is_none")]
-    pub encoding: Option<String>,
-    #[serde(rename = "Id", default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
-    #[serde(rename = "MimeType", default, skip_serializing_if = "Option::is_none")]
-    pub mime_type: Option<String>,
-}
-
-static G_OBJECTTYPE: Grammar = Grammar {
-    attrs: &[false, false, false],
-    particles: &[P {
-        alts: 1,
-        min: 0,
-        max: u32::MAX,
-    }],
-    mixed: true,
-    simple: false,
-};
-
-impl ExiType for ObjectType {
-    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
-        let mut e = Enc::new(&G_OBJECTTYPE);
-        if let Some(v) = &self.encoding {
-            e.attr(w, 0);
-            enc_string(w, v, 0, None)?;
-        } else {
-            e.skip_attr(0, "Encoding")?;
-        }
-        if let Some(v) = &self.id {
-            e.attr(w, 1);
-            enc_string(w, v, 0, None)?;
-        } else {
-            e.skip_attr(1, "Id")?;
-        }
-        if let Some(v) = &self.mime_type {
-            e.attr(w, 2);
-            enc_string(w, v, 0, None)?;
-        } else {
-            e.skip_attr(2, "MimeType")?;
-        }
-        e.end(w)
-    }
-
-    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
-        let mut d = Dec::new(&G_OBJECTTYPE);
-        let mut f_encoding: Option<String> = None;
-        let mut f_id: Option<String> = None;
-        let mut f_mime_type: Option<String> = None;
-        loop {
-            match d.next(r)? {
-                Ev::Attr(0) => f_encoding = Some(dec_string(r, 0, None)?),
-                Ev::Attr(1) => f_id = Some(dec_string(r, 0, None)?),
-                Ev::Attr(2) => f_mime_type = Some(dec_string(r, 0, None)?),
-                Ev::End => break,
-                ev => return Err(d.unexpected(ev)),
-            }
-        }
-        Ok(ObjectType {
-            encoding: f_encoding,
-            id: f_id,
-            mime_type: f_mime_type,
-        })
-    }
-}
-
-/// XSD complex type `SignatureType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct SignatureType {
-    #[serde(rename = "Id", default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
-    #[serde(rename = "SignedInfo")]
-    pub signed_info: SignedInfoType,
-    #[serde(rename = "SignatureValue")]
-    pub signature_value: SignatureValueType,
-    #[serde(rename = "KeyInfo", default, skip_serializing_if = "Option::is_none")]
-    pub key_info: Option<KeyInfoType>,
-    #[serde(rename = "Object", default, skip_serializing_if = "Vec::is_empty")]
-    pub object: Vec<ObjectType>,
-}
-
-static G_SIGNATURETYPE: Grammar = Grammar {
-    attrs: &[false],
-    particles: &[
-        P {
-            alts: 1,
-            min: 1,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 1,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 0,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 0,
-            max: u32::MAX,
-        },
-    ],
-    mixed: false,
-    simple: false,
-};
-
-impl ExiType for SignatureType {
-    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
-        let mut e = Enc::new(&G_SIGNATURETYPE);
-        if let Some(v) = &self.id {
-            e.attr(w, 0);
-            enc_string(w, v, 0, None)?;
-        } else {
-            e.skip_attr(0, "Id")?;
-        }
-        {
-            let v = &self.signed_info;
-            e.elem(w, 0, 0);
-            v.encode(w)?;
-        }
-        {
-            let v = &self.signature_value;
-            e.elem(w, 1, 0);
-            v.encode(w)?;
-        }
-        check_count(usize::from(self.key_info.is_some()), 0, 1, "KeyInfo")?;
-        if let Some(v) = &self.key_info {
-            e.elem(w, 2, 0);
-            v.encode(w)?;
-        }
-        check_count(self.object.len(), 0, u32::MAX, "Object")?;
-        for v in &self.object {
-            e.elem(w, 3, 0);
-            v.encode(w)?;
-        }
-        e.end(w)
-    }
-
-    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
-        let mut d = Dec::new(&G_SIGNATURETYPE);
-        let mut f_id: Option<String> = None;
-        let mut f_signed_info: Option<SignedInfoType> = None;
-        let mut f_signature_value: Option<SignatureValueType> = None;
-        let mut f_key_info: Option<KeyInfoType> = None;
-        let mut f_object: Vec<ObjectType> = Vec::new();
-        loop {
-            match d.next(r)? {
-                Ev::Attr(0) => f_id = Some(dec_string(r, 0, None)?),
-                Ev::Elem(0, 0) => f_signed_info = Some(SignedInfoType::decode(r)?),
-                Ev::Elem(1, 0) => f_signature_value = Some(SignatureValueType::decode(r)?),
-                Ev::Elem(2, 0) => f_key_info = Some(KeyInfoType::decode(r)?),
-                Ev::Elem(3, 0) => f_object.push(ObjectType::decode(r)?),
-                Ev::End => break,
-                ev => return Err(d.unexpected(ev)),
-            }
-        }
-        Ok(SignatureType {
-            id: f_id,
-            signed_info: f_signed_info.ok_or_else(|| missing("SignedInfo"))?,
-            signature_value: f_signature_value.ok_or_else(|| missing("SignatureValue"))?,
-            key_info: f_key_info,
-            object: f_object,
-        })
-    }
-}
-
-/// XSD complex type `SignedInfoType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct SignedInfoType {
-    #[serde(rename = "Id", default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
-    #[serde(rename = "CanonicalizationMethod")]
-    pub canonicalization_method: CanonicalizationMethodType,
-    #[serde(rename = "SignatureMethod")]
-    pub signature_method: SignatureMethodType,
-    #[serde(rename = "Reference", default, skip_serializing_if = "Vec::is_empty")]
-    pub reference: Vec<ReferenceType>,
-}
-
-static G_SIGNEDINFOTYPE: Grammar = Grammar {
-    attrs: &[false],
-    particles: &[
-        P {
-            alts: 1,
-            min: 1,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 1,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 1,
-            max: u32::MAX,
-        },
-    ],
-    mixed: false,
-    simple: false,
-};
-
-impl ExiType for SignedInfoType {
-    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
-        let mut e = Enc::new(&G_SIGNEDINFOTYPE);
-        if let Some(v) = &self.id {
-            e.attr(w, 0);
-            enc_string(w, v, 0, None)?;
-        } else {
-            e.skip_attr(0, "Id")?;
-        }
-        {
-            let v = &self.canonicalization_method;
-            e.elem(w, 0, 0);
-            v.encode(w)?;
-        }
-        {
-            let v = &self.signature_method;
-            e.elem(w, 1, 0);
-            v.encode(w)?;
-        }
-        check_count(self.reference.len(), 1, u32::MAX, "Reference")?;
-        for v in &self.reference {
-            e.elem(w, 2, 0);
-            v.encode(w)?;
-        }
-        e.end(w)
-    }
-
-    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
-        let mut d = Dec::new(&G_SIGNEDINFOTYPE);
-        let mut f_id: Option<String> = None;
-        let mut f_canonicalization_method: Option<CanonicalizationMethodType> = None;
-        let mut f_signature_method: Option<SignatureMethodType> = None;
-        let mut f_reference: Vec<ReferenceType> = Vec::new();
-        loop {
-            match d.next(r)? {
-                Ev::Attr(0) => f_id = Some(dec_string(r, 0, None)?),
-                Ev::Elem(0, 0) => {
-                    f_canonicalization_method = Some(CanonicalizationMethodType::decode(r)?)
-                }
-                Ev::Elem(1, 0) => f_signature_method = Some(SignatureMethodType::decode(r)?),
-                Ev::Elem(2, 0) => f_reference.push(ReferenceType::decode(r)?),
-                Ev::End => break,
-                ev => return Err(d.unexpected(ev)),
-            }
-        }
-        Ok(SignedInfoType {
-            id: f_id,
-            canonicalization_method: f_canonicalization_method
-                .ok_or_else(|| missing("CanonicalizationMethod"))?,
-            signature_method: f_signature_method.ok_or_else(|| missing("SignatureMethod"))?,
-            reference: f_reference,
-        })
-    }
-}
-
-/// XSD complex type `SignatureMethodType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct SignatureMethodType {
-    #[serde(rename = "Algorithm")]
-    pub algorithm: String,
-    #[serde(
-        rename = "HMACOutputLength",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub hmac_output_length: Option<i64>,
-}
-
-static G_SIGNATUREMETHODTYPE: Grammar = Grammar {
-    attrs: &[true],
-    particles: &[
-        P {
-            alts: 1,
-            min: 0,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 0,
-            max: u32::MAX,
-        },
-    ],
-    mixed: true,
-    simple: false,
-};
-
-impl ExiType for SignatureMethodType {
-    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
-        let mut e = Enc::new(&G_SIGNATUREMETHODTYPE);
-        {
-            let v = &self.algorithm;
-            e.attr(w, 0);
-            enc_string(w, v, 0, None)?;
-        }
-        check_count(
-            usize::from(self.hmac_output_length.is_some()),
-            0,
-            1,
-            "HMACOutputLength",
-        )?;
-        if let Some(v) = &self.hmac_output_length {
-            e.elem(w, 0, 0);
-            elem_value(w, false, |w| {
-                enc_int(w, i128::from(*v), i128::MIN, i128::MAX)?;
-                Ok(())
-            })?;
-        }
-        e.end(w)
-    }
-
-    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
-        let mut d = Dec::new(&G_SIGNATUREMETHODTYPE);
-        let mut f_algorithm: Option<String> = None;
-        let mut f_hmac_output_length: Option<i64> = None;
-        loop {
-            match d.next(r)? {
-                Ev::Attr(0) => f_algorithm = Some(dec_string(r, 0, None)?),
-                Ev::Elem(0, 0) => {
-                    f_hmac_output_length = Some(
-                        dec_elem_value(r, false, |r| {
-                            Ok(int_into::<i64>(dec_int(r, i128::MIN, i128::MAX)?)?)
-                        })?
-                        .ok_or_else(|| missing("HMACOutputLength"))?,
-                    )
-                }
-                Ev::End => break,
-                ev => return Err(d.unexpected(ev)),
-            }
-        }
-        Ok(SignatureMethodType {
-            algorithm: f_algorithm.ok_or_else(|| missing("Algorithm"))?,
-            hmac_output_length: f_hmac_output_length,
-        })
-    }
-}
-
-/// XSD complex type `SignatureValueType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct SignatureValueType {
-    #[serde(rename = "Id", default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
-    #[serde(rename = "value")]
-    pub value: Base64Binary,
-}
-
-static G_SIGNATUREVALUETYPE: Grammar = Grammar {
-    attrs: &[false],
-    particles: &[],
-    mixed: false,
-    simple: true,
-};
-
-impl ExiType for SignatureValueType {
-    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
-        let mut e = Enc::new(&G_SIGNATUREVALUETYPE);
-        if let Some(v) = &self.id {
-            e.attr(w, 0);
-            enc_string(w, v, 0, None)?;
-        } else {
-            e.skip_attr(0, "Id")?;
-        }
-        e.chars(w);
-        {
-            let v = &self.value;
-            enc_binary(w, &v.0, 0, None)?;
-        }
-        e.end(w)
-    }
-
-    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
-        let mut d = Dec::new(&G_SIGNATUREVALUETYPE);
-        let mut f_id: Option<String> = None;
-        let mut f_value: Option<Base64Binary> = None;
-        loop {
-            match d.next(r)? {
-                Ev::Attr(0) => f_id = Some(dec_string(r, 0, None)?),
-                Ev::Chars => f_value = Some(Base64Binary(dec_binary(r, 0, None)?)),
-                Ev::End => break,
-                ev => return Err(d.unexpected(ev)),
-            }
-        }
-        Ok(SignatureValueType {
-            id: f_id,
-            value: f_value.ok_or_else(|| missing("value"))?,
-        })
-    }
-}
-
-/// XSD complex type `SignaturePropertiesType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct SignaturePropertiesType {
-    #[serde(rename = "Id", default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
-    #[serde(
-        rename = "SignatureProperty",
-        default,
-        skip_serializing_if = "Vec::is_empty"
-    )]
-    pub signature_property: Vec<SignaturePropertyType>,
-}
-
-static G_SIGNATUREPROPERTIESTYPE: Grammar = Grammar {
-    attrs: &[false],
-    particles: &[P {
-        alts: 1,
-        min: 1,
-        max: u32::MAX,
-    }],
-    mixed: false,
-    simple: false,
-};
-
-impl ExiType for SignaturePropertiesType {
-    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
-        let mut e = Enc::new(&G_SIGNATUREPROPERTIESTYPE);
-        if let Some(v) = &self.id {
-            e.attr(w, 0);
-            enc_string(w, v, 0, None)?;
-        } else {
-            e.skip_attr(0, "Id")?;
-        }
-        check_count(
-            self.signature_property.len(),
-            1,
-            u32::MAX,
-            "SignatureProperty",
-        )?;
-        for v in &self.signature_property {
-            e.elem(w, 0, 0);
-            v.encode(w)?;
-        }
-        e.end(w)
-    }
-
-    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
-        let mut d = Dec::new(&G_SIGNATUREPROPERTIESTYPE);
-        let mut f_id: Option<String> = None;
-        let mut f_signature_property: Vec<SignaturePropertyType> = Vec::new();
-        loop {
-            match d.next(r)? {
-                Ev::Attr(0) => f_id = Some(dec_string(r, 0, None)?),
-                Ev::Elem(0, 0) => f_signature_property.push(SignaturePropertyType::decode(r)?),
-                Ev::End => break,
-                ev => return Err(d.unexpected(ev)),
-            }
-        }
-        Ok(SignaturePropertiesType {
-            id: f_id,
-            signature_property: f_signature_property,
-        })
-    }
-}
-
-/// XSD complex type `SignaturePropertyType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct SignaturePropertyType {
-    #[serde(rename = "Id", default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
-    #[serde(rename = "Target")]
-    pub target: String,
-}
-
-static G_SIGNATUREPROPERTYTYPE: Grammar = Grammar {
-    attrs: &[false, true],
-    particles: &[P {
-        alts: 1,
-        min: 1,
-        max: u32::MAX,
-    }],
-    mixed: true,
-    simple: false,
-};
-
-impl ExiType for SignaturePropertyType {
-    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
-        let mut e = Enc::new(&G_SIGNATUREPROPERTYTYPE);
-        if let Some(v) = &self.id {
-            e.attr(w, 0);
-            enc_string(w, v, 0, None)?;
-        } else {
-            e.skip_attr(0, "Id")?;
-        }
-        {
-            let v = &self.target;
-            e.attr(w, 1);
-            enc_string(w, v, 0, None)?;
-        }
-        Err(ExiError::Value {
-            what: "element",
-            reason: "* (wildcard content) cannot be coded".into(),
-        })
-    }
-
-    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
-        let mut d = Dec::new(&G_SIGNATUREPROPERTYTYPE);
-        let mut f_id: Option<String> = None;
-        let mut f_target: Option<String> = None;
-        loop {
-            match d.next(r)? {
-                Ev::Attr(0) => f_id = Some(dec_string(r, 0, None)?),
-                Ev::Attr(1) => f_target = Some(dec_string(r, 0, None)?),
-                Ev::End => break,
-                ev => return Err(d.unexpected(ev)),
-            }
-        }
-        Ok(SignaturePropertyType {
-            id: f_id,
-            target: f_target.ok_or_else(|| missing("Target"))?,
-        })
-    }
-}
-
 /// XSD complex type `WPT_AlignmentCheckReqType`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct WptAlignmentCheckReqType {
     #[serde(rename = "Header")]
-    pub header: MessageHeaderType,
+    pub header: super::iso20::MessageHeaderType,
     #[serde(rename = "EVProcessing")]
-    pub ev_processing: ProcessingType,
+    pub ev_processing: super::iso20::ProcessingType,
     #[serde(
         rename = "TargetCoilCurrent",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub target_coil_current: Option<RationalNumberType>,
+    pub target_coil_current: Option<super::iso20::RationalNumberType>,
     #[serde(rename = "EVResultCode")]
     pub ev_result_code: WptEVResultType,
     #[serde(
@@ -1932,7 +294,7 @@ impl ExiType for WptAlignmentCheckReqType {
             let v = &self.ev_processing;
             e.elem(w, 1, 0);
             elem_value(w, false, |w| {
-                enc_enum(w, v.index(), ProcessingType::COUNT);
+                enc_enum(w, v.index(), super::iso20::ProcessingType::COUNT);
                 Ok(())
             })?;
         }
@@ -1969,26 +331,28 @@ impl ExiType for WptAlignmentCheckReqType {
 
     fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
         let mut d = Dec::new(&G_WPTALIGNMENTCHECKREQTYPE);
-        let mut f_header: Option<MessageHeaderType> = None;
-        let mut f_ev_processing: Option<ProcessingType> = None;
-        let mut f_target_coil_current: Option<RationalNumberType> = None;
+        let mut f_header: Option<super::iso20::MessageHeaderType> = None;
+        let mut f_ev_processing: Option<super::iso20::ProcessingType> = None;
+        let mut f_target_coil_current: Option<super::iso20::RationalNumberType> = None;
         let mut f_ev_result_code: Option<WptEVResultType> = None;
         let mut f_vendor_specific_data_container: Vec<Base64Binary> = Vec::new();
         loop {
             match d.next(r)? {
-                Ev::Elem(0, 0) => f_header = Some(MessageHeaderType::decode(r)?),
+                Ev::Elem(0, 0) => f_header = Some(super::iso20::MessageHeaderType::decode(r)?),
                 Ev::Elem(1, 0) => {
                     f_ev_processing = Some(
                         dec_elem_value(r, false, |r| {
-                            Ok(enum_from::<ProcessingType>(dec_enum(
+                            Ok(enum_from::<super::iso20::ProcessingType>(dec_enum(
                                 r,
-                                ProcessingType::COUNT,
+                                super::iso20::ProcessingType::COUNT,
                             )?)?)
                         })?
                         .ok_or_else(|| missing("EVProcessing"))?,
                     )
                 }
-                Ev::Elem(2, 0) => f_target_coil_current = Some(RationalNumberType::decode(r)?),
+                Ev::Elem(2, 0) => {
+                    f_target_coil_current = Some(super::iso20::RationalNumberType::decode(r)?)
+                }
                 Ev::Elem(3, 0) => {
                     f_ev_result_code = Some(
                         dec_elem_value(r, false, |r| {
@@ -2018,199 +382,27 @@ impl ExiType for WptAlignmentCheckReqType {
     }
 }
 
-/// XSD complex type `MessageHeaderType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct MessageHeaderType {
-    #[serde(rename = "SessionID")]
-    pub session_id: HexBinary,
-    #[serde(rename = "TimeStamp")]
-    pub time_stamp: u64,
-    #[serde(rename = "Signature", default, skip_serializing_if = "Option::is_none")]
-    pub signature: Option<SignatureType>,
-}
-
-static G_MESSAGEHEADERTYPE: Grammar = Grammar {
-    attrs: &[],
-    particles: &[
-        P {
-            alts: 1,
-            min: 1,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 1,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 0,
-            max: 1,
-        },
-    ],
-    mixed: false,
-    simple: false,
-};
-
-impl ExiType for MessageHeaderType {
-    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
-        let mut e = Enc::new(&G_MESSAGEHEADERTYPE);
-        {
-            let v = &self.session_id;
-            e.elem(w, 0, 0);
-            binary_elem(w, &v.0, 8, Some(8))?;
-        }
-        {
-            let v = &self.time_stamp;
-            e.elem(w, 1, 0);
-            elem_value(w, false, |w| {
-                enc_int(w, i128::from(*v), 0, i128::MAX)?;
-                Ok(())
-            })?;
-        }
-        check_count(usize::from(self.signature.is_some()), 0, 1, "Signature")?;
-        if let Some(v) = &self.signature {
-            e.elem(w, 2, 0);
-            v.encode(w)?;
-        }
-        e.end(w)
-    }
-
-    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
-        let mut d = Dec::new(&G_MESSAGEHEADERTYPE);
-        let mut f_session_id: Option<HexBinary> = None;
-        let mut f_time_stamp: Option<u64> = None;
-        let mut f_signature: Option<SignatureType> = None;
-        loop {
-            match d.next(r)? {
-                Ev::Elem(0, 0) => {
-                    f_session_id = Some(
-                        dec_elem_value(r, false, |r| Ok(HexBinary(dec_binary(r, 8, Some(8))?)))?
-                            .ok_or_else(|| missing("SessionID"))?,
-                    )
-                }
-                Ev::Elem(1, 0) => {
-                    f_time_stamp = Some(
-                        dec_elem_value(r, false, |r| {
-                            Ok(int_into::<u64>(dec_int(r, 0, i128::MAX)?)?)
-                        })?
-                        .ok_or_else(|| missing("TimeStamp"))?,
-                    )
-                }
-                Ev::Elem(2, 0) => f_signature = Some(SignatureType::decode(r)?),
-                Ev::End => break,
-                ev => return Err(d.unexpected(ev)),
-            }
-        }
-        Ok(MessageHeaderType {
-            session_id: f_session_id.ok_or_else(|| missing("SessionID"))?,
-            time_stamp: f_time_stamp.ok_or_else(|| missing("TimeStamp"))?,
-            signature: f_signature,
-        })
-    }
-}
-
-/// XSD complex type `RationalNumberType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct RationalNumberType {
-    #[serde(rename = "Exponent")]
-    pub exponent: i8,
-    #[serde(rename = "Value")]
-    pub value: i16,
-}
-
-static G_RATIONALNUMBERTYPE: Grammar = Grammar {
-    attrs: &[],
-    particles: &[
-        P {
-            alts: 1,
-            min: 1,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 1,
-            max: 1,
-        },
-    ],
-    mixed: false,
-    simple: false,
-};
-
-impl ExiType for RationalNumberType {
-    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
-        let mut e = Enc::new(&G_RATIONALNUMBERTYPE);
-        {
-            let v = &self.exponent;
-            e.elem(w, 0, 0);
-            elem_value(w, false, |w| {
-                enc_int(w, i128::from(*v), -128, 127)?;
-                Ok(())
-            })?;
-        }
-        {
-            let v = &self.value;
-            e.elem(w, 1, 0);
-            elem_value(w, false, |w| {
-                enc_int(w, i128::from(*v), -32768, 32767)?;
-                Ok(())
-            })?;
-        }
-        e.end(w)
-    }
-
-    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
-        let mut d = Dec::new(&G_RATIONALNUMBERTYPE);
-        let mut f_exponent: Option<i8> = None;
-        let mut f_value: Option<i16> = None;
-        loop {
-            match d.next(r)? {
-                Ev::Elem(0, 0) => {
-                    f_exponent = Some(
-                        dec_elem_value(r, false, |r| Ok(int_into::<i8>(dec_int(r, -128, 127)?)?))?
-                            .ok_or_else(|| missing("Exponent"))?,
-                    )
-                }
-                Ev::Elem(1, 0) => {
-                    f_value = Some(
-                        dec_elem_value(r, false, |r| {
-                            Ok(int_into::<i16>(dec_int(r, -32768, 32767)?)?)
-                        })?
-                        .ok_or_else(|| missing("Value"))?,
-                    )
-                }
-                Ev::End => break,
-                ev => return Err(d.unexpected(ev)),
-            }
-        }
-        Ok(RationalNumberType {
-            exponent: f_exponent.ok_or_else(|| missing("Exponent"))?,
-            value: f_value.ok_or_else(|| missing("Value"))?,
-        })
-    }
-}
-
 /// XSD complex type `WPT_AlignmentCheckResType`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct WptAlignmentCheckResType {
     #[serde(rename = "Header")]
-    pub header: MessageHeaderType,
+    pub header: super::iso20::MessageHeaderType,
     #[serde(rename = "ResponseCode")]
-    pub response_code: ResponseCodeType,
+    pub response_code: super::iso20::ResponseCodeType,
     #[serde(rename = "EVSEProcessing")]
-    pub evse_processing: ProcessingType,
+    pub evse_processing: super::iso20::ProcessingType,
     #[serde(
         rename = "PowerTransmitted",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub power_transmitted: Option<RationalNumberType>,
+    pub power_transmitted: Option<super::iso20::RationalNumberType>,
     #[serde(
         rename = "SupplyDeviceCurrent",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub supply_device_current: Option<RationalNumberType>,
+    pub supply_device_current: Option<super::iso20::RationalNumberType>,
     #[serde(
         rename = "VendorSpecificDataContainer",
         default,
@@ -2269,7 +461,7 @@ impl ExiType for WptAlignmentCheckResType {
             let v = &self.response_code;
             e.elem(w, 1, 0);
             elem_value(w, false, |w| {
-                enc_enum(w, v.index(), ResponseCodeType::COUNT);
+                enc_enum(w, v.index(), super::iso20::ResponseCodeType::COUNT);
                 Ok(())
             })?;
         }
@@ -2277,7 +469,7 @@ impl ExiType for WptAlignmentCheckResType {
             let v = &self.evse_processing;
             e.elem(w, 2, 0);
             elem_value(w, false, |w| {
-                enc_enum(w, v.index(), ProcessingType::COUNT);
+                enc_enum(w, v.index(), super::iso20::ProcessingType::COUNT);
                 Ok(())
             })?;
         }
@@ -2316,21 +508,21 @@ impl ExiType for WptAlignmentCheckResType {
 
     fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
         let mut d = Dec::new(&G_WPTALIGNMENTCHECKRESTYPE);
-        let mut f_header: Option<MessageHeaderType> = None;
-        let mut f_response_code: Option<ResponseCodeType> = None;
-        let mut f_evse_processing: Option<ProcessingType> = None;
-        let mut f_power_transmitted: Option<RationalNumberType> = None;
-        let mut f_supply_device_current: Option<RationalNumberType> = None;
+        let mut f_header: Option<super::iso20::MessageHeaderType> = None;
+        let mut f_response_code: Option<super::iso20::ResponseCodeType> = None;
+        let mut f_evse_processing: Option<super::iso20::ProcessingType> = None;
+        let mut f_power_transmitted: Option<super::iso20::RationalNumberType> = None;
+        let mut f_supply_device_current: Option<super::iso20::RationalNumberType> = None;
         let mut f_vendor_specific_data_container: Vec<Base64Binary> = Vec::new();
         loop {
             match d.next(r)? {
-                Ev::Elem(0, 0) => f_header = Some(MessageHeaderType::decode(r)?),
+                Ev::Elem(0, 0) => f_header = Some(super::iso20::MessageHeaderType::decode(r)?),
                 Ev::Elem(1, 0) => {
                     f_response_code = Some(
                         dec_elem_value(r, false, |r| {
-                            Ok(enum_from::<ResponseCodeType>(dec_enum(
+                            Ok(enum_from::<super::iso20::ResponseCodeType>(dec_enum(
                                 r,
-                                ResponseCodeType::COUNT,
+                                super::iso20::ResponseCodeType::COUNT,
                             )?)?)
                         })?
                         .ok_or_else(|| missing("ResponseCode"))?,
@@ -2339,16 +531,20 @@ impl ExiType for WptAlignmentCheckResType {
                 Ev::Elem(2, 0) => {
                     f_evse_processing = Some(
                         dec_elem_value(r, false, |r| {
-                            Ok(enum_from::<ProcessingType>(dec_enum(
+                            Ok(enum_from::<super::iso20::ProcessingType>(dec_enum(
                                 r,
-                                ProcessingType::COUNT,
+                                super::iso20::ProcessingType::COUNT,
                             )?)?)
                         })?
                         .ok_or_else(|| missing("EVSEProcessing"))?,
                     )
                 }
-                Ev::Elem(3, 0) => f_power_transmitted = Some(RationalNumberType::decode(r)?),
-                Ev::Elem(4, 0) => f_supply_device_current = Some(RationalNumberType::decode(r)?),
+                Ev::Elem(3, 0) => {
+                    f_power_transmitted = Some(super::iso20::RationalNumberType::decode(r)?)
+                }
+                Ev::Elem(4, 0) => {
+                    f_supply_device_current = Some(super::iso20::RationalNumberType::decode(r)?)
+                }
                 Ev::Elem(5, 0) => f_vendor_specific_data_container.push(
                     dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, Some(256))?)))?
                         .unwrap_or_default(),
@@ -2372,19 +568,19 @@ impl ExiType for WptAlignmentCheckResType {
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct WptChargeLoopReqType {
     #[serde(rename = "Header")]
-    pub header: MessageHeaderType,
+    pub header: super::iso20::MessageHeaderType,
     #[serde(
         rename = "DisplayParameters",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub display_parameters: Option<DisplayParametersType>,
+    pub display_parameters: Option<super::iso20::DisplayParametersType>,
     #[serde(rename = "MeterInfoRequested")]
     pub meter_info_requested: bool,
     #[serde(rename = "EVPCPowerRequest")]
-    pub evpc_power_request: RationalNumberType,
+    pub evpc_power_request: super::iso20::RationalNumberType,
     #[serde(rename = "EVPCPowerOutput")]
-    pub evpc_power_output: RationalNumberType,
+    pub evpc_power_output: super::iso20::RationalNumberType,
     #[serde(rename = "EVPCChargeDiagnostics")]
     pub evpc_charge_diagnostics: WptEVPCChargeDiagnosticsType,
     #[serde(
@@ -2392,7 +588,7 @@ pub struct WptChargeLoopReqType {
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub evpc_operating_frequency: Option<RationalNumberType>,
+    pub evpc_operating_frequency: Option<super::iso20::RationalNumberType>,
     #[serde(
         rename = "EVPCPowerControlParameter",
         default,
@@ -2539,27 +735,33 @@ impl ExiType for WptChargeLoopReqType {
 
     fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
         let mut d = Dec::new(&G_WPTCHARGELOOPREQTYPE);
-        let mut f_header: Option<MessageHeaderType> = None;
-        let mut f_display_parameters: Option<DisplayParametersType> = None;
+        let mut f_header: Option<super::iso20::MessageHeaderType> = None;
+        let mut f_display_parameters: Option<super::iso20::DisplayParametersType> = None;
         let mut f_meter_info_requested: Option<bool> = None;
-        let mut f_evpc_power_request: Option<RationalNumberType> = None;
-        let mut f_evpc_power_output: Option<RationalNumberType> = None;
+        let mut f_evpc_power_request: Option<super::iso20::RationalNumberType> = None;
+        let mut f_evpc_power_output: Option<super::iso20::RationalNumberType> = None;
         let mut f_evpc_charge_diagnostics: Option<WptEVPCChargeDiagnosticsType> = None;
-        let mut f_evpc_operating_frequency: Option<RationalNumberType> = None;
+        let mut f_evpc_operating_frequency: Option<super::iso20::RationalNumberType> = None;
         let mut f_evpc_power_control_parameter: Option<WptEVPCPowerControlParameterType> = None;
         let mut f_manufacturer_specific_data_container: Vec<Base64Binary> = Vec::new();
         loop {
             match d.next(r)? {
-                Ev::Elem(0, 0) => f_header = Some(MessageHeaderType::decode(r)?),
-                Ev::Elem(1, 0) => f_display_parameters = Some(DisplayParametersType::decode(r)?),
+                Ev::Elem(0, 0) => f_header = Some(super::iso20::MessageHeaderType::decode(r)?),
+                Ev::Elem(1, 0) => {
+                    f_display_parameters = Some(super::iso20::DisplayParametersType::decode(r)?)
+                }
                 Ev::Elem(2, 0) => {
                     f_meter_info_requested = Some(
                         dec_elem_value(r, false, |r| Ok(dec_bool(r)?))?
                             .ok_or_else(|| missing("MeterInfoRequested"))?,
                     )
                 }
-                Ev::Elem(3, 0) => f_evpc_power_request = Some(RationalNumberType::decode(r)?),
-                Ev::Elem(4, 0) => f_evpc_power_output = Some(RationalNumberType::decode(r)?),
+                Ev::Elem(3, 0) => {
+                    f_evpc_power_request = Some(super::iso20::RationalNumberType::decode(r)?)
+                }
+                Ev::Elem(4, 0) => {
+                    f_evpc_power_output = Some(super::iso20::RationalNumberType::decode(r)?)
+                }
                 Ev::Elem(5, 0) => {
                     f_evpc_charge_diagnostics = Some(
                         dec_elem_value(r, false, |r| {
@@ -2571,7 +773,9 @@ impl ExiType for WptChargeLoopReqType {
                         .ok_or_else(|| missing("EVPCChargeDiagnostics"))?,
                     )
                 }
-                Ev::Elem(6, 0) => f_evpc_operating_frequency = Some(RationalNumberType::decode(r)?),
+                Ev::Elem(6, 0) => {
+                    f_evpc_operating_frequency = Some(super::iso20::RationalNumberType::decode(r)?)
+                }
                 Ev::Elem(7, 0) => {
                     f_evpc_power_control_parameter =
                         Some(WptEVPCPowerControlParameterType::decode(r)?)
@@ -2600,334 +804,17 @@ impl ExiType for WptChargeLoopReqType {
     }
 }
 
-/// XSD complex type `DisplayParametersType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct DisplayParametersType {
-    #[serde(
-        rename = "PresentSOC",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub present_soc: Option<u8>,
-    #[serde(
-        rename = "MinimumSOC",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub minimum_soc: Option<u8>,
-    #[serde(rename = "TargetSOC", default, skip_serializing_if = "Option::is_none")]
-    pub target_soc: Option<u8>,
-    #[serde(
-        rename = "MaximumSOC",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub maximum_soc: Option<u8>,
-    #[serde(
-        rename = "RemainingTimeToMinimumSOC",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub remaining_time_to_minimum_soc: Option<u32>,
-    #[serde(
-        rename = "RemainingTimeToTargetSOC",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub remaining_time_to_target_soc: Option<u32>,
-    #[serde(
-        rename = "RemainingTimeToMaximumSOC",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub remaining_time_to_maximum_soc: Option<u32>,
-    #[serde(
-        rename = "ChargingComplete",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub charging_complete: Option<bool>,
-    #[serde(
-        rename = "BatteryEnergyCapacity",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub battery_energy_capacity: Option<RationalNumberType>,
-    #[serde(rename = "InletHot", default, skip_serializing_if = "Option::is_none")]
-    pub inlet_hot: Option<bool>,
-}
-
-static G_DISPLAYPARAMETERSTYPE: Grammar = Grammar {
-    attrs: &[],
-    particles: &[
-        P {
-            alts: 1,
-            min: 0,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 0,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 0,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 0,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 0,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 0,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 0,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 0,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 0,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 0,
-            max: 1,
-        },
-    ],
-    mixed: false,
-    simple: false,
-};
-
-impl ExiType for DisplayParametersType {
-    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
-        let mut e = Enc::new(&G_DISPLAYPARAMETERSTYPE);
-        check_count(usize::from(self.present_soc.is_some()), 0, 1, "PresentSOC")?;
-        if let Some(v) = &self.present_soc {
-            e.elem(w, 0, 0);
-            elem_value(w, false, |w| {
-                enc_int(w, i128::from(*v), 0, 100)?;
-                Ok(())
-            })?;
-        }
-        check_count(usize::from(self.minimum_soc.is_some()), 0, 1, "MinimumSOC")?;
-        if let Some(v) = &self.minimum_soc {
-            e.elem(w, 1, 0);
-            elem_value(w, false, |w| {
-                enc_int(w, i128::from(*v), 0, 100)?;
-                Ok(())
-            })?;
-        }
-        check_count(usize::from(self.target_soc.is_some()), 0, 1, "TargetSOC")?;
-        if let Some(v) = &self.target_soc {
-            e.elem(w, 2, 0);
-            elem_value(w, false, |w| {
-                enc_int(w, i128::from(*v), 0, 100)?;
-                Ok(())
-            })?;
-        }
-        check_count(usize::from(self.maximum_soc.is_some()), 0, 1, "MaximumSOC")?;
-        if let Some(v) = &self.maximum_soc {
-            e.elem(w, 3, 0);
-            elem_value(w, false, |w| {
-                enc_int(w, i128::from(*v), 0, 100)?;
-                Ok(())
-            })?;
-        }
-        check_count(
-            usize::from(self.remaining_time_to_minimum_soc.is_some()),
-            0,
-            1,
-            "RemainingTimeToMinimumSOC",
-        )?;
-        if let Some(v) = &self.remaining_time_to_minimum_soc {
-            e.elem(w, 4, 0);
-            elem_value(w, false, |w| {
-                enc_int(w, i128::from(*v), 0, 4294967295)?;
-                Ok(())
-            })?;
-        }
-        check_count(
-            usize::from(self.remaining_time_to_target_soc.is_some()),
-            0,
-            1,
-            "RemainingTimeToTargetSOC",
-        )?;
-        if let Some(v) = &self.remaining_time_to_target_soc {
-            e.elem(w, 5, 0);
-            elem_value(w, false, |w| {
-                enc_int(w, i128::from(*v), 0, 4294967295)?;
-                Ok(())
-            })?;
-        }
-        check_count(
-            usize::from(self.remaining_time_to_maximum_soc.is_some()),
-            0,
-            1,
-            "RemainingTimeToMaximumSOC",
-        )?;
-        if let Some(v) = &self.remaining_time_to_maximum_soc {
-            e.elem(w, 6, 0);
-            elem_value(w, false, |w| {
-                enc_int(w, i128::from(*v), 0, 4294967295)?;
-                Ok(())
-            })?;
-        }
-        check_count(
-            usize::from(self.charging_complete.is_some()),
-            0,
-            1,
-            "ChargingComplete",
-        )?;
-        if let Some(v) = &self.charging_complete {
-            e.elem(w, 7, 0);
-            elem_value(w, false, |w| {
-                w.bits(1, u32::from(*v));
-                Ok(())
-            })?;
-        }
-        check_count(
-            usize::from(self.battery_energy_capacity.is_some()),
-            0,
-            1,
-            "BatteryEnergyCapacity",
-        )?;
-        if let Some(v) = &self.battery_energy_capacity {
-            e.elem(w, 8, 0);
-            v.encode(w)?;
-        }
-        check_count(usize::from(self.inlet_hot.is_some()), 0, 1, "InletHot")?;
-        if let Some(v) = &self.inlet_hot {
-            e.elem(w, 9, 0);
-            elem_value(w, false, |w| {
-                w.bits(1, u32::from(*v));
-                Ok(())
-            })?;
-        }
-        e.end(w)
-    }
-
-    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
-        let mut d = Dec::new(&G_DISPLAYPARAMETERSTYPE);
-        let mut f_present_soc: Option<u8> = None;
-        let mut f_minimum_soc: Option<u8> = None;
-        let mut f_target_soc: Option<u8> = None;
-        let mut f_maximum_soc: Option<u8> = None;
-        let mut f_remaining_time_to_minimum_soc: Option<u32> = None;
-        let mut f_remaining_time_to_target_soc: Option<u32> = None;
-        let mut f_remaining_time_to_maximum_soc: Option<u32> = None;
-        let mut f_charging_complete: Option<bool> = None;
-        let mut f_battery_energy_capacity: Option<RationalNumberType> = None;
-        let mut f_inlet_hot: Option<bool> = None;
-        loop {
-            match d.next(r)? {
-                Ev::Elem(0, 0) => {
-                    f_present_soc = Some(
-                        dec_elem_value(r, false, |r| Ok(int_into::<u8>(dec_int(r, 0, 100)?)?))?
-                            .ok_or_else(|| missing("PresentSOC"))?,
-                    )
-                }
-                Ev::Elem(1, 0) => {
-                    f_minimum_soc = Some(
-                        dec_elem_value(r, false, |r| Ok(int_into::<u8>(dec_int(r, 0, 100)?)?))?
-                            .ok_or_else(|| missing("MinimumSOC"))?,
-                    )
-                }
-                Ev::Elem(2, 0) => {
-                    f_target_soc = Some(
-                        dec_elem_value(r, false, |r| Ok(int_into::<u8>(dec_int(r, 0, 100)?)?))?
-                            .ok_or_else(|| missing("TargetSOC"))?,
-                    )
-                }
-                Ev::Elem(3, 0) => {
-                    f_maximum_soc = Some(
-                        dec_elem_value(r, false, |r| Ok(int_into::<u8>(dec_int(r, 0, 100)?)?))?
-                            .ok_or_else(|| missing("MaximumSOC"))?,
-                    )
-                }
-                Ev::Elem(4, 0) => {
-                    f_remaining_time_to_minimum_soc = Some(
-                        dec_elem_value(r, false, |r| {
-                            Ok(int_into::<u32>(dec_int(r, 0, 4294967295)?)?)
-                        })?
-                        .ok_or_else(|| missing("RemainingTimeToMinimumSOC"))?,
-                    )
-                }
-                Ev::Elem(5, 0) => {
-                    f_remaining_time_to_target_soc = Some(
-                        dec_elem_value(r, false, |r| {
-                            Ok(int_into::<u32>(dec_int(r, 0, 4294967295)?)?)
-                        })?
-                        .ok_or_else(|| missing("RemainingTimeToTargetSOC"))?,
-                    )
-                }
-                Ev::Elem(6, 0) => {
-                    f_remaining_time_to_maximum_soc = Some(
-                        dec_elem_value(r, false, |r| {
-                            Ok(int_into::<u32>(dec_int(r, 0, 4294967295)?)?)
-                        })?
-                        .ok_or_else(|| missing("RemainingTimeToMaximumSOC"))?,
-                    )
-                }
-                Ev::Elem(7, 0) => {
-                    f_charging_complete = Some(
-                        dec_elem_value(r, false, |r| Ok(dec_bool(r)?))?
-                            .ok_or_else(|| missing("ChargingComplete"))?,
-                    )
-                }
-                Ev::Elem(8, 0) => f_battery_energy_capacity = Some(RationalNumberType::decode(r)?),
-                Ev::Elem(9, 0) => {
-                    f_inlet_hot = Some(
-                        dec_elem_value(r, false, |r| Ok(dec_bool(r)?))?
-                            .ok_or_else(|| missing("InletHot"))?,
-                    )
-                }
-                Ev::End => break,
-                ev => return Err(d.unexpected(ev)),
-            }
-        }
-        Ok(DisplayParametersType {
-            present_soc: f_present_soc,
-            minimum_soc: f_minimum_soc,
-            target_soc: f_target_soc,
-            maximum_soc: f_maximum_soc,
-            remaining_time_to_minimum_soc: f_remaining_time_to_minimum_soc,
-            remaining_time_to_target_soc: f_remaining_time_to_target_soc,
-            remaining_time_to_maximum_soc: f_remaining_time_to_maximum_soc,
-            charging_complete: f_charging_complete,
-            battery_energy_capacity: f_battery_energy_capacity,
-            inlet_hot: f_inlet_hot,
-        })
-    }
-}
-
 /// XSD complex type `WPT_EVPCPowerControlParameterType`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct WptEVPCPowerControlParameterType {
     #[serde(rename = "EVPCCoilCurrentRequest")]
-    pub evpc_coil_current_request: RationalNumberType,
+    pub evpc_coil_current_request: super::iso20::RationalNumberType,
     #[serde(rename = "EVPCCoilCurrentInformation")]
-    pub evpc_coil_current_information: RationalNumberType,
+    pub evpc_coil_current_information: super::iso20::RationalNumberType,
     #[serde(rename = "EVPCCurrentOutputInformation")]
-    pub evpc_current_output_information: RationalNumberType,
+    pub evpc_current_output_information: super::iso20::RationalNumberType,
     #[serde(rename = "EVPCVoltageOutputInformation")]
-    pub evpc_voltage_output_information: RationalNumberType,
+    pub evpc_voltage_output_information: super::iso20::RationalNumberType,
 }
 
 static G_WPTEVPCPOWERCONTROLPARAMETERTYPE: Grammar = Grammar {
@@ -2986,23 +873,26 @@ impl ExiType for WptEVPCPowerControlParameterType {
 
     fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
         let mut d = Dec::new(&G_WPTEVPCPOWERCONTROLPARAMETERTYPE);
-        let mut f_evpc_coil_current_request: Option<RationalNumberType> = None;
-        let mut f_evpc_coil_current_information: Option<RationalNumberType> = None;
-        let mut f_evpc_current_output_information: Option<RationalNumberType> = None;
-        let mut f_evpc_voltage_output_information: Option<RationalNumberType> = None;
+        let mut f_evpc_coil_current_request: Option<super::iso20::RationalNumberType> = None;
+        let mut f_evpc_coil_current_information: Option<super::iso20::RationalNumberType> = None;
+        let mut f_evpc_current_output_information: Option<super::iso20::RationalNumberType> = None;
+        let mut f_evpc_voltage_output_information: Option<super::iso20::RationalNumberType> = None;
         loop {
             match d.next(r)? {
                 Ev::Elem(0, 0) => {
-                    f_evpc_coil_current_request = Some(RationalNumberType::decode(r)?)
+                    f_evpc_coil_current_request = Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(1, 0) => {
-                    f_evpc_coil_current_information = Some(RationalNumberType::decode(r)?)
+                    f_evpc_coil_current_information =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(2, 0) => {
-                    f_evpc_current_output_information = Some(RationalNumberType::decode(r)?)
+                    f_evpc_current_output_information =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(3, 0) => {
-                    f_evpc_voltage_output_information = Some(RationalNumberType::decode(r)?)
+                    f_evpc_voltage_output_information =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::End => break,
                 ev => return Err(d.unexpected(ev)),
@@ -3025,31 +915,31 @@ impl ExiType for WptEVPCPowerControlParameterType {
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct WptChargeLoopResType {
     #[serde(rename = "Header")]
-    pub header: MessageHeaderType,
+    pub header: super::iso20::MessageHeaderType,
     #[serde(rename = "ResponseCode")]
-    pub response_code: ResponseCodeType,
+    pub response_code: super::iso20::ResponseCodeType,
     #[serde(
         rename = "EVSEStatus",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub evse_status: Option<EVSEStatusType>,
+    pub evse_status: Option<super::iso20::EVSEStatusType>,
     #[serde(rename = "MeterInfo", default, skip_serializing_if = "Option::is_none")]
-    pub meter_info: Option<MeterInfoType>,
+    pub meter_info: Option<super::iso20::MeterInfoType>,
     #[serde(rename = "Receipt", default, skip_serializing_if = "Option::is_none")]
-    pub receipt: Option<ReceiptType>,
+    pub receipt: Option<super::iso20::ReceiptType>,
     #[serde(rename = "EVPCPowerRequest")]
-    pub evpc_power_request: RationalNumberType,
+    pub evpc_power_request: super::iso20::RationalNumberType,
     #[serde(
         rename = "SDPowerInput",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub sd_power_input: Option<RationalNumberType>,
+    pub sd_power_input: Option<super::iso20::RationalNumberType>,
     #[serde(rename = "SPCMaxOutputPowerLimit")]
-    pub spc_max_output_power_limit: RationalNumberType,
+    pub spc_max_output_power_limit: super::iso20::RationalNumberType,
     #[serde(rename = "SPCMinOutputPowerLimit")]
-    pub spc_min_output_power_limit: RationalNumberType,
+    pub spc_min_output_power_limit: super::iso20::RationalNumberType,
     #[serde(rename = "SPCChargeDiagnostics")]
     pub spc_charge_diagnostics: WptSPCChargeDiagnosticsType,
     #[serde(
@@ -3057,7 +947,7 @@ pub struct WptChargeLoopResType {
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub spc_operating_frequency: Option<RationalNumberType>,
+    pub spc_operating_frequency: Option<super::iso20::RationalNumberType>,
     #[serde(
         rename = "SPCPowerControlParameter",
         default,
@@ -3157,7 +1047,7 @@ impl ExiType for WptChargeLoopResType {
             let v = &self.response_code;
             e.elem(w, 1, 0);
             elem_value(w, false, |w| {
-                enc_enum(w, v.index(), ResponseCodeType::COUNT);
+                enc_enum(w, v.index(), super::iso20::ResponseCodeType::COUNT);
                 Ok(())
             })?;
         }
@@ -3244,43 +1134,49 @@ impl ExiType for WptChargeLoopResType {
 
     fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
         let mut d = Dec::new(&G_WPTCHARGELOOPRESTYPE);
-        let mut f_header: Option<MessageHeaderType> = None;
-        let mut f_response_code: Option<ResponseCodeType> = None;
-        let mut f_evse_status: Option<EVSEStatusType> = None;
-        let mut f_meter_info: Option<MeterInfoType> = None;
-        let mut f_receipt: Option<ReceiptType> = None;
-        let mut f_evpc_power_request: Option<RationalNumberType> = None;
-        let mut f_sd_power_input: Option<RationalNumberType> = None;
-        let mut f_spc_max_output_power_limit: Option<RationalNumberType> = None;
-        let mut f_spc_min_output_power_limit: Option<RationalNumberType> = None;
+        let mut f_header: Option<super::iso20::MessageHeaderType> = None;
+        let mut f_response_code: Option<super::iso20::ResponseCodeType> = None;
+        let mut f_evse_status: Option<super::iso20::EVSEStatusType> = None;
+        let mut f_meter_info: Option<super::iso20::MeterInfoType> = None;
+        let mut f_receipt: Option<super::iso20::ReceiptType> = None;
+        let mut f_evpc_power_request: Option<super::iso20::RationalNumberType> = None;
+        let mut f_sd_power_input: Option<super::iso20::RationalNumberType> = None;
+        let mut f_spc_max_output_power_limit: Option<super::iso20::RationalNumberType> = None;
+        let mut f_spc_min_output_power_limit: Option<super::iso20::RationalNumberType> = None;
         let mut f_spc_charge_diagnostics: Option<WptSPCChargeDiagnosticsType> = None;
-        let mut f_spc_operating_frequency: Option<RationalNumberType> = None;
+        let mut f_spc_operating_frequency: Option<super::iso20::RationalNumberType> = None;
         let mut f_spc_power_control_parameter: Option<WptSPCPowerControlParameterType> = None;
         let mut f_manufacturer_specific_data_container: Vec<Base64Binary> = Vec::new();
         loop {
             match d.next(r)? {
-                Ev::Elem(0, 0) => f_header = Some(MessageHeaderType::decode(r)?),
+                Ev::Elem(0, 0) => f_header = Some(super::iso20::MessageHeaderType::decode(r)?),
                 Ev::Elem(1, 0) => {
                     f_response_code = Some(
                         dec_elem_value(r, false, |r| {
-                            Ok(enum_from::<ResponseCodeType>(dec_enum(
+                            Ok(enum_from::<super::iso20::ResponseCodeType>(dec_enum(
                                 r,
-                                ResponseCodeType::COUNT,
+                                super::iso20::ResponseCodeType::COUNT,
                             )?)?)
                         })?
                         .ok_or_else(|| missing("ResponseCode"))?,
                     )
                 }
-                Ev::Elem(2, 0) => f_evse_status = Some(EVSEStatusType::decode(r)?),
-                Ev::Elem(3, 0) => f_meter_info = Some(MeterInfoType::decode(r)?),
-                Ev::Elem(4, 0) => f_receipt = Some(ReceiptType::decode(r)?),
-                Ev::Elem(5, 0) => f_evpc_power_request = Some(RationalNumberType::decode(r)?),
-                Ev::Elem(6, 0) => f_sd_power_input = Some(RationalNumberType::decode(r)?),
+                Ev::Elem(2, 0) => f_evse_status = Some(super::iso20::EVSEStatusType::decode(r)?),
+                Ev::Elem(3, 0) => f_meter_info = Some(super::iso20::MeterInfoType::decode(r)?),
+                Ev::Elem(4, 0) => f_receipt = Some(super::iso20::ReceiptType::decode(r)?),
+                Ev::Elem(5, 0) => {
+                    f_evpc_power_request = Some(super::iso20::RationalNumberType::decode(r)?)
+                }
+                Ev::Elem(6, 0) => {
+                    f_sd_power_input = Some(super::iso20::RationalNumberType::decode(r)?)
+                }
                 Ev::Elem(7, 0) => {
-                    f_spc_max_output_power_limit = Some(RationalNumberType::decode(r)?)
+                    f_spc_max_output_power_limit =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(8, 0) => {
-                    f_spc_min_output_power_limit = Some(RationalNumberType::decode(r)?)
+                    f_spc_min_output_power_limit =
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(9, 0) => {
                     f_spc_charge_diagnostics = Some(
@@ -3293,7 +1189,9 @@ impl ExiType for WptChargeLoopResType {
                         .ok_or_else(|| missing("SPCChargeDiagnostics"))?,
                     )
                 }
-                Ev::Elem(10, 0) => f_spc_operating_frequency = Some(RationalNumberType::decode(r)?),
+                Ev::Elem(10, 0) => {
+                    f_spc_operating_frequency = Some(super::iso20::RationalNumberType::decode(r)?)
+                }
                 Ev::Elem(11, 0) => {
                     f_spc_power_control_parameter =
                         Some(WptSPCPowerControlParameterType::decode(r)?)
@@ -3327,674 +1225,11 @@ impl ExiType for WptChargeLoopResType {
     }
 }
 
-/// XSD complex type `EVSEStatusType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct EVSEStatusType {
-    #[serde(rename = "NotificationMaxDelay")]
-    pub notification_max_delay: u16,
-    #[serde(rename = "EVSENotification")]
-    pub evse_notification: EvseNotificationType,
-}
-
-static G_EVSESTATUSTYPE: Grammar = Grammar {
-    attrs: &[],
-    particles: &[
-        P {
-            alts: 1,
-            min: 1,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 1,
-            max: 1,
-        },
-    ],
-    mixed: false,
-    simple: false,
-};
-
-impl ExiType for EVSEStatusType {
-    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
-        let mut e = Enc::new(&G_EVSESTATUSTYPE);
-        {
-            let v = &self.notification_max_delay;
-            e.elem(w, 0, 0);
-            elem_value(w, false, |w| {
-                enc_int(w, i128::from(*v), 0, 65535)?;
-                Ok(())
-            })?;
-        }
-        {
-            let v = &self.evse_notification;
-            e.elem(w, 1, 0);
-            elem_value(w, false, |w| {
-                enc_enum(w, v.index(), EvseNotificationType::COUNT);
-                Ok(())
-            })?;
-        }
-        e.end(w)
-    }
-
-    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
-        let mut d = Dec::new(&G_EVSESTATUSTYPE);
-        let mut f_notification_max_delay: Option<u16> = None;
-        let mut f_evse_notification: Option<EvseNotificationType> = None;
-        loop {
-            match d.next(r)? {
-                Ev::Elem(0, 0) => {
-                    f_notification_max_delay = Some(
-                        dec_elem_value(r, false, |r| Ok(int_into::<u16>(dec_int(r, 0, 65535)?)?))?
-                            .ok_or_else(|| missing("NotificationMaxDelay"))?,
-                    )
-                }
-                Ev::Elem(1, 0) => {
-                    f_evse_notification = Some(
-                        dec_elem_value(r, false, |r| {
-                            Ok(enum_from::<EvseNotificationType>(dec_enum(
-                                r,
-                                EvseNotificationType::COUNT,
-                            )?)?)
-                        })?
-                        .ok_or_else(|| missing("EVSENotification"))?,
-                    )
-                }
-                Ev::End => break,
-                ev => return Err(d.unexpected(ev)),
-            }
-        }
-        Ok(EVSEStatusType {
-            notification_max_delay: f_notification_max_delay
-                .ok_or_else(|| missing("NotificationMaxDelay"))?,
-            evse_notification: f_evse_notification.ok_or_else(|| missing("EVSENotification"))?,
-        })
-    }
-}
-
-/// XSD complex type `MeterInfoType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct MeterInfoType {
-    #[serde(rename = "MeterID")]
-    pub meter_id: String,
-    #[serde(rename = "ChargedEnergyReadingWh")]
-    pub charged_energy_reading_wh: u64,
-    #[serde(
-        rename = "BPT_DischargedEnergyReadingWh",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub bpt_discharged_energy_reading_wh: Option<u64>,
-    #[serde(
-        rename = "CapacitiveEnergyReadingVARh",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub capacitive_energy_reading_va_rh: Option<u64>,
-    #[serde(
-        rename = "BPT_InductiveEnergyReadingVARh",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub bpt_inductive_energy_reading_va_rh: Option<u64>,
-    #[serde(
-        rename = "MeterSignature",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub meter_signature: Option<Base64Binary>,
-    #[serde(
-        rename = "MeterStatus",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub meter_status: Option<i16>,
-    #[serde(
-        rename = "MeterTimestamp",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub meter_timestamp: Option<u64>,
-}
-
-static G_METERINFOTYPE: Grammar = Grammar {
-    attrs: &[],
-    particles: &[
-        P {
-            alts: 1,
-            min: 1,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 1,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 0,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 0,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 0,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 0,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 0,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 0,
-            max: 1,
-        },
-    ],
-    mixed: false,
-    simple: false,
-};
-
-impl ExiType for MeterInfoType {
-    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
-        let mut e = Enc::new(&G_METERINFOTYPE);
-        {
-            let v = &self.meter_id;
-            e.elem(w, 0, 0);
-            string_elem(w, v, 0, Some(32))?;
-        }
-        {
-            let v = &self.charged_energy_reading_wh;
-            e.elem(w, 1, 0);
-            elem_value(w, false, |w| {
-                enc_int(w, i128::from(*v), 0, i128::MAX)?;
-                Ok(())
-            })?;
-        }
-        check_count(
-            usize::from(self.bpt_discharged_energy_reading_wh.is_some()),
-            0,
-            1,
-            "BPT_DischargedEnergyReadingWh",
-        )?;
-        if let Some(v) = &self.bpt_discharged_energy_reading_wh {
-            e.elem(w, 2, 0);
-            elem_value(w, false, |w| {
-                enc_int(w, i128::from(*v), 0, i128::MAX)?;
-                Ok(())
-            })?;
-        }
-        check_count(
-            usize::from(self.capacitive_energy_reading_va_rh.is_some()),
-            0,
-            1,
-            "CapacitiveEnergyReadingVARh",
-        )?;
-        if let Some(v) = &self.capacitive_energy_reading_va_rh {
-            e.elem(w, 3, 0);
-            elem_value(w, false, |w| {
-                enc_int(w, i128::from(*v), 0, i128::MAX)?;
-                Ok(())
-            })?;
-        }
-        check_count(
-            usize::from(self.bpt_inductive_energy_reading_va_rh.is_some()),
-            0,
-            1,
-            "BPT_InductiveEnergyReadingVARh",
-        )?;
-        if let Some(v) = &self.bpt_inductive_energy_reading_va_rh {
-            e.elem(w, 4, 0);
-            elem_value(w, false, |w| {
-                enc_int(w, i128::from(*v), 0, i128::MAX)?;
-                Ok(())
-            })?;
-        }
-        check_count(
-            usize::from(self.meter_signature.is_some()),
-            0,
-            1,
-            "MeterSignature",
-        )?;
-        if let Some(v) = &self.meter_signature {
-            e.elem(w, 5, 0);
-            binary_elem(w, &v.0, 0, Some(64))?;
-        }
-        check_count(
-            usize::from(self.meter_status.is_some()),
-            0,
-            1,
-            "MeterStatus",
-        )?;
-        if let Some(v) = &self.meter_status {
-            e.elem(w, 6, 0);
-            elem_value(w, false, |w| {
-                enc_int(w, i128::from(*v), -32768, 32767)?;
-                Ok(())
-            })?;
-        }
-        check_count(
-            usize::from(self.meter_timestamp.is_some()),
-            0,
-            1,
-            "MeterTimestamp",
-        )?;
-        if let Some(v) = &self.meter_timestamp {
-            e.elem(w, 7, 0);
-            elem_value(w, false, |w| {
-                enc_int(w, i128::from(*v), 0, i128::MAX)?;
-                Ok(())
-            })?;
-        }
-        e.end(w)
-    }
-
-    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
-        let mut d = Dec::new(&G_METERINFOTYPE);
-        let mut f_meter_id: Option<String> = None;
-        let mut f_charged_energy_reading_wh: Option<u64> = None;
-        let mut f_bpt_discharged_energy_reading_wh: Option<u64> = None;
-        let mut f_capacitive_energy_reading_va_rh: Option<u64> = None;
-        let mut f_bpt_inductive_energy_reading_va_rh: Option<u64> = None;
-        let mut f_meter_signature: Option<Base64Binary> = None;
-        let mut f_meter_status: Option<i16> = None;
-        let mut f_meter_timestamp: Option<u64> = None;
-        loop {
-            match d.next(r)? {
-                Ev::Elem(0, 0) => {
-                    f_meter_id = Some(
-                        dec_elem_value(r, true, |r| Ok(dec_string(r, 0, Some(32))?))?
-                            .unwrap_or_default(),
-                    )
-                }
-                Ev::Elem(1, 0) => {
-                    f_charged_energy_reading_wh = Some(
-                        dec_elem_value(r, false, |r| {
-                            Ok(int_into::<u64>(dec_int(r, 0, i128::MAX)?)?)
-                        })?
-                        .ok_or_else(|| missing("ChargedEnergyReadingWh"))?,
-                    )
-                }
-                Ev::Elem(2, 0) => {
-                    f_bpt_discharged_energy_reading_wh = Some(
-                        dec_elem_value(r, false, |r| {
-                            Ok(int_into::<u64>(dec_int(r, 0, i128::MAX)?)?)
-                        })?
-                        .ok_or_else(|| missing("BPT_DischargedEnergyReadingWh"))?,
-                    )
-                }
-                Ev::Elem(3, 0) => {
-                    f_capacitive_energy_reading_va_rh = Some(
-                        dec_elem_value(r, false, |r| {
-                            Ok(int_into::<u64>(dec_int(r, 0, i128::MAX)?)?)
-                        })?
-                        .ok_or_else(|| missing("CapacitiveEnergyReadingVARh"))?,
-                    )
-                }
-                Ev::Elem(4, 0) => {
-                    f_bpt_inductive_energy_reading_va_rh = Some(
-                        dec_elem_value(r, false, |r| {
-                            Ok(int_into::<u64>(dec_int(r, 0, i128::MAX)?)?)
-                        })?
-                        .ok_or_else(|| missing("BPT_InductiveEnergyReadingVARh"))?,
-                    )
-                }
-                Ev::Elem(5, 0) => {
-                    f_meter_signature = Some(
-                        dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, Some(64))?)))?
-                            .unwrap_or_default(),
-                    )
-                }
-                Ev::Elem(6, 0) => {
-                    f_meter_status = Some(
-                        dec_elem_value(r, false, |r| {
-                            Ok(int_into::<i16>(dec_int(r, -32768, 32767)?)?)
-                        })?
-                        .ok_or_else(|| missing("MeterStatus"))?,
-                    )
-                }
-                Ev::Elem(7, 0) => {
-                    f_meter_timestamp = Some(
-                        dec_elem_value(r, false, |r| {
-                            Ok(int_into::<u64>(dec_int(r, 0, i128::MAX)?)?)
-                        })?
-                        .ok_or_else(|| missing("MeterTimestamp"))?,
-                    )
-                }
-                Ev::End => break,
-                ev => return Err(d.unexpected(ev)),
-            }
-        }
-        Ok(MeterInfoType {
-            meter_id: f_meter_id.ok_or_else(|| missing("MeterID"))?,
-            charged_energy_reading_wh: f_charged_energy_reading_wh
-                .ok_or_else(|| missing("ChargedEnergyReadingWh"))?,
-            bpt_discharged_energy_reading_wh: f_bpt_discharged_energy_reading_wh,
-            capacitive_energy_reading_va_rh: f_capacitive_energy_reading_va_rh,
-            bpt_inductive_energy_reading_va_rh: f_bpt_inductive_energy_reading_va_rh,
-            meter_signature: f_meter_signature,
-            meter_status: f_meter_status,
-            meter_timestamp: f_meter_timestamp,
-        })
-    }
-}
-
-/// XSD complex type `ReceiptType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ReceiptType {
-    #[serde(rename = "TimeAnchor")]
-    pub time_anchor: u64,
-    #[serde(
-        rename = "EnergyCosts",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub energy_costs: Option<DetailedCostType>,
-    #[serde(
-        rename = "OccupancyCosts",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub occupancy_costs: Option<DetailedCostType>,
-    #[serde(
-        rename = "AdditionalServicesCosts",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub additional_services_costs: Option<DetailedCostType>,
-    #[serde(
-        rename = "OverstayCosts",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub overstay_costs: Option<DetailedCostType>,
-    #[serde(rename = "TaxCosts", default, skip_serializing_if = "Vec::is_empty")]
-    pub tax_costs: Vec<DetailedTaxType>,
-}
-
-static G_RECEIPTTYPE: Grammar = Grammar {
-    attrs: &[],
-    particles: &[
-        P {
-            alts: 1,
-            min: 1,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 0,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 0,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 0,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 0,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 0,
-            max: 10,
-        },
-    ],
-    mixed: false,
-    simple: false,
-};
-
-impl ExiType for ReceiptType {
-    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
-        let mut e = Enc::new(&G_RECEIPTTYPE);
-        {
-            let v = &self.time_anchor;
-            e.elem(w, 0, 0);
-            elem_value(w, false, |w| {
-                enc_int(w, i128::from(*v), 0, i128::MAX)?;
-                Ok(())
-            })?;
-        }
-        check_count(
-            usize::from(self.energy_costs.is_some()),
-            0,
-            1,
-            "EnergyCosts",
-        )?;
-        if let Some(v) = &self.energy_costs {
-            e.elem(w, 1, 0);
-            v.encode(w)?;
-        }
-        check_count(
-            usize::from(self.occupancy_costs.is_some()),
-            0,
-            1,
-            "OccupancyCosts",
-        )?;
-        if let Some(v) = &self.occupancy_costs {
-            e.elem(w, 2, 0);
-            v.encode(w)?;
-        }
-        check_count(
-            usize::from(self.additional_services_costs.is_some()),
-            0,
-            1,
-            "AdditionalServicesCosts",
-        )?;
-        if let Some(v) = &self.additional_services_costs {
-            e.elem(w, 3, 0);
-            v.encode(w)?;
-        }
-        check_count(
-            usize::from(self.overstay_costs.is_some()),
-            0,
-            1,
-            "OverstayCosts",
-        )?;
-        if let Some(v) = &self.overstay_costs {
-            e.elem(w, 4, 0);
-            v.encode(w)?;
-        }
-        check_count(self.tax_costs.len(), 0, 10, "TaxCosts")?;
-        for v in &self.tax_costs {
-            e.elem(w, 5, 0);
-            v.encode(w)?;
-        }
-        e.end(w)
-    }
-
-    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
-        let mut d = Dec::new(&G_RECEIPTTYPE);
-        let mut f_time_anchor: Option<u64> = None;
-        let mut f_energy_costs: Option<DetailedCostType> = None;
-        let mut f_occupancy_costs: Option<DetailedCostType> = None;
-        let mut f_additional_services_costs: Option<DetailedCostType> = None;
-        let mut f_overstay_costs: Option<DetailedCostType> = None;
-        let mut f_tax_costs: Vec<DetailedTaxType> = Vec::new();
-        loop {
-            match d.next(r)? {
-                Ev::Elem(0, 0) => {
-                    f_time_anchor = Some(
-                        dec_elem_value(r, false, |r| {
-                            Ok(int_into::<u64>(dec_int(r, 0, i128::MAX)?)?)
-                        })?
-                        .ok_or_else(|| missing("TimeAnchor"))?,
-                    )
-                }
-                Ev::Elem(1, 0) => f_energy_costs = Some(DetailedCostType::decode(r)?),
-                Ev::Elem(2, 0) => f_occupancy_costs = Some(DetailedCostType::decode(r)?),
-                Ev::Elem(3, 0) => f_additional_services_costs = Some(DetailedCostType::decode(r)?),
-                Ev::Elem(4, 0) => f_overstay_costs = Some(DetailedCostType::decode(r)?),
-                Ev::Elem(5, 0) => f_tax_costs.push(DetailedTaxType::decode(r)?),
-                Ev::End => break,
-                ev => return Err(d.unexpected(ev)),
-            }
-        }
-        Ok(ReceiptType {
-            time_anchor: f_time_anchor.ok_or_else(|| missing("TimeAnchor"))?,
-            energy_costs: f_energy_costs,
-            occupancy_costs: f_occupancy_costs,
-            additional_services_costs: f_additional_services_costs,
-            overstay_costs: f_overstay_costs,
-            tax_costs: f_tax_costs,
-        })
-    }
-}
-
-/// XSD complex type `DetailedCostType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct DetailedCostType {
-    #[serde(rename = "Amount")]
-    pub amount: RationalNumberType,
-    #[serde(rename = "CostPerUnit")]
-    pub cost_per_unit: RationalNumberType,
-}
-
-static G_DETAILEDCOSTTYPE: Grammar = Grammar {
-    attrs: &[],
-    particles: &[
-        P {
-            alts: 1,
-            min: 1,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 1,
-            max: 1,
-        },
-    ],
-    mixed: false,
-    simple: false,
-};
-
-impl ExiType for DetailedCostType {
-    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
-        let mut e = Enc::new(&G_DETAILEDCOSTTYPE);
-        {
-            let v = &self.amount;
-            e.elem(w, 0, 0);
-            v.encode(w)?;
-        }
-        {
-            let v = &self.cost_per_unit;
-            e.elem(w, 1, 0);
-            v.encode(w)?;
-        }
-        e.end(w)
-    }
-
-    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
-        let mut d = Dec::new(&G_DETAILEDCOSTTYPE);
-        let mut f_amount: Option<RationalNumberType> = None;
-        let mut f_cost_per_unit: Option<RationalNumberType> = None;
-        loop {
-            match d.next(r)? {
-                Ev::Elem(0, 0) => f_amount = Some(RationalNumberType::decode(r)?),
-                Ev::Elem(1, 0) => f_cost_per_unit = Some(RationalNumberType::decode(r)?),
-                Ev::End => break,
-                ev => return Err(d.unexpected(ev)),
-            }
-        }
-        Ok(DetailedCostType {
-            amount: f_amount.ok_or_else(|| missing("Amount"))?,
-            cost_per_unit: f_cost_per_unit.ok_or_else(|| missing("CostPerUnit"))?,
-        })
-    }
-}
-
-/// XSD complex type `DetailedTaxType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct DetailedTaxType {
-    #[serde(rename = "TaxRuleID")]
-    pub tax_rule_id: u32,
-    #[serde(rename = "Amount")]
-    pub amount: RationalNumberType,
-}
-
-static G_DETAILEDTAXTYPE: Grammar = Grammar {
-    attrs: &[],
-    particles: &[
-        P {
-            alts: 1,
-            min: 1,
-            max: 1,
-        },
-        P {
-            alts: 1,
-            min: 1,
-            max: 1,
-        },
-    ],
-    mixed: false,
-    simple: false,
-};
-
-impl ExiType for DetailedTaxType {
-    fn encode(&self, w: &mut BitWriter) -> Result<(), ExiError> {
-        let mut e = Enc::new(&G_DETAILEDTAXTYPE);
-        {
-            let v = &self.tax_rule_id;
-            e.elem(w, 0, 0);
-            elem_value(w, false, |w| {
-                enc_int(w, i128::from(*v), 1, 4294967295)?;
-                Ok(())
-            })?;
-        }
-        {
-            let v = &self.amount;
-            e.elem(w, 1, 0);
-            v.encode(w)?;
-        }
-        e.end(w)
-    }
-
-    fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
-        let mut d = Dec::new(&G_DETAILEDTAXTYPE);
-        let mut f_tax_rule_id: Option<u32> = None;
-        let mut f_amount: Option<RationalNumberType> = None;
-        loop {
-            match d.next(r)? {
-                Ev::Elem(0, 0) => {
-                    f_tax_rule_id = Some(
-                        dec_elem_value(r, false, |r| {
-                            Ok(int_into::<u32>(dec_int(r, 1, 4294967295)?)?)
-                        })?
-                        .ok_or_else(|| missing("TaxRuleID"))?,
-                    )
-                }
-                Ev::Elem(1, 0) => f_amount = Some(RationalNumberType::decode(r)?),
-                Ev::End => break,
-                ev => return Err(d.unexpected(ev)),
-            }
-        }
-        Ok(DetailedTaxType {
-            tax_rule_id: f_tax_rule_id.ok_or_else(|| missing("TaxRuleID"))?,
-            amount: f_amount.ok_or_else(|| missing("Amount"))?,
-        })
-    }
-}
-
 /// XSD complex type `WPT_SPCPowerControlParameterType`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct WptSPCPowerControlParameterType {
     #[serde(rename = "SPCPrimaryDeviceCoilCurrentInformation")]
-    pub spc_primary_device_coil_current_information: RationalNumberType,
+    pub spc_primary_device_coil_current_information: super::iso20::RationalNumberType,
 }
 
 static G_WPTSPCPOWERCONTROLPARAMETERTYPE: Grammar = Grammar {
@@ -4021,12 +1256,14 @@ impl ExiType for WptSPCPowerControlParameterType {
 
     fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
         let mut d = Dec::new(&G_WPTSPCPOWERCONTROLPARAMETERTYPE);
-        let mut f_spc_primary_device_coil_current_information: Option<RationalNumberType> = None;
+        let mut f_spc_primary_device_coil_current_information: Option<
+            super::iso20::RationalNumberType,
+        > = None;
         loop {
             match d.next(r)? {
                 Ev::Elem(0, 0) => {
                     f_spc_primary_device_coil_current_information =
-                        Some(RationalNumberType::decode(r)?)
+                        Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::End => break,
                 ev => return Err(d.unexpected(ev)),
@@ -4044,15 +1281,15 @@ impl ExiType for WptSPCPowerControlParameterType {
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct WptChargeParameterDiscoveryReqType {
     #[serde(rename = "Header")]
-    pub header: MessageHeaderType,
+    pub header: super::iso20::MessageHeaderType,
     #[serde(rename = "EVPCMaxReceivablePower")]
-    pub evpc_max_receivable_power: RationalNumberType,
+    pub evpc_max_receivable_power: super::iso20::RationalNumberType,
     #[serde(rename = "SDMaxGroundClearence")]
     pub sd_max_ground_clearence: u16,
     #[serde(rename = "SDMinGroundClearence")]
     pub sd_min_ground_clearence: u16,
     #[serde(rename = "EVPCNaturalFrequency")]
-    pub evpc_natural_frequency: RationalNumberType,
+    pub evpc_natural_frequency: super::iso20::RationalNumberType,
     #[serde(rename = "EVPCDeviceLocalControl")]
     pub evpc_device_local_control: bool,
     #[serde(
@@ -4163,18 +1400,18 @@ impl ExiType for WptChargeParameterDiscoveryReqType {
 
     fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
         let mut d = Dec::new(&G_WPTCHARGEPARAMETERDISCOVERYREQTYPE);
-        let mut f_header: Option<MessageHeaderType> = None;
-        let mut f_evpc_max_receivable_power: Option<RationalNumberType> = None;
+        let mut f_header: Option<super::iso20::MessageHeaderType> = None;
+        let mut f_evpc_max_receivable_power: Option<super::iso20::RationalNumberType> = None;
         let mut f_sd_max_ground_clearence: Option<u16> = None;
         let mut f_sd_min_ground_clearence: Option<u16> = None;
-        let mut f_evpc_natural_frequency: Option<RationalNumberType> = None;
+        let mut f_evpc_natural_frequency: Option<super::iso20::RationalNumberType> = None;
         let mut f_evpc_device_local_control: Option<bool> = None;
         let mut f_vendor_specific_data_container: Vec<Base64Binary> = Vec::new();
         loop {
             match d.next(r)? {
-                Ev::Elem(0, 0) => f_header = Some(MessageHeaderType::decode(r)?),
+                Ev::Elem(0, 0) => f_header = Some(super::iso20::MessageHeaderType::decode(r)?),
                 Ev::Elem(1, 0) => {
-                    f_evpc_max_receivable_power = Some(RationalNumberType::decode(r)?)
+                    f_evpc_max_receivable_power = Some(super::iso20::RationalNumberType::decode(r)?)
                 }
                 Ev::Elem(2, 0) => {
                     f_sd_max_ground_clearence = Some(
@@ -4188,7 +1425,9 @@ impl ExiType for WptChargeParameterDiscoveryReqType {
                             .ok_or_else(|| missing("SDMinGroundClearence"))?,
                     )
                 }
-                Ev::Elem(4, 0) => f_evpc_natural_frequency = Some(RationalNumberType::decode(r)?),
+                Ev::Elem(4, 0) => {
+                    f_evpc_natural_frequency = Some(super::iso20::RationalNumberType::decode(r)?)
+                }
                 Ev::Elem(5, 0) => {
                     f_evpc_device_local_control = Some(
                         dec_elem_value(r, false, |r| Ok(dec_bool(r)?))?
@@ -4224,23 +1463,23 @@ impl ExiType for WptChargeParameterDiscoveryReqType {
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct WptChargeParameterDiscoveryResType {
     #[serde(rename = "Header")]
-    pub header: MessageHeaderType,
+    pub header: super::iso20::MessageHeaderType,
     #[serde(rename = "ResponseCode")]
-    pub response_code: ResponseCodeType,
+    pub response_code: super::iso20::ResponseCodeType,
     #[serde(rename = "PDInputPowerClass")]
     pub pd_input_power_class: WptPowerClassType,
     #[serde(rename = "SDMinOutputPower")]
-    pub sd_min_output_power: RationalNumberType,
+    pub sd_min_output_power: super::iso20::RationalNumberType,
     #[serde(rename = "SDMaxOutputPower")]
-    pub sd_max_output_power: RationalNumberType,
+    pub sd_max_output_power: super::iso20::RationalNumberType,
     #[serde(rename = "SDMaxGroundClearanceSupport")]
     pub sd_max_ground_clearance_support: u16,
     #[serde(rename = "SDMinGroundClearanceSupport")]
     pub sd_min_ground_clearance_support: u16,
     #[serde(rename = "PDMinCoilCurrent")]
-    pub pd_min_coil_current: RationalNumberType,
+    pub pd_min_coil_current: super::iso20::RationalNumberType,
     #[serde(rename = "PDMaxCoilCurrent")]
-    pub pd_max_coil_current: RationalNumberType,
+    pub pd_max_coil_current: super::iso20::RationalNumberType,
     #[serde(
         rename = "SDManufacturerSpecificDataContainer",
         default,
@@ -4319,7 +1558,7 @@ impl ExiType for WptChargeParameterDiscoveryResType {
             let v = &self.response_code;
             e.elem(w, 1, 0);
             elem_value(w, false, |w| {
-                enc_enum(w, v.index(), ResponseCodeType::COUNT);
+                enc_enum(w, v.index(), super::iso20::ResponseCodeType::COUNT);
                 Ok(())
             })?;
         }
@@ -4382,25 +1621,25 @@ impl ExiType for WptChargeParameterDiscoveryResType {
 
     fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
         let mut d = Dec::new(&G_WPTCHARGEPARAMETERDISCOVERYRESTYPE);
-        let mut f_header: Option<MessageHeaderType> = None;
-        let mut f_response_code: Option<ResponseCodeType> = None;
+        let mut f_header: Option<super::iso20::MessageHeaderType> = None;
+        let mut f_response_code: Option<super::iso20::ResponseCodeType> = None;
         let mut f_pd_input_power_class: Option<WptPowerClassType> = None;
-        let mut f_sd_min_output_power: Option<RationalNumberType> = None;
-        let mut f_sd_max_output_power: Option<RationalNumberType> = None;
+        let mut f_sd_min_output_power: Option<super::iso20::RationalNumberType> = None;
+        let mut f_sd_max_output_power: Option<super::iso20::RationalNumberType> = None;
         let mut f_sd_max_ground_clearance_support: Option<u16> = None;
         let mut f_sd_min_ground_clearance_support: Option<u16> = None;
-        let mut f_pd_min_coil_current: Option<RationalNumberType> = None;
-        let mut f_pd_max_coil_current: Option<RationalNumberType> = None;
+        let mut f_pd_min_coil_current: Option<super::iso20::RationalNumberType> = None;
+        let mut f_pd_max_coil_current: Option<super::iso20::RationalNumberType> = None;
         let mut f_sd_manufacturer_specific_data_container: Vec<Base64Binary> = Vec::new();
         loop {
             match d.next(r)? {
-                Ev::Elem(0, 0) => f_header = Some(MessageHeaderType::decode(r)?),
+                Ev::Elem(0, 0) => f_header = Some(super::iso20::MessageHeaderType::decode(r)?),
                 Ev::Elem(1, 0) => {
                     f_response_code = Some(
                         dec_elem_value(r, false, |r| {
-                            Ok(enum_from::<ResponseCodeType>(dec_enum(
+                            Ok(enum_from::<super::iso20::ResponseCodeType>(dec_enum(
                                 r,
-                                ResponseCodeType::COUNT,
+                                super::iso20::ResponseCodeType::COUNT,
                             )?)?)
                         })?
                         .ok_or_else(|| missing("ResponseCode"))?,
@@ -4417,8 +1656,12 @@ impl ExiType for WptChargeParameterDiscoveryResType {
                         .ok_or_else(|| missing("PDInputPowerClass"))?,
                     )
                 }
-                Ev::Elem(3, 0) => f_sd_min_output_power = Some(RationalNumberType::decode(r)?),
-                Ev::Elem(4, 0) => f_sd_max_output_power = Some(RationalNumberType::decode(r)?),
+                Ev::Elem(3, 0) => {
+                    f_sd_min_output_power = Some(super::iso20::RationalNumberType::decode(r)?)
+                }
+                Ev::Elem(4, 0) => {
+                    f_sd_max_output_power = Some(super::iso20::RationalNumberType::decode(r)?)
+                }
                 Ev::Elem(5, 0) => {
                     f_sd_max_ground_clearance_support = Some(
                         dec_elem_value(r, false, |r| Ok(int_into::<u16>(dec_int(r, 0, 65535)?)?))?
@@ -4431,8 +1674,12 @@ impl ExiType for WptChargeParameterDiscoveryResType {
                             .ok_or_else(|| missing("SDMinGroundClearanceSupport"))?,
                     )
                 }
-                Ev::Elem(7, 0) => f_pd_min_coil_current = Some(RationalNumberType::decode(r)?),
-                Ev::Elem(8, 0) => f_pd_max_coil_current = Some(RationalNumberType::decode(r)?),
+                Ev::Elem(7, 0) => {
+                    f_pd_min_coil_current = Some(super::iso20::RationalNumberType::decode(r)?)
+                }
+                Ev::Elem(8, 0) => {
+                    f_pd_max_coil_current = Some(super::iso20::RationalNumberType::decode(r)?)
+                }
                 Ev::Elem(9, 0) => f_sd_manufacturer_specific_data_container.push(
                     dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, Some(256))?)))?
                         .unwrap_or_default(),
@@ -4467,9 +1714,9 @@ impl ExiType for WptChargeParameterDiscoveryResType {
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct WptFinePositioningReqType {
     #[serde(rename = "Header")]
-    pub header: MessageHeaderType,
+    pub header: super::iso20::MessageHeaderType,
     #[serde(rename = "EVProcessing")]
-    pub ev_processing: ProcessingType,
+    pub ev_processing: super::iso20::ProcessingType,
     #[serde(rename = "EVResultCode")]
     pub ev_result_code: WptEVResultType,
     #[serde(
@@ -4531,7 +1778,7 @@ impl ExiType for WptFinePositioningReqType {
             let v = &self.ev_processing;
             e.elem(w, 1, 0);
             elem_value(w, false, |w| {
-                enc_enum(w, v.index(), ProcessingType::COUNT);
+                enc_enum(w, v.index(), super::iso20::ProcessingType::COUNT);
                 Ok(())
             })?;
         }
@@ -4568,20 +1815,20 @@ impl ExiType for WptFinePositioningReqType {
 
     fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
         let mut d = Dec::new(&G_WPTFINEPOSITIONINGREQTYPE);
-        let mut f_header: Option<MessageHeaderType> = None;
-        let mut f_ev_processing: Option<ProcessingType> = None;
+        let mut f_header: Option<super::iso20::MessageHeaderType> = None;
+        let mut f_ev_processing: Option<super::iso20::ProcessingType> = None;
         let mut f_ev_result_code: Option<WptEVResultType> = None;
         let mut f_vendor_specific_data_container: Vec<Base64Binary> = Vec::new();
         let mut f_wpt_lf_data_package_list: Option<WptLfDataPackageListType> = None;
         loop {
             match d.next(r)? {
-                Ev::Elem(0, 0) => f_header = Some(MessageHeaderType::decode(r)?),
+                Ev::Elem(0, 0) => f_header = Some(super::iso20::MessageHeaderType::decode(r)?),
                 Ev::Elem(1, 0) => {
                     f_ev_processing = Some(
                         dec_elem_value(r, false, |r| {
-                            Ok(enum_from::<ProcessingType>(dec_enum(
+                            Ok(enum_from::<super::iso20::ProcessingType>(dec_enum(
                                 r,
-                                ProcessingType::COUNT,
+                                super::iso20::ProcessingType::COUNT,
                             )?)?)
                         })?
                         .ok_or_else(|| missing("EVProcessing"))?,
@@ -4826,7 +2073,7 @@ pub struct WptLfTxDataType {
     #[serde(rename = "TxIdentifier")]
     pub tx_identifier: u32,
     #[serde(rename = "EIRP")]
-    pub eirp: RationalNumberType,
+    pub eirp: super::iso20::RationalNumberType,
 }
 
 static G_WPTLFTXDATATYPE: Grammar = Grammar {
@@ -4869,7 +2116,7 @@ impl ExiType for WptLfTxDataType {
     fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
         let mut d = Dec::new(&G_WPTLFTXDATATYPE);
         let mut f_tx_identifier: Option<u32> = None;
-        let mut f_eirp: Option<RationalNumberType> = None;
+        let mut f_eirp: Option<super::iso20::RationalNumberType> = None;
         loop {
             match d.next(r)? {
                 Ev::Elem(0, 0) => {
@@ -4880,7 +2127,7 @@ impl ExiType for WptLfTxDataType {
                         .ok_or_else(|| missing("TxIdentifier"))?,
                     )
                 }
-                Ev::Elem(1, 0) => f_eirp = Some(RationalNumberType::decode(r)?),
+                Ev::Elem(1, 0) => f_eirp = Some(super::iso20::RationalNumberType::decode(r)?),
                 Ev::End => break,
                 ev => return Err(d.unexpected(ev)),
             }
@@ -5061,7 +2308,7 @@ pub struct WptLfRxRSSIType {
     #[serde(rename = "TxIdentifier")]
     pub tx_identifier: u32,
     #[serde(rename = "RSSI")]
-    pub rssi: RationalNumberType,
+    pub rssi: super::iso20::RationalNumberType,
 }
 
 static G_WPTLFRXRSSITYPE: Grammar = Grammar {
@@ -5104,7 +2351,7 @@ impl ExiType for WptLfRxRSSIType {
     fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
         let mut d = Dec::new(&G_WPTLFRXRSSITYPE);
         let mut f_tx_identifier: Option<u32> = None;
-        let mut f_rssi: Option<RationalNumberType> = None;
+        let mut f_rssi: Option<super::iso20::RationalNumberType> = None;
         loop {
             match d.next(r)? {
                 Ev::Elem(0, 0) => {
@@ -5115,7 +2362,7 @@ impl ExiType for WptLfRxRSSIType {
                         .ok_or_else(|| missing("TxIdentifier"))?,
                     )
                 }
-                Ev::Elem(1, 0) => f_rssi = Some(RationalNumberType::decode(r)?),
+                Ev::Elem(1, 0) => f_rssi = Some(super::iso20::RationalNumberType::decode(r)?),
                 Ev::End => break,
                 ev => return Err(d.unexpected(ev)),
             }
@@ -5131,11 +2378,11 @@ impl ExiType for WptLfRxRSSIType {
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct WptFinePositioningResType {
     #[serde(rename = "Header")]
-    pub header: MessageHeaderType,
+    pub header: super::iso20::MessageHeaderType,
     #[serde(rename = "ResponseCode")]
-    pub response_code: ResponseCodeType,
+    pub response_code: super::iso20::ResponseCodeType,
     #[serde(rename = "EVSEProcessing")]
-    pub evse_processing: ProcessingType,
+    pub evse_processing: super::iso20::ProcessingType,
     #[serde(
         rename = "VendorSpecificDataContainer",
         default,
@@ -5195,7 +2442,7 @@ impl ExiType for WptFinePositioningResType {
             let v = &self.response_code;
             e.elem(w, 1, 0);
             elem_value(w, false, |w| {
-                enc_enum(w, v.index(), ResponseCodeType::COUNT);
+                enc_enum(w, v.index(), super::iso20::ResponseCodeType::COUNT);
                 Ok(())
             })?;
         }
@@ -5203,7 +2450,7 @@ impl ExiType for WptFinePositioningResType {
             let v = &self.evse_processing;
             e.elem(w, 2, 0);
             elem_value(w, false, |w| {
-                enc_enum(w, v.index(), ProcessingType::COUNT);
+                enc_enum(w, v.index(), super::iso20::ProcessingType::COUNT);
                 Ok(())
             })?;
         }
@@ -5232,20 +2479,20 @@ impl ExiType for WptFinePositioningResType {
 
     fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
         let mut d = Dec::new(&G_WPTFINEPOSITIONINGRESTYPE);
-        let mut f_header: Option<MessageHeaderType> = None;
-        let mut f_response_code: Option<ResponseCodeType> = None;
-        let mut f_evse_processing: Option<ProcessingType> = None;
+        let mut f_header: Option<super::iso20::MessageHeaderType> = None;
+        let mut f_response_code: Option<super::iso20::ResponseCodeType> = None;
+        let mut f_evse_processing: Option<super::iso20::ProcessingType> = None;
         let mut f_vendor_specific_data_container: Vec<Base64Binary> = Vec::new();
         let mut f_wpt_lf_data_package_list: Option<WptLfDataPackageListType> = None;
         loop {
             match d.next(r)? {
-                Ev::Elem(0, 0) => f_header = Some(MessageHeaderType::decode(r)?),
+                Ev::Elem(0, 0) => f_header = Some(super::iso20::MessageHeaderType::decode(r)?),
                 Ev::Elem(1, 0) => {
                     f_response_code = Some(
                         dec_elem_value(r, false, |r| {
-                            Ok(enum_from::<ResponseCodeType>(dec_enum(
+                            Ok(enum_from::<super::iso20::ResponseCodeType>(dec_enum(
                                 r,
-                                ResponseCodeType::COUNT,
+                                super::iso20::ResponseCodeType::COUNT,
                             )?)?)
                         })?
                         .ok_or_else(|| missing("ResponseCode"))?,
@@ -5254,9 +2501,9 @@ impl ExiType for WptFinePositioningResType {
                 Ev::Elem(2, 0) => {
                     f_evse_processing = Some(
                         dec_elem_value(r, false, |r| {
-                            Ok(enum_from::<ProcessingType>(dec_enum(
+                            Ok(enum_from::<super::iso20::ProcessingType>(dec_enum(
                                 r,
-                                ProcessingType::COUNT,
+                                super::iso20::ProcessingType::COUNT,
                             )?)?)
                         })?
                         .ok_or_else(|| missing("EVSEProcessing"))?,
@@ -5287,9 +2534,9 @@ impl ExiType for WptFinePositioningResType {
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct WptFinePositioningSetupReqType {
     #[serde(rename = "Header")]
-    pub header: MessageHeaderType,
+    pub header: super::iso20::MessageHeaderType,
     #[serde(rename = "EVProcessing")]
-    pub ev_processing: ProcessingType,
+    pub ev_processing: super::iso20::ProcessingType,
     #[serde(rename = "EVDeviceFinePositioningMethodList")]
     pub ev_device_fine_positioning_method_list: WptFinePositioningMethodListType,
     #[serde(rename = "EVDevicePairingMethodList")]
@@ -5372,7 +2619,7 @@ impl ExiType for WptFinePositioningSetupReqType {
             let v = &self.ev_processing;
             e.elem(w, 1, 0);
             elem_value(w, false, |w| {
-                enc_enum(w, v.index(), ProcessingType::COUNT);
+                enc_enum(w, v.index(), super::iso20::ProcessingType::COUNT);
                 Ok(())
             })?;
         }
@@ -5424,8 +2671,8 @@ impl ExiType for WptFinePositioningSetupReqType {
 
     fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
         let mut d = Dec::new(&G_WPTFINEPOSITIONINGSETUPREQTYPE);
-        let mut f_header: Option<MessageHeaderType> = None;
-        let mut f_ev_processing: Option<ProcessingType> = None;
+        let mut f_header: Option<super::iso20::MessageHeaderType> = None;
+        let mut f_ev_processing: Option<super::iso20::ProcessingType> = None;
         let mut f_ev_device_fine_positioning_method_list: Option<WptFinePositioningMethodListType> =
             None;
         let mut f_ev_device_pairing_method_list: Option<WptPairingMethodListType> = None;
@@ -5436,13 +2683,13 @@ impl ExiType for WptFinePositioningSetupReqType {
         let mut f_lf_system_setup_data: Option<WptLfSystemSetupDataType> = None;
         loop {
             match d.next(r)? {
-                Ev::Elem(0, 0) => f_header = Some(MessageHeaderType::decode(r)?),
+                Ev::Elem(0, 0) => f_header = Some(super::iso20::MessageHeaderType::decode(r)?),
                 Ev::Elem(1, 0) => {
                     f_ev_processing = Some(
                         dec_elem_value(r, false, |r| {
-                            Ok(enum_from::<ProcessingType>(dec_enum(
+                            Ok(enum_from::<super::iso20::ProcessingType>(dec_enum(
                                 r,
-                                ProcessingType::COUNT,
+                                super::iso20::ProcessingType::COUNT,
                             )?)?)
                         })?
                         .ok_or_else(|| missing("EVProcessing"))?,
@@ -5493,7 +2740,7 @@ impl ExiType for WptFinePositioningSetupReqType {
 }
 
 /// XSD complex type `WPT_FinePositioningMethodListType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct WptFinePositioningMethodListType {
     #[serde(
         rename = "WPT_FinePositioningMethod",
@@ -5558,7 +2805,7 @@ impl ExiType for WptFinePositioningMethodListType {
 }
 
 /// XSD complex type `WPT_PairingMethodListType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct WptPairingMethodListType {
     #[serde(
         rename = "WPT_PairingMethod",
@@ -5618,7 +2865,7 @@ impl ExiType for WptPairingMethodListType {
 }
 
 /// XSD complex type `WPT_AlignmentCheckMethodListType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct WptAlignmentCheckMethodListType {
     #[serde(
         rename = "WPT_AlignmentCheckMethod",
@@ -5683,7 +2930,7 @@ impl ExiType for WptAlignmentCheckMethodListType {
 }
 
 /// XSD complex type `WPT_LF_SystemSetupDataType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct WptLfSystemSetupDataType {
     #[serde(
         rename = "LF_TransmitterSetupData",
@@ -5760,7 +3007,7 @@ pub struct WptLfTransmitterDataType {
     #[serde(rename = "NumberOfTransmitters")]
     pub number_of_transmitters: u8,
     #[serde(rename = "SignalFrequency")]
-    pub signal_frequency: RationalNumberType,
+    pub signal_frequency: super::iso20::RationalNumberType,
     #[serde(rename = "TxSpecData", default, skip_serializing_if = "Vec::is_empty")]
     pub tx_spec_data: Vec<WptTxRxSpecDataType>,
     #[serde(
@@ -5836,7 +3083,7 @@ impl ExiType for WptLfTransmitterDataType {
     fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
         let mut d = Dec::new(&G_WPTLFTRANSMITTERDATATYPE);
         let mut f_number_of_transmitters: Option<u8> = None;
-        let mut f_signal_frequency: Option<RationalNumberType> = None;
+        let mut f_signal_frequency: Option<super::iso20::RationalNumberType> = None;
         let mut f_tx_spec_data: Vec<WptTxRxSpecDataType> = Vec::new();
         let mut f_tx_package_spec_data: Option<WptTxRxPackageSpecDataType> = None;
         loop {
@@ -5847,7 +3094,9 @@ impl ExiType for WptLfTransmitterDataType {
                             .ok_or_else(|| missing("NumberOfTransmitters"))?,
                     )
                 }
-                Ev::Elem(1, 0) => f_signal_frequency = Some(RationalNumberType::decode(r)?),
+                Ev::Elem(1, 0) => {
+                    f_signal_frequency = Some(super::iso20::RationalNumberType::decode(r)?)
+                }
                 Ev::Elem(2, 0) => f_tx_spec_data.push(WptTxRxSpecDataType::decode(r)?),
                 Ev::Elem(3, 0) => {
                     f_tx_package_spec_data = Some(WptTxRxPackageSpecDataType::decode(r)?)
@@ -6342,9 +3591,9 @@ impl ExiType for WptLfReceiverDataType {
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct WptFinePositioningSetupResType {
     #[serde(rename = "Header")]
-    pub header: MessageHeaderType,
+    pub header: super::iso20::MessageHeaderType,
     #[serde(rename = "ResponseCode")]
-    pub response_code: ResponseCodeType,
+    pub response_code: super::iso20::ResponseCodeType,
     #[serde(rename = "PrimaryDeviceFinePositioningMethodList")]
     pub primary_device_fine_positioning_method_list: WptFinePositioningMethodListType,
     #[serde(rename = "PrimaryDevicePairingMethodList")]
@@ -6427,7 +3676,7 @@ impl ExiType for WptFinePositioningSetupResType {
             let v = &self.response_code;
             e.elem(w, 1, 0);
             elem_value(w, false, |w| {
-                enc_enum(w, v.index(), ResponseCodeType::COUNT);
+                enc_enum(w, v.index(), super::iso20::ResponseCodeType::COUNT);
                 Ok(())
             })?;
         }
@@ -6479,8 +3728,8 @@ impl ExiType for WptFinePositioningSetupResType {
 
     fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
         let mut d = Dec::new(&G_WPTFINEPOSITIONINGSETUPRESTYPE);
-        let mut f_header: Option<MessageHeaderType> = None;
-        let mut f_response_code: Option<ResponseCodeType> = None;
+        let mut f_header: Option<super::iso20::MessageHeaderType> = None;
+        let mut f_response_code: Option<super::iso20::ResponseCodeType> = None;
         let mut f_primary_device_fine_positioning_method_list: Option<
             WptFinePositioningMethodListType,
         > = None;
@@ -6493,13 +3742,13 @@ impl ExiType for WptFinePositioningSetupResType {
         let mut f_lf_system_setup_data: Option<WptLfSystemSetupDataType> = None;
         loop {
             match d.next(r)? {
-                Ev::Elem(0, 0) => f_header = Some(MessageHeaderType::decode(r)?),
+                Ev::Elem(0, 0) => f_header = Some(super::iso20::MessageHeaderType::decode(r)?),
                 Ev::Elem(1, 0) => {
                     f_response_code = Some(
                         dec_elem_value(r, false, |r| {
-                            Ok(enum_from::<ResponseCodeType>(dec_enum(
+                            Ok(enum_from::<super::iso20::ResponseCodeType>(dec_enum(
                                 r,
-                                ResponseCodeType::COUNT,
+                                super::iso20::ResponseCodeType::COUNT,
                             )?)?)
                         })?
                         .ok_or_else(|| missing("ResponseCode"))?,
@@ -6556,9 +3805,9 @@ impl ExiType for WptFinePositioningSetupResType {
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct WptPairingReqType {
     #[serde(rename = "Header")]
-    pub header: MessageHeaderType,
+    pub header: super::iso20::MessageHeaderType,
     #[serde(rename = "EVProcessing")]
-    pub ev_processing: ProcessingType,
+    pub ev_processing: super::iso20::ProcessingType,
     #[serde(
         rename = "ObservedIDCode",
         default,
@@ -6620,7 +3869,7 @@ impl ExiType for WptPairingReqType {
             let v = &self.ev_processing;
             e.elem(w, 1, 0);
             elem_value(w, false, |w| {
-                enc_enum(w, v.index(), ProcessingType::COUNT);
+                enc_enum(w, v.index(), super::iso20::ProcessingType::COUNT);
                 Ok(())
             })?;
         }
@@ -6660,20 +3909,20 @@ impl ExiType for WptPairingReqType {
 
     fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
         let mut d = Dec::new(&G_WPTPAIRINGREQTYPE);
-        let mut f_header: Option<MessageHeaderType> = None;
-        let mut f_ev_processing: Option<ProcessingType> = None;
+        let mut f_header: Option<super::iso20::MessageHeaderType> = None;
+        let mut f_ev_processing: Option<super::iso20::ProcessingType> = None;
         let mut f_observed_id_code: Option<u32> = None;
         let mut f_ev_result_code: Option<WptEVResultType> = None;
         let mut f_vendor_specific_data_container: Vec<Base64Binary> = Vec::new();
         loop {
             match d.next(r)? {
-                Ev::Elem(0, 0) => f_header = Some(MessageHeaderType::decode(r)?),
+                Ev::Elem(0, 0) => f_header = Some(super::iso20::MessageHeaderType::decode(r)?),
                 Ev::Elem(1, 0) => {
                     f_ev_processing = Some(
                         dec_elem_value(r, false, |r| {
-                            Ok(enum_from::<ProcessingType>(dec_enum(
+                            Ok(enum_from::<super::iso20::ProcessingType>(dec_enum(
                                 r,
-                                ProcessingType::COUNT,
+                                super::iso20::ProcessingType::COUNT,
                             )?)?)
                         })?
                         .ok_or_else(|| missing("EVProcessing"))?,
@@ -6720,11 +3969,11 @@ impl ExiType for WptPairingReqType {
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct WptPairingResType {
     #[serde(rename = "Header")]
-    pub header: MessageHeaderType,
+    pub header: super::iso20::MessageHeaderType,
     #[serde(rename = "ResponseCode")]
-    pub response_code: ResponseCodeType,
+    pub response_code: super::iso20::ResponseCodeType,
     #[serde(rename = "EVSEProcessing")]
-    pub evse_processing: ProcessingType,
+    pub evse_processing: super::iso20::ProcessingType,
     #[serde(
         rename = "ObservedIDCode",
         default,
@@ -6795,7 +4044,7 @@ impl ExiType for WptPairingResType {
             let v = &self.response_code;
             e.elem(w, 1, 0);
             elem_value(w, false, |w| {
-                enc_enum(w, v.index(), ResponseCodeType::COUNT);
+                enc_enum(w, v.index(), super::iso20::ResponseCodeType::COUNT);
                 Ok(())
             })?;
         }
@@ -6803,7 +4052,7 @@ impl ExiType for WptPairingResType {
             let v = &self.evse_processing;
             e.elem(w, 2, 0);
             elem_value(w, false, |w| {
-                enc_enum(w, v.index(), ProcessingType::COUNT);
+                enc_enum(w, v.index(), super::iso20::ProcessingType::COUNT);
                 Ok(())
             })?;
         }
@@ -6845,21 +4094,21 @@ impl ExiType for WptPairingResType {
 
     fn decode(r: &mut BitReader<'_>) -> Result<Self, ExiError> {
         let mut d = Dec::new(&G_WPTPAIRINGRESTYPE);
-        let mut f_header: Option<MessageHeaderType> = None;
-        let mut f_response_code: Option<ResponseCodeType> = None;
-        let mut f_evse_processing: Option<ProcessingType> = None;
+        let mut f_header: Option<super::iso20::MessageHeaderType> = None;
+        let mut f_response_code: Option<super::iso20::ResponseCodeType> = None;
+        let mut f_evse_processing: Option<super::iso20::ProcessingType> = None;
         let mut f_observed_id_code: Option<u32> = None;
         let mut f_alternative_secc_list: Option<AlternativeSECCListType> = None;
         let mut f_vendor_specific_data_container: Vec<Base64Binary> = Vec::new();
         loop {
             match d.next(r)? {
-                Ev::Elem(0, 0) => f_header = Some(MessageHeaderType::decode(r)?),
+                Ev::Elem(0, 0) => f_header = Some(super::iso20::MessageHeaderType::decode(r)?),
                 Ev::Elem(1, 0) => {
                     f_response_code = Some(
                         dec_elem_value(r, false, |r| {
-                            Ok(enum_from::<ResponseCodeType>(dec_enum(
+                            Ok(enum_from::<super::iso20::ResponseCodeType>(dec_enum(
                                 r,
-                                ResponseCodeType::COUNT,
+                                super::iso20::ResponseCodeType::COUNT,
                             )?)?)
                         })?
                         .ok_or_else(|| missing("ResponseCode"))?,
@@ -6868,9 +4117,9 @@ impl ExiType for WptPairingResType {
                 Ev::Elem(2, 0) => {
                     f_evse_processing = Some(
                         dec_elem_value(r, false, |r| {
-                            Ok(enum_from::<ProcessingType>(dec_enum(
+                            Ok(enum_from::<super::iso20::ProcessingType>(dec_enum(
                                 r,
-                                ProcessingType::COUNT,
+                                super::iso20::ProcessingType::COUNT,
                             )?)?)
                         })?
                         .ok_or_else(|| missing("EVSEProcessing"))?,
@@ -6907,7 +4156,7 @@ impl ExiType for WptPairingResType {
 }
 
 /// XSD complex type `AlternativeSECCListType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct AlternativeSECCListType {
     #[serde(
         rename = "AlternativeSECC",
@@ -6956,7 +4205,7 @@ impl ExiType for AlternativeSECCListType {
 }
 
 /// XSD complex type `AlternativeSECCType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct AlternativeSECCType {
     #[serde(rename = "SSID", default, skip_serializing_if = "Option::is_none")]
     pub ssid: Option<String>,
@@ -7075,70 +4324,70 @@ impl ExiType for AlternativeSECCType {
 pub enum Message {
     /// `CLReqControlMode`
     #[serde(rename = "CLReqControlMode")]
-    CLReqControlMode(Box<CLReqControlModeType>),
+    CLReqControlMode(Box<super::iso20::CLReqControlModeType>),
     /// `CLResControlMode`
     #[serde(rename = "CLResControlMode")]
-    CLResControlMode(Box<CLResControlModeType>),
+    CLResControlMode(Box<super::iso20::CLResControlModeType>),
     /// `CanonicalizationMethod`
     #[serde(rename = "CanonicalizationMethod")]
-    CanonicalizationMethod(Box<CanonicalizationMethodType>),
+    CanonicalizationMethod(Box<super::xmldsig::CanonicalizationMethodType>),
     /// `DigestMethod`
     #[serde(rename = "DigestMethod")]
-    DigestMethod(Box<DigestMethodType>),
+    DigestMethod(Box<super::xmldsig::DigestMethodType>),
     /// `DigestValue`
     #[serde(rename = "DigestValue")]
     DigestValue(Base64Binary),
     /// `KeyInfo`
     #[serde(rename = "KeyInfo")]
-    KeyInfo(Box<KeyInfoType>),
+    KeyInfo(Box<super::xmldsig::KeyInfoType>),
     /// `KeyName`
     #[serde(rename = "KeyName")]
     KeyName(String),
     /// `KeyValue`
     #[serde(rename = "KeyValue")]
-    KeyValue(Box<KeyValueType>),
+    KeyValue(Box<super::xmldsig::KeyValueType>),
     /// `Manifest`
     #[serde(rename = "Manifest")]
-    Manifest(Box<ManifestType>),
+    Manifest(Box<super::xmldsig::ManifestType>),
     /// `MgmtData`
     #[serde(rename = "MgmtData")]
     MgmtData(String),
     /// `Object`
     #[serde(rename = "Object")]
-    Object(Box<ObjectType>),
+    Object(Box<super::xmldsig::ObjectType>),
     /// `RSAKeyValue`
     #[serde(rename = "RSAKeyValue")]
-    RSAKeyValue(Box<RSAKeyValueType>),
+    RSAKeyValue(Box<super::xmldsig::RSAKeyValueType>),
     /// `Reference`
     #[serde(rename = "Reference")]
-    Reference(Box<ReferenceType>),
+    Reference(Box<super::xmldsig::ReferenceType>),
     /// `RetrievalMethod`
     #[serde(rename = "RetrievalMethod")]
-    RetrievalMethod(Box<RetrievalMethodType>),
+    RetrievalMethod(Box<super::xmldsig::RetrievalMethodType>),
     /// `Signature`
     #[serde(rename = "Signature")]
-    Signature(Box<SignatureType>),
+    Signature(Box<super::xmldsig::SignatureType>),
     /// `SignatureMethod`
     #[serde(rename = "SignatureMethod")]
-    SignatureMethod(Box<SignatureMethodType>),
+    SignatureMethod(Box<super::xmldsig::SignatureMethodType>),
     /// `SignatureProperties`
     #[serde(rename = "SignatureProperties")]
-    SignatureProperties(Box<SignaturePropertiesType>),
+    SignatureProperties(Box<super::xmldsig::SignaturePropertiesType>),
     /// `SignatureProperty`
     #[serde(rename = "SignatureProperty")]
-    SignatureProperty(Box<SignaturePropertyType>),
+    SignatureProperty(Box<super::xmldsig::SignaturePropertyType>),
     /// `SignatureValue`
     #[serde(rename = "SignatureValue")]
-    SignatureValue(Box<SignatureValueType>),
+    SignatureValue(Box<super::xmldsig::SignatureValueType>),
     /// `SignedInfo`
     #[serde(rename = "SignedInfo")]
-    SignedInfo(Box<SignedInfoType>),
+    SignedInfo(Box<super::xmldsig::SignedInfoType>),
     /// `Transform`
     #[serde(rename = "Transform")]
-    Transform(Box<TransformType>),
+    Transform(Box<super::xmldsig::TransformType>),
     /// `Transforms`
     #[serde(rename = "Transforms")]
-    Transforms(Box<TransformsType>),
+    Transforms(Box<super::xmldsig::TransformsType>),
     /// `WPT_AlignmentCheckReq`
     #[serde(rename = "WPT_AlignmentCheckReq")]
     WptAlignmentCheckReq(Box<WptAlignmentCheckReqType>),
@@ -7177,7 +4426,7 @@ pub enum Message {
     WptPairingRes(Box<WptPairingResType>),
     /// `X509Data`
     #[serde(rename = "X509Data")]
-    X509Data(Box<X509DataType>),
+    X509Data(Box<super::xmldsig::X509DataType>),
 }
 
 impl Message {
@@ -7383,35 +4632,49 @@ impl Message {
         }
         let code = r.event(39)?;
         let m = match code {
-            0 => Message::CLReqControlMode(Box::new(CLReqControlModeType::decode(r)?)),
-            1 => Message::CLResControlMode(Box::new(CLResControlModeType::decode(r)?)),
-            2 => Message::CanonicalizationMethod(Box::new(CanonicalizationMethodType::decode(r)?)),
-            4 => Message::DigestMethod(Box::new(DigestMethodType::decode(r)?)),
+            0 => {
+                Message::CLReqControlMode(Box::new(super::iso20::CLReqControlModeType::decode(r)?))
+            }
+            1 => {
+                Message::CLResControlMode(Box::new(super::iso20::CLResControlModeType::decode(r)?))
+            }
+            2 => Message::CanonicalizationMethod(Box::new(
+                super::xmldsig::CanonicalizationMethodType::decode(r)?,
+            )),
+            4 => Message::DigestMethod(Box::new(super::xmldsig::DigestMethodType::decode(r)?)),
             5 => Message::DigestValue(
                 dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
                     .unwrap_or_default(),
             ),
-            6 => Message::KeyInfo(Box::new(KeyInfoType::decode(r)?)),
+            6 => Message::KeyInfo(Box::new(super::xmldsig::KeyInfoType::decode(r)?)),
             7 => Message::KeyName(
                 dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?.unwrap_or_default(),
             ),
-            8 => Message::KeyValue(Box::new(KeyValueType::decode(r)?)),
-            9 => Message::Manifest(Box::new(ManifestType::decode(r)?)),
+            8 => Message::KeyValue(Box::new(super::xmldsig::KeyValueType::decode(r)?)),
+            9 => Message::Manifest(Box::new(super::xmldsig::ManifestType::decode(r)?)),
             10 => Message::MgmtData(
                 dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?.unwrap_or_default(),
             ),
-            11 => Message::Object(Box::new(ObjectType::decode(r)?)),
-            13 => Message::RSAKeyValue(Box::new(RSAKeyValueType::decode(r)?)),
-            14 => Message::Reference(Box::new(ReferenceType::decode(r)?)),
-            15 => Message::RetrievalMethod(Box::new(RetrievalMethodType::decode(r)?)),
-            17 => Message::Signature(Box::new(SignatureType::decode(r)?)),
-            18 => Message::SignatureMethod(Box::new(SignatureMethodType::decode(r)?)),
-            19 => Message::SignatureProperties(Box::new(SignaturePropertiesType::decode(r)?)),
-            20 => Message::SignatureProperty(Box::new(SignaturePropertyType::decode(r)?)),
-            21 => Message::SignatureValue(Box::new(SignatureValueType::decode(r)?)),
-            22 => Message::SignedInfo(Box::new(SignedInfoType::decode(r)?)),
-            23 => Message::Transform(Box::new(TransformType::decode(r)?)),
-            24 => Message::Transforms(Box::new(TransformsType::decode(r)?)),
+            11 => Message::Object(Box::new(super::xmldsig::ObjectType::decode(r)?)),
+            13 => Message::RSAKeyValue(Box::new(super::xmldsig::RSAKeyValueType::decode(r)?)),
+            14 => Message::Reference(Box::new(super::xmldsig::ReferenceType::decode(r)?)),
+            15 => {
+                Message::RetrievalMethod(Box::new(super::xmldsig::RetrievalMethodType::decode(r)?))
+            }
+            17 => Message::Signature(Box::new(super::xmldsig::SignatureType::decode(r)?)),
+            18 => {
+                Message::SignatureMethod(Box::new(super::xmldsig::SignatureMethodType::decode(r)?))
+            }
+            19 => Message::SignatureProperties(Box::new(
+                super::xmldsig::SignaturePropertiesType::decode(r)?,
+            )),
+            20 => Message::SignatureProperty(Box::new(
+                super::xmldsig::SignaturePropertyType::decode(r)?,
+            )),
+            21 => Message::SignatureValue(Box::new(super::xmldsig::SignatureValueType::decode(r)?)),
+            22 => Message::SignedInfo(Box::new(super::xmldsig::SignedInfoType::decode(r)?)),
+            23 => Message::Transform(Box::new(super::xmldsig::TransformType::decode(r)?)),
+            24 => Message::Transforms(Box::new(super::xmldsig::TransformsType::decode(r)?)),
             25 => Message::WptAlignmentCheckReq(Box::new(WptAlignmentCheckReqType::decode(r)?)),
             26 => Message::WptAlignmentCheckRes(Box::new(WptAlignmentCheckResType::decode(r)?)),
             27 => Message::WptChargeLoopReq(Box::new(WptChargeLoopReqType::decode(r)?)),
@@ -7432,7 +4695,7 @@ impl Message {
             )),
             35 => Message::WptPairingReq(Box::new(WptPairingReqType::decode(r)?)),
             36 => Message::WptPairingRes(Box::new(WptPairingResType::decode(r)?)),
-            37 => Message::X509Data(Box::new(X509DataType::decode(r)?)),
+            37 => Message::X509Data(Box::new(super::xmldsig::X509DataType::decode(r)?)),
             _ => {
                 return Err(ExiError::Event {
                     at: "document",
@@ -7456,7 +4719,7 @@ pub enum Fragment {
     AckMaxDelay(u16),
     /// `{urn:iso:std:iso:15118:-20:CommonTypes}AdditionalServicesCosts`
     #[serde(rename = "AdditionalServicesCosts")]
-    AdditionalServicesCosts(Box<DetailedCostType>),
+    AdditionalServicesCosts(Box<super::iso20::DetailedCostType>),
     /// `{urn:iso:std:iso:15118:-20:WPT}AlternativeSECC`
     #[serde(rename = "AlternativeSECC")]
     AlternativeSECC(Box<AlternativeSECCType>),
@@ -7465,7 +4728,7 @@ pub enum Fragment {
     AlternativeSECCList(Box<AlternativeSECCListType>),
     /// `{urn:iso:std:iso:15118:-20:CommonTypes}Amount`
     #[serde(rename = "Amount")]
-    Amount(Box<RationalNumberType>),
+    Amount(Box<super::iso20::RationalNumberType>),
     /// `{urn:iso:std:iso:15118:-20:CommonTypes}BPT_DischargedEnergyReadingWh`
     #[serde(rename = "BPT_DischargedEnergyReadingWh")]
     BptDischargedEnergyReadingWh(u64),
@@ -7477,16 +4740,16 @@ pub enum Fragment {
     BSSID(String),
     /// `{urn:iso:std:iso:15118:-20:CommonTypes}BatteryEnergyCapacity`
     #[serde(rename = "BatteryEnergyCapacity")]
-    BatteryEnergyCapacity(Box<RationalNumberType>),
+    BatteryEnergyCapacity(Box<super::iso20::RationalNumberType>),
     /// `{urn:iso:std:iso:15118:-20:CommonTypes}CLReqControlMode`
     #[serde(rename = "CLReqControlMode")]
-    CLReqControlMode(Box<CLReqControlModeType>),
+    CLReqControlMode(Box<super::iso20::CLReqControlModeType>),
     /// `{urn:iso:std:iso:15118:-20:CommonTypes}CLResControlMode`
     #[serde(rename = "CLResControlMode")]
-    CLResControlMode(Box<CLResControlModeType>),
+    CLResControlMode(Box<super::iso20::CLResControlModeType>),
     /// `{http://www.w3.org/2000/09/xmldsig#}CanonicalizationMethod`
     #[serde(rename = "CanonicalizationMethod")]
-    CanonicalizationMethod(Box<CanonicalizationMethodType>),
+    CanonicalizationMethod(Box<super::xmldsig::CanonicalizationMethodType>),
     /// `{urn:iso:std:iso:15118:-20:CommonTypes}CapacitiveEnergyReadingVARh`
     #[serde(rename = "CapacitiveEnergyReadingVARh")]
     CapacitiveEnergyReadingVARh(u64),
@@ -7507,22 +4770,22 @@ pub enum Fragment {
     CoordZ(i16),
     /// `{urn:iso:std:iso:15118:-20:CommonTypes}CostPerUnit`
     #[serde(rename = "CostPerUnit")]
-    CostPerUnit(Box<RationalNumberType>),
+    CostPerUnit(Box<super::iso20::RationalNumberType>),
     /// `{urn:iso:std:iso:15118:-20:CommonTypes}DepartureTime`
     #[serde(rename = "DepartureTime")]
     DepartureTime(u32),
     /// `{http://www.w3.org/2000/09/xmldsig#}DigestMethod`
     #[serde(rename = "DigestMethod")]
-    DigestMethod(Box<DigestMethodType>),
+    DigestMethod(Box<super::xmldsig::DigestMethodType>),
     /// `{http://www.w3.org/2000/09/xmldsig#}DigestValue`
     #[serde(rename = "DigestValue")]
     DigestValue(Base64Binary),
     /// `{urn:iso:std:iso:15118:-20:CommonTypes}DisplayParameters`
     #[serde(rename = "DisplayParameters")]
-    DisplayParameters(Box<DisplayParametersType>),
+    DisplayParameters(Box<super::iso20::DisplayParametersType>),
     /// `{urn:iso:std:iso:15118:-20:WPT}EIRP`
     #[serde(rename = "EIRP")]
-    EIRP(Box<RationalNumberType>),
+    EIRP(Box<super::iso20::RationalNumberType>),
     /// `{urn:iso:std:iso:15118:-20:WPT}EVDeviceAlignmentCheckMethodList`
     #[serde(rename = "EVDeviceAlignmentCheckMethodList")]
     EVDeviceAlignmentCheckMethodList(Box<WptAlignmentCheckMethodListType>),
@@ -7534,67 +4797,67 @@ pub enum Fragment {
     EVDevicePairingMethodList(Box<WptPairingMethodListType>),
     /// `{urn:iso:std:iso:15118:-20:CommonTypes}EVMaximumEnergyRequest`
     #[serde(rename = "EVMaximumEnergyRequest")]
-    EVMaximumEnergyRequest(Box<RationalNumberType>),
+    EVMaximumEnergyRequest(Box<super::iso20::RationalNumberType>),
     /// `{urn:iso:std:iso:15118:-20:CommonTypes}EVMinimumEnergyRequest`
     #[serde(rename = "EVMinimumEnergyRequest")]
-    EVMinimumEnergyRequest(Box<RationalNumberType>),
+    EVMinimumEnergyRequest(Box<super::iso20::RationalNumberType>),
     /// `{urn:iso:std:iso:15118:-20:WPT}EVPCChargeDiagnostics`
     #[serde(rename = "EVPCChargeDiagnostics")]
     EVPCChargeDiagnostics(WptEVPCChargeDiagnosticsType),
     /// `{urn:iso:std:iso:15118:-20:WPT}EVPCCoilCurrentInformation`
     #[serde(rename = "EVPCCoilCurrentInformation")]
-    EVPCCoilCurrentInformation(Box<RationalNumberType>),
+    EVPCCoilCurrentInformation(Box<super::iso20::RationalNumberType>),
     /// `{urn:iso:std:iso:15118:-20:WPT}EVPCCoilCurrentRequest`
     #[serde(rename = "EVPCCoilCurrentRequest")]
-    EVPCCoilCurrentRequest(Box<RationalNumberType>),
+    EVPCCoilCurrentRequest(Box<super::iso20::RationalNumberType>),
     /// `{urn:iso:std:iso:15118:-20:WPT}EVPCCurrentOutputInformation`
     #[serde(rename = "EVPCCurrentOutputInformation")]
-    EVPCCurrentOutputInformation(Box<RationalNumberType>),
+    EVPCCurrentOutputInformation(Box<super::iso20::RationalNumberType>),
     /// `{urn:iso:std:iso:15118:-20:WPT}EVPCDeviceLocalControl`
     #[serde(rename = "EVPCDeviceLocalControl")]
     EVPCDeviceLocalControl(bool),
     /// `{urn:iso:std:iso:15118:-20:WPT}EVPCMaxReceivablePower`
     #[serde(rename = "EVPCMaxReceivablePower")]
-    EVPCMaxReceivablePower(Box<RationalNumberType>),
+    EVPCMaxReceivablePower(Box<super::iso20::RationalNumberType>),
     /// `{urn:iso:std:iso:15118:-20:WPT}EVPCNaturalFrequency`
     #[serde(rename = "EVPCNaturalFrequency")]
-    EVPCNaturalFrequency(Box<RationalNumberType>),
+    EVPCNaturalFrequency(Box<super::iso20::RationalNumberType>),
     /// `{urn:iso:std:iso:15118:-20:WPT}EVPCOperatingFrequency`
     #[serde(rename = "EVPCOperatingFrequency")]
-    EVPCOperatingFrequency(Box<RationalNumberType>),
+    EVPCOperatingFrequency(Box<super::iso20::RationalNumberType>),
     /// `{urn:iso:std:iso:15118:-20:WPT}EVPCPowerControlParameter`
     #[serde(rename = "EVPCPowerControlParameter")]
     EVPCPowerControlParameter(Box<WptEVPCPowerControlParameterType>),
     /// `{urn:iso:std:iso:15118:-20:WPT}EVPCPowerOutput`
     #[serde(rename = "EVPCPowerOutput")]
-    EVPCPowerOutput(Box<RationalNumberType>),
+    EVPCPowerOutput(Box<super::iso20::RationalNumberType>),
     /// `{urn:iso:std:iso:15118:-20:WPT}EVPCPowerRequest`
     #[serde(rename = "EVPCPowerRequest")]
-    EVPCPowerRequest(Box<RationalNumberType>),
+    EVPCPowerRequest(Box<super::iso20::RationalNumberType>),
     /// `{urn:iso:std:iso:15118:-20:WPT}EVPCVoltageOutputInformation`
     #[serde(rename = "EVPCVoltageOutputInformation")]
-    EVPCVoltageOutputInformation(Box<RationalNumberType>),
+    EVPCVoltageOutputInformation(Box<super::iso20::RationalNumberType>),
     /// `{urn:iso:std:iso:15118:-20:WPT}EVProcessing`
     #[serde(rename = "EVProcessing")]
-    EVProcessing(ProcessingType),
+    EVProcessing(super::iso20::ProcessingType),
     /// `{urn:iso:std:iso:15118:-20:WPT}EVResultCode`
     #[serde(rename = "EVResultCode")]
     EVResultCode(WptEVResultType),
     /// `{urn:iso:std:iso:15118:-20:CommonTypes}EVSENotification`
     #[serde(rename = "EVSENotification")]
-    EVSENotification(EvseNotificationType),
+    EVSENotification(super::iso20::EvseNotificationType),
     /// `{urn:iso:std:iso:15118:-20:WPT}EVSEProcessing`
     #[serde(rename = "EVSEProcessing")]
-    EVSEProcessing(ProcessingType),
+    EVSEProcessing(super::iso20::ProcessingType),
     /// `{urn:iso:std:iso:15118:-20:CommonTypes}EVSEStatus`
     #[serde(rename = "EVSEStatus")]
-    EVSEStatus(Box<EVSEStatusType>),
+    EVSEStatus(Box<super::iso20::EVSEStatusType>),
     /// `{urn:iso:std:iso:15118:-20:CommonTypes}EVTargetEnergyRequest`
     #[serde(rename = "EVTargetEnergyRequest")]
-    EVTargetEnergyRequest(Box<RationalNumberType>),
+    EVTargetEnergyRequest(Box<super::iso20::RationalNumberType>),
     /// `{urn:iso:std:iso:15118:-20:CommonTypes}EnergyCosts`
     #[serde(rename = "EnergyCosts")]
-    EnergyCosts(Box<DetailedCostType>),
+    EnergyCosts(Box<super::iso20::DetailedCostType>),
     /// `{http://www.w3.org/2000/09/xmldsig#}Exponent`
     #[serde(rename = "Exponent")]
     Exponent(Base64Binary),
@@ -7609,7 +4872,7 @@ pub enum Fragment {
     HMACOutputLength(i64),
     /// `{urn:iso:std:iso:15118:-20:CommonTypes}Header`
     #[serde(rename = "Header")]
-    Header(Box<MessageHeaderType>),
+    Header(Box<super::iso20::MessageHeaderType>),
     /// `{urn:iso:std:iso:15118:-20:WPT}IPAddress`
     #[serde(rename = "IPAddress")]
     IPAddress(String),
@@ -7624,13 +4887,13 @@ pub enum Fragment {
     J(Base64Binary),
     /// `{http://www.w3.org/2000/09/xmldsig#}KeyInfo`
     #[serde(rename = "KeyInfo")]
-    KeyInfo(Box<KeyInfoType>),
+    KeyInfo(Box<super::xmldsig::KeyInfoType>),
     /// `{http://www.w3.org/2000/09/xmldsig#}KeyName`
     #[serde(rename = "KeyName")]
     KeyName(String),
     /// `{http://www.w3.org/2000/09/xmldsig#}KeyValue`
     #[serde(rename = "KeyValue")]
-    KeyValue(Box<KeyValueType>),
+    KeyValue(Box<super::xmldsig::KeyValueType>),
     /// `{urn:iso:std:iso:15118:-20:WPT}LF_ReceiverSetupData`
     #[serde(rename = "LF_ReceiverSetupData")]
     LfReceiverSetupData(Box<WptLfReceiverDataType>),
@@ -7648,7 +4911,7 @@ pub enum Fragment {
     LfTxData(Box<WptLfTxDataListType>),
     /// `{http://www.w3.org/2000/09/xmldsig#}Manifest`
     #[serde(rename = "Manifest")]
-    Manifest(Box<ManifestType>),
+    Manifest(Box<super::xmldsig::ManifestType>),
     /// `{urn:iso:std:iso:15118:-20:WPT}ManufacturerSpecificDataContainer`
     #[serde(rename = "ManufacturerSpecificDataContainer")]
     ManufacturerSpecificDataContainer(Base64Binary),
@@ -7660,7 +4923,7 @@ pub enum Fragment {
     MeterID(String),
     /// `{urn:iso:std:iso:15118:-20:CommonTypes}MeterInfo`
     #[serde(rename = "MeterInfo")]
-    MeterInfo(Box<MeterInfoType>),
+    MeterInfo(Box<super::iso20::MeterInfoType>),
     /// `{urn:iso:std:iso:15118:-20:CommonTypes}MeterInfoRequested`
     #[serde(rename = "MeterInfoRequested")]
     MeterInfoRequested(bool),
@@ -7699,16 +4962,16 @@ pub enum Fragment {
     NumberOfTransmitters(u8),
     /// `{http://www.w3.org/2000/09/xmldsig#}Object`
     #[serde(rename = "Object")]
-    Object(Box<ObjectType>),
+    Object(Box<super::xmldsig::ObjectType>),
     /// `{urn:iso:std:iso:15118:-20:WPT}ObservedIDCode`
     #[serde(rename = "ObservedIDCode")]
     ObservedIDCode(u32),
     /// `{urn:iso:std:iso:15118:-20:CommonTypes}OccupancyCosts`
     #[serde(rename = "OccupancyCosts")]
-    OccupancyCosts(Box<DetailedCostType>),
+    OccupancyCosts(Box<super::iso20::DetailedCostType>),
     /// `{urn:iso:std:iso:15118:-20:CommonTypes}OverstayCosts`
     #[serde(rename = "OverstayCosts")]
-    OverstayCosts(Box<DetailedCostType>),
+    OverstayCosts(Box<super::iso20::DetailedCostType>),
     /// `{http://www.w3.org/2000/09/xmldsig#}P`
     #[serde(rename = "P")]
     P(Base64Binary),
@@ -7717,10 +4980,10 @@ pub enum Fragment {
     PDInputPowerClass(WptPowerClassType),
     /// `{urn:iso:std:iso:15118:-20:WPT}PDMaxCoilCurrent`
     #[serde(rename = "PDMaxCoilCurrent")]
-    PDMaxCoilCurrent(Box<RationalNumberType>),
+    PDMaxCoilCurrent(Box<super::iso20::RationalNumberType>),
     /// `{urn:iso:std:iso:15118:-20:WPT}PDMinCoilCurrent`
     #[serde(rename = "PDMinCoilCurrent")]
-    PDMinCoilCurrent(Box<RationalNumberType>),
+    PDMinCoilCurrent(Box<super::iso20::RationalNumberType>),
     /// `{http://www.w3.org/2000/09/xmldsig#}PGPKeyID`
     #[serde(rename = "PGPKeyID")]
     PGPKeyID(Base64Binary),
@@ -7741,7 +5004,7 @@ pub enum Fragment {
     Port(u16),
     /// `{urn:iso:std:iso:15118:-20:WPT}PowerTransmitted`
     #[serde(rename = "PowerTransmitted")]
-    PowerTransmitted(Box<RationalNumberType>),
+    PowerTransmitted(Box<super::iso20::RationalNumberType>),
     /// `{urn:iso:std:iso:15118:-20:CommonTypes}PresentSOC`
     #[serde(rename = "PresentSOC")]
     PresentSOC(u8),
@@ -7768,10 +5031,10 @@ pub enum Fragment {
     Q(Base64Binary),
     /// `{http://www.w3.org/2000/09/xmldsig#}RSAKeyValue`
     #[serde(rename = "RSAKeyValue")]
-    RSAKeyValue(Box<RSAKeyValueType>),
+    RSAKeyValue(Box<super::xmldsig::RSAKeyValueType>),
     /// `{urn:iso:std:iso:15118:-20:WPT}RSSI`
     #[serde(rename = "RSSI")]
-    RSSI(Box<RationalNumberType>),
+    RSSI(Box<super::iso20::RationalNumberType>),
     /// `{urn:iso:std:iso:15118:-20:WPT}RSSIData`
     #[serde(rename = "RSSIData")]
     RSSIData(Box<WptLfRxRSSIListType>),
@@ -7780,10 +5043,10 @@ pub enum Fragment {
     RSSIDataList(Box<WptLfRxRSSIType>),
     /// `{urn:iso:std:iso:15118:-20:CommonTypes}Receipt`
     #[serde(rename = "Receipt")]
-    Receipt(Box<ReceiptType>),
+    Receipt(Box<super::iso20::ReceiptType>),
     /// `{http://www.w3.org/2000/09/xmldsig#}Reference`
     #[serde(rename = "Reference")]
-    Reference(Box<ReferenceType>),
+    Reference(Box<super::xmldsig::ReferenceType>),
     /// `{urn:iso:std:iso:15118:-20:CommonTypes}RemainingTimeToMaximumSOC`
     #[serde(rename = "RemainingTimeToMaximumSOC")]
     RemainingTimeToMaximumSOC(u32),
@@ -7795,13 +5058,13 @@ pub enum Fragment {
     RemainingTimeToTargetSOC(u32),
     /// `{urn:iso:std:iso:15118:-20:CommonTypes}ResponseCode`
     #[serde(rename = "ResponseCode")]
-    ResponseCode(ResponseCodeType),
+    ResponseCode(super::iso20::ResponseCodeType),
     /// `{http://www.w3.org/2000/09/xmldsig#}RetrievalMethod`
     #[serde(rename = "RetrievalMethod")]
-    RetrievalMethod(Box<RetrievalMethodType>),
+    RetrievalMethod(Box<super::xmldsig::RetrievalMethodType>),
     /// `{urn:iso:std:iso:15118:-20:CommonTypes}RootCertificateID`
     #[serde(rename = "RootCertificateID")]
-    RootCertificateID(Box<X509IssuerSerialType>),
+    RootCertificateID(Box<super::xmldsig::X509IssuerSerialType>),
     /// `{urn:iso:std:iso:15118:-20:WPT}RxIdentifier`
     #[serde(rename = "RxIdentifier")]
     RxIdentifier(u32),
@@ -7819,7 +5082,7 @@ pub enum Fragment {
     SDMaxGroundClearence(u16),
     /// `{urn:iso:std:iso:15118:-20:WPT}SDMaxOutputPower`
     #[serde(rename = "SDMaxOutputPower")]
-    SDMaxOutputPower(Box<RationalNumberType>),
+    SDMaxOutputPower(Box<super::iso20::RationalNumberType>),
     /// `{urn:iso:std:iso:15118:-20:WPT}SDMinGroundClearanceSupport`
     #[serde(rename = "SDMinGroundClearanceSupport")]
     SDMinGroundClearanceSupport(u16),
@@ -7828,28 +5091,28 @@ pub enum Fragment {
     SDMinGroundClearence(u16),
     /// `{urn:iso:std:iso:15118:-20:WPT}SDMinOutputPower`
     #[serde(rename = "SDMinOutputPower")]
-    SDMinOutputPower(Box<RationalNumberType>),
+    SDMinOutputPower(Box<super::iso20::RationalNumberType>),
     /// `{urn:iso:std:iso:15118:-20:WPT}SDPowerInput`
     #[serde(rename = "SDPowerInput")]
-    SDPowerInput(Box<RationalNumberType>),
+    SDPowerInput(Box<super::iso20::RationalNumberType>),
     /// `{urn:iso:std:iso:15118:-20:WPT}SPCChargeDiagnostics`
     #[serde(rename = "SPCChargeDiagnostics")]
     SPCChargeDiagnostics(WptSPCChargeDiagnosticsType),
     /// `{urn:iso:std:iso:15118:-20:WPT}SPCMaxOutputPowerLimit`
     #[serde(rename = "SPCMaxOutputPowerLimit")]
-    SPCMaxOutputPowerLimit(Box<RationalNumberType>),
+    SPCMaxOutputPowerLimit(Box<super::iso20::RationalNumberType>),
     /// `{urn:iso:std:iso:15118:-20:WPT}SPCMinOutputPowerLimit`
     #[serde(rename = "SPCMinOutputPowerLimit")]
-    SPCMinOutputPowerLimit(Box<RationalNumberType>),
+    SPCMinOutputPowerLimit(Box<super::iso20::RationalNumberType>),
     /// `{urn:iso:std:iso:15118:-20:WPT}SPCOperatingFrequency`
     #[serde(rename = "SPCOperatingFrequency")]
-    SPCOperatingFrequency(Box<RationalNumberType>),
+    SPCOperatingFrequency(Box<super::iso20::RationalNumberType>),
     /// `{urn:iso:std:iso:15118:-20:WPT}SPCPowerControlParameter`
     #[serde(rename = "SPCPowerControlParameter")]
     SPCPowerControlParameter(Box<WptSPCPowerControlParameterType>),
     /// `{urn:iso:std:iso:15118:-20:WPT}SPCPrimaryDeviceCoilCurrentInformation`
     #[serde(rename = "SPCPrimaryDeviceCoilCurrentInformation")]
-    SPCPrimaryDeviceCoilCurrentInformation(Box<RationalNumberType>),
+    SPCPrimaryDeviceCoilCurrentInformation(Box<super::iso20::RationalNumberType>),
     /// `{http://www.w3.org/2000/09/xmldsig#}SPKISexp`
     #[serde(rename = "SPKISexp")]
     SPKISexp(Base64Binary),
@@ -7864,37 +5127,37 @@ pub enum Fragment {
     SessionID(HexBinary),
     /// `{urn:iso:std:iso:15118:-20:WPT}SignalFrequency`
     #[serde(rename = "SignalFrequency")]
-    SignalFrequency(Box<RationalNumberType>),
+    SignalFrequency(Box<super::iso20::RationalNumberType>),
     /// `{http://www.w3.org/2000/09/xmldsig#}Signature`
     #[serde(rename = "Signature")]
-    Signature(Box<SignatureType>),
+    Signature(Box<super::xmldsig::SignatureType>),
     /// `{http://www.w3.org/2000/09/xmldsig#}SignatureMethod`
     #[serde(rename = "SignatureMethod")]
-    SignatureMethod(Box<SignatureMethodType>),
+    SignatureMethod(Box<super::xmldsig::SignatureMethodType>),
     /// `{http://www.w3.org/2000/09/xmldsig#}SignatureProperties`
     #[serde(rename = "SignatureProperties")]
-    SignatureProperties(Box<SignaturePropertiesType>),
+    SignatureProperties(Box<super::xmldsig::SignaturePropertiesType>),
     /// `{http://www.w3.org/2000/09/xmldsig#}SignatureProperty`
     #[serde(rename = "SignatureProperty")]
-    SignatureProperty(Box<SignaturePropertyType>),
+    SignatureProperty(Box<super::xmldsig::SignaturePropertyType>),
     /// `{http://www.w3.org/2000/09/xmldsig#}SignatureValue`
     #[serde(rename = "SignatureValue")]
-    SignatureValue(Box<SignatureValueType>),
+    SignatureValue(Box<super::xmldsig::SignatureValueType>),
     /// `{http://www.w3.org/2000/09/xmldsig#}SignedInfo`
     #[serde(rename = "SignedInfo")]
-    SignedInfo(Box<SignedInfoType>),
+    SignedInfo(Box<super::xmldsig::SignedInfoType>),
     /// `{urn:iso:std:iso:15118:-20:WPT}SupplyDeviceCurrent`
     #[serde(rename = "SupplyDeviceCurrent")]
-    SupplyDeviceCurrent(Box<RationalNumberType>),
+    SupplyDeviceCurrent(Box<super::iso20::RationalNumberType>),
     /// `{urn:iso:std:iso:15118:-20:WPT}TargetCoilCurrent`
     #[serde(rename = "TargetCoilCurrent")]
-    TargetCoilCurrent(Box<RationalNumberType>),
+    TargetCoilCurrent(Box<super::iso20::RationalNumberType>),
     /// `{urn:iso:std:iso:15118:-20:CommonTypes}TargetSOC`
     #[serde(rename = "TargetSOC")]
     TargetSOC(u8),
     /// `{urn:iso:std:iso:15118:-20:CommonTypes}TaxCosts`
     #[serde(rename = "TaxCosts")]
-    TaxCosts(Box<DetailedTaxType>),
+    TaxCosts(Box<super::iso20::DetailedTaxType>),
     /// `{urn:iso:std:iso:15118:-20:CommonTypes}TaxRuleID`
     #[serde(rename = "TaxRuleID")]
     TaxRuleID(u32),
@@ -7906,10 +5169,10 @@ pub enum Fragment {
     TimeStamp(u64),
     /// `{http://www.w3.org/2000/09/xmldsig#}Transform`
     #[serde(rename = "Transform")]
-    Transform(Box<TransformType>),
+    Transform(Box<super::xmldsig::TransformType>),
     /// `{http://www.w3.org/2000/09/xmldsig#}Transforms`
     #[serde(rename = "Transforms")]
-    Transforms(Box<TransformsType>),
+    Transforms(Box<super::xmldsig::TransformsType>),
     /// `{urn:iso:std:iso:15118:-20:WPT}TxIdentifier`
     #[serde(rename = "TxIdentifier")]
     TxIdentifier(u32),
@@ -7999,13 +5262,13 @@ pub enum Fragment {
     X509Certificate(Base64Binary),
     /// `{http://www.w3.org/2000/09/xmldsig#}X509Data`
     #[serde(rename = "X509Data")]
-    X509Data(Box<X509DataType>),
+    X509Data(Box<super::xmldsig::X509DataType>),
     /// `{http://www.w3.org/2000/09/xmldsig#}X509IssuerName`
     #[serde(rename = "X509IssuerName")]
     X509IssuerName(String),
     /// `{http://www.w3.org/2000/09/xmldsig#}X509IssuerSerial`
     #[serde(rename = "X509IssuerSerial")]
-    X509IssuerSerial(Box<X509IssuerSerialType>),
+    X509IssuerSerial(Box<super::xmldsig::X509IssuerSerialType>),
     /// `{http://www.w3.org/2000/09/xmldsig#}X509SKI`
     #[serde(rename = "X509SKI")]
     X509SKI(Base64Binary),
@@ -8233,7 +5496,7 @@ impl Fragment {
             Fragment::EVProcessing(x) => {
                 w.event(42, 195);
                 elem_value(w, false, |w| {
-                    enc_enum(w, x.index(), ProcessingType::COUNT);
+                    enc_enum(w, x.index(), super::iso20::ProcessingType::COUNT);
                     Ok(())
                 })?;
             }
@@ -8247,14 +5510,14 @@ impl Fragment {
             Fragment::EVSENotification(x) => {
                 w.event(44, 195);
                 elem_value(w, false, |w| {
-                    enc_enum(w, x.index(), EvseNotificationType::COUNT);
+                    enc_enum(w, x.index(), super::iso20::EvseNotificationType::COUNT);
                     Ok(())
                 })?;
             }
             Fragment::EVSEProcessing(x) => {
                 w.event(45, 195);
                 elem_value(w, false, |w| {
-                    enc_enum(w, x.index(), ProcessingType::COUNT);
+                    enc_enum(w, x.index(), super::iso20::ProcessingType::COUNT);
                     Ok(())
                 })?;
             }
@@ -8612,7 +5875,7 @@ impl Fragment {
             Fragment::ResponseCode(x) => {
                 w.event(116, 195);
                 elem_value(w, false, |w| {
-                    enc_enum(w, x.index(), ResponseCodeType::COUNT);
+                    enc_enum(w, x.index(), super::iso20::ResponseCodeType::COUNT);
                     Ok(())
                 })?;
             }
@@ -8987,10 +6250,12 @@ impl Fragment {
                 dec_elem_value(r, false, |r| Ok(int_into::<u16>(dec_int(r, 0, 65535)?)?))?
                     .ok_or_else(|| missing("AckMaxDelay"))?,
             ),
-            1 => Fragment::AdditionalServicesCosts(Box::new(DetailedCostType::decode(r)?)),
+            1 => Fragment::AdditionalServicesCosts(Box::new(
+                super::iso20::DetailedCostType::decode(r)?,
+            )),
             2 => Fragment::AlternativeSECC(Box::new(AlternativeSECCType::decode(r)?)),
             3 => Fragment::AlternativeSECCList(Box::new(AlternativeSECCListType::decode(r)?)),
-            4 => Fragment::Amount(Box::new(RationalNumberType::decode(r)?)),
+            4 => Fragment::Amount(Box::new(super::iso20::RationalNumberType::decode(r)?)),
             5 => Fragment::BptDischargedEnergyReadingWh(
                 dec_elem_value(r, false, |r| {
                     Ok(int_into::<u64>(dec_int(r, 0, i128::MAX)?)?)
@@ -9006,12 +6271,18 @@ impl Fragment {
             7 => Fragment::BSSID(
                 dec_elem_value(r, true, |r| Ok(dec_string(r, 0, Some(12))?))?.unwrap_or_default(),
             ),
-            8 => Fragment::BatteryEnergyCapacity(Box::new(RationalNumberType::decode(r)?)),
-            9 => Fragment::CLReqControlMode(Box::new(CLReqControlModeType::decode(r)?)),
-            10 => Fragment::CLResControlMode(Box::new(CLResControlModeType::decode(r)?)),
-            11 => {
-                Fragment::CanonicalizationMethod(Box::new(CanonicalizationMethodType::decode(r)?))
+            8 => Fragment::BatteryEnergyCapacity(Box::new(
+                super::iso20::RationalNumberType::decode(r)?,
+            )),
+            9 => {
+                Fragment::CLReqControlMode(Box::new(super::iso20::CLReqControlModeType::decode(r)?))
             }
+            10 => {
+                Fragment::CLResControlMode(Box::new(super::iso20::CLResControlModeType::decode(r)?))
+            }
+            11 => Fragment::CanonicalizationMethod(Box::new(
+                super::xmldsig::CanonicalizationMethodType::decode(r)?,
+            )),
             12 => Fragment::CapacitiveEnergyReadingVARh(
                 dec_elem_value(r, false, |r| {
                     Ok(int_into::<u64>(dec_int(r, 0, i128::MAX)?)?)
@@ -9046,20 +6317,22 @@ impl Fragment {
                 })?
                 .ok_or_else(|| missing("Coord_Z"))?,
             ),
-            18 => Fragment::CostPerUnit(Box::new(RationalNumberType::decode(r)?)),
+            18 => Fragment::CostPerUnit(Box::new(super::iso20::RationalNumberType::decode(r)?)),
             20 => Fragment::DepartureTime(
                 dec_elem_value(r, false, |r| {
                     Ok(int_into::<u32>(dec_int(r, 0, 4294967295)?)?)
                 })?
                 .ok_or_else(|| missing("DepartureTime"))?,
             ),
-            21 => Fragment::DigestMethod(Box::new(DigestMethodType::decode(r)?)),
+            21 => Fragment::DigestMethod(Box::new(super::xmldsig::DigestMethodType::decode(r)?)),
             22 => Fragment::DigestValue(
                 dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
                     .unwrap_or_default(),
             ),
-            23 => Fragment::DisplayParameters(Box::new(DisplayParametersType::decode(r)?)),
-            24 => Fragment::EIRP(Box::new(RationalNumberType::decode(r)?)),
+            23 => Fragment::DisplayParameters(Box::new(
+                super::iso20::DisplayParametersType::decode(r)?,
+            )),
+            24 => Fragment::EIRP(Box::new(super::iso20::RationalNumberType::decode(r)?)),
             25 => Fragment::EVDeviceAlignmentCheckMethodList(Box::new(
                 WptAlignmentCheckMethodListType::decode(r)?,
             )),
@@ -9069,8 +6342,12 @@ impl Fragment {
             27 => {
                 Fragment::EVDevicePairingMethodList(Box::new(WptPairingMethodListType::decode(r)?))
             }
-            28 => Fragment::EVMaximumEnergyRequest(Box::new(RationalNumberType::decode(r)?)),
-            29 => Fragment::EVMinimumEnergyRequest(Box::new(RationalNumberType::decode(r)?)),
+            28 => Fragment::EVMaximumEnergyRequest(Box::new(
+                super::iso20::RationalNumberType::decode(r)?,
+            )),
+            29 => Fragment::EVMinimumEnergyRequest(Box::new(
+                super::iso20::RationalNumberType::decode(r)?,
+            )),
             30 => Fragment::EVPCChargeDiagnostics(
                 dec_elem_value(r, false, |r| {
                     Ok(enum_from::<WptEVPCChargeDiagnosticsType>(dec_enum(
@@ -9080,27 +6357,43 @@ impl Fragment {
                 })?
                 .ok_or_else(|| missing("EVPCChargeDiagnostics"))?,
             ),
-            31 => Fragment::EVPCCoilCurrentInformation(Box::new(RationalNumberType::decode(r)?)),
-            32 => Fragment::EVPCCoilCurrentRequest(Box::new(RationalNumberType::decode(r)?)),
-            33 => Fragment::EVPCCurrentOutputInformation(Box::new(RationalNumberType::decode(r)?)),
+            31 => Fragment::EVPCCoilCurrentInformation(Box::new(
+                super::iso20::RationalNumberType::decode(r)?,
+            )),
+            32 => Fragment::EVPCCoilCurrentRequest(Box::new(
+                super::iso20::RationalNumberType::decode(r)?,
+            )),
+            33 => Fragment::EVPCCurrentOutputInformation(Box::new(
+                super::iso20::RationalNumberType::decode(r)?,
+            )),
             34 => Fragment::EVPCDeviceLocalControl(
                 dec_elem_value(r, false, |r| Ok(dec_bool(r)?))?
                     .ok_or_else(|| missing("EVPCDeviceLocalControl"))?,
             ),
-            35 => Fragment::EVPCMaxReceivablePower(Box::new(RationalNumberType::decode(r)?)),
-            36 => Fragment::EVPCNaturalFrequency(Box::new(RationalNumberType::decode(r)?)),
-            37 => Fragment::EVPCOperatingFrequency(Box::new(RationalNumberType::decode(r)?)),
+            35 => Fragment::EVPCMaxReceivablePower(Box::new(
+                super::iso20::RationalNumberType::decode(r)?,
+            )),
+            36 => Fragment::EVPCNaturalFrequency(Box::new(
+                super::iso20::RationalNumberType::decode(r)?,
+            )),
+            37 => Fragment::EVPCOperatingFrequency(Box::new(
+                super::iso20::RationalNumberType::decode(r)?,
+            )),
             38 => Fragment::EVPCPowerControlParameter(Box::new(
                 WptEVPCPowerControlParameterType::decode(r)?,
             )),
-            39 => Fragment::EVPCPowerOutput(Box::new(RationalNumberType::decode(r)?)),
-            40 => Fragment::EVPCPowerRequest(Box::new(RationalNumberType::decode(r)?)),
-            41 => Fragment::EVPCVoltageOutputInformation(Box::new(RationalNumberType::decode(r)?)),
+            39 => Fragment::EVPCPowerOutput(Box::new(super::iso20::RationalNumberType::decode(r)?)),
+            40 => {
+                Fragment::EVPCPowerRequest(Box::new(super::iso20::RationalNumberType::decode(r)?))
+            }
+            41 => Fragment::EVPCVoltageOutputInformation(Box::new(
+                super::iso20::RationalNumberType::decode(r)?,
+            )),
             42 => Fragment::EVProcessing(
                 dec_elem_value(r, false, |r| {
-                    Ok(enum_from::<ProcessingType>(dec_enum(
+                    Ok(enum_from::<super::iso20::ProcessingType>(dec_enum(
                         r,
-                        ProcessingType::COUNT,
+                        super::iso20::ProcessingType::COUNT,
                     )?)?)
                 })?
                 .ok_or_else(|| missing("EVProcessing"))?,
@@ -9116,25 +6409,27 @@ impl Fragment {
             ),
             44 => Fragment::EVSENotification(
                 dec_elem_value(r, false, |r| {
-                    Ok(enum_from::<EvseNotificationType>(dec_enum(
+                    Ok(enum_from::<super::iso20::EvseNotificationType>(dec_enum(
                         r,
-                        EvseNotificationType::COUNT,
+                        super::iso20::EvseNotificationType::COUNT,
                     )?)?)
                 })?
                 .ok_or_else(|| missing("EVSENotification"))?,
             ),
             45 => Fragment::EVSEProcessing(
                 dec_elem_value(r, false, |r| {
-                    Ok(enum_from::<ProcessingType>(dec_enum(
+                    Ok(enum_from::<super::iso20::ProcessingType>(dec_enum(
                         r,
-                        ProcessingType::COUNT,
+                        super::iso20::ProcessingType::COUNT,
                     )?)?)
                 })?
                 .ok_or_else(|| missing("EVSEProcessing"))?,
             ),
-            46 => Fragment::EVSEStatus(Box::new(EVSEStatusType::decode(r)?)),
-            47 => Fragment::EVTargetEnergyRequest(Box::new(RationalNumberType::decode(r)?)),
-            48 => Fragment::EnergyCosts(Box::new(DetailedCostType::decode(r)?)),
+            46 => Fragment::EVSEStatus(Box::new(super::iso20::EVSEStatusType::decode(r)?)),
+            47 => Fragment::EVTargetEnergyRequest(Box::new(
+                super::iso20::RationalNumberType::decode(r)?,
+            )),
+            48 => Fragment::EnergyCosts(Box::new(super::iso20::DetailedCostType::decode(r)?)),
             49 => Fragment::Exponent(
                 dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
                     .unwrap_or_default(),
@@ -9153,7 +6448,7 @@ impl Fragment {
                 })?
                 .ok_or_else(|| missing("HMACOutputLength"))?,
             ),
-            53 => Fragment::Header(Box::new(MessageHeaderType::decode(r)?)),
+            53 => Fragment::Header(Box::new(super::iso20::MessageHeaderType::decode(r)?)),
             54 => Fragment::IPAddress(
                 dec_elem_value(r, true, |r| Ok(dec_string(r, 0, Some(39))?))?.unwrap_or_default(),
             ),
@@ -9169,17 +6464,17 @@ impl Fragment {
                 dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
                     .unwrap_or_default(),
             ),
-            58 => Fragment::KeyInfo(Box::new(KeyInfoType::decode(r)?)),
+            58 => Fragment::KeyInfo(Box::new(super::xmldsig::KeyInfoType::decode(r)?)),
             59 => Fragment::KeyName(
                 dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?.unwrap_or_default(),
             ),
-            60 => Fragment::KeyValue(Box::new(KeyValueType::decode(r)?)),
+            60 => Fragment::KeyValue(Box::new(super::xmldsig::KeyValueType::decode(r)?)),
             61 => Fragment::LfReceiverSetupData(Box::new(WptLfReceiverDataType::decode(r)?)),
             62 => Fragment::LfRxData(Box::new(WptLfRxDataListType::decode(r)?)),
             63 => Fragment::LfSystemSetupData(Box::new(WptLfSystemSetupDataType::decode(r)?)),
             64 => Fragment::LfTransmitterSetupData(Box::new(WptLfTransmitterDataType::decode(r)?)),
             65 => Fragment::LfTxData(Box::new(WptLfTxDataListType::decode(r)?)),
-            66 => Fragment::Manifest(Box::new(ManifestType::decode(r)?)),
+            66 => Fragment::Manifest(Box::new(super::xmldsig::ManifestType::decode(r)?)),
             67 => Fragment::ManufacturerSpecificDataContainer(
                 dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, Some(256))?)))?
                     .unwrap_or_default(),
@@ -9191,7 +6486,7 @@ impl Fragment {
             69 => Fragment::MeterID(
                 dec_elem_value(r, true, |r| Ok(dec_string(r, 0, Some(32))?))?.unwrap_or_default(),
             ),
-            70 => Fragment::MeterInfo(Box::new(MeterInfoType::decode(r)?)),
+            70 => Fragment::MeterInfo(Box::new(super::iso20::MeterInfoType::decode(r)?)),
             71 => Fragment::MeterInfoRequested(
                 dec_elem_value(r, false, |r| Ok(dec_bool(r)?))?
                     .ok_or_else(|| missing("MeterInfoRequested"))?,
@@ -9243,15 +6538,15 @@ impl Fragment {
                 dec_elem_value(r, false, |r| Ok(int_into::<u8>(dec_int(r, 0, 255)?)?))?
                     .ok_or_else(|| missing("NumberOfTransmitters"))?,
             ),
-            83 => Fragment::Object(Box::new(ObjectType::decode(r)?)),
+            83 => Fragment::Object(Box::new(super::xmldsig::ObjectType::decode(r)?)),
             84 => Fragment::ObservedIDCode(
                 dec_elem_value(r, false, |r| {
                     Ok(int_into::<u32>(dec_int(r, 1, 4294967295)?)?)
                 })?
                 .ok_or_else(|| missing("ObservedIDCode"))?,
             ),
-            85 => Fragment::OccupancyCosts(Box::new(DetailedCostType::decode(r)?)),
-            86 => Fragment::OverstayCosts(Box::new(DetailedCostType::decode(r)?)),
+            85 => Fragment::OccupancyCosts(Box::new(super::iso20::DetailedCostType::decode(r)?)),
+            86 => Fragment::OverstayCosts(Box::new(super::iso20::DetailedCostType::decode(r)?)),
             87 => Fragment::P(
                 dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
                     .unwrap_or_default(),
@@ -9265,8 +6560,12 @@ impl Fragment {
                 })?
                 .ok_or_else(|| missing("PDInputPowerClass"))?,
             ),
-            89 => Fragment::PDMaxCoilCurrent(Box::new(RationalNumberType::decode(r)?)),
-            90 => Fragment::PDMinCoilCurrent(Box::new(RationalNumberType::decode(r)?)),
+            89 => {
+                Fragment::PDMaxCoilCurrent(Box::new(super::iso20::RationalNumberType::decode(r)?))
+            }
+            90 => {
+                Fragment::PDMinCoilCurrent(Box::new(super::iso20::RationalNumberType::decode(r)?))
+            }
             92 => Fragment::PGPKeyID(
                 dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
                     .unwrap_or_default(),
@@ -9291,7 +6590,9 @@ impl Fragment {
                 dec_elem_value(r, false, |r| Ok(int_into::<u16>(dec_int(r, 0, 65535)?)?))?
                     .ok_or_else(|| missing("Port"))?,
             ),
-            98 => Fragment::PowerTransmitted(Box::new(RationalNumberType::decode(r)?)),
+            98 => {
+                Fragment::PowerTransmitted(Box::new(super::iso20::RationalNumberType::decode(r)?))
+            }
             99 => Fragment::PresentSOC(
                 dec_elem_value(r, false, |r| Ok(int_into::<u8>(dec_int(r, 0, 100)?)?))?
                     .ok_or_else(|| missing("PresentSOC"))?,
@@ -9318,12 +6619,12 @@ impl Fragment {
                 dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
                     .unwrap_or_default(),
             ),
-            107 => Fragment::RSAKeyValue(Box::new(RSAKeyValueType::decode(r)?)),
-            108 => Fragment::RSSI(Box::new(RationalNumberType::decode(r)?)),
+            107 => Fragment::RSAKeyValue(Box::new(super::xmldsig::RSAKeyValueType::decode(r)?)),
+            108 => Fragment::RSSI(Box::new(super::iso20::RationalNumberType::decode(r)?)),
             109 => Fragment::RSSIData(Box::new(WptLfRxRSSIListType::decode(r)?)),
             110 => Fragment::RSSIDataList(Box::new(WptLfRxRSSIType::decode(r)?)),
-            111 => Fragment::Receipt(Box::new(ReceiptType::decode(r)?)),
-            112 => Fragment::Reference(Box::new(ReferenceType::decode(r)?)),
+            111 => Fragment::Receipt(Box::new(super::iso20::ReceiptType::decode(r)?)),
+            112 => Fragment::Reference(Box::new(super::xmldsig::ReferenceType::decode(r)?)),
             113 => Fragment::RemainingTimeToMaximumSOC(
                 dec_elem_value(r, false, |r| {
                     Ok(int_into::<u32>(dec_int(r, 0, 4294967295)?)?)
@@ -9344,15 +6645,19 @@ impl Fragment {
             ),
             116 => Fragment::ResponseCode(
                 dec_elem_value(r, false, |r| {
-                    Ok(enum_from::<ResponseCodeType>(dec_enum(
+                    Ok(enum_from::<super::iso20::ResponseCodeType>(dec_enum(
                         r,
-                        ResponseCodeType::COUNT,
+                        super::iso20::ResponseCodeType::COUNT,
                     )?)?)
                 })?
                 .ok_or_else(|| missing("ResponseCode"))?,
             ),
-            117 => Fragment::RetrievalMethod(Box::new(RetrievalMethodType::decode(r)?)),
-            118 => Fragment::RootCertificateID(Box::new(X509IssuerSerialType::decode(r)?)),
+            117 => {
+                Fragment::RetrievalMethod(Box::new(super::xmldsig::RetrievalMethodType::decode(r)?))
+            }
+            118 => Fragment::RootCertificateID(Box::new(
+                super::xmldsig::X509IssuerSerialType::decode(r)?,
+            )),
             119 => Fragment::RxIdentifier(
                 dec_elem_value(r, false, |r| {
                     Ok(int_into::<u32>(dec_int(r, 1, 4294967295)?)?)
@@ -9372,7 +6677,9 @@ impl Fragment {
                 dec_elem_value(r, false, |r| Ok(int_into::<u16>(dec_int(r, 0, 65535)?)?))?
                     .ok_or_else(|| missing("SDMaxGroundClearence"))?,
             ),
-            124 => Fragment::SDMaxOutputPower(Box::new(RationalNumberType::decode(r)?)),
+            124 => {
+                Fragment::SDMaxOutputPower(Box::new(super::iso20::RationalNumberType::decode(r)?))
+            }
             125 => Fragment::SDMinGroundClearanceSupport(
                 dec_elem_value(r, false, |r| Ok(int_into::<u16>(dec_int(r, 0, 65535)?)?))?
                     .ok_or_else(|| missing("SDMinGroundClearanceSupport"))?,
@@ -9381,8 +6688,10 @@ impl Fragment {
                 dec_elem_value(r, false, |r| Ok(int_into::<u16>(dec_int(r, 0, 65535)?)?))?
                     .ok_or_else(|| missing("SDMinGroundClearence"))?,
             ),
-            127 => Fragment::SDMinOutputPower(Box::new(RationalNumberType::decode(r)?)),
-            128 => Fragment::SDPowerInput(Box::new(RationalNumberType::decode(r)?)),
+            127 => {
+                Fragment::SDMinOutputPower(Box::new(super::iso20::RationalNumberType::decode(r)?))
+            }
+            128 => Fragment::SDPowerInput(Box::new(super::iso20::RationalNumberType::decode(r)?)),
             129 => Fragment::SPCChargeDiagnostics(
                 dec_elem_value(r, false, |r| {
                     Ok(enum_from::<WptSPCChargeDiagnosticsType>(dec_enum(
@@ -9392,14 +6701,20 @@ impl Fragment {
                 })?
                 .ok_or_else(|| missing("SPCChargeDiagnostics"))?,
             ),
-            130 => Fragment::SPCMaxOutputPowerLimit(Box::new(RationalNumberType::decode(r)?)),
-            131 => Fragment::SPCMinOutputPowerLimit(Box::new(RationalNumberType::decode(r)?)),
-            132 => Fragment::SPCOperatingFrequency(Box::new(RationalNumberType::decode(r)?)),
+            130 => Fragment::SPCMaxOutputPowerLimit(Box::new(
+                super::iso20::RationalNumberType::decode(r)?,
+            )),
+            131 => Fragment::SPCMinOutputPowerLimit(Box::new(
+                super::iso20::RationalNumberType::decode(r)?,
+            )),
+            132 => Fragment::SPCOperatingFrequency(Box::new(
+                super::iso20::RationalNumberType::decode(r)?,
+            )),
             133 => Fragment::SPCPowerControlParameter(Box::new(
                 WptSPCPowerControlParameterType::decode(r)?,
             )),
             134 => Fragment::SPCPrimaryDeviceCoilCurrentInformation(Box::new(
-                RationalNumberType::decode(r)?,
+                super::iso20::RationalNumberType::decode(r)?,
             )),
             136 => Fragment::SPKISexp(
                 dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
@@ -9416,20 +6731,34 @@ impl Fragment {
                 dec_elem_value(r, false, |r| Ok(HexBinary(dec_binary(r, 8, Some(8))?)))?
                     .ok_or_else(|| missing("SessionID"))?,
             ),
-            140 => Fragment::SignalFrequency(Box::new(RationalNumberType::decode(r)?)),
-            141 => Fragment::Signature(Box::new(SignatureType::decode(r)?)),
-            142 => Fragment::SignatureMethod(Box::new(SignatureMethodType::decode(r)?)),
-            143 => Fragment::SignatureProperties(Box::new(SignaturePropertiesType::decode(r)?)),
-            144 => Fragment::SignatureProperty(Box::new(SignaturePropertyType::decode(r)?)),
-            145 => Fragment::SignatureValue(Box::new(SignatureValueType::decode(r)?)),
-            146 => Fragment::SignedInfo(Box::new(SignedInfoType::decode(r)?)),
-            147 => Fragment::SupplyDeviceCurrent(Box::new(RationalNumberType::decode(r)?)),
-            148 => Fragment::TargetCoilCurrent(Box::new(RationalNumberType::decode(r)?)),
+            140 => {
+                Fragment::SignalFrequency(Box::new(super::iso20::RationalNumberType::decode(r)?))
+            }
+            141 => Fragment::Signature(Box::new(super::xmldsig::SignatureType::decode(r)?)),
+            142 => {
+                Fragment::SignatureMethod(Box::new(super::xmldsig::SignatureMethodType::decode(r)?))
+            }
+            143 => Fragment::SignatureProperties(Box::new(
+                super::xmldsig::SignaturePropertiesType::decode(r)?,
+            )),
+            144 => Fragment::SignatureProperty(Box::new(
+                super::xmldsig::SignaturePropertyType::decode(r)?,
+            )),
+            145 => {
+                Fragment::SignatureValue(Box::new(super::xmldsig::SignatureValueType::decode(r)?))
+            }
+            146 => Fragment::SignedInfo(Box::new(super::xmldsig::SignedInfoType::decode(r)?)),
+            147 => Fragment::SupplyDeviceCurrent(Box::new(
+                super::iso20::RationalNumberType::decode(r)?,
+            )),
+            148 => {
+                Fragment::TargetCoilCurrent(Box::new(super::iso20::RationalNumberType::decode(r)?))
+            }
             149 => Fragment::TargetSOC(
                 dec_elem_value(r, false, |r| Ok(int_into::<u8>(dec_int(r, 0, 100)?)?))?
                     .ok_or_else(|| missing("TargetSOC"))?,
             ),
-            150 => Fragment::TaxCosts(Box::new(DetailedTaxType::decode(r)?)),
+            150 => Fragment::TaxCosts(Box::new(super::iso20::DetailedTaxType::decode(r)?)),
             151 => Fragment::TaxRuleID(
                 dec_elem_value(r, false, |r| {
                     Ok(int_into::<u32>(dec_int(r, 1, 4294967295)?)?)
@@ -9448,8 +6777,8 @@ impl Fragment {
                 })?
                 .ok_or_else(|| missing("TimeStamp"))?,
             ),
-            154 => Fragment::Transform(Box::new(TransformType::decode(r)?)),
-            155 => Fragment::Transforms(Box::new(TransformsType::decode(r)?)),
+            154 => Fragment::Transform(Box::new(super::xmldsig::TransformType::decode(r)?)),
+            155 => Fragment::Transforms(Box::new(super::xmldsig::TransformsType::decode(r)?)),
             156 => Fragment::TxIdentifier(
                 dec_elem_value(r, false, |r| {
                     Ok(int_into::<u32>(dec_int(r, 1, 4294967295)?)?)
@@ -9535,11 +6864,13 @@ impl Fragment {
                 dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
                     .unwrap_or_default(),
             ),
-            185 => Fragment::X509Data(Box::new(X509DataType::decode(r)?)),
+            185 => Fragment::X509Data(Box::new(super::xmldsig::X509DataType::decode(r)?)),
             186 => Fragment::X509IssuerName(
                 dec_elem_value(r, true, |r| Ok(dec_string(r, 0, None)?))?.unwrap_or_default(),
             ),
-            187 => Fragment::X509IssuerSerial(Box::new(X509IssuerSerialType::decode(r)?)),
+            187 => Fragment::X509IssuerSerial(Box::new(
+                super::xmldsig::X509IssuerSerialType::decode(r)?,
+            )),
             188 => Fragment::X509SKI(
                 dec_elem_value(r, true, |r| Ok(Base64Binary(dec_binary(r, 0, None)?)))?
                     .unwrap_or_default(),

@@ -15,20 +15,66 @@
 //! moves between sets' types through `serde_json`).
 //!
 //! ```
+//! use iso15118::grammar::{Base64Binary, HexBinary};
 //! use iso15118::messages::{iso2, xmldsig};
 //!
-//! // the element a Plug & Charge EVCC signs, and its digest input
+//! // 1. the element a Plug & Charge EVCC signs, as a fragment: its SHA-256
+//! //    goes into the Reference's DigestValue
 //! let auth = iso2::AuthorizationReqType {
 //!     id: Some("ID1".into()),
-//!     gen_challenge: Some(iso15118::grammar::Base64Binary((0..16).collect())),
+//!     gen_challenge: Some(Base64Binary((0..16).collect())),
 //! };
-//! let mut digest_input = Vec::new();
-//! iso2::Fragment::AuthorizationReq(Box::new(auth)).encode(&mut digest_input)?;
-//! // the bytes EXIficient writes for it
-//! assert_eq!(digest_input[..4], [0x80, 0x04, 0x01, 0x52]);
-//! let back = iso2::Fragment::decode(&digest_input)?;
-//! assert!(matches!(back, iso2::Fragment::AuthorizationReq(_)));
-//! # let _ = xmldsig::Fragment::decode(&[0x80]).is_err();
+//! let mut element = Vec::new();
+//! iso2::Fragment::AuthorizationReq(Box::new(auth.clone())).encode(&mut element)?;
+//! assert_eq!(element[..4], [0x80, 0x04, 0x01, 0x52]); // as EXIficient writes it
+//! let digest = Base64Binary(vec![0; 32]); // SHA-256(element), by the caller's crypto
+//!
+//! // 2. SignedInfo as an xmldsig fragment: the bytes the ECDSA signature covers
+//! const C14N: &str = "http://www.w3.org/TR/canonical-exi/";
+//! let signed_info = xmldsig::SignedInfoType {
+//!     id: None,
+//!     canonicalization_method: xmldsig::CanonicalizationMethodType { algorithm: C14N.into() },
+//!     signature_method: xmldsig::SignatureMethodType {
+//!         algorithm: "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256".into(),
+//!         hmac_output_length: None,
+//!     },
+//!     reference: vec![xmldsig::ReferenceType {
+//!         id: None,
+//!         r#type: None,
+//!         uri: Some("#ID1".into()),
+//!         transforms: Some(xmldsig::TransformsType {
+//!             transform: vec![xmldsig::TransformType { algorithm: C14N.into(), x_path: vec![] }],
+//!         }),
+//!         digest_method: xmldsig::DigestMethodType {
+//!             algorithm: "http://www.w3.org/2001/04/xmlenc#sha256".into(),
+//!         },
+//!         digest_value: digest,
+//!     }],
+//! };
+//! let mut to_sign = Vec::new();
+//! xmldsig::Fragment::SignedInfo(Box::new(signed_info.clone())).encode(&mut to_sign)?;
+//!
+//! // 3. the message: the header's Signature is the same xmldsig type
+//! let message = iso2::Message::V2gMessage(Box::new(iso2::V2gMessage {
+//!     header: iso2::MessageHeaderType {
+//!         session_id: HexBinary(vec![0x52, 0xc8, 0xb2, 0x86, 0xbf, 0xfe, 0x36, 0x2d]),
+//!         notification: None,
+//!         signature: Some(xmldsig::SignatureType {
+//!             id: None,
+//!             signed_info,
+//!             signature_value: xmldsig::SignatureValueType {
+//!                 id: None,
+//!                 value: Base64Binary(vec![0; 64]), // the ECDSA signature of `to_sign`
+//!             },
+//!             key_info: None,
+//!             object: vec![],
+//!         }),
+//!     },
+//!     body: iso2::BodyType { authorization_req: Some(auth), ..Default::default() },
+//! }));
+//! let mut bytes = Vec::new();
+//! message.encode(&mut bytes)?;
+//! assert_eq!(iso2::Message::decode(&bytes)?, message);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!

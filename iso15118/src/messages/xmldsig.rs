@@ -105,7 +105,7 @@ impl ExiType for DigestMethodType {
 }
 
 /// XSD complex type `KeyInfoType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct KeyInfoType {
     #[serde(rename = "Id", default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
@@ -214,7 +214,7 @@ impl ExiType for KeyInfoType {
 }
 
 /// XSD complex type `KeyValueType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct KeyValueType {
     #[serde(
         rename = "RSAKeyValue",
@@ -340,7 +340,7 @@ impl ExiType for RSAKeyValueType {
 }
 
 /// XSD complex type `RetrievalMethodType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct RetrievalMethodType {
     #[serde(rename = "Type", default, skip_serializing_if = "Option::is_none")]
     pub r#type: Option<String>,
@@ -411,7 +411,7 @@ impl ExiType for RetrievalMethodType {
 }
 
 /// XSD complex type `TransformsType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct TransformsType {
     #[serde(rename = "Transform", default, skip_serializing_if = "Vec::is_empty")]
     pub transform: Vec<TransformType>,
@@ -513,7 +513,7 @@ impl ExiType for TransformType {
 }
 
 /// XSD complex type `X509DataType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct X509DataType {
     #[serde(
         rename = "X509IssuerSerial",
@@ -703,7 +703,7 @@ impl ExiType for X509IssuerSerialType {
 }
 
 /// XSD complex type `ManifestType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct ManifestType {
     #[serde(rename = "Id", default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
@@ -878,7 +878,7 @@ impl ExiType for ReferenceType {
 }
 
 /// XSD complex type `ObjectType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct ObjectType {
     #[serde(rename = "Encoding", default, skip_serializing_if = "Option::is_none")]
     pub encoding: Option<String>,
@@ -1273,7 +1273,7 @@ impl ExiType for SignatureValueType {
 }
 
 /// XSD complex type `SignaturePropertiesType`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct SignaturePropertiesType {
     #[serde(rename = "Id", default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
