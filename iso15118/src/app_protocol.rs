@@ -22,7 +22,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::exi::{BitReader, BitWriter, ExiError, HEADER, SECOND_LEVEL_START};
+use crate::exi::{BitReader, BitWriter, ExiError, SECOND_LEVEL_START};
+use crate::grammar::expect;
 
 /// One protocol the EV offers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -115,8 +116,7 @@ pub const MAX_NAMESPACE: usize = 100;
 /// they are clamped by the codec's widths would corrupt them, so they are
 /// refused by [`check`]; call it first when the values come from outside.
 pub fn encode(m: &Message, out: &mut Vec<u8>) {
-    let mut w = BitWriter::new();
-    w.bits(8, u32::from(HEADER));
+    let mut w = BitWriter::with_header();
     // DocContent: SE(supportedAppProtocolReq) 0, SE(supportedAppProtocolRes) 1, SE(*) 2
     match m {
         Message::Req(req) => {
@@ -220,14 +220,6 @@ pub fn check(m: &Message) -> Result<(), ExiError> {
     Ok(())
 }
 
-fn expect(r: &mut BitReader<'_>, at: &'static str, of: u32, want: u32) -> Result<(), ExiError> {
-    let code = r.event(of)?;
-    if code != want {
-        return Err(ExiError::Event { at, code, of });
-    }
-    Ok(())
-}
-
 /// A simple-typed element's content after its SE: CH, value, EE.
 fn simple<T>(
     r: &mut BitReader<'_>,
@@ -248,11 +240,7 @@ fn simple<T>(
 /// codec does not take (second-level deviations are refused), a value
 /// outside its facet, or bytes after the document.
 pub fn decode(bytes: &[u8]) -> Result<Message, ExiError> {
-    let mut r = BitReader::new(bytes);
-    let header = r.bits(8)? as u8;
-    if header != HEADER {
-        return Err(ExiError::Header(header));
-    }
+    let mut r = BitReader::with_header(bytes)?;
     let root = r.event(3)?;
     let m = match root {
         0 => {

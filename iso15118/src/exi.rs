@@ -249,6 +249,28 @@ impl<'a> BitReader<'a> {
 /// The EXI header of the V2G profile.
 pub const HEADER: u8 = 0x80;
 
+impl BitWriter {
+    /// A writer that has written the V2G profile's header byte.
+    pub fn with_header() -> Self {
+        let mut w = BitWriter::new();
+        w.bits(8, u32::from(HEADER));
+        w
+    }
+}
+
+impl<'a> BitReader<'a> {
+    /// A reader past the V2G profile's header byte; an error when the
+    /// stream does not start with it.
+    pub fn with_header(bytes: &'a [u8]) -> Result<Self, ExiError> {
+        let mut r = BitReader::new(bytes);
+        let h = r.bits(8)? as u8;
+        if h != HEADER {
+            return Err(ExiError::Header(h));
+        }
+        Ok(r)
+    }
+}
+
 /// Second-level productions of a simple-typed element's first state in the
 /// non-strict profile (EE, AT(xsi:type), AT(xsi:nil), AT(*), AT(*)
 /// untyped, SE(*), CH untyped): an empty value is the escape, then EE,

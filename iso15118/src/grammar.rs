@@ -81,6 +81,26 @@ pub fn state_codes<C: Counts>(ps: &[C], i: usize, count: u32, mixed: bool) -> (u
     (n + 1 + ch, Some(n))
 }
 
+/// (code of EE, first-level productions) in the state (particle `i`,
+/// `count` occurrences); an error when a required element is still due.
+pub fn end_code<C: Counts>(
+    ps: &[C],
+    i: usize,
+    count: u32,
+    mixed: bool,
+) -> Result<(u32, u32), ExiError> {
+    let (n, ee) = if ps.is_empty() {
+        (1 + u32::from(mixed), Some(0))
+    } else {
+        state_codes(ps, i, count, mixed)
+    };
+    let ee = ee.ok_or_else(|| ExiError::Value {
+        what: "element",
+        reason: "a required element is missing".into(),
+    })?;
+    Ok((ee, n))
+}
+
 /// Where particle `k`'s first alternative sits in the state (particle `i`,
 /// `count` occurrences).
 pub fn offset<C: Counts>(ps: &[C], i: usize, count: u32, k: usize) -> u32 {
@@ -241,16 +261,7 @@ impl Enc {
             return Ok(());
         }
         let pre = self.pre();
-        let ps = self.g.particles;
-        let (n, ee) = if ps.is_empty() {
-            (1 + u32::from(self.g.mixed), Some(0))
-        } else {
-            state_codes(ps, self.si, self.sc, self.g.mixed)
-        };
-        let ee = ee.ok_or_else(|| ExiError::Value {
-            what: "element",
-            reason: "a required element is missing".into(),
-        })?;
+        let (ee, n) = end_code(self.g.particles, self.si, self.sc, self.g.mixed)?;
         w.event(pre + ee, pre + n + 1);
         Ok(())
     }

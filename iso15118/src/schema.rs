@@ -36,7 +36,7 @@ use std::sync::OnceLock;
 
 use serde_json::{Map, Value};
 
-use crate::exi::{BitReader, BitWriter, ExiError, HEADER};
+use crate::exi::{BitReader, BitWriter, ExiError};
 use crate::grammar::{
     self, attr_state, content_first, expect, locate, offset, state_codes, Counts,
 };
@@ -755,8 +755,7 @@ impl SchemaSet {
     /// Encodes a JSON message (`{"<root element>": {..}}`).
     pub fn encode(&self, msg: &Value) -> Result<Vec<u8>, ExiError> {
         let (idx, body) = single_root(msg, &self.globals, "message")?;
-        let mut w = BitWriter::new();
-        w.bits(8, u32::from(HEADER));
+        let mut w = BitWriter::with_header();
         w.event(idx as u32, self.globals.len() as u32 + 1);
         self.encode_element(&mut w, &self.globals[idx].1, body)?;
         Ok(w.finish())
@@ -772,8 +771,7 @@ impl SchemaSet {
         let ty = ty.as_ref().ok_or_else(|| relaxed(&q.1))?;
         // FragmentContent: SE(F0..Fn-1), SE(*), ED
         let of = self.fragment.len() as u32 + 2;
-        let mut w = BitWriter::new();
-        w.bits(8, u32::from(HEADER));
+        let mut w = BitWriter::with_header();
         w.event(idx as u32, of);
         self.encode_element(&mut w, ty, body)?;
         w.event(of - 1, of);
@@ -782,11 +780,7 @@ impl SchemaSet {
 
     /// Decodes an EXI fragment of one element into the JSON view.
     pub fn decode_fragment(&self, bytes: &[u8]) -> Result<Value, ExiError> {
-        let mut r = BitReader::new(bytes);
-        let h = r.bits(8)? as u8;
-        if h != HEADER {
-            return Err(ExiError::Header(h));
-        }
+        let mut r = BitReader::with_header(bytes)?;
         let of = self.fragment.len() as u32 + 2;
         let code = r.event(of)?;
         let (q, ty) = self.fragment.get(code as usize).ok_or(ExiError::Event {
@@ -932,15 +926,7 @@ impl SchemaSet {
                 }
             }
         }
-        let (n, ee) = if ps.is_empty() {
-            (1 + u32::from(mixed), Some(0))
-        } else {
-            state_codes(ps, si, sc, mixed)
-        };
-        let ee = ee.ok_or_else(|| ExiError::Value {
-            what: "element",
-            reason: "a required element is missing".into(),
-        })?;
+        let (ee, n) = grammar::end_code(ps, si, sc, mixed)?;
         w.event(pre + ee, pre + n + 1);
         Ok(())
     }
@@ -1065,11 +1051,7 @@ impl SchemaSet {
 
     /// Decodes a document into the JSON view.
     pub fn decode(&self, bytes: &[u8]) -> Result<Value, ExiError> {
-        let mut r = BitReader::new(bytes);
-        let h = r.bits(8)? as u8;
-        if h != HEADER {
-            return Err(ExiError::Header(h));
-        }
+        let mut r = BitReader::with_header(bytes)?;
         let n = self.globals.len() as u32 + 1;
         let code = r.event(n)?;
         let (q, ty) = self.globals.get(code as usize).ok_or(ExiError::Event {

@@ -568,7 +568,7 @@ impl<'s> Gen<'s> {
              //! (fields in schema order, spec names in the serde renames: the JSON is the view\n\
              //! `iso15118::schema` and EXIficient use); [`Message`] holds the global elements.\n\
              #![allow(clippy::all, clippy::pedantic, missing_docs, unused_mut, unused_variables)]\n\
-             use crate::exi::{{BitReader, BitWriter, ExiError, HEADER}};\n\
+             use crate::exi::{{BitReader, BitWriter, ExiError}};\n\
              use crate::grammar::*;\n"
         );
         // enums
@@ -646,50 +646,8 @@ impl<'s> Gen<'s> {
             let _ = writeln!(o, "            Message::{v}(_) => {:?},", q.1);
         }
         let _ = writeln!(o, "        }}\n    }}\n");
-        let _ = writeln!(
-            o,
-            "    /// Encodes the document (header `0x80`, then the element) onto `out`.\n\
-             pub fn encode(&self, out: &mut Vec<u8>) -> Result<(), ExiError> {{\n\
-             let mut bw = BitWriter::new();\n\
-             let w = &mut bw;\n\
-             w.bits(8, u32::from(HEADER));\n\
-             match self {{"
-        );
-        for (k, v, q, ty) in &variants {
-            let _ = writeln!(
-                o,
-                "            Message::{v}(x) => {{ w.event({k}, {n}); {} }}",
-                self.enc_elem(q, ty, "x")
-            );
-        }
-        let _ = writeln!(
-            o,
-            "        }}\n        out.extend_from_slice(&bw.finish());\n        Ok(())\n    }}\n"
-        );
-        let _ = writeln!(
-            o,
-            "    /// Decodes a document; trailing bytes other than padding are an error.\n\
-             pub fn decode(bytes: &[u8]) -> Result<Message, ExiError> {{\n\
-             let mut rd = BitReader::new(bytes);\n\
-             let r = &mut rd;\n\
-             let h = r.bits(8)? as u8;\n\
-             if h != HEADER {{ return Err(ExiError::Header(h)); }}\n\
-             let code = r.event({n})?;\n\
-             let m = match code {{"
-        );
-        for (k, v, q, ty) in &variants {
-            let val = self.dec_elem(q, ty);
-            let val = if matches!(ty, Ty::Complex(_)) {
-                format!("Box::new({val})")
-            } else {
-                val
-            };
-            let _ = writeln!(o, "            {k} => Message::{v}({val}),");
-        }
-        let _ = writeln!(
-            o,
-            "            _ => return Err(ExiError::Event {{ at: \"document\", code, of: {n} }}),\n        }};\n        rd.finish()?;\n        Ok(m)\n    }}\n}}"
-        );
+        self.gen_codec(&mut o, "Message", &variants, n, false);
+        let _ = writeln!(o, "}}");
         self.gen_fragments(&mut o, &fragments);
         Ok(o)
     }
@@ -730,52 +688,73 @@ impl<'s> Gen<'s> {
             variants.push((*k, v, *q, *ty));
         }
         let _ = writeln!(o, "}}\n\nimpl Fragment {{");
+        self.gen_codec(o, "Fragment", &variants, of, true);
+        let _ = writeln!(o, "}}");
+    }
+
+    /// `encode` and `decode` of the `Message` (a document: SD, SE of a
+    /// global element among `of` codes, its content, ED) or `Fragment`
+    /// enum (a fragment: the SE among every declaration, then ED coded as
+    /// the last of `of`).
+    fn gen_codec(
+        &self,
+        o: &mut String,
+        name: &str,
+        variants: &[(usize, String, &QName, &Ty)],
+        of: usize,
+        fragment: bool,
+    ) {
+        let what = if fragment { "fragment" } else { "document" };
         let _ = writeln!(
             o,
-            "    /// Encodes the fragment (header `0x80`, the element, ED) onto `out`.\n\
+            "    /// Encodes the {what} (header `0x80`, the element{}) onto `out`.\n\
              pub fn encode(&self, out: &mut Vec<u8>) -> Result<(), ExiError> {{\n\
-             let mut bw = BitWriter::new();\n\
+             let mut bw = BitWriter::with_header();\n\
              let w = &mut bw;\n\
-             w.bits(8, u32::from(HEADER));\n\
-             match self {{"
+             match self {{",
+            if fragment { ", ED" } else { "" }
         );
-        for (k, v, q, ty) in &variants {
+        for (k, v, q, ty) in variants {
             let _ = writeln!(
                 o,
-                "            Fragment::{v}(x) => {{ w.event({k}, {of}); {} }}",
+                "            {name}::{v}(x) => {{ w.event({k}, {of}); {} }}",
                 self.enc_elem(q, ty, "x")
             );
         }
+        let _ = writeln!(o, "        }}");
+        if fragment {
+            let _ = writeln!(o, "        w.event({}, {of});", of - 1);
+        }
         let _ = writeln!(
             o,
-            "        }}\n        w.event({}, {of});\n        out.extend_from_slice(&bw.finish());\n        Ok(())\n    }}\n",
-            of - 1
+            "        out.extend_from_slice(&bw.finish());\n        Ok(())\n    }}\n"
         );
         let _ = writeln!(
             o,
-            "    /// Decodes a fragment of one element.\n\
-             pub fn decode(bytes: &[u8]) -> Result<Fragment, ExiError> {{\n\
-             let mut rd = BitReader::new(bytes);\n\
+            "    /// Decodes a {what} of one element; trailing bytes other than padding are an error.\n\
+             pub fn decode(bytes: &[u8]) -> Result<{name}, ExiError> {{\n\
+             let mut rd = BitReader::with_header(bytes)?;\n\
              let r = &mut rd;\n\
-             let h = r.bits(8)? as u8;\n\
-             if h != HEADER {{ return Err(ExiError::Header(h)); }}\n\
              let code = r.event({of})?;\n\
-             let f = match code {{"
+             let m = match code {{"
         );
-        for (k, v, q, ty) in &variants {
+        for (k, v, q, ty) in variants {
             let val = self.dec_elem(q, ty);
             let val = if matches!(ty, Ty::Complex(_)) {
                 format!("Box::new({val})")
             } else {
                 val
             };
-            let _ = writeln!(o, "            {k} => Fragment::{v}({val}),");
+            let _ = writeln!(o, "            {k} => {name}::{v}({val}),");
         }
         let _ = writeln!(
             o,
-            "            _ => return Err(ExiError::Event {{ at: \"fragment\", code, of: {of} }}),\n        }};\n        expect(r, \"fragment end\", {of}, {})?;\n        rd.finish()?;\n        Ok(f)\n    }}\n}}",
-            of - 1
+            "            _ => return Err(ExiError::Event {{ at: {what:?}, code, of: {of} }}),\n        }};"
         );
+        if fragment {
+            let _ = writeln!(o, "        expect(r, \"fragment end\", {of}, {})?;", of - 1);
+        }
+        let _ = writeln!(o, "        rd.finish()?;\n        Ok(m)\n    }}");
     }
 
     fn gen_type(&self, o: &mut String, i: usize) {

@@ -11,7 +11,7 @@
     unused_mut,
     unused_variables
 )]
-use crate::exi::{BitReader, BitWriter, ExiError, HEADER};
+use crate::exi::{BitReader, BitWriter, ExiError};
 use crate::grammar::*;
 
 /// XSD enumeration `DC_EVErrorCodeType`.
@@ -9029,11 +9029,10 @@ impl Message {
         }
     }
 
-    /// Encodes the document (header `0x80`, then the element) onto `out`.
+    /// Encodes the document (header `0x80`, the element) onto `out`.
     pub fn encode(&self, out: &mut Vec<u8>) -> Result<(), ExiError> {
-        let mut bw = BitWriter::new();
+        let mut bw = BitWriter::with_header();
         let w = &mut bw;
-        w.bits(8, u32::from(HEADER));
         match self {
             Message::AcEVChargeParameter(x) => {
                 w.event(0, 82);
@@ -9352,14 +9351,10 @@ impl Message {
         Ok(())
     }
 
-    /// Decodes a document; trailing bytes other than padding are an error.
+    /// Decodes a document of one element; trailing bytes other than padding are an error.
     pub fn decode(bytes: &[u8]) -> Result<Message, ExiError> {
-        let mut rd = BitReader::new(bytes);
+        let mut rd = BitReader::with_header(bytes)?;
         let r = &mut rd;
-        let h = r.bits(8)? as u8;
-        if h != HEADER {
-            return Err(ExiError::Header(h));
-        }
         let code = r.event(82)?;
         let m = match code {
             0 => Message::AcEVChargeParameter(Box::new(AcEVChargeParameterType::decode(r)?)),
@@ -10226,9 +10221,8 @@ pub enum Fragment {
 impl Fragment {
     /// Encodes the fragment (header `0x80`, the element, ED) onto `out`.
     pub fn encode(&self, out: &mut Vec<u8>) -> Result<(), ExiError> {
-        let mut bw = BitWriter::new();
+        let mut bw = BitWriter::with_header();
         let w = &mut bw;
-        w.bits(8, u32::from(HEADER));
         match self {
             Fragment::AcEVChargeParameter(x) => {
                 w.event(0, 247);
@@ -11396,16 +11390,12 @@ impl Fragment {
         Ok(())
     }
 
-    /// Decodes a fragment of one element.
+    /// Decodes a fragment of one element; trailing bytes other than padding are an error.
     pub fn decode(bytes: &[u8]) -> Result<Fragment, ExiError> {
-        let mut rd = BitReader::new(bytes);
+        let mut rd = BitReader::with_header(bytes)?;
         let r = &mut rd;
-        let h = r.bits(8)? as u8;
-        if h != HEADER {
-            return Err(ExiError::Header(h));
-        }
         let code = r.event(247)?;
-        let f = match code {
+        let m = match code {
             0 => Fragment::AcEVChargeParameter(Box::new(AcEVChargeParameterType::decode(r)?)),
             1 => Fragment::AcEVSEChargeParameter(Box::new(AcEVSEChargeParameterType::decode(r)?)),
             2 => Fragment::AcEVSEStatus(Box::new(AcEVSEStatusType::decode(r)?)),
@@ -12119,6 +12109,6 @@ impl Fragment {
         };
         expect(r, "fragment end", 247, 246)?;
         rd.finish()?;
-        Ok(f)
+        Ok(m)
     }
 }

@@ -11,7 +11,7 @@
     unused_mut,
     unused_variables
 )]
-use crate::exi::{BitReader, BitWriter, ExiError, HEADER};
+use crate::exi::{BitReader, BitWriter, ExiError};
 use crate::grammar::*;
 
 /// XSD enumeration `DC_EVErrorCodeType`.
@@ -9260,11 +9260,10 @@ impl Message {
         }
     }
 
-    /// Encodes the document (header `0x80`, then the element) onto `out`.
+    /// Encodes the document (header `0x80`, the element) onto `out`.
     pub fn encode(&self, out: &mut Vec<u8>) -> Result<(), ExiError> {
-        let mut bw = BitWriter::new();
+        let mut bw = BitWriter::with_header();
         let w = &mut bw;
-        w.bits(8, u32::from(HEADER));
         match self {
             Message::AcEVChargeParameter(x) => {
                 w.event(0, 81);
@@ -9579,14 +9578,10 @@ impl Message {
         Ok(())
     }
 
-    /// Decodes a document; trailing bytes other than padding are an error.
+    /// Decodes a document of one element; trailing bytes other than padding are an error.
     pub fn decode(bytes: &[u8]) -> Result<Message, ExiError> {
-        let mut rd = BitReader::new(bytes);
+        let mut rd = BitReader::with_header(bytes)?;
         let r = &mut rd;
-        let h = r.bits(8)? as u8;
-        if h != HEADER {
-            return Err(ExiError::Header(h));
-        }
         let code = r.event(81)?;
         let m = match code {
             0 => Message::AcEVChargeParameter(Box::new(AcEVChargeParameterType::decode(r)?)),
@@ -10439,9 +10434,8 @@ pub enum Fragment {
 impl Fragment {
     /// Encodes the fragment (header `0x80`, the element, ED) onto `out`.
     pub fn encode(&self, out: &mut Vec<u8>) -> Result<(), ExiError> {
-        let mut bw = BitWriter::new();
+        let mut bw = BitWriter::with_header();
         let w = &mut bw;
-        w.bits(8, u32::from(HEADER));
         match self {
             Fragment::AcEVChargeParameter(x) => {
                 w.event(0, 245);
@@ -11588,16 +11582,12 @@ impl Fragment {
         Ok(())
     }
 
-    /// Decodes a fragment of one element.
+    /// Decodes a fragment of one element; trailing bytes other than padding are an error.
     pub fn decode(bytes: &[u8]) -> Result<Fragment, ExiError> {
-        let mut rd = BitReader::new(bytes);
+        let mut rd = BitReader::with_header(bytes)?;
         let r = &mut rd;
-        let h = r.bits(8)? as u8;
-        if h != HEADER {
-            return Err(ExiError::Header(h));
-        }
         let code = r.event(245)?;
-        let f = match code {
+        let m = match code {
             0 => Fragment::AcEVChargeParameter(Box::new(AcEVChargeParameterType::decode(r)?)),
             1 => Fragment::AcEVSEChargeParameter(Box::new(AcEVSEChargeParameterType::decode(r)?)),
             2 => Fragment::AcEVSEStatus(Box::new(AcEVSEStatusType::decode(r)?)),
@@ -12286,6 +12276,6 @@ impl Fragment {
         };
         expect(r, "fragment end", 245, 244)?;
         rd.finish()?;
-        Ok(f)
+        Ok(m)
     }
 }

@@ -11,7 +11,7 @@
     unused_mut,
     unused_variables
 )]
-use crate::exi::{BitReader, BitWriter, ExiError, HEADER};
+use crate::exi::{BitReader, BitWriter, ExiError};
 use crate::grammar::*;
 
 /// XSD enumeration `authorizationType`.
@@ -9885,11 +9885,10 @@ impl Message {
         }
     }
 
-    /// Encodes the document (header `0x80`, then the element) onto `out`.
+    /// Encodes the document (header `0x80`, the element) onto `out`.
     pub fn encode(&self, out: &mut Vec<u8>) -> Result<(), ExiError> {
-        let mut bw = BitWriter::new();
+        let mut bw = BitWriter::with_header();
         let w = &mut bw;
-        w.bits(8, u32::from(HEADER));
         match self {
             Message::AuthorizationReq(x) => {
                 w.event(0, 55);
@@ -10100,14 +10099,10 @@ impl Message {
         Ok(())
     }
 
-    /// Decodes a document; trailing bytes other than padding are an error.
+    /// Decodes a document of one element; trailing bytes other than padding are an error.
     pub fn decode(bytes: &[u8]) -> Result<Message, ExiError> {
-        let mut rd = BitReader::new(bytes);
+        let mut rd = BitReader::with_header(bytes)?;
         let r = &mut rd;
-        let h = r.bits(8)? as u8;
-        if h != HEADER {
-            return Err(ExiError::Header(h));
-        }
         let code = r.event(55)?;
         let m = match code {
             0 => Message::AuthorizationReq(Box::new(AuthorizationReqType::decode(r)?)),
@@ -11043,9 +11038,8 @@ pub enum Fragment {
 impl Fragment {
     /// Encodes the fragment (header `0x80`, the element, ED) onto `out`.
     pub fn encode(&self, out: &mut Vec<u8>) -> Result<(), ExiError> {
-        let mut bw = BitWriter::new();
+        let mut bw = BitWriter::with_header();
         let w = &mut bw;
-        w.bits(8, u32::from(HEADER));
         match self {
             Fragment::AbsolutePriceSchedule(x) => {
                 w.event(0, 283);
@@ -12420,16 +12414,12 @@ impl Fragment {
         Ok(())
     }
 
-    /// Decodes a fragment of one element.
+    /// Decodes a fragment of one element; trailing bytes other than padding are an error.
     pub fn decode(bytes: &[u8]) -> Result<Fragment, ExiError> {
-        let mut rd = BitReader::new(bytes);
+        let mut rd = BitReader::with_header(bytes)?;
         let r = &mut rd;
-        let h = r.bits(8)? as u8;
-        if h != HEADER {
-            return Err(ExiError::Header(h));
-        }
         let code = r.event(283)?;
-        let f = match code {
+        let m = match code {
             0 => Fragment::AbsolutePriceSchedule(Box::new(AbsolutePriceScheduleType::decode(r)?)),
             1 => Fragment::AckMaxDelay(
                 dec_elem_value(r, false, |r| Ok(int_into::<u16>(dec_int(r, 0, 65535)?)?))?
@@ -13309,6 +13299,6 @@ impl Fragment {
         };
         expect(r, "fragment end", 283, 282)?;
         rd.finish()?;
-        Ok(f)
+        Ok(m)
     }
 }

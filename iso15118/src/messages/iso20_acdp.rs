@@ -11,7 +11,7 @@
     unused_mut,
     unused_variables
 )]
-use crate::exi::{BitReader, BitWriter, ExiError, HEADER};
+use crate::exi::{BitReader, BitWriter, ExiError};
 use crate::grammar::*;
 
 /// XSD enumeration `cpStatusType`.
@@ -1518,11 +1518,10 @@ impl Message {
         }
     }
 
-    /// Encodes the document (header `0x80`, then the element) onto `out`.
+    /// Encodes the document (header `0x80`, the element) onto `out`.
     pub fn encode(&self, out: &mut Vec<u8>) -> Result<(), ExiError> {
-        let mut bw = BitWriter::new();
+        let mut bw = BitWriter::with_header();
         let w = &mut bw;
-        w.bits(8, u32::from(HEADER));
         match self {
             Message::AcdpConnectReq(x) => {
                 w.event(0, 35);
@@ -1653,14 +1652,10 @@ impl Message {
         Ok(())
     }
 
-    /// Decodes a document; trailing bytes other than padding are an error.
+    /// Decodes a document of one element; trailing bytes other than padding are an error.
     pub fn decode(bytes: &[u8]) -> Result<Message, ExiError> {
-        let mut rd = BitReader::new(bytes);
+        let mut rd = BitReader::with_header(bytes)?;
         let r = &mut rd;
-        let h = r.bits(8)? as u8;
-        if h != HEADER {
-            return Err(ExiError::Header(h));
-        }
         let code = r.event(35)?;
         let m = match code {
             0 => Message::AcdpConnectReq(Box::new(AcdpConnectReqType::decode(r)?)),
@@ -2120,9 +2115,8 @@ pub enum Fragment {
 impl Fragment {
     /// Encodes the fragment (header `0x80`, the element, ED) onto `out`.
     pub fn encode(&self, out: &mut Vec<u8>) -> Result<(), ExiError> {
-        let mut bw = BitWriter::new();
+        let mut bw = BitWriter::with_header();
         let w = &mut bw;
-        w.bits(8, u32::from(HEADER));
         match self {
             Fragment::AcdpConnectReq(x) => {
                 w.event(0, 131);
@@ -2796,16 +2790,12 @@ impl Fragment {
         Ok(())
     }
 
-    /// Decodes a fragment of one element.
+    /// Decodes a fragment of one element; trailing bytes other than padding are an error.
     pub fn decode(bytes: &[u8]) -> Result<Fragment, ExiError> {
-        let mut rd = BitReader::new(bytes);
+        let mut rd = BitReader::with_header(bytes)?;
         let r = &mut rd;
-        let h = r.bits(8)? as u8;
-        if h != HEADER {
-            return Err(ExiError::Header(h));
-        }
         let code = r.event(131)?;
-        let f = match code {
+        let m = match code {
             0 => Fragment::AcdpConnectReq(Box::new(AcdpConnectReqType::decode(r)?)),
             1 => Fragment::AcdpConnectRes(Box::new(AcdpConnectResType::decode(r)?)),
             2 => Fragment::AcdpDisconnectReq(Box::new(AcdpConnectReqType::decode(r)?)),
@@ -3291,6 +3281,6 @@ impl Fragment {
         };
         expect(r, "fragment end", 131, 130)?;
         rd.finish()?;
-        Ok(f)
+        Ok(m)
     }
 }

@@ -11,7 +11,7 @@
     unused_mut,
     unused_variables
 )]
-use crate::exi::{BitReader, BitWriter, ExiError, HEADER};
+use crate::exi::{BitReader, BitWriter, ExiError};
 use crate::grammar::*;
 
 /// XSD complex type `BPT_DC_CPDReqEnergyTransferModeType`.
@@ -4340,11 +4340,10 @@ impl Message {
         }
     }
 
-    /// Encodes the document (header `0x80`, then the element) onto `out`.
+    /// Encodes the document (header `0x80`, the element) onto `out`.
     pub fn encode(&self, out: &mut Vec<u8>) -> Result<(), ExiError> {
-        let mut bw = BitWriter::new();
+        let mut bw = BitWriter::with_header();
         let w = &mut bw;
-        w.bits(8, u32::from(HEADER));
         match self {
             Message::BptDcCPDReqEnergyTransferMode(x) => {
                 w.event(0, 49);
@@ -4531,14 +4530,10 @@ impl Message {
         Ok(())
     }
 
-    /// Decodes a document; trailing bytes other than padding are an error.
+    /// Decodes a document of one element; trailing bytes other than padding are an error.
     pub fn decode(bytes: &[u8]) -> Result<Message, ExiError> {
-        let mut rd = BitReader::new(bytes);
+        let mut rd = BitReader::with_header(bytes)?;
         let r = &mut rd;
-        let h = r.bits(8)? as u8;
-        if h != HEADER {
-            return Err(ExiError::Header(h));
-        }
         let code = r.event(49)?;
         let m = match code {
             0 => Message::BptDcCPDReqEnergyTransferMode(Box::new(
@@ -5096,9 +5091,8 @@ pub enum Fragment {
 impl Fragment {
     /// Encodes the fragment (header `0x80`, the element, ED) onto `out`.
     pub fn encode(&self, out: &mut Vec<u8>) -> Result<(), ExiError> {
-        let mut bw = BitWriter::new();
+        let mut bw = BitWriter::with_header();
         let w = &mut bw;
-        w.bits(8, u32::from(HEADER));
         match self {
             Fragment::AckMaxDelay(x) => {
                 w.event(0, 151);
@@ -5792,16 +5786,12 @@ impl Fragment {
         Ok(())
     }
 
-    /// Decodes a fragment of one element.
+    /// Decodes a fragment of one element; trailing bytes other than padding are an error.
     pub fn decode(bytes: &[u8]) -> Result<Fragment, ExiError> {
-        let mut rd = BitReader::new(bytes);
+        let mut rd = BitReader::with_header(bytes)?;
         let r = &mut rd;
-        let h = r.bits(8)? as u8;
-        if h != HEADER {
-            return Err(ExiError::Header(h));
-        }
         let code = r.event(151)?;
-        let f = match code {
+        let m = match code {
             0 => Fragment::AckMaxDelay(
                 dec_elem_value(r, false, |r| Ok(int_into::<u16>(dec_int(r, 0, 65535)?)?))?
                     .ok_or_else(|| missing("AckMaxDelay"))?,
@@ -6290,6 +6280,6 @@ impl Fragment {
         };
         expect(r, "fragment end", 151, 150)?;
         rd.finish()?;
-        Ok(f)
+        Ok(m)
     }
 }

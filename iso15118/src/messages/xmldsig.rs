@@ -11,7 +11,7 @@
     unused_mut,
     unused_variables
 )]
-use crate::exi::{BitReader, BitWriter, ExiError, HEADER};
+use crate::exi::{BitReader, BitWriter, ExiError};
 use crate::grammar::*;
 
 /// XSD complex type `CanonicalizationMethodType`.
@@ -1492,11 +1492,10 @@ impl Message {
         }
     }
 
-    /// Encodes the document (header `0x80`, then the element) onto `out`.
+    /// Encodes the document (header `0x80`, the element) onto `out`.
     pub fn encode(&self, out: &mut Vec<u8>) -> Result<(), ExiError> {
-        let mut bw = BitWriter::new();
+        let mut bw = BitWriter::with_header();
         let w = &mut bw;
-        w.bits(8, u32::from(HEADER));
         match self {
             Message::CanonicalizationMethod(x) => {
                 w.event(0, 25);
@@ -1587,14 +1586,10 @@ impl Message {
         Ok(())
     }
 
-    /// Decodes a document; trailing bytes other than padding are an error.
+    /// Decodes a document of one element; trailing bytes other than padding are an error.
     pub fn decode(bytes: &[u8]) -> Result<Message, ExiError> {
-        let mut rd = BitReader::new(bytes);
+        let mut rd = BitReader::with_header(bytes)?;
         let r = &mut rd;
-        let h = r.bits(8)? as u8;
-        if h != HEADER {
-            return Err(ExiError::Header(h));
-        }
         let code = r.event(25)?;
         let m = match code {
             0 => Message::CanonicalizationMethod(Box::new(CanonicalizationMethodType::decode(r)?)),
@@ -1774,9 +1769,8 @@ pub enum Fragment {
 impl Fragment {
     /// Encodes the fragment (header `0x80`, the element, ED) onto `out`.
     pub fn encode(&self, out: &mut Vec<u8>) -> Result<(), ExiError> {
-        let mut bw = BitWriter::new();
+        let mut bw = BitWriter::with_header();
         let w = &mut bw;
-        w.bits(8, u32::from(HEADER));
         match self {
             Fragment::CanonicalizationMethod(x) => {
                 w.event(0, 47);
@@ -1958,16 +1952,12 @@ impl Fragment {
         Ok(())
     }
 
-    /// Decodes a fragment of one element.
+    /// Decodes a fragment of one element; trailing bytes other than padding are an error.
     pub fn decode(bytes: &[u8]) -> Result<Fragment, ExiError> {
-        let mut rd = BitReader::new(bytes);
+        let mut rd = BitReader::with_header(bytes)?;
         let r = &mut rd;
-        let h = r.bits(8)? as u8;
-        if h != HEADER {
-            return Err(ExiError::Header(h));
-        }
         let code = r.event(47)?;
-        let f = match code {
+        let m = match code {
             0 => Fragment::CanonicalizationMethod(Box::new(CanonicalizationMethodType::decode(r)?)),
             2 => Fragment::DigestMethod(Box::new(DigestMethodType::decode(r)?)),
             3 => Fragment::DigestValue(
@@ -2088,6 +2078,6 @@ impl Fragment {
         };
         expect(r, "fragment end", 47, 46)?;
         rd.finish()?;
-        Ok(f)
+        Ok(m)
     }
 }
