@@ -482,6 +482,29 @@ pub fn dec_int(r: &mut BitReader<'_>, min: i128, max: i128) -> Result<i128, ExiE
     Ok(n)
 }
 
+/// The Rust integer type generated code holds an XSD range in (the
+/// smallest standard one), with its bounds.
+pub fn int_type(min: i128, max: i128) -> (&'static str, i128, i128) {
+    let candidates: [(&'static str, i128, i128); 8] = [
+        ("u8", 0, u8::MAX.into()),
+        ("u16", 0, u16::MAX.into()),
+        ("u32", 0, u32::MAX.into()),
+        ("u64", 0, u64::MAX.into()),
+        ("i8", i8::MIN.into(), i8::MAX.into()),
+        ("i16", i16::MIN.into(), i16::MAX.into()),
+        ("i32", i32::MIN.into(), i32::MAX.into()),
+        ("i64", i64::MIN.into(), i64::MAX.into()),
+    ];
+    candidates
+        .into_iter()
+        .find(|(_, lo, hi)| *lo <= min && max <= *hi)
+        .unwrap_or(if min >= 0 {
+            candidates[3]
+        } else {
+            candidates[7]
+        })
+}
+
 /// An integer into its Rust type.
 pub fn int_into<T: TryFrom<i128>>(n: i128) -> Result<T, ExiError> {
     T::try_from(n).map_err(|_| ExiError::Value {
@@ -645,25 +668,119 @@ pub fn elem_value(
 }
 
 /// Reads a simple-typed element's content; `None` for an empty element
-/// (allowed only when `may_be_empty`: strings and binaries).
-pub fn dec_elem_value<T>(
+/// (allowed only when `may_be_empty`: strings and binaries). A value the
+/// encoder wrote untyped (the non-strict profile's second-level
+/// `CH [untyped]`, as EXIficient does for a value outside its facets) is
+/// read from its lexical form.
+pub fn dec_elem_value<T: Lexical>(
     r: &mut BitReader<'_>,
     may_be_empty: bool,
     value: impl FnOnce(&mut BitReader<'_>) -> Result<T, ExiError>,
 ) -> Result<Option<T>, ExiError> {
+    dec_elem_value_with(r, may_be_empty, value, T::lexical)
+}
+
+/// [`dec_elem_value`] with the lexical parser given.
+pub fn dec_elem_value_with<T>(
+    r: &mut BitReader<'_>,
+    may_be_empty: bool,
+    value: impl FnOnce(&mut BitReader<'_>) -> Result<T, ExiError>,
+    lexical: impl FnOnce(&str) -> Result<T, ExiError>,
+) -> Result<Option<T>, ExiError> {
     if r.event(2)? == 1 {
-        if !may_be_empty {
-            return Err(ExiError::Value {
+        // second level: EE 0, AT(xsi:type) 1, AT(xsi:nil) 2, AT(*) 3,
+        // AT(*) untyped 4, SE(*) 5, CH untyped 6
+        return match r.event(SECOND_LEVEL_START)? {
+            0 if may_be_empty => Ok(None),
+            0 => Err(ExiError::Value {
                 what: "element",
                 reason: "empty content for a type that cannot be empty".into(),
-            });
-        }
-        expect(r, "empty element", SECOND_LEVEL_START, 0)?;
-        return Ok(None);
+            }),
+            6 => {
+                let s = r.string("untyped value", 1 << 20)?;
+                // then the (no longer first) start tag: CH typed at the
+                // first level, and EE 0, SE(*) 1, CH untyped 2 at the second
+                // (as EXIficient writes it)
+                expect(r, "element end", 2, 1)?;
+                expect(r, "element end (second level)", 3, 0)?;
+                lexical(&s).map(Some)
+            }
+            code => Err(ExiError::Event {
+                at: "element content (second level)",
+                code,
+                of: SECOND_LEVEL_START,
+            }),
+        };
     }
     let v = value(r)?;
     expect(r, "element end", 2, 0)?;
     Ok(Some(v))
+}
+
+/// A simple value from its lexical (XML Schema) form: what an untyped
+/// `CH` carries. Facets are not checked (the encoder wrote the value
+/// untyped because it did not fit them); the Rust type's range is.
+pub trait Lexical: Sized {
+    /// Parses the lexical form.
+    fn lexical(s: &str) -> Result<Self, ExiError>;
+}
+
+fn bad_lexical(s: &str, what: &'static str) -> ExiError {
+    ExiError::Value {
+        what,
+        reason: format!("untyped value {s:?} is not one"),
+    }
+}
+
+impl Lexical for String {
+    fn lexical(s: &str) -> Result<Self, ExiError> {
+        Ok(s.to_string())
+    }
+}
+
+impl Lexical for bool {
+    fn lexical(s: &str) -> Result<Self, ExiError> {
+        match s.trim() {
+            "true" | "1" => Ok(true),
+            "false" | "0" => Ok(false),
+            _ => Err(bad_lexical(s, "boolean")),
+        }
+    }
+}
+
+macro_rules! lexical_int {
+    ($($t:ty),*) => {$(
+        impl Lexical for $t {
+            fn lexical(s: &str) -> Result<Self, ExiError> {
+                s.trim().trim_start_matches('+').parse().map_err(|_| bad_lexical(s, "integer"))
+            }
+        }
+    )*};
+}
+lexical_int!(u8, u16, u32, u64, i8, i16, i32, i64);
+
+impl Lexical for HexBinary {
+    fn lexical(s: &str) -> Result<Self, ExiError> {
+        serde_json::from_value(serde_json::Value::String(s.trim().into()))
+            .map_err(|_| bad_lexical(s, "hexBinary"))
+    }
+}
+
+impl Lexical for Base64Binary {
+    fn lexical(s: &str) -> Result<Self, ExiError> {
+        serde_json::from_value(serde_json::Value::String(s.trim().into()))
+            .map_err(|_| bad_lexical(s, "base64Binary"))
+    }
+}
+
+impl<E: ExiEnum> Lexical for E {
+    fn lexical(s: &str) -> Result<Self, ExiError> {
+        E::NAMES
+            .iter()
+            .position(|n| *n == s.trim())
+            .and_then(|i| E::from_index(i as u32))
+            .ok_or_else(|| bad_lexical(s, "enumeration value"))
+    }
 }
 
 /// A generated complex type: its content after the SE event.
@@ -678,6 +795,8 @@ pub trait ExiType: Sized {
 pub trait ExiEnum: Sized {
     /// Number of values.
     const COUNT: u32;
+    /// The values as the schema spells them, in schema order.
+    const NAMES: &'static [&'static str];
     /// The value's index in schema order.
     fn index(&self) -> u32;
     /// The value at an index.

@@ -1283,10 +1283,61 @@ fn decode_simple_element(r: &mut BitReader<'_>, s: &Simple) -> Result<Value, Exi
         s,
         Simple::String { min: 0, .. } | Simple::Binary { min: 0, .. }
     );
-    Ok(
-        grammar::dec_elem_value(r, may_be_empty, |r| decode_simple_value(r, s))?
-            .unwrap_or_else(|| Value::String(String::new())),
-    )
+    Ok(grammar::dec_elem_value_with(
+        r,
+        may_be_empty,
+        |r| decode_simple_value(r, s),
+        |lex| lexical_value(lex, s),
+    )?
+    .unwrap_or_else(|| Value::String(String::new())))
+}
+
+/// The JSON view of an untyped value (a non-strict deviation), parsed as
+/// the element's type without its facets (see [`grammar::Lexical`]).
+fn lexical_value(lex: &str, s: &Simple) -> Result<Value, ExiError> {
+    use grammar::Lexical;
+    Ok(match s {
+        Simple::String { .. } => Value::String(lex.to_string()),
+        Simple::Boolean => Value::Bool(bool::lexical(lex)?),
+        Simple::Binary { base64: true, .. } => {
+            serde_json::to_value(grammar::Base64Binary::lexical(lex)?).unwrap_or_default()
+        }
+        Simple::Binary { base64: false, .. } => {
+            serde_json::to_value(grammar::HexBinary::lexical(lex)?).unwrap_or_default()
+        }
+        Simple::Int { min, max } => {
+            // within the Rust type the typed codec holds the range in
+            let (_, lo, hi) = grammar::int_type(*min, *max);
+            let n: i128 =
+                lex.trim()
+                    .trim_start_matches('+')
+                    .parse()
+                    .map_err(|_| ExiError::Value {
+                        what: "integer",
+                        reason: format!("untyped value {lex:?} is not one"),
+                    })?;
+            if n < lo || n > hi {
+                return Err(ExiError::Value {
+                    what: "integer",
+                    reason: format!("untyped value {n} does not fit"),
+                });
+            }
+            match i64::try_from(n) {
+                Ok(v) => Value::from(v),
+                Err(_) => Value::from(n as u64),
+            }
+        }
+        Simple::Enum { values, .. } => {
+            let t = lex.trim();
+            if !values.iter().any(|v| v == t) {
+                return Err(ExiError::Value {
+                    what: "enumeration value",
+                    reason: format!("untyped value {lex:?} is not one"),
+                });
+            }
+            Value::String(t.to_string())
+        }
+    })
 }
 
 fn encode_simple_value(

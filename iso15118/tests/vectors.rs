@@ -324,3 +324,51 @@ fn pyplc_real_din_traffic() {
         assert_eq!(again, bytes);
     }
 }
+
+/// A non-strict deviation EXIficient writes: a -2 MeteringReceiptReq whose
+/// SAScheduleTupleID (SAIDType, 1..255) is 0, coded as an untyped string at
+/// the second level (`CH [untyped]`, then EE at the second level of the
+/// start tag). Both codecs read it as EXIficient does; neither writes a
+/// value outside its facets (a value error, not other bytes).
+#[test]
+fn exificient_untyped_value() {
+    use iso15118::messages::iso2;
+    let hex =
+        "809800895950f0215145493d194c07e489e6a3e47b251c066100420a9a5a627238343c0e400bedfaa5701680";
+    let bytes = unhex(hex);
+    let schema = by_name("iso2").unwrap();
+    let view = schema.decode(&bytes).unwrap();
+    let req = &view["V2G_Message"]["Body"]["MeteringReceiptReq"];
+    assert_eq!(req["SAScheduleTupleID"], 0);
+    assert_eq!(req["MeterInfo"]["MeterReading"], 948_304);
+    assert!(matches!(
+        schema.encode(&view),
+        Err(iso15118::exi::ExiError::Value { .. })
+    ));
+    let typed = iso2::Message::decode(&bytes).unwrap();
+    assert_eq!(serde_json::to_value(&typed).unwrap(), view);
+    assert!(matches!(
+        typed.encode(&mut Vec::new()),
+        Err(iso15118::exi::ExiError::Value { .. })
+    ));
+    // an untyped value that is not an integer at all is refused
+    let mut bad = bytes.clone();
+    // the untyped string's one character '0' (0x30) starts 15 bits after
+    // the byte 0x1c (where SAScheduleTupleID's codes begin): make it 'x' (0x78)
+    let bit = |b: &mut Vec<u8>, i: usize, v: bool| {
+        let (byte, off) = (i / 8, 7 - i % 8);
+        if v {
+            b[byte] |= 1 << off
+        } else {
+            b[byte] &= !(1 << off)
+        }
+    };
+    let pos = bytes.iter().position(|&b| b == 0x1c).unwrap();
+    let start = 8 * pos + 15;
+    assert_eq!(&bytes[pos..pos + 3], [0x1c, 0x06, 0x61], "layout");
+    for (k, v) in [0, 1, 1, 1, 1, 0, 0, 0].into_iter().enumerate() {
+        bit(&mut bad, start + k, v == 1);
+    }
+    assert!(schema.decode(&bad).is_err());
+    assert!(iso2::Message::decode(&bad).is_err());
+}

@@ -182,27 +182,10 @@ fn lit(n: i128) -> String {
     }
 }
 
-/// The Rust type of an integer range.
+/// The Rust type of an integer range (shared with the engine's lexical
+/// reading of untyped values).
 fn int_type(min: i128, max: i128) -> &'static str {
-    if min >= 0 {
-        if max <= 255 {
-            "u8"
-        } else if max <= 65_535 {
-            "u16"
-        } else if max <= i128::from(u32::MAX) {
-            "u32"
-        } else {
-            "u64"
-        }
-    } else if min >= -128 && max <= 127 {
-        "i8"
-    } else if min >= -32_768 && max <= 32_767 {
-        "i16"
-    } else if min >= i128::from(i32::MIN) && max <= i128::from(i32::MAX) {
-        "i32"
-    } else {
-        "i64"
-    }
+    iso15118::grammar::int_type(min, max).0
 }
 
 struct Gen<'s> {
@@ -597,6 +580,12 @@ impl<'s> Gen<'s> {
                 o,
                 "impl ExiEnum for {rust} {{\n    const COUNT: u32 = {};",
                 values.len()
+            );
+            let names: Vec<String> = values.iter().map(|v| format!("{v:?}")).collect();
+            let _ = writeln!(
+                o,
+                "    const NAMES: &'static [&'static str] = &[{}];",
+                names.join(", ")
             );
             let _ = writeln!(o, "    fn index(&self) -> u32 {{ *self as u32 }}");
             let _ = writeln!(

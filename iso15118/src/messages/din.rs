@@ -45,6 +45,20 @@ pub enum DcEVErrorCodeType {
 
 impl ExiEnum for DcEVErrorCodeType {
     const COUNT: u32 = 12;
+    const NAMES: &'static [&'static str] = &[
+        "NO_ERROR",
+        "FAILED_RESSTemperatureInhibit",
+        "FAILED_EVShiftPosition",
+        "FAILED_ChargerConnectorLockFault",
+        "FAILED_EVRESSMalfunction",
+        "FAILED_ChargingCurrentdifferential",
+        "FAILED_ChargingVoltageOutOfRange",
+        "Reserved_A",
+        "Reserved_B",
+        "Reserved_C",
+        "FAILED_ChargingSystemIncompatibility",
+        "NoData",
+    ];
     fn index(&self) -> u32 {
         *self as u32
     }
@@ -98,6 +112,20 @@ pub enum DcEVSEStatusCodeType {
 
 impl ExiEnum for DcEVSEStatusCodeType {
     const COUNT: u32 = 12;
+    const NAMES: &'static [&'static str] = &[
+        "EVSE_NotReady",
+        "EVSE_Ready",
+        "EVSE_Shutdown",
+        "EVSE_UtilityInterruptEvent",
+        "EVSE_IsolationMonitoringActive",
+        "EVSE_EmergencyShutdown",
+        "EVSE_Malfunction",
+        "Reserved_8",
+        "Reserved_9",
+        "Reserved_A",
+        "Reserved_B",
+        "Reserved_C",
+    ];
     fn index(&self) -> u32 {
         *self as u32
     }
@@ -139,6 +167,14 @@ pub enum EVRequestedEnergyTransferType {
 
 impl ExiEnum for EVRequestedEnergyTransferType {
     const COUNT: u32 = 6;
+    const NAMES: &'static [&'static str] = &[
+        "AC_single_phase_core",
+        "AC_three_phase_core",
+        "DC_core",
+        "DC_extended",
+        "DC_combo_core",
+        "DC_unique",
+    ];
     fn index(&self) -> u32 {
         *self as u32
     }
@@ -168,6 +204,7 @@ pub enum EVSENotificationType {
 
 impl ExiEnum for EVSENotificationType {
     const COUNT: u32 = 3;
+    const NAMES: &'static [&'static str] = &["None", "StopCharging", "ReNegotiation"];
     fn index(&self) -> u32 {
         *self as u32
     }
@@ -192,6 +229,7 @@ pub enum EVSEProcessingType {
 
 impl ExiEnum for EVSEProcessingType {
     const COUNT: u32 = 2;
+    const NAMES: &'static [&'static str] = &["Finished", "Ongoing"];
     fn index(&self) -> u32 {
         *self as u32
     }
@@ -231,6 +269,18 @@ pub enum EVSESupportedEnergyTransferType {
 
 impl ExiEnum for EVSESupportedEnergyTransferType {
     const COUNT: u32 = 10;
+    const NAMES: &'static [&'static str] = &[
+        "AC_single_phase_core",
+        "AC_three_phase_core",
+        "DC_core",
+        "DC_extended",
+        "DC_combo_core",
+        "DC_dual",
+        "AC_core1p_DC_extended",
+        "AC_single_DC_core",
+        "AC_single_phase_three_phase_core_DC_extended",
+        "AC_core3p_DC_extended",
+    ];
     fn index(&self) -> u32 {
         *self as u32
     }
@@ -264,6 +314,11 @@ pub enum CostKindType {
 
 impl ExiEnum for CostKindType {
     const COUNT: u32 = 3;
+    const NAMES: &'static [&'static str] = &[
+        "relativePricePercentage",
+        "RenewableGenerationPercentage",
+        "CarbonDioxideEmission",
+    ];
     fn index(&self) -> u32 {
         *self as u32
     }
@@ -290,6 +345,11 @@ pub enum FaultCodeType {
 
 impl ExiEnum for FaultCodeType {
     const COUNT: u32 = 3;
+    const NAMES: &'static [&'static str] = &[
+        "ParsingError",
+        "NoTLSRootCertificatAvailable",
+        "UnknownError",
+    ];
     fn index(&self) -> u32 {
         *self as u32
     }
@@ -318,6 +378,7 @@ pub enum IsolationLevelType {
 
 impl ExiEnum for IsolationLevelType {
     const COUNT: u32 = 4;
+    const NAMES: &'static [&'static str] = &["Invalid", "Valid", "Warning", "Fault"];
     fn index(&self) -> u32 {
         *self as u32
     }
@@ -343,6 +404,7 @@ pub enum PaymentOptionType {
 
 impl ExiEnum for PaymentOptionType {
     const COUNT: u32 = 2;
+    const NAMES: &'static [&'static str] = &["Contract", "ExternalPayment"];
     fn index(&self) -> u32 {
         *self as u32
     }
@@ -408,6 +470,31 @@ pub enum ResponseCodeType {
 
 impl ExiEnum for ResponseCodeType {
     const COUNT: u32 = 23;
+    const NAMES: &'static [&'static str] = &[
+        "OK",
+        "OK_NewSessionEstablished",
+        "OK_OldSessionJoined",
+        "OK_CertificateExpiresSoon",
+        "FAILED",
+        "FAILED_SequenceError",
+        "FAILED_ServiceIDInvalid",
+        "FAILED_UnknownSession",
+        "FAILED_ServiceSelectionInvalid",
+        "FAILED_PaymentSelectionInvalid",
+        "FAILED_CertificateExpired",
+        "FAILED_SignatureError",
+        "FAILED_NoCertificateAvailable",
+        "FAILED_CertChainError",
+        "FAILED_ChallengeInvalid",
+        "FAILED_ContractCanceled",
+        "FAILED_WrongChargeParameter",
+        "FAILED_PowerDeliveryNotApplied",
+        "FAILED_TariffSelectionInvalid",
+        "FAILED_ChargingProfileInvalid",
+        "FAILED_EVSEPresentVoltageToLow",
+        "FAILED_MeteringSignatureNotValid",
+        "FAILED_WrongEnergyTransferType",
+    ];
     fn index(&self) -> u32 {
         *self as u32
     }
@@ -456,6 +543,12 @@ pub enum ServiceCategoryType {
 
 impl ExiEnum for ServiceCategoryType {
     const COUNT: u32 = 4;
+    const NAMES: &'static [&'static str] = &[
+        "EVCharging",
+        "Internet",
+        "ContractCertificate",
+        "OtherCustom",
+    ];
     fn index(&self) -> u32 {
         *self as u32
     }
@@ -497,6 +590,7 @@ pub enum UnitSymbolType {
 
 impl ExiEnum for UnitSymbolType {
     const COUNT: u32 = 10;
+    const NAMES: &'static [&'static str] = &["h", "m", "s", "A", "Ah", "V", "VA", "W", "W/s", "Wh"];
     fn index(&self) -> u32 {
         *self as u32
     }
@@ -536,6 +630,8 @@ pub enum ValueType {
 
 impl ExiEnum for ValueType {
     const COUNT: u32 = 6;
+    const NAMES: &'static [&'static str] =
+        &["bool", "byte", "short", "int", "physicalValue", "string"];
     fn index(&self) -> u32 {
         *self as u32
     }

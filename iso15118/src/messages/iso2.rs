@@ -45,6 +45,20 @@ pub enum DcEVErrorCodeType {
 
 impl ExiEnum for DcEVErrorCodeType {
     const COUNT: u32 = 12;
+    const NAMES: &'static [&'static str] = &[
+        "NO_ERROR",
+        "FAILED_RESSTemperatureInhibit",
+        "FAILED_EVShiftPosition",
+        "FAILED_ChargerConnectorLockFault",
+        "FAILED_EVRESSMalfunction",
+        "FAILED_ChargingCurrentdifferential",
+        "FAILED_ChargingVoltageOutOfRange",
+        "Reserved_A",
+        "Reserved_B",
+        "Reserved_C",
+        "FAILED_ChargingSystemIncompatibility",
+        "NoData",
+    ];
     fn index(&self) -> u32 {
         *self as u32
     }
@@ -98,6 +112,20 @@ pub enum DcEVSEStatusCodeType {
 
 impl ExiEnum for DcEVSEStatusCodeType {
     const COUNT: u32 = 12;
+    const NAMES: &'static [&'static str] = &[
+        "EVSE_NotReady",
+        "EVSE_Ready",
+        "EVSE_Shutdown",
+        "EVSE_UtilityInterruptEvent",
+        "EVSE_IsolationMonitoringActive",
+        "EVSE_EmergencyShutdown",
+        "EVSE_Malfunction",
+        "Reserved_8",
+        "Reserved_9",
+        "Reserved_A",
+        "Reserved_B",
+        "Reserved_C",
+    ];
     fn index(&self) -> u32 {
         *self as u32
     }
@@ -133,6 +161,7 @@ pub enum EVSENotificationType {
 
 impl ExiEnum for EVSENotificationType {
     const COUNT: u32 = 3;
+    const NAMES: &'static [&'static str] = &["None", "StopCharging", "ReNegotiation"];
     fn index(&self) -> u32 {
         *self as u32
     }
@@ -159,6 +188,11 @@ pub enum EVSEProcessingType {
 
 impl ExiEnum for EVSEProcessingType {
     const COUNT: u32 = 3;
+    const NAMES: &'static [&'static str] = &[
+        "Finished",
+        "Ongoing",
+        "Ongoing_WaitingForCustomerInteraction",
+    ];
     fn index(&self) -> u32 {
         *self as u32
     }
@@ -191,6 +225,14 @@ pub enum EnergyTransferModeType {
 
 impl ExiEnum for EnergyTransferModeType {
     const COUNT: u32 = 6;
+    const NAMES: &'static [&'static str] = &[
+        "AC_single_phase_core",
+        "AC_three_phase_core",
+        "DC_core",
+        "DC_extended",
+        "DC_combo_core",
+        "DC_unique",
+    ];
     fn index(&self) -> u32 {
         *self as u32
     }
@@ -220,6 +262,7 @@ pub enum ChargeProgressType {
 
 impl ExiEnum for ChargeProgressType {
     const COUNT: u32 = 3;
+    const NAMES: &'static [&'static str] = &["Start", "Stop", "Renegotiate"];
     fn index(&self) -> u32 {
         *self as u32
     }
@@ -244,6 +287,7 @@ pub enum ChargingSessionType {
 
 impl ExiEnum for ChargingSessionType {
     const COUNT: u32 = 2;
+    const NAMES: &'static [&'static str] = &["Terminate", "Pause"];
     fn index(&self) -> u32 {
         *self as u32
     }
@@ -269,6 +313,11 @@ pub enum CostKindType {
 
 impl ExiEnum for CostKindType {
     const COUNT: u32 = 3;
+    const NAMES: &'static [&'static str] = &[
+        "relativePricePercentage",
+        "RenewableGenerationPercentage",
+        "CarbonDioxideEmission",
+    ];
     fn index(&self) -> u32 {
         *self as u32
     }
@@ -295,6 +344,11 @@ pub enum FaultCodeType {
 
 impl ExiEnum for FaultCodeType {
     const COUNT: u32 = 3;
+    const NAMES: &'static [&'static str] = &[
+        "ParsingError",
+        "NoTLSRootCertificatAvailable",
+        "UnknownError",
+    ];
     fn index(&self) -> u32 {
         *self as u32
     }
@@ -325,6 +379,7 @@ pub enum IsolationLevelType {
 
 impl ExiEnum for IsolationLevelType {
     const COUNT: u32 = 5;
+    const NAMES: &'static [&'static str] = &["Invalid", "Valid", "Warning", "Fault", "No_IMD"];
     fn index(&self) -> u32 {
         *self as u32
     }
@@ -351,6 +406,7 @@ pub enum PaymentOptionType {
 
 impl ExiEnum for PaymentOptionType {
     const COUNT: u32 = 2;
+    const NAMES: &'static [&'static str] = &["Contract", "ExternalPayment"];
     fn index(&self) -> u32 {
         *self as u32
     }
@@ -422,6 +478,34 @@ pub enum ResponseCodeType {
 
 impl ExiEnum for ResponseCodeType {
     const COUNT: u32 = 26;
+    const NAMES: &'static [&'static str] = &[
+        "OK",
+        "OK_NewSessionEstablished",
+        "OK_OldSessionJoined",
+        "OK_CertificateExpiresSoon",
+        "FAILED",
+        "FAILED_SequenceError",
+        "FAILED_ServiceIDInvalid",
+        "FAILED_UnknownSession",
+        "FAILED_ServiceSelectionInvalid",
+        "FAILED_PaymentSelectionInvalid",
+        "FAILED_CertificateExpired",
+        "FAILED_SignatureError",
+        "FAILED_NoCertificateAvailable",
+        "FAILED_CertChainError",
+        "FAILED_ChallengeInvalid",
+        "FAILED_ContractCanceled",
+        "FAILED_WrongChargeParameter",
+        "FAILED_PowerDeliveryNotApplied",
+        "FAILED_TariffSelectionInvalid",
+        "FAILED_ChargingProfileInvalid",
+        "FAILED_MeteringSignatureNotValid",
+        "FAILED_NoChargeServiceSelected",
+        "FAILED_WrongEnergyTransferMode",
+        "FAILED_ContactorError",
+        "FAILED_CertificateNotAllowedAtThisEVSE",
+        "FAILED_CertificateRevoked",
+    ];
     fn index(&self) -> u32 {
         *self as u32
     }
@@ -473,6 +557,12 @@ pub enum ServiceCategoryType {
 
 impl ExiEnum for ServiceCategoryType {
     const COUNT: u32 = 4;
+    const NAMES: &'static [&'static str] = &[
+        "EVCharging",
+        "Internet",
+        "ContractCertificate",
+        "OtherCustom",
+    ];
     fn index(&self) -> u32 {
         *self as u32
     }
@@ -508,6 +598,7 @@ pub enum UnitSymbolType {
 
 impl ExiEnum for UnitSymbolType {
     const COUNT: u32 = 7;
+    const NAMES: &'static [&'static str] = &["h", "m", "s", "A", "V", "W", "Wh"];
     fn index(&self) -> u32 {
         *self as u32
     }

@@ -25,6 +25,7 @@ pub enum AuthorizationType {
 
 impl ExiEnum for AuthorizationType {
     const COUNT: u32 = 2;
+    const NAMES: &'static [&'static str] = &["EIM", "PnC"];
     fn index(&self) -> u32 {
         *self as u32
     }
@@ -48,6 +49,7 @@ pub enum ChannelSelectionType {
 
 impl ExiEnum for ChannelSelectionType {
     const COUNT: u32 = 2;
+    const NAMES: &'static [&'static str] = &["Charge", "Discharge"];
     fn index(&self) -> u32 {
         *self as u32
     }
@@ -75,6 +77,7 @@ pub enum ChargeProgressType {
 
 impl ExiEnum for ChargeProgressType {
     const COUNT: u32 = 4;
+    const NAMES: &'static [&'static str] = &["Start", "Stop", "Standby", "ScheduleRenegotiation"];
     fn index(&self) -> u32 {
         *self as u32
     }
@@ -102,6 +105,7 @@ pub enum ChargingSessionType {
 
 impl ExiEnum for ChargingSessionType {
     const COUNT: u32 = 3;
+    const NAMES: &'static [&'static str] = &["Pause", "Terminate", "ServiceRenegotiation"];
     fn index(&self) -> u32 {
         *self as u32
     }
@@ -126,6 +130,7 @@ pub enum EcdhCurveType {
 
 impl ExiEnum for EcdhCurveType {
     const COUNT: u32 = 2;
+    const NAMES: &'static [&'static str] = &["SECP521", "X448"];
     fn index(&self) -> u32 {
         *self as u32
     }
@@ -151,6 +156,7 @@ pub enum EvCheckInStatusType {
 
 impl ExiEnum for EvCheckInStatusType {
     const COUNT: u32 = 3;
+    const NAMES: &'static [&'static str] = &["CheckIn", "Processing", "Completed"];
     fn index(&self) -> u32 {
         *self as u32
     }
@@ -177,6 +183,7 @@ pub enum EvCheckOutStatusType {
 
 impl ExiEnum for EvCheckOutStatusType {
     const COUNT: u32 = 3;
+    const NAMES: &'static [&'static str] = &["CheckOut", "Processing", "Completed"];
     fn index(&self) -> u32 {
         *self as u32
     }
@@ -201,6 +208,7 @@ pub enum EvseCheckOutStatusType {
 
 impl ExiEnum for EvseCheckOutStatusType {
     const COUNT: u32 = 2;
+    const NAMES: &'static [&'static str] = &["Scheduled", "Completed"];
     fn index(&self) -> u32 {
         *self as u32
     }
@@ -232,6 +240,14 @@ pub enum EvseNotificationType {
 
 impl ExiEnum for EvseNotificationType {
     const COUNT: u32 = 6;
+    const NAMES: &'static [&'static str] = &[
+        "Pause",
+        "ExitStandby",
+        "Terminate",
+        "ScheduleRenegotiation",
+        "ServiceRenegotiation",
+        "MeteringConfirmation",
+    ];
     fn index(&self) -> u32 {
         *self as u32
     }
@@ -261,6 +277,7 @@ pub enum ParkingMethodType {
 
 impl ExiEnum for ParkingMethodType {
     const COUNT: u32 = 3;
+    const NAMES: &'static [&'static str] = &["AutoParking", "MVGuideManual", "Manual"];
     fn index(&self) -> u32 {
         *self as u32
     }
@@ -285,6 +302,8 @@ pub enum PowerToleranceAcceptanceType {
 
 impl ExiEnum for PowerToleranceAcceptanceType {
     const COUNT: u32 = 2;
+    const NAMES: &'static [&'static str] =
+        &["PowerToleranceNotConfirmed", "PowerToleranceConfirmed"];
     fn index(&self) -> u32 {
         *self as u32
     }
@@ -310,6 +329,11 @@ pub enum ProcessingType {
 
 impl ExiEnum for ProcessingType {
     const COUNT: u32 = 3;
+    const NAMES: &'static [&'static str] = &[
+        "Finished",
+        "Ongoing",
+        "Ongoing_WaitingForCustomerInteraction",
+    ];
     fn index(&self) -> u32 {
         *self as u32
     }
@@ -410,6 +434,48 @@ pub enum ResponseCodeType {
 
 impl ExiEnum for ResponseCodeType {
     const COUNT: u32 = 40;
+    const NAMES: &'static [&'static str] = &[
+        "OK",
+        "OK_CertificateExpiresSoon",
+        "OK_NewSessionEstablished",
+        "OK_OldSessionJoined",
+        "OK_PowerToleranceConfirmed",
+        "WARNING_AuthorizationSelectionInvalid",
+        "WARNING_CertificateExpired",
+        "WARNING_CertificateNotYetValid",
+        "WARNING_CertificateRevoked",
+        "WARNING_CertificateValidationError",
+        "WARNING_ChallengeInvalid",
+        "WARNING_EIMAuthorizationFailure",
+        "WARNING_eMSPUnknown",
+        "WARNING_EVPowerProfileViolation",
+        "WARNING_GeneralPnCAuthorizationError",
+        "WARNING_NoCertificateAvailable",
+        "WARNING_NoContractMatchingPCIDFound",
+        "WARNING_PowerToleranceNotConfirmed",
+        "WARNING_ScheduleRenegotiationFailed",
+        "WARNING_StandbyNotAllowed",
+        "WARNING_WPT",
+        "FAILED",
+        "FAILED_AssociationError",
+        "FAILED_ContactorError",
+        "FAILED_EVPowerProfileInvalid",
+        "FAILED_EVPowerProfileViolation",
+        "FAILED_MeteringSignatureNotValid",
+        "FAILED_NoEnergyTransferServiceSelected",
+        "FAILED_NoServiceRenegotiationSupported",
+        "FAILED_PauseNotAllowed",
+        "FAILED_PowerDeliveryNotApplied",
+        "FAILED_PowerToleranceNotConfirmed",
+        "FAILED_ScheduleRenegotiation",
+        "FAILED_ScheduleSelectionInvalid",
+        "FAILED_SequenceError",
+        "FAILED_ServiceIDInvalid",
+        "FAILED_ServiceSelectionInvalid",
+        "FAILED_SignatureError",
+        "FAILED_UnknownSession",
+        "FAILED_WrongChargeParameter",
+    ];
     fn index(&self) -> u32 {
         *self as u32
     }

@@ -31,6 +31,7 @@ pub enum CpStatusType {
 
 impl ExiEnum for CpStatusType {
     const COUNT: u32 = 5;
+    const NAMES: &'static [&'static str] = &["StateA", "StateB", "StateC", "StateD", "StateE"];
     fn index(&self) -> u32 {
         *self as u32
     }
@@ -61,6 +62,7 @@ pub enum ElectricalChargingDeviceStatusType {
 
 impl ExiEnum for ElectricalChargingDeviceStatusType {
     const COUNT: u32 = 4;
+    const NAMES: &'static [&'static str] = &["State_A", "State_B", "State_C", "State_D"];
     fn index(&self) -> u32 {
         *self as u32
     }
@@ -102,6 +104,18 @@ pub enum ErrorCodeType {
 
 impl ExiEnum for ErrorCodeType {
     const COUNT: u32 = 10;
+    const NAMES: &'static [&'static str] = &[
+        "OK_NoEVError",
+        "FAILED",
+        "FAILED_EmergencyEvent",
+        "FAILED_Breaker",
+        "FAILED_RESSTemperatureInhibit",
+        "FAILED_RESS",
+        "FAILED_ChargingCurrentDifferential",
+        "FAILED_ChargingVoltageOutOfRange",
+        "FAILED_Reserved1",
+        "FAILED_Reserved2",
+    ];
     fn index(&self) -> u32 {
         *self as u32
     }
@@ -137,6 +151,7 @@ pub enum IsolationStatusType {
 
 impl ExiEnum for IsolationStatusType {
     const COUNT: u32 = 4;
+    const NAMES: &'static [&'static str] = &["Invalid", "Safe", "Warning", "Fault"];
     fn index(&self) -> u32 {
         *self as u32
     }
@@ -164,6 +179,7 @@ pub enum MechanicalChargingDeviceStatusType {
 
 impl ExiEnum for MechanicalChargingDeviceStatusType {
     const COUNT: u32 = 3;
+    const NAMES: &'static [&'static str] = &["Home", "Moving", "EndPosition"];
     fn index(&self) -> u32 {
         *self as u32
     }

@@ -27,6 +27,7 @@ pub enum WptAlignmentCheckMethodType {
 
 impl ExiEnum for WptAlignmentCheckMethodType {
     const COUNT: u32 = 3;
+    const NAMES: &'static [&'static str] = &["PowerCheck", "LPE", "Proprietary"];
     fn index(&self) -> u32 {
         *self as u32
     }
@@ -55,6 +56,12 @@ pub enum WptEVPCChargeDiagnosticsType {
 
 impl ExiEnum for WptEVPCChargeDiagnosticsType {
     const COUNT: u32 = 4;
+    const NAMES: &'static [&'static str] = &[
+        "EVPCNoIssue",
+        "EVPCTempOverheatDetected",
+        "EVPCPowerTransferAnomalyDetected",
+        "EVPCAnomalyDetected",
+    ];
     fn index(&self) -> u32 {
         *self as u32
     }
@@ -82,6 +89,8 @@ pub enum WptEVResultType {
 
 impl ExiEnum for WptEVResultType {
     const COUNT: u32 = 3;
+    const NAMES: &'static [&'static str] =
+        &["EVResultUnknown", "EVResultSuccess", "EVResultFailed"];
     fn index(&self) -> u32 {
         *self as u32
     }
@@ -112,6 +121,13 @@ pub enum WptFinePositioningMethodType {
 
 impl ExiEnum for WptFinePositioningMethodType {
     const COUNT: u32 = 5;
+    const NAMES: &'static [&'static str] = &[
+        "Manual",
+        "LF_TxEV",
+        "LF_TxPrimaryDevice",
+        "LPE",
+        "Proprietary",
+    ];
     fn index(&self) -> u32 {
         *self as u32
     }
@@ -146,6 +162,14 @@ pub enum WptPairingMethodType {
 
 impl ExiEnum for WptPairingMethodType {
     const COUNT: u32 = 6;
+    const NAMES: &'static [&'static str] = &[
+        "External confirmation",
+        "LPE",
+        "LF_TxEV",
+        "LF_TxPrimaryDevice",
+        "Optical",
+        "Proprietary",
+    ];
     fn index(&self) -> u32 {
         *self as u32
     }
@@ -177,6 +201,7 @@ pub enum WptPowerClassType {
 
 impl ExiEnum for WptPowerClassType {
     const COUNT: u32 = 4;
+    const NAMES: &'static [&'static str] = &["MF-WPT1", "MF-WPT2", "MF-WPT3", "MF-WPT4"];
     fn index(&self) -> u32 {
         *self as u32
     }
@@ -210,6 +235,14 @@ pub enum WptSPCChargeDiagnosticsType {
 
 impl ExiEnum for WptSPCChargeDiagnosticsType {
     const COUNT: u32 = 6;
+    const NAMES: &'static [&'static str] = &[
+        "SPCNoIssue",
+        "SPCFODDetected",
+        "SPCLOPDetected",
+        "SPCTempOverheatDetected",
+        "SPCPowerTransferAnomalyDetected",
+        "SPCAnomalyDetected",
+    ];
     fn index(&self) -> u32 {
         *self as u32
     }
