@@ -16,6 +16,12 @@
 //! digest: a body element such as `AuthorizationReq` in its message set,
 //! `SignedInfo` in the [`XMLDSIG`] set.
 //!
+//! Of the non-strict profile's deviations, the decoder reads the one
+//! encoders write: a value outside its type's facets coded as an untyped
+//! string (`CH [untyped]`, as EXIficient does), parsed from its lexical
+//! form; the encoder writes only schema-valid values. Undeclared attributes
+//! and elements, `xsi:type` and `xsi:nil` are refused with an error.
+//!
 //! ```
 //! use iso15118::schema;
 //! let dsig = schema::by_name(schema::XMLDSIG.0).unwrap();
