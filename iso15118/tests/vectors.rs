@@ -2,6 +2,7 @@
 //! tests assert, and re-encoded to the same bytes:
 //! - EVerest/libcbv2g `tests/DIN/session_setup.cpp` (DIN SessionSetupReq;
 //!   the -2 SessionSetupRes of its comment);
+//! - EVerest/libcbv2g `tests/iso20/ac_charge_loop.cpp` (-20 AC);
 //! - EVerest/libiso15118 `test/exi/cb/iso20/session_setup.cpp` and
 //!   `dc_charge_loop.cpp` (-20 CommonMessages and DC).
 
@@ -371,4 +372,54 @@ fn exificient_untyped_value() {
     }
     assert!(schema.decode(&bad).is_err());
     assert!(iso2::Message::decode(&bad).is_err());
+}
+
+/// EVerest/libcbv2g `tests/iso20/ac_charge_loop.cpp` (commit 54fed4de):
+/// BPT AC_ChargeLoopReq and AC_ChargeLoopRes, through the engine and the
+/// typed -20 AC codec, to the fields the test asserts and back to the bytes.
+#[test]
+fn libcbv2g_iso20_ac_charge_loop() {
+    use iso15118::messages::iso20_ac;
+    let req = decode("iso20-ac", "8008041e9869d6a61dc1ef895b9b4a8062832418640096");
+    let r = &req["AC_ChargeLoopReq"];
+    assert_eq!(r["Header"]["SessionID"], "3D30D3AD4C3B83DF");
+    assert_eq!(r["Header"]["TimeStamp"], 1_695_358_101);
+    assert_eq!(r["MeterInfoRequested"], false);
+    let p = &r["BPT_Scheduled_AC_CLReqControlMode"]["EVPresentActivePower"];
+    assert_eq!(
+        (p["Exponent"].as_i64(), p["Value"].as_i64()),
+        (Some(3), Some(200))
+    );
+
+    let res = decode("iso20-ac", "800c041e9869d6a61dc1ef895b9b4a8062005900");
+    let r = &res["AC_ChargeLoopRes"];
+    assert_eq!(r["Header"]["TimeStamp"], 1_695_358_101);
+    assert_eq!(r["ResponseCode"], "OK");
+    assert!(r.get("BPT_Scheduled_AC_CLResControlMode").is_some());
+
+    for (hex, view) in [
+        ("8008041e9869d6a61dc1ef895b9b4a8062832418640096", &req),
+        ("800c041e9869d6a61dc1ef895b9b4a8062005900", &res),
+    ] {
+        let bytes = unhex(hex);
+        let typed = iso20_ac::Message::decode(&bytes).unwrap();
+        assert_eq!(&serde_json::to_value(&typed).unwrap(), view);
+        let mut again = Vec::new();
+        typed.encode(&mut again).unwrap();
+        assert_eq!(again, bytes);
+    }
+    let iso20_ac::Message::AcChargeLoopReq(m) =
+        iso20_ac::Message::decode(&unhex("8008041e9869d6a61dc1ef895b9b4a8062832418640096"))
+            .unwrap()
+    else {
+        panic!("not an AC_ChargeLoopReq")
+    };
+    let mode = m.bpt_scheduled_ac_cl_req_control_mode.as_ref().unwrap();
+    assert_eq!(
+        (
+            mode.ev_present_active_power.exponent,
+            mode.ev_present_active_power.value
+        ),
+        (3, 200)
+    );
 }
