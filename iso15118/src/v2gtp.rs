@@ -64,6 +64,21 @@ impl PayloadType {
         Self::SDP_RESPONSE_WIRELESS,
     ];
 
+    /// The ISO 15118-20 schema set (`iso15118::schema::by_name` short name)
+    /// whose messages travel under this payload type, for the -20 streams:
+    /// `iso20` (CommonMessages), `iso20-ac`, `iso20-dc`, `iso20-acdp`,
+    /// `iso20-wpt`; `None` for the others (DIN/-2 and SAP share 0x8001).
+    pub fn iso20_schema(self) -> Option<&'static str> {
+        match self {
+            PayloadType::ISO20_MAIN => Some("iso20"),
+            PayloadType::ISO20_AC => Some("iso20-ac"),
+            PayloadType::ISO20_DC => Some("iso20-dc"),
+            PayloadType::ISO20_ACDP => Some("iso20-acdp"),
+            PayloadType::ISO20_WPT => Some("iso20-wpt"),
+            _ => None,
+        }
+    }
+
     /// Whether the type is one of the assigned ones.
     pub fn is_known(self) -> bool {
         Self::ALL.contains(&self)

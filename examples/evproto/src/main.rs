@@ -76,7 +76,8 @@ enum V2gCommand {
     /// Schemas: app, din, iso2, iso20, iso20-ac, iso20-dc, iso20-wpt, iso20-acdp,
     /// and xmldsig (fragments only).
     /// For DIN and -2, `message` is the body element and `body` the whole
-    /// V2G_Message (header signatures included).
+    /// V2G_Message (header signatures included). A V2GTP-framed -20 line is
+    /// read with the set its payload type names (0x8003 AC, 0x8004 DC…).
     Decode {
         /// Schema set.
         #[arg(long)]

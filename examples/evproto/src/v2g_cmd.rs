@@ -55,10 +55,21 @@ pub(crate) fn decode_line(schema: &str, line: &str, roundtrip: bool) -> Value {
         Ok(b) => b,
         Err(e) => return json!({"error": e}),
     };
+    let mut schema = schema;
     let exi = if bytes.len() >= 2 && bytes[0] == 0x01 && bytes[1] == 0xfe {
         // a V2G message is far below 64 KiB; the header's length is checked against it
         match v2gtp::decode(&bytes, 65_536) {
-            Ok(packet) => packet.payload,
+            Ok(packet) => {
+                // a -20 frame names its schema set (0x8002 CommonMessages,
+                // 0x8003 AC, 0x8004 DC, 0x8005 ACDP, 0x8006 WPT)
+                if let (true, Some(set)) = (
+                    schema.starts_with("iso20"),
+                    packet.payload_type.iso20_schema(),
+                ) {
+                    schema = set;
+                }
+                packet.payload
+            }
             Err(e) => return json!({"error": format!("V2GTP: {e}")}),
         }
     } else {
@@ -280,6 +291,18 @@ mod tests {
             "{v}"
         );
         assert!(decode_line("iso20", "80", false)["error"].is_string());
+        // a -20 DC frame (payload type 0x8004) is read with the DC set even
+        // when the line says iso20 (libiso15118's DC_ChargeLoopReq)
+        let dc = "8034041ea65fc99ba76c4d8cdbfe1b6062810012006464000a02002400ca";
+        let framed = format!("01fe8004{:08x}{dc}", dc.len() / 2);
+        let v = decode_line("iso20", &framed, true);
+        assert_eq!(
+            (v["message"].as_str(), v["roundtrip"].as_bool()),
+            (Some("DC_ChargeLoopReq"), Some(true)),
+            "{v}"
+        );
+        // unframed, the schema given is the one used
+        assert!(decode_line("iso20", dc, false)["error"].is_string());
     }
 
     #[test]
