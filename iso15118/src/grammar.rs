@@ -1,6 +1,6 @@
 //! The schema-informed grammar runtime shared by the XSD-driven engine
-//! ([`crate::schema`]) and the generated typed codecs ([`crate::din`],
-//! [`crate::iso2`], [`crate::iso20`]…): a complex type's content is a list
+//! ([`crate::schema`]) and the generated typed codecs (`crate::messages`:
+//! `din`, `iso2`, `iso20`…): a complex type's content is a list
 //! of positions (particles) with their alternatives and occurrence bounds;
 //! the event codes of a state follow from them (EXI 1.0 §8.5.4, as
 //! EXIficient builds them: the current particle's alternatives while it may
