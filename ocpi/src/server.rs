@@ -753,12 +753,24 @@ async fn module_root(
 
 async fn module_rest(
     State(inner): State<Arc<Inner>>,
-    Path((v, module, rest)): Path<(String, String, String)>,
+    Path((v, module, _)): Path<(String, String, String)>,
+    uri: axum::http::Uri,
     method: Method,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    // the rest of the path as sent (axum's `Path` has percent-decoded it
+    // already, which would turn an id's `%2F` into a segment break and
+    // `%252F` into `/` on our own decoding): the segments after
+    // `/{v}/{module}/`, each decoded once below
+    let rest = uri
+        .path()
+        .trim_start_matches('/')
+        .splitn(3, '/')
+        .nth(2)
+        .unwrap_or("")
+        .to_string();
     handle_module(inner, v, module, rest, method, query, headers, body).await
 }
 

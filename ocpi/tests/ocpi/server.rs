@@ -604,3 +604,35 @@ async fn objects_are_served_in_the_partners_version() {
         }
     }
 }
+
+/// Ids are percent-decoded exactly once (TF "Unique message IDs" /
+/// "Client Owned Object Push": ids are CiString and may hold `/` or `%`):
+/// `LOC%2F1` names `LOC/1` (one segment, not two), `LOC%252F2` names
+/// `LOC%2F2`.
+#[tokio::test]
+async fn ids_with_slashes_and_percents_are_decoded_once() {
+    let (cpo, _emsp, peer, _) = pair().await;
+    let token_c = peer.registration().peer_credentials["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let auth = ocpi::auth::encode_token(&token_c, TokenEncoding::Base64);
+    for id in ["LOC/1", "LOC%2F2"] {
+        let mut l = location(0);
+        l["id"] = json!(id);
+        cpo.server.publish("locations", l).await.unwrap();
+    }
+    for (path, want) in [("LOC%2F1", "LOC/1"), ("LOC%252F2", "LOC%2F2")] {
+        let url = format!("{}/2.2.1/locations/{path}", cpo.base);
+        let (s, _, resp) = raw("GET", &url, Some(&auth), None, &[]).await;
+        assert_eq!(
+            (s, resp["status_code"].as_u64(), resp["data"]["id"].as_str()),
+            (200, Some(1000), Some(want)),
+            "{path}: {resp}"
+        );
+    }
+    // `LOC/1` sent unencoded is two segments: an EVSE `1` of location `LOC`
+    let url = format!("{}/2.2.1/locations/LOC/1", cpo.base);
+    let (s, _, _) = raw("GET", &url, Some(&auth), None, &[]).await;
+    assert_eq!(s, 404);
+}
