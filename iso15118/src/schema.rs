@@ -140,6 +140,18 @@ pub struct Particle {
     pub max: u32,
 }
 
+impl ComplexType {
+    /// The content particles (none for simple content), the simple content's
+    /// type, and the productions the content starts with (simple content:
+    /// its one CH).
+    fn content_model(&self) -> (&[Particle], Option<&Simple>, u32) {
+        match &self.content {
+            Content::Elements(ps) => (ps, None, content_first(ps, self.mixed)),
+            Content::Simple(s) => (&[], Some(s), 1),
+        }
+    }
+}
+
 impl Counts for Particle {
     fn alts(&self) -> u32 {
         self.alts.len() as u32
@@ -833,15 +845,7 @@ impl SchemaSet {
                     what: "element",
                     reason: format!("expected an object, found {v}"),
                 })?;
-                let (ps, simple): (&[Particle], _) = match &ct.content {
-                    Content::Elements(ps) => (ps, None),
-                    Content::Simple(s) => (&[], Some(s)),
-                };
-                // simple content starts with its one CH production
-                let first = match simple {
-                    Some(_) => 1,
-                    None => content_first(ps, ct.mixed),
-                };
+                let (ps, simple, first) = ct.content_model();
                 // the start tag: attributes in name order; an absent optional
                 // attribute stays listed until one after it is written
                 let mut k0 = 0usize;
@@ -1081,14 +1085,7 @@ impl SchemaSet {
             Ty::Simple(s) => decode_simple_element(r, s),
             Ty::Complex(i) => {
                 let ct = &self.complex[*i];
-                let (ps, simple): (&[Particle], _) = match &ct.content {
-                    Content::Elements(ps) => (ps, None),
-                    Content::Simple(s) => (&[], Some(s)),
-                };
-                let first = match simple {
-                    Some(_) => 1,
-                    None => content_first(ps, ct.mixed),
-                };
+                let (ps, simple, first) = ct.content_model();
                 let mut obj = Map::new();
                 let mut k0 = 0usize;
                 while k0 < ct.attrs.len() {

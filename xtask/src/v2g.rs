@@ -318,15 +318,8 @@ impl<'s> Gen<'s> {
     }
 
     fn visit_simple(&mut self, context: &str, s: &Simple) {
-        if let Simple::Enum { name, ns, values } = s {
-            let key = (
-                if name.is_empty() {
-                    format!("{context}Enum")
-                } else {
-                    name.clone()
-                },
-                values.clone(),
-            );
+        if let Simple::Enum { ns, .. } = s {
+            let key = enum_key(context, s);
             if let Some(sh) = self
                 .shared
                 .iter()
@@ -347,17 +340,10 @@ impl<'s> Gen<'s> {
     }
 
     fn enum_name(&self, context: &str, s: &Simple) -> String {
-        let Simple::Enum { name, values, .. } = s else {
+        if !matches!(s, Simple::Enum { .. }) {
             return String::new();
-        };
-        let key = (
-            if name.is_empty() {
-                format!("{context}Enum")
-            } else {
-                name.clone()
-            },
-            values.clone(),
-        );
+        }
+        let key = enum_key(context, s);
         self.external_enums
             .get(&key)
             .or_else(|| self.enums.get(&key))
@@ -1055,6 +1041,22 @@ impl<'s> Gen<'s> {
             }
         }
         let _ = writeln!(o, "        }})\n    }}\n}}\n");
+    }
+}
+
+/// An enumeration's identity: its XSD name (`<context>Enum` when
+/// anonymous) and its values.
+fn enum_key(context: &str, s: &Simple) -> (String, Vec<String>) {
+    match s {
+        Simple::Enum { name, values, .. } => (
+            if name.is_empty() {
+                format!("{context}Enum")
+            } else {
+                name.clone()
+            },
+            values.clone(),
+        ),
+        _ => (String::new(), Vec::new()),
     }
 }
 
