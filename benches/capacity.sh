@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release -q -p evproto -p evproto --example echo_server
-cargo build --release -q -p ocpp-server --example csms_minimal
+cargo build --release -q -p evproto-ocpp-server --example csms_minimal
 T=${CARGO_TARGET_DIR:-target}/release
 PY=${EVPROTO_CACHE:-$HOME/.cache/evproto}/venv-ocpp/bin/python
 cleanup() { pkill -f "echo_server 1970" || true; pkill -f "csms_minimal --port 1970" || true; pkill -f "ocpp_csms.py --port 1970" || true; }

@@ -2,7 +2,7 @@
 //! Any bytes as a SupportedAppProtocol document: never a panic; whatever
 //! decodes re-encodes to the same message.
 use libfuzzer_sys::fuzz_target;
-use iso15118::app_protocol;
+use evproto_iso15118::app_protocol;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(m) = app_protocol::decode(data) {

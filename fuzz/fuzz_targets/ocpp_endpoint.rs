@@ -1,6 +1,6 @@
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use ocpp_proto::{Config, Endpoint, ProtocolVersion, Role};
+use evproto_ocpp_proto::{Config, Endpoint, ProtocolVersion, Role};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&pick, rest)) = data.split_first() else { return };
@@ -13,7 +13,7 @@ fuzz_target!(|data: &[u8]| {
     for line in text.split('\n') {
         ep.handle_text(now, line);
         while let Some(t) = ep.poll_transmit() {
-            assert!(ocpp_types::rpc::Frame::parse(&t).is_ok(), "{t}");
+            assert!(evproto_ocpp_types::rpc::Frame::parse(&t).is_ok(), "{t}");
         }
         while ep.poll_event().is_some() {}
     }

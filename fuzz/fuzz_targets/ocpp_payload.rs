@@ -3,14 +3,14 @@ use libfuzzer_sys::fuzz_target;
 
 macro_rules! check {
     ($v:ident, $idx:expr, $text:expr) => {{
-        let actions = ocpp_types::$v::ACTIONS;
+        let actions = evproto_ocpp_types::$v::ACTIONS;
         let name = actions[$idx % actions.len()].name;
-        if let Ok(req) = ocpp_types::$v::Request::decode(name, $text) {
-            let again = ocpp_types::$v::Request::decode(name, &req.to_json()).expect("re-encoded request decodes");
+        if let Ok(req) = evproto_ocpp_types::$v::Request::decode(name, $text) {
+            let again = evproto_ocpp_types::$v::Request::decode(name, &req.to_json()).expect("re-encoded request decodes");
             assert_eq!(req, again);
         }
-        if let Ok(res) = ocpp_types::$v::Response::decode(name, $text) {
-            let again = ocpp_types::$v::Response::decode(name, &res.to_json()).expect("re-encoded response decodes");
+        if let Ok(res) = evproto_ocpp_types::$v::Response::decode(name, $text) {
+            let again = evproto_ocpp_types::$v::Response::decode(name, &res.to_json()).expect("re-encoded response decodes");
             assert_eq!(res, again);
         }
     }};

@@ -4,12 +4,12 @@
 //! decoder accepts exactly what the engine accepts, with the same JSON view;
 //! what decodes re-encodes to bytes that decode the same (or, for an untyped
 //! value outside its facets, read but never written, to a value error).
-use iso15118::messages::{din, iso2, iso20, iso20_ac, iso20_acdp, iso20_dc, iso20_wpt};
+use evproto_iso15118::messages::{din, iso2, iso20, iso20_ac, iso20_acdp, iso20_dc, iso20_wpt};
 use libfuzzer_sys::fuzz_target;
 
 macro_rules! check {
     ($set:expr, $module:ident, $bytes:expr) => {{
-        let engine = iso15118::schema::by_name($set).expect("schemas load").decode($bytes);
+        let engine = evproto_iso15118::schema::by_name($set).expect("schemas load").decode($bytes);
         match $module::Message::decode($bytes) {
             Ok(m) => {
                 let view = serde_json::to_value(&m).expect("serializes");
@@ -17,7 +17,7 @@ macro_rules! check {
                 let mut again = Vec::new();
                 match m.encode(&mut again) {
                     Ok(()) => assert_eq!($module::Message::decode(&again).expect("re-encoded decodes"), m),
-                    Err(e) => assert!(matches!(e, iso15118::exi::ExiError::Value { .. }), "{e}"),
+                    Err(e) => assert!(matches!(e, evproto_iso15118::exi::ExiError::Value { .. }), "{e}"),
                 }
             }
             Err(_) => assert!(engine.is_err(), "the engine accepts what the typed decoder refuses"),

@@ -1,5 +1,5 @@
 #![no_main]
-use iso15118::v2gtp::{self, Reassembler};
+use evproto_iso15118::v2gtp::{self, Reassembler};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -1,13 +1,13 @@
-//! `cargo bench -p iso15118 --bench exi`: encode and decode ns per message.
+//! `cargo bench -p evproto-iso15118 --bench exi`: encode and decode ns per message.
 //! The SupportedAppProtocol request with 5 protocols (typed codec), and DIN
 //! CurrentDemandReq/Res, -2 ChargeParameterDiscoveryRes with a sales tariff
 //! and -20 DC_ChargeLoopReq both through the generated typed codecs
-//! (`iso15118::messages`, `typed/…`) and through the XSD-driven engine over
+//! (`evproto_iso15118::messages`, `typed/…`) and through the XSD-driven engine over
 //! its JSON view (`json/…`), side by side in one run.
 #![allow(missing_docs)]
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
-use iso15118::app_protocol::{self, AppProtocol, Message, SupportedAppProtocolReq};
+use evproto_iso15118::app_protocol::{self, AppProtocol, Message, SupportedAppProtocolReq};
 
 fn bench(c: &mut Criterion) {
     let p = |ns: &str, major, id, prio| AppProtocol {
@@ -40,7 +40,7 @@ fn bench(c: &mut Criterion) {
     });
 }
 
-/// The XSD-driven engine (`iso15118::schema`) over its JSON view: the
+/// The XSD-driven engine (`evproto_iso15118::schema`) over its JSON view: the
 /// charge-loop messages of issue 6.
 fn schema_sets(c: &mut Criterion) {
     let pv =
@@ -104,16 +104,16 @@ fn schema_sets(c: &mut Criterion) {
             "Transforms": {"Transform": [{"Algorithm": "http://www.w3.org/TR/canonical-exi/"}]},
             "DigestMethod": {"Algorithm": "http://www.w3.org/2001/04/xmlenc#sha256"},
             "DigestValue": "AAECAwQFBgcICQoLDA0ODwABAgMEBQYHCAkKCwwNDg8="}]}});
-    let dsig = iso15118::schema::by_name(iso15118::schema::XMLDSIG.0).unwrap();
+    let dsig = evproto_iso15118::schema::by_name(evproto_iso15118::schema::XMLDSIG.0).unwrap();
     c.bench_function("xmldsig/SignedInfo/encode_fragment", |b| {
         b.iter(|| dsig.encode_fragment(black_box(&signed_info)).unwrap())
     });
     for (set, name, m) in cases {
-        let schema = iso15118::schema::by_name(set).unwrap();
+        let schema = evproto_iso15118::schema::by_name(set).unwrap();
         let bytes = schema.encode(&m).unwrap_or_else(|e| panic!("{name}: {e}"));
         macro_rules! typed {
             ($module:ident) => {{
-                use iso15118::messages::$module::Message;
+                use evproto_iso15118::messages::$module::Message;
                 let t = Message::decode(&bytes).unwrap();
                 let mut again = Vec::new();
                 t.encode(&mut again).unwrap();

@@ -4,7 +4,7 @@
 //! `iso15118/tests/`), and the SECC's choice of protocol.
 //!
 //! ```
-//! use iso15118::app_protocol::{self, AppProtocol, Message, SupportedAppProtocolReq, Offer};
+//! use evproto_iso15118::app_protocol::{self, AppProtocol, Message, SupportedAppProtocolReq, Offer};
 //!
 //! // A Tesla's request: its own namespace first, then DIN.
 //! let req = SupportedAppProtocolReq { app_protocols: vec![

@@ -24,7 +24,7 @@
 //! # Features
 //!
 //! `messages` (default): the generated typed codecs, about 60,000 lines
-//! that take most of the crate's build time (`cargo check -p iso15118`:
+//! that take most of the crate's build time (`cargo check -p evproto-iso15118`:
 //! 9.3 s on a 2-core machine); without it the crate keeps the engine, the
 //! grammar runtime, V2GTP, SDP and SupportedAppProtocol.
 //!
@@ -48,7 +48,7 @@
 //! # Example
 //!
 //! ```
-//! use iso15118::v2gtp::{self, PayloadType, Reassembler};
+//! use evproto_iso15118::v2gtp::{self, PayloadType, Reassembler};
 //!
 //! let mut frame = Vec::new();
 //! v2gtp::encode(PayloadType::EXI, &[0x80, 0x00, 0xdb, 0xab], &mut frame)?;
@@ -60,7 +60,7 @@
 //! r.push(&frame[5..]);
 //! let packet = r.next_packet()?.unwrap();
 //! assert_eq!((packet.payload_type, packet.payload.as_slice()), (PayloadType::EXI, &[0x80, 0x00, 0xdb, 0xab][..]));
-//! # Ok::<(), iso15118::v2gtp::Error>(())
+//! # Ok::<(), evproto_iso15118::v2gtp::Error>(())
 //! ```
 //!
 //! # Feature flags

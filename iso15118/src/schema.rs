@@ -23,7 +23,7 @@
 //! and elements, `xsi:type` and `xsi:nil` are refused with an error.
 //!
 //! ```
-//! use iso15118::schema;
+//! use evproto_iso15118::schema;
 //! let dsig = schema::by_name(schema::XMLDSIG.0).unwrap();
 //! let signed_info = serde_json::json!({"SignedInfo": {
 //!     "CanonicalizationMethod": {"Algorithm": "http://www.w3.org/TR/canonical-exi/"},

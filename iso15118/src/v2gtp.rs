@@ -64,7 +64,7 @@ impl PayloadType {
         Self::SDP_RESPONSE_WIRELESS,
     ];
 
-    /// The ISO 15118-20 schema set (`iso15118::schema::by_name` short name)
+    /// The ISO 15118-20 schema set (`evproto_iso15118::schema::by_name` short name)
     /// whose messages travel under this payload type, for the -20 streams:
     /// `iso20` (CommonMessages), `iso20-ac`, `iso20-dc`, `iso20-acdp`,
     /// `iso20-wpt`; `None` for the others (DIN/-2 and SAP share 0x8001).

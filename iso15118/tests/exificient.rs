@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::OnceLock;
 
-use iso15118::app_protocol::{
+use evproto_iso15118::app_protocol::{
     self, AppProtocol, Message, ResponseCode, SupportedAppProtocolReq, SupportedAppProtocolRes,
 };
 use serde_json::Value;
@@ -468,7 +468,7 @@ fn din_messages() -> Vec<Value> {
 /// bytes as the message.
 fn compare(
     exi: &mut Exificient,
-    schema: &iso15118::schema::SchemaSet,
+    schema: &evproto_iso15118::schema::SchemaSet,
     m: &Value,
     set: &str,
     failures: &mut Vec<String>,
@@ -495,11 +495,11 @@ fn compare(
     }
 }
 
-/// DIN 70121 through the XSD-driven engine (`iso15118::schema`), messages
+/// DIN 70121 through the XSD-driven engine (`evproto_iso15118::schema`), messages
 /// without signatures: identical bytes both ways.
 #[test]
 fn din_messages_are_byte_identical_with_exificient() {
-    let din = iso15118::schema::din().expect("DIN schemas load");
+    let din = evproto_iso15118::schema::din().expect("DIN schemas load");
     let mut exi = Exificient::start("urn:din:70121:2012:MsgDef");
     let mut failures = Vec::new();
     let all = din_messages();
@@ -557,12 +557,12 @@ fn iso2_and_iso20_messages_are_byte_identical_with_exificient() {
     ];
     let mut failures = Vec::new();
     for (set, m) in &cases {
-        let ns = iso15118::schema::SETS
+        let ns = evproto_iso15118::schema::SETS
             .iter()
             .find(|(n, _)| n == set)
             .unwrap()
             .1;
-        let schema = match iso15118::schema::by_name(set) {
+        let schema = match evproto_iso15118::schema::by_name(set) {
             Ok(s) => s,
             Err(e) => {
                 failures.push(format!("{set}: schemas do not load: {e}"));
@@ -604,8 +604,8 @@ fn every_message_of_every_set_against_exificient() {
     let mut skipped = Vec::new();
     let mut self_checked = Vec::new();
     let mut filled_by_exificient = Vec::new();
-    for (set, ns) in iso15118::schema::SETS {
-        let schema = iso15118::schema::by_name(set).unwrap();
+    for (set, ns) in evproto_iso15118::schema::SETS {
+        let schema = evproto_iso15118::schema::by_name(set).unwrap();
         let mut exi = Exificient::start(ns);
         // the messages: body elements inside a V2G_Message (DIN, -2), or the
         // -20 message elements themselves
@@ -771,8 +771,8 @@ fn signature_fragments_against_exificient() {
         // (fixed algorithms, References' URI and DigestValue kept): compared
         // on such SignedInfos, one to four References
         (
-            iso15118::schema::XMLDSIG.0,
-            iso15118::schema::XMLDSIG.1,
+            evproto_iso15118::schema::XMLDSIG.0,
+            evproto_iso15118::schema::XMLDSIG.1,
             &["SignedInfo"],
         ),
     ];
@@ -780,13 +780,13 @@ fn signature_fragments_against_exificient() {
     let mut compared = Vec::new();
     let mut not_built = Vec::new();
     for (set, ns, elements) in cases {
-        let schema = iso15118::schema::by_name(set).unwrap();
+        let schema = evproto_iso15118::schema::by_name(set).unwrap();
         let all = schema.fragment_elements();
         let mut exi = Exificient::start(ns);
         for &el in *elements {
             assert!(all.contains(&el), "{set}: {el} is not a fragment element");
             for seed in [1u64, 7, 42, 99, 123] {
-                let m = if *set == iso15118::schema::XMLDSIG.0 {
+                let m = if *set == evproto_iso15118::schema::XMLDSIG.0 {
                     Some(v2g_signed_info(seed))
                 } else {
                     schema.fragment_example(el, seed)

@@ -6,7 +6,7 @@
 use proptest::prelude::*;
 
 fn messages(set: &str) -> Vec<String> {
-    let schema = iso15118::schema::by_name(set).unwrap();
+    let schema = evproto_iso15118::schema::by_name(set).unwrap();
     schema
         .roots()
         .into_iter()
@@ -16,7 +16,7 @@ fn messages(set: &str) -> Vec<String> {
 }
 
 fn check(set: &str, seed: u64) {
-    let schema = iso15118::schema::by_name(set).unwrap();
+    let schema = evproto_iso15118::schema::by_name(set).unwrap();
     let v2g = schema.roots().contains(&"V2G_Message");
     for root in messages(set) {
         let Some(body) = schema.example(&root, seed) else {
@@ -51,7 +51,7 @@ fn check(set: &str, seed: u64) {
 /// declared with different types (the relaxed fragment grammar) and those
 /// with content this engine does not code are refused with an error.
 fn check_fragments(set: &str, seed: u64) -> usize {
-    let schema = iso15118::schema::by_name(set).unwrap();
+    let schema = evproto_iso15118::schema::by_name(set).unwrap();
     let mut n_checked = 0;
     for el in schema.fragment_elements() {
         let Some(m) = schema.fragment_example(el, seed) else {

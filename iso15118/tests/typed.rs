@@ -1,5 +1,5 @@
-//! The generated typed codecs (`iso15118::messages`) against the XSD-driven
-//! engine (`iso15118::schema`, itself checked byte for byte against
+//! The generated typed codecs (`evproto_iso15118::messages`) against the XSD-driven
+//! engine (`evproto_iso15118::schema`, itself checked byte for byte against
 //! EXIficient): for generated instances of every message of every schema
 //! set, header signatures included, many seeds:
 //! - the typed decoder reads the engine's bytes, and the typed encoder
@@ -8,14 +8,16 @@
 //!   deserializes to the same typed value;
 //! - every proper prefix of the bytes fails to decode.
 
-use iso15118::messages::{din, iso2, iso20, iso20_ac, iso20_acdp, iso20_dc, iso20_wpt, xmldsig};
+use evproto_iso15118::messages::{
+    din, iso2, iso20, iso20_ac, iso20_acdp, iso20_dc, iso20_wpt, xmldsig,
+};
 use proptest::prelude::*;
 use serde_json::Value;
 
 macro_rules! check_set {
     ($set:expr, $module:ident, $seed:expr) => {{
         let set: &str = $set;
-        let schema = iso15118::schema::by_name(set).unwrap();
+        let schema = evproto_iso15118::schema::by_name(set).unwrap();
         let v2g = schema.roots().contains(&"V2G_Message");
         let mut checked = 0;
         for root in schema.roots() {
@@ -67,7 +69,7 @@ macro_rules! check_set {
 macro_rules! check_fragments {
     ($set:expr, $module:ident, $seed:expr) => {{
         let set: &str = $set;
-        let schema = iso15118::schema::by_name(set).unwrap();
+        let schema = evproto_iso15118::schema::by_name(set).unwrap();
         let mut checked = 0;
         let mut names = schema.fragment_elements();
         names.dedup();
@@ -141,7 +143,7 @@ fn exificient_fragments_typed() {
     .unwrap();
     let mut bytes = Vec::new();
     signed_info.encode(&mut bytes).unwrap();
-    let dsig = iso15118::schema::by_name("xmldsig").unwrap();
+    let dsig = evproto_iso15118::schema::by_name("xmldsig").unwrap();
     assert_eq!(
         bytes,
         dsig.encode_fragment(&serde_json::to_value(&signed_info).unwrap())
@@ -216,12 +218,12 @@ fn hostile_input_is_an_error() {
 fn length_facets() {
     let din_doc = serde_json::json!({"V2G_Message": {"Header": {"SessionID": "00"},
         "Body": {"SessionSetupReq": {"EVCCID": "010203040506"}}}});
-    let din_set = iso15118::schema::by_name("din").unwrap();
+    let din_set = evproto_iso15118::schema::by_name("din").unwrap();
     let bytes = din_set.encode(&din_doc).unwrap();
     let m = din::Message::decode(&bytes).unwrap();
     assert_eq!(serde_json::to_value(&m).unwrap(), din_doc);
 
-    let iso20_set = iso15118::schema::by_name("iso20").unwrap();
+    let iso20_set = evproto_iso15118::schema::by_name("iso20").unwrap();
     let ok = serde_json::json!({"SessionSetupReq": {"Header": {"SessionID": "0102030405060708", "TimeStamp": 1},
         "EVCCID": "WMI"}});
     let bytes = iso20_set.encode(&ok).unwrap();
@@ -232,14 +234,14 @@ fn length_facets() {
     let typed: iso20::Message = serde_json::from_value(short).unwrap();
     assert!(typed.encode(&mut Vec::new()).is_err());
     // decoding checks the same bounds (the value reader itself)
-    let mut w = iso15118::exi::BitWriter::new();
-    iso15118::grammar::enc_binary(&mut w, &[1, 2, 3], 0, None).unwrap();
+    let mut w = evproto_iso15118::exi::BitWriter::new();
+    evproto_iso15118::grammar::enc_binary(&mut w, &[1, 2, 3], 0, None).unwrap();
     let three = w.finish();
-    let mut r = iso15118::exi::BitReader::new(&three);
-    assert!(iso15118::grammar::dec_binary(&mut r, 8, Some(8)).is_err());
-    let mut r = iso15118::exi::BitReader::new(&three);
+    let mut r = evproto_iso15118::exi::BitReader::new(&three);
+    assert!(evproto_iso15118::grammar::dec_binary(&mut r, 8, Some(8)).is_err());
+    let mut r = evproto_iso15118::exi::BitReader::new(&three);
     assert_eq!(
-        iso15118::grammar::dec_binary(&mut r, 0, Some(8)).unwrap(),
+        evproto_iso15118::grammar::dec_binary(&mut r, 0, Some(8)).unwrap(),
         [1, 2, 3]
     );
 }

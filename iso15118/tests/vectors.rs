@@ -6,7 +6,7 @@
 //! - EVerest/libiso15118 `test/exi/cb/iso20/session_setup.cpp` and
 //!   `dc_charge_loop.cpp` (-20 CommonMessages and DC).
 
-use iso15118::schema::by_name;
+use evproto_iso15118::schema::by_name;
 use serde_json::Value;
 
 fn unhex(s: &str) -> Vec<u8> {
@@ -170,7 +170,7 @@ fn exificient_signature_fragments() {
     // a fragment is not a document, and the other way round
     assert!(iso2.decode(&bytes).is_err());
 
-    let dsig = by_name(iso15118::schema::XMLDSIG.0).unwrap();
+    let dsig = by_name(evproto_iso15118::schema::XMLDSIG.0).unwrap();
     let signed_info = serde_json::json!({"SignedInfo": {
         "CanonicalizationMethod": {"Algorithm": "http://www.w3.org/TR/canonical-exi/"},
         "SignatureMethod": {"Algorithm": "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256"},
@@ -213,7 +213,7 @@ fn exificient_signature_fragments() {
 /// same bytes (but one, explained below).
 #[test]
 fn pyplc_real_din_traffic() {
-    use iso15118::messages::din;
+    use evproto_iso15118::messages::din;
     const DEMO: &[&str] = &[
         "809a02000000000000000011d00000",
         "809A022189CBF75B9625A951E020040080",
@@ -248,7 +248,7 @@ fn pyplc_real_din_traffic() {
     let mut views = Vec::new();
     let mut rewritten = Vec::new();
     let frames = RAW.iter().map(|h| {
-        iso15118::v2gtp::decode(&unhex(h), 65_536)
+        evproto_iso15118::v2gtp::decode(&unhex(h), 65_536)
             .unwrap_or_else(|e| panic!("V2GTP {h}: {e}"))
             .payload
     });
@@ -309,7 +309,7 @@ fn pyplc_real_din_traffic() {
     }
 
     // SupportedAppProtocol requests of real cars
-    use iso15118::app_protocol::{self, Message};
+    use evproto_iso15118::app_protocol::{self, Message};
     for (hex, n) in [
         ("8000DBAB9371D3234B71D1B981899189D191818991D26B9B3A232B30020000040401B75726E3A7465736C613A64696E3A323031383A4D736744656600001C0100080", 2),
         ("8000dbab9371d3234b71d1b981899189d191818991d26b9b3a232b30020000040040", 1),
@@ -333,7 +333,7 @@ fn pyplc_real_din_traffic() {
 /// value outside its facets (a value error, not other bytes).
 #[test]
 fn exificient_untyped_value() {
-    use iso15118::messages::iso2;
+    use evproto_iso15118::messages::iso2;
     let hex =
         "809800895950f0215145493d194c07e489e6a3e47b251c066100420a9a5a627238343c0e400bedfaa5701680";
     let bytes = unhex(hex);
@@ -344,13 +344,13 @@ fn exificient_untyped_value() {
     assert_eq!(req["MeterInfo"]["MeterReading"], 948_304);
     assert!(matches!(
         schema.encode(&view),
-        Err(iso15118::exi::ExiError::Value { .. })
+        Err(evproto_iso15118::exi::ExiError::Value { .. })
     ));
     let typed = iso2::Message::decode(&bytes).unwrap();
     assert_eq!(serde_json::to_value(&typed).unwrap(), view);
     assert!(matches!(
         typed.encode(&mut Vec::new()),
-        Err(iso15118::exi::ExiError::Value { .. })
+        Err(evproto_iso15118::exi::ExiError::Value { .. })
     ));
     // an untyped value that is not an integer at all is refused
     let mut bad = bytes.clone();
@@ -379,7 +379,7 @@ fn exificient_untyped_value() {
 /// typed -20 AC codec, to the fields the test asserts and back to the bytes.
 #[test]
 fn libcbv2g_iso20_ac_charge_loop() {
-    use iso15118::messages::iso20_ac;
+    use evproto_iso15118::messages::iso20_ac;
     let req = decode("iso20-ac", "8008041e9869d6a61dc1ef895b9b4a8062832418640096");
     let r = &req["AC_ChargeLoopReq"];
     assert_eq!(r["Header"]["SessionID"], "3D30D3AD4C3B83DF");

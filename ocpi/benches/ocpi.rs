@@ -1,7 +1,7 @@
-//! `cargo bench -p ocpi`: the figures issue 5 asks for.
+//! `cargo bench -p evproto-ocpi`: the figures issue 5 asks for.
 //!
 //! - `price/100_periods_3_elements`: price a CDR with 100 charging periods
-//!   under a tariff whose three elements split the day (`ocpi::tariff`),
+//!   under a tariff whose three elements split the day (`evproto_ocpi::tariff`),
 //!   from JSON and from parsed structs;
 //! - `locations/page_of_100`: decode and validate a page of 100 locations
 //!   (2.2.1 envelope, typed `v221::Location`s), and the same page as plain
@@ -62,20 +62,21 @@ fn bench(c: &mut Criterion) {
     let s = cdr();
     c.bench_function("price/100_periods_3_elements", |b| {
         b.iter(|| {
-            ocpi::tariff::price_json(
+            evproto_ocpi::tariff::price_json(
                 black_box(&t),
                 black_box(&s),
                 Some("Europe/Amsterdam"),
-                ocpi::tariff::Version::V221,
+                evproto_ocpi::tariff::Version::V221,
             )
             .unwrap()
         })
     });
-    let tp: ocpi::tariff::Tariff = serde_json::from_value(t.clone()).unwrap();
-    let sp: ocpi::tariff::Session = serde_json::from_value(s.clone()).unwrap();
+    let tp: evproto_ocpi::tariff::Tariff = serde_json::from_value(t.clone()).unwrap();
+    let sp: evproto_ocpi::tariff::Session = serde_json::from_value(s.clone()).unwrap();
     c.bench_function("price/100_periods_3_elements/parsed", |b| {
         b.iter(|| {
-            ocpi::tariff::price(black_box(&tp), black_box(&sp), Some("Europe/Amsterdam")).unwrap()
+            evproto_ocpi::tariff::price(black_box(&tp), black_box(&sp), Some("Europe/Amsterdam"))
+                .unwrap()
         })
     });
 
@@ -84,7 +85,7 @@ fn bench(c: &mut Criterion) {
     .to_string();
     #[derive(serde::Deserialize)]
     struct Envelope {
-        data: Vec<ocpi::v221::Location>,
+        data: Vec<evproto_ocpi::v221::Location>,
     }
     c.bench_function("locations/page_of_100/typed", |b| {
         b.iter(|| {

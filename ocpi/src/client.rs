@@ -13,8 +13,8 @@
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-//! use ocpi::client::Client;
-//! use ocpi::credentials::Own;
+//! use evproto_ocpi::client::Client;
+//! use evproto_ocpi::credentials::Own;
 //! use futures_util::TryStreamExt;
 //!
 //! let client = Client::new(Default::default())?;
@@ -22,7 +22,7 @@
 //! let peer = client
 //!     .register(own, "https://cpo.example.com/ocpi/versions", "token-a", "token-b")
 //!     .await?;
-//! let locations: Vec<ocpi::v221::Location> =
+//! let locations: Vec<evproto_ocpi::v221::Location> =
 //!     peer.list("locations", &[]).try_collect().await?;
 //! println!("{} locations", locations.len());
 //! # Ok(()) }

@@ -21,8 +21,8 @@
 //!   `contract_id`; credentials' flat party becomes `roles[]`.
 //!
 //! ```
-//! use ocpi::convert::{convert, Context};
-//! use ocpi::Version;
+//! use evproto_ocpi::convert::{convert, Context};
+//! use evproto_ocpi::Version;
 //! use serde_json::json;
 //!
 //! let tariff = json!({"country_code": "NL", "party_id": "CPO", "id": "T1", "currency": "EUR",

@@ -24,8 +24,8 @@
 //! registration. Every URL a peer hands us passes a [`UrlPolicy`] first.
 //!
 //! ```
-//! use ocpi::credentials::{Own, Sender, Step, Response};
-//! use ocpi::Version;
+//! use evproto_ocpi::credentials::{Own, Sender, Step, Response};
+//! use evproto_ocpi::Version;
 //!
 //! let own = Own::new("https://cpo.example.com/ocpi/versions", "NL", "CPO", "Our CPO");
 //! let (mut sender, req) = Sender::start(own, "https://emsp.example.com/ocpi/versions", "token-a", "token-b").unwrap();

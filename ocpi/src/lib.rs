@@ -43,8 +43,8 @@
 //! # Example
 //!
 //! ```
-//! use ocpi::auth::{encode_token, parse_token, TokenEncoding};
-//! use ocpi::status::{Response, StatusCode};
+//! use evproto_ocpi::auth::{encode_token, parse_token, TokenEncoding};
+//! use evproto_ocpi::status::{Response, StatusCode};
 //!
 //! let header = encode_token("example-token", TokenEncoding::Base64);
 //! assert_eq!(header, "Token ZXhhbXBsZS10b2tlbg==");

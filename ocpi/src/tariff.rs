@@ -43,7 +43,7 @@
 //!    within one second. A total the CDR leaves out is not checked.
 //!
 //! ```
-//! use ocpi::tariff::{price_json, Version};
+//! use evproto_ocpi::tariff::{price_json, Version};
 //! let tariff = serde_json::json!({"id": "T1", "currency": "EUR", "elements": [
 //!     {"price_components": [{"type": "ENERGY", "price": 0.25, "vat": 20.0, "step_size": 1}]}]});
 //! let cdr = serde_json::json!({"start_date_time": "2026-03-01T10:00:00Z", "end_date_time": "2026-03-01T11:00:00Z",

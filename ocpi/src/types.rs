@@ -52,7 +52,7 @@ fn check_len(s: &str, max: usize) -> Result<(), TypeError> {
 /// `string(n)`: a case-sensitive string of at most `N` characters.
 ///
 /// ```
-/// use ocpi::types::Str;
+/// use evproto_ocpi::types::Str;
 /// let currency: Str<3> = "EUR".parse().unwrap();
 /// assert_eq!(currency.as_str(), "EUR");
 /// assert!("EURO".parse::<Str<3>>().is_err());
@@ -87,7 +87,7 @@ impl<const N: usize> Str<N> {
 /// case it was written in, so it goes back on the wire unchanged.
 ///
 /// ```
-/// use ocpi::types::CiString;
+/// use evproto_ocpi::types::CiString;
 /// let a: CiString<3> = "abc".parse().unwrap();
 /// let b: CiString<3> = "ABC".parse().unwrap();
 /// assert_eq!(a, b);
@@ -252,7 +252,7 @@ pub type Url = Str<255>;
 /// only when there are any.
 ///
 /// ```
-/// use ocpi::types::DateTime;
+/// use evproto_ocpi::types::DateTime;
 /// let t: DateTime = serde_json::from_str("\"2015-06-29T20:39:09\"").unwrap();
 /// assert_eq!(serde_json::to_string(&t).unwrap(), "\"2015-06-29T20:39:09Z\"");
 /// ```

@@ -2,8 +2,8 @@
 //! validate` and the server's request parsing both come here.
 //!
 //! ```
-//! use ocpi::validate::{validate, Invalid};
-//! use ocpi::Version;
+//! use evproto_ocpi::validate::{validate, Invalid};
+//! use evproto_ocpi::Version;
 //!
 //! let token = r#"{"country_code": "DE", "party_id": "TNM", "uid": "012345678",
 //!   "type": "RFID", "contract_id": "DE8ACC12E46L89", "issuer": "TheNewMotion",

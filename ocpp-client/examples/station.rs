@@ -4,7 +4,7 @@
 //! once the session is done and one CSMS-initiated call was answered.
 //!
 //! ```text
-//! cargo run -p ocpp-client --example station -- --url ws://127.0.0.1:9000/ocpp/ --id CP1 --version 2.0.1
+//! cargo run -p evproto-ocpp-client --example station -- --url ws://127.0.0.1:9000/ocpp/ --id CP1 --version 2.0.1
 //! ```
 
 #![allow(missing_docs)]
@@ -13,10 +13,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use ocpp_client::{Client, ClientConfig, MemoryStore};
-use ocpp_proto::ProtocolVersion;
-use ocpp_rpc::{Ctx, Router, Routes};
-use ocpp_types::{v16, v201, v21};
+use evproto_ocpp_client::{Client, ClientConfig, MemoryStore};
+use evproto_ocpp_proto::ProtocolVersion;
+use evproto_ocpp_rpc::{Ctx, Router, Routes};
+use evproto_ocpp_types::{v16, v201, v21};
 use serde_json::json;
 use tokio::sync::Notify;
 
@@ -50,19 +50,19 @@ fn routes(version: ProtocolVersion, answered: Arc<Notify>) -> Routes {
         ProtocolVersion::V16 => Router::station_v16()
             .on::<v16::action::GetConfiguration>(|ctx: Ctx<Arc<Notify>>, _: v16::GetConfigurationRequest| async move {
                 ctx.state.notify_one();
-                Ok(ocpp_types::from_str(r#"{"configurationKey":[{"key":"HeartbeatInterval","readonly":false,"value":"300"}]}"#).unwrap_or_else(|_| unreachable!()))
+                Ok(evproto_ocpp_types::from_str(r#"{"configurationKey":[{"key":"HeartbeatInterval","readonly":false,"value":"300"}]}"#).unwrap_or_else(|_| unreachable!()))
             })
             .with_state(answered),
         ProtocolVersion::V201 => Router::station_v201()
             .on::<v201::action::GetVariables>(|ctx: Ctx<Arc<Notify>>, _: v201::GetVariablesRequest| async move {
                 ctx.state.notify_one();
-                Ok(ocpp_types::from_str(VARS).unwrap_or_else(|_| unreachable!()))
+                Ok(evproto_ocpp_types::from_str(VARS).unwrap_or_else(|_| unreachable!()))
             })
             .with_state(answered),
         _ => Router::station_v21()
             .on::<v21::action::GetVariables>(|ctx: Ctx<Arc<Notify>>, _: v21::GetVariablesRequest| async move {
                 ctx.state.notify_one();
-                Ok(ocpp_types::from_str(VARS).unwrap_or_else(|_| unreachable!()))
+                Ok(evproto_ocpp_types::from_str(VARS).unwrap_or_else(|_| unreachable!()))
             })
             .with_state(answered),
     }

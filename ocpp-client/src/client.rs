@@ -3,9 +3,9 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ocpp_proto::{BootState, Endpoint, ProtocolVersion, Role};
-use ocpp_rpc::{CallFailure, Closed, Connection, ConnectionConfig, Peer, Routes};
-use ocpp_types::Action;
+use evproto_ocpp_proto::{BootState, Endpoint, ProtocolVersion, Role};
+use evproto_ocpp_rpc::{CallFailure, Closed, Connection, ConnectionConfig, Peer, Routes};
+use evproto_ocpp_types::Action;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::{watch, Notify};
@@ -64,7 +64,7 @@ pub struct ClientConfig {
     /// TLS settings for `wss://` (profiles 2 and 3; for 3 with a client certificate).
     pub tls: Option<Arc<rustls::ClientConfig>>,
     /// RPC endpoint settings.
-    pub endpoint: ocpp_proto::Config,
+    pub endpoint: evproto_ocpp_proto::Config,
     /// Keepalive settings.
     pub connection: ConnectionConfig,
     /// Reconnect timing.
@@ -98,7 +98,7 @@ impl ClientConfig {
             version,
             password: None,
             tls: None,
-            endpoint: ocpp_proto::Config::default(),
+            endpoint: evproto_ocpp_proto::Config::default(),
             connection: ConnectionConfig::default(),
             backoff: Backoff::default(),
             boot_on_reconnect: false,
@@ -129,7 +129,7 @@ impl ClientConfig {
         self
     }
     /// Sets [`ClientConfig::endpoint`].
-    pub fn with_endpoint(mut self, c: ocpp_proto::Config) -> Self {
+    pub fn with_endpoint(mut self, c: evproto_ocpp_proto::Config) -> Self {
         self.endpoint = c;
         self
     }
@@ -292,7 +292,7 @@ impl Client {
     /// # Errors
     ///
     /// [`CallFailure`], e.g. `NotConnected`.
-    pub async fn call<A: Action + ocpp_types::FromChargingStation>(
+    pub async fn call<A: Action + evproto_ocpp_types::FromChargingStation>(
         &self,
         req: &A::Request,
     ) -> Result<A::Response, CallFailure> {
@@ -307,11 +307,14 @@ impl Client {
     /// # Errors
     ///
     /// [`Error::Store`] if the store failed (the message is then not queued).
-    pub async fn call_durable<A: Action + ocpp_types::FromChargingStation>(
+    pub async fn call_durable<A: Action + evproto_ocpp_types::FromChargingStation>(
         &self,
         req: &A::Request,
     ) -> Result<u64, Error> {
-        let seq = self.shared.store.push(A::NAME, &ocpp_types::to_json(req))?;
+        let seq = self
+            .shared
+            .store
+            .push(A::NAME, &evproto_ocpp_types::to_json(req))?;
         self.shared.queued.notify_one();
         Ok(seq)
     }
@@ -558,7 +561,7 @@ fn deflate_pool() -> yawc::DeflatePool {
     POOL.get_or_init(|| yawc::DeflatePool::new(32)).clone()
 }
 
-async fn session<T: ocpp_rpc::Transport>(
+async fn session<T: evproto_ocpp_rpc::Transport>(
     shared: &Arc<Shared>,
     ws: T,
     agreed: Option<&str>,

@@ -7,7 +7,7 @@
 //! backoff and jitter (2.0.1 `RetryBackOff*` semantics), and delivers
 //! transaction-related messages through a durable [`OfflineStore`], in order,
 //! after every reconnect. CSMS-initiated calls go to the same
-//! `ocpp_rpc::Router` type the server uses.
+//! `evproto_ocpp_rpc::Router` type the server uses.
 //!
 //! # What this crate does not do
 //!
@@ -21,16 +21,16 @@
 //!  Client::start ─► supervisor task: connect ─► boot loop ─► heartbeats ─┐
 //!        ▲              ▲  (backoff + jitter on failure)                 │
 //!        │              └──────────────── connection closed ◄────────────┘
-//!  call::<A>(req) ─────► current Peer ─► ocpp_rpc::Connection ─► CSMS
+//!  call::<A>(req) ─────► current Peer ─► evproto_ocpp_rpc::Connection ─► CSMS
 //!  call_durable::<A>(req) ─► OfflineStore ─► replay worker (in order, retries)
 //! ```
 //!
 //! # Example
 //!
 //! ```no_run
-//! use ocpp_client::{Client, ClientConfig, MemoryStore};
-//! use ocpp_proto::ProtocolVersion;
-//! use ocpp_rpc::Router;
+//! use evproto_ocpp_client::{Client, ClientConfig, MemoryStore};
+//! use evproto_ocpp_proto::ProtocolVersion;
+//! use evproto_ocpp_rpc::Router;
 //!
 //! # async fn run() {
 //! let config = ClientConfig::new("ws://127.0.0.1:9000/ocpp/", "CP001", ProtocolVersion::V201)
@@ -38,14 +38,14 @@
 //! let boot = r#"{"reason":"PowerUp","chargingStation":{"model":"M","vendorName":"V"}}"#;
 //! let client = Client::start(config, Router::station_v201().into_routes(), boot, MemoryStore::new());
 //! client.wait_ready(std::time::Duration::from_secs(10)).await.unwrap();
-//! let hb = client.call::<ocpp_types::v201::action::Heartbeat>(&Default::default()).await.unwrap();
+//! let hb = client.call::<evproto_ocpp_types::v201::action::Heartbeat>(&Default::default()).await.unwrap();
 //! # let _ = hb;
 //! # }
 //! ```
 //!
 //! # Cancel safety
 //!
-//! Dropping a [`Client::call`] future behaves as `ocpp_rpc::Peer::call`
+//! Dropping a [`Client::call`] future behaves as `evproto_ocpp_rpc::Peer::call`
 //! documents. [`Client::call_durable`] has stored the message once it returns
 //! `Ok`; dropping it before that may or may not have stored it.
 

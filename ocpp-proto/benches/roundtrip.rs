@@ -1,14 +1,14 @@
 //! A CALL and its CALLRESULT through two sans-IO endpoints (no sockets):
 //! the cost of the RPC core per exchange.
 //!
-//! `cargo bench -p ocpp-proto --bench roundtrip`
+//! `cargo bench -p evproto-ocpp-proto --bench roundtrip`
 
 #![allow(missing_docs)]
 
 use std::time::Instant;
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
-use ocpp_proto::{BootState, Config, Endpoint, Event, ProtocolVersion, Role};
+use evproto_ocpp_proto::{BootState, Config, Endpoint, Event, ProtocolVersion, Role};
 
 const HEARTBEAT_RES: &str = r#"{"currentTime":"2024-01-01T00:00:00Z"}"#;
 const METER_VALUES: &str = r#"{"evseId":1,"meterValue":[{"timestamp":"2024-05-01T10:15:00Z","sampledValue":[{"value":12345.6,"measurand":"Energy.Active.Import.Register"},{"value":7200,"measurand":"Power.Active.Import"},{"value":16.1,"measurand":"Current.Import","phase":"L1"},{"value":230.1,"measurand":"Voltage","phase":"L1-N"}]}]}"#;
@@ -29,7 +29,7 @@ fn exchange(
         panic!()
     };
     if decode {
-        black_box(ocpp_types::v201::Request::decode(action, &payload).unwrap());
+        black_box(evproto_ocpp_types::v201::Request::decode(action, &payload).unwrap());
     }
     csms.respond(&id, Ok(answer.to_owned())).unwrap();
     let frame = csms.poll_transmit().unwrap();

@@ -4,7 +4,7 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use ocpp_types::rpc::{self, Frame};
+use evproto_ocpp_types::rpc::{self, Frame};
 
 use crate::error::{ApiMisuse, CallError, PeerMisbehaved, PeerMisbehavedKind, ProtocolVersion};
 
@@ -42,7 +42,7 @@ pub enum BootState {
 ///
 /// ```
 /// use std::time::Duration;
-/// let config = ocpp_proto::Config::default()
+/// let config = evproto_ocpp_proto::Config::default()
 ///     .with_call_timeout(Duration::from_secs(10))
 ///     .with_max_queue(16);
 /// assert_eq!(config.max_queue, 16);
@@ -608,14 +608,14 @@ impl Endpoint {
 
     // ---- internals ----
 
-    fn peer_may_send(&self, d: ocpp_types::Direction) -> bool {
+    fn peer_may_send(&self, d: evproto_ocpp_types::Direction) -> bool {
         match self.role {
             Role::Csms => d.from_charging_station(),
             Role::ChargingStation => d.from_csms(),
         }
     }
 
-    fn we_may_send(&self, d: ocpp_types::Direction) -> bool {
+    fn we_may_send(&self, d: evproto_ocpp_types::Direction) -> bool {
         match self.role {
             Role::Csms => d.from_csms(),
             Role::ChargingStation => d.from_charging_station(),

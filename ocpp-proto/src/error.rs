@@ -3,8 +3,8 @@
 
 use std::fmt;
 
-use ocpp_types::rpc::FrameError;
-use ocpp_types::{ActionInfo, DecodeError};
+use evproto_ocpp_types::rpc::FrameError;
+use evproto_ocpp_types::{ActionInfo, DecodeError};
 
 /// The OCPP version of a connection, chosen at the WebSocket handshake.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -43,48 +43,65 @@ impl ProtocolVersion {
     /// The version's action table.
     pub fn actions(self) -> &'static [ActionInfo] {
         match self {
-            ProtocolVersion::V16 => ocpp_types::v16::ACTIONS,
-            ProtocolVersion::V201 => ocpp_types::v201::ACTIONS,
-            ProtocolVersion::V21 => ocpp_types::v21::ACTIONS,
+            ProtocolVersion::V16 => evproto_ocpp_types::v16::ACTIONS,
+            ProtocolVersion::V201 => evproto_ocpp_types::v201::ACTIONS,
+            ProtocolVersion::V21 => evproto_ocpp_types::v21::ACTIONS,
         }
     }
 
     /// Looks up an action of this version.
     pub fn action(self, name: &str) -> Option<&'static ActionInfo> {
-        ocpp_types::find_action(self.actions(), name)
+        evproto_ocpp_types::find_action(self.actions(), name)
     }
 
     /// The CALLERROR code for a payload that failed to decode, in this
-    /// version's spelling (`ocpp_types::vXX::ErrorCode::for_decode_error`).
+    /// version's spelling (`evproto_ocpp_types::vXX::ErrorCode::for_decode_error`).
     pub fn code_for_decode_error(self, e: &DecodeError) -> String {
         match self {
-            ProtocolVersion::V16 => ocpp_types::v16::ErrorCode::for_decode_error(e).to_string(),
-            ProtocolVersion::V201 => ocpp_types::v201::ErrorCode::for_decode_error(e).to_string(),
-            ProtocolVersion::V21 => ocpp_types::v21::ErrorCode::for_decode_error(e).to_string(),
+            ProtocolVersion::V16 => {
+                evproto_ocpp_types::v16::ErrorCode::for_decode_error(e).to_string()
+            }
+            ProtocolVersion::V201 => {
+                evproto_ocpp_types::v201::ErrorCode::for_decode_error(e).to_string()
+            }
+            ProtocolVersion::V21 => {
+                evproto_ocpp_types::v21::ErrorCode::for_decode_error(e).to_string()
+            }
         }
     }
 
     pub(crate) fn code_for_frame_error(self, e: &FrameError) -> String {
         match self {
-            ProtocolVersion::V16 => ocpp_types::v16::ErrorCode::for_frame_error(e).to_string(),
-            ProtocolVersion::V201 => ocpp_types::v201::ErrorCode::for_frame_error(e).to_string(),
-            ProtocolVersion::V21 => ocpp_types::v21::ErrorCode::for_frame_error(e).to_string(),
+            ProtocolVersion::V16 => {
+                evproto_ocpp_types::v16::ErrorCode::for_frame_error(e).to_string()
+            }
+            ProtocolVersion::V201 => {
+                evproto_ocpp_types::v201::ErrorCode::for_frame_error(e).to_string()
+            }
+            ProtocolVersion::V21 => {
+                evproto_ocpp_types::v21::ErrorCode::for_frame_error(e).to_string()
+            }
         }
     }
 
-    pub(crate) fn parse_frame(self, text: &str) -> Result<ocpp_types::rpc::Frame<'_>, FrameError> {
+    pub(crate) fn parse_frame(
+        self,
+        text: &str,
+    ) -> Result<evproto_ocpp_types::rpc::Frame<'_>, FrameError> {
         match self {
-            ProtocolVersion::V16 => ocpp_types::v16::parse_frame(text),
-            ProtocolVersion::V201 => ocpp_types::v201::parse_frame(text),
-            ProtocolVersion::V21 => ocpp_types::v21::parse_frame(text),
+            ProtocolVersion::V16 => evproto_ocpp_types::v16::parse_frame(text),
+            ProtocolVersion::V201 => evproto_ocpp_types::v201::parse_frame(text),
+            ProtocolVersion::V21 => evproto_ocpp_types::v21::parse_frame(text),
         }
     }
 
     pub(crate) fn is_known_code(self, code: &str) -> bool {
         match self {
-            ProtocolVersion::V16 => ocpp_types::v16::ErrorCode::from_wire(code).is_known(),
-            ProtocolVersion::V201 => ocpp_types::v201::ErrorCode::from_wire(code).is_known(),
-            ProtocolVersion::V21 => ocpp_types::v21::ErrorCode::from_wire(code).is_known(),
+            ProtocolVersion::V16 => evproto_ocpp_types::v16::ErrorCode::from_wire(code).is_known(),
+            ProtocolVersion::V201 => {
+                evproto_ocpp_types::v201::ErrorCode::from_wire(code).is_known()
+            }
+            ProtocolVersion::V21 => evproto_ocpp_types::v21::ErrorCode::from_wire(code).is_known(),
         }
     }
 
@@ -110,7 +127,7 @@ impl fmt::Display for ProtocolVersion {
 /// A CALLERROR as the peer sees it: code, description, details.
 ///
 /// Build codes from the version's `ErrorCode` constants
-/// (`ocpp_types::v201::ErrorCode::NOT_SUPPORTED.to_string()`). Descriptions are
+/// (`evproto_ocpp_types::v201::ErrorCode::NOT_SUPPORTED.to_string()`). Descriptions are
 /// cut to 255 characters (the 2.x limit) when sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CallError {

@@ -25,7 +25,7 @@
 //!
 //! ```
 //! use std::time::{Duration, Instant};
-//! use ocpp_proto::{BootState, Config, Endpoint, Event, ProtocolVersion, Role};
+//! use evproto_ocpp_proto::{BootState, Config, Endpoint, Event, ProtocolVersion, Role};
 //!
 //! let now = Instant::now();
 //! let mut csms = Endpoint::new(Role::Csms, ProtocolVersion::V201, Config::default());
@@ -42,7 +42,7 @@
 //! let events: Vec<Event> = std::iter::from_fn(|| cs.poll_event()).collect();
 //! assert!(events.contains(&Event::BootStateChanged(BootState::Accepted)));
 //! assert!(matches!(&events[1], Event::CallCompleted { handle, result: Ok(_), .. } if *handle == call));
-//! # Ok::<(), ocpp_proto::ApiMisuse>(())
+//! # Ok::<(), evproto_ocpp_proto::ApiMisuse>(())
 //! ```
 //!
 //! # Feature flags

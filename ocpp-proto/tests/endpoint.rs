@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use ocpp_proto::{
+use evproto_ocpp_proto::{
     ApiMisuse, BootState, CallError, Config, Endpoint, Event, PeerMisbehavedKind, ProtocolVersion,
     Role,
 };
@@ -27,7 +27,7 @@ fn incoming(events: &[Event]) -> Vec<(String, &'static str)> {
 }
 
 /// Handles of the calls completed, in order.
-fn completed(events: &[Event]) -> Vec<ocpp_proto::CallHandle> {
+fn completed(events: &[Event]) -> Vec<evproto_ocpp_proto::CallHandle> {
     events
         .iter()
         .filter_map(|e| match e {

@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use evproto_ocpp_proto::{BootState, CallError, CallHandle, Endpoint, Event};
 use futures_util::FutureExt as _;
-use ocpp_proto::{BootState, CallError, CallHandle, Endpoint, Event};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tracing::{debug, warn};

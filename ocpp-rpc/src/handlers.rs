@@ -3,8 +3,8 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use ocpp_proto::CallError;
-use ocpp_types::{v16, v201, v21};
+use evproto_ocpp_proto::CallError;
+use evproto_ocpp_types::{v16, v201, v21};
 
 use crate::{Ctx, Router, Routes};
 

@@ -1,7 +1,7 @@
 //! The tokio shell shared by `ocpp-server` (CSMS) and `ocpp-client`
 //! (charging station): a typed, axum-style [`Router`] per version and side,
 //! the per-connection task ([`Connection`]) that moves WebSocket text through
-//! the sans-IO `ocpp_proto::Endpoint`, and [`Peer`] handles for typed calls.
+//! the sans-IO `evproto_ocpp_proto::Endpoint`, and [`Peer`] handles for typed calls.
 //!
 //! # What this crate does not do
 //!
@@ -21,9 +21,9 @@
 //! # Example
 //!
 //! ```
-//! use ocpp_proto::CallError;
-//! use ocpp_rpc::{Ctx, Router};
-//! use ocpp_types::v16::{self, action};
+//! use evproto_ocpp_proto::CallError;
+//! use evproto_ocpp_rpc::{Ctx, Router};
+//! use evproto_ocpp_types::v16::{self, action};
 //!
 //! #[derive(Clone)]
 //! struct App { interval: i32 }
@@ -38,7 +38,7 @@
 //! }
 //!
 //! let routes = Router::csms_v16().on::<action::BootNotification>(boot).with_state(App { interval: 300 });
-//! assert_eq!(routes.version(), ocpp_proto::ProtocolVersion::V16);
+//! assert_eq!(routes.version(), evproto_ocpp_proto::ProtocolVersion::V16);
 //! ```
 //!
 //! # Cancel safety

@@ -3,8 +3,8 @@
 use std::fmt;
 use std::sync::Arc;
 
-use ocpp_proto::{CallError, ProtocolVersion};
-use ocpp_types::{Action, DecodeError, Version};
+use evproto_ocpp_proto::{CallError, ProtocolVersion};
+use evproto_ocpp_types::{Action, DecodeError, Version};
 use tokio::sync::{mpsc, oneshot};
 
 /// Commands from handles to the connection task.
@@ -118,8 +118,10 @@ impl Peer {
     /// mismatch, or a response that breaks its schema.
     pub async fn call<A: Action>(&self, request: &A::Request) -> Result<A::Response, CallFailure> {
         self.check_version(A::Version::SUBPROTOCOL, A::Version::NAME)?;
-        let text = self.call_raw(A::NAME, ocpp_types::to_json(request)).await?;
-        ocpp_types::from_str::<A::Response>(&text).map_err(CallFailure::InvalidResponse)
+        let text = self
+            .call_raw(A::NAME, evproto_ocpp_types::to_json(request))
+            .await?;
+        evproto_ocpp_types::from_str::<A::Response>(&text).map_err(CallFailure::InvalidResponse)
     }
 
     /// Calls an action by name with a JSON payload; the response payload as JSON text.
@@ -150,7 +152,7 @@ impl Peer {
     ///
     /// [`CallFailure::NotConnected`], or [`CallFailure::Refused`] for a
     /// non-SEND action.
-    pub async fn send<A: ocpp_types::SendAction>(
+    pub async fn send<A: evproto_ocpp_types::SendAction>(
         &self,
         payload: &A::Payload,
     ) -> Result<(), CallFailure> {
@@ -159,7 +161,7 @@ impl Peer {
         self.tx
             .send(Box::new(Command::Send {
                 action: A::NAME,
-                payload: ocpp_types::to_json(payload),
+                payload: evproto_ocpp_types::to_json(payload),
                 reply,
             }))
             .await

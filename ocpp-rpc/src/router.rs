@@ -7,8 +7,8 @@ use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use ocpp_proto::{CallError, ProtocolVersion};
-use ocpp_types::{Action, FromChargingStation, FromCsms, Version};
+use evproto_ocpp_proto::{CallError, ProtocolVersion};
+use evproto_ocpp_types::{Action, FromChargingStation, FromCsms, Version};
 
 use crate::peer::Peer;
 
@@ -83,10 +83,10 @@ struct Typed<A, H> {
 impl<A: Action, S: Send + 'static, H: Handler<A, S>> Erased<S> for Typed<A, H> {
     fn call(&self, ctx: Ctx<S>, payload: &str) -> BoxFuture<Result<String, CallError>> {
         let version = ctx.version;
-        match ocpp_types::from_str::<A::Request>(payload) {
+        match evproto_ocpp_types::from_str::<A::Request>(payload) {
             Ok(req) => {
                 let fut = self.handler.call(ctx, req);
-                Box::pin(async move { fut.await.map(|res| ocpp_types::to_json(&res)) })
+                Box::pin(async move { fut.await.map(|res| evproto_ocpp_types::to_json(&res)) })
             }
             // The payload broke its schema: the version's code, decided in ocpp-types.
             Err(e) => Box::pin(std::future::ready(Err(CallError::for_decode_error(
@@ -99,9 +99,9 @@ impl<A: Action, S: Send + 'static, H: Handler<A, S>> Erased<S> for Typed<A, H> {
 /// Handlers for one version and one side, sharing state `S`.
 ///
 /// ```
-/// use ocpp_proto::CallError;
-/// use ocpp_rpc::{Ctx, Router};
-/// use ocpp_types::v201::{self, action::Heartbeat};
+/// use evproto_ocpp_proto::CallError;
+/// use evproto_ocpp_rpc::{Ctx, Router};
+/// use evproto_ocpp_types::v201::{self, action::Heartbeat};
 ///
 /// async fn heartbeat(_: Ctx<()>, _: v201::HeartbeatRequest) -> Result<v201::HeartbeatResponse, CallError> {
 ///     Ok(v201::HeartbeatResponse { current_time: chrono::Utc::now(), custom_data: None })
@@ -114,18 +114,18 @@ impl<A: Action, S: Send + 'static, H: Handler<A, S>> Erased<S> for Typed<A, H> {
 /// here, does not compile:
 ///
 /// ```compile_fail
-/// # use ocpp_proto::CallError;
-/// # use ocpp_rpc::{Ctx, Router};
-/// # use ocpp_types::v16;
+/// # use evproto_ocpp_proto::CallError;
+/// # use evproto_ocpp_rpc::{Ctx, Router};
+/// # use evproto_ocpp_types::v16;
 /// async fn reset(_: Ctx<()>, _: v16::ResetRequest) -> Result<v16::ResetResponse, CallError> { Err(CallError::internal()) }
 /// // Reset is sent by the CSMS, so a CSMS router cannot handle it.
 /// let router = Router::csms_v16().on::<v16::action::Reset>(reset);
 /// ```
 ///
 /// ```compile_fail
-/// # use ocpp_proto::CallError;
-/// # use ocpp_rpc::{Ctx, Router};
-/// # use ocpp_types::v16;
+/// # use evproto_ocpp_proto::CallError;
+/// # use evproto_ocpp_rpc::{Ctx, Router};
+/// # use evproto_ocpp_types::v16;
 /// async fn hb(_: Ctx<()>, _: v16::HeartbeatRequest) -> Result<v16::HeartbeatResponse, CallError> { Err(CallError::internal()) }
 /// // a 1.6 action on a 2.0.1 router
 /// let router = Router::csms_v201().on::<v16::action::Heartbeat>(hb);
@@ -152,37 +152,37 @@ impl<V, Side, S> Clone for Router<V, Side, S> {
     }
 }
 
-impl<S: Clone + Send + Sync + 'static> Router<ocpp_types::V16, CsmsSide, S> {
+impl<S: Clone + Send + Sync + 'static> Router<evproto_ocpp_types::V16, CsmsSide, S> {
     /// A CSMS router for OCPP 1.6.
     pub fn csms_v16() -> Self {
         Self::new()
     }
 }
-impl<S: Clone + Send + Sync + 'static> Router<ocpp_types::V201, CsmsSide, S> {
+impl<S: Clone + Send + Sync + 'static> Router<evproto_ocpp_types::V201, CsmsSide, S> {
     /// A CSMS router for OCPP 2.0.1.
     pub fn csms_v201() -> Self {
         Self::new()
     }
 }
-impl<S: Clone + Send + Sync + 'static> Router<ocpp_types::V21, CsmsSide, S> {
+impl<S: Clone + Send + Sync + 'static> Router<evproto_ocpp_types::V21, CsmsSide, S> {
     /// A CSMS router for OCPP 2.1.
     pub fn csms_v21() -> Self {
         Self::new()
     }
 }
-impl<S: Clone + Send + Sync + 'static> Router<ocpp_types::V16, StationSide, S> {
+impl<S: Clone + Send + Sync + 'static> Router<evproto_ocpp_types::V16, StationSide, S> {
     /// A charging-station router for OCPP 1.6.
     pub fn station_v16() -> Self {
         Self::new()
     }
 }
-impl<S: Clone + Send + Sync + 'static> Router<ocpp_types::V201, StationSide, S> {
+impl<S: Clone + Send + Sync + 'static> Router<evproto_ocpp_types::V201, StationSide, S> {
     /// A charging-station router for OCPP 2.0.1.
     pub fn station_v201() -> Self {
         Self::new()
     }
 }
-impl<S: Clone + Send + Sync + 'static> Router<ocpp_types::V21, StationSide, S> {
+impl<S: Clone + Send + Sync + 'static> Router<evproto_ocpp_types::V21, StationSide, S> {
     /// A charging-station router for OCPP 2.1.
     pub fn station_v21() -> Self {
         Self::new()
@@ -205,9 +205,9 @@ impl<V: Version, Side, S: Clone + Send + Sync + 'static> Router<V, Side, S> {
     /// If `A` already has a handler: a programming error, caught at start-up.
     ///
     /// ```should_panic
-    /// # use ocpp_proto::CallError;
-    /// # use ocpp_rpc::{Ctx, Router};
-    /// # use ocpp_types::v16::{self, action::Heartbeat};
+    /// # use evproto_ocpp_proto::CallError;
+    /// # use evproto_ocpp_rpc::{Ctx, Router};
+    /// # use evproto_ocpp_types::v16::{self, action::Heartbeat};
     /// async fn hb(_: Ctx<()>, _: v16::HeartbeatRequest) -> Result<v16::HeartbeatResponse, CallError> {
     ///     Err(CallError::internal())
     /// }
@@ -322,7 +322,7 @@ impl Routes {
 mod tests {
     use super::*;
     use crate::Csms201;
-    use ocpp_types::v201;
+    use evproto_ocpp_types::v201;
 
     fn ctx() -> Ctx<()> {
         let (tx, _rx) = tokio::sync::mpsc::channel(1);

@@ -2,18 +2,18 @@
 //! over a loopback WebSocket: sequential round trips (latency) and 64
 //! concurrent stations (throughput), in one run.
 //!
-//! `cargo bench -p ocpp-server --bench loopback`
+//! `cargo bench -p evproto-ocpp-server --bench loopback`
 
 #![allow(missing_docs)]
 
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use ocpp_client::{Client, ClientConfig, MemoryStore};
-use ocpp_proto::{CallError, ProtocolVersion};
-use ocpp_rpc::{Ctx, Router};
-use ocpp_server::{Security, Server, ServerConfig};
-use ocpp_types::v201::{self, action};
+use evproto_ocpp_client::{Client, ClientConfig, MemoryStore};
+use evproto_ocpp_proto::{CallError, ProtocolVersion};
+use evproto_ocpp_rpc::{Ctx, Router};
+use evproto_ocpp_server::{Security, Server, ServerConfig};
+use evproto_ocpp_types::v201::{self, action};
 
 async fn heartbeat(
     _: Ctx<()>,

@@ -4,8 +4,8 @@
 //! GetVariables). Prints one JSON line per event on stdout.
 //!
 //! ```text
-//! cargo run -p ocpp-server --example csms_minimal -- --port 9000 --password s3cret
-//! cargo run -p ocpp-server --example csms_minimal -- --port 9000 --unsecured
+//! cargo run -p evproto-ocpp-server --example csms_minimal -- --port 9000 --password s3cret
+//! cargo run -p evproto-ocpp-server --example csms_minimal -- --port 9000 --unsecured
 //! ```
 
 #![allow(missing_docs)]
@@ -14,10 +14,10 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Arc;
 
 use clap::Parser;
-use ocpp_proto::{BootState, CallError};
-use ocpp_rpc::{Ctx, Router};
-use ocpp_server::{Security, Server, ServerEvent};
-use ocpp_types::{v16, v201, v21};
+use evproto_ocpp_proto::{BootState, CallError};
+use evproto_ocpp_rpc::{Ctx, Router};
+use evproto_ocpp_server::{Security, Server, ServerEvent};
+use evproto_ocpp_types::{v16, v201, v21};
 use serde_json::json;
 
 #[derive(Debug, Parser)]
@@ -56,15 +56,15 @@ fn say(v: serde_json::Value) {
 }
 
 /// Builds a response from JSON through its typed decoder (so it is valid).
-fn resp<T: ocpp_types::Message>(v: serde_json::Value) -> Result<T, CallError> {
-    ocpp_types::from_str(&v.to_string()).map_err(|_| CallError::internal())
+fn resp<T: evproto_ocpp_types::Message>(v: serde_json::Value) -> Result<T, CallError> {
+    evproto_ocpp_types::from_str(&v.to_string()).map_err(|_| CallError::internal())
 }
 
 fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
-fn v16_routes(app: App) -> ocpp_rpc::Routes {
+fn v16_routes(app: App) -> evproto_ocpp_rpc::Routes {
     use v16::action::*;
     Router::csms_v16()
         .on::<BootNotification>(|ctx: Ctx<App>, req: v16::BootNotificationRequest| async move {
@@ -145,7 +145,7 @@ async fn csms_initiated(server: Server, identity: String) {
         return;
     };
     let result = match peer.version() {
-        ocpp_proto::ProtocolVersion::V16 => {
+        evproto_ocpp_proto::ProtocolVersion::V16 => {
             let req = v16::GetConfigurationRequest {
                 key: Some(vec!["HeartbeatInterval".parse().unwrap_or_default()]),
             };
@@ -153,7 +153,7 @@ async fn csms_initiated(server: Server, identity: String) {
                 .await
                 .map(|r| json!(r))
         }
-        ocpp_proto::ProtocolVersion::V201 => {
+        evproto_ocpp_proto::ProtocolVersion::V201 => {
             let req: v201::GetVariablesRequest = serde_json::from_value(json!({"getVariableData": [
                 {"component": {"name": "OCPPCommCtrlr"}, "variable": {"name": "HeartbeatInterval"}}]}))
             .unwrap_or_else(|_| unreachable!());
@@ -200,7 +200,9 @@ async fn main() -> std::io::Result<()> {
     QUIET.store(args.quiet, std::sync::atomic::Ordering::Relaxed);
     let app = App::default();
     let server = Server::builder(security)
-        .config(ocpp_server::ServerConfig::default().with_permessage_deflate(!args.no_deflate))
+        .config(
+            evproto_ocpp_server::ServerConfig::default().with_permessage_deflate(!args.no_deflate),
+        )
         .v16(v16_routes(app.clone()))
         .v201(v2_routes!(v201, csms_v201)(app.clone()))
         .v21(v2_routes!(v21, csms_v21)(app))

@@ -4,7 +4,7 @@
 //! negotiates the subprotocol (`ocpp2.1`, `ocpp2.0.1`, `ocpp1.6`, in the
 //! server's order of preference among those it has routes for), enforces the
 //! security profile, and runs each connection through the sans-IO
-//! `ocpp_proto::Endpoint`. Any task can call a connected station through
+//! `evproto_ocpp_proto::Endpoint`. Any task can call a connected station through
 //! [`Server::station`].
 //!
 //! # What this crate does not do
@@ -19,7 +19,7 @@
 //!  TCP ─► [TLS (profiles 2, 3)] ─► HTTP upgrade: path → identity, subprotocol, Basic auth / client cert
 //!                                      │ 400 / 401 / 404 on refusal
 //!                                      ▼
-//!                       ocpp_rpc::Connection (one task per station) ◄── Server::station(id).call::<A>(..)
+//!                       evproto_ocpp_rpc::Connection (one task per station) ◄── Server::station(id).call::<A>(..)
 //!                                      │
 //!                                      ▼
 //!                              your Router handlers
@@ -28,10 +28,10 @@
 //! # Example
 //!
 //! ```no_run
-//! use ocpp_proto::CallError;
-//! use ocpp_rpc::{Ctx, Router};
-//! use ocpp_server::{Security, Server};
-//! use ocpp_types::v201::{self, action};
+//! use evproto_ocpp_proto::CallError;
+//! use evproto_ocpp_rpc::{Ctx, Router};
+//! use evproto_ocpp_server::{Security, Server};
+//! use evproto_ocpp_types::v201::{self, action};
 //!
 //! async fn boot(_: Ctx<()>, _: v201::BootNotificationRequest) -> Result<v201::BootNotificationResponse, CallError> {
 //!     Ok(v201::BootNotificationResponse {
@@ -73,13 +73,13 @@
 //!
 //! [`Server::serve`] stops accepting when its shutdown future completes, then
 //! closes every connection (close code 1001) and waits for them to end.
-//! `Peer::call` futures may be dropped at any time (see `ocpp_rpc::Peer`).
+//! `Peer::call` futures may be dropped at any time (see `evproto_ocpp_rpc::Peer`).
 
 #![forbid(unsafe_code)]
 
 mod security;
 mod server;
 
-pub use ocpp_rpc::{CallFailure, Peer};
+pub use evproto_ocpp_rpc::{CallFailure, Peer};
 pub use security::{PasswordCheck, Security};
 pub use server::{Server, ServerBuilder, ServerConfig, ServerEvent};

@@ -5,8 +5,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ocpp_proto::{BootState, Endpoint, ProtocolVersion, Role};
-use ocpp_rpc::{
+use evproto_ocpp_proto::{BootState, Endpoint, ProtocolVersion, Role};
+use evproto_ocpp_rpc::{
     CallFailure, Closed, Connection, ConnectionConfig, ConnectionEvent, Peer, Routes, Transport,
 };
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -23,7 +23,7 @@ use crate::security::{parse_basic, subject_cn, Security};
 ///
 /// ```
 /// use std::time::Duration;
-/// let config = ocpp_server::ServerConfig::default()
+/// let config = evproto_ocpp_server::ServerConfig::default()
 ///     .with_path_prefix("/ws/")
 ///     .with_max_message_size(256 * 1024);
 /// assert_eq!(config.path_prefix, "/ws/");
@@ -43,7 +43,7 @@ pub struct ServerConfig {
     /// Subprotocols in order of preference. Default 2.1, 2.0.1, 1.6.
     pub preference: Vec<ProtocolVersion>,
     /// The RPC endpoint's settings (call timeout, queue, boot gate).
-    pub endpoint: ocpp_proto::Config,
+    pub endpoint: evproto_ocpp_proto::Config,
     /// Keepalive and idle timeout.
     pub connection: ConnectionConfig,
     /// Largest WebSocket message accepted. Default 1 MiB.
@@ -81,7 +81,7 @@ impl Default for ServerConfig {
                 ProtocolVersion::V201,
                 ProtocolVersion::V16,
             ],
-            endpoint: ocpp_proto::Config::default(),
+            endpoint: evproto_ocpp_proto::Config::default(),
             connection: ConnectionConfig::default(),
             max_message_size: 1 << 20,
             read_buffer_size: 1024,
@@ -111,7 +111,7 @@ impl ServerConfig {
         self
     }
     /// Sets [`ServerConfig::endpoint`].
-    pub fn with_endpoint(mut self, c: ocpp_proto::Config) -> Self {
+    pub fn with_endpoint(mut self, c: evproto_ocpp_proto::Config) -> Self {
         self.endpoint = c;
         self
     }

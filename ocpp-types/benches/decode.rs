@@ -1,12 +1,12 @@
 //! Decode+validate and encode, ns/message and MB/s, beside the jsonschema
 //! crate validating the same payloads against the official schemas.
 //!
-//! `cargo bench -p ocpp-types --bench decode`
+//! `cargo bench -p evproto-ocpp-types --bench decode`
 
 #![allow(missing_docs)]
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
-use ocpp_types::{v16, v201, Action};
+use evproto_ocpp_types::{v16, v201, Action};
 use serde_json::Value;
 
 const BOOT_V16: &str = r#"{"chargePointVendor":"VendorX","chargePointModel":"SingleSocketCharger","chargePointSerialNumber":"SN-0001-2345","chargeBoxSerialNumber":"CB-0001","firmwareVersion":"1.2.3-rc4","iccid":"8931440400000000001","imsi":"310150123456789","meterType":"ACME 3ph","meterSerialNumber":"M-123456"}"#;
@@ -23,15 +23,20 @@ fn schema(text: &str) -> jsonschema::Validator {
         .unwrap()
 }
 
-fn bench<T: ocpp_types::Message>(c: &mut Criterion, name: &str, payload: &str, schema_text: &str) {
+fn bench<T: evproto_ocpp_types::Message>(
+    c: &mut Criterion,
+    name: &str,
+    payload: &str,
+    schema_text: &str,
+) {
     let mut g = c.benchmark_group(name);
     g.throughput(Throughput::Bytes(payload.len() as u64));
     g.bench_function("evproto decode+validate", |b| {
-        b.iter(|| ocpp_types::from_str::<T>(black_box(payload)).unwrap())
+        b.iter(|| evproto_ocpp_types::from_str::<T>(black_box(payload)).unwrap())
     });
-    let value: T = ocpp_types::from_str(payload).unwrap();
+    let value: T = evproto_ocpp_types::from_str(payload).unwrap();
     g.bench_function("evproto encode", |b| {
-        b.iter(|| ocpp_types::to_json(black_box(&value)))
+        b.iter(|| evproto_ocpp_types::to_json(black_box(&value)))
     });
     let validator = schema(schema_text);
     g.bench_function("jsonschema parse+validate", |b| {

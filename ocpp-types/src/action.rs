@@ -78,10 +78,10 @@ impl<T: Serialize + DeserializeOwned + Debug + Clone + PartialEq + Send + Sync +
 /// An action of a CALL/CALLRESULT exchange.
 ///
 /// Each version module has a marker per action, e.g.
-/// `ocpp_types::v201::action::BootNotification`.
+/// `evproto_ocpp_types::v201::action::BootNotification`.
 ///
 /// ```
-/// use ocpp_types::{Action, Direction, v201::action::BootNotification};
+/// use evproto_ocpp_types::{Action, Direction, v201::action::BootNotification};
 /// assert_eq!(BootNotification::NAME, "BootNotification");
 /// assert_eq!(BootNotification::DIRECTION, Direction::ChargingStationToCsms);
 /// assert!(BootNotification::REQUEST_SCHEMA.contains("\"chargingStation\""));

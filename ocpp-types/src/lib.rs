@@ -24,8 +24,8 @@
 //! # Example
 //!
 //! ```
-//! use ocpp_types::rpc::Frame;
-//! use ocpp_types::v201::{self, BootReasonEnumType, ErrorCode, Request};
+//! use evproto_ocpp_types::rpc::Frame;
+//! use evproto_ocpp_types::v201::{self, BootReasonEnumType, ErrorCode, Request};
 //!
 //! let text = r#"[2,"19223201","BootNotification",
 //!     {"reason":"PowerUp","chargingStation":{"model":"SingleSocketCharger","vendorName":"VendorX"}}]"#;
@@ -59,9 +59,9 @@
 //!
 //! | feature | default | what |
 //! |---|---|---|
-//! | `v16` | yes | OCPP 1.6J (`ocpp_types::v16`) |
-//! | `v201` | yes | OCPP 2.0.1 (`ocpp_types::v201`) |
-//! | `v21` | yes | OCPP 2.1 (`ocpp_types::v21`) |
+//! | `v16` | yes | OCPP 1.6J (`evproto_ocpp_types::v16`) |
+//! | `v201` | yes | OCPP 2.0.1 (`evproto_ocpp_types::v201`) |
+//! | `v21` | yes | OCPP 2.1 (`evproto_ocpp_types::v21`) |
 //! | `arbitrary` | no | `arbitrary::Arbitrary` for every message (schema-valid random values) |
 //!
 //! The schemas are (c) Open Charge Alliance and ship unmodified under

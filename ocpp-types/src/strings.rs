@@ -20,7 +20,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// which can use [`BoundedString::eq_ignore_ascii_case`].
 ///
 /// ```
-/// use ocpp_types::BoundedString;
+/// use evproto_ocpp_types::BoundedString;
 /// let model: BoundedString<20> = "SuperCharger".parse().unwrap();
 /// assert_eq!(model.as_str(), "SuperCharger");
 /// assert!("x".repeat(21).parse::<BoundedString<20>>().is_err());

@@ -9,7 +9,7 @@ pub mod peers;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use ocpp_proto::{Config, Endpoint, Event, ProtocolVersion, Role};
+use evproto_ocpp_proto::{Config, Endpoint, Event, ProtocolVersion, Role};
 
 /// A clock that moves only when told.
 #[derive(Debug, Clone, Copy)]

@@ -4,10 +4,10 @@
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Mutex};
 
-use ocpp_proto::CallError;
-use ocpp_rpc::{Ctx, Router};
-use ocpp_server::{Security, Server, ServerConfig};
-use ocpp_types::{v16, v201, v21};
+use evproto_ocpp_proto::CallError;
+use evproto_ocpp_rpc::{Ctx, Router};
+use evproto_ocpp_server::{Security, Server, ServerConfig};
+use evproto_ocpp_types::{v16, v201, v21};
 use serde_json::{json, Value};
 
 /// (identity, action, request payload)
@@ -47,8 +47,8 @@ impl Recorder {
     }
 }
 
-fn resp<T: ocpp_types::Message>(v: Value) -> Result<T, CallError> {
-    Ok(ocpp_types::from_str(&v.to_string()).expect("test response is schema-valid"))
+fn resp<T: evproto_ocpp_types::Message>(v: Value) -> Result<T, CallError> {
+    Ok(evproto_ocpp_types::from_str(&v.to_string()).expect("test response is schema-valid"))
 }
 
 fn now() -> String {
@@ -57,7 +57,7 @@ fn now() -> String {
 
 macro_rules! rec {
     ($v:ident, $action:ident, $answer:expr) => {
-        |ctx: Ctx<Recorder>, req: <$v::action::$action as ocpp_types::Action>::Request| async move {
+        |ctx: Ctx<Recorder>, req: <$v::action::$action as evproto_ocpp_types::Action>::Request| async move {
             ctx.state.record(&ctx.identity, stringify!($action), &req);
             let f: fn(&Recorder) -> Value = $answer;
             resp(f(&ctx.state))
@@ -79,7 +79,7 @@ macro_rules! v2 {
     }};
 }
 
-pub fn routes16(rec: Recorder) -> ocpp_rpc::Routes {
+pub fn routes16(rec: Recorder) -> evproto_ocpp_rpc::Routes {
     use v16::action::*;
     Router::csms_v16()
         .on::<BootNotification>(rec!(v16, BootNotification, |_| json!({"status": "Accepted", "currentTime": now(), "interval": 300})))
@@ -92,11 +92,11 @@ pub fn routes16(rec: Recorder) -> ocpp_rpc::Routes {
         .with_state(rec)
 }
 
-pub fn routes201(rec: Recorder) -> ocpp_rpc::Routes {
+pub fn routes201(rec: Recorder) -> evproto_ocpp_rpc::Routes {
     v2!(v201, csms_v201, rec)
 }
 
-pub fn routes21(rec: Recorder) -> ocpp_rpc::Routes {
+pub fn routes21(rec: Recorder) -> evproto_ocpp_rpc::Routes {
     v2!(v21, csms_v21, rec)
 }
 

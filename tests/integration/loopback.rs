@@ -3,12 +3,12 @@
 
 use std::time::Duration;
 
+use evproto_ocpp_client::{Backoff, Client, ClientConfig, ClientState, MemoryStore};
+use evproto_ocpp_proto::{CallError, ProtocolVersion};
+use evproto_ocpp_rpc::{Ctx, Router, Routes};
+use evproto_ocpp_server::{Security, ServerConfig, ServerEvent};
+use evproto_ocpp_types::{v16, v201, v21};
 use futures_util::{SinkExt, StreamExt};
-use ocpp_client::{Backoff, Client, ClientConfig, ClientState, MemoryStore};
-use ocpp_proto::{CallError, ProtocolVersion};
-use ocpp_rpc::{Ctx, Router, Routes};
-use ocpp_server::{Security, ServerConfig, ServerEvent};
-use ocpp_types::{v16, v201, v21};
 use serde_json::json;
 use tokio::io::AsyncWriteExt;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -31,17 +31,17 @@ fn station_routes(v: ProtocolVersion) -> Routes {
     match v {
         ProtocolVersion::V16 => Router::station_v16()
             .on::<v16::action::GetConfiguration>(|_: Ctx<()>, _: v16::GetConfigurationRequest| async move {
-                Ok(ocpp_types::from_str(r#"{"configurationKey":[{"key":"HeartbeatInterval","readonly":false,"value":"300"}]}"#).unwrap())
+                Ok(evproto_ocpp_types::from_str(r#"{"configurationKey":[{"key":"HeartbeatInterval","readonly":false,"value":"300"}]}"#).unwrap())
             })
             .into_routes(),
         ProtocolVersion::V201 => Router::station_v201()
             .on::<v201::action::GetVariables>(|_: Ctx<()>, _: v201::GetVariablesRequest| async move {
-                Ok(ocpp_types::from_str(r#"{"getVariableResult":[{"attributeStatus":"Accepted","attributeValue":"300","component":{"name":"OCPPCommCtrlr"},"variable":{"name":"HeartbeatInterval"}}]}"#).unwrap())
+                Ok(evproto_ocpp_types::from_str(r#"{"getVariableResult":[{"attributeStatus":"Accepted","attributeValue":"300","component":{"name":"OCPPCommCtrlr"},"variable":{"name":"HeartbeatInterval"}}]}"#).unwrap())
             })
             .into_routes(),
         _ => Router::station_v21()
             .on::<v21::action::GetVariables>(|_: Ctx<()>, _: v21::GetVariablesRequest| async move {
-                Ok(ocpp_types::from_str(r#"{"getVariableResult":[{"attributeStatus":"Accepted","attributeValue":"300","component":{"name":"OCPPCommCtrlr"},"variable":{"name":"HeartbeatInterval"}}]}"#).unwrap())
+                Ok(evproto_ocpp_types::from_str(r#"{"getVariableResult":[{"attributeStatus":"Accepted","attributeValue":"300","component":{"name":"OCPPCommCtrlr"},"variable":{"name":"HeartbeatInterval"}}]}"#).unwrap())
             })
             .into_routes(),
     }
@@ -79,14 +79,14 @@ async fn session(running: &Running, config: ClientConfig) {
             .await
             .unwrap()),
         ProtocolVersion::V201 => {
-            let req = ocpp_types::from_str(r#"{"getVariableData":[{"component":{"name":"OCPPCommCtrlr"},"variable":{"name":"HeartbeatInterval"}}]}"#).unwrap();
+            let req = evproto_ocpp_types::from_str(r#"{"getVariableData":[{"component":{"name":"OCPPCommCtrlr"},"variable":{"name":"HeartbeatInterval"}}]}"#).unwrap();
             json!(station
                 .call::<v201::action::GetVariables>(&req)
                 .await
                 .unwrap())
         }
         _ => {
-            let req = ocpp_types::from_str(r#"{"getVariableData":[{"component":{"name":"OCPPCommCtrlr"},"variable":{"name":"HeartbeatInterval"}}]}"#).unwrap();
+            let req = evproto_ocpp_types::from_str(r#"{"getVariableData":[{"component":{"name":"OCPPCommCtrlr"},"variable":{"name":"HeartbeatInterval"}}]}"#).unwrap();
             json!(station
                 .call::<v21::action::GetVariables>(&req)
                 .await
@@ -447,7 +447,7 @@ async fn offline_queue_is_replayed_in_order_after_reconnect() {
         .with_backoff(fast_backoff());
     let client = Client::start(config, station_routes(v), boot(v), MemoryStore::new());
     for seq in 0..5 {
-        let ev: v201::TransactionEventRequest = ocpp_types::from_str(&format!(
+        let ev: v201::TransactionEventRequest = evproto_ocpp_types::from_str(&format!(
             r#"{{"eventType":"{}","timestamp":"2024-01-01T00:00:0{seq}Z","triggerReason":"MeterValuePeriodic","seqNo":{seq},"transactionInfo":{{"transactionId":"T1"}}}}"#,
             if seq == 0 { "Started" } else { "Updated" }
         ))
@@ -480,7 +480,7 @@ async fn offline_queue_is_replayed_in_order_after_reconnect() {
     let running = Running::start_on(Security::unsecured(), ServerConfig::default(), port).await;
     client.wait_ready(Duration::from_secs(10)).await.unwrap();
     tokio::time::timeout(Duration::from_secs(10), async {
-        while client.state() != ClientState::Connected(ocpp_proto::BootState::Accepted)
+        while client.state() != ClientState::Connected(evproto_ocpp_proto::BootState::Accepted)
             || running.server.station("Q1").is_err()
         {
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -513,18 +513,18 @@ async fn handler_errors_reach_the_caller_typed() {
     );
     client.wait_ready(Duration::from_secs(10)).await.unwrap();
     let station = running.server.station("E1").unwrap();
-    let req: v201::ResetRequest = ocpp_types::from_str(r#"{"type":"Immediate"}"#).unwrap();
+    let req: v201::ResetRequest = evproto_ocpp_types::from_str(r#"{"type":"Immediate"}"#).unwrap();
     match station.call::<v201::action::Reset>(&req).await {
-        Err(ocpp_server::CallFailure::CallError(e)) => assert_eq!(
+        Err(evproto_ocpp_server::CallFailure::CallError(e)) => assert_eq!(
             (e.code.as_str(), e.description.as_str()),
             ("NotSupported", "no resets today")
         ),
         other => panic!("{other:?}"),
     }
     // an action without a handler: NotImplemented
-    let req: v201::ClearCacheRequest = ocpp_types::from_str("{}").unwrap();
+    let req: v201::ClearCacheRequest = evproto_ocpp_types::from_str("{}").unwrap();
     match station.call::<v201::action::ClearCache>(&req).await {
-        Err(ocpp_server::CallFailure::CallError(e)) => assert_eq!(e.code, "NotImplemented"),
+        Err(evproto_ocpp_server::CallFailure::CallError(e)) => assert_eq!(e.code, "NotImplemented"),
         other => panic!("{other:?}"),
     }
     // a 1.6 action on a 2.0.1 connection
@@ -532,7 +532,10 @@ async fn handler_errors_reach_the_caller_typed() {
         .call::<v16::action::ClearCache>(&v16::ClearCacheRequest::default())
         .await;
     assert!(
-        matches!(wrong, Err(ocpp_server::CallFailure::WrongVersion { .. })),
+        matches!(
+            wrong,
+            Err(evproto_ocpp_server::CallFailure::WrongVersion { .. })
+        ),
         "{wrong:?}"
     );
     assert!(running
@@ -617,14 +620,14 @@ async fn client_honours_pending_then_heartbeats_at_the_csms_interval() {
         .on::<v201::action::BootNotification>(|ctx: Ctx<(Arc<AtomicUsize>, Arc<AtomicUsize>)>, _: v201::BootNotificationRequest| async move {
             // first Pending with a 1 s retry interval, then Accepted with a 1 s heartbeat interval
             let status = if ctx.state.0.fetch_add(1, Ordering::SeqCst) == 0 { "Pending" } else { "Accepted" };
-            Ok(ocpp_types::from_str(&format!(r#"{{"currentTime":"2024-01-01T00:00:00Z","interval":1,"status":"{status}"}}"#)).unwrap())
+            Ok(evproto_ocpp_types::from_str(&format!(r#"{{"currentTime":"2024-01-01T00:00:00Z","interval":1,"status":"{status}"}}"#)).unwrap())
         })
         .on::<v201::action::Heartbeat>(|ctx: Ctx<(Arc<AtomicUsize>, Arc<AtomicUsize>)>, _: v201::HeartbeatRequest| async move {
             ctx.state.1.fetch_add(1, Ordering::SeqCst);
-            Ok(ocpp_types::from_str(r#"{"currentTime":"2024-01-01T00:00:00Z"}"#).unwrap())
+            Ok(evproto_ocpp_types::from_str(r#"{"currentTime":"2024-01-01T00:00:00Z"}"#).unwrap())
         })
         .with_state((boots.clone(), heartbeats.clone()));
-    let server = ocpp_server::Server::builder(Security::unsecured())
+    let server = evproto_ocpp_server::Server::builder(Security::unsecured())
         .v201(routes)
         .build();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -642,7 +645,7 @@ async fn client_honours_pending_then_heartbeats_at_the_csms_interval() {
     // (the watch guard is dropped at once: holding it would block the client's state updates)
     let pending = tokio::time::timeout(
         Duration::from_secs(5),
-        states.wait_for(|s| *s == ClientState::Connected(ocpp_proto::BootState::Pending)),
+        states.wait_for(|s| *s == ClientState::Connected(evproto_ocpp_proto::BootState::Pending)),
     )
     .await
     .is_ok_and(|r| r.is_ok());

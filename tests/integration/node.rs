@@ -62,7 +62,7 @@ fn node(script: &str) -> Command {
 #[test]
 fn node_station_against_our_csms_minimal() {
     node_modules();
-    let csms = example("ocpp-server", "csms_minimal");
+    let csms = example("evproto-ocpp-server", "csms_minimal");
     let (_server, port, rx) = start_listening(Command::new(csms).args([
         "--port",
         "0",
@@ -123,7 +123,7 @@ fn node_station_against_our_csms_minimal() {
 #[test]
 fn our_station_against_node_csms() {
     node_modules();
-    let station = example("ocpp-client", "station");
+    let station = example("evproto-ocpp-client", "station");
     for v in ["1.6", "2.0.1", "2.1"] {
         let (_csms, port, rx) =
             start_listening(node("csms.js").args(["--port", "0", "--version", v]));

@@ -34,12 +34,12 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 
+use evproto_ocpi::auth::TokenEncoding;
+use evproto_ocpi::client::Client;
+use evproto_ocpi::credentials::{Own, UrlPolicy};
+use evproto_ocpi::server::{Config, MemoryStore, NoHandler, Role, Server};
+use evproto_ocpi::Version;
 use futures_util::TryStreamExt;
-use ocpi::auth::TokenEncoding;
-use ocpi::client::Client;
-use ocpi::credentials::{Own, UrlPolicy};
-use ocpi::server::{Config, MemoryStore, NoHandler, Role, Server};
-use ocpi::Version;
 use serde_json::{json, Value};
 
 struct Peer(Child);
@@ -127,21 +127,23 @@ async fn extrawest_cpo_against_our_client_and_emsp() {
         .await;
 
     // Paginated pull into typed 2.2.1 objects (quirks 1, 2).
-    let locations: Vec<ocpi::v221::Location> =
+    let locations: Vec<evproto_ocpi::v221::Location> =
         peer.list("locations", &[]).try_collect().await.unwrap();
     assert_eq!(locations.len(), 150);
     let mut ids: Vec<&str> = locations.iter().map(|l| l.id.as_str()).collect();
     ids.dedup();
     assert_eq!(ids.len(), 150, "no page fetched twice");
-    let tariffs: Vec<ocpi::v221::Tariff> = peer.list("tariffs", &[]).try_collect().await.unwrap();
+    let tariffs: Vec<evproto_ocpi::v221::Tariff> =
+        peer.list("tariffs", &[]).try_collect().await.unwrap();
     assert_eq!(tariffs.len(), 3);
-    let sessions: Vec<ocpi::v221::Session> =
+    let sessions: Vec<evproto_ocpi::v221::Session> =
         peer.list("sessions", &[]).try_collect().await.unwrap();
     assert_eq!(sessions.len(), 3);
     // Quirk 6: their CdrLocation model has no `evse_uid` (required in
     // 2.2.1 mod_cdrs "CdrLocation class"), so their CDRs do not decode as
     // our v221::Cdr; the error names the field. Read as JSON they arrive.
-    let strict: Result<Vec<ocpi::v221::Cdr>, _> = peer.list("cdrs", &[]).try_collect().await;
+    let strict: Result<Vec<evproto_ocpi::v221::Cdr>, _> =
+        peer.list("cdrs", &[]).try_collect().await;
     let err = strict.unwrap_err().to_string();
     assert!(
         err.contains("cdr_location: missing field `evse_uid`"),
@@ -158,7 +160,7 @@ async fn extrawest_cpo_against_our_client_and_emsp() {
         raw.as_array().is_some_and(|a| a.len() == 1),
         "quirk 8: {raw}"
     );
-    let one: ocpi::v221::Location = peer.get("locations", &["LOC007"]).await.unwrap();
+    let one: evproto_ocpi::v221::Location = peer.get("locations", &["LOC007"]).await.unwrap();
     assert!(one.id.as_str().eq_ignore_ascii_case("LOC007"));
     // Raw headers: quirks 1–4.
     let http = reqwest_get(
@@ -202,7 +204,7 @@ async fn extrawest_cpo_against_our_client_and_emsp() {
     let token = json!({"country_code": "DE", "party_id": "EMS", "uid": "04A1B2C3", "type": "RFID",
         "contract_id": "DE-EMS-C12345678-X", "issuer": "evproto", "valid": true,
         "whitelist": "ALLOWED", "last_updated": "2024-01-01T00:00:00Z"});
-    let token: ocpi::v221::Token = serde_json::from_value(token).unwrap();
+    let token: evproto_ocpi::v221::Token = serde_json::from_value(token).unwrap();
     let pushed = peer
         .put("tokens", &["DE", "EMS", "04A1B2C3"], &token)
         .await
@@ -217,7 +219,7 @@ async fn extrawest_cpo_against_our_client_and_emsp() {
         .post(format!("http://127.0.0.1:{port}/push/2.2.1"))
         .header(
             "Authorization",
-            ocpi::auth::encode_token(&token_c, TokenEncoding::Base64),
+            evproto_ocpi::auth::encode_token(&token_c, TokenEncoding::Base64),
         )
         .json(&push)
         .send()
@@ -253,7 +255,7 @@ async fn reqwest_get(url: &str, token: &str) -> (u16, reqwest::header::HeaderMap
         .get(url)
         .header(
             "Authorization",
-            ocpi::auth::encode_token(token, TokenEncoding::Base64),
+            evproto_ocpi::auth::encode_token(token, TokenEncoding::Base64),
         )
         .send()
         .await

@@ -30,7 +30,7 @@ fn script(name: &str) -> PathBuf {
 #[test]
 fn python_station_against_our_csms_minimal() {
     let py = python();
-    let csms = example("ocpp-server", "csms_minimal");
+    let csms = example("evproto-ocpp-server", "csms_minimal");
     let (_server, port, rx) = start_listening(Command::new(csms).args([
         "--port",
         "0",
@@ -94,7 +94,7 @@ fn python_station_against_our_csms_minimal() {
 #[test]
 fn our_station_against_python_csms() {
     let py = python();
-    let station = example("ocpp-client", "station");
+    let station = example("evproto-ocpp-client", "station");
     for v in ["1.6", "2.0.1", "2.1"] {
         let (_csms, port, rx) =
             start_listening(Command::new(py).arg(script("ocpp_csms.py")).args([

@@ -19,9 +19,9 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use evproto_ocpp_proto::ProtocolVersion;
+use evproto_ocpp_rpc::CallFailure;
 use futures_util::Stream;
-use ocpp_proto::ProtocolVersion;
-use ocpp_rpc::CallFailure;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -330,7 +330,7 @@ async fn ocpp_call(
         _ => v21_actions(),
     };
     let version = crate::ocpp::version_name(peer.version());
-    let Some(info) = ocpp_types::find_action(table, &action) else {
+    let Some(info) = evproto_ocpp_types::find_action(table, &action) else {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             format!("no action {action} in OCPP {version}"),
@@ -372,14 +372,14 @@ async fn ocpp_call(
     }
 }
 
-fn v16_actions() -> &'static [ocpp_types::ActionInfo] {
-    ocpp_types::v16::ACTIONS
+fn v16_actions() -> &'static [evproto_ocpp_types::ActionInfo] {
+    evproto_ocpp_types::v16::ACTIONS
 }
-fn v201_actions() -> &'static [ocpp_types::ActionInfo] {
-    ocpp_types::v201::ACTIONS
+fn v201_actions() -> &'static [evproto_ocpp_types::ActionInfo] {
+    evproto_ocpp_types::v201::ACTIONS
 }
-fn v21_actions() -> &'static [ocpp_types::ActionInfo] {
-    ocpp_types::v21::ACTIONS
+fn v21_actions() -> &'static [evproto_ocpp_types::ActionInfo] {
+    evproto_ocpp_types::v21::ACTIONS
 }
 
 #[derive(Deserialize)]
@@ -422,8 +422,9 @@ async fn daily_stats(State(app): State<Arc<App>>) -> ApiResult {
             .take(10)
             .collect::<String>();
         let currency = c["currency"].as_str().unwrap_or("EUR").to_owned();
-        let kwh = ocpi::tariff::to_decimal(&c["total_energy"]).unwrap_or_default();
-        let incl = ocpi::tariff::to_decimal(&c["total_cost"]["incl_vat"]).unwrap_or_default();
+        let kwh = evproto_ocpi::tariff::to_decimal(&c["total_energy"]).unwrap_or_default();
+        let incl =
+            evproto_ocpi::tariff::to_decimal(&c["total_cost"]["incl_vat"]).unwrap_or_default();
         let e = days.entry((day, currency)).or_default();
         e.0 += 1;
         e.1 += kwh;

@@ -1,5 +1,5 @@
 //! Pricing and CDRs: every completed session is priced with the OCPI tariff
-//! engine (`ocpi::tariff`) under the tariff `default` (set with
+//! engine (`evproto_ocpi::tariff`) under the tariff `default` (set with
 //! `PUT /api/tariffs/default`), in the CSMS's time zone, and gets one CDR
 //! in the OCPI 2.2.1 shape. Charging periods come from the stored energy
 //! register readings: a period per reading, with the energy since the last.
@@ -7,7 +7,7 @@
 use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
-use ocpi::tariff::{
+use evproto_ocpi::tariff::{
     price, CdrDimension, ChargingPeriod, Session as TariffSession, Tariff, Version,
 };
 use rust_decimal::Decimal;
@@ -24,7 +24,7 @@ pub enum BillingError {
     Store(#[from] crate::store::StoreError),
     /// The tariff engine refused.
     #[error("tariff: {0}")]
-    Tariff(#[from] ocpi::tariff::TariffError),
+    Tariff(#[from] evproto_ocpi::tariff::TariffError),
     /// The stored tariff is not a tariff.
     #[error("stored tariff: {0}")]
     BadTariff(String),

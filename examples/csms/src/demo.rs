@@ -19,7 +19,7 @@
 use std::time::Duration;
 
 use evproto::sim::{model::Behaviour, SimConfig};
-use ocpp_proto::ProtocolVersion;
+use evproto_ocpp_proto::ProtocolVersion;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -130,7 +130,7 @@ async fn roaming_story(
     ocpp_port: u16,
     steps: &mut Steps,
 ) -> Result<(), String> {
-    use ocpi::server::Store as _;
+    use evproto_ocpi::server::Store as _;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .map_err(|e| e.to_string())?;
@@ -138,27 +138,28 @@ async fn roaming_story(
         "http://{}/ocpi",
         listener.local_addr().map_err(|e| e.to_string())?
     );
-    let own = ocpi::credentials::Own::with_role(
+    let own = evproto_ocpi::credentials::Own::with_role(
         &format!("{emsp_base}/versions"),
         "DE",
         "EMS",
         "EMSP",
         "Demo eMSP",
     );
-    let store = std::sync::Arc::new(ocpi::server::MemoryStore::new());
-    let client = ocpi::client::Client::new(Default::default()).map_err(|e| e.to_string())?;
-    let emsp = ocpi::server::Server::new(
-        ocpi::server::Config {
-            role: ocpi::server::Role::Emsp,
+    let store = std::sync::Arc::new(evproto_ocpi::server::MemoryStore::new());
+    let client =
+        evproto_ocpi::client::Client::new(Default::default()).map_err(|e| e.to_string())?;
+    let emsp = evproto_ocpi::server::Server::new(
+        evproto_ocpi::server::Config {
+            role: evproto_ocpi::server::Role::Emsp,
             base_url: emsp_base.clone(),
             own,
             max_limit: 100,
-            token_encoding: ocpi::auth::TokenEncoding::Lenient,
+            token_encoding: evproto_ocpi::auth::TokenEncoding::Lenient,
             trailing_slash: false,
             storage_version: None,
         },
         store.clone(),
-        std::sync::Arc::new(ocpi::server::NoHandler),
+        std::sync::Arc::new(evproto_ocpi::server::NoHandler),
         client.clone(),
     );
     let app = axum::Router::new().nest_service("/ocpi", emsp.router());
@@ -258,7 +259,7 @@ async fn roaming_story(
     let report = sim.await.map_err(|e| e.to_string())??;
     let mut cdrs = Vec::new();
     let mut sessions = Vec::new();
-    let page = ocpi::pagination::Page {
+    let page = evproto_ocpi::pagination::Page {
         offset: 0,
         limit: 100,
         date_from: None,

@@ -28,7 +28,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock, RwLock};
 
-use ocpp_server::{Security, Server, ServerConfig, ServerEvent};
+use evproto_ocpp_server::{Security, Server, ServerConfig, ServerEvent};
 use serde_json::{json, Value};
 use tokio::sync::broadcast;
 
@@ -140,7 +140,7 @@ impl App {
 
     /// The OCPP version a connected station speaks, `None` when it is not
     /// connected.
-    pub fn station_version(&self, id: &str) -> Option<ocpp_proto::ProtocolVersion> {
+    pub fn station_version(&self, id: &str) -> Option<evproto_ocpp_proto::ProtocolVersion> {
         self.server()?.station(id).ok().map(|p| p.version())
     }
 
@@ -424,15 +424,14 @@ pub async fn serve_until(
         _ => Security::mutual_tls(tls_config(&config)?),
     };
     let (r16, r201, r21) = ocpp::routes(&app);
-    let server =
-        Server::builder(security)
-            .v16(r16)
-            .v201(r201)
-            .v21(r21)
-            .config(ServerConfig::default().with_endpoint(
-                ocpp_proto::Config::default().with_call_timeout(config.call_timeout),
-            ))
-            .build();
+    let server = Server::builder(security)
+        .v16(r16)
+        .v201(r201)
+        .v21(r21)
+        .config(ServerConfig::default().with_endpoint(
+            evproto_ocpp_proto::Config::default().with_call_timeout(config.call_timeout),
+        ))
+        .build();
     // boots accepted before a restart stay accepted: a station that only
     // reconnects does not boot again (OCPP 2.0.1 B01-B03)
     for id in app

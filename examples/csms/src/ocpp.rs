@@ -10,9 +10,9 @@
 
 use std::sync::Arc;
 
-use ocpp_proto::{CallError, ProtocolVersion};
-use ocpp_rpc::{Ctx, Router, Routes};
-use ocpp_types::{v16, v201, v21, Action};
+use evproto_ocpp_proto::{CallError, ProtocolVersion};
+use evproto_ocpp_rpc::{Ctx, Router, Routes};
+use evproto_ocpp_types::{v16, v201, v21, Action};
 use serde_json::{json, Value};
 
 use crate::store::{to_wh, TxEvent};
@@ -37,7 +37,7 @@ async fn handle<A: Action>(ctx: Ctx<Arc<App>>, req: A::Request) -> Result<A::Res
         tracing::error!(station = %ctx.identity, action = A::NAME, "not answered, the store failed: {e}");
         CallError::internal()
     })?;
-    ocpp_types::from_str::<A::Response>(&answer.to_string()).map_err(|e| {
+    evproto_ocpp_types::from_str::<A::Response>(&answer.to_string()).map_err(|e| {
         tracing::error!(station = %ctx.identity, action = A::NAME, "own answer broke the schema: {e}");
         CallError::internal()
     })

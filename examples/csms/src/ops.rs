@@ -13,7 +13,7 @@ use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use ocpp_proto::ProtocolVersion;
+use evproto_ocpp_proto::ProtocolVersion;
 use serde::Deserialize;
 use serde_json::{json, Value};
 

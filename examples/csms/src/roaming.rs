@@ -3,7 +3,7 @@
 //!
 //! - OCPI is served at `{public_url}/ocpi` on the HTTP port, versions 2.3.0,
 //!   2.2.1 and 2.1.1: our objects are kept in 2.2.1 and converted
-//!   (`ocpi::convert`) for 2.3.0 and 2.1.1 partners, both when they pull and
+//!   (`evproto_ocpi::convert`) for 2.3.0 and 2.1.1 partners, both when they pull and
 //!   when we push;
 //! - partners register either way: `POST /api/ocpi/token-a` issues a token
 //!   A for a partner that registers with us; `POST /api/ocpi/partners`
@@ -26,18 +26,20 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use ocpi::client::{Client, Peer};
-use ocpi::credentials::{Endpoint, Own, Registered, UrlPolicy};
-use ocpi::pagination::Page;
-use ocpi::server::{Config as OcpiConfig, Handler, Party, Role, Server, Store as OcpiStoreTrait};
-use ocpi::Version;
-use ocpp_proto::ProtocolVersion;
+use evproto_ocpi::client::{Client, Peer};
+use evproto_ocpi::credentials::{Endpoint, Own, Registered, UrlPolicy};
+use evproto_ocpi::pagination::Page;
+use evproto_ocpi::server::{
+    Config as OcpiConfig, Handler, Party, Role, Server, Store as OcpiStoreTrait,
+};
+use evproto_ocpi::Version;
+use evproto_ocpp_proto::ProtocolVersion;
 use serde_json::{json, Value};
 
 use crate::store::{Session, Store};
 use crate::App;
 
-/// `ocpi::server::Store` on the CSMS database.
+/// `evproto_ocpi::server::Store` on the CSMS database.
 #[derive(Debug, Clone)]
 pub struct OcpiStore(pub Store);
 
@@ -129,7 +131,7 @@ impl OcpiStoreTrait for OcpiStore {
         page: &Page,
     ) -> (Vec<Value>, usize) {
         let all = self.0.ocpi_objects(module).await.unwrap_or_default();
-        ocpi::server::select_page(all.iter().map(|(k, v)| (k.as_str(), v)), owners, page)
+        evproto_ocpi::server::select_page(all.iter().map(|(k, v)| (k.as_str(), v)), owners, page)
     }
 }
 
@@ -179,7 +181,7 @@ impl Roaming {
                 base_url: base_url.to_string(),
                 own: own.clone(),
                 max_limit: 100,
-                token_encoding: ocpi::auth::TokenEncoding::Lenient,
+                token_encoding: evproto_ocpi::auth::TokenEncoding::Lenient,
                 trailing_slash: false,
                 storage_version: Some(Version::V221),
             },
@@ -344,7 +346,7 @@ impl Roaming {
         id: &str,
         obj: Value,
     ) {
-        if let Err(e) = ocpi::validate::validate(Version::V221, kind, &obj.to_string()) {
+        if let Err(e) = evproto_ocpi::validate::validate(Version::V221, kind, &obj.to_string()) {
             tracing::warn!(id, "{kind} not valid OCPI: {e}");
             return;
         }
@@ -469,7 +471,7 @@ impl Roaming {
     }
 
     fn ocpi_cdr(&self, s: &Session, token: &Value, stored: &Value) -> Option<Value> {
-        let d = |v: &Value| ocpi::tariff::to_decimal(v).map(num);
+        let d = |v: &Value| evproto_ocpi::tariff::to_decimal(v).map(num);
         let price = |v: &Value| -> Value {
             let mut p = json!({"excl_vat": d(&v["excl_vat"]).unwrap_or(json!(0))});
             if let Some(i) = d(&v["incl_vat"]) {
@@ -517,7 +519,7 @@ impl Roaming {
                 cdr[k] = price(&stored[k]);
             }
         }
-        match ocpi::validate::validate(Version::V221, "Cdr", &cdr.to_string()) {
+        match evproto_ocpi::validate::validate(Version::V221, "Cdr", &cdr.to_string()) {
             Ok(_) => Some(cdr),
             Err(e) => {
                 tracing::warn!(session = %s.id, "CDR not valid OCPI: {e}");
@@ -580,7 +582,7 @@ fn for_peer(peer: &Peer, kind: &str, obj: &Value) -> Option<Value> {
     if peer.version() == Version::V221 {
         return Some(obj.clone());
     }
-    match ocpi::convert::convert(
+    match evproto_ocpi::convert::convert(
         Version::V221,
         peer.version(),
         kind,

@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use ocpp_proto::ProtocolVersion;
+use evproto_ocpp_proto::ProtocolVersion;
 use serde_json::{json, Value};
 
 use crate::App;

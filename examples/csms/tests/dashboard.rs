@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use evproto::sim::{model::Behaviour, SimConfig};
-use ocpp_proto::ProtocolVersion;
+use evproto_ocpp_proto::ProtocolVersion;
 
 const KEY: &str = "dashboard-key-0123456789";
 

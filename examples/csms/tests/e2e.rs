@@ -535,8 +535,8 @@ fn python_stations_end_to_end_postgres() {
     full_story("postgres", Some(&db.url()));
 }
 
-fn fast_backoff() -> ocpp_client::Backoff {
-    let mut b = ocpp_client::Backoff::default();
+fn fast_backoff() -> evproto_ocpp_client::Backoff {
+    let mut b = evproto_ocpp_client::Backoff::default();
     b.wait_minimum = Duration::from_millis(200);
     b.random_range = Duration::from_millis(200);
     b.repeat_times = 2;
@@ -544,9 +544,9 @@ fn fast_backoff() -> ocpp_client::Backoff {
 }
 
 fn crash_and_restart(name: &str, db: Option<&str>) {
-    use ocpp_client::{Client, ClientConfig, FileStore};
-    use ocpp_proto::ProtocolVersion;
-    use ocpp_types::v201;
+    use evproto_ocpp_client::{Client, ClientConfig, FileStore};
+    use evproto_ocpp_proto::ProtocolVersion;
+    use evproto_ocpp_types::v201;
 
     let dir = temp_dir(name);
     let csms = start(&dir, db, None);
@@ -590,7 +590,7 @@ fn crash_and_restart(name: &str, db: Option<&str>) {
     let config = ClientConfig::new(format!("ws://127.0.0.1:{}/ocpp/", ports.0), "CR1", v)
         .with_password(PASSWORD.as_bytes())
         .with_backoff(fast_backoff());
-    let routes = ocpp_rpc::Router::station_v201().with_state(());
+    let routes = evproto_ocpp_rpc::Router::station_v201().with_state(());
     let boot = r#"{"reason":"PowerUp","chargingStation":{"model":"M","vendorName":"V"}}"#;
     let event = |seq: i64, kind: &str, wh: f64, extra: Value| -> v201::TransactionEventRequest {
         let mut e = json!({"eventType": kind, "timestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
@@ -600,7 +600,7 @@ fn crash_and_restart(name: &str, db: Option<&str>) {
         if let (Value::Object(e), Value::Object(x)) = (&mut e, extra) {
             e.extend(x);
         }
-        ocpp_types::from_str(&e.to_string()).unwrap()
+        evproto_ocpp_types::from_str(&e.to_string()).unwrap()
     };
     let wait_drained = |client: &Client| {
         let t = Instant::now();

@@ -15,15 +15,15 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ocpi::auth::TokenEncoding;
-use ocpi::client::Client;
-use ocpi::credentials::{Own, UrlPolicy};
-use ocpi::server::{Config as OcpiConfig, Handler, MemoryStore, Party, Role, Server};
-use ocpi::Version;
-use ocpp_client::{Client as Station, ClientConfig, MemoryStore as Queue};
-use ocpp_proto::ProtocolVersion;
-use ocpp_rpc::{Ctx, Router};
-use ocpp_types::v16;
+use evproto_ocpi::auth::TokenEncoding;
+use evproto_ocpi::client::Client;
+use evproto_ocpi::credentials::{Own, UrlPolicy};
+use evproto_ocpi::server::{Config as OcpiConfig, Handler, MemoryStore, Party, Role, Server};
+use evproto_ocpi::Version;
+use evproto_ocpp_client::{Client as Station, ClientConfig, MemoryStore as Queue};
+use evproto_ocpp_proto::ProtocolVersion;
+use evproto_ocpp_rpc::{Ctx, Router};
+use evproto_ocpp_types::v16;
 use serde_json::{json, Value};
 
 const KEY: &str = "roaming-test-api-key-0123";
@@ -211,7 +211,7 @@ async fn cpo_roaming_with_an_emsp() {
             |ctx: Ctx<tokio::sync::mpsc::UnboundedSender<String>>,
              req: v16::RemoteStartTransactionRequest| async move {
                 let _ = ctx.state.send(req.id_tag.to_string());
-                Ok(ocpp_types::from_str(r#"{"status":"Accepted"}"#).unwrap())
+                Ok(evproto_ocpp_types::from_str(r#"{"status":"Accepted"}"#).unwrap())
             },
         )
         .on::<v16::action::SetChargingProfile>(
@@ -225,7 +225,7 @@ async fn cpo_roaming_with_an_emsp() {
                 let _ = ctx
                     .state
                     .send(format!("profile {} {limit}", req.connector_id));
-                Ok(ocpp_types::from_str(r#"{"status":"Accepted"}"#).unwrap())
+                Ok(evproto_ocpp_types::from_str(r#"{"status":"Accepted"}"#).unwrap())
             },
         )
         .with_state(remote_tx);
@@ -385,7 +385,7 @@ async fn cpo_roaming_with_an_emsp() {
 
     // The eMSP pulls our locations (Sender interface, paginated).
     use futures_util::TryStreamExt;
-    let locations: Vec<ocpi::v230::Location> =
+    let locations: Vec<evproto_ocpi::v230::Location> =
         cpo.list("locations", &[]).try_collect().await.unwrap();
     assert_eq!(locations.len(), 1);
 
@@ -433,29 +433,29 @@ async fn monitoring_alerts_uptime_device_model() {
                 ProtocolVersion::V201,
             ),
             Router::station_v201()
-                .on::<ocpp_types::v201::action::UpdateFirmware>(
-                    |_: Ctx<()>, _: ocpp_types::v201::UpdateFirmwareRequest| async move {
-                        Ok(ocpp_types::from_str(r#"{"status":"Accepted"}"#).unwrap())
+                .on::<evproto_ocpp_types::v201::action::UpdateFirmware>(
+                    |_: Ctx<()>, _: evproto_ocpp_types::v201::UpdateFirmwareRequest| async move {
+                        Ok(evproto_ocpp_types::from_str(r#"{"status":"Accepted"}"#).unwrap())
                     },
                 )
-                .on::<ocpp_types::v201::action::CostUpdated>(
-                    |_: Ctx<()>, req: ocpp_types::v201::CostUpdatedRequest| async move {
+                .on::<evproto_ocpp_types::v201::action::CostUpdated>(
+                    |_: Ctx<()>, req: evproto_ocpp_types::v201::CostUpdatedRequest| async move {
                         *COST_SEEN.lock().unwrap() = Some(req.total_cost.to_string());
-                        Ok(ocpp_types::from_str("{}").unwrap())
+                        Ok(evproto_ocpp_types::from_str("{}").unwrap())
                     },
                 )
-                .on::<ocpp_types::v201::action::GetLog>(
-                    |_: Ctx<()>, _: ocpp_types::v201::GetLogRequest| async move {
-                        Ok(
-                            ocpp_types::from_str(r#"{"status":"Accepted","filename":"diag.log"}"#)
-                                .unwrap(),
+                .on::<evproto_ocpp_types::v201::action::GetLog>(
+                    |_: Ctx<()>, _: evproto_ocpp_types::v201::GetLogRequest| async move {
+                        Ok(evproto_ocpp_types::from_str(
+                            r#"{"status":"Accepted","filename":"diag.log"}"#,
                         )
+                        .unwrap())
                     },
                 )
-                .on::<ocpp_types::v201::action::SendLocalList>(
-                    |_: Ctx<()>, req: ocpp_types::v201::SendLocalListRequest| async move {
+                .on::<evproto_ocpp_types::v201::action::SendLocalList>(
+                    |_: Ctx<()>, req: evproto_ocpp_types::v201::SendLocalListRequest| async move {
                         assert_eq!(req.local_authorization_list.map(|l| l.len()), Some(1));
-                        Ok(ocpp_types::from_str(r#"{"status":"Accepted"}"#).unwrap())
+                        Ok(evproto_ocpp_types::from_str(r#"{"status":"Accepted"}"#).unwrap())
                     },
                 )
                 .with_state(()),

@@ -1,7 +1,7 @@
 //! `evproto load`: K simulated stations against any CSMS URL, measuring
 //! connections, throughput and latency per action.
 //!
-//! Each station is a task running the sans-IO `ocpp_proto::Endpoint` (the
+//! Each station is a task running the sans-IO `evproto_ocpp_proto::Endpoint` (the
 //! same core as `ocpp-client`) over a lean tokio-tungstenite connection, so
 //! the load generator spends little of the machine the server also needs.
 
@@ -11,8 +11,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use evproto_ocpp_proto::{BootState, Config, Endpoint, Event, ProtocolVersion, Role};
 use futures_util::{SinkExt, StreamExt};
-use ocpp_proto::{BootState, Config, Endpoint, Event, ProtocolVersion, Role};
 use serde_json::json;
 use tokio::net::TcpSocket;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -243,7 +243,7 @@ async fn call(
                     // A load station implements nothing the CSMS might ask.
                     let _ = ep.respond(
                         &id,
-                        Err(ocpp_proto::CallError::new(
+                        Err(evproto_ocpp_proto::CallError::new(
                             "NotImplemented",
                             "load generator",
                         )),

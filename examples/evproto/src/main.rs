@@ -122,7 +122,7 @@ enum OcpiCommand {
         #[arg(long, default_value = "2.2.1")]
         version: String,
     },
-    /// Price CDRs under tariffs (`ocpi::tariff`), one JSON object per line.
+    /// Price CDRs under tariffs (`evproto_ocpi::tariff`), one JSON object per line.
     ///
     /// Each input line is `{"tariff": .., "cdr": .., "location": {"time_zone": ..}}`
     /// (2.2.1 or 2.3.0 shapes; 2.3.0 when the line carries `before_taxes` or

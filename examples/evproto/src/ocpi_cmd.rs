@@ -1,8 +1,8 @@
-//! `evproto ocpi price`: prices CDRs under tariffs with `ocpi::tariff`.
+//! `evproto ocpi price`: prices CDRs under tariffs with `evproto_ocpi::tariff`.
 
 use std::io::{BufRead, Write};
 
-use ocpi::tariff::{price_json, Version};
+use evproto_ocpi::tariff::{price_json, Version};
 use serde_json::{json, Value};
 
 /// The version whose price objects a line uses: 2.3.0 when its tariff or CDR
@@ -56,10 +56,10 @@ pub(crate) fn run_price() -> Result<(), String> {
 }
 
 /// One output line of `evproto ocpi validate` for one input line.
-pub(crate) fn validate_line(version: ocpi::Version, module: &str, line: &str) -> String {
-    match ocpi::validate::validate(version, module, line) {
+pub(crate) fn validate_line(version: evproto_ocpi::Version, module: &str, line: &str) -> String {
+    match evproto_ocpi::validate::validate(version, module, line) {
         Ok(_) => "ok".to_string(),
-        Err(ocpi::validate::Invalid::Object { path, message }) => {
+        Err(evproto_ocpi::validate::Invalid::Object { path, message }) => {
             // serde_path_to_error writes `?` where the text stops being JSON.
             let path = if path.is_empty() || path == "?" {
                 ".".to_string()
@@ -74,15 +74,15 @@ pub(crate) fn validate_line(version: ocpi::Version, module: &str, line: &str) ->
 
 /// Reads stdin line by line, writes `ok` / `error ..` per line.
 pub(crate) fn run_validate(module: &str, version: &str) -> Result<(), String> {
-    let version = ocpi::Version::parse(version)
+    let version = evproto_ocpi::Version::parse(version)
         .ok_or_else(|| format!("unknown OCPI version {version:?}: use 2.1.1, 2.2.1 or 2.3.0"))?;
-    if ocpi::validate::module_types(version, module).is_none()
-        && ocpi::validate::validate(version, module, "{}")
-            .is_err_and(|e| matches!(e, ocpi::validate::Invalid::UnknownName { .. }))
+    if evproto_ocpi::validate::module_types(version, module).is_none()
+        && evproto_ocpi::validate::validate(version, module, "{}")
+            .is_err_and(|e| matches!(e, evproto_ocpi::validate::Invalid::UnknownName { .. }))
     {
         return Err(format!(
             "OCPI {version} has no module or type {module:?}; modules: {}",
-            ocpi::validate::modules(version).join(", ")
+            evproto_ocpi::validate::modules(version).join(", ")
         ));
     }
     let stdin = std::io::stdin();
@@ -104,7 +104,7 @@ mod tests {
 
     #[test]
     fn validate_lines() {
-        let v = ocpi::Version::V221;
+        let v = evproto_ocpi::Version::V221;
         let tariff = r#"{"country_code": "NL", "party_id": "CPO", "id": "T1", "currency": "EUR",
             "elements": [{"price_components": [{"type": "ENERGY", "price": 0.25, "step_size": 1}]}],
             "last_updated": "2024-01-01T00:00:00Z"}"#;
@@ -123,10 +123,12 @@ mod tests {
         assert!(validate_line(v, "tariffs", "{").starts_with("error 2001 . "));
         assert!(validate_line(v, "tariffs", "{}").starts_with("error 2001 . missing field"));
         // 2.3.0 requires tax_included.
-        assert!(
-            validate_line(ocpi::Version::V230, "tariffs", &tariff.replace('\n', " "))
-                .contains("tax_included")
-        );
+        assert!(validate_line(
+            evproto_ocpi::Version::V230,
+            "tariffs",
+            &tariff.replace('\n', " ")
+        )
+        .contains("tax_included"));
         assert_eq!(
             validate_line(v, "TariffRestrictions", r#"{"max_kwh": 20}"#),
             "ok"

@@ -3,8 +3,8 @@
 
 use std::io::{BufRead, Write};
 
-use iso15118::app_protocol::{self, Message};
-use iso15118::v2gtp;
+use evproto_iso15118::app_protocol::{self, Message};
+use evproto_iso15118::v2gtp;
 use serde_json::{json, Value};
 
 /// The schema sets the command knows.
@@ -76,7 +76,7 @@ pub(crate) fn decode_line(schema: &str, line: &str, roundtrip: bool) -> Value {
         bytes
     };
     if schema != "app" {
-        let set = match iso15118::schema::by_name(schema) {
+        let set = match evproto_iso15118::schema::by_name(schema) {
             Ok(s) => s,
             Err(e) => return json!({"error": e}),
         };
@@ -122,7 +122,7 @@ pub(crate) fn encode_line(schema: &str, line: &str) -> Value {
         Err(e) => return json!({"error": format!("not JSON: {e}")}),
     };
     if schema != "app" {
-        let set = match iso15118::schema::by_name(schema) {
+        let set = match evproto_iso15118::schema::by_name(schema) {
             Ok(s) => s,
             Err(e) => return json!({"error": e}),
         };
@@ -176,7 +176,7 @@ pub(crate) fn decode_fragment_line(schema: &str, line: &str, roundtrip: bool) ->
         Ok(b) => b,
         Err(e) => return json!({"error": e}),
     };
-    let set = match iso15118::schema::by_name(schema) {
+    let set = match evproto_iso15118::schema::by_name(schema) {
         Ok(s) => s,
         Err(e) => return json!({"error": e}),
     };
@@ -204,7 +204,7 @@ pub(crate) fn encode_fragment_line(schema: &str, line: &str) -> Value {
         Ok(v) => v,
         Err(e) => return json!({"error": format!("not JSON: {e}")}),
     };
-    let set = match iso15118::schema::by_name(schema) {
+    let set = match evproto_iso15118::schema::by_name(schema) {
         Ok(s) => s,
         Err(e) => return json!({"error": e}),
     };

@@ -7,9 +7,9 @@
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
 
-use ocpp_types::lenient::Policy;
-use ocpp_types::rpc::{Frame, FrameError, FrameErrorKind};
-use ocpp_types::{find_action, ActionInfo, DecodeError, ValidateFn, ValidateWithFn};
+use evproto_ocpp_types::lenient::Policy;
+use evproto_ocpp_types::rpc::{Frame, FrameError, FrameErrorKind};
+use evproto_ocpp_types::{find_action, ActionInfo, DecodeError, ValidateFn, ValidateWithFn};
 
 /// Options of `evproto ocpp validate`.
 #[derive(Debug, clap::Args)]
@@ -46,25 +46,25 @@ struct Version {
 fn version(name: &str) -> Result<Version, String> {
     Ok(match name {
         "1.6" => Version {
-            actions: ocpp_types::v16::ACTIONS,
-            decode_code: |e| ocpp_types::v16::ErrorCode::for_decode_error(e).to_string(),
-            frame_code: |e| ocpp_types::v16::ErrorCode::for_frame_error(e).to_string(),
-            parse_frame: ocpp_types::v16::parse_frame,
-            known_code: |c| ocpp_types::v16::ErrorCode::from_wire(c).is_known(),
+            actions: evproto_ocpp_types::v16::ACTIONS,
+            decode_code: |e| evproto_ocpp_types::v16::ErrorCode::for_decode_error(e).to_string(),
+            frame_code: |e| evproto_ocpp_types::v16::ErrorCode::for_frame_error(e).to_string(),
+            parse_frame: evproto_ocpp_types::v16::parse_frame,
+            known_code: |c| evproto_ocpp_types::v16::ErrorCode::from_wire(c).is_known(),
         },
         "2.0.1" => Version {
-            actions: ocpp_types::v201::ACTIONS,
-            decode_code: |e| ocpp_types::v201::ErrorCode::for_decode_error(e).to_string(),
-            frame_code: |e| ocpp_types::v201::ErrorCode::for_frame_error(e).to_string(),
-            parse_frame: ocpp_types::v201::parse_frame,
-            known_code: |c| ocpp_types::v201::ErrorCode::from_wire(c).is_known(),
+            actions: evproto_ocpp_types::v201::ACTIONS,
+            decode_code: |e| evproto_ocpp_types::v201::ErrorCode::for_decode_error(e).to_string(),
+            frame_code: |e| evproto_ocpp_types::v201::ErrorCode::for_frame_error(e).to_string(),
+            parse_frame: evproto_ocpp_types::v201::parse_frame,
+            known_code: |c| evproto_ocpp_types::v201::ErrorCode::from_wire(c).is_known(),
         },
         "2.1" => Version {
-            actions: ocpp_types::v21::ACTIONS,
-            decode_code: |e| ocpp_types::v21::ErrorCode::for_decode_error(e).to_string(),
-            frame_code: |e| ocpp_types::v21::ErrorCode::for_frame_error(e).to_string(),
-            parse_frame: ocpp_types::v21::parse_frame,
-            known_code: |c| ocpp_types::v21::ErrorCode::from_wire(c).is_known(),
+            actions: evproto_ocpp_types::v21::ACTIONS,
+            decode_code: |e| evproto_ocpp_types::v21::ErrorCode::for_decode_error(e).to_string(),
+            frame_code: |e| evproto_ocpp_types::v21::ErrorCode::for_frame_error(e).to_string(),
+            parse_frame: evproto_ocpp_types::v21::parse_frame,
+            known_code: |c| evproto_ocpp_types::v21::ErrorCode::from_wire(c).is_known(),
         },
         other => return Err(format!("unknown OCPP version {other}")),
     })
@@ -90,7 +90,7 @@ fn write_error(out: &mut Vec<u8>, code: &str, pointer: &str, reason: &str) {
 }
 
 fn syntax_error(reason: &str) -> DecodeError {
-    DecodeError::new(ocpp_types::DecodeErrorKind::Syntax, "", reason)
+    DecodeError::new(evproto_ocpp_types::DecodeErrorKind::Syntax, "", reason)
 }
 
 /// Validates a payload with the strict or lenient function.
@@ -318,7 +318,7 @@ fn check_frame_line(
             let is_send = matches!(frame, Frame::Send { .. });
             if info.send != is_send {
                 let e = DecodeError::new(
-                    ocpp_types::DecodeErrorKind::UnknownAction,
+                    evproto_ocpp_types::DecodeErrorKind::UnknownAction,
                     "",
                     if is_send {
                         "action is not a SEND message"
@@ -348,7 +348,7 @@ fn check_frame_line(
             pending.remove(id.as_ref());
             if !(v.known_code)(&error.code) {
                 let e = DecodeError::new(
-                    ocpp_types::DecodeErrorKind::UnknownEnumValue,
+                    evproto_ocpp_types::DecodeErrorKind::UnknownEnumValue,
                     "",
                     format!("unknown error code `{}`", error.code),
                 );

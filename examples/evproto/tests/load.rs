@@ -3,13 +3,13 @@
 
 use std::process::Command;
 
-use ocpp_proto::CallError;
-use ocpp_rpc::{Ctx, Router};
-use ocpp_server::{Security, Server};
-use ocpp_types::v201::{self, action};
+use evproto_ocpp_proto::CallError;
+use evproto_ocpp_rpc::{Ctx, Router};
+use evproto_ocpp_server::{Security, Server};
+use evproto_ocpp_types::v201::{self, action};
 
-fn ok<T: ocpp_types::Message>(json: &str) -> Result<T, CallError> {
-    Ok(ocpp_types::from_str(json).unwrap())
+fn ok<T: evproto_ocpp_types::Message>(json: &str) -> Result<T, CallError> {
+    Ok(evproto_ocpp_types::from_str(json).unwrap())
 }
 
 #[test]

@@ -9,10 +9,10 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ocpp_proto::{CallError, ProtocolVersion};
-use ocpp_rpc::{Ctx, Router, Routes};
-use ocpp_server::{Security, Server};
-use ocpp_types::{v16, v201, v21, Action};
+use evproto_ocpp_proto::{CallError, ProtocolVersion};
+use evproto_ocpp_rpc::{Ctx, Router, Routes};
+use evproto_ocpp_server::{Security, Server};
+use evproto_ocpp_types::{v16, v201, v21, Action};
 use serde_json::{json, Value};
 
 /// (identity, action, request)
@@ -58,7 +58,7 @@ async fn record<A: Action>(ctx: Ctx<Rec>, req: A::Request) -> Result<A::Response
         }
         _ => json!({}),
     };
-    Ok(ocpp_types::from_str(&answer.to_string()).expect("schema-valid test answer"))
+    Ok(evproto_ocpp_types::from_str(&answer.to_string()).expect("schema-valid test answer"))
 }
 
 fn routes(rec: &Rec) -> (Routes, Routes, Routes) {

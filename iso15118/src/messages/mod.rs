@@ -15,8 +15,8 @@
 //! moves between sets' types through `serde_json`).
 //!
 //! ```
-//! use iso15118::grammar::{Base64Binary, HexBinary};
-//! use iso15118::messages::{iso2, xmldsig};
+//! use evproto_iso15118::grammar::{Base64Binary, HexBinary};
+//! use evproto_iso15118::messages::{iso2, xmldsig};
 //!
 //! // 1. the element a Plug & Charge EVCC signs, as a fragment: its SHA-256
 //! //    goes into the Reference's DigestValue
@@ -79,7 +79,7 @@
 //! ```
 //!
 //! ```
-//! use iso15118::messages::din;
+//! use evproto_iso15118::messages::din;
 //!
 //! // EVerest/libcbv2g's DIN SessionSetupReq test vector
 //! let bytes = [0x80, 0x9a, 0x02, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x11,

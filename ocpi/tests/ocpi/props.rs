@@ -2,8 +2,8 @@
 //! the generated field tables (`FIELDS`, `ENUMS`): a random object that
 //! the spec's tables allow decodes, and decode(encode(x)) == x.
 
-use ocpi::validate::validate;
-use ocpi::Version;
+use evproto_ocpi::validate::validate;
+use evproto_ocpi::Version;
 use proptest::prelude::*;
 use serde_json::{json, Map, Value};
 
@@ -12,9 +12,9 @@ type Enums = &'static [(&'static str, &'static [&'static str])];
 
 fn tables(v: Version) -> (Fields, Enums) {
     match v {
-        Version::V211 => (ocpi::v211::FIELDS, ocpi::v211::ENUMS),
-        Version::V221 => (ocpi::v221::FIELDS, ocpi::v221::ENUMS),
-        Version::V230 => (ocpi::v230::FIELDS, ocpi::v230::ENUMS),
+        Version::V211 => (evproto_ocpi::v211::FIELDS, evproto_ocpi::v211::ENUMS),
+        Version::V221 => (evproto_ocpi::v221::FIELDS, evproto_ocpi::v221::ENUMS),
+        Version::V230 => (evproto_ocpi::v230::FIELDS, evproto_ocpi::v230::ENUMS),
     }
 }
 
@@ -70,7 +70,7 @@ fn gen(v: Version, ty: &str, rng: &mut Rng, depth: usize) -> Value {
             let secs = 946_684_800 + rng.below(3_000_000_000) as i64;
             let t = chrono::DateTime::from_timestamp(secs, (rng.below(2) * 123_000_000) as u32)
                 .unwrap();
-            Value::String(ocpi::types::DateTime(t).to_wire())
+            Value::String(evproto_ocpi::types::DateTime(t).to_wire())
         }
         "number" => {
             let d = rust_decimal::Decimal::new(rng.below(10_000_000) as i64, rng.below(5) as u32);

@@ -7,12 +7,12 @@
 
 use std::sync::Arc;
 
+use evproto_ocpi::auth::TokenEncoding;
+use evproto_ocpi::client::{Client, ClientError};
+use evproto_ocpi::credentials::{Own, UrlPolicy};
+use evproto_ocpi::server::{Config, Handler, MemoryStore, NoHandler, Party, Role, Server};
+use evproto_ocpi::Version;
 use futures_util::TryStreamExt;
-use ocpi::auth::TokenEncoding;
-use ocpi::client::{Client, ClientError};
-use ocpi::credentials::{Own, UrlPolicy};
-use ocpi::server::{Config, Handler, MemoryStore, NoHandler, Party, Role, Server};
-use ocpi::Version;
 use serde_json::{json, Value};
 
 struct Node {
@@ -110,7 +110,7 @@ impl Handler for Commands {
     }
 }
 
-async fn pair() -> (Node, Node, ocpi::client::Peer, String) {
+async fn pair() -> (Node, Node, evproto_ocpi::client::Peer, String) {
     let cpo = node(
         Role::Cpo,
         "NL",
@@ -162,11 +162,12 @@ async fn registration_and_paginated_pull() {
     assert!(!p.token_a);
     assert_eq!(p.identities(), vec![("DE".to_string(), "EMS".to_string())]);
     // TF "Pagination": 120 objects in pages of at most 50, following Link.
-    let all: Vec<ocpi::v221::Location> = peer.list("locations", &[]).try_collect().await.unwrap();
+    let all: Vec<evproto_ocpi::v221::Location> =
+        peer.list("locations", &[]).try_collect().await.unwrap();
     assert_eq!(all.len(), 120);
     assert_eq!(peer.count("locations").await.unwrap(), Some(120));
     // date_from inclusive, date_to exclusive: days 1..=2 of January.
-    let some: Vec<ocpi::v221::Location> = peer
+    let some: Vec<evproto_ocpi::v221::Location> = peer
         .list(
             "locations",
             &[
@@ -317,8 +318,8 @@ async fn transport_rules() {
         .as_str()
         .unwrap()
         .to_string();
-    let b64 = ocpi::auth::encode_token(&token_c, TokenEncoding::Base64);
-    let plain = ocpi::auth::encode_token(&token_c, TokenEncoding::Plain);
+    let b64 = evproto_ocpi::auth::encode_token(&token_c, TokenEncoding::Base64);
+    let plain = evproto_ocpi::auth::encode_token(&token_c, TokenEncoding::Plain);
     let loc = format!("{}/2.2.1/locations", cpo.base);
     // Missing and unknown tokens: 401.
     assert_eq!(raw("GET", &loc, None, None, &[]).await.0, 401);
@@ -331,7 +332,7 @@ async fn transport_rules() {
     assert_eq!(raw("GET", &loc, Some(&plain), None, &[]).await.0, 200);
     // A fresh token A works on versions and credentials only.
     let a = cpo.server.issue_token_a("other").await;
-    let a = ocpi::auth::encode_token(&a, TokenEncoding::Base64);
+    let a = evproto_ocpi::auth::encode_token(&a, TokenEncoding::Base64);
     assert_eq!(
         raw(
             "GET",
@@ -464,7 +465,7 @@ async fn transport_rules() {
 #[tokio::test]
 async fn authorize_unknown_token_is_404_with_2004() {
     let (_cpo, emsp, _peer, token_b) = pair().await;
-    let auth = ocpi::auth::encode_token(&token_b, TokenEncoding::Base64);
+    let auth = evproto_ocpi::auth::encode_token(&token_b, TokenEncoding::Base64);
     let url = format!("{}/2.2.1/tokens/NOPE/authorize?type=RFID", emsp.base);
     let (s, _, body) = raw("POST", &url, Some(&auth), None, &[]).await;
     assert_eq!((s, body["status_code"].as_u64()), (404, Some(2004)));
@@ -493,7 +494,7 @@ async fn receiver_failures() {
     )
     .await;
     let a = cpo.server.issue_token_a("x").await;
-    let a = ocpi::auth::encode_token(&a, TokenEncoding::Base64);
+    let a = evproto_ocpi::auth::encode_token(&a, TokenEncoding::Base64);
     let cred = format!("{}/2.2.1/credentials", cpo.base);
     for url in [
         "http://127.0.0.1:1/versions",
@@ -576,7 +577,7 @@ async fn objects_are_served_in_the_partners_version() {
         let tariffs: Vec<Value> = peer.list("tariffs", &[]).try_collect().await.unwrap();
         match version {
             Version::V230 => {
-                let t: Vec<ocpi::v230::Tariff> = tariffs
+                let t: Vec<evproto_ocpi::v230::Tariff> = tariffs
                     .iter()
                     .map(|t| serde_json::from_value(t.clone()).unwrap())
                     .collect();
@@ -584,13 +585,13 @@ async fn objects_are_served_in_the_partners_version() {
                     tariffs[0]["max_price"],
                     json!({"before_taxes": 10, "after_taxes": 12.1})
                 );
-                assert_eq!(t[0].tax_included, ocpi::v230::TaxIncluded::No);
-                let locs: Vec<ocpi::v230::Location> =
+                assert_eq!(t[0].tax_included, evproto_ocpi::v230::TaxIncluded::No);
+                let locs: Vec<evproto_ocpi::v230::Location> =
                     peer.list("locations", &[]).try_collect().await.unwrap();
                 assert_eq!(locs.len(), 1);
             }
             _ => {
-                let _: Vec<ocpi::v211::Tariff> = tariffs
+                let _: Vec<evproto_ocpi::v211::Tariff> = tariffs
                     .iter()
                     .map(|t| serde_json::from_value(t.clone()).unwrap())
                     .collect();
@@ -598,7 +599,8 @@ async fn objects_are_served_in_the_partners_version() {
                     tariffs[0].get("country_code").is_none(),
                     "2.1.1 tariffs have no owner"
                 );
-                let loc: ocpi::v211::Location = peer.get("locations", &["LOC001"]).await.unwrap();
+                let loc: evproto_ocpi::v211::Location =
+                    peer.get("locations", &["LOC001"]).await.unwrap();
                 assert_eq!(loc.id.as_str(), "LOC001");
             }
         }
@@ -616,7 +618,7 @@ async fn ids_with_slashes_and_percents_are_decoded_once() {
         .as_str()
         .unwrap()
         .to_string();
-    let auth = ocpi::auth::encode_token(&token_c, TokenEncoding::Base64);
+    let auth = evproto_ocpi::auth::encode_token(&token_c, TokenEncoding::Base64);
     for id in ["LOC/1", "LOC%2F2"] {
         let mut l = location(0);
         l["id"] = json!(id);

@@ -10,8 +10,8 @@
 
 use std::path::{Path, PathBuf};
 
-use ocpi::validate::validate;
-use ocpi::Version;
+use evproto_ocpi::validate::validate;
+use evproto_ocpi::Version;
 use serde_json::Value;
 
 fn spec_dir(v: &str) -> PathBuf {
@@ -72,7 +72,7 @@ fn normalize(v: &Value) -> Value {
         ),
         Value::Array(a) => Value::Array(a.iter().map(normalize).collect()),
         Value::Number(n) => serde_json::json!(n.as_f64()),
-        Value::String(s) => match ocpi::types::DateTime::parse(s) {
+        Value::String(s) => match evproto_ocpi::types::DateTime::parse(s) {
             Some(t) if s.len() >= 19 && s.as_bytes().get(10) == Some(&b'T') => {
                 Value::String(t.to_wire())
             }

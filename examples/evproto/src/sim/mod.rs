@@ -27,11 +27,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use evproto_ocpp_client::{Client, ClientConfig, ClientState, MemoryStore, OfflineStore};
+use evproto_ocpp_proto::{BootState, CallError, ProtocolVersion};
+use evproto_ocpp_rpc::{Ctx, Router, Routes};
+use evproto_ocpp_types::{v16, v201, v21, Action, FromChargingStation};
 use model::{Answer, Behaviour, Msg, StationModel};
-use ocpp_client::{Client, ClientConfig, ClientState, MemoryStore, OfflineStore};
-use ocpp_proto::{BootState, CallError, ProtocolVersion};
-use ocpp_rpc::{Ctx, Router, Routes};
-use ocpp_types::{v16, v201, v21, Action, FromChargingStation};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -487,7 +487,7 @@ async fn handle<A: Action>(
 ) -> Result<A::Response, CallError> {
     let v = serde_json::to_value(&req).unwrap_or(Value::Null);
     let answer = ctx.state.on_csms_call(A::NAME, &v);
-    ocpp_types::from_str::<A::Response>(&answer.to_string()).map_err(|e| {
+    evproto_ocpp_types::from_str::<A::Response>(&answer.to_string()).map_err(|e| {
         ctx.state
             .stats
             .error(format!("{}: own answer invalid: {e}", A::NAME));
@@ -558,7 +558,7 @@ async fn call_typed<A: Action + FromChargingStation>(
     client: &Client,
     payload: &Value,
 ) -> Result<Value, SendError> {
-    let req: A::Request = ocpp_types::from_str(&payload.to_string())
+    let req: A::Request = evproto_ocpp_types::from_str(&payload.to_string())
         .map_err(|e| SendError::Invalid(e.to_string()))?;
     let res = client.call::<A>(&req).await.map_err(|e| {
         if e.is_not_connected() {
@@ -574,7 +574,7 @@ async fn durable_typed<A: Action + FromChargingStation>(
     client: &Client,
     payload: &Value,
 ) -> Result<Value, SendError> {
-    let req: A::Request = ocpp_types::from_str(&payload.to_string())
+    let req: A::Request = evproto_ocpp_types::from_str(&payload.to_string())
         .map_err(|e| SendError::Invalid(e.to_string()))?;
     client
         .call_durable::<A>(&req)

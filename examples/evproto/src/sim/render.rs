@@ -3,7 +3,7 @@
 //! so a payload that breaks its schema never leaves the station).
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use ocpp_proto::ProtocolVersion;
+use evproto_ocpp_proto::ProtocolVersion;
 use serde_json::{json, Value};
 
 use super::model::{Status, StopReason, Tx};
@@ -203,7 +203,7 @@ pub fn profile_limit_w(schedule: &Value) -> Option<f64> {
 mod tests {
     use super::*;
     use crate::sim::model::Tx;
-    use ocpp_types::{v16, v201, v21};
+    use evproto_ocpp_types::{v16, v201, v21};
 
     fn tx(csms: Option<i64>, remote: Option<i64>) -> Tx {
         Tx {
@@ -220,8 +220,8 @@ mod tests {
         }
     }
 
-    fn ok<T: ocpp_types::Message>(v: &Value) {
-        if let Err(e) = ocpp_types::from_str::<T>(&v.to_string()) {
+    fn ok<T: evproto_ocpp_types::Message>(v: &Value) {
+        if let Err(e) = evproto_ocpp_types::from_str::<T>(&v.to_string()) {
             panic!("{v} is not schema-valid: {e:?}");
         }
     }
