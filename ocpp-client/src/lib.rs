@@ -56,3 +56,8 @@ mod store;
 
 pub use client::{Backoff, Client, ClientConfig, ClientState, Error};
 pub use store::{FileStore, MemoryStore, OfflineStore, QueuedMessage};
+
+/// The README's examples compile and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

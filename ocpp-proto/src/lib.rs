@@ -59,3 +59,8 @@ pub use endpoint::{
     BootState, CallHandle, Config, Endpoint, Event, IdGenerator, Role, SequentialIds,
 };
 pub use error::{ApiMisuse, CallError, PeerMisbehaved, PeerMisbehavedKind, ProtocolVersion};
+
+/// The README's examples compile and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

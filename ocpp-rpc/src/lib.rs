@@ -64,3 +64,8 @@ mod handlers;
 pub use handlers::{
     ChargingStation16, ChargingStation201, ChargingStation21, Csms16, Csms201, Csms21,
 };
+
+/// The README's examples compile and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

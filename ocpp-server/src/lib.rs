@@ -83,3 +83,8 @@ mod server;
 pub use evproto_ocpp_rpc::{CallFailure, Peer};
 pub use security::{PasswordCheck, Security};
 pub use server::{Server, ServerBuilder, ServerConfig, ServerEvent};
+
+/// The README's examples compile and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

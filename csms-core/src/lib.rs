@@ -1,0 +1,55 @@
+//! Sans-IO building blocks of a CSMS (charging station management system),
+//! for vendors building their own on the evproto crates and used by the
+//! workspace's reference CSMS:
+//!
+//! - [`transaction`]: one model of a charging transaction for OCPP 1.6
+//!   (`StartTransaction`/`MeterValues`/`StopTransaction`) and 2.0.1/2.1
+//!   (`TransactionEvent`): duplicates answered as the first time, events in
+//!   any order giving the same session, meter resets and jumps, a missing
+//!   `Started` reconstructed;
+//! - [`token`]: id tokens of every version in one type.
+//!
+//! # What this crate does not do
+//!
+//! No I/O, no clock, no storage, no async: events go in (built with `From`
+//! from the typed messages of `evproto-ocpp-types`), decisions and effects
+//! come out, the time is the events' own. Persisting a model, answering the
+//! station and acting on effects (billing, pushes) are the application's.
+//!
+//! # Example
+//!
+//! ```
+//! use evproto_csms_core::transaction::{Register, Status, Transaction, TxEvent};
+//! use evproto_ocpp_types::v201;
+//!
+//! let started: v201::TransactionEventRequest = serde_json::from_str(r#"{
+//!     "eventType": "Started", "timestamp": "2026-01-01T10:00:00Z", "triggerReason": "Authorized",
+//!     "seqNo": 0, "transactionInfo": {"transactionId": "T-1"}, "evse": {"id": 1, "connectorId": 1},
+//!     "idToken": {"idToken": "04A1B2", "type": "ISO14443"},
+//!     "meterValue": [{"timestamp": "2026-01-01T10:00:00Z",
+//!         "sampledValue": [{"value": 12.5, "context": "Transaction.Begin", "unitOfMeasure": {"unit": "kWh"}}]}]
+//! }"#)?;
+//! let ended: v201::TransactionEventRequest = serde_json::from_str(r#"{
+//!     "eventType": "Ended", "timestamp": "2026-01-01T11:00:00Z", "triggerReason": "EVCommunicationLost",
+//!     "seqNo": 1, "transactionInfo": {"transactionId": "T-1", "stoppedReason": "EVDisconnected"},
+//!     "meterValue": [{"timestamp": "2026-01-01T11:00:00Z",
+//!         "sampledValue": [{"value": 19.25, "context": "Transaction.End", "unitOfMeasure": {"unit": "kWh"}}]}]
+//! }"#)?;
+//!
+//! let mut tx = Transaction::default();
+//! tx.apply(&TxEvent::from(&started));
+//! tx.apply(&TxEvent::from(&ended));
+//! assert!(tx.apply(&TxEvent::from(&ended)).duplicate); // a retry changes nothing
+//! let s = tx.summary();
+//! assert_eq!(s.status, Status::Completed);
+//! assert_eq!(s.energy_wh(Register::Import), rust_decimal::Decimal::from(6750));
+//! # Ok::<(), serde_json::Error>(())
+//! ```
+
+pub mod token;
+pub mod transaction;
+
+/// The README's examples compile and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -1,0 +1,1047 @@
+//! The charging-transaction model: one [`Transaction`] per OCPP transaction,
+//! fed [`TxEvent`]s converted from the typed messages of every version
+//! (1.6 `StartTransaction`/`MeterValues`/`StopTransaction`, 2.0.1 and 2.1
+//! `TransactionEvent`), answering what the session is.
+//!
+//! # Rules
+//!
+//! 1. **Duplicates are answered as the first time.** An event is identified by
+//!    its [`EventId`] (2.x `seqNo`; 1.6 Start and Stop); a second event with
+//!    the same id changes nothing and [`Applied::duplicate`] says so. 1.6
+//!    `MeterValues` carry no id: a replay carries the same readings, which
+//!    change nothing, and is reported as a duplicate for that reason.
+//! 2. **Order does not matter.** The transaction is a join of its events:
+//!    every field is merged commutatively and idempotently (the earliest
+//!    event that carries a value wins, by [`EventId`] then value; flags are
+//!    or-ed; readings are a set). Any permutation of any duplication of a set
+//!    of events gives an equal `Transaction` (property-tested), so an `Ended`
+//!    before its `Started`, or an `Updated` after `Ended`, end in the same
+//!    session as the station's own order would.
+//! 3. **A missing `Started` is reconstructed** from what the other events
+//!    carry: the start time is the earliest event's, the EVSE and token are
+//!    the earliest event's that has them, the start register is the earliest
+//!    reading.
+//! 4. **Meter registers.** The start register is the `Transaction.Begin`
+//!    reading (1.6 `meterStart`), else the earliest reading; the stop register
+//!    is the `Transaction.End` reading (1.6 `meterStop`), else the latest. The
+//!    energy is the sum of the forward steps between consecutive readings
+//!    from start to stop: a register that goes down was reset (a new meter)
+//!    and a step larger than [`MeterPolicy::max_power_w`] could deliver in the
+//!    time between the readings is a jump; neither step counts, the next
+//!    steps count from the new value. So the energy is never negative, and a
+//!    meter swap or a glitch bills only what was measured.
+//!
+//! The model reads no clock and does no I/O; timestamps are the station's.
+//!
+//! # Example
+//!
+//! ```
+//! use chrono::{TimeZone, Utc};
+//! use evproto_csms_core::transaction::{Effect, Register, Status, Transaction, TxEvent};
+//! use evproto_ocpp_types::v16;
+//!
+//! let t0 = Utc.with_ymd_and_hms(2026, 1, 1, 10, 0, 0).unwrap();
+//! let start: v16::StartTransactionRequest = serde_json::from_str(
+//!     r#"{"connectorId":1,"idTag":"CARD1","meterStart":1000,"timestamp":"2026-01-01T10:00:00Z"}"#,
+//! )?;
+//! let stop: v16::StopTransactionRequest = serde_json::from_str(
+//!     r#"{"transactionId":7,"meterStop":8500,"timestamp":"2026-01-01T11:00:00Z","reason":"EVDisconnected"}"#,
+//! )?;
+//!
+//! let mut tx = Transaction::default();
+//! // the Stop arrives first (the station replayed its queue out of order)
+//! assert_eq!(tx.apply(&TxEvent::from(&stop)).effects, vec![Effect::Opened, Effect::Completed]);
+//! tx.apply(&TxEvent::from(&start));
+//! assert!(tx.apply(&TxEvent::from(&start)).duplicate);
+//!
+//! let s = tx.summary();
+//! assert_eq!(s.status, Status::Completed);
+//! assert_eq!(s.started_at, Some(t0));
+//! assert_eq!(s.energy_wh(Register::Import), rust_decimal::Decimal::from(7500));
+//! # Ok::<(), serde_json::Error>(())
+//! ```
+
+use std::collections::btree_map::Entry;
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, Utc};
+use evproto_ocpp_types::{v16, v201, v21};
+use rust_decimal::Decimal;
+
+use crate::token::IdToken;
+
+/// What a transaction event says happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum EventKind {
+    /// The transaction started (2.x `Started`, 1.6 `StartTransaction`).
+    Started,
+    /// Something changed or was measured (2.x `Updated`, 1.6 `MeterValues`).
+    Updated,
+    /// The transaction ended (2.x `Ended`, 1.6 `StopTransaction`).
+    Ended,
+}
+
+/// The identity of an event within its transaction, for de-duplication and
+/// for "earliest event wins".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum EventId {
+    /// 1.6 `StartTransaction`.
+    Start16,
+    /// 2.x `seqNo`.
+    Seq(u32),
+    /// 1.6 `MeterValues` (no id of its own: its readings de-duplicate).
+    Meter16,
+    /// 1.6 `StopTransaction`.
+    Stop16,
+}
+
+/// Where the transaction takes place. A 1.6 connector id is the EVSE id
+/// (1.6 has one connector per "connector"), with no connector id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct EvseRef {
+    /// 2.x EVSE id, 1.6 connector id.
+    pub evse_id: u32,
+    /// 2.x connector id within the EVSE, when the station says it.
+    pub connector_id: Option<u32>,
+}
+
+/// Why a transaction stopped: the union of the 1.6 `Reason` and the 2.0.1 /
+/// 2.1 `ReasonEnumType` values (same names on the wire).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+#[allow(missing_docs)] // the spec's names
+pub enum StopReason {
+    DeAuthorized,
+    EmergencyStop,
+    EnergyLimitReached,
+    EVDisconnected,
+    GroundFault,
+    HardReset,
+    ImmediateReset,
+    Local,
+    LocalOutOfCredit,
+    MasterPass,
+    Other,
+    OvercurrentFault,
+    PowerLoss,
+    PowerQuality,
+    Reboot,
+    Remote,
+    ReqEnergyTransferRejected,
+    SoftReset,
+    SOCLimitReached,
+    StoppedByEV,
+    TimeLimitReached,
+    Timeout,
+    UnlockCommand,
+}
+
+/// Which energy register a reading is of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Register {
+    /// `Energy.Active.Import.Register` (energy to the car; the default measurand).
+    Import,
+    /// `Energy.Active.Export.Register` (energy from the car, V2X).
+    Export,
+}
+
+/// The reading's place in the transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ReadingContext {
+    /// `Transaction.Begin` (1.6 `meterStart`).
+    Begin,
+    /// Any other context (periodic, clock-aligned, trigger, interruption).
+    Other,
+    /// `Transaction.End` (1.6 `meterStop`).
+    End,
+}
+
+/// One energy-register reading, in Wh.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Reading {
+    /// When it was measured.
+    pub at: DateTime<Utc>,
+    /// Which register.
+    pub register: Register,
+    /// Its context.
+    pub context: ReadingContext,
+    /// The register's value in Wh.
+    pub wh: Decimal,
+}
+
+/// One transaction event in the version-independent form the model takes.
+/// Build it with `From` from the typed OCPP messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TxEvent {
+    /// Started, Updated or Ended.
+    pub kind: EventKind,
+    /// Its identity within the transaction.
+    pub id: EventId,
+    /// When it happened (the station's clock).
+    pub timestamp: DateTime<Utc>,
+    /// Where, when the event says it.
+    pub evse: Option<EvseRef>,
+    /// The id token, when the event carries one (on `Ended`: the token that stopped it).
+    pub id_token: Option<IdToken>,
+    /// 2.x `remoteStartId`.
+    pub remote_start_id: Option<i32>,
+    /// The reservation this transaction used.
+    pub reservation_id: Option<i32>,
+    /// 2.x `offline`: the event happened while the station was offline.
+    pub offline: bool,
+    /// Why it stopped (on `Ended`; 2.x may also send it on a late `Updated`).
+    pub stopped_reason: Option<StopReason>,
+    /// Energy-register readings.
+    pub readings: Vec<Reading>,
+    /// Sampled values the model could not use (signed or unparsable values,
+    /// unknown units); the application may log them.
+    pub skipped_samples: usize,
+}
+
+/// How meter readings are judged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MeterPolicy {
+    /// The most power a station can deliver, in W. A forward step larger than
+    /// this power over the time between two readings, plus
+    /// [`slack_wh`](Self::slack_wh), is a jump and does not count. Default
+    /// 1 MW.
+    pub max_power_w: Decimal,
+    /// Tolerance for readings close in time (rounding of registers and
+    /// timestamps), in Wh. Default 100 Wh.
+    pub slack_wh: Decimal,
+}
+
+impl Default for MeterPolicy {
+    fn default() -> Self {
+        MeterPolicy {
+            max_power_w: Decimal::from(1_000_000),
+            slack_wh: Decimal::from(100),
+        }
+    }
+}
+
+/// The session's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Status {
+    /// No `Ended` yet.
+    Active,
+    /// `Ended` (1.6 `StopTransaction`) seen.
+    Completed,
+}
+
+/// What applying an event caused, for the application to act on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Effect {
+    /// The first event of this transaction: the session now exists.
+    Opened,
+    /// The first `Ended`: the session is complete; price and bill it (once).
+    Completed,
+    /// A late event changed a completed session's figures (energy, times):
+    /// re-rate it.
+    AmendedAfterCompletion,
+}
+
+/// The answer of [`Transaction::apply`].
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Applied {
+    /// The event had been applied before (or changed nothing, for 1.6
+    /// `MeterValues`): answer it as the first time, do nothing else.
+    pub duplicate: bool,
+    /// What the application must do, in this order.
+    pub effects: Vec<Effect>,
+}
+
+/// The earliest value by event id (ties by value): a commutative, idempotent
+/// merge.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Earliest<T>(Option<(EventId, T)>);
+
+impl<T> Default for Earliest<T> {
+    fn default() -> Self {
+        Earliest(None)
+    }
+}
+
+impl<T: Ord + Clone> Earliest<T> {
+    fn offer(&mut self, id: EventId, value: Option<&T>) -> bool {
+        let Some(value) = value else { return false };
+        match &self.0 {
+            Some((i, v)) if (i, v) <= (&id, value) => false,
+            _ => {
+                self.0 = Some((id, value.clone()));
+                true
+            }
+        }
+    }
+    fn get(&self) -> Option<&T> {
+        self.0.as_ref().map(|(_, v)| v)
+    }
+}
+
+/// One transaction, as the join of its events. See the [module docs](self)
+/// for the rules.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Transaction {
+    policy: MeterPolicy,
+    seen: BTreeSet<EventId>,
+    earliest_at: Option<DateTime<Utc>>,
+    started: Earliest<DateTime<Utc>>,
+    ended: Earliest<(DateTime<Utc>, Option<StopReason>)>,
+    stop_reason: Earliest<StopReason>,
+    evse: Earliest<EvseRef>,
+    id_token: Earliest<IdToken>,
+    stop_token: Earliest<IdToken>,
+    remote_start_id: Earliest<i32>,
+    reservation_id: Earliest<i32>,
+    offline: bool,
+    /// (register, time, context) → Wh; conflicting values keep the larger.
+    readings: BTreeMap<(Register, DateTime<Utc>, ReadingContext), Decimal>,
+}
+
+/// The derived view of a [`Transaction`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Summary {
+    /// Active or Completed.
+    pub status: Status,
+    /// The `Started` event's time, else the earliest event's (`None` before any event).
+    pub started_at: Option<DateTime<Utc>>,
+    /// The `Ended` event's time.
+    pub stopped_at: Option<DateTime<Utc>>,
+    /// Why it stopped.
+    pub stop_reason: Option<StopReason>,
+    /// Where.
+    pub evse: Option<EvseRef>,
+    /// The token that started it (the earliest event's that carries one).
+    pub id_token: Option<IdToken>,
+    /// The token on `Ended`, when the station says who stopped it.
+    pub stop_token: Option<IdToken>,
+    /// 2.x `remoteStartId`.
+    pub remote_start_id: Option<i32>,
+    /// The reservation it used.
+    pub reservation_id: Option<i32>,
+    /// Any event happened while the station was offline.
+    pub offline: bool,
+    /// Per register: (start reading, last or stop reading, energy), in Wh.
+    pub import: Option<Meter>,
+    /// The export register (V2X), when the station reports it.
+    pub export: Option<Meter>,
+}
+
+/// A register's figures over a session, in Wh.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Meter {
+    /// The start register.
+    pub start_wh: Decimal,
+    /// The stop register (completed) or the latest reading (active).
+    pub last_wh: Decimal,
+    /// The energy: forward steps only, resets and jumps excluded; never negative.
+    pub energy_wh: Decimal,
+}
+
+impl Summary {
+    /// The energy of a register in Wh (zero when it was never read).
+    pub fn energy_wh(&self, register: Register) -> Decimal {
+        match register {
+            Register::Import => self.import,
+            Register::Export => self.export,
+        }
+        .map_or(Decimal::ZERO, |m| m.energy_wh)
+    }
+}
+
+impl Transaction {
+    /// A transaction whose readings are judged by `policy`
+    /// ([`Default`] uses [`MeterPolicy::default`]).
+    pub fn new(policy: MeterPolicy) -> Self {
+        Transaction {
+            policy,
+            ..Transaction::default()
+        }
+    }
+
+    /// Applies one event; see the [module docs](self) for the rules.
+    pub fn apply(&mut self, ev: &TxEvent) -> Applied {
+        let opened = self.earliest_at.is_none();
+        let was_completed = self.ended.get().is_some();
+        let before = was_completed.then(|| self.figures());
+        if ev.id != EventId::Meter16 && !self.seen.insert(ev.id) {
+            return Applied {
+                duplicate: true,
+                effects: Vec::new(),
+            };
+        }
+        let mut changed = ev.id != EventId::Meter16;
+        if self.earliest_at.is_none_or(|t| ev.timestamp < t) {
+            self.earliest_at = Some(ev.timestamp);
+            changed = true;
+        }
+        match ev.kind {
+            EventKind::Started => changed |= self.started.offer(ev.id, Some(&ev.timestamp)),
+            EventKind::Ended => {
+                changed |= self
+                    .ended
+                    .offer(ev.id, Some(&(ev.timestamp, ev.stopped_reason)));
+                changed |= self.stop_token.offer(ev.id, ev.id_token.as_ref());
+            }
+            EventKind::Updated => {}
+        }
+        changed |= self.stop_reason.offer(ev.id, ev.stopped_reason.as_ref());
+        changed |= self.evse.offer(ev.id, ev.evse.as_ref());
+        if ev.kind != EventKind::Ended {
+            changed |= self.id_token.offer(ev.id, ev.id_token.as_ref());
+        }
+        changed |= self
+            .remote_start_id
+            .offer(ev.id, ev.remote_start_id.as_ref());
+        changed |= self.reservation_id.offer(ev.id, ev.reservation_id.as_ref());
+        if ev.offline && !self.offline {
+            self.offline = true;
+            changed = true;
+        }
+        for r in &ev.readings {
+            match self.readings.entry((r.register, r.at, r.context)) {
+                Entry::Vacant(v) => {
+                    v.insert(r.wh);
+                    changed = true;
+                }
+                Entry::Occupied(mut o) => {
+                    if r.wh > *o.get() {
+                        o.insert(r.wh);
+                        changed = true;
+                    }
+                }
+            }
+        }
+        if !changed {
+            return Applied {
+                duplicate: true,
+                effects: Vec::new(),
+            };
+        }
+        let mut effects = Vec::new();
+        if opened {
+            effects.push(Effect::Opened);
+        }
+        if !was_completed && self.ended.get().is_some() {
+            effects.push(Effect::Completed);
+        } else if let Some(before) = before {
+            if before != self.figures() {
+                effects.push(Effect::AmendedAfterCompletion);
+            }
+        }
+        Applied {
+            duplicate: false,
+            effects,
+        }
+    }
+
+    /// Whether an `Ended` has been applied.
+    pub fn is_completed(&self) -> bool {
+        self.ended.get().is_some()
+    }
+
+    /// The event ids applied so far (1.6 `MeterValues` not included).
+    pub fn event_ids(&self) -> impl Iterator<Item = EventId> + '_ {
+        self.seen.iter().copied()
+    }
+
+    /// The readings applied so far, in time order per register.
+    pub fn readings(&self) -> impl Iterator<Item = Reading> + '_ {
+        self.readings
+            .iter()
+            .map(|(&(register, at, context), &wh)| Reading {
+                at,
+                register,
+                context,
+                wh,
+            })
+    }
+
+    /// What a completed session is billed on (times, energies, reason).
+    fn figures(&self) -> Summary {
+        self.summary()
+    }
+
+    /// The session as its events say it is.
+    pub fn summary(&self) -> Summary {
+        let ended = self.ended.get();
+        Summary {
+            status: if ended.is_some() {
+                Status::Completed
+            } else {
+                Status::Active
+            },
+            started_at: self.started.get().copied().or(self.earliest_at),
+            stopped_at: ended.map(|e| e.0),
+            stop_reason: ended.and_then(|e| e.1).or(self.stop_reason.get().copied()),
+            evse: self.evse.get().copied(),
+            id_token: self.id_token.get().cloned(),
+            stop_token: self.stop_token.get().cloned(),
+            remote_start_id: self.remote_start_id.get().copied(),
+            reservation_id: self.reservation_id.get().copied(),
+            offline: self.offline,
+            import: self.meter(Register::Import),
+            export: self.meter(Register::Export),
+        }
+    }
+
+    /// Start, last/stop and energy of one register.
+    pub fn meter(&self, register: Register) -> Option<Meter> {
+        let policy = &self.policy;
+        // readings of this register in time order; at one instant Begin < Other < End
+        let all: Vec<(DateTime<Utc>, ReadingContext, Decimal)> = self
+            .readings
+            .range((register, DateTime::<Utc>::MIN_UTC, ReadingContext::Begin)..)
+            .take_while(|((r, _, _), _)| *r == register)
+            .map(|(&(_, at, ctx), &wh)| (at, ctx, wh))
+            .collect();
+        if all.is_empty() {
+            return None;
+        }
+        let first = all
+            .iter()
+            .position(|r| r.1 == ReadingContext::Begin)
+            .unwrap_or(0);
+        let last = match all.iter().rposition(|r| r.1 == ReadingContext::End) {
+            Some(i) if i >= first => i,
+            _ => all.len() - 1,
+        };
+        let window = &all[first..=last];
+        let mut energy = Decimal::ZERO;
+        for pair in window.windows(2) {
+            let (t0, _, a) = pair[0];
+            let (t1, _, b) = pair[1];
+            if b <= a {
+                continue; // reset (or no change)
+            }
+            let step = b - a;
+            let seconds = Decimal::from((t1 - t0).num_seconds().max(0));
+            let possible = policy.max_power_w * seconds / Decimal::from(3600) + policy.slack_wh;
+            if step <= possible {
+                energy += step;
+            }
+        }
+        Some(Meter {
+            start_wh: window[0].2,
+            last_wh: window[window.len() - 1].2,
+            energy_wh: energy,
+        })
+    }
+}
+
+// ---- conversions from the typed messages ----
+
+fn wh_from(value: Decimal, unit: Option<&str>, multiplier: Option<i32>) -> Option<Decimal> {
+    let scale = match unit.unwrap_or("Wh") {
+        u if u.eq_ignore_ascii_case("Wh") => Decimal::ONE,
+        u if u.eq_ignore_ascii_case("kWh") => Decimal::from(1000),
+        _ => return None,
+    };
+    let mut v = value.checked_mul(scale)?;
+    let m = multiplier.unwrap_or(0);
+    if !(-28..=28).contains(&m) {
+        return None;
+    }
+    let ten = Decimal::from(10);
+    for _ in 0..m.unsigned_abs() {
+        v = if m > 0 {
+            v.checked_mul(ten)?
+        } else {
+            v.checked_div(ten)?
+        };
+    }
+    Some(v)
+}
+
+fn evse16(connector_id: i32) -> Option<EvseRef> {
+    u32::try_from(connector_id)
+        .ok()
+        .filter(|&c| c > 0)
+        .map(|evse_id| EvseRef {
+            evse_id,
+            connector_id: None,
+        })
+}
+
+fn context16(c: Option<v16::ReadingContext>) -> ReadingContext {
+    match c {
+        Some(v16::ReadingContext::TransactionBegin) => ReadingContext::Begin,
+        Some(v16::ReadingContext::TransactionEnd) => ReadingContext::End,
+        _ => ReadingContext::Other,
+    }
+}
+
+/// A 1.6 sampled value as a reading: energy registers of the whole outlet in
+/// plain (not signed) format only.
+#[allow(clippy::too_many_arguments)]
+fn reading16(
+    at: DateTime<Utc>,
+    value: &str,
+    context: Option<v16::ReadingContext>,
+    format: Option<v16::ValueFormat>,
+    measurand: Option<v16::Measurand>,
+    phase: bool,
+    location: Option<v16::Location>,
+    unit: Option<&str>,
+) -> Result<Option<Reading>, ()> {
+    let register = match measurand {
+        None | Some(v16::Measurand::EnergyActiveImportRegister) => Register::Import,
+        Some(v16::Measurand::EnergyActiveExportRegister) => Register::Export,
+        Some(_) => return Ok(None),
+    };
+    if phase || !matches!(location, None | Some(v16::Location::Outlet)) {
+        return Ok(None);
+    }
+    if format == Some(v16::ValueFormat::SignedData) {
+        return Err(());
+    }
+    let value: Decimal = value.trim().parse().map_err(|_| ())?;
+    let wh = wh_from(value, unit, None).ok_or(())?;
+    Ok(Some(Reading {
+        at,
+        register,
+        context: context16(context),
+        wh,
+    }))
+}
+
+fn readings16<'a>(
+    values: impl Iterator<Item = (DateTime<Utc>, &'a [v16::SampledValue])>,
+    readings: &mut Vec<Reading>,
+    skipped: &mut usize,
+) {
+    for (at, samples) in values {
+        for s in samples {
+            match reading16(
+                at,
+                &s.value,
+                s.context,
+                s.format,
+                s.measurand,
+                s.phase.is_some(),
+                s.location,
+                s.unit.map(|u| u.as_str()),
+            ) {
+                Ok(Some(r)) => readings.push(r),
+                Ok(None) => {}
+                Err(()) => *skipped += 1,
+            }
+        }
+    }
+}
+
+impl From<&v16::StartTransactionRequest> for TxEvent {
+    fn from(m: &v16::StartTransactionRequest) -> Self {
+        TxEvent {
+            kind: EventKind::Started,
+            id: EventId::Start16,
+            timestamp: m.timestamp,
+            evse: evse16(m.connector_id),
+            id_token: Some(IdToken::id_tag(m.id_tag.as_str())),
+            remote_start_id: None,
+            reservation_id: m.reservation_id,
+            offline: false,
+            stopped_reason: None,
+            readings: vec![Reading {
+                at: m.timestamp,
+                register: Register::Import,
+                context: ReadingContext::Begin,
+                wh: Decimal::from(m.meter_start),
+            }],
+            skipped_samples: 0,
+        }
+    }
+}
+
+impl From<&v16::StopTransactionRequest> for TxEvent {
+    fn from(m: &v16::StopTransactionRequest) -> Self {
+        let mut readings = vec![Reading {
+            at: m.timestamp,
+            register: Register::Import,
+            context: ReadingContext::End,
+            wh: Decimal::from(m.meter_stop),
+        }];
+        let mut skipped = 0;
+        // transactionData uses the same sampled-value shape under another name
+        for d in m.transaction_data.iter().flatten() {
+            for s in &d.sampled_value {
+                match reading16(
+                    d.timestamp,
+                    &s.value,
+                    s.context,
+                    s.format,
+                    s.measurand,
+                    s.phase.is_some(),
+                    s.location,
+                    s.unit.map(|u| u.as_str()),
+                ) {
+                    Ok(Some(r)) => readings.push(r),
+                    Ok(None) => {}
+                    Err(()) => skipped += 1,
+                }
+            }
+        }
+        TxEvent {
+            kind: EventKind::Ended,
+            id: EventId::Stop16,
+            timestamp: m.timestamp,
+            evse: None,
+            id_token: m.id_tag.as_ref().map(|t| IdToken::id_tag(t.as_str())),
+            remote_start_id: None,
+            reservation_id: None,
+            offline: false,
+            stopped_reason: Some(m.reason.map_or(StopReason::Local, StopReason::from)),
+            readings,
+            skipped_samples: skipped,
+        }
+    }
+}
+
+impl From<&v16::MeterValuesRequest> for TxEvent {
+    /// A 1.6 `MeterValues` as an `Updated` event of the transaction its
+    /// `transactionId` names (the caller routes it; without one it belongs to
+    /// no transaction). Its time is its earliest sample's.
+    fn from(m: &v16::MeterValuesRequest) -> Self {
+        let mut readings = Vec::new();
+        let mut skipped = 0;
+        readings16(
+            m.meter_value
+                .iter()
+                .map(|v| (v.timestamp, v.sampled_value.as_slice())),
+            &mut readings,
+            &mut skipped,
+        );
+        TxEvent {
+            kind: EventKind::Updated,
+            id: EventId::Meter16,
+            timestamp: m
+                .meter_value
+                .iter()
+                .map(|v| v.timestamp)
+                .min()
+                .unwrap_or(DateTime::<Utc>::MIN_UTC),
+            evse: evse16(m.connector_id),
+            id_token: None,
+            remote_start_id: None,
+            reservation_id: None,
+            offline: false,
+            stopped_reason: None,
+            readings,
+            skipped_samples: skipped,
+        }
+    }
+}
+
+impl StopReason {
+    const ALL: [StopReason; 23] = [
+        StopReason::DeAuthorized,
+        StopReason::EmergencyStop,
+        StopReason::EnergyLimitReached,
+        StopReason::EVDisconnected,
+        StopReason::GroundFault,
+        StopReason::HardReset,
+        StopReason::ImmediateReset,
+        StopReason::Local,
+        StopReason::LocalOutOfCredit,
+        StopReason::MasterPass,
+        StopReason::Other,
+        StopReason::OvercurrentFault,
+        StopReason::PowerLoss,
+        StopReason::PowerQuality,
+        StopReason::Reboot,
+        StopReason::Remote,
+        StopReason::ReqEnergyTransferRejected,
+        StopReason::SoftReset,
+        StopReason::SOCLimitReached,
+        StopReason::StoppedByEV,
+        StopReason::TimeLimitReached,
+        StopReason::Timeout,
+        StopReason::UnlockCommand,
+    ];
+
+    /// The wire name (the same in every version that has the value).
+    pub fn as_wire(self) -> &'static str {
+        match self {
+            StopReason::DeAuthorized => "DeAuthorized",
+            StopReason::EmergencyStop => "EmergencyStop",
+            StopReason::EnergyLimitReached => "EnergyLimitReached",
+            StopReason::EVDisconnected => "EVDisconnected",
+            StopReason::GroundFault => "GroundFault",
+            StopReason::HardReset => "HardReset",
+            StopReason::ImmediateReset => "ImmediateReset",
+            StopReason::Local => "Local",
+            StopReason::LocalOutOfCredit => "LocalOutOfCredit",
+            StopReason::MasterPass => "MasterPass",
+            StopReason::Other => "Other",
+            StopReason::OvercurrentFault => "OvercurrentFault",
+            StopReason::PowerLoss => "PowerLoss",
+            StopReason::PowerQuality => "PowerQuality",
+            StopReason::Reboot => "Reboot",
+            StopReason::Remote => "Remote",
+            StopReason::ReqEnergyTransferRejected => "ReqEnergyTransferRejected",
+            StopReason::SoftReset => "SoftReset",
+            StopReason::SOCLimitReached => "SOCLimitReached",
+            StopReason::StoppedByEV => "StoppedByEV",
+            StopReason::TimeLimitReached => "TimeLimitReached",
+            StopReason::Timeout => "Timeout",
+            StopReason::UnlockCommand => "UnlockCommand",
+        }
+    }
+
+    /// The reason a wire name names, `None` for a name no version has.
+    pub fn from_wire(s: &str) -> Option<StopReason> {
+        StopReason::ALL.into_iter().find(|r| r.as_wire() == s)
+    }
+}
+
+impl From<v16::Reason> for StopReason {
+    fn from(r: v16::Reason) -> Self {
+        StopReason::from_wire(r.as_str()).unwrap_or(StopReason::Other)
+    }
+}
+
+impl From<v201::ReasonEnumType> for StopReason {
+    fn from(r: v201::ReasonEnumType) -> Self {
+        StopReason::from_wire(r.as_str()).unwrap_or(StopReason::Other)
+    }
+}
+
+impl From<v21::ReasonEnumType> for StopReason {
+    fn from(r: v21::ReasonEnumType) -> Self {
+        StopReason::from_wire(r.as_str()).unwrap_or(StopReason::Other)
+    }
+}
+
+/// One 2.x `TransactionEventRequest` as a model event; the same code for
+/// 2.0.1 and 2.1 (their types differ in name only where it does not matter here).
+macro_rules! transaction_event_2x {
+    ($ver:ident) => {
+        impl From<&$ver::TransactionEventRequest> for TxEvent {
+            fn from(m: &$ver::TransactionEventRequest) -> Self {
+                let mut readings = Vec::new();
+                let mut skipped = 0;
+                for mv in m.meter_value.iter().flatten() {
+                    for s in &mv.sampled_value {
+                        let register = match s.measurand {
+                            None | Some($ver::MeasurandEnumType::EnergyActiveImportRegister) => {
+                                Register::Import
+                            }
+                            Some($ver::MeasurandEnumType::EnergyActiveExportRegister) => {
+                                Register::Export
+                            }
+                            Some(_) => continue,
+                        };
+                        if s.phase.is_some()
+                            || !matches!(s.location, None | Some($ver::LocationEnumType::Outlet))
+                        {
+                            continue;
+                        }
+                        let unit = s.unit_of_measure.as_ref();
+                        let Some(wh) = wh_from(
+                            s.value,
+                            unit.and_then(|u| u.unit.as_ref()).map(|u| u.as_str()),
+                            unit.and_then(|u| u.multiplier),
+                        ) else {
+                            skipped += 1;
+                            continue;
+                        };
+                        let context = match s.context {
+                            Some($ver::ReadingContextEnumType::TransactionBegin) => {
+                                ReadingContext::Begin
+                            }
+                            Some($ver::ReadingContextEnumType::TransactionEnd) => {
+                                ReadingContext::End
+                            }
+                            _ => ReadingContext::Other,
+                        };
+                        readings.push(Reading {
+                            at: mv.timestamp,
+                            register,
+                            context,
+                            wh,
+                        });
+                    }
+                }
+                let info = &m.transaction_info;
+                TxEvent {
+                    kind: match m.event_type {
+                        $ver::TransactionEventEnumType::Started => EventKind::Started,
+                        $ver::TransactionEventEnumType::Ended => EventKind::Ended,
+                        _ => EventKind::Updated,
+                    },
+                    // the schema has no minimum: a negative seqNo is kept distinct from every valid one
+                    id: EventId::Seq(m.seq_no as u32),
+                    timestamp: m.timestamp,
+                    evse: m.evse.as_ref().and_then(|e| {
+                        Some(EvseRef {
+                            evse_id: u32::try_from(e.id).ok()?,
+                            connector_id: e.connector_id.and_then(|c| u32::try_from(c).ok()),
+                        })
+                    }),
+                    id_token: m.id_token.as_ref().map(IdToken::from),
+                    remote_start_id: info.remote_start_id,
+                    reservation_id: m.reservation_id,
+                    offline: m.offline.unwrap_or(false),
+                    stopped_reason: match m.event_type {
+                        $ver::TransactionEventEnumType::Ended => Some(
+                            info.stopped_reason.map_or(StopReason::Local, StopReason::from),
+                        ),
+                        _ => info.stopped_reason.map(StopReason::from),
+                    },
+                    readings,
+                    skipped_samples: skipped,
+                }
+            }
+        }
+    };
+}
+transaction_event_2x!(v201);
+transaction_event_2x!(v21);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn t(min: i64) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 1, 1, 10, 0, 0).unwrap() + chrono::Duration::minutes(min)
+    }
+
+    fn ev(kind: EventKind, seq: u32, min: i64, wh: &[(i64, i64, ReadingContext)]) -> TxEvent {
+        TxEvent {
+            kind,
+            id: EventId::Seq(seq),
+            timestamp: t(min),
+            evse: Some(EvseRef {
+                evse_id: 1,
+                connector_id: Some(1),
+            }),
+            id_token: (kind == EventKind::Started).then(|| IdToken::id_tag("A")),
+            remote_start_id: None,
+            reservation_id: None,
+            offline: false,
+            stopped_reason: (kind == EventKind::Ended).then_some(StopReason::EVDisconnected),
+            readings: wh
+                .iter()
+                .map(|&(m, v, context)| Reading {
+                    at: t(m),
+                    register: Register::Import,
+                    context,
+                    wh: Decimal::from(v),
+                })
+                .collect(),
+            skipped_samples: 0,
+        }
+    }
+
+    fn energy(events: &[TxEvent]) -> Decimal {
+        let mut tx = Transaction::default();
+        for e in events {
+            tx.apply(e);
+        }
+        tx.summary()
+            .energy_wh(Register::Import)
+    }
+
+    use ReadingContext::{Begin, End, Other};
+
+    #[test]
+    fn a_register_reset_counts_from_the_new_value() {
+        // 1000 → 2000, new meter at 100 → 600: 1000 + 500
+        let e = energy(&[
+            ev(EventKind::Started, 0, 0, &[(0, 1000, Begin)]),
+            ev(EventKind::Updated, 1, 10, &[(10, 2000, Other)]),
+            ev(EventKind::Updated, 2, 20, &[(20, 100, Other)]),
+            ev(EventKind::Ended, 3, 30, &[(30, 600, End)]),
+        ]);
+        assert_eq!(e, Decimal::from(1500));
+    }
+
+    #[test]
+    fn an_impossible_jump_does_not_count() {
+        // 1 GWh in one minute is a glitch; the 500 Wh after it count
+        let e = energy(&[
+            ev(EventKind::Started, 0, 0, &[(0, 1000, Begin)]),
+            ev(EventKind::Updated, 1, 1, &[(1, 1_000_001_000, Other)]),
+            ev(EventKind::Ended, 2, 2, &[(2, 1_000_001_500, End)]),
+        ]);
+        assert_eq!(e, Decimal::from(500));
+    }
+
+    #[test]
+    fn readings_before_begin_and_after_end_are_outside_the_session() {
+        let e = energy(&[
+            ev(EventKind::Updated, 1, -5, &[(-5, 10, Other)]),
+            ev(EventKind::Started, 0, 0, &[(0, 1000, Begin)]),
+            ev(EventKind::Ended, 2, 30, &[(30, 4000, End)]),
+            ev(EventKind::Updated, 3, 40, &[(40, 9000, Other)]),
+        ]);
+        assert_eq!(e, Decimal::from(3000));
+    }
+
+    #[test]
+    fn missing_started_is_reconstructed() {
+        let mut tx = Transaction::default();
+        let mut upd = ev(EventKind::Updated, 3, 5, &[(5, 1200, Other)]);
+        upd.id_token = Some(IdToken::id_tag("B"));
+        assert_eq!(tx.apply(&upd).effects, vec![Effect::Opened]);
+        let end = ev(EventKind::Ended, 4, 30, &[(30, 2200, End)]);
+        assert_eq!(tx.apply(&end).effects, vec![Effect::Completed]);
+        let s = tx.summary();
+        assert_eq!(s.started_at, Some(t(5)));
+        assert_eq!(s.id_token, Some(IdToken::id_tag("B")));
+        assert_eq!(s.import.unwrap().start_wh, Decimal::from(1200));
+        assert_eq!(s.energy_wh(Register::Import), Decimal::from(1000));
+        assert_eq!(s.stop_reason, Some(StopReason::EVDisconnected));
+    }
+
+    #[test]
+    fn a_late_event_after_completion_is_an_amendment_and_a_replay_is_a_duplicate() {
+        let mut tx = Transaction::default();
+        tx.apply(&ev(EventKind::Started, 0, 0, &[(0, 1000, Begin)]));
+        tx.apply(&ev(EventKind::Ended, 5, 30, &[(30, 3000, End)]));
+        // a reset in between, reported late, changes the energy
+        let late = ev(EventKind::Updated, 3, 20, &[(20, 50, Other)]);
+        assert_eq!(tx.apply(&late).effects, vec![Effect::AmendedAfterCompletion]);
+        assert!(tx.apply(&late).duplicate);
+        // a late event that changes no figure is no amendment
+        let mut quiet = ev(EventKind::Updated, 4, 25, &[]);
+        quiet.evse = None;
+        assert_eq!(tx.apply(&quiet), Applied::default());
+    }
+
+    #[test]
+    fn stop_reasons_of_every_version_keep_their_name() {
+        for r in StopReason::ALL {
+            assert_eq!(StopReason::from_wire(r.as_wire()), Some(r));
+        }
+        assert_eq!(StopReason::from(v16::Reason::UnlockCommand), StopReason::UnlockCommand);
+        assert_eq!(StopReason::from(v16::Reason::HardReset), StopReason::HardReset);
+        assert_eq!(
+            StopReason::from(v201::ReasonEnumType::SOCLimitReached),
+            StopReason::SOCLimitReached
+        );
+        assert_eq!(
+            StopReason::from(v21::ReasonEnumType::ReqEnergyTransferRejected),
+            StopReason::ReqEnergyTransferRejected
+        );
+    }
+
+    #[test]
+    fn units_and_multipliers() {
+        assert_eq!(
+            wh_from(Decimal::new(15, 1), Some("kWh"), None),
+            Some(Decimal::from(1500))
+        );
+        assert_eq!(
+            wh_from(Decimal::from(15), Some("Wh"), Some(2)),
+            Some(Decimal::from(1500))
+        );
+        assert_eq!(
+            wh_from(Decimal::from(1500), Some("Wh"), Some(-3)),
+            Some(Decimal::new(15, 1))
+        );
+        assert_eq!(wh_from(Decimal::ONE, Some("varh"), None), None);
+        assert_eq!(wh_from(Decimal::ONE, None, Some(99)), None);
+    }
+}
