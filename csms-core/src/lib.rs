@@ -7,6 +7,13 @@
 //!   (`TransactionEvent`): duplicates answered as the first time, events in
 //!   any order giving the same session, meter resets and jumps, a missing
 //!   `Started` reconstructed;
+//! - [`authorization`]: id-token decisions (status, expiry, groups, master
+//!   pass, concurrent transactions, who may stop, cache expiry) in every
+//!   version's answer type, and local authorization list versions
+//!   (full/differential);
+//! - [`connector`]: EVSE and connector status (1.6 connector 0, 2.x
+//!   EVSE + connector; Faulted/Unavailable/Occupied/Reserved precedence,
+//!   operator availability, reservations, status after reboot);
 //! - [`token`]: id tokens of every version in one type.
 //!
 //! # What this crate does not do
@@ -46,6 +53,8 @@
 //! # Ok::<(), serde_json::Error>(())
 //! ```
 
+pub mod authorization;
+pub mod connector;
 pub mod token;
 pub mod transaction;
 

@@ -147,10 +147,7 @@ mod tests {
     #[test]
     fn rfid_uids_and_id_tags_look_up_without_case() {
         assert_eq!(IdToken::id_tag("04a1b2").key(), "04A1B2");
-        assert_eq!(
-            IdToken::new("04a1b2", TokenKind::Iso14443).key(),
-            "04A1B2"
-        );
+        assert_eq!(IdToken::new("04a1b2", TokenKind::Iso14443).key(), "04A1B2");
         assert_eq!(
             IdToken::new("NL-TNM-abc", TokenKind::Emaid).key(),
             "NL-TNM-abc"

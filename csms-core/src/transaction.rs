@@ -95,8 +95,8 @@ pub enum EventId {
     Stop16,
 }
 
-/// Where the transaction takes place. A 1.6 connector id is the EVSE id
-/// (1.6 has one connector per "connector"), with no connector id.
+/// Where the transaction takes place. A 1.6 connector `N` is EVSE `N`,
+/// connector 1 (as in [`crate::connector`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct EvseRef {
     /// 2.x EVSE id, 1.6 connector id.
@@ -559,7 +559,7 @@ fn evse16(connector_id: i32) -> Option<EvseRef> {
         .filter(|&c| c > 0)
         .map(|evse_id| EvseRef {
             evse_id,
-            connector_id: None,
+            connector_id: Some(1),
         })
 }
 
@@ -884,7 +884,8 @@ macro_rules! transaction_event_2x {
                     offline: m.offline.unwrap_or(false),
                     stopped_reason: match m.event_type {
                         $ver::TransactionEventEnumType::Ended => Some(
-                            info.stopped_reason.map_or(StopReason::Local, StopReason::from),
+                            info.stopped_reason
+                                .map_or(StopReason::Local, StopReason::from),
                         ),
                         _ => info.stopped_reason.map(StopReason::from),
                     },
@@ -939,8 +940,7 @@ mod tests {
         for e in events {
             tx.apply(e);
         }
-        tx.summary()
-            .energy_wh(Register::Import)
+        tx.summary().energy_wh(Register::Import)
     }
 
     use ReadingContext::{Begin, End, Other};
@@ -1002,7 +1002,10 @@ mod tests {
         tx.apply(&ev(EventKind::Ended, 5, 30, &[(30, 3000, End)]));
         // a reset in between, reported late, changes the energy
         let late = ev(EventKind::Updated, 3, 20, &[(20, 50, Other)]);
-        assert_eq!(tx.apply(&late).effects, vec![Effect::AmendedAfterCompletion]);
+        assert_eq!(
+            tx.apply(&late).effects,
+            vec![Effect::AmendedAfterCompletion]
+        );
         assert!(tx.apply(&late).duplicate);
         // a late event that changes no figure is no amendment
         let mut quiet = ev(EventKind::Updated, 4, 25, &[]);
@@ -1015,8 +1018,14 @@ mod tests {
         for r in StopReason::ALL {
             assert_eq!(StopReason::from_wire(r.as_wire()), Some(r));
         }
-        assert_eq!(StopReason::from(v16::Reason::UnlockCommand), StopReason::UnlockCommand);
-        assert_eq!(StopReason::from(v16::Reason::HardReset), StopReason::HardReset);
+        assert_eq!(
+            StopReason::from(v16::Reason::UnlockCommand),
+            StopReason::UnlockCommand
+        );
+        assert_eq!(
+            StopReason::from(v16::Reason::HardReset),
+            StopReason::HardReset
+        );
         assert_eq!(
             StopReason::from(v201::ReasonEnumType::SOCLimitReached),
             StopReason::SOCLimitReached

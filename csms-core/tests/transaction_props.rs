@@ -38,11 +38,7 @@ fn registers() -> impl Strategy<Value = Vec<i64>> {
 /// forward steps between consecutive readings (all plausible: ≤ 5 kWh a
 /// minute is far below 1 MW).
 fn expected_energy(regs: &[i64]) -> Decimal {
-    Decimal::from(
-        regs.windows(2)
-            .map(|w| (w[1] - w[0]).max(0))
-            .sum::<i64>(),
-    )
+    Decimal::from(regs.windows(2).map(|w| (w[1] - w[0]).max(0)).sum::<i64>())
 }
 
 fn v2x_events(regs: &[i64]) -> Vec<TxEvent> {
@@ -112,10 +108,18 @@ fn run(events: &[TxEvent]) -> Transaction {
     for e in events {
         let a = tx.apply(e);
         opened += a.effects.iter().filter(|e| **e == Effect::Opened).count();
-        completed += a.effects.iter().filter(|e| **e == Effect::Completed).count();
+        completed += a
+            .effects
+            .iter()
+            .filter(|e| **e == Effect::Completed)
+            .count();
     }
     assert_eq!(opened, 1, "opened exactly once");
-    assert_eq!(completed, usize::from(tx.is_completed()), "completed at most once");
+    assert_eq!(
+        completed,
+        usize::from(tx.is_completed()),
+        "completed at most once"
+    );
     tx
 }
 
