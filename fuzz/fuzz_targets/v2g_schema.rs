@@ -3,7 +3,9 @@
 //! and as a fragment (what signatures digest) of it or of the xmldsig set:
 //! never a panic; whatever decodes re-encodes to bytes that decode the same,
 //! unless it carried an untyped value outside its facets (a non-strict
-//! deviation that is read but never written: then a value error).
+//! deviation that is read but never written: then a value error). The
+//! lenient policy reads every document strict decoding reads, the same and
+//! without warnings, and what else it reads only with a warning.
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -20,10 +22,21 @@ fuzz_target!(|data: &[u8]| {
                 Err(e) => assert!(matches!(e, evproto_iso15118::exi::ExiError::Value { .. }), "{e}"),
             }
         }
-    } else if let Ok(doc) = set.decode(rest) {
-        match set.encode(&doc) {
-            Ok(bytes) => assert_eq!(set.decode(&bytes).expect("re-encoded document decodes"), doc),
-            Err(e) => assert!(matches!(e, evproto_iso15118::exi::ExiError::Value { .. }), "{e}"),
+    } else {
+        let strict = set.decode(rest);
+        if let Ok(doc) = &strict {
+            match set.encode(doc) {
+                Ok(bytes) => assert_eq!(&set.decode(&bytes).expect("re-encoded document decodes"), doc),
+                Err(e) => assert!(matches!(e, evproto_iso15118::exi::ExiError::Value { .. }), "{e}"),
+            }
+        }
+        // lenient reads everything strict reads, the same, without a warning
+        let lenient = set.decode_with(rest, &evproto_iso15118::lenient::Policy::lenient());
+        match (strict, lenient) {
+            (Ok(doc), Ok((again, warnings))) => assert_eq!((doc, warnings), (again, vec![])),
+            (Ok(_), Err(e)) => panic!("lenient refuses what strict reads: {e}"),
+            (Err(_), Ok((_, warnings))) => assert!(!warnings.is_empty(), "accepted without a warning"),
+            (Err(_), Err(_)) => {}
         }
     }
 });

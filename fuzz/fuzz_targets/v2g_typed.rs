@@ -3,7 +3,9 @@
 //! differentially against the XSD-driven engine: never a panic; the typed
 //! decoder accepts exactly what the engine accepts, with the same JSON view;
 //! what decodes re-encodes to bytes that decode the same (or, for an untyped
-//! value outside its facets, read but never written, to a value error).
+//! value outside its facets, read but never written, to a value error);
+//! under the lenient policy both accept the same bytes with the same
+//! warnings.
 use evproto_iso15118::messages::{din, iso2, iso20, iso20_ac, iso20_acdp, iso20_dc, iso20_wpt};
 use libfuzzer_sys::fuzz_target;
 
@@ -21,6 +23,16 @@ macro_rules! check {
                 }
             }
             Err(_) => assert!(engine.is_err(), "the engine accepts what the typed decoder refuses"),
+        }
+        // lenient: the same deviations accepted, with the same warnings
+        let policy = evproto_iso15118::lenient::Policy::lenient();
+        let engine = evproto_iso15118::schema::by_name($set).expect("schemas load").decode_with($bytes, &policy);
+        match $module::Message::decode_with($bytes, &policy) {
+            Ok((m, warnings)) => {
+                let view = serde_json::to_value(&m).expect("serializes");
+                assert_eq!(Some(&(view, warnings)), engine.as_ref().ok(), "the engine reads it otherwise");
+            }
+            Err(_) => assert!(engine.is_err(), "the engine accepts what the typed decoder refuses (lenient)"),
         }
     }};
 }

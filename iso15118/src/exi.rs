@@ -20,8 +20,9 @@
 //! Reading never allocates more than the input can justify: every length is
 //! checked against the bits left before anything is reserved.
 
-/// Why a stream could not be read.
+/// Why a stream could not be read (or a value not written).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ExiError {
     /// The stream ended early.
     #[error("EXI stream ends early (needed {needed} more bits)")]
@@ -59,10 +60,28 @@ pub enum ExiError {
     /// never produces.
     #[error("string table hit in a stream with an empty value table")]
     StringTableHit,
-    /// Bits after the end of the document that are not padding.
+    /// Bytes after the end of the document (beyond the padding of its last
+    /// byte); [`crate::lenient::Policy::trailing_bytes`] accepts them.
     #[error("{0} bytes after the end of the EXI document")]
     Trailing(usize),
+    /// A decoded integer outside its schema facet (`minInclusive` /
+    /// `maxInclusive`, or the range of its built-in type);
+    /// [`crate::lenient::Policy::integer_outside_facet`] accepts one that
+    /// fits the field's Rust type.
+    #[error("integer {value} outside its facet {min}..={max} at bit {bit}")]
+    IntegerOutsideFacet {
+        /// The value read.
+        value: i128,
+        /// The facet's minimum.
+        min: i128,
+        /// The facet's maximum.
+        max: i128,
+        /// Where the value starts (bit offset from the start of the stream).
+        bit: usize,
+    },
 }
+
+use crate::lenient::{Policy, State, Warning, WarningKind};
 
 /// Writes bits, most significant first, into bytes.
 #[derive(Debug, Default, Clone)]
@@ -141,16 +160,88 @@ pub fn width(n: u32) -> u32 {
 }
 
 /// Reads bits, most significant first.
+///
+/// A reader is strict unless given a lenient [`Policy`]
+/// ([`BitReader::with_policy`]); then the value readers of
+/// [`crate::grammar`] accept what the policy allows, and
+/// [`BitReader::finish`] returns the [`Warning`]s.
 #[derive(Debug, Clone)]
 pub struct BitReader<'a> {
     bytes: &'a [u8],
     pos: usize,
+    /// `None` when strict: nothing is tracked.
+    lenient: Option<Box<State>>,
 }
 
 impl<'a> BitReader<'a> {
-    /// A reader at the first bit of `bytes`.
+    /// A strict reader at the first bit of `bytes`.
     pub fn new(bytes: &'a [u8]) -> Self {
-        BitReader { bytes, pos: 0 }
+        BitReader {
+            bytes,
+            pos: 0,
+            lenient: None,
+        }
+    }
+
+    /// The reader under `policy` (a strict policy keeps it strict).
+    pub fn with_policy(mut self, policy: &Policy) -> Self {
+        self.lenient = (!policy.is_strict()).then(|| {
+            Box::new(State {
+                policy: *policy,
+                ..State::default()
+            })
+        });
+        self
+    }
+
+    /// The policy the reader decodes under.
+    pub fn policy(&self) -> Policy {
+        self.lenient
+            .as_ref()
+            .map_or_else(Policy::strict, |l| l.policy)
+    }
+
+    /// Bits read so far (the header byte included).
+    pub fn position(&self) -> usize {
+        self.pos
+    }
+
+    /// Records a deviation starting at bit `bit` when the policy accepts it
+    /// (`allowed` of the policy); `false` when the reader must refuse it.
+    pub(crate) fn accept(
+        &mut self,
+        allowed: impl FnOnce(&Policy) -> bool,
+        bit: usize,
+        kind: WarningKind,
+    ) -> bool {
+        match &mut self.lenient {
+            Some(l) if allowed(&l.policy) => {
+                l.warn(bit, kind);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// An element starts (a lenient reader names it in its warnings).
+    pub(crate) fn enter(&mut self, name: &str) {
+        if let Some(l) = &mut self.lenient {
+            l.path.push(name.to_string());
+        }
+    }
+
+    /// An attribute's value follows.
+    pub(crate) fn enter_attr(&mut self, name: &str) {
+        if let Some(l) = &mut self.lenient {
+            l.path.push(format!("@{name}"));
+        }
+    }
+
+    /// The element (or attribute) last entered ends.
+    pub(crate) fn leave(&mut self) {
+        if let Some(l) = &mut self.lenient {
+            l.path.pop();
+        }
     }
 
     /// Bits not read yet.
@@ -236,13 +327,30 @@ impl<'a> BitReader<'a> {
         Ok(s)
     }
 
-    /// Checks that only padding follows (zero bits of the last byte).
-    pub fn finish(self) -> Result<(), ExiError> {
-        let rest = self.bytes.len() - self.pos.div_ceil(8);
+    /// Checks that only padding follows (the bits of the last byte), and
+    /// returns the warnings of a lenient reader (none when strict).
+    ///
+    /// # Errors
+    ///
+    /// [`ExiError::Trailing`] when whole bytes follow and the policy does
+    /// not accept them.
+    pub fn finish(mut self) -> Result<Vec<Warning>, ExiError> {
+        let end = self.pos.div_ceil(8);
+        let rest = self.bytes.len() - end;
         if rest > 0 {
-            return Err(ExiError::Trailing(rest));
+            if let Some(l) = &mut self.lenient {
+                // outside the root element
+                l.path.clear();
+            }
+            if !self.accept(
+                |p| p.trailing_bytes,
+                end * 8,
+                WarningKind::TrailingBytes { count: rest },
+            ) {
+                return Err(ExiError::Trailing(rest));
+            }
         }
-        Ok(())
+        Ok(self.lenient.map(|l| l.warnings).unwrap_or_default())
     }
 }
 

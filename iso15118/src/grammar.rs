@@ -9,10 +9,14 @@
 //! the content in the start tag).
 //!
 //! [`Enc`] and [`Dec`] walk those states for generated code; the typed
-//! value helpers (`string_elem`, `int_elem`…) code simple content the way
-//! the engine does.
+//! value helpers (`string_elem`, `dec_int`…) code simple content the way
+//! the engine does. The lenient policy ([`crate::lenient`]) lives here and
+//! in the [`BitReader`], not in generated code: [`dec_int`] accepts an
+//! integer outside its facet when the reader's policy allows it, and
+//! [`Dec`] names each element it enters for the warnings' paths.
 
 use crate::exi::{width, BitReader, BitWriter, ExiError, SECOND_LEVEL_START};
+use crate::lenient::WarningKind;
 
 /// What a state computation needs of a particle.
 pub trait Counts {
@@ -30,6 +34,9 @@ pub trait Counts {
 pub struct P {
     /// Alternatives.
     pub alts: u32,
+    /// The alternatives' element names (local names, `*` for a wildcard),
+    /// for the element paths of lenient warnings.
+    pub names: &'static [&'static str],
     /// Minimum occurrences.
     pub min: u32,
     /// Maximum occurrences (`u32::MAX` unbounded).
@@ -53,6 +60,8 @@ impl Counts for P {
 pub struct Grammar {
     /// Whether each attribute is required, in EXI (name) order.
     pub attrs: &'static [bool],
+    /// The attributes' names, in the same order.
+    pub attr_names: &'static [&'static str],
     /// The content particles (empty for simple content).
     pub particles: &'static [P],
     /// Mixed content: a CH production after EE in every content state.
@@ -289,6 +298,9 @@ pub struct Dec {
     chars_done: bool,
     i: usize,
     count: u32,
+    /// The attribute or element last returned is open in the reader's path
+    /// (until the next event is read).
+    open: bool,
 }
 
 impl Dec {
@@ -301,11 +313,32 @@ impl Dec {
             chars_done: false,
             i: 0,
             count: 0,
+            open: false,
         }
     }
 
-    /// The next event.
+    /// The next event. An attribute or element it returns is named in the
+    /// reader's path (for lenient warnings) while its value is read.
     pub fn next(&mut self, r: &mut BitReader<'_>) -> Result<Ev, ExiError> {
+        if std::mem::take(&mut self.open) {
+            r.leave();
+        }
+        let ev = self.read(r)?;
+        match ev {
+            Ev::Attr(k) => {
+                r.enter_attr(self.g.attr_names[k]);
+                self.open = true;
+            }
+            Ev::Elem(j, alt) => {
+                r.enter(self.g.particles[j].names[alt as usize]);
+                self.open = true;
+            }
+            Ev::Chars | Ev::End => {}
+        }
+        Ok(ev)
+    }
+
+    fn read(&mut self, r: &mut BitReader<'_>) -> Result<Ev, ExiError> {
         let g = self.g;
         if !self.started && self.k0 < g.attrs.len() {
             let first = if g.simple {
@@ -458,8 +491,12 @@ pub fn enc_int(w: &mut BitWriter, n: i128, min: i128, max: i128) -> Result<(), E
     Ok(())
 }
 
-/// Reads an integer value and checks its bounds.
+/// Reads an integer value and checks its bounds. A lenient reader
+/// ([`crate::lenient::Policy::integer_outside_facet`]) accepts a value
+/// outside them that fits the Rust type generated code holds the range in
+/// ([`int_type`]), with a warning.
 pub fn dec_int(r: &mut BitReader<'_>, min: i128, max: i128) -> Result<i128, ExiError> {
+    let bit = r.position();
     let n: i128 = match int_range(min, max) {
         Some(bits) => min + i128::from(r.bits(bits)?),
         None if min >= 0 => i128::from(r.unsigned()?),
@@ -474,10 +511,16 @@ pub fn dec_int(r: &mut BitReader<'_>, min: i128, max: i128) -> Result<i128, ExiE
         }
     };
     if n < min || n > max {
-        return Err(ExiError::Value {
-            what: "integer",
-            reason: format!("{n} outside {min}..={max}"),
-        });
+        let (_, lo, hi) = int_type(min, max);
+        let kind = WarningKind::IntegerOutsideFacet { value: n, min, max };
+        if !(lo <= n && n <= hi && r.accept(|p| p.integer_outside_facet, bit, kind)) {
+            return Err(ExiError::IntegerOutsideFacet {
+                value: n,
+                min,
+                max,
+                bit,
+            });
+        }
     }
     Ok(n)
 }

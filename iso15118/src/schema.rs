@@ -21,6 +21,13 @@
 //! string (`CH [untyped]`, as EXIficient does), parsed from its lexical
 //! form; the encoder writes only schema-valid values. Undeclared attributes
 //! and elements, `xsi:type` and `xsi:nil` are refused with an error.
+//! [`SchemaSet::decode_with`] and [`SchemaSet::decode_fragment_with`] take a
+//! [`Policy`]: the lenient one also reads the deviations real cars and
+//! chargers send (bytes after the document, an integer outside its facet),
+//! each with a [`Warning`] (see [`crate::lenient`]).
+//!
+//! Loading a schema set fails with a [`SchemaError`] (the vendored sets
+//! load: the tests load each).
 //!
 //! ```
 //! use evproto_iso15118::schema;
@@ -46,8 +53,74 @@ use crate::exi::{BitReader, BitWriter, ExiError};
 use crate::grammar::{
     self, attr_state, content_first, expect, locate, offset, state_codes, Counts,
 };
+use crate::lenient::{Policy, Warning};
 
 const XS: &str = "http://www.w3.org/2001/XMLSchema";
+
+/// Why a schema set could not be loaded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SchemaError {
+    /// A schema text is not well-formed XML.
+    #[error("schema text {index} is not XML: {message}")]
+    Xml {
+        /// Which text (in the order given to [`SchemaSet::load`]).
+        index: usize,
+        /// The XML parser's message.
+        message: String,
+    },
+    /// A type or element the schemas refer to is not declared in them.
+    #[error("no {kind} {{{namespace}}}{name} in the schema set")]
+    Undeclared {
+        /// `simple type`, `complex type` or `element`.
+        kind: &'static str,
+        /// The name's namespace.
+        namespace: String,
+        /// The local name.
+        name: String,
+    },
+    /// A length or range facet whose value is not a number.
+    #[error("{facet} facet {value:?} is not a number")]
+    Facet {
+        /// The facet (`maxLength`, `minInclusive`…).
+        facet: String,
+        /// Its value.
+        value: String,
+    },
+    /// A declaration without what it needs (a name, a derivation).
+    #[error("malformed schema: {0}")]
+    Malformed(&'static str),
+    /// An XSD construct this engine does not code.
+    #[error("{construct} is not supported")]
+    Unsupported {
+        /// What it is.
+        construct: String,
+    },
+    /// A schema set name [`by_name`] does not know.
+    #[error("unknown schema set {0:?}")]
+    UnknownSet(String),
+}
+
+fn unsupported(construct: impl Into<String>) -> SchemaError {
+    SchemaError::Unsupported {
+        construct: construct.into(),
+    }
+}
+
+fn undeclared(kind: &'static str, q: &QName) -> SchemaError {
+    SchemaError::Undeclared {
+        kind,
+        namespace: q.0.clone(),
+        name: q.1.clone(),
+    }
+}
+
+fn facet(facet: &str, value: &str) -> SchemaError {
+    SchemaError::Facet {
+        facet: facet.to_string(),
+        value: value.to_string(),
+    }
+}
 
 /// A qualified name.
 pub type QName = (String, String); // (namespace, local)
@@ -287,21 +360,20 @@ impl Loader {
         None
     }
 
-    fn simple_named(&mut self, q: &QName) -> Result<Simple, String> {
+    fn simple_named(&mut self, q: &QName) -> Result<Simple, SchemaError> {
         if q.0 == XS {
-            return builtin(&q.1)
-                .ok_or_else(|| format!("built-in type xs:{} is not supported", q.1));
+            return builtin(&q.1).ok_or_else(|| unsupported(format!("built-in type xs:{}", q.1)));
         }
         let node = self
             .find("simpleType", q)
-            .ok_or_else(|| format!("no simple type {q:?}"))?;
+            .ok_or_else(|| undeclared("simple type", q))?;
         self.simple(node)
     }
 
-    fn simple(&mut self, node: roxmltree::Node<'static, 'static>) -> Result<Simple, String> {
+    fn simple(&mut self, node: roxmltree::Node<'static, 'static>) -> Result<Simple, SchemaError> {
         let r = xs_children(node)
             .find(|c| c.tag_name().name() == "restriction")
-            .ok_or("simple type without restriction (lists and unions are not supported)")?;
+            .ok_or_else(|| unsupported("a simple type without restriction (a list or union)"))?;
         let base = resolve(r, r.attribute("base").unwrap_or("xs:string"));
         let mut ty = self.simple_named(&base)?;
         let enums: Vec<String> = xs_children(r)
@@ -322,7 +394,7 @@ impl Loader {
                     Simple::String { min, max } | Simple::Binary { min, max, .. },
                     "maxLength" | "length" | "minLength",
                 ) => {
-                    let n: usize = v.parse().map_err(|_| format!("bad length facet {v}"))?;
+                    let n: usize = v.parse().map_err(|_| facet(f.tag_name().name(), v))?;
                     if f.tag_name().name() != "maxLength" {
                         *min = n;
                     }
@@ -331,10 +403,10 @@ impl Loader {
                     }
                 }
                 (Simple::Int { min, .. }, "minInclusive") => {
-                    *min = v.parse().map_err(|_| format!("bad minInclusive {v}"))?
+                    *min = v.parse().map_err(|_| facet("minInclusive", v))?
                 }
                 (Simple::Int { max, .. }, "maxInclusive") => {
-                    *max = v.parse().map_err(|_| format!("bad maxInclusive {v}"))?
+                    *max = v.parse().map_err(|_| facet("maxInclusive", v))?
                 }
                 _ => {}
             }
@@ -342,7 +414,7 @@ impl Loader {
         Ok(ty)
     }
 
-    fn type_of(&mut self, node: roxmltree::Node<'static, 'static>) -> Result<Ty, String> {
+    fn type_of(&mut self, node: roxmltree::Node<'static, 'static>) -> Result<Ty, SchemaError> {
         if let Some(t) = node.attribute("type") {
             let q = resolve(node, t);
             if q.0 == XS {
@@ -370,16 +442,16 @@ impl Loader {
             return Ok(Ty::Simple(self.simple(st)?));
         }
         // no type: xs:anyType, not used by V2G messages outside signatures
-        Err("element without a type (xs:anyType) is not supported".into())
+        Err(unsupported("an element without a type (xs:anyType)"))
     }
 
-    fn complex_named(&mut self, q: &QName) -> Result<usize, String> {
+    fn complex_named(&mut self, q: &QName) -> Result<usize, SchemaError> {
         if let Some(i) = self.named_complex.get(q).or_else(|| self.building.get(q)) {
             return Ok(*i);
         }
         let node = self
             .find("complexType", q)
-            .ok_or_else(|| format!("no complex type {q:?}"))?;
+            .ok_or_else(|| undeclared("complex type", q))?;
         let idx = self.complex.len();
         self.complex.push(ComplexType {
             name: q.1.clone(),
@@ -406,7 +478,7 @@ impl Loader {
         &mut self,
         ct: roxmltree::Node<'static, 'static>,
         name: String,
-    ) -> Result<ComplexType, String> {
+    ) -> Result<ComplexType, SchemaError> {
         let mut attrs = Vec::new();
         let mut particles = Vec::new();
         let mut simple = None;
@@ -416,9 +488,11 @@ impl Loader {
                 "sequence" | "choice" => self.group(c, &mut particles)?,
                 "attribute" => attrs.push(self.attr(c)?),
                 "complexContent" => {
-                    let ext = xs_children(c).next().ok_or("empty complexContent")?;
+                    let ext = xs_children(c)
+                        .next()
+                        .ok_or(SchemaError::Malformed("an empty complexContent"))?;
                     if ext.tag_name().name() != "extension" {
-                        return Err("complexContent restriction is not supported".into());
+                        return Err(unsupported("a complexContent restriction"));
                     }
                     let base = resolve(ext, ext.attribute("base").unwrap_or(""));
                     let b = self.complex_named(&base)?;
@@ -432,14 +506,14 @@ impl Loader {
                         match e.tag_name().name() {
                             "sequence" | "choice" => self.group(e, &mut particles)?,
                             "attribute" => attrs.push(self.attr(e)?),
-                            other => {
-                                return Err(format!("{other} in an extension is not supported"))
-                            }
+                            other => return Err(unsupported(format!("{other} in an extension"))),
                         }
                     }
                 }
                 "simpleContent" => {
-                    let ext = xs_children(c).next().ok_or("empty simpleContent")?;
+                    let ext = xs_children(c)
+                        .next()
+                        .ok_or(SchemaError::Malformed("an empty simpleContent"))?;
                     let base = resolve(ext, ext.attribute("base").unwrap_or(""));
                     simple = Some(self.simple_named(&base)?);
                     for e in xs_children(ext) {
@@ -448,7 +522,7 @@ impl Loader {
                         }
                     }
                 }
-                other => return Err(format!("{other} in a complex type is not supported")),
+                other => return Err(unsupported(format!("{other} in a complex type"))),
             }
         }
         // EXI sorts attribute productions by name
@@ -460,7 +534,7 @@ impl Loader {
         for (k, p) in particles.iter().enumerate() {
             if let Some(w) = wild(p) {
                 if k + 1 != particles.len() || w + 1 != p.alts.len() {
-                    return Err("a wildcard before other particles is not supported".into());
+                    return Err(unsupported("a wildcard before other particles"));
                 }
             }
         }
@@ -476,7 +550,7 @@ impl Loader {
         })
     }
 
-    fn attr(&mut self, a: roxmltree::Node<'static, 'static>) -> Result<Attr, String> {
+    fn attr(&mut self, a: roxmltree::Node<'static, 'static>) -> Result<Attr, SchemaError> {
         let ty = match a.attribute("type") {
             Some(t) => self.simple_named(&resolve(a, t))?,
             None => Simple::String { min: 0, max: None },
@@ -484,7 +558,7 @@ impl Loader {
         Ok(Attr {
             name: a
                 .attribute("name")
-                .ok_or("attribute without a name")?
+                .ok_or(SchemaError::Malformed("an attribute without a name"))?
                 .to_string(),
             ty,
             required: a.attribute("use") == Some("required"),
@@ -496,7 +570,7 @@ impl Loader {
         &mut self,
         g: roxmltree::Node<'static, 'static>,
         out: &mut Vec<Particle>,
-    ) -> Result<(), String> {
+    ) -> Result<(), SchemaError> {
         let (gmin, gmax) = (occurs(g, "minOccurs"), occurs(g, "maxOccurs"));
         match g.tag_name().name() {
             "sequence" => {
@@ -505,12 +579,12 @@ impl Loader {
                     // a repeated sequence of one particle is that particle
                     // repeated (xmldsig's Object and X509Data)
                     let [only] = children.as_slice() else {
-                        return Err("repeated or optional sequences are not supported".into());
+                        return Err(unsupported("a repeated or optional sequence"));
                     };
                     let mut inner = Vec::new();
                     self.group_child(*only, &mut inner)?;
                     let [mut p] = <[Particle; 1]>::try_from(inner)
-                        .map_err(|_| "a repeated sequence of a group is not supported")?;
+                        .map_err(|_| unsupported("a repeated sequence of a group"))?;
                     let mul = |a: u32, b: u32| {
                         if a == u32::MAX || b == u32::MAX {
                             if a == 0 || b == 0 {
@@ -536,16 +610,12 @@ impl Loader {
                 let mut wildcard = false;
                 for c in xs_children(g) {
                     if (occurs(c, "minOccurs"), occurs(c, "maxOccurs")) != (1, 1) {
-                        return Err("a choice of repeated particles is not supported".into());
+                        return Err(unsupported("a choice of repeated particles"));
                     }
                     match c.tag_name().name() {
                         "element" => alts.extend(self.element_particle(c)?.alts),
                         "any" => wildcard = true,
-                        _ => {
-                            return Err(
-                                "a choice of other than single elements is not supported".into()
-                            )
-                        }
+                        _ => return Err(unsupported("a choice of other than single elements")),
                     }
                 }
                 if wildcard {
@@ -566,7 +636,7 @@ impl Loader {
         &mut self,
         c: roxmltree::Node<'static, 'static>,
         out: &mut Vec<Particle>,
-    ) -> Result<(), String> {
+    ) -> Result<(), SchemaError> {
         match c.tag_name().name() {
             "element" => out.push(self.element_particle(c)?),
             "sequence" | "choice" => self.group(c, out)?,
@@ -576,7 +646,7 @@ impl Loader {
                 min: occurs(c, "minOccurs"),
                 max: occurs(c, "maxOccurs"),
             }),
-            other => return Err(format!("{other} in a sequence is not supported")),
+            other => return Err(unsupported(format!("{other} in a sequence"))),
         }
         Ok(())
     }
@@ -584,19 +654,20 @@ impl Loader {
     fn element_particle(
         &mut self,
         e: roxmltree::Node<'static, 'static>,
-    ) -> Result<Particle, String> {
+    ) -> Result<Particle, SchemaError> {
         let (min, max) = (occurs(e, "minOccurs"), occurs(e, "maxOccurs"));
         if let Some(r) = e.attribute("ref") {
             let q = resolve(e, r);
             let head = self
                 .find("element", &q)
-                .ok_or_else(|| format!("no element {q:?}"))?;
+                .ok_or_else(|| undeclared("element", &q))?;
             let mut alts = Vec::new();
             // the head is a production even when it is abstract (that is how
             // EXIficient builds the grammar: -2's abstract BodyElement takes a code)
             alts.push((
                 q.clone(),
-                self.type_of(head).unwrap_or_else(Ty::Unsupported),
+                self.type_of(head)
+                    .unwrap_or_else(|e| Ty::Unsupported(e.to_string())),
             ));
             // substitution group members, also of members (transitively:
             // -20's BPT_Scheduled_DC_CLReqControlMode substitutes for
@@ -622,13 +693,20 @@ impl Loader {
             }
             for m in members {
                 let mq = (target_ns(m), m.attribute("name").unwrap_or("").to_string());
-                alts.push((mq, self.type_of(m).unwrap_or_else(Ty::Unsupported)));
+                alts.push((
+                    mq,
+                    self.type_of(m)
+                        .unwrap_or_else(|e| Ty::Unsupported(e.to_string())),
+                ));
             }
             alts.sort_by(|a, b| {
                 (a.0 .1.as_str(), a.0 .0.as_str()).cmp(&(b.0 .1.as_str(), b.0 .0.as_str()))
             });
             if alts.is_empty() {
-                return Err(format!("element {q:?} cannot be coded"));
+                return Err(unsupported(format!(
+                    "element {{{}}}{} without alternatives",
+                    q.0, q.1
+                )));
             }
             let abstract_alts = if head.attribute("abstract") == Some("true") {
                 vec![q.clone()]
@@ -645,11 +723,15 @@ impl Loader {
         let q = (
             target_ns(e),
             e.attribute("name")
-                .ok_or("element without a name")?
+                .ok_or(SchemaError::Malformed("an element without a name"))?
                 .to_string(),
         );
         Ok(Particle {
-            alts: vec![(q, self.type_of(e).unwrap_or_else(Ty::Unsupported))],
+            alts: vec![(
+                q,
+                self.type_of(e)
+                    .unwrap_or_else(|e| Ty::Unsupported(e.to_string())),
+            )],
             abstract_alts: Vec::new(),
             min,
             max,
@@ -660,18 +742,30 @@ impl Loader {
 impl SchemaSet {
     /// Loads a schema set from XSD texts (the first is the root schema; the
     /// others are what it imports).
-    pub fn load(texts: &[&'static str]) -> Result<SchemaSet, String> {
+    ///
+    /// # Errors
+    ///
+    /// [`SchemaError`]: a text that is not XML, a name not declared, a
+    /// construct this engine does not code (outside element types: an
+    /// element whose type cannot be coded still takes its event code and is
+    /// refused when met).
+    pub fn load(texts: &[&'static str]) -> Result<SchemaSet, SchemaError> {
         let docs: &'static [roxmltree::Document<'static>] = Box::leak(
             texts
                 .iter()
-                .map(|t| {
+                .enumerate()
+                .map(|(index, t)| {
                     // xmldsig-core-schema.xsd starts with a DTD
                     let opts = roxmltree::ParsingOptions {
                         allow_dtd: true,
                         ..Default::default()
                     };
-                    roxmltree::Document::parse_with_options(leak(t), opts)
-                        .map_err(|e| e.to_string())
+                    roxmltree::Document::parse_with_options(leak(t), opts).map_err(|e| {
+                        SchemaError::Xml {
+                            index,
+                            message: e.to_string(),
+                        }
+                    })
                 })
                 .collect::<Result<Vec<_>, _>>()?
                 .into_boxed_slice(),
@@ -695,7 +789,9 @@ impl SchemaSet {
             let q = (target_ns(e), e.attribute("name").unwrap_or("").to_string());
             // a global element whose type cannot be coded still counts for
             // the document grammar's event codes
-            let ty = l.type_of(e).unwrap_or_else(Ty::Unsupported);
+            let ty = l
+                .type_of(e)
+                .unwrap_or_else(|e| Ty::Unsupported(e.to_string()));
             globals.push((q, ty));
         }
         globals.sort_by(|a, b| {
@@ -731,7 +827,10 @@ impl SchemaSet {
             let same = decls[k..e].iter().all(|d| d.1 == decls[k].1);
             let ty = match globals.iter().find(|(q, _)| *q == decls[k].0) {
                 Some((_, t)) if same => Some(t.clone()),
-                _ if same => Some(l.type_of(decls[k].2).unwrap_or_else(Ty::Unsupported)),
+                _ if same => Some(
+                    l.type_of(decls[k].2)
+                        .unwrap_or_else(|e| Ty::Unsupported(e.to_string())),
+                ),
                 _ => None,
             };
             fragment.push((decls[k].0.clone(), ty));
@@ -796,9 +895,20 @@ impl SchemaSet {
         Ok(w.finish())
     }
 
-    /// Decodes an EXI fragment of one element into the JSON view.
+    /// Decodes an EXI fragment of one element into the JSON view (strict).
     pub fn decode_fragment(&self, bytes: &[u8]) -> Result<Value, ExiError> {
-        let mut r = BitReader::with_header(bytes)?;
+        self.decode_fragment_with(bytes, &Policy::strict())
+            .map(|(v, _)| v)
+    }
+
+    /// [`SchemaSet::decode_fragment`] under `policy`, with the warnings of
+    /// the deviations it accepted (see [`crate::lenient`]).
+    pub fn decode_fragment_with(
+        &self,
+        bytes: &[u8],
+        policy: &Policy,
+    ) -> Result<(Value, Vec<Warning>), ExiError> {
+        let mut r = BitReader::with_header(bytes)?.with_policy(policy);
         let of = self.fragment.len() as u32 + 2;
         let code = r.event(of)?;
         let (q, ty) = self.fragment.get(code as usize).ok_or(ExiError::Event {
@@ -807,13 +917,15 @@ impl SchemaSet {
             of,
         })?;
         let ty = ty.as_ref().ok_or_else(|| relaxed(&q.1))?;
+        r.enter(&q.1);
         let v = self.decode_element(&mut r, ty)?;
+        r.leave();
         // one element per fragment, then ED
         expect(&mut r, "fragment end", of, of - 1)?;
-        r.finish()?;
+        let warnings = r.finish()?;
         let mut m = Map::new();
         m.insert(q.1.clone(), v);
-        Ok(Value::Object(m))
+        Ok((Value::Object(m), warnings))
     }
 
     /// The names a fragment can start with, in EXI order.
@@ -1059,9 +1171,20 @@ impl SchemaSet {
         }
     }
 
-    /// Decodes a document into the JSON view.
+    /// Decodes a document into the JSON view (strict: every deviation from
+    /// the schema is an error).
     pub fn decode(&self, bytes: &[u8]) -> Result<Value, ExiError> {
-        let mut r = BitReader::with_header(bytes)?;
+        self.decode_with(bytes, &Policy::strict()).map(|(v, _)| v)
+    }
+
+    /// Decodes a document under `policy`, with the warnings of the
+    /// deviations it accepted (see [`crate::lenient`]; none when strict).
+    pub fn decode_with(
+        &self,
+        bytes: &[u8],
+        policy: &Policy,
+    ) -> Result<(Value, Vec<Warning>), ExiError> {
+        let mut r = BitReader::with_header(bytes)?.with_policy(policy);
         let n = self.globals.len() as u32 + 1;
         let code = r.event(n)?;
         let (q, ty) = self.globals.get(code as usize).ok_or(ExiError::Event {
@@ -1069,11 +1192,13 @@ impl SchemaSet {
             code,
             of: n,
         })?;
+        r.enter(&q.1);
         let v = self.decode_element(&mut r, ty)?;
-        r.finish()?;
+        r.leave();
+        let warnings = r.finish()?;
         let mut m = Map::new();
         m.insert(q.1.clone(), v);
-        Ok(Value::Object(m))
+        Ok((Value::Object(m), warnings))
     }
 
     fn decode_element(&self, r: &mut BitReader<'_>, ty: &Ty) -> Result<Value, ExiError> {
@@ -1094,10 +1219,10 @@ impl SchemaSet {
                     let code = r.event(ats + content + 1)?;
                     if code < ats {
                         let k = k0 + code as usize;
-                        obj.insert(
-                            ct.attrs[k].name.clone(),
-                            decode_simple_value(r, &ct.attrs[k].ty)?,
-                        );
+                        r.enter_attr(&ct.attrs[k].name);
+                        let v = decode_simple_value(r, &ct.attrs[k].ty)?;
+                        r.leave();
+                        obj.insert(ct.attrs[k].name.clone(), v);
                         k0 = k + 1;
                     } else if code < ats + content {
                         if let Some(s) = simple {
@@ -1179,7 +1304,9 @@ impl SchemaSet {
             if ps[i].abstract_alts.contains(q) {
                 return Err(abstract_element(q));
             }
+            r.enter(&q.1);
             let v = self.decode_element(r, ty)?;
+            r.leave();
             if ps[i].max > 1 {
                 match obj
                     .entry(q.1.clone())
@@ -1445,8 +1572,13 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
 }
 
 /// DIN SPEC 70121 (`urn:din:70121:2012:MsgDef`).
-pub fn din() -> Result<&'static SchemaSet, String> {
-    static DIN: OnceLock<Result<SchemaSet, String>> = OnceLock::new();
+///
+/// # Errors
+///
+/// The [`SchemaError`] of loading the vendored schemas (none: the crate's
+/// tests load every set).
+pub fn din() -> Result<&'static SchemaSet, SchemaError> {
+    static DIN: OnceLock<Result<SchemaSet, SchemaError>> = OnceLock::new();
     DIN.get_or_init(|| {
         SchemaSet::load(&[
             include_str!("../schemas/din_spec/V2G_CI_MsgDef.xsd"),
@@ -1477,7 +1609,12 @@ pub const XMLDSIG: (&str, &str) = ("xmldsig", "http://www.w3.org/2000/09/xmldsig
 
 /// A schema set by its short name (`din`, `iso2`, `iso20`, `iso20-ac`,
 /// `iso20-dc`, `iso20-wpt`, `iso20-acdp`, or `xmldsig`).
-pub fn by_name(name: &str) -> Result<&'static SchemaSet, String> {
+///
+/// # Errors
+///
+/// [`SchemaError::UnknownSet`] for another name; the [`SchemaError`] of
+/// loading the vendored schemas (none: the crate's tests load every set).
+pub fn by_name(name: &str) -> Result<&'static SchemaSet, SchemaError> {
     const DSIG: &str = include_str!("../schemas/xmldsig-core-schema.xsd");
     const CT: &str = include_str!("../schemas/iso15118_20/V2G_CI_CommonTypes.xsd");
     static SETS_LOADED: OnceLock<std::sync::Mutex<HashMap<String, &'static SchemaSet>>> =
@@ -1519,7 +1656,7 @@ pub fn by_name(name: &str) -> Result<&'static SchemaSet, String> {
             DSIG,
         ],
         "xmldsig" => vec![DSIG],
-        other => return Err(format!("unknown schema set {other}")),
+        other => return Err(SchemaError::UnknownSet(other.to_string())),
     };
     let mut loaded = SETS_LOADED
         .get_or_init(Default::default)

@@ -89,6 +89,11 @@ enum V2gCommand {
         /// digest, e.g. an AuthorizationReq in iso2, SignedInfo in xmldsig).
         #[arg(long)]
         fragment: bool,
+        /// Accept the deviations real cars and chargers send (bytes after the
+        /// document, an integer outside its facet): each is listed in the
+        /// line's `"warnings"` and printed on stderr (`evproto: warning: ..`).
+        #[arg(long)]
+        lenient: bool,
     },
     /// Encode JSON lines (`{"message": .., "body": ..}` as `decode` prints them)
     /// to `{"message": .., "exi": "<hex>"}` lines, or `{"error": ".."}`.
@@ -183,11 +188,12 @@ fn main() -> ExitCode {
                     schema,
                     roundtrip,
                     fragment,
+                    lenient,
                 },
-        } => v2g_cmd::run(false, &schema, roundtrip, fragment),
+        } => v2g_cmd::run(false, &schema, roundtrip, fragment, lenient),
         Command::V2g {
             command: V2gCommand::Encode { schema, fragment },
-        } => v2g_cmd::run(true, &schema, false, fragment),
+        } => v2g_cmd::run(true, &schema, false, fragment, false),
         Command::Load(args) => load::run(args),
         Command::Simulate(args) => simulate::run(args),
     };

@@ -12,7 +12,12 @@
 //! coded as an EXI fragment, the bytes XML signatures digest; [`xmldsig`]
 //! is the signature schema alone, where `SignedInfo` is encoded to be
 //! signed. Serde gives the same JSON view as [`crate::schema`] (so a value
-//! moves between sets' types through `serde_json`).
+//! moves between sets' types through `serde_json`). `decode` is strict;
+//! `decode_with` takes a [`crate::lenient::Policy`] and returns the
+//! warnings of the deviations it accepted, the same as the engine's.
+//!
+//! This module is the feature `messages` (on by default). Its submodules
+//! are generated files (each says so on its first line); this file is not.
 //!
 //! ```
 //! use evproto_iso15118::grammar::{Base64Binary, HexBinary};
