@@ -44,6 +44,7 @@ use crate::Version;
 
 /// A call failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ClientError {
     /// Transport failure (connect, TLS, timeout).
     #[error("HTTP: {0}")]

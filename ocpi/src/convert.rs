@@ -85,6 +85,7 @@ impl Default for Context {
 
 /// Why a conversion failed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ConvertError {
     /// The input is not valid in the source version.
     #[error("input is not a valid {version} object: {error}")]

@@ -300,6 +300,7 @@ impl Registered {
 
 /// Why a handshake failed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
 pub enum HandshakeError {
     /// An HTTP call failed or answered something unusable (3001 territory).
     #[error("cannot use the peer's API: {0}")]

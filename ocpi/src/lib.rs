@@ -120,3 +120,8 @@ impl std::fmt::Display for Version {
         f.write_str(self.as_str())
     }
 }
+
+/// The README's examples compile and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

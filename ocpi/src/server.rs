@@ -33,22 +33,23 @@
 //!   party by its token and give the token back ([`MemoryStore`] keeps
 //!   them as they are). The reference CSMS keeps them in its database.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use axum::body::Bytes;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode as Http};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get};
+use axum::routing::{any, get, on, MethodFilter, MethodRouter};
 use axum::Router;
 use serde_json::{json, Value};
 
 use crate::auth::{parse_token, TokenEncoding};
 use crate::client::Client;
 use crate::credentials::{HandshakeError, Own, Registered};
-use crate::pagination::{percent_decode, Page};
+use crate::pagination::Page;
 use crate::status::StatusCode;
 use crate::Version;
 
@@ -106,23 +107,76 @@ impl Party {
     }
 }
 
+/// Why a [`Store`] could not do what the server asked. The server answers
+/// it with OCPI status 3000 (generic server error) and an HTTP error status
+/// in one place (`Reply::store_failed`): the request did not reach a
+/// decision of the OCPI layer, so the "200 with an OCPI code" rule of
+/// `transport_and_format` does not apply. The source is logged, never sent.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The backend cannot be reached or timed out; the same request may
+    /// work later (HTTP 503).
+    #[error("store unavailable")]
+    Unavailable(#[source] Arc<dyn std::error::Error + Send + Sync>),
+    /// The backend failed the operation, or a stored record could not be
+    /// read back (HTTP 500).
+    #[error("store failed")]
+    Backend(#[source] Arc<dyn std::error::Error + Send + Sync>),
+}
+
+impl StoreError {
+    /// A backend that cannot be reached (connection refused, pool timeout).
+    pub fn unavailable(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
+        StoreError::Unavailable(Arc::new(e))
+    }
+
+    /// A backend failure.
+    pub fn backend(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
+        StoreError::Backend(Arc::new(e))
+    }
+
+    /// The HTTP status the server answers with.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            StoreError::Unavailable(_) => 503,
+            StoreError::Backend(_) => 500,
+        }
+    }
+}
+
+/// Why [`Server::publish`] refused an object.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum PublishError {
+    /// The object lacks `country_code`, `party_id` or `id`/`uid`.
+    #[error("object needs country_code, party_id and id or uid")]
+    NoKey,
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
 /// Where objects and parties live. Objects are stored as validated JSON
 /// under their module and key (`CC/PID/ID`, upper-cased country and party
 /// since they are case-insensitive), with their `last_updated`.
+///
+/// Every method reports a failure as a [`StoreError`], which the server
+/// answers with OCPI status 3000 and HTTP 500/503.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
-    /// The party presenting `token`.
-    async fn party_by_token(&self, token: &str) -> Option<Party>;
+    /// The party presenting `token`, `None` when no party has it.
+    async fn party_by_token(&self, token: &str) -> Result<Option<Party>, StoreError>;
     /// Saves a party, replacing the one with the same `id`.
-    async fn save_party(&self, party: Party);
-    /// Removes a party.
-    async fn remove_party(&self, id: &str);
+    async fn save_party(&self, party: Party) -> Result<(), StoreError>;
+    /// Removes a party (none with that id is not an error).
+    async fn remove_party(&self, id: &str) -> Result<(), StoreError>;
     /// Stores an object; `true` if it was new.
-    async fn put_object(&self, module: &str, key: &str, object: Value) -> bool;
-    /// One object.
-    async fn get_object(&self, module: &str, key: &str) -> Option<Value>;
+    async fn put_object(&self, module: &str, key: &str, object: Value) -> Result<bool, StoreError>;
+    /// One object, `None` when there is none under that key.
+    async fn get_object(&self, module: &str, key: &str) -> Result<Option<Value>, StoreError>;
     /// Removes an object; `true` if there was one.
-    async fn delete_object(&self, module: &str, key: &str) -> bool;
+    async fn delete_object(&self, module: &str, key: &str) -> Result<bool, StoreError>;
     /// A page of a module's objects whose key starts with one of
     /// `owners` (`CC/PID/`), in key order, with the total that match.
     async fn list_objects(
@@ -130,7 +184,7 @@ pub trait Store: Send + Sync + 'static {
         module: &str,
         owners: &[String],
         page: &Page,
-    ) -> (Vec<Value>, usize);
+    ) -> Result<(Vec<Value>, usize), StoreError>;
 }
 
 /// A [`Store`] in memory (tests, demos, small deployments).
@@ -193,49 +247,52 @@ fn last_updated(v: &Value) -> Option<chrono::DateTime<chrono::Utc>> {
         .map(|t| t.0)
 }
 
+/// Memory does not fail: every method answers `Ok`.
 #[async_trait]
 impl Store for MemoryStore {
-    async fn party_by_token(&self, token: &str) -> Option<Party> {
+    async fn party_by_token(&self, token: &str) -> Result<Option<Party>, StoreError> {
         let p = self.parties.lock().unwrap_or_else(|e| e.into_inner());
-        p.values().find(|p| p.token == token).cloned()
+        Ok(p.values().find(|p| p.token == token).cloned())
     }
-    async fn save_party(&self, party: Party) {
+    async fn save_party(&self, party: Party) -> Result<(), StoreError> {
         let mut p = self.parties.lock().unwrap_or_else(|e| e.into_inner());
         p.insert(party.id.clone(), party);
+        Ok(())
     }
-    async fn remove_party(&self, id: &str) {
+    async fn remove_party(&self, id: &str) -> Result<(), StoreError> {
         self.parties
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(id);
+        Ok(())
     }
-    async fn put_object(&self, module: &str, key: &str, object: Value) -> bool {
+    async fn put_object(&self, module: &str, key: &str, object: Value) -> Result<bool, StoreError> {
         let mut o = self.objects.lock().unwrap_or_else(|e| e.into_inner());
-        o.insert((module.to_string(), key.to_string()), object)
-            .is_none()
+        Ok(o.insert((module.to_string(), key.to_string()), object)
+            .is_none())
     }
-    async fn get_object(&self, module: &str, key: &str) -> Option<Value> {
+    async fn get_object(&self, module: &str, key: &str) -> Result<Option<Value>, StoreError> {
         let o = self.objects.lock().unwrap_or_else(|e| e.into_inner());
-        o.get(&(module.to_string(), key.to_string())).cloned()
+        Ok(o.get(&(module.to_string(), key.to_string())).cloned())
     }
-    async fn delete_object(&self, module: &str, key: &str) -> bool {
+    async fn delete_object(&self, module: &str, key: &str) -> Result<bool, StoreError> {
         let mut o = self.objects.lock().unwrap_or_else(|e| e.into_inner());
-        o.remove(&(module.to_string(), key.to_string())).is_some()
+        Ok(o.remove(&(module.to_string(), key.to_string())).is_some())
     }
     async fn list_objects(
         &self,
         module: &str,
         owners: &[String],
         page: &Page,
-    ) -> (Vec<Value>, usize) {
+    ) -> Result<(Vec<Value>, usize), StoreError> {
         let o = self.objects.lock().unwrap_or_else(|e| e.into_inner());
-        select_page(
+        Ok(select_page(
             o.range((module.to_string(), String::new())..)
                 .take_while(|((m, _), _)| m == module)
                 .map(|((_, k), v)| (k.as_str(), v)),
             owners,
             page,
-        )
+        ))
     }
 }
 
@@ -358,24 +415,24 @@ impl Server {
     }
 
     /// Creates a registration token A for a new partner `label`.
-    pub async fn issue_token_a(&self, label: &str) -> String {
+    ///
+    /// # Errors
+    ///
+    /// The store could not save it.
+    pub async fn issue_token_a(&self, label: &str) -> Result<String, StoreError> {
         let token = new_token();
-        self.inner
-            .store
-            .save_party(Party {
-                id: label.to_string(),
-                token: token.clone(),
-                token_a: true,
-                registration: None,
-            })
-            .await;
-        token
+        self.issue_token_a_as(label, &token).await?;
+        Ok(token)
     }
 
     /// Registers `token` (chosen by the caller, e.g. a token B we are
     /// about to hand out) as a registration token for `label`: valid on
     /// versions and credentials only.
-    pub async fn issue_token_a_as(&self, label: &str, token: &str) {
+    ///
+    /// # Errors
+    ///
+    /// The store could not save it.
+    pub async fn issue_token_a_as(&self, label: &str, token: &str) -> Result<(), StoreError> {
         self.inner
             .store
             .save_party(Party {
@@ -384,13 +441,22 @@ impl Server {
                 token_a: true,
                 registration: None,
             })
-            .await;
+            .await
     }
 
     /// Records a registration this party made as Sender (with
     /// [`Client::register`]): the peer now calls us with `token_b`, which
     /// stops being a registration token.
-    pub async fn adopt(&self, label: &str, token_b: &str, registration: Registered) {
+    ///
+    /// # Errors
+    ///
+    /// The store could not save it.
+    pub async fn adopt(
+        &self,
+        label: &str,
+        token_b: &str,
+        registration: Registered,
+    ) -> Result<(), StoreError> {
         self.inner
             .store
             .save_party(Party {
@@ -399,27 +465,116 @@ impl Server {
                 token_a: false,
                 registration: Some(registration),
             })
-            .await;
+            .await
     }
 
     /// Stores one of our own objects (as CPO: a location, session, CDR,
-    /// tariff; as eMSP: a token) so peers can pull it.
-    pub async fn publish(&self, module: &str, object: Value) -> Result<String, String> {
-        let key = object_key(&object).ok_or("object needs country_code, party_id and id/uid")?;
-        self.inner.store.put_object(module, &key, object).await;
+    /// tariff; as eMSP: a token) so peers can pull it; its key.
+    ///
+    /// # Errors
+    ///
+    /// [`PublishError`].
+    pub async fn publish(&self, module: &str, object: Value) -> Result<String, PublishError> {
+        let key = object_key(&object).ok_or(PublishError::NoKey)?;
+        self.inner.store.put_object(module, &key, object).await?;
         Ok(key)
     }
 
     /// The axum router; mount it at the path of `base_url`.
+    ///
+    /// Each module's interface for our role is its own route with named
+    /// segments (`/{v}/tokens/{country_code}/{party_id}/{id}`, ...), so
+    /// axum percent-decodes every id exactly once: `LOC%2F1` is the id
+    /// `LOC/1`, while `LOC/1` sent unencoded is two segments. Other paths
+    /// answer 404 and other methods 405, both with an OCPI envelope, after
+    /// authentication.
     pub fn router(&self) -> Router {
-        Router::new()
+        use MethodFilter as M;
+        let mut r = Router::new()
             .route("/versions", get(versions))
             .route("/{v}", get(details))
             .route("/{v}/credentials", any(credentials))
-            .route("/{v}/{module}", any(module_root))
-            .route("/{v}/{module}/", any(module_root))
-            .route("/{v}/{module}/{*rest}", any(module_rest))
-            .with_state(self.inner.clone())
+            .route("/{v}/credentials/", any(credentials))
+            .route(
+                "/{v}/hubclientinfo/{country_code}/{party_id}",
+                on_route(M::GET.or(M::PUT), Route::HubClientInfo),
+            );
+        // list endpoints are served with and without a trailing slash
+        // (`Config::trailing_slash` advertises the latter)
+        let list = |r: Router<Arc<Inner>>, module: &'static str| {
+            let m = on_route(M::GET, Route::List(module));
+            r.route(&format!("/{{v}}/{module}"), m.clone())
+                .route(&format!("/{{v}}/{module}/"), m)
+        };
+        let receiver = |r: Router<Arc<Inner>>, module: &'static str, methods: MethodFilter| {
+            r.route(
+                &format!("/{{v}}/{module}/{{country_code}}/{{party_id}}/{{id}}"),
+                on_route(methods, Route::Receive(module)),
+            )
+        };
+        match self.inner.config.role {
+            Role::Cpo => {
+                for module in ["locations", "sessions", "cdrs", "tariffs"] {
+                    r = list(r, module);
+                }
+                let loc = on_route(M::GET, Route::Location);
+                r = r
+                    .route("/{v}/locations/{location_id}", loc.clone())
+                    .route("/{v}/locations/{location_id}/{evse_uid}", loc.clone())
+                    .route(
+                        "/{v}/locations/{location_id}/{evse_uid}/{connector_id}",
+                        loc,
+                    )
+                    .route("/{v}/commands/{command}", on_route(M::POST, Route::Command))
+                    .route(
+                        "/{v}/chargingprofiles/{session_id}",
+                        on_route(M::GET.or(M::PUT).or(M::DELETE), Route::ChargingProfile),
+                    );
+                r = receiver(r, "tokens", M::GET.or(M::PUT).or(M::PATCH));
+            }
+            Role::Emsp => {
+                r = list(r, "tokens");
+                r = r
+                    .route(
+                        "/{v}/tokens/{token_uid}/authorize",
+                        on_route(M::POST, Route::Authorize),
+                    )
+                    .route("/{v}/cdrs", on_route(M::POST, Route::PostCdr))
+                    .route("/{v}/cdrs/", on_route(M::POST, Route::PostCdr))
+                    .route("/{v}/cdrs/{cdr_id}", on_route(M::GET, Route::GetCdr))
+                    // command results at the response_url we handed out:
+                    // any path below commands/, the key of the result
+                    .route(
+                        "/{v}/commands/{*result}",
+                        on_route(M::POST, Route::CommandResult),
+                    )
+                    // charging profile results at our response_url, and the
+                    // CPO's ActiveChargingProfile updates at /{session_id}
+                    .route(
+                        "/{v}/chargingprofiles/{session_id}",
+                        on_route(M::POST.or(M::PUT), Route::ChargingProfileSender),
+                    )
+                    .route(
+                        "/{v}/chargingprofiles/{session_id}/{*result}",
+                        on_route(M::POST, Route::ChargingProfileSender),
+                    );
+                let pull_push = M::GET.or(M::PUT).or(M::PATCH);
+                r = receiver(r, "sessions", pull_push);
+                r = receiver(r, "tariffs", M::GET.or(M::PUT).or(M::DELETE));
+                r = receiver(r, "locations", pull_push);
+                let nested = on_route(pull_push, Route::Receive("locations"));
+                r = r
+                    .route(
+                        "/{v}/locations/{country_code}/{party_id}/{id}/{evse_uid}",
+                        nested.clone(),
+                    )
+                    .route(
+                        "/{v}/locations/{country_code}/{party_id}/{id}/{evse_uid}/{connector_id}",
+                        nested,
+                    );
+            }
+        }
+        r.fallback(no_route).with_state(self.inner.clone())
     }
 }
 
@@ -466,6 +621,14 @@ impl Reply {
     fn refuse(code: StatusCode, message: impl Into<String>) -> Reply {
         Reply::err(Http::OK, code, message)
     }
+    /// The one place a [`StoreError`] becomes a response: OCPI 3000 with
+    /// HTTP 503 (unavailable) or 500, the error's own scrubbed text as
+    /// `status_message`; its source goes to the log only.
+    fn store_failed(e: &StoreError) -> Reply {
+        tracing::error!(error = %e, source = ?std::error::Error::source(e), "OCPI store");
+        let http = Http::from_u16(e.http_status()).unwrap_or(Http::INTERNAL_SERVER_ERROR);
+        Reply::err(http, StatusCode::SERVER_ERROR, e.to_string())
+    }
     fn finish(self, req: &HeaderMap) -> Response {
         let mut resp = (self.http, axum::Json(self.body)).into_response();
         let h = resp.headers_mut();
@@ -506,12 +669,19 @@ async fn authenticate(
         .ok_or_else(|| unauthorized("missing Authorization header"))?;
     let enc = inner.config.token_encoding;
     let token = parse_token(header, enc).map_err(|e| unauthorized(&e.to_string()))?;
-    let mut party = inner.store.party_by_token(&token).await;
+    let lookup = |t: String| async move {
+        inner
+            .store
+            .party_by_token(&t)
+            .await
+            .map_err(|e| Reply::store_failed(&e))
+    };
+    let mut party = lookup(token).await?;
     if party.is_none() && enc == TokenEncoding::Lenient {
         // The lenient decoder took a plain token that happens to be Base64
         // for Base64; try the header's text as it is.
         if let Ok(plain) = parse_token(header, TokenEncoding::Plain) {
-            party = inner.store.party_by_token(&plain).await;
+            party = lookup(plain).await?;
         }
     }
     let party = party.ok_or_else(|| unauthorized("unknown token"))?;
@@ -664,7 +834,8 @@ async fn credentials(
                     inner.handler.registered(&party).await;
                     Reply::ok(body)
                 }
-                Err(e) => Reply::refuse(e.status_code(), e.to_string()),
+                Err(RegisterError::Handshake(e)) => Reply::refuse(e.status_code(), e.to_string()),
+                Err(RegisterError::Store(e)) => Reply::store_failed(&e),
             }
         }
         Method::DELETE => {
@@ -676,8 +847,10 @@ async fn credentials(
                 )
                 .finish(&headers);
             }
-            inner.store.remove_party(&party.id).await;
-            Reply::with(Http::OK, StatusCode::SUCCESS, None, None)
+            match inner.store.remove_party(&party.id).await {
+                Ok(()) => Reply::with(Http::OK, StatusCode::SUCCESS, None, None),
+                Err(e) => Reply::store_failed(&e),
+            }
         }
         _ => Reply::err(
             Http::METHOD_NOT_ALLOWED,
@@ -688,13 +861,27 @@ async fn credentials(
     reply.finish(&headers)
 }
 
+/// Why the Receiver side of a registration failed.
+enum RegisterError {
+    /// The handshake (answered with its OCPI status).
+    Handshake(HandshakeError),
+    /// Saving the registered party.
+    Store(StoreError),
+}
+
+impl From<HandshakeError> for RegisterError {
+    fn from(e: HandshakeError) -> RegisterError {
+        RegisterError::Handshake(e)
+    }
+}
+
 /// The Receiver side of POST/PUT credentials: call the Sender back with
 /// its token B, then issue token C.
 async fn register(
     inner: &Inner,
     party: &Party,
     posted: &Value,
-) -> Result<(Party, Value), HandshakeError> {
+) -> Result<(Party, Value), RegisterError> {
     let (machine, first) = crate::credentials::Receiver::start(inner.config.own.clone(), posted)?;
     let reg = inner.client.drive_receiver(machine, first).await?;
     let token_c = new_token();
@@ -705,15 +892,407 @@ async fn register(
         token_a: false,
         registration: Some(reg),
     };
-    inner.store.save_party(updated.clone()).await;
+    inner
+        .store
+        .save_party(updated.clone())
+        .await
+        .map_err(RegisterError::Store)?;
     Ok((updated, body))
 }
 
-/// Is `module` served in `iface` role by us?
-fn serves(role: Role, module: &str, iface: &str) -> bool {
-    offered(role)
-        .iter()
-        .any(|(m, r)| *m == module && *r == iface)
+/// What a module route does; the path segments it needs are named in its
+/// route (see [`Server::router`]).
+#[derive(Debug, Clone, Copy)]
+enum Route {
+    /// Sender interface: a paginated list of our objects.
+    List(&'static str),
+    /// CPO Locations Sender: one location, EVSE or connector.
+    Location,
+    /// CPO Commands Receiver: `POST /{command}`.
+    Command,
+    /// eMSP Commands Sender: a `CommandResult` at our response_url.
+    CommandResult,
+    /// eMSP Tokens Sender: `POST /{token_uid}/authorize`.
+    Authorize,
+    /// Receiver interface on client-owned objects:
+    /// `/{country_code}/{party_id}/{id}[/{evse_uid}[/{connector_id}]]`.
+    Receive(&'static str),
+    /// eMSP CDRs Receiver: `POST`.
+    PostCdr,
+    /// eMSP CDRs Receiver: `GET /{cdr_id}`.
+    GetCdr,
+    /// CPO Charging Profiles Receiver: `/{session_id}`.
+    ChargingProfile,
+    /// eMSP Charging Profiles Sender: results (`POST`) at our
+    /// response_url, the CPO's ActiveChargingProfile (`PUT /{session_id}`).
+    ChargingProfileSender,
+    /// Hub Client Info Receiver: `/{country_code}/{party_id}`.
+    HubClientInfo,
+}
+
+impl Route {
+    fn module(self) -> &'static str {
+        match self {
+            Route::List(m) | Route::Receive(m) => m,
+            Route::Location => "locations",
+            Route::Command | Route::CommandResult => "commands",
+            Route::Authorize => "tokens",
+            Route::PostCdr | Route::GetCdr => "cdrs",
+            Route::ChargingProfile | Route::ChargingProfileSender => "chargingprofiles",
+            Route::HubClientInfo => "hubclientinfo",
+        }
+    }
+}
+
+/// The path segments of a route by name, each percent-decoded once by axum.
+type Segments = HashMap<String, String>;
+
+/// `route` for `methods`; any other method answers 405 with an envelope.
+fn on_route(methods: MethodFilter, route: Route) -> MethodRouter<Arc<Inner>> {
+    on(
+        methods,
+        move |State(inner): State<Arc<Inner>>,
+              segments: Result<Path<Segments>, PathRejection>,
+              method: Method,
+              RawQuery(query): RawQuery,
+              headers: HeaderMap,
+              body: Bytes| async move {
+            let query = query.unwrap_or_default();
+            serve(&inner, route, segments, &method, &query, &headers, &body).await
+        },
+    )
+    .fallback(wrong_method)
+}
+
+/// A path no route of our role serves: 404 (after authentication, so an
+/// unauthenticated caller learns nothing about our routes).
+async fn no_route(
+    State(inner): State<Arc<Inner>>,
+    uri: axum::http::Uri,
+    method: Method,
+    headers: HeaderMap,
+) -> Response {
+    let reply = match authenticate(&inner, &headers, false).await {
+        Ok(_) => Reply::err(
+            Http::NOT_FOUND,
+            StatusCode::CLIENT_ERROR,
+            format!("no {method} {} here", uri.path()),
+        ),
+        Err(r) => r,
+    };
+    reply.finish(&headers)
+}
+
+/// A served path with a method its interface does not have: 405.
+async fn wrong_method(
+    State(inner): State<Arc<Inner>>,
+    method: Method,
+    headers: HeaderMap,
+) -> Response {
+    let reply = match authenticate(&inner, &headers, false).await {
+        Ok(_) => Reply::err(
+            Http::METHOD_NOT_ALLOWED,
+            StatusCode::CLIENT_ERROR,
+            format!("{method} not allowed here"),
+        ),
+        Err(r) => r,
+    };
+    reply.finish(&headers)
+}
+
+/// A request for a module route: authenticate, check the version, do the
+/// route's work, add the routing headers.
+async fn serve(
+    inner: &Inner,
+    route: Route,
+    segments: Result<Path<Segments>, PathRejection>,
+    method: &Method,
+    query: &str,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Response {
+    let party = match authenticate(inner, headers, false).await {
+        Ok(p) => p,
+        Err(r) => return r.finish(headers),
+    };
+    let seg = match segments {
+        Ok(Path(s)) => s,
+        Err(e) => {
+            return Reply::err(
+                Http::BAD_REQUEST,
+                StatusCode::INVALID_PARAMETERS,
+                format!("path: {e}"),
+            )
+            .finish(headers)
+        }
+    };
+    let v = seg.get("v").map_or("", String::as_str);
+    let Some(version) = version_of(v).filter(|v| inner.config.own.versions.contains(v)) else {
+        return Reply::err(
+            Http::NOT_FOUND,
+            StatusCode::UNSUPPORTED_VERSION,
+            format!("version {v} not supported"),
+        )
+        .finish(headers);
+    };
+    let module = route.module();
+    let reply =
+        if version == Version::V211 && matches!(module, "chargingprofiles" | "hubclientinfo") {
+            // 2.1.1 has neither Charging Profiles nor Hub Client Info.
+            Reply::err(
+                Http::NOT_FOUND,
+                StatusCode::CLIENT_ERROR,
+                format!("no {module} in OCPI 2.1.1"),
+            )
+        } else {
+            let call = Call {
+                inner,
+                party: &party,
+                version,
+                v,
+                seg: &seg,
+                method,
+                query,
+                body,
+            };
+            match call.run(route).await {
+                Ok(r) => r,
+                Err(e) => Reply::store_failed(&e),
+            }
+        };
+    let mut reply = reply;
+    if version != Version::V211 && module != "hubclientinfo" {
+        reply
+            .headers
+            .extend(routing_reply(&inner.config.own, &party, headers));
+    }
+    reply.finish(headers)
+}
+
+/// One authenticated request on a module route.
+struct Call<'a> {
+    inner: &'a Inner,
+    party: &'a Party,
+    version: Version,
+    /// The version segment as sent (for URLs we hand back).
+    v: &'a str,
+    seg: &'a Segments,
+    method: &'a Method,
+    query: &'a str,
+    body: &'a Bytes,
+}
+
+impl Call<'_> {
+    /// A named path segment ("" when the route has no such segment).
+    fn seg(&self, name: &str) -> &str {
+        self.seg.get(name).map_or("", String::as_str)
+    }
+
+    /// The segments among `names` that the route has, in that order.
+    fn segs(&self, names: &[&str]) -> Vec<String> {
+        names
+            .iter()
+            .filter_map(|n| self.seg.get(*n).cloned())
+            .collect()
+    }
+
+    async fn run(&self, route: Route) -> Result<Reply, StoreError> {
+        let (inner, party, version) = (self.inner, self.party, self.version);
+        Ok(match route {
+            Route::List(module) => list(inner, module, self.query, self.v).await,
+            Route::Location => {
+                let path = self.segs(&["location_id", "evse_uid", "connector_id"]);
+                get_location(inner, &path, version).await?
+            }
+            Route::Command => {
+                let body = match parse_body(self.body) {
+                    Ok(b) => b,
+                    Err(r) => return Ok(r),
+                };
+                let command = self.seg("command").to_ascii_uppercase();
+                let ty = match command.as_str() {
+                    "START_SESSION" => "StartSession",
+                    "STOP_SESSION" => "StopSession",
+                    "RESERVE_NOW" => "ReserveNow",
+                    "CANCEL_RESERVATION" => "CancelReservation",
+                    "UNLOCK_CONNECTOR" => "UnlockConnector",
+                    _ => {
+                        return Ok(Reply::refuse(
+                            StatusCode::INVALID_PARAMETERS,
+                            format!("unknown command {command}"),
+                        ))
+                    }
+                };
+                match crate::validate::validate(version, ty, &body.to_string()) {
+                    Ok(_) => Reply::ok(inner.handler.command(party, &command, &body).await),
+                    Err(e) => Reply::refuse(StatusCode::INVALID_PARAMETERS, e.to_string()),
+                }
+            }
+            Route::CommandResult => {
+                let result = match parse_body(self.body) {
+                    Ok(v) => v,
+                    Err(r) => return Ok(r),
+                };
+                let key = self.seg("result");
+                inner
+                    .store
+                    .put_object("command_results", key, result.clone())
+                    .await?;
+                inner
+                    .handler
+                    .pushed(party, "command_results", key, &result)
+                    .await;
+                Reply::with(Http::OK, StatusCode::SUCCESS, None, None)
+            }
+            Route::Authorize => {
+                let uid = self.seg("token_uid");
+                let location = if self.body.is_empty() {
+                    None
+                } else {
+                    match parse_body(self.body) {
+                        Ok(v) => Some(v),
+                        Err(r) => return Ok(r),
+                    }
+                };
+                let ty = self
+                    .query
+                    .split('&')
+                    .find_map(|p| p.strip_prefix("type="))
+                    .unwrap_or("RFID")
+                    .to_string();
+                match inner
+                    .handler
+                    .authorize(party, uid, &ty, location.as_ref())
+                    .await
+                {
+                    Some(info) => Reply::ok(info),
+                    // mod_tokens "Real-time authorization": unknown token → 404,
+                    // with 2004 in the envelope (errata decision 8).
+                    None => Reply::err(
+                        Http::NOT_FOUND,
+                        StatusCode::UNKNOWN_TOKEN,
+                        format!("unknown token {uid}"),
+                    ),
+                }
+            }
+            Route::Receive(module) => {
+                let path =
+                    self.segs(&["country_code", "party_id", "id", "evse_uid", "connector_id"]);
+                receive(inner, party, version, module, &path, self.method, self.body).await
+            }
+            Route::PostCdr => receive_cdr(inner, party, version, self.v, self.body).await,
+            Route::GetCdr => match inner
+                .store
+                .get_object("cdrs", &format!("#/{}", self.seg("cdr_id")))
+                .await?
+            {
+                Some(o) => Reply::ok(o),
+                None => Reply::err(Http::NOT_FOUND, StatusCode::CLIENT_ERROR, "unknown CDR"),
+            },
+            Route::ChargingProfile => {
+                let action = match *self.method {
+                    Method::PUT => "SET",
+                    Method::GET => "GET",
+                    _ => "CLEAR",
+                };
+                let parsed = if action == "SET" {
+                    let v = match parse_body(self.body) {
+                        Ok(v) => v,
+                        Err(r) => return Ok(r),
+                    };
+                    if let Err(e) =
+                        crate::validate::validate(version, "SetChargingProfile", &v.to_string())
+                    {
+                        return Ok(Reply::refuse(StatusCode::INVALID_PARAMETERS, e.to_string()));
+                    }
+                    Some(v)
+                } else {
+                    if !self
+                        .query
+                        .split('&')
+                        .any(|p| p.starts_with("response_url="))
+                    {
+                        return Ok(Reply::refuse(
+                            StatusCode::INVALID_PARAMETERS,
+                            "response_url is required",
+                        ));
+                    }
+                    None
+                };
+                Reply::ok(
+                    inner
+                        .handler
+                        .charging_profile(
+                            party,
+                            action,
+                            self.seg("session_id"),
+                            parsed.as_ref(),
+                            self.query,
+                        )
+                        .await,
+                )
+            }
+            Route::ChargingProfileSender => {
+                let v = match parse_body(self.body) {
+                    Ok(v) => v,
+                    Err(r) => return Ok(r),
+                };
+                let session_id = self.seg("session_id");
+                let (kind, key) = if *self.method == Method::PUT {
+                    if let Err(e) =
+                        crate::validate::validate(version, "ActiveChargingProfile", &v.to_string())
+                    {
+                        return Ok(Reply::refuse(StatusCode::INVALID_PARAMETERS, e.to_string()));
+                    }
+                    ("active_charging_profiles", session_id.to_string())
+                } else {
+                    let key = match self.seg.get("result") {
+                        Some(rest) => format!("{session_id}/{rest}"),
+                        None => session_id.to_string(),
+                    };
+                    ("charging_profile_results", key)
+                };
+                inner.store.put_object(kind, &key, v.clone()).await?;
+                inner.handler.pushed(party, kind, &key, &v).await;
+                Reply::with(Http::OK, StatusCode::SUCCESS, None, None)
+            }
+            Route::HubClientInfo => {
+                let key = format!(
+                    "{}/{}",
+                    self.seg("country_code").to_ascii_uppercase(),
+                    self.seg("party_id").to_ascii_uppercase()
+                );
+                if *self.method == Method::GET {
+                    match inner.store.get_object("hubclientinfo", &key).await? {
+                        Some(o) => Reply::ok(o),
+                        None => {
+                            Reply::err(Http::NOT_FOUND, StatusCode::CLIENT_ERROR, "unknown party")
+                        }
+                    }
+                } else {
+                    let v = match parse_body(self.body) {
+                        Ok(v) => v,
+                        Err(r) => return Ok(r),
+                    };
+                    if let Err(e) = crate::validate::validate(version, "ClientInfo", &v.to_string())
+                    {
+                        return Ok(Reply::refuse(StatusCode::INVALID_PARAMETERS, e.to_string()));
+                    }
+                    let created = inner
+                        .store
+                        .put_object("hubclientinfo", &key, v.clone())
+                        .await?;
+                    inner.handler.pushed(party, "hubclientinfo", &key, &v).await;
+                    Reply::with(
+                        if created { Http::CREATED } else { Http::OK },
+                        StatusCode::SUCCESS,
+                        None,
+                        None,
+                    )
+                }
+            }
+        })
+    }
 }
 
 /// The spec type name for a module's object at a path depth.
@@ -728,316 +1307,6 @@ fn type_for(module: &str, depth: usize) -> &'static str {
         ("tokens", _) => "Token",
         _ => "",
     }
-}
-
-async fn module_root(
-    State(inner): State<Arc<Inner>>,
-    Path((v, module)): Path<(String, String)>,
-    method: Method,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    handle_module(
-        inner,
-        v,
-        module,
-        String::new(),
-        method,
-        query,
-        headers,
-        body,
-    )
-    .await
-}
-
-async fn module_rest(
-    State(inner): State<Arc<Inner>>,
-    Path((v, module, _)): Path<(String, String, String)>,
-    uri: axum::http::Uri,
-    method: Method,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    // the rest of the path as sent (axum's `Path` has percent-decoded it
-    // already, which would turn an id's `%2F` into a segment break and
-    // `%252F` into `/` on our own decoding): the segments after
-    // `/{v}/{module}/`, each decoded once below
-    let rest = uri
-        .path()
-        .trim_start_matches('/')
-        .splitn(3, '/')
-        .nth(2)
-        .unwrap_or("")
-        .to_string();
-    handle_module(inner, v, module, rest, method, query, headers, body).await
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn handle_module(
-    inner: Arc<Inner>,
-    v: String,
-    module: String,
-    rest: String,
-    method: Method,
-    query: Option<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let party = match authenticate(&inner, &headers, false).await {
-        Ok(p) => p,
-        Err(r) => return r.finish(&headers),
-    };
-    let Some(version) = version_of(&v).filter(|v| inner.config.own.versions.contains(v)) else {
-        return Reply::err(
-            Http::NOT_FOUND,
-            StatusCode::UNSUPPORTED_VERSION,
-            format!("version {v} not supported"),
-        )
-        .finish(&headers);
-    };
-    let path: Vec<String> = rest
-        .split('/')
-        .filter(|s| !s.is_empty())
-        .map(|seg| percent_decode(seg, false))
-        .collect();
-    let role = inner.config.role;
-    let reply = match (role, module.as_str(), &method, path.len()) {
-        // Sender lists.
-        (_, m, &Method::GET, 0) if serves(role, m, "SENDER") => {
-            list(&inner, m, query.as_deref().unwrap_or(""), &v).await
-        }
-        // CPO: one location / EVSE / connector.
-        (Role::Cpo, "locations", &Method::GET, 1..=3) => get_location(&inner, &path, version).await,
-        // CPO: commands.
-        (Role::Cpo, "commands", &Method::POST, 1) => {
-            let Ok(body) = parse_body(&body) else {
-                return Reply::err(
-                    Http::BAD_REQUEST,
-                    StatusCode::INVALID_PARAMETERS,
-                    "body is not JSON",
-                )
-                .finish(&headers);
-            };
-            let command = path[0].to_ascii_uppercase();
-            let ty = match command.as_str() {
-                "START_SESSION" => "StartSession",
-                "STOP_SESSION" => "StopSession",
-                "RESERVE_NOW" => "ReserveNow",
-                "CANCEL_RESERVATION" => "CancelReservation",
-                "UNLOCK_CONNECTOR" => "UnlockConnector",
-                _ => {
-                    return Reply::refuse(
-                        StatusCode::INVALID_PARAMETERS,
-                        format!("unknown command {command}"),
-                    )
-                    .finish(&headers)
-                }
-            };
-            match crate::validate::validate(version, ty, &body.to_string()) {
-                Ok(_) => Reply::ok(inner.handler.command(&party, &command, &body).await),
-                Err(e) => Reply::refuse(StatusCode::INVALID_PARAMETERS, e.to_string()),
-            }
-        }
-        // eMSP: real-time authorization.
-        (Role::Emsp, "tokens", &Method::POST, 2) if path[1] == "authorize" => {
-            let location = if body.is_empty() {
-                None
-            } else {
-                match parse_body(&body) {
-                    Ok(v) => Some(v),
-                    Err(r) => return r.finish(&headers),
-                }
-            };
-            let ty = query
-                .as_deref()
-                .unwrap_or("")
-                .split('&')
-                .find_map(|p| p.strip_prefix("type="))
-                .unwrap_or("RFID")
-                .to_string();
-            match inner
-                .handler
-                .authorize(&party, &path[0], &ty, location.as_ref())
-                .await
-            {
-                Some(info) => Reply::ok(info),
-                // mod_tokens "Real-time authorization": unknown token → 404,
-                // with 2004 in the envelope (errata decision 8).
-                None => Reply::err(
-                    Http::NOT_FOUND,
-                    StatusCode::UNKNOWN_TOKEN,
-                    format!("unknown token {}", path[0]),
-                ),
-            }
-        }
-        // eMSP: CDRs are POSTed to the endpoint and read back by id.
-        (Role::Emsp, "cdrs", &Method::POST, 0) => {
-            receive_cdr(&inner, &party, version, &v, &body).await
-        }
-        (Role::Emsp, "cdrs", &Method::GET, 1) => match inner
-            .store
-            .get_object("cdrs", &format!("#/{}", path[0]))
-            .await
-        {
-            Some(o) => Reply::ok(o),
-            None => Reply::err(Http::NOT_FOUND, StatusCode::CLIENT_ERROR, "unknown CDR"),
-        },
-        // Charging Profiles, CPO Receiver: /{session_id}.
-        (Role::Cpo, "chargingprofiles", m, 1) if version != Version::V211 => {
-            let action = match *m {
-                Method::PUT => "SET",
-                Method::GET => "GET",
-                Method::DELETE => "CLEAR",
-                _ => {
-                    return Reply::err(
-                        Http::METHOD_NOT_ALLOWED,
-                        StatusCode::CLIENT_ERROR,
-                        "method not allowed",
-                    )
-                    .finish(&headers)
-                }
-            };
-            let q = query.as_deref().unwrap_or("");
-            let parsed = if action == "SET" {
-                match parse_body(&body) {
-                    Ok(v) => match crate::validate::validate(
-                        version,
-                        "SetChargingProfile",
-                        &v.to_string(),
-                    ) {
-                        Ok(_) => Some(v),
-                        Err(e) => {
-                            return Reply::refuse(StatusCode::INVALID_PARAMETERS, e.to_string())
-                                .finish(&headers)
-                        }
-                    },
-                    Err(r) => return r.finish(&headers),
-                }
-            } else {
-                if !q.split('&').any(|p| p.starts_with("response_url=")) {
-                    return Reply::refuse(
-                        StatusCode::INVALID_PARAMETERS,
-                        "response_url is required",
-                    )
-                    .finish(&headers);
-                }
-                None
-            };
-            Reply::ok(
-                inner
-                    .handler
-                    .charging_profile(&party, action, &path[0], parsed.as_ref(), q)
-                    .await,
-            )
-        }
-        // Charging Profiles, eMSP Sender: results at our response_url, and
-        // the CPO's ActiveChargingProfile updates at /{session_id}.
-        (Role::Emsp, "chargingprofiles", &Method::POST | &Method::PUT, 1..)
-            if version != Version::V211 =>
-        {
-            match parse_body(&body) {
-                Ok(v) => {
-                    let (kind, ty) = if method == Method::PUT {
-                        ("active_charging_profiles", "ActiveChargingProfile")
-                    } else {
-                        ("charging_profile_results", "")
-                    };
-                    if !ty.is_empty() {
-                        if let Err(e) = crate::validate::validate(version, ty, &v.to_string()) {
-                            return Reply::refuse(StatusCode::INVALID_PARAMETERS, e.to_string())
-                                .finish(&headers);
-                        }
-                    }
-                    let key = path.join("/");
-                    inner.store.put_object(kind, &key, v.clone()).await;
-                    inner.handler.pushed(&party, kind, &key, &v).await;
-                    Reply::with(Http::OK, StatusCode::SUCCESS, None, None)
-                }
-                Err(r) => r,
-            }
-        }
-        // Hub Client Info, Receiver: /{country_code}/{party_id}.
-        (_, "hubclientinfo", m, 2) if version != Version::V211 => {
-            let key = format!(
-                "{}/{}",
-                path[0].to_ascii_uppercase(),
-                path[1].to_ascii_uppercase()
-            );
-            match *m {
-                Method::GET => match inner.store.get_object("hubclientinfo", &key).await {
-                    Some(o) => Reply::ok(o),
-                    None => Reply::err(Http::NOT_FOUND, StatusCode::CLIENT_ERROR, "unknown party"),
-                },
-                Method::PUT => match parse_body(&body) {
-                    Ok(v) => match crate::validate::validate(version, "ClientInfo", &v.to_string())
-                    {
-                        Ok(_) => {
-                            let created = inner
-                                .store
-                                .put_object("hubclientinfo", &key, v.clone())
-                                .await;
-                            inner
-                                .handler
-                                .pushed(&party, "hubclientinfo", &key, &v)
-                                .await;
-                            Reply::with(
-                                if created { Http::CREATED } else { Http::OK },
-                                StatusCode::SUCCESS,
-                                None,
-                                None,
-                            )
-                        }
-                        Err(e) => Reply::refuse(StatusCode::INVALID_PARAMETERS, e.to_string()),
-                    },
-                    Err(r) => r,
-                },
-                _ => Reply::err(
-                    Http::METHOD_NOT_ALLOWED,
-                    StatusCode::CLIENT_ERROR,
-                    "method not allowed",
-                ),
-            }
-        }
-        // eMSP: command results at the response_url we handed out.
-        (Role::Emsp, "commands", &Method::POST, 1..) => match parse_body(&body) {
-            Ok(result) => {
-                let key = path.join("/");
-                inner
-                    .store
-                    .put_object("command_results", &key, result.clone())
-                    .await;
-                inner
-                    .handler
-                    .pushed(&party, "command_results", &key, &result)
-                    .await;
-                Reply::with(Http::OK, StatusCode::SUCCESS, None, None)
-            }
-            Err(r) => r,
-        },
-        // Receiver interfaces on client-owned objects: /{cc}/{pid}/{id}[/..].
-        (_, m, _, n)
-            if (3..=5).contains(&n)
-                && serves(role, m, "RECEIVER")
-                && m != "commands"
-                && m != "cdrs" =>
-        {
-            receive(&inner, &party, version, m, &path, &method, &body).await
-        }
-        _ => Reply::err(
-            Http::NOT_FOUND,
-            StatusCode::CLIENT_ERROR,
-            format!("no {method} {module}/{rest} here"),
-        ),
-    };
-    let mut reply = reply;
-    if version != Version::V211 && module != "hubclientinfo" {
-        reply
-            .headers
-            .extend(routing_reply(&inner.config.own, &party, &headers));
-    }
-    reply.finish(&headers)
 }
 
 /// Routing headers of a response (2.2.1 transport_and_format, "Message
@@ -1089,10 +1358,14 @@ async fn list(inner: &Inner, module: &str, query: &str, v: &str) -> Reply {
             )
         }
     };
-    let (items, total) = inner
+    let (items, total) = match inner
         .store
         .list_objects(module, &own_prefixes(&inner.config.own), &page)
-        .await;
+        .await
+    {
+        Ok(listed) => listed,
+        Err(e) => return Reply::store_failed(&e),
+    };
     let url = format!(
         "{}/{v}/{module}",
         inner.config.base_url.trim_end_matches('/')
@@ -1140,13 +1413,17 @@ fn served_as(
     }
 }
 
-async fn get_location(inner: &Inner, path: &[String], version: Version) -> Reply {
+async fn get_location(
+    inner: &Inner,
+    path: &[String],
+    version: Version,
+) -> Result<Reply, StoreError> {
     let Some((cc, pid, _, _)) = inner.config.own.roles.first() else {
-        return Reply::err(
+        return Ok(Reply::err(
             Http::NOT_FOUND,
             StatusCode::UNKNOWN_LOCATION,
             "no such location",
-        );
+        ));
     };
     let key = format!(
         "{}/{}/{}",
@@ -1161,16 +1438,16 @@ async fn get_location(inner: &Inner, path: &[String], version: Version) -> Reply
             "no such location",
         )
     };
-    let Some(loc) = inner.store.get_object("locations", &key).await else {
-        return not_found();
+    let Some(loc) = inner.store.get_object("locations", &key).await? else {
+        return Ok(not_found());
     };
     let Some(loc) = served_as(inner, "locations", 3, version, loc) else {
-        return not_found();
+        return Ok(not_found());
     };
-    match descend(&loc, &path[1..]) {
+    Ok(match descend(&loc, &path[1..]) {
         Some(o) => Reply::ok(o.clone()),
         None => not_found(),
-    }
+    })
 }
 
 /// The EVSE or connector under a location, by uid / id.
@@ -1214,6 +1491,17 @@ fn merge(base: &mut Value, patch: &Value) {
             b.insert(k.clone(), v.clone());
         }
     }
+}
+
+/// The value of a store call, or the store failure's reply from the
+/// enclosing function.
+macro_rules! stored {
+    ($call:expr) => {
+        match $call {
+            Ok(v) => v,
+            Err(e) => return Reply::store_failed(&e),
+        }
+    };
 }
 
 async fn receive(
@@ -1260,7 +1548,7 @@ async fn receive(
         )
     };
     match *method {
-        Method::GET => match inner.store.get_object(module, &key).await {
+        Method::GET => match stored!(inner.store.get_object(module, &key).await) {
             Some(o) => match descend(&o, &path[3..]) {
                 Some(x) => Reply::ok(x.clone()),
                 None => not_found("object"),
@@ -1268,7 +1556,7 @@ async fn receive(
             None => not_found("object"),
         },
         Method::DELETE if module == "tariffs" => {
-            if inner.store.delete_object(module, &key).await {
+            if stored!(inner.store.delete_object(module, &key).await) {
                 Reply::with(Http::OK, StatusCode::SUCCESS, None, None)
             } else {
                 not_found("tariff")
@@ -1316,7 +1604,7 @@ async fn receive(
                 );
             }
             let (stored, created) = if nested {
-                let Some(mut loc) = inner.store.get_object(module, &key).await else {
+                let Some(mut loc) = stored!(inner.store.get_object(module, &key).await) else {
                     return Reply::refuse(StatusCode::UNKNOWN_LOCATION, "unknown location");
                 };
                 let parent_path = &path[3..path.len() - 1];
@@ -1351,10 +1639,10 @@ async fn receive(
                 if let Some(t) = obj.get("last_updated") {
                     loc["last_updated"] = t.clone();
                 }
-                inner.store.put_object(module, &key, loc.clone()).await;
+                stored!(inner.store.put_object(module, &key, loc.clone()).await);
                 (loc, created)
             } else {
-                let created = inner.store.put_object(module, &key, obj.clone()).await;
+                let created = stored!(inner.store.put_object(module, &key, obj.clone()).await);
                 (obj, created)
             };
             inner.handler.pushed(party, module, &key, &stored).await;
@@ -1373,7 +1661,7 @@ async fn receive(
             if patch.get("last_updated").is_none() {
                 return Reply::refuse(StatusCode::INVALID_PARAMETERS, "PATCH without last_updated");
             }
-            let Some(mut obj) = inner.store.get_object(module, &key).await else {
+            let Some(mut obj) = stored!(inner.store.get_object(module, &key).await) else {
                 return not_found("object");
             };
             let Some(target) = descend_mut(&mut obj, &path[3..]) else {
@@ -1388,7 +1676,7 @@ async fn receive(
             {
                 return Reply::refuse(StatusCode::INVALID_PARAMETERS, e.to_string());
             }
-            inner.store.put_object(module, &key, obj.clone()).await;
+            stored!(inner.store.put_object(module, &key, obj.clone()).await);
             inner.handler.pushed(party, module, &key, &obj).await;
             Reply::with(Http::OK, StatusCode::SUCCESS, None, None)
         }
@@ -1420,21 +1708,18 @@ async fn receive_cdr(
         .unwrap_or_default()
         .to_string();
     // CDRs are immutable: a second POST of the same id is refused.
-    if inner
-        .store
-        .get_object("cdrs", &format!("#/{id}"))
-        .await
-        .is_some()
-    {
+    if stored!(inner.store.get_object("cdrs", &format!("#/{id}")).await).is_some() {
         return Reply::refuse(
             StatusCode::INVALID_PARAMETERS,
             format!("CDR {id} already received"),
         );
     }
-    inner
-        .store
-        .put_object("cdrs", &format!("#/{id}"), cdr.clone())
-        .await;
+    stored!(
+        inner
+            .store
+            .put_object("cdrs", &format!("#/{id}"), cdr.clone())
+            .await
+    );
     inner.handler.pushed(party, "cdrs", &id, &cdr).await;
     let mut r = Reply::with(Http::CREATED, StatusCode::SUCCESS, None, None);
     r.headers.push((

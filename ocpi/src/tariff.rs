@@ -29,8 +29,13 @@
 //!    parking) before the period starts.
 //! 3. A FLAT fee is charged once: the first FLAT component that becomes
 //!    active, in period order.
-//! 4. Time zone: the location's `time_zone` is required; without one the
-//!    price is refused ([`TariffError::TimeZoneMissing`]), never guessed.
+//! 4. Time zone: the location's `time_zone`; without one, the zone of the
+//!    location's `country` when the tz database's `zone.tab` lists exactly
+//!    one for it (`Europe/Amsterdam` for `NLD`; [`Zone::Country`]); a
+//!    country with several (`DEU`: Berlin and Büsingen; `ESP`; `USA`) or
+//!    none is refused ([`TariffError::CountryZones`]), as is a location
+//!    with neither ([`TariffError::TimeZoneMissing`]). Only tariffs with
+//!    time restrictions need a zone.
 //! 5. `step_size` 0 means no rounding; `start_time == end_time` means the
 //!    whole day.
 //! 6. A period is priced as a whole by its start (no splitting after the
@@ -41,6 +46,40 @@
 //!    money total matches when it is within half a cent (0.005) of the
 //!    exact price, before and after taxes; energy within 1 Wh, times
 //!    within one second. A total the CDR leaves out is not checked.
+//! 9. A charging period without a `TIME` dimension: charging time is the
+//!    period's length from its boundaries, unless the period reports
+//!    `PARKING_TIME` or `RESERVATION_TIME` (then it is a parking or
+//!    reservation period and its charging time is 0). A `TIME` dimension
+//!    given is used as it is. From `mod_cdrs.asciidoc` (2.2.1),
+//!    "ChargingPeriod _class_": a period's `start_date_time` "A period ends
+//!    when the next period starts. The last period ends when the session
+//!    ends", so every period has a length; "CdrDimensionType _enum_": `TIME`
+//!    is "Time charging during this ChargingPeriod" and `PARKING_TIME` "Time
+//!    during this ChargingPeriod not charging"; and "ChargingPeriod" in the
+//!    CDR object's text: a CPO "SHALL at least start (and add) a
+//!    ChargingPeriod every moment/event that has relevance for the total
+//!    costs", so charging and parking are separate periods, and a period
+//!    that reports neither parking nor reservation is a charging one. The
+//!    spec's energy example ("a new Charging Period at 17:00, which
+//!    contains at least the energy in kWh") carries no `TIME` at all.
+//! 10. A CDR's own `tariffs` ([`price_cdr`] without a separate tariff):
+//!     each period is priced under the tariff its `tariff_id` names; a
+//!     period without `tariff_id` is priced under none ("If not provided, no
+//!     Tariff is relevant during this period", ChargingPeriod class), except
+//!     that a CDR with exactly one tariff prices every period under it (CDRs
+//!     commonly leave `tariff_id` out then). FLAT once and step_size once
+//!     per session hold across tariffs; each tariff's `min_price` /
+//!     `max_price` bound the part of the total priced under it ("a Charging
+//!     Session with this tariff will at least cost this amount").
+//! 11. A Credit CDR (`credit: true`, 2.2.1+) is priced like its original,
+//!     then `total_cost` is negated, before and after taxes, and nothing
+//!     else ("Credit CDRs" in `mod_cdrs.asciidoc`: "Only the values in the
+//!     `total_cost` field SHALL contain the negative amounts of the original
+//!     CDR"; [`Priced::credited`]).
+//! 12. OCPI 2.1.1 CDRs (`stop_date_time`) are priced by the same rules;
+//!     2.1.1 price components carry no VAT, and [`Version::V211`] prints
+//!     `total_cost` as the 2.1.1 number (excl. VAT) with `total_energy`,
+//!     `total_time`, `total_parking_time`.
 //!
 //! ```
 //! use evproto_ocpi::tariff::{price_json, Version};
@@ -61,6 +100,8 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Deserializer};
 use serde_json::{json, Value};
 
+mod zones;
+
 /// Why a session could not be priced.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -76,6 +117,21 @@ pub enum TariffError {
     /// No time zone for the restrictions.
     #[error("the location's time_zone is needed to apply time restrictions")]
     TimeZoneMissing,
+    /// No `time_zone` on the location, and its country has not exactly
+    /// one zone in the tz database (decision 4).
+    #[error("the location has no time_zone and its country {country} has {zones} time zones, not one: time_zone is needed to apply time restrictions")]
+    CountryZones {
+        /// The location's `country`.
+        country: String,
+        /// How many zones the tz database lists for it (0: unknown country).
+        zones: usize,
+    },
+    /// Neither a tariff nor a CDR with `tariffs` to price with.
+    #[error("no tariff: give one or a CDR with tariffs")]
+    NoTariff,
+    /// A charging period's `tariff_id` names no tariff of the CDR.
+    #[error("charging period tariff_id {0} is not among the CDR's tariffs")]
+    UnknownTariffId(String),
     /// Not an IANA zone.
     #[error("unknown time zone {0}")]
     UnknownTimeZone(String),
@@ -87,6 +143,9 @@ pub enum TariffError {
 /// Which version's price objects to print.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Version {
+    /// OCPI 2.1.1: `total_cost` is a number (excl. VAT; 2.1.1 has no VAT
+    /// and no per-dimension costs).
+    V211,
     /// `{excl_vat, incl_vat}`.
     V221,
     /// `{before_taxes, taxes: [..]}`.
@@ -275,8 +334,8 @@ pub struct Session {
     /// Session start.
     #[serde(deserialize_with = "lenient_time")]
     pub start_date_time: DateTime<Utc>,
-    /// Session end.
-    #[serde(deserialize_with = "lenient_time")]
+    /// Session end (2.1.1 calls it `stop_date_time`).
+    #[serde(deserialize_with = "lenient_time", alias = "stop_date_time")]
     pub end_date_time: DateTime<Utc>,
     /// Periods.
     pub charging_periods: Vec<ChargingPeriod>,
@@ -355,6 +414,7 @@ impl Amount {
     fn json(&self, v: Version) -> Value {
         let n = |d: Decimal| d.normalize().to_string();
         match v {
+            Version::V211 => Value::String(n(self.excl)),
             Version::V221 => json!({"excl_vat": n(self.excl), "incl_vat": n(self.incl())}),
             Version::V230 => {
                 let taxes: Vec<Value> = self
@@ -375,6 +435,8 @@ impl Amount {
 pub struct Line {
     /// Period index (`None` for the step-size rounding line).
     pub period: Option<usize>,
+    /// Tariff index (0 with one tariff; see [`price_periods`]).
+    pub tariff: usize,
     /// Element index in the tariff.
     pub element: usize,
     /// Dimension.
@@ -415,9 +477,36 @@ pub struct Priced {
 }
 
 impl Priced {
+    /// As a Credit CDR carries it (`mod_cdrs.asciidoc` "Credit CDRs": "Only
+    /// the values in the `total_cost` field SHALL contain the negative
+    /// amounts of the original CDR"): `total_cost` negated, excl. VAT and
+    /// every tax line; every other total and the breakdown as they are.
+    pub fn credited(mut self) -> Priced {
+        self.total_cost.excl = -self.total_cost.excl;
+        for (_, t) in &mut self.total_cost.vat {
+            *t = -*t;
+        }
+        self
+    }
+
     /// The totals under the CDR's field names, prices in `version`'s shape.
     pub fn to_json(&self, version: Version) -> Value {
         let n = |d: Decimal| d.normalize().to_string();
+        let breakdown = self.lines.iter().map(|l| json!({
+            "period": l.period, "tariff": l.tariff, "element": l.element, "dimension": format!("{:?}", l.dimension),
+            "volume": n(l.volume), "price": n(l.price), "vat": l.vat.map(n), "cost": n(l.cost),
+        })).collect::<Vec<_>>();
+        if version == Version::V211 {
+            // 2.1.1 CDR: total_cost (excl. VAT), total_energy, total_time,
+            // total_parking_time; no per-dimension costs
+            return json!({
+                "total_cost": self.total_cost.json(version),
+                "total_energy": n(self.total_energy),
+                "total_time": n(self.total_time),
+                "total_parking_time": n(self.total_parking_time),
+                "breakdown": breakdown,
+            });
+        }
         json!({
             "total_cost": self.total_cost.json(version),
             "total_fixed_cost": self.total_fixed_cost.json(version),
@@ -428,10 +517,7 @@ impl Priced {
             "total_parking_time": n(self.total_parking_time),
             "total_parking_cost": self.total_parking_cost.json(version),
             "total_reservation_cost": self.total_reservation_cost.json(version),
-            "breakdown": self.lines.iter().map(|l| json!({
-                "period": l.period, "element": l.element, "dimension": format!("{:?}", l.dimension),
-                "volume": n(l.volume), "price": n(l.price), "vat": l.vat.map(n), "cost": n(l.cost),
-            })).collect::<Vec<_>>(),
+            "breakdown": breakdown,
         })
     }
 }
@@ -521,9 +607,88 @@ pub fn price(
     session: &Session,
     time_zone: Option<&str>,
 ) -> Result<Priced, TariffError> {
-    let needs_zone = tariff
-        .elements
+    let zone = time_zone.map_or(Zone::Unknown, |z| Zone::Named(z.to_owned()));
+    let every = vec![Some(0); session.charging_periods.len()];
+    price_periods(&[tariff], session, &every, &zone)
+}
+
+/// Where the local time of time restrictions comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Zone {
+    /// An IANA zone name: the location's `time_zone`.
+    Named(String),
+    /// No `time_zone`, only the location's country (ISO 3166-1 alpha-3, as
+    /// OCPI writes it, or alpha-2): its zone when it has exactly one in the
+    /// tz database's `zone.tab` (decision 4).
+    Country(String),
+    /// Nothing known: tariffs without time restrictions only.
+    Unknown,
+}
+
+impl Zone {
+    /// The zone of a Location (2.1.1, 2.2.1, 2.3.0) or a 2.2.1+
+    /// `CdrLocation`: its `time_zone`, else its `country`.
+    pub fn of_location(location: &Value) -> Zone {
+        if let Some(z) = location.get("time_zone").and_then(Value::as_str) {
+            return Zone::Named(z.to_owned());
+        }
+        match location.get("country").and_then(Value::as_str) {
+            Some(c) => Zone::Country(c.to_owned()),
+            None => Zone::Unknown,
+        }
+    }
+
+    /// The zone, or why there is none; `needed` is false when no
+    /// restriction reads local time (UTC is used then).
+    fn resolve(&self, needed: bool) -> Result<Tz, TariffError> {
+        match self {
+            Zone::Named(z) => z
+                .parse()
+                .map_err(|_| TariffError::UnknownTimeZone(z.clone())),
+            _ if !needed => Ok(Tz::UTC),
+            Zone::Country(c) => match zones::of_country(c) {
+                [one] => one
+                    .parse()
+                    .map_err(|_| TariffError::UnknownTimeZone((*one).to_owned())),
+                many => Err(TariffError::CountryZones {
+                    country: c.clone(),
+                    zones: many.len(),
+                }),
+            },
+            Zone::Unknown => Err(TariffError::TimeZoneMissing),
+        }
+    }
+}
+
+/// Prices `session` under several tariffs: period `i` (in the order of
+/// `session.charging_periods`) under `tariffs[period_tariffs[i]]`, or
+/// under none when that is `None` (its volumes still count). FLAT once per
+/// session and step_size once per session apply across tariffs (decisions
+/// 1 and 3); each tariff's `min_price`/`max_price` bounds the part of the
+/// total priced under it (decision 10).
+///
+/// # Errors
+///
+/// [`TariffError`], and [`TariffError::Periods`] when `period_tariffs` does
+/// not have one entry per period or names no tariff of `tariffs`.
+pub fn price_periods(
+    tariffs: &[&Tariff],
+    session: &Session,
+    period_tariffs: &[Option<usize>],
+    zone: &Zone,
+) -> Result<Priced, TariffError> {
+    if period_tariffs.len() != session.charging_periods.len()
+        || period_tariffs.iter().flatten().any(|t| *t >= tariffs.len())
+    {
+        return Err(TariffError::Periods(
+            "one tariff index per charging period, within the tariffs given".into(),
+        ));
+    }
+    let needs_zone = period_tariffs
         .iter()
+        .flatten()
+        .flat_map(|t| &tariffs[*t].elements)
         .filter_map(|e| e.restrictions.as_ref())
         .any(|r| {
             r.start_time.is_some()
@@ -532,21 +697,19 @@ pub fn price(
                 || r.end_date.is_some()
                 || !r.day_of_week.is_empty()
         });
-    let tz: Tz = match time_zone {
-        Some(z) => z
-            .parse()
-            .map_err(|_| TariffError::UnknownTimeZone(z.to_owned()))?,
-        None if needs_zone => return Err(TariffError::TimeZoneMissing),
-        None => Tz::UTC,
-    };
-    let mut periods: Vec<&ChargingPeriod> = session.charging_periods.iter().collect();
-    periods.sort_by_key(|p| p.start_date_time);
+    let tz = zone.resolve(needs_zone)?;
+    let mut periods: Vec<(&ChargingPeriod, Option<usize>)> = session
+        .charging_periods
+        .iter()
+        .zip(period_tariffs.iter().copied())
+        .collect();
+    periods.sort_by_key(|p| p.0.start_date_time);
     if session.end_date_time < session.start_date_time {
         return Err(TariffError::Periods(
             "the session ends before it starts".into(),
         ));
     }
-    if let Some(p) = periods.iter().find(|p| {
+    if let Some((p, _)) = periods.iter().find(|(p, _)| {
         p.start_date_time < session.start_date_time || p.start_date_time > session.end_date_time
     }) {
         return Err(TariffError::Periods(format!(
@@ -567,18 +730,20 @@ pub fn price(
         lines: Vec::new(),
     };
     let mut flat_done = false;
-    // last component used per dimension, for step_size: (element, component)
-    let mut last: [Option<(usize, PriceComponent)>; 3] = [None, None, None];
+    // last component used per dimension, for step_size: (tariff, element, component)
+    let mut last: [Option<(usize, usize, PriceComponent)>; 3] = [None, None, None];
     let mut billed = [Decimal::ZERO; 3]; // kWh, h, h
-    for (i, p) in periods.iter().enumerate() {
+    for (i, (p, tariff)) in periods.iter().enumerate() {
         let end = periods
             .get(i + 1)
-            .map_or(session.end_date_time, |n| n.start_date_time);
+            .map_or(session.end_date_time, |n| n.0.start_date_time);
         let duration_h = hours((end - p.start_date_time).num_milliseconds().max(0));
         let dim = |k: &str| p.dimensions.iter().find(|d| d.kind == k).map(|d| d.volume);
         let energy = dim("ENERGY").unwrap_or_default();
         let parking = dim("PARKING_TIME").unwrap_or_default();
         let reservation_h = dim("RESERVATION_TIME");
+        // decision 9: no TIME dimension = charging for the period's whole
+        // length (its boundaries), unless it reports parking or reservation
         let time = dim("TIME").unwrap_or(
             if dim("PARKING_TIME").is_some() || reservation_h.is_some() {
                 Decimal::ZERO
@@ -595,21 +760,23 @@ pub fn price(
             reservation: reservation_h.is_some(),
         };
         let active = |d: Dimension| {
-            tariff.elements.iter().enumerate().find_map(|(ei, e)| {
+            let ti = (*tariff)?;
+            tariffs[ti].elements.iter().enumerate().find_map(|(ei, e)| {
                 let c = e.price_components.iter().find(|c| c.dimension == d)?;
                 let ok = match &e.restrictions {
                     Some(r) => matches(r, &ctx),
                     None => !ctx.reservation,
                 };
-                ok.then(|| (ei, c.clone()))
+                ok.then(|| (ti, ei, c.clone()))
             })
         };
         if ctx.reservation {
-            if let (Some((ei, c)), Some(h)) = (active(Dimension::Time), reservation_h) {
+            if let (Some((ti, ei, c)), Some(h)) = (active(Dimension::Time), reservation_h) {
                 let cost = (h * c.price).round_dp(MONEY_DP);
                 out.total_reservation_cost.add(cost, c.vat);
                 out.lines.push(Line {
                     period: Some(i),
+                    tariff: ti,
                     element: ei,
                     dimension: Dimension::Time,
                     volume: h,
@@ -619,11 +786,12 @@ pub fn price(
                 });
             }
             if !flat_done {
-                if let Some((ei, c)) = active(Dimension::Flat) {
+                if let Some((ti, ei, c)) = active(Dimension::Flat) {
                     flat_done = true;
                     out.total_reservation_cost.add(c.price, c.vat);
                     out.lines.push(Line {
                         period: Some(i),
+                        tariff: ti,
                         element: ei,
                         dimension: Dimension::Flat,
                         volume: Decimal::ONE,
@@ -646,7 +814,7 @@ pub fn price(
             if volume.is_zero() {
                 continue;
             }
-            if let Some((ei, c)) = active(d) {
+            if let Some((ti, ei, c)) = active(d) {
                 let cost = (volume * c.price).round_dp(MONEY_DP);
                 match d {
                     Dimension::Energy => out.total_energy_cost.add(cost, c.vat),
@@ -656,6 +824,7 @@ pub fn price(
                 billed[slot] += volume;
                 out.lines.push(Line {
                     period: Some(i),
+                    tariff: ti,
                     element: ei,
                     dimension: d,
                     volume,
@@ -663,15 +832,16 @@ pub fn price(
                     vat: c.vat,
                     cost,
                 });
-                last[slot] = Some((ei, c));
+                last[slot] = Some((ti, ei, c));
             }
         }
         if !flat_done {
-            if let Some((ei, c)) = active(Dimension::Flat) {
+            if let Some((ti, ei, c)) = active(Dimension::Flat) {
                 flat_done = true;
                 out.total_fixed_cost.add(c.price, c.vat);
                 out.lines.push(Line {
                     period: Some(i),
+                    tariff: ti,
                     element: ei,
                     dimension: Dimension::Flat,
                     volume: Decimal::ONE,
@@ -693,7 +863,7 @@ pub fn price(
         (units / step).ceil() * step - units
     };
     let extra = |slot: usize, unit: Decimal, out: &mut Priced| {
-        if let Some((ei, c)) = last[slot].clone() {
+        if let Some((ti, ei, c)) = last[slot].clone() {
             let extra_units = round_up(billed[slot], unit, c.step_size);
             if extra_units > Decimal::ZERO {
                 let add = extra_units / unit;
@@ -705,6 +875,7 @@ pub fn price(
                 }
                 out.lines.push(Line {
                     period: None,
+                    tariff: ti,
                     element: ei,
                     dimension: c.dimension,
                     volume: add,
@@ -719,47 +890,70 @@ pub fn price(
     // TIME and PARKING_TIME: when the session ends parking only the parking total is rounded
     let parking_last = periods
         .last()
-        .is_some_and(|p| p.dimensions.iter().any(|d| d.kind == "PARKING_TIME"));
+        .is_some_and(|p| p.0.dimensions.iter().any(|d| d.kind == "PARKING_TIME"));
     if parking_last && last[2].is_some() {
         extra(2, Decimal::from(3600), &mut out);
     } else {
         extra(1, Decimal::from(3600), &mut out);
     }
+    // min/max: one tariff bounds the whole total; several each bound the
+    // lines priced under them (decision 10)
     let mut total = Amount::default();
-    for a in [
-        &out.total_fixed_cost,
-        &out.total_energy_cost,
-        &out.total_time_cost,
-        &out.total_parking_cost,
-        &out.total_reservation_cost,
-    ] {
-        total.merge(a);
+    if let [t] = tariffs {
+        for a in [
+            &out.total_fixed_cost,
+            &out.total_energy_cost,
+            &out.total_time_cost,
+            &out.total_parking_cost,
+            &out.total_reservation_cost,
+        ] {
+            total.merge(a);
+        }
+        total = clamp(total, t.min_price, t.max_price);
+    } else {
+        for (ti, t) in tariffs.iter().enumerate() {
+            if !period_tariffs.contains(&Some(ti)) {
+                continue;
+            }
+            let mut part = Amount::default();
+            for l in out.lines.iter().filter(|l| l.tariff == ti) {
+                part.add(l.cost, l.vat);
+            }
+            total.merge(&clamp(part, t.min_price, t.max_price));
+        }
     }
+    out.total_cost = total;
+    Ok(out)
+}
+
+/// `min_price` / `max_price` on an amount, excl. and incl. VAT each
+/// (decision 7: tax lines scaled with the clamp).
+fn clamp(total: Amount, min: Option<Limit>, max: Option<Limit>) -> Amount {
     let (mut excl, mut incl) = (total.excl, total.incl());
-    if let Some(m) = tariff.min_price {
+    if let Some(m) = min {
         excl = excl.max(m.excl);
         if let Some(i) = m.incl {
             incl = incl.max(i);
         }
     }
-    if let Some(m) = tariff.max_price {
+    if let Some(m) = max {
         excl = excl.min(m.excl);
         if let Some(i) = m.incl {
             incl = incl.min(i);
         }
     }
     incl = incl.max(excl);
-    out.total_cost = if excl == total.excl && incl == total.incl() {
+    if excl == total.excl && incl == total.incl() {
         total
     } else {
         total.scaled(excl, incl)
-    };
-    Ok(out)
+    }
 }
 
 /// Prices from JSON: a Tariff, a CDR (or anything with `start_date_time`,
-/// `end_date_time`, `charging_periods`) and the location's time zone; the
-/// totals under the CDR's field names.
+/// `end_date_time` or 2.1.1's `stop_date_time`, `charging_periods`) and
+/// the location's time zone; the totals under the CDR's field names, a
+/// Credit CDR's `total_cost` negated (decision 11).
 ///
 /// # Errors
 ///
@@ -770,15 +964,94 @@ pub fn price_json(
     time_zone: Option<&str>,
     version: Version,
 ) -> Result<Value, TariffError> {
-    let t: Tariff = serde_json::from_value(tariff.clone()).map_err(|e| TariffError::Invalid {
-        what: "tariff",
-        reason: e.to_string(),
-    })?;
-    let s: Session = serde_json::from_value(cdr.clone()).map_err(|e| TariffError::Invalid {
-        what: "cdr",
-        reason: e.to_string(),
-    })?;
-    Ok(price(&t, &s, time_zone)?.to_json(version))
+    let zone = time_zone.map_or(Zone::Unknown, |z| Zone::Named(z.to_owned()));
+    price_cdr(cdr, Some(tariff), &zone, version)
+}
+
+/// Prices a CDR of any version (2.1.1 `stop_date_time`, 2.2.1/2.3.0
+/// `end_date_time`) from JSON:
+///
+/// - under `tariff` when one is given (every period), else under the CDR's
+///   own `tariffs`, each period under the tariff its `tariff_id` names
+///   (decision 10);
+/// - restrictions in `zone` ([`Zone::of_location`]); with [`Zone::Unknown`]
+///   the CDR's own location (`cdr_location`, 2.1.1 `location`) is asked;
+/// - a Credit CDR (`credit: true`) gets the negated `total_cost` the spec
+///   prescribes (decision 11);
+/// - the totals under the CDR field names of `version`.
+///
+/// # Errors
+///
+/// [`TariffError`]: [`TariffError::NoTariff`] without `tariff` and
+/// `tariffs`, [`TariffError::UnknownTariffId`] for a period naming a
+/// tariff the CDR does not carry.
+pub fn price_cdr(
+    cdr: &Value,
+    tariff: Option<&Value>,
+    zone: &Zone,
+    version: Version,
+) -> Result<Value, TariffError> {
+    let invalid = |what: &'static str| {
+        move |e: serde_json::Error| TariffError::Invalid {
+            what,
+            reason: e.to_string(),
+        }
+    };
+    // a separate tariff is read first, the CDR's own tariffs after the CDR
+    let given: Option<Tariff> = match tariff {
+        Some(t) => Some(serde_json::from_value(t.clone()).map_err(invalid("tariff"))?),
+        None => None,
+    };
+    let session: Session = serde_json::from_value(cdr.clone()).map_err(invalid("cdr"))?;
+    let tariffs: Vec<Tariff> = match given {
+        Some(t) => vec![t],
+        None => match cdr.get("tariffs") {
+            Some(Value::Array(ts)) if !ts.is_empty() => ts
+                .iter()
+                .map(|t| serde_json::from_value(t.clone()).map_err(invalid("tariff")))
+                .collect::<Result<_, _>>()?,
+            _ => return Err(TariffError::NoTariff),
+        },
+    };
+    let n = session.charging_periods.len();
+    let period_tariffs: Vec<Option<usize>> = if tariff.is_some() || tariffs.len() == 1 {
+        vec![Some(0); n]
+    } else {
+        let ids: Vec<Option<&str>> = cdr
+            .get("charging_periods")
+            .and_then(Value::as_array)
+            .map(|ps| {
+                ps.iter()
+                    .map(|p| p.get("tariff_id").and_then(Value::as_str))
+                    .collect()
+            })
+            .unwrap_or_default();
+        ids.iter()
+            .map(|id| match id {
+                // mod_cdrs ChargingPeriod.tariff_id: "If not provided, no
+                // Tariff is relevant during this period."
+                None => Ok(None),
+                Some(id) => tariffs
+                    .iter()
+                    .position(|t| t.id.eq_ignore_ascii_case(id))
+                    .map(Some)
+                    .ok_or_else(|| TariffError::UnknownTariffId((*id).to_owned())),
+            })
+            .collect::<Result<_, _>>()?
+    };
+    let zone = match zone {
+        Zone::Unknown => cdr
+            .get("cdr_location")
+            .or_else(|| cdr.get("location"))
+            .map_or(Zone::Unknown, Zone::of_location),
+        z => z.clone(),
+    };
+    let refs: Vec<&Tariff> = tariffs.iter().collect();
+    let mut priced = price_periods(&refs, &session, &period_tariffs, &zone)?;
+    if cdr.get("credit").and_then(Value::as_bool) == Some(true) {
+        priced = priced.credited();
+    }
+    Ok(priced.to_json(version))
 }
 
 /// A CDR total that does not match its tariff.
@@ -841,8 +1114,13 @@ pub fn check_json(
         let (Some(c), Some(o)) = (cdr.get(field), computed.get(field)) else {
             continue;
         };
+        if version == Version::V211 {
+            // a plain number, excl. VAT
+            cmp(field.into(), to_decimal(c), to_decimal(o), money);
+            continue;
+        }
         let parts: &[&str] = match version {
-            Version::V221 => &["excl_vat", "incl_vat"],
+            Version::V211 | Version::V221 => &["excl_vat", "incl_vat"],
             Version::V230 => &["before_taxes"],
         };
         for part in parts {
@@ -1273,6 +1551,251 @@ mod tests {
         // numbers are read exactly
         assert_eq!(to_decimal(&json!(0.1)), Some(d("0.1")));
         assert_eq!(to_decimal(&json!("397853.1")), Some(d("397853.1")));
+    }
+
+    /// Issue 14 A.1, decision 12: a 2.1.1 CDR (`stop_date_time`, a plain
+    /// `total_cost`, no VAT) is priced like a 2.2.1 one and printed in the
+    /// 2.1.1 shape. Before, `stop_date_time` was not read (no
+    /// `end_date_time`: invalid CDR).
+    #[test]
+    fn ocpi_211_cdr_is_priced() {
+        let tariff = json!({"id": "11", "currency": "EUR", "elements": [{"price_components": [
+            {"type": "ENERGY", "price": 0.25, "step_size": 1},
+            {"type": "TIME", "price": 2.00, "step_size": 60}]}],
+            "last_updated": "2026-01-01T00:00:00Z"});
+        let mut cdr = json!({"id": "C1", "start_date_time": "2026-03-02T10:00:00Z",
+            "stop_date_time": "2026-03-02T11:30:00Z", "auth_id": "A", "auth_method": "WHITELIST",
+            "currency": "EUR", "tariffs": [tariff.clone()],
+            "location": {"id": "L1", "country": "NLD", "time_zone": "Europe/Amsterdam"},
+            "charging_periods": [
+                {"start_date_time": "2026-03-02T10:00:00Z", "dimensions": [{"type": "ENERGY", "volume": 10}, {"type": "TIME", "volume": 1}]},
+                {"start_date_time": "2026-03-02T11:00:00Z", "dimensions": [{"type": "PARKING_TIME", "volume": 0.5}]}],
+            "total_cost": 4.5, "total_energy": 10, "total_time": 1, "total_parking_time": 0.5,
+            "last_updated": "2026-03-02T11:31:00Z"});
+        // 10 kWh × 0.25 + 1 h × 2.00 = 4.50; parking has no component: free
+        let out = price_cdr(&cdr, None, &Zone::Unknown, Version::V211).unwrap();
+        assert_eq!(out["total_cost"], "4.5");
+        assert_eq!(out["total_energy"], "10");
+        assert_eq!(out["total_time"], "1");
+        assert_eq!(out["total_parking_time"], "0.5");
+        assert!(
+            out.get("total_energy_cost").is_none(),
+            "2.1.1 has no cost per dimension"
+        );
+        // the same CDR against a separate tariff, in 2.2.1 shape
+        let v221 = price_json(&tariff, &cdr, None, Version::V221).unwrap();
+        assert_eq!(
+            v221["total_cost"],
+            json!({"excl_vat": "4.5", "incl_vat": "4.5"})
+        );
+        assert_eq!(v221["total_energy_cost"]["excl_vat"], "2.5");
+        // checking a 2.1.1 CDR compares the plain total_cost
+        assert_eq!(
+            check_json(&tariff, &cdr, None, Version::V211).unwrap(),
+            vec![]
+        );
+        cdr["total_cost"] = json!(4.6);
+        let m = check_json(&tariff, &cdr, None, Version::V211).unwrap();
+        assert_eq!(m.len(), 1);
+        assert_eq!(
+            (m[0].field.as_str(), m[0].computed),
+            ("total_cost", d("4.5"))
+        );
+    }
+
+    /// Issue 14 A.2, decision 10: a CDR's own `tariffs`, each period under
+    /// the tariff its `tariff_id` names; none named: free; one tariff: all.
+    #[test]
+    fn cdr_tariffs_by_period_tariff_id() {
+        let day = json!({"id": "DAY", "currency": "EUR", "elements": [{"price_components": [
+            {"type": "ENERGY", "price": 0.30, "vat": 20, "step_size": 1}]}]});
+        let night = json!({"id": "NIGHT", "currency": "EUR",
+            "min_price": {"excl_vat": 2.5, "incl_vat": 3},
+            "elements": [{"price_components": [
+                {"type": "ENERGY", "price": 0.20, "vat": 20, "step_size": 1},
+                {"type": "FLAT", "price": 1, "vat": 20, "step_size": 1}]}]});
+        let mut cdr = json!({"start_date_time": "2026-03-02T16:00:00Z", "end_date_time": "2026-03-02T20:00:00Z",
+            "tariffs": [day, night],
+            "charging_periods": [
+                {"start_date_time": "2026-03-02T16:00:00Z", "tariff_id": "DAY", "dimensions": [{"type": "ENERGY", "volume": 10}]},
+                {"start_date_time": "2026-03-02T18:00:00Z", "tariff_id": "night", "dimensions": [{"type": "ENERGY", "volume": 5}]},
+                {"start_date_time": "2026-03-02T19:00:00Z", "dimensions": [{"type": "ENERGY", "volume": 2}]}]});
+        let out = price_cdr(&cdr, None, &Zone::Unknown, Version::V221).unwrap();
+        // DAY: 10 × 0.30 = 3.00 (incl. 3.60)
+        // NIGHT: 5 × 0.20 + FLAT 1.00 = 2.00 (incl. 2.40), below its minimum: 2.50 / 3.00
+        // third period: no tariff_id, no tariff relevant: free
+        assert_eq!(out["total_energy"], "17");
+        assert_eq!(
+            out["total_energy_cost"],
+            json!({"excl_vat": "4", "incl_vat": "4.8"})
+        );
+        assert_eq!(
+            out["total_fixed_cost"],
+            json!({"excl_vat": "1", "incl_vat": "1.2"})
+        );
+        assert_eq!(
+            out["total_cost"],
+            json!({"excl_vat": "5.5", "incl_vat": "6.6"})
+        );
+        assert_eq!(out["breakdown"][1]["tariff"], 1);
+        // a separate tariff overrides the CDR's: every period under it
+        let flat = json!({"id": "X", "currency": "EUR", "elements": [{"price_components": [
+            {"type": "ENERGY", "price": 0.10, "step_size": 1}]}]});
+        let out = price_cdr(&cdr, Some(&flat), &Zone::Unknown, Version::V221).unwrap();
+        assert_eq!(out["total_cost"]["excl_vat"], "1.7");
+        // a tariff_id the CDR does not carry
+        cdr["charging_periods"][2]["tariff_id"] = json!("WEEKEND");
+        assert_eq!(
+            price_cdr(&cdr, None, &Zone::Unknown, Version::V221),
+            Err(TariffError::UnknownTariffId("WEEKEND".into()))
+        );
+        // one tariff: every period under it, tariff_id or not
+        cdr["tariffs"] = json!([cdr["tariffs"][0].clone()]);
+        let out = price_cdr(&cdr, None, &Zone::Unknown, Version::V221).unwrap();
+        assert_eq!(out["total_cost"]["excl_vat"], "5.1", "17 kWh × 0.30");
+        // no tariff at all
+        cdr["tariffs"] = json!([]);
+        assert_eq!(
+            price_cdr(&cdr, None, &Zone::Unknown, Version::V221),
+            Err(TariffError::NoTariff)
+        );
+    }
+
+    /// Issue 14 A.3, decision 11 (2.2.1 `mod_cdrs.asciidoc` "Credit CDRs":
+    /// "Only the values in the `total_cost` field SHALL contain the negative
+    /// amounts of the original CDR").
+    #[test]
+    fn credit_cdr_negates_total_cost_only() {
+        let tariff = json!({"id": "T", "currency": "EUR", "elements": [{"price_components": [
+            {"type": "ENERGY", "price": 0.25, "vat": 20, "step_size": 1},
+            {"type": "FLAT", "price": 1, "vat": 20, "step_size": 1}]}]});
+        let mut cdr = json!({"id": "C1-C", "credit": true, "credit_reference_id": "C1",
+            "start_date_time": "2026-03-01T10:00:00Z", "end_date_time": "2026-03-01T11:00:00Z",
+            "charging_periods": [{"start_date_time": "2026-03-01T10:00:00Z", "dimensions": [{"type": "ENERGY", "volume": 10}]}],
+            "total_cost": {"excl_vat": -3.5, "incl_vat": -4.2}, "total_energy": 10,
+            "total_energy_cost": {"excl_vat": 2.5, "incl_vat": 3}});
+        // original: 10 × 0.25 + 1 = 3.50, VAT 20 %: 4.20
+        let out = price_json(&tariff, &cdr, None, Version::V221).unwrap();
+        assert_eq!(
+            out["total_cost"],
+            json!({"excl_vat": "-3.5", "incl_vat": "-4.2"})
+        );
+        assert_eq!(
+            out["total_energy_cost"],
+            json!({"excl_vat": "2.5", "incl_vat": "3"})
+        );
+        assert_eq!(
+            out["total_fixed_cost"],
+            json!({"excl_vat": "1", "incl_vat": "1.2"})
+        );
+        assert_eq!(out["total_energy"], "10");
+        let v230 = price_json(&tariff, &cdr, None, Version::V230).unwrap();
+        assert_eq!(v230["total_cost"]["before_taxes"], "-3.5");
+        assert_eq!(v230["total_cost"]["taxes"][0]["amount"], "-0.7");
+        // the credit CDR's own totals check out
+        assert_eq!(
+            check_json(&tariff, &cdr, None, Version::V221).unwrap(),
+            vec![]
+        );
+        // the same CDR not marked credit: positive totals
+        cdr["credit"] = json!(false);
+        let out = price_json(&tariff, &cdr, None, Version::V221).unwrap();
+        assert_eq!(
+            out["total_cost"],
+            json!({"excl_vat": "3.5", "incl_vat": "4.2"})
+        );
+    }
+
+    /// Issue 14 A.4, decision 4: no `time_zone`: the country's one zone
+    /// from the tz database's `zone.tab`; several or none: an error naming
+    /// `time_zone`.
+    #[test]
+    fn zone_from_the_locations_country() {
+        // night energy 22:00–06:00 local at 0.20, else 0.30
+        let tariff = json!({"id": "T", "currency": "EUR", "elements": [
+            {"price_components": [{"type": "ENERGY", "price": 0.20, "step_size": 1}], "restrictions": {"start_time": "22:00", "end_time": "06:00"}},
+            {"price_components": [{"type": "ENERGY", "price": 0.30, "step_size": 1}]}]});
+        // 21:30Z in March is 22:30 in Amsterdam (night), 21:30 in UTC (day)
+        let mut cdr = json!({"start_date_time": "2026-03-02T21:30:00Z", "end_date_time": "2026-03-02T22:30:00Z",
+            "charging_periods": [{"start_date_time": "2026-03-02T21:30:00Z", "dimensions": [{"type": "ENERGY", "volume": 10}]}]});
+        let nl = Zone::of_location(&json!({"id": "L", "country": "NLD"}));
+        assert_eq!(nl, Zone::Country("NLD".into()));
+        let out = price_cdr(&cdr, Some(&tariff), &nl, Version::V221).unwrap();
+        assert_eq!(out["total_cost"]["excl_vat"], "2", "10 kWh × 0.20 (night)");
+        // a time_zone wins over the country
+        let utc = Zone::of_location(&json!({"country": "NLD", "time_zone": "UTC"}));
+        let out = price_cdr(&cdr, Some(&tariff), &utc, Version::V221).unwrap();
+        assert_eq!(out["total_cost"]["excl_vat"], "3", "10 kWh × 0.30 (day)");
+        // the CDR's own cdr_location when no location is given
+        cdr["cdr_location"] = json!({"id": "L", "country": "NLD"});
+        let out = price_cdr(&cdr, Some(&tariff), &Zone::Unknown, Version::V221).unwrap();
+        assert_eq!(out["total_cost"]["excl_vat"], "2");
+        // Germany has two zones (Berlin, Büsingen): refused, naming time_zone
+        let de = Zone::of_location(&json!({"country": "DEU"}));
+        let e = price_cdr(&cdr, Some(&tariff), &de, Version::V221).unwrap_err();
+        assert_eq!(
+            e,
+            TariffError::CountryZones {
+                country: "DEU".into(),
+                zones: 2
+            }
+        );
+        assert!(e.to_string().contains("time_zone"), "{e}");
+        // nothing: refused as before
+        cdr.as_object_mut().unwrap().remove("cdr_location");
+        assert_eq!(
+            price_cdr(&cdr, Some(&tariff), &Zone::Unknown, Version::V221),
+            Err(TariffError::TimeZoneMissing)
+        );
+        // a tariff without time restrictions needs no zone, even in Germany
+        let plain = json!({"id": "P", "currency": "EUR", "elements": [{"price_components": [
+            {"type": "ENERGY", "price": 0.30, "step_size": 1}]}]});
+        let out = price_cdr(&cdr, Some(&plain), &de, Version::V221).unwrap();
+        assert_eq!(out["total_cost"]["excl_vat"], "3");
+    }
+
+    /// Issue 14 A.5, decision 9 (2.2.1 `mod_cdrs.asciidoc`, ChargingPeriod
+    /// class and CdrDimensionType): without `TIME`, a period's charging
+    /// time comes from its boundaries unless it reports parking; a `TIME`
+    /// given is used as it is.
+    #[test]
+    fn time_without_a_time_dimension() {
+        let t = tariff(json!([{"price_components": [
+            {"type": "TIME", "price": 2, "step_size": 1},
+            {"type": "PARKING_TIME", "price": 4, "step_size": 1}]}]));
+        // 10:00–11:00 energy only: 1 h charging (boundaries);
+        // 11:00–11:30 parking: no charging time
+        let s = session(
+            "2026-03-02T10:00:00Z",
+            "2026-03-02T11:30:00Z",
+            json!([
+            {"start_date_time": "2026-03-02T10:00:00Z", "dimensions": [{"type": "ENERGY", "volume": 5}]},
+            {"start_date_time": "2026-03-02T11:00:00Z", "dimensions": [{"type": "PARKING_TIME", "volume": 0.5}]}]),
+        );
+        let p = price(&t, &s, None).unwrap();
+        assert_eq!(p.total_time, d("1"));
+        assert_eq!(p.total_time_cost.excl, d("2"), "1 h × 2");
+        assert_eq!(p.total_parking_cost.excl, d("2"), "0.5 h × 4");
+        assert_eq!(p.total_cost.excl, d("4"));
+        // the same periods with TIME given (0.75 h, less than the 1 h period): used as given
+        let s = session(
+            "2026-03-02T10:00:00Z",
+            "2026-03-02T11:30:00Z",
+            json!([
+            {"start_date_time": "2026-03-02T10:00:00Z", "dimensions": [{"type": "ENERGY", "volume": 5}, {"type": "TIME", "volume": 0.75}]},
+            {"start_date_time": "2026-03-02T11:00:00Z", "dimensions": [{"type": "PARKING_TIME", "volume": 0.5}]}]),
+        );
+        let p = price(&t, &s, None).unwrap();
+        assert_eq!(p.total_time, d("0.75"));
+        assert_eq!(p.total_time_cost.excl, d("1.5"), "0.75 h × 2");
+        assert_eq!(p.total_cost.excl, d("3.5"));
+        // the last period runs to the session's end: 10:00–10:45 without TIME is 0.75 h
+        let s = session(
+            "2026-03-02T10:00:00Z",
+            "2026-03-02T10:45:00Z",
+            json!([{"start_date_time": "2026-03-02T10:00:00Z", "dimensions": [{"type": "ENERGY", "volume": 5}]}]),
+        );
+        assert_eq!(price(&t, &s, None).unwrap().total_time_cost.excl, d("1.5"));
     }
 
     proptest! {

@@ -23,6 +23,7 @@ pub type Extra = serde_json::Map<String, serde_json::Value>;
 
 /// A value did not fit its OCPI type.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum TypeError {
     /// Longer than the field allows.
     #[error("too long: {len} characters, at most {max} allowed")]

@@ -23,6 +23,7 @@ use crate::Version;
 
 /// Why an object is not valid: where, and what.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum Invalid {
     /// The text is not JSON, or the object does not fit the type.
     #[error("{}{message}", if path.is_empty() || path == "." { String::new() } else { format!("{path}: ") })]

@@ -113,7 +113,7 @@ async fn extrawest_cpo_against_our_client_and_emsp() {
     let cpo_versions = format!("http://127.0.0.1:{port}/ocpi/versions");
 
     // Registration: they call us back with token B.
-    let token_b = server.issue_token_a("extrawest").await;
+    let token_b = server.issue_token_a("extrawest").await.unwrap();
     let client = Client::new(UrlPolicy::default()).unwrap();
     let peer = client
         .register(own, &cpo_versions, "token-a-exw", &token_b)
@@ -124,7 +124,8 @@ async fn extrawest_cpo_against_our_client_and_emsp() {
     assert_ne!(token_c, "token-a-exw");
     server
         .adopt("extrawest", &token_b, peer.registration().clone())
-        .await;
+        .await
+        .unwrap();
 
     // Paginated pull into typed 2.2.1 objects (quirks 1, 2).
     let locations: Vec<evproto_ocpi::v221::Location> =

@@ -10,7 +10,9 @@ use std::sync::Arc;
 use evproto_ocpi::auth::TokenEncoding;
 use evproto_ocpi::client::{Client, ClientError};
 use evproto_ocpi::credentials::{Own, UrlPolicy};
-use evproto_ocpi::server::{Config, Handler, MemoryStore, NoHandler, Party, Role, Server};
+use evproto_ocpi::server::{
+    Config, Handler, MemoryStore, NoHandler, Party, PublishError, Role, Server, Store, StoreError,
+};
 use evproto_ocpi::Version;
 use futures_util::TryStreamExt;
 use serde_json::{json, Value};
@@ -130,7 +132,7 @@ async fn pair() -> (Node, Node, evproto_ocpi::client::Peer, String) {
     for i in 0..120 {
         cpo.server.publish("locations", location(i)).await.unwrap();
     }
-    let token_a = cpo.server.issue_token_a("emsp-1").await;
+    let token_a = cpo.server.issue_token_a("emsp-1").await.unwrap();
     let client = Client::new(UrlPolicy::default()).unwrap();
     let own = Own::with_role(
         &format!("{}/versions", emsp.base),
@@ -140,14 +142,15 @@ async fn pair() -> (Node, Node, evproto_ocpi::client::Peer, String) {
         "EMS test",
     );
     // The eMSP's own token B must be known to its server for the call-back.
-    let token_b = emsp.server.issue_token_a("cpo-1").await;
+    let token_b = emsp.server.issue_token_a("cpo-1").await.unwrap();
     let peer = client
         .register(own, &format!("{}/versions", cpo.base), &token_a, &token_b)
         .await
         .unwrap();
     emsp.server
         .adopt("cpo-1", &token_b, peer.registration().clone())
-        .await;
+        .await
+        .unwrap();
     (cpo, emsp, peer, token_b)
 }
 
@@ -331,7 +334,7 @@ async fn transport_rules() {
     assert_eq!(raw("GET", &loc, Some(&b64), None, &[]).await.0, 200);
     assert_eq!(raw("GET", &loc, Some(&plain), None, &[]).await.0, 200);
     // A fresh token A works on versions and credentials only.
-    let a = cpo.server.issue_token_a("other").await;
+    let a = cpo.server.issue_token_a("other").await.unwrap();
     let a = evproto_ocpi::auth::encode_token(&a, TokenEncoding::Base64);
     assert_eq!(
         raw(
@@ -493,7 +496,7 @@ async fn receiver_failures() {
         vec![Version::V221],
     )
     .await;
-    let a = cpo.server.issue_token_a("x").await;
+    let a = cpo.server.issue_token_a("x").await.unwrap();
     let a = evproto_ocpi::auth::encode_token(&a, TokenEncoding::Base64);
     let cred = format!("{}/2.2.1/credentials", cpo.base);
     for url in [
@@ -517,7 +520,7 @@ async fn receiver_failures() {
         vec![Version::V230],
     )
     .await;
-    let b = emsp.server.issue_token_a("cpo").await;
+    let b = emsp.server.issue_token_a("cpo").await.unwrap();
     let body = json!({"token": b, "url": format!("{}/versions", emsp.base), "roles": [{"role": "EMSP", "party_id": "EMS", "country_code": "DE", "business_details": {"name": "x"}}]});
     let (s, _, resp) = raw("POST", &cred, Some(&a), Some(&body.to_string()), &[]).await;
     assert_eq!(
@@ -564,8 +567,11 @@ async fn objects_are_served_in_the_partners_version() {
         (Version::V211, vec![Version::V211]),
     ] {
         let emsp = node(Role::Emsp, "DE", "EMS", Arc::new(NoHandler), emsp_versions).await;
-        let token_a = server.issue_token_a(&format!("emsp-{version}")).await;
-        let token_b = emsp.server.issue_token_a("cpo").await;
+        let token_a = server
+            .issue_token_a(&format!("emsp-{version}"))
+            .await
+            .unwrap();
+        let token_b = emsp.server.issue_token_a("cpo").await.unwrap();
         let mut own = Own::with_role(&format!("{}/versions", emsp.base), "DE", "EMS", "EMSP", "e");
         own.versions = vec![version];
         let peer = Client::new(UrlPolicy::default())
@@ -637,4 +643,257 @@ async fn ids_with_slashes_and_percents_are_decoded_once() {
     let url = format!("{}/2.2.1/locations/LOC/1", cpo.base);
     let (s, _, _) = raw("GET", &url, Some(&auth), None, &[]).await;
     assert_eq!(s, 404);
+}
+
+/// A store whose party or object operations can be made to fail.
+#[derive(Default)]
+struct Flaky {
+    inner: MemoryStore,
+    parties_down: std::sync::atomic::AtomicBool,
+    objects_fail: std::sync::atomic::AtomicBool,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("disk on fire at /var/lib/secret")]
+struct Fire;
+
+impl Flaky {
+    fn parties(&self) -> Result<(), StoreError> {
+        if self.parties_down.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(StoreError::unavailable(Fire));
+        }
+        Ok(())
+    }
+    fn objects(&self) -> Result<(), StoreError> {
+        if self.objects_fail.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(StoreError::backend(Fire));
+        }
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for Flaky {
+    async fn party_by_token(&self, token: &str) -> Result<Option<Party>, StoreError> {
+        self.parties()?;
+        self.inner.party_by_token(token).await
+    }
+    async fn save_party(&self, party: Party) -> Result<(), StoreError> {
+        self.parties()?;
+        self.inner.save_party(party).await
+    }
+    async fn remove_party(&self, id: &str) -> Result<(), StoreError> {
+        self.parties()?;
+        self.inner.remove_party(id).await
+    }
+    async fn put_object(&self, module: &str, key: &str, object: Value) -> Result<bool, StoreError> {
+        self.objects()?;
+        self.inner.put_object(module, key, object).await
+    }
+    async fn get_object(&self, module: &str, key: &str) -> Result<Option<Value>, StoreError> {
+        self.objects()?;
+        self.inner.get_object(module, key).await
+    }
+    async fn delete_object(&self, module: &str, key: &str) -> Result<bool, StoreError> {
+        self.objects()?;
+        self.inner.delete_object(module, key).await
+    }
+    async fn list_objects(
+        &self,
+        module: &str,
+        owners: &[String],
+        page: &evproto_ocpi::pagination::Page,
+    ) -> Result<(Vec<Value>, usize), StoreError> {
+        self.objects()?;
+        self.inner.list_objects(module, owners, page).await
+    }
+}
+
+async fn flaky_cpo() -> (Server, String, Arc<Flaky>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}/ocpi", listener.local_addr().unwrap());
+    let own = Own::with_role(&format!("{base}/versions"), "NL", "CPO", "CPO", "CPO");
+    let store = Arc::new(Flaky::default());
+    let server = Server::new(
+        Config {
+            role: Role::Cpo,
+            base_url: base.clone(),
+            own,
+            max_limit: 50,
+            token_encoding: TokenEncoding::Plain,
+            trailing_slash: false,
+            storage_version: None,
+        },
+        store.clone(),
+        Arc::new(NoHandler),
+        Client::new(UrlPolicy::default()).unwrap(),
+    );
+    let app = axum::Router::new().nest("/ocpi", server.router());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    // a registered party DE/EMS (token C "tok-c"), without a handshake
+    store
+        .save_party(Party {
+            id: "emsp".into(),
+            token: "tok-c".into(),
+            token_a: false,
+            registration: Some(evproto_ocpi::credentials::Registered {
+                version: Version::V221,
+                endpoints: Vec::new(),
+                token: "tok-b".into(),
+                base64: true,
+                versions_url: "http://127.0.0.1:1/versions".into(),
+                peer_credentials: json!({"roles": [{"country_code": "DE", "party_id": "EMS"}]}),
+            }),
+        })
+        .await
+        .unwrap();
+    (server, base, store)
+}
+
+/// Issue 14 B: a failing store is answered, never a panic and never
+/// mistaken for "not found" or "unknown token": OCPI 3000 (generic server
+/// error) with HTTP 503 (unavailable) or 500 (failed), the reason in
+/// `status_message`, the store's own text kept off the wire.
+#[tokio::test]
+async fn store_failures_become_ocpi_3000() {
+    let (server, base, store) = flaky_cpo().await;
+    server.publish("locations", location(1)).await.unwrap();
+    let auth = Some("Token tok-c");
+    let loc = format!("{base}/2.2.1/locations/LOC001");
+    let (s, _, body) = raw("GET", &loc, auth, None, &[]).await;
+    assert_eq!((s, body["data"]["id"].as_str()), (200, Some("LOC001")));
+
+    // objects fail: GET, PUT and DELETE paths answer 500 / 3000
+    store
+        .objects_fail
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let (s, _, body) = raw("GET", &loc, auth, None, &[]).await;
+    assert_eq!(
+        (
+            s,
+            body["status_code"].as_u64(),
+            body["status_message"].as_str()
+        ),
+        (500, Some(3000), Some("store failed")),
+        "{body}"
+    );
+    assert!(!body.to_string().contains("fire"), "{body}");
+    let tok = format!("{base}/2.2.1/tokens/DE/EMS/T1");
+    let t = token("T1");
+    for (method, body) in [("GET", None), ("PUT", Some(t.to_string()))] {
+        let (s, _, resp) = raw(method, &tok, auth, body.as_deref(), &[]).await;
+        assert_eq!(
+            (s, resp["status_code"].as_u64()),
+            (500, Some(3000)),
+            "{method}"
+        );
+    }
+    assert!(matches!(
+        server.publish("locations", location(2)).await,
+        Err(PublishError::Store(StoreError::Backend(_)))
+    ));
+    assert!(matches!(
+        server.publish("locations", json!({"id": "x"})).await,
+        Err(PublishError::NoKey)
+    ));
+
+    // parties unavailable: 503 / 3000, not 401
+    store
+        .parties_down
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    for url in [format!("{base}/versions"), loc.clone()] {
+        let (s, _, body) = raw("GET", &url, auth, None, &[]).await;
+        assert_eq!(
+            (
+                s,
+                body["status_code"].as_u64(),
+                body["status_message"].as_str()
+            ),
+            (503, Some(3000), Some("store unavailable")),
+            "{url}: {body}"
+        );
+    }
+    assert!(server.issue_token_a("x").await.is_err());
+    // back up: served again
+    store
+        .parties_down
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    store
+        .objects_fail
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(raw("GET", &loc, auth, None, &[]).await.0, 200);
+}
+
+/// Issue 14 C: each module's interface is its own route: a path our role
+/// does not serve is 404 and a method the interface lacks 405, both with
+/// an envelope and only after authentication; every named segment is
+/// percent-decoded once (here a token uid with `/` and `%`).
+#[tokio::test]
+async fn module_routes_per_role() {
+    let (cpo, emsp, peer, token_b) = pair().await;
+    let token_c = peer.registration().peer_credentials["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let c = evproto_ocpi::auth::encode_token(&token_c, TokenEncoding::Base64);
+    let b = evproto_ocpi::auth::encode_token(&token_b, TokenEncoding::Base64);
+    // unknown module: 401 without a token, 404 with one
+    let nope = format!("{}/2.2.1/nope/x", cpo.base);
+    assert_eq!(raw("GET", &nope, None, None, &[]).await.0, 401);
+    let (s, _, body) = raw("GET", &nope, Some(&c), None, &[]).await;
+    assert_eq!((s, body["status_code"].as_u64()), (404, Some(2000)));
+    // a CPO has no Locations Receiver: PUT on a location path is 405
+    let (s, _, body) = raw(
+        "PUT",
+        &format!("{}/2.2.1/locations/LOC001", cpo.base),
+        Some(&c),
+        Some("{}"),
+        &[],
+    )
+    .await;
+    assert_eq!((s, body["status_code"].as_u64()), (405, Some(2000)));
+    assert_eq!(
+        raw(
+            "PUT",
+            &format!("{}/2.2.1/locations/LOC001", cpo.base),
+            None,
+            Some("{}"),
+            &[]
+        )
+        .await
+        .0,
+        401
+    );
+    // ... and an eMSP no Locations Sender list by id: GET /locations/LOC001 is 404
+    let (s, _, _) = raw(
+        "GET",
+        &format!("{}/2.2.1/locations/LOC001", emsp.base),
+        Some(&b),
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(s, 404);
+    // 2.1.1 has no Charging Profiles: 404 on a route 2.2.1 serves
+    let (s, _, _) = raw(
+        "GET",
+        &format!("{}/2.1.1/chargingprofiles/S1?response_url=x", cpo.base),
+        Some(&c),
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(s, 404);
+    // a token uid holding `/` and `%`, percent-encoded once in the URL
+    let mut t = token("A/B%");
+    t["uid"] = json!("A/B%");
+    let url = format!("{}/2.2.1/tokens/DE/EMS/A%2FB%25", cpo.base);
+    let (s, _, body) = raw("PUT", &url, Some(&c), Some(&t.to_string()), &[]).await;
+    assert_eq!(s, 201, "{body}");
+    assert_eq!(
+        cpo.store.get_object_sync("tokens", "DE/EMS/A/B%").unwrap()["uid"],
+        "A/B%"
+    );
+    let (s, _, body) = raw("GET", &url, Some(&c), None, &[]).await;
+    assert_eq!((s, body["data"]["uid"].as_str()), (200, Some("A/B%")));
 }
