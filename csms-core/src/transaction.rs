@@ -26,10 +26,12 @@
 //!    is the `Transaction.End` reading (1.6 `meterStop`), else the latest. The
 //!    energy is the sum of the forward steps between consecutive readings
 //!    from start to stop: a register that goes down was reset (a new meter)
-//!    and a step larger than [`MeterPolicy::max_power_w`] could deliver in the
-//!    time between the readings is a jump; neither step counts, the next
-//!    steps count from the new value. So the energy is never negative, and a
-//!    meter swap or a glitch bills only what was measured.
+//!    and, when [`MeterPolicy::max_power_w`] is set, a step larger than that
+//!    power could deliver in the time between the readings is a jump; neither
+//!    step counts, the next steps count from the new value. So the energy is
+//!    never negative, and a meter swap or a glitch bills only what was
+//!    measured. Jumps are judged by the station's clock, which is often wrong
+//!    (offline stations, simulators): the check is off unless configured.
 //!
 //! The model reads no clock and does no I/O; timestamps are the station's.
 //!
@@ -95,8 +97,8 @@ pub enum EventId {
     Stop16,
 }
 
-/// Where the transaction takes place. A 1.6 connector `N` is EVSE `N`,
-/// connector 1 (as in [`crate::connector`]).
+/// Where the transaction takes place. A 1.6 connector `N` is EVSE `N`, and
+/// the transaction names no connector within it (`connector_id: None`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct EvseRef {
     /// 2.x EVSE id, 1.6 connector id.
@@ -201,11 +203,11 @@ pub struct TxEvent {
 /// How meter readings are judged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MeterPolicy {
-    /// The most power a station can deliver, in W. A forward step larger than
-    /// this power over the time between two readings, plus
-    /// [`slack_wh`](Self::slack_wh), is a jump and does not count. Default
-    /// 1 MW.
-    pub max_power_w: Decimal,
+    /// The most power a station can deliver, in W. When set, a forward step
+    /// larger than this power over the time between two readings (by the
+    /// station's timestamps), plus [`slack_wh`](Self::slack_wh), is a jump
+    /// and does not count. Default: not set (no jump detection).
+    pub max_power_w: Option<Decimal>,
     /// Tolerance for readings close in time (rounding of registers and
     /// timestamps), in Wh. Default 100 Wh.
     pub slack_wh: Decimal,
@@ -214,7 +216,7 @@ pub struct MeterPolicy {
 impl Default for MeterPolicy {
     fn default() -> Self {
         MeterPolicy {
-            max_power_w: Decimal::from(1_000_000),
+            max_power_w: None,
             slack_wh: Decimal::from(100),
         }
     }
@@ -515,9 +517,11 @@ impl Transaction {
                 continue; // reset (or no change)
             }
             let step = b - a;
-            let seconds = Decimal::from((t1 - t0).num_seconds().max(0));
-            let possible = policy.max_power_w * seconds / Decimal::from(3600) + policy.slack_wh;
-            if step <= possible {
+            let plausible = policy.max_power_w.is_none_or(|max| {
+                let seconds = Decimal::from((t1 - t0).num_seconds().max(0));
+                step <= max * seconds / Decimal::from(3600) + policy.slack_wh
+            });
+            if plausible {
                 energy += step;
             }
         }
@@ -559,7 +563,7 @@ fn evse16(connector_id: i32) -> Option<EvseRef> {
         .filter(|&c| c > 0)
         .map(|evse_id| EvseRef {
             evse_id,
-            connector_id: Some(1),
+            connector_id: None,
         })
 }
 
@@ -936,7 +940,10 @@ mod tests {
     }
 
     fn energy(events: &[TxEvent]) -> Decimal {
-        let mut tx = Transaction::default();
+        let mut tx = Transaction::new(MeterPolicy {
+            max_power_w: Some(Decimal::from(1_000_000)),
+            ..MeterPolicy::default()
+        });
         for e in events {
             tx.apply(e);
         }
@@ -955,6 +962,18 @@ mod tests {
             ev(EventKind::Ended, 3, 30, &[(30, 600, End)]),
         ]);
         assert_eq!(e, Decimal::from(1500));
+    }
+
+    #[test]
+    fn without_a_power_limit_every_forward_step_counts() {
+        // start and stop only, 2 kWh in "no time" (a simulator's clock): billed
+        let mut tx = Transaction::default();
+        tx.apply(&ev(EventKind::Started, 0, 0, &[(0, 0, Begin)]));
+        tx.apply(&ev(EventKind::Ended, 1, 0, &[(0, 2000, End)]));
+        assert_eq!(
+            tx.summary().energy_wh(Register::Import),
+            Decimal::from(2000)
+        );
     }
 
     #[test]

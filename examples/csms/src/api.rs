@@ -520,7 +520,13 @@ async fn issue_token_a(State(app): State<Arc<App>>, bytes: Bytes) -> ApiResult {
         ));
     }
     let r = roaming(&app)?;
-    let token = r.server.issue_token_a(&b.name).await;
+    let token = r.server.issue_token_a(&b.name).await.map_err(|e| {
+        tracing::error!("token A not stored: {e}");
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the token could not be stored",
+        )
+    })?;
     Ok((
         StatusCode::CREATED,
         Json(json!({"token": token, "versions_url": r.versions_url})),

@@ -164,7 +164,10 @@ async fn roaming_story(
     );
     let app = axum::Router::new().nest_service("/ocpi", emsp.router());
     let emsp_task = tokio::spawn(async move { axum::serve(listener, app).await });
-    let token_a = emsp.issue_token_a("csms").await;
+    let token_a = emsp
+        .issue_token_a("csms")
+        .await
+        .map_err(|e| e.to_string())?;
     let (s, reg) = api(
         port,
         key,
@@ -267,10 +270,15 @@ async fn roaming_story(
     };
     for _ in 0..50 {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        cdrs = store.list_objects("cdrs", &["#/".into()], &page).await.0;
+        cdrs = store
+            .list_objects("cdrs", &["#/".into()], &page)
+            .await
+            .map_err(|e| e.to_string())?
+            .0;
         sessions = store
             .list_objects("sessions", &["NL/EVP/".into()], &page)
             .await
+            .map_err(|e| e.to_string())?
             .0;
         if !cdrs.is_empty() {
             break;

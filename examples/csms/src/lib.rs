@@ -21,6 +21,7 @@ pub mod ocpp;
 pub mod ops;
 pub mod payments;
 pub mod roaming;
+pub mod sessions;
 pub mod smart;
 pub mod store;
 
@@ -242,6 +243,47 @@ impl App {
         self.notify(json!({"type": "session_completed", "station": s.station_id, "session": s.id,
             "energy_wh": s.energy_wh.to_string(), "total_cost": cdr.as_ref().map(|c| c["total_cost"].clone()), "receipt": receipt}));
         Ok(())
+    }
+
+    /// Runs one outbox entry (a side effect written with the message that
+    /// caused it) and marks it done; a failure leaves it pending for the
+    /// outbox worker. Every kind is idempotent: running one twice (a crash
+    /// between the effect and the mark) does it once.
+    pub async fn run_outbox(&self, id: &str, kind: &str, subject: &str) {
+        let result = match kind {
+            "bill" => match self.store.session(subject).await {
+                Ok(Some(s)) => self.session_completed(&s).await,
+                Ok(None) => Ok(()),
+                Err(e) => Err(e),
+            },
+            other => {
+                tracing::error!(id, "outbox entry of unknown kind {other}: left pending");
+                return;
+            }
+        };
+        let marked = match result {
+            Ok(()) => self.store.outbox_done(id).await.map(|_| ()),
+            Err(e) => {
+                tracing::warn!(id, "outbox entry failed, will retry: {e}");
+                self.store.outbox_failed(id, &e.to_string()).await
+            }
+        };
+        if let Err(e) = marked {
+            tracing::warn!(id, "outbox: {e}");
+        }
+    }
+
+    /// Runs every pending outbox entry once, oldest first.
+    ///
+    /// # Errors
+    ///
+    /// The store failed to list them.
+    pub async fn drain_outbox(&self) -> store::Result<usize> {
+        let pending = self.store.outbox_pending(500).await?;
+        for (id, kind, subject) in &pending {
+            self.run_outbox(id, kind, subject).await;
+        }
+        Ok(pending.len())
     }
 
     /// A session started: hold the configured amount on the token's wallet.
@@ -480,6 +522,17 @@ pub async fn serve_until(
             }
         }
     });
+    // side effects left pending by a crash or a failure: billing, capture, pushes
+    let outbox = app.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+        loop {
+            tick.tick().await;
+            if let Err(e) = outbox.drain_outbox().await {
+                tracing::warn!("outbox: {e}");
+            }
+        }
+    });
     // connection events to the live view
     let mut server_events = server.subscribe();
     let watcher = app.clone();
@@ -517,6 +570,7 @@ pub async fn serve_until(
                 }
                 Ok(ServerEvent::Refused { status, reason }) => {
                     // refused connections (wrong password, unknown identity) are security alerts
+                    let reason = reason.to_string();
                     let detail = json!({"status": status, "reason": reason});
                     let _ = watcher
                         .store

@@ -15,7 +15,10 @@ use evproto_ocpp_rpc::{Ctx, Router, Routes};
 use evproto_ocpp_types::{v16, v201, v21, Action};
 use serde_json::{json, Value};
 
-use crate::store::{to_wh, TxEvent};
+use evproto_csms_core::authorization::{self, Decision};
+use evproto_csms_core::transaction::Effect;
+
+use crate::sessions::{self, Outcome, TxMessage};
 use crate::App;
 
 /// The version's name as stored and shown.
@@ -60,8 +63,6 @@ pub fn routes(app: &Arc<App>) -> (Routes, Routes, Routes) {
                     Heartbeat,
                     StatusNotification,
                     Authorize,
-                    TransactionEvent,
-                    MeterValues,
                     FirmwareStatusNotification,
                     LogStatusNotification,
                     SecurityEventNotification,
@@ -75,16 +76,16 @@ pub fn routes(app: &Arc<App>) -> (Routes, Routes, Routes) {
     }
     (
         r!(
-            Router::csms_v16(),
+            Router::csms_v16()
+                .on::<v16::action::StartTransaction>(start_transaction_16)
+                .on::<v16::action::StopTransaction>(stop_transaction_16)
+                .on::<v16::action::MeterValues>(meter_values_16),
             v16,
             [
                 BootNotification,
                 Heartbeat,
                 StatusNotification,
                 Authorize,
-                StartTransaction,
-                StopTransaction,
-                MeterValues,
                 FirmwareStatusNotification,
                 DiagnosticsStatusNotification,
                 DataTransfer,
@@ -93,10 +94,319 @@ pub fn routes(app: &Arc<App>) -> (Routes, Routes, Routes) {
                 SignedFirmwareStatusNotification
             ]
         ),
-        v2!(Router::csms_v201(), v201),
-        v2!(Router::csms_v21(), v21),
+        v2!(
+            Router::csms_v201()
+                .on::<v201::action::TransactionEvent>(transaction_event_201)
+                .on::<v201::action::MeterValues>(meter_values_201),
+            v201
+        ),
+        v2!(
+            Router::csms_v21()
+                .on::<v21::action::TransactionEvent>(transaction_event_21)
+                .on::<v21::action::MeterValues>(meter_values_21),
+            v21
+        ),
     )
 }
+
+// ---- transaction messages: typed, through the csms-core model (crate::sessions) ----
+
+/// The CALLERROR for a store failure, logged with what was not answered.
+fn internal(station: &str, action: &str, e: impl std::fmt::Display) -> CallError {
+    tracing::error!(station, action, "not answered, the store failed: {e}");
+    CallError::internal()
+}
+
+/// The authorization decision for a token: the CSMS's own tokens first,
+/// then a roaming partner's (OCPI tokens pushed to us, real-time authorization).
+async fn decide(app: &App, token: &str) -> crate::store::Result<Decision> {
+    let mut status = app.store.token_status(token).await?;
+    if status.is_none() && !token.is_empty() {
+        if let Some(r) = app.roaming() {
+            status = r.authorize(token).await.map(str::to_owned);
+        }
+    }
+    let record = status.map(|s| authorization::Record {
+        status: match s.as_str() {
+            "Accepted" => authorization::Status::Accepted,
+            "Blocked" => authorization::Status::Blocked,
+            "Expired" => authorization::Status::Expired,
+            "NoCredit" => authorization::Status::NoCredit,
+            _ => authorization::Status::Invalid,
+        },
+        ..authorization::Record::accepted()
+    });
+    Ok(authorization::authorize(
+        record.as_ref(),
+        None,
+        0,
+        authorization::Purpose::Start,
+        chrono::Utc::now(),
+        &authorization::Policy::default(),
+    ))
+}
+
+/// After a transaction message committed: tell the live view, and run the
+/// billing its completion queued (the answer then carries the final cost;
+/// a failure stays in the outbox for the worker).
+async fn after_commit(app: &App, station: &str, action: &str, out: &Outcome) {
+    if out.applied.duplicate {
+        return;
+    }
+    for effect in &out.applied.effects {
+        match effect {
+            Effect::Opened => app.notify(
+                json!({"type": "session_started", "station": station, "session": out.session_id}),
+            ),
+            Effect::Completed => {
+                let id = format!("bill:{}", out.session_id);
+                app.run_outbox(&id, "bill", &out.session_id).await;
+            }
+            Effect::AmendedAfterCompletion => {
+                tracing::warn!(station, session = %out.session_id, "a late {action} changed a completed session");
+                app.notify(json!({"type": "session_amended", "station": station, "session": out.session_id}));
+            }
+        }
+    }
+    app.notify(json!({"type": "transaction_event", "station": station, "session": out.session_id, "action": action}));
+}
+
+async fn start_transaction_16(
+    ctx: Ctx<Arc<App>>,
+    req: v16::StartTransactionRequest,
+) -> Result<v16::StartTransactionResponse, CallError> {
+    let (app, station) = (&ctx.state, &*ctx.identity);
+    const A: &str = "StartTransaction";
+    app.notify(json!({"type": "message", "station": station, "action": A}));
+    let decision = decide(app, req.id_tag.as_str())
+        .await
+        .map_err(|e| internal(station, A, e))?;
+    let out = sessions::apply(&app.store, station, TxMessage::Start16(&req))
+        .await
+        .map_err(|e| internal(station, A, e))?
+        .ok_or_else(|| internal(station, A, "no outcome for a start"))?;
+    after_commit(app, station, A, &out).await;
+    let mut info = decision.to_v16();
+    // the payment hold (idempotent: a replay gets the first outcome)
+    if decision.status == authorization::Status::Accepted
+        && !app
+            .session_started(&out.session_id, Some(req.id_tag.as_str()))
+            .await
+            .map_err(|e| internal(station, A, e))?
+    {
+        info.status = v16::AuthorizationStatus::Blocked;
+    }
+    let transaction_id = out
+        .tx_id_16
+        .and_then(|t| i32::try_from(t).ok())
+        .ok_or_else(|| internal(station, A, "1.6 transaction ids exhausted"))?;
+    Ok(v16::StartTransactionResponse {
+        id_tag_info: info,
+        transaction_id,
+    })
+}
+
+async fn stop_transaction_16(
+    ctx: Ctx<Arc<App>>,
+    req: v16::StopTransactionRequest,
+) -> Result<v16::StopTransactionResponse, CallError> {
+    let (app, station) = (&ctx.state, &*ctx.identity);
+    const A: &str = "StopTransaction";
+    app.notify(json!({"type": "message", "station": station, "action": A}));
+    match sessions::apply(&app.store, station, TxMessage::Stop16(&req))
+        .await
+        .map_err(|e| internal(station, A, e))?
+    {
+        Some(out) => after_commit(app, station, A, &out).await,
+        None => tracing::warn!(
+            station,
+            tx = req.transaction_id,
+            "StopTransaction for a transaction this CSMS never started"
+        ),
+    }
+    let id_tag_info = match &req.id_tag {
+        Some(tag) => Some(
+            decide(app, tag.as_str())
+                .await
+                .map_err(|e| internal(station, A, e))?
+                .to_v16(),
+        ),
+        None => None,
+    };
+    Ok(v16::StopTransactionResponse { id_tag_info })
+}
+
+async fn meter_values_16(
+    ctx: Ctx<Arc<App>>,
+    req: v16::MeterValuesRequest,
+) -> Result<v16::MeterValuesResponse, CallError> {
+    let (app, station) = (&ctx.state, &*ctx.identity);
+    const A: &str = "MeterValues";
+    app.notify(json!({"type": "message", "station": station, "action": A}));
+    if req.transaction_id.is_some() {
+        if let Some(out) = sessions::apply(&app.store, station, TxMessage::Meter16(&req))
+            .await
+            .map_err(|e| internal(station, A, e))?
+        {
+            after_commit(app, station, A, &out).await;
+        }
+    } else {
+        // values outside a transaction id: the active session on the connector, if any
+        let samples = TxMessage::Meter16(&req).samples();
+        meter_values_on(app, station, i64::from(req.connector_id), &samples)
+            .await
+            .map_err(|e| internal(station, A, e))?;
+    }
+    Ok(v16::MeterValuesResponse {})
+}
+
+/// Sampled values that name no transaction: kept for the active session on
+/// the EVSE (1.6: connector), if there is one.
+async fn meter_values_on(
+    app: &App,
+    station: &str,
+    evse: i64,
+    samples: &[(String, String, String, Option<String>)],
+) -> crate::store::Result<()> {
+    if let Some(id) = app.store.active_session_on(station, evse).await? {
+        app.store.meter_values(&id, samples).await?;
+        app.notify(json!({"type": "meter", "station": station, "session": id}));
+    }
+    Ok(())
+}
+
+/// The 2.x handlers, the same code for 2.0.1 and 2.1.
+macro_rules! handlers_2x {
+    ($ver:ident, $event:ident, $meter:ident, $msg:ident, $to_info:ident, [$($extra:ident),*]) => {
+        async fn $event(
+            ctx: Ctx<Arc<App>>,
+            req: $ver::TransactionEventRequest,
+        ) -> Result<$ver::TransactionEventResponse, CallError> {
+            let (app, station) = (&ctx.state, &*ctx.identity);
+            const A: &str = "TransactionEvent";
+            app.notify(json!({"type": "message", "station": station, "action": A}));
+            let out = sessions::apply(&app.store, station, TxMessage::$msg(&req))
+                .await
+                .map_err(|e| internal(station, A, e))?
+                .ok_or_else(|| internal(station, A, "no outcome for a 2.x event"))?;
+            after_commit(app, station, A, &out).await;
+            let session = app
+                .store
+                .session(&out.session_id)
+                .await
+                .map_err(|e| internal(station, A, e))?;
+            let mut resp = $ver::TransactionEventResponse {
+                total_cost: None,
+                charging_priority: None,
+                id_token_info: None,
+                updated_personal_message: None,
+                custom_data: None,
+                $($extra: None,)*
+            };
+            // the CSMS authorizes wherever the request carries an idToken (C01, C08)
+            if let Some(t) = &req.id_token {
+                let decision = decide(app, t.id_token.as_str())
+                    .await
+                    .map_err(|e| internal(station, A, e))?;
+                let mut info = decision.$to_info();
+                if req.event_type == $ver::TransactionEventEnumType::Started
+                    && decision.status == authorization::Status::Accepted
+                    && !app
+                        .session_started(&out.session_id, Some(t.id_token.as_str()))
+                        .await
+                        .map_err(|e| internal(station, A, e))?
+                {
+                    info.status = $ver::AuthorizationStatusEnumType::NoCredit;
+                }
+                resp.id_token_info = Some(info);
+            }
+            // running cost while charging, final cost at the end (2.0.1 I03, I05)
+            if let Some(s) = &session {
+                resp.total_cost = match req.event_type {
+                    $ver::TransactionEventEnumType::Ended => app
+                        .store
+                        .cdr(&s.id)
+                        .await
+                        .map_err(|e| internal(station, A, e))?
+                        .and_then(|c| crate::billing::dec(&c["total_cost"]["incl_vat"]))
+                        .map(|d| d.round_dp(2).normalize()),
+                    $ver::TransactionEventEnumType::Updated => {
+                        let cost = crate::billing::running_cost(
+                            &app.store,
+                            s,
+                            &app.config.time_zone,
+                            &now(),
+                        )
+                        .await
+                        .ok()
+                        .flatten();
+                        if let Some(c) = cost {
+                            cost_updated(app, station, req.transaction_info.transaction_id.as_str(), c);
+                        }
+                        cost.map(|c| c.normalize())
+                    }
+                    _ => None,
+                };
+            }
+            Ok(resp)
+        }
+
+        async fn $meter(
+            ctx: Ctx<Arc<App>>,
+            req: $ver::MeterValuesRequest,
+        ) -> Result<$ver::MeterValuesResponse, CallError> {
+            let (app, station) = (&ctx.state, &*ctx.identity);
+            const A: &str = "MeterValues";
+            app.notify(json!({"type": "message", "station": station, "action": A}));
+            let ts = |t: &chrono::DateTime<chrono::Utc>| {
+                t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+            };
+            let samples: Vec<_> = req
+                .meter_value
+                .iter()
+                .flat_map(|v| {
+                    v.sampled_value.iter().map(move |s| {
+                        let m = s
+                            .measurand
+                            .map_or("Energy.Active.Import.Register", |m| m.as_str());
+                        (
+                            ts(&v.timestamp),
+                            match s.phase {
+                                Some(p) => format!("{m}.{}", p.as_str()),
+                                None => m.to_owned(),
+                            },
+                            s.value.normalize().to_string(),
+                            s.unit_of_measure
+                                .as_ref()
+                                .and_then(|u| u.unit.as_ref())
+                                .map(|u| u.as_str().to_owned()),
+                        )
+                    })
+                })
+                .collect();
+            meter_values_on(app, station, i64::from(req.evse_id), &samples)
+                .await
+                .map_err(|e| internal(station, A, e))?;
+            Ok($ver::MeterValuesResponse { custom_data: None })
+        }
+    };
+}
+handlers_2x!(
+    v201,
+    transaction_event_201,
+    meter_values_201,
+    Event201,
+    to_v201,
+    []
+);
+handlers_2x!(
+    v21,
+    transaction_event_21,
+    meter_values_21,
+    Event21,
+    to_v21,
+    [transaction_limit, updated_personal_message_extra]
+);
 
 /// Refreshes the station's OCPI Location and pushes it to partners, in
 /// the background (the station's answer does not wait for partners).
@@ -203,88 +513,6 @@ async fn token_info(app: &App, v16: bool, token: &str) -> crate::store::Result<V
     })
 }
 
-/// Sampled values as (timestamp, measurand, value, unit) rows.
-fn samples(meter_values: Option<&Value>) -> Vec<(String, String, String, Option<String>)> {
-    let mut out = Vec::new();
-    for mv in meter_values.and_then(Value::as_array).into_iter().flatten() {
-        let t = mv["timestamp"].as_str().unwrap_or_default().to_owned();
-        for s in mv["sampledValue"].as_array().into_iter().flatten() {
-            let measurand = s["measurand"]
-                .as_str()
-                .unwrap_or("Energy.Active.Import.Register")
-                .to_owned();
-            let value = match &s["value"] {
-                Value::String(x) => x.clone(),
-                Value::Number(n) => n.to_string(),
-                _ => continue,
-            };
-            let unit = s["unit"]
-                .as_str()
-                .or(s["unitOfMeasure"]["unit"].as_str())
-                .map(str::to_owned);
-            let phase = s["phase"].as_str();
-            let measurand = match phase {
-                Some(p) => format!("{measurand}.{p}"),
-                None => measurand,
-            };
-            out.push((t.clone(), measurand, value, unit));
-        }
-    }
-    out
-}
-
-fn tx_event(req: &Value) -> TxEvent {
-    let samples = samples(req.get("meterValue"));
-    let registers = req["meterValue"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .flat_map(|mv| {
-            mv["sampledValue"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(move |s| {
-                    let measurand = s["measurand"]
-                        .as_str()
-                        .unwrap_or("Energy.Active.Import.Register");
-                    if measurand != "Energy.Active.Import.Register" || s.get("phase").is_some() {
-                        return None;
-                    }
-                    let text = match &s["value"] {
-                        Value::Number(n) => n.to_string(),
-                        _ => return None,
-                    };
-                    let wh = to_wh(&text, s["unitOfMeasure"]["unit"].as_str())?;
-                    Some((
-                        mv["timestamp"].as_str().unwrap_or_default().to_owned(),
-                        wh,
-                        s["context"].as_str().map(str::to_owned),
-                    ))
-                })
-        })
-        .collect();
-    TxEvent {
-        event_type: req["eventType"].as_str().unwrap_or_default().to_owned(),
-        tx_id: req["transactionInfo"]["transactionId"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned(),
-        seq_no: req["seqNo"].as_i64().unwrap_or_default(),
-        timestamp: req["timestamp"].as_str().unwrap_or_default().to_owned(),
-        evse: req["evse"]["id"]
-            .as_i64()
-            .map(|e| (e, req["evse"]["connectorId"].as_i64())),
-        id_token: token_of(false, req),
-        registers,
-        samples,
-        stopped_reason: req["transactionInfo"]["stoppedReason"]
-            .as_str()
-            .map(str::to_owned),
-        payload: req.to_string(),
-    }
-}
-
 /// One station call, version-neutral: request JSON in, response JSON out.
 async fn on_call(
     app: &App,
@@ -388,128 +616,6 @@ async fn on_call(
             Some(t) => token_info(app, v16, &t).await?,
             None => token_info(app, v16, "").await?,
         },
-        "StartTransaction" => {
-            let tag = req["idTag"].as_str().unwrap_or_default();
-            let mut info = token_info(app, true, tag).await?;
-            let connector = req["connectorId"].as_i64().unwrap_or_default();
-            let (tx, new) = store
-                .start_16(
-                    station,
-                    connector,
-                    tag,
-                    req["meterStart"].as_i64().unwrap_or_default(),
-                    req["timestamp"].as_str().unwrap_or_default(),
-                )
-                .await?;
-            let session_id = format!("{station}:{tx}");
-            if new {
-                app.notify(
-                    json!({"type": "session_started", "station": station, "session": session_id}),
-                );
-            }
-            // the payment hold (idempotent: a replay gets the first outcome)
-            if info["idTagInfo"]["status"] == "Accepted"
-                && !app.session_started(&session_id, Some(tag)).await?
-            {
-                info["idTagInfo"]["status"] = json!("Blocked");
-            }
-            json!({"idTagInfo": info["idTagInfo"], "transactionId": tx})
-        }
-        "StopTransaction" => {
-            let tx = req["transactionId"].as_i64().unwrap_or_default();
-            let session_id = format!("{station}:{tx}");
-            store
-                .meter_values(&session_id, &samples(req.get("transactionData")))
-                .await?;
-            let session = store
-                .stop_16(
-                    station,
-                    tx,
-                    req["meterStop"].as_i64().unwrap_or_default(),
-                    req["timestamp"].as_str().unwrap_or_default(),
-                    req["reason"].as_str(),
-                )
-                .await?;
-            if let Some(s) = session {
-                app.session_completed(&s).await?;
-            }
-            match req["idTag"].as_str() {
-                Some(tag) => json!({"idTagInfo": token_info(app, true, tag).await?["idTagInfo"]}),
-                None => json!({}),
-            }
-        }
-        "MeterValues" => {
-            let session = if v16 {
-                match req["transactionId"].as_i64() {
-                    Some(tx) => Some(format!("{station}:{tx}")),
-                    None => {
-                        store
-                            .active_session_on(
-                                station,
-                                req["connectorId"].as_i64().unwrap_or_default(),
-                            )
-                            .await?
-                    }
-                }
-            } else {
-                store
-                    .active_session_on(station, req["evseId"].as_i64().unwrap_or_default())
-                    .await?
-            };
-            if let Some(id) = session {
-                store
-                    .meter_values(&id, &samples(req.get("meterValue")))
-                    .await?;
-                app.notify(json!({"type": "meter", "station": station, "session": id}));
-            }
-            json!({})
-        }
-        "TransactionEvent" => {
-            let ev = tx_event(req);
-            let (session, new) = store.tx_event(station, &ev).await?;
-            if let (true, Some(s)) = (new, &session) {
-                app.notify(json!({"type": "transaction_event", "station": station, "session": s.id, "event": ev.event_type}));
-                if ev.event_type == "Ended" {
-                    app.session_completed(s).await?;
-                }
-            }
-            match (&ev.id_token, ev.event_type.as_str(), &session) {
-                (Some(t), "Started", Some(s)) => {
-                    let mut info = token_info(app, false, t).await?;
-                    if info["idTokenInfo"]["status"] == "Accepted"
-                        && !app.session_started(&s.id, Some(t)).await?
-                    {
-                        info["idTokenInfo"]["status"] = json!("NoCredit");
-                    }
-                    info
-                }
-                // running cost while charging, final cost at the end (2.0.1 I03, I05)
-                (_, "Updated" | "Ended", Some(s)) => {
-                    let cost = if ev.event_type == "Ended" {
-                        store.cdr(&s.id).await?.and_then(|c| {
-                            crate::billing::dec(&c["total_cost"]["incl_vat"]).map(|d| d.round_dp(2))
-                        })
-                    } else {
-                        crate::billing::running_cost(store, s, &app.config.time_zone, &now())
-                            .await
-                            .ok()
-                            .flatten()
-                    };
-                    if let (Some(c), "Updated") = (cost, ev.event_type.as_str()) {
-                        cost_updated(app, station, &ev.tx_id, c);
-                    }
-                    match cost {
-                        Some(c) => serde_json::from_str::<Value>(&format!(
-                            "{{\"totalCost\": {}}}",
-                            c.normalize()
-                        ))
-                        .unwrap_or_else(|_| json!({})),
-                        None => json!({}),
-                    }
-                }
-                _ => json!({}),
-            }
-        }
         "DataTransfer" => json!({"status": "UnknownVendorId"}),
         "SecurityEventNotification" => {
             app.seen(station);
@@ -619,46 +725,4 @@ async fn on_call(
             json!({})
         }
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use rust_decimal::Decimal;
-
-    #[test]
-    fn transaction_event_reduction() {
-        let req = json!({"eventType": "Started", "seqNo": 0, "timestamp": "2026-01-01T00:00:00Z", "triggerReason": "Authorized",
-            "transactionInfo": {"transactionId": "T1"}, "idToken": {"idToken": "TAG", "type": "ISO14443"}, "evse": {"id": 2, "connectorId": 1},
-            "meterValue": [{"timestamp": "2026-01-01T00:00:00Z", "sampledValue": [
-                {"value": 1.5, "measurand": "Energy.Active.Import.Register", "unitOfMeasure": {"unit": "kWh"}, "context": "Transaction.Begin"},
-                {"value": 230.1, "measurand": "Voltage", "phase": "L1"}]}]});
-        let ev = tx_event(&req);
-        assert_eq!(
-            (ev.tx_id.as_str(), ev.seq_no, ev.evse),
-            ("T1", 0, Some((2, Some(1))))
-        );
-        assert_eq!(ev.id_token.as_deref(), Some("TAG"));
-        assert_eq!(ev.registers.len(), 1);
-        assert_eq!(ev.registers[0].1, Decimal::from(1500));
-        assert_eq!(ev.samples.len(), 2);
-        assert_eq!(ev.samples[1].1, "Voltage.L1");
-    }
-
-    #[test]
-    fn samples_default_to_energy_register() {
-        let s = samples(Some(
-            &json!([{"timestamp": "t", "sampledValue": [{"value": "10"}]}]),
-        ));
-        assert_eq!(
-            s,
-            vec![(
-                "t".into(),
-                "Energy.Active.Import.Register".into(),
-                "10".into(),
-                None
-            )]
-        );
-        assert!(samples(None).is_empty());
-    }
 }

@@ -30,7 +30,7 @@ use evproto_ocpi::client::{Client, Peer};
 use evproto_ocpi::credentials::{Endpoint, Own, Registered, UrlPolicy};
 use evproto_ocpi::pagination::Page;
 use evproto_ocpi::server::{
-    Config as OcpiConfig, Handler, Party, Role, Server, Store as OcpiStoreTrait,
+    Config as OcpiConfig, Handler, Party, Role, Server, Store as OcpiStoreTrait, StoreError,
 };
 use evproto_ocpi::Version;
 use evproto_ocpp_proto::ProtocolVersion;
@@ -82,56 +82,49 @@ fn party_of(row: (String, String, bool, Option<Value>)) -> Party {
 
 #[async_trait]
 impl OcpiStoreTrait for OcpiStore {
-    async fn party_by_token(&self, token: &str) -> Option<Party> {
-        match self.0.ocpi_party_by_token(token).await {
-            Ok(p) => p.map(party_of),
-            Err(e) => {
-                tracing::warn!("ocpi party lookup: {e}");
-                None
-            }
-        }
+    async fn party_by_token(&self, token: &str) -> Result<Option<Party>, StoreError> {
+        let p = self.0.ocpi_party_by_token(token).await;
+        Ok(p.map_err(StoreError::backend)?.map(party_of))
     }
-    async fn save_party(&self, party: Party) {
+    async fn save_party(&self, party: Party) -> Result<(), StoreError> {
         let reg = party.registration.as_ref().map(registration_to_json);
-        if let Err(e) = self
-            .0
+        self.0
             .ocpi_save_party(&party.id, &party.token, party.token_a, reg.as_ref())
             .await
-        {
-            tracing::warn!("ocpi party save: {e}");
-        }
+            .map_err(StoreError::backend)
     }
-    async fn remove_party(&self, id: &str) {
-        if let Err(e) = self.0.ocpi_remove_party(id).await {
-            tracing::warn!("ocpi party remove: {e}");
-        }
+    async fn remove_party(&self, id: &str) -> Result<(), StoreError> {
+        let r = self.0.ocpi_remove_party(id).await;
+        r.map_err(StoreError::backend)
     }
-    async fn put_object(&self, module: &str, key: &str, object: Value) -> bool {
-        self.0
-            .ocpi_put_object(module, key, &object)
-            .await
-            .unwrap_or_else(|e| {
-                tracing::warn!("ocpi object save: {e}");
-                false
-            })
+    async fn put_object(&self, module: &str, key: &str, object: Value) -> Result<bool, StoreError> {
+        let r = self.0.ocpi_put_object(module, key, &object).await;
+        r.map_err(StoreError::backend)
     }
-    async fn get_object(&self, module: &str, key: &str) -> Option<Value> {
-        self.0.ocpi_object(module, key).await.ok().flatten()
+    async fn get_object(&self, module: &str, key: &str) -> Result<Option<Value>, StoreError> {
+        let r = self.0.ocpi_object(module, key).await;
+        r.map_err(StoreError::backend)
     }
-    async fn delete_object(&self, module: &str, key: &str) -> bool {
-        self.0
-            .ocpi_delete_object(module, key)
-            .await
-            .unwrap_or(false)
+    async fn delete_object(&self, module: &str, key: &str) -> Result<bool, StoreError> {
+        let r = self.0.ocpi_delete_object(module, key).await;
+        r.map_err(StoreError::backend)
     }
     async fn list_objects(
         &self,
         module: &str,
         owners: &[String],
         page: &Page,
-    ) -> (Vec<Value>, usize) {
-        let all = self.0.ocpi_objects(module).await.unwrap_or_default();
-        evproto_ocpi::server::select_page(all.iter().map(|(k, v)| (k.as_str(), v)), owners, page)
+    ) -> Result<(Vec<Value>, usize), StoreError> {
+        let all = self
+            .0
+            .ocpi_objects(module)
+            .await
+            .map_err(StoreError::backend)?;
+        Ok(evproto_ocpi::server::select_page(
+            all.iter().map(|(k, v)| (k.as_str(), v)),
+            owners,
+            page,
+        ))
     }
 }
 
@@ -214,7 +207,10 @@ impl Roaming {
         let token_b = crate::store::random_hex(24);
         let label = format!("partner-{}", &token_b[..8]);
         // The partner calls our versions back with token B during the handshake.
-        self.server.issue_token_a_as(&label, &token_b).await;
+        self.server
+            .issue_token_a_as(&label, &token_b)
+            .await
+            .map_err(|e| e.to_string())?;
         let peer = self
             .client
             .register(self.own.clone(), versions_url, token, &token_b)
@@ -222,8 +218,13 @@ impl Roaming {
             .map_err(|e| e.to_string())?;
         let reg = peer.registration().clone();
         let id = party_label(&reg).unwrap_or(label.clone());
-        self.server.store().remove_party(&label).await;
-        self.server.adopt(&id, &token_b, reg.clone()).await;
+        if let Err(e) = self.server.store().remove_party(&label).await {
+            tracing::warn!("ocpi party remove: {e}");
+        }
+        self.server
+            .adopt(&id, &token_b, reg.clone())
+            .await
+            .map_err(|e| e.to_string())?;
         self.sync_partner(&peer).await;
         Ok(
             json!({"id": id, "version": reg.version.as_str(), "roles": reg.peer_credentials.get("roles").cloned()}),
@@ -672,7 +673,10 @@ impl Handler for CpoHandler {
                                 .to_ascii_uppercase(),
                             t["party_id"].as_str().unwrap_or("").to_ascii_uppercase()
                         );
-                        let _ = r.server.store().put_object("tokens", &key, t.clone()).await;
+                        let saved = r.server.store().put_object("tokens", &key, t.clone()).await;
+                        if let Err(e) = saved {
+                            tracing::warn!("ocpi object save: {e}");
+                        }
                     }
                 }
                 let v16 = app.station_version(&station) == Some(ProtocolVersion::V16);

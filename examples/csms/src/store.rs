@@ -104,6 +104,15 @@ const MIGRATIONS: &[(i64, &str)] = &[
     CREATE TABLE IF NOT EXISTS station_uptime (station_id TEXT PRIMARY KEY, tracked_since TEXT NOT NULL, online_since TEXT, online_ms BIGINT NOT NULL);
     CREATE TABLE IF NOT EXISTS device_model (station_id TEXT NOT NULL, component TEXT NOT NULL, variable TEXT NOT NULL, body TEXT NOT NULL, updated_at TEXT NOT NULL, PRIMARY KEY (station_id, component, variable))",
     ),
+    (
+        6,
+        // the transaction messages a session is rebuilt from (the model is the rule, these are
+        // its input), the session's energy as the model computes it, and the outbox of side
+        // effects written in the same database transaction as the message that causes them
+        "CREATE TABLE IF NOT EXISTS tx_messages (session_id TEXT NOT NULL, msg_key TEXT NOT NULL, kind TEXT NOT NULL, payload TEXT NOT NULL, received_at TEXT NOT NULL, PRIMARY KEY (session_id, msg_key));
+    CREATE TABLE IF NOT EXISTS outbox (id TEXT PRIMARY KEY, kind TEXT NOT NULL, subject TEXT NOT NULL, created_at TEXT NOT NULL, done_at TEXT, attempts BIGINT NOT NULL, last_error TEXT);
+    ALTER TABLE sessions ADD COLUMN energy_wh TEXT",
+    ),
 ];
 
 /// The store handle. Cheap to clone.
@@ -111,6 +120,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
 pub struct Store {
     pool: AnyPool,
     backend: &'static str,
+    /// Tests: the number of [`StoreTx`] calls that succeed before one fails
+    /// (negative: none fails).
+    #[cfg(test)]
+    faults: std::sync::Arc<std::sync::atomic::AtomicI64>,
 }
 
 fn ts(t: DateTime<Utc>) -> String {
@@ -260,8 +273,11 @@ fn session_from_row(row: &AnyRow) -> Result<Session> {
     let stop = opt_dec(row, "meter_stop_wh")?;
     let last = opt_dec(row, "last_register_wh")?;
     let end = stop.or(last);
-    let energy = match (start, end) {
-        (Some(s), Some(e)) if e > s => e - s,
+    // the transaction model's energy (resets and jumps excluded); rows written
+    // before it existed fall back to stop − start
+    let energy = match (opt_dec(row, "energy_wh")?, start, end) {
+        (Some(e), _, _) => e,
+        (None, Some(s), Some(e)) if e > s => e - s,
         _ => Decimal::ZERO,
     };
     Ok(Session {
@@ -283,32 +299,7 @@ fn session_from_row(row: &AnyRow) -> Result<Session> {
 
 const SESSION_COLS: &str =
     "id, station_id, ocpp_tx_id, evse_id, connector_id, id_token, status, started_at, stopped_at, \
-     meter_start_wh, meter_stop_wh, last_register_wh, stop_reason";
-
-/// A 2.x TransactionEvent, reduced to what the session model needs.
-#[derive(Debug, Clone, Default)]
-pub struct TxEvent {
-    /// Started / Updated / Ended.
-    pub event_type: String,
-    /// The station's transaction id.
-    pub tx_id: String,
-    /// Sequence number.
-    pub seq_no: i64,
-    /// Event time.
-    pub timestamp: String,
-    /// EVSE and connector, when given.
-    pub evse: Option<(i64, Option<i64>)>,
-    /// Token, when given.
-    pub id_token: Option<String>,
-    /// Energy register readings (Wh) with their context.
-    pub registers: Vec<(String, Decimal, Option<String>)>,
-    /// Other sampled values (timestamp, measurand, value, unit).
-    pub samples: Vec<(String, String, String, Option<String>)>,
-    /// stoppedReason on Ended.
-    pub stopped_reason: Option<String>,
-    /// The original payload.
-    pub payload: String,
-}
+     meter_start_wh, meter_stop_wh, last_register_wh, stop_reason, energy_wh";
 
 impl Store {
     /// Connects (`sqlite://path?mode=rwc` or `postgres://...`) and migrates.
@@ -336,7 +327,12 @@ impl Store {
                 .execute(&pool)
                 .await?;
         }
-        let store = Store { pool, backend };
+        let store = Store {
+            pool,
+            backend,
+            #[cfg(test)]
+            faults: std::sync::Arc::new(std::sync::atomic::AtomicI64::new(-1)),
+        };
         store.migrate().await?;
         Ok(store)
     }
@@ -926,107 +922,6 @@ impl Store {
             .collect()
     }
 
-    async fn next_counter(&self, name: &str) -> Result<i64> {
-        sqlx::query(
-            "INSERT INTO counters (name, value) VALUES ($1, 0) ON CONFLICT (name) DO NOTHING",
-        )
-        .bind(name)
-        .execute(&self.pool)
-        .await?;
-        let row =
-            sqlx::query("UPDATE counters SET value = value + 1 WHERE name = $1 RETURNING value")
-                .bind(name)
-                .fetch_one(&self.pool)
-                .await?;
-        Ok(row.try_get(0)?)
-    }
-
-    /// 1.6 StartTransaction: a new session with a fresh transaction id, or
-    /// the same id again for a replayed request (same station, connector,
-    /// token, meter and time). Returns (transaction id, newly created).
-    pub async fn start_16(
-        &self,
-        station: &str,
-        connector: i64,
-        id_tag: &str,
-        meter_start: i64,
-        timestamp: &str,
-    ) -> Result<(i64, bool)> {
-        let key = format!("{station}|{connector}|{id_tag}|{meter_start}|{timestamp}");
-        if let Some(row) =
-            sqlx::query("SELECT ocpp_tx_id FROM session_start_keys WHERE start_key = $1")
-                .bind(key.clone())
-                .fetch_optional(&self.pool)
-                .await?
-        {
-            let tx: String = row.try_get(0)?;
-            return Ok((
-                tx.parse()
-                    .map_err(|_| StoreError::Corrupt("transaction id"))?,
-                false,
-            ));
-        }
-        let tx_id = self.next_counter("transaction_16").await?;
-        let session_id = format!("{station}:{tx_id}");
-        let mut tx = self.pool.begin().await?;
-        let inserted = sqlx::query("INSERT INTO session_start_keys (start_key, session_id, ocpp_tx_id) VALUES ($1, $2, $3) ON CONFLICT (start_key) DO NOTHING")
-            .bind(key.clone())
-            .bind(session_id.clone())
-            .bind(tx_id.to_string())
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        if inserted == 0 {
-            // a concurrent duplicate won
-            tx.rollback().await?;
-            return Box::pin(self.start_16(station, connector, id_tag, meter_start, timestamp))
-                .await;
-        }
-        sqlx::query(
-            "INSERT INTO sessions (id, station_id, ocpp_tx_id, evse_id, connector_id, id_token, status, started_at, meter_start_wh, start_key, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, 'Active', $7, $8, $9, $10)",
-        )
-        .bind(session_id)
-        .bind(station)
-        .bind(tx_id.to_string())
-        .bind(connector)
-        .bind(connector)
-        .bind(id_tag)
-        .bind(timestamp)
-        .bind(meter_start.to_string())
-        .bind(key)
-        .bind(now())
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok((tx_id, true))
-    }
-
-    /// 1.6 StopTransaction (idempotent: a replay changes nothing). Returns
-    /// the session if the transaction is known.
-    pub async fn stop_16(
-        &self,
-        station: &str,
-        tx_id: i64,
-        meter_stop: i64,
-        timestamp: &str,
-        reason: Option<&str>,
-    ) -> Result<Option<Session>> {
-        let id = format!("{station}:{tx_id}");
-        sqlx::query(
-            "UPDATE sessions SET status = 'Completed', stopped_at = $1, meter_stop_wh = $2, stop_reason = $3, updated_at = $4 \
-             WHERE id = $5 AND status <> 'Completed'",
-        )
-        .bind(timestamp)
-        .bind(meter_stop.to_string())
-        .bind(reason.unwrap_or("Local"))
-        .bind(now())
-        .bind(id.clone())
-        .execute(&self.pool)
-        .await?;
-        self.session(&id).await
-    }
-
     /// Meter samples for a session; the energy register also moves the
     /// session's last reading (only forward).
     pub async fn meter_values(
@@ -1073,106 +968,6 @@ impl Store {
                 .await?;
         }
         Ok(())
-    }
-
-    /// A 2.x TransactionEvent. Duplicates (same transaction and seqNo) are
-    /// ignored; events may come in any order: the session is created by the
-    /// first one seen and completed by `Ended` whenever it arrives.
-    /// Returns (session, whether this event was new).
-    pub async fn tx_event(&self, station: &str, ev: &TxEvent) -> Result<(Option<Session>, bool)> {
-        let session_id = format!("{station}:{}", ev.tx_id);
-        let t = now();
-        sqlx::query(
-            "INSERT INTO sessions (id, station_id, ocpp_tx_id, status, updated_at) VALUES ($1, $2, $3, 'Active', $4) ON CONFLICT (id) DO NOTHING",
-        )
-        .bind(session_id.clone())
-        .bind(station)
-        .bind(ev.tx_id.clone())
-        .bind(t.clone())
-        .execute(&self.pool)
-        .await?;
-        let new = sqlx::query("INSERT INTO tx_events (session_id, seq_no, event_type, ts, payload) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING")
-            .bind(session_id.clone())
-            .bind(ev.seq_no)
-            .bind(ev.event_type.clone())
-            .bind(ev.timestamp.clone())
-            .bind(ev.payload.clone())
-            .execute(&self.pool)
-            .await?
-            .rows_affected()
-            == 1;
-        if !new {
-            return Ok((self.session(&session_id).await?, false));
-        }
-        if let Some((evse, conn)) = ev.evse {
-            sqlx::query("UPDATE sessions SET evse_id = $1, connector_id = COALESCE($2, connector_id) WHERE id = $3")
-                .bind(evse)
-                .bind(conn)
-                .bind(session_id.clone())
-                .execute(&self.pool)
-                .await?;
-        }
-        if let Some(tok) = &ev.id_token {
-            sqlx::query("UPDATE sessions SET id_token = $1 WHERE id = $2 AND id_token IS NULL")
-                .bind(tok.clone())
-                .bind(session_id.clone())
-                .execute(&self.pool)
-                .await?;
-        }
-        if ev.event_type == "Started" {
-            sqlx::query("UPDATE sessions SET started_at = $1 WHERE id = $2")
-                .bind(ev.timestamp.clone())
-                .bind(session_id.clone())
-                .execute(&self.pool)
-                .await?;
-        } else {
-            // an Updated/Ended before Started: the earliest time seen stands in for the start
-            sqlx::query("UPDATE sessions SET started_at = $1 WHERE id = $2 AND (started_at IS NULL OR started_at > $3)")
-                .bind(ev.timestamp.clone())
-                .bind(session_id.clone())
-                .bind(ev.timestamp.clone())
-                .execute(&self.pool)
-                .await?;
-        }
-        for (_, wh, context) in &ev.registers {
-            let begin =
-                context.as_deref() == Some("Transaction.Begin") || ev.event_type == "Started";
-            if begin {
-                sqlx::query("UPDATE sessions SET meter_start_wh = $1 WHERE id = $2")
-                    .bind(wh.to_string())
-                    .bind(session_id.clone())
-                    .execute(&self.pool)
-                    .await?;
-            } else {
-                // the lowest register seen is the start until a Started event says otherwise
-                let row = sqlx::query("SELECT meter_start_wh FROM sessions WHERE id = $1")
-                    .bind(session_id.clone())
-                    .fetch_one(&self.pool)
-                    .await?;
-                if opt_dec(&row, "meter_start_wh")?.is_none() {
-                    sqlx::query("UPDATE sessions SET meter_start_wh = $1 WHERE id = $2")
-                        .bind(wh.to_string())
-                        .bind(session_id.clone())
-                        .execute(&self.pool)
-                        .await?;
-                }
-            }
-        }
-        self.meter_values(&session_id, &ev.samples).await?;
-        if ev.event_type == "Ended" {
-            let last = ev.registers.iter().map(|r| r.1).max();
-            sqlx::query(
-                "UPDATE sessions SET status = 'Completed', stopped_at = $1, stop_reason = $2, meter_stop_wh = COALESCE($3, last_register_wh), updated_at = $4 WHERE id = $5",
-            )
-            .bind(ev.timestamp.clone())
-            .bind(ev.stopped_reason.clone().unwrap_or_else(|| "Local".into()))
-            .bind(last.map(|d| d.to_string()))
-            .bind(t)
-            .bind(session_id.clone())
-            .execute(&self.pool)
-            .await?;
-        }
-        Ok((self.session(&session_id).await?, true))
     }
 
     /// Creates or replaces a tariff (OCPI 2.2.1 JSON, checked by the caller).
@@ -1381,112 +1176,6 @@ mod tests {
         assert_ne!(random_hex(16), random_hex(16));
     }
 
-    async fn temp_store(name: &str) -> Store {
-        let dir = std::env::temp_dir().join(format!("csms-store-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Store::open(&format!("sqlite://{}?mode=rwc", dir.join("t.db").display()))
-            .await
-            .unwrap()
-    }
-
-    fn ev(kind: &str, seq: i64, wh: Option<f64>, ctx: Option<&str>) -> TxEvent {
-        TxEvent {
-            event_type: kind.into(),
-            tx_id: "T1".into(),
-            seq_no: seq,
-            timestamp: format!("2026-01-01T00:00:0{seq}.000Z"),
-            evse: Some((1, Some(1))),
-            id_token: None,
-            registers: wh
-                .map(|w| {
-                    vec![(
-                        "t".to_owned(),
-                        Decimal::from_str(&w.to_string()).unwrap(),
-                        ctx.map(str::to_owned),
-                    )]
-                })
-                .unwrap_or_default(),
-            samples: Vec::new(),
-            stopped_reason: (kind == "Ended").then(|| "EVDisconnected".into()),
-            payload: "{}".into(),
-        }
-    }
-
-    #[tokio::test]
-    async fn start_transaction_replays_get_the_same_id() {
-        let s = temp_store("start").await;
-        let (a, new_a) = s
-            .start_16("CP", 1, "TAG", 100, "2026-01-01T00:00:00Z")
-            .await
-            .unwrap();
-        let (b, new_b) = s
-            .start_16("CP", 1, "TAG", 100, "2026-01-01T00:00:00Z")
-            .await
-            .unwrap();
-        let (c, _) = s
-            .start_16("CP", 2, "TAG", 100, "2026-01-01T00:00:00Z")
-            .await
-            .unwrap();
-        assert_eq!((a, new_a, new_b), (b, true, false));
-        assert_ne!(a, c);
-        let done = s
-            .stop_16("CP", a, 600, "2026-01-01T01:00:00Z", Some("Local"))
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(done.energy_wh, Decimal::from(500));
-        // a replayed stop changes nothing
-        let again = s
-            .stop_16("CP", a, 900, "2026-01-01T02:00:00Z", Some("Remote"))
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(again, done);
-        // stop of an unknown transaction: no session, no error
-        assert!(s
-            .stop_16("CP", 999_999, 1, "2026-01-01T00:00:00Z", None)
-            .await
-            .unwrap()
-            .is_none());
-    }
-
-    #[tokio::test]
-    async fn transaction_events_in_any_order_and_duplicated() {
-        let s = temp_store("events").await;
-        // Ended first, then Updated, then Started, then Ended again
-        let (sess, new) = s
-            .tx_event("CP", &ev("Ended", 2, Some(3000.0), Some("Transaction.End")))
-            .await
-            .unwrap();
-        assert!(new);
-        assert_eq!(sess.unwrap().status, "Completed");
-        s.tx_event("CP", &ev("Updated", 1, Some(2000.0), None))
-            .await
-            .unwrap();
-        let (sess, _) = s
-            .tx_event(
-                "CP",
-                &ev("Started", 0, Some(1000.0), Some("Transaction.Begin")),
-            )
-            .await
-            .unwrap();
-        let sess = sess.unwrap();
-        assert_eq!(
-            (sess.status.as_str(), sess.energy_wh),
-            ("Completed", Decimal::from(2000))
-        );
-        assert_eq!(sess.started_at.as_deref(), Some("2026-01-01T00:00:00.000Z"));
-        assert_eq!(sess.stop_reason.as_deref(), Some("EVDisconnected"));
-        let (again, new) = s
-            .tx_event("CP", &ev("Ended", 2, Some(9999.0), None))
-            .await
-            .unwrap();
-        assert!(!new, "duplicate seqNo");
-        assert_eq!(again.unwrap(), sess);
-        assert_eq!(s.sessions(Some("CP"), 10).await.unwrap().len(), 1);
-    }
-
     #[test]
     fn energy_units() {
         assert_eq!(to_wh("1.5", Some("kWh")), Some(Decimal::from(1500)));
@@ -1494,5 +1183,345 @@ mod tests {
         assert_eq!(to_wh("1e3", Some("Wh")), Some(Decimal::from(1000)));
         assert_eq!(to_wh("x", None), None);
         assert_eq!(to_wh("5", Some("varh")), None);
+    }
+}
+
+/// A session row as the transaction model summarizes it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionRow {
+    /// Our id.
+    pub id: String,
+    /// Station identity.
+    pub station_id: String,
+    /// The OCPP transaction id.
+    pub ocpp_tx_id: String,
+    /// EVSE (2.x) or connector (1.6).
+    pub evse_id: Option<i64>,
+    /// Connector.
+    pub connector_id: Option<i64>,
+    /// The token that started it.
+    pub id_token: Option<String>,
+    /// Completed (else Active).
+    pub completed: bool,
+    /// Start time.
+    pub started_at: Option<DateTime<Utc>>,
+    /// Stop time.
+    pub stopped_at: Option<DateTime<Utc>>,
+    /// Register at start, Wh.
+    pub meter_start_wh: Option<Decimal>,
+    /// Register at stop, Wh (completed sessions).
+    pub meter_stop_wh: Option<Decimal>,
+    /// Latest register, Wh.
+    pub last_register_wh: Option<Decimal>,
+    /// Energy, Wh.
+    pub energy_wh: Decimal,
+    /// Why it stopped (the OCPP name).
+    pub stop_reason: Option<&'static str>,
+    /// 1.6: the start key a replayed StartTransaction is recognized by.
+    pub start_key: Option<String>,
+}
+
+/// One database transaction: everything a station message causes is
+/// written through it and committed together, or not at all (dropped
+/// without [`StoreTx::commit`], it rolls back).
+#[derive(Debug)]
+pub struct StoreTx {
+    tx: sqlx::Transaction<'static, sqlx::Any>,
+    #[cfg(test)]
+    faults: std::sync::Arc<std::sync::atomic::AtomicI64>,
+}
+
+impl Store {
+    /// Begins a database transaction.
+    ///
+    /// # Errors
+    ///
+    /// The database failed.
+    pub async fn begin(&self) -> Result<StoreTx> {
+        Ok(StoreTx {
+            tx: self.pool.begin().await?,
+            #[cfg(test)]
+            faults: self.faults.clone(),
+        })
+    }
+
+    /// Tests: the next `n` calls through a [`StoreTx`] succeed, the one after
+    /// fails (`None`: none fails).
+    #[cfg(test)]
+    pub fn fail_after(&self, n: Option<i64>) {
+        self.faults
+            .store(n.unwrap_or(-1), std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Side effects not yet done, oldest first: (id, kind, subject).
+    ///
+    /// # Errors
+    ///
+    /// The database failed.
+    pub async fn outbox_pending(&self, limit: i64) -> Result<Vec<(String, String, String)>> {
+        let rows = sqlx::query(
+            "SELECT id, kind, subject FROM outbox WHERE done_at IS NULL ORDER BY created_at, id LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+            .collect()
+    }
+
+    /// Marks an outbox entry done. Returns false when it was done already.
+    ///
+    /// # Errors
+    ///
+    /// The database failed.
+    pub async fn outbox_done(&self, id: &str) -> Result<bool> {
+        Ok(
+            sqlx::query("UPDATE outbox SET done_at = $1 WHERE id = $2 AND done_at IS NULL")
+                .bind(now())
+                .bind(id)
+                .execute(&self.pool)
+                .await?
+                .rows_affected()
+                == 1,
+        )
+    }
+
+    /// Records a failed attempt at an outbox entry (it stays pending).
+    ///
+    /// # Errors
+    ///
+    /// The database failed.
+    pub async fn outbox_failed(&self, id: &str, error: &str) -> Result<()> {
+        sqlx::query("UPDATE outbox SET attempts = attempts + 1, last_error = $1 WHERE id = $2")
+            .bind(error)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}
+
+impl StoreTx {
+    /// Tests: an injected failure (see [`Store::fail_after`]).
+    #[cfg(test)]
+    fn fault(&self) -> Result<()> {
+        use std::sync::atomic::Ordering;
+        match self.faults.load(Ordering::SeqCst) {
+            n if n < 0 => Ok(()),
+            0 => {
+                self.faults.store(-1, Ordering::SeqCst);
+                Err(StoreError::Corrupt("injected fault"))
+            }
+            _ => {
+                self.faults.fetch_sub(1, Ordering::SeqCst);
+                Ok(())
+            }
+        }
+    }
+
+    #[cfg(not(test))]
+    #[inline]
+    fn fault(&self) -> Result<()> {
+        Ok(())
+    }
+
+    /// Commits everything written through this transaction.
+    ///
+    /// # Errors
+    ///
+    /// The database failed: nothing of it is kept.
+    pub async fn commit(self) -> Result<()> {
+        self.fault()?;
+        Ok(self.tx.commit().await?)
+    }
+
+    /// Keeps a transaction message under its key. Returns false when the key
+    /// is there already (a duplicate).
+    ///
+    /// # Errors
+    ///
+    /// The database failed.
+    pub async fn insert_tx_message(
+        &mut self,
+        session_id: &str,
+        key: &str,
+        kind: &str,
+        payload: &str,
+    ) -> Result<bool> {
+        self.fault()?;
+        Ok(sqlx::query(
+            "INSERT INTO tx_messages (session_id, msg_key, kind, payload, received_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (session_id, msg_key) DO NOTHING",
+        )
+        .bind(session_id)
+        .bind(key)
+        .bind(kind)
+        .bind(payload)
+        .bind(now())
+        .execute(&mut *self.tx)
+        .await?
+        .rows_affected()
+            == 1)
+    }
+
+    /// A session's transaction messages but one: (kind, payload), in the order received.
+    ///
+    /// # Errors
+    ///
+    /// The database failed.
+    pub async fn tx_messages(
+        &mut self,
+        session_id: &str,
+        except_key: &str,
+    ) -> Result<Vec<(String, String)>> {
+        self.fault()?;
+        let rows = sqlx::query(
+            "SELECT kind, payload FROM tx_messages WHERE session_id = $1 AND msg_key <> $2 ORDER BY received_at, msg_key",
+        )
+        .bind(session_id)
+        .bind(except_key)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect()
+    }
+
+    /// Whether a session exists.
+    ///
+    /// # Errors
+    ///
+    /// The database failed.
+    pub async fn session_exists(&mut self, id: &str) -> Result<bool> {
+        self.fault()?;
+        Ok(sqlx::query("SELECT 1 FROM sessions WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&mut *self.tx)
+            .await?
+            .is_some())
+    }
+
+    /// Writes a session row (created or replaced).
+    ///
+    /// # Errors
+    ///
+    /// The database failed.
+    pub async fn put_session(&mut self, r: &SessionRow) -> Result<()> {
+        self.fault()?;
+        let dec = |d: Option<Decimal>| d.map(|d| d.normalize().to_string());
+        sqlx::query(
+            "INSERT INTO sessions (id, station_id, ocpp_tx_id, evse_id, connector_id, id_token, status, started_at, stopped_at, meter_start_wh, meter_stop_wh, last_register_wh, stop_reason, start_key, energy_wh, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) \
+             ON CONFLICT (id) DO UPDATE SET evse_id = $4, connector_id = $5, id_token = $6, status = $7, started_at = $8, stopped_at = $9, \
+             meter_start_wh = $10, meter_stop_wh = $11, last_register_wh = $12, stop_reason = $13, start_key = COALESCE(sessions.start_key, $14), energy_wh = $15, updated_at = $16",
+        )
+        .bind(r.id.clone())
+        .bind(r.station_id.clone())
+        .bind(r.ocpp_tx_id.clone())
+        .bind(r.evse_id)
+        .bind(r.connector_id)
+        .bind(r.id_token.clone())
+        .bind(if r.completed { "Completed" } else { "Active" })
+        .bind(r.started_at.map(ts))
+        .bind(r.stopped_at.map(ts))
+        .bind(dec(r.meter_start_wh))
+        .bind(dec(r.meter_stop_wh))
+        .bind(dec(r.last_register_wh))
+        .bind(r.stop_reason)
+        .bind(r.start_key.clone())
+        .bind(r.energy_wh.normalize().to_string())
+        .bind(now())
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Keeps sampled values of a session (repeats are ignored).
+    ///
+    /// # Errors
+    ///
+    /// The database failed.
+    pub async fn put_meter_values(
+        &mut self,
+        session_id: &str,
+        samples: &[(String, String, String, Option<String>)],
+    ) -> Result<()> {
+        self.fault()?;
+        for (t, measurand, value, unit) in samples {
+            sqlx::query("INSERT INTO meter_values (session_id, ts, measurand, value, unit) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING")
+                .bind(session_id)
+                .bind(t.clone())
+                .bind(measurand.clone())
+                .bind(value.clone())
+                .bind(unit.clone())
+                .execute(&mut *self.tx)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Queues a side effect, once per id.
+    ///
+    /// # Errors
+    ///
+    /// The database failed.
+    pub async fn enqueue(&mut self, id: &str, kind: &str, subject: &str) -> Result<()> {
+        self.fault()?;
+        sqlx::query("INSERT INTO outbox (id, kind, subject, created_at, attempts) VALUES ($1, $2, $3, $4, 0) ON CONFLICT (id) DO NOTHING")
+            .bind(id)
+            .bind(kind)
+            .bind(subject)
+            .bind(now())
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    /// The 1.6 transaction id a start key was given, if any.
+    ///
+    /// # Errors
+    ///
+    /// The database failed.
+    pub async fn start_key(&mut self, key: &str) -> Result<Option<i64>> {
+        self.fault()?;
+        let row = sqlx::query("SELECT ocpp_tx_id FROM session_start_keys WHERE start_key = $1")
+            .bind(key)
+            .fetch_optional(&mut *self.tx)
+            .await?;
+        row.map(|r| {
+            r.try_get::<String, _>(0)?
+                .parse()
+                .map_err(|_| StoreError::Corrupt("transaction id"))
+        })
+        .transpose()
+    }
+
+    /// Gives a start key its transaction id and the next id of a counter.
+    ///
+    /// # Errors
+    ///
+    /// The database failed.
+    pub async fn new_start_key(&mut self, key: &str, station: &str) -> Result<i64> {
+        self.fault()?;
+        sqlx::query(
+            "INSERT INTO counters (name, value) VALUES ('transaction_16', 0) ON CONFLICT (name) DO NOTHING",
+        )
+        .execute(&mut *self.tx)
+        .await?;
+        let tx_id: i64 = sqlx::query(
+            "UPDATE counters SET value = value + 1 WHERE name = 'transaction_16' RETURNING value",
+        )
+        .fetch_one(&mut *self.tx)
+        .await?
+        .try_get(0)?;
+        sqlx::query(
+            "INSERT INTO session_start_keys (start_key, session_id, ocpp_tx_id) VALUES ($1, $2, $3)",
+        )
+        .bind(key)
+        .bind(format!("{station}:{tx_id}"))
+        .bind(tx_id.to_string())
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(tx_id)
     }
 }

@@ -152,7 +152,7 @@ async fn cpo_roaming_with_an_emsp() {
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
 
     // Registration from the operator API: the CSMS is the Sender.
-    let token_a = emsp.issue_token_a("csms").await;
+    let token_a = emsp.issue_token_a("csms").await.unwrap();
     let (s, reg) = api(
         http,
         "POST",

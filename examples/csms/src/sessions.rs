@@ -1,0 +1,597 @@
+//! Charging sessions: the transaction messages of every version (1.6
+//! `StartTransaction` / `MeterValues` / `StopTransaction`, 2.0.1 and 2.1
+//! `TransactionEvent`) go through the `evproto-csms-core` transaction model,
+//! each in **one database transaction**:
+//!
+//! 1. the message is kept under its de-duplication key (2.x `seqNo`, 1.6
+//!    start and stop, a 1.6 `MeterValues` by its content); a key already
+//!    there is a duplicate, answered as the first time, and nothing else
+//!    happens;
+//! 2. the session's model is rebuilt from its stored messages and the new
+//!    one applied (the model holds the rules: order, duplicates, resets);
+//! 3. the session row, its sampled values and, when the session just
+//!    completed, the billing entry of the outbox are written;
+//! 4. all of it commits together, or none of it does (the station gets
+//!    `InternalError` and retries, and the retry is not a duplicate because
+//!    the key was never committed).
+//!
+//! Billing (price, CDR, capture, roaming push) runs from the outbox after
+//! the commit, right away for the answer's final cost and again from the
+//! outbox worker until it succeeds; each step is idempotent, so a crash
+//! between two steps re-runs the step and never doubles it.
+
+use evproto_csms_core::transaction::{Applied, Effect, Register, Transaction, TxEvent};
+use evproto_ocpp_types::{v16, v201, v21};
+use sha2::{Digest, Sha256};
+
+use crate::store::{SessionRow, Store};
+
+/// One transaction message, typed as it arrived.
+#[derive(Debug, Clone, Copy)]
+pub enum TxMessage<'a> {
+    /// 1.6 StartTransaction.
+    Start16(&'a v16::StartTransactionRequest),
+    /// 1.6 StopTransaction.
+    Stop16(&'a v16::StopTransactionRequest),
+    /// 1.6 MeterValues with a transaction.
+    Meter16(&'a v16::MeterValuesRequest),
+    /// 2.0.1 TransactionEvent.
+    Event201(&'a v201::TransactionEventRequest),
+    /// 2.1 TransactionEvent.
+    Event21(&'a v21::TransactionEventRequest),
+}
+
+/// How a message is stored: the `kind` column it is decoded back by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Start16,
+    Stop16,
+    Meter16,
+    Event201,
+    Event21,
+}
+
+impl Kind {
+    const ALL: [Kind; 5] = [
+        Kind::Start16,
+        Kind::Stop16,
+        Kind::Meter16,
+        Kind::Event201,
+        Kind::Event21,
+    ];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Kind::Start16 => "1.6/StartTransaction",
+            Kind::Stop16 => "1.6/StopTransaction",
+            Kind::Meter16 => "1.6/MeterValues",
+            Kind::Event201 => "2.0.1/TransactionEvent",
+            Kind::Event21 => "2.1/TransactionEvent",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// A stored message back as a model event (`None`: unreadable, which a
+    /// message we stored ourselves never is).
+    fn decode(self, payload: &str) -> Option<TxEvent> {
+        use evproto_ocpp_types::from_str;
+        Some(match self {
+            Kind::Start16 => {
+                TxEvent::from(&from_str::<v16::StartTransactionRequest>(payload).ok()?)
+            }
+            Kind::Stop16 => TxEvent::from(&from_str::<v16::StopTransactionRequest>(payload).ok()?),
+            Kind::Meter16 => TxEvent::from(&from_str::<v16::MeterValuesRequest>(payload).ok()?),
+            Kind::Event201 => {
+                TxEvent::from(&from_str::<v201::TransactionEventRequest>(payload).ok()?)
+            }
+            Kind::Event21 => {
+                TxEvent::from(&from_str::<v21::TransactionEventRequest>(payload).ok()?)
+            }
+        })
+    }
+}
+
+impl TxMessage<'_> {
+    fn kind(&self) -> Kind {
+        match self {
+            TxMessage::Start16(_) => Kind::Start16,
+            TxMessage::Stop16(_) => Kind::Stop16,
+            TxMessage::Meter16(_) => Kind::Meter16,
+            TxMessage::Event201(_) => Kind::Event201,
+            TxMessage::Event21(_) => Kind::Event21,
+        }
+    }
+
+    fn payload(&self) -> String {
+        match self {
+            TxMessage::Start16(m) => evproto_ocpp_types::to_json(*m),
+            TxMessage::Stop16(m) => evproto_ocpp_types::to_json(*m),
+            TxMessage::Meter16(m) => evproto_ocpp_types::to_json(*m),
+            TxMessage::Event201(m) => evproto_ocpp_types::to_json(*m),
+            TxMessage::Event21(m) => evproto_ocpp_types::to_json(*m),
+        }
+    }
+
+    /// The de-duplication key within the session.
+    fn key(&self, payload: &str) -> String {
+        match self {
+            TxMessage::Start16(_) => "start".into(),
+            TxMessage::Stop16(_) => "stop".into(),
+            TxMessage::Meter16(_) => {
+                let digest = Sha256::digest(payload.as_bytes());
+                let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+                format!("meter:{hex}")
+            }
+            TxMessage::Event201(m) => format!("seq:{}", m.seq_no),
+            TxMessage::Event21(m) => format!("seq:{}", m.seq_no),
+        }
+    }
+
+    fn event(&self) -> TxEvent {
+        match self {
+            TxMessage::Start16(m) => TxEvent::from(*m),
+            TxMessage::Stop16(m) => TxEvent::from(*m),
+            TxMessage::Meter16(m) => TxEvent::from(*m),
+            TxMessage::Event201(m) => TxEvent::from(*m),
+            TxMessage::Event21(m) => TxEvent::from(*m),
+        }
+    }
+
+    /// Every sampled value as (timestamp, measurand[.phase], value, unit),
+    /// for charts and the CDR's charging periods.
+    pub fn samples(&self) -> Vec<(String, String, String, Option<String>)> {
+        let ts = |t: &chrono::DateTime<chrono::Utc>| {
+            t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+        };
+        let name = |measurand: Option<&str>, phase: Option<&str>| {
+            let m = measurand.unwrap_or("Energy.Active.Import.Register");
+            match phase {
+                Some(p) => format!("{m}.{p}"),
+                None => m.to_owned(),
+            }
+        };
+        let mut out = Vec::new();
+        match self {
+            TxMessage::Start16(_) => {}
+            TxMessage::Stop16(m) => {
+                for v in m.transaction_data.iter().flatten() {
+                    for s in &v.sampled_value {
+                        out.push((
+                            ts(&v.timestamp),
+                            name(s.measurand.map(|m| m.as_str()), s.phase.map(|p| p.as_str())),
+                            s.value.clone(),
+                            s.unit.map(|u| u.as_str().to_owned()),
+                        ));
+                    }
+                }
+            }
+            TxMessage::Meter16(m) => {
+                for v in &m.meter_value {
+                    for s in &v.sampled_value {
+                        out.push((
+                            ts(&v.timestamp),
+                            name(s.measurand.map(|m| m.as_str()), s.phase.map(|p| p.as_str())),
+                            s.value.clone(),
+                            s.unit.map(|u| u.as_str().to_owned()),
+                        ));
+                    }
+                }
+            }
+            TxMessage::Event201(m) => {
+                for v in m.meter_value.iter().flatten() {
+                    for s in &v.sampled_value {
+                        out.push((
+                            ts(&v.timestamp),
+                            name(s.measurand.map(|m| m.as_str()), s.phase.map(|p| p.as_str())),
+                            s.value.normalize().to_string(),
+                            s.unit_of_measure
+                                .as_ref()
+                                .and_then(|u| u.unit.as_ref())
+                                .map(|u| u.as_str().to_owned()),
+                        ));
+                    }
+                }
+            }
+            TxMessage::Event21(m) => {
+                for v in m.meter_value.iter().flatten() {
+                    for s in &v.sampled_value {
+                        out.push((
+                            ts(&v.timestamp),
+                            name(s.measurand.map(|m| m.as_str()), s.phase.map(|p| p.as_str())),
+                            s.value.normalize().to_string(),
+                            s.unit_of_measure
+                                .as_ref()
+                                .and_then(|u| u.unit.as_ref())
+                                .map(|u| u.as_str().to_owned()),
+                        ));
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+/// What a transaction message did.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// Our session id.
+    pub session_id: String,
+    /// The model's answer (duplicate, effects).
+    pub applied: Applied,
+    /// The 1.6 transaction id (StartTransaction: assigned now or, for a
+    /// replay, the first time).
+    pub tx_id_16: Option<i64>,
+}
+
+/// The 1.6 start key a replayed StartTransaction is recognized by.
+fn start_key(station: &str, m: &v16::StartTransactionRequest) -> String {
+    format!(
+        "{station}|{}|{}|{}|{}",
+        m.connector_id,
+        m.id_tag.as_str(),
+        m.meter_start,
+        m.timestamp
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    )
+}
+
+/// The session id of a station's OCPP transaction id.
+pub fn session_id(station: &str, ocpp_tx_id: &str) -> String {
+    format!("{station}:{ocpp_tx_id}")
+}
+
+/// Applies a transaction message in one database transaction (see the
+/// module docs). `None` for a 1.6 Stop or MeterValues naming a transaction
+/// this CSMS never started (nothing is written; the station is answered).
+///
+/// # Errors
+///
+/// The store failed: nothing of the message was kept.
+pub async fn apply(
+    store: &Store,
+    station: &str,
+    msg: TxMessage<'_>,
+) -> crate::store::Result<Option<Outcome>> {
+    let mut db = store.begin().await?;
+    let (ocpp_tx_id, start) = match msg {
+        TxMessage::Start16(m) => {
+            let key = start_key(station, m);
+            if let Some(tx) = db.start_key(&key).await? {
+                // a replayed StartTransaction: the first answer's transaction id
+                return Ok(Some(Outcome {
+                    session_id: session_id(station, &tx.to_string()),
+                    applied: Applied {
+                        duplicate: true,
+                        effects: Vec::new(),
+                    },
+                    tx_id_16: Some(tx),
+                }));
+            }
+            let tx = db.new_start_key(&key, station).await?;
+            (tx.to_string(), Some((tx, key)))
+        }
+        TxMessage::Stop16(m) => (m.transaction_id.to_string(), None),
+        TxMessage::Meter16(m) => match m.transaction_id {
+            Some(t) => (t.to_string(), None),
+            None => return Ok(None),
+        },
+        TxMessage::Event201(m) => (m.transaction_info.transaction_id.as_str().to_owned(), None),
+        TxMessage::Event21(m) => (m.transaction_info.transaction_id.as_str().to_owned(), None),
+    };
+    let id = session_id(station, &ocpp_tx_id);
+    if matches!(msg, TxMessage::Stop16(_) | TxMessage::Meter16(_))
+        && !db.session_exists(&id).await?
+    {
+        return Ok(None);
+    }
+    let payload = msg.payload();
+    let key = msg.key(&payload);
+    let kind = msg.kind();
+    let tx_id_16 = start.as_ref().map(|s| s.0);
+    let outcome = |applied| Outcome {
+        session_id: id.clone(),
+        applied,
+        tx_id_16,
+    };
+    if !db
+        .insert_tx_message(&id, &key, kind.as_str(), &payload)
+        .await?
+    {
+        return Ok(Some(outcome(Applied {
+            duplicate: true,
+            effects: Vec::new(),
+        })));
+    }
+    let mut model = Transaction::default();
+    for (k, p) in db.tx_messages(&id, &key).await? {
+        match Kind::parse(&k).and_then(|k| k.decode(&p)) {
+            Some(ev) => {
+                model.apply(&ev);
+            }
+            None => return Err(crate::store::StoreError::Corrupt("transaction message")),
+        }
+    }
+    let applied = model.apply(&msg.event());
+    if applied.duplicate {
+        // a 1.6 MeterValues repeated with other bytes but the same readings: keep nothing
+        return Ok(Some(outcome(applied)));
+    }
+    let row = row(station, &ocpp_tx_id, &id, &model, start.map(|s| s.1));
+    db.put_session(&row).await?;
+    db.put_meter_values(&id, &msg.samples()).await?;
+    if applied.effects.contains(&Effect::Completed) {
+        db.enqueue(&format!("bill:{id}"), "bill", &id).await?;
+    }
+    db.commit().await?;
+    Ok(Some(outcome(applied)))
+}
+
+fn row(
+    station: &str,
+    ocpp_tx_id: &str,
+    id: &str,
+    model: &Transaction,
+    start_key: Option<String>,
+) -> SessionRow {
+    let s = model.summary();
+    let import = s.import;
+    let completed = model.is_completed();
+    SessionRow {
+        id: id.to_owned(),
+        station_id: station.to_owned(),
+        ocpp_tx_id: ocpp_tx_id.to_owned(),
+        evse_id: s.evse.map(|e| i64::from(e.evse_id)),
+        // 1.6 names no connector within its "connector": the same number
+        connector_id: s
+            .evse
+            .map(|e| i64::from(e.connector_id.unwrap_or(e.evse_id))),
+        id_token: s.id_token.as_ref().map(|t| t.id.clone()),
+        completed,
+        started_at: s.started_at,
+        stopped_at: s.stopped_at,
+        meter_start_wh: import.map(|m| m.start_wh),
+        meter_stop_wh: import.filter(|_| completed).map(|m| m.last_wh),
+        last_register_wh: import.map(|m| m.last_wh),
+        energy_wh: s.energy_wh(Register::Import),
+        stop_reason: s.stop_reason.map(|r| r.as_wire()),
+        start_key,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn temp_store(name: &str) -> Store {
+        let dir = std::env::temp_dir().join(format!("csms-sessions-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Store::open(&format!("sqlite://{}?mode=rwc", dir.join("t.db").display()))
+            .await
+            .unwrap()
+    }
+
+    /// Everything a transaction message may write, time-independent.
+    async fn snapshot(store: &Store) -> Vec<String> {
+        use sqlx::Row;
+        let mut out = Vec::new();
+        for q in [
+            "SELECT id || '|' || status || '|' || COALESCE(energy_wh, '') || '|' || COALESCE(started_at, '') || '|' || COALESCE(stopped_at, '') || '|' || COALESCE(meter_start_wh, '') || '|' || COALESCE(meter_stop_wh, '') || '|' || COALESCE(id_token, '') FROM sessions ORDER BY 1",
+            "SELECT session_id || '/' || msg_key FROM tx_messages ORDER BY 1",
+            "SELECT id || '/' || COALESCE(done_at, 'pending') FROM outbox ORDER BY 1",
+            "SELECT session_id || ts || measurand || value FROM meter_values ORDER BY 1",
+            "SELECT start_key || '=' || ocpp_tx_id FROM session_start_keys ORDER BY 1",
+            "SELECT name || '=' || CAST(value AS TEXT) FROM counters ORDER BY 1",
+        ] {
+            for r in sqlx::query(q).fetch_all(store.pool()).await.unwrap() {
+                out.push(r.try_get::<String, _>(0).unwrap());
+            }
+            out.push("--".into());
+        }
+        out
+    }
+
+    fn messages_16() -> (
+        v16::StartTransactionRequest,
+        v16::MeterValuesRequest,
+        v16::StopTransactionRequest,
+    ) {
+        use evproto_ocpp_types::from_str;
+        (
+            from_str(r#"{"connectorId":1,"idTag":"TAG","meterStart":100,"timestamp":"2026-01-01T00:00:00Z"}"#).unwrap(),
+            from_str(r#"{"connectorId":1,"transactionId":1,"meterValue":[{"timestamp":"2026-01-01T00:30:00Z","sampledValue":[{"value":"350"}]}]}"#).unwrap(),
+            from_str(r#"{"transactionId":1,"meterStop":600,"timestamp":"2026-01-01T01:00:00Z","reason":"Local"}"#).unwrap(),
+        )
+    }
+
+    fn events_201() -> Vec<v201::TransactionEventRequest> {
+        ["Started:0:1000:Transaction.Begin", "Updated:1:2000:Sample.Periodic", "Ended:2:3000:Transaction.End"]
+            .iter()
+            .map(|e| {
+                let p: Vec<&str> = e.split(':').collect();
+                evproto_ocpp_types::from_str(&format!(
+                    r#"{{"eventType":"{}","seqNo":{},"timestamp":"2026-01-01T00:0{}:00Z","triggerReason":"MeterValuePeriodic",
+                    "transactionInfo":{{"transactionId":"T1"}},"evse":{{"id":1,"connectorId":1}},
+                    "idToken":{{"idToken":"TAG","type":"ISO14443"}},
+                    "meterValue":[{{"timestamp":"2026-01-01T00:0{}:00Z","sampledValue":[{{"value":{},"context":"{}"}}]}}]}}"#,
+                    p[0], p[1], p[1], p[1], p[2], p[3]
+                ))
+                .unwrap()
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn start_replays_get_the_same_id_and_a_stop_completes_once() {
+        let store = temp_store("start").await;
+        let (start, meter, stop) = messages_16();
+        let a = apply(&store, "CP", TxMessage::Start16(&start))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (a.tx_id_16, a.applied.effects.as_slice()),
+            (Some(1), &[Effect::Opened][..])
+        );
+        let b = apply(&store, "CP", TxMessage::Start16(&start))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(b.applied.duplicate);
+        assert_eq!(b.tx_id_16, Some(1));
+        apply(&store, "CP", TxMessage::Meter16(&meter))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            apply(&store, "CP", TxMessage::Meter16(&meter))
+                .await
+                .unwrap()
+                .unwrap()
+                .applied
+                .duplicate
+        );
+        let done = apply(&store, "CP", TxMessage::Stop16(&stop))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(done.applied.effects, vec![Effect::Completed]);
+        assert!(
+            apply(&store, "CP", TxMessage::Stop16(&stop))
+                .await
+                .unwrap()
+                .unwrap()
+                .applied
+                .duplicate
+        );
+        let s = store.session("CP:1").await.unwrap().unwrap();
+        assert_eq!(
+            (s.status.as_str(), s.energy_wh),
+            ("Completed", rust_decimal::Decimal::from(500))
+        );
+        assert_eq!(
+            store.outbox_pending(10).await.unwrap().len(),
+            1,
+            "billed once"
+        );
+        // a stop of a transaction this CSMS never started writes nothing
+        let mut unknown = stop.clone();
+        unknown.transaction_id = 999;
+        assert!(apply(&store, "CP", TxMessage::Stop16(&unknown))
+            .await
+            .unwrap()
+            .is_none());
+    }
+
+    #[tokio::test]
+    async fn transaction_events_in_any_order_and_duplicated() {
+        let store = temp_store("events").await;
+        let ev = events_201();
+        for i in [2, 1, 2, 0, 1] {
+            apply(&store, "CP", TxMessage::Event201(&ev[i]))
+                .await
+                .unwrap();
+        }
+        let s = store.session("CP:T1").await.unwrap().unwrap();
+        assert_eq!(
+            (s.status.as_str(), s.energy_wh),
+            ("Completed", rust_decimal::Decimal::from(2000))
+        );
+        assert_eq!(s.started_at.as_deref(), Some("2026-01-01T00:00:00.000Z"));
+        assert_eq!(s.stop_reason.as_deref(), Some("Local"));
+        assert_eq!(s.id_token.as_deref(), Some("TAG"));
+        assert_eq!(store.outbox_pending(10).await.unwrap().len(), 1);
+    }
+
+    /// A failure at any store call of a message leaves nothing of it; the
+    /// station's retry then leaves everything, exactly as without the failure.
+    #[tokio::test]
+    async fn a_fault_at_any_store_call_keeps_all_or_nothing_of_a_message() {
+        let (start, meter, stop) = messages_16();
+        let ev = events_201();
+        let msgs = [
+            TxMessage::Start16(&start),
+            TxMessage::Meter16(&meter),
+            TxMessage::Stop16(&stop),
+            TxMessage::Event201(&ev[0]),
+            TxMessage::Event201(&ev[2]),
+            TxMessage::Event201(&ev[1]),
+        ];
+        let mut injected = 0;
+        for i in 0..msgs.len() {
+            // the reference: the same messages without faults
+            let reference = temp_store(&format!("ref{i}")).await;
+            for m in &msgs[..=i] {
+                apply(&reference, "CP", *m).await.unwrap();
+            }
+            let want = snapshot(&reference).await;
+            for n in 0.. {
+                let store = temp_store(&format!("f{i}-{n}")).await;
+                for m in &msgs[..i] {
+                    apply(&store, "CP", *m).await.unwrap();
+                }
+                let before = snapshot(&store).await;
+                store.fail_after(Some(n));
+                let r = apply(&store, "CP", msgs[i]).await;
+                store.fail_after(None);
+                if r.is_ok() {
+                    assert_eq!(
+                        snapshot(&store).await,
+                        want,
+                        "message {i}, no fault reached"
+                    );
+                    break;
+                }
+                injected += 1;
+                assert_eq!(
+                    snapshot(&store).await,
+                    before,
+                    "message {i}, fault at call {n}: nothing kept"
+                );
+                apply(&store, "CP", msgs[i]).await.unwrap();
+                assert_eq!(
+                    snapshot(&store).await,
+                    want,
+                    "message {i}, fault at call {n}: the retry keeps everything"
+                );
+            }
+        }
+        assert!(injected >= 20, "faults injected: {injected}");
+    }
+
+    #[test]
+    fn stored_kinds_read_back() {
+        for k in Kind::ALL {
+            assert_eq!(Kind::parse(k.as_str()), Some(k));
+        }
+        assert_eq!(Kind::parse("1.6/Heartbeat"), None);
+    }
+
+    #[test]
+    fn keys_and_samples_of_typed_messages() {
+        let mv: v16::MeterValuesRequest = evproto_ocpp_types::from_str(
+            r#"{"connectorId":1,"transactionId":4,"meterValue":[{"timestamp":"2026-01-01T00:00:00Z","sampledValue":[{"value":"10","unit":"kWh"},{"value":"230.1","measurand":"Voltage","phase":"L1"}]}]}"#,
+        )
+        .unwrap();
+        let m = TxMessage::Meter16(&mv);
+        let p = m.payload();
+        assert!(m.key(&p).starts_with("meter:"));
+        assert_eq!(m.key(&p), m.key(&p));
+        let s = m.samples();
+        assert_eq!(s[0].1, "Energy.Active.Import.Register");
+        assert_eq!(s[0].3.as_deref(), Some("kWh"));
+        assert_eq!(s[1].1, "Voltage.L1");
+        assert_eq!(Kind::Meter16.decode(&p), Some(m.event()));
+        let ev: v201::TransactionEventRequest = evproto_ocpp_types::from_str(
+            r#"{"eventType":"Started","seqNo":3,"timestamp":"2026-01-01T00:00:00Z","triggerReason":"Authorized","transactionInfo":{"transactionId":"T1"}}"#,
+        )
+        .unwrap();
+        let m = TxMessage::Event201(&ev);
+        assert_eq!(m.key(&m.payload()), "seq:3");
+        assert_eq!(Kind::Event201.decode(&m.payload()), Some(m.event()));
+    }
+}
