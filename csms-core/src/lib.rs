@@ -14,6 +14,10 @@
 //! - [`connector`]: EVSE and connector status (1.6 connector 0, 2.x
 //!   EVSE + connector; Faulted/Unavailable/Occupied/Reserved precedence,
 //!   operator availability, reservations, status after reboot);
+//! - [`limits`]: charging limits: one charging-profile model for every
+//!   version, the composite schedule of an EVSE (stack levels, purposes,
+//!   validity, recurrency, A/W), and a site allocator splitting a site limit
+//!   fairly over active sessions into the `TxProfile`s to send;
 //! - [`token`]: id tokens of every version in one type.
 //!
 //! # What this crate does not do
@@ -55,6 +59,7 @@
 
 pub mod authorization;
 pub mod connector;
+pub mod limits;
 pub mod token;
 pub mod transaction;
 
