@@ -11,7 +11,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
-use crate::transport::{Incoming, Transport};
+use crate::transport::{Incoming, Transport, TransportError};
 
 use crate::peer::{CallFailure, Command, Peer};
 use crate::router::{Ctx, Routes};
@@ -79,7 +79,7 @@ pub enum Closed {
     /// No frame from the peer within the idle timeout.
     IdleTimeout,
     /// The transport failed.
-    Transport(String),
+    Transport(TransportError),
 }
 
 /// One connection: the endpoint, the socket, the routes.
@@ -192,11 +192,11 @@ impl<T: Transport> Connection<T> {
                     Some(Command::Call { action, payload, reply }) => {
                         match self.endpoint.send_call(Instant::now().into_std(), action, payload) {
                             Ok(h) => { pending.insert(h, reply); }
-                            Err(e) => { let _ = reply.send(Err(CallFailure::Refused(e.to_string()))); }
+                            Err(e) => { let _ = reply.send(Err(CallFailure::Refused(e))); }
                         }
                     }
                     Some(Command::Send { action, payload, reply }) => {
-                        let r = self.endpoint.send_message(action, &payload).map_err(|e| CallFailure::Refused(e.to_string()));
+                        let r = self.endpoint.send_message(action, &payload).map_err(CallFailure::Refused);
                         let _ = reply.send(r);
                     }
                     Some(Command::Close { reason }) => {
@@ -308,5 +308,65 @@ async fn tick_opt(interval: &mut Option<tokio::time::Interval>) {
             i.tick().await;
         }
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+    use std::io;
+
+    use evproto_ocpp_proto::{Config, ProtocolVersion, Role};
+
+    use super::*;
+    use crate::transport::TransportErrorKind;
+    use crate::Router;
+
+    /// A transport that replays scripted receives, then waits forever.
+    struct Script(VecDeque<Result<Incoming, TransportError>>);
+
+    impl Transport for Script {
+        async fn recv(&mut self) -> Option<Result<Incoming, TransportError>> {
+            match self.0.pop_front() {
+                Some(r) => Some(r),
+                None => std::future::pending().await,
+            }
+        }
+        async fn feed_text(&mut self, _: String) -> Result<(), TransportError> {
+            Ok(())
+        }
+        async fn flush(&mut self) -> Result<(), TransportError> {
+            Ok(())
+        }
+        async fn ping(&mut self) -> Result<(), TransportError> {
+            Ok(())
+        }
+        async fn close(&mut self, _: u16, _: &str) {}
+    }
+
+    #[tokio::test]
+    async fn a_transport_failure_closes_with_the_typed_error() {
+        let reset = io::Error::new(io::ErrorKind::ConnectionReset, "reset");
+        let ws = Script(VecDeque::from([Err(TransportError::new(
+            TransportErrorKind::Io,
+            reset,
+        ))]));
+        let endpoint = Endpoint::new(Role::Csms, ProtocolVersion::V201, Config::default());
+        let conn = Connection::new(
+            ws,
+            endpoint,
+            Router::csms_v201().into_routes(),
+            Arc::from("CP1"),
+            ConnectionConfig::default(),
+        );
+        let Closed::Transport(e) = conn.run().await else {
+            panic!("expected a transport failure")
+        };
+        assert!(e.is_io(), "{e}");
+        let source = std::error::Error::source(&e).and_then(|s| s.downcast_ref::<io::Error>());
+        assert_eq!(
+            source.map(io::Error::kind),
+            Some(io::ErrorKind::ConnectionReset)
+        );
     }
 }

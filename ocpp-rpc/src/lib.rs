@@ -56,7 +56,7 @@ mod transport;
 pub use connection::{Closed, Connection, ConnectionConfig, ConnectionEvent, EventSink};
 pub use peer::{CallFailure, Peer};
 pub use router::{BoxFuture, CsmsSide, Ctx, Handler, Handles, Router, Routes, StationSide};
-pub use transport::{Incoming, Transport};
+pub use transport::{Incoming, Transport, TransportError, TransportErrorKind};
 
 #[rustfmt::skip]
 #[allow(missing_docs, clippy::all, clippy::pedantic, unreachable_pub)]

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use evproto_ocpp_proto::{CallError, ProtocolVersion};
+use evproto_ocpp_proto::{ApiMisuse, CallError, ProtocolVersion};
 use evproto_ocpp_types::{Action, DecodeError, Version};
 use tokio::sync::{mpsc, oneshot};
 
@@ -54,9 +54,10 @@ pub enum CallFailure {
     /// The peer's CALLRESULT broke the response schema.
     #[error("invalid response: {0}")]
     InvalidResponse(DecodeError),
-    /// The call could not be queued (queue full, or not sendable by this side).
+    /// The call could not be queued (queue full, an action this version
+    /// does not define, or one this side may not send).
     #[error("call refused: {0}")]
-    Refused(String),
+    Refused(ApiMisuse),
 }
 
 impl CallFailure {
@@ -133,7 +134,7 @@ impl Peer {
         let info = self
             .version
             .action(action)
-            .ok_or_else(|| CallFailure::Refused(format!("unknown action `{action}`")))?;
+            .ok_or_else(|| CallFailure::Refused(ApiMisuse::UnknownAction(action.to_owned())))?;
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Box::new(Command::Call {

@@ -228,7 +228,7 @@ async fn main() -> std::io::Result<()> {
                     json!({"event": "disconnected", "identity": identity, "reason": format!("{reason:?}")}),
                 ),
                 ServerEvent::Refused { status, reason } => {
-                    say(json!({"event": "refused", "status": status, "reason": reason}))
+                    say(json!({"event": "refused", "status": status, "reason": reason.to_string()}))
                 }
                 _ => {}
             }

@@ -17,7 +17,7 @@
 //!
 //! ```text
 //!  TCP ─► [TLS (profiles 2, 3)] ─► HTTP upgrade: path → identity, subprotocol, Basic auth / client cert
-//!                                      │ 400 / 401 / 404 on refusal
+//!                                      │ 400 / 401 / 404 on refusal (ServerEvent::Refused, a typed Error)
 //!                                      ▼
 //!                       evproto_ocpp_rpc::Connection (one task per station) ◄── Server::station(id).call::<A>(..)
 //!                                      │
@@ -77,9 +77,11 @@
 
 #![forbid(unsafe_code)]
 
+mod error;
 mod security;
 mod server;
 
+pub use error::{Error, ErrorKind};
 pub use evproto_ocpp_rpc::{CallFailure, Peer};
 pub use security::{PasswordCheck, Security};
 pub use server::{Server, ServerBuilder, ServerConfig, ServerEvent};

@@ -17,6 +17,7 @@ use tokio_tungstenite::tungstenite::http::{HeaderMap, HeaderValue, StatusCode, U
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tracing::{info, info_span, warn, Instrument};
 
+use crate::error::{Error, ErrorKind};
 use crate::security::{parse_basic, subject_cn, Security};
 
 /// Server settings.
@@ -173,10 +174,10 @@ pub enum ServerEvent {
     },
     /// A handshake was refused.
     Refused {
-        /// The HTTP status sent.
+        /// The HTTP status sent (also [`Error::status`]).
         status: u16,
-        /// Why.
-        reason: String,
+        /// Why: a typed [`Error`] (match on [`Error::kind`]).
+        reason: Error,
     },
 }
 
@@ -321,8 +322,9 @@ fn percent_decode(s: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-fn refuse(status: StatusCode, reason: &str) -> ErrorResponse {
-    let mut r = ErrorResponse::new(Some(reason.to_owned()));
+fn refuse(error: &Error) -> ErrorResponse {
+    let mut r = ErrorResponse::new(Some(error.to_string()));
+    let status = http_status(error);
     *r.status_mut() = status;
     if status == StatusCode::UNAUTHORIZED {
         r.headers_mut().insert(
@@ -331,6 +333,11 @@ fn refuse(status: StatusCode, reason: &str) -> ErrorResponse {
         );
     }
     r
+}
+
+/// The HTTP status a refusal is answered with.
+fn http_status(e: &Error) -> StatusCode {
+    StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST)
 }
 
 impl Server {
@@ -480,16 +487,15 @@ impl Server {
         uri: &Uri,
         headers: &HeaderMap,
         client_cn: Option<&str>,
-    ) -> Result<(String, ProtocolVersion), (StatusCode, String)> {
+    ) -> Result<(String, ProtocolVersion), Error> {
         let cfg = &self.inner.config;
         let path = uri.path();
         let raw = path
             .strip_prefix(cfg.path_prefix.as_str())
-            .ok_or((StatusCode::NOT_FOUND, format!("no OCPP endpoint at {path}")))?;
-        let identity = percent_decode(raw).filter(|id| valid_identity(id)).ok_or((
-            StatusCode::BAD_REQUEST,
-            "invalid station identity".to_owned(),
-        ))?;
+            .ok_or_else(|| Error::with_detail(ErrorKind::NoEndpoint, path))?;
+        let identity = percent_decode(raw)
+            .filter(|id| valid_identity(id))
+            .ok_or(Error::new(ErrorKind::InvalidIdentity))?;
         let offered: Vec<&str> = headers
             .get_all("Sec-WebSocket-Protocol")
             .iter()
@@ -502,10 +508,7 @@ impl Server {
             .iter()
             .copied()
             .find(|v| self.inner.routes.contains_key(v) && offered.contains(&v.subprotocol()))
-            .ok_or((
-                StatusCode::BAD_REQUEST,
-                format!("no supported OCPP subprotocol among {offered:?}"),
-            ))?;
+            .ok_or_else(|| Error::with_detail(ErrorKind::NoSubprotocol, format!("{offered:?}")))?;
         match &self.inner.security {
             Security::Unsecured => {}
             Security::BasicAuth(check) | Security::TlsBasicAuth(_, check) => {
@@ -514,15 +517,12 @@ impl Server {
                     .and_then(parse_basic)
                     .is_some_and(|(user, pass)| user == identity && check.check(&identity, &pass));
                 if !ok {
-                    return Err((StatusCode::UNAUTHORIZED, "authentication failed".to_owned()));
+                    return Err(Error::new(ErrorKind::AuthenticationFailed));
                 }
             }
             Security::MutualTls(_) => {
                 if client_cn != Some(identity.as_str()) {
-                    return Err((
-                        StatusCode::UNAUTHORIZED,
-                        "client certificate does not match the identity".to_owned(),
-                    ));
+                    return Err(Error::new(ErrorKind::CertificateMismatch));
                 }
             }
         }
@@ -540,8 +540,8 @@ impl Server {
             .write_buffer_size(0)
             .max_message_size(Some(cfg.max_message_size))
             .max_frame_size(Some(cfg.max_message_size));
-        let mut outcome: Result<(String, ProtocolVersion), (StatusCode, String)> =
-            Err((StatusCode::BAD_REQUEST, "no request".to_owned()));
+        let mut outcome: Result<(String, ProtocolVersion), Error> =
+            Err(Error::with_detail(ErrorKind::NotWebSocket, "no request"));
         // The error type is tungstenite's (an HTTP response), not ours to shrink.
         #[allow(clippy::result_large_err)]
         let callback = |req: &Request, mut resp: Response| {
@@ -554,7 +554,7 @@ impl Server {
                     );
                     Ok(resp)
                 }
-                Err((status, reason)) => Err(refuse(*status, reason)),
+                Err(e) => Err(refuse(e)),
             }
         };
         // Boxed, here and below, so the task keeps only the live stage's
@@ -567,10 +567,10 @@ impl Server {
         let ws = match tokio::time::timeout(cfg.handshake_timeout, handshake).await {
             Ok(Ok(ws)) => ws,
             Ok(Err(e)) => {
-                if let Err((status, reason)) = &outcome {
-                    info!(%status, "handshake refused: {reason}");
+                if let Err(reason) = &outcome {
+                    info!(status = reason.status(), "handshake refused: {reason}");
                     self.emit(ServerEvent::Refused {
-                        status: status.as_u16(),
+                        status: reason.status(),
                         reason: reason.clone(),
                     });
                 } else {
@@ -603,11 +603,12 @@ impl Server {
                 let server = server.clone();
                 let client_cn = client_cn.clone();
                 async move {
-                    let refuse = |status: StatusCode, reason: &str| {
+                    let refuse = |reason: Error| {
+                        let status = http_status(&reason);
                         info!(%status, "handshake refused: {reason}");
                         server.emit(ServerEvent::Refused {
                             status: status.as_u16(),
-                            reason: reason.to_owned(),
+                            reason,
                         });
                         let mut r = hyper::Response::new(Empty::<Bytes>::new());
                         *r.status_mut() = status;
@@ -625,7 +626,7 @@ impl Server {
                         client_cn.as_deref(),
                     ) {
                         Ok(ok) => ok,
-                        Err((status, reason)) => return refuse(status, &reason),
+                        Err(reason) => return refuse(reason),
                     };
                     let cfg = &server.inner.config;
                     let mut options = yawc::Options::default()
@@ -664,10 +665,9 @@ impl Server {
                             );
                             Ok(resp)
                         }
-                        Err(e) => refuse(
-                            StatusCode::BAD_REQUEST,
-                            &format!("not a WebSocket upgrade: {e}"),
-                        ),
+                        Err(e) => {
+                            refuse(Error::with_detail(ErrorKind::NotWebSocket, e.to_string()))
+                        }
                     }
                 }
             });

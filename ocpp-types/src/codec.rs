@@ -11,6 +11,7 @@
 
 #![allow(missing_docs, unreachable_pub, missing_debug_implementations)]
 
+use std::cmp::Ordering;
 use std::fmt;
 use std::marker::PhantomData;
 
@@ -207,35 +208,177 @@ impl<const MIN: i64, const MAX: i64> FieldCodec for Int<MIN, MAX> {
 /// `MULT_SCALE` > 0 requires a multiple of 10^-MULT_SCALE (`multipleOf: 0.1` is 1).
 ///
 /// The number's text is read exactly (no `f64` on the way), so `0.1` is `0.1`.
+/// A schema-valid number that a 96-bit decimal cannot hold exactly (more
+/// than 28 decimal places or 29 significant digits, as in `5e-324` or
+/// `1.2e-40` from a charger printing an `f64`) is rounded to the nearest
+/// representable value, ties to even; magnitudes below 0.5 × 10^-28 become 0.
+/// Only a magnitude beyond the decimal range (±79228162514264337593543950335)
+/// is an error ([`crate::DecodeErrorKind::OutOfTypeRange`]).
 pub struct Dec<const MIN: i64, const MAX: i64, const MULT_SCALE: u32>;
 
-/// Parses a JSON number's text as a [`Decimal`].
-pub(crate) fn parse_decimal(text: &str) -> Option<Decimal> {
-    if text.bytes().any(|b| b == b'e' || b == b'E') {
-        Decimal::from_scientific(text).ok()
-    } else {
-        // More than 28 significant digits cannot be held exactly: round.
-        Decimal::from_str_exact(text)
-            .ok()
-            .or_else(|| text.parse::<Decimal>().ok())
+/// The largest mantissa of a [`Decimal`] (2^96 - 1).
+const DECIMAL_MANTISSA_MAX: u128 = (1 << 96) - 1;
+
+/// A JSON number read as a [`Decimal`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct ParsedDecimal {
+    /// The nearest representable value.
+    pub(crate) value: Decimal,
+    /// The exact number compared with `value` (`Equal` unless rounded), for
+    /// `minimum`/`maximum`: `-1e-40` rounds to 0 but is below a minimum of 0.
+    pub(crate) exact: Ordering,
+}
+
+/// Parses a JSON number's text as a [`Decimal`], rounding to the nearest
+/// representable value (at most 28 decimal places and a 96-bit mantissa;
+/// ties to even; a magnitude below 0.5 × 10^-28 becomes 0). `None` if the
+/// text is not a JSON number or its magnitude is beyond the decimal range.
+pub(crate) fn parse_decimal(text: &str) -> Option<ParsedDecimal> {
+    let (negative, rest) = match text.strip_prefix('-') {
+        Some(r) => (true, r),
+        None => (false, text),
+    };
+    let (mantissa, exponent) = match rest.find(['e', 'E']) {
+        Some(i) => (&rest[..i], Some(&rest[i + 1..])),
+        None => (rest, None),
+    };
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    if int.is_empty() || !int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    // value = digits × 10^-scale, with `scale` saturating far beyond any
+    // useful range (an exponent of a billion digits is still just "huge").
+    const LIMIT: i64 = 1 << 40;
+    let exp: i64 = match exponent {
+        None => 0,
+        Some(e) => {
+            let (neg, digits) = match e.as_bytes().first() {
+                Some(b'-') => (true, &e[1..]),
+                Some(b'+') => (false, &e[1..]),
+                _ => (false, e),
+            };
+            if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            let magnitude = digits
+                .bytes()
+                .try_fold(0i64, |acc, b| {
+                    let v = acc * 10 + i64::from(b - b'0');
+                    (v <= LIMIT).then_some(v)
+                })
+                .unwrap_or(LIMIT);
+            if neg {
+                -magnitude
+            } else {
+                magnitude
+            }
+        }
+    };
+    let all = |i: usize| -> u8 {
+        if i < int.len() {
+            int.as_bytes()[i]
+        } else {
+            frac.as_bytes()[i - int.len()]
+        }
+    };
+    let total = int.len() + frac.len();
+    let lead = (0..total).take_while(|&i| all(i) == b'0').count();
+    // the significant digits, without leading zeros
+    let n = total - lead;
+    let digit = |i: usize| -> u8 {
+        if i < n {
+            all(lead + i) - b'0'
+        } else {
+            0
+        }
+    };
+    let scale = frac.len() as i64 - exp;
+    if n == 0 {
+        // zero, keeping its scale where a decimal can hold it (`0.00`, not `0e-324`)
+        let scale = if (0..=28).contains(&scale) { scale } else { 0 };
+        return Some(ParsedDecimal {
+            value: Decimal::from_i128_with_scale(0, scale as u32),
+            exact: Ordering::Equal,
+        });
+    }
+    // digits before the decimal point (negative: leading zeros after it)
+    let int_digits = n as i64 - scale;
+    if int_digits > 29 {
+        return None;
+    }
+    let mut keep_scale = scale.clamp(0, 28).min(29 - int_digits);
+    loop {
+        // the first `keep` significant digits, then round on the rest
+        let keep = int_digits + keep_scale;
+        let mut m: u128 = 0;
+        for i in 0..keep.max(0) as usize {
+            m = m * 10 + u128::from(digit(i));
+        }
+        let first_dropped = keep.max(0) as usize;
+        let dropped = (first_dropped..n).any(|i| digit(i) != 0);
+        let round_up = if keep < 0 {
+            false // below half a unit of the last place kept
+        } else {
+            match digit(first_dropped) {
+                0..=4 => false,
+                6..=9 => true,
+                _ => {
+                    let more = (first_dropped + 1..n).any(|i| digit(i) != 0);
+                    more || m % 2 == 1
+                }
+            }
+        };
+        if round_up {
+            m += 1;
+        }
+        if m <= DECIMAL_MANTISSA_MAX {
+            let signed = if negative { -(m as i128) } else { m as i128 };
+            let value = if m == 0 {
+                Decimal::ZERO // rounded away entirely: no 28 places of zeros
+            } else {
+                Decimal::from_i128_with_scale(signed, keep_scale as u32)
+            };
+            // how the exact magnitude compares with the kept one
+            let magnitude = match (dropped, round_up) {
+                (false, _) => Ordering::Equal,
+                (true, true) => Ordering::Less,
+                (true, false) => Ordering::Greater,
+            };
+            let exact = if negative {
+                magnitude.reverse()
+            } else {
+                magnitude
+            };
+            return Some(ParsedDecimal { value, exact });
+        }
+        if keep_scale == 0 {
+            return None;
+        }
+        // 29 digits that overflow 96 bits: one decimal place fewer
+        keep_scale -= 1;
     }
 }
 
 impl<const MIN: i64, const MAX: i64, const MULT_SCALE: u32> Dec<MIN, MAX, MULT_SCALE> {
-    fn check<E: de::Error>(v: Decimal) -> Result<Decimal, E> {
-        if MIN != NONE && v < Decimal::from(MIN) {
+    fn check<E: de::Error>(text: &str, parsed: ParsedDecimal) -> Result<Decimal, E> {
+        let v = parsed.value;
+        let below = |bound: Decimal| v < bound || (v == bound && parsed.exact.is_lt());
+        let above = |bound: Decimal| v > bound || (v == bound && parsed.exact.is_gt());
+        if MIN != NONE && below(Decimal::from(MIN)) {
             return Err(E::custom(format_args!(
-                "out of range: {v} is below the minimum {MIN}"
+                "out of range: {text} is below the minimum {MIN}"
             )));
         }
-        if MAX != NONE && v > Decimal::from(MAX) {
+        if MAX != NONE && above(Decimal::from(MAX)) {
             return Err(E::custom(format_args!(
-                "out of range: {v} is above the maximum {MAX}"
+                "out of range: {text} is above the maximum {MAX}"
             )));
         }
+        // on the decimal: `5e-324` (0) is a multiple of 0.1, as the jsonschema
+        // crate also judges in `f64`; noise below 28 places does not count
         if MULT_SCALE > 0 && v.normalize().scale() > MULT_SCALE {
             return Err(E::custom(format_args!(
-                "out of range: {v} is not a multiple of {}",
+                "out of range: {text} is not a multiple of {}",
                 Decimal::new(1, MULT_SCALE)
             )));
         }
@@ -263,9 +406,10 @@ impl<const MIN: i64, const MAX: i64, const MULT_SCALE: u32> FieldCodec
             return Err(de::Error::invalid_type(what, &"a number"));
         }
         match parse_decimal(text) {
-            Some(v) => Self::check(v),
+            Some(parsed) => Self::check(text, parsed),
             None => Err(de::Error::custom(format_args!(
-                "out of type range: {text} does not fit a 96-bit decimal"
+                "out of type range: {text} is beyond the range of a 96-bit decimal (magnitude at most {})",
+                Decimal::MAX
             ))),
         }
     }
@@ -689,6 +833,131 @@ mod tests {
         )
         .unwrap();
         assert_eq!(out, b"12.50");
+    }
+
+    /// Issue 14: a schema-valid number a 96-bit decimal cannot hold exactly
+    /// is rounded to the nearest decimal, not refused.
+    #[test]
+    fn decimals_round_to_the_nearest_representable_value() {
+        type Any = Dec<NONE, NONE, 0>;
+        let d = |s: &str| s.parse::<Decimal>().unwrap();
+        assert_eq!(de::<Any>("5e-324").unwrap(), Decimal::ZERO);
+        assert_eq!(de::<Any>("5e-324").unwrap().scale(), 0);
+        assert_eq!(de::<Any>("1.2e-40").unwrap(), Decimal::ZERO);
+        assert_eq!(de::<Any>("-1.2E-40").unwrap(), Decimal::ZERO);
+        assert_eq!(
+            de::<Any>("1.23456789012345678901234567890123e0").unwrap(),
+            d("1.2345678901234567890123456789")
+        );
+        // 28 places: rounding up, down, and ties to even
+        assert_eq!(de::<Any>("6e-29").unwrap(), Decimal::new(1, 28));
+        assert_eq!(de::<Any>("4.9e-29").unwrap(), Decimal::ZERO);
+        assert_eq!(de::<Any>("5e-29").unwrap(), Decimal::ZERO);
+        assert_eq!(de::<Any>("1.5e-28").unwrap(), Decimal::new(2, 28));
+        assert_eq!(de::<Any>("2.5e-28").unwrap(), Decimal::new(2, 28));
+        assert_eq!(de::<Any>("2.50000001e-28").unwrap(), Decimal::new(3, 28));
+        assert_eq!(
+            de::<Any>("0.00000000000000000000000000015").unwrap(),
+            Decimal::new(2, 28)
+        );
+        // 29 significant digits that overflow 96 bits lose a decimal place
+        assert_eq!(
+            de::<Any>("9999999999999999999999999999.99").unwrap(),
+            d("10000000000000000000000000000")
+        );
+        // many digits in scientific notation, exact after all
+        assert_eq!(
+            de::<Any>("1000000000000000000000000000000000e-33").unwrap(),
+            Decimal::ONE
+        );
+        assert_eq!(de::<Any>("0e-324").unwrap(), Decimal::ZERO);
+        assert_eq!(de::<Any>("0e-324").unwrap().scale(), 0);
+        assert_eq!(de::<Any>("0.00").unwrap().scale(), 2);
+        assert_eq!(de::<Any>("1e-99999999999999999999").unwrap(), Decimal::ZERO);
+        // the edges of the range
+        assert_eq!(
+            de::<Any>("79228162514264337593543950335").unwrap(),
+            Decimal::MAX
+        );
+        assert_eq!(
+            de::<Any>("-7.92281625142643375935439503354e28").unwrap(),
+            Decimal::MIN
+        );
+        for beyond in [
+            "1e29",
+            "-1e29",
+            "79228162514264337593543950336",
+            "79228162514264337593543950335.5",
+            "1e99999999999999999999",
+            "123456789012345678901234567890",
+        ] {
+            let e = de::<Any>(beyond).unwrap_err();
+            assert!(e.starts_with("out of type range"), "{beyond}: {e}");
+            assert!(
+                e.contains("beyond the range of a 96-bit decimal"),
+                "{beyond}: {e}"
+            );
+        }
+    }
+
+    /// Every decimal, written plainly or in scientific notation, reads back
+    /// as itself (value and scale): rounding never touches exact input.
+    #[test]
+    fn every_decimal_reads_back_exactly() {
+        use proptest::prelude::*;
+        let mut runner = proptest::test_runner::TestRunner::new(proptest::test_runner::Config {
+            cases: 2000,
+            failure_persistence: None,
+            ..Default::default()
+        });
+        let mantissa = -(DECIMAL_MANTISSA_MAX as i128)..=DECIMAL_MANTISSA_MAX as i128;
+        runner
+            .run(&(mantissa, 0u32..=28), |(m, scale)| {
+                let d = Decimal::from_i128_with_scale(m, scale);
+                let plain = parse_decimal(&d.to_string()).unwrap();
+                prop_assert_eq!(plain.value, d);
+                prop_assert_eq!(plain.value.scale(), d.scale());
+                prop_assert_eq!(plain.exact, Ordering::Equal);
+                let sci = parse_decimal(&format!("{m}e-{scale}")).unwrap();
+                prop_assert_eq!(sci.value, d);
+                prop_assert_eq!(sci.exact, Ordering::Equal);
+                Ok(())
+            })
+            .unwrap();
+    }
+
+    /// Bounds judge the number sent, not its rounding; `multipleOf` the decimal.
+    #[test]
+    fn decimal_constraints_apply_to_the_exact_number() {
+        assert!(de::<Dec<0, NONE, 0>>("-1e-40")
+            .unwrap_err()
+            .starts_with("out of range: -1e-40 is below the minimum 0"));
+        assert_eq!(de::<Dec<0, NONE, 0>>("1e-40").unwrap(), Decimal::ZERO);
+        assert!(de::<Dec<NONE, 0, 0>>("1e-40")
+            .unwrap_err()
+            .starts_with("out of range: 1e-40 is above the maximum 0"));
+        assert_eq!(de::<Dec<NONE, 0, 0>>("-1e-40").unwrap(), Decimal::ZERO);
+        // `multipleOf` judges the decimal the number rounds to
+        assert_eq!(de::<Dec<NONE, NONE, 1>>("5e-324").unwrap(), Decimal::ZERO);
+        assert_eq!(
+            de::<Dec<NONE, NONE, 1>>("0.10000000000000000000000000000001").unwrap(),
+            Decimal::new(1, 1)
+        );
+        assert!(
+            de::<Dec<NONE, NONE, 1>>("1.23456789012345678901234567890123e0")
+                .unwrap_err()
+                .starts_with(
+                    "out of range: 1.23456789012345678901234567890123e0 is not a multiple of 0.1"
+                )
+        );
+        assert_eq!(
+            de::<Dec<NONE, NONE, 1>>("0.10000000000000000000000000000000").unwrap(),
+            Decimal::new(1, 1)
+        );
+        assert_eq!(
+            de::<Dec<NONE, NONE, 1>>("1.5e1").unwrap(),
+            Decimal::from(15)
+        );
     }
 
     #[test]

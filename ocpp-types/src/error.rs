@@ -29,7 +29,10 @@ pub enum DecodeErrorKind {
     UnknownEnumValue,
     /// A number is outside `minimum`/`maximum` or not a `multipleOf`.
     OutOfRange,
-    /// A number does not fit OCPP's 32-bit integer (or a 96-bit decimal).
+    /// A number does not fit OCPP's 32-bit integer, or its magnitude is
+    /// beyond the range of a 96-bit decimal (±79228162514264337593543950335).
+    /// Digits a decimal cannot hold (more than 28 decimal places) are not an
+    /// error: the number is rounded to the nearest decimal.
     OutOfTypeRange,
     /// An array has fewer than `minItems` or more than `maxItems` items.
     ItemCount,

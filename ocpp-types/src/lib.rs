@@ -47,7 +47,13 @@
 //!
 //! - Names are the schemas' (`BootNotificationRequest`, `ChargingStationType`,
 //!   `BootReasonEnumType`); 1.6's inline types get their §7 names (`IdTagInfo`).
-//! - Integers are OCPP's 32-bit `i32`; decimals are exact [`rust_decimal::Decimal`];
+//! - Integers are OCPP's 32-bit `i32`; decimals are exact [`rust_decimal::Decimal`]
+//!   (a JSON number with more precision than a decimal holds, such as `5e-324`
+//!   or `1.2e-40` from a charger printing an `f64`, is rounded to the nearest
+//!   decimal, at most 28 places, ties to even, so tiny magnitudes become 0; only
+//!   a magnitude beyond ±79228162514264337593543950335 is refused, as
+//!   [`DecodeErrorKind::OutOfTypeRange`]; `minimum` and `maximum` are checked
+//!   on the number as sent, `multipleOf` on the decimal);
 //!   times are `chrono::DateTime<Utc>`; length-limited strings are
 //!   [`BoundedString<N>`]; enumerations are closed `#[non_exhaustive]` enums.
 //! - `customData` (2.x) is kept, with its vendor properties.
@@ -162,3 +168,8 @@ fn v2x_code_for_frame_error(e: &rpc::FrameError) -> &'static str {
         K::PayloadNotObject => "FormatViolation",
     }
 }
+
+/// The README's examples compile and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

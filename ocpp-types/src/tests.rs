@@ -459,3 +459,139 @@ fn lenient_policy_repairs_known_quirks_only() {
     let e = from_str_with::<StatusNotificationRequest>(bad, &Policy::lenient()).unwrap_err();
     assert_eq!(e.pointer(), "/status");
 }
+
+/// Issue 14: a schema-valid number that a 96-bit decimal cannot hold exactly
+/// (`5e-324`, `1.2e-40`: what a charger printing an `f64` sends; more
+/// digits than 28) is rounded to the nearest decimal in every version; only
+/// a magnitude beyond the decimal range stays an error, and says so.
+#[test]
+fn issue14_numbers_beyond_decimal_precision_are_rounded_in_every_version() {
+    type Decode = fn(&str, &str) -> Result<String, DecodeError>;
+    struct Case {
+        version: &'static str,
+        action: &'static str,
+        schema: &'static str,
+        /// The payload with the number in place of `{}`.
+        payload: fn(&str) -> String,
+        /// The JSON pointer of the number.
+        pointer: &'static str,
+        /// The property name, to find the re-encoded number.
+        property: &'static str,
+        decode: Decode,
+        code: fn(&DecodeError) -> String,
+    }
+    let meter_values = |v: &str| {
+        format!(
+            r#"{{"evseId":1,"meterValue":[{{"timestamp":"2024-01-01T00:00:00Z","sampledValue":[{{"value":{v}}}]}}]}}"#
+        )
+    };
+    let cases = [
+        Case {
+            version: "v16",
+            action: "SetChargingProfile",
+            schema: "v16/SetChargingProfile.json",
+            payload: |v| {
+                format!(
+                    r#"{{"connectorId":1,"csChargingProfiles":{{"chargingProfileId":1,"stackLevel":0,"chargingProfilePurpose":"TxDefaultProfile","chargingProfileKind":"Absolute","chargingSchedule":{{"chargingRateUnit":"W","chargingSchedulePeriod":[{{"startPeriod":0,"limit":{v}}}]}}}}}}"#
+                )
+            },
+            pointer: "/csChargingProfiles/chargingSchedule/chargingSchedulePeriod/0/limit",
+            property: "limit",
+            decode: |a, p| crate::v16::Request::decode(a, p).map(|r| r.to_json()),
+            code: |e| crate::v16::ErrorCode::for_decode_error(e).to_string(),
+        },
+        Case {
+            version: "v201",
+            action: "MeterValues",
+            schema: "v201/MeterValuesRequest.json",
+            payload: meter_values,
+            pointer: "/meterValue/0/sampledValue/0/value",
+            property: "value",
+            decode: |a, p| crate::v201::Request::decode(a, p).map(|r| r.to_json()),
+            code: |e| crate::v201::ErrorCode::for_decode_error(e).to_string(),
+        },
+        Case {
+            version: "v21",
+            action: "MeterValues",
+            schema: "v21/MeterValuesRequest.json",
+            payload: meter_values,
+            pointer: "/meterValue/0/sampledValue/0/value",
+            property: "value",
+            decode: |a, p| crate::v21::Request::decode(a, p).map(|r| r.to_json()),
+            code: |e| crate::v21::ErrorCode::for_decode_error(e).to_string(),
+        },
+    ];
+    for c in &cases {
+        let schema = validator(&load_schema(c.schema));
+        let schema_accepts =
+            |text: &str| schema.is_valid(&serde_json::from_str::<Value>(text).unwrap());
+        // (number sent, number decoded); 1.6's limit is a multiple of 0.1
+        let accepted: &[(&str, &str)] = if c.version == "v16" {
+            &[
+                ("5e-324", "0"),
+                ("1.2e-40", "0"),
+                ("-1.2e-40", "0"),
+                ("0e-324", "0"),
+                (
+                    "1000000000000000000000000000000000e-33",
+                    "1.0000000000000000000000000000",
+                ),
+                (
+                    "7.40000000000000000000000000000000e1",
+                    "74.000000000000000000000000000",
+                ),
+            ]
+        } else {
+            &[
+                ("5e-324", "0"),
+                ("1.2e-40", "0"),
+                ("-1.2e-40", "0"),
+                (
+                    "1.23456789012345678901234567890123e0",
+                    "1.2345678901234567890123456789",
+                ),
+                ("6e-29", "0.0000000000000000000000000001"),
+            ]
+        };
+        for (sent, decoded) in accepted {
+            let text = (c.payload)(sent);
+            assert!(
+                schema_accepts(&text),
+                "{}: the schema accepts {sent}",
+                c.version
+            );
+            let out =
+                (c.decode)(c.action, &text).unwrap_or_else(|e| panic!("{} {sent}: {e}", c.version));
+            let expect = format!(r#""{}":{decoded}}}"#, c.property);
+            assert!(out.contains(&expect), "{} {sent}: {out}", c.version);
+        }
+        // beyond the decimal range: still refused, with a reason that says so
+        for sent in ["1e29", "-1e29", "79228162514264337593543950336"] {
+            let e = (c.decode)(c.action, &(c.payload)(sent)).unwrap_err();
+            assert_eq!(e.kind(), crate::DecodeErrorKind::OutOfTypeRange, "{sent}");
+            assert_eq!(e.pointer(), c.pointer);
+            assert_eq!((c.code)(&e), "TypeConstraintViolation");
+            assert!(
+                e.message().contains("beyond the range of a 96-bit decimal"),
+                "{}: {e}",
+                c.version
+            );
+        }
+    }
+    // 1.6: more digits than a decimal holds, and no multiple of 0.1 (the
+    // schema says so too): a property constraint, not a type one
+    let c = &cases[0];
+    let text = (c.payload)("1.23456789012345678901234567890123e0");
+    let schema = validator(&load_schema(c.schema));
+    assert!(!schema.is_valid(&serde_json::from_str::<Value>(&text).unwrap()));
+    let e = (c.decode)(c.action, &text).unwrap_err();
+    assert_eq!(
+        (e.kind(), e.pointer(), (c.code)(&e).as_str()),
+        (
+            crate::DecodeErrorKind::OutOfRange,
+            c.pointer,
+            "PropertyConstraintViolation"
+        )
+    );
+    assert!(e.message().contains("not a multiple of 0.1"), "{e}");
+}

@@ -6,7 +6,7 @@ use std::time::Duration;
 use evproto_ocpp_client::{Backoff, Client, ClientConfig, ClientState, MemoryStore};
 use evproto_ocpp_proto::{CallError, ProtocolVersion};
 use evproto_ocpp_rpc::{Ctx, Router, Routes};
-use evproto_ocpp_server::{Security, ServerConfig, ServerEvent};
+use evproto_ocpp_server::{ErrorKind, Security, ServerConfig, ServerEvent};
 use evproto_ocpp_types::{v16, v201, v21};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
@@ -168,7 +168,8 @@ async fn profile_0_2_and_3() {
     );
     let refused = tokio::time::timeout(Duration::from_secs(10), async {
         loop {
-            if let Ok(ServerEvent::Refused { status, .. }) = events.recv().await {
+            if let Ok(ServerEvent::Refused { status, reason }) = events.recv().await {
+                assert_eq!(reason.kind(), ErrorKind::CertificateMismatch, "{reason}");
                 return status;
             }
         }
@@ -224,6 +225,7 @@ async fn refusals_get_their_http_status_and_the_server_keeps_serving() {
     )
     .await;
     let port = running.port;
+    let mut events = running.server.subscribe();
     // wrong password, username not the identity, no auth: 401
     assert_eq!(
         raw_connect(port, "/ocpp/CP1", "ocpp2.0.1", Some(&basic("CP1", "wrong")))
@@ -276,6 +278,29 @@ async fn refusals_get_their_http_status_and_the_server_keeps_serving() {
         .await
         .err(),
         Some(400)
+    );
+    // each refusal is reported with a typed reason a caller can match on
+    let mut refusals = Vec::new();
+    while refusals.len() < 6 {
+        let ev = tokio::time::timeout(Duration::from_secs(5), events.recv())
+            .await
+            .expect("a Refused event per refusal")
+            .unwrap();
+        if let ServerEvent::Refused { status, reason } = ev {
+            assert_eq!(status, reason.status(), "{reason}");
+            refusals.push((status, reason.kind(), reason.is_unauthorized()));
+        }
+    }
+    assert_eq!(
+        refusals,
+        [
+            (401, ErrorKind::AuthenticationFailed, true),
+            (401, ErrorKind::AuthenticationFailed, true),
+            (401, ErrorKind::AuthenticationFailed, true),
+            (400, ErrorKind::NoSubprotocol, false),
+            (404, ErrorKind::NoEndpoint, false),
+            (400, ErrorKind::InvalidIdentity, false),
+        ]
     );
     // garbage instead of an HTTP upgrade: the connection is dropped
     let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))

@@ -23,7 +23,9 @@ use tokio_tungstenite::tungstenite::Message;
 /// Options of `evproto load`.
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct Args {
-    /// CSMS URL; each station's identity is appended (`ws://127.0.0.1:9000/ocpp/`).
+    /// CSMS URL: `ws://127.0.0.1:9000/ocpp` (a trailing slash or a final
+    /// `{identity}` placeholder, as the CSMS prints it, is fine too); station i
+    /// connects to `…/ocpp/{prefix}{i}`.
     #[arg(long)]
     url: String,
     /// Number of stations (connections).
@@ -393,12 +395,14 @@ fn percentile(sorted: &[u32], p: f64) -> f64 {
     f64::from(sorted[idx.min(sorted.len() - 1)]) / 1000.0
 }
 
-pub(crate) fn run(args: Args) -> Result<(), String> {
+pub(crate) fn run(mut args: Args) -> Result<(), String> {
     let v = match args.ocpp.as_str() {
         "1.6" => ProtocolVersion::V16,
         "2.1" => ProtocolVersion::V21,
         _ => ProtocolVersion::V201,
     };
+    // from here on, the prefix each station's identity is appended to
+    args.url = evproto::sim::station_url_prefix(&args.url).map_err(|e| format!("--url: {e}"))?;
     let url: tokio_tungstenite::tungstenite::http::Uri =
         args.url.parse().map_err(|e| format!("bad --url: {e}"))?;
     let host: Arc<str> = Arc::from(

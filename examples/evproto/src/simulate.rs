@@ -7,7 +7,9 @@ use evproto::sim::{self, model::Behaviour, SimConfig};
 /// Options of `evproto simulate`.
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct Args {
-    /// CSMS URL; each station's identity is appended.
+    /// CSMS URL: `ws://host:9000/ocpp`, with or without the trailing slash,
+    /// or as the CSMS prints it (`.../ocpp/{identity}`); each station's
+    /// identity is appended.
     #[arg(long, default_value = "ws://127.0.0.1:9000/ocpp/")]
     url: String,
     /// Number of simulated stations.

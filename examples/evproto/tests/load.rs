@@ -126,3 +126,68 @@ fn help_documents_every_option_and_runs_are_bounded() {
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("not loopback"));
 }
+
+/// An in-process v2.0.1 CSMS at `/ocpp/{identity}` on a free loopback port.
+fn start_csms(rt: &tokio::runtime::Runtime) -> u16 {
+    rt.block_on(async {
+        let routes = Router::csms_v201()
+            .on::<action::BootNotification>(|_: Ctx<()>, _: v201::BootNotificationRequest| async {
+                ok(r#"{"currentTime":"2024-01-01T00:00:00Z","interval":300,"status":"Accepted"}"#)
+            })
+            .on::<action::Heartbeat>(|_: Ctx<()>, _: v201::HeartbeatRequest| async {
+                ok(r#"{"currentTime":"2024-01-01T00:00:00Z"}"#)
+            })
+            .on::<action::StatusNotification>(
+                |_: Ctx<()>, _: v201::StatusNotificationRequest| async { ok("{}") },
+            )
+            .on::<action::MeterValues>(|_: Ctx<()>, _: v201::MeterValuesRequest| async { ok("{}") })
+            .into_routes();
+        let server = Server::builder(Security::unsecured()).v201(routes).build();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move { server.serve(listener, std::future::pending()).await });
+        port
+    })
+}
+
+/// Issue 14: `--url ws://host:port/ocpp` (no trailing slash) made every
+/// station connect to `/ocppLOAD0` and get 404. The URL as users type it,
+/// with the trailing slash, and as the CSMS prints it (`/ocpp/{identity}`,
+/// `/ocpp/{id}`) all reach `/ocpp/{identity}`.
+#[test]
+fn issue14_load_accepts_the_url_as_users_type_it() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let port = start_csms(&rt);
+    for path in ["/ocpp", "/ocpp/", "/ocpp/{identity}", "/ocpp/{id}"] {
+        let url = format!("ws://127.0.0.1:{port}{path}");
+        let out = Command::new(env!("CARGO_BIN_EXE_evproto"))
+            .args(["load", "--url", &url, "--stations", "3", "--duration", "1"])
+            .args(["--ramp", "100", "--rate", "2"])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{url}: {stdout}\n{stderr}");
+        let report: serde_json::Value =
+            serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+        assert_eq!(report["connections_ok"], 3, "{url}: {report}\n{stderr}");
+        assert_eq!(report["connections_failed"], 0, "{url}: {report}");
+        assert_eq!(report["errors"], 0, "{url}: {report}");
+    }
+    // a placeholder that is not the last segment is refused up front
+    let out = Command::new(env!("CARGO_BIN_EXE_evproto"))
+        .args([
+            "load",
+            "--url",
+            &format!("ws://127.0.0.1:{port}/ocpp/{{identity}}/x"),
+        ])
+        .args(["--stations", "1", "--duration", "1"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--url"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -527,3 +527,35 @@ async fn busy_run_with_faults_and_drops_loses_nothing() {
     };
     assert_eq!(ends as u64, started, "{report}");
 }
+
+/// Issue 14: `--url` without the trailing slash, or as the CSMS prints it
+/// (`/ocpp/{identity}`), reaches `/ocpp/{identity}`: every station boots.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue14_simulate_accepts_the_url_as_users_type_it() {
+    let rec = Rec::default();
+    let (_server, port) = start_csms(&rec).await;
+    for (path, prefix) in [("/ocpp", "NOSLASH"), ("/ocpp/{identity}", "PLACEHOLDER")] {
+        let url = format!("ws://127.0.0.1:{port}{path}");
+        let out = tokio::task::spawn_blocking(move || {
+            Command::new(env!("CARGO_BIN_EXE_evproto"))
+                .args(["simulate", "--url", &url, "--stations", "2"])
+                .args(["--duration", "1", "--ramp", "100", "--prefix", prefix])
+                .args(["--faults-per-hour", "0", "--drops-per-hour", "0"])
+                .output()
+                .unwrap()
+        })
+        .await
+        .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{path}: {stdout}");
+        let report: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+        assert_eq!(report["booted"], 2, "{path}: {report}");
+        for i in 0..2 {
+            assert_eq!(
+                rec.of(&format!("{prefix}{i}"), "BootNotification").len(),
+                1,
+                "{path}"
+            );
+        }
+    }
+}

@@ -39,7 +39,8 @@ use tokio::time::Instant;
 /// What to simulate.
 #[derive(Debug, Clone)]
 pub struct SimConfig {
-    /// CSMS URL; each station's identity is appended.
+    /// CSMS URL: `ws://host:9000/ocpp`, with or without a trailing slash,
+    /// or ending in a `{identity}` placeholder; see [`station_url_prefix`].
     pub url: String,
     /// Number of stations.
     pub stations: usize,
@@ -868,6 +869,48 @@ impl Driver {
     }
 }
 
+/// The URL a station's identity is appended to, from a CSMS URL as users
+/// write it: `ws://host:9000/ocpp` and `ws://host:9000/ocpp/` both give
+/// `ws://host:9000/ocpp/`, and so does the URL as the reference CSMS prints
+/// it, `ws://host:9000/ocpp/{identity}` (or with `{id}`). Station `CP1` then
+/// connects to `ws://host:9000/ocpp/CP1`. `evproto load` and
+/// `evproto simulate` both use this rule.
+///
+/// ```
+/// use evproto::sim::station_url_prefix;
+/// for url in ["ws://h:9000/ocpp", "ws://h:9000/ocpp/", "ws://h:9000/ocpp/{identity}"] {
+///     assert_eq!(station_url_prefix(url).unwrap(), "ws://h:9000/ocpp/");
+/// }
+/// ```
+///
+/// # Errors
+///
+/// A reason, for the command line: a `{identity}`/`{id}` placeholder that
+/// is not the last path segment, another `{…}` placeholder, or a query or
+/// fragment (the identity is the last path segment, it cannot follow them).
+pub fn station_url_prefix(url: &str) -> Result<String, String> {
+    if url.contains(['?', '#']) {
+        return Err(format!(
+            "{url}: a query or fragment cannot be followed by the station identity"
+        ));
+    }
+    let base = ["{identity}", "{id}"]
+        .iter()
+        .find_map(|p| url.strip_suffix(p))
+        .unwrap_or(url);
+    if base.contains(['{', '}']) {
+        return Err(format!(
+            "{url}: the only placeholder is `{{identity}}` (or `{{id}}`), as the last path segment"
+        ));
+    }
+    // the identity is a path segment of its own (`ws://host:9000` → `/CP1`)
+    if base.ends_with('/') {
+        Ok(base.to_owned())
+    } else {
+        Ok(format!("{base}/"))
+    }
+}
+
 /// Checks that `url` is a ws:// or wss:// URL whose host resolves to
 /// loopback only, unless `allow_remote`.
 ///
@@ -915,7 +958,8 @@ pub async fn check_target(url: &str, allow_remote: bool) -> Result<(), String> {
 ///
 /// # Errors
 ///
-/// A configuration error (no versions, empty connector range).
+/// A configuration error (no versions, empty connector range, a URL
+/// [`station_url_prefix`] refuses).
 pub async fn run(
     config: SimConfig,
     progress: Option<Box<dyn Fn(String) + Send>>,
@@ -926,6 +970,7 @@ pub async fn run(
     if config.connectors.0 == 0 || config.connectors.0 > config.connectors.1 {
         return Err("connectors: need 1 <= MIN <= MAX".into());
     }
+    let url = station_url_prefix(&config.url)?;
     let stats = Arc::new(Stats::default());
     let t0 = Instant::now();
     let ramp = Duration::from_secs_f64(config.stations as f64 / config.ramp_per_s.max(0.001));
@@ -965,7 +1010,7 @@ pub async fn run(
             events: config.events,
         });
         stations.push(st.clone());
-        let mut cc = ClientConfig::new(&config.url, &identity, version)
+        let mut cc = ClientConfig::new(&url, &identity, version)
             .with_permessage_deflate(config.permessage_deflate);
         if let Some(p) = &config.password {
             cc = cc.with_password(p.as_bytes());
@@ -1083,4 +1128,47 @@ pub async fn run(
         report.faults += m.tally.faults;
     }
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::station_url_prefix;
+
+    /// Issue 14: `--url ws://host:9000/ocpp` connected stations to
+    /// `/ocppCP1` (404); every form users type or copy from the CSMS works.
+    #[test]
+    fn station_url_prefix_accepts_the_forms_users_type() {
+        for url in [
+            "ws://127.0.0.1:9000/ocpp",
+            "ws://127.0.0.1:9000/ocpp/",
+            "ws://127.0.0.1:9000/ocpp/{identity}",
+            "ws://127.0.0.1:9000/ocpp/{id}",
+        ] {
+            assert_eq!(
+                station_url_prefix(url).as_deref(),
+                Ok("ws://127.0.0.1:9000/ocpp/"),
+                "{url}"
+            );
+        }
+        assert_eq!(
+            station_url_prefix("wss://csms.example/a/b").as_deref(),
+            Ok("wss://csms.example/a/b/")
+        );
+        assert_eq!(
+            station_url_prefix("ws://[::1]:9000").as_deref(),
+            Ok("ws://[::1]:9000/")
+        );
+        assert_eq!(
+            station_url_prefix("ws://h/{identity}").as_deref(),
+            Ok("ws://h/")
+        );
+        for bad in [
+            "ws://h/ocpp/{identity}/x",
+            "ws://h/ocpp/{station}",
+            "ws://h/ocpp?token=1",
+            "ws://h/ocpp/#x",
+        ] {
+            assert!(station_url_prefix(bad).is_err(), "{bad}");
+        }
+    }
 }
