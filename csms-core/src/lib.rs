@@ -18,6 +18,9 @@
 //!   version, the composite schedule of an EVSE (stack levels, purposes,
 //!   validity, recurrency, A/W), and a site allocator splitting a site limit
 //!   fairly over active sessions into the `TxProfile`s to send;
+//! - [`money`]: amounts in a currency's minor units and the one rounding
+//!   rule (exact pricing, CDR prices to 4 decimals, the charged total to the
+//!   minor unit, half away from zero);
 //! - [`token`]: id tokens of every version in one type.
 //!
 //! # What this crate does not do
@@ -60,6 +63,7 @@
 pub mod authorization;
 pub mod connector;
 pub mod limits;
+pub mod money;
 pub mod token;
 pub mod transaction;
 

@@ -171,6 +171,21 @@ pub struct Reading {
     pub wh: Decimal,
 }
 
+/// The largest energy register the model takes, in Wh (10^12 Wh = 1 TWh,
+/// far above any meter in a charging station). A reading outside
+/// `0..=MAX_REGISTER_WH` is not physical: [`TxEvent::out_of_range`] reports
+/// it so the application can refuse the message (OCPP
+/// `PropertyConstraintViolation`), and [`Transaction::apply`] ignores it, so
+/// no sum of registers can overflow.
+pub const MAX_REGISTER_WH: Decimal = Decimal::from_parts(3_567_587_328, 232, 0, false, 0);
+
+impl Reading {
+    /// Whether the register is physical (`0..=MAX_REGISTER_WH`).
+    pub fn in_range(&self) -> bool {
+        self.wh >= Decimal::ZERO && self.wh <= MAX_REGISTER_WH
+    }
+}
+
 /// One transaction event in the version-independent form the model takes.
 /// Build it with `From` from the typed OCPP messages.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -351,6 +366,13 @@ impl Summary {
     }
 }
 
+impl TxEvent {
+    /// The first reading outside `0..=MAX_REGISTER_WH`, if any.
+    pub fn out_of_range(&self) -> Option<&Reading> {
+        self.readings.iter().find(|r| !r.in_range())
+    }
+}
+
 impl Transaction {
     /// A transaction whose readings are judged by `policy`
     /// ([`Default`] uses [`MeterPolicy::default`]).
@@ -400,7 +422,7 @@ impl Transaction {
             self.offline = true;
             changed = true;
         }
-        for r in &ev.readings {
+        for r in ev.readings.iter().filter(|r| r.in_range()) {
             match self.readings.entry((r.register, r.at, r.context)) {
                 Entry::Vacant(v) => {
                     v.insert(r.wh);
@@ -516,10 +538,14 @@ impl Transaction {
             if b <= a {
                 continue; // reset (or no change)
             }
+            // registers are within 0..=MAX_REGISTER_WH (see `apply`): no step overflows
             let step = b - a;
             let plausible = policy.max_power_w.is_none_or(|max| {
                 let seconds = Decimal::from((t1 - t0).num_seconds().max(0));
-                step <= max * seconds / Decimal::from(3600) + policy.slack_wh
+                max.checked_mul(seconds)
+                    .and_then(|e| e.checked_div(Decimal::from(3600)))
+                    .and_then(|e| e.checked_add(policy.slack_wh))
+                    .is_none_or(|possible| step <= possible)
             });
             if plausible {
                 energy += step;
@@ -1053,6 +1079,32 @@ mod tests {
             StopReason::from(v21::ReasonEnumType::ReqEnergyTransferRejected),
             StopReason::ReqEnergyTransferRejected
         );
+    }
+
+    #[test]
+    fn unphysical_registers_are_reported_and_ignored() {
+        assert_eq!(MAX_REGISTER_WH, Decimal::from(1_000_000_000_000i64));
+        let huge = ev(EventKind::Updated, 1, 5, &[(5, 0, Other)]);
+        let mut huge = huge;
+        huge.readings[0].wh = Decimal::from_str_exact("1e26").unwrap_or(Decimal::MAX);
+        let mut negative = ev(EventKind::Started, 0, 0, &[(0, -1, Begin)]);
+        assert!(huge.out_of_range().is_some());
+        assert!(negative.out_of_range().is_some());
+        let fine = ev(EventKind::Ended, 2, 9, &[(9, 5000, End)]);
+        assert!(fine.out_of_range().is_none());
+        // applied anyway (a store replaying old rows): ignored, no overflow, no panic
+        let mut tx = Transaction::default();
+        negative.readings.push(Reading {
+            at: t(0),
+            register: Register::Import,
+            context: Begin,
+            wh: Decimal::MIN,
+        });
+        for e in [&negative, &huge, &fine] {
+            tx.apply(e);
+        }
+        assert_eq!(tx.summary().energy_wh(Register::Import), Decimal::ZERO);
+        assert_eq!(tx.summary().import.unwrap().start_wh, Decimal::from(5000));
     }
 
     #[test]

@@ -411,8 +411,15 @@ impl Amount {
             .collect();
         Amount { excl, vat }
     }
+    /// The amount as a CDR carries it: every price rounded on its own from
+    /// the exact value to at most 4 decimals (an OCPI `number`), half away
+    /// from zero; the exact values stay in [`Amount`] and the breakdown.
     fn json(&self, v: Version) -> Value {
-        let n = |d: Decimal| d.normalize().to_string();
+        let n = |d: Decimal| {
+            d.round_dp_with_strategy(4, rust_decimal::RoundingStrategy::MidpointAwayFromZero)
+                .normalize()
+                .to_string()
+        };
         match v {
             Version::V211 => Value::String(n(self.excl)),
             Version::V221 => json!({"excl_vat": n(self.excl), "incl_vat": n(self.incl())}),
@@ -1207,6 +1214,27 @@ mod tests {
         assert_eq!(j["total_cost"]["before_taxes"], "6");
         assert_eq!(j["total_cost"]["taxes"][0]["amount"], "0.6");
         assert_eq!(j["total_cost"]["taxes"][0]["percentage"], "10");
+    }
+
+    #[test]
+    fn cdr_prices_carry_at_most_four_decimals() {
+        // 2.7913 kWh at 0.30 + 20 % VAT: 0.83739 excl, 1.004868 incl, exactly
+        let t = tariff(json!([{"price_components": [
+            {"type": "ENERGY", "price": 0.30, "vat": 20.0, "step_size": 1}]}]));
+        let s = session(
+            "2026-03-02T10:00:00Z",
+            "2026-03-02T11:00:00Z",
+            json!([{"start_date_time": "2026-03-02T10:00:00Z", "dimensions": [{"type": "ENERGY", "volume": 2.7913}]}]),
+        );
+        let p = price(&t, &s, Some("UTC")).unwrap();
+        assert_eq!(p.total_cost.excl, d("0.83739"));
+        assert_eq!(p.total_cost.incl(), d("1.004868"));
+        let j = p.to_json(Version::V221);
+        assert_eq!(j["total_cost"]["excl_vat"], "0.8374");
+        assert_eq!(j["total_cost"]["incl_vat"], "1.0049");
+        let j = p.to_json(Version::V230);
+        assert_eq!(j["total_cost"]["before_taxes"], "0.8374");
+        assert_eq!(j["total_cost"]["taxes"][0]["amount"], "0.1675");
     }
 
     #[test]

@@ -616,6 +616,7 @@ impl From<crate::payments::PaymentError> for ApiError {
     fn from(e: crate::payments::PaymentError) -> Self {
         match e {
             crate::payments::PaymentError::Store(e) => e.into(),
+            e => ApiError::new(StatusCode::BAD_REQUEST, e.to_string()),
         }
     }
 }

@@ -224,15 +224,31 @@ impl App {
         use payments::PaymentProvider;
         let paid = match &cdr {
             Some(c) => {
+                // the session's total after taxes, rounded once to the currency's minor unit
                 let amount = billing::dec(&c["total_cost"]["incl_vat"]).unwrap_or_default();
                 let currency = c["currency"].as_str().unwrap_or("EUR");
-                self.payments.capture(&s.id, amount, currency).await
+                match evproto_csms_core::money::Money::parse(amount, currency) {
+                    Ok(m) => self.payments.capture(&s.id, m).await,
+                    Err(e) => Err(payments::PaymentError::Money(e)),
+                }
             }
             None => self.payments.release(&s.id).await.map(|()| None),
         };
         let receipt = match paid {
             Ok(r) => r,
             Err(payments::PaymentError::Store(e)) => return Err(e),
+            Err(e) => {
+                // not money, or another currency than the wallet's: an alert, nothing charged
+                tracing::warn!(session = %s.id, "not captured: {e}");
+                let detail = json!({"session": s.id, "reason": e.to_string()});
+                self.store
+                    .raise_alert(Some(&s.station_id), "payment", &detail)
+                    .await?;
+                self.notify(
+                    json!({"type": "payment_failed", "session": s.id, "reason": e.to_string()}),
+                );
+                None
+            }
         };
         if let Some(r) = self.roaming() {
             r.session_changed(s, cdr.as_ref()).await;
@@ -328,6 +344,10 @@ impl App {
                 Ok(true)
             }
             Err(payments::PaymentError::Store(e)) => Err(e),
+            Err(e) => {
+                tracing::warn!(session = session_id, "no hold: {e}");
+                Ok(false)
+            }
         }
     }
 }

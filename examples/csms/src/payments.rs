@@ -12,6 +12,8 @@ use rust_decimal::Decimal;
 use serde_json::{json, Value};
 use sqlx::Row;
 
+use evproto_csms_core::money::{Money, MoneyError};
+
 use crate::store::{now, Store, StoreError};
 
 /// What a hold did.
@@ -31,6 +33,17 @@ pub enum PaymentError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// An amount or currency that is not money (unknown currency, out of range).
+    #[error("money: {0}")]
+    Money(#[from] MoneyError),
+    /// The price is in another currency than the wallet.
+    #[error("the price is in {price}, the wallet in {wallet}")]
+    CurrencyMismatch {
+        /// The wallet's currency.
+        wallet: String,
+        /// The price's currency.
+        price: String,
+    },
 }
 
 impl From<sqlx::Error> for PaymentError {
@@ -50,14 +63,12 @@ pub trait PaymentProvider: Send + Sync + std::fmt::Debug {
         id_token: &str,
         amount: Decimal,
     ) -> Result<Hold, PaymentError>;
-    /// Charges `amount` for the session and returns the receipt (again: the
-    /// same receipt). `None` when nothing was held (post-paid).
-    async fn capture(
-        &self,
-        session_id: &str,
-        amount: Decimal,
-        currency: &str,
-    ) -> Result<Option<Value>, PaymentError>;
+    /// Charges `amount` (in minor units: the session's total rounded once,
+    /// see `evproto_csms_core::money`) for the session and returns the
+    /// receipt (again: the same receipt). `None` when nothing was held
+    /// (post-paid).
+    async fn capture(&self, session_id: &str, amount: Money)
+        -> Result<Option<Value>, PaymentError>;
     /// Gives a hold back (a session that ended without a price).
     async fn release(&self, session_id: &str) -> Result<(), PaymentError>;
 }
@@ -78,6 +89,17 @@ impl Wallets {
         Wallets { store }
     }
 
+    /// A read of the rows a balance change depends on, locked until the
+    /// transaction ends: two holds on one wallet are serialized, the second
+    /// sees the first's balance (PostgreSQL `FOR UPDATE`; SQLite serializes
+    /// writers by itself).
+    fn locked(&self, select: &str) -> String {
+        match self.store.backend() {
+            "postgres" => format!("{select} FOR UPDATE"),
+            _ => select.to_owned(),
+        }
+    }
+
     /// Sets a token's balance (creates the wallet).
     ///
     /// # Errors
@@ -89,6 +111,9 @@ impl Wallets {
         balance: Decimal,
         currency: &str,
     ) -> Result<(), PaymentError> {
+        let balance = Money::parse(balance, currency)?;
+        let currency = balance.currency().code();
+        let balance = balance.to_decimal();
         sqlx::query(
             "INSERT INTO wallets (id_token, balance, currency, updated_at) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (id_token) DO UPDATE SET balance = excluded.balance, currency = excluded.currency, updated_at = excluded.updated_at",
@@ -148,10 +173,11 @@ impl PaymentProvider for Wallets {
         amount: Decimal,
     ) -> Result<Hold, PaymentError> {
         let mut tx = self.store.pool().begin().await?;
-        if let Some(r) = sqlx::query("SELECT held, status FROM payments WHERE session_id = $1")
-            .bind(session_id)
-            .fetch_optional(&mut *tx)
-            .await?
+        if let Some(r) =
+            sqlx::query(&self.locked("SELECT held, status FROM payments WHERE session_id = $1"))
+                .bind(session_id)
+                .fetch_optional(&mut *tx)
+                .await?
         {
             let status: String = r.try_get(1)?;
             return Ok(if status == "Refused" {
@@ -160,14 +186,16 @@ impl PaymentProvider for Wallets {
                 Hold::Held(dec(&r.try_get::<String, _>(0)?)?)
             });
         }
-        let Some(w) = sqlx::query("SELECT balance FROM wallets WHERE id_token = $1")
-            .bind(id_token)
-            .fetch_optional(&mut *tx)
-            .await?
+        let Some(w) =
+            sqlx::query(&self.locked("SELECT balance, currency FROM wallets WHERE id_token = $1"))
+                .bind(id_token)
+                .fetch_optional(&mut *tx)
+                .await?
         else {
             return Ok(Hold::NotApplicable);
         };
         let balance = dec(&w.try_get::<String, _>(0)?)?;
+        let amount = Money::parse(amount, &w.try_get::<String, _>(1)?)?.to_decimal();
         let (status, held) = if balance >= amount {
             ("Held", amount)
         } else {
@@ -200,16 +228,19 @@ impl PaymentProvider for Wallets {
     async fn capture(
         &self,
         session_id: &str,
-        amount: Decimal,
-        currency: &str,
+        amount: Money,
     ) -> Result<Option<Value>, PaymentError> {
+        let currency = amount.currency();
+        let money = |d: Decimal| Money::try_round(d, currency).map(|m| m.to_decimal().to_string());
+        let amount = amount.to_decimal();
         let mut tx = self.store.pool().begin().await?;
-        let Some(p) = sqlx::query(
-            "SELECT id_token, held, status, receipt FROM payments WHERE session_id = $1",
-        )
-        .bind(session_id)
-        .fetch_optional(&mut *tx)
-        .await?
+        let Some(p) =
+            sqlx::query(&self.locked(
+                "SELECT id_token, held, status, receipt FROM payments WHERE session_id = $1",
+            ))
+            .bind(session_id)
+            .fetch_optional(&mut *tx)
+            .await?
         else {
             return Ok(None);
         };
@@ -223,12 +254,24 @@ impl PaymentProvider for Wallets {
         }
         let token: String = p.try_get(0)?;
         let held = dec(&p.try_get::<String, _>(1)?)?;
-        let balance = match sqlx::query("SELECT balance FROM wallets WHERE id_token = $1")
-            .bind(token.clone())
-            .fetch_optional(&mut *tx)
-            .await?
+        let balance = match sqlx::query(
+            &self.locked("SELECT balance, currency FROM wallets WHERE id_token = $1"),
+        )
+        .bind(token.clone())
+        .fetch_optional(&mut *tx)
+        .await?
         {
-            Some(w) => dec(&w.try_get::<String, _>(0)?)?,
+            Some(w) => {
+                let wallet: String = w.try_get(1)?;
+                if !wallet.eq_ignore_ascii_case(currency.code()) {
+                    // never convert silently: the hold stays until an operator decides
+                    return Err(PaymentError::CurrencyMismatch {
+                        wallet,
+                        price: currency.code().to_owned(),
+                    });
+                }
+                dec(&w.try_get::<String, _>(0)?)?
+            }
             None => Decimal::ZERO,
         };
         // the hold comes back, the price goes out; a price above the hold takes what the wallet has left
@@ -236,11 +279,11 @@ impl PaymentProvider for Wallets {
         let charged = amount.min(available).max(Decimal::ZERO);
         let unpaid = amount - charged;
         let after = available - charged;
-        let receipt = json!({"session_id": session_id, "id_token": token, "currency": currency,
-            "held": held.normalize().to_string(), "charged": charged.normalize().to_string(),
-            "unpaid": unpaid.normalize().to_string(), "balance_after": after.normalize().to_string(), "at": now()});
+        let receipt = json!({"session_id": session_id, "id_token": token, "currency": currency.code(),
+            "held": money(held)?, "charged": money(charged)?,
+            "unpaid": money(unpaid)?, "balance_after": money(after)?, "at": now()});
         sqlx::query("UPDATE wallets SET balance = $1, updated_at = $2 WHERE id_token = $3")
-            .bind(after.to_string())
+            .bind(money(after)?)
             .bind(now())
             .bind(token)
             .execute(&mut *tx)
@@ -257,11 +300,12 @@ impl PaymentProvider for Wallets {
 
     async fn release(&self, session_id: &str) -> Result<(), PaymentError> {
         let mut tx = self.store.pool().begin().await?;
-        let Some(p) =
-            sqlx::query("SELECT id_token, held, status FROM payments WHERE session_id = $1")
-                .bind(session_id)
-                .fetch_optional(&mut *tx)
-                .await?
+        let Some(p) = sqlx::query(
+            &self.locked("SELECT id_token, held, status FROM payments WHERE session_id = $1"),
+        )
+        .bind(session_id)
+        .fetch_optional(&mut *tx)
+        .await?
         else {
             return Ok(());
         };
@@ -270,10 +314,11 @@ impl PaymentProvider for Wallets {
         }
         let token: String = p.try_get(0)?;
         let held = dec(&p.try_get::<String, _>(1)?)?;
-        if let Some(w) = sqlx::query("SELECT balance FROM wallets WHERE id_token = $1")
-            .bind(token.clone())
-            .fetch_optional(&mut *tx)
-            .await?
+        if let Some(w) =
+            sqlx::query(&self.locked("SELECT balance FROM wallets WHERE id_token = $1"))
+                .bind(token.clone())
+                .fetch_optional(&mut *tx)
+                .await?
         {
             let balance = dec(&w.try_get::<String, _>(0)?)?;
             sqlx::query("UPDATE wallets SET balance = $1 WHERE id_token = $2")
@@ -327,20 +372,21 @@ mod tests {
             "replay: same hold"
         );
         assert_eq!(w.wallet("TOK").await.unwrap().unwrap()["balance"], "20");
+        let eur = |a: &str| Money::parse(d(a), "EUR").unwrap();
         // a second session cannot hold 30 more
         assert_eq!(w.hold("S2", "TOK", d("30")).await.unwrap(), Hold::Refused);
         assert_eq!(w.hold("S2", "TOK", d("30")).await.unwrap(), Hold::Refused);
-        let r = w.capture("S1", d("12.34"), "EUR").await.unwrap().unwrap();
+        let r = w.capture("S1", eur("12.34")).await.unwrap().unwrap();
         assert_eq!(
             (
                 r["charged"].as_str(),
                 r["balance_after"].as_str(),
                 r["unpaid"].as_str()
             ),
-            (Some("12.34"), Some("37.66"), Some("0"))
+            (Some("12.34"), Some("37.66"), Some("0.00"))
         );
         assert_eq!(
-            w.capture("S1", d("99"), "EUR").await.unwrap().unwrap(),
+            w.capture("S1", eur("99")).await.unwrap().unwrap(),
             r,
             "replay: same receipt"
         );
@@ -358,21 +404,93 @@ mod tests {
             w.hold("S4", "OTHER", d("10")).await.unwrap(),
             Hold::NotApplicable
         );
-        assert!(w.capture("S4", d("5"), "EUR").await.unwrap().is_none());
+        assert!(w.capture("S4", eur("5")).await.unwrap().is_none());
         // a price above hold and balance: what there is, the rest unpaid
         w.set_balance("POOR", d("5"), "EUR").await.unwrap();
         assert_eq!(
             w.hold("S5", "POOR", d("5")).await.unwrap(),
             Hold::Held(d("5"))
         );
-        let r = w.capture("S5", d("7.5"), "EUR").await.unwrap().unwrap();
+        let r = w.capture("S5", eur("7.5")).await.unwrap().unwrap();
         assert_eq!(
             (
                 r["charged"].as_str(),
                 r["unpaid"].as_str(),
                 r["balance_after"].as_str()
             ),
-            (Some("5"), Some("2.5"), Some("0"))
+            (Some("5.00"), Some("2.50"), Some("0.00"))
         );
+        // money is minor units: a balance or hold with fractions of a cent is rounded,
+        // half away from zero; a currency that is not ISO 4217 is refused
+        w.set_balance("CENTS", d("10.005"), "eur").await.unwrap();
+        assert_eq!(
+            w.wallet("CENTS").await.unwrap().unwrap()["balance"],
+            "10.01"
+        );
+        assert_eq!(
+            w.hold("S6", "CENTS", d("1.004")).await.unwrap(),
+            Hold::Held(d("1.00"))
+        );
+        let r = w
+            .capture("S6", Money::round(d("1.00468"), eur("0").currency()))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(r["charged"].as_str(), Some("1.00"));
+        assert!(matches!(
+            w.set_balance("X", d("1"), "EURO").await,
+            Err(PaymentError::Money(_))
+        ));
+        // a price in another currency than the wallet is not captured
+        w.set_balance("USD-CARD", d("50"), "USD").await.unwrap();
+        w.hold("S7", "USD-CARD", d("10")).await.unwrap();
+        assert!(matches!(
+            w.capture("S7", eur("5")).await,
+            Err(PaymentError::CurrencyMismatch { .. })
+        ));
+        assert_eq!(
+            w.wallet("USD-CARD").await.unwrap().unwrap()["balance"],
+            "40.00"
+        );
+    }
+
+    /// Concurrent holds on one wallet on PostgreSQL: exactly as many succeed
+    /// as the balance covers (without row locks every one read the same
+    /// balance and succeeded).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_holds_on_postgres_never_overdraw() {
+        use sqlx::Connection;
+        let admin = std::env::var("CSMS_TEST_POSTGRES")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+        let name = format!("csms_pay_{}", std::process::id());
+        let mut c = sqlx::PgConnection::connect(&admin).await.unwrap();
+        sqlx::query(&format!("DROP DATABASE IF EXISTS {name}"))
+            .execute(&mut c)
+            .await
+            .unwrap();
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut c)
+            .await
+            .unwrap();
+        let url = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
+        let w = Wallets::new(Store::open(&url).await.unwrap());
+        w.set_balance("TOK", d("50"), "EUR").await.unwrap();
+        let holds = (0..10).map(|i| {
+            let w = w.clone();
+            tokio::spawn(async move { w.hold(&format!("S{i}"), "TOK", d("10")).await })
+        });
+        let mut held = 0;
+        for h in holds {
+            if let Ok(Hold::Held(_)) = h.await.unwrap() {
+                held += 1;
+            }
+        }
+        let balance = w.wallet("TOK").await.unwrap().unwrap()["balance"].clone();
+        drop(w);
+        sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .execute(&mut c)
+            .await
+            .unwrap();
+        assert_eq!((held, balance.as_str()), (5, Some("0.00")));
     }
 }

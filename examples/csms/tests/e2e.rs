@@ -442,7 +442,12 @@ fn full_story(name: &str, db: Option<&str>) {
             (200, Some("Captured")),
             "{pay}"
         );
-        assert_eq!(pay["receipt"]["charged"], incl, "{pay}");
+        // charged in minor units: the CDR's total rounded once to the cent
+        let charged: rust_decimal::Decimal =
+            pay["receipt"]["charged"].as_str().unwrap().parse().unwrap();
+        let cdr_total: rust_decimal::Decimal = incl.parse().unwrap();
+        assert_eq!(charged, cdr_total.round_dp(2), "{pay}");
+        assert_eq!(charged.scale(), 2, "printed in cents: {pay}");
         assert!(
             !detail["meter_values"].as_array().unwrap().is_empty(),
             "{detail}"
@@ -454,7 +459,7 @@ fn full_story(name: &str, db: Option<&str>) {
         assert!(!st["connectors"].as_array().unwrap().is_empty(), "{st}");
     }
     let (_, w) = http(h, "GET", "/api/wallets/TAG1", None, Some(KEY));
-    assert_eq!(w["balance"], "35.2", "40 - 1.72 - 1.54 - 1.54: {w}");
+    assert_eq!(w["balance"], "35.20", "40 - 1.72 - 1.54 - 1.54: {w}");
     // wrong password and unknown identities are refused at the handshake
     let (ok, out, _) = python_session(&csms, "PY201", "2.0.1", "not-the-password-at-all");
     assert!(!ok && out.contains("401"), "{out}");
