@@ -296,10 +296,13 @@ impl std::fmt::Debug for Server {
 }
 
 /// A station identity: 1–48 characters of `A-Za-z0-9*-_=:+|@.`
-/// (2.0.1 Part 4 §3.1.1 `identifierString`, the charge point identity).
+/// (2.0.1 Part 4 §3.1.1 `identifierString`, the charge point identity), and
+/// not dots alone (`.`, `..` name directories in every path an application
+/// may build from an identity).
 fn valid_identity(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= 48
+        && !id.bytes().all(|b| b == b'.')
         && id
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"*-_=:+|@.".contains(&b))
@@ -785,6 +788,10 @@ mod tests {
         assert!(!valid_identity(""));
         assert!(!valid_identity("a/b"));
         assert!(!valid_identity(&"x".repeat(49)));
+        assert!(!valid_identity("."));
+        assert!(!valid_identity(".."));
+        assert!(!valid_identity("..."));
+        assert!(valid_identity("a..b"));
         assert_eq!(percent_decode("CP%20001").as_deref(), Some("CP 001"));
         assert_eq!(percent_decode("CP%2"), None);
     }
