@@ -219,11 +219,13 @@ struct StationBody {
 
 fn valid_identity(id: &str) -> bool {
     // OCPP 2.0.1 security whitepaper / Part 4: identity ≤ 48 printable characters, no ':' (Basic auth user)
+    // and not dots alone: `.` and `..` name directories
     !id.is_empty()
         && id.len() <= 48
+        && !id.bytes().all(|b| b == b'.')
         && id
             .bytes()
-            .all(|b| b.is_ascii_graphic() && b != b':' && b != b'/')
+            .all(|b| b.is_ascii_graphic() && b != b':' && b != b'/' && b != b'\\')
 }
 
 async fn put_station(
@@ -852,5 +854,8 @@ mod tests {
         assert!(!valid_identity("a:b"));
         assert!(!valid_identity("a/b"));
         assert!(!valid_identity(&"x".repeat(49)));
+        assert!(!valid_identity("."));
+        assert!(!valid_identity(".."));
+        assert!(!valid_identity("a\\b"));
     }
 }

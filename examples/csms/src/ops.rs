@@ -37,8 +37,17 @@ fn firmware_dir(app: &App) -> PathBuf {
     app.config.data_dir.join("firmware")
 }
 
+/// A station's upload folder: named by the server (a digest of the
+/// identity), never by the identity itself, so no identity can name a path
+/// outside `uploads/`.
 fn upload_dir(app: &App, station: &str) -> PathBuf {
-    app.config.data_dir.join("uploads").join(station)
+    app.config.data_dir.join("uploads").join(upload_folder(station))
+}
+
+fn upload_folder(station: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(station.as_bytes());
+    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// `PUT /api/firmware/{name}`: stores a firmware image (raw body).
@@ -361,5 +370,21 @@ pub async fn put_local_list(
             .into_response())
         }
         Err(e) => Err(ApiError::new(StatusCode::BAD_GATEWAY, e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upload_folders_are_server_named() {
+        for id in ["..", ".", "../../data", "CP1", "a/b"] {
+            let f = upload_folder(id);
+            assert_eq!(f.len(), 32);
+            assert!(f.bytes().all(|b| b.is_ascii_hexdigit()), "{f}");
+        }
+        assert_ne!(upload_folder("CP1"), upload_folder("CP2"));
+        assert_eq!(upload_folder("CP1"), upload_folder("CP1"));
     }
 }
