@@ -16,6 +16,10 @@
 //!   grammar model below and drift-checked;
 //! - [`grammar`]: the grammar runtime (event codes of a state) the engine
 //!   and the generated codecs share;
+//! - `session` (feature `messages`): sans-IO SECC and EVCC session machines —
+//!   the SupportedAppProtocol step, the DIN 70121 / ISO 15118-2 timers as
+//!   deadlines, and DIN 70121 DC EIM from SessionSetup to SessionStop
+//!   (ISO 15118-2 not yet), effects out as `Transmit`/`SessionEnded`/EVSE requests;
 //! - [`lenient`]: the decoding policy (strict by default) that accepts the
 //!   deviations real cars and chargers send — bytes after the document, an
 //!   integer outside its facet — each reported as a warning with its bit
@@ -85,6 +89,9 @@ pub mod lenient;
 pub mod messages;
 pub mod schema;
 pub mod sdp;
+#[cfg(feature = "messages")]
+#[cfg_attr(docsrs, doc(cfg(feature = "messages")))]
+pub mod session;
 pub mod v2gtp;
 
 /// The README's examples compile and run as doctests.

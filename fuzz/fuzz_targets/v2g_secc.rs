@@ -1,0 +1,57 @@
+#![no_main]
+//! Arbitrary bytes as messages into both DIN session machines (after a
+//! valid handshake, and raw): never a panic, nothing after the end.
+use std::time::{Duration, Instant};
+
+use evproto_iso15118::app_protocol::{self, Message, ResponseCode, SupportedAppProtocolRes};
+use evproto_iso15118::session::{Effect, Evcc, EvccConfig, Secc, SeccConfig};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let now = Instant::now();
+    let mut evcc = Evcc::new(EvccConfig::din_dc(vec![1; 6]), now);
+    let Some(Effect::Transmit(sap_req)) = evcc.poll_effect() else { unreachable!() };
+    let mut secc = Secc::new(SeccConfig::new(vec![1, 2, 3, 4]), now);
+    secc.handle_message(now, &sap_req);
+    let mut sap_res = Vec::new();
+    app_protocol::encode(
+        &Message::Res(SupportedAppProtocolRes {
+            response_code: ResponseCode::OkSuccessfulNegotiation,
+            schema_id: Some(1),
+        }),
+        &mut sap_res,
+    );
+    evcc.handle_message(now, &sap_res);
+    let mut raw_secc = Secc::new(SeccConfig::new(vec![1]), now);
+    let mut raw_evcc = Evcc::new(EvccConfig::din_dc(vec![1; 6]), now);
+    // the input is messages split at 0xff bytes, each followed by 10 ms
+    let mut t = now;
+    let mut ended = [false; 4];
+    for chunk in data.split(|b| *b == 0xff) {
+        t += Duration::from_millis(10);
+        secc.handle_message(t, chunk);
+        evcc.handle_message(t, chunk);
+        raw_secc.handle_message(t, chunk);
+        raw_evcc.handle_message(t, chunk);
+        secc.handle_timeout(t);
+        evcc.handle_timeout(t);
+        drain_secc(&mut secc, &mut ended[0]);
+        drain_secc(&mut raw_secc, &mut ended[1]);
+        drain_evcc(&mut evcc, &mut ended[2]);
+        drain_evcc(&mut raw_evcc, &mut ended[3]);
+    }
+});
+
+fn drain_secc(m: &mut Secc, ended: &mut bool) {
+    while let Some(e) = m.poll_effect() {
+        assert!(!*ended, "effect after SessionEnded");
+        *ended |= matches!(e, Effect::SessionEnded { .. });
+    }
+}
+
+fn drain_evcc(m: &mut Evcc, ended: &mut bool) {
+    while let Some(e) = m.poll_effect() {
+        assert!(!*ended, "effect after SessionEnded");
+        *ended |= matches!(e, Effect::SessionEnded { .. });
+    }
+}

@@ -1,0 +1,139 @@
+//! `cargo bench -p evproto-iso15118 --bench session`: the DIN DC session
+//! machines in memory, every message through the generated EXI codecs.
+//!
+//! - `din_dc/full_session_100_loops`: handshake to SessionStop with 100
+//!   CurrentDemand loops, our EVCC against our SECC on a virtual clock
+//!   (authorization, isolation and schedules answered at once);
+//! - `din_dc/secc_current_demand`: the SECC's cost of one CurrentDemandReq
+//!   (decode, answer, encode, drain).
+#![allow(missing_docs)]
+
+use std::time::{Duration, Instant};
+
+use criterion::{black_box, criterion_group, criterion_main, Criterion};
+use evproto_iso15118::session::{
+    din, Authorization, Effect, EndReason, Evcc, EvccConfig, EvseRequest, Isolation, Secc,
+    SeccConfig, StopKind,
+};
+
+const SESSION: [u8; 4] = [1, 2, 3, 4];
+
+/// Runs one session; returns the EVCC's requests.
+fn session(loops: u32) -> Vec<Vec<u8>> {
+    let mut now = Instant::now();
+    let mut secc = Secc::new(SeccConfig::new(SESSION.to_vec()), now);
+    let mut evcc = Evcc::new(EvccConfig::din_dc(vec![1; 6]), now);
+    let mut sent = Vec::new();
+    let mut stop_asked = false;
+    loop {
+        let mut progress = true;
+        while progress {
+            progress = false;
+            while let Some(e) = evcc.poll_effect() {
+                progress = true;
+                match e {
+                    Effect::Transmit(b) => {
+                        secc.handle_message(now, &b);
+                        sent.push(b);
+                    }
+                    Effect::SessionEnded { reason } => {
+                        assert_eq!(reason, EndReason::Finished);
+                        return sent;
+                    }
+                    _ => {}
+                }
+            }
+            while let Some(e) = secc.poll_effect() {
+                progress = true;
+                match e {
+                    Effect::Transmit(b) => evcc.handle_message(now, &b),
+                    Effect::Evse(EvseRequest::Authorize { .. }) => {
+                        secc.handle_authorization(now, Authorization::Accepted)
+                    }
+                    Effect::Evse(EvseRequest::Schedules { .. }) => {
+                        secc.handle_schedules(now, vec![])
+                    }
+                    Effect::Evse(EvseRequest::StartCableCheck) => {
+                        let mut e = secc.evse().clone();
+                        e.isolation = Isolation::Valid;
+                        secc.set_evse(e);
+                    }
+                    Effect::Evse(EvseRequest::Target { voltage, current }) => {
+                        let mut e = secc.evse().clone();
+                        e.present_voltage = voltage;
+                        e.present_current = current;
+                        secc.set_evse(e);
+                    }
+                    _ => {}
+                }
+            }
+            if !stop_asked && evcc.charge_loops() >= loops {
+                stop_asked = true;
+                evcc.request_stop(StopKind::Terminate);
+            }
+        }
+        let next = [secc.poll_timeout(), evcc.poll_timeout()]
+            .into_iter()
+            .flatten()
+            .min()
+            .expect("a deadline");
+        now = now.max(next);
+        evcc.handle_timeout(now);
+        secc.handle_timeout(now);
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    c.bench_function("din_dc/full_session_100_loops", |b| {
+        b.iter(|| black_box(session(100)))
+    });
+
+    // a SECC in its charge loop, and a CurrentDemandReq for it
+    let script = session(2);
+    let start = script
+        .iter()
+        .position(|b| din::response_code(b).is_none() && is_current_demand(b))
+        .expect("a CurrentDemandReq");
+    let mut now = Instant::now();
+    let mut secc = Secc::new(SeccConfig::new(SESSION.to_vec()), now);
+    for b in &script[..start] {
+        secc.handle_message(now, b);
+        while let Some(e) = secc.poll_effect() {
+            match e {
+                Effect::Evse(EvseRequest::Authorize { .. }) => {
+                    secc.handle_authorization(now, Authorization::Accepted)
+                }
+                Effect::Evse(EvseRequest::Schedules { .. }) => secc.handle_schedules(now, vec![]),
+                Effect::Evse(EvseRequest::StartCableCheck) => {
+                    let mut e = secc.evse().clone();
+                    e.isolation = Isolation::Valid;
+                    secc.set_evse(e);
+                }
+                _ => {}
+            }
+        }
+    }
+    let req = script[start].clone();
+    c.bench_function("din_dc/secc_current_demand", |b| {
+        b.iter(|| {
+            now += Duration::from_millis(100);
+            secc.handle_message(now, black_box(&req));
+            let mut n = 0;
+            while let Some(e) = secc.poll_effect() {
+                if let Effect::Transmit(bytes) = e {
+                    n += bytes.len();
+                }
+            }
+            assert!(n > 0 && secc.ended().is_none());
+            n
+        })
+    });
+}
+
+fn is_current_demand(b: &[u8]) -> bool {
+    use evproto_iso15118::messages::din as m;
+    matches!(m::Message::decode(b), Ok(m::Message::V2gMessage(v)) if v.body.current_demand_req.is_some())
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -1,0 +1,1017 @@
+//! Sans-IO session state machines: the SECC (charger) and the EVCC (car),
+//! from the SupportedAppProtocol handshake to SessionStop. DIN SPEC 70121
+//! DC with external identification means (EIM) is done; ISO 15118-2 is not
+//! yet (the handshake does not offer it: [`Protocol`] has DIN only).
+//!
+//! A machine never reads a clock, never draws random numbers and does no
+//! I/O: bytes come in through `handle_message(now, exi)`, time through
+//! `handle_timeout(now)`, the charger's or car's answers through
+//! `handle_*`/`set_*` calls, and everything it wants done comes out of
+//! `poll_effect()` as an [`Effect`]; `poll_timeout()` says when to call
+//! `handle_timeout` next. Messages are EXI payloads (V2GTP payload type
+//! `0x8001`): the shell frames them with [`crate::v2gtp`].
+//!
+//! - [`Secc`] / [`Evcc`]: the SupportedAppProtocol step ([`crate::app_protocol::negotiate`]
+//!   on the SECC, the EV's offer list on the EVCC) followed by the machine of the
+//!   chosen protocol, [`din::Secc`]/[`din::Evcc`];
+//! - [`Timers`]: the timers of both standards as deadlines ([`TimerKind`] cites the tables);
+//! - [`EvseStatus`], [`EvStatus`]: what the machines cannot know, given by the shell.
+//!
+//! # Call order and time
+//!
+//! - Feed every EXI payload from the peer to `handle_message`, in order. Call
+//!   `handle_timeout` when the instant from `poll_timeout` has come.
+//! - After **every** input (message, timeout, `handle_*`/`set_*`), drain
+//!   `poll_effect` until `None` (send each [`Effect::Transmit`] in order),
+//!   then read `poll_timeout`.
+//! - `now` must never go backwards. After [`Effect::SessionEnded`] the
+//!   machine takes no more input; close the TCP connection.
+//!
+//! # Why plain data and request/answer calls, not `Evse`/`Ev` traits
+//!
+//! The SECC must answer every request within its performance time, and
+//! some decisions (the authorization by a backend, the SA schedules, the
+//! isolation test) take seconds. A trait called synchronously would make
+//! the machine wait for the shell or force it to be `async`, which the
+//! cores must not be (STYLE §2.3). So the machines split what they need in two:
+//!
+//! - **measurements and limits** that are always available — present
+//!   voltage/current, limits, isolation state, emergency stop, meter: a
+//!   snapshot the shell keeps current with `set_evse` / `set_ev`
+//!   ([`EvseStatus`], [`EvStatus`]); the machine answers from the latest one;
+//! - **decisions** that take time — authorization, schedules: the machine
+//!   asks once with [`Effect::Evse`] and the shell answers later
+//!   ([`Secc::handle_authorization`], [`Secc::handle_schedules`]); until
+//!   then the SECC answers `EVSEProcessing=Ongoing`. A cable check is
+//!   `Ongoing` until the snapshot's isolation leaves `Invalid`.
+//!
+//! Plain data is also what a fuzzer and a proptest can generate, and what a
+//! test can script on a virtual clock.
+//!
+//! ```
+//! use std::time::{Duration, Instant};
+//! use evproto_iso15118::session::{Effect, Evcc, EvccConfig, Secc, SeccConfig};
+//!
+//! let now = Instant::now();
+//! let mut secc = Secc::new(SeccConfig::new(vec![0x1d, 0xc9, 0x83, 0xcd, 0x60, 0, 0, 1]), now);
+//! let mut evcc = Evcc::new(EvccConfig::din_dc(vec![0x84, 0x87, 0x72, 0x60, 0xf3, 0x58]), now);
+//! // the EVCC speaks first: its SupportedAppProtocolReq
+//! let Some(Effect::Transmit(req)) = evcc.poll_effect() else { panic!() };
+//! secc.handle_message(now, &req);
+//! let Some(Effect::Transmit(res)) = secc.poll_effect() else { panic!() };
+//! evcc.handle_message(now, &res);
+//! assert_eq!(evcc.protocol(), Some(evproto_iso15118::session::Protocol::Din));
+//! // ... and SessionSetupReq follows
+//! assert!(matches!(evcc.poll_effect(), Some(Effect::Transmit(_))));
+//! assert!(secc.poll_timeout().unwrap() <= now + Duration::from_secs(60));
+//! ```
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use crate::app_protocol::{self, AppProtocol, Offer, ResponseCode, SupportedAppProtocolReq};
+
+pub mod din;
+mod timers;
+
+pub use timers::{msg_timeout, MsgKind, Standard, TimerConfig, TimerKind, Timers};
+
+/// The protocol a session speaks after the handshake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Protocol {
+    /// DIN SPEC 70121:2012 (`urn:din:70121:2012:MsgDef`).
+    Din,
+}
+
+impl Protocol {
+    /// The SupportedAppProtocol offer of this protocol.
+    pub fn offer(self) -> Offer {
+        match self {
+            Protocol::Din => Offer::DIN,
+        }
+    }
+}
+
+/// An energy transfer mode (DIN `EVRequestedEnergyTransferType`, -2 `EnergyTransferModeType`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum EnergyMode {
+    /// AC, one phase.
+    AcSinglePhaseCore,
+    /// AC, three phases.
+    AcThreePhaseCore,
+    /// DC over the AC pins.
+    DcCore,
+    /// DC over the extra pins of the combo inlet (CCS).
+    DcExtended,
+    /// DC combo core.
+    DcComboCore,
+    /// DC unique.
+    DcUnique,
+}
+
+impl EnergyMode {
+    /// Whether this is a DC mode.
+    pub fn is_dc(self) -> bool {
+        !matches!(
+            self,
+            EnergyMode::AcSinglePhaseCore | EnergyMode::AcThreePhaseCore
+        )
+    }
+}
+
+/// Why a session ended (the payload of [`Effect::SessionEnded`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EndReason {
+    /// SessionStop answered OK: the normal end.
+    Finished,
+    /// SupportedAppProtocol found nothing in common (`Failed_NoNegotiation`).
+    NoNegotiation,
+    /// A request that is not allowed in the current state (the SECC answered
+    /// `FAILED_SequenceError`), or a response the EVCC did not wait for.
+    SequenceError,
+    /// The request's SessionID is not this session's (`FAILED_UnknownSession`).
+    UnknownSession,
+    /// A timer ran out.
+    Timeout(TimerKind),
+    /// The EVSE reported an emergency stop (`EVSE_EmergencyShutdown`).
+    EmergencyStop,
+    /// The isolation monitor reported a fault (`EVSEIsolationStatus=Fault`).
+    IsolationFault,
+    /// The authorization was refused.
+    AuthorizationRejected,
+    /// The peer's answer carried a `FAILED*` code, or the SECC answered one.
+    Failed {
+        /// The response code's name as in the schema.
+        response_code: String,
+    },
+    /// Bytes that are not a message of the session's schema, or a value
+    /// the machine cannot take.
+    Malformed(String),
+}
+
+/// The EVSE's side of a decision the SECC cannot take alone; answer with
+/// the named `Secc` method.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum EvseRequest {
+    /// Authorize the EV (EIM: RFID, app, free charging...); answer with
+    /// [`Secc::handle_authorization`]. The SECC answers `Ongoing` until then.
+    Authorize {
+        /// The EVCCID from SessionSetupReq (the EV's MAC address).
+        evcc_id: Vec<u8>,
+    },
+    /// The SA schedules for the EV's request; answer with
+    /// [`Secc::handle_schedules`]. The SECC answers `Ongoing` until then.
+    Schedules {
+        /// The EV's `MaxEntriesSAScheduleTuple`, if any (DIN has none).
+        max_entries: Option<u16>,
+        /// The EV's departure time in seconds from now, if given.
+        departure_time: Option<u32>,
+        /// The energy the EV asks for, in Wh, if given.
+        energy_request_wh: Option<f64>,
+        /// True when this follows a renegotiation.
+        renegotiation: bool,
+    },
+    /// Start the isolation test; report its result in
+    /// [`EvseStatus::isolation`] (the SECC answers `Ongoing` while it is `Invalid`).
+    StartCableCheck,
+    /// Drive the power module to this target (PreCharge, CurrentDemand);
+    /// report the result in [`EvseStatus::present_voltage`] / `present_current`.
+    Target {
+        /// Volts.
+        voltage: f64,
+        /// Amperes.
+        current: f64,
+    },
+    /// Close (`true`) or open the output contactors (PowerDelivery).
+    Power(bool),
+}
+
+/// What the EVCC tells the car's shell; nothing here needs an answer (the
+/// car's state goes in through [`Evcc::set_ev`] and [`Evcc::request_stop`]).
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum EvNotice {
+    /// PreCharge reached the target: close the EV's contactors.
+    PreChargeDone,
+    /// PowerDelivery(Start) was accepted: energy flows.
+    ChargingStarted,
+    /// The EVSE's present values from a charge-loop answer.
+    Present {
+        /// Volts.
+        voltage: f64,
+        /// Amperes (DC; `0` for AC, where the EVSE does not report it).
+        current: f64,
+    },
+    /// PowerDelivery(Stop) was accepted: open the EV's contactors.
+    ChargingStopped,
+}
+
+/// What a machine wants done. Drain with `poll_effect`.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Effect {
+    /// Send this EXI payload (frame it as V2GTP payload type `0x8001`).
+    Transmit(Vec<u8>),
+    /// The session is over; close the connection. Comes once, last.
+    SessionEnded {
+        /// Why.
+        reason: EndReason,
+    },
+    /// The SECC asks the EVSE (see [`EvseRequest`]).
+    Evse(EvseRequest),
+    /// The EVCC tells the car (see [`EvNotice`]).
+    Ev(EvNotice),
+}
+
+/// Isolation monitor state (`isolationLevelType`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Isolation {
+    /// Not (yet) measured: a cable check is `Ongoing` while this holds.
+    Invalid,
+    /// Isolation OK.
+    Valid,
+    /// Degraded but chargeable.
+    Warning,
+    /// Isolation fault: the session fails.
+    Fault,
+    /// No isolation monitor (DIN reports `Invalid`).
+    NoImd,
+}
+
+/// The EVSE's measurements and limits, kept current by the shell
+/// ([`Secc::set_evse`]). Units: V, A, W, Wh.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EvseStatus {
+    /// Highest output voltage.
+    pub max_voltage: f64,
+    /// Lowest output voltage (DC).
+    pub min_voltage: f64,
+    /// Highest output current.
+    pub max_current: f64,
+    /// Lowest output current.
+    pub min_current: f64,
+    /// Highest output power.
+    pub max_power: f64,
+    /// DC current ripple (peak to peak).
+    pub peak_current_ripple: f64,
+    /// Voltage at the output now.
+    pub present_voltage: f64,
+    /// Current at the output now.
+    pub present_current: f64,
+    /// Isolation monitor state.
+    pub isolation: Isolation,
+    /// The emergency stop was pressed or the EVSE shut down: the SECC
+    /// answers the next request with `FAILED` and `EVSE_EmergencyShutdown`
+    /// and ends the session.
+    pub emergency_stop: bool,
+    /// Meter reading in Wh, if a meter is present.
+    pub meter_wh: Option<u64>,
+}
+
+impl Default for EvseStatus {
+    fn default() -> Self {
+        Self {
+            max_voltage: 500.0,
+            min_voltage: 50.0,
+            max_current: 125.0,
+            min_current: 0.0,
+            max_power: 50_000.0,
+            peak_current_ripple: 1.0,
+            present_voltage: 0.0,
+            present_current: 0.0,
+            isolation: Isolation::Invalid,
+            emergency_stop: false,
+            meter_wh: None,
+        }
+    }
+}
+
+/// The authorization decision (EIM).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Authorization {
+    /// Charge.
+    Accepted,
+    /// Do not: the SECC answers `FAILED` and ends the session.
+    Rejected,
+}
+
+/// One SA schedule tuple: its id and its PMax entries.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScheduleTuple {
+    /// `SAScheduleTupleID`.
+    pub id: u8,
+    /// `(start in s from now, PMax in W)`, in order; the first starts at 0.
+    pub entries: Vec<(u32, f64)>,
+    /// The schedule's length in s (the first entry's `duration`), 86400 by default.
+    pub duration: u32,
+}
+
+/// The car's state, kept current by the shell ([`Evcc::set_ev`]). Units: V, A, W, Wh, %.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EvStatus {
+    /// Battery capacity.
+    pub battery_capacity_wh: f64,
+    /// State of charge, 0..=100.
+    pub soc: u8,
+    /// Highest voltage the EV takes.
+    pub max_voltage: f64,
+    /// Highest current the EV takes.
+    pub max_current: f64,
+    /// Highest power the EV takes.
+    pub max_power: f64,
+    /// The voltage the EV asks for (PreCharge, CurrentDemand).
+    pub target_voltage: f64,
+    /// The current the EV asks for.
+    pub target_current: f64,
+    /// Energy the EV wants.
+    pub energy_request_wh: f64,
+    /// Departure time, s from now.
+    pub departure_time: Option<u32>,
+    /// The battery is full: the EVCC sets `ChargingComplete` and stops.
+    pub charging_complete: bool,
+}
+
+impl Default for EvStatus {
+    fn default() -> Self {
+        Self {
+            battery_capacity_wh: 60_000.0,
+            soc: 40,
+            max_voltage: 450.0,
+            max_current: 120.0,
+            max_power: 50_000.0,
+            target_voltage: 400.0,
+            target_current: 100.0,
+            energy_request_wh: 30_000.0,
+            departure_time: None,
+            charging_complete: false,
+        }
+    }
+}
+
+/// How the EVCC ends its session ([`Evcc::request_stop`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum StopKind {
+    /// SessionStop (DIN has no pause).
+    Terminate,
+}
+
+/// A session the SECC may rejoin: a SessionSetupReq carrying this id is
+/// answered `OK_OldSessionJoined` and keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PausedSession {
+    /// Its id.
+    pub session_id: Vec<u8>,
+}
+
+/// SECC settings.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct SeccConfig {
+    /// The id of a new session (1..=8 bytes, not all zero): injected so the
+    /// machine draws no random numbers.
+    pub session_id: Vec<u8>,
+    /// EVSEID: DIN takes bytes (hexBinary): this string's bytes (at most
+    /// 32), one zero byte when empty.
+    pub evse_id: String,
+    /// The protocols offered, by the SECC's preference in case of a tie.
+    pub protocols: Vec<Protocol>,
+    /// Energy transfer modes offered.
+    pub energy_modes: Vec<EnergyMode>,
+    /// Timer values.
+    pub timers: TimerConfig,
+    /// A session a SessionSetupReq may rejoin.
+    pub resume: Option<PausedSession>,
+    /// Initial EVSE state.
+    pub evse: EvseStatus,
+}
+
+impl SeccConfig {
+    /// DIN, DC extended, default timers.
+    pub fn new(session_id: Vec<u8>) -> Self {
+        Self {
+            session_id,
+            evse_id: "DE*EVP*E1".into(),
+            protocols: vec![Protocol::Din],
+            energy_modes: vec![EnergyMode::DcExtended],
+            timers: TimerConfig::default(),
+            resume: None,
+            evse: EvseStatus::default(),
+        }
+    }
+    /// Sets [`SeccConfig::protocols`].
+    pub fn with_protocols(mut self, p: Vec<Protocol>) -> Self {
+        self.protocols = p;
+        self
+    }
+    /// Sets [`SeccConfig::energy_modes`].
+    pub fn with_energy_modes(mut self, m: Vec<EnergyMode>) -> Self {
+        self.energy_modes = m;
+        self
+    }
+    /// Sets [`SeccConfig::resume`].
+    pub fn with_resume(mut self, p: Option<PausedSession>) -> Self {
+        self.resume = p;
+        self
+    }
+    /// Sets [`SeccConfig::evse`].
+    pub fn with_evse(mut self, e: EvseStatus) -> Self {
+        self.evse = e;
+        self
+    }
+    /// Sets [`SeccConfig::timers`].
+    pub fn with_timers(mut self, t: TimerConfig) -> Self {
+        self.timers = t;
+        self
+    }
+}
+
+/// EVCC settings.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct EvccConfig {
+    /// EVCCID: the EV's MAC address (6 bytes).
+    pub evcc_id: Vec<u8>,
+    /// The protocols offered, best first (priority 1, 2, ...).
+    pub protocols: Vec<Protocol>,
+    /// The energy transfer mode asked for.
+    pub energy_mode: EnergyMode,
+    /// Time between two charge-loop requests and between repeated requests
+    /// after `Ongoing` (PreCharge, CableCheck, Authorization ...). Default 100 ms.
+    pub loop_interval: Duration,
+    /// PreCharge is done when the EVSE's present voltage is within this of
+    /// the target (V). Default 20 V.
+    pub precharge_tolerance: f64,
+    /// Timer values.
+    pub timers: TimerConfig,
+    /// Initial car state.
+    pub ev: EvStatus,
+}
+
+impl EvccConfig {
+    /// A DIN DC (extended) EVCC.
+    pub fn din_dc(evcc_id: Vec<u8>) -> Self {
+        Self {
+            evcc_id,
+            protocols: vec![Protocol::Din],
+            energy_mode: EnergyMode::DcExtended,
+            loop_interval: Duration::from_millis(100),
+            precharge_tolerance: 20.0,
+            timers: TimerConfig::default(),
+            ev: EvStatus::default(),
+        }
+    }
+    /// Sets [`EvccConfig::loop_interval`].
+    pub fn with_loop_interval(mut self, d: Duration) -> Self {
+        self.loop_interval = d;
+        self
+    }
+    /// Sets [`EvccConfig::ev`].
+    pub fn with_ev(mut self, ev: EvStatus) -> Self {
+        self.ev = ev;
+        self
+    }
+    /// Sets [`EvccConfig::timers`].
+    pub fn with_timers(mut self, t: TimerConfig) -> Self {
+        self.timers = t;
+        self
+    }
+    /// Sets [`EvccConfig::protocols`].
+    pub fn with_protocols(mut self, p: Vec<Protocol>) -> Self {
+        self.protocols = p;
+        self
+    }
+}
+
+// ---- shared plumbing ----
+
+/// The effect queue, timers and end flag every machine has.
+#[derive(Debug)]
+pub(crate) struct Core {
+    pub(crate) effects: VecDeque<Effect>,
+    pub(crate) timers: Timers,
+    pub(crate) ended: Option<EndReason>,
+}
+
+impl Core {
+    pub(crate) fn new() -> Self {
+        Self {
+            effects: VecDeque::new(),
+            timers: Timers::default(),
+            ended: None,
+        }
+    }
+    pub(crate) fn transmit(&mut self, bytes: Vec<u8>) {
+        self.effects.push_back(Effect::Transmit(bytes));
+    }
+    /// Ends the session once: clears the timers, reports the reason.
+    pub(crate) fn end(&mut self, reason: EndReason) {
+        if self.ended.is_none() {
+            self.timers.clear();
+            self.ended = Some(reason.clone());
+            self.effects.push_back(Effect::SessionEnded { reason });
+        }
+    }
+    pub(crate) fn is_ended(&self) -> bool {
+        self.ended.is_some()
+    }
+}
+
+/// `(value, multiplier)` for a `PhysicalValueType`: the smallest multiplier
+/// in -3..=3 whose value fits an `i16`, clamped beyond.
+pub(crate) fn scale(x: f64) -> (i16, i8) {
+    if !x.is_finite() {
+        return (0, 0);
+    }
+    for m in -3i8..=3 {
+        let v = (x / 10f64.powi(i32::from(m))).round();
+        if v.abs() <= f64::from(i16::MAX) {
+            return (v as i16, m);
+        }
+    }
+    (if x < 0.0 { i16::MIN } else { i16::MAX }, 3)
+}
+
+/// The number a `PhysicalValueType` stands for.
+pub(crate) fn unscale(value: i16, multiplier: i8) -> f64 {
+    f64::from(value) * 10f64.powi(i32::from(multiplier))
+}
+
+/// Energy accounting of a charge loop: `V × I` over the time since the last
+/// loop answer, in Wh.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Energy {
+    pub(crate) wh: f64,
+    last: Option<Instant>,
+}
+
+impl Energy {
+    pub(crate) fn add(&mut self, now: Instant, voltage: f64, current: f64) {
+        if let Some(last) = self.last {
+            let dt = now.saturating_duration_since(last).as_secs_f64();
+            self.wh += voltage * current * dt / 3600.0;
+        }
+        self.last = Some(now);
+    }
+    /// A pause in the loop (PowerDelivery stop, renegotiation).
+    pub(crate) fn pause(&mut self) {
+        self.last = None;
+    }
+}
+
+// ---- the top-level machines: handshake, then the protocol's machine ----
+
+#[derive(Debug)]
+enum SeccInner {
+    Handshake(Core),
+    Din(Box<din::Secc>),
+}
+
+/// The SECC of one TCP connection: the SupportedAppProtocol handshake, then
+/// [`din::Secc`]. See the [module docs](self) for the call order.
+///
+/// ```text
+///  Handshake ──SupportedAppProtocolReq──► negotiate ──DIN──► din::Secc
+///      └── no match / garbage / V2G_SECC_CommunicationSetup timeout ──► SessionEnded
+/// ```
+#[derive(Debug)]
+pub struct Secc {
+    config: SeccConfig,
+    inner: SeccInner,
+}
+
+impl Secc {
+    /// A SECC for a connection accepted at `now`: the
+    /// V2G_SECC_CommunicationSetup timer starts.
+    pub fn new(config: SeccConfig, now: Instant) -> Self {
+        let mut core = Core::new();
+        core.timers.arm(
+            TimerKind::SeccCommunicationSetup,
+            now + config.timers.communication_setup,
+        );
+        Self {
+            config,
+            inner: SeccInner::Handshake(core),
+        }
+    }
+
+    /// The protocol chosen, once the handshake is done.
+    pub fn protocol(&self) -> Option<Protocol> {
+        match &self.inner {
+            SeccInner::Handshake(_) => None,
+            SeccInner::Din(_) => Some(Protocol::Din),
+        }
+    }
+
+    /// The DIN machine, when DIN was chosen.
+    pub fn din(&self) -> Option<&din::Secc> {
+        match &self.inner {
+            SeccInner::Din(m) => Some(m),
+            _ => None,
+        }
+    }
+
+    /// One EXI payload from the EVCC.
+    pub fn handle_message(&mut self, now: Instant, exi: &[u8]) {
+        match &mut self.inner {
+            SeccInner::Din(m) => m.handle_message(now, exi),
+            SeccInner::Handshake(core) => {
+                if core.is_ended() {
+                    return;
+                }
+                let req = match app_protocol::decode(exi) {
+                    Ok(app_protocol::Message::Req(req)) => req,
+                    Ok(_) => return core.end(EndReason::SequenceError),
+                    Err(e) => return core.end(EndReason::Malformed(e.to_string())),
+                };
+                let offers: Vec<Offer> = self.config.protocols.iter().map(|p| p.offer()).collect();
+                let res = app_protocol::negotiate(&req, &offers);
+                let chosen = res.schema_id.and_then(|id| {
+                    let p = req.app_protocols.iter().find(|p| p.schema_id == id)?;
+                    self.config
+                        .protocols
+                        .iter()
+                        .copied()
+                        .find(|o| o.offer().namespace == p.protocol_namespace)
+                });
+                let mut bytes = Vec::new();
+                app_protocol::encode(&app_protocol::Message::Res(res), &mut bytes);
+                core.transmit(bytes);
+                let mut core = std::mem::replace(core, Core::new());
+                match chosen {
+                    Some(Protocol::Din) => {
+                        self.inner =
+                            SeccInner::Din(Box::new(din::Secc::new(self.config.clone(), core, now)))
+                    }
+                    None => {
+                        core.end(EndReason::NoNegotiation);
+                        self.inner = SeccInner::Handshake(core);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Time has come (see [`Secc::poll_timeout`]).
+    pub fn handle_timeout(&mut self, now: Instant) {
+        match &mut self.inner {
+            SeccInner::Din(m) => m.handle_timeout(now),
+            SeccInner::Handshake(core) => {
+                if let Some(kind) = core.timers.expired(now) {
+                    core.end(EndReason::Timeout(kind));
+                }
+            }
+        }
+    }
+
+    /// The authorization decision asked for by [`EvseRequest::Authorize`].
+    pub fn handle_authorization(&mut self, now: Instant, decision: Authorization) {
+        match &mut self.inner {
+            SeccInner::Din(m) => m.handle_authorization(now, decision),
+            SeccInner::Handshake(_) => {}
+        }
+    }
+
+    /// The schedules asked for by [`EvseRequest::Schedules`] (empty: the
+    /// SECC offers one tuple, id 1, of the EVSE's maximum power).
+    pub fn handle_schedules(&mut self, now: Instant, schedules: Vec<ScheduleTuple>) {
+        match &mut self.inner {
+            SeccInner::Din(m) => m.handle_schedules(now, schedules),
+            SeccInner::Handshake(_) => {}
+        }
+    }
+
+    /// The EVSE's current measurements and limits.
+    pub fn set_evse(&mut self, status: EvseStatus) {
+        self.config.evse = status.clone();
+        match &mut self.inner {
+            SeccInner::Din(m) => m.set_evse(status),
+            SeccInner::Handshake(_) => {}
+        }
+    }
+
+    /// The EVSE state the SECC answers from.
+    pub fn evse(&self) -> &EvseStatus {
+        match &self.inner {
+            SeccInner::Din(m) => m.evse(),
+            SeccInner::Handshake(_) => &self.config.evse,
+        }
+    }
+
+    /// Energy delivered in the charge loops so far (Wh, from the present values answered).
+    pub fn energy_wh(&self) -> f64 {
+        match &self.inner {
+            SeccInner::Din(m) => m.energy_wh(),
+            SeccInner::Handshake(_) => 0.0,
+        }
+    }
+
+    /// Why the session ended, once it has.
+    pub fn ended(&self) -> Option<&EndReason> {
+        self.core().ended.as_ref()
+    }
+
+    /// The id of the session (after SessionSetup), or `None`.
+    pub fn session_id(&self) -> Option<&[u8]> {
+        match &self.inner {
+            SeccInner::Din(m) => m.session_id(),
+            SeccInner::Handshake(_) => None,
+        }
+    }
+
+    fn core(&self) -> &Core {
+        match &self.inner {
+            SeccInner::Din(m) => &m.core,
+            SeccInner::Handshake(c) => c,
+        }
+    }
+
+    fn core_mut(&mut self) -> &mut Core {
+        match &mut self.inner {
+            SeccInner::Din(m) => &mut m.core,
+            SeccInner::Handshake(c) => c,
+        }
+    }
+
+    /// The next effect.
+    #[must_use]
+    pub fn poll_effect(&mut self) -> Option<Effect> {
+        self.core_mut().effects.pop_front()
+    }
+
+    /// When to call [`Secc::handle_timeout`].
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.core().timers.next()
+    }
+}
+
+#[derive(Debug)]
+enum EvccInner {
+    Handshake(Core, Vec<AppProtocol>),
+    Din(Box<din::Evcc>),
+}
+
+/// The EVCC of one TCP connection: SupportedAppProtocolReq with the
+/// configured protocols, then [`din::Evcc`]. Created when
+/// the TCP connection is up; its first effect is the handshake request.
+#[derive(Debug)]
+pub struct Evcc {
+    config: EvccConfig,
+    inner: EvccInner,
+}
+
+impl Evcc {
+    /// An EVCC whose TCP connection is up at `now`: sends
+    /// SupportedAppProtocolReq and starts V2G_EVCC_CommunicationSetup and
+    /// the handshake's message timer.
+    pub fn new(config: EvccConfig, now: Instant) -> Self {
+        let mut core = Core::new();
+        let protocols: Vec<AppProtocol> = config
+            .protocols
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let o = p.offer();
+                AppProtocol {
+                    protocol_namespace: o.namespace.into(),
+                    version_number_major: o.major,
+                    version_number_minor: o.minor,
+                    schema_id: i as u8 + 1,
+                    priority: (i as u8 + 1).min(20),
+                }
+            })
+            .collect();
+        let mut bytes = Vec::new();
+        app_protocol::encode(
+            &app_protocol::Message::Req(SupportedAppProtocolReq {
+                app_protocols: protocols.clone(),
+            }),
+            &mut bytes,
+        );
+        core.transmit(bytes);
+        core.timers.arm(
+            TimerKind::EvccCommunicationSetup,
+            now + config.timers.communication_setup,
+        );
+        core.timers.arm(
+            TimerKind::EvccMsg(MsgKind::SupportedAppProtocol),
+            now + msg_timeout(Standard::Din70121, MsgKind::SupportedAppProtocol),
+        );
+        Self {
+            config,
+            inner: EvccInner::Handshake(core, protocols),
+        }
+    }
+
+    /// The protocol the SECC chose, once it has.
+    pub fn protocol(&self) -> Option<Protocol> {
+        match &self.inner {
+            EvccInner::Handshake(..) => None,
+            EvccInner::Din(_) => Some(Protocol::Din),
+        }
+    }
+
+    /// One EXI payload from the SECC.
+    pub fn handle_message(&mut self, now: Instant, exi: &[u8]) {
+        match &mut self.inner {
+            EvccInner::Din(m) => m.handle_message(now, exi),
+            EvccInner::Handshake(core, offered) => {
+                if core.is_ended() {
+                    return;
+                }
+                let res = match app_protocol::decode(exi) {
+                    Ok(app_protocol::Message::Res(res)) => res,
+                    Ok(_) => return core.end(EndReason::SequenceError),
+                    Err(e) => return core.end(EndReason::Malformed(e.to_string())),
+                };
+                let chosen = match (res.response_code, res.schema_id) {
+                    (ResponseCode::FailedNoNegotiation, _) | (_, None) => None,
+                    (_, Some(id)) => offered
+                        .iter()
+                        .position(|p| p.schema_id == id)
+                        .map(|i| self.config.protocols[i]),
+                };
+                let mut core = std::mem::replace(core, Core::new());
+                core.timers
+                    .disarm(TimerKind::EvccMsg(MsgKind::SupportedAppProtocol));
+                match chosen {
+                    Some(Protocol::Din) => {
+                        self.inner =
+                            EvccInner::Din(Box::new(din::Evcc::new(self.config.clone(), core, now)))
+                    }
+                    None => {
+                        core.end(EndReason::NoNegotiation);
+                        self.inner = EvccInner::Handshake(core, Vec::new());
+                    }
+                }
+            }
+        }
+    }
+
+    /// Time has come (see [`Evcc::poll_timeout`]).
+    pub fn handle_timeout(&mut self, now: Instant) {
+        match &mut self.inner {
+            EvccInner::Din(m) => m.handle_timeout(now),
+            EvccInner::Handshake(core, _) => {
+                if let Some(kind) = core.timers.expired(now) {
+                    core.end(EndReason::Timeout(kind));
+                }
+            }
+        }
+    }
+
+    /// The car's current state.
+    pub fn set_ev(&mut self, ev: EvStatus) {
+        self.config.ev = ev.clone();
+        match &mut self.inner {
+            EvccInner::Din(m) => m.set_ev(ev),
+            EvccInner::Handshake(..) => {}
+        }
+    }
+
+    /// Stop charging: the next charge-loop request becomes PowerDelivery(Stop),
+    /// then (DC) WeldingDetection and SessionStop of this kind.
+    pub fn request_stop(&mut self, kind: StopKind) {
+        match &mut self.inner {
+            EvccInner::Din(m) => m.request_stop(kind),
+            EvccInner::Handshake(..) => {}
+        }
+    }
+
+    /// Charge-loop answers received so far (CurrentDemandRes / ChargingStatusRes).
+    pub fn charge_loops(&self) -> u32 {
+        match &self.inner {
+            EvccInner::Din(m) => m.charge_loops(),
+            EvccInner::Handshake(..) => 0,
+        }
+    }
+
+    /// Energy received in the charge loops (Wh, from the EVSE's present values).
+    pub fn energy_wh(&self) -> f64 {
+        match &self.inner {
+            EvccInner::Din(m) => m.energy_wh(),
+            EvccInner::Handshake(..) => 0.0,
+        }
+    }
+
+    /// The session id the SECC gave, once it has.
+    pub fn session_id(&self) -> Option<&[u8]> {
+        match &self.inner {
+            EvccInner::Din(m) => m.session_id(),
+            EvccInner::Handshake(..) => None,
+        }
+    }
+
+    /// Why the session ended, once it has.
+    pub fn ended(&self) -> Option<&EndReason> {
+        self.core().ended.as_ref()
+    }
+
+    fn core(&self) -> &Core {
+        match &self.inner {
+            EvccInner::Din(m) => &m.core,
+            EvccInner::Handshake(c, _) => c,
+        }
+    }
+
+    fn core_mut(&mut self) -> &mut Core {
+        match &mut self.inner {
+            EvccInner::Din(m) => &mut m.core,
+            EvccInner::Handshake(c, _) => c,
+        }
+    }
+
+    /// The next effect.
+    #[must_use]
+    pub fn poll_effect(&mut self) -> Option<Effect> {
+        self.core_mut().effects.pop_front()
+    }
+
+    /// When to call [`Evcc::handle_timeout`].
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.core().timers.next()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scale_keeps_values_in_i16_with_the_finest_multiplier() {
+        assert_eq!(scale(400.0), (4000, -1));
+        assert_eq!(scale(1.5), (1500, -3));
+        assert_eq!(scale(50_000.0), (5000, 1));
+        assert_eq!(scale(-12.0), (-12000, -3));
+        assert_eq!(scale(f64::NAN), (0, 0));
+        assert_eq!(scale(1e12), (i16::MAX, 3));
+        assert_eq!(unscale(4000, -1), 400.0);
+    }
+
+    #[test]
+    fn energy_integrates_between_loop_answers() {
+        let t = Instant::now();
+        let mut e = Energy::default();
+        e.add(t, 400.0, 100.0);
+        e.add(t + Duration::from_secs(36), 400.0, 100.0);
+        assert!((e.wh - 400.0).abs() < 1e-9);
+        e.pause();
+        e.add(t + Duration::from_secs(100), 400.0, 100.0);
+        assert!((e.wh - 400.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn no_common_protocol_ends_both_sides() {
+        let now = Instant::now();
+        let mut secc = Secc::new(
+            SeccConfig::new(vec![1, 2, 3, 4]).with_protocols(vec![]),
+            now,
+        );
+        let mut evcc = Evcc::new(EvccConfig::din_dc(vec![1; 6]), now);
+        let Some(Effect::Transmit(req)) = evcc.poll_effect() else {
+            panic!()
+        };
+        secc.handle_message(now, &req);
+        let Some(Effect::Transmit(res)) = secc.poll_effect() else {
+            panic!()
+        };
+        assert_eq!(
+            secc.poll_effect(),
+            Some(Effect::SessionEnded {
+                reason: EndReason::NoNegotiation
+            })
+        );
+        evcc.handle_message(now, &res);
+        assert_eq!(
+            evcc.poll_effect(),
+            Some(Effect::SessionEnded {
+                reason: EndReason::NoNegotiation
+            })
+        );
+        assert_eq!(evcc.poll_timeout(), None);
+    }
+
+    #[test]
+    fn secc_communication_setup_timeout() {
+        let now = Instant::now();
+        let mut secc = Secc::new(SeccConfig::new(vec![1]), now);
+        let at = secc.poll_timeout().unwrap();
+        assert_eq!(at, now + Duration::from_secs(20));
+        secc.handle_timeout(at - Duration::from_millis(1));
+        assert_eq!(secc.poll_effect(), None);
+        secc.handle_timeout(at);
+        assert_eq!(
+            secc.poll_effect(),
+            Some(Effect::SessionEnded {
+                reason: EndReason::Timeout(TimerKind::SeccCommunicationSetup)
+            })
+        );
+    }
+}
