@@ -21,6 +21,12 @@ for target in 19701:echo 19702:csms_minimal 19703:csms_minimal-deflate 19704:pyt
   printf '%-24s ' "$name"
   "$T/evproto" load --url "ws://127.0.0.1:$port/ocpp/" --prefix "S$port-" --stations 1000 --duration 10 --ramp 2000 --saturate 2>/dev/null | tail -1
 done
+# the same saturation with the transactions mix (every message a durable write)
+for target in 19701:echo 19702:csms_minimal; do
+  port=${target%%:*}; name=${target#*:}
+  printf '%-24s ' "$name transactions"
+  "$T/evproto" load --url "ws://127.0.0.1:$port/ocpp/" --prefix "T$port-" --stations 1000 --duration 10 --ramp 2000 --saturate --mix transactions 2>/dev/null | tail -1
+done
 cleanup
 sleep 1
 # 19,000 stations at 1 msg/10 s on fresh servers: RSS per connection = (mid-run RSS - start RSS) / 19000

@@ -6,8 +6,24 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+
+/// What a BootNotification from an identity not in the registry gets.
+///
+/// Spelled `reject`, `pending` and `accept` on the command line, in
+/// `CSMS_UNKNOWN_STATIONS` and in the TOML file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UnknownStations {
+    /// `Rejected`, nothing recorded.
+    #[default]
+    Reject,
+    /// Registered, answered `Pending` (the operator accepts it later).
+    Pending,
+    /// Registered and `Accepted`.
+    Accept,
+}
 
 /// Flags and environment.
 #[derive(Debug, Clone, clap::Args)]
@@ -37,8 +53,8 @@ pub struct Args {
     #[arg(long, env = "CSMS_SECURITY_PROFILE", value_parser = clap::value_parser!(u8).range(0..=3))]
     security_profile: Option<u8>,
     /// Boot answer for identities not in the registry (profile 0 only lets them connect): reject, pending or accept (registers them).
-    #[arg(long, env = "CSMS_UNKNOWN_STATIONS", value_parser = ["reject", "pending", "accept"])]
-    unknown_stations: Option<String>,
+    #[arg(long, env = "CSMS_UNKNOWN_STATIONS", value_enum)]
+    unknown_stations: Option<UnknownStations>,
     /// Heartbeat interval sent in BootNotification answers, seconds.
     #[arg(long, env = "CSMS_HEARTBEAT_INTERVAL")]
     heartbeat_interval: Option<u32>,
@@ -85,7 +101,7 @@ struct File {
     database_url: Option<String>,
     api_key: Option<String>,
     security_profile: Option<u8>,
-    unknown_stations: Option<String>,
+    unknown_stations: Option<UnknownStations>,
     heartbeat_interval: Option<u32>,
     call_timeout: Option<u64>,
     time_zone: Option<String>,
@@ -116,8 +132,8 @@ pub struct Config {
     pub api_key: Option<String>,
     /// 0, 1, 2 or 3.
     pub security_profile: u8,
-    /// reject, pending or accept.
-    pub unknown_stations: String,
+    /// The boot answer for identities not in the registry.
+    pub unknown_stations: UnknownStations,
     /// Seconds.
     pub heartbeat_interval: u32,
     /// CSMS-initiated call timeout.
@@ -152,7 +168,7 @@ impl Default for Config {
             database_url: None,
             api_key: None,
             security_profile: 1,
-            unknown_stations: "reject".into(),
+            unknown_stations: UnknownStations::Reject,
             heartbeat_interval: 300,
             call_timeout: Duration::from_secs(30),
             time_zone: "UTC".into(),
@@ -219,7 +235,6 @@ impl Config {
                 .unwrap_or(d.security_profile),
             unknown_stations: args
                 .unknown_stations
-                .clone()
                 .or(file.unknown_stations)
                 .unwrap_or(d.unknown_stations),
             heartbeat_interval: args
@@ -281,9 +296,6 @@ impl Config {
         }
         if c.security_profile > 3 {
             return Err("security_profile: 0, 1, 2 or 3".into());
-        }
-        if !["reject", "pending", "accept"].contains(&c.unknown_stations.as_str()) {
-            return Err("unknown_stations: reject, pending or accept".into());
         }
         if c.api_key.as_ref().is_some_and(|k| k.len() < 16) {
             return Err("api_key: at least 16 characters".into());
@@ -357,8 +369,8 @@ mod tests {
         ]);
         let c = Config::load(&t.a).unwrap();
         assert_eq!(
-            (c.ocpp_port, c.http_port, c.unknown_stations.as_str()),
-            (9100, 8200, "accept")
+            (c.ocpp_port, c.http_port, c.unknown_stations),
+            (9100, 8200, UnknownStations::Accept)
         );
         assert!(c.database_url().starts_with("sqlite://"));
         std::fs::write(&f, "ocpp_prot = 1\n").unwrap();
@@ -383,6 +395,44 @@ mod tests {
         assert!(Config::load(&p3.a).unwrap_err().contains("tls_client_ca"));
         let p2 = T::parse_from(["csms", "--security-profile", "2"]);
         assert!(Config::load(&p2.a).unwrap_err().contains("tls_cert"));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn unknown_stations_keeps_its_spellings() {
+        let flag = |v: &str| T::try_parse_from(["csms", "--unknown-stations", v]);
+        let c = Config::load(&flag("pending").unwrap().a).unwrap();
+        assert_eq!(c.unknown_stations, UnknownStations::Pending);
+        assert_eq!(c.shown()["unknown_stations"], "pending");
+        assert_eq!(
+            Config::load(&flag("accept").unwrap().a)
+                .unwrap()
+                .unknown_stations,
+            UnknownStations::Accept
+        );
+        assert!(flag("Accepted").is_err());
+        assert_eq!(
+            Config::load(&T::parse_from(["csms"]).a)
+                .unwrap()
+                .unknown_stations,
+            UnknownStations::Reject
+        );
+        let dir = std::env::temp_dir().join(format!("csms-config-us-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("c.toml");
+        let from_file = |text: &str| {
+            std::fs::write(&f, text).unwrap();
+            Config::load(&T::parse_from(["csms", "--config", f.to_str().unwrap()]).a)
+        };
+        assert_eq!(
+            from_file("unknown_stations = \"reject\"\n")
+                .unwrap()
+                .unknown_stations,
+            UnknownStations::Reject
+        );
+        assert!(from_file("unknown_stations = \"maybe\"\n")
+            .unwrap_err()
+            .contains("unknown_stations"));
         let _ = std::fs::remove_dir_all(dir);
     }
 

@@ -18,8 +18,8 @@
 
 use std::time::Duration;
 
-use evproto::sim::{model::Behaviour, SimConfig};
 use evproto_ocpp_proto::ProtocolVersion;
+use evproto_sim::{model::Behaviour, SimConfig};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -202,7 +202,7 @@ async fn roaming_story(
     let (s, _) = api(port, key, "PUT", "/api/stations/ROAM0", Some(&json!({"password": PASSWORD,
         "location": {"name": "Demo roaming site", "address": "Stationsplein 1", "city": "Amsterdam", "country": "NLD",
             "coordinates": {"latitude": "52.378900", "longitude": "4.900400"}, "time_zone": "Europe/Amsterdam"}}))).await?;
-    let sim = tokio::spawn(evproto::sim::run(
+    let sim = tokio::spawn(evproto_sim::run(
         SimConfig {
             url: format!("ws://127.0.0.1:{ocpp_port}/ocpp/"),
             stations: 1,
@@ -311,7 +311,7 @@ pub async fn run(json_output: bool) -> Result<(Value, bool), String> {
         database_url: None,
         api_key: None,
         security_profile: 1,
-        unknown_stations: "reject".into(),
+        unknown_stations: crate::config::UnknownStations::Reject,
         heartbeat_interval: 60,
         call_timeout: Duration::from_secs(10),
         time_zone: "Europe/Amsterdam".into(),
@@ -405,7 +405,7 @@ pub async fn run(json_output: bool) -> Result<(Value, bool), String> {
     );
 
     // 2. the stations run: boot, authorize, charge
-    let sim = tokio::spawn(evproto::sim::run(
+    let sim = tokio::spawn(evproto_sim::run(
         SimConfig {
             url: format!("ws://127.0.0.1:{}/ocpp/", started.ocpp_port),
             stations: 3,

@@ -1,12 +1,14 @@
 //! The OCPP side: one handler per action a station sends, in every version.
 //!
 //! Requests arrive decoded and schema-checked by `ocpp-rpc` (a broken one
-//! gets the version's CALLERROR before it reaches us). Each handler works on
-//! the request's JSON view, so one body serves 1.6, 2.0.1 and 2.1, and
-//! answers are checked against the response schema before they leave. A
-//! handler writes to the store *before* it answers: if the write fails the
-//! station gets `InternalError` and retries, so nothing is acknowledged
-//! without being kept.
+//! gets the version's CALLERROR before it reaches us) and stay typed: each
+//! action has a handler per version taking the version's request and
+//! building its response. The 2.0.1 and 2.1 handlers are one macro body;
+//! what does not depend on the version (the boot decision, the fault rule,
+//! what is stored and shown) is in plain functions over typed values, called
+//! by every version's handler. A handler writes to the store *before* it
+//! answers: if the write fails the station gets `InternalError` and retries,
+//! so nothing is acknowledged without being kept.
 
 use std::sync::Arc;
 
@@ -15,8 +17,12 @@ use evproto_ocpp_rpc::{Ctx, Router, Routes};
 use evproto_ocpp_types::{v16, v201, v21, Action};
 use serde_json::{json, Value};
 
-use evproto_csms_core::authorization::{self, Decision};
+use chrono::{DateTime, Utc};
+use evproto_csms_core::authorization::{self, Decision, Purpose};
+use evproto_csms_core::connector::{self, Report};
 use evproto_csms_core::transaction::Effect;
+
+use crate::config::UnknownStations;
 
 use crate::sessions::{self, Outcome, TxMessage};
 use crate::App;
@@ -34,77 +40,63 @@ fn now() -> String {
     crate::store::now()
 }
 
-async fn handle<A: Action>(ctx: Ctx<Arc<App>>, req: A::Request) -> Result<A::Response, CallError> {
-    let v = serde_json::to_value(&req).map_err(|_| CallError::internal())?;
-    let answer = on_call(&ctx.state, &ctx.identity, ctx.version, A::NAME, &v).await.map_err(|e| {
-        tracing::error!(station = %ctx.identity, action = A::NAME, "not answered, the store failed: {e}");
-        CallError::internal()
-    })?;
-    evproto_ocpp_types::from_str::<A::Response>(&answer.to_string()).map_err(|e| {
-        tracing::error!(station = %ctx.identity, action = A::NAME, "own answer broke the schema: {e}");
-        CallError::internal()
-    })
+/// A 2.x router: the handlers of `$m` (see `station_handlers_2x!`) and the
+/// transaction handlers (see `handlers_2x!`).
+macro_rules! routes_2x {
+    ($router:expr, $ver:ident, $m:ident, $event:ident, $meter:ident, $app:expr) => {
+        $router
+            .on::<$ver::action::BootNotification>($m::boot_notification)
+            .on::<$ver::action::Heartbeat>($m::heartbeat)
+            .on::<$ver::action::StatusNotification>($m::status_notification)
+            .on::<$ver::action::Authorize>($m::authorize)
+            .on::<$ver::action::TransactionEvent>($event)
+            .on::<$ver::action::MeterValues>($meter)
+            .on::<$ver::action::FirmwareStatusNotification>($m::firmware_status_notification)
+            .on::<$ver::action::LogStatusNotification>($m::log_status_notification)
+            .on::<$ver::action::SecurityEventNotification>($m::security_event_notification)
+            .on::<$ver::action::NotifyEvent>($m::notify_event)
+            .on::<$ver::action::NotifyReport>($m::notify_report)
+            .on::<$ver::action::ReservationStatusUpdate>($m::reservation_status_update)
+            .on::<$ver::action::DataTransfer>($m::data_transfer)
+            .with_state($app.clone())
+    };
 }
 
-/// The routes for every version.
+/// The routes for every version: one typed handler per action and version.
 pub fn routes(app: &Arc<App>) -> (Routes, Routes, Routes) {
-    macro_rules! r {
-        ($router:expr, $m:ident, [$($a:ident),*]) => {
-            $router $(.on::<$m::action::$a>(handle::<$m::action::$a>))* .with_state(app.clone())
-        };
-    }
-    macro_rules! v2 {
-        ($router:expr, $m:ident) => {
-            r!(
-                $router,
-                $m,
-                [
-                    BootNotification,
-                    Heartbeat,
-                    StatusNotification,
-                    Authorize,
-                    FirmwareStatusNotification,
-                    LogStatusNotification,
-                    SecurityEventNotification,
-                    NotifyEvent,
-                    NotifyReport,
-                    ReservationStatusUpdate,
-                    DataTransfer
-                ]
-            )
-        };
-    }
     (
-        r!(
-            Router::csms_v16()
-                .on::<v16::action::StartTransaction>(start_transaction_16)
-                .on::<v16::action::StopTransaction>(stop_transaction_16)
-                .on::<v16::action::MeterValues>(meter_values_16),
-            v16,
-            [
-                BootNotification,
-                Heartbeat,
-                StatusNotification,
-                Authorize,
-                FirmwareStatusNotification,
-                DiagnosticsStatusNotification,
-                DataTransfer,
-                SecurityEventNotification,
-                LogStatusNotification,
-                SignedFirmwareStatusNotification
-            ]
+        Router::csms_v16()
+            .on::<v16::action::BootNotification>(boot_notification_16)
+            .on::<v16::action::Heartbeat>(heartbeat_16)
+            .on::<v16::action::StatusNotification>(status_notification_16)
+            .on::<v16::action::Authorize>(authorize_16)
+            .on::<v16::action::StartTransaction>(start_transaction_16)
+            .on::<v16::action::StopTransaction>(stop_transaction_16)
+            .on::<v16::action::MeterValues>(meter_values_16)
+            .on::<v16::action::FirmwareStatusNotification>(firmware_status_notification_16)
+            .on::<v16::action::DiagnosticsStatusNotification>(diagnostics_status_notification_16)
+            .on::<v16::action::DataTransfer>(data_transfer_16)
+            .on::<v16::action::SecurityEventNotification>(security_event_notification_16)
+            .on::<v16::action::LogStatusNotification>(log_status_notification_16)
+            .on::<v16::action::SignedFirmwareStatusNotification>(
+                signed_firmware_status_notification_16,
+            )
+            .with_state(app.clone()),
+        routes_2x!(
+            Router::csms_v201(),
+            v201,
+            station_201,
+            transaction_event_201,
+            meter_values_201,
+            app
         ),
-        v2!(
-            Router::csms_v201()
-                .on::<v201::action::TransactionEvent>(transaction_event_201)
-                .on::<v201::action::MeterValues>(meter_values_201),
-            v201
-        ),
-        v2!(
-            Router::csms_v21()
-                .on::<v21::action::TransactionEvent>(transaction_event_21)
-                .on::<v21::action::MeterValues>(meter_values_21),
-            v21
+        routes_2x!(
+            Router::csms_v21(),
+            v21,
+            station_21,
+            transaction_event_21,
+            meter_values_21,
+            app
         ),
     )
 }
@@ -117,9 +109,10 @@ fn internal(station: &str, action: &str, e: impl std::fmt::Display) -> CallError
     CallError::internal()
 }
 
-/// The authorization decision for a token: the CSMS's own tokens first,
-/// then a roaming partner's (OCPI tokens pushed to us, real-time authorization).
-async fn decide(app: &App, token: &str) -> crate::store::Result<Decision> {
+/// The authorization decision for a token presented for `purpose`: the
+/// CSMS's own tokens first, then a roaming partner's (OCPI tokens pushed to
+/// us, real-time authorization).
+async fn decide(app: &App, token: &str, purpose: Purpose) -> crate::store::Result<Decision> {
     let mut status = app.store.token_status(token).await?;
     if status.is_none() && !token.is_empty() {
         if let Some(r) = app.roaming() {
@@ -140,8 +133,8 @@ async fn decide(app: &App, token: &str) -> crate::store::Result<Decision> {
         record.as_ref(),
         None,
         0,
-        authorization::Purpose::Start,
-        chrono::Utc::now(),
+        purpose,
+        Utc::now(),
         &authorization::Policy::default(),
     ))
 }
@@ -176,9 +169,9 @@ async fn start_transaction_16(
     req: v16::StartTransactionRequest,
 ) -> Result<v16::StartTransactionResponse, CallError> {
     let (app, station) = (&ctx.state, &*ctx.identity);
-    const A: &str = "StartTransaction";
+    const A: &str = v16::action::StartTransaction::NAME;
     app.notify(json!({"type": "message", "station": station, "action": A}));
-    let decision = decide(app, req.id_tag.as_str())
+    let decision = decide(app, req.id_tag.as_str(), Purpose::Start)
         .await
         .map_err(|e| internal(station, A, e))?;
     let out = sessions::apply(&app.store, station, TxMessage::Start16(&req))
@@ -211,7 +204,7 @@ async fn stop_transaction_16(
     req: v16::StopTransactionRequest,
 ) -> Result<v16::StopTransactionResponse, CallError> {
     let (app, station) = (&ctx.state, &*ctx.identity);
-    const A: &str = "StopTransaction";
+    const A: &str = v16::action::StopTransaction::NAME;
     app.notify(json!({"type": "message", "station": station, "action": A}));
     match sessions::apply(&app.store, station, TxMessage::Stop16(&req))
         .await
@@ -226,7 +219,7 @@ async fn stop_transaction_16(
     }
     let id_tag_info = match &req.id_tag {
         Some(tag) => Some(
-            decide(app, tag.as_str())
+            decide(app, tag.as_str(), Purpose::Start)
                 .await
                 .map_err(|e| internal(station, A, e))?
                 .to_v16(),
@@ -241,7 +234,7 @@ async fn meter_values_16(
     req: v16::MeterValuesRequest,
 ) -> Result<v16::MeterValuesResponse, CallError> {
     let (app, station) = (&ctx.state, &*ctx.identity);
-    const A: &str = "MeterValues";
+    const A: &str = v16::action::MeterValues::NAME;
     app.notify(json!({"type": "message", "station": station, "action": A}));
     if req.transaction_id.is_some() {
         if let Some(out) = sessions::apply(&app.store, station, TxMessage::Meter16(&req))
@@ -283,7 +276,7 @@ macro_rules! handlers_2x {
             req: $ver::TransactionEventRequest,
         ) -> Result<$ver::TransactionEventResponse, CallError> {
             let (app, station) = (&ctx.state, &*ctx.identity);
-            const A: &str = "TransactionEvent";
+            const A: &str = $ver::action::TransactionEvent::NAME;
             app.notify(json!({"type": "message", "station": station, "action": A}));
             let out = sessions::apply(&app.store, station, TxMessage::$msg(&req))
                 .await
@@ -305,12 +298,15 @@ macro_rules! handlers_2x {
             };
             // the CSMS authorizes wherever the request carries an idToken (C01, C08)
             if let Some(t) = &req.id_token {
-                let decision = decide(app, t.id_token.as_str())
+                let decision = decide(app, t.id_token.as_str(), Purpose::Start)
                     .await
                     .map_err(|e| internal(station, A, e))?;
                 let mut info = decision.$to_info();
+                // a Started that arrives after its Ended holds nothing: no hold outlives its session
+                let open = session.as_ref().is_some_and(|s| s.status != "Completed");
                 if req.event_type == $ver::TransactionEventEnumType::Started
                     && decision.status == authorization::Status::Accepted
+                    && open
                     && !app
                         .session_started(&out.session_id, Some(t.id_token.as_str()))
                         .await
@@ -356,7 +352,7 @@ macro_rules! handlers_2x {
             req: $ver::MeterValuesRequest,
         ) -> Result<$ver::MeterValuesResponse, CallError> {
             let (app, station) = (&ctx.state, &*ctx.identity);
-            const A: &str = "MeterValues";
+            const A: &str = $ver::action::MeterValues::NAME;
             app.notify(json!({"type": "message", "station": station, "action": A}));
             let ts = |t: &chrono::DateTime<chrono::Utc>| {
                 t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
@@ -485,244 +481,1043 @@ fn send_cost_updated(app: &App, station: &str, tx_id: &str, cost: rust_decimal::
     });
 }
 
-fn token_of(v16: bool, req: &Value) -> Option<String> {
-    if v16 {
-        req.get("idTag").and_then(Value::as_str).map(str::to_owned)
-    } else {
-        req.get("idToken")
-            .and_then(|t| t.get("idToken"))
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-    }
+// ---- every other message: typed handlers per version, the rules in plain functions ----
+
+/// Why a message was not answered (the station gets `InternalError` and retries).
+#[derive(Debug, thiserror::Error)]
+enum Unanswered {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    /// A value could not be encoded for the store.
+    #[error("encoding for the store: {0}")]
+    Encode(#[from] serde_json::Error),
 }
 
-/// `idTagInfo` (1.6) / `idTokenInfo` (2.x) for a token from the store.
-async fn token_info(app: &App, v16: bool, token: &str) -> crate::store::Result<Value> {
-    let mut status = app.store.token_status(token).await?;
-    if status.is_none() && !token.is_empty() {
-        // a driver of a roaming partner (OCPI Tokens pushed to us, or real-time authorization)
-        if let Some(r) = app.roaming() {
-            status = r.authorize(token).await.map(str::to_owned);
+/// The CALLERROR for a message of action `A` that could not be kept.
+fn unanswered<A: Action>(station: &str, e: impl std::fmt::Display) -> CallError {
+    internal(station, A::NAME, e)
+}
+
+/// Shows a station's message in the live view.
+fn message<A: Action>(app: &App, station: &str) {
+    app.notify(json!({"type": "message", "station": station, "action": A::NAME}));
+}
+
+/// The heartbeat interval of a BootNotification answer, seconds.
+fn heartbeat_interval(app: &App) -> i32 {
+    i32::try_from(app.config.heartbeat_interval).unwrap_or(i32::MAX)
+}
+
+/// The registration status of a BootNotification answer, version-independent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Registration {
+    Accepted,
+    Pending,
+    Rejected,
+}
+
+impl Registration {
+    /// As stored (`stations.boot_status`) and shown.
+    fn as_str(self) -> &'static str {
+        match self {
+            Registration::Accepted => "Accepted",
+            Registration::Pending => "Pending",
+            Registration::Rejected => "Rejected",
         }
     }
-    Ok(match (v16, status) {
-        (true, Some(s)) => json!({"idTagInfo": {"status": s}}),
-        (true, None) => json!({"idTagInfo": {"status": "Invalid"}}),
-        (false, Some(s)) => json!({"idTokenInfo": {"status": s}}),
-        (false, None) => json!({"idTokenInfo": {"status": "Unknown"}}),
-    })
 }
 
-/// One station call, version-neutral: request JSON in, response JSON out.
-async fn on_call(
+impl From<Registration> for v16::RegistrationStatus {
+    fn from(r: Registration) -> Self {
+        match r {
+            Registration::Accepted => v16::RegistrationStatus::Accepted,
+            Registration::Pending => v16::RegistrationStatus::Pending,
+            Registration::Rejected => v16::RegistrationStatus::Rejected,
+        }
+    }
+}
+
+macro_rules! registration_2x {
+    ($ver:ident) => {
+        impl From<Registration> for $ver::RegistrationStatusEnumType {
+            fn from(r: Registration) -> Self {
+                match r {
+                    Registration::Accepted => $ver::RegistrationStatusEnumType::Accepted,
+                    Registration::Pending => $ver::RegistrationStatusEnumType::Pending,
+                    Registration::Rejected => $ver::RegistrationStatusEnumType::Rejected,
+                }
+            }
+        }
+    };
+}
+registration_2x!(v201);
+registration_2x!(v21);
+
+/// The answer to a BootNotification (1.6 §4.2, 2.0.1 B01/B02): a station in
+/// the registry is accepted; an identity that is not gets what the operator
+/// configured (security profile 0 lets any identity connect).
+fn registration(known: bool, unknown: UnknownStations) -> Registration {
+    match (known, unknown) {
+        (true, _) | (false, UnknownStations::Accept) => Registration::Accepted,
+        (false, UnknownStations::Pending) => Registration::Pending,
+        (false, UnknownStations::Reject) => Registration::Rejected,
+    }
+}
+
+/// What a station says about itself at boot, as stored with the boot.
+#[derive(Debug, serde::Serialize)]
+struct StationInfo<'a> {
+    vendor: &'a str,
+    model: &'a str,
+    serial: Option<&'a str>,
+    firmware: Option<&'a str>,
+}
+
+/// A BootNotification: decides the registration, registers an accepted or
+/// pending unknown identity, records the boot (not a rejected one's) and
+/// publishes an accepted station's Location.
+async fn boot(
     app: &App,
     station: &str,
-    v: ProtocolVersion,
-    action: &str,
-    req: &Value,
-) -> crate::store::Result<Value> {
-    let v16 = v == ProtocolVersion::V16;
-    let store = &app.store;
-    app.notify(json!({"type": "message", "station": station, "action": action}));
-    Ok(match action {
-        "BootNotification" => {
-            let info = if v16 {
-                json!({"vendor": req["chargePointVendor"], "model": req["chargePointModel"],
-                    "serial": req["chargePointSerialNumber"], "firmware": req["firmwareVersion"]})
-            } else {
-                let cs = &req["chargingStation"];
-                json!({"vendor": cs["vendorName"], "model": cs["model"], "serial": cs["serialNumber"], "firmware": cs["firmwareVersion"]})
-            };
-            let known = store.station(station).await?.is_some();
-            let status = if known {
-                "Accepted"
-            } else {
-                match app.config.unknown_stations.as_str() {
-                    "accept" => {
-                        store.upsert_station(station, None).await?;
-                        "Accepted"
-                    }
-                    "pending" => {
-                        store.upsert_station(station, None).await?;
-                        "Pending"
-                    }
-                    _ => "Rejected",
-                }
-            };
-            if status != "Rejected" {
-                store
-                    .record_boot(station, version_name(v), &info, status)
-                    .await?;
-            }
-            app.notify(json!({"type": "boot", "station": station, "status": status}));
-            if status == "Accepted" {
-                location_changed(app, station);
-            }
-            json!({"currentTime": now(), "interval": app.config.heartbeat_interval, "status": status})
+    version: ProtocolVersion,
+    info: &StationInfo<'_>,
+) -> Result<Registration, Unanswered> {
+    let known = app.store.station(station).await?.is_some();
+    let status = registration(known, app.config.unknown_stations);
+    if status != Registration::Rejected {
+        if !known {
+            app.store.upsert_station(station, None).await?;
         }
-        "Heartbeat" => {
-            app.seen(station);
-            json!({"currentTime": now()})
+        app.store
+            .record_boot(
+                station,
+                version_name(version),
+                &serde_json::to_value(info)?,
+                status.as_str(),
+            )
+            .await?;
+    }
+    app.notify(json!({"type": "boot", "station": station, "status": status.as_str()}));
+    if status == Registration::Accepted {
+        location_changed(app, station);
+    }
+    Ok(status)
+}
+
+/// A StatusNotification, version-independent.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct ConnectorStatus {
+    /// The EVSE as stored (1.6: the connector id).
+    evse: i64,
+    /// The connector as stored.
+    connector: i64,
+    /// The status as the station sent it (stored and shown; OCPI maps it).
+    reported: &'static str,
+    /// 1.6 `errorCode` (2.x reports errors with NotifyEvent).
+    error: Option<v16::ChargePointErrorCode>,
+    /// The status model's reading of the report.
+    report: Report,
+}
+
+impl ConnectorStatus {
+    /// A 1.6 report; `received_at` stands in for a missing timestamp.
+    fn from_v16(m: &v16::StatusNotificationRequest, received_at: DateTime<Utc>) -> Self {
+        ConnectorStatus {
+            evse: i64::from(m.connector_id),
+            connector: i64::from(m.connector_id),
+            reported: m.status.as_str(),
+            error: Some(m.error_code),
+            report: Report::from_v16(m, received_at),
         }
-        "StatusNotification" => {
-            let (evse, connector, status, error) = if v16 {
-                let c = req["connectorId"].as_i64().unwrap_or_default();
-                (
-                    c,
-                    c,
-                    req["status"].as_str().unwrap_or_default(),
-                    req["errorCode"].as_str(),
-                )
-            } else {
-                (
-                    req["evseId"].as_i64().unwrap_or_default(),
-                    req["connectorId"].as_i64().unwrap_or_default(),
-                    req["connectorStatus"].as_str().unwrap_or_default(),
-                    None,
-                )
-            };
-            // a status already stored (repeated notifications) needs no write
-            if app.status_changed(station, evse, connector, status, error) {
-                if let Err(e) = store
-                    .set_status(station, evse, connector, status, error)
-                    .await
-                {
-                    app.forget_status(station, evse, connector);
-                    return Err(e);
-                }
-                location_changed(app, station);
-                // faults are alerts until the connector reports a working status
-                let faulted = status == "Faulted" || error.is_some_and(|e| e != "NoError");
-                if faulted {
-                    let detail = json!({"evse": evse, "connector": connector, "status": status, "error_code": error});
-                    if store
-                        .raise_alert(Some(station), "fault", &detail)
-                        .await?
-                        .is_some()
-                    {
-                        app.notify(json!({"type": "alert", "station": station, "kind": "fault", "detail": detail}));
-                    }
-                } else if store.clear_alerts(station, "fault").await? > 0 {
-                    app.notify(
-                        json!({"type": "alert_cleared", "station": station, "kind": "fault"}),
-                    );
+    }
+
+    /// Whether the connector is broken: reported `Faulted`, or (1.6) with an
+    /// error code other than `NoError`. A fault is an alert until the
+    /// connector reports a working status.
+    fn faulted(&self) -> bool {
+        self.report.status == connector::Status::Faulted
+            || self
+                .error
+                .is_some_and(|e| e != v16::ChargePointErrorCode::NoError)
+    }
+}
+
+macro_rules! connector_status_2x {
+    ($ver:ident) => {
+        impl From<&$ver::StatusNotificationRequest> for ConnectorStatus {
+            fn from(m: &$ver::StatusNotificationRequest) -> Self {
+                ConnectorStatus {
+                    evse: i64::from(m.evse_id),
+                    connector: i64::from(m.connector_id),
+                    reported: m.connector_status.as_str(),
+                    error: None,
+                    report: Report::from(m),
                 }
             }
-            app.seen(station);
-            app.notify(json!({"type": "status", "station": station, "evse": evse, "connector": connector, "status": status}));
-            json!({})
         }
-        "Authorize" => match token_of(v16, req) {
-            Some(t) => token_info(app, v16, &t).await?,
-            None => token_info(app, v16, "").await?,
-        },
-        "DataTransfer" => json!({"status": "UnknownVendorId"}),
-        "SecurityEventNotification" => {
-            app.seen(station);
-            let detail = json!({"type": req["type"], "tech_info": req["techInfo"], "timestamp": req["timestamp"]});
-            if store
-                .raise_alert(Some(station), "security", &detail)
+    };
+}
+connector_status_2x!(v201);
+connector_status_2x!(v21);
+
+/// The detail of a `fault` alert.
+#[derive(Debug, serde::Serialize)]
+struct FaultDetail<'a> {
+    evse: i64,
+    connector: i64,
+    status: &'a str,
+    error_code: Option<&'a str>,
+}
+
+/// A StatusNotification: stores a changed status (a repeat needs no write),
+/// refreshes the Location, raises or clears the station's `fault` alert.
+async fn status_notification(
+    app: &App,
+    station: &str,
+    s: &ConnectorStatus,
+) -> Result<(), Unanswered> {
+    let error = s.error.map(|e| e.as_str());
+    if app.status_changed(station, s.evse, s.connector, s.reported, error) {
+        if let Err(e) = app
+            .store
+            .set_status(station, s.evse, s.connector, s.reported, error)
+            .await
+        {
+            app.forget_status(station, s.evse, s.connector);
+            return Err(e.into());
+        }
+        location_changed(app, station);
+        if s.faulted() {
+            let detail = serde_json::to_value(FaultDetail {
+                evse: s.evse,
+                connector: s.connector,
+                status: s.reported,
+                error_code: error,
+            })?;
+            if app
+                .store
+                .raise_alert(Some(station), "fault", &detail)
                 .await?
                 .is_some()
             {
-                app.notify(json!({"type": "alert", "station": station, "kind": "security", "detail": detail}));
+                app.notify(
+                    json!({"type": "alert", "station": station, "kind": "fault", "detail": detail}),
+                );
             }
-            json!({})
+        } else if app.store.clear_alerts(station, "fault").await? > 0 {
+            app.notify(json!({"type": "alert_cleared", "station": station, "kind": "fault"}));
         }
-        "NotifyEvent" => {
-            app.seen(station);
-            for e in req["eventData"].as_array().into_iter().flatten() {
-                if e["trigger"] == "Alerting"
-                    || e["eventNotificationType"] == "HardWiredNotification"
-                {
-                    let detail = json!({"component": e["component"]["name"], "variable": e["variable"]["name"],
-                        "value": e["actualValue"], "tech_code": e["techCode"]});
-                    store.raise_alert(Some(station), "event", &detail).await?;
-                    app.notify(json!({"type": "alert", "station": station, "kind": "event", "detail": detail}));
+    }
+    app.seen(station);
+    app.notify(json!({"type": "status", "station": station, "evse": s.evse, "connector": s.connector, "status": s.reported}));
+    Ok(())
+}
+
+/// The detail of a `security` alert.
+#[derive(Debug, serde::Serialize)]
+struct SecurityDetail<'a> {
+    r#type: &'a str,
+    tech_info: Option<&'a str>,
+    /// As on the wire (RFC 3339).
+    timestamp: String,
+}
+
+/// A SecurityEventNotification: a `security` alert (one open at a time).
+async fn security_event(
+    app: &App,
+    station: &str,
+    event: &SecurityDetail<'_>,
+) -> Result<(), Unanswered> {
+    app.seen(station);
+    let detail = serde_json::to_value(event)?;
+    if app
+        .store
+        .raise_alert(Some(station), "security", &detail)
+        .await?
+        .is_some()
+    {
+        app.notify(
+            json!({"type": "alert", "station": station, "kind": "security", "detail": detail}),
+        );
+    }
+    Ok(())
+}
+
+/// The detail of an `event` alert (2.x NotifyEvent).
+#[derive(Debug, serde::Serialize)]
+struct EventDetail<'a> {
+    component: &'a str,
+    variable: &'a str,
+    value: &'a str,
+    tech_code: Option<&'a str>,
+}
+
+/// A NotifyEvent's alerting and hard-wired events: each an `event` alert.
+async fn notify_event(
+    app: &App,
+    station: &str,
+    alerts: &[EventDetail<'_>],
+) -> Result<(), Unanswered> {
+    app.seen(station);
+    for a in alerts {
+        let detail = serde_json::to_value(a)?;
+        app.store
+            .raise_alert(Some(station), "event", &detail)
+            .await?;
+        app.notify(json!({"type": "alert", "station": station, "kind": "event", "detail": detail}));
+    }
+    Ok(())
+}
+
+/// A device-model component's key: `name[instance]`, `name@evse<id>` or `name`.
+fn component_key(name: &str, instance: Option<&str>, evse: Option<i32>) -> String {
+    match (instance, evse) {
+        (Some(i), _) => format!("{name}[{i}]"),
+        (None, Some(e)) => format!("{name}@evse{e}"),
+        (None, None) => name.to_owned(),
+    }
+}
+
+/// A device-model variable's key: `name[instance]` or `name`.
+fn variable_key(name: &str, instance: Option<&str>) -> String {
+    match instance {
+        Some(i) => format!("{name}[{i}]"),
+        None => name.to_owned(),
+    }
+}
+
+/// One reported variable: (component key, variable key, the report data as stored).
+type DeviceVariable = (String, String, Value);
+
+/// A NotifyReport (GetBaseReport / GetReport answers): the station's device
+/// model; the live view hears of it when the last part arrived.
+async fn notify_report(
+    app: &App,
+    station: &str,
+    request_id: i32,
+    last_part: bool,
+    variables: &[DeviceVariable],
+) -> Result<(), Unanswered> {
+    app.seen(station);
+    for (component, variable, body) in variables {
+        app.store
+            .put_device_model(station, component, variable, body)
+            .await?;
+    }
+    if last_part {
+        app.notify(json!({"type": "device_model", "station": station, "request_id": request_id}));
+    }
+    Ok(())
+}
+
+/// A status reported for an operation the CSMS started (firmware update,
+/// log upload), as stored.
+#[derive(Debug, serde::Serialize)]
+struct OperationStatus<'a> {
+    at: String,
+    request_id: Option<i32>,
+    status: &'a str,
+}
+
+/// A firmware update's progress, version-independent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Firmware {
+    /// As sent.
+    status: &'static str,
+    /// Download, installation or signature verification failed.
+    failed: bool,
+    /// The UpdateFirmware request (1.6 FirmwareStatusNotification has none).
+    request_id: Option<i32>,
+}
+
+macro_rules! firmware_from {
+    ($req:ty, $enum:ty, $request_id:expr, [$($failed:ident),*]) => {
+        impl From<&$req> for Firmware {
+            fn from(m: &$req) -> Self {
+                Firmware {
+                    status: m.status.as_str(),
+                    failed: matches!(m.status, $(<$enum>::$failed)|*),
+                    request_id: $request_id(m),
                 }
             }
-            json!({})
         }
-        "NotifyReport" => {
-            // GetBaseReport / GetReport answers: the station's device model
-            app.seen(station);
-            for d in req["reportData"].as_array().into_iter().flatten() {
-                let c = &d["component"];
-                let v = &d["variable"];
-                let component = match (
-                    c["name"].as_str(),
-                    c["instance"].as_str(),
-                    c["evse"]["id"].as_i64(),
-                ) {
-                    (Some(n), Some(i), _) => format!("{n}[{i}]"),
-                    (Some(n), None, Some(e)) => format!("{n}@evse{e}"),
-                    (Some(n), _, _) => n.to_owned(),
-                    _ => continue,
-                };
-                let variable = match (v["name"].as_str(), v["instance"].as_str()) {
-                    (Some(n), Some(i)) => format!("{n}[{i}]"),
-                    (Some(n), None) => n.to_owned(),
-                    _ => continue,
-                };
-                store
-                    .put_device_model(station, &component, &variable, d)
-                    .await?;
-            }
-            if req["tbc"] != json!(true) {
-                app.notify(json!({"type": "device_model", "station": station, "request_id": req["requestId"]}));
-            }
-            json!({})
-        }
-        "FirmwareStatusNotification" | "SignedFirmwareStatusNotification" => {
-            app.seen(station);
-            let status =
-                json!({"status": req["status"], "request_id": req["requestId"], "at": now()});
-            store
-                .put_setting(&format!("firmware_status:{station}"), &status.to_string())
-                .await?;
-            if matches!(
-                req["status"].as_str(),
-                Some(
-                    "DownloadFailed"
-                        | "InstallationFailed"
-                        | "InstallVerificationFailed"
-                        | "InvalidSignature"
-                )
-            ) {
-                store
-                    .raise_alert(Some(station), "firmware", &status)
-                    .await?;
-            }
-            app.notify(
-                json!({"type": "firmware_status", "station": station, "status": req["status"]}),
-            );
-            json!({})
-        }
-        "ReservationStatusUpdate" => {
-            app.seen(station);
-            let status = json!({"reservation_id": req["reservationId"], "status": req["reservationUpdateStatus"], "at": now()});
-            store
-                .put_setting(
-                    &format!("reservation_status:{}", req["reservationId"]),
-                    &status.to_string(),
-                )
-                .await?;
-            app.notify(json!({"type": "reservation", "station": station, "status": status}));
-            json!({})
-        }
-        "LogStatusNotification" | "DiagnosticsStatusNotification" => {
-            app.seen(station);
-            let status =
-                json!({"status": req["status"], "request_id": req["requestId"], "at": now()});
-            store
-                .put_setting(&format!("log_status:{station}"), &status.to_string())
-                .await?;
-            app.notify(json!({"type": "log_status", "station": station, "status": req["status"]}));
-            json!({})
-        }
-        _ => {
-            app.seen(station);
-            json!({})
-        }
+    };
+}
+firmware_from!(
+    v16::FirmwareStatusNotificationRequest,
+    v16::FirmwareStatus,
+    |_: &v16::FirmwareStatusNotificationRequest| None,
+    [DownloadFailed, InstallationFailed]
+);
+firmware_from!(
+    v16::SignedFirmwareStatusNotificationRequest,
+    v16::FirmwareStatusEnumType,
+    |m: &v16::SignedFirmwareStatusNotificationRequest| m.request_id,
+    [
+        DownloadFailed,
+        InstallationFailed,
+        InstallVerificationFailed,
+        InvalidSignature
+    ]
+);
+firmware_from!(
+    v201::FirmwareStatusNotificationRequest,
+    v201::FirmwareStatusEnumType,
+    |m: &v201::FirmwareStatusNotificationRequest| m.request_id,
+    [
+        DownloadFailed,
+        InstallationFailed,
+        InstallVerificationFailed,
+        InvalidSignature
+    ]
+);
+firmware_from!(
+    v21::FirmwareStatusNotificationRequest,
+    v21::FirmwareStatusEnumType,
+    |m: &v21::FirmwareStatusNotificationRequest| m.request_id,
+    [
+        DownloadFailed,
+        InstallationFailed,
+        InstallVerificationFailed,
+        InvalidSignature
+    ]
+);
+
+/// A firmware status: kept as the station's latest (firmware campaigns show
+/// it); a failure is a `firmware` alert.
+async fn firmware_status(app: &App, station: &str, f: Firmware) -> Result<(), Unanswered> {
+    app.seen(station);
+    let status = serde_json::to_value(OperationStatus {
+        at: now(),
+        request_id: f.request_id,
+        status: f.status,
+    })?;
+    app.store
+        .put_setting(&format!("firmware_status:{station}"), &status.to_string())
+        .await?;
+    if f.failed {
+        app.store
+            .raise_alert(Some(station), "firmware", &status)
+            .await?;
+    }
+    app.notify(json!({"type": "firmware_status", "station": station, "status": f.status}));
+    Ok(())
+}
+
+/// A log upload's status (2.x and 1.6 security LogStatusNotification, 1.6
+/// DiagnosticsStatusNotification), kept as the station's latest.
+async fn log_status(
+    app: &App,
+    station: &str,
+    status: &str,
+    request_id: Option<i32>,
+) -> Result<(), Unanswered> {
+    app.seen(station);
+    let record = serde_json::to_string(&OperationStatus {
+        at: now(),
+        request_id,
+        status,
+    })?;
+    app.store
+        .put_setting(&format!("log_status:{station}"), &record)
+        .await?;
+    app.notify(json!({"type": "log_status", "station": station, "status": status}));
+    Ok(())
+}
+
+/// A reservation's end as the station reports it (2.x), as stored.
+#[derive(Debug, serde::Serialize)]
+struct ReservationStatus<'a> {
+    at: String,
+    reservation_id: i32,
+    status: &'a str,
+}
+
+/// A ReservationStatusUpdate: kept per reservation.
+async fn reservation_status(
+    app: &App,
+    station: &str,
+    reservation_id: i32,
+    status: &str,
+) -> Result<(), Unanswered> {
+    app.seen(station);
+    let status = serde_json::to_value(ReservationStatus {
+        at: now(),
+        reservation_id,
+        status,
+    })?;
+    app.store
+        .put_setting(
+            &format!("reservation_status:{reservation_id}"),
+            &status.to_string(),
+        )
+        .await?;
+    app.notify(json!({"type": "reservation", "station": station, "status": status}));
+    Ok(())
+}
+
+// -- 1.6 --
+
+async fn boot_notification_16(
+    ctx: Ctx<Arc<App>>,
+    req: v16::BootNotificationRequest,
+) -> Result<v16::BootNotificationResponse, CallError> {
+    type A = v16::action::BootNotification;
+    let (app, station) = (&ctx.state, &*ctx.identity);
+    message::<A>(app, station);
+    let info = StationInfo {
+        vendor: &req.charge_point_vendor,
+        model: &req.charge_point_model,
+        serial: req.charge_point_serial_number.as_deref(),
+        firmware: req.firmware_version.as_deref(),
+    };
+    let status = boot(app, station, ctx.version, &info)
+        .await
+        .map_err(|e| unanswered::<A>(station, e))?;
+    Ok(v16::BootNotificationResponse {
+        status: status.into(),
+        current_time: Utc::now(),
+        interval: heartbeat_interval(app),
     })
+}
+
+async fn heartbeat_16(
+    ctx: Ctx<Arc<App>>,
+    _: v16::HeartbeatRequest,
+) -> Result<v16::HeartbeatResponse, CallError> {
+    let (app, station) = (&ctx.state, &*ctx.identity);
+    message::<v16::action::Heartbeat>(app, station);
+    app.seen(station);
+    Ok(v16::HeartbeatResponse {
+        current_time: Utc::now(),
+    })
+}
+
+async fn status_notification_16(
+    ctx: Ctx<Arc<App>>,
+    req: v16::StatusNotificationRequest,
+) -> Result<v16::StatusNotificationResponse, CallError> {
+    type A = v16::action::StatusNotification;
+    let (app, station) = (&ctx.state, &*ctx.identity);
+    message::<A>(app, station);
+    status_notification(app, station, &ConnectorStatus::from_v16(&req, Utc::now()))
+        .await
+        .map_err(|e| unanswered::<A>(station, e))?;
+    Ok(v16::StatusNotificationResponse {})
+}
+
+async fn authorize_16(
+    ctx: Ctx<Arc<App>>,
+    req: v16::AuthorizeRequest,
+) -> Result<v16::AuthorizeResponse, CallError> {
+    type A = v16::action::Authorize;
+    let (app, station) = (&ctx.state, &*ctx.identity);
+    message::<A>(app, station);
+    let decision = decide(app, &req.id_tag, Purpose::Authorize16)
+        .await
+        .map_err(|e| unanswered::<A>(station, e))?;
+    Ok(v16::AuthorizeResponse {
+        id_tag_info: decision.to_v16(),
+    })
+}
+
+async fn data_transfer_16(
+    ctx: Ctx<Arc<App>>,
+    _: v16::DataTransferRequest,
+) -> Result<v16::DataTransferResponse, CallError> {
+    message::<v16::action::DataTransfer>(&ctx.state, &ctx.identity);
+    // no vendor extensions here
+    Ok(v16::DataTransferResponse {
+        status: v16::DataTransferStatus::UnknownVendorId,
+        data: None,
+    })
+}
+
+async fn security_event_notification_16(
+    ctx: Ctx<Arc<App>>,
+    req: v16::SecurityEventNotificationRequest,
+) -> Result<v16::SecurityEventNotificationResponse, CallError> {
+    type A = v16::action::SecurityEventNotification;
+    let (app, station) = (&ctx.state, &*ctx.identity);
+    message::<A>(app, station);
+    let event = SecurityDetail {
+        r#type: &req.r#type,
+        tech_info: req.tech_info.as_deref(),
+        timestamp: wire_time(&req.timestamp),
+    };
+    security_event(app, station, &event)
+        .await
+        .map_err(|e| unanswered::<A>(station, e))?;
+    Ok(v16::SecurityEventNotificationResponse {})
+}
+
+async fn firmware_status_notification_16(
+    ctx: Ctx<Arc<App>>,
+    req: v16::FirmwareStatusNotificationRequest,
+) -> Result<v16::FirmwareStatusNotificationResponse, CallError> {
+    type A = v16::action::FirmwareStatusNotification;
+    let (app, station) = (&ctx.state, &*ctx.identity);
+    message::<A>(app, station);
+    firmware_status(app, station, Firmware::from(&req))
+        .await
+        .map_err(|e| unanswered::<A>(station, e))?;
+    Ok(v16::FirmwareStatusNotificationResponse {})
+}
+
+async fn signed_firmware_status_notification_16(
+    ctx: Ctx<Arc<App>>,
+    req: v16::SignedFirmwareStatusNotificationRequest,
+) -> Result<v16::SignedFirmwareStatusNotificationResponse, CallError> {
+    type A = v16::action::SignedFirmwareStatusNotification;
+    let (app, station) = (&ctx.state, &*ctx.identity);
+    message::<A>(app, station);
+    firmware_status(app, station, Firmware::from(&req))
+        .await
+        .map_err(|e| unanswered::<A>(station, e))?;
+    Ok(v16::SignedFirmwareStatusNotificationResponse {})
+}
+
+async fn diagnostics_status_notification_16(
+    ctx: Ctx<Arc<App>>,
+    req: v16::DiagnosticsStatusNotificationRequest,
+) -> Result<v16::DiagnosticsStatusNotificationResponse, CallError> {
+    type A = v16::action::DiagnosticsStatusNotification;
+    let (app, station) = (&ctx.state, &*ctx.identity);
+    message::<A>(app, station);
+    log_status(app, station, req.status.as_str(), None)
+        .await
+        .map_err(|e| unanswered::<A>(station, e))?;
+    Ok(v16::DiagnosticsStatusNotificationResponse {})
+}
+
+async fn log_status_notification_16(
+    ctx: Ctx<Arc<App>>,
+    req: v16::LogStatusNotificationRequest,
+) -> Result<v16::LogStatusNotificationResponse, CallError> {
+    type A = v16::action::LogStatusNotification;
+    let (app, station) = (&ctx.state, &*ctx.identity);
+    message::<A>(app, station);
+    log_status(app, station, req.status.as_str(), req.request_id)
+        .await
+        .map_err(|e| unanswered::<A>(station, e))?;
+    Ok(v16::LogStatusNotificationResponse {})
+}
+
+/// A time as the codec writes it on the wire (RFC 3339, `Z`).
+fn wire_time(t: &DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+}
+
+// -- 2.0.1 and 2.1 --
+
+/// The 2.x handlers of everything but transactions, in a module per version
+/// (the same code for 2.0.1 and 2.1); `$auth_extra` are the fields 2.1 adds
+/// to `AuthorizeResponse`.
+macro_rules! station_handlers_2x {
+    ($m:ident, $ver:ident, $to_info:ident, [$($auth_extra:ident),*]) => {
+        mod $m {
+            use super::*;
+
+            pub(super) async fn boot_notification(
+                ctx: Ctx<Arc<App>>,
+                req: $ver::BootNotificationRequest,
+            ) -> Result<$ver::BootNotificationResponse, CallError> {
+                type A = $ver::action::BootNotification;
+                let (app, station) = (&ctx.state, &*ctx.identity);
+                message::<A>(app, station);
+                let cs = &req.charging_station;
+                let info = StationInfo {
+                    vendor: &cs.vendor_name,
+                    model: &cs.model,
+                    serial: cs.serial_number.as_deref(),
+                    firmware: cs.firmware_version.as_deref(),
+                };
+                let status = boot(app, station, ctx.version, &info)
+                    .await
+                    .map_err(|e| unanswered::<A>(station, e))?;
+                Ok($ver::BootNotificationResponse {
+                    status: status.into(),
+                    current_time: Utc::now(),
+                    interval: heartbeat_interval(app),
+                    status_info: None,
+                    custom_data: None,
+                })
+            }
+
+            pub(super) async fn heartbeat(
+                ctx: Ctx<Arc<App>>,
+                _: $ver::HeartbeatRequest,
+            ) -> Result<$ver::HeartbeatResponse, CallError> {
+                let (app, station) = (&ctx.state, &*ctx.identity);
+                message::<$ver::action::Heartbeat>(app, station);
+                app.seen(station);
+                Ok($ver::HeartbeatResponse {
+                    current_time: Utc::now(),
+                    custom_data: None,
+                })
+            }
+
+            pub(super) async fn status_notification(
+                ctx: Ctx<Arc<App>>,
+                req: $ver::StatusNotificationRequest,
+            ) -> Result<$ver::StatusNotificationResponse, CallError> {
+                type A = $ver::action::StatusNotification;
+                let (app, station) = (&ctx.state, &*ctx.identity);
+                message::<A>(app, station);
+                super::status_notification(app, station, &ConnectorStatus::from(&req))
+                    .await
+                    .map_err(|e| unanswered::<A>(station, e))?;
+                Ok($ver::StatusNotificationResponse { custom_data: None })
+            }
+
+            pub(super) async fn authorize(
+                ctx: Ctx<Arc<App>>,
+                req: $ver::AuthorizeRequest,
+            ) -> Result<$ver::AuthorizeResponse, CallError> {
+                type A = $ver::action::Authorize;
+                let (app, station) = (&ctx.state, &*ctx.identity);
+                message::<A>(app, station);
+                let decision = decide(app, &req.id_token.id_token, Purpose::Authorize)
+                    .await
+                    .map_err(|e| unanswered::<A>(station, e))?;
+                Ok($ver::AuthorizeResponse {
+                    id_token_info: decision.$to_info(),
+                    certificate_status: None,
+                    custom_data: None,
+                    $($auth_extra: None,)*
+                })
+            }
+
+            pub(super) async fn data_transfer(
+                ctx: Ctx<Arc<App>>,
+                _: $ver::DataTransferRequest,
+            ) -> Result<$ver::DataTransferResponse, CallError> {
+                message::<$ver::action::DataTransfer>(&ctx.state, &ctx.identity);
+                // no vendor extensions here
+                Ok($ver::DataTransferResponse {
+                    status: $ver::DataTransferStatusEnumType::UnknownVendorId,
+                    status_info: None,
+                    data: None,
+                    custom_data: None,
+                })
+            }
+
+            pub(super) async fn security_event_notification(
+                ctx: Ctx<Arc<App>>,
+                req: $ver::SecurityEventNotificationRequest,
+            ) -> Result<$ver::SecurityEventNotificationResponse, CallError> {
+                type A = $ver::action::SecurityEventNotification;
+                let (app, station) = (&ctx.state, &*ctx.identity);
+                message::<A>(app, station);
+                let event = SecurityDetail {
+                    r#type: &req.r#type,
+                    tech_info: req.tech_info.as_deref(),
+                    timestamp: wire_time(&req.timestamp),
+                };
+                security_event(app, station, &event)
+                    .await
+                    .map_err(|e| unanswered::<A>(station, e))?;
+                Ok($ver::SecurityEventNotificationResponse { custom_data: None })
+            }
+
+            pub(super) async fn firmware_status_notification(
+                ctx: Ctx<Arc<App>>,
+                req: $ver::FirmwareStatusNotificationRequest,
+            ) -> Result<$ver::FirmwareStatusNotificationResponse, CallError> {
+                type A = $ver::action::FirmwareStatusNotification;
+                let (app, station) = (&ctx.state, &*ctx.identity);
+                message::<A>(app, station);
+                firmware_status(app, station, Firmware::from(&req))
+                    .await
+                    .map_err(|e| unanswered::<A>(station, e))?;
+                Ok($ver::FirmwareStatusNotificationResponse { custom_data: None })
+            }
+
+            pub(super) async fn log_status_notification(
+                ctx: Ctx<Arc<App>>,
+                req: $ver::LogStatusNotificationRequest,
+            ) -> Result<$ver::LogStatusNotificationResponse, CallError> {
+                type A = $ver::action::LogStatusNotification;
+                let (app, station) = (&ctx.state, &*ctx.identity);
+                message::<A>(app, station);
+                log_status(app, station, req.status.as_str(), req.request_id)
+                    .await
+                    .map_err(|e| unanswered::<A>(station, e))?;
+                Ok($ver::LogStatusNotificationResponse { custom_data: None })
+            }
+
+            pub(super) async fn notify_event(
+                ctx: Ctx<Arc<App>>,
+                req: $ver::NotifyEventRequest,
+            ) -> Result<$ver::NotifyEventResponse, CallError> {
+                type A = $ver::action::NotifyEvent;
+                let (app, station) = (&ctx.state, &*ctx.identity);
+                message::<A>(app, station);
+                // monitors that alert, and hard-wired notifications (2.0.1 N07)
+                let alerts: Vec<EventDetail<'_>> = req
+                    .event_data
+                    .iter()
+                    .filter(|e| {
+                        e.trigger == $ver::EventTriggerEnumType::Alerting
+                            || e.event_notification_type
+                                == $ver::EventNotificationEnumType::HardWiredNotification
+                    })
+                    .map(|e| EventDetail {
+                        component: &e.component.name,
+                        variable: &e.variable.name,
+                        value: &e.actual_value,
+                        tech_code: e.tech_code.as_deref(),
+                    })
+                    .collect();
+                super::notify_event(app, station, &alerts)
+                    .await
+                    .map_err(|e| unanswered::<A>(station, e))?;
+                Ok($ver::NotifyEventResponse { custom_data: None })
+            }
+
+            pub(super) async fn notify_report(
+                ctx: Ctx<Arc<App>>,
+                req: $ver::NotifyReportRequest,
+            ) -> Result<$ver::NotifyReportResponse, CallError> {
+                type A = $ver::action::NotifyReport;
+                let (app, station) = (&ctx.state, &*ctx.identity);
+                message::<A>(app, station);
+                let variables = req
+                    .report_data
+                    .iter()
+                    .flatten()
+                    .map(|d| {
+                        let (c, v) = (&d.component, &d.variable);
+                        Ok((
+                            component_key(&c.name, c.instance.as_deref(), c.evse.as_ref().map(|e| e.id)),
+                            variable_key(&v.name, v.instance.as_deref()),
+                            serde_json::to_value(d)?,
+                        ))
+                    })
+                    .collect::<Result<Vec<DeviceVariable>, serde_json::Error>>()
+                    .map_err(|e| unanswered::<A>(station, e))?;
+                super::notify_report(app, station, req.request_id, req.tbc != Some(true), &variables)
+                    .await
+                    .map_err(|e| unanswered::<A>(station, e))?;
+                Ok($ver::NotifyReportResponse { custom_data: None })
+            }
+
+            pub(super) async fn reservation_status_update(
+                ctx: Ctx<Arc<App>>,
+                req: $ver::ReservationStatusUpdateRequest,
+            ) -> Result<$ver::ReservationStatusUpdateResponse, CallError> {
+                type A = $ver::action::ReservationStatusUpdate;
+                let (app, station) = (&ctx.state, &*ctx.identity);
+                message::<A>(app, station);
+                reservation_status(
+                    app,
+                    station,
+                    req.reservation_id,
+                    req.reservation_update_status.as_str(),
+                )
+                .await
+                .map_err(|e| unanswered::<A>(station, e))?;
+                Ok($ver::ReservationStatusUpdateResponse { custom_data: None })
+            }
+        }
+    };
+}
+station_handlers_2x!(station_201, v201, to_v201, []);
+station_handlers_2x!(station_21, v21, to_v21, [allowed_energy_transfer, tariff]);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn t(s: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 1, 1, 10, 0, s).unwrap()
+    }
+
+    fn parse<T: serde::de::DeserializeOwned>(text: &str) -> T {
+        serde_json::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn boot_accepts_registered_stations_and_unknown_ones_as_configured() {
+        for policy in [
+            UnknownStations::Reject,
+            UnknownStations::Pending,
+            UnknownStations::Accept,
+        ] {
+            assert_eq!(registration(true, policy), Registration::Accepted);
+        }
+        assert_eq!(
+            registration(false, UnknownStations::Accept),
+            Registration::Accepted
+        );
+        assert_eq!(
+            registration(false, UnknownStations::Pending),
+            Registration::Pending
+        );
+        assert_eq!(
+            registration(false, UnknownStations::Reject),
+            Registration::Rejected
+        );
+    }
+
+    #[test]
+    fn registration_has_the_same_spelling_in_every_version() {
+        for r in [
+            Registration::Accepted,
+            Registration::Pending,
+            Registration::Rejected,
+        ] {
+            assert_eq!(v16::RegistrationStatus::from(r).as_str(), r.as_str());
+            assert_eq!(
+                v201::RegistrationStatusEnumType::from(r).as_str(),
+                r.as_str()
+            );
+            assert_eq!(
+                v21::RegistrationStatusEnumType::from(r).as_str(),
+                r.as_str()
+            );
+        }
+    }
+
+    #[test]
+    fn station_info_has_the_keys_the_store_reads() {
+        let info = StationInfo {
+            vendor: "ACME",
+            model: "W1",
+            serial: None,
+            firmware: Some("1.2"),
+        };
+        let v = serde_json::to_value(&info).unwrap();
+        assert_eq!(
+            (&v["vendor"], &v["model"], &v["serial"], &v["firmware"]),
+            (
+                &Value::from("ACME"),
+                &Value::from("W1"),
+                &Value::Null,
+                &Value::from("1.2")
+            )
+        );
+    }
+
+    #[test]
+    fn a_fault_is_a_faulted_status_or_a_16_error_code() {
+        let s16 = |status: &str, error: &str| {
+            ConnectorStatus::from_v16(
+                &parse(&format!(
+                    r#"{{"connectorId":2,"errorCode":"{error}","status":"{status}"}}"#
+                )),
+                t(1),
+            )
+        };
+        let faulted = s16("Faulted", "NoError");
+        assert!(faulted.faulted());
+        assert_eq!(
+            (
+                faulted.evse,
+                faulted.connector,
+                faulted.reported,
+                faulted.report.at
+            ),
+            (2, 2, "Faulted", t(1))
+        );
+        assert!(s16("Available", "GroundFailure").faulted());
+        assert!(!s16("Charging", "NoError").faulted());
+        assert_eq!(s16("Charging", "NoError").reported, "Charging");
+
+        let s201 = ConnectorStatus::from(&parse::<v201::StatusNotificationRequest>(
+            r#"{"timestamp":"2026-01-01T10:00:03Z","connectorStatus":"Faulted","evseId":3,"connectorId":1}"#,
+        ));
+        assert!(s201.faulted());
+        assert_eq!(
+            (s201.evse, s201.connector, s201.error, s201.report.at),
+            (3, 1, None, t(3))
+        );
+        let s21 = ConnectorStatus::from(&parse::<v21::StatusNotificationRequest>(
+            r#"{"timestamp":"2026-01-01T10:00:04Z","connectorStatus":"Unavailable","evseId":1,"connectorId":2}"#,
+        ));
+        assert!(!s21.faulted());
+        assert_eq!(s21.reported, "Unavailable");
+    }
+
+    #[test]
+    fn failed_firmware_updates_in_every_version() {
+        let f16 = |s: &str| {
+            Firmware::from(&parse::<v16::FirmwareStatusNotificationRequest>(&format!(
+                r#"{{"status":"{s}"}}"#
+            )))
+        };
+        assert_eq!(
+            f16("DownloadFailed"),
+            Firmware {
+                status: "DownloadFailed",
+                failed: true,
+                request_id: None
+            }
+        );
+        assert!(f16("InstallationFailed").failed);
+        assert!(!f16("Installed").failed);
+        let signed = Firmware::from(&parse::<v16::SignedFirmwareStatusNotificationRequest>(
+            r#"{"status":"InvalidSignature","requestId":7}"#,
+        ));
+        assert_eq!((signed.failed, signed.request_id), (true, Some(7)));
+        let f201 = |s: &str| {
+            Firmware::from(&parse::<v201::FirmwareStatusNotificationRequest>(&format!(
+                r#"{{"status":"{s}","requestId":3}}"#
+            )))
+        };
+        assert!(f201("InstallVerificationFailed").failed);
+        assert!(!f201("SignatureVerified").failed);
+        assert_eq!(f201("Downloading").request_id, Some(3));
+        let f21 = Firmware::from(&parse::<v21::FirmwareStatusNotificationRequest>(
+            r#"{"status":"DownloadFailed"}"#,
+        ));
+        assert_eq!(
+            (f21.status, f21.failed, f21.request_id),
+            ("DownloadFailed", true, None)
+        );
+    }
+
+    #[test]
+    fn device_model_keys() {
+        assert_eq!(component_key("EVSE", None, Some(2)), "EVSE@evse2");
+        assert_eq!(
+            component_key("Connector", Some("A"), Some(1)),
+            "Connector[A]"
+        );
+        assert_eq!(component_key("OCPPCommCtrlr", None, None), "OCPPCommCtrlr");
+        assert_eq!(variable_key("Enabled", Some("Cost")), "Enabled[Cost]");
+        assert_eq!(variable_key("Power", None), "Power");
+    }
+
+    #[test]
+    fn stored_statuses_keep_their_text() {
+        // read back by the firmware campaign and log upload views
+        let s = serde_json::to_string(&OperationStatus {
+            at: "2026-01-01T10:00:00.000Z".into(),
+            request_id: None,
+            status: "Uploaded",
+        })
+        .unwrap();
+        assert_eq!(
+            s,
+            r#"{"at":"2026-01-01T10:00:00.000Z","request_id":null,"status":"Uploaded"}"#
+        );
+        let r = serde_json::to_value(ReservationStatus {
+            at: "x".into(),
+            reservation_id: 4,
+            status: "Expired",
+        })
+        .unwrap();
+        assert_eq!(r["reservation_id"], 4);
+        let d = serde_json::to_value(SecurityDetail {
+            r#type: "SettingSystemTime",
+            tech_info: None,
+            timestamp: wire_time(&t(5)),
+        })
+        .unwrap();
+        assert_eq!(d["type"], "SettingSystemTime");
+        assert_eq!(d["timestamp"], "2026-01-01T10:00:05Z");
+    }
 }

@@ -41,7 +41,10 @@ fn firmware_dir(app: &App) -> PathBuf {
 /// identity), never by the identity itself, so no identity can name a path
 /// outside `uploads/`.
 fn upload_dir(app: &App, station: &str) -> PathBuf {
-    app.config.data_dir.join("uploads").join(upload_folder(station))
+    app.config
+        .data_dir
+        .join("uploads")
+        .join(upload_folder(station))
 }
 
 fn upload_folder(station: &str) -> String {

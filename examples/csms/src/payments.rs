@@ -138,7 +138,10 @@ impl Wallets {
             .fetch_optional(self.store.pool())
             .await?;
         row.map(|r| -> Result<Value, PaymentError> {
-            Ok(json!({"id_token": id_token, "balance": dec(&r.try_get::<String, _>(0)?)?.normalize().to_string(), "currency": r.try_get::<String, _>(1)?}))
+            let currency: String = r.try_get(1)?;
+            // in the currency's minor units: "40.00 EUR", never "40" or "40.005"
+            let balance = Money::parse(dec(&r.try_get::<String, _>(0)?)?, &currency)?;
+            Ok(json!({"id_token": id_token, "balance": balance.to_decimal().to_string(), "currency": currency}))
         })
         .transpose()
     }
@@ -371,7 +374,7 @@ mod tests {
             Hold::Held(d("30")),
             "replay: same hold"
         );
-        assert_eq!(w.wallet("TOK").await.unwrap().unwrap()["balance"], "20");
+        assert_eq!(w.wallet("TOK").await.unwrap().unwrap()["balance"], "20.00");
         let eur = |a: &str| Money::parse(d(a), "EUR").unwrap();
         // a second session cannot hold 30 more
         assert_eq!(w.hold("S2", "TOK", d("30")).await.unwrap(), Hold::Refused);

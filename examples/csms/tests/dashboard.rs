@@ -6,8 +6,8 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use evproto::sim::{model::Behaviour, SimConfig};
 use evproto_ocpp_proto::ProtocolVersion;
+use evproto_sim::{model::Behaviour, SimConfig};
 
 const KEY: &str = "dashboard-key-0123456789";
 
@@ -99,7 +99,7 @@ fn dashboard_shows_a_connected_station_and_a_live_session() {
     );
     // one simulated station that starts charging at once and keeps charging
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let sim = rt.spawn(evproto::sim::run(
+    let sim = rt.spawn(evproto_sim::run(
         SimConfig {
             url: format!("ws://127.0.0.1:{ocpp}/ocpp/"),
             stations: 1,

@@ -324,7 +324,7 @@ fn full_story(name: &str, db: Option<&str>) {
         Some(r#"{"balance": "40", "currency": "EUR"}"#),
         Some(KEY),
     );
-    assert_eq!((s, w["balance"].as_str()), (200, Some("40")), "{w}");
+    assert_eq!((s, w["balance"].as_str()), (200, Some("40.00")), "{w}");
     assert_eq!(
         http(
             h,

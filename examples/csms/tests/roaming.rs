@@ -96,7 +96,7 @@ async fn cpo_roaming_with_an_emsp() {
         data_dir: dir.clone(),
         api_key: Some(KEY.into()),
         security_profile: 0,
-        unknown_stations: "accept".into(),
+        unknown_stations: csms::config::UnknownStations::Accept,
         call_timeout: Duration::from_secs(10),
         site_limit_w: Some(7400),
         ..Default::default()
@@ -410,7 +410,7 @@ async fn monitoring_alerts_uptime_device_model() {
         data_dir: dir.clone(),
         api_key: Some(KEY.into()),
         security_profile: 0,
-        unknown_stations: "accept".into(),
+        unknown_stations: csms::config::UnknownStations::Accept,
         ..Default::default()
     };
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
@@ -686,6 +686,38 @@ async fn monitoring_alerts_uptime_device_model() {
     assert_eq!(answer["totalCost"], json!(2), "4 kWh × 0.50: {answer}");
     eventually("CostUpdated", || COST_SEEN.lock().unwrap().clone()).await;
     assert_eq!(COST_SEEN.lock().unwrap().as_deref(), Some("2"));
+    // A Started that arrives after its Ended places no hold (a hold never outlives its session).
+    assert_eq!(
+        api(
+            http,
+            "POST",
+            "/api/tokens",
+            Some(json!({"id_token": "LATE1"}))
+        )
+        .await
+        .0,
+        201
+    );
+    let (s, _) = api(
+        http,
+        "PUT",
+        "/api/wallets/LATE1",
+        Some(json!({"balance": 20, "currency": "EUR"})),
+    )
+    .await;
+    assert!(s == 200 || s == 201, "wallet: {s}");
+    let late = |seq: i64, kind: &str, t: &str, wh: i64| {
+        let mut e = ev(seq, kind, t, wh);
+        e["transactionInfo"]["transactionId"] = json!("T-LATE");
+        e["idToken"]["idToken"] = json!("LATE1");
+        e
+    };
+    call("TransactionEvent", late(1, "Ended", &t1, 3000)).await;
+    call("TransactionEvent", late(0, "Started", &t0, 1000)).await;
+    let (s, pay) = api(http, "GET", "/api/sessions/MON1:T-LATE/payment", None).await;
+    assert_eq!(s, 404, "no hold after the end: {pay}");
+    let (_, w) = api(http, "GET", "/api/wallets/LATE1", None).await;
+    assert_eq!(w["balance"], "20.00", "{w}");
     // Offline while disconnected, cleared on reconnect.
     station.shutdown().await;
     let mut offline = false;
@@ -788,7 +820,7 @@ async fn security_profiles_2_and_3() {
             data_dir: dir.join(format!("p{profile}")),
             api_key: Some(KEY.into()),
             security_profile: profile,
-            unknown_stations: "reject".into(),
+            unknown_stations: csms::config::UnknownStations::Reject,
             tls_cert: Some(dir.join("server.pem")),
             tls_key: Some(dir.join("server.key")),
             tls_client_ca: (profile == 3).then(|| dir.join("ca.pem")),

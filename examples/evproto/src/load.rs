@@ -4,6 +4,13 @@
 //! Each station is a task running the sans-IO `evproto_ocpp_proto::Endpoint` (the
 //! same core as `ocpp-client`) over a lean tokio-tungstenite connection, so
 //! the load generator spends little of the machine the server also needs.
+//!
+//! Two message mixes: `idle` (Heartbeat, StatusNotification, MeterValues
+//! outside transactions, which a CSMS mostly need not write) and
+//! `transactions` ([`transactions`]: charging sessions, every message a
+//! durable write).
+
+mod transactions;
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -43,6 +50,22 @@ pub(crate) struct Args {
     /// Each station sends its next message as soon as the previous is answered.
     #[arg(long)]
     saturate: bool,
+    /// Message mix. `idle`: Heartbeat, StatusNotification and MeterValues
+    /// outside transactions. `transactions`: each station loops through
+    /// charging sessions, Authorize → start → 5 meter values → stop (1.6
+    /// Authorize, StartTransaction, MeterValues with the transactionId,
+    /// StopTransaction; 2.x Authorize, TransactionEvent Started, 5× Updated
+    /// with meterValue, Ended, a fresh transactionId per session), so every
+    /// message is one the CSMS has to store; the report then counts
+    /// `sessions_completed` and the start answers by status
+    /// (`start_not_accepted`: a CSMS refusing --id-tag would otherwise look
+    /// fast).
+    #[arg(long, value_enum, default_value_t = Mix::Idle)]
+    mix: Mix,
+    /// The idTag (1.6) / idToken (2.x, type ISO14443) of the `transactions`
+    /// mix; the CSMS must accept it.
+    #[arg(long, default_value = "LOADTAG")]
+    id_tag: String,
     /// OCPP version: 1.6, 2.0.1 or 2.1.
     #[arg(long, default_value = "2.0.1", value_parser = ["1.6", "2.0.1", "2.1"])]
     ocpp: String,
@@ -71,6 +94,24 @@ pub(crate) struct Args {
     call_timeout: u64,
 }
 
+/// The message mix of `evproto load --mix`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Mix {
+    /// Heartbeat, StatusNotification, MeterValues outside transactions.
+    Idle,
+    /// Charging sessions: Authorize, start, meter values, stop.
+    Transactions,
+}
+
+impl Mix {
+    fn as_str(self) -> &'static str {
+        match self {
+            Mix::Idle => "idle",
+            Mix::Transactions => "transactions",
+        }
+    }
+}
+
 #[derive(Default)]
 struct Counters {
     connected: AtomicU64,
@@ -88,6 +129,7 @@ struct StationReport {
     latencies: BTreeMap<&'static str, Vec<u32>>,
     errors: BTreeMap<String, u64>,
     storm_ok: Option<bool>,
+    tally: transactions::Tally,
 }
 
 fn boot_payload(v: ProtocolVersion) -> &'static str {
@@ -97,7 +139,7 @@ fn boot_payload(v: ProtocolVersion) -> &'static str {
     }
 }
 
-/// The steady message mix: Heartbeat, StatusNotification, MeterValues.
+/// The `idle` message mix: Heartbeat, StatusNotification, MeterValues.
 fn message(v: ProtocolVersion, n: u64) -> (&'static str, String) {
     let now = "2024-05-01T10:15:00Z";
     match (v, n % 4) {
@@ -190,14 +232,15 @@ fn base64(input: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(input)
 }
 
-/// One call through the endpoint; the latency in µs, or the error kind.
+/// One call through the endpoint; the latency in µs and the answer's
+/// payload, or the error kind.
 async fn call(
     ws: &mut Ws,
     ep: &mut Endpoint,
     action: &str,
     payload: String,
     counters: &Counters,
-) -> Result<u32, String> {
+) -> Result<(u32, String), String> {
     let start = Instant::now();
     ep.send_call(start, action, payload)
         .map_err(|e| format!("api: {e}"))?;
@@ -233,9 +276,12 @@ async fn call(
         }
         while let Some(ev) = ep.poll_event() {
             match ev {
-                Event::CallCompleted { result: Ok(_), .. } => {
+                Event::CallCompleted {
+                    result: Ok(answer), ..
+                } => {
                     counters.responses.fetch_add(1, Ordering::Relaxed);
-                    return Ok(u32::try_from(start.elapsed().as_micros()).unwrap_or(u32::MAX));
+                    let us = u32::try_from(start.elapsed().as_micros()).unwrap_or(u32::MAX);
+                    return Ok((us, answer));
                 }
                 Event::CallCompleted { result: Err(e), .. } => {
                     return Err(format!("CALLERROR {}", e.code))
@@ -273,7 +319,7 @@ async fn boot(
     )
     .await
     {
-        Ok(us) => {
+        Ok((us, _)) => {
             report
                 .latencies
                 .entry("BootNotification")
@@ -295,6 +341,7 @@ async fn boot(
 async fn station(
     args: Arc<Args>,
     v: ProtocolVersion,
+    sessions: Option<transactions::Sessions>,
     i: usize,
     host: Arc<str>,
     port: u16,
@@ -332,6 +379,7 @@ async fn station(
     let mut next =
         tokio::time::Instant::now() + interval.mul_f64(((i * 7919) % 1000) as f64 / 1000.0);
     let mut n = i as u64;
+    let mut sessions = sessions;
     while tokio::time::Instant::now() < steady_end {
         if !interval.is_zero() {
             if next >= steady_end {
@@ -341,9 +389,23 @@ async fn station(
             tokio::time::sleep_until(next).await;
             next += interval;
         }
-        let (action, payload) = message(v, n);
+        let (action, payload) = match &mut sessions {
+            Some(s) => s.next_message(&now()),
+            None => message(v, n),
+        };
         n += 1;
-        match call(&mut ws, &mut ep, action, payload, &counters).await {
+        let result = call(&mut ws, &mut ep, action, payload, &counters).await;
+        let result = match (result, &mut sessions) {
+            (Ok((us, answer)), Some(s)) => s.answered(&answer, &mut report.tally).map(|()| us),
+            (Ok((us, _)), None) => Ok(us),
+            (Err(e), s) => {
+                if let Some(s) = s {
+                    s.failed();
+                }
+                Err(e)
+            }
+        };
+        match result {
             Ok(us) => report.latencies.entry(action).or_default().push(us),
             Err(e) => {
                 counters.errors.fetch_add(1, Ordering::Relaxed);
@@ -379,6 +441,11 @@ async fn station(
     report
 }
 
+/// The time stamp of a message: now, UTC, milliseconds.
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
 fn rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
@@ -402,7 +469,7 @@ pub(crate) fn run(mut args: Args) -> Result<(), String> {
         _ => ProtocolVersion::V201,
     };
     // from here on, the prefix each station's identity is appended to
-    args.url = evproto::sim::station_url_prefix(&args.url).map_err(|e| format!("--url: {e}"))?;
+    args.url = evproto_sim::station_url_prefix(&args.url).map_err(|e| format!("--url: {e}"))?;
     let url: tokio_tungstenite::tungstenite::http::Uri =
         args.url.parse().map_err(|e| format!("bad --url: {e}"))?;
     let host: Arc<str> = Arc::from(
@@ -411,6 +478,17 @@ pub(crate) fn run(mut args: Args) -> Result<(), String> {
             .trim_matches(['[', ']']),
     );
     let port = url.port_u16().unwrap_or(80);
+    let tag = match args.mix {
+        Mix::Transactions => Some(
+            transactions::Sessions::tag_literal(v, &args.id_tag)
+                .map_err(|e| format!("--id-tag: {e}"))?,
+        ),
+        Mix::Idle => None,
+    };
+    // this run's 2.x transaction ids differ from an earlier run's
+    let run_id = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
     if url.scheme_str() != Some("ws") {
         return Err("only ws:// URLs are supported by the load generator".to_owned());
     }
@@ -433,7 +511,8 @@ pub(crate) fn run(mut args: Args) -> Result<(), String> {
         let mut tasks = tokio::task::JoinSet::new();
         for i in 0..args.stations {
             let start_at = t0 + Duration::from_secs_f64(i as f64 / args.ramp.max(1) as f64);
-            tasks.spawn(station(args.clone(), v, i, host.clone(), port, start_at, steady_end, storm.clone(), counters.clone()));
+            let sessions = tag.clone().map(|t| transactions::Sessions::new(v, t, run_id, i));
+            tasks.spawn(station(args.clone(), v, sessions, i, host.clone(), port, start_at, steady_end, storm.clone(), counters.clone()));
         }
         // progress line
         let progress = {
@@ -484,7 +563,9 @@ pub(crate) fn run(mut args: Args) -> Result<(), String> {
         let mut errors: BTreeMap<String, u64> = BTreeMap::new();
         let mut connect_errors: BTreeMap<String, u64> = BTreeMap::new();
         let (mut storm_ok, mut storm_total) = (0u64, 0u64);
+        let mut tally = transactions::Tally::default();
         for r in reports {
+            tally.merge(r.tally);
             for (a, l) in r.latencies {
                 per_action.entry(a).or_default().extend(l);
             }
@@ -521,15 +602,18 @@ pub(crate) fn run(mut args: Args) -> Result<(), String> {
             eprintln!("error: {e}: {n}");
         }
         let server_rss = args.pid.and_then(rss_kib);
+        let per_action: BTreeMap<&str, usize> = per_action.iter().map(|(a, l)| (*a, l.len())).collect();
         let mut report = json!({
             "stations": args.stations,
             "ocpp": args.ocpp,
+            "mix": args.mix.as_str(),
             "connections_ok": c.connected.load(Ordering::Relaxed),
             "connections_failed": c.connect_failed.load(Ordering::Relaxed),
             "sent": c.sent.load(Ordering::Relaxed),
             "responses": c.responses.load(Ordering::Relaxed),
             "errors": c.errors.load(Ordering::Relaxed),
             "errors_by_kind": errors,
+            "per_action": per_action,
             "connect_errors": connect_errors,
             "throughput_msg_s": steady_responses / steady_secs.max(1e-9),
             "latency_ms": {
@@ -540,6 +624,15 @@ pub(crate) fn run(mut args: Args) -> Result<(), String> {
             },
             "duration_s": elapsed,
         });
+        if args.mix == Mix::Transactions {
+            report["id_tag"] = json!(args.id_tag);
+            report["sessions_completed"] = json!(tally.sessions_completed);
+            report["authorize_not_accepted"] = json!(transactions::Tally::refused(&tally.authorize_status));
+            report["authorize_status"] = json!(tally.authorize_status);
+            report["start_answers"] = json!(tally.start_status.values().sum::<u64>());
+            report["start_not_accepted"] = json!(transactions::Tally::refused(&tally.start_status));
+            report["start_status"] = json!(tally.start_status);
+        }
         if let Some(rss) = server_rss {
             report["server_rss_kib"] = json!(rss);
         }

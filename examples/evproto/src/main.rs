@@ -45,9 +45,13 @@ enum Command {
     ///
     /// Ramps K WebSocket connections at --ramp per second (spread over
     /// loopback source addresses 127.0.0.1..N), boots each station, then sends
-    /// a message mix (Heartbeat, StatusNotification, MeterValues) at --rate
-    /// messages per station per second, or as fast as answers come with
-    /// --saturate, for --duration seconds; optionally drops and reconnects all
+    /// a message mix at --rate messages per station per second, or as fast as
+    /// answers come with --saturate, for --duration seconds: `--mix idle`
+    /// (default) Heartbeat, StatusNotification, MeterValues; `--mix
+    /// transactions` charging sessions (Authorize, start, 5 meter values,
+    /// stop, with --id-tag), every message one the CSMS must store, with
+    /// sessions completed and refused starts in the report. Optionally drops
+    /// and reconnects all
     /// (--reconnect-storm). Stops by itself; refuses non-loopback targets
     /// unless --allow-remote. Prints a progress line and a table on stderr and
     /// one JSON object on the last line of stdout.

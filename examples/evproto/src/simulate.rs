@@ -1,8 +1,8 @@
-//! `evproto simulate`: the command line over [`evproto::sim`].
+//! `evproto simulate`: the command line over [`evproto_sim`].
 
 use std::time::Duration;
 
-use evproto::sim::{self, model::Behaviour, SimConfig};
+use evproto_sim::{self as sim, model::Behaviour, SimConfig};
 
 /// Options of `evproto simulate`.
 #[derive(Debug, Clone, clap::Args)]

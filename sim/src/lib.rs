@@ -12,11 +12,21 @@
 //!
 //! ```no_run
 //! # async fn demo() {
-//! use evproto::sim::{SimConfig, run};
+//! use evproto_sim::{SimConfig, run};
 //! let config = SimConfig { url: "ws://127.0.0.1:9000/ocpp/".into(), stations: 5, ..SimConfig::default() };
 //! let report = run(config, None).await.expect("valid configuration");
 //! println!("{}", report.to_json());
 //! # }
+//! ```
+//!
+//! The model alone, without sockets or a clock:
+//!
+//! ```
+//! use evproto_sim::model::{Behaviour, Msg, StationModel};
+//! // a station with two connectors; a remote start begins a transaction at once
+//! let mut station = StationModel::new("CP1", 2, Behaviour::default(), 7);
+//! let (_answer, out) = station.remote_start(Some(1), "RFID-1", None);
+//! assert!(out.iter().any(|m| matches!(m, Msg::TxStart { connector: 1, .. })));
 //! ```
 
 pub mod model;
@@ -877,7 +887,7 @@ impl Driver {
 /// `evproto simulate` both use this rule.
 ///
 /// ```
-/// use evproto::sim::station_url_prefix;
+/// use evproto_sim::station_url_prefix;
 /// for url in ["ws://h:9000/ocpp", "ws://h:9000/ocpp/", "ws://h:9000/ocpp/{identity}"] {
 ///     assert_eq!(station_url_prefix(url).unwrap(), "ws://h:9000/ocpp/");
 /// }

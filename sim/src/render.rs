@@ -202,7 +202,7 @@ pub fn profile_limit_w(schedule: &Value) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sim::model::Tx;
+    use crate::model::Tx;
     use evproto_ocpp_types::{v16, v201, v21};
 
     fn tx(csms: Option<i64>, remote: Option<i64>) -> Tx {
