@@ -561,23 +561,36 @@ impl Transaction {
 
 // ---- conversions from the typed messages ----
 
+/// A register value in Wh; `None` for a unit that is not energy. A value
+/// too large to scale is [`Decimal::MAX`], which is out of range
+/// ([`TxEvent::out_of_range`]) rather than silently dropped.
 fn wh_from(value: Decimal, unit: Option<&str>, multiplier: Option<i32>) -> Option<Decimal> {
     let scale = match unit.unwrap_or("Wh") {
         u if u.eq_ignore_ascii_case("Wh") => Decimal::ONE,
         u if u.eq_ignore_ascii_case("kWh") => Decimal::from(1000),
         _ => return None,
     };
-    let mut v = value.checked_mul(scale)?;
+    let too_large = if value.is_sign_negative() {
+        Decimal::MIN
+    } else {
+        Decimal::MAX
+    };
     let m = multiplier.unwrap_or(0);
-    if !(-28..=28).contains(&m) {
-        return None;
+    if m > 28 {
+        return Some(if value.is_zero() { value } else { too_large });
     }
+    let Some(mut v) = value.checked_mul(scale) else {
+        return Some(too_large);
+    };
     let ten = Decimal::from(10);
-    for _ in 0..m.unsigned_abs() {
+    for _ in 0..m.unsigned_abs().min(29) {
         v = if m > 0 {
-            v.checked_mul(ten)?
+            match v.checked_mul(ten) {
+                Some(v) => v,
+                None => return Some(too_large),
+            }
         } else {
-            v.checked_div(ten)?
+            v.checked_div(ten).unwrap_or(Decimal::ZERO)
         };
     }
     Some(v)
@@ -625,7 +638,12 @@ fn reading16(
     if format == Some(v16::ValueFormat::SignedData) {
         return Err(());
     }
-    let value: Decimal = value.trim().parse().map_err(|_| ())?;
+    // 1.6 sends the value as text: plain or scientific notation ("1.5e3")
+    let text = value.trim();
+    let value: Decimal = text
+        .parse()
+        .or_else(|_| Decimal::from_scientific(text))
+        .map_err(|_| ())?;
     let wh = wh_from(value, unit, None).ok_or(())?;
     Ok(Some(Reading {
         at,
@@ -1122,6 +1140,10 @@ mod tests {
             Some(Decimal::new(15, 1))
         );
         assert_eq!(wh_from(Decimal::ONE, Some("varh"), None), None);
-        assert_eq!(wh_from(Decimal::ONE, None, Some(99)), None);
+        // too large to scale: out of range, not dropped
+        assert_eq!(wh_from(Decimal::ONE, None, Some(99)), Some(Decimal::MAX));
+        assert_eq!(wh_from(Decimal::MAX, Some("kWh"), None), Some(Decimal::MAX));
+        assert_eq!(wh_from(Decimal::MIN, Some("kWh"), None), Some(Decimal::MIN));
+        assert_eq!(wh_from(Decimal::ONE, None, Some(-99)), Some(Decimal::ZERO));
     }
 }

@@ -103,6 +103,23 @@ pub fn routes(app: &Arc<App>) -> (Routes, Routes, Routes) {
 
 // ---- transaction messages: typed, through the csms-core model (crate::sessions) ----
 
+/// The CALLERROR for a transaction message that was not applied: a register
+/// out of its physical range is the station's fault
+/// (`PropertyConstraintViolation`, the same spelling in every version), a
+/// store failure ours (`InternalError`, logged).
+fn refused(station: &str, action: &str, e: sessions::SessionError) -> CallError {
+    match e {
+        sessions::SessionError::OutOfRange { .. } => {
+            tracing::warn!(station, action, "refused: {e}");
+            CallError::new(
+                v16::ErrorCode::PROPERTY_CONSTRAINT_VIOLATION.to_string(),
+                e.to_string(),
+            )
+        }
+        e => internal(station, action, e),
+    }
+}
+
 /// The CALLERROR for a store failure, logged with what was not answered.
 fn internal(station: &str, action: &str, e: impl std::fmt::Display) -> CallError {
     tracing::error!(station, action, "not answered, the store failed: {e}");
@@ -176,7 +193,7 @@ async fn start_transaction_16(
         .map_err(|e| internal(station, A, e))?;
     let out = sessions::apply(&app.store, station, TxMessage::Start16(&req))
         .await
-        .map_err(|e| internal(station, A, e))?
+        .map_err(|e| refused(station, A, e))?
         .ok_or_else(|| internal(station, A, "no outcome for a start"))?;
     after_commit(app, station, A, &out).await;
     let mut info = decision.to_v16();
@@ -208,7 +225,7 @@ async fn stop_transaction_16(
     app.notify(json!({"type": "message", "station": station, "action": A}));
     match sessions::apply(&app.store, station, TxMessage::Stop16(&req))
         .await
-        .map_err(|e| internal(station, A, e))?
+        .map_err(|e| refused(station, A, e))?
     {
         Some(out) => after_commit(app, station, A, &out).await,
         None => tracing::warn!(
@@ -239,7 +256,7 @@ async fn meter_values_16(
     if req.transaction_id.is_some() {
         if let Some(out) = sessions::apply(&app.store, station, TxMessage::Meter16(&req))
             .await
-            .map_err(|e| internal(station, A, e))?
+            .map_err(|e| refused(station, A, e))?
         {
             after_commit(app, station, A, &out).await;
         }
@@ -280,7 +297,7 @@ macro_rules! handlers_2x {
             app.notify(json!({"type": "message", "station": station, "action": A}));
             let out = sessions::apply(&app.store, station, TxMessage::$msg(&req))
                 .await
-                .map_err(|e| internal(station, A, e))?
+                .map_err(|e| refused(station, A, e))?
                 .ok_or_else(|| internal(station, A, "no outcome for a 2.x event"))?;
             after_commit(app, station, A, &out).await;
             let session = app

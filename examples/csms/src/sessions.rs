@@ -215,6 +215,21 @@ impl TxMessage<'_> {
     }
 }
 
+/// Why a transaction message was not applied.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// The store failed: nothing of the message was kept (`InternalError`).
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    /// An energy register outside the physical range (`PropertyConstraintViolation`):
+    /// kept, it would overflow every later sum.
+    #[error("energy register {wh} Wh is outside 0..=10^12 Wh")]
+    OutOfRange {
+        /// The register as sent, in Wh.
+        wh: rust_decimal::Decimal,
+    },
+}
+
 /// What a transaction message did.
 #[derive(Debug, Clone)]
 pub struct Outcome {
@@ -250,12 +265,16 @@ pub fn session_id(station: &str, ocpp_tx_id: &str) -> String {
 ///
 /// # Errors
 ///
-/// The store failed: nothing of the message was kept.
+/// The store failed, or a register is not physical: nothing of the message
+/// was kept.
 pub async fn apply(
     store: &Store,
     station: &str,
     msg: TxMessage<'_>,
-) -> crate::store::Result<Option<Outcome>> {
+) -> Result<Option<Outcome>, SessionError> {
+    if let Some(r) = msg.event().out_of_range() {
+        return Err(SessionError::OutOfRange { wh: r.wh });
+    }
     let mut db = store.begin().await?;
     let (ocpp_tx_id, start) = match msg {
         TxMessage::Start16(m) => {
@@ -312,7 +331,7 @@ pub async fn apply(
             Some(ev) => {
                 model.apply(&ev);
             }
-            None => return Err(crate::store::StoreError::Corrupt("transaction message")),
+            None => return Err(crate::store::StoreError::Corrupt("transaction message").into()),
         }
     }
     let applied = model.apply(&msg.event());
@@ -485,6 +504,38 @@ mod tests {
             .await
             .unwrap()
             .is_none());
+    }
+
+    #[tokio::test]
+    async fn unphysical_registers_are_refused_and_nothing_is_kept() {
+        use evproto_ocpp_types::from_str;
+        let store = temp_store("range").await;
+        let start: v16::StartTransactionRequest = from_str(
+            r#"{"connectorId":1,"idTag":"TAG","meterStart":-1,"timestamp":"2026-01-01T00:00:00Z"}"#,
+        )
+        .unwrap();
+        let before = snapshot(&store).await;
+        assert!(matches!(
+            apply(&store, "CP", TxMessage::Start16(&start)).await,
+            Err(SessionError::OutOfRange { .. })
+        ));
+        let (start, _, _) = messages_16();
+        apply(&store, "CP", TxMessage::Start16(&start))
+            .await
+            .unwrap();
+        let huge: v16::MeterValuesRequest = from_str(
+            r#"{"connectorId":1,"transactionId":1,"meterValue":[{"timestamp":"2026-01-01T00:30:00Z","sampledValue":[{"value":"1e26","unit":"kWh"}]}]}"#,
+        )
+        .unwrap();
+        let after_start = snapshot(&store).await;
+        assert_ne!(before, after_start);
+        assert!(matches!(
+            apply(&store, "CP", TxMessage::Meter16(&huge)).await,
+            Err(SessionError::OutOfRange { .. })
+        ));
+        assert_eq!(snapshot(&store).await, after_start, "nothing of it kept");
+        // every later read of the session still works
+        assert!(store.session("CP:1").await.unwrap().is_some());
     }
 
     #[tokio::test]

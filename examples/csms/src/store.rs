@@ -1153,11 +1153,15 @@ pub fn to_wh(value: &str, unit: Option<&str>) -> Option<Decimal> {
     let v = Decimal::from_str(value.trim())
         .or_else(|_| Decimal::from_scientific(value.trim()))
         .ok()?;
-    match unit.unwrap_or("Wh") {
-        "kWh" => Some(v * Decimal::from(1000)),
-        "Wh" => Some(v),
-        _ => None,
-    }
+    let wh = match unit.unwrap_or("Wh") {
+        "kWh" => v.checked_mul(Decimal::from(1000))?,
+        "Wh" => v,
+        _ => return None,
+    };
+    // a register outside the physical range is no reading (no sum of them overflows)
+    (Decimal::ZERO..=evproto_csms_core::transaction::MAX_REGISTER_WH)
+        .contains(&wh)
+        .then_some(wh)
 }
 
 #[cfg(test)]
@@ -1183,6 +1187,10 @@ mod tests {
         assert_eq!(to_wh("1e3", Some("Wh")), Some(Decimal::from(1000)));
         assert_eq!(to_wh("x", None), None);
         assert_eq!(to_wh("5", Some("varh")), None);
+        // out of the physical range, or too large to scale: no reading, no panic
+        assert_eq!(to_wh("1e26", Some("kWh")), None);
+        assert_eq!(to_wh("79228162514264337593543950335", Some("kWh")), None);
+        assert_eq!(to_wh("-1", None), None);
     }
 }
 
