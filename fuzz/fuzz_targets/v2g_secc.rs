@@ -1,18 +1,33 @@
 #![no_main]
-//! Arbitrary bytes as messages into both DIN session machines (after a
-//! valid handshake, and raw): never a panic, nothing after the end.
+//! Arbitrary bytes as messages into both session machines (after a valid
+//! handshake, and raw): never a panic, nothing after the end. The first
+//! input byte picks the protocol and mode: DIN DC, ISO 15118-2 DC or -2 AC
+//! (`% 3`); its top bit makes the SECC ask for a renegotiation at every step.
 use std::time::{Duration, Instant};
 
 use evproto_iso15118::app_protocol::{self, Message, ResponseCode, SupportedAppProtocolRes};
-use evproto_iso15118::session::{Effect, Evcc, EvccConfig, Secc, SeccConfig};
+use evproto_iso15118::session::{Effect, Evcc, EvccConfig, Protocol, Secc, SeccConfig};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
+    let Some((&pick, data)) = data.split_first() else {
+        return;
+    };
+    let config = match pick % 3 {
+        0 => EvccConfig::din_dc(vec![1; 6]),
+        1 => EvccConfig::iso2_dc(vec![1; 6]),
+        _ => EvccConfig::iso2_ac(vec![1; 6]),
+    };
+    let renegotiate = pick & 0x80 != 0;
     let now = Instant::now();
-    let mut evcc = Evcc::new(EvccConfig::din_dc(vec![1; 6]), now);
+    let mut evcc = Evcc::new(config.clone(), now);
     let Some(Effect::Transmit(sap_req)) = evcc.poll_effect() else { unreachable!() };
     let mut secc = Secc::new(SeccConfig::new(vec![1, 2, 3, 4]), now);
     secc.handle_message(now, &sap_req);
+    assert_eq!(
+        secc.protocol(),
+        Some(if pick % 3 == 0 { Protocol::Din } else { Protocol::Iso2 })
+    );
     let mut sap_res = Vec::new();
     app_protocol::encode(
         &Message::Res(SupportedAppProtocolRes {
@@ -23,12 +38,15 @@ fuzz_target!(|data: &[u8]| {
     );
     evcc.handle_message(now, &sap_res);
     let mut raw_secc = Secc::new(SeccConfig::new(vec![1]), now);
-    let mut raw_evcc = Evcc::new(EvccConfig::din_dc(vec![1; 6]), now);
+    let mut raw_evcc = Evcc::new(config, now);
     // the input is messages split at 0xff bytes, each followed by 10 ms
     let mut t = now;
     let mut ended = [false; 4];
     for chunk in data.split(|b| *b == 0xff) {
         t += Duration::from_millis(10);
+        if renegotiate {
+            secc.request_renegotiation();
+        }
         secc.handle_message(t, chunk);
         evcc.handle_message(t, chunk);
         raw_secc.handle_message(t, chunk);

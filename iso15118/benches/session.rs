@@ -1,9 +1,11 @@
-//! `cargo bench -p evproto-iso15118 --bench session`: the DIN DC session
-//! machines in memory, every message through the generated EXI codecs.
+//! `cargo bench -p evproto-iso15118 --bench session`: the DIN DC and
+//! ISO 15118-2 DC session machines in memory, every message through the
+//! generated EXI codecs.
 //!
-//! - `din_dc/full_session_100_loops`: handshake to SessionStop with 100
-//!   CurrentDemand loops, our EVCC against our SECC on a virtual clock
-//!   (authorization, isolation and schedules answered at once);
+//! - `din_dc/full_session_100_loops`, `iso2_dc/full_session_100_loops`:
+//!   handshake to SessionStop with 100 CurrentDemand loops, our EVCC against
+//!   our SECC on a virtual clock (authorization, isolation and schedules
+//!   answered at once);
 //! - `din_dc/secc_current_demand`: the SECC's cost of one CurrentDemandReq
 //!   (decode, answer, encode, drain).
 #![allow(missing_docs)]
@@ -19,10 +21,10 @@ use evproto_iso15118::session::{
 const SESSION: [u8; 4] = [1, 2, 3, 4];
 
 /// Runs one session; returns the EVCC's requests.
-fn session(loops: u32) -> Vec<Vec<u8>> {
+fn session(config: EvccConfig, loops: u32) -> Vec<Vec<u8>> {
     let mut now = Instant::now();
     let mut secc = Secc::new(SeccConfig::new(SESSION.to_vec()), now);
-    let mut evcc = Evcc::new(EvccConfig::din_dc(vec![1; 6]), now);
+    let mut evcc = Evcc::new(config, now);
     let mut sent = Vec::new();
     let mut stop_asked = false;
     loop {
@@ -85,11 +87,18 @@ fn session(loops: u32) -> Vec<Vec<u8>> {
 
 fn bench(c: &mut Criterion) {
     c.bench_function("din_dc/full_session_100_loops", |b| {
-        b.iter(|| black_box(session(100)))
+        b.iter(|| black_box(session(EvccConfig::din_dc(vec![1; 6]), 100)))
+    });
+    c.bench_function("iso2_dc/full_session_100_loops", |b| {
+        b.iter(|| {
+            let sent = session(EvccConfig::iso2_dc(vec![1; 6]), 100);
+            assert!(sent.len() > 100);
+            black_box(sent)
+        })
     });
 
     // a SECC in its charge loop, and a CurrentDemandReq for it
-    let script = session(2);
+    let script = session(EvccConfig::din_dc(vec![1; 6]), 2);
     let start = script
         .iter()
         .position(|b| din::response_code(b).is_none() && is_current_demand(b))

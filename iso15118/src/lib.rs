@@ -17,9 +17,11 @@
 //! - [`grammar`]: the grammar runtime (event codes of a state) the engine
 //!   and the generated codecs share;
 //! - `session` (feature `messages`): sans-IO SECC and EVCC session machines —
-//!   the SupportedAppProtocol step, the DIN 70121 / ISO 15118-2 timers as
-//!   deadlines, and DIN 70121 DC EIM from SessionSetup to SessionStop
-//!   (ISO 15118-2 not yet), effects out as `Transmit`/`SessionEnded`/EVSE requests;
+//!   the SupportedAppProtocol step (DIN 70121 or ISO 15118-2), the DIN / -2
+//!   timers as deadlines, DIN 70121 DC EIM and ISO 15118-2 EIM AC and DC from
+//!   SessionSetup to SessionStop (renegotiation, pause and resume with
+//!   `OK_OldSessionJoined`); effects out as `Transmit`/`SessionEnded`/EVSE
+//!   requests; no -20, no Plug & Charge;
 //! - [`lenient`]: the decoding policy (strict by default) that accepts the
 //!   deviations real cars and chargers send — bytes after the document, an
 //!   integer outside its facet — each reported as a warning with its bit

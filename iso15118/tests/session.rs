@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use evproto_iso15118::session::{
     din, Authorization, Effect, EndReason, EvNotice, Evcc, EvccConfig, EvseRequest, EvseStatus,
-    Isolation, MsgKind, Protocol, Secc, SeccConfig, StopKind, TimerKind,
+    Isolation, MsgKind, PausedSession, Protocol, Secc, SeccConfig, StopKind, TimerKind,
 };
 use test_support::VirtualClock;
 
@@ -310,6 +310,58 @@ mod din_dc {
             assert_eq!(sim.secc.poll_timeout(), None);
             assert_eq!(sim.evcc.poll_timeout(), None);
         }
+    }
+
+    #[test]
+    fn resume_joins_the_paused_session() {
+        let old = vec![0x11, 0x22, 0x33, 0x44];
+        let mut sim = Sim::new(
+            SeccConfig::new(SESSION.to_vec()).with_resume(Some(PausedSession {
+                session_id: old.clone(),
+            })),
+            EvccConfig::din_dc(EVCC_ID.to_vec()).with_resume(Some(old.clone())),
+        );
+        sim.stop_after = Some((2, StopKind::Terminate));
+        sim.run(Duration::from_secs(600));
+        assert_eq!(sim.secc_end, Some(EndReason::Finished));
+        assert_eq!(sim.evcc_end, Some(EndReason::Finished));
+        assert_eq!(
+            sim.answers()[0],
+            ("SessionSetupRes".into(), "OK_OldSessionJoined".into())
+        );
+        assert_eq!(sim.secc.session_id(), Some(&old[..]));
+        assert_eq!(sim.evcc.session_id(), Some(&old[..]));
+        // every message after the handshake carries the old id
+        for b in sim.to_secc[1..].iter().chain(&sim.to_evcc[1..]) {
+            use evproto_iso15118::messages::din as m;
+            let Ok(m::Message::V2gMessage(v)) = m::Message::decode(b) else {
+                panic!()
+            };
+            assert_eq!(v.header.session_id.0, old);
+        }
+
+        // an id the SECC does not know: a new session
+        let mut sim = Sim::new(
+            SeccConfig::new(SESSION.to_vec()).with_resume(Some(PausedSession {
+                session_id: old.clone(),
+            })),
+            EvccConfig::din_dc(EVCC_ID.to_vec()).with_resume(Some(vec![7, 7])),
+        );
+        sim.stop_after = Some((1, StopKind::Terminate));
+        sim.run(Duration::from_secs(600));
+        assert_eq!(sim.evcc_end, Some(EndReason::Finished));
+        assert_eq!(
+            sim.answers()[0],
+            ("SessionSetupRes".into(), "OK_NewSessionEstablished".into())
+        );
+        assert_eq!(sim.evcc.session_id(), Some(&SESSION[..]));
+
+        // DIN has no pause: a Pause stop terminates
+        let mut sim = Sim::din();
+        sim.stop_after = Some((1, StopKind::Pause));
+        sim.run(Duration::from_secs(600));
+        assert_eq!(sim.secc_end, Some(EndReason::Finished));
+        assert_eq!(sim.evcc_end, Some(EndReason::Finished));
     }
 
     #[test]

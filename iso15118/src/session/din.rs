@@ -1078,7 +1078,11 @@ impl Evcc {
         } else {
             req
         };
-        let id = self.session_id.clone().unwrap_or_else(|| vec![0]);
+        let id = if req == Request::SessionSetup {
+            self.config.resume.clone().unwrap_or_else(|| vec![0])
+        } else {
+            self.session_id.clone().unwrap_or_else(|| vec![0])
+        };
         match encode(&id, self.body(req)) {
             Ok(bytes) => {
                 self.core.transmit(bytes);

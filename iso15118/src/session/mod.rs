@@ -1,7 +1,9 @@
 //! Sans-IO session state machines: the SECC (charger) and the EVCC (car),
-//! from the SupportedAppProtocol handshake to SessionStop. DIN SPEC 70121
-//! DC with external identification means (EIM) is done; ISO 15118-2 is not
-//! yet (the handshake does not offer it: [`Protocol`] has DIN only).
+//! from the SupportedAppProtocol handshake to SessionStop, with external
+//! identification means (EIM): DIN SPEC 70121 DC ([`din`]) and ISO 15118-2
+//! AC and DC ([`iso2`]: renegotiation, pause and resume). ISO 15118-20 and
+//! Plug & Charge are not done: the handshake offers [`Protocol::Din`] and
+//! [`Protocol::Iso2`].
 //!
 //! A machine never reads a clock, never draws random numbers and does no
 //! I/O: bytes come in through `handle_message(now, exi)`, time through
@@ -13,7 +15,7 @@
 //!
 //! - [`Secc`] / [`Evcc`]: the SupportedAppProtocol step ([`crate::app_protocol::negotiate`]
 //!   on the SECC, the EV's offer list on the EVCC) followed by the machine of the
-//!   chosen protocol, [`din::Secc`]/[`din::Evcc`];
+//!   chosen protocol, [`din::Secc`]/[`din::Evcc`] or [`iso2::Secc`]/[`iso2::Evcc`];
 //! - [`Timers`]: the timers of both standards as deadlines ([`TimerKind`] cites the tables);
 //! - [`EvseStatus`], [`EvStatus`]: what the machines cannot know, given by the shell.
 //!
@@ -72,6 +74,7 @@ use std::time::{Duration, Instant};
 use crate::app_protocol::{self, AppProtocol, Offer, ResponseCode, SupportedAppProtocolReq};
 
 pub mod din;
+pub mod iso2;
 mod timers;
 
 pub use timers::{msg_timeout, MsgKind, Standard, TimerConfig, TimerKind, Timers};
@@ -82,6 +85,8 @@ pub use timers::{msg_timeout, MsgKind, Standard, TimerConfig, TimerKind, Timers}
 pub enum Protocol {
     /// DIN SPEC 70121:2012 (`urn:din:70121:2012:MsgDef`).
     Din,
+    /// ISO 15118-2:2014 (`urn:iso:15118:2:2013:MsgDef`).
+    Iso2,
 }
 
 impl Protocol {
@@ -89,6 +94,7 @@ impl Protocol {
     pub fn offer(self) -> Offer {
         match self {
             Protocol::Din => Offer::DIN,
+            Protocol::Iso2 => Offer::ISO2,
         }
     }
 }
@@ -127,6 +133,12 @@ impl EnergyMode {
 pub enum EndReason {
     /// SessionStop answered OK: the normal end.
     Finished,
+    /// SessionStop(Pause) answered OK (ISO 15118-2): the session may be
+    /// resumed with this id ([`SeccConfig::resume`], [`EvccConfig::resume`]).
+    Paused {
+        /// The id to resume.
+        session_id: Vec<u8>,
+    },
     /// SupportedAppProtocol found nothing in common (`Failed_NoNegotiation`).
     NoNegotiation,
     /// A request that is not allowed in the current state (the SECC answered
@@ -201,13 +213,18 @@ pub enum EvNotice {
     ChargingStarted,
     /// The EVSE's present values from a charge-loop answer.
     Present {
-        /// Volts.
+        /// Volts (-2 AC: the EVSE's nominal voltage from ChargeParameterDiscoveryRes).
         voltage: f64,
         /// Amperes (DC; `0` for AC, where the EVSE does not report it).
         current: f64,
     },
     /// PowerDelivery(Stop) was accepted: open the EV's contactors.
     ChargingStopped,
+    /// A charge-loop answer carried the EVSE's meter reading (ISO 15118-2).
+    Meter {
+        /// Wh.
+        wh: u64,
+    },
 }
 
 /// What a machine wants done. Drain with `poll_effect`.
@@ -269,8 +286,11 @@ pub struct EvseStatus {
     /// answers the next request with `FAILED` and `EVSE_EmergencyShutdown`
     /// and ends the session.
     pub emergency_stop: bool,
-    /// Meter reading in Wh, if a meter is present.
+    /// Meter reading in Wh, if a meter is present (ISO 15118-2 sends it in
+    /// ChargingStatusRes / CurrentDemandRes).
     pub meter_wh: Option<u64>,
+    /// AC nominal voltage (ISO 15118-2 `EVSENominalVoltage`).
+    pub nominal_voltage: f64,
 }
 
 impl Default for EvseStatus {
@@ -287,6 +307,7 @@ impl Default for EvseStatus {
             isolation: Isolation::Invalid,
             emergency_stop: false,
             meter_wh: None,
+            nominal_voltage: 230.0,
         }
     }
 }
@@ -357,12 +378,17 @@ impl Default for EvStatus {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum StopKind {
-    /// SessionStop (DIN has no pause).
+    /// SessionStop (`ChargingSession=Terminate` in -2).
     Terminate,
+    /// SessionStop with `ChargingSession=Pause` (ISO 15118-2): the session
+    /// ends with [`EndReason::Paused`] and may be resumed. DIN has no pause:
+    /// its EVCC terminates.
+    Pause,
 }
 
 /// A session the SECC may rejoin: a SessionSetupReq carrying this id is
-/// answered `OK_OldSessionJoined` and keeps it.
+/// answered `OK_OldSessionJoined` and keeps it (DIN and -2; -2 pauses with
+/// SessionStop(Pause), [`EndReason::Paused`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PausedSession {
     /// Its id.
@@ -377,7 +403,8 @@ pub struct SeccConfig {
     /// machine draws no random numbers.
     pub session_id: Vec<u8>,
     /// EVSEID: DIN takes bytes (hexBinary): this string's bytes (at most
-    /// 32), one zero byte when empty.
+    /// 32), one zero byte when empty; -2 takes the string (7 to 37
+    /// characters, `ZZ00000` when shorter).
     pub evse_id: String,
     /// The protocols offered, by the SECC's preference in case of a tie.
     pub protocols: Vec<Protocol>,
@@ -392,13 +419,14 @@ pub struct SeccConfig {
 }
 
 impl SeccConfig {
-    /// DIN, DC extended, default timers.
+    /// ISO 15118-2 and DIN (in this order on a tie), DC extended and AC
+    /// three-phase, default timers.
     pub fn new(session_id: Vec<u8>) -> Self {
         Self {
             session_id,
             evse_id: "DE*EVP*E1".into(),
-            protocols: vec![Protocol::Din],
-            energy_modes: vec![EnergyMode::DcExtended],
+            protocols: vec![Protocol::Iso2, Protocol::Din],
+            energy_modes: vec![EnergyMode::DcExtended, EnergyMode::AcThreePhaseCore],
             timers: TimerConfig::default(),
             resume: None,
             evse: EvseStatus::default(),
@@ -451,6 +479,9 @@ pub struct EvccConfig {
     pub timers: TimerConfig,
     /// Initial car state.
     pub ev: EvStatus,
+    /// The id of a paused session to resume: sent in SessionSetupReq
+    /// (instead of `0`); the SECC answers `OK_OldSessionJoined` if it knows it.
+    pub resume: Option<Vec<u8>>,
 }
 
 impl EvccConfig {
@@ -464,7 +495,39 @@ impl EvccConfig {
             precharge_tolerance: 20.0,
             timers: TimerConfig::default(),
             ev: EvStatus::default(),
+            resume: None,
         }
+    }
+    /// An ISO 15118-2 DC (extended) EVCC.
+    pub fn iso2_dc(evcc_id: Vec<u8>) -> Self {
+        Self {
+            protocols: vec![Protocol::Iso2],
+            ..Self::din_dc(evcc_id)
+        }
+    }
+    /// An ISO 15118-2 AC (three-phase) EVCC: 16 A.
+    pub fn iso2_ac(evcc_id: Vec<u8>) -> Self {
+        Self {
+            protocols: vec![Protocol::Iso2],
+            energy_mode: EnergyMode::AcThreePhaseCore,
+            ev: EvStatus {
+                max_voltage: 400.0,
+                max_current: 16.0,
+                max_power: 11_000.0,
+                ..EvStatus::default()
+            },
+            ..Self::din_dc(evcc_id)
+        }
+    }
+    /// Sets [`EvccConfig::energy_mode`].
+    pub fn with_energy_mode(mut self, m: EnergyMode) -> Self {
+        self.energy_mode = m;
+        self
+    }
+    /// Sets [`EvccConfig::resume`].
+    pub fn with_resume(mut self, id: Option<Vec<u8>>) -> Self {
+        self.resume = id;
+        self
     }
     /// Sets [`EvccConfig::loop_interval`].
     pub fn with_loop_interval(mut self, d: Duration) -> Self {
@@ -548,6 +611,7 @@ pub(crate) fn unscale(value: i16, multiplier: i8) -> f64 {
 pub(crate) struct Energy {
     pub(crate) wh: f64,
     last: Option<Instant>,
+    meter: Option<u64>,
 }
 
 impl Energy {
@@ -562,6 +626,14 @@ impl Energy {
     pub(crate) fn pause(&mut self) {
         self.last = None;
     }
+    /// A meter reading (AC): the energy grows by the increase since the
+    /// previous reading.
+    pub(crate) fn meter(&mut self, wh: u64) {
+        if let Some(prev) = self.meter {
+            self.wh += wh.saturating_sub(prev) as f64;
+        }
+        self.meter = Some(wh);
+    }
 }
 
 // ---- the top-level machines: handshake, then the protocol's machine ----
@@ -570,13 +642,15 @@ impl Energy {
 enum SeccInner {
     Handshake(Core),
     Din(Box<din::Secc>),
+    Iso2(Box<iso2::Secc>),
 }
 
 /// The SECC of one TCP connection: the SupportedAppProtocol handshake, then
-/// [`din::Secc`]. See the [module docs](self) for the call order.
+/// [`din::Secc`] or [`iso2::Secc`]. See the [module docs](self) for the call order.
 ///
 /// ```text
-///  Handshake ──SupportedAppProtocolReq──► negotiate ──DIN──► din::Secc
+///  Handshake ──SupportedAppProtocolReq──► negotiate ─┬─DIN──► din::Secc
+///                                                   └─ -2──► iso2::Secc
 ///      └── no match / garbage / V2G_SECC_CommunicationSetup timeout ──► SessionEnded
 /// ```
 #[derive(Debug)]
@@ -605,6 +679,26 @@ impl Secc {
         match &self.inner {
             SeccInner::Handshake(_) => None,
             SeccInner::Din(_) => Some(Protocol::Din),
+            SeccInner::Iso2(_) => Some(Protocol::Iso2),
+        }
+    }
+
+    /// The ISO 15118-2 machine, when -2 was chosen.
+    pub fn iso2(&self) -> Option<&iso2::Secc> {
+        match &self.inner {
+            SeccInner::Iso2(m) => Some(m),
+            _ => None,
+        }
+    }
+
+    /// Asks the EV to renegotiate (ISO 15118-2): the next charge-loop answer
+    /// carries `EVSENotification=ReNegotiation`, the EV comes back through
+    /// ChargeParameterDiscovery (a new [`EvseRequest::Schedules`] with
+    /// `renegotiation: true`) and PowerDelivery. Ignored outside the charge
+    /// loop and by DIN, which has no renegotiation.
+    pub fn request_renegotiation(&mut self) {
+        if let SeccInner::Iso2(m) = &mut self.inner {
+            m.request_renegotiation();
         }
     }
 
@@ -620,6 +714,7 @@ impl Secc {
     pub fn handle_message(&mut self, now: Instant, exi: &[u8]) {
         match &mut self.inner {
             SeccInner::Din(m) => m.handle_message(now, exi),
+            SeccInner::Iso2(m) => m.handle_message(now, exi),
             SeccInner::Handshake(core) => {
                 if core.is_ended() {
                     return;
@@ -648,6 +743,13 @@ impl Secc {
                         self.inner =
                             SeccInner::Din(Box::new(din::Secc::new(self.config.clone(), core, now)))
                     }
+                    Some(Protocol::Iso2) => {
+                        self.inner = SeccInner::Iso2(Box::new(iso2::Secc::new(
+                            self.config.clone(),
+                            core,
+                            now,
+                        )))
+                    }
                     None => {
                         core.end(EndReason::NoNegotiation);
                         self.inner = SeccInner::Handshake(core);
@@ -661,6 +763,7 @@ impl Secc {
     pub fn handle_timeout(&mut self, now: Instant) {
         match &mut self.inner {
             SeccInner::Din(m) => m.handle_timeout(now),
+            SeccInner::Iso2(m) => m.handle_timeout(now),
             SeccInner::Handshake(core) => {
                 if let Some(kind) = core.timers.expired(now) {
                     core.end(EndReason::Timeout(kind));
@@ -673,6 +776,7 @@ impl Secc {
     pub fn handle_authorization(&mut self, now: Instant, decision: Authorization) {
         match &mut self.inner {
             SeccInner::Din(m) => m.handle_authorization(now, decision),
+            SeccInner::Iso2(m) => m.handle_authorization(now, decision),
             SeccInner::Handshake(_) => {}
         }
     }
@@ -682,6 +786,7 @@ impl Secc {
     pub fn handle_schedules(&mut self, now: Instant, schedules: Vec<ScheduleTuple>) {
         match &mut self.inner {
             SeccInner::Din(m) => m.handle_schedules(now, schedules),
+            SeccInner::Iso2(m) => m.handle_schedules(now, schedules),
             SeccInner::Handshake(_) => {}
         }
     }
@@ -691,6 +796,7 @@ impl Secc {
         self.config.evse = status.clone();
         match &mut self.inner {
             SeccInner::Din(m) => m.set_evse(status),
+            SeccInner::Iso2(m) => m.set_evse(status),
             SeccInner::Handshake(_) => {}
         }
     }
@@ -699,6 +805,7 @@ impl Secc {
     pub fn evse(&self) -> &EvseStatus {
         match &self.inner {
             SeccInner::Din(m) => m.evse(),
+            SeccInner::Iso2(m) => m.evse(),
             SeccInner::Handshake(_) => &self.config.evse,
         }
     }
@@ -707,6 +814,7 @@ impl Secc {
     pub fn energy_wh(&self) -> f64 {
         match &self.inner {
             SeccInner::Din(m) => m.energy_wh(),
+            SeccInner::Iso2(m) => m.energy_wh(),
             SeccInner::Handshake(_) => 0.0,
         }
     }
@@ -720,6 +828,7 @@ impl Secc {
     pub fn session_id(&self) -> Option<&[u8]> {
         match &self.inner {
             SeccInner::Din(m) => m.session_id(),
+            SeccInner::Iso2(m) => m.session_id(),
             SeccInner::Handshake(_) => None,
         }
     }
@@ -727,6 +836,7 @@ impl Secc {
     fn core(&self) -> &Core {
         match &self.inner {
             SeccInner::Din(m) => &m.core,
+            SeccInner::Iso2(m) => &m.core,
             SeccInner::Handshake(c) => c,
         }
     }
@@ -734,6 +844,7 @@ impl Secc {
     fn core_mut(&mut self) -> &mut Core {
         match &mut self.inner {
             SeccInner::Din(m) => &mut m.core,
+            SeccInner::Iso2(m) => &mut m.core,
             SeccInner::Handshake(c) => c,
         }
     }
@@ -755,10 +866,11 @@ impl Secc {
 enum EvccInner {
     Handshake(Core, Vec<AppProtocol>),
     Din(Box<din::Evcc>),
+    Iso2(Box<iso2::Evcc>),
 }
 
 /// The EVCC of one TCP connection: SupportedAppProtocolReq with the
-/// configured protocols, then [`din::Evcc`]. Created when
+/// configured protocols, then [`din::Evcc`] or [`iso2::Evcc`]. Created when
 /// the TCP connection is up; its first effect is the handshake request.
 #[derive(Debug)]
 pub struct Evcc {
@@ -814,6 +926,15 @@ impl Evcc {
         match &self.inner {
             EvccInner::Handshake(..) => None,
             EvccInner::Din(_) => Some(Protocol::Din),
+            EvccInner::Iso2(_) => Some(Protocol::Iso2),
+        }
+    }
+
+    /// The ISO 15118-2 machine, when -2 was chosen.
+    pub fn iso2(&self) -> Option<&iso2::Evcc> {
+        match &self.inner {
+            EvccInner::Iso2(m) => Some(m),
+            _ => None,
         }
     }
 
@@ -821,6 +942,7 @@ impl Evcc {
     pub fn handle_message(&mut self, now: Instant, exi: &[u8]) {
         match &mut self.inner {
             EvccInner::Din(m) => m.handle_message(now, exi),
+            EvccInner::Iso2(m) => m.handle_message(now, exi),
             EvccInner::Handshake(core, offered) => {
                 if core.is_ended() {
                     return;
@@ -845,6 +967,13 @@ impl Evcc {
                         self.inner =
                             EvccInner::Din(Box::new(din::Evcc::new(self.config.clone(), core, now)))
                     }
+                    Some(Protocol::Iso2) => {
+                        self.inner = EvccInner::Iso2(Box::new(iso2::Evcc::new(
+                            self.config.clone(),
+                            core,
+                            now,
+                        )))
+                    }
                     None => {
                         core.end(EndReason::NoNegotiation);
                         self.inner = EvccInner::Handshake(core, Vec::new());
@@ -858,6 +987,7 @@ impl Evcc {
     pub fn handle_timeout(&mut self, now: Instant) {
         match &mut self.inner {
             EvccInner::Din(m) => m.handle_timeout(now),
+            EvccInner::Iso2(m) => m.handle_timeout(now),
             EvccInner::Handshake(core, _) => {
                 if let Some(kind) = core.timers.expired(now) {
                     core.end(EndReason::Timeout(kind));
@@ -871,6 +1001,7 @@ impl Evcc {
         self.config.ev = ev.clone();
         match &mut self.inner {
             EvccInner::Din(m) => m.set_ev(ev),
+            EvccInner::Iso2(m) => m.set_ev(ev),
             EvccInner::Handshake(..) => {}
         }
     }
@@ -880,6 +1011,7 @@ impl Evcc {
     pub fn request_stop(&mut self, kind: StopKind) {
         match &mut self.inner {
             EvccInner::Din(m) => m.request_stop(kind),
+            EvccInner::Iso2(m) => m.request_stop(kind),
             EvccInner::Handshake(..) => {}
         }
     }
@@ -888,6 +1020,7 @@ impl Evcc {
     pub fn charge_loops(&self) -> u32 {
         match &self.inner {
             EvccInner::Din(m) => m.charge_loops(),
+            EvccInner::Iso2(m) => m.charge_loops(),
             EvccInner::Handshake(..) => 0,
         }
     }
@@ -896,6 +1029,7 @@ impl Evcc {
     pub fn energy_wh(&self) -> f64 {
         match &self.inner {
             EvccInner::Din(m) => m.energy_wh(),
+            EvccInner::Iso2(m) => m.energy_wh(),
             EvccInner::Handshake(..) => 0.0,
         }
     }
@@ -904,6 +1038,7 @@ impl Evcc {
     pub fn session_id(&self) -> Option<&[u8]> {
         match &self.inner {
             EvccInner::Din(m) => m.session_id(),
+            EvccInner::Iso2(m) => m.session_id(),
             EvccInner::Handshake(..) => None,
         }
     }
@@ -916,6 +1051,7 @@ impl Evcc {
     fn core(&self) -> &Core {
         match &self.inner {
             EvccInner::Din(m) => &m.core,
+            EvccInner::Iso2(m) => &m.core,
             EvccInner::Handshake(c, _) => c,
         }
     }
@@ -923,6 +1059,7 @@ impl Evcc {
     fn core_mut(&mut self) -> &mut Core {
         match &mut self.inner {
             EvccInner::Din(m) => &mut m.core,
+            EvccInner::Iso2(m) => &mut m.core,
             EvccInner::Handshake(c, _) => c,
         }
     }

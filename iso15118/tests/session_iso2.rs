@@ -1,0 +1,1412 @@
+//! ISO 15118-2 session machines, AC and DC: our EVCC against our SECC in
+//! memory on a virtual clock, every byte through the real EXI codecs.
+#![allow(missing_docs)]
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use evproto_iso15118::messages::iso2 as m;
+use evproto_iso15118::session::{
+    iso2, Authorization, Effect, EndReason, EnergyMode, EvNotice, Evcc, EvccConfig, EvseRequest,
+    EvseStatus, Isolation, MsgKind, PausedSession, Protocol, ScheduleTuple, Secc, SeccConfig,
+    StopKind, TimerKind,
+};
+use test_support::VirtualClock;
+
+const SESSION: [u8; 8] = [0x52, 0xc8, 0xb2, 0x86, 0xbf, 0xfe, 0x36, 0x2d];
+const OTHER: [u8; 4] = [0x0a, 0x0b, 0x0c, 0x0d];
+const EVCC_ID: [u8; 6] = [0x84, 0x87, 0x72, 0x60, 0xf3, 0x58];
+const AC_POWER: f64 = 230.0 * 16.0 * 3.0;
+
+type LoseAnswer = Box<dyn FnMut(&[u8]) -> bool>;
+type Hook = Box<dyn FnMut(&mut Secc, &mut EvseStatus, &Evcc)>;
+
+/// The EVSE and car around the two machines, and the wire between them.
+struct Sim {
+    clock: VirtualClock,
+    secc: Secc,
+    evcc: Evcc,
+    evse: EvseStatus,
+    dc: bool,
+    auth: Option<(Authorization, Duration)>,
+    auth_at: Option<Instant>,
+    isolation: Option<(Isolation, Duration)>,
+    isolation_at: Option<Instant>,
+    /// The answers to successive `Schedules` requests (empty: the default tuple).
+    schedules: VecDeque<Vec<ScheduleTuple>>,
+    follow_targets: bool,
+    /// AC: the EVSE's meter counts `AC_POWER` while the power is on.
+    power_on: bool,
+    has_meter: bool,
+    meter_exact: f64,
+    stop_after: Option<(u32, StopKind)>,
+    lose_answer: LoseAnswer,
+    hook: Hook,
+    to_secc: Vec<Vec<u8>>,
+    /// When each of `to_secc` was sent.
+    sent_at: Vec<Instant>,
+    to_evcc: Vec<Vec<u8>>,
+    evse_requests: Vec<EvseRequest>,
+    notices: Vec<EvNotice>,
+    secc_end: Option<EndReason>,
+    evcc_end: Option<EndReason>,
+    evcc_end_at: Option<Instant>,
+}
+
+impl Sim {
+    fn new(secc: SeccConfig, evcc: EvccConfig) -> Self {
+        let clock = VirtualClock::new();
+        let now = clock.now();
+        let mut evse = secc.evse.clone();
+        evse.meter_wh = Some(1000);
+        let dc = evcc.energy_mode.is_dc();
+        let mut secc = Secc::new(secc, now);
+        secc.set_evse(evse.clone());
+        Self {
+            secc,
+            evcc: Evcc::new(evcc, now),
+            clock,
+            evse,
+            dc,
+            auth: Some((Authorization::Accepted, Duration::from_millis(500))),
+            auth_at: None,
+            isolation: Some((Isolation::Valid, Duration::from_millis(300))),
+            isolation_at: None,
+            schedules: VecDeque::new(),
+            follow_targets: true,
+            power_on: false,
+            has_meter: true,
+            meter_exact: 1000.0,
+            stop_after: None,
+            lose_answer: Box::new(|_| false),
+            hook: Box::new(|_, _, _| {}),
+            to_secc: Vec::new(),
+            sent_at: Vec::new(),
+            to_evcc: Vec::new(),
+            evse_requests: Vec::new(),
+            notices: Vec::new(),
+            secc_end: None,
+            evcc_end: None,
+            evcc_end_at: None,
+        }
+    }
+
+    fn ac() -> Self {
+        Self::new(
+            SeccConfig::new(SESSION.to_vec()),
+            EvccConfig::iso2_ac(EVCC_ID.to_vec()),
+        )
+    }
+
+    fn dc() -> Self {
+        Self::new(
+            SeccConfig::new(SESSION.to_vec()),
+            EvccConfig::iso2_dc(EVCC_ID.to_vec()),
+        )
+    }
+
+    fn of(dc: bool) -> Self {
+        if dc {
+            Self::dc()
+        } else {
+            Self::ac()
+        }
+    }
+
+    fn evse_request(&mut self, r: EvseRequest) {
+        let now = self.clock.now();
+        match &r {
+            EvseRequest::Authorize { .. } => {
+                self.auth_at = self.auth.map(|(_, d)| now + d);
+            }
+            EvseRequest::Schedules { .. } => {
+                let s = self.schedules.pop_front().unwrap_or_default();
+                self.secc.handle_schedules(now, s);
+            }
+            EvseRequest::StartCableCheck => {
+                self.isolation_at = self.isolation.map(|(_, d)| now + d);
+            }
+            EvseRequest::Target { voltage, current } if self.follow_targets => {
+                self.evse.present_voltage = voltage.min(self.evse.max_voltage);
+                self.evse.present_current = current.min(self.evse.max_current);
+                self.secc.set_evse(self.evse.clone());
+            }
+            EvseRequest::Power(on) => {
+                self.power_on = *on;
+                if !self.dc {
+                    self.evse.present_voltage = if *on { 230.0 } else { 0.0 };
+                    self.evse.present_current = if *on { 16.0 } else { 0.0 };
+                } else if !on {
+                    self.evse.present_voltage = 0.0;
+                    self.evse.present_current = 0.0;
+                }
+                self.secc.set_evse(self.evse.clone());
+            }
+            _ => {}
+        }
+        self.evse_requests.push(r);
+    }
+
+    fn drain(&mut self) {
+        loop {
+            let now = self.clock.now();
+            let mut progress = false;
+            while let Some(e) = self.evcc.poll_effect() {
+                progress = true;
+                match e {
+                    Effect::Transmit(b) => {
+                        self.to_secc.push(b.clone());
+                        self.sent_at.push(now);
+                        self.secc.handle_message(now, &b);
+                    }
+                    Effect::SessionEnded { reason } => {
+                        assert!(self.evcc_end.is_none(), "EVCC ended twice");
+                        self.evcc_end = Some(reason);
+                        self.evcc_end_at = Some(now);
+                    }
+                    Effect::Ev(n) => self.notices.push(n),
+                    other => panic!("EVCC effect {other:?}"),
+                }
+            }
+            while let Some(e) = self.secc.poll_effect() {
+                progress = true;
+                match e {
+                    Effect::Transmit(b) => {
+                        if (self.lose_answer)(&b) {
+                            continue;
+                        }
+                        self.to_evcc.push(b.clone());
+                        self.evcc.handle_message(now, &b);
+                    }
+                    Effect::SessionEnded { reason } => {
+                        assert!(self.secc_end.is_none(), "SECC ended twice");
+                        self.secc_end = Some(reason)
+                    }
+                    Effect::Evse(r) => self.evse_request(r),
+                    other => panic!("SECC effect {other:?}"),
+                }
+            }
+            if let Some((n, kind)) = self.stop_after {
+                if self.evcc.charge_loops() >= n {
+                    self.evcc.request_stop(kind);
+                    self.stop_after = None;
+                }
+            }
+            (self.hook)(&mut self.secc, &mut self.evse, &self.evcc);
+            if !progress {
+                break;
+            }
+        }
+    }
+
+    fn advance_to(&mut self, t: Instant) {
+        let dt = t - self.clock.now();
+        if dt.is_zero() {
+            return;
+        }
+        self.clock.advance(dt);
+        if self.power_on && !self.dc && self.has_meter {
+            self.meter_exact += AC_POWER * dt.as_secs_f64() / 3600.0;
+            self.evse.meter_wh = Some(self.meter_exact as u64);
+            self.secc.set_evse(self.evse.clone());
+        }
+    }
+
+    fn run(&mut self, limit: Duration) {
+        let end = self.clock.now() + limit;
+        self.drain();
+        while self.clock.now() < end && !(self.secc_end.is_some() && self.evcc_end.is_some()) {
+            let next = [
+                self.secc.poll_timeout(),
+                self.evcc.poll_timeout(),
+                self.auth_at,
+                self.isolation_at,
+            ]
+            .into_iter()
+            .flatten()
+            .min();
+            let Some(next) = next.filter(|n| *n <= end) else {
+                self.advance_to(end);
+                break;
+            };
+            self.advance_to(next.max(self.clock.now()));
+            let now = self.clock.now();
+            if self.auth_at.is_some_and(|t| t <= now) {
+                self.auth_at = None;
+                let (d, _) = self.auth.unwrap();
+                self.secc.handle_authorization(now, d);
+            }
+            if self.isolation_at.is_some_and(|t| t <= now) {
+                self.isolation_at = None;
+                self.evse.isolation = self.isolation.unwrap().0;
+                self.secc.set_evse(self.evse.clone());
+            }
+            self.secc.handle_timeout(now);
+            self.evcc.handle_timeout(now);
+            self.drain();
+        }
+    }
+
+    fn requests(&self) -> Vec<(String, usize)> {
+        let mut out: Vec<(String, usize)> = Vec::new();
+        for b in &self.to_secc {
+            let name = body_name(b);
+            match out.last_mut() {
+                Some((n, c)) if *n == name => *c += 1,
+                _ => out.push((name, 1)),
+            }
+        }
+        out
+    }
+
+    fn answers(&self) -> Vec<(String, String)> {
+        self.to_evcc
+            .iter()
+            .filter_map(|b| iso2::response_code(b))
+            .collect()
+    }
+
+    fn meter_readings(&self) -> Vec<u64> {
+        self.notices
+            .iter()
+            .filter_map(|n| match n {
+                EvNotice::Meter { wh } => Some(*wh),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The ChargeProgress of every PowerDeliveryReq, in order.
+    fn progress(&self) -> Vec<String> {
+        self.to_secc
+            .iter()
+            .filter(|b| body_name(b) == "PowerDeliveryReq")
+            .map(|b| {
+                decode_json(b)["PowerDeliveryReq"]["ChargeProgress"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect()
+    }
+}
+
+fn decode_msg(b: &[u8]) -> Option<m::V2gMessage> {
+    match m::Message::decode(b) {
+        Ok(m::Message::V2gMessage(v)) => Some(*v),
+        _ => None,
+    }
+}
+
+fn decode_json(b: &[u8]) -> serde_json::Value {
+    serde_json::to_value(&decode_msg(b).expect("a -2 message").body).unwrap()
+}
+
+/// The body element of a -2 message (or the handshake's root).
+fn body_name(b: &[u8]) -> String {
+    if let Ok(m) = evproto_iso15118::app_protocol::decode(b) {
+        return m.name().to_string();
+    }
+    let Some(v) = decode_msg(b) else {
+        return "?".into();
+    };
+    let json = serde_json::to_value(&v.body).unwrap();
+    json.as_object()
+        .unwrap()
+        .iter()
+        .find(|(_, v)| !v.is_null())
+        .map(|(k, _)| k.clone())
+        .unwrap_or_default()
+}
+
+fn collapse(names: &[(&str, usize)]) -> Vec<(String, usize)> {
+    names.iter().map(|(n, c)| (n.to_string(), *c)).collect()
+}
+
+fn ended(secc: &mut Secc) -> Option<EndReason> {
+    match secc.poll_effect() {
+        Some(Effect::SessionEnded { reason }) => Some(reason),
+        _ => None,
+    }
+}
+
+#[test]
+fn the_handshake_chooses_iso2_and_the_evcc_its_mode() {
+    for dc in [false, true] {
+        let mut sim = Sim::of(dc);
+        sim.stop_after = Some((1, StopKind::Terminate));
+        sim.run(Duration::from_secs(60));
+        assert_eq!(sim.secc.protocol(), Some(Protocol::Iso2));
+        assert_eq!(sim.evcc.protocol(), Some(Protocol::Iso2));
+        let mode = sim.secc.iso2().unwrap().energy_mode().unwrap();
+        assert_eq!(mode.is_dc(), dc);
+        let cpd = sim
+            .to_secc
+            .iter()
+            .find(|b| body_name(b) == "ChargeParameterDiscoveryReq")
+            .unwrap();
+        let json = decode_json(cpd);
+        assert_eq!(
+            json["ChargeParameterDiscoveryReq"]["RequestedEnergyTransferMode"],
+            if dc {
+                "DC_extended"
+            } else {
+                "AC_three_phase_core"
+            }
+        );
+    }
+}
+
+#[test]
+fn ac_happy_path_with_one_five_and_a_hundred_loops() {
+    for n in [1u32, 5, 100] {
+        let mut sim = Sim::ac();
+        sim.stop_after = Some((n, StopKind::Terminate));
+        sim.run(Duration::from_secs(600));
+        assert_eq!(sim.secc_end, Some(EndReason::Finished), "n={n}");
+        assert_eq!(sim.evcc_end, Some(EndReason::Finished), "n={n}");
+        assert_eq!(sim.evcc.charge_loops(), n);
+        // authorization 500 ms at 100 ms a repeat: Ongoing 5 times; the
+        // schedules come after the first ChargeParameterDiscoveryRes (Ongoing)
+        assert_eq!(
+            sim.requests(),
+            collapse(&[
+                ("supportedAppProtocolReq", 1),
+                ("SessionSetupReq", 1),
+                ("ServiceDiscoveryReq", 1),
+                ("PaymentServiceSelectionReq", 1),
+                ("AuthorizationReq", 6),
+                ("ChargeParameterDiscoveryReq", 2),
+                ("PowerDeliveryReq", 1),
+                ("ChargingStatusReq", n as usize),
+                ("PowerDeliveryReq", 1),
+                ("SessionStopReq", 1),
+            ]),
+            "n={n}"
+        );
+        assert_eq!(sim.progress(), ["Start", "Stop"]);
+        let answers = sim.answers();
+        assert!(
+            answers.iter().all(|(_, c)| c.starts_with("OK")),
+            "{answers:?}"
+        );
+        assert_eq!(
+            answers[0],
+            ("SessionSetupRes".into(), "OK_NewSessionEstablished".into())
+        );
+        // the SAScheduleList came with the second ChargeParameterDiscoveryRes only
+        let cpd: Vec<_> = sim
+            .to_evcc
+            .iter()
+            .filter(|b| body_name(b) == "ChargeParameterDiscoveryRes")
+            .map(|b| decode_json(b)["ChargeParameterDiscoveryRes"].clone())
+            .collect();
+        assert_eq!(cpd[0]["EVSEProcessing"], "Ongoing");
+        assert!(cpd[0]["SAScheduleList"].is_null());
+        assert_eq!(cpd[1]["EVSEProcessing"], "Finished");
+        assert_eq!(
+            cpd[1]["SAScheduleList"]["SAScheduleTuple"][0]["SAScheduleTupleID"],
+            1
+        );
+        assert!(cpd[1]["AC_EVSEChargeParameter"].is_object());
+        assert_eq!(sim.evcc.iso2().unwrap().schedule_tuple_id(), Some(1));
+        assert_eq!(sim.secc.iso2().unwrap().schedule_tuple_id(), Some(1));
+        // energy: the meter readings of the loop answers, the same on both sides
+        let readings = sim.meter_readings();
+        assert_eq!(readings.len(), n as usize);
+        let expected = (readings[readings.len() - 1] - readings[0]) as f64;
+        assert_eq!(sim.evcc.energy_wh(), expected);
+        assert_eq!(sim.secc.energy_wh(), expected);
+        let exact = f64::from(n - 1) * AC_POWER * 0.1 / 3600.0;
+        assert!((expected - exact).abs() <= 1.0, "{expected} vs {exact}");
+        if n == 100 {
+            assert!(expected >= 29.0, "{expected}");
+        }
+        let status = decode_json(
+            sim.to_evcc
+                .iter()
+                .find(|b| body_name(b) == "ChargingStatusRes")
+                .unwrap(),
+        );
+        assert_eq!(status["ChargingStatusRes"]["EVSEID"], "DE*EVP*E1");
+        assert_eq!(
+            status["ChargingStatusRes"]["MeterInfo"]["MeterReading"],
+            readings[0]
+        );
+        assert!(sim.notices.contains(&EvNotice::ChargingStarted));
+        assert_eq!(sim.evse_requests.last(), Some(&EvseRequest::Power(false)));
+        assert!(!sim
+            .evse_requests
+            .iter()
+            .any(|r| matches!(r, EvseRequest::StartCableCheck)));
+        assert_eq!(sim.secc.poll_timeout(), None);
+        assert_eq!(sim.evcc.poll_timeout(), None);
+    }
+}
+
+#[test]
+fn ac_without_a_meter_sends_no_meter_info() {
+    let mut sim = Sim::ac();
+    sim.has_meter = false;
+    sim.evse.meter_wh = None;
+    sim.secc.set_evse(sim.evse.clone());
+    sim.stop_after = Some((3, StopKind::Terminate));
+    sim.run(Duration::from_secs(60));
+    assert_eq!(sim.evcc_end, Some(EndReason::Finished));
+    assert!(sim.meter_readings().is_empty());
+    assert_eq!(sim.evcc.energy_wh(), 0.0);
+    let status = decode_json(
+        sim.to_evcc
+            .iter()
+            .find(|b| body_name(b) == "ChargingStatusRes")
+            .unwrap(),
+    );
+    assert!(status["ChargingStatusRes"]["MeterInfo"].is_null());
+}
+
+#[test]
+fn dc_happy_path_with_one_five_and_a_hundred_loops() {
+    for n in [1u32, 5, 100] {
+        let mut sim = Sim::dc();
+        sim.stop_after = Some((n, StopKind::Terminate));
+        sim.run(Duration::from_secs(600));
+        assert_eq!(sim.secc_end, Some(EndReason::Finished), "n={n}");
+        assert_eq!(sim.evcc_end, Some(EndReason::Finished), "n={n}");
+        assert_eq!(sim.evcc.charge_loops(), n);
+        assert_eq!(
+            sim.requests(),
+            collapse(&[
+                ("supportedAppProtocolReq", 1),
+                ("SessionSetupReq", 1),
+                ("ServiceDiscoveryReq", 1),
+                ("PaymentServiceSelectionReq", 1),
+                ("AuthorizationReq", 6),
+                ("ChargeParameterDiscoveryReq", 2),
+                ("CableCheckReq", 4),
+                ("PreChargeReq", 2),
+                ("PowerDeliveryReq", 1),
+                ("CurrentDemandReq", n as usize),
+                ("PowerDeliveryReq", 1),
+                ("WeldingDetectionReq", 1),
+                ("SessionStopReq", 1),
+            ]),
+            "n={n}"
+        );
+        assert_eq!(sim.progress(), ["Start", "Stop"]);
+        let answers = sim.answers();
+        assert!(
+            answers.iter().all(|(_, c)| c.starts_with("OK")),
+            "{answers:?}"
+        );
+        assert_eq!(sim.evcc.session_id(), Some(&SESSION[..]));
+        let stop = sim.to_secc.last().unwrap();
+        assert_eq!(
+            decode_json(stop)["SessionStopReq"]["ChargingSession"],
+            "Terminate"
+        );
+        // the first CurrentDemandRes still shows the PreCharge current; then
+        // 400 V × 100 A every 100 ms
+        let expected = f64::from(n - 1) * 400.0 * 100.0 * 0.1 / 3600.0;
+        assert!(
+            (sim.evcc.energy_wh() - expected).abs() < 1e-6,
+            "{}",
+            sim.evcc.energy_wh()
+        );
+        assert!((sim.secc.energy_wh() - expected).abs() < 1e-6);
+        let cd = decode_json(
+            sim.to_evcc
+                .iter()
+                .find(|b| body_name(b) == "CurrentDemandRes")
+                .unwrap(),
+        );
+        assert_eq!(cd["CurrentDemandRes"]["SAScheduleTupleID"], 1);
+        assert_eq!(
+            cd["CurrentDemandRes"]["DC_EVSEStatus"]["EVSEIsolationStatus"],
+            "Valid"
+        );
+        assert!(sim.notices.contains(&EvNotice::PreChargeDone));
+        assert_eq!(sim.evse_requests.last(), Some(&EvseRequest::Power(false)));
+        assert_eq!(sim.secc.poll_timeout(), None);
+        assert_eq!(sim.evcc.poll_timeout(), None);
+    }
+}
+
+#[test]
+fn long_authorization_keeps_the_secc_answering_ongoing() {
+    for dc in [false, true] {
+        let mut sim = Sim::of(dc);
+        sim.auth = Some((Authorization::Accepted, Duration::from_secs(30)));
+        sim.stop_after = Some((3, StopKind::Terminate));
+        sim.run(Duration::from_secs(600));
+        assert_eq!(sim.evcc_end, Some(EndReason::Finished));
+        let processing: Vec<String> = sim
+            .to_evcc
+            .iter()
+            .filter(|b| body_name(b) == "AuthorizationRes")
+            .map(|b| {
+                decode_json(b)["AuthorizationRes"]["EVSEProcessing"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(processing.len(), 301);
+        assert!(processing[..300].iter().all(|p| p == "Ongoing"));
+        assert_eq!(processing[300], "Finished");
+        let asked = sim
+            .evse_requests
+            .iter()
+            .filter(|r| matches!(r, EvseRequest::Authorize { evcc_id } if evcc_id == &EVCC_ID))
+            .count();
+        assert_eq!(asked, 1);
+    }
+}
+
+#[test]
+fn rejected_authorization_fails_the_session() {
+    let mut sim = Sim::ac();
+    sim.auth = Some((Authorization::Rejected, Duration::from_secs(1)));
+    sim.run(Duration::from_secs(60));
+    assert_eq!(sim.secc_end, Some(EndReason::AuthorizationRejected));
+    assert_eq!(
+        sim.evcc_end,
+        Some(EndReason::Failed {
+            response_code: "FAILED".into()
+        })
+    );
+}
+
+fn pause_then_resume(dc: bool) {
+    // first connection: 3 loops, then SessionStop(Pause)
+    let mut sim = Sim::of(dc);
+    sim.stop_after = Some((3, StopKind::Pause));
+    sim.run(Duration::from_secs(600));
+    let paused = EndReason::Paused {
+        session_id: SESSION.to_vec(),
+    };
+    assert_eq!(sim.secc_end, Some(paused.clone()));
+    assert_eq!(sim.evcc_end, Some(paused));
+    assert_eq!(
+        decode_json(sim.to_secc.last().unwrap())["SessionStopReq"]["ChargingSession"],
+        "Pause"
+    );
+    assert_eq!(sim.progress(), ["Start", "Stop"]);
+
+    // second connection: a SECC whose new id would be OTHER, told the paused one
+    let evcc = if dc {
+        EvccConfig::iso2_dc(EVCC_ID.to_vec())
+    } else {
+        EvccConfig::iso2_ac(EVCC_ID.to_vec())
+    };
+    let mut sim = Sim::new(
+        SeccConfig::new(OTHER.to_vec()).with_resume(Some(PausedSession {
+            session_id: SESSION.to_vec(),
+        })),
+        evcc.with_resume(Some(SESSION.to_vec())),
+    );
+    sim.stop_after = Some((2, StopKind::Terminate));
+    sim.run(Duration::from_secs(600));
+    assert_eq!(sim.secc_end, Some(EndReason::Finished));
+    assert_eq!(sim.evcc_end, Some(EndReason::Finished));
+    assert_eq!(
+        sim.answers()[0],
+        ("SessionSetupRes".into(), "OK_OldSessionJoined".into())
+    );
+    assert_eq!(sim.secc.session_id(), Some(&SESSION[..]));
+    assert_eq!(sim.evcc.session_id(), Some(&SESSION[..]));
+    // every message of the resumed session carries the old id
+    for b in sim.to_secc.iter().skip(1).chain(&sim.to_evcc[1..]) {
+        assert_eq!(decode_msg(b).unwrap().header.session_id.0, SESSION);
+    }
+    assert_eq!(sim.evcc.charge_loops(), 2);
+}
+
+#[test]
+fn pause_and_resume_ac() {
+    pause_then_resume(false);
+}
+
+#[test]
+fn pause_and_resume_dc() {
+    pause_then_resume(true);
+}
+
+#[test]
+fn resume_with_an_unknown_id_starts_a_new_session() {
+    let mut sim = Sim::new(
+        SeccConfig::new(OTHER.to_vec()).with_resume(Some(PausedSession {
+            session_id: SESSION.to_vec(),
+        })),
+        EvccConfig::iso2_ac(EVCC_ID.to_vec()).with_resume(Some(vec![7, 7, 7])),
+    );
+    sim.stop_after = Some((1, StopKind::Terminate));
+    sim.run(Duration::from_secs(60));
+    assert_eq!(sim.evcc_end, Some(EndReason::Finished));
+    assert_eq!(
+        sim.answers()[0],
+        ("SessionSetupRes".into(), "OK_NewSessionEstablished".into())
+    );
+    assert_eq!(sim.evcc.session_id(), Some(&OTHER[..]));
+}
+
+fn renegotiate(dc: bool) -> Sim {
+    let mut sim = Sim::of(dc);
+    sim.schedules = VecDeque::from([
+        vec![],
+        vec![ScheduleTuple {
+            id: 2,
+            entries: vec![(0, 7_000.0), (1800, 3_000.0)],
+            duration: 3600,
+        }],
+    ]);
+    let mut asked = false;
+    sim.hook = Box::new(move |secc, _, evcc| {
+        if !asked && evcc.charge_loops() == 3 {
+            asked = true;
+            secc.request_renegotiation();
+        }
+    });
+    sim.stop_after = Some((8, StopKind::Terminate));
+    sim.run(Duration::from_secs(600));
+    sim
+}
+
+#[test]
+fn renegotiation_ac_and_dc() {
+    for dc in [false, true] {
+        let sim = renegotiate(dc);
+        assert_eq!(sim.secc_end, Some(EndReason::Finished), "dc={dc}");
+        assert_eq!(sim.evcc_end, Some(EndReason::Finished), "dc={dc}");
+        assert_eq!(sim.progress(), ["Start", "Renegotiate", "Start", "Stop"]);
+        let lp = if dc {
+            "CurrentDemandReq"
+        } else {
+            "ChargingStatusReq"
+        };
+        let names: Vec<String> = sim.requests().into_iter().map(|(n, _)| n).collect();
+        let i = names.iter().position(|n| n == lp).expect("a charge loop");
+        assert_eq!(
+            names[i..],
+            [
+                lp,
+                "PowerDeliveryReq",
+                "ChargeParameterDiscoveryReq",
+                "PowerDeliveryReq",
+                lp,
+                "PowerDeliveryReq",
+            ]
+            .into_iter()
+            .chain(dc.then_some("WeldingDetectionReq"))
+            .chain(["SessionStopReq"])
+            .collect::<Vec<_>>()[..]
+        );
+        // no second cable check, the power stayed on
+        assert_eq!(
+            names.iter().filter(|n| *n == "CableCheckReq").count(),
+            usize::from(dc)
+        );
+        assert_eq!(
+            sim.evse_requests
+                .iter()
+                .filter(|r| **r == EvseRequest::Power(true))
+                .count(),
+            1
+        );
+        let renegotiations: Vec<bool> = sim
+            .evse_requests
+            .iter()
+            .filter_map(|r| match r {
+                EvseRequest::Schedules { renegotiation, .. } => Some(*renegotiation),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(renegotiations, [false, true]);
+        // the notification was sent, then cleared by PowerDelivery(Renegotiate)
+        let notes: Vec<String> = sim
+            .to_evcc
+            .iter()
+            .filter(|b| decode_msg(b).is_some())
+            .filter_map(|b| {
+                let j = decode_json(b);
+                let s = if dc {
+                    j["CurrentDemandRes"]["DC_EVSEStatus"]["EVSENotification"].clone()
+                } else {
+                    j["ChargingStatusRes"]["AC_EVSEStatus"]["EVSENotification"].clone()
+                };
+                s.as_str().map(str::to_string)
+            })
+            .collect();
+        assert_eq!(
+            notes.iter().filter(|n| *n == "ReNegotiation").count(),
+            1,
+            "{notes:?}"
+        );
+        assert_eq!(sim.evcc.iso2().unwrap().renegotiations(), 1);
+        assert_eq!(sim.evcc.iso2().unwrap().schedule_tuple_id(), Some(2));
+        assert_eq!(sim.secc.iso2().unwrap().schedule_tuple_id(), Some(2));
+        // the second PowerDelivery(Start) asks for the new tuple within its PMax
+        let starts: Vec<serde_json::Value> = sim
+            .to_secc
+            .iter()
+            .filter(|b| body_name(b) == "PowerDeliveryReq")
+            .map(|b| decode_json(b)["PowerDeliveryReq"].clone())
+            .filter(|p| p["ChargeProgress"] == "Start")
+            .collect();
+        assert_eq!(starts[1]["SAScheduleTupleID"], 2);
+        let p = &starts[1]["ChargingProfile"]["ProfileEntry"][0]["ChargingProfileEntryMaxPower"];
+        assert_eq!(
+            p["Value"].as_f64().unwrap() * 10f64.powi(p["Multiplier"].as_i64().unwrap() as i32),
+            7000.0
+        );
+        assert_eq!(sim.evcc.charge_loops(), 8);
+    }
+}
+
+#[test]
+fn wrong_energy_mode_is_refused() {
+    let mut sim = Sim::new(
+        SeccConfig::new(SESSION.to_vec()).with_energy_modes(vec![EnergyMode::DcExtended]),
+        EvccConfig::iso2_ac(EVCC_ID.to_vec()),
+    );
+    sim.run(Duration::from_secs(60));
+    let code = "FAILED_WrongEnergyTransferMode".to_string();
+    assert_eq!(
+        sim.answers().last().unwrap(),
+        &("ChargeParameterDiscoveryRes".to_string(), code.clone())
+    );
+    assert_eq!(
+        sim.secc_end,
+        Some(EndReason::Failed {
+            response_code: code.clone()
+        })
+    );
+    assert_eq!(
+        sim.evcc_end,
+        Some(EndReason::Failed {
+            response_code: code
+        })
+    );
+    // the ServiceDiscoveryRes listed only DC
+    let sd = decode_json(
+        sim.to_evcc
+            .iter()
+            .find(|b| body_name(b) == "ServiceDiscoveryRes")
+            .unwrap(),
+    );
+    assert_eq!(
+        sd["ServiceDiscoveryRes"]["ChargeService"]["SupportedEnergyTransferMode"]
+            ["EnergyTransferMode"],
+        serde_json::json!(["DC_extended"])
+    );
+}
+
+#[test]
+fn emergency_stop_ac_and_dc() {
+    for dc in [false, true] {
+        let mut sim = Sim::of(dc);
+        sim.hook = Box::new(|secc, evse, evcc| {
+            if evcc.charge_loops() == 10 && !evse.emergency_stop {
+                evse.emergency_stop = true;
+                secc.set_evse(evse.clone());
+            }
+        });
+        sim.run(Duration::from_secs(600));
+        assert_eq!(sim.secc_end, Some(EndReason::EmergencyStop));
+        assert_eq!(sim.evcc.charge_loops(), 10);
+        let json = decode_json(sim.to_evcc.last().unwrap());
+        if dc {
+            assert_eq!(sim.evcc_end, Some(EndReason::EmergencyStop));
+            assert_eq!(json["CurrentDemandRes"]["ResponseCode"], "FAILED");
+            assert_eq!(
+                json["CurrentDemandRes"]["DC_EVSEStatus"]["EVSEStatusCode"],
+                "EVSE_EmergencyShutdown"
+            );
+        } else {
+            assert_eq!(
+                sim.evcc_end,
+                Some(EndReason::Failed {
+                    response_code: "FAILED".into()
+                })
+            );
+            assert_eq!(json["ChargingStatusRes"]["ResponseCode"], "FAILED");
+            assert_eq!(
+                json["ChargingStatusRes"]["AC_EVSEStatus"]["EVSENotification"],
+                "StopCharging"
+            );
+        }
+    }
+}
+
+#[test]
+fn isolation_fault_at_cable_check_and_in_the_loop() {
+    let mut sim = Sim::dc();
+    sim.isolation = Some((Isolation::Fault, Duration::from_millis(250)));
+    sim.run(Duration::from_secs(60));
+    assert_eq!(sim.secc_end, Some(EndReason::IsolationFault));
+    assert_eq!(sim.evcc_end, Some(EndReason::IsolationFault));
+    let json = decode_json(sim.to_evcc.last().unwrap());
+    assert_eq!(json["CableCheckRes"]["ResponseCode"], "FAILED");
+    assert_eq!(
+        json["CableCheckRes"]["DC_EVSEStatus"]["EVSEIsolationStatus"],
+        "Fault"
+    );
+    assert_eq!(
+        json["CableCheckRes"]["DC_EVSEStatus"]["EVSEStatusCode"],
+        "EVSE_Malfunction"
+    );
+    assert!(!sim.evse_requests.contains(&EvseRequest::Power(true)));
+
+    let mut sim = Sim::dc();
+    sim.hook = Box::new(|secc, evse, evcc| {
+        if evcc.charge_loops() == 4 && evse.isolation != Isolation::Fault {
+            evse.isolation = Isolation::Fault;
+            secc.set_evse(evse.clone());
+        }
+    });
+    sim.run(Duration::from_secs(60));
+    assert_eq!(sim.secc_end, Some(EndReason::IsolationFault));
+    assert_eq!(sim.evcc_end, Some(EndReason::IsolationFault));
+    assert_eq!(sim.evcc.charge_loops(), 4);
+    assert_eq!(
+        decode_json(sim.to_evcc.last().unwrap())["CurrentDemandRes"]["ResponseCode"],
+        "FAILED"
+    );
+}
+
+#[test]
+fn secc_sequence_timeout_ends_the_session() {
+    let mut sim = Sim::ac();
+    sim.lose_answer = Box::new(|b| body_name(b) == "ServiceDiscoveryRes");
+    let start = sim.clock.now();
+    sim.run(Duration::from_secs(59));
+    assert_eq!(sim.secc_end, None);
+    assert_eq!(
+        sim.evcc_end,
+        Some(EndReason::Timeout(TimerKind::EvccMsg(
+            MsgKind::ServiceDiscovery
+        )))
+    );
+    sim.run(Duration::from_secs(5));
+    assert_eq!(
+        sim.secc_end,
+        Some(EndReason::Timeout(TimerKind::SeccSequence))
+    );
+    assert_eq!(sim.clock.now() - start, Duration::from_secs(60));
+}
+
+#[test]
+fn evcc_message_timeouts_follow_the_iso2_table() {
+    // CurrentDemand 250 ms (DC), PowerDelivery 5 s (-2; DIN 2 s), ChargingStatus 2 s (AC)
+    for (dc, lost, nth, kind, after) in [
+        (true, "CurrentDemandRes", 7, MsgKind::CurrentDemand, 250u64),
+        (false, "PowerDeliveryRes", 1, MsgKind::PowerDelivery, 5000),
+        (false, "ChargingStatusRes", 3, MsgKind::ChargingStatus, 2000),
+    ] {
+        let mut sim = Sim::of(dc);
+        let mut seen = 0;
+        sim.lose_answer = Box::new(move |b| {
+            if body_name(b) == lost {
+                seen += 1;
+                return seen == nth;
+            }
+            false
+        });
+        sim.run(Duration::from_secs(30));
+        assert_eq!(
+            sim.evcc_end,
+            Some(EndReason::Timeout(TimerKind::EvccMsg(kind)))
+        );
+        // the unanswered request was the last one, sent exactly `after` before the end
+        assert_eq!(
+            body_name(sim.to_secc.last().unwrap()),
+            lost.replace("Res", "Req")
+        );
+        assert_eq!(
+            sim.evcc_end_at.unwrap() - *sim.sent_at.last().unwrap(),
+            Duration::from_millis(after)
+        );
+        if lost != "PowerDeliveryRes" {
+            assert_eq!(sim.evcc.charge_loops(), nth - 1);
+        }
+        // the SECC waits for its sequence timeout
+        assert_eq!(sim.secc_end, None);
+        sim.run(Duration::from_secs(61));
+        assert_eq!(
+            sim.secc_end,
+            Some(EndReason::Timeout(TimerKind::SeccSequence))
+        );
+    }
+}
+
+#[test]
+fn evcc_ongoing_and_cable_check_and_precharge_timeouts() {
+    let mut sim = Sim::ac();
+    sim.auth = None;
+    let start = sim.clock.now();
+    sim.run(Duration::from_secs(120));
+    assert_eq!(
+        sim.evcc_end,
+        Some(EndReason::Timeout(TimerKind::EvccOngoing))
+    );
+    let after = sim.evcc_end_at.unwrap() - start;
+    assert!(after >= Duration::from_secs(60) && after < Duration::from_secs(61));
+
+    let mut sim = Sim::dc();
+    sim.isolation = None;
+    sim.run(Duration::from_secs(120));
+    assert_eq!(
+        sim.evcc_end,
+        Some(EndReason::Timeout(TimerKind::CableCheck))
+    );
+
+    let mut sim = Sim::dc();
+    sim.follow_targets = false;
+    sim.run(Duration::from_secs(120));
+    assert_eq!(sim.evcc_end, Some(EndReason::Timeout(TimerKind::PreCharge)));
+}
+
+// ---- the SECC against scripted requests ----
+
+/// The EVCC's requests of a run where the EVSE decides at once, with one
+/// renegotiation, to replay into fresh SECCs.
+fn script(dc: bool) -> Vec<Vec<u8>> {
+    let mut sim = Sim::of(dc);
+    sim.auth = Some((Authorization::Accepted, Duration::ZERO));
+    sim.isolation = Some((Isolation::Valid, Duration::ZERO));
+    let mut asked = false;
+    sim.hook = Box::new(move |secc, _, evcc| {
+        if !asked && evcc.charge_loops() == 1 {
+            asked = true;
+            secc.request_renegotiation();
+        }
+    });
+    sim.stop_after = Some((3, StopKind::Terminate));
+    sim.run(Duration::from_secs(60));
+    assert_eq!(sim.secc_end, Some(EndReason::Finished));
+    assert_eq!(sim.progress(), ["Start", "Renegotiate", "Start", "Stop"]);
+    sim.to_secc
+}
+
+/// A SECC fed `msgs`, the EVSE answering at once.
+fn replay(msgs: &[Vec<u8>]) -> (Secc, Instant) {
+    let clock = VirtualClock::new();
+    let now = clock.now();
+    let mut secc = Secc::new(SeccConfig::new(SESSION.to_vec()), now);
+    for b in msgs {
+        secc.handle_message(now, b);
+        while let Some(e) = secc.poll_effect() {
+            match e {
+                Effect::Evse(EvseRequest::Authorize { .. }) => {
+                    secc.handle_authorization(now, Authorization::Accepted)
+                }
+                Effect::Evse(EvseRequest::Schedules { .. }) => secc.handle_schedules(now, vec![]),
+                Effect::Evse(EvseRequest::StartCableCheck) => {
+                    let mut e = secc.evse().clone();
+                    e.isolation = Isolation::Valid;
+                    secc.set_evse(e);
+                }
+                Effect::SessionEnded { reason } => panic!("replay ended: {reason:?}"),
+                _ => {}
+            }
+        }
+    }
+    (secc, now)
+}
+
+fn mode(dc: bool) -> EnergyMode {
+    if dc {
+        EnergyMode::DcExtended
+    } else {
+        EnergyMode::AcThreePhaseCore
+    }
+}
+
+#[test]
+fn every_message_out_of_order_is_a_sequence_error_in_every_state() {
+    for dc in [false, true] {
+        let script = script(dc);
+        let mut checked = 0;
+        let mut states = std::collections::HashSet::new();
+        for k in 1..script.len() {
+            let (probe, _) = replay(&script[..k]);
+            let state = probe.iso2().unwrap().state();
+            states.insert(state);
+            let id = probe.session_id().map(<[u8]>::to_vec).unwrap_or(vec![0]);
+            for req in iso2::Request::ALL {
+                if state.allows(req) {
+                    continue;
+                }
+                let (mut secc, now) = replay(&script[..k]);
+                secc.handle_message(now, &iso2::encode_request(&id, mode(dc), req));
+                let Some(Effect::Transmit(res)) = secc.poll_effect() else {
+                    panic!("{state:?} {req:?}: no answer")
+                };
+                assert_eq!(
+                    iso2::response_code(&res),
+                    Some((format!("{req:?}Res"), "FAILED_SequenceError".into())),
+                    "{state:?} {req:?}"
+                );
+                assert_eq!(ended(&mut secc), Some(EndReason::SequenceError));
+                assert_eq!(secc.poll_effect(), None);
+                assert_eq!(secc.poll_timeout(), None);
+                checked += 1;
+            }
+        }
+        // AC: 8 states from SessionSetup to AcPostCharge; DC: 10
+        assert_eq!(states.len(), if dc { 10 } else { 8 }, "{states:?}");
+        assert!(checked > 150, "{checked}");
+    }
+}
+
+/// A PowerDeliveryReq with this progress, tuple 1, no profile.
+fn power_delivery(
+    id: &[u8],
+    dc: bool,
+    progress: m::ChargeProgressType,
+    tuple: u8,
+    pmax: Option<f64>,
+) -> Vec<u8> {
+    let mut b = iso2::sample_request(mode(dc), iso2::Request::PowerDelivery);
+    let r = b.power_delivery_req.as_mut().unwrap();
+    r.charge_progress = progress;
+    r.sa_schedule_tuple_id = tuple;
+    r.charging_profile = pmax.map(|p| m::ChargingProfileType {
+        profile_entry: vec![m::ProfileEntryType {
+            charging_profile_entry_start: 0,
+            charging_profile_entry_max_power: m::PhysicalValueType {
+                multiplier: 1,
+                unit: m::UnitSymbolType::W,
+                value: (p / 10.0) as i16,
+            },
+            charging_profile_entry_max_number_of_phases_in_use: None,
+        }],
+    });
+    iso2::encode_message(id, b).unwrap()
+}
+
+/// The index of the first script message the SECC answers in `state`.
+fn prefix_in(script: &[Vec<u8>], state: iso2::SeccState) -> usize {
+    (1..script.len())
+        .find(|k| replay(&script[..*k]).0.iso2().unwrap().state() == state)
+        .unwrap_or_else(|| panic!("{state:?} not reached"))
+}
+
+#[test]
+fn charge_progress_out_of_order_is_a_sequence_error() {
+    use iso2::SeccState as S;
+    use m::ChargeProgressType as P;
+    let cases = [
+        (true, S::PreCharge, P::Renegotiate),
+        (true, S::DcChargeLoop, P::Start),
+        (false, S::PowerDelivery, P::Renegotiate),
+        (false, S::AcChargeLoop, P::Start),
+    ];
+    for (dc, state, progress) in cases {
+        let script = script(dc);
+        let k = prefix_in(&script, state);
+        let (mut secc, now) = replay(&script[..k]);
+        secc.handle_message(now, &power_delivery(&SESSION, dc, progress, 1, None));
+        let Some(Effect::Transmit(res)) = secc.poll_effect() else {
+            panic!()
+        };
+        assert_eq!(
+            iso2::response_code(&res).unwrap().1,
+            "FAILED_SequenceError",
+            "{state:?} {progress:?}"
+        );
+        assert_eq!(ended(&mut secc), Some(EndReason::SequenceError));
+    }
+}
+
+#[test]
+fn schedule_tuple_and_charging_profile_are_checked() {
+    let script = script(false);
+    let k = prefix_in(&script, iso2::SeccState::PowerDelivery);
+    // the default tuple: id 1, PMax = the EVSE's 50 kW
+    for (tuple, pmax, code) in [
+        (7u8, None, Some("FAILED_TariffSelectionInvalid")),
+        (1, Some(60_000.0), Some("FAILED_ChargingProfileInvalid")),
+        (1, Some(50_000.0), None),
+        (1, None, None),
+    ] {
+        let (mut secc, now) = replay(&script[..k]);
+        secc.handle_message(
+            now,
+            &power_delivery(&SESSION, false, m::ChargeProgressType::Start, tuple, pmax),
+        );
+        let mut power = Vec::new();
+        let res = loop {
+            match secc.poll_effect() {
+                Some(Effect::Transmit(res)) => break res,
+                Some(Effect::Evse(r)) => power.push(r),
+                other => panic!("{other:?}"),
+            }
+        };
+        // the contactors close only on an accepted start
+        assert_eq!(power.is_empty(), code.is_some());
+        let got = iso2::response_code(&res).unwrap().1;
+        match code {
+            Some(c) => {
+                assert_eq!(got, c);
+                assert_eq!(
+                    ended(&mut secc),
+                    Some(EndReason::Failed {
+                        response_code: c.into()
+                    })
+                );
+            }
+            None => {
+                assert_eq!(got, "OK");
+                assert_eq!(secc.iso2().unwrap().state(), iso2::SeccState::AcChargeLoop);
+            }
+        }
+    }
+}
+
+#[test]
+fn contract_payment_and_other_services_are_refused() {
+    let script = script(true);
+    let k = prefix_in(&script, iso2::SeccState::PaymentServiceSelection);
+    let select = |option, ids: &[u16]| {
+        let mut b = iso2::sample_request(
+            EnergyMode::DcExtended,
+            iso2::Request::PaymentServiceSelection,
+        );
+        let r = b.payment_service_selection_req.as_mut().unwrap();
+        r.selected_payment_option = option;
+        r.selected_service_list.selected_service = ids
+            .iter()
+            .map(|id| m::SelectedServiceType {
+                service_id: *id,
+                parameter_set_id: None,
+            })
+            .collect();
+        iso2::encode_message(&SESSION, b).unwrap()
+    };
+    let detail = |id| {
+        let mut b = iso2::sample_request(EnergyMode::DcExtended, iso2::Request::ServiceDetail);
+        b.service_detail_req.as_mut().unwrap().service_id = id;
+        iso2::encode_message(&SESSION, b).unwrap()
+    };
+    for (msg, code) in [
+        (
+            select(m::PaymentOptionType::Contract, &[1]),
+            "FAILED_PaymentSelectionInvalid",
+        ),
+        (
+            select(m::PaymentOptionType::ExternalPayment, &[1, 2]),
+            "FAILED_ServiceSelectionInvalid",
+        ),
+        (
+            select(m::PaymentOptionType::ExternalPayment, &[2]),
+            "FAILED_NoChargeServiceSelected",
+        ),
+        (detail(5), "FAILED_ServiceIDInvalid"),
+    ] {
+        let (mut secc, now) = replay(&script[..k]);
+        secc.handle_message(now, &msg);
+        let Some(Effect::Transmit(res)) = secc.poll_effect() else {
+            panic!()
+        };
+        assert_eq!(iso2::response_code(&res).unwrap().1, code);
+        assert_eq!(
+            ended(&mut secc),
+            Some(EndReason::Failed {
+                response_code: code.into()
+            })
+        );
+    }
+    // ServiceDetail of the charge service is answered, and the selection follows
+    let (mut secc, now) = replay(&script[..k]);
+    secc.handle_message(now, &detail(1));
+    let Some(Effect::Transmit(res)) = secc.poll_effect() else {
+        panic!()
+    };
+    assert_eq!(
+        iso2::response_code(&res).unwrap(),
+        ("ServiceDetailRes".into(), "OK".into())
+    );
+    secc.handle_message(now, &select(m::PaymentOptionType::ExternalPayment, &[1]));
+    let _ = secc.poll_effect();
+    assert_eq!(secc.iso2().unwrap().state(), iso2::SeccState::Authorization);
+    // the ServiceDiscoveryRes offered ExternalPayment only
+    let (mut secc, now) = replay(&script[..k - 1]);
+    secc.handle_message(now, &script[k - 1]);
+    let Some(Effect::Transmit(res)) = secc.poll_effect() else {
+        panic!()
+    };
+    assert_eq!(
+        decode_json(&res)["ServiceDiscoveryRes"]["PaymentOptionList"]["PaymentOption"],
+        serde_json::json!(["ExternalPayment"])
+    );
+}
+
+#[test]
+fn a_changed_mode_at_renegotiation_and_a_wrong_parameter_are_refused() {
+    // AC mode with a DC parameter
+    let script = script(false);
+    let k = prefix_in(&script, iso2::SeccState::ChargeParameterDiscovery);
+    let mut b = iso2::sample_request(
+        EnergyMode::DcExtended,
+        iso2::Request::ChargeParameterDiscovery,
+    );
+    b.charge_parameter_discovery_req
+        .as_mut()
+        .unwrap()
+        .requested_energy_transfer_mode = m::EnergyTransferModeType::AcThreePhaseCore;
+    let (mut secc, now) = replay(&script[..k]);
+    secc.handle_message(now, &iso2::encode_message(&SESSION, b).unwrap());
+    let Some(Effect::Transmit(res)) = secc.poll_effect() else {
+        panic!()
+    };
+    assert_eq!(
+        iso2::response_code(&res).unwrap().1,
+        "FAILED_WrongChargeParameter"
+    );
+
+    // after an AC start, a renegotiation asking for DC
+    let names: Vec<String> = script.iter().map(|b| body_name(b)).collect();
+    let renegotiate = names
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| *n == "PowerDeliveryReq")
+        .nth(1)
+        .unwrap()
+        .0;
+    let (mut secc, now) = replay(&script[..=renegotiate]);
+    assert_eq!(
+        secc.iso2().unwrap().state(),
+        iso2::SeccState::ChargeParameterDiscovery
+    );
+    secc.handle_message(
+        now,
+        &iso2::encode_request(
+            &SESSION,
+            EnergyMode::DcExtended,
+            iso2::Request::ChargeParameterDiscovery,
+        ),
+    );
+    let Some(Effect::Transmit(res)) = secc.poll_effect() else {
+        panic!()
+    };
+    assert_eq!(
+        iso2::response_code(&res).unwrap().1,
+        "FAILED_WrongEnergyTransferMode"
+    );
+}
+
+#[test]
+fn unknown_session_id_is_refused() {
+    for dc in [false, true] {
+        let script = script(dc);
+        for k in [3usize, 8, script.len() - 2] {
+            let (probe, _) = replay(&script[..k]);
+            let state = probe.iso2().unwrap().state();
+            let req = iso2::Request::ALL
+                .into_iter()
+                .find(|r| state.allows(*r))
+                .unwrap();
+            let (mut secc, now) = replay(&script[..k]);
+            secc.handle_message(now, &iso2::encode_request(&[9, 9, 9, 9], mode(dc), req));
+            let Some(Effect::Transmit(res)) = secc.poll_effect() else {
+                panic!()
+            };
+            assert_eq!(
+                iso2::response_code(&res),
+                Some((format!("{req:?}Res"), "FAILED_UnknownSession".into()))
+            );
+            assert_eq!(ended(&mut secc), Some(EndReason::UnknownSession));
+        }
+    }
+}
+
+#[test]
+fn garbage_and_din_bytes_end_the_session_without_an_answer() {
+    let script = script(true);
+    let (mut secc, now) = replay(&script[..4]);
+    // a DIN message is no -2 message
+    let din = evproto_iso15118::session::din::encode_request(
+        &SESSION,
+        evproto_iso15118::session::din::Request::ContractAuthentication,
+    );
+    secc.handle_message(now, &din);
+    assert!(matches!(
+        secc.poll_effect(),
+        Some(Effect::SessionEnded {
+            reason: EndReason::Malformed(_)
+        })
+    ));
+    assert_eq!(secc.poll_effect(), None);
+    secc.handle_message(now, &script[4]);
+    assert_eq!(secc.poll_effect(), None);
+}
+
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        /// Random sequences of valid -2 requests (AC or DC bodies, right or
+        /// wrong session id, random EVSE decisions, renegotiation requests
+        /// and time steps): the SECC never panics, every answer is a -2
+        /// response to the request, a FAILED answer ends the session, and
+        /// nothing comes after the end.
+        #[test]
+        fn secc_answers_anything_cleanly(
+            steps in proptest::collection::vec(
+                (0usize..17, any::<bool>(), any::<bool>(), 0u8..8, 0u64..3000), 1..40)
+        ) {
+            let script = script(true);
+            let mut clock = VirtualClock::new();
+            let mut secc = Secc::new(SeccConfig::new(SESSION.to_vec()), clock.now());
+            secc.handle_message(clock.now(), &script[0]);
+            let _ = secc.poll_effect();
+            prop_assert_eq!(secc.protocol(), Some(Protocol::Iso2));
+            let mut ended = false;
+            for (kind, right_id, dc, action, ms) in steps {
+                clock.advance(Duration::from_millis(ms));
+                let now = clock.now();
+                match action {
+                    0 => secc.handle_authorization(now, Authorization::Accepted),
+                    1 => secc.handle_authorization(now, Authorization::Rejected),
+                    2 => {
+                        let mut e = secc.evse().clone();
+                        e.isolation = Isolation::Valid;
+                        e.present_voltage = 400.0;
+                        secc.set_evse(e);
+                    }
+                    3 => secc.handle_schedules(now, vec![]),
+                    4 => secc.request_renegotiation(),
+                    5 => {
+                        let mut e = secc.evse().clone();
+                        e.meter_wh = Some(ms);
+                        secc.set_evse(e);
+                    }
+                    _ => {}
+                }
+                if secc.poll_timeout().is_some_and(|t| t <= now) {
+                    secc.handle_timeout(now);
+                }
+                let id = if right_id { SESSION.to_vec() } else { vec![0] };
+                let req = iso2::Request::ALL[kind];
+                secc.handle_message(now, &iso2::encode_request(&id, mode(dc), req));
+                while let Some(e) = secc.poll_effect() {
+                    prop_assert!(!ended, "effect after the end: {:?}", e);
+                    match e {
+                        Effect::Transmit(b) => {
+                            let (name, code) = iso2::response_code(&b).expect("a -2 response");
+                            prop_assert_eq!(name, format!("{req:?}Res"));
+                            if !code.starts_with("OK") {
+                                prop_assert!(secc.ended().is_some(), "{} without an end", code);
+                            }
+                        }
+                        Effect::SessionEnded { .. } => ended = true,
+                        Effect::Evse(_) => {}
+                        other => prop_assert!(false, "{:?}", other),
+                    }
+                }
+            }
+        }
+    }
+}
