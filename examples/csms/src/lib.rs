@@ -209,7 +209,7 @@ impl App {
     ///
     /// The store failed.
     pub async fn session_completed(&self, s: &Session) -> store::Result<()> {
-        let cdr = match billing::bill(&self.store, s, &self.config.time_zone).await {
+        let cdr = match billing::bill(&self.store, s, &billing::Operator::of(&self.config)).await {
             Ok(cdr) => cdr,
             Err(billing::BillingError::Store(e)) => return Err(e),
             Err(e) => {
@@ -225,8 +225,8 @@ impl App {
         let paid = match &cdr {
             Some(c) => {
                 // the session's total after taxes, rounded once to the currency's minor unit
-                let amount = billing::dec(&c["total_cost"]["incl_vat"]).unwrap_or_default();
-                let currency = c["currency"].as_str().unwrap_or("EUR");
+                let amount = c.total_cost.incl_vat.unwrap_or(c.total_cost.excl_vat);
+                let currency = c.currency.as_str();
                 match evproto_csms_core::money::Money::parse(amount, currency) {
                     Ok(m) => self.payments.capture(&s.id, m).await,
                     Err(e) => Err(payments::PaymentError::Money(e)),
@@ -257,7 +257,7 @@ impl App {
             smart::rebalance(&me);
         }
         self.notify(json!({"type": "session_completed", "station": s.station_id, "session": s.id,
-            "energy_wh": s.energy_wh.to_string(), "total_cost": cdr.as_ref().map(|c| c["total_cost"].clone()), "receipt": receipt}));
+            "energy_wh": s.energy_wh.to_string(), "total_cost": cdr.as_ref().map(|c| c.total_cost.clone()), "receipt": receipt}));
         Ok(())
     }
 

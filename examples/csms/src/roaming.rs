@@ -32,6 +32,7 @@ use evproto_ocpi::pagination::Page;
 use evproto_ocpi::server::{
     Config as OcpiConfig, Handler, Party, Role, Server, Store as OcpiStoreTrait, StoreError,
 };
+use evproto_ocpi::v221::Cdr;
 use evproto_ocpi::Version;
 use evproto_ocpp_proto::ProtocolVersion;
 use serde_json::{json, Value};
@@ -277,55 +278,12 @@ impl Roaming {
 
     /// Rebuilds a station's Location, stores it for pulls and pushes it.
     pub async fn location_changed(self: &Arc<Self>, station_id: &str) {
-        let Ok(Some(station)) = self.store.station(station_id).await else {
-            return;
-        };
-        let place = self
-            .store
-            .setting(&format!("station_location:{station_id}"))
-            .await
-            .ok()
-            .flatten()
-            .and_then(|t| serde_json::from_str::<Value>(&t).ok())
-            .unwrap_or(json!({}));
-        let now = crate::store::now();
-        let mut evses: Vec<Value> = Vec::new();
-        for c in &station.connectors {
-            let evse = c["evse_id"].as_i64().unwrap_or(0);
-            let conn = c["connector_id"].as_i64().unwrap_or(0);
-            if evse == 0 {
-                continue;
-            }
-            let status = ocpi_status(c["status"].as_str().unwrap_or(""));
-            let uid = format!("{station_id}-{evse}");
-            let connector = json!({"id": conn.max(1).to_string(), "standard": "IEC_62196_T2", "format": "SOCKET",
-                "power_type": "AC_3_PHASE", "max_voltage": 230, "max_amperage": 32, "tariff_ids": ["default"], "last_updated": now});
-            match evses.iter_mut().find(|e| e["uid"] == uid) {
-                Some(e) => {
-                    if let Some(list) = e["connectors"].as_array_mut() {
-                        list.push(connector);
-                    }
-                }
-                None => evses.push(json!({"uid": uid, "evse_id": format!("{}*{}*E{}{}", self.country_code, self.party_id,
-                    station_id.chars().filter(char::is_ascii_alphanumeric).collect::<String>().to_ascii_uppercase(), evse),
-                    "status": status, "capabilities": ["REMOTE_START_STOP_CAPABLE", "RESERVABLE", "UNLOCK_CAPABLE"],
-                    "connectors": [connector], "last_updated": now})),
-            }
+        let loc = station_location(&self.store, &self.country_code, &self.party_id, station_id);
+        match loc.await {
+            Ok(Some(loc)) => self.publish("locations", "Location", station_id, loc).await,
+            Ok(None) => {}
+            Err(e) => tracing::warn!(station = station_id, "location not built: {e}"),
         }
-        let loc = json!({"country_code": self.country_code, "party_id": self.party_id, "id": station_id, "publish": true,
-            "name": place.get("name").cloned().unwrap_or(json!(station_id)),
-            "address": place.get("address").cloned().unwrap_or(json!("Unknown")),
-            "city": place.get("city").cloned().unwrap_or(json!("Unknown")),
-            "country": place.get("country").cloned().unwrap_or(json!("NLD")),
-            "coordinates": place.get("coordinates").cloned().unwrap_or(json!({"latitude": "52.000000", "longitude": "4.000000"})),
-            "time_zone": place.get("time_zone").cloned().unwrap_or(json!("Europe/Amsterdam")),
-            "evses": evses, "last_updated": now});
-        let mut loc = loc;
-        if let Some(pc) = place.get("postal_code") {
-            // optional in 2.2.1, required by 2.1.1 partners
-            loc["postal_code"] = pc.clone();
-        }
-        self.publish("locations", "Location", station_id, loc).await;
     }
 
     /// Publishes a tariff under its id and pushes it.
@@ -373,12 +331,7 @@ impl Roaming {
 
     /// A token pushed by an eMSP, by uid: `(owner key, token)`.
     pub async fn token(&self, uid: &str) -> Option<(String, Value)> {
-        let all = self.store.ocpi_objects("tokens").await.ok()?;
-        all.into_iter().find(|(k, _)| {
-            k.rsplit('/')
-                .next()
-                .is_some_and(|u| u.eq_ignore_ascii_case(uid))
-        })
+        roaming_token(&self.store, uid).await.ok().flatten()
     }
 
     /// The OCPP authorization status of a roaming token, `None` if no
@@ -414,8 +367,9 @@ impl Roaming {
     }
 
     /// Pushes a roaming driver's session to its eMSP (start, updates, end)
-    /// and, when priced, its CDR.
-    pub async fn session_changed(self: &Arc<Self>, s: &Session, cdr: Option<&Value>) {
+    /// and, when priced, its CDR: the one `crate::billing` built and stored,
+    /// as it is (in the partner's version), never a second one.
+    pub async fn session_changed(self: &Arc<Self>, s: &Session, cdr: Option<&Cdr>) {
         let Some(uid) = s.id_token.clone() else {
             return;
         };
@@ -423,8 +377,30 @@ impl Roaming {
             return;
         };
         let owner = owner_of(&key);
-        let session = self.ocpi_session(s, &token);
-        let cdr = cdr.and_then(|c| self.ocpi_cdr(s, &token, c));
+        // the session's currency is its tariff's (the CDR's when priced)
+        let currency = match cdr {
+            Some(c) => Some(c.currency.as_str().to_owned()),
+            None => self
+                .store
+                .tariff("default")
+                .await
+                .ok()
+                .flatten()
+                .and_then(|t| {
+                    t["currency"]
+                        .as_str()
+                        .filter(|c| c.len() == 3)
+                        .map(str::to_owned)
+                }),
+        };
+        let session = self.ocpi_session(s, &token, currency.as_deref());
+        let cdr = cdr.and_then(|c| match serde_json::to_value(c) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                tracing::warn!(session = %s.id, "CDR not serialized: {e}");
+                None
+            }
+        });
         let this = self.clone();
         tokio::spawn(async move {
             for (_, peer) in this.partners().await {
@@ -450,19 +426,22 @@ impl Roaming {
         });
     }
 
-    fn cdr_token(token: &Value) -> Value {
+    /// A roaming token as a Session/CDR carries it.
+    pub fn cdr_token(token: &Value) -> Value {
         json!({"country_code": token["country_code"], "party_id": token["party_id"], "uid": token["uid"],
             "type": token["type"], "contract_id": token["contract_id"]})
     }
 
-    fn ocpi_session(&self, s: &Session, token: &Value) -> Value {
+    /// The Session object; `currency` is the tariff's (without a tariff
+    /// nothing is priced and the required field says EUR).
+    fn ocpi_session(&self, s: &Session, token: &Value, currency: Option<&str>) -> Value {
         let kwh = (s.energy_wh / rust_decimal::Decimal::from(1000)).normalize();
         let evse = s.evse_id.unwrap_or(1);
         let mut v = json!({"country_code": self.country_code, "party_id": self.party_id, "id": s.id,
             "start_date_time": s.started_at.clone().unwrap_or_else(crate::store::now),
             "kwh": num(kwh), "cdr_token": Self::cdr_token(token), "auth_method": "WHITELIST",
-            "location_id": s.station_id, "evse_uid": format!("{}-{evse}", s.station_id),
-            "connector_id": s.connector_id.unwrap_or(1).max(1).to_string(), "currency": "EUR",
+            "location_id": s.station_id, "evse_uid": evse_uid(&s.station_id, evse),
+            "connector_id": s.connector_id.unwrap_or(1).max(1).to_string(), "currency": currency.unwrap_or("EUR"),
             "status": if s.status == "Completed" { "COMPLETED" } else { "ACTIVE" },
             "last_updated": crate::store::now()});
         if let Some(end) = &s.stopped_at {
@@ -470,68 +449,132 @@ impl Roaming {
         }
         v
     }
-
-    fn ocpi_cdr(&self, s: &Session, token: &Value, stored: &Value) -> Option<Value> {
-        let d = |v: &Value| evproto_ocpi::tariff::to_decimal(v).map(num);
-        let price = |v: &Value| -> Value {
-            let mut p = json!({"excl_vat": d(&v["excl_vat"]).unwrap_or(json!(0))});
-            if let Some(i) = d(&v["incl_vat"]) {
-                p["incl_vat"] = i;
-            }
-            p
-        };
-        let periods: Vec<Value> = stored["charging_periods"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-            .into_iter()
-            .map(|mut p| {
-                if let Some(dims) = p["dimensions"].as_array_mut() {
-                    for dim in dims {
-                        dim["volume"] = d(&dim["volume"]).unwrap_or(json!(0));
-                    }
-                }
-                p
-            })
-            .collect();
-        let mut tariff = stored["tariffs"][0].clone();
-        tariff["country_code"] = json!(self.country_code);
-        tariff["party_id"] = json!(self.party_id);
-        tariff["last_updated"] = json!(crate::store::now());
-        let evse = s.evse_id.unwrap_or(1);
-        let mut cdr = json!({"country_code": self.country_code, "party_id": self.party_id, "id": s.id,
-            "start_date_time": stored["start_date_time"], "end_date_time": stored["end_date_time"],
-            "session_id": s.id, "cdr_token": Self::cdr_token(token), "auth_method": "WHITELIST",
-            "cdr_location": {"id": s.station_id, "address": "Unknown", "city": "Unknown", "country": "NLD",
-                "coordinates": {"latitude": "52.000000", "longitude": "4.000000"},
-                "evse_uid": format!("{}-{evse}", s.station_id), "evse_id": format!("{}*{}*E{evse}", self.country_code, self.party_id),
-                "connector_id": s.connector_id.unwrap_or(1).max(1).to_string(), "connector_standard": "IEC_62196_T2",
-                "connector_format": "SOCKET", "connector_power_type": "AC_3_PHASE"},
-            "currency": stored["currency"], "tariffs": [tariff], "charging_periods": periods,
-            "total_cost": price(&stored["total_cost"]), "total_energy": d(&stored["total_energy"]).unwrap_or(json!(0)),
-            "total_time": d(&stored["total_time"]).unwrap_or(json!(0)), "last_updated": crate::store::now()});
-        for k in [
-            "total_fixed_cost",
-            "total_energy_cost",
-            "total_time_cost",
-            "total_parking_cost",
-        ] {
-            if stored.get(k).is_some_and(|v| v.is_object()) {
-                cdr[k] = price(&stored[k]);
-            }
-        }
-        match evproto_ocpi::validate::validate(Version::V221, "Cdr", &cdr.to_string()) {
-            Ok(_) => Some(cdr),
-            Err(e) => {
-                tracing::warn!(session = %s.id, "CDR not valid OCPI: {e}");
-                None
-            }
-        }
-    }
 }
 
 fn num(d: rust_decimal::Decimal) -> Value {
     serde_json::from_str(&d.normalize().to_string()).unwrap_or(json!(0))
+}
+
+/// The OCPI 2.2.1 Location of a station, from the station registry (one
+/// EVSE per OCPP EVSE/connector, `{station}-{evse}`) and the place set with
+/// `PUT /api/stations/{id}/location` (setting `station_location:{id}`);
+/// `None` when the station is not registered. Published to partners by
+/// [`Roaming::location_changed`] and copied into every CDR
+/// (`crate::billing`), so both say the same.
+///
+/// # Errors
+///
+/// The store failed.
+pub async fn station_location(
+    store: &Store,
+    country_code: &str,
+    party_id: &str,
+    station_id: &str,
+) -> Result<Option<Value>, crate::store::StoreError> {
+    let (country_code, party_id) = (
+        country_code.to_ascii_uppercase(),
+        party_id.to_ascii_uppercase(),
+    );
+    let Some(station) = store.station(station_id).await? else {
+        return Ok(None);
+    };
+    let place = store
+        .setting(&format!("station_location:{station_id}"))
+        .await?
+        .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+        .unwrap_or(json!({}));
+    let now = crate::store::now();
+    let mut evses: Vec<Value> = Vec::new();
+    for c in &station.connectors {
+        let evse = c["evse_id"].as_i64().unwrap_or(0);
+        let conn = c["connector_id"].as_i64().unwrap_or(0);
+        if evse == 0 {
+            continue;
+        }
+        let status = ocpi_status(c["status"].as_str().unwrap_or(""));
+        let uid = evse_uid(station_id, evse);
+        match evses.iter_mut().find(|e| e["uid"] == uid) {
+            Some(e) => {
+                if let Some(list) = e["connectors"].as_array_mut() {
+                    list.push(connector_json(conn, &now));
+                }
+            }
+            None => evses.push(evse_json(
+                (&country_code, &party_id),
+                station_id,
+                (evse, conn),
+                status,
+                &now,
+            )),
+        }
+    }
+    let mut loc = json!({"country_code": country_code, "party_id": party_id, "id": station_id, "publish": true,
+        "name": place.get("name").cloned().unwrap_or(json!(station_id)),
+        "address": place.get("address").cloned().unwrap_or(json!("Unknown")),
+        "city": place.get("city").cloned().unwrap_or(json!("Unknown")),
+        "country": place.get("country").cloned().unwrap_or(json!("NLD")),
+        "coordinates": place.get("coordinates").cloned().unwrap_or(json!({"latitude": "52.000000", "longitude": "4.000000"})),
+        "time_zone": place.get("time_zone").cloned().unwrap_or(json!("Europe/Amsterdam")),
+        "evses": evses, "last_updated": now});
+    if let Some(pc) = place.get("postal_code") {
+        // optional in 2.2.1, required by 2.1.1 partners
+        loc["postal_code"] = pc.clone();
+    }
+    Ok(Some(loc))
+}
+
+/// One OCPI EVSE (2.2.1 JSON) of a station's OCPP EVSE with one connector;
+/// `owner` is (country code, party id), `ids` (OCPP EVSE, connector).
+pub fn evse_json(
+    owner: (&str, &str),
+    station_id: &str,
+    ids: (i64, i64),
+    status: &str,
+    now: &str,
+) -> Value {
+    json!({"uid": evse_uid(station_id, ids.0), "evse_id": evse_id(owner.0, owner.1, station_id, ids.0),
+        "status": status, "capabilities": ["REMOTE_START_STOP_CAPABLE", "RESERVABLE", "UNLOCK_CAPABLE"],
+        "connectors": [connector_json(ids.1, now)], "last_updated": now})
+}
+
+/// The OCPI Connector of an OCPP connector (the registry knows no plug
+/// type: a Type 2 socket, 3-phase 32 A, under the `default` tariff).
+fn connector_json(connector: i64, now: &str) -> Value {
+    json!({"id": connector.max(1).to_string(), "standard": "IEC_62196_T2", "format": "SOCKET",
+        "power_type": "AC_3_PHASE", "max_voltage": 230, "max_amperage": 32, "tariff_ids": ["default"], "last_updated": now})
+}
+
+/// The OCPI EVSE `uid` of a station's OCPP EVSE (1.6: connector).
+pub fn evse_uid(station_id: &str, evse: i64) -> String {
+    format!("{station_id}-{evse}")
+}
+
+/// The eMI3 EVSE id of a station's OCPP EVSE (1.6: connector).
+pub fn evse_id(country_code: &str, party_id: &str, station_id: &str, evse: i64) -> String {
+    let station = station_id
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .collect::<String>()
+        .to_ascii_uppercase();
+    format!("{country_code}*{party_id}*E{station}{evse}")
+}
+
+/// A token an eMSP pushed, by uid: `(owner key, token)` (2.2.1 Token
+/// JSON as stored).
+///
+/// # Errors
+///
+/// The store failed.
+pub async fn roaming_token(
+    store: &Store,
+    uid: &str,
+) -> Result<Option<(String, Value)>, crate::store::StoreError> {
+    let all = store.ocpi_objects("tokens").await?;
+    Ok(all.into_iter().find(|(k, _)| {
+        k.rsplit('/')
+            .next()
+            .is_some_and(|u| u.eq_ignore_ascii_case(uid))
+    }))
 }
 
 fn owner_of(key: &str) -> (String, String) {

@@ -529,10 +529,8 @@ mod tests {
         .unwrap();
         let after_start = snapshot(&store).await;
         assert_ne!(before, after_start);
-        assert!(matches!(
-            apply(&store, "CP", TxMessage::Meter16(&huge)).await,
-            Err(SessionError::OutOfRange { .. })
-        ));
+        let r = apply(&store, "CP", TxMessage::Meter16(&huge)).await;
+        assert!(matches!(r, Err(SessionError::OutOfRange { .. })), "{r:?}");
         assert_eq!(snapshot(&store).await, after_start, "nothing of it kept");
         // every later read of the session still works
         assert!(store.session("CP:1").await.unwrap().is_some());

@@ -334,6 +334,28 @@ async fn cpo_roaming_with_an_emsp() {
     );
     assert_eq!(cdr["tariffs"][0]["tax_included"], "NO");
     assert_eq!(cdr["cdr_token"]["uid"], "ROAM1");
+    // the station's registered Location (as the eMSP got it), the tariff's
+    // currency, and the very CDR the CSMS stored (built once)
+    for k in ["address", "city", "country", "coordinates"] {
+        assert_eq!(cdr["cdr_location"][k], loc[k], "{k}: {cdr}");
+    }
+    assert_eq!(cdr["cdr_location"]["evse_uid"], "RS1-1");
+    assert_eq!(cdr["cdr_location"]["evse_id"], loc["evses"][0]["evse_id"]);
+    assert_eq!(cdr["currency"], "EUR");
+    let (_, stored) = api(http, "GET", &format!("/api/sessions/{sid}/cdr"), None).await;
+    assert_eq!(
+        (
+            &stored["id"],
+            &stored["last_updated"],
+            &stored["total_energy"]
+        ),
+        (&cdr["id"], &cdr["last_updated"], &cdr["total_energy"]),
+        "{stored}"
+    );
+    assert_eq!(
+        stored["total_cost"],
+        json!({"excl_vat": 4, "incl_vat": 4.6})
+    );
     // Energy and revenue over time.
     let (_, daily) = api(http, "GET", "/api/stats/daily", None).await;
     assert_eq!(
