@@ -115,6 +115,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/alerts/{id}/clear", post(clear_alert))
         .route("/api/uptime", get(uptime))
         .route("/api/stations/{id}/device-model", get(device_model))
+        .route("/api/stations/{id}/reports", get(station_reports))
         .route("/api/ocpi/tokens", get(list_roaming_tokens))
         .route_layer(middleware::from_fn_with_state(app.clone(), require_key));
     Router::new()
@@ -203,7 +204,55 @@ async fn get_station(State(app): State<Arc<App>>, Path(id): Path<String>) -> Api
     v["connected"] = json!(app.server().is_some_and(|s| s.station(&id).is_ok()));
     v["sessions"] =
         serde_json::to_value(app.store.sessions(Some(&id), 20).await?).unwrap_or_default();
+    // the external limits in force and what the EVs need, latest per source/EVSE
+    v["charging_limits"] =
+        serde_json::to_value(crate::ocpp::charging_limits(&app.store, &id).await?)
+            .unwrap_or_default();
+    v["ev_charging_needs"] =
+        serde_json::to_value(crate::ocpp::ev_charging_needs(&app.store, &id).await?)
+            .unwrap_or_default();
     Ok(Json(v).into_response())
+}
+
+#[derive(Deserialize)]
+struct ReportQuery {
+    /// One kind of report (`charging_limit`, `ev_charging_needs`, …); all without.
+    kind: Option<String>,
+    /// At most this many (default 100, at most 1000).
+    limit: Option<i64>,
+}
+
+/// What a station reported besides its transactions, newest first.
+async fn station_reports(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    Query(q): Query<ReportQuery>,
+) -> ApiResult {
+    if app.store.station(&id).await?.is_none() {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no station {id}"),
+        ));
+    }
+    let kind = match q.kind.as_deref() {
+        None => None,
+        Some(k) => Some(crate::ocpp::ReportKind::parse(k).ok_or_else(|| {
+            let kinds: Vec<_> = crate::ocpp::ReportKind::ALL
+                .iter()
+                .map(|k| k.as_str())
+                .collect();
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("kind: one of {}", kinds.join(", ")),
+            )
+        })?),
+    };
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let reports = app
+        .store
+        .station_reports(&id, kind.map(|k| k.as_str()), limit)
+        .await?;
+    Ok(Json(reports).into_response())
 }
 
 #[derive(Deserialize)]
@@ -823,6 +872,7 @@ mod tests {
             ("/api/stations", &["get"][..]),
             ("/api/stations/{id}", &["get", "put", "delete"]),
             ("/api/stations/{id}/ocpp/{action}", &["post"]),
+            ("/api/stations/{id}/reports", &["get"]),
             ("/api/tokens", &["get", "post"]),
             ("/api/sessions", &["get"]),
             ("/api/sessions/{id}", &["get"]),

@@ -40,10 +40,11 @@ fn now() -> String {
     crate::store::now()
 }
 
-/// A 2.x router: the handlers of `$m` (see `station_handlers_2x!`) and the
+/// A 2.x router without its state: the handlers of `$m` (see
+/// `station_handlers_2x!`), of `$r` (see `report_handlers_2x!`) and the
 /// transaction handlers (see `handlers_2x!`).
 macro_rules! routes_2x {
-    ($router:expr, $ver:ident, $m:ident, $event:ident, $meter:ident, $app:expr) => {
+    ($router:expr, $ver:ident, $m:ident, $r:ident, $event:ident, $meter:ident) => {
         $router
             .on::<$ver::action::BootNotification>($m::boot_notification)
             .on::<$ver::action::Heartbeat>($m::heartbeat)
@@ -58,7 +59,20 @@ macro_rules! routes_2x {
             .on::<$ver::action::NotifyReport>($m::notify_report)
             .on::<$ver::action::ReservationStatusUpdate>($m::reservation_status_update)
             .on::<$ver::action::DataTransfer>($m::data_transfer)
-            .with_state($app.clone())
+            .on::<$ver::action::ClearedChargingLimit>($r::cleared_charging_limit)
+            .on::<$ver::action::NotifyChargingLimit>($r::notify_charging_limit)
+            .on::<$ver::action::NotifyEVChargingNeeds>($r::notify_ev_charging_needs)
+            .on::<$ver::action::NotifyEVChargingSchedule>($r::notify_ev_charging_schedule)
+            .on::<$ver::action::NotifyDisplayMessages>($r::notify_display_messages)
+            .on::<$ver::action::NotifyMonitoringReport>($r::notify_monitoring_report)
+            .on::<$ver::action::NotifyCustomerInformation>($r::notify_customer_information)
+            .on::<$ver::action::PublishFirmwareStatusNotification>(
+                $r::publish_firmware_status_notification,
+            )
+            .on::<$ver::action::ReportChargingProfiles>($r::report_charging_profiles)
+            .on::<$ver::action::GetCertificateStatus>($r::get_certificate_status)
+            .on::<$ver::action::Get15118EVCertificate>($r::get_15118_ev_certificate)
+            .on::<$ver::action::SignCertificate>($r::sign_certificate)
     };
 }
 
@@ -81,23 +95,37 @@ pub fn routes(app: &Arc<App>) -> (Routes, Routes, Routes) {
             .on::<v16::action::SignedFirmwareStatusNotification>(
                 signed_firmware_status_notification_16,
             )
+            .on::<v16::action::SignCertificate>(sign_certificate_16)
             .with_state(app.clone()),
         routes_2x!(
             Router::csms_v201(),
             v201,
             station_201,
+            reports_201,
             transaction_event_201,
-            meter_values_201,
-            app
-        ),
+            meter_values_201
+        )
+        .with_state(app.clone()),
         routes_2x!(
             Router::csms_v21(),
             v21,
             station_21,
+            reports_21,
             transaction_event_21,
-            meter_values_21,
-            app
-        ),
+            meter_values_21
+        )
+        .on::<v21::action::BatterySwap>(only_21::battery_swap)
+        .on::<v21::action::OpenPeriodicEventStream>(only_21::open_periodic_event_stream)
+        .on::<v21::action::ClosePeriodicEventStream>(only_21::close_periodic_event_stream)
+        .on::<v21::action::GetCertificateChainStatus>(only_21::get_certificate_chain_status)
+        .on::<v21::action::NotifyDERAlarm>(only_21::notify_der_alarm)
+        .on::<v21::action::NotifyDERStartStop>(only_21::notify_der_start_stop)
+        .on::<v21::action::ReportDERControl>(only_21::report_der_control)
+        .on::<v21::action::NotifyPriorityCharging>(only_21::notify_priority_charging)
+        .on::<v21::action::NotifySettlement>(only_21::notify_settlement)
+        .on::<v21::action::PullDynamicScheduleUpdate>(only_21::pull_dynamic_schedule_update)
+        .on::<v21::action::VatNumberValidation>(only_21::vat_number_validation)
+        .with_state(app.clone()),
     )
 }
 
@@ -1342,6 +1370,825 @@ macro_rules! station_handlers_2x {
 }
 station_handlers_2x!(station_201, v201, to_v201, []);
 station_handlers_2x!(station_21, v21, to_v21, [allowed_energy_transfer, tariff]);
+
+// ---- reports: what a station tells besides transactions (`station_reports`) ----
+
+/// The kinds of station report, as stored (`station_reports.kind`), shown
+/// (`GET /api/stations/{id}/reports?kind=`) and named in the live view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReportKind {
+    /// NotifyChargingLimit, ClearedChargingLimit (2.x K11–K14); key: source and EVSE.
+    ChargingLimit,
+    /// NotifyEVChargingNeeds (2.x K15–K17); key: the EVSE.
+    EvChargingNeeds,
+    /// NotifyEVChargingSchedule (2.x K15–K17); key: the EVSE.
+    EvChargingSchedule,
+    /// ReportChargingProfiles (2.x K09, the answer to GetChargingProfiles); key: request and EVSE.
+    ChargingProfiles,
+    /// NotifyDisplayMessages (2.x O04); key: the request.
+    DisplayMessages,
+    /// NotifyMonitoringReport (2.x N02); key: request and part.
+    MonitoringReport,
+    /// NotifyCustomerInformation (2.x N09); key: request and part.
+    CustomerInformation,
+    /// PublishFirmwareStatusNotification (2.x L03); key: the request.
+    PublishFirmware,
+    /// A certificate request this CSMS does not serve yet (SignCertificate,
+    /// Get15118EVCertificate, GetCertificateStatus, GetCertificateChainStatus);
+    /// key: the action.
+    CertificateRequest,
+    /// BatterySwap (2.1); key: the request.
+    BatterySwap,
+    /// Open/ClosePeriodicEventStream (2.1); key: the stream.
+    EventStream,
+    /// NotifyDERAlarm (2.1); key: the DER control type.
+    DerAlarm,
+    /// NotifyDERStartStop (2.1); key: the control.
+    DerStartStop,
+    /// ReportDERControl (2.1); key: the request.
+    DerControl,
+    /// NotifyPriorityCharging (2.1); key: the transaction.
+    PriorityCharging,
+    /// NotifySettlement (2.1); key: the payment service provider's reference.
+    Settlement,
+    /// PullDynamicScheduleUpdate (2.1); key: the charging profile.
+    DynamicSchedule,
+    /// VatNumberValidation (2.1); key: the VAT number.
+    VatNumber,
+}
+
+impl ReportKind {
+    /// Every kind.
+    pub const ALL: [ReportKind; 18] = [
+        ReportKind::ChargingLimit,
+        ReportKind::EvChargingNeeds,
+        ReportKind::EvChargingSchedule,
+        ReportKind::ChargingProfiles,
+        ReportKind::DisplayMessages,
+        ReportKind::MonitoringReport,
+        ReportKind::CustomerInformation,
+        ReportKind::PublishFirmware,
+        ReportKind::CertificateRequest,
+        ReportKind::BatterySwap,
+        ReportKind::EventStream,
+        ReportKind::DerAlarm,
+        ReportKind::DerStartStop,
+        ReportKind::DerControl,
+        ReportKind::PriorityCharging,
+        ReportKind::Settlement,
+        ReportKind::DynamicSchedule,
+        ReportKind::VatNumber,
+    ];
+
+    /// As stored and filtered on.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReportKind::ChargingLimit => "charging_limit",
+            ReportKind::EvChargingNeeds => "ev_charging_needs",
+            ReportKind::EvChargingSchedule => "ev_charging_schedule",
+            ReportKind::ChargingProfiles => "charging_profiles",
+            ReportKind::DisplayMessages => "display_messages",
+            ReportKind::MonitoringReport => "monitoring_report",
+            ReportKind::CustomerInformation => "customer_information",
+            ReportKind::PublishFirmware => "publish_firmware",
+            ReportKind::CertificateRequest => "certificate_request",
+            ReportKind::BatterySwap => "battery_swap",
+            ReportKind::EventStream => "event_stream",
+            ReportKind::DerAlarm => "der_alarm",
+            ReportKind::DerStartStop => "der_start_stop",
+            ReportKind::DerControl => "der_control",
+            ReportKind::PriorityCharging => "priority_charging",
+            ReportKind::Settlement => "settlement",
+            ReportKind::DynamicSchedule => "dynamic_schedule",
+            ReportKind::VatNumber => "vat_number",
+        }
+    }
+
+    /// The kind stored as `s`.
+    pub fn parse(s: &str) -> Option<ReportKind> {
+        ReportKind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+/// Keeps what a station reported and tells the live view.
+async fn keep_report(
+    app: &App,
+    station: &str,
+    kind: ReportKind,
+    key: &str,
+    body: &impl serde::Serialize,
+) -> Result<(), Unanswered> {
+    app.seen(station);
+    app.store
+        .add_station_report(station, kind.as_str(), key, &serde_json::to_value(body)?)
+        .await?;
+    app.notify(json!({"type": "report", "station": station, "kind": kind.as_str(), "key": key}));
+    Ok(())
+}
+
+/// Raises an alert of `kind` (one open per station and kind) and shows it.
+async fn alert(
+    app: &App,
+    station: &str,
+    kind: &str,
+    detail: &impl serde::Serialize,
+) -> Result<(), Unanswered> {
+    let detail = serde_json::to_value(detail)?;
+    if app
+        .store
+        .raise_alert(Some(station), kind, &detail)
+        .await?
+        .is_some()
+    {
+        app.notify(json!({"type": "alert", "station": station, "kind": kind, "detail": detail}));
+    }
+    Ok(())
+}
+
+/// The key of an EVSE (`evse<id>`; 0 or none: the whole station).
+fn evse_key(evse: Option<i32>) -> String {
+    match evse {
+        Some(e) if e > 0 => format!("evse{e}"),
+        _ => "station".to_owned(),
+    }
+}
+
+/// The key of a charging limit: its source on an EVSE (`EMS@evse1`).
+fn limit_key(source: &str, evse: Option<i32>) -> String {
+    format!("{source}@{}", evse_key(evse))
+}
+
+/// A charging limit a station says was cleared (ClearedChargingLimit), as stored.
+#[derive(Debug, serde::Serialize)]
+struct ClearedLimit<'a> {
+    cleared: bool,
+    #[serde(rename = "chargingLimitSource")]
+    source: &'a str,
+    #[serde(rename = "evseId")]
+    evse: Option<i32>,
+}
+
+/// The charging limits in force at a station: the latest NotifyChargingLimit
+/// per source and EVSE that no ClearedChargingLimit followed.
+pub async fn charging_limits(
+    store: &crate::store::Store,
+    station: &str,
+) -> crate::store::Result<Vec<crate::store::StationReport>> {
+    Ok(store
+        .latest_station_reports(station, ReportKind::ChargingLimit.as_str())
+        .await?
+        .into_iter()
+        .filter(|r| r.body["cleared"] != true)
+        .collect())
+}
+
+/// The latest charging needs an EV sent per EVSE (NotifyEVChargingNeeds).
+pub async fn ev_charging_needs(
+    store: &crate::store::Store,
+    station: &str,
+) -> crate::store::Result<Vec<crate::store::StationReport>> {
+    store
+        .latest_station_reports(station, ReportKind::EvChargingNeeds.as_str())
+        .await
+}
+
+/// Why a certificate request is answered `Rejected`/`Failed`: this CSMS has
+/// no certificate authority, OCSP responder or contract certificate pool
+/// yet (Plug & Charge, its own issue, will serve them). The request is kept
+/// (`certificate_request` report) and raises a `certificate` alert, so an
+/// operator sees a station whose certificate cannot be renewed.
+const CERTIFICATES_NOT_SERVED: &str =
+    "this CSMS does not serve certificate requests yet (no CA, OCSP or contract certificates)";
+
+/// The `reasonCode` of an answer to something this CSMS does not serve.
+const NOT_SUPPORTED: &str = "NotSupported";
+
+/// The detail of a `certificate` alert.
+#[derive(Debug, serde::Serialize)]
+struct CertificateDetail<'a> {
+    action: &'a str,
+    reason: &'a str,
+}
+
+/// A certificate request (action `A`): kept, alerted, to be refused.
+async fn certificate_request<A: Action>(
+    app: &App,
+    station: &str,
+    request: &impl serde::Serialize,
+) -> Result<(), Unanswered> {
+    keep_report(
+        app,
+        station,
+        ReportKind::CertificateRequest,
+        A::NAME,
+        request,
+    )
+    .await?;
+    alert(
+        app,
+        station,
+        "certificate",
+        &CertificateDetail {
+            action: A::NAME,
+            reason: CERTIFICATES_NOT_SERVED,
+        },
+    )
+    .await
+}
+
+/// Whether a PublishFirmwareStatusNotification reports a failure.
+fn publish_failed(status: &str) -> bool {
+    matches!(
+        status,
+        "DownloadFailed" | "InvalidChecksum" | "PublishFailed"
+    )
+}
+
+/// The 2.x handlers of reports, limits and certificate requests, the same
+/// code for 2.0.1 and 2.1 in a module per version; `$no_schedule` is how
+/// the version says "no charging schedule for these needs".
+macro_rules! report_handlers_2x {
+    ($m:ident, $ver:ident, $no_schedule:ident) => {
+        mod $m {
+            use super::*;
+
+            fn not_served(info: &str) -> Option<$ver::StatusInfoType> {
+                Some($ver::StatusInfoType {
+                    reason_code: NOT_SUPPORTED.parse().ok()?,
+                    additional_info: info.parse().ok(),
+                    custom_data: None,
+                })
+            }
+
+            /// K12/K13: a limit from an external source (EMS, SO, …) is in force.
+            pub(super) async fn notify_charging_limit(
+                ctx: Ctx<Arc<App>>,
+                req: $ver::NotifyChargingLimitRequest,
+            ) -> Result<$ver::NotifyChargingLimitResponse, CallError> {
+                type A = $ver::action::NotifyChargingLimit;
+                let (app, station) = (&ctx.state, &*ctx.identity);
+                message::<A>(app, station);
+                let key = limit_key(
+                    req.charging_limit.charging_limit_source.as_str(),
+                    req.evse_id,
+                );
+                keep_report(app, station, ReportKind::ChargingLimit, &key, &req)
+                    .await
+                    .map_err(|e| unanswered::<A>(station, e))?;
+                Ok($ver::NotifyChargingLimitResponse { custom_data: None })
+            }
+
+            /// K14: an external limit no longer applies.
+            pub(super) async fn cleared_charging_limit(
+                ctx: Ctx<Arc<App>>,
+                req: $ver::ClearedChargingLimitRequest,
+            ) -> Result<$ver::ClearedChargingLimitResponse, CallError> {
+                type A = $ver::action::ClearedChargingLimit;
+                let (app, station) = (&ctx.state, &*ctx.identity);
+                message::<A>(app, station);
+                let source = req.charging_limit_source.as_str();
+                let cleared = ClearedLimit {
+                    cleared: true,
+                    source,
+                    evse: req.evse_id,
+                };
+                keep_report(
+                    app,
+                    station,
+                    ReportKind::ChargingLimit,
+                    &limit_key(source, req.evse_id),
+                    &cleared,
+                )
+                .await
+                .map_err(|e| unanswered::<A>(station, e))?;
+                Ok($ver::ClearedChargingLimitResponse { custom_data: None })
+            }
+
+            /// K15: the EV's charging needs. Kept and shown per EVSE; this
+            /// CSMS computes no schedule from them (its smart charging is the
+            /// site share, see `smart`), so it says it offers none.
+            pub(super) async fn notify_ev_charging_needs(
+                ctx: Ctx<Arc<App>>,
+                req: $ver::NotifyEVChargingNeedsRequest,
+            ) -> Result<$ver::NotifyEVChargingNeedsResponse, CallError> {
+                type A = $ver::action::NotifyEVChargingNeeds;
+                let (app, station) = (&ctx.state, &*ctx.identity);
+                message::<A>(app, station);
+                keep_report(
+                    app,
+                    station,
+                    ReportKind::EvChargingNeeds,
+                    &evse_key(Some(req.evse_id)),
+                    &req,
+                )
+                .await
+                .map_err(|e| unanswered::<A>(station, e))?;
+                Ok($ver::NotifyEVChargingNeedsResponse {
+                    status: $ver::NotifyEVChargingNeedsStatusEnumType::$no_schedule,
+                    status_info: $ver::StatusInfoType {
+                        reason_code: "NoSchedule"
+                            .parse()
+                            .map_err(|e| unanswered::<A>(station, e))?,
+                        additional_info: "no charging schedule is computed from EV charging needs"
+                            .parse()
+                            .ok(),
+                        custom_data: None,
+                    }
+                    .into(),
+                    custom_data: None,
+                })
+            }
+
+            /// K15/K17: the schedule the EV chose; kept per EVSE and accepted.
+            pub(super) async fn notify_ev_charging_schedule(
+                ctx: Ctx<Arc<App>>,
+                req: $ver::NotifyEVChargingScheduleRequest,
+            ) -> Result<$ver::NotifyEVChargingScheduleResponse, CallError> {
+                type A = $ver::action::NotifyEVChargingSchedule;
+                let (app, station) = (&ctx.state, &*ctx.identity);
+                message::<A>(app, station);
+                keep_report(
+                    app,
+                    station,
+                    ReportKind::EvChargingSchedule,
+                    &evse_key(Some(req.evse_id)),
+                    &req,
+                )
+                .await
+                .map_err(|e| unanswered::<A>(station, e))?;
+                Ok($ver::NotifyEVChargingScheduleResponse {
+                    status: $ver::GenericStatusEnumType::Accepted,
+                    status_info: None,
+                    custom_data: None,
+                })
+            }
+
+            /// O04: the display messages a station holds (GetDisplayMessages answer).
+            pub(super) async fn notify_display_messages(
+                ctx: Ctx<Arc<App>>,
+                req: $ver::NotifyDisplayMessagesRequest,
+            ) -> Result<$ver::NotifyDisplayMessagesResponse, CallError> {
+                type A = $ver::action::NotifyDisplayMessages;
+                let (app, station) = (&ctx.state, &*ctx.identity);
+                message::<A>(app, station);
+                keep_report(
+                    app,
+                    station,
+                    ReportKind::DisplayMessages,
+                    &req.request_id.to_string(),
+                    &req,
+                )
+                .await
+                .map_err(|e| unanswered::<A>(station, e))?;
+                Ok($ver::NotifyDisplayMessagesResponse { custom_data: None })
+            }
+
+            /// N02: the monitors a station has (GetMonitoringReport answer), one part.
+            pub(super) async fn notify_monitoring_report(
+                ctx: Ctx<Arc<App>>,
+                req: $ver::NotifyMonitoringReportRequest,
+            ) -> Result<$ver::NotifyMonitoringReportResponse, CallError> {
+                type A = $ver::action::NotifyMonitoringReport;
+                let (app, station) = (&ctx.state, &*ctx.identity);
+                message::<A>(app, station);
+                let key = format!("{}:{}", req.request_id, req.seq_no);
+                keep_report(app, station, ReportKind::MonitoringReport, &key, &req)
+                    .await
+                    .map_err(|e| unanswered::<A>(station, e))?;
+                Ok($ver::NotifyMonitoringReportResponse { custom_data: None })
+            }
+
+            /// N09: customer information (CustomerInformation answer), one part.
+            pub(super) async fn notify_customer_information(
+                ctx: Ctx<Arc<App>>,
+                req: $ver::NotifyCustomerInformationRequest,
+            ) -> Result<$ver::NotifyCustomerInformationResponse, CallError> {
+                type A = $ver::action::NotifyCustomerInformation;
+                let (app, station) = (&ctx.state, &*ctx.identity);
+                message::<A>(app, station);
+                let key = format!("{}:{}", req.request_id, req.seq_no);
+                keep_report(app, station, ReportKind::CustomerInformation, &key, &req)
+                    .await
+                    .map_err(|e| unanswered::<A>(station, e))?;
+                Ok($ver::NotifyCustomerInformationResponse { custom_data: None })
+            }
+
+            /// L03: a local controller publishing firmware; a failure is a
+            /// `publish_firmware` alert.
+            pub(super) async fn publish_firmware_status_notification(
+                ctx: Ctx<Arc<App>>,
+                req: $ver::PublishFirmwareStatusNotificationRequest,
+            ) -> Result<$ver::PublishFirmwareStatusNotificationResponse, CallError> {
+                type A = $ver::action::PublishFirmwareStatusNotification;
+                let (app, station) = (&ctx.state, &*ctx.identity);
+                message::<A>(app, station);
+                let key = request_key(req.request_id);
+                keep_report(app, station, ReportKind::PublishFirmware, &key, &req)
+                    .await
+                    .map_err(|e| unanswered::<A>(station, e))?;
+                let status = req.status.as_str();
+                if publish_failed(status) {
+                    let detail = OperationStatus {
+                        at: now(),
+                        request_id: req.request_id,
+                        status,
+                    };
+                    alert(app, station, "publish_firmware", &detail)
+                        .await
+                        .map_err(|e| unanswered::<A>(station, e))?;
+                }
+                Ok($ver::PublishFirmwareStatusNotificationResponse { custom_data: None })
+            }
+
+            /// K09: the charging profiles a station has (GetChargingProfiles answer).
+            pub(super) async fn report_charging_profiles(
+                ctx: Ctx<Arc<App>>,
+                req: $ver::ReportChargingProfilesRequest,
+            ) -> Result<$ver::ReportChargingProfilesResponse, CallError> {
+                type A = $ver::action::ReportChargingProfiles;
+                let (app, station) = (&ctx.state, &*ctx.identity);
+                message::<A>(app, station);
+                let key = format!("{}:{}", req.request_id, evse_key(Some(req.evse_id)));
+                keep_report(app, station, ReportKind::ChargingProfiles, &key, &req)
+                    .await
+                    .map_err(|e| unanswered::<A>(station, e))?;
+                Ok($ver::ReportChargingProfilesResponse { custom_data: None })
+            }
+
+            /// M06 (OCSP for a contract certificate): not served yet, `Failed`.
+            pub(super) async fn get_certificate_status(
+                ctx: Ctx<Arc<App>>,
+                req: $ver::GetCertificateStatusRequest,
+            ) -> Result<$ver::GetCertificateStatusResponse, CallError> {
+                type A = $ver::action::GetCertificateStatus;
+                let (app, station) = (&ctx.state, &*ctx.identity);
+                message::<A>(app, station);
+                certificate_request::<A>(app, station, &req)
+                    .await
+                    .map_err(|e| unanswered::<A>(station, e))?;
+                Ok($ver::GetCertificateStatusResponse {
+                    status: $ver::GetCertificateStatusEnumType::Failed,
+                    status_info: not_served(CERTIFICATES_NOT_SERVED),
+                    ocsp_result: None,
+                    custom_data: None,
+                })
+            }
+
+            /// M01/M02 (contract certificate install/update): not served yet, `Failed`.
+            pub(super) async fn get_15118_ev_certificate(
+                ctx: Ctx<Arc<App>>,
+                req: $ver::Get15118EVCertificateRequest,
+            ) -> Result<$ver::Get15118EVCertificateResponse, CallError> {
+                type A = $ver::action::Get15118EVCertificate;
+                let (app, station) = (&ctx.state, &*ctx.identity);
+                message::<A>(app, station);
+                certificate_request::<A>(app, station, &req)
+                    .await
+                    .map_err(|e| unanswered::<A>(station, e))?;
+                let mut resp: $ver::Get15118EVCertificateResponse =
+                    evproto_ocpp_types::from_str(r#"{"status":"Failed","exiResponse":""}"#)
+                        .map_err(|e| unanswered::<A>(station, e))?;
+                resp.status_info = not_served(CERTIFICATES_NOT_SERVED);
+                Ok(resp)
+            }
+
+            /// A02/A03 (a station's certificate renewal): not served yet, `Rejected`.
+            pub(super) async fn sign_certificate(
+                ctx: Ctx<Arc<App>>,
+                req: $ver::SignCertificateRequest,
+            ) -> Result<$ver::SignCertificateResponse, CallError> {
+                type A = $ver::action::SignCertificate;
+                let (app, station) = (&ctx.state, &*ctx.identity);
+                message::<A>(app, station);
+                certificate_request::<A>(app, station, &req)
+                    .await
+                    .map_err(|e| unanswered::<A>(station, e))?;
+                Ok($ver::SignCertificateResponse {
+                    status: $ver::GenericStatusEnumType::Rejected,
+                    status_info: not_served(CERTIFICATES_NOT_SERVED),
+                    custom_data: None,
+                })
+            }
+        }
+    };
+}
+report_handlers_2x!(reports_201, v201, Rejected);
+report_handlers_2x!(reports_21, v21, NoChargingProfile);
+
+/// The key of a report that may name a request (`request<id>`, else `none`).
+fn request_key(request_id: Option<i32>) -> String {
+    request_id.map_or_else(|| "none".to_owned(), |r| format!("request{r}"))
+}
+
+/// 1.6 security A02/A03: a station's certificate renewal, not served yet (`Rejected`).
+async fn sign_certificate_16(
+    ctx: Ctx<Arc<App>>,
+    req: v16::SignCertificateRequest,
+) -> Result<v16::SignCertificateResponse, CallError> {
+    type A = v16::action::SignCertificate;
+    let (app, station) = (&ctx.state, &*ctx.identity);
+    message::<A>(app, station);
+    certificate_request::<A>(app, station, &req)
+        .await
+        .map_err(|e| unanswered::<A>(station, e))?;
+    Ok(v16::SignCertificateResponse {
+        status: v16::GenericStatusEnumType::Rejected,
+    })
+}
+
+/// What only 2.1 stations send.
+mod only_21 {
+    use super::*;
+
+    fn status_info(reason: &str, info: &str) -> Option<v21::StatusInfoType> {
+        Some(v21::StatusInfoType {
+            reason_code: reason.parse().ok()?,
+            additional_info: info.parse().ok(),
+            custom_data: None,
+        })
+    }
+
+    /// A battery swapped in or out (2.1 battery swapping): kept per request.
+    pub(super) async fn battery_swap(
+        ctx: Ctx<Arc<App>>,
+        req: v21::BatterySwapRequest,
+    ) -> Result<v21::BatterySwapResponse, CallError> {
+        type A = v21::action::BatterySwap;
+        let (app, station) = (&ctx.state, &*ctx.identity);
+        message::<A>(app, station);
+        keep_report(
+            app,
+            station,
+            ReportKind::BatterySwap,
+            &req.request_id.to_string(),
+            &req,
+        )
+        .await
+        .map_err(|e| unanswered::<A>(station, e))?;
+        Ok(v21::BatterySwapResponse { custom_data: None })
+    }
+
+    /// A station offers a periodic event stream. Kept, and `Rejected`: the
+    /// stream itself (NotifyPeriodicEventStream) is a SEND, which reaches a
+    /// CSMS as a `ServerEvent::Send` outside the typed routes and is not
+    /// consumed here, so the station keeps reporting the monitor with
+    /// NotifyEvent.
+    pub(super) async fn open_periodic_event_stream(
+        ctx: Ctx<Arc<App>>,
+        req: v21::OpenPeriodicEventStreamRequest,
+    ) -> Result<v21::OpenPeriodicEventStreamResponse, CallError> {
+        type A = v21::action::OpenPeriodicEventStream;
+        let (app, station) = (&ctx.state, &*ctx.identity);
+        message::<A>(app, station);
+        let key = req.constant_stream_data.id.to_string();
+        keep_report(app, station, ReportKind::EventStream, &key, &req)
+            .await
+            .map_err(|e| unanswered::<A>(station, e))?;
+        Ok(v21::OpenPeriodicEventStreamResponse {
+            status: v21::GenericStatusEnumType::Rejected,
+            status_info: status_info(
+                NOT_SUPPORTED,
+                "periodic event streams are not taken, use NotifyEvent",
+            ),
+            custom_data: None,
+        })
+    }
+
+    /// A station closes a periodic event stream: kept.
+    pub(super) async fn close_periodic_event_stream(
+        ctx: Ctx<Arc<App>>,
+        req: v21::ClosePeriodicEventStreamRequest,
+    ) -> Result<v21::ClosePeriodicEventStreamResponse, CallError> {
+        type A = v21::action::ClosePeriodicEventStream;
+        let (app, station) = (&ctx.state, &*ctx.identity);
+        message::<A>(app, station);
+        keep_report(
+            app,
+            station,
+            ReportKind::EventStream,
+            &req.id.to_string(),
+            &req,
+        )
+        .await
+        .map_err(|e| unanswered::<A>(station, e))?;
+        Ok(v21::ClosePeriodicEventStreamResponse { custom_data: None })
+    }
+
+    /// OCSP status of a certificate chain: not served yet, `Failed` for each.
+    pub(super) async fn get_certificate_chain_status(
+        ctx: Ctx<Arc<App>>,
+        req: v21::GetCertificateChainStatusRequest,
+    ) -> Result<v21::GetCertificateChainStatusResponse, CallError> {
+        type A = v21::action::GetCertificateChainStatus;
+        let (app, station) = (&ctx.state, &*ctx.identity);
+        message::<A>(app, station);
+        certificate_request::<A>(app, station, &req)
+            .await
+            .map_err(|e| unanswered::<A>(station, e))?;
+        let next_update = Utc::now() + chrono::Duration::hours(1);
+        Ok(v21::GetCertificateChainStatusResponse {
+            certificate_status: req
+                .certificate_status_requests
+                .iter()
+                .map(|r| v21::CertificateStatusType {
+                    certificate_hash_data: r.certificate_hash_data.clone(),
+                    source: r.source,
+                    status: v21::CertificateStatusEnumType::Failed,
+                    next_update,
+                    custom_data: None,
+                })
+                .collect(),
+            custom_data: None,
+        })
+    }
+
+    /// A DER alarm: kept, and a `der_alarm` alert until a message says it ended.
+    pub(super) async fn notify_der_alarm(
+        ctx: Ctx<Arc<App>>,
+        req: v21::NotifyDERAlarmRequest,
+    ) -> Result<v21::NotifyDERAlarmResponse, CallError> {
+        type A = v21::action::NotifyDERAlarm;
+        let (app, station) = (&ctx.state, &*ctx.identity);
+        message::<A>(app, station);
+        keep_report(
+            app,
+            station,
+            ReportKind::DerAlarm,
+            req.control_type.as_str(),
+            &req,
+        )
+        .await
+        .map_err(|e| unanswered::<A>(station, e))?;
+        if req.alarm_ended == Some(true) {
+            let cleared = app
+                .store
+                .clear_alerts(station, ReportKind::DerAlarm.as_str())
+                .await
+                .map_err(|e| unanswered::<A>(station, e))?;
+            if cleared > 0 {
+                app.notify(json!({"type": "alert_cleared", "station": station, "kind": ReportKind::DerAlarm.as_str()}));
+            }
+        } else {
+            alert(app, station, ReportKind::DerAlarm.as_str(), &req)
+                .await
+                .map_err(|e| unanswered::<A>(station, e))?;
+        }
+        Ok(v21::NotifyDERAlarmResponse { custom_data: None })
+    }
+
+    /// A DER control started or stopped: kept per control.
+    pub(super) async fn notify_der_start_stop(
+        ctx: Ctx<Arc<App>>,
+        req: v21::NotifyDERStartStopRequest,
+    ) -> Result<v21::NotifyDERStartStopResponse, CallError> {
+        type A = v21::action::NotifyDERStartStop;
+        let (app, station) = (&ctx.state, &*ctx.identity);
+        message::<A>(app, station);
+        keep_report(
+            app,
+            station,
+            ReportKind::DerStartStop,
+            req.control_id.as_str(),
+            &req,
+        )
+        .await
+        .map_err(|e| unanswered::<A>(station, e))?;
+        Ok(v21::NotifyDERStartStopResponse { custom_data: None })
+    }
+
+    /// The DER controls a station has (GetDERControl answer): kept per request.
+    pub(super) async fn report_der_control(
+        ctx: Ctx<Arc<App>>,
+        req: v21::ReportDERControlRequest,
+    ) -> Result<v21::ReportDERControlResponse, CallError> {
+        type A = v21::action::ReportDERControl;
+        let (app, station) = (&ctx.state, &*ctx.identity);
+        message::<A>(app, station);
+        keep_report(
+            app,
+            station,
+            ReportKind::DerControl,
+            &req.request_id.to_string(),
+            &req,
+        )
+        .await
+        .map_err(|e| unanswered::<A>(station, e))?;
+        Ok(v21::ReportDERControlResponse { custom_data: None })
+    }
+
+    /// Priority charging switched on or off for a transaction: kept per transaction.
+    pub(super) async fn notify_priority_charging(
+        ctx: Ctx<Arc<App>>,
+        req: v21::NotifyPriorityChargingRequest,
+    ) -> Result<v21::NotifyPriorityChargingResponse, CallError> {
+        type A = v21::action::NotifyPriorityCharging;
+        let (app, station) = (&ctx.state, &*ctx.identity);
+        message::<A>(app, station);
+        keep_report(
+            app,
+            station,
+            ReportKind::PriorityCharging,
+            req.transaction_id.as_str(),
+            &req,
+        )
+        .await
+        .map_err(|e| unanswered::<A>(station, e))?;
+        Ok(v21::NotifyPriorityChargingResponse { custom_data: None })
+    }
+
+    /// A payment settled at the station's terminal: kept per PSP reference;
+    /// a rejected or failed settlement is a `settlement` alert. This CSMS
+    /// issues no receipts of its own, so the answer carries none.
+    pub(super) async fn notify_settlement(
+        ctx: Ctx<Arc<App>>,
+        req: v21::NotifySettlementRequest,
+    ) -> Result<v21::NotifySettlementResponse, CallError> {
+        type A = v21::action::NotifySettlement;
+        let (app, station) = (&ctx.state, &*ctx.identity);
+        message::<A>(app, station);
+        keep_report(
+            app,
+            station,
+            ReportKind::Settlement,
+            req.psp_ref.as_str(),
+            &req,
+        )
+        .await
+        .map_err(|e| unanswered::<A>(station, e))?;
+        if matches!(
+            req.status,
+            v21::PaymentStatusEnumType::Rejected | v21::PaymentStatusEnumType::Failed
+        ) {
+            alert(app, station, ReportKind::Settlement.as_str(), &req)
+                .await
+                .map_err(|e| unanswered::<A>(station, e))?;
+        }
+        Ok(v21::NotifySettlementResponse {
+            receipt_url: None,
+            receipt_id: None,
+            custom_data: None,
+        })
+    }
+
+    /// A station asks for an update of a dynamic charging profile. Kept,
+    /// and `Rejected`: this CSMS sets no dynamic profiles (its site share is
+    /// a TxDefaultProfile, see `smart`), so there is nothing to update.
+    pub(super) async fn pull_dynamic_schedule_update(
+        ctx: Ctx<Arc<App>>,
+        req: v21::PullDynamicScheduleUpdateRequest,
+    ) -> Result<v21::PullDynamicScheduleUpdateResponse, CallError> {
+        type A = v21::action::PullDynamicScheduleUpdate;
+        let (app, station) = (&ctx.state, &*ctx.identity);
+        message::<A>(app, station);
+        keep_report(
+            app,
+            station,
+            ReportKind::DynamicSchedule,
+            &req.charging_profile_id.to_string(),
+            &req,
+        )
+        .await
+        .map_err(|e| unanswered::<A>(station, e))?;
+        Ok(v21::PullDynamicScheduleUpdateResponse {
+            schedule_update: None,
+            status: v21::ChargingProfileStatusEnumType::Rejected,
+            status_info: status_info(
+                "UnknownProfile",
+                "this CSMS sets no dynamic charging profiles",
+            ),
+            custom_data: None,
+        })
+    }
+
+    /// A VAT number to validate for an invoice. Kept, and `Rejected`: this
+    /// CSMS has no VAT registry to check it against, and does not call a
+    /// number valid that it has not checked.
+    pub(super) async fn vat_number_validation(
+        ctx: Ctx<Arc<App>>,
+        req: v21::VatNumberValidationRequest,
+    ) -> Result<v21::VatNumberValidationResponse, CallError> {
+        type A = v21::action::VatNumberValidation;
+        let (app, station) = (&ctx.state, &*ctx.identity);
+        message::<A>(app, station);
+        keep_report(
+            app,
+            station,
+            ReportKind::VatNumber,
+            req.vat_number.as_str(),
+            &req,
+        )
+        .await
+        .map_err(|e| unanswered::<A>(station, e))?;
+        Ok(v21::VatNumberValidationResponse {
+            company: None,
+            status_info: status_info(NOT_SUPPORTED, "no VAT number registry is configured"),
+            vat_number: req.vat_number,
+            evse_id: req.evse_id,
+            status: v21::GenericStatusEnumType::Rejected,
+            custom_data: None,
+        })
+    }
+}
 
 #[cfg(test)]
 mod tests {
