@@ -57,9 +57,10 @@ pub struct Config {
     pub max_queue: usize,
     /// The largest frame accepted, in bytes. Default 1 MiB.
     pub max_message_size: usize,
-    /// CSMS, 2.x: answer `SecurityError` to a station's calls before its boot
-    /// is accepted (2.0.1 B02.FR.09, B03.FR.07). 1.6 defines no answer, so
-    /// 1.6 calls pass. Default on.
+    /// CSMS: answer `SecurityError` to a station's calls before its boot is
+    /// accepted (2.0.1 B02.FR.09, B03.FR.07; 1.6 §4.2 forbids a Pending or
+    /// Rejected charge point any request but BootNotification, and
+    /// `SecurityError` is a 1.6 error code too). Default on.
     pub boot_gate: bool,
     /// Charging station: hold calls other than BootNotification until the
     /// boot is accepted. Default on.
@@ -704,11 +705,10 @@ impl Endpoint {
         }
         if self.role == Role::Csms
             && self.config.boot_gate
-            && self.version != ProtocolVersion::V16
             && self.boot != BootState::Accepted
             && info.name != "BootNotification"
         {
-            // 2.0.1 B02.FR.09 / B03.FR.07: calls before acceptance get SecurityError.
+            // 2.0.1 B02.FR.09 / B03.FR.07, 1.6 §4.2: calls before acceptance get SecurityError.
             return self.answer_call_error(
                 id,
                 "SecurityError",
