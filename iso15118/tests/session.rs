@@ -2,75 +2,49 @@
 //! virtual clock, every byte through the real EXI codecs.
 #![allow(missing_docs)]
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use evproto_iso15118::session::{
-    din, Authorization, Effect, EndReason, EvNotice, Evcc, EvccConfig, EvseRequest, EvseStatus,
-    Isolation, MsgKind, PausedSession, Protocol, Secc, SeccConfig, StopKind, TimerKind,
+    din, Authorization, Effect, EndReason, EvNotice, Evcc, EvccConfig, EvseRequest, Isolation,
+    MsgKind, PausedSession, Protocol, ScheduleTuple, Secc, SeccConfig, StopKind, TimerKind,
 };
 use test_support::VirtualClock;
 
-const SESSION: [u8; 8] = [0x52, 0xc8, 0xb2, 0x86, 0xbf, 0xfe, 0x36, 0x2d];
-const EVCC_ID: [u8; 6] = [0x84, 0x87, 0x72, 0x60, 0xf3, 0x58];
+mod session_common;
+use session_common::{body_name_in, collapse, replay, Plant, EVCC_ID, SESSION};
 
-type LoseAnswer = Box<dyn FnMut(&[u8]) -> bool>;
-type Hook = Box<dyn FnMut(&mut Secc, &mut EvseStatus, &Evcc)>;
+/// DIN: the EVSE has no schedules to offer, the power module drops to
+/// 0 V when switched off.
+struct Din;
 
-/// The EVSE and car around the two machines, and the wire between them.
-struct Sim {
-    clock: VirtualClock,
-    secc: Secc,
-    evcc: Evcc,
-    evse: EvseStatus,
-    /// Authorization decision and how long it takes (`None`: never).
-    auth: Option<(Authorization, Duration)>,
-    auth_at: Option<Instant>,
-    /// Isolation result and how long the test takes (`None`: never ends).
-    isolation: Option<(Isolation, Duration)>,
-    isolation_at: Option<Instant>,
-    /// The power module follows targets (false: stuck at 0 V).
-    follow_targets: bool,
-    /// Stop after this many charge loops.
-    stop_after: Option<(u32, StopKind)>,
-    /// Drops the SECC's answer when true.
-    lose_answer: LoseAnswer,
-    /// Called after every delivery, to inject faults.
-    hook: Hook,
-    to_secc: Vec<Vec<u8>>,
-    to_evcc: Vec<Vec<u8>>,
-    evse_requests: Vec<EvseRequest>,
-    notices: Vec<EvNotice>,
-    secc_end: Option<EndReason>,
-    evcc_end: Option<EndReason>,
-    evcc_end_at: Option<Instant>,
+impl Plant for Din {
+    fn schedules(_: &mut Sim) -> Vec<ScheduleTuple> {
+        vec![]
+    }
+    fn power(sim: &mut Sim, on: bool) {
+        if !on {
+            sim.evse.present_voltage = 0.0;
+            sim.evse.present_current = 0.0;
+            sim.secc.set_evse(sim.evse.clone());
+        }
+    }
+    fn body_name(b: &[u8]) -> String {
+        body_name(b)
+    }
+    fn response_code(b: &[u8]) -> Option<(String, String)> {
+        din::response_code(b)
+    }
 }
+
+type Sim = session_common::Sim<Din>;
 
 impl Sim {
     fn new(secc: SeccConfig, evcc: EvccConfig) -> Self {
         let clock = VirtualClock::new();
         let now = clock.now();
         let evse = secc.evse.clone();
-        Self {
-            secc: Secc::new(secc, now),
-            evcc: Evcc::new(evcc, now),
-            clock,
-            evse,
-            auth: Some((Authorization::Accepted, Duration::from_millis(500))),
-            auth_at: None,
-            isolation: Some((Isolation::Valid, Duration::from_millis(300))),
-            isolation_at: None,
-            follow_targets: true,
-            stop_after: None,
-            lose_answer: Box::new(|_| false),
-            hook: Box::new(|_, _, _| {}),
-            to_secc: Vec::new(),
-            to_evcc: Vec::new(),
-            evse_requests: Vec::new(),
-            notices: Vec::new(),
-            secc_end: None,
-            evcc_end: None,
-            evcc_end_at: None,
-        }
+        let (secc, evcc) = (Secc::new(secc, now), Evcc::new(evcc, now));
+        Self::with(clock, secc, evcc, evse, Din)
     }
 
     fn din() -> Self {
@@ -79,165 +53,15 @@ impl Sim {
             EvccConfig::din_dc(EVCC_ID.to_vec()),
         )
     }
-
-    fn evse_request(&mut self, r: EvseRequest) {
-        let now = self.clock.now();
-        match &r {
-            EvseRequest::Authorize { .. } => {
-                self.auth_at = self.auth.map(|(_, d)| now + d);
-            }
-            EvseRequest::Schedules { .. } => self.secc.handle_schedules(now, vec![]),
-            EvseRequest::StartCableCheck => {
-                self.isolation_at = self.isolation.map(|(_, d)| now + d);
-            }
-            EvseRequest::Target { voltage, current } if self.follow_targets => {
-                self.evse.present_voltage = voltage.min(self.evse.max_voltage);
-                self.evse.present_current = current.min(self.evse.max_current);
-                self.secc.set_evse(self.evse.clone());
-            }
-            EvseRequest::Power(false) => {
-                self.evse.present_voltage = 0.0;
-                self.evse.present_current = 0.0;
-                self.secc.set_evse(self.evse.clone());
-            }
-            _ => {}
-        }
-        self.evse_requests.push(r);
-    }
-
-    /// Delivers everything that is ready now.
-    fn drain(&mut self) {
-        loop {
-            let now = self.clock.now();
-            let mut progress = false;
-            while let Some(e) = self.evcc.poll_effect() {
-                progress = true;
-                match e {
-                    Effect::Transmit(b) => {
-                        self.to_secc.push(b.clone());
-                        self.secc.handle_message(now, &b);
-                    }
-                    Effect::SessionEnded { reason } => {
-                        assert!(self.evcc_end.is_none(), "EVCC ended twice");
-                        self.evcc_end = Some(reason);
-                        self.evcc_end_at = Some(now);
-                    }
-                    Effect::Ev(n) => self.notices.push(n),
-                    other => panic!("EVCC effect {other:?}"),
-                }
-            }
-            while let Some(e) = self.secc.poll_effect() {
-                progress = true;
-                match e {
-                    Effect::Transmit(b) => {
-                        if (self.lose_answer)(&b) {
-                            continue;
-                        }
-                        self.to_evcc.push(b.clone());
-                        self.evcc.handle_message(now, &b);
-                    }
-                    Effect::SessionEnded { reason } => {
-                        assert!(self.secc_end.is_none(), "SECC ended twice");
-                        self.secc_end = Some(reason)
-                    }
-                    Effect::Evse(r) => self.evse_request(r),
-                    other => panic!("SECC effect {other:?}"),
-                }
-            }
-            if let Some((n, kind)) = self.stop_after {
-                if self.evcc.charge_loops() >= n {
-                    self.evcc.request_stop(kind);
-                    self.stop_after = None;
-                }
-            }
-            (self.hook)(&mut self.secc, &mut self.evse, &self.evcc);
-            if !progress {
-                break;
-            }
-        }
-    }
-
-    /// Runs until both sides ended (or the SECC ended and the EVCC has no
-    /// more deadlines) or `limit` of virtual time passed.
-    fn run(&mut self, limit: Duration) {
-        let end = self.clock.now() + limit;
-        self.drain();
-        while self.clock.now() < end && !(self.secc_end.is_some() && self.evcc_end.is_some()) {
-            let next = [
-                self.secc.poll_timeout(),
-                self.evcc.poll_timeout(),
-                self.auth_at,
-                self.isolation_at,
-            ]
-            .into_iter()
-            .flatten()
-            .min();
-            let Some(next) = next.filter(|n| *n <= end) else {
-                self.clock.advance(end - self.clock.now());
-                break;
-            };
-            if next > self.clock.now() {
-                self.clock.advance(next - self.clock.now());
-            }
-            let now = self.clock.now();
-            if self.auth_at.is_some_and(|t| t <= now) {
-                self.auth_at = None;
-                let (d, _) = self.auth.unwrap();
-                self.secc.handle_authorization(now, d);
-            }
-            if self.isolation_at.is_some_and(|t| t <= now) {
-                self.isolation_at = None;
-                self.evse.isolation = self.isolation.unwrap().0;
-                self.secc.set_evse(self.evse.clone());
-            }
-            self.secc.handle_timeout(now);
-            self.evcc.handle_timeout(now);
-            self.drain();
-        }
-    }
-
-    /// The names of the requests the SECC got, in order, runs collapsed:
-    /// `("ContractAuthenticationReq", 3)`.
-    fn requests(&self) -> Vec<(String, usize)> {
-        let mut out: Vec<(String, usize)> = Vec::new();
-        for b in &self.to_secc {
-            let name = body_name(b);
-            match out.last_mut() {
-                Some((n, c)) if *n == name => *c += 1,
-                _ => out.push((name, 1)),
-            }
-        }
-        out
-    }
-
-    fn answers(&self) -> Vec<(String, String)> {
-        self.to_evcc
-            .iter()
-            .filter_map(|b| din::response_code(b))
-            .collect()
-    }
 }
 
 /// The body element of a DIN message (or the handshake's root).
 fn body_name(b: &[u8]) -> String {
-    if let Ok(m) = evproto_iso15118::app_protocol::decode(b) {
-        return m.name().to_string();
-    }
     use evproto_iso15118::messages::din as m;
-    let Ok(m::Message::V2gMessage(v)) = m::Message::decode(b) else {
-        return "?".into();
-    };
-    let json = serde_json::to_value(&v.body).unwrap();
-    json.as_object()
-        .unwrap()
-        .iter()
-        .find(|(_, v)| !v.is_null())
-        .map(|(k, _)| k.clone())
-        .unwrap_or_default()
-}
-
-fn collapse(names: &[(&str, usize)]) -> Vec<(String, usize)> {
-    names.iter().map(|(n, c)| (n.to_string(), *c)).collect()
+    body_name_in(b, |b| match m::Message::decode(b) {
+        Ok(m::Message::V2gMessage(v)) => Some(serde_json::to_value(&v.body).unwrap()),
+        _ => None,
+    })
 }
 
 mod din_dc {
@@ -565,34 +389,6 @@ mod din_dc {
         sim.run(Duration::from_secs(60));
         assert_eq!(sim.secc_end, Some(EndReason::Finished));
         sim.to_secc
-    }
-
-    /// A SECC fed `msgs`, the EVSE answering at once.
-    fn replay(msgs: &[Vec<u8>]) -> (Secc, Instant) {
-        let clock = VirtualClock::new();
-        let now = clock.now();
-        let mut secc = Secc::new(SeccConfig::new(SESSION.to_vec()), now);
-        for b in msgs {
-            secc.handle_message(now, b);
-            while let Some(e) = secc.poll_effect() {
-                match e {
-                    Effect::Evse(EvseRequest::Authorize { .. }) => {
-                        secc.handle_authorization(now, Authorization::Accepted)
-                    }
-                    Effect::Evse(EvseRequest::Schedules { .. }) => {
-                        secc.handle_schedules(now, vec![])
-                    }
-                    Effect::Evse(EvseRequest::StartCableCheck) => {
-                        let mut e = secc.evse().clone();
-                        e.isolation = Isolation::Valid;
-                        secc.set_evse(e);
-                    }
-                    Effect::SessionEnded { reason } => panic!("replay ended: {reason:?}"),
-                    _ => {}
-                }
-            }
-        }
-        (secc, now)
     }
 
     #[test]

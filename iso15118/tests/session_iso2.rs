@@ -3,55 +3,64 @@
 #![allow(missing_docs)]
 
 use std::collections::VecDeque;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use evproto_iso15118::messages::iso2 as m;
 use evproto_iso15118::session::{
     iso2, Authorization, Effect, EndReason, EnergyMode, EvNotice, Evcc, EvccConfig, EvseRequest,
-    EvseStatus, Isolation, MsgKind, PausedSession, Protocol, ScheduleTuple, Secc, SeccConfig,
-    StopKind, TimerKind,
+    Isolation, MsgKind, PausedSession, Protocol, ScheduleTuple, Secc, SeccConfig, StopKind,
+    TimerKind,
 };
 use test_support::VirtualClock;
 
-const SESSION: [u8; 8] = [0x52, 0xc8, 0xb2, 0x86, 0xbf, 0xfe, 0x36, 0x2d];
+mod session_common;
+use session_common::{body_name_in, collapse, replay, Plant, EVCC_ID, SESSION};
+
 const OTHER: [u8; 4] = [0x0a, 0x0b, 0x0c, 0x0d];
-const EVCC_ID: [u8; 6] = [0x84, 0x87, 0x72, 0x60, 0xf3, 0x58];
 const AC_POWER: f64 = 230.0 * 16.0 * 3.0;
 
-type LoseAnswer = Box<dyn FnMut(&[u8]) -> bool>;
-type Hook = Box<dyn FnMut(&mut Secc, &mut EvseStatus, &Evcc)>;
-
-/// The EVSE and car around the two machines, and the wire between them.
-struct Sim {
-    clock: VirtualClock,
-    secc: Secc,
-    evcc: Evcc,
-    evse: EvseStatus,
+/// -2: AC or DC, the schedules to offer, the AC meter.
+struct Iso2 {
     dc: bool,
-    auth: Option<(Authorization, Duration)>,
-    auth_at: Option<Instant>,
-    isolation: Option<(Isolation, Duration)>,
-    isolation_at: Option<Instant>,
     /// The answers to successive `Schedules` requests (empty: the default tuple).
     schedules: VecDeque<Vec<ScheduleTuple>>,
-    follow_targets: bool,
     /// AC: the EVSE's meter counts `AC_POWER` while the power is on.
     power_on: bool,
     has_meter: bool,
     meter_exact: f64,
-    stop_after: Option<(u32, StopKind)>,
-    lose_answer: LoseAnswer,
-    hook: Hook,
-    to_secc: Vec<Vec<u8>>,
-    /// When each of `to_secc` was sent.
-    sent_at: Vec<Instant>,
-    to_evcc: Vec<Vec<u8>>,
-    evse_requests: Vec<EvseRequest>,
-    notices: Vec<EvNotice>,
-    secc_end: Option<EndReason>,
-    evcc_end: Option<EndReason>,
-    evcc_end_at: Option<Instant>,
 }
+
+impl Plant for Iso2 {
+    fn schedules(sim: &mut Sim) -> Vec<ScheduleTuple> {
+        sim.schedules.pop_front().unwrap_or_default()
+    }
+    fn power(sim: &mut Sim, on: bool) {
+        sim.power_on = on;
+        if !sim.dc {
+            sim.evse.present_voltage = if on { 230.0 } else { 0.0 };
+            sim.evse.present_current = if on { 16.0 } else { 0.0 };
+        } else if !on {
+            sim.evse.present_voltage = 0.0;
+            sim.evse.present_current = 0.0;
+        }
+        sim.secc.set_evse(sim.evse.clone());
+    }
+    fn advanced(sim: &mut Sim, dt: Duration) {
+        if sim.power_on && !sim.dc && sim.has_meter {
+            sim.meter_exact += AC_POWER * dt.as_secs_f64() / 3600.0;
+            sim.evse.meter_wh = Some(sim.meter_exact as u64);
+            sim.secc.set_evse(sim.evse.clone());
+        }
+    }
+    fn body_name(b: &[u8]) -> String {
+        body_name(b)
+    }
+    fn response_code(b: &[u8]) -> Option<(String, String)> {
+        iso2::response_code(b)
+    }
+}
+
+type Sim = session_common::Sim<Iso2>;
 
 impl Sim {
     fn new(secc: SeccConfig, evcc: EvccConfig) -> Self {
@@ -62,33 +71,15 @@ impl Sim {
         let dc = evcc.energy_mode.is_dc();
         let mut secc = Secc::new(secc, now);
         secc.set_evse(evse.clone());
-        Self {
-            secc,
-            evcc: Evcc::new(evcc, now),
-            clock,
-            evse,
+        let evcc = Evcc::new(evcc, now);
+        let plant = Iso2 {
             dc,
-            auth: Some((Authorization::Accepted, Duration::from_millis(500))),
-            auth_at: None,
-            isolation: Some((Isolation::Valid, Duration::from_millis(300))),
-            isolation_at: None,
             schedules: VecDeque::new(),
-            follow_targets: true,
             power_on: false,
             has_meter: true,
             meter_exact: 1000.0,
-            stop_after: None,
-            lose_answer: Box::new(|_| false),
-            hook: Box::new(|_, _, _| {}),
-            to_secc: Vec::new(),
-            sent_at: Vec::new(),
-            to_evcc: Vec::new(),
-            evse_requests: Vec::new(),
-            notices: Vec::new(),
-            secc_end: None,
-            evcc_end: None,
-            evcc_end_at: None,
-        }
+        };
+        Self::with(clock, secc, evcc, evse, plant)
     }
 
     fn ac() -> Self {
@@ -111,159 +102,6 @@ impl Sim {
         } else {
             Self::ac()
         }
-    }
-
-    fn evse_request(&mut self, r: EvseRequest) {
-        let now = self.clock.now();
-        match &r {
-            EvseRequest::Authorize { .. } => {
-                self.auth_at = self.auth.map(|(_, d)| now + d);
-            }
-            EvseRequest::Schedules { .. } => {
-                let s = self.schedules.pop_front().unwrap_or_default();
-                self.secc.handle_schedules(now, s);
-            }
-            EvseRequest::StartCableCheck => {
-                self.isolation_at = self.isolation.map(|(_, d)| now + d);
-            }
-            EvseRequest::Target { voltage, current } if self.follow_targets => {
-                self.evse.present_voltage = voltage.min(self.evse.max_voltage);
-                self.evse.present_current = current.min(self.evse.max_current);
-                self.secc.set_evse(self.evse.clone());
-            }
-            EvseRequest::Power(on) => {
-                self.power_on = *on;
-                if !self.dc {
-                    self.evse.present_voltage = if *on { 230.0 } else { 0.0 };
-                    self.evse.present_current = if *on { 16.0 } else { 0.0 };
-                } else if !on {
-                    self.evse.present_voltage = 0.0;
-                    self.evse.present_current = 0.0;
-                }
-                self.secc.set_evse(self.evse.clone());
-            }
-            _ => {}
-        }
-        self.evse_requests.push(r);
-    }
-
-    fn drain(&mut self) {
-        loop {
-            let now = self.clock.now();
-            let mut progress = false;
-            while let Some(e) = self.evcc.poll_effect() {
-                progress = true;
-                match e {
-                    Effect::Transmit(b) => {
-                        self.to_secc.push(b.clone());
-                        self.sent_at.push(now);
-                        self.secc.handle_message(now, &b);
-                    }
-                    Effect::SessionEnded { reason } => {
-                        assert!(self.evcc_end.is_none(), "EVCC ended twice");
-                        self.evcc_end = Some(reason);
-                        self.evcc_end_at = Some(now);
-                    }
-                    Effect::Ev(n) => self.notices.push(n),
-                    other => panic!("EVCC effect {other:?}"),
-                }
-            }
-            while let Some(e) = self.secc.poll_effect() {
-                progress = true;
-                match e {
-                    Effect::Transmit(b) => {
-                        if (self.lose_answer)(&b) {
-                            continue;
-                        }
-                        self.to_evcc.push(b.clone());
-                        self.evcc.handle_message(now, &b);
-                    }
-                    Effect::SessionEnded { reason } => {
-                        assert!(self.secc_end.is_none(), "SECC ended twice");
-                        self.secc_end = Some(reason)
-                    }
-                    Effect::Evse(r) => self.evse_request(r),
-                    other => panic!("SECC effect {other:?}"),
-                }
-            }
-            if let Some((n, kind)) = self.stop_after {
-                if self.evcc.charge_loops() >= n {
-                    self.evcc.request_stop(kind);
-                    self.stop_after = None;
-                }
-            }
-            (self.hook)(&mut self.secc, &mut self.evse, &self.evcc);
-            if !progress {
-                break;
-            }
-        }
-    }
-
-    fn advance_to(&mut self, t: Instant) {
-        let dt = t - self.clock.now();
-        if dt.is_zero() {
-            return;
-        }
-        self.clock.advance(dt);
-        if self.power_on && !self.dc && self.has_meter {
-            self.meter_exact += AC_POWER * dt.as_secs_f64() / 3600.0;
-            self.evse.meter_wh = Some(self.meter_exact as u64);
-            self.secc.set_evse(self.evse.clone());
-        }
-    }
-
-    fn run(&mut self, limit: Duration) {
-        let end = self.clock.now() + limit;
-        self.drain();
-        while self.clock.now() < end && !(self.secc_end.is_some() && self.evcc_end.is_some()) {
-            let next = [
-                self.secc.poll_timeout(),
-                self.evcc.poll_timeout(),
-                self.auth_at,
-                self.isolation_at,
-            ]
-            .into_iter()
-            .flatten()
-            .min();
-            let Some(next) = next.filter(|n| *n <= end) else {
-                self.advance_to(end);
-                break;
-            };
-            self.advance_to(next.max(self.clock.now()));
-            let now = self.clock.now();
-            if self.auth_at.is_some_and(|t| t <= now) {
-                self.auth_at = None;
-                let (d, _) = self.auth.unwrap();
-                self.secc.handle_authorization(now, d);
-            }
-            if self.isolation_at.is_some_and(|t| t <= now) {
-                self.isolation_at = None;
-                self.evse.isolation = self.isolation.unwrap().0;
-                self.secc.set_evse(self.evse.clone());
-            }
-            self.secc.handle_timeout(now);
-            self.evcc.handle_timeout(now);
-            self.drain();
-        }
-    }
-
-    fn requests(&self) -> Vec<(String, usize)> {
-        let mut out: Vec<(String, usize)> = Vec::new();
-        for b in &self.to_secc {
-            let name = body_name(b);
-            match out.last_mut() {
-                Some((n, c)) if *n == name => *c += 1,
-                _ => out.push((name, 1)),
-            }
-        }
-        out
-    }
-
-    fn answers(&self) -> Vec<(String, String)> {
-        self.to_evcc
-            .iter()
-            .filter_map(|b| iso2::response_code(b))
-            .collect()
     }
 
     fn meter_readings(&self) -> Vec<u64> {
@@ -304,23 +142,9 @@ fn decode_json(b: &[u8]) -> serde_json::Value {
 
 /// The body element of a -2 message (or the handshake's root).
 fn body_name(b: &[u8]) -> String {
-    if let Ok(m) = evproto_iso15118::app_protocol::decode(b) {
-        return m.name().to_string();
-    }
-    let Some(v) = decode_msg(b) else {
-        return "?".into();
-    };
-    let json = serde_json::to_value(&v.body).unwrap();
-    json.as_object()
-        .unwrap()
-        .iter()
-        .find(|(_, v)| !v.is_null())
-        .map(|(k, _)| k.clone())
-        .unwrap_or_default()
-}
-
-fn collapse(names: &[(&str, usize)]) -> Vec<(String, usize)> {
-    names.iter().map(|(n, c)| (n.to_string(), *c)).collect()
+    body_name_in(b, |b| {
+        decode_msg(b).map(|v| serde_json::to_value(&v.body).unwrap())
+    })
 }
 
 fn ended(secc: &mut Secc) -> Option<EndReason> {
@@ -985,32 +809,6 @@ fn script(dc: bool) -> Vec<Vec<u8>> {
     assert_eq!(sim.secc_end, Some(EndReason::Finished));
     assert_eq!(sim.progress(), ["Start", "Renegotiate", "Start", "Stop"]);
     sim.to_secc
-}
-
-/// A SECC fed `msgs`, the EVSE answering at once.
-fn replay(msgs: &[Vec<u8>]) -> (Secc, Instant) {
-    let clock = VirtualClock::new();
-    let now = clock.now();
-    let mut secc = Secc::new(SeccConfig::new(SESSION.to_vec()), now);
-    for b in msgs {
-        secc.handle_message(now, b);
-        while let Some(e) = secc.poll_effect() {
-            match e {
-                Effect::Evse(EvseRequest::Authorize { .. }) => {
-                    secc.handle_authorization(now, Authorization::Accepted)
-                }
-                Effect::Evse(EvseRequest::Schedules { .. }) => secc.handle_schedules(now, vec![]),
-                Effect::Evse(EvseRequest::StartCableCheck) => {
-                    let mut e = secc.evse().clone();
-                    e.isolation = Isolation::Valid;
-                    secc.set_evse(e);
-                }
-                Effect::SessionEnded { reason } => panic!("replay ended: {reason:?}"),
-                _ => {}
-            }
-        }
-    }
-    (secc, now)
 }
 
 fn mode(dc: bool) -> EnergyMode {

@@ -20,12 +20,16 @@ use std::time::Instant;
 use crate::grammar::HexBinary;
 use crate::messages::din as m;
 
-use super::{
-    msg_timeout, Authorization, Core, EndReason, Energy, EnergyMode, EvNotice, EvStatus,
-    EvccConfig, EvseRequest, EvseStatus, Isolation, MsgKind, ScheduleTuple, SeccConfig, Standard,
-    StopKind, TimerKind,
+use super::common::{
+    awaited, check_answer, evcc_plumbing, failed, loop_present, request_session_id, response_codes,
+    screen, setup_session, Codes, DcStatus, Pacing,
 };
-use super::{scale, unscale, Effect};
+use super::{scale, unscale};
+use super::{
+    Authorization, Core, EndReason, Energy, EnergyMode, EvNotice, EvStatus, EvccConfig,
+    EvseRequest, EvseStatus, Isolation, MsgKind, ScheduleTuple, SeccConfig, Standard, StopKind,
+    TimerKind,
+};
 
 /// A request of the DIN schema.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -216,22 +220,7 @@ fn val(p: &m::PhysicalValueType) -> f64 {
     unscale(p.value, p.multiplier)
 }
 
-fn code_name(c: m::ResponseCodeType) -> String {
-    match serde_json::to_value(c) {
-        Ok(serde_json::Value::String(s)) => s,
-        _ => format!("{c:?}"),
-    }
-}
-
-fn is_failed(c: m::ResponseCodeType) -> bool {
-    !matches!(
-        c,
-        m::ResponseCodeType::OK
-            | m::ResponseCodeType::OkNewSessionEstablished
-            | m::ResponseCodeType::OkOldSessionJoined
-            | m::ResponseCodeType::OkCertificateExpiresSoon
-    )
-}
+response_codes!(m);
 
 fn encode(session_id: &[u8], body: m::BodyType) -> Result<Vec<u8>, String> {
     let msg = m::Message::V2gMessage(Box::new(m::V2gMessage {
@@ -342,15 +331,12 @@ impl Secc {
     }
 
     fn arm_sequence(&mut self, now: Instant) {
-        self.core
-            .timers
-            .arm(TimerKind::SeccSequence, now + self.config.timers.sequence);
+        self.core.arm_sequence(now, &self.config);
     }
 
     pub(crate) fn handle_timeout(&mut self, now: Instant) {
-        if let Some(kind) = self.core.timers.expired(now) {
+        if self.core.expire(now) {
             self.state = SeccState::Ended;
-            self.core.end(EndReason::Timeout(kind));
         }
     }
 
@@ -365,51 +351,30 @@ impl Secc {
         let Some(req) = Request::of(&msg.body) else {
             return self.end(EndReason::Malformed("not a request".into()));
         };
-        if self.state != SeccState::SessionSetup
-            && Some(&msg.header.session_id.0) != self.session_id.as_ref()
-        {
-            return self.fail(
-                req,
-                m::ResponseCodeType::FailedUnknownSession,
-                EndReason::UnknownSession,
-            );
-        }
-        if !self.state.allows(req) {
-            return self.fail(
-                req,
-                m::ResponseCodeType::FailedSequenceError,
-                EndReason::SequenceError,
-            );
-        }
-        if self.config.evse.emergency_stop {
-            return self.fail(req, m::ResponseCodeType::FAILED, EndReason::EmergencyStop);
-        }
-        if self.config.evse.isolation == Isolation::Fault
-            && matches!(
+        let refusal = screen(
+            self.state == SeccState::SessionSetup,
+            &msg.header.session_id.0,
+            self.session_id.as_ref(),
+            self.state.allows(req),
+            &self.config.evse,
+            matches!(
                 req,
                 Request::CableCheck | Request::PreCharge | Request::CurrentDemand
-            )
-        {
-            return self.fail(req, m::ResponseCodeType::FAILED, EndReason::IsolationFault);
+            ),
+        );
+        if let Some(r) = refusal {
+            return self.fail(req, r.code(), r.reason());
         }
         let mut body = self.response(req, m::ResponseCodeType::OK);
         let b = msg.body;
         match req {
             Request::SessionSetup => {
                 self.core.timers.disarm(TimerKind::SeccCommunicationSetup);
-                let asked = &msg.header.session_id.0;
-                let resumed = self
-                    .config
-                    .resume
-                    .as_ref()
-                    .is_some_and(|p| !asked.iter().all(|b| *b == 0) && p.session_id == *asked);
-                let (id, code) = if resumed {
-                    (asked.clone(), m::ResponseCodeType::OkOldSessionJoined)
+                let (id, joined) = setup_session(&self.config, &msg.header.session_id.0);
+                let code = if joined {
+                    m::ResponseCodeType::OkOldSessionJoined
                 } else {
-                    (
-                        self.config.session_id.clone(),
-                        m::ResponseCodeType::OkNewSessionEstablished,
-                    )
+                    m::ResponseCodeType::OkNewSessionEstablished
                 };
                 self.session_id = Some(id);
                 self.evcc_id = b.session_setup_req.map(|r| r.evccid.0).unwrap_or_default();
@@ -432,11 +397,7 @@ impl Secc {
                     return self.fail(
                         req,
                         m::ResponseCodeType::FailedPaymentSelectionInvalid,
-                        EndReason::Failed {
-                            response_code: code_name(
-                                m::ResponseCodeType::FailedPaymentSelectionInvalid,
-                            ),
-                        },
+                        failed(m::ResponseCodeType::FailedPaymentSelectionInvalid),
                     );
                 }
                 if r.selected_service_list
@@ -447,11 +408,7 @@ impl Secc {
                     return self.fail(
                         req,
                         m::ResponseCodeType::FailedServiceSelectionInvalid,
-                        EndReason::Failed {
-                            response_code: code_name(
-                                m::ResponseCodeType::FailedServiceSelectionInvalid,
-                            ),
-                        },
+                        failed(m::ResponseCodeType::FailedServiceSelectionInvalid),
                     );
                 }
                 self.state = SeccState::ContractAuthentication;
@@ -468,14 +425,12 @@ impl Secc {
                     );
                 }
                 None => {
-                    if !self.auth_asked {
-                        self.auth_asked = true;
-                        self.core
-                            .effects
-                            .push_back(Effect::Evse(EvseRequest::Authorize {
-                                evcc_id: self.evcc_id.clone(),
-                            }));
-                    }
+                    self.core.evse_once(
+                        &mut self.auth_asked,
+                        EvseRequest::Authorize {
+                            evcc_id: self.evcc_id.clone(),
+                        },
+                    );
                     if let Some(r) = body.contract_authentication_res.as_mut() {
                         r.evse_processing = m::EVSEProcessingType::Ongoing;
                     }
@@ -491,13 +446,7 @@ impl Secc {
                 });
                 if !ok_mode {
                     let code = m::ResponseCodeType::FailedWrongEnergyTransferType;
-                    return self.fail(
-                        req,
-                        code,
-                        EndReason::Failed {
-                            response_code: code_name(code),
-                        },
-                    );
+                    return self.fail(req, code, failed(code));
                 }
                 match self.schedules.clone() {
                     Some(s) => {
@@ -510,16 +459,14 @@ impl Secc {
                         if !self.schedules_asked {
                             self.schedules_asked = true;
                             let p = r.and_then(|r| r.dc_ev_charge_parameter);
-                            self.core
-                                .effects
-                                .push_back(Effect::Evse(EvseRequest::Schedules {
-                                    max_entries: None,
-                                    departure_time: None,
-                                    energy_request_wh: p
-                                        .and_then(|p| p.ev_energy_request)
-                                        .map(|e| val(&e)),
-                                    renegotiation: false,
-                                }));
+                            self.core.evse(EvseRequest::Schedules {
+                                max_entries: None,
+                                departure_time: None,
+                                energy_request_wh: p
+                                    .and_then(|p| p.ev_energy_request)
+                                    .map(|e| val(&e)),
+                                renegotiation: false,
+                            });
                         }
                         if let Some(res) = body.charge_parameter_discovery_res.as_mut() {
                             res.evse_processing = m::EVSEProcessingType::Ongoing;
@@ -528,12 +475,8 @@ impl Secc {
                 }
             }
             Request::CableCheck => {
-                if !self.cable_check_started {
-                    self.cable_check_started = true;
-                    self.core
-                        .effects
-                        .push_back(Effect::Evse(EvseRequest::StartCableCheck));
-                }
+                self.core
+                    .evse_once(&mut self.cable_check_started, EvseRequest::StartCableCheck);
                 match self.config.evse.isolation {
                     Isolation::Valid | Isolation::Warning => self.state = SeccState::PreCharge,
                     _ => {
@@ -547,12 +490,10 @@ impl Secc {
             }
             Request::PreCharge => {
                 if let Some(r) = b.pre_charge_req {
-                    self.core
-                        .effects
-                        .push_back(Effect::Evse(EvseRequest::Target {
-                            voltage: val(&r.ev_target_voltage),
-                            current: val(&r.ev_target_current),
-                        }));
+                    self.core.evse(EvseRequest::Target {
+                        voltage: val(&r.ev_target_voltage),
+                        current: val(&r.ev_target_current),
+                    });
                 }
             }
             Request::PowerDelivery => {
@@ -560,9 +501,7 @@ impl Secc {
                     .power_delivery_req
                     .is_some_and(|r| r.ready_to_charge_state);
                 self.energy.pause();
-                self.core
-                    .effects
-                    .push_back(Effect::Evse(EvseRequest::Power(ready)));
+                self.core.evse(EvseRequest::Power(ready));
                 self.state = if ready {
                     SeccState::ChargeLoop
                 } else {
@@ -579,12 +518,10 @@ impl Secc {
                         res.evse_voltage_limit_achieved = v >= e.max_voltage;
                         res.evse_power_limit_achieved = v * i >= e.max_power;
                     }
-                    self.core
-                        .effects
-                        .push_back(Effect::Evse(EvseRequest::Target {
-                            voltage: v.min(e.max_voltage),
-                            current: i.min(e.max_current),
-                        }));
+                    self.core.evse(EvseRequest::Target {
+                        voltage: v.min(e.max_voltage),
+                        current: i.min(e.max_current),
+                    });
                 }
             }
             Request::WeldingDetection => {}
@@ -1078,78 +1015,39 @@ impl Evcc {
         } else {
             req
         };
-        let id = if req == Request::SessionSetup {
-            self.config.resume.clone().unwrap_or_else(|| vec![0])
-        } else {
-            self.session_id.clone().unwrap_or_else(|| vec![0])
-        };
-        match encode(&id, self.body(req)) {
-            Ok(bytes) => {
-                self.core.transmit(bytes);
-                self.awaiting = Some(req);
-                self.core.timers.arm(
-                    TimerKind::EvccMsg(req.msg_kind()),
-                    now + msg_timeout(Standard::Din70121, req.msg_kind()),
-                );
-            }
-            Err(e) => self.core.end(EndReason::Malformed(e)),
+        let id = request_session_id(
+            req == Request::SessionSetup,
+            &self.config.resume,
+            &self.session_id,
+        );
+        let encoded = encode(&id, self.body(req));
+        if self
+            .core
+            .send_request(now, encoded, Standard::Din70121, req.msg_kind())
+        {
+            self.awaiting = Some(req);
         }
     }
 
-    /// Sends `req` after the loop interval.
-    fn send_later(&mut self, now: Instant, req: Request) {
-        self.next = Some(req);
-        self.core
-            .timers
-            .arm(TimerKind::EvccNextRequest, now + self.config.loop_interval);
-    }
-
-    pub(crate) fn handle_timeout(&mut self, now: Instant) {
-        while let Some(kind) = self.core.timers.expired(now) {
-            if kind == TimerKind::EvccNextRequest {
-                if let Some(req) = self.next.take() {
-                    self.send(now, req);
-                }
-            } else {
-                return self.core.end(EndReason::Timeout(kind));
-            }
-        }
-    }
-
-    fn ongoing(&mut self, now: Instant, req: Request, processing: m::EVSEProcessingType) -> bool {
-        if processing == m::EVSEProcessingType::Ongoing {
-            self.core
-                .timers
-                .arm_once(TimerKind::EvccOngoing, now + self.config.timers.ongoing);
-            self.send_later(now, req);
-            true
-        } else {
-            self.core.timers.disarm(TimerKind::EvccOngoing);
-            false
-        }
+    fn processing(
+        &mut self,
+        now: Instant,
+        req: Request,
+        processing: m::EVSEProcessingType,
+    ) -> bool {
+        Pacing::ongoing(self, now, req, processing == m::EVSEProcessingType::Ongoing)
     }
 
     /// Ends on a FAILED code or an EVSE status that forbids going on.
     fn check(&mut self, code: m::ResponseCodeType, status: Option<&m::DcEVSEStatusType>) -> bool {
-        if let Some(s) = status {
-            if s.evse_status_code == m::DcEVSEStatusCodeType::EvseEmergencyShutdown {
-                self.core.end(EndReason::EmergencyStop);
-                return false;
-            }
-            if s.evse_isolation_status == Some(m::IsolationLevelType::Fault) {
-                self.core.end(EndReason::IsolationFault);
-                return false;
-            }
-        }
-        if is_failed(code) {
-            self.core.end(EndReason::Failed {
-                response_code: code_name(code),
-            });
-            return false;
-        }
-        true
+        let failure = code.is_failed().then(|| failed(code));
+        check_answer(&mut self.core, failure, status)
     }
+}
 
+evcc_plumbing!(m);
+
+impl Evcc {
     pub(crate) fn handle_message(&mut self, now: Instant, exi: &[u8]) {
         if self.core.is_ended() {
             return;
@@ -1158,15 +1056,15 @@ impl Evcc {
             Ok(msg) => msg,
             Err(e) => return self.core.end(EndReason::Malformed(e)),
         };
-        let Some(awaiting) = self.awaiting.take() else {
-            return self.core.end(EndReason::SequenceError);
+        let Some(awaiting) = awaited(
+            &mut self.core,
+            &mut self.awaiting,
+            Request::SessionSetup,
+            &msg.header.session_id.0,
+            self.session_id.as_ref(),
+        ) else {
+            return;
         };
-        self.core.timers.disarm_msg();
-        if awaiting != Request::SessionSetup
-            && Some(&msg.header.session_id.0) != self.session_id.as_ref()
-        {
-            return self.core.end(EndReason::UnknownSession);
-        }
         let b = msg.body;
         macro_rules! res {
             ($field:ident) => {
@@ -1211,7 +1109,7 @@ impl Evcc {
             Request::ContractAuthentication => {
                 let r = res!(contract_authentication_res);
                 if self.check(r.response_code, None)
-                    && !self.ongoing(now, awaiting, r.evse_processing)
+                    && !self.processing(now, awaiting, r.evse_processing)
                 {
                     self.send(now, Request::ChargeParameterDiscovery);
                 }
@@ -1223,11 +1121,9 @@ impl Evcc {
                     .as_ref()
                     .map(|p| &p.dc_evse_status);
                 if self.check(r.response_code, status)
-                    && !self.ongoing(now, awaiting, r.evse_processing)
+                    && !self.processing(now, awaiting, r.evse_processing)
                 {
-                    self.core
-                        .timers
-                        .arm(TimerKind::CableCheck, now + self.config.timers.cable_check);
+                    self.core.arm_cable_check(now, &self.config);
                     self.send(now, Request::CableCheck);
                 }
             }
@@ -1243,10 +1139,7 @@ impl Evcc {
                 if r.evse_processing == m::EVSEProcessingType::Ongoing || !ok {
                     self.send_later(now, Request::CableCheck);
                 } else {
-                    self.core.timers.disarm(TimerKind::CableCheck);
-                    self.core
-                        .timers
-                        .arm(TimerKind::PreCharge, now + self.config.timers.pre_charge);
+                    self.core.cable_checked(now, &self.config);
                     self.send(now, Request::PreCharge);
                 }
             }
@@ -1255,14 +1148,10 @@ impl Evcc {
                 if !self.check(r.response_code, Some(&r.dc_evse_status)) {
                     return;
                 }
-                let present = val(&r.evse_present_voltage);
-                if (present - self.config.ev.target_voltage).abs()
-                    <= self.config.precharge_tolerance
+                if self
+                    .core
+                    .precharged(&self.config, val(&r.evse_present_voltage))
                 {
-                    self.core.timers.disarm(TimerKind::PreCharge);
-                    self.core
-                        .effects
-                        .push_back(Effect::Ev(EvNotice::PreChargeDone));
                     self.send(now, Request::PowerDelivery);
                 } else {
                     self.send_later(now, Request::PreCharge);
@@ -1276,17 +1165,13 @@ impl Evcc {
                 self.energy.pause();
                 if self.charging {
                     self.charging = false;
-                    self.core
-                        .effects
-                        .push_back(Effect::Ev(EvNotice::ChargingStopped));
+                    self.core.notice(EvNotice::ChargingStopped);
                     self.send(now, Request::WeldingDetection);
                 } else if self.stop.is_some() {
                     self.send(now, Request::WeldingDetection);
                 } else {
                     self.charging = true;
-                    self.core
-                        .effects
-                        .push_back(Effect::Ev(EvNotice::ChargingStarted));
+                    self.core.notice(EvNotice::ChargingStarted);
                     self.send(now, Request::CurrentDemand);
                 }
             }
@@ -1296,12 +1181,7 @@ impl Evcc {
                     return;
                 }
                 let (v, i) = (val(&r.evse_present_voltage), val(&r.evse_present_current));
-                self.loops += 1;
-                self.energy.add(now, v, i);
-                self.core.effects.push_back(Effect::Ev(EvNotice::Present {
-                    voltage: v,
-                    current: i,
-                }));
+                loop_present(&mut self.core, &mut self.energy, &mut self.loops, now, v, i);
                 if r.dc_evse_status.evse_notification == m::EVSENotificationType::StopCharging
                     || r.dc_evse_status.evse_status_code != m::DcEVSEStatusCodeType::EvseReady
                 {

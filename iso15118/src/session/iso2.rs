@@ -46,12 +46,16 @@ use crate::grammar::{Base64Binary, HexBinary};
 use crate::messages::iso2 as m;
 use crate::messages::xmldsig;
 
-use super::{
-    msg_timeout, Authorization, Core, EndReason, Energy, EnergyMode, EvNotice, EvStatus,
-    EvccConfig, EvseRequest, EvseStatus, Isolation, MsgKind, ScheduleTuple, SeccConfig, Standard,
-    StopKind, TimerKind,
+use super::common::{
+    awaited, check_answer, evcc_plumbing, failed, loop_present, request_session_id, response_codes,
+    screen, setup_session, Codes, DcStatus, Pacing,
 };
-use super::{scale, unscale, Effect};
+use super::{scale, unscale};
+use super::{
+    Authorization, Core, EndReason, Energy, EnergyMode, EvNotice, EvStatus, EvccConfig,
+    EvseRequest, EvseStatus, Isolation, MsgKind, ScheduleTuple, SeccConfig, Standard, StopKind,
+    TimerKind,
+};
 
 /// A request of the ISO 15118-2 schema.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -263,28 +267,7 @@ fn val(p: &m::PhysicalValueType) -> f64 {
     unscale(p.value, p.multiplier)
 }
 
-fn code_name(c: m::ResponseCodeType) -> String {
-    match serde_json::to_value(c) {
-        Ok(serde_json::Value::String(s)) => s,
-        _ => format!("{c:?}"),
-    }
-}
-
-fn failed(c: m::ResponseCodeType) -> EndReason {
-    EndReason::Failed {
-        response_code: code_name(c),
-    }
-}
-
-fn is_failed(c: m::ResponseCodeType) -> bool {
-    !matches!(
-        c,
-        m::ResponseCodeType::OK
-            | m::ResponseCodeType::OkNewSessionEstablished
-            | m::ResponseCodeType::OkOldSessionJoined
-            | m::ResponseCodeType::OkCertificateExpiresSoon
-    )
-}
+response_codes!(m);
 
 /// Encodes a `V2G_Message` of the -2 schema with this header SessionID and body.
 pub fn encode_message(session_id: &[u8], body: m::BodyType) -> Result<Vec<u8>, String> {
@@ -454,15 +437,12 @@ impl Secc {
     }
 
     fn arm_sequence(&mut self, now: Instant) {
-        self.core
-            .timers
-            .arm(TimerKind::SeccSequence, now + self.config.timers.sequence);
+        self.core.arm_sequence(now, &self.config);
     }
 
     pub(crate) fn handle_timeout(&mut self, now: Instant) {
-        if let Some(kind) = self.core.timers.expired(now) {
+        if self.core.expire(now) {
             self.state = SeccState::Ended;
-            self.core.end(EndReason::Timeout(kind));
         }
     }
 
@@ -483,33 +463,20 @@ impl Secc {
         let Some(req) = Request::of(&msg.body) else {
             return self.end(EndReason::Malformed("not a request".into()));
         };
-        if self.state != SeccState::SessionSetup
-            && Some(&msg.header.session_id.0) != self.session_id.as_ref()
-        {
-            return self.fail(
-                req,
-                m::ResponseCodeType::FailedUnknownSession,
-                EndReason::UnknownSession,
-            );
-        }
-        if !self.state.allows(req) {
-            return self.fail(
-                req,
-                m::ResponseCodeType::FailedSequenceError,
-                EndReason::SequenceError,
-            );
-        }
-        if self.config.evse.emergency_stop {
-            return self.fail(req, m::ResponseCodeType::FAILED, EndReason::EmergencyStop);
-        }
-        if self.config.evse.isolation == Isolation::Fault
-            && self.is_dc()
-            && matches!(
-                req,
-                Request::CableCheck | Request::PreCharge | Request::CurrentDemand
-            )
-        {
-            return self.fail(req, m::ResponseCodeType::FAILED, EndReason::IsolationFault);
+        let refusal = screen(
+            self.state == SeccState::SessionSetup,
+            &msg.header.session_id.0,
+            self.session_id.as_ref(),
+            self.state.allows(req),
+            &self.config.evse,
+            self.is_dc()
+                && matches!(
+                    req,
+                    Request::CableCheck | Request::PreCharge | Request::CurrentDemand
+                ),
+        );
+        if let Some(r) = refusal {
+            return self.fail(req, r.code(), r.reason());
         }
         let mut body = self.response(req, m::ResponseCodeType::OK);
         let b = msg.body;
@@ -525,19 +492,11 @@ impl Secc {
         match req {
             Request::SessionSetup => {
                 self.core.timers.disarm(TimerKind::SeccCommunicationSetup);
-                let asked = &msg.header.session_id.0;
-                let resumed = self
-                    .config
-                    .resume
-                    .as_ref()
-                    .is_some_and(|p| !asked.iter().all(|b| *b == 0) && p.session_id == *asked);
-                let (id, code) = if resumed {
-                    (asked.clone(), m::ResponseCodeType::OkOldSessionJoined)
+                let (id, joined) = setup_session(&self.config, &msg.header.session_id.0);
+                let code = if joined {
+                    m::ResponseCodeType::OkOldSessionJoined
                 } else {
-                    (
-                        self.config.session_id.clone(),
-                        m::ResponseCodeType::OkNewSessionEstablished,
-                    )
+                    m::ResponseCodeType::OkNewSessionEstablished
                 };
                 self.session_id = Some(id);
                 self.evcc_id = take!(session_setup_req).evccid.0;
@@ -586,14 +545,12 @@ impl Secc {
                     );
                 }
                 None => {
-                    if !self.auth_asked {
-                        self.auth_asked = true;
-                        self.core
-                            .effects
-                            .push_back(Effect::Evse(EvseRequest::Authorize {
-                                evcc_id: self.evcc_id.clone(),
-                            }));
-                    }
+                    self.core.evse_once(
+                        &mut self.auth_asked,
+                        EvseRequest::Authorize {
+                            evcc_id: self.evcc_id.clone(),
+                        },
+                    );
                     if let Some(r) = body.authorization_res.as_mut() {
                         r.evse_processing = m::EVSEProcessingType::Ongoing;
                     }
@@ -642,14 +599,12 @@ impl Secc {
                                     }
                                     _ => (None, None),
                                 };
-                            self.core
-                                .effects
-                                .push_back(Effect::Evse(EvseRequest::Schedules {
-                                    max_entries: r.max_entries_sa_schedule_tuple,
-                                    departure_time,
-                                    energy_request_wh: energy,
-                                    renegotiation: self.renegotiating,
-                                }));
+                            self.core.evse(EvseRequest::Schedules {
+                                max_entries: r.max_entries_sa_schedule_tuple,
+                                departure_time,
+                                energy_request_wh: energy,
+                                renegotiation: self.renegotiating,
+                            });
                         }
                         if let Some(res) = body.charge_parameter_discovery_res.as_mut() {
                             res.evse_processing = m::EVSEProcessingType::Ongoing;
@@ -658,12 +613,8 @@ impl Secc {
                 }
             }
             Request::CableCheck => {
-                if !self.cable_check_started {
-                    self.cable_check_started = true;
-                    self.core
-                        .effects
-                        .push_back(Effect::Evse(EvseRequest::StartCableCheck));
-                }
+                self.core
+                    .evse_once(&mut self.cable_check_started, EvseRequest::StartCableCheck);
                 match self.config.evse.isolation {
                     Isolation::Valid | Isolation::Warning => self.state = SeccState::PreCharge,
                     _ => {
@@ -677,12 +628,10 @@ impl Secc {
             }
             Request::PreCharge => {
                 let r = take!(pre_charge_req);
-                self.core
-                    .effects
-                    .push_back(Effect::Evse(EvseRequest::Target {
-                        voltage: val(&r.ev_target_voltage),
-                        current: val(&r.ev_target_current),
-                    }));
+                self.core.evse(EvseRequest::Target {
+                    voltage: val(&r.ev_target_voltage),
+                    current: val(&r.ev_target_current),
+                });
             }
             Request::PowerDelivery => {
                 let r = take!(power_delivery_req);
@@ -718,9 +667,7 @@ impl Secc {
                         }
                         self.tuple_id = Some(t.id);
                         if !self.renegotiating {
-                            self.core
-                                .effects
-                                .push_back(Effect::Evse(EvseRequest::Power(true)));
+                            self.core.evse(EvseRequest::Power(true));
                         }
                         self.renegotiating = false;
                         self.state = if dc {
@@ -737,9 +684,7 @@ impl Secc {
                         self.state = SeccState::ChargeParameterDiscovery;
                     }
                     m::ChargeProgressType::Stop => {
-                        self.core
-                            .effects
-                            .push_back(Effect::Evse(EvseRequest::Power(false)));
+                        self.core.evse(EvseRequest::Power(false));
                         self.state = if dc {
                             SeccState::DcPostCharge
                         } else {
@@ -766,12 +711,10 @@ impl Secc {
                     res.evse_voltage_limit_achieved = v >= e.max_voltage;
                     res.evse_power_limit_achieved = v * i >= e.max_power;
                 }
-                self.core
-                    .effects
-                    .push_back(Effect::Evse(EvseRequest::Target {
-                        voltage: v.min(e.max_voltage),
-                        current: i.min(e.max_current),
-                    }));
+                self.core.evse(EvseRequest::Target {
+                    voltage: v.min(e.max_voltage),
+                    current: i.min(e.max_current),
+                });
             }
             Request::WeldingDetection => {}
             Request::SessionStop => {
@@ -1383,76 +1326,39 @@ impl Evcc {
             Request::SessionStop => self.stop_sent = self.stop.unwrap_or(StopKind::Terminate),
             _ => {}
         }
-        let id = if req == Request::SessionSetup {
-            self.config.resume.clone().unwrap_or_else(|| vec![0])
-        } else {
-            self.session_id.clone().unwrap_or_else(|| vec![0])
-        };
-        match encode_message(&id, self.body(req)) {
-            Ok(bytes) => {
-                self.core.transmit(bytes);
-                self.awaiting = Some(req);
-                self.core.timers.arm(
-                    TimerKind::EvccMsg(req.msg_kind()),
-                    now + msg_timeout(Standard::Iso15118_2, req.msg_kind()),
-                );
-            }
-            Err(e) => self.core.end(EndReason::Malformed(e)),
+        let id = request_session_id(
+            req == Request::SessionSetup,
+            &self.config.resume,
+            &self.session_id,
+        );
+        let encoded = encode_message(&id, self.body(req));
+        if self
+            .core
+            .send_request(now, encoded, Standard::Iso15118_2, req.msg_kind())
+        {
+            self.awaiting = Some(req);
         }
     }
 
-    /// Sends `req` after the loop interval.
-    fn send_later(&mut self, now: Instant, req: Request) {
-        self.next = Some(req);
-        self.core
-            .timers
-            .arm(TimerKind::EvccNextRequest, now + self.config.loop_interval);
-    }
-
-    pub(crate) fn handle_timeout(&mut self, now: Instant) {
-        while let Some(kind) = self.core.timers.expired(now) {
-            if kind == TimerKind::EvccNextRequest {
-                if let Some(req) = self.next.take() {
-                    self.send(now, req);
-                }
-            } else {
-                return self.core.end(EndReason::Timeout(kind));
-            }
-        }
-    }
-
-    fn ongoing(&mut self, now: Instant, req: Request, processing: m::EVSEProcessingType) -> bool {
-        if is_ongoing(processing) {
-            self.core
-                .timers
-                .arm_once(TimerKind::EvccOngoing, now + self.config.timers.ongoing);
-            self.send_later(now, req);
-            true
-        } else {
-            self.core.timers.disarm(TimerKind::EvccOngoing);
-            false
-        }
+    fn processing(
+        &mut self,
+        now: Instant,
+        req: Request,
+        processing: m::EVSEProcessingType,
+    ) -> bool {
+        Pacing::ongoing(self, now, req, is_ongoing(processing))
     }
 
     /// Ends on a FAILED code or an EVSE status that forbids going on.
     fn check(&mut self, code: m::ResponseCodeType, status: Option<&m::DcEVSEStatusType>) -> bool {
-        if let Some(s) = status {
-            if s.evse_status_code == m::DcEVSEStatusCodeType::EvseEmergencyShutdown {
-                self.core.end(EndReason::EmergencyStop);
-                return false;
-            }
-            if s.evse_isolation_status == Some(m::IsolationLevelType::Fault) {
-                self.core.end(EndReason::IsolationFault);
-                return false;
-            }
-        }
-        if is_failed(code) {
-            self.core.end(failed(code));
-            return false;
-        }
-        true
+        let failure = code.is_failed().then(|| failed(code));
+        check_answer(&mut self.core, failure, status)
     }
+}
 
+evcc_plumbing!(m);
+
+impl Evcc {
     /// A charge-loop answer's notification.
     fn notified(&mut self, n: m::EVSENotificationType) {
         match n {
@@ -1470,9 +1376,7 @@ impl Evcc {
             if !self.dc() {
                 self.energy.meter(wh);
             }
-            self.core
-                .effects
-                .push_back(Effect::Ev(EvNotice::Meter { wh }));
+            self.core.notice(EvNotice::Meter { wh });
         }
     }
 
@@ -1496,15 +1400,15 @@ impl Evcc {
             Ok(msg) => msg,
             Err(e) => return self.core.end(EndReason::Malformed(e)),
         };
-        let Some(awaiting) = self.awaiting.take() else {
-            return self.core.end(EndReason::SequenceError);
+        let Some(awaiting) = awaited(
+            &mut self.core,
+            &mut self.awaiting,
+            Request::SessionSetup,
+            &msg.header.session_id.0,
+            self.session_id.as_ref(),
+        ) else {
+            return;
         };
-        self.core.timers.disarm_msg();
-        if awaiting != Request::SessionSetup
-            && Some(&msg.header.session_id.0) != self.session_id.as_ref()
-        {
-            return self.core.end(EndReason::UnknownSession);
-        }
         let b = msg.body;
         macro_rules! res {
             ($field:ident) => {
@@ -1549,7 +1453,7 @@ impl Evcc {
             Request::Authorization => {
                 let r = res!(authorization_res);
                 if self.check(r.response_code, None)
-                    && !self.ongoing(now, awaiting, r.evse_processing)
+                    && !self.processing(now, awaiting, r.evse_processing)
                 {
                     self.send(now, Request::ChargeParameterDiscovery);
                 }
@@ -1561,7 +1465,7 @@ impl Evcc {
                     .as_ref()
                     .map(|p| &p.dc_evse_status);
                 if !self.check(r.response_code, status)
-                    || self.ongoing(now, awaiting, r.evse_processing)
+                    || self.processing(now, awaiting, r.evse_processing)
                 {
                     return;
                 }
@@ -1586,9 +1490,7 @@ impl Evcc {
                 if self.renegotiating || !self.dc() {
                     self.send(now, Request::PowerDelivery);
                 } else {
-                    self.core
-                        .timers
-                        .arm(TimerKind::CableCheck, now + self.config.timers.cable_check);
+                    self.core.arm_cable_check(now, &self.config);
                     self.send(now, Request::CableCheck);
                 }
             }
@@ -1604,10 +1506,7 @@ impl Evcc {
                 if is_ongoing(r.evse_processing) || !ok {
                     self.send_later(now, Request::CableCheck);
                 } else {
-                    self.core.timers.disarm(TimerKind::CableCheck);
-                    self.core
-                        .timers
-                        .arm(TimerKind::PreCharge, now + self.config.timers.pre_charge);
+                    self.core.cable_checked(now, &self.config);
                     self.send(now, Request::PreCharge);
                 }
             }
@@ -1616,14 +1515,10 @@ impl Evcc {
                 if !self.check(r.response_code, Some(&r.dc_evse_status)) {
                     return;
                 }
-                let present = val(&r.evse_present_voltage);
-                if (present - self.config.ev.target_voltage).abs()
-                    <= self.config.precharge_tolerance
+                if self
+                    .core
+                    .precharged(&self.config, val(&r.evse_present_voltage))
                 {
-                    self.core.timers.disarm(TimerKind::PreCharge);
-                    self.core
-                        .effects
-                        .push_back(Effect::Ev(EvNotice::PreChargeDone));
                     self.send(now, Request::PowerDelivery);
                 } else {
                     self.send_later(now, Request::PreCharge);
@@ -1639,9 +1534,7 @@ impl Evcc {
                     m::ChargeProgressType::Stop => {
                         if self.charging {
                             self.charging = false;
-                            self.core
-                                .effects
-                                .push_back(Effect::Ev(EvNotice::ChargingStopped));
+                            self.core.notice(EvNotice::ChargingStopped);
                         }
                         if self.dc() {
                             self.send(now, Request::WeldingDetection);
@@ -1659,9 +1552,7 @@ impl Evcc {
                         self.renegotiating = false;
                         if !self.charging {
                             self.charging = true;
-                            self.core
-                                .effects
-                                .push_back(Effect::Ev(EvNotice::ChargingStarted));
+                            self.core.notice(EvNotice::ChargingStarted);
                         }
                         if self.dc() {
                             self.send(now, Request::CurrentDemand);
@@ -1678,10 +1569,10 @@ impl Evcc {
                 }
                 self.loops += 1;
                 self.meter(r.meter_info.as_ref());
-                self.core.effects.push_back(Effect::Ev(EvNotice::Present {
+                self.core.notice(EvNotice::Present {
                     voltage: self.nominal_voltage,
                     current: 0.0,
-                }));
+                });
                 self.notified(r.ac_evse_status.evse_notification);
                 self.next_in_loop(now, Request::ChargingStatus);
             }
@@ -1691,12 +1582,7 @@ impl Evcc {
                     return;
                 }
                 let (v, i) = (val(&r.evse_present_voltage), val(&r.evse_present_current));
-                self.loops += 1;
-                self.energy.add(now, v, i);
-                self.core.effects.push_back(Effect::Ev(EvNotice::Present {
-                    voltage: v,
-                    current: i,
-                }));
+                loop_present(&mut self.core, &mut self.energy, &mut self.loops, now, v, i);
                 self.meter(r.meter_info.as_ref());
                 if r.dc_evse_status.evse_status_code != m::DcEVSEStatusCodeType::EvseReady {
                     self.stop.get_or_insert(StopKind::Terminate);

@@ -73,10 +73,12 @@ use std::time::{Duration, Instant};
 
 use crate::app_protocol::{self, AppProtocol, Offer, ResponseCode, SupportedAppProtocolReq};
 
+mod common;
 pub mod din;
 pub mod iso2;
 mod timers;
 
+use common::Pacing;
 pub use timers::{msg_timeout, MsgKind, Standard, TimerConfig, TimerKind, Timers};
 
 /// The protocol a session speaks after the handshake.
