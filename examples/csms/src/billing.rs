@@ -523,7 +523,7 @@ fn position_free(tariff: &Tariff) -> bool {
 ///
 /// Bounded per call: the parsed tariff is cached (by its body); under a
 /// tariff whose elements do not depend on a period's place in the session
-/// ([`position_free`]) the session is priced from its aggregate alone (the
+/// (`position_free`) the session is priced from its aggregate alone (the
 /// start register and the energy so far, one period start → now), with no
 /// meter value read: every such period is priced by the same elements,
 /// FLAT is charged once, step_size and min/max apply to totals, so the sum
