@@ -22,6 +22,9 @@
 //!   SessionSetup to SessionStop (renegotiation, pause and resume with
 //!   `OK_OldSessionJoined`); effects out as `Transmit`/`SessionEnded`/EVSE
 //!   requests; no -20, no Plug & Charge;
+//! - `shell` (feature `tokio`): the machines over real sockets — an SECC
+//!   server and an EVCC client over TCP, SDP over UDP, typed errors and
+//!   deadlines for everything a peer can do wrong;
 //! - [`lenient`]: the decoding policy (strict by default) that accepts the
 //!   deviations real cars and chargers send — bytes after the document, an
 //!   integer outside its facet — each reported as a warning with its bit
@@ -36,8 +39,9 @@
 //!
 //! The cryptography of Plug & Charge (the crate gives the bytes to digest
 //! and sign: fragments through [`schema`]); typed fragments (the typed
-//! messages serialize to the JSON view the fragment encoder takes); no
-//! sockets either: everything is bytes in, values out.
+//! messages serialize to the JSON view the fragment encoder takes); TLS.
+//! Outside the `tokio` feature's `shell` there are no sockets: everything
+//! is bytes in, values out.
 //!
 //! # Data flow
 //!
@@ -77,7 +81,10 @@
 //!   engine ([`schema`]), the grammar runtime, the lenient policy, V2GTP,
 //!   SDP and SupportedAppProtocol.
 //!
-//! No other features; nothing needs an async runtime.
+//! - `tokio`: the module `shell` (implies `messages`): tokio shells
+//!   running the session machines over TCP (any IPv4/IPv6 address) and
+//!   SDP over UDP (`ff02::1` on a named interface), with a simulated EVSE
+//!   and EV. Without it nothing needs an async runtime.
 
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -94,6 +101,9 @@ pub mod sdp;
 #[cfg(feature = "messages")]
 #[cfg_attr(docsrs, doc(cfg(feature = "messages")))]
 pub mod session;
+#[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+pub mod shell;
 pub mod v2gtp;
 
 /// The README's examples compile and run as doctests.

@@ -109,6 +109,18 @@ enum V2gCommand {
         #[arg(long)]
         fragment: bool,
     },
+    /// Run a charger (SECC) serving DIN 70121 and ISO 15118-2 EIM sessions
+    /// over TCP until stopped, with SDP on --iface. The power electronics
+    /// are simulated: present voltage and current follow the EV's targets,
+    /// the meter counts power × time. Prints `listening on ADDR` first,
+    /// then one JSON line per session ended.
+    Evse(v2g_cmd::EvseArgs),
+    /// Run a car (EVCC): find the charger (--connect, or SDP on --iface),
+    /// charge --energy-kwh with EIM, stop and exit. The last stdout line is
+    /// the summary (JSON with --json: `protocol`, `session_id`, `energy_wh`,
+    /// `messages`, `result`: "ok" or the failure with its ResponseCode).
+    /// Exits 1 when the session failed, 2 on a usage error.
+    Ev(v2g_cmd::EvArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -198,6 +210,16 @@ fn main() -> ExitCode {
         Command::V2g {
             command: V2gCommand::Encode { schema, fragment },
         } => v2g_cmd::run(true, &schema, false, fragment, false),
+        Command::V2g {
+            command: V2gCommand::Evse(args),
+        } => v2g_cmd::run_evse(args),
+        Command::V2g {
+            command: V2gCommand::Ev(args),
+        } => match v2g_cmd::run_ev(args) {
+            Ok(true) => Ok(()),
+            Ok(false) => return ExitCode::from(1),
+            Err(e) => Err(e),
+        },
         Command::Load(args) => load::run(args),
         Command::Simulate(args) => simulate::run(args),
     };

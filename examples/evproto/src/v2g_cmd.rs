@@ -1,10 +1,18 @@
 //! `evproto v2g decode|encode`: ISO 15118 / DIN messages as hex EXI lines
-//! and JSON lines.
+//! and JSON lines; `evproto v2g evse|ev`: a charger and a car over the
+//! tokio shells of `evproto_iso15118::shell`.
 
 use std::io::{BufRead, Write};
 
 use evproto_iso15118::app_protocol::{self, Message};
 use evproto_iso15118::lenient::{Policy, Warning};
+use std::net::{SocketAddr, SocketAddrV6};
+
+use evproto_iso15118::session::{EnergyMode, EvccConfig, Protocol, SeccConfig};
+use evproto_iso15118::shell::{
+    self, Interface, SdpClientConfig, SdpServer, SdpServerConfig, SeccServer, SeccService,
+    SessionReport, ShellConfig, SimEv, SimEvse,
+};
 use evproto_iso15118::v2gtp;
 use serde_json::{json, Value};
 
@@ -292,6 +300,373 @@ pub(crate) fn run(
         writeln!(out, "{v}").map_err(|e| e.to_string())?;
     }
     out.flush().map_err(|e| e.to_string())
+}
+
+// ---- `evproto v2g evse` and `evproto v2g ev`: a charger and a car ----
+
+/// The protocol names of `--protocol` / `--protocols`.
+const PROTOCOLS: &[&str] = &["din", "iso2-ac", "iso2-dc"];
+/// Names of the list that no machine speaks yet.
+const NOT_YET: &[&str] = &["iso20-ac", "iso20-dc", "iso20-ac-bpt", "iso20-dc-bpt"];
+
+/// A protocol name of the command line: `din`, `iso2-ac`, `iso2-dc`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ProtocolName {
+    Din,
+    Iso2Ac,
+    Iso2Dc,
+}
+
+impl ProtocolName {
+    fn parse(s: &str) -> Result<Self, String> {
+        match s {
+            "din" => Ok(Self::Din),
+            "iso2-ac" => Ok(Self::Iso2Ac),
+            "iso2-dc" => Ok(Self::Iso2Dc),
+            s if NOT_YET.contains(&s) => Err(format!(
+                "protocol {s:?} is not supported yet (no ISO 15118-20 sessions); one of {}",
+                PROTOCOLS.join(", ")
+            )),
+            s => Err(format!(
+                "unknown protocol {s:?}; one of {}",
+                PROTOCOLS.join(", ")
+            )),
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Din => "din",
+            Self::Iso2Ac => "iso2-ac",
+            Self::Iso2Dc => "iso2-dc",
+        }
+    }
+
+    fn protocol(self) -> Protocol {
+        match self {
+            Self::Din => Protocol::Din,
+            Self::Iso2Ac | Self::Iso2Dc => Protocol::Iso2,
+        }
+    }
+
+    fn energy_modes(self) -> &'static [EnergyMode] {
+        match self {
+            Self::Din | Self::Iso2Dc => &[EnergyMode::DcExtended],
+            Self::Iso2Ac => &[EnergyMode::AcThreePhaseCore, EnergyMode::AcSinglePhaseCore],
+        }
+    }
+}
+
+/// `evproto v2g evse`: an SECC serving sessions until stopped.
+#[derive(Debug, clap::Args)]
+pub(crate) struct EvseArgs {
+    /// TCP address to listen on, IPv4 or IPv6 (`0.0.0.0:50000`,
+    /// `[::]:50000`, `127.0.0.1:0` for a free port). Without it (and with
+    /// --iface) the interface's link-local address, on a free port.
+    #[arg(long, value_name = "ADDR", required_unless_present = "iface")]
+    listen: Option<SocketAddr>,
+    /// Also answer SDP (UDP port 15118, ff02::1) on this interface,
+    /// announcing the TCP server (its link-local address when --listen is
+    /// unspecified or absent).
+    #[arg(long, value_name = "IF")]
+    iface: Option<String>,
+    /// Protocols offered: din, iso2-ac, iso2-dc (comma-separated). The
+    /// energy modes offered are those of the listed names together.
+    #[arg(
+        long,
+        value_name = "LIST",
+        value_delimiter = ',',
+        default_value = "din,iso2-ac,iso2-dc"
+    )]
+    protocols: Vec<String>,
+    /// Exit after this many sessions (default: serve until stopped).
+    #[arg(long, value_name = "N")]
+    sessions: Option<u64>,
+}
+
+/// `evproto v2g ev`: an EVCC charging once and exiting.
+#[derive(Debug, clap::Args)]
+pub(crate) struct EvArgs {
+    /// The SECC's TCP address (IPv4 or IPv6).
+    #[arg(long, value_name = "ADDR", required_unless_present = "iface")]
+    connect: Option<SocketAddr>,
+    /// Find the SECC by SDP on this interface (ff02::1, 250 ms × 50
+    /// requests); with --connect, only the scope of a link-local address.
+    #[arg(long, value_name = "IF")]
+    iface: Option<String>,
+    /// The protocol: din, iso2-ac or iso2-dc.
+    #[arg(long, value_name = "P")]
+    protocol: String,
+    /// External identification means (the only one so far; Plug & Charge
+    /// is not implemented).
+    #[arg(long)]
+    eim: bool,
+    /// Energy to charge, kWh.
+    #[arg(long, value_name = "N", default_value_t = 0.1)]
+    energy_kwh: f64,
+    /// Print the summary as one JSON line (the last line of stdout):
+    /// `protocol`, `session_id`, `energy_wh`, `messages`, `result`.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Eight bytes nobody can guess from outside the process (not for
+/// cryptography): std's randomly keyed SipHash over a counter and the clock.
+fn random_bytes() -> [u8; 8] {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default(),
+    );
+    let mut b = h.finish().to_be_bytes();
+    if b.iter().all(|x| *x == 0) {
+        b[7] = 1;
+    }
+    b
+}
+
+fn upper_hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02X}")).collect()
+}
+
+/// The `result` of a summary: `"ok"`, or the failure: its kind, the
+/// ResponseCode that ended it (when one did) and a description.
+fn result_json(report: &SessionReport) -> Value {
+    if report.is_ok() {
+        return json!("ok");
+    }
+    let detail = match &report.end {
+        Ok(reason) => format!("{reason:?}"),
+        Err(e) => e.to_string(),
+    };
+    json!({
+        "error": shell::end_kind(&report.end),
+        "response_code": report.response_code(),
+        "detail": detail,
+    })
+}
+
+struct Charger {
+    config: SeccConfig,
+    done: tokio::sync::mpsc::UnboundedSender<()>,
+}
+
+impl SeccService for Charger {
+    type Evse = SimEvse;
+    fn accept(&self, _peer: SocketAddr) -> (SeccConfig, SimEvse) {
+        let mut config = self.config.clone();
+        config.session_id = random_bytes().to_vec();
+        (config, SimEvse::default())
+    }
+    fn finished(&self, peer: SocketAddr, report: SessionReport) {
+        let line = json!({
+            "peer": peer.to_string(),
+            "protocol": report.protocol.map(|p| match (p, report.energy_mode) {
+                (Protocol::Din, _) => "din",
+                (_, Some(m)) if m.is_dc() => "iso2-dc",
+                (_, Some(_)) => "iso2-ac",
+                (_, None) => "iso2",
+            }),
+            "session_id": report.session_id.as_deref().map(upper_hex),
+            "energy_wh": (report.energy_wh * 1000.0).round() / 1000.0,
+            "messages": report.messages(),
+            "result": result_json(&report),
+        });
+        println!("{line}");
+        let _ = self.done.send(());
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())
+}
+
+/// Runs `evproto v2g evse`: prints `listening on ADDR` first (and `sdp on
+/// ADDR (IF), announcing ADDR` with --iface), then one JSON line per
+/// session ended.
+pub(crate) fn run_evse(args: EvseArgs) -> Result<(), String> {
+    let names = args
+        .protocols
+        .iter()
+        .map(|s| ProtocolName::parse(s.trim()))
+        .collect::<Result<Vec<_>, _>>()?;
+    if names.is_empty() {
+        return Err("--protocols: at least one".into());
+    }
+    let mut protocols: Vec<Protocol> = Vec::new();
+    let mut modes: Vec<EnergyMode> = Vec::new();
+    for n in &names {
+        if !protocols.contains(&n.protocol()) {
+            protocols.push(n.protocol());
+        }
+        for m in n.energy_modes() {
+            if !modes.contains(m) {
+                modes.push(*m);
+            }
+        }
+    }
+    let iface = args
+        .iface
+        .as_deref()
+        .map(Interface::by_name)
+        .transpose()
+        .map_err(|e| e.to_string())?;
+    let listen = match (args.listen, &iface) {
+        (Some(a), _) => a,
+        (None, Some(i)) => {
+            let ll = i.link_local_address().map_err(|e| e.to_string())?;
+            SocketAddr::V6(SocketAddrV6::new(ll, 0, 0, i.index()))
+        }
+        (None, None) => return Err("--listen or --iface".into()),
+    };
+    if iface.is_some() && listen.is_ipv4() {
+        return Err("--iface (SDP) announces an IPv6 address: --listen must be IPv6".into());
+    }
+    let config = SeccConfig::new(random_bytes().to_vec())
+        .with_protocols(protocols)
+        .with_energy_modes(modes);
+    runtime()?.block_on(async move {
+        let server = SeccServer::bind(listen, ShellConfig::default())
+            .await
+            .map_err(|e| e.to_string())?;
+        let local = server.local_addr().map_err(|e| e.to_string())?;
+        println!("listening on {local}");
+        if let Some(iface) = iface {
+            let announced = match local {
+                SocketAddr::V6(a) if !a.ip().is_unspecified() => SocketAddr::V6(a),
+                SocketAddr::V6(a) => {
+                    let ll = iface.link_local_address().map_err(|e| e.to_string())?;
+                    SocketAddr::V6(SocketAddrV6::new(ll, a.port(), 0, iface.index()))
+                }
+                SocketAddr::V4(_) => {
+                    return Err(
+                        "--iface (SDP) announces an IPv6 address: --listen must be IPv6".into(),
+                    )
+                }
+            };
+            let sdp =
+                SdpServerConfig::new(Some(iface.clone()), announced).map_err(|e| e.to_string())?;
+            let sdp = SdpServer::bind(&sdp).await.map_err(|e| e.to_string())?;
+            println!(
+                "sdp on {} ({}), announcing {announced}",
+                sdp.local_addr().map_err(|e| e.to_string())?,
+                iface.name()
+            );
+            tokio::spawn(sdp.run());
+        }
+        let (done, mut ended) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(server.serve(std::sync::Arc::new(Charger { config, done })));
+        let mut count = 0u64;
+        while ended.recv().await.is_some() {
+            count += 1;
+            if args.sessions.is_some_and(|n| count >= n) {
+                break;
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Runs `evproto v2g ev`: charges once; the summary is the last stdout
+/// line (JSON with --json). `Ok(true)` when the session ended normally.
+pub(crate) fn run_ev(args: EvArgs) -> Result<bool, String> {
+    let name = ProtocolName::parse(&args.protocol)?;
+    if !(args.energy_kwh.is_finite() && args.energy_kwh > 0.0 && args.energy_kwh <= 1000.0) {
+        return Err("--energy-kwh: a number of kWh above 0 and at most 1000".into());
+    }
+    let _eim = args.eim; // the only identification means
+    let iface = args
+        .iface
+        .as_deref()
+        .map(Interface::by_name)
+        .transpose()
+        .map_err(|e| e.to_string())?;
+    let mut mac = random_bytes()[..6].to_vec();
+    mac[0] = (mac[0] & 0xfc) | 0x02; // locally administered, unicast
+    let config = match name {
+        ProtocolName::Din => EvccConfig::din_dc(mac),
+        ProtocolName::Iso2Ac => EvccConfig::iso2_ac(mac),
+        ProtocolName::Iso2Dc => EvccConfig::iso2_dc(mac),
+    };
+    // where to connect (Ok), or the interface to run SDP on (Err)
+    let target: Result<SocketAddr, Interface> = match (args.connect, iface) {
+        (Some(SocketAddr::V6(a)), Some(i)) if a.scope_id() == 0 => Ok(SocketAddr::V6(
+            SocketAddrV6::new(*a.ip(), a.port(), 0, i.index()),
+        )),
+        (Some(a), _) => Ok(a),
+        (None, Some(i)) => Err(i),
+        (None, None) => return Err("--connect or --iface".into()),
+    };
+    let wh = args.energy_kwh * 1000.0;
+    let ev = SimEv::new(wh).with_status(config.ev.clone());
+    let shell_config = ShellConfig::default();
+    let outcome = runtime()?.block_on(async move {
+        let addr = match target {
+            Ok(a) => a,
+            Err(i) => {
+                eprintln!("evproto: SDP on {}", i.name());
+                shell::discover(&SdpClientConfig::multicast(i))
+                    .await
+                    .map_err(|e| ("discovery", e))?
+            }
+        };
+        eprintln!("evproto: charging {wh} Wh over {} from {addr}", name.name());
+        let stream = shell::connect(addr, shell_config.connect_timeout)
+            .await
+            .map_err(|e| ("connect", e))?;
+        Ok::<_, (&str, shell::Error)>(shell::run_evcc(stream, config, ev, &shell_config).await)
+    });
+    let (summary, ok) = match outcome {
+        Ok(report) => (
+            json!({
+                "protocol": name.name(),
+                "session_id": report.session_id.as_deref().map(upper_hex),
+                "energy_wh": (report.energy_wh * 1000.0).round() / 1000.0,
+                "messages": report.messages(),
+                "result": result_json(&report),
+            }),
+            report.is_ok(),
+        ),
+        Err((stage, e)) => (
+            json!({
+                "protocol": name.name(),
+                "session_id": null,
+                "energy_wh": 0.0,
+                "messages": 0,
+                "result": {"error": stage, "response_code": null, "detail": e.to_string()},
+            }),
+            false,
+        ),
+    };
+    if args.json {
+        println!("{summary}");
+    } else {
+        println!(
+            "protocol {}  session {}  energy {} Wh  messages {}  result {}",
+            summary["protocol"].as_str().unwrap_or_default(),
+            summary["session_id"].as_str().unwrap_or("-"),
+            summary["energy_wh"],
+            summary["messages"],
+            match &summary["result"] {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            }
+        );
+    }
+    if !ok {
+        eprintln!("evproto: the session failed: {}", summary["result"]);
+    }
+    Ok(ok)
 }
 
 #[cfg(test)]

@@ -1,0 +1,172 @@
+//! `evproto v2g evse` and `evproto v2g ev` end to end: a charger on a free
+//! loopback port, cars charging from it over each protocol, the JSON
+//! summaries of both sides, failures with their ResponseCode and exit codes.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, ChildStdout, Command, Output, Stdio};
+
+use serde_json::Value;
+
+/// A running `evproto v2g evse`, killed when dropped.
+struct Evse {
+    child: Child,
+    stdout: BufReader<ChildStdout>,
+    addr: String,
+}
+
+impl Evse {
+    fn start(extra: &[&str]) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_evproto"))
+            .args(["v2g", "evse", "--listen", "127.0.0.1:0"])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut first = String::new();
+        stdout.read_line(&mut first).unwrap();
+        let addr = first
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("first line: {first:?}"))
+            .to_string();
+        Self {
+            child,
+            stdout,
+            addr,
+        }
+    }
+
+    /// The EVSE's JSON line for the next session ended.
+    fn next_session(&mut self) -> Value {
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).unwrap();
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{line:?}: {e}"))
+    }
+}
+
+impl Drop for Evse {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn ev(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_evproto"))
+        .args(["v2g", "ev"])
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// The last stdout line as JSON.
+fn summary(out: &Output) -> Value {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let last = stdout.lines().last().unwrap_or_else(|| {
+        panic!(
+            "no stdout; stderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    serde_json::from_str(last).unwrap_or_else(|e| panic!("{last:?}: {e}"))
+}
+
+#[test]
+fn an_ev_charges_from_an_evse_over_din_and_iso2() {
+    let mut evse = Evse::start(&[]);
+    for (protocol, kwh) in [("din", "0.02"), ("iso2-dc", "0.01"), ("iso2-ac", "0.003")] {
+        let out = ev(&[
+            "--connect",
+            &evse.addr,
+            "--protocol",
+            protocol,
+            "--eim",
+            "--energy-kwh",
+            kwh,
+            "--json",
+        ]);
+        let s = summary(&out);
+        assert!(
+            out.status.success(),
+            "{protocol}: {s} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(s["protocol"], protocol);
+        assert_eq!(s["result"], "ok", "{s}");
+        let wh: f64 = kwh.parse::<f64>().unwrap() * 1000.0;
+        assert!(s["energy_wh"].as_f64().unwrap() >= wh, "{s}");
+        // handshake, setup, ... at least 2 charge loops, stop: requests and answers
+        assert!(s["messages"].as_u64().unwrap() >= 20, "{s}");
+        let id = s["session_id"].as_str().unwrap();
+        assert_eq!(id.len(), 16);
+        assert!(id.chars().all(|c| c.is_ascii_hexdigit()));
+
+        // the charger's line for the same session
+        let e = evse.next_session();
+        assert_eq!(e["session_id"], s["session_id"], "{e}");
+        assert_eq!(e["result"], "ok");
+        assert_eq!(e["messages"], s["messages"]);
+        assert_eq!(e["protocol"], protocol, "{e}");
+    }
+}
+
+#[test]
+fn a_failed_session_names_its_response_code_and_exits_non_zero() {
+    let mut evse = Evse::start(&["--protocols", "iso2-dc"]);
+    // a DIN car at an ISO-only charger: the handshake finds nothing in common
+    let out = ev(&["--connect", &evse.addr, "--protocol", "din", "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let s = summary(&out);
+    assert_eq!(s["result"]["response_code"], "Failed_NoNegotiation", "{s}");
+    assert_eq!(s["result"]["error"], "no_negotiation");
+    assert_eq!(s["session_id"], Value::Null);
+    let e = evse.next_session();
+    assert_eq!(e["result"]["error"], "no_negotiation", "{e}");
+
+    // an AC car at a DC-only ISO charger: refused at ChargeParameterDiscovery
+    let out = ev(&["--connect", &evse.addr, "--protocol", "iso2-ac", "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let s = summary(&out);
+    let code = s["result"]["response_code"].as_str().unwrap_or_default();
+    assert!(code.starts_with("FAILED"), "{s}");
+}
+
+#[test]
+fn unsupported_protocols_and_unreachable_chargers_are_clear_errors() {
+    for p in ["iso20-ac", "iso20-dc-bpt"] {
+        let out = ev(&["--connect", "127.0.0.1:9", "--protocol", p, "--json"]);
+        assert_eq!(out.status.code(), Some(2), "{p}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("not supported yet"), "{err}");
+    }
+    let out = ev(&["--connect", "127.0.0.1:9", "--protocol", "chademo"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown protocol"));
+    let out = Command::new(env!("CARGO_BIN_EXE_evproto"))
+        .args([
+            "v2g",
+            "evse",
+            "--listen",
+            "127.0.0.1:0",
+            "--protocols",
+            "iso20-dc",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    // SDP announces IPv6 addresses: an IPv4 listener with --iface is refused
+    let out = Command::new(env!("CARGO_BIN_EXE_evproto"))
+        .args(["v2g", "evse", "--listen", "127.0.0.1:0", "--iface", "lo"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("must be IPv6"));
+
+    // nobody listens on the discard port: a summary all the same, exit 1
+    let out = ev(&["--connect", "127.0.0.1:9", "--protocol", "din", "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let s = summary(&out);
+    assert_eq!(s["result"]["error"], "connect", "{s}");
+}

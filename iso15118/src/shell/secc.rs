@@ -1,0 +1,251 @@
+//! The charger's shell: one [`Secc`] per TCP connection.
+
+use std::future::pending;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+
+use super::connection::Framed;
+use super::{now, Error, Pending, SessionReport, ShellConfig};
+use crate::session::{
+    Authorization, Effect, EvseRequest, EvseStatus, ScheduleTuple, Secc, SeccConfig,
+};
+
+/// What the SECC's shell asks the charger's hardware and backend.
+///
+/// The shell calls [`Evse::status`] before every input it gives the
+/// machine (a message, a timeout), so the machine answers from current
+/// values; [`Evse::request`] for every [`EvseRequest`] the machine makes.
+/// Decisions that take time ([`EvseRequest::Authorize`],
+/// [`EvseRequest::Schedules`]) are answered with a future
+/// ([`EvseAnswer`]); the SECC answers `EVSEProcessing=Ongoing` until it
+/// resolves.
+pub trait Evse: Send {
+    /// The EVSE's measurements and limits at `now`.
+    fn status(&mut self, now: Instant) -> EvseStatus;
+    /// The machine asks; decisions come back as an [`EvseAnswer`].
+    fn request(&mut self, now: Instant, request: &EvseRequest) -> EvseAnswer;
+}
+
+impl<T: Evse + ?Sized> Evse for &mut T {
+    fn status(&mut self, now: Instant) -> EvseStatus {
+        (**self).status(now)
+    }
+    fn request(&mut self, now: Instant, request: &EvseRequest) -> EvseAnswer {
+        (**self).request(now, request)
+    }
+}
+
+/// The answer to an [`EvseRequest`].
+#[non_exhaustive]
+pub enum EvseAnswer {
+    /// Nothing to answer (targets, contactors, the cable check: their
+    /// results show in the next [`Evse::status`]).
+    Done,
+    /// The authorization decision, when it is taken.
+    Authorization(Pending<Authorization>),
+    /// The SA schedules, when they are known (empty: one tuple of the
+    /// EVSE's maximum power).
+    Schedules(Pending<Vec<ScheduleTuple>>),
+}
+
+impl std::fmt::Debug for EvseAnswer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            EvseAnswer::Done => "Done",
+            EvseAnswer::Authorization(_) => "Authorization(..)",
+            EvseAnswer::Schedules(_) => "Schedules(..)",
+        })
+    }
+}
+
+impl EvseAnswer {
+    /// An authorization decided now.
+    pub fn authorization(a: Authorization) -> Self {
+        EvseAnswer::Authorization(Box::pin(std::future::ready(a)))
+    }
+    /// Schedules known now.
+    pub fn schedules(s: Vec<ScheduleTuple>) -> Self {
+        EvseAnswer::Schedules(Box::pin(std::future::ready(s)))
+    }
+}
+
+async fn maybe<T>(p: &mut Option<Pending<T>>) -> T {
+    match p {
+        Some(f) => f.await,
+        None => pending().await,
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
+        None => pending().await,
+    }
+}
+
+/// How long the SECC waits, after its last message, for the EV to close.
+const LINGER: Duration = Duration::from_secs(1);
+
+/// Runs one SECC session on a connected stream (a TCP connection the
+/// charger accepted): the SupportedAppProtocol handshake, then the chosen
+/// protocol's machine, until it ends or the connection fails. Writes the
+/// machine's answers, honours its deadlines, asks `evse`.
+///
+/// Returns the session's report; its [`SessionReport::end`] is `Err` when
+/// the connection failed first (framing, a payload type other than EXI,
+/// a read or write deadline, the peer closing).
+pub async fn serve_connection<S, E>(
+    stream: S,
+    config: SeccConfig,
+    mut evse: E,
+    shell: &ShellConfig,
+) -> SessionReport
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    E: Evse,
+{
+    let mut io = Framed::new(stream, shell);
+    let start = now();
+    let mut secc = Secc::new(config, start);
+    secc.set_evse(evse.status(start));
+    let mut auth: Option<Pending<Authorization>> = None;
+    let mut schedules: Option<Pending<Vec<ScheduleTuple>>> = None;
+    let end = 'session: loop {
+        while let Some(effect) = secc.poll_effect() {
+            match effect {
+                Effect::Transmit(bytes) => {
+                    if let Err(e) = io.write(&bytes).await {
+                        break 'session Err(e);
+                    }
+                }
+                Effect::SessionEnded { reason } => break 'session Ok(reason),
+                Effect::Evse(request) => match evse.request(now(), &request) {
+                    EvseAnswer::Done => {}
+                    EvseAnswer::Authorization(f) => auth = Some(f),
+                    EvseAnswer::Schedules(f) => schedules = Some(f),
+                },
+                _ => {}
+            }
+        }
+        tokio::select! {
+            read = io.read() => match read {
+                Ok(exi) => {
+                    let t = now();
+                    secc.set_evse(evse.status(t));
+                    secc.handle_message(t, &exi);
+                }
+                Err(e) => break 'session Err(e),
+            },
+            () = sleep_until(secc.poll_timeout()) => {
+                let t = now();
+                secc.set_evse(evse.status(t));
+                secc.handle_timeout(t);
+            }
+            decision = maybe(&mut auth) => {
+                auth = None;
+                let t = now();
+                secc.set_evse(evse.status(t));
+                secc.handle_authorization(t, decision);
+            }
+            s = maybe(&mut schedules) => {
+                schedules = None;
+                let t = now();
+                secc.set_evse(evse.status(t));
+                secc.handle_schedules(t, s);
+            }
+        }
+    };
+    let report = SessionReport {
+        protocol: secc.protocol(),
+        energy_mode: secc.iso2().and_then(|m| m.energy_mode()),
+        session_id: secc.session_id().map(<[u8]>::to_vec),
+        energy_wh: secc.energy_wh(),
+        charge_loops: 0,
+        messages_sent: io.sent,
+        messages_received: io.received,
+        end,
+    };
+    if report.end.is_ok() {
+        io.close(LINGER).await;
+    }
+    report
+}
+
+/// What an [`SeccServer`] does with each connection.
+pub trait SeccService: Send + Sync + 'static {
+    /// The EVSE a session talks to.
+    type Evse: Evse + 'static;
+    /// A connection from `peer` was accepted: the session's configuration
+    /// (a fresh session id each time) and its EVSE.
+    fn accept(&self, peer: SocketAddr) -> (SeccConfig, Self::Evse);
+    /// A session ended (called on the session's task).
+    fn finished(&self, peer: SocketAddr, report: SessionReport) {
+        let _ = (peer, report);
+    }
+}
+
+/// A TCP server of SECC sessions: each accepted connection runs
+/// [`serve_connection`] on its own task.
+#[derive(Debug)]
+pub struct SeccServer {
+    listener: TcpListener,
+    shell: ShellConfig,
+}
+
+impl SeccServer {
+    /// Listens on `addr` (IPv4 or IPv6; port 0 picks a free one).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] if the bind fails.
+    pub async fn bind(addr: SocketAddr, shell: ShellConfig) -> Result<Self, Error> {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|e| Error::io(format!("bind TCP {addr}"), e))?;
+        Ok(Self { listener, shell })
+    }
+
+    /// A server on a listener bound elsewhere.
+    pub fn from_listener(listener: TcpListener, shell: ShellConfig) -> Self {
+        Self { listener, shell }
+    }
+
+    /// The address it listens on.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] from the OS.
+    pub fn local_addr(&self) -> Result<SocketAddr, Error> {
+        self.listener
+            .local_addr()
+            .map_err(|e| Error::io("local address", e))
+    }
+
+    /// Accepts connections until dropped, each session on its own task.
+    /// Accept errors (too many open files, a connection reset before it
+    /// was accepted) are skipped after a short pause: one bad peer never
+    /// stops the server.
+    pub async fn serve<S: SeccService>(self, service: Arc<S>) {
+        loop {
+            let (stream, peer) = match self.listener.accept().await {
+                Ok(x) => x,
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let _ = stream.set_nodelay(true);
+            let service = Arc::clone(&service);
+            let shell = self.shell;
+            tokio::spawn(async move {
+                let (config, evse) = service.accept(peer);
+                let report = serve_connection(stream, config, evse, &shell).await;
+                service.finished(peer, report);
+            });
+        }
+    }
+}
