@@ -24,6 +24,26 @@
 //!   `date_from` (inclusive), `date_to` (exclusive), `X-Total-Count`, and a
 //!   `Link` to the next page carrying the original filters.
 //!
+//! Ownership: what a party sends is kept under one of its own identities
+//! ([`Party::identities`], from its credentials) and only that party reads
+//! it back:
+//! - client-owned objects (tokens, locations, sessions, tariffs) at
+//!   `CC/PID/ID` of the URL, which must be one of the sender's;
+//! - CDRs POSTed to an eMSP at `CC/PID/ID` of the CDR (2.2+; one of the
+//!   sender's) or of the sender's first identity (2.1.1); `GET` of the
+//!   `Location` URL looks among the caller's identities only;
+//! - hub client info, command results and charging profile results and
+//!   updates under the sender's first identity
+//!   (`CC/PID/<country>/<party>`, `CC/PID/<path below commands/>`,
+//!   `CC/PID/<session id>[/..]`);
+//! - a registration (POST/PUT credentials) claiming one of our identities
+//!   or another party's is refused with 2001 ([`Server::identity_in_use`]);
+//! - commands reach the [`Handler`] with the calling party, which acts
+//!   only on that party's sessions, reservations and tokens;
+//! - a CPO's Sessions and CDRs Sender lists serve each eMSP only the
+//!   objects whose `cdr_token` names one of its identities (objects without
+//!   one, as 2.1.1 stores them, are served to nobody).
+//!
 //! Decisions on the spec's open points (OCPI-NOTES §2.2):
 //! - item 8: real-time authorization of an unknown token answers HTTP 404
 //!   (the text of mod_tokens) with status 2004 "Unknown Token" in the body
@@ -76,35 +96,44 @@ pub struct Party {
 }
 
 impl Party {
-    /// The `(country_code, party_id)` pairs the party registered with.
+    /// The `(country_code, party_id)` pairs the party registered with
+    /// (upper-cased; `roles[]` of 2.2+ credentials, or the 2.1.1 top-level
+    /// pair).
     pub fn identities(&self) -> Vec<(String, String)> {
-        let Some(reg) = &self.registration else {
-            return Vec::new();
-        };
-        let c = &reg.peer_credentials;
-        let mut out: Vec<(String, String)> = c
-            .get("roles")
-            .and_then(Value::as_array)
-            .map(|roles| {
-                roles
-                    .iter()
-                    .filter_map(|r| {
-                        Some((
-                            r.get("country_code")?.as_str()?.to_ascii_uppercase(),
-                            r.get("party_id")?.as_str()?.to_ascii_uppercase(),
-                        ))
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        if let (Some(cc), Some(pid)) = (
-            c.get("country_code").and_then(Value::as_str),
-            c.get("party_id").and_then(Value::as_str),
-        ) {
-            out.push((cc.to_ascii_uppercase(), pid.to_ascii_uppercase()));
+        match &self.registration {
+            Some(reg) => identities_in(&reg.peer_credentials),
+            None => Vec::new(),
         }
-        out
     }
+
+    /// The `CC/PID` prefix of the party's first identity: what objects it
+    /// sends without a country/party of their own (CDRs of 2.1.1, hub
+    /// client info, command and charging profile results) are keyed under.
+    fn key_prefix(&self) -> Option<String> {
+        self.identities()
+            .into_iter()
+            .next()
+            .map(|(cc, pid)| format!("{cc}/{pid}"))
+    }
+}
+
+/// The `(country_code, party_id)` pairs a credentials object claims
+/// (upper-cased, each once, in order).
+fn identities_in(c: &Value) -> Vec<(String, String)> {
+    let pair = |v: &Value| {
+        Some((
+            v.get("country_code")?.as_str()?.to_ascii_uppercase(),
+            v.get("party_id")?.as_str()?.to_ascii_uppercase(),
+        ))
+    };
+    let roles = c.get("roles").and_then(Value::as_array);
+    let mut out: Vec<(String, String)> = Vec::new();
+    for id in roles.into_iter().flatten().chain([c]).filter_map(pair) {
+        if !out.contains(&id) {
+            out.push(id);
+        }
+    }
+    out
 }
 
 /// Why a [`Store`] could not do what the server asked. The server answers
@@ -171,6 +200,10 @@ pub trait Store: Send + Sync + 'static {
     async fn save_party(&self, party: Party) -> Result<(), StoreError>;
     /// Removes a party (none with that id is not an error).
     async fn remove_party(&self, id: &str) -> Result<(), StoreError>;
+    /// Every party (registered or holding a token A). The server reads
+    /// them when a party registers, to refuse identities
+    /// (`country_code`, `party_id`) that another party already holds.
+    async fn list_parties(&self) -> Result<Vec<Party>, StoreError>;
     /// Stores an object; `true` if it was new.
     async fn put_object(&self, module: &str, key: &str, object: Value) -> Result<bool, StoreError>;
     /// One object, `None` when there is none under that key.
@@ -266,6 +299,9 @@ impl Store for MemoryStore {
             .remove(id);
         Ok(())
     }
+    async fn list_parties(&self) -> Result<Vec<Party>, StoreError> {
+        Ok(self.parties())
+    }
     async fn put_object(&self, module: &str, key: &str, object: Value) -> Result<bool, StoreError> {
         let mut o = self.objects.lock().unwrap_or_else(|e| e.into_inner());
         Ok(o.insert((module.to_string(), key.to_string()), object)
@@ -301,8 +337,22 @@ impl Store for MemoryStore {
 pub trait Handler: Send + Sync + 'static {
     /// A command POSTed to a CPO (`START_SESSION`, ...): answer with a
     /// `CommandResponse`; send the `CommandResult` to `response_url` later.
-    async fn command(&self, _party: &Party, _command: &str, _body: &Value) -> Value {
-        json!({"result": "NOT_SUPPORTED", "timeout": 0})
+    ///
+    /// A command names sessions, reservations and tokens: act only on
+    /// those of `party` ([`Party::identities`]) and answer any other as
+    /// unknown (`UNKNOWN_SESSION`, `REJECTED`).
+    ///
+    /// # Errors
+    ///
+    /// The application's store failed: the server answers OCPI 3000 with
+    /// HTTP 500/503, as for its own [`Store`].
+    async fn command(
+        &self,
+        _party: &Party,
+        _command: &str,
+        _body: &Value,
+    ) -> Result<Value, StoreError> {
+        Ok(json!({"result": "NOT_SUPPORTED", "timeout": 0}))
     }
     /// Real-time authorization on an eMSP: an `AuthorizationInfo`, or `None`
     /// for an unknown token.
@@ -324,6 +374,9 @@ pub trait Handler: Send + Sync + 'static {
     /// SetChargingProfile), `GET` (query has `duration` and
     /// `response_url`) or `CLEAR` (DELETE); answer a
     /// `ChargingProfileResponse` and send the result to `response_url` later.
+    /// As with [`Handler::command`], act only on sessions of `party`'s
+    /// tokens and answer any other `session_id` as unknown
+    /// (`UNKNOWN_SESSION`).
     async fn charging_profile(
         &self,
         _party: &Party,
@@ -466,6 +519,24 @@ impl Server {
                 registration: Some(registration),
             })
             .await
+    }
+
+    /// The first `(country_code, party_id)` that `credentials` (a
+    /// credentials object, as a peer posts or returns it) claims and that
+    /// is already taken: one of our own roles, or an identity of a stored
+    /// party other than the one with id `except`. The server refuses such a
+    /// registration (OCPI 2001); a Sender ([`Client::register`]) checks the
+    /// peer's answer with it before [`Server::adopt`].
+    ///
+    /// # Errors
+    ///
+    /// The store could not list the parties.
+    pub async fn identity_in_use(
+        &self,
+        except: &str,
+        credentials: &Value,
+    ) -> Result<Option<(String, String)>, StoreError> {
+        identity_in_use(&self.inner, except, credentials).await
     }
 
     /// Stores one of our own objects (as CPO: a location, session, CDR,
@@ -829,6 +900,20 @@ async fn credentials(
                 return Reply::refuse(StatusCode::INVALID_PARAMETERS, e.to_string())
                     .finish(&headers);
             }
+            // The identities a party registers with are its alone: neither
+            // ours nor another party's (so it can push and command nothing
+            // in their name).
+            match identity_in_use(&inner, &party.id, &posted).await {
+                Ok(None) => {}
+                Ok(Some((cc, pid))) => {
+                    return Reply::refuse(
+                        StatusCode::INVALID_PARAMETERS,
+                        format!("{cc}/{pid} is already in use"),
+                    )
+                    .finish(&headers)
+                }
+                Err(e) => return Reply::store_failed(&e).finish(&headers),
+            }
             match register(&inner, &party, &posted).await {
                 Ok((party, body)) => {
                     inner.handler.registered(&party).await;
@@ -859,6 +944,38 @@ async fn credentials(
         ),
     };
     reply.finish(&headers)
+}
+
+/// The first identity `credentials` claims that is ours or held by a
+/// party other than `except` (a party id).
+async fn identity_in_use(
+    inner: &Inner,
+    except: &str,
+    credentials: &Value,
+) -> Result<Option<(String, String)>, StoreError> {
+    let claimed = identities_in(credentials);
+    let ours = inner
+        .config
+        .own
+        .roles
+        .iter()
+        .map(|(cc, pid, _, _)| (cc.to_ascii_uppercase(), pid.to_ascii_uppercase()));
+    if let Some(id) = ours.into_iter().find(|id| claimed.contains(id)) {
+        return Ok(Some(id));
+    }
+    for other in inner.store.list_parties().await? {
+        if other.id == except {
+            continue;
+        }
+        if let Some(id) = other
+            .identities()
+            .into_iter()
+            .find(|id| claimed.contains(id))
+        {
+            return Ok(Some(id));
+        }
+    }
+    Ok(None)
 }
 
 /// Why the Receiver side of a registration failed.
@@ -1099,7 +1216,7 @@ impl Call<'_> {
     async fn run(&self, route: Route) -> Result<Reply, StoreError> {
         let (inner, party, version) = (self.inner, self.party, self.version);
         Ok(match route {
-            Route::List(module) => list(inner, module, self.query, self.v).await,
+            Route::List(module) => list(inner, party, module, self.query, self.v).await,
             Route::Location => {
                 let path = self.segs(&["location_id", "evse_uid", "connector_id"]);
                 get_location(inner, &path, version).await?
@@ -1124,7 +1241,7 @@ impl Call<'_> {
                     }
                 };
                 match crate::validate::validate(version, ty, &body.to_string()) {
-                    Ok(_) => Reply::ok(inner.handler.command(party, &command, &body).await),
+                    Ok(_) => Reply::ok(inner.handler.command(party, &command, &body).await?),
                     Err(e) => Reply::refuse(StatusCode::INVALID_PARAMETERS, e.to_string()),
                 }
             }
@@ -1133,14 +1250,18 @@ impl Call<'_> {
                     Ok(v) => v,
                     Err(r) => return Ok(r),
                 };
-                let key = self.seg("result");
+                // under the sender: one party cannot answer for another
+                let Some(prefix) = party.key_prefix() else {
+                    return Ok(no_identity());
+                };
+                let key = format!("{prefix}/{}", self.seg("result"));
                 inner
                     .store
-                    .put_object("command_results", key, result.clone())
+                    .put_object("command_results", &key, result.clone())
                     .await?;
                 inner
                     .handler
-                    .pushed(party, "command_results", key, &result)
+                    .pushed(party, "command_results", &key, &result)
                     .await;
                 Reply::with(Http::OK, StatusCode::SUCCESS, None, None)
             }
@@ -1181,14 +1302,21 @@ impl Call<'_> {
                 receive(inner, party, version, module, &path, self.method, self.body).await
             }
             Route::PostCdr => receive_cdr(inner, party, version, self.v, self.body).await,
-            Route::GetCdr => match inner
-                .store
-                .get_object("cdrs", &format!("#/{}", self.seg("cdr_id")))
-                .await?
-            {
-                Some(o) => Reply::ok(o),
-                None => Reply::err(Http::NOT_FOUND, StatusCode::CLIENT_ERROR, "unknown CDR"),
-            },
+            Route::GetCdr => {
+                // only the caller's own CDRs (see `receive_cdr`)
+                let mut found = None;
+                for (cc, pid) in party.identities() {
+                    let key = format!("{cc}/{pid}/{}", self.seg("cdr_id"));
+                    found = inner.store.get_object("cdrs", &key).await?;
+                    if found.is_some() {
+                        break;
+                    }
+                }
+                match found {
+                    Some(o) => Reply::ok(o),
+                    None => Reply::err(Http::NOT_FOUND, StatusCode::CLIENT_ERROR, "unknown CDR"),
+                }
+            }
             Route::ChargingProfile => {
                 let action = match *self.method {
                     Method::PUT => "SET",
@@ -1237,18 +1365,21 @@ impl Call<'_> {
                     Ok(v) => v,
                     Err(r) => return Ok(r),
                 };
-                let session_id = self.seg("session_id");
+                let Some(prefix) = party.key_prefix() else {
+                    return Ok(no_identity());
+                };
+                let session_id = format!("{prefix}/{}", self.seg("session_id"));
                 let (kind, key) = if *self.method == Method::PUT {
                     if let Err(e) =
                         crate::validate::validate(version, "ActiveChargingProfile", &v.to_string())
                     {
                         return Ok(Reply::refuse(StatusCode::INVALID_PARAMETERS, e.to_string()));
                     }
-                    ("active_charging_profiles", session_id.to_string())
+                    ("active_charging_profiles", session_id)
                 } else {
                     let key = match self.seg.get("result") {
                         Some(rest) => format!("{session_id}/{rest}"),
-                        None => session_id.to_string(),
+                        None => session_id,
                     };
                     ("charging_profile_results", key)
                 };
@@ -1257,8 +1388,13 @@ impl Call<'_> {
                 Reply::with(Http::OK, StatusCode::SUCCESS, None, None)
             }
             Route::HubClientInfo => {
+                // keyed with the sending party (the hub): one party can
+                // neither read nor overwrite what another told us
+                let Some(prefix) = party.key_prefix() else {
+                    return Ok(no_identity());
+                };
                 let key = format!(
-                    "{}/{}",
+                    "{prefix}/{}/{}",
                     self.seg("country_code").to_ascii_uppercase(),
                     self.seg("party_id").to_ascii_uppercase()
                 );
@@ -1293,6 +1429,16 @@ impl Call<'_> {
             }
         })
     }
+}
+
+/// A registered party whose credentials name no country/party: nothing it
+/// sends can be keyed.
+fn no_identity() -> Reply {
+    Reply::err(
+        Http::NOT_FOUND,
+        StatusCode::CLIENT_ERROR,
+        "these credentials name no country_code/party_id",
+    )
 }
 
 /// The spec type name for a module's object at a path depth.
@@ -1347,7 +1493,17 @@ fn own_prefixes(own: &Own) -> Vec<String> {
         .collect()
 }
 
-async fn list(inner: &Inner, module: &str, query: &str, v: &str) -> Reply {
+/// The `(country_code, party_id)` of the token a Session or CDR runs on
+/// (`cdr_token`, 2.2+): the eMSP it belongs to.
+fn token_owner(o: &Value) -> Option<(String, String)> {
+    let t = o.get("cdr_token")?;
+    Some((
+        t.get("country_code")?.as_str()?.to_ascii_uppercase(),
+        t.get("party_id")?.as_str()?.to_ascii_uppercase(),
+    ))
+}
+
+async fn list(inner: &Inner, party: &Party, module: &str, query: &str, v: &str) -> Reply {
     let max = inner.config.max_limit;
     let page = match Page::from_query(query, max) {
         Ok(p) => p,
@@ -1358,11 +1514,38 @@ async fn list(inner: &Inner, module: &str, query: &str, v: &str) -> Reply {
             )
         }
     };
-    let (items, total) = match inner
-        .store
-        .list_objects(module, &own_prefixes(&inner.config.own), &page)
-        .await
-    {
+    let owners = own_prefixes(&inner.config.own);
+    // A CPO's sessions and CDRs go to the eMSP whose token they run on
+    // (`cdr_token`), never to another: selected before the page is cut.
+    let per_emsp = inner.config.role == Role::Cpo && matches!(module, "sessions" | "cdrs");
+    let listed = if per_emsp {
+        let all = Page {
+            offset: 0,
+            limit: usize::MAX,
+            ..page.clone()
+        };
+        inner
+            .store
+            .list_objects(module, &owners, &all)
+            .await
+            .map(|(items, _)| {
+                let ids = party.identities();
+                let mine: Vec<Value> = items
+                    .into_iter()
+                    .filter(|o| token_owner(o).is_some_and(|t| ids.contains(&t)))
+                    .collect();
+                let total = mine.len();
+                let page_items = mine
+                    .into_iter()
+                    .skip(page.offset)
+                    .take(page.limit)
+                    .collect();
+                (page_items, total)
+            })
+    } else {
+        inner.store.list_objects(module, &owners, &page).await
+    };
+    let (items, total) = match listed {
         Ok(listed) => listed,
         Err(e) => return Reply::store_failed(&e),
     };
@@ -1707,20 +1890,35 @@ async fn receive_cdr(
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_string();
+    // A CDR is kept under the party that sent it (`CC/PID/ID`): its own
+    // country_code/party_id (2.2+), which must be one of the sender's, or
+    // the sender's first identity (2.1.1 CDRs name no party). One CPO can
+    // then neither read nor pre-empt another's CDR of the same id.
+    let ids = party.identities();
+    let owner = match (
+        cdr.get("country_code").and_then(Value::as_str),
+        cdr.get("party_id").and_then(Value::as_str),
+    ) {
+        (Some(cc), Some(pid)) => Some((cc.to_ascii_uppercase(), pid.to_ascii_uppercase())),
+        _ => ids.first().cloned(),
+    };
+    let Some((cc, pid)) = owner.filter(|o| ids.contains(o)) else {
+        return Reply::err(
+            Http::NOT_FOUND,
+            StatusCode::CLIENT_ERROR,
+            "the CDR's country_code/party_id is not a party of these credentials",
+        );
+    };
+    let key = format!("{cc}/{pid}/{id}");
     // CDRs are immutable: a second POST of the same id is refused.
-    if stored!(inner.store.get_object("cdrs", &format!("#/{id}")).await).is_some() {
+    if stored!(inner.store.get_object("cdrs", &key).await).is_some() {
         return Reply::refuse(
             StatusCode::INVALID_PARAMETERS,
             format!("CDR {id} already received"),
         );
     }
-    stored!(
-        inner
-            .store
-            .put_object("cdrs", &format!("#/{id}"), cdr.clone())
-            .await
-    );
-    inner.handler.pushed(party, "cdrs", &id, &cdr).await;
+    stored!(inner.store.put_object("cdrs", &key, cdr.clone()).await);
+    inner.handler.pushed(party, "cdrs", &key, &cdr).await;
     let mut r = Reply::with(Http::CREATED, StatusCode::SUCCESS, None, None);
     r.headers.push((
         "Location",

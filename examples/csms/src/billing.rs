@@ -225,7 +225,7 @@ pub async fn cdr_token(
             v221::AuthMethod::Whitelist,
         ));
     };
-    if let Some((_, t)) = crate::roaming::roaming_token(store, uid).await? {
+    if let Some((_, t)) = crate::roaming::session_token(store, session).await? {
         let token = wire("cdr_token", crate::roaming::Roaming::cdr_token(&t))?;
         let auth = if t["whitelist"] == "NEVER" {
             v221::AuthMethod::AuthRequest

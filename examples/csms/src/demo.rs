@@ -248,7 +248,7 @@ async fn roaming_story(
     let mut result = None;
     for _ in 0..50 {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        result = store.get_object_sync("command_results", "START_SESSION/demo-1");
+        result = store.get_object_sync("command_results", "NL/EVP/START_SESSION/demo-1");
         if result.is_some() {
             break;
         }
@@ -271,7 +271,7 @@ async fn roaming_story(
     for _ in 0..50 {
         tokio::time::sleep(Duration::from_millis(100)).await;
         cdrs = store
-            .list_objects("cdrs", &["#/".into()], &page)
+            .list_objects("cdrs", &["NL/EVP/".into()], &page)
             .await
             .map_err(|e| e.to_string())?
             .0;

@@ -24,6 +24,7 @@ pub mod roaming;
 pub mod sessions;
 pub mod smart;
 pub mod store;
+mod store_ocpi;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

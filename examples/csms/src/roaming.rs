@@ -21,6 +21,24 @@
 //!   CANCEL_RESERVATION, UNLOCK_CONNECTOR) become the matching OCPP call to
 //!   the station in its version; the `CommandResult` goes to the partner's
 //!   `response_url` when the station answers.
+//!
+//! What a partner can reach (issue 16):
+//! - tokens are told apart by owner (`CC/PID`) and uid, never by uid
+//!   alone ([`attribute`]): a local driver's card is never a partner's, a
+//!   session belongs to the partner whose token it runs on (recorded on
+//!   first sight, `store_ocpi`), and only that partner hears of it; local
+//!   drivers' sessions and CDRs go to nobody;
+//! - partners know sessions and CDRs by random public ids (16 bytes from
+//!   the OS generator), never by our `{station}:{transaction}` ids;
+//! - commands act only on the caller's own: the token of START_SESSION and
+//!   RESERVE_NOW is stored under the caller's identity (never over another
+//!   owner's, never a local driver's card); STOP_SESSION, UNLOCK_CONNECTOR
+//!   and CANCEL_RESERVATION find only the caller's sessions and
+//!   reservations, anything else is `UNKNOWN_SESSION`/`REJECTED`;
+//! - registration refuses identities that are ours or another partner's;
+//!   a failed registration withdraws the token B we handed out;
+//! - a store failure reaches the partner as OCPI 3000 (HTTP 500/503), never
+//!   as a decision.
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -72,43 +90,72 @@ fn registration_from_json(v: &Value) -> Option<Registered> {
     })
 }
 
-fn party_of(row: (String, String, bool, Option<Value>)) -> Party {
-    Party {
+/// A stored party; a registration that cannot be read back is a store
+/// failure (answered 500), never taken for "not registered".
+fn party_of(row: (String, String, bool, Option<Value>)) -> Result<Party, StoreError> {
+    let registration = match &row.3 {
+        Some(v) => Some(
+            registration_from_json(v)
+                .ok_or_else(|| db_error(crate::store::StoreError::Corrupt("ocpi registration")))?,
+        ),
+        None => None,
+    };
+    Ok(Party {
         id: row.0,
         token: row.1,
         token_a: row.2,
-        registration: row.3.as_ref().and_then(registration_from_json),
+        registration,
+    })
+}
+
+/// A csms store failure as the OCPI server answers it: a database that
+/// cannot be reached is "unavailable" (HTTP 503), anything else a failure
+/// (HTTP 500); both OCPI 3000, the text logged only.
+fn db_error(e: crate::store::StoreError) -> StoreError {
+    use crate::store::StoreError as E;
+    match e {
+        E::Db(
+            sqlx::Error::Io(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed,
+        ) => StoreError::unavailable(e),
+        e => StoreError::backend(e),
     }
 }
 
 #[async_trait]
 impl OcpiStoreTrait for OcpiStore {
     async fn party_by_token(&self, token: &str) -> Result<Option<Party>, StoreError> {
-        let p = self.0.ocpi_party_by_token(token).await;
-        Ok(p.map_err(StoreError::backend)?.map(party_of))
+        let p = self.0.ocpi_party_by_token(token).await.map_err(db_error)?;
+        p.map(party_of).transpose()
     }
     async fn save_party(&self, party: Party) -> Result<(), StoreError> {
         let reg = party.registration.as_ref().map(registration_to_json);
         self.0
             .ocpi_save_party(&party.id, &party.token, party.token_a, reg.as_ref())
             .await
-            .map_err(StoreError::backend)
+            .map_err(db_error)
     }
     async fn remove_party(&self, id: &str) -> Result<(), StoreError> {
         let r = self.0.ocpi_remove_party(id).await;
-        r.map_err(StoreError::backend)
+        r.map_err(db_error)
+    }
+    async fn list_parties(&self) -> Result<Vec<Party>, StoreError> {
+        let parties = self.0.ocpi_parties().await.map_err(db_error)?;
+        parties.into_iter().map(party_of).collect()
     }
     async fn put_object(&self, module: &str, key: &str, object: Value) -> Result<bool, StoreError> {
         let r = self.0.ocpi_put_object(module, key, &object).await;
-        r.map_err(StoreError::backend)
+        r.map_err(db_error)
     }
     async fn get_object(&self, module: &str, key: &str) -> Result<Option<Value>, StoreError> {
         let r = self.0.ocpi_object(module, key).await;
-        r.map_err(StoreError::backend)
+        r.map_err(db_error)
     }
     async fn delete_object(&self, module: &str, key: &str) -> Result<bool, StoreError> {
         let r = self.0.ocpi_delete_object(module, key).await;
-        r.map_err(StoreError::backend)
+        r.map_err(db_error)
     }
     async fn list_objects(
         &self,
@@ -116,11 +163,7 @@ impl OcpiStoreTrait for OcpiStore {
         owners: &[String],
         page: &Page,
     ) -> Result<(Vec<Value>, usize), StoreError> {
-        let all = self
-            .0
-            .ocpi_objects(module)
-            .await
-            .map_err(StoreError::backend)?;
+        let all = self.0.ocpi_objects(module).await.map_err(db_error)?;
         Ok(evproto_ocpi::server::select_page(
             all.iter().map(|(k, v)| (k.as_str(), v)),
             owners,
@@ -201,9 +244,15 @@ impl Roaming {
     /// Registers us with a partner that gave us `token` (its token A) and
     /// its versions URL; returns the party id.
     ///
+    /// The token B we hand the partner works only while the registration
+    /// is under way and once it is stored: a failed registration withdraws
+    /// it. A partner whose credentials claim our identity or another
+    /// partner's is refused.
+    ///
     /// # Errors
     ///
-    /// The handshake failed; the reason.
+    /// The handshake failed, the partner's identity is taken, or the store
+    /// failed; the reason.
     pub async fn register_with(&self, versions_url: &str, token: &str) -> Result<Value, String> {
         let token_b = crate::store::random_hex(24);
         let label = format!("partner-{}", &token_b[..8]);
@@ -212,18 +261,50 @@ impl Roaming {
             .issue_token_a_as(&label, &token_b)
             .await
             .map_err(|e| e.to_string())?;
+        let done = self
+            .finish_registration(&label, versions_url, token, &token_b)
+            .await;
+        if let Err(why) = &done {
+            // token B must not outlive the failed registration
+            if let Err(e) = self.store.ocpi_remove_party(&label).await {
+                tracing::error!(label, "token B of a failed registration not withdrawn: {e}");
+                return Err(format!("{why}; token B not withdrawn: {e}"));
+            }
+        }
+        done
+    }
+
+    async fn finish_registration(
+        &self,
+        label: &str,
+        versions_url: &str,
+        token: &str,
+        token_b: &str,
+    ) -> Result<Value, String> {
         let peer = self
             .client
-            .register(self.own.clone(), versions_url, token, &token_b)
+            .register(self.own.clone(), versions_url, token, token_b)
             .await
             .map_err(|e| e.to_string())?;
         let reg = peer.registration().clone();
-        let id = party_label(&reg).unwrap_or(label.clone());
-        if let Err(e) = self.server.store().remove_party(&label).await {
-            tracing::warn!("ocpi party remove: {e}");
+        let taken = self
+            .server
+            .identity_in_use(label, &reg.peer_credentials)
+            .await
+            .map_err(|e| e.to_string())?;
+        if let Some((cc, pid)) = taken {
+            return Err(format!(
+                "the partner's identity {cc}/{pid} is already in use"
+            ));
         }
-        self.server
-            .adopt(&id, &token_b, reg.clone())
+        let id = party_label(&reg).unwrap_or(label.to_owned());
+        let parties = self.store.ocpi_parties().await.map_err(|e| e.to_string())?;
+        if parties.iter().any(|p| p.0 == id) {
+            return Err(format!("a partner named {id} exists"));
+        }
+        // one transaction: the token A entry becomes the registered partner
+        self.store
+            .ocpi_replace_party(label, &id, token_b, &registration_to_json(&reg))
             .await
             .map_err(|e| e.to_string())?;
         self.sync_partner(&peer).await;
@@ -232,12 +313,30 @@ impl Roaming {
         )
     }
 
+    /// Every stored party (a store failure is logged: nobody is pushed to).
+    async fn parties(&self) -> Vec<Party> {
+        let rows = match self.store.ocpi_parties().await {
+            Ok(rows) => rows,
+            Err(e) => {
+                tracing::error!("OCPI parties not read: {e}");
+                return Vec::new();
+            }
+        };
+        rows.into_iter()
+            .filter_map(|row| {
+                let id = row.0.clone();
+                party_of(row)
+                    .map_err(|e| tracing::error!(party = id, "OCPI party not read: {e}"))
+                    .ok()
+            })
+            .collect()
+    }
+
     /// Every registered partner as a client handle.
     pub async fn partners(&self) -> Vec<(String, Peer)> {
-        let parties = self.store.ocpi_parties().await.unwrap_or_default();
-        parties
+        self.parties()
+            .await
             .into_iter()
-            .map(party_of)
             .filter(|p| !p.token_a)
             .filter_map(|p| {
                 let reg = p.registration?;
@@ -249,10 +348,9 @@ impl Roaming {
 
     /// Partners as the API shows them.
     pub async fn partner_list(&self) -> Vec<Value> {
-        let parties = self.store.ocpi_parties().await.unwrap_or_default();
-        parties
+        self.parties()
+            .await
             .into_iter()
-            .map(party_of)
             .map(|p| {
                 let reg = p.registration.as_ref();
                 json!({"id": p.id, "registered": !p.token_a && reg.is_some(),
@@ -266,7 +364,13 @@ impl Roaming {
     /// Pushes our locations and tariffs to a newly registered partner.
     async fn sync_partner(&self, peer: &Peer) {
         for (module, kind) in [("locations", "Location"), ("tariffs", "Tariff")] {
-            let objects = self.store.ocpi_objects(module).await.unwrap_or_default();
+            let objects = match self.store.ocpi_objects(module).await {
+                Ok(o) => o,
+                Err(e) => {
+                    tracing::error!("{module} not pushed to a new partner: {e}");
+                    continue;
+                }
+            };
             for (key, obj) in objects {
                 if !key.starts_with(&format!("{}/{}/", self.country_code, self.party_id)) {
                     continue;
@@ -309,10 +413,15 @@ impl Roaming {
             tracing::warn!(id, "{kind} not valid OCPI: {e}");
             return;
         }
-        let _ = self
+        if let Err(e) = self
             .store
             .ocpi_put_object(module, &self.owner_key(id), &obj)
-            .await;
+            .await
+        {
+            // partners that pull would not see it: not pushed either
+            tracing::error!(id, "{kind} not stored: {e}");
+            return;
+        }
         let this = self.clone();
         tokio::spawn(async move {
             for (_, peer) in this.partners().await {
@@ -329,15 +438,18 @@ impl Roaming {
         });
     }
 
-    /// A token pushed by an eMSP, by uid: `(owner key, token)`.
-    pub async fn token(&self, uid: &str) -> Option<(String, Value)> {
-        roaming_token(&self.store, uid).await.ok().flatten()
-    }
-
     /// The OCPP authorization status of a roaming token, `None` if no
-    /// partner issued it.
+    /// partner's token stands for `uid` (see [`attribute`]: a local
+    /// driver's card, or a uid several partners pushed and none of them
+    /// started with, is no partner's).
     pub async fn authorize(&self, uid: &str) -> Option<&'static str> {
-        let (key, token) = self.token(uid).await?;
+        let (key, token) = match attribute(&self.store, uid, None).await {
+            Ok(found) => found?,
+            Err(e) => {
+                tracing::error!("roaming token {uid} not read: {e}");
+                return Some("Invalid");
+            }
+        };
         if token["valid"] != json!(true) {
             return Some("Blocked");
         }
@@ -368,15 +480,24 @@ impl Roaming {
 
     /// Pushes a roaming driver's session to its eMSP (start, updates, end)
     /// and, when priced, its CDR: the one `crate::billing` built and stored,
-    /// as it is (in the partner's version), never a second one.
+    /// as it is (in the partner's version), never a second one. The partner
+    /// knows both by their public ids (`store_ocpi`), never by ours; a
+    /// local driver's session goes to no partner.
     pub async fn session_changed(self: &Arc<Self>, s: &Session, cdr: Option<&Cdr>) {
-        let Some(uid) = s.id_token.clone() else {
-            return;
+        let att = match attribution(&self.store, s).await {
+            Ok(Some(a)) => a,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::error!(session = %s.id, "session not attributed, not pushed: {e}");
+                return;
+            }
         };
-        let Some((key, token)) = self.token(&uid).await else {
-            return;
-        };
-        let owner = owner_of(&key);
+        let owner = owner_of(&format!("{}/", att.row.owner));
+        let token = att.token.clone().unwrap_or_else(|| {
+            // the partner withdrew the token since: the session still carries it
+            json!({"country_code": owner.0, "party_id": owner.1, "uid": att.row.token_uid,
+                "type": "RFID", "contract_id": att.row.token_uid})
+        });
         // the session's currency is its tariff's (the CDR's when priced)
         let currency = match cdr {
             Some(c) => Some(c.currency.as_str().to_owned()),
@@ -393,9 +514,14 @@ impl Roaming {
                         .map(str::to_owned)
                 }),
         };
-        let session = self.ocpi_session(s, &token, currency.as_deref());
+        let mut session = self.ocpi_session(s, &token, currency.as_deref());
+        session["id"] = json!(att.row.public_id);
         let cdr = cdr.and_then(|c| match serde_json::to_value(c) {
-            Ok(v) => Some(v),
+            Ok(mut v) => {
+                v["id"] = json!(att.row.cdr_id);
+                v["session_id"] = json!(att.row.public_id);
+                Some(v)
+            }
             Err(e) => {
                 tracing::warn!(session = %s.id, "CDR not serialized: {e}");
                 None
@@ -559,22 +685,117 @@ pub fn evse_id(country_code: &str, party_id: &str, station_id: &str, evse: i64) 
     format!("{country_code}*{party_id}*E{station}{evse}")
 }
 
-/// A token an eMSP pushed, by uid: `(owner key, token)` (2.2.1 Token
-/// JSON as stored).
+/// The roaming tokens (2.2.1 Token JSON as stored) with this uid, of
+/// every partner: `(key, token)`, keys `CC/PID/UID`.
+async fn tokens_with_uid(
+    store: &Store,
+    uid: &str,
+) -> Result<Vec<(String, Value)>, crate::store::StoreError> {
+    let all = store.ocpi_objects("tokens").await?;
+    Ok(all
+        .into_iter()
+        .filter(|(k, _)| {
+            k.splitn(3, '/')
+                .nth(2)
+                .is_some_and(|u| u.eq_ignore_ascii_case(uid))
+        })
+        .collect())
+}
+
+/// The partner token a uid presented at a station stands for: `(key,
+/// token)`. Tokens are told apart by owner and uid, never by uid alone:
+/// - a local driver's card (the CSMS's own tokens) is no partner's, even
+///   if a partner pushed the same uid;
+/// - a uid one partner pushed is that partner's;
+/// - a uid several partners pushed is the one's that sent `START_SESSION`
+///   or `RESERVE_NOW` with it (at `station`, when given) in the last
+///   minutes, and otherwise nobody's (refused rather than billed to a
+///   guess).
 ///
 /// # Errors
 ///
 /// The store failed.
-pub async fn roaming_token(
+pub async fn attribute(
     store: &Store,
     uid: &str,
+    station: Option<&str>,
 ) -> Result<Option<(String, Value)>, crate::store::StoreError> {
-    let all = store.ocpi_objects("tokens").await?;
-    Ok(all.into_iter().find(|(k, _)| {
-        k.rsplit('/')
-            .next()
-            .is_some_and(|u| u.eq_ignore_ascii_case(uid))
+    if uid.is_empty() || store.token_status(uid).await?.is_some() {
+        return Ok(None);
+    }
+    let found = tokens_with_uid(store, uid).await?;
+    let mut owners: Vec<String> = found.iter().map(|(k, _)| owner_prefix(k)).collect();
+    owners.dedup();
+    if owners.len() <= 1 {
+        return Ok(found.into_iter().next());
+    }
+    let Some(owner) = store.ocpi_remote_start_owner(uid, station).await? else {
+        tracing::warn!(uid, "a uid several partners pushed: no partner's");
+        return Ok(None);
+    };
+    Ok(found.into_iter().find(|(k, _)| owner_prefix(k) == owner))
+}
+
+/// Whose a session is, as roaming pushes and bills it.
+struct Attribution {
+    /// Its row: owner, public ids.
+    row: crate::store_ocpi::OcpiSession,
+    /// The owner's token as stored now (`None`: withdrawn since).
+    token: Option<Value>,
+}
+
+/// The partner a session belongs to, attributed on first sight from its
+/// token ([`attribute`] at its station) and kept: `None` for a local
+/// driver's session or a token no single partner owns.
+async fn attribution(
+    store: &Store,
+    s: &Session,
+) -> Result<Option<Attribution>, crate::store::StoreError> {
+    if let Some(row) = store.ocpi_session(&s.id).await? {
+        let key = format!("{}/{}", row.owner, row.token_uid);
+        let token = store.ocpi_object("tokens", &key).await?;
+        return Ok(Some(Attribution { row, token }));
+    }
+    let Some(uid) = s.id_token.as_deref() else {
+        return Ok(None);
+    };
+    let Some((key, token)) = attribute(store, uid, Some(&s.station_id)).await? else {
+        return Ok(None);
+    };
+    let key_uid = key.splitn(3, '/').nth(2).unwrap_or(uid);
+    let row = store
+        .ocpi_attribute_session(&s.id, &owner_prefix(&key), key_uid)
+        .await?;
+    // a concurrent first sight may have won: its row holds
+    let token = if format!("{}/{}", row.owner, row.token_uid) == key {
+        Some(token)
+    } else {
+        let key = format!("{}/{}", row.owner, row.token_uid);
+        store.ocpi_object("tokens", &key).await?
+    };
+    Ok(Some(Attribution { row, token }))
+}
+
+/// The partner token a session runs on, `(key, token)`: what its CDR
+/// names as `cdr_token` (`crate::billing`); `None` for a local driver's.
+///
+/// # Errors
+///
+/// The store failed.
+pub async fn session_token(
+    store: &Store,
+    s: &Session,
+) -> Result<Option<(String, Value)>, crate::store::StoreError> {
+    Ok(attribution(store, s).await?.and_then(|a| {
+        let key = format!("{}/{}", a.row.owner, a.row.token_uid);
+        a.token.map(|t| (key, t))
     }))
+}
+
+/// `CC/PID` of a key `CC/PID/ID`.
+fn owner_prefix(key: &str) -> String {
+    let (cc, pid) = owner_of(key);
+    format!("{cc}/{pid}")
 }
 
 fn owner_of(key: &str) -> (String, String) {
@@ -672,99 +893,183 @@ struct CpoHandler {
     app: Weak<App>,
 }
 
-/// A stable OCPP integer for an OCPI reservation id.
-fn reservation_number(id: &str) -> i64 {
-    id.parse::<i64>().unwrap_or_else(|_| {
-        id.bytes().fold(17i64, |h, b| {
-            (h.wrapping_mul(31) + i64::from(b)) & 0x3fff_ffff
-        })
-    })
+/// A `CommandResponse` without a timeout (decided at once).
+fn answer(result: &str, why: &str) -> Value {
+    let mut v = json!({"result": result, "timeout": 0});
+    if !why.is_empty() {
+        v["message"] = json!([{"language": "en", "text": why}]);
+    }
+    v
+}
+
+/// The token a command carries, as the calling party may give it: under
+/// the identity the token names when that is one of the caller's, else
+/// under the caller's first identity (the token's `country_code` and
+/// `party_id` set to it): `(owner CC/PID, uid, token)`. `None` when the
+/// caller has no identity or the token no uid.
+fn callers_token(ids: &[(String, String)], t: &Value) -> Option<(String, String, Value)> {
+    let uid = t["uid"].as_str().filter(|u| !u.is_empty())?.to_owned();
+    let named = match (t["country_code"].as_str(), t["party_id"].as_str()) {
+        (Some(cc), Some(pid)) => Some((cc.to_ascii_uppercase(), pid.to_ascii_uppercase())),
+        _ => None,
+    };
+    let (cc, pid) = named
+        .filter(|n| ids.contains(n))
+        .or_else(|| ids.first().cloned())?;
+    let mut token = t.clone();
+    token["country_code"] = json!(cc);
+    token["party_id"] = json!(pid);
+    Some((format!("{cc}/{pid}"), uid, token))
+}
+
+/// The OCPP EVSE number (1.6: connector) of an OCPI `evse_uid` at a station
+/// (`{station}-{n}`, [`evse_uid`]).
+fn evse_number(station: &str, uid: Option<&str>) -> Option<i64> {
+    let n = uid?
+        .strip_prefix(station)?
+        .strip_prefix('-')?
+        .parse()
+        .ok()?;
+    Some(n).filter(|n: &i64| *n > 0)
 }
 
 #[async_trait]
 impl Handler for CpoHandler {
-    async fn command(&self, party: &Party, command: &str, body: &Value) -> Value {
+    /// Commands act only on what is the calling party's: its own tokens
+    /// (stored under its own identity), its sessions (named by their public
+    /// ids), its reservations, connectors where its token has the active
+    /// session. Anything else is answered as if unknown: `UNKNOWN_SESSION`
+    /// for STOP_SESSION, `REJECTED` otherwise. A store failure is an OCPI
+    /// error (3000), with nothing sent to the station.
+    async fn command(
+        &self,
+        party: &Party,
+        command: &str,
+        body: &Value,
+    ) -> Result<Value, StoreError> {
         let Some(app) = self.app.upgrade() else {
-            return json!({"result": "REJECTED", "timeout": 0});
+            return Ok(answer("REJECTED", "shutting down"));
         };
+        let ids = party.identities();
+        let owners: Vec<String> = ids.iter().map(|(c, p)| format!("{c}/{p}")).collect();
         let response_url = body["response_url"]
             .as_str()
             .unwrap_or_default()
             .to_string();
+        let store = &app.store;
         // Which station, and the OCPP call for it.
         let (station, action, payload) = match command {
-            "START_SESSION" | "RESERVE_NOW" | "UNLOCK_CONNECTOR" => {
+            "START_SESSION" | "RESERVE_NOW" => {
                 let station = body["location_id"].as_str().unwrap_or_default().to_string();
-                let evse: Option<i64> = body["evse_uid"]
-                    .as_str()
-                    .and_then(|u| u.rsplit('-').next())
-                    .and_then(|n| n.parse().ok());
-                let uid = body["token"]["uid"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string();
-                if command == "START_SESSION" || command == "RESERVE_NOW" {
-                    // The token comes with the command: remember it so the
-                    // station's Authorize/StartTransaction accepts it.
-                    if let Some(r) = &app.roaming() {
-                        let t = &body["token"];
-                        let key = format!(
-                            "{}/{}/{uid}",
-                            t["country_code"]
-                                .as_str()
-                                .unwrap_or("")
-                                .to_ascii_uppercase(),
-                            t["party_id"].as_str().unwrap_or("").to_ascii_uppercase()
-                        );
-                        let saved = r.server.store().put_object("tokens", &key, t.clone()).await;
-                        if let Err(e) = saved {
-                            tracing::warn!("ocpi object save: {e}");
-                        }
-                    }
+                let evse = evse_number(&station, body["evse_uid"].as_str());
+                if app.station_version(&station).is_none() {
+                    return Ok(answer("REJECTED", "station not connected"));
                 }
+                let Some((owner, uid, token)) = callers_token(&ids, &body["token"]) else {
+                    return Ok(answer("REJECTED", "no token of these credentials"));
+                };
+                // a local driver's card is never a partner's
+                if store.token_status(&uid).await.map_err(db_error)?.is_some() {
+                    return Ok(answer("REJECTED", "unknown token"));
+                }
+                // The token comes with the command: remember it (under the
+                // caller, never over another owner's) so the station's
+                // Authorize/StartTransaction accepts it for this partner.
+                // (the note first: alone, after a failed token write, it
+                // attributes nothing)
+                store
+                    .ocpi_note_remote_start(&owner, &uid, &station)
+                    .await
+                    .map_err(db_error)?;
+                let key = format!("{owner}/{uid}");
+                store
+                    .ocpi_put_object("tokens", &key, &token)
+                    .await
+                    .map_err(db_error)?;
                 let v16 = app.station_version(&station) == Some(ProtocolVersion::V16);
-                let (action, payload) = match (command, v16) {
-                    ("START_SESSION", true) => ("RemoteStartTransaction", {
-                        let mut p = json!({"idTag": uid});
-                        if let Some(e) = evse {
-                            p["connectorId"] = json!(e);
-                        }
-                        p
-                    }),
-                    ("START_SESSION", false) => ("RequestStartTransaction", {
-                        let mut p = json!({"idToken": {"idToken": uid, "type": "Central"}, "remoteStartId": reservation_number(&crate::store::random_hex(6))});
-                        if let Some(e) = evse {
-                            p["evseId"] = json!(e);
-                        }
-                        p
-                    }),
-                    ("RESERVE_NOW", true) => (
-                        "ReserveNow",
+                let (action, payload) = if command == "START_SESSION" {
+                    let mut p = if v16 {
+                        json!({"idTag": uid})
+                    } else {
+                        let remote = i64::from_str_radix(&crate::store::random_hex(3), 16)
+                            .unwrap_or(1)
+                            .max(1);
+                        json!({"idToken": {"idToken": uid, "type": "Central"}, "remoteStartId": remote})
+                    };
+                    if let Some(e) = evse {
+                        p[if v16 { "connectorId" } else { "evseId" }] = json!(e);
+                    }
+                    let action = if v16 {
+                        "RemoteStartTransaction"
+                    } else {
+                        "RequestStartTransaction"
+                    };
+                    (action, p)
+                } else {
+                    let rid = body["reservation_id"].as_str().unwrap_or_default();
+                    let number = store
+                        .ocpi_reserve(&owner, rid, &station, &uid)
+                        .await
+                        .map_err(db_error)?;
+                    let p = if v16 {
                         json!({"connectorId": evse.unwrap_or(0), "expiryDate": body["expiry_date"],
-                        "idTag": uid, "reservationId": reservation_number(body["reservation_id"].as_str().unwrap_or("0"))}),
-                    ),
-                    ("RESERVE_NOW", false) => ("ReserveNow", {
-                        let mut p = json!({"id": reservation_number(body["reservation_id"].as_str().unwrap_or("0")),
-                            "expiryDateTime": body["expiry_date"], "idToken": {"idToken": uid, "type": "Central"}});
+                            "idTag": uid, "reservationId": number})
+                    } else {
+                        let mut p = json!({"id": number, "expiryDateTime": body["expiry_date"],
+                            "idToken": {"idToken": uid, "type": "Central"}});
                         if let Some(e) = evse {
                             p["evseId"] = json!(e);
                         }
                         p
-                    }),
-                    (_, true) => ("UnlockConnector", json!({"connectorId": evse.unwrap_or(1)})),
-                    (_, false) => (
-                        "UnlockConnector",
-                        json!({"evseId": evse.unwrap_or(1),
-                        "connectorId": body["connector_id"].as_str().and_then(|c| c.parse::<i64>().ok()).unwrap_or(1)}),
-                    ),
+                    };
+                    ("ReserveNow", p)
                 };
                 (station, action, payload)
             }
+            "UNLOCK_CONNECTOR" => {
+                let station = body["location_id"].as_str().unwrap_or_default().to_string();
+                let Some(evse) = evse_number(&station, body["evse_uid"].as_str()) else {
+                    return Ok(answer("REJECTED", "unknown EVSE"));
+                };
+                // only where the caller's own token has the active session
+                let mut own_session = false;
+                for owner in &owners {
+                    for sid in store
+                        .ocpi_active_sessions_of(owner, &station)
+                        .await
+                        .map_err(db_error)?
+                    {
+                        let s = store.session(&sid).await.map_err(db_error)?;
+                        own_session |= s.is_some_and(|s| {
+                            s.status != "Completed" && s.evse_id.unwrap_or(1).max(1) == evse
+                        });
+                    }
+                }
+                if !own_session {
+                    return Ok(answer("REJECTED", "no session of yours at this connector"));
+                }
+                let v16 = app.station_version(&station) == Some(ProtocolVersion::V16);
+                let payload = if v16 {
+                    json!({"connectorId": evse})
+                } else {
+                    json!({"evseId": evse,
+                        "connectorId": body["connector_id"].as_str().and_then(|c| c.parse::<i64>().ok()).unwrap_or(1)})
+                };
+                (station, "UnlockConnector", payload)
+            }
             "STOP_SESSION" => {
-                let sid = body["session_id"].as_str().unwrap_or_default().to_string();
-                let session = match app.store.session(&sid).await {
-                    Ok(Some(s)) if s.status != "Completed" => s,
-                    _ => return json!({"result": "UNKNOWN_SESSION", "timeout": 0}),
+                // partners name sessions by their public ids, and only their own
+                let sid = body["session_id"].as_str().unwrap_or_default();
+                let row = store
+                    .ocpi_session_by_public_id(sid)
+                    .await
+                    .map_err(db_error)?;
+                let Some(row) = row.filter(|r| owners.contains(&r.owner)) else {
+                    return Ok(answer("UNKNOWN_SESSION", ""));
+                };
+                let session = match store.session(&row.session_id).await.map_err(db_error)? {
+                    Some(s) if s.status != "Completed" => s,
+                    _ => return Ok(answer("UNKNOWN_SESSION", "")),
                 };
                 let v16 = app.station_version(&session.station_id) == Some(ProtocolVersion::V16);
                 let payload = if v16 {
@@ -780,32 +1085,28 @@ impl Handler for CpoHandler {
                 (session.station_id, action, payload)
             }
             "CANCEL_RESERVATION" => {
-                // The command names no station: use the one the reservation was made at.
-                let id = reservation_number(body["reservation_id"].as_str().unwrap_or("0"));
-                let station = app
-                    .store
-                    .setting(&format!("reservation:{id}"))
-                    .await
-                    .ok()
-                    .flatten()
-                    .unwrap_or_default();
-                (station, "CancelReservation", json!({"reservationId": id}))
+                // the command names no station: the one the caller's reservation is at
+                let rid = body["reservation_id"].as_str().unwrap_or_default();
+                let mut found = None;
+                for owner in &owners {
+                    found = store.ocpi_reservation(owner, rid).await.map_err(db_error)?;
+                    if found.is_some() {
+                        break;
+                    }
+                }
+                let Some((number, station)) = found else {
+                    return Ok(answer("REJECTED", "unknown reservation"));
+                };
+                (
+                    station,
+                    "CancelReservation",
+                    json!({"reservationId": number}),
+                )
             }
-            _ => return json!({"result": "NOT_SUPPORTED", "timeout": 0}),
+            _ => return Ok(answer("NOT_SUPPORTED", "")),
         };
         if app.station_version(&station).is_none() {
-            return json!({"result": "REJECTED", "timeout": 0, "message": [{"language": "en", "text": "station not connected"}]});
-        }
-        if action == "ReserveNow" {
-            let id = payload
-                .get("reservationId")
-                .or_else(|| payload.get("id"))
-                .cloned()
-                .unwrap_or_default();
-            let _ = app
-                .store
-                .put_setting(&format!("reservation:{id}"), &station)
-                .await;
+            return Ok(answer("REJECTED", "station not connected"));
         }
         let party = party.clone();
         let timeout = app.config.call_timeout;
@@ -835,7 +1136,7 @@ impl Handler for CpoHandler {
                 tracing::warn!("command result not delivered: {e}");
             }
         });
-        json!({"result": "ACCEPTED", "timeout": secs})
+        Ok(json!({"result": "ACCEPTED", "timeout": secs}))
     }
 
     async fn registered(&self, party: &Party) {

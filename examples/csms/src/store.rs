@@ -120,6 +120,16 @@ const MIGRATIONS: &[(i64, &str)] = &[
         "CREATE TABLE IF NOT EXISTS station_reports (station_id TEXT NOT NULL, kind TEXT NOT NULL, key TEXT NOT NULL, body TEXT NOT NULL, received_at TEXT NOT NULL);
     CREATE INDEX IF NOT EXISTS station_reports_by_kind ON station_reports (station_id, kind, received_at)",
     ),
+    (
+        9,
+        // roaming (store_ocpi.rs): a partner's sessions with their public ids, its reservations,
+        // its recent remote starts
+        "CREATE TABLE IF NOT EXISTS ocpi_sessions (session_id TEXT PRIMARY KEY, public_id TEXT NOT NULL UNIQUE, cdr_id TEXT NOT NULL UNIQUE, owner TEXT NOT NULL, token_uid TEXT NOT NULL, created_at TEXT NOT NULL);
+    CREATE INDEX IF NOT EXISTS ocpi_sessions_by_owner ON ocpi_sessions (owner);
+    CREATE TABLE IF NOT EXISTS ocpi_reservations (reservation_number BIGINT PRIMARY KEY, owner TEXT NOT NULL, reservation_id TEXT NOT NULL, station_id TEXT NOT NULL, token_uid TEXT NOT NULL, created_at TEXT NOT NULL, UNIQUE (owner, reservation_id));
+    CREATE TABLE IF NOT EXISTS ocpi_remote_starts (owner TEXT NOT NULL, token_uid TEXT NOT NULL, station_id TEXT NOT NULL, created_at TEXT NOT NULL);
+    CREATE INDEX IF NOT EXISTS ocpi_remote_starts_by_uid ON ocpi_remote_starts (token_uid, created_at)",
+    ),
 ];
 
 /// The store handle. Cheap to clone.

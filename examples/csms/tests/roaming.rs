@@ -85,6 +85,37 @@ async fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     }
 }
 
+/// Every object of a module in an in-memory OCPI store.
+async fn objects(store: &MemoryStore, module: &str) -> Vec<Value> {
+    use evproto_ocpi::server::Store as _;
+    let page = evproto_ocpi::pagination::Page {
+        offset: 0,
+        limit: 1000,
+        date_from: None,
+        date_to: None,
+    };
+    store
+        .list_objects(module, &[String::new()], &page)
+        .await
+        .unwrap()
+        .0
+}
+
+/// The first object of a module once there is one.
+async fn first_object(store: &MemoryStore, module: &str) -> Value {
+    let t = Instant::now();
+    loop {
+        if let Some(o) = objects(store, module).await.into_iter().next() {
+            return o;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "timed out waiting for {module}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cpo_roaming_with_an_emsp() {
     let dir = std::env::temp_dir().join(format!("csms-roaming-{}", std::process::id()));
@@ -303,10 +334,14 @@ async fn cpo_roaming_with_an_emsp() {
         .unwrap();
     assert_eq!(profile, "profile 1 7400");
     let sid = format!("RS1:{tx}");
-    eventually("session push", || {
-        emsp_store.get_object_sync("sessions", &format!("NL/EVP/{sid}"))
-    })
-    .await;
+    // the partner knows the session by a random public id, never ours
+    let pushed = first_object(&emsp_store, "sessions").await;
+    let public = pushed["id"].as_str().unwrap().to_string();
+    assert!(emsp_store
+        .get_object_sync("sessions", &format!("NL/EVP/{sid}"))
+        .is_none());
+    assert_eq!(public.len(), 32, "{public}");
+    assert!(public.bytes().all(|b| b.is_ascii_hexdigit()), "{public}");
     call("MeterValues", json!({"connectorId": 1, "transactionId": tx, "meterValue": [{"timestamp": at(10),
         "sampledValue": [{"value": "6000", "measurand": "Energy.Active.Import.Register", "unit": "Wh"}]}]})).await;
     call(
@@ -316,15 +351,19 @@ async fn cpo_roaming_with_an_emsp() {
     .await;
     let session = eventually("completed session push", || {
         emsp_store
-            .get_object_sync("sessions", &format!("NL/EVP/{sid}"))
+            .get_object_sync("sessions", &format!("NL/EVP/{public}"))
             .filter(|s| s["status"] == "COMPLETED")
     })
     .await;
     assert_eq!(session["kwh"], json!(10));
-    let cdr = eventually("CDR", || {
-        emsp_store.get_object_sync("cdrs", &format!("#/{sid}"))
-    })
-    .await;
+    let cdr = first_object(&emsp_store, "cdrs").await;
+    // its own random id, naming the session by its public id
+    let cdr_id = cdr["id"].as_str().unwrap().to_string();
+    assert!(cdr_id.len() == 32 && cdr_id != public, "{cdr}");
+    assert_eq!(cdr["session_id"], json!(public));
+    assert!(emsp_store
+        .get_object_sync("cdrs", &format!("NL/EVP/{cdr_id}"))
+        .is_some());
     // 10 kWh × 0.30 + 1.00 = 4.00 before taxes; VAT 20 % on the energy: 0.60
     // (the 2.3.0 price shape: the partner speaks 2.3.0, our store 2.2.1)
     assert_eq!(
@@ -344,12 +383,8 @@ async fn cpo_roaming_with_an_emsp() {
     assert_eq!(cdr["currency"], "EUR");
     let (_, stored) = api(http, "GET", &format!("/api/sessions/{sid}/cdr"), None).await;
     assert_eq!(
-        (
-            &stored["id"],
-            &stored["last_updated"],
-            &stored["total_energy"]
-        ),
-        (&cdr["id"], &cdr["last_updated"], &cdr["total_energy"]),
+        (&stored["last_updated"], &stored["total_energy"]),
+        (&cdr["last_updated"], &cdr["total_energy"]),
         "{stored}"
     );
     assert_eq!(
@@ -382,7 +417,7 @@ async fn cpo_roaming_with_an_emsp() {
         .unwrap();
     assert_eq!(tag, "ROAM1");
     let result = eventually("command result", || {
-        emsp_store.get_object_sync("command_results", "START_SESSION/req-1")
+        emsp_store.get_object_sync("command_results", "NL/EVP/START_SESSION/req-1")
     })
     .await;
     assert_eq!(result["result"], "ACCEPTED");

@@ -89,12 +89,13 @@ struct Commands;
 
 #[async_trait::async_trait]
 impl Handler for Commands {
-    async fn command(&self, _p: &Party, command: &str, body: &Value) -> Value {
+    async fn command(&self, _p: &Party, command: &str, body: &Value) -> Result<Value, StoreError> {
         assert!(body.get("response_url").is_some());
-        if command == "START_SESSION" {
-            json!({"result": "ACCEPTED", "timeout": 30})
-        } else {
-            json!({"result": "NOT_SUPPORTED", "timeout": 0})
+        match command {
+            "START_SESSION" => Ok(json!({"result": "ACCEPTED", "timeout": 30})),
+            // the application's database failed
+            "STOP_SESSION" => Err(StoreError::backend(Fire)),
+            _ => Ok(json!({"result": "NOT_SUPPORTED", "timeout": 0})),
         }
     }
     async fn charging_profile(
@@ -281,6 +282,28 @@ async fn pushes_and_commands() {
         .await
         .unwrap_err();
     assert!(matches!(e, ClientError::Status { code: 2001, .. }), "{e}");
+    // The handler's store failed: OCPI 3000 with HTTP 500, never an answer
+    // the partner would take for a decision.
+    let token_c = peer.registration().peer_credentials["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let auth = evproto_ocpi::auth::encode_token(&token_c, TokenEncoding::Base64);
+    let stop = json!({"response_url": "http://127.0.0.1:1/cb", "session_id": "S1"});
+    let (s, _, body) = raw(
+        "POST",
+        &format!("{}/2.2.1/commands/STOP_SESSION", cpo.base),
+        Some(&auth),
+        Some(&stop.to_string()),
+        &[],
+    )
+    .await;
+    assert_eq!(
+        (s, body["status_code"].as_u64()),
+        (500, Some(3000)),
+        "{body}"
+    );
+    assert!(!body.to_string().contains("fire"), "{body}");
 }
 
 async fn raw(
@@ -562,17 +585,18 @@ async fn objects_are_served_in_the_partners_version() {
             "last_updated": "2024-01-01T00:00:00Z"}))
         .await
         .unwrap();
-    for (version, emsp_versions) in [
-        (Version::V230, vec![Version::V230]),
-        (Version::V211, vec![Version::V211]),
+    // two eMSPs (one identity each: a second DE/EMS would be refused)
+    for (version, emsp_versions, pid) in [
+        (Version::V230, vec![Version::V230], "EMS"),
+        (Version::V211, vec![Version::V211], "EM2"),
     ] {
-        let emsp = node(Role::Emsp, "DE", "EMS", Arc::new(NoHandler), emsp_versions).await;
+        let emsp = node(Role::Emsp, "DE", pid, Arc::new(NoHandler), emsp_versions).await;
         let token_a = server
             .issue_token_a(&format!("emsp-{version}"))
             .await
             .unwrap();
         let token_b = emsp.server.issue_token_a("cpo").await.unwrap();
-        let mut own = Own::with_role(&format!("{}/versions", emsp.base), "DE", "EMS", "EMSP", "e");
+        let mut own = Own::with_role(&format!("{}/versions", emsp.base), "DE", pid, "EMSP", "e");
         own.versions = vec![version];
         let peer = Client::new(UrlPolicy::default())
             .unwrap()
@@ -685,6 +709,10 @@ impl Store for Flaky {
     async fn remove_party(&self, id: &str) -> Result<(), StoreError> {
         self.parties()?;
         self.inner.remove_party(id).await
+    }
+    async fn list_parties(&self) -> Result<Vec<Party>, StoreError> {
+        self.parties()?;
+        self.inner.list_parties().await
     }
     async fn put_object(&self, module: &str, key: &str, object: Value) -> Result<bool, StoreError> {
         self.objects()?;
@@ -896,4 +924,428 @@ async fn module_routes_per_role() {
     );
     let (s, _, body) = raw("GET", &url, Some(&c), None, &[]).await;
     assert_eq!((s, body["data"]["uid"].as_str()), (200, Some("A/B%")));
+}
+
+/// `sender` (a node) registers with `receiver` as credentials Sender under
+/// `cc`/`pid`; the Sender's handle on the Receiver.
+async fn register(
+    sender: &Node,
+    (cc, pid, role): (&str, &str, &str),
+    receiver: &Node,
+    label: &str,
+) -> Result<evproto_ocpi::client::Peer, ClientError> {
+    let token_a = receiver.server.issue_token_a(label).await.unwrap();
+    let own = Own::with_role(
+        &format!("{}/versions", sender.base),
+        cc,
+        pid,
+        role,
+        &format!("{pid} test"),
+    );
+    let token_b = sender.server.issue_token_a("peer").await.unwrap();
+    let peer = Client::new(UrlPolicy::default())
+        .unwrap()
+        .register(
+            own,
+            &format!("{}/versions", receiver.base),
+            &token_a,
+            &token_b,
+        )
+        .await?;
+    sender
+        .server
+        .adopt("peer", &token_b, peer.registration().clone())
+        .await
+        .unwrap();
+    Ok(peer.from_party(cc, pid))
+}
+
+/// A 2.2.1 CDR (the spec's example, with the token's party it lacks) of
+/// the CPO `cc`/`pid`.
+fn cdr(cc: &str, pid: &str, id: &str) -> Value {
+    let mut c: Value =
+        serde_json::from_str(include_str!("../../spec/v221/examples/cdr_example.json")).unwrap();
+    c["country_code"] = json!(cc);
+    c["party_id"] = json!(pid);
+    c["id"] = json!(id);
+    c["cdr_token"]["country_code"] = json!("DE");
+    c["cdr_token"]["party_id"] = json!("EMS");
+    c
+}
+
+/// Issue 16 item 6: an eMSP keeps CDRs, hub client info, command results
+/// and charging profile results under the party that sent them; one CPO
+/// can neither read nor pre-empt another's (same ids), nor send under
+/// another's country/party.
+#[tokio::test]
+async fn emsp_keeps_what_each_cpo_sends_apart() {
+    let emsp = node(
+        Role::Emsp,
+        "DE",
+        "EMS",
+        Arc::new(NoHandler),
+        vec![Version::V221],
+    )
+    .await;
+    let cpo1 = node(
+        Role::Cpo,
+        "NL",
+        "CPO",
+        Arc::new(NoHandler),
+        vec![Version::V221],
+    )
+    .await;
+    let cpo2 = node(
+        Role::Cpo,
+        "BE",
+        "CPT",
+        Arc::new(NoHandler),
+        vec![Version::V221],
+    )
+    .await;
+    let p1 = register(&cpo1, ("NL", "CPO", "CPO"), &emsp, "cpo1")
+        .await
+        .unwrap();
+    let p2 = register(&cpo2, ("BE", "CPT", "CPO"), &emsp, "cpo2")
+        .await
+        .unwrap();
+
+    // CPO 2 posts first, under its own party: CPO 1's CDR of the same id
+    // is still accepted (not pre-empted) and each reads back its own.
+    let r2 = p2
+        .post("cdrs", &[], &cdr("BE", "CPT", "CDR1"))
+        .await
+        .unwrap();
+    let r1 = p1
+        .post("cdrs", &[], &cdr("NL", "CPO", "CDR1"))
+        .await
+        .unwrap();
+    assert_eq!((r1.http_status, r2.http_status), (201, 201));
+    assert!(emsp.store.get_object_sync("cdrs", "NL/CPO/CDR1").is_some());
+    assert!(emsp.store.get_object_sync("cdrs", "BE/CPT/CDR1").is_some());
+    let location = r1.location.clone().unwrap();
+    assert!(location.ends_with("/cdrs/CDR1"), "{location}");
+    let token = |p: &evproto_ocpi::client::Peer| {
+        let t = p.registration().peer_credentials["token"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        evproto_ocpi::auth::encode_token(&t, TokenEncoding::Base64)
+    };
+    let (t1, t2) = (token(&p1), token(&p2));
+    let (s, _, body) = raw("GET", &location, Some(&t1), None, &[]).await;
+    assert_eq!((s, body["data"]["party_id"].as_str()), (200, Some("CPO")));
+    let (s, _, body) = raw("GET", &location, Some(&t2), None, &[]).await;
+    assert_eq!((s, body["data"]["party_id"].as_str()), (200, Some("CPT")));
+    // A CDR only CPO 1 sent is unknown to CPO 2.
+    p1.post("cdrs", &[], &cdr("NL", "CPO", "ONLY1"))
+        .await
+        .unwrap();
+    let only1 = location.replace("CDR1", "ONLY1");
+    assert_eq!(raw("GET", &only1, Some(&t1), None, &[]).await.0, 200);
+    let (s, _, _) = raw("GET", &only1, Some(&t2), None, &[]).await;
+    assert_eq!(s, 404);
+    // Immutable per party: CPO 1 posting CDR1 again is refused.
+    let e = p1
+        .post("cdrs", &[], &cdr("NL", "CPO", "CDR1"))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, ClientError::Status { code: 2001, .. }), "{e}");
+    // CPO 2 posting in CPO 1's name: refused, nothing stored.
+    let e = p2
+        .post("cdrs", &[], &cdr("NL", "CPO", "FORGED"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            ClientError::Unexpected { status: 404, .. } | ClientError::Status { .. }
+        ),
+        "{e}"
+    );
+    assert!(emsp
+        .store
+        .get_object_sync("cdrs", "NL/CPO/FORGED")
+        .is_none());
+
+    // Hub client info: what CPO 1 tells about XX/AAA is not CPO 2's to read
+    // or overwrite.
+    let info = |status: &str| {
+        json!({"party_id": "AAA", "country_code": "XX", "role": "EMSP", "status": status,
+            "last_updated": "2024-01-01T00:00:00Z"})
+    };
+    let hci = format!("{}/2.2.1/hubclientinfo/XX/AAA", emsp.base);
+    let (s, _, body) = raw(
+        "PUT",
+        &hci,
+        Some(&t1),
+        Some(&info("CONNECTED").to_string()),
+        &[],
+    )
+    .await;
+    assert_eq!(s, 201, "{body}");
+    let (s, _, _) = raw("GET", &hci, Some(&t2), None, &[]).await;
+    assert_eq!(s, 404, "another party's client info");
+    let (s, _, _) = raw(
+        "PUT",
+        &hci,
+        Some(&t2),
+        Some(&info("SUSPENDED").to_string()),
+        &[],
+    )
+    .await;
+    assert_eq!(s, 201, "CPO 2's own entry, not CPO 1's replaced");
+    let (s, _, body) = raw("GET", &hci, Some(&t1), None, &[]).await;
+    assert_eq!(
+        (s, body["data"]["status"].as_str()),
+        (200, Some("CONNECTED"))
+    );
+
+    // Command results and charging profile results: under the sender.
+    let result = format!("{}/2.2.1/commands/START_SESSION/req-1", emsp.base);
+    let (s, _, _) = raw(
+        "POST",
+        &result,
+        Some(&t2),
+        Some(r#"{"result":"REJECTED"}"#),
+        &[],
+    )
+    .await;
+    assert_eq!(s, 200);
+    let (s, _, _) = raw(
+        "POST",
+        &result,
+        Some(&t1),
+        Some(r#"{"result":"ACCEPTED"}"#),
+        &[],
+    )
+    .await;
+    assert_eq!(s, 200);
+    let stored = |key: &str| emsp.store.get_object_sync("command_results", key);
+    assert_eq!(
+        stored("NL/CPO/START_SESSION/req-1").unwrap()["result"],
+        "ACCEPTED"
+    );
+    assert_eq!(
+        stored("BE/CPT/START_SESSION/req-1").unwrap()["result"],
+        "REJECTED"
+    );
+    assert!(stored("START_SESSION/req-1").is_none());
+    let cp = format!("{}/2.2.1/chargingprofiles/S1/req-9", emsp.base);
+    let (s, _, _) = raw(
+        "POST",
+        &cp,
+        Some(&t2),
+        Some(r#"{"result":"ACCEPTED"}"#),
+        &[],
+    )
+    .await;
+    assert_eq!(s, 200);
+    assert!(emsp
+        .store
+        .get_object_sync("charging_profile_results", "BE/CPT/S1/req-9")
+        .is_some());
+}
+
+/// Issue 16 item 3: a registration claiming the Receiver's own identity or
+/// one another party registered with is refused (2001) and leaves the
+/// token A a registration token; a distinct identity still registers.
+#[tokio::test]
+async fn registration_refuses_identities_in_use() {
+    let cpo = node(
+        Role::Cpo,
+        "NL",
+        "CPO",
+        Arc::new(NoHandler),
+        vec![Version::V221],
+    )
+    .await;
+    let emsp1 = node(
+        Role::Emsp,
+        "DE",
+        "EMS",
+        Arc::new(NoHandler),
+        vec![Version::V221],
+    )
+    .await;
+    register(&emsp1, ("DE", "EMS", "EMSP"), &cpo, "emsp1")
+        .await
+        .unwrap();
+    let intruder = node(
+        Role::Emsp,
+        "DE",
+        "EMS",
+        Arc::new(NoHandler),
+        vec![Version::V221],
+    )
+    .await;
+    for (cc, pid) in [("NL", "CPO"), ("DE", "EMS"), ("nl", "cpo")] {
+        let e = register(&intruder, (cc, pid, "EMSP"), &cpo, "intruder")
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                ClientError::Handshake(evproto_ocpi::credentials::HandshakeError::Refused {
+                    code: 2001,
+                    ..
+                })
+            ),
+            "{cc}/{pid}: {e}"
+        );
+        let p = cpo
+            .store
+            .parties()
+            .into_iter()
+            .find(|p| p.id == "intruder")
+            .unwrap();
+        assert!(p.token_a && p.registration.is_none(), "{cc}/{pid}");
+    }
+    // emsp1's registration is untouched
+    let p = cpo
+        .store
+        .parties()
+        .into_iter()
+        .find(|p| p.id == "emsp1")
+        .unwrap();
+    assert_eq!(p.identities(), vec![("DE".to_string(), "EMS".to_string())]);
+    assert_eq!(
+        cpo.server
+            .identity_in_use(
+                "emsp1",
+                &json!({"roles": [{"country_code": "de", "party_id": "ems"}]})
+            )
+            .await
+            .unwrap(),
+        None,
+        "a party's own identity is not in use against itself"
+    );
+    // a free identity registers
+    register(&intruder, ("FR", "NEW", "EMSP"), &cpo, "newcomer")
+        .await
+        .unwrap();
+    // ... and cannot take emsp1's with an update (PUT credentials)
+    let p = cpo
+        .store
+        .parties()
+        .into_iter()
+        .find(|p| p.id == "newcomer")
+        .unwrap();
+    let auth = evproto_ocpi::auth::encode_token(&p.token, TokenEncoding::Base64);
+    let b = intruder.server.issue_token_a("again").await.unwrap();
+    let body = json!({"token": b, "url": format!("{}/versions", intruder.base), "roles": [{"role": "EMSP",
+        "party_id": "EMS", "country_code": "DE", "business_details": {"name": "x"}}]});
+    let (s, _, resp) = raw(
+        "PUT",
+        &format!("{}/2.2.1/credentials", cpo.base),
+        Some(&auth),
+        Some(&body.to_string()),
+        &[],
+    )
+    .await;
+    assert_eq!(
+        (s, resp["status_code"].as_u64()),
+        (200, Some(2001)),
+        "{resp}"
+    );
+    let p = cpo
+        .store
+        .parties()
+        .into_iter()
+        .find(|p| p.id == "newcomer")
+        .unwrap();
+    assert_eq!(p.identities(), vec![("FR".to_string(), "NEW".to_string())]);
+}
+
+/// A CPO's Sessions and CDRs Sender lists serve each eMSP only what runs on
+/// its own tokens (`cdr_token`), counted and paged after that selection.
+#[tokio::test]
+async fn cpo_lists_sessions_and_cdrs_per_emsp() {
+    let cpo = node(
+        Role::Cpo,
+        "NL",
+        "CPO",
+        Arc::new(NoHandler),
+        vec![Version::V221],
+    )
+    .await;
+    let e1 = node(
+        Role::Emsp,
+        "DE",
+        "EMS",
+        Arc::new(NoHandler),
+        vec![Version::V221],
+    )
+    .await;
+    let e2 = node(
+        Role::Emsp,
+        "FR",
+        "BMS",
+        Arc::new(NoHandler),
+        vec![Version::V221],
+    )
+    .await;
+    let p1 = register(&e1, ("DE", "EMS", "EMSP"), &cpo, "e1")
+        .await
+        .unwrap();
+    let p2 = register(&e2, ("FR", "BMS", "EMSP"), &cpo, "e2")
+        .await
+        .unwrap();
+    let session = |id: &str, cc: &str, pid: &str| {
+        json!({"country_code": "NL", "party_id": "CPO", "id": id, "status": "ACTIVE",
+            "cdr_token": {"country_code": cc, "party_id": pid, "uid": "U", "type": "RFID", "contract_id": "C"},
+            "last_updated": "2024-01-01T00:00:00Z"})
+    };
+    for (id, cc, pid) in [
+        ("S1", "DE", "EMS"),
+        ("S2", "FR", "BMS"),
+        ("S3", "de", "ems"),
+    ] {
+        cpo.server
+            .publish("sessions", session(id, cc, pid))
+            .await
+            .unwrap();
+    }
+    let mut c2 = cdr("NL", "CPO", "C2");
+    c2["cdr_token"]["country_code"] = json!("FR");
+    c2["cdr_token"]["party_id"] = json!("BMS");
+    cpo.server
+        .publish("cdrs", cdr("NL", "CPO", "C1"))
+        .await
+        .unwrap();
+    cpo.server.publish("cdrs", c2).await.unwrap();
+    let ids = |v: Vec<Value>| {
+        v.iter()
+            .map(|o| o["id"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    let s1: Vec<Value> = p1.list("sessions", &[]).try_collect().await.unwrap();
+    let s2: Vec<Value> = p2.list("sessions", &[]).try_collect().await.unwrap();
+    assert_eq!(
+        (ids(s1), ids(s2)),
+        (vec!["S1".into(), "S3".into()], vec!["S2".into()])
+    );
+    assert_eq!(p1.count("sessions").await.unwrap(), Some(2));
+    let c1: Vec<Value> = p1.list("cdrs", &[]).try_collect().await.unwrap();
+    let c2: Vec<Value> = p2.list("cdrs", &[]).try_collect().await.unwrap();
+    assert_eq!((ids(c1), ids(c2)), (vec!["C1".into()], vec!["C2".into()]));
+    // a page after the selection: offset 1 of DE/EMS's sessions is S3
+    let (s, _, body) = raw(
+        "GET",
+        &format!("{}/2.2.1/sessions?offset=1&limit=1", cpo.base),
+        Some(&evproto_ocpi::auth::encode_token(
+            p1.registration().peer_credentials["token"]
+                .as_str()
+                .unwrap(),
+            TokenEncoding::Base64,
+        )),
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(
+        (s, body["data"][0]["id"].as_str()),
+        (200, Some("S3")),
+        "{body}"
+    );
 }

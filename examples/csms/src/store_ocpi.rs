@@ -1,0 +1,331 @@
+//! What the roaming side ([`crate::roaming`]) keeps besides OCPI objects
+//! and parties (migration 9):
+//!
+//! - `ocpi_sessions`: which partner a session belongs to (`owner`, the
+//!   `CC/PID` of the token's eMSP, and the token's uid), and the ids the
+//!   partner knows it and its CDR by: random, unguessable, never the
+//!   internal `{station}:{transaction}` id. A session without a row is no
+//!   partner's (a local driver's, or not yet attributed);
+//! - `ocpi_reservations`: a partner's reservation (its own
+//!   `reservation_id`, unique per owner) and the OCPP reservation number we
+//!   chose for it at a station;
+//! - `ocpi_remote_starts`: the partner that recently sent `START_SESSION` or
+//!   `RESERVE_NOW` with a token uid at a station, which decides a session
+//!   when several partners pushed the same uid.
+
+use serde_json::Value;
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+use crate::store::{Result, Store, StoreError};
+
+/// How a session is known to the partner it belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct OcpiSession {
+    /// Our session id (internal, never sent to partners).
+    pub(crate) session_id: String,
+    /// The OCPI Session id the partner sees.
+    pub(crate) public_id: String,
+    /// The OCPI CDR id the partner sees.
+    pub(crate) cdr_id: String,
+    /// `CC/PID` of the eMSP whose token the session runs on.
+    pub(crate) owner: String,
+    /// The token's uid as that eMSP gave it.
+    pub(crate) token_uid: String,
+}
+
+/// 16 bytes from the operating system's random generator, hex: a public
+/// id nobody can guess from another.
+///
+/// # Errors
+///
+/// The generator could not be read (no weaker fallback).
+pub(crate) fn public_id() -> Result<String> {
+    use std::io::Read;
+    let mut buf = [0u8; 16];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut buf))
+        .map_err(|e| StoreError::Db(sqlx::Error::Io(e)))?;
+    Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// A random OCPP reservation number (1 ..= 2^31 - 1: an `integer` in
+/// every OCPP version).
+fn reservation_number() -> Result<i64> {
+    let hex = public_id()?;
+    let n = i64::from_str_radix(&hex[..8], 16).map_err(|_| StoreError::Corrupt("random"))?;
+    Ok((n & 0x7fff_ffff).max(1))
+}
+
+fn ocpi_session_row(r: &AnyRow) -> Result<OcpiSession> {
+    Ok(OcpiSession {
+        session_id: r.try_get(0)?,
+        public_id: r.try_get(1)?,
+        cdr_id: r.try_get(2)?,
+        owner: r.try_get(3)?,
+        token_uid: r.try_get(4)?,
+    })
+}
+
+const OCPI_SESSION_COLS: &str = "session_id, public_id, cdr_id, owner, token_uid";
+
+/// `now - minutes`, as stored times are written (RFC 3339, milliseconds, `Z`).
+fn minutes_ago(minutes: i64) -> String {
+    (chrono::Utc::now() - chrono::Duration::minutes(minutes))
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// How long a `START_SESSION`/`RESERVE_NOW` decides whose a uid is at a
+/// station.
+const REMOTE_START_MINUTES: i64 = 15;
+
+impl Store {
+    /// How a session is known to its partner, if it is a partner's.
+    ///
+    /// # Errors
+    ///
+    /// The database failed.
+    pub(crate) async fn ocpi_session(&self, session_id: &str) -> Result<Option<OcpiSession>> {
+        let row = sqlx::query(&format!(
+            "SELECT {OCPI_SESSION_COLS} FROM ocpi_sessions WHERE session_id = $1"
+        ))
+        .bind(session_id)
+        .fetch_optional(self.pool())
+        .await?;
+        row.as_ref().map(ocpi_session_row).transpose()
+    }
+
+    /// The session a partner names by its public OCPI id.
+    ///
+    /// # Errors
+    ///
+    /// The database failed.
+    pub(crate) async fn ocpi_session_by_public_id(
+        &self,
+        public_id: &str,
+    ) -> Result<Option<OcpiSession>> {
+        let row = sqlx::query(&format!(
+            "SELECT {OCPI_SESSION_COLS} FROM ocpi_sessions WHERE public_id = $1"
+        ))
+        .bind(public_id)
+        .fetch_optional(self.pool())
+        .await?;
+        row.as_ref().map(ocpi_session_row).transpose()
+    }
+
+    /// Attributes a session to a partner's token, with fresh public ids;
+    /// the first attribution stays (the stored row is returned).
+    ///
+    /// # Errors
+    ///
+    /// The database or the random generator failed.
+    pub(crate) async fn ocpi_attribute_session(
+        &self,
+        session_id: &str,
+        owner: &str,
+        token_uid: &str,
+    ) -> Result<OcpiSession> {
+        sqlx::query(
+            "INSERT INTO ocpi_sessions (session_id, public_id, cdr_id, owner, token_uid, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (session_id) DO NOTHING",
+        )
+        .bind(session_id)
+        .bind(public_id()?)
+        .bind(public_id()?)
+        .bind(owner)
+        .bind(token_uid)
+        .bind(crate::store::now())
+        .execute(self.pool())
+        .await?;
+        self.ocpi_session(session_id)
+            .await?
+            .ok_or(StoreError::Corrupt("ocpi_sessions"))
+    }
+
+    /// The active sessions at a station that run on a token of `owner`
+    /// (`CC/PID`).
+    ///
+    /// # Errors
+    ///
+    /// The database failed.
+    pub(crate) async fn ocpi_active_sessions_of(
+        &self,
+        owner: &str,
+        station: &str,
+    ) -> Result<Vec<String>> {
+        let rows = sqlx::query(
+            "SELECT s.id FROM sessions s JOIN ocpi_sessions o ON o.session_id = s.id \
+             WHERE o.owner = $1 AND s.station_id = $2 AND s.status = 'Active' ORDER BY s.id",
+        )
+        .bind(owner)
+        .bind(station)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+    }
+
+    /// Notes that `owner` sent a start or reservation with `uid` at
+    /// `station` (entries older than the window are dropped).
+    ///
+    /// # Errors
+    ///
+    /// The database failed.
+    pub(crate) async fn ocpi_note_remote_start(
+        &self,
+        owner: &str,
+        uid: &str,
+        station: &str,
+    ) -> Result<()> {
+        sqlx::query("DELETE FROM ocpi_remote_starts WHERE created_at < $1")
+            .bind(minutes_ago(REMOTE_START_MINUTES))
+            .execute(self.pool())
+            .await?;
+        sqlx::query(
+            "INSERT INTO ocpi_remote_starts (owner, token_uid, station_id, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(owner)
+        .bind(uid.to_ascii_uppercase())
+        .bind(station)
+        .bind(crate::store::now())
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// The owner that most recently sent a start or reservation with
+    /// `uid` (at `station` when given) within the window.
+    ///
+    /// # Errors
+    ///
+    /// The database failed.
+    pub(crate) async fn ocpi_remote_start_owner(
+        &self,
+        uid: &str,
+        station: Option<&str>,
+    ) -> Result<Option<String>> {
+        let since = minutes_ago(REMOTE_START_MINUTES);
+        let uid = uid.to_ascii_uppercase();
+        let row = match station {
+            Some(st) => sqlx::query(
+                "SELECT owner FROM ocpi_remote_starts WHERE token_uid = $1 AND station_id = $2 \
+                 AND created_at >= $3 ORDER BY created_at DESC LIMIT 1",
+            )
+            .bind(uid)
+            .bind(st)
+            .bind(since),
+            None => sqlx::query(
+                "SELECT owner FROM ocpi_remote_starts WHERE token_uid = $1 AND created_at >= $2 \
+                 ORDER BY created_at DESC LIMIT 1",
+            )
+            .bind(uid)
+            .bind(since),
+        }
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(row.map(|r| r.try_get(0)).transpose()?)
+    }
+
+    /// Records a partner's reservation at a station; the OCPP reservation
+    /// number for it (the one it already had when `owner` reserves with the
+    /// same `reservation_id` again, which replaces it).
+    ///
+    /// # Errors
+    ///
+    /// The database or the random generator failed.
+    pub(crate) async fn ocpi_reserve(
+        &self,
+        owner: &str,
+        reservation_id: &str,
+        station: &str,
+        uid: &str,
+    ) -> Result<i64> {
+        if let Some((n, _)) = self.ocpi_reservation(owner, reservation_id).await? {
+            sqlx::query(
+                "UPDATE ocpi_reservations SET station_id = $1, token_uid = $2 WHERE reservation_number = $3",
+            )
+            .bind(station)
+            .bind(uid)
+            .bind(n)
+            .execute(self.pool())
+            .await?;
+            return Ok(n);
+        }
+        for _ in 0..8 {
+            let n = reservation_number()?;
+            let inserted = sqlx::query(
+                "INSERT INTO ocpi_reservations (reservation_number, owner, reservation_id, station_id, token_uid, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+            )
+            .bind(n)
+            .bind(owner)
+            .bind(reservation_id)
+            .bind(station)
+            .bind(uid)
+            .bind(crate::store::now())
+            .execute(self.pool())
+            .await?
+            .rows_affected();
+            if inserted == 1 {
+                return Ok(n);
+            }
+            // the same (owner, reservation_id) raced us: take its number
+            if let Some((n, _)) = self.ocpi_reservation(owner, reservation_id).await? {
+                return Ok(n);
+            }
+        }
+        Err(StoreError::Corrupt("ocpi_reservations"))
+    }
+
+    /// A partner's reservation by its own id: (OCPP number, station).
+    ///
+    /// # Errors
+    ///
+    /// The database failed.
+    pub(crate) async fn ocpi_reservation(
+        &self,
+        owner: &str,
+        reservation_id: &str,
+    ) -> Result<Option<(i64, String)>> {
+        let row = sqlx::query(
+            "SELECT reservation_number, station_id FROM ocpi_reservations WHERE owner = $1 AND reservation_id = $2",
+        )
+        .bind(owner)
+        .bind(reservation_id)
+        .fetch_optional(self.pool())
+        .await?;
+        row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).transpose()
+    }
+
+    /// Replaces the party `old_id` (the registration token we handed out)
+    /// by the registered party `id`, in one database transaction: either
+    /// the registration is stored and the old entry gone, or nothing
+    /// changed. A party already named `id` is an error.
+    ///
+    /// # Errors
+    ///
+    /// The database failed (for instance on a party `id` that exists).
+    pub(crate) async fn ocpi_replace_party(
+        &self,
+        old_id: &str,
+        id: &str,
+        token: &str,
+        registration: &Value,
+    ) -> Result<()> {
+        let mut tx = self.pool().begin().await?;
+        sqlx::query("DELETE FROM ocpi_parties WHERE id = $1")
+            .bind(old_id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO ocpi_parties (id, token, token_a, registration, updated_at) VALUES ($1, $2, 0, $3, $4)",
+        )
+        .bind(id)
+        .bind(token)
+        .bind(registration.to_string())
+        .bind(crate::store::now())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
