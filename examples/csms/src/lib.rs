@@ -25,6 +25,7 @@ pub mod sessions;
 pub mod smart;
 pub mod store;
 mod store_ocpi;
+pub mod writer;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -61,6 +62,8 @@ pub struct App {
     last_seen: std::sync::Mutex<HashMap<String, String>>,
     /// The payment back end (prepaid wallets by default).
     pub payments: payments::Wallets,
+    /// Open sessions, in memory with the store as the truth.
+    pub sessions: sessions::Sessions,
     /// Connector statuses as stored, to skip writing repeats.
     statuses: std::sync::Mutex<HashMap<ConnectorKey, (String, Option<String>)>>,
 }
@@ -279,7 +282,7 @@ impl App {
             }
         };
         let marked = match result {
-            Ok(()) => self.store.outbox_done(id).await.map(|_| ()),
+            Ok(()) => self.store.outbox_done(id).await,
             Err(e) => {
                 tracing::warn!(id, "outbox entry failed, will retry: {e}");
                 self.store.outbox_failed(id, &e.to_string()).await
@@ -462,6 +465,7 @@ pub async fn serve_until(
     };
     let (events, _) = broadcast::channel(1024);
     let store_for_payments = store.clone();
+    let sessions = sessions::Sessions::new(store.clone());
     let app = Arc::new(App {
         store,
         config: config.clone(),
@@ -475,6 +479,7 @@ pub async fn serve_until(
         last_seen: std::sync::Mutex::new(HashMap::new()),
         statuses: std::sync::Mutex::new(HashMap::new()),
         payments: payments::Wallets::new(store_for_payments),
+        sessions,
     });
     let _ = app.this.set(Arc::downgrade(&app));
     app.reload_credentials().await.map_err(|e| e.to_string())?;

@@ -219,7 +219,9 @@ async fn start_transaction_16(
     let decision = decide(app, req.id_tag.as_str(), Purpose::Start)
         .await
         .map_err(|e| internal(station, A, e))?;
-    let out = sessions::apply(&app.store, station, TxMessage::Start16(&req))
+    let out = app
+        .sessions
+        .apply(station, TxMessage::Start16(&req))
         .await
         .map_err(|e| refused(station, A, e))?
         .ok_or_else(|| internal(station, A, "no outcome for a start"))?;
@@ -251,7 +253,9 @@ async fn stop_transaction_16(
     let (app, station) = (&ctx.state, &*ctx.identity);
     const A: &str = v16::action::StopTransaction::NAME;
     app.notify(json!({"type": "message", "station": station, "action": A}));
-    match sessions::apply(&app.store, station, TxMessage::Stop16(&req))
+    match app
+        .sessions
+        .apply(station, TxMessage::Stop16(&req))
         .await
         .map_err(|e| refused(station, A, e))?
     {
@@ -282,7 +286,9 @@ async fn meter_values_16(
     const A: &str = v16::action::MeterValues::NAME;
     app.notify(json!({"type": "message", "station": station, "action": A}));
     if req.transaction_id.is_some() {
-        if let Some(out) = sessions::apply(&app.store, station, TxMessage::Meter16(&req))
+        if let Some(out) = app
+            .sessions
+            .apply(station, TxMessage::Meter16(&req))
             .await
             .map_err(|e| refused(station, A, e))?
         {
@@ -323,16 +329,12 @@ macro_rules! handlers_2x {
             let (app, station) = (&ctx.state, &*ctx.identity);
             const A: &str = $ver::action::TransactionEvent::NAME;
             app.notify(json!({"type": "message", "station": station, "action": A}));
-            let out = sessions::apply(&app.store, station, TxMessage::$msg(&req))
+            let out = app.sessions.apply(station, TxMessage::$msg(&req))
                 .await
                 .map_err(|e| refused(station, A, e))?
                 .ok_or_else(|| internal(station, A, "no outcome for a 2.x event"))?;
             after_commit(app, station, A, &out).await;
-            let session = app
-                .store
-                .session(&out.session_id)
-                .await
-                .map_err(|e| internal(station, A, e))?;
+            let session = out.session.clone();
             let mut resp = $ver::TransactionEventResponse {
                 total_cost: None,
                 charging_priority: None,
@@ -631,12 +633,10 @@ async fn boot(
     let known = app.store.station(station).await?.is_some();
     let status = registration(known, app.config.unknown_stations);
     if status != Registration::Rejected {
-        if !known {
-            app.store.upsert_station(station, None).await?;
-        }
         app.store
             .record_boot(
                 station,
+                !known,
                 version_name(version),
                 &serde_json::to_value(info)?,
                 status.as_str(),

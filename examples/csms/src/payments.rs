@@ -77,6 +77,10 @@ pub trait PaymentProvider: Send + Sync + std::fmt::Debug {
 #[derive(Debug, Clone)]
 pub struct Wallets {
     store: Store,
+    /// Whether a token has a wallet (wallets are created, never removed):
+    /// most sessions' tokens have none, and they need not wait for the
+    /// write connection to learn it.
+    has_wallet: std::sync::Arc<std::sync::RwLock<std::collections::HashMap<String, bool>>>,
 }
 
 fn dec(s: &str) -> Result<Decimal, PaymentError> {
@@ -86,7 +90,45 @@ fn dec(s: &str) -> Result<Decimal, PaymentError> {
 impl Wallets {
     /// Wallets over `store`.
     pub fn new(store: Store) -> Self {
-        Wallets { store }
+        Wallets {
+            store,
+            has_wallet: std::sync::Arc::default(),
+        }
+    }
+
+    /// Whether `id_token` has a wallet (read once, then remembered).
+    async fn wallet_exists(&self, id_token: &str) -> Result<bool, PaymentError> {
+        if let Some(&b) = self
+            .has_wallet
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id_token)
+        {
+            return Ok(b);
+        }
+        let exists = sqlx::query("SELECT 1 FROM wallets WHERE id_token = $1")
+            .bind(id_token)
+            .fetch_optional(self.store.reader())
+            .await?
+            .is_some();
+        let mut m = self.has_wallet.write().unwrap_or_else(|e| e.into_inner());
+        if m.len() >= 100_000 {
+            m.retain(|_, b| *b);
+        }
+        // a wallet created meanwhile wins
+        let e = m.entry(id_token.to_owned()).or_insert(exists);
+        *e |= exists;
+        Ok(*e)
+    }
+
+    /// Whether a session has a payment row (none: nothing to capture or
+    /// release). Read without the write connection.
+    async fn has_payment(&self, session_id: &str) -> Result<bool, PaymentError> {
+        Ok(sqlx::query("SELECT 1 FROM payments WHERE session_id = $1")
+            .bind(session_id)
+            .fetch_optional(self.store.reader())
+            .await?
+            .is_some())
     }
 
     /// A read of the rows a balance change depends on, locked until the
@@ -124,6 +166,10 @@ impl Wallets {
         .bind(now())
         .execute(self.store.pool())
         .await?;
+        self.has_wallet
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id_token.to_owned(), true);
         Ok(())
     }
 
@@ -175,6 +221,10 @@ impl PaymentProvider for Wallets {
         id_token: &str,
         amount: Decimal,
     ) -> Result<Hold, PaymentError> {
+        // no wallet now: none when a first hold of this session was asked for either
+        if !self.wallet_exists(id_token).await? {
+            return Ok(Hold::NotApplicable);
+        }
         let mut tx = self.store.pool().begin().await?;
         if let Some(r) =
             sqlx::query(&self.locked("SELECT held, status FROM payments WHERE session_id = $1"))
@@ -236,6 +286,9 @@ impl PaymentProvider for Wallets {
         let currency = amount.currency();
         let money = |d: Decimal| Money::try_round(d, currency).map(|m| m.to_decimal().to_string());
         let amount = amount.to_decimal();
+        if !self.has_payment(session_id).await? {
+            return Ok(None);
+        }
         let mut tx = self.store.pool().begin().await?;
         let Some(p) =
             sqlx::query(&self.locked(
@@ -302,6 +355,9 @@ impl PaymentProvider for Wallets {
     }
 
     async fn release(&self, session_id: &str) -> Result<(), PaymentError> {
+        if !self.has_payment(session_id).await? {
+            return Ok(());
+        }
         let mut tx = self.store.pool().begin().await?;
         let Some(p) = sqlx::query(
             &self.locked("SELECT id_token, held, status FROM payments WHERE session_id = $1"),

@@ -1,19 +1,25 @@
 //! Charging sessions: the transaction messages of every version (1.6
 //! `StartTransaction` / `MeterValues` / `StopTransaction`, 2.0.1 and 2.1
 //! `TransactionEvent`) go through the `evproto-csms-core` transaction model,
-//! each in **one database transaction**:
+//! each kept whole or not at all:
 //!
-//! 1. the message is kept under its de-duplication key (2.x `seqNo`, 1.6
-//!    start and stop, a 1.6 `MeterValues` by its content); a key already
-//!    there is a duplicate, answered as the first time, and nothing else
-//!    happens;
-//! 2. the session's model is rebuilt from its stored messages and the new
-//!    one applied (the model holds the rules: order, duplicates, resets);
-//! 3. the session row, its sampled values and, when the session just
-//!    completed, the billing entry of the outbox are written;
-//! 4. all of it commits together, or none of it does (the station gets
-//!    `InternalError` and retries, and the retry is not a duplicate because
-//!    the key was never committed).
+//! 1. the session is taken from memory ([`Sessions`]), or loaded from its
+//!    stored messages (after a restart, or when it had completed), and
+//!    locked until its write is committed;
+//! 2. a message whose de-duplication key (2.x `seqNo`, 1.6 start and stop,
+//!    a 1.6 `MeterValues` by its content) the session already holds is a
+//!    duplicate, answered as the first time, and nothing else happens;
+//! 3. the model applies the message (the model holds the rules: order,
+//!    duplicates, resets) and the writes follow from it: the message under
+//!    its key, the session row, its sampled values and, when the session
+//!    just completed, the billing entry of the outbox;
+//! 4. they go to the store's group-commit writer (`crate::writer`), which
+//!    commits them together, with other stations' messages of the same
+//!    moment, before the station is answered; if the commit fails, nothing
+//!    of the message is kept, the cached session is dropped (the next
+//!    message loads what was committed), the station gets `InternalError`
+//!    and retries, and the retry is not a duplicate because the key was
+//!    never committed.
 //!
 //! Billing (price, CDR, capture, roaming push) runs from the outbox after
 //! the commit, right away for the answer's final cost and again from the
@@ -24,7 +30,11 @@ use evproto_csms_core::transaction::{Applied, Effect, Register, Transaction, TxE
 use evproto_ocpp_types::{v16, v201, v21};
 use sha2::{Digest, Sha256};
 
-use crate::store::{SessionRow, Store};
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use crate::store::{Session, SessionRow, Store};
+use crate::writer::Op;
 
 /// One transaction message, typed as it arrived.
 #[derive(Debug, Clone, Copy)]
@@ -240,6 +250,9 @@ pub struct Outcome {
     /// The 1.6 transaction id (StartTransaction: assigned now or, for a
     /// replay, the first time).
     pub tx_id_16: Option<i64>,
+    /// The session as stored after this message (`None` for a replayed
+    /// 1.6 start, whose session may have moved on since).
+    pub session: Option<Session>,
 }
 
 /// The 1.6 start key a replayed StartTransaction is recognized by.
@@ -259,27 +272,156 @@ pub fn session_id(station: &str, ocpp_tx_id: &str) -> String {
     format!("{station}:{ocpp_tx_id}")
 }
 
-/// Applies a transaction message in one database transaction (see the
-/// module docs). `None` for a 1.6 Stop or MeterValues naming a transaction
-/// this CSMS never started (nothing is written; the station is answered).
-///
-/// # Errors
-///
-/// The store failed, or a register is not physical: nothing of the message
-/// was kept.
-pub async fn apply(
-    store: &Store,
-    station: &str,
-    msg: TxMessage<'_>,
-) -> Result<Option<Outcome>, SessionError> {
-    if let Some(r) = msg.event().out_of_range() {
-        return Err(SessionError::OutOfRange { wh: r.wh });
+/// A session as the rules see it: its model and the keys of the messages
+/// it was built from.
+#[derive(Debug)]
+struct Loaded {
+    model: Transaction,
+    keys: HashSet<String>,
+    /// The session as stored (`None`: it does not exist yet).
+    session: Option<Session>,
+}
+
+/// A cache slot. Its lock is held from the rules' decision to the commit of
+/// what they decided, so two messages of one session never decide on the
+/// same state.
+#[derive(Debug, Default)]
+struct Slot {
+    /// `None`: not loaded (or dropped after a failed write).
+    loaded: Option<Loaded>,
+    /// 1.6 start keys: the transaction id the key was given.
+    start: Option<i64>,
+    /// Removed from the map: whoever still holds it looks again.
+    evicted: bool,
+}
+
+type SlotRef = Arc<tokio::sync::Mutex<Slot>>;
+
+/// Open sessions in memory, with the store as the truth: a session is
+/// loaded from its stored messages on first use after a start, kept while
+/// it is open, and dropped when it completes (a late message of a completed
+/// session loads it again). Every change is written through the store's
+/// group-commit writer before the cache takes it.
+#[derive(Debug)]
+pub struct Sessions {
+    store: Store,
+    slots: std::sync::Mutex<HashMap<String, SlotRef>>,
+    /// The next 1.6 transaction id (loaded from the store's counter).
+    next_16: tokio::sync::Mutex<Option<i64>>,
+}
+
+impl Sessions {
+    /// The sessions of `store`.
+    pub fn new(store: Store) -> Self {
+        Sessions {
+            store,
+            slots: std::sync::Mutex::new(HashMap::new()),
+            next_16: tokio::sync::Mutex::new(None),
+        }
     }
-    let mut db = store.begin().await?;
-    let (ocpp_tx_id, start) = match msg {
-        TxMessage::Start16(m) => {
+
+    /// How many sessions (and 1.6 start keys) are held in memory.
+    pub fn cached(&self) -> usize {
+        self.slots.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    fn slot(&self, key: &str) -> SlotRef {
+        self.slots
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(key.to_owned())
+            .or_default()
+            .clone()
+    }
+
+    /// Locks the slot of `key`, skipping slots evicted meanwhile.
+    async fn lock(&self, key: &str) -> tokio::sync::OwnedMutexGuard<Slot> {
+        loop {
+            let guard = self.slot(key).lock_owned().await;
+            if !guard.evicted {
+                return guard;
+            }
+        }
+    }
+
+    /// Removes a slot whose lock the caller holds.
+    fn evict(&self, key: &str, guard: &mut Slot) {
+        guard.evicted = true;
+        self.slots
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key);
+    }
+
+    async fn next_tx_16(&self) -> Result<i64, SessionError> {
+        let mut next = self.next_16.lock().await;
+        let n = match *next {
+            Some(n) => n,
+            None => self.store.counter(COUNTER_16).await? + 1,
+        };
+        *next = Some(n + 1);
+        Ok(n)
+    }
+
+    /// A transaction id whose start was not written: the next start gets it
+    /// again when no other start took an id since (ids stay dense).
+    async fn give_back_tx_16(&self, tx: i64) {
+        let mut next = self.next_16.lock().await;
+        if *next == Some(tx + 1) {
+            *next = Some(tx);
+        }
+    }
+
+    /// Loads a session from its stored messages.
+    async fn load(&self, id: &str) -> Result<Loaded, SessionError> {
+        let mut model = Transaction::default();
+        let mut keys = HashSet::new();
+        let stored = self.store.tx_messages(id).await?;
+        for (key, kind, payload) in &stored {
+            match Kind::parse(kind).and_then(|k| k.decode(payload)) {
+                Some(ev) => {
+                    model.apply(&ev);
+                }
+                None => return Err(crate::store::StoreError::Corrupt("transaction message").into()),
+            }
+            keys.insert(key.clone());
+        }
+        Ok(Loaded {
+            model,
+            keys,
+            session: self.store.session(id).await?,
+        })
+    }
+
+    /// Applies a transaction message (see the module docs): decided in
+    /// memory, written in the next group commit, answered after it. `None`
+    /// for a 1.6 Stop or MeterValues naming a transaction this CSMS never
+    /// started (nothing is written; the station is answered).
+    ///
+    /// # Errors
+    ///
+    /// The store failed, or a register is not physical: nothing of the
+    /// message was kept.
+    pub async fn apply(
+        &self,
+        station: &str,
+        msg: TxMessage<'_>,
+    ) -> Result<Option<Outcome>, SessionError> {
+        if let Some(r) = msg.event().out_of_range() {
+            return Err(SessionError::OutOfRange { wh: r.wh });
+        }
+        let mut ops = Vec::new();
+        let mut start = None;
+        // a 1.6 start: its transaction id, by its start key
+        let start_guard = if let TxMessage::Start16(m) = msg {
             let key = start_key(station, m);
-            if let Some(tx) = db.start_key(&key).await? {
+            let mut g = self.lock(&format!("start|{key}")).await;
+            let known = match g.start {
+                Some(tx) => Some(tx),
+                None => self.store.start_key(&key).await?,
+            };
+            if let Some(tx) = known {
+                g.start = Some(tx);
                 // a replayed StartTransaction: the first answer's transaction id
                 return Ok(Some(Outcome {
                     session_id: session_id(station, &tx.to_string()),
@@ -288,66 +430,131 @@ pub async fn apply(
                         effects: Vec::new(),
                     },
                     tx_id_16: Some(tx),
+                    session: None,
                 }));
             }
-            let tx = db.new_start_key(&key, station).await?;
-            (tx.to_string(), Some((tx, key)))
+            let tx = self.next_tx_16().await?;
+            ops.push(Op::Counter {
+                name: COUNTER_16,
+                at_least: tx,
+            });
+            ops.push(Op::StartKey {
+                key: key.clone(),
+                session_id: session_id(station, &tx.to_string()),
+                tx_id: tx,
+            });
+            start = Some((tx, key));
+            Some(g)
+        } else {
+            None
+        };
+        let ocpp_tx_id = match (msg, &start) {
+            (_, Some((tx, _))) => tx.to_string(),
+            (TxMessage::Stop16(m), _) => m.transaction_id.to_string(),
+            (TxMessage::Meter16(m), _) => match m.transaction_id {
+                Some(t) => t.to_string(),
+                None => return Ok(None),
+            },
+            (TxMessage::Event201(m), _) => m.transaction_info.transaction_id.as_str().to_owned(),
+            (TxMessage::Event21(m), _) => m.transaction_info.transaction_id.as_str().to_owned(),
+            (TxMessage::Start16(_), None) => unreachable!("a 1.6 start has its id"),
+        };
+        let id = session_id(station, &ocpp_tx_id);
+        let mut slot = self.lock(&id).await;
+        let mut loaded = match slot.loaded.take() {
+            Some(l) => l,
+            None if start.is_some() => Loaded {
+                model: Transaction::default(),
+                keys: HashSet::new(),
+                session: None,
+            },
+            None => self.load(&id).await?,
+        };
+        if matches!(msg, TxMessage::Stop16(_) | TxMessage::Meter16(_)) && loaded.session.is_none() {
+            return Ok(None);
         }
-        TxMessage::Stop16(m) => (m.transaction_id.to_string(), None),
-        TxMessage::Meter16(m) => match m.transaction_id {
-            Some(t) => (t.to_string(), None),
-            None => return Ok(None),
-        },
-        TxMessage::Event201(m) => (m.transaction_info.transaction_id.as_str().to_owned(), None),
-        TxMessage::Event21(m) => (m.transaction_info.transaction_id.as_str().to_owned(), None),
-    };
-    let id = session_id(station, &ocpp_tx_id);
-    if matches!(msg, TxMessage::Stop16(_) | TxMessage::Meter16(_))
-        && !db.session_exists(&id).await?
-    {
-        return Ok(None);
-    }
-    let payload = msg.payload();
-    let key = msg.key(&payload);
-    let kind = msg.kind();
-    let tx_id_16 = start.as_ref().map(|s| s.0);
-    let outcome = |applied| Outcome {
-        session_id: id.clone(),
-        applied,
-        tx_id_16,
-    };
-    if !db
-        .insert_tx_message(&id, &key, kind.as_str(), &payload)
-        .await?
-    {
-        return Ok(Some(outcome(Applied {
-            duplicate: true,
-            effects: Vec::new(),
-        })));
-    }
-    let mut model = Transaction::default();
-    for (k, p) in db.tx_messages(&id, &key).await? {
-        match Kind::parse(&k).and_then(|k| k.decode(&p)) {
-            Some(ev) => {
-                model.apply(&ev);
+        let tx_id_16 = start.as_ref().map(|s| s.0);
+        let payload = msg.payload();
+        let key = msg.key(&payload);
+        if loaded.keys.contains(&key) {
+            let session = loaded.session.clone();
+            slot.loaded = Some(loaded);
+            return Ok(Some(Outcome {
+                session_id: id,
+                applied: Applied {
+                    duplicate: true,
+                    effects: Vec::new(),
+                },
+                tx_id_16,
+                session,
+            }));
+        }
+        // the model changes in place; if the write fails the slot is left
+        // unloaded, and the next message loads what was committed
+        let applied = loaded.model.apply(&msg.event());
+        if applied.duplicate {
+            // a 1.6 MeterValues repeated with other bytes but the same readings: keep nothing
+            let session = loaded.session.clone();
+            slot.loaded = Some(loaded);
+            return Ok(Some(Outcome {
+                session_id: id,
+                applied,
+                tx_id_16,
+                session,
+            }));
+        }
+        // a later row keeps the start key the first one wrote
+        let row = row(station, &ocpp_tx_id, &id, &loaded.model, start.map(|s| s.1));
+        ops.push(Op::TxMessage {
+            session_id: id.clone(),
+            key: key.clone(),
+            kind: msg.kind().as_str(),
+            payload,
+        });
+        let session = row.to_session();
+        ops.push(Op::Session(Box::new(row)));
+        let samples = msg.samples();
+        if !samples.is_empty() {
+            ops.push(Op::MeterValues {
+                session_id: id.clone(),
+                samples,
+            });
+        }
+        let completed = applied.effects.contains(&Effect::Completed);
+        if completed {
+            ops.push(Op::Enqueue {
+                id: format!("bill:{id}"),
+                kind: "bill",
+                subject: id.clone(),
+            });
+        }
+        if let Err(e) = self.store.writer().write(ops).await {
+            if let Some(tx) = tx_id_16 {
+                self.give_back_tx_16(tx).await;
             }
-            None => return Err(crate::store::StoreError::Corrupt("transaction message").into()),
+            return Err(e.into());
         }
+        if let (Some(mut g), Some(tx)) = (start_guard, tx_id_16) {
+            g.start = Some(tx);
+        }
+        loaded.keys.insert(key);
+        loaded.session = Some(session.clone());
+        if loaded.model.is_completed() {
+            self.evict(&id, &mut slot);
+        } else {
+            slot.loaded = Some(loaded);
+        }
+        Ok(Some(Outcome {
+            session_id: id,
+            applied,
+            tx_id_16,
+            session: Some(session),
+        }))
     }
-    let applied = model.apply(&msg.event());
-    if applied.duplicate {
-        // a 1.6 MeterValues repeated with other bytes but the same readings: keep nothing
-        return Ok(Some(outcome(applied)));
-    }
-    let row = row(station, &ocpp_tx_id, &id, &model, start.map(|s| s.1));
-    db.put_session(&row).await?;
-    db.put_meter_values(&id, &msg.samples()).await?;
-    if applied.effects.contains(&Effect::Completed) {
-        db.enqueue(&format!("bill:{id}"), "bill", &id).await?;
-    }
-    db.commit().await?;
-    Ok(Some(outcome(applied)))
 }
+
+/// The counter 1.6 transaction ids come from.
+const COUNTER_16: &str = "transaction_16";
 
 fn row(
     station: &str,
@@ -447,8 +654,10 @@ mod tests {
     #[tokio::test]
     async fn start_replays_get_the_same_id_and_a_stop_completes_once() {
         let store = temp_store("start").await;
+        let sessions = Sessions::new(store.clone());
         let (start, meter, stop) = messages_16();
-        let a = apply(&store, "CP", TxMessage::Start16(&start))
+        let a = sessions
+            .apply("CP", TxMessage::Start16(&start))
             .await
             .unwrap()
             .unwrap();
@@ -456,31 +665,36 @@ mod tests {
             (a.tx_id_16, a.applied.effects.as_slice()),
             (Some(1), &[Effect::Opened][..])
         );
-        let b = apply(&store, "CP", TxMessage::Start16(&start))
+        let b = sessions
+            .apply("CP", TxMessage::Start16(&start))
             .await
             .unwrap()
             .unwrap();
         assert!(b.applied.duplicate);
         assert_eq!(b.tx_id_16, Some(1));
-        apply(&store, "CP", TxMessage::Meter16(&meter))
+        sessions
+            .apply("CP", TxMessage::Meter16(&meter))
             .await
             .unwrap()
             .unwrap();
         assert!(
-            apply(&store, "CP", TxMessage::Meter16(&meter))
+            sessions
+                .apply("CP", TxMessage::Meter16(&meter))
                 .await
                 .unwrap()
                 .unwrap()
                 .applied
                 .duplicate
         );
-        let done = apply(&store, "CP", TxMessage::Stop16(&stop))
+        let done = sessions
+            .apply("CP", TxMessage::Stop16(&stop))
             .await
             .unwrap()
             .unwrap();
         assert_eq!(done.applied.effects, vec![Effect::Completed]);
         assert!(
-            apply(&store, "CP", TxMessage::Stop16(&stop))
+            sessions
+                .apply("CP", TxMessage::Stop16(&stop))
                 .await
                 .unwrap()
                 .unwrap()
@@ -500,7 +714,8 @@ mod tests {
         // a stop of a transaction this CSMS never started writes nothing
         let mut unknown = stop.clone();
         unknown.transaction_id = 999;
-        assert!(apply(&store, "CP", TxMessage::Stop16(&unknown))
+        assert!(sessions
+            .apply("CP", TxMessage::Stop16(&unknown))
             .await
             .unwrap()
             .is_none());
@@ -510,17 +725,19 @@ mod tests {
     async fn unphysical_registers_are_refused_and_nothing_is_kept() {
         use evproto_ocpp_types::from_str;
         let store = temp_store("range").await;
+        let sessions = Sessions::new(store.clone());
         let start: v16::StartTransactionRequest = from_str(
             r#"{"connectorId":1,"idTag":"TAG","meterStart":-1,"timestamp":"2026-01-01T00:00:00Z"}"#,
         )
         .unwrap();
         let before = snapshot(&store).await;
         assert!(matches!(
-            apply(&store, "CP", TxMessage::Start16(&start)).await,
+            sessions.apply("CP", TxMessage::Start16(&start)).await,
             Err(SessionError::OutOfRange { .. })
         ));
         let (start, _, _) = messages_16();
-        apply(&store, "CP", TxMessage::Start16(&start))
+        sessions
+            .apply("CP", TxMessage::Start16(&start))
             .await
             .unwrap();
         let huge: v16::MeterValuesRequest = from_str(
@@ -529,7 +746,7 @@ mod tests {
         .unwrap();
         let after_start = snapshot(&store).await;
         assert_ne!(before, after_start);
-        let r = apply(&store, "CP", TxMessage::Meter16(&huge)).await;
+        let r = sessions.apply("CP", TxMessage::Meter16(&huge)).await;
         assert!(matches!(r, Err(SessionError::OutOfRange { .. })), "{r:?}");
         assert_eq!(snapshot(&store).await, after_start, "nothing of it kept");
         // every later read of the session still works
@@ -539,9 +756,11 @@ mod tests {
     #[tokio::test]
     async fn transaction_events_in_any_order_and_duplicated() {
         let store = temp_store("events").await;
+        let sessions = Sessions::new(store.clone());
         let ev = events_201();
         for i in [2, 1, 2, 0, 1] {
-            apply(&store, "CP", TxMessage::Event201(&ev[i]))
+            sessions
+                .apply("CP", TxMessage::Event201(&ev[i]))
                 .await
                 .unwrap();
         }
@@ -574,18 +793,20 @@ mod tests {
         for i in 0..msgs.len() {
             // the reference: the same messages without faults
             let reference = temp_store(&format!("ref{i}")).await;
+            let reference_sessions = Sessions::new(reference.clone());
             for m in &msgs[..=i] {
-                apply(&reference, "CP", *m).await.unwrap();
+                reference_sessions.apply("CP", *m).await.unwrap();
             }
             let want = snapshot(&reference).await;
             for n in 0.. {
                 let store = temp_store(&format!("f{i}-{n}")).await;
+                let sessions = Sessions::new(store.clone());
                 for m in &msgs[..i] {
-                    apply(&store, "CP", *m).await.unwrap();
+                    sessions.apply("CP", *m).await.unwrap();
                 }
                 let before = snapshot(&store).await;
                 store.fail_after(Some(n));
-                let r = apply(&store, "CP", msgs[i]).await;
+                let r = sessions.apply("CP", msgs[i]).await;
                 store.fail_after(None);
                 if r.is_ok() {
                     assert_eq!(
@@ -601,7 +822,7 @@ mod tests {
                     before,
                     "message {i}, fault at call {n}: nothing kept"
                 );
-                apply(&store, "CP", msgs[i]).await.unwrap();
+                sessions.apply("CP", msgs[i]).await.unwrap();
                 assert_eq!(
                     snapshot(&store).await,
                     want,

@@ -14,6 +14,8 @@ use sha2::{Digest, Sha256};
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 
+use crate::writer::Writer;
+
 /// Store errors. The text is for logs and API answers.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -133,17 +135,37 @@ const MIGRATIONS: &[(i64, &str)] = &[
 ];
 
 /// The store handle. Cheap to clone.
+///
+/// SQLite has one write connection (`pool`, `synchronous=FULL`) and a few
+/// read-only ones (`read`): WAL readers never wait for the writer, and
+/// station messages' writes go through the group-commit [`Writer`].
+/// PostgreSQL uses one pool for both.
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: AnyPool,
+    read: AnyPool,
     backend: &'static str,
+    writer: Writer,
+    cache: std::sync::Arc<Cache>,
     /// Tests: the number of [`StoreTx`] calls that succeed before one fails
     /// (negative: none fails).
     #[cfg(test)]
     faults: std::sync::Arc<std::sync::atomic::AtomicI64>,
 }
 
-fn ts(t: DateTime<Utc>) -> String {
+/// What the store keeps in memory besides the database: small tables read
+/// on every station message. Filled on first read, updated by the store's
+/// own writes of them (the database stays the truth: a process only ever
+/// reads what it or its database holds).
+#[derive(Debug, Default)]
+struct Cache {
+    /// Token → status (`None`: not there).
+    tokens: std::sync::RwLock<std::collections::HashMap<String, Option<String>>>,
+    /// Tariff id → body (`None`: not there).
+    tariffs: std::sync::RwLock<std::collections::HashMap<String, Option<Value>>>,
+}
+
+pub(crate) fn ts(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
@@ -331,24 +353,73 @@ impl Store {
         } else {
             "sqlite"
         };
-        let max = if backend == "sqlite" { 1 } else { 8 };
+        let sqlite = backend == "sqlite";
         let pool = AnyPoolOptions::new()
-            .max_connections(max)
+            .max_connections(if sqlite { 1 } else { 16 })
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if sqlite {
+                        // WAL: readers and the writer do not block each other; FULL: the
+                        // WAL is synced at every commit, so what is answered survives a
+                        // power cut (group commit makes that one sync per batch)
+                        sqlx::query("PRAGMA journal_mode=WAL")
+                            .execute(&mut *conn)
+                            .await?;
+                        sqlx::query("PRAGMA synchronous=FULL")
+                            .execute(&mut *conn)
+                            .await?;
+                        sqlx::query("PRAGMA busy_timeout=10000")
+                            .execute(&mut *conn)
+                            .await?;
+                        // 64 MiB of pages: the indexes station messages write into stay
+                        // in memory instead of being read back from the OS for every batch
+                        sqlx::query("PRAGMA cache_size=-65536")
+                            .execute(&mut *conn)
+                            .await?;
+                    }
+                    Ok(())
+                })
+            })
             .connect(url)
             .await?;
-        if backend == "sqlite" {
-            sqlx::query("PRAGMA journal_mode=WAL")
-                .execute(&pool)
-                .await?;
-            sqlx::query("PRAGMA synchronous=NORMAL")
-                .execute(&pool)
-                .await?;
-        }
+        let read = if sqlite {
+            AnyPoolOptions::new()
+                .max_connections(4)
+                .after_connect(|conn, _| {
+                    Box::pin(async move {
+                        sqlx::query("PRAGMA query_only=1")
+                            .execute(&mut *conn)
+                            .await?;
+                        sqlx::query("PRAGMA cache_size=-16384")
+                            .execute(&mut *conn)
+                            .await?;
+                        sqlx::query("PRAGMA busy_timeout=10000")
+                            .execute(&mut *conn)
+                            .await?;
+                        Ok(())
+                    })
+                })
+                .connect(url)
+                .await?
+        } else {
+            pool.clone()
+        };
+        #[cfg(test)]
+        let faults = std::sync::Arc::new(std::sync::atomic::AtomicI64::new(-1));
+        let writer = Writer::spawn(crate::writer::Target {
+            pool: pool.clone(),
+            sqlite,
+            #[cfg(test)]
+            faults: faults.clone(),
+        });
         let store = Store {
             pool,
+            read,
             backend,
+            writer,
+            cache: std::sync::Arc::default(),
             #[cfg(test)]
-            faults: std::sync::Arc::new(std::sync::atomic::AtomicI64::new(-1)),
+            faults,
         };
         store.migrate().await?;
         Ok(store)
@@ -357,6 +428,17 @@ impl Store {
     /// The connection pool, for modules that keep their own tables (payments).
     pub fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// The read pool: SQLite's read-only connections (PostgreSQL: the pool).
+    /// Sees what is committed.
+    pub fn reader(&self) -> &AnyPool {
+        &self.read
+    }
+
+    /// The group-commit writer of station messages' writes.
+    pub fn writer(&self) -> &Writer {
+        &self.writer
     }
 
     /// `sqlite` or `postgres`.
@@ -372,7 +454,7 @@ impl Store {
             let done: Option<i64> =
                 sqlx::query("SELECT version FROM schema_migrations WHERE version = $1")
                     .bind(*version)
-                    .fetch_optional(&self.pool)
+                    .fetch_optional(&self.read)
                     .await?
                     .map(|r| r.try_get(0))
                     .transpose()?;
@@ -397,7 +479,7 @@ impl Store {
     pub async fn setting(&self, key: &str) -> Result<Option<String>> {
         Ok(sqlx::query("SELECT value FROM settings WHERE key = $1")
             .bind(key)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.read)
             .await?
             .map(|r| r.try_get(0))
             .transpose()?)
@@ -407,7 +489,7 @@ impl Store {
     pub async fn settings_with_prefix(&self, prefix: &str) -> Result<Vec<(String, String)>> {
         let rows = sqlx::query("SELECT key, value FROM settings WHERE key LIKE $1 ORDER BY key")
             .bind(format!("{prefix}%"))
-            .fetch_all(&self.pool)
+            .fetch_all(&self.read)
             .await?;
         rows.iter()
             .map(|r| Ok((r.try_get::<String, _>(0)?, r.try_get::<String, _>(1)?)))
@@ -439,7 +521,7 @@ impl Store {
             "SELECT id, token, token_a, registration FROM ocpi_parties WHERE token = $1",
         )
         .bind(token)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.read)
         .await?;
         row.map(|r| ocpi_party_row(&r)).transpose()
     }
@@ -448,7 +530,7 @@ impl Store {
     pub async fn ocpi_parties(&self) -> Result<Vec<(String, String, bool, Option<Value>)>> {
         let rows =
             sqlx::query("SELECT id, token, token_a, registration FROM ocpi_parties ORDER BY id")
-                .fetch_all(&self.pool)
+                .fetch_all(&self.read)
                 .await?;
         rows.iter().map(ocpi_party_row).collect()
     }
@@ -506,7 +588,7 @@ impl Store {
             sqlx::query("SELECT body FROM ocpi_objects WHERE module = $1 AND object_key = $2")
                 .bind(module)
                 .bind(key)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&self.read)
                 .await?;
         row.map(|r| json_col(&r, "ocpi object")).transpose()
     }
@@ -530,7 +612,7 @@ impl Store {
             "SELECT body, object_key FROM ocpi_objects WHERE module = $1 ORDER BY object_key",
         )
         .bind(module)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.read)
         .await?;
         rows.iter()
             .map(|r| Ok((r.try_get::<String, _>(1)?, json_col(r, "ocpi object")?)))
@@ -550,7 +632,7 @@ impl Store {
         )
         .bind(kind)
         .bind(station.unwrap_or(""))
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.read)
         .await?;
         if open.is_some() {
             return Ok(None);
@@ -569,6 +651,18 @@ impl Store {
 
     /// Clears open alerts of a kind at a station; the number cleared.
     pub async fn clear_alerts(&self, station: &str, kind: &str) -> Result<u64> {
+        // most reports clear nothing: learn it without the write connection
+        if sqlx::query(
+            "SELECT 1 FROM alerts WHERE station_id = $1 AND kind = $2 AND cleared_at IS NULL",
+        )
+        .bind(station)
+        .bind(kind)
+        .fetch_optional(&self.read)
+        .await?
+        .is_none()
+        {
+            return Ok(0);
+        }
         Ok(sqlx::query("UPDATE alerts SET cleared_at = $1 WHERE station_id = $2 AND kind = $3 AND cleared_at IS NULL")
             .bind(now())
             .bind(station)
@@ -612,18 +706,15 @@ impl Store {
     /// A station connected (`online`) or went away: keeps its uptime.
     pub async fn track_uptime(&self, station: &str, online: bool) -> Result<()> {
         let t = now();
-        sqlx::query("INSERT INTO station_uptime (station_id, tracked_since, online_since, online_ms) VALUES ($1, $2, NULL, 0) ON CONFLICT (station_id) DO NOTHING")
-            .bind(station)
-            .bind(&t)
-            .execute(&self.pool)
-            .await?;
         let row =
             sqlx::query("SELECT online_since, online_ms FROM station_uptime WHERE station_id = $1")
                 .bind(station)
-                .fetch_one(&self.pool)
+                .fetch_optional(&self.read)
                 .await?;
-        let since: Option<String> = row.try_get(0)?;
-        let mut ms: i64 = row.try_get(1)?;
+        let (since, mut ms): (Option<String>, i64) = match row {
+            Some(r) => (r.try_get(0)?, r.try_get(1)?),
+            None => (None, 0),
+        };
         if let Some(s) = since
             .as_deref()
             .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
@@ -632,21 +723,21 @@ impl Store {
                 .num_milliseconds()
                 .max(0);
         }
-        sqlx::query(
-            "UPDATE station_uptime SET online_since = $1, online_ms = $2 WHERE station_id = $3",
-        )
-        .bind(online.then_some(t))
-        .bind(ms)
-        .bind(station)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        // in the next group commit: a reconnect storm is a few commits, not one per station
+        self.writer
+            .write(vec![crate::writer::Op::Uptime {
+                station: station.to_owned(),
+                tracked_since: t.clone(),
+                online_since: online.then_some(t),
+                online_ms: ms,
+            }])
+            .await
     }
 
     /// Uptime per station: (station, ratio online since tracking began, online now).
     pub async fn uptime(&self) -> Result<Vec<(String, f64, bool)>> {
         let rows = sqlx::query("SELECT station_id, tracked_since, online_since, online_ms FROM station_uptime ORDER BY station_id")
-            .fetch_all(&self.pool)
+            .fetch_all(&self.read)
             .await?;
         let now = chrono::Utc::now();
         let parse = |s: &str| {
@@ -705,7 +796,7 @@ impl Store {
             .bind(station)
             .bind(component)
             .bind(variable)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.read)
             .await?;
         row.map(|r| json_col(&r, "device model")).transpose()
     }
@@ -716,7 +807,7 @@ impl Store {
             "SELECT body FROM device_model WHERE station_id = $1 ORDER BY component, variable",
         )
         .bind(station)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.read)
         .await?;
         rows.iter().map(|r| json_col(r, "device model")).collect()
     }
@@ -769,59 +860,68 @@ impl Store {
     /// Every station's identity and password hash.
     pub async fn credentials(&self) -> Result<Vec<(String, Option<String>)>> {
         let rows = sqlx::query("SELECT id, password_hash FROM stations")
-            .fetch_all(&self.pool)
+            .fetch_all(&self.read)
             .await?;
         rows.iter()
             .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
             .collect()
     }
 
-    /// Records a boot and its answer.
+    /// Records a boot (vendor, model, serial and firmware from `info`,
+    /// the version and the answer), registering the station first when
+    /// `register` (an unknown identity accepted or pending): one write in
+    /// the next group commit.
+    ///
+    /// # Errors
+    ///
+    /// The database failed: nothing of it was kept.
     pub async fn record_boot(
         &self,
         id: &str,
-        version: &str,
+        register: bool,
+        version: &'static str,
         info: &Value,
-        status: &str,
+        status: &'static str,
     ) -> Result<()> {
+        use crate::writer::Op;
         let s = |k: &str| info.get(k).and_then(Value::as_str).map(str::to_owned);
-        let t = now();
-        sqlx::query(
-            "UPDATE stations SET vendor = $1, model = $2, serial = $3, firmware = $4, ocpp_version = $5, boot_status = $6, \
-             last_boot = $7, last_seen = $8 WHERE id = $9",
-        )
-        .bind(s("vendor"))
-        .bind(s("model"))
-        .bind(s("serial"))
-        .bind(s("firmware"))
-        .bind(version)
-        .bind(status)
-        .bind(t.clone())
-        .bind(t)
-        .bind(id)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        let mut ops = Vec::with_capacity(2);
+        if register {
+            ops.push(Op::Station { id: id.to_owned() });
+        }
+        ops.push(Op::Boot {
+            id: id.to_owned(),
+            version,
+            info: [s("vendor"), s("model"), s("serial"), s("firmware")],
+            status,
+        });
+        self.writer.write(ops).await
     }
 
-    /// Writes last-seen times in one transaction.
+    /// Writes last-seen times (in the next group commit).
+    ///
+    /// # Errors
+    ///
+    /// The database failed.
     pub async fn seen_batch(&self, batch: &[(String, String)]) -> Result<()> {
-        if batch.is_empty() {
-            return Ok(());
-        }
-        let mut tx = self.pool.begin().await?;
-        for (id, t) in batch {
-            sqlx::query("UPDATE stations SET last_seen = $1 WHERE id = $2")
-                .bind(t.clone())
-                .bind(id.clone())
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
-        Ok(())
+        self.writer
+            .write(
+                batch
+                    .iter()
+                    .map(|(station, at)| crate::writer::Op::Seen {
+                        station: station.clone(),
+                        at: at.clone(),
+                    })
+                    .collect(),
+            )
+            .await
     }
 
-    /// Records a connector status.
+    /// Records a connector status (in the next group commit).
+    ///
+    /// # Errors
+    ///
+    /// The database failed.
     pub async fn set_status(
         &self,
         id: &str,
@@ -830,19 +930,15 @@ impl Store {
         status: &str,
         error: Option<&str>,
     ) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO connectors (station_id, evse_id, connector_id, status, error_code, updated_at) VALUES ($1, $2, $3, $4, $5, $6) \
-             ON CONFLICT (station_id, evse_id, connector_id) DO UPDATE SET status = excluded.status, error_code = excluded.error_code, updated_at = excluded.updated_at",
-        )
-        .bind(id)
-        .bind(evse)
-        .bind(connector)
-        .bind(status)
-        .bind(error.map(str::to_owned))
-        .bind(now())
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        self.writer
+            .write(vec![crate::writer::Op::Status {
+                station: id.to_owned(),
+                evse,
+                connector,
+                status: status.to_owned(),
+                error: error.map(str::to_owned),
+            }])
+            .await
     }
 
     /// One station with its connectors.
@@ -851,14 +947,14 @@ impl Store {
             "SELECT id, password_hash, vendor, model, serial, firmware, ocpp_version, boot_status, last_boot, last_seen FROM stations WHERE id = $1",
         )
         .bind(id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.read)
         .await?
         else {
             return Ok(None);
         };
         let conns = sqlx::query("SELECT evse_id, connector_id, status, error_code, updated_at FROM connectors WHERE station_id = $1 ORDER BY evse_id, connector_id")
             .bind(id)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.read)
             .await?;
         let connectors = conns
             .iter()
@@ -886,7 +982,7 @@ impl Store {
     /// Stations whose last boot was accepted.
     pub async fn accepted_stations(&self) -> Result<Vec<String>> {
         let rows = sqlx::query("SELECT id FROM stations WHERE boot_status = 'Accepted'")
-            .fetch_all(&self.pool)
+            .fetch_all(&self.read)
             .await?;
         rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
     }
@@ -894,7 +990,7 @@ impl Store {
     /// Every station's identity.
     pub async fn station_ids(&self) -> Result<Vec<String>> {
         let rows = sqlx::query("SELECT id FROM stations ORDER BY id")
-            .fetch_all(&self.pool)
+            .fetch_all(&self.read)
             .await?;
         rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
     }
@@ -911,17 +1007,39 @@ impl Store {
         .bind(now())
         .execute(&self.pool)
         .await?;
+        self.cache
+            .tokens
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id_token.to_owned(), Some(status.to_owned()));
         Ok(())
     }
 
-    /// A token's status, if known.
+    /// A token's status, if known (cached; the cache follows
+    /// [`Store::upsert_token`]).
     pub async fn token_status(&self, id_token: &str) -> Result<Option<String>> {
-        Ok(sqlx::query("SELECT status FROM tokens WHERE id_token = $1")
+        if let Some(s) = self
+            .cache
+            .tokens
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id_token)
+        {
+            return Ok(s.clone());
+        }
+        let status: Option<String> = sqlx::query("SELECT status FROM tokens WHERE id_token = $1")
             .bind(id_token)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.read)
             .await?
             .map(|r| r.try_get(0))
-            .transpose()?)
+            .transpose()?;
+        let mut cache = self.cache.tokens.write().unwrap_or_else(|e| e.into_inner());
+        // a bound on what unknown tokens presented at random can fill
+        if cache.len() >= 100_000 {
+            cache.retain(|_, s| s.is_some());
+        }
+        // an upsert that raced this read wins
+        Ok(cache.entry(id_token.to_owned()).or_insert(status).clone())
     }
 
     /// Every token.
@@ -929,7 +1047,7 @@ impl Store {
         let rows = sqlx::query(
             "SELECT id_token, token_type, status, created_at FROM tokens ORDER BY id_token",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(&self.read)
         .await?;
         rows.iter()
             .map(|r| {
@@ -972,7 +1090,7 @@ impl Store {
     async fn advance_register(&self, session_id: &str, wh: Decimal) -> Result<()> {
         let current = sqlx::query("SELECT last_register_wh FROM sessions WHERE id = $1")
             .bind(session_id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.read)
             .await?;
         let Some(row) = current else { return Ok(()) };
         let cur = opt_dec(&row, "last_register_wh")?;
@@ -1005,22 +1123,45 @@ impl Store {
                 .execute(&self.pool)
                 .await?;
         }
+        self.cache
+            .tariffs
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id.to_owned(), Some(body.clone()));
         Ok(created)
     }
 
-    /// A tariff's JSON.
+    /// A tariff's JSON (cached; the cache follows [`Store::put_tariff`]).
     pub async fn tariff(&self, id: &str) -> Result<Option<Value>> {
+        if let Some(t) = self
+            .cache
+            .tariffs
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+        {
+            return Ok(t.clone());
+        }
         let row = sqlx::query("SELECT body FROM tariffs WHERE id = $1")
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.read)
             .await?;
-        row.map(|r| json_col(&r, "tariff")).transpose()
+        let body = row.map(|r| json_col(&r, "tariff")).transpose()?;
+        let mut cache = self
+            .cache
+            .tariffs
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        if cache.len() >= 10_000 {
+            cache.clear();
+        }
+        Ok(cache.entry(id.to_owned()).or_insert(body).clone())
     }
 
     /// Every tariff's JSON.
     pub async fn tariffs(&self) -> Result<Vec<Value>> {
         let rows = sqlx::query("SELECT body FROM tariffs ORDER BY id")
-            .fetch_all(&self.pool)
+            .fetch_all(&self.read)
             .await?;
         rows.iter().map(|r| json_col(r, "tariff")).collect()
     }
@@ -1054,7 +1195,7 @@ impl Store {
     pub async fn cdr(&self, session_id: &str) -> Result<Option<Value>> {
         let row = sqlx::query("SELECT body FROM cdrs WHERE session_id = $1")
             .bind(session_id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.read)
             .await?;
         row.map(|r| json_col(&r, "cdr")).transpose()
     }
@@ -1063,7 +1204,7 @@ impl Store {
     pub async fn cdrs(&self, limit: i64) -> Result<Vec<Value>> {
         let rows = sqlx::query("SELECT body FROM cdrs ORDER BY created_at DESC LIMIT $1")
             .bind(limit)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.read)
             .await?;
         rows.iter().map(|r| json_col(r, "cdr")).collect()
     }
@@ -1071,7 +1212,7 @@ impl Store {
     /// Revenue: (currency, total excl. VAT, total incl. VAT, CDR count) per currency.
     pub async fn revenue(&self) -> Result<Vec<(String, Decimal, Decimal, i64)>> {
         let rows = sqlx::query("SELECT currency, total_excl, total_incl FROM cdrs")
-            .fetch_all(&self.pool)
+            .fetch_all(&self.read)
             .await?;
         let mut out: Vec<(String, Decimal, Decimal, i64)> = Vec::new();
         for r in rows {
@@ -1127,7 +1268,7 @@ impl Store {
     pub async fn session_meter_values(&self, id: &str) -> Result<Vec<Value>> {
         let rows = sqlx::query("SELECT ts, measurand, value, unit FROM meter_values WHERE session_id = $1 ORDER BY ts, measurand")
             .bind(id)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.read)
             .await?;
         rows.iter()
             .map(|r| {
@@ -1142,7 +1283,7 @@ impl Store {
         Ok(sqlx::query("SELECT id FROM sessions WHERE station_id = $1 AND connector_id = $2 AND status = 'Active' ORDER BY updated_at DESC LIMIT 1")
             .bind(station)
             .bind(connector)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.read)
             .await?
             .map(|r| r.try_get(0))
             .transpose()?)
@@ -1246,36 +1387,52 @@ pub struct SessionRow {
     pub start_key: Option<String>,
 }
 
-/// One database transaction: everything a station message causes is
-/// written through it and committed together, or not at all (dropped
-/// without [`StoreTx::commit`], it rolls back).
-#[derive(Debug)]
-pub struct StoreTx {
-    tx: sqlx::Transaction<'static, sqlx::Any>,
-    #[cfg(test)]
-    faults: std::sync::Arc<std::sync::atomic::AtomicI64>,
+impl SessionRow {
+    /// The session as [`Store::session`] reads this row back.
+    pub fn to_session(&self) -> Session {
+        Session {
+            id: self.id.clone(),
+            station_id: self.station_id.clone(),
+            ocpp_tx_id: self.ocpp_tx_id.clone(),
+            evse_id: self.evse_id,
+            connector_id: self.connector_id,
+            id_token: self.id_token.clone(),
+            status: if self.completed {
+                "Completed"
+            } else {
+                "Active"
+            }
+            .to_owned(),
+            started_at: self.started_at.map(ts),
+            stopped_at: self.stopped_at.map(ts),
+            meter_start_wh: self.meter_start_wh.map(|d| d.normalize()),
+            meter_stop_wh: self.meter_stop_wh.map(|d| d.normalize()),
+            energy_wh: self.energy_wh.normalize(),
+            stop_reason: self.stop_reason.map(str::to_owned),
+        }
+    }
 }
 
 impl Store {
-    /// Begins a database transaction.
-    ///
-    /// # Errors
-    ///
-    /// The database failed.
-    pub async fn begin(&self) -> Result<StoreTx> {
-        Ok(StoreTx {
-            tx: self.pool.begin().await?,
-            #[cfg(test)]
-            faults: self.faults.clone(),
-        })
-    }
-
-    /// Tests: the next `n` calls through a [`StoreTx`] succeed, the one after
-    /// fails (`None`: none fails).
+    /// Tests: the next `n` calls of the store's session path (reads of a
+    /// session's messages, the writer's statements and its commit) succeed,
+    /// the one after fails (`None`: none fails).
     #[cfg(test)]
     pub fn fail_after(&self, n: Option<i64>) {
         self.faults
             .store(n.unwrap_or(-1), std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Tests: an injected failure (see [`Store::fail_after`]).
+    #[cfg(test)]
+    fn fault(&self) -> Result<()> {
+        crate::writer::injected_fault(&self.faults)
+    }
+
+    #[cfg(not(test))]
+    #[inline]
+    fn fault(&self) -> Result<()> {
+        Ok(())
     }
 
     /// Side effects not yet done, oldest first: (id, kind, subject).
@@ -1288,28 +1445,23 @@ impl Store {
             "SELECT id, kind, subject FROM outbox WHERE done_at IS NULL ORDER BY created_at, id LIMIT $1",
         )
         .bind(limit)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.read)
         .await?;
         rows.iter()
             .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
             .collect()
     }
 
-    /// Marks an outbox entry done. Returns false when it was done already.
+    /// Marks an outbox entry done (in the next group commit; an entry done
+    /// already stays as it was).
     ///
     /// # Errors
     ///
     /// The database failed.
-    pub async fn outbox_done(&self, id: &str) -> Result<bool> {
-        Ok(
-            sqlx::query("UPDATE outbox SET done_at = $1 WHERE id = $2 AND done_at IS NULL")
-                .bind(now())
-                .bind(id)
-                .execute(&self.pool)
-                .await?
-                .rows_affected()
-                == 1,
-        )
+    pub async fn outbox_done(&self, id: &str) -> Result<()> {
+        self.writer
+            .write(vec![crate::writer::Op::OutboxDone { id: id.to_owned() }])
+            .await
     }
 
     /// Records a failed attempt at an outbox entry (it stays pending).
@@ -1325,181 +1477,24 @@ impl Store {
             .await?;
         Ok(())
     }
-}
 
-impl StoreTx {
-    /// Tests: an injected failure (see [`Store::fail_after`]).
-    #[cfg(test)]
-    fn fault(&self) -> Result<()> {
-        use std::sync::atomic::Ordering;
-        match self.faults.load(Ordering::SeqCst) {
-            n if n < 0 => Ok(()),
-            0 => {
-                self.faults.store(-1, Ordering::SeqCst);
-                Err(StoreError::Corrupt("injected fault"))
-            }
-            _ => {
-                self.faults.fetch_sub(1, Ordering::SeqCst);
-                Ok(())
-            }
-        }
-    }
-
-    #[cfg(not(test))]
-    #[inline]
-    fn fault(&self) -> Result<()> {
-        Ok(())
-    }
-
-    /// Commits everything written through this transaction.
-    ///
-    /// # Errors
-    ///
-    /// The database failed: nothing of it is kept.
-    pub async fn commit(self) -> Result<()> {
-        self.fault()?;
-        Ok(self.tx.commit().await?)
-    }
-
-    /// Keeps a transaction message under its key. Returns false when the key
-    /// is there already (a duplicate).
+    /// A session's transaction messages: (key, kind, payload), in the order
+    /// received.
     ///
     /// # Errors
     ///
     /// The database failed.
-    pub async fn insert_tx_message(
-        &mut self,
-        session_id: &str,
-        key: &str,
-        kind: &str,
-        payload: &str,
-    ) -> Result<bool> {
-        self.fault()?;
-        Ok(sqlx::query(
-            "INSERT INTO tx_messages (session_id, msg_key, kind, payload, received_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (session_id, msg_key) DO NOTHING",
-        )
-        .bind(session_id)
-        .bind(key)
-        .bind(kind)
-        .bind(payload)
-        .bind(now())
-        .execute(&mut *self.tx)
-        .await?
-        .rows_affected()
-            == 1)
-    }
-
-    /// A session's transaction messages but one: (kind, payload), in the order received.
-    ///
-    /// # Errors
-    ///
-    /// The database failed.
-    pub async fn tx_messages(
-        &mut self,
-        session_id: &str,
-        except_key: &str,
-    ) -> Result<Vec<(String, String)>> {
+    pub async fn tx_messages(&self, session_id: &str) -> Result<Vec<(String, String, String)>> {
         self.fault()?;
         let rows = sqlx::query(
-            "SELECT kind, payload FROM tx_messages WHERE session_id = $1 AND msg_key <> $2 ORDER BY received_at, msg_key",
+            "SELECT msg_key, kind, payload FROM tx_messages WHERE session_id = $1 ORDER BY received_at, msg_key",
         )
         .bind(session_id)
-        .bind(except_key)
-        .fetch_all(&mut *self.tx)
+        .fetch_all(&self.read)
         .await?;
         rows.iter()
-            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
             .collect()
-    }
-
-    /// Whether a session exists.
-    ///
-    /// # Errors
-    ///
-    /// The database failed.
-    pub async fn session_exists(&mut self, id: &str) -> Result<bool> {
-        self.fault()?;
-        Ok(sqlx::query("SELECT 1 FROM sessions WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&mut *self.tx)
-            .await?
-            .is_some())
-    }
-
-    /// Writes a session row (created or replaced).
-    ///
-    /// # Errors
-    ///
-    /// The database failed.
-    pub async fn put_session(&mut self, r: &SessionRow) -> Result<()> {
-        self.fault()?;
-        let dec = |d: Option<Decimal>| d.map(|d| d.normalize().to_string());
-        sqlx::query(
-            "INSERT INTO sessions (id, station_id, ocpp_tx_id, evse_id, connector_id, id_token, status, started_at, stopped_at, meter_start_wh, meter_stop_wh, last_register_wh, stop_reason, start_key, energy_wh, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) \
-             ON CONFLICT (id) DO UPDATE SET evse_id = $4, connector_id = $5, id_token = $6, status = $7, started_at = $8, stopped_at = $9, \
-             meter_start_wh = $10, meter_stop_wh = $11, last_register_wh = $12, stop_reason = $13, start_key = COALESCE(sessions.start_key, $14), energy_wh = $15, updated_at = $16",
-        )
-        .bind(r.id.clone())
-        .bind(r.station_id.clone())
-        .bind(r.ocpp_tx_id.clone())
-        .bind(r.evse_id)
-        .bind(r.connector_id)
-        .bind(r.id_token.clone())
-        .bind(if r.completed { "Completed" } else { "Active" })
-        .bind(r.started_at.map(ts))
-        .bind(r.stopped_at.map(ts))
-        .bind(dec(r.meter_start_wh))
-        .bind(dec(r.meter_stop_wh))
-        .bind(dec(r.last_register_wh))
-        .bind(r.stop_reason)
-        .bind(r.start_key.clone())
-        .bind(r.energy_wh.normalize().to_string())
-        .bind(now())
-        .execute(&mut *self.tx)
-        .await?;
-        Ok(())
-    }
-
-    /// Keeps sampled values of a session (repeats are ignored).
-    ///
-    /// # Errors
-    ///
-    /// The database failed.
-    pub async fn put_meter_values(
-        &mut self,
-        session_id: &str,
-        samples: &[(String, String, String, Option<String>)],
-    ) -> Result<()> {
-        self.fault()?;
-        for (t, measurand, value, unit) in samples {
-            sqlx::query("INSERT INTO meter_values (session_id, ts, measurand, value, unit) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING")
-                .bind(session_id)
-                .bind(t.clone())
-                .bind(measurand.clone())
-                .bind(value.clone())
-                .bind(unit.clone())
-                .execute(&mut *self.tx)
-                .await?;
-        }
-        Ok(())
-    }
-
-    /// Queues a side effect, once per id.
-    ///
-    /// # Errors
-    ///
-    /// The database failed.
-    pub async fn enqueue(&mut self, id: &str, kind: &str, subject: &str) -> Result<()> {
-        self.fault()?;
-        sqlx::query("INSERT INTO outbox (id, kind, subject, created_at, attempts) VALUES ($1, $2, $3, $4, 0) ON CONFLICT (id) DO NOTHING")
-            .bind(id)
-            .bind(kind)
-            .bind(subject)
-            .bind(now())
-            .execute(&mut *self.tx)
-            .await?;
-        Ok(())
     }
 
     /// The 1.6 transaction id a start key was given, if any.
@@ -1507,11 +1502,11 @@ impl StoreTx {
     /// # Errors
     ///
     /// The database failed.
-    pub async fn start_key(&mut self, key: &str) -> Result<Option<i64>> {
+    pub async fn start_key(&self, key: &str) -> Result<Option<i64>> {
         self.fault()?;
         let row = sqlx::query("SELECT ocpp_tx_id FROM session_start_keys WHERE start_key = $1")
             .bind(key)
-            .fetch_optional(&mut *self.tx)
+            .fetch_optional(&self.read)
             .await?;
         row.map(|r| {
             r.try_get::<String, _>(0)?
@@ -1521,33 +1516,20 @@ impl StoreTx {
         .transpose()
     }
 
-    /// Gives a start key its transaction id and the next id of a counter.
+    /// A counter's value (0 when it was never raised).
     ///
     /// # Errors
     ///
     /// The database failed.
-    pub async fn new_start_key(&mut self, key: &str, station: &str) -> Result<i64> {
+    pub async fn counter(&self, name: &str) -> Result<i64> {
         self.fault()?;
-        sqlx::query(
-            "INSERT INTO counters (name, value) VALUES ('transaction_16', 0) ON CONFLICT (name) DO NOTHING",
-        )
-        .execute(&mut *self.tx)
-        .await?;
-        let tx_id: i64 = sqlx::query(
-            "UPDATE counters SET value = value + 1 WHERE name = 'transaction_16' RETURNING value",
-        )
-        .fetch_one(&mut *self.tx)
-        .await?
-        .try_get(0)?;
-        sqlx::query(
-            "INSERT INTO session_start_keys (start_key, session_id, ocpp_tx_id) VALUES ($1, $2, $3)",
-        )
-        .bind(key)
-        .bind(format!("{station}:{tx_id}"))
-        .bind(tx_id.to_string())
-        .execute(&mut *self.tx)
-        .await?;
-        Ok(tx_id)
+        Ok(sqlx::query("SELECT value FROM counters WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.read)
+            .await?
+            .map(|r| r.try_get::<i64, _>(0))
+            .transpose()?
+            .unwrap_or(0))
     }
 }
 
@@ -1605,12 +1587,12 @@ impl Store {
                 .bind(station)
                 .bind(k)
                 .bind(limit)
-                .fetch_all(&self.pool)
+                .fetch_all(&self.read)
                 .await?,
             None => sqlx::query("SELECT kind, key, body, received_at FROM station_reports WHERE station_id = $1 ORDER BY received_at DESC LIMIT $2")
                 .bind(station)
                 .bind(limit)
-                .fetch_all(&self.pool)
+                .fetch_all(&self.read)
                 .await?,
         };
         rows.iter()
