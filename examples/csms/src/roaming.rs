@@ -187,6 +187,9 @@ pub struct Roaming {
     pub versions_url: String,
     own: Own,
     store: Store,
+    /// One Location push at a time per station (see [`Roaming::location_changed`]).
+    location_turns:
+        std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl Roaming {
@@ -234,6 +237,7 @@ impl Roaming {
             versions_url,
             own,
             store,
+            location_turns: std::sync::Mutex::default(),
         })
     }
 
@@ -382,9 +386,28 @@ impl Roaming {
 
     /// Rebuilds a station's Location, stores it for pulls and pushes it.
     pub async fn location_changed(self: &Arc<Self>, station_id: &str) {
+        // a boot and the status right after it each ask for a push: one at a
+        // time per station, each reading the station as it is when its turn
+        // comes, so the push that ends last carries the newest state (two
+        // pushes racing could leave a partner with the older one)
+        let turn = self
+            .location_turns
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(station_id.to_owned())
+            .or_default()
+            .clone();
+        let _turn = turn.lock().await;
         let loc = station_location(&self.store, &self.country_code, &self.party_id, station_id);
         match loc.await {
-            Ok(Some(loc)) => self.publish("locations", "Location", station_id, loc).await,
+            Ok(Some(loc)) => {
+                if let Some(obj) = self
+                    .store_published("locations", "Location", station_id, loc)
+                    .await
+                {
+                    self.push_all("locations", "Location", &obj).await;
+                }
+            }
             Ok(None) => {}
             Err(e) => tracing::warn!(station = station_id, "location not built: {e}"),
         }
@@ -409,9 +432,24 @@ impl Roaming {
         id: &str,
         obj: Value,
     ) {
+        if let Some(obj) = self.store_published(module, kind, id, obj).await {
+            let this = self.clone();
+            tokio::spawn(async move { this.push_all(module, kind, &obj).await });
+        }
+    }
+
+    /// Validates one of our objects and stores it for pulls; `None` (logged)
+    /// when it is not valid OCPI or not stored, and then not pushed either.
+    async fn store_published(
+        &self,
+        module: &'static str,
+        kind: &'static str,
+        id: &str,
+        obj: Value,
+    ) -> Option<Value> {
         if let Err(e) = evproto_ocpi::validate::validate(Version::V221, kind, &obj.to_string()) {
             tracing::warn!(id, "{kind} not valid OCPI: {e}");
-            return;
+            return None;
         }
         if let Err(e) = self
             .store
@@ -420,22 +458,16 @@ impl Roaming {
         {
             // partners that pull would not see it: not pushed either
             tracing::error!(id, "{kind} not stored: {e}");
-            return;
+            return None;
         }
-        let this = self.clone();
-        tokio::spawn(async move {
-            for (_, peer) in this.partners().await {
-                push_object(
-                    &peer,
-                    module,
-                    &this.country_code,
-                    &this.party_id,
-                    &obj,
-                    kind,
-                )
-                .await;
-            }
-        });
+        Some(obj)
+    }
+
+    /// Pushes one of our objects to every partner, one after the other.
+    async fn push_all(&self, module: &'static str, kind: &'static str, obj: &Value) {
+        for (_, peer) in self.partners().await {
+            push_object(&peer, module, &self.country_code, &self.party_id, obj, kind).await;
+        }
     }
 
     /// The OCPP authorization status of a roaming token, `None` if no
