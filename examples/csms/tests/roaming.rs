@@ -12,6 +12,8 @@
 //!
 //! Also monitoring with a 2.0.1 station: alerts, uptime, device model.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -54,21 +56,7 @@ fn token(uid: &str, whitelist: &str) -> Value {
 }
 
 async fn api(port: u16, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-    let c = reqwest::Client::new();
-    let mut rb = c
-        .request(
-            reqwest::Method::from_bytes(method.as_bytes()).unwrap(),
-            format!("http://127.0.0.1:{port}{path}"),
-        )
-        .header("Authorization", format!("Bearer {KEY}"));
-    if let Some(b) = body {
-        rb = rb
-            .header("Content-Type", "application/json")
-            .body(b.to_string());
-    }
-    let r = rb.send().await.unwrap();
-    let s = r.status().as_u16();
-    (s, r.json().await.unwrap_or(Value::Null))
+    common::api(KEY, port, method, path, body).await
 }
 
 async fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {

@@ -12,6 +12,8 @@
 //! - item 4: store failures reach the partner as OCPI errors, a failed
 //!   registration leaves no usable token B.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -29,21 +31,7 @@ use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 const KEY: &str = "roaming-security-api-key-01";
 
 async fn api(port: u16, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-    let c = reqwest::Client::new();
-    let mut rb = c
-        .request(
-            reqwest::Method::from_bytes(method.as_bytes()).unwrap(),
-            format!("http://127.0.0.1:{port}{path}"),
-        )
-        .header("Authorization", format!("Bearer {KEY}"));
-    if let Some(b) = body {
-        rb = rb
-            .header("Content-Type", "application/json")
-            .body(b.to_string());
-    }
-    let r = rb.send().await.unwrap();
-    let s = r.status().as_u16();
-    (s, r.json().await.unwrap_or(Value::Null))
+    common::api(KEY, port, method, path, body).await
 }
 
 /// An OCPI request with a raw token: (HTTP status, body).
