@@ -68,6 +68,16 @@ pub struct Config {
     /// Answered incoming calls remembered, to answer a retransmitted CALL
     /// with the same result. Default 4 (a station retransmits its last call, not its last sixteen; each entry holds the answer frame).
     pub answered_cache: usize,
+    /// The peer's calls handled at the same time; a CALL beyond them gets a
+    /// CALLERROR (`RpcFrameworkError`; 1.6, which has no such code,
+    /// `GenericError`) and is not handled. OCPP-J (1.6 §4.1.1, 2.0.1 and 2.1
+    /// Part 4 §4.1.1) lets a sender send a CALL once all its earlier ones
+    /// were answered *or timed out*; the receiver cannot see the sender's
+    /// timeout, so while a handler is slow a well-behaved peer may have a
+    /// few calls open. Default 4: one, plus three the peer gave up on; more
+    /// is a flood. Whatever the value, extra calls are refused, never
+    /// queued without bound.
+    pub max_incoming_calls: usize,
 }
 
 impl Default for Config {
@@ -79,6 +89,7 @@ impl Default for Config {
             boot_gate: true,
             hold_calls_until_boot: true,
             answered_cache: 4,
+            max_incoming_calls: 4,
         }
     }
 }
@@ -112,6 +123,11 @@ impl Config {
     /// Sets [`Config::answered_cache`].
     pub fn with_answered_cache(mut self, n: usize) -> Self {
         self.answered_cache = n;
+        self
+    }
+    /// Sets [`Config::max_incoming_calls`] (at least 1).
+    pub fn with_max_incoming_calls(mut self, n: usize) -> Self {
+        self.max_incoming_calls = n.max(1);
         self
     }
 }
@@ -716,7 +732,23 @@ impl Endpoint {
                 PeerMisbehavedKind::CallBeforeBoot,
             );
         }
+        if self.incoming.len() >= self.config.max_incoming_calls.max(1) {
+            // more calls open than a peer that waits for answers or timeouts
+            // can have (OCPP-J §4.1.1): not handled, so a peer cannot grow
+            // our handlers without bound
+            let code = self.version.rpc_framework_error();
+            return self.answer_call_error(
+                id,
+                code,
+                format!(
+                    "`{action}` while {} calls are unanswered",
+                    self.incoming.len()
+                ),
+                PeerMisbehavedKind::ConcurrentCall,
+            );
+        }
         if !self.incoming.is_empty() {
+            // handled: the peer's earlier call may have timed out on its side
             self.misbehaved(
                 PeerMisbehavedKind::ConcurrentCall,
                 Some(id.to_owned()),

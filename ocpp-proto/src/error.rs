@@ -106,6 +106,15 @@ impl ProtocolVersion {
     }
 
     /// `FormationViolation` (1.6) or `FormatViolation` (2.x).
+    /// The code for a CALL that breaks the RPC framework's rules: 2.x
+    /// `RpcFrameworkError`; 1.6 has none and its catch-all is `GenericError`.
+    pub(crate) fn rpc_framework_error(self) -> &'static str {
+        match self {
+            ProtocolVersion::V16 => "GenericError",
+            _ => "RpcFrameworkError",
+        }
+    }
+
     pub(crate) fn format_violation(self) -> &'static str {
         match self {
             ProtocolVersion::V16 => "FormationViolation",
@@ -203,7 +212,10 @@ pub enum PeerMisbehavedKind {
     UnknownErrorCode,
     /// A SEND the version or action does not allow: dropped (a SEND gets no answer).
     BadSend,
-    /// A second CALL while one of the peer's calls is still unanswered.
+    /// A CALL while one of the peer's calls is unanswered: handled (the
+    /// peer's earlier call may have timed out on its side), or, past
+    /// [`Config::max_incoming_calls`](crate::Config::max_incoming_calls),
+    /// answered `RpcFrameworkError` (1.6 `GenericError`) and not handled.
     ConcurrentCall,
 }
 

@@ -597,3 +597,57 @@ fn out_of_order_delivery_of_results_after_retries() {
     );
     assert!(misbehaved(&ev).contains(&PeerMisbehavedKind::LateResult));
 }
+
+#[test]
+fn calls_past_the_bound_of_unanswered_ones_get_a_call_error_and_are_not_handled() {
+    let now = std::time::Instant::now();
+    // OCPP-J §4.1.1: a peer sends a CALL once its earlier ones were answered
+    // or timed out, so a few may be open at once; past the bound (default 4)
+    // the extra ones are refused with the version's framework code and
+    // never reach a handler
+    for (v, code) in [
+        (ProtocolVersion::V16, "GenericError"),
+        (ProtocolVersion::V201, "RpcFrameworkError"),
+        (ProtocolVersion::V21, "RpcFrameworkError"),
+    ] {
+        let mut csms = Endpoint::new(Role::Csms, v, Config::default().with_boot_gate(false));
+        for i in 1..=4 {
+            csms.handle_text(now, &format!(r#"[2,"{i}","Heartbeat",{{}}]"#));
+            assert_eq!(csms.poll_transmit(), None, "{v}: call {i} is handled");
+        }
+        for i in 5..100 {
+            csms.handle_text(now, &format!(r#"[2,"{i}","Heartbeat",{{}}]"#));
+            let t = csms.poll_transmit().expect("an answer to the extra call");
+            assert!(t.starts_with(&format!(r#"[4,"{i}","{code}""#)), "{v}: {t}");
+        }
+        let ev: Vec<_> = std::iter::from_fn(|| csms.poll_event()).collect();
+        let handled: Vec<_> = incoming(&ev).into_iter().map(|(id, _)| id).collect();
+        assert_eq!(handled, ["1", "2", "3", "4"], "{v}");
+        assert_eq!(
+            misbehaved(&ev),
+            vec![PeerMisbehavedKind::ConcurrentCall; 3 + 95]
+        );
+        // once one is answered, the next call is handled
+        csms.respond("1", Ok(HEARTBEAT_RES.into())).unwrap();
+        while csms.poll_transmit().is_some() {}
+        csms.handle_text(now, r#"[2,"100","Heartbeat",{}]"#);
+        assert_eq!(csms.poll_transmit(), None);
+        let ev: Vec<_> = std::iter::from_fn(|| csms.poll_event()).collect();
+        assert_eq!(incoming(&ev), vec![("100".to_owned(), "Heartbeat")]);
+    }
+    // the strictest reading: one call at a time
+    let mut csms = Endpoint::new(
+        Role::Csms,
+        ProtocolVersion::V201,
+        Config::default()
+            .with_boot_gate(false)
+            .with_max_incoming_calls(1),
+    );
+    for i in 1..=2 {
+        csms.handle_text(now, &format!(r#"[2,"{i}","Heartbeat",{{}}]"#));
+    }
+    let t = csms.poll_transmit().unwrap();
+    assert!(t.starts_with(r#"[4,"2","RpcFrameworkError""#), "{t}");
+    let ev: Vec<_> = std::iter::from_fn(|| csms.poll_event()).collect();
+    assert_eq!(incoming(&ev).len(), 1);
+}
