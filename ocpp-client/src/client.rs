@@ -72,7 +72,8 @@ pub struct ClientConfig {
     /// Send BootNotification on every reconnect, not only the first connection. Default off.
     pub boot_on_reconnect: bool,
     /// Delivery attempts per queued message before it is dropped (2.0.1
-    /// `MessageAttemptsTransactionEvent`). Default 3.
+    /// `MessageAttemptsTransactionEvent`, 1.6 `TransactionMessageAttempts`):
+    /// a timeout and a CALLERROR each count as one. Default 3.
     pub message_attempts: u32,
     /// Wait after a failed attempt, times the attempt number (2.0.1
     /// `MessageAttemptIntervalTransactionEvent`). Default 5 s.
@@ -710,11 +711,11 @@ async fn replay(shared: Arc<Shared>) {
         loop {
             match peer.call_raw(&msg.action, msg.payload.clone()).await {
                 Ok(_) => break,
-                Err(CallFailure::CallError(e)) => {
-                    // the CSMS refused it: sending it again cannot help
-                    warn!(seq = msg.seq, action = %msg.action, "queued message refused: {e}");
-                    break;
-                }
+                // A CALLERROR is the CSMS failing to process the message
+                // (its store down, say), not a verdict on it: retried like a
+                // lost answer, then skipped after the configured attempts
+                // (OCPP 1.6 §4.10 "Error responses to transaction-related
+                // messages", 2.0.1 E04/E08 `MessageAttemptsTransactionEvent`).
                 Err(CallFailure::NotConnected) => break,
                 Err(e) => {
                     attempts += 1;

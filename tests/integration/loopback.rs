@@ -700,3 +700,100 @@ async fn client_honours_pending_then_heartbeats_at_the_csms_interval() {
     .expect("periodic heartbeat");
     client.shutdown().await;
 }
+
+/// OCPP 1.6 §4.10 and 2.0.1 E04: a CALLERROR to a transaction-related
+/// message is the CSMS failing to process it (its store down, say); the
+/// station sends it again, up to its message attempts, and then skips it.
+#[tokio::test]
+async fn a_queued_message_refused_with_a_callerror_is_retried_then_skipped() {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::Arc;
+    use v201::action::{BootNotification, TransactionEvent};
+    // the CSMS fails the first two deliveries of every TransactionEvent
+    let seen: Arc<AtomicU32> = Arc::default();
+    let counter = seen.clone();
+    let routes =
+        Router::csms_v201()
+            .on::<BootNotification>(|_: Ctx<()>, _: v201::BootNotificationRequest| async move {
+                Ok(evproto_ocpp_types::from_str::<v201::BootNotificationResponse>(
+                r#"{"status":"Accepted","currentTime":"2024-01-01T00:00:00Z","interval":300}"#,
+            )
+            .unwrap())
+            })
+            .on::<TransactionEvent>(move |_: Ctx<()>, _: v201::TransactionEventRequest| {
+                let n = counter.fetch_add(1, Ordering::SeqCst);
+                async move {
+                    if n < 2 {
+                        Err(CallError::new("InternalError", "store unavailable"))
+                    } else {
+                        Ok(
+                            evproto_ocpp_types::from_str::<v201::TransactionEventResponse>("{}")
+                                .unwrap(),
+                        )
+                    }
+                }
+            })
+            .into_routes();
+    let server = evproto_ocpp_server::Server::builder(Security::unsecured())
+        .v201(routes)
+        .build();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        server
+            .serve(listener, async {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    let ev = |seq: u32| -> v201::TransactionEventRequest {
+        evproto_ocpp_types::from_str(&format!(
+            r#"{{"eventType":"Updated","timestamp":"2024-01-01T00:00:0{seq}Z","triggerReason":"MeterValuePeriodic","seqNo":{seq},"transactionInfo":{{"transactionId":"T1"}}}}"#
+        ))
+        .unwrap()
+    };
+    let drained = |client: &Client| {
+        let client = client.clone();
+        async move {
+            tokio::time::timeout(Duration::from_secs(20), async {
+                while client.queued() > 0 {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            })
+            .await
+            .expect("queue drained")
+        }
+    };
+    // three attempts: refused, refused, accepted
+    let v = ProtocolVersion::V201;
+    let config = ClientConfig::new(format!("ws://127.0.0.1:{port}/ocpp/"), "R1", v)
+        .with_backoff(fast_backoff())
+        .with_message_retry_interval(Duration::from_millis(20));
+    let client = Client::start(config, station_routes(v), boot(v), MemoryStore::new());
+    client.wait_ready(Duration::from_secs(10)).await.unwrap();
+    client
+        .call_durable::<TransactionEvent>(&ev(0))
+        .await
+        .unwrap();
+    drained(&client).await;
+    assert_eq!(seen.load(Ordering::SeqCst), 3, "sent until processed");
+    client.shutdown().await;
+    // two attempts allowed: refused twice, then skipped (the queue moves on)
+    seen.store(0, Ordering::SeqCst);
+    let mut config = ClientConfig::new(format!("ws://127.0.0.1:{port}/ocpp/"), "R2", v)
+        .with_backoff(fast_backoff())
+        .with_message_retry_interval(Duration::from_millis(20));
+    config.message_attempts = 2;
+    let client = Client::start(config, station_routes(v), boot(v), MemoryStore::new());
+    client.wait_ready(Duration::from_secs(10)).await.unwrap();
+    client
+        .call_durable::<TransactionEvent>(&ev(1))
+        .await
+        .unwrap();
+    drained(&client).await;
+    assert_eq!(seen.load(Ordering::SeqCst), 2, "skipped after two attempts");
+    client.shutdown().await;
+    let _ = stop.send(());
+    let _ = task.await;
+}
