@@ -17,18 +17,19 @@ cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -r
 trap cleanup EXIT
 
 # csms NAME OCPP_PORT HTTP_PORT [DATABASE_URL]: a fresh CSMS that accepts LOADTAG
+# (its operator API on the admin port HTTP_PORT + 100)
 csms() {
-  local name=$1 port=$2 http=$3 db=${4:-}
+  local name=$1 port=$2 http=$3 db=${4:-} admin=$(($3 + 100))
   mkdir -p "$WORK/$name"
-  "$T/csms" --bind 127.0.0.1 --ocpp-port "$port" --http-port "$http" --data-dir "$WORK/$name" \
+  "$T/csms" --bind 127.0.0.1 --ocpp-port "$port" --http-port "$http" --admin-port "$admin" --data-dir "$WORK/$name" \
     ${db:+--database-url "$db"} --api-key "$KEY" --security-profile 0 --unknown-stations accept \
     >"$WORK/$name.log" 2>&1 &
   PIDS+=($!)
   for _ in $(seq 50); do
-    curl -sf -o /dev/null "http://127.0.0.1:$http/api/tokens" -H "Authorization: Bearer $KEY" && break
+    curl -sf -o /dev/null "http://127.0.0.1:$admin/api/tokens" -H "Authorization: Bearer $KEY" && break
     sleep 0.2
   done
-  curl -sf -o /dev/null -X POST "http://127.0.0.1:$http/api/tokens" -H "Authorization: Bearer $KEY" \
+  curl -sf -o /dev/null -X POST "http://127.0.0.1:$admin/api/tokens" -H "Authorization: Bearer $KEY" \
     -H 'Content-Type: application/json' -d '{"id_token":"LOADTAG","type":"ISO14443","status":"Accepted"}'
 }
 

@@ -16,7 +16,7 @@ use axum::extract::{Path, Query, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::sse::{Event, KeepAlive, Sse};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use evproto_ocpp_proto::ProtocolVersion;
@@ -65,8 +65,137 @@ pub(crate) fn body<T: DeserializeOwned>(bytes: &Bytes) -> Result<T, ApiError> {
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}")))
 }
 
-/// The router.
-pub fn router(app: Arc<App>) -> Router {
+/// Largest operator API or OCPI request body, bytes (firmware images
+/// stream to disk under their own cap, `max_file_bytes`).
+pub const MAX_BODY: usize = 1024 * 1024;
+
+/// How long `/metrics` answers from its cache.
+const METRICS_TTL: Duration = Duration::from_secs(5);
+
+/// The operator API key as the CSMS keeps it: its SHA-256 (the key is
+/// long and random, so a fast hash does not make it guessable), compared
+/// in constant time. The key itself is never stored.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiKey([u8; 32]);
+
+impl std::fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ApiKey(sha256, hidden)")
+    }
+}
+
+impl ApiKey {
+    /// The hash of `key`.
+    pub fn of(key: &str) -> ApiKey {
+        use sha2::{Digest, Sha256};
+        ApiKey(Sha256::digest(key.as_bytes()).into())
+    }
+
+    /// From the stored hex form.
+    pub fn from_hex(hex: &str) -> Option<ApiKey> {
+        let bytes = hex.as_bytes();
+        if bytes.len() != 64 {
+            return None;
+        }
+        let mut out = [0u8; 32];
+        for (o, pair) in out.iter_mut().zip(bytes.chunks(2)) {
+            *o = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
+        }
+        Some(ApiKey(out))
+    }
+
+    /// The stored hex form.
+    pub fn to_hex(&self) -> String {
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// Whether `given` is the key.
+    pub fn accepts(&self, given: &str) -> bool {
+        ct_eq(&ApiKey::of(given).0, &self.0)
+    }
+}
+
+/// Equality that takes as long whatever the bytes (lengths are not secret).
+pub(crate) fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The API key in force at start.
+#[derive(Debug)]
+pub struct KeyInForce {
+    /// Its hash.
+    pub key: ApiKey,
+    /// The key itself when this process knows it: configured, or generated
+    /// now (then print it once: it cannot be read back later).
+    pub plain: Option<String>,
+    /// Generated at this start.
+    pub generated: bool,
+}
+
+/// Settles the API key: the configured one, else the stored hash, else a
+/// new random key whose hash is stored. A plain key stored by an older
+/// version is replaced by its hash first (it keeps working).
+///
+/// # Errors
+///
+/// The store failed or holds an unreadable hash.
+pub async fn settle_api_key(
+    store: &crate::store::Store,
+    configured: Option<&str>,
+) -> crate::store::Result<KeyInForce> {
+    const PLAIN: &str = "api_key";
+    const HASHED: &str = "api_key_sha256";
+    if let Some(plain) = store.setting(PLAIN).await? {
+        store
+            .setting_or_insert(HASHED, &ApiKey::of(&plain).to_hex())
+            .await?;
+        store.delete_setting(PLAIN).await?;
+    }
+    if let Some(k) = configured {
+        return Ok(KeyInForce {
+            key: ApiKey::of(k),
+            plain: Some(k.to_owned()),
+            generated: false,
+        });
+    }
+    let fresh = crate::store::random_hex(24);
+    let stored = store
+        .setting_or_insert(HASHED, &ApiKey::of(&fresh).to_hex())
+        .await?;
+    let key = ApiKey::from_hex(&stored).ok_or(crate::store::StoreError::Corrupt(HASHED))?;
+    let generated = key.accepts(&fresh);
+    Ok(KeyInForce {
+        key,
+        plain: generated.then_some(fresh),
+        generated,
+    })
+}
+
+/// State of the HTTP side beyond the store: the metrics cache and the
+/// transfer slots.
+#[derive(Debug)]
+pub struct HttpState {
+    metrics: tokio::sync::Mutex<Option<(std::time::Instant, String)>>,
+    /// Firmware downloads and station uploads in progress.
+    pub(crate) transfers: crate::ops::Transfers,
+}
+
+impl HttpState {
+    /// Empty cache, slots as configured.
+    pub fn new(config: &crate::config::Config) -> HttpState {
+        HttpState {
+            metrics: tokio::sync::Mutex::new(None),
+            transfers: crate::ops::Transfers::new(config),
+        }
+    }
+}
+
+/// The admin listener's router: the operator API, `/metrics` (both behind
+/// the key, in a `Authorization: Bearer` header), the event stream (the key
+/// may come as `?key=` there only: an EventSource cannot set headers), the
+/// OpenAPI document, the health check and the dashboard page.
+pub fn admin_router(app: Arc<App>) -> Router {
+    let key = || middleware::from_fn_with_state(app.clone(), require_key);
     let api = Router::new()
         .route("/api/stations", get(list_stations))
         .route(
@@ -77,7 +206,6 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/tokens", get(list_tokens).post(post_token))
         .route("/api/sessions", get(list_sessions))
         .route("/api/sessions/{id}", get(get_session))
-        .route("/api/events", get(events))
         .route("/api/tariffs", get(list_tariffs))
         .route("/api/tariffs/{id}", get(get_tariff).put(put_tariff))
         .route("/api/cdrs", get(list_cdrs))
@@ -89,11 +217,6 @@ pub fn router(app: Arc<App>) -> Router {
             get(list_partners).post(register_partner),
         )
         .route("/api/ocpi/token-a", post(issue_token_a))
-        .route(
-            "/api/firmware/{name}",
-            axum::routing::put(crate::ops::put_firmware)
-                .layer(axum::extract::DefaultBodyLimit::max(crate::ops::MAX_FILE)),
-        )
         .route(
             "/api/firmware-campaigns",
             get(crate::ops::list_campaigns).post(crate::ops::start_campaign),
@@ -117,9 +240,26 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/stations/{id}/device-model", get(device_model))
         .route("/api/stations/{id}/reports", get(station_reports))
         .route("/api/ocpi/tokens", get(list_roaming_tokens))
-        .route_layer(middleware::from_fn_with_state(app.clone(), require_key));
+        .route("/metrics", get(metrics))
+        .route_layer(middleware::from_fn_with_state(
+            app.config.http_request_timeout,
+            deadline,
+        ))
+        .route_layer(key());
+    // streamed to disk under max_file_bytes, with a stall limit instead of a deadline
+    let firmware = Router::new()
+        .route(
+            "/api/firmware/{name}",
+            axum::routing::put(crate::ops::put_firmware),
+        )
+        .route_layer(key());
+    let stream = Router::new().route("/api/events", get(events)).route_layer(
+        middleware::from_fn_with_state(app.clone(), require_key_or_query),
+    );
     Router::new()
         .merge(api)
+        .merge(firmware)
+        .merge(stream)
         .route(
             "/api/health",
             get(|| async { Json(json!({"status": "ok"})) }),
@@ -128,56 +268,108 @@ pub fn router(app: Arc<App>) -> Router {
             "/api/openapi.json",
             get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }),
         )
-        .route("/metrics", get(metrics))
-        .route("/firmware/{name}", get(crate::ops::get_firmware))
-        .route(
-            "/upload/{station}/{token}/{filename}",
-            axum::routing::put(crate::ops::upload)
-                .post(crate::ops::upload)
-                .layer(axum::extract::DefaultBodyLimit::max(crate::ops::MAX_FILE)),
-        )
-        .route("/", get(|| async { Html(crate::dashboard::PAGE) }))
-        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such resource") })
+        .route("/", get(crate::dashboard::page))
+        .fallback(not_found)
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .with_state(app)
 }
 
+/// The public listener's router: what stations and roaming partners reach
+/// without the operator key. Firmware downloads (`/firmware/{name}`),
+/// station uploads (`/upload/...`, a single-use token in the URL) and OCPI
+/// (`ocpi`, its own credentials tokens; nested at `/ocpi` with a deadline
+/// per request).
+pub fn public_router(app: Arc<App>, ocpi: Option<Router>) -> Router {
+    let mut router = Router::new()
+        .route("/firmware/{name}", get(crate::ops::get_firmware))
+        .route(
+            "/upload/{station}/{token}/{filename}",
+            axum::routing::put(crate::ops::upload).post(crate::ops::upload),
+        )
+        .fallback(not_found)
+        .with_state(app.clone());
+    if let Some(o) = ocpi {
+        router = router.merge(Router::new().nest_service("/ocpi", o).layer(
+            middleware::from_fn_with_state(app.config.http_request_timeout, deadline),
+        ));
+    }
+    router.layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "no such resource")
+}
+
+/// Answers 503 when a request takes longer than `limit`.
+async fn deadline(State(limit): State<Duration>, req: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(r) => r,
+        Err(_) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("the request took longer than {} s", limit.as_secs()),
+        )
+        .into_response(),
+    }
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+}
+
+fn unauthorized() -> Response {
+    let mut r = ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "missing or wrong API key (Authorization: Bearer <key>)",
+    )
+    .into_response();
+    r.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        header::HeaderValue::from_static("Bearer"),
+    );
+    r
+}
+
+/// The key in an `Authorization: Bearer` header; never from the query
+/// string (it would end up in browser histories and proxy logs).
 async fn require_key(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
     req: Request,
     next: Next,
 ) -> Response {
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    // the dashboard's EventSource cannot set headers: it may pass the key as ?key=
-    let from_query = req
-        .uri()
-        .query()
-        .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("key=")))
-        .map(str::to_owned);
-    let ok = |k: &str| {
-        k.len() == app.api_key.len()
-            && k.bytes()
-                .zip(app.api_key.bytes())
-                .fold(0u8, |a, (x, y)| a | (x ^ y))
-                == 0
-    };
-    if given.is_some_and(ok) || from_query.as_deref().is_some_and(ok) {
+    if bearer(&headers).is_some_and(|k| app.api_key.accepts(k)) {
         next.run(req).await
     } else {
-        let mut r = ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "missing or wrong API key (Authorization: Bearer <key>)",
-        )
-        .into_response();
-        r.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            header::HeaderValue::from_static("Bearer"),
-        );
-        r
+        unauthorized()
     }
+}
+
+/// As [`require_key`], or `?key=` (the dashboard's EventSource cannot set
+/// headers; the page takes the key out of its own address at once).
+async fn require_key_or_query(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    req: Request,
+    next: Next,
+) -> Response {
+    let from_query = Query::<KeyParam>::try_from_uri(req.uri())
+        .ok()
+        .and_then(|q| q.0.key);
+    let ok = bearer(&headers).is_some_and(|k| app.api_key.accepts(k))
+        || from_query.is_some_and(|k| app.api_key.accepts(&k));
+    if ok {
+        next.run(req).await
+    } else {
+        unauthorized()
+    }
+}
+
+#[derive(Deserialize)]
+struct KeyParam {
+    key: Option<String>,
 }
 
 async fn list_stations(State(app): State<Arc<App>>) -> ApiResult {
@@ -331,7 +523,7 @@ async fn put_station(
             r.location_changed(&id).await;
         }
     }
-    app.reload_credentials().await?;
+    app.station_credentials_changed(&id).await?;
     let station = app.store.station(&id).await?;
     let status = if created {
         StatusCode::CREATED
@@ -348,7 +540,7 @@ async fn delete_station(State(app): State<Arc<App>>, Path(id): Path<String>) -> 
             format!("unknown station {id}"),
         ));
     }
-    app.reload_credentials().await?;
+    app.station_credentials_changed(&id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -825,39 +1017,86 @@ async fn events(State(app): State<Arc<App>>) -> Sse<impl Stream<Item = Result<Ev
     Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }
 
+/// `GET /metrics` (behind the key): Prometheus text, counted by the
+/// database with aggregate queries and kept for a few seconds, so scrapes
+/// cost the store little however often they come.
 async fn metrics(State(app): State<Arc<App>>) -> ApiResult {
-    let (stations, active, completed, tokens) = app.store.counts().await?;
+    // one computation at a time: concurrent scrapes wait for it and share it
+    let mut cached = app.http.metrics.lock().await;
+    let body = match &*cached {
+        Some((at, body)) if at.elapsed() < METRICS_TTL => body.clone(),
+        _ => {
+            let body = render_metrics(&app).await?;
+            *cached = Some((std::time::Instant::now(), body.clone()));
+            body
+        }
+    };
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response())
+}
+
+async fn render_metrics(app: &App) -> Result<String, ApiError> {
+    use std::fmt::Write;
+    let c = app.store.metric_counts().await?;
     let connected = app
         .server()
         .map(|s| s.connected().len())
         .unwrap_or_default();
-    let body = format!(
-        "# HELP csms_stations Registered stations.\n# TYPE csms_stations gauge\ncsms_stations {stations}\n\
-         # HELP csms_stations_connected Stations connected now.\n# TYPE csms_stations_connected gauge\ncsms_stations_connected {connected}\n\
-         # HELP csms_sessions_active Sessions in progress.\n# TYPE csms_sessions_active gauge\ncsms_sessions_active {active}\n\
-         # HELP csms_sessions_completed Sessions completed.\n# TYPE csms_sessions_completed counter\ncsms_sessions_completed {completed}\n\
-         # HELP csms_tokens Driver tokens.\n# TYPE csms_tokens gauge\ncsms_tokens {tokens}\n"
-    );
-    let mut body = body;
-    body.push_str("# HELP csms_revenue_incl_vat Revenue of all CDRs incl. VAT, per currency.\n# TYPE csms_revenue_incl_vat counter\n");
-    for (currency, _, incl, _) in app.store.revenue().await? {
-        body.push_str(&format!(
-            "csms_revenue_incl_vat{{currency=\"{currency}\"}} {}\n",
-            incl.round_dp(4).normalize()
-        ));
+    let mut body = String::new();
+    for (name, help, kind, value) in [
+        ("csms_stations", "Registered stations.", "gauge", c.stations),
+        (
+            "csms_stations_connected",
+            "Stations connected now.",
+            "gauge",
+            i64::try_from(connected).unwrap_or(i64::MAX),
+        ),
+        (
+            "csms_sessions_active",
+            "Sessions in progress.",
+            "gauge",
+            c.sessions_active,
+        ),
+        (
+            "csms_sessions_completed",
+            "Sessions completed.",
+            "counter",
+            c.sessions_completed,
+        ),
+        ("csms_tokens", "Driver tokens.", "gauge", c.tokens),
+        (
+            "csms_alerts_open",
+            "Alerts not cleared.",
+            "gauge",
+            c.alerts_open,
+        ),
+    ] {
+        let _ = write!(
+            body,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
+        );
     }
-    let open_alerts = app.store.alerts(true, 100_000).await?.len();
-    body.push_str(&format!(
-        "# HELP csms_alerts_open Alerts not cleared.\n# TYPE csms_alerts_open gauge\ncsms_alerts_open {open_alerts}\n"
-    ));
+    body.push_str("# HELP csms_revenue_incl_vat Revenue of all CDRs incl. VAT, per currency.\n# TYPE csms_revenue_incl_vat counter\n");
+    let revenue = app.store.revenue_sums().await?;
+    for (currency, incl, _) in &revenue {
+        let _ = writeln!(
+            body,
+            "csms_revenue_incl_vat{{currency=\"{currency}\"}} {incl}"
+        );
+    }
+    body.push_str("# HELP csms_cdrs CDRs, per currency.\n# TYPE csms_cdrs counter\n");
+    for (currency, _, n) in &revenue {
+        let _ = writeln!(body, "csms_cdrs{{currency=\"{currency}\"}} {n}");
+    }
+    // one row per station (a per-station series), read from the read pool
     body.push_str("# HELP csms_station_uptime_ratio Share of time connected since first seen.\n# TYPE csms_station_uptime_ratio gauge\n");
     for (id, ratio, _) in app.store.uptime().await? {
-        body.push_str(&format!(
-            "csms_station_uptime_ratio{{station=\"{id}\"}} {:.4}\n",
-            ratio
-        ));
+        let _ = writeln!(
+            body,
+            "csms_station_uptime_ratio{{station=\"{}\"}} {ratio:.4}",
+            id.replace('\\', "\\\\").replace('"', "\\\"")
+        );
     }
-    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response())
+    Ok(body)
 }
 
 #[cfg(test)]

@@ -31,22 +31,49 @@ pub struct Args {
     /// TOML file with any of the settings below (snake_case keys).
     #[arg(long, env = "CSMS_CONFIG")]
     config: Option<PathBuf>,
-    /// Address to listen on.
+    /// Address of the OCPP port and the public HTTP port (OCPI, firmware downloads, station uploads).
     #[arg(long, env = "CSMS_BIND")]
     bind: Option<IpAddr>,
+    /// Address of the admin HTTP port (operator API, dashboard, metrics); loopback unless opened wider here.
+    #[arg(long, env = "CSMS_ADMIN_BIND")]
+    admin_bind: Option<IpAddr>,
     /// OCPP WebSocket port (stations connect to /ocpp/{identity}); 0 picks a free one.
     #[arg(long, env = "CSMS_OCPP_PORT")]
     ocpp_port: Option<u16>,
-    /// HTTP port of the API, metrics and dashboard; 0 picks a free one.
+    /// Public HTTP port: OCPI (/ocpi), firmware downloads (/firmware) and station uploads (/upload); 0 picks a free one.
     #[arg(long, env = "CSMS_HTTP_PORT")]
     http_port: Option<u16>,
+    /// Admin HTTP port: operator API (/api), dashboard (/) and metrics (/metrics), all behind the API key; 0 picks a free one.
+    #[arg(long, env = "CSMS_ADMIN_PORT")]
+    admin_port: Option<u16>,
+    /// Seconds a client has to send a request's headers (and the longest a kept-alive connection idles).
+    #[arg(long, env = "CSMS_HTTP_HEADER_TIMEOUT")]
+    http_header_timeout: Option<u64>,
+    /// Seconds an operator API request may take (longer than call_timeout).
+    #[arg(long, env = "CSMS_HTTP_REQUEST_TIMEOUT")]
+    http_request_timeout: Option<u64>,
+    /// Seconds an upload or download may go without moving a byte before it is dropped.
+    #[arg(long, env = "CSMS_HTTP_IDLE_TIMEOUT")]
+    http_idle_timeout: Option<u64>,
+    /// Open connections per HTTP port; more are answered 503 and closed.
+    #[arg(long, env = "CSMS_HTTP_MAX_CONNECTIONS")]
+    http_max_connections: Option<usize>,
+    /// Largest firmware image or station upload, bytes.
+    #[arg(long, env = "CSMS_MAX_FILE_BYTES")]
+    max_file_bytes: Option<u64>,
+    /// Station uploads received at once; more are answered 503.
+    #[arg(long, env = "CSMS_MAX_UPLOADS")]
+    max_uploads: Option<usize>,
+    /// Firmware downloads served at once; more are answered 503.
+    #[arg(long, env = "CSMS_MAX_DOWNLOADS")]
+    max_downloads: Option<usize>,
     /// Directory of the embedded SQLite store (default ./data).
     #[arg(long, env = "CSMS_DATA_DIR")]
     data_dir: Option<PathBuf>,
     /// Store URL: postgres://... for PostgreSQL; default the SQLite file in the data directory.
     #[arg(long, env = "DATABASE_URL")]
     database_url: Option<String>,
-    /// Operator API key (Authorization: Bearer KEY); generated and stored at first start if unset.
+    /// Operator API key (Authorization: Bearer KEY), at least 16 characters; without it one is generated and printed at first start, and only its hash is stored.
     #[arg(long, env = "CSMS_API_KEY", hide_env_values = true)]
     api_key: Option<String>,
     /// OCPP security profile: 0 (no authentication; for labs), 1 (HTTP Basic auth with each station's password), 2 (TLS + Basic auth; needs --tls-cert/--tls-key) or 3 (TLS with station client certificates whose CN is the identity; also --tls-client-ca).
@@ -101,8 +128,17 @@ struct File {
     database_url: Option<String>,
     api_key: Option<String>,
     security_profile: Option<u8>,
+    admin_bind: Option<IpAddr>,
     unknown_stations: Option<UnknownStations>,
     heartbeat_interval: Option<u32>,
+    admin_port: Option<u16>,
+    http_header_timeout: Option<u64>,
+    http_request_timeout: Option<u64>,
+    http_idle_timeout: Option<u64>,
+    http_max_connections: Option<usize>,
+    max_file_bytes: Option<u64>,
+    max_uploads: Option<usize>,
+    max_downloads: Option<usize>,
     call_timeout: Option<u64>,
     time_zone: Option<String>,
     hold_amount: Option<rust_decimal::Decimal>,
@@ -118,20 +154,38 @@ struct File {
 /// Configuration in force.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Listen address.
+    /// Listen address of the OCPP and public HTTP ports.
     pub bind: IpAddr,
     /// OCPP port.
     pub ocpp_port: u16,
-    /// HTTP port.
+    /// Public HTTP port: OCPI, firmware downloads, station uploads.
     pub http_port: u16,
     /// Data directory (SQLite file).
     pub data_dir: PathBuf,
     /// Explicit store URL.
     pub database_url: Option<String>,
+    /// Listen address of the admin HTTP port (loopback by default).
+    pub admin_bind: IpAddr,
     /// Explicit API key.
     pub api_key: Option<String>,
     /// 0, 1, 2 or 3.
     pub security_profile: u8,
+    /// Admin HTTP port: operator API, dashboard, metrics.
+    pub admin_port: u16,
+    /// Time to send a request's headers; also the keep-alive idle limit.
+    pub http_header_timeout: Duration,
+    /// Time an operator API request may take.
+    pub http_request_timeout: Duration,
+    /// Time an upload or download may go without progress.
+    pub http_idle_timeout: Duration,
+    /// Open connections per HTTP port.
+    pub http_max_connections: usize,
+    /// Largest firmware image or station upload, bytes.
+    pub max_file_bytes: u64,
+    /// Station uploads at once.
+    pub max_uploads: usize,
+    /// Firmware downloads at once.
+    pub max_downloads: usize,
     /// The boot answer for identities not in the registry.
     pub unknown_stations: UnknownStations,
     /// Seconds.
@@ -179,8 +233,17 @@ impl Default for Config {
             site_limit_w: None,
             tls_cert: None,
             tls_key: None,
+            admin_bind: IpAddr::from([127, 0, 0, 1]),
             tls_client_ca: None,
         }
+            admin_port: 8081,
+            http_header_timeout: Duration::from_secs(10),
+            http_request_timeout: Duration::from_secs(60),
+            http_idle_timeout: Duration::from_secs(30),
+            http_max_connections: 512,
+            max_file_bytes: 64 * 1024 * 1024,
+            max_uploads: 4,
+            max_downloads: 32,
     }
 }
 
@@ -232,8 +295,38 @@ impl Config {
             security_profile: args
                 .security_profile
                 .or(file.security_profile)
+            admin_bind: args.admin_bind.or(file.admin_bind).unwrap_or(d.admin_bind),
                 .unwrap_or(d.security_profile),
             unknown_stations: args
+            admin_port: args.admin_port.or(file.admin_port).unwrap_or(d.admin_port),
+            http_header_timeout: args
+                .http_header_timeout
+                .or(file.http_header_timeout)
+                .map_or(d.http_header_timeout, Duration::from_secs),
+            http_request_timeout: args
+                .http_request_timeout
+                .or(file.http_request_timeout)
+                .map_or(d.http_request_timeout, Duration::from_secs),
+            http_idle_timeout: args
+                .http_idle_timeout
+                .or(file.http_idle_timeout)
+                .map_or(d.http_idle_timeout, Duration::from_secs),
+            http_max_connections: args
+                .http_max_connections
+                .or(file.http_max_connections)
+                .unwrap_or(d.http_max_connections),
+            max_file_bytes: args
+                .max_file_bytes
+                .or(file.max_file_bytes)
+                .unwrap_or(d.max_file_bytes),
+            max_uploads: args
+                .max_uploads
+                .or(file.max_uploads)
+                .unwrap_or(d.max_uploads),
+            max_downloads: args
+                .max_downloads
+                .or(file.max_downloads)
+                .unwrap_or(d.max_downloads),
                 .unknown_stations
                 .or(file.unknown_stations)
                 .unwrap_or(d.unknown_stations),
@@ -322,7 +415,7 @@ impl Config {
         json!({
             "bind": self.bind.to_string(), "ocpp_port": self.ocpp_port, "http_port": self.http_port,
             "data_dir": self.data_dir.display().to_string(), "database_url": redact(&self.database_url()),
-            "api_key": if self.api_key.is_some() { "(set)" } else { "(generated or stored)" },
+            "api_key": if self.api_key.is_some() { "(set)" } else { "(generated or stored as a hash)" },
             "security_profile": self.security_profile, "unknown_stations": self.unknown_stations,
             "heartbeat_interval": self.heartbeat_interval, "call_timeout_s": self.call_timeout.as_secs(),
             "time_zone": self.time_zone, "hold_amount": self.hold_amount.to_string(),
@@ -335,9 +428,50 @@ impl Config {
 }
 
 fn read_file(p: &Path) -> Result<File, String> {
+        c.check_http()?;
     let text = std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
     toml::from_str(&text).map_err(|e| format!("{}: {e}", p.display()))
 }
+    /// The HTTP settings are usable: positive limits, the two ports apart,
+    /// API requests allowed longer than the station calls they wait for.
+    fn check_http(&self) -> Result<(), String> {
+        if [
+            self.http_header_timeout,
+            self.http_request_timeout,
+            self.http_idle_timeout,
+        ]
+        .iter()
+        .any(Duration::is_zero)
+        {
+            return Err(
+                "http_header_timeout, http_request_timeout and http_idle_timeout: positive".into(),
+            );
+        }
+        if self.http_request_timeout <= self.call_timeout {
+            return Err(format!(
+                "http_request_timeout ({} s) must be longer than call_timeout ({} s)",
+                self.http_request_timeout.as_secs(),
+                self.call_timeout.as_secs()
+            ));
+        }
+        if self.http_max_connections == 0
+            || self.max_uploads == 0
+            || self.max_downloads == 0
+            || self.max_file_bytes == 0
+        {
+            return Err(
+                "http_max_connections, max_uploads, max_downloads, max_file_bytes: positive".into(),
+            );
+        }
+        if self.http_port != 0 && self.http_port == self.admin_port {
+            return Err(format!(
+                "admin_port: the operator API needs a port of its own, not http_port {}",
+                self.http_port
+            ));
+        }
+        Ok(())
+    }
+
 
 #[cfg(test)]
 mod tests {
@@ -353,6 +487,12 @@ mod tests {
     #[test]
     fn precedence_and_validation() {
         let dir = std::env::temp_dir().join(format!("csms-config-{}", std::process::id()));
+            "admin_bind": self.admin_bind.to_string(), "admin_port": self.admin_port,
+            "http_header_timeout_s": self.http_header_timeout.as_secs(),
+            "http_request_timeout_s": self.http_request_timeout.as_secs(),
+            "http_idle_timeout_s": self.http_idle_timeout.as_secs(),
+            "http_max_connections": self.http_max_connections, "max_file_bytes": self.max_file_bytes,
+            "max_uploads": self.max_uploads, "max_downloads": self.max_downloads,
         std::fs::create_dir_all(&dir).unwrap();
         let f = dir.join("c.toml");
         std::fs::write(
@@ -442,3 +582,28 @@ mod tests {
         assert_eq!(redact("sqlite://data/csms.db"), "sqlite://data/csms.db");
     }
 }
+    #[test]
+    fn the_admin_port_is_loopback_and_apart_by_default() {
+        let c = Config::load(&T::parse_from(["csms"]).a).unwrap();
+        assert_eq!(
+            (c.admin_bind, c.admin_port, c.http_port),
+            (IpAddr::from([127, 0, 0, 1]), 8081, 8080)
+        );
+        assert_eq!(c.shown()["admin_bind"], "127.0.0.1");
+        assert_eq!(c.shown()["admin_port"], 8081);
+        let wide = T::parse_from(["csms", "--admin-bind", "0.0.0.0", "--admin-port", "9443"]);
+        let c = Config::load(&wide.a).unwrap();
+        assert_eq!(
+            (c.admin_bind, c.admin_port),
+            (IpAddr::from([0, 0, 0, 0]), 9443)
+        );
+        let same = T::parse_from(["csms", "--http-port", "8080", "--admin-port", "8080"]);
+        assert!(Config::load(&same.a).unwrap_err().contains("admin_port"));
+        let short = T::parse_from(["csms", "--http-request-timeout", "30"]);
+        assert!(Config::load(&short.a).unwrap_err().contains("call_timeout"));
+        let zero = T::parse_from(["csms", "--http-header-timeout", "0"]);
+        assert!(Config::load(&zero.a).is_err());
+        let none = T::parse_from(["csms", "--max-uploads", "0"]);
+        assert!(Config::load(&none.a).is_err());
+    }
+

@@ -304,12 +304,16 @@ pub async fn run(json_output: bool) -> Result<(Value, bool), String> {
     let dir = std::env::temp_dir().join(format!("csms-demo-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let config = Config {
+    // the demo's own key, passed to the dashboard link below
+    let key = crate::store::random_hex(24);
         bind: std::net::IpAddr::from([127, 0, 0, 1]),
         ocpp_port: 0,
+        admin_bind: std::net::IpAddr::from([127, 0, 0, 1]),
         http_port: 0,
         data_dir: dir.clone(),
+        admin_port: 0,
         database_url: None,
-        api_key: None,
+        api_key: Some(key.clone()),
         security_profile: 1,
         unknown_stations: crate::config::UnknownStations::Reject,
         heartbeat_interval: 60,
@@ -324,6 +328,7 @@ pub async fn run(json_output: bool) -> Result<(Value, bool), String> {
         tls_key: None,
         tls_client_ca: None,
     };
+        ..Config::default()
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(crate::serve_until(
@@ -344,7 +349,8 @@ pub async fn run(json_output: bool) -> Result<(Value, bool), String> {
                 .unwrap_or_else(|| "CSMS did not start".into()))
         }
     };
-    let (port, key) = (started.http_port, started.api_key.clone());
+    // the operator API is on the admin port
+    let port = started.admin_port;
     if !json_output {
         eprintln!("dashboard: http://127.0.0.1:{port}/?key={key}");
     }

@@ -1,22 +1,26 @@
 //! `csms`: the evproto reference Charging Station Management System.
 //!
 //! ```text
-//! cargo run --release -p csms                      # SQLite under ./data, OCPP on :9000, API + dashboard on :8080
+//! cargo run --release -p csms                      # SQLite under ./data, OCPP on :9000, public HTTP on :8080, admin on 127.0.0.1:8081
 //! DATABASE_URL=postgres://localhost/csms cargo run --release -p csms
 //! ```
 //!
 //! Stations connect to `ws://HOST:9000/ocpp/{identity}` (OCPP 1.6, 2.0.1 or
 //! 2.1; security profile 0 or 1). Every message is committed to the store
 //! before it is answered; replays are absorbed; a restart resumes open
-//! sessions. The operator API (`/api`, bearer key), the OpenAPI document
-//! (`/api/openapi.json`), Prometheus metrics (`/metrics`) and the dashboard
-//! (`/`) are on port 8080.
+//! sessions. The public HTTP port (8080) serves what stations and roaming
+//! partners reach: OCPI (`/ocpi`), firmware downloads (`/firmware/{name}`)
+//! and station uploads (`/upload/...`). The admin port (8081, loopback
+//! unless `admin_bind` opens it) serves the operator API (`/api`, bearer
+//! key), the OpenAPI document (`/api/openapi.json`), Prometheus metrics
+//! (`/metrics`, bearer key) and the dashboard (`/`).
 
 pub mod api;
 pub mod billing;
 pub mod config;
 pub mod dashboard;
 pub mod demo;
+pub mod listener;
 pub mod ocpp;
 pub mod ops;
 pub mod payments;
@@ -48,8 +52,10 @@ pub struct App {
     pub store: Store,
     /// Configuration in force.
     pub config: Config,
-    /// The operator API key.
-    pub api_key: String,
+    /// The operator API key (its hash).
+    pub api_key: api::ApiKey,
+    /// The HTTP side's caches and transfer slots.
+    pub http: api::HttpState,
     /// Live events for the dashboard and `/api/events`.
     pub events: broadcast::Sender<Value>,
     server: OnceLock<Server>,
@@ -420,10 +426,13 @@ pub async fn serve(config: Config) -> Result<(), String> {
 pub struct Started {
     /// OCPP port.
     pub ocpp_port: u16,
-    /// HTTP port.
+    /// Public HTTP port (OCPI, firmware downloads, station uploads).
     pub http_port: u16,
-    /// The API key in force.
-    pub api_key: String,
+    /// Admin HTTP port (operator API, dashboard, metrics).
+    pub admin_port: u16,
+    /// The API key in force when this process knows it (configured, or
+    /// generated at this start); `None` when only its stored hash is.
+    pub api_key: Option<String>,
 }
 
 /// As [`serve`], until `shutdown` completes; `ready` gets the ports;
@@ -451,25 +460,17 @@ pub async fn serve_until(
     let store = Store::open(&url)
         .await
         .map_err(|e| format!("store {}: {e}", config::redact(&url)))?;
-    let (api_key, generated) = match &config.api_key {
-        Some(k) => (k.clone(), false),
-        None => {
-            let fresh = store::random_hex(24);
-            let key = store
-                .setting_or_insert("api_key", &fresh)
-                .await
-                .map_err(|e| e.to_string())?;
-            let generated = key == fresh;
-            (key, generated)
-        }
-    };
+    let key = api::settle_api_key(&store, config.api_key.as_deref())
+        .await
+        .map_err(|e| format!("API key: {e}"))?;
     let (events, _) = broadcast::channel(1024);
     let store_for_payments = store.clone();
     let sessions = sessions::Sessions::new(store.clone());
     let app = Arc::new(App {
         store,
         config: config.clone(),
-        api_key,
+        api_key: key.key.clone(),
+        http: api::HttpState::new(&config),
         events,
         server: OnceLock::new(),
         roaming: OnceLock::new(),
@@ -528,14 +529,16 @@ pub async fn serve_until(
         .map_err(|e| e.to_string())?
         .port();
     say(json!({"event": "config", "config": config.shown()}));
-    if generated {
-        say(json!({"event": "api_key_generated", "api_key": app.api_key,
-            "note": "stored in the database; set CSMS_API_KEY to choose your own"}));
+    if key.generated {
+        say(json!({"event": "api_key_generated", "api_key": key.plain,
+            "note": "shown this once: only its hash is stored. Keep it, or choose your own with --api-key or CSMS_API_KEY (16 characters or more), which also replaces a lost one"}));
     }
     say(
-        json!({"event": "listening", "ocpp_port": ocpp_port, "http_port": http_port, "store": app.store.backend(),
+        json!({"event": "listening", "ocpp_port": ocpp_port, "http_port": http_port, "admin_port": admin_port,
+        "store": app.store.backend(),
         "ocpp_url": format!("ws://{}:{ocpp_port}/ocpp/{{identity}}", config.bind),
-        "dashboard": format!("http://localhost:{http_port}/")}),
+        "public_url": format!("http://{}:{http_port}", url_host(config.bind)),
+        "admin_url": admin_url, "dashboard": format!("{admin_url}/")}),
     );
     // last-seen times, written in batches
     let flusher = app.clone();
@@ -601,11 +604,25 @@ pub async fn serve_until(
                     let _ = watcher
                         .store
                         .raise_alert(None, "refused_connection", &detail)
+    let admin_listener =
+        tokio::net::TcpListener::bind(SocketAddr::new(config.admin_bind, config.admin_port))
+            .await
+            .map_err(|e| format!("admin port {}: {e}", config.admin_port))?;
+    let admin_port = admin_listener
+        .local_addr()
+        .map_err(|e| e.to_string())?
+        .port();
                         .await;
                     watcher.notify(json!({"type": "refused", "status": status, "reason": reason}));
                 }
                 Ok(_) => {}
                 Err(broadcast::error::RecvError::Lagged(_)) => {}
+    let url_host = |ip: std::net::IpAddr| match ip {
+        ip if ip.is_unspecified() => "localhost".to_owned(),
+        std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+        ip => ip.to_string(),
+    };
+    let admin_url = format!("http://{}:{admin_port}", url_host(config.admin_bind));
                 Err(_) => break,
             }
         }
@@ -639,24 +656,26 @@ pub async fn serve_until(
     }
     say(json!({"event": "ocpi", "versions_url": roaming.versions_url}));
     let app_for_flush = app.clone();
-    let mut http_stop = stop_rx.clone();
-    let http_task = tokio::spawn(async move {
-        let ocpi = app.roaming().map(|r| r.server.router());
-        let mut router = api::router(app);
-        if let Some(o) = ocpi {
-            router = router.nest_service("/ocpi", o);
-        }
-        axum::serve(http_listener, router)
-            .with_graceful_shutdown(async move {
-                let _ = http_stop.wait_for(|s| *s).await;
-            })
-            .await
-    });
+    let limits = listener::Limits::of(&config);
+    let public_routes = api::public_router(app.clone(), app.roaming().map(|r| r.server.router()));
+    let http_task = tokio::spawn(listener::serve(
+        http_listener,
+        public_routes,
+        limits,
+        stop_rx.clone(),
+    ));
+    let admin_task = tokio::spawn(listener::serve(
+        admin_listener,
+        api::admin_router(app),
+        limits,
+        stop_rx.clone(),
+    ));
     if let Some(r) = ready {
         let _ = r.send(Started {
             ocpp_port,
             http_port,
-            api_key: app_for_flush.api_key.clone(),
+            admin_port,
+            api_key: key.plain,
         });
     }
     shutdown.await;
@@ -690,3 +709,4 @@ async fn shutdown_signal() {
         let _ = ctrl_c.await;
     }
 }
+    let _ = admin_task.await;

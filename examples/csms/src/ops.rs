@@ -5,23 +5,47 @@
 //! upload URL of ours, uploads kept under the data directory), and the
 //! per-station local authorization list (SendLocalList).
 
-use std::path::PathBuf;
+use std::path::{Path as FsPath, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use evproto_ocpp_proto::ProtocolVersion;
+use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use tokio::io::AsyncWriteExt;
+use tokio::sync::Semaphore;
 
-use crate::api::{body, ApiError, ApiResult};
+use crate::api::{body, ct_eq, ApiError, ApiResult};
 use crate::App;
 
-/// Largest firmware image or log upload accepted, bytes.
-pub const MAX_FILE: usize = 64 * 1024 * 1024;
+/// How long an upload URL handed to a station stays usable.
+const UPLOAD_TOKEN_TTL: Duration = Duration::from_secs(3600);
+
+/// Transfers in progress and their limits.
+#[derive(Debug)]
+pub(crate) struct Transfers {
+    uploads: Arc<Semaphore>,
+    downloads: Arc<Semaphore>,
+    max_file: u64,
+    idle: Duration,
+}
+
+impl Transfers {
+    pub(crate) fn new(config: &crate::config::Config) -> Transfers {
+        Transfers {
+            uploads: Arc::new(Semaphore::new(config.max_uploads)),
+            downloads: Arc::new(Semaphore::new(config.max_downloads)),
+            max_file: config.max_file_bytes,
+            idle: config.http_idle_timeout,
+        }
+    }
+}
 
 fn safe_name(name: &str) -> bool {
     !name.is_empty()
@@ -48,16 +72,134 @@ fn upload_dir(app: &App, station: &str) -> PathBuf {
 }
 
 fn upload_folder(station: &str) -> String {
-    use sha2::{Digest, Sha256};
-    let digest = Sha256::digest(station.as_bytes());
-    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+    sha256_hex(station)[..32].to_owned()
 }
 
-/// `PUT /api/firmware/{name}`: stores a firmware image (raw body).
+fn sha256_hex(text: &str) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The stored form of an upload token: its hash and when it expires
+/// (Unix seconds); the token itself is only in the URL given to the station.
+fn upload_token_record(token: &str, expires: i64) -> String {
+    format!("{} {expires}", sha256_hex(token))
+}
+
+/// Whether `given` is the token of `record` and `now` is before its expiry
+/// (hashes compared in constant time).
+fn upload_token_valid(record: &str, given: &str, now: i64) -> bool {
+    let Some((hash, expires)) = record.split_once(' ') else {
+        return false;
+    };
+    let fresh = expires.parse::<i64>().is_ok_and(|e| now < e);
+    ct_eq(hash.as_bytes(), sha256_hex(given).as_bytes()) && fresh
+}
+
+/// A received file not yet in place: removed unless [`Part::persist`]ed.
+#[derive(Debug)]
+struct Part {
+    path: PathBuf,
+    size: u64,
+}
+
+impl Part {
+    /// Moves the file to `dest` (same file system: atomic).
+    async fn persist(mut self, dest: &FsPath) -> Result<u64, ApiError> {
+        if let Some(dir) = dest.parent() {
+            tokio::fs::create_dir_all(dir).await.map_err(io_error)?;
+        }
+        tokio::fs::rename(&self.path, dest)
+            .await
+            .map_err(io_error)?;
+        self.path = PathBuf::new();
+        Ok(self.size)
+    }
+}
+
+impl Drop for Part {
+    fn drop(&mut self) {
+        if !self.path.as_os_str().is_empty() {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+fn io_error(e: std::io::Error) -> ApiError {
+    tracing::error!("file: {e}");
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "the file could not be stored",
+    )
+}
+
+fn too_large(max: u64) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("larger than {max} bytes"),
+    )
+}
+
+/// Refuses at once a body whose declared length is over the cap.
+fn check_length(headers: &HeaderMap, max: u64) -> Result<(), ApiError> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    match declared {
+        Some(n) if n > max => Err(too_large(max)),
+        _ => Ok(()),
+    }
+}
+
+/// Streams a request body to a temporary file under the data directory,
+/// at most `max_file` bytes (413 past it) and each chunk within the idle
+/// limit (408): nothing of it is held in memory.
+async fn receive(app: &App, body: Body) -> Result<Part, ApiError> {
+    let limits = &app.http.transfers;
+    let dir = app.config.data_dir.join("incoming");
+    tokio::fs::create_dir_all(&dir).await.map_err(io_error)?;
+    let mut part = Part {
+        path: dir.join(format!("{}.part", crate::store::random_hex(12))),
+        size: 0,
+    };
+    let mut file = tokio::fs::File::create(&part.path)
+        .await
+        .map_err(io_error)?;
+    let mut stream = body.into_data_stream();
+    loop {
+        let next = tokio::time::timeout(limits.idle, stream.next())
+            .await
+            .map_err(|_| {
+                ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    format!("no data for {} s", limits.idle.as_secs()),
+                )
+            })?;
+        let Some(chunk) = next else { break };
+        let chunk: Bytes = chunk.map_err(|e| {
+            ApiError::new(StatusCode::BAD_REQUEST, format!("body interrupted: {e}"))
+        })?;
+        part.size += chunk.len() as u64;
+        if part.size > limits.max_file {
+            return Err(too_large(limits.max_file));
+        }
+        file.write_all(&chunk).await.map_err(io_error)?;
+    }
+    file.sync_all().await.map_err(io_error)?;
+    Ok(part)
+}
+
+/// `PUT /api/firmware/{name}`: stores a firmware image (raw body,
+/// streamed to disk, at most `max_file_bytes`).
 pub async fn put_firmware(
     State(app): State<Arc<App>>,
     Path(name): Path<String>,
-    bytes: Bytes,
+    headers: HeaderMap,
+    body: Body,
 ) -> ApiResult {
     if !safe_name(&name) {
         return Err(ApiError::new(
@@ -65,37 +207,65 @@ pub async fn put_firmware(
             "name: letters, digits, '.', '-', '_' (1 to 128)",
         ));
     }
-    if bytes.is_empty() {
+    check_length(&headers, app.http.transfers.max_file)?;
+    let part = receive(&app, body).await?;
+    if part.size == 0 {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "empty firmware image",
         ));
     }
-    let dir = firmware_dir(&app);
-    tokio::fs::create_dir_all(&dir)
-        .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    tokio::fs::write(dir.join(&name), &bytes)
-        .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let size = part.persist(&firmware_dir(&app).join(&name)).await?;
     let url = format!("{}/firmware/{name}", app.public_base());
     Ok((
         StatusCode::CREATED,
-        Json(json!({"name": name, "size": bytes.len(), "url": url})),
+        Json(json!({"name": name, "size": size, "url": url})),
     )
         .into_response())
 }
 
 /// `GET /firmware/{name}`: what stations download (no API key: stations
-/// have none; the names are chosen by the operator).
+/// have none; the names are chosen by the operator), streamed from disk,
+/// at most `max_downloads` at once (503 beyond).
 pub async fn get_firmware(State(app): State<Arc<App>>, Path(name): Path<String>) -> Response {
+    let missing = || ApiError::new(StatusCode::NOT_FOUND, "no such firmware").into_response();
     if !safe_name(&name) {
-        return ApiError::new(StatusCode::NOT_FOUND, "no such firmware").into_response();
+        return missing();
     }
-    match tokio::fs::read(firmware_dir(&app).join(&name)).await {
-        Ok(b) => ([(header::CONTENT_TYPE, "application/octet-stream")], b).into_response(),
-        Err(_) => ApiError::new(StatusCode::NOT_FOUND, "no such firmware").into_response(),
-    }
+    let Ok(slot) = app.http.transfers.downloads.clone().try_acquire_owned() else {
+        return busy("downloads");
+    };
+    let Ok(file) = tokio::fs::File::open(firmware_dir(&app).join(&name)).await else {
+        return missing();
+    };
+    let len = match file.metadata().await {
+        Ok(m) if m.is_file() => m.len(),
+        _ => return missing(),
+    };
+    // the slot goes with the body: freed when the download ends or is dropped
+    let stream = tokio_util::io::ReaderStream::with_capacity(file, 64 * 1024).map(move |chunk| {
+        let _held = &slot;
+        chunk
+    });
+    (
+        [
+            (header::CONTENT_TYPE, "application/octet-stream".to_owned()),
+            (header::CONTENT_LENGTH, len.to_string()),
+        ],
+        Body::from_stream(stream),
+    )
+        .into_response()
+}
+
+fn busy(what: &str) -> Response {
+    let mut r = ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!("too many {what} at once; try again later"),
+    )
+    .into_response();
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
+    r
 }
 
 #[derive(Deserialize)]
@@ -227,9 +397,14 @@ pub async fn request_logs(State(app): State<Arc<App>>, Path(id): Path<String>) -
             format!("station {id} is not connected"),
         )
     })?;
-    let token = crate::store::random_hex(12);
+    // single-use and expiring; only its hash is stored
+    let token = crate::store::random_hex(24);
+    let expires = chrono::Utc::now().timestamp() + UPLOAD_TOKEN_TTL.as_secs() as i64;
     app.store
-        .put_setting(&format!("upload_token:{id}"), &token)
+        .put_setting(
+            &format!("upload_token:{id}"),
+            &upload_token_record(&token, expires),
+        )
         .await?;
     let url = format!("{}/upload/{id}/{token}", app.public_base());
     let request_id: i64 = (chrono::Utc::now().timestamp_millis() % 1_000_000_000).abs();
@@ -250,35 +425,68 @@ pub async fn request_logs(State(app): State<Arc<App>>, Path(id): Path<String>) -
 }
 
 /// `PUT|POST /upload/{station}/{token}/{filename}`: a station's upload.
+/// The token is checked before a byte of the body is read (403), the
+/// declared size before it is streamed (413), then the body goes to disk
+/// with at most `max_uploads` at once (503); the token is used up when the
+/// file is in place.
 pub async fn upload(
     State(app): State<Arc<App>>,
     Path((station, token, filename)): Path<(String, String, String)>,
-    bytes: Bytes,
+    headers: HeaderMap,
+    body: Body,
 ) -> Response {
-    let expected = app
+    match receive_upload(&app, &station, &token, &filename, &headers, body).await {
+        Ok(size) => {
+            app.notify(
+                json!({"type": "upload", "station": station, "file": filename, "size": size}),
+            );
+            (
+                StatusCode::CREATED,
+                Json(json!({"stored": filename, "size": size})),
+            )
+                .into_response()
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn receive_upload(
+    app: &App,
+    station: &str,
+    token: &str,
+    filename: &str,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<u64, ApiError> {
+    let unknown = || ApiError::new(StatusCode::FORBIDDEN, "unknown, used or expired upload URL");
+    let key = format!("upload_token:{station}");
+    let now = chrono::Utc::now().timestamp();
+    let record = app
         .store
-        .setting(&format!("upload_token:{station}"))
-        .await
-        .ok()
-        .flatten();
-    if expected.as_deref() != Some(token.as_str()) || !safe_name(&filename) {
-        return ApiError::new(StatusCode::FORBIDDEN, "unknown upload").into_response();
+        .setting(&key)
+        .await?
+        .filter(|r| upload_token_valid(r, token, now))
+        .ok_or_else(unknown)?;
+    if !safe_name(filename) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "filename: letters, digits, '.', '-', '_' (1 to 128)",
+        ));
     }
-    let dir = upload_dir(&app, &station);
-    if let Err(e) = tokio::fs::create_dir_all(&dir).await {
-        return ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response();
+    let transfers = &app.http.transfers;
+    check_length(headers, transfers.max_file)?;
+    let Ok(_slot) = transfers.uploads.clone().try_acquire_owned() else {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many uploads at once; try again later",
+        ));
+    };
+    let part = receive(app, body).await?;
+    // single use: of two uploads with one token, only the first to finish lands
+    if !app.store.take_setting(&key, &record).await? {
+        return Err(unknown());
     }
-    if let Err(e) = tokio::fs::write(dir.join(&filename), &bytes).await {
-        return ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response();
-    }
-    app.notify(
-        json!({"type": "upload", "station": station, "file": filename, "size": bytes.len()}),
-    );
-    (
-        StatusCode::CREATED,
-        Json(json!({"stored": filename, "size": bytes.len()})),
-    )
-        .into_response()
+    part.persist(&upload_dir(app, station).join(filename)).await
 }
 
 /// `GET /api/stations/{id}/logs`: uploads received and the last status.
@@ -389,5 +597,17 @@ mod tests {
         }
         assert_ne!(upload_folder("CP1"), upload_folder("CP2"));
         assert_eq!(upload_folder("CP1"), upload_folder("CP1"));
+    }
+
+    #[test]
+    fn upload_tokens_expire_and_store_no_token() {
+        let record = upload_token_record("abc123", 1_000);
+        assert!(!record.contains("abc123"));
+        assert!(upload_token_valid(&record, "abc123", 999));
+        assert!(!upload_token_valid(&record, "abc123", 1_000), "expired");
+        assert!(!upload_token_valid(&record, "abc124", 999));
+        assert!(!upload_token_valid(&record, "", 999));
+        // a plain token stored by an older version is not a valid record
+        assert!(!upload_token_valid("abc123", "abc123", 0));
     }
 }

@@ -1629,3 +1629,89 @@ impl Store {
             .collect())
     }
 }
+
+/// What `/metrics` shows, counted by the database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetricCounts {
+    /// Registered stations.
+    pub stations: i64,
+    /// Sessions in progress.
+    pub sessions_active: i64,
+    /// Sessions completed.
+    pub sessions_completed: i64,
+    /// Driver tokens.
+    pub tokens: i64,
+    /// Alerts not cleared.
+    pub alerts_open: i64,
+}
+
+impl Store {
+    /// Deletes a setting; whether it was there.
+    ///
+    /// # Errors
+    ///
+    /// The database failed.
+    pub async fn delete_setting(&self, key: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM settings WHERE key = $1")
+            .bind(key)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Deletes a setting only while it still holds `value`: true for the
+    /// one caller that took it (single-use values such as upload tokens).
+    ///
+    /// # Errors
+    ///
+    /// The database failed.
+    pub async fn take_setting(&self, key: &str, value: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM settings WHERE key = $1 AND value = $2")
+            .bind(key)
+            .bind(value)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// The counts of `/metrics`, one aggregate query on the read pool.
+    ///
+    /// # Errors
+    ///
+    /// The database failed.
+    pub async fn metric_counts(&self) -> Result<MetricCounts> {
+        let r = sqlx::query(
+            "SELECT (SELECT COUNT(*) FROM stations), \
+             (SELECT COUNT(*) FROM sessions WHERE status = 'Active'), \
+             (SELECT COUNT(*) FROM sessions WHERE status = 'Completed'), \
+             (SELECT COUNT(*) FROM tokens), \
+             (SELECT COUNT(*) FROM alerts WHERE cleared_at IS NULL)",
+        )
+        .fetch_one(&self.read)
+        .await?;
+        Ok(MetricCounts {
+            stations: r.try_get(0)?,
+            sessions_active: r.try_get(1)?,
+            sessions_completed: r.try_get(2)?,
+            tokens: r.try_get(3)?,
+            alerts_open: r.try_get(4)?,
+        })
+    }
+
+    /// Revenue incl. VAT and CDR count per currency, summed by the
+    /// database (as floating point: what a metric is).
+    ///
+    /// # Errors
+    ///
+    /// The database failed.
+    pub async fn revenue_sums(&self) -> Result<Vec<(String, f64, i64)>> {
+        let rows = sqlx::query(
+            "SELECT currency, SUM(CAST(total_incl AS DOUBLE PRECISION)), COUNT(*) FROM cdrs GROUP BY currency ORDER BY currency",
+        )
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+            .collect()
+    }
+}

@@ -71,6 +71,8 @@ fn dashboard_shows_a_connected_station_and_a_live_session() {
             "0",
             "--http-port",
             "0",
+            "--admin-port",
+            "0",
             "--security-profile",
             "0",
             "--unknown-stations",
@@ -89,7 +91,7 @@ fn dashboard_shows_a_connected_station_and_a_live_session() {
         if v["event"] == "listening" {
             break (
                 v["ocpp_port"].as_u64().unwrap() as u16,
-                v["http_port"].as_u64().unwrap() as u16,
+                v["admin_port"].as_u64().unwrap() as u16,
             );
         }
     };

@@ -29,6 +29,7 @@ const TARIFF: &str = r#"{"currency": "EUR", "elements": [{"price_components": [
 struct Csms {
     child: Child,
     ocpp: u16,
+    /// The admin port (operator API, metrics, dashboard).
     http: u16,
     _lines: Receiver<String>,
 }
@@ -50,6 +51,8 @@ fn start(dir: &Path, db: Option<&str>, ports: Option<(u16, u16)>) -> Csms {
             "--ocpp-port",
             &o.to_string(),
             "--http-port",
+            "0",
+            "--admin-port",
             &h.to_string(),
         ])
         .env("CSMS_API_KEY", KEY)
@@ -84,7 +87,7 @@ fn start(dir: &Path, db: Option<&str>, ports: Option<(u16, u16)>) -> Csms {
         let v: Value = serde_json::from_str(&line).unwrap();
         if v["event"] == "listening" {
             csms.ocpp = v["ocpp_port"].as_u64().unwrap() as u16;
-            csms.http = v["http_port"].as_u64().unwrap() as u16;
+            csms.http = v["admin_port"].as_u64().unwrap() as u16;
             return csms;
         }
     }
@@ -467,8 +470,9 @@ fn full_story(name: &str, db: Option<&str>) {
     assert!(!ok && out.contains("401"), "{out}");
     let (ok, out, _) = python_session(&csms, "FORGED", "2.0.1", PASSWORD);
     assert!(!ok && out.contains("401"), "{out}");
-    // metrics
-    let (s, m) = http(h, "GET", "/metrics", None, None);
+    // metrics, behind the key
+    assert_eq!(http(h, "GET", "/metrics", None, None).0, 401);
+    let (s, m) = http(h, "GET", "/metrics", None, Some(KEY));
     assert_eq!(s, 200);
     assert!(
         m.as_str().unwrap().contains("csms_sessions_completed 3"),

@@ -112,6 +112,7 @@ async fn cpo_roaming_with_an_emsp() {
         bind: std::net::IpAddr::from([127, 0, 0, 1]),
         ocpp_port: 0,
         http_port: 0,
+        admin_port: 0,
         data_dir: dir.clone(),
         api_key: Some(KEY.into()),
         security_profile: 0,
@@ -132,7 +133,7 @@ async fn cpo_roaming_with_an_emsp() {
         false,
     ));
     let started = ready_rx.await.unwrap();
-    let http = started.http_port;
+    let http = started.admin_port;
     let tariff = json!({"currency": "EUR", "elements": [{"price_components": [
         {"type": "ENERGY", "price": 0.30, "vat": 20.0, "step_size": 1}, {"type": "FLAT", "price": 1.00, "step_size": 1}]}]});
     assert_eq!(
@@ -455,6 +456,7 @@ async fn monitoring_alerts_uptime_device_model() {
         data_dir: dir.clone(),
         api_key: Some(KEY.into()),
         security_profile: 0,
+        admin_port: 0,
         unknown_stations: csms::config::UnknownStations::Accept,
         ..Default::default()
     };
@@ -469,7 +471,7 @@ async fn monitoring_alerts_uptime_device_model() {
         false,
     ));
     let started = ready_rx.await.unwrap();
-    let http = started.http_port;
+    let (http, public) = (started.admin_port, started.http_port);
     let connect = || {
         Station::start(
             ClientConfig::new(
@@ -606,7 +608,7 @@ async fn monitoring_alerts_uptime_device_model() {
         .await
         .unwrap();
     assert_eq!(put.status().as_u16(), 201);
-    let image = reqwest::get(format!("http://127.0.0.1:{http}/firmware/fw-2.0.bin"))
+    let image = reqwest::get(format!("http://127.0.0.1:{public}/firmware/fw-2.0.bin"))
         .await
         .unwrap()
         .bytes()
@@ -614,7 +616,7 @@ async fn monitoring_alerts_uptime_device_model() {
         .unwrap();
     assert_eq!(image.len(), 100_000);
     assert_eq!(
-        reqwest::get(format!("http://127.0.0.1:{http}/firmware/..%2Fcsms.db"))
+        reqwest::get(format!("http://127.0.0.1:{public}/firmware/..%2Fcsms.db"))
             .await
             .unwrap()
             .status()
@@ -663,7 +665,7 @@ async fn monitoring_alerts_uptime_device_model() {
     assert_eq!(up_resp.status().as_u16(), 201);
     let forged = reqwest::Client::new()
         .put(format!(
-            "http://127.0.0.1:{http}/upload/MON1/wrong/diag.log"
+            "http://127.0.0.1:{public}/upload/MON1/wrong/diag.log"
         ))
         .body("x")
         .send()
@@ -799,7 +801,10 @@ async fn monitoring_alerts_uptime_device_model() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(cleared, "offline alert cleared on reconnect");
-    let m = reqwest::get(format!("http://127.0.0.1:{http}/metrics"))
+    let m = reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{http}/metrics"))
+        .header("Authorization", format!("Bearer {KEY}"))
+        .send()
         .await
         .unwrap()
         .text()
@@ -865,6 +870,7 @@ async fn security_profiles_2_and_3() {
             data_dir: dir.join(format!("p{profile}")),
             api_key: Some(KEY.into()),
             security_profile: profile,
+            admin_port: 0,
             unknown_stations: csms::config::UnknownStations::Reject,
             tls_cert: Some(dir.join("server.pem")),
             tls_key: Some(dir.join("server.key")),
@@ -888,7 +894,7 @@ async fn security_profiles_2_and_3() {
             json!({})
         };
         assert_eq!(
-            api(started.http_port, "PUT", "/api/stations/TLS1", Some(body))
+            api(started.admin_port, "PUT", "/api/stations/TLS1", Some(body))
                 .await
                 .0,
             201

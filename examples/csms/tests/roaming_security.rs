@@ -54,7 +54,10 @@ struct Csms {
     http: u16,
     ocpp: u16,
     dir: std::path::PathBuf,
+    /// The admin port (operator API).
     stop: tokio::sync::oneshot::Sender<()>,
+    /// The public port (OCPI).
+    public: u16,
     task: tokio::task::JoinHandle<Result<(), String>>,
 }
 
@@ -74,6 +77,7 @@ async fn csms(name: &str) -> Csms {
     };
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
     let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        admin_port: 0,
     let task = tokio::spawn(csms::serve_until(
         config,
         async {
@@ -84,7 +88,8 @@ async fn csms(name: &str) -> Csms {
     ));
     let started = ready_rx.await.unwrap();
     Csms {
-        http: started.http_port,
+        http: started.admin_port,
+        public: started.http_port,
         ocpp: started.ocpp_port,
         dir,
         stop,
@@ -588,7 +593,7 @@ async fn tokens_by_owner_and_uid() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn registration_refuses_identities_in_use() {
     let c = csms("roaming-reg").await;
-    let http = c.http;
+    let (http, public) = (c.http, c.public);
     let a = emsp("DE", "EMS").await;
     a.register(http, "DE", "EMS").await.unwrap();
     let intruder = emsp("DE", "EMS").await;
@@ -632,7 +637,7 @@ async fn registration_refuses_identities_in_use() {
         // token A stays a registration token: no module answers it
         let (s, _) = raw(
             "GET",
-            &format!("http://127.0.0.1:{http}/ocpi/2.2.1/locations"),
+            &format!("http://127.0.0.1:{public}/ocpi/2.2.1/locations"),
             token_a,
             None,
         )
@@ -684,7 +689,7 @@ async fn failing_partner() -> (String, Arc<std::sync::Mutex<Option<String>>>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_registration_withdraws_token_b() {
     let c = csms("roaming-regfail").await;
-    let http = c.http;
+    let (http, public) = (c.http, c.public);
     let (versions, seen) = failing_partner().await;
     let (s, why) = api(
         http,
@@ -701,7 +706,7 @@ async fn failed_registration_withdraws_token_b() {
         .expect("the partner got token B");
     let (s, body) = raw(
         "GET",
-        &format!("http://127.0.0.1:{http}/ocpi/versions"),
+        &format!("http://127.0.0.1:{public}/ocpi/versions"),
         &token_b,
         None,
     )

@@ -48,6 +48,7 @@ impl Harness {
             bind: std::net::IpAddr::from([127, 0, 0, 1]),
             ocpp_port: 0,
             http_port: 0,
+            admin_port: 0,
             data_dir: dir.clone(),
             api_key: Some(KEY.into()),
             security_profile: 0,
@@ -91,7 +92,7 @@ impl Harness {
         };
         station.wait_ready(Duration::from_secs(20)).await.unwrap();
         Harness {
-            http: started.http_port,
+            http: started.admin_port,
             station,
             id,
             stop,

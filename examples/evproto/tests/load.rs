@@ -442,6 +442,7 @@ fn transactions_mix_against_the_reference_csms_in_every_version() {
         bind: std::net::IpAddr::from([127, 0, 0, 1]),
         ocpp_port: 0,
         http_port: 0,
+        admin_port: 0,
         data_dir: dir.clone(),
         api_key: Some("load-test-key".into()),
         security_profile: 0,
@@ -456,8 +457,8 @@ fn transactions_mix_against_the_reference_csms_in_every_version() {
     ));
     let started = rt.block_on(started).expect("csms started");
     let status = api_post(
-        started.http_port,
-        &started.api_key,
+        started.admin_port,
+        "load-test-key",
         "/api/tokens",
         r#"{"id_token":"LOADTAG","type":"ISO14443","status":"Accepted"}"#,
     );
