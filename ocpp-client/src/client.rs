@@ -84,6 +84,9 @@ pub struct ClientConfig {
     /// done with hyper and the connection runs on yawc, compressed if the
     /// CSMS accepts. Off: it runs on tokio-tungstenite, uncompressed.
     pub permessage_deflate: bool,
+    /// Told of every failed connection attempt, with why (counting them by
+    /// [`ConnectFailure::reason`], say). Default none.
+    pub on_connect_failure: Option<FailureHook>,
 }
 
 impl ClientConfig {
@@ -107,6 +110,7 @@ impl ClientConfig {
             message_retry_interval: Duration::from_secs(5),
             default_heartbeat: Duration::from_secs(300),
             permessage_deflate: true,
+            on_connect_failure: None,
         }
     }
     /// Sets the Basic-auth password.
@@ -134,10 +138,89 @@ impl ClientConfig {
         self.endpoint = c;
         self
     }
+    /// Sets [`ClientConfig::on_connect_failure`].
+    pub fn with_connect_failure_hook(
+        mut self,
+        f: impl Fn(&ConnectFailure) + Send + Sync + 'static,
+    ) -> Self {
+        self.on_connect_failure = Some(FailureHook::new(f));
+        self
+    }
     /// Sets [`ClientConfig::message_retry_interval`].
     pub fn with_message_retry_interval(mut self, d: Duration) -> Self {
         self.message_retry_interval = d;
         self
+    }
+}
+
+/// Why a connection attempt failed: what [`ClientConfig::on_connect_failure`]
+/// is told on every failed attempt, and [`Client::last_failure`] keeps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConnectFailure {
+    /// The URL cannot be used (no host, characters a header cannot carry).
+    BadUrl(String),
+    /// No TCP connection: refused (nothing listens), unreachable, or the
+    /// name did not resolve.
+    Unreachable(String),
+    /// The TLS handshake failed (certificate not trusted, no common suite).
+    Tls(String),
+    /// The CSMS answered the WebSocket upgrade with this HTTP status
+    /// instead of 101: 401 is a wrong password or an identity it does not
+    /// know, 404 a wrong path.
+    Http(u16),
+    /// The upgrade was answered but broke the WebSocket or OCPP rules: no
+    /// agreed OCPP subprotocol, a bad accept key, a connection cut during it.
+    Handshake(String),
+}
+
+impl ConnectFailure {
+    /// A short, stable reason to count failures by: `unreachable`, `tls`,
+    /// `http 401`, `handshake`, `bad url`.
+    pub fn reason(&self) -> String {
+        match self {
+            ConnectFailure::BadUrl(_) => "bad url".into(),
+            ConnectFailure::Unreachable(_) => "unreachable".into(),
+            ConnectFailure::Tls(_) => "tls".into(),
+            ConnectFailure::Http(s) => format!("http {s}"),
+            ConnectFailure::Handshake(_) => "handshake".into(),
+        }
+    }
+}
+
+impl std::fmt::Display for ConnectFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConnectFailure::BadUrl(e) => write!(f, "bad URL: {e}"),
+            ConnectFailure::Unreachable(e) => write!(f, "unreachable: {e}"),
+            ConnectFailure::Tls(e) => write!(f, "TLS: {e}"),
+            ConnectFailure::Http(401) => {
+                f.write_str("HTTP 401: wrong password, or an identity the CSMS does not know")
+            }
+            ConnectFailure::Http(404) => f.write_str(
+                "HTTP 404: wrong path (the URL ends with /ocpp/ or the CSMS's own path)",
+            ),
+            ConnectFailure::Http(s) => write!(f, "HTTP {s} instead of 101 Switching Protocols"),
+            ConnectFailure::Handshake(e) => write!(f, "WebSocket/OCPP handshake: {e}"),
+        }
+    }
+}
+
+/// A function told of every failed connection attempt (see
+/// [`ClientConfig::on_connect_failure`]).
+#[derive(Clone)]
+pub struct FailureHook(Arc<dyn Fn(&ConnectFailure) + Send + Sync>);
+
+impl FailureHook {
+    /// Wraps `f`.
+    pub fn new(f: impl Fn(&ConnectFailure) + Send + Sync + 'static) -> Self {
+        FailureHook(Arc::new(f))
+    }
+}
+
+impl std::fmt::Debug for FailureHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FailureHook")
     }
 }
 
@@ -177,6 +260,7 @@ struct Shared {
     state: watch::Sender<ClientState>,
     queued: Notify,
     stop: Notify,
+    last_failure: Mutex<Option<ConnectFailure>>,
 }
 
 /// A running charging-station connection. Cheap to clone.
@@ -234,11 +318,22 @@ impl Client {
             state,
             queued: Notify::new(),
             stop: Notify::new(),
+            last_failure: Mutex::new(None),
         });
         let span = info_span!("station", identity = %shared.config.identity);
         tokio::spawn(supervise(shared.clone()).instrument(span.clone()));
         tokio::spawn(replay(shared.clone()).instrument(span));
         Client { shared }
+    }
+
+    /// Why the last connection attempt failed; `None` once a connection
+    /// was made (or before the first attempt).
+    pub fn last_failure(&self) -> Option<ConnectFailure> {
+        self.shared
+            .last_failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// The current state.
@@ -364,7 +459,16 @@ async fn supervise(shared: Arc<Shared>) {
                 info!(?closed, "disconnected");
                 attempt = 0;
             }
-            Err(e) => warn!("connect failed: {e}"),
+            Err(e) => {
+                warn!("connect failed: {e}");
+                if let Some(hook) = &shared.config.on_connect_failure {
+                    (hook.0)(&e);
+                }
+                *shared
+                    .last_failure
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner()) = Some(e);
+            }
         }
         *shared.peer.lock().unwrap_or_else(|e| e.into_inner()) = None;
         if stopped(&shared) {
@@ -384,13 +488,13 @@ async fn connect_and_run(
     shared: &Arc<Shared>,
     ever_accepted: &mut bool,
     heartbeat: &mut Duration,
-) -> Result<Closed, String> {
+) -> Result<Closed, ConnectFailure> {
     let cfg = &shared.config;
     let url = format!("{}{}", cfg.url, cfg.identity);
     let mut request = url
         .as_str()
         .into_client_request()
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| ConnectFailure::BadUrl(e.to_string()))?;
     request.headers_mut().insert(
         "Sec-WebSocket-Protocol",
         HeaderValue::from_static(cfg.version.subprotocol()),
@@ -405,32 +509,35 @@ async fn connect_and_run(
         );
         request.headers_mut().insert(
             "Authorization",
-            HeaderValue::from_str(&value).map_err(|e| e.to_string())?,
+            HeaderValue::from_str(&value).map_err(|e| ConnectFailure::BadUrl(e.to_string()))?,
         );
     }
     let uri = request.uri().clone();
     let host = uri
         .host()
-        .ok_or("URL without host")?
+        .ok_or_else(|| ConnectFailure::BadUrl("no host".into()))?
         .trim_matches(['[', ']'])
         .to_owned();
     let secure = uri.scheme_str() == Some("wss");
     let port = uri.port_u16().unwrap_or(if secure { 443 } else { 80 });
     let tcp = TcpStream::connect((host.as_str(), port))
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| ConnectFailure::Unreachable(format!("{host}:{port}: {e}")))?;
     let _ = tcp.set_nodelay(true);
     let ws_config = WebSocketConfig::default()
         .read_buffer_size(4096)
         .write_buffer_size(0);
     if secure {
-        let tls = cfg.tls.clone().ok_or("wss:// needs ClientConfig::tls")?;
-        let name =
-            rustls::pki_types::ServerName::try_from(host.clone()).map_err(|e| e.to_string())?;
+        let tls = cfg
+            .tls
+            .clone()
+            .ok_or_else(|| ConnectFailure::Tls("wss:// needs ClientConfig::tls".into()))?;
+        let name = rustls::pki_types::ServerName::try_from(host.clone())
+            .map_err(|e| ConnectFailure::BadUrl(e.to_string()))?;
         let stream = tokio_rustls::TlsConnector::from(tls)
             .connect(name, tcp)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| ConnectFailure::Tls(e.to_string()))?;
         run_ws(shared, request, stream, ws_config, ever_accepted, heartbeat).await
     } else {
         run_ws(shared, request, tcp, ws_config, ever_accepted, heartbeat).await
@@ -444,21 +551,29 @@ async fn run_ws<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     ws_config: WebSocketConfig,
     ever_accepted: &mut bool,
     heartbeat: &mut Duration,
-) -> Result<Closed, String> {
+) -> Result<Closed, ConnectFailure> {
     if shared.config.permessage_deflate {
         let (ws, agreed) = deflate_handshake(shared, request, stream).await?;
-        session(shared, ws, agreed.as_deref(), ever_accepted, heartbeat).await
+        session(shared, ws, agreed.as_deref(), ever_accepted, heartbeat)
+            .await
+            .map_err(ConnectFailure::Handshake)
     } else {
+        use tokio_tungstenite::tungstenite::Error as WsError;
         let (ws, response) =
             tokio_tungstenite::client_async_with_config(request, stream, Some(ws_config))
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| match e {
+                    WsError::Http(r) => ConnectFailure::Http(r.status().as_u16()),
+                    e => ConnectFailure::Handshake(e.to_string()),
+                })?;
         let agreed = response
             .headers()
             .get("Sec-WebSocket-Protocol")
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        session(shared, ws, agreed.as_deref(), ever_accepted, heartbeat).await
+        session(shared, ws, agreed.as_deref(), ever_accepted, heartbeat)
+            .await
+            .map_err(ConnectFailure::Handshake)
     }
 }
 
@@ -473,14 +588,14 @@ async fn deflate_handshake<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
         yawc::WebSocket<hyper_util::rt::TokioIo<hyper::upgrade::Upgraded>>,
         Option<String>,
     ),
-    String,
+    ConnectFailure,
 > {
     use tokio_tungstenite::tungstenite::handshake::client::generate_key;
     use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
     let (mut sender, conn) =
         hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| ConnectFailure::Handshake(e.to_string()))?;
     tokio::spawn(conn.with_upgrades());
     let key = generate_key();
     let uri = request.uri();
@@ -515,10 +630,13 @@ async fn deflate_handshake<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     }
     let req = builder
         .body(http_body_util::Empty::<hyper::body::Bytes>::new())
-        .map_err(|e| e.to_string())?;
-    let mut resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
+        .map_err(|e| ConnectFailure::BadUrl(e.to_string()))?;
+    let mut resp = sender
+        .send_request(req)
+        .await
+        .map_err(|e| ConnectFailure::Handshake(e.to_string()))?;
     if resp.status() != hyper::StatusCode::SWITCHING_PROTOCOLS {
-        return Err(format!("HTTP error: {}", resp.status()));
+        return Err(ConnectFailure::Http(resp.status().as_u16()));
     }
     let header = |name: &str| {
         resp.headers()
@@ -528,13 +646,13 @@ async fn deflate_handshake<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     };
     if header("Sec-WebSocket-Accept").as_deref() != Some(derive_accept_key(key.as_bytes()).as_str())
     {
-        return Err("bad Sec-WebSocket-Accept".to_owned());
+        return Err(ConnectFailure::Handshake("bad Sec-WebSocket-Accept".into()));
     }
     let agreed = header("Sec-WebSocket-Protocol");
     let extensions = header("Sec-WebSocket-Extensions");
     let upgraded = hyper::upgrade::on(&mut resp)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| ConnectFailure::Handshake(e.to_string()))?;
     let options = yawc::Options::default()
         .with_balanced_compression()
         .with_max_payload_read(shared.config.endpoint.max_message_size)
@@ -552,7 +670,7 @@ async fn deflate_handshake<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
         extensions.as_deref(),
         options,
     )
-    .map_err(|e| e.to_string())?;
+    .map_err(|e| ConnectFailure::Handshake(e.to_string()))?;
     Ok((ws, agreed))
 }
 
@@ -592,6 +710,7 @@ async fn session<T: evproto_ocpp_rpc::Transport>(
     let peer = conn.peer();
     *shared.peer.lock().unwrap_or_else(|e| e.into_inner()) = Some(peer.clone());
     info!("connected");
+    *shared.last_failure.lock().unwrap_or_else(|e| e.into_inner()) = None;
     let mut run = tokio::spawn(conn.run());
     let session = async {
         if skip_boot {

@@ -54,7 +54,7 @@
 mod client;
 mod store;
 
-pub use client::{Backoff, Client, ClientConfig, ClientState, Error};
+pub use client::{Backoff, Client, ClientConfig, ClientState, ConnectFailure, Error, FailureHook};
 pub use store::{FileStore, MemoryStore, OfflineStore, QueuedMessage};
 
 /// The README's examples compile and run as doctests.

@@ -113,6 +113,8 @@ struct Stats {
     offline: AtomicU64,
     errors: Mutex<BTreeMap<String, u64>>,
     csms_calls: Mutex<BTreeMap<String, u64>>,
+    connect_failures: Mutex<BTreeMap<String, u64>>,
+    first_failure: Mutex<Option<String>>,
 }
 
 impl Stats {
@@ -123,6 +125,28 @@ impl Stats {
             .unwrap_or_else(|e| e.into_inner())
             .entry(kind)
             .or_default() += 1;
+    }
+    fn connect_failure(&self, f: &evproto_ocpp_client::ConnectFailure) {
+        *self
+            .connect_failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(f.reason())
+            .or_default() += 1;
+        self.first_failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_or_insert_with(|| f.to_string());
+    }
+    fn failures_line(&self) -> String {
+        let m = self
+            .connect_failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        m.iter()
+            .map(|(k, v)| format!("{k}: {v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
     }
     fn csms_call(&self, action: &str) {
         *self
@@ -176,6 +200,11 @@ pub struct Report {
     pub csms_calls: BTreeMap<String, u64>,
     /// Errors by kind (`Action: reason`).
     pub errors: BTreeMap<String, u64>,
+    /// Failed connection attempts by reason (`unreachable`, `http 401`, …;
+    /// see `evproto_ocpp_client::ConnectFailure::reason`).
+    pub connect_failures: BTreeMap<String, u64>,
+    /// The first failed attempt's explanation, if any.
+    pub first_connect_failure: Option<String>,
     /// Seconds the run took.
     pub duration_s: f64,
 }
@@ -184,6 +213,27 @@ impl Report {
     /// Errors in all.
     pub fn error_count(&self) -> u64 {
         self.errors.values().sum()
+    }
+
+    /// What went wrong, when something did: stations that never got a
+    /// boot accepted, or errors. `None` for a clean run.
+    pub fn failure(&self) -> Option<String> {
+        let mut why = Vec::new();
+        if self.booted < self.stations as u64 {
+            let mut s = format!(
+                "{} of {} stations never booted",
+                self.stations as u64 - self.booted,
+                self.stations
+            );
+            if let Some(f) = &self.first_connect_failure {
+                s.push_str(&format!(" (first connection failure: {f})"));
+            }
+            why.push(s);
+        }
+        if self.error_count() > 0 {
+            why.push(format!("{} errors", self.error_count()));
+        }
+        (!why.is_empty()).then(|| why.join("; "))
     }
 
     /// The report as one JSON object.
@@ -197,6 +247,7 @@ impl Report {
             "faults": self.faults, "disconnects": self.disconnects, "reboots": self.reboots,
             "queued_at_end": self.queued_at_end, "skipped_offline": self.skipped_offline,
             "csms_calls": self.csms_calls, "errors": self.errors, "error_count": self.error_count(),
+            "connect_failures": self.connect_failures, "first_connect_failure": self.first_connect_failure,
             "duration_s": (self.duration_s * 100.0).round() / 100.0,
         })
     }
@@ -1025,6 +1076,8 @@ pub async fn run(
         if let Some(p) = &config.password {
             cc = cc.with_password(p.as_bytes());
         }
+        let failures = stats.clone();
+        cc = cc.with_connect_failure_hook(move |f| failures.connect_failure(f));
         let boot = render::boot(version, "SimCharger", &identity).to_string();
         let stats = stats.clone();
         let seed = config.seed ^ (i as u64) << 20;
@@ -1086,15 +1139,21 @@ pub async fn run(
                     .unwrap_or_else(|e| e.into_inner())
                     .values()
                     .sum();
+                let failures = stats.failures_line();
                 p(format!(
-                    "[{:>5.1}s] booted {}/{}  sessions {} started {} ended  meter values {}  errors {}",
+                    "[{:>5.1}s] booted {}/{}  sessions {} started {} ended  meter values {}  errors {}{}",
                     t0.elapsed().as_secs_f64(),
                     stats.booted.load(Ordering::Relaxed),
                     config.stations,
                     s,
                     e,
                     stats.meter_values.load(Ordering::Relaxed),
-                    errors
+                    errors,
+                    if failures.is_empty() {
+                        String::new()
+                    } else {
+                        format!("  connect failures {failures}")
+                    }
                 ));
             }
         }
@@ -1124,6 +1183,16 @@ pub async fn run(
             .clone(),
         errors: stats
             .errors
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone(),
+        connect_failures: stats
+            .connect_failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone(),
+        first_connect_failure: stats
+            .first_failure
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone(),

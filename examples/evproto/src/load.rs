@@ -462,7 +462,9 @@ fn percentile(sorted: &[u32], p: f64) -> f64 {
     f64::from(sorted[idx.min(sorted.len() - 1)]) / 1000.0
 }
 
-pub(crate) fn run(mut args: Args) -> Result<(), String> {
+/// Runs the load; `Ok(false)` when connections failed or errors occurred
+/// (exit 1), `Err` for usage and setup errors (exit 2).
+pub(crate) fn run(mut args: Args) -> Result<bool, String> {
     let v = match args.ocpp.as_str() {
         "1.6" => ProtocolVersion::V16,
         "2.1" => ProtocolVersion::V21,
@@ -645,6 +647,12 @@ pub(crate) fn run(mut args: Args) -> Result<(), String> {
             report["storm_stations"] = json!(storm_total);
         }
         println!("{report}");
-        Ok(())
+        let failed = c.connect_failed.load(Ordering::Relaxed);
+        let errors = c.errors.load(Ordering::Relaxed);
+        if failed > 0 || errors > 0 {
+            eprintln!("evproto load: {failed} connections failed, {errors} errors");
+            return Ok(false);
+        }
+        Ok(true)
     })
 }

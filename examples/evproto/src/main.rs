@@ -191,7 +191,11 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Ocpp {
             command: OcppCommand::Validate(args),
-        } => validate::run(&args),
+        } => match validate::run(&args) {
+            Ok(true) => Ok(()),
+            Ok(false) => return ExitCode::from(1),
+            Err(e) => Err(e),
+        },
         Command::Ocpi {
             command: OcpiCommand::Price,
         } => ocpi_cmd::run_price(),
@@ -206,10 +210,18 @@ fn main() -> ExitCode {
                     fragment,
                     lenient,
                 },
-        } => v2g_cmd::run(false, &schema, roundtrip, fragment, lenient),
+        } => match v2g_cmd::run(false, &schema, roundtrip, fragment, lenient) {
+            Ok(true) => Ok(()),
+            Ok(false) => return ExitCode::from(1),
+            Err(e) => Err(e),
+        },
         Command::V2g {
             command: V2gCommand::Encode { schema, fragment },
-        } => v2g_cmd::run(true, &schema, false, fragment, false),
+        } => match v2g_cmd::run(true, &schema, false, fragment, false) {
+            Ok(true) => Ok(()),
+            Ok(false) => return ExitCode::from(1),
+            Err(e) => Err(e),
+        },
         Command::V2g {
             command: V2gCommand::Evse(args),
         } => v2g_cmd::run_evse(args),
@@ -220,8 +232,16 @@ fn main() -> ExitCode {
             Ok(false) => return ExitCode::from(1),
             Err(e) => Err(e),
         },
-        Command::Load(args) => load::run(args),
-        Command::Simulate(args) => simulate::run(args),
+        Command::Load(args) => match load::run(args) {
+            Ok(true) => Ok(()),
+            Ok(false) => return ExitCode::from(1),
+            Err(e) => Err(e),
+        },
+        Command::Simulate(args) => match simulate::run(args) {
+            Ok(true) => Ok(()),
+            Ok(false) => return ExitCode::from(1),
+            Err(e) => Err(e),
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

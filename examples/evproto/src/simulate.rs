@@ -93,7 +93,9 @@ fn parse_range(s: &str) -> Result<(u64, u64), String> {
     Ok((a, b))
 }
 
-pub(crate) fn run(args: Args) -> Result<(), String> {
+/// Runs the simulation; `Ok(false)` when stations failed to boot or
+/// errors occurred (exit 1), `Err` for usage and setup errors (exit 2).
+pub(crate) fn run(args: Args) -> Result<bool, String> {
     if args.connectors.0 == 0 || args.connectors.1 > 4 {
         return Err("--connectors: between 1 and 4".into());
     }
@@ -171,6 +173,15 @@ pub(crate) fn run(args: Args) -> Result<(), String> {
     for (kind, n) in &report.errors {
         eprintln!("error               {kind}: {n}");
     }
+    for (reason, n) in &report.connect_failures {
+        eprintln!("connect failure     {reason}: {n}");
+    }
     println!("{}", report.to_json());
-    Ok(())
+    match report.failure() {
+        None => Ok(true),
+        Some(why) => {
+            eprintln!("evproto simulate: {why}");
+            Ok(false)
+        }
+    }
 }

@@ -250,13 +250,15 @@ pub(crate) fn encode_fragment_line(schema: &str, line: &str) -> Value {
 /// Runs `decode` or `encode` over stdin. `lenient` (decode only) reads the
 /// deviations of [`Policy::lenient`]: each is listed in the line's
 /// `"warnings"` and printed on stderr as `evproto: warning: line N: ..`.
+/// Decodes or encodes stdin line by line; `Ok(false)` when a line failed
+/// (exit 1), `Err` for usage errors (exit 2).
 pub(crate) fn run(
     encode: bool,
     schema: &str,
     roundtrip: bool,
     fragment: bool,
     lenient: bool,
-) -> Result<(), String> {
+) -> Result<bool, String> {
     if !SCHEMAS.contains(&schema) {
         return Err(format!(
             "unknown schema {schema:?}; one of {}",
@@ -279,17 +281,33 @@ pub(crate) fn run(
     };
     let stdin = std::io::stdin();
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut failed = 0u64;
     for (n, line) in stdin.lock().lines().enumerate() {
         let line = line.map_err(|e| e.to_string())?;
         if line.trim().is_empty() {
             continue;
         }
-        let v = match (encode, fragment) {
+        let mut v = match (encode, fragment) {
             (true, true) => encode_fragment_line(schema, &line),
             (false, true) => decode_fragment_line(schema, &line, roundtrip, &policy),
             (true, false) => encode_line(schema, &line),
             (false, false) => decode_line(schema, &line, roundtrip, &policy),
         };
+        if v.get("error").is_some() {
+            failed += 1;
+            if !encode && !fragment {
+                // the wrong --schema? say which one reads the line
+                if let Some(other) = SCHEMAS.iter().copied().find(|&o| {
+                    o != schema
+                        && o != "xmldsig"
+                        && decode_line(o, &line, false, &Policy::strict())
+                            .get("error")
+                            .is_none()
+                }) {
+                    v["hint"] = format!("this line decodes with --schema {other}").into();
+                }
+            }
+        }
         for w in v["warnings"].as_array().into_iter().flatten() {
             eprintln!(
                 "evproto: warning: line {}: {}",
@@ -299,7 +317,8 @@ pub(crate) fn run(
         }
         writeln!(out, "{v}").map_err(|e| e.to_string())?;
     }
-    out.flush().map_err(|e| e.to_string())
+    out.flush().map_err(|e| e.to_string())?;
+    Ok(failed == 0)
 }
 
 // ---- `evproto v2g evse` and `evproto v2g ev`: a charger and a car ----

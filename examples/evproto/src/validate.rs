@@ -71,7 +71,11 @@ fn version(name: &str) -> Result<Version, String> {
 }
 
 /// One line's verdict, appended to `out`.
+/// Lines found invalid in this run (the exit status is 1 when any was).
+static INVALID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 fn write_error(out: &mut Vec<u8>, code: &str, pointer: &str, reason: &str) {
+    INVALID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     out.extend_from_slice(b"error ");
     out.extend_from_slice(code.as_bytes());
     out.push(b' ');
@@ -375,7 +379,9 @@ fn check_frame_line(
     }
 }
 
-pub(crate) fn run(args: &Args) -> Result<(), String> {
+/// Validates stdin; `Ok(false)` when a line was invalid (exit 1), `Err` for
+/// usage and I/O errors (exit 2).
+pub(crate) fn run(args: &Args) -> Result<bool, String> {
     let v = version(&args.version)?;
     let policy = args.lenient.then(Policy::lenient);
     let result = match (&args.action, &args.message) {
@@ -403,10 +409,11 @@ pub(crate) fn run(args: &Args) -> Result<(), String> {
         }
         _ => run_frames(v, policy),
     };
+    let clean = INVALID.load(std::sync::atomic::Ordering::Relaxed) == 0;
     match result {
-        Ok(()) => Ok(()),
+        Ok(()) => Ok(clean),
         // a closed pipe (`| head`) is not an error
-        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(clean),
         Err(e) => Err(e.to_string()),
     }
 }

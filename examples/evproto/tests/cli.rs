@@ -19,16 +19,20 @@ fn validate(args: &[&str], input: &str) -> Vec<String> {
         .write_all(input.as_bytes())
         .unwrap();
     let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
+    let lines: Vec<String> = String::from_utf8(out.stdout)
         .unwrap()
         .lines()
         .map(str::to_owned)
-        .collect()
+        .collect();
+    // exit 1 exactly when a line was invalid
+    let invalid = lines.iter().any(|l| l.starts_with("error "));
+    assert_eq!(
+        out.status.code(),
+        Some(i32::from(invalid)),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    lines
 }
 
 fn prefix(line: &str, n: usize) -> String {

@@ -5,8 +5,9 @@
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-/// (stdout lines, stderr) of `evproto v2g decode` with `args` over `input`.
-fn decode(args: &[&str], input: &str) -> (Vec<serde_json::Value>, String) {
+/// (stdout lines, stderr) of `evproto v2g decode` with `args` over `input`,
+/// which exits with `code` (1 when a line could not be decoded).
+fn decode(args: &[&str], input: &str, code: i32) -> (Vec<serde_json::Value>, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_evproto"))
         .args(["v2g", "decode"])
         .args(args)
@@ -23,7 +24,7 @@ fn decode(args: &[&str], input: &str) -> (Vec<serde_json::Value>, String) {
         .unwrap();
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(out.status.success(), "{stderr}");
+    assert_eq!(out.status.code(), Some(code), "{stderr}");
     let lines = String::from_utf8(out.stdout)
         .unwrap()
         .lines()
@@ -38,7 +39,7 @@ const REAL: &str = "809a022189cbf75b9625a951a00120024100c4";
 #[test]
 fn lenient_flag_decodes_and_warns() {
     let input = format!("{REAL}\n{REAL}00\n");
-    let (strict, stderr) = decode(&["--schema", "din"], &input);
+    let (strict, stderr) = decode(&["--schema", "din"], &input, 1);
     assert_eq!(strict.len(), 2);
     assert!(strict[0].get("message").is_some(), "{}", strict[0]);
     assert_eq!(
@@ -48,7 +49,7 @@ fn lenient_flag_decodes_and_warns() {
     );
     assert!(!stderr.contains("warning"), "{stderr}");
 
-    let (lenient, stderr) = decode(&["--schema", "din", "--lenient"], &input);
+    let (lenient, stderr) = decode(&["--schema", "din", "--lenient"], &input, 0);
     assert_eq!(lenient[0], strict[0], "a frame as sent reads the same");
     assert_eq!(lenient[1]["message"], strict[0]["message"]);
     assert_eq!(lenient[1]["body"], strict[0]["body"]);
