@@ -25,6 +25,11 @@ pub enum ErrorKind {
     CertificateMismatch,
     /// The request is not a valid WebSocket upgrade (HTTP 400).
     NotWebSocket,
+    /// The station authenticated but is not admitted
+    /// ([`ServerBuilder::admit`](crate::ServerBuilder::admit)): not, or no
+    /// longer, registered (HTTP 401, as a wrong password, so the answer does
+    /// not tell which identities exist).
+    NotAdmitted,
 }
 
 /// A handshake the server refused, as reported in
@@ -60,7 +65,9 @@ impl Error {
     pub fn status(&self) -> u16 {
         match self.kind {
             ErrorKind::NoEndpoint => 404,
-            ErrorKind::AuthenticationFailed | ErrorKind::CertificateMismatch => 401,
+            ErrorKind::AuthenticationFailed
+            | ErrorKind::CertificateMismatch
+            | ErrorKind::NotAdmitted => 401,
             ErrorKind::InvalidIdentity | ErrorKind::NoSubprotocol | ErrorKind::NotWebSocket => 400,
         }
     }
@@ -70,7 +77,9 @@ impl Error {
     pub fn is_unauthorized(&self) -> bool {
         matches!(
             self.kind,
-            ErrorKind::AuthenticationFailed | ErrorKind::CertificateMismatch
+            ErrorKind::AuthenticationFailed
+                | ErrorKind::CertificateMismatch
+                | ErrorKind::NotAdmitted
         )
     }
 
@@ -93,6 +102,7 @@ impl fmt::Display for Error {
                 ("client certificate does not match the identity", ": ")
             }
             ErrorKind::NotWebSocket => ("not a WebSocket upgrade", ": "),
+            ErrorKind::NotAdmitted => ("station not admitted", ": "),
         };
         match &self.detail {
             Some(d) => write!(f, "{what}{join}{d}"),
@@ -120,9 +130,11 @@ mod tests {
             (e.status(), e.to_string()),
             (401, "authentication failed".to_owned())
         );
-        let e = Error::new(ErrorKind::CertificateMismatch);
-        assert_eq!(e.status(), 401);
-        assert!(e.is_unauthorized());
+        for k in [ErrorKind::CertificateMismatch, ErrorKind::NotAdmitted] {
+            let e = Error::new(k);
+            assert_eq!(e.status(), 401);
+            assert!(e.is_unauthorized());
+        }
         for k in [
             ErrorKind::InvalidIdentity,
             ErrorKind::NoSubprotocol,

@@ -83,7 +83,7 @@ mod server;
 
 pub use error::{Error, ErrorKind};
 pub use evproto_ocpp_rpc::{CallFailure, Peer};
-pub use security::{PasswordCheck, Security};
+pub use security::{PasswordCheck, Security, Verdict};
 pub use server::{Server, ServerBuilder, ServerConfig, ServerEvent};
 
 /// The README's examples compile and run as doctests.

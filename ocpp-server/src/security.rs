@@ -2,16 +2,36 @@
 //! who may connect, and how they prove it.
 
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
-/// Checks a station's Basic-auth password. Called during the WebSocket
-/// handshake, so it must answer without blocking: keep credentials in memory
-/// (a CSMS loads them from its store and updates them on change).
-pub trait PasswordCheck: Send + Sync + 'static {
-    /// Whether `password` is right for `identity`.
-    fn check(&self, identity: &str, password: &[u8]) -> bool;
-}
+/// What [`PasswordCheck::verify`] returns: the answer, later.
+pub type Verdict = Pin<Box<dyn Future<Output = bool> + Send + 'static>>;
 
+/// Checks a station's Basic-auth password during the WebSocket handshake.
+///
+/// The server awaits [`PasswordCheck::verify`], whose default runs
+/// [`PasswordCheck::check`] on tokio's blocking pool: a password hash that
+/// is slow on purpose (Argon2id, bcrypt) never holds a runtime worker. A
+/// check with a cache of its own, or that limits how many hashes run at
+/// once, overrides `verify`.
+pub trait PasswordCheck: Send + Sync + 'static {
+    /// Whether `password` is right for `identity`. May block (it runs off
+    /// the runtime's workers unless `verify` is overridden).
+    fn check(&self, identity: &str, password: &[u8]) -> bool;
+
+    /// Whether `password` is right for `identity`, without blocking the
+    /// caller's runtime worker. By default, [`PasswordCheck::check`] on
+    /// [`tokio::task::spawn_blocking`]; a check that panics answers `false`.
+    fn verify(self: Arc<Self>, identity: String, password: Vec<u8>) -> Verdict {
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || self.check(&identity, &password))
+                .await
+                .unwrap_or(false)
+        })
+    }
+}
 impl<F: Fn(&str, &[u8]) -> bool + Send + Sync + 'static> PasswordCheck for F {
     fn check(&self, identity: &str, password: &[u8]) -> bool {
         self(identity, password)
@@ -30,7 +50,9 @@ pub enum Security {
     TlsBasicAuth(Arc<rustls::ServerConfig>, Arc<dyn PasswordCheck>),
     /// Profile 3: TLS with client certificates; the certificate's subject CN
     /// must equal the identity. The `ServerConfig` must verify client
-    /// certificates against your CA (`WebPkiClientVerifier`).
+    /// certificates against your CA (`WebPkiClientVerifier`). A valid
+    /// certificate does not say the station is still registered: give the
+    /// server your registry with [`ServerBuilder::admit`](crate::ServerBuilder::admit).
     MutualTls(Arc<rustls::ServerConfig>),
 }
 

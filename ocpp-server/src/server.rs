@@ -13,12 +13,12 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::broadcast;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
-use tokio_tungstenite::tungstenite::http::{HeaderMap, HeaderValue, StatusCode, Uri};
+use tokio_tungstenite::tungstenite::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tracing::{info, info_span, warn, Instrument};
 
 use crate::error::{Error, ErrorKind};
-use crate::security::{parse_basic, subject_cn, Security};
+use crate::security::{parse_basic, subject_cn, PasswordCheck, Security};
 
 /// Server settings.
 ///
@@ -187,6 +187,24 @@ pub struct ServerBuilder {
     security: Security,
     config: ServerConfig,
     routes: HashMap<ProtocolVersion, Routes>,
+    admit: Admission,
+}
+
+/// Which authenticated identities may connect (see [`ServerBuilder::admit`]).
+#[derive(Clone, Default)]
+struct Admission(Option<Arc<AdmitFn>>);
+
+/// The check behind [`ServerBuilder::admit`].
+type AdmitFn = dyn Fn(&str) -> bool + Send + Sync;
+
+impl std::fmt::Debug for Admission {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Admission(check)"
+        } else {
+            "Admission(all)"
+        })
+    }
 }
 
 impl ServerBuilder {
@@ -229,6 +247,18 @@ impl ServerBuilder {
         self
     }
 
+    /// Admits at the handshake, after the station authenticated, only the
+    /// identities `admit` says yes to; the others are refused with 401
+    /// ([`ErrorKind::NotAdmitted`]). In profile 3 this is the registry
+    /// check: a client certificate stays valid after its station was
+    /// deleted, so without it any holder of a CA-signed certificate
+    /// connects. Called during every handshake: answer from memory.
+    #[must_use]
+    pub fn admit(mut self, admit: impl Fn(&str) -> bool + Send + Sync + 'static) -> Self {
+        self.admit = Admission(Some(Arc::new(admit)));
+        self
+    }
+
     /// Sets the configuration.
     #[must_use]
     pub fn config(mut self, config: ServerConfig) -> Self {
@@ -244,6 +274,7 @@ impl ServerBuilder {
                 security: self.security,
                 config: self.config,
                 routes: self.routes,
+                admit: self.admit,
                 stations: Mutex::new(HashMap::new()),
                 accepted: Mutex::new(HashSet::new()),
                 deflate_pool: yawc::DeflatePool::new(DEFLATE_POOL),
@@ -267,6 +298,7 @@ struct Inner {
     security: Security,
     config: ServerConfig,
     routes: HashMap<ProtocolVersion, Routes>,
+    admit: Admission,
     stations: Mutex<HashMap<String, Entry>>,
     /// Stations whose last boot was accepted. The boot state belongs to the
     /// station, not to one connection (OCPP 2.0.1 B01–B03: a station sends
@@ -325,6 +357,114 @@ fn percent_decode(s: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
+/// The largest HTTP request head the plain-WebSocket path reads.
+const MAX_REQUEST_HEAD: usize = 8 * 1024;
+
+/// Reads the upgrade request's head (up to the blank line), and whatever
+/// the station sent with it.
+async fn read_head<S: AsyncRead + Unpin>(stream: &mut S) -> Result<Vec<u8>, Error> {
+    use tokio::io::AsyncReadExt as _;
+    let mut head = Vec::with_capacity(512);
+    let mut chunk = [0u8; 512];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        if head.len() >= MAX_REQUEST_HEAD {
+            return Err(Error::with_detail(
+                ErrorKind::NotWebSocket,
+                "request head too large",
+            ));
+        }
+        let n = stream
+            .read(&mut chunk)
+            .await
+            .map_err(|e| Error::with_detail(ErrorKind::NotWebSocket, e.to_string()))?;
+        if n == 0 {
+            return Err(Error::with_detail(
+                ErrorKind::NotWebSocket,
+                "closed before the request ended",
+            ));
+        }
+        head.extend_from_slice(&chunk[..n]);
+    }
+    Ok(head)
+}
+
+/// The path and headers of a request head.
+fn parse_head(head: &[u8]) -> Option<(Uri, HeaderMap)> {
+    let mut slots = [httparse::EMPTY_HEADER; 64];
+    let mut req = httparse::Request::new(&mut slots);
+    if !req.parse(head).ok()?.is_complete() {
+        return None;
+    }
+    let uri: Uri = req.path?.parse().ok()?;
+    let mut headers = HeaderMap::new();
+    for h in req.headers.iter() {
+        headers.append(
+            HeaderName::from_bytes(h.name.as_bytes()).ok()?,
+            HeaderValue::from_bytes(h.value).ok()?,
+        );
+    }
+    Some((uri, headers))
+}
+
+/// A stream that first replays bytes already read from it.
+struct Rewind<S> {
+    head: Vec<u8>,
+    at: usize,
+    inner: S,
+}
+
+impl<S> Rewind<S> {
+    fn new(head: Vec<u8>, inner: S) -> Self {
+        Rewind { head, at: 0, inner }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Rewind<S> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let me = &mut *self;
+        if me.at < me.head.len() {
+            let n = (me.head.len() - me.at).min(buf.remaining());
+            buf.put_slice(&me.head[me.at..me.at + n]);
+            me.at += n;
+            if me.at == me.head.len() {
+                // replayed: an idle connection keeps no copy
+                me.head = Vec::new();
+                me.at = 0;
+            }
+            return std::task::Poll::Ready(Ok(()));
+        }
+        std::pin::Pin::new(&mut me.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Rewind<S> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
 fn refuse(error: &Error) -> ErrorResponse {
     let mut r = ErrorResponse::new(Some(error.to_string()));
     let status = http_status(error);
@@ -350,6 +490,7 @@ impl Server {
             security,
             config: ServerConfig::default(),
             routes: HashMap::new(),
+            admit: Admission::default(),
         }
     }
 
@@ -382,6 +523,38 @@ impl Server {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(identity.into());
+    }
+
+    /// Forgets that `identity`'s boot was accepted (e.g. the station was
+    /// deleted): its calls get `SecurityError` until it boots again.
+    pub fn forget_accepted(&self, identity: &str) {
+        self.inner
+            .accepted
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(identity);
+    }
+
+    /// Closes `identity`'s connection, if it is connected (WebSocket close
+    /// 1000 with `reason`), e.g. when its password changed or it was
+    /// deleted: the station must connect, and authenticate, again. Whether
+    /// it was connected.
+    pub async fn disconnect(&self, identity: &str, reason: &str) -> bool {
+        let peer = self
+            .inner
+            .stations
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(identity)
+            .map(|e| e.peer.clone());
+        match peer {
+            Some(p) => {
+                info!(identity, reason, "closing the connection");
+                p.close(reason).await;
+                true
+            }
+            None => false,
+        }
     }
 
     /// Identities of connected stations.
@@ -484,8 +657,10 @@ impl Server {
         }
     }
 
-    /// The handshake policy: path → identity, subprotocol, authentication.
-    fn check_request(
+    /// The handshake policy: path → identity, subprotocol, authentication,
+    /// admission. The password check runs off the runtime's workers
+    /// ([`PasswordCheck::verify`]).
+    async fn check_request(
         &self,
         uri: &Uri,
         headers: &HeaderMap,
@@ -516,10 +691,11 @@ impl Server {
             Security::Unsecured => {}
             Security::BasicAuth(check) | Security::TlsBasicAuth(_, check) => {
                 let header = headers.get("Authorization").and_then(|v| v.to_str().ok());
-                let ok = header
-                    .and_then(parse_basic)
-                    .is_some_and(|(user, pass)| user == identity && check.check(&identity, &pass));
-                if !ok {
+                // a username that is not the identity is refused after the
+                // same check, so no refusal is faster than another
+                let (user, pass) = header.and_then(parse_basic).unwrap_or_default();
+                let right = PasswordCheck::verify(check.clone(), identity.clone(), pass).await;
+                if !(right && user == identity) {
                     return Err(Error::new(ErrorKind::AuthenticationFailed));
                 }
             }
@@ -527,6 +703,11 @@ impl Server {
                 if client_cn != Some(identity.as_str()) {
                     return Err(Error::new(ErrorKind::CertificateMismatch));
                 }
+            }
+        }
+        if let Some(admit) = &self.inner.admit.0 {
+            if !admit(&identity) {
+                return Err(Error::new(ErrorKind::NotAdmitted));
             }
         }
         Ok((identity, version))
@@ -543,22 +724,44 @@ impl Server {
             .write_buffer_size(0)
             .max_message_size(Some(cfg.max_message_size))
             .max_frame_size(Some(cfg.max_message_size));
-        let mut outcome: Result<(String, ProtocolVersion), Error> =
-            Err(Error::with_detail(ErrorKind::NotWebSocket, "no request"));
+        // the request head is read and checked first, so the password check
+        // can be awaited (tungstenite's callback cannot), then replayed to
+        // tungstenite, which answers with the decision
+        let (stream, outcome) = match tokio::time::timeout(cfg.handshake_timeout, async {
+            let mut stream = stream;
+            let head = match read_head(&mut stream).await {
+                Ok(head) => head,
+                Err(e) => return Err(e),
+            };
+            let outcome = match parse_head(&head) {
+                Some((uri, headers)) => {
+                    self.check_request(&uri, &headers, client_cn.as_deref())
+                        .await
+                }
+                None => Err(Error::with_detail(
+                    ErrorKind::NotWebSocket,
+                    "malformed HTTP request",
+                )),
+            };
+            Ok((Rewind::new(head, stream), outcome))
+        })
+        .await
+        {
+            Ok(Ok(checked)) => checked,
+            Ok(Err(e)) => return info!("handshake failed: {e}"),
+            Err(_) => return info!("handshake timed out"),
+        };
         // The error type is tungstenite's (an HTTP response), not ours to shrink.
         #[allow(clippy::result_large_err)]
-        let callback = |req: &Request, mut resp: Response| {
-            outcome = self.check_request(req.uri(), req.headers(), client_cn.as_deref());
-            match &outcome {
-                Ok((_, v)) => {
-                    resp.headers_mut().insert(
-                        "Sec-WebSocket-Protocol",
-                        HeaderValue::from_static(v.subprotocol()),
-                    );
-                    Ok(resp)
-                }
-                Err(e) => Err(refuse(e)),
+        let callback = |_: &Request, mut resp: Response| match &outcome {
+            Ok((_, v)) => {
+                resp.headers_mut().insert(
+                    "Sec-WebSocket-Protocol",
+                    HeaderValue::from_static(v.subprotocol()),
+                );
+                Ok(resp)
             }
+            Err(e) => Err(refuse(e)),
         };
         // Boxed, here and below, so the task keeps only the live stage's
         // state: an idle connection does not carry the handshake's buffers.
@@ -623,11 +826,10 @@ impl Server {
                         }
                         Ok::<_, std::convert::Infallible>(r)
                     };
-                    let (identity, version) = match server.check_request(
-                        req.uri(),
-                        req.headers(),
-                        client_cn.as_deref(),
-                    ) {
+                    let (identity, version) = match server
+                        .check_request(req.uri(), req.headers(), client_cn.as_deref())
+                        .await
+                    {
                         Ok(ok) => ok,
                         Err(reason) => return refuse(reason),
                     };

@@ -210,6 +210,8 @@ pub struct Config {
     pub tls_key: Option<PathBuf>,
     /// Client CA (profile 3).
     pub tls_client_ca: Option<PathBuf>,
+    /// What one station may make the CSMS hold (EVSEs, connectors, report rows).
+    pub station_limits: crate::ocpp::StationLimits,
 }
 
 impl Default for Config {
@@ -235,6 +237,7 @@ impl Default for Config {
             tls_key: None,
             admin_bind: IpAddr::from([127, 0, 0, 1]),
             tls_client_ca: None,
+            station_limits: crate::ocpp::StationLimits::default(),
         }
             admin_port: 8081,
             http_header_timeout: Duration::from_secs(10),
@@ -361,6 +364,7 @@ impl Config {
             tls_cert: args.tls_cert.clone().or(file.tls_cert),
             tls_key: args.tls_key.clone().or(file.tls_key),
             tls_client_ca: args.tls_client_ca.clone().or(file.tls_client_ca),
+            station_limits: d.station_limits,
         };
         if c.security_profile >= 2 && (c.tls_cert.is_none() || c.tls_key.is_none()) {
             return Err("security_profile 2 and 3 need tls_cert and tls_key".into());

@@ -27,13 +27,14 @@ pub mod payments;
 pub mod roaming;
 pub mod sessions;
 pub mod smart;
+pub mod station_auth;
 pub mod store;
 mod store_ocpi;
 pub mod writer;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{Arc, OnceLock};
 
 use evproto_ocpp_server::{Security, Server, ServerConfig, ServerEvent};
 use serde_json::{json, Value};
@@ -62,7 +63,8 @@ pub struct App {
     roaming: OnceLock<Arc<roaming::Roaming>>,
     this: OnceLock<std::sync::Weak<App>>,
     public: OnceLock<String>,
-    credentials: RwLock<HashMap<String, Option<String>>>,
+    /// The station registry and password check of the handshake.
+    pub auth: Arc<station_auth::StationAuth>,
     /// Last message time per station, flushed to the store every few
     /// seconds: a Heartbeat needs no durable write of its own.
     last_seen: std::sync::Mutex<HashMap<String, String>>,
@@ -198,17 +200,49 @@ impl App {
     ///
     /// The store failed.
     pub async fn reload_credentials(&self) -> store::Result<()> {
-        let creds = self.store.credentials().await?;
-        *self.credentials.write().unwrap_or_else(|e| e.into_inner()) = creds.into_iter().collect();
+        self.auth.reload().await
+    }
+
+    /// A station was registered, deleted, or its password changed (operator
+    /// API): the registry in memory is reloaded and, if the station's entry
+    /// changed, its cached login is dropped and its live connection closed,
+    /// so it authenticates again with what is stored now. A deleted station
+    /// also loses its accepted boot and its state in memory.
+    ///
+    /// # Errors
+    ///
+    /// The store failed.
+    pub async fn station_credentials_changed(&self, id: &str) -> store::Result<()> {
+        let before = self.auth.entry(id);
+        self.auth.reload().await?;
+        let after = self.auth.entry(id);
+        if before == after {
+            return Ok(());
+        }
+        self.auth.forget(id);
+        let Some(server) = self.server() else {
+            return Ok(());
+        };
+        if after.is_none() {
+            server.forget_accepted(id);
+            self.station_disconnected(id);
+        }
+        if before.is_some() && server.disconnect(id, "credentials changed").await {
+            tracing::info!(station = id, "closed: its credentials changed");
+        }
         Ok(())
     }
 
-    fn check_password(&self, identity: &str, password: &[u8]) -> bool {
-        let creds = self.credentials.read().unwrap_or_else(|e| e.into_inner());
-        match creds.get(identity) {
-            Some(Some(hash)) => store::verify_password(hash, password),
-            _ => false,
-        }
+    /// A station's connection ended (or it was deleted): what is held in
+    /// memory per transaction and per connector of it is dropped (the store
+    /// keeps the truth; the next message loads what it needs).
+    pub fn station_disconnected(&self, id: &str) {
+        self.sessions.forget_station(id);
+        ocpp::forget_station(id);
+        self.statuses
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|(station, _, _), _| station != id);
     }
 
     /// A session ended: price it, keep its CDR (once), publish it. A
@@ -466,6 +500,9 @@ pub async fn serve_until(
     let (events, _) = broadcast::channel(1024);
     let store_for_payments = store.clone();
     let sessions = sessions::Sessions::new(store.clone());
+    let auth = station_auth::StationAuth::load(store.clone())
+        .await
+        .map_err(|e| e.to_string())?;
     let app = Arc::new(App {
         store,
         config: config.clone(),
@@ -476,16 +513,14 @@ pub async fn serve_until(
         roaming: OnceLock::new(),
         this: OnceLock::new(),
         public: OnceLock::new(),
-        credentials: RwLock::new(HashMap::new()),
+        auth: Arc::new(auth),
         last_seen: std::sync::Mutex::new(HashMap::new()),
         statuses: std::sync::Mutex::new(HashMap::new()),
         payments: payments::Wallets::new(store_for_payments),
         sessions,
     });
     let _ = app.this.set(Arc::downgrade(&app));
-    app.reload_credentials().await.map_err(|e| e.to_string())?;
-    let check = app.clone();
-    let password = move |identity: &str, password: &[u8]| check.check_password(identity, password);
+    let password = station_auth::Check(app.auth.clone());
     let security = match config.security_profile {
         0 => Security::unsecured(),
         1 => Security::basic_auth(password),
@@ -493,7 +528,13 @@ pub async fn serve_until(
         _ => Security::mutual_tls(tls_config(&config)?),
     };
     let (r16, r201, r21) = ocpp::routes(&app);
-    let server = Server::builder(security)
+    let registry = app.auth.clone();
+    let mut server = Server::builder(security);
+    if config.security_profile == 3 {
+        // a CA-signed certificate outlives its station's registration
+        server = server.admit(move |id: &str| registry.is_registered(id));
+    }
+    let server = server
         .v16(r16)
         .v201(r201)
         .v21(r21)
@@ -584,6 +625,7 @@ pub async fn serve_until(
                     watcher.notify(json!({"type": "connected", "station": identity, "version": ocpp::version_name(version)}));
                 }
                 Ok(ServerEvent::Disconnected { identity, .. }) => {
+                    watcher.station_disconnected(&identity);
                     if let Err(e) = watcher.store.track_uptime(&identity, false).await {
                         tracing::warn!("uptime: {e}");
                     }

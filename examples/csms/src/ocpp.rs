@@ -131,6 +131,64 @@ pub fn routes(app: &Arc<App>) -> (Routes, Routes, Routes) {
 
 // ---- transaction messages: typed, through the csms-core model (crate::sessions) ----
 
+/// What one station may make the CSMS hold. A StatusNotification for an
+/// EVSE or connector id above these is refused with
+/// `PropertyConstraintViolation` (nothing stored, no EVSE pushed to roaming
+/// partners); device-model variables and reports past their row cap are
+/// dropped (the message is answered) with a `report_capped` alert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StationLimits {
+    /// Highest EVSE id (1.6: connector id). Default 32.
+    pub max_evses: i64,
+    /// Highest connector id within an EVSE (2.x). Default 8.
+    pub max_connectors_per_evse: i64,
+    /// Device-model variables kept per station (NotifyReport). Default 20,000.
+    pub max_device_model_rows: i64,
+    /// Reports kept per station (NotifyMonitoringReport, charging limits,
+    /// display messages, …). Default 10,000.
+    pub max_report_rows: i64,
+}
+
+impl Default for StationLimits {
+    fn default() -> Self {
+        StationLimits {
+            max_evses: 32,
+            max_connectors_per_evse: 8,
+            max_device_model_rows: 20_000,
+            max_report_rows: 10_000,
+        }
+    }
+}
+
+/// Refuses an EVSE id (1.6: connector id) or a 2.x connector id above the
+/// station limits.
+fn within_limits(
+    app: &App,
+    station: &str,
+    evse: i64,
+    connector: Option<i64>,
+) -> Result<(), CallError> {
+    let l = &app.config.station_limits;
+    let fits = (0..=l.max_evses).contains(&evse)
+        && connector.is_none_or(|c| (0..=l.max_connectors_per_evse).contains(&c));
+    if fits {
+        return Ok(());
+    }
+    tracing::warn!(
+        station,
+        evse,
+        ?connector,
+        "refused: an id above the station limits"
+    );
+    Err(CallError::new(
+        v16::ErrorCode::PROPERTY_CONSTRAINT_VIOLATION.to_string(),
+        format!(
+            "EVSE {evse}, connector {connector:?}: at most {} EVSEs of {} connectors",
+            l.max_evses, l.max_connectors_per_evse
+        ),
+    ))
+}
+
 /// The CALLERROR for a transaction message that was not applied: a register
 /// out of its physical range is the station's fault
 /// (`PropertyConstraintViolation`, the same spelling in every version), a
@@ -197,6 +255,12 @@ async fn after_commit(app: &App, station: &str, action: &str, out: &Outcome) {
                 json!({"type": "session_started", "station": station, "session": out.session_id}),
             ),
             Effect::Completed => {
+                if let Some(tx) = out.session_id.strip_prefix(&format!("{station}:")) {
+                    cost_updates()
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .remove(&(station.to_owned(), tx.to_owned()));
+                }
                 let id = format!("bill:{}", out.session_id);
                 app.run_outbox(&id, "bill", &out.session_id).await;
             }
@@ -495,16 +559,37 @@ fn cost_updated(app: &App, station: &str, tx_id: &str, cost: rust_decimal::Decim
     });
 }
 
+/// When each open transaction last got a CostUpdated: (station,
+/// transaction id) → Unix seconds; dropped when the session completes or
+/// the station disconnects.
+type CostUpdates = std::sync::Mutex<std::collections::HashMap<(String, String), i64>>;
+
+fn cost_updates() -> &'static CostUpdates {
+    static LAST: std::sync::OnceLock<CostUpdates> = std::sync::OnceLock::new();
+    LAST.get_or_init(Default::default)
+}
+
+/// Drops what is held in memory here for `station`'s transactions.
+pub fn forget_station(station: &str) {
+    cost_updates()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .retain(|(s, _), _| s != station);
+}
+
+/// How many transactions' CostUpdated times are held (all stations).
+pub fn cost_updates_held() -> usize {
+    cost_updates()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .len()
+}
+
 fn send_cost_updated(app: &App, station: &str, tx_id: &str, cost: rust_decimal::Decimal) {
-    static LAST: std::sync::OnceLock<std::sync::Mutex<std::collections::HashMap<String, i64>>> =
-        std::sync::OnceLock::new();
-    let key = format!("{station}:{tx_id}");
+    let key = (station.to_owned(), tx_id.to_owned());
     let now_s = chrono::Utc::now().timestamp();
     {
-        let mut last = LAST
-            .get_or_init(Default::default)
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let mut last = cost_updates().lock().unwrap_or_else(|e| e.into_inner());
         if last
             .get(&key)
             .is_some_and(|t| now_s - t < COST_UPDATE_EVERY_S)
@@ -845,10 +930,19 @@ async fn notify_report(
     variables: &[DeviceVariable],
 ) -> Result<(), Unanswered> {
     app.seen(station);
+    let cap = app.config.station_limits.max_device_model_rows;
+    let mut dropped = 0usize;
     for (component, variable, body) in variables {
-        app.store
-            .put_device_model(station, component, variable, body)
-            .await?;
+        if !app
+            .store
+            .put_device_model(station, component, variable, body, cap)
+            .await?
+        {
+            dropped += 1;
+        }
+    }
+    if dropped > 0 {
+        report_capped(app, station, "device_model", cap, dropped).await?;
     }
     if last_part {
         app.notify(json!({"type": "device_model", "station": station, "request_id": request_id}));
@@ -1046,7 +1140,9 @@ async fn status_notification_16(
     type A = v16::action::StatusNotification;
     let (app, station) = (&ctx.state, &*ctx.identity);
     message::<A>(app, station);
-    status_notification(app, station, &ConnectorStatus::from_v16(&req, Utc::now()))
+    let status = ConnectorStatus::from_v16(&req, Utc::now());
+    within_limits(app, station, status.evse, None)?;
+    status_notification(app, station, &status)
         .await
         .map_err(|e| unanswered::<A>(station, e))?;
     Ok(v16::StatusNotificationResponse {})
@@ -1210,7 +1306,9 @@ macro_rules! station_handlers_2x {
                 type A = $ver::action::StatusNotification;
                 let (app, station) = (&ctx.state, &*ctx.identity);
                 message::<A>(app, station);
-                super::status_notification(app, station, &ConnectorStatus::from(&req))
+                let status = ConnectorStatus::from(&req);
+                within_limits(app, station, status.evse, Some(status.connector))?;
+                super::status_notification(app, station, &status)
                     .await
                     .map_err(|e| unanswered::<A>(station, e))?;
                 Ok($ver::StatusNotificationResponse { custom_data: None })
@@ -1479,11 +1577,53 @@ async fn keep_report(
     body: &impl serde::Serialize,
 ) -> Result<(), Unanswered> {
     app.seen(station);
-    app.store
-        .add_station_report(station, kind.as_str(), key, &serde_json::to_value(body)?)
-        .await?;
+    let cap = app.config.station_limits.max_report_rows;
+    if !app
+        .store
+        .add_station_report(
+            station,
+            kind.as_str(),
+            key,
+            &serde_json::to_value(body)?,
+            cap,
+        )
+        .await?
+    {
+        return report_capped(app, station, kind.as_str(), cap, 1).await;
+    }
     app.notify(json!({"type": "report", "station": station, "kind": kind.as_str(), "key": key}));
     Ok(())
+}
+
+/// The detail of a `report_capped` alert.
+#[derive(Debug, serde::Serialize)]
+struct CappedDetail<'a> {
+    report: &'a str,
+    max_rows: i64,
+    dropped: usize,
+}
+
+/// A station's reports hit their row cap: what did not fit is dropped, the
+/// operator is told.
+async fn report_capped(
+    app: &App,
+    station: &str,
+    report: &str,
+    max_rows: i64,
+    dropped: usize,
+) -> Result<(), Unanswered> {
+    tracing::warn!(station, report, max_rows, dropped, "report rows capped");
+    alert(
+        app,
+        station,
+        "report_capped",
+        &CappedDetail {
+            report,
+            max_rows,
+            dropped,
+        },
+    )
+    .await
 }
 
 /// Raises an alert of `kind` (one open per station and kind) and shows it.

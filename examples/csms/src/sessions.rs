@@ -299,13 +299,15 @@ type SlotRef = Arc<tokio::sync::Mutex<Slot>>;
 
 /// Open sessions in memory, with the store as the truth: a session is
 /// loaded from its stored messages on first use after a start, kept while
-/// it is open, and dropped when it completes (a late message of a completed
-/// session loads it again). Every change is written through the store's
+/// it is open, and dropped when it completes or its station disconnects
+/// (a later message loads it again). A 1.6 start's slot lives only while
+/// the start is decided: a replay finds its id in the store. Every change is written through the store's
 /// group-commit writer before the cache takes it.
 #[derive(Debug)]
 pub struct Sessions {
     store: Store,
-    slots: std::sync::Mutex<HashMap<String, SlotRef>>,
+    /// Key → (station, slot).
+    slots: std::sync::Mutex<HashMap<String, (String, SlotRef)>>,
     /// The next 1.6 transaction id (loaded from the store's counter).
     next_16: tokio::sync::Mutex<Option<i64>>,
 }
@@ -325,19 +327,41 @@ impl Sessions {
         self.slots.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 
-    fn slot(&self, key: &str) -> SlotRef {
+    fn slot(&self, station: &str, key: &str) -> SlotRef {
         self.slots
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .entry(key.to_owned())
-            .or_default()
+            .or_insert_with(|| (station.to_owned(), SlotRef::default()))
+            .1
             .clone()
     }
 
-    /// Locks the slot of `key`, skipping slots evicted meanwhile.
-    async fn lock(&self, key: &str) -> tokio::sync::OwnedMutexGuard<Slot> {
+    /// Drops what is held of `station`'s sessions (it disconnected, or was
+    /// deleted). A slot in use by a message being applied stays; that
+    /// message's own rules drop it when its session completes.
+    pub fn forget_station(&self, station: &str) {
+        self.slots
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|_, (owner, slot)| {
+                if owner != station {
+                    return true;
+                }
+                match slot.try_lock() {
+                    Ok(mut g) => {
+                        g.evicted = true;
+                        false
+                    }
+                    Err(_) => true,
+                }
+            });
+    }
+
+    /// Locks `station`'s slot of `key`, skipping slots evicted meanwhile.
+    async fn lock(&self, station: &str, key: &str) -> tokio::sync::OwnedMutexGuard<Slot> {
         loop {
-            let guard = self.slot(key).lock_owned().await;
+            let guard = self.slot(station, key).lock_owned().await;
             if !guard.evicted {
                 return guard;
             }
@@ -415,13 +439,14 @@ impl Sessions {
         // a 1.6 start: its transaction id, by its start key
         let start_guard = if let TxMessage::Start16(m) = msg {
             let key = start_key(station, m);
-            let mut g = self.lock(&format!("start|{key}")).await;
+            let mut g = self.lock(station, &format!("start|{key}")).await;
             let known = match g.start {
                 Some(tx) => Some(tx),
                 None => self.store.start_key(&key).await?,
             };
             if let Some(tx) = known {
                 g.start = Some(tx);
+                self.evict(&format!("start|{key}"), &mut g);
                 // a replayed StartTransaction: the first answer's transaction id
                 return Ok(Some(Outcome {
                     session_id: session_id(station, &tx.to_string()),
@@ -460,7 +485,7 @@ impl Sessions {
             (TxMessage::Start16(_), None) => unreachable!("a 1.6 start has its id"),
         };
         let id = session_id(station, &ocpp_tx_id);
-        let mut slot = self.lock(&id).await;
+        let mut slot = self.lock(station, &id).await;
         let mut loaded = match slot.loaded.take() {
             Some(l) => l,
             None if start.is_some() => Loaded {
@@ -504,7 +529,13 @@ impl Sessions {
             }));
         }
         // a later row keeps the start key the first one wrote
-        let row = row(station, &ocpp_tx_id, &id, &loaded.model, start.map(|s| s.1));
+        let row = row(
+            station,
+            &ocpp_tx_id,
+            &id,
+            &loaded.model,
+            start.as_ref().map(|s| s.1.clone()),
+        );
         ops.push(Op::TxMessage {
             session_id: id.clone(),
             key: key.clone(),
@@ -534,8 +565,12 @@ impl Sessions {
             }
             return Err(e.into());
         }
-        if let (Some(mut g), Some(tx)) = (start_guard, tx_id_16) {
-            g.start = Some(tx);
+        if let (Some(mut g), Some((tx, key))) = (start_guard, start.as_ref()) {
+            // decided and committed: a replay finds the id in the store, and
+            // whoever waits on this slot looks again (a station's starts do
+            // not pile up in memory)
+            g.start = Some(*tx);
+            self.evict(&format!("start|{key}"), &mut g);
         }
         loaded.keys.insert(key);
         loaded.session = Some(session.clone());
@@ -649,6 +684,53 @@ mod tests {
                 .unwrap()
             })
             .collect()
+    }
+
+    #[tokio::test]
+    async fn memory_holds_open_sessions_only_until_they_complete_or_the_station_leaves() {
+        let store = temp_store("pruned").await;
+        let sessions = Sessions::new(store.clone());
+        let (start, _, stop) = messages_16();
+        let ev = events_201();
+        sessions
+            .apply("CP", TxMessage::Start16(&start))
+            .await
+            .unwrap();
+        // the open session only: the start's slot went with its commit
+        assert_eq!(sessions.cached(), 1);
+        sessions
+            .apply("CP", TxMessage::Start16(&start))
+            .await
+            .unwrap();
+        assert_eq!(sessions.cached(), 1, "a replay keeps nothing either");
+        sessions
+            .apply("CP", TxMessage::Stop16(&stop))
+            .await
+            .unwrap();
+        assert_eq!(sessions.cached(), 0, "completed");
+        // open sessions of two stations; one disconnects
+        sessions
+            .apply("CP3", TxMessage::Start16(&start))
+            .await
+            .unwrap();
+        sessions
+            .apply("CP2", TxMessage::Event201(&ev[0]))
+            .await
+            .unwrap();
+        assert_eq!(sessions.cached(), 2);
+        sessions.forget_station("CP");
+        assert_eq!(sessions.cached(), 2, "another station's sessions stay");
+        sessions.forget_station("CP3");
+        assert_eq!(sessions.cached(), 1);
+        sessions.forget_station("CP2");
+        assert_eq!(sessions.cached(), 0);
+        // a dropped session is loaded again from the store when it goes on
+        let done = sessions
+            .apply("CP2", TxMessage::Event201(&ev[2]))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(done.applied.effects, vec![Effect::Completed]);
     }
 
     #[tokio::test]

@@ -174,15 +174,60 @@ pub fn now() -> String {
     ts(Utc::now())
 }
 
-/// A salted SHA-256 password hash: `sha256$<salt>$<hex>`.
-pub fn hash_password(password: &str, salt: &str) -> String {
+/// Argon2id cost of station passwords, in one place: OWASP's recommended
+/// set (m = 19 MiB, t = 2, p = 1, about 20-30 ms on one core). A station
+/// authenticates once per connection, not per message, and
+/// `crate::station_auth` caches successes, so the cost falls on guessing,
+/// not on charging; it runs on the blocking pool, a few at a time (memory:
+/// 19 MiB each). Raising a cost re-hashes each station's password at its
+/// next successful login ([`needs_rehash`]).
+pub const PASSWORD_M_COST_KIB: u32 = 19 * 1024;
+/// Argon2id passes (see [`PASSWORD_M_COST_KIB`]).
+pub const PASSWORD_T_COST: u32 = 2;
+/// Argon2id lanes (see [`PASSWORD_M_COST_KIB`]).
+pub const PASSWORD_P_COST: u32 = 1;
+
+fn argon2id() -> argon2::Argon2<'static> {
+    let params = argon2::Params::new(
+        PASSWORD_M_COST_KIB,
+        PASSWORD_T_COST,
+        PASSWORD_P_COST,
+        None,
+    )
+    .expect("the constant Argon2 parameters are valid");
+    argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params)
+}
+
+/// An Argon2id password hash in PHC string format
+/// (`$argon2id$v=19$m=19456,t=2,p=1$<salt>$<hash>`), with a random
+/// 128-bit salt. Slow on purpose: call it off the async workers.
+pub fn hash_password(password: &str) -> String {
+    use argon2::password_hash::{PasswordHasher as _, SaltString};
+    // 32 hex digits are valid B64 salt characters: 128 random bits
+    let salt = SaltString::from_b64(&random_hex(16)).expect("hex is a valid salt");
+    argon2id()
+        .hash_password(password.as_bytes(), &salt)
+        .expect("Argon2id hashes any password with a valid salt")
+        .to_string()
+}
+
+/// The hash of releases before Argon2id: one salted SHA-256,
+/// `sha256$<salt>$<hex>`. Only verified (and then replaced).
+fn legacy_sha256(password: &str, salt: &str) -> String {
     let digest = Sha256::digest(format!("{salt}:{password}").as_bytes());
     let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
     format!("sha256${salt}${hex}")
 }
 
-/// Whether `password` matches a stored hash (constant-time compare).
+/// Whether `password` matches a stored hash: Argon2id (or another PHC
+/// hash the `argon2` crate reads), or a legacy salted SHA-256 (constant-time
+/// compare). Slow on purpose: call it off the async workers.
 pub fn verify_password(stored: &str, password: &[u8]) -> bool {
+    use argon2::password_hash::{PasswordHash, PasswordVerifier as _};
+    if stored.starts_with('$') {
+        return PasswordHash::new(stored)
+            .is_ok_and(|h| argon2id().verify_password(password, &h).is_ok());
+    }
     let mut parts = stored.splitn(3, '$');
     let (Some("sha256"), Some(salt), Some(hex)) = (parts.next(), parts.next(), parts.next()) else {
         return false;
@@ -190,7 +235,7 @@ pub fn verify_password(stored: &str, password: &[u8]) -> bool {
     let Ok(password) = std::str::from_utf8(password) else {
         return false;
     };
-    let want = hash_password(password, salt);
+    let want = legacy_sha256(password, salt);
     let got = format!("sha256${salt}${hex}");
     want.len() == got.len()
         && want
@@ -198,6 +243,25 @@ pub fn verify_password(stored: &str, password: &[u8]) -> bool {
             .zip(got.bytes())
             .fold(0u8, |acc, (a, b)| acc | (a ^ b))
             == 0
+}
+
+/// Whether a stored hash is not Argon2id with today's costs (a legacy
+/// SHA-256, or older parameters): re-hash it after the next successful
+/// login.
+pub fn needs_rehash(stored: &str) -> bool {
+    let Ok(h) = argon2::password_hash::PasswordHash::new(stored) else {
+        return true;
+    };
+    let current = argon2id();
+    h.algorithm != argon2::Algorithm::Argon2id.ident()
+        || argon2::Params::try_from(&h).map_or(true, |p| {
+            (p.m_cost(), p.t_cost(), p.p_cost())
+                != (
+                    current.params().m_cost(),
+                    current.params().t_cost(),
+                    current.params().p_cost(),
+                )
+        })
 }
 
 /// A random-enough salt or key from the OS clock and addresses (no RNG
@@ -763,17 +827,20 @@ impl Store {
             .collect()
     }
 
-    /// Stores variables a station reported (NotifyReport, 2.x) as its device model.
+    /// Stores a variable a station reported (NotifyReport, 2.x) in its
+    /// device model: an update, or a new row while the station has fewer
+    /// than `max_rows`. Whether it was kept.
     pub async fn put_device_model(
         &self,
         station: &str,
         component: &str,
         variable: &str,
         body: &Value,
-    ) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO device_model (station_id, component, variable, body, updated_at) VALUES ($1, $2, $3, $4, $5)
-             ON CONFLICT (station_id, component, variable) DO UPDATE SET body = $4, updated_at = $5",
+        max_rows: i64,
+    ) -> Result<bool> {
+        // an update, or a new row while the station has fewer than `max_rows`
+        let updated = sqlx::query(
+            "UPDATE device_model SET body = $4, updated_at = $5 WHERE station_id = $1 AND component = $2 AND variable = $3",
         )
         .bind(station)
         .bind(component)
@@ -781,8 +848,26 @@ impl Store {
         .bind(body.to_string())
         .bind(now())
         .execute(&self.pool)
-        .await?;
-        Ok(())
+        .await?
+        .rows_affected();
+        if updated > 0 {
+            return Ok(true);
+        }
+        let inserted = sqlx::query(
+            "INSERT INTO device_model (station_id, component, variable, body, updated_at)
+             SELECT $1, $2, $3, $4, $5 WHERE (SELECT COUNT(*) FROM device_model WHERE station_id = $1) < $6
+             ON CONFLICT (station_id, component, variable) DO UPDATE SET body = $4, updated_at = $5",
+        )
+        .bind(station)
+        .bind(component)
+        .bind(variable)
+        .bind(body.to_string())
+        .bind(now())
+        .bind(max_rows)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(inserted > 0)
     }
 
     /// One reported variable of a station's device model.
@@ -826,7 +911,19 @@ impl Store {
 
     /// Registers or updates a station; `password` replaces the stored one when given.
     pub async fn upsert_station(&self, id: &str, password: Option<&str>) -> Result<bool> {
-        let hash = password.map(|p| hash_password(p, &random_hex(8)));
+        let hash = match password {
+            // Argon2id is slow on purpose: off the async workers
+            Some(p) => {
+                let p = p.to_owned();
+                tokio::task::spawn_blocking(move || hash_password(&p))
+                    .await
+                    .ok()
+            }
+            None => None,
+        };
+        if password.is_some() && hash.is_none() {
+            return Err(StoreError::Corrupt("password hash"));
+        }
         let created = sqlx::query("INSERT INTO stations (id, password_hash, created_at) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING")
             .bind(id)
             .bind(hash.clone())
@@ -855,6 +952,22 @@ impl Store {
             .await?
             .rows_affected()
             == 1)
+    }
+
+    /// Replaces a station's password hash by `new` if it is still `old`
+    /// (a re-hash after login; a password set meanwhile wins). Whether it
+    /// was replaced.
+    pub async fn rehash_password(&self, id: &str, old: &str, new: &str) -> Result<bool> {
+        Ok(
+            sqlx::query("UPDATE stations SET password_hash = $1 WHERE id = $2 AND password_hash = $3")
+                .bind(new)
+                .bind(id)
+                .bind(old)
+                .execute(&self.pool)
+                .await?
+                .rows_affected()
+                == 1,
+        )
     }
 
     /// Every station's identity and password hash.
@@ -1328,12 +1441,22 @@ mod tests {
 
     #[test]
     fn passwords() {
-        let h = hash_password("secret-password", "abcd");
+        let h = hash_password("secret-password");
+        assert!(h.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{h}");
         assert!(verify_password(&h, b"secret-password"));
         assert!(!verify_password(&h, b"secret-passwore"));
         assert!(!verify_password("garbage", b"secret-password"));
+        assert!(!verify_password("$argon2id$garbage", b"secret-password"));
         assert!(!verify_password(&h, &[0xff, 0xfe]));
-        assert_ne!(hash_password("x", "salt1"), hash_password("x", "salt2"));
+        assert_ne!(hash_password("x"), hash_password("x"), "salted");
+        assert!(!needs_rehash(&h));
+        // the hashes of earlier releases still verify, and are re-hashed
+        let legacy = legacy_sha256("secret-password", "abcd");
+        assert!(verify_password(&legacy, b"secret-password"));
+        assert!(!verify_password(&legacy, b"secret-passwore"));
+        assert!(needs_rehash(&legacy));
+        let weaker = h.replace("m=19456,t=2", "m=19456,t=1");
+        assert!(needs_rehash(&weaker));
         assert_eq!(random_hex(16).len(), 32);
         assert_ne!(random_hex(16), random_hex(16));
     }
@@ -1548,7 +1671,8 @@ pub struct StationReport {
 }
 
 impl Store {
-    /// Keeps a station report (`station_reports`).
+    /// Keeps a station report (`station_reports`) while the station has
+    /// fewer than `max_rows`. Whether it was kept.
     ///
     /// # Errors
     ///
@@ -1559,16 +1683,23 @@ impl Store {
         kind: &str,
         key: &str,
         body: &Value,
-    ) -> Result<()> {
-        sqlx::query("INSERT INTO station_reports (station_id, kind, key, body, received_at) VALUES ($1, $2, $3, $4, $5)")
-            .bind(station)
-            .bind(kind)
-            .bind(key)
-            .bind(body.to_string())
-            .bind(Utc::now().to_rfc3339_opts(SecondsFormat::Nanos, true))
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        max_rows: i64,
+    ) -> Result<bool> {
+        // kept while the station has fewer than `max_rows` reports
+        let inserted = sqlx::query(
+            "INSERT INTO station_reports (station_id, kind, key, body, received_at)
+             SELECT $1, $2, $3, $4, $5 WHERE (SELECT COUNT(*) FROM station_reports WHERE station_id = $1) < $6",
+        )
+        .bind(station)
+        .bind(kind)
+        .bind(key)
+        .bind(body.to_string())
+        .bind(Utc::now().to_rfc3339_opts(SecondsFormat::Nanos, true))
+        .bind(max_rows)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(inserted > 0)
     }
 
     /// A station's reports, of one kind or all, newest first, at most `limit`.

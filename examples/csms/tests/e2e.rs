@@ -668,7 +668,7 @@ fn crash_and_restart(name: &str, db: Option<&str>) {
     assert_eq!(sessions[0]["status"], "Completed");
     assert_eq!(sessions[0]["energy_wh"], "5000", "{:?}", sessions[0]);
     assert_eq!(sessions[0]["id_token"], "TAG9");
-    let (_, m) = http(csms.http, "GET", "/metrics", None, None);
+    let (_, m) = http(csms.http, "GET", "/metrics", None, Some(KEY));
     assert!(
         m.as_str().unwrap().contains("csms_sessions_completed 1"),
         "{m}"
