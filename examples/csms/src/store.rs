@@ -444,6 +444,34 @@ impl Store {
                     Ok(())
                 })
             })
+            // A failed transaction must leave the connection outside any
+            // transaction. SQLite may roll a transaction back by itself (a
+            // full disk, an I/O error) and the driver's own bookkeeping can
+            // then disagree with it; a connection left inside a transaction
+            // the driver thinks is closed would take every later commit as a
+            // savepoint release, answered but never written. So each write
+            // connection proves it is in autocommit mode when it comes back
+            // to the pool (`BEGIN` fails inside a transaction), and is closed
+            // (rolling back whatever it held) when it is not.
+            .after_release(move |conn, _| {
+                Box::pin(async move {
+                    if !sqlite {
+                        return Ok(true);
+                    }
+                    match sqlx::query("BEGIN").execute(&mut *conn).await {
+                        Ok(_) => {
+                            sqlx::query("ROLLBACK").execute(&mut *conn).await?;
+                            Ok(true)
+                        }
+                        Err(e) => {
+                            tracing::error!(
+                                "store connection left inside a transaction, closed: {e}"
+                            );
+                            Ok(false)
+                        }
+                    }
+                })
+            })
             .connect(url)
             .await?;
         let read = if sqlite {
