@@ -9,7 +9,22 @@
 //!   `X-Correlation-ID` (2.2+);
 //! - only GETs are retried (transport_and_format: "Offline behaviour"), on
 //!   connection errors and 5xx, three times with a growing pause;
-//! - every resolved address of a peer host passes the [`UrlPolicy`].
+//!
+//! Server-side request forgery (issue 16): peers hand us URLs (versions,
+//! endpoints, `Link` headers, a command's `response_url`), so
+//! - every URL passes the [`UrlPolicy`] (strict by default: `https` only,
+//!   globally routable addresses only; [`UrlPolicy::lab`] for test peers on
+//!   loopback), and every address a host name resolves to is checked the
+//!   same way by the client's own resolver, whose checked addresses are
+//!   the ones connected to (a second DNS answer cannot swap them);
+//! - redirects are followed only to the same scheme, host and port (and
+//!   at most 5); any other is [`ClientError::Redirect`];
+//! - response bodies are read with a running count and refused past a cap
+//!   (16 MiB by default, [`Client::with_max_body`]) with
+//!   [`ClientError::BodyTooLarge`];
+//! - a registered peer is called only on the hosts it registered (its
+//!   versions URL and endpoints, [`on_registered_host`]): a `Link` to
+//!   another host and a `response_url` elsewhere are refused.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -38,7 +53,8 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::auth::{encode_token, TokenEncoding};
-use crate::credentials::{self, HandshakeError, Own, Registered, Step, UrlPolicy};
+use crate::credentials::{self, HandshakeError, Own, Registered, Step};
+pub use crate::credentials::{classify, AddrClass, UrlPolicy};
 use crate::status::StatusCode;
 use crate::Version;
 
@@ -79,9 +95,89 @@ pub enum ClientError {
     /// The handshake failed.
     #[error(transparent)]
     Handshake(#[from] HandshakeError),
+    /// The peer redirected to another scheme, host or port (or too often).
+    #[error("redirect refused (HTTP {status}) to {location:?}")]
+    Redirect {
+        /// HTTP status of the redirect.
+        status: u16,
+        /// Its `Location` header.
+        location: Option<String>,
+    },
+    /// The response body was larger than the client's cap.
+    #[error("response body larger than {limit} bytes")]
+    BodyTooLarge {
+        /// The cap, bytes.
+        limit: usize,
+    },
 }
 
-/// Resolves host names and refuses addresses the policy forbids.
+/// The default cap on a response body: 16 MiB.
+pub const MAX_BODY: usize = 16 << 20;
+
+/// How many redirects (to the same origin) are followed.
+const MAX_REDIRECTS: usize = 5;
+
+/// Whether `url` is on one of the hosts a peer registered: the host of its
+/// versions URL or of one of its endpoints (compared without case and
+/// trailing dot; ports and schemes are not compared, the [`UrlPolicy`]
+/// checks those). Where a registered peer may send us, and where its
+/// `response_url` may point.
+pub fn on_registered_host(reg: &Registered, url: &str) -> bool {
+    fn host(u: &str) -> Option<String> {
+        let u = url::Url::parse(u).ok()?;
+        Some(u.host_str()?.trim_end_matches('.').to_ascii_lowercase())
+    }
+    let Some(wanted) = host(url) else {
+        return false;
+    };
+    std::iter::once(reg.versions_url.as_str())
+        .chain(reg.endpoints.iter().map(|e| e.url.as_str()))
+        .filter_map(host)
+        .any(|h| h == wanted)
+}
+
+/// Follows a redirect only to the origin (scheme, host, port) of the
+/// request, to a URL the policy allows, at most [`MAX_REDIRECTS`] times;
+/// any other stops, and the caller sees the 3xx as [`ClientError::Redirect`].
+fn redirect_policy(policy: UrlPolicy) -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(move |attempt| {
+        let same_origin = attempt
+            .previous()
+            .first()
+            .is_some_and(|first| first.origin() == attempt.url().origin());
+        if attempt.previous().len() > MAX_REDIRECTS
+            || !same_origin
+            || policy.check(attempt.url().as_str()).is_err()
+        {
+            attempt.stop()
+        } else {
+            attempt.follow()
+        }
+    })
+}
+
+/// Reads a body with a running count, refusing it past `limit` bytes (a
+/// `Content-Length` above it is refused before reading).
+async fn read_capped(mut resp: reqwest::Response, limit: usize) -> Result<Vec<u8>, ClientError> {
+    if resp
+        .content_length()
+        .is_some_and(|n| n > u64::try_from(limit).unwrap_or(u64::MAX))
+    {
+        return Err(ClientError::BodyTooLarge { limit });
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await? {
+        if body.len() + chunk.len() > limit {
+            return Err(ClientError::BodyTooLarge { limit });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// Resolves host names and keeps only the addresses the policy allows:
+/// reqwest connects to what this returns, so the address checked is the
+/// address connected to.
 #[derive(Debug)]
 struct PolicyResolver(UrlPolicy);
 
@@ -108,24 +204,34 @@ pub struct Client {
     http: reqwest::Client,
     policy: UrlPolicy,
     retries: u32,
+    max_body: usize,
 }
 
 impl Client {
     /// A client with the platform's trust roots, 30 s timeouts and the
-    /// given policy for peer URLs.
+    /// given policy for peer URLs (`UrlPolicy::default()` is the strict
+    /// one).
     pub fn new(policy: UrlPolicy) -> Result<Client, ClientError> {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .connect_timeout(Duration::from_secs(10))
             .dns_resolver(Arc::new(PolicyResolver(policy)))
+            .redirect(redirect_policy(policy))
             .no_proxy()
             .build()?;
         Ok(Client {
             http,
             policy,
             retries: 3,
+            max_body: MAX_BODY,
         })
+    }
+
+    /// Sets the largest response body read (default [`MAX_BODY`]).
+    pub fn with_max_body(mut self, bytes: usize) -> Client {
+        self.max_body = bytes;
+        self
     }
 
     /// Sets how often a failed GET is retried (default 3).
@@ -278,6 +384,17 @@ impl Client {
             }
             let resp = result?;
             let status = resp.status().as_u16();
+            if resp.status().is_redirection() {
+                // one the redirect policy did not follow
+                return Err(ClientError::Redirect {
+                    status,
+                    location: resp
+                        .headers()
+                        .get("Location")
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_string),
+                });
+            }
             let link = resp
                 .headers()
                 .get("Link")
@@ -293,7 +410,8 @@ impl Client {
                 .get("Location")
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string);
-            let body = resp.text().await?;
+            let body = read_capped(resp, self.max_body).await?;
+            let body = String::from_utf8_lossy(&body).into_owned();
             return Ok(RawResponse {
                 status,
                 body,
@@ -441,8 +559,22 @@ impl Peer {
             })
     }
 
-    /// GET on any URL of this peer, returning the envelope's data.
+    /// Refuses a URL that is not on one of the peer's registered hosts.
+    fn own_host(&self, url: &str) -> Result<(), ClientError> {
+        if on_registered_host(&self.reg, url) {
+            Ok(())
+        } else {
+            Err(ClientError::Url(credentials::UrlRefused {
+                url: url.to_string(),
+                reason: "not on a host the peer registered",
+            }))
+        }
+    }
+
+    /// GET on any URL of this peer (one of its registered hosts,
+    /// [`on_registered_host`]), returning the envelope's data.
     pub async fn get_url(&self, url: &str) -> Result<Value, ClientError> {
+        self.own_host(url)?;
         self.client
             .send(
                 reqwest::Method::GET,
@@ -486,7 +618,11 @@ impl Peer {
         let pages = stream::try_unfold(St::Start, move |st| async move {
             let (url, seen, first) = match st {
                 St::End => return Ok::<_, ClientError>(None),
-                St::Next { link, seen, first } => (link, seen, first),
+                St::Next { link, seen, first } => {
+                    // a Link elsewhere would carry our token there
+                    self.own_host(&link)?;
+                    (link, seen, first)
+                }
                 St::Start => {
                     let base = self.endpoint(module, "SENDER")?;
                     let mut u = url::Url::parse(&base).map_err(|_| ClientError::Unexpected {
@@ -644,8 +780,10 @@ impl Peer {
             .await
     }
 
-    /// POST to any URL of the peer (a command's `response_url`).
+    /// POST to any URL of the peer (a command's `response_url`): one of its
+    /// registered hosts only ([`on_registered_host`]).
     pub async fn post_url(&self, url: &str, body: &Value) -> Result<Pushed, ClientError> {
+        self.own_host(url)?;
         self.push(reqwest::Method::POST, url, body).await
     }
 
@@ -778,6 +916,25 @@ mod tests {
             .peer(old)
             .routing()
             .is_empty());
+    }
+
+    /// A host name is checked by what it resolves to, not by its
+    /// spelling: the client's resolver keeps only allowed addresses, and
+    /// reqwest connects to what it keeps.
+    #[tokio::test]
+    async fn resolved_addresses_pass_the_policy() {
+        use reqwest::dns::Resolve;
+        // `localhost` resolves (from /etc/hosts) to loopback only
+        let name: reqwest::dns::Name = "localhost".parse().unwrap();
+        let strict = PolicyResolver(UrlPolicy::STRICT).resolve(name).await;
+        assert!(strict.is_err(), "loopback resolution kept");
+        let name: reqwest::dns::Name = "localhost".parse().unwrap();
+        let lab: Vec<SocketAddr> = PolicyResolver(UrlPolicy::lab())
+            .resolve(name)
+            .await
+            .unwrap()
+            .collect();
+        assert!(!lab.is_empty() && lab.iter().all(|a| a.ip().is_loopback()));
     }
 
     #[test]

@@ -57,37 +57,142 @@ pub struct UrlRefused {
 }
 
 /// Which addresses peer-supplied URLs may point at (server-side request
-/// forgery guard). The default refuses link-local addresses (which include
-/// the cloud metadata endpoints `169.254.169.254`, `fd00:ec2::254`), the
-/// unspecified, broadcast and multicast addresses, and the metadata host
-/// names; it allows loopback and private networks, where test peers and
-/// in-cluster partners live. Set `allow_private = false` on an
-/// Internet-facing platform.
+/// forgery guard). The default is what an Internet-facing platform needs:
+/// `https` only, and only globally routable addresses: loopback, private
+/// (RFC 1918, unique-local `fc00::/7`, site-local `fec0::/10`, CGNAT
+/// `100.64.0.0/10`), link-local (`169.254.0.0/16` with the cloud metadata
+/// endpoint `169.254.169.254`, `fe80::/10`, `fd00:ec2::254`,
+/// `100.100.100.200`), unspecified, broadcast, multicast, documentation and
+/// reserved addresses are refused, also inside IPv4-mapped,
+/// IPv4-compatible, 6to4 and NAT64 IPv6 addresses ([`classify`]), and so
+/// are the host names `localhost` and the metadata names. A lab or an
+/// in-cluster deployment turns on what it needs explicitly
+/// ([`UrlPolicy::lab`]: plain `http` and loopback/private addresses).
 ///
 /// A host name can resolve anywhere: the HTTP client must also check every
-/// resolved address with [`UrlPolicy::check_ip`] (the `client` feature
-/// does).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// resolved address with [`UrlPolicy::check_ip`] and connect to the
+/// address it checked (the `client` feature does, so a second DNS answer
+/// cannot swap it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct UrlPolicy {
     /// Allow link-local and metadata addresses (never in production).
     pub allow_link_local: bool,
-    /// Allow loopback and private (RFC 1918, unique-local) addresses.
+    /// Allow loopback and private (RFC 1918, unique-local, CGNAT)
+    /// addresses.
     pub allow_private: bool,
     /// Allow plain `http://` (2.2.1 requires TLS in production).
     pub allow_http: bool,
 }
 
-impl Default for UrlPolicy {
-    fn default() -> Self {
+/// What kind of address an IP address is, for [`UrlPolicy`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AddrClass {
+    /// Globally routable.
+    Global,
+    /// Loopback (`127.0.0.0/8`, `::1`).
+    Loopback,
+    /// Private networks: RFC 1918, CGNAT `100.64.0.0/10`, unique-local
+    /// `fc00::/7`, site-local `fec0::/10`.
+    Private,
+    /// Link-local (`169.254.0.0/16`, `fe80::/10`) and cloud metadata
+    /// addresses (`100.100.100.200`, `fd00:ec2::254`).
+    LinkLocal,
+    /// Never a peer: unspecified, `0.0.0.0/8`, broadcast, multicast,
+    /// documentation, benchmarking, IETF protocol assignments, reserved
+    /// (`240.0.0.0/4`), discard-only (`100::/64`).
+    Reserved,
+}
+
+/// The IPv4 address an IPv6 address carries, if it is one of the forms
+/// that reach an IPv4 host: IPv4-mapped `::ffff:a.b.c.d`, IPv4-compatible
+/// `::a.b.c.d` (deprecated), 6to4 `2002:AABB:CCDD::/48`, NAT64
+/// `64:ff9b::/96` and `64:ff9b:1::/48`.
+fn embedded_v4(v6: std::net::Ipv6Addr) -> Option<std::net::Ipv4Addr> {
+    let s = v6.segments();
+    let v4 = |hi: u16, lo: u16| {
+        let [a, b] = hi.to_be_bytes();
+        let [c, d] = lo.to_be_bytes();
+        std::net::Ipv4Addr::new(a, b, c, d)
+    };
+    match s {
+        [0, 0, 0, 0, 0, 0xffff, hi, lo] => Some(v4(hi, lo)),
+        // ::a.b.c.d, but not :: and ::1
+        [0, 0, 0, 0, 0, 0, hi, lo] if hi != 0 || lo > 1 => Some(v4(hi, lo)),
+        [0x2002, hi, lo, ..] => Some(v4(hi, lo)),
+        [0x64, 0xff9b, 0, 0, 0, 0, hi, lo] => Some(v4(hi, lo)),
+        [0x64, 0xff9b, 1, ..] => Some(v4(s[6], s[7])),
+        _ => None,
+    }
+}
+
+/// Classifies an address (IPv6 forms that carry an IPv4 address are
+/// classified by that address).
+pub fn classify(ip: IpAddr) -> AddrClass {
+    match ip {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            if o[0] == 0 || v4.is_broadcast() || v4.is_multicast() || o[0] >= 240 {
+                AddrClass::Reserved
+            } else if v4.is_loopback() {
+                AddrClass::Loopback
+            } else if v4.is_link_local() || o == [100, 100, 100, 200] {
+                AddrClass::LinkLocal
+            } else if v4.is_private() || (o[0] == 100 && (o[1] & 0xc0) == 64) {
+                AddrClass::Private
+            } else if v4.is_documentation()
+                || (o[0] == 198 && (o[1] & 0xfe) == 18)
+                || (o[0] == 192 && o[1] == 0 && o[2] == 0)
+            {
+                AddrClass::Reserved
+            } else {
+                AddrClass::Global
+            }
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = embedded_v4(v6) {
+                return classify(IpAddr::V4(v4));
+            }
+            let s = v6.segments();
+            if v6.is_unspecified()
+                || v6.is_multicast()
+                || (s[0] == 0x2001 && s[1] == 0x0db8)
+                || (s[0] == 0x0100 && s[1..4] == [0, 0, 0])
+            {
+                AddrClass::Reserved
+            } else if v6.is_loopback() {
+                AddrClass::Loopback
+            } else if (s[0] & 0xffc0) == 0xfe80 || (s[0] == 0xfd00 && s[1] == 0x0ec2) {
+                AddrClass::LinkLocal
+            } else if (s[0] & 0xfe00) == 0xfc00 || (s[0] & 0xffc0) == 0xfec0 {
+                AddrClass::Private
+            } else {
+                AddrClass::Global
+            }
+        }
+    }
+}
+
+impl UrlPolicy {
+    /// The strict policy (also [`UrlPolicy::default`]): `https` only,
+    /// globally routable addresses only.
+    pub const STRICT: UrlPolicy = UrlPolicy {
+        allow_link_local: false,
+        allow_private: false,
+        allow_http: false,
+    };
+
+    /// A lab's policy: plain `http` and loopback and private addresses
+    /// allowed (test peers on `127.0.0.1`); link-local and metadata
+    /// addresses still refused.
+    pub fn lab() -> UrlPolicy {
         UrlPolicy {
             allow_link_local: false,
             allow_private: true,
             allow_http: true,
         }
     }
-}
 
-impl UrlPolicy {
     /// Checks a URL's scheme and host.
     pub fn check(&self, raw: &str) -> Result<url::Url, UrlRefused> {
         let refuse = |reason| UrlRefused {
@@ -125,44 +230,16 @@ impl UrlPolicy {
 
     /// Checks one address (also the resolved addresses of a host name).
     pub fn check_ip(&self, ip: IpAddr) -> Result<(), &'static str> {
-        let ip = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
-            v4 => v4,
-        };
-        if ip.is_unspecified() || ip.is_multicast() {
-            return Err("unspecified or multicast address");
-        }
-        match ip {
-            IpAddr::V4(v4) => {
-                if v4.is_broadcast() {
-                    return Err("broadcast address");
-                }
-                if !self.allow_link_local
-                    && (v4.is_link_local() || v4.octets() == [100, 100, 100, 200])
-                {
-                    return Err("link-local or metadata address");
-                }
-                if !self.allow_private
-                    && (v4.is_loopback()
-                        || v4.is_private()
-                        || (v4.octets()[0] == 100 && (v4.octets()[1] & 0xc0) == 64))
-                {
-                    return Err("private or loopback address");
-                }
-            }
-            IpAddr::V6(v6) => {
-                let seg = v6.segments();
-                if !self.allow_link_local
-                    && ((seg[0] & 0xffc0) == 0xfe80 || seg[0] == 0xfd00 && seg[1] == 0x0ec2)
-                {
-                    return Err("link-local or metadata address");
-                }
-                if !self.allow_private && (v6.is_loopback() || (seg[0] & 0xfe00) == 0xfc00) {
-                    return Err("private or loopback address");
-                }
+        match classify(ip) {
+            AddrClass::Global => Ok(()),
+            AddrClass::Loopback | AddrClass::Private if self.allow_private => Ok(()),
+            AddrClass::Loopback | AddrClass::Private => Err("private or loopback address"),
+            AddrClass::LinkLocal if self.allow_link_local => Ok(()),
+            AddrClass::LinkLocal => Err("link-local or metadata address"),
+            AddrClass::Reserved => {
+                Err("unspecified, broadcast, multicast, documentation or reserved address")
             }
         }
-        Ok(())
     }
 }
 
@@ -907,10 +984,12 @@ mod tests {
         assert_eq!(req.body.unwrap()["token"], "B2");
     }
 
-    /// SSRF: peer URLs to link-local/metadata addresses are refused.
+    /// SSRF: peer URLs to link-local/metadata addresses are refused even
+    /// by the lab policy; the default also refuses plain http, loopback and
+    /// private addresses.
     #[test]
     fn url_policy() {
-        let p = UrlPolicy::default();
+        let p = UrlPolicy::lab();
         for bad in [
             "http://169.254.169.254/latest/meta-data",
             "http://[fe80::1]/x",
@@ -932,24 +1011,112 @@ mod tests {
         ] {
             assert!(p.check(good).is_ok(), "{good}");
         }
-        let strict = UrlPolicy {
-            allow_private: false,
-            allow_http: false,
-            ..UrlPolicy::default()
-        };
+        let strict = UrlPolicy::default();
+        assert_eq!(strict, UrlPolicy::STRICT);
         for bad in [
             "http://peer.example/",
             "https://127.0.0.1/",
             "https://10.1.2.3/",
             "https://localhost/",
+            "https://LOCALHOST./",
+            "https://api.localhost/",
+            // numeric forms the URL parser reads as 127.0.0.1
+            "https://2130706433/",
+            "https://0x7f.1/",
+            "https://[::1]/",
+            "https://[::ffff:127.0.0.1]/",
+            "https://[::ffff:10.0.0.1]/",
+            "https://[fd12:3456::1]/",
+            "https://100.64.0.1/",
+            "https://169.254.169.254/",
         ] {
             assert!(strict.check(bad).is_err(), "{bad}");
         }
+        assert!(strict.check("https://peer.example/ocpi").is_ok());
+        assert!(strict.check("https://8.8.8.8/ocpi").is_ok());
         // A peer's details pointing at metadata fail the handshake.
         let (mut s, _) = Sender::start(own(), "https://peer.example/versions", "A", "B").unwrap();
         let e = s
             .handle(versions(&[("2.2.1", "http://169.254.169.254/2.2.1")]))
             .unwrap_err();
         assert!(matches!(e, HandshakeError::Url(_)));
+    }
+
+    /// Every range the policy knows, in both families and in the IPv6
+    /// forms that carry an IPv4 address.
+    #[test]
+    fn address_classes() {
+        use AddrClass::*;
+        let cases: &[(&str, AddrClass)] = &[
+            ("8.8.8.8", Global),
+            ("1.1.1.1", Global),
+            ("100.63.255.255", Global),
+            ("100.128.0.0", Global),
+            ("172.32.0.1", Global),
+            ("2a00:1450::1", Global),
+            ("127.0.0.1", Loopback),
+            ("127.255.255.254", Loopback),
+            ("::1", Loopback),
+            ("10.0.0.1", Private),
+            ("10.255.255.255", Private),
+            ("172.16.0.1", Private),
+            ("172.31.255.255", Private),
+            ("192.168.1.1", Private),
+            ("100.64.0.1", Private),
+            ("100.127.255.255", Private),
+            ("fc00::1", Private),
+            ("fd12:3456::1", Private),
+            ("fec0::1", Private),
+            ("169.254.0.1", LinkLocal),
+            ("169.254.169.254", LinkLocal),
+            ("100.100.100.200", LinkLocal),
+            ("fe80::1", LinkLocal),
+            ("febf::1", LinkLocal),
+            ("fd00:ec2::254", LinkLocal),
+            ("0.0.0.0", Reserved),
+            ("0.1.2.3", Reserved),
+            ("255.255.255.255", Reserved),
+            ("224.0.0.1", Reserved),
+            ("239.255.255.250", Reserved),
+            ("240.0.0.1", Reserved),
+            ("192.0.2.1", Reserved),
+            ("198.51.100.1", Reserved),
+            ("203.0.113.1", Reserved),
+            ("198.18.0.1", Reserved),
+            ("192.0.0.8", Reserved),
+            ("::", Reserved),
+            ("ff02::1", Reserved),
+            ("2001:db8::1", Reserved),
+            ("100::1", Reserved),
+            // IPv4 inside IPv6: mapped, compatible, 6to4, NAT64
+            ("::ffff:127.0.0.1", Loopback),
+            ("::ffff:10.1.2.3", Private),
+            ("::ffff:169.254.169.254", LinkLocal),
+            ("::ffff:100.64.1.1", Private),
+            ("::ffff:0.0.0.0", Reserved),
+            ("::ffff:8.8.8.8", Global),
+            ("::127.0.0.1", Loopback),
+            ("::10.0.0.1", Private),
+            ("::2", Reserved),
+            ("2002:7f00:1::", Loopback),
+            ("2002:a9fe:a9fe::1", LinkLocal),
+            ("2002:0808:0808::1", Global),
+            ("64:ff9b::10.0.0.1", Private),
+            ("64:ff9b::169.254.169.254", LinkLocal),
+            ("64:ff9b::8.8.8.8", Global),
+            ("64:ff9b:1::c0a8:101", Private),
+        ];
+        for (ip, class) in cases {
+            let addr: IpAddr = ip.parse().unwrap();
+            assert_eq!(classify(addr), *class, "{ip}");
+            let strict = UrlPolicy::STRICT.check_ip(addr).is_ok();
+            assert_eq!(strict, *class == Global, "strict policy on {ip}");
+            let lab = UrlPolicy::lab().check_ip(addr).is_ok();
+            assert_eq!(
+                lab,
+                matches!(class, Global | Loopback | Private),
+                "lab policy on {ip}"
+            );
+        }
     }
 }

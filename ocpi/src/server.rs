@@ -40,6 +40,9 @@
 //!   or another party's is refused with 2001 ([`Server::identity_in_use`]);
 //! - commands reach the [`Handler`] with the calling party, which acts
 //!   only on that party's sessions, reservations and tokens;
+//! - a command's or charging profile request's `response_url` must pass
+//!   our URL policy and be on a host the party registered (its versions
+//!   URL or an endpoint), else 2001: results go nowhere else;
 //! - a CPO's Sessions and CDRs Sender lists serve each eMSP only the
 //!   objects whose `cdr_token` names one of its identities (objects without
 //!   one, as 2.1.1 stores them, are served to nobody).
@@ -1240,10 +1243,13 @@ impl Call<'_> {
                         ))
                     }
                 };
-                match crate::validate::validate(version, ty, &body.to_string()) {
-                    Ok(_) => Reply::ok(inner.handler.command(party, &command, &body).await?),
-                    Err(e) => Reply::refuse(StatusCode::INVALID_PARAMETERS, e.to_string()),
+                if let Err(e) = crate::validate::validate(version, ty, &body.to_string()) {
+                    return Ok(Reply::refuse(StatusCode::INVALID_PARAMETERS, e.to_string()));
                 }
+                if let Err(r) = check_response_url(inner, party, body["response_url"].as_str()) {
+                    return Ok(r);
+                }
+                Reply::ok(inner.handler.command(party, &command, &body).await?)
             }
             Route::CommandResult => {
                 let result = match parse_body(self.body) {
@@ -1333,17 +1339,22 @@ impl Call<'_> {
                     {
                         return Ok(Reply::refuse(StatusCode::INVALID_PARAMETERS, e.to_string()));
                     }
+                    if let Err(r) = check_response_url(inner, party, v["response_url"].as_str()) {
+                        return Ok(r);
+                    }
                     Some(v)
                 } else {
-                    if !self
-                        .query
-                        .split('&')
-                        .any(|p| p.starts_with("response_url="))
-                    {
+                    let url = url::form_urlencoded::parse(self.query.as_bytes())
+                        .find(|(k, _)| k == "response_url")
+                        .map(|(_, v)| v.into_owned());
+                    let Some(url) = url else {
                         return Ok(Reply::refuse(
                             StatusCode::INVALID_PARAMETERS,
                             "response_url is required",
                         ));
+                    };
+                    if let Err(r) = check_response_url(inner, party, Some(&url)) {
+                        return Ok(r);
                     }
                     None
                 };
@@ -1433,6 +1444,27 @@ impl Call<'_> {
 
 /// A registered party whose credentials name no country/party: nothing it
 /// sends can be keyed.
+/// The `response_url` of a command or charging profile request: where we
+/// will POST the result with the party's token, so it must be on one of the
+/// hosts the party registered ([`crate::client::on_registered_host`]) and
+/// pass our URL policy; anything else (another party, our own or an
+/// internal host) is refused with 2001 before the handler runs.
+fn check_response_url(inner: &Inner, party: &Party, url: Option<&str>) -> Result<(), Reply> {
+    let refuse = |why: String| Err(Reply::refuse(StatusCode::INVALID_PARAMETERS, why));
+    let Some(url) = url else {
+        return refuse("response_url is required".into());
+    };
+    if let Err(e) = inner.config.own.policy.check(url) {
+        return refuse(format!("response_url: {}", e.reason));
+    }
+    match &party.registration {
+        Some(reg) if crate::client::on_registered_host(reg, url) => Ok(()),
+        _ => refuse(
+            "response_url must be on a host of the party's registered versions or endpoints".into(),
+        ),
+    }
+}
+
 fn no_identity() -> Reply {
     Reply::err(
         Http::NOT_FOUND,

@@ -4,4 +4,5 @@ mod ocpi {
     mod props;
     mod server;
     mod spec_examples;
+    mod ssrf;
 }

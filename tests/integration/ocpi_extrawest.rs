@@ -84,13 +84,15 @@ async fn extrawest_cpo_against_our_client_and_emsp() {
     // Our eMSP server.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}/ocpi", listener.local_addr().unwrap());
-    let own = Own::with_role(
+    let mut own = Own::with_role(
         &format!("{base}/versions"),
         "DE",
         "EMS",
         "EMSP",
         "evproto eMSP",
     );
+    // both sides on loopback over plain http: the lab policy
+    own.policy = UrlPolicy::lab();
     let store = Arc::new(MemoryStore::new());
     let server = Server::new(
         Config {
@@ -104,7 +106,7 @@ async fn extrawest_cpo_against_our_client_and_emsp() {
         },
         store.clone(),
         Arc::new(NoHandler),
-        Client::new(UrlPolicy::default()).unwrap(),
+        Client::new(UrlPolicy::lab()).unwrap(),
     );
     let app = axum::Router::new().nest("/ocpi", server.router());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -114,7 +116,7 @@ async fn extrawest_cpo_against_our_client_and_emsp() {
 
     // Registration: they call us back with token B.
     let token_b = server.issue_token_a("extrawest").await.unwrap();
-    let client = Client::new(UrlPolicy::default()).unwrap();
+    let client = Client::new(UrlPolicy::lab()).unwrap();
     let peer = client
         .register(own, &cpo_versions, "token-a-exw", &token_b)
         .await

@@ -115,6 +115,12 @@ pub struct Args {
     /// CA certificates (PEM) that sign stations' client certificates (profile 3).
     #[arg(long, env = "CSMS_TLS_CLIENT_CA")]
     tls_client_ca: Option<PathBuf>,
+    /// Lab only: OCPI partner URLs may use plain http and loopback or private addresses (off: https to public addresses only).
+    #[arg(long, env = "CSMS_OCPI_ALLOW_PRIVATE_URLS")]
+    ocpi_allow_private_urls: Option<bool>,
+    /// First retry delay of a failed outbox entry (OCPI push, billing), milliseconds; doubled per attempt up to 10 minutes.
+    #[arg(long, env = "CSMS_OUTBOX_RETRY_BASE_MS")]
+    outbox_retry_base_ms: Option<u64>,
 }
 
 /// The same settings, from the TOML file.
@@ -122,15 +128,9 @@ pub struct Args {
 #[serde(deny_unknown_fields)]
 struct File {
     bind: Option<IpAddr>,
+    admin_bind: Option<IpAddr>,
     ocpp_port: Option<u16>,
     http_port: Option<u16>,
-    data_dir: Option<PathBuf>,
-    database_url: Option<String>,
-    api_key: Option<String>,
-    security_profile: Option<u8>,
-    admin_bind: Option<IpAddr>,
-    unknown_stations: Option<UnknownStations>,
-    heartbeat_interval: Option<u32>,
     admin_port: Option<u16>,
     http_header_timeout: Option<u64>,
     http_request_timeout: Option<u64>,
@@ -139,6 +139,12 @@ struct File {
     max_file_bytes: Option<u64>,
     max_uploads: Option<usize>,
     max_downloads: Option<usize>,
+    data_dir: Option<PathBuf>,
+    database_url: Option<String>,
+    api_key: Option<String>,
+    security_profile: Option<u8>,
+    unknown_stations: Option<UnknownStations>,
+    heartbeat_interval: Option<u32>,
     call_timeout: Option<u64>,
     time_zone: Option<String>,
     hold_amount: Option<rust_decimal::Decimal>,
@@ -149,6 +155,8 @@ struct File {
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     tls_client_ca: Option<PathBuf>,
+    ocpi_allow_private_urls: Option<bool>,
+    outbox_retry_base_ms: Option<u64>,
 }
 
 /// Configuration in force.
@@ -156,20 +164,12 @@ struct File {
 pub struct Config {
     /// Listen address of the OCPP and public HTTP ports.
     pub bind: IpAddr,
+    /// Listen address of the admin HTTP port (loopback by default).
+    pub admin_bind: IpAddr,
     /// OCPP port.
     pub ocpp_port: u16,
     /// Public HTTP port: OCPI, firmware downloads, station uploads.
     pub http_port: u16,
-    /// Data directory (SQLite file).
-    pub data_dir: PathBuf,
-    /// Explicit store URL.
-    pub database_url: Option<String>,
-    /// Listen address of the admin HTTP port (loopback by default).
-    pub admin_bind: IpAddr,
-    /// Explicit API key.
-    pub api_key: Option<String>,
-    /// 0, 1, 2 or 3.
-    pub security_profile: u8,
     /// Admin HTTP port: operator API, dashboard, metrics.
     pub admin_port: u16,
     /// Time to send a request's headers; also the keep-alive idle limit.
@@ -186,6 +186,14 @@ pub struct Config {
     pub max_uploads: usize,
     /// Firmware downloads at once.
     pub max_downloads: usize,
+    /// Data directory (SQLite file).
+    pub data_dir: PathBuf,
+    /// Explicit store URL.
+    pub database_url: Option<String>,
+    /// Explicit API key.
+    pub api_key: Option<String>,
+    /// 0, 1, 2 or 3.
+    pub security_profile: u8,
     /// The boot answer for identities not in the registry.
     pub unknown_stations: UnknownStations,
     /// Seconds.
@@ -210,6 +218,13 @@ pub struct Config {
     pub tls_key: Option<PathBuf>,
     /// Client CA (profile 3).
     pub tls_client_ca: Option<PathBuf>,
+    /// Lab: OCPI partner URLs may be plain http and on loopback or private
+    /// addresses (`evproto_ocpi::credentials::UrlPolicy::lab`); off, the
+    /// strict policy.
+    pub ocpi_allow_private_urls: bool,
+    /// First retry delay of a failed outbox entry, doubled per attempt up to
+    /// 10 minutes.
+    pub outbox_retry_base: Duration,
     /// What one station may make the CSMS hold (EVSEs, connectors, report rows).
     pub station_limits: crate::ocpp::StationLimits,
 }
@@ -218,8 +233,17 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             bind: IpAddr::from([0, 0, 0, 0]),
+            admin_bind: IpAddr::from([127, 0, 0, 1]),
             ocpp_port: 9000,
             http_port: 8080,
+            admin_port: 8081,
+            http_header_timeout: Duration::from_secs(10),
+            http_request_timeout: Duration::from_secs(60),
+            http_idle_timeout: Duration::from_secs(30),
+            http_max_connections: 512,
+            max_file_bytes: 64 * 1024 * 1024,
+            max_uploads: 4,
+            max_downloads: 32,
             data_dir: PathBuf::from("data"),
             database_url: None,
             api_key: None,
@@ -235,18 +259,11 @@ impl Default for Config {
             site_limit_w: None,
             tls_cert: None,
             tls_key: None,
-            admin_bind: IpAddr::from([127, 0, 0, 1]),
             tls_client_ca: None,
+            ocpi_allow_private_urls: false,
+            outbox_retry_base: Duration::from_secs(1),
             station_limits: crate::ocpp::StationLimits::default(),
         }
-            admin_port: 8081,
-            http_header_timeout: Duration::from_secs(10),
-            http_request_timeout: Duration::from_secs(60),
-            http_idle_timeout: Duration::from_secs(30),
-            http_max_connections: 512,
-            max_file_bytes: 64 * 1024 * 1024,
-            max_uploads: 4,
-            max_downloads: 32,
     }
 }
 
@@ -278,29 +295,9 @@ impl Config {
         let d = Config::default();
         let c = Config {
             bind: args.bind.or(file.bind).unwrap_or(d.bind),
+            admin_bind: args.admin_bind.or(file.admin_bind).unwrap_or(d.admin_bind),
             ocpp_port: args.ocpp_port.or(file.ocpp_port).unwrap_or(d.ocpp_port),
             http_port: args.http_port.or(file.http_port).unwrap_or(d.http_port),
-            data_dir: args
-                .data_dir
-                .clone()
-                .or(file.data_dir)
-                .unwrap_or(d.data_dir),
-            database_url: args
-                .database_url
-                .clone()
-                .or(file.database_url)
-                .filter(|u| !u.is_empty()),
-            api_key: args
-                .api_key
-                .clone()
-                .or(file.api_key)
-                .filter(|k| !k.is_empty()),
-            security_profile: args
-                .security_profile
-                .or(file.security_profile)
-            admin_bind: args.admin_bind.or(file.admin_bind).unwrap_or(d.admin_bind),
-                .unwrap_or(d.security_profile),
-            unknown_stations: args
             admin_port: args.admin_port.or(file.admin_port).unwrap_or(d.admin_port),
             http_header_timeout: args
                 .http_header_timeout
@@ -330,6 +327,26 @@ impl Config {
                 .max_downloads
                 .or(file.max_downloads)
                 .unwrap_or(d.max_downloads),
+            data_dir: args
+                .data_dir
+                .clone()
+                .or(file.data_dir)
+                .unwrap_or(d.data_dir),
+            database_url: args
+                .database_url
+                .clone()
+                .or(file.database_url)
+                .filter(|u| !u.is_empty()),
+            api_key: args
+                .api_key
+                .clone()
+                .or(file.api_key)
+                .filter(|k| !k.is_empty()),
+            security_profile: args
+                .security_profile
+                .or(file.security_profile)
+                .unwrap_or(d.security_profile),
+            unknown_stations: args
                 .unknown_stations
                 .or(file.unknown_stations)
                 .unwrap_or(d.unknown_stations),
@@ -364,8 +381,19 @@ impl Config {
             tls_cert: args.tls_cert.clone().or(file.tls_cert),
             tls_key: args.tls_key.clone().or(file.tls_key),
             tls_client_ca: args.tls_client_ca.clone().or(file.tls_client_ca),
+            ocpi_allow_private_urls: args
+                .ocpi_allow_private_urls
+                .or(file.ocpi_allow_private_urls)
+                .unwrap_or(d.ocpi_allow_private_urls),
+            outbox_retry_base: args
+                .outbox_retry_base_ms
+                .or(file.outbox_retry_base_ms)
+                .map_or(d.outbox_retry_base, Duration::from_millis),
             station_limits: d.station_limits,
         };
+        if c.outbox_retry_base.is_zero() {
+            return Err("outbox_retry_base_ms: positive".into());
+        }
         if c.security_profile >= 2 && (c.tls_cert.is_none() || c.tls_key.is_none()) {
             return Err("security_profile 2 and 3 need tls_cert and tls_key".into());
         }
@@ -400,42 +428,10 @@ impl Config {
         if c.call_timeout.is_zero() || c.heartbeat_interval == 0 {
             return Err("call_timeout and heartbeat_interval must be positive".into());
         }
+        c.check_http()?;
         Ok(c)
     }
 
-    /// The store URL in force.
-    pub fn database_url(&self) -> String {
-        match &self.database_url {
-            Some(u) => u.clone(),
-            None => format!(
-                "sqlite://{}?mode=rwc",
-                self.data_dir.join("csms.db").display()
-            ),
-        }
-    }
-
-    /// The configuration as printed at start (secrets hidden).
-    pub fn shown(&self) -> Value {
-        json!({
-            "bind": self.bind.to_string(), "ocpp_port": self.ocpp_port, "http_port": self.http_port,
-            "data_dir": self.data_dir.display().to_string(), "database_url": redact(&self.database_url()),
-            "api_key": if self.api_key.is_some() { "(set)" } else { "(generated or stored as a hash)" },
-            "security_profile": self.security_profile, "unknown_stations": self.unknown_stations,
-            "heartbeat_interval": self.heartbeat_interval, "call_timeout_s": self.call_timeout.as_secs(),
-            "time_zone": self.time_zone, "hold_amount": self.hold_amount.to_string(),
-            "ocpi_country_code": self.ocpi_country_code, "ocpi_party_id": self.ocpi_party_id,
-            "public_url": self.public_url, "site_limit_w": self.site_limit_w,
-            "tls_cert": self.tls_cert.as_ref().map(|p| p.display().to_string()),
-            "tls_client_ca": self.tls_client_ca.as_ref().map(|p| p.display().to_string()),
-        })
-    }
-}
-
-fn read_file(p: &Path) -> Result<File, String> {
-        c.check_http()?;
-    let text = std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
-    toml::from_str(&text).map_err(|e| format!("{}: {e}", p.display()))
-}
     /// The HTTP settings are usable: positive limits, the two ports apart,
     /// API requests allowed longer than the station calls they wait for.
     fn check_http(&self) -> Result<(), String> {
@@ -476,6 +472,46 @@ fn read_file(p: &Path) -> Result<File, String> {
         Ok(())
     }
 
+    /// The store URL in force.
+    pub fn database_url(&self) -> String {
+        match &self.database_url {
+            Some(u) => u.clone(),
+            None => format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("csms.db").display()
+            ),
+        }
+    }
+
+    /// The configuration as printed at start (secrets hidden).
+    pub fn shown(&self) -> Value {
+        json!({
+            "bind": self.bind.to_string(), "ocpp_port": self.ocpp_port, "http_port": self.http_port,
+            "admin_bind": self.admin_bind.to_string(), "admin_port": self.admin_port,
+            "http_header_timeout_s": self.http_header_timeout.as_secs(),
+            "http_request_timeout_s": self.http_request_timeout.as_secs(),
+            "http_idle_timeout_s": self.http_idle_timeout.as_secs(),
+            "http_max_connections": self.http_max_connections, "max_file_bytes": self.max_file_bytes,
+            "max_uploads": self.max_uploads, "max_downloads": self.max_downloads,
+            "data_dir": self.data_dir.display().to_string(), "database_url": redact(&self.database_url()),
+            "api_key": if self.api_key.is_some() { "(set)" } else { "(generated or stored as a hash)" },
+            "security_profile": self.security_profile, "unknown_stations": self.unknown_stations,
+            "heartbeat_interval": self.heartbeat_interval, "call_timeout_s": self.call_timeout.as_secs(),
+            "time_zone": self.time_zone, "hold_amount": self.hold_amount.to_string(),
+            "ocpi_country_code": self.ocpi_country_code, "ocpi_party_id": self.ocpi_party_id,
+            "public_url": self.public_url, "site_limit_w": self.site_limit_w,
+            "tls_cert": self.tls_cert.as_ref().map(|p| p.display().to_string()),
+            "tls_client_ca": self.tls_client_ca.as_ref().map(|p| p.display().to_string()),
+            "ocpi_allow_private_urls": self.ocpi_allow_private_urls,
+            "outbox_retry_base_ms": u64::try_from(self.outbox_retry_base.as_millis()).unwrap_or(u64::MAX),
+        })
+    }
+}
+
+fn read_file(p: &Path) -> Result<File, String> {
+    let text = std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
+    toml::from_str(&text).map_err(|e| format!("{}: {e}", p.display()))
+}
 
 #[cfg(test)]
 mod tests {
@@ -491,12 +527,6 @@ mod tests {
     #[test]
     fn precedence_and_validation() {
         let dir = std::env::temp_dir().join(format!("csms-config-{}", std::process::id()));
-            "admin_bind": self.admin_bind.to_string(), "admin_port": self.admin_port,
-            "http_header_timeout_s": self.http_header_timeout.as_secs(),
-            "http_request_timeout_s": self.http_request_timeout.as_secs(),
-            "http_idle_timeout_s": self.http_idle_timeout.as_secs(),
-            "http_max_connections": self.http_max_connections, "max_file_bytes": self.max_file_bytes,
-            "max_uploads": self.max_uploads, "max_downloads": self.max_downloads,
         std::fs::create_dir_all(&dir).unwrap();
         let f = dir.join("c.toml");
         std::fs::write(
@@ -581,12 +611,6 @@ mod tests {
     }
 
     #[test]
-    fn redacts_passwords() {
-        assert_eq!(redact("postgres://u:secret@h/db"), "postgres://u:***@h/db");
-        assert_eq!(redact("sqlite://data/csms.db"), "sqlite://data/csms.db");
-    }
-}
-    #[test]
     fn the_admin_port_is_loopback_and_apart_by_default() {
         let c = Config::load(&T::parse_from(["csms"]).a).unwrap();
         assert_eq!(
@@ -611,3 +635,9 @@ mod tests {
         assert!(Config::load(&none.a).is_err());
     }
 
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(redact("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+        assert_eq!(redact("sqlite://data/csms.db"), "sqlite://data/csms.db");
+    }
+}

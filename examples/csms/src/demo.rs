@@ -138,16 +138,17 @@ async fn roaming_story(
         "http://{}/ocpi",
         listener.local_addr().map_err(|e| e.to_string())?
     );
-    let own = evproto_ocpi::credentials::Own::with_role(
+    let mut own = evproto_ocpi::credentials::Own::with_role(
         &format!("{emsp_base}/versions"),
         "DE",
         "EMS",
         "EMSP",
         "Demo eMSP",
     );
+    // the CSMS it talks to is on loopback over plain http
+    own.policy = evproto_ocpi::credentials::UrlPolicy::lab();
     let store = std::sync::Arc::new(evproto_ocpi::server::MemoryStore::new());
-    let client =
-        evproto_ocpi::client::Client::new(Default::default()).map_err(|e| e.to_string())?;
+    let client = evproto_ocpi::client::Client::new(own.policy).map_err(|e| e.to_string())?;
     let emsp = evproto_ocpi::server::Server::new(
         evproto_ocpi::server::Config {
             role: evproto_ocpi::server::Role::Emsp,
@@ -303,15 +304,15 @@ async fn roaming_story(
 pub async fn run(json_output: bool) -> Result<(Value, bool), String> {
     let dir = std::env::temp_dir().join(format!("csms-demo-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let config = Config {
     // the demo's own key, passed to the dashboard link below
     let key = crate::store::random_hex(24);
+    let config = Config {
         bind: std::net::IpAddr::from([127, 0, 0, 1]),
-        ocpp_port: 0,
         admin_bind: std::net::IpAddr::from([127, 0, 0, 1]),
+        ocpp_port: 0,
         http_port: 0,
-        data_dir: dir.clone(),
         admin_port: 0,
+        data_dir: dir.clone(),
         database_url: None,
         api_key: Some(key.clone()),
         security_profile: 1,
@@ -327,8 +328,10 @@ pub async fn run(json_output: bool) -> Result<(Value, bool), String> {
         tls_cert: None,
         tls_key: None,
         tls_client_ca: None,
-    };
+        // the demo's eMSP is on loopback over plain http
+        ocpi_allow_private_urls: true,
         ..Config::default()
+    };
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(crate::serve_until(

@@ -316,6 +316,15 @@ impl App {
                 Ok(None) => Ok(()),
                 Err(e) => Err(e),
             },
+            roaming::PUSH => {
+                // the roaming side runs and marks its pushes (one run at a
+                // time per partner and object; a partner down holds them all)
+                match self.roaming() {
+                    Some(r) => r.run_push(id, subject).await,
+                    None => tracing::warn!(id, "OCPI push before roaming started: left pending"),
+                }
+                return;
+            }
             other => {
                 tracing::error!(id, "outbox entry of unknown kind {other}: left pending");
                 return;
@@ -324,8 +333,14 @@ impl App {
         let marked = match result {
             Ok(()) => self.store.outbox_done(id).await,
             Err(e) => {
-                tracing::warn!(id, "outbox entry failed, will retry: {e}");
-                self.store.outbox_failed(id, &e.to_string()).await
+                let base = self.config.outbox_retry_base;
+                match self.store.outbox_failed(id, &e.to_string(), base).await {
+                    Ok(delay) => {
+                        tracing::warn!(id, "outbox entry failed, retried in {delay:?}: {e}");
+                        Ok(())
+                    }
+                    Err(f) => Err(f),
+                }
             }
         };
         if let Err(e) = marked {
@@ -333,17 +348,35 @@ impl App {
         }
     }
 
-    /// Runs every pending outbox entry once, oldest first.
+    /// How often the outbox worker calls [`App::drain_outbox`].
+    pub const OUTBOX_TURN: std::time::Duration = std::time::Duration::from_secs(5);
+
+    /// Runs the outbox entries that are due, oldest first, then the retries
+    /// that come due within [`App::OUTBOX_TURN`] (the worker's period), so a
+    /// backoff shorter than the period is kept to; returns how many ran.
     ///
     /// # Errors
     ///
     /// The store failed to list them.
     pub async fn drain_outbox(&self) -> store::Result<usize> {
-        let pending = self.store.outbox_pending(500).await?;
-        for (id, kind, subject) in &pending {
-            self.run_outbox(id, kind, subject).await;
+        let started = std::time::Instant::now();
+        let mut ran = 0;
+        loop {
+            let pending = self.store.outbox_pending(500).await?;
+            for (id, kind, subject) in &pending {
+                self.run_outbox(id, kind, subject).await;
+            }
+            ran += pending.len();
+            // at least a short pause: an entry another runner holds stays due
+            let wait = match self.store.outbox_next_retry().await? {
+                Some(w) => w.max(std::time::Duration::from_millis(20)),
+                None => return Ok(ran),
+            };
+            if started.elapsed() + wait >= Self::OUTBOX_TURN {
+                return Ok(ran);
+            }
+            tokio::time::sleep(wait).await;
         }
-        Ok(pending.len())
     }
 
     /// A session started: hold the configured amount on the token's wallet.
@@ -569,11 +602,25 @@ pub async fn serve_until(
         .local_addr()
         .map_err(|e| e.to_string())?
         .port();
+    let admin_listener =
+        tokio::net::TcpListener::bind(SocketAddr::new(config.admin_bind, config.admin_port))
+            .await
+            .map_err(|e| format!("admin port {}: {e}", config.admin_port))?;
+    let admin_port = admin_listener
+        .local_addr()
+        .map_err(|e| e.to_string())?
+        .port();
     say(json!({"event": "config", "config": config.shown()}));
     if key.generated {
         say(json!({"event": "api_key_generated", "api_key": key.plain,
             "note": "shown this once: only its hash is stored. Keep it, or choose your own with --api-key or CSMS_API_KEY (16 characters or more), which also replaces a lost one"}));
     }
+    let url_host = |ip: std::net::IpAddr| match ip {
+        ip if ip.is_unspecified() => "localhost".to_owned(),
+        std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+        ip => ip.to_string(),
+    };
+    let admin_url = format!("http://{}:{admin_port}", url_host(config.admin_bind));
     say(
         json!({"event": "listening", "ocpp_port": ocpp_port, "http_port": http_port, "admin_port": admin_port,
         "store": app.store.backend(),
@@ -595,7 +642,7 @@ pub async fn serve_until(
     // side effects left pending by a crash or a failure: billing, capture, pushes
     let outbox = app.clone();
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+        let mut tick = tokio::time::interval(App::OUTBOX_TURN);
         loop {
             tick.tick().await;
             if let Err(e) = outbox.drain_outbox().await {
@@ -646,25 +693,11 @@ pub async fn serve_until(
                     let _ = watcher
                         .store
                         .raise_alert(None, "refused_connection", &detail)
-    let admin_listener =
-        tokio::net::TcpListener::bind(SocketAddr::new(config.admin_bind, config.admin_port))
-            .await
-            .map_err(|e| format!("admin port {}: {e}", config.admin_port))?;
-    let admin_port = admin_listener
-        .local_addr()
-        .map_err(|e| e.to_string())?
-        .port();
                         .await;
                     watcher.notify(json!({"type": "refused", "status": status, "reason": reason}));
                 }
                 Ok(_) => {}
                 Err(broadcast::error::RecvError::Lagged(_)) => {}
-    let url_host = |ip: std::net::IpAddr| match ip {
-        ip if ip.is_unspecified() => "localhost".to_owned(),
-        std::net::IpAddr::V6(v6) => format!("[{v6}]"),
-        ip => ip.to_string(),
-    };
-    let admin_url = format!("http://{}:{admin_port}", url_host(config.admin_bind));
                 Err(_) => break,
             }
         }
@@ -725,6 +758,7 @@ pub async fn serve_until(
     let _ = stop_tx.send(true);
     let _ = ocpp_task.await;
     let _ = http_task.await;
+    let _ = admin_task.await;
     let _ = app_for_flush.flush_seen().await;
     Ok(())
 }
@@ -751,4 +785,3 @@ async fn shutdown_signal() {
         let _ = ctrl_c.await;
     }
 }
-    let _ = admin_task.await;

@@ -38,13 +38,32 @@
 //! - registration refuses identities that are ours or another partner's;
 //!   a failed registration withdraws the token B we handed out;
 //! - a store failure reaches the partner as OCPI 3000 (HTTP 500/503), never
-//!   as a decision.
+//!   as a decision;
+//! - partner URLs (versions, endpoints, a command's `response_url`) pass
+//!   the strict `UrlPolicy` (https, public addresses) unless the lab setting
+//!   `ocpi_allow_private_urls` is on, and a `response_url` must be on a host
+//!   the partner registered (`evproto_ocpi`, issue 16 item 5).
+//!
+//! Pushes go through the outbox (kind [`PUSH`]): each push of one object
+//! to one partner is an entry naming the partner, the module and the
+//! object; running it PUTs the object as it is then (a CDR is POSTed, once
+//! ever per partner: its entry id is made from its subject), so running an
+//! entry twice is harmless. An entry is tried at once; when the partner is
+//! down (a transport error, HTTP 5xx/408/429, OCPI 3xxx) it is retried with
+//! exponential backoff (`outbox_retry_base` doubled per attempt, at most 10
+//! minutes) and all of that partner's pushes wait for the retry (one probe,
+//! not one per object; a change meanwhile joins the waiting push of its
+//! object). The partner gets everything once it answers again, in the
+//! order it was queued. A push the partner refuses (4xx, OCPI 2xxx) is
+//! ended with its reason. One run at a time per partner and object, each
+//! reading the object when its turn comes, so the last push carries the
+//! newest state.
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use evproto_ocpi::client::{Client, Peer};
+use evproto_ocpi::client::{Client, ClientError, Peer};
 use evproto_ocpi::credentials::{Endpoint, Own, Registered, UrlPolicy};
 use evproto_ocpi::pagination::Page;
 use evproto_ocpi::server::{
@@ -187,9 +206,63 @@ pub struct Roaming {
     pub versions_url: String,
     own: Own,
     store: Store,
-    /// One Location push at a time per station (see [`Roaming::location_changed`]).
-    location_turns:
-        std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// First retry delay of a failed push (doubled per attempt).
+    retry_base: Duration,
+    /// One run at a time per push subject (partner and object).
+    turns: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Partners with a retry timer set (see [`Roaming::retry_later`]).
+    retrying: std::sync::Mutex<std::collections::HashSet<String>>,
+    app: Weak<App>,
+}
+
+/// The outbox kind of a push to a partner.
+pub const PUSH: &str = "ocpi_push";
+
+/// The subject of a push entry: partner id, module, object id (our id:
+/// the station for a Location, the tariff id, our session id for a Session
+/// and its CDR), as a JSON array.
+fn push_subject(partner: &str, module: &str, id: &str) -> String {
+    json!([partner, module, id]).to_string()
+}
+
+fn parse_push_subject(subject: &str) -> Option<(String, String, String)> {
+    let v: Vec<String> = serde_json::from_str(subject).ok()?;
+    match <[String; 3]>::try_from(v) {
+        Ok([partner, module, id]) => Some((partner, module, id)),
+        Err(_) => None,
+    }
+}
+
+/// Why a push did not happen.
+#[derive(Debug, thiserror::Error)]
+enum PushError {
+    /// The partner is unreachable or failing: retry later, hold its pushes.
+    #[error("partner unavailable: {0}")]
+    Down(ClientError),
+    /// The partner refused the object: retrying would not help.
+    #[error("partner refused: {0}")]
+    Refused(ClientError),
+    /// Our store failed reading the object: retry later.
+    #[error("store: {0}")]
+    Store(#[from] crate::store::StoreError),
+}
+
+impl From<ClientError> for PushError {
+    fn from(e: ClientError) -> PushError {
+        let down = match &e {
+            ClientError::Http(_) => true,
+            ClientError::Unexpected { status, .. } => {
+                *status >= 500 || *status == 408 || *status == 429
+            }
+            ClientError::Status { code, .. } => *code >= 3000,
+            _ => false,
+        };
+        if down {
+            PushError::Down(e)
+        } else {
+            PushError::Refused(e)
+        }
+    }
 }
 
 impl Roaming {
@@ -214,7 +287,14 @@ impl Roaming {
             "evproto reference CSMS",
         );
         own.versions = vec![Version::V230, Version::V221, Version::V211];
-        let client = Client::new(UrlPolicy::default()).map_err(|e| e.to_string())?;
+        let config = app.upgrade().map(|a| a.config.clone()).unwrap_or_default();
+        let handler = CpoHandler { app: app.clone() };
+        own.policy = if config.ocpi_allow_private_urls {
+            UrlPolicy::lab()
+        } else {
+            UrlPolicy::default()
+        };
+        let client = Client::new(own.policy).map_err(|e| e.to_string())?;
         let server = Server::new(
             OcpiConfig {
                 role: Role::Cpo,
@@ -226,7 +306,7 @@ impl Roaming {
                 storage_version: Some(Version::V221),
             },
             Arc::new(OcpiStore(store.clone())),
-            Arc::new(CpoHandler { app }),
+            Arc::new(handler),
             client.clone(),
         );
         Ok(Roaming {
@@ -237,7 +317,10 @@ impl Roaming {
             versions_url,
             own,
             store,
-            location_turns: std::sync::Mutex::default(),
+            retry_base: config.outbox_retry_base,
+            turns: std::sync::Mutex::default(),
+            retrying: std::sync::Mutex::default(),
+            app,
         })
     }
 
@@ -311,7 +394,7 @@ impl Roaming {
             .ocpi_replace_party(label, &id, token_b, &registration_to_json(&reg))
             .await
             .map_err(|e| e.to_string())?;
-        self.sync_partner(&peer).await;
+        self.sync_partner(&id).await;
         Ok(
             json!({"id": id, "version": reg.version.as_str(), "roles": reg.peer_credentials.get("roles").cloned()}),
         )
@@ -366,8 +449,9 @@ impl Roaming {
     }
 
     /// Pushes our locations and tariffs to a newly registered partner.
-    async fn sync_partner(&self, peer: &Peer) {
-        for (module, kind) in [("locations", "Location"), ("tariffs", "Tariff")] {
+    async fn sync_partner(&self, partner: &str) {
+        let mut due = Vec::new();
+        for module in ["locations", "tariffs"] {
             let objects = match self.store.ocpi_objects(module).await {
                 Ok(o) => o,
                 Err(e) => {
@@ -375,37 +459,28 @@ impl Roaming {
                     continue;
                 }
             };
-            for (key, obj) in objects {
-                if !key.starts_with(&format!("{}/{}/", self.country_code, self.party_id)) {
-                    continue;
+            let ours = format!("{}/{}/", self.country_code, self.party_id);
+            for (key, _) in objects {
+                if let Some(id) = key.strip_prefix(&ours) {
+                    due.extend(self.queue_push(partner, module, id).await);
                 }
-                push_object(peer, module, &self.country_code, &self.party_id, &obj, kind).await;
             }
         }
+        self.run_pushes(due).await;
     }
 
     /// Rebuilds a station's Location, stores it for pulls and pushes it.
     pub async fn location_changed(self: &Arc<Self>, station_id: &str) {
-        // a boot and the status right after it each ask for a push: one at a
-        // time per station, each reading the station as it is when its turn
-        // comes, so the push that ends last carries the newest state (two
-        // pushes racing could leave a partner with the older one)
-        let turn = self
-            .location_turns
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(station_id.to_owned())
-            .or_default()
-            .clone();
-        let _turn = turn.lock().await;
         let loc = station_location(&self.store, &self.country_code, &self.party_id, station_id);
         match loc.await {
             Ok(Some(loc)) => {
-                if let Some(obj) = self
+                if self
                     .store_published("locations", "Location", station_id, loc)
                     .await
+                    .is_some()
                 {
-                    self.push_all("locations", "Location", &obj).await;
+                    let due = self.queue_all("locations", station_id).await;
+                    self.run_pushes(due).await;
                 }
             }
             Ok(None) => {}
@@ -432,9 +507,10 @@ impl Roaming {
         id: &str,
         obj: Value,
     ) {
-        if let Some(obj) = self.store_published(module, kind, id, obj).await {
+        if self.store_published(module, kind, id, obj).await.is_some() {
+            let due = self.queue_all(module, id).await;
             let this = self.clone();
-            tokio::spawn(async move { this.push_all(module, kind, &obj).await });
+            tokio::spawn(async move { this.run_pushes(due).await });
         }
     }
 
@@ -463,11 +539,192 @@ impl Roaming {
         Some(obj)
     }
 
-    /// Pushes one of our objects to every partner, one after the other.
-    async fn push_all(&self, module: &'static str, kind: &'static str, obj: &Value) {
-        for (_, peer) in self.partners().await {
-            push_object(&peer, module, &self.country_code, &self.party_id, obj, kind).await;
+    /// Queues a push of one of our objects to every partner: the entries
+    /// due now.
+    async fn queue_all(&self, module: &str, id: &str) -> Vec<(String, String)> {
+        let mut due = Vec::new();
+        for (partner, _) in self.partners().await {
+            due.extend(self.queue_push(&partner, module, id).await);
         }
+        due
+    }
+
+    /// Queues a push of `module`/`id` to `partner` in the outbox: the entry
+    /// `(id, subject)` when it is due now (the caller runs it), `None` when
+    /// it waits behind the partner's retry, joined a waiting push of the
+    /// same object, or is a CDR queued before.
+    async fn queue_push(&self, partner: &str, module: &str, id: &str) -> Option<(String, String)> {
+        let subject = push_subject(partner, module, id);
+        let entry = if module == "cdrs" {
+            // a CDR is POSTed once per partner, ever
+            format!("{PUSH}:{subject}")
+        } else {
+            format!("{PUSH}:{}", crate::store::random_hex(16))
+        };
+        match self.store.outbox_add(&entry, PUSH, &subject, partner).await {
+            Ok(crate::store::OutboxAdded::Due) => Some((entry, subject)),
+            Ok(_) => None,
+            Err(e) => {
+                tracing::error!(subject, "push not queued: {e}");
+                None
+            }
+        }
+    }
+
+    /// Runs push entries one after the other.
+    async fn run_pushes(&self, due: Vec<(String, String)>) {
+        for (id, subject) in due {
+            self.run_push(&id, &subject).await;
+        }
+    }
+
+    /// Runs one push entry of the outbox and marks it: done; failed with
+    /// backoff and the partner's other pushes held as long (partner down);
+    /// ended with the reason (partner refused the object). One run at a time
+    /// per subject, and only while the entry is still due, so an entry is
+    /// never pushed twice by two runners (the outbox worker and the change
+    /// that queued it).
+    pub async fn run_push(&self, id: &str, subject: &str) {
+        let Some((partner, module, object)) = parse_push_subject(subject) else {
+            tracing::error!(id, subject, "push entry with an unreadable subject: ended");
+            if let Err(e) = self.store.outbox_give_up(id, "unreadable subject").await {
+                tracing::warn!(id, "outbox: {e}");
+            }
+            return;
+        };
+        let turn = self
+            .turns
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(subject.to_owned())
+            .or_default()
+            .clone();
+        {
+            let _turn = turn.lock().await;
+            match self.store.outbox_due(id).await {
+                Ok(true) => {
+                    let pushed = self.push_now(&partner, &module, &object).await;
+                    self.mark_push(id, &partner, pushed).await;
+                }
+                Ok(false) => {}
+                Err(e) => tracing::warn!(id, "outbox: {e}"),
+            }
+        }
+        // the map keeps only turns somebody holds or waits for
+        let mut turns = self.turns.lock().unwrap_or_else(|e| e.into_inner());
+        if Arc::strong_count(&turn) <= 2 {
+            turns.remove(subject);
+        }
+    }
+
+    async fn mark_push(&self, id: &str, partner: &str, pushed: Result<(), PushError>) {
+        let marked = match pushed {
+            Ok(()) => self.store.outbox_done(id).await,
+            Err(PushError::Refused(e)) => {
+                tracing::warn!(id, partner, "push refused, not retried: {e}");
+                self.store.outbox_give_up(id, &e.to_string()).await
+            }
+            Err(e) => {
+                let failed = self
+                    .store
+                    .outbox_failed(id, &e.to_string(), self.retry_base)
+                    .await;
+                match (failed, &e) {
+                    (Ok(delay), PushError::Down(_)) => {
+                        tracing::warn!(id, partner, "push failed, retried in {delay:?}: {e}");
+                        let held = self.store.outbox_hold(PUSH, partner, delay).await;
+                        self.retry_later(partner, delay);
+                        held
+                    }
+                    (Ok(delay), _) => {
+                        tracing::warn!(id, partner, "push failed, retried in {delay:?}: {e}");
+                        Ok(())
+                    }
+                    (Err(f), _) => Err(f),
+                }
+            }
+        };
+        if let Err(e) = marked {
+            tracing::warn!(id, "outbox: {e}");
+        }
+    }
+
+    /// Runs the partner's due pushes after `delay`, in the order they were
+    /// queued (the first failure holds the rest again and sets the next
+    /// timer). One timer per partner; the outbox worker runs the same
+    /// entries after a restart.
+    fn retry_later(&self, partner: &str, delay: Duration) {
+        if !self
+            .retrying
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(partner.to_owned())
+        {
+            return;
+        }
+        let (app, partner) = (self.app.clone(), partner.to_owned());
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            let Some(app) = app.upgrade() else { return };
+            let Some(r) = app.roaming() else { return };
+            r.retrying
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&partner);
+            match r.store.outbox_pending_in(PUSH, &partner, 500).await {
+                Ok(due) => r.run_pushes(due).await,
+                Err(e) => tracing::warn!(partner, "outbox: {e}"),
+            }
+        });
+    }
+
+    /// Pushes the current state of one of our objects to a partner. Nothing
+    /// to do (`Ok`) when the partner or the object is gone, the partner
+    /// has no Receiver for the module, or the object is not the partner's.
+    async fn push_now(&self, partner: &str, module: &str, id: &str) -> Result<(), PushError> {
+        let Some((_, peer)) = self
+            .partners()
+            .await
+            .into_iter()
+            .find(|(p, _)| p == partner)
+        else {
+            tracing::info!(partner, "push to a partner no longer registered: dropped");
+            return Ok(());
+        };
+        let (cc, pid) = (self.country_code.as_str(), self.party_id.as_str());
+        match module {
+            "locations" | "tariffs" => {
+                let kind = if module == "locations" {
+                    "Location"
+                } else {
+                    "Tariff"
+                };
+                if let Some(obj) = self.store.ocpi_object(module, &self.owner_key(id)).await? {
+                    push_object(&peer, module, cc, pid, &obj, kind).await?;
+                }
+            }
+            "sessions" | "cdrs" => {
+                let Some(s) = self.store.session(id).await? else {
+                    return Ok(());
+                };
+                let Some((owner, session, cdr)) = self.session_objects(&s).await? else {
+                    return Ok(());
+                };
+                if !serves_owner(&peer, &owner) {
+                    return Ok(());
+                }
+                if module == "sessions" {
+                    push_object(&peer, "sessions", cc, pid, &session, "Session").await?;
+                } else if let Some(c) = cdr.as_ref().and_then(|c| for_peer(&peer, "Cdr", c)) {
+                    if peer.endpoint("cdrs", "RECEIVER").is_ok() {
+                        let r = peer.post("cdrs", &[], &c).await?;
+                        tracing::info!(cdr = %c["id"], location = ?r.location, "CDR sent");
+                    }
+                }
+            }
+            other => tracing::error!(partner, "push of unknown module {other}: dropped"),
+        }
+        Ok(())
     }
 
     /// The OCPP authorization status of a roaming token, `None` if no
@@ -511,10 +768,11 @@ impl Roaming {
     }
 
     /// Pushes a roaming driver's session to its eMSP (start, updates, end)
-    /// and, when priced, its CDR: the one `crate::billing` built and stored,
-    /// as it is (in the partner's version), never a second one. The partner
-    /// knows both by their public ids (`store_ocpi`), never by ours; a
-    /// local driver's session goes to no partner.
+    /// and, when priced (`cdr`), its CDR: the one `crate::billing` built
+    /// and stored, as it is (in the partner's version), never a second one.
+    /// Both go through the outbox ([`PUSH`]) and carry what is stored when
+    /// they run. The partner knows both by their public ids (`store_ocpi`),
+    /// never by ours; a local driver's session goes to no partner.
     pub async fn session_changed(self: &Arc<Self>, s: &Session, cdr: Option<&Cdr>) {
         let att = match attribution(&self.store, s).await {
             Ok(Some(a)) => a,
@@ -525,63 +783,54 @@ impl Roaming {
             }
         };
         let owner = owner_of(&format!("{}/", att.row.owner));
+        let mut due = Vec::new();
+        for (partner, peer) in self.partners().await {
+            if !serves_owner(&peer, &owner) {
+                continue;
+            }
+            due.extend(self.queue_push(&partner, "sessions", &s.id).await);
+            if cdr.is_some() {
+                due.extend(self.queue_push(&partner, "cdrs", &s.id).await);
+            }
+        }
+        let this = self.clone();
+        tokio::spawn(async move { this.run_pushes(due).await });
+    }
+
+    /// A roaming driver's session as its eMSP sees it: the owner (`CC`,
+    /// `PID`), the Session and, once priced, the CDR (both 2.2.1, with their
+    /// public ids); `None` for a local driver's session.
+    async fn session_objects(
+        &self,
+        s: &Session,
+    ) -> Result<Option<((String, String), Value, Option<Value>)>, crate::store::StoreError> {
+        let Some(att) = attribution(&self.store, s).await? else {
+            return Ok(None);
+        };
+        let owner = owner_of(&format!("{}/", att.row.owner));
         let token = att.token.clone().unwrap_or_else(|| {
             // the partner withdrew the token since: the session still carries it
             json!({"country_code": owner.0, "party_id": owner.1, "uid": att.row.token_uid,
                 "type": "RFID", "contract_id": att.row.token_uid})
         });
+        let cdr = self.store.cdr(&s.id).await?.map(|mut c| {
+            c["id"] = json!(att.row.cdr_id);
+            c["session_id"] = json!(att.row.public_id);
+            c
+        });
         // the session's currency is its tariff's (the CDR's when priced)
-        let currency = match cdr {
-            Some(c) => Some(c.currency.as_str().to_owned()),
-            None => self
-                .store
-                .tariff("default")
-                .await
-                .ok()
-                .flatten()
-                .and_then(|t| {
-                    t["currency"]
-                        .as_str()
-                        .filter(|c| c.len() == 3)
-                        .map(str::to_owned)
-                }),
+        let currency = match cdr.as_ref().and_then(|c| c["currency"].as_str()) {
+            Some(c) => Some(c.to_owned()),
+            None => self.store.tariff("default").await?.and_then(|t| {
+                t["currency"]
+                    .as_str()
+                    .filter(|c| c.len() == 3)
+                    .map(str::to_owned)
+            }),
         };
         let mut session = self.ocpi_session(s, &token, currency.as_deref());
         session["id"] = json!(att.row.public_id);
-        let cdr = cdr.and_then(|c| match serde_json::to_value(c) {
-            Ok(mut v) => {
-                v["id"] = json!(att.row.cdr_id);
-                v["session_id"] = json!(att.row.public_id);
-                Some(v)
-            }
-            Err(e) => {
-                tracing::warn!(session = %s.id, "CDR not serialized: {e}");
-                None
-            }
-        });
-        let this = self.clone();
-        tokio::spawn(async move {
-            for (_, peer) in this.partners().await {
-                if !serves_owner(&peer, &owner) {
-                    continue;
-                }
-                push_object(
-                    &peer,
-                    "sessions",
-                    &this.country_code,
-                    &this.party_id,
-                    &session,
-                    "Session",
-                )
-                .await;
-                if let Some(c) = cdr.as_ref().and_then(|c| for_peer(&peer, "Cdr", c)) {
-                    match peer.post("cdrs", &[], &c).await {
-                        Ok(r) => tracing::info!(cdr = %c["id"], location = ?r.location, "CDR sent"),
-                        Err(e) => tracing::warn!(cdr = %c["id"], "CDR not accepted: {e}"),
-                    }
-                }
-            }
-        });
+        Ok(Some((owner, session, cdr)))
     }
 
     /// A roaming token as a Session/CDR carries it.
@@ -894,17 +1143,25 @@ fn for_peer(peer: &Peer, kind: &str, obj: &Value) -> Option<Value> {
     }
 }
 
-async fn push_object(peer: &Peer, module: &str, cc: &str, pid: &str, obj: &Value, kind: &str) {
+/// PUTs one of our objects to a partner's Receiver interface in its
+/// version; nothing (`Ok`) when it has none for the module or the object
+/// cannot be expressed in its version.
+async fn push_object(
+    peer: &Peer,
+    module: &str,
+    cc: &str,
+    pid: &str,
+    obj: &Value,
+    kind: &str,
+) -> Result<(), ClientError> {
     let id = obj.get("id").and_then(Value::as_str).unwrap_or_default();
     if peer.endpoint(module, "RECEIVER").is_err() {
-        return;
+        return Ok(());
     }
     let Some(body) = for_peer(peer, kind, obj) else {
-        return;
+        return Ok(());
     };
-    if let Err(e) = peer.put(module, &[cc, pid, id], &body).await {
-        tracing::warn!("push {module} {id}: {e}");
-    }
+    peer.put(module, &[cc, pid, id], &body).await.map(|_| ())
 }
 
 fn ocpi_status(ocpp: &str) -> &'static str {
@@ -1176,10 +1433,10 @@ impl Handler for CpoHandler {
             return;
         };
         app.notify(json!({"type": "ocpi_partner_registered", "party": party.id}));
-        if let (Some(r), Some(reg)) = (app.roaming(), party.registration.clone()) {
-            let peer = r.client.peer(reg).from_party(&r.country_code, &r.party_id);
+        if let (Some(r), true) = (app.roaming(), party.registration.is_some()) {
             let r = r.clone();
-            tokio::spawn(async move { r.sync_partner(&peer).await });
+            let partner = party.id.clone();
+            tokio::spawn(async move { r.sync_partner(&partner).await });
         }
     }
 
@@ -1188,6 +1445,80 @@ impl Handler for CpoHandler {
             app.notify(
                 json!({"type": "ocpi_pushed", "party": party.id, "module": module, "key": key}),
             );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{outbox_backoff, OUTBOX_MAX_DELAY};
+
+    /// Exponential backoff from the base, doubled per attempt, capped at 10
+    /// minutes (also for attempt counts that would overflow).
+    #[test]
+    fn backoff_doubles_up_to_the_cap() {
+        let base = Duration::from_millis(100);
+        let waits: Vec<u128> = (0..=6)
+            .map(|n| outbox_backoff(n, base).as_millis())
+            .collect();
+        assert_eq!(waits, [100, 100, 200, 400, 800, 1600, 3200]);
+        assert_eq!(outbox_backoff(14, base), OUTBOX_MAX_DELAY);
+        assert_eq!(outbox_backoff(i64::MAX, base), OUTBOX_MAX_DELAY);
+        assert_eq!(OUTBOX_MAX_DELAY, Duration::from_secs(600));
+    }
+
+    /// A push subject names partner, module and object unambiguously,
+    /// whatever characters they hold.
+    #[test]
+    fn push_subjects_round_trip() {
+        for (p, m, id) in [
+            ("DE-EMS", "sessions", "RS1:4"),
+            ("a\",\"b", "locations", "x/y"),
+        ] {
+            let s = push_subject(p, m, id);
+            assert_eq!(
+                parse_push_subject(&s),
+                Some((p.to_owned(), m.to_owned(), id.to_owned()))
+            );
+        }
+        assert_eq!(parse_push_subject("[\"a\",\"b\"]"), None);
+        assert_eq!(parse_push_subject("RS1:4"), None);
+    }
+
+    /// A partner down (transport, 5xx, 408, 429, OCPI 3xxx) is retried and
+    /// holds its pushes; a refusal of the object itself is not retried.
+    #[test]
+    fn which_failures_are_retried() {
+        let down = |e| matches!(PushError::from(e), PushError::Down(_));
+        let unexpected = |status| ClientError::Unexpected {
+            status,
+            reason: String::new(),
+        };
+        let status = |code| ClientError::Status {
+            code,
+            message: String::new(),
+        };
+        for e in [
+            unexpected(503),
+            unexpected(500),
+            unexpected(408),
+            unexpected(429),
+        ] {
+            assert!(down(e));
+        }
+        assert!(down(status(3000)));
+        for e in [
+            unexpected(400),
+            unexpected(404),
+            status(2001),
+            ClientError::BodyTooLarge { limit: 1 },
+            ClientError::Redirect {
+                status: 302,
+                location: None,
+            },
+        ] {
+            assert!(!down(e));
         }
     }
 }

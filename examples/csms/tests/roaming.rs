@@ -119,6 +119,8 @@ async fn cpo_roaming_with_an_emsp() {
         unknown_stations: csms::config::UnknownStations::Accept,
         call_timeout: Duration::from_secs(10),
         site_limit_w: Some(7400),
+        // the eMSP is on loopback over plain http
+        ocpi_allow_private_urls: true,
         ..Default::default()
     };
     config.time_zone = "Europe/Amsterdam".into();
@@ -146,13 +148,14 @@ async fn cpo_roaming_with_an_emsp() {
     // The eMSP.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let emsp_base = format!("http://{}/ocpi", listener.local_addr().unwrap());
-    let emsp_own = Own::with_role(
+    let mut emsp_own = Own::with_role(
         &format!("{emsp_base}/versions"),
         "DE",
         "EMS",
         "EMSP",
         "test eMSP",
     );
+    emsp_own.policy = UrlPolicy::lab();
     let emsp_store = Arc::new(MemoryStore::new());
     let emsp = Server::new(
         OcpiConfig {
@@ -166,7 +169,7 @@ async fn cpo_roaming_with_an_emsp() {
         },
         emsp_store.clone(),
         Arc::new(Emsp),
-        Client::new(UrlPolicy::default()).unwrap(),
+        Client::new(UrlPolicy::lab()).unwrap(),
     );
     let app = axum::Router::new().nest("/ocpi", emsp.router());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -206,7 +209,7 @@ async fn cpo_roaming_with_an_emsp() {
         .into_iter()
         .find(|p| p.id == "csms")
         .unwrap();
-    let cpo = Client::new(UrlPolicy::default())
+    let cpo = Client::new(UrlPolicy::lab())
         .unwrap()
         .peer(party.registration.clone().unwrap())
         .from_party("DE", "EMS");
@@ -453,10 +456,10 @@ async fn monitoring_alerts_uptime_device_model() {
         bind: std::net::IpAddr::from([127, 0, 0, 1]),
         ocpp_port: 0,
         http_port: 0,
+        admin_port: 0,
         data_dir: dir.clone(),
         api_key: Some(KEY.into()),
         security_profile: 0,
-        admin_port: 0,
         unknown_stations: csms::config::UnknownStations::Accept,
         ..Default::default()
     };
@@ -867,10 +870,10 @@ async fn security_profiles_2_and_3() {
             bind: std::net::IpAddr::from([127, 0, 0, 1]),
             ocpp_port: 0,
             http_port: 0,
+            admin_port: 0,
             data_dir: dir.join(format!("p{profile}")),
             api_key: Some(KEY.into()),
             security_profile: profile,
-            admin_port: 0,
             unknown_stations: csms::config::UnknownStations::Reject,
             tls_cert: Some(dir.join("server.pem")),
             tls_key: Some(dir.join("server.key")),

@@ -10,7 +10,10 @@
 //!   sessions and CDRs never reach a partner; registration refuses
 //!   identities in use;
 //! - item 4: store failures reach the partner as OCPI errors, a failed
-//!   registration leaves no usable token B.
+//!   registration leaves no usable token B;
+//! - item 5 (SSRF): by default partner URLs on loopback, private or
+//!   link-local addresses or over plain http are refused at registration,
+//!   both ways; a command's `response_url` must be on the partner's host.
 
 mod common;
 
@@ -51,33 +54,40 @@ async fn raw(method: &str, url: &str, token: &str, body: Option<&Value>) -> (u16
 }
 
 struct Csms {
-    http: u16,
-    ocpp: u16,
-    dir: std::path::PathBuf,
     /// The admin port (operator API).
-    stop: tokio::sync::oneshot::Sender<()>,
+    http: u16,
     /// The public port (OCPI).
     public: u16,
+    ocpp: u16,
+    dir: std::path::PathBuf,
+    stop: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<Result<(), String>>,
 }
 
+/// The CSMS for partners on loopback (the lab URL policy).
 async fn csms(name: &str) -> Csms {
+    csms_with(name, true).await
+}
+
+/// The CSMS; `lab`: partner URLs may be plain http on loopback.
+async fn csms_with(name: &str, lab: bool) -> Csms {
     let dir = std::env::temp_dir().join(format!("csms-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let config = csms::config::Config {
         bind: std::net::IpAddr::from([127, 0, 0, 1]),
         ocpp_port: 0,
         http_port: 0,
+        admin_port: 0,
         data_dir: dir.clone(),
         api_key: Some(KEY.into()),
         security_profile: 0,
         unknown_stations: csms::config::UnknownStations::Accept,
         call_timeout: Duration::from_secs(10),
+        ocpi_allow_private_urls: lab,
         ..Default::default()
     };
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
     let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        admin_port: 0,
     let task = tokio::spawn(csms::serve_until(
         config,
         async {
@@ -115,7 +125,8 @@ struct Emsp {
 async fn emsp(cc: &str, pid: &str) -> Emsp {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}/ocpi", listener.local_addr().unwrap());
-    let own = Own::with_role(&format!("{base}/versions"), cc, pid, "EMSP", "test eMSP");
+    let mut own = Own::with_role(&format!("{base}/versions"), cc, pid, "EMSP", "test eMSP");
+    own.policy = UrlPolicy::lab();
     let store = Arc::new(MemoryStore::new());
     let server = Server::new(
         OcpiConfig {
@@ -129,7 +140,7 @@ async fn emsp(cc: &str, pid: &str) -> Emsp {
         },
         store.clone(),
         Arc::new(NoHandler),
-        Client::new(UrlPolicy::default()).unwrap(),
+        Client::new(UrlPolicy::lab()).unwrap(),
     );
     let app = axum::Router::new().nest("/ocpi", server.router());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -161,7 +172,7 @@ impl Emsp {
             .into_iter()
             .find(|p| p.id == "csms" && p.registration.is_some())
             .unwrap();
-        Ok(Client::new(UrlPolicy::default())
+        Ok(Client::new(UrlPolicy::lab())
             .unwrap()
             .peer(party.registration.unwrap())
             .from_party(cc, pid))
@@ -617,9 +628,10 @@ async fn registration_refuses_identities_in_use() {
         let versions = t["versions_url"].as_str().unwrap();
         let token_a = t["token"].as_str().unwrap();
         let me = emsp(cc, pid).await;
-        let own = Own::with_role(&format!("{}/versions", me.base), cc, pid, "EMSP", "x");
+        let mut own = Own::with_role(&format!("{}/versions", me.base), cc, pid, "EMSP", "x");
+        own.policy = UrlPolicy::lab();
         let token_b = me.server.issue_token_a("csms").await.unwrap();
-        let e = Client::new(UrlPolicy::default())
+        let e = Client::new(UrlPolicy::lab())
             .unwrap()
             .register(own, versions, token_a, &token_b)
             .await
@@ -777,5 +789,130 @@ async fn store_failures_are_ocpi_errors() {
     assert_eq!(command(pa, "START_SESSION", cmd).await, "ACCEPTED");
     assert_eq!(next(&mut w.rx).await, "start AT9");
 
+    w.shutdown().await;
+}
+
+/// Item 5: the default configuration (no lab setting) refuses partners on
+/// loopback, private and link-local addresses and over plain http, whichever
+/// side registers, with the reason, before any request to them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_default_refuses_private_partner_urls() {
+    let c = csms_with("roaming-ssrf", false).await;
+    let http = c.http;
+    let a = emsp("DE", "EMS").await;
+    let port = a.base.split(':').nth(2).unwrap().split('/').next().unwrap();
+    let (s, why) = a.register(http, "DE", "EMS").await.unwrap_err();
+    assert_eq!(s, 502, "{why}");
+    let why = why["error"].as_str().unwrap();
+    assert!(
+        why.contains("refused URL") && why.contains("plain http is not allowed"),
+        "{why}"
+    );
+    for (url, reason) in [
+        (
+            format!("https://127.0.0.1:{port}/ocpi/versions"),
+            "private or loopback",
+        ),
+        (
+            "https://10.1.2.3/ocpi/versions".into(),
+            "private or loopback",
+        ),
+        (
+            "https://100.64.0.7/ocpi/versions".into(),
+            "private or loopback",
+        ),
+        (
+            format!("https://[::ffff:127.0.0.1]:{port}/ocpi/versions"),
+            "private or loopback",
+        ),
+        (
+            format!("https://localhost:{port}/ocpi/versions"),
+            "loopback host",
+        ),
+        ("https://169.254.169.254/latest".into(), "link-local"),
+        ("https://[fd00:ec2::254]/latest".into(), "link-local"),
+    ] {
+        let (s, why) = api(
+            http,
+            "POST",
+            "/api/ocpi/partners",
+            Some(json!({"versions_url": url, "token": "token-a"})),
+        )
+        .await;
+        let why = why["error"].as_str().unwrap_or_default().to_owned();
+        assert_eq!(s, 502, "{url}: {why}");
+        assert!(
+            why.contains("refused URL") && why.contains(reason),
+            "{url}: {why}"
+        );
+    }
+    let (_, partners) = api(http, "GET", "/api/ocpi/partners", None).await;
+    assert_eq!(partners["partners"], json!([]), "{partners}");
+    // The other way: a partner on loopback registering with us.
+    let (_, t) = api(
+        http,
+        "POST",
+        "/api/ocpi/token-a",
+        Some(json!({"name": "loopback"})),
+    )
+    .await;
+    let mut own = Own::with_role(&format!("{}/versions", a.base), "DE", "EMS", "EMSP", "x");
+    own.policy = UrlPolicy::lab();
+    let token_b = a.server.issue_token_a("csms-2").await.unwrap();
+    let e = Client::new(UrlPolicy::lab())
+        .unwrap()
+        .register(
+            own,
+            t["versions_url"].as_str().unwrap(),
+            t["token"].as_str().unwrap(),
+            &token_b,
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            &e,
+            ClientError::Handshake(evproto_ocpi::credentials::HandshakeError::Refused {
+                code: 3001,
+                message
+            }) if message.contains("plain http")
+        ),
+        "{e}"
+    );
+    c.shutdown().await;
+}
+
+/// Item 5: a command's `response_url` must be on a host the partner
+/// registered: anything else (another host, a private or metadata
+/// address) is OCPI 2001 and reaches no station; the partner's own URL
+/// works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn response_url_on_another_host_is_refused() {
+    let mut w = world("roaming-respurl").await;
+    let (a, pa) = (&w.a, &w.pa);
+    let port = a.base.split(':').nth(2).unwrap().split('/').next().unwrap();
+    for elsewhere in [
+        "http://10.0.0.1/cb".to_string(),
+        format!("http://localhost:{port}/ocpi/2.3.0/commands/START_SESSION/x"),
+        format!("http://127.0.0.2:{port}/cb"),
+        "http://169.254.169.254/latest/meta-data".into(),
+    ] {
+        let cmd = json!({"response_url": elsewhere, "token": token("DE", "EMS", "AT1"),
+            "location_id": "RS1", "evse_uid": "RS1-1"});
+        let e = pa
+            .post("commands", &["START_SESSION"], &cmd)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(e, ClientError::Status { code: 2001, .. }),
+            "{elsewhere}: {e}"
+        );
+    }
+    none(&mut w.rx).await;
+    assert_eq!(
+        command(pa, "START_SESSION", start_cmd(a, token("DE", "EMS", "AT1"))).await,
+        "ACCEPTED"
+    );
+    assert_eq!(next(&mut w.rx).await, "start AT1");
     w.shutdown().await;
 }

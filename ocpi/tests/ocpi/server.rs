@@ -17,13 +17,21 @@ use evproto_ocpi::Version;
 use futures_util::TryStreamExt;
 use serde_json::{json, Value};
 
-struct Node {
-    server: Server,
-    base: String,
-    store: Arc<MemoryStore>,
+/// `own` with the lab URL policy: the peers of these tests are on loopback
+/// over plain http, which the default policy refuses.
+fn lab(mut own: Own) -> Own {
+    own.policy = UrlPolicy::lab();
+    own
 }
 
-async fn node(
+/// A CPO or eMSP on a loopback port (also for the other test modules).
+pub(super) struct Node {
+    pub(super) server: Server,
+    pub(super) base: String,
+    pub(super) store: Arc<MemoryStore>,
+}
+
+pub(super) async fn node(
     role: Role,
     cc: &str,
     pid: &str,
@@ -33,13 +41,13 @@ async fn node(
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}/ocpi", listener.local_addr().unwrap());
     let kind = if role == Role::Cpo { "CPO" } else { "EMSP" };
-    let mut own = Own::with_role(
+    let mut own = lab(Own::with_role(
         &format!("{base}/versions"),
         cc,
         pid,
         kind,
         &format!("{pid} test"),
-    );
+    ));
     own.versions = versions;
     let store = Arc::new(MemoryStore::new());
     let server = Server::new(
@@ -54,7 +62,7 @@ async fn node(
         },
         store.clone(),
         handler,
-        Client::new(UrlPolicy::default()).unwrap(),
+        Client::new(UrlPolicy::lab()).unwrap(),
     );
     let app = axum::Router::new().nest("/ocpi", server.router());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -134,14 +142,14 @@ async fn pair() -> (Node, Node, evproto_ocpi::client::Peer, String) {
         cpo.server.publish("locations", location(i)).await.unwrap();
     }
     let token_a = cpo.server.issue_token_a("emsp-1").await.unwrap();
-    let client = Client::new(UrlPolicy::default()).unwrap();
-    let own = Own::with_role(
+    let client = Client::new(UrlPolicy::lab()).unwrap();
+    let own = lab(Own::with_role(
         &format!("{}/versions", emsp.base),
         "DE",
         "EMS",
         "EMSP",
         "EMS test",
-    );
+    ));
     // The eMSP's own token B must be known to its server for the call-back.
     let token_b = emsp.server.issue_token_a("cpo-1").await.unwrap();
     let peer = client
@@ -559,7 +567,13 @@ async fn receiver_failures() {
 async fn objects_are_served_in_the_partners_version() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}/ocpi", listener.local_addr().unwrap());
-    let own = Own::with_role(&format!("{base}/versions"), "NL", "CPO", "CPO", "CPO");
+    let own = lab(Own::with_role(
+        &format!("{base}/versions"),
+        "NL",
+        "CPO",
+        "CPO",
+        "CPO",
+    ));
     let store = Arc::new(MemoryStore::new());
     let server = Server::new(
         Config {
@@ -573,7 +587,7 @@ async fn objects_are_served_in_the_partners_version() {
         },
         store,
         Arc::new(NoHandler),
-        Client::new(UrlPolicy::default()).unwrap(),
+        Client::new(UrlPolicy::lab()).unwrap(),
     );
     let app = axum::Router::new().nest("/ocpi", server.router());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -596,9 +610,15 @@ async fn objects_are_served_in_the_partners_version() {
             .await
             .unwrap();
         let token_b = emsp.server.issue_token_a("cpo").await.unwrap();
-        let mut own = Own::with_role(&format!("{}/versions", emsp.base), "DE", pid, "EMSP", "e");
+        let mut own = lab(Own::with_role(
+            &format!("{}/versions", emsp.base),
+            "DE",
+            pid,
+            "EMSP",
+            "e",
+        ));
         own.versions = vec![version];
-        let peer = Client::new(UrlPolicy::default())
+        let peer = Client::new(UrlPolicy::lab())
             .unwrap()
             .register(own, &format!("{base}/versions"), &token_a, &token_b)
             .await
@@ -740,7 +760,13 @@ impl Store for Flaky {
 async fn flaky_cpo() -> (Server, String, Arc<Flaky>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}/ocpi", listener.local_addr().unwrap());
-    let own = Own::with_role(&format!("{base}/versions"), "NL", "CPO", "CPO", "CPO");
+    let own = lab(Own::with_role(
+        &format!("{base}/versions"),
+        "NL",
+        "CPO",
+        "CPO",
+        "CPO",
+    ));
     let store = Arc::new(Flaky::default());
     let server = Server::new(
         Config {
@@ -754,7 +780,7 @@ async fn flaky_cpo() -> (Server, String, Arc<Flaky>) {
         },
         store.clone(),
         Arc::new(NoHandler),
-        Client::new(UrlPolicy::default()).unwrap(),
+        Client::new(UrlPolicy::lab()).unwrap(),
     );
     let app = axum::Router::new().nest("/ocpi", server.router());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -935,15 +961,15 @@ async fn register(
     label: &str,
 ) -> Result<evproto_ocpi::client::Peer, ClientError> {
     let token_a = receiver.server.issue_token_a(label).await.unwrap();
-    let own = Own::with_role(
+    let own = lab(Own::with_role(
         &format!("{}/versions", sender.base),
         cc,
         pid,
         role,
         &format!("{pid} test"),
-    );
+    ));
     let token_b = sender.server.issue_token_a("peer").await.unwrap();
-    let peer = Client::new(UrlPolicy::default())
+    let peer = Client::new(UrlPolicy::lab())
         .unwrap()
         .register(
             own,
