@@ -19,13 +19,13 @@ sleep 2
 for target in 19701:echo 19702:csms_minimal 19703:csms_minimal-deflate 19704:python-ocpp; do
   port=${target%%:*}; name=${target#*:}
   printf '%-24s ' "$name"
-  "$T/evproto" load --url "ws://127.0.0.1:$port/ocpp/" --prefix "S$port-" --stations 1000 --duration 10 --ramp 2000 --saturate 2>/dev/null | tail -1
+  "$T/evproto" load --url "ws://127.0.0.1:$port/ocpp/" --prefix "S$port-" --stations 1000 --duration 10 --ramp 2000 --saturate 2>/dev/null | tail -1 || [ $? -eq 1 ]
 done
 # the same saturation with the transactions mix (every message a durable write)
 for target in 19701:echo 19702:csms_minimal; do
   port=${target%%:*}; name=${target#*:}
   printf '%-24s ' "$name transactions"
-  "$T/evproto" load --url "ws://127.0.0.1:$port/ocpp/" --prefix "T$port-" --stations 1000 --duration 10 --ramp 2000 --saturate --mix transactions 2>/dev/null | tail -1
+  "$T/evproto" load --url "ws://127.0.0.1:$port/ocpp/" --prefix "T$port-" --stations 1000 --duration 10 --ramp 2000 --saturate --mix transactions 2>/dev/null | tail -1 || [ $? -eq 1 ]
 done
 cleanup
 sleep 1
@@ -36,7 +36,7 @@ for mode in --no-deflate ""; do
   pid=$(pgrep -f "csms_minimal --port 19705")
   base=$(awk '/VmRSS/ {print $2}' "/proc/$pid/status")
   printf 'steady 19000 [%s] (start RSS %s KiB): ' "${mode:-deflate}" "$base"
-  "$T/evproto" load --url "ws://127.0.0.1:19705/ocpp/" --prefix I --stations 19000 --duration 30 --ramp 2000 --rate 0.1 --pid "$pid" 2>/dev/null | tail -1
+  "$T/evproto" load --url "ws://127.0.0.1:19705/ocpp/" --prefix I --stations 19000 --duration 30 --ramp 2000 --rate 0.1 --pid "$pid" 2>/dev/null | tail -1 || [ $? -eq 1 ]
   kill "$pid"
   sleep 2
 done
