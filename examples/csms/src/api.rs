@@ -65,6 +65,24 @@ pub(crate) fn body<T: DeserializeOwned>(bytes: &Bytes) -> Result<T, ApiError> {
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}")))
 }
 
+/// A query string parsed into `T`; a malformed one, or a parameter the
+/// route does not know, is a 400 with the reason as JSON (axum's own
+/// `Query` answers plain text).
+pub(crate) struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> axum::extract::FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Query::<T>::try_from_uri(&parts.uri)
+            .map(|Query(q)| ApiQuery(q))
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))
+    }
+}
+
 /// Largest operator API or OCPI request body, bytes (firmware images
 /// stream to disk under their own cap, `max_file_bytes`).
 pub const MAX_BODY: usize = 1024 * 1024;
@@ -407,6 +425,7 @@ async fn get_station(State(app): State<Arc<App>>, Path(id): Path<String>) -> Api
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct ReportQuery {
     /// One kind of report (`charging_limit`, `ev_charging_needs`, …); all without.
     kind: Option<String>,
@@ -418,7 +437,7 @@ struct ReportQuery {
 async fn station_reports(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
-    Query(q): Query<ReportQuery>,
+    ApiQuery(q): ApiQuery<ReportQuery>,
 ) -> ApiResult {
     if app.store.station(&id).await?.is_none() {
         return Err(ApiError::new(
@@ -626,6 +645,7 @@ fn v21_actions() -> &'static [evproto_ocpp_types::ActionInfo] {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct AlertQuery {
     #[serde(default)]
     open: Option<bool>,
@@ -635,7 +655,7 @@ struct AlertQuery {
 
 /// Alerts (faults, security events, refused connections, stations offline,
 /// failed firmware updates), newest first; `?open=true` for open ones only.
-async fn list_alerts(State(app): State<Arc<App>>, Query(q): Query<AlertQuery>) -> ApiResult {
+async fn list_alerts(State(app): State<Arc<App>>, ApiQuery(q): ApiQuery<AlertQuery>) -> ApiResult {
     let limit = q.limit.unwrap_or(200).clamp(1, 10_000);
     Ok(Json(app.store.alerts(q.open.unwrap_or(false), limit).await?).into_response())
 }
@@ -733,6 +753,19 @@ async fn list_partners(State(app): State<Arc<App>>) -> ApiResult {
 /// Registers us with a partner (we are the credentials Sender).
 async fn register_partner(State(app): State<Arc<App>>, bytes: Bytes) -> ApiResult {
     let b: PartnerBody = body(&bytes)?;
+    // a URL that is not one is the request's fault (400); a partner that
+    // cannot be reached or refuses is the gateway's (502)
+    let host = b
+        .versions_url
+        .strip_prefix("https://")
+        .or_else(|| b.versions_url.strip_prefix("http://"))
+        .map(|rest| rest.split(['/', '?', '#']).next().unwrap_or_default());
+    if host.is_none_or(str::is_empty) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "versions_url: an absolute https:// (or, in a lab, http://) URL",
+        ));
+    }
     let r = roaming(&app)?;
     match r.register_with(&b.versions_url, &b.token).await {
         Ok(p) => {
@@ -836,7 +869,7 @@ async fn put_tariff(
         .into_response())
 }
 
-async fn list_cdrs(State(app): State<Arc<App>>, Query(q): Query<SessionQuery>) -> ApiResult {
+async fn list_cdrs(State(app): State<Arc<App>>, ApiQuery(q): ApiQuery<SessionQuery>) -> ApiResult {
     Ok(Json(
         app.store
             .cdrs(q.limit.unwrap_or(100).clamp(1, 1000))
@@ -979,12 +1012,16 @@ async fn post_token(State(app): State<Arc<App>>, bytes: Bytes) -> ApiResult {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct SessionQuery {
     station: Option<String>,
     limit: Option<i64>,
 }
 
-async fn list_sessions(State(app): State<Arc<App>>, Query(q): Query<SessionQuery>) -> ApiResult {
+async fn list_sessions(
+    State(app): State<Arc<App>>,
+    ApiQuery(q): ApiQuery<SessionQuery>,
+) -> ApiResult {
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     Ok(Json(app.store.sessions(q.station.as_deref(), limit).await?).into_response())
 }

@@ -635,3 +635,36 @@ async fn connections_are_capped() {
     drop(held);
     c.done().await;
 }
+
+/// Refusals are JSON with a reason: a malformed or unknown query parameter
+/// (`?status=Active` was silently ignored) and a partner URL that is not one
+/// are 400s, not plain text or a 502 (found by the schemathesis run).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_queries_and_urls_are_json_400s() {
+    let c = start(config("queries")).await;
+    for path in [
+        "/api/sessions?status=Active",
+        "/api/sessions?limit=many",
+        "/api/cdrs?limit=null",
+        "/api/alerts?open=perhaps",
+        "/api/stations/X/reports?limit=-",
+    ] {
+        let (s, v) = api(c.admin(), "GET", path, None).await;
+        assert_eq!(s, 400, "{path}: {v}");
+        assert!(v["error"].is_string(), "{path}: a JSON reason: {v}");
+    }
+    let (s, v) = api(c.admin(), "GET", "/api/sessions?station=X&limit=5", None).await;
+    assert_eq!(s, 200, "known filters still work: {v}");
+    for url in ["", "versions", "https://", "ftp://partner.example/ocpi"] {
+        let (s, v) = api(
+            c.admin(),
+            "POST",
+            "/api/ocpi/partners",
+            Some(json!({"versions_url": url, "token": "t"})),
+        )
+        .await;
+        assert_eq!(s, 400, "{url:?}: {v}");
+        assert!(v["error"].as_str().unwrap().contains("versions_url"), "{v}");
+    }
+    c.done().await;
+}
