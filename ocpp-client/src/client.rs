@@ -710,7 +710,10 @@ async fn session<T: evproto_ocpp_rpc::Transport>(
     let peer = conn.peer();
     *shared.peer.lock().unwrap_or_else(|e| e.into_inner()) = Some(peer.clone());
     info!("connected");
-    *shared.last_failure.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    *shared
+        .last_failure
+        .lock()
+        .unwrap_or_else(|e| e.into_inner()) = None;
     let mut run = tokio::spawn(conn.run());
     let session = async {
         if skip_boot {

@@ -217,13 +217,8 @@ pub const PASSWORD_T_COST: u32 = 2;
 pub const PASSWORD_P_COST: u32 = 1;
 
 fn argon2id() -> argon2::Argon2<'static> {
-    let params = argon2::Params::new(
-        PASSWORD_M_COST_KIB,
-        PASSWORD_T_COST,
-        PASSWORD_P_COST,
-        None,
-    )
-    .expect("the constant Argon2 parameters are valid");
+    let params = argon2::Params::new(PASSWORD_M_COST_KIB, PASSWORD_T_COST, PASSWORD_P_COST, None)
+        .expect("the constant Argon2 parameters are valid");
     argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params)
 }
 
@@ -1015,16 +1010,16 @@ impl Store {
     /// (a re-hash after login; a password set meanwhile wins). Whether it
     /// was replaced.
     pub async fn rehash_password(&self, id: &str, old: &str, new: &str) -> Result<bool> {
-        Ok(
-            sqlx::query("UPDATE stations SET password_hash = $1 WHERE id = $2 AND password_hash = $3")
-                .bind(new)
-                .bind(id)
-                .bind(old)
-                .execute(&self.pool)
-                .await?
-                .rows_affected()
-                == 1,
+        Ok(sqlx::query(
+            "UPDATE stations SET password_hash = $1 WHERE id = $2 AND password_hash = $3",
         )
+        .bind(new)
+        .bind(id)
+        .bind(old)
+        .execute(&self.pool)
+        .await?
+        .rows_affected()
+            == 1)
     }
 
     /// Every station's identity and password hash.
