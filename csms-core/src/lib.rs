@@ -18,6 +18,9 @@
 //!   version, the composite schedule of an EVSE (stack levels, purposes,
 //!   validity, recurrency, A/W), and a site allocator splitting a site limit
 //!   fairly over active sessions into the `TxProfile`s to send;
+//! - [`recovery`]: when the CSMS ends a transaction the station will not
+//!   end (a station that rebooted and forgot it, per version), so no
+//!   session stays open forever;
 //! - [`money`]: amounts in a currency's minor units and the one rounding
 //!   rule (exact pricing, CDR prices to 4 decimals, the charged total to the
 //!   minor unit, half away from zero);
@@ -64,6 +67,7 @@ pub mod authorization;
 pub mod connector;
 pub mod limits;
 pub mod money;
+pub mod recovery;
 pub mod token;
 pub mod transaction;
 

@@ -32,6 +32,17 @@
 //!    never negative, and a meter swap or a glitch bills only what was
 //!    measured. Jumps are judged by the station's clock, which is often wrong
 //!    (offline stations, simulators): the check is off unless configured.
+//! 5. **The CSMS may end a transaction the station will not end**
+//!    ([`Transaction::closing`], on the rules of [`crate::recovery`] or an
+//!    operator's order): an `Ended` of id [`EventId::Closed`] at the time of
+//!    the last reading (else of the last event), so the session is priced up
+//!    to its last meter value and no further (readings after it do not
+//!    count). The station's word stays the truth: a station `Ended` applied
+//!    before or after it wins (it ranks first as every earlier event id
+//!    does), and its times, reason and stop register replace the CSMS's; the
+//!    session was complete already, so that is
+//!    [`Effect::AmendedAfterCompletion`], never a second
+//!    [`Effect::Completed`] (billed once).
 //!
 //! The model reads no clock and does no I/O; timestamps are the station's.
 //!
@@ -95,6 +106,11 @@ pub enum EventId {
     Meter16,
     /// 1.6 `StopTransaction`.
     Stop16,
+    /// The CSMS ended the transaction because the station will not (see
+    /// [`Transaction::closing`] and [`crate::recovery`]). It ranks after
+    /// every station event, so a station's own `Ended`, whenever it
+    /// arrives, is the one the session ends with.
+    Closed,
 }
 
 /// Where the transaction takes place. A 1.6 connector `N` is EVSE `N`, and
@@ -302,6 +318,8 @@ pub struct Transaction {
     policy: MeterPolicy,
     seen: BTreeSet<EventId>,
     earliest_at: Option<DateTime<Utc>>,
+    /// The latest station event's time (a CSMS close's own is not counted).
+    latest_at: Option<DateTime<Utc>>,
     started: Earliest<DateTime<Utc>>,
     ended: Earliest<(DateTime<Utc>, Option<StopReason>)>,
     stop_reason: Earliest<StopReason>,
@@ -397,6 +415,10 @@ impl Transaction {
         let mut changed = ev.id != EventId::Meter16;
         if self.earliest_at.is_none_or(|t| ev.timestamp < t) {
             self.earliest_at = Some(ev.timestamp);
+            changed = true;
+        }
+        if ev.id != EventId::Closed && self.latest_at.is_none_or(|t| ev.timestamp > t) {
+            self.latest_at = Some(ev.timestamp);
             changed = true;
         }
         match ev.kind {
@@ -509,14 +531,55 @@ impl Transaction {
         }
     }
 
+    /// An `Ended` by the CSMS ([`EventId::Closed`], rule 5 of the [module
+    /// docs](self)) for a transaction the station will not end: at the time
+    /// of its latest reading or event, whichever is later, with `reason`.
+    /// `None` when it is completed already (the station's `Ended`, or an
+    /// earlier close, stands).
+    pub fn closing(&self, reason: StopReason) -> Option<TxEvent> {
+        if self.is_completed() {
+            return None;
+        }
+        let last_reading = self.readings.keys().map(|&(_, at, _)| at).max();
+        let at = match (last_reading, self.latest_at) {
+            (Some(a), Some(b)) => a.max(b),
+            (a, b) => a.or(b)?,
+        };
+        Some(TxEvent {
+            kind: EventKind::Ended,
+            id: EventId::Closed,
+            timestamp: at,
+            evse: None,
+            id_token: None,
+            remote_start_id: None,
+            reservation_id: None,
+            offline: false,
+            stopped_reason: Some(reason),
+            readings: Vec::new(),
+            skipped_samples: 0,
+        })
+    }
+
+    /// Whether the session's end is the CSMS's ([`Transaction::closing`]),
+    /// not the station's.
+    pub fn closed_by_csms(&self) -> bool {
+        matches!(self.ended.0, Some((EventId::Closed, _)))
+    }
+
     /// Start, last/stop and energy of one register.
     pub fn meter(&self, register: Register) -> Option<Meter> {
         let policy = &self.policy;
+        // a CSMS close prices up to its time: later readings do not count
+        let cut = match self.ended.0 {
+            Some((EventId::Closed, (at, _))) => Some(at),
+            _ => None,
+        };
         // readings of this register in time order; at one instant Begin < Other < End
         let all: Vec<(DateTime<Utc>, ReadingContext, Decimal)> = self
             .readings
             .range((register, DateTime::<Utc>::MIN_UTC, ReadingContext::Begin)..)
             .take_while(|((r, _, _), _)| *r == register)
+            .filter(|((_, at, _), _)| cut.is_none_or(|c| *at <= c))
             .map(|(&(_, at, ctx), &wh)| (at, ctx, wh))
             .collect();
         if all.is_empty() {
@@ -995,6 +1058,83 @@ mod tests {
     }
 
     use ReadingContext::{Begin, End, Other};
+
+    #[test]
+    fn a_csms_close_prices_up_to_the_last_reading_and_ends_once() {
+        let mut tx = Transaction::default();
+        tx.apply(&ev(EventKind::Started, 0, 0, &[(0, 1000, Begin)]));
+        tx.apply(&ev(EventKind::Updated, 1, 10, &[(10, 3000, Other)]));
+        let close = tx.closing(StopReason::Reboot).unwrap();
+        assert_eq!((close.id, close.timestamp), (EventId::Closed, t(10)));
+        assert_eq!(tx.apply(&close).effects, vec![Effect::Completed]);
+        assert!(tx.closed_by_csms());
+        assert!(tx.closing(StopReason::Other).is_none(), "closed once");
+        assert!(tx.apply(&close).duplicate);
+        let s = tx.summary();
+        assert_eq!(
+            (s.status, s.stopped_at, s.stop_reason),
+            (Status::Completed, Some(t(10)), Some(StopReason::Reboot))
+        );
+        assert_eq!(s.energy_wh(Register::Import), Decimal::from(2000));
+        // a reading after the close (a late queued sample) does not extend it
+        let late = tx.apply(&ev(EventKind::Updated, 2, 20, &[(20, 9000, Other)]));
+        assert!(!late.effects.contains(&Effect::Completed));
+        assert_eq!(
+            tx.summary().energy_wh(Register::Import),
+            Decimal::from(2000)
+        );
+    }
+
+    #[test]
+    fn the_station_s_own_end_wins_over_a_csms_close_in_any_order() {
+        let events = [
+            ev(EventKind::Started, 0, 0, &[(0, 1000, Begin)]),
+            ev(EventKind::Updated, 1, 10, &[(10, 3000, Other)]),
+            ev(EventKind::Ended, 2, 30, &[(30, 5000, End)]),
+        ];
+        let mut reference = Transaction::default();
+        for e in &events {
+            reference.apply(e);
+        }
+        let want = reference.summary();
+        // the close decided after any prefix of the station's events, then
+        // the rest of them in any order
+        let orders: [[usize; 3]; 6] = [
+            [0, 1, 2],
+            [0, 2, 1],
+            [1, 0, 2],
+            [1, 2, 0],
+            [2, 0, 1],
+            [2, 1, 0],
+        ];
+        for order in orders {
+            for at in 1..=3 {
+                let mut tx = Transaction::default();
+                let mut completed = 0;
+                for (i, &k) in order.iter().enumerate() {
+                    if i == at {
+                        if let Some(c) = tx.closing(StopReason::Reboot) {
+                            completed += tx
+                                .apply(&c)
+                                .effects
+                                .iter()
+                                .filter(|e| **e == Effect::Completed)
+                                .count();
+                        }
+                    }
+                    completed += tx
+                        .apply(&events[k])
+                        .effects
+                        .iter()
+                        .filter(|e| **e == Effect::Completed)
+                        .count();
+                }
+                assert_eq!(completed, 1, "{order:?} closed after {at}: completed once");
+                assert_eq!(tx.summary(), want, "{order:?} closed after {at}");
+                assert!(!tx.closed_by_csms());
+            }
+        }
+    }
 
     #[test]
     fn a_register_reset_counts_from_the_new_value() {

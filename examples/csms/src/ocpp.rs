@@ -20,7 +20,8 @@ use serde_json::{json, Value};
 use chrono::{DateTime, Utc};
 use evproto_csms_core::authorization::{self, Decision, Purpose};
 use evproto_csms_core::connector::{self, Report};
-use evproto_csms_core::transaction::Effect;
+use evproto_csms_core::recovery;
+use evproto_csms_core::transaction::{Effect, EvseRef};
 
 use crate::config::UnknownStations;
 
@@ -624,6 +625,9 @@ enum Unanswered {
     /// A value could not be encoded for the store.
     #[error("encoding for the store: {0}")]
     Encode(#[from] serde_json::Error),
+    /// A session could not be ended (the store failed).
+    #[error(transparent)]
+    Session(#[from] crate::sessions::SessionError),
 }
 
 /// The CALLERROR for a message of action `A` that could not be kept.
@@ -727,6 +731,8 @@ async fn boot(
                 status.as_str(),
             )
             .await?;
+        // its open sessions are suspects now: it may have lost them (stuck sessions)
+        app.sessions.booted(station, Utc::now()).await?;
     }
     app.notify(json!({"type": "boot", "station": station, "status": status.as_str()}));
     if status == Registration::Accepted {
@@ -842,6 +848,80 @@ async fn status_notification(
     app.seen(station);
     app.notify(json!({"type": "status", "station": station, "evse": s.evse, "connector": s.connector, "status": s.reported}));
     Ok(())
+}
+
+/// The stuck-session rules' version (`evproto_csms_core::recovery`).
+fn recovery_protocol(version: ProtocolVersion) -> recovery::Protocol {
+    match version {
+        ProtocolVersion::V16 => recovery::Protocol::V16,
+        _ => recovery::Protocol::V2x,
+    }
+}
+
+/// A StatusNotification `Available`: ends the sessions the station will
+/// not end on that connector (1.6: any; 2.x: those it said nothing of since
+/// it booted; see `evproto_csms_core::recovery`), each billed like any
+/// session. Checked on every such report, a repeat too: the CSMS may have
+/// restarted, or the last try failed.
+async fn end_stuck_sessions(
+    app: &App,
+    station: &str,
+    version: ProtocolVersion,
+    s: &ConnectorStatus,
+) -> Result<(), Unanswered> {
+    let Ok(evse_id) = u32::try_from(s.evse) else {
+        return Ok(());
+    };
+    if s.report.status != connector::Status::Available || evse_id == 0 {
+        return Ok(());
+    }
+    let at = EvseRef {
+        evse_id,
+        connector_id: match version {
+            ProtocolVersion::V16 => None,
+            _ => u32::try_from(s.connector).ok().filter(|c| *c > 0),
+        },
+    };
+    let closed = app
+        .sessions
+        .available(station, recovery_protocol(version), at, Some(s.report.at))
+        .await?;
+    for id in closed {
+        session_closed(app, station, &id).await;
+    }
+    Ok(())
+}
+
+/// Time passed for a station that spoke (a Heartbeat): its suspects past the
+/// grace period are ended. A store failure is logged; the next Heartbeat
+/// tries again.
+async fn end_silent_sessions(app: &App, station: &str, version: ProtocolVersion) {
+    match app
+        .sessions
+        .tick(station, recovery_protocol(version), Utc::now())
+        .await
+    {
+        Ok(closed) => {
+            for id in closed {
+                session_closed(app, station, &id).await;
+            }
+        }
+        Err(e) => tracing::warn!(station, "stuck sessions not checked: {e}"),
+    }
+}
+
+/// After the CSMS closed a session (stuck-session rules or an operator):
+/// its bill runs from the outbox entry written with the close, and the live
+/// view is told.
+pub(crate) async fn session_closed(app: &App, station: &str, id: &str) {
+    if let Some(tx) = id.strip_prefix(&format!("{station}:")) {
+        cost_updates()
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&(station.to_owned(), tx.to_owned()));
+    }
+    app.notify(json!({"type": "session_closed", "station": station, "session": id}));
+    app.run_outbox(&format!("bill:{id}"), "bill", id).await;
 }
 
 /// The detail of a `security` alert.
@@ -1128,6 +1208,7 @@ async fn heartbeat_16(
     let (app, station) = (&ctx.state, &*ctx.identity);
     message::<v16::action::Heartbeat>(app, station);
     app.seen(station);
+    end_silent_sessions(app, station, ctx.version).await;
     Ok(v16::HeartbeatResponse {
         current_time: Utc::now(),
     })
@@ -1143,6 +1224,9 @@ async fn status_notification_16(
     let status = ConnectorStatus::from_v16(&req, Utc::now());
     within_limits(app, station, status.evse, None)?;
     status_notification(app, station, &status)
+        .await
+        .map_err(|e| unanswered::<A>(station, e))?;
+    end_stuck_sessions(app, station, ctx.version, &status)
         .await
         .map_err(|e| unanswered::<A>(station, e))?;
     Ok(v16::StatusNotificationResponse {})
@@ -1293,6 +1377,7 @@ macro_rules! station_handlers_2x {
                 let (app, station) = (&ctx.state, &*ctx.identity);
                 message::<$ver::action::Heartbeat>(app, station);
                 app.seen(station);
+                end_silent_sessions(app, station, ctx.version).await;
                 Ok($ver::HeartbeatResponse {
                     current_time: Utc::now(),
                     custom_data: None,
@@ -1309,6 +1394,9 @@ macro_rules! station_handlers_2x {
                 let status = ConnectorStatus::from(&req);
                 within_limits(app, station, status.evse, Some(status.connector))?;
                 super::status_notification(app, station, &status)
+                    .await
+                    .map_err(|e| unanswered::<A>(station, e))?;
+                end_stuck_sessions(app, station, ctx.version, &status)
                     .await
                     .map_err(|e| unanswered::<A>(station, e))?;
                 Ok($ver::StatusNotificationResponse { custom_data: None })

@@ -26,7 +26,11 @@
 //! outbox worker until it succeeds; each step is idempotent, so a crash
 //! between two steps re-runs the step and never doubles it.
 
-use evproto_csms_core::transaction::{Applied, Effect, Register, Transaction, TxEvent};
+use chrono::{DateTime, Utc};
+use evproto_csms_core::recovery::{self, Protocol, Signal};
+use evproto_csms_core::transaction::{
+    Applied, Effect, EventId, EventKind, EvseRef, Register, StopReason, Transaction, TxEvent,
+};
 use evproto_ocpp_types::{v16, v201, v21};
 use sha2::{Digest, Sha256};
 
@@ -59,15 +63,18 @@ enum Kind {
     Meter16,
     Event201,
     Event21,
+    /// The CSMS's close of a transaction the station will not end ([`Closed`]).
+    Close,
 }
 
 impl Kind {
-    const ALL: [Kind; 5] = [
+    const ALL: [Kind; 6] = [
         Kind::Start16,
         Kind::Stop16,
         Kind::Meter16,
         Kind::Event201,
         Kind::Event21,
+        Kind::Close,
     ];
 
     fn as_str(self) -> &'static str {
@@ -77,6 +84,7 @@ impl Kind {
             Kind::Meter16 => "1.6/MeterValues",
             Kind::Event201 => "2.0.1/TransactionEvent",
             Kind::Event21 => "2.1/TransactionEvent",
+            Kind::Close => "csms/Close",
         }
     }
 
@@ -100,6 +108,7 @@ impl Kind {
             Kind::Event21 => {
                 TxEvent::from(&from_str::<v21::TransactionEventRequest>(payload).ok()?)
             }
+            Kind::Close => serde_json::from_str::<Closed>(payload).ok()?.event()?,
         })
     }
 }
@@ -310,6 +319,11 @@ pub struct Sessions {
     slots: std::sync::Mutex<HashMap<String, (String, SlotRef)>>,
     /// The next 1.6 transaction id (loaded from the store's counter).
     next_16: tokio::sync::Mutex<Option<i64>>,
+    /// Stations that booted with sessions open, and when: their suspects
+    /// are ended after the grace period ([`Sessions::tick`]).
+    booted: std::sync::Mutex<HashMap<String, DateTime<Utc>>>,
+    /// When a suspect is ended for silence.
+    policy: recovery::Policy,
 }
 
 impl Sessions {
@@ -319,6 +333,8 @@ impl Sessions {
             store,
             slots: std::sync::Mutex::new(HashMap::new()),
             next_16: tokio::sync::Mutex::new(None),
+            booted: std::sync::Mutex::new(HashMap::new()),
+            policy: recovery::Policy::default(),
         }
     }
 
@@ -585,6 +601,317 @@ impl Sessions {
             tx_id_16,
             session: Some(session),
         }))
+    }
+}
+
+/// Who ended a session the station did not end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Closer {
+    /// The stuck-session rules ([`recovery`]): the station rebooted or
+    /// reported the connector `Available` without ending it.
+    Recovery,
+    /// An operator (`POST /api/sessions/{id}/close`).
+    Operator,
+}
+
+/// A CSMS close as stored with the session's messages (kind `csms/Close`)
+/// and shown with the session: the model's `Ended` plus who and why.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Closed {
+    /// Who closed it.
+    pub by: Closer,
+    /// The stop reason given to the session (wire name).
+    pub stop_reason: String,
+    /// The operator's reason, or what the rules saw.
+    pub reason: String,
+    /// When the CSMS closed it (its clock).
+    pub closed_at: DateTime<Utc>,
+    /// The session's stop time: its last meter value's (the station's clock).
+    pub stopped_at: DateTime<Utc>,
+}
+
+impl Closed {
+    /// The model's `Ended` this close is.
+    fn event(&self) -> Option<TxEvent> {
+        Some(TxEvent {
+            kind: EventKind::Ended,
+            id: EventId::Closed,
+            timestamp: self.stopped_at,
+            evse: None,
+            id_token: None,
+            remote_start_id: None,
+            reservation_id: None,
+            offline: false,
+            stopped_reason: Some(StopReason::from_wire(&self.stop_reason)?),
+            readings: Vec::new(),
+            skipped_samples: 0,
+        })
+    }
+}
+
+/// Why a session was not closed.
+#[derive(Debug, thiserror::Error)]
+pub enum CloseError {
+    /// The store failed: nothing was kept.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    /// No such session.
+    #[error("unknown session {0}")]
+    Unknown(String),
+    /// It is completed already (by its station, or closed before).
+    #[error("session {0} is completed already")]
+    Completed(String),
+}
+
+impl From<SessionError> for CloseError {
+    fn from(e: SessionError) -> Self {
+        match e {
+            SessionError::Store(e) => CloseError::Store(e),
+            // a close carries no register
+            SessionError::OutOfRange { .. } => {
+                CloseError::Store(crate::store::StoreError::Corrupt("register"))
+            }
+        }
+    }
+}
+
+/// An open session of a station, as the recovery rules need it.
+struct OpenRow {
+    id: String,
+    open: recovery::Open,
+}
+
+fn parse_ts(s: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+impl Sessions {
+    /// Ends session `id` now (the station will not): priced up to its last
+    /// meter value, billed through the outbox written with it. The caller
+    /// runs that outbox entry (`bill:{id}`) after.
+    ///
+    /// # Errors
+    ///
+    /// Unknown, completed already, or the store failed (nothing kept).
+    pub async fn close(
+        &self,
+        id: &str,
+        by: Closer,
+        stop_reason: StopReason,
+        reason: &str,
+    ) -> Result<Session, CloseError> {
+        let Some(stored) = self.store.session(id).await? else {
+            return Err(CloseError::Unknown(id.to_owned()));
+        };
+        let station = stored.station_id.clone();
+        let mut slot = self.lock(&station, id).await;
+        let mut loaded = match slot.loaded.take() {
+            Some(l) => l,
+            None => self.load(id).await?,
+        };
+        let Some(event) = loaded.model.closing(stop_reason) else {
+            slot.loaded = Some(loaded);
+            return Err(CloseError::Completed(id.to_owned()));
+        };
+        let record = Closed {
+            by,
+            stop_reason: stop_reason.as_wire().to_owned(),
+            reason: reason.to_owned(),
+            closed_at: Utc::now(),
+            stopped_at: event.timestamp,
+        };
+        loaded.model.apply(&event);
+        let row = row(&station, &stored.ocpp_tx_id, id, &loaded.model, None);
+        let session = row.to_session();
+        let ops = vec![
+            Op::TxMessage {
+                session_id: id.to_owned(),
+                key: "close".into(),
+                kind: Kind::Close.as_str(),
+                payload: serde_json::to_string(&record)
+                    .map_err(|_| crate::store::StoreError::Corrupt("close record"))?,
+            },
+            Op::Session(Box::new(row)),
+            Op::Enqueue {
+                id: format!("bill:{id}"),
+                kind: "bill",
+                subject: id.to_owned(),
+            },
+        ];
+        // on failure the slot is left unloaded: the next use loads what was committed
+        self.store.writer().write(ops).await?;
+        self.evict(id, &mut slot);
+        tracing::info!(session = id, by = ?by, stop_reason = stop_reason.as_wire(), reason, "closed by the CSMS");
+        Ok(session)
+    }
+
+    /// The CSMS's close of session `id`, if it was closed so.
+    ///
+    /// # Errors
+    ///
+    /// The store failed.
+    pub async fn closed(&self, id: &str) -> Result<Option<Closed>, crate::store::StoreError> {
+        Ok(self
+            .store
+            .tx_messages(id)
+            .await?
+            .into_iter()
+            .find(|(_, kind, _)| kind == Kind::Close.as_str())
+            .and_then(|(_, _, payload)| serde_json::from_str(&payload).ok()))
+    }
+
+    /// `station` booted at `at`: its open sessions are now suspects (see
+    /// [`recovery`]), ended when it reports their connector `Available`
+    /// ([`Sessions::available`]) or after the grace period without a word
+    /// about them ([`Sessions::tick`]).
+    ///
+    /// # Errors
+    ///
+    /// The store failed.
+    pub async fn booted(&self, station: &str, at: DateTime<Utc>) -> Result<(), SessionError> {
+        if !self.open_of(station, Some(at)).await?.is_empty() {
+            self.booted
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(station.to_owned(), at);
+        }
+        Ok(())
+    }
+
+    /// `station` reported `at` `Available` (its report's own time
+    /// `timestamp`): ends the sessions the rules say it will not end. The
+    /// ids closed, each with its bill queued.
+    ///
+    /// # Errors
+    ///
+    /// The store failed (what was closed before stays closed).
+    pub async fn available(
+        &self,
+        station: &str,
+        protocol: Protocol,
+        at: EvseRef,
+        timestamp: Option<DateTime<Utc>>,
+    ) -> Result<Vec<String>, SessionError> {
+        let signal = Signal::Available { at, timestamp };
+        self.recover(station, protocol, &signal, None).await
+    }
+
+    /// Time passed (`now`, the CSMS's clock; the station spoke, e.g. a
+    /// Heartbeat): ends the station's suspects after the grace period. Reads
+    /// the store only for a station that booted with sessions open.
+    ///
+    /// # Errors
+    ///
+    /// The store failed.
+    pub async fn tick(
+        &self,
+        station: &str,
+        protocol: Protocol,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<String>, SessionError> {
+        let boot = self
+            .booted
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(station)
+            .copied();
+        let Some(boot) = boot.filter(|b| now - *b >= self.policy.grace) else {
+            return Ok(Vec::new());
+        };
+        let closed = self
+            .recover(station, protocol, &Signal::Tick { now }, Some(boot))
+            .await?;
+        // every suspect of that boot is decided now
+        let mut booted = self.booted.lock().unwrap_or_else(|e| e.into_inner());
+        if booted.get(station) == Some(&boot) {
+            booted.remove(station);
+        }
+        Ok(closed)
+    }
+
+    async fn recover(
+        &self,
+        station: &str,
+        protocol: Protocol,
+        signal: &Signal,
+        boot: Option<DateTime<Utc>>,
+    ) -> Result<Vec<String>, SessionError> {
+        let mut closed = Vec::new();
+        for s in self.open_of(station, boot).await? {
+            let Some(stop) = recovery::decide(protocol, &self.policy, &s.open, signal) else {
+                continue;
+            };
+            let why = match (signal, s.open.suspect()) {
+                (Signal::Available { .. }, true) => {
+                    "the station rebooted and reported the connector Available"
+                }
+                (Signal::Available { .. }, false) => "the station reported the connector Available",
+                (Signal::Tick { .. }, _) => {
+                    "the station rebooted and said nothing of it within the grace period"
+                }
+            };
+            match self.close(&s.id, Closer::Recovery, stop, why).await {
+                Ok(_) => closed.push(s.id),
+                // ended meanwhile by its station: nothing to do
+                Err(CloseError::Completed(_) | CloseError::Unknown(_)) => {}
+                Err(CloseError::Store(e)) => return Err(e.into()),
+            }
+        }
+        Ok(closed)
+    }
+
+    /// The station's open sessions with what the rules need; `boot`: its
+    /// latest boot when the caller knows it (else read from the store).
+    async fn open_of(
+        &self,
+        station: &str,
+        boot: Option<DateTime<Utc>>,
+    ) -> Result<Vec<OpenRow>, crate::store::StoreError> {
+        use sqlx::Row;
+        // a read of the sessions aggregate for the rules here (the store
+        // module keeps the writes; this is its one read by station and status)
+        let rows = sqlx::query(
+            "SELECT s.id, s.evse_id, s.connector_id, s.started_at, s.updated_at, \
+             (SELECT MAX(m.received_at) FROM tx_messages m WHERE m.session_id = s.id), \
+             (SELECT st.last_boot FROM stations st WHERE st.id = s.station_id) \
+             FROM sessions s WHERE s.station_id = $1 AND s.status = 'Active'",
+        )
+        .bind(station)
+        .fetch_all(self.store.reader())
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            let evse: Option<i64> = r.try_get(1)?;
+            let connector: Option<i64> = r.try_get(2)?;
+            let started: Option<String> = r.try_get(3)?;
+            let updated: String = r.try_get(4)?;
+            let last: Option<String> = r.try_get(5)?;
+            let stored_boot: Option<String> = r.try_get(6)?;
+            let Some(last_message_at) = parse_ts(last.as_deref().unwrap_or(&updated)) else {
+                return Err(crate::store::StoreError::Corrupt("session time"));
+            };
+            let evse = evse
+                .and_then(|e| u32::try_from(e).ok())
+                .map(|evse_id| EvseRef {
+                    evse_id,
+                    // 1.6: the connector again (its reports name no other); 2.x: the
+                    // connector within the EVSE
+                    connector_id: connector.and_then(|c| u32::try_from(c).ok()),
+                });
+            out.push(OpenRow {
+                id: r.try_get(0)?,
+                open: recovery::Open {
+                    evse,
+                    started_at: started.as_deref().and_then(parse_ts),
+                    last_message_at,
+                    last_boot_at: boot.or_else(|| stored_boot.as_deref().and_then(parse_ts)),
+                },
+            });
+        }
+        Ok(out)
     }
 }
 
@@ -913,6 +1240,104 @@ mod tests {
             }
         }
         assert!(injected >= 20, "faults injected: {injected}");
+    }
+
+    /// The stuck-session rules on a virtual clock: a station that booted
+    /// with a session open and says nothing of it gets it ended after the
+    /// grace period (not before), priced up to its last meter value and
+    /// billed once; the station's own late Stop queues no second bill.
+    #[tokio::test]
+    async fn a_suspect_ends_after_the_grace_period_and_bills_once() {
+        let store = temp_store("grace").await;
+        let sessions = Sessions::new(store.clone());
+        let (start, meter, stop) = messages_16();
+        sessions
+            .apply("CP", TxMessage::Start16(&start))
+            .await
+            .unwrap();
+        sessions
+            .apply("CP", TxMessage::Meter16(&meter))
+            .await
+            .unwrap();
+        let grace = recovery::Policy::default().grace;
+        let boot = Utc::now() + chrono::Duration::seconds(1);
+        // no boot yet: time alone ends nothing
+        assert!(sessions
+            .tick("CP", Protocol::V16, boot + grace)
+            .await
+            .unwrap()
+            .is_empty());
+        sessions.booted("CP", boot).await.unwrap();
+        let just_before = boot + grace - chrono::Duration::seconds(1);
+        assert!(sessions
+            .tick("CP", Protocol::V16, just_before)
+            .await
+            .unwrap()
+            .is_empty());
+        assert_eq!(
+            store.session("CP:1").await.unwrap().unwrap().status,
+            "Active"
+        );
+        let closed = sessions
+            .tick("CP", Protocol::V16, boot + grace)
+            .await
+            .unwrap();
+        assert_eq!(closed, vec!["CP:1".to_owned()]);
+        let s = store.session("CP:1").await.unwrap().unwrap();
+        assert_eq!(
+            (s.status.as_str(), s.stop_reason.as_deref(), s.energy_wh),
+            (
+                "Completed",
+                Some("Reboot"),
+                rust_decimal::Decimal::from(250)
+            )
+        );
+        assert_eq!(s.stopped_at.as_deref(), Some("2026-01-01T00:30:00.000Z"));
+        let c = sessions.closed("CP:1").await.unwrap().unwrap();
+        assert_eq!(c.by, Closer::Recovery);
+        assert_eq!(store.outbox_pending(10).await.unwrap().len(), 1, "one bill");
+        assert!(sessions
+            .tick("CP", Protocol::V16, boot + grace * 2)
+            .await
+            .unwrap()
+            .is_empty());
+        assert!(matches!(
+            sessions
+                .close("CP:1", Closer::Operator, StopReason::Other, "again")
+                .await,
+            Err(CloseError::Completed(_))
+        ));
+        // the station's own Stop, late: its figures, no second bill
+        let out = sessions
+            .apply("CP", TxMessage::Stop16(&stop))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(out.applied.effects, vec![Effect::AmendedAfterCompletion]);
+        let s = store.session("CP:1").await.unwrap().unwrap();
+        assert_eq!(
+            (s.stop_reason.as_deref(), s.energy_wh),
+            (Some("Local"), rust_decimal::Decimal::from(500))
+        );
+        assert_eq!(
+            store.outbox_pending(10).await.unwrap().len(),
+            1,
+            "still one bill"
+        );
+        // loaded again from the store (close and Stop in it): the same session
+        sessions.forget_station("CP");
+        let again = sessions
+            .apply("CP", TxMessage::Stop16(&stop))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(again.applied.duplicate);
+        assert!(matches!(
+            sessions
+                .close("NOPE:1", Closer::Operator, StopReason::Other, "x")
+                .await,
+            Err(CloseError::Unknown(_))
+        ));
     }
 
     #[test]
