@@ -49,6 +49,9 @@ impl IntoResponse for ApiError {
 
 impl From<crate::store::StoreError> for ApiError {
     fn from(e: crate::store::StoreError) -> Self {
+        if matches!(e, crate::store::StoreError::BadCursor) {
+            return ApiError::new(StatusCode::BAD_REQUEST, format!("cursor: {e}"));
+        }
         tracing::error!("store: {e}");
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -81,6 +84,121 @@ impl<T: DeserializeOwned, S: Send + Sync> axum::extract::FromRequestParts<S> for
             .map(|Query(q)| ApiQuery(q))
             .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))
     }
+}
+
+/// The query of a list route: where to go on (`cursor`, from the previous
+/// page's `next_cursor`), how many (`limit`, 1 to 1000, default 100) and
+/// filters. A filter the list does not have is a 400, as is a value it
+/// does not know.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ListParams {
+    cursor: Option<String>,
+    limit: Option<i64>,
+    station: Option<String>,
+    status: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+}
+
+/// The filters a list has: by station, the statuses it knows (none: no
+/// status filter), by time.
+#[derive(Clone, Copy)]
+pub(crate) struct Filters {
+    pub(crate) station: bool,
+    pub(crate) statuses: &'static [&'static str],
+    pub(crate) time: bool,
+}
+
+impl Filters {
+    /// Only paging.
+    pub(crate) const NONE: Filters = Filters {
+        station: false,
+        statuses: &[],
+        time: false,
+    };
+}
+
+/// Largest page.
+const MAX_LIMIT: i64 = 1000;
+/// Page size without `limit`.
+const DEFAULT_LIMIT: i64 = 100;
+
+impl ListParams {
+    /// Checked against what the list has.
+    pub(crate) fn check(self, f: Filters) -> Result<crate::store::ListQuery, ApiError> {
+        let bad = |reason: String| ApiError::new(StatusCode::BAD_REQUEST, reason);
+        let limit = self.limit.unwrap_or(DEFAULT_LIMIT);
+        if !(1..=MAX_LIMIT).contains(&limit) {
+            return Err(bad(format!("limit: 1 to {MAX_LIMIT}")));
+        }
+        if self.station.is_some() && !f.station {
+            return Err(bad("station: this list has no station filter".into()));
+        }
+        if let Some(s) = &self.status {
+            if f.statuses.is_empty() {
+                return Err(bad("status: this list has no status filter".into()));
+            }
+            if !f.statuses.contains(&s.as_str()) {
+                return Err(bad(format!("status: one of {}", f.statuses.join(", "))));
+            }
+        }
+        let time = |name: &str, v: Option<String>| -> Result<Option<String>, ApiError> {
+            let Some(v) = v else { return Ok(None) };
+            if !f.time {
+                return Err(bad(format!("{name}: this list has no time filter")));
+            }
+            chrono::DateTime::parse_from_rfc3339(&v)
+                .map(|t| Some(crate::store::ts(t.with_timezone(&chrono::Utc))))
+                .map_err(|e| bad(format!("{name}: an RFC 3339 time ({e})")))
+        };
+        let since = time("since", self.since)?;
+        let until = time("until", self.until)?;
+        let after = self.cursor.map(|c| decode_cursor(&c)).transpose()?;
+        Ok(crate::store::ListQuery {
+            limit,
+            after,
+            station: self.station,
+            status: self.status,
+            since,
+            until,
+        })
+    }
+}
+
+/// A cursor as given out: the last row's sort key, opaque to clients.
+pub(crate) fn encode_cursor(key: &[String]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json!(key).to_string())
+}
+
+fn decode_cursor(c: &str) -> Result<Vec<String>, ApiError> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(c)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Vec<String>>(&b).ok())
+        .filter(|k| !k.is_empty())
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "cursor: not one this API gave out (use next_cursor as it came)",
+            )
+        })
+}
+
+/// A page as answered: `{"items": [...], "next_cursor": "..." | null, "total": n}`.
+pub(crate) fn page_response<T: serde::Serialize>(
+    items: Vec<T>,
+    next: Option<Vec<String>>,
+    total: i64,
+) -> Response {
+    Json(json!({
+        "items": items,
+        "next_cursor": next.as_deref().map(encode_cursor),
+        "total": total,
+    }))
+    .into_response()
 }
 
 /// Largest operator API or OCPI request body, bytes (firmware images
@@ -230,6 +348,7 @@ pub fn admin_router(app: Arc<App>) -> Router {
         .route("/api/wallets/{id_token}", get(get_wallet).put(put_wallet))
         .route("/api/sessions/{id}/payment", get(get_payment))
         .route("/api/sessions/{id}/cdr", get(get_cdr))
+        .route("/api/sessions/{id}/close", post(close_session))
         .route(
             "/api/ocpi/partners",
             get(list_partners).post(register_partner),
@@ -287,6 +406,8 @@ pub fn admin_router(app: Arc<App>) -> Router {
             get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }),
         )
         .route("/", get(crate::dashboard::page))
+        // after every route: it is set on the routes there are
+        .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .with_state(app)
@@ -316,6 +437,14 @@ pub fn public_router(app: Arc<App>, ocpi: Option<Router>) -> Router {
 
 async fn not_found() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "no such resource")
+}
+
+/// A known route with a method it does not have (axum adds `Allow`).
+async fn method_not_allowed(method: axum::http::Method) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("{method} is not a method of this resource (see Allow)"),
+    )
 }
 
 /// Answers 503 when a request takes longer than `limit`.
@@ -390,17 +519,32 @@ struct KeyParam {
     key: Option<String>,
 }
 
-async fn list_stations(State(app): State<Arc<App>>) -> ApiResult {
-    let mut out = Vec::new();
+/// Statuses of a station's last boot.
+const BOOT_STATUSES: &[&str] = &["Accepted", "Pending", "Rejected"];
+
+/// Stations in natural order of their identities (`LOAD2` before
+/// `LOAD10`); `?status=` is the last boot's answer.
+async fn list_stations(
+    State(app): State<Arc<App>>,
+    ApiQuery(q): ApiQuery<ListParams>,
+) -> ApiResult {
+    let q = q.check(Filters {
+        statuses: BOOT_STATUSES,
+        ..Filters::NONE
+    })?;
+    let page = app.store.stations_page(&q).await?;
     let connected = app.server().map(|s| s.connected()).unwrap_or_default();
-    for id in app.store.station_ids().await? {
-        if let Some(s) = app.store.station(&id).await? {
+    let items: Vec<Value> = page
+        .items
+        .into_iter()
+        .map(|s| {
+            let id = s.id.clone();
             let mut v = serde_json::to_value(s).unwrap_or_default();
             v["connected"] = json!(connected.contains(&id));
-            out.push(v);
-        }
-    }
-    Ok(Json(out).into_response())
+            v
+        })
+        .collect();
+    Ok(page_response(items, page.next, page.total))
 }
 
 async fn get_station(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult {
@@ -499,14 +643,13 @@ async fn put_station(
             "identity: 1 to 48 printable characters, no ':' or '/'",
         ));
     }
-    let b: StationBody = if bytes.is_empty() {
-        StationBody {
-            password: None,
-            location: None,
-        }
-    } else {
-        body(&bytes)?
-    };
+    if bytes.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "a JSON object is required ({} when there is nothing to set)",
+        ));
+    }
+    let b: StationBody = body(&bytes)?;
     if let Some(p) = &b.password {
         // OCPP 1.6 security / 2.0.1: 16 to 40 characters
         if !(16..=40).contains(&p.chars().count()) {
@@ -533,6 +676,22 @@ async fn put_station(
             ));
         }
     }
+    // profiles 1 and 2 authenticate stations by password: a station without
+    // one could never connect (profile 3 admits by certificate)
+    let profile = app.config.security_profile;
+    if matches!(profile, 1 | 2)
+        && b.password.is_none()
+        && !app
+            .store
+            .station(&id)
+            .await?
+            .is_some_and(|s| s.has_password)
+    {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("password: required under security profile {profile} (16 to 40 characters)"),
+        ));
+    }
     let created = app.store.upsert_station(&id, b.password.as_deref()).await?;
     if let Some(loc) = &b.location {
         app.store
@@ -544,12 +703,7 @@ async fn put_station(
     }
     app.station_credentials_changed(&id).await?;
     let station = app.store.station(&id).await?;
-    let status = if created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
-    Ok((status, Json(station)).into_response())
+    Ok((created_or_ok(created), Json(station)).into_response())
 }
 
 async fn delete_station(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult {
@@ -644,20 +798,16 @@ fn v21_actions() -> &'static [evproto_ocpp_types::ActionInfo] {
     evproto_ocpp_types::v21::ACTIONS
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AlertQuery {
-    #[serde(default)]
-    open: Option<bool>,
-    #[serde(default)]
-    limit: Option<i64>,
-}
-
 /// Alerts (faults, security events, refused connections, stations offline,
-/// failed firmware updates), newest first; `?open=true` for open ones only.
-async fn list_alerts(State(app): State<Arc<App>>, ApiQuery(q): ApiQuery<AlertQuery>) -> ApiResult {
-    let limit = q.limit.unwrap_or(200).clamp(1, 10_000);
-    Ok(Json(app.store.alerts(q.open.unwrap_or(false), limit).await?).into_response())
+/// failed firmware updates), newest first; `?status=open` for open ones only.
+async fn list_alerts(State(app): State<Arc<App>>, ApiQuery(q): ApiQuery<ListParams>) -> ApiResult {
+    let q = q.check(Filters {
+        station: true,
+        statuses: &["open", "cleared"],
+        time: true,
+    })?;
+    let page = app.store.alerts_page(&q).await?;
+    Ok(page_response(page.items, page.next, page.total))
 }
 
 async fn clear_alert(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult {
@@ -810,18 +960,26 @@ async fn issue_token_a(State(app): State<Arc<App>>, bytes: Bytes) -> ApiResult {
         .into_response())
 }
 
-/// Tokens eMSP partners pushed to us.
-async fn list_roaming_tokens(State(app): State<Arc<App>>) -> ApiResult {
-    let tokens = app.store.ocpi_objects("tokens").await?;
-    Ok(Json(json!(tokens
+/// Tokens eMSP partners pushed to us, by key.
+async fn list_roaming_tokens(
+    State(app): State<Arc<App>>,
+    ApiQuery(q): ApiQuery<ListParams>,
+) -> ApiResult {
+    let q = q.check(Filters::NONE)?;
+    let page = app.store.ocpi_objects_page("tokens", &q).await?;
+    let items: Vec<Value> = page
+        .items
         .into_iter()
         .map(|(k, v)| json!({"key": k, "token": v}))
-        .collect::<Vec<_>>()))
-    .into_response())
+        .collect();
+    Ok(page_response(items, page.next, page.total))
 }
 
-async fn list_tariffs(State(app): State<Arc<App>>) -> ApiResult {
-    Ok(Json(app.store.tariffs().await?).into_response())
+/// Tariffs by id.
+async fn list_tariffs(State(app): State<Arc<App>>, ApiQuery(q): ApiQuery<ListParams>) -> ApiResult {
+    let q = q.check(Filters::NONE)?;
+    let page = app.store.tariffs_page(&q).await?;
+    Ok(page_response(page.items, page.next, page.total))
 }
 
 async fn get_tariff(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult {
@@ -854,28 +1012,71 @@ async fn put_tariff(
             format!("not a usable OCPI tariff: {e}"),
         )
     })?;
+    if let Some(field) = negative_tariff_field(&t) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("{field}: not negative"),
+        ));
+    }
     let created = app.store.put_tariff(&id, &t).await?;
     if let Some(r) = app.roaming() {
         r.tariff_changed(&id, &t).await;
     }
-    Ok((
-        if created {
-            StatusCode::CREATED
-        } else {
-            StatusCode::OK
-        },
-        Json(t),
-    )
-        .into_response())
+    Ok((created_or_ok(created), Json(t)).into_response())
 }
 
-async fn list_cdrs(State(app): State<Arc<App>>, ApiQuery(q): ApiQuery<SessionQuery>) -> ApiResult {
-    Ok(Json(
-        app.store
-            .cdrs(q.limit.unwrap_or(100).clamp(1, 1000))
-            .await?,
-    )
-    .into_response())
+/// The first amount of an OCPI tariff that is negative, by its path: a
+/// price component's `price`, `vat` or `step_size` (OCPI 2.2.1 §11.4.2:
+/// a VAT percentage and a step in units; a negative price would pay the
+/// driver), the tariff's `min_price`/`max_price`, and `restrictions`'
+/// bounds.
+fn negative_tariff_field(t: &Value) -> Option<String> {
+    let neg = |v: &Value| {
+        evproto_ocpi::tariff::to_decimal(v).is_some_and(|d| d < rust_decimal::Decimal::ZERO)
+    };
+    for bound in ["min_price", "max_price"] {
+        for part in ["excl_vat", "incl_vat"] {
+            if neg(&t[bound][part]) {
+                return Some(format!("{bound}.{part}"));
+            }
+        }
+    }
+    let elements = t["elements"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    for (i, e) in elements.iter().enumerate() {
+        let comps = e["price_components"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        for (j, c) in comps.iter().enumerate() {
+            for f in ["price", "vat", "step_size"] {
+                if neg(&c[f]) {
+                    return Some(format!("elements[{i}].price_components[{j}].{f}"));
+                }
+            }
+        }
+        if let Some(r) = e["restrictions"].as_object() {
+            for (k, v) in r {
+                if (k.starts_with("min_") || k.starts_with("max_")) && neg(v) {
+                    return Some(format!("elements[{i}].restrictions.{k}"));
+                }
+            }
+        }
+    }
+    None
+}
+
+/// CDRs, newest first; `since`/`until` bound when they were made.
+async fn list_cdrs(State(app): State<Arc<App>>, ApiQuery(q): ApiQuery<ListParams>) -> ApiResult {
+    let q = q.check(Filters {
+        station: true,
+        time: true,
+        ..Filters::NONE
+    })?;
+    let page = app.store.cdrs_page(&q).await?;
+    Ok(page_response(page.items, page.next, page.total))
 }
 
 async fn get_cdr(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult {
@@ -931,10 +1132,15 @@ async fn put_wallet(
             "balance: not negative; currency: ISO 4217 code",
         ));
     }
+    let existed = app.payments.wallet(&id).await?.is_some();
     app.payments
         .set_balance(&id, w.balance, &w.currency)
         .await?;
-    Ok(Json(app.payments.wallet(&id).await?).into_response())
+    Ok((
+        created_or_ok(!existed),
+        Json(app.payments.wallet(&id).await?),
+    )
+        .into_response())
 }
 
 async fn get_payment(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult {
@@ -947,8 +1153,18 @@ async fn get_payment(State(app): State<Arc<App>>, Path(id): Path<String>) -> Api
     }
 }
 
-async fn list_tokens(State(app): State<Arc<App>>) -> ApiResult {
-    Ok(Json(app.store.tokens().await?).into_response())
+/// Token statuses both OCPP 1.6 (idTagInfo) and 2.x (idTokenInfo) know.
+const TOKEN_STATUSES: &[&str] = &["Accepted", "Blocked", "Expired", "Invalid"];
+
+/// Driver tokens by id; `since`/`until` bound when they were created.
+async fn list_tokens(State(app): State<Arc<App>>, ApiQuery(q): ApiQuery<ListParams>) -> ApiResult {
+    let q = q.check(Filters {
+        statuses: TOKEN_STATUSES,
+        time: true,
+        ..Filters::NONE
+    })?;
+    let page = app.store.tokens_page(&q).await?;
+    Ok(page_response(page.items, page.next, page.total))
 }
 
 #[derive(Deserialize)]
@@ -993,37 +1209,45 @@ async fn post_token(State(app): State<Arc<App>>, bytes: Bytes) -> ApiResult {
             format!("type: one of {}", TYPES.join(", ")),
         ));
     }
-    // statuses both 1.6 (idTagInfo) and 2.x (idTokenInfo) know
-    const STATUSES: [&str; 4] = ["Accepted", "Blocked", "Expired", "Invalid"];
-    if !STATUSES.contains(&t.status.as_str()) {
+    if !TOKEN_STATUSES.contains(&t.status.as_str()) {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
-            format!("status: one of {}", STATUSES.join(", ")),
+            format!("status: one of {}", TOKEN_STATUSES.join(", ")),
         ));
     }
-    app.store
+    // idempotent: 201 when created, 200 when the token was there (its type
+    // and status are now the ones given); the token as stored either way
+    let created = app
+        .store
         .upsert_token(&t.id_token, &t.token_type, &t.status)
         .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({"id_token": t.id_token, "type": t.token_type, "status": t.status})),
-    )
-        .into_response())
+    let stored = app.store.token(&t.id_token).await?.unwrap_or_else(
+        || json!({"id_token": t.id_token, "type": t.token_type, "status": t.status}),
+    );
+    Ok((created_or_ok(created), Json(stored)).into_response())
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SessionQuery {
-    station: Option<String>,
-    limit: Option<i64>,
+/// 201 for a create, 200 for an update: every create-or-update route.
+fn created_or_ok(created: bool) -> StatusCode {
+    if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    }
 }
 
+/// Sessions, latest start first; `since`/`until` bound the start.
 async fn list_sessions(
     State(app): State<Arc<App>>,
-    ApiQuery(q): ApiQuery<SessionQuery>,
+    ApiQuery(q): ApiQuery<ListParams>,
 ) -> ApiResult {
-    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
-    Ok(Json(app.store.sessions(q.station.as_deref(), limit).await?).into_response())
+    let q = q.check(Filters {
+        station: true,
+        statuses: &["Active", "Completed"],
+        time: true,
+    })?;
+    let page = app.store.sessions_page(&q).await?;
+    Ok(page_response(page.items, page.next, page.total))
 }
 
 async fn get_session(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult {
@@ -1035,7 +1259,57 @@ async fn get_session(State(app): State<Arc<App>>, Path(id): Path<String>) -> Api
     };
     let mut v = serde_json::to_value(&s).unwrap_or_default();
     v["meter_values"] = json!(app.store.session_meter_values(&id).await?);
+    v["closed_by_csms"] = json!(app.sessions.closed(&id).await?);
     Ok(Json(v).into_response())
+}
+
+/// The body of `POST /api/sessions/{id}/close`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CloseBody {
+    /// Why the operator closes it (1..=255 characters), kept with the session.
+    reason: String,
+}
+
+/// `POST /api/sessions/{id}/close`: the operator ends an Active session the
+/// station will not end, priced up to its last meter value and settled
+/// through the outbox like any session; a completed one is a 409.
+async fn close_session(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    bytes: Bytes,
+) -> ApiResult {
+    use crate::sessions::{CloseError, Closer};
+    let b: CloseBody = body(&bytes)?;
+    let reason = b.reason.trim();
+    if reason.is_empty() || reason.chars().count() > 255 {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "reason: 1 to 255 characters",
+        ));
+    }
+    let stop = evproto_csms_core::transaction::StopReason::Other;
+    match app
+        .sessions
+        .close(&id, Closer::Operator, stop, reason)
+        .await
+    {
+        Ok(s) => {
+            crate::ocpp::session_closed(&app, &s.station_id, &id).await;
+            let s = app.store.session(&id).await?.unwrap_or(s);
+            let mut v = serde_json::to_value(&s).unwrap_or_default();
+            v["closed_by_csms"] = json!(app.sessions.closed(&id).await?);
+            Ok(Json(v).into_response())
+        }
+        Err(CloseError::Unknown(_)) => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("unknown session {id}"),
+        )),
+        Err(e @ CloseError::Completed(_)) => {
+            Err(ApiError::new(StatusCode::CONFLICT, e.to_string()))
+        }
+        Err(CloseError::Store(e)) => Err(e.into()),
+    }
 }
 
 /// Server-sent events: every station message, status change and session

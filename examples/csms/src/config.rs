@@ -121,6 +121,9 @@ pub struct Args {
     /// First retry delay of a failed outbox entry (OCPI push, billing), milliseconds; doubled per attempt up to 10 minutes.
     #[arg(long, env = "CSMS_OUTBOX_RETRY_BASE_MS")]
     outbox_retry_base_ms: Option<u64>,
+    /// Log lines on stderr: text (coloured only on a terminal) or json (one object a line).
+    #[arg(long, env = "CSMS_LOG_FORMAT", value_enum)]
+    log_format: Option<LogFormat>,
 }
 
 /// The same settings, from the TOML file.
@@ -157,6 +160,19 @@ struct File {
     tls_client_ca: Option<PathBuf>,
     ocpi_allow_private_urls: Option<bool>,
     outbox_retry_base_ms: Option<u64>,
+    log_format: Option<LogFormat>,
+}
+
+/// How the log on stderr is written; `text` and `json` on the command
+/// line, in `CSMS_LOG_FORMAT` and in the TOML file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines, coloured only when stderr is a terminal.
+    #[default]
+    Text,
+    /// One JSON object a line (timestamp, level, target, fields).
+    Json,
 }
 
 /// Configuration in force.
@@ -227,6 +243,8 @@ pub struct Config {
     pub outbox_retry_base: Duration,
     /// What one station may make the CSMS hold (EVSEs, connectors, report rows).
     pub station_limits: crate::ocpp::StationLimits,
+    /// How the log on stderr is written.
+    pub log_format: LogFormat,
 }
 
 impl Default for Config {
@@ -263,6 +281,7 @@ impl Default for Config {
             ocpi_allow_private_urls: false,
             outbox_retry_base: Duration::from_secs(1),
             station_limits: crate::ocpp::StationLimits::default(),
+            log_format: LogFormat::Text,
         }
     }
 }
@@ -390,6 +409,7 @@ impl Config {
                 .or(file.outbox_retry_base_ms)
                 .map_or(d.outbox_retry_base, Duration::from_millis),
             station_limits: d.station_limits,
+            log_format: args.log_format.or(file.log_format).unwrap_or(d.log_format),
         };
         if c.outbox_retry_base.is_zero() {
             return Err("outbox_retry_base_ms: positive".into());
@@ -504,6 +524,7 @@ impl Config {
             "tls_client_ca": self.tls_client_ca.as_ref().map(|p| p.display().to_string()),
             "ocpi_allow_private_urls": self.ocpi_allow_private_urls,
             "outbox_retry_base_ms": u64::try_from(self.outbox_retry_base.as_millis()).unwrap_or(u64::MAX),
+            "log_format": self.log_format,
         })
     }
 }

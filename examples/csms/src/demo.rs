@@ -393,7 +393,8 @@ pub async fn run(json_output: bool) -> Result<(Value, bool), String> {
         Some(&json!({"balance": WALLET.to_string(), "currency": "EUR"})),
     )
     .await?;
-    steps.record("prepaid wallet funded", s == 200, json!({"wallet": w}));
+    // a new wallet: 201 (an update would be 200)
+    steps.record("prepaid wallet funded", s == 201, json!({"wallet": w}));
     let versions = [("DEMO0", "1.6"), ("DEMO1", "2.0.1"), ("DEMO2", "2.1")];
     let mut all = true;
     for (id, _) in versions {
@@ -446,7 +447,7 @@ pub async fn run(json_output: bool) -> Result<(Value, bool), String> {
     for _ in 0..40 {
         tokio::time::sleep(Duration::from_millis(250)).await;
         let (_, sessions) = api(port, &key, "GET", "/api/sessions?limit=100", None).await?;
-        active = sessions
+        active = sessions["items"]
             .as_array()
             .cloned()
             .unwrap_or_default()
@@ -494,7 +495,7 @@ pub async fn run(json_output: bool) -> Result<(Value, bool), String> {
     tokio::time::sleep(Duration::from_millis(500)).await;
     // 5. every session stored, limited, priced, with a CDR
     let (_, sessions) = api(port, &key, "GET", "/api/sessions?limit=100", None).await?;
-    let sessions = sessions.as_array().cloned().unwrap_or_default();
+    let sessions = sessions["items"].as_array().cloned().unwrap_or_default();
     let completed: Vec<&Value> = sessions
         .iter()
         .filter(|s| s["status"] == "Completed")

@@ -19,6 +19,7 @@ pub mod api;
 pub mod billing;
 pub mod config;
 pub mod dashboard;
+pub mod datadir;
 pub mod demo;
 pub mod listener;
 pub mod ocpp;
@@ -479,13 +480,28 @@ fn say(v: Value) {
     println!("{v}");
 }
 
-/// Opens the store, starts OCPP and HTTP, and serves until Ctrl-C/SIGTERM.
+/// Why [`serve`] stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The data directory is another process's (the binary exits 2).
+    #[error(transparent)]
+    DataDir(#[from] datadir::LockError),
+    /// The store, a port or the TLS configuration failed.
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// Takes the data directory, opens the store, starts OCPP and HTTP, and
+/// serves until Ctrl-C/SIGTERM.
 ///
 /// # Errors
 ///
-/// The store or a port could not be opened.
-pub async fn serve(config: Config) -> Result<(), String> {
-    serve_until(config, shutdown_signal(), None, true).await
+/// The data directory is in use, or the store or a port could not be opened.
+pub async fn serve(config: Config) -> Result<(), ServeError> {
+    let _lock = datadir::lock(&config.data_dir)?;
+    run(config, shutdown_signal(), None, true)
+        .await
+        .map_err(ServeError::Failed)
 }
 
 /// Where a started CSMS listens.
@@ -505,10 +521,22 @@ pub struct Started {
 /// As [`serve`], until `shutdown` completes; `ready` gets the ports;
 /// `announce` prints the configuration and ports as JSON lines on stdout.
 ///
+/// The data directory is locked while it runs (see [`datadir`]).
+///
 /// # Errors
 ///
-/// The store or a port could not be opened.
+/// The data directory is in use, or the store or a port could not be opened.
 pub async fn serve_until(
+    config: Config,
+    shutdown: impl std::future::Future<Output = ()>,
+    ready: Option<tokio::sync::oneshot::Sender<Started>>,
+    announce: bool,
+) -> Result<(), String> {
+    let _lock = datadir::lock(&config.data_dir).map_err(|e| e.to_string())?;
+    run(config, shutdown, ready, announce).await
+}
+
+async fn run(
     config: Config,
     shutdown: impl std::future::Future<Output = ()>,
     ready: Option<tokio::sync::oneshot::Sender<Started>>,
@@ -520,10 +548,6 @@ pub async fn serve_until(
         }
     };
     let url = config.database_url();
-    if url.starts_with("sqlite:") {
-        std::fs::create_dir_all(&config.data_dir)
-            .map_err(|e| format!("{}: {e}", config.data_dir.display()))?;
-    }
     let store = Store::open(&url)
         .await
         .map_err(|e| format!("store {}: {e}", config::redact(&url)))?;

@@ -1,9 +1,10 @@
 //! `csms`: the evproto reference CSMS (see the library docs, `csms::serve`).
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
-use csms::config::{self, Config};
+use csms::config::{self, Config, LogFormat};
 
 /// The reference CSMS.
 #[derive(Debug, Parser)]
@@ -38,8 +39,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    tracing_subscriber::fmt()
+    let log = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        // colours for a person at a terminal, none in a file or a pipe
+        .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
                 if cli.command.is_some() {
@@ -49,8 +52,11 @@ fn main() -> ExitCode {
                 }
                 .into()
             }),
-        )
-        .init();
+        );
+    match config.log_format {
+        LogFormat::Text => log.init(),
+        LogFormat::Json => log.json().init(),
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -86,6 +92,10 @@ fn main() -> ExitCode {
     }
     match runtime.block_on(csms::serve(config)) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e @ csms::ServeError::DataDir(_)) => {
+            eprintln!("csms: {e}");
+            ExitCode::from(2)
+        }
         Err(e) => {
             eprintln!("csms: {e}");
             ExitCode::FAILURE

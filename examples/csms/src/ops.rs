@@ -374,18 +374,42 @@ pub async fn get_campaign(State(app): State<Arc<App>>, Path(id): Path<String>) -
     Ok(Json(campaign_view(&app, c).await).into_response())
 }
 
-/// `GET /api/firmware-campaigns`.
-pub async fn list_campaigns(State(app): State<Arc<App>>) -> ApiResult {
-    let mut out = Vec::new();
+/// `GET /api/firmware-campaigns`: newest first, paged like every list
+/// (campaigns are few: they are read whole and paged here, by start and id).
+pub(crate) async fn list_campaigns(
+    State(app): State<Arc<App>>,
+    crate::api::ApiQuery(q): crate::api::ApiQuery<crate::api::ListParams>,
+) -> ApiResult {
+    let q = q.check(crate::api::Filters::NONE)?;
+    let key = |c: &Value| {
+        vec![
+            c["started_at"].as_str().unwrap_or_default().to_owned(),
+            c["id"].as_str().unwrap_or_default().to_owned(),
+        ]
+    };
+    let mut all = Vec::new();
     for (_, v) in app.store.settings_with_prefix("campaign:").await? {
         if let Ok(c) = serde_json::from_str::<Value>(&v) {
-            out.push(campaign_view(&app, c).await);
+            all.push(c);
         }
     }
-    out.sort_by_key(|c| {
-        std::cmp::Reverse(c["started_at"].as_str().unwrap_or_default().to_string())
-    });
-    Ok(Json(out).into_response())
+    all.sort_by_key(|c| std::cmp::Reverse(key(c)));
+    let total = i64::try_from(all.len()).unwrap_or(i64::MAX);
+    if q.after.as_ref().is_some_and(|a| a.len() != 2) {
+        return Err(crate::store::StoreError::BadCursor.into());
+    }
+    let limit = usize::try_from(q.limit).unwrap_or(1);
+    let rest: Vec<Value> = all
+        .into_iter()
+        .filter(|c| q.after.as_ref().is_none_or(|a| key(c) < *a))
+        .take(limit + 1)
+        .collect();
+    let next = (rest.len() > limit).then(|| key(&rest[limit - 1]));
+    let mut items = Vec::with_capacity(limit);
+    for c in rest.into_iter().take(limit) {
+        items.push(campaign_view(&app, c).await);
+    }
+    Ok(crate::api::page_response(items, next, total))
 }
 
 /// `POST /api/stations/{id}/logs`: asks the station to upload its log

@@ -25,6 +25,9 @@ pub enum StoreError {
     /// A stored value could not be read back.
     #[error("corrupt value in {0}")]
     Corrupt(&'static str),
+    /// A list cursor that does not fit the list it was given to.
+    #[error("the cursor is not one of this list")]
+    BadCursor,
 }
 
 /// Result alias.
@@ -139,6 +142,17 @@ const MIGRATIONS: &[(i64, &str)] = &[
         "ALTER TABLE outbox ADD COLUMN next_attempt_at TEXT;
     ALTER TABLE outbox ADD COLUMN lane TEXT;
     CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (done_at, next_attempt_at)",
+    ),
+    (
+        12,
+        // keyset-paged lists (`Store::*_page`): the orders they page in, and stations in
+        // natural order (`LOAD2` before `LOAD10`) by a stored key, see `natural_key`
+        "ALTER TABLE stations ADD COLUMN sort_key TEXT;
+    CREATE INDEX IF NOT EXISTS stations_by_sort_key ON stations (sort_key, id);
+    CREATE INDEX IF NOT EXISTS sessions_by_start ON sessions ((COALESCE(started_at, '')), id);
+    CREATE INDEX IF NOT EXISTS sessions_by_station ON sessions (station_id, (COALESCE(started_at, '')), id);
+    CREATE INDEX IF NOT EXISTS cdrs_by_created ON cdrs (created_at, session_id);
+    CREATE INDEX IF NOT EXISTS alerts_by_raised ON alerts (raised_at, id)",
     ),
 ];
 
@@ -976,10 +990,11 @@ impl Store {
         if password.is_some() && hash.is_none() {
             return Err(StoreError::Corrupt("password hash"));
         }
-        let created = sqlx::query("INSERT INTO stations (id, password_hash, created_at) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING")
+        let created = sqlx::query("INSERT INTO stations (id, password_hash, created_at, sort_key) VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO NOTHING")
             .bind(id)
             .bind(hash.clone())
             .bind(now())
+            .bind(natural_key(id))
             .execute(&self.pool)
             .await?
             .rows_affected()
@@ -1160,24 +1175,39 @@ impl Store {
         rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
     }
 
-    /// Creates or updates a token.
-    pub async fn upsert_token(&self, id_token: &str, token_type: &str, status: &str) -> Result<()> {
-        sqlx::query(
+    /// Creates or updates a token; whether it was created.
+    pub async fn upsert_token(
+        &self,
+        id_token: &str,
+        token_type: &str,
+        status: &str,
+    ) -> Result<bool> {
+        let created = sqlx::query(
             "INSERT INTO tokens (id_token, token_type, status, created_at) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (id_token) DO UPDATE SET token_type = excluded.token_type, status = excluded.status",
+             ON CONFLICT (id_token) DO NOTHING",
         )
         .bind(id_token)
         .bind(token_type)
         .bind(status)
         .bind(now())
         .execute(&self.pool)
-        .await?;
+        .await?
+        .rows_affected()
+            == 1;
+        if !created {
+            sqlx::query("UPDATE tokens SET token_type = $1, status = $2 WHERE id_token = $3")
+                .bind(token_type)
+                .bind(status)
+                .bind(id_token)
+                .execute(&self.pool)
+                .await?;
+        }
         self.cache
             .tokens
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .insert(id_token.to_owned(), Some(status.to_owned()));
-        Ok(())
+        Ok(created)
     }
 
     /// A token's status, if known (cached; the cache follows
@@ -1490,6 +1520,34 @@ pub fn to_wh(value: &str, unit: Option<&str>) -> Option<Decimal> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Digit runs compare by value, the rest by bytes; ids that differ only
+    /// in leading zeros share a key (the id breaks the tie).
+    #[test]
+    fn natural_keys() {
+        let mut ids = [
+            "LOAD10", "LOAD2", "LOAD1", "A9", "A10b", "A10a", "B", "LOAD002",
+        ];
+        ids.sort_by_key(|id| (natural_key(id), id.to_string()));
+        assert_eq!(
+            ids,
+            ["A9", "A10a", "A10b", "B", "LOAD1", "LOAD002", "LOAD2", "LOAD10"]
+        );
+        assert_eq!(natural_key("CP-007x12"), "CP-017x0212");
+        assert_eq!(natural_key("0"), "010");
+    }
+
+    /// The keyset condition for two keys, numbered after the filters' binds.
+    #[test]
+    fn after_condition() {
+        let mut sql = Sql {
+            text: String::new(),
+            binds: vec!["filter".into()],
+        };
+        let c = after_cond(&mut sql, &["a", "b"], &["x".into(), "y".into()], "<");
+        assert_eq!(c, "(a < $2 OR (a = $3 AND b < $4))");
+        assert_eq!(sql.binds, ["filter", "x", "x", "y"]);
+    }
 
     #[test]
     fn passwords() {
@@ -2077,5 +2135,393 @@ impl Store {
         rows.iter()
             .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
             .collect()
+    }
+}
+
+/// What a list request asks for: its filters and where the previous page
+/// ended. Times are as stored (see [`now`]); the caller checks the values.
+#[derive(Debug, Clone, Default)]
+pub struct ListQuery {
+    /// Rows per page.
+    pub limit: i64,
+    /// The sort key of the last row of the previous page ([`Page::next`]).
+    pub after: Option<Vec<String>>,
+    /// Only rows of this station.
+    pub station: Option<String>,
+    /// Only rows in this status (the list's own statuses).
+    pub status: Option<String>,
+    /// Only rows at or after this time.
+    pub since: Option<String>,
+    /// Only rows before this time.
+    pub until: Option<String>,
+}
+
+/// One page of a list in a stable order.
+#[derive(Debug)]
+pub struct Page<T> {
+    /// The rows.
+    pub items: Vec<T>,
+    /// The sort key of the last row when more follow (the next page's
+    /// [`ListQuery::after`]).
+    pub next: Option<Vec<String>>,
+    /// Rows matching the filters, over all pages.
+    pub total: i64,
+}
+
+/// A keyset-paged listing: rows in the order of `keys` (unique together,
+/// never changed once written, so a row is on exactly one page however
+/// many pages are read), filtered by `conds`.
+struct Keyset<'a> {
+    /// `FROM` and joins.
+    from: &'a str,
+    /// Selected columns; the keys follow them.
+    cols: &'a str,
+    /// Sort key expressions (text), most significant first.
+    keys: &'a [&'a str],
+    /// Newest (greatest) first.
+    desc: bool,
+}
+
+/// A filter: `expr op value` with the value bound, or a fixed condition.
+enum Cond<'a> {
+    Cmp(&'a str, &'static str, String),
+    Fixed(&'static str),
+}
+
+/// Binds as `$n` in order.
+struct Sql {
+    text: String,
+    binds: Vec<String>,
+}
+
+impl Sql {
+    fn bind(&mut self, v: String) -> String {
+        self.binds.push(v);
+        format!("${}", self.binds.len())
+    }
+
+    fn conds(&mut self, conds: &[Cond<'_>]) {
+        let mut first = true;
+        for c in conds {
+            self.text.push_str(if first { " WHERE " } else { " AND " });
+            first = false;
+            match c {
+                Cond::Cmp(expr, op, v) => {
+                    let p = self.bind(v.clone());
+                    self.text.push_str(&format!("{expr} {op} {p}"));
+                }
+                Cond::Fixed(s) => self.text.push_str(s),
+            }
+        }
+    }
+}
+
+/// `(k1 > a OR (k1 = a AND (k2 > b ...)))` for the row after `after`.
+fn after_cond(sql: &mut Sql, keys: &[&str], after: &[String], op: &str) -> String {
+    match (keys, after) {
+        ([k], [a]) => format!("{k} {op} {}", sql.bind(a.clone())),
+        ([k, ks @ ..], [a, as_ @ ..]) => {
+            let gt = sql.bind(a.clone());
+            let eq = sql.bind(a.clone());
+            let rest = after_cond(sql, ks, as_, op);
+            format!("({k} {op} {gt} OR ({k} = {eq} AND {rest}))")
+        }
+        _ => "1 = 0".to_owned(),
+    }
+}
+
+/// A station identity's natural sort key: each run of digits becomes its
+/// length (two digits) and the digits without leading zeros, so `LOAD2`
+/// sorts before `LOAD10` by plain byte order.
+pub fn natural_key(id: &str) -> String {
+    let mut out = String::with_capacity(id.len() + 8);
+    let mut digits = String::new();
+    let flush = |digits: &mut String, out: &mut String| {
+        if !digits.is_empty() {
+            let d = digits.trim_start_matches('0');
+            let d = if d.is_empty() { "0" } else { d };
+            out.push_str(&format!("{:02}{d}", d.len()));
+            digits.clear();
+        }
+    };
+    for c in id.chars() {
+        if c.is_ascii_digit() {
+            digits.push(c);
+        } else {
+            flush(&mut digits, &mut out);
+            out.push(c);
+        }
+    }
+    flush(&mut digits, &mut out);
+    out
+}
+
+impl Store {
+    /// One page of `ks` under `conds`, with the total under `conds`.
+    async fn page(
+        &self,
+        ks: &Keyset<'_>,
+        conds: Vec<Cond<'_>>,
+        q: &ListQuery,
+    ) -> Result<(Vec<AnyRow>, Option<Vec<String>>, i64)> {
+        let mut count = Sql {
+            text: format!("SELECT COUNT(*) FROM {}", ks.from),
+            binds: Vec::new(),
+        };
+        count.conds(&conds);
+        let mut rows = Sql {
+            text: format!(
+                "SELECT {}, {} FROM {}",
+                ks.cols,
+                ks.keys.join(", "),
+                ks.from
+            ),
+            binds: Vec::new(),
+        };
+        rows.conds(&conds);
+        if let Some(after) = &q.after {
+            if after.len() != ks.keys.len() {
+                return Err(StoreError::BadCursor);
+            }
+            let cond = after_cond(&mut rows, ks.keys, after, if ks.desc { "<" } else { ">" });
+            rows.text
+                .push_str(if conds.is_empty() { " WHERE " } else { " AND " });
+            rows.text.push_str(&cond);
+        }
+        let dir = if ks.desc { "DESC" } else { "ASC" };
+        let order: Vec<String> = ks.keys.iter().map(|k| format!("{k} {dir}")).collect();
+        let limit = q.limit.clamp(1, 1000);
+        rows.text.push_str(&format!(
+            " ORDER BY {} LIMIT {}",
+            order.join(", "),
+            limit + 1
+        ));
+        let mut total = sqlx::query(&count.text);
+        for b in &count.binds {
+            total = total.bind(b.clone());
+        }
+        let total: i64 = total.fetch_one(&self.read).await?.try_get(0)?;
+        let mut rows_q = sqlx::query(&rows.text);
+        for b in &rows.binds {
+            rows_q = rows_q.bind(b.clone());
+        }
+        let mut rows = rows_q.fetch_all(&self.read).await?;
+        let more = rows.len() as i64 > limit;
+        rows.truncate(limit as usize);
+        let next = match rows.last() {
+            Some(r) if more => {
+                let first = r.columns().len() - ks.keys.len();
+                Some(
+                    (first..r.columns().len())
+                        .map(|i| r.try_get::<String, _>(i))
+                        .collect::<std::result::Result<Vec<_>, _>>()?,
+                )
+            }
+            _ => None,
+        };
+        Ok((rows, next, total))
+    }
+
+    /// Stations in natural order of their identities (`LOAD2` before
+    /// `LOAD10`); `status` is the last boot's (`Accepted`, `Pending`,
+    /// `Rejected`).
+    pub async fn stations_page(&self, q: &ListQuery) -> Result<Page<Station>> {
+        // stations registered by a boot (the writer) get their key here
+        let unkeyed = sqlx::query("SELECT id FROM stations WHERE sort_key IS NULL")
+            .fetch_all(&self.read)
+            .await?;
+        for r in unkeyed {
+            let id: String = r.try_get(0)?;
+            sqlx::query("UPDATE stations SET sort_key = $1 WHERE id = $2")
+                .bind(natural_key(&id))
+                .bind(&id)
+                .execute(&self.pool)
+                .await?;
+        }
+        let mut conds = Vec::new();
+        if let Some(s) = &q.status {
+            conds.push(Cond::Cmp("boot_status", "=", s.clone()));
+        }
+        let ks = Keyset {
+            from: "stations",
+            cols: "id",
+            keys: &["sort_key", "id"],
+            desc: false,
+        };
+        let (rows, next, total) = self.page(&ks, conds, q).await?;
+        let mut items = Vec::with_capacity(rows.len());
+        for r in rows {
+            if let Some(s) = self.station(&r.try_get::<String, _>(0)?).await? {
+                items.push(s);
+            }
+        }
+        Ok(Page { items, next, total })
+    }
+
+    /// Tokens by id; `status` is the token's, `since`/`until` bound its
+    /// creation.
+    pub async fn tokens_page(&self, q: &ListQuery) -> Result<Page<Value>> {
+        let mut conds = Vec::new();
+        if let Some(s) = &q.status {
+            conds.push(Cond::Cmp("status", "=", s.clone()));
+        }
+        time_conds(&mut conds, "created_at", q);
+        let ks = Keyset {
+            from: "tokens",
+            cols: "id_token, token_type, status, created_at",
+            keys: &["id_token"],
+            desc: false,
+        };
+        let (rows, next, total) = self.page(&ks, conds, q).await?;
+        let items = rows
+            .iter()
+            .map(|r| {
+                Ok(json!({"id_token": r.try_get::<String, _>(0)?, "type": r.try_get::<String, _>(1)?,
+                    "status": r.try_get::<String, _>(2)?, "created_at": r.try_get::<String, _>(3)?}))
+            })
+            .collect::<Result<_>>()?;
+        Ok(Page { items, next, total })
+    }
+
+    /// One token, if known.
+    pub async fn token(&self, id_token: &str) -> Result<Option<Value>> {
+        let row = sqlx::query(
+            "SELECT id_token, token_type, status, created_at FROM tokens WHERE id_token = $1",
+        )
+        .bind(id_token)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(
+                json!({"id_token": r.try_get::<String, _>(0)?, "type": r.try_get::<String, _>(1)?,
+                "status": r.try_get::<String, _>(2)?, "created_at": r.try_get::<String, _>(3)?}),
+            )
+        })
+        .transpose()
+    }
+
+    /// Sessions, latest start first (the start never changes, so paging
+    /// is stable while sessions update); `since`/`until` bound the start.
+    pub async fn sessions_page(&self, q: &ListQuery) -> Result<Page<Session>> {
+        let mut conds = Vec::new();
+        if let Some(s) = &q.station {
+            conds.push(Cond::Cmp("station_id", "=", s.clone()));
+        }
+        if let Some(s) = &q.status {
+            conds.push(Cond::Cmp("status", "=", s.clone()));
+        }
+        time_conds(&mut conds, "COALESCE(started_at, '')", q);
+        let ks = Keyset {
+            from: "sessions",
+            cols: SESSION_COLS,
+            keys: &["COALESCE(started_at, '')", "id"],
+            desc: true,
+        };
+        let (rows, next, total) = self.page(&ks, conds, q).await?;
+        let items = rows.iter().map(session_from_row).collect::<Result<_>>()?;
+        Ok(Page { items, next, total })
+    }
+
+    /// CDRs, newest first; `station` is the session's, `since`/`until`
+    /// bound when the CDR was made.
+    pub async fn cdrs_page(&self, q: &ListQuery) -> Result<Page<Value>> {
+        let mut conds = Vec::new();
+        let from = if let Some(s) = &q.station {
+            conds.push(Cond::Cmp("s.station_id", "=", s.clone()));
+            "cdrs c JOIN sessions s ON s.id = c.session_id"
+        } else {
+            "cdrs c"
+        };
+        time_conds(&mut conds, "c.created_at", q);
+        let ks = Keyset {
+            from,
+            cols: "c.body",
+            keys: &["c.created_at", "c.session_id"],
+            desc: true,
+        };
+        let (rows, next, total) = self.page(&ks, conds, q).await?;
+        let items = rows
+            .iter()
+            .map(|r| json_col(r, "cdr"))
+            .collect::<Result<_>>()?;
+        Ok(Page { items, next, total })
+    }
+
+    /// Alerts, newest first; `status` is `open` or `cleared`,
+    /// `since`/`until` bound when they were raised.
+    pub async fn alerts_page(&self, q: &ListQuery) -> Result<Page<Value>> {
+        let mut conds = Vec::new();
+        if let Some(s) = &q.station {
+            conds.push(Cond::Cmp("station_id", "=", s.clone()));
+        }
+        match q.status.as_deref() {
+            Some("open") => conds.push(Cond::Fixed("cleared_at IS NULL")),
+            Some(_) => conds.push(Cond::Fixed("cleared_at IS NOT NULL")),
+            None => {}
+        }
+        time_conds(&mut conds, "raised_at", q);
+        let ks = Keyset {
+            from: "alerts",
+            cols: "id, station_id, kind, detail, raised_at, cleared_at",
+            keys: &["raised_at", "id"],
+            desc: true,
+        };
+        let (rows, next, total) = self.page(&ks, conds, q).await?;
+        let items = rows
+            .iter()
+            .map(|r| {
+                let detail: String = r.try_get(3)?;
+                Ok(json!({"id": r.try_get::<String, _>(0)?, "station": r.try_get::<String, _>(1)?,
+                    "kind": r.try_get::<String, _>(2)?, "detail": serde_json::from_str::<Value>(&detail).unwrap_or(Value::Null),
+                    "raised_at": r.try_get::<String, _>(4)?, "cleared_at": r.try_get::<Option<String>, _>(5)?}))
+            })
+            .collect::<Result<_>>()?;
+        Ok(Page { items, next, total })
+    }
+
+    /// Tariffs by id.
+    pub async fn tariffs_page(&self, q: &ListQuery) -> Result<Page<Value>> {
+        let ks = Keyset {
+            from: "tariffs",
+            cols: "body",
+            keys: &["id"],
+            desc: false,
+        };
+        let (rows, next, total) = self.page(&ks, Vec::new(), q).await?;
+        let items = rows
+            .iter()
+            .map(|r| json_col(r, "tariff"))
+            .collect::<Result<_>>()?;
+        Ok(Page { items, next, total })
+    }
+
+    /// A module's OCPI objects with their keys, by key.
+    pub async fn ocpi_objects_page(
+        &self,
+        module: &str,
+        q: &ListQuery,
+    ) -> Result<Page<(String, Value)>> {
+        let ks = Keyset {
+            from: "ocpi_objects",
+            cols: "body, object_key",
+            keys: &["object_key"],
+            desc: false,
+        };
+        let conds = vec![Cond::Cmp("module", "=", module.to_owned())];
+        let (rows, next, total) = self.page(&ks, conds, q).await?;
+        let items = rows
+            .iter()
+            .map(|r| Ok((r.try_get::<String, _>(1)?, json_col(r, "ocpi object")?)))
+            .collect::<Result<_>>()?;
+        Ok(Page { items, next, total })
+    }
+}
+
+fn time_conds<'a>(conds: &mut Vec<Cond<'a>>, expr: &'a str, q: &ListQuery) {
+    if let Some(t) = &q.since {
+        conds.push(Cond::Cmp(expr, ">=", t.clone()));
+    }
+    if let Some(t) = &q.until {
+        conds.push(Cond::Cmp(expr, "<", t.clone()));
     }
 }

@@ -327,7 +327,7 @@ fn full_story(name: &str, db: Option<&str>) {
         Some(r#"{"balance": "40", "currency": "EUR"}"#),
         Some(KEY),
     );
-    assert_eq!((s, w["balance"].as_str()), (200, Some("40.00")), "{w}");
+    assert_eq!((s, w["balance"].as_str()), (201, Some("40.00")), "{w}");
     assert_eq!(
         http(
             h,
@@ -391,7 +391,7 @@ fn full_story(name: &str, db: Option<&str>) {
             Some(KEY),
         );
         assert_eq!(s, 200);
-        let sessions = sessions.as_array().unwrap();
+        let sessions = sessions["items"].as_array().unwrap();
         assert_eq!(sessions.len(), 1, "{name} {id}: {sessions:?}");
         let session = &sessions[0];
         assert_eq!(session["status"], "Completed");
@@ -663,7 +663,7 @@ fn crash_and_restart(name: &str, db: Option<&str>) {
         None,
         Some(KEY),
     );
-    let sessions = sessions.as_array().unwrap().clone();
+    let sessions = sessions["items"].as_array().unwrap().clone();
     assert_eq!(sessions.len(), 1, "{sessions:?}");
     assert_eq!(sessions[0]["status"], "Completed");
     assert_eq!(sessions[0]["energy_wh"], "5000", "{:?}", sessions[0]);

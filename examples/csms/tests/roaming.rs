@@ -225,7 +225,8 @@ async fn cpo_roaming_with_an_emsp() {
         .await
         .unwrap();
     let (_, tokens) = api(http, "GET", "/api/ocpi/tokens", None).await;
-    assert_eq!(tokens.as_array().unwrap().len(), 2);
+    assert_eq!(tokens["items"].as_array().unwrap().len(), 2, "{tokens}");
+    assert_eq!(tokens["total"], 2, "{tokens}");
 
     // A 1.6 station that accepts remote starts.
     let (remote_tx, mut remote_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
@@ -540,8 +541,8 @@ async fn monitoring_alerts_uptime_device_model() {
          "variableAttribute": [{"type": "Actual", "value": "300", "mutability": "ReadWrite"}]},
         {"component": {"name": "EVSE", "evse": {"id": 1}}, "variable": {"name": "Power"},
          "variableAttribute": [{"type": "MaxSet", "value": "22000"}], "variableCharacteristics": {"unit": "W", "dataType": "decimal", "supportsMonitoring": true}}]})).await;
-    let (_, alerts) = api(http, "GET", "/api/alerts?open=true", None).await;
-    let kinds: Vec<&str> = alerts
+    let (_, alerts) = api(http, "GET", "/api/alerts?status=open", None).await;
+    let kinds: Vec<&str> = alerts["items"]
         .as_array()
         .unwrap()
         .iter()
@@ -558,16 +559,16 @@ async fn monitoring_alerts_uptime_device_model() {
         json!({"timestamp": ts, "connectorStatus": "Available", "evseId": 1, "connectorId": 1}),
     )
     .await;
-    let (_, alerts) = api(http, "GET", "/api/alerts?open=true", None).await;
+    let (_, alerts) = api(http, "GET", "/api/alerts?status=open", None).await;
     assert!(
-        !alerts
+        !alerts["items"]
             .as_array()
             .unwrap()
             .iter()
             .any(|a| a["kind"] == "fault"),
         "fault cleared: {alerts}"
     );
-    let security = alerts
+    let security = alerts["items"]
         .as_array()
         .unwrap()
         .iter()
@@ -772,8 +773,8 @@ async fn monitoring_alerts_uptime_device_model() {
     station.shutdown().await;
     let mut offline = false;
     for _ in 0..100 {
-        let (_, alerts) = api(http, "GET", "/api/alerts?open=true", None).await;
-        if alerts
+        let (_, alerts) = api(http, "GET", "/api/alerts?status=open", None).await;
+        if alerts["items"]
             .as_array()
             .unwrap()
             .iter()
@@ -791,8 +792,8 @@ async fn monitoring_alerts_uptime_device_model() {
     again.wait_ready(Duration::from_secs(20)).await.unwrap();
     let mut cleared = false;
     for _ in 0..100 {
-        let (_, alerts) = api(http, "GET", "/api/alerts?open=true", None).await;
-        if !alerts
+        let (_, alerts) = api(http, "GET", "/api/alerts?status=open", None).await;
+        if !alerts["items"]
             .as_array()
             .unwrap()
             .iter()

@@ -142,8 +142,10 @@ impl Harness {
 
     /// The station's open alerts of `kind`.
     async fn open_alerts(&self, kind: &str) -> Vec<Value> {
-        let (_, alerts) = self.api("/api/alerts?open=true").await;
-        alerts
+        let (_, alerts) = self
+            .api(&format!("/api/alerts?status=open&station={}", self.id))
+            .await;
+        alerts["items"]
             .as_array()
             .unwrap()
             .iter()
