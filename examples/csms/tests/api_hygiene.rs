@@ -26,48 +26,29 @@ const ROWS: usize = 2500;
 struct Csms {
     admin: u16,
     dir: PathBuf,
-    stop: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<Result<(), String>>,
+    running: common::InProcess,
 }
 
 fn config(name: &str, profile: u8) -> Config {
-    let dir = std::env::temp_dir().join(format!("csms-hygiene-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = common::temp_dir(&format!("hygiene-{name}"));
     std::fs::create_dir_all(&dir).unwrap();
     Config {
-        bind: std::net::IpAddr::from([127, 0, 0, 1]),
-        admin_bind: std::net::IpAddr::from([127, 0, 0, 1]),
-        ocpp_port: 0,
-        http_port: 0,
-        admin_port: 0,
-        data_dir: dir,
-        api_key: Some(KEY.into()),
         security_profile: profile,
-        ..Default::default()
+        // the default: unknown identities are refused
+        unknown_stations: csms::config::UnknownStations::Reject,
+        ..common::lab_config(&dir, KEY)
     }
 }
 
 async fn start(config: Config) -> Csms {
-    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-    let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let dir = config.data_dir.clone();
-    let task = tokio::spawn(csms::serve_until(
-        config,
-        async {
-            let _ = stop_rx.await;
-        },
-        Some(ready_tx),
-        false,
-    ));
-    let started = tokio::time::timeout(GUARD, ready_rx)
+    let running = tokio::time::timeout(GUARD, common::InProcess::start(config))
         .await
-        .expect("started in time")
-        .expect("csms started");
+        .expect("started in time");
     Csms {
-        admin: started.admin_port,
+        admin: running.started.admin_port,
         dir,
-        stop,
-        task,
+        running,
     }
 }
 
@@ -101,12 +82,7 @@ impl Csms {
     }
 
     async fn done(self) {
-        let _ = self.stop.send(());
-        tokio::time::timeout(GUARD, self.task)
-            .await
-            .expect("stopped in time")
-            .unwrap()
-            .unwrap();
+        self.running.stop().await;
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

@@ -29,46 +29,24 @@ struct Csms {
     started: csms::Started,
     dir: PathBuf,
     config: Config,
-    stop: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<Result<(), String>>,
+    running: common::InProcess,
 }
 
 fn config(name: &str) -> Config {
-    let dir = std::env::temp_dir().join(format!("csms-http-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = common::temp_dir(&format!("http-{name}"));
     Config {
-        bind: std::net::IpAddr::from([127, 0, 0, 1]),
-        admin_bind: std::net::IpAddr::from([127, 0, 0, 1]),
-        ocpp_port: 0,
-        http_port: 0,
-        admin_port: 0,
-        data_dir: dir,
-        api_key: Some(KEY.into()),
-        security_profile: 0,
-        unknown_stations: csms::config::UnknownStations::Accept,
         call_timeout: Duration::from_secs(10),
-        ..Default::default()
+        ..common::lab_config(&dir, KEY)
     }
 }
 
 async fn start(config: Config) -> Csms {
-    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-    let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(csms::serve_until(
-        config.clone(),
-        async {
-            let _ = stop_rx.await;
-        },
-        Some(ready_tx),
-        false,
-    ));
-    let started = ready_rx.await.expect("csms started");
+    let running = common::InProcess::start(config.clone()).await;
     Csms {
-        started,
+        started: running.started.clone(),
         dir: config.data_dir.clone(),
         config,
-        stop,
-        task,
+        running,
     }
 }
 
@@ -80,12 +58,9 @@ impl Csms {
         self.started.http_port
     }
     async fn stop(self) -> PathBuf {
-        let _ = self.stop.send(());
-        tokio::time::timeout(GUARD, self.task)
+        tokio::time::timeout(GUARD, self.running.stop())
             .await
-            .expect("stopped in time")
-            .unwrap()
-            .unwrap();
+            .expect("stopped in time");
         self.dir
     }
     /// Stops and removes the data directory.

@@ -192,33 +192,15 @@ async fn session(station: &Station, n: i64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn partner_down_for_a_while_gets_everything_once() {
-    let dir = std::env::temp_dir().join(format!("csms-roaming-faults-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = common::temp_dir("roaming-faults");
     let config = csms::config::Config {
-        bind: std::net::IpAddr::from([127, 0, 0, 1]),
-        ocpp_port: 0,
-        http_port: 0,
-        admin_port: 0,
-        data_dir: dir.clone(),
-        api_key: Some(KEY.into()),
-        security_profile: 0,
-        unknown_stations: csms::config::UnknownStations::Accept,
         call_timeout: Duration::from_secs(10),
         ocpi_allow_private_urls: true,
         outbox_retry_base: BASE,
-        ..Default::default()
+        ..common::lab_config(&dir, KEY)
     };
-    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let csms_task = tokio::spawn(csms::serve_until(
-        config,
-        async {
-            let _ = stop_rx.await;
-        },
-        Some(ready_tx),
-        false,
-    ));
-    let started = ready_rx.await.unwrap();
+    let running = common::InProcess::start(config).await;
+    let started = running.started.clone();
     let http = started.admin_port;
     let tariff = json!({"currency": "EUR", "elements": [{"price_components": [
         {"type": "ENERGY", "price": 0.30, "step_size": 1}]}]});
@@ -392,7 +374,6 @@ async fn partner_down_for_a_while_gets_everything_once() {
     }
 
     station.shutdown().await;
-    let _ = stop_tx.send(());
-    csms_task.await.unwrap().unwrap();
+    running.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
 }

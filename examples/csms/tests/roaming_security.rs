@@ -60,8 +60,7 @@ struct Csms {
     public: u16,
     ocpp: u16,
     dir: std::path::PathBuf,
-    stop: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<Result<(), String>>,
+    running: common::InProcess,
 }
 
 /// The CSMS for partners on loopback (the lab URL policy).
@@ -71,46 +70,26 @@ async fn csms(name: &str) -> Csms {
 
 /// The CSMS; `lab`: partner URLs may be plain http on loopback.
 async fn csms_with(name: &str, lab: bool) -> Csms {
-    let dir = std::env::temp_dir().join(format!("csms-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = common::temp_dir(name);
     let config = csms::config::Config {
-        bind: std::net::IpAddr::from([127, 0, 0, 1]),
-        ocpp_port: 0,
-        http_port: 0,
-        admin_port: 0,
-        data_dir: dir.clone(),
-        api_key: Some(KEY.into()),
-        security_profile: 0,
-        unknown_stations: csms::config::UnknownStations::Accept,
         call_timeout: Duration::from_secs(10),
         ocpi_allow_private_urls: lab,
-        ..Default::default()
+        ..common::lab_config(&dir, KEY)
     };
-    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-    let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(csms::serve_until(
-        config,
-        async {
-            let _ = stop_rx.await;
-        },
-        Some(ready_tx),
-        false,
-    ));
-    let started = ready_rx.await.unwrap();
+    let running = common::InProcess::start(config).await;
+    let started = running.started.clone();
     Csms {
         http: started.admin_port,
         public: started.http_port,
         ocpp: started.ocpp_port,
         dir,
-        stop,
-        task,
+        running,
     }
 }
 
 impl Csms {
     async fn shutdown(self) {
-        let _ = self.stop.send(());
-        self.task.await.unwrap().unwrap();
+        self.running.stop().await;
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
@@ -309,10 +288,10 @@ fn at(min_ago: i64) -> String {
 
 /// The roaming tokens the CSMS holds, by key.
 async fn roaming_tokens(http: u16) -> std::collections::BTreeMap<String, Value> {
-    let (_, tokens) = api(http, "GET", "/api/ocpi/tokens", None).await;
-    tokens
+    let (_, tokens) = api(http, "GET", "/api/ocpi/tokens?limit=1000", None).await;
+    tokens["items"]
         .as_array()
-        .unwrap()
+        .unwrap_or_else(|| panic!("a page of tokens: {tokens}"))
         .iter()
         .map(|t| (t["key"].as_str().unwrap().to_string(), t["token"].clone()))
         .collect()

@@ -8,6 +8,8 @@
 //! firmware and log status, security events, NotifyEvent/NotifyReport) are
 //! covered in `e2e.rs` and `roaming.rs`.
 
+mod common;
+
 use std::time::Duration;
 
 use evproto_ocpp_client::{Client, ClientConfig, MemoryStore as Queue};
@@ -22,8 +24,7 @@ struct Harness {
     http: u16,
     station: Client,
     id: String,
-    stop: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<Result<(), String>>,
+    running: common::InProcess,
     dir: std::path::PathBuf,
 }
 
@@ -39,34 +40,13 @@ impl Harness {
         version: ProtocolVersion,
         database_url: Option<String>,
     ) -> Harness {
-        let dir = std::env::temp_dir().join(format!(
-            "csms-station-messages-{}-{test}",
-            std::process::id()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
+        let dir = common::temp_dir(&format!("station-messages-{test}"));
         let config = csms::config::Config {
-            bind: std::net::IpAddr::from([127, 0, 0, 1]),
-            ocpp_port: 0,
-            http_port: 0,
-            admin_port: 0,
-            data_dir: dir.clone(),
-            api_key: Some(KEY.into()),
-            security_profile: 0,
-            unknown_stations: csms::config::UnknownStations::Accept,
             database_url,
-            ..Default::default()
+            ..common::lab_config(&dir, KEY)
         };
-        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-        let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(csms::serve_until(
-            config,
-            async {
-                let _ = stop_rx.await;
-            },
-            Some(ready_tx),
-            false,
-        ));
-        let started = ready_rx.await.unwrap();
+        let running = common::InProcess::start(config).await;
+        let started = running.started.clone();
         let id = format!("SM-{}", test.replace('_', "-"));
         let url = format!("ws://127.0.0.1:{}/ocpp/", started.ocpp_port);
         let config = ClientConfig::new(url, id.clone(), version);
@@ -95,8 +75,7 @@ impl Harness {
             http: started.admin_port,
             station,
             id,
-            stop,
-            task,
+            running,
             dir,
         }
     }
@@ -162,8 +141,7 @@ impl Harness {
 
     async fn stop(self) {
         self.station.shutdown().await;
-        let _ = self.stop.send(());
-        self.task.await.unwrap().unwrap();
+        self.running.stop().await;
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

@@ -23,47 +23,22 @@ struct Csms {
     ocpp: u16,
     /// The admin port (operator API).
     http: u16,
-    stop: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<Result<(), String>>,
+    running: common::InProcess,
 }
 
 impl Csms {
     async fn start(test: &str, profile: u8, limits: csms::ocpp::StationLimits) -> Csms {
-        let dir = std::env::temp_dir().join(format!(
-            "csms-station-security-{}-{test}",
-            std::process::id()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
+        let dir = common::temp_dir(&format!("station-security-{test}"));
         let config = csms::config::Config {
-            bind: std::net::IpAddr::from([127, 0, 0, 1]),
-            ocpp_port: 0,
-            http_port: 0,
-            admin_port: 0,
-            data_dir: dir,
-            api_key: Some(KEY.into()),
             security_profile: profile,
-            unknown_stations: csms::config::UnknownStations::Accept,
             station_limits: limits,
-            ..Default::default()
+            ..common::lab_config(&dir, KEY)
         };
-        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-        let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(csms::serve_until(
-            config,
-            async {
-                let _ = stop_rx.await;
-            },
-            Some(ready_tx),
-            false,
-        ));
-        let Ok(started) = ready_rx.await else {
-            panic!("the CSMS did not start: {:?}", task.await);
-        };
+        let running = common::InProcess::start(config).await;
         Csms {
-            ocpp: started.ocpp_port,
-            http: started.admin_port,
-            stop,
-            task,
+            ocpp: running.started.ocpp_port,
+            http: running.started.admin_port,
+            running,
         }
     }
 
@@ -104,8 +79,7 @@ impl Csms {
     }
 
     async fn stop(self) {
-        let _ = self.stop.send(());
-        let _ = self.task.await;
+        self.running.stop().await;
     }
 }
 

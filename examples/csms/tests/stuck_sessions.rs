@@ -27,42 +27,18 @@ const WALLET: &str = "100.00";
 struct Csms {
     ocpp: u16,
     api: u16,
-    stop: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<Result<(), String>>,
+    running: common::InProcess,
     dir: std::path::PathBuf,
 }
 
 impl Csms {
     async fn start(test: &str) -> Csms {
-        let dir = std::env::temp_dir().join(format!("csms-stuck-{}-{test}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let config = csms::config::Config {
-            bind: std::net::IpAddr::from([127, 0, 0, 1]),
-            ocpp_port: 0,
-            http_port: 0,
-            admin_port: 0,
-            data_dir: dir.clone(),
-            api_key: Some(KEY.into()),
-            security_profile: 0,
-            unknown_stations: csms::config::UnknownStations::Accept,
-            ..Default::default()
-        };
-        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-        let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(csms::serve_until(
-            config,
-            async {
-                let _ = stop_rx.await;
-            },
-            Some(ready_tx),
-            false,
-        ));
-        let started = ready_rx.await.unwrap();
+        let dir = common::temp_dir(&format!("stuck-{test}"));
+        let running = common::InProcess::start(common::lab_config(&dir, KEY)).await;
         let csms = Csms {
-            ocpp: started.ocpp_port,
-            api: started.admin_port,
-            stop,
-            task,
+            ocpp: running.started.ocpp_port,
+            api: running.started.admin_port,
+            running,
             dir,
         };
         let tariff: Value = serde_json::from_str(TARIFF).unwrap();
@@ -149,8 +125,7 @@ impl Csms {
     }
 
     async fn stop(self) {
-        let _ = self.stop.send(());
-        self.task.await.unwrap().unwrap();
+        self.running.stop().await;
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

@@ -3,6 +3,7 @@
 use serde_json::Value;
 
 /// An operator API request with `key`: (HTTP status, JSON body or null).
+#[allow(dead_code)]
 pub(crate) async fn api(
     key: &str,
     port: u16,
@@ -25,4 +26,76 @@ pub(crate) async fn api(
     let r = rb.send().await.unwrap();
     let s = r.status().as_u16();
     (s, r.json().await.unwrap_or(Value::Null))
+}
+
+/// A fresh data directory for a test under the system's temporary folder
+/// (`csms-{name}-{pid}`, emptied first).
+#[allow(dead_code)] // not every test binary uses every helper
+pub(crate) fn temp_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("csms-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+/// A CSMS set up for a test: loopback only, ports chosen by the system,
+/// the API key `key`, stations let in without passwords (profile 0,
+/// unknown identities accepted) and the store under `dir`.
+#[allow(dead_code)]
+pub(crate) fn lab_config(dir: &std::path::Path, key: &str) -> csms::config::Config {
+    csms::config::Config {
+        bind: std::net::IpAddr::from([127, 0, 0, 1]),
+        ocpp_port: 0,
+        http_port: 0,
+        admin_port: 0,
+        data_dir: dir.to_path_buf(),
+        api_key: Some(key.into()),
+        security_profile: 0,
+        unknown_stations: csms::config::UnknownStations::Accept,
+        ..Default::default()
+    }
+}
+
+/// A CSMS serving in the test's own process until [`InProcess::stop`].
+#[allow(dead_code)]
+pub(crate) struct InProcess {
+    /// Its ports and key.
+    pub(crate) started: csms::Started,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<(), String>>,
+}
+
+#[allow(dead_code)]
+impl InProcess {
+    /// Starts `config` and waits until it listens.
+    pub(crate) async fn start(config: csms::config::Config) -> InProcess {
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+        let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(csms::serve_until(
+            config,
+            async {
+                let _ = stop_rx.await;
+            },
+            Some(ready_tx),
+            false,
+        ));
+        let started = match ready_rx.await {
+            Ok(s) => s,
+            Err(_) => panic!("csms did not start: {:?}", task.await),
+        };
+        InProcess {
+            started,
+            stop,
+            task,
+        }
+    }
+
+    /// Stops it and waits until it has (a hang guard of a minute).
+    pub(crate) async fn stop(self) {
+        let _ = self.stop.send(());
+        tokio::time::timeout(std::time::Duration::from_secs(60), self.task)
+            .await
+            .expect("csms stopped in time")
+            .expect("csms task")
+            .expect("csms ran without error");
+    }
 }
