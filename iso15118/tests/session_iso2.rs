@@ -8,8 +8,8 @@ use std::time::Duration;
 use evproto_iso15118::messages::iso2 as m;
 use evproto_iso15118::session::{
     iso2, Authorization, Effect, EndReason, EnergyMode, EvNotice, Evcc, EvccConfig, EvseRequest,
-    Isolation, MsgKind, PausedSession, Protocol, ScheduleTuple, Secc, SeccConfig, StopKind,
-    TimerKind,
+    Isolation, MsgKind, PausedSession, Protocol, ScheduleTuple, Secc, SeccConfig, Standard,
+    StopKind, TimerKind,
 };
 use test_support::VirtualClock;
 
@@ -268,24 +268,71 @@ fn ac_happy_path_with_one_five_and_a_hundred_loops() {
     }
 }
 
+/// An SECC without a meter sends no MeterInfo (it is optional; Josev's
+/// SECC never sends one): the EVCC then counts what it draws, nominal
+/// voltage × its current (at most the EVSE's EVSEMaxCurrent) × phases,
+/// capped by the schedule's PMax, between two ChargingStatus answers
+/// 100 ms apart. The SECC, with no meter, counts nothing.
 #[test]
-fn ac_without_a_meter_sends_no_meter_info() {
-    let mut sim = Sim::ac();
-    sim.has_meter = false;
-    sim.evse.meter_wh = None;
-    sim.secc.set_evse(sim.evse.clone());
-    sim.stop_after = Some((3, StopKind::Terminate));
-    sim.run(Duration::from_secs(60));
-    assert_eq!(sim.evcc_end, Some(EndReason::Finished));
-    assert!(sim.meter_readings().is_empty());
-    assert_eq!(sim.evcc.energy_wh(), 0.0);
-    let status = decode_json(
-        sim.to_evcc
-            .iter()
-            .find(|b| body_name(b) == "ChargingStatusRes")
-            .unwrap(),
-    );
-    assert!(status["ChargingStatusRes"]["MeterInfo"].is_null());
+fn ac_without_a_meter_sends_no_meter_info_and_the_evcc_counts_what_it_draws() {
+    // (loops, EVSE max current, PMax of the tuple, single phase, expected W)
+    let cases = [
+        (3u32, 125.0, None, false, AC_POWER),
+        (50, 125.0, None, false, AC_POWER),
+        (20, 10.0, None, false, 230.0 * 10.0 * 3.0),
+        (20, 125.0, Some(2_000.0), false, 2_000.0),
+        (20, 125.0, None, true, 230.0 * 16.0),
+    ];
+    for (n, max_current, pmax, single, watts) in cases {
+        let mut evcc = EvccConfig::iso2_ac(EVCC_ID.to_vec());
+        if single {
+            evcc.energy_mode = EnergyMode::AcSinglePhaseCore;
+        }
+        let mut secc = SeccConfig::new(SESSION.to_vec()).with_energy_modes(vec![
+            EnergyMode::AcSinglePhaseCore,
+            EnergyMode::AcThreePhaseCore,
+        ]);
+        secc.evse.max_current = max_current;
+        let mut sim = Sim::new(secc, evcc);
+        if let Some(p) = pmax {
+            sim.schedules.push_back(vec![ScheduleTuple {
+                id: 1,
+                entries: vec![(0, p)],
+                duration: 86_400,
+            }]);
+        }
+        sim.has_meter = false;
+        sim.evse.meter_wh = None;
+        sim.secc.set_evse(sim.evse.clone());
+        sim.stop_after = Some((n, StopKind::Terminate));
+        sim.run(Duration::from_secs(60));
+        let case = format!("n={n} max={max_current} pmax={pmax:?} single={single}");
+        assert_eq!(sim.evcc_end, Some(EndReason::Finished), "{case}");
+        assert_eq!(sim.evcc.charge_loops(), n, "{case}");
+        assert!(sim.meter_readings().is_empty(), "{case}");
+        assert_eq!(sim.secc.energy_wh(), 0.0, "{case}");
+        let exact = f64::from(n - 1) * watts * 0.1 / 3600.0;
+        let got = sim.evcc.energy_wh();
+        assert!(
+            (got - exact).abs() <= 1e-9 * exact,
+            "{case}: {got} vs {exact}"
+        );
+        let status = decode_json(
+            sim.to_evcc
+                .iter()
+                .find(|b| body_name(b) == "ChargingStatusRes")
+                .unwrap(),
+        );
+        assert!(status["ChargingStatusRes"]["MeterInfo"].is_null(), "{case}");
+        // the EV says what it draws
+        let drawn = watts / 230.0;
+        assert!(
+            sim.notices.iter().any(|x| matches!(x,
+                EvNotice::Present { voltage, current }
+                    if *voltage == 230.0 && (current - drawn).abs() < 1e-9)),
+            "{case}"
+        );
+    }
 }
 
 #[test]
@@ -760,6 +807,40 @@ fn evcc_message_timeouts_follow_the_iso2_table() {
             Some(EndReason::Timeout(TimerKind::SeccSequence))
         );
     }
+}
+
+/// `TimerConfig::current_demand` replaces the 250 ms of CurrentDemand
+/// (for slow peers such as Josev's SECC); the other timers keep the table's.
+#[test]
+fn a_raised_current_demand_timeout_is_the_one_armed() {
+    let mut evcc = EvccConfig::iso2_dc(EVCC_ID.to_vec());
+    evcc.timers.current_demand = Duration::from_millis(1500);
+    assert_eq!(
+        evcc.timers
+            .evcc_msg_timeout(Standard::Iso15118_2, MsgKind::PowerDelivery),
+        Duration::from_secs(5)
+    );
+    let mut sim = Sim::new(SeccConfig::new(SESSION.to_vec()), evcc);
+    let mut seen = 0;
+    sim.lose_answer = Box::new(move |b| {
+        if body_name(b) == "CurrentDemandRes" {
+            seen += 1;
+            return seen == 4;
+        }
+        false
+    });
+    sim.run(Duration::from_secs(30));
+    assert_eq!(
+        sim.evcc_end,
+        Some(EndReason::Timeout(TimerKind::EvccMsg(
+            MsgKind::CurrentDemand
+        )))
+    );
+    assert_eq!(
+        sim.evcc_end_at.unwrap() - *sim.sent_at.last().unwrap(),
+        Duration::from_millis(1500)
+    );
+    assert_eq!(sim.evcc.charge_loops(), 3);
 }
 
 #[test]

@@ -136,6 +136,38 @@ async fn iso2_ac_counts_the_meter() {
     assert_eq!(ev.energy_mode, Some(EnergyMode::AcThreePhaseCore));
 }
 
+/// Port 0 is a port of RFC 6335's dynamic range, the one SDP announces and
+/// EVs check (Josev drops an SDP response naming a port below 49152, and
+/// Linux's ephemeral ports start at 32768); a port given is kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn port_zero_binds_a_dynamic_port() {
+    let mut servers = Vec::new();
+    for bind in ["127.0.0.1:0", "[::1]:0", "127.0.0.1:0"] {
+        let server = SeccServer::bind(bind.parse().unwrap(), ShellConfig::default())
+            .await
+            .unwrap();
+        let port = server.local_addr().unwrap().port();
+        assert!(shell::DYNAMIC_PORTS.contains(&port), "{bind} -> {port}");
+        servers.push(server);
+    }
+    // two servers on one IP got different ports
+    assert_ne!(
+        servers[0].local_addr().unwrap(),
+        servers[2].local_addr().unwrap()
+    );
+    let taken = servers[0].local_addr().unwrap();
+    assert!(SeccServer::bind(taken, ShellConfig::default())
+        .await
+        .is_err());
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let fixed = listener.local_addr().unwrap();
+    drop(listener);
+    let server = SeccServer::bind(fixed, ShellConfig::default())
+        .await
+        .unwrap();
+    assert_eq!(server.local_addr().unwrap(), fixed);
+}
+
 /// Connects, sends `bytes`, and reads until the server closes (it must,
 /// within 5 s).
 async fn send_and_expect_close(addr: SocketAddr, bytes: &[u8]) {

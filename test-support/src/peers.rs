@@ -36,6 +36,26 @@ pub fn python_extrawest() -> &'static Path {
     PY.get_or_init(|| venv("venv-extrawest", PYTHON_EXTRAWEST))
 }
 
+/// The Python packages of the ISO 15118 interop venv: Josev (EcoG-io's
+/// `iso15118`, DIN SPEC 70121 / ISO 15118-2 / -20 EVCC and SECC; its EXI
+/// codec is the EXIficient jar it ships, run on Java 17). Its EVCC imports
+/// `aiofile`, which the package does not declare, so it is listed here;
+/// the ranged dependencies are pinned to the versions tested.
+pub const PYTHON_JOSEV: &[&str] = &[
+    "iso15118==0.31.2",
+    "aiofile==3.12.3",
+    "environs==14.6.0",
+    "marshmallow==4.4.0",
+    "psutil==6.1.1",
+    "py4j==0.10.9.9",
+];
+
+/// The python of the Josev venv ([`PYTHON_JOSEV`]).
+pub fn python_josev() -> &'static Path {
+    static PY: OnceLock<PathBuf> = OnceLock::new();
+    PY.get_or_init(|| venv("venv-josev", PYTHON_JOSEV))
+}
+
 /// A venv `name` under [`cache_dir`] with `packages`, created (under a
 /// file lock, so parallel tests and processes share it) when missing or
 /// when its package list changed. Returns its python.

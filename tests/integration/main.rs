@@ -6,6 +6,7 @@
 //! One test binary with topic modules, to keep link time down on 2 cores.
 
 mod csms;
+mod josev;
 mod loopback;
 mod node;
 mod ocpi_extrawest;

@@ -423,6 +423,17 @@ pub(crate) struct EvArgs {
     /// Energy to charge, kWh.
     #[arg(long, value_name = "N", default_value_t = 0.1)]
     energy_kwh: f64,
+    /// DC: PreCharge is done when the EVSE's present voltage is within
+    /// this many volts of the target. Raise it only against simulators
+    /// whose power module does not follow the target (Josev's SECC
+    /// answers 1 V whatever the EV asks).
+    #[arg(long, value_name = "V", default_value_t = 20.0)]
+    precharge_tolerance_v: f64,
+    /// How long to wait for a CurrentDemandRes (the standards' 250 ms by
+    /// default). Raise it only for peers known to be slow (Josev's SECC
+    /// answers in 50-180 ms on an idle machine).
+    #[arg(long, value_name = "MS", default_value_t = 250)]
+    current_demand_timeout_ms: u64,
     /// Print the summary as one JSON line (the last line of stdout):
     /// `protocol`, `session_id`, `energy_wh`, `messages`, `result`.
     #[arg(long)]
@@ -610,13 +621,21 @@ pub(crate) fn run_ev(args: EvArgs) -> Result<bool, String> {
         .map(Interface::by_name)
         .transpose()
         .map_err(|e| e.to_string())?;
+    if !(args.precharge_tolerance_v.is_finite() && args.precharge_tolerance_v >= 0.0) {
+        return Err("--precharge-tolerance-v: a number of volts, 0 or more".into());
+    }
     let mut mac = random_bytes()[..6].to_vec();
     mac[0] = (mac[0] & 0xfc) | 0x02; // locally administered, unicast
-    let config = match name {
+    let mut config = match name {
         ProtocolName::Din => EvccConfig::din_dc(mac),
         ProtocolName::Iso2Ac => EvccConfig::iso2_ac(mac),
         ProtocolName::Iso2Dc => EvccConfig::iso2_dc(mac),
     };
+    config.precharge_tolerance = args.precharge_tolerance_v;
+    if !(1..=60_000).contains(&args.current_demand_timeout_ms) {
+        return Err("--current-demand-timeout-ms: 1 to 60000".into());
+    }
+    config.timers.current_demand = std::time::Duration::from_millis(args.current_demand_timeout_ms);
     // where to connect (Ok), or the interface to run SDP on (Err)
     let target: Result<SocketAddr, Interface> = match (args.connect, iface) {
         (Some(SocketAddr::V6(a)), Some(i)) if a.scope_id() == 0 => Ok(SocketAddr::V6(

@@ -8,8 +8,8 @@ use std::time::Instant;
 
 use super::Effect;
 use super::{
-    msg_timeout, Core, EndReason, Energy, EvNotice, EvccConfig, EvseRequest, EvseStatus, Isolation,
-    MsgKind, SeccConfig, Standard, TimerKind,
+    Core, EndReason, Energy, EvNotice, EvccConfig, EvseRequest, EvseStatus, Isolation, MsgKind,
+    SeccConfig, Standard, TimerConfig, TimerKind,
 };
 
 /// The schema's name of a response code (`"FAILED_SequenceError"`).
@@ -159,12 +159,15 @@ impl Core {
         encoded: Result<Vec<u8>, String>,
         standard: Standard,
         kind: MsgKind,
+        timers: &TimerConfig,
     ) -> bool {
         match encoded {
             Ok(bytes) => {
                 self.transmit(bytes);
-                self.timers
-                    .arm(TimerKind::EvccMsg(kind), now + msg_timeout(standard, kind));
+                self.timers.arm(
+                    TimerKind::EvccMsg(kind),
+                    now + timers.evcc_msg_timeout(standard, kind),
+                );
                 true
             }
             Err(e) => {

@@ -1021,10 +1021,13 @@ impl Evcc {
             &self.session_id,
         );
         let encoded = encode(&id, self.body(req));
-        if self
-            .core
-            .send_request(now, encoded, Standard::Din70121, req.msg_kind())
-        {
+        if self.core.send_request(
+            now,
+            encoded,
+            Standard::Din70121,
+            req.msg_kind(),
+            &self.config.timers,
+        ) {
             self.awaiting = Some(req);
         }
     }

@@ -38,7 +38,12 @@
 //!
 //! Energy: DC integrates the present voltage × current between two
 //! CurrentDemand answers (as DIN); AC counts the EVSE's meter readings
-//! answered in ChargingStatusRes (0 without a meter), on both sides.
+//! answered in ChargingStatusRes, on both sides. An SECC whose
+//! ChargingStatusRes carry no MeterInfo (it is optional; Josev's never do)
+//! leaves the EVCC counting what its charger draws: the EVSE's nominal
+//! voltage × the current it may draw (its own maximum, at most the EVSE's
+//! EVSEMaxCurrent) × its phases, capped by the schedule's PMax, between two
+//! ChargingStatus answers; once a meter reading came, the meter counts.
 
 use std::time::Instant;
 
@@ -1096,6 +1101,11 @@ pub struct Evcc {
     stop_sent: StopKind,
     tuple: Option<(u8, f64)>,
     nominal_voltage: f64,
+    /// AC: the EVSE's EVSEMaxCurrent (ChargeParameterDiscoveryRes, then
+    /// each ChargingStatusRes that has it).
+    ac_max_current: f64,
+    /// AC: a ChargingStatusRes carried a meter reading (the meter counts).
+    metered: bool,
     loops: u32,
     renegotiations: u32,
     energy: Energy,
@@ -1123,6 +1133,8 @@ impl Evcc {
             stop_sent: StopKind::Terminate,
             tuple: None,
             nominal_voltage: 0.0,
+            ac_max_current: 0.0,
+            metered: false,
             loops: 0,
             renegotiations: 0,
             energy: Energy::default(),
@@ -1155,6 +1167,24 @@ impl Evcc {
 
     fn dc(&self) -> bool {
         self.config.energy_mode.is_dc()
+    }
+
+    /// AC: the current the EV draws, all phases together (A): its maximum
+    /// per phase, at most the EVSE's, times its phases, capped so that
+    /// nominal voltage × current stays within the schedule's PMax.
+    fn ac_drawn_current(&self) -> f64 {
+        let phases = match self.config.energy_mode {
+            EnergyMode::AcSinglePhaseCore => 1.0,
+            _ => 3.0,
+        };
+        let per_phase = self.config.ev.max_current.min(self.ac_max_current).max(0.0);
+        let mut current = per_phase * phases;
+        if let Some((_, pmax)) = self.tuple {
+            if self.nominal_voltage > 0.0 && pmax > 0.0 {
+                current = current.min(pmax / self.nominal_voltage);
+            }
+        }
+        current
     }
 
     fn ev_status(&self) -> m::DcEVStatusType {
@@ -1332,10 +1362,13 @@ impl Evcc {
             &self.session_id,
         );
         let encoded = encode_message(&id, self.body(req));
-        if self
-            .core
-            .send_request(now, encoded, Standard::Iso15118_2, req.msg_kind())
-        {
+        if self.core.send_request(
+            now,
+            encoded,
+            Standard::Iso15118_2,
+            req.msg_kind(),
+            &self.config.timers,
+        ) {
             self.awaiting = Some(req);
         }
     }
@@ -1486,6 +1519,7 @@ impl Evcc {
                 self.tuple = Some((t.sa_schedule_tuple_id, pmax));
                 if let Some(ac) = &r.ac_evse_charge_parameter {
                     self.nominal_voltage = val(&ac.evse_nominal_voltage);
+                    self.ac_max_current = val(&ac.evse_max_current);
                 }
                 if self.renegotiating || !self.dc() {
                     self.send(now, Request::PowerDelivery);
@@ -1568,10 +1602,22 @@ impl Evcc {
                     return;
                 }
                 self.loops += 1;
+                if let Some(i) = &r.evse_max_current {
+                    self.ac_max_current = val(i);
+                }
+                self.metered |= r
+                    .meter_info
+                    .as_ref()
+                    .and_then(|i| i.meter_reading)
+                    .is_some();
                 self.meter(r.meter_info.as_ref());
+                let current = self.ac_drawn_current();
+                if !self.metered {
+                    self.energy.add(now, self.nominal_voltage, current);
+                }
                 self.core.notice(EvNotice::Present {
                     voltage: self.nominal_voltage,
-                    current: 0.0,
+                    current,
                 });
                 self.notified(r.ac_evse_status.evse_notification);
                 self.next_in_loop(now, Request::ChargingStatus);

@@ -217,7 +217,8 @@ pub enum EvNotice {
     Present {
         /// Volts (-2 AC: the EVSE's nominal voltage from ChargeParameterDiscoveryRes).
         voltage: f64,
-        /// Amperes (DC; `0` for AC, where the EVSE does not report it).
+        /// Amperes (DC: the EVSE's present current; -2 AC, where the EVSE
+        /// does not report it: what the EV draws, all phases together).
         current: f64,
     },
     /// PowerDelivery(Stop) was accepted: open the EV's contactors.

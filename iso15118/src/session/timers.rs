@@ -118,6 +118,11 @@ pub struct TimerConfig {
     pub cable_check: Duration,
     /// `V2G_EVCC_PreCharge_Timeout`, 7 s.
     pub pre_charge: Duration,
+    /// `V2G_EVCC_Msg_Timeout` for CurrentDemandReq, 250 ms (the EVCC's
+    /// only sub-second message timer; the others are [`msg_timeout`]'s).
+    /// Raise it only for peers known to be slow: Josev's SECC answers in
+    /// 50–180 ms, its EXI codec being a JVM behind py4j.
+    pub current_demand: Duration,
 }
 
 impl Default for TimerConfig {
@@ -128,6 +133,18 @@ impl Default for TimerConfig {
             ongoing: Duration::from_secs(60),
             cable_check: Duration::from_secs(40),
             pre_charge: Duration::from_secs(7),
+            current_demand: msg_timeout(Standard::Din70121, MsgKind::CurrentDemand),
+        }
+    }
+}
+
+impl TimerConfig {
+    /// The EVCC's timeout for `kind`: [`msg_timeout`], but
+    /// [`TimerConfig::current_demand`] for CurrentDemand.
+    pub fn evcc_msg_timeout(&self, standard: Standard, kind: MsgKind) -> Duration {
+        match kind {
+            MsgKind::CurrentDemand => self.current_demand,
+            _ => msg_timeout(standard, kind),
         }
     }
 }

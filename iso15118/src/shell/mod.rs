@@ -85,7 +85,7 @@ pub use connection::connect;
 pub use discovery::{discover, SdpClientConfig, SdpServer, SdpServerConfig};
 pub use evcc::{run_evcc, Ev, Progress};
 pub use interface::Interface;
-pub use secc::{serve_connection, Evse, EvseAnswer, SeccServer, SeccService};
+pub use secc::{serve_connection, Evse, EvseAnswer, SeccServer, SeccService, DYNAMIC_PORTS};
 pub use sim::{SimEv, SimEvse};
 
 /// A decision that takes time (an authorization by a backend): a boxed

@@ -188,6 +188,35 @@ pub trait SeccService: Send + Sync + 'static {
     }
 }
 
+/// The ports an SECC listens on when the port is left to it: the dynamic
+/// ports of IETF RFC 6335, the range ISO 15118-2 and DIN SPEC 70121 give
+/// for the SECC port of the SDP response.
+pub const DYNAMIC_PORTS: std::ops::RangeInclusive<u16> = 49152..=65535;
+
+/// Binds `addr`'s IP on a free port of [`DYNAMIC_PORTS`], starting at a
+/// port drawn from std's randomly keyed hasher and trying the next one
+/// while the port is in use.
+async fn bind_dynamic(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    use std::hash::{BuildHasher, Hasher};
+    let (first, last) = (*DYNAMIC_PORTS.start(), *DYNAMIC_PORTS.end());
+    let count = u32::from(last - first) + 1;
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    let start = (h.finish() % u64::from(count)) as u32;
+    let mut last_err = None;
+    for i in 0..count {
+        let port = first + ((start + i) % count) as u16;
+        let mut a = addr;
+        a.set_port(port);
+        match TcpListener::bind(a).await {
+            Ok(l) => return Ok(l),
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => last_err = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last_err.unwrap_or_else(|| std::io::ErrorKind::AddrInUse.into()))
+}
+
 /// A TCP server of SECC sessions: each accepted connection runs
 /// [`serve_connection`] on its own task.
 #[derive(Debug)]
@@ -197,15 +226,21 @@ pub struct SeccServer {
 }
 
 impl SeccServer {
-    /// Listens on `addr` (IPv4 or IPv6; port 0 picks a free one).
+    /// Listens on `addr` (IPv4 or IPv6). Port 0 picks a free port in
+    /// [`DYNAMIC_PORTS`] (not the OS's ephemeral range, which on Linux
+    /// starts at 32768): the port is announced by SDP, and EVs check it
+    /// (Josev drops an SDP response whose port is below 49152).
     ///
     /// # Errors
     ///
-    /// [`Error::Io`] if the bind fails.
+    /// [`Error::Io`] if the bind fails (or every dynamic port is taken).
     pub async fn bind(addr: SocketAddr, shell: ShellConfig) -> Result<Self, Error> {
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|e| Error::io(format!("bind TCP {addr}"), e))?;
+        let listener = if addr.port() == 0 {
+            bind_dynamic(addr).await
+        } else {
+            TcpListener::bind(addr).await
+        }
+        .map_err(|e| Error::io(format!("bind TCP {addr}"), e))?;
         Ok(Self { listener, shell })
     }
 

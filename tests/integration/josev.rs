@@ -1,0 +1,599 @@
+//! Interop with Josev (EcoG-io's PyPI `iso15118` 0.31.2, see
+//! [`test_support::peers::PYTHON_JOSEV`]) over a real link: a veth pair
+//! between two network namespaces made for each test, each peer in its own
+//! namespace, so that SDP runs over IPv6 link-local multicast (`ff02::1`,
+//! UDP 15118) and the session over TCP to the SECC's link-local address.
+//!
+//! - Josev's EVCC (its simulated EV, EIM, no TLS) against `evproto v2g
+//!   evse --iface`: DIN SPEC 70121 DC, ISO 15118-2 AC and DC.
+//! - `evproto v2g ev --iface` against Josev's SECC (its simulated EVSE,
+//!   `AUTH_MODES=EIM`, TLS off): DIN DC, -2 DC, -2 AC, one SECC for all three.
+//! - Our EV finding our EVSE by SDP across the same kind of link.
+//!
+//! Namespaces and veth interfaces need root: CI runs as root; elsewhere the
+//! tests say why on stderr and pass without running. Every process is
+//! started in its own process group and killed with it (Josev's JVM too)
+//! when its guard drops, and the namespaces are deleted even when a test
+//! fails. Timeouts are hang guards only.
+//!
+//! Josev's quirks we tolerate, each checked below:
+//!
+//! 1. Its EVCC drops an SDP response whose SECC port is outside 49152–65535
+//!    (RFC 6335's dynamic ports; it then dies of an `AttributeError`). Linux
+//!    hands out ephemeral ports from 32768, so our SECC now binds port 0 to a
+//!    port of that range (`SeccServer::bind`, `iso15118/tests/shell.rs`
+//!    `port_zero_binds_a_dynamic_port`); checked on the port we announce.
+//! 2. Its simulated EVSE answers EVSEPresentVoltage 1 V (and 1 A) whatever
+//!    the EV asks, so PreCharge never reaches the target: our EV would end
+//!    with `Timeout(PreCharge)`, as a car must. The test raises the tolerance
+//!    (`--precharge-tolerance-v 400`) and asks for 0.5 mWh, which 1 V × 1 A
+//!    delivers in under 2 s; checked in Josev's log (PreChargeRes at 1 V).
+//! 3. Its ChargingStatusRes (-2 AC) carry no MeterInfo (optional in the
+//!    schema). Our EVCC counted AC energy from meter readings only, so it
+//!    never finished; it now counts what it draws when no reading comes
+//!    (`iso15118/tests/session_iso2.rs`
+//!    `ac_without_a_meter_sends_no_meter_info_and_the_evcc_counts_what_it_draws`);
+//!    checked: energy > 0 with no MeterInfo in Josev's log.
+//! 4. Its EXI codec is EXIficient in a JVM behind py4j: 50–180 ms per answer
+//!    on an idle machine, over half of CurrentDemand's 250 ms. Our EV gets
+//!    `--current-demand-timeout-ms 1000` so a loaded CI machine does not fail
+//!    the session (`a_raised_current_demand_timeout_is_the_one_armed`).
+//! 5. After SessionStop it keeps the TCP connection 5 s, and its SECC leaves
+//!    SDP unanswered until then ("UDP server has been resumed"): the next EV
+//!    starts once that line is in its log. Our SECC reports the session at
+//!    SessionStop, before Josev's EVCC closes and exits.
+//! 6. Its EVCC imports `aiofile`, which the package does not declare: the
+//!    venv lists it (without it the first test fails at Josev's import).
+
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use test_support::peers::python_josev;
+
+/// Hang guard for one session or one wait.
+const GUARD: Duration = Duration::from_secs(90);
+
+/// Root, or why these tests cannot run.
+fn is_root() -> bool {
+    let root = fs::read_to_string("/proc/self/status")
+        .map(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                == Some("0")
+        })
+        .unwrap_or(false);
+    if !root {
+        eprintln!(
+            "josev: not root: network namespaces and veth pairs need root (CI runs as root); \
+             the Josev interop tests did not run"
+        );
+    }
+    root
+}
+
+fn run(cmd: &mut Command) {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A veth pair between two fresh network namespaces (`ns[0]` has
+/// `iface[0]`, `ns[1]` has `iface[1]`), up, link-local addresses past DAD.
+/// Dropping it deletes both namespaces (and so the pair).
+struct Link {
+    ns: [String; 2],
+    iface: [String; 2],
+}
+
+impl Link {
+    fn new() -> Self {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let tag = format!(
+            "{}{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        );
+        let link = Self {
+            ns: [format!("evpj{tag}e"), format!("evpj{tag}v")],
+            iface: [format!("vj{tag}a"), format!("vj{tag}b")],
+        };
+        for ns in &link.ns {
+            let _ = Command::new("ip").args(["netns", "del", ns]).output();
+            run(Command::new("ip").args(["netns", "add", ns]));
+        }
+        run(Command::new("ip").args([
+            "link",
+            "add",
+            &link.iface[0],
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &link.iface[1],
+        ]));
+        for (ns, iface) in link.ns.iter().zip(&link.iface) {
+            run(Command::new("ip").args(["link", "set", iface, "netns", ns]));
+            run(Command::new("ip").args(["-n", ns, "link", "set", "lo", "up"]));
+            run(Command::new("ip").args(["-n", ns, "link", "set", iface, "up"]));
+        }
+        // the link-local addresses come up by themselves; DAD takes a moment
+        let start = Instant::now();
+        for (ns, iface) in link.ns.iter().zip(&link.iface) {
+            loop {
+                let out = Command::new("ip")
+                    .args(["-n", ns, "-6", "addr", "show", "dev", iface])
+                    .output()
+                    .unwrap();
+                let s = String::from_utf8_lossy(&out.stdout);
+                if s.contains("fe80::") && !s.contains("tentative") {
+                    break;
+                }
+                assert!(start.elapsed() < GUARD, "no link-local address: {s}");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        link
+    }
+
+    /// `cmd args` in namespace `side` (0 or 1).
+    fn command(&self, side: usize, program: &Path) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.ns[side]]).arg(program);
+        c.process_group(0);
+        c
+    }
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        for ns in &self.ns {
+            let _ = Command::new("ip").args(["netns", "del", ns]).output();
+        }
+    }
+}
+
+/// A child in its own process group, killed with its group when dropped.
+struct Proc(Child);
+
+impl Proc {
+    fn spawn(cmd: &mut Command) -> Self {
+        Self(cmd.spawn().unwrap_or_else(|e| panic!("{cmd:?}: {e}")))
+    }
+
+    /// Waits for the exit (at most [`GUARD`]).
+    fn wait(&mut self, what: &str) -> std::process::ExitStatus {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.0.try_wait().unwrap() {
+                return status;
+            }
+            assert!(start.elapsed() < GUARD, "{what}: still running");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.0.id())])
+            .output();
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A scratch directory, removed when dropped.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Self {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "evproto-josev-{name}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The `evproto` binary, built once on demand.
+fn evproto() -> &'static Path {
+    static EXE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    EXE.get_or_init(build_evproto)
+}
+
+fn build_evproto() -> PathBuf {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let ok = Command::new(cargo)
+        .args(["build", "-q", "-p", "evproto", "--bin", "evproto"])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "building evproto failed");
+    // target/<profile>/deps/integration-* → target/<profile>/evproto
+    let exe = std::env::current_exe().unwrap();
+    exe.parent().and_then(Path::parent).unwrap().join("evproto")
+}
+
+/// A Josev program (`secc` or `evcc`) in namespace `side`, its settings in
+/// the environment, stdout and stderr to `log`, started in `dir` (where it
+/// would read a `.env`: there is none).
+fn josev(
+    link: &Link,
+    side: usize,
+    kind: &str,
+    env: &[(&str, &str)],
+    dir: &Path,
+    log: &Path,
+) -> Proc {
+    let py = python_josev();
+    let out = fs::File::create(log).unwrap();
+    let mut cmd = link.command(side, py);
+    cmd.args(["-m", &format!("iso15118.{kind}.main")])
+        .current_dir(dir)
+        .env("LOG_LEVEL", "INFO")
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(out.try_clone().unwrap())
+        .stderr(out);
+    Proc::spawn(&mut cmd)
+}
+
+/// Waits until `log` holds `needle` at least `count` times.
+fn wait_in_log(log: &Path, needle: &str, count: usize) -> String {
+    let start = Instant::now();
+    loop {
+        let s = fs::read_to_string(log).unwrap_or_default();
+        if s.matches(needle).count() >= count {
+            return s;
+        }
+        assert!(
+            start.elapsed() < GUARD,
+            "{needle:?} ×{count} not in the log:\n{}",
+            tail(&s)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn tail(s: &str) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
+}
+
+/// A running `evproto v2g evse --iface`: its announced address and its
+/// stdout lines (one JSON line per session).
+struct Evse {
+    _proc: Proc,
+    port: u16,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Evse {
+    fn start(link: &Link, side: usize) -> Self {
+        let mut cmd = link.command(side, evproto());
+        cmd.args(["v2g", "evse", "--iface", &link.iface[side]])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        let mut proc = Proc::spawn(&mut cmd);
+        let stdout = proc.0.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let first = lines.recv_timeout(GUARD).expect("evse: no first line");
+        // "listening on [fe80::…%N]:PORT"
+        let addr = first
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("first line: {first:?}"));
+        assert!(addr.starts_with("[fe80::"), "{addr}");
+        let port = addr.rsplit(':').next().unwrap().parse().unwrap();
+        let sdp = lines.recv_timeout(GUARD).expect("evse: no sdp line");
+        assert!(sdp.starts_with("sdp on "), "{sdp}");
+        Self {
+            _proc: proc,
+            port,
+            lines,
+        }
+    }
+
+    fn next_session(&self) -> Value {
+        let line = self
+            .lines
+            .recv_timeout(GUARD)
+            .expect("evse: no session line");
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{line:?}: {e}"))
+    }
+}
+
+/// What `evproto v2g ev` did.
+struct EvRun {
+    ok: bool,
+    stderr: String,
+    /// The last stdout line (`--json`: the summary).
+    summary: Value,
+}
+
+/// `evproto v2g ev --iface --json` in namespace `side`, its output in `dir`.
+fn our_ev(link: &Link, side: usize, dir: &Path, extra: &[&str]) -> EvRun {
+    let (out, err) = (dir.join("ev.stdout"), dir.join("ev.stderr"));
+    let mut cmd = link.command(side, evproto());
+    cmd.args(["v2g", "ev", "--iface", &link.iface[side], "--json"])
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(fs::File::create(&out).unwrap())
+        .stderr(fs::File::create(&err).unwrap());
+    let ok = Proc::spawn(&mut cmd).wait("evproto v2g ev").success();
+    let stdout = fs::read_to_string(&out).unwrap();
+    let stderr = fs::read_to_string(&err).unwrap();
+    let last = stdout
+        .lines()
+        .last()
+        .unwrap_or_else(|| panic!("no stdout; stderr: {stderr}"));
+    let summary = serde_json::from_str(last).unwrap_or_else(|e| panic!("{last:?}: {e}"));
+    EvRun {
+        ok,
+        stderr,
+        summary,
+    }
+}
+
+/// Josev's EVCC against `evproto v2g evse`: DIN DC, -2 AC, -2 DC, each a
+/// session found by SDP, ended normally on both sides, energy counted by
+/// our SECC, the protocol and mode the EV asked for negotiated.
+#[test]
+fn josev_evcc_charges_from_our_evse_over_din_and_iso2() {
+    if !is_root() {
+        return;
+    }
+    let link = Link::new();
+    let evse = Evse::start(&link, 0);
+    // quirk 1: Josev's EVCC takes only a port of the dynamic range
+    assert!(
+        (49152..=65535).contains(&evse.port),
+        "announced port {}",
+        evse.port
+    );
+    let scratch = Scratch::new("evcc");
+    for (name, config) in [
+        (
+            "din",
+            r#"{"supportedProtocols": ["DIN_SPEC_70121"], "energyTransferMode": "DC_extended"}"#,
+        ),
+        (
+            "iso2-ac",
+            r#"{"supportedProtocols": ["ISO_15118_2"], "supportedEnergyServices": ["AC"], "energyTransferMode": "AC_three_phase_core"}"#,
+        ),
+        (
+            "iso2-dc",
+            r#"{"supportedProtocols": ["ISO_15118_2"], "supportedEnergyServices": ["DC"], "energyTransferMode": "DC_extended"}"#,
+        ),
+    ] {
+        let mut config: Value = serde_json::from_str(config).unwrap();
+        config["isCertInstallNeeded"] = false.into();
+        config["useTls"] = false.into();
+        config["chargeLoopCycle"] = 5.into();
+        let path = scratch.0.join(format!("{name}.json"));
+        fs::write(&path, config.to_string()).unwrap();
+        let log = scratch.0.join(format!("evcc-{name}.log"));
+        let mut ev = josev(
+            &link,
+            1,
+            "evcc",
+            &[
+                ("NETWORK_INTERFACE", link.iface[1].as_str()),
+                ("EVCC_CONFIG_PATH", path.to_str().unwrap()),
+            ],
+            &scratch.0,
+            &log,
+        );
+        let status = ev.wait("Josev EVCC");
+        let josev_log = fs::read_to_string(&log).unwrap();
+        let ours = evse.next_session();
+        assert!(status.success(), "{name}: {status}\n{}", tail(&josev_log));
+        assert_eq!(ours["result"], "ok", "{name}: {ours}\n{}", tail(&josev_log));
+        assert_eq!(ours["protocol"], name, "{ours}");
+        assert!(ours["energy_wh"].as_f64().unwrap() > 0.0, "{ours}");
+        // handshake, setup .. authorization, 2+ parameter/cable/precharge,
+        // power delivery twice, 5 loops, stop
+        assert!(ours["messages"].as_u64().unwrap() >= 12, "{ours}");
+        assert!(
+            ours["peer"].as_str().unwrap().starts_with("[fe80::"),
+            "{ours}"
+        );
+        // Josev found us by SDP at the port announced and ended normally
+        assert!(
+            josev_log.contains(&format!("Port: {} ", evse.port)),
+            "{}",
+            tail(&josev_log)
+        );
+        let id = ours["session_id"].as_str().unwrap();
+        assert!(josev_log.contains(id), "session {id} not in Josev's log");
+        assert!(
+            josev_log.contains("SessionStopRes received"),
+            "{}",
+            tail(&josev_log)
+        );
+        assert!(
+            !josev_log.lines().any(|l| l.starts_with("ERROR")),
+            "{}",
+            tail(&josev_log)
+        );
+    }
+}
+
+/// `evproto v2g ev` against Josev's SECC: DIN DC, -2 DC, -2 AC against one
+/// SECC found by SDP each time; our summary says ok with energy, Josev's
+/// log the protocol it chose and the session ended in SessionStop.
+#[test]
+fn our_ev_charges_from_josev_secc_over_din_and_iso2() {
+    if !is_root() {
+        return;
+    }
+    let link = Link::new();
+    let scratch = Scratch::new("secc");
+    let log = scratch.0.join("secc.log");
+    let _secc = josev(
+        &link,
+        0,
+        "secc",
+        &[
+            ("NETWORK_INTERFACE", link.iface[0].as_str()),
+            ("PROTOCOLS", "DIN_SPEC_70121,ISO_15118_2"),
+            ("AUTH_MODES", "EIM"),
+            ("SECC_ENFORCE_TLS", "false"),
+        ],
+        &scratch.0,
+        &log,
+    );
+    wait_in_log(&log, "UDP server started", 1);
+    let cases = [
+        ("din", "0.0000005", "DIN_SPEC_70121"),
+        ("iso2-dc", "0.0000005", "ISO_15118_2"),
+        ("iso2-ac", "0.001", "ISO_15118_2"),
+    ];
+    for (n, (name, kwh, chosen)) in cases.into_iter().enumerate() {
+        if n > 0 {
+            // quirk 5: no SDP answer until the last session's TCP linger ends
+            wait_in_log(&log, "UDP server has been resumed", n);
+        }
+        let run = our_ev(
+            &link,
+            1,
+            &scratch.0,
+            &[
+                "--protocol",
+                name,
+                "--energy-kwh",
+                kwh,
+                // quirk 2: Josev's EVSE stays at 1 V
+                "--precharge-tolerance-v",
+                "400",
+                // quirk 4: Josev's answers take 50-180 ms
+                "--current-demand-timeout-ms",
+                "1000",
+            ],
+        );
+        let s = &run.summary;
+        let josev_log = wait_in_log(&log, "Session ended in", n + 1);
+        assert!(run.ok, "{name}: {s}\n{}\n{}", run.stderr, tail(&josev_log));
+        assert_eq!(s["result"], "ok", "{s}");
+        assert_eq!(s["protocol"], name, "{s}");
+        assert!(s["energy_wh"].as_f64().unwrap() > 0.0, "{s}");
+        assert!(s["messages"].as_u64().unwrap() >= 12, "{s}");
+        assert_eq!(
+            josev_log.matches("Chosen protocol: ").count(),
+            n + 1,
+            "{}",
+            tail(&josev_log)
+        );
+        assert!(
+            josev_log
+                .lines()
+                .filter(|l| l.contains("Chosen protocol: "))
+                .nth(n)
+                .unwrap()
+                .ends_with(chosen),
+            "{}",
+            tail(&josev_log)
+        );
+        let id = s["session_id"].as_str().unwrap();
+        let session: Vec<&str> = josev_log.lines().filter(|l| l.contains(id)).collect();
+        assert!(!session.is_empty(), "session {id} not in Josev's log");
+        assert!(
+            josev_log.contains("Session ended in SessionStop"),
+            "{}",
+            tail(&josev_log)
+        );
+        if name == "iso2-ac" {
+            // quirk 3: no MeterInfo, yet our EV counted energy
+            let status: Vec<&&str> = session
+                .iter()
+                .filter(|l| l.contains("\"ChargingStatusRes\""))
+                .collect();
+            assert!(!status.is_empty(), "{}", tail(&josev_log));
+            assert!(
+                status.iter().all(|l| !l.contains("MeterInfo")),
+                "{status:?}"
+            );
+        } else {
+            // quirk 2: Josev's PreChargeRes say 1 V while the EV asks 400 V
+            let precharge: Vec<&&str> = session
+                .iter()
+                .filter(|l| l.contains("\"PreChargeRes\""))
+                .collect();
+            assert!(!precharge.is_empty(), "{}", tail(&josev_log));
+            assert!(
+                precharge.iter().all(|l| l.contains(
+                    r#""EVSEPresentVoltage": {"Value": 1, "Multiplier": 0, "Unit": "V"}"#
+                )),
+                "{precharge:?}"
+            );
+        }
+    }
+}
+
+/// Our EV finds our EVSE by SDP across the veth pair (link-local multicast,
+/// then TCP to the announced link-local address) and charges over each
+/// protocol.
+#[test]
+fn our_ev_finds_our_evse_by_sdp_across_a_veth_pair() {
+    if !is_root() {
+        return;
+    }
+    let link = Link::new();
+    let evse = Evse::start(&link, 0);
+    let scratch = Scratch::new("sdp");
+    for (name, kwh) in [("din", "0.01"), ("iso2-dc", "0.01"), ("iso2-ac", "0.003")] {
+        let run = our_ev(
+            &link,
+            1,
+            &scratch.0,
+            &["--protocol", name, "--energy-kwh", kwh],
+        );
+        let s = &run.summary;
+        assert!(run.ok, "{name}: {s}\n{}", run.stderr);
+        assert_eq!(s["result"], "ok", "{s}");
+        // found by SDP: the address announced, on the EV's side of the link
+        let port = format!("]:{}", evse.port);
+        assert!(
+            run.stderr
+                .lines()
+                .any(|l| l.starts_with("evproto: charging")
+                    && l.contains("[fe80::")
+                    && l.ends_with(&port)),
+            "{}",
+            run.stderr
+        );
+        let ours = evse.next_session();
+        assert_eq!(ours["result"], "ok", "{ours}");
+        assert_eq!(ours["protocol"], name, "{ours}");
+        assert_eq!(ours["session_id"], s["session_id"], "{ours} vs {s}");
+        assert!(s["energy_wh"].as_f64().unwrap() >= 1000.0 * kwh.parse::<f64>().unwrap());
+    }
+}
