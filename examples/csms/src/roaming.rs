@@ -470,22 +470,50 @@ impl Roaming {
     }
 
     /// Rebuilds a station's Location, stores it for pulls and pushes it.
+    ///
+    /// One rebuild at a time per station, each reading the station when its
+    /// turn comes: the events that call this (a boot, then its first
+    /// status) arrive together, and rebuilt side by side the older view
+    /// could be stored last, and then pushed as the newest.
     pub async fn location_changed(self: &Arc<Self>, station_id: &str) {
-        let loc = station_location(&self.store, &self.country_code, &self.party_id, station_id);
-        match loc.await {
-            Ok(Some(loc)) => {
-                if self
-                    .store_published("locations", "Location", station_id, loc)
-                    .await
-                    .is_some()
-                {
-                    let due = self.queue_all("locations", station_id).await;
-                    self.run_pushes(due).await;
+        let key = format!("rebuild:locations:{station_id}");
+        let turn = self
+            .turns
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(key.clone())
+            .or_default()
+            .clone();
+        let due = {
+            let _turn = turn.lock().await;
+            let loc = station_location(&self.store, &self.country_code, &self.party_id, station_id);
+            match loc.await {
+                Ok(Some(loc)) => {
+                    if self
+                        .store_published("locations", "Location", station_id, loc)
+                        .await
+                        .is_some()
+                    {
+                        self.queue_all("locations", station_id).await
+                    } else {
+                        Vec::new()
+                    }
+                }
+                Ok(None) => Vec::new(),
+                Err(e) => {
+                    tracing::warn!(station = station_id, "location not built: {e}");
+                    Vec::new()
                 }
             }
-            Ok(None) => {}
-            Err(e) => tracing::warn!(station = station_id, "location not built: {e}"),
+        };
+        {
+            // the map keeps only turns somebody holds or waits for
+            let mut turns = self.turns.lock().unwrap_or_else(|e| e.into_inner());
+            if Arc::strong_count(&turn) <= 2 {
+                turns.remove(&key);
+            }
         }
+        self.run_pushes(due).await;
     }
 
     /// Publishes a tariff under its id and pushes it.
