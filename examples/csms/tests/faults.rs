@@ -127,12 +127,10 @@ async fn api(csms: &Csms, method: &str, path: &str, body: Option<Value>) -> (u16
     common::api(KEY, csms.api, method, path, body).await
 }
 
-/// Registers `n` stations `{prefix}{i}` with a password, a token
-/// `{prefix}T{i}` each with a wallet of [`WALLET`], and the tariff.
+/// Registers `n` stations `{prefix}{i}` with a password, and the drivers
+/// of [`register_drivers`].
 async fn register(csms: &Csms, prefix: &str, n: usize) {
-    let tariff: Value = serde_json::from_str(TARIFF).unwrap();
-    let (s, b) = api(csms, "PUT", "/api/tariffs/default", Some(tariff)).await;
-    assert!(s == 200 || s == 201, "tariff: {s} {b}");
+    register_drivers(csms, prefix, n).await;
     for i in 0..n {
         let (s, b) = api(
             csms,
@@ -142,23 +140,6 @@ async fn register(csms: &Csms, prefix: &str, n: usize) {
         )
         .await;
         assert!(s == 200 || s == 201, "station: {s} {b}");
-        let token = format!("{prefix}T{i}");
-        let (s, b) = api(
-            csms,
-            "POST",
-            "/api/tokens",
-            Some(json!({"id_token": token})),
-        )
-        .await;
-        assert!(s == 200 || s == 201, "token: {s} {b}");
-        let (s, b) = api(
-            csms,
-            "PUT",
-            &format!("/api/wallets/{token}"),
-            Some(json!({"balance": WALLET.parse::<Decimal>().unwrap()})),
-        )
-        .await;
-        assert!(s == 200 || s == 201, "wallet: {s} {b}");
     }
 }
 
