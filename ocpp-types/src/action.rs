@@ -147,6 +147,9 @@ pub struct ActionInfo {
     pub send: bool,
     /// The request schema's path under `schemas/` (`v16/Authorize.json`).
     pub request_schema: &'static str,
+    /// The request's JSON schema itself (the text of [`request_schema`](Self::request_schema)),
+    /// for tools that show or generate forms from it.
+    pub request_schema_json: &'static str,
     /// The response schema's path under `schemas/`.
     pub response_schema: Option<&'static str>,
     /// Validates a request payload.

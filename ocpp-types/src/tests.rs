@@ -75,6 +75,12 @@ fn counts_per_version_and_every_schema_linked() {
                 Some(a.name)
             );
             linked.push(a.request_schema);
+            assert_eq!(
+                a.request_schema_json,
+                std::fs::read_to_string(schema_dir().join(a.request_schema)).unwrap(),
+                "{name} {}: the embedded request schema is its file",
+                a.name
+            );
             linked.extend(a.response_schema);
         }
         let mut files: Vec<String> = std::fs::read_dir(schema_dir().join(name))

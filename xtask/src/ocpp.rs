@@ -1190,6 +1190,15 @@ fn emit_actions(out: &mut String, spec: &VersionSpec, actions: &[ActionDef]) {
             "        request_schema: {:?},",
             format!("{m}/{}", a.request_file)
         );
+        let (schema_trait, schema_const) = if a.send {
+            ("SendAction", "SCHEMA")
+        } else {
+            ("Action", "REQUEST_SCHEMA")
+        };
+        let _ = writeln!(
+            out,
+            "        request_schema_json: <action::{n} as crate::{schema_trait}>::{schema_const},"
+        );
         match &a.response_file {
             Some(r) => {
                 let _ = writeln!(
