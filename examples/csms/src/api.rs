@@ -405,7 +405,7 @@ pub fn admin_router(app: Arc<App>) -> Router {
             "/api/openapi.json",
             get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }),
         )
-        .route("/", get(crate::dashboard::page))
+        .merge(crate::console::router())
         // after every route: it is set on the routes there are
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)

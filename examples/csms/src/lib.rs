@@ -18,7 +18,7 @@
 pub mod api;
 pub mod billing;
 pub mod config;
-pub mod dashboard;
+pub mod console;
 pub mod datadir;
 pub mod demo;
 pub mod listener;

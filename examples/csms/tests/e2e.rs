@@ -478,10 +478,12 @@ fn full_story(name: &str, db: Option<&str>) {
         m.as_str().unwrap().contains("csms_sessions_completed 3"),
         "{m}"
     );
-    // the dashboard page
-    let (s, page) = http(h, "GET", "/", None, None);
+    // the operator console: its page and the module that follows the live events
+    let (s, _) = http(h, "GET", "/", None, None);
     assert_eq!(s, 200);
-    assert!(page.as_str().unwrap().contains("EventSource"));
+    let (s, live) = http(h, "GET", "/console/js/live.js", None, None);
+    assert_eq!(s, 200);
+    assert!(live.as_str().unwrap().contains("EventSource"));
     drop(csms);
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -196,6 +196,10 @@ async fn the_dashboard_takes_the_key_out_of_its_address() {
     let lower = page.to_ascii_lowercase();
     assert!(lower.contains("referrer-policy: no-referrer"), "{page}");
     assert!(lower.contains("cache-control: no-store"), "{page}");
+    assert!(!page.contains(KEY), "the page echoes the key");
+    // the console's key handling is in its api.js module (no inline script)
+    let (s, page) = exchange(c.admin(), get("/console/js/api.js", None)).await;
+    assert_eq!(s, 200);
     assert!(
         page.contains("history.replaceState("),
         "the key stays in the address bar"

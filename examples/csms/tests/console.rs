@@ -1,0 +1,303 @@
+//! The operator console in headless Chromium (Debian's `chromium`,
+//! installed by `.ci/run`), driven by `tests/console/console.mjs` through
+//! playwright-core as a person would use it: a wrong key refused, log in,
+//! a token, the default tariff and a station (with a password) created
+//! through the forms, the simulated station booting and charging under
+//! that password, a session force-closed with a reason, its CDR and
+//! payment, a Reset sent from the form generated from the action's schema
+//! and its answer. A screenshot of each page goes to
+//! `$CARGO_TARGET_TMPDIR/console-screens/` (printed).
+//!
+//! Also: the console's files are served with their types and security
+//! headers, and the page loads no inline script.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use evproto_ocpp_proto::ProtocolVersion;
+use evproto_sim::{model::Behaviour, SimConfig};
+
+const KEY: &str = "console-test-key-0123456789";
+
+fn chromium() -> &'static str {
+    for c in [
+        "/usr/bin/chromium",
+        "/usr/bin/chromium-browser",
+        "/usr/bin/google-chrome",
+    ] {
+        if Path::new(c).exists() {
+            return c;
+        }
+    }
+    panic!(
+        "headless Chromium is needed for the console test: apt-get install chromium (.ci/run does)"
+    );
+}
+
+fn here() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/console")
+}
+
+/// playwright-core as pinned in tests/console/package.json, installed with
+/// npm on first use under the evproto cache (a file lock keeps parallel
+/// test binaries from installing it twice at once).
+fn node_modules() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let cache = test_support::peers::cache_dir();
+        let dir = cache.join("node-playwright");
+        std::fs::create_dir_all(&dir).unwrap();
+        let lock = std::fs::File::create(cache.join("node-playwright.lock")).unwrap();
+        lock.lock().unwrap();
+        let package = std::fs::read_to_string(here().join("package.json")).unwrap();
+        let marker = dir.join(".evproto-package.json");
+        if std::fs::read_to_string(&marker).ok().as_deref() != Some(package.as_str()) {
+            std::fs::write(dir.join("package.json"), &package).unwrap();
+            let ok = Command::new("npm")
+                .args(["install", "--no-audit", "--no-fund", "--silent"])
+                .current_dir(&dir)
+                .status()
+                .expect("npm (Node.js) is needed for the console test")
+                .success();
+            assert!(ok, "npm install playwright-core failed");
+            std::fs::write(&marker, &package).unwrap();
+        }
+        dir.join("node_modules")
+    })
+}
+
+/// `csms` on ports chosen by the system: OCPP under security profile 1
+/// (stations prove a password), unknown stations refused, so the station
+/// gets in only once the console has registered it.
+struct Csms {
+    child: Child,
+    ocpp: u16,
+    admin: u16,
+    dir: PathBuf,
+}
+
+impl Csms {
+    fn start(name: &str) -> Csms {
+        let dir = std::env::temp_dir().join(format!("csms-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_csms"))
+            .current_dir(&dir)
+            .args([
+                "--bind",
+                "127.0.0.1",
+                "--ocpp-port",
+                "0",
+                "--http-port",
+                "0",
+            ])
+            .args(["--admin-port", "0", "--security-profile", "1"])
+            .args(["--unknown-stations", "reject"])
+            .env("CSMS_API_KEY", KEY)
+            .env_remove("DATABASE_URL")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let (ocpp, admin) = loop {
+            let line = lines.next().expect("csms exited before listening").unwrap();
+            let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+            if v["event"] == "listening" {
+                break (
+                    v["ocpp_port"].as_u64().unwrap() as u16,
+                    v["admin_port"].as_u64().unwrap() as u16,
+                );
+            }
+        };
+        // keep reading its stdout so it never blocks on a full pipe
+        std::thread::spawn(move || for _ in lines {});
+        Csms {
+            child,
+            ocpp,
+            admin,
+            dir,
+        }
+    }
+}
+
+impl Drop for Csms {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A GET on the admin port: (status, head in lower case, body).
+fn http_get(port: u16, path: &str) -> (u16, String, Vec<u8>) {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).unwrap();
+    let split = out
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("an HTTP answer");
+    let head = String::from_utf8_lossy(&out[..split]).to_ascii_lowercase();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, head, out[split + 4..].to_vec())
+}
+
+/// The simulated station: one OCPP 2.0.1 station, one connector, a driver
+/// presenting LABTOKEN at once and charging until stopped.
+fn simulator(
+    rt: &tokio::runtime::Runtime,
+    ocpp: u16,
+    prefix: &str,
+    password: &str,
+) -> tokio::task::JoinHandle<Result<evproto_sim::Report, String>> {
+    rt.spawn(evproto_sim::run(
+        SimConfig {
+            url: format!("ws://127.0.0.1:{ocpp}/ocpp/"),
+            stations: 1,
+            versions: vec![ProtocolVersion::V201],
+            connectors: (1, 1),
+            duration: Duration::from_secs(600),
+            prefix: prefix.into(),
+            password: Some(password.into()),
+            behaviour: Behaviour {
+                idle_ms: (0, 500),
+                session_ms: (600_000, 600_000),
+                meter_interval_ms: 1_000,
+                fault_per_s: 0.0,
+                disconnect_per_s: 0.0,
+                tokens: vec!["LABTOKEN".into()],
+                ..Behaviour::default()
+            },
+            ..SimConfig::default()
+        },
+        None,
+    ))
+}
+
+#[test]
+fn console_files_have_their_types_and_security_headers() {
+    let csms = Csms::start("console-headers");
+    let (s, head, body) = http_get(csms.admin, "/?key=secret-in-the-address");
+    assert_eq!(s, 200, "{head}");
+    for h in [
+        "content-type: text/html; charset=utf-8",
+        "cache-control: no-store",
+        "content-security-policy: default-src 'self'; script-src 'self'",
+        "x-frame-options: deny",
+        "x-content-type-options: nosniff",
+        "referrer-policy: no-referrer",
+    ] {
+        assert!(head.contains(h), "no {h} in {head}");
+    }
+    let page = String::from_utf8(body).unwrap();
+    assert!(
+        !page.contains("secret-in-the-address"),
+        "the page echoes its address"
+    );
+    assert!(page.contains(r#"<script type="module" src="/console/js/main.js">"#));
+    for (path, ty) in [
+        ("/console/js/main.js", "text/javascript"),
+        ("/console/js/pages/station.js", "text/javascript"),
+        ("/console/console.css", "text/css"),
+        ("/console/vendor/uPlot.iife.min.js", "text/javascript"),
+        ("/console/vendor/uPlot.min.css", "text/css"),
+    ] {
+        let (s, head, body) = http_get(csms.admin, path);
+        assert_eq!(s, 200, "{path}: {head}");
+        assert!(
+            head.contains(&format!("content-type: {ty}")),
+            "{path}: {head}"
+        );
+        assert!(head.contains("x-content-type-options: nosniff"), "{path}");
+        assert!(!body.is_empty(), "{path} is empty");
+    }
+    let (s, head, body) = http_get(csms.admin, "/console/../src/lib.rs");
+    assert_eq!(s, 404, "{head}");
+    assert!(String::from_utf8_lossy(&body).contains("\"error\""));
+    let (s, _, _) = http_get(csms.admin, "/console/js/nothing.js");
+    assert_eq!(s, 404);
+}
+
+#[test]
+fn an_operator_runs_the_network_from_the_console() {
+    let browser = chromium();
+    let modules = node_modules();
+    let csms = Csms::start("console");
+    let screens = Path::new(env!("CARGO_TARGET_TMPDIR")).join("console-screens");
+    let _ = std::fs::remove_dir_all(&screens);
+    println!("console screenshots: {}", screens.display());
+    let mut node = Command::new("node")
+        .arg(here().join("console.mjs"))
+        .env("NODE_PATH", modules)
+        .env("CHROMIUM", browser)
+        .env("CONSOLE_URL", format!("http://127.0.0.1:{}", csms.admin))
+        .env("CONSOLE_KEY", KEY)
+        .env("CONSOLE_SCREENS", &screens)
+        .env("CONSOLE_STATION", "LAB0")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("node (Node.js 20) is needed for the console test");
+    let stderr = node.stderr.take().unwrap();
+    let errors = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = BufReader::new(stderr).read_to_string(&mut s);
+        s
+    });
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut sim = None;
+    let mut output = String::new();
+    // a hang guard: the script's own waits are shorter
+    let stdout = node.stdout.take().unwrap();
+    let node = std::sync::Arc::new(std::sync::Mutex::new(node));
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let guard = std::thread::spawn({
+        let (node, done) = (node.clone(), done.clone());
+        move || {
+            for _ in 0..600 {
+                if done.load(std::sync::atomic::Ordering::SeqCst) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_secs(1));
+            }
+            let _ = node.lock().unwrap().kill();
+        }
+    });
+    for line in BufReader::new(stdout).lines() {
+        let line = line.unwrap();
+        println!("console.mjs: {line}");
+        output.push_str(&line);
+        output.push('\n');
+        // the station was registered through the form: it connects with
+        // the password the form generated (prefix LAB: identity LAB0)
+        if let Some(rest) = line.strip_prefix("NEED station ") {
+            let (id, password) = rest.split_once(' ').expect("identity and password");
+            assert_eq!(id, "LAB0");
+            sim = Some(simulator(&rt, csms.ocpp, "LAB", password));
+        }
+    }
+    let status = node.lock().unwrap().wait().unwrap();
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    let _ = guard.join();
+    let stderr = errors.join().unwrap_or_default();
+    if let Some(sim) = sim {
+        sim.abort();
+    }
+    assert!(
+        status.success(),
+        "the console scenario failed ({status}); screenshots in {}\n{output}\n{stderr}",
+        screens.display()
+    );
+    assert!(output.contains("OK every step passed"), "{output}");
+    let shots = std::fs::read_dir(&screens).unwrap().count();
+    assert!(shots >= 14, "{shots} screenshots in {}", screens.display());
+}

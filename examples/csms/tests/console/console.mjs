@@ -1,0 +1,307 @@
+// The operator console driven as a person would, in headless Chromium
+// (Debian's, through playwright-core): tests/console.rs starts the CSMS,
+// runs this script and starts the simulated station when asked.
+//
+// Environment: CONSOLE_URL (the admin listener), CONSOLE_KEY (the API key),
+// CONSOLE_SCREENS (where screenshots go), CONSOLE_STATION (the identity
+// the simulated station will use).
+//
+// Protocol on stdout, one line each: `STEP name` as each step starts,
+// `SCREEN path` per screenshot, `NEED station <identity> <password>` when
+// the station has been registered through the form and the simulator
+// should start with that password. Exit 0 when every step passed; 1 with
+// the failing step and a screenshot of the page otherwise.
+
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import fs from 'node:fs';
+
+const require = createRequire(import.meta.url);
+const { chromium } = require('playwright-core');
+
+const BASE = process.env.CONSOLE_URL;
+const KEY = process.env.CONSOLE_KEY;
+const SCREENS = process.env.CONSOLE_SCREENS;
+const STATION = process.env.CONSOLE_STATION || 'LAB0';
+const TOKEN = 'LABTOKEN';
+const LONG = 90_000;
+
+fs.mkdirSync(SCREENS, { recursive: true });
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+});
+const context = await browser.newContext({ viewport: { width: 1400, height: 1000 }, locale: 'en-GB', timezoneId: 'Europe/Amsterdam' });
+const page = await context.newPage();
+page.setDefaultTimeout(20_000);
+
+// what must never happen on any page: script errors, policy violations
+const problems = [];
+page.on('pageerror', (e) => problems.push('script error: ' + e.message));
+page.on('console', (m) => {
+  if (m.type() === 'error' && /Content Security Policy|Refused to/i.test(m.text())) problems.push('CSP: ' + m.text());
+});
+await page.addInitScript(() => {
+  document.addEventListener('securitypolicyviolation', (e) => console.error('Refused to load: CSP violation of ' + e.violatedDirective + ' by ' + e.blockedURI));
+});
+
+let current = 'start';
+function step(name) {
+  current = name;
+  console.log('STEP ' + name);
+}
+async function shot(name) {
+  const file = path.join(SCREENS, name + '.png');
+  await page.screenshot({ path: file, fullPage: true });
+  console.log('SCREEN ' + file);
+}
+function check(cond, what) {
+  if (!cond) throw new Error(what);
+}
+const view = () => page.locator('#view');
+/** Opens a page by its address and waits until it has loaded. */
+async function go(hash) {
+  await page.evaluate((h) => (location.hash = h), hash);
+  await page.waitForFunction((h) => document.body.dataset.route === h, hash);
+}
+async function toastSays(text) {
+  await page.locator('#toasts .toast', { hasText: text }).first().waitFor();
+}
+
+try {
+  step('login page, a wrong key refused in words');
+  await page.goto(BASE + '/');
+  await page.getByLabel('API key').fill('not-the-key-' + Date.now());
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.locator('#login-error', { hasText: 'That key is not valid' }).waitFor();
+  check(await page.locator('#app').isHidden(), 'the console opened with a wrong key');
+  await shot('01-login-wrong-key');
+
+  step('log in with the key');
+  await page.getByLabel('API key').fill(KEY);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.locator('#view h1', { hasText: 'Overview' }).waitFor();
+  await page.locator('[data-tile="stations"]').waitFor();
+  check((await page.evaluate(() => sessionStorage.getItem('csms-key'))) === KEY, 'the key is not kept in session storage');
+  check((await page.evaluate(() => localStorage.length)) === 0, 'something went to localStorage');
+  await page.locator('#live.live').waitFor();
+
+  step('create a token with a prepaid wallet through the form');
+  await go('#/tokens');
+  await page.getByRole('button', { name: '+ New token' }).click();
+  const tokenDialog = page.locator('dialog[open]');
+  await tokenDialog.getByLabel('Token (idTag / idToken)').fill(TOKEN);
+  await tokenDialog.getByLabel('Type').selectOption('ISO14443');
+  await tokenDialog.getByLabel('Status').selectOption('Accepted');
+  if (await tokenDialog.getByLabel('Group').isEnabled()) await tokenDialog.getByLabel('Group').fill('LAB-FLEET');
+  await tokenDialog.getByLabel('Balance').fill('50');
+  await tokenDialog.getByRole('button', { name: 'Create' }).click();
+  await toastSays(`Token ${TOKEN} created.`);
+  const tokenRow = page.locator(`tr[data-token="${TOKEN}"]`);
+  await tokenRow.waitFor();
+  await tokenRow.getByText('Accepted').waitFor();
+  await tokenRow.locator('td', { hasText: '50.00' }).waitFor();
+  await shot('02-tokens');
+
+  step('create the default tariff in the editor, with a live preview');
+  await go('#/tariffs');
+  await page.getByRole('link', { name: '+ New tariff' }).click();
+  await page.locator('#tariff-form').waitFor();
+  await page.getByLabel('Tariff id').fill('default');
+  await page.getByLabel('Currency (ISO 4217)').fill('EUR');
+  const comp = page.locator('#tariff-form .component').first();
+  await comp.getByLabel('Component').selectOption('ENERGY');
+  await comp.getByLabel('Price excl. VAT').fill('0.40');
+  await comp.getByLabel('VAT %').fill('21');
+  await page.getByRole('button', { name: '+ Add price component' }).click();
+  const flat = page.locator('#tariff-form .component').nth(1);
+  await flat.getByLabel('Component').selectOption('FLAT');
+  await flat.getByLabel('Price excl. VAT').fill('0.50');
+  await flat.getByLabel('VAT %').fill('21');
+  await page.getByLabel('Energy (kWh)', { exact: true }).fill('10');
+  // 10 kWh × 0.40 + 0.50 = 4.50 excl. VAT; 5.445 → €5.45 incl. 21 % VAT
+  // the preview follows the form as it is edited (debounced)
+  await page
+    .waitForFunction(() => /5[.,]4[45]/.test(document.querySelector('#tariff-preview')?.innerText || ''), null, { timeout: 10_000 })
+    .catch(async () => check(false, 'preview of 10 kWh at 0.40 + 0.50 flat incl. 21 % VAT: ' + (await page.locator('#tariff-preview').innerText())));
+  const previewText = await page.locator('#tariff-preview').innerText();
+  check(/4[.,]50/.test(previewText), 'preview excl. VAT: ' + previewText);
+  check(/10 kWh/.test(previewText), 'preview for the sample energy: ' + previewText);
+  await shot('03-tariff-editor');
+  await page.getByRole('button', { name: 'Save tariff' }).click();
+  await toastSays('Tariff default saved.');
+  await page.waitForFunction(() => document.body.dataset.route === '#/tariffs/default');
+  await page.getByRole('link', { name: 'Back to tariffs' }).click();
+  await page.waitForFunction(() => document.body.dataset.route === '#/tariffs');
+  await page.locator('tr[data-tariff="default"]', { hasText: '0.40' }).waitFor();
+  await shot('04-tariffs');
+
+  step('register the station with a password through the form');
+  await go('#/stations');
+  await page.getByRole('button', { name: '+ Register station' }).click();
+  const sd = page.locator('dialog[open]');
+  await sd.getByLabel('Identity').fill(STATION);
+  await sd.getByRole('button', { name: 'Generate' }).click();
+  const password = await sd.getByLabel('Password').inputValue();
+  check(password.length >= 16 && password.length <= 40, 'generated password of 16 to 40 characters: ' + password.length);
+  const profile = sd.getByLabel('Security profile');
+  if (await profile.isEnabled()) await profile.selectOption('1');
+  const registration = sd.getByLabel('Registration');
+  if (await registration.isEnabled()) await registration.selectOption('Accepted');
+  await sd.getByLabel('Name').fill('Lab car park');
+  await sd.getByLabel('City').fill('Delft');
+  await sd.getByLabel('Country (ISO 3166 alpha-3)').fill('NLD');
+  await sd.getByLabel('Latitude').fill('52.0116');
+  await sd.getByLabel('Longitude').fill('4.3571');
+  await shot('05-station-form');
+  await sd.getByRole('button', { name: 'Register' }).click();
+  // the console opens the new station's page
+  await page.locator('#view h1', { hasText: STATION }).waitFor();
+  await page.locator('#view h1 .pill', { hasText: 'Offline' }).waitFor();
+  await page.locator('.facts dd', { hasText: 'set' }).first().waitFor();
+  console.log(`NEED station ${STATION} ${password}`);
+
+  step('watch the station boot and charge (live updates, no reload)');
+  await page.locator('#view h1 .pill', { hasText: 'Online' }).waitFor({ timeout: LONG });
+  await page.locator('#view [data-state="In use"]').first().waitFor({ timeout: LONG });
+  await page.locator('#view tr[data-status="Active"]').first().waitFor({ timeout: LONG });
+  // a few meter values, so that the power chart has a line
+  await page.waitForFunction(() => /Now: [1-9]/.test(document.querySelector('.big-number')?.textContent || ''), null, { timeout: LONG });
+  await page.locator('#chart-power .uplot').waitFor({ timeout: LONG });
+  await shot('06-station-charging');
+
+  step('overview counts the station and its session');
+  await go('#/overview');
+  await page.locator('[data-tile="stations"]', { hasText: '1 / 1' }).waitFor({ timeout: LONG });
+  await page.locator('[data-tile="sessions"] .value', { hasText: /^[1-9]/ }).waitFor({ timeout: LONG });
+  await shot('07-overview-live');
+
+  step('stations list: search, normalized connector states');
+  await go('#/stations');
+  await page.getByLabel('Search').fill(STATION.slice(0, 3).toLowerCase());
+  const row = page.locator(`tr[data-station="${STATION}"]`);
+  await row.waitFor();
+  await row.locator('.pill', { hasText: 'In use' }).first().waitFor({ timeout: LONG });
+  await row.locator('.pill', { hasText: 'Online' }).waitFor();
+  const raw = await row.locator('.pill', { hasText: 'In use' }).first().getAttribute('title');
+  check(/Occupied|Charging|Preparing|Suspended/.test(raw || ''), 'the raw connector state on hover: ' + raw);
+  await shot('08-stations');
+
+  step('force-close the active session with a reason');
+  await go('#/sessions');
+  await page.getByLabel('Station').fill(STATION);
+  const active = page.locator('tr[data-status="Active"]').first();
+  await active.waitFor({ timeout: LONG });
+  const sessionId = await active.getAttribute('data-session');
+  await active.getByRole('button', { name: /Force-close/ }).click();
+  const cd = page.locator('dialog[open]');
+  await cd.getByLabel('Reason (kept with the session)').fill('stuck after a power cut (console test)');
+  await cd.getByRole('button', { name: 'Force close' }).click();
+  await toastSays(`Session ${sessionId} closed.`);
+  await page.locator(`tr[data-session="${sessionId}"][data-status="Completed"]`).waitFor({ timeout: LONG });
+  await shot('09-sessions-closed');
+
+  step('the CDR and the payment of the closed session');
+  let paid = '';
+  const deadline = Date.now() + LONG;
+  while (Date.now() < deadline) {
+    await page.locator(`tr[data-session="${sessionId}"] button.link`).click();
+    const dlg = page.locator('dialog[open]');
+    await dlg.locator('#session-cdr dl, #session-cdr p').first().waitFor();
+    await dlg.locator('#session-payment dl, #session-payment p, #session-payment [data-payment]').first().waitFor();
+    const cdr = await dlg.locator('#session-cdr').innerText();
+    paid = (await dlg.locator('#session-payment [data-payment]').getAttribute('data-payment').catch(() => null)) || '';
+    if (/Cost incl\. VAT/.test(cdr) && paid === 'Captured') {
+      check(/operator/.test(await dlg.innerText()), 'the session does not say the operator closed it');
+      await shot('10-session-cdr-payment');
+      await dlg.getByRole('button', { name: 'Close' }).click();
+      break;
+    }
+    await dlg.getByRole('button', { name: 'Close' }).click();
+    await page.waitForTimeout(1000);
+  }
+  check(paid === 'Captured', 'the payment of the closed session was not captured: ' + paid);
+  await go('#/billing');
+  await page.locator(`tr[data-cdr][data-session="${sessionId}"]`).waitFor({ timeout: LONG });
+  if (await page.locator('tr[data-payment]').count()) await page.locator(`tr[data-payment="Captured"][data-session="${sessionId}"]`).waitFor({ timeout: LONG });
+  await shot('11-billing');
+
+  step('open the station page with its generated OCPP forms');
+  await go('#/stations/' + encodeURIComponent(STATION));
+  await page.locator('#ocpp-action').waitFor();
+  await page.locator('#ocpp-action').selectOption('Reset');
+  step('a payload the schema refuses is a reason, not a crash');
+  await page.getByLabel('Edit as raw JSON').check();
+  await page.getByLabel('Request as JSON').fill('{"type": "Sideways"}');
+  await page.locator('#ocpp-send').click();
+  await page.locator('#ocpp-answer .answer.failed[data-status="422"]').waitFor({ timeout: LONG });
+  check(/does not fit the schema/.test(await page.locator('#ocpp-answer').innerText()), 'the 422 in words');
+  await page.getByLabel('Edit as raw JSON').uncheck();
+
+  step('send Reset from the generated form and see the answer');
+  const form = page.locator('#ocpp-form');
+  const version = await page.locator('.facts dt:text-is("OCPP version") + dd').innerText();
+  // 1.6: type Hard/Soft; 2.x: type Immediate/OnIdle (both required, as a select)
+  const type = form.locator('select[name="type"]');
+  await type.waitFor();
+  const options = await type.locator('option').allInnerTexts();
+  check(options.includes(version === '1.6' ? 'Soft' : 'OnIdle'), `Reset's type options for ${version}: ${options}`);
+  await type.selectOption(version === '1.6' ? 'Soft' : 'OnIdle');
+  // the raw JSON view holds the same request
+  await page.getByLabel('Edit as raw JSON').check();
+  const rawJson = JSON.parse(await page.getByLabel('Request as JSON').inputValue());
+  check(rawJson.type === (version === '1.6' ? 'Soft' : 'OnIdle'), 'raw JSON of the form: ' + JSON.stringify(rawJson));
+  await page.getByLabel('Edit as raw JSON').uncheck();
+  await page.locator('#ocpp-send').click();
+  const answer = page.locator('#ocpp-answer .answer:not([data-status="422"])');
+  await answer.waitFor({ timeout: LONG });
+  const outcome = await answer.getAttribute('data-outcome');
+  check(outcome === 'answered', 'Reset was not answered: ' + (await answer.innerText()));
+  check(/Accepted|Scheduled/.test(await answer.innerText()), 'Reset answer: ' + (await answer.innerText()));
+  await shot('12-station-reset-answered');
+
+  step('the other pages');
+  for (const [hash, name, title] of [
+    ['#/roaming', '13-roaming', 'Roaming partners'],
+    ['#/firmware', '14-firmware', 'Firmware'],
+    ['#/alerts', '15-alerts', 'Alerts'],
+    ['#/overview', '16-overview', 'Overview'],
+  ]) {
+    await go(hash);
+    await page.locator('#view h1', { hasText: title }).waitFor();
+    await page.waitForTimeout(500);
+    await view().locator('.error').count().then((n) => check(n === 0, `${title} shows an error: ` + n));
+    await shot(name);
+  }
+
+  step('issue a roaming token A through the form');
+  await go('#/roaming');
+  await page.getByLabel('Partner name').fill('Lab eMSP');
+  await page.getByRole('button', { name: 'Issue token A' }).click();
+  await page.getByLabel('Token A', { exact: true }).waitFor();
+  check((await page.getByLabel('Token A', { exact: true }).inputValue()).length > 10, 'token A shown');
+
+  step('sign out; a key in the address leaves the address bar at once');
+  await page.getByRole('button', { name: 'Sign out' }).click();
+  await page.getByLabel('API key').waitFor();
+  check((await page.evaluate(() => sessionStorage.getItem('csms-key'))) === null, 'the key outlived the sign-out');
+  await page.goto(BASE + '/?key=' + encodeURIComponent(KEY) + '#/stations');
+  await page.locator('#view h1', { hasText: 'Stations' }).waitFor();
+  check(!page.url().includes(KEY), 'the key stayed in the address: ' + page.url());
+
+  check(problems.length === 0, 'problems on the pages:\n' + problems.join('\n'));
+  console.log('OK every step passed');
+  await browser.close();
+  process.exit(0);
+} catch (e) {
+  console.log(`FAILED at step "${current}": ${e.message}`);
+  if (problems.length) console.log('problems on the pages:\n' + problems.join('\n'));
+  try {
+    await shot('failure');
+  } catch {
+    /* the page may be gone */
+  }
+  await browser.close().catch(() => {});
+  process.exit(1);
+}
