@@ -302,6 +302,15 @@ pub(crate) async fn preview(State(app): State<Arc<App>>, bytes: Bytes) -> ApiRes
         &serde_json::from_str(b.tariff.get()).map_err(|e| bad(format!("tariff: {e}")))?,
     )
     .map_err(|e| bad(format!("not a usable OCPI tariff: {e}")))?;
+    within_bounds(&tariff).map_err(bad)?;
+    if b.session.energy_wh > Decimal::from(MAX_PREVIEW_WH) {
+        return Err(bad(format!("session.energy_wh: at most {MAX_PREVIEW_WH}")));
+    }
+    if b.session.end - b.session.start > Duration::days(MAX_PREVIEW_DAYS) {
+        return Err(bad(format!(
+            "session: at most {MAX_PREVIEW_DAYS} days long"
+        )));
+    }
     let session = Session {
         start_date_time: b.session.start,
         end_date_time: b.session.end,
@@ -346,4 +355,45 @@ struct Preview {
     time_h: Decimal,
     time_cost_excl_vat: Decimal,
     fixed_cost_excl_vat: Decimal,
+}
+
+/// Largest sample session priced: 1 GWh.
+const MAX_PREVIEW_WH: i64 = 1_000_000_000_000;
+/// Longest sample session priced.
+const MAX_PREVIEW_DAYS: i64 = 366;
+/// Largest price per unit a tariff may set (per kWh, hour or session).
+const MAX_UNIT_PRICE: i64 = 1_000_000;
+/// Largest `min_price`/`max_price`.
+const MAX_TOTAL_PRICE: i64 = 1_000_000_000;
+
+/// Whether a tariff's amounts are within what the CSMS prices: a price per
+/// unit up to 1,000,000, VAT up to 100 %, min/max totals up to
+/// 1,000,000,000. Far beyond any real tariff, and small enough that no
+/// session the CSMS prices can overflow a decimal (28 digits); the reason
+/// when not, naming the field.
+pub(crate) fn within_bounds(t: &evproto_ocpi::tariff::Tariff) -> Result<(), String> {
+    for (i, e) in t.elements.iter().enumerate() {
+        for (j, c) in e.price_components.iter().enumerate() {
+            if c.price > Decimal::from(MAX_UNIT_PRICE) {
+                return Err(format!(
+                    "elements[{i}].price_components[{j}].price: at most {MAX_UNIT_PRICE}"
+                ));
+            }
+            if c.vat.is_some_and(|v| v > Decimal::from(100)) {
+                return Err(format!(
+                    "elements[{i}].price_components[{j}].vat: a percentage, at most 100"
+                ));
+            }
+        }
+    }
+    for (name, limit) in [("min_price", t.min_price), ("max_price", t.max_price)] {
+        if let Some(l) = limit {
+            if l.excl > Decimal::from(MAX_TOTAL_PRICE)
+                || l.incl.is_some_and(|v| v > Decimal::from(MAX_TOTAL_PRICE))
+            {
+                return Err(format!("{name}: at most {MAX_TOTAL_PRICE}"));
+            }
+        }
+    }
+    Ok(())
 }

@@ -262,6 +262,18 @@ async fn preview_overview_live_daily_payments_and_alerts() {
         )
         .await;
     assert_eq!((s, p["error"].is_string()), (400, true), "{p}");
+    // amounts no decimal holds are refused, not a crash
+    let huge = json!({"currency": "EUR", "elements": [{"price_components": [
+        {"type": "ENERGY", "price": 7.9e27, "step_size": 1}, {"type": "TIME", "price": 7.9e27, "step_size": 1}]}]});
+    let (s, p) = csms
+        .api(
+            "POST",
+            "/api/tariffs/preview",
+            Some(json!({"tariff": huge, "session": {
+                "start": "2000-01-01T00:00:00Z", "end": "2026-03-01T09:00:00Z", "energy_wh": 7.9e27}})),
+        )
+        .await;
+    assert_eq!((s, p["error"].is_string()), (400, true), "{p}");
 
     let (s, _) = csms.api("PUT", "/api/tariffs/default", Some(tariff)).await;
     assert_eq!(s, 201);
