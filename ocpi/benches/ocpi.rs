@@ -71,8 +71,8 @@ fn bench(c: &mut Criterion) {
             .unwrap()
         })
     });
-    let tp: evproto_ocpi::tariff::Tariff = serde_json::from_value(t.clone()).unwrap();
-    let sp: evproto_ocpi::tariff::Session = serde_json::from_value(s.clone()).unwrap();
+    let tp = evproto_ocpi::tariff::Tariff::from_json(&t).unwrap();
+    let sp = evproto_ocpi::tariff::Session::from_json(&s).unwrap();
     c.bench_function("price/100_periods_3_elements/parsed", |b| {
         b.iter(|| {
             evproto_ocpi::tariff::price(black_box(&tp), black_box(&sp), Some("Europe/Amsterdam"))

@@ -2,6 +2,45 @@
 //! tariff, exactly (`rust_decimal`, no floats, no rounding of money — the
 //! 2.2.1-d2 note leaves rounding to law and contracts).
 //!
+//! # Typed API
+//!
+//! The engine prices the generated OCPI types: a [`Tariff`] is converted
+//! from a [`v211::Tariff`](crate::v211::Tariff),
+//! [`v221::Tariff`](crate::v221::Tariff) or
+//! [`v230::Tariff`](crate::v230::Tariff) (`TryFrom`, refusing with
+//! [`TariffError::Invalid`] what it cannot use: a `start_time` that is not
+//! `HH:MM`, a negative `step_size`...), a [`CdrInput`] (times, charging
+//! periods, the CDR's own tariffs, `credit`, the zone of its location)
+//! from a [`v211::Cdr`](crate::v211::Cdr), [`v221::Cdr`](crate::v221::Cdr)
+//! or [`v230::Cdr`](crate::v230::Cdr), a [`ChargingPeriod`] from each
+//! version's `ChargingPeriod`. [`price_cdr`] prices one; [`Pricer`] prices
+//! periods as they come (a running cost: [`Pricer::total_at`] costs the
+//! same whatever the session's length). The engine's model ([`Tariff`],
+//! [`Element`], [`Restrictions`], [`ChargingPeriod`]) is typed: times of
+//! day, dates, weekdays and dimensions are values, not strings.
+//!
+//! The JSON entry points ([`price_json`], [`price_cdr_json`],
+//! [`check_json`]) are thin wrappers for command lines and HTTP: they read
+//! the tariff's elements and the CDR's charging periods as the generated
+//! types ([`Tariff::from_json`], [`CdrInput::from_json`]; the tariff's
+//! envelope fields the engine does not read may be left out), price with
+//! the typed API and print [`Priced::to_json`].
+//!
+//! # Rounding
+//!
+//! - Pricing is exact: each priced line (volume × price) and its VAT are
+//!   kept to [`MONEY_DP`] (10) places, far below any currency's minor
+//!   unit; totals are sums of lines, never rounded.
+//! - A CDR's prices carry at most 4 decimals, the most an OCPI `number`
+//!   allows ([`cdr_number`], [`Amount::to_v221`], [`Amount::to_v230`],
+//!   [`Priced::to_json`]): every total (excl. and incl. VAT, each tax line,
+//!   per dimension and overall) is rounded on its own from its exact value,
+//!   half away from zero (`0.00005` → `0.0001`). The exact values stay in
+//!   [`Priced`].
+//! - What a driver is charged (the total incl. VAT rounded once to the
+//!   currency's minor unit) is the caller's: the reference CSMS does it
+//!   with `evproto_csms_core::money`.
+//!
 //! Rules (`mod_tariffs.asciidoc`, `mod_cdrs.asciidoc` of OCPI 2.2.1):
 //!
 //! - Per dimension (ENERGY, TIME, PARKING_TIME, FLAT) the **first** element,
@@ -80,38 +119,59 @@
 //!     2.1.1 price components carry no VAT, and [`Version::V211`] prints
 //!     `total_cost` as the 2.1.1 number (excl. VAT) with `total_energy`,
 //!     `total_time`, `total_parking_time`.
+//! 13. Periods priced one by one ([`Pricer`]) cost exactly what the same
+//!     periods priced at once cost ([`price_periods`] is the same
+//!     [`Pricer`] fed the periods in time order); a period earlier than
+//!     the one before it is refused there ([`TariffError::Periods`]).
 //!
 //! ```
-//! use evproto_ocpi::tariff::{price_json, Version};
-//! let tariff = serde_json::json!({"id": "T1", "currency": "EUR", "elements": [
-//!     {"price_components": [{"type": "ENERGY", "price": 0.25, "vat": 20.0, "step_size": 1}]}]});
-//! let cdr = serde_json::json!({"start_date_time": "2026-03-01T10:00:00Z", "end_date_time": "2026-03-01T11:00:00Z",
-//!     "charging_periods": [{"start_date_time": "2026-03-01T10:00:00Z", "dimensions": [{"type": "ENERGY", "volume": 10}]}]});
-//! let out = price_json(&tariff, &cdr, Some("Europe/Amsterdam"), Version::V221).unwrap();
-//! assert_eq!(out["total_cost"]["excl_vat"], "2.5");
-//! assert_eq!(out["total_cost"]["incl_vat"], "3");
+//! use evproto_ocpi::tariff::{price_cdr, CdrInput, Tariff, Zone};
+//! use evproto_ocpi::v221;
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let tariff: v221::Tariff = serde_json::from_str(r#"{"country_code": "NL", "party_id": "EVP",
+//!     "id": "T1", "currency": "EUR", "last_updated": "2026-03-01T00:00:00Z",
+//!     "elements": [{"price_components": [{"type": "ENERGY", "price": 0.25, "vat": 20.0, "step_size": 1}]}]}"#)?;
+//! let periods: Vec<v221::ChargingPeriod> = serde_json::from_str(r#"[{"start_date_time": "2026-03-01T10:00:00Z",
+//!     "dimensions": [{"type": "ENERGY", "volume": 10}]}]"#)?;
+//! let tariff = Tariff::try_from(&tariff)?;
+//! let session = evproto_ocpi::tariff::Session {
+//!     start_date_time: "2026-03-01T10:00:00Z".parse()?,
+//!     end_date_time: "2026-03-01T11:00:00Z".parse()?,
+//!     charging_periods: periods.iter().map(Into::into).collect(),
+//! };
+//! let cdr = CdrInput::new(session);
+//! let priced = price_cdr(&cdr, Some(&tariff), &Zone::Named("Europe/Amsterdam".into()))?;
+//! assert_eq!(priced.total_cost.to_v221().excl_vat.to_string(), "2.5");
+//! assert_eq!(priced.total_cost.to_v221().incl_vat.unwrap().to_string(), "3");
+//! # Ok(())
+//! # }
 //! ```
 
+use std::borrow::Borrow;
 use std::str::FromStr;
 
 use chrono::{DateTime, Datelike, NaiveDate, NaiveTime, Utc, Weekday};
 use chrono_tz::Tz;
-use rust_decimal::Decimal;
-use serde::{Deserialize, Deserializer};
+use rust_decimal::{Decimal, RoundingStrategy};
 use serde_json::{json, Value};
 
+mod convert;
 mod zones;
+
+pub use convert::CdrInput;
 
 /// Why a session could not be priced.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum TariffError {
-    /// The tariff or CDR JSON does not have the shape of the version.
+    /// The tariff or CDR does not have the shape of its version, or holds
+    /// a value the engine cannot use (a `start_time` that is not `HH:MM`, a
+    /// negative `step_size`).
     #[error("invalid {what}: {reason}")]
     Invalid {
         /// `tariff`, `cdr` or `location`.
         what: &'static str,
-        /// The decoder's message.
+        /// The decoder's message, or the value and why it is refused.
         reason: String,
     },
     /// No time zone for the restrictions.
@@ -152,21 +212,6 @@ pub enum Version {
     V230,
 }
 
-fn decimal<'de, D: Deserializer<'de>>(d: D) -> Result<Decimal, D::Error> {
-    let v = Value::deserialize(d)?;
-    to_decimal(&v).ok_or_else(|| serde::de::Error::custom(format!("expected a number, got {v}")))
-}
-
-fn opt_decimal<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Decimal>, D::Error> {
-    let v = Option::<Value>::deserialize(d)?;
-    match v {
-        None | Some(Value::Null) => Ok(None),
-        Some(v) => to_decimal(&v)
-            .map(Some)
-            .ok_or_else(|| serde::de::Error::custom(format!("expected a number, got {v}"))),
-    }
-}
-
 /// A JSON number (or numeric string) as an exact decimal: the number's
 /// shortest text, never arithmetic on a float.
 pub fn to_decimal(v: &Value) -> Option<Decimal> {
@@ -181,8 +226,7 @@ pub fn to_decimal(v: &Value) -> Option<Decimal> {
 }
 
 /// A tariff dimension.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dimension {
     /// Per kWh.
     Energy,
@@ -194,74 +238,101 @@ pub enum Dimension {
     Time,
 }
 
+impl Dimension {
+    /// A `TariffDimensionType` as written on the wire (every version).
+    pub fn from_wire(s: &str) -> Option<Dimension> {
+        Some(match s {
+            "ENERGY" => Dimension::Energy,
+            "FLAT" => Dimension::Flat,
+            "PARKING_TIME" => Dimension::ParkingTime,
+            "TIME" => Dimension::Time,
+            _ => return None,
+        })
+    }
+}
+
 /// One price component.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PriceComponent {
     /// The dimension.
-    #[serde(rename = "type")]
     pub dimension: Dimension,
     /// Price per unit, excl. VAT.
-    #[serde(deserialize_with = "decimal")]
     pub price: Decimal,
     /// VAT percentage; absent = no VAT applies.
-    #[serde(default, deserialize_with = "opt_decimal")]
     pub vat: Option<Decimal>,
-    /// Billing block: Wh for ENERGY, seconds for times.
-    #[serde(default = "one")]
+    /// Billing block: Wh for ENERGY, seconds for times (0: no rounding).
     pub step_size: u64,
 }
 
-fn one() -> u64 {
-    1
+/// A reservation restriction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reservation {
+    /// `RESERVATION`: the reservation's costs.
+    Reservation,
+    /// `RESERVATION_EXPIRES`: the costs of a reservation that expires.
+    Expires,
 }
 
 /// When an element applies.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Restrictions {
-    /// Local "HH:MM", inclusive.
-    pub start_time: Option<String>,
-    /// Local "HH:MM", exclusive.
-    pub end_time: Option<String>,
+    /// Local time of day, inclusive.
+    pub start_time: Option<NaiveTime>,
+    /// Local time of day, exclusive (`00:00`: end of day).
+    pub end_time: Option<NaiveTime>,
     /// Local date, inclusive.
-    pub start_date: Option<String>,
+    pub start_date: Option<NaiveDate>,
     /// Local date, exclusive.
-    pub end_date: Option<String>,
+    pub end_date: Option<NaiveDate>,
     /// kWh before the period, inclusive.
-    #[serde(default, deserialize_with = "opt_decimal")]
     pub min_kwh: Option<Decimal>,
     /// kWh before the period, exclusive.
-    #[serde(default, deserialize_with = "opt_decimal")]
     pub max_kwh: Option<Decimal>,
     /// A, inclusive.
-    #[serde(default, deserialize_with = "opt_decimal")]
     pub min_current: Option<Decimal>,
     /// A, exclusive.
-    #[serde(default, deserialize_with = "opt_decimal")]
     pub max_current: Option<Decimal>,
     /// kW, inclusive.
-    #[serde(default, deserialize_with = "opt_decimal")]
     pub min_power: Option<Decimal>,
     /// kW, exclusive.
-    #[serde(default, deserialize_with = "opt_decimal")]
     pub max_power: Option<Decimal>,
     /// Seconds of session before the period, inclusive.
     pub min_duration: Option<i64>,
     /// Seconds of session before the period, exclusive.
     pub max_duration: Option<i64>,
-    /// MONDAY .. SUNDAY.
-    #[serde(default)]
-    pub day_of_week: Vec<String>,
-    /// RESERVATION or RESERVATION_EXPIRES.
-    pub reservation: Option<String>,
+    /// Days of the week (empty: every day).
+    pub day_of_week: Vec<Weekday>,
+    /// Reservation periods only.
+    pub reservation: Option<Reservation>,
+}
+
+impl Restrictions {
+    /// Whether a restriction reads local time (so a zone is needed).
+    fn reads_local_time(&self) -> bool {
+        self.start_time.is_some()
+            || self.end_time.is_some()
+            || self.start_date.is_some()
+            || self.end_date.is_some()
+            || !self.day_of_week.is_empty()
+    }
+
+    /// Whether it judges a period by its place in the session: local time,
+    /// date, day, energy or time before it.
+    pub fn positional(&self) -> bool {
+        self.reads_local_time()
+            || self.min_kwh.is_some()
+            || self.max_kwh.is_some()
+            || self.min_duration.is_some()
+            || self.max_duration.is_some()
+    }
 }
 
 /// A tariff element.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Element {
     /// Its components.
     pub price_components: Vec<PriceComponent>,
     /// Its restrictions.
-    #[serde(default)]
     pub restrictions: Option<Restrictions>,
 }
 
@@ -274,82 +345,64 @@ pub struct Limit {
     pub incl: Option<Decimal>,
 }
 
-impl<'de> Deserialize<'de> for Limit {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let v = Value::deserialize(d)?;
-        let excl = to_decimal(&v["excl_vat"]).or_else(|| to_decimal(&v["before_taxes"]));
-        let incl = to_decimal(&v["incl_vat"]).or_else(|| to_decimal(&v["after_taxes"]));
-        match excl {
-            Some(excl) => Ok(Limit { excl, incl }),
-            None => Err(serde::de::Error::custom(
-                "a price needs excl_vat (2.2.1) or before_taxes (2.3.0)",
-            )),
-        }
-    }
-}
-
-/// The parts of a Tariff the engine reads (other fields are ignored here).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+/// The parts of a tariff the engine reads, converted from a generated
+/// `Tariff` of any version (`TryFrom`) or read from JSON
+/// ([`Tariff::from_json`]).
+#[derive(Debug, Clone, PartialEq)]
 pub struct Tariff {
     /// Tariff id.
-    #[serde(default)]
     pub id: String,
     /// ISO 4217 currency.
-    #[serde(default)]
     pub currency: String,
     /// Elements in priority order.
     pub elements: Vec<Element>,
     /// Minimum total.
-    #[serde(default)]
     pub min_price: Option<Limit>,
     /// Maximum total.
-    #[serde(default)]
     pub max_price: Option<Limit>,
 }
 
-/// A CDR dimension volume.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct CdrDimension {
-    /// ENERGY, TIME, PARKING_TIME, CURRENT, MAX_POWER, RESERVATION_TIME, ...
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// The volume (kWh, hours, A, kW).
-    #[serde(deserialize_with = "decimal")]
-    pub volume: Decimal,
+impl Tariff {
+    fn needs_zone(&self) -> bool {
+        self.elements
+            .iter()
+            .filter_map(|e| e.restrictions.as_ref())
+            .any(Restrictions::reads_local_time)
+    }
 }
 
-/// A charging period.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+/// A charging period: when it starts and the volumes it reports (from the
+/// `dimensions` of any version's `ChargingPeriod`, the first of a type
+/// when one repeats).
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct ChargingPeriod {
     /// When it starts.
-    #[serde(deserialize_with = "lenient_time")]
     pub start_date_time: DateTime<Utc>,
-    /// Its volumes.
-    pub dimensions: Vec<CdrDimension>,
+    /// `ENERGY`, kWh.
+    pub energy: Option<Decimal>,
+    /// `TIME`, hours charging (absent: decision 9).
+    pub time: Option<Decimal>,
+    /// `PARKING_TIME`, hours: a parking period.
+    pub parking_time: Option<Decimal>,
+    /// `RESERVATION_TIME`, hours: a reservation period.
+    pub reservation_time: Option<Decimal>,
+    /// `CURRENT`, else `MAX_CURRENT`, A.
+    pub current: Option<Decimal>,
+    /// `POWER`, else `MAX_POWER`, kW.
+    pub power: Option<Decimal>,
+    /// The tariff it is priced under, by id (2.2.1+).
+    pub tariff_id: Option<String>,
 }
 
 /// The session to price: a CDR's times and periods.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Session {
     /// Session start.
-    #[serde(deserialize_with = "lenient_time")]
     pub start_date_time: DateTime<Utc>,
     /// Session end (2.1.1 calls it `stop_date_time`).
-    #[serde(deserialize_with = "lenient_time", alias = "stop_date_time")]
     pub end_date_time: DateTime<Utc>,
     /// Periods.
     pub charging_periods: Vec<ChargingPeriod>,
-}
-
-/// OCPI times are UTC; real peers omit the `Z`: read both.
-fn lenient_time<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
-    let s = String::deserialize(d)?;
-    DateTime::parse_from_rfc3339(&s)
-        .map(|t| t.with_timezone(&Utc))
-        .or_else(|_| {
-            chrono::NaiveDateTime::parse_from_str(&s, "%Y-%m-%dT%H:%M:%S%.f").map(|n| n.and_utc())
-        })
-        .map_err(|_| serde::de::Error::custom(format!("not an OCPI DateTime: {s}")))
 }
 
 /// Money is kept to 10 decimal places: far below any currency's minor unit,
@@ -357,6 +410,14 @@ fn lenient_time<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Err
 /// contract), yet a price per hour × seconds that does not terminate in
 /// decimal stays summable.
 pub const MONEY_DP: u32 = 10;
+
+/// A price as a CDR carries it (an OCPI `number`): at most 4 decimals,
+/// rounded from the exact value half away from zero, trailing zeros
+/// dropped (see "Rounding" in the module docs).
+pub fn cdr_number(d: Decimal) -> Decimal {
+    d.round_dp_with_strategy(4, RoundingStrategy::MidpointAwayFromZero)
+        .normalize()
+}
 
 /// An amount with and without VAT, grouped by VAT rate for tax lines.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -411,15 +472,43 @@ impl Amount {
             .collect();
         Amount { excl, vat }
     }
-    /// The amount as a CDR carries it: every price rounded on its own from
-    /// the exact value to at most 4 decimals (an OCPI `number`), half away
-    /// from zero; the exact values stay in [`Amount`] and the breakdown.
+
+    /// As a 2.2.1 CDR carries it: excl. and incl. VAT, each rounded on its
+    /// own to 4 decimals ([`cdr_number`]).
+    pub fn to_v221(&self) -> crate::v221::Price {
+        crate::v221::Price {
+            excl_vat: cdr_number(self.excl),
+            incl_vat: Some(cdr_number(self.incl())),
+            extra: Default::default(),
+        }
+    }
+
+    /// As a 2.3.0 CDR carries it: before taxes and one `VAT` tax line per
+    /// rate, each rounded on its own to 4 decimals ([`cdr_number`]).
+    pub fn to_v230(&self) -> crate::v230::Price {
+        crate::v230::Price {
+            before_taxes: cdr_number(self.excl),
+            taxes: self
+                .vat
+                .iter()
+                .filter_map(|(r, t)| {
+                    r.map(|r| crate::v230::TaxAmount {
+                        name: "VAT".into(),
+                        account_number: None,
+                        percentage: Some(cdr_number(r)),
+                        amount: cdr_number(*t),
+                        extra: Default::default(),
+                    })
+                })
+                .collect(),
+            extra: Default::default(),
+        }
+    }
+
+    /// The amount as a CDR carries it, in `v`'s shape (2.1.1: the number
+    /// excl. VAT), numbers as strings ([`cdr_number`]).
     fn json(&self, v: Version) -> Value {
-        let n = |d: Decimal| {
-            d.round_dp_with_strategy(4, rust_decimal::RoundingStrategy::MidpointAwayFromZero)
-                .normalize()
-                .to_string()
-        };
+        let n = |d: Decimal| cdr_number(d).to_string();
         match v {
             Version::V211 => Value::String(n(self.excl)),
             Version::V221 => json!({"excl_vat": n(self.excl), "incl_vat": n(self.incl())}),
@@ -459,7 +548,7 @@ pub struct Line {
 }
 
 /// A priced session: the CDR totals and the breakdown.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Priced {
     /// Everything.
     pub total_cost: Amount,
@@ -479,7 +568,7 @@ pub struct Priced {
     pub total_parking_cost: Amount,
     /// Reservation cost.
     pub total_reservation_cost: Amount,
-    /// Every priced line.
+    /// Every priced line (empty from a [`Pricer::without_lines`]).
     pub lines: Vec<Line>,
 }
 
@@ -539,29 +628,9 @@ struct Context {
     reservation: bool,
 }
 
-fn hhmm(s: &str) -> Option<NaiveTime> {
-    NaiveTime::parse_from_str(s, "%H:%M").ok()
-}
-
-fn weekday(s: &str) -> Option<Weekday> {
-    Some(match s {
-        "MONDAY" => Weekday::Mon,
-        "TUESDAY" => Weekday::Tue,
-        "WEDNESDAY" => Weekday::Wed,
-        "THURSDAY" => Weekday::Thu,
-        "FRIDAY" => Weekday::Fri,
-        "SATURDAY" => Weekday::Sat,
-        "SUNDAY" => Weekday::Sun,
-        _ => return None,
-    })
-}
-
 fn matches(r: &Restrictions, c: &Context) -> bool {
     let t = c.local.time();
-    let time_ok = match (
-        r.start_time.as_deref().and_then(hhmm),
-        r.end_time.as_deref().and_then(hhmm),
-    ) {
+    let time_ok = match (r.start_time, r.end_time) {
         (None, None) => true,
         (Some(s), None) => t >= s,
         (None, Some(e)) => e == NaiveTime::MIN || t < e,
@@ -571,20 +640,8 @@ fn matches(r: &Restrictions, c: &Context) -> bool {
         (Some(s), Some(e)) => t >= s || t < e, // wraps past midnight
     };
     let date = c.local.date();
-    let date_ok = r
-        .start_date
-        .as_deref()
-        .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
-        .is_none_or(|s| date >= s)
-        && r.end_date
-            .as_deref()
-            .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
-            .is_none_or(|e| date < e);
-    let day_ok = r.day_of_week.is_empty()
-        || r.day_of_week
-            .iter()
-            .filter_map(|d| weekday(d))
-            .any(|d| d == date.weekday());
+    let date_ok = r.start_date.is_none_or(|s| date >= s) && r.end_date.is_none_or(|e| date < e);
+    let day_ok = r.day_of_week.is_empty() || r.day_of_week.contains(&date.weekday());
     let range = |v: Option<Decimal>, min: Option<Decimal>, max: Option<Decimal>| match v {
         Some(v) => min.is_none_or(|m| v >= m) && max.is_none_or(|m| v < m),
         // a restriction on a value the period does not report cannot be shown to hold
@@ -635,7 +692,7 @@ pub enum Zone {
 
 impl Zone {
     /// The zone of a Location (2.1.1, 2.2.1, 2.3.0) or a 2.2.1+
-    /// `CdrLocation`: its `time_zone`, else its `country`.
+    /// `CdrLocation` as JSON: its `time_zone`, else its `country`.
     pub fn of_location(location: &Value) -> Zone {
         if let Some(z) = location.get("time_zone").and_then(Value::as_str) {
             return Zone::Named(z.to_owned());
@@ -643,6 +700,14 @@ impl Zone {
         match location.get("country").and_then(Value::as_str) {
             Some(c) => Zone::Country(c.to_owned()),
             None => Zone::Unknown,
+        }
+    }
+
+    /// A location's `time_zone` when it has one, else its `country`.
+    pub fn of(time_zone: Option<&str>, country: &str) -> Zone {
+        match time_zone {
+            Some(z) => Zone::Named(z.to_owned()),
+            None => Zone::Country(country.to_owned()),
         }
     }
 
@@ -673,7 +738,8 @@ impl Zone {
 /// under none when that is `None` (its volumes still count). FLAT once per
 /// session and step_size once per session apply across tariffs (decisions
 /// 1 and 3); each tariff's `min_price`/`max_price` bounds the part of the
-/// total priced under it (decision 10).
+/// total priced under it (decision 10). The periods are priced in time
+/// order by a [`Pricer`].
 ///
 /// # Errors
 ///
@@ -692,83 +758,311 @@ pub fn price_periods(
             "one tariff index per charging period, within the tariffs given".into(),
         ));
     }
-    let needs_zone = period_tariffs
-        .iter()
-        .flatten()
-        .flat_map(|t| &tariffs[*t].elements)
-        .filter_map(|e| e.restrictions.as_ref())
-        .any(|r| {
-            r.start_time.is_some()
-                || r.end_time.is_some()
-                || r.start_date.is_some()
-                || r.end_date.is_some()
-                || !r.day_of_week.is_empty()
-        });
-    let tz = zone.resolve(needs_zone)?;
-    let mut periods: Vec<(&ChargingPeriod, Option<usize>)> = session
-        .charging_periods
-        .iter()
-        .zip(period_tariffs.iter().copied())
-        .collect();
-    periods.sort_by_key(|p| p.0.start_date_time);
     if session.end_date_time < session.start_date_time {
         return Err(TariffError::Periods(
             "the session ends before it starts".into(),
         ));
     }
-    if let Some((p, _)) = periods.iter().find(|(p, _)| {
-        p.start_date_time < session.start_date_time || p.start_date_time > session.end_date_time
-    }) {
-        return Err(TariffError::Periods(format!(
-            "a period starts at {} outside the session",
-            p.start_date_time
-        )));
+    let mut order: Vec<usize> = (0..session.charging_periods.len()).collect();
+    order.sort_by_key(|i| session.charging_periods[*i].start_date_time);
+    let mut pricer = Pricer::new(tariffs.to_vec(), session.start_date_time, zone)?;
+    for i in order {
+        pricer.push(session.charging_periods[i].clone(), period_tariffs[i])?;
     }
-    let mut out = Priced {
-        total_cost: Amount::default(),
-        total_fixed_cost: Amount::default(),
-        total_energy: Decimal::ZERO,
-        total_energy_cost: Amount::default(),
-        total_time: Decimal::ZERO,
-        total_time_cost: Amount::default(),
-        total_parking_time: Decimal::ZERO,
-        total_parking_cost: Amount::default(),
-        total_reservation_cost: Amount::default(),
-        lines: Vec::new(),
-    };
-    let mut flat_done = false;
-    // last component used per dimension, for step_size: (tariff, element, component)
-    let mut last: [Option<(usize, usize, PriceComponent)>; 3] = [None, None, None];
-    let mut billed = [Decimal::ZERO; 3]; // kWh, h, h
-    for (i, (p, tariff)) in periods.iter().enumerate() {
-        let end = periods
-            .get(i + 1)
-            .map_or(session.end_date_time, |n| n.0.start_date_time);
+    pricer.finish(session.end_date_time)
+}
+
+/// Prices charging periods one at a time, in time order: the state of a
+/// session priced so far. [`Pricer::push`] adds a period (the one before
+/// it is priced then, its end now known), [`Pricer::total_at`] gives the
+/// price as if the session ended at a time with one more, open period,
+/// [`Pricer::finish`] ends it. Pushing the periods of a session one by one
+/// and finishing gives exactly what [`price_periods`] gives for them
+/// (decision 13; it is this same code).
+///
+/// `T` is how the tariffs are held: `&Tariff` for one pricing,
+/// `Arc<Tariff>` for a pricer kept across events.
+///
+/// ```
+/// use std::sync::Arc;
+/// use evproto_ocpi::tariff::{ChargingPeriod, Pricer, Tariff, Zone};
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let tariff = Tariff::from_json(&serde_json::json!({"currency": "EUR", "elements": [
+///     {"price_components": [{"type": "ENERGY", "price": 0.30, "step_size": 1}]}]}))?;
+/// let t0: chrono::DateTime<chrono::Utc> = "2026-03-01T10:00:00Z".parse()?;
+/// let mut running = Pricer::new(vec![Arc::new(tariff)], t0, &Zone::Unknown)?.without_lines();
+/// for minute in 0..3 {
+///     let at = t0 + chrono::Duration::minutes(minute);
+///     running.push(ChargingPeriod { start_date_time: at, energy: Some(1.into()), ..Default::default() }, Some(0))?;
+/// }
+/// let now = t0 + chrono::Duration::minutes(3);
+/// assert_eq!(running.total_at(None, now)?.total_cost.excl, rust_decimal::Decimal::new(90, 2));
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Pricer<T: Borrow<Tariff>> {
+    tariffs: Vec<T>,
+    needs_zone: Vec<bool>,
+    start: DateTime<Utc>,
+    zone: Zone,
+    tz: Option<Tz>,
+    keep_lines: bool,
+    pending: Option<(ChargingPeriod, Option<usize>)>,
+    periods: usize,
+    out: Priced,
+    flat_done: bool,
+    /// The last component used per dimension, for step_size: (tariff, element, component).
+    last: [Option<(usize, usize, PriceComponent)>; 3],
+    /// kWh, h, h billed.
+    billed: [Decimal; 3],
+    /// Per tariff: what was priced under it (decision 10) and whether a period used it.
+    parts: Vec<(Amount, bool)>,
+}
+
+impl<T: Borrow<Tariff> + Clone> Pricer<T> {
+    /// A session starting at `start` under `tariffs` (periods name them by
+    /// index), restrictions in `zone`.
+    ///
+    /// # Errors
+    ///
+    /// [`TariffError::UnknownTimeZone`] for a named zone that is not one.
+    pub fn new(tariffs: Vec<T>, start: DateTime<Utc>, zone: &Zone) -> Result<Self, TariffError> {
+        let tz = match zone {
+            Zone::Named(_) => Some(zone.resolve(false)?),
+            _ => None,
+        };
+        Ok(Pricer {
+            needs_zone: tariffs.iter().map(|t| t.borrow().needs_zone()).collect(),
+            parts: vec![(Amount::default(), false); tariffs.len()],
+            tariffs,
+            start,
+            zone: zone.clone(),
+            tz,
+            keep_lines: true,
+            pending: None,
+            periods: 0,
+            out: Priced::default(),
+            flat_done: false,
+            last: [None, None, None],
+            billed: [Decimal::ZERO; 3],
+        })
+    }
+
+    /// Keeps no breakdown ([`Priced::lines`] stays empty): what a running
+    /// cost needs, so that a pricer's size does not grow with the session.
+    pub fn without_lines(mut self) -> Self {
+        self.keep_lines = false;
+        self
+    }
+
+    /// The periods pushed so far.
+    pub fn periods(&self) -> usize {
+        self.periods + usize::from(self.pending.is_some())
+    }
+
+    /// The start of the last period pushed.
+    pub fn last_start(&self) -> Option<DateTime<Utc>> {
+        self.pending.as_ref().map(|p| p.0.start_date_time)
+    }
+
+    /// Adds the next period, priced under `tariffs[tariff]` (`None`: no
+    /// tariff is relevant, its volumes still count).
+    ///
+    /// # Errors
+    ///
+    /// [`TariffError::Periods`]: it starts before the session or before
+    /// the period pushed last, or names no tariff; the zone errors when its
+    /// tariff reads local time and the zone gives none. The pricer is
+    /// unchanged then.
+    pub fn push(
+        &mut self,
+        period: ChargingPeriod,
+        tariff: Option<usize>,
+    ) -> Result<(), TariffError> {
+        if tariff.is_some_and(|t| t >= self.tariffs.len()) {
+            return Err(TariffError::Periods(
+                "one tariff index per charging period, within the tariffs given".into(),
+            ));
+        }
+        if period.start_date_time < self.start {
+            return Err(TariffError::Periods(format!(
+                "a period starts at {} outside the session",
+                period.start_date_time
+            )));
+        }
+        if self
+            .last_start()
+            .is_some_and(|last| period.start_date_time < last)
+        {
+            return Err(TariffError::Periods(format!(
+                "a period starts at {}, before the one pushed last",
+                period.start_date_time
+            )));
+        }
+        if let Some(t) = tariff {
+            if self.needs_zone[t] && self.tz.is_none() {
+                self.tz = Some(self.zone.resolve(true)?);
+            }
+            self.parts[t].1 = true;
+        }
+        let end = period.start_date_time;
+        if let Some((prev, pt)) = self.pending.replace((period, tariff)) {
+            self.price_one(&prev, pt, end);
+        }
+        Ok(())
+    }
+
+    /// The price as if the session ended at `end`, after one more period
+    /// `open` (under the first tariff) when given: the pricer is not
+    /// changed. Costs a copy of the pricer's totals (no breakdown with
+    /// [`Pricer::without_lines`]), whatever the number of periods.
+    ///
+    /// # Errors
+    ///
+    /// As [`Pricer::push`] and [`Pricer::finish`].
+    pub fn total_at(
+        &self,
+        open: Option<ChargingPeriod>,
+        end: DateTime<Utc>,
+    ) -> Result<Priced, TariffError> {
+        let mut p = self.clone();
+        if let Some(open) = open {
+            let t = (!p.tariffs.is_empty()).then_some(0);
+            p.push(open, t)?;
+        }
+        p.finish(end)
+    }
+
+    /// Ends the session at `end`: prices the last period, then the
+    /// step_size rounding and min/max.
+    ///
+    /// # Errors
+    ///
+    /// [`TariffError::Periods`]: `end` is before the session's start or
+    /// the last period's.
+    pub fn finish(mut self, end: DateTime<Utc>) -> Result<Priced, TariffError> {
+        if end < self.start {
+            return Err(TariffError::Periods(
+                "the session ends before it starts".into(),
+            ));
+        }
+        let mut parking_last = false;
+        if let Some((p, t)) = self.pending.take() {
+            if p.start_date_time > end {
+                return Err(TariffError::Periods(format!(
+                    "a period starts at {} outside the session",
+                    p.start_date_time
+                )));
+            }
+            parking_last = p.parking_time.is_some();
+            self.price_one(&p, t, end);
+        }
+        // step_size, once per session
+        self.step(0, Decimal::from(1000));
+        // TIME and PARKING_TIME: when the session ends parking only the parking total is rounded
+        if parking_last && self.last[2].is_some() {
+            self.step(2, Decimal::from(3600));
+        } else {
+            self.step(1, Decimal::from(3600));
+        }
+        // min/max: one tariff bounds the whole total; several each bound the
+        // lines priced under them (decision 10)
+        let mut total = Amount::default();
+        let out = &mut self.out;
+        if let [t] = self.tariffs.as_slice() {
+            for a in [
+                &out.total_fixed_cost,
+                &out.total_energy_cost,
+                &out.total_time_cost,
+                &out.total_parking_cost,
+                &out.total_reservation_cost,
+            ] {
+                total.merge(a);
+            }
+            let t = t.borrow();
+            total = clamp(total, t.min_price, t.max_price);
+        } else {
+            for (t, (part, used)) in self.tariffs.iter().zip(&self.parts) {
+                if *used {
+                    let t = t.borrow();
+                    total.merge(&clamp(part.clone(), t.min_price, t.max_price));
+                }
+            }
+        }
+        out.total_cost = total;
+        Ok(self.out)
+    }
+
+    fn line(&mut self, line: Line) {
+        self.parts[line.tariff].0.add(line.cost, line.vat);
+        if self.keep_lines {
+            self.out.lines.push(line);
+        }
+    }
+
+    fn step(&mut self, slot: usize, unit: Decimal) {
+        let Some((ti, ei, c)) = self.last[slot].clone() else {
+            return;
+        };
+        if c.step_size == 0 {
+            return; // decision 5: no rounding
+        }
+        // Wh or seconds; times come from milliseconds, so 6 places are exact enough
+        let units = (self.billed[slot] * unit).round_dp(6);
+        let step = Decimal::from(c.step_size);
+        let extra_units = (units / step).ceil() * step - units;
+        if extra_units > Decimal::ZERO {
+            let add = extra_units / unit;
+            let cost = (extra_units * c.price / unit).round_dp(MONEY_DP);
+            match c.dimension {
+                Dimension::Energy => self.out.total_energy_cost.add(cost, c.vat),
+                Dimension::Time => self.out.total_time_cost.add(cost, c.vat),
+                _ => self.out.total_parking_cost.add(cost, c.vat),
+            }
+            self.line(Line {
+                period: None,
+                tariff: ti,
+                element: ei,
+                dimension: c.dimension,
+                volume: add,
+                price: c.price,
+                vat: c.vat,
+                cost,
+            });
+        }
+    }
+
+    fn price_one(&mut self, p: &ChargingPeriod, tariff: Option<usize>, end: DateTime<Utc>) {
+        let i = self.periods;
+        self.periods += 1;
         let duration_h = hours((end - p.start_date_time).num_milliseconds().max(0));
-        let dim = |k: &str| p.dimensions.iter().find(|d| d.kind == k).map(|d| d.volume);
-        let energy = dim("ENERGY").unwrap_or_default();
-        let parking = dim("PARKING_TIME").unwrap_or_default();
-        let reservation_h = dim("RESERVATION_TIME");
+        let energy = p.energy.unwrap_or_default();
+        let parking = p.parking_time.unwrap_or_default();
+        let reservation_h = p.reservation_time;
         // decision 9: no TIME dimension = charging for the period's whole
         // length (its boundaries), unless it reports parking or reservation
-        let time = dim("TIME").unwrap_or(
-            if dim("PARKING_TIME").is_some() || reservation_h.is_some() {
+        let time = p
+            .time
+            .unwrap_or(if p.parking_time.is_some() || reservation_h.is_some() {
                 Decimal::ZERO
             } else {
                 duration_h
-            },
-        );
+            });
+        let tz = self.tz.unwrap_or(Tz::UTC);
         let ctx = Context {
             local: p.start_date_time.with_timezone(&tz).naive_local(),
-            kwh_before: out.total_energy,
-            seconds_before: (p.start_date_time - session.start_date_time).num_seconds(),
-            current: dim("CURRENT").or(dim("MAX_CURRENT")),
-            power: dim("POWER").or(dim("MAX_POWER")),
+            kwh_before: self.out.total_energy,
+            seconds_before: (p.start_date_time - self.start).num_seconds(),
+            current: p.current,
+            power: p.power,
             reservation: reservation_h.is_some(),
         };
+        let tariffs = &self.tariffs;
         let active = |d: Dimension| {
-            let ti = (*tariff)?;
-            tariffs[ti].elements.iter().enumerate().find_map(|(ei, e)| {
+            let ti = tariff?;
+            let t: &Tariff = tariffs[ti].borrow();
+            t.elements.iter().enumerate().find_map(|(ei, e)| {
                 let c = e.price_components.iter().find(|c| c.dimension == d)?;
                 let ok = match &e.restrictions {
                     Some(r) => matches(r, &ctx),
@@ -777,11 +1071,17 @@ pub fn price_periods(
                 ok.then(|| (ti, ei, c.clone()))
             })
         };
+        let flat = if self.flat_done {
+            None
+        } else {
+            active(Dimension::Flat)
+        };
         if ctx.reservation {
-            if let (Some((ti, ei, c)), Some(h)) = (active(Dimension::Time), reservation_h) {
+            let time_c = active(Dimension::Time);
+            if let (Some((ti, ei, c)), Some(h)) = (time_c, reservation_h) {
                 let cost = (h * c.price).round_dp(MONEY_DP);
-                out.total_reservation_cost.add(cost, c.vat);
-                out.lines.push(Line {
+                self.out.total_reservation_cost.add(cost, c.vat);
+                self.line(Line {
                     period: Some(i),
                     tariff: ti,
                     element: ei,
@@ -792,61 +1092,10 @@ pub fn price_periods(
                     cost,
                 });
             }
-            if !flat_done {
-                if let Some((ti, ei, c)) = active(Dimension::Flat) {
-                    flat_done = true;
-                    out.total_reservation_cost.add(c.price, c.vat);
-                    out.lines.push(Line {
-                        period: Some(i),
-                        tariff: ti,
-                        element: ei,
-                        dimension: Dimension::Flat,
-                        volume: Decimal::ONE,
-                        price: c.price,
-                        vat: c.vat,
-                        cost: c.price,
-                    });
-                }
-            }
-            continue;
-        }
-        out.total_energy += energy;
-        out.total_time += time;
-        out.total_parking_time += parking;
-        for (slot, d, volume) in [
-            (0, Dimension::Energy, energy),
-            (1, Dimension::Time, time),
-            (2, Dimension::ParkingTime, parking),
-        ] {
-            if volume.is_zero() {
-                continue;
-            }
-            if let Some((ti, ei, c)) = active(d) {
-                let cost = (volume * c.price).round_dp(MONEY_DP);
-                match d {
-                    Dimension::Energy => out.total_energy_cost.add(cost, c.vat),
-                    Dimension::Time => out.total_time_cost.add(cost, c.vat),
-                    _ => out.total_parking_cost.add(cost, c.vat),
-                }
-                billed[slot] += volume;
-                out.lines.push(Line {
-                    period: Some(i),
-                    tariff: ti,
-                    element: ei,
-                    dimension: d,
-                    volume,
-                    price: c.price,
-                    vat: c.vat,
-                    cost,
-                });
-                last[slot] = Some((ti, ei, c));
-            }
-        }
-        if !flat_done {
-            if let Some((ti, ei, c)) = active(Dimension::Flat) {
-                flat_done = true;
-                out.total_fixed_cost.add(c.price, c.vat);
-                out.lines.push(Line {
+            if let Some((ti, ei, c)) = flat {
+                self.flat_done = true;
+                self.out.total_reservation_cost.add(c.price, c.vat);
+                self.line(Line {
                     period: Some(i),
                     tariff: ti,
                     element: ei,
@@ -857,80 +1106,57 @@ pub fn price_periods(
                     cost: c.price,
                 });
             }
+            return;
         }
-    }
-    // step_size, once per session
-    let round_up = |total: Decimal, unit: Decimal, step: u64| -> Decimal {
-        if step == 0 {
-            return Decimal::ZERO; // decision 5: no rounding
-        }
-        // Wh or seconds; times come from milliseconds, so 6 places are exact enough
-        let units = (total * unit).round_dp(6);
-        let step = Decimal::from(step);
-        (units / step).ceil() * step - units
-    };
-    let extra = |slot: usize, unit: Decimal, out: &mut Priced| {
-        if let Some((ti, ei, c)) = last[slot].clone() {
-            let extra_units = round_up(billed[slot], unit, c.step_size);
-            if extra_units > Decimal::ZERO {
-                let add = extra_units / unit;
-                let cost = (extra_units * c.price / unit).round_dp(MONEY_DP);
-                match c.dimension {
-                    Dimension::Energy => out.total_energy_cost.add(cost, c.vat),
-                    Dimension::Time => out.total_time_cost.add(cost, c.vat),
-                    _ => out.total_parking_cost.add(cost, c.vat),
+        let found: Vec<_> = [
+            (0, Dimension::Energy, energy),
+            (1, Dimension::Time, time),
+            (2, Dimension::ParkingTime, parking),
+        ]
+        .into_iter()
+        .filter(|(_, _, v)| !v.is_zero())
+        .map(|(slot, d, v)| (slot, d, v, active(d)))
+        .collect();
+        self.out.total_energy += energy;
+        self.out.total_time += time;
+        self.out.total_parking_time += parking;
+        for (slot, d, volume, comp) in found {
+            if let Some((ti, ei, c)) = comp {
+                let cost = (volume * c.price).round_dp(MONEY_DP);
+                match d {
+                    Dimension::Energy => self.out.total_energy_cost.add(cost, c.vat),
+                    Dimension::Time => self.out.total_time_cost.add(cost, c.vat),
+                    _ => self.out.total_parking_cost.add(cost, c.vat),
                 }
-                out.lines.push(Line {
-                    period: None,
+                self.billed[slot] += volume;
+                self.line(Line {
+                    period: Some(i),
                     tariff: ti,
                     element: ei,
-                    dimension: c.dimension,
-                    volume: add,
+                    dimension: d,
+                    volume,
                     price: c.price,
                     vat: c.vat,
                     cost,
                 });
+                self.last[slot] = Some((ti, ei, c));
             }
         }
-    };
-    extra(0, Decimal::from(1000), &mut out);
-    // TIME and PARKING_TIME: when the session ends parking only the parking total is rounded
-    let parking_last = periods
-        .last()
-        .is_some_and(|p| p.0.dimensions.iter().any(|d| d.kind == "PARKING_TIME"));
-    if parking_last && last[2].is_some() {
-        extra(2, Decimal::from(3600), &mut out);
-    } else {
-        extra(1, Decimal::from(3600), &mut out);
-    }
-    // min/max: one tariff bounds the whole total; several each bound the
-    // lines priced under them (decision 10)
-    let mut total = Amount::default();
-    if let [t] = tariffs {
-        for a in [
-            &out.total_fixed_cost,
-            &out.total_energy_cost,
-            &out.total_time_cost,
-            &out.total_parking_cost,
-            &out.total_reservation_cost,
-        ] {
-            total.merge(a);
-        }
-        total = clamp(total, t.min_price, t.max_price);
-    } else {
-        for (ti, t) in tariffs.iter().enumerate() {
-            if !period_tariffs.contains(&Some(ti)) {
-                continue;
-            }
-            let mut part = Amount::default();
-            for l in out.lines.iter().filter(|l| l.tariff == ti) {
-                part.add(l.cost, l.vat);
-            }
-            total.merge(&clamp(part, t.min_price, t.max_price));
+        if let Some((ti, ei, c)) = flat {
+            self.flat_done = true;
+            self.out.total_fixed_cost.add(c.price, c.vat);
+            self.line(Line {
+                period: Some(i),
+                tariff: ti,
+                element: ei,
+                dimension: Dimension::Flat,
+                volume: Decimal::ONE,
+                price: c.price,
+                vat: c.vat,
+                cost: c.price,
+            });
         }
     }
-    out.total_cost = total;
-    Ok(out)
 }
 
 /// `min_price` / `max_price` on an amount, excl. and incl. VAT each
@@ -957,10 +1183,86 @@ fn clamp(total: Amount, min: Option<Limit>, max: Option<Limit>) -> Amount {
     }
 }
 
-/// Prices from JSON: a Tariff, a CDR (or anything with `start_date_time`,
-/// `end_date_time` or 2.1.1's `stop_date_time`, `charging_periods`) and
-/// the location's time zone; the totals under the CDR's field names, a
-/// Credit CDR's `total_cost` negated (decision 11).
+/// Prices a CDR:
+///
+/// - under `tariff` when one is given (every period), else under the CDR's
+///   own `tariffs`, each period under the tariff its `tariff_id` names
+///   (decision 10);
+/// - restrictions in `zone`; with [`Zone::Unknown`] the zone of the CDR's
+///   own location ([`CdrInput::zone`]);
+/// - a Credit CDR (`credit: true`) gets the negated `total_cost` the spec
+///   prescribes (decision 11).
+///
+/// # Errors
+///
+/// [`TariffError`]: [`TariffError::NoTariff`] without `tariff` and
+/// `tariffs`, [`TariffError::UnknownTariffId`] for a period naming a
+/// tariff the CDR does not carry.
+pub fn price_cdr(
+    cdr: &CdrInput,
+    tariff: Option<&Tariff>,
+    zone: &Zone,
+) -> Result<Priced, TariffError> {
+    let tariffs: Vec<&Tariff> = match tariff {
+        Some(t) => vec![t],
+        None if !cdr.tariffs.is_empty() => cdr.tariffs.iter().collect(),
+        None => return Err(TariffError::NoTariff),
+    };
+    let periods = &cdr.session.charging_periods;
+    let period_tariffs: Vec<Option<usize>> = if tariffs.len() == 1 {
+        vec![Some(0); periods.len()]
+    } else {
+        periods
+            .iter()
+            .map(|p| match &p.tariff_id {
+                // mod_cdrs ChargingPeriod.tariff_id: "If not provided, no
+                // Tariff is relevant during this period."
+                None => Ok(None),
+                Some(id) => tariffs
+                    .iter()
+                    .position(|t| t.id.eq_ignore_ascii_case(id))
+                    .map(Some)
+                    .ok_or_else(|| TariffError::UnknownTariffId(id.clone())),
+            })
+            .collect::<Result<_, _>>()?
+    };
+    let zone = match zone {
+        Zone::Unknown => &cdr.zone,
+        z => z,
+    };
+    let priced = price_periods(&tariffs, &cdr.session, &period_tariffs, zone)?;
+    Ok(if cdr.credit {
+        priced.credited()
+    } else {
+        priced
+    })
+}
+
+/// [`price_cdr`] from JSON, for command lines and HTTP: a CDR of any
+/// version (2.1.1 `stop_date_time`, 2.2.1/2.3.0 `end_date_time`; read by
+/// [`CdrInput::from_json`]), a tariff ([`Tariff::from_json`]) or none (the
+/// CDR's own `tariffs`), the zone as [`price_cdr`] takes it; the totals
+/// under the CDR field names of `version` ([`Priced::to_json`]).
+///
+/// # Errors
+///
+/// [`TariffError`]; [`TariffError::Invalid`] when the JSON is no tariff or
+/// CDR.
+pub fn price_cdr_json(
+    cdr: &Value,
+    tariff: Option<&Value>,
+    zone: &Zone,
+    version: Version,
+) -> Result<Value, TariffError> {
+    // a separate tariff is read first, the CDR after
+    let tariff = tariff.map(Tariff::from_json).transpose()?;
+    let cdr = CdrInput::from_json(cdr)?;
+    Ok(price_cdr(&cdr, tariff.as_ref(), zone)?.to_json(version))
+}
+
+/// [`price_cdr_json`] with a tariff and the location's time zone: the
+/// totals under the CDR's field names, a Credit CDR's `total_cost` negated
+/// (decision 11).
 ///
 /// # Errors
 ///
@@ -972,93 +1274,7 @@ pub fn price_json(
     version: Version,
 ) -> Result<Value, TariffError> {
     let zone = time_zone.map_or(Zone::Unknown, |z| Zone::Named(z.to_owned()));
-    price_cdr(cdr, Some(tariff), &zone, version)
-}
-
-/// Prices a CDR of any version (2.1.1 `stop_date_time`, 2.2.1/2.3.0
-/// `end_date_time`) from JSON:
-///
-/// - under `tariff` when one is given (every period), else under the CDR's
-///   own `tariffs`, each period under the tariff its `tariff_id` names
-///   (decision 10);
-/// - restrictions in `zone` ([`Zone::of_location`]); with [`Zone::Unknown`]
-///   the CDR's own location (`cdr_location`, 2.1.1 `location`) is asked;
-/// - a Credit CDR (`credit: true`) gets the negated `total_cost` the spec
-///   prescribes (decision 11);
-/// - the totals under the CDR field names of `version`.
-///
-/// # Errors
-///
-/// [`TariffError`]: [`TariffError::NoTariff`] without `tariff` and
-/// `tariffs`, [`TariffError::UnknownTariffId`] for a period naming a
-/// tariff the CDR does not carry.
-pub fn price_cdr(
-    cdr: &Value,
-    tariff: Option<&Value>,
-    zone: &Zone,
-    version: Version,
-) -> Result<Value, TariffError> {
-    let invalid = |what: &'static str| {
-        move |e: serde_json::Error| TariffError::Invalid {
-            what,
-            reason: e.to_string(),
-        }
-    };
-    // a separate tariff is read first, the CDR's own tariffs after the CDR
-    let given: Option<Tariff> = match tariff {
-        Some(t) => Some(serde_json::from_value(t.clone()).map_err(invalid("tariff"))?),
-        None => None,
-    };
-    let session: Session = serde_json::from_value(cdr.clone()).map_err(invalid("cdr"))?;
-    let tariffs: Vec<Tariff> = match given {
-        Some(t) => vec![t],
-        None => match cdr.get("tariffs") {
-            Some(Value::Array(ts)) if !ts.is_empty() => ts
-                .iter()
-                .map(|t| serde_json::from_value(t.clone()).map_err(invalid("tariff")))
-                .collect::<Result<_, _>>()?,
-            _ => return Err(TariffError::NoTariff),
-        },
-    };
-    let n = session.charging_periods.len();
-    let period_tariffs: Vec<Option<usize>> = if tariff.is_some() || tariffs.len() == 1 {
-        vec![Some(0); n]
-    } else {
-        let ids: Vec<Option<&str>> = cdr
-            .get("charging_periods")
-            .and_then(Value::as_array)
-            .map(|ps| {
-                ps.iter()
-                    .map(|p| p.get("tariff_id").and_then(Value::as_str))
-                    .collect()
-            })
-            .unwrap_or_default();
-        ids.iter()
-            .map(|id| match id {
-                // mod_cdrs ChargingPeriod.tariff_id: "If not provided, no
-                // Tariff is relevant during this period."
-                None => Ok(None),
-                Some(id) => tariffs
-                    .iter()
-                    .position(|t| t.id.eq_ignore_ascii_case(id))
-                    .map(Some)
-                    .ok_or_else(|| TariffError::UnknownTariffId((*id).to_owned())),
-            })
-            .collect::<Result<_, _>>()?
-    };
-    let zone = match zone {
-        Zone::Unknown => cdr
-            .get("cdr_location")
-            .or_else(|| cdr.get("location"))
-            .map_or(Zone::Unknown, Zone::of_location),
-        z => z.clone(),
-    };
-    let refs: Vec<&Tariff> = tariffs.iter().collect();
-    let mut priced = price_periods(&refs, &session, &period_tariffs, &zone)?;
-    if cdr.get("credit").and_then(Value::as_bool) == Some(true) {
-        priced = priced.credited();
-    }
-    Ok(priced.to_json(version))
+    price_cdr_json(cdr, Some(tariff), &zone, version)
 }
 
 /// A CDR total that does not match its tariff.
@@ -1182,14 +1398,14 @@ mod tests {
     }
 
     fn session(start: &str, end: &str, periods: Value) -> Session {
-        serde_json::from_value(
-            json!({"start_date_time": start, "end_date_time": end, "charging_periods": periods}),
+        Session::from_json(
+            &json!({"start_date_time": start, "end_date_time": end, "charging_periods": periods}),
         )
         .unwrap()
     }
 
     fn tariff(elements: Value) -> Tariff {
-        serde_json::from_value(json!({"id": "T", "currency": "EUR", "elements": elements})).unwrap()
+        Tariff::from_json(&json!({"id": "T", "currency": "EUR", "elements": elements})).unwrap()
     }
 
     #[test]
@@ -1220,7 +1436,7 @@ mod tests {
     fn cdr_prices_carry_at_most_four_decimals() {
         // 2.791 kWh at 0.3125 + 20 % VAT: 0.8721875 excl, 1.046625 incl, exactly
         let t = tariff(json!([{"price_components": [
-            {"type": "ENERGY", "price": 0.3125, "vat": 20.0}]}]));
+            {"type": "ENERGY", "price": 0.3125, "vat": 20.0, "step_size": 1}]}]));
         let s = session(
             "2026-03-02T10:00:00Z",
             "2026-03-02T11:00:00Z",
@@ -1236,7 +1452,9 @@ mod tests {
         assert_eq!(j["total_cost"]["before_taxes"], "0.8722");
         assert_eq!(j["total_cost"]["taxes"][0]["amount"], "0.1744");
         // a midpoint rounds away from zero
-        let t = tariff(json!([{"price_components": [{"type": "FLAT", "price": 0.00005}]}]));
+        let t = tariff(
+            json!([{"price_components": [{"type": "FLAT", "price": 0.00005, "step_size": 1}]}]),
+        );
         let p = price(&t, &s, Some("UTC")).unwrap();
         assert_eq!(p.to_json(Version::V221)["total_cost"]["excl_vat"], "0.0001");
     }
@@ -1520,7 +1738,7 @@ mod tests {
 
     #[test]
     fn flat_fee_once_and_min_max() {
-        let t: Tariff = serde_json::from_value(json!({"id": "T", "currency": "EUR", "min_price": {"excl_vat": 5, "incl_vat": 6},
+        let t = Tariff::from_json(&json!({"id": "T", "currency": "EUR", "min_price": {"excl_vat": 5, "incl_vat": 6},
             "max_price": {"excl_vat": 8}, "elements": [
             {"price_components": [{"type": "FLAT", "price": 1, "step_size": 1}], "restrictions": {"start_time": "10:00", "end_time": "11:00"}},
             {"price_components": [{"type": "FLAT", "price": 3, "step_size": 1}, {"type": "ENERGY", "price": 0.5, "vat": 20, "step_size": 1}]}]}))
@@ -1564,9 +1782,32 @@ mod tests {
         let s = session(
             "2026-03-02T10:00:00Z",
             "2026-03-02T11:00:00Z",
-            json!([{"start_date_time": "2026-03-02T12:00:00Z", "dimensions": []}]),
+            json!([{"start_date_time": "2026-03-02T12:00:00Z", "dimensions": [{"type": "ENERGY", "volume": 1}]}]),
         );
         assert!(matches!(price(&t, &s, None), Err(TariffError::Periods(_))));
+        // a period without dimensions is no OCPI ChargingPeriod
+        let e = CdrInput::from_json(
+            &json!({"start_date_time": "2026-03-02T10:00:00Z", "end_date_time": "2026-03-02T11:00:00Z",
+            "charging_periods": [{"start_date_time": "2026-03-02T10:00:00Z", "dimensions": []}]}),
+        );
+        assert!(
+            matches!(e, Err(TariffError::Invalid { what: "cdr", .. })),
+            "{e:?}"
+        );
+        // values the engine cannot use: refused, naming them
+        for (restrictions, step, field) in [
+            (json!({"start_time": "25:00"}), 1, "start_time"),
+            (json!({"end_date": "2026-13-01"}), 1, "end_date"),
+            (json!({}), -5, "step_size"),
+        ] {
+            let e = Tariff::from_json(&json!({"elements": [{"price_components": [
+                {"type": "ENERGY", "price": 1, "step_size": step}], "restrictions": restrictions}]}))
+            .unwrap_err();
+            assert!(
+                matches!(&e, TariffError::Invalid { what: "tariff", reason } if reason.contains(field)),
+                "{e:?}"
+            );
+        }
         let e = price_json(
             &json!({"elements": [{"price_components": [{"type": "ENERGY", "price": "x"}]}]}),
             &json!({}),
@@ -1578,7 +1819,7 @@ mod tests {
             "{e:?}"
         );
         // times without Z are read as UTC (real peers send them)
-        let s: Session = serde_json::from_value(json!({"start_date_time": "2026-03-02T10:00:00", "end_date_time": "2026-03-02T11:00:00Z", "charging_periods": []})).unwrap();
+        let s = Session::from_json(&json!({"start_date_time": "2026-03-02T10:00:00", "end_date_time": "2026-03-02T11:00:00Z", "charging_periods": []})).unwrap();
         assert_eq!(s.start_date_time.to_rfc3339(), "2026-03-02T10:00:00+00:00");
         // numbers are read exactly
         assert_eq!(to_decimal(&json!(0.1)), Some(d("0.1")));
@@ -1605,7 +1846,7 @@ mod tests {
             "total_cost": 4.5, "total_energy": 10, "total_time": 1, "total_parking_time": 0.5,
             "last_updated": "2026-03-02T11:31:00Z"});
         // 10 kWh × 0.25 + 1 h × 2.00 = 4.50; parking has no component: free
-        let out = price_cdr(&cdr, None, &Zone::Unknown, Version::V211).unwrap();
+        let out = price_cdr_json(&cdr, None, &Zone::Unknown, Version::V211).unwrap();
         assert_eq!(out["total_cost"], "4.5");
         assert_eq!(out["total_energy"], "10");
         assert_eq!(out["total_time"], "1");
@@ -1652,7 +1893,7 @@ mod tests {
                 {"start_date_time": "2026-03-02T16:00:00Z", "tariff_id": "DAY", "dimensions": [{"type": "ENERGY", "volume": 10}]},
                 {"start_date_time": "2026-03-02T18:00:00Z", "tariff_id": "night", "dimensions": [{"type": "ENERGY", "volume": 5}]},
                 {"start_date_time": "2026-03-02T19:00:00Z", "dimensions": [{"type": "ENERGY", "volume": 2}]}]});
-        let out = price_cdr(&cdr, None, &Zone::Unknown, Version::V221).unwrap();
+        let out = price_cdr_json(&cdr, None, &Zone::Unknown, Version::V221).unwrap();
         // DAY: 10 × 0.30 = 3.00 (incl. 3.60)
         // NIGHT: 5 × 0.20 + FLAT 1.00 = 2.00 (incl. 2.40), below its minimum: 2.50 / 3.00
         // third period: no tariff_id, no tariff relevant: free
@@ -1673,22 +1914,22 @@ mod tests {
         // a separate tariff overrides the CDR's: every period under it
         let flat = json!({"id": "X", "currency": "EUR", "elements": [{"price_components": [
             {"type": "ENERGY", "price": 0.10, "step_size": 1}]}]});
-        let out = price_cdr(&cdr, Some(&flat), &Zone::Unknown, Version::V221).unwrap();
+        let out = price_cdr_json(&cdr, Some(&flat), &Zone::Unknown, Version::V221).unwrap();
         assert_eq!(out["total_cost"]["excl_vat"], "1.7");
         // a tariff_id the CDR does not carry
         cdr["charging_periods"][2]["tariff_id"] = json!("WEEKEND");
         assert_eq!(
-            price_cdr(&cdr, None, &Zone::Unknown, Version::V221),
+            price_cdr_json(&cdr, None, &Zone::Unknown, Version::V221),
             Err(TariffError::UnknownTariffId("WEEKEND".into()))
         );
         // one tariff: every period under it, tariff_id or not
         cdr["tariffs"] = json!([cdr["tariffs"][0].clone()]);
-        let out = price_cdr(&cdr, None, &Zone::Unknown, Version::V221).unwrap();
+        let out = price_cdr_json(&cdr, None, &Zone::Unknown, Version::V221).unwrap();
         assert_eq!(out["total_cost"]["excl_vat"], "5.1", "17 kWh × 0.30");
         // no tariff at all
         cdr["tariffs"] = json!([]);
         assert_eq!(
-            price_cdr(&cdr, None, &Zone::Unknown, Version::V221),
+            price_cdr_json(&cdr, None, &Zone::Unknown, Version::V221),
             Err(TariffError::NoTariff)
         );
     }
@@ -1752,19 +1993,19 @@ mod tests {
             "charging_periods": [{"start_date_time": "2026-03-02T21:30:00Z", "dimensions": [{"type": "ENERGY", "volume": 10}]}]});
         let nl = Zone::of_location(&json!({"id": "L", "country": "NLD"}));
         assert_eq!(nl, Zone::Country("NLD".into()));
-        let out = price_cdr(&cdr, Some(&tariff), &nl, Version::V221).unwrap();
+        let out = price_cdr_json(&cdr, Some(&tariff), &nl, Version::V221).unwrap();
         assert_eq!(out["total_cost"]["excl_vat"], "2", "10 kWh × 0.20 (night)");
         // a time_zone wins over the country
         let utc = Zone::of_location(&json!({"country": "NLD", "time_zone": "UTC"}));
-        let out = price_cdr(&cdr, Some(&tariff), &utc, Version::V221).unwrap();
+        let out = price_cdr_json(&cdr, Some(&tariff), &utc, Version::V221).unwrap();
         assert_eq!(out["total_cost"]["excl_vat"], "3", "10 kWh × 0.30 (day)");
         // the CDR's own cdr_location when no location is given
         cdr["cdr_location"] = json!({"id": "L", "country": "NLD"});
-        let out = price_cdr(&cdr, Some(&tariff), &Zone::Unknown, Version::V221).unwrap();
+        let out = price_cdr_json(&cdr, Some(&tariff), &Zone::Unknown, Version::V221).unwrap();
         assert_eq!(out["total_cost"]["excl_vat"], "2");
         // Germany has two zones (Berlin, Büsingen): refused, naming time_zone
         let de = Zone::of_location(&json!({"country": "DEU"}));
-        let e = price_cdr(&cdr, Some(&tariff), &de, Version::V221).unwrap_err();
+        let e = price_cdr_json(&cdr, Some(&tariff), &de, Version::V221).unwrap_err();
         assert_eq!(
             e,
             TariffError::CountryZones {
@@ -1776,13 +2017,13 @@ mod tests {
         // nothing: refused as before
         cdr.as_object_mut().unwrap().remove("cdr_location");
         assert_eq!(
-            price_cdr(&cdr, Some(&tariff), &Zone::Unknown, Version::V221),
+            price_cdr_json(&cdr, Some(&tariff), &Zone::Unknown, Version::V221),
             Err(TariffError::TimeZoneMissing)
         );
         // a tariff without time restrictions needs no zone, even in Germany
         let plain = json!({"id": "P", "currency": "EUR", "elements": [{"price_components": [
             {"type": "ENERGY", "price": 0.30, "step_size": 1}]}]});
-        let out = price_cdr(&cdr, Some(&plain), &de, Version::V221).unwrap();
+        let out = price_cdr_json(&cdr, Some(&plain), &de, Version::V221).unwrap();
         assert_eq!(out["total_cost"]["excl_vat"], "3");
     }
 
@@ -1860,11 +2101,89 @@ mod tests {
             }
         }
 
+        /// The typed path (generated `v221`/`v230`/`v211` tariffs and
+        /// charging periods, converted) and the JSON path (`price_json`)
+        /// give the same totals; periods pushed one by one into a
+        /// [`Pricer`] give what pricing them at once gives, also for a
+        /// running total with an open last period.
+        #[test]
+        fn typed_json_and_incremental_agree(
+            comps in proptest::collection::vec((0usize..4, 0u32..500, proptest::option::of(0u32..25), 0i64..900), 1..4),
+            restr in proptest::collection::vec((0u32..24, 0u32..24, proptest::option::of(0u32..30), proptest::option::of(0i64..7200)), 0..3),
+            periods in proptest::collection::vec((1i64..5400, 0u32..40_000, proptest::bool::ANY, proptest::bool::ANY), 1..12),
+            min in proptest::option::of(0u32..2000),
+            tail in 0i64..3600,
+        ) {
+            let dims = ["ENERGY", "TIME", "PARKING_TIME", "FLAT"];
+            let component = |(k, price, vat, step): &(usize, u32, Option<u32>, i64)| {
+                let mut c = json!({"type": dims[*k], "price": Decimal::new(i64::from(*price), 2).to_string(), "step_size": step});
+                if let Some(v) = vat { c["vat"] = json!(v); }
+                c
+            };
+            let mut elements: Vec<Value> = restr.iter().map(|(h1, h2, kwh, dur)| {
+                let mut r = json!({"start_time": format!("{h1:02}:00"), "end_time": format!("{h2:02}:30")});
+                if let Some(k) = kwh { r["min_kwh"] = json!(k); }
+                if let Some(d) = dur { r["max_duration"] = json!(d); }
+                json!({"price_components": comps.iter().map(component).collect::<Vec<_>>(), "restrictions": r})
+            }).collect();
+            elements.push(json!({"price_components": comps.iter().map(component).collect::<Vec<_>>()}));
+            let mut t221 = json!({"country_code": "NL", "party_id": "EVP", "id": "T", "currency": "EUR",
+                "last_updated": "2026-03-01T00:00:00Z", "elements": elements});
+            if let Some(m) = min { t221["min_price"] = json!({"excl_vat": Decimal::new(i64::from(m), 2).to_string()}); }
+            let start: DateTime<Utc> = "2026-03-02T20:00:00Z".parse().unwrap();
+            let mut at = start;
+            let mut cps = Vec::new();
+            for (secs, wh, parking, with_time) in &periods {
+                let mut dims = vec![json!({"type": "ENERGY", "volume": Decimal::new(i64::from(*wh), 3).to_string()})];
+                if *parking { dims = vec![json!({"type": "PARKING_TIME", "volume": hours(secs * 1000).to_string()})]; }
+                else if *with_time { dims.push(json!({"type": "TIME", "volume": hours(secs * 1000).to_string()})); }
+                cps.push(json!({"start_date_time": at.to_rfc3339(), "dimensions": dims}));
+                at += chrono::Duration::seconds(*secs);
+            }
+            let end = at + chrono::Duration::seconds(tail);
+            let cdr = json!({"start_date_time": start.to_rfc3339(), "end_date_time": end.to_rfc3339(), "charging_periods": cps});
+            let zone = Some("Europe/Amsterdam");
+            let by_json = price_json(&t221, &cdr, zone, Version::V221).unwrap();
+
+            // typed: the generated 2.2.1 types, converted
+            let typed_tariff: crate::v221::Tariff = serde_json::from_value(t221.clone()).unwrap();
+            let typed_periods: Vec<crate::v221::ChargingPeriod> = serde_json::from_value(cdr["charging_periods"].clone()).unwrap();
+            let engine = Tariff::try_from(&typed_tariff).unwrap();
+            let session = Session { start_date_time: start, end_date_time: end,
+                charging_periods: typed_periods.iter().map(ChargingPeriod::from).collect() };
+            let typed = price_cdr(&CdrInput::new(session.clone()), Some(&engine), &Zone::Named("Europe/Amsterdam".into())).unwrap();
+            prop_assert_eq!(&typed.to_json(Version::V221), &by_json);
+
+            // 2.3.0: the same tariff with 2.3.0 money
+            let mut t230 = t221.clone();
+            t230["tax_included"] = json!("NO");
+            if let Some(m) = min { t230["min_price"] = json!({"before_taxes": Decimal::new(i64::from(m), 2).to_string()}); }
+            let typed230: crate::v230::Tariff = serde_json::from_value(t230.clone()).unwrap();
+            let p230 = price(&Tariff::try_from(&typed230).unwrap(), &session, zone).unwrap();
+            prop_assert_eq!(p230.to_json(Version::V230), price_json(&t230, &cdr, zone, Version::V230).unwrap());
+            prop_assert_eq!(&p230.total_cost, &typed.total_cost);
+
+            // incremental: pushed one by one, with a running total after each
+            let mut pricer = Pricer::new(vec![&engine], start, &Zone::Named("Europe/Amsterdam".into())).unwrap().without_lines();
+            let (last, closed) = session.charging_periods.split_last().unwrap();
+            for (i, p) in closed.iter().enumerate() {
+                pricer.push(p.clone(), Some(0)).unwrap();
+                let next = &session.charging_periods[i + 1];
+                let running = pricer.total_at(Some(next.clone()), end).unwrap();
+                let upto = Session { start_date_time: start, end_date_time: end,
+                    charging_periods: session.charging_periods[..=i + 1].to_vec() };
+                let at_once = price(&engine, &upto, zone).unwrap();
+                prop_assert_eq!(running, Priced { lines: Vec::new(), ..at_once });
+            }
+            pricer.push(last.clone(), Some(0)).unwrap();
+            prop_assert_eq!(pricer.finish(end).unwrap(), Priced { lines: Vec::new(), ..typed });
+        }
+
         /// min/max clamp the total and nothing else.
         #[test]
         fn clamps(kwh in 0u32..1000, min in 0u32..50, span in 0u32..50) {
             let max = min + span;
-            let t: Tariff = serde_json::from_value(json!({"elements": [{"price_components": [{"type": "ENERGY", "price": 0.3, "step_size": 1}]}],
+            let t = Tariff::from_json(&json!({"elements": [{"price_components": [{"type": "ENERGY", "price": 0.3, "step_size": 1}]}],
                 "min_price": {"excl_vat": min}, "max_price": {"excl_vat": max}})).unwrap();
             let s = session("2026-03-02T10:00:00Z", "2026-03-02T11:00:00Z", json!([{"start_date_time": "2026-03-02T10:00:00Z", "dimensions": [{"type": "ENERGY", "volume": kwh}]}]));
             let p = price(&t, &s, None).unwrap();

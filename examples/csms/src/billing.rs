@@ -7,22 +7,37 @@
 //! The CDR is built once, here, as a typed OCPI 2.2.1 [`Cdr`]: the
 //! station's registered Location ([`crate::roaming::station_location`], the
 //! one published to partners), the tariff's currency, the session's token
-//! as the store knows it, the engine's totals (prices at most 4 decimals,
-//! [`Priced::to_json`]). Its JSON is what the `cdrs` table keeps, what the
-//! operator API serves and what roaming pushes (converted per partner
+//! as the store knows it, the charging periods as generated
+//! `v221::ChargingPeriod`s (the engine prices those same periods, converted)
+//! and the engine's totals. Its JSON is what the `cdrs` table keeps, what
+//! the operator API serves and what roaming pushes (converted per partner
 //! version); nothing builds a second one.
+//!
+//! Money (the rule of `evproto_csms_core::money`): the engine prices
+//! exactly; the CDR's prices carry at most 4 decimals, each total rounded
+//! on its own half away from zero (`Amount::to_v221`); what is charged,
+//! held, captured and printed on receipts, and what stations are told as
+//! `totalCost` (running and final), is the total incl. VAT rounded once to
+//! the currency's minor unit, half away from zero ([`Money`]).
+//!
+//! Running cost ([`RunningCosts`]): the `default` tariff is parsed once
+//! (cached by its body) and each active session keeps its priced periods
+//! (`evproto_ocpi::tariff::Pricer`), fed the register readings of each
+//! message as it commits; an update prices one open period on top, never
+//! the whole session again.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
-use evproto_ocpi::tariff::{
-    price, CdrDimension, ChargingPeriod, Priced, Session as TariffSession, Tariff, Version,
-};
+use evproto_csms_core::money::{Currency, Money};
+use evproto_ocpi::tariff::{price, Priced, Pricer, Session as TariffSession, Tariff, Zone};
 use evproto_ocpi::types::{CiString, Str};
 use evproto_ocpi::v221;
 use evproto_ocpi::v221::Cdr;
 use rust_decimal::Decimal;
-use serde_json::{json, Value};
+use serde::Deserialize;
+use serde_json::Value;
 
 use crate::store::{Session, Store};
 
@@ -85,12 +100,151 @@ fn hours_dp(h: Decimal) -> Decimal {
     h.round_dp(6).normalize()
 }
 
-/// The charging periods of a session from its register readings.
+/// An energy register reading: when, and the register in Wh.
+pub type Reading = (DateTime<Utc>, Decimal);
+
+/// A stored meter value (`Store::session_meter_values`), typed.
+#[derive(Debug, serde::Deserialize)]
+struct StoredSample {
+    timestamp: String,
+    measurand: String,
+    value: String,
+    unit: Option<String>,
+}
+
+const REGISTER: &str = "Energy.Active.Import.Register";
+
+/// The energy register readings among stored meter values (other
+/// measurands, phases and unreadable values are no readings).
+fn readings(meter_values: &[Value]) -> Vec<Reading> {
+    meter_values
+        .iter()
+        .filter_map(|m| StoredSample::deserialize(m).ok())
+        .filter(|s| s.measurand == REGISTER)
+        .filter_map(|s| {
+            Some((
+                time(&s.timestamp)?,
+                crate::store::to_wh(&s.value, s.unit.as_deref())?,
+            ))
+        })
+        .collect()
+}
+
+/// The energy register readings among a message's samples
+/// (`TxMessage::samples`: timestamp, measurand, value, unit).
+pub fn sample_readings(samples: &[(String, String, String, Option<String>)]) -> Vec<Reading> {
+    samples
+        .iter()
+        .filter(|s| s.1 == REGISTER)
+        .filter_map(|s| Some((time(&s.0)?, crate::store::to_wh(&s.2, s.3.as_deref())?)))
+        .collect()
+}
+
+/// The points a session's periods run between: the start register at the
+/// start, the readings strictly inside the session in time order (the
+/// first of equal times), the stop register at the stop.
+fn points(
+    (start, stop): (DateTime<Utc>, DateTime<Utc>),
+    (meter_start, meter_stop): (Option<Decimal>, Option<Decimal>),
+    readings: &[Reading],
+) -> Vec<Reading> {
+    let mut points: Vec<Reading> = Vec::new();
+    if let Some(wh) = meter_start {
+        points.push((start, wh));
+    }
+    points.extend(readings.iter().filter(|r| r.0 > start && r.0 < stop));
+    if let Some(wh) = meter_stop {
+        points.push((stop, wh));
+    }
+    points.sort_by_key(|p| p.0);
+    points.dedup_by_key(|p| p.0);
+    points
+}
+
+fn dimension(kind: v221::CdrDimensionType, volume: Decimal) -> v221::CdrDimension {
+    v221::CdrDimension {
+        r#type: kind,
+        volume,
+        extra: Default::default(),
+    }
+}
+
+fn hours_between(a: DateTime<Utc>, b: DateTime<Utc>) -> Decimal {
+    hours_dp(Decimal::from((b - a).num_milliseconds().max(0)) / Decimal::from(3_600_000))
+}
+
+/// The charging period between two points: the energy between them (never
+/// negative) and the time.
+fn period_between(a: Reading, b: Reading) -> v221::ChargingPeriod {
+    let kwh = ((b.1 - a.1).max(Decimal::ZERO) / Decimal::from(1000)).normalize();
+    v221::ChargingPeriod {
+        start_date_time: a.0.into(),
+        dimensions: vec![
+            dimension(v221::CdrDimensionType::Energy, kwh),
+            dimension(v221::CdrDimensionType::Time, hours_between(a.0, b.0)),
+        ],
+        tariff_id: None,
+        extra: Default::default(),
+    }
+}
+
+/// The charging periods between `points`: one per pair of neighbours, the
+/// first from the start (with the first reading's register when there is
+/// no start register); with fewer than two points, one period of time.
+fn periods_between(
+    start: DateTime<Utc>,
+    stop: DateTime<Utc>,
+    mut points: Vec<Reading>,
+) -> Vec<v221::ChargingPeriod> {
+    if points.len() < 2 {
+        return vec![v221::ChargingPeriod {
+            start_date_time: start.into(),
+            dimensions: vec![dimension(
+                v221::CdrDimensionType::Time,
+                hours_between(start, stop),
+            )],
+            tariff_id: None,
+            extra: Default::default(),
+        }];
+    }
+    if points[0].0 > start {
+        points.insert(0, (start, points[0].1));
+    }
+    points
+        .windows(2)
+        .map(|w| period_between(w[0], w[1]))
+        .collect()
+}
+
+/// A session's times and charging periods, as its CDR carries them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CdrPeriods {
+    /// Session start.
+    pub start: DateTime<Utc>,
+    /// Session end (not before the start).
+    pub stop: DateTime<Utc>,
+    /// The CDR's charging periods (without `tariff_id`).
+    pub periods: Vec<v221::ChargingPeriod>,
+}
+
+impl CdrPeriods {
+    /// The session the tariff engine prices.
+    pub fn session(&self) -> TariffSession {
+        TariffSession {
+            start_date_time: self.start,
+            end_date_time: self.stop,
+            charging_periods: self.periods.iter().map(Into::into).collect(),
+        }
+    }
+}
+
+/// The charging periods of a session from its register readings: a period
+/// per reading, with the energy since the last.
 ///
 /// # Errors
 ///
 /// [`BillingError::Incomplete`] without a start or stop time.
-pub fn periods(session: &Session, meter_values: &[Value]) -> Result<TariffSession, BillingError> {
+pub fn periods(session: &Session, meter_values: &[Value]) -> Result<CdrPeriods, BillingError> {
     let start = session
         .started_at
         .as_deref()
@@ -100,68 +254,17 @@ pub fn periods(session: &Session, meter_values: &[Value]) -> Result<TariffSessio
         .stopped_at
         .as_deref()
         .and_then(time)
-        .ok_or_else(|| BillingError::Incomplete(session.id.clone()))?;
-    let stop = stop.max(start);
-    let mut points: Vec<(DateTime<Utc>, Decimal)> = Vec::new();
-    if let Some(wh) = session.meter_start_wh {
-        points.push((start, wh));
-    }
-    for m in meter_values
-        .iter()
-        .filter(|m| m["measurand"] == "Energy.Active.Import.Register")
-    {
-        let (Some(t), Some(wh)) = (
-            m["timestamp"].as_str().and_then(time),
-            crate::store::to_wh(m["value"].as_str().unwrap_or_default(), m["unit"].as_str()),
-        ) else {
-            continue;
-        };
-        if t > start && t < stop {
-            points.push((t, wh));
-        }
-    }
-    if let Some(wh) = session.meter_stop_wh {
-        points.push((stop, wh));
-    }
-    points.sort_by_key(|p| p.0);
-    points.dedup_by_key(|p| p.0);
-    let mut out = Vec::new();
-    let hours = |a: DateTime<Utc>, b: DateTime<Utc>| {
-        hours_dp(Decimal::from((b - a).num_milliseconds().max(0)) / Decimal::from(3_600_000))
-    };
-    if points.len() < 2 {
-        out.push(ChargingPeriod {
-            start_date_time: start,
-            dimensions: vec![CdrDimension {
-                kind: "TIME".into(),
-                volume: hours(start, stop),
-            }],
-        });
-    } else {
-        if points[0].0 > start {
-            points.insert(0, (start, points[0].1));
-        }
-        for w in points.windows(2) {
-            let kwh = ((w[1].1 - w[0].1).max(Decimal::ZERO) / Decimal::from(1000)).normalize();
-            out.push(ChargingPeriod {
-                start_date_time: w[0].0,
-                dimensions: vec![
-                    CdrDimension {
-                        kind: "ENERGY".into(),
-                        volume: kwh,
-                    },
-                    CdrDimension {
-                        kind: "TIME".into(),
-                        volume: hours(w[0].0, w[1].0),
-                    },
-                ],
-            });
-        }
-    }
-    Ok(TariffSession {
-        start_date_time: start,
-        end_date_time: stop,
-        charging_periods: out,
+        .ok_or_else(|| BillingError::Incomplete(session.id.clone()))?
+        .max(start);
+    let points = points(
+        (start, stop),
+        (session.meter_start_wh, session.meter_stop_wh),
+        &readings(meter_values),
+    );
+    Ok(CdrPeriods {
+        start,
+        stop,
+        periods: periods_between(start, stop, points),
     })
 }
 
@@ -308,8 +411,8 @@ fn cdr_location(
 /// What a CDR is made of, besides the session.
 #[derive(Debug)]
 pub struct CdrParts {
-    /// The tariff as stored (`/api/tariffs/default` body).
-    pub tariff: Value,
+    /// The tariff in force ([`DefaultTariff::ocpi`]).
+    pub tariff: v221::Tariff,
     /// The station's Location (2.2.1 JSON, [`crate::roaming::station_location`]).
     pub location: Value,
     /// The token and how it was authorized ([`cdr_token`]).
@@ -322,12 +425,11 @@ pub struct CdrParts {
 ///
 /// # Errors
 ///
-/// [`BillingError::Cdr`], [`BillingError::BadTariff`],
-/// [`BillingError::Location`].
+/// [`BillingError::Cdr`], [`BillingError::Location`].
 pub fn build_cdr(
     op: &Operator<'_>,
     session: &Session,
-    ts: &TariffSession,
+    cp: &CdrPeriods,
     priced: &Priced,
     parts: CdrParts,
 ) -> Result<Cdr, BillingError> {
@@ -336,72 +438,45 @@ pub fn build_cdr(
         op.party_id.to_ascii_uppercase(),
     );
     let now = evproto_ocpi::types::DateTime::from(parts.now);
-    let mut tariff = parts.tariff;
-    tariff["country_code"] = json!(cc);
-    tariff["party_id"] = json!(pid);
-    tariff["id"] = json!("default");
-    if tariff.get("last_updated").is_none() {
-        tariff["last_updated"] = json!(now);
-    }
-    let tariff: v221::Tariff =
-        serde_json::from_value(tariff).map_err(|e| BillingError::BadTariff(e.to_string()))?;
+    let tariff = parts.tariff;
     let location: v221::Location = serde_json::from_value(parts.location)
         .map_err(|e| BillingError::Location(session.station_id.clone(), e.to_string()))?;
-    let charging_periods = ts
-        .charging_periods
+    let charging_periods = cp
+        .periods
         .iter()
-        .map(|p| {
-            Ok(v221::ChargingPeriod {
-                start_date_time: p.start_date_time.into(),
-                dimensions: p
-                    .dimensions
-                    .iter()
-                    .map(|d| {
-                        Ok(v221::CdrDimension {
-                            r#type: v221::CdrDimensionType::from_wire(&d.kind).ok_or_else(
-                                || BillingError::Cdr(format!("dimension {}", d.kind)),
-                            )?,
-                            volume: d.volume,
-                            extra: Default::default(),
-                        })
-                    })
-                    .collect::<Result<_, BillingError>>()?,
-                tariff_id: Some(tariff.id.clone()),
-                extra: Default::default(),
-            })
+        .map(|p| v221::ChargingPeriod {
+            tariff_id: Some(tariff.id.clone()),
+            ..p.clone()
         })
-        .collect::<Result<Vec<_>, BillingError>>()?;
+        .collect();
     // the engine's totals, prices as a CDR carries them (≤ 4 decimals)
-    let totals = priced.to_json(Version::V221);
-    let price = |k: &str| -> Result<v221::Price, BillingError> { wire(k, totals[k].clone()) };
     let (cdr_token, auth_method) = parts.token;
     let id = cdr_id(&session.id);
     Ok(Cdr {
         country_code: ci("country_code", &cc)?,
         party_id: ci("party_id", &pid)?,
         id: ci("id", &id)?,
-        start_date_time: ts.start_date_time.into(),
-        end_date_time: ts.end_date_time.into(),
+        start_date_time: cp.start.into(),
+        end_date_time: cp.stop.into(),
         session_id: CiString::new(session.id.as_str()).ok(),
         cdr_token,
         auth_method,
         authorization_reference: None,
         cdr_location: cdr_location(&location, session, op)?,
         meter_id: None,
-        currency: Str::new(tariff.currency.as_str())
-            .map_err(|e| BillingError::Cdr(format!("currency: {e}")))?,
+        currency: tariff.currency.clone(),
         tariffs: vec![tariff],
         charging_periods,
         signed_data: None,
-        total_cost: price("total_cost")?,
-        total_fixed_cost: Some(price("total_fixed_cost")?),
+        total_cost: priced.total_cost.to_v221(),
+        total_fixed_cost: Some(priced.total_fixed_cost.to_v221()),
         total_energy: priced.total_energy.normalize(),
-        total_energy_cost: Some(price("total_energy_cost")?),
+        total_energy_cost: Some(priced.total_energy_cost.to_v221()),
         total_time: hours_dp(priced.total_time),
-        total_time_cost: Some(price("total_time_cost")?),
+        total_time_cost: Some(priced.total_time_cost.to_v221()),
         total_parking_time: Some(hours_dp(priced.total_parking_time)),
-        total_parking_cost: Some(price("total_parking_cost")?),
-        total_reservation_cost: Some(price("total_reservation_cost")?),
+        total_parking_cost: Some(priced.total_parking_cost.to_v221()),
+        total_reservation_cost: Some(priced.total_reservation_cost.to_v221()),
         remark: None,
         invoice_reference_id: None,
         credit: None,
@@ -438,10 +513,10 @@ pub async fn bill(
     let Some(tariff_json) = store.tariff("default").await? else {
         return Ok(None);
     };
-    let tariff = parsed_tariff(&tariff_json)?;
+    let tariff = DefaultTariff::parse(&tariff_json, op)?;
     let meter_values = store.session_meter_values(&session.id).await?;
-    let ts = periods(session, &meter_values)?;
-    let priced = price(&tariff, &ts, Some(op.time_zone))?;
+    let cp = periods(session, &meter_values)?;
+    let priced = price(&tariff.engine, &cp.session(), Some(op.time_zone))?;
     let location =
         crate::roaming::station_location(store, op.country_code, op.party_id, &session.station_id)
             .await?
@@ -450,12 +525,12 @@ pub async fn bill(
             })?;
     let token = cdr_token(store, session, op).await?;
     let parts = CdrParts {
-        tariff: tariff_json,
+        tariff: tariff.ocpi.clone(),
         location,
         token,
         now: Utc::now(),
     };
-    let cdr = build_cdr(op, session, &ts, &priced, parts)?;
+    let cdr = build_cdr(op, session, &cp, &priced, parts)?;
     let body = serde_json::to_value(&cdr).map_err(|e| BillingError::Cdr(e.to_string()))?;
     let excl = priced.total_cost.excl;
     let incl = priced.total_cost.incl();
@@ -469,96 +544,398 @@ pub async fn bill(
     }
 }
 
-/// The last tariff parsed, by its stored body: a running cost is asked for
-/// on every `TransactionEvent(Updated)`, and the tariff rarely changes.
-/// Keyed by the body itself (the store's tariff row has no version the
-/// store API gives out), so a changed tariff is parsed again and a cached
-/// one is always the tariff in force.
-static TARIFF_CACHE: Mutex<Option<(String, Arc<Tariff>)>> = Mutex::new(None);
+/// A tariff as `PUT /api/tariffs/{id}` stores it: an OCPI 2.2.1 Tariff
+/// whose envelope (`country_code`, `party_id`, `id`, `last_updated`) the
+/// CSMS fills in.
+#[derive(Debug, serde::Deserialize)]
+struct StoredTariff {
+    currency: Str<3>,
+    #[serde(default)]
+    r#type: Option<v221::TariffType>,
+    #[serde(default)]
+    tariff_alt_text: Vec<v221::DisplayText>,
+    #[serde(default)]
+    tariff_alt_url: Option<evproto_ocpi::types::Url>,
+    #[serde(default)]
+    min_price: Option<v221::Price>,
+    #[serde(default)]
+    max_price: Option<v221::Price>,
+    elements: Vec<v221::TariffElement>,
+    #[serde(default)]
+    start_date_time: Option<evproto_ocpi::types::DateTime>,
+    #[serde(default)]
+    end_date_time: Option<evproto_ocpi::types::DateTime>,
+    #[serde(default)]
+    energy_mix: Option<v221::EnergyMix>,
+    #[serde(default)]
+    last_updated: Option<evproto_ocpi::types::DateTime>,
+}
 
-fn parsed_tariff(body: &Value) -> Result<Arc<Tariff>, BillingError> {
-    let key = body.to_string();
-    let mut cache = TARIFF_CACHE.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some((k, t)) = cache.as_ref() {
-        if *k == key {
-            return Ok(t.clone());
+/// The `default` tariff: the OCPI 2.2.1 Tariff CDRs carry, and the
+/// engine's model converted from it.
+#[derive(Debug)]
+pub struct DefaultTariff {
+    /// As CDRs carry it (our party, id `default`).
+    pub ocpi: v221::Tariff,
+    /// As the engine prices it.
+    pub engine: Arc<Tariff>,
+    /// ISO 4217 currency: what amounts are rounded to.
+    pub currency: Currency,
+}
+
+/// The last tariff parsed, by its stored body and party: a running cost is
+/// asked for on every `TransactionEvent(Updated)`, and the tariff rarely
+/// changes. Keyed by the body itself (the store's tariff row has no version
+/// the store API gives out), so a changed tariff is parsed again and a
+/// cached one is always the tariff in force.
+static TARIFF_CACHE: Mutex<Option<(String, Arc<DefaultTariff>)>> = Mutex::new(None);
+
+impl DefaultTariff {
+    /// Reads a stored tariff body (cached by body and party).
+    ///
+    /// # Errors
+    ///
+    /// [`BillingError::BadTariff`]: not an OCPI 2.2.1 tariff the engine can
+    /// use, or no ISO 4217 currency with minor units.
+    pub fn parse(body: &Value, op: &Operator<'_>) -> Result<Arc<DefaultTariff>, BillingError> {
+        let key = format!("{}/{}/{body}", op.country_code, op.party_id);
+        let mut cache = TARIFF_CACHE.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((k, t)) = cache.as_ref() {
+            if *k == key {
+                return Ok(t.clone());
+            }
+        }
+        let bad = |e: String| BillingError::BadTariff(e);
+        let s = StoredTariff::deserialize(body).map_err(|e| bad(e.to_string()))?;
+        if s.elements.is_empty() {
+            return Err(bad("elements: at least one".into()));
+        }
+        let currency = Currency::from_code(s.currency.as_str())
+            .filter(|c| evproto_csms_core::money::exponent(*c).is_ok())
+            .ok_or_else(|| {
+                bad(format!(
+                    "currency: {} is no ISO 4217 code",
+                    s.currency.as_str()
+                ))
+            })?;
+        let ocpi = v221::Tariff {
+            country_code: CiString::new(op.country_code.to_ascii_uppercase())
+                .map_err(|e| bad(format!("country_code: {e}")))?,
+            party_id: CiString::new(op.party_id.to_ascii_uppercase())
+                .map_err(|e| bad(format!("party_id: {e}")))?,
+            id: CiString::new("default").map_err(|e| bad(e.to_string()))?,
+            currency: s.currency,
+            r#type: s.r#type,
+            tariff_alt_text: s.tariff_alt_text,
+            tariff_alt_url: s.tariff_alt_url,
+            min_price: s.min_price,
+            max_price: s.max_price,
+            elements: s.elements,
+            start_date_time: s.start_date_time,
+            end_date_time: s.end_date_time,
+            energy_mix: s.energy_mix,
+            last_updated: s.last_updated.unwrap_or_else(|| Utc::now().into()),
+            extra: Default::default(),
+        };
+        let engine = Arc::new(Tariff::try_from(&ocpi).map_err(|e| bad(e.to_string()))?);
+        let t = Arc::new(DefaultTariff {
+            ocpi,
+            engine,
+            currency,
+        });
+        *cache = Some((key, t.clone()));
+        Ok(t)
+    }
+}
+
+/// The running price of one active session: the readings so far and the
+/// engine's [`Pricer`] fed the periods between them as they arrive, so a
+/// running cost costs the same at the first update and the thousandth.
+#[derive(Debug)]
+struct Running {
+    /// The tariff it prices under (a changed tariff re-prices the readings).
+    tariff: Arc<DefaultTariff>,
+    start: DateTime<Utc>,
+    meter_start: Option<Decimal>,
+    /// Readings strictly after the start, in time order, one per time (the
+    /// first seen).
+    readings: Vec<Reading>,
+    /// The periods between the points so far (the start, the readings).
+    pricer: Pricer<Arc<Tariff>>,
+    /// The last point a period was pushed up to.
+    last: Option<Reading>,
+    zone: Zone,
+}
+
+impl Running {
+    fn new(
+        tariff: Arc<DefaultTariff>,
+        start: DateTime<Utc>,
+        meter_start: Option<Decimal>,
+        zone: Zone,
+        readings: Vec<Reading>,
+    ) -> Result<Running, BillingError> {
+        let mut r = Running {
+            pricer: Pricer::new(vec![tariff.engine.clone()], start, &zone)?.without_lines(),
+            tariff,
+            start,
+            meter_start,
+            readings: Vec::new(),
+            last: meter_start.map(|wh| (start, wh)),
+            zone,
+        };
+        for reading in readings {
+            r.observe(reading)?;
+        }
+        Ok(r)
+    }
+
+    /// Prices the readings again from the start (a reading older than the
+    /// last, or another tariff).
+    fn rebuild(&mut self, tariff: Arc<DefaultTariff>) -> Result<(), BillingError> {
+        let readings = std::mem::take(&mut self.readings);
+        *self = Running::new(
+            tariff,
+            self.start,
+            self.meter_start,
+            self.zone.clone(),
+            readings,
+        )?;
+        Ok(())
+    }
+
+    /// Takes one more reading: appended (a period pushed) when it is the
+    /// newest, else the readings are priced again.
+    fn observe(&mut self, reading: Reading) -> Result<(), BillingError> {
+        if reading.0 <= self.start {
+            return Ok(()); // not inside the session
+        }
+        match self.readings.binary_search_by_key(&reading.0, |r| r.0) {
+            Ok(_) => Ok(()), // the first reading of a time counts
+            Err(i) if i == self.readings.len() => {
+                self.readings.push(reading);
+                let from = match self.last {
+                    Some(p) => p,
+                    // no start register: the first reading stands for it
+                    None => (self.start, reading.1),
+                };
+                self.pricer
+                    .push((&period_between(from, reading)).into(), Some(0))?;
+                self.last = Some(reading);
+                Ok(())
+            }
+            Err(i) => {
+                self.readings.insert(i, reading);
+                let tariff = self.tariff.clone();
+                self.rebuild(tariff)
+            }
         }
     }
-    let t: Arc<Tariff> = Arc::new(
-        serde_json::from_value(body.clone()).map_err(|e| BillingError::BadTariff(e.to_string()))?,
-    );
-    *cache = Some((key, t.clone()));
-    Ok(t)
+
+    /// The price if the session ended at `end` with the register at
+    /// `end_wh`: the pricer's total with one open period to `end`.
+    fn price_at(
+        &self,
+        end: DateTime<Utc>,
+        end_wh: Option<Decimal>,
+    ) -> Result<Priced, BillingError> {
+        let end = end.max(self.start);
+        let count = usize::from(self.meter_start.is_some())
+            + self.readings.len()
+            + usize::from(end_wh.is_some());
+        let newest = self.readings.last().map_or(self.start, |r| r.0);
+        if count < 2 || newest >= end {
+            // one period of time, or readings at or after the end: the
+            // periods as the bill makes them
+            let pts = points(
+                (self.start, end),
+                (self.meter_start, end_wh),
+                &self.readings,
+            );
+            let cp = CdrPeriods {
+                start: self.start,
+                stop: end,
+                periods: periods_between(self.start, end, pts),
+            };
+            return Ok(price(
+                &self.tariff.engine,
+                &cp.session(),
+                zone_name(&self.zone),
+            )?);
+        }
+        let open = match (self.last, end_wh) {
+            (Some(from), Some(wh)) => Some((&period_between(from, (end, wh))).into()),
+            _ => None,
+        };
+        Ok(self.pricer.total_at(open, end)?)
+    }
 }
 
-/// Whether a tariff prices every charging period alike wherever it falls
-/// in the session: no element is restricted by local time, date, day,
-/// energy or duration so far (the restrictions that judge a period by its
-/// place in the session). Power and current restrictions never match our
-/// periods (they report neither), reservation ones never match a charging
-/// period: both are the same for every period too. Then the price of the
-/// periods is the price of their sum, one period from start to now.
-fn position_free(tariff: &Tariff) -> bool {
-    tariff
-        .elements
-        .iter()
-        .filter_map(|e| e.restrictions.as_ref())
-        .all(|r| {
-            r.start_time.is_none()
-                && r.end_time.is_none()
-                && r.start_date.is_none()
-                && r.end_date.is_none()
-                && r.min_kwh.is_none()
-                && r.max_kwh.is_none()
-                && r.min_duration.is_none()
-                && r.max_duration.is_none()
-                && r.day_of_week.is_empty()
-        })
+fn zone_name(z: &Zone) -> Option<&str> {
+    match z {
+        Zone::Named(n) => Some(n),
+        _ => None,
+    }
 }
 
-/// The running cost (incl. VAT) of an active session as of `now`, under the
-/// `default` tariff: what 2.x stations get as `totalCost` in the
-/// TransactionEvent answers (OCPP 2.0.1 E01/I03 "running cost"). `None`
-/// without a tariff.
-///
-/// Bounded per call: the parsed tariff is cached (by its body); under a
-/// tariff whose elements do not depend on a period's place in the session
-/// (`position_free`) the session is priced from its aggregate alone (the
-/// start register and the energy so far, one period start → now), with no
-/// meter value read: every such period is priced by the same elements,
-/// FLAT is charged once, step_size and min/max apply to totals, so the sum
-/// of the periods costs what the periods cost (see the test
-/// `running_cost_equals_final_price`). Under time, date, energy or
-/// duration restrictions the periods are needed and the readings are read.
-///
-/// # Errors
-///
-/// [`BillingError`].
-pub async fn running_cost(
-    store: &Store,
-    session: &Session,
-    time_zone: &str,
-    now: &str,
-) -> Result<Option<Decimal>, BillingError> {
-    let Some(tariff_json) = store.tariff("default").await? else {
-        return Ok(None);
-    };
-    let tariff = parsed_tariff(&tariff_json)?;
-    let mut s = session.clone();
-    if s.stopped_at.is_none() {
-        s.stopped_at = Some(now.to_owned());
+/// The running prices of active sessions (held by
+/// [`crate::sessions::Sessions`]): built once per session from the stored
+/// readings, then fed the readings of each message as it is committed
+/// ([`RunningCosts::observe`]), dropped when the session completes.
+#[derive(Debug, Default)]
+pub struct RunningCosts {
+    sessions: Mutex<HashMap<String, Arc<Mutex<Slot>>>>,
+}
+
+/// A session's running price, or the readings seen while it is loaded.
+#[derive(Debug, Default)]
+struct Slot {
+    running: Option<Running>,
+    pending: Vec<Reading>,
+}
+
+impl RunningCosts {
+    /// How many sessions have a running price held.
+    pub fn held(&self) -> usize {
+        self.sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
     }
-    if s.meter_stop_wh.is_none() {
-        s.meter_stop_wh = s.meter_start_wh.map(|m| m + s.energy_wh);
+
+    /// Feeds committed samples of a session (`TxMessage::samples`) to its
+    /// running price, when one is held.
+    pub fn observe(&self, session_id: &str, samples: &[(String, String, String, Option<String>)]) {
+        let slot = self
+            .sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(session_id)
+            .cloned();
+        let Some(slot) = slot else { return };
+        let mut slot = slot.lock().unwrap_or_else(|e| e.into_inner());
+        for r in sample_readings(samples) {
+            let failed = match slot.running.as_mut() {
+                Some(running) => running.observe(r).is_err(),
+                None => {
+                    slot.pending.push(r);
+                    false
+                }
+            };
+            if failed {
+                // priced again from the store at the next update
+                slot.running = None;
+            }
+        }
     }
-    let meter_values = if position_free(&tariff) {
-        Vec::new()
-    } else {
-        store.session_meter_values(&s.id).await?
-    };
-    let ts = periods(&s, &meter_values)?;
-    let priced = price(&tariff, &ts, Some(time_zone))?;
-    Ok(Some(priced.total_cost.incl().round_dp(2)))
+
+    /// Drops a session's running price (it completed).
+    pub fn forget(&self, session_id: &str) {
+        self.sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(session_id);
+    }
+
+    /// Drops every running price of a station's sessions (`{station}:`).
+    pub fn forget_station(&self, station: &str) {
+        let prefix = format!("{station}:");
+        self.sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|k, _| !k.starts_with(&prefix));
+    }
+
+    /// The running cost of an active session as of `now`, under the
+    /// `default` tariff: the total incl. VAT rounded once to the currency's
+    /// minor unit, what 2.x stations get as `totalCost` in the
+    /// TransactionEvent answers (OCPP 2.0.1 E01/I03 "running cost"). `None`
+    /// without a tariff.
+    ///
+    /// The session's readings are read from the store once (its first
+    /// update, or after the tariff changed); afterwards each update prices
+    /// one open period on top of the periods priced so far
+    /// ([`Pricer::total_at`]), the same price as the whole session priced
+    /// at once (tested).
+    ///
+    /// # Errors
+    ///
+    /// [`BillingError`].
+    pub async fn cost(
+        &self,
+        store: &Store,
+        session: &Session,
+        op: &Operator<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Money>, BillingError> {
+        let Some(tariff_json) = store.tariff("default").await? else {
+            return Ok(None);
+        };
+        let tariff = DefaultTariff::parse(&tariff_json, op)?;
+        let start = session
+            .started_at
+            .as_deref()
+            .and_then(time)
+            .ok_or_else(|| BillingError::Incomplete(session.id.clone()))?;
+        let end = session.stopped_at.as_deref().and_then(time).unwrap_or(now);
+        let end_wh = session
+            .meter_stop_wh
+            .or(session.meter_start_wh.map(|m| m + session.energy_wh));
+        let slot = self
+            .sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(session.id.clone())
+            .or_default()
+            .clone();
+        let loaded = {
+            let mut g = slot.lock().unwrap_or_else(|e| e.into_inner());
+            match g.running.as_mut() {
+                Some(r) if r.start == start && r.meter_start == session.meter_start_wh => {
+                    if r.tariff.engine != tariff.engine || r.tariff.currency != tariff.currency {
+                        r.rebuild(tariff.clone())?;
+                    }
+                    Some(r.price_at(end, end_wh)?)
+                }
+                _ => {
+                    g.running = None;
+                    None
+                }
+            }
+        };
+        let priced = match loaded {
+            Some(p) => p,
+            None => {
+                // first update here: the readings so far, once
+                let stored = readings(&store.session_meter_values(&session.id).await?);
+                let mut g = slot.lock().unwrap_or_else(|e| e.into_inner());
+                let mut all = stored;
+                all.append(&mut g.pending);
+                let zone = Zone::Named(op.time_zone.to_owned());
+                let mut running = Running::new(
+                    tariff.clone(),
+                    start,
+                    session.meter_start_wh,
+                    zone,
+                    Vec::new(),
+                )?;
+                for r in all {
+                    running.observe(r)?;
+                }
+                let p = running.price_at(end, end_wh)?;
+                g.running = Some(running);
+                p
+            }
+        };
+        if session.stopped_at.is_some() {
+            // ended already (its end came first): nothing more to follow
+            self.forget(&session.id);
+        }
+        Ok(Some(
+            Money::try_round(priced.total_cost.incl(), tariff.currency)
+                .map_err(|e| BillingError::BadTariff(e.to_string()))?,
+        ))
+    }
 }
 
 /// Checks a tariff body for `PUT /api/tariffs/{id}`.
@@ -567,14 +944,17 @@ pub async fn running_cost(
 ///
 /// The reason it is not an OCPI tariff the engine can use.
 pub fn check_tariff(v: &Value) -> Result<(), String> {
-    let t: Tariff = serde_json::from_value(v.clone()).map_err(|e| e.to_string())?;
-    if t.elements.is_empty() {
-        return Err("elements: at least one".into());
-    }
-    if t.currency.len() != 3 {
-        return Err("currency: ISO 4217 code".into());
-    }
-    Ok(())
+    let op = Operator {
+        country_code: "NL",
+        party_id: "EVP",
+        time_zone: "UTC",
+    };
+    DefaultTariff::parse(v, &op)
+        .map(|_| ())
+        .map_err(|e| match e {
+            BillingError::BadTariff(e) => e,
+            e => e.to_string(),
+        })
 }
 
 /// The decimal of a JSON number or numeric string (CDR amounts are
@@ -586,6 +966,7 @@ pub fn dec(v: &Value) -> Option<Decimal> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     const OP: Operator<'static> = Operator {
         country_code: "nl",
@@ -715,10 +1096,10 @@ mod tests {
         assert_eq!(cdr.auth_method, v221::AuthMethod::Whitelist);
 
         // totals: the engine's, on the same periods
-        let t: Tariff = serde_json::from_value(tariff()).unwrap();
-        let ts = periods(&s, &store.session_meter_values("CS1:1").await.unwrap()).unwrap();
-        assert_eq!(ts.charging_periods.len(), 2);
-        let p = price(&t, &ts, Some("Europe/Amsterdam")).unwrap();
+        let t = Tariff::from_json(&tariff()).unwrap();
+        let cp = periods(&s, &store.session_meter_values("CS1:1").await.unwrap()).unwrap();
+        assert_eq!(cp.periods.len(), 2);
+        let p = price(&t, &cp.session(), Some("Europe/Amsterdam")).unwrap();
         // 7.5 kWh × 0.30 = 2.25 (+ 0.45 VAT), 45 min × 1.20/h = 0.90, flat 1
         assert_eq!(p.total_cost.excl, Decimal::from_str_exact("4.15").unwrap());
         assert_eq!(cdr.total_cost.excl_vat, p.total_cost.excl);
@@ -796,23 +1177,28 @@ mod tests {
         assert!(bare.cdr("CS1:9").await.unwrap().is_none());
     }
 
-    /// Running cost after each of N updates equals the price of the
-    /// session's periods so far (the final bill's computation), under a
-    /// tariff the aggregate prices alone and under one with time and
-    /// energy restrictions (periods needed).
-    #[tokio::test]
-    async fn running_cost_equals_final_price() {
-        let restricted = json!({"currency": "EUR", "elements": [
+    fn restricted() -> Value {
+        json!({"currency": "EUR", "elements": [
             {"price_components": [{"type": "ENERGY", "price": 0.50, "vat": 21, "step_size": 1}],
              "restrictions": {"start_time": "09:20", "end_time": "09:50", "min_kwh": 2}},
             {"price_components": [{"type": "FLAT", "price": 0.25, "step_size": 1},
                 {"type": "ENERGY", "price": 0.25, "vat": 21, "step_size": 1},
-                {"type": "TIME", "price": 2.00, "step_size": 300}]}]});
-        for (name, t) in [("free", tariff()), ("restricted", restricted)] {
+                {"type": "TIME", "price": 2.00, "step_size": 300}]}]})
+    }
+
+    /// Running cost after each of N updates (readings fed as the messages
+    /// commit them, the store read once) equals the price of the session's
+    /// periods so far priced at once (the final bill's computation), under
+    /// a plain tariff and one with time and energy restrictions; the final
+    /// CDR charges what the last running cost said.
+    #[tokio::test]
+    async fn running_cost_equals_final_price() {
+        for (name, t) in [("free", tariff()), ("restricted", restricted())] {
             let store = temp_store(&format!("running-{name}")).await;
             registry(&store).await;
             store.put_tariff("default", &t).await.unwrap();
-            let engine: Tariff = serde_json::from_value(t).unwrap();
+            let engine = Tariff::from_json(&t).unwrap();
+            let running = RunningCosts::default();
             let id = format!("CS1:{name}");
             let mut s = session(&id, Some("TAG1"), None);
             let mut register = Decimal::from(1000);
@@ -822,47 +1208,110 @@ mod tests {
                     + chrono::Duration::seconds(97 * i))
                 .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
                 register += Decimal::from(37 + (i * 53) % 211);
+                let sample = (
+                    at.clone(),
+                    REGISTER.to_owned(),
+                    register.to_string(),
+                    Some("Wh".to_owned()),
+                );
                 reading(&store, &id, &at, &register.to_string()).await;
+                running.observe(&id, std::slice::from_ref(&sample));
                 s.energy_wh = register - Decimal::from(1000);
-                let running = running_cost(&store, &s, "Europe/Amsterdam", &at)
-                    .await
-                    .unwrap()
-                    .unwrap();
+                let now = time(&at).unwrap();
+                let cost = running.cost(&store, &s, &OP, now).await.unwrap().unwrap();
                 let mut done = s.clone();
                 done.stopped_at = Some(at.clone());
                 done.meter_stop_wh = Some(register);
-                let ts = periods(&done, &store.session_meter_values(&id).await.unwrap()).unwrap();
-                let fin = price(&engine, &ts, Some("Europe/Amsterdam")).unwrap();
+                let cp = periods(&done, &store.session_meter_values(&id).await.unwrap()).unwrap();
+                let fin = price(&engine, &cp.session(), Some("Europe/Amsterdam")).unwrap();
+                let eur = Currency::from_code("EUR").unwrap();
+                let gbp = Currency::from_code("GBP").unwrap();
+                let cur = if name == "free" { gbp } else { eur };
                 assert_eq!(
-                    running,
-                    fin.total_cost.incl().round_dp(2),
+                    cost,
+                    Money::round(fin.total_cost.incl(), cur),
                     "{name} update {i}"
                 );
-                last = Some((done, running));
+                last = Some((done, cost));
             }
-            let (done, running) = last.unwrap();
+            assert_eq!(running.held(), 1);
+            let (done, cost) = last.unwrap();
             let cdr = bill(&store, &done, &OP).await.unwrap().unwrap();
-            assert_eq!(
-                cdr.total_cost.incl_vat.unwrap().round_dp(2),
-                running,
-                "{name}: final CDR"
-            );
-            assert!(running > Decimal::ONE, "{name}: {running}");
+            let charged =
+                Money::parse(cdr.total_cost.incl_vat.unwrap(), cdr.currency.as_str()).unwrap();
+            assert_eq!(charged, cost, "{name}: final CDR");
+            assert!(cost.minor() > 100, "{name}: {cost}");
+            running.forget(&id);
+            assert_eq!(running.held(), 0);
         }
     }
 
+    /// Over random meter sequences (readings late, duplicated, out of
+    /// order, at the same time, with and without a start register, under
+    /// a restricted and a plain tariff): the running price after each
+    /// reading is exactly the price of the session so far priced at once.
     #[test]
-    fn position_free_tariffs() {
-        let t = |r: Value| -> Tariff {
-            serde_json::from_value(json!({"currency": "EUR", "elements": [
-                {"price_components": [{"type": "ENERGY", "price": 1, "step_size": 1}], "restrictions": r}]}))
-            .unwrap()
+    fn incremental_price_is_the_price_at_once() {
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
         };
-        assert!(position_free(&t(json!({}))));
-        assert!(position_free(&t(json!({"min_power": 11}))));
-        assert!(!position_free(&t(json!({"start_time": "08:00"}))));
-        assert!(!position_free(&t(json!({"max_kwh": 10}))));
-        assert!(!position_free(&t(json!({"min_duration": 600}))));
-        assert!(!position_free(&t(json!({"day_of_week": ["MONDAY"]}))));
+        let start = time("2026-03-02T08:00:00Z").unwrap();
+        for round in 0..300 {
+            let body = if round % 2 == 0 {
+                restricted()
+            } else {
+                tariff()
+            };
+            let t = DefaultTariff::parse(&body, &OP).unwrap();
+            let meter_start = (next(4) != 0).then(|| Decimal::from(next(5000)));
+            let zone = Zone::Named("Europe/Amsterdam".into());
+            let mut running =
+                Running::new(t.clone(), start, meter_start, zone, Vec::new()).unwrap();
+            let mut seen: Vec<Reading> = Vec::new();
+            let mut at = start;
+            let mut register = meter_start.unwrap_or(Decimal::from(700));
+            for _ in 0..(1 + next(30)) {
+                let r = match next(10) {
+                    // a duplicate of one seen, or a late one from before
+                    0 if !seen.is_empty() => seen[next(seen.len() as u64) as usize],
+                    1 => (
+                        at - chrono::Duration::seconds(1 + next(900) as i64),
+                        register,
+                    ),
+                    2 => (at, register + Decimal::from(next(50))), // same time, another value
+                    _ => {
+                        at += chrono::Duration::milliseconds(1 + next(1_800_000) as i64);
+                        register += Decimal::new(next(40_000) as i64, 1);
+                        (at, register)
+                    }
+                };
+                seen.push(r);
+                running.observe(r).unwrap();
+                let end = at + chrono::Duration::seconds(next(600) as i64);
+                let end_wh = meter_start.map(|_| register + Decimal::from(next(100)));
+                let got = running.price_at(end, end_wh).unwrap();
+                // at once: the readings in the order they came, first of a time kept
+                let mut firsts: Vec<Reading> = Vec::new();
+                for r in &seen {
+                    if r.0 > start && !firsts.iter().any(|f| f.0 == r.0) {
+                        firsts.push(*r);
+                    }
+                }
+                let pts = points((start, end), (meter_start, end_wh), &firsts);
+                let cp = CdrPeriods {
+                    start,
+                    stop: end,
+                    periods: periods_between(start, end, pts),
+                };
+                let want = price(&t.engine, &cp.session(), Some("Europe/Amsterdam")).unwrap();
+                assert_eq!(got.total_cost, want.total_cost, "round {round}");
+                assert_eq!(got.total_energy, want.total_energy, "round {round}");
+                assert_eq!(got.total_time, want.total_time, "round {round}");
+            }
+        }
     }
 }

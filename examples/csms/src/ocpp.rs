@@ -379,6 +379,7 @@ async fn meter_values_on(
 ) -> crate::store::Result<()> {
     if let Some(id) = app.store.active_session_on(station, evse).await? {
         app.store.meter_values(&id, samples).await?;
+        app.sessions.running().observe(&id, samples);
         app.notify(json!({"type": "meter", "station": station, "session": id}));
     }
     Ok(())
@@ -431,23 +432,34 @@ macro_rules! handlers_2x {
             // running cost while charging, final cost at the end (2.0.1 I03, I05)
             if let Some(s) = &session {
                 resp.total_cost = match req.event_type {
+                    // what is charged: the total incl. VAT once to the currency's minor unit
                     $ver::TransactionEventEnumType::Ended => app
                         .store
                         .cdr(&s.id)
                         .await
                         .map_err(|e| internal(station, A, e))?
-                        .and_then(|c| crate::billing::dec(&c["total_cost"]["incl_vat"]))
-                        .map(|d| d.round_dp(2).normalize()),
+                        .and_then(|c| crate::billing::decode_cdr(c).ok())
+                        .and_then(|c| {
+                            let amount = c.total_cost.incl_vat.unwrap_or(c.total_cost.excl_vat);
+                            evproto_csms_core::money::Money::parse(amount, c.currency.as_str()).ok()
+                        })
+                        .map(|m| m.to_decimal().normalize()),
                     $ver::TransactionEventEnumType::Updated => {
-                        let cost = crate::billing::running_cost(
-                            &app.store,
-                            s,
-                            &app.config.time_zone,
-                            &now(),
-                        )
-                        .await
-                        .ok()
-                        .flatten();
+                        let cost = app
+                            .sessions
+                            .running()
+                            .cost(
+                                &app.store,
+                                s,
+                                &crate::billing::Operator::of(&app.config),
+                                chrono::Utc::now(),
+                            )
+                            .await
+                            .unwrap_or_else(|e| {
+                                tracing::debug!(session = %s.id, "running cost: {e}");
+                                None
+                            })
+                            .map(|m| m.to_decimal());
                         if let Some(c) = cost {
                             cost_updated(app, station, req.transaction_info.transaction_id.as_str(), c);
                         }

@@ -324,6 +324,8 @@ pub struct Sessions {
     booted: std::sync::Mutex<HashMap<String, DateTime<Utc>>>,
     /// When a suspect is ended for silence.
     policy: recovery::Policy,
+    /// Running prices of open sessions, fed the readings each message commits.
+    running: crate::billing::RunningCosts,
 }
 
 impl Sessions {
@@ -335,7 +337,13 @@ impl Sessions {
             next_16: tokio::sync::Mutex::new(None),
             booted: std::sync::Mutex::new(HashMap::new()),
             policy: recovery::Policy::default(),
+            running: crate::billing::RunningCosts::default(),
         }
+    }
+
+    /// The running prices of open sessions (running costs, `CostUpdated`).
+    pub fn running(&self) -> &crate::billing::RunningCosts {
+        &self.running
     }
 
     /// How many sessions (and 1.6 start keys) are held in memory.
@@ -357,6 +365,7 @@ impl Sessions {
     /// deleted). A slot in use by a message being applied stays; that
     /// message's own rules drop it when its session completes.
     pub fn forget_station(&self, station: &str) {
+        self.running.forget_station(station);
         self.slots
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -561,6 +570,7 @@ impl Sessions {
         let session = row.to_session();
         ops.push(Op::Session(Box::new(row)));
         let samples = msg.samples();
+        let readings = (!samples.is_empty()).then(|| samples.clone());
         if !samples.is_empty() {
             ops.push(Op::MeterValues {
                 session_id: id.clone(),
@@ -590,7 +600,13 @@ impl Sessions {
         }
         loaded.keys.insert(key);
         loaded.session = Some(session.clone());
+        // committed: the running price takes the readings (the slot's lock
+        // keeps them in commit order)
+        if let Some(r) = &readings {
+            self.running.observe(&id, r);
+        }
         if loaded.model.is_completed() {
+            self.running.forget(&id);
             self.evict(&id, &mut slot);
         } else {
             slot.loaded = Some(loaded);

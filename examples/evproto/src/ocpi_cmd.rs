@@ -2,7 +2,7 @@
 
 use std::io::{BufRead, Write};
 
-use evproto_ocpi::tariff::{price_cdr, Version, Zone};
+use evproto_ocpi::tariff::{price_cdr_json, Version, Zone};
 use serde_json::{json, Value};
 
 /// The version whose price objects a line uses: 2.1.1 when its CDR has
@@ -42,7 +42,7 @@ pub(crate) fn price_line(line: &str) -> Value {
         (Some(z), None) => z,
         (None, None) => Zone::Unknown,
     };
-    match price_cdr(cdr, v.get("tariff"), &zone, version_of(&v)) {
+    match price_cdr_json(cdr, v.get("tariff"), &zone, version_of(&v)) {
         Ok(mut out) => {
             if let Some(o) = out.as_object_mut() {
                 o.remove("breakdown");
