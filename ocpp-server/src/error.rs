@@ -30,6 +30,10 @@ pub enum ErrorKind {
     /// longer, registered (HTTP 401, as a wrong password, so the answer does
     /// not tell which identities exist).
     NotAdmitted,
+    /// The station connected over the other transport than its security
+    /// profile's ([`ServerBuilder::per_station_profiles`](crate::ServerBuilder::per_station_profiles)):
+    /// profile 0 or 1 over TLS, 2 or 3 over plain WebSocket (HTTP 401).
+    ProfileMismatch,
 }
 
 /// A handshake the server refused, as reported in
@@ -67,7 +71,8 @@ impl Error {
             ErrorKind::NoEndpoint => 404,
             ErrorKind::AuthenticationFailed
             | ErrorKind::CertificateMismatch
-            | ErrorKind::NotAdmitted => 401,
+            | ErrorKind::NotAdmitted
+            | ErrorKind::ProfileMismatch => 401,
             ErrorKind::InvalidIdentity | ErrorKind::NoSubprotocol | ErrorKind::NotWebSocket => 400,
         }
     }
@@ -80,6 +85,7 @@ impl Error {
             ErrorKind::AuthenticationFailed
                 | ErrorKind::CertificateMismatch
                 | ErrorKind::NotAdmitted
+                | ErrorKind::ProfileMismatch
         )
     }
 
@@ -103,6 +109,7 @@ impl fmt::Display for Error {
             }
             ErrorKind::NotWebSocket => ("not a WebSocket upgrade", ": "),
             ErrorKind::NotAdmitted => ("station not admitted", ": "),
+            ErrorKind::ProfileMismatch => ("wrong transport for the security profile", ": "),
         };
         match &self.detail {
             Some(d) => write!(f, "{what}{join}{d}"),
@@ -130,7 +137,11 @@ mod tests {
             (e.status(), e.to_string()),
             (401, "authentication failed".to_owned())
         );
-        for k in [ErrorKind::CertificateMismatch, ErrorKind::NotAdmitted] {
+        for k in [
+            ErrorKind::CertificateMismatch,
+            ErrorKind::NotAdmitted,
+            ErrorKind::ProfileMismatch,
+        ] {
             let e = Error::new(k);
             assert_eq!(e.status(), 401);
             assert!(e.is_unauthorized());

@@ -188,6 +188,20 @@ pub struct ServerBuilder {
     config: ServerConfig,
     routes: HashMap<ProtocolVersion, Routes>,
     admit: Admission,
+    per_station: Option<PerStation>,
+}
+
+/// Per-station security profiles (see [`ServerBuilder::per_station_profiles`]).
+#[derive(Clone)]
+struct PerStation {
+    profile_of: Arc<dyn Fn(&str) -> u8 + Send + Sync>,
+    check: Arc<dyn PasswordCheck>,
+}
+
+impl std::fmt::Debug for PerStation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PerStation")
+    }
 }
 
 /// Which authenticated identities may connect (see [`ServerBuilder::admit`]).
@@ -259,6 +273,37 @@ impl ServerBuilder {
         self
     }
 
+    /// Security profiles per station (OCPP 2.0.1 A00: a station is
+    /// configured for one profile): at each handshake `profile_of(identity)`
+    /// (0–3; answer from memory, unknown identities included) decides how it
+    /// must connect, instead of the [`Security`] given to
+    /// [`Server::builder`], which then only says whether [`Server::serve`]
+    /// runs TLS:
+    ///
+    /// - 0: plain WebSocket, no authentication;
+    /// - 1: plain WebSocket, HTTP Basic auth checked by `check`;
+    /// - 2: TLS, HTTP Basic auth checked by `check`;
+    /// - 3: TLS with a client certificate whose subject CN is the identity
+    ///   (the TLS configuration must ask for client certificates; let it
+    ///   allow connections without one when profile 2 stations share the
+    ///   port: those of profile 3 without one are refused here).
+    ///
+    /// A station on the other transport than its profile's is refused with
+    /// 401 ([`ErrorKind::ProfileMismatch`]). Serve a plain and a TLS
+    /// listener side by side with [`Server::serve_with`].
+    #[must_use]
+    pub fn per_station_profiles(
+        mut self,
+        profile_of: impl Fn(&str) -> u8 + Send + Sync + 'static,
+        check: impl PasswordCheck,
+    ) -> Self {
+        self.per_station = Some(PerStation {
+            profile_of: Arc::new(profile_of),
+            check: Arc::new(check),
+        });
+        self
+    }
+
     /// Sets the configuration.
     #[must_use]
     pub fn config(mut self, config: ServerConfig) -> Self {
@@ -275,6 +320,7 @@ impl ServerBuilder {
                 config: self.config,
                 routes: self.routes,
                 admit: self.admit,
+                per_station: self.per_station,
                 stations: Mutex::new(HashMap::new()),
                 accepted: Mutex::new(HashSet::new()),
                 deflate_pool: yawc::DeflatePool::new(DEFLATE_POOL),
@@ -299,6 +345,7 @@ struct Inner {
     config: ServerConfig,
     routes: HashMap<ProtocolVersion, Routes>,
     admit: Admission,
+    per_station: Option<PerStation>,
     stations: Mutex<HashMap<String, Entry>>,
     /// Stations whose last boot was accepted. The boot state belongs to the
     /// station, not to one connection (OCPP 2.0.1 B01–B03: a station sends
@@ -478,6 +525,32 @@ fn refuse(error: &Error) -> ErrorResponse {
     r
 }
 
+/// How a connection reached the server: plain, or TLS with the client
+/// certificate's subject CN (if one was presented).
+#[derive(Debug, Clone)]
+enum Link {
+    Plain,
+    Tls(Option<String>),
+}
+
+/// HTTP Basic auth of `identity` by `check`. A username that is not the
+/// identity is refused after the same check, so no refusal is faster than
+/// another.
+async fn basic_auth(
+    check: &Arc<dyn PasswordCheck>,
+    identity: &str,
+    headers: &HeaderMap,
+) -> Result<(), Error> {
+    let header = headers.get("Authorization").and_then(|v| v.to_str().ok());
+    let (user, pass) = header.and_then(parse_basic).unwrap_or_default();
+    let right = PasswordCheck::verify(check.clone(), identity.to_owned(), pass).await;
+    if right && user == identity {
+        Ok(())
+    } else {
+        Err(Error::new(ErrorKind::AuthenticationFailed))
+    }
+}
+
 /// The HTTP status a refusal is answered with.
 fn http_status(e: &Error) -> StatusCode {
     StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST)
@@ -491,6 +564,7 @@ impl Server {
             config: ServerConfig::default(),
             routes: HashMap::new(),
             admit: Admission::default(),
+            per_station: None,
         }
     }
 
@@ -588,6 +662,24 @@ impl Server {
         listener: TcpListener,
         shutdown: impl std::future::Future<Output = ()>,
     ) -> std::io::Result<()> {
+        let tls = self.inner.security.tls().cloned();
+        self.serve_with(listener, tls, shutdown).await
+    }
+
+    /// As [`Server::serve`], with TLS `tls` on this listener (`None`: plain
+    /// WebSocket) whatever the [`Security`]: with
+    /// [`ServerBuilder::per_station_profiles`], one server serves a `ws://`
+    /// and a `wss://` listener at once, each station on its profile's.
+    ///
+    /// # Errors
+    ///
+    /// As [`Server::serve`].
+    pub async fn serve_with(
+        &self,
+        listener: TcpListener,
+        tls: Option<Arc<rustls::ServerConfig>>,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> std::io::Result<()> {
         let mut tasks = tokio::task::JoinSet::new();
         tokio::pin!(shutdown);
         loop {
@@ -596,7 +688,8 @@ impl Server {
                     Ok((tcp, addr)) => {
                         let _ = tcp.set_nodelay(true);
                         let server = self.clone();
-                        tasks.spawn(async move { server.handle_tcp(tcp).await }.instrument(info_span!("conn", %addr)));
+                        let tls = tls.clone();
+                        tasks.spawn(async move { server.handle_tcp(tcp, tls).await }.instrument(info_span!("conn", %addr)));
                     }
                     Err(e) => {
                         // e.g. out of file descriptors: back off, keep serving the others
@@ -627,13 +720,13 @@ impl Server {
         Ok(())
     }
 
-    async fn handle_tcp(self, tcp: TcpStream) {
+    async fn handle_tcp(self, tcp: TcpStream, tls: Option<Arc<rustls::ServerConfig>>) {
         let timeout = self.inner.config.handshake_timeout;
-        match self.inner.security.tls().cloned() {
+        match tls {
             None if self.inner.config.permessage_deflate => {
-                Box::pin(self.handle_http(tcp, None)).await
+                Box::pin(self.handle_http(tcp, Link::Plain)).await
             }
-            None => Box::pin(self.handle_stream(tcp, None)).await,
+            None => Box::pin(self.handle_stream(tcp, Link::Plain)).await,
             Some(tls) => {
                 let acceptor = tokio_rustls::TlsAcceptor::from(tls);
                 let stream =
@@ -648,10 +741,11 @@ impl Server {
                     .peer_certificates()
                     .and_then(|certs| certs.first())
                     .and_then(|c| subject_cn(c.as_ref()));
+                let transport = Link::Tls(cn);
                 if self.inner.config.permessage_deflate {
-                    Box::pin(self.handle_http(stream, cn)).await;
+                    Box::pin(self.handle_http(stream, transport)).await;
                 } else {
-                    Box::pin(self.handle_stream(stream, cn)).await;
+                    Box::pin(self.handle_stream(stream, transport)).await;
                 }
             }
         }
@@ -664,8 +758,12 @@ impl Server {
         &self,
         uri: &Uri,
         headers: &HeaderMap,
-        client_cn: Option<&str>,
+        transport: &Link,
     ) -> Result<(String, ProtocolVersion), Error> {
+        let client_cn = match transport {
+            Link::Tls(cn) => cn.as_deref(),
+            Link::Plain => None,
+        };
         let cfg = &self.inner.config;
         let path = uri.path();
         let raw = path
@@ -687,21 +785,44 @@ impl Server {
             .copied()
             .find(|v| self.inner.routes.contains_key(v) && offered.contains(&v.subprotocol()))
             .ok_or_else(|| Error::with_detail(ErrorKind::NoSubprotocol, format!("{offered:?}")))?;
-        match &self.inner.security {
-            Security::Unsecured => {}
-            Security::BasicAuth(check) | Security::TlsBasicAuth(_, check) => {
-                let header = headers.get("Authorization").and_then(|v| v.to_str().ok());
-                // a username that is not the identity is refused after the
-                // same check, so no refusal is faster than another
-                let (user, pass) = header.and_then(parse_basic).unwrap_or_default();
-                let right = PasswordCheck::verify(check.clone(), identity.clone(), pass).await;
-                if !(right && user == identity) {
-                    return Err(Error::new(ErrorKind::AuthenticationFailed));
+        if let Some(per_station) = &self.inner.per_station {
+            let profile = (per_station.profile_of)(&identity);
+            let wants_tls = profile >= 2;
+            if wants_tls != matches!(transport, Link::Tls(_)) {
+                return Err(Error::with_detail(
+                    ErrorKind::ProfileMismatch,
+                    format!(
+                        "{identity} is under security profile {profile}, which connects over {}",
+                        if wants_tls {
+                            "TLS (wss://)"
+                        } else {
+                            "plain WebSocket (ws://)"
+                        }
+                    ),
+                ));
+            }
+            match profile {
+                0 => {}
+                1 | 2 => basic_auth(&per_station.check, &identity, headers).await?,
+                _ => {
+                    if client_cn != Some(identity.as_str()) {
+                        return Err(Error::with_detail(
+                            ErrorKind::CertificateMismatch,
+                            format!("{identity} is under security profile 3"),
+                        ));
+                    }
                 }
             }
-            Security::MutualTls(_) => {
-                if client_cn != Some(identity.as_str()) {
-                    return Err(Error::new(ErrorKind::CertificateMismatch));
+        } else {
+            match &self.inner.security {
+                Security::Unsecured => {}
+                Security::BasicAuth(check) | Security::TlsBasicAuth(_, check) => {
+                    basic_auth(check, &identity, headers).await?;
+                }
+                Security::MutualTls(_) => {
+                    if client_cn != Some(identity.as_str()) {
+                        return Err(Error::new(ErrorKind::CertificateMismatch));
+                    }
                 }
             }
         }
@@ -716,7 +837,7 @@ impl Server {
     async fn handle_stream<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
         self,
         stream: S,
-        client_cn: Option<String>,
+        transport: Link,
     ) {
         let cfg = &self.inner.config;
         let ws_config = WebSocketConfig::default()
@@ -734,10 +855,7 @@ impl Server {
                 Err(e) => return Err(e),
             };
             let outcome = match parse_head(&head) {
-                Some((uri, headers)) => {
-                    self.check_request(&uri, &headers, client_cn.as_deref())
-                        .await
-                }
+                Some((uri, headers)) => self.check_request(&uri, &headers, &transport).await,
                 None => Err(Error::with_detail(
                     ErrorKind::NotWebSocket,
                     "malformed HTTP request",
@@ -799,7 +917,7 @@ impl Server {
     async fn handle_http<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
         self,
         stream: S,
-        client_cn: Option<String>,
+        transport: Link,
     ) {
         use http_body_util::Empty;
         use hyper::body::Bytes;
@@ -807,7 +925,7 @@ impl Server {
         let service =
             hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
                 let server = server.clone();
-                let client_cn = client_cn.clone();
+                let transport = transport.clone();
                 async move {
                     let refuse = |reason: Error| {
                         let status = http_status(&reason);
@@ -827,7 +945,7 @@ impl Server {
                         Ok::<_, std::convert::Infallible>(r)
                     };
                     let (identity, version) = match server
-                        .check_request(req.uri(), req.headers(), client_cn.as_deref())
+                        .check_request(req.uri(), req.headers(), &transport)
                         .await
                     {
                         Ok(ok) => ok,

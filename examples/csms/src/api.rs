@@ -339,6 +339,7 @@ pub fn admin_router(app: Arc<App>) -> Router {
             get(get_station).put(put_station).delete(delete_station),
         )
         .route("/api/stations/{id}/ocpp/{action}", post(ocpp_call))
+        .route("/api/stations/{id}/password", post(rotate_password))
         .route("/api/tokens", get(list_tokens).post(post_token))
         .route("/api/sessions", get(list_sessions))
         .route("/api/sessions/{id}", get(get_session))
@@ -548,12 +549,14 @@ async fn list_stations(
 }
 
 async fn get_station(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult {
-    let Some(s) = app.store.station(&id).await? else {
+    let Some(mut s) = app.store.station(&id).await? else {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             format!("unknown station {id}"),
         ));
     };
+    s.security_profile
+        .get_or_insert(app.config.security_profile);
     let mut v = serde_json::to_value(s).unwrap_or_default();
     v["connected"] = json!(app.server().is_some_and(|s| s.station(&id).is_ok()));
     v["sessions"] =
@@ -614,6 +617,12 @@ async fn station_reports(
 #[serde(deny_unknown_fields)]
 struct StationBody {
     password: Option<String>,
+    /// The boot answer it gets (OCPP 2.0.1 B01-B03): `Accepted` (the
+    /// default), `Pending` or `Rejected`.
+    registration: Option<crate::store::Registration>,
+    /// The security profile it connects under, 0-3 (default: the server's
+    /// `security_profile`).
+    security_profile: Option<u8>,
     /// Where the station is, for its OCPI Location: `name`, `address`,
     /// `city`, `country` (ISO 3166 alpha-3), `coordinates`
     /// (`{"latitude": "52.1", "longitude": "4.3"}`), `time_zone`.
@@ -676,16 +685,21 @@ async fn put_station(
             ));
         }
     }
+    // the station's own profile decides how it connects (A00): one this CSMS
+    // cannot serve is refused here, not at every handshake
+    let before = app.store.station(&id).await?;
+    let profile = b
+        .security_profile
+        .or(before.as_ref().and_then(|s| s.security_profile))
+        .unwrap_or(app.config.security_profile);
+    app.config
+        .serves_profile(profile)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e))?;
     // profiles 1 and 2 authenticate stations by password: a station without
     // one could never connect (profile 3 admits by certificate)
-    let profile = app.config.security_profile;
     if matches!(profile, 1 | 2)
         && b.password.is_none()
-        && !app
-            .store
-            .station(&id)
-            .await?
-            .is_some_and(|s| s.has_password)
+        && !before.as_ref().is_some_and(|s| s.has_password)
     {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -693,6 +707,9 @@ async fn put_station(
         ));
     }
     let created = app.store.upsert_station(&id, b.password.as_deref()).await?;
+    app.store
+        .set_station_policy(&id, b.registration, b.security_profile)
+        .await?;
     if let Some(loc) = &b.location {
         app.store
             .put_setting(&format!("station_location:{id}"), &loc.to_string())
@@ -702,8 +719,166 @@ async fn put_station(
         }
     }
     app.station_credentials_changed(&id).await?;
-    let station = app.store.station(&id).await?;
-    Ok((created_or_ok(created), Json(station)).into_response())
+    let boot_trigger =
+        registration_changed(&app, &id, before.map(|s| s.registration), b.registration).await;
+    let Some(mut station) = app.store.station(&id).await? else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("station {id} was deleted meanwhile"),
+        ));
+    };
+    station
+        .security_profile
+        .get_or_insert(app.config.security_profile);
+    let answer = StationAnswer {
+        station,
+        boot_trigger,
+    };
+    Ok((created_or_ok(created), Json(answer)).into_response())
+}
+
+/// A registered station, as `PUT /api/stations/{id}` answers it.
+#[derive(serde::Serialize)]
+struct StationAnswer {
+    #[serde(flatten)]
+    station: crate::store::Station,
+    /// When its registration changed while it was connected: how it
+    /// answered the `TriggerMessage BootNotification` sent so the change
+    /// takes effect now (`Accepted`, `Rejected`, ... or why it was not sent).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    boot_trigger: Option<String>,
+}
+
+/// The operator changed a station's registration (B02, B03): a boot
+/// accepted before no longer lets it in when it reconnects unless it is
+/// Accepted now, and a connected station is asked to boot again at once
+/// (`TriggerMessage BootNotification`) so the change takes effect without
+/// waiting for its boot interval; not one whose last boot was Rejected (the
+/// CSMS sends it nothing, 1.6 §4.2). What it answered, or why it was not
+/// asked; `None` when nothing changed or it is not connected.
+async fn registration_changed(
+    app: &App,
+    id: &str,
+    before: Option<crate::store::Registration>,
+    after: Option<crate::store::Registration>,
+) -> Option<String> {
+    let after = after?;
+    if before == Some(after) || before.is_none() && after == crate::store::Registration::Accepted {
+        return None;
+    }
+    let server = app.server()?;
+    if after != crate::store::Registration::Accepted {
+        server.forget_accepted(id);
+    }
+    server.station(id).ok()?;
+    match crate::ocpp::may_send(app, id, "TriggerMessage").await {
+        Ok(Ok(())) => {}
+        Ok(Err(why)) => return Some(why),
+        Err(e) => return Some(e.to_string()),
+    }
+    Some(match crate::ocpp::trigger_boot(app, id).await {
+        Ok(status) => {
+            tracing::info!(station = id, status, "registration changed: boot triggered");
+            status.to_owned()
+        }
+        Err(e) => e,
+    })
+}
+
+/// `POST /api/stations/{id}/password`: an optional new password.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PasswordBody {
+    /// 16 to 40 characters; generated (40 hexadecimal digits) when absent.
+    password: Option<String>,
+}
+
+/// What a password rotation did.
+#[derive(serde::Serialize)]
+struct PasswordAnswer {
+    station: String,
+    /// What the station answered: `Accepted` (the new password is in force).
+    outcome: &'static str,
+    /// The new password when the CSMS generated it (shown this once; only
+    /// its hash is stored).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    password: Option<String>,
+}
+
+/// Rotates a connected station's Basic-auth password (OCPP 2.0.1 A01, 1.6
+/// security whitepaper): sends it the new one and adopts it only when the
+/// station accepts it; its connection is then closed and the old password
+/// no longer opens one. 404 unknown or not connected, 409 its boot was
+/// Rejected, 502 it refused (the old password stays) or the call failed,
+/// 504 no answer in time.
+async fn rotate_password(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    bytes: Bytes,
+) -> ApiResult {
+    let given = if bytes.is_empty() {
+        None
+    } else {
+        body::<PasswordBody>(&bytes)?.password
+    };
+    if let Some(p) = &given {
+        if !(16..=40).contains(&p.chars().count()) {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "password: 16 to 40 characters",
+            ));
+        }
+    }
+    if app.store.station(&id).await?.is_none() {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("unknown station {id}"),
+        ));
+    }
+    let peer = app
+        .server()
+        .and_then(|s| s.station(&id).ok())
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("station {id} is not connected"),
+            )
+        })?;
+    if let Err(why) = crate::ocpp::may_send(&app, &id, "SetVariables").await? {
+        return Err(ApiError::new(StatusCode::CONFLICT, why));
+    }
+    let generated = given.is_none();
+    let password = given.unwrap_or_else(crate::station_auth::generate_password);
+    use crate::station_auth::{PasswordSent, SendError};
+    match crate::station_auth::send_password(&peer, &password).await {
+        Ok(PasswordSent::Accepted) => {
+            app.store.upsert_station(&id, Some(&password)).await?;
+            app.station_credentials_changed(&id).await?;
+            tracing::info!(station = %id, "password rotated");
+            Ok(Json(PasswordAnswer {
+                station: id,
+                outcome: "Accepted",
+                password: generated.then_some(password),
+            })
+            .into_response())
+        }
+        Ok(PasswordSent::Refused(status)) => Err(ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            format!("{id} refused the new password ({status}); the old one stays in force"),
+        )),
+        Err(SendError::Call(CallFailure::Timeout)) => Err(ApiError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            format!("{id} did not answer in time; the old password stays in force"),
+        )),
+        Err(SendError::Call(CallFailure::NotConnected)) => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("station {id} is not connected"),
+        )),
+        Err(e) => Err(ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            format!("{id}: {e}; the old password stays in force"),
+        )),
+    }
 }
 
 async fn delete_station(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult {
@@ -746,6 +921,9 @@ async fn ocpp_call(
         _ => v21_actions(),
     };
     let version = crate::ocpp::version_name(peer.version());
+    if let Err(why) = crate::ocpp::may_send(&app, &id, &action).await? {
+        return Err(ApiError::new(StatusCode::CONFLICT, why));
+    }
     let Some(info) = evproto_ocpp_types::find_action(table, &action) else {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -1422,6 +1600,7 @@ mod tests {
             ("/api/stations", &["get"][..]),
             ("/api/stations/{id}", &["get", "put", "delete"]),
             ("/api/stations/{id}/ocpp/{action}", &["post"]),
+            ("/api/stations/{id}/password", &["post"]),
             ("/api/stations/{id}/reports", &["get"]),
             ("/api/tokens", &["get", "post"]),
             ("/api/sessions", &["get"]),

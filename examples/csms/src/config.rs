@@ -40,6 +40,9 @@ pub struct Args {
     /// OCPP WebSocket port (stations connect to /ocpp/{identity}); 0 picks a free one.
     #[arg(long, env = "CSMS_OCPP_PORT")]
     ocpp_port: Option<u16>,
+    /// OCPP WebSocket port over TLS (wss://, needs --tls-cert/--tls-key); set, the OCPP port is plain ws:// and each station connects on the one its security profile asks for (0/1 ws://, 2/3 wss://); 0 picks a free one.
+    #[arg(long, env = "CSMS_OCPP_TLS_PORT")]
+    ocpp_tls_port: Option<u16>,
     /// Public HTTP port: OCPI (/ocpi), firmware downloads (/firmware) and station uploads (/upload); 0 picks a free one.
     #[arg(long, env = "CSMS_HTTP_PORT")]
     http_port: Option<u16>,
@@ -133,6 +136,7 @@ struct File {
     bind: Option<IpAddr>,
     admin_bind: Option<IpAddr>,
     ocpp_port: Option<u16>,
+    ocpp_tls_port: Option<u16>,
     http_port: Option<u16>,
     admin_port: Option<u16>,
     http_header_timeout: Option<u64>,
@@ -182,8 +186,12 @@ pub struct Config {
     pub bind: IpAddr,
     /// Listen address of the admin HTTP port (loopback by default).
     pub admin_bind: IpAddr,
-    /// OCPP port.
+    /// OCPP port: plain ws://, or TLS when `security_profile` is 2 or 3 and
+    /// there is no `ocpp_tls_port`.
     pub ocpp_port: u16,
+    /// OCPP port over TLS (wss://) beside the plain `ocpp_port`: each
+    /// station connects on its security profile's (0/1 ws://, 2/3 wss://).
+    pub ocpp_tls_port: Option<u16>,
     /// Public HTTP port: OCPI, firmware downloads, station uploads.
     pub http_port: u16,
     /// Admin HTTP port: operator API, dashboard, metrics.
@@ -253,6 +261,7 @@ impl Default for Config {
             bind: IpAddr::from([0, 0, 0, 0]),
             admin_bind: IpAddr::from([127, 0, 0, 1]),
             ocpp_port: 9000,
+            ocpp_tls_port: None,
             http_port: 8080,
             admin_port: 8081,
             http_header_timeout: Duration::from_secs(10),
@@ -316,6 +325,7 @@ impl Config {
             bind: args.bind.or(file.bind).unwrap_or(d.bind),
             admin_bind: args.admin_bind.or(file.admin_bind).unwrap_or(d.admin_bind),
             ocpp_port: args.ocpp_port.or(file.ocpp_port).unwrap_or(d.ocpp_port),
+            ocpp_tls_port: args.ocpp_tls_port.or(file.ocpp_tls_port),
             http_port: args.http_port.or(file.http_port).unwrap_or(d.http_port),
             admin_port: args.admin_port.or(file.admin_port).unwrap_or(d.admin_port),
             http_header_timeout: args
@@ -420,6 +430,12 @@ impl Config {
         if c.security_profile == 3 && c.tls_client_ca.is_none() {
             return Err("security_profile 3 needs tls_client_ca".into());
         }
+        if c.ocpp_tls_port.is_some() && (c.tls_cert.is_none() || c.tls_key.is_none()) {
+            return Err("ocpp_tls_port needs tls_cert and tls_key".into());
+        }
+        if c.ocpp_tls_port.is_some_and(|p| p != 0 && p == c.ocpp_port) {
+            return Err("ocpp_tls_port: a port of its own, not ocpp_port".into());
+        }
         if c.site_limit_w == Some(0) {
             return Err("site_limit_w: positive".into());
         }
@@ -492,6 +508,32 @@ impl Config {
         Ok(())
     }
 
+    /// Whether a station under security `profile` can connect here: 0 and 1
+    /// need the plain ws:// port, 2 and 3 a TLS one (3 with `tls_client_ca`
+    /// too). Why not, when it cannot.
+    ///
+    /// # Errors
+    ///
+    /// The reason, for the operator.
+    pub fn serves_profile(&self, profile: u8) -> Result<(), String> {
+        let two_ports = self.ocpp_tls_port.is_some();
+        let plain = two_ports || self.security_profile < 2;
+        let tls = two_ports || self.security_profile >= 2;
+        match profile {
+            0 | 1 if !plain => Err(format!(
+                "security_profile {profile} connects over plain ws://, and this CSMS serves OCPP on TLS only (set ocpp_tls_port to serve both)"
+            )),
+            2 | 3 if !tls => Err(format!(
+                "security_profile {profile} connects over TLS (wss://), and this CSMS serves no TLS port (set tls_cert, tls_key and ocpp_tls_port)"
+            )),
+            3 if self.tls_client_ca.is_none() => Err(
+                "security_profile 3 needs the CSMS's tls_client_ca (the CA of the stations' client certificates)".into(),
+            ),
+            0..=3 => Ok(()),
+            _ => Err("security_profile: 0, 1, 2 or 3".into()),
+        }
+    }
+
     /// The store URL in force.
     pub fn database_url(&self) -> String {
         match &self.database_url {
@@ -506,7 +548,7 @@ impl Config {
     /// The configuration as printed at start (secrets hidden).
     pub fn shown(&self) -> Value {
         json!({
-            "bind": self.bind.to_string(), "ocpp_port": self.ocpp_port, "http_port": self.http_port,
+            "bind": self.bind.to_string(), "ocpp_port": self.ocpp_port, "ocpp_tls_port": self.ocpp_tls_port, "http_port": self.http_port,
             "admin_bind": self.admin_bind.to_string(), "admin_port": self.admin_port,
             "http_header_timeout_s": self.http_header_timeout.as_secs(),
             "http_request_timeout_s": self.http_request_timeout.as_secs(),
@@ -590,6 +632,32 @@ mod tests {
         assert!(Config::load(&p3.a).unwrap_err().contains("tls_client_ca"));
         let p2 = T::parse_from(["csms", "--security-profile", "2"]);
         assert!(Config::load(&p2.a).unwrap_err().contains("tls_cert"));
+        // a wss:// port beside the ws:// one needs the PEM files and a port of its own
+        let wss = T::parse_from(["csms", "--ocpp-tls-port", "9443"]);
+        assert!(Config::load(&wss.a).unwrap_err().contains("tls_cert"));
+        let both = |port: &str| {
+            let t = T::parse_from([
+                "csms",
+                "--ocpp-tls-port",
+                port,
+                "--tls-cert",
+                "c.pem",
+                "--tls-key",
+                "k.pem",
+            ]);
+            Config::load(&t.a)
+        };
+        let c = both("9443").unwrap();
+        assert_eq!((c.ocpp_port, c.ocpp_tls_port), (9000, Some(9443)));
+        assert_eq!(c.shown()["ocpp_tls_port"], 9443);
+        assert!(both("9000").unwrap_err().contains("ocpp_tls_port"));
+        // which station profiles each layout serves
+        assert!((0..=2).all(|p| c.serves_profile(p).is_ok()));
+        assert!(c.serves_profile(3).unwrap_err().contains("tls_client_ca"));
+        assert!(c.serves_profile(4).is_err());
+        let plain_only = Config::load(&T::parse_from(["csms"]).a).unwrap();
+        assert!(plain_only.serves_profile(1).is_ok());
+        assert!(plain_only.serves_profile(2).unwrap_err().contains("TLS"));
         let _ = std::fs::remove_dir_all(dir);
     }
 

@@ -431,7 +431,10 @@ impl App {
 }
 
 /// The TLS server configuration of security profiles 2 and 3 from the
-/// PEM files of the configuration (client certificates required for 3).
+/// PEM files of the configuration. With `tls_client_ca`, client
+/// certificates signed by it are asked for but not required at the TLS
+/// handshake: profile 2 and profile 3 stations share the TLS port, and the
+/// WebSocket handshake refuses a profile 3 station without one (401).
 fn tls_config(config: &Config) -> Result<Arc<rustls::ServerConfig>, String> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -450,10 +453,10 @@ fn tls_config(config: &Config) -> Result<Arc<rustls::ServerConfig>, String> {
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?;
-    let builder = if config.security_profile == 3 {
-        let Some(ca) = &config.tls_client_ca else {
-            return Err("security profile 3 needs tls_client_ca".into());
-        };
+    if config.security_profile == 3 && config.tls_client_ca.is_none() {
+        return Err("security profile 3 needs tls_client_ca".into());
+    }
+    let builder = if let Some(ca) = &config.tls_client_ca {
         let mut roots = rustls::RootCertStore::empty();
         for c in CertificateDer::pem_file_iter(ca)
             .map_err(|e| format!("tls_client_ca {}: {e}", ca.display()))?
@@ -464,6 +467,7 @@ fn tls_config(config: &Config) -> Result<Arc<rustls::ServerConfig>, String> {
         }
         let verifier =
             rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                .allow_unauthenticated()
                 .build()
                 .map_err(|e| format!("tls_client_ca: {e}"))?;
         builder.with_client_cert_verifier(verifier)
@@ -507,8 +511,11 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
 /// Where a started CSMS listens.
 #[derive(Debug, Clone)]
 pub struct Started {
-    /// OCPP port.
+    /// OCPP port (plain ws://, or TLS when the default security profile is
+    /// 2 or 3 and there is no `ocpp_tls_port`).
     pub ocpp_port: u16,
+    /// OCPP port over TLS (wss://) beside the plain one, when configured.
+    pub ocpp_tls_port: Option<u16>,
     /// Public HTTP port (OCPI, firmware downloads, station uploads).
     pub http_port: u16,
     /// Admin HTTP port (operator API, dashboard, metrics).
@@ -578,20 +585,37 @@ async fn run(
     });
     let _ = app.this.set(Arc::downgrade(&app));
     let password = station_auth::Check(app.auth.clone());
-    let security = match config.security_profile {
-        0 => Security::unsecured(),
-        1 => Security::basic_auth(password),
-        2 => Security::tls_basic_auth(tls_config(&config)?, password),
-        _ => Security::mutual_tls(tls_config(&config)?),
+    // each station connects under its registered security profile (A00-A08),
+    // unknown identities under the server's default; the default also says
+    // whether the single OCPP port runs TLS when there is no TLS port beside it
+    let default_profile = config.security_profile;
+    let tls = match (config.tls_cert.is_some(), config.tls_key.is_some()) {
+        (true, true) => Some(tls_config(&config)?),
+        _ => None,
+    };
+    let security = match (default_profile, &tls) {
+        (0, _) => Security::unsecured(),
+        (1, _) => Security::basic_auth(password.clone()),
+        (2, Some(t)) => Security::tls_basic_auth(t.clone(), password.clone()),
+        (_, Some(t)) => Security::mutual_tls(t.clone()),
+        (_, None) => return Err("security profiles 2 and 3 need tls_cert and tls_key".into()),
+    };
+    let ocpp_tls = if config.ocpp_tls_port.is_none() && security.profile() >= 2 {
+        tls.clone()
+    } else {
+        None
     };
     let (r16, r201, r21) = ocpp::routes(&app);
     let registry = app.auth.clone();
-    let mut server = Server::builder(security);
-    if config.security_profile == 3 {
-        // a CA-signed certificate outlives its station's registration
-        server = server.admit(move |id: &str| registry.is_registered(id));
-    }
-    let server = server
+    let profiles = app.auth.clone();
+    let server = Server::builder(security)
+        .per_station_profiles(
+            move |id: &str| profiles.profile_of(id, default_profile),
+            password,
+        )
+        // a CA-signed certificate outlives its station's registration: an
+        // unknown identity under a default of profile 3 is not let in
+        .admit(move |id: &str| default_profile != 3 || registry.is_registered(id))
         .v16(r16)
         .v201(r201)
         .v21(r21)
@@ -622,6 +646,19 @@ async fn run(
         .local_addr()
         .map_err(|e| e.to_string())?
         .port();
+    let ocpp_tls_listener = match (config.ocpp_tls_port, &tls) {
+        (Some(port), Some(_)) => Some(
+            tokio::net::TcpListener::bind(SocketAddr::new(config.bind, port))
+                .await
+                .map_err(|e| format!("OCPP TLS port {port}: {e}"))?,
+        ),
+        (Some(_), None) => return Err("ocpp_tls_port needs tls_cert and tls_key".into()),
+        (None, _) => None,
+    };
+    let ocpp_tls_port = match &ocpp_tls_listener {
+        Some(l) => Some(l.local_addr().map_err(|e| e.to_string())?.port()),
+        None => None,
+    };
     let http_port = http_listener
         .local_addr()
         .map_err(|e| e.to_string())?
@@ -646,9 +683,10 @@ async fn run(
     };
     let admin_url = format!("http://{}:{admin_port}", url_host(config.admin_bind));
     say(
-        json!({"event": "listening", "ocpp_port": ocpp_port, "http_port": http_port, "admin_port": admin_port,
+        json!({"event": "listening", "ocpp_port": ocpp_port, "ocpp_tls_port": ocpp_tls_port, "http_port": http_port, "admin_port": admin_port,
         "store": app.store.backend(),
-        "ocpp_url": format!("ws://{}:{ocpp_port}/ocpp/{{identity}}", config.bind),
+        "ocpp_url": format!("{}://{}:{ocpp_port}/ocpp/{{identity}}", if ocpp_tls.is_some() { "wss" } else { "ws" }, config.bind),
+        "ocpp_tls_url": ocpp_tls_port.map(|p| format!("wss://{}:{p}/ocpp/{{identity}}", config.bind)),
         "public_url": format!("http://{}:{http_port}", url_host(config.bind)),
         "admin_url": admin_url, "dashboard": format!("{admin_url}/")}),
     );
@@ -711,8 +749,10 @@ async fn run(
                     watcher.notify(json!({"type": "disconnected", "station": identity}))
                 }
                 Ok(ServerEvent::Refused { status, reason }) => {
-                    // refused connections (wrong password, unknown identity) are security alerts
+                    // refused connections (wrong password, unknown identity, the
+                    // wrong transport for the station's profile) are security alerts
                     let reason = reason.to_string();
+                    tracing::warn!(status, %reason, "station connection refused");
                     let detail = json!({"status": status, "reason": reason});
                     let _ = watcher
                         .store
@@ -728,13 +768,27 @@ async fn run(
     });
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut ocpp_stop = stop_rx.clone();
+    let tls_server = server.clone();
     let ocpp_task = tokio::spawn(async move {
         server
-            .serve(ocpp_listener, async move {
+            .serve_with(ocpp_listener, ocpp_tls, async move {
                 let _ = ocpp_stop.wait_for(|s| *s).await;
             })
             .await
     });
+    let ocpp_tls_task = match (ocpp_tls_listener, tls) {
+        (Some(listener), Some(tls)) => {
+            let mut stop = stop_rx.clone();
+            Some(tokio::spawn(async move {
+                tls_server
+                    .serve_with(listener, Some(tls), async move {
+                        let _ = stop.wait_for(|s| *s).await;
+                    })
+                    .await
+            }))
+        }
+        _ => None,
+    };
     // OCPI roaming, at {public_url}/ocpi
     let public = config
         .public_url
@@ -772,6 +826,7 @@ async fn run(
     if let Some(r) = ready {
         let _ = r.send(Started {
             ocpp_port,
+            ocpp_tls_port,
             http_port,
             admin_port,
             api_key: key.plain,
@@ -781,6 +836,9 @@ async fn run(
     say(json!({"event": "stopping"}));
     let _ = stop_tx.send(true);
     let _ = ocpp_task.await;
+    if let Some(t) = ocpp_tls_task {
+        let _ = t.await;
+    }
     let _ = http_task.await;
     let _ = admin_task.await;
     let _ = app_for_flush.flush_seen().await;

@@ -24,6 +24,7 @@ use evproto_csms_core::recovery;
 use evproto_csms_core::transaction::{Effect, EvseRef};
 
 use crate::config::UnknownStations;
+use crate::store::Registration;
 
 use crate::sessions::{self, Outcome, TxMessage};
 use crate::App;
@@ -657,24 +658,8 @@ fn heartbeat_interval(app: &App) -> i32 {
     i32::try_from(app.config.heartbeat_interval).unwrap_or(i32::MAX)
 }
 
-/// The registration status of a BootNotification answer, version-independent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Registration {
-    Accepted,
-    Pending,
-    Rejected,
-}
-
-impl Registration {
-    /// As stored (`stations.boot_status`) and shown.
-    fn as_str(self) -> &'static str {
-        match self {
-            Registration::Accepted => "Accepted",
-            Registration::Pending => "Pending",
-            Registration::Rejected => "Rejected",
-        }
-    }
-}
+// The registration status of a BootNotification answer, version-independent,
+// is `crate::store::Registration` (the operator sets it per station).
 
 impl From<Registration> for v16::RegistrationStatus {
     fn from(r: Registration) -> Self {
@@ -702,14 +687,105 @@ macro_rules! registration_2x {
 registration_2x!(v201);
 registration_2x!(v21);
 
-/// The answer to a BootNotification (1.6 §4.2, 2.0.1 B01/B02): a station in
-/// the registry is accepted; an identity that is not gets what the operator
-/// configured (security profile 0 lets any identity connect).
-fn registration(known: bool, unknown: UnknownStations) -> Registration {
+/// The answer to a BootNotification (1.6 §4.2, 2.0.1 B01-B03): a station in
+/// the registry gets the registration the operator chose for it (Accepted
+/// unless set otherwise); an identity that is not gets what the operator
+/// configured for unknown ones (security profile 0 lets any identity
+/// connect).
+fn registration(known: Option<Registration>, unknown: UnknownStations) -> Registration {
     match (known, unknown) {
-        (true, _) | (false, UnknownStations::Accept) => Registration::Accepted,
-        (false, UnknownStations::Pending) => Registration::Pending,
-        (false, UnknownStations::Reject) => Registration::Rejected,
+        (Some(r), _) => r,
+        (None, UnknownStations::Accept) => Registration::Accepted,
+        (None, UnknownStations::Pending) => Registration::Pending,
+        (None, UnknownStations::Reject) => Registration::Rejected,
+    }
+}
+
+/// Whether the CSMS may send `action` to `station` now, by the answer to
+/// its last boot (1.6 §4.2, 2.0.1 B02, B03): nothing to a Rejected station
+/// (it does not answer, and the CSMS should not initiate anything), and to
+/// a Pending one no remote start or stop (configuring it, reading its
+/// report and triggering messages are what Pending is for).
+///
+/// # Errors
+///
+/// Why not, for the operator (the API answers 409); or the store failed.
+pub async fn may_send(
+    app: &App,
+    station: &str,
+    action: &str,
+) -> crate::store::Result<Result<(), String>> {
+    let last = app
+        .store
+        .station(station)
+        .await?
+        .and_then(|s| s.boot_status);
+    Ok(match last.as_deref() {
+        Some("Rejected") => Err(format!(
+            "{station}'s boot was Rejected: the CSMS sends it nothing until it boots Accepted or Pending"
+        )),
+        Some("Pending")
+            if matches!(
+                action,
+                "RemoteStartTransaction"
+                    | "RemoteStopTransaction"
+                    | "RequestStartTransaction"
+                    | "RequestStopTransaction"
+            ) =>
+        {
+            Err(format!(
+                "{station}'s boot is Pending: no {action} before it is Accepted"
+            ))
+        }
+        _ => Ok(()),
+    })
+}
+
+/// Asks a connected station to send a BootNotification now
+/// (`TriggerMessage`, 1.6 and 2.x), so a change of its registration takes
+/// effect without waiting for its boot interval. The station's answer
+/// (`Accepted`, `Rejected`, `NotImplemented`).
+///
+/// # Errors
+///
+/// Not connected, no answer in time, or a CALLERROR, as text.
+pub async fn trigger_boot(app: &App, station: &str) -> Result<&'static str, String> {
+    let peer = app
+        .server()
+        .and_then(|s| s.station(station).ok())
+        .ok_or_else(|| format!("station {station} is not connected"))?;
+    let call = async {
+        match peer.version() {
+            ProtocolVersion::V16 => peer
+                .call::<v16::action::TriggerMessage>(&v16::TriggerMessageRequest {
+                    requested_message: v16::MessageTrigger::BootNotification,
+                    connector_id: None,
+                })
+                .await
+                .map(|r| r.status.as_str()),
+            ProtocolVersion::V201 => peer
+                .call::<v201::action::TriggerMessage>(&v201::TriggerMessageRequest {
+                    requested_message: v201::MessageTriggerEnumType::BootNotification,
+                    evse: None,
+                    custom_data: None,
+                })
+                .await
+                .map(|r| r.status.as_str()),
+            _ => peer
+                .call::<v21::action::TriggerMessage>(&v21::TriggerMessageRequest {
+                    requested_message: v21::MessageTriggerEnumType::BootNotification,
+                    evse: None,
+                    custom_trigger: None,
+                    custom_data: None,
+                })
+                .await
+                .map(|r| r.status.as_str()),
+        }
+    };
+    match tokio::time::timeout(app.config.call_timeout, call).await {
+        Ok(Ok(status)) => Ok(status),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("{station} did not answer TriggerMessage in time")),
     }
 }
 
@@ -723,26 +799,29 @@ struct StationInfo<'a> {
 }
 
 /// A BootNotification: decides the registration, registers an accepted or
-/// pending unknown identity, records the boot (not a rejected one's) and
-/// publishes an accepted station's Location.
+/// pending unknown identity, records the boot (not a rejected unknown
+/// identity's: it stays unregistered) and publishes an accepted station's
+/// Location.
 async fn boot(
     app: &App,
     station: &str,
     version: ProtocolVersion,
     info: &StationInfo<'_>,
 ) -> Result<Registration, Unanswered> {
-    let known = app.store.station(station).await?.is_some();
+    let known = app.store.station(station).await?.map(|s| s.registration);
     let status = registration(known, app.config.unknown_stations);
-    if status != Registration::Rejected {
+    if known.is_some() || status != Registration::Rejected {
         app.store
             .record_boot(
                 station,
-                !known,
+                known.is_none(),
                 version_name(version),
                 &serde_json::to_value(info)?,
                 status.as_str(),
             )
             .await?;
+    }
+    if status != Registration::Rejected {
         // its open sessions are suspects now: it may have lost them (stuck sessions)
         app.sessions.booted(station, Utc::now()).await?;
     }
@@ -2450,18 +2529,25 @@ mod tests {
             UnknownStations::Pending,
             UnknownStations::Accept,
         ] {
-            assert_eq!(registration(true, policy), Registration::Accepted);
+            // a registered station gets what the operator chose for it
+            for chosen in [
+                Registration::Accepted,
+                Registration::Pending,
+                Registration::Rejected,
+            ] {
+                assert_eq!(registration(Some(chosen), policy), chosen);
+            }
         }
         assert_eq!(
-            registration(false, UnknownStations::Accept),
+            registration(None, UnknownStations::Accept),
             Registration::Accepted
         );
         assert_eq!(
-            registration(false, UnknownStations::Pending),
+            registration(None, UnknownStations::Pending),
             Registration::Pending
         );
         assert_eq!(
-            registration(false, UnknownStations::Reject),
+            registration(None, UnknownStations::Reject),
             Registration::Rejected
         );
     }

@@ -1,5 +1,7 @@
-//! Station passwords at the WebSocket handshake (security profiles 1, 2)
-//! and the registry check of profile 3.
+//! Station passwords at the WebSocket handshake (security profiles 1, 2),
+//! the registry check of profile 3, and each station's security profile
+//! (OCPP 2.0.1 A00-A08: the registered profile decides how a station may
+//! connect, see [`StationAuth::profile_of`]).
 //!
 //! - Passwords are Argon2id hashes (`crate::store::hash_password`, costs in
 //!   `crate::store::PASSWORD_M_COST_KIB`); a legacy SHA-256 hash still
@@ -36,8 +38,8 @@ type Digest32 = [u8; 32];
 #[derive(Debug)]
 pub struct StationAuth {
     store: Store,
-    /// Identity → stored hash (`None`: registered without a password).
-    registry: RwLock<HashMap<String, Option<Arc<str>>>>,
+    /// Identity → stored hash and profile.
+    registry: RwLock<HashMap<String, Entry>>,
     cache: Mutex<Cache>,
     /// Keys the cache digests; random per process.
     key: [u8; 32],
@@ -47,6 +49,15 @@ pub struct StationAuth {
     dummy: Arc<str>,
     /// Argon2id (or legacy) verifications run, for tests and metrics.
     verifications: AtomicU64,
+}
+
+/// A registered station as the handshake sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// Its password's stored hash (`None`: registered without a password).
+    pub hash: Option<Arc<str>>,
+    /// Its security profile (`None`: the server's default).
+    pub profile: Option<u8>,
 }
 
 #[derive(Debug, Default)]
@@ -97,19 +108,37 @@ impl StationAuth {
         let creds = self.store.credentials().await?;
         *self.registry.write().unwrap_or_else(|e| e.into_inner()) = creds
             .into_iter()
-            .map(|(id, hash)| (id, hash.map(Arc::from)))
+            .map(|c| {
+                let entry = Entry {
+                    hash: c.password_hash.map(Arc::from),
+                    profile: c.security_profile,
+                };
+                (c.id, entry)
+            })
             .collect();
         Ok(())
     }
 
-    /// The registry entry of `identity`: `None` if it is not registered,
-    /// `Some(None)` if it has no password.
-    pub fn entry(&self, identity: &str) -> Option<Option<Arc<str>>> {
+    /// The registry entry of `identity`, `None` if it is not registered.
+    pub fn entry(&self, identity: &str) -> Option<Entry> {
         self.registry
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .get(identity)
             .cloned()
+    }
+
+    /// The stored password hash of `identity`, if it is registered with one.
+    fn hash(&self, identity: &str) -> Option<Arc<str>> {
+        self.entry(identity).and_then(|e| e.hash)
+    }
+
+    /// The security profile `identity` must connect under: its registered
+    /// one, else `default` (the server's; unknown identities too).
+    pub fn profile_of(&self, identity: &str, default: u8) -> u8 {
+        self.entry(identity)
+            .and_then(|e| e.profile)
+            .unwrap_or(default)
     }
 
     /// Whether `identity` is registered (profile 3's admission).
@@ -164,7 +193,7 @@ impl StationAuth {
 
     /// Whether `password` is `identity`'s (see the module docs).
     pub async fn verify(&self, identity: &str, password: &[u8]) -> bool {
-        let stored = self.entry(identity).flatten();
+        let stored = self.hash(identity);
         // unknown identities and those without a password take the same path
         let hash = stored.clone().unwrap_or_else(|| self.dummy.clone());
         let digest = self.digest(identity, &hash, password);
@@ -199,8 +228,8 @@ impl StationAuth {
                 Ok(true) => {
                     let mut registry = self.registry.write().unwrap_or_else(|e| e.into_inner());
                     if let Some(entry) = registry.get_mut(identity) {
-                        if entry.as_deref() == Some(&*hash) {
-                            *entry = Some(Arc::from(new.as_str()));
+                        if entry.hash.as_deref() == Some(&*hash) {
+                            entry.hash = Some(Arc::from(new.as_str()));
                             digest = self.digest(identity, &new, password);
                         }
                     }
@@ -221,7 +250,7 @@ pub struct Check(pub Arc<StationAuth>);
 impl PasswordCheck for Check {
     /// Blocking; the server calls [`PasswordCheck::verify`].
     fn check(&self, identity: &str, password: &[u8]) -> bool {
-        let hash = self.0.entry(identity).flatten();
+        let hash = self.0.hash(identity);
         let right = store::verify_password(hash.as_deref().unwrap_or(&self.0.dummy), password);
         right && hash.is_some()
     }
@@ -229,6 +258,120 @@ impl PasswordCheck for Check {
     fn verify(self: Arc<Self>, identity: String, password: Vec<u8>) -> Verdict {
         Box::pin(async move { self.0.verify(&identity, &password).await })
     }
+}
+
+/// What a station said when it was sent a new password
+/// ([`send_password`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PasswordSent {
+    /// It accepted it: the CSMS adopts it.
+    Accepted,
+    /// It refused it, with its status (`Rejected`, `NotSupported`,
+    /// `RebootRequired`, `UnknownVariable`, ...): the old password stays.
+    Refused(String),
+}
+
+/// Why a password could not be sent ([`send_password`]).
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// The call failed: CALLERROR, timeout, connection lost.
+    #[error(transparent)]
+    Call(#[from] evproto_ocpp_server::CallFailure),
+    /// It does not fit the message.
+    #[error("password: {0}")]
+    TooLong(#[from] evproto_ocpp_types::TooLong),
+}
+
+/// A generated station password: 40 hexadecimal digits (20 random bytes),
+/// the most OCPP allows (1.6 security whitepaper, 2.0.1
+/// `SecurityCtrlr.BasicAuthPassword`: 16 to 40 characters).
+pub fn generate_password() -> String {
+    store::random_hex(20)
+}
+
+/// Sends `password` to a connected station as its new Basic-auth password
+/// (OCPP 2.0.1 A01, 1.6 security whitepaper): 2.x `SetVariables`
+/// `SecurityCtrlr.BasicAuthPassword`, 1.6 `ChangeConfiguration`
+/// `AuthorizationKey`. What it answered; the caller adopts the password
+/// only when it is [`PasswordSent::Accepted`].
+///
+/// # Errors
+///
+/// The call failed (CALLERROR, timeout, connection lost), or `password` is
+/// longer than the message allows.
+pub async fn send_password(
+    peer: &evproto_ocpp_server::Peer,
+    password: &str,
+) -> Result<PasswordSent, SendError> {
+    use evproto_ocpp_proto::ProtocolVersion;
+    use evproto_ocpp_types::{v16, v201, v21};
+    let status: String = match peer.version() {
+        ProtocolVersion::V16 => {
+            let req = v16::ChangeConfigurationRequest {
+                key: "AuthorizationKey".parse()?,
+                value: password.parse()?,
+            };
+            let r = peer.call::<v16::action::ChangeConfiguration>(&req).await?;
+            r.status.as_str().to_owned()
+        }
+        ProtocolVersion::V201 => {
+            let req = v201::SetVariablesRequest {
+                set_variable_data: vec![v201::SetVariableDataType {
+                    attribute_type: None,
+                    attribute_value: password.parse()?,
+                    component: v201::ComponentType {
+                        name: "SecurityCtrlr".parse()?,
+                        instance: None,
+                        evse: None,
+                        custom_data: None,
+                    },
+                    variable: v201::VariableType {
+                        name: "BasicAuthPassword".parse()?,
+                        instance: None,
+                        custom_data: None,
+                    },
+                    custom_data: None,
+                }],
+                custom_data: None,
+            };
+            let r = peer.call::<v201::action::SetVariables>(&req).await?;
+            r.set_variable_result
+                .first()
+                .map_or("no result", |v| v.attribute_status.as_str())
+                .to_owned()
+        }
+        _ => {
+            let req = v21::SetVariablesRequest {
+                set_variable_data: vec![v21::SetVariableDataType {
+                    attribute_type: None,
+                    attribute_value: password.parse()?,
+                    component: v21::ComponentType {
+                        name: "SecurityCtrlr".parse()?,
+                        instance: None,
+                        evse: None,
+                        custom_data: None,
+                    },
+                    variable: v21::VariableType {
+                        name: "BasicAuthPassword".parse()?,
+                        instance: None,
+                        custom_data: None,
+                    },
+                    custom_data: None,
+                }],
+                custom_data: None,
+            };
+            let r = peer.call::<v21::action::SetVariables>(&req).await?;
+            r.set_variable_result
+                .first()
+                .map_or("no result", |v| v.attribute_status.as_str())
+                .to_owned()
+        }
+    };
+    Ok(if status == "Accepted" {
+        PasswordSent::Accepted
+    } else {
+        PasswordSent::Refused(status)
+    })
 }
 
 #[cfg(test)]
@@ -299,6 +442,29 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_station_follows_its_own_profile_or_the_servers_default() {
+        let store = temp_store("profiles").await;
+        store.upsert_station("P3", None).await.unwrap();
+        store.upsert_station("DEFAULT", Some(PW)).await.unwrap();
+        assert!(store.set_station_policy("P3", None, Some(3)).await.unwrap());
+        assert!(!store
+            .set_station_policy("NONE", None, Some(1))
+            .await
+            .unwrap());
+        let auth = StationAuth::load(store.clone()).await.unwrap();
+        assert_eq!(auth.profile_of("P3", 1), 3);
+        assert_eq!(auth.profile_of("DEFAULT", 1), 1);
+        assert_eq!(auth.profile_of("DEFAULT", 2), 2);
+        assert_eq!(auth.profile_of("UNKNOWN", 0), 0);
+        // a change is seen after a reload, and changes the entry
+        let before = auth.entry("P3");
+        store.set_station_policy("P3", None, Some(2)).await.unwrap();
+        auth.reload().await.unwrap();
+        assert_eq!(auth.profile_of("P3", 1), 2);
+        assert_ne!(auth.entry("P3"), before);
+    }
+
+    #[tokio::test]
     async fn a_legacy_sha256_hash_verifies_once_and_is_replaced_by_argon2id() {
         let store = temp_store("rehash").await;
         store.upsert_station("OLD", None).await.unwrap();
@@ -317,12 +483,12 @@ mod tests {
             .unwrap();
         let auth = StationAuth::load(store.clone()).await.unwrap();
         assert!(!auth.verify("OLD", b"a-wrong-password-0001").await);
-        assert_eq!(auth.entry("OLD"), Some(Some(Arc::from(legacy.as_str()))));
+        assert_eq!(auth.hash("OLD"), Some(Arc::from(legacy.as_str())));
         assert!(auth.verify("OLD", PW.as_bytes()).await);
-        let stored: Vec<(String, Option<String>)> = store.credentials().await.unwrap();
-        let now = stored[0].1.clone().unwrap();
+        let stored = store.credentials().await.unwrap();
+        let now = stored[0].password_hash.clone().unwrap();
         assert!(now.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{now}");
-        assert_eq!(auth.entry("OLD"), Some(Some(Arc::from(now.as_str()))));
+        assert_eq!(auth.hash("OLD"), Some(Arc::from(now.as_str())));
         // and it still opens, cached, and after a reload
         assert!(auth.verify("OLD", PW.as_bytes()).await);
         auth.reload().await.unwrap();

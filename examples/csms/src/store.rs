@@ -8,7 +8,7 @@ use std::str::FromStr;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use rust_decimal::Decimal;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use sqlx::any::{AnyPoolOptions, AnyRow};
@@ -154,7 +154,59 @@ const MIGRATIONS: &[(i64, &str)] = &[
     CREATE INDEX IF NOT EXISTS cdrs_by_created ON cdrs (created_at, session_id);
     CREATE INDEX IF NOT EXISTS alerts_by_raised ON alerts (raised_at, id)",
     ),
+    (
+        13,
+        // per station (OCPP 2.0.1 B02, B03, A00): the boot answer the operator chose (NULL:
+        // Accepted) and the security profile it connects under (NULL: the server's default)
+        "ALTER TABLE stations ADD COLUMN registration TEXT;
+    ALTER TABLE stations ADD COLUMN security_profile BIGINT",
+    ),
 ];
+
+/// The boot answer the operator chose for a registered station (OCPP 1.6
+/// §4.2, 2.0.1 B01-B03): `Accepted`, `Pending` or `Rejected`, the same
+/// spelling in every version, in the store and in the API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum Registration {
+    /// Its boots are accepted.
+    #[default]
+    Accepted,
+    /// Its boots are answered Pending: it may be configured, not used.
+    Pending,
+    /// Its boots are answered Rejected.
+    Rejected,
+}
+
+impl Registration {
+    /// As stored and shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Registration::Accepted => "Accepted",
+            Registration::Pending => "Pending",
+            Registration::Rejected => "Rejected",
+        }
+    }
+
+    /// From its stored text (`None`, or text it does not know: Accepted).
+    pub fn parse(s: Option<&str>) -> Registration {
+        match s {
+            Some("Pending") => Registration::Pending,
+            Some("Rejected") => Registration::Rejected,
+            _ => Registration::Accepted,
+        }
+    }
+}
+
+/// A station's entry in the registry as the handshake needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credentials {
+    /// Identity.
+    pub id: String,
+    /// Its password's hash, if it has one.
+    pub password_hash: Option<String>,
+    /// Its security profile, `None` for the server's default.
+    pub security_profile: Option<u8>,
+}
 
 /// The longest wait between two attempts at an outbox entry.
 pub const OUTBOX_MAX_DELAY: std::time::Duration = std::time::Duration::from_secs(600);
@@ -323,6 +375,18 @@ pub fn random_hex(bytes: usize) -> String {
     buf.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// A stored security profile: 0-3, or `None` (the server's default).
+fn profile(stored: Option<i64>) -> Result<Option<u8>> {
+    stored
+        .map(|p| {
+            u8::try_from(p)
+                .ok()
+                .filter(|p| *p <= 3)
+                .ok_or(StoreError::Corrupt("stations.security_profile"))
+        })
+        .transpose()
+}
+
 /// A station as the API shows it.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Station {
@@ -342,6 +406,11 @@ pub struct Station {
     pub ocpp_version: Option<String>,
     /// Last boot answer (Accepted, Pending, Rejected).
     pub boot_status: Option<String>,
+    /// The boot answer the operator chose for it.
+    pub registration: Registration,
+    /// The security profile it connects under (0-3); `None` in the store
+    /// when it follows the server's default (the API shows that number).
+    pub security_profile: Option<u8>,
     /// Last boot time.
     pub last_boot: Option<String>,
     /// Last message time.
@@ -1037,14 +1106,50 @@ impl Store {
             == 1)
     }
 
-    /// Every station's identity and password hash.
-    pub async fn credentials(&self) -> Result<Vec<(String, Option<String>)>> {
-        let rows = sqlx::query("SELECT id, password_hash FROM stations")
+    /// Every station's identity, password hash and security profile.
+    pub async fn credentials(&self) -> Result<Vec<Credentials>> {
+        let rows = sqlx::query("SELECT id, password_hash, security_profile FROM stations")
             .fetch_all(&self.read)
             .await?;
         rows.iter()
-            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .map(|r| {
+                Ok(Credentials {
+                    id: r.try_get(0)?,
+                    password_hash: r.try_get(1)?,
+                    security_profile: profile(r.try_get(2)?)?,
+                })
+            })
             .collect()
+    }
+
+    /// Sets a registered station's registration and security profile (each
+    /// when given); whether the station exists.
+    pub async fn set_station_policy(
+        &self,
+        id: &str,
+        registration: Option<Registration>,
+        security_profile: Option<u8>,
+    ) -> Result<bool> {
+        let mut found = true;
+        if let Some(r) = registration {
+            found &= sqlx::query("UPDATE stations SET registration = $1 WHERE id = $2")
+                .bind(r.as_str())
+                .bind(id)
+                .execute(&self.pool)
+                .await?
+                .rows_affected()
+                == 1;
+        }
+        if let Some(p) = security_profile {
+            found &= sqlx::query("UPDATE stations SET security_profile = $1 WHERE id = $2")
+                .bind(i64::from(p))
+                .bind(id)
+                .execute(&self.pool)
+                .await?
+                .rows_affected()
+                == 1;
+        }
+        Ok(found)
     }
 
     /// Records a boot (vendor, model, serial and firmware from `info`,
@@ -1124,7 +1229,7 @@ impl Store {
     /// One station with its connectors.
     pub async fn station(&self, id: &str) -> Result<Option<Station>> {
         let Some(row) = sqlx::query(
-            "SELECT id, password_hash, vendor, model, serial, firmware, ocpp_version, boot_status, last_boot, last_seen FROM stations WHERE id = $1",
+            "SELECT id, password_hash, vendor, model, serial, firmware, ocpp_version, boot_status, last_boot, last_seen, registration, security_profile FROM stations WHERE id = $1",
         )
         .bind(id)
         .fetch_optional(&self.read)
@@ -1155,6 +1260,8 @@ impl Store {
             boot_status: row.try_get(7)?,
             last_boot: row.try_get(8)?,
             last_seen: row.try_get(9)?,
+            registration: Registration::parse(row.try_get::<Option<String>, _>(10)?.as_deref()),
+            security_profile: profile(row.try_get(11)?)?,
             connectors,
         }))
     }

@@ -1,0 +1,545 @@
+//! Provisioning conformance (OCPP 2.0.1 Part 2 B02, B03; B30, B31 as the
+//! task numbers the gate of a station not accepted; 1.6 §4.2 for 1.6): a
+//! CSMS started in-process, stations scripted step by step on
+//! `ocpp-client` (their own BootNotification, then raw calls), each answer
+//! of the CSMS asserted.
+//!
+//! - B02: a registered station set `Pending` boots `Pending` with an
+//!   interval; the CSMS may still configure it (SetVariables, GetBaseReport,
+//!   TriggerMessage; 1.6 ChangeConfiguration, GetConfiguration) but not
+//!   start or stop a transaction on it; the operator accepting it makes the
+//!   CSMS trigger a BootNotification at once, which is then accepted.
+//! - B03: a station set `Rejected` boots `Rejected` with an interval, and
+//!   the CSMS sends it nothing (1.6 §4.2: "the Central System SHOULD NOT
+//!   initiate any").
+//! - B30, B31: anything but BootNotification from a Pending (B30) or
+//!   Rejected (B31) station gets CALLERROR `SecurityError`, and nothing of
+//!   it is kept; a station that was accepted and is set Pending is gated
+//!   again when it reconnects.
+
+mod common;
+
+use std::time::Duration;
+
+use evproto_ocpp_client::{Client, ClientConfig, ClientState, MemoryStore as Queue};
+use evproto_ocpp_proto::{BootState, ProtocolVersion};
+use evproto_ocpp_rpc::{CallFailure, Ctx, Peer, Router, Routes};
+use evproto_ocpp_types::{v16, v201};
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+
+const KEY: &str = "conformance-provisioning-key";
+const BOOT_201: &str = r#"{"reason":"PowerUp","chargingStation":{"model":"M","vendorName":"V"}}"#;
+const BOOT_16: &str = r#"{"chargePointVendor":"V","chargePointModel":"M"}"#;
+/// The heartbeat (and boot retry) interval the CSMS answers with.
+const INTERVAL: u32 = 600;
+const WAIT: Duration = Duration::from_secs(20);
+
+struct Csms {
+    ocpp: u16,
+    admin: u16,
+    running: common::InProcess,
+}
+
+impl Csms {
+    async fn start(test: &str) -> Csms {
+        let dir = common::temp_dir(&format!("conformance-provisioning-{test}"));
+        let config = csms::config::Config {
+            heartbeat_interval: INTERVAL,
+            unknown_stations: csms::config::UnknownStations::Reject,
+            ..common::lab_config(&dir, KEY)
+        };
+        let running = common::InProcess::start(config).await;
+        Csms {
+            ocpp: running.started.ocpp_port,
+            admin: running.started.admin_port,
+            running,
+        }
+    }
+
+    async fn api(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        common::api(KEY, self.admin, method, path, body).await
+    }
+
+    /// Registers `id` with `registration`.
+    async fn register(&self, id: &str, registration: &str) {
+        let (status, v) = self
+            .api(
+                "PUT",
+                &format!("/api/stations/{id}"),
+                Some(json!({"registration": registration})),
+            )
+            .await;
+        assert_eq!(status, 201, "{v}");
+        assert_eq!(v["registration"], registration, "{v}");
+    }
+
+    async fn stop(self) {
+        self.running.stop().await;
+    }
+}
+
+/// What a scripted station saw the CSMS send it, and the answers to the
+/// BootNotifications it sent when triggered.
+#[derive(Clone)]
+struct Seen(mpsc::UnboundedSender<String>);
+
+fn answer<T: serde::de::DeserializeOwned>(v: Value) -> T {
+    serde_json::from_value(v).expect("a valid answer")
+}
+
+/// Answers a TriggerMessage `Accepted` and, for BootNotification, sends
+/// one right after (B02: the CSMS asks the station to boot again); reports
+/// the boot's answer.
+fn boot_after_trigger(peer: Peer, seen: Seen, boot: &'static str) {
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let answer = match peer.call_raw("BootNotification", boot.to_owned()).await {
+            Ok(text) => text,
+            Err(e) => format!("error: {e}"),
+        };
+        let _ = seen.0.send(format!("boot answer {answer}"));
+    });
+}
+
+fn routes_201(seen: Seen) -> Routes {
+    Router::station_v201()
+        .on::<v201::action::TriggerMessage>(
+            |ctx: Ctx<Seen>, req: v201::TriggerMessageRequest| async move {
+                let what = req.requested_message.as_str();
+                let _ = ctx.state.0.send(format!("TriggerMessage {what}"));
+                if what == "BootNotification" {
+                    boot_after_trigger(ctx.peer.clone(), ctx.state.clone(), BOOT_201);
+                }
+                Ok(answer(json!({"status": "Accepted"})))
+            },
+        )
+        .on::<v201::action::SetVariables>(|ctx: Ctx<Seen>, req: v201::SetVariablesRequest| async move {
+            let d = &req.set_variable_data[0];
+            let _ = ctx.state.0.send(format!("SetVariables {}", d.variable.name.as_str()));
+            Ok(answer(json!({"setVariableResult": [{"attributeStatus": "Accepted",
+                "component": {"name": d.component.name.as_str()}, "variable": {"name": d.variable.name.as_str()}}]})))
+        })
+        .on::<v201::action::GetBaseReport>(|ctx: Ctx<Seen>, _: v201::GetBaseReportRequest| async move {
+            let _ = ctx.state.0.send("GetBaseReport".into());
+            Ok(answer(json!({"status": "Accepted"})))
+        })
+        .with_state(seen)
+}
+
+fn routes_16(seen: Seen) -> Routes {
+    Router::station_v16()
+        .on::<v16::action::TriggerMessage>(
+            |ctx: Ctx<Seen>, req: v16::TriggerMessageRequest| async move {
+                let what = req.requested_message.as_str();
+                let _ = ctx.state.0.send(format!("TriggerMessage {what}"));
+                if what == "BootNotification" {
+                    boot_after_trigger(ctx.peer.clone(), ctx.state.clone(), BOOT_16);
+                }
+                Ok(answer(json!({"status": "Accepted"})))
+            },
+        )
+        .on::<v16::action::ChangeConfiguration>(
+            |ctx: Ctx<Seen>, req: v16::ChangeConfigurationRequest| async move {
+                let _ = ctx.state.0.send(format!("ChangeConfiguration {}", req.key.as_str()));
+                Ok(answer(json!({"status": "Accepted"})))
+            },
+        )
+        .on::<v16::action::GetConfiguration>(
+            |ctx: Ctx<Seen>, _: v16::GetConfigurationRequest| async move {
+                let _ = ctx.state.0.send("GetConfiguration".into());
+                Ok(answer(json!({"configurationKey": [{"key": "HeartbeatInterval", "readonly": false, "value": "600"}]})))
+            },
+        )
+        .with_state(seen)
+}
+
+/// A scripted station: it sends its BootNotification on connecting, and
+/// any call the test makes at once (it does not hold them until accepted).
+struct Station {
+    client: Client,
+    seen: mpsc::UnboundedReceiver<String>,
+    version: ProtocolVersion,
+}
+
+impl Station {
+    fn start(csms: &Csms, id: &str, version: ProtocolVersion) -> Station {
+        let (tx, seen) = mpsc::unbounded_channel();
+        let config = ClientConfig::new(format!("ws://127.0.0.1:{}/ocpp/", csms.ocpp), id, version)
+            .with_endpoint(evproto_ocpp_proto::Config::default().with_hold_calls_until_boot(false));
+        let (routes, boot) = match version {
+            ProtocolVersion::V16 => (routes_16(Seen(tx)), BOOT_16),
+            _ => (routes_201(Seen(tx)), BOOT_201),
+        };
+        Station {
+            client: Client::start(config, routes, boot, Queue::default()),
+            seen,
+            version,
+        }
+    }
+
+    fn boot_payload(&self) -> &'static str {
+        match self.version {
+            ProtocolVersion::V16 => BOOT_16,
+            _ => BOOT_201,
+        }
+    }
+
+    /// Waits until connected with its boot answered `state`.
+    async fn wait_boot(&self, state: BootState) {
+        let mut rx = self.client.watch_state();
+        tokio::time::timeout(WAIT, async {
+            loop {
+                if *rx.borrow_and_update() == ClientState::Connected(state) {
+                    return;
+                }
+                rx.changed().await.expect("client running");
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("no boot answered {state:?}"));
+    }
+
+    fn peer(&self) -> Peer {
+        self.client.peer().expect("connected")
+    }
+
+    /// Sends a raw call: the answer's payload, or the CALLERROR's code.
+    async fn call(&self, action: &str, payload: Value) -> Result<Value, String> {
+        match self.peer().call_raw(action, payload.to_string()).await {
+            Ok(text) => Ok(serde_json::from_str(&text).expect("JSON answer")),
+            Err(CallFailure::CallError(e)) => Err(e.code),
+            Err(e) => panic!("{action}: {e}"),
+        }
+    }
+
+    /// The next thing the CSMS sent it (hang guard: 20 s).
+    async fn next_seen(&mut self) -> String {
+        tokio::time::timeout(WAIT, self.seen.recv())
+            .await
+            .expect("the CSMS sent something")
+            .expect("station running")
+    }
+
+    async fn stop(self) {
+        self.client.shutdown().await;
+    }
+}
+
+/// The calls a station that is not accepted tries (B30, B31): each must get
+/// `SecurityError`.
+fn other_messages(version: ProtocolVersion) -> Vec<(&'static str, Value)> {
+    match version {
+        ProtocolVersion::V16 => vec![
+            ("Heartbeat", json!({})),
+            (
+                "StatusNotification",
+                json!({"connectorId": 1, "errorCode": "NoError", "status": "Available"}),
+            ),
+            ("Authorize", json!({"idTag": "TAG1"})),
+            (
+                "StartTransaction",
+                json!({"connectorId": 1, "idTag": "TAG1", "meterStart": 0, "timestamp": "2026-01-01T00:00:00Z"}),
+            ),
+        ],
+        _ => vec![
+            ("Heartbeat", json!({})),
+            (
+                "StatusNotification",
+                json!({"timestamp": "2026-01-01T00:00:00Z", "connectorStatus": "Available", "evseId": 1, "connectorId": 1}),
+            ),
+            (
+                "Authorize",
+                json!({"idToken": {"idToken": "TAG1", "type": "ISO14443"}}),
+            ),
+            (
+                "TransactionEvent",
+                json!({"eventType": "Started", "timestamp": "2026-01-01T00:00:00Z", "triggerReason": "Authorized",
+                "seqNo": 0, "transactionInfo": {"transactionId": "TX1"}, "evse": {"id": 1, "connectorId": 1}}),
+            ),
+        ],
+    }
+}
+
+const VERSIONS: [ProtocolVersion; 2] = [ProtocolVersion::V16, ProtocolVersion::V201];
+
+fn tag(version: ProtocolVersion) -> &'static str {
+    match version {
+        ProtocolVersion::V16 => "16",
+        _ => "201",
+    }
+}
+
+/// B02 (2.0.1) and 1.6 §4.2 Pending: the boot is answered Pending with an
+/// interval; the CSMS may configure the station but not start or stop a
+/// transaction on it; accepting it triggers a BootNotification at once,
+/// answered Accepted, after which the station's messages are answered.
+#[tokio::test]
+async fn b02_pending_station_is_configured_then_accepted_by_a_triggered_boot() {
+    let csms = Csms::start("b02").await;
+    for version in VERSIONS {
+        let id = format!("B02-{}", tag(version));
+        csms.register(&id, "Pending").await;
+        let mut station = Station::start(&csms, &id, version);
+        station.wait_boot(BootState::Pending).await;
+        // a BootNotification again: Pending, with the interval to wait before the next
+        let boot: Value = serde_json::from_str(station.boot_payload()).unwrap();
+        let answer = station.call("BootNotification", boot).await.unwrap();
+        assert_eq!(answer["status"], "Pending", "{answer}");
+        assert_eq!(answer["interval"], json!(INTERVAL), "{answer}");
+        assert!(answer["currentTime"].is_string(), "{answer}");
+        let (_, v) = csms.api("GET", &format!("/api/stations/{id}"), None).await;
+        assert_eq!(
+            (&v["registration"], &v["boot_status"], &v["connected"]),
+            (&json!("Pending"), &json!("Pending"), &json!(true)),
+            "{v}"
+        );
+        // the CSMS may configure a Pending station ...
+        let calls: Vec<(&str, Value, &str)> = match version {
+            ProtocolVersion::V16 => vec![
+                ("GetConfiguration", json!({}), "GetConfiguration"),
+                (
+                    "ChangeConfiguration",
+                    json!({"key": "HeartbeatInterval", "value": "600"}),
+                    "ChangeConfiguration HeartbeatInterval",
+                ),
+                (
+                    "TriggerMessage",
+                    json!({"requestedMessage": "Heartbeat"}),
+                    "TriggerMessage Heartbeat",
+                ),
+            ],
+            _ => vec![
+                (
+                    "GetBaseReport",
+                    json!({"requestId": 1, "reportBase": "FullInventory"}),
+                    "GetBaseReport",
+                ),
+                (
+                    "SetVariables",
+                    json!({"setVariableData": [{"attributeValue": "600",
+                        "component": {"name": "OCPPCommCtrlr"}, "variable": {"name": "HeartbeatInterval"}}]}),
+                    "SetVariables HeartbeatInterval",
+                ),
+                (
+                    "TriggerMessage",
+                    json!({"requestedMessage": "Heartbeat"}),
+                    "TriggerMessage Heartbeat",
+                ),
+            ],
+        };
+        for (action, payload, expected) in calls {
+            let (status, v) = csms
+                .api(
+                    "POST",
+                    &format!("/api/stations/{id}/ocpp/{action}"),
+                    Some(payload),
+                )
+                .await;
+            assert_eq!(status, 200, "{action} to a Pending station: {v}");
+            assert_eq!(station.next_seen().await, expected);
+        }
+        // ... but not start or stop a transaction on it
+        let (start, stop) = match version {
+            ProtocolVersion::V16 => (
+                ("RemoteStartTransaction", json!({"idTag": "TAG1"})),
+                ("RemoteStopTransaction", json!({"transactionId": 1})),
+            ),
+            _ => (
+                (
+                    "RequestStartTransaction",
+                    json!({"idToken": {"idToken": "TAG1", "type": "ISO14443"}, "remoteStartId": 1}),
+                ),
+                ("RequestStopTransaction", json!({"transactionId": "TX1"})),
+            ),
+        };
+        for (action, payload) in [start, stop] {
+            let (status, v) = csms
+                .api(
+                    "POST",
+                    &format!("/api/stations/{id}/ocpp/{action}"),
+                    Some(payload),
+                )
+                .await;
+            assert_eq!(status, 409, "{action} to a Pending station: {v}");
+            assert!(v["error"].as_str().unwrap_or("").contains("Pending"), "{v}");
+        }
+        // the operator accepts it: the CSMS triggers a BootNotification at once
+        let (status, v) = csms
+            .api(
+                "PUT",
+                &format!("/api/stations/{id}"),
+                Some(json!({"registration": "Accepted"})),
+            )
+            .await;
+        assert_eq!(status, 200, "{v}");
+        assert_eq!(
+            (&v["registration"], &v["boot_trigger"]),
+            (&json!("Accepted"), &json!("Accepted")),
+            "{v}"
+        );
+        assert_eq!(station.next_seen().await, "TriggerMessage BootNotification");
+        let booted = station.next_seen().await;
+        let answer: Value =
+            serde_json::from_str(booted.strip_prefix("boot answer ").expect(&booted)).unwrap();
+        assert_eq!(answer["status"], "Accepted", "{answer}");
+        assert_eq!(answer["interval"], json!(INTERVAL), "{answer}");
+        // accepted: its messages are answered now
+        let hb = station.call("Heartbeat", json!({})).await.unwrap();
+        assert!(hb["currentTime"].is_string(), "{hb}");
+        let (_, v) = csms.api("GET", &format!("/api/stations/{id}"), None).await;
+        assert_eq!(v["boot_status"], "Accepted", "{v}");
+        station.stop().await;
+    }
+    csms.stop().await;
+}
+
+/// B03 (2.0.1) and 1.6 §4.2 Rejected: the boot is answered Rejected with
+/// an interval, and the CSMS sends the station nothing, not even when the
+/// operator tries.
+#[tokio::test]
+async fn b03_rejected_station_gets_rejected_with_an_interval_and_is_sent_nothing() {
+    let csms = Csms::start("b03").await;
+    for version in VERSIONS {
+        let id = format!("B03-{}", tag(version));
+        csms.register(&id, "Rejected").await;
+        let station = Station::start(&csms, &id, version);
+        station.wait_boot(BootState::Rejected).await;
+        let boot: Value = serde_json::from_str(station.boot_payload()).unwrap();
+        let answer = station.call("BootNotification", boot).await.unwrap();
+        assert_eq!(answer["status"], "Rejected", "{answer}");
+        assert_eq!(answer["interval"], json!(INTERVAL), "{answer}");
+        let (_, v) = csms.api("GET", &format!("/api/stations/{id}"), None).await;
+        assert_eq!(
+            (&v["registration"], &v["boot_status"]),
+            (&json!("Rejected"), &json!("Rejected")),
+            "{v}"
+        );
+        let action = match version {
+            ProtocolVersion::V16 => ("GetConfiguration", json!({})),
+            _ => (
+                "GetBaseReport",
+                json!({"requestId": 1, "reportBase": "FullInventory"}),
+            ),
+        };
+        let (status, v) = csms
+            .api(
+                "POST",
+                &format!("/api/stations/{id}/ocpp/{}", action.0),
+                Some(action.1),
+            )
+            .await;
+        assert_eq!(status, 409, "{v}");
+        assert!(
+            v["error"].as_str().unwrap_or("").contains("Rejected"),
+            "{v}"
+        );
+        // nor a password, nor a boot trigger when the operator changes its registration
+        let (status, _) = csms
+            .api("POST", &format!("/api/stations/{id}/password"), None)
+            .await;
+        assert_eq!(status, 409);
+        let (status, v) = csms
+            .api(
+                "PUT",
+                &format!("/api/stations/{id}"),
+                Some(json!({"registration": "Accepted"})),
+            )
+            .await;
+        assert_eq!(status, 200, "{v}");
+        assert!(
+            v["boot_trigger"]
+                .as_str()
+                .unwrap_or("")
+                .contains("Rejected"),
+            "no TriggerMessage to a Rejected station: {v}"
+        );
+        // its next boot (after the interval) is accepted
+        let boot: Value = serde_json::from_str(station.boot_payload()).unwrap();
+        let answer = station.call("BootNotification", boot).await.unwrap();
+        assert_eq!(answer["status"], "Accepted", "{answer}");
+        station.stop().await;
+    }
+    csms.stop().await;
+}
+
+/// B30: a Pending station's messages other than BootNotification get
+/// `SecurityError`, in 1.6 and 2.0.1, and nothing of them is kept.
+#[tokio::test]
+async fn b30_pending_station_messages_get_security_error() {
+    let csms = Csms::start("b30").await;
+    for version in VERSIONS {
+        let id = format!("B30-{}", tag(version));
+        csms.register(&id, "Pending").await;
+        let station = Station::start(&csms, &id, version);
+        station.wait_boot(BootState::Pending).await;
+        for (action, payload) in other_messages(version) {
+            assert_eq!(
+                station.call(action, payload).await,
+                Err("SecurityError".to_owned()),
+                "{action} from a Pending station"
+            );
+        }
+        let (_, v) = csms.api("GET", &format!("/api/stations/{id}"), None).await;
+        assert_eq!(v["connectors"], json!([]), "no status kept: {v}");
+        assert_eq!(v["sessions"], json!([]), "no session kept: {v}");
+        station.stop().await;
+    }
+    // a station accepted before and set Pending is gated again when it reconnects
+    let id = "B30-RECONNECT";
+    csms.register(id, "Accepted").await;
+    let station = Station::start(&csms, id, ProtocolVersion::V201);
+    station.wait_boot(BootState::Accepted).await;
+    assert!(station.call("Heartbeat", json!({})).await.is_ok());
+    station.stop().await;
+    let (status, _) = csms
+        .api(
+            "PUT",
+            &format!("/api/stations/{id}"),
+            Some(json!({"registration": "Pending"})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let station = Station::start(&csms, id, ProtocolVersion::V201);
+    station.wait_boot(BootState::Pending).await;
+    assert_eq!(
+        station.call("Heartbeat", json!({})).await,
+        Err("SecurityError".to_owned())
+    );
+    station.stop().await;
+    csms.stop().await;
+}
+
+/// B31: a Rejected station's messages other than BootNotification get
+/// `SecurityError`, in 1.6 and 2.0.1, and nothing of them is kept.
+#[tokio::test]
+async fn b31_rejected_station_messages_get_security_error() {
+    let csms = Csms::start("b31").await;
+    for version in VERSIONS {
+        let id = format!("B31-{}", tag(version));
+        csms.register(&id, "Rejected").await;
+        let station = Station::start(&csms, &id, version);
+        station.wait_boot(BootState::Rejected).await;
+        for (action, payload) in other_messages(version) {
+            assert_eq!(
+                station.call(action, payload).await,
+                Err("SecurityError".to_owned()),
+                "{action} from a Rejected station"
+            );
+        }
+        let (_, v) = csms.api("GET", &format!("/api/stations/{id}"), None).await;
+        assert_eq!(v["connectors"], json!([]), "no status kept: {v}");
+        assert_eq!(v["sessions"], json!([]), "no session kept: {v}");
+        station.stop().await;
+    }
+    // a registration the API does not know is refused
+    let (status, v) = csms
+        .api(
+            "PUT",
+            "/api/stations/B31-BAD",
+            Some(json!({"registration": "Maybe"})),
+        )
+        .await;
+    assert_eq!(status, 400, "{v}");
+    csms.stop().await;
+}
