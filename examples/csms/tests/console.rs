@@ -227,6 +227,26 @@ fn console_files_have_their_types_and_security_headers() {
     assert_eq!(s, 404);
 }
 
+/// The live updates' budget, with Node's mocked clock
+/// (tests/console/live.test.mjs): a burst of 10,000 events is one refresh
+/// a second, a refresh is never postponed by later events nor run while a
+/// form is edited, and no event goes uncounted.
+#[test]
+fn live_updates_refresh_once_a_second_under_a_burst_of_events() {
+    let out = Command::new("node")
+        .arg("--test")
+        .arg(here().join("live.test.mjs"))
+        .output()
+        .expect("node (Node.js 20) is needed for the console test");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("# pass 4"), "{text}");
+}
+
 #[test]
 fn an_operator_runs_the_network_from_the_console() {
     let browser = chromium();
@@ -299,5 +319,5 @@ fn an_operator_runs_the_network_from_the_console() {
     );
     assert!(output.contains("OK every step passed"), "{output}");
     let shots = std::fs::read_dir(&screens).unwrap().count();
-    assert!(shots >= 14, "{shots} screenshots in {}", screens.display());
+    assert!(shots >= 16, "{shots} screenshots in {}", screens.display());
 }

@@ -32,15 +32,15 @@ function labelFor(name, required, id) {
 }
 
 /** A node of the form: {el, get() (undefined when unset), set(v)}. */
-function build(schemaIn, root, name, required, depth) {
+function build(schemaIn, root, name, required, depth, path) {
   const schema = resolve(schemaIn, root);
   const type = Array.isArray(schema.type) ? schema.type[0] : schema.type || (schema.properties ? 'object' : schema.enum ? 'string' : undefined);
-  if (type === 'object') return objectNode(schema, root, name, required, depth);
-  if (type === 'array') return arrayNode(schema, root, name, required, depth);
-  return scalarNode(schema, type, name, required);
+  if (type === 'object') return objectNode(schema, root, name, required, depth, path);
+  if (type === 'array') return arrayNode(schema, root, name, required, depth, path);
+  return scalarNode(schema, type, name, required, path);
 }
 
-function scalarNode(schema, type, name, required) {
+function scalarNode(schema, type, name, required, path) {
   const id = nextId('sf');
   let input;
   let get;
@@ -87,6 +87,7 @@ function scalarNode(schema, type, name, required) {
     };
     set = (v) => (input.value = v === undefined ? '' : JSON.stringify(v));
   }
+  input.dataset.path = path;
   const note = hint(schema);
   const el = h(
     'div',
@@ -100,10 +101,10 @@ function scalarNode(schema, type, name, required) {
   return { el, get, set };
 }
 
-function objectNode(schema, root, name, required, depth) {
+function objectNode(schema, root, name, required, depth, path) {
   const props = Object.entries(schema.properties || {}).filter(([k]) => k !== 'customData');
   const req = new Set(schema.required || []);
-  const children = props.map(([k, s]) => [k, build(s, root, k, req.has(k), depth + 1)]);
+  const children = props.map(([k, s]) => [k, build(s, root, k, req.has(k), depth + 1, path ? path + '.' + k : k)]);
   const body = h('div', { class: 'fields' }, children.map(([, c]) => c.el));
   if (depth === 0) {
     return {
@@ -151,7 +152,7 @@ function collect(children) {
   return out;
 }
 
-function arrayNode(schema, root, name, required, depth) {
+function arrayNode(schema, root, name, required, depth, path) {
   const itemSchema = Array.isArray(schema.items) ? schema.items[0] : schema.items || {};
   const min = schema.minItems || 0;
   const max = schema.maxItems || Infinity;
@@ -160,7 +161,7 @@ function arrayNode(schema, root, name, required, depth) {
   const add = h('button', { type: 'button', class: 'secondary small' }, '+ Add ' + name);
   const addItem = (v) => {
     if (items.length >= max) return;
-    const node = build(itemSchema, root, name + '[' + items.length + ']', true, depth + 1);
+    const node = build(itemSchema, root, name + '[' + items.length + ']', true, depth + 1, path + '.' + items.length);
     const remove = h('button', { type: 'button', class: 'secondary small', 'aria-label': 'Remove this ' + name }, 'Remove');
     const li = h('li', {}, node.el, remove);
     const entry = { node, li };
@@ -207,7 +208,7 @@ function arrayNode(schema, root, name, required, depth) {
  */
 export function schemaForm(schema) {
   const root = schema || {};
-  const node = build(root, root, '', true, 0);
+  const node = build(root, root, '', true, 0, '');
   const rawId = nextId('raw');
   const rawToggle = h('input', { type: 'checkbox', id: rawId });
   const raw = h('textarea', { class: 'mono raw', rows: 10, 'aria-label': 'Request as JSON', spellcheck: 'false', hidden: true });

@@ -231,6 +231,26 @@ try {
   await go('#/stations/' + encodeURIComponent(STATION));
   await page.locator('#ocpp-action').waitFor();
   await page.locator('#ocpp-action').selectOption('Reset');
+  const version = await page.locator('.facts dt:text-is("OCPP version") + dd').innerText();
+  step('every command of the station\'s version has a form generated from its schema');
+  const actionNames = await page.locator('#ocpp-action option').allInnerTexts();
+  check(actionNames.length >= 20, 'CSMS-initiated actions listed: ' + actionNames.length);
+  for (const a of actionNames) {
+    await page.locator('#ocpp-action').selectOption(a);
+    // the raw view of the untouched form is JSON (required scalars may still be empty)
+    await page.getByLabel('Edit as raw JSON').check();
+    const text = await page.getByLabel('Request as JSON').inputValue();
+    try {
+      JSON.parse(text);
+    } catch (e) {
+      check(false, `${a}: the form's JSON does not parse: ${text}`);
+    }
+    await page.getByLabel('Edit as raw JSON').uncheck();
+  }
+  check(problems.length === 0, 'problems while generating the forms:\n' + problems.join('\n'));
+  console.log(`forms generated for ${actionNames.length} actions`);
+  await page.locator('#ocpp-action').selectOption('Reset');
+
   step('a payload the schema refuses is a reason, not a crash');
   await page.getByLabel('Edit as raw JSON').check();
   await page.getByLabel('Request as JSON').fill('{"type": "Sideways"}');
@@ -239,9 +259,26 @@ try {
   check(/does not fit the schema/.test(await page.locator('#ocpp-answer').innerText()), 'the 422 in words');
   await page.getByLabel('Edit as raw JSON').uncheck();
 
+  step('a nested command (arrays of objects) filled in the generated form');
+  if (version !== '1.6') {
+    await page.locator('#ocpp-action').selectOption('GetVariables');
+    const at = (path) => page.locator(`#ocpp-form [data-path="${path}"]`);
+    await at('getVariableData.0.component.name').fill('OCPPCommCtrlr');
+    await at('getVariableData.0.variable.name').fill('HeartbeatInterval');
+    await page.getByRole('button', { name: /Add getVariableData/ }).click();
+    await at('getVariableData.1.component.name').fill('DeviceDataCtrlr');
+    await at('getVariableData.1.variable.name').fill('ItemsPerMessage');
+    await page.locator('#ocpp-send').click();
+    const got = page.locator('#ocpp-answer .answer[data-outcome="answered"]');
+    await got.waitFor({ timeout: LONG });
+    const text = await got.innerText();
+    check(/HeartbeatInterval/.test(text) && /ItemsPerMessage/.test(text), 'GetVariables answer for both variables: ' + text);
+    await shot('12-station-getvariables');
+    await page.locator('#ocpp-action').selectOption('Reset');
+  }
+
   step('send Reset from the generated form and see the answer');
   const form = page.locator('#ocpp-form');
-  const version = await page.locator('.facts dt:text-is("OCPP version") + dd').innerText();
   // 1.6: type Hard/Soft; 2.x: type Immediate/OnIdle (both required, as a select)
   const type = form.locator('select[name="type"]');
   await type.waitFor();
@@ -259,14 +296,14 @@ try {
   const outcome = await answer.getAttribute('data-outcome');
   check(outcome === 'answered', 'Reset was not answered: ' + (await answer.innerText()));
   check(/Accepted|Scheduled/.test(await answer.innerText()), 'Reset answer: ' + (await answer.innerText()));
-  await shot('12-station-reset-answered');
+  await shot('13-station-reset-answered');
 
   step('the other pages');
   for (const [hash, name, title] of [
-    ['#/roaming', '13-roaming', 'Roaming partners'],
-    ['#/firmware', '14-firmware', 'Firmware'],
-    ['#/alerts', '15-alerts', 'Alerts'],
-    ['#/overview', '16-overview', 'Overview'],
+    ['#/roaming', '14-roaming', 'Roaming partners'],
+    ['#/firmware', '15-firmware', 'Firmware'],
+    ['#/alerts', '16-alerts', 'Alerts'],
+    ['#/overview', '17-overview', 'Overview'],
   ]) {
     await go(hash);
     await page.locator('#view h1', { hasText: title }).waitFor();
