@@ -3,6 +3,10 @@
 //! - `price/100_periods_3_elements`: price a CDR with 100 charging periods
 //!   under a tariff whose three elements split the day (`evproto_ocpi::tariff`),
 //!   from JSON and from parsed structs;
+//! - `running/update_after_{100,10000}_periods`: one running-cost update
+//!   (`Pricer::total_at`: the priced periods so far plus one open period)
+//!   after 100 and after 10,000 periods; the two figures should be alike
+//!   (an update costs the same whatever the session's length);
 //! - `locations/page_of_100`: decode and validate a page of 100 locations
 //!   (2.2.1 envelope, typed `v221::Location`s), and the same page as plain
 //!   `serde_json::Value` for comparison.
@@ -79,6 +83,30 @@ fn bench(c: &mut Criterion) {
                 .unwrap()
         })
     });
+
+    for n in [100i64, 10_000] {
+        let start: chrono::DateTime<chrono::Utc> = "2026-03-02T16:00:00Z".parse().unwrap();
+        let mut pricer = evproto_ocpi::tariff::Pricer::new(
+            vec![std::sync::Arc::new(tp.clone())],
+            start,
+            &evproto_ocpi::tariff::Zone::Named("Europe/Amsterdam".into()),
+        )
+        .unwrap()
+        .without_lines();
+        let period = |i: i64| evproto_ocpi::tariff::ChargingPeriod {
+            start_date_time: start + chrono::Duration::seconds(30 * i),
+            energy: Some(rust_decimal::Decimal::new(9, 2)),
+            time: Some(rust_decimal::Decimal::new(83, 4)),
+            ..Default::default()
+        };
+        for i in 0..n {
+            pricer.push(period(i), Some(0)).unwrap();
+        }
+        let end = start + chrono::Duration::seconds(30 * (n + 1));
+        c.bench_function(&format!("running/update_after_{n}_periods"), |b| {
+            b.iter(|| black_box(&pricer).total_at(Some(period(n)), end).unwrap())
+        });
+    }
 
     let page = json!({"status_code": 1000, "timestamp": "2026-01-01T00:00:00Z",
         "data": (0..100).map(location).collect::<Vec<_>>()})
