@@ -3,8 +3,8 @@
 // action's schema in the station's version, its sessions, alerts,
 // firmware, logs, device model and reports.
 
-import { get, post, api, seg } from '../api.js';
-import { h, fill, card, facts, pagedTable, pill, field, select, errorBox, toast, objectView, busy, trackEditing, describe } from '../ui.js';
+import { get, post, api, seg, hasRoute } from '../api.js';
+import { h, fill, card, facts, pagedTable, pill, field, select, errorBox, toast, objectView, busy, trackEditing, describe, confirm } from '../ui.js';
 import { time, ago, kwh, kw, connectorState, words } from '../format.js';
 import { timeChart } from '../chart.js';
 import { schemaForm } from '../schema-form.js';
@@ -133,13 +133,13 @@ function connectorsTable(s) {
   return h(
     'table',
     { class: 'list' },
-    h('thead', {}, h('tr', {}, h('th', {}, 'EVSE'), h('th', {}, 'Connector'), h('th', {}, 'State'), h('th', {}, 'As reported'), h('th', {}, 'Since'))),
+    h('thead', {}, h('tr', {}, h('th', {}, 'EVSE'), h('th', {}, 'Connector'), h('th', {}, 'State'), h('th', {}, 'As reported'), h('th', {}, 'Error'), h('th', {}, 'Since'))),
     h(
       'tbody',
       {},
       list.map((c) => {
         const st = connectorState(c.status, s.connected);
-        return h('tr', { dataset: { connector: `${c.evse_id ?? ''}/${c.connector_id ?? ''}`, state: st.word } }, h('td', {}, c.evse_id ?? '—'), h('td', {}, c.connector_id ?? '—'), h('td', {}, pill(st.word, st.cls, st.raw)), h('td', { class: 'muted' }, c.status || '—'), h('td', {}, time(c.updated_at || c.at || c.timestamp)));
+        return h('tr', { dataset: { connector: `${c.evse_id ?? ''}/${c.connector_id ?? ''}`, state: st.word } }, h('td', {}, c.evse_id ?? '—'), h('td', {}, c.connector_id ?? '—'), h('td', {}, pill(st.word, st.cls, st.raw)), h('td', { class: 'muted' }, c.status || '—'), h('td', {}, c.error_code && c.error_code !== 'NoError' ? pill(c.error_code, 'bad') : '—'), h('td', {}, time(c.updated_at || c.at || c.timestamp)));
       }),
     ),
   );
@@ -165,10 +165,23 @@ export async function render(view, [id]) {
   const sessions = pagedTable({ limit: 20, empty: 'No session at this station yet.', load: (p) => loadSessions({ ...p, station: id }), rowAttrs: sessionRow, columns: sessionColumns({ station: false, onChange: () => sessions.refresh() }) });
   const alerts = pagedTable({ limit: 20, empty: 'No alert for this station.', load: (p) => get('/api/alerts', { ...p, station: id }), rowAttrs: (a) => ({ dataset: { alert: a.id } }), columns: alertColumns(() => alerts.refresh(), false) });
 
+  const canRotate = await hasRoute('/api/stations/{id}/password', 'post');
+  const rotated = h('div', { 'aria-live': 'polite' });
+  async function rotate() {
+    if (!(await confirm(`Give ${id} a new password?`, 'The CSMS sends the station a new random password and adopts it once the station accepts; the station then reconnects with it and the old one is refused.', 'Rotate password'))) return;
+    try {
+      const r = await post(`/api/stations/${seg(id)}/password`, undefined);
+      fill(rotated, h('div', { class: 'answer' }, h('strong', {}, `${id} accepted its new password.`), r.password ? facts([['New password (shown once)', h('code', {}, r.password)]]) : null));
+      toast('Password rotated.');
+    } catch (e) {
+      fill(rotated, h('div', { class: 'answer failed', role: 'alert' }, 'The password was not changed: ' + describe(e)));
+    }
+  }
   function drawHead() {
     fill(
       head,
       h('h1', {}, station.id, ' ', onlinePill(station)),
+      canRotate && station.connected && station.has_password ? h('button', { type: 'button', class: 'secondary', onclick: rotate }, 'Rotate password') : null,
       h('button', { type: 'button', class: 'secondary', onclick: () => stationDialog(station, () => reload()) }, 'Edit'),
       h('button', { type: 'button', class: 'danger', onclick: async () => (await deleteStation(station.id)) && (location.hash = '#/stations') }, 'Delete'),
     );
@@ -332,6 +345,7 @@ export async function render(view, [id]) {
   fill(
     view,
     head,
+    rotated,
     h('div', { class: 'grid' }, card('Station', info), card('Connectors', conns)),
     card('Live power', powerNow, powerBox),
     actions,
