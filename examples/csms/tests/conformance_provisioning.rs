@@ -43,10 +43,17 @@ struct Csms {
 
 impl Csms {
     async fn start(test: &str) -> Csms {
+        Csms::start_on(test, None).await
+    }
+
+    /// As [`Csms::start`], on the store at `database_url` (SQLite in the
+    /// test's directory when `None`).
+    async fn start_on(test: &str, database_url: Option<String>) -> Csms {
         let dir = common::temp_dir(&format!("conformance-provisioning-{test}"));
         let config = csms::config::Config {
             heartbeat_interval: INTERVAL,
             unknown_stations: csms::config::UnknownStations::Reject,
+            database_url,
             ..common::lab_config(&dir, KEY)
         };
         let running = common::InProcess::start(config).await;
@@ -542,4 +549,81 @@ async fn b31_rejected_station_messages_get_security_error() {
         .await;
     assert_eq!(status, 400, "{v}");
     csms.stop().await;
+}
+
+/// A fresh PostgreSQL database (`CSMS_TEST_POSTGRES`, default the local
+/// server as tests/e2e.rs uses it); its URL.
+async fn postgres_db(tag: &str) -> (String, String) {
+    let admin = std::env::var("CSMS_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let name = format!("csms_conformance_{tag}_{}", std::process::id());
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&admin)
+        .await
+        .expect("PostgreSQL reachable");
+    for sql in [
+        format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+        format!("CREATE DATABASE {name}"),
+    ] {
+        sqlx::query(&sql).execute(&pool).await.unwrap();
+    }
+    pool.close().await;
+    let (base, _) = admin.rsplit_once('/').expect("a database in the URL");
+    (format!("{base}/{name}"), admin)
+}
+
+/// Migration 13 on PostgreSQL: a station's registration and security
+/// profile are stored, returned and followed at boot there too (B02).
+#[tokio::test]
+async fn b02_registration_and_profile_kept_in_postgresql() {
+    let (url, admin) = postgres_db("b02").await;
+    let csms = Csms::start_on("b02-pg", Some(url)).await;
+    let (status, v) = csms
+        .api(
+            "PUT",
+            "/api/stations/B02-PG",
+            Some(json!({"registration": "Pending", "security_profile": 0})),
+        )
+        .await;
+    assert_eq!(status, 201, "{v}");
+    let mut station = Station::start(&csms, "B02-PG", ProtocolVersion::V201);
+    station.wait_boot(BootState::Pending).await;
+    assert_eq!(
+        station.call("Heartbeat", json!({})).await,
+        Err("SecurityError".to_owned())
+    );
+    let (_, v) = csms.api("GET", "/api/stations/B02-PG", None).await;
+    assert_eq!(
+        (
+            &v["registration"],
+            &v["security_profile"],
+            &v["boot_status"]
+        ),
+        (&json!("Pending"), &json!(0), &json!("Pending")),
+        "{v}"
+    );
+    let (status, v) = csms
+        .api(
+            "PUT",
+            "/api/stations/B02-PG",
+            Some(json!({"registration": "Accepted"})),
+        )
+        .await;
+    assert_eq!(
+        (status, &v["boot_trigger"]),
+        (200, &json!("Accepted")),
+        "{v}"
+    );
+    assert_eq!(station.next_seen().await, "TriggerMessage BootNotification");
+    let booted = station.next_seen().await;
+    assert!(booted.contains("\"Accepted\""), "{booted}");
+    assert!(station.call("Heartbeat", json!({})).await.is_ok());
+    station.stop().await;
+    csms.stop().await;
+    let pool = sqlx::AnyPool::connect(&admin).await.unwrap();
+    let name = format!("csms_conformance_b02_{}", std::process::id());
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .execute(&pool)
+        .await
+        .unwrap();
 }
