@@ -312,6 +312,19 @@ try {
     await shot(name);
   }
 
+  step('upload a firmware image and start a campaign for the station');
+  await go('#/firmware');
+  await page.getByLabel('Image file').setInputFiles({ name: 'lab-fw-1.2.3.bin', mimeType: 'application/octet-stream', buffer: Buffer.alloc(4096, 7) });
+  check((await page.getByLabel('Stored as').inputValue()) === 'lab-fw-1.2.3.bin', 'the stored name follows the file');
+  await page.getByRole('button', { name: 'Upload' }).click();
+  await page.locator('.success', { hasText: 'Stored lab-fw-1.2.3.bin (4 KiB)' }).waitFor();
+  check((await page.getByLabel('Uploaded image').inputValue()) === 'lab-fw-1.2.3.bin', 'the campaign form takes the uploaded image');
+  await page.getByLabel('Stations').fill(STATION);
+  await page.getByRole('button', { name: 'Start campaign' }).click();
+  await page.locator('.success', { hasText: /Campaign \d+ started: [01] of 1 stations accepted/ }).waitFor({ timeout: LONG });
+  await page.locator(`tr[data-campaign] a`, { hasText: STATION }).waitFor();
+  await shot('18-firmware-campaign');
+
   step('issue a roaming token A through the form');
   await go('#/roaming');
   await page.getByLabel('Partner name').fill('Lab eMSP');
