@@ -99,15 +99,18 @@ pub(crate) struct ListParams {
     status: Option<String>,
     since: Option<String>,
     until: Option<String>,
+    /// Text search (stations: the identity; tokens: the token and its group).
+    q: Option<String>,
 }
 
 /// The filters a list has: by station, the statuses it knows (none: no
-/// status filter), by time.
+/// status filter), by time, by text (`q`).
 #[derive(Clone, Copy)]
 pub(crate) struct Filters {
     pub(crate) station: bool,
     pub(crate) statuses: &'static [&'static str],
     pub(crate) time: bool,
+    pub(crate) search: bool,
 }
 
 impl Filters {
@@ -116,6 +119,7 @@ impl Filters {
         station: false,
         statuses: &[],
         time: false,
+        search: false,
     };
 }
 
@@ -152,6 +156,14 @@ impl ListParams {
                 .map(|t| Some(crate::store::ts(t.with_timezone(&chrono::Utc))))
                 .map_err(|e| bad(format!("{name}: an RFC 3339 time ({e})")))
         };
+        let search = match self.q {
+            Some(_) if !f.search => return Err(bad("q: this list has no text search".into())),
+            Some(q) if q.chars().count() > 64 => {
+                return Err(bad("q: at most 64 characters".into()))
+            }
+            Some(q) if q.is_empty() => None,
+            q => q,
+        };
         let since = time("since", self.since)?;
         let until = time("until", self.until)?;
         let after = self.cursor.map(|c| decode_cursor(&c)).transpose()?;
@@ -162,6 +174,7 @@ impl ListParams {
             status: self.status,
             since,
             until,
+            search,
         })
     }
 }
@@ -341,10 +354,24 @@ pub fn admin_router(app: Arc<App>) -> Router {
         .route("/api/stations/{id}/ocpp/{action}", post(ocpp_call))
         .route("/api/stations/{id}/password", post(rotate_password))
         .route("/api/tokens", get(list_tokens).post(post_token))
+        .route(
+            "/api/tokens/{id_token}",
+            get(get_token).put(put_token).delete(delete_token),
+        )
         .route("/api/sessions", get(list_sessions))
+        .route("/api/sessions/live", get(crate::console_api::live))
         .route("/api/sessions/{id}", get(get_session))
         .route("/api/tariffs", get(list_tariffs))
-        .route("/api/tariffs/{id}", get(get_tariff).put(put_tariff))
+        .route(
+            "/api/tariffs/{id}",
+            get(get_tariff)
+                .put(put_tariff)
+                .delete(crate::console_api::delete_tariff),
+        )
+        .route("/api/tariffs/preview", post(crate::console_api::preview))
+        .route("/api/payments", get(crate::console_api::list_payments))
+        .route("/api/overview", get(crate::console_api::overview))
+        .route("/api/ocpp/actions", get(crate::console_api::actions))
         .route("/api/cdrs", get(list_cdrs))
         .route("/api/wallets/{id_token}", get(get_wallet).put(put_wallet))
         .route("/api/sessions/{id}/payment", get(get_payment))
@@ -372,7 +399,7 @@ pub fn admin_router(app: Arc<App>) -> Router {
             axum::routing::put(crate::ops::put_local_list),
         )
         .route("/api/alerts", get(list_alerts))
-        .route("/api/stats/daily", get(daily_stats))
+        .route("/api/stats/daily", get(crate::console_api::daily_stats))
         .route("/api/alerts/{id}/clear", post(clear_alert))
         .route("/api/uptime", get(uptime))
         .route("/api/stations/{id}/device-model", get(device_model))
@@ -531,6 +558,7 @@ async fn list_stations(
 ) -> ApiResult {
     let q = q.check(Filters {
         statuses: BOOT_STATUSES,
+        search: true,
         ..Filters::NONE
     })?;
     let page = app.store.stations_page(&q).await?;
@@ -983,6 +1011,7 @@ async fn list_alerts(State(app): State<Arc<App>>, ApiQuery(q): ApiQuery<ListPara
         station: true,
         statuses: &["open", "cleared"],
         time: true,
+        search: false,
     })?;
     let page = app.store.alerts_page(&q).await?;
     Ok(page_response(page.items, page.next, page.total))
@@ -998,38 +1027,6 @@ async fn clear_alert(State(app): State<Arc<App>>, Path(id): Path<String>) -> Api
             format!("no open alert {id}"),
         ))
     }
-}
-
-/// Energy and revenue per day (UTC) and currency, from the CDRs, newest first.
-async fn daily_stats(State(app): State<Arc<App>>) -> ApiResult {
-    use std::collections::BTreeMap;
-    let mut days: BTreeMap<(String, String), (u64, rust_decimal::Decimal, rust_decimal::Decimal)> =
-        BTreeMap::new();
-    for c in app.store.cdrs(100_000).await? {
-        let day = c["start_date_time"]
-            .as_str()
-            .unwrap_or_default()
-            .chars()
-            .take(10)
-            .collect::<String>();
-        let currency = c["currency"].as_str().unwrap_or("EUR").to_owned();
-        let kwh = evproto_ocpi::tariff::to_decimal(&c["total_energy"]).unwrap_or_default();
-        let incl =
-            evproto_ocpi::tariff::to_decimal(&c["total_cost"]["incl_vat"]).unwrap_or_default();
-        let e = days.entry((day, currency)).or_default();
-        e.0 += 1;
-        e.1 += kwh;
-        e.2 += incl;
-    }
-    let out: Vec<Value> = days
-        .into_iter()
-        .rev()
-        .map(|((day, currency), (n, kwh, incl))| {
-            json!({"day": day, "currency": currency, "sessions": n,
-                "energy_kwh": kwh.round_dp(3).normalize().to_string(), "revenue_incl_vat": incl.round_dp(2).normalize().to_string()})
-        })
-        .collect();
-    Ok(Json(out).into_response())
 }
 
 /// Share of time each station has been connected since the CSMS first saw it.
@@ -1196,6 +1193,11 @@ async fn put_tariff(
             format!("{field}: not negative"),
         ));
     }
+    // amounts no session can overflow when priced
+    evproto_ocpi::tariff::Tariff::from_json(&t)
+        .map_err(|e| e.to_string())
+        .and_then(|parsed| crate::console_api::within_bounds(&parsed))
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e))?;
     let created = app.store.put_tariff(&id, &t).await?;
     if let Some(r) = app.roaming() {
         r.tariff_changed(&id, &t).await;
@@ -1339,20 +1341,32 @@ async fn list_tokens(State(app): State<Arc<App>>, ApiQuery(q): ApiQuery<ListPara
     let q = q.check(Filters {
         statuses: TOKEN_STATUSES,
         time: true,
+        search: true,
         ..Filters::NONE
     })?;
     let page = app.store.tokens_page(&q).await?;
     Ok(page_response(page.items, page.next, page.total))
 }
 
+/// A token as `POST /api/tokens` and `PUT /api/tokens/{id_token}` take it.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct TokenBody {
-    id_token: String,
+    /// Required in `POST`; in `PUT` the path names it (a body naming
+    /// another is a 400).
+    #[serde(default)]
+    id_token: Option<String>,
     #[serde(rename = "type", default = "default_type")]
     token_type: String,
     #[serde(default = "default_status")]
     status: String,
+    /// The group (1.6 `parentIdTag`, 2.x `groupIdToken`); `null` or absent:
+    /// none.
+    #[serde(default)]
+    group_id: Option<String>,
+    /// RFC 3339; after it the token is `Expired`.
+    #[serde(default)]
+    expires_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 fn default_type() -> String {
     "ISO14443".into()
@@ -1361,48 +1375,101 @@ fn default_status() -> String {
     "Accepted".into()
 }
 
-async fn post_token(State(app): State<Arc<App>>, bytes: Bytes) -> ApiResult {
-    let t: TokenBody = body(&bytes)?;
-    // 1.6 idTag is CiString20; 2.x idToken is 36 characters
-    if t.id_token.is_empty() || t.id_token.chars().count() > 20 {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "id_token: 1 to 20 characters (the OCPP 1.6 idTag limit)",
+/// The token types a CSMS stores (2.x `IdTokenEnumType`; 1.6 idTags are
+/// `ISO14443` by default).
+const TOKEN_TYPES: [&str; 9] = [
+    "Central",
+    "eMAID",
+    "ISO14443",
+    "ISO15693",
+    "KeyCode",
+    "Local",
+    "MacAddress",
+    "NoAuthorization",
+    "DirectPayment",
+];
+
+/// The body checked: a token as the store keeps it.
+fn token_record(id_token: String, t: TokenBody) -> Result<crate::store::TokenRecord, ApiError> {
+    let bad = |reason: String| ApiError::new(StatusCode::BAD_REQUEST, reason);
+    // 1.6 idTag (and parentIdTag) is CiString20; 2.x idToken is 36 characters
+    let fits =
+        |v: &str| !v.is_empty() && v.chars().count() <= 20 && !v.chars().any(char::is_control);
+    if !fits(&id_token) {
+        return Err(bad(
+            "id_token: 1 to 20 characters (the OCPP 1.6 idTag limit)".into(),
         ));
     }
-    const TYPES: [&str; 9] = [
-        "Central",
-        "eMAID",
-        "ISO14443",
-        "ISO15693",
-        "KeyCode",
-        "Local",
-        "MacAddress",
-        "NoAuthorization",
-        "DirectPayment",
-    ];
-    if !TYPES.contains(&t.token_type.as_str()) {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            format!("type: one of {}", TYPES.join(", ")),
-        ));
+    if !TOKEN_TYPES.contains(&t.token_type.as_str()) {
+        return Err(bad(format!("type: one of {}", TOKEN_TYPES.join(", "))));
     }
     if !TOKEN_STATUSES.contains(&t.status.as_str()) {
+        return Err(bad(format!("status: one of {}", TOKEN_STATUSES.join(", "))));
+    }
+    if let Some(g) = &t.group_id {
+        if !fits(g) {
+            return Err(bad("group_id: 1 to 20 characters (1.6 parentIdTag)".into()));
+        }
+    }
+    Ok(crate::store::TokenRecord {
+        id_token,
+        token_type: t.token_type,
+        status: t.status,
+        group_id: t.group_id,
+        expires_at: t.expires_at,
+        created_at: String::new(),
+    })
+}
+
+/// Stores a checked token: 201 when created, 200 when it was there (now
+/// as given); the token as stored either way.
+async fn store_token(app: &App, t: crate::store::TokenRecord) -> ApiResult {
+    let created = app.store.upsert_token(&t).await?;
+    let stored = app.store.token(&t.id_token).await?.unwrap_or(t);
+    Ok((created_or_ok(created), Json(stored)).into_response())
+}
+
+/// `POST /api/tokens`: create, or update a token that exists (idempotent).
+async fn post_token(State(app): State<Arc<App>>, bytes: Bytes) -> ApiResult {
+    let mut t: TokenBody = body(&bytes)?;
+    let id = t.id_token.take().unwrap_or_default();
+    store_token(&app, token_record(id, t)?).await
+}
+
+/// `PUT /api/tokens/{id_token}`: create or replace the token named by the path.
+async fn put_token(State(app): State<Arc<App>>, Path(id): Path<String>, bytes: Bytes) -> ApiResult {
+    let mut t: TokenBody = body(&bytes)?;
+    if t.id_token.take().is_some_and(|b| b != id) {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
-            format!("status: one of {}", TOKEN_STATUSES.join(", ")),
+            "id_token: the body names another token than the path",
         ));
     }
-    // idempotent: 201 when created, 200 when the token was there (its type
-    // and status are now the ones given); the token as stored either way
-    let created = app
-        .store
-        .upsert_token(&t.id_token, &t.token_type, &t.status)
-        .await?;
-    let stored = app.store.token(&t.id_token).await?.unwrap_or_else(
-        || json!({"id_token": t.id_token, "type": t.token_type, "status": t.status}),
-    );
-    Ok((created_or_ok(created), Json(stored)).into_response())
+    store_token(&app, token_record(id, t)?).await
+}
+
+/// `GET /api/tokens/{id_token}`.
+async fn get_token(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult {
+    match app.store.token(&id).await? {
+        Some(t) => Ok(Json(t).into_response()),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("unknown token {id}"),
+        )),
+    }
+}
+
+/// `DELETE /api/tokens/{id_token}`: 204; stations asking about it later
+/// hear `Invalid` (its sessions and wallet stay).
+async fn delete_token(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult {
+    if app.store.delete_token(&id).await? {
+        Ok(StatusCode::NO_CONTENT.into_response())
+    } else {
+        Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("unknown token {id}"),
+        ))
+    }
 }
 
 /// 201 for a create, 200 for an update: every create-or-update route.
@@ -1423,6 +1490,7 @@ async fn list_sessions(
         station: true,
         statuses: &["Active", "Completed"],
         time: true,
+        search: false,
     })?;
     let page = app.store.sessions_page(&q).await?;
     Ok(page_response(page.items, page.next, page.total))
@@ -1607,7 +1675,14 @@ mod tests {
             ("/api/sessions/{id}", &["get"]),
             ("/api/events", &["get"]),
             ("/api/tariffs", &["get"]),
-            ("/api/tariffs/{id}", &["get", "put"]),
+            ("/api/tariffs/{id}", &["get", "put", "delete"]),
+            ("/api/tariffs/preview", &["post"]),
+            ("/api/tokens/{id_token}", &["get", "put", "delete"]),
+            ("/api/ocpp/actions", &["get"]),
+            ("/api/overview", &["get"]),
+            ("/api/sessions/live", &["get"]),
+            ("/api/payments", &["get"]),
+            ("/api/stats/daily", &["get"]),
             ("/api/cdrs", &["get"]),
             ("/api/wallets/{id_token}", &["get", "put"]),
             ("/api/sessions/{id}/payment", &["get"]),

@@ -337,16 +337,15 @@ pub async fn cdr_token(
         };
         return Ok((token, auth));
     }
-    let known = store.tokens().await?;
-    let ty = known
-        .iter()
-        .find(|t| t["id_token"] == uid)
-        .and_then(|t| t["type"].as_str())
-        .map_or(v221::TokenType::Other, |t| match t {
-            "ISO14443" | "ISO15693" | "RFID" => v221::TokenType::Rfid,
-            "Central" => v221::TokenType::AppUser,
-            _ => v221::TokenType::Other,
-        });
+    let ty =
+        store
+            .token(uid)
+            .await?
+            .map_or(v221::TokenType::Other, |t| match t.token_type.as_str() {
+                "ISO14443" | "ISO15693" | "RFID" => v221::TokenType::Rfid,
+                "Central" => v221::TokenType::AppUser,
+                _ => v221::TokenType::Other,
+            });
     Ok((ours(uid, ty)?, v221::AuthMethod::Whitelist))
 }
 
@@ -1000,7 +999,14 @@ mod tests {
             .unwrap();
         store.put_tariff("default", &tariff()).await.unwrap();
         store
-            .upsert_token("TAG1", "ISO14443", "Accepted")
+            .upsert_token(&crate::store::TokenRecord {
+                id_token: "TAG1".into(),
+                token_type: "ISO14443".into(),
+                status: "Accepted".into(),
+                group_id: None,
+                expires_at: None,
+                created_at: String::new(),
+            })
             .await
             .unwrap();
     }

@@ -15,10 +15,12 @@
 //! key), the OpenAPI document (`/api/openapi.json`), Prometheus metrics
 //! (`/metrics`, bearer key) and the dashboard (`/`).
 
+pub mod alerts;
 pub mod api;
 pub mod billing;
 pub mod config;
 pub mod console;
+pub mod console_api;
 pub mod datadir;
 pub mod demo;
 pub mod listener;
@@ -31,6 +33,7 @@ pub mod smart;
 pub mod station_auth;
 pub mod store;
 mod store_ocpi;
+pub mod store_reports;
 pub mod writer;
 
 use std::collections::HashMap;
@@ -672,16 +675,18 @@ async fn run(
         .map_err(|e| e.to_string())?
         .port();
     say(json!({"event": "config", "config": config.shown()}));
-    if key.generated {
-        say(json!({"event": "api_key_generated", "api_key": key.plain,
-            "note": "shown this once: only its hash is stored. Keep it, or choose your own with --api-key or CSMS_API_KEY (16 characters or more), which also replaces a lost one"}));
-    }
     let url_host = |ip: std::net::IpAddr| match ip {
         ip if ip.is_unspecified() => "localhost".to_owned(),
         std::net::IpAddr::V6(v6) => format!("[{v6}]"),
         ip => ip.to_string(),
     };
     let admin_url = format!("http://{}:{admin_port}", url_host(config.admin_bind));
+    if let (true, Some(plain)) = (key.generated, &key.plain) {
+        // the console takes the key out of its address at once
+        say(json!({"event": "api_key_generated", "api_key": plain,
+            "console_url": format!("{admin_url}/?key={plain}"),
+            "note": "shown this once: only its hash is stored. Keep it, or choose your own with --api-key or CSMS_API_KEY (16 characters or more), which also replaces a lost one"}));
+    }
     say(
         json!({"event": "listening", "ocpp_port": ocpp_port, "ocpp_tls_port": ocpp_tls_port, "http_port": http_port, "admin_port": admin_port,
         "store": app.store.backend(),

@@ -218,25 +218,57 @@ fn internal(station: &str, action: &str, e: impl std::fmt::Display) -> CallError
 /// CSMS's own tokens first, then a roaming partner's (OCPI tokens pushed to
 /// us, real-time authorization).
 async fn decide(app: &App, token: &str, purpose: Purpose) -> crate::store::Result<Decision> {
-    let mut status = app.store.token_status(token).await?;
-    if status.is_none() && !token.is_empty() {
-        if let Some(r) = app.roaming() {
-            status = r.authorize(token).await.map(str::to_owned);
-        }
-    }
-    let record = status.map(|s| authorization::Record {
-        status: match s.as_str() {
-            "Accepted" => authorization::Status::Accepted,
-            "Blocked" => authorization::Status::Blocked,
-            "Expired" => authorization::Status::Expired,
-            "NoCredit" => authorization::Status::NoCredit,
-            _ => authorization::Status::Invalid,
-        },
+    use evproto_csms_core::token::{IdToken, TokenKind};
+    let status_of = |s: &str| match s {
+        "Accepted" => authorization::Status::Accepted,
+        "Blocked" => authorization::Status::Blocked,
+        "Expired" => authorization::Status::Expired,
+        "NoCredit" => authorization::Status::NoCredit,
+        _ => authorization::Status::Invalid,
+    };
+    // the CSMS's own token, with its group and expiry
+    let record = |t: &crate::store::TokenRecord, group: Option<IdToken>| authorization::Record {
+        status: status_of(&t.status),
+        expires_at: t.expires_at,
+        group,
         ..authorization::Record::accepted()
-    });
+    };
+    let (own, group_record) = match app.store.token_record(token).await? {
+        Some(t) => {
+            // the group as a token of its own, when registered: its status
+            // and expiry bind every member (C39-C43)
+            let group_token = match &t.group_id {
+                Some(g) => app.store.token_record(g).await?,
+                None => None,
+            };
+            let group = t.group_id.as_ref().map(|g| {
+                let kind = group_token.as_ref().map_or(TokenKind::Central, |gt| {
+                    TokenKind::from_wire(&gt.token_type)
+                });
+                IdToken::new(g.clone(), kind)
+            });
+            (
+                Some(record(&t, group)),
+                group_token.as_ref().map(|gt| record(gt, None)),
+            )
+        }
+        None => (None, None),
+    };
+    // else a roaming partner's (OCPI tokens pushed to us, real-time authorization)
+    let own = match own {
+        Some(r) => Some(r),
+        None if !token.is_empty() => match app.roaming() {
+            Some(r) => r.authorize(token).await.map(|s| authorization::Record {
+                status: status_of(s),
+                ..authorization::Record::accepted()
+            }),
+            None => None,
+        },
+        None => None,
+    };
     Ok(authorization::authorize(
-        record.as_ref(),
-        None,
+        own.as_ref(),
+        group_record.as_ref(),
         0,
         purpose,
         Utc::now(),

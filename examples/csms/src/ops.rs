@@ -564,17 +564,16 @@ pub async fn put_local_list(
             .map(|t| {
                 let status = all
                     .iter()
-                    .find(|x| x["id_token"] == t)
-                    .and_then(|x| x["status"].as_str())
-                    .unwrap_or("Invalid")
+                    .find(|x| x.id_token == t)
+                    .map_or("Invalid", |x| x.status.as_str())
                     .to_string();
                 (t, status)
             })
             .collect(),
         None => all
             .iter()
-            .filter(|x| x["status"] == "Accepted")
-            .filter_map(|x| Some((x["id_token"].as_str()?.to_string(), "Accepted".to_string())))
+            .filter(|x| x.status == "Accepted")
+            .map(|x| (x.id_token.clone(), "Accepted".to_string()))
             .collect(),
     };
     let key = format!("local_list_version:{id}");

@@ -161,7 +161,57 @@ const MIGRATIONS: &[(i64, &str)] = &[
         "ALTER TABLE stations ADD COLUMN registration TEXT;
     ALTER TABLE stations ADD COLUMN security_profile BIGINT",
     ),
+    (
+        14,
+        // tokens' group (1.6 parentIdTag, 2.x groupIdToken) and expiry, see `TokenRecord`
+        "ALTER TABLE tokens ADD COLUMN group_id TEXT;
+    ALTER TABLE tokens ADD COLUMN expires_at TEXT",
+    ),
 ];
+
+/// An id token as the CSMS keeps it: what authorization (the core's
+/// `authorization::Record`) and the API read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenRecord {
+    /// The token (1.6 idTag, 2.x idToken).
+    pub id_token: String,
+    /// Its type (2.x `IdTokenEnumType`: `ISO14443`, `Central`, ...).
+    #[serde(rename = "type")]
+    pub token_type: String,
+    /// `Accepted`, `Blocked`, `Expired`, `Invalid` or `NoCredit`.
+    pub status: String,
+    /// Its group (1.6 `parentIdTag`, 2.x `groupIdToken`), told to stations
+    /// so any token of the group may stop the session.
+    pub group_id: Option<String>,
+    /// After this instant the token is `Expired`.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// When it was registered.
+    pub created_at: String,
+}
+
+impl TokenRecord {
+    /// From a row of `TOKEN_COLS`.
+    fn from_row(r: &AnyRow) -> Result<TokenRecord> {
+        let expires: Option<String> = r.try_get(4)?;
+        Ok(TokenRecord {
+            id_token: r.try_get(0)?,
+            token_type: r.try_get(1)?,
+            status: r.try_get(2)?,
+            group_id: r.try_get(3)?,
+            expires_at: expires
+                .map(|e| {
+                    DateTime::parse_from_rfc3339(&e)
+                        .map(|t| t.with_timezone(&Utc))
+                        .map_err(|_| StoreError::Corrupt("tokens.expires_at"))
+                })
+                .transpose()?,
+            created_at: r.try_get(5)?,
+        })
+    }
+}
+
+/// The columns [`TokenRecord::from_row`] reads, in its order.
+const TOKEN_COLS: &str = "id_token, token_type, status, group_id, expires_at, created_at";
 
 /// The boot answer the operator chose for a registered station (OCPP 1.6
 /// §4.2, 2.0.1 B01-B03): `Accepted`, `Pending` or `Rejected`, the same
@@ -254,8 +304,8 @@ pub struct Store {
 /// reads what it or its database holds).
 #[derive(Debug, Default)]
 struct Cache {
-    /// Token → status (`None`: not there).
-    tokens: std::sync::RwLock<std::collections::HashMap<String, Option<String>>>,
+    /// Token → its record (`None`: not there).
+    tokens: std::sync::RwLock<std::collections::HashMap<String, Option<TokenRecord>>>,
     /// Tariff id → body (`None`: not there).
     tariffs: std::sync::RwLock<std::collections::HashMap<String, Option<Value>>>,
 }
@@ -1282,81 +1332,104 @@ impl Store {
         rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
     }
 
-    /// Creates or updates a token; whether it was created.
-    pub async fn upsert_token(
-        &self,
-        id_token: &str,
-        token_type: &str,
-        status: &str,
-    ) -> Result<bool> {
+    /// Creates or updates a token (all but `created_at`, which a new one
+    /// gets now); whether it was created.
+    pub async fn upsert_token(&self, t: &TokenRecord) -> Result<bool> {
+        let expires = t.expires_at.map(ts);
         let created = sqlx::query(
-            "INSERT INTO tokens (id_token, token_type, status, created_at) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (id_token) DO NOTHING",
+            "INSERT INTO tokens (id_token, token_type, status, group_id, expires_at, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id_token) DO NOTHING",
         )
-        .bind(id_token)
-        .bind(token_type)
-        .bind(status)
+        .bind(&t.id_token)
+        .bind(&t.token_type)
+        .bind(&t.status)
+        .bind(&t.group_id)
+        .bind(&expires)
         .bind(now())
         .execute(&self.pool)
         .await?
         .rows_affected()
             == 1;
         if !created {
-            sqlx::query("UPDATE tokens SET token_type = $1, status = $2 WHERE id_token = $3")
-                .bind(token_type)
-                .bind(status)
-                .bind(id_token)
-                .execute(&self.pool)
-                .await?;
+            sqlx::query(
+                "UPDATE tokens SET token_type = $1, status = $2, group_id = $3, expires_at = $4 \
+                 WHERE id_token = $5",
+            )
+            .bind(&t.token_type)
+            .bind(&t.status)
+            .bind(&t.group_id)
+            .bind(&expires)
+            .bind(&t.id_token)
+            .execute(&self.pool)
+            .await?;
         }
+        // read back (created_at) into the cache
+        let stored = self.token(&t.id_token).await?;
         self.cache
             .tokens
             .write()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(id_token.to_owned(), Some(status.to_owned()));
+            .insert(t.id_token.clone(), stored);
         Ok(created)
     }
 
-    /// A token's status, if known (cached; the cache follows
-    /// [`Store::upsert_token`]).
+    /// Deletes a token; whether there was one. Its wallet and sessions stay.
+    pub async fn delete_token(&self, id_token: &str) -> Result<bool> {
+        let gone = sqlx::query("DELETE FROM tokens WHERE id_token = $1")
+            .bind(id_token)
+            .execute(&self.pool)
+            .await?
+            .rows_affected()
+            == 1;
+        self.cache
+            .tokens
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id_token.to_owned(), None);
+        Ok(gone)
+    }
+
+    /// A token's status, if known (cached, see [`Store::token_record`]).
     pub async fn token_status(&self, id_token: &str) -> Result<Option<String>> {
-        if let Some(s) = self
+        Ok(self.token_record(id_token).await?.map(|t| t.status))
+    }
+
+    /// A token as stations are answered about it, if known (cached; the
+    /// cache follows [`Store::upsert_token`] and [`Store::delete_token`]).
+    pub async fn token_record(&self, id_token: &str) -> Result<Option<TokenRecord>> {
+        if let Some(t) = self
             .cache
             .tokens
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .get(id_token)
         {
-            return Ok(s.clone());
+            return Ok(t.clone());
         }
-        let status: Option<String> = sqlx::query("SELECT status FROM tokens WHERE id_token = $1")
-            .bind(id_token)
-            .fetch_optional(&self.read)
-            .await?
-            .map(|r| r.try_get(0))
-            .transpose()?;
+        let row = sqlx::query(&format!(
+            "SELECT {TOKEN_COLS} FROM tokens WHERE id_token = $1"
+        ))
+        .bind(id_token)
+        .fetch_optional(&self.read)
+        .await?;
+        let record = row.as_ref().map(TokenRecord::from_row).transpose()?;
         let mut cache = self.cache.tokens.write().unwrap_or_else(|e| e.into_inner());
         // a bound on what unknown tokens presented at random can fill
         if cache.len() >= 100_000 {
             cache.retain(|_, s| s.is_some());
         }
         // an upsert that raced this read wins
-        Ok(cache.entry(id_token.to_owned()).or_insert(status).clone())
+        Ok(cache.entry(id_token.to_owned()).or_insert(record).clone())
     }
 
     /// Every token.
-    pub async fn tokens(&self) -> Result<Vec<Value>> {
-        let rows = sqlx::query(
-            "SELECT id_token, token_type, status, created_at FROM tokens ORDER BY id_token",
-        )
+    pub async fn tokens(&self) -> Result<Vec<TokenRecord>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {TOKEN_COLS} FROM tokens ORDER BY id_token"
+        ))
         .fetch_all(&self.read)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(json!({"id_token": r.try_get::<String, _>(0)?, "type": r.try_get::<String, _>(1)?,
-                    "status": r.try_get::<String, _>(2)?, "created_at": r.try_get::<String, _>(3)?}))
-            })
-            .collect()
+        rows.iter().map(TokenRecord::from_row).collect()
     }
 
     /// Meter samples for a session; the energy register also moves the
@@ -1431,6 +1504,15 @@ impl Store {
             .unwrap_or_else(|e| e.into_inner())
             .insert(id.to_owned(), Some(body.clone()));
         Ok(created)
+    }
+
+    /// Marks a tariff gone in the cache (after its row was deleted).
+    pub(crate) fn forget_tariff(&self, id: &str) {
+        self.cache
+            .tariffs
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id.to_owned(), None);
     }
 
     /// A tariff's JSON (cached; the cache follows [`Store::put_tariff`]).
@@ -2261,6 +2343,42 @@ pub struct ListQuery {
     pub since: Option<String>,
     /// Only rows before this time.
     pub until: Option<String>,
+    /// Only rows whose identity (and, where the list says, other text
+    /// columns) contains this text, case-insensitively.
+    pub search: Option<String>,
+}
+
+/// A `LIKE` pattern matching `text` anywhere, lower-cased, with `%`, `_`
+/// and the escape character `\` escaped (see [`Cond::Like`]).
+pub(crate) fn like_pattern(text: &str) -> String {
+    let mut p = String::from("%");
+    for c in text.to_lowercase().chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            p.push('\\');
+        }
+        p.push(c);
+    }
+    p.push('%');
+    p
+}
+
+/// An alert as listed.
+#[derive(Debug, Serialize)]
+pub struct AlertRow {
+    /// Its id (`POST /api/alerts/{id}/clear`).
+    pub id: String,
+    /// The station (empty: the CSMS's own).
+    pub station: String,
+    /// What kind (`fault`, `offline`, `security`, ...).
+    pub kind: String,
+    /// In words ([`crate::alerts::message`]).
+    pub message: String,
+    /// What was stored with it (JSON).
+    pub detail: Option<Box<serde_json::value::RawValue>>,
+    /// When raised (RFC 3339).
+    pub raised_at: String,
+    /// When cleared.
+    pub cleared_at: Option<String>,
 }
 
 /// One page of a list in a stable order.
@@ -2278,21 +2396,24 @@ pub struct Page<T> {
 /// A keyset-paged listing: rows in the order of `keys` (unique together,
 /// never changed once written, so a row is on exactly one page however
 /// many pages are read), filtered by `conds`.
-struct Keyset<'a> {
+pub(crate) struct Keyset<'a> {
     /// `FROM` and joins.
-    from: &'a str,
+    pub(crate) from: &'a str,
     /// Selected columns; the keys follow them.
-    cols: &'a str,
+    pub(crate) cols: &'a str,
     /// Sort key expressions (text), most significant first.
-    keys: &'a [&'a str],
+    pub(crate) keys: &'a [&'a str],
     /// Newest (greatest) first.
-    desc: bool,
+    pub(crate) desc: bool,
 }
 
 /// A filter: `expr op value` with the value bound, or a fixed condition.
-enum Cond<'a> {
+pub(crate) enum Cond<'a> {
     Cmp(&'a str, &'static str, String),
     Fixed(&'static str),
+    /// One of the columns, lower-cased, matches the `LIKE` pattern (made by
+    /// [`like_pattern`]).
+    Like(&'static [&'static str], String),
 }
 
 /// Binds as `$n` in order.
@@ -2318,6 +2439,14 @@ impl Sql {
                     self.text.push_str(&format!("{expr} {op} {p}"));
                 }
                 Cond::Fixed(s) => self.text.push_str(s),
+                Cond::Like(cols, pattern) => {
+                    let p = self.bind(pattern.clone());
+                    let any: Vec<String> = cols
+                        .iter()
+                        .map(|c| format!("LOWER({c}) LIKE {p} ESCAPE '\\'"))
+                        .collect();
+                    self.text.push_str(&format!("({})", any.join(" OR ")));
+                }
             }
         }
     }
@@ -2365,7 +2494,7 @@ pub fn natural_key(id: &str) -> String {
 
 impl Store {
     /// One page of `ks` under `conds`, with the total under `conds`.
-    async fn page(
+    pub(crate) async fn page(
         &self,
         ks: &Keyset<'_>,
         conds: Vec<Cond<'_>>,
@@ -2449,6 +2578,9 @@ impl Store {
         if let Some(s) = &q.status {
             conds.push(Cond::Cmp("boot_status", "=", s.clone()));
         }
+        if let Some(text) = &q.search {
+            conds.push(Cond::Like(&["id"], like_pattern(text)));
+        }
         let ks = Keyset {
             from: "stations",
             cols: "id",
@@ -2466,45 +2598,39 @@ impl Store {
     }
 
     /// Tokens by id; `status` is the token's, `since`/`until` bound its
-    /// creation.
-    pub async fn tokens_page(&self, q: &ListQuery) -> Result<Page<Value>> {
+    /// creation, `q` searches the token and its group.
+    pub async fn tokens_page(&self, q: &ListQuery) -> Result<Page<TokenRecord>> {
         let mut conds = Vec::new();
         if let Some(s) = &q.status {
             conds.push(Cond::Cmp("status", "=", s.clone()));
         }
+        if let Some(text) = &q.search {
+            conds.push(Cond::Like(&["id_token", "group_id"], like_pattern(text)));
+        }
         time_conds(&mut conds, "created_at", q);
         let ks = Keyset {
             from: "tokens",
-            cols: "id_token, token_type, status, created_at",
+            cols: TOKEN_COLS,
             keys: &["id_token"],
             desc: false,
         };
         let (rows, next, total) = self.page(&ks, conds, q).await?;
         let items = rows
             .iter()
-            .map(|r| {
-                Ok(json!({"id_token": r.try_get::<String, _>(0)?, "type": r.try_get::<String, _>(1)?,
-                    "status": r.try_get::<String, _>(2)?, "created_at": r.try_get::<String, _>(3)?}))
-            })
+            .map(TokenRecord::from_row)
             .collect::<Result<_>>()?;
         Ok(Page { items, next, total })
     }
 
-    /// One token, if known.
-    pub async fn token(&self, id_token: &str) -> Result<Option<Value>> {
-        let row = sqlx::query(
-            "SELECT id_token, token_type, status, created_at FROM tokens WHERE id_token = $1",
-        )
+    /// One token, if known (from the database, not the cache).
+    pub async fn token(&self, id_token: &str) -> Result<Option<TokenRecord>> {
+        let row = sqlx::query(&format!(
+            "SELECT {TOKEN_COLS} FROM tokens WHERE id_token = $1"
+        ))
         .bind(id_token)
         .fetch_optional(&self.pool)
         .await?;
-        row.map(|r| {
-            Ok(
-                json!({"id_token": r.try_get::<String, _>(0)?, "type": r.try_get::<String, _>(1)?,
-                "status": r.try_get::<String, _>(2)?, "created_at": r.try_get::<String, _>(3)?}),
-            )
-        })
-        .transpose()
+        row.as_ref().map(TokenRecord::from_row).transpose()
     }
 
     /// Sessions, latest start first (the start never changes, so paging
@@ -2556,7 +2682,7 @@ impl Store {
 
     /// Alerts, newest first; `status` is `open` or `cleared`,
     /// `since`/`until` bound when they were raised.
-    pub async fn alerts_page(&self, q: &ListQuery) -> Result<Page<Value>> {
+    pub async fn alerts_page(&self, q: &ListQuery) -> Result<Page<AlertRow>> {
         let mut conds = Vec::new();
         if let Some(s) = &q.station {
             conds.push(Cond::Cmp("station_id", "=", s.clone()));
@@ -2577,10 +2703,18 @@ impl Store {
         let items = rows
             .iter()
             .map(|r| {
+                let station: String = r.try_get(1)?;
+                let kind: String = r.try_get(2)?;
                 let detail: String = r.try_get(3)?;
-                Ok(json!({"id": r.try_get::<String, _>(0)?, "station": r.try_get::<String, _>(1)?,
-                    "kind": r.try_get::<String, _>(2)?, "detail": serde_json::from_str::<Value>(&detail).unwrap_or(Value::Null),
-                    "raised_at": r.try_get::<String, _>(4)?, "cleared_at": r.try_get::<Option<String>, _>(5)?}))
+                Ok(AlertRow {
+                    id: r.try_get(0)?,
+                    message: crate::alerts::message(&kind, &station, &detail),
+                    detail: serde_json::value::RawValue::from_string(detail).ok(),
+                    station,
+                    kind,
+                    raised_at: r.try_get(4)?,
+                    cleared_at: r.try_get(5)?,
+                })
             })
             .collect::<Result<_>>()?;
         Ok(Page { items, next, total })
@@ -2624,7 +2758,7 @@ impl Store {
     }
 }
 
-fn time_conds<'a>(conds: &mut Vec<Cond<'a>>, expr: &'a str, q: &ListQuery) {
+pub(crate) fn time_conds<'a>(conds: &mut Vec<Cond<'a>>, expr: &'a str, q: &ListQuery) {
     if let Some(t) = &q.since {
         conds.push(Cond::Cmp(expr, ">=", t.clone()));
     }
