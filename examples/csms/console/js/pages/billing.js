@@ -23,7 +23,7 @@ export async function render(view) {
     load: (p) => get('/api/cdrs', { ...p, ...filters() }),
     rowAttrs: (c) => ({ dataset: { cdr: c.id, session: cdrSession(c) } }),
     columns: [
-      { label: 'Session', cell: (c) => h('button', { type: 'button', class: 'link', onclick: () => sessionDialog(cdrSession(c)) }, String(cdrSession(c)).slice(0, 14)) },
+      { label: 'Session', cell: (c) => h('button', { type: 'button', class: 'link', onclick: () => sessionDialog(cdrSession(c)) }, String(cdrSession(c))) },
       { label: 'Station', cell: (c) => cdrStation(c) },
       { label: 'Start', cell: (c) => time(c.start_date_time) },
       { label: 'End', cell: (c) => time(c.end_date_time) },
@@ -40,7 +40,7 @@ export async function render(view) {
         load: (p) => get('/api/payments', { ...p, ...filters(), status: payStatus.value }),
         rowAttrs: (p) => ({ dataset: { payment: p.status, session: p.session_id } }),
         columns: [
-          { label: 'Session', cell: (p) => h('button', { type: 'button', class: 'link', onclick: () => sessionDialog(p.session_id) }, String(p.session_id).slice(0, 14)) },
+          { label: 'Session', cell: (p) => h('button', { type: 'button', class: 'link', onclick: () => sessionDialog(p.session_id) }, String(p.session_id)) },
           { label: 'Station', cell: (p) => p.station_id || p.station || '—' },
           { label: 'Token', cell: (p) => p.id_token },
           { label: 'Status', cell: (p) => pill(p.status, String(p.status).toLowerCase()) },

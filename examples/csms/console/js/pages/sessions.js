@@ -87,7 +87,7 @@ export function statusPill(s) {
 /** Columns of a sessions table; `station: false` leaves the station out. */
 export function sessionColumns({ station = true, onChange } = {}) {
   return [
-    { label: 'Session', cell: (s) => h('button', { type: 'button', class: 'link', onclick: () => sessionDialog(s.id, onChange) }, s.id.length > 14 ? s.id.slice(0, 12) + '…' : s.id) },
+    { label: 'Session', cell: (s) => h('button', { type: 'button', class: 'link', onclick: () => sessionDialog(s.id, onChange) }, s.id.length > 26 ? s.id.slice(0, 24) + '…' : s.id) },
     station ? { label: 'Station', cell: (s) => h('a', { href: '#/stations/' + encodeURIComponent(s.station_id) }, s.station_id) } : null,
     { label: 'Connector', cell: (s) => (s.evse_id !== null && s.evse_id !== undefined ? `${s.evse_id}/${s.connector_id ?? 1}` : s.connector_id ?? '—') },
     { label: 'Token', cell: (s) => s.id_token || '—' },
