@@ -1,29 +1,39 @@
-//! `cargo bench -p evproto-iso15118 --bench session`: the DIN DC and
-//! ISO 15118-2 DC session machines in memory, every message through the
-//! generated EXI codecs.
+//! `cargo bench -p evproto-iso15118 --bench session`: the DIN DC,
+//! ISO 15118-2 DC and ISO 15118-20 DC session machines in memory, every
+//! message through the generated EXI codecs.
 //!
-//! - `din_dc/full_session_100_loops`, `iso2_dc/full_session_100_loops`:
-//!   handshake to SessionStop with 100 CurrentDemand loops, our EVCC against
-//!   our SECC on a virtual clock (authorization, isolation and schedules
-//!   answered at once);
-//! - `din_dc/secc_current_demand`: the SECC's cost of one CurrentDemandReq
-//!   (decode, answer, encode, drain).
+//! - `din_dc/full_session_100_loops`, `iso2_dc/full_session_100_loops`,
+//!   `iso20_dc/full_session_100_loops`: handshake to SessionStop with 100
+//!   CurrentDemand / DC_ChargeLoop loops, our EVCC against our SECC on a
+//!   virtual clock (authorization, isolation and schedules answered at once);
+//! - `din_dc/secc_current_demand`, `iso20_dc/secc_dc_charge_loop`: the
+//!   SECC's cost of one CurrentDemandReq / DC_ChargeLoopReq (decode, answer,
+//!   encode, drain).
 #![allow(missing_docs)]
 
 use std::time::{Duration, Instant};
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use evproto_iso15118::session::{
-    din, Authorization, Effect, EndReason, Evcc, EvccConfig, EvseRequest, Isolation, Secc,
-    SeccConfig, StopKind,
+    din, iso20, Authorization, Effect, EndReason, Evcc, EvccConfig, EvseRequest, Isolation,
+    Protocol, Secc, SeccConfig, StopKind,
 };
+use evproto_iso15118::v2gtp::PayloadType;
 
 const SESSION: [u8; 4] = [1, 2, 3, 4];
 
-/// Runs one session; returns the EVCC's requests.
-fn session(config: EvccConfig, loops: u32) -> Vec<Vec<u8>> {
+fn secc_config() -> SeccConfig {
+    SeccConfig::new(SESSION.to_vec()).with_protocols(vec![
+        Protocol::Iso20Dc,
+        Protocol::Iso2,
+        Protocol::Din,
+    ])
+}
+
+/// Runs one session; returns the EVCC's requests with their payload types.
+fn session(config: EvccConfig, loops: u32) -> Vec<(PayloadType, Vec<u8>)> {
     let mut now = Instant::now();
-    let mut secc = Secc::new(SeccConfig::new(SESSION.to_vec()), now);
+    let mut secc = Secc::new(secc_config(), now);
     let mut evcc = Evcc::new(config, now);
     let mut sent = Vec::new();
     let mut stop_asked = false;
@@ -36,7 +46,11 @@ fn session(config: EvccConfig, loops: u32) -> Vec<Vec<u8>> {
                 match e {
                     Effect::Transmit(b) => {
                         secc.handle_message(now, &b);
-                        sent.push(b);
+                        sent.push((PayloadType::EXI, b));
+                    }
+                    Effect::TransmitAs(pt, b) => {
+                        secc.handle_packet(now, pt, &b);
+                        sent.push((pt, b));
                     }
                     Effect::SessionEnded { reason } => {
                         assert_eq!(reason, EndReason::Finished);
@@ -49,6 +63,7 @@ fn session(config: EvccConfig, loops: u32) -> Vec<Vec<u8>> {
                 progress = true;
                 match e {
                     Effect::Transmit(b) => evcc.handle_message(now, &b),
+                    Effect::TransmitAs(pt, b) => evcc.handle_packet(now, pt, &b),
                     Effect::Evse(EvseRequest::Authorize { .. }) => {
                         secc.handle_authorization(now, Authorization::Accepted)
                     }
@@ -96,17 +111,38 @@ fn bench(c: &mut Criterion) {
             black_box(sent)
         })
     });
+    c.bench_function("iso20_dc/full_session_100_loops", |b| {
+        b.iter(|| {
+            let sent = session(EvccConfig::iso20_dc(vec![1; 6]), 100);
+            assert!(sent.len() > 100);
+            black_box(sent)
+        })
+    });
 
     // a SECC in its charge loop, and a CurrentDemandReq for it
     let script = session(EvccConfig::din_dc(vec![1; 6]), 2);
     let start = script
         .iter()
-        .position(|b| din::response_code(b).is_none() && is_current_demand(b))
+        .position(|(_, b)| din::response_code(b).is_none() && is_current_demand(b))
         .expect("a CurrentDemandReq");
+    loop_bench(c, "din_dc/secc_current_demand", &script, start);
+
+    // the same for a -20 DC_ChargeLoopReq
+    let script = session(EvccConfig::iso20_dc(vec![1; 6]), 2);
+    let start = script
+        .iter()
+        .position(|(pt, b)| iso20::message_name(*pt, b) == Some("DC_ChargeLoopReq"))
+        .expect("a DC_ChargeLoopReq");
+    loop_bench(c, "iso20_dc/secc_dc_charge_loop", &script, start);
+}
+
+/// The SECC's cost of `script[start]`, a charge-loop request, after the
+/// requests before it.
+fn loop_bench(c: &mut Criterion, name: &str, script: &[(PayloadType, Vec<u8>)], start: usize) {
     let mut now = Instant::now();
-    let mut secc = Secc::new(SeccConfig::new(SESSION.to_vec()), now);
-    for b in &script[..start] {
-        secc.handle_message(now, b);
+    let mut secc = Secc::new(secc_config(), now);
+    for (pt, b) in &script[..start] {
+        secc.handle_packet(now, *pt, b);
         while let Some(e) = secc.poll_effect() {
             match e {
                 Effect::Evse(EvseRequest::Authorize { .. }) => {
@@ -122,14 +158,14 @@ fn bench(c: &mut Criterion) {
             }
         }
     }
-    let req = script[start].clone();
-    c.bench_function("din_dc/secc_current_demand", |b| {
+    let (pt, req) = script[start].clone();
+    c.bench_function(name, |b| {
         b.iter(|| {
             now += Duration::from_millis(100);
-            secc.handle_message(now, black_box(&req));
+            secc.handle_packet(now, pt, black_box(&req));
             let mut n = 0;
             while let Some(e) = secc.poll_effect() {
-                if let Effect::Transmit(bytes) = e {
+                if let Effect::Transmit(bytes) | Effect::TransmitAs(_, bytes) = e {
                     n += bytes.len();
                 }
             }

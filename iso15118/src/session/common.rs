@@ -1,10 +1,10 @@
-//! What the DIN and the -2 machines share: the SECC's screening of a
+//! What the DIN, -2 and -20 machines share: the SECC's screening of a
 //! request, session resumption, the EVCC's request pacing and timers, and
 //! the reading of an answer's code and DC status. The messages themselves
 //! stay with each protocol (their types are the schema's).
 
 use std::fmt::Debug;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::Effect;
 use super::{
@@ -197,14 +197,16 @@ impl Core {
 }
 
 /// The header SessionID of the EVCC's request: SessionSetup asks for the
-/// paused session (or zero), the rest carry the session's.
+/// paused session (or `blank` zero bytes: 1 in DIN/-2, 8 in -20), the rest
+/// carry the session's.
 pub(crate) fn request_session_id(
     setup: bool,
     resume: &Option<Vec<u8>>,
     session_id: &Option<Vec<u8>>,
+    blank: usize,
 ) -> Vec<u8> {
     let id = if setup { resume } else { session_id };
-    id.clone().unwrap_or_else(|| vec![0])
+    id.clone().unwrap_or_else(|| vec![0; blank])
 }
 
 /// The EVCC's first look at an answer: one must be awaited (else a
@@ -252,11 +254,11 @@ impl Core {
             .arm(TimerKind::CableCheck, now + config.timers.cable_check);
     }
 
-    /// The EVCC's cable check passed: PreCharge's timer runs instead.
-    pub(crate) fn cable_checked(&mut self, now: Instant, config: &EvccConfig) {
+    /// The EVCC's cable check passed: PreCharge's timer (`pre_charge`: 7 s
+    /// in DIN/-2, 10 s in -20) runs instead.
+    pub(crate) fn cable_checked(&mut self, now: Instant, pre_charge: Duration) {
         self.timers.disarm(TimerKind::CableCheck);
-        self.timers
-            .arm(TimerKind::PreCharge, now + config.timers.pre_charge);
+        self.timers.arm(TimerKind::PreCharge, now + pre_charge);
     }
 
     /// The EVCC's PreCharge answer: true (and PreCharge done) when the

@@ -1019,6 +1019,7 @@ impl Evcc {
             req == Request::SessionSetup,
             &self.config.resume,
             &self.session_id,
+            1,
         );
         let encoded = encode(&id, self.body(req));
         if self.core.send_request(
@@ -1142,7 +1143,7 @@ impl Evcc {
                 if r.evse_processing == m::EVSEProcessingType::Ongoing || !ok {
                     self.send_later(now, Request::CableCheck);
                 } else {
-                    self.core.cable_checked(now, &self.config);
+                    self.core.cable_checked(now, self.config.timers.pre_charge);
                     self.send(now, Request::PreCharge);
                 }
             }

@@ -1360,6 +1360,7 @@ impl Evcc {
             req == Request::SessionSetup,
             &self.config.resume,
             &self.session_id,
+            1,
         );
         let encoded = encode_message(&id, self.body(req));
         if self.core.send_request(
@@ -1540,7 +1541,7 @@ impl Evcc {
                 if is_ongoing(r.evse_processing) || !ok {
                     self.send_later(now, Request::CableCheck);
                 } else {
-                    self.core.cable_checked(now, &self.config);
+                    self.core.cable_checked(now, self.config.timers.pre_charge);
                     self.send(now, Request::PreCharge);
                 }
             }

@@ -1,22 +1,31 @@
 //! Sans-IO session state machines: the SECC (charger) and the EVCC (car),
 //! from the SupportedAppProtocol handshake to SessionStop, with external
-//! identification means (EIM): DIN SPEC 70121 DC ([`din`]) and ISO 15118-2
-//! AC and DC ([`iso2`]: renegotiation, pause and resume). ISO 15118-20 and
-//! Plug & Charge are not done: the handshake offers [`Protocol::Din`] and
-//! [`Protocol::Iso2`].
+//! identification means (EIM): DIN SPEC 70121 DC ([`din`]), ISO 15118-2
+//! AC and DC ([`iso2`]: renegotiation, pause and resume) and ISO 15118-20
+//! AC and DC in the scheduled and dynamic control modes ([`iso20`]: pause
+//! and resume; no BPT, no VAS, no schedule or service renegotiation).
+//! Plug & Charge (and the TLS 1.3 that -20 mandates) is not done. The
+//! SECC's handshake offers what [`SeccConfig::protocols`] lists: DIN and -2
+//! by default, the -20 namespaces ([`Protocol::Iso20Dc`],
+//! [`Protocol::Iso20Ac`]) only when added, since without TLS they are a lab
+//! shortcut.
 //!
 //! A machine never reads a clock, never draws random numbers and does no
-//! I/O: bytes come in through `handle_message(now, exi)`, time through
+//! I/O: bytes come in through `handle_message(now, exi)` (or
+//! `handle_packet(now, payload_type, exi)`), time through
 //! `handle_timeout(now)`, the charger's or car's answers through
 //! `handle_*`/`set_*` calls, and everything it wants done comes out of
 //! `poll_effect()` as an [`Effect`]; `poll_timeout()` says when to call
-//! `handle_timeout` next. Messages are EXI payloads (V2GTP payload type
-//! `0x8001`): the shell frames them with [`crate::v2gtp`].
+//! `handle_timeout` next. Messages are EXI payloads: the handshake, DIN and
+//! -2 in V2GTP payload type `0x8001` ([`Effect::Transmit`]), -20 in its own
+//! (`0x8002` CommonMessages, `0x8003` AC, `0x8004` DC: [`Effect::TransmitAs`]);
+//! the shell frames them with [`crate::v2gtp`].
 //!
 //! - [`Secc`] / [`Evcc`]: the SupportedAppProtocol step ([`crate::app_protocol::negotiate`]
 //!   on the SECC, the EV's offer list on the EVCC) followed by the machine of the
-//!   chosen protocol, [`din::Secc`]/[`din::Evcc`] or [`iso2::Secc`]/[`iso2::Evcc`];
-//! - [`Timers`]: the timers of both standards as deadlines ([`TimerKind`] cites the tables);
+//!   chosen protocol, [`din::Secc`]/[`din::Evcc`], [`iso2::Secc`]/[`iso2::Evcc`]
+//!   or [`iso20::Secc`]/[`iso20::Evcc`];
+//! - [`Timers`]: the timers of the three standards as deadlines ([`TimerKind`] cites the tables);
 //! - [`EvseStatus`], [`EvStatus`]: what the machines cannot know, given by the shell.
 //!
 //! # Call order and time
@@ -72,10 +81,12 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use crate::app_protocol::{self, AppProtocol, Offer, ResponseCode, SupportedAppProtocolReq};
+use crate::v2gtp::PayloadType;
 
 mod common;
 pub mod din;
 pub mod iso2;
+pub mod iso20;
 mod timers;
 
 use common::Pacing;
@@ -89,6 +100,10 @@ pub enum Protocol {
     Din,
     /// ISO 15118-2:2014 (`urn:iso:15118:2:2013:MsgDef`).
     Iso2,
+    /// ISO 15118-20:2022 AC (`urn:iso:std:iso:15118:-20:AC`).
+    Iso20Ac,
+    /// ISO 15118-20:2022 DC (`urn:iso:std:iso:15118:-20:DC`).
+    Iso20Dc,
 }
 
 impl Protocol {
@@ -97,8 +112,25 @@ impl Protocol {
         match self {
             Protocol::Din => Offer::DIN,
             Protocol::Iso2 => Offer::ISO2,
+            Protocol::Iso20Ac => Offer::ISO20_AC,
+            Protocol::Iso20Dc => Offer::ISO20_DC,
         }
     }
+
+    /// Whether this is one of the ISO 15118-20 namespaces.
+    pub fn is_iso20(self) -> bool {
+        matches!(self, Protocol::Iso20Ac | Protocol::Iso20Dc)
+    }
+}
+
+/// The control mode of an ISO 15118-20 energy transfer service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ControlMode {
+    /// Scheduled: the EVSE offers schedules, the EV chooses one and sets its targets.
+    Scheduled,
+    /// Dynamic: the EV gives limits and energy requests, the EVSE sets the power.
+    Dynamic,
 }
 
 /// An energy transfer mode (DIN `EVRequestedEnergyTransferType`, -2 `EnergyTransferModeType`).
@@ -236,6 +268,9 @@ pub enum EvNotice {
 pub enum Effect {
     /// Send this EXI payload (frame it as V2GTP payload type `0x8001`).
     Transmit(Vec<u8>),
+    /// Send this EXI payload in a V2GTP frame of this payload type
+    /// (ISO 15118-20: `0x8002` CommonMessages, `0x8003` AC, `0x8004` DC).
+    TransmitAs(PayloadType, Vec<u8>),
     /// The session is over; close the connection. Comes once, last.
     SessionEnded {
         /// Why.
@@ -419,6 +454,12 @@ pub struct SeccConfig {
     pub resume: Option<PausedSession>,
     /// Initial EVSE state.
     pub evse: EvseStatus,
+    /// ISO 15118-20 control modes offered (ServiceDetail parameter sets),
+    /// both by default.
+    pub control_modes: Vec<ControlMode>,
+    /// Unix time (s) at the machine's creation: the -20 header TimeStamps
+    /// count on from it (the machine reads no clock). 0 by default.
+    pub unix_time: u64,
 }
 
 impl SeccConfig {
@@ -433,7 +474,19 @@ impl SeccConfig {
             timers: TimerConfig::default(),
             resume: None,
             evse: EvseStatus::default(),
+            control_modes: vec![ControlMode::Scheduled, ControlMode::Dynamic],
+            unix_time: 0,
         }
+    }
+    /// Sets [`SeccConfig::control_modes`].
+    pub fn with_control_modes(mut self, m: Vec<ControlMode>) -> Self {
+        self.control_modes = m;
+        self
+    }
+    /// Sets [`SeccConfig::unix_time`].
+    pub fn with_unix_time(mut self, t: u64) -> Self {
+        self.unix_time = t;
+        self
     }
     /// Sets [`SeccConfig::protocols`].
     pub fn with_protocols(mut self, p: Vec<Protocol>) -> Self {
@@ -485,6 +538,10 @@ pub struct EvccConfig {
     /// The id of a paused session to resume: sent in SessionSetupReq
     /// (instead of `0`); the SECC answers `OK_OldSessionJoined` if it knows it.
     pub resume: Option<Vec<u8>>,
+    /// ISO 15118-20: the control mode the EV selects. Scheduled by default.
+    pub control_mode: ControlMode,
+    /// Unix time (s) at the machine's creation, for the -20 header TimeStamps.
+    pub unix_time: u64,
 }
 
 impl EvccConfig {
@@ -499,6 +556,8 @@ impl EvccConfig {
             timers: TimerConfig::default(),
             ev: EvStatus::default(),
             resume: None,
+            control_mode: ControlMode::Scheduled,
+            unix_time: 0,
         }
     }
     /// An ISO 15118-2 DC (extended) EVCC.
@@ -521,6 +580,30 @@ impl EvccConfig {
             },
             ..Self::din_dc(evcc_id)
         }
+    }
+    /// An ISO 15118-20 DC EVCC (scheduled control mode).
+    pub fn iso20_dc(evcc_id: Vec<u8>) -> Self {
+        Self {
+            protocols: vec![Protocol::Iso20Dc],
+            ..Self::din_dc(evcc_id)
+        }
+    }
+    /// An ISO 15118-20 AC (three-phase) EVCC (scheduled control mode): 11 kW.
+    pub fn iso20_ac(evcc_id: Vec<u8>) -> Self {
+        Self {
+            protocols: vec![Protocol::Iso20Ac],
+            ..Self::iso2_ac(evcc_id)
+        }
+    }
+    /// Sets [`EvccConfig::control_mode`].
+    pub fn with_control_mode(mut self, m: ControlMode) -> Self {
+        self.control_mode = m;
+        self
+    }
+    /// Sets [`EvccConfig::unix_time`].
+    pub fn with_unix_time(mut self, t: u64) -> Self {
+        self.unix_time = t;
+        self
     }
     /// Sets [`EvccConfig::energy_mode`].
     pub fn with_energy_mode(mut self, m: EnergyMode) -> Self {
@@ -574,6 +657,10 @@ impl Core {
     }
     pub(crate) fn transmit(&mut self, bytes: Vec<u8>) {
         self.effects.push_back(Effect::Transmit(bytes));
+    }
+    pub(crate) fn transmit_as(&mut self, payload_type: PayloadType, bytes: Vec<u8>) {
+        self.effects
+            .push_back(Effect::TransmitAs(payload_type, bytes));
     }
     /// Ends the session once: clears the timers, reports the reason.
     pub(crate) fn end(&mut self, reason: EndReason) {
@@ -646,14 +733,16 @@ enum SeccInner {
     Handshake(Core),
     Din(Box<din::Secc>),
     Iso2(Box<iso2::Secc>),
+    Iso20(Box<iso20::Secc>),
 }
 
 /// The SECC of one TCP connection: the SupportedAppProtocol handshake, then
-/// [`din::Secc`] or [`iso2::Secc`]. See the [module docs](self) for the call order.
+/// [`din::Secc`], [`iso2::Secc`] or [`iso20::Secc`]. See the [module docs](self) for the call order.
 ///
 /// ```text
 ///  Handshake ──SupportedAppProtocolReq──► negotiate ─┬─DIN──► din::Secc
-///                                                   └─ -2──► iso2::Secc
+///                                                   ├─ -2──► iso2::Secc
+///                                                   └─ -20 AC/DC ──► iso20::Secc
 ///      └── no match / garbage / V2G_SECC_CommunicationSetup timeout ──► SessionEnded
 /// ```
 #[derive(Debug)]
@@ -683,6 +772,11 @@ impl Secc {
             SeccInner::Handshake(_) => None,
             SeccInner::Din(_) => Some(Protocol::Din),
             SeccInner::Iso2(_) => Some(Protocol::Iso2),
+            SeccInner::Iso20(m) => Some(if m.is_dc() {
+                Protocol::Iso20Dc
+            } else {
+                Protocol::Iso20Ac
+            }),
         }
     }
 
@@ -713,11 +807,42 @@ impl Secc {
         }
     }
 
-    /// One EXI payload from the EVCC.
+    /// The ISO 15118-20 machine, when -20 was chosen.
+    pub fn iso20(&self) -> Option<&iso20::Secc> {
+        match &self.inner {
+            SeccInner::Iso20(m) => Some(m),
+            _ => None,
+        }
+    }
+
+    /// One EXI payload of V2GTP payload type `0x8001` from the EVCC
+    /// (the handshake, DIN, -2): [`Secc::handle_packet`] with it.
     pub fn handle_message(&mut self, now: Instant, exi: &[u8]) {
+        self.handle_packet(now, PayloadType::EXI, exi)
+    }
+
+    /// One V2GTP payload from the EVCC with its payload type: `0x8001`
+    /// for the handshake, DIN and -2; -20 messages in theirs (`0x8002`
+    /// CommonMessages, `0x8003` AC, `0x8004` DC). A payload type the
+    /// session does not speak ends it ([`EndReason::Malformed`]).
+    pub fn handle_packet(&mut self, now: Instant, payload_type: PayloadType, exi: &[u8]) {
+        if let SeccInner::Iso20(m) = &mut self.inner {
+            return m.handle_message(now, payload_type, exi);
+        }
+        if payload_type != PayloadType::EXI {
+            let core = self.core_mut();
+            if !core.is_ended() {
+                core.end(EndReason::Malformed(format!(
+                    "V2GTP payload type {:#06x} outside an ISO 15118-20 session",
+                    payload_type.0
+                )));
+            }
+            return;
+        }
         match &mut self.inner {
             SeccInner::Din(m) => m.handle_message(now, exi),
             SeccInner::Iso2(m) => m.handle_message(now, exi),
+            SeccInner::Iso20(_) => {}
             SeccInner::Handshake(core) => {
                 if core.is_ended() {
                     return;
@@ -753,6 +878,14 @@ impl Secc {
                             now,
                         )))
                     }
+                    Some(p @ (Protocol::Iso20Ac | Protocol::Iso20Dc)) => {
+                        self.inner = SeccInner::Iso20(Box::new(iso20::Secc::new(
+                            self.config.clone(),
+                            core,
+                            now,
+                            p == Protocol::Iso20Dc,
+                        )))
+                    }
                     None => {
                         core.end(EndReason::NoNegotiation);
                         self.inner = SeccInner::Handshake(core);
@@ -767,6 +900,7 @@ impl Secc {
         match &mut self.inner {
             SeccInner::Din(m) => m.handle_timeout(now),
             SeccInner::Iso2(m) => m.handle_timeout(now),
+            SeccInner::Iso20(m) => m.handle_timeout(now),
             SeccInner::Handshake(core) => {
                 if let Some(kind) = core.timers.expired(now) {
                     core.end(EndReason::Timeout(kind));
@@ -780,6 +914,7 @@ impl Secc {
         match &mut self.inner {
             SeccInner::Din(m) => m.handle_authorization(now, decision),
             SeccInner::Iso2(m) => m.handle_authorization(now, decision),
+            SeccInner::Iso20(m) => m.handle_authorization(now, decision),
             SeccInner::Handshake(_) => {}
         }
     }
@@ -790,6 +925,7 @@ impl Secc {
         match &mut self.inner {
             SeccInner::Din(m) => m.handle_schedules(now, schedules),
             SeccInner::Iso2(m) => m.handle_schedules(now, schedules),
+            SeccInner::Iso20(m) => m.handle_schedules(now, schedules),
             SeccInner::Handshake(_) => {}
         }
     }
@@ -800,6 +936,7 @@ impl Secc {
         match &mut self.inner {
             SeccInner::Din(m) => m.set_evse(status),
             SeccInner::Iso2(m) => m.set_evse(status),
+            SeccInner::Iso20(m) => m.set_evse(status),
             SeccInner::Handshake(_) => {}
         }
     }
@@ -809,6 +946,7 @@ impl Secc {
         match &self.inner {
             SeccInner::Din(m) => m.evse(),
             SeccInner::Iso2(m) => m.evse(),
+            SeccInner::Iso20(m) => m.evse(),
             SeccInner::Handshake(_) => &self.config.evse,
         }
     }
@@ -818,6 +956,7 @@ impl Secc {
         match &self.inner {
             SeccInner::Din(m) => m.energy_wh(),
             SeccInner::Iso2(m) => m.energy_wh(),
+            SeccInner::Iso20(m) => m.energy_wh(),
             SeccInner::Handshake(_) => 0.0,
         }
     }
@@ -832,6 +971,7 @@ impl Secc {
         match &self.inner {
             SeccInner::Din(m) => m.session_id(),
             SeccInner::Iso2(m) => m.session_id(),
+            SeccInner::Iso20(m) => m.session_id(),
             SeccInner::Handshake(_) => None,
         }
     }
@@ -840,6 +980,7 @@ impl Secc {
         match &self.inner {
             SeccInner::Din(m) => &m.core,
             SeccInner::Iso2(m) => &m.core,
+            SeccInner::Iso20(m) => &m.core,
             SeccInner::Handshake(c) => c,
         }
     }
@@ -848,6 +989,7 @@ impl Secc {
         match &mut self.inner {
             SeccInner::Din(m) => &mut m.core,
             SeccInner::Iso2(m) => &mut m.core,
+            SeccInner::Iso20(m) => &mut m.core,
             SeccInner::Handshake(c) => c,
         }
     }
@@ -870,10 +1012,11 @@ enum EvccInner {
     Handshake(Core, Vec<AppProtocol>),
     Din(Box<din::Evcc>),
     Iso2(Box<iso2::Evcc>),
+    Iso20(Box<iso20::Evcc>),
 }
 
 /// The EVCC of one TCP connection: SupportedAppProtocolReq with the
-/// configured protocols, then [`din::Evcc`] or [`iso2::Evcc`]. Created when
+/// configured protocols, then [`din::Evcc`], [`iso2::Evcc`] or [`iso20::Evcc`]. Created when
 /// the TCP connection is up; its first effect is the handshake request.
 #[derive(Debug)]
 pub struct Evcc {
@@ -930,6 +1073,11 @@ impl Evcc {
             EvccInner::Handshake(..) => None,
             EvccInner::Din(_) => Some(Protocol::Din),
             EvccInner::Iso2(_) => Some(Protocol::Iso2),
+            EvccInner::Iso20(m) => Some(if m.is_dc() {
+                Protocol::Iso20Dc
+            } else {
+                Protocol::Iso20Ac
+            }),
         }
     }
 
@@ -941,11 +1089,40 @@ impl Evcc {
         }
     }
 
-    /// One EXI payload from the SECC.
+    /// The ISO 15118-20 machine, when -20 was chosen.
+    pub fn iso20(&self) -> Option<&iso20::Evcc> {
+        match &self.inner {
+            EvccInner::Iso20(m) => Some(m),
+            _ => None,
+        }
+    }
+
+    /// One EXI payload of V2GTP payload type `0x8001` from the SECC:
+    /// [`Evcc::handle_packet`] with it.
     pub fn handle_message(&mut self, now: Instant, exi: &[u8]) {
+        self.handle_packet(now, PayloadType::EXI, exi)
+    }
+
+    /// One V2GTP payload from the SECC with its payload type (see
+    /// [`Secc::handle_packet`]).
+    pub fn handle_packet(&mut self, now: Instant, payload_type: PayloadType, exi: &[u8]) {
+        if let EvccInner::Iso20(m) = &mut self.inner {
+            return m.handle_message(now, payload_type, exi);
+        }
+        if payload_type != PayloadType::EXI {
+            let core = self.core_mut();
+            if !core.is_ended() {
+                core.end(EndReason::Malformed(format!(
+                    "V2GTP payload type {:#06x} outside an ISO 15118-20 session",
+                    payload_type.0
+                )));
+            }
+            return;
+        }
         match &mut self.inner {
             EvccInner::Din(m) => m.handle_message(now, exi),
             EvccInner::Iso2(m) => m.handle_message(now, exi),
+            EvccInner::Iso20(_) => {}
             EvccInner::Handshake(core, offered) => {
                 if core.is_ended() {
                     return;
@@ -977,6 +1154,14 @@ impl Evcc {
                             now,
                         )))
                     }
+                    Some(p @ (Protocol::Iso20Ac | Protocol::Iso20Dc)) => {
+                        self.inner = EvccInner::Iso20(Box::new(iso20::Evcc::new(
+                            self.config.clone(),
+                            core,
+                            now,
+                            p == Protocol::Iso20Dc,
+                        )))
+                    }
                     None => {
                         core.end(EndReason::NoNegotiation);
                         self.inner = EvccInner::Handshake(core, Vec::new());
@@ -991,6 +1176,7 @@ impl Evcc {
         match &mut self.inner {
             EvccInner::Din(m) => m.handle_timeout(now),
             EvccInner::Iso2(m) => m.handle_timeout(now),
+            EvccInner::Iso20(m) => Pacing::handle_timeout(m.as_mut(), now),
             EvccInner::Handshake(core, _) => {
                 if let Some(kind) = core.timers.expired(now) {
                     core.end(EndReason::Timeout(kind));
@@ -1005,6 +1191,7 @@ impl Evcc {
         match &mut self.inner {
             EvccInner::Din(m) => m.set_ev(ev),
             EvccInner::Iso2(m) => m.set_ev(ev),
+            EvccInner::Iso20(m) => m.set_ev(ev),
             EvccInner::Handshake(..) => {}
         }
     }
@@ -1015,6 +1202,7 @@ impl Evcc {
         match &mut self.inner {
             EvccInner::Din(m) => m.request_stop(kind),
             EvccInner::Iso2(m) => m.request_stop(kind),
+            EvccInner::Iso20(m) => m.request_stop(kind),
             EvccInner::Handshake(..) => {}
         }
     }
@@ -1024,6 +1212,7 @@ impl Evcc {
         match &self.inner {
             EvccInner::Din(m) => m.charge_loops(),
             EvccInner::Iso2(m) => m.charge_loops(),
+            EvccInner::Iso20(m) => m.charge_loops(),
             EvccInner::Handshake(..) => 0,
         }
     }
@@ -1033,6 +1222,7 @@ impl Evcc {
         match &self.inner {
             EvccInner::Din(m) => m.energy_wh(),
             EvccInner::Iso2(m) => m.energy_wh(),
+            EvccInner::Iso20(m) => m.energy_wh(),
             EvccInner::Handshake(..) => 0.0,
         }
     }
@@ -1042,6 +1232,7 @@ impl Evcc {
         match &self.inner {
             EvccInner::Din(m) => m.session_id(),
             EvccInner::Iso2(m) => m.session_id(),
+            EvccInner::Iso20(m) => m.session_id(),
             EvccInner::Handshake(..) => None,
         }
     }
@@ -1055,6 +1246,7 @@ impl Evcc {
         match &self.inner {
             EvccInner::Din(m) => &m.core,
             EvccInner::Iso2(m) => &m.core,
+            EvccInner::Iso20(m) => &m.core,
             EvccInner::Handshake(c, _) => c,
         }
     }
@@ -1063,6 +1255,7 @@ impl Evcc {
         match &mut self.inner {
             EvccInner::Din(m) => &mut m.core,
             EvccInner::Iso2(m) => &mut m.core,
+            EvccInner::Iso20(m) => &mut m.core,
             EvccInner::Handshake(c, _) => c,
         }
     }

@@ -1,4 +1,4 @@
-//! The session timers of DIN SPEC 70121 and ISO 15118-2 as deadlines.
+//! The session timers of DIN SPEC 70121, ISO 15118-2 and ISO 15118-20 as deadlines.
 //!
 //! Values: ISO 15118-2:2014 §8.7.2 (the message timeouts of Table 109,
 //! `V2G_EVCC_Msg_Timeout` per message, and the sequence, ongoing and
@@ -19,6 +19,8 @@ pub enum Standard {
     Din70121,
     /// ISO 15118-2:2014.
     Iso15118_2,
+    /// ISO 15118-20:2022 (Tables 216/217: the charge loops 0.5 s).
+    Iso15118_20,
 }
 
 /// A timer of the session.
@@ -42,7 +44,7 @@ pub enum TimerKind {
     EvccCommunicationSetup,
     /// `V2G_EVCC_CableCheck_Timeout` (40 s, -2 [V2G2-702]): the whole cable check.
     CableCheck,
-    /// `V2G_EVCC_PreCharge_Timeout` (7 s, -2 [V2G2-706]): the whole pre-charge.
+    /// `V2G_EVCC_PreCharge_Timeout` (7 s, -2 [V2G2-706]; 10 s in -20): the whole pre-charge.
     PreCharge,
     /// Not a timer of the standards: the EVCC's pause before the next
     /// request of a loop (charge loop, `Ongoing`), [`super::EvccConfig::loop_interval`].
@@ -87,15 +89,25 @@ pub enum MsgKind {
     WeldingDetection,
     /// SessionStopReq.
     SessionStop,
+    /// AuthorizationSetupReq (-20).
+    AuthorizationSetup,
+    /// ServiceSelectionReq (-20).
+    ServiceSelection,
+    /// ScheduleExchangeReq (-20).
+    ScheduleExchange,
+    /// AC_ChargeLoopReq / DC_ChargeLoopReq (-20).
+    ChargeLoop,
 }
 
 /// `V2G_EVCC_Msg_Timeout` for a request: 2 s, but 5 s for ServiceDetail,
 /// PaymentDetails, the certificate messages and (-2 only) PowerDelivery, and
 /// 0.25 s for CurrentDemand (-2 Table 109; DIN §9.6 has 2 s for
-/// PowerDelivery).
+/// PowerDelivery); -20 (Tables 216/217): 0.5 s for the AC and DC charge
+/// loops, 5 s for ServiceDetail and CertificateInstallation, 2 s for the rest.
 pub fn msg_timeout(standard: Standard, kind: MsgKind) -> Duration {
     match kind {
         MsgKind::CurrentDemand => Duration::from_millis(250),
+        MsgKind::ChargeLoop => Duration::from_millis(500),
         MsgKind::ServiceDetail | MsgKind::PaymentDetails | MsgKind::Certificate => {
             Duration::from_secs(5)
         }
@@ -123,6 +135,13 @@ pub struct TimerConfig {
     /// Raise it only for peers known to be slow: Josev's SECC answers in
     /// 50–180 ms, its EXI codec being a JVM behind py4j.
     pub current_demand: Duration,
+    /// `V2G_EVCC_Msg_Timeout` for AC/DC_ChargeLoopReq (-20), 500 ms.
+    pub charge_loop: Duration,
+    /// `V2G_SECC_Sequence_Timeout` after a -20 charge-loop answer
+    /// (`V2G_SECC_Sequence_Timeout_AC_CL`/`_DC_CL`), 500 ms.
+    pub charge_loop_sequence: Duration,
+    /// `V2G_EVCC_PreCharge_Timeout` of -20, 10 s.
+    pub iso20_pre_charge: Duration,
 }
 
 impl Default for TimerConfig {
@@ -134,16 +153,21 @@ impl Default for TimerConfig {
             cable_check: Duration::from_secs(40),
             pre_charge: Duration::from_secs(7),
             current_demand: msg_timeout(Standard::Din70121, MsgKind::CurrentDemand),
+            charge_loop: msg_timeout(Standard::Iso15118_20, MsgKind::ChargeLoop),
+            charge_loop_sequence: Duration::from_millis(500),
+            iso20_pre_charge: Duration::from_secs(10),
         }
     }
 }
 
 impl TimerConfig {
     /// The EVCC's timeout for `kind`: [`msg_timeout`], but
-    /// [`TimerConfig::current_demand`] for CurrentDemand.
+    /// [`TimerConfig::current_demand`] for CurrentDemand and
+    /// [`TimerConfig::charge_loop`] for the -20 charge loops.
     pub fn evcc_msg_timeout(&self, standard: Standard, kind: MsgKind) -> Duration {
         match kind {
             MsgKind::CurrentDemand => self.current_demand,
+            MsgKind::ChargeLoop => self.charge_loop,
             _ => msg_timeout(standard, kind),
         }
     }

@@ -28,7 +28,8 @@ pub async fn connect(addr: SocketAddr, timeout: Duration) -> Result<TcpStream, E
     Ok(stream)
 }
 
-/// A stream carrying V2GTP messages of payload type `0x8001` (EXI).
+/// A stream carrying V2GTP messages of payload type `0x8001` (EXI) and
+/// the ISO 15118-20 message streams (`0x8002`-`0x8004`).
 #[derive(Debug)]
 pub(crate) struct Framed<S> {
     stream: S,
@@ -57,17 +58,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Framed<S> {
         }
     }
 
-    /// The next EXI payload. Cancel safe: bytes read before a cancellation
-    /// stay in the reassembler.
-    pub(crate) async fn read(&mut self) -> Result<Vec<u8>, Error> {
+    /// The next EXI payload and its payload type. Cancel safe: bytes read
+    /// before a cancellation stay in the reassembler.
+    pub(crate) async fn read(&mut self) -> Result<(PayloadType, Vec<u8>), Error> {
         loop {
             if let Some(packet) = self.reassembler.next_packet()? {
                 self.partial_since = (self.reassembler.buffered() > 0).then_some(self.last_rx);
-                if packet.payload_type != PayloadType::EXI {
+                if !matches!(
+                    packet.payload_type,
+                    PayloadType::EXI
+                        | PayloadType::ISO20_MAIN
+                        | PayloadType::ISO20_AC
+                        | PayloadType::ISO20_DC
+                ) {
                     return Err(Error::UnexpectedPayloadType(packet.payload_type));
                 }
                 self.received += 1;
-                return Ok(packet.payload);
+                return Ok((packet.payload_type, packet.payload));
             }
             let idle = self.last_rx + self.config.idle_timeout;
             let (deadline, what) = match self.partial_since {
@@ -92,10 +99,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Framed<S> {
         }
     }
 
-    /// Writes one EXI payload in a V2GTP header.
-    pub(crate) async fn write(&mut self, exi: &[u8]) -> Result<(), Error> {
+    /// Writes one EXI payload in a V2GTP header of this payload type.
+    pub(crate) async fn write(
+        &mut self,
+        payload_type: PayloadType,
+        exi: &[u8],
+    ) -> Result<(), Error> {
         let mut frame = Vec::with_capacity(v2gtp::HEADER_LEN + exi.len());
-        v2gtp::encode(PayloadType::EXI, exi, &mut frame)?;
+        v2gtp::encode(payload_type, exi, &mut frame)?;
         let limit = self.config.write_timeout;
         match tokio::time::timeout(limit, async {
             self.stream.write_all(&frame).await?;

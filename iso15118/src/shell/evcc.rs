@@ -8,6 +8,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use super::connection::Framed;
 use super::{now, SessionReport, ShellConfig};
 use crate::session::{Effect, EvNotice, EvStatus, Evcc, EvccConfig};
+use crate::v2gtp::PayloadType;
 
 /// How far the session has come, for the car to decide when it is full.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -74,13 +75,22 @@ where
     let mut io = Framed::new(stream, shell);
     let start = now();
     let mode = config.energy_mode;
+    let mut config = config;
+    if config.unix_time == 0 {
+        config.unix_time = super::unix_time();
+    }
     let mut evcc = Evcc::new(config, start);
     evcc.set_ev(ev.status(start, progress(&evcc)));
     let end = 'session: loop {
         while let Some(effect) = evcc.poll_effect() {
             match effect {
                 Effect::Transmit(bytes) => {
-                    if let Err(e) = io.write(&bytes).await {
+                    if let Err(e) = io.write(PayloadType::EXI, &bytes).await {
+                        break 'session Err(e);
+                    }
+                }
+                Effect::TransmitAs(payload_type, bytes) => {
+                    if let Err(e) = io.write(payload_type, &bytes).await {
                         break 'session Err(e);
                     }
                 }
@@ -91,10 +101,10 @@ where
         }
         tokio::select! {
             read = io.read() => match read {
-                Ok(exi) => {
+                Ok((payload_type, exi)) => {
                     let t = now();
                     evcc.set_ev(ev.status(t, progress(&evcc)));
-                    evcc.handle_message(t, &exi);
+                    evcc.handle_packet(t, payload_type, &exi);
                 }
                 Err(e) => break 'session Err(e),
             },

@@ -326,3 +326,11 @@ pub fn end_kind(end: &Result<EndReason, Error>) -> &'static str {
 pub(crate) fn now() -> std::time::Instant {
     tokio::time::Instant::now().into_std()
 }
+
+/// Unix time in seconds now, for the ISO 15118-20 header TimeStamps the
+/// machines count on from ([`crate::session::SeccConfig::unix_time`]).
+pub(crate) fn unix_time() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}

@@ -13,6 +13,7 @@ use super::{now, Error, Pending, SessionReport, ShellConfig};
 use crate::session::{
     Authorization, Effect, EvseRequest, EvseStatus, ScheduleTuple, Secc, SeccConfig,
 };
+use crate::v2gtp::PayloadType;
 
 /// What the SECC's shell asks the charger's hardware and backend.
 ///
@@ -110,6 +111,10 @@ where
 {
     let mut io = Framed::new(stream, shell);
     let start = now();
+    let mut config = config;
+    if config.unix_time == 0 {
+        config.unix_time = super::unix_time();
+    }
     let mut secc = Secc::new(config, start);
     secc.set_evse(evse.status(start));
     let mut auth: Option<Pending<Authorization>> = None;
@@ -118,7 +123,12 @@ where
         while let Some(effect) = secc.poll_effect() {
             match effect {
                 Effect::Transmit(bytes) => {
-                    if let Err(e) = io.write(&bytes).await {
+                    if let Err(e) = io.write(PayloadType::EXI, &bytes).await {
+                        break 'session Err(e);
+                    }
+                }
+                Effect::TransmitAs(payload_type, bytes) => {
+                    if let Err(e) = io.write(payload_type, &bytes).await {
                         break 'session Err(e);
                     }
                 }
@@ -133,10 +143,10 @@ where
         }
         tokio::select! {
             read = io.read() => match read {
-                Ok(exi) => {
+                Ok((payload_type, exi)) => {
                     let t = now();
                     secc.set_evse(evse.status(t));
-                    secc.handle_message(t, &exi);
+                    secc.handle_packet(t, payload_type, &exi);
                 }
                 Err(e) => break 'session Err(e),
             },

@@ -10,6 +10,7 @@ use evproto_iso15118::session::{
     Authorization, Effect, EndReason, EvNotice, Evcc, EvseRequest, EvseStatus, Isolation,
     ScheduleTuple, Secc, SeccConfig, StopKind,
 };
+use evproto_iso15118::v2gtp::{self, PayloadType};
 use test_support::VirtualClock;
 
 pub(crate) const SESSION: [u8; 8] = [0x52, 0xc8, 0xb2, 0x86, 0xbf, 0xfe, 0x36, 0x2d];
@@ -150,6 +151,11 @@ impl<P: Plant> Sim<P> {
                         self.sent_at.push(now);
                         self.secc.handle_message(now, &b);
                     }
+                    Effect::TransmitAs(pt, b) => {
+                        self.to_secc.push(frame(pt, &b));
+                        self.sent_at.push(now);
+                        self.secc.handle_packet(now, pt, &b);
+                    }
                     Effect::SessionEnded { reason } => {
                         assert!(self.evcc_end.is_none(), "EVCC ended twice");
                         self.evcc_end = Some(reason);
@@ -168,6 +174,14 @@ impl<P: Plant> Sim<P> {
                         }
                         self.to_evcc.push(b.clone());
                         self.evcc.handle_message(now, &b);
+                    }
+                    Effect::TransmitAs(pt, b) => {
+                        let f = frame(pt, &b);
+                        if (self.lose_answer)(&f) {
+                            continue;
+                        }
+                        self.to_evcc.push(f);
+                        self.evcc.handle_packet(now, pt, &b);
                     }
                     Effect::SessionEnded { reason } => {
                         assert!(self.secc_end.is_none(), "SECC ended twice");
@@ -277,6 +291,23 @@ pub(crate) fn body_name_in(
         .find(|(_, v)| !v.is_null())
         .map(|(k, _)| k.clone())
         .unwrap_or_default()
+}
+
+/// A -20 payload as the harness records it: framed in its V2GTP header,
+/// so that the payload type stays with the bytes (DIN/-2 payloads are
+/// recorded bare).
+pub(crate) fn frame(pt: PayloadType, exi: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    v2gtp::encode(pt, exi, &mut out).unwrap();
+    out
+}
+
+/// The payload type and payload of a frame recorded by [`frame`].
+pub(crate) fn unframe(b: &[u8]) -> Option<(PayloadType, Vec<u8>)> {
+    let mut r = v2gtp::Reassembler::new(1 << 20);
+    r.push(b);
+    let p = r.next_packet().ok()??;
+    Some((p.payload_type, p.payload))
 }
 
 pub(crate) fn collapse(names: &[(&str, usize)]) -> Vec<(String, usize)> {

@@ -1,0 +1,2180 @@
+//! ISO 15118-20:2022 (namespaces `urn:iso:std:iso:15118:-20:DC` and `:AC`)
+//! with external identification means (EIM), DC and AC energy services,
+//! scheduled and dynamic control modes: the SECC and the EVCC after the
+//! SupportedAppProtocol handshake. The handshake's choice
+//! ([`super::Protocol::Iso20Dc`] or [`super::Protocol::Iso20Ac`]) decides
+//! DC or AC; [`EvccConfig::control_mode`] the control mode, among the SECC's
+//! [`SeccConfig::control_modes`].
+//!
+//! ```text
+//!  SessionSetup ─► AuthorizationSetup ─► Authorization(EIM) ⟲ Ongoing
+//!      ─► ServiceDiscovery ─► ServiceDetail ─► ServiceSelection
+//!      ─► AC/DC_ChargeParameterDiscovery ─► ScheduleExchange ⟲ Ongoing ─┬─ AC ──────────────────────────────┐
+//!                                                                      └─ DC: DC_CableCheck ⟲ ─► DC_PreCharge ⟲ ─┤
+//!      ┌────────────────────────────────────────────────────────────────────────────────────────────────┘
+//!      └► PowerDelivery(Start) ─► AC_ChargeLoop ⟲ / DC_ChargeLoop ⟲ ─► PowerDelivery(Stop)
+//!           ─► DC_WeldingDetection ⟲ (DC) ─► SessionStop(Terminate | Pause)
+//! ```
+//!
+//! **Wire.** -20 messages travel in their own V2GTP payload types: the
+//! CommonMessages in `0x8002`, the AC messages in `0x8003`, the DC ones in
+//! `0x8004` (the handshake stays `0x8001`). The machines take them with
+//! [`super::Secc::handle_packet`] / [`super::Evcc::handle_packet`] and emit
+//! [`super::Effect::TransmitAs`]. Every header carries an 8-byte SessionID
+//! (a shorter [`SeccConfig::session_id`] is left-padded with zeros) and a
+//! TimeStamp: [`SeccConfig::unix_time`] / [`EvccConfig::unix_time`] plus the
+//! seconds since the machine started (injected: the machines read no clock).
+//! No header signatures: EIM needs none. -20 mandates TLS 1.3; these
+//! machines do not care what carries their bytes, and the shells run them
+//! over plain TCP only when told to (the CLI's `--allow-iso20-without-tls`).
+//!
+//! **Services.** The SECC offers one energy transfer service, DC (id 2) or
+//! AC (id 1), no VAS, no service renegotiation. Its ServiceDetail lists one
+//! parameter set per control mode it allows: id 1 Scheduled
+//! (`ControlMode=1`), id 2 Dynamic (`ControlMode=2`), with `Connector`
+//! (DC 1 = extended, AC 2 = three-phase), `MobilityNeedsMode` (1, 2 for
+//! dynamic), `Pricing=0`, and AC's `EVSENominalVoltage`. The EVCC asks
+//! ServiceDetail for that service and selects the set whose `ControlMode`
+//! is its own.
+//!
+//! SECC rules (ISO 15118-20 §8.3.5, the response codes of each message): a
+//! request not allowed in the state (or a `ChargeProgress` not allowed
+//! there) is answered with its response carrying `FAILED_SequenceError`; a
+//! SessionID other than the session's with `FAILED_UnknownSession`; PnC
+//! selected in AuthorizationReq with `WARNING_AuthorizationSelectionInvalid`;
+//! an EIM authorization refused with `WARNING_EIMAuthorizationFailure`;
+//! ServiceDetail of a service not offered with `FAILED_ServiceIDInvalid`;
+//! ServiceSelection of a service or parameter set not offered, or of any
+//! VAS, with `FAILED_ServiceSelectionInvalid`; charge parameters, a
+//! ScheduleExchange or a charge loop of the other control mode (or BPT
+//! ones) with `FAILED_WrongChargeParameter`; a PowerDelivery(Start) naming
+//! a schedule tuple not offered with `FAILED_ScheduleSelectionInvalid`, and
+//! one whose EVPowerProfile asks for more than the tuple's highest power
+//! with `FAILED_EVPowerProfileInvalid`; `Standby` with
+//! `WARNING_StandbyNotAllowed`, `ScheduleRenegotiation` with
+//! `FAILED_ScheduleRenegotiation`, SessionStop(ServiceRenegotiation) with
+//! `FAILED_NoServiceRenegotiationSupported`; an emergency stop with `FAILED`
+//! (and `EVSENotification=Terminate` where the response has an EVSEStatus);
+//! a DC isolation fault (CableCheck, PreCharge, ChargeLoop) with `FAILED`.
+//! After any `FAILED*` or `WARNING*` answer the session ends. The requests
+//! these machines do not take (MeteringConfirmation, CertificateInstallation,
+//! VehicleCheckIn/Out and the WPT/ACDP ones) end the session as a sequence
+//! error without an answer.
+//!
+//! -20 messages have no EVSE status code of their own for an emergency
+//! stop or an isolation fault: the EVCC ends on the `FAILED` answer with
+//! [`EndReason::Failed`]. In the charge loop, `EVSENotification=Terminate`
+//! (or `Pause`) with `OK` makes the EVCC stop (PowerDelivery(Stop), then
+//! SessionStop(Terminate | Pause)).
+//!
+//! SessionStop(Pause) ends both sides with [`EndReason::Paused`]; a later
+//! connection resumes with [`SeccConfig::resume`] and [`EvccConfig::resume`]
+//! (SessionSetupRes `OK_OldSessionJoined`, same SessionID, the sequence
+//! from AuthorizationSetup again).
+//!
+//! Timers: the EVCC's `V2G_EVCC_Msg_Timeout` of -20 ([`super::msg_timeout`]
+//! with [`Standard::Iso15118_20`]: 2 s, ServiceDetail 5 s, the charge loops
+//! [`super::TimerConfig::charge_loop`], 0.5 s), ongoing (60 s), cable check
+//! (40 s), pre-charge ([`super::TimerConfig::iso20_pre_charge`], 10 s); the
+//! SECC's sequence timer (60 s, [`super::TimerConfig::charge_loop_sequence`]
+//! after a charge-loop answer, 0.5 s) and communication setup (20 s).
+//!
+//! Energy: DC integrates the present voltage × current between two
+//! DC_ChargeLoop answers on both sides; AC integrates the EV's present
+//! active power between two AC_ChargeLoop requests (SECC) and what the EVCC
+//! draws (its maximum power, capped by the schedule's power and the EVSE's
+//! target) between two answers (EVCC).
+
+use std::time::{Duration, Instant};
+
+use crate::grammar::HexBinary;
+use crate::messages::iso20 as cm;
+use crate::messages::iso20_ac as ac;
+use crate::messages::iso20_dc as dc;
+use crate::v2gtp::PayloadType;
+
+use super::common::{
+    awaited, failed, loop_present, request_session_id, screen, setup_session, Codes, Pacing,
+};
+use super::{scale, unscale};
+use super::{
+    Authorization, ControlMode, Core, EndReason, Energy, EvNotice, EvStatus, EvccConfig,
+    EvseRequest, EvseStatus, Isolation, MsgKind, ScheduleTuple, SeccConfig, Standard, StopKind,
+    TimerKind,
+};
+
+/// Service id of the DC energy transfer service.
+pub const SERVICE_DC: u16 = 2;
+/// Service id of the AC energy transfer service.
+pub const SERVICE_AC: u16 = 1;
+
+/// A request of the -20 schemas the machines take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Request {
+    /// SessionSetupReq.
+    SessionSetup,
+    /// AuthorizationSetupReq.
+    AuthorizationSetup,
+    /// AuthorizationReq.
+    Authorization,
+    /// ServiceDiscoveryReq.
+    ServiceDiscovery,
+    /// ServiceDetailReq.
+    ServiceDetail,
+    /// ServiceSelectionReq.
+    ServiceSelection,
+    /// AC_ChargeParameterDiscoveryReq.
+    AcChargeParameterDiscovery,
+    /// DC_ChargeParameterDiscoveryReq.
+    DcChargeParameterDiscovery,
+    /// ScheduleExchangeReq.
+    ScheduleExchange,
+    /// DC_CableCheckReq.
+    DcCableCheck,
+    /// DC_PreChargeReq.
+    DcPreCharge,
+    /// PowerDeliveryReq.
+    PowerDelivery,
+    /// AC_ChargeLoopReq.
+    AcChargeLoop,
+    /// DC_ChargeLoopReq.
+    DcChargeLoop,
+    /// DC_WeldingDetectionReq.
+    DcWeldingDetection,
+    /// SessionStopReq.
+    SessionStop,
+}
+
+impl Request {
+    /// Every request.
+    pub const ALL: [Request; 16] = [
+        Request::SessionSetup,
+        Request::AuthorizationSetup,
+        Request::Authorization,
+        Request::ServiceDiscovery,
+        Request::ServiceDetail,
+        Request::ServiceSelection,
+        Request::AcChargeParameterDiscovery,
+        Request::DcChargeParameterDiscovery,
+        Request::ScheduleExchange,
+        Request::DcCableCheck,
+        Request::DcPreCharge,
+        Request::PowerDelivery,
+        Request::AcChargeLoop,
+        Request::DcChargeLoop,
+        Request::DcWeldingDetection,
+        Request::SessionStop,
+    ];
+
+    fn msg_kind(self) -> MsgKind {
+        match self {
+            Request::SessionSetup => MsgKind::SessionSetup,
+            Request::AuthorizationSetup => MsgKind::AuthorizationSetup,
+            Request::Authorization => MsgKind::Authorization,
+            Request::ServiceDiscovery => MsgKind::ServiceDiscovery,
+            Request::ServiceDetail => MsgKind::ServiceDetail,
+            Request::ServiceSelection => MsgKind::ServiceSelection,
+            Request::AcChargeParameterDiscovery | Request::DcChargeParameterDiscovery => {
+                MsgKind::ChargeParameterDiscovery
+            }
+            Request::ScheduleExchange => MsgKind::ScheduleExchange,
+            Request::DcCableCheck => MsgKind::CableCheck,
+            Request::DcPreCharge => MsgKind::PreCharge,
+            Request::PowerDelivery => MsgKind::PowerDelivery,
+            Request::AcChargeLoop | Request::DcChargeLoop => MsgKind::ChargeLoop,
+            Request::DcWeldingDetection => MsgKind::WeldingDetection,
+            Request::SessionStop => MsgKind::SessionStop,
+        }
+    }
+
+    /// Whether this request belongs to the DC schema (`Some(true)`), the
+    /// AC schema (`Some(false)`) or CommonMessages (`None`).
+    fn schema_dc(self) -> Option<bool> {
+        match self {
+            Request::AcChargeParameterDiscovery | Request::AcChargeLoop => Some(false),
+            Request::DcChargeParameterDiscovery
+            | Request::DcCableCheck
+            | Request::DcPreCharge
+            | Request::DcChargeLoop
+            | Request::DcWeldingDetection => Some(true),
+            _ => None,
+        }
+    }
+}
+
+/// A -20 message of one of the three schemas the machines speak.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Wire {
+    /// CommonMessages (payload type `0x8002`).
+    Common(cm::Message),
+    /// DC (payload type `0x8004`).
+    Dc(dc::Message),
+    /// AC (payload type `0x8003`).
+    Ac(ac::Message),
+}
+
+impl Wire {
+    /// Decodes an EXI payload of a -20 payload type.
+    ///
+    /// # Errors
+    ///
+    /// The payload type is not one of the three, or the bytes are no
+    /// message of its schema.
+    pub fn decode(payload_type: PayloadType, exi: &[u8]) -> Result<Wire, String> {
+        match payload_type {
+            PayloadType::ISO20_MAIN => cm::Message::decode(exi)
+                .map(Wire::Common)
+                .map_err(|e| e.to_string()),
+            PayloadType::ISO20_DC => dc::Message::decode(exi)
+                .map(Wire::Dc)
+                .map_err(|e| e.to_string()),
+            PayloadType::ISO20_AC => ac::Message::decode(exi)
+                .map(Wire::Ac)
+                .map_err(|e| e.to_string()),
+            other => Err(format!(
+                "V2GTP payload type {:#06x} is not a -20 message stream",
+                other.0
+            )),
+        }
+    }
+
+    /// The payload type and EXI bytes of this message.
+    ///
+    /// # Errors
+    ///
+    /// A value the codec cannot encode.
+    pub fn encode(&self) -> Result<(PayloadType, Vec<u8>), String> {
+        let mut out = Vec::new();
+        let pt = match self {
+            Wire::Common(m) => {
+                m.encode(&mut out).map_err(|e| e.to_string())?;
+                PayloadType::ISO20_MAIN
+            }
+            Wire::Dc(m) => {
+                m.encode(&mut out).map_err(|e| e.to_string())?;
+                PayloadType::ISO20_DC
+            }
+            Wire::Ac(m) => {
+                m.encode(&mut out).map_err(|e| e.to_string())?;
+                PayloadType::ISO20_AC
+            }
+        };
+        Ok((pt, out))
+    }
+
+    /// The element name (`SessionSetupReq`, `DC_ChargeLoopRes`...).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Wire::Common(m) => m.name(),
+            Wire::Dc(m) => m.name(),
+            Wire::Ac(m) => m.name(),
+        }
+    }
+
+    /// The request this message is and its header, if it is one the machines take.
+    fn request(&self) -> Option<(Request, &cm::MessageHeaderType)> {
+        use cm::Message as C;
+        Some(match self {
+            Wire::Common(C::SessionSetupReq(r)) => (Request::SessionSetup, &r.header),
+            Wire::Common(C::AuthorizationSetupReq(r)) => (Request::AuthorizationSetup, &r.header),
+            Wire::Common(C::AuthorizationReq(r)) => (Request::Authorization, &r.header),
+            Wire::Common(C::ServiceDiscoveryReq(r)) => (Request::ServiceDiscovery, &r.header),
+            Wire::Common(C::ServiceDetailReq(r)) => (Request::ServiceDetail, &r.header),
+            Wire::Common(C::ServiceSelectionReq(r)) => (Request::ServiceSelection, &r.header),
+            Wire::Common(C::ScheduleExchangeReq(r)) => (Request::ScheduleExchange, &r.header),
+            Wire::Common(C::PowerDeliveryReq(r)) => (Request::PowerDelivery, &r.header),
+            Wire::Common(C::SessionStopReq(r)) => (Request::SessionStop, &r.header),
+            Wire::Ac(ac::Message::AcChargeParameterDiscoveryReq(r)) => {
+                (Request::AcChargeParameterDiscovery, &r.header)
+            }
+            Wire::Ac(ac::Message::AcChargeLoopReq(r)) => (Request::AcChargeLoop, &r.header),
+            Wire::Dc(dc::Message::DcChargeParameterDiscoveryReq(r)) => {
+                (Request::DcChargeParameterDiscovery, &r.header)
+            }
+            Wire::Dc(dc::Message::DcCableCheckReq(r)) => (Request::DcCableCheck, &r.header),
+            Wire::Dc(dc::Message::DcPreChargeReq(r)) => (Request::DcPreCharge, &r.header),
+            Wire::Dc(dc::Message::DcChargeLoopReq(r)) => (Request::DcChargeLoop, &r.header),
+            Wire::Dc(dc::Message::DcWeldingDetectionReq(r)) => {
+                (Request::DcWeldingDetection, &r.header)
+            }
+            _ => return None,
+        })
+    }
+
+    /// The response's header and code, if this is a response of the machines.
+    fn response(&self) -> Option<(Request, &cm::MessageHeaderType, cm::ResponseCodeType)> {
+        use cm::Message as C;
+        macro_rules! r {
+            ($req:expr, $r:expr) => {
+                ($req, &$r.header, $r.response_code)
+            };
+        }
+        Some(match self {
+            Wire::Common(C::SessionSetupRes(r)) => r!(Request::SessionSetup, r),
+            Wire::Common(C::AuthorizationSetupRes(r)) => r!(Request::AuthorizationSetup, r),
+            Wire::Common(C::AuthorizationRes(r)) => r!(Request::Authorization, r),
+            Wire::Common(C::ServiceDiscoveryRes(r)) => r!(Request::ServiceDiscovery, r),
+            Wire::Common(C::ServiceDetailRes(r)) => r!(Request::ServiceDetail, r),
+            Wire::Common(C::ServiceSelectionRes(r)) => r!(Request::ServiceSelection, r),
+            Wire::Common(C::ScheduleExchangeRes(r)) => r!(Request::ScheduleExchange, r),
+            Wire::Common(C::PowerDeliveryRes(r)) => r!(Request::PowerDelivery, r),
+            Wire::Common(C::SessionStopRes(r)) => r!(Request::SessionStop, r),
+            Wire::Ac(ac::Message::AcChargeParameterDiscoveryRes(r)) => {
+                r!(Request::AcChargeParameterDiscovery, r)
+            }
+            Wire::Ac(ac::Message::AcChargeLoopRes(r)) => r!(Request::AcChargeLoop, r),
+            Wire::Dc(dc::Message::DcChargeParameterDiscoveryRes(r)) => {
+                r!(Request::DcChargeParameterDiscovery, r)
+            }
+            Wire::Dc(dc::Message::DcCableCheckRes(r)) => r!(Request::DcCableCheck, r),
+            Wire::Dc(dc::Message::DcPreChargeRes(r)) => r!(Request::DcPreCharge, r),
+            Wire::Dc(dc::Message::DcChargeLoopRes(r)) => r!(Request::DcChargeLoop, r),
+            Wire::Dc(dc::Message::DcWeldingDetectionRes(r)) => r!(Request::DcWeldingDetection, r),
+            _ => return None,
+        })
+    }
+}
+
+impl Codes for cm::ResponseCodeType {
+    const UNKNOWN_SESSION: Self = cm::ResponseCodeType::FailedUnknownSession;
+    const SEQUENCE_ERROR: Self = cm::ResponseCodeType::FailedSequenceError;
+    const FAILED: Self = cm::ResponseCodeType::FAILED;
+    /// -20: the `WARNING_*` codes also mean the request was not carried out.
+    fn is_failed(self) -> bool {
+        !matches!(
+            self,
+            cm::ResponseCodeType::OK
+                | cm::ResponseCodeType::OkCertificateExpiresSoon
+                | cm::ResponseCodeType::OkNewSessionEstablished
+                | cm::ResponseCodeType::OkOldSessionJoined
+                | cm::ResponseCodeType::OkPowerToleranceConfirmed
+        )
+    }
+}
+
+fn rn(x: f64) -> cm::RationalNumberType {
+    let (value, exponent) = scale(x);
+    cm::RationalNumberType { exponent, value }
+}
+
+fn rv(r: &cm::RationalNumberType) -> f64 {
+    unscale(r.value, r.exponent)
+}
+
+fn is_ongoing(p: cm::ProcessingType) -> bool {
+    p != cm::ProcessingType::Finished
+}
+
+/// The 8-byte SessionID -20 requires: shorter ids left-padded with zeros,
+/// longer ones cut to their last 8 bytes.
+fn id8(id: &[u8]) -> Vec<u8> {
+    let mut out = vec![0u8; 8usize.saturating_sub(id.len())];
+    out.extend_from_slice(&id[id.len().saturating_sub(8)..]);
+    out
+}
+
+fn header(session_id: &[u8], time_stamp: u64) -> cm::MessageHeaderType {
+    cm::MessageHeaderType {
+        session_id: HexBinary(id8(session_id)),
+        time_stamp,
+        signature: None,
+    }
+}
+
+/// The value of `ControlMode` in a ServiceDetail parameter set.
+fn control_mode_value(m: ControlMode) -> i32 {
+    match m {
+        ControlMode::Scheduled => 1,
+        ControlMode::Dynamic => 2,
+    }
+}
+
+fn int_param(name: &str, v: i32) -> cm::ParameterType {
+    cm::ParameterType {
+        name: name.into(),
+        bool_value: None,
+        byte_value: None,
+        short_value: None,
+        int_value: Some(v),
+        rational_number: None,
+        finite_string: None,
+    }
+}
+
+/// The integer a parameter carries, in any of its integer or rational forms.
+fn param_value(p: &cm::ParameterType) -> Option<f64> {
+    p.int_value
+        .map(f64::from)
+        .or(p.short_value.map(f64::from))
+        .or(p.byte_value.map(f64::from))
+        .or(p.rational_number.as_ref().map(rv))
+}
+
+/// The parameter set id of `mode` in the SECC's ServiceDetail.
+fn parameter_set_id(m: ControlMode) -> u16 {
+    control_mode_value(m) as u16
+}
+
+/// The highest power of a tuple (W).
+fn pmax(t: &ScheduleTuple) -> f64 {
+    t.entries.iter().map(|(_, p)| *p).fold(0.0, f64::max)
+}
+
+// ---- SECC ----
+
+/// Where the SECC stands: the requests it takes next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum SeccState {
+    /// SessionSetupReq.
+    SessionSetup,
+    /// AuthorizationSetupReq.
+    AuthorizationSetup,
+    /// AuthorizationReq (again while `Ongoing`).
+    Authorization,
+    /// ServiceDiscoveryReq.
+    ServiceDiscovery,
+    /// ServiceDetailReq or ServiceSelectionReq.
+    ServiceSelection,
+    /// AC/DC_ChargeParameterDiscoveryReq.
+    ChargeParameterDiscovery,
+    /// ScheduleExchangeReq (again while `Ongoing`).
+    ScheduleExchange,
+    /// DC_CableCheckReq (again while `Ongoing`).
+    CableCheck,
+    /// DC_PreChargeReq or PowerDeliveryReq (DC).
+    PreCharge,
+    /// PowerDeliveryReq (AC, after ScheduleExchange).
+    PowerDelivery,
+    /// AC/DC_ChargeLoopReq or PowerDeliveryReq(Stop).
+    ChargeLoop,
+    /// DC_WeldingDetectionReq (DC) or SessionStopReq.
+    PostCharge,
+    /// Nothing: the session is over.
+    Ended,
+}
+
+impl SeccState {
+    /// Whether `req` is allowed here in a DC (`dc`) or AC session.
+    pub fn allows(self, req: Request, dc: bool) -> bool {
+        use Request as R;
+        use SeccState as S;
+        if req.schema_dc().is_some_and(|d| d != dc) {
+            return false;
+        }
+        matches!(
+            (self, req),
+            (S::SessionSetup, R::SessionSetup)
+                | (S::AuthorizationSetup, R::AuthorizationSetup)
+                | (S::Authorization, R::Authorization)
+                | (S::ServiceDiscovery, R::ServiceDiscovery)
+                | (S::ServiceSelection, R::ServiceDetail | R::ServiceSelection)
+                | (
+                    S::ChargeParameterDiscovery,
+                    R::AcChargeParameterDiscovery | R::DcChargeParameterDiscovery
+                )
+                | (S::ScheduleExchange, R::ScheduleExchange)
+                | (S::CableCheck, R::DcCableCheck)
+                | (S::PreCharge, R::DcPreCharge | R::PowerDelivery)
+                | (S::PowerDelivery, R::PowerDelivery)
+                | (
+                    S::ChargeLoop,
+                    R::AcChargeLoop | R::DcChargeLoop | R::PowerDelivery
+                )
+                | (S::PostCharge, R::DcWeldingDetection | R::SessionStop)
+        )
+    }
+}
+
+/// The SECC's side of an ISO 15118-20 EIM session (after the handshake;
+/// made by [`super::Secc`]). See the [module docs](self) for the sequence and codes.
+#[derive(Debug)]
+pub struct Secc {
+    pub(crate) core: Core,
+    config: SeccConfig,
+    dc: bool,
+    state: SeccState,
+    session_id: Option<Vec<u8>>,
+    evcc_id: String,
+    control: Option<ControlMode>,
+    authorization: Option<Authorization>,
+    auth_asked: bool,
+    schedules: Option<Vec<ScheduleTuple>>,
+    schedules_asked: bool,
+    offered: Vec<ScheduleTuple>,
+    tuple_id: Option<u32>,
+    cable_check_started: bool,
+    /// The EV's present active power of the last AC_ChargeLoopReq (W).
+    ev_power: f64,
+    energy: Energy,
+    loops: u32,
+    start: Instant,
+    now: Instant,
+}
+
+impl Secc {
+    pub(crate) fn new(config: SeccConfig, core: Core, now: Instant, dc: bool) -> Self {
+        let mut s = Self {
+            core,
+            config,
+            dc,
+            state: SeccState::SessionSetup,
+            session_id: None,
+            evcc_id: String::new(),
+            control: None,
+            authorization: None,
+            auth_asked: false,
+            schedules: None,
+            schedules_asked: false,
+            offered: Vec::new(),
+            tuple_id: None,
+            cable_check_started: false,
+            ev_power: 0.0,
+            energy: Energy::default(),
+            loops: 0,
+            start: now,
+            now,
+        };
+        s.core.arm_sequence(now, &s.config);
+        s
+    }
+
+    /// Where the session stands.
+    pub fn state(&self) -> SeccState {
+        self.state
+    }
+
+    /// Whether the session is DC (else AC).
+    pub fn is_dc(&self) -> bool {
+        self.dc
+    }
+
+    /// The control mode the EV selected, after ServiceSelection.
+    pub fn control_mode(&self) -> Option<ControlMode> {
+        self.control
+    }
+
+    /// The schedule tuple of PowerDelivery(Start) (scheduled mode).
+    pub fn schedule_tuple_id(&self) -> Option<u32> {
+        self.tuple_id
+    }
+
+    /// The EVCCID from SessionSetupReq.
+    pub fn evcc_id(&self) -> &str {
+        &self.evcc_id
+    }
+
+    /// Charge-loop requests answered.
+    pub fn charge_loops(&self) -> u32 {
+        self.loops
+    }
+
+    pub(crate) fn session_id(&self) -> Option<&[u8]> {
+        self.session_id.as_deref()
+    }
+
+    pub(crate) fn evse(&self) -> &EvseStatus {
+        &self.config.evse
+    }
+
+    pub(crate) fn set_evse(&mut self, status: EvseStatus) {
+        self.config.evse = status;
+    }
+
+    pub(crate) fn energy_wh(&self) -> f64 {
+        self.energy.wh
+    }
+
+    pub(crate) fn handle_authorization(&mut self, _now: Instant, decision: Authorization) {
+        self.authorization = Some(decision);
+    }
+
+    pub(crate) fn handle_schedules(&mut self, _now: Instant, schedules: Vec<ScheduleTuple>) {
+        self.schedules = Some(schedules);
+    }
+
+    pub(crate) fn handle_timeout(&mut self, now: Instant) {
+        if self.core.expire(now) {
+            self.state = SeccState::Ended;
+        }
+    }
+
+    fn stamp(&self) -> u64 {
+        self.config.unix_time + self.now.saturating_duration_since(self.start).as_secs()
+    }
+
+    fn head(&self) -> cm::MessageHeaderType {
+        header(self.session_id.as_deref().unwrap_or(&[0; 8]), self.stamp())
+    }
+
+    fn end(&mut self, reason: EndReason) {
+        self.state = SeccState::Ended;
+        self.core.end(reason);
+    }
+
+    fn send(&mut self, w: Wire) {
+        match w.encode() {
+            Ok((pt, bytes)) => self.core.transmit_as(pt, bytes),
+            Err(e) => self.end(EndReason::Malformed(e)),
+        }
+    }
+
+    /// Answers `req` with `code` and ends the session.
+    fn fail(&mut self, req: Request, code: cm::ResponseCodeType, reason: EndReason) {
+        let w = self.response(req, code);
+        self.send(w);
+        self.end(reason);
+    }
+
+    fn fail_code(&mut self, req: Request, code: cm::ResponseCodeType) {
+        self.fail(req, code, failed(code));
+    }
+
+    pub(crate) fn handle_message(&mut self, now: Instant, payload_type: PayloadType, exi: &[u8]) {
+        if self.core.is_ended() {
+            return;
+        }
+        self.now = now;
+        let wire = match Wire::decode(payload_type, exi) {
+            Ok(w) => w,
+            Err(e) => return self.end(EndReason::Malformed(e)),
+        };
+        let Some((req, head)) = wire.request() else {
+            return self.end(EndReason::SequenceError);
+        };
+        let refusal = screen(
+            self.state == SeccState::SessionSetup,
+            &head.session_id.0,
+            self.session_id.as_ref(),
+            self.state.allows(req, self.dc),
+            &self.config.evse,
+            self.dc
+                && matches!(
+                    req,
+                    Request::DcCableCheck | Request::DcPreCharge | Request::DcChargeLoop
+                ),
+        );
+        if let Some(r) = refusal {
+            return self.fail(req, r.code(), r.reason());
+        }
+        let asked_id = head.session_id.0.clone();
+        let mut res = self.response(req, cm::ResponseCodeType::OK);
+        use cm::Message as C;
+        match wire {
+            Wire::Common(C::SessionSetupReq(r)) => {
+                self.core.timers.disarm(TimerKind::SeccCommunicationSetup);
+                let (id, joined) = setup_session(&self.config, &asked_id);
+                self.session_id = Some(id8(&id));
+                self.evcc_id = r.evccid;
+                res = self.response(
+                    req,
+                    if joined {
+                        cm::ResponseCodeType::OkOldSessionJoined
+                    } else {
+                        cm::ResponseCodeType::OkNewSessionEstablished
+                    },
+                );
+                self.state = SeccState::AuthorizationSetup;
+            }
+            Wire::Common(C::AuthorizationSetupReq(_)) => self.state = SeccState::Authorization,
+            Wire::Common(C::AuthorizationReq(r)) => {
+                if r.selected_authorization_service != cm::AuthorizationType::EIM {
+                    return self.fail_code(
+                        req,
+                        cm::ResponseCodeType::WarningAuthorizationSelectionInvalid,
+                    );
+                }
+                match self.authorization {
+                    Some(Authorization::Accepted) => self.state = SeccState::ServiceDiscovery,
+                    Some(Authorization::Rejected) => {
+                        return self.fail(
+                            req,
+                            cm::ResponseCodeType::WarningEIMAuthorizationFailure,
+                            EndReason::AuthorizationRejected,
+                        )
+                    }
+                    None => {
+                        self.core.evse_once(
+                            &mut self.auth_asked,
+                            EvseRequest::Authorize {
+                                evcc_id: self.evcc_id.clone().into_bytes(),
+                            },
+                        );
+                        if let Wire::Common(C::AuthorizationRes(a)) = &mut res {
+                            a.evse_processing = cm::ProcessingType::Ongoing;
+                        }
+                    }
+                }
+            }
+            Wire::Common(C::ServiceDiscoveryReq(_)) => self.state = SeccState::ServiceSelection,
+            Wire::Common(C::ServiceDetailReq(r)) => {
+                if r.service_id != self.service_id() {
+                    return self.fail_code(req, cm::ResponseCodeType::FailedServiceIDInvalid);
+                }
+            }
+            Wire::Common(C::ServiceSelectionReq(r)) => {
+                let s = &r.selected_energy_transfer_service;
+                let mode = self
+                    .config
+                    .control_modes
+                    .iter()
+                    .copied()
+                    .find(|m| parameter_set_id(*m) == s.parameter_set_id);
+                let vas = r
+                    .selected_vas_list
+                    .as_ref()
+                    .is_some_and(|l| !l.selected_service.is_empty());
+                match mode {
+                    Some(m) if s.service_id == self.service_id() && !vas => {
+                        self.control = Some(m);
+                        self.state = SeccState::ChargeParameterDiscovery;
+                    }
+                    _ => {
+                        return self
+                            .fail_code(req, cm::ResponseCodeType::FailedServiceSelectionInvalid)
+                    }
+                }
+            }
+            Wire::Dc(dc::Message::DcChargeParameterDiscoveryReq(r)) => {
+                if r.dc_cpd_req_energy_transfer_mode.is_none() {
+                    return self.fail_code(req, cm::ResponseCodeType::FailedWrongChargeParameter);
+                }
+                self.state = SeccState::ScheduleExchange;
+            }
+            Wire::Ac(ac::Message::AcChargeParameterDiscoveryReq(r)) => {
+                if r.ac_cpd_req_energy_transfer_mode.is_none() {
+                    return self.fail_code(req, cm::ResponseCodeType::FailedWrongChargeParameter);
+                }
+                self.state = SeccState::ScheduleExchange;
+            }
+            Wire::Common(C::ScheduleExchangeReq(r)) => {
+                let scheduled = self.control == Some(ControlMode::Scheduled);
+                let fits = if scheduled {
+                    r.scheduled_se_req_control_mode.is_some()
+                } else {
+                    r.dynamic_se_req_control_mode.is_some()
+                };
+                if !fits {
+                    return self.fail_code(req, cm::ResponseCodeType::FailedWrongChargeParameter);
+                }
+                if !scheduled {
+                    self.state = self.after_schedules();
+                } else {
+                    match self.schedules.clone() {
+                        Some(s) => {
+                            let mut tuples = self.tuples(&s);
+                            let points = usize::from(r.maximum_supporting_points.max(1));
+                            for t in &mut tuples {
+                                t.entries.truncate(points);
+                            }
+                            if let Wire::Common(C::ScheduleExchangeRes(x)) = &mut res {
+                                x.scheduled_se_res_control_mode = Some(self.schedule_list(&tuples));
+                            }
+                            self.offered = tuples;
+                            self.state = self.after_schedules();
+                        }
+                        None => {
+                            if !self.schedules_asked {
+                                self.schedules_asked = true;
+                                let s = r.scheduled_se_req_control_mode.as_ref();
+                                self.core.evse(EvseRequest::Schedules {
+                                    max_entries: None,
+                                    departure_time: s.and_then(|s| s.departure_time),
+                                    energy_request_wh: s
+                                        .and_then(|s| s.ev_target_energy_request.as_ref())
+                                        .map(rv),
+                                    renegotiation: false,
+                                });
+                            }
+                            // the schema wants a control mode even while Ongoing:
+                            // the placeholder tuple of `response` (the EVSE's
+                            // maximum power), which the EV does not read
+                            if let Wire::Common(C::ScheduleExchangeRes(x)) = &mut res {
+                                x.evse_processing = cm::ProcessingType::Ongoing;
+                            }
+                        }
+                    }
+                }
+            }
+            Wire::Dc(dc::Message::DcCableCheckReq(_)) => {
+                self.core
+                    .evse_once(&mut self.cable_check_started, EvseRequest::StartCableCheck);
+                match self.config.evse.isolation {
+                    Isolation::Valid | Isolation::Warning => self.state = SeccState::PreCharge,
+                    _ => {
+                        if let Wire::Dc(dc::Message::DcCableCheckRes(x)) = &mut res {
+                            x.evse_processing = cm::ProcessingType::Ongoing;
+                        }
+                    }
+                }
+            }
+            Wire::Dc(dc::Message::DcPreChargeReq(r)) => {
+                self.core.evse(EvseRequest::Target {
+                    voltage: rv(&r.ev_target_voltage),
+                    current: 2.0,
+                });
+            }
+            Wire::Common(C::PowerDeliveryReq(r)) => {
+                self.energy.pause();
+                match r.charge_progress {
+                    cm::ChargeProgressType::Start if self.state != SeccState::ChargeLoop => {
+                        if let Some(code) = self.check_profile(r.ev_power_profile.as_ref()) {
+                            return self.fail_code(req, code);
+                        }
+                        self.core.evse(EvseRequest::Power(true));
+                        self.state = SeccState::ChargeLoop;
+                    }
+                    cm::ChargeProgressType::Stop => {
+                        self.core.evse(EvseRequest::Power(false));
+                        self.state = SeccState::PostCharge;
+                    }
+                    cm::ChargeProgressType::Standby => {
+                        return self.fail_code(req, cm::ResponseCodeType::WarningStandbyNotAllowed)
+                    }
+                    cm::ChargeProgressType::ScheduleRenegotiation => {
+                        return self
+                            .fail_code(req, cm::ResponseCodeType::FailedScheduleRenegotiation)
+                    }
+                    cm::ChargeProgressType::Start => {
+                        return self.fail(
+                            req,
+                            cm::ResponseCodeType::FailedSequenceError,
+                            EndReason::SequenceError,
+                        )
+                    }
+                }
+                res = self.response(req, cm::ResponseCodeType::OK);
+            }
+            Wire::Dc(dc::Message::DcChargeLoopReq(r)) => {
+                let e = self.config.evse.clone();
+                let scheduled = self.control == Some(ControlMode::Scheduled);
+                let target = match (
+                    &r.scheduled_dc_cl_req_control_mode,
+                    &r.dynamic_dc_cl_req_control_mode,
+                ) {
+                    (Some(s), _) if scheduled => {
+                        Some((rv(&s.ev_target_voltage), rv(&s.ev_target_current)))
+                    }
+                    (_, Some(d)) if !scheduled => {
+                        let v = rv(&d.ev_maximum_voltage);
+                        let p = rv(&d.ev_maximum_charge_power).min(e.max_power);
+                        let present = rv(&r.ev_present_voltage).max(1.0);
+                        Some((v, rv(&d.ev_maximum_charge_current).min(p / present)))
+                    }
+                    _ => None,
+                };
+                let Some((v, i)) = target else {
+                    return self.fail_code(req, cm::ResponseCodeType::FailedWrongChargeParameter);
+                };
+                self.loops += 1;
+                self.energy.add(now, e.present_voltage, e.present_current);
+                if let Wire::Dc(dc::Message::DcChargeLoopRes(x)) = &mut res {
+                    x.evse_current_limit_achieved = i >= e.max_current;
+                    x.evse_voltage_limit_achieved = v >= e.max_voltage;
+                    x.evse_power_limit_achieved = v * i >= e.max_power;
+                    if !r.meter_info_requested {
+                        x.meter_info = None;
+                    }
+                }
+                self.core.evse(EvseRequest::Target {
+                    voltage: v.min(e.max_voltage),
+                    current: i.min(e.max_current),
+                });
+            }
+            Wire::Ac(ac::Message::AcChargeLoopReq(r)) => {
+                let scheduled = self.control == Some(ControlMode::Scheduled);
+                let power = match (
+                    &r.scheduled_ac_cl_req_control_mode,
+                    &r.dynamic_ac_cl_req_control_mode,
+                ) {
+                    (Some(s), _) if scheduled => Some(rv(&s.ev_present_active_power)),
+                    (_, Some(d)) if !scheduled => Some(rv(&d.ev_present_active_power)),
+                    _ => None,
+                };
+                let Some(power) = power else {
+                    return self.fail_code(req, cm::ResponseCodeType::FailedWrongChargeParameter);
+                };
+                self.loops += 1;
+                match self.config.evse.meter_wh {
+                    Some(wh) => self.energy.meter(wh),
+                    None => self.energy.add(now, self.ev_power, 1.0),
+                }
+                self.ev_power = power;
+                if let Wire::Ac(ac::Message::AcChargeLoopRes(x)) = &mut res {
+                    if !r.meter_info_requested {
+                        x.meter_info = None;
+                    }
+                }
+            }
+            Wire::Dc(dc::Message::DcWeldingDetectionReq(_)) => {}
+            Wire::Common(C::SessionStopReq(r)) => {
+                let reason = match r.charging_session {
+                    cm::ChargingSessionType::Pause => EndReason::Paused {
+                        session_id: self.session_id.clone().unwrap_or_default(),
+                    },
+                    cm::ChargingSessionType::Terminate => EndReason::Finished,
+                    cm::ChargingSessionType::ServiceRenegotiation => {
+                        return self.fail_code(
+                            req,
+                            cm::ResponseCodeType::FailedNoServiceRenegotiationSupported,
+                        )
+                    }
+                };
+                self.send(res);
+                return self.end(reason);
+            }
+            // `request()` recognised only the messages above
+            _ => return self.end(EndReason::SequenceError),
+        }
+        self.send(res);
+        if !self.core.is_ended() {
+            if self.state == SeccState::ChargeLoop
+                && matches!(req, Request::AcChargeLoop | Request::DcChargeLoop)
+            {
+                self.core.timers.arm(
+                    TimerKind::SeccSequence,
+                    now + self.config.timers.charge_loop_sequence,
+                );
+            } else {
+                self.core.arm_sequence(now, &self.config);
+            }
+        }
+    }
+
+    fn service_id(&self) -> u16 {
+        if self.dc {
+            SERVICE_DC
+        } else {
+            SERVICE_AC
+        }
+    }
+
+    fn after_schedules(&self) -> SeccState {
+        if self.dc {
+            SeccState::CableCheck
+        } else {
+            SeccState::PowerDelivery
+        }
+    }
+
+    /// The code refusing a PowerDelivery(Start)'s power profile, if any.
+    fn check_profile(
+        &mut self,
+        p: Option<&cm::EVPowerProfileType>,
+    ) -> Option<cm::ResponseCodeType> {
+        if self.control != Some(ControlMode::Scheduled) {
+            return None;
+        }
+        let chosen = p
+            .and_then(|p| p.scheduled_evppt_control_mode.as_ref())
+            .map(|s| s.selected_schedule_tuple_id);
+        let tuple = match chosen {
+            Some(id) => self.offered.iter().find(|t| u32::from(t.id) == id),
+            None => self.offered.first(),
+        };
+        let Some(t) = tuple.cloned() else {
+            return Some(cm::ResponseCodeType::FailedScheduleSelectionInvalid);
+        };
+        let too_much = p.is_some_and(|p| {
+            p.ev_power_profile_entries
+                .ev_power_profile_entry
+                .iter()
+                .any(|e| rv(&e.power) > pmax(&t) + 1e-6)
+        });
+        if too_much {
+            return Some(cm::ResponseCodeType::FailedEVPowerProfileInvalid);
+        }
+        self.tuple_id = Some(u32::from(t.id));
+        None
+    }
+
+    fn tuples(&self, s: &[ScheduleTuple]) -> Vec<ScheduleTuple> {
+        if s.is_empty() {
+            vec![ScheduleTuple {
+                id: 1,
+                entries: vec![(0, self.config.evse.max_power)],
+                duration: 86_400,
+            }]
+        } else {
+            s.to_vec()
+        }
+    }
+
+    fn schedule_list(&self, tuples: &[ScheduleTuple]) -> cm::ScheduledSEResControlModeType {
+        cm::ScheduledSEResControlModeType {
+            schedule_tuple: tuples
+                .iter()
+                .map(|t| cm::ScheduleTupleType {
+                    schedule_tuple_id: u32::from(t.id.max(1)),
+                    charging_schedule: cm::ChargingScheduleType {
+                        power_schedule: cm::PowerScheduleType {
+                            time_anchor: self.stamp(),
+                            available_energy: None,
+                            power_tolerance: None,
+                            power_schedule_entries: cm::PowerScheduleEntryListType {
+                                power_schedule_entry: t
+                                    .entries
+                                    .iter()
+                                    .enumerate()
+                                    .map(|(i, (start, p))| {
+                                        let end = t
+                                            .entries
+                                            .get(i + 1)
+                                            .map_or(t.duration, |(next, _)| *next);
+                                        cm::PowerScheduleEntryType {
+                                            duration: end.saturating_sub(*start).max(1),
+                                            power: rn(*p),
+                                            power_l2: None,
+                                            power_l3: None,
+                                        }
+                                    })
+                                    .collect(),
+                            },
+                        },
+                        absolute_price_schedule: None,
+                        price_level_schedule: None,
+                    },
+                    discharging_schedule: None,
+                })
+                .collect(),
+        }
+    }
+
+    fn evse_status(&self) -> Option<cm::EVSEStatusType> {
+        let e = &self.config.evse;
+        (e.emergency_stop || (self.dc && e.isolation == Isolation::Fault)).then_some(
+            cm::EVSEStatusType {
+                notification_max_delay: 0,
+                evse_notification: cm::EvseNotificationType::Terminate,
+            },
+        )
+    }
+
+    fn evse_id(&self) -> String {
+        if self.config.evse_id.len() < 7 {
+            "ZZ00000".into()
+        } else {
+            self.config.evse_id.chars().take(37).collect()
+        }
+    }
+
+    fn meter_info(&self) -> Option<cm::MeterInfoType> {
+        self.config.evse.meter_wh.map(|wh| cm::MeterInfoType {
+            meter_id: self.evse_id().chars().take(32).collect(),
+            charged_energy_reading_wh: wh,
+            bpt_discharged_energy_reading_wh: None,
+            capacitive_energy_reading_va_rh: None,
+            bpt_inductive_energy_reading_va_rh: None,
+            meter_signature: None,
+            meter_status: None,
+            meter_timestamp: None,
+        })
+    }
+
+    fn parameter_sets(&self) -> Vec<cm::ParameterSetType> {
+        let mut modes = self.config.control_modes.clone();
+        if modes.is_empty() {
+            modes.push(ControlMode::Scheduled);
+        }
+        modes
+            .iter()
+            .map(|m| {
+                let mut parameter = vec![
+                    int_param("Connector", if self.dc { 1 } else { 2 }),
+                    int_param("ControlMode", control_mode_value(*m)),
+                ];
+                if !self.dc {
+                    parameter.push(cm::ParameterType {
+                        rational_number: Some(rn(self.config.evse.nominal_voltage)),
+                        int_value: None,
+                        ..int_param("EVSENominalVoltage", 0)
+                    });
+                }
+                parameter.push(int_param(
+                    "MobilityNeedsMode",
+                    if *m == ControlMode::Dynamic { 2 } else { 1 },
+                ));
+                parameter.push(int_param("Pricing", 0));
+                cm::ParameterSetType {
+                    parameter_set_id: parameter_set_id(*m),
+                    parameter,
+                }
+            })
+            .collect()
+    }
+
+    /// The response to `req` with `code`, every field from the EVSE state.
+    fn response(&self, req: Request, code: cm::ResponseCodeType) -> Wire {
+        use cm::Message as C;
+        let e = &self.config.evse;
+        let header = self.head();
+        let scheduled = self.control != Some(ControlMode::Dynamic);
+        let status = self.evse_status();
+        match req {
+            Request::SessionSetup => {
+                Wire::Common(C::SessionSetupRes(Box::new(cm::SessionSetupResType {
+                    header,
+                    response_code: code,
+                    evseid: self.evse_id(),
+                })))
+            }
+            Request::AuthorizationSetup => Wire::Common(C::AuthorizationSetupRes(Box::new(
+                cm::AuthorizationSetupResType {
+                    header,
+                    response_code: code,
+                    authorization_services: vec![cm::AuthorizationType::EIM],
+                    certificate_installation_service: false,
+                    eim_as_res_authorization_mode: Some(cm::EimASResAuthorizationModeType {}),
+                    pn_c_as_res_authorization_mode: None,
+                },
+            ))),
+            Request::Authorization => {
+                Wire::Common(C::AuthorizationRes(Box::new(cm::AuthorizationResType {
+                    header,
+                    response_code: code,
+                    evse_processing: cm::ProcessingType::Finished,
+                })))
+            }
+            Request::ServiceDiscovery => Wire::Common(C::ServiceDiscoveryRes(Box::new(
+                cm::ServiceDiscoveryResType {
+                    header,
+                    response_code: code,
+                    service_renegotiation_supported: false,
+                    energy_transfer_service_list: cm::ServiceListType {
+                        service: vec![cm::ServiceType {
+                            service_id: self.service_id(),
+                            free_service: false,
+                        }],
+                    },
+                    vas_list: None,
+                },
+            ))),
+            Request::ServiceDetail => {
+                Wire::Common(C::ServiceDetailRes(Box::new(cm::ServiceDetailResType {
+                    header,
+                    response_code: code,
+                    service_id: self.service_id(),
+                    service_parameter_list: cm::ServiceParameterListType {
+                        parameter_set: self.parameter_sets(),
+                    },
+                })))
+            }
+            Request::ServiceSelection => Wire::Common(C::ServiceSelectionRes(Box::new(
+                cm::ServiceSelectionResType {
+                    header,
+                    response_code: code,
+                },
+            ))),
+            Request::DcChargeParameterDiscovery => {
+                Wire::Dc(dc::Message::DcChargeParameterDiscoveryRes(Box::new(
+                    dc::DcChargeParameterDiscoveryResType {
+                        header,
+                        response_code: code,
+                        bpt_dc_cpd_res_energy_transfer_mode: None,
+                        dc_cpd_res_energy_transfer_mode: Some(dc::DcCPDResEnergyTransferModeType {
+                            evse_maximum_charge_power: rn(e.max_power),
+                            evse_minimum_charge_power: rn(0.0),
+                            evse_maximum_charge_current: rn(e.max_current),
+                            evse_minimum_charge_current: rn(e.min_current),
+                            evse_maximum_voltage: rn(e.max_voltage),
+                            evse_minimum_voltage: rn(e.min_voltage),
+                            evse_power_ramp_limitation: None,
+                        }),
+                    },
+                )))
+            }
+            Request::AcChargeParameterDiscovery => {
+                Wire::Ac(ac::Message::AcChargeParameterDiscoveryRes(Box::new(
+                    ac::AcChargeParameterDiscoveryResType {
+                        header,
+                        response_code: code,
+                        ac_cpd_res_energy_transfer_mode: Some(ac::AcCPDResEnergyTransferModeType {
+                            evse_maximum_charge_power: rn(e.max_power),
+                            evse_maximum_charge_power_l2: None,
+                            evse_maximum_charge_power_l3: None,
+                            evse_minimum_charge_power: rn(0.0),
+                            evse_minimum_charge_power_l2: None,
+                            evse_minimum_charge_power_l3: None,
+                            evse_nominal_frequency: rn(50.0),
+                            maximum_power_asymmetry: None,
+                            evse_power_ramp_limitation: None,
+                            evse_present_active_power: None,
+                            evse_present_active_power_l2: None,
+                            evse_present_active_power_l3: None,
+                        }),
+                        bpt_ac_cpd_res_energy_transfer_mode: None,
+                    },
+                )))
+            }
+            Request::ScheduleExchange => Wire::Common(C::ScheduleExchangeRes(Box::new(
+                cm::ScheduleExchangeResType {
+                    header,
+                    response_code: code,
+                    evse_processing: cm::ProcessingType::Finished,
+                    go_to_pause: None,
+                    dynamic_se_res_control_mode: (!scheduled).then_some(
+                        cm::DynamicSEResControlModeType {
+                            departure_time: None,
+                            minimum_soc: None,
+                            target_soc: None,
+                            absolute_price_schedule: None,
+                            price_level_schedule: None,
+                        },
+                    ),
+                    scheduled_se_res_control_mode: scheduled
+                        .then(|| self.schedule_list(&self.tuples(&[]))),
+                },
+            ))),
+            Request::DcCableCheck => Wire::Dc(dc::Message::DcCableCheckRes(Box::new(
+                dc::DcCableCheckResType {
+                    header,
+                    response_code: code,
+                    evse_processing: cm::ProcessingType::Finished,
+                },
+            ))),
+            Request::DcPreCharge => Wire::Dc(dc::Message::DcPreChargeRes(Box::new(
+                dc::DcPreChargeResType {
+                    header,
+                    response_code: code,
+                    evse_present_voltage: rn(e.present_voltage),
+                },
+            ))),
+            Request::PowerDelivery => {
+                Wire::Common(C::PowerDeliveryRes(Box::new(cm::PowerDeliveryResType {
+                    header,
+                    response_code: code,
+                    evse_status: status,
+                })))
+            }
+            Request::DcChargeLoop => Wire::Dc(dc::Message::DcChargeLoopRes(Box::new(
+                dc::DcChargeLoopResType {
+                    header,
+                    response_code: code,
+                    evse_status: status,
+                    meter_info: self.meter_info(),
+                    receipt: None,
+                    evse_present_current: rn(e.present_current),
+                    evse_present_voltage: rn(e.present_voltage),
+                    evse_power_limit_achieved: false,
+                    evse_current_limit_achieved: false,
+                    evse_voltage_limit_achieved: false,
+                    bpt_dynamic_dc_cl_res_control_mode: None,
+                    bpt_scheduled_dc_cl_res_control_mode: None,
+                    cl_res_control_mode: None,
+                    dynamic_dc_cl_res_control_mode: (!scheduled).then(|| {
+                        dc::DynamicDcCLResControlModeType {
+                            departure_time: None,
+                            minimum_soc: None,
+                            target_soc: None,
+                            ack_max_delay: None,
+                            evse_maximum_charge_power: rn(e.max_power),
+                            evse_minimum_charge_power: rn(0.0),
+                            evse_maximum_charge_current: rn(e.max_current),
+                            evse_maximum_voltage: rn(e.max_voltage),
+                        }
+                    }),
+                    scheduled_dc_cl_res_control_mode: scheduled.then(|| {
+                        dc::ScheduledDcCLResControlModeType {
+                            evse_maximum_charge_power: Some(rn(e.max_power)),
+                            evse_minimum_charge_power: None,
+                            evse_maximum_charge_current: Some(rn(e.max_current)),
+                            evse_maximum_voltage: Some(rn(e.max_voltage)),
+                        }
+                    }),
+                },
+            ))),
+            Request::AcChargeLoop => {
+                let target = match self
+                    .offered
+                    .iter()
+                    .find(|t| Some(u32::from(t.id)) == self.tuple_id)
+                {
+                    Some(t) if scheduled => pmax(t).min(e.max_power),
+                    _ => e.max_power,
+                };
+                Wire::Ac(ac::Message::AcChargeLoopRes(Box::new(
+                    ac::AcChargeLoopResType {
+                        header,
+                        response_code: code,
+                        evse_status: status,
+                        meter_info: self.meter_info(),
+                        receipt: None,
+                        evse_target_frequency: None,
+                        bpt_dynamic_ac_cl_res_control_mode: None,
+                        bpt_scheduled_ac_cl_res_control_mode: None,
+                        cl_res_control_mode: None,
+                        dynamic_ac_cl_res_control_mode: (!scheduled).then(|| {
+                            ac::DynamicAcCLResControlModeType {
+                                departure_time: None,
+                                minimum_soc: None,
+                                target_soc: None,
+                                ack_max_delay: None,
+                                evse_target_active_power: rn(target),
+                                evse_target_active_power_l2: None,
+                                evse_target_active_power_l3: None,
+                                evse_target_reactive_power: None,
+                                evse_target_reactive_power_l2: None,
+                                evse_target_reactive_power_l3: None,
+                                evse_present_active_power: None,
+                                evse_present_active_power_l2: None,
+                                evse_present_active_power_l3: None,
+                            }
+                        }),
+                        scheduled_ac_cl_res_control_mode: scheduled.then(|| {
+                            ac::ScheduledAcCLResControlModeType {
+                                evse_target_active_power: Some(rn(target)),
+                                evse_target_active_power_l2: None,
+                                evse_target_active_power_l3: None,
+                                evse_target_reactive_power: None,
+                                evse_target_reactive_power_l2: None,
+                                evse_target_reactive_power_l3: None,
+                                evse_present_active_power: None,
+                                evse_present_active_power_l2: None,
+                                evse_present_active_power_l3: None,
+                            }
+                        }),
+                    },
+                )))
+            }
+            Request::DcWeldingDetection => Wire::Dc(dc::Message::DcWeldingDetectionRes(Box::new(
+                dc::DcWeldingDetectionResType {
+                    header,
+                    response_code: code,
+                    evse_present_voltage: rn(e.present_voltage),
+                },
+            ))),
+            Request::SessionStop => {
+                Wire::Common(C::SessionStopRes(Box::new(cm::SessionStopResType {
+                    header,
+                    response_code: code,
+                })))
+            }
+        }
+    }
+}
+
+// ---- EVCC ----
+
+/// The EVCC's side of an ISO 15118-20 EIM session, DC or AC by the
+/// protocol the SECC chose, in [`EvccConfig::control_mode`] (after the
+/// handshake; made by [`super::Evcc`]).
+///
+/// It sends the next request as soon as an answer allows it, the repeated
+/// ones (after `Ongoing`, PreCharge, the charge loops) after
+/// [`EvccConfig::loop_interval`]. Scheduled: it takes the first
+/// ScheduleTuple and sends PowerDelivery(Start) with its id and an
+/// EVPowerProfile of one entry, the smaller of the EV's maximum power and
+/// the tuple's first power. Dynamic: no profile; the charge loop carries
+/// the EV's limits and energy requests.
+#[derive(Debug)]
+pub struct Evcc {
+    pub(crate) core: Core,
+    config: EvccConfig,
+    dc: bool,
+    session_id: Option<Vec<u8>>,
+    awaiting: Option<Request>,
+    next: Option<Request>,
+    stop: Option<StopKind>,
+    charging: bool,
+    /// The last PowerDeliveryReq was a Stop.
+    stopping: bool,
+    stop_sent: StopKind,
+    tuple: Option<(u32, f64)>,
+    nominal_voltage: f64,
+    /// AC: the EVSE's target active power of the last answer (W).
+    evse_target_power: Option<f64>,
+    loops: u32,
+    energy: Energy,
+    start: Instant,
+    now: Instant,
+}
+
+impl Evcc {
+    pub(crate) fn new(config: EvccConfig, core: Core, now: Instant, dc: bool) -> Self {
+        let mut s = Self::idle(config, core, now, dc);
+        s.send(now, Request::SessionSetup);
+        s
+    }
+
+    fn idle(config: EvccConfig, core: Core, now: Instant, dc: bool) -> Self {
+        Self {
+            core,
+            config,
+            dc,
+            session_id: None,
+            awaiting: None,
+            next: None,
+            stop: None,
+            charging: false,
+            stopping: false,
+            stop_sent: StopKind::Terminate,
+            tuple: None,
+            nominal_voltage: 230.0,
+            evse_target_power: None,
+            loops: 0,
+            energy: Energy::default(),
+            start: now,
+            now,
+        }
+    }
+
+    pub(crate) fn session_id(&self) -> Option<&[u8]> {
+        self.session_id.as_deref()
+    }
+    pub(crate) fn set_ev(&mut self, ev: EvStatus) {
+        self.config.ev = ev;
+    }
+    pub(crate) fn request_stop(&mut self, kind: StopKind) {
+        self.stop = Some(kind);
+    }
+    pub(crate) fn charge_loops(&self) -> u32 {
+        self.loops
+    }
+    pub(crate) fn energy_wh(&self) -> f64 {
+        self.energy.wh
+    }
+    /// Whether the session is DC (else AC).
+    pub fn is_dc(&self) -> bool {
+        self.dc
+    }
+    /// The ScheduleTupleID chosen (scheduled mode), after ScheduleExchange.
+    pub fn schedule_tuple_id(&self) -> Option<u32> {
+        self.tuple.map(|(id, _)| id)
+    }
+
+    fn stamp(&self) -> u64 {
+        self.config.unix_time + self.now.saturating_duration_since(self.start).as_secs()
+    }
+
+    fn scheduled(&self) -> bool {
+        self.config.control_mode == ControlMode::Scheduled
+    }
+
+    /// AC: the power the EV draws (W): its maximum, capped by the
+    /// schedule's power and the EVSE's last target.
+    fn ac_power(&self) -> f64 {
+        let mut p = self.config.ev.max_power.max(0.0);
+        if let Some((_, pmax)) = self.tuple {
+            if pmax > 0.0 {
+                p = p.min(pmax);
+            }
+        }
+        if let Some(t) = self.evse_target_power {
+            p = p.min(t.max(0.0));
+        }
+        p
+    }
+
+    fn body(&self, req: Request) -> Wire {
+        use cm::Message as C;
+        let ev = &self.config.ev;
+        let id = request_session_id(
+            req == Request::SessionSetup,
+            &self.config.resume,
+            &self.session_id,
+            8,
+        );
+        let header = header(&id, self.stamp());
+        let departure = ev.departure_time.unwrap_or(8 * 3600);
+        let energy = rn(ev.energy_request_wh);
+        match req {
+            Request::SessionSetup => {
+                Wire::Common(C::SessionSetupReq(Box::new(cm::SessionSetupReqType {
+                    header,
+                    evccid: self
+                        .config
+                        .evcc_id
+                        .iter()
+                        .map(|b| format!("{b:02X}"))
+                        .collect(),
+                })))
+            }
+            Request::AuthorizationSetup => Wire::Common(C::AuthorizationSetupReq(Box::new(
+                cm::AuthorizationSetupReqType { header },
+            ))),
+            Request::Authorization => {
+                Wire::Common(C::AuthorizationReq(Box::new(cm::AuthorizationReqType {
+                    header,
+                    selected_authorization_service: cm::AuthorizationType::EIM,
+                    eim_a_req_authorization_mode: Some(cm::EimAReqAuthorizationModeType {}),
+                    pn_c_a_req_authorization_mode: None,
+                })))
+            }
+            Request::ServiceDiscovery => Wire::Common(C::ServiceDiscoveryReq(Box::new(
+                cm::ServiceDiscoveryReqType {
+                    header,
+                    supported_service_i_ds: None,
+                },
+            ))),
+            Request::ServiceDetail => {
+                Wire::Common(C::ServiceDetailReq(Box::new(cm::ServiceDetailReqType {
+                    header,
+                    service_id: self.service_id(),
+                })))
+            }
+            Request::ServiceSelection => Wire::Common(C::ServiceSelectionReq(Box::new(
+                cm::ServiceSelectionReqType {
+                    header,
+                    selected_energy_transfer_service: cm::SelectedServiceType {
+                        service_id: self.service_id(),
+                        parameter_set_id: parameter_set_id(self.config.control_mode),
+                    },
+                    selected_vas_list: None,
+                },
+            ))),
+            Request::DcChargeParameterDiscovery => {
+                Wire::Dc(dc::Message::DcChargeParameterDiscoveryReq(Box::new(
+                    dc::DcChargeParameterDiscoveryReqType {
+                        header,
+                        bpt_dc_cpd_req_energy_transfer_mode: None,
+                        dc_cpd_req_energy_transfer_mode: Some(dc::DcCPDReqEnergyTransferModeType {
+                            ev_maximum_charge_power: rn(ev.max_power),
+                            ev_minimum_charge_power: rn(0.0),
+                            ev_maximum_charge_current: rn(ev.max_current),
+                            ev_minimum_charge_current: rn(0.0),
+                            ev_maximum_voltage: rn(ev.max_voltage),
+                            ev_minimum_voltage: rn(ev.max_voltage.min(200.0)),
+                            target_soc: Some(100),
+                        }),
+                    },
+                )))
+            }
+            Request::AcChargeParameterDiscovery => {
+                Wire::Ac(ac::Message::AcChargeParameterDiscoveryReq(Box::new(
+                    ac::AcChargeParameterDiscoveryReqType {
+                        header,
+                        ac_cpd_req_energy_transfer_mode: Some(ac::AcCPDReqEnergyTransferModeType {
+                            ev_maximum_charge_power: rn(ev.max_power),
+                            ev_maximum_charge_power_l2: None,
+                            ev_maximum_charge_power_l3: None,
+                            ev_minimum_charge_power: rn(0.0),
+                            ev_minimum_charge_power_l2: None,
+                            ev_minimum_charge_power_l3: None,
+                        }),
+                        bpt_ac_cpd_req_energy_transfer_mode: None,
+                    },
+                )))
+            }
+            Request::ScheduleExchange => {
+                let scheduled = self.scheduled();
+                Wire::Common(C::ScheduleExchangeReq(Box::new(
+                    cm::ScheduleExchangeReqType {
+                        header,
+                        maximum_supporting_points: 1024,
+                        dynamic_se_req_control_mode: (!scheduled).then(|| {
+                            cm::DynamicSEReqControlModeType {
+                                departure_time: departure,
+                                minimum_soc: None,
+                                target_soc: Some(100),
+                                ev_target_energy_request: energy.clone(),
+                                ev_maximum_energy_request: energy.clone(),
+                                ev_minimum_energy_request: rn(0.0),
+                                ev_maximum_v2_x_energy_request: None,
+                                ev_minimum_v2_x_energy_request: None,
+                            }
+                        }),
+                        scheduled_se_req_control_mode: scheduled.then(|| {
+                            cm::ScheduledSEReqControlModeType {
+                                departure_time: ev.departure_time,
+                                ev_target_energy_request: Some(energy.clone()),
+                                ev_maximum_energy_request: Some(energy.clone()),
+                                ev_minimum_energy_request: Some(rn(0.0)),
+                                ev_energy_offer: None,
+                            }
+                        }),
+                    },
+                )))
+            }
+            Request::DcCableCheck => Wire::Dc(dc::Message::DcCableCheckReq(Box::new(
+                dc::DcCableCheckReqType { header },
+            ))),
+            Request::DcPreCharge => Wire::Dc(dc::Message::DcPreChargeReq(Box::new(
+                dc::DcPreChargeReqType {
+                    header,
+                    ev_processing: cm::ProcessingType::Ongoing,
+                    ev_present_voltage: rn(0.0),
+                    ev_target_voltage: rn(ev.target_voltage),
+                },
+            ))),
+            Request::PowerDelivery => {
+                let start = self.stop.is_none();
+                let profile = (start && self.scheduled()).then(|| {
+                    let (id, pmax) = self.tuple.unwrap_or((1, ev.max_power));
+                    cm::EVPowerProfileType {
+                        time_anchor: self.stamp(),
+                        dynamic_evppt_control_mode: None,
+                        scheduled_evppt_control_mode: Some(cm::ScheduledEVPPTControlModeType {
+                            selected_schedule_tuple_id: id,
+                            power_tolerance_acceptance: None,
+                        }),
+                        ev_power_profile_entries: cm::EVPowerProfileEntryListType {
+                            ev_power_profile_entry: vec![cm::PowerScheduleEntryType {
+                                duration: departure.max(1),
+                                power: rn(ev.max_power.min(pmax)),
+                                power_l2: None,
+                                power_l3: None,
+                            }],
+                        },
+                    }
+                });
+                Wire::Common(C::PowerDeliveryReq(Box::new(cm::PowerDeliveryReqType {
+                    header,
+                    ev_processing: cm::ProcessingType::Finished,
+                    charge_progress: if start {
+                        cm::ChargeProgressType::Start
+                    } else {
+                        cm::ChargeProgressType::Stop
+                    },
+                    ev_power_profile: profile,
+                    bpt_channel_selection: None,
+                })))
+            }
+            Request::DcChargeLoop => {
+                let scheduled = self.scheduled();
+                Wire::Dc(dc::Message::DcChargeLoopReq(Box::new(
+                    dc::DcChargeLoopReqType {
+                        header,
+                        display_parameters: None,
+                        meter_info_requested: true,
+                        ev_present_voltage: rn(ev.target_voltage),
+                        bpt_dynamic_dc_cl_req_control_mode: None,
+                        bpt_scheduled_dc_cl_req_control_mode: None,
+                        cl_req_control_mode: None,
+                        dynamic_dc_cl_req_control_mode: (!scheduled).then(|| {
+                            dc::DynamicDcCLReqControlModeType {
+                                departure_time: Some(departure),
+                                ev_target_energy_request: energy.clone(),
+                                ev_maximum_energy_request: energy.clone(),
+                                ev_minimum_energy_request: rn(0.0),
+                                ev_maximum_charge_power: rn(ev.max_power),
+                                ev_minimum_charge_power: rn(0.0),
+                                ev_maximum_charge_current: rn(ev
+                                    .target_current
+                                    .min(ev.max_current)),
+                                ev_maximum_voltage: rn(ev.target_voltage.min(ev.max_voltage)),
+                                ev_minimum_voltage: rn(ev.max_voltage.min(200.0)),
+                            }
+                        }),
+                        scheduled_dc_cl_req_control_mode: scheduled.then(|| {
+                            dc::ScheduledDcCLReqControlModeType {
+                                ev_target_energy_request: Some(energy.clone()),
+                                ev_maximum_energy_request: None,
+                                ev_minimum_energy_request: None,
+                                ev_target_current: rn(ev.target_current),
+                                ev_target_voltage: rn(ev.target_voltage),
+                                ev_maximum_charge_power: Some(rn(ev.max_power)),
+                                ev_minimum_charge_power: None,
+                                ev_maximum_charge_current: Some(rn(ev.max_current)),
+                                ev_maximum_voltage: Some(rn(ev.max_voltage)),
+                                ev_minimum_voltage: None,
+                            }
+                        }),
+                    },
+                )))
+            }
+            Request::AcChargeLoop => {
+                let scheduled = self.scheduled();
+                let power = rn(self.ac_power());
+                Wire::Ac(ac::Message::AcChargeLoopReq(Box::new(
+                    ac::AcChargeLoopReqType {
+                        header,
+                        display_parameters: None,
+                        meter_info_requested: true,
+                        bpt_dynamic_ac_cl_req_control_mode: None,
+                        bpt_scheduled_ac_cl_req_control_mode: None,
+                        cl_req_control_mode: None,
+                        dynamic_ac_cl_req_control_mode: (!scheduled).then(|| {
+                            ac::DynamicAcCLReqControlModeType {
+                                departure_time: Some(departure),
+                                ev_target_energy_request: energy.clone(),
+                                ev_maximum_energy_request: energy.clone(),
+                                ev_minimum_energy_request: rn(0.0),
+                                ev_maximum_charge_power: rn(ev.max_power),
+                                ev_maximum_charge_power_l2: None,
+                                ev_maximum_charge_power_l3: None,
+                                ev_minimum_charge_power: rn(0.0),
+                                ev_minimum_charge_power_l2: None,
+                                ev_minimum_charge_power_l3: None,
+                                ev_present_active_power: power.clone(),
+                                ev_present_active_power_l2: None,
+                                ev_present_active_power_l3: None,
+                                ev_present_reactive_power: rn(0.0),
+                                ev_present_reactive_power_l2: None,
+                                ev_present_reactive_power_l3: None,
+                            }
+                        }),
+                        scheduled_ac_cl_req_control_mode: scheduled.then(|| {
+                            ac::ScheduledAcCLReqControlModeType {
+                                ev_target_energy_request: Some(energy.clone()),
+                                ev_maximum_energy_request: None,
+                                ev_minimum_energy_request: None,
+                                ev_maximum_charge_power: Some(rn(ev.max_power)),
+                                ev_maximum_charge_power_l2: None,
+                                ev_maximum_charge_power_l3: None,
+                                ev_minimum_charge_power: None,
+                                ev_minimum_charge_power_l2: None,
+                                ev_minimum_charge_power_l3: None,
+                                ev_present_active_power: power.clone(),
+                                ev_present_active_power_l2: None,
+                                ev_present_active_power_l3: None,
+                                ev_present_reactive_power: None,
+                                ev_present_reactive_power_l2: None,
+                                ev_present_reactive_power_l3: None,
+                            }
+                        }),
+                    },
+                )))
+            }
+            Request::DcWeldingDetection => Wire::Dc(dc::Message::DcWeldingDetectionReq(Box::new(
+                dc::DcWeldingDetectionReqType {
+                    header,
+                    ev_processing: cm::ProcessingType::Finished,
+                },
+            ))),
+            Request::SessionStop => {
+                Wire::Common(C::SessionStopReq(Box::new(cm::SessionStopReqType {
+                    header,
+                    charging_session: match self.stop {
+                        Some(StopKind::Pause) => cm::ChargingSessionType::Pause,
+                        _ => cm::ChargingSessionType::Terminate,
+                    },
+                    ev_termination_code: None,
+                    ev_termination_explanation: None,
+                })))
+            }
+        }
+    }
+
+    fn service_id(&self) -> u16 {
+        if self.dc {
+            SERVICE_DC
+        } else {
+            SERVICE_AC
+        }
+    }
+
+    fn charge_loop(&self) -> Request {
+        if self.dc {
+            Request::DcChargeLoop
+        } else {
+            Request::AcChargeLoop
+        }
+    }
+
+    fn send(&mut self, now: Instant, req: Request) {
+        self.now = now;
+        // a stop asked for while the next loop request waited
+        let req = if matches!(req, Request::DcChargeLoop | Request::AcChargeLoop)
+            && (self.stop.is_some() || self.config.ev.charging_complete)
+        {
+            self.stop.get_or_insert(StopKind::Terminate);
+            Request::PowerDelivery
+        } else {
+            req
+        };
+        match req {
+            Request::PowerDelivery => self.stopping = self.stop.is_some(),
+            Request::SessionStop => self.stop_sent = self.stop.unwrap_or(StopKind::Terminate),
+            _ => {}
+        }
+        let encoded = self.body(req).encode();
+        let sent = match encoded {
+            Ok((pt, bytes)) => {
+                self.core.transmit_as(pt, bytes);
+                let kind = req.msg_kind();
+                self.core.timers.arm(
+                    TimerKind::EvccMsg(kind),
+                    now + self
+                        .config
+                        .timers
+                        .evcc_msg_timeout(Standard::Iso15118_20, kind),
+                );
+                true
+            }
+            Err(e) => {
+                self.core.end(EndReason::Malformed(e));
+                false
+            }
+        };
+        if sent {
+            self.awaiting = Some(req);
+        }
+    }
+
+    /// Ends on a `FAILED*`/`WARNING*` code; true if the session goes on.
+    fn check(&mut self, code: cm::ResponseCodeType) -> bool {
+        if code.is_failed() {
+            self.core.end(failed(code));
+            false
+        } else {
+            true
+        }
+    }
+
+    fn processing(&mut self, now: Instant, req: Request, p: cm::ProcessingType) -> bool {
+        Pacing::ongoing(self, now, req, is_ongoing(p))
+    }
+
+    /// A charge-loop answer's EVSE status: Terminate or Pause stops charging.
+    fn notified(&mut self, s: Option<&cm::EVSEStatusType>) {
+        match s.map(|s| s.evse_notification) {
+            Some(cm::EvseNotificationType::Terminate) => {
+                self.stop.get_or_insert(StopKind::Terminate);
+            }
+            Some(cm::EvseNotificationType::Pause) => {
+                self.stop.get_or_insert(StopKind::Pause);
+            }
+            _ => {}
+        }
+    }
+
+    fn meter(&mut self, info: Option<&cm::MeterInfoType>) {
+        if let Some(i) = info {
+            self.core.notice(EvNotice::Meter {
+                wh: i.charged_energy_reading_wh,
+            });
+        }
+    }
+
+    fn next_in_loop(&mut self, now: Instant) {
+        if self.config.ev.charging_complete {
+            self.stop.get_or_insert(StopKind::Terminate);
+        }
+        if self.stop.is_some() {
+            self.send_later(now, Request::PowerDelivery);
+        } else {
+            let req = self.charge_loop();
+            self.send_later(now, req);
+        }
+    }
+
+    pub(crate) fn handle_message(&mut self, now: Instant, payload_type: PayloadType, exi: &[u8]) {
+        if self.core.is_ended() {
+            return;
+        }
+        self.now = now;
+        let wire = match Wire::decode(payload_type, exi) {
+            Ok(w) => w,
+            Err(e) => return self.core.end(EndReason::Malformed(e)),
+        };
+        let Some((req, head, code)) = wire.response() else {
+            return self.core.end(EndReason::SequenceError);
+        };
+        let head_id = head.session_id.0.clone();
+        let Some(awaiting) = awaited(
+            &mut self.core,
+            &mut self.awaiting,
+            Request::SessionSetup,
+            &head_id,
+            self.session_id.as_ref(),
+        ) else {
+            return;
+        };
+        if req != awaiting {
+            return self.core.end(EndReason::SequenceError);
+        }
+        if !self.check(code) {
+            return;
+        }
+        use cm::Message as C;
+        match wire {
+            Wire::Common(C::SessionSetupRes(_)) => {
+                self.core.timers.disarm(TimerKind::EvccCommunicationSetup);
+                self.session_id = Some(head_id);
+                self.send(now, Request::AuthorizationSetup);
+            }
+            Wire::Common(C::AuthorizationSetupRes(r)) => {
+                if !r
+                    .authorization_services
+                    .contains(&cm::AuthorizationType::EIM)
+                {
+                    return self.core.end(EndReason::Failed {
+                        response_code: "EIM not offered".into(),
+                    });
+                }
+                self.send(now, Request::Authorization);
+            }
+            Wire::Common(C::AuthorizationRes(r)) => {
+                if !self.processing(now, req, r.evse_processing) {
+                    self.send(now, Request::ServiceDiscovery);
+                }
+            }
+            Wire::Common(C::ServiceDiscoveryRes(r)) => {
+                let sid = self.service_id();
+                if !r
+                    .energy_transfer_service_list
+                    .service
+                    .iter()
+                    .any(|s| s.service_id == sid)
+                {
+                    return self.core.end(EndReason::Failed {
+                        response_code: format!("energy transfer service {sid} not offered"),
+                    });
+                }
+                self.send(now, Request::ServiceDetail);
+            }
+            Wire::Common(C::ServiceDetailRes(r)) => {
+                let want = f64::from(control_mode_value(self.config.control_mode));
+                let set = r.service_parameter_list.parameter_set.iter().find(|s| {
+                    s.parameter
+                        .iter()
+                        .any(|p| p.name == "ControlMode" && param_value(p) == Some(want))
+                });
+                let Some(set) = set else {
+                    return self.core.end(EndReason::Failed {
+                        response_code: format!(
+                            "no parameter set with ControlMode {:?}",
+                            self.config.control_mode
+                        ),
+                    });
+                };
+                if let Some(v) = set
+                    .parameter
+                    .iter()
+                    .find(|p| p.name == "EVSENominalVoltage")
+                    .and_then(param_value)
+                {
+                    self.nominal_voltage = v;
+                }
+                self.send(now, Request::ServiceSelection);
+            }
+            Wire::Common(C::ServiceSelectionRes(_)) => {
+                if self.dc {
+                    self.send(now, Request::DcChargeParameterDiscovery);
+                } else {
+                    self.send(now, Request::AcChargeParameterDiscovery);
+                }
+            }
+            Wire::Dc(dc::Message::DcChargeParameterDiscoveryRes(_))
+            | Wire::Ac(ac::Message::AcChargeParameterDiscoveryRes(_)) => {
+                self.send(now, Request::ScheduleExchange);
+            }
+            Wire::Common(C::ScheduleExchangeRes(r)) => {
+                if self.processing(now, req, r.evse_processing) {
+                    return;
+                }
+                if self.scheduled() {
+                    let Some(t) = r
+                        .scheduled_se_res_control_mode
+                        .as_ref()
+                        .and_then(|s| s.schedule_tuple.first())
+                    else {
+                        return self.core.end(EndReason::Failed {
+                            response_code: "no ScheduleTuple".into(),
+                        });
+                    };
+                    let p = t
+                        .charging_schedule
+                        .power_schedule
+                        .power_schedule_entries
+                        .power_schedule_entry
+                        .first()
+                        .map_or(self.config.ev.max_power, |e| rv(&e.power));
+                    self.tuple = Some((t.schedule_tuple_id, p));
+                }
+                if self.dc {
+                    self.core.arm_cable_check(now, &self.config);
+                    self.send(now, Request::DcCableCheck);
+                } else {
+                    self.send(now, Request::PowerDelivery);
+                }
+            }
+            Wire::Dc(dc::Message::DcCableCheckRes(r)) => {
+                if is_ongoing(r.evse_processing) {
+                    self.send_later(now, Request::DcCableCheck);
+                } else {
+                    self.core
+                        .cable_checked(now, self.config.timers.iso20_pre_charge);
+                    self.send(now, Request::DcPreCharge);
+                }
+            }
+            Wire::Dc(dc::Message::DcPreChargeRes(r)) => {
+                if self
+                    .core
+                    .precharged(&self.config, rv(&r.evse_present_voltage))
+                {
+                    self.send(now, Request::PowerDelivery);
+                } else {
+                    self.send_later(now, Request::DcPreCharge);
+                }
+            }
+            Wire::Common(C::PowerDeliveryRes(_)) => {
+                self.energy.pause();
+                if self.stopping {
+                    if self.charging {
+                        self.charging = false;
+                        self.core.notice(EvNotice::ChargingStopped);
+                    }
+                    if self.dc {
+                        self.send(now, Request::DcWeldingDetection);
+                    } else {
+                        self.send(now, Request::SessionStop);
+                    }
+                } else {
+                    self.charging = true;
+                    self.core.notice(EvNotice::ChargingStarted);
+                    let req = self.charge_loop();
+                    self.send(now, req);
+                }
+            }
+            Wire::Dc(dc::Message::DcChargeLoopRes(r)) => {
+                let (v, i) = (rv(&r.evse_present_voltage), rv(&r.evse_present_current));
+                loop_present(&mut self.core, &mut self.energy, &mut self.loops, now, v, i);
+                self.meter(r.meter_info.as_ref());
+                self.notified(r.evse_status.as_ref());
+                self.next_in_loop(now);
+            }
+            Wire::Ac(ac::Message::AcChargeLoopRes(r)) => {
+                let target = r
+                    .scheduled_ac_cl_res_control_mode
+                    .as_ref()
+                    .and_then(|s| s.evse_target_active_power.as_ref())
+                    .or(r
+                        .dynamic_ac_cl_res_control_mode
+                        .as_ref()
+                        .map(|d| &d.evse_target_active_power));
+                if let Some(t) = target {
+                    self.evse_target_power = Some(rv(t));
+                }
+                let v = self.nominal_voltage.max(1.0);
+                let i = self.ac_power() / v;
+                loop_present(&mut self.core, &mut self.energy, &mut self.loops, now, v, i);
+                self.meter(r.meter_info.as_ref());
+                self.notified(r.evse_status.as_ref());
+                self.next_in_loop(now);
+            }
+            Wire::Dc(dc::Message::DcWeldingDetectionRes(_)) => {
+                self.send(now, Request::SessionStop);
+            }
+            Wire::Common(C::SessionStopRes(_)) => {
+                let reason = match self.stop_sent {
+                    StopKind::Pause => EndReason::Paused {
+                        session_id: self.session_id.clone().unwrap_or_default(),
+                    },
+                    _ => EndReason::Finished,
+                };
+                self.core.end(reason);
+            }
+            // `response()` recognised only the messages above
+            _ => self.core.end(EndReason::SequenceError),
+        }
+    }
+}
+
+impl Pacing for Evcc {
+    type Req = Request;
+    fn core_mut(&mut self) -> &mut Core {
+        &mut self.core
+    }
+    fn evcc_config(&self) -> &EvccConfig {
+        &self.config
+    }
+    fn next_mut(&mut self) -> &mut Option<Request> {
+        &mut self.next
+    }
+    fn send_now(&mut self, now: Instant, req: Request) {
+        self.send(now, req);
+    }
+}
+
+/// A valid request of each kind, as our EVCC in a DC (`dc`) or AC session
+/// in `mode` would send it with this SessionID (for tests, fuzzing and the
+/// SECC's proptest); PowerDelivery is a Start, SessionStop a Terminate.
+pub fn sample_request(dc: bool, mode: ControlMode, session_id: &[u8], req: Request) -> Wire {
+    let config = EvccConfig::iso20_dc(vec![0x84, 0x87, 0x72, 0x60, 0xf3, 0x58])
+        .with_control_mode(mode)
+        .with_resume(Some(session_id.to_vec()));
+    let mut ev = Evcc::idle(config, Core::new(), Instant::now(), dc);
+    ev.session_id = Some(session_id.to_vec());
+    ev.body(req)
+}
+
+/// `sample_request` encoded: its payload type and EXI bytes.
+pub fn encode_request(
+    dc: bool,
+    mode: ControlMode,
+    session_id: &[u8],
+    req: Request,
+) -> (PayloadType, Vec<u8>) {
+    sample_request(dc, mode, session_id, req)
+        .encode()
+        .unwrap_or((PayloadType::ISO20_MAIN, Vec::new()))
+}
+
+/// The response a -20 payload carries, decoded: its element name and code,
+/// or `None` when the bytes are no -20 response.
+pub fn response_code(payload_type: PayloadType, exi: &[u8]) -> Option<(String, String)> {
+    let w = Wire::decode(payload_type, exi).ok()?;
+    let (_, _, code) = w.response()?;
+    Some((w.name().to_string(), super::common::code_name(code)))
+}
+
+/// The element name of a -20 payload, or `None` when it is none.
+pub fn message_name(payload_type: PayloadType, exi: &[u8]) -> Option<&'static str> {
+    Wire::decode(payload_type, exi).ok().map(|w| w.name())
+}
+
+/// How long the EVCC waits for an answer to `req` (for tests).
+pub fn evcc_timeout(config: &EvccConfig, req: Request) -> Duration {
+    config
+        .timers
+        .evcc_msg_timeout(Standard::Iso15118_20, req.msg_kind())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_sample_request_encodes_and_is_recognised() {
+        for dc in [true, false] {
+            for mode in [ControlMode::Scheduled, ControlMode::Dynamic] {
+                for req in Request::ALL {
+                    let (pt, bytes) = encode_request(dc, mode, &[1; 8], req);
+                    assert!(!bytes.is_empty(), "{dc} {mode:?} {req:?} encodes");
+                    let w = Wire::decode(pt, &bytes).unwrap();
+                    assert_eq!(w.request().map(|(r, _)| r), Some(req));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn every_failed_response_encodes_ac_and_dc() {
+        for dc in [true, false] {
+            let secc = Secc::new(
+                SeccConfig::new(vec![1, 2, 3]),
+                Core::new(),
+                Instant::now(),
+                dc,
+            );
+            for req in Request::ALL {
+                let (pt, bytes) = secc
+                    .response(req, cm::ResponseCodeType::FailedSequenceError)
+                    .encode()
+                    .unwrap_or_else(|e| panic!("{dc} {req:?}: {e}"));
+                let (_, code) = response_code(pt, &bytes).unwrap();
+                assert_eq!(code, "FAILED_SequenceError");
+            }
+        }
+    }
+
+    #[test]
+    fn session_ids_are_eight_bytes() {
+        assert_eq!(id8(&[1, 2]), vec![0, 0, 0, 0, 0, 0, 1, 2]);
+        assert_eq!(id8(&[9; 10]), vec![9; 8]);
+        assert_eq!(id8(&[]), vec![0; 8]);
+    }
+
+    #[test]
+    fn state_table_keeps_ac_and_dc_apart() {
+        assert!(SeccState::ChargeLoop.allows(Request::DcChargeLoop, true));
+        assert!(!SeccState::ChargeLoop.allows(Request::AcChargeLoop, true));
+        assert!(SeccState::ChargeLoop.allows(Request::AcChargeLoop, false));
+        assert!(!SeccState::PostCharge.allows(Request::DcWeldingDetection, false));
+        assert!(Request::ALL
+            .iter()
+            .all(|r| !SeccState::Ended.allows(*r, true)));
+    }
+}

@@ -1,0 +1,1272 @@
+//! ISO 15118-20 session machines, DC and AC, scheduled and dynamic control
+//! modes: our EVCC against our SECC in memory on a virtual clock, every byte
+//! through the real EXI codecs and V2GTP payload types.
+#![allow(missing_docs)]
+
+use std::time::{Duration, Instant};
+
+use evproto_iso15118::messages::iso20 as cm;
+use evproto_iso15118::messages::iso20_dc as dcm;
+use evproto_iso15118::session::iso20::{self, Request, SeccState, Wire};
+use evproto_iso15118::session::{
+    Authorization, ControlMode, Effect, EndReason, EvNotice, Evcc, EvccConfig, EvseRequest,
+    Isolation, MsgKind, PausedSession, Protocol, ScheduleTuple, Secc, SeccConfig, StopKind,
+    TimerKind,
+};
+use evproto_iso15118::v2gtp::PayloadType;
+use test_support::VirtualClock;
+
+mod session_common;
+use session_common::{collapse, unframe, Plant, EVCC_ID, SESSION};
+
+const OTHER: [u8; 8] = [0x0a, 0x0b, 0x0c, 0x0d, 1, 2, 3, 4];
+const ALL: [Protocol; 4] = [
+    Protocol::Iso20Dc,
+    Protocol::Iso20Ac,
+    Protocol::Iso2,
+    Protocol::Din,
+];
+
+/// -20: the schedules to offer, the power module.
+struct Iso20 {
+    dc: bool,
+    schedules: Vec<ScheduleTuple>,
+}
+
+impl Plant for Iso20 {
+    fn schedules(sim: &mut Sim) -> Vec<ScheduleTuple> {
+        sim.schedules.clone()
+    }
+    fn power(sim: &mut Sim, on: bool) {
+        if !sim.dc {
+            sim.evse.present_voltage = if on { 230.0 } else { 0.0 };
+        } else if !on {
+            sim.evse.present_voltage = 0.0;
+            sim.evse.present_current = 0.0;
+        }
+        sim.secc.set_evse(sim.evse.clone());
+    }
+    fn body_name(b: &[u8]) -> String {
+        body_name(b)
+    }
+    fn response_code(b: &[u8]) -> Option<(String, String)> {
+        let (pt, exi) = unframe(b)?;
+        iso20::response_code(pt, &exi)
+    }
+}
+
+type Sim = session_common::Sim<Iso20>;
+
+fn secc_config() -> SeccConfig {
+    SeccConfig::new(SESSION.to_vec()).with_protocols(ALL.to_vec())
+}
+
+fn evcc_config(dc: bool, mode: ControlMode) -> EvccConfig {
+    if dc {
+        EvccConfig::iso20_dc(EVCC_ID.to_vec())
+    } else {
+        EvccConfig::iso20_ac(EVCC_ID.to_vec())
+    }
+    .with_control_mode(mode)
+}
+
+impl Sim {
+    fn new(secc: SeccConfig, evcc: EvccConfig) -> Self {
+        let clock = VirtualClock::new();
+        let now = clock.now();
+        let evse = secc.evse.clone();
+        let dc = evcc.protocols.first() != Some(&Protocol::Iso20Ac);
+        let secc = Secc::new(secc, now);
+        let evcc = Evcc::new(evcc, now);
+        let plant = Iso20 {
+            dc,
+            schedules: Vec::new(),
+        };
+        Self::with(clock, secc, evcc, evse, plant)
+    }
+
+    fn of(dc: bool, mode: ControlMode) -> Self {
+        Self::new(secc_config(), evcc_config(dc, mode))
+    }
+
+    /// The ChargeProgress of every PowerDeliveryReq, in order.
+    fn progress(&self) -> Vec<String> {
+        self.to_secc
+            .iter()
+            .filter(|b| body_name(b) == "PowerDeliveryReq")
+            .map(|b| {
+                json(b)["PowerDeliveryReq"]["ChargeProgress"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect()
+    }
+
+    fn last_answer(&self) -> serde_json::Value {
+        json(self.to_evcc.last().unwrap())
+    }
+}
+
+/// The element name of a recorded message (or the handshake's root).
+fn body_name(b: &[u8]) -> String {
+    if let Ok(m) = evproto_iso15118::app_protocol::decode(b) {
+        return m.name().to_string();
+    }
+    unframe(b)
+        .and_then(|(pt, exi)| iso20::message_name(pt, &exi))
+        .unwrap_or("?")
+        .to_string()
+}
+
+fn wire(b: &[u8]) -> Wire {
+    let (pt, exi) = unframe(b).unwrap();
+    Wire::decode(pt, &exi).unwrap()
+}
+
+fn json(b: &[u8]) -> serde_json::Value {
+    match wire(b) {
+        Wire::Common(m) => serde_json::to_value(m).unwrap(),
+        Wire::Dc(m) => serde_json::to_value(m).unwrap(),
+        Wire::Ac(m) => serde_json::to_value(m).unwrap(),
+    }
+}
+
+fn session_id_of(b: &[u8]) -> Vec<u8> {
+    let v = json(b);
+    let (_, body) = v.as_object().unwrap().iter().next().unwrap();
+    let hex = body["Header"]["SessionID"].as_str().unwrap().to_string();
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+fn modes() -> [(bool, ControlMode); 4] {
+    [
+        (true, ControlMode::Scheduled),
+        (true, ControlMode::Dynamic),
+        (false, ControlMode::Scheduled),
+        (false, ControlMode::Dynamic),
+    ]
+}
+
+#[test]
+fn the_handshake_chooses_iso20_by_the_evs_priorities() {
+    for (offered, secc, chosen) in [
+        (vec![Protocol::Iso20Dc], ALL.to_vec(), Protocol::Iso20Dc),
+        (
+            vec![Protocol::Iso20Ac, Protocol::Iso2],
+            ALL.to_vec(),
+            Protocol::Iso20Ac,
+        ),
+        (
+            vec![Protocol::Iso2, Protocol::Iso20Dc],
+            ALL.to_vec(),
+            Protocol::Iso2,
+        ),
+        // an SECC without -20 (its default): the EV's next choice
+        (
+            vec![Protocol::Iso20Dc, Protocol::Iso2],
+            vec![Protocol::Iso2, Protocol::Din],
+            Protocol::Iso2,
+        ),
+    ] {
+        let mut sim = Sim::new(
+            SeccConfig::new(SESSION.to_vec()).with_protocols(secc),
+            EvccConfig::iso20_dc(EVCC_ID.to_vec()).with_protocols(offered.clone()),
+        );
+        sim.run(Duration::from_millis(1));
+        assert_eq!(sim.evcc.protocol(), Some(chosen), "{offered:?}");
+        assert_eq!(sim.secc.protocol(), Some(chosen), "{offered:?}");
+    }
+    assert!(!SeccConfig::new(vec![1])
+        .protocols
+        .iter()
+        .any(|p| p.is_iso20()));
+}
+
+#[test]
+fn happy_paths_dc_and_ac_scheduled_and_dynamic_with_one_five_and_a_hundred_loops() {
+    for (dc, mode) in modes() {
+        for n in [1u32, 5, 100] {
+            let mut sim = Sim::of(dc, mode);
+            sim.stop_after = Some((n, StopKind::Terminate));
+            sim.run(Duration::from_secs(600));
+            let at = format!("dc={dc} {mode:?} n={n}");
+            assert_eq!(sim.secc_end, Some(EndReason::Finished), "{at}");
+            assert_eq!(sim.evcc_end, Some(EndReason::Finished), "{at}");
+            assert_eq!(sim.evcc.charge_loops(), n, "{at}");
+            assert_eq!(sim.secc.iso20().unwrap().charge_loops(), n, "{at}");
+            assert_eq!(sim.secc.iso20().unwrap().control_mode(), Some(mode));
+            let scheduled = mode == ControlMode::Scheduled;
+            let mut expected = vec![
+                ("supportedAppProtocolReq", 1),
+                ("SessionSetupReq", 1),
+                ("AuthorizationSetupReq", 1),
+                ("AuthorizationReq", 6),
+                ("ServiceDiscoveryReq", 1),
+                ("ServiceDetailReq", 1),
+                ("ServiceSelectionReq", 1),
+            ];
+            // scheduled: the first ScheduleExchange is Ongoing while the EVSE decides
+            let se = if scheduled { 2 } else { 1 };
+            if dc {
+                expected.extend([
+                    ("DC_ChargeParameterDiscoveryReq", 1),
+                    ("ScheduleExchangeReq", se),
+                    ("DC_CableCheckReq", 4),
+                    ("DC_PreChargeReq", 2),
+                    ("PowerDeliveryReq", 1),
+                    ("DC_ChargeLoopReq", n as usize),
+                    ("PowerDeliveryReq", 1),
+                    ("DC_WeldingDetectionReq", 1),
+                    ("SessionStopReq", 1),
+                ]);
+            } else {
+                expected.extend([
+                    ("AC_ChargeParameterDiscoveryReq", 1),
+                    ("ScheduleExchangeReq", se),
+                    ("PowerDeliveryReq", 1),
+                    ("AC_ChargeLoopReq", n as usize),
+                    ("PowerDeliveryReq", 1),
+                    ("SessionStopReq", 1),
+                ]);
+            }
+            assert_eq!(sim.requests(), collapse(&expected), "{at}");
+            assert_eq!(sim.progress(), ["Start", "Stop"]);
+            let answers = sim.answers();
+            assert!(
+                answers.iter().all(|(_, c)| c.starts_with("OK")),
+                "{at} {answers:?}"
+            );
+            // every message but the handshake in its -20 payload type, with the 8-byte id
+            for b in sim.to_secc[1..].iter().chain(&sim.to_evcc[1..]) {
+                let (pt, _) = unframe(b).unwrap();
+                let name = body_name(b);
+                let want = if name.starts_with("DC_") {
+                    PayloadType::ISO20_DC
+                } else if name.starts_with("AC_") {
+                    PayloadType::ISO20_AC
+                } else {
+                    PayloadType::ISO20_MAIN
+                };
+                assert_eq!(pt, want, "{name}");
+                if name != "SessionSetupReq" {
+                    assert_eq!(session_id_of(b), SESSION, "{name}");
+                }
+            }
+            assert_eq!(session_id_of(&sim.to_secc[1]), [0; 8]);
+            assert_eq!(sim.evcc.session_id(), Some(&SESSION[..]));
+            let energy = if dc {
+                // the first loop answer still shows the PreCharge current;
+                // then 400 V × 100 A every 100 ms
+                f64::from(n - 1) * 400.0 * 100.0 * 0.1 / 3600.0
+            } else {
+                // the EV's 11 kW every 100 ms
+                f64::from(n - 1) * 11_000.0 * 0.1 / 3600.0
+            };
+            assert!(
+                (sim.evcc.energy_wh() - energy).abs() < 1e-6,
+                "{at} {}",
+                sim.evcc.energy_wh()
+            );
+            assert!(
+                (sim.secc.energy_wh() - energy).abs() < 1e-6,
+                "{at} {}",
+                sim.secc.energy_wh()
+            );
+            if scheduled {
+                assert_eq!(sim.secc.iso20().unwrap().schedule_tuple_id(), Some(1));
+                assert_eq!(sim.evcc.iso20().unwrap().schedule_tuple_id(), Some(1));
+            }
+            if dc {
+                assert!(sim.notices.contains(&EvNotice::PreChargeDone));
+            }
+            assert!(sim.notices.contains(&EvNotice::ChargingStarted));
+            assert!(sim.notices.contains(&EvNotice::ChargingStopped));
+            assert_eq!(sim.evse_requests.last(), Some(&EvseRequest::Power(false)));
+            assert_eq!(sim.secc.poll_timeout(), None);
+            assert_eq!(sim.evcc.poll_timeout(), None);
+        }
+    }
+}
+
+#[test]
+fn the_schedules_offered_are_the_evses_and_the_ev_takes_the_first() {
+    let mut sim = Sim::of(false, ControlMode::Scheduled);
+    sim.schedules = vec![
+        ScheduleTuple {
+            id: 3,
+            entries: vec![(0, 7_000.0), (3600, 4_000.0)],
+            duration: 7200,
+        },
+        ScheduleTuple {
+            id: 4,
+            entries: vec![(0, 22_000.0)],
+            duration: 86_400,
+        },
+    ];
+    sim.stop_after = Some((3, StopKind::Terminate));
+    sim.run(Duration::from_secs(60));
+    assert_eq!(sim.evcc_end, Some(EndReason::Finished));
+    let res = sim.to_evcc[1..]
+        .iter()
+        .map(|b| json(b))
+        .filter(|j| j.get("ScheduleExchangeRes").is_some())
+        .collect::<Vec<_>>();
+    assert_eq!(res[0]["ScheduleExchangeRes"]["EVSEProcessing"], "Ongoing");
+    let tuples = &res[1]["ScheduleExchangeRes"]["Scheduled_SEResControlMode"]["ScheduleTuple"];
+    assert_eq!(tuples[0]["ScheduleTupleID"], 3);
+    let entries = &tuples[0]["ChargingSchedule"]["PowerSchedule"]["PowerScheduleEntries"]
+        ["PowerScheduleEntry"];
+    assert_eq!(entries[0]["Duration"], 3600);
+    assert_eq!(entries[1]["Duration"], 3600);
+    assert_eq!(sim.secc.iso20().unwrap().schedule_tuple_id(), Some(3));
+    // the EV draws at most the tuple's first power: 7 kW, not its 11 kW
+    let loop_req = sim.to_secc[1..]
+        .iter()
+        .map(|b| json(b))
+        .find(|j| j.get("AC_ChargeLoopReq").is_some())
+        .unwrap();
+    let p = &loop_req["AC_ChargeLoopReq"]["Scheduled_AC_CLReqControlMode"]["EVPresentActivePower"];
+    assert_eq!(
+        p["Value"].as_i64().unwrap() as f64 * 10f64.powi(p["Exponent"].as_i64().unwrap() as i32),
+        7000.0
+    );
+    let asked = sim
+        .evse_requests
+        .iter()
+        .filter(|r| matches!(r, EvseRequest::Schedules { .. }))
+        .count();
+    assert_eq!(asked, 1);
+}
+
+#[test]
+fn long_authorization_keeps_the_secc_answering_ongoing() {
+    let mut sim = Sim::of(true, ControlMode::Scheduled);
+    sim.auth = Some((Authorization::Accepted, Duration::from_secs(30)));
+    sim.stop_after = Some((2, StopKind::Terminate));
+    sim.run(Duration::from_secs(600));
+    assert_eq!(sim.evcc_end, Some(EndReason::Finished));
+    let processing: Vec<String> = sim
+        .to_evcc
+        .iter()
+        .filter(|b| body_name(b) == "AuthorizationRes")
+        .map(|b| {
+            json(b)["AuthorizationRes"]["EVSEProcessing"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(processing.len(), 301);
+    assert!(processing[..300].iter().all(|p| p == "Ongoing"));
+    assert_eq!(processing[300], "Finished");
+    let expected_id = EVCC_ID
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<String>();
+    let asked: Vec<_> = sim
+        .evse_requests
+        .iter()
+        .filter_map(|r| match r {
+            EvseRequest::Authorize { evcc_id } => Some(evcc_id.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(asked, [expected_id.clone().into_bytes()]);
+    assert_eq!(sim.secc.iso20().unwrap().evcc_id(), expected_id);
+}
+
+#[test]
+fn rejected_authorization_fails_the_session() {
+    let mut sim = Sim::of(false, ControlMode::Dynamic);
+    sim.auth = Some((Authorization::Rejected, Duration::from_secs(1)));
+    sim.run(Duration::from_secs(60));
+    assert_eq!(sim.secc_end, Some(EndReason::AuthorizationRejected));
+    assert_eq!(
+        sim.evcc_end,
+        Some(EndReason::Failed {
+            response_code: "WARNING_EIMAuthorizationFailure".into()
+        })
+    );
+}
+
+fn pause_then_resume(dc: bool, mode: ControlMode) {
+    let mut sim = Sim::of(dc, mode);
+    sim.stop_after = Some((3, StopKind::Pause));
+    sim.run(Duration::from_secs(600));
+    let paused = EndReason::Paused {
+        session_id: SESSION.to_vec(),
+    };
+    assert_eq!(sim.secc_end, Some(paused.clone()));
+    assert_eq!(sim.evcc_end, Some(paused));
+    assert_eq!(sim.last_answer()["SessionStopRes"]["ResponseCode"], "OK");
+    assert_eq!(
+        json(sim.to_secc.last().unwrap())["SessionStopReq"]["ChargingSession"],
+        "Pause"
+    );
+    assert_eq!(sim.progress(), ["Start", "Stop"]);
+
+    // a new connection: the SECC would give OTHER, but knows the paused session
+    let mut sim = Sim::new(
+        SeccConfig::new(OTHER.to_vec())
+            .with_protocols(ALL.to_vec())
+            .with_resume(Some(PausedSession {
+                session_id: SESSION.to_vec(),
+            })),
+        evcc_config(dc, mode).with_resume(Some(SESSION.to_vec())),
+    );
+    sim.stop_after = Some((2, StopKind::Terminate));
+    sim.run(Duration::from_secs(600));
+    assert_eq!(sim.secc_end, Some(EndReason::Finished));
+    assert_eq!(sim.evcc_end, Some(EndReason::Finished));
+    assert_eq!(
+        sim.answers()[0],
+        ("SessionSetupRes".into(), "OK_OldSessionJoined".into())
+    );
+    assert_eq!(session_id_of(&sim.to_secc[1]), SESSION);
+    for b in sim.to_secc[1..].iter().chain(&sim.to_evcc[1..]) {
+        assert_eq!(session_id_of(b), SESSION);
+    }
+    assert_eq!(sim.evcc.charge_loops(), 2);
+}
+
+#[test]
+fn pause_and_resume_dc_and_ac() {
+    pause_then_resume(true, ControlMode::Scheduled);
+    pause_then_resume(false, ControlMode::Dynamic);
+}
+
+#[test]
+fn resume_with_an_unknown_id_starts_a_new_session() {
+    let mut sim = Sim::new(
+        SeccConfig::new(OTHER.to_vec())
+            .with_protocols(ALL.to_vec())
+            .with_resume(Some(PausedSession {
+                session_id: SESSION.to_vec(),
+            })),
+        evcc_config(true, ControlMode::Scheduled).with_resume(Some(vec![7; 8])),
+    );
+    sim.stop_after = Some((1, StopKind::Terminate));
+    sim.run(Duration::from_secs(60));
+    assert_eq!(sim.evcc_end, Some(EndReason::Finished));
+    assert_eq!(
+        sim.answers()[0],
+        ("SessionSetupRes".into(), "OK_NewSessionEstablished".into())
+    );
+    assert_eq!(sim.evcc.session_id(), Some(&OTHER[..]));
+}
+
+#[test]
+fn emergency_stop_dc_and_ac() {
+    for (dc, mode) in modes() {
+        let mut sim = Sim::of(dc, mode);
+        sim.hook = Box::new(|secc, evse, evcc| {
+            if evcc.charge_loops() == 10 && !evse.emergency_stop {
+                evse.emergency_stop = true;
+                secc.set_evse(evse.clone());
+            }
+        });
+        sim.run(Duration::from_secs(600));
+        assert_eq!(sim.secc_end, Some(EndReason::EmergencyStop));
+        assert_eq!(
+            sim.evcc_end,
+            Some(EndReason::Failed {
+                response_code: "FAILED".into()
+            })
+        );
+        assert_eq!(sim.evcc.charge_loops(), 10);
+        let res = sim.last_answer();
+        let name = if dc {
+            "DC_ChargeLoopRes"
+        } else {
+            "AC_ChargeLoopRes"
+        };
+        assert_eq!(res[name]["ResponseCode"], "FAILED");
+        assert_eq!(res[name]["EVSEStatus"]["EVSENotification"], "Terminate");
+    }
+}
+
+#[test]
+fn emergency_stop_before_charging_refuses_the_next_request() {
+    let mut sim = Sim::of(true, ControlMode::Scheduled);
+    sim.hook = Box::new(|secc, evse, _| {
+        if secc
+            .iso20()
+            .is_some_and(|s| s.state() == SeccState::CableCheck)
+            && !evse.emergency_stop
+        {
+            evse.emergency_stop = true;
+            secc.set_evse(evse.clone());
+        }
+    });
+    sim.run(Duration::from_secs(60));
+    assert_eq!(sim.secc_end, Some(EndReason::EmergencyStop));
+    assert_eq!(
+        sim.last_answer()["DC_CableCheckRes"]["ResponseCode"],
+        "FAILED"
+    );
+    assert!(!sim.evse_requests.contains(&EvseRequest::Power(true)));
+}
+
+#[test]
+fn isolation_fault_at_cable_check_and_in_the_loop() {
+    let mut sim = Sim::of(true, ControlMode::Scheduled);
+    sim.isolation = Some((Isolation::Fault, Duration::from_millis(250)));
+    sim.run(Duration::from_secs(60));
+    assert_eq!(sim.secc_end, Some(EndReason::IsolationFault));
+    assert_eq!(
+        sim.evcc_end,
+        Some(EndReason::Failed {
+            response_code: "FAILED".into()
+        })
+    );
+    assert_eq!(
+        sim.last_answer()["DC_CableCheckRes"]["ResponseCode"],
+        "FAILED"
+    );
+    assert!(!sim.evse_requests.contains(&EvseRequest::Power(true)));
+
+    let mut sim = Sim::of(true, ControlMode::Dynamic);
+    sim.hook = Box::new(|secc, evse, evcc| {
+        if evcc.charge_loops() == 4 && evse.isolation != Isolation::Fault {
+            evse.isolation = Isolation::Fault;
+            secc.set_evse(evse.clone());
+        }
+    });
+    sim.run(Duration::from_secs(60));
+    assert_eq!(sim.secc_end, Some(EndReason::IsolationFault));
+    assert_eq!(sim.evcc.charge_loops(), 4);
+    let res = sim.last_answer();
+    assert_eq!(res["DC_ChargeLoopRes"]["ResponseCode"], "FAILED");
+    assert_eq!(
+        res["DC_ChargeLoopRes"]["EVSEStatus"]["EVSENotification"],
+        "Terminate"
+    );
+}
+
+// ---- timers ----
+
+#[test]
+fn secc_sequence_timeouts_before_and_in_the_charge_loop() {
+    let mut sim = Sim::of(false, ControlMode::Scheduled);
+    sim.lose_answer = Box::new(|b| body_name(b) == "ServiceDiscoveryRes");
+    sim.run(Duration::from_secs(59));
+    assert_eq!(sim.secc_end, None);
+    assert_eq!(
+        sim.evcc_end,
+        Some(EndReason::Timeout(TimerKind::EvccMsg(
+            MsgKind::ServiceDiscovery
+        )))
+    );
+    let sent = *sim.sent_at.last().unwrap();
+    sim.run(Duration::from_secs(5));
+    assert_eq!(
+        sim.secc_end,
+        Some(EndReason::Timeout(TimerKind::SeccSequence))
+    );
+    assert_eq!(sim.clock.now() - sent, Duration::from_secs(60));
+
+    // in the charge loop the SECC waits 0.5 s for the next request
+    for dc in [true, false] {
+        let mut sim = Sim::of(dc, ControlMode::Dynamic);
+        let mut n = 0;
+        let name = if dc {
+            "DC_ChargeLoopRes"
+        } else {
+            "AC_ChargeLoopRes"
+        };
+        sim.lose_answer = Box::new(move |b| {
+            if body_name(b) == name {
+                n += 1;
+                return n == 5;
+            }
+            false
+        });
+        sim.run(Duration::from_secs(30));
+        assert_eq!(
+            sim.evcc_end,
+            Some(EndReason::Timeout(TimerKind::EvccMsg(MsgKind::ChargeLoop)))
+        );
+        assert_eq!(
+            sim.evcc_end_at.unwrap() - *sim.sent_at.last().unwrap(),
+            Duration::from_millis(500)
+        );
+        assert_eq!(sim.evcc.charge_loops(), 4);
+        assert_eq!(
+            sim.secc_end,
+            Some(EndReason::Timeout(TimerKind::SeccSequence))
+        );
+    }
+}
+
+#[test]
+fn evcc_message_timeouts_follow_the_iso20_tables() {
+    // ServiceDetail 5 s, PowerDelivery 2 s (-2: 5 s), ScheduleExchange 2 s, charge loop 0.5 s
+    for (dc, lost, nth, kind, after) in [
+        (true, "ServiceDetailRes", 1, MsgKind::ServiceDetail, 5000u64),
+        (true, "PowerDeliveryRes", 1, MsgKind::PowerDelivery, 2000),
+        (
+            false,
+            "ScheduleExchangeRes",
+            1,
+            MsgKind::ScheduleExchange,
+            2000,
+        ),
+        (
+            false,
+            "AuthorizationSetupRes",
+            1,
+            MsgKind::AuthorizationSetup,
+            2000,
+        ),
+        (true, "DC_CableCheckRes", 2, MsgKind::CableCheck, 2000),
+        (
+            true,
+            "DC_WeldingDetectionRes",
+            1,
+            MsgKind::WeldingDetection,
+            2000,
+        ),
+        (false, "AC_ChargeLoopRes", 3, MsgKind::ChargeLoop, 500),
+    ] {
+        let mut sim = Sim::of(dc, ControlMode::Scheduled);
+        sim.stop_after = Some((3, StopKind::Terminate));
+        let mut seen = 0;
+        sim.lose_answer = Box::new(move |b| {
+            if body_name(b) == lost {
+                seen += 1;
+                return seen == nth;
+            }
+            false
+        });
+        sim.run(Duration::from_secs(30));
+        assert_eq!(
+            sim.evcc_end,
+            Some(EndReason::Timeout(TimerKind::EvccMsg(kind))),
+            "{lost}"
+        );
+        assert_eq!(
+            body_name(sim.to_secc.last().unwrap()),
+            lost.replace("Res", "Req")
+        );
+        assert_eq!(
+            sim.evcc_end_at.unwrap() - *sim.sent_at.last().unwrap(),
+            Duration::from_millis(after),
+            "{lost}"
+        );
+    }
+}
+
+#[test]
+fn evcc_ongoing_cable_check_and_precharge_timeouts() {
+    let mut sim = Sim::of(false, ControlMode::Scheduled);
+    sim.auth = None;
+    let start = sim.clock.now();
+    sim.run(Duration::from_secs(120));
+    assert_eq!(
+        sim.evcc_end,
+        Some(EndReason::Timeout(TimerKind::EvccOngoing))
+    );
+    let after = sim.evcc_end_at.unwrap() - start;
+    assert!(after >= Duration::from_secs(60) && after < Duration::from_secs(61));
+
+    let mut sim = Sim::of(true, ControlMode::Scheduled);
+    sim.isolation = None;
+    sim.run(Duration::from_secs(120));
+    assert_eq!(
+        sim.evcc_end,
+        Some(EndReason::Timeout(TimerKind::CableCheck))
+    );
+
+    // -20's pre-charge timer is 10 s (-2: 7 s)
+    let mut sim = Sim::of(true, ControlMode::Dynamic);
+    sim.follow_targets = false;
+    sim.run(Duration::from_secs(120));
+    assert_eq!(sim.evcc_end, Some(EndReason::Timeout(TimerKind::PreCharge)));
+    let first = sim
+        .to_secc
+        .iter()
+        .position(|b| body_name(b) == "DC_PreChargeReq")
+        .unwrap();
+    assert_eq!(
+        sim.evcc_end_at.unwrap() - sim.sent_at[first],
+        Duration::from_secs(10)
+    );
+}
+
+#[test]
+fn secc_communication_setup_timeout_covers_the_handshake_and_session_setup() {
+    let clock = VirtualClock::new();
+    let now = clock.now();
+    let mut secc = Secc::new(secc_config(), now);
+    let mut evcc = Evcc::new(evcc_config(true, ControlMode::Scheduled), now);
+    let Some(Effect::Transmit(req)) = evcc.poll_effect() else {
+        panic!()
+    };
+    secc.handle_message(now, &req);
+    assert!(matches!(secc.poll_effect(), Some(Effect::Transmit(_))));
+    assert_eq!(secc.protocol(), Some(Protocol::Iso20Dc));
+    // no SessionSetupReq follows
+    let at = now + Duration::from_secs(20);
+    secc.handle_timeout(at - Duration::from_millis(1));
+    assert_eq!(secc.poll_effect(), None);
+    secc.handle_timeout(at);
+    assert_eq!(
+        secc.poll_effect(),
+        Some(Effect::SessionEnded {
+            reason: EndReason::Timeout(TimerKind::SeccCommunicationSetup)
+        })
+    );
+}
+
+// ---- the SECC against scripted requests ----
+
+/// The EVCC's requests (as framed) of a run where the EVSE decides at once.
+fn script(dc: bool, mode: ControlMode) -> Vec<Vec<u8>> {
+    let mut sim = Sim::of(dc, mode);
+    sim.auth = Some((Authorization::Accepted, Duration::ZERO));
+    sim.isolation = Some((Isolation::Valid, Duration::ZERO));
+    sim.stop_after = Some((3, StopKind::Terminate));
+    sim.run(Duration::from_secs(60));
+    assert_eq!(sim.secc_end, Some(EndReason::Finished));
+    sim.to_secc
+}
+
+/// A SECC fed `msgs`, the EVSE answering at once.
+fn replay(msgs: &[Vec<u8>]) -> (Secc, Instant) {
+    let clock = VirtualClock::new();
+    let now = clock.now();
+    let mut secc = Secc::new(secc_config(), now);
+    for b in msgs {
+        match unframe(b) {
+            Some((pt, exi)) => secc.handle_packet(now, pt, &exi),
+            None => secc.handle_message(now, b),
+        }
+        while let Some(e) = secc.poll_effect() {
+            match e {
+                Effect::Evse(EvseRequest::Authorize { .. }) => {
+                    secc.handle_authorization(now, Authorization::Accepted)
+                }
+                Effect::Evse(EvseRequest::Schedules { .. }) => secc.handle_schedules(now, vec![]),
+                Effect::Evse(EvseRequest::StartCableCheck) => {
+                    let mut e = secc.evse().clone();
+                    e.isolation = Isolation::Valid;
+                    secc.set_evse(e);
+                }
+                Effect::SessionEnded { reason } => panic!("replay ended: {reason:?}"),
+                _ => {}
+            }
+        }
+    }
+    (secc, now)
+}
+
+fn send(secc: &mut Secc, now: Instant, w: &Wire) -> (String, String) {
+    let (pt, exi) = w.encode().unwrap();
+    secc.handle_packet(now, pt, &exi);
+    loop {
+        match secc.poll_effect() {
+            Some(Effect::TransmitAs(pt, res)) => return iso20::response_code(pt, &res).unwrap(),
+            Some(Effect::Evse(_)) => {}
+            other => panic!("no answer: {other:?}"),
+        }
+    }
+}
+
+fn ended(secc: &mut Secc) -> Option<EndReason> {
+    while let Some(e) = secc.poll_effect() {
+        if let Effect::SessionEnded { reason } = e {
+            return Some(reason);
+        }
+    }
+    None
+}
+
+#[test]
+fn every_message_out_of_order_is_a_sequence_error_in_every_state() {
+    for (dc, mode) in modes() {
+        let script = script(dc, mode);
+        let mut checked = 0;
+        let mut states = std::collections::HashSet::new();
+        for k in 1..script.len() {
+            let (probe, _) = replay(&script[..k]);
+            let state = probe.iso20().unwrap().state();
+            states.insert(state);
+            let id = probe.session_id().map(<[u8]>::to_vec).unwrap_or(vec![0; 8]);
+            for req in Request::ALL {
+                if state.allows(req, dc) {
+                    continue;
+                }
+                let (mut secc, now) = replay(&script[..k]);
+                let w = iso20::sample_request(dc, mode, &id, req);
+                let (name, code) = send(&mut secc, now, &w);
+                assert_eq!(name, w.name().replace("Req", "Res"), "{state:?} {req:?}");
+                assert_eq!(code, "FAILED_SequenceError", "{state:?} {req:?}");
+                assert_eq!(ended(&mut secc), Some(EndReason::SequenceError));
+                assert_eq!(secc.poll_effect(), None);
+                assert_eq!(secc.poll_timeout(), None);
+                checked += 1;
+            }
+        }
+        // DC: SessionSetup .. PostCharge (11 states); AC: no CableCheck/PreCharge (10... minus)
+        assert_eq!(states.len(), if dc { 11 } else { 10 }, "{states:?}");
+        assert!(checked > 140, "{checked}");
+    }
+}
+
+/// The index of the first script message after which the SECC is in `state`.
+fn prefix_in(script: &[Vec<u8>], state: SeccState) -> usize {
+    (1..script.len())
+        .find(|k| replay(&script[..*k]).0.iso20().unwrap().state() == state)
+        .unwrap_or_else(|| panic!("{state:?} not reached"))
+}
+
+/// The SECC in `state` of a `dc`/`mode` session, and the clock.
+fn secc_in(dc: bool, mode: ControlMode, state: SeccState) -> (Secc, Instant) {
+    let script = script(dc, mode);
+    let k = prefix_in(&script, state);
+    replay(&script[..k])
+}
+
+fn power_delivery(dc: bool, mode: ControlMode, progress: cm::ChargeProgressType) -> Wire {
+    let mut w = iso20::sample_request(dc, mode, &SESSION, Request::PowerDelivery);
+    if let Wire::Common(cm::Message::PowerDeliveryReq(r)) = &mut w {
+        r.charge_progress = progress;
+    }
+    w
+}
+
+#[test]
+fn the_requests_own_codes() {
+    use cm::Message as C;
+    let s = ControlMode::Scheduled;
+    let d = ControlMode::Dynamic;
+    type Edit = fn(&mut Wire);
+    let cases: Vec<(bool, ControlMode, SeccState, Request, Edit, &str)> = vec![
+        (
+            true,
+            s,
+            SeccState::Authorization,
+            Request::Authorization,
+            |w| {
+                if let Wire::Common(C::AuthorizationReq(r)) = w {
+                    r.selected_authorization_service = cm::AuthorizationType::PnC;
+                }
+            },
+            "WARNING_AuthorizationSelectionInvalid",
+        ),
+        (
+            true,
+            s,
+            SeccState::ServiceSelection,
+            Request::ServiceDetail,
+            |w| {
+                if let Wire::Common(C::ServiceDetailReq(r)) = w {
+                    r.service_id = 1;
+                }
+            },
+            "FAILED_ServiceIDInvalid",
+        ),
+        (
+            false,
+            s,
+            SeccState::ServiceSelection,
+            Request::ServiceSelection,
+            |w| {
+                if let Wire::Common(C::ServiceSelectionReq(r)) = w {
+                    r.selected_energy_transfer_service.service_id = 2;
+                }
+            },
+            "FAILED_ServiceSelectionInvalid",
+        ),
+        (
+            true,
+            s,
+            SeccState::ServiceSelection,
+            Request::ServiceSelection,
+            |w| {
+                if let Wire::Common(C::ServiceSelectionReq(r)) = w {
+                    r.selected_energy_transfer_service.parameter_set_id = 9;
+                }
+            },
+            "FAILED_ServiceSelectionInvalid",
+        ),
+        (
+            true,
+            s,
+            SeccState::ServiceSelection,
+            Request::ServiceSelection,
+            |w| {
+                if let Wire::Common(C::ServiceSelectionReq(r)) = w {
+                    r.selected_vas_list = Some(cm::SelectedServiceListType {
+                        selected_service: vec![cm::SelectedServiceType {
+                            service_id: 65,
+                            parameter_set_id: 1,
+                        }],
+                    });
+                }
+            },
+            "FAILED_ServiceSelectionInvalid",
+        ),
+        (
+            true,
+            s,
+            SeccState::ChargeParameterDiscovery,
+            Request::DcChargeParameterDiscovery,
+            |w| {
+                // bidirectional (BPT) parameters in a DC session
+                if let Wire::Dc(dcm::Message::DcChargeParameterDiscoveryReq(r)) = w {
+                    let d = r.dc_cpd_req_energy_transfer_mode.take().unwrap();
+                    r.bpt_dc_cpd_req_energy_transfer_mode =
+                        Some(dcm::BptDcCPDReqEnergyTransferModeType {
+                            ev_maximum_charge_power: d.ev_maximum_charge_power.clone(),
+                            ev_minimum_charge_power: d.ev_minimum_charge_power.clone(),
+                            ev_maximum_charge_current: d.ev_maximum_charge_current.clone(),
+                            ev_minimum_charge_current: d.ev_minimum_charge_current.clone(),
+                            ev_maximum_voltage: d.ev_maximum_voltage.clone(),
+                            ev_minimum_voltage: d.ev_minimum_voltage.clone(),
+                            target_soc: None,
+                            ev_maximum_discharge_power: d.ev_maximum_charge_power,
+                            ev_minimum_discharge_power: d.ev_minimum_charge_power,
+                            ev_maximum_discharge_current: d.ev_maximum_charge_current,
+                            ev_minimum_discharge_current: d.ev_minimum_charge_current,
+                        });
+                }
+            },
+            "FAILED_WrongChargeParameter",
+        ),
+        (
+            true,
+            s,
+            SeccState::ScheduleExchange,
+            Request::ScheduleExchange,
+            |w| {
+                // a dynamic request in a scheduled session
+                let dynamic = iso20::sample_request(
+                    true,
+                    ControlMode::Dynamic,
+                    &SESSION,
+                    Request::ScheduleExchange,
+                );
+                *w = dynamic;
+            },
+            "FAILED_WrongChargeParameter",
+        ),
+        (
+            true,
+            s,
+            SeccState::PreCharge,
+            Request::PowerDelivery,
+            |w| {
+                if let Wire::Common(C::PowerDeliveryReq(r)) = w {
+                    if let Some(p) = r.ev_power_profile.as_mut() {
+                        p.scheduled_evppt_control_mode
+                            .as_mut()
+                            .unwrap()
+                            .selected_schedule_tuple_id = 7;
+                    }
+                }
+            },
+            "FAILED_ScheduleSelectionInvalid",
+        ),
+        (
+            false,
+            s,
+            SeccState::PowerDelivery,
+            Request::PowerDelivery,
+            |w| {
+                if let Wire::Common(C::PowerDeliveryReq(r)) = w {
+                    let e = &mut r
+                        .ev_power_profile
+                        .as_mut()
+                        .unwrap()
+                        .ev_power_profile_entries
+                        .ev_power_profile_entry[0];
+                    e.power = cm::RationalNumberType {
+                        exponent: 3,
+                        value: 60,
+                    };
+                }
+            },
+            "FAILED_EVPowerProfileInvalid",
+        ),
+        (
+            false,
+            d,
+            SeccState::PowerDelivery,
+            Request::PowerDelivery,
+            |w| {
+                if let Wire::Common(C::PowerDeliveryReq(r)) = w {
+                    r.charge_progress = cm::ChargeProgressType::Standby;
+                }
+            },
+            "WARNING_StandbyNotAllowed",
+        ),
+        (
+            true,
+            d,
+            SeccState::ChargeLoop,
+            Request::PowerDelivery,
+            |w| {
+                if let Wire::Common(C::PowerDeliveryReq(r)) = w {
+                    r.charge_progress = cm::ChargeProgressType::ScheduleRenegotiation;
+                }
+            },
+            "FAILED_ScheduleRenegotiation",
+        ),
+        (
+            true,
+            d,
+            SeccState::ChargeLoop,
+            Request::PowerDelivery,
+            |w| {
+                if let Wire::Common(C::PowerDeliveryReq(r)) = w {
+                    r.charge_progress = cm::ChargeProgressType::Start;
+                }
+            },
+            "FAILED_SequenceError",
+        ),
+        (
+            true,
+            s,
+            SeccState::ChargeLoop,
+            Request::DcChargeLoop,
+            |w| {
+                // a dynamic loop in a scheduled session
+                *w = iso20::sample_request(
+                    true,
+                    ControlMode::Dynamic,
+                    &SESSION,
+                    Request::DcChargeLoop,
+                );
+            },
+            "FAILED_WrongChargeParameter",
+        ),
+        (
+            false,
+            d,
+            SeccState::PostCharge,
+            Request::SessionStop,
+            |w| {
+                if let Wire::Common(C::SessionStopReq(r)) = w {
+                    r.charging_session = cm::ChargingSessionType::ServiceRenegotiation;
+                }
+            },
+            "FAILED_NoServiceRenegotiationSupported",
+        ),
+        (
+            true,
+            s,
+            SeccState::ServiceDiscovery,
+            Request::ServiceDiscovery,
+            |w| {
+                if let Wire::Common(C::ServiceDiscoveryReq(r)) = w {
+                    r.header.session_id.0 = OTHER.to_vec();
+                }
+            },
+            "FAILED_UnknownSession",
+        ),
+    ];
+    for (dc, mode, state, req, edit, code) in cases {
+        let (mut secc, now) = secc_in(dc, mode, state);
+        let mut w = iso20::sample_request(dc, mode, &SESSION, req);
+        edit(&mut w);
+        let (_, got) = send(&mut secc, now, &w);
+        assert_eq!(got, code, "{state:?} {req:?}");
+        let reason = ended(&mut secc).unwrap();
+        match code {
+            "FAILED_UnknownSession" => assert_eq!(reason, EndReason::UnknownSession),
+            "FAILED_SequenceError" => assert_eq!(reason, EndReason::SequenceError),
+            _ => assert_eq!(
+                reason,
+                EndReason::Failed {
+                    response_code: code.into()
+                }
+            ),
+        }
+        assert!(!matches!(secc.poll_effect(), Some(Effect::TransmitAs(..))));
+    }
+    // a PowerDelivery(Stop) before charging goes straight to the post-charge
+    let (mut secc, now) = secc_in(true, s, SeccState::PreCharge);
+    let (_, got) = send(
+        &mut secc,
+        now,
+        &power_delivery(true, s, cm::ChargeProgressType::Stop),
+    );
+    assert_eq!(got, "OK");
+    assert_eq!(secc.iso20().unwrap().state(), SeccState::PostCharge);
+}
+
+#[test]
+fn a_control_mode_the_secc_does_not_offer_ends_the_evcc() {
+    let mut sim = Sim::new(
+        secc_config().with_control_modes(vec![ControlMode::Scheduled]),
+        evcc_config(true, ControlMode::Dynamic),
+    );
+    sim.run(Duration::from_secs(60));
+    assert_eq!(
+        sim.evcc_end,
+        Some(EndReason::Failed {
+            response_code: "no parameter set with ControlMode Dynamic".into()
+        })
+    );
+    assert_eq!(body_name(sim.to_secc.last().unwrap()), "ServiceDetailReq");
+    let detail = json(sim.to_evcc.last().unwrap());
+    let sets = detail["ServiceDetailRes"]["ServiceParameterList"]["ParameterSet"]
+        .as_array()
+        .unwrap();
+    assert_eq!(sets.len(), 1);
+}
+
+#[test]
+fn garbage_din_bytes_and_wrong_payload_types_end_the_session_without_an_answer() {
+    let script = script(true, ControlMode::Scheduled);
+    let k = prefix_in(&script, SeccState::ServiceDiscovery);
+    let din = evproto_iso15118::session::din::encode_request(
+        &SESSION,
+        evproto_iso15118::session::din::Request::ServiceDiscovery,
+    );
+    let (_, good) = iso20::encode_request(
+        true,
+        ControlMode::Scheduled,
+        &SESSION,
+        Request::ServiceDiscovery,
+    );
+    for (pt, bytes) in [
+        (PayloadType::ISO20_MAIN, vec![0x80, 0xff, 0x00, 0x13]),
+        (PayloadType::ISO20_MAIN, din.clone()),
+        (PayloadType::EXI, din),
+        (PayloadType::ISO20_DC, good.clone()),
+        (PayloadType(0x8006), good),
+    ] {
+        let (mut secc, now) = replay(&script[..k]);
+        secc.handle_packet(now, pt, &bytes);
+        match secc.poll_effect() {
+            Some(Effect::SessionEnded { reason }) => assert!(
+                matches!(reason, EndReason::Malformed(_) | EndReason::SequenceError),
+                "{reason:?}"
+            ),
+            other => panic!("{pt:?}: {other:?}"),
+        }
+        assert_eq!(secc.poll_effect(), None);
+    }
+    // an AC request in a DC session is a sequence error, answered in its schema
+    let (mut secc, now) = replay(&script[..k]);
+    let w = iso20::sample_request(
+        false,
+        ControlMode::Scheduled,
+        &SESSION,
+        Request::AcChargeLoop,
+    );
+    let (name, code) = send(&mut secc, now, &w);
+    assert_eq!(
+        (name.as_str(), code.as_str()),
+        ("AC_ChargeLoopRes", "FAILED_SequenceError")
+    );
+}
+
+#[test]
+fn the_evcc_refuses_answers_it_did_not_ask_for() {
+    let clock = VirtualClock::new();
+    let now = clock.now();
+    let mut secc = Secc::new(secc_config(), now);
+    let mut evcc = Evcc::new(evcc_config(true, ControlMode::Scheduled), now);
+    let Some(Effect::Transmit(req)) = evcc.poll_effect() else {
+        panic!()
+    };
+    secc.handle_message(now, &req);
+    let Some(Effect::Transmit(res)) = secc.poll_effect() else {
+        panic!()
+    };
+    evcc.handle_message(now, &res);
+    assert!(matches!(
+        evcc.poll_effect(),
+        Some(Effect::TransmitAs(PayloadType::ISO20_MAIN, _))
+    ));
+    // a ServiceDiscoveryRes while SessionSetupRes is awaited
+    let mut other = replay(&script(true, ControlMode::Scheduled)[..3]).0;
+    let w = iso20::sample_request(
+        true,
+        ControlMode::Scheduled,
+        &SESSION,
+        Request::ServiceDiscovery,
+    );
+    let (pt, exi) = w.encode().unwrap();
+    other.handle_packet(now, pt, &exi);
+    let Some(Effect::TransmitAs(pt, res)) = other.poll_effect() else {
+        panic!()
+    };
+    evcc.handle_packet(now, pt, &res);
+    assert_eq!(
+        evcc.poll_effect(),
+        Some(Effect::SessionEnded {
+            reason: EndReason::SequenceError
+        })
+    );
+}
+
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Any sequence of valid -20 requests (right or wrong id, in or out
+        /// of order, DC or AC, either mode): each is answered once in its
+        /// schema's payload type or the session ends, after its end nothing
+        /// is answered, and every answer decodes.
+        #[test]
+        fn secc_answers_anything_cleanly(
+            steps in proptest::collection::vec(
+                (0usize..Request::ALL.len(), any::<bool>(), any::<bool>(), any::<bool>()),
+                1..40,
+            ),
+        ) {
+            let mut clock = VirtualClock::new();
+            let mut secc = Secc::new(secc_config(), clock.now());
+            let mut evcc = Evcc::new(evcc_config(true, ControlMode::Scheduled), clock.now());
+            let Some(Effect::Transmit(sap)) = evcc.poll_effect() else { panic!() };
+            secc.handle_message(clock.now(), &sap);
+            prop_assert!(matches!(secc.poll_effect(), Some(Effect::Transmit(_))));
+            let mut ended = false;
+            for (i, right_id, dc, scheduled) in steps {
+                clock.advance(Duration::from_millis(10));
+                let now = clock.now();
+                let mode = if scheduled { ControlMode::Scheduled } else { ControlMode::Dynamic };
+                let id = if right_id { SESSION.to_vec() } else { OTHER.to_vec() };
+                let (pt, bytes) = iso20::encode_request(dc, mode, &id, Request::ALL[i]);
+                secc.handle_packet(now, pt, &bytes);
+                let mut answers = 0;
+                while let Some(e) = secc.poll_effect() {
+                    match e {
+                        Effect::TransmitAs(pt, res) => {
+                            prop_assert!(!ended, "answer after the end");
+                            prop_assert!(iso20::response_code(pt, &res).is_some());
+                            answers += 1;
+                        }
+                        Effect::SessionEnded { .. } => {
+                            prop_assert!(!ended);
+                            ended = true;
+                        }
+                        Effect::Evse(EvseRequest::Authorize { .. }) => {
+                            secc.handle_authorization(now, Authorization::Accepted)
+                        }
+                        Effect::Evse(EvseRequest::Schedules { .. }) => secc.handle_schedules(now, vec![]),
+                        Effect::Evse(_) => {}
+                        other => prop_assert!(false, "{other:?}"),
+                    }
+                }
+                prop_assert!(answers <= 1);
+                if ended {
+                    prop_assert_eq!(secc.poll_timeout(), None);
+                } else {
+                    prop_assert_eq!(answers, 1);
+                }
+            }
+        }
+    }
+}
