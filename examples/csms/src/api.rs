@@ -978,7 +978,10 @@ async fn ocpp_call(
         )),
         Ok(Ok(answer)) => {
             let v: Value = serde_json::from_str(&answer).unwrap_or(Value::Null);
-            app.notify(json!({"type": "operation", "station": id, "action": action}));
+            app.notify(crate::events::LiveEvent::Operation {
+                station: id.to_string(),
+                action: action.to_string(),
+            });
             Ok(Json(v).into_response())
         }
         Ok(Err(CallFailure::CallError(e))) => Err(ApiError(
@@ -1019,7 +1022,11 @@ async fn list_alerts(State(app): State<Arc<App>>, ApiQuery(q): ApiQuery<ListPara
 
 async fn clear_alert(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult {
     if app.store.clear_alert(&id).await? {
-        app.notify(json!({"type": "alert_cleared", "id": id}));
+        app.notify(crate::events::LiveEvent::AlertCleared {
+            id: Some(id.to_string()),
+            station: None,
+            kind: None,
+        });
         Ok(Json(json!({"id": id, "cleared": true})).into_response())
     } else {
         Err(ApiError::new(
@@ -1094,7 +1101,9 @@ async fn register_partner(State(app): State<Arc<App>>, bytes: Bytes) -> ApiResul
     let r = roaming(&app)?;
     match r.register_with(&b.versions_url, &b.token).await {
         Ok(p) => {
-            app.notify(json!({"type": "ocpi_partner_registered", "party": p["id"]}));
+            app.notify(crate::events::LiveEvent::OcpiPartnerRegistered {
+                party: p["id"].as_str().unwrap_or_default().to_owned(),
+            });
             Ok((StatusCode::CREATED, Json(p)).into_response())
         }
         Err(e) => Err(ApiError::new(
@@ -1565,7 +1574,7 @@ async fn events(State(app): State<Arc<App>>) -> Sse<impl Stream<Item = Result<Ev
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
         loop {
             match rx.recv().await {
-                Ok(v) => return Some((Ok(Event::default().data(v.to_string())), rx)),
+                Ok(v) => return Some((Ok(Event::default().data(v.to_json())), rx)),
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
                 Err(_) => return None,
             }

@@ -23,6 +23,7 @@ pub mod console;
 pub mod console_api;
 pub mod datadir;
 pub mod demo;
+pub mod events;
 pub mod listener;
 pub mod ocpp;
 pub mod ops;
@@ -62,7 +63,7 @@ pub struct App {
     /// The HTTP side's caches and transfer slots.
     pub http: api::HttpState,
     /// Live events for the dashboard and `/api/events`.
-    pub events: broadcast::Sender<Value>,
+    pub events: broadcast::Sender<events::LiveEvent>,
     server: OnceLock<Server>,
     roaming: OnceLock<Arc<roaming::Roaming>>,
     this: OnceLock<std::sync::Weak<App>>,
@@ -82,7 +83,7 @@ pub struct App {
 
 impl App {
     /// Publishes a live event (dropped when nobody listens).
-    pub fn notify(&self, v: Value) {
+    pub fn notify(&self, v: events::LiveEvent) {
         let _ = self.events.send(v);
     }
 
@@ -185,7 +186,10 @@ impl App {
         {
             Err(_) => Err(format!("{id} did not answer {action} in time")),
             Ok(Ok(answer)) => {
-                self.notify(json!({"type": "operation", "station": id, "action": action}));
+                self.notify(crate::events::LiveEvent::Operation {
+                    station: id.to_string(),
+                    action: action.to_string(),
+                });
                 Ok(serde_json::from_str(&answer).unwrap_or(Value::Null))
             }
             Ok(Err(e)) => Err(e.to_string()),
@@ -262,9 +266,10 @@ impl App {
             Err(billing::BillingError::Store(e)) => return Err(e),
             Err(e) => {
                 tracing::warn!(session = %s.id, "not priced: {e}");
-                self.notify(
-                    json!({"type": "pricing_failed", "session": s.id, "reason": e.to_string()}),
-                );
+                self.notify(crate::events::LiveEvent::PricingFailed {
+                    session: s.id.to_string(),
+                    reason: e.to_string(),
+                });
                 None
             }
         };
@@ -292,9 +297,10 @@ impl App {
                 self.store
                     .raise_alert(Some(&s.station_id), "payment", &detail)
                     .await?;
-                self.notify(
-                    json!({"type": "payment_failed", "session": s.id, "reason": e.to_string()}),
-                );
+                self.notify(crate::events::LiveEvent::PaymentFailed {
+                    session: s.id.to_string(),
+                    reason: e.to_string(),
+                });
                 None
             }
         };
@@ -304,8 +310,15 @@ impl App {
         if let Some(me) = self.arc() {
             smart::rebalance(&me);
         }
-        self.notify(json!({"type": "session_completed", "station": s.station_id, "session": s.id,
-            "energy_wh": s.energy_wh.to_string(), "total_cost": cdr.as_ref().map(|c| c.total_cost.clone()), "receipt": receipt}));
+        self.notify(crate::events::LiveEvent::SessionCompleted {
+            station: s.station_id.to_string(),
+            session: s.id.to_string(),
+            energy_wh: s.energy_wh,
+            total_cost: cdr
+                .as_ref()
+                .and_then(|c| serde_json::value::to_raw_value(&c.total_cost).ok()),
+            receipt: receipt.and_then(|r| serde_json::value::to_raw_value(&r).ok()),
+        });
         Ok(())
     }
 
@@ -405,9 +418,10 @@ impl App {
             .await
         {
             Ok(payments::Hold::Refused) => {
-                self.notify(
-                    json!({"type": "payment_refused", "session": session_id, "id_token": token}),
-                );
+                self.notify(crate::events::LiveEvent::PaymentRefused {
+                    session: session_id.to_string(),
+                    id_token: token.to_string(),
+                });
                 Ok(false)
             }
             Ok(h) => {
@@ -420,7 +434,10 @@ impl App {
                     smart::rebalance(&me);
                 }
                 if let payments::Hold::Held(a) = h {
-                    self.notify(json!({"type": "payment_held", "session": session_id, "amount": a.to_string()}));
+                    self.notify(crate::events::LiveEvent::PaymentHeld {
+                        session: session_id.to_string(),
+                        amount: a,
+                    });
                 }
                 Ok(true)
             }
@@ -734,9 +751,16 @@ async fn run(
                         .unwrap_or(0)
                         > 0
                     {
-                        watcher.notify(json!({"type": "alert_cleared", "station": identity, "kind": "offline"}));
+                        watcher.notify(crate::events::LiveEvent::AlertCleared {
+                            id: None,
+                            station: Some(identity.to_string()),
+                            kind: Some("offline".to_string()),
+                        });
                     }
-                    watcher.notify(json!({"type": "connected", "station": identity, "version": ocpp::version_name(version)}));
+                    watcher.notify(crate::events::LiveEvent::Connected {
+                        station: identity.to_string(),
+                        version: ocpp::version_name(version).to_string(),
+                    });
                 }
                 Ok(ServerEvent::Disconnected { identity, .. }) => {
                     watcher.station_disconnected(&identity);
@@ -749,9 +773,13 @@ async fn run(
                         .raise_alert(Some(&identity), "offline", &detail)
                         .await
                     {
-                        watcher.notify(json!({"type": "alert", "station": identity, "kind": "offline", "detail": detail}));
+                        watcher.notify(crate::events::LiveEvent::alert(
+                            &identity, "offline", &detail,
+                        ));
                     }
-                    watcher.notify(json!({"type": "disconnected", "station": identity}))
+                    watcher.notify(crate::events::LiveEvent::Disconnected {
+                        station: identity.to_string(),
+                    })
                 }
                 Ok(ServerEvent::Refused { status, reason }) => {
                     // refused connections (wrong password, unknown identity, the
@@ -763,7 +791,10 @@ async fn run(
                         .store
                         .raise_alert(None, "refused_connection", &detail)
                         .await;
-                    watcher.notify(json!({"type": "refused", "status": status, "reason": reason}));
+                    watcher.notify(crate::events::LiveEvent::Refused {
+                        status,
+                        reason: reason.to_string(),
+                    });
                 }
                 Ok(_) => {}
                 Err(broadcast::error::RecvError::Lagged(_)) => {}

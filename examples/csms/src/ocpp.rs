@@ -15,7 +15,7 @@ use std::sync::Arc;
 use evproto_ocpp_proto::{CallError, ProtocolVersion};
 use evproto_ocpp_rpc::{Ctx, Router, Routes};
 use evproto_ocpp_types::{v16, v201, v21, Action};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use chrono::{DateTime, Utc};
 use evproto_csms_core::authorization::{self, Decision, Purpose};
@@ -285,9 +285,10 @@ async fn after_commit(app: &App, station: &str, action: &str, out: &Outcome) {
     }
     for effect in &out.applied.effects {
         match effect {
-            Effect::Opened => app.notify(
-                json!({"type": "session_started", "station": station, "session": out.session_id}),
-            ),
+            Effect::Opened => app.notify(crate::events::LiveEvent::SessionStarted {
+                station: station.to_string(),
+                session: out.session_id.to_string(),
+            }),
             Effect::Completed => {
                 if let Some(tx) = out.session_id.strip_prefix(&format!("{station}:")) {
                     cost_updates()
@@ -300,11 +301,18 @@ async fn after_commit(app: &App, station: &str, action: &str, out: &Outcome) {
             }
             Effect::AmendedAfterCompletion => {
                 tracing::warn!(station, session = %out.session_id, "a late {action} changed a completed session");
-                app.notify(json!({"type": "session_amended", "station": station, "session": out.session_id}));
+                app.notify(crate::events::LiveEvent::SessionAmended {
+                    station: station.to_string(),
+                    session: out.session_id.to_string(),
+                });
             }
         }
     }
-    app.notify(json!({"type": "transaction_event", "station": station, "session": out.session_id, "action": action}));
+    app.notify(crate::events::LiveEvent::TransactionEvent {
+        station: station.to_string(),
+        session: out.session_id.to_string(),
+        action: action.to_string(),
+    });
 }
 
 async fn start_transaction_16(
@@ -313,7 +321,10 @@ async fn start_transaction_16(
 ) -> Result<v16::StartTransactionResponse, CallError> {
     let (app, station) = (&ctx.state, &*ctx.identity);
     const A: &str = v16::action::StartTransaction::NAME;
-    app.notify(json!({"type": "message", "station": station, "action": A}));
+    app.notify(crate::events::LiveEvent::Message {
+        station: station.to_string(),
+        action: A.to_string(),
+    });
     let decision = decide(app, req.id_tag.as_str(), Purpose::Start)
         .await
         .map_err(|e| internal(station, A, e))?;
@@ -350,7 +361,10 @@ async fn stop_transaction_16(
 ) -> Result<v16::StopTransactionResponse, CallError> {
     let (app, station) = (&ctx.state, &*ctx.identity);
     const A: &str = v16::action::StopTransaction::NAME;
-    app.notify(json!({"type": "message", "station": station, "action": A}));
+    app.notify(crate::events::LiveEvent::Message {
+        station: station.to_string(),
+        action: A.to_string(),
+    });
     match app
         .sessions
         .apply(station, TxMessage::Stop16(&req))
@@ -382,7 +396,10 @@ async fn meter_values_16(
 ) -> Result<v16::MeterValuesResponse, CallError> {
     let (app, station) = (&ctx.state, &*ctx.identity);
     const A: &str = v16::action::MeterValues::NAME;
-    app.notify(json!({"type": "message", "station": station, "action": A}));
+    app.notify(crate::events::LiveEvent::Message {
+        station: station.to_string(),
+        action: A.to_string(),
+    });
     if req.transaction_id.is_some() {
         if let Some(out) = app
             .sessions
@@ -413,7 +430,10 @@ async fn meter_values_on(
     if let Some(id) = app.store.active_session_on(station, evse).await? {
         app.store.meter_values(&id, samples).await?;
         app.sessions.running().observe(&id, samples);
-        app.notify(json!({"type": "meter", "station": station, "session": id}));
+        app.notify(crate::events::LiveEvent::Meter {
+            station: station.to_string(),
+            session: id.to_string(),
+        });
     }
     Ok(())
 }
@@ -427,7 +447,7 @@ macro_rules! handlers_2x {
         ) -> Result<$ver::TransactionEventResponse, CallError> {
             let (app, station) = (&ctx.state, &*ctx.identity);
             const A: &str = $ver::action::TransactionEvent::NAME;
-            app.notify(json!({"type": "message", "station": station, "action": A}));
+            app.notify(crate::events::LiveEvent::Message { station: station.to_string(), action: A.to_string() });
             let out = app.sessions.apply(station, TxMessage::$msg(&req))
                 .await
                 .map_err(|e| refused(station, A, e))?
@@ -510,7 +530,7 @@ macro_rules! handlers_2x {
         ) -> Result<$ver::MeterValuesResponse, CallError> {
             let (app, station) = (&ctx.state, &*ctx.identity);
             const A: &str = $ver::action::MeterValues::NAME;
-            app.notify(json!({"type": "message", "station": station, "action": A}));
+            app.notify(crate::events::LiveEvent::Message { station: station.to_string(), action: A.to_string() });
             let ts = |t: &chrono::DateTime<chrono::Utc>| {
                 t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
             };
@@ -682,7 +702,10 @@ fn unanswered<A: Action>(station: &str, e: impl std::fmt::Display) -> CallError 
 
 /// Shows a station's message in the live view.
 fn message<A: Action>(app: &App, station: &str) {
-    app.notify(json!({"type": "message", "station": station, "action": A::NAME}));
+    app.notify(crate::events::LiveEvent::Message {
+        station: station.to_string(),
+        action: A::NAME.to_string(),
+    });
 }
 
 /// The heartbeat interval of a BootNotification answer, seconds.
@@ -857,7 +880,10 @@ async fn boot(
         // its open sessions are suspects now: it may have lost them (stuck sessions)
         app.sessions.booted(station, Utc::now()).await?;
     }
-    app.notify(json!({"type": "boot", "station": station, "status": status.as_str()}));
+    app.notify(crate::events::LiveEvent::Boot {
+        station: station.to_string(),
+        status: status.as_str().to_string(),
+    });
     if status == Registration::Accepted {
         location_changed(app, station);
     }
@@ -960,16 +986,23 @@ async fn status_notification(
                 .await?
                 .is_some()
             {
-                app.notify(
-                    json!({"type": "alert", "station": station, "kind": "fault", "detail": detail}),
-                );
+                app.notify(crate::events::LiveEvent::alert(station, "fault", &detail));
             }
         } else if app.store.clear_alerts(station, "fault").await? > 0 {
-            app.notify(json!({"type": "alert_cleared", "station": station, "kind": "fault"}));
+            app.notify(crate::events::LiveEvent::AlertCleared {
+                id: None,
+                station: Some(station.to_string()),
+                kind: Some("fault".to_string()),
+            });
         }
     }
     app.seen(station);
-    app.notify(json!({"type": "status", "station": station, "evse": s.evse, "connector": s.connector, "status": s.reported}));
+    app.notify(crate::events::LiveEvent::Status {
+        station: station.to_string(),
+        evse: s.evse,
+        connector: s.connector,
+        status: s.reported.to_string(),
+    });
     Ok(())
 }
 
@@ -1043,7 +1076,10 @@ pub(crate) async fn session_closed(app: &App, station: &str, id: &str) {
             .unwrap_or_else(|e| e.into_inner())
             .remove(&(station.to_owned(), tx.to_owned()));
     }
-    app.notify(json!({"type": "session_closed", "station": station, "session": id}));
+    app.notify(crate::events::LiveEvent::SessionClosed {
+        station: station.to_string(),
+        session: id.to_string(),
+    });
     app.run_outbox(&format!("bill:{id}"), "bill", id).await;
 }
 
@@ -1070,9 +1106,9 @@ async fn security_event(
         .await?
         .is_some()
     {
-        app.notify(
-            json!({"type": "alert", "station": station, "kind": "security", "detail": detail}),
-        );
+        app.notify(crate::events::LiveEvent::alert(
+            station, "security", &detail,
+        ));
     }
     Ok(())
 }
@@ -1098,7 +1134,7 @@ async fn notify_event(
         app.store
             .raise_alert(Some(station), "event", &detail)
             .await?;
-        app.notify(json!({"type": "alert", "station": station, "kind": "event", "detail": detail}));
+        app.notify(crate::events::LiveEvent::alert(station, "event", &detail));
     }
     Ok(())
 }
@@ -1148,7 +1184,10 @@ async fn notify_report(
         report_capped(app, station, "device_model", cap, dropped).await?;
     }
     if last_part {
-        app.notify(json!({"type": "device_model", "station": station, "request_id": request_id}));
+        app.notify(crate::events::LiveEvent::DeviceModel {
+            station: station.to_string(),
+            request_id,
+        });
     }
     Ok(())
 }
@@ -1243,7 +1282,10 @@ async fn firmware_status(app: &App, station: &str, f: Firmware) -> Result<(), Un
             .raise_alert(Some(station), "firmware", &status)
             .await?;
     }
-    app.notify(json!({"type": "firmware_status", "station": station, "status": f.status}));
+    app.notify(crate::events::LiveEvent::FirmwareStatus {
+        station: station.to_string(),
+        status: f.status.to_string(),
+    });
     Ok(())
 }
 
@@ -1264,7 +1306,10 @@ async fn log_status(
     app.store
         .put_setting(&format!("log_status:{station}"), &record)
         .await?;
-    app.notify(json!({"type": "log_status", "station": station, "status": status}));
+    app.notify(crate::events::LiveEvent::LogStatus {
+        station: station.to_string(),
+        status: status.to_string(),
+    });
     Ok(())
 }
 
@@ -1295,7 +1340,10 @@ async fn reservation_status(
             &status.to_string(),
         )
         .await?;
-    app.notify(json!({"type": "reservation", "station": station, "status": status}));
+    app.notify(crate::events::LiveEvent::Reservation {
+        station: station.to_string(),
+        status: status.to_string(),
+    });
     Ok(())
 }
 
@@ -1802,7 +1850,11 @@ async fn keep_report(
     {
         return report_capped(app, station, kind.as_str(), cap, 1).await;
     }
-    app.notify(json!({"type": "report", "station": station, "kind": kind.as_str(), "key": key}));
+    app.notify(crate::events::LiveEvent::Report {
+        station: station.to_string(),
+        kind: kind.as_str().to_string(),
+        key: key.to_string(),
+    });
     Ok(())
 }
 
@@ -1851,7 +1903,7 @@ async fn alert(
         .await?
         .is_some()
     {
-        app.notify(json!({"type": "alert", "station": station, "kind": kind, "detail": detail}));
+        app.notify(crate::events::LiveEvent::alert(station, kind, &detail));
     }
     Ok(())
 }
@@ -2377,7 +2429,11 @@ mod only_21 {
                 .await
                 .map_err(|e| unanswered::<A>(station, e))?;
             if cleared > 0 {
-                app.notify(json!({"type": "alert_cleared", "station": station, "kind": ReportKind::DerAlarm.as_str()}));
+                app.notify(crate::events::LiveEvent::AlertCleared {
+                    id: None,
+                    station: Some(station.to_string()),
+                    kind: Some(ReportKind::DerAlarm.as_str().to_string()),
+                });
             }
         } else {
             alert(app, station, ReportKind::DerAlarm.as_str(), &req)

@@ -339,7 +339,10 @@ pub async fn start_campaign(State(app): State<Arc<App>>, bytes: Bytes) -> ApiRes
     app.store
         .put_setting(&format!("campaign:{id}"), &campaign.to_string())
         .await?;
-    app.notify(json!({"type": "firmware_campaign", "id": id, "stations": stations.len()}));
+    app.notify(crate::events::LiveEvent::FirmwareCampaign {
+        id: id.to_string(),
+        stations: stations.len(),
+    });
     Ok((StatusCode::CREATED, Json(campaign)).into_response())
 }
 
@@ -461,9 +464,11 @@ pub async fn upload(
 ) -> Response {
     match receive_upload(&app, &station, &token, &filename, &headers, body).await {
         Ok(size) => {
-            app.notify(
-                json!({"type": "upload", "station": station, "file": filename, "size": size}),
-            );
+            app.notify(crate::events::LiveEvent::Upload {
+                station: station.to_string(),
+                file: filename.to_string(),
+                size,
+            });
             (
                 StatusCode::CREATED,
                 Json(json!({"stored": filename, "size": size})),

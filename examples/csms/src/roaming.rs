@@ -1438,7 +1438,11 @@ impl Handler for CpoHandler {
                 },
                 Err(_) => "FAILED",
             };
-            app.notify(json!({"type": "ocpi_command", "command": action, "station": station, "result": result}));
+            app.notify(crate::events::LiveEvent::OcpiCommand {
+                command: action.to_string(),
+                station: station.to_string(),
+                result: result.to_string(),
+            });
             let Some(reg) = party.registration.clone() else {
                 return;
             };
@@ -1460,7 +1464,9 @@ impl Handler for CpoHandler {
         let Some(app) = self.app.upgrade() else {
             return;
         };
-        app.notify(json!({"type": "ocpi_partner_registered", "party": party.id}));
+        app.notify(crate::events::LiveEvent::OcpiPartnerRegistered {
+            party: party.id.to_string(),
+        });
         if let (Some(r), true) = (app.roaming(), party.registration.is_some()) {
             let r = r.clone();
             let partner = party.id.clone();
@@ -1470,9 +1476,11 @@ impl Handler for CpoHandler {
 
     async fn pushed(&self, party: &Party, module: &str, key: &str, _object: &Value) {
         if let Some(app) = self.app.upgrade() {
-            app.notify(
-                json!({"type": "ocpi_pushed", "party": party.id, "module": module, "key": key}),
-            );
+            app.notify(crate::events::LiveEvent::OcpiPushed {
+                party: party.id.to_string(),
+                module: module.to_string(),
+                key: key.to_string(),
+            });
         }
     }
 }

@@ -66,9 +66,21 @@ pub fn rebalance(app: &Arc<App>) {
                     profile(version, evse, share),
                 )
                 .await;
-            sent.push(json!({"station": s.station_id, "session": s.id, "limit_w": share,
-                "status": answer.as_ref().map(|a| a["status"].clone()).unwrap_or_else(|e| json!(e))}));
+            sent.push(crate::events::SentProfile {
+                station: s.station_id.clone(),
+                session: s.id.clone(),
+                limit_w: share,
+                status: match &answer {
+                    Ok(a) => a["status"].as_str().unwrap_or("?").to_owned(),
+                    Err(e) => e.to_string(),
+                },
+            });
         }
-        app.notify(json!({"type": "smart_charging", "site_limit_w": limit, "active_sessions": active.len(), "share_w": share, "sent": sent}));
+        app.notify(crate::events::LiveEvent::SmartCharging {
+            site_limit_w: limit,
+            active_sessions: active.len(),
+            share_w: share,
+            sent,
+        });
     });
 }
