@@ -8,7 +8,7 @@ use evproto_iso15118::app_protocol::{self, Message};
 use evproto_iso15118::lenient::{Policy, Warning};
 use std::net::{SocketAddr, SocketAddrV6};
 
-use evproto_iso15118::session::{EnergyMode, EvccConfig, Protocol, SeccConfig};
+use evproto_iso15118::session::{ControlMode, EnergyMode, EvccConfig, Protocol, SeccConfig};
 use evproto_iso15118::shell::{
     self, Interface, SdpClientConfig, SdpServer, SdpServerConfig, SeccServer, SeccService,
     SessionReport, ShellConfig, SimEv, SimEvse,
@@ -324,16 +324,23 @@ pub(crate) fn run(
 // ---- `evproto v2g evse` and `evproto v2g ev`: a charger and a car ----
 
 /// The protocol names of `--protocol` / `--protocols`.
-const PROTOCOLS: &[&str] = &["din", "iso2-ac", "iso2-dc"];
+const PROTOCOLS: &[&str] = &["din", "iso2-ac", "iso2-dc", "iso20-ac", "iso20-dc"];
 /// Names of the issue's list that no machine speaks yet.
-const NOT_YET: &[&str] = &["iso20-ac", "iso20-dc", "iso20-ac-bpt", "iso20-dc-bpt"];
+const NOT_YET: &[&str] = &["iso20-ac-bpt", "iso20-dc-bpt"];
+/// What `--allow-iso20-without-tls` is about.
+const ISO20_TLS: &str = "ISO 15118-20 mandates TLS 1.3, which evproto does not do yet \
+     (it comes with Plug & Charge); --allow-iso20-without-tls runs -20 EIM over plain TCP, \
+     a lab shortcut";
 
-/// A protocol name of the command line: `din`, `iso2-ac`, `iso2-dc`.
+/// A protocol name of the command line: `din`, `iso2-ac`, `iso2-dc`,
+/// `iso20-ac`, `iso20-dc`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum ProtocolName {
     Din,
     Iso2Ac,
     Iso2Dc,
+    Iso20Ac,
+    Iso20Dc,
 }
 
 impl ProtocolName {
@@ -342,8 +349,10 @@ impl ProtocolName {
             "din" => Ok(Self::Din),
             "iso2-ac" => Ok(Self::Iso2Ac),
             "iso2-dc" => Ok(Self::Iso2Dc),
+            "iso20-ac" => Ok(Self::Iso20Ac),
+            "iso20-dc" => Ok(Self::Iso20Dc),
             s if NOT_YET.contains(&s) => Err(format!(
-                "protocol {s:?} is not supported yet (no ISO 15118-20 sessions); one of {}",
+                "protocol {s:?} is not supported yet (no ISO 15118-20 BPT sessions); one of {}",
                 PROTOCOLS.join(", ")
             )),
             s => Err(format!(
@@ -358,6 +367,8 @@ impl ProtocolName {
             Self::Din => "din",
             Self::Iso2Ac => "iso2-ac",
             Self::Iso2Dc => "iso2-dc",
+            Self::Iso20Ac => "iso20-ac",
+            Self::Iso20Dc => "iso20-dc",
         }
     }
 
@@ -365,14 +376,32 @@ impl ProtocolName {
         match self {
             Self::Din => Protocol::Din,
             Self::Iso2Ac | Self::Iso2Dc => Protocol::Iso2,
+            Self::Iso20Ac => Protocol::Iso20Ac,
+            Self::Iso20Dc => Protocol::Iso20Dc,
         }
     }
 
     fn energy_modes(self) -> &'static [EnergyMode] {
         match self {
-            Self::Din | Self::Iso2Dc => &[EnergyMode::DcExtended],
+            Self::Din | Self::Iso2Dc | Self::Iso20Dc => &[EnergyMode::DcExtended],
             Self::Iso2Ac => &[EnergyMode::AcThreePhaseCore, EnergyMode::AcSinglePhaseCore],
+            Self::Iso20Ac => &[EnergyMode::AcThreePhaseCore],
         }
+    }
+
+    fn is_iso20(self) -> bool {
+        matches!(self, Self::Iso20Ac | Self::Iso20Dc)
+    }
+}
+
+/// `--control-mode` of the -20 EV.
+fn control_mode(s: &str) -> Result<ControlMode, String> {
+    match s {
+        "scheduled" => Ok(ControlMode::Scheduled),
+        "dynamic" => Ok(ControlMode::Dynamic),
+        s => Err(format!(
+            "unknown control mode {s:?}; one of scheduled, dynamic"
+        )),
     }
 }
 
@@ -389,15 +418,18 @@ pub(crate) struct EvseArgs {
     /// unspecified or absent).
     #[arg(long, value_name = "IF")]
     iface: Option<String>,
-    /// Protocols offered: din, iso2-ac, iso2-dc (comma-separated). The
+    /// Protocols offered: din, iso2-ac, iso2-dc, iso20-ac, iso20-dc
+    /// (comma-separated; the -20 ones need --allow-iso20-without-tls). The
     /// energy modes offered are those of the listed names together.
-    #[arg(
-        long,
-        value_name = "LIST",
-        value_delimiter = ',',
-        default_value = "din,iso2-ac,iso2-dc"
-    )]
-    protocols: Vec<String>,
+    /// Default: din,iso2-ac,iso2-dc, and iso20-ac,iso20-dc too with
+    /// --allow-iso20-without-tls.
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    protocols: Option<Vec<String>>,
+    /// Serve ISO 15118-20 (EIM, scheduled and dynamic control modes) over
+    /// plain TCP. -20 mandates TLS 1.3, which evproto does not do yet:
+    /// a lab shortcut, for test benches and simulators only.
+    #[arg(long)]
+    allow_iso20_without_tls: bool,
     /// Exit after this many sessions (default: serve until stopped).
     #[arg(long, value_name = "N")]
     sessions: Option<u64>,
@@ -413,9 +445,17 @@ pub(crate) struct EvArgs {
     /// requests); with --connect, only the scope of a link-local address.
     #[arg(long, value_name = "IF")]
     iface: Option<String>,
-    /// The protocol: din, iso2-ac or iso2-dc.
+    /// The protocol: din, iso2-ac, iso2-dc, iso20-ac or iso20-dc (the
+    /// -20 ones need --allow-iso20-without-tls).
     #[arg(long, value_name = "P")]
     protocol: String,
+    /// Speak ISO 15118-20 over plain TCP (it mandates TLS 1.3, which
+    /// evproto does not do yet): a lab shortcut.
+    #[arg(long)]
+    allow_iso20_without_tls: bool,
+    /// ISO 15118-20 control mode: scheduled or dynamic.
+    #[arg(long, value_name = "MODE", default_value = "scheduled")]
+    control_mode: String,
     /// External identification means (the only one so far; Plug & Charge
     /// is not implemented).
     #[arg(long)]
@@ -499,6 +539,8 @@ impl SeccService for Charger {
             "peer": peer.to_string(),
             "protocol": report.protocol.map(|p| match (p, report.energy_mode) {
                 (Protocol::Din, _) => "din",
+                (Protocol::Iso20Ac, _) => "iso20-ac",
+                (Protocol::Iso20Dc, _) => "iso20-dc",
                 (_, Some(m)) if m.is_dc() => "iso2-dc",
                 (_, Some(_)) => "iso2-ac",
                 (_, None) => "iso2",
@@ -525,13 +567,24 @@ fn runtime() -> Result<tokio::runtime::Runtime, String> {
 /// ADDR (IF), announcing ADDR` with --iface), then one JSON line per
 /// session ended.
 pub(crate) fn run_evse(args: EvseArgs) -> Result<(), String> {
-    let names = args
+    let default: &[&str] = if args.allow_iso20_without_tls {
+        PROTOCOLS
+    } else {
+        &PROTOCOLS[..3]
+    };
+    let listed = args
         .protocols
+        .clone()
+        .unwrap_or_else(|| default.iter().map(|s| s.to_string()).collect());
+    let names = listed
         .iter()
         .map(|s| ProtocolName::parse(s.trim()))
         .collect::<Result<Vec<_>, _>>()?;
     if names.is_empty() {
         return Err("--protocols: at least one".into());
+    }
+    if names.iter().any(|n| n.is_iso20()) && !args.allow_iso20_without_tls {
+        return Err(format!("--protocols: {ISO20_TLS}"));
     }
     let mut protocols: Vec<Protocol> = Vec::new();
     let mut modes: Vec<EnergyMode> = Vec::new();
@@ -611,6 +664,10 @@ pub(crate) fn run_evse(args: EvseArgs) -> Result<(), String> {
 /// line (JSON with --json). `Ok(true)` when the session ended normally.
 pub(crate) fn run_ev(args: EvArgs) -> Result<bool, String> {
     let name = ProtocolName::parse(&args.protocol)?;
+    if name.is_iso20() && !args.allow_iso20_without_tls {
+        return Err(format!("--protocol {}: {ISO20_TLS}", name.name()));
+    }
+    let mode = control_mode(&args.control_mode)?;
     if !(args.energy_kwh.is_finite() && args.energy_kwh > 0.0 && args.energy_kwh <= 1000.0) {
         return Err("--energy-kwh: a number of kWh above 0 and at most 1000".into());
     }
@@ -630,6 +687,8 @@ pub(crate) fn run_ev(args: EvArgs) -> Result<bool, String> {
         ProtocolName::Din => EvccConfig::din_dc(mac),
         ProtocolName::Iso2Ac => EvccConfig::iso2_ac(mac),
         ProtocolName::Iso2Dc => EvccConfig::iso2_dc(mac),
+        ProtocolName::Iso20Ac => EvccConfig::iso20_ac(mac).with_control_mode(mode),
+        ProtocolName::Iso20Dc => EvccConfig::iso20_dc(mac).with_control_mode(mode),
     };
     config.precharge_tolerance = args.precharge_tolerance_v;
     if !(1..=60_000).contains(&args.current_demand_timeout_ms) {

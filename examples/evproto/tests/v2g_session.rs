@@ -134,12 +134,62 @@ fn a_failed_session_names_its_response_code_and_exits_non_zero() {
 }
 
 #[test]
+fn an_ev_charges_from_an_evse_over_iso20_ac_and_dc_without_tls() {
+    let mut evse = Evse::start(&["--allow-iso20-without-tls"]);
+    for (protocol, mode, kwh) in [
+        ("iso20-dc", "scheduled", "0.01"),
+        ("iso20-dc", "dynamic", "0.01"),
+        ("iso20-ac", "scheduled", "0.003"),
+        ("iso20-ac", "dynamic", "0.003"),
+    ] {
+        let out = ev(&[
+            "--connect",
+            &evse.addr,
+            "--protocol",
+            protocol,
+            "--allow-iso20-without-tls",
+            "--control-mode",
+            mode,
+            "--eim",
+            "--energy-kwh",
+            kwh,
+            "--json",
+        ]);
+        let s = summary(&out);
+        assert!(
+            out.status.success(),
+            "{protocol} {mode}: {s} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(s["protocol"], protocol);
+        assert_eq!(s["result"], "ok", "{s}");
+        let wh: f64 = kwh.parse::<f64>().unwrap() * 1000.0;
+        assert!(s["energy_wh"].as_f64().unwrap() >= wh, "{s}");
+        assert!(s["messages"].as_u64().unwrap() >= 20, "{s}");
+        let id = s["session_id"].as_str().unwrap();
+        assert_eq!(id.len(), 16);
+        let e = evse.next_session();
+        assert_eq!(e["session_id"], s["session_id"], "{e}");
+        assert_eq!(e["result"], "ok", "{e}");
+        assert_eq!(e["messages"], s["messages"]);
+        assert_eq!(e["protocol"], protocol, "{e}");
+    }
+}
+
+#[test]
 fn unsupported_protocols_and_unreachable_chargers_are_clear_errors() {
-    for p in ["iso20-ac", "iso20-dc-bpt"] {
+    for p in ["iso20-ac-bpt", "iso20-dc-bpt"] {
         let out = ev(&["--connect", "127.0.0.1:9", "--protocol", p, "--json"]);
         assert_eq!(out.status.code(), Some(2), "{p}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains("not supported yet"), "{err}");
+    }
+    // -20 without TLS only when asked for
+    for p in ["iso20-ac", "iso20-dc"] {
+        let out = ev(&["--connect", "127.0.0.1:9", "--protocol", p, "--json"]);
+        assert_eq!(out.status.code(), Some(2), "{p}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("--allow-iso20-without-tls"), "{err}");
     }
     let out = ev(&["--connect", "127.0.0.1:9", "--protocol", "chademo"]);
     assert_eq!(out.status.code(), Some(2));
