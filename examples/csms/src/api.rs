@@ -182,7 +182,8 @@ impl ListParams {
 /// A cursor as given out: the last row's sort key, opaque to clients.
 pub(crate) fn encode_cursor(key: &[String]) -> String {
     use base64::Engine as _;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json!(key).to_string())
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(serde_json::to_string(key).unwrap_or_default())
 }
 
 fn decode_cursor(c: &str) -> Result<Vec<String>, ApiError> {
@@ -206,11 +207,18 @@ pub(crate) fn page_response<T: serde::Serialize>(
     next: Option<Vec<String>>,
     total: i64,
 ) -> Response {
-    Json(json!({
-        "items": items,
-        "next_cursor": next.as_deref().map(encode_cursor),
-        "total": total,
-    }))
+    /// The wire form of a page.
+    #[derive(serde::Serialize)]
+    struct PageOut<T> {
+        items: Vec<T>,
+        next_cursor: Option<String>,
+        total: i64,
+    }
+    Json(PageOut {
+        items,
+        next_cursor: next.as_deref().map(encode_cursor),
+        total,
+    })
     .into_response()
 }
 
@@ -1512,10 +1520,24 @@ async fn get_session(State(app): State<Arc<App>>, Path(id): Path<String>) -> Api
             format!("unknown session {id}"),
         ));
     };
-    let mut v = serde_json::to_value(&s).unwrap_or_default();
-    v["meter_values"] = json!(app.store.session_meter_values(&id).await?);
-    v["closed_by_csms"] = json!(app.sessions.closed(&id).await?);
-    Ok(Json(v).into_response())
+    Ok(Json(SessionView {
+        meter_values: Some(app.store.session_meter_values(&id).await?),
+        closed_by_csms: app.sessions.closed(&id).await?,
+        session: s,
+    })
+    .into_response())
+}
+
+/// A session as `GET /api/sessions/{id}` and its close answer show it.
+#[derive(serde::Serialize)]
+struct SessionView<M, C> {
+    #[serde(flatten)]
+    session: crate::store::Session,
+    /// Its readings (the detail view only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    meter_values: Option<M>,
+    /// Who closed it when the CSMS did (the operator, or recovery), and why.
+    closed_by_csms: C,
 }
 
 /// The body of `POST /api/sessions/{id}/close`.
@@ -1552,9 +1574,12 @@ async fn close_session(
         Ok(s) => {
             crate::ocpp::session_closed(&app, &s.station_id, &id).await;
             let s = app.store.session(&id).await?.unwrap_or(s);
-            let mut v = serde_json::to_value(&s).unwrap_or_default();
-            v["closed_by_csms"] = json!(app.sessions.closed(&id).await?);
-            Ok(Json(v).into_response())
+            Ok(Json(SessionView::<(), _> {
+                meter_values: None,
+                closed_by_csms: app.sessions.closed(&id).await?,
+                session: s,
+            })
+            .into_response())
         }
         Err(CloseError::Unknown(_)) => Err(ApiError::new(
             StatusCode::NOT_FOUND,

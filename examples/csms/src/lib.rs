@@ -500,8 +500,40 @@ fn tls_config(config: &Config) -> Result<Arc<rustls::ServerConfig>, String> {
     Ok(Arc::new(tls))
 }
 
-fn say(v: Value) {
-    println!("{v}");
+/// What `csms` prints on stdout, one JSON object a line (`event`: what
+/// happened): read by people, scripts and the tests.
+#[derive(serde::Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+enum Said<'a> {
+    /// The configuration in force (secrets left out).
+    Config { config: Value },
+    /// The API key generated at a first start, shown this once.
+    ApiKeyGenerated {
+        api_key: &'a str,
+        console_url: String,
+        note: &'static str,
+    },
+    /// Where it listens.
+    Listening {
+        ocpp_port: u16,
+        ocpp_tls_port: Option<u16>,
+        http_port: u16,
+        admin_port: u16,
+        store: &'static str,
+        ocpp_url: String,
+        ocpp_tls_url: Option<String>,
+        public_url: String,
+        admin_url: &'a str,
+        dashboard: String,
+    },
+    /// Roaming is served here.
+    Ocpi { versions_url: &'a str },
+    /// It is stopping.
+    Stopping,
+}
+
+fn say(s: &Said<'_>) {
+    println!("{}", serde_json::to_string(s).unwrap_or_default());
 }
 
 /// Why [`serve`] stopped with an error.
@@ -569,9 +601,9 @@ async fn run(
     ready: Option<tokio::sync::oneshot::Sender<Started>>,
     announce: bool,
 ) -> Result<(), String> {
-    let say = |v: Value| {
+    let say = |s: &Said<'_>| {
         if announce {
-            say(v);
+            say(s);
         }
     };
     let url = config.database_url();
@@ -691,7 +723,9 @@ async fn run(
         .local_addr()
         .map_err(|e| e.to_string())?
         .port();
-    say(json!({"event": "config", "config": config.shown()}));
+    say(&Said::Config {
+        config: config.shown(),
+    });
     let url_host = |ip: std::net::IpAddr| match ip {
         ip if ip.is_unspecified() => "localhost".to_owned(),
         std::net::IpAddr::V6(v6) => format!("[{v6}]"),
@@ -700,18 +734,28 @@ async fn run(
     let admin_url = format!("http://{}:{admin_port}", url_host(config.admin_bind));
     if let (true, Some(plain)) = (key.generated, &key.plain) {
         // the console takes the key out of its address at once
-        say(json!({"event": "api_key_generated", "api_key": plain,
-            "console_url": format!("{admin_url}/?key={plain}"),
-            "note": "shown this once: only its hash is stored. Keep it, or choose your own with --api-key or CSMS_API_KEY (16 characters or more), which also replaces a lost one"}));
+        say(&Said::ApiKeyGenerated {
+            api_key: plain,
+            console_url: format!("{admin_url}/?key={plain}"),
+            note: "shown this once: only its hash is stored. Keep it, or choose your own with --api-key or CSMS_API_KEY (16 characters or more), which also replaces a lost one",
+        });
     }
-    say(
-        json!({"event": "listening", "ocpp_port": ocpp_port, "ocpp_tls_port": ocpp_tls_port, "http_port": http_port, "admin_port": admin_port,
-        "store": app.store.backend(),
-        "ocpp_url": format!("{}://{}:{ocpp_port}/ocpp/{{identity}}", if ocpp_tls.is_some() { "wss" } else { "ws" }, config.bind),
-        "ocpp_tls_url": ocpp_tls_port.map(|p| format!("wss://{}:{p}/ocpp/{{identity}}", config.bind)),
-        "public_url": format!("http://{}:{http_port}", url_host(config.bind)),
-        "admin_url": admin_url, "dashboard": format!("{admin_url}/")}),
-    );
+    say(&Said::Listening {
+        ocpp_port,
+        ocpp_tls_port,
+        http_port,
+        admin_port,
+        store: app.store.backend(),
+        ocpp_url: format!(
+            "{}://{}:{ocpp_port}/ocpp/{{identity}}",
+            if ocpp_tls.is_some() { "wss" } else { "ws" },
+            config.bind
+        ),
+        ocpp_tls_url: ocpp_tls_port.map(|p| format!("wss://{}:{p}/ocpp/{{identity}}", config.bind)),
+        public_url: format!("http://{}:{http_port}", url_host(config.bind)),
+        admin_url: &admin_url,
+        dashboard: format!("{admin_url}/"),
+    });
     // last-seen times, written in batches
     let flusher = app.clone();
     tokio::spawn(async move {
@@ -843,7 +887,9 @@ async fn run(
     if let Ok(Some(t)) = app.store.tariff("default").await {
         roaming.tariff_changed("default", &t).await;
     }
-    say(json!({"event": "ocpi", "versions_url": roaming.versions_url}));
+    say(&Said::Ocpi {
+        versions_url: &roaming.versions_url,
+    });
     let app_for_flush = app.clone();
     let limits = listener::Limits::of(&config);
     let public_routes = api::public_router(app.clone(), app.roaming().map(|r| r.server.router()));
@@ -869,7 +915,7 @@ async fn run(
         });
     }
     shutdown.await;
-    say(json!({"event": "stopping"}));
+    say(&Said::Stopping);
     let _ = stop_tx.send(true);
     let _ = ocpp_task.await;
     if let Some(t) = ocpp_tls_task {
