@@ -614,6 +614,8 @@ struct ReportQuery {
     kind: Option<String>,
     /// At most this many (default 100, at most 1000).
     limit: Option<i64>,
+    /// The previous page's `next_cursor`.
+    cursor: Option<String>,
 }
 
 /// What a station reported besides its transactions, newest first.
@@ -641,12 +643,23 @@ async fn station_reports(
             )
         })?),
     };
-    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
-    let reports = app
+    let q = ListParams {
+        cursor: q.cursor,
+        limit: q.limit,
+        ..ListParams::default()
+    }
+    .check(Filters::NONE)?;
+    let page = app
         .store
-        .station_reports(&id, kind.map(|k| k.as_str()), limit)
+        .station_reports_page(
+            &id,
+            &crate::store::ListQuery {
+                status: kind.map(|k| k.as_str().to_owned()),
+                ..q
+            },
+        )
         .await?;
-    Ok(Json(reports).into_response())
+    Ok(page_response(page.items, page.next, page.total))
 }
 
 #[derive(Deserialize)]
@@ -1045,13 +1058,13 @@ async fn clear_alert(State(app): State<Arc<App>>, Path(id): Path<String>) -> Api
 }
 
 /// Share of time each station has been connected since the CSMS first saw it.
-async fn uptime(State(app): State<Arc<App>>) -> ApiResult {
-    let rows = app.store.uptime().await?;
-    Ok(Json(json!(rows
-        .into_iter()
-        .map(|(id, ratio, online)| json!({"station": id, "uptime": (ratio * 10_000.0).round() / 10_000.0, "online": online}))
-        .collect::<Vec<_>>()))
-    .into_response())
+async fn uptime(State(app): State<Arc<App>>, ApiQuery(q): ApiQuery<ListParams>) -> ApiResult {
+    let q = q.check(Filters {
+        station: true,
+        ..Filters::NONE
+    })?;
+    let page = app.store.uptime_page(&q).await?;
+    Ok(page_response(page.items, page.next, page.total))
 }
 
 /// What a 2.x station reported with NotifyReport (after GetBaseReport).

@@ -52,6 +52,18 @@ pub struct Day {
     pub revenue_incl_vat: String,
 }
 
+/// A station's uptime.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Uptime {
+    /// Identity.
+    pub station: String,
+    /// Share of the time since the CSMS first saw it that it was
+    /// connected, 0 to 1 (4 decimals).
+    pub uptime: f64,
+    /// Connected now.
+    pub online: bool,
+}
+
 /// A payment as listed: the session it settles and what happened to it.
 #[derive(Debug, Serialize)]
 pub struct PaymentRow {
@@ -202,6 +214,84 @@ impl Store {
                         })
                         .transpose()?,
                     updated_at: r.try_get(6)?,
+                })
+            })
+            .collect::<Result<_>>()?;
+        Ok(Page { items, next, total })
+    }
+
+    /// A station's reports (`kind` as [`ListQuery::status`]), newest
+    /// first, paged by arrival.
+    pub async fn station_reports_page(
+        &self,
+        station: &str,
+        q: &ListQuery,
+    ) -> Result<Page<crate::store::StationReport>> {
+        let mut conds = vec![Cond::Cmp("station_id", "=", station.to_owned())];
+        if let Some(k) = &q.status {
+            conds.push(Cond::Cmp("kind", "=", k.clone()));
+        }
+        let ks = Keyset {
+            from: "station_reports",
+            cols: "kind, key, body, received_at",
+            keys: &["received_at", "kind", "key"],
+            desc: true,
+        };
+        let (rows, next, total) = self.page(&ks, conds, q).await?;
+        let items = rows
+            .iter()
+            .map(|r| {
+                let body: String = r.try_get(2)?;
+                Ok(crate::store::StationReport {
+                    kind: r.try_get(0)?,
+                    key: r.try_get(1)?,
+                    body: serde_json::from_str(&body)
+                        .map_err(|_| StoreError::Corrupt("station report"))?,
+                    received_at: r.try_get(3)?,
+                })
+            })
+            .collect::<Result<_>>()?;
+        Ok(Page { items, next, total })
+    }
+
+    /// Uptime per station, by identity, paged: the share of time connected
+    /// since the CSMS first saw it, and whether it is online now.
+    pub async fn uptime_page(&self, q: &ListQuery) -> Result<Page<Uptime>> {
+        let mut conds = Vec::new();
+        if let Some(s) = &q.station {
+            conds.push(Cond::Cmp("station_id", "=", s.clone()));
+        }
+        let ks = Keyset {
+            from: "station_uptime",
+            cols: "station_id, tracked_since, online_since, online_ms",
+            keys: &["station_id"],
+            desc: false,
+        };
+        let (rows, next, total) = self.page(&ks, conds, q).await?;
+        let now = chrono::Utc::now();
+        let parse = |s: &str| {
+            chrono::DateTime::parse_from_rfc3339(s)
+                .ok()
+                .map(|t| t.with_timezone(&chrono::Utc))
+        };
+        let items = rows
+            .iter()
+            .map(|r| {
+                let tracked: String = r.try_get(1)?;
+                let since: Option<String> = r.try_get(2)?;
+                let mut ms: i64 = r.try_get(3)?;
+                if let Some(s) = since.as_deref().and_then(parse) {
+                    ms += (now - s).num_milliseconds().max(0);
+                }
+                let total = parse(&tracked)
+                    .map(|t| (now - t).num_milliseconds())
+                    .unwrap_or(0)
+                    .max(1);
+                let ratio = (ms as f64 / total as f64).min(1.0);
+                Ok(Uptime {
+                    station: r.try_get(0)?,
+                    uptime: (ratio * 10_000.0).round() / 10_000.0,
+                    online: since.is_some(),
                 })
             })
             .collect::<Result<_>>()?;

@@ -602,8 +602,8 @@ async fn monitoring_alerts_uptime_device_model() {
         404
     );
     let (_, up) = api(http, "GET", "/api/uptime", None).await;
-    assert_eq!(up[0]["station"], "MON1");
-    assert_eq!(up[0]["online"], true);
+    assert_eq!(up["items"][0]["station"], "MON1", "{up}");
+    assert_eq!(up["items"][0]["online"], true);
 
     // Firmware campaign: the image is served by the CSMS, UpdateFirmware
     // goes out, the station's status is tracked.
@@ -790,7 +790,7 @@ async fn monitoring_alerts_uptime_device_model() {
     }
     assert!(offline, "offline alert raised");
     let (_, up) = api(http, "GET", "/api/uptime", None).await;
-    assert_eq!(up[0]["online"], false);
+    assert_eq!(up["items"][0]["online"], false, "{up}");
     let again = connect();
     again.wait_ready(Duration::from_secs(20)).await.unwrap();
     let mut cleared = false;

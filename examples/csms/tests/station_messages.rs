@@ -107,7 +107,7 @@ impl Harness {
             .api(&format!("/api/stations/{}/reports?kind={kind}", self.id))
             .await;
         assert_eq!(status, 200, "{body}");
-        body.as_array().unwrap().clone()
+        body["items"].as_array().unwrap().clone()
     }
 
     /// The only report of `kind`, checked to have `key`; its body.
@@ -614,7 +614,7 @@ async fn reports_api_is_newest_first_bounded_and_checked() {
         .await;
     let (status, all) = h.api(&format!("/api/stations/{}/reports", h.id)).await;
     assert_eq!(status, 200);
-    let keys: Vec<(&str, &str)> = all
+    let keys: Vec<(&str, &str)> = all["items"]
         .as_array()
         .unwrap()
         .iter()
@@ -635,9 +635,21 @@ async fn reports_api_is_newest_first_bounded_and_checked() {
             h.id
         ))
         .await;
-    assert_eq!(two.as_array().unwrap().len(), 2);
-    assert_eq!(two[0]["key"], "3");
-    assert!(two[0]["received_at"].as_str().unwrap() > two[1]["received_at"].as_str().unwrap());
+    assert_eq!(two["items"].as_array().unwrap().len(), 2);
+    assert_eq!(two["total"], 3, "{two}");
+    assert_eq!(two["items"][0]["key"], "3");
+    let (r0, r1) = (&two["items"][0], &two["items"][1]);
+    assert!(r0["received_at"].as_str().unwrap() > r1["received_at"].as_str().unwrap());
+    // the next page has the oldest
+    let (_, rest) = h
+        .api(&format!(
+            "/api/stations/{}/reports?kind=display_messages&limit=2&cursor={}",
+            h.id,
+            two["next_cursor"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(rest["items"][0]["key"], "1", "{rest}");
+    assert!(rest["next_cursor"].is_null(), "{rest}");
     let (status, err) = h
         .api(&format!("/api/stations/{}/reports?kind=nonsense", h.id))
         .await;

@@ -332,7 +332,7 @@ export async function render(view, [id]) {
 
   async function reports() {
     try {
-      const list = await get(`/api/stations/${seg(id)}/reports`, { limit: 20 });
+      const list = (await get(`/api/stations/${seg(id)}/reports`, { limit: 20 })).items;
       fill(
         reportsBox,
         list.length ? list.map((r) => h('details', {}, h('summary', {}, `${words(r.kind)} — ${time(r.received_at)}`), objectView(r.body))) : h('p', { class: 'muted' }, 'No report yet (charging limits and needs, monitoring, display messages, …).'),
