@@ -11,6 +11,10 @@ pub(crate) async fn api(
     path: &str,
     body: Option<Value>,
 ) -> (u16, Value) {
+    // reqwest takes its TLS provider from the process (rustls-no-provider):
+    // a test that only talks to a spawned `csms` has no in-process CSMS to
+    // install one
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let c = reqwest::Client::new();
     let mut rb = c
         .request(
