@@ -593,18 +593,46 @@ async fn get_station(State(app): State<Arc<App>>, Path(id): Path<String>) -> Api
     };
     s.security_profile
         .get_or_insert(app.config.security_profile);
-    let mut v = serde_json::to_value(s).unwrap_or_default();
-    v["connected"] = json!(app.server().is_some_and(|s| s.station(&id).is_ok()));
-    v["sessions"] =
-        serde_json::to_value(app.store.sessions(Some(&id), 20).await?).unwrap_or_default();
-    // the external limits in force and what the EVs need, latest per source/EVSE
-    v["charging_limits"] =
-        serde_json::to_value(crate::ocpp::charging_limits(&app.store, &id).await?)
-            .unwrap_or_default();
-    v["ev_charging_needs"] =
-        serde_json::to_value(crate::ocpp::ev_charging_needs(&app.store, &id).await?)
-            .unwrap_or_default();
-    Ok(Json(v).into_response())
+    // what the operator registered and the station last said of its firmware
+    let store = &app.store;
+    let stored = |key: String| async move {
+        Ok::<_, ApiError>(
+            store
+                .setting(&key)
+                .await?
+                .and_then(|t| serde_json::value::RawValue::from_string(t).ok()),
+        )
+    };
+    Ok(Json(StationView {
+        connected: app.server().is_some_and(|s| s.station(&id).is_ok()),
+        sessions: app.store.sessions(Some(&id), 20).await?,
+        // the external limits in force and what the EVs need, latest per source/EVSE
+        charging_limits: crate::ocpp::charging_limits(&app.store, &id).await?,
+        ev_charging_needs: crate::ocpp::ev_charging_needs(&app.store, &id).await?,
+        location: stored(format!("station_location:{id}")).await?,
+        firmware_status: stored(format!("firmware_status:{id}")).await?,
+        station: s,
+    })
+    .into_response())
+}
+
+/// A station as `GET /api/stations/{id}` shows it.
+#[derive(serde::Serialize)]
+struct StationView<L, N> {
+    #[serde(flatten)]
+    station: crate::store::Station,
+    /// Connected to this CSMS now.
+    connected: bool,
+    /// Its latest 20 sessions.
+    sessions: Vec<crate::store::Session>,
+    /// External charging limits in force.
+    charging_limits: L,
+    /// What the EVs need.
+    ev_charging_needs: N,
+    /// Where it is, as registered (`PUT` with `location`).
+    location: Option<Box<serde_json::value::RawValue>>,
+    /// Its latest firmware status: `{at, request_id, status}`.
+    firmware_status: Option<Box<serde_json::value::RawValue>>,
 }
 
 #[derive(Deserialize)]

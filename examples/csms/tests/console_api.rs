@@ -142,6 +142,19 @@ async fn search_tokens_groups_and_expiry() {
     assert_eq!(ids(&b), vec!["50%_OFF".to_owned()], "{b}");
     let (s, b) = csms.api("GET", "/api/sessions?q=x", None).await;
     assert_eq!(s, 400, "{b}");
+    // the registered location comes back for the console's edit form
+    let place = json!({"name": "Depot", "city": "Utrecht", "country": "NLD"});
+    let (s, b) = csms
+        .api(
+            "PUT",
+            "/api/stations/ALPHA-1",
+            Some(json!({"location": place})),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let (_, b) = csms.api("GET", "/api/stations/ALPHA-1", None).await;
+    assert_eq!(b["location"], place, "{b}");
+    assert!(b["firmware_status"].is_null(), "{b}");
 
     // tokens: a group that is blocked binds its members; expiry; delete
     let expired = (chrono::Utc::now() - chrono::Duration::hours(1)).to_rfc3339();
