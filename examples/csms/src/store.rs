@@ -989,27 +989,7 @@ impl Store {
             .fetch_all(&self.read)
             .await?;
         let now = chrono::Utc::now();
-        let parse = |s: &str| {
-            chrono::DateTime::parse_from_rfc3339(s)
-                .ok()
-                .map(|t| t.with_timezone(&chrono::Utc))
-        };
-        rows.iter()
-            .map(|r| {
-                let id: String = r.try_get(0)?;
-                let tracked: String = r.try_get(1)?;
-                let since: Option<String> = r.try_get(2)?;
-                let mut ms: i64 = r.try_get(3)?;
-                if let Some(s) = since.as_deref().and_then(parse) {
-                    ms += (now - s).num_milliseconds().max(0);
-                }
-                let total = parse(&tracked)
-                    .map(|t| (now - t).num_milliseconds())
-                    .unwrap_or(0)
-                    .max(1);
-                Ok((id, (ms as f64 / total as f64).min(1.0), since.is_some()))
-            })
-            .collect()
+        rows.iter().map(|r| uptime_of(r, now)).collect()
     }
 
     /// Stores a variable a station reported (NotifyReport, 2.x) in its
@@ -2150,6 +2130,19 @@ pub struct StationReport {
     pub received_at: String,
 }
 
+impl StationReport {
+    /// From a row of `kind, key, body, received_at`.
+    pub(crate) fn from_row(r: &AnyRow) -> Result<StationReport> {
+        let body: String = r.try_get(2)?;
+        Ok(StationReport {
+            kind: r.try_get(0)?,
+            key: r.try_get(1)?,
+            body: serde_json::from_str(&body).map_err(|_| StoreError::Corrupt("station report"))?,
+            received_at: r.try_get(3)?,
+        })
+    }
+}
+
 impl Store {
     /// Keeps a station report (`station_reports`) while the station has
     /// fewer than `max_rows`. Whether it was kept.
@@ -2206,18 +2199,7 @@ impl Store {
                 .fetch_all(&self.read)
                 .await?,
         };
-        rows.iter()
-            .map(|r| {
-                let body: String = r.try_get(2)?;
-                Ok(StationReport {
-                    kind: r.try_get(0)?,
-                    key: r.try_get(1)?,
-                    body: serde_json::from_str(&body)
-                        .map_err(|_| StoreError::Corrupt("station report"))?,
-                    received_at: r.try_get(3)?,
-                })
-            })
-            .collect()
+        rows.iter().map(StationReport::from_row).collect()
     }
 
     /// The latest report of a kind per key (e.g. the charging limit per
@@ -2360,6 +2342,29 @@ pub(crate) fn like_pattern(text: &str) -> String {
     }
     p.push('%');
     p
+}
+
+/// A `station_uptime` row (`station_id, tracked_since, online_since,
+/// online_ms`) as of `now`: the station, the share of the time since it was
+/// first tracked that it was connected (0 to 1), and whether it is online.
+pub(crate) fn uptime_of(r: &AnyRow, now: DateTime<Utc>) -> Result<(String, f64, bool)> {
+    let parse = |s: &str| {
+        DateTime::parse_from_rfc3339(s)
+            .ok()
+            .map(|t| t.with_timezone(&Utc))
+    };
+    let id: String = r.try_get(0)?;
+    let tracked: String = r.try_get(1)?;
+    let since: Option<String> = r.try_get(2)?;
+    let mut ms: i64 = r.try_get(3)?;
+    if let Some(s) = since.as_deref().and_then(parse) {
+        ms += (now - s).num_milliseconds().max(0);
+    }
+    let total = parse(&tracked)
+        .map(|t| (now - t).num_milliseconds())
+        .unwrap_or(0)
+        .max(1);
+    Ok((id, (ms as f64 / total as f64).min(1.0), since.is_some()))
 }
 
 /// An alert as listed.

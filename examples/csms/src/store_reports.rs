@@ -240,16 +240,7 @@ impl Store {
         let (rows, next, total) = self.page(&ks, conds, q).await?;
         let items = rows
             .iter()
-            .map(|r| {
-                let body: String = r.try_get(2)?;
-                Ok(crate::store::StationReport {
-                    kind: r.try_get(0)?,
-                    key: r.try_get(1)?,
-                    body: serde_json::from_str(&body)
-                        .map_err(|_| StoreError::Corrupt("station report"))?,
-                    received_at: r.try_get(3)?,
-                })
-            })
+            .map(crate::store::StationReport::from_row)
             .collect::<Result<_>>()?;
         Ok(Page { items, next, total })
     }
@@ -269,29 +260,14 @@ impl Store {
         };
         let (rows, next, total) = self.page(&ks, conds, q).await?;
         let now = chrono::Utc::now();
-        let parse = |s: &str| {
-            chrono::DateTime::parse_from_rfc3339(s)
-                .ok()
-                .map(|t| t.with_timezone(&chrono::Utc))
-        };
         let items = rows
             .iter()
             .map(|r| {
-                let tracked: String = r.try_get(1)?;
-                let since: Option<String> = r.try_get(2)?;
-                let mut ms: i64 = r.try_get(3)?;
-                if let Some(s) = since.as_deref().and_then(parse) {
-                    ms += (now - s).num_milliseconds().max(0);
-                }
-                let total = parse(&tracked)
-                    .map(|t| (now - t).num_milliseconds())
-                    .unwrap_or(0)
-                    .max(1);
-                let ratio = (ms as f64 / total as f64).min(1.0);
+                let (station, ratio, online) = crate::store::uptime_of(r, now)?;
                 Ok(Uptime {
-                    station: r.try_get(0)?,
+                    station,
                     uptime: (ratio * 10_000.0).round() / 10_000.0,
-                    online: since.is_some(),
+                    online,
                 })
             })
             .collect::<Result<_>>()?;
