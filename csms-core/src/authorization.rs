@@ -20,7 +20,8 @@
 //!    record allows concurrent use.
 //! 6. **Stopping**: a token may stop a transaction when it is the same token
 //!    (compared by [`IdToken::key`]), of the same group, or a master pass
-//!    ([`may_stop`]).
+//!    ([`may_stop`]); the token that ends a transaction is answered with
+//!    [`Purpose::Stop`], which judges neither rule 4 nor rule 5.
 //! 7. **Authorization cache**: the answer's expiry (1.6 `expiryDate`, 2.x
 //!    `cacheExpiryDateTime`) is the token's own expiry, or earlier when
 //!    [`Policy::cache_lifetime`] says how long a station may trust its cache.
@@ -120,6 +121,10 @@ pub enum Purpose {
     Authorize16,
     /// A transaction starts with it.
     Start,
+    /// A transaction ends with it (1.6 `StopTransaction`'s `idTag`, 2.x a
+    /// `TransactionEvent` `Ended` or `StopAuthorized`): neither concurrent
+    /// use nor the master-pass rule applies, the transaction is ending.
+    Stop,
 }
 
 /// The answer.
@@ -496,8 +501,8 @@ mod tests {
         );
     }
 
-    #[test]
-    fn master_pass_stops_anything_and_starts_nothing() {
+    /// The master-pass group, a policy naming it and a token of it.
+    fn master_pass() -> (IdToken, Policy, Record) {
         let master_group = IdToken::new("MASTER", TokenKind::Central);
         let p = Policy {
             master_pass_group: Some(master_group.clone()),
@@ -507,6 +512,12 @@ mod tests {
             group: Some(master_group.clone()),
             ..Record::accepted()
         };
+        (master_group, p, master)
+    }
+
+    #[test]
+    fn master_pass_stops_anything_and_starts_nothing() {
+        let (master_group, p, master) = master_pass();
         assert_eq!(
             authorize(Some(&master), None, 0, Purpose::Authorize, now(), &p).status,
             Status::Accepted
@@ -522,6 +533,24 @@ mod tests {
         assert!(may_stop(&IdToken::id_tag("DRIVER"), None, &owner, None, &p));
         let fleet = IdToken::id_tag("FLEET");
         assert!(may_stop(&other, Some(&fleet), &owner, Some(&fleet), &p));
+    }
+
+    #[test]
+    fn a_stop_judges_neither_concurrent_use_nor_the_master_pass() {
+        let (master_group, p, master) = master_pass();
+        let d = authorize(Some(&master), None, 0, Purpose::Stop, now(), &p);
+        assert_eq!(d.status, Status::Accepted);
+        assert_eq!(d.group, Some(master_group));
+        let busy = authorize(Some(&Record::accepted()), None, 2, Purpose::Stop, now(), &p);
+        assert_eq!(busy.status, Status::Accepted);
+        let blocked = Record {
+            status: Status::Blocked,
+            ..Record::accepted()
+        };
+        assert_eq!(
+            authorize(Some(&blocked), None, 0, Purpose::Stop, now(), &p).status,
+            Status::Blocked
+        );
     }
 
     #[test]

@@ -33,6 +33,7 @@ pub mod sessions;
 pub mod smart;
 pub mod station_auth;
 pub mod store;
+mod store_authorization;
 mod store_ocpi;
 pub mod store_reports;
 pub mod writer;

@@ -214,10 +214,18 @@ fn internal(station: &str, action: &str, e: impl std::fmt::Display) -> CallError
     CallError::internal()
 }
 
-/// The authorization decision for a token presented for `purpose`: the
-/// CSMS's own tokens first, then a roaming partner's (OCPI tokens pushed to
-/// us, real-time authorization).
-async fn decide(app: &App, token: &str, purpose: Purpose) -> crate::store::Result<Decision> {
+/// The authorization decision for a token presented at `station` for
+/// `purpose`: the CSMS's own tokens first, then a roaming partner's (OCPI
+/// tokens pushed to us, real-time authorization). The token's other active
+/// sessions (not `session`, the one it starts) make it `ConcurrentTx`; the
+/// station's reported `MasterPassGroupId` is the master-pass group (C16).
+async fn decide(
+    app: &App,
+    station: &str,
+    token: &str,
+    purpose: Purpose,
+    session: Option<&str>,
+) -> crate::store::Result<Decision> {
     use evproto_csms_core::token::{IdToken, TokenKind};
     let status_of = |s: &str| match s {
         "Accepted" => authorization::Status::Accepted,
@@ -266,13 +274,25 @@ async fn decide(app: &App, token: &str, purpose: Purpose) -> crate::store::Resul
         },
         None => None,
     };
+    let policy = authorization::Policy {
+        master_pass_group: app
+            .store
+            .master_pass_group(station)
+            .await?
+            .map(|g| IdToken::new(g, TokenKind::Central)),
+        ..authorization::Policy::default()
+    };
+    let active = match own {
+        Some(_) => app.store.active_sessions_of_token(token, session).await?,
+        None => 0,
+    };
     Ok(authorization::authorize(
         own.as_ref(),
         group_record.as_ref(),
-        0,
+        active,
         purpose,
         Utc::now(),
-        &authorization::Policy::default(),
+        &policy,
     ))
 }
 
@@ -325,9 +345,6 @@ async fn start_transaction_16(
         station: station.to_string(),
         action: A.to_string(),
     });
-    let decision = decide(app, req.id_tag.as_str(), Purpose::Start)
-        .await
-        .map_err(|e| internal(station, A, e))?;
     let out = app
         .sessions
         .apply(station, TxMessage::Start16(&req))
@@ -335,6 +352,16 @@ async fn start_transaction_16(
         .map_err(|e| refused(station, A, e))?
         .ok_or_else(|| internal(station, A, "no outcome for a start"))?;
     after_commit(app, station, A, &out).await;
+    // after the start is kept: a replay is not its own concurrent transaction
+    let decision = decide(
+        app,
+        station,
+        req.id_tag.as_str(),
+        Purpose::Start,
+        Some(&out.session_id),
+    )
+    .await
+    .map_err(|e| internal(station, A, e))?;
     let mut info = decision.to_v16();
     // the payment hold (idempotent: a replay gets the first outcome)
     if decision.status == authorization::Status::Accepted
@@ -380,7 +407,7 @@ async fn stop_transaction_16(
     }
     let id_tag_info = match &req.id_tag {
         Some(tag) => Some(
-            decide(app, tag.as_str(), Purpose::Start)
+            decide(app, station, tag.as_str(), Purpose::Stop, None)
                 .await
                 .map_err(|e| internal(station, A, e))?
                 .to_v16(),
@@ -464,7 +491,16 @@ macro_rules! handlers_2x {
             };
             // the CSMS authorizes wherever the request carries an idToken (C01, C08)
             if let Some(t) = &req.id_token {
-                let decision = decide(app, t.id_token.as_str(), Purpose::Start)
+                // the token that ends it may be a group member's or a master pass (C09, C16)
+                let purpose = if req.event_type == $ver::TransactionEventEnumType::Ended
+                    || req.trigger_reason == $ver::TriggerReasonEnumType::StopAuthorized
+                {
+                    Purpose::Stop
+                } else {
+                    Purpose::Start
+                };
+                let this_session = Some(out.session_id.as_str());
+                let decision = decide(app, station, t.id_token.as_str(), purpose, this_session)
                     .await
                     .map_err(|e| internal(station, A, e))?;
                 let mut info = decision.$to_info();
@@ -1410,7 +1446,7 @@ async fn authorize_16(
     type A = v16::action::Authorize;
     let (app, station) = (&ctx.state, &*ctx.identity);
     message::<A>(app, station);
-    let decision = decide(app, &req.id_tag, Purpose::Authorize16)
+    let decision = decide(app, station, &req.id_tag, Purpose::Authorize16, None)
         .await
         .map_err(|e| unanswered::<A>(station, e))?;
     Ok(v16::AuthorizeResponse {
@@ -1580,7 +1616,7 @@ macro_rules! station_handlers_2x {
                 type A = $ver::action::Authorize;
                 let (app, station) = (&ctx.state, &*ctx.identity);
                 message::<A>(app, station);
-                let decision = decide(app, &req.id_token.id_token, Purpose::Authorize)
+                let decision = decide(app, station, &req.id_token.id_token, Purpose::Authorize, None)
                     .await
                     .map_err(|e| unanswered::<A>(station, e))?;
                 Ok($ver::AuthorizeResponse {

@@ -1,5 +1,7 @@
 //! What several of the CSMS's test binaries share.
 
+pub(crate) mod conformance;
+
 use serde_json::Value;
 
 /// An operator API request with `key`: (HTTP status, JSON body or null).

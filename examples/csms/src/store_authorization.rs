@@ -1,0 +1,59 @@
+//! What authorization reads beyond a token's record (csms-core's
+//! `authorization::authorize` takes them as plain values): how many
+//! transactions a token is in now (rule 5, `ConcurrentTx`), and the
+//! master-pass group a 2.x station was given (rule 4, 2.0.1 C16).
+
+use evproto_ocpp_types::{v201, v21};
+use sqlx::Row;
+
+use crate::store::{Result, Store};
+
+impl Store {
+    /// How many active sessions `token` is in (compared as OCPP compares
+    /// id tokens, case-insensitively), not counting the session `except`.
+    pub async fn active_sessions_of_token(
+        &self,
+        token: &str,
+        except: Option<&str>,
+    ) -> Result<usize> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) FROM sessions WHERE status = 'Active' AND LOWER(id_token) = LOWER($1) AND id <> $2",
+        )
+        .bind(token)
+        .bind(except.unwrap_or(""))
+        .fetch_one(self.reader())
+        .await?;
+        let n: i64 = row.try_get(0)?;
+        Ok(usize::try_from(n).unwrap_or(0))
+    }
+
+    /// The station's master-pass group: the `Actual` value of
+    /// `AuthCtrlr.MasterPassGroupId` in the device model it reported
+    /// (NotifyReport), when it reported one.
+    pub async fn master_pass_group(&self, station: &str) -> Result<Option<String>> {
+        let Some(body) = self
+            .device_variable(station, "AuthCtrlr", "MasterPassGroupId")
+            .await?
+        else {
+            return Ok(None);
+        };
+        // the Actual attribute's value, as the station's version reported it
+        macro_rules! actual {
+            ($data:expr) => {
+                $data.variable_attribute.into_iter().find_map(|a| {
+                    let kind = a.r#type.map(|t| t.as_str());
+                    kind.is_none_or(|k| k == "Actual")
+                        .then(|| a.value.map(|v| v.as_str().to_owned()))
+                        .flatten()
+                })
+            };
+        }
+        let value = match serde_json::from_value::<v201::ReportDataType>(body.clone()) {
+            Ok(d) => actual!(d),
+            Err(_) => serde_json::from_value::<v21::ReportDataType>(body)
+                .ok()
+                .and_then(|d| actual!(d)),
+        };
+        Ok(value.filter(|v| !v.trim().is_empty()))
+    }
+}
