@@ -24,7 +24,10 @@
 //! - [`money`]: amounts in a currency's minor units and the one rounding
 //!   rule (exact pricing, CDR prices to 4 decimals, the charged total to the
 //!   minor unit, half away from zero);
-//! - [`token`]: id tokens of every version in one type.
+//! - [`token`]: id tokens of every version in one type;
+//! - [`health`]: predictive maintenance: a health score per connector from
+//!   faults, failed starts, aborts, station reboots and temperature, with a
+//!   change detector that alerts before a connector goes out of service.
 //!
 //! # What this crate does not do
 //!
@@ -65,6 +68,7 @@
 
 pub mod authorization;
 pub mod connector;
+pub mod health;
 pub mod limits;
 pub mod money;
 pub mod recovery;

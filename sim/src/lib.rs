@@ -402,6 +402,7 @@ impl Station {
                                 connector: c.id,
                                 tx: t.clone(),
                                 register_wh: c.register_wh,
+                                temperature_c: None,
                             })
                         })
                         .collect(),
@@ -741,8 +742,9 @@ impl Driver {
                 connector,
                 tx,
                 register_wh,
+                temperature_c,
             } => {
-                let (a, p) = render::tx_meter(v, *connector, tx, *register_wh, now);
+                let (a, p) = render::tx_meter(v, *connector, tx, *register_wh, *temperature_c, now);
                 (a, p, true)
             }
             Msg::TxEnd {

@@ -65,6 +65,44 @@ pub struct Behaviour {
     pub disconnect_per_s: f64,
     /// The id tokens drivers present (chosen at random).
     pub tokens: Vec<String>,
+    /// Connectors that wear out and fail for good (none by default).
+    pub aging: Option<Aging>,
+}
+
+/// Connectors that wear out: as a worn connector nears the end of its life,
+/// its faults come more often, authorized starts fail, sessions end in
+/// faults and its contacts run hot (reported as `Temperature` samples); at
+/// the end it fails for good (Faulted, never cleared). What a
+/// predictive-maintenance score should catch ahead of the failure.
+///
+/// Its wear `w` grows from 0 at the start of the model to 1 at the end of
+/// its life; the effects grow with `w²` (slowly, then fast).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Aging {
+    /// Share of connectors that wear out (drawn per connector); the others
+    /// stay as new.
+    pub share: f64,
+    /// When a worn connector fails for good, ms since the model's start
+    /// (drawn uniformly per connector).
+    pub life_ms: (u64, u64),
+    /// Fault rate at the end of life, as a multiple of `fault_per_s`.
+    pub fault_factor: f64,
+    /// Probability that an authorized start fails, at the end of life.
+    pub start_failure: f64,
+    /// Extra temperature at the end of life, °C.
+    pub heat_c: f64,
+}
+
+impl Default for Aging {
+    fn default() -> Self {
+        Aging {
+            share: 0.1,
+            life_ms: (3_600_000, 7_200_000),
+            fault_factor: 20.0,
+            start_failure: 0.5,
+            heat_c: 25.0,
+        }
+    }
 }
 
 impl Default for Behaviour {
@@ -78,6 +116,7 @@ impl Default for Behaviour {
             fault_ms: (5_000, 20_000),
             disconnect_per_s: 0.0002,
             tokens: vec!["SIMTOKEN1".into(), "SIMTOKEN2".into(), "SIMTOKEN3".into()],
+            aging: None,
         }
     }
 }
@@ -156,6 +195,8 @@ pub struct Connector {
     pub wake_at: u64,
     /// Waiting for the Authorize answer.
     pub authorizing: bool,
+    /// When it fails for good, if it wears out ([`Aging`]), ms.
+    pub fails_at: Option<u64>,
 }
 
 /// Version-neutral messages the station sends.
@@ -192,6 +233,10 @@ pub enum Msg {
         tx: Tx,
         /// Register now, Wh.
         register_wh: f64,
+        /// The connector's temperature, °C, when the station measures it
+        /// (stations with [`Aging`] configured do, worn or not; sent as a
+        /// 1.6 `Temperature` sample; 2.x has no such measurand).
+        temperature_c: Option<f64>,
     },
     /// StopTransaction (1.6) / TransactionEvent Ended (2.x).
     TxEnd {
@@ -236,6 +281,8 @@ pub struct Tally {
     pub energy_wh: f64,
     /// Faults.
     pub faults: u64,
+    /// Authorized starts that failed (a worn connector).
+    pub start_failures: u64,
     /// Tokens refused by the CSMS.
     pub auth_rejected: u64,
 }
@@ -253,6 +300,9 @@ pub struct StationModel {
     pub tally: Tally,
     behaviour: Behaviour,
     rng: Rng,
+    /// Draws of the aging model, apart from `rng` so a model without aging
+    /// draws the same numbers as before aging existed.
+    wear_rng: Rng,
     tx_counter: u64,
     now: u64,
     last_tick: u64,
@@ -263,6 +313,7 @@ impl StationModel {
     /// A station with `connectors` (1..=4 are typical) connectors.
     pub fn new(identity: &str, connectors: u32, behaviour: Behaviour, seed: u64) -> Self {
         let mut rng = Rng::new(seed);
+        let mut wear_rng = Rng::new(seed ^ 0x005E_ED0F_A61E);
         let connectors = (1..=connectors.max(1))
             .map(|id| Connector {
                 id,
@@ -272,6 +323,11 @@ impl StationModel {
                 limit_w: None,
                 wake_at: rng.range(behaviour.idle_ms.0, behaviour.idle_ms.1),
                 authorizing: false,
+                fails_at: behaviour.aging.as_ref().and_then(|a| {
+                    wear_rng
+                        .chance(a.share)
+                        .then(|| wear_rng.range(a.life_ms.0, a.life_ms.1.max(a.life_ms.0)))
+                }),
             })
             .collect();
         let mut config = BTreeMap::new();
@@ -288,6 +344,7 @@ impl StationModel {
             tally: Tally::default(),
             behaviour,
             rng,
+            wear_rng,
             tx_counter: 0,
             now: 0,
             last_tick: 0,
@@ -355,6 +412,10 @@ impl StationModel {
         for i in 0..self.connectors.len() {
             let power = self.power(&self.connectors[i]);
             let fault = self.rng.chance(self.behaviour.fault_per_s * secs);
+            if self.worn_out(i, now_ms, &mut out) {
+                continue;
+            }
+            let fault = fault || self.wear_fault(i, secs);
             let c = &mut self.connectors[i];
             // energy flows while charging
             if let (Status::Charging, Some(tx)) = (c.status, c.tx.as_mut()) {
@@ -413,12 +474,15 @@ impl StationModel {
                         self.end(id, StopReason::Local, &mut out);
                     } else if now_ms >= tx.next_meter {
                         tx.next_meter = now_ms + interval;
+                        let snapshot = tx.clone();
+                        tx.seq_no += 1;
+                        let temperature_c = self.temperature(i, power);
                         out.push(Msg::TxMeter {
                             connector: id,
-                            tx: tx.clone(),
+                            tx: snapshot,
                             register_wh: register,
+                            temperature_c,
                         });
-                        tx.seq_no += 1;
                     }
                 }
                 Status::Finishing if now_ms >= c.wake_at => {
@@ -436,6 +500,56 @@ impl StationModel {
             }
         }
         out
+    }
+
+    /// How worn connector `i` is now: 0 (new, or not aging) to 1 (its end).
+    pub fn wear(&self, i: usize) -> f64 {
+        match self.connectors.get(i).and_then(|c| c.fails_at) {
+            Some(end) if end > 0 => (self.now as f64 / end as f64).min(1.0),
+            Some(_) => 1.0,
+            None => 0.0,
+        }
+    }
+
+    /// A worn connector at the end of its life fails for good (once).
+    fn worn_out(&mut self, i: usize, now_ms: u64, out: &mut Vec<Msg>) -> bool {
+        let c = &self.connectors[i];
+        if c.fails_at.is_none_or(|end| now_ms < end) {
+            return false;
+        }
+        if c.status == Status::Faulted && c.wake_at == u64::MAX {
+            return true;
+        }
+        let id = c.id;
+        self.fault(id, out);
+        if let Some(c) = self.connector(id) {
+            c.wake_at = u64::MAX;
+        }
+        true
+    }
+
+    /// The extra faults of a worn connector over `secs`.
+    fn wear_fault(&mut self, i: usize, secs: f64) -> bool {
+        let Some(a) = self.behaviour.aging.as_ref() else {
+            return false;
+        };
+        let w = self.wear(i);
+        if w <= 0.0 {
+            return false;
+        }
+        let p = self.behaviour.fault_per_s * a.fault_factor * w * w * secs;
+        self.wear_rng.chance(p)
+    }
+
+    /// The connector's temperature while it delivers `power_w`, when the
+    /// station reports temperatures (aging configured): 25 °C ambient, up to
+    /// 15 °C from the load, ±2 °C noise, and the heat of its wear.
+    fn temperature(&mut self, i: usize, power_w: f64) -> Option<f64> {
+        let heat = self.behaviour.aging.as_ref()?.heat_c;
+        let w = self.wear(i);
+        let load = (power_w / self.behaviour.max_power_w.max(1.0)).clamp(0.0, 1.0);
+        let noise = 4.0 * self.wear_rng.unit() - 2.0;
+        Some(((25.0 + 15.0 * load + noise + heat * w * w) * 10.0).round() / 10.0)
     }
 
     fn fault(&mut self, id: u32, out: &mut Vec<Msg>) {
@@ -517,6 +631,21 @@ impl StationModel {
             return out; // a fault or reset came in between
         }
         if accepted {
+            let i = self.connectors.iter().position(|c| c.id == connector);
+            let fails = match (self.behaviour.aging.as_ref(), i) {
+                (Some(a), Some(i)) => {
+                    let w = self.wear(i);
+                    let p = a.start_failure * w * w;
+                    w > 0.0 && self.wear_rng.chance(p)
+                }
+                _ => false,
+            };
+            if fails {
+                // the contactor does not close: the driver gets a fault
+                self.tally.start_failures += 1;
+                self.fault(connector, &mut out);
+                return out;
+            }
             self.start(connector, token.to_owned(), None, &mut out);
             out
         } else {

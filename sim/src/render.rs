@@ -112,6 +112,7 @@ pub fn tx_meter(
     connector: u32,
     tx: &Tx,
     register_wh: f64,
+    temperature_c: Option<f64>,
     now: DateTime<Utc>,
 ) -> (&'static str, Value) {
     match v {
@@ -120,11 +121,19 @@ pub fn tx_meter(
                 {"value": wh(register_wh).to_string(), "measurand": "Energy.Active.Import.Register", "unit": "Wh", "context": "Sample.Periodic"},
                 {"value": format!("{:.1}", tx.power_w), "measurand": "Power.Active.Import", "unit": "W", "context": "Sample.Periodic"},
             ]}]});
+            if let (Some(t), Some(values)) = (
+                temperature_c,
+                p["meterValue"][0]["sampledValue"].as_array_mut(),
+            ) {
+                values.push(json!({"value": format!("{t:.1}"), "measurand": "Temperature", "unit": "Celsius", "context": "Sample.Periodic"}));
+            }
             if let Some(id) = tx.csms_id {
                 p["transactionId"] = json!(id);
             }
             ("MeterValues", p)
         }
+        // 2.x has no Temperature measurand (a station reports temperatures
+        // through its device model's monitors, NotifyEvent): not sent here
         _ => (
             "TransactionEvent",
             json!({
@@ -252,7 +261,9 @@ mod tests {
             ok::<v16::StatusNotificationRequest>(&status(v, 2, s, now));
         }
         ok::<v16::StartTransactionRequest>(&tx_start(v, 1, &tx(None, None), now).1);
-        ok::<v16::MeterValuesRequest>(&tx_meter(v, 1, &tx(Some(5), None), 2000.7, now).1);
+        ok::<v16::MeterValuesRequest>(
+            &tx_meter(v, 1, &tx(Some(5), None), 2000.7, Some(41.3), now).1,
+        );
         for r in reasons {
             ok::<v16::StopTransactionRequest>(
                 &tx_end(v, &tx(Some(5), None), 2000.7, r, now).unwrap().1,
@@ -269,7 +280,9 @@ mod tests {
                 }
                 ok::<$m::TransactionEventRequest>(&tx_start(v, 1, &tx(None, Some(4)), now).1);
                 ok::<$m::TransactionEventRequest>(&tx_start(v, 1, &tx(None, None), now).1);
-                ok::<$m::TransactionEventRequest>(&tx_meter(v, 1, &tx(None, None), 2000.77, now).1);
+                ok::<$m::TransactionEventRequest>(
+                    &tx_meter(v, 1, &tx(None, None), 2000.77, Some(39.95), now).1,
+                );
                 for r in reasons {
                     ok::<$m::TransactionEventRequest>(
                         &tx_end(v, &tx(None, None), 2000.7, r, now).unwrap().1,

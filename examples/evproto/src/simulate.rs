@@ -49,6 +49,12 @@ pub(crate) struct Args {
     /// Network drops per station per hour (the station reconnects with back-off).
     #[arg(long, default_value_t = 1.0)]
     drops_per_hour: f64,
+    /// Share of connectors (0 to 1) that wear out during the run: their
+    /// faults and failed starts grow more frequent, they report rising
+    /// temperatures, and they fail for good between a third of the run and
+    /// its end (what the CSMS's maintenance score should catch first).
+    #[arg(long, default_value_t = 0.0)]
+    aging: f64,
     /// Id tokens drivers present, comma-separated (chosen at random).
     #[arg(
         long,
@@ -105,6 +111,9 @@ pub(crate) fn run(args: Args) -> Result<bool, String> {
     if !(args.max_power.is_finite() && args.max_power > 0.0) {
         return Err("--max-power: a positive number of watts".into());
     }
+    if !(0.0..=1.0).contains(&args.aging) {
+        return Err("--aging: a share between 0 and 1".into());
+    }
     if !(args.ramp.is_finite() && args.ramp > 0.0) {
         return Err("--ramp: a positive number of stations per second".into());
     }
@@ -132,6 +141,15 @@ pub(crate) fn run(args: Args) -> Result<bool, String> {
             fault_ms: (5_000, 20_000),
             disconnect_per_s: args.drops_per_hour.max(0.0) / 3600.0,
             tokens: args.tokens.clone(),
+            aging: (args.aging > 0.0).then(|| {
+                let run_ms =
+                    args.duration * 1000 + (args.stations as f64 / args.ramp * 1000.0) as u64;
+                sim::model::Aging {
+                    share: args.aging,
+                    life_ms: (run_ms / 3, run_ms),
+                    ..sim::model::Aging::default()
+                }
+            }),
         },
         permessage_deflate: !args.no_deflate,
         events: args.events,
