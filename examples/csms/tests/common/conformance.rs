@@ -88,6 +88,30 @@ impl Lab {
         .await
     }
 
+    /// One operator-initiated exchange: the operator has the CSMS send
+    /// `action` with `payload` to `station`, which answers `answer`. Asserts
+    /// the station received `payload` (numbers compared by value) and the
+    /// API returned the station's answer.
+    pub(crate) async fn exchange(
+        &self,
+        station: &mut Station,
+        action: &str,
+        payload: Value,
+        answer: Value,
+    ) {
+        station.answer(action, answer.clone());
+        let returned = self.send(&station.id, action, payload.clone()).await;
+        let received = station.received(action).await;
+        assert!(
+            same(&received, &payload),
+            "{action}: sent {payload}, the station received {received}"
+        );
+        assert!(
+            same(&returned, &answer),
+            "{action}: answered {answer}, the API returned {returned}"
+        );
+    }
+
     /// What the CSMS kept of `station`'s messages of `kind`, newest first.
     pub(crate) async fn reports(&self, station: &str, kind: &str) -> Vec<Value> {
         let v = self
@@ -446,4 +470,19 @@ pub(crate) fn stop_16(tx: i64, id_tag: Option<&str>, reason: &str) -> Value {
         s["idTag"] = json!(t);
     }
     s
+}
+
+/// JSON equality as OCPP means it: numbers by value (a decimal the typed
+/// messages write as `22000.0` is the `22000` a test wrote).
+pub(crate) fn same(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(x, y)| same(x, y))
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same(v, w)))
+        }
+        _ => a == b,
+    }
 }
