@@ -20,7 +20,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use evproto_ocpp_proto::ProtocolVersion;
-use evproto_ocpp_rpc::CallFailure;
 use futures_util::Stream;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -57,6 +56,31 @@ impl From<crate::store::StoreError> for ApiError {
             StatusCode::SERVICE_UNAVAILABLE,
             format!("store unavailable: {e}"),
         )
+    }
+}
+
+impl From<crate::gateway::StationCallError> for ApiError {
+    /// 404 not connected, 504 no answer in time, 502 a CALLERROR (with its
+    /// code, description and details) or a broken answer, 422 a request the
+    /// station's version cannot carry.
+    fn from(e: crate::gateway::StationCallError) -> Self {
+        use crate::gateway::StationCallError as E;
+        match e {
+            E::NotConnected { .. } => ApiError::new(StatusCode::NOT_FOUND, e.to_string()),
+            E::Timeout { .. } => ApiError::new(StatusCode::GATEWAY_TIMEOUT, e.to_string()),
+            E::CallError {
+                code,
+                description,
+                details,
+                ..
+            } => ApiError(
+                StatusCode::BAD_GATEWAY,
+                json!({"error": "the station answered with a CALLERROR", "code": code, "description": description,
+                    "details": serde_json::from_str::<Value>(&details).unwrap_or(Value::Null)}),
+            ),
+            E::BadAnswer { .. } => ApiError::new(StatusCode::BAD_GATEWAY, e.to_string()),
+            E::Rejected { .. } => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
+        }
     }
 }
 
@@ -570,7 +594,7 @@ async fn list_stations(
         ..Filters::NONE
     })?;
     let page = app.store.stations_page(&q).await?;
-    let connected = app.server().map(|s| s.connected()).unwrap_or_default();
+    let connected = app.gateway.connected().await;
     let items: Vec<Value> = page
         .items
         .into_iter()
@@ -604,7 +628,7 @@ async fn get_station(State(app): State<Arc<App>>, Path(id): Path<String>) -> Api
         )
     };
     Ok(Json(StationView {
-        connected: app.server().is_some_and(|s| s.station(&id).is_ok()),
+        connected: app.gateway.is_connected(&id).await,
         sessions: app.store.sessions(Some(&id), 20).await?,
         // the external limits in force and what the EVs need, latest per source/EVSE
         charging_limits: crate::ocpp::charging_limits(&app.store, &id).await?,
@@ -791,9 +815,7 @@ async fn put_station(
         app.store
             .put_setting(&format!("station_location:{id}"), &loc.to_string())
             .await?;
-        if let Some(r) = app.roaming() {
-            r.location_changed(&id).await;
-        }
+        app.roaming.location_changed(&id).await;
     }
     app.station_credentials_changed(&id).await?;
     let boot_trigger =
@@ -843,11 +865,12 @@ async fn registration_changed(
     if before == Some(after) || before.is_none() && after == crate::store::Registration::Accepted {
         return None;
     }
-    let server = app.server()?;
     if after != crate::store::Registration::Accepted {
-        server.forget_accepted(id);
+        app.gateway.forget_accepted(id).await;
     }
-    server.station(id).ok()?;
+    if !app.gateway.is_connected(id).await {
+        return None;
+    }
     match crate::ocpp::may_send(app, id, "TriggerMessage").await {
         Ok(Ok(())) => {}
         Ok(Err(why)) => return Some(why),
@@ -912,22 +935,20 @@ async fn rotate_password(
             format!("unknown station {id}"),
         ));
     }
-    let peer = app
-        .server()
-        .and_then(|s| s.station(&id).ok())
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                format!("station {id} is not connected"),
-            )
-        })?;
+    if !app.gateway.is_connected(&id).await {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("station {id} is not connected"),
+        ));
+    }
     if let Err(why) = crate::ocpp::may_send(&app, &id, "SetVariables").await? {
         return Err(ApiError::new(StatusCode::CONFLICT, why));
     }
     let generated = given.is_none();
     let password = given.unwrap_or_else(crate::station_auth::generate_password);
+    use crate::gateway::StationCallError;
     use crate::station_auth::{PasswordSent, SendError};
-    match crate::station_auth::send_password(&peer, &password).await {
+    match crate::station_auth::send_password(&app.gateway, &id, &password).await {
         Ok(PasswordSent::Accepted) => {
             app.store.upsert_station(&id, Some(&password)).await?;
             app.station_credentials_changed(&id).await?;
@@ -943,11 +964,11 @@ async fn rotate_password(
             StatusCode::BAD_GATEWAY,
             format!("{id} refused the new password ({status}); the old one stays in force"),
         )),
-        Err(SendError::Call(CallFailure::Timeout)) => Err(ApiError::new(
+        Err(SendError::Call(StationCallError::Timeout { .. })) => Err(ApiError::new(
             StatusCode::GATEWAY_TIMEOUT,
             format!("{id} did not answer in time; the old password stays in force"),
         )),
-        Err(SendError::Call(CallFailure::NotConnected)) => Err(ApiError::new(
+        Err(SendError::Call(StationCallError::NotConnected { .. })) => Err(ApiError::new(
             StatusCode::NOT_FOUND,
             format!("station {id} is not connected"),
         )),
@@ -983,21 +1004,18 @@ async fn ocpp_call(
             "the body is the request payload: a JSON object",
         ));
     }
-    let peer = app
-        .server()
-        .and_then(|s| s.station(&id).ok())
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                format!("station {id} is not connected"),
-            )
-        })?;
-    let table = match peer.version() {
+    let Some(connected) = app.gateway.version(&id).await else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("station {id} is not connected"),
+        ));
+    };
+    let table = match connected {
         ProtocolVersion::V16 => v16_actions(),
         ProtocolVersion::V201 => v201_actions(),
         _ => v21_actions(),
     };
-    let version = crate::ocpp::version_name(peer.version());
+    let version = crate::ocpp::version_name(connected);
     if let Err(why) = crate::ocpp::may_send(&app, &id, &action).await? {
         return Err(ApiError::new(StatusCode::CONFLICT, why));
     }
@@ -1020,30 +1038,9 @@ async fn ocpp_call(
             json!({"error": format!("payload invalid for {action} in OCPP {version}: {e}"), "pointer": e.pointer().to_string()}),
         ));
     }
-    match tokio::time::timeout(app.config.call_timeout, peer.call_raw(&action, text)).await {
-        Err(_) | Ok(Err(CallFailure::Timeout)) => Err(ApiError::new(
-            StatusCode::GATEWAY_TIMEOUT,
-            format!("{id} did not answer {action} in time"),
-        )),
-        Ok(Ok(answer)) => {
-            let v: Value = serde_json::from_str(&answer).unwrap_or(Value::Null);
-            app.notify(crate::events::LiveEvent::Operation {
-                station: id.to_string(),
-                action: action.to_string(),
-            });
-            Ok(Json(v).into_response())
-        }
-        Ok(Err(CallFailure::CallError(e))) => Err(ApiError(
-            StatusCode::BAD_GATEWAY,
-            json!({"error": "the station answered with a CALLERROR", "code": e.code, "description": e.description,
-                "details": serde_json::from_str::<Value>(&e.details).unwrap_or(Value::Null)}),
-        )),
-        Ok(Err(CallFailure::NotConnected)) => Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            format!("station {id} is not connected"),
-        )),
-        Ok(Err(e)) => Err(ApiError::new(StatusCode::BAD_GATEWAY, e.to_string())),
-    }
+    let answer = app.gateway.call_operator_json(&id, info.name, text).await?;
+    let v: Value = serde_json::from_str(&answer).unwrap_or(Value::Null);
+    Ok(Json(v).into_response())
 }
 
 fn v16_actions() -> &'static [evproto_ocpp_types::ActionInfo] {
@@ -1118,13 +1115,8 @@ struct PartnerBody {
     token: String,
 }
 
-fn roaming(app: &App) -> Result<&Arc<crate::roaming::Roaming>, ApiError> {
-    app.roaming()
-        .ok_or_else(|| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "OCPI is not started yet"))
-}
-
 async fn list_partners(State(app): State<Arc<App>>) -> ApiResult {
-    let r = roaming(&app)?;
+    let r = &app.roaming;
     Ok(
         Json(json!({"versions_url": r.versions_url, "partners": r.partner_list().await}))
             .into_response(),
@@ -1147,7 +1139,7 @@ async fn register_partner(State(app): State<Arc<App>>, bytes: Bytes) -> ApiResul
             "versions_url: an absolute https:// (or, in a lab, http://) URL",
         ));
     }
-    let r = roaming(&app)?;
+    let r = &app.roaming;
     match r.register_with(&b.versions_url, &b.token).await {
         Ok(p) => {
             app.notify(crate::events::LiveEvent::OcpiPartnerRegistered {
@@ -1178,7 +1170,7 @@ async fn issue_token_a(State(app): State<Arc<App>>, bytes: Bytes) -> ApiResult {
             "name: 1 to 64 characters",
         ));
     }
-    let r = roaming(&app)?;
+    let r = &app.roaming;
     let token = r.server.issue_token_a(&b.name).await.map_err(|e| {
         tracing::error!("token A not stored: {e}");
         ApiError::new(
@@ -1257,9 +1249,7 @@ async fn put_tariff(
         .and_then(|parsed| crate::console_api::within_bounds(&parsed))
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e))?;
     let created = app.store.put_tariff(&id, &t).await?;
-    if let Some(r) = app.roaming() {
-        r.tariff_changed(&id, &t).await;
-    }
+    app.roaming.tariff_changed(&id, &t).await;
     Ok((created_or_ok(created), Json(t)).into_response())
 }
 
@@ -1669,10 +1659,7 @@ async fn metrics(State(app): State<Arc<App>>) -> ApiResult {
 async fn render_metrics(app: &App) -> Result<String, ApiError> {
     use std::fmt::Write;
     let c = app.store.metric_counts().await?;
-    let connected = app
-        .server()
-        .map(|s| s.connected().len())
-        .unwrap_or_default();
+    let connected = app.gateway.connected().await.len();
     let mut body = String::new();
     for (name, help, kind, value) in [
         ("csms_stations", "Registered stations.", "gauge", c.stations),

@@ -100,7 +100,7 @@ const MAX_LIVE: i64 = 100_000;
 /// `GET /api/overview`: what the console's first page shows.
 pub(crate) async fn overview(State(app): State<Arc<App>>) -> ApiResult {
     let counts = app.store.network_counts().await?;
-    let online = app.server().map(|s| s.connected().len()).unwrap_or(0);
+    let online = app.gateway.connected().await.len();
     let power_w = app
         .store
         .live_power(None, MAX_LIVE)

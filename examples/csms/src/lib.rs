@@ -14,6 +14,29 @@
 //! unless `admin_bind` opens it) serves the operator API (`/api`, bearer
 //! key), the OpenAPI document (`/api/openapi.json`), Prometheus metrics
 //! (`/metrics`, bearer key) and the dashboard (`/`).
+//!
+//! # How it is put together
+//!
+//! [`serve`] builds the services in dependency order, each from what it
+//! needs, and nothing holds a pointer back to the whole app:
+//!
+//! 1. the [`store::Store`], then the ports (the public base URL names the
+//!    HTTP port, so it is known before anything that hands out URLs);
+//! 2. the [`gateway::StationGateway`], typed calls to connected stations
+//!    (`gateway.call::<v201::action::UnlockConnector>(station, request)`);
+//! 3. the services that use it: [`roaming::Roaming`] (store, gateway,
+//!    events), [`smart::SiteShares`] (store, gateway, events);
+//! 4. the [`App`]: the state the OCPP handlers ([`ocpp::routes`]) and the
+//!    HTTP handlers ([`api`]) get, holding those services;
+//! 5. the OCPP server, built from the handlers' routes.
+//!
+//! The one cycle, server → handlers → gateway → server, is broken by a
+//! channel: the gateway asks the server for a station's connection through
+//! [`gateway::GatewayLink`], served once the server exists (likewise the
+//! roaming side's background work goes through [`roaming::RoamingWork`]).
+//! Background work is spawned with the handles it uses: the outbox worker
+//! and last-seen flusher with the app, a smart-charging rebalance with its
+//! [`smart::SiteShares`], roaming retries with the roaming side.
 
 pub mod alerts;
 pub mod api;
@@ -24,6 +47,7 @@ pub mod console_api;
 pub mod datadir;
 pub mod demo;
 pub mod events;
+pub mod gateway;
 pub mod listener;
 pub mod ocpp;
 pub mod ops;
@@ -40,7 +64,7 @@ pub mod writer;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use evproto_ocpp_server::{Security, Server, ServerConfig, ServerEvent};
 use serde_json::{json, Value};
@@ -65,15 +89,20 @@ pub struct App {
     pub http: api::HttpState,
     /// Live events for the dashboard and `/api/events`.
     pub events: broadcast::Sender<events::LiveEvent>,
-    server: OnceLock<Server>,
-    roaming: OnceLock<Arc<roaming::Roaming>>,
-    this: OnceLock<std::sync::Weak<App>>,
-    public: OnceLock<String>,
+    /// Typed calls to connected stations.
+    pub gateway: gateway::StationGateway,
+    /// The roaming side (OCPI).
+    pub roaming: Arc<roaming::Roaming>,
+    /// The public base URL of the HTTP port (firmware downloads, uploads,
+    /// OCPI), without a trailing `/`.
+    pub public_base: String,
     /// The station registry and password check of the handshake.
     pub auth: Arc<station_auth::StationAuth>,
     /// Last message time per station, flushed to the store every few
     /// seconds: a Heartbeat needs no durable write of its own.
     last_seen: std::sync::Mutex<HashMap<String, String>>,
+    /// The site limit's shares (smart charging).
+    pub site: smart::SiteShares,
     /// The payment back end (prepaid wallets by default).
     pub payments: payments::Wallets,
     /// Open sessions, in memory with the store as the truth.
@@ -139,69 +168,6 @@ impl App {
             .remove(&(station.to_owned(), evse, connector));
     }
 
-    /// The public base URL of the HTTP port (firmware downloads, uploads).
-    pub fn public_base(&self) -> String {
-        self.public
-            .get()
-            .cloned()
-            .unwrap_or_else(|| format!("http://127.0.0.1:{}", self.config.http_port))
-    }
-
-    /// A counted handle on this app (for background work).
-    pub fn arc(&self) -> Option<Arc<App>> {
-        self.this.get().and_then(std::sync::Weak::upgrade)
-    }
-
-    /// The roaming side (OCPI), once the HTTP port is known.
-    pub fn roaming(&self) -> Option<&Arc<roaming::Roaming>> {
-        self.roaming.get()
-    }
-
-    /// The OCPP version a connected station speaks, `None` when it is not
-    /// connected.
-    pub fn station_version(&self, id: &str) -> Option<evproto_ocpp_proto::ProtocolVersion> {
-        self.server()?.station(id).ok().map(|p| p.version())
-    }
-
-    /// Sends a CSMS-initiated call to a connected station and returns its
-    /// answer payload, or why there is none.
-    ///
-    /// # Errors
-    ///
-    /// Not connected, timed out, or a CALLERROR, as text.
-    pub async fn call_station(
-        &self,
-        id: &str,
-        action: &str,
-        payload: Value,
-    ) -> Result<Value, String> {
-        let peer = self
-            .server()
-            .and_then(|s| s.station(id).ok())
-            .ok_or_else(|| format!("station {id} is not connected"))?;
-        match tokio::time::timeout(
-            self.config.call_timeout,
-            peer.call_raw(action, payload.to_string()),
-        )
-        .await
-        {
-            Err(_) => Err(format!("{id} did not answer {action} in time")),
-            Ok(Ok(answer)) => {
-                self.notify(crate::events::LiveEvent::Operation {
-                    station: id.to_string(),
-                    action: action.to_string(),
-                });
-                Ok(serde_json::from_str(&answer).unwrap_or(Value::Null))
-            }
-            Ok(Err(e)) => Err(e.to_string()),
-        }
-    }
-
-    /// The OCPP server, once started.
-    pub fn server(&self) -> Option<&Server> {
-        self.server.get()
-    }
-
     /// Reloads station passwords into the in-memory check used during the
     /// WebSocket handshake.
     ///
@@ -229,14 +195,11 @@ impl App {
             return Ok(());
         }
         self.auth.forget(id);
-        let Some(server) = self.server() else {
-            return Ok(());
-        };
         if after.is_none() {
-            server.forget_accepted(id);
+            self.gateway.forget_accepted(id).await;
             self.station_disconnected(id);
         }
-        if before.is_some() && server.disconnect(id, "credentials changed").await {
+        if before.is_some() && self.gateway.disconnect(id, "credentials changed").await {
             tracing::info!(station = id, "closed: its credentials changed");
         }
         Ok(())
@@ -305,12 +268,8 @@ impl App {
                 None
             }
         };
-        if let Some(r) = self.roaming() {
-            r.session_changed(s, cdr.as_ref()).await;
-        }
-        if let Some(me) = self.arc() {
-            smart::rebalance(&me);
-        }
+        self.roaming.session_changed(s, cdr.as_ref()).await;
+        self.site.rebalance();
         self.notify(crate::events::LiveEvent::SessionCompleted {
             station: s.station_id.to_string(),
             session: s.id.to_string(),
@@ -337,10 +296,7 @@ impl App {
             roaming::PUSH => {
                 // the roaming side runs and marks its pushes (one run at a
                 // time per partner and object; a partner down holds them all)
-                match self.roaming() {
-                    Some(r) => r.run_push(id, subject).await,
-                    None => tracing::warn!(id, "OCPI push before roaming started: left pending"),
-                }
+                self.roaming.run_push(id, subject).await;
                 return;
             }
             other => {
@@ -426,14 +382,10 @@ impl App {
                 Ok(false)
             }
             Ok(h) => {
-                if let (Some(r), Ok(Some(s))) =
-                    (self.roaming(), self.store.session(session_id).await)
-                {
-                    r.session_changed(&s, None).await;
+                if let Ok(Some(s)) = self.store.session(session_id).await {
+                    self.roaming.session_changed(&s, None).await;
                 }
-                if let Some(me) = self.arc() {
-                    smart::rebalance(&me);
-                }
+                self.site.rebalance();
                 if let payments::Hold::Held(a) = h {
                     self.notify(crate::events::LiveEvent::PaymentHeld {
                         session: session_id.to_string(),
@@ -614,79 +566,15 @@ async fn run(
     let key = api::settle_api_key(&store, config.api_key.as_deref())
         .await
         .map_err(|e| format!("API key: {e}"))?;
-    let (events, _) = broadcast::channel(1024);
-    let store_for_payments = store.clone();
-    let sessions = sessions::Sessions::new(store.clone());
-    let auth = station_auth::StationAuth::load(store.clone())
-        .await
-        .map_err(|e| e.to_string())?;
-    let app = Arc::new(App {
-        store,
-        config: config.clone(),
-        api_key: key.key.clone(),
-        http: api::HttpState::new(&config),
-        events,
-        server: OnceLock::new(),
-        roaming: OnceLock::new(),
-        this: OnceLock::new(),
-        public: OnceLock::new(),
-        auth: Arc::new(auth),
-        last_seen: std::sync::Mutex::new(HashMap::new()),
-        statuses: std::sync::Mutex::new(HashMap::new()),
-        payments: payments::Wallets::new(store_for_payments),
-        sessions,
-    });
-    let _ = app.this.set(Arc::downgrade(&app));
-    let password = station_auth::Check(app.auth.clone());
-    // each station connects under its registered security profile (A00-A08),
+    // Each station connects under its registered security profile (A00-A08),
     // unknown identities under the server's default; the default also says
-    // whether the single OCPP port runs TLS when there is no TLS port beside it
+    // whether the single OCPP port runs TLS when there is no TLS port beside it.
     let default_profile = config.security_profile;
     let tls = match (config.tls_cert.is_some(), config.tls_key.is_some()) {
         (true, true) => Some(tls_config(&config)?),
         _ => None,
     };
-    let security = match (default_profile, &tls) {
-        (0, _) => Security::unsecured(),
-        (1, _) => Security::basic_auth(password.clone()),
-        (2, Some(t)) => Security::tls_basic_auth(t.clone(), password.clone()),
-        (_, Some(t)) => Security::mutual_tls(t.clone()),
-        (_, None) => return Err("security profiles 2 and 3 need tls_cert and tls_key".into()),
-    };
-    let ocpp_tls = if config.ocpp_tls_port.is_none() && security.profile() >= 2 {
-        tls.clone()
-    } else {
-        None
-    };
-    let (r16, r201, r21) = ocpp::routes(&app);
-    let registry = app.auth.clone();
-    let profiles = app.auth.clone();
-    let server = Server::builder(security)
-        .per_station_profiles(
-            move |id: &str| profiles.profile_of(id, default_profile),
-            password,
-        )
-        // a CA-signed certificate outlives its station's registration: an
-        // unknown identity under a default of profile 3 is not let in
-        .admit(move |id: &str| default_profile != 3 || registry.is_registered(id))
-        .v16(r16)
-        .v201(r201)
-        .v21(r21)
-        .config(ServerConfig::default().with_endpoint(
-            evproto_ocpp_proto::Config::default().with_call_timeout(config.call_timeout),
-        ))
-        .build();
-    // boots accepted before a restart stay accepted: a station that only
-    // reconnects does not boot again (OCPP 2.0.1 B01-B03)
-    for id in app
-        .store
-        .accepted_stations()
-        .await
-        .map_err(|e| e.to_string())?
-    {
-        server.remember_accepted(id);
-    }
-    let _ = app.server.set(server.clone());
+    // 1. The ports first: the public base URL names the HTTP port.
     let ocpp_listener =
         tokio::net::TcpListener::bind(SocketAddr::new(config.bind, config.ocpp_port))
             .await
@@ -724,6 +612,96 @@ async fn run(
         .local_addr()
         .map_err(|e| e.to_string())?
         .port();
+    let public_base = config
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://127.0.0.1:{http_port}"))
+        .trim_end_matches('/')
+        .to_owned();
+    // 2. The services, each given what it needs, in dependency order.
+    let (events, _) = broadcast::channel(1024);
+    let (gateway, gateway_link) = gateway::StationGateway::new(config.call_timeout, events.clone());
+    let (roaming, roaming_work) = roaming::Roaming::new(
+        roaming::Needs {
+            store: store.clone(),
+            gateway: gateway.clone(),
+            events: events.clone(),
+            config: &config,
+        },
+        &format!("{public_base}/ocpi"),
+    )?;
+    let site = smart::SiteShares {
+        store: store.clone(),
+        gateway: gateway.clone(),
+        events: events.clone(),
+        site_limit_w: config.site_limit_w,
+    };
+    let sessions = sessions::Sessions::new(store.clone());
+    let auth = station_auth::StationAuth::load(store.clone())
+        .await
+        .map_err(|e| e.to_string())?;
+    let app = Arc::new(App {
+        payments: payments::Wallets::new(store.clone()),
+        store,
+        config: config.clone(),
+        api_key: key.key.clone(),
+        http: api::HttpState::new(&config),
+        events,
+        gateway,
+        roaming: roaming.clone(),
+        public_base,
+        site,
+        auth: Arc::new(auth),
+        last_seen: std::sync::Mutex::new(HashMap::new()),
+        statuses: std::sync::Mutex::new(HashMap::new()),
+        sessions,
+    });
+    // 3. The OCPP server, from the handlers (their state is the app), and
+    // the gateway's link to it.
+    let password = station_auth::Check(app.auth.clone());
+    let security = match (default_profile, &tls) {
+        (0, _) => Security::unsecured(),
+        (1, _) => Security::basic_auth(password.clone()),
+        (2, Some(t)) => Security::tls_basic_auth(t.clone(), password.clone()),
+        (_, Some(t)) => Security::mutual_tls(t.clone()),
+        (_, None) => return Err("security profiles 2 and 3 need tls_cert and tls_key".into()),
+    };
+    let ocpp_tls = if config.ocpp_tls_port.is_none() && security.profile() >= 2 {
+        tls.clone()
+    } else {
+        None
+    };
+    let (r16, r201, r21) = ocpp::routes(&app);
+    let registry = app.auth.clone();
+    let profiles = app.auth.clone();
+    let server = Server::builder(security)
+        .per_station_profiles(
+            move |id: &str| profiles.profile_of(id, default_profile),
+            password,
+        )
+        // a CA-signed certificate outlives its station's registration: an
+        // unknown identity under a default of profile 3 is not let in
+        .admit(move |id: &str| default_profile != 3 || registry.is_registered(id))
+        .v16(r16)
+        .v201(r201)
+        .v21(r21)
+        .config(ServerConfig::default().with_endpoint(
+            evproto_ocpp_proto::Config::default().with_call_timeout(config.call_timeout),
+        ))
+        .build();
+    tokio::spawn(gateway_link.serve(server.clone()));
+    // 4. Background work, each with the handles it uses.
+    tokio::spawn(roaming_work.run(roaming.clone()));
+    // boots accepted before a restart stay accepted: a station that only
+    // reconnects does not boot again (OCPP 2.0.1 B01-B03)
+    for id in app
+        .store
+        .accepted_stations()
+        .await
+        .map_err(|e| e.to_string())?
+    {
+        server.remember_accepted(id);
+    }
     say(&Said::Config {
         config: config.shown(),
     });
@@ -871,20 +849,6 @@ async fn run(
         _ => None,
     };
     // OCPI roaming, at {public_url}/ocpi
-    let public = config
-        .public_url
-        .clone()
-        .unwrap_or_else(|| format!("http://127.0.0.1:{http_port}"));
-    let _ = app.public.set(public.trim_end_matches('/').to_owned());
-    let roaming = roaming::Roaming::new(
-        Arc::downgrade(&app),
-        app.store.clone(),
-        &format!("{}/ocpi", public.trim_end_matches('/')),
-        &config.ocpi_country_code,
-        &config.ocpi_party_id,
-    )?;
-    let roaming = Arc::new(roaming);
-    let _ = app.roaming.set(roaming.clone());
     if let Ok(Some(t)) = app.store.tariff("default").await {
         roaming.tariff_changed("default", &t).await;
     }
@@ -893,7 +857,7 @@ async fn run(
     });
     let app_for_flush = app.clone();
     let limits = listener::Limits::of(&config);
-    let public_routes = api::public_router(app.clone(), app.roaming().map(|r| r.server.router()));
+    let public_routes = api::public_router(app.clone(), Some(roaming.server.router()));
     let http_task = tokio::spawn(listener::serve(
         http_listener,
         public_routes,

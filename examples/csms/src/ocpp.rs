@@ -265,13 +265,15 @@ async fn decide(
     // else a roaming partner's (OCPI tokens pushed to us, real-time authorization)
     let own = match own {
         Some(r) => Some(r),
-        None if !token.is_empty() => match app.roaming() {
-            Some(r) => r.authorize(token).await.map(|s| authorization::Record {
-                status: status_of(s),
-                ..authorization::Record::accepted()
-            }),
-            None => None,
-        },
+        None if !token.is_empty() => {
+            app.roaming
+                .authorize(token)
+                .await
+                .map(|s| authorization::Record {
+                    status: status_of(s),
+                    ..authorization::Record::accepted()
+                })
+        }
         None => None,
     };
     let policy = authorization::Policy {
@@ -620,11 +622,9 @@ handlers_2x!(
 /// Refreshes the station's OCPI Location and pushes it to partners, in
 /// the background (the station's answer does not wait for partners).
 fn location_changed(app: &App, station: &str) {
-    if let Some(r) = app.roaming() {
-        let r = r.clone();
-        let station = station.to_owned();
-        tokio::spawn(async move { r.location_changed(&station).await });
-    }
+    let r = app.roaming.clone();
+    let station = station.to_owned();
+    tokio::spawn(async move { r.location_changed(&station).await });
 }
 
 /// Seconds between two CostUpdated calls for the same transaction.
@@ -637,11 +637,10 @@ const COST_UPDATE_EVERY_S: i64 = 60;
 /// precondition; a station without it may never answer, which would hold
 /// up every other call to it).
 fn cost_updated(app: &App, station: &str, tx_id: &str, cost: rust_decimal::Decimal) {
-    let Some(me) = app.arc() else { return };
+    let (store, gateway) = (app.store.clone(), app.gateway.clone());
     let (station, tx_id) = (station.to_owned(), tx_id.to_owned());
     tokio::spawn(async move {
-        let enabled = me
-            .store
+        let enabled = store
             .device_variable(&station, "TariffCostCtrlr", "Enabled[Cost]")
             .await
             .ok()
@@ -655,8 +654,10 @@ fn cost_updated(app: &App, station: &str, tx_id: &str, cost: rust_decimal::Decim
                         a["type"].as_str().unwrap_or("Actual") == "Actual" && a["value"] == "true"
                     })
             });
-        if enabled {
-            send_cost_updated(&me, &station, &tx_id, cost);
+        if enabled && due_cost_update(&station, &tx_id) {
+            if let Err(e) = send_cost_updated(&gateway, &station, &tx_id, cost).await {
+                tracing::debug!(station, "CostUpdated: {e}");
+            }
         }
     });
 }
@@ -687,32 +688,55 @@ pub fn cost_updates_held() -> usize {
         .len()
 }
 
-fn send_cost_updated(app: &App, station: &str, tx_id: &str, cost: rust_decimal::Decimal) {
+/// Whether a transaction's CostUpdated is due (none in the last
+/// [`COST_UPDATE_EVERY_S`]); if so, notes it as sent now.
+fn due_cost_update(station: &str, tx_id: &str) -> bool {
     let key = (station.to_owned(), tx_id.to_owned());
     let now_s = chrono::Utc::now().timestamp();
+    let mut last = cost_updates().lock().unwrap_or_else(|e| e.into_inner());
+    if last
+        .get(&key)
+        .is_some_and(|t| now_s - t < COST_UPDATE_EVERY_S)
     {
-        let mut last = cost_updates().lock().unwrap_or_else(|e| e.into_inner());
-        if last
-            .get(&key)
-            .is_some_and(|t| now_s - t < COST_UPDATE_EVERY_S)
-        {
-            return;
-        }
-        last.insert(key, now_s);
+        return false;
     }
-    let Some(me) = app.arc() else { return };
-    let station = station.to_owned();
-    let payload = serde_json::from_str::<Value>(&format!(
-        "{{\"totalCost\": {}, \"transactionId\": {}}}",
-        cost.normalize(),
-        Value::String(tx_id.to_owned())
-    ))
-    .unwrap_or_default();
-    tokio::spawn(async move {
-        if let Err(e) = me.call_station(&station, "CostUpdated", payload).await {
-            tracing::debug!(station, "CostUpdated: {e}");
+    last.insert(key, now_s);
+    true
+}
+
+/// CostUpdated (2.0.1 and 2.1; 1.6 has none) with a transaction's running cost.
+async fn send_cost_updated(
+    gateway: &crate::gateway::StationGateway,
+    station: &str,
+    tx_id: &str,
+    cost: rust_decimal::Decimal,
+) -> Result<(), crate::gateway::StationCallError> {
+    let bad = |e| crate::gateway::StationCallError::rejected(station, e);
+    let total_cost = cost.normalize();
+    match gateway.version(station).await {
+        Some(ProtocolVersion::V201) => {
+            let request = v201::CostUpdatedRequest {
+                custom_data: None,
+                total_cost,
+                transaction_id: tx_id.parse().map_err(bad)?,
+            };
+            gateway
+                .call::<v201::action::CostUpdated>(station, request)
+                .await?;
         }
-    });
+        Some(ProtocolVersion::V21) => {
+            let request = v21::CostUpdatedRequest {
+                total_cost,
+                transaction_id: tx_id.parse().map_err(bad)?,
+                custom_data: None,
+            };
+            gateway
+                .call::<v21::action::CostUpdated>(station, request)
+                .await?;
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 // ---- every other message: typed handlers per version, the rules in plain functions ----
@@ -841,43 +865,44 @@ pub async fn may_send(
 ///
 /// Not connected, no answer in time, or a CALLERROR, as text.
 pub async fn trigger_boot(app: &App, station: &str) -> Result<&'static str, String> {
-    let peer = app
-        .server()
-        .and_then(|s| s.station(station).ok())
-        .ok_or_else(|| format!("station {station} is not connected"))?;
-    let call = async {
-        match peer.version() {
-            ProtocolVersion::V16 => peer
-                .call::<v16::action::TriggerMessage>(&v16::TriggerMessageRequest {
-                    requested_message: v16::MessageTrigger::BootNotification,
-                    connector_id: None,
-                })
+    let gateway = &app.gateway;
+    let answer = match gateway.version(station).await {
+        None => return Err(format!("station {station} is not connected")),
+        Some(ProtocolVersion::V16) => {
+            let request = v16::TriggerMessageRequest {
+                requested_message: v16::MessageTrigger::BootNotification,
+                connector_id: None,
+            };
+            gateway
+                .call::<v16::action::TriggerMessage>(station, request)
                 .await
-                .map(|r| r.status.as_str()),
-            ProtocolVersion::V201 => peer
-                .call::<v201::action::TriggerMessage>(&v201::TriggerMessageRequest {
-                    requested_message: v201::MessageTriggerEnumType::BootNotification,
-                    evse: None,
-                    custom_data: None,
-                })
+                .map(|r| r.status.as_str())
+        }
+        Some(ProtocolVersion::V201) => {
+            let request = v201::TriggerMessageRequest {
+                requested_message: v201::MessageTriggerEnumType::BootNotification,
+                evse: None,
+                custom_data: None,
+            };
+            gateway
+                .call::<v201::action::TriggerMessage>(station, request)
                 .await
-                .map(|r| r.status.as_str()),
-            _ => peer
-                .call::<v21::action::TriggerMessage>(&v21::TriggerMessageRequest {
-                    requested_message: v21::MessageTriggerEnumType::BootNotification,
-                    evse: None,
-                    custom_trigger: None,
-                    custom_data: None,
-                })
+                .map(|r| r.status.as_str())
+        }
+        Some(_) => {
+            let request = v21::TriggerMessageRequest {
+                requested_message: v21::MessageTriggerEnumType::BootNotification,
+                evse: None,
+                custom_trigger: None,
+                custom_data: None,
+            };
+            gateway
+                .call::<v21::action::TriggerMessage>(station, request)
                 .await
-                .map(|r| r.status.as_str()),
+                .map(|r| r.status.as_str())
         }
     };
-    match tokio::time::timeout(app.config.call_timeout, call).await {
-        Ok(Ok(status)) => Ok(status),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err(format!("{station} did not answer TriggerMessage in time")),
-    }
+    answer.map_err(|e| e.to_string())
 }
 
 /// What a station says about itself at boot, as stored with the boot.

@@ -22,7 +22,9 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::Semaphore;
 
 use crate::api::{body, ct_eq, ApiError, ApiResult};
+use crate::gateway::{StationCallError, StationGateway};
 use crate::App;
+use evproto_ocpp_types::{v16, v201, Action as _};
 
 /// How long an upload URL handed to a station stays usable.
 const UPLOAD_TOKEN_TTL: Duration = Duration::from_secs(3600);
@@ -216,7 +218,7 @@ pub async fn put_firmware(
         ));
     }
     let size = part.persist(&firmware_dir(&app).join(&name)).await?;
-    let url = format!("{}/firmware/{name}", app.public_base());
+    let url = format!("{}/firmware/{name}", app.public_base);
     Ok((
         StatusCode::CREATED,
         Json(json!({"name": name, "size": size, "url": url})),
@@ -291,7 +293,7 @@ pub async fn start_campaign(State(app): State<Arc<App>>, bytes: Bytes) -> ApiRes
                     format!("no uploaded firmware {name}"),
                 ));
             }
-            format!("{}/firmware/{name}", app.public_base())
+            format!("{}/firmware/{name}", app.public_base)
         }
         (None, Some(url))
             if url.starts_with("http://")
@@ -308,30 +310,25 @@ pub async fn start_campaign(State(app): State<Arc<App>>, bytes: Bytes) -> ApiRes
         }
     };
     let stations = if b.stations.is_empty() {
-        app.server().map(|s| s.connected()).unwrap_or_default()
+        app.gateway.connected().await
     } else {
         b.stations.clone()
     };
     if stations.is_empty() {
         return Err(ApiError::new(StatusCode::BAD_REQUEST, "no stations"));
     }
-    let id: i64 = (chrono::Utc::now().timestamp_millis() % 1_000_000_000).abs();
+    let id = request_id();
     let retrieve = crate::store::now();
     let mut results = Vec::new();
     for st in &stations {
-        let payload = match app.station_version(st) {
-            Some(ProtocolVersion::V16) => json!({"location": location, "retrieveDate": retrieve}),
-            Some(_) => {
-                json!({"requestId": id, "firmware": {"location": location, "retrieveDateTime": retrieve}})
-            }
-            None => {
-                results.push(json!({"station": st, "requested": false, "reason": "not connected"}));
-                continue;
-            }
+        let Some(version) = app.gateway.version(st).await else {
+            results.push(json!({"station": st, "requested": false, "reason": "not connected"}));
+            continue;
         };
-        match app.call_station(st, "UpdateFirmware", payload).await {
-            Ok(a) => results.push(json!({"station": st, "requested": a["status"].as_str().is_none_or(|s| s == "Accepted" || s == "AcceptedCanceled"), "answer": a})),
-            Err(e) => results.push(json!({"station": st, "requested": false, "reason": e})),
+        match update_firmware(&app.gateway, st, version, &location, id).await {
+            // 1.6 answers without a status: the request is taken
+            Ok(a) => results.push(json!({"station": st, "requested": a.status.is_none_or(|s| s == "Accepted" || s == "AcceptedCanceled"), "answer": a.json})),
+            Err(e) => results.push(json!({"station": st, "requested": false, "reason": e.to_string()})),
         }
     }
     let campaign =
@@ -418,7 +415,7 @@ pub(crate) async fn list_campaigns(
 /// `POST /api/stations/{id}/logs`: asks the station to upload its log
 /// (2.x GetLog) or diagnostics (1.6 GetDiagnostics) to us.
 pub async fn request_logs(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult {
-    let version = app.station_version(&id).ok_or_else(|| {
+    let version = app.gateway.version(&id).await.ok_or_else(|| {
         ApiError::new(
             StatusCode::NOT_FOUND,
             format!("station {id} is not connected"),
@@ -433,21 +430,14 @@ pub async fn request_logs(State(app): State<Arc<App>>, Path(id): Path<String>) -
             &upload_token_record(&token, expires),
         )
         .await?;
-    let url = format!("{}/upload/{id}/{token}", app.public_base());
-    let request_id: i64 = (chrono::Utc::now().timestamp_millis() % 1_000_000_000).abs();
-    let (action, payload) = if version == ProtocolVersion::V16 {
-        ("GetDiagnostics", json!({"location": url}))
-    } else {
-        (
-            "GetLog",
-            json!({"logType": "DiagnosticsLog", "requestId": request_id, "log": {"remoteLocation": url}}),
-        )
-    };
-    match app.call_station(&id, action, payload).await {
+    let url = format!("{}/upload/{id}/{token}", app.public_base);
+    let (action, answer) = get_log(&app.gateway, &id, version, &url, request_id()).await;
+    match answer {
         Ok(answer) => Ok(
-            Json(json!({"action": action, "upload_url": url, "answer": answer})).into_response(),
+            Json(json!({"action": action, "upload_url": url, "answer": answer.json}))
+                .into_response(),
         ),
-        Err(e) => Err(ApiError::new(StatusCode::BAD_GATEWAY, e)),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -556,7 +546,7 @@ pub async fn put_local_list(
     } else {
         body(&bytes)?
     };
-    let version = app.station_version(&id).ok_or_else(|| {
+    let version = app.gateway.version(&id).await.ok_or_else(|| {
         ApiError::new(
             StatusCode::NOT_FOUND,
             format!("station {id} is not connected"),
@@ -589,28 +579,274 @@ pub async fn put_local_list(
         .and_then(|v| v.parse::<i64>().ok())
         .unwrap_or(0)
         + 1;
-    let payload = if version == ProtocolVersion::V16 {
-        json!({"listVersion": list_version, "updateType": "Full", "localAuthorizationList": entries.iter()
-            .map(|(t, s)| json!({"idTag": t, "idTagInfo": {"status": s}})).collect::<Vec<_>>()})
-    } else {
-        json!({"versionNumber": list_version, "updateType": "Full", "localAuthorizationList": entries.iter()
-            .map(|(t, s)| json!({"idToken": {"idToken": t, "type": "ISO14443"}, "idTokenInfo": {"status": s}})).collect::<Vec<_>>()})
-    };
-    match app.call_station(&id, "SendLocalList", payload).await {
-        Ok(answer) => {
-            if answer["status"] == "Accepted" {
-                app.store
-                    .put_setting(&key, &list_version.to_string())
-                    .await?;
-            }
-            Ok(Json(
-                json!({"list_version": list_version, "entries": entries.len(), "answer": answer}),
-            )
-            .into_response())
+    let list_number = i32::try_from(list_version)
+        .map_err(|_| ApiError::new(StatusCode::CONFLICT, "the list version is past its maximum"))?;
+    let answer = send_local_list(&app.gateway, &id, version, list_number, &entries).await?;
+    if answer.status == Some("Accepted") {
+        app.store
+            .put_setting(&key, &list_version.to_string())
+            .await?;
+    }
+    Ok(
+        Json(
+            json!({"list_version": list_version, "entries": entries.len(), "answer": answer.json}),
+        )
+        .into_response(),
+    )
+}
+
+/// A request id of ours (a campaign, a log request): the time in
+/// milliseconds, modulo 10^9 (fits every version's `requestId`).
+fn request_id() -> i32 {
+    i32::try_from(chrono::Utc::now().timestamp_millis() % 1_000_000_000).unwrap_or_default()
+}
+
+/// A station's typed answer, as the API shows it.
+#[derive(Debug)]
+struct Answer {
+    /// Its `status`, when the message has one.
+    status: Option<&'static str>,
+    /// The answer as JSON, for the operator.
+    json: Value,
+}
+
+impl Answer {
+    fn of<R: serde::Serialize>(status: Option<&'static str>, response: &R) -> Answer {
+        Answer {
+            status,
+            json: serde_json::to_value(response).unwrap_or(Value::Null),
         }
-        Err(e) => Err(ApiError::new(StatusCode::BAD_GATEWAY, e)),
     }
 }
+
+/// UpdateFirmware: download from `location` now, in `version`.
+async fn update_firmware(
+    gateway: &StationGateway,
+    station: &str,
+    version: ProtocolVersion,
+    location: &str,
+    request_id: i32,
+) -> Result<Answer, StationCallError> {
+    let retrieve = chrono::Utc::now();
+    match version {
+        ProtocolVersion::V16 => {
+            let request = v16::UpdateFirmwareRequest {
+                location: location.to_owned(),
+                retries: None,
+                retrieve_date: retrieve,
+                retry_interval: None,
+            };
+            let r = gateway
+                .call::<v16::action::UpdateFirmware>(station, request)
+                .await?;
+            Ok(Answer::of(None, &r))
+        }
+        ProtocolVersion::V201 => {
+            ops_201::update_firmware(gateway, station, location, request_id, retrieve).await
+        }
+        _ => ops_21::update_firmware(gateway, station, location, request_id, retrieve).await,
+    }
+}
+
+/// 1.6 GetDiagnostics or 2.x GetLog (`DiagnosticsLog`) to `url`: the action
+/// sent and the answer.
+async fn get_log(
+    gateway: &StationGateway,
+    station: &str,
+    version: ProtocolVersion,
+    url: &str,
+    request_id: i32,
+) -> (&'static str, Result<Answer, StationCallError>) {
+    match version {
+        ProtocolVersion::V16 => {
+            let request = v16::GetDiagnosticsRequest {
+                location: url.to_owned(),
+                retries: None,
+                retry_interval: None,
+                start_time: None,
+                stop_time: None,
+            };
+            type A = v16::action::GetDiagnostics;
+            let r = gateway.call::<A>(station, request).await;
+            (A::NAME, r.map(|r| Answer::of(None, &r)))
+        }
+        ProtocolVersion::V201 => ops_201::get_log(gateway, station, url, request_id).await,
+        _ => ops_21::get_log(gateway, station, url, request_id).await,
+    }
+}
+
+/// SendLocalList (update type Full) of `entries` (token, status).
+async fn send_local_list(
+    gateway: &StationGateway,
+    station: &str,
+    version: ProtocolVersion,
+    list_version: i32,
+    entries: &[(String, String)],
+) -> Result<Answer, StationCallError> {
+    let bad = |e| StationCallError::rejected(station, e);
+    match version {
+        ProtocolVersion::V16 => {
+            let list = entries
+                .iter()
+                .map(|(t, status)| {
+                    Ok(v16::AuthorizationData {
+                        id_tag: t.parse().map_err(bad)?,
+                        id_tag_info: Some(v16::IdTagInfo {
+                            expiry_date: None,
+                            parent_id_tag: None,
+                            status: status.parse().unwrap_or(v16::AuthorizationStatus::Invalid),
+                        }),
+                    })
+                })
+                .collect::<Result<Vec<_>, StationCallError>>()?;
+            let request = v16::SendLocalListRequest {
+                list_version,
+                local_authorization_list: Some(list),
+                update_type: v16::UpdateType::Full,
+            };
+            let r = gateway
+                .call::<v16::action::SendLocalList>(station, request)
+                .await?;
+            Ok(Answer::of(Some(r.status.as_str()), &r))
+        }
+        ProtocolVersion::V201 => {
+            ops_201::send_local_list(gateway, station, list_version, entries, |_| {
+                Ok(v201::IdTokenEnumType::ISO14443)
+            })
+            .await
+        }
+        _ => {
+            ops_21::send_local_list(gateway, station, list_version, entries, |t| {
+                t.parse().map_err(|e| StationCallError::rejected(t, e))
+            })
+            .await
+        }
+    }
+}
+
+/// The 2.0.1 and 2.1 requests of these operations (the same messages).
+macro_rules! ops_2x {
+    ($m:ident, $ver:ident, $token_type:ty) => {
+        mod $m {
+            use evproto_ocpp_types::{$ver, Action as _};
+
+            use super::Answer;
+            use crate::gateway::{StationCallError, StationGateway};
+
+            pub(super) async fn update_firmware(
+                gateway: &StationGateway,
+                station: &str,
+                location: &str,
+                request_id: i32,
+                retrieve: chrono::DateTime<chrono::Utc>,
+            ) -> Result<Answer, StationCallError> {
+                let request = $ver::UpdateFirmwareRequest {
+                    retries: None,
+                    retry_interval: None,
+                    request_id,
+                    firmware: $ver::FirmwareType {
+                        location: location
+                            .parse()
+                            .map_err(|e| StationCallError::rejected(station, e))?,
+                        retrieve_date_time: retrieve,
+                        install_date_time: None,
+                        signing_certificate: None,
+                        signature: None,
+                        custom_data: None,
+                    },
+                    custom_data: None,
+                };
+                let r = gateway
+                    .call::<$ver::action::UpdateFirmware>(station, request)
+                    .await?;
+                Ok(Answer::of(Some(r.status.as_str()), &r))
+            }
+
+            pub(super) async fn get_log(
+                gateway: &StationGateway,
+                station: &str,
+                url: &str,
+                request_id: i32,
+            ) -> (&'static str, Result<Answer, StationCallError>) {
+                type A = $ver::action::GetLog;
+                let sent = async {
+                    let request = $ver::GetLogRequest {
+                        log: $ver::LogParametersType {
+                            remote_location: url
+                                .parse()
+                                .map_err(|e| StationCallError::rejected(station, e))?,
+                            oldest_timestamp: None,
+                            latest_timestamp: None,
+                            custom_data: None,
+                        },
+                        log_type: $ver::LogEnumType::DiagnosticsLog,
+                        request_id,
+                        retries: None,
+                        retry_interval: None,
+                        custom_data: None,
+                    };
+                    let r = gateway.call::<A>(station, request).await?;
+                    Ok(Answer::of(Some(r.status.as_str()), &r))
+                };
+                (A::NAME, sent.await)
+            }
+
+            pub(super) async fn send_local_list(
+                gateway: &StationGateway,
+                station: &str,
+                version_number: i32,
+                entries: &[(String, String)],
+                token_type: impl Fn(&str) -> $token_type,
+            ) -> Result<Answer, StationCallError> {
+                let bad = |e| StationCallError::rejected(station, e);
+                let list = entries
+                    .iter()
+                    .map(|(t, status)| {
+                        Ok($ver::AuthorizationData {
+                            id_token: $ver::IdTokenType {
+                                additional_info: None,
+                                id_token: t.parse().map_err(bad)?,
+                                r#type: token_type("ISO14443")?,
+                                custom_data: None,
+                            },
+                            id_token_info: Some($ver::IdTokenInfoType {
+                                status: status
+                                    .parse()
+                                    .unwrap_or($ver::AuthorizationStatusEnumType::Invalid),
+                                cache_expiry_date_time: None,
+                                charging_priority: None,
+                                language1: None,
+                                evse_id: None,
+                                group_id_token: None,
+                                language2: None,
+                                personal_message: None,
+                                custom_data: None,
+                            }),
+                            custom_data: None,
+                        })
+                    })
+                    .collect::<Result<Vec<_>, StationCallError>>()?;
+                let request = $ver::SendLocalListRequest {
+                    local_authorization_list: Some(list),
+                    version_number,
+                    update_type: $ver::UpdateEnumType::Full,
+                    custom_data: None,
+                };
+                let r = gateway
+                    .call::<$ver::action::SendLocalList>(station, request)
+                    .await?;
+                Ok(Answer::of(Some(r.status.as_str()), &r))
+            }
+        }
+    };
+}
+
+ops_2x!(ops_201, v201, Result<v201::IdTokenEnumType, StationCallError>);
+ops_2x!(
+    ops_21,
+    v21,
+    Result<evproto_ocpp_types::BoundedString<20>, StationCallError>
+);
 
 #[cfg(test)]
 mod tests {

@@ -59,7 +59,7 @@
 //! reading the object when its turn comes, so the last push carries the
 //! newest state.
 
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -74,8 +74,11 @@ use evproto_ocpi::Version;
 use evproto_ocpp_proto::ProtocolVersion;
 use serde_json::{json, Value};
 
+use tokio::sync::{broadcast, mpsc};
+
+use crate::events::LiveEvent;
+use crate::gateway::{StationCallError, StationGateway};
 use crate::store::{Session, Store};
-use crate::App;
 
 /// `evproto_ocpi::server::Store` on the CSMS database.
 #[derive(Debug, Clone)]
@@ -212,7 +215,59 @@ pub struct Roaming {
     turns: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Partners with a retry timer set (see [`Roaming::retry_later`]).
     retrying: std::sync::Mutex<std::collections::HashSet<String>>,
-    app: Weak<App>,
+    /// Work for [`RoamingWork::run`] (partner syncs, push retries).
+    work: mpsc::UnboundedSender<Work>,
+}
+
+/// What roaming needs from the rest of the CSMS.
+#[derive(Debug)]
+pub struct Needs<'a> {
+    /// The store (partners, objects, sessions, the outbox).
+    pub store: Store,
+    /// For partners' commands to stations.
+    pub gateway: StationGateway,
+    /// Where commands, registrations and pushes are published.
+    pub events: broadcast::Sender<LiveEvent>,
+    /// Our identity (`ocpi_country_code`, `ocpi_party_id`), URL policy,
+    /// push retry base and call timeout.
+    pub config: &'a crate::config::Config,
+}
+
+/// Background work of the roaming side, asked for by the OCPI handler and
+/// by failed pushes, run by [`RoamingWork::run`].
+#[derive(Debug)]
+enum Work {
+    /// Push everything to a partner that just registered.
+    Sync(String),
+    /// Run a partner's due pushes after a delay.
+    Retry(String, Duration),
+}
+
+/// The roaming side's background worker: spawn [`RoamingWork::run`] once
+/// the roaming side is built.
+#[derive(Debug)]
+pub struct RoamingWork {
+    requests: mpsc::UnboundedReceiver<Work>,
+}
+
+impl RoamingWork {
+    /// Runs the work asked for until the roaming side is dropped.
+    pub async fn run(mut self, roaming: Arc<Roaming>) {
+        while let Some(work) = self.requests.recv().await {
+            let r = roaming.clone();
+            match work {
+                Work::Sync(partner) => {
+                    tokio::spawn(async move { r.sync_partner(&partner).await });
+                }
+                Work::Retry(partner, delay) => {
+                    tokio::spawn(async move {
+                        tokio::time::sleep(delay).await;
+                        r.retry_now(&partner).await;
+                    });
+                }
+            }
+        }
+    }
 }
 
 /// The outbox kind of a push to a partner.
@@ -266,18 +321,20 @@ impl From<ClientError> for PushError {
 }
 
 impl Roaming {
-    /// Builds the roaming side; `base_url` is where `/ocpi` is reachable.
+    /// Builds the roaming side and its background worker; `base_url` is
+    /// where `/ocpi` is reachable.
     ///
     /// # Errors
     ///
     /// The HTTP client could not be built.
-    pub fn new(
-        app: Weak<App>,
-        store: Store,
-        base_url: &str,
-        country_code: &str,
-        party_id: &str,
-    ) -> Result<Roaming, String> {
+    pub fn new(needs: Needs<'_>, base_url: &str) -> Result<(Arc<Roaming>, RoamingWork), String> {
+        let Needs {
+            store,
+            gateway,
+            events,
+            config,
+        } = needs;
+        let (country_code, party_id) = (&config.ocpi_country_code, &config.ocpi_party_id);
         let versions_url = format!("{base_url}/versions");
         let mut own = Own::with_role(
             &versions_url,
@@ -287,14 +344,21 @@ impl Roaming {
             "evproto reference CSMS",
         );
         own.versions = vec![Version::V230, Version::V221, Version::V211];
-        let config = app.upgrade().map(|a| a.config.clone()).unwrap_or_default();
-        let handler = CpoHandler { app: app.clone() };
+        let (work, requests) = mpsc::unbounded_channel();
         own.policy = if config.ocpi_allow_private_urls {
             UrlPolicy::lab()
         } else {
             UrlPolicy::default()
         };
         let client = Client::new(own.policy).map_err(|e| e.to_string())?;
+        let handler = CpoHandler {
+            store: store.clone(),
+            gateway,
+            events,
+            client: client.clone(),
+            call_timeout: config.call_timeout,
+            work: work.clone(),
+        };
         let server = Server::new(
             OcpiConfig {
                 role: Role::Cpo,
@@ -309,7 +373,7 @@ impl Roaming {
             Arc::new(handler),
             client.clone(),
         );
-        Ok(Roaming {
+        let roaming = Roaming {
             server,
             client,
             country_code: country_code.to_ascii_uppercase(),
@@ -320,8 +384,9 @@ impl Roaming {
             retry_base: config.outbox_retry_base,
             turns: std::sync::Mutex::default(),
             retrying: std::sync::Mutex::default(),
-            app,
-        })
+            work,
+        };
+        Ok((Arc::new(roaming), RoamingWork { requests }))
     }
 
     fn owner_key(&self, id: &str) -> String {
@@ -690,20 +755,19 @@ impl Roaming {
         {
             return;
         }
-        let (app, partner) = (self.app.clone(), partner.to_owned());
-        tokio::spawn(async move {
-            tokio::time::sleep(delay).await;
-            let Some(app) = app.upgrade() else { return };
-            let Some(r) = app.roaming() else { return };
-            r.retrying
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(&partner);
-            match r.store.outbox_pending_in(PUSH, &partner, 500).await {
-                Ok(due) => r.run_pushes(due).await,
-                Err(e) => tracing::warn!(partner, "outbox: {e}"),
-            }
-        });
+        let _ = self.work.send(Work::Retry(partner.to_owned(), delay));
+    }
+
+    /// Runs a partner's due pushes now (its retry timer went off).
+    async fn retry_now(&self, partner: &str) {
+        self.retrying
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(partner);
+        match self.store.outbox_pending_in(PUSH, partner, 500).await {
+            Ok(due) => self.run_pushes(due).await,
+            Err(e) => tracing::warn!(partner, "outbox: {e}"),
+        }
     }
 
     /// Pushes the current state of one of our objects to a partner. Nothing
@@ -1207,7 +1271,262 @@ fn ocpi_status(ocpp: &str) -> &'static str {
 
 /// Commands from eMSPs become OCPP calls.
 struct CpoHandler {
-    app: Weak<App>,
+    store: Store,
+    gateway: StationGateway,
+    events: broadcast::Sender<LiveEvent>,
+    /// For the `CommandResult` to the partner's `response_url`.
+    client: Client,
+    call_timeout: Duration,
+    /// For a partner that just registered: push it everything.
+    work: mpsc::UnboundedSender<Work>,
+}
+
+/// What a partner's command asks of a station, whatever its OCPP version.
+#[derive(Debug, Clone, PartialEq)]
+enum StationCommand {
+    /// 1.6 RemoteStartTransaction, 2.x RequestStartTransaction.
+    Start {
+        /// The partner's token uid.
+        uid: String,
+        /// EVSE (1.6: connector), when the command names one.
+        evse: Option<i32>,
+        /// 2.x `remoteStartId`.
+        remote_start_id: i32,
+    },
+    /// ReserveNow.
+    Reserve {
+        /// The partner's token uid.
+        uid: String,
+        /// EVSE (1.6: connector; 0 is any), when the command names one.
+        evse: Option<i32>,
+        /// Our reservation number.
+        id: i32,
+        /// Until when.
+        expiry: chrono::DateTime<chrono::Utc>,
+    },
+    /// UnlockConnector.
+    Unlock {
+        /// EVSE (1.6: connector).
+        evse: i32,
+        /// 2.x connector within the EVSE.
+        connector: i32,
+    },
+    /// 1.6 RemoteStopTransaction, 2.x RequestStopTransaction.
+    Stop {
+        /// The station's transaction id.
+        transaction_id: String,
+    },
+    /// CancelReservation.
+    CancelReservation {
+        /// Our reservation number.
+        id: i32,
+    },
+}
+
+/// The OCPP call of a command in 2.0.1 or 2.1 (the same messages; the
+/// token's type is an enum in 2.0.1 and a string in 2.1).
+macro_rules! command_2x {
+    ($gateway:expr, $station:expr, $command:expr, $ver:ident, $central:expr) => {{
+        let (gateway, station) = ($gateway, $station);
+        let bad = |e: evproto_ocpp_types::TooLong| StationCallError::rejected(station, e);
+        let token = |uid: &str| -> Result<$ver::IdTokenType, StationCallError> {
+            Ok($ver::IdTokenType {
+                additional_info: None,
+                id_token: uid.parse().map_err(bad)?,
+                r#type: $central,
+                custom_data: None,
+            })
+        };
+        match $command {
+            StationCommand::Start {
+                uid,
+                evse,
+                remote_start_id,
+            } => {
+                let request = token(&uid).map(|id_token| $ver::RequestStartTransactionRequest {
+                    evse_id: evse,
+                    group_id_token: None,
+                    id_token,
+                    remote_start_id,
+                    charging_profile: None,
+                    custom_data: None,
+                });
+                sent::<$ver::action::RequestStartTransaction>(gateway, station, request, |r| {
+                    r.status.as_str()
+                })
+                .await
+            }
+            StationCommand::Reserve {
+                uid,
+                evse,
+                id,
+                expiry,
+            } => {
+                let request = token(&uid).map(|id_token| $ver::ReserveNowRequest {
+                    id,
+                    expiry_date_time: expiry,
+                    connector_type: None,
+                    id_token,
+                    evse_id: evse,
+                    group_id_token: None,
+                    custom_data: None,
+                });
+                sent::<$ver::action::ReserveNow>(gateway, station, request, |r| r.status.as_str())
+                    .await
+            }
+            StationCommand::Unlock { evse, connector } => {
+                let request = Ok($ver::UnlockConnectorRequest {
+                    evse_id: evse,
+                    connector_id: connector,
+                    custom_data: None,
+                });
+                sent::<$ver::action::UnlockConnector>(gateway, station, request, |r| {
+                    r.status.as_str()
+                })
+                .await
+            }
+            StationCommand::Stop { transaction_id } => {
+                let request = transaction_id.parse().map_err(bad).map(|transaction_id| {
+                    $ver::RequestStopTransactionRequest {
+                        transaction_id,
+                        custom_data: None,
+                    }
+                });
+                sent::<$ver::action::RequestStopTransaction>(gateway, station, request, |r| {
+                    r.status.as_str()
+                })
+                .await
+            }
+            StationCommand::CancelReservation { id } => {
+                let request = Ok($ver::CancelReservationRequest {
+                    reservation_id: id,
+                    custom_data: None,
+                });
+                sent::<$ver::action::CancelReservation>(gateway, station, request, |r| {
+                    r.status.as_str()
+                })
+                .await
+            }
+        }
+    }};
+}
+
+/// Sends a command's request (unless building it failed): the action sent
+/// and the status the station answered.
+async fn sent<A: evproto_ocpp_types::Action>(
+    gateway: &StationGateway,
+    station: &str,
+    request: Result<A::Request, StationCallError>,
+    status: fn(&A::Response) -> &'static str,
+) -> (&'static str, Result<&'static str, StationCallError>) {
+    let answer = match request {
+        Ok(request) => gateway
+            .call::<A>(station, request)
+            .await
+            .map(|r| status(&r)),
+        Err(e) => Err(e),
+    };
+    (A::NAME, answer)
+}
+
+impl StationCommand {
+    /// Sends the command to `station` in the version it is connected with:
+    /// the OCPP action sent and the status the station answered.
+    async fn send(
+        self,
+        gateway: &StationGateway,
+        station: &str,
+        version: ProtocolVersion,
+    ) -> (&'static str, Result<&'static str, StationCallError>) {
+        use evproto_ocpp_types::{v201, v21};
+        match version {
+            ProtocolVersion::V16 => self.send_16(gateway, station).await,
+            ProtocolVersion::V201 => {
+                command_2x!(gateway, station, self, v201, v201::IdTokenEnumType::Central)
+            }
+            _ => command_2x!(
+                gateway,
+                station,
+                self,
+                v21,
+                "Central"
+                    .parse()
+                    .map_err(|e| StationCallError::rejected(station, e))?
+            ),
+        }
+    }
+
+    async fn send_16(
+        self,
+        gateway: &StationGateway,
+        station: &str,
+    ) -> (&'static str, Result<&'static str, StationCallError>) {
+        use evproto_ocpp_types::v16;
+        let tag = |uid: &str| {
+            uid.parse()
+                .map_err(|e| StationCallError::rejected(station, e))
+        };
+        match self {
+            StationCommand::Start { uid, evse, .. } => {
+                let request = tag(&uid).map(|id_tag| v16::RemoteStartTransactionRequest {
+                    connector_id: evse,
+                    id_tag,
+                    charging_profile: None,
+                });
+                sent::<v16::action::RemoteStartTransaction>(gateway, station, request, |r| {
+                    r.status.as_str()
+                })
+                .await
+            }
+            StationCommand::Reserve {
+                uid,
+                evse,
+                id,
+                expiry,
+            } => {
+                let request = tag(&uid).map(|id_tag| v16::ReserveNowRequest {
+                    connector_id: evse.unwrap_or(0),
+                    expiry_date: expiry,
+                    id_tag,
+                    parent_id_tag: None,
+                    reservation_id: id,
+                });
+                sent::<v16::action::ReserveNow>(gateway, station, request, |r| r.status.as_str())
+                    .await
+            }
+            StationCommand::Unlock { evse, .. } => {
+                let request = Ok(v16::UnlockConnectorRequest { connector_id: evse });
+                sent::<v16::action::UnlockConnector>(gateway, station, request, |r| {
+                    r.status.as_str()
+                })
+                .await
+            }
+            StationCommand::Stop { transaction_id } => {
+                let request = transaction_id
+                    .parse()
+                    .map(|transaction_id| v16::RemoteStopTransactionRequest { transaction_id })
+                    .map_err(|_| {
+                        StationCallError::rejected(station, "a 1.6 transaction id is a number")
+                    });
+                sent::<v16::action::RemoteStopTransaction>(gateway, station, request, |r| {
+                    r.status.as_str()
+                })
+                .await
+            }
+            StationCommand::CancelReservation { id } => {
+                let request = Ok(v16::CancelReservationRequest { reservation_id: id });
+                sent::<v16::action::CancelReservation>(gateway, station, request, |r| {
+                    r.status.as_str()
+                })
+                .await
+            }
+        }
+    }
+}
+
+/// A number the station's message holds (`i32`), else `REJECTED`.
+fn small(n: i64) -> Option<i32> {
+    i32::try_from(n).ok()
 }
 
 /// A `CommandResponse` without a timeout (decided at once).
@@ -1264,22 +1583,19 @@ impl Handler for CpoHandler {
         command: &str,
         body: &Value,
     ) -> Result<Value, StoreError> {
-        let Some(app) = self.app.upgrade() else {
-            return Ok(answer("REJECTED", "shutting down"));
-        };
         let ids = party.identities();
         let owners: Vec<String> = ids.iter().map(|(c, p)| format!("{c}/{p}")).collect();
         let response_url = body["response_url"]
             .as_str()
             .unwrap_or_default()
             .to_string();
-        let store = &app.store;
-        // Which station, and the OCPP call for it.
-        let (station, action, payload) = match command {
+        let store = &self.store;
+        // Which station, and what to ask of it.
+        let (station, ask) = match command {
             "START_SESSION" | "RESERVE_NOW" => {
                 let station = body["location_id"].as_str().unwrap_or_default().to_string();
-                let evse = evse_number(&station, body["evse_uid"].as_str());
-                if app.station_version(&station).is_none() {
+                let evse = evse_number(&station, body["evse_uid"].as_str()).and_then(small);
+                if !self.gateway.is_connected(&station).await {
                     return Ok(answer("REJECTED", "station not connected"));
                 }
                 let Some((owner, uid, token)) = callers_token(&ids, &body["token"]) else {
@@ -1289,6 +1605,17 @@ impl Handler for CpoHandler {
                 if store.token_status(&uid).await.map_err(db_error)?.is_some() {
                     return Ok(answer("REJECTED", "unknown token"));
                 }
+                let expiry = if command == "RESERVE_NOW" {
+                    let Some(t) = body["expiry_date"]
+                        .as_str()
+                        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                    else {
+                        return Ok(answer("REJECTED", "expiry_date: not a date and time"));
+                    };
+                    Some(t.with_timezone(&chrono::Utc))
+                } else {
+                    None
+                };
                 // The token comes with the command: remember it (under the
                 // caller, never over another owner's) so the station's
                 // Authorize/StartTransaction accepts it for this partner.
@@ -1303,45 +1630,32 @@ impl Handler for CpoHandler {
                     .ocpi_put_object("tokens", &key, &token)
                     .await
                     .map_err(db_error)?;
-                let v16 = app.station_version(&station) == Some(ProtocolVersion::V16);
-                let (action, payload) = if command == "START_SESSION" {
-                    let mut p = if v16 {
-                        json!({"idTag": uid})
-                    } else {
-                        let remote = i64::from_str_radix(&crate::store::random_hex(3), 16)
+                let ask = match expiry {
+                    None => StationCommand::Start {
+                        uid,
+                        evse,
+                        remote_start_id: i32::from_str_radix(&crate::store::random_hex(3), 16)
                             .unwrap_or(1)
-                            .max(1);
-                        json!({"idToken": {"idToken": uid, "type": "Central"}, "remoteStartId": remote})
-                    };
-                    if let Some(e) = evse {
-                        p[if v16 { "connectorId" } else { "evseId" }] = json!(e);
-                    }
-                    let action = if v16 {
-                        "RemoteStartTransaction"
-                    } else {
-                        "RequestStartTransaction"
-                    };
-                    (action, p)
-                } else {
-                    let rid = body["reservation_id"].as_str().unwrap_or_default();
-                    let number = store
-                        .ocpi_reserve(&owner, rid, &station, &uid)
-                        .await
-                        .map_err(db_error)?;
-                    let p = if v16 {
-                        json!({"connectorId": evse.unwrap_or(0), "expiryDate": body["expiry_date"],
-                            "idTag": uid, "reservationId": number})
-                    } else {
-                        let mut p = json!({"id": number, "expiryDateTime": body["expiry_date"],
-                            "idToken": {"idToken": uid, "type": "Central"}});
-                        if let Some(e) = evse {
-                            p["evseId"] = json!(e);
+                            .max(1),
+                    },
+                    Some(expiry) => {
+                        let rid = body["reservation_id"].as_str().unwrap_or_default();
+                        let number = store
+                            .ocpi_reserve(&owner, rid, &station, &uid)
+                            .await
+                            .map_err(db_error)?;
+                        let Some(id) = small(number) else {
+                            return Ok(answer("REJECTED", "no reservation number left"));
+                        };
+                        StationCommand::Reserve {
+                            uid,
+                            evse,
+                            id,
+                            expiry,
                         }
-                        p
-                    };
-                    ("ReserveNow", p)
+                    }
                 };
-                (station, action, payload)
+                (station, ask)
             }
             "UNLOCK_CONNECTOR" => {
                 let station = body["location_id"].as_str().unwrap_or_default().to_string();
@@ -1362,17 +1676,14 @@ impl Handler for CpoHandler {
                         });
                     }
                 }
-                if !own_session {
+                let Some(evse) = small(evse).filter(|_| own_session) else {
                     return Ok(answer("REJECTED", "no session of yours at this connector"));
-                }
-                let v16 = app.station_version(&station) == Some(ProtocolVersion::V16);
-                let payload = if v16 {
-                    json!({"connectorId": evse})
-                } else {
-                    json!({"evseId": evse,
-                        "connectorId": body["connector_id"].as_str().and_then(|c| c.parse::<i64>().ok()).unwrap_or(1)})
                 };
-                (station, "UnlockConnector", payload)
+                let connector = body["connector_id"]
+                    .as_str()
+                    .and_then(|c| c.parse::<i32>().ok())
+                    .unwrap_or(1);
+                (station, StationCommand::Unlock { evse, connector })
             }
             "STOP_SESSION" => {
                 // partners name sessions by their public ids, and only their own
@@ -1388,18 +1699,10 @@ impl Handler for CpoHandler {
                     Some(s) if s.status != "Completed" => s,
                     _ => return Ok(answer("UNKNOWN_SESSION", "")),
                 };
-                let v16 = app.station_version(&session.station_id) == Some(ProtocolVersion::V16);
-                let payload = if v16 {
-                    json!({"transactionId": session.ocpp_tx_id.parse::<i64>().unwrap_or_default()})
-                } else {
-                    json!({"transactionId": session.ocpp_tx_id})
+                let ask = StationCommand::Stop {
+                    transaction_id: session.ocpp_tx_id,
                 };
-                let action = if v16 {
-                    "RemoteStopTransaction"
-                } else {
-                    "RequestStopTransaction"
-                };
-                (session.station_id, action, payload)
+                (session.station_id, ask)
             }
             "CANCEL_RESERVATION" => {
                 // the command names no station: the one the caller's reservation is at
@@ -1411,34 +1714,35 @@ impl Handler for CpoHandler {
                         break;
                     }
                 }
-                let Some((number, station)) = found else {
+                let Some((id, station)) = found.and_then(|(n, s)| Some((small(n)?, s))) else {
                     return Ok(answer("REJECTED", "unknown reservation"));
                 };
-                (
-                    station,
-                    "CancelReservation",
-                    json!({"reservationId": number}),
-                )
+                (station, StationCommand::CancelReservation { id })
             }
             _ => return Ok(answer("NOT_SUPPORTED", "")),
         };
-        if app.station_version(&station).is_none() {
+        let Some(version) = self.gateway.version(&station).await else {
             return Ok(answer("REJECTED", "station not connected"));
-        }
+        };
         let party = party.clone();
-        let timeout = app.config.call_timeout;
+        let (gateway, events, client) = (
+            self.gateway.clone(),
+            self.events.clone(),
+            self.client.clone(),
+        );
+        let timeout = self.call_timeout;
         let secs = timeout.as_secs().max(1);
         tokio::spawn(async move {
-            let answer = app.call_station(&station, action, payload).await;
-            let result = match &answer {
-                Ok(v) => match v["status"].as_str() {
-                    Some("Accepted" | "Unlocked") => "ACCEPTED",
-                    Some(_) => "REJECTED",
-                    None => "FAILED",
-                },
-                Err(_) => "FAILED",
+            let (action, answer) = ask.send(&gateway, &station, version).await;
+            let result = match answer {
+                Ok("Accepted" | "Unlocked") => "ACCEPTED",
+                Ok(_) => "REJECTED",
+                Err(e) => {
+                    tracing::info!("OCPI command not done: {e}");
+                    "FAILED"
+                }
             };
-            app.notify(crate::events::LiveEvent::OcpiCommand {
+            let _ = events.send(LiveEvent::OcpiCommand {
                 command: action.to_string(),
                 station: station.to_string(),
                 result: result.to_string(),
@@ -1446,8 +1750,7 @@ impl Handler for CpoHandler {
             let Some(reg) = party.registration.clone() else {
                 return;
             };
-            let Some(r) = app.roaming() else { return };
-            let peer = r.client.peer(reg);
+            let peer = client.peer(reg);
             if let Err(e) = tokio::time::timeout(
                 timeout,
                 peer.post_url(&response_url, &json!({"result": result})),
@@ -1461,27 +1764,20 @@ impl Handler for CpoHandler {
     }
 
     async fn registered(&self, party: &Party) {
-        let Some(app) = self.app.upgrade() else {
-            return;
-        };
-        app.notify(crate::events::LiveEvent::OcpiPartnerRegistered {
+        let _ = self.events.send(LiveEvent::OcpiPartnerRegistered {
             party: party.id.to_string(),
         });
-        if let (Some(r), true) = (app.roaming(), party.registration.is_some()) {
-            let r = r.clone();
-            let partner = party.id.clone();
-            tokio::spawn(async move { r.sync_partner(&partner).await });
+        if party.registration.is_some() {
+            let _ = self.work.send(Work::Sync(party.id.clone()));
         }
     }
 
     async fn pushed(&self, party: &Party, module: &str, key: &str, _object: &Value) {
-        if let Some(app) = self.app.upgrade() {
-            app.notify(crate::events::LiveEvent::OcpiPushed {
-                party: party.id.to_string(),
-                module: module.to_string(),
-                key: key.to_string(),
-            });
-        }
+        let _ = self.events.send(LiveEvent::OcpiPushed {
+            party: party.id.to_string(),
+            module: module.to_string(),
+            key: key.to_string(),
+        });
     }
 }
 

@@ -276,7 +276,7 @@ pub enum PasswordSent {
 pub enum SendError {
     /// The call failed: CALLERROR, timeout, connection lost.
     #[error(transparent)]
-    Call(#[from] evproto_ocpp_server::CallFailure),
+    Call(#[from] crate::gateway::StationCallError),
     /// It does not fit the message.
     #[error("password: {0}")]
     TooLong(#[from] evproto_ocpp_types::TooLong),
@@ -300,18 +300,26 @@ pub fn generate_password() -> String {
 /// The call failed (CALLERROR, timeout, connection lost), or `password` is
 /// longer than the message allows.
 pub async fn send_password(
-    peer: &evproto_ocpp_server::Peer,
+    gateway: &crate::gateway::StationGateway,
+    station: &str,
     password: &str,
 ) -> Result<PasswordSent, SendError> {
     use evproto_ocpp_proto::ProtocolVersion;
     use evproto_ocpp_types::{v16, v201, v21};
-    let status: String = match peer.version() {
+    let version = gateway.version(station).await.ok_or_else(|| {
+        crate::gateway::StationCallError::NotConnected {
+            station: station.to_owned(),
+        }
+    })?;
+    let status: String = match version {
         ProtocolVersion::V16 => {
             let req = v16::ChangeConfigurationRequest {
                 key: "AuthorizationKey".parse()?,
                 value: password.parse()?,
             };
-            let r = peer.call::<v16::action::ChangeConfiguration>(&req).await?;
+            let r = gateway
+                .call::<v16::action::ChangeConfiguration>(station, req)
+                .await?;
             r.status.as_str().to_owned()
         }
         ProtocolVersion::V201 => {
@@ -334,7 +342,9 @@ pub async fn send_password(
                 }],
                 custom_data: None,
             };
-            let r = peer.call::<v201::action::SetVariables>(&req).await?;
+            let r = gateway
+                .call::<v201::action::SetVariables>(station, req)
+                .await?;
             r.set_variable_result
                 .first()
                 .map_or("no result", |v| v.attribute_status.as_str())
@@ -360,7 +370,9 @@ pub async fn send_password(
                 }],
                 custom_data: None,
             };
-            let r = peer.call::<v21::action::SetVariables>(&req).await?;
+            let r = gateway
+                .call::<v21::action::SetVariables>(station, req)
+                .await?;
             r.set_variable_result
                 .first()
                 .map_or("no result", |v| v.attribute_status.as_str())
