@@ -25,6 +25,9 @@
 //!   rule (exact pricing, CDR prices to 4 decimals, the charged total to the
 //!   minor unit, half away from zero);
 //! - [`token`]: id tokens of every version in one type;
+//! - [`planner`]: a site's charging plan over the next hours: needs met
+//!   before departure at the lowest price the limits allow, priorities, and
+//!   V2X discharge where the price spread pays for the cycle;
 //! - [`health`]: predictive maintenance: a health score per connector from
 //!   faults, failed starts, aborts, station reboots and temperature, with a
 //!   change detector that alerts before a connector goes out of service.
@@ -71,6 +74,7 @@ pub mod connector;
 pub mod health;
 pub mod limits;
 pub mod money;
+pub mod planner;
 pub mod recovery;
 pub mod token;
 pub mod transaction;
