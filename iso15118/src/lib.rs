@@ -21,7 +21,14 @@
 //!   timers as deadlines, DIN 70121 DC EIM and ISO 15118-2 EIM AC and DC from
 //!   SessionSetup to SessionStop (renegotiation, pause and resume with
 //!   `OK_OldSessionJoined`); effects out as `Transmit`/`SessionEnded`/EVSE
-//!   requests; no -20, no Plug & Charge;
+//!   requests; ISO 15118-20 EIM; ISO 15118-2 Plug & Charge (contract
+//!   payment, CertificateInstallation, signed Authorization and
+//!   MeteringReceipt, [`session::pnc`]);
+//! - `pki` (feature `messages`): Plug & Charge cryptography — XML
+//!   signatures over EXI fragments (secp256r1/SHA-256, secp521r1/SHA-512),
+//!   X.509 chain validation against V2G/MO/OEM roots at a given time, the
+//!   -2 contract key encryption (ECDH + concat KDF + AES-128-CBC), and a
+//!   deterministic demo PKI (`pki::demo`);
 //! - `shell` (feature `tokio`): the machines over real sockets — an SECC
 //!   server and an EVCC client over TCP, SDP over UDP, typed errors and
 //!   deadlines for everything a peer can do wrong;
@@ -37,9 +44,10 @@
 //!
 //! # What this crate does not do (yet)
 //!
-//! The cryptography of Plug & Charge (the crate gives the bytes to digest
-//! and sign: fragments through [`schema`]); typed fragments (the typed
-//! messages serialize to the JSON view the fragment encoder takes); TLS.
+//! Plug & Charge for ISO 15118-20 (its curves' signatures are in `pki`,
+//! not its message flow), Ed448, the -20 contract key encryption,
+//! CertificateUpdate, decoding relaxed fragments (`eMAID` is encoded);
+//! TLS.
 //! Outside the `tokio` feature's `shell` there are no sockets: everything
 //! is bytes in, values out.
 //!
@@ -96,6 +104,9 @@ pub mod lenient;
 #[cfg(feature = "messages")]
 #[cfg_attr(docsrs, doc(cfg(feature = "messages")))]
 pub mod messages;
+#[cfg(feature = "messages")]
+#[cfg_attr(docsrs, doc(cfg(feature = "messages")))]
+pub mod pki;
 pub mod schema;
 pub mod sdp;
 #[cfg(feature = "messages")]

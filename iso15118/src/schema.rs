@@ -171,6 +171,9 @@ pub enum Content {
 #[doc(hidden)]
 pub struct Attr {
     pub name: String,
+    /// The attribute's namespace: the schema's target namespace when it is
+    /// qualified (`attributeFormDefault="qualified"` or `form`), else empty.
+    pub ns: String,
     pub ty: Simple,
     pub required: bool,
 }
@@ -260,6 +263,8 @@ pub struct SchemaSet {
     /// a name is declared with different types (the relaxed element
     /// fragment grammar, which this engine does not code).
     fragment: Vec<(QName, Option<Ty>)>,
+    /// The types of each name of `fragment` declared with different types.
+    relaxed: Vec<(QName, Vec<Ty>)>,
 }
 
 struct Loader {
@@ -555,11 +560,21 @@ impl Loader {
             Some(t) => self.simple_named(&resolve(a, t))?,
             None => Simple::String { min: 0, max: None },
         };
+        let form = a.attribute("form").or_else(|| {
+            a.ancestors()
+                .find(|n| n.has_tag_name((XS, "schema")))
+                .and_then(|s| s.attribute("attributeFormDefault"))
+        });
         Ok(Attr {
             name: a
                 .attribute("name")
                 .ok_or(SchemaError::Malformed("an attribute without a name"))?
                 .to_string(),
+            ns: if form == Some("qualified") {
+                target_ns(a)
+            } else {
+                String::new()
+            },
             ty,
             required: a.attribute("use") == Some("required"),
         })
@@ -818,6 +833,7 @@ impl SchemaSet {
             (a.0 .1.as_str(), a.0 .0.as_str()).cmp(&(b.0 .1.as_str(), b.0 .0.as_str()))
         });
         let mut fragment: Vec<(QName, Option<Ty>)> = Vec::new();
+        let mut relaxed: Vec<(QName, Vec<Ty>)> = Vec::new();
         let mut k = 0;
         while k < decls.len() {
             let mut e = k + 1;
@@ -833,6 +849,16 @@ impl SchemaSet {
                 ),
                 _ => None,
             };
+            if ty.is_none() {
+                let tys = decls[k..e]
+                    .iter()
+                    .map(|d| {
+                        l.type_of(d.2)
+                            .unwrap_or_else(|e| Ty::Unsupported(e.to_string()))
+                    })
+                    .collect();
+                relaxed.push((decls[k].0.clone(), tys));
+            }
             fragment.push((decls[k].0.clone(), ty));
             k = e;
         }
@@ -840,6 +866,7 @@ impl SchemaSet {
             complex: l.complex,
             globals,
             fragment,
+            relaxed,
         })
     }
 
@@ -884,15 +911,102 @@ impl SchemaSet {
     /// declared in the schema set, global or local, can start a fragment.
     pub fn encode_fragment(&self, msg: &Value) -> Result<Vec<u8>, ExiError> {
         let (idx, body) = single_root(msg, &self.fragment, "fragment")?;
-        let (q, ty) = &self.fragment[idx];
-        let ty = ty.as_ref().ok_or_else(|| relaxed(&q.1))?;
+        let (_, ty) = &self.fragment[idx];
         // FragmentContent: SE(F0..Fn-1), SE(*), ED
         let of = self.fragment.len() as u32 + 2;
         let mut w = BitWriter::with_header();
         w.event(idx as u32, of);
-        self.encode_element(&mut w, ty, body)?;
+        match ty {
+            Some(ty) => self.encode_element(&mut w, ty, body)?,
+            None => self.encode_relaxed(&mut w, &self.fragment[idx].0, body)?,
+        }
         w.event(of - 1, of);
         Ok(w.finish())
+    }
+
+    /// The relaxed element fragment grammar (EXI 1.0 §8.5.3) of a name
+    /// declared with different types (-2's `eMAID`: a string in
+    /// PaymentDetailsReq, `EMAIDType` with an `Id` in
+    /// CertificateInstallationRes), for elements without child elements:
+    ///
+    /// ```text
+    /// ElementFragment0: AT(A0..An-1) [schema-typed] 0..n-1, AT(*) n,
+    ///   SE(F0..Fm-1) n+1.., SE(*) n+m+1, EE n+m+2, CH [untyped] n+m+3
+    /// ElementFragment1: SE(F0..Fm-1) 0.., SE(*) m, EE m+1, CH [untyped] m+2
+    /// ```
+    ///
+    /// with `A` every attribute name of the schema set and `F` every
+    /// element name (the fragment list), both in EXI order. Checked
+    /// against EXIficient's `eMAID` fragment in this module's tests.
+    fn encode_relaxed(&self, w: &mut BitWriter, q: &QName, v: &Value) -> Result<(), ExiError> {
+        // every attribute qname of the set, by local name then namespace
+        let mut attrs: Vec<(&str, &str)> = Vec::new();
+        for a in self.complex.iter().flat_map(|c| c.attrs.iter()) {
+            if !attrs.contains(&(a.name.as_str(), a.ns.as_str())) {
+                attrs.push((a.name.as_str(), a.ns.as_str()));
+            }
+        }
+        attrs.sort();
+        // the attributes of this name's declarations, which give their types
+        let own: Vec<&Attr> = self
+            .relaxed
+            .iter()
+            .filter(|(n, _)| n == q)
+            .flat_map(|(_, tys)| tys.iter())
+            .filter_map(|t| match t {
+                Ty::Complex(i) => Some(self.complex[*i].attrs.iter()),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        let (n, m) = (attrs.len() as u32, self.fragment.len() as u32);
+        let bad = |reason: String| ExiError::Value {
+            what: "relaxed fragment",
+            reason,
+        };
+        let (obj, text) = match v {
+            Value::Object(o) => (Some(o), o.get(SIMPLE_VALUE)),
+            other => (None, Some(other)),
+        };
+        if let Some(o) = obj {
+            let mut found: Vec<(usize, &Attr, &Value)> = Vec::new();
+            for (key, val) in o {
+                if key == SIMPLE_VALUE {
+                    continue;
+                }
+                let Some(a) = own.iter().find(|a| &a.name == key) else {
+                    return Err(bad(format!(
+                        "{key} is no attribute of {} (child elements are not supported)",
+                        q.1
+                    )));
+                };
+                let i = attrs
+                    .iter()
+                    .position(|x| *x == (a.name.as_str(), a.ns.as_str()))
+                    .unwrap_or_default();
+                found.push((i, a, val));
+            }
+            found.sort_by_key(|f| f.0);
+            for (i, a, val) in found {
+                w.event(i as u32, n + m + 4);
+                encode_simple_value(w, &a.ty, val, "attribute")?;
+            }
+        }
+        match text {
+            Some(t) => {
+                let s = match t {
+                    Value::String(s) => s.clone(),
+                    Value::Number(x) => x.to_string(),
+                    Value::Bool(b) => b.to_string(),
+                    other => return Err(bad(format!("untyped value {other}"))),
+                };
+                w.event(n + m + 3, n + m + 4);
+                w.string(&s);
+                w.event(m + 1, m + 3);
+            }
+            None => w.event(n + m + 2, n + m + 4),
+        }
+        Ok(())
     }
 
     /// Decodes an EXI fragment of one element into the JSON view (strict).

@@ -1289,3 +1289,335 @@ mod props {
         }
     }
 }
+
+// ---- Plug & Charge ----
+
+mod pnc {
+    use super::*;
+    use evproto_iso15118::pki::demo::{issue, DemoPki, Role};
+    use evproto_iso15118::pki::TrustStore;
+    use evproto_iso15118::session::{
+        Contract, ContractProvisioning, ContractStatus, EvPnc, Provisioning, SeccPnc,
+    };
+    use std::sync::OnceLock;
+
+    /// 2026-05-28: the machines' Unix time; the demo PKI is valid 2023..2030.
+    const NOW: u64 = 1_780_000_000;
+    const CHALLENGE: [u8; 16] = [0xc5; 16];
+
+    fn pki() -> &'static DemoPki {
+        static P: OnceLock<DemoPki> = OnceLock::new();
+        P.get_or_init(|| {
+            DemoPki::generate(
+                b"evproto test",
+                "DEEVPC000000001",
+                1_690_000_000,
+                1_900_000_000,
+            )
+            .unwrap()
+        })
+    }
+
+    fn foreign() -> &'static DemoPki {
+        static P: OnceLock<DemoPki> = OnceLock::new();
+        P.get_or_init(|| {
+            DemoPki::generate(
+                b"someone else",
+                "DEXYZC000000001",
+                1_690_000_000,
+                1_900_000_000,
+            )
+            .unwrap()
+        })
+    }
+
+    fn contract_of(p: &DemoPki) -> Contract {
+        Contract::new(
+            p.emaid.clone(),
+            p.contract.cert.der().to_vec(),
+            p.contract_sub_cas(),
+            p.contract.key_bytes(),
+        )
+    }
+
+    fn v2g_roots() -> TrustStore {
+        TrustStore::new(vec![pki().v2g_root.cert.clone()])
+    }
+
+    fn sim(dc: bool, contract: Option<Contract>) -> Sim {
+        let p = pki();
+        let secc = SeccConfig::new(SESSION.to_vec())
+            .with_unix_time(NOW)
+            .with_pnc(Some(SeccPnc::new(
+                TrustStore::new(vec![p.mo_root.cert.clone()]),
+                CHALLENGE,
+            )));
+        let evcc = if dc {
+            EvccConfig::iso2_dc(EVCC_ID.to_vec())
+        } else {
+            EvccConfig::iso2_ac(EVCC_ID.to_vec())
+        };
+        let provisioning = Provisioning::new(
+            p.oem_provisioning.cert.der().to_vec(),
+            p.oem_provisioning.key_bytes(),
+        );
+        let evcc = evcc.with_unix_time(NOW).with_pnc(Some(EvPnc::new(
+            contract,
+            Some(provisioning),
+            v2g_roots(),
+        )));
+        let mut sim = Sim::new(secc, evcc);
+        sim.provisioning = Some(ContractProvisioning {
+            cps_key: p.cps.key.clone(),
+            cps_certificate: p.cps.cert.der().to_vec(),
+            cps_sub_cas: p.cps_sub_cas(),
+            contract: contract_of(p),
+        });
+        sim
+    }
+
+    fn answer_of<'a>(sim: &'a Sim, name: &str) -> Vec<&'a str> {
+        let mut out = Vec::new();
+        for (n, c) in sim.answers().iter() {
+            if n == name {
+                out.push(if c == "OK" { "OK" } else { "other" });
+            }
+        }
+        out
+    }
+
+    fn failed_with(sim: &Sim, res: &str, code: &str) {
+        let answers = sim.answers();
+        assert_eq!(
+            answers.last(),
+            Some(&(res.to_string(), code.to_string())),
+            "{answers:?}"
+        );
+        assert_eq!(
+            sim.secc_end,
+            Some(EndReason::Failed {
+                response_code: code.into()
+            })
+        );
+        assert_eq!(
+            sim.evcc_end,
+            Some(EndReason::Failed {
+                response_code: code.into()
+            })
+        );
+    }
+
+    #[test]
+    fn happy_path_ac_and_dc_with_a_signed_challenge_and_metering_receipt() {
+        for dc in [false, true] {
+            let mut sim = sim(dc, Some(contract_of(pki())));
+            sim.stop_after = Some((3, StopKind::Terminate));
+            sim.run(Duration::from_secs(120));
+            assert_eq!(
+                sim.secc_end,
+                Some(EndReason::Finished),
+                "dc={dc} {:?}",
+                sim.answers()
+            );
+            assert_eq!(sim.evcc_end, Some(EndReason::Finished));
+            let names: Vec<String> = sim.requests().into_iter().map(|(n, _)| n).collect();
+            let pos = |n: &str| {
+                names
+                    .iter()
+                    .position(|x| x == n)
+                    .unwrap_or_else(|| panic!("{n} in {names:?}"))
+            };
+            assert!(pos("PaymentServiceSelectionReq") < pos("PaymentDetailsReq"));
+            assert!(pos("PaymentDetailsReq") < pos("AuthorizationReq"));
+            assert!(!names.iter().any(|n| n == "CertificateInstallationReq"));
+            assert_eq!(answer_of(&sim, "MeteringReceiptRes"), ["OK"], "dc={dc}");
+            // Contract chosen, the challenge signed in the header
+            let auth = sim
+                .to_secc
+                .iter()
+                .find(|b| body_name(b) == "AuthorizationReq")
+                .unwrap();
+            let msg = decode_msg(auth).unwrap();
+            assert_eq!(
+                msg.body.authorization_req.unwrap().gen_challenge.unwrap().0,
+                CHALLENGE
+            );
+            assert!(msg.header.signature.is_some());
+            let pss = sim
+                .to_secc
+                .iter()
+                .find(|b| body_name(b) == "PaymentServiceSelectionReq")
+                .unwrap();
+            assert_eq!(
+                decode_json(pss)["PaymentServiceSelectionReq"]["SelectedPaymentOption"],
+                "Contract"
+            );
+            assert_eq!(sim.secc.iso2().unwrap().emaid(), Some("DEEVPC000000001"));
+            assert!(sim.evcc.charge_loops() >= 3);
+        }
+    }
+
+    #[test]
+    fn a_wrong_signature_is_failed_signature_error_and_ends_the_session() {
+        let mut c = contract_of(pki());
+        c.key = foreign().contract.key_bytes(); // signs with a key not the certificate's
+        let mut sim = sim(true, Some(c));
+        sim.run(Duration::from_secs(60));
+        failed_with(&sim, "AuthorizationRes", "FAILED_SignatureError");
+    }
+
+    #[test]
+    fn an_expired_contract_is_failed_certificate_expired() {
+        let p = pki();
+        let key = evproto_iso15118::pki::demo::derive_key(b"expired", "contract");
+        let old = issue(
+            "CN=DEEVPC000000001,O=evproto,DC=MO",
+            &key,
+            Some(&p.mo_sub_ca2),
+            Role::Signer,
+            99,
+            1_690_000_000,
+            NOW - 86_400,
+        )
+        .unwrap();
+        let c = Contract::new(
+            p.emaid.clone(),
+            old.cert.der().to_vec(),
+            p.contract_sub_cas(),
+            old.key_bytes(),
+        );
+        let mut sim = sim(false, Some(c));
+        sim.run(Duration::from_secs(60));
+        failed_with(&sim, "PaymentDetailsRes", "FAILED_CertificateExpired");
+    }
+
+    #[test]
+    fn a_contract_of_a_foreign_root_is_failed_cert_chain_error() {
+        let mut sim = sim(true, Some(contract_of(foreign())));
+        sim.run(Duration::from_secs(60));
+        failed_with(&sim, "PaymentDetailsRes", "FAILED_CertChainError");
+    }
+
+    #[test]
+    fn a_revoked_contract_is_failed_certificate_revoked_after_the_signature() {
+        let mut sim = sim(true, Some(contract_of(pki())));
+        sim.contract_status = Some(ContractStatus::Revoked);
+        sim.run(Duration::from_secs(60));
+        failed_with(&sim, "AuthorizationRes", "FAILED_CertificateRevoked");
+    }
+
+    #[test]
+    fn a_pending_verdict_is_ongoing_then_accepted() {
+        let mut sim = sim(false, Some(contract_of(pki())));
+        sim.contract_status = None;
+        sim.stop_after = Some((1, StopKind::Terminate));
+        sim.run(Duration::from_secs(2));
+        assert_eq!(sim.secc_end, None);
+        let auths = sim
+            .requests()
+            .into_iter()
+            .find(|(n, _)| n == "AuthorizationReq")
+            .unwrap()
+            .1;
+        assert!(auths >= 5, "{auths} AuthorizationReq while Ongoing");
+        let now = sim.clock.now();
+        sim.secc
+            .handle_contract_status(now, ContractStatus::Accepted);
+        sim.run(Duration::from_secs(60));
+        assert_eq!(sim.evcc_end, Some(EndReason::Finished));
+    }
+
+    #[test]
+    fn without_a_contract_the_car_installs_one_then_authorizes_with_it() {
+        for dc in [false, true] {
+            let mut sim = sim(dc, None);
+            sim.stop_after = Some((2, StopKind::Terminate));
+            sim.run(Duration::from_secs(120));
+            assert_eq!(
+                sim.evcc_end,
+                Some(EndReason::Finished),
+                "{:?}",
+                sim.answers()
+            );
+            let names: Vec<String> = sim.requests().into_iter().map(|(n, _)| n).collect();
+            let pos = |n: &str| names.iter().position(|x| x == n).unwrap();
+            assert!(pos("CertificateInstallationReq") < pos("PaymentDetailsReq"));
+            assert_eq!(answer_of(&sim, "CertificateInstallationRes"), ["OK"]);
+            let installed = sim.evcc.iso2().unwrap().installed_contract().unwrap();
+            assert_eq!(installed.emaid, "DEEVPC000000001");
+            assert_eq!(installed.key, pki().contract.key_bytes());
+        }
+    }
+
+    #[test]
+    fn no_contract_at_the_backend_is_failed_no_certificate_available() {
+        let mut sim = sim(true, None);
+        sim.provisioning = None;
+        sim.run(Duration::from_secs(60));
+        failed_with(
+            &sim,
+            "CertificateInstallationRes",
+            "FAILED_NoCertificateAvailable",
+        );
+    }
+
+    #[test]
+    fn an_installation_signed_by_a_foreign_provisioning_service_is_refused_by_the_car() {
+        let f = foreign();
+        let mut sim = sim(true, None);
+        sim.provisioning = Some(ContractProvisioning {
+            cps_key: f.cps.key.clone(),
+            cps_certificate: f.cps.cert.der().to_vec(),
+            cps_sub_cas: f.cps_sub_cas(),
+            contract: contract_of(pki()),
+        });
+        sim.run(Duration::from_secs(60));
+        match &sim.evcc_end {
+            Some(EndReason::Failed { response_code }) => {
+                assert!(
+                    response_code.starts_with("FAILED_CertChainError"),
+                    "{response_code}"
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_secc_refuses_contract_payment_when_pnc_is_off_and_the_ev_falls_back_to_eim() {
+        let p = pki();
+        let evcc = EvccConfig::iso2_dc(EVCC_ID.to_vec()).with_pnc(Some(EvPnc::new(
+            Some(contract_of(p)),
+            None,
+            v2g_roots(),
+        )));
+        let mut sim = Sim::new(SeccConfig::new(SESSION.to_vec()), evcc);
+        sim.stop_after = Some((1, StopKind::Terminate));
+        sim.run(Duration::from_secs(60));
+        assert_eq!(sim.evcc_end, Some(EndReason::Finished));
+        assert!(!sim.requests().iter().any(|(n, _)| n == "PaymentDetailsReq"));
+    }
+
+    #[test]
+    fn a_tampered_metering_receipt_is_failed_metering_signature_not_valid() {
+        // the meter reading changed on the way: the signature no longer covers it
+        let mut sim = sim(true, Some(contract_of(pki())));
+        sim.stop_after = Some((3, StopKind::Terminate));
+        sim.tamper = Box::new(|b| {
+            let mut msg = decode_msg(b)?;
+            let r = msg.body.metering_receipt_req.as_mut()?;
+            r.meter_info.meter_reading = Some(r.meter_info.meter_reading.unwrap_or(0) + 1);
+            let mut out = Vec::new();
+            m::Message::V2gMessage(Box::new(msg))
+                .encode(&mut out)
+                .ok()?;
+            Some(out)
+        });
+        sim.run(Duration::from_secs(60));
+        failed_with(
+            &sim,
+            "MeteringReceiptRes",
+            "FAILED_MeteringSignatureNotValid",
+        );
+    }
+}

@@ -17,8 +17,8 @@
 //! SECC rules (ISO 15118-2 §8.4, §8.8): a request not allowed in the state
 //! (or a `ChargeProgress` not allowed there) is answered with its response
 //! carrying `FAILED_SequenceError`; a SessionID other than the session's
-//! with `FAILED_UnknownSession`; `Contract` payment (Plug & Charge is not
-//! offered) with `FAILED_PaymentSelectionInvalid`; a service list without
+//! with `FAILED_UnknownSession`; `Contract` payment when Plug & Charge is
+//! not configured ([`SeccConfig::pnc`]) with `FAILED_PaymentSelectionInvalid`; a service list without
 //! the charge service with `FAILED_NoChargeServiceSelected`, with another
 //! service with `FAILED_ServiceSelectionInvalid`; an energy transfer mode
 //! not offered (or changed at a renegotiation) with
@@ -30,6 +30,26 @@
 //! `EVSEStatusCode=EVSE_EmergencyShutdown`; AC: `EVSENotification=StopCharging`);
 //! a DC isolation fault with `FAILED`, `EVSEIsolationStatus=Fault` and
 //! `EVSE_Malfunction`. After any `FAILED*` answer the session ends.
+//!
+//! **Plug & Charge** ([`SeccConfig::pnc`], [`EvccConfig::pnc`]): the SECC
+//! offers `Contract`; the EVCC selects it, installs a contract first when
+//! it has none (CertificateInstallationReq signed by its OEM provisioning
+//! key; the SECC verifies that signature — `FAILED_SignatureError` — and
+//! asks [`EvseRequest::InstallCertificate`]; the EVCC checks the SA
+//! provisioning chain against its V2G roots and the signature over the
+//! four elements, decrypts the contract key and checks it belongs to the
+//! certificate), then sends PaymentDetailsReq: the SECC verifies the
+//! contract chain against the MO roots at its Unix time
+//! (`FAILED_CertificateExpired`, any other chain fault
+//! `FAILED_CertChainError`, an eMAID other than the certificate's CN
+//! `FAILED_CertChainError`), asks [`EvseRequest::AuthorizeContract`] and
+//! answers the GenChallenge of [`super::SeccPnc`]. AuthorizationReq must
+//! carry that challenge (`FAILED_ChallengeInvalid`) signed by the contract
+//! key (`FAILED_SignatureError`); then `Ongoing` until the verdict, which
+//! may be `FAILED_CertificateRevoked` or `FAILED`. In the charge loop the
+//! SECC asks once for a receipt (`ReceiptRequired`); the EVCC's
+//! MeteringReceiptReq signed by the contract key must verify
+//! (`FAILED_MeteringSignatureNotValid`). CertificateUpdate is not done.
 //!
 //! SessionStop(Pause) ends both sides with [`EndReason::Paused`]: a later
 //! connection resumes the session with [`SeccConfig::resume`] and
@@ -55,12 +75,18 @@ use super::common::{
     awaited, check_answer, evcc_plumbing, failed, loop_present, request_session_id, response_codes,
     screen, setup_session, Codes, DcStatus, Pacing,
 };
+use super::pnc::Contract;
+use super::pnc::{
+    as_refs, chain_parts, encode_signed, fragment, installation_fragments, CertificateInstallation,
+    ContractStatus,
+};
 use super::{scale, unscale};
 use super::{
     Authorization, Core, EndReason, Energy, EnergyMode, EvNotice, EvStatus, EvccConfig,
     EvseRequest, EvseStatus, Isolation, MsgKind, ScheduleTuple, SeccConfig, Standard, StopKind,
     TimerKind,
 };
+use crate::pki::{self, Cert, CertError, LeafUsage, VerifyingKey};
 
 /// A request of the ISO 15118-2 schema.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -197,6 +223,8 @@ pub enum SeccState {
     ServiceDiscovery,
     /// ServiceDetailReq or PaymentServiceSelectionReq.
     PaymentServiceSelection,
+    /// Plug & Charge: PaymentDetailsReq or CertificateInstallationReq.
+    PaymentDetails,
     /// AuthorizationReq (again while `Ongoing`).
     Authorization,
     /// ChargeParameterDiscoveryReq (again while `Ongoing`; also after a renegotiation).
@@ -231,6 +259,10 @@ impl SeccState {
                 | (
                     S::PaymentServiceSelection,
                     R::ServiceDetail | R::PaymentServiceSelection
+                )
+                | (
+                    S::PaymentDetails,
+                    R::PaymentDetails | R::CertificateInstallation
                 )
                 | (S::Authorization, R::Authorization)
                 | (S::ChargeParameterDiscovery, R::ChargeParameterDiscovery)
@@ -366,6 +398,18 @@ pub struct Secc {
     renegotiating: bool,
     cable_check_started: bool,
     energy: Energy,
+    /// When the machine was made: `config.unix_time` is then.
+    started: Instant,
+    /// Plug & Charge: the contract of PaymentDetailsReq (its key, eMAID).
+    contract: Option<(VerifyingKey, String)>,
+    contract_status: Option<ContractStatus>,
+    /// The signed AuthorizationReq verified.
+    challenge_signed: bool,
+    /// A CertificateInstallationReq waits for the backend's response.
+    installing: bool,
+    /// A MeteringReceiptReq is due (ReceiptRequired was sent).
+    receipt_pending: bool,
+    receipt_asked: bool,
 }
 
 impl Secc {
@@ -387,6 +431,13 @@ impl Secc {
             renegotiating: false,
             cable_check_started: false,
             energy: Energy::default(),
+            started: now,
+            contract: None,
+            contract_status: None,
+            challenge_signed: false,
+            installing: false,
+            receipt_pending: false,
+            receipt_asked: false,
         };
         s.arm_sequence(now);
         s
@@ -432,6 +483,62 @@ impl Secc {
         self.schedules = Some(schedules);
     }
 
+    /// The eMAID of the contract the EV presented (Plug & Charge).
+    pub fn emaid(&self) -> Option<&str> {
+        self.contract.as_ref().map(|(_, e)| e.as_str())
+    }
+
+    pub(crate) fn handle_contract_status(&mut self, _now: Instant, status: ContractStatus) {
+        self.contract_status = Some(status);
+    }
+
+    pub(crate) fn handle_certificate_installation(
+        &mut self,
+        now: Instant,
+        installation: Option<CertificateInstallation>,
+    ) {
+        if !std::mem::take(&mut self.installing) || self.core.is_ended() {
+            return;
+        }
+        let req = Request::CertificateInstallation;
+        let Some(CertificateInstallation {
+            mut response,
+            signature,
+        }) = installation
+        else {
+            let code = m::ResponseCodeType::FailedNoCertificateAvailable;
+            return self.fail(req, code, failed(code));
+        };
+        response.response_code = m::ResponseCodeType::OK;
+        let body = m::BodyType {
+            certificate_installation_res: Some(response),
+            ..Default::default()
+        };
+        self.send_signed(body, Some(signature));
+        if !self.core.is_ended() {
+            self.arm_sequence(now);
+        }
+    }
+
+    /// Unix time at `now` (the configured time plus the time since).
+    fn unix_now(&self, now: Instant) -> u64 {
+        self.config.unix_time + now.saturating_duration_since(self.started).as_secs()
+    }
+
+    /// A header signature over `elements` that verifies with `key`.
+    fn signature_ok(
+        signature: Option<&xmldsig::SignatureType>,
+        elements: Result<(String, Vec<u8>), String>,
+        key: &VerifyingKey,
+    ) -> bool {
+        match (signature, elements) {
+            (Some(sig), Ok((id, bytes))) => {
+                pki::verify(sig, &[(id.as_str(), bytes.as_slice())], key).is_ok()
+            }
+            _ => false,
+        }
+    }
+
     pub(crate) fn request_renegotiation(&mut self) {
         if matches!(
             self.state,
@@ -472,7 +579,7 @@ impl Secc {
             self.state == SeccState::SessionSetup,
             &msg.header.session_id.0,
             self.session_id.as_ref(),
-            self.state.allows(req),
+            self.state.allows(req) || (req == Request::MeteringReceipt && self.receipt_pending),
             &self.config.evse,
             self.is_dc()
                 && matches!(
@@ -526,7 +633,10 @@ impl Secc {
                     .iter()
                     .map(|s| s.service_id)
                     .collect();
-                let code = if r.selected_payment_option != m::PaymentOptionType::ExternalPayment {
+                let contract = r.selected_payment_option == m::PaymentOptionType::Contract;
+                let code = if !(r.selected_payment_option == m::PaymentOptionType::ExternalPayment
+                    || contract && self.config.pnc.is_some())
+                {
                     Some(m::ResponseCodeType::FailedPaymentSelectionInvalid)
                 } else if !ids.contains(&1) {
                     Some(m::ResponseCodeType::FailedNoChargeServiceSelected)
@@ -538,7 +648,152 @@ impl Secc {
                 if let Some(code) = code {
                     return self.fail(req, code, failed(code));
                 }
+                self.state = if contract {
+                    SeccState::PaymentDetails
+                } else {
+                    SeccState::Authorization
+                };
+            }
+            Request::PaymentDetails => {
+                let r = take!(payment_details_req);
+                let (leaf, subs) = chain_parts(&r.contract_signature_cert_chain);
+                let Some(pnc) = &self.config.pnc else {
+                    return self.end(EndReason::SequenceError);
+                };
+                let checked = pki::verify_chain(
+                    &leaf,
+                    &subs,
+                    &pnc.mo_roots,
+                    self.unix_now(now),
+                    LeafUsage::Signature,
+                )
+                .and_then(|c| Ok((c.leaf.public_key()?, c.leaf)));
+                let (key, cert) = match checked {
+                    Ok(k) => k,
+                    Err(e) => {
+                        let code = match e {
+                            CertError::Expired { .. } | CertError::NotYetValid { .. } => {
+                                m::ResponseCodeType::FailedCertificateExpired
+                            }
+                            _ => m::ResponseCodeType::FailedCertChainError,
+                        };
+                        return self.fail(req, code, failed(code));
+                    }
+                };
+                // [V2G2-...]: the eMAID is the contract certificate's CN
+                let emaid_ok = cert.common_name().is_some_and(|cn| {
+                    cn.replace('-', "")
+                        .eq_ignore_ascii_case(&r.e_maid.replace('-', ""))
+                });
+                if !emaid_ok {
+                    let code = m::ResponseCodeType::FailedCertChainError;
+                    return self.fail(req, code, failed(code));
+                }
+                self.contract = Some((key, r.e_maid.clone()));
+                self.core.evse(EvseRequest::AuthorizeContract {
+                    emaid: r.e_maid,
+                    certificate: leaf,
+                    sub_cas: subs,
+                });
                 self.state = SeccState::Authorization;
+            }
+            Request::CertificateInstallation => {
+                let r = take!(certificate_installation_req);
+                let key = Cert::from_der(&r.oem_provisioning_cert.0).and_then(|c| c.public_key());
+                let signed = key.as_ref().is_ok_and(|k| {
+                    Self::signature_ok(
+                        msg.header.signature.as_ref(),
+                        fragment(
+                            &r.id,
+                            m::Fragment::CertificateInstallationReq(Box::new(r.clone())),
+                        ),
+                        k,
+                    )
+                });
+                if !signed {
+                    let code = m::ResponseCodeType::FailedSignatureError;
+                    return self.fail(req, code, failed(code));
+                }
+                self.installing = true;
+                self.core.evse(EvseRequest::InstallCertificate {
+                    oem_provisioning_cert: r.oem_provisioning_cert.0.clone(),
+                    root_ids: r
+                        .list_of_root_certificate_i_ds
+                        .root_certificate_id
+                        .iter()
+                        .map(|i| (i.x509_issuer_name.clone(), i.x509_serial_number))
+                        .collect(),
+                    exi: exi.to_vec(),
+                });
+                // answered by `handle_certificate_installation`
+                self.arm_sequence(now);
+                return;
+            }
+            Request::MeteringReceipt => {
+                let r = take!(metering_receipt_req);
+                let signed = self.contract.as_ref().is_some_and(|(k, _)| {
+                    Self::signature_ok(
+                        msg.header.signature.as_ref(),
+                        fragment(
+                            r.id.as_deref().unwrap_or_default(),
+                            m::Fragment::MeteringReceiptReq(Box::new(r.clone())),
+                        ),
+                        k,
+                    )
+                });
+                if !signed {
+                    let code = m::ResponseCodeType::FailedMeteringSignatureNotValid;
+                    return self.fail(req, code, failed(code));
+                }
+                self.receipt_pending = false;
+            }
+            Request::Authorization if self.contract.is_some() => {
+                let r = take!(authorization_req);
+                if !self.challenge_signed {
+                    let pnc_challenge = self.config.pnc.as_ref().map(|p| p.gen_challenge.to_vec());
+                    if r.gen_challenge.as_ref().map(|g| g.0.clone()) != pnc_challenge
+                        || r.id.is_none()
+                    {
+                        let code = m::ResponseCodeType::FailedChallengeInvalid;
+                        return self.fail(req, code, failed(code));
+                    }
+                    let signed = self.contract.as_ref().is_some_and(|(k, _)| {
+                        Self::signature_ok(
+                            msg.header.signature.as_ref(),
+                            fragment(
+                                r.id.as_deref().unwrap_or_default(),
+                                m::Fragment::AuthorizationReq(Box::new(r.clone())),
+                            ),
+                            k,
+                        )
+                    });
+                    if !signed {
+                        let code = m::ResponseCodeType::FailedSignatureError;
+                        return self.fail(req, code, failed(code));
+                    }
+                    self.challenge_signed = true;
+                }
+                match self.contract_status {
+                    Some(ContractStatus::Accepted) => {
+                        self.state = SeccState::ChargeParameterDiscovery
+                    }
+                    Some(ContractStatus::Revoked) => {
+                        let code = m::ResponseCodeType::FailedCertificateRevoked;
+                        return self.fail(req, code, failed(code));
+                    }
+                    Some(_) => {
+                        return self.fail(
+                            req,
+                            m::ResponseCodeType::FAILED,
+                            EndReason::AuthorizationRejected,
+                        );
+                    }
+                    None => {
+                        if let Some(r) = body.authorization_res.as_mut() {
+                            r.evse_processing = m::EVSEProcessingType::Ongoing;
+                        }
+                    }
+                }
             }
             Request::Authorization => match self.authorization {
                 Some(Authorization::Accepted) => self.state = SeccState::ChargeParameterDiscovery,
@@ -734,11 +989,9 @@ impl Secc {
                 return self.end(reason);
             }
             // not allowed in any state: answered by `fail` above
-            Request::PaymentDetails
-            | Request::MeteringReceipt
-            | Request::CertificateInstallation
-            | Request::CertificateUpdate => {}
+            Request::CertificateUpdate => {}
         }
+        self.ask_receipt(&mut body);
         self.send(body);
         if !self.core.is_ended() {
             self.arm_sequence(now);
@@ -750,9 +1003,35 @@ impl Secc {
         self.core.end(reason);
     }
 
+    /// Plug & Charge: `ReceiptRequired` in the first charge-loop answer
+    /// with a meter reading; the EV's next request is MeteringReceiptReq.
+    fn ask_receipt(&mut self, body: &mut m::BodyType) {
+        let wanted = self.contract.is_some()
+            && self.config.pnc.as_ref().is_some_and(|p| p.receipt_required)
+            && !self.receipt_asked
+            && self.config.evse.meter_wh.is_some();
+        if !wanted {
+            return;
+        }
+        let flag = if let Some(r) = body.charging_status_res.as_mut() {
+            &mut r.receipt_required
+        } else if let Some(r) = body.current_demand_res.as_mut() {
+            &mut r.receipt_required
+        } else {
+            return;
+        };
+        *flag = Some(true);
+        self.receipt_asked = true;
+        self.receipt_pending = true;
+    }
+
     fn send(&mut self, body: m::BodyType) {
+        self.send_signed(body, None)
+    }
+
+    fn send_signed(&mut self, body: m::BodyType, signature: Option<xmldsig::SignatureType>) {
         let id = self.session_id.clone().unwrap_or_else(|| vec![0]);
-        match encode_message(&id, body) {
+        match encode_signed(&id, body, signature) {
             Ok(bytes) => self.core.transmit(bytes),
             Err(e) => self.end(EndReason::Malformed(e)),
         }
@@ -859,7 +1138,14 @@ impl Secc {
                 b.service_discovery_res = Some(m::ServiceDiscoveryResType {
                     response_code: code,
                     payment_option_list: m::PaymentOptionListType {
-                        payment_option: vec![m::PaymentOptionType::ExternalPayment],
+                        payment_option: if self.config.pnc.is_some() {
+                            vec![
+                                m::PaymentOptionType::Contract,
+                                m::PaymentOptionType::ExternalPayment,
+                            ]
+                        } else {
+                            vec![m::PaymentOptionType::ExternalPayment]
+                        },
                     },
                     charge_service: m::ChargeServiceType {
                         service_id: 1,
@@ -893,8 +1179,13 @@ impl Secc {
             Request::PaymentDetails => {
                 b.payment_details_res = Some(m::PaymentDetailsResType {
                     response_code: code,
-                    gen_challenge: Base64Binary(vec![0; 16]),
-                    evse_time_stamp: 0,
+                    gen_challenge: Base64Binary(
+                        self.config
+                            .pnc
+                            .as_ref()
+                            .map_or(vec![0; 16], |p| p.gen_challenge.to_vec()),
+                    ),
+                    evse_time_stamp: self.config.unix_time as i64,
                 })
             }
             Request::Authorization => {
@@ -1109,11 +1400,22 @@ pub struct Evcc {
     loops: u32,
     renegotiations: u32,
     energy: Energy,
+    /// When the machine was made: `config.unix_time` is then.
+    started: Option<Instant>,
+    /// Plug & Charge chosen (the SECC offered `Contract`).
+    pnc: bool,
+    /// The contract installed by CertificateInstallation.
+    installed: Option<Contract>,
+    gen_challenge: Option<Vec<u8>>,
+    /// The charge-loop answer asked for a MeteringReceipt: its meter info
+    /// and the request the loop goes on with.
+    receipt: Option<(m::MeterInfoType, Request)>,
 }
 
 impl Evcc {
     pub(crate) fn new(config: EvccConfig, core: Core, now: Instant) -> Self {
         let mut s = Self::idle(config, core);
+        s.started = Some(now);
         s.send(now, Request::SessionSetup);
         s
     }
@@ -1138,7 +1440,106 @@ impl Evcc {
             loops: 0,
             renegotiations: 0,
             energy: Energy::default(),
+            started: None,
+            pnc: false,
+            installed: None,
+            gen_challenge: None,
+            receipt: None,
         }
+    }
+
+    /// The contract the EVCC uses (the one installed in this session, or
+    /// the configured one).
+    pub fn contract(&self) -> Option<&Contract> {
+        self.installed
+            .as_ref()
+            .or_else(|| self.config.pnc.as_ref()?.contract.as_ref())
+    }
+
+    /// The contract installed by CertificateInstallation in this session.
+    pub fn installed_contract(&self) -> Option<&Contract> {
+        self.installed.as_ref()
+    }
+
+    fn unix_now(&self, now: Instant) -> u64 {
+        self.config.unix_time
+            + self
+                .started
+                .map_or(0, |s| now.saturating_duration_since(s).as_secs())
+    }
+
+    /// The header signature a PnC request carries: AuthorizationReq and
+    /// MeteringReceiptReq by the contract key, CertificateInstallationReq
+    /// by the OEM provisioning key.
+    fn signature(&self, b: &m::BodyType) -> Result<Option<xmldsig::SignatureType>, String> {
+        let (key, element) =
+            if let Some(r) = b.authorization_req.as_ref().filter(|r| r.id.is_some()) {
+                let id = r.id.clone().unwrap_or_default();
+                (
+                    self.contract().map(|c| c.key.clone()),
+                    fragment(&id, m::Fragment::AuthorizationReq(Box::new(r.clone())))?,
+                )
+            } else if let Some(r) = &b.metering_receipt_req {
+                let id = r.id.clone().unwrap_or_default();
+                (
+                    self.contract().map(|c| c.key.clone()),
+                    fragment(&id, m::Fragment::MeteringReceiptReq(Box::new(r.clone())))?,
+                )
+            } else if let Some(r) = &b.certificate_installation_req {
+                (
+                    self.config
+                        .pnc
+                        .as_ref()
+                        .and_then(|p| p.provisioning.as_ref())
+                        .map(|p| p.key.clone()),
+                    fragment(
+                        &r.id,
+                        m::Fragment::CertificateInstallationReq(Box::new(r.clone())),
+                    )?,
+                )
+            } else {
+                return Ok(None);
+            };
+        let key = key.ok_or("no key to sign with")?;
+        let key = pki::SigningKey::p256_from_bytes(&key).map_err(|e| e.to_string())?;
+        pki::sign(&key, &[(element.0.as_str(), element.1.as_slice())])
+            .map(Some)
+            .map_err(|e| e.to_string())
+    }
+
+    /// Checks a CertificateInstallationRes and takes its contract.
+    fn install(
+        &mut self,
+        now: Instant,
+        r: &m::CertificateInstallationResType,
+        signature: Option<&xmldsig::SignatureType>,
+    ) -> Result<Contract, String> {
+        let pnc = self.config.pnc.as_ref().ok_or("no PnC configuration")?;
+        let prov = pnc.provisioning.as_ref().ok_or("no provisioning key")?;
+        let (leaf, subs) = chain_parts(&r.sa_provisioning_certificate_chain);
+        let sa = pki::verify_chain(
+            &leaf,
+            &subs,
+            &pnc.v2g_roots,
+            self.unix_now(now),
+            LeafUsage::Signature,
+        )
+        .map_err(|e| format!("FAILED_CertChainError: {e}"))?;
+        let frags = installation_fragments(r).map_err(|e| e.to_string())?;
+        let sig = signature.ok_or("FAILED_SignatureError: unsigned")?;
+        let key = sa.leaf.public_key().map_err(|e| e.to_string())?;
+        pki::verify(sig, &as_refs(&frags), &key)
+            .map_err(|e| format!("FAILED_SignatureError: {e}"))?;
+        let scalar = pki::decrypt_contract_key(
+            &r.contract_signature_encrypted_private_key.value.0,
+            &r.d_hpublickey.value.0,
+            &prov.key,
+        )
+        .map_err(|e| e.to_string())?;
+        let (cert, sub_cas) = chain_parts(&r.contract_signature_cert_chain);
+        let parsed = Cert::from_der(&cert).map_err(|e| e.to_string())?;
+        pki::check_key_pair(&scalar, &parsed).map_err(|e| e.to_string())?;
+        Ok(Contract::new(r.e_maid.value.clone(), cert, sub_cas, scalar))
     }
 
     pub(crate) fn session_id(&self) -> Option<&[u8]> {
@@ -1222,7 +1623,11 @@ impl Evcc {
             }
             Request::PaymentServiceSelection => {
                 b.payment_service_selection_req = Some(m::PaymentServiceSelectionReqType {
-                    selected_payment_option: m::PaymentOptionType::ExternalPayment,
+                    selected_payment_option: if self.pnc {
+                        m::PaymentOptionType::Contract
+                    } else {
+                        m::PaymentOptionType::ExternalPayment
+                    },
                     selected_service_list: m::SelectedServiceListType {
                         selected_service: vec![m::SelectedServiceType {
                             service_id: 1,
@@ -1233,9 +1638,56 @@ impl Evcc {
             }
             Request::Authorization => {
                 b.authorization_req = Some(m::AuthorizationReqType {
-                    id: None,
-                    gen_challenge: None,
+                    id: self.gen_challenge.is_some().then(|| "ID1".into()),
+                    gen_challenge: self.gen_challenge.clone().map(Base64Binary),
                 })
+            }
+            Request::PaymentDetails => {
+                if let Some(c) = self.contract() {
+                    b.payment_details_req = Some(m::PaymentDetailsReqType {
+                        e_maid: c.emaid.clone(),
+                        contract_signature_cert_chain: m::CertificateChainType {
+                            id: None,
+                            certificate: Base64Binary(c.certificate.clone()),
+                            sub_certificates: (!c.sub_cas.is_empty()).then(|| {
+                                m::SubCertificatesType {
+                                    certificate: c
+                                        .sub_cas
+                                        .iter()
+                                        .cloned()
+                                        .map(Base64Binary)
+                                        .collect(),
+                                }
+                            }),
+                        },
+                    })
+                }
+            }
+            Request::CertificateInstallation => {
+                if let Some(pnc) = &self.config.pnc {
+                    b.certificate_installation_req = Some(m::CertificateInstallationReqType {
+                        id: "ID1".into(),
+                        oem_provisioning_cert: Base64Binary(
+                            pnc.provisioning
+                                .as_ref()
+                                .map(|p| p.certificate.clone())
+                                .unwrap_or_default(),
+                        ),
+                        list_of_root_certificate_i_ds: m::ListOfRootCertificateIDsType {
+                            root_certificate_id: pnc.v2g_roots.root_ids(),
+                        },
+                    })
+                }
+            }
+            Request::MeteringReceipt => {
+                if let Some((info, _)) = &self.receipt {
+                    b.metering_receipt_req = Some(m::MeteringReceiptReqType {
+                        id: Some("ID1".into()),
+                        session_id: HexBinary(self.session_id.clone().unwrap_or_default()),
+                        sa_schedule_tuple_id: self.tuple.map(|(id, _)| id),
+                        meter_info: info.clone(),
+                    })
+                }
             }
             Request::ChargeParameterDiscovery => {
                 let dc = self.dc();
@@ -1329,12 +1781,8 @@ impl Evcc {
                     },
                 })
             }
-            // EIM never sends these
-            Request::ServiceDetail
-            | Request::PaymentDetails
-            | Request::MeteringReceipt
-            | Request::CertificateInstallation
-            | Request::CertificateUpdate => {}
+            // never sent
+            Request::ServiceDetail | Request::CertificateUpdate => {}
         }
         b
     }
@@ -1362,7 +1810,10 @@ impl Evcc {
             &self.session_id,
             1,
         );
-        let encoded = encode_message(&id, self.body(req));
+        let body = self.body(req);
+        let encoded = self
+            .signature(&body)
+            .and_then(|sig| encode_signed(&id, body, sig));
         if self.core.send_request(
             now,
             encoded,
@@ -1467,11 +1918,10 @@ impl Evcc {
                 if !self.check(r.response_code, None) {
                     return;
                 }
-                if !r
-                    .payment_option_list
-                    .payment_option
-                    .contains(&m::PaymentOptionType::ExternalPayment)
-                {
+                let offered = &r.payment_option_list.payment_option;
+                self.pnc =
+                    self.config.pnc.is_some() && offered.contains(&m::PaymentOptionType::Contract);
+                if !self.pnc && !offered.contains(&m::PaymentOptionType::ExternalPayment) {
                     return self.core.end(EndReason::Failed {
                         response_code: "ExternalPayment not offered".into(),
                     });
@@ -1481,7 +1931,43 @@ impl Evcc {
             Request::PaymentServiceSelection => {
                 let r = res!(payment_service_selection_res);
                 if self.check(r.response_code, None) {
+                    let next = if !self.pnc {
+                        Request::Authorization
+                    } else if self.contract().is_some() {
+                        Request::PaymentDetails
+                    } else {
+                        Request::CertificateInstallation
+                    };
+                    self.send(now, next);
+                }
+            }
+            Request::CertificateInstallation => {
+                let r = res!(certificate_installation_res);
+                if !self.check(r.response_code, None) {
+                    return;
+                }
+                match self.install(now, &r, msg.header.signature.as_ref()) {
+                    Ok(c) => {
+                        self.installed = Some(c);
+                        self.send(now, Request::PaymentDetails);
+                    }
+                    Err(e) => self.core.end(EndReason::Failed { response_code: e }),
+                }
+            }
+            Request::PaymentDetails => {
+                let r = res!(payment_details_res);
+                if self.check(r.response_code, None) {
+                    self.gen_challenge = Some(r.gen_challenge.0);
                     self.send(now, Request::Authorization);
+                }
+            }
+            Request::MeteringReceipt => {
+                let r = res!(metering_receipt_res);
+                if !self.check(r.response_code, r.dc_evse_status.as_ref()) {
+                    return;
+                }
+                if let Some((_, next)) = self.receipt.take() {
+                    self.next_in_loop(now, next);
                 }
             }
             Request::Authorization => {
@@ -1621,7 +2107,12 @@ impl Evcc {
                     current,
                 });
                 self.notified(r.ac_evse_status.evse_notification);
-                self.next_in_loop(now, Request::ChargingStatus);
+                self.loop_or_receipt(
+                    now,
+                    Request::ChargingStatus,
+                    r.receipt_required,
+                    r.meter_info,
+                );
             }
             Request::CurrentDemand => {
                 let r = res!(current_demand_res);
@@ -1635,7 +2126,12 @@ impl Evcc {
                     self.stop.get_or_insert(StopKind::Terminate);
                 }
                 self.notified(r.dc_evse_status.evse_notification);
-                self.next_in_loop(now, Request::CurrentDemand);
+                self.loop_or_receipt(
+                    now,
+                    Request::CurrentDemand,
+                    r.receipt_required,
+                    r.meter_info,
+                );
             }
             Request::WeldingDetection => {
                 let r = res!(welding_detection_res);
@@ -1655,11 +2151,27 @@ impl Evcc {
                     self.core.end(reason);
                 }
             }
-            Request::ServiceDetail
-            | Request::PaymentDetails
-            | Request::MeteringReceipt
-            | Request::CertificateInstallation
-            | Request::CertificateUpdate => self.core.end(EndReason::SequenceError),
+            Request::ServiceDetail | Request::CertificateUpdate => {
+                self.core.end(EndReason::SequenceError)
+            }
+        }
+    }
+
+    /// Plug & Charge: a MeteringReceiptReq when the answer asked for one
+    /// (and has a meter reading to sign), else the loop goes on.
+    fn loop_or_receipt(
+        &mut self,
+        now: Instant,
+        next: Request,
+        required: Option<bool>,
+        meter: Option<m::MeterInfoType>,
+    ) {
+        match meter {
+            Some(info) if self.pnc && required == Some(true) => {
+                self.receipt = Some((info, next));
+                self.send(now, Request::MeteringReceipt);
+            }
+            _ => self.next_in_loop(now, next),
         }
     }
 }

@@ -4,7 +4,8 @@
 //! AC and DC ([`iso2`]: renegotiation, pause and resume) and ISO 15118-20
 //! AC and DC in the scheduled and dynamic control modes ([`iso20`]: pause
 //! and resume; no BPT, no VAS, no schedule or service renegotiation).
-//! Plug & Charge (and the TLS 1.3 that -20 mandates) is not done. The
+//! ISO 15118-2 Plug & Charge ([`pnc`], [`SeccConfig::pnc`],
+//! [`EvccConfig::pnc`]) is done; -20 Plug & Charge and TLS are not. The
 //! SECC's handshake offers what [`SeccConfig::protocols`] lists: DIN and -2
 //! by default, the -20 namespaces ([`Protocol::Iso20Dc`],
 //! [`Protocol::Iso20Ac`]) only when added, since without TLS they are a lab
@@ -87,9 +88,14 @@ mod common;
 pub mod din;
 pub mod iso2;
 pub mod iso20;
+pub mod pnc;
 mod timers;
 
 use common::Pacing;
+pub use pnc::{
+    CertificateInstallation, Contract, ContractProvisioning, ContractStatus, EvPnc, InstallError,
+    Provisioning, SeccPnc,
+};
 pub use timers::{msg_timeout, MsgKind, Standard, TimerConfig, TimerKind, Timers};
 
 /// The protocol a session speaks after the handshake.
@@ -234,6 +240,30 @@ pub enum EvseRequest {
     },
     /// Close (`true`) or open the output contactors (PowerDelivery).
     Power(bool),
+    /// Plug & Charge (ISO 15118-2): the contract chain verified against
+    /// the MO roots; decide whether it may charge (OCSP, contract
+    /// database) and answer with [`Secc::handle_contract_status`]. The
+    /// SECC answers AuthorizationReq `Ongoing` until then.
+    AuthorizeContract {
+        /// The eMAID of PaymentDetailsReq.
+        emaid: String,
+        /// The contract certificate, DER.
+        certificate: Vec<u8>,
+        /// Its sub-CAs, DER.
+        sub_cas: Vec<Vec<u8>>,
+    },
+    /// Plug & Charge (ISO 15118-2): the car asks for a contract
+    /// (CertificateInstallationReq, its signature verified); answer with
+    /// [`Secc::handle_certificate_installation`] (the backend's response,
+    /// e.g. OCPP `Get15118EVCertificate`, or [`ContractProvisioning::install`]).
+    InstallCertificate {
+        /// The OEM provisioning certificate, DER.
+        oem_provisioning_cert: Vec<u8>,
+        /// The V2G roots the car trusts, `(issuer, serial)`.
+        root_ids: Vec<(String, i64)>,
+        /// The request as it came (EXI), for a backend that takes it whole.
+        exi: Vec<u8>,
+    },
 }
 
 /// What the EVCC tells the car's shell; nothing here needs an answer (the
@@ -458,8 +488,12 @@ pub struct SeccConfig {
     /// both by default.
     pub control_modes: Vec<ControlMode>,
     /// Unix time (s) at the machine's creation: the -20 header TimeStamps
-    /// count on from it (the machine reads no clock). 0 by default.
+    /// count on from it (the machine reads no clock), and Plug & Charge
+    /// checks certificate validity at it. 0 by default.
     pub unix_time: u64,
+    /// ISO 15118-2 Plug & Charge: offered (`Contract` besides
+    /// `ExternalPayment`) when set. Run it over TLS only [V2G2-634].
+    pub pnc: Option<SeccPnc>,
 }
 
 impl SeccConfig {
@@ -476,7 +510,13 @@ impl SeccConfig {
             evse: EvseStatus::default(),
             control_modes: vec![ControlMode::Scheduled, ControlMode::Dynamic],
             unix_time: 0,
+            pnc: None,
         }
+    }
+    /// Sets [`SeccConfig::pnc`].
+    pub fn with_pnc(mut self, pnc: Option<SeccPnc>) -> Self {
+        self.pnc = pnc;
+        self
     }
     /// Sets [`SeccConfig::control_modes`].
     pub fn with_control_modes(mut self, m: Vec<ControlMode>) -> Self {
@@ -540,8 +580,12 @@ pub struct EvccConfig {
     pub resume: Option<Vec<u8>>,
     /// ISO 15118-20: the control mode the EV selects. Scheduled by default.
     pub control_mode: ControlMode,
-    /// Unix time (s) at the machine's creation, for the -20 header TimeStamps.
+    /// Unix time (s) at the machine's creation, for the -20 header
+    /// TimeStamps and the validity of certificates (Plug & Charge).
     pub unix_time: u64,
+    /// ISO 15118-2 Plug & Charge: the EVCC selects `Contract` payment
+    /// (installing a contract first when it has none) when set.
+    pub pnc: Option<EvPnc>,
 }
 
 impl EvccConfig {
@@ -558,7 +602,13 @@ impl EvccConfig {
             resume: None,
             control_mode: ControlMode::Scheduled,
             unix_time: 0,
+            pnc: None,
         }
+    }
+    /// Sets [`EvccConfig::pnc`].
+    pub fn with_pnc(mut self, pnc: Option<EvPnc>) -> Self {
+        self.pnc = pnc;
+        self
     }
     /// An ISO 15118-2 DC (extended) EVCC.
     pub fn iso2_dc(evcc_id: Vec<u8>) -> Self {
@@ -916,6 +966,27 @@ impl Secc {
             SeccInner::Iso2(m) => m.handle_authorization(now, decision),
             SeccInner::Iso20(m) => m.handle_authorization(now, decision),
             SeccInner::Handshake(_) => {}
+        }
+    }
+
+    /// The backend's verdict asked for by [`EvseRequest::AuthorizeContract`]
+    /// (ISO 15118-2 Plug & Charge).
+    pub fn handle_contract_status(&mut self, now: Instant, status: ContractStatus) {
+        if let SeccInner::Iso2(m) = &mut self.inner {
+            m.handle_contract_status(now, status)
+        }
+    }
+
+    /// The CertificateInstallationRes asked for by
+    /// [`EvseRequest::InstallCertificate`] (`None`: no contract for this
+    /// car, `FAILED_NoCertificateAvailable`).
+    pub fn handle_certificate_installation(
+        &mut self,
+        now: Instant,
+        installation: Option<CertificateInstallation>,
+    ) {
+        if let SeccInner::Iso2(m) = &mut self.inner {
+            m.handle_certificate_installation(now, installation)
         }
     }
 

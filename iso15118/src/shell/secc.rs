@@ -11,7 +11,8 @@ use tokio::net::TcpListener;
 use super::connection::Framed;
 use super::{now, Error, Pending, SessionReport, ShellConfig};
 use crate::session::{
-    Authorization, Effect, EvseRequest, EvseStatus, ScheduleTuple, Secc, SeccConfig,
+    Authorization, CertificateInstallation, ContractStatus, Effect, EvseRequest, EvseStatus,
+    ScheduleTuple, Secc, SeccConfig,
 };
 use crate::v2gtp::PayloadType;
 
@@ -51,6 +52,10 @@ pub enum EvseAnswer {
     /// The SA schedules, when they are known (empty: one tuple of the
     /// EVSE's maximum power).
     Schedules(Pending<Vec<ScheduleTuple>>),
+    /// Plug & Charge: the backend's verdict on a contract.
+    ContractStatus(Pending<ContractStatus>),
+    /// Plug & Charge: the CertificateInstallationRes (`None`: no contract).
+    CertificateInstallation(Pending<Option<CertificateInstallation>>),
 }
 
 impl std::fmt::Debug for EvseAnswer {
@@ -59,6 +64,8 @@ impl std::fmt::Debug for EvseAnswer {
             EvseAnswer::Done => "Done",
             EvseAnswer::Authorization(_) => "Authorization(..)",
             EvseAnswer::Schedules(_) => "Schedules(..)",
+            EvseAnswer::ContractStatus(_) => "ContractStatus(..)",
+            EvseAnswer::CertificateInstallation(_) => "CertificateInstallation(..)",
         })
     }
 }
@@ -119,6 +126,8 @@ where
     secc.set_evse(evse.status(start));
     let mut auth: Option<Pending<Authorization>> = None;
     let mut schedules: Option<Pending<Vec<ScheduleTuple>>> = None;
+    let mut contract: Option<Pending<ContractStatus>> = None;
+    let mut install: Option<Pending<Option<CertificateInstallation>>> = None;
     let end = 'session: loop {
         while let Some(effect) = secc.poll_effect() {
             match effect {
@@ -137,6 +146,8 @@ where
                     EvseAnswer::Done => {}
                     EvseAnswer::Authorization(f) => auth = Some(f),
                     EvseAnswer::Schedules(f) => schedules = Some(f),
+                    EvseAnswer::ContractStatus(f) => contract = Some(f),
+                    EvseAnswer::CertificateInstallation(f) => install = Some(f),
                 },
                 _ => {}
             }
@@ -166,6 +177,18 @@ where
                 let t = now();
                 secc.set_evse(evse.status(t));
                 secc.handle_schedules(t, s);
+            }
+            c = maybe(&mut contract) => {
+                contract = None;
+                let t = now();
+                secc.set_evse(evse.status(t));
+                secc.handle_contract_status(t, c);
+            }
+            i = maybe(&mut install) => {
+                install = None;
+                let t = now();
+                secc.set_evse(evse.status(t));
+                secc.handle_certificate_installation(t, i);
             }
         }
     };

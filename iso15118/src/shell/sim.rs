@@ -5,7 +5,10 @@ use std::time::{Duration, Instant};
 
 use super::evcc::{Ev, Progress};
 use super::secc::{Evse, EvseAnswer};
-use crate::session::{Authorization, EvNotice, EvStatus, EvseRequest, EvseStatus, Isolation};
+use crate::session::{
+    Authorization, ContractProvisioning, ContractStatus, EvNotice, EvStatus, EvseRequest,
+    EvseStatus, Isolation,
+};
 
 /// A simulated EVSE: authorizes every EV (after
 /// [`SimEvse::authorization_delay`]), offers the default schedule, passes
@@ -28,6 +31,17 @@ pub struct SimEvse {
     pub ac_current: f64,
     /// AC: phases.
     pub ac_phases: u8,
+    /// Plug & Charge: the verdict on every contract.
+    pub contract_status: ContractStatus,
+    /// Plug & Charge: the provisioning service that answers
+    /// CertificateInstallation (`None`: `FAILED_NoCertificateAvailable`).
+    /// Its ephemeral ECDH key and IV are derived from
+    /// [`SimEvse::provisioning_seed`] and a counter: a lab simulator's
+    /// keys, no secret.
+    pub provisioning: Option<ContractProvisioning>,
+    /// Seed of the provisioning's ephemeral keys and IVs.
+    pub provisioning_seed: [u8; 32],
+    installs: u32,
     dc: bool,
     power_on: bool,
     cable_check_done_at: Option<Instant>,
@@ -47,6 +61,10 @@ impl Default for SimEvse {
             cable_check_time: Duration::from_millis(100),
             ac_current: 16.0,
             ac_phases: 3,
+            contract_status: ContractStatus::Accepted,
+            provisioning: None,
+            provisioning_seed: [0x5e; 32],
+            installs: 0,
             dc: false,
             power_on: false,
             cable_check_done_at: None,
@@ -100,6 +118,24 @@ impl Evse for SimEvse {
                 }))
             }
             EvseRequest::Schedules { .. } => EvseAnswer::schedules(vec![]),
+            EvseRequest::AuthorizeContract { .. } => {
+                EvseAnswer::ContractStatus(Box::pin(std::future::ready(self.contract_status)))
+            }
+            EvseRequest::InstallCertificate {
+                oem_provisioning_cert,
+                ..
+            } => {
+                self.installs += 1;
+                let label = format!("install {}", self.installs);
+                let eph = crate::pki::demo::derive_key(&self.provisioning_seed, &label).to_bytes();
+                let mut iv = [0u8; 16];
+                iv.copy_from_slice(&crate::pki::sha256(&eph)[..16]);
+                let answer = self
+                    .provisioning
+                    .as_ref()
+                    .and_then(|p| p.install(oem_provisioning_cert, &eph, iv).ok());
+                EvseAnswer::CertificateInstallation(Box::pin(std::future::ready(answer)))
+            }
             EvseRequest::StartCableCheck => {
                 self.status.isolation = Isolation::Invalid;
                 self.cable_check_done_at = Some(now + self.cable_check_time);

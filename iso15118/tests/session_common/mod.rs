@@ -7,8 +7,8 @@ use std::ops::{Deref, DerefMut};
 use std::time::{Duration, Instant};
 
 use evproto_iso15118::session::{
-    Authorization, Effect, EndReason, EvNotice, Evcc, EvseRequest, EvseStatus, Isolation,
-    ScheduleTuple, Secc, SeccConfig, StopKind,
+    Authorization, ContractProvisioning, ContractStatus, Effect, EndReason, EvNotice, Evcc,
+    EvseRequest, EvseStatus, Isolation, ScheduleTuple, Secc, SeccConfig, StopKind,
 };
 use evproto_iso15118::v2gtp::{self, PayloadType};
 use test_support::VirtualClock;
@@ -17,6 +17,7 @@ pub(crate) const SESSION: [u8; 8] = [0x52, 0xc8, 0xb2, 0x86, 0xbf, 0xfe, 0x36, 0
 pub(crate) const EVCC_ID: [u8; 6] = [0x84, 0x87, 0x72, 0x60, 0xf3, 0x58];
 
 pub(crate) type LoseAnswer = Box<dyn FnMut(&[u8]) -> bool>;
+pub(crate) type Tamper = Box<dyn FnMut(&[u8]) -> Option<Vec<u8>>>;
 pub(crate) type Hook = Box<dyn FnMut(&mut Secc, &mut EvseStatus, &Evcc)>;
 
 /// What a protocol's simulation adds: the EVSE's answers that differ and
@@ -44,6 +45,10 @@ pub(crate) struct Sim<P> {
     /// Authorization decision and how long it takes (`None`: never).
     pub(crate) auth: Option<(Authorization, Duration)>,
     pub(crate) auth_at: Option<Instant>,
+    /// Plug & Charge: the backend's verdict on a contract (`None`: never).
+    pub(crate) contract_status: Option<ContractStatus>,
+    /// Plug & Charge: the provisioning service answering CertificateInstallation.
+    pub(crate) provisioning: Option<ContractProvisioning>,
     /// Isolation result and how long the test takes (`None`: never ends).
     pub(crate) isolation: Option<(Isolation, Duration)>,
     pub(crate) isolation_at: Option<Instant>,
@@ -53,6 +58,8 @@ pub(crate) struct Sim<P> {
     pub(crate) stop_after: Option<(u32, StopKind)>,
     /// Drops the SECC's answer when true.
     pub(crate) lose_answer: LoseAnswer,
+    /// Replaces an EVCC request (DIN/-2 payloads) on the wire when `Some`.
+    pub(crate) tamper: Tamper,
     /// Called after every delivery, to inject faults.
     pub(crate) hook: Hook,
     pub(crate) to_secc: Vec<Vec<u8>>,
@@ -96,11 +103,14 @@ impl<P: Plant> Sim<P> {
             evse,
             auth: Some((Authorization::Accepted, Duration::from_millis(500))),
             auth_at: None,
+            contract_status: Some(ContractStatus::Accepted),
+            provisioning: None,
             isolation: Some((Isolation::Valid, Duration::from_millis(300))),
             isolation_at: None,
             follow_targets: true,
             stop_after: None,
             lose_answer: Box::new(|_| false),
+            tamper: Box::new(|_| None),
             hook: Box::new(|_, _, _| {}),
             to_secc: Vec::new(),
             sent_at: Vec::new(),
@@ -133,6 +143,21 @@ impl<P: Plant> Sim<P> {
                 self.secc.set_evse(self.evse.clone());
             }
             EvseRequest::Power(on) => P::power(self, *on),
+            EvseRequest::AuthorizeContract { .. } => {
+                if let Some(s) = self.contract_status {
+                    self.secc.handle_contract_status(now, s);
+                }
+            }
+            EvseRequest::InstallCertificate {
+                oem_provisioning_cert,
+                ..
+            } => {
+                let answer = self.provisioning.as_ref().map(|p| {
+                    p.install(oem_provisioning_cert, &[0x42; 32], [0x24; 16])
+                        .unwrap()
+                });
+                self.secc.handle_certificate_installation(now, answer);
+            }
             _ => {}
         }
         self.evse_requests.push(r);
@@ -147,6 +172,7 @@ impl<P: Plant> Sim<P> {
                 progress = true;
                 match e {
                     Effect::Transmit(b) => {
+                        let b = (self.tamper)(&b).unwrap_or(b);
                         self.to_secc.push(b.clone());
                         self.sent_at.push(now);
                         self.secc.handle_message(now, &b);

@@ -1,0 +1,328 @@
+//! Plug & Charge (ISO 15118-2): what the SECC and the EVCC are given, what
+//! the SECC asks the backend, and the certificate provisioning service's
+//! side of CertificateInstallation.
+//!
+//! The machines do the protocol (chains, GenChallenge, signatures over
+//! EXI fragments, the contract key's decryption) with [`crate::pki`]; what
+//! they cannot know comes in as data: the MO roots and the GenChallenge
+//! ([`SeccPnc`]), the car's contract and provisioning credentials
+//! ([`EvPnc`]), the backend's verdict on a contract
+//! ([`super::EvseRequest::AuthorizeContract`] → [`ContractStatus`]) and a
+//! CertificateInstallationRes ([`super::EvseRequest::InstallCertificate`]
+//! → [`CertificateInstallation`], which [`ContractProvisioning::install`]
+//! makes for a lab or test backend).
+
+use crate::grammar::{Base64Binary, HexBinary};
+use crate::messages::iso2 as m;
+use crate::messages::xmldsig;
+use crate::pki::{self, Cert, KeyError, SigningKey, TrustStore};
+
+/// ISO 15118-2 Plug & Charge settings of an SECC ([`super::SeccConfig::pnc`]).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct SeccPnc {
+    /// The MO roots a contract chain must end at.
+    pub mo_roots: TrustStore,
+    /// The GenChallenge of PaymentDetailsRes: 16 fresh random bytes per
+    /// session, drawn by the shell (the machine draws none).
+    pub gen_challenge: [u8; 16],
+    /// Ask for one signed MeteringReceipt (`ReceiptRequired=true` in the
+    /// first charge-loop answer that carries a meter reading). Default on.
+    pub receipt_required: bool,
+}
+
+impl SeccPnc {
+    /// PnC against `mo_roots` with this session's `gen_challenge`.
+    pub fn new(mo_roots: TrustStore, gen_challenge: [u8; 16]) -> Self {
+        Self {
+            mo_roots,
+            gen_challenge,
+            receipt_required: true,
+        }
+    }
+    /// Sets [`SeccPnc::receipt_required`].
+    pub fn with_receipt_required(mut self, on: bool) -> Self {
+        self.receipt_required = on;
+        self
+    }
+}
+
+/// A contract: the certificate chain the car presents and its key.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Contract {
+    /// The eMAID (the contract certificate's CN).
+    pub emaid: String,
+    /// The contract certificate, DER.
+    pub certificate: Vec<u8>,
+    /// Its sub-CAs, DER, the leaf's issuer first.
+    pub sub_cas: Vec<Vec<u8>>,
+    /// The private key (secp256r1 scalar, 32 bytes).
+    pub key: Vec<u8>,
+}
+
+impl Contract {
+    /// A contract from its parts.
+    pub fn new(emaid: String, certificate: Vec<u8>, sub_cas: Vec<Vec<u8>>, key: Vec<u8>) -> Self {
+        Self {
+            emaid,
+            certificate,
+            sub_cas,
+            key,
+        }
+    }
+}
+
+/// The OEM provisioning credentials a car uses to get a contract.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Provisioning {
+    /// The OEM provisioning certificate, DER.
+    pub certificate: Vec<u8>,
+    /// Its private key (secp256r1 scalar): signs CertificateInstallationReq
+    /// and decrypts the contract key.
+    pub key: Vec<u8>,
+}
+
+impl Provisioning {
+    /// Provisioning credentials from their parts.
+    pub fn new(certificate: Vec<u8>, key: Vec<u8>) -> Self {
+        Self { certificate, key }
+    }
+}
+
+/// ISO 15118-2 Plug & Charge settings of an EVCC ([`super::EvccConfig::pnc`]).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct EvPnc {
+    /// The contract, if the car has one; without, it installs one first.
+    pub contract: Option<Contract>,
+    /// The OEM provisioning credentials (for CertificateInstallation).
+    pub provisioning: Option<Provisioning>,
+    /// The V2G roots the car trusts: their ids go into
+    /// CertificateInstallationReq and the SA provisioning chain must end at one.
+    pub v2g_roots: TrustStore,
+}
+
+impl EvPnc {
+    /// PnC with this contract and/or provisioning credentials.
+    pub fn new(
+        contract: Option<Contract>,
+        provisioning: Option<Provisioning>,
+        v2g_roots: TrustStore,
+    ) -> Self {
+        Self {
+            contract,
+            provisioning,
+            v2g_roots,
+        }
+    }
+}
+
+/// The backend's verdict on a contract (OCSP, contract database): the
+/// answer to [`super::EvseRequest::AuthorizeContract`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ContractStatus {
+    /// Charge.
+    Accepted,
+    /// The certificate is revoked: `FAILED_CertificateRevoked`.
+    Revoked,
+    /// Not allowed here (unknown, blocked): `FAILED`.
+    Rejected,
+}
+
+/// A CertificateInstallationRes as the backend or provisioning service
+/// made it: the body and the header signature of the SA provisioning key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CertificateInstallation {
+    /// The response (its ResponseCode is the SECC's to set).
+    pub response: m::CertificateInstallationResType,
+    /// Signs ContractSignatureCertChain, ContractSignatureEncryptedPrivateKey,
+    /// DHpublickey and eMAID.
+    pub signature: xmldsig::SignatureType,
+}
+
+/// Why a [`CertificateInstallation`] could not be made or used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum InstallError {
+    /// A key problem (OEM key not secp256r1, decrypted key not the contract's).
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    /// A certificate that cannot be read or does not verify.
+    #[error(transparent)]
+    Certificate(#[from] pki::CertError),
+    /// The signature does not verify or cannot be made.
+    #[error(transparent)]
+    Signature(#[from] pki::SignatureError),
+    /// A fragment that cannot be encoded.
+    #[error("EXI: {0}")]
+    Exi(String),
+}
+
+/// The Ids ISO 15118-2 gives the four signed elements of a
+/// CertificateInstallationRes.
+const IDS: [&str; 4] = ["id1", "id2", "id3", "id4"];
+
+fn chain(id: Option<&str>, leaf: &[u8], subs: &[Vec<u8>]) -> m::CertificateChainType {
+    m::CertificateChainType {
+        id: id.map(Into::into),
+        certificate: Base64Binary(leaf.to_vec()),
+        sub_certificates: (!subs.is_empty()).then(|| m::SubCertificatesType {
+            certificate: subs.iter().cloned().map(Base64Binary).collect(),
+        }),
+    }
+}
+
+/// The leaf and sub-CAs of a certificate chain element, DER.
+pub(crate) fn chain_parts(c: &m::CertificateChainType) -> (Vec<u8>, Vec<Vec<u8>>) {
+    (
+        c.certificate.0.clone(),
+        c.sub_certificates
+            .as_ref()
+            .map(|s| s.certificate.iter().map(|b| b.0.clone()).collect())
+            .unwrap_or_default(),
+    )
+}
+
+/// The four signed elements of a CertificateInstallationRes as `(Id, EXI
+/// fragment)`.
+pub(crate) fn installation_fragments(
+    r: &m::CertificateInstallationResType,
+) -> Result<Vec<(String, Vec<u8>)>, InstallError> {
+    let frags = [
+        (
+            r.contract_signature_cert_chain
+                .id
+                .clone()
+                .unwrap_or_default(),
+            m::Fragment::ContractSignatureCertChain(Box::new(
+                r.contract_signature_cert_chain.clone(),
+            )),
+        ),
+        (
+            r.contract_signature_encrypted_private_key.id.clone(),
+            m::Fragment::ContractSignatureEncryptedPrivateKey(Box::new(
+                r.contract_signature_encrypted_private_key.clone(),
+            )),
+        ),
+        (
+            r.d_hpublickey.id.clone(),
+            m::Fragment::DHpublickey(Box::new(r.d_hpublickey.clone())),
+        ),
+    ];
+    let mut out = frags
+        .into_iter()
+        .map(|(id, f)| {
+            let mut out = Vec::new();
+            f.encode(&mut out)
+                .map_err(|e| InstallError::Exi(e.to_string()))?;
+            Ok((id, out))
+        })
+        .collect::<Result<Vec<_>, InstallError>>()?;
+    // eMAID has two declarations of different types in the -2 schema
+    // (PaymentDetailsReq's string, this EMAIDType), so the typed `Fragment`
+    // enum has no variant for it: the XSD-driven engine encodes it
+    let exi = |e: String| InstallError::Exi(e);
+    let json = serde_json::json!({ "eMAID": serde_json::to_value(&r.e_maid).map_err(|e| exi(e.to_string()))? });
+    let bytes = crate::schema::by_name("iso2")
+        .map_err(|e| exi(e.to_string()))?
+        .encode_fragment(&json)
+        .map_err(|e| exi(e.to_string()))?;
+    out.push((r.e_maid.id.clone(), bytes));
+    Ok(out)
+}
+
+/// The signed elements as [`pki::sign`] and [`pki::verify`] take them.
+pub(crate) fn as_refs(v: &[(String, Vec<u8>)]) -> Vec<(&str, &[u8])> {
+    v.iter().map(|(i, b)| (i.as_str(), b.as_slice())).collect()
+}
+
+/// The certificate provisioning service of a lab or test backend: it
+/// holds a contract for the car and the SA provisioning key and chain, and
+/// makes the CertificateInstallationRes for an OEM provisioning
+/// certificate (the contract key encrypted for it, [V2G2-818]).
+#[derive(Debug, Clone)]
+pub struct ContractProvisioning {
+    /// The SA provisioning (CPS) leaf's key.
+    pub cps_key: SigningKey,
+    /// The SA provisioning leaf, DER.
+    pub cps_certificate: Vec<u8>,
+    /// Its sub-CAs, DER, the leaf's issuer first.
+    pub cps_sub_cas: Vec<Vec<u8>>,
+    /// The contract to deliver.
+    pub contract: Contract,
+}
+
+impl ContractProvisioning {
+    /// The CertificateInstallationRes for the car holding
+    /// `oem_provisioning_cert`; `ephemeral_key` (a secp256r1 scalar) and
+    /// `iv` must be fresh random values, drawn by the caller.
+    pub fn install(
+        &self,
+        oem_provisioning_cert: &[u8],
+        ephemeral_key: &[u8],
+        iv: [u8; 16],
+    ) -> Result<CertificateInstallation, InstallError> {
+        let oem = Cert::from_der(oem_provisioning_cert)?.public_key()?;
+        let enc = pki::encrypt_contract_key(&self.contract.key, &oem, ephemeral_key, iv)?;
+        let response = m::CertificateInstallationResType {
+            response_code: m::ResponseCodeType::OK,
+            sa_provisioning_certificate_chain: chain(
+                None,
+                &self.cps_certificate,
+                &self.cps_sub_cas,
+            ),
+            contract_signature_cert_chain: chain(
+                Some(IDS[0]),
+                &self.contract.certificate,
+                &self.contract.sub_cas,
+            ),
+            contract_signature_encrypted_private_key: m::ContractSignatureEncryptedPrivateKeyType {
+                id: IDS[1].into(),
+                value: Base64Binary(enc.encrypted_private_key),
+            },
+            d_hpublickey: m::DiffieHellmanPublickeyType {
+                id: IDS[2].into(),
+                value: Base64Binary(enc.dh_public_key),
+            },
+            e_maid: m::EMAIDType {
+                id: IDS[3].into(),
+                value: self.contract.emaid.clone(),
+            },
+        };
+        let frags = installation_fragments(&response)?;
+        let signature = pki::sign(&self.cps_key, &as_refs(&frags))?;
+        Ok(CertificateInstallation {
+            response,
+            signature,
+        })
+    }
+}
+
+/// A signed -2 body element as a fragment: `(Id, bytes)`.
+pub(crate) fn fragment(id: &str, f: m::Fragment) -> Result<(String, Vec<u8>), String> {
+    let mut out = Vec::new();
+    f.encode(&mut out).map_err(|e| e.to_string())?;
+    Ok((id.to_string(), out))
+}
+
+/// Encodes a -2 `V2G_Message` with a header signature.
+pub(crate) fn encode_signed(
+    session_id: &[u8],
+    body: m::BodyType,
+    signature: Option<xmldsig::SignatureType>,
+) -> Result<Vec<u8>, String> {
+    let msg = m::Message::V2gMessage(Box::new(m::V2gMessage {
+        header: m::MessageHeaderType {
+            session_id: HexBinary(session_id.to_vec()),
+            notification: None,
+            signature,
+        },
+        body,
+    }));
+    let mut out = Vec::new();
+    msg.encode(&mut out).map_err(|e| e.to_string())?;
+    Ok(out)
+}
