@@ -492,6 +492,8 @@ pub fn public_router(app: Arc<App>, ocpi: Option<Router>) -> Router {
             middleware::from_fn_with_state(app.config.http_request_timeout, deadline),
         ));
     }
+    // the drivers' app API (/app/v1) and the card gateway's webhook
+    router = router.merge(crate::app_api::router(app.clone()));
     router.layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
 }
 

@@ -40,12 +40,14 @@
 
 pub mod alerts;
 pub mod api;
+pub mod app_api;
 pub mod billing;
 pub mod config;
 pub mod console;
 pub mod console_api;
 pub mod datadir;
 pub mod demo;
+pub mod drivers;
 pub mod events;
 pub mod gateway;
 pub mod listener;
@@ -58,8 +60,10 @@ pub mod smart;
 pub mod station_auth;
 pub mod store;
 mod store_authorization;
+pub mod store_drivers;
 mod store_ocpi;
 pub mod store_reports;
+pub mod stripe;
 pub mod writer;
 
 use std::collections::HashMap;
@@ -297,6 +301,18 @@ impl App {
                 // the roaming side runs and marks its pushes (one run at a
                 // time per partner and object; a partner down holds them all)
                 self.roaming.run_push(id, subject).await;
+                return;
+            }
+            payments::CARD_CAPTURE | payments::CARD_RELEASE | payments::CARD_REFUND => {
+                match self.payments.cards() {
+                    Some(c) => {
+                        c.run_outbox(id, kind, subject, self.config.outbox_retry_base)
+                            .await
+                    }
+                    None => {
+                        tracing::warn!(id, "card outbox entry without a card gateway: left pending")
+                    }
+                }
                 return;
             }
             other => {

@@ -4,6 +4,14 @@
 //! per driver token ([`Wallets`]); tokens without a wallet are post-paid
 //! (no hold). Every operation is idempotent per session, so replayed
 //! station messages never charge twice, and each capture leaves a receipt.
+//!
+//! A driver who saved a card and chose to pay by card (app API) pays by
+//! card instead: [`Cards`] holds on the card through the gateway
+//! (`crate::stripe`) when the session starts, captures the final price from
+//! the `bill` outbox entry written with the session's end (so a crash
+//! retries it, and the retry reads the intent's state first: captured once),
+//! cancels the hold when nothing is owed, and refunds through `card_refund`
+//! outbox entries. The provider is chosen per token: the owner's choice.
 
 use std::str::FromStr;
 
@@ -36,6 +44,12 @@ pub enum PaymentError {
     /// An amount or currency that is not money (unknown currency, out of range).
     #[error("money: {0}")]
     Money(#[from] MoneyError),
+    /// The card gateway failed or refused.
+    #[error(transparent)]
+    Gateway(#[from] crate::stripe::StripeError),
+    /// A refund the payment cannot give.
+    #[error("refund: {0}")]
+    Refund(String),
     /// The price is in another currency than the wallet.
     #[error("the price is in {price}, the wallet in {wallet}")]
     CurrencyMismatch {
@@ -73,10 +87,13 @@ pub trait PaymentProvider: Send + Sync + std::fmt::Debug {
     async fn release(&self, session_id: &str) -> Result<(), PaymentError>;
 }
 
-/// Prepaid wallets in the CSMS's store.
+/// The payment providers: prepaid wallets in the CSMS's store (the
+/// default), and cards through the gateway for the tokens whose owner pays
+/// by card ([`Cards`], when a gateway is configured).
 #[derive(Debug, Clone)]
 pub struct Wallets {
     store: Store,
+    cards: Option<Cards>,
     /// Whether a token has a wallet (wallets are created, never removed):
     /// most sessions' tokens have none, and they need not wait for the
     /// write connection to learn it.
@@ -88,12 +105,32 @@ fn dec(s: &str) -> Result<Decimal, PaymentError> {
 }
 
 impl Wallets {
-    /// Wallets over `store`.
+    /// Wallets over `store`, and cards through the gateway configured in
+    /// the environment ([`crate::stripe::StripeConfig::from_env`]).
     pub fn new(store: Store) -> Self {
+        let cards = crate::stripe::StripeConfig::from_env();
+        Self::with_cards(store, cards)
+    }
+
+    /// Wallets over `store`, and cards through `cards` when given.
+    pub fn with_cards(store: Store, cards: Option<crate::stripe::StripeConfig>) -> Self {
+        let cards = cards.and_then(|c| match crate::stripe::Stripe::new(c) {
+            Ok(s) => Some(Cards::new(store.clone(), s)),
+            Err(e) => {
+                tracing::error!("card payments off: {e}");
+                None
+            }
+        });
         Wallets {
             store,
+            cards,
             has_wallet: std::sync::Arc::default(),
         }
+    }
+
+    /// The card side, when a gateway is configured.
+    pub fn cards(&self) -> Option<&Cards> {
+        self.cards.as_ref()
     }
 
     /// Whether `id_token` has a wallet (read once, then remembered).
@@ -221,6 +258,11 @@ impl PaymentProvider for Wallets {
         id_token: &str,
         amount: Decimal,
     ) -> Result<Hold, PaymentError> {
+        if let Some(cards) = &self.cards {
+            if let Some(owner) = cards.drivers.card_of_token(id_token).await? {
+                return cards.hold(session_id, id_token, &owner, amount).await;
+            }
+        }
         // no wallet now: none when a first hold of this session was asked for either
         if !self.wallet_exists(id_token).await? {
             return Ok(Hold::NotApplicable);
@@ -283,6 +325,11 @@ impl PaymentProvider for Wallets {
         session_id: &str,
         amount: Money,
     ) -> Result<Option<Value>, PaymentError> {
+        if let Some(cards) = &self.cards {
+            if let Some(receipt) = cards.capture(session_id, amount).await? {
+                return Ok(receipt);
+            }
+        }
         let currency = amount.currency();
         let money = |d: Decimal| Money::try_round(d, currency).map(|m| m.to_decimal().to_string());
         let amount = amount.to_decimal();
@@ -355,6 +402,11 @@ impl PaymentProvider for Wallets {
     }
 
     async fn release(&self, session_id: &str) -> Result<(), PaymentError> {
+        if let Some(cards) = &self.cards {
+            if cards.release(session_id).await? {
+                return Ok(());
+            }
+        }
         if !self.has_payment(session_id).await? {
             return Ok(());
         }
@@ -395,6 +447,710 @@ impl PaymentProvider for Wallets {
         .await?;
         tx.commit().await?;
         Ok(())
+    }
+}
+
+/// The outbox kind of a card refund (subject: the refund's id).
+pub const CARD_REFUND: &str = "card_refund";
+/// The outbox kind of a capture retried after the gateway could not be
+/// reached from the session's `bill` entry (subject: the session).
+pub const CARD_CAPTURE: &str = "card_capture";
+/// As [`CARD_CAPTURE`], for the release of a hold.
+pub const CARD_RELEASE: &str = "card_release";
+
+/// Whether a gateway error may pass by itself (unreachable, 429, 5xx):
+/// the step is retried from the outbox.
+fn transient(e: &PaymentError) -> bool {
+    matches!(
+        e,
+        PaymentError::Gateway(crate::stripe::StripeError::Transport(_))
+    ) || matches!(e, PaymentError::Gateway(crate::stripe::StripeError::Refused { status, .. }) if *status == 429 || *status >= 500)
+}
+
+/// A card payment's receipt (what `capture` returns for a card session).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CardReceipt {
+    /// The session.
+    pub session_id: String,
+    /// The token it was started with.
+    pub id_token: String,
+    /// `card`.
+    pub provider: String,
+    /// ISO 4217.
+    pub currency: String,
+    /// Held at the start.
+    pub held: String,
+    /// Charged to the card.
+    pub charged: String,
+    /// Owed beyond what the hold covered (not charged).
+    pub unpaid: String,
+    /// The gateway's payment intent.
+    pub intent: Option<String>,
+    /// When it was captured.
+    pub at: String,
+}
+
+/// A card payment as the app and the console show it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CardPayment {
+    /// The session.
+    pub session_id: String,
+    /// Who pays.
+    pub driver_id: String,
+    /// `Holding`, `Held`, `Refused`, `Capturing`, `Captured`, `Released`
+    /// or `Expired`.
+    pub status: String,
+    /// The gateway's last word on it (from its webhook events).
+    pub gateway_status: Option<String>,
+    /// ISO 4217.
+    pub currency: String,
+    /// Held, minor units.
+    pub held_minor: i64,
+    /// Captured, minor units.
+    pub captured_minor: i64,
+    /// Refunded, minor units.
+    pub refunded_minor: i64,
+    /// The receipt, once captured.
+    pub receipt: Option<CardReceipt>,
+    /// The gateway's payment intent.
+    #[serde(skip)]
+    pub intent: Option<String>,
+    /// The token.
+    #[serde(skip)]
+    pub id_token: String,
+}
+
+const CARD_COLS: &str = "session_id, driver_id, id_token, intent, status, gateway_status, currency, held_minor, captured_minor, refunded_minor, receipt";
+
+fn card_from_row(r: &sqlx::any::AnyRow) -> Result<CardPayment, PaymentError> {
+    let receipt: Option<String> = r.try_get(10)?;
+    Ok(CardPayment {
+        session_id: r.try_get(0)?,
+        driver_id: r.try_get(1)?,
+        id_token: r.try_get(2)?,
+        intent: r.try_get(3)?,
+        status: r.try_get(4)?,
+        gateway_status: r.try_get(5)?,
+        currency: r.try_get(6)?,
+        held_minor: r.try_get(7)?,
+        captured_minor: r.try_get(8)?,
+        refunded_minor: r.try_get(9)?,
+        receipt: receipt
+            .map(|t| serde_json::from_str(&t))
+            .transpose()
+            .map_err(|_| PaymentError::Store(StoreError::Corrupt("card_payments.receipt")))?,
+    })
+}
+
+/// Card payments through the gateway, one row per session in
+/// `card_payments`. Each step is idempotent: its gateway call carries a key
+/// made from the session and the step, and a step that finds the row in a
+/// state a crash may have left (`Holding`, `Capturing`) asks the gateway
+/// what happened before it acts again.
+#[derive(Debug, Clone)]
+pub struct Cards {
+    store: Store,
+    /// The drivers' tables (who pays by card).
+    pub drivers: crate::store_drivers::DriverStore,
+    stripe: crate::stripe::Stripe,
+}
+
+impl Cards {
+    /// Cards over `store` through `stripe`.
+    pub fn new(store: Store, stripe: crate::stripe::Stripe) -> Cards {
+        Cards {
+            drivers: crate::store_drivers::DriverStore::new(store.clone()),
+            store,
+            stripe,
+        }
+    }
+
+    /// The gateway client.
+    pub fn gateway(&self) -> &crate::stripe::Stripe {
+        &self.stripe
+    }
+
+    /// A session's card payment.
+    ///
+    /// # Errors
+    ///
+    /// The store failed.
+    pub async fn payment(&self, session_id: &str) -> Result<Option<CardPayment>, PaymentError> {
+        sqlx::query(&format!(
+            "SELECT {CARD_COLS} FROM card_payments WHERE session_id = $1"
+        ))
+        .bind(session_id)
+        .fetch_optional(self.store.pool())
+        .await?
+        .as_ref()
+        .map(card_from_row)
+        .transpose()
+    }
+
+    async fn set_status(
+        &self,
+        session_id: &str,
+        status: &str,
+        intent: Option<&str>,
+        held: Option<i64>,
+    ) -> Result<(), PaymentError> {
+        sqlx::query(
+            "UPDATE card_payments SET status = $1, intent = COALESCE($2, intent), held_minor = COALESCE($3, held_minor), updated_at = $4 WHERE session_id = $5",
+        )
+        .bind(status)
+        .bind(intent)
+        .bind(held)
+        .bind(now())
+        .bind(session_id)
+        .execute(self.store.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// The currency holds are made in: the `default` tariff's (EUR without one).
+    async fn currency(&self) -> Result<evproto_csms_core::money::Currency, PaymentError> {
+        let code = self
+            .store
+            .tariff("default")
+            .await?
+            .and_then(|t| t.get("currency").and_then(Value::as_str).map(str::to_owned))
+            .unwrap_or_else(|| "EUR".into());
+        Ok(Money::parse(Decimal::ZERO, &code)?.currency())
+    }
+
+    /// Holds `amount` on the owner's card for a session (again: the first
+    /// outcome).
+    ///
+    /// # Errors
+    ///
+    /// The store failed, or the gateway could not be reached (the row stays
+    /// `Holding`: capture and release ask the gateway later).
+    pub async fn hold(
+        &self,
+        session_id: &str,
+        id_token: &str,
+        owner: &crate::store_drivers::CardOwner,
+        amount: Decimal,
+    ) -> Result<Hold, PaymentError> {
+        let currency = self.currency().await?;
+        let minor = Money::try_round(amount, currency)?.minor();
+        sqlx::query(
+            "INSERT INTO card_payments (session_id, driver_id, id_token, status, currency, held_minor, captured_minor, refunded_minor, updated_at) \
+             VALUES ($1, $2, $3, 'Holding', $4, $5, 0, 0, $6) ON CONFLICT (session_id) DO NOTHING",
+        )
+        .bind(session_id)
+        .bind(&owner.driver_id)
+        .bind(id_token)
+        .bind(currency.code())
+        .bind(minor)
+        .bind(now())
+        .execute(self.store.pool())
+        .await?;
+        let Some(p) = self.payment(session_id).await? else {
+            return Err(PaymentError::Store(StoreError::Corrupt("card_payments")));
+        };
+        let held = |m: i64| Money::from_minor(m, currency).to_decimal();
+        match p.status.as_str() {
+            "Holding" => {}
+            "Refused" => return Ok(Hold::Refused),
+            _ => return Ok(Hold::Held(held(p.held_minor))),
+        }
+        match self
+            .stripe
+            .hold(
+                session_id,
+                &owner.customer,
+                &owner.payment_method,
+                p.held_minor,
+                &p.currency,
+            )
+            .await
+        {
+            Ok(pi) if pi.status == "requires_capture" => {
+                self.set_status(session_id, "Held", Some(&pi.id), Some(pi.amount))
+                    .await?;
+                Ok(Hold::Held(held(pi.amount)))
+            }
+            Ok(pi) => {
+                tracing::warn!(session = session_id, status = %pi.status, "card hold not authorized");
+                self.set_status(session_id, "Refused", Some(&pi.id), Some(0))
+                    .await?;
+                Ok(Hold::Refused)
+            }
+            Err(crate::stripe::StripeError::Refused {
+                status, message, ..
+            }) if (400..500).contains(&status) => {
+                tracing::warn!(session = session_id, "card hold refused: {message}");
+                self.set_status(session_id, "Refused", None, Some(0))
+                    .await?;
+                Ok(Hold::Refused)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// A `Holding` row's intent, asked of the gateway again (the hold's
+    /// key gives the first call's intent back).
+    async fn settle_holding(&self, p: &CardPayment) -> Result<Option<String>, PaymentError> {
+        let Some(owner) = self.drivers.card_of_token(&p.id_token).await? else {
+            self.set_status(&p.session_id, "Released", None, None)
+                .await?;
+            return Ok(None);
+        };
+        match self
+            .stripe
+            .hold(
+                &p.session_id,
+                &owner.customer,
+                &owner.payment_method,
+                p.held_minor,
+                &p.currency,
+            )
+            .await
+        {
+            Ok(pi) if pi.status == "requires_capture" => {
+                self.set_status(&p.session_id, "Held", Some(&pi.id), Some(pi.amount))
+                    .await?;
+                Ok(Some(pi.id))
+            }
+            Ok(pi) => {
+                self.set_status(&p.session_id, "Refused", Some(&pi.id), Some(0))
+                    .await?;
+                Ok(None)
+            }
+            Err(crate::stripe::StripeError::Refused { status, .. })
+                if (400..500).contains(&status) =>
+            {
+                self.set_status(&p.session_id, "Refused", None, Some(0))
+                    .await?;
+                Ok(None)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Captures a session's price on its card: the receipt (again: the
+    /// same receipt); `Ok(None)` when the session is not paid by card.
+    /// A price above the hold captures the hold (the rest is `unpaid`); a
+    /// price of zero cancels the hold.
+    ///
+    /// # Errors
+    ///
+    /// The store or the gateway failed (the `bill` entry is retried), or
+    /// the price is in another currency than the hold.
+    pub async fn capture(
+        &self,
+        session_id: &str,
+        amount: Money,
+    ) -> Result<Option<Option<Value>>, PaymentError> {
+        match self.capture_now(session_id, amount).await {
+            Err(e) if transient(&e) => {
+                tracing::warn!(session = session_id, "capture retried from the outbox: {e}");
+                self.retry_later(CARD_CAPTURE, session_id).await?;
+                Ok(Some(None))
+            }
+            other => other,
+        }
+    }
+
+    /// Writes an outbox entry that runs a card step again later (once per
+    /// step and session).
+    async fn retry_later(&self, kind: &str, session_id: &str) -> Result<(), PaymentError> {
+        sqlx::query(
+            "INSERT INTO outbox (id, kind, subject, created_at, attempts) VALUES ($1, $2, $3, $4, 0) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(format!("{kind}:{session_id}"))
+        .bind(kind)
+        .bind(session_id)
+        .bind(now())
+        .execute(self.store.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Runs a card outbox entry ([`CARD_CAPTURE`], [`CARD_RELEASE`],
+    /// [`CARD_REFUND`]) and marks it.
+    pub async fn run_outbox(
+        &self,
+        outbox_id: &str,
+        kind: &str,
+        subject: &str,
+        retry_base: std::time::Duration,
+    ) {
+        let result = match kind {
+            CARD_REFUND => self.refund_once(subject).await,
+            CARD_CAPTURE => self.capture_priced(subject).await,
+            CARD_RELEASE => self.release_now(subject).await.map(|_| ()),
+            _ => return,
+        };
+        let marked = match result {
+            Ok(()) => self.store.outbox_done(outbox_id).await,
+            // refused for good (a refund above what is left, an unknown intent)
+            Err(PaymentError::Gateway(crate::stripe::StripeError::Refused {
+                status,
+                message,
+                ..
+            })) if kind == CARD_REFUND && (400..500).contains(&status) && status != 429 => {
+                tracing::warn!(refund = subject, "refund refused: {message}");
+                match sqlx::query(
+                    "UPDATE card_refunds SET status = 'Failed' WHERE id = $1 AND status = 'Pending'",
+                )
+                .bind(subject)
+                .execute(self.store.pool())
+                .await
+                {
+                    Ok(_) => self.store.outbox_give_up(outbox_id, &message).await,
+                    Err(e) => Err(StoreError::Db(e)),
+                }
+            }
+            Err(e) => self
+                .store
+                .outbox_failed(outbox_id, &e.to_string(), retry_base)
+                .await
+                .map(|_| ()),
+        };
+        if let Err(e) = marked {
+            tracing::warn!(outbox_id, "card outbox: {e}");
+        }
+    }
+
+    /// Captures a session's priced total (its CDR's, incl. VAT, once
+    /// rounded); nothing without a CDR.
+    async fn capture_priced(&self, session_id: &str) -> Result<(), PaymentError> {
+        let Some(cdr) = self.store.cdr(session_id).await? else {
+            return Ok(());
+        };
+        let cdr = crate::billing::decode_cdr(cdr)
+            .map_err(|_| PaymentError::Store(StoreError::Corrupt("cdrs.body")))?;
+        let amount = Money::parse(
+            cdr.total_cost.incl_vat.unwrap_or(cdr.total_cost.excl_vat),
+            cdr.currency.as_str(),
+        )?;
+        self.capture_now(session_id, amount).await.map(|_| ())
+    }
+
+    async fn capture_now(
+        &self,
+        session_id: &str,
+        amount: Money,
+    ) -> Result<Option<Option<Value>>, PaymentError> {
+        let Some(mut p) = self.payment(session_id).await? else {
+            return Ok(None);
+        };
+        let receipt_value = |r: &CardReceipt| serde_json::to_value(r).ok();
+        match p.status.as_str() {
+            "Captured" => return Ok(Some(p.receipt.as_ref().and_then(receipt_value))),
+            "Refused" | "Released" | "Expired" => return Ok(Some(None)),
+            "Holding" => match self.settle_holding(&p).await? {
+                Some(intent) => {
+                    p.intent = Some(intent);
+                }
+                None => return Ok(Some(None)),
+            },
+            _ => {}
+        }
+        if !p.currency.eq_ignore_ascii_case(amount.currency().code()) {
+            return Err(PaymentError::CurrencyMismatch {
+                wallet: p.currency.clone(),
+                price: amount.currency().code().to_owned(),
+            });
+        }
+        let Some(intent) = p.intent.clone() else {
+            return Err(PaymentError::Store(StoreError::Corrupt(
+                "card_payments.intent",
+            )));
+        };
+        let currency = amount.currency();
+        let held = self
+            .payment(session_id)
+            .await?
+            .map_or(p.held_minor, |q| q.held_minor);
+        let owed = amount.minor().max(0);
+        let mut charge = owed.min(held);
+        self.set_status(session_id, "Capturing", None, None).await?;
+        // what the gateway did before a crash, if anything
+        let pi = self.stripe.payment_intent(&intent).await?;
+        match pi.status.as_str() {
+            "succeeded" => charge = pi.amount_received.unwrap_or(charge),
+            "canceled" => charge = 0,
+            "requires_capture" if charge == 0 => {
+                self.stripe.cancel(session_id, &intent).await?;
+            }
+            "requires_capture" => {
+                let done = self.stripe.capture(session_id, &intent, charge).await?;
+                charge = done.amount_received.unwrap_or(charge);
+            }
+            other => {
+                return Err(PaymentError::Refund(format!(
+                    "intent {intent} is {other}, neither held nor captured"
+                )))
+            }
+        }
+        let d = |m: i64| Money::from_minor(m, currency).to_decimal().to_string();
+        let receipt = CardReceipt {
+            session_id: session_id.to_owned(),
+            id_token: p.id_token.clone(),
+            provider: "card".into(),
+            currency: currency.code().to_owned(),
+            held: d(held),
+            charged: d(charge),
+            unpaid: d(owed - charge),
+            intent: Some(intent),
+            at: now(),
+        };
+        let status = if pi.status == "canceled" || (charge == 0 && owed == 0) {
+            if pi.status == "canceled" && owed > 0 {
+                "Expired"
+            } else {
+                "Released"
+            }
+        } else {
+            "Captured"
+        };
+        let text = serde_json::to_string(&receipt)
+            .map_err(|_| PaymentError::Store(StoreError::Corrupt("receipt")))?;
+        sqlx::query(
+            "UPDATE card_payments SET status = $1, captured_minor = $2, receipt = $3, updated_at = $4 WHERE session_id = $5 AND status = 'Capturing'",
+        )
+        .bind(status)
+        .bind(charge)
+        .bind(text)
+        .bind(now())
+        .bind(session_id)
+        .execute(self.store.pool())
+        .await?;
+        let stored = self.payment(session_id).await?;
+        Ok(Some(
+            stored
+                .and_then(|s| s.receipt)
+                .as_ref()
+                .and_then(receipt_value),
+        ))
+    }
+
+    /// Gives a session's hold back (it ended without a price); false when
+    /// the session is not paid by card.
+    ///
+    /// # Errors
+    ///
+    /// The store or the gateway failed (retried from the outbox).
+    pub async fn release(&self, session_id: &str) -> Result<bool, PaymentError> {
+        match self.release_now(session_id).await {
+            Err(e) if transient(&e) => {
+                tracing::warn!(session = session_id, "release retried from the outbox: {e}");
+                self.retry_later(CARD_RELEASE, session_id).await?;
+                Ok(true)
+            }
+            other => other,
+        }
+    }
+
+    async fn release_now(&self, session_id: &str) -> Result<bool, PaymentError> {
+        let Some(p) = self.payment(session_id).await? else {
+            return Ok(false);
+        };
+        let intent = match p.status.as_str() {
+            "Held" | "Capturing" => p.intent.clone(),
+            "Holding" => self.settle_holding(&p).await?,
+            _ => return Ok(true),
+        };
+        if let Some(intent) = intent {
+            let pi = self.stripe.payment_intent(&intent).await?;
+            if pi.status == "requires_capture" {
+                self.stripe.cancel(session_id, &intent).await?;
+            }
+        }
+        self.set_status(session_id, "Released", None, None).await?;
+        Ok(true)
+    }
+
+    /// Asks for a refund of `amount` of a captured card payment: a
+    /// `card_refunds` row and its `card_refund` outbox entry, written in
+    /// one transaction, then run (a failure stays in the outbox). Returns
+    /// the refund's id.
+    ///
+    /// # Errors
+    ///
+    /// Not a captured card payment, another currency, or more than is left
+    /// to refund; the store failed.
+    pub async fn refund(&self, session_id: &str, amount: Money) -> Result<String, PaymentError> {
+        let Some(p) = self.payment(session_id).await? else {
+            return Err(PaymentError::Refund(
+                "no card payment for this session".into(),
+            ));
+        };
+        if p.status != "Captured" {
+            return Err(PaymentError::Refund(format!(
+                "the payment is {}, not captured",
+                p.status
+            )));
+        }
+        if !p.currency.eq_ignore_ascii_case(amount.currency().code()) || amount.minor() <= 0 {
+            return Err(PaymentError::Refund(format!(
+                "a positive amount in {} is needed",
+                p.currency
+            )));
+        }
+        let mut tx = self.store.pool().begin().await?;
+        let row = sqlx::query(
+            "SELECT COUNT(*), COALESCE(SUM(amount_minor), 0) FROM card_refunds WHERE session_id = $1 AND status <> 'Failed'",
+        )
+        .bind(session_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        let (count, asked): (i64, i64) = (row.try_get(0)?, row.try_get(1)?);
+        if asked + amount.minor() > p.captured_minor {
+            return Err(PaymentError::Refund(format!(
+                "{} minor units were captured, {asked} refunded or asked for already",
+                p.captured_minor
+            )));
+        }
+        let id = format!("{session_id}:refund{}", count + 1);
+        sqlx::query(
+            "INSERT INTO card_refunds (id, session_id, amount_minor, status, created_at) VALUES ($1, $2, $3, 'Pending', $4)",
+        )
+        .bind(&id)
+        .bind(session_id)
+        .bind(amount.minor())
+        .bind(now())
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO outbox (id, kind, subject, created_at, attempts) VALUES ($1, $2, $3, $4, 0)",
+        )
+        .bind(format!("{CARD_REFUND}:{id}"))
+        .bind(CARD_REFUND)
+        .bind(&id)
+        .bind(now())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    /// Runs a refund (the subject of a [`CARD_REFUND`] entry); its key at
+    /// the gateway is its id, so a retry refunds once.
+    async fn refund_once(&self, refund_id: &str) -> Result<(), PaymentError> {
+        let Some(r) = sqlx::query(
+            "SELECT r.session_id, r.amount_minor, r.status, p.intent FROM card_refunds r JOIN card_payments p ON p.session_id = r.session_id WHERE r.id = $1",
+        )
+        .bind(refund_id)
+        .fetch_optional(self.store.pool())
+        .await?
+        else {
+            return Ok(());
+        };
+        let status: String = r.try_get(2)?;
+        if status != "Pending" {
+            return Ok(());
+        }
+        let session: String = r.try_get(0)?;
+        let amount: i64 = r.try_get(1)?;
+        let intent: Option<String> = r.try_get(3)?;
+        let intent = intent.ok_or(PaymentError::Store(StoreError::Corrupt(
+            "card_payments.intent",
+        )))?;
+        let done = self.stripe.refund(refund_id, &intent, amount).await?;
+        let mut tx = self.store.pool().begin().await?;
+        let first = sqlx::query(
+            "UPDATE card_refunds SET status = 'Succeeded', gateway_id = $1 WHERE id = $2 AND status = 'Pending'",
+        )
+        .bind(&done.id)
+        .bind(refund_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if first {
+            sqlx::query(
+                "UPDATE card_payments SET refunded_minor = refunded_minor + $1, updated_at = $2 WHERE session_id = $3",
+            )
+            .bind(amount)
+            .bind(now())
+            .bind(&session)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Applies a verified gateway event once (its id is kept in the same
+    /// transaction as its effect): the intent's gateway status; a failed
+    /// payment raises an alert. Returns false for an event seen before.
+    ///
+    /// # Errors
+    ///
+    /// The store failed (the gateway delivers it again).
+    pub async fn apply_event(&self, event: &crate::stripe::Event) -> Result<bool, PaymentError> {
+        let object = &event.data.object;
+        let intent = match object.object.as_str() {
+            "payment_intent" => Some(object.id.clone()),
+            _ => object.payment_intent.clone(),
+        };
+        let mut tx = self.store.pool().begin().await?;
+        let new = sqlx::query(
+            "INSERT INTO gateway_events (id, kind, subject, received_at) VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(&event.id)
+        .bind(&event.kind)
+        .bind(intent.as_deref())
+        .bind(now())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if !new {
+            return Ok(false);
+        }
+        let status = match event.kind.as_str() {
+            "payment_intent.succeeded" => Some("succeeded"),
+            "payment_intent.canceled" => Some("canceled"),
+            "payment_intent.payment_failed" => Some("payment_failed"),
+            "payment_intent.amount_capturable_updated" => Some("requires_capture"),
+            "charge.refunded" => Some("refunded"),
+            _ => None,
+        };
+        if let (Some(status), Some(intent)) = (status, intent.as_deref()) {
+            let session: Option<String> = sqlx::query(
+                "UPDATE card_payments SET gateway_status = $1, updated_at = $2 WHERE intent = $3 RETURNING session_id",
+            )
+            .bind(status)
+            .bind(now())
+            .bind(intent)
+            .fetch_optional(&mut *tx)
+            .await?
+            .map(|r| r.try_get(0))
+            .transpose()?;
+            if let (Some(session), "payment_failed") = (session, status) {
+                let detail = json!({"session": session, "reason": "the card payment failed", "event": event.id});
+                sqlx::query(
+                    "INSERT INTO alerts (id, station_id, kind, detail, raised_at) VALUES ($1, '', 'payment', $2, $3)",
+                )
+                .bind(crate::store::random_hex(12))
+                .bind(detail.to_string())
+                .bind(now())
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// How many gateway events were applied (`gateway_events`).
+    ///
+    /// # Errors
+    ///
+    /// The store failed.
+    pub async fn events_applied(&self, id: &str) -> Result<i64, PaymentError> {
+        Ok(
+            sqlx::query("SELECT COUNT(*) FROM gateway_events WHERE id = $1")
+                .bind(id)
+                .fetch_one(self.store.pool())
+                .await?
+                .try_get(0)?,
+        )
     }
 }
 

@@ -167,6 +167,30 @@ const MIGRATIONS: &[(i64, &str)] = &[
         "ALTER TABLE tokens ADD COLUMN group_id TEXT;
     ALTER TABLE tokens ADD COLUMN expires_at TEXT",
     ),
+    (
+        15,
+        // drivers and the app API (store_drivers.rs): accounts, their bearer logins (hashed),
+        // the id tokens they own; card payments through a gateway (stripe.rs) per session, their
+        // refunds, and the gateway's webhook events applied once
+        "CREATE TABLE IF NOT EXISTS drivers (id TEXT PRIMARY KEY, email TEXT NOT NULL UNIQUE, password_hash TEXT NOT NULL, payment TEXT NOT NULL, card_customer TEXT, card_payment_method TEXT, card_label TEXT, created_at TEXT NOT NULL);
+    CREATE TABLE IF NOT EXISTS driver_logins (token_hash TEXT PRIMARY KEY, driver_id TEXT NOT NULL, expires_at TEXT NOT NULL, created_at TEXT NOT NULL);
+    CREATE INDEX IF NOT EXISTS driver_logins_by_driver ON driver_logins (driver_id);
+    CREATE TABLE IF NOT EXISTS driver_tokens (id_token TEXT PRIMARY KEY, driver_id TEXT NOT NULL, kind TEXT NOT NULL, label TEXT, created_at TEXT NOT NULL);
+    CREATE INDEX IF NOT EXISTS driver_tokens_by_driver ON driver_tokens (driver_id);
+    CREATE TABLE IF NOT EXISTS card_payments (session_id TEXT PRIMARY KEY, driver_id TEXT NOT NULL, id_token TEXT NOT NULL, intent TEXT, status TEXT NOT NULL, gateway_status TEXT, currency TEXT NOT NULL, held_minor BIGINT NOT NULL, captured_minor BIGINT NOT NULL, refunded_minor BIGINT NOT NULL, receipt TEXT, updated_at TEXT NOT NULL);
+    CREATE INDEX IF NOT EXISTS card_payments_by_intent ON card_payments (intent);
+    CREATE TABLE IF NOT EXISTS card_refunds (id TEXT PRIMARY KEY, session_id TEXT NOT NULL, amount_minor BIGINT NOT NULL, gateway_id TEXT, status TEXT NOT NULL, created_at TEXT NOT NULL);
+    CREATE TABLE IF NOT EXISTS gateway_events (id TEXT PRIMARY KEY, kind TEXT NOT NULL, subject TEXT, received_at TEXT NOT NULL)",
+    ),
+    (
+        16,
+        // a station's open alerts of a kind, found without reading every alert: raised and
+        // cleared as stations go and come back (thousands in a reconnect storm); a token's
+        // active sessions (ConcurrentTx, at every Authorize and start) without reading every
+        // session
+        "CREATE INDEX IF NOT EXISTS alerts_by_station ON alerts (station_id, kind, cleared_at);
+    CREATE INDEX IF NOT EXISTS sessions_active_by_token ON sessions (LOWER(id_token)) WHERE status = 'Active'",
+    ),
 ];
 
 /// An id token as the CSMS keeps it: what authorization (the core's
