@@ -78,12 +78,12 @@ async fn l02_firmware_campaign_sends_update_firmware() {
     lab.stop().await;
 }
 
-/// L05, L06: PublishFirmware to a local controller, its status
+/// L03, L04: PublishFirmware to a local controller, its status
 /// notifications kept (a failure alerted), then UnpublishFirmware.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn l05_l06_publish_firmware_on_a_local_controller_then_unpublish() {
-    let lab = Lab::start("l05-publish").await;
-    let mut st = Station::connect(&lab, "CONF-L05", V201).await;
+async fn l03_l04_publish_firmware_on_a_local_controller_then_unpublish() {
+    let lab = Lab::start("l03-publish").await;
+    let mut st = Station::connect(&lab, "CONF-L03", V201).await;
     let checksum = "0123456789abcdef0123456789abcdef";
     lab.exchange(
         &mut st,
