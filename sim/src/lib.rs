@@ -364,9 +364,16 @@ impl Station {
                 } else {
                     (conn("evseId"), req.get("chargingProfile"))
                 };
-                let answer = match profile.and_then(schedule_limit) {
-                    Some(w) => self.model().set_limit(connector, w),
-                    None => Answer::Rejected,
+                let setpoint = profile.and_then(|p| {
+                    let s = &p["chargingSchedule"];
+                    render::profile_setpoint_w(s.get(0).unwrap_or(s))
+                });
+                let answer = match (setpoint, profile.and_then(schedule_limit)) {
+                    (Some(sp), _) if self.version == ProtocolVersion::V21 => {
+                        self.model().set_setpoint(connector, sp)
+                    }
+                    (_, Some(w)) => self.model().set_limit(connector, w),
+                    _ => Answer::Rejected,
                 };
                 json!({"status": status(answer)})
             }
@@ -403,6 +410,7 @@ impl Station {
                                 tx: t.clone(),
                                 register_wh: c.register_wh,
                                 temperature_c: None,
+                                export_wh: t.v2x.as_ref().map(|_| c.export_register_wh),
                             })
                         })
                         .collect(),
@@ -743,19 +751,50 @@ impl Driver {
                 tx,
                 register_wh,
                 temperature_c,
+                export_wh,
             } => {
-                let (a, p) = render::tx_meter(v, *connector, tx, *register_wh, *temperature_c, now);
+                let (a, p) = render::tx_meter(
+                    v,
+                    *connector,
+                    tx,
+                    *register_wh,
+                    *temperature_c,
+                    *export_wh,
+                    now,
+                );
                 (a, p, true)
             }
             Msg::TxEnd {
                 tx,
                 register_wh,
                 reason,
+                export_wh,
                 ..
-            } => match render::tx_end(v, tx, *register_wh, *reason, now) {
+            } => match render::tx_end(v, tx, *register_wh, *reason, *export_wh, now) {
                 Some((a, p)) => (a, p, true),
                 None => return,
             },
+            Msg::EvNeeds {
+                connector,
+                energy_wh,
+                departure_ms,
+                max_charge_w,
+                max_discharge_w,
+            } => {
+                let left = departure_ms.saturating_sub(self.now_ms());
+                let departure = now + chrono::Duration::milliseconds(left as i64);
+                match render::ev_needs(
+                    v,
+                    *connector,
+                    *energy_wh,
+                    departure,
+                    *max_charge_w,
+                    *max_discharge_w,
+                ) {
+                    Some((a, p)) => (a, p, false),
+                    None => return,
+                }
+            }
             Msg::Heartbeat => ("Heartbeat", json!({}), false),
             Msg::Boot => (
                 "BootNotification",

@@ -67,6 +67,14 @@ pub struct Behaviour {
     pub tokens: Vec<String>,
     /// Connectors that wear out and fail for good (none by default).
     pub aging: Option<Aging>,
+    /// Share of sessions (0 to 1) whose car is bidirectional (V2X): on a
+    /// 2.x station every car then reports its needs at the start
+    /// (`NotifyEVChargingNeeds`; 2.1 with its discharge power), and a
+    /// bidirectional one follows a negative setpoint by discharging, metered
+    /// on the export register. 0 (the default): no needs reported.
+    pub v2x_share: f64,
+    /// Most a bidirectional car gives back, W.
+    pub max_discharge_w: f64,
 }
 
 /// Connectors that wear out: as a worn connector nears the end of its life,
@@ -117,6 +125,8 @@ impl Default for Behaviour {
             disconnect_per_s: 0.0002,
             tokens: vec!["SIMTOKEN1".into(), "SIMTOKEN2".into(), "SIMTOKEN3".into()],
             aging: None,
+            v2x_share: 0.0,
+            max_discharge_w: 11_000.0,
         }
     }
 }
@@ -174,8 +184,22 @@ pub struct Tx {
     pub seq_no: u32,
     /// Whether the start was sent (1.6 needs the CSMS's id first).
     pub started: bool,
-    /// Power in the last interval, W.
+    /// Power in the last interval, W (negative: discharging).
     pub power_w: f64,
+    /// The car's bidirectional side, when it has one.
+    pub v2x: Option<V2x>,
+}
+
+/// A bidirectional car's side of a transaction.
+#[derive(Debug, Clone, PartialEq)]
+pub struct V2x {
+    /// Most it gives back, W.
+    pub max_discharge_w: f64,
+    /// Export register at the start, Wh.
+    pub export_start_wh: f64,
+    /// The CSMS's setpoint (2.1 `setpoint` under `CentralSetpoint`), W;
+    /// negative discharges.
+    pub setpoint_w: Option<f64>,
 }
 
 /// One connector (for 2.x: EVSE `id` with connector 1).
@@ -197,6 +221,8 @@ pub struct Connector {
     pub authorizing: bool,
     /// When it fails for good, if it wears out ([`Aging`]), ms.
     pub fails_at: Option<u64>,
+    /// Energy register of what cars gave back, Wh.
+    pub export_register_wh: f64,
 }
 
 /// Version-neutral messages the station sends.
@@ -237,6 +263,8 @@ pub enum Msg {
         /// (stations with [`Aging`] configured do, worn or not; sent as a
         /// 1.6 `Temperature` sample; 2.x has no such measurand).
         temperature_c: Option<f64>,
+        /// Export register now, Wh (a bidirectional car's transaction).
+        export_wh: Option<f64>,
     },
     /// StopTransaction (1.6) / TransactionEvent Ended (2.x).
     TxEnd {
@@ -248,6 +276,22 @@ pub enum Msg {
         register_wh: f64,
         /// Why it ended.
         reason: StopReason,
+        /// Export register at the end, Wh (a bidirectional car's transaction).
+        export_wh: Option<f64>,
+    },
+    /// NotifyEVChargingNeeds (2.x; sent after the start when
+    /// [`Behaviour::v2x_share`] is above 0).
+    EvNeeds {
+        /// Connector id (EVSE).
+        connector: u32,
+        /// Energy the car asks for, Wh.
+        energy_wh: f64,
+        /// When it leaves (ms since start of the model).
+        departure_ms: u64,
+        /// Most it takes, W.
+        max_charge_w: f64,
+        /// Most it gives back, W (a bidirectional car).
+        max_discharge_w: Option<f64>,
     },
     /// A Heartbeat (TriggerMessage).
     Heartbeat,
@@ -323,6 +367,7 @@ impl StationModel {
                 limit_w: None,
                 wake_at: rng.range(behaviour.idle_ms.0, behaviour.idle_ms.1),
                 authorizing: false,
+                export_register_wh: 0.0,
                 fails_at: behaviour.aging.as_ref().and_then(|a| {
                     wear_rng
                         .chance(a.share)
@@ -367,9 +412,23 @@ impl StationModel {
         self.connectors.iter_mut().find(|c| c.id == id)
     }
 
+    /// Power now, W: the limit (or the station's maximum), or the CSMS's
+    /// setpoint for a bidirectional car (negative: it gives back).
     fn power(&self, c: &Connector) -> f64 {
         let p = self.behaviour.max_power_w;
-        c.limit_w.map_or(p, |l| l.clamp(0.0, p))
+        let limit = c.limit_w.map_or(p, |l| l.clamp(0.0, p));
+        match c.tx.as_ref().and_then(|t| t.v2x.as_ref()) {
+            Some(V2x {
+                setpoint_w: Some(sp),
+                max_discharge_w,
+                ..
+            }) if *sp < 0.0 => -sp.abs().min(*max_discharge_w).min(p),
+            Some(V2x {
+                setpoint_w: Some(sp),
+                ..
+            }) => sp.min(limit),
+            _ => limit,
+        }
     }
 
     fn new_tx(&mut self, token: String, remote_start_id: Option<i64>, register_wh: f64) -> Tx {
@@ -393,6 +452,7 @@ impl StationModel {
             seq_no: 0,
             started: false,
             power_w: 0.0,
+            v2x: None,
         }
     }
 
@@ -420,7 +480,12 @@ impl StationModel {
             // energy flows while charging
             if let (Status::Charging, Some(tx)) = (c.status, c.tx.as_mut()) {
                 if tx.started {
-                    c.register_wh += power * dt_ms as f64 / 3_600_000.0;
+                    let wh = power * dt_ms as f64 / 3_600_000.0;
+                    if wh >= 0.0 {
+                        c.register_wh += wh;
+                    } else {
+                        c.export_register_wh -= wh;
+                    }
                     tx.power_w = power;
                 }
             }
@@ -465,6 +530,7 @@ impl StationModel {
                 }
                 Status::Charging => {
                     let register = c.register_wh;
+                    let export = c.export_register_wh;
                     let interval = self.behaviour.meter_interval_ms;
                     let Some(tx) = c.tx.as_mut() else { continue };
                     if !tx.started {
@@ -477,11 +543,13 @@ impl StationModel {
                         let snapshot = tx.clone();
                         tx.seq_no += 1;
                         let temperature_c = self.temperature(i, power);
+                        let export_wh = snapshot.v2x.as_ref().map(|_| export);
                         out.push(Msg::TxMeter {
                             connector: id,
                             tx: snapshot,
                             register_wh: register,
                             temperature_c,
+                            export_wh,
                         });
                     }
                 }
@@ -578,6 +646,7 @@ impl StationModel {
         let Some(c) = self.connector(id) else { return };
         let Some(tx) = c.tx.take() else { return };
         let register = c.register_wh;
+        let export_wh = tx.v2x.as_ref().map(|_| c.export_register_wh);
         c.status = Status::Finishing;
         c.wake_at = wake;
         if tx.started {
@@ -588,6 +657,7 @@ impl StationModel {
                 tx,
                 register_wh: register,
                 reason,
+                export_wh,
             });
         }
         out.push(Msg::Status {
@@ -598,7 +668,16 @@ impl StationModel {
 
     fn start(&mut self, id: u32, token: String, remote_start_id: Option<i64>, out: &mut Vec<Msg>) {
         let register = self.connector(id).map_or(0.0, |c| c.register_wh);
-        let tx = self.new_tx(token, remote_start_id, register);
+        let export = self.connector(id).map_or(0.0, |c| c.export_register_wh);
+        let mut tx = self.new_tx(token, remote_start_id, register);
+        let share = self.behaviour.v2x_share;
+        if share > 0.0 && self.wear_rng.chance(share) {
+            tx.v2x = Some(V2x {
+                max_discharge_w: self.behaviour.max_discharge_w,
+                export_start_wh: export,
+                setpoint_w: None,
+            });
+        }
         let now = self.now;
         if let Some(c) = self.connector(id) {
             c.status = Status::Charging;
@@ -610,11 +689,21 @@ impl StationModel {
             });
         }
         self.tally.started += 1;
+        let needs = (share > 0.0).then(|| Msg::EvNeeds {
+            connector: id,
+            // what the planned session would take at full power
+            energy_wh: (self.behaviour.max_power_w * (tx.stop_at - now) as f64 / 3_600_000.0)
+                .round(),
+            departure_ms: tx.stop_at,
+            max_charge_w: self.behaviour.max_power_w,
+            max_discharge_w: tx.v2x.as_ref().map(|v| v.max_discharge_w),
+        });
         out.push(Msg::TxStart {
             connector: id,
             tx,
             at: now,
         });
+        out.extend(needs);
         out.push(Msg::Status {
             connector: id,
             status: Status::Charging,
@@ -846,11 +935,48 @@ impl StationModel {
         }
     }
 
+    /// A 2.1 charging profile's setpoint (`CentralSetpoint`) for the
+    /// transaction on `connector`: negative discharges. Rejected when no
+    /// transaction runs there, or when it is negative and the car is not
+    /// bidirectional.
+    pub fn set_setpoint(&mut self, connector: Option<u32>, setpoint_w: f64) -> Answer {
+        if !setpoint_w.is_finite() {
+            return Answer::Rejected;
+        }
+        let Some(c) = self
+            .connectors
+            .iter_mut()
+            .find(|c| connector.is_none_or(|id| id == 0 || id == c.id) && c.tx.is_some())
+        else {
+            return Answer::Rejected;
+        };
+        match c.tx.as_mut().and_then(|t| t.v2x.as_mut()) {
+            Some(v) => {
+                v.setpoint_w = Some(setpoint_w);
+                Answer::Accepted
+            }
+            // a car that only charges: a setpoint to charge is a limit
+            None if setpoint_w >= 0.0 => {
+                c.limit_w = Some(setpoint_w);
+                Answer::Accepted
+            }
+            None => Answer::Rejected,
+        }
+    }
+
     /// ClearChargingProfile: lift every limit.
     pub fn clear_limits(&mut self) -> Answer {
-        let had = self.connectors.iter().any(|c| c.limit_w.is_some());
+        let had = self.connectors.iter().any(|c| {
+            c.limit_w.is_some()
+                || c.tx
+                    .as_ref()
+                    .is_some_and(|t| t.v2x.as_ref().is_some_and(|v| v.setpoint_w.is_some()))
+        });
         for c in &mut self.connectors {
             c.limit_w = None;
+            if let Some(v) = c.tx.as_mut().and_then(|t| t.v2x.as_mut()) {
+                v.setpoint_w = None;
+            }
         }
         if had {
             Answer::Accepted
@@ -1222,5 +1348,75 @@ mod tests {
             }]
         );
         assert_eq!(m.change_availability(Some(7), true).0, Answer::Rejected);
+    }
+
+    #[test]
+    fn a_bidirectional_car_follows_a_negative_setpoint_on_the_export_register() {
+        let b = Behaviour {
+            v2x_share: 1.0,
+            max_discharge_w: 7_000.0,
+            session_ms: (3_600_000, 3_600_000),
+            idle_ms: (1_000, 1_000),
+            meter_interval_ms: 60_000,
+            ..quiet()
+        };
+        let mut m = StationModel::new("CS", 1, b, 3);
+        let out = run(&mut m, 0, 2_000, 1_000);
+        let needs = out.iter().find_map(|x| match x {
+            Msg::EvNeeds {
+                max_discharge_w,
+                departure_ms,
+                energy_wh,
+                ..
+            } => Some((*max_discharge_w, *departure_ms, *energy_wh)),
+            _ => None,
+        });
+        let (discharge, departure, energy) = needs.expect("needs reported after the start");
+        assert_eq!(discharge, Some(7_000.0));
+        assert!(departure > 3_600_000 && energy > 0.0);
+        let import0 = m.register(1).unwrap();
+        assert_eq!(m.set_setpoint(Some(1), -5_000.0), Answer::Accepted);
+        // half an hour at -5 kW: 2.5 kWh out, nothing in
+        let out = run(&mut m, 3_000, 1_803_000, 1_000);
+        let c = &m.connectors[0];
+        assert!(
+            (c.export_register_wh - 2_500.0).abs() < 5.0,
+            "{}",
+            c.export_register_wh
+        );
+        assert!((m.register(1).unwrap() - import0).abs() < 1e-9);
+        let last = out.iter().rev().find_map(|x| match x {
+            Msg::TxMeter { tx, export_wh, .. } => Some((tx.power_w, *export_wh)),
+            _ => None,
+        });
+        let (power, export) = last.expect("meter values");
+        assert_eq!(power, -5_000.0);
+        assert!(export.is_some_and(|e| e > 2_400.0));
+        // above the car's discharge power: capped
+        assert_eq!(m.set_setpoint(Some(1), -20_000.0), Answer::Accepted);
+        assert_eq!(m.power(&m.connectors[0]), -7_000.0);
+        // cleared: charges again
+        assert_eq!(m.clear_limits(), Answer::Accepted);
+        assert!(m.power(&m.connectors[0]) > 0.0);
+    }
+
+    #[test]
+    fn a_car_that_only_charges_refuses_to_discharge() {
+        let b = Behaviour {
+            session_ms: (3_600_000, 3_600_000),
+            idle_ms: (1_000, 1_000),
+            ..quiet()
+        };
+        let mut m = StationModel::new("CS", 1, b, 3);
+        let out = run(&mut m, 0, 2_000, 1_000);
+        assert!(
+            !out.iter().any(|x| matches!(x, Msg::EvNeeds { .. })),
+            "no needs without v2x_share"
+        );
+        assert_eq!(m.set_setpoint(Some(1), -5_000.0), Answer::Rejected);
+        assert_eq!(m.set_setpoint(Some(1), 4_000.0), Answer::Accepted);
+        assert_eq!(m.power(&m.connectors[0]), 4_000.0);
+        assert_eq!(m.set_setpoint(Some(2), 4_000.0), Answer::Rejected);
+        assert_eq!(m.set_setpoint(Some(1), f64::NAN), Answer::Rejected);
     }
 }

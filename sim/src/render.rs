@@ -65,14 +65,23 @@ fn wh(x: f64) -> i64 {
     x.floor() as i64
 }
 
-fn sampled_v2(register_wh: f64, power_w: f64) -> Value {
+/// Import register and power; with `export_wh` (a bidirectional car's
+/// transaction) the export register too, and a negative power as
+/// `Power.Active.Export`.
+fn sampled_v2(register_wh: f64, power_w: f64, export_wh: Option<f64>) -> Value {
     // 2.x sampled values are numbers; one decimal keeps them exact in JSON
     let r = (register_wh * 10.0).floor() / 10.0;
-    let p = (power_w * 10.0).round() / 10.0;
-    json!([
-        {"value": r, "measurand": "Energy.Active.Import.Register", "unitOfMeasure": {"unit": "Wh"}},
-        {"value": p, "measurand": "Power.Active.Import", "unitOfMeasure": {"unit": "W"}},
-    ])
+    let p = (power_w.max(0.0) * 10.0).round() / 10.0;
+    let mut v = vec![
+        json!({"value": r, "measurand": "Energy.Active.Import.Register", "unitOfMeasure": {"unit": "Wh"}}),
+        json!({"value": p, "measurand": "Power.Active.Import", "unitOfMeasure": {"unit": "W"}}),
+    ];
+    if let Some(e) = export_wh {
+        let out = ((-power_w).max(0.0) * 10.0).round() / 10.0;
+        v.push(json!({"value": (e * 10.0).floor() / 10.0, "measurand": "Energy.Active.Export.Register", "unitOfMeasure": {"unit": "Wh"}}));
+        v.push(json!({"value": out, "measurand": "Power.Active.Export", "unitOfMeasure": {"unit": "W"}}));
+    }
+    Value::Array(v)
 }
 
 /// The transaction's start: (action, payload).
@@ -113,6 +122,7 @@ pub fn tx_meter(
     tx: &Tx,
     register_wh: f64,
     temperature_c: Option<f64>,
+    export_wh: Option<f64>,
     now: DateTime<Utc>,
 ) -> (&'static str, Value) {
     match v {
@@ -121,11 +131,13 @@ pub fn tx_meter(
                 {"value": wh(register_wh).to_string(), "measurand": "Energy.Active.Import.Register", "unit": "Wh", "context": "Sample.Periodic"},
                 {"value": format!("{:.1}", tx.power_w), "measurand": "Power.Active.Import", "unit": "W", "context": "Sample.Periodic"},
             ]}]});
-            if let (Some(t), Some(values)) = (
-                temperature_c,
-                p["meterValue"][0]["sampledValue"].as_array_mut(),
-            ) {
-                values.push(json!({"value": format!("{t:.1}"), "measurand": "Temperature", "unit": "Celsius", "context": "Sample.Periodic"}));
+            if let Some(values) = p["meterValue"][0]["sampledValue"].as_array_mut() {
+                if let Some(t) = temperature_c {
+                    values.push(json!({"value": format!("{t:.1}"), "measurand": "Temperature", "unit": "Celsius", "context": "Sample.Periodic"}));
+                }
+                if let Some(e) = export_wh {
+                    values.push(json!({"value": wh(e).to_string(), "measurand": "Energy.Active.Export.Register", "unit": "Wh", "context": "Sample.Periodic"}));
+                }
             }
             if let Some(id) = tx.csms_id {
                 p["transactionId"] = json!(id);
@@ -140,7 +152,7 @@ pub fn tx_meter(
                 "eventType": "Updated", "timestamp": ts(now), "triggerReason": "MeterValuePeriodic",
                 "seqNo": tx.seq_no,
                 "transactionInfo": {"transactionId": tx.local_id, "chargingState": "Charging"},
-                "meterValue": [{"timestamp": ts(now), "sampledValue": sampled_v2(register_wh, tx.power_w)}],
+                "meterValue": [{"timestamp": ts(now), "sampledValue": sampled_v2(register_wh, tx.power_w, export_wh)}],
             }),
         ),
     }
@@ -153,6 +165,7 @@ pub fn tx_end(
     tx: &Tx,
     register_wh: f64,
     reason: StopReason,
+    export_wh: Option<f64>,
     now: DateTime<Utc>,
 ) -> Option<(&'static str, Value)> {
     match v {
@@ -178,16 +191,76 @@ pub fn tx_end(
                 StopReason::Fault => ("AbnormalCondition", "Other"),
                 StopReason::DeAuthorized => ("Deauthorized", "DeAuthorized"),
             };
+            let mut sampled = vec![
+                json!({"value": (register_wh * 10.0).floor() / 10.0, "measurand": "Energy.Active.Import.Register", "context": "Transaction.End"}),
+            ];
+            if let Some(e) = export_wh {
+                sampled.push(json!({"value": (e * 10.0).floor() / 10.0, "measurand": "Energy.Active.Export.Register", "context": "Transaction.End"}));
+            }
             Some((
                 "TransactionEvent",
                 json!({
                     "eventType": "Ended", "timestamp": ts(now), "triggerReason": trigger, "seqNo": tx.seq_no,
                     "transactionInfo": {"transactionId": tx.local_id, "stoppedReason": stopped, "chargingState": "Idle"},
-                    "meterValue": [{"timestamp": ts(now), "sampledValue": [
-                        {"value": (register_wh * 10.0).floor() / 10.0, "measurand": "Energy.Active.Import.Register", "context": "Transaction.End"}]}],
+                    "meterValue": [{"timestamp": ts(now), "sampledValue": sampled}],
                 }),
             ))
         }
+    }
+}
+
+/// NotifyEVChargingNeeds of a car that just started (2.x; `None` for 1.6,
+/// which has no such message): its energy request, departure and maximum
+/// current; in 2.1 a bidirectional car also asks for `AC_BPT` with its
+/// discharge power under scheduled control.
+pub fn ev_needs(
+    v: ProtocolVersion,
+    connector: u32,
+    energy_wh: f64,
+    departure: DateTime<Utc>,
+    max_charge_w: f64,
+    max_discharge_w: Option<f64>,
+) -> Option<(&'static str, Value)> {
+    // three phases at 230 V
+    let max_a = (max_charge_w / (230.0 * 3.0)).floor().max(6.0);
+    let ac = json!({"energyAmount": energy_wh.round(), "evMinCurrent": 6, "evMaxCurrent": max_a, "evMaxVoltage": 400});
+    let mut needs = json!({"requestedEnergyTransfer": "AC_three_phase", "departureTime": ts(departure), "acChargingParameters": ac});
+    match (v, max_discharge_w) {
+        (ProtocolVersion::V16, _) => return None,
+        (ProtocolVersion::V21, Some(d)) => {
+            needs["requestedEnergyTransfer"] = json!("AC_BPT");
+            needs["availableEnergyTransfer"] = json!(["AC_three_phase", "AC_BPT"]);
+            needs["controlMode"] = json!("ScheduledControl");
+            needs["v2xChargingParameters"] =
+                json!({"maxChargePower": max_charge_w.round(), "maxDischargePower": d.round()});
+        }
+        _ => {}
+    }
+    Some((
+        "NotifyEVChargingNeeds",
+        json!({"evseId": connector, "chargingNeeds": needs}),
+    ))
+}
+
+/// A 2.1 charging profile's first period setpoint as watts (`setpoint`
+/// under `CentralSetpoint` or `ExternalSetpoint`; amps × 230 V × phases),
+/// negative to discharge. `None` when it carries none.
+pub fn profile_setpoint_w(schedule: &Value) -> Option<f64> {
+    let unit = schedule.get("chargingRateUnit")?.as_str()?;
+    let period = schedule.get("chargingSchedulePeriod")?.get(0)?;
+    let mode = period.get("operationMode").and_then(Value::as_str);
+    if !matches!(mode, Some("CentralSetpoint" | "ExternalSetpoint")) {
+        return None;
+    }
+    let sp = period.get("setpoint")?.as_f64()?;
+    let phases = period
+        .get("numberPhases")
+        .and_then(Value::as_f64)
+        .unwrap_or(3.0);
+    match unit {
+        "W" => Some(sp),
+        "A" => Some(sp * 230.0 * phases),
+        _ => None,
     }
 }
 
@@ -226,6 +299,7 @@ mod tests {
             seq_no: 3,
             started: true,
             power_w: 11_000.04,
+            v2x: None,
         }
     }
 
@@ -262,14 +336,26 @@ mod tests {
         }
         ok::<v16::StartTransactionRequest>(&tx_start(v, 1, &tx(None, None), now).1);
         ok::<v16::MeterValuesRequest>(
-            &tx_meter(v, 1, &tx(Some(5), None), 2000.7, Some(41.3), now).1,
+            &tx_meter(
+                v,
+                1,
+                &tx(Some(5), None),
+                2000.7,
+                Some(41.3),
+                Some(120.4),
+                now,
+            )
+            .1,
         );
         for r in reasons {
             ok::<v16::StopTransactionRequest>(
-                &tx_end(v, &tx(Some(5), None), 2000.7, r, now).unwrap().1,
+                &tx_end(v, &tx(Some(5), None), 2000.7, r, None, now)
+                    .unwrap()
+                    .1,
             );
         }
-        assert!(tx_end(v, &tx(None, None), 1.0, StopReason::Local, now).is_none());
+        assert!(tx_end(v, &tx(None, None), 1.0, StopReason::Local, None, now).is_none());
+        assert!(ev_needs(v, 1, 1.0, now, 11_000.0, Some(7_000.0)).is_none());
         macro_rules! v2 {
             ($m:ident, $v:expr) => {
                 let v = $v;
@@ -281,17 +367,54 @@ mod tests {
                 ok::<$m::TransactionEventRequest>(&tx_start(v, 1, &tx(None, Some(4)), now).1);
                 ok::<$m::TransactionEventRequest>(&tx_start(v, 1, &tx(None, None), now).1);
                 ok::<$m::TransactionEventRequest>(
-                    &tx_meter(v, 1, &tx(None, None), 2000.77, Some(39.95), now).1,
+                    &tx_meter(
+                        v,
+                        1,
+                        &tx(None, None),
+                        2000.77,
+                        Some(39.95),
+                        Some(300.0),
+                        now,
+                    )
+                    .1,
                 );
                 for r in reasons {
                     ok::<$m::TransactionEventRequest>(
-                        &tx_end(v, &tx(None, None), 2000.7, r, now).unwrap().1,
+                        &tx_end(v, &tx(None, None), 2000.7, r, Some(512.3), now)
+                            .unwrap()
+                            .1,
+                    );
+                }
+                for d in [None, Some(7_000.0)] {
+                    ok::<$m::NotifyEVChargingNeedsRequest>(
+                        &ev_needs(v, 2, 15_000.0, now, 11_000.0, d).unwrap().1,
                     );
                 }
             };
         }
         v2!(v201, ProtocolVersion::V201);
         v2!(v21, ProtocolVersion::V21);
+    }
+
+    #[test]
+    fn profile_setpoints() {
+        let sp = |p: Value| {
+            profile_setpoint_w(&json!({"chargingRateUnit": "W", "chargingSchedulePeriod": [p]}))
+        };
+        assert_eq!(
+            sp(json!({"startPeriod": 0, "operationMode": "CentralSetpoint", "setpoint": -7000})),
+            Some(-7000.0)
+        );
+        assert_eq!(
+            sp(json!({"startPeriod": 0, "operationMode": "ChargingOnly", "setpoint": -7000})),
+            None
+        );
+        assert_eq!(sp(json!({"startPeriod": 0, "limit": 7000})), None);
+        assert_eq!(
+            profile_setpoint_w(&json!({"chargingRateUnit": "A", "chargingSchedulePeriod": [
+                {"startPeriod": 0, "operationMode": "ExternalSetpoint", "setpoint": -10, "numberPhases": 1}]})),
+            Some(-2300.0)
+        );
     }
 
     #[test]

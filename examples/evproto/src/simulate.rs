@@ -55,6 +55,12 @@ pub(crate) struct Args {
     /// its end (what the CSMS's maintenance score should catch first).
     #[arg(long, default_value_t = 0.0)]
     aging: f64,
+    /// Share of sessions (0 to 1) whose car is bidirectional; above 0, every
+    /// 2.x car reports its needs (NotifyEVChargingNeeds; in 2.1 a
+    /// bidirectional one with its discharge power) and follows a 2.1
+    /// charging profile's negative setpoint by discharging.
+    #[arg(long, default_value_t = 0.0)]
+    v2x: f64,
     /// Id tokens drivers present, comma-separated (chosen at random).
     #[arg(
         long,
@@ -114,6 +120,9 @@ pub(crate) fn run(args: Args) -> Result<bool, String> {
     if !(0.0..=1.0).contains(&args.aging) {
         return Err("--aging: a share between 0 and 1".into());
     }
+    if !(0.0..=1.0).contains(&args.v2x) {
+        return Err("--v2x: a share between 0 and 1".into());
+    }
     if !(args.ramp.is_finite() && args.ramp > 0.0) {
         return Err("--ramp: a positive number of stations per second".into());
     }
@@ -150,6 +159,8 @@ pub(crate) fn run(args: Args) -> Result<bool, String> {
                     ..sim::model::Aging::default()
                 }
             }),
+            v2x_share: args.v2x,
+            ..Behaviour::default()
         },
         permessage_deflate: !args.no_deflate,
         events: args.events,
