@@ -456,6 +456,9 @@ async fn meter_values_on(
     evse: i64,
     samples: &[(String, String, String, Option<String>)],
 ) -> crate::store::Result<()> {
+    if !app.sessions.may_have_open(station).await? {
+        return Ok(());
+    }
     if let Some(id) = app.store.active_session_on(station, evse).await? {
         app.store.meter_values(&id, samples).await?;
         app.sessions.running().observe(&id, samples);

@@ -326,6 +326,13 @@ pub struct Sessions {
     policy: recovery::Policy,
     /// Running prices of open sessions, fed the readings each message commits.
     running: crate::billing::RunningCosts,
+    /// Station → its sessions that may be open: every session stored
+    /// `Active` is here (added before its row is written, removed after the
+    /// row that completes it is committed), so a station absent here has
+    /// none and its StatusNotification and MeterValues need no read.
+    /// Loaded from the store on first use ([`Sessions::may_have_open`]).
+    open: std::sync::Mutex<HashMap<String, HashSet<String>>>,
+    open_loaded: tokio::sync::OnceCell<()>,
 }
 
 impl Sessions {
@@ -338,6 +345,62 @@ impl Sessions {
             booted: std::sync::Mutex::new(HashMap::new()),
             policy: recovery::Policy::default(),
             running: crate::billing::RunningCosts::default(),
+            open: std::sync::Mutex::new(HashMap::new()),
+            open_loaded: tokio::sync::OnceCell::new(),
+        }
+    }
+
+    /// Whether `station` may have an open session (false: it has none, no
+    /// read needed). The first call reads the sessions stored `Active`.
+    ///
+    /// # Errors
+    ///
+    /// The store failed.
+    pub async fn may_have_open(&self, station: &str) -> Result<bool, crate::store::StoreError> {
+        self.open_loaded
+            .get_or_try_init(|| async {
+                use sqlx::Row;
+                let rows =
+                    sqlx::query("SELECT station_id, id FROM sessions WHERE status = 'Active'")
+                        .fetch_all(self.store.reader())
+                        .await?;
+                let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+                for r in rows {
+                    open.entry(r.try_get(0)?).or_default().insert(r.try_get(1)?);
+                }
+                Ok::<(), crate::store::StoreError>(())
+            })
+            .await?;
+        Ok(self
+            .open
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(station))
+    }
+
+    /// Session `id` of `station` may be open: called before its row is written.
+    fn opening(&self, station: &str, id: &str) {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        match open.get_mut(station) {
+            Some(ids) => {
+                if !ids.contains(id) {
+                    ids.insert(id.to_owned());
+                }
+            }
+            None => {
+                open.insert(station.to_owned(), HashSet::from([id.to_owned()]));
+            }
+        }
+    }
+
+    /// Session `id` of `station` is completed, committed.
+    fn completed(&self, station: &str, id: &str) {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(ids) = open.get_mut(station) {
+            ids.remove(id);
+            if ids.is_empty() {
+                open.remove(station);
+            }
         }
     }
 
@@ -568,6 +631,9 @@ impl Sessions {
             payload,
         });
         let session = row.to_session();
+        if !row.completed {
+            self.opening(station, &id);
+        }
         ops.push(Op::Session(Box::new(row)));
         let samples = msg.samples();
         let readings = (!samples.is_empty()).then(|| samples.clone());
@@ -606,6 +672,7 @@ impl Sessions {
             self.running.observe(&id, r);
         }
         if loaded.model.is_completed() {
+            self.completed(station, &id);
             self.running.forget(&id);
             self.evict(&id, &mut slot);
         } else {
@@ -759,6 +826,7 @@ impl Sessions {
         ];
         // on failure the slot is left unloaded: the next use loads what was committed
         self.store.writer().write(ops).await?;
+        self.completed(&station, id);
         self.evict(id, &mut slot);
         tracing::info!(session = id, by = ?by, stop_reason = stop_reason.as_wire(), reason, "closed by the CSMS");
         Ok(session)
@@ -788,7 +856,8 @@ impl Sessions {
     ///
     /// The store failed.
     pub async fn booted(&self, station: &str, at: DateTime<Utc>) -> Result<(), SessionError> {
-        if !self.open_of(station, Some(at)).await?.is_empty() {
+        if self.may_have_open(station).await? && !self.open_of(station, Some(at)).await?.is_empty()
+        {
             self.booted
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
@@ -856,6 +925,9 @@ impl Sessions {
         boot: Option<DateTime<Utc>>,
     ) -> Result<Vec<String>, SessionError> {
         let mut closed = Vec::new();
+        if !self.may_have_open(station).await? {
+            return Ok(closed);
+        }
         for s in self.open_of(station, boot).await? {
             let Some(stop) = recovery::decide(protocol, &self.policy, &s.open, signal) else {
                 continue;
