@@ -773,71 +773,83 @@ async fn run(
             }
         }
     });
-    // connection events to the live view
+    // connection events: the uptime and `offline` alerts of every event
+    // queued go in one group commit (a boot storm is a few commits, not one
+    // per station), then to the live view
     let mut server_events = server.subscribe();
     let watcher = app.clone();
     tokio::spawn(async move {
         loop {
-            match server_events.recv().await {
-                Ok(ServerEvent::Connected { identity, version }) => {
-                    if let Err(e) = watcher.store.track_uptime(&identity, true).await {
-                        tracing::warn!("uptime: {e}");
+            let mut events = match server_events.recv().await {
+                Ok(e) => vec![e],
+                Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(_) => break,
+            };
+            loop {
+                match server_events.try_recv() {
+                    Ok(e) => events.push(e),
+                    Err(broadcast::error::TryRecvError::Lagged(_)) => {}
+                    Err(_) => break,
+                }
+            }
+            let mut changes = Vec::new();
+            for e in &events {
+                match e {
+                    ServerEvent::Connected { identity, .. } => {
+                        changes.push((identity.to_string(), true));
                     }
-                    if watcher
-                        .store
-                        .clear_alerts(&identity, "offline")
-                        .await
-                        .unwrap_or(0)
-                        > 0
-                    {
+                    ServerEvent::Disconnected { identity, .. } => {
+                        watcher.station_disconnected(identity);
+                        changes.push((identity.to_string(), false));
+                    }
+                    ServerEvent::Refused { status, reason } => {
+                        // refused connections (wrong password, unknown identity, the
+                        // wrong transport for the station's profile) are security alerts
+                        let reason = reason.to_string();
+                        tracing::warn!(status, %reason, "station connection refused");
+                        let detail = json!({"status": status, "reason": reason});
+                        let _ = watcher
+                            .store
+                            .raise_alert(None, "refused_connection", &detail)
+                            .await;
+                        watcher.notify(crate::events::LiveEvent::Refused {
+                            status: *status,
+                            reason,
+                        });
+                    }
+                    _ => {}
+                }
+            }
+            match watcher.store.connections_changed(&changes).await {
+                Ok(alerts) => {
+                    for (station, detail) in &alerts.raised {
+                        watcher.notify(crate::events::LiveEvent::alert(station, "offline", detail));
+                    }
+                    for station in alerts.cleared {
                         watcher.notify(crate::events::LiveEvent::AlertCleared {
                             id: None,
-                            station: Some(identity.to_string()),
+                            station: Some(station),
                             kind: Some("offline".to_string()),
                         });
                     }
-                    watcher.notify(crate::events::LiveEvent::Connected {
-                        station: identity.to_string(),
-                        version: ocpp::version_name(version).to_string(),
-                    });
                 }
-                Ok(ServerEvent::Disconnected { identity, .. }) => {
-                    watcher.station_disconnected(&identity);
-                    if let Err(e) = watcher.store.track_uptime(&identity, false).await {
-                        tracing::warn!("uptime: {e}");
+                Err(e) => tracing::warn!("uptime and offline alerts: {e}"),
+            }
+            for e in events {
+                match e {
+                    ServerEvent::Connected { identity, version } => {
+                        watcher.notify(crate::events::LiveEvent::Connected {
+                            station: identity.to_string(),
+                            version: ocpp::version_name(version).to_string(),
+                        });
                     }
-                    let detail = json!({"since": store::now()});
-                    if let Ok(Some(_)) = watcher
-                        .store
-                        .raise_alert(Some(&identity), "offline", &detail)
-                        .await
-                    {
-                        watcher.notify(crate::events::LiveEvent::alert(
-                            &identity, "offline", &detail,
-                        ));
+                    ServerEvent::Disconnected { identity, .. } => {
+                        watcher.notify(crate::events::LiveEvent::Disconnected {
+                            station: identity.to_string(),
+                        });
                     }
-                    watcher.notify(crate::events::LiveEvent::Disconnected {
-                        station: identity.to_string(),
-                    })
+                    _ => {}
                 }
-                Ok(ServerEvent::Refused { status, reason }) => {
-                    // refused connections (wrong password, unknown identity, the
-                    // wrong transport for the station's profile) are security alerts
-                    let reason = reason.to_string();
-                    tracing::warn!(status, %reason, "station connection refused");
-                    let detail = json!({"status": status, "reason": reason});
-                    let _ = watcher
-                        .store
-                        .raise_alert(None, "refused_connection", &detail)
-                        .await;
-                    watcher.notify(crate::events::LiveEvent::Refused {
-                        status,
-                        reason: reason.to_string(),
-                    });
-                }
-                Ok(_) => {}
-                Err(broadcast::error::RecvError::Lagged(_)) => {}
-                Err(_) => break,
             }
         }
     });

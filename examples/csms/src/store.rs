@@ -193,6 +193,15 @@ const MIGRATIONS: &[(i64, &str)] = &[
     ),
 ];
 
+/// What [`Store::connections_changed`] did to stations' `offline` alerts.
+#[derive(Debug, Default)]
+pub struct ConnectionAlerts {
+    /// Stations whose `offline` alert was raised, with its detail.
+    pub raised: Vec<(String, Value)>,
+    /// Stations whose `offline` alert was cleared.
+    pub cleared: Vec<String>,
+}
+
 /// An id token as the CSMS keeps it: what authorization (the core's
 /// `authorization::Record`) and the API read.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -601,6 +610,9 @@ impl Store {
         let sqlite = backend == "sqlite";
         let pool = AnyPoolOptions::new()
             .max_connections(if sqlite { 1 } else { 16 })
+            // SQLite is in-process: a ping before each use would be one more
+            // round trip to the connection's thread, for nothing
+            .test_before_acquire(!sqlite)
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     if sqlite {
@@ -658,6 +670,7 @@ impl Store {
         let read = if sqlite {
             AnyPoolOptions::new()
                 .max_connections(4)
+                .test_before_acquire(false)
                 .after_connect(|conn, _| {
                     Box::pin(async move {
                         sqlx::query("PRAGMA query_only=1")
@@ -682,9 +695,11 @@ impl Store {
         let writer = Writer::spawn(crate::writer::Target {
             pool: pool.clone(),
             sqlite,
+            own_connection: (!sqlite).then(|| url.to_owned()),
             #[cfg(test)]
             faults: faults.clone(),
-        });
+        })
+        .map_err(sqlx::Error::Io)?;
         let store = Store {
             pool,
             read,
@@ -976,35 +991,99 @@ impl Store {
             .collect()
     }
 
-    /// A station connected (`online`) or went away: keeps its uptime.
-    pub async fn track_uptime(&self, station: &str, online: bool) -> Result<()> {
+    /// Stations that connected (`true`) or went away, in the order they
+    /// did: their uptime kept and their `offline` alerts raised (gone) or
+    /// cleared (back), all in one group commit, so a boot storm of
+    /// thousands of stations is a few commits. What it did to the alerts.
+    ///
+    /// # Errors
+    ///
+    /// The store failed: nothing was kept.
+    pub async fn connections_changed(
+        &self,
+        changes: &[(String, bool)],
+    ) -> Result<ConnectionAlerts> {
+        use std::collections::{HashMap, HashSet};
         let t = now();
-        let row =
-            sqlx::query("SELECT online_since, online_ms FROM station_uptime WHERE station_id = $1")
-                .bind(station)
-                .fetch_optional(&self.read)
-                .await?;
-        let (since, mut ms): (Option<String>, i64) = match row {
-            Some(r) => (r.try_get(0)?, r.try_get(1)?),
-            None => (None, 0),
-        };
-        if let Some(s) = since
-            .as_deref()
-            .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
-        {
-            ms += (chrono::Utc::now() - s.with_timezone(&chrono::Utc))
-                .num_milliseconds()
-                .max(0);
+        let at = Utc::now();
+        let mut ids: Vec<&str> = changes.iter().map(|(s, _)| s.as_str()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        // what is stored of them: uptime, and which have an open `offline` alert
+        let mut uptime: HashMap<String, (Option<DateTime<Utc>>, i64)> = HashMap::new();
+        let mut offline: HashSet<String> = HashSet::new();
+        for chunk in ids.chunks(128) {
+            let list = (1..=chunk.len())
+                .map(|i| format!("${i}"))
+                .collect::<Vec<_>>()
+                .join(",");
+            let sql = format!(
+                "SELECT station_id, online_since, online_ms FROM station_uptime WHERE station_id IN ({list})"
+            );
+            for r in self.read_with_ids(&sql, chunk).await? {
+                let since: Option<String> = r.try_get(1)?;
+                let since = since.as_deref().and_then(|s| {
+                    DateTime::parse_from_rfc3339(s)
+                        .ok()
+                        .map(|t| t.with_timezone(&Utc))
+                });
+                uptime.insert(r.try_get(0)?, (since, r.try_get(2)?));
+            }
+            let sql = format!(
+                "SELECT station_id FROM alerts WHERE kind = 'offline' AND cleared_at IS NULL AND station_id IN ({list})"
+            );
+            for r in self.read_with_ids(&sql, chunk).await? {
+                offline.insert(r.try_get(0)?);
+            }
         }
-        // in the next group commit: a reconnect storm is a few commits, not one per station
-        self.writer
-            .write(vec![crate::writer::Op::Uptime {
-                station: station.to_owned(),
-                tracked_since: t.clone(),
-                online_since: online.then_some(t),
-                online_ms: ms,
-            }])
-            .await
+        let mut ops = Vec::new();
+        let mut out = ConnectionAlerts::default();
+        for (station, online) in changes {
+            let (since, ms) = uptime.entry(station.clone()).or_insert((None, 0));
+            if let Some(s) = since {
+                *ms += (at - *s).num_milliseconds().max(0);
+            }
+            *since = online.then_some(at);
+            if *online {
+                if offline.remove(station) {
+                    ops.push(crate::writer::Op::ClearAlerts {
+                        station: station.clone(),
+                        kind: "offline",
+                    });
+                    out.cleared.push(station.clone());
+                }
+            } else if offline.insert(station.clone()) {
+                let detail = json!({"since": t});
+                ops.push(crate::writer::Op::RaiseAlert {
+                    id: random_hex(8),
+                    station: station.clone(),
+                    kind: "offline",
+                    detail: detail.to_string(),
+                });
+                out.raised.push((station.clone(), detail));
+            }
+        }
+        ops.extend(
+            uptime
+                .into_iter()
+                .map(|(station, (since, ms))| crate::writer::Op::Uptime {
+                    station,
+                    tracked_since: t.clone(),
+                    online_since: since.map(ts),
+                    online_ms: ms,
+                }),
+        );
+        self.writer.write(ops).await?;
+        Ok(out)
+    }
+
+    /// The rows of `sql` read with `ids` bound to its `$1`, `$2`, ...
+    async fn read_with_ids(&self, sql: &str, ids: &[&str]) -> Result<Vec<AnyRow>> {
+        let mut q = sqlx::query(sql);
+        for id in ids {
+            q = q.bind(*id);
+        }
+        Ok(q.fetch_all(&self.read).await?)
     }
 
     /// Uptime per station: (station, ratio online since tracking began, online now).
@@ -1621,13 +1700,14 @@ impl Store {
         Ok(out)
     }
 
-    /// One session.
+    /// One session, as committed (read without the write connection: a
+    /// station message's answer never waits for other stations' commits).
     pub async fn session(&self, id: &str) -> Result<Option<Session>> {
         let row = sqlx::query(&format!(
             "SELECT {SESSION_COLS} FROM sessions WHERE id = $1"
         ))
         .bind(id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.read)
         .await?;
         row.as_ref().map(session_from_row).transpose()
     }

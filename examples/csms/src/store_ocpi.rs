@@ -90,7 +90,7 @@ impl Store {
             "SELECT {OCPI_SESSION_COLS} FROM ocpi_sessions WHERE session_id = $1"
         ))
         .bind(session_id)
-        .fetch_optional(self.pool())
+        .fetch_optional(self.reader())
         .await?;
         row.as_ref().map(ocpi_session_row).transpose()
     }
