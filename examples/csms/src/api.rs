@@ -378,6 +378,7 @@ impl HttpState {
 pub fn admin_router(app: Arc<App>) -> Router {
     let key = || middleware::from_fn_with_state(app.clone(), require_key);
     let api = Router::new()
+        .merge(crate::monitoring::routes())
         .route("/api/stations", get(list_stations))
         .route(
             "/api/stations/{id}",

@@ -59,6 +59,7 @@ pub mod sessions;
 pub mod smart;
 pub mod station_auth;
 pub mod store;
+mod monitoring;
 mod store_authorization;
 pub mod store_drivers;
 mod store_ocpi;

@@ -109,6 +109,19 @@ async fn l03_l04_publish_firmware_on_a_local_controller_then_unpublish() {
     assert_eq!(kept.len(), 3, "{kept:?}");
     assert_eq!(kept[0]["body"]["status"], "Published");
     assert_eq!(kept[0]["body"]["location"][1], "ftp://lc.local/cp-2.1.bin");
+    // the operator's view: the request's latest status and where it is published
+    let view = lab
+        .ok(
+            "GET",
+            &format!("/api/stations/{}/published-firmware", st.id),
+            None,
+        )
+        .await;
+    assert_eq!(view.as_array().map(Vec::len), Some(1), "{view}");
+    assert_eq!(view[0]["request_id"], 71, "{view}");
+    assert_eq!(view[0]["status"], "Published", "{view}");
+    let published = json!(["http://lc.local/cp-2.1.bin", "ftp://lc.local/cp-2.1.bin"]);
+    assert_eq!(view[0]["locations"], published, "{view}");
     lab.exchange(
         &mut st,
         "UnpublishFirmware",

@@ -77,6 +77,38 @@ async fn n02_monitoring_report_in_parts_is_kept() {
         kept[1]["body"]["monitor"][0]["variableMonitoring"][0]["id"],
         31
     );
+    // the operator's view: the report's monitors, its parts in order
+    let view = lab
+        .ok("GET", &format!("/api/stations/{}/monitors", st.id), None)
+        .await;
+    assert_eq!(view["request_id"], 21, "{view}");
+    assert_eq!(view["complete"], true, "{view}");
+    let ids: Vec<_> = view["monitors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].clone())
+        .collect();
+    assert_eq!(ids, [json!(31), json!(32)], "{view}");
+    let m = &view["monitors"][0];
+    let shown = [
+        &m["component"],
+        &m["evse"],
+        &m["variable"],
+        &m["type"],
+        &m["severity"],
+    ];
+    assert_eq!(
+        shown,
+        [
+            &json!("EVSE"),
+            &json!(1),
+            &json!("Power"),
+            &json!("UpperThreshold"),
+            &json!(4)
+        ],
+        "{view}"
+    );
     st.stop().await;
     lab.stop().await;
 }
@@ -104,6 +136,18 @@ async fn n09_n10_customer_information_requested_reported_and_kept() {
         .map(|r| r["body"]["data"].as_str().unwrap())
         .collect();
     assert_eq!(data, ["cleared", "DRIVER-9: 3 sessions"], "{kept:?}");
+    // the operator's view: the request's parts joined in order
+    let view = lab
+        .ok(
+            "GET",
+            &format!("/api/stations/{}/customer-information", st.id),
+            None,
+        )
+        .await;
+    assert_eq!(view[0]["request_id"], 41, "{view}");
+    assert_eq!(view[0]["complete"], true, "{view}");
+    assert_eq!(view[0]["parts"], 2, "{view}");
+    assert_eq!(view[0]["data"], "DRIVER-9: 3 sessionscleared", "{view}");
     st.stop().await;
     lab.stop().await;
 }
