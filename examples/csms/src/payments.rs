@@ -993,7 +993,7 @@ impl Cards {
         }
         let mut tx = self.store.pool().begin().await?;
         let row = sqlx::query(
-            "SELECT COUNT(*), COALESCE(SUM(amount_minor), 0) FROM card_refunds WHERE session_id = $1 AND status <> 'Failed'",
+            "SELECT COUNT(*), CAST(COALESCE(SUM(amount_minor), 0) AS BIGINT) FROM card_refunds WHERE session_id = $1 AND status <> 'Failed'",
         )
         .bind(session_id)
         .fetch_one(&mut *tx)

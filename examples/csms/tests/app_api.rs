@@ -77,8 +77,18 @@ struct Csms {
 
 impl Csms {
     async fn start(name: &str) -> Csms {
+        Csms::start_on(name, None).await
+    }
+
+    /// On the database at `database_url` (SQLite in a temporary directory
+    /// without).
+    async fn start_on(name: &str, database_url: Option<String>) -> Csms {
         let dir = common::temp_dir(&format!("app-api-{name}"));
-        let running = common::InProcess::start(common::lab_config(&dir, KEY)).await;
+        let config = csms::config::Config {
+            database_url,
+            ..common::lab_config(&dir, KEY)
+        };
+        let running = common::InProcess::start(config).await;
         Csms { running, dir }
     }
 
@@ -263,13 +273,13 @@ async fn sse(port: u16, bearer: &str) -> reqwest::Response {
 
 /// The whole app flow on a station of `version`, with a second driver who
 /// must see and do nothing of the first's.
-async fn start_follow_stop(version: ProtocolVersion) {
+async fn start_follow_stop(version: ProtocolVersion, database_url: Option<String>) {
     let v = if version == ProtocolVersion::V16 {
         "16"
     } else {
         "201"
     };
-    let csms = Csms::start(&format!("flow-{v}")).await;
+    let csms = Csms::start_on(&format!("flow-{v}"), database_url).await;
     let id = format!("APP-{v}");
     assert_eq!(
         csms.operator("PUT", "/api/tariffs/default", Some(tariff()))
@@ -491,12 +501,36 @@ async fn start_follow_stop(version: ProtocolVersion) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn app_start_follow_stop_v16() {
-    start_follow_stop(ProtocolVersion::V16).await;
+    start_follow_stop(ProtocolVersion::V16, None).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn app_start_follow_stop_v201() {
-    start_follow_stop(ProtocolVersion::V201).await;
+    start_follow_stop(ProtocolVersion::V201, None).await;
+}
+
+/// The drivers' tables and queries on PostgreSQL too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn app_start_follow_stop_v201_on_postgres() {
+    let admin = std::env::var("CSMS_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let name = format!("csms_app_api_{}", std::process::id());
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&admin)
+        .await
+        .expect("PostgreSQL reachable (CSMS_TEST_POSTGRES)");
+    for sql in [
+        format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+        format!("CREATE DATABASE {name}"),
+    ] {
+        sqlx::query(&sql).execute(&pool).await.unwrap();
+    }
+    let (base, _) = admin.rsplit_once('/').expect("a database in the URL");
+    start_follow_stop(ProtocolVersion::V201, Some(format!("{base}/{name}"))).await;
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .execute(&pool)
+        .await
+        .unwrap();
 }
 
 /// Accounts: sign-up rules, sign-in, sign-out, limits and clear errors.

@@ -160,9 +160,39 @@ struct Setup {
 async fn setup(name: &str, ls: &LocalStripe, card_number: &str) -> Setup {
     let dir = common::temp_dir(&format!("stripe-{name}"));
     std::fs::create_dir_all(&dir).unwrap();
-    let store = Store::open(&format!("sqlite://{}?mode=rwc", dir.join("s.db").display()))
+    let url = format!("sqlite://{}?mode=rwc", dir.join("s.db").display());
+    setup_on(name, &url, dir, ls, card_number).await
+}
+
+/// A fresh PostgreSQL database (`CSMS_TEST_POSTGRES`, default the local
+/// server the e2e tests use); its URL.
+async fn postgres_db(tag: &str) -> String {
+    let admin = std::env::var("CSMS_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let name = format!("csms_stripe_{tag}_{}", std::process::id());
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&admin)
         .await
-        .unwrap();
+        .expect("PostgreSQL reachable (CSMS_TEST_POSTGRES)");
+    for sql in [
+        format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+        format!("CREATE DATABASE {name}"),
+    ] {
+        sqlx::query(&sql).execute(&pool).await.unwrap();
+    }
+    pool.close().await;
+    let (base, _) = admin.rsplit_once('/').expect("a database in the URL");
+    format!("{base}/{name}")
+}
+
+async fn setup_on(
+    name: &str,
+    url: &str,
+    dir: std::path::PathBuf,
+    ls: &LocalStripe,
+    card_number: &str,
+) -> Setup {
+    let store = Store::open(url).await.unwrap();
     let wallets = Wallets::with_cards(store.clone(), Some(ls.config()));
     let drivers = DriverStore::new(store.clone());
     let driver = drivers
@@ -213,6 +243,21 @@ impl Setup {
 async fn hold_capture_cancel_and_partial_refunds() {
     let ls = LocalStripe::start().await;
     let s = setup("flow", &ls, "4242424242424242").await;
+    card_flow(&ls, &s).await;
+    let _ = std::fs::remove_dir_all(&s.dir);
+}
+
+/// The same on PostgreSQL (its types: SUM of BIGINT is NUMERIC there).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hold_capture_cancel_and_partial_refunds_on_postgres() {
+    let ls = LocalStripe::start().await;
+    let url = postgres_db("flow").await;
+    let dir = common::temp_dir("stripe-flow-pg");
+    let s = setup_on("flowpg", &url, dir, &ls, "4242424242424242").await;
+    card_flow(&ls, &s).await;
+}
+
+async fn card_flow(ls: &LocalStripe, s: &Setup) {
     let w = &s.wallets;
     // hold 30.00 on the card: an intent waiting for capture, again the same
     assert_eq!(
