@@ -2,11 +2,25 @@
 //! Arbitrary bytes as messages into both session machines (after a valid
 //! handshake, and raw): never a panic, nothing after the end. The first
 //! input byte picks the protocol and mode: DIN DC, ISO 15118-2 DC or -2 AC
-//! (`% 3`); its top bit makes the SECC ask for a renegotiation at every step.
+//! (`% 3`); its top bit makes the SECC ask for a renegotiation at every step,
+//! bit 0x40 configures ISO 15118-2 Plug & Charge on both sides (the demo
+//! PKI's MO root, the car's contract and provisioning credentials).
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use evproto_iso15118::app_protocol::{self, Message, ResponseCode, SupportedAppProtocolRes};
-use evproto_iso15118::session::{Effect, Evcc, EvccConfig, Protocol, Secc, SeccConfig};
+use evproto_iso15118::pki::demo::DemoPki;
+use evproto_iso15118::pki::TrustStore;
+use evproto_iso15118::session::{
+    Contract, Effect, EvPnc, Evcc, EvccConfig, Protocol, Provisioning, Secc, SeccConfig, SeccPnc,
+};
+
+fn pki() -> &'static DemoPki {
+    static P: OnceLock<DemoPki> = OnceLock::new();
+    P.get_or_init(|| {
+        DemoPki::generate(b"fuzz", "DEEVPC000000001", 0, 4_000_000_000).expect("demo PKI")
+    })
+}
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -19,10 +33,36 @@ fuzz_target!(|data: &[u8]| {
         _ => EvccConfig::iso2_ac(vec![1; 6]),
     };
     let renegotiate = pick & 0x80 != 0;
+    let (config, secc_config) = if pick & 0x40 != 0 {
+        let p = pki();
+        let contract = Contract::new(
+            p.emaid.clone(),
+            p.contract.cert.der().to_vec(),
+            p.contract_sub_cas(),
+            p.contract.key_bytes(),
+        );
+        let prov = Provisioning::new(
+            p.oem_provisioning.cert.der().to_vec(),
+            p.oem_provisioning.key_bytes(),
+        );
+        let roots = TrustStore::new(vec![p.v2g_root.cert.clone()]);
+        (
+            config.with_unix_time(1_780_000_000).with_pnc(Some(EvPnc::new(
+                Some(contract),
+                Some(prov),
+                roots,
+            ))),
+            SeccConfig::new(vec![1, 2, 3, 4]).with_unix_time(1_780_000_000).with_pnc(Some(
+                SeccPnc::new(TrustStore::new(vec![p.mo_root.cert.clone()]), [7; 16]),
+            )),
+        )
+    } else {
+        (config, SeccConfig::new(vec![1, 2, 3, 4]))
+    };
     let now = Instant::now();
     let mut evcc = Evcc::new(config.clone(), now);
     let Some(Effect::Transmit(sap_req)) = evcc.poll_effect() else { unreachable!() };
-    let mut secc = Secc::new(SeccConfig::new(vec![1, 2, 3, 4]), now);
+    let mut secc = Secc::new(secc_config, now);
     secc.handle_message(now, &sap_req);
     assert_eq!(
         secc.protocol(),

@@ -121,6 +121,13 @@ enum V2gCommand {
     /// `messages`, `result`: "ok" or the failure with its ResponseCode).
     /// Exits 1 when the session failed, 2 on a usage error.
     Ev(v2g_cmd::EvArgs),
+    /// Create a test PKI for Plug & Charge in DIR (V2G root, CPO and CPS
+    /// sub-CAs, SECC and SA provisioning leaves, MO chain with a contract
+    /// and its eMAID, OEM chain with a provisioning certificate): every
+    /// certificate as NAME.der and NAME.pem, every key as NAME.key.der and
+    /// NAME.key.pem (PKCS#8); README.txt lists them. `evse --pnc DIR` and
+    /// `ev --pnc DIR` use it. Test keys, no secrets.
+    Pki(v2g_cmd::PkiArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -225,6 +232,9 @@ fn main() -> ExitCode {
         Command::V2g {
             command: V2gCommand::Evse(args),
         } => v2g_cmd::run_evse(args),
+        Command::V2g {
+            command: V2gCommand::Pki(args),
+        } => v2g_cmd::run_pki(args),
         Command::V2g {
             command: V2gCommand::Ev(args),
         } => match v2g_cmd::run_ev(args) {

@@ -8,7 +8,12 @@ use evproto_iso15118::app_protocol::{self, Message};
 use evproto_iso15118::lenient::{Policy, Warning};
 use std::net::{SocketAddr, SocketAddrV6};
 
-use evproto_iso15118::session::{ControlMode, EnergyMode, EvccConfig, Protocol, SeccConfig};
+use evproto_iso15118::pki::demo::DemoPki;
+use evproto_iso15118::pki::{Cert, SigningKey, TrustStore};
+use evproto_iso15118::session::{
+    Contract, ContractProvisioning, ControlMode, EnergyMode, EvPnc, EvccConfig, Protocol,
+    Provisioning, SeccConfig, SeccPnc,
+};
 use evproto_iso15118::shell::{
     self, Interface, SdpClientConfig, SdpServer, SdpServerConfig, SeccServer, SeccService,
     SessionReport, ShellConfig, SimEv, SimEvse,
@@ -433,6 +438,34 @@ pub(crate) struct EvseArgs {
     /// Exit after this many sessions (default: serve until stopped).
     #[arg(long, value_name = "N")]
     sessions: Option<u64>,
+    /// Offer ISO 15118-2 Plug & Charge with the PKI in DIR (`evproto v2g
+    /// pki DIR`): contracts are checked against its MO root; a car without
+    /// a contract gets DIR's contract through CertificateInstallation
+    /// (signed by the CPS leaf). Needs --allow-pnc-without-tls.
+    #[arg(long, value_name = "DIR")]
+    pnc: Option<std::path::PathBuf>,
+    /// Run ISO 15118-2 Plug & Charge over plain TCP. -2 requires TLS for
+    /// PnC [V2G2-634], which evproto's shells do not do yet: a lab
+    /// shortcut.
+    #[arg(long)]
+    allow_pnc_without_tls: bool,
+}
+
+/// `evproto v2g pki`: a test PKI for Plug & Charge.
+#[derive(Debug, clap::Args)]
+pub(crate) struct PkiArgs {
+    /// The directory to write (created if missing; files are overwritten).
+    dir: std::path::PathBuf,
+    /// The contract's eMAID (the contract certificate's CN).
+    #[arg(long, default_value = "DEEVPC000000001")]
+    emaid: String,
+    /// Days the certificates stay valid (from yesterday).
+    #[arg(long, value_name = "N", default_value_t = 365)]
+    days: u64,
+    /// Keys are derived from this text (the same seed gives the same PKI).
+    /// Default: a random one.
+    #[arg(long)]
+    seed: Option<String>,
 }
 
 /// `evproto v2g ev`: an EVCC charging once and exiting.
@@ -456,10 +489,22 @@ pub(crate) struct EvArgs {
     /// ISO 15118-20 control mode: scheduled or dynamic.
     #[arg(long, value_name = "MODE", default_value = "scheduled")]
     control_mode: String,
-    /// External identification means (the only one so far; Plug & Charge
-    /// is not implemented).
-    #[arg(long)]
+    /// External identification means (the default).
+    #[arg(long, conflicts_with = "pnc")]
     eim: bool,
+    /// ISO 15118-2 Plug & Charge with the contract of DIR (`evproto v2g
+    /// pki DIR`: contract_leaf, mo_sub_ca2, mo_sub_ca1, v2g_root). Needs
+    /// --allow-pnc-without-tls.
+    #[arg(long, value_name = "DIR")]
+    pnc: Option<std::path::PathBuf>,
+    /// With --pnc: start without a contract and install DIR's through
+    /// CertificateInstallation with the OEM provisioning certificate.
+    #[arg(long, requires = "pnc")]
+    install_contract: bool,
+    /// Speak ISO 15118-2 Plug & Charge over plain TCP (it requires TLS,
+    /// which evproto's shells do not do yet): a lab shortcut.
+    #[arg(long)]
+    allow_pnc_without_tls: bool,
     /// Energy to charge, kWh.
     #[arg(long, value_name = "N", default_value_t = 0.1)]
     energy_kwh: f64,
@@ -522,8 +567,170 @@ fn result_json(report: &SessionReport) -> Value {
     })
 }
 
+/// `n` bytes of [`random_bytes`] (session GenChallenges, the lab
+/// provisioning service's seed; not key material of a real PKI).
+fn random_vec(n: usize) -> Vec<u8> {
+    (0..n.div_ceil(8))
+        .flat_map(|_| random_bytes())
+        .take(n)
+        .collect()
+}
+
+/// The files `evproto v2g pki` writes, by stem, with what each is.
+const PKI_FILES: &[(&str, &str)] = &[
+    (
+        "v2g_root",
+        "V2G root CA (self-signed; the SECC chain's and the CPS chain's root)",
+    ),
+    (
+        "cpo_sub_ca1",
+        "CPO sub-CA 1 (path length 1), issued by the V2G root",
+    ),
+    (
+        "cpo_sub_ca2",
+        "CPO sub-CA 2 (path length 0), issued by CPO sub-CA 1",
+    ),
+    (
+        "secc_leaf",
+        "SECC leaf (the charger's TLS certificate), issued by CPO sub-CA 2",
+    ),
+    (
+        "cps_sub_ca1",
+        "CPS (provisioning service) sub-CA 1, issued by the V2G root",
+    ),
+    ("cps_sub_ca2", "CPS sub-CA 2, issued by CPS sub-CA 1"),
+    (
+        "cps_leaf",
+        "SA provisioning leaf: signs CertificateInstallationRes",
+    ),
+    (
+        "mo_root",
+        "MO root CA (self-signed; contracts must chain to it)",
+    ),
+    ("mo_sub_ca1", "MO sub-CA 1, issued by the MO root"),
+    ("mo_sub_ca2", "MO sub-CA 2, issued by MO sub-CA 1"),
+    (
+        "contract_leaf",
+        "contract certificate, CN = the eMAID (emaid.txt), issued by MO sub-CA 2",
+    ),
+    ("oem_root", "OEM root CA (self-signed)"),
+    ("oem_sub_ca1", "OEM sub-CA 1, issued by the OEM root"),
+    ("oem_sub_ca2", "OEM sub-CA 2, issued by OEM sub-CA 1"),
+    (
+        "oem_leaf",
+        "OEM provisioning certificate (digitalSignature, keyAgreement), issued by OEM sub-CA 2",
+    ),
+];
+
+fn pem(label: &str, der: &[u8]) -> String {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut out = format!("-----BEGIN {label}-----\n");
+    for chunk in b64.as_bytes().chunks(64) {
+        out.push_str(&String::from_utf8_lossy(chunk));
+        out.push('\n');
+    }
+    out.push_str(&format!("-----END {label}-----\n"));
+    out
+}
+
+/// Runs `evproto v2g pki DIR`: writes the demo PKI and prints the files.
+pub(crate) fn run_pki(args: PkiArgs) -> Result<(), String> {
+    if !(1..=36_500).contains(&args.days) {
+        return Err("--days: 1 to 36500".into());
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|e| e.to_string())?
+        .as_secs();
+    let seed = args
+        .seed
+        .map(String::into_bytes)
+        .unwrap_or_else(|| random_vec(32));
+    let pki = DemoPki::generate(&seed, &args.emaid, now - 86_400, now + args.days * 86_400)
+        .map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(&args.dir).map_err(|e| format!("{}: {e}", args.dir.display()))?;
+    let write = |name: String, bytes: &[u8]| {
+        let path = args.dir.join(name);
+        std::fs::write(&path, bytes).map_err(|e| format!("{}: {e}", path.display()))
+    };
+    let mut readme = String::from(
+        "Test PKI for ISO 15118-2 Plug & Charge, made by `evproto v2g pki` (secp256r1,\n\
+         ecdsa-with-SHA256). Test keys: no secrets. Each certificate NAME is NAME.der and\n\
+         NAME.pem, its private key NAME.key.der and NAME.key.pem (PKCS#8, unencrypted).\n\n",
+    );
+    for (name, issued) in pki.all() {
+        let der = issued.cert.der();
+        let key = issued.key.to_pkcs8_der().map_err(|e| e.to_string())?;
+        write(format!("{name}.der"), der)?;
+        write(format!("{name}.pem"), pem("CERTIFICATE", der).as_bytes())?;
+        write(format!("{name}.key.der"), &key)?;
+        write(
+            format!("{name}.key.pem"),
+            pem("PRIVATE KEY", &key).as_bytes(),
+        )?;
+        let what = PKI_FILES
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map_or("", |(_, w)| *w);
+        readme.push_str(&format!(
+            "{name:<14} {what}\n               subject {}\n",
+            issued.cert.subject()
+        ));
+    }
+    write("emaid.txt".into(), format!("{}\n", pki.emaid).as_bytes())?;
+    readme.push_str(&format!(
+        "\nemaid.txt      the contract's eMAID ({})\n\n\
+         evproto v2g evse --listen ADDR --pnc DIR --allow-pnc-without-tls\n\
+         evproto v2g ev --connect ADDR --protocol iso2-dc --pnc DIR --allow-pnc-without-tls [--install-contract]\n",
+        pki.emaid
+    ));
+    write("README.txt".into(), readme.as_bytes())?;
+    println!("{}", args.dir.display());
+    for (name, _) in pki.all() {
+        println!("  {name}.der .pem .key.der .key.pem");
+    }
+    println!("  emaid.txt README.txt");
+    Ok(())
+}
+
+/// A certificate (NAME.der) and, with `key`, its key (NAME.key.der) from a PKI directory.
+fn read_pki(dir: &std::path::Path, name: &str) -> Result<Cert, String> {
+    let path = dir.join(format!("{name}.der"));
+    let der = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    Cert::from_der(&der).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn read_key(dir: &std::path::Path, name: &str) -> Result<SigningKey, String> {
+    let path = dir.join(format!("{name}.key.der"));
+    let der = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    SigningKey::from_der(&der).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// The contract of a PKI directory.
+fn read_contract(dir: &std::path::Path) -> Result<Contract, String> {
+    let leaf = read_pki(dir, "contract_leaf")?;
+    let emaid = leaf
+        .common_name()
+        .ok_or("contract_leaf.der has no CN (the eMAID)")?;
+    Ok(Contract::new(
+        emaid,
+        leaf.der().to_vec(),
+        vec![
+            read_pki(dir, "mo_sub_ca2")?.der().to_vec(),
+            read_pki(dir, "mo_sub_ca1")?.der().to_vec(),
+        ],
+        read_key(dir, "contract_leaf")?.to_bytes(),
+    ))
+}
+
+const PNC_TLS: &str = "ISO 15118-2 Plug & Charge requires TLS [V2G2-634], which evproto's \
+                       shells do not do yet; --allow-pnc-without-tls runs it over plain TCP \
+                       (lab only)";
+
 struct Charger {
     config: SeccConfig,
+    provisioning: Option<ContractProvisioning>,
     done: tokio::sync::mpsc::UnboundedSender<()>,
 }
 
@@ -532,7 +739,13 @@ impl SeccService for Charger {
     fn accept(&self, _peer: SocketAddr) -> (SeccConfig, SimEvse) {
         let mut config = self.config.clone();
         config.session_id = random_bytes().to_vec();
-        (config, SimEvse::default())
+        if let Some(pnc) = config.pnc.as_mut() {
+            pnc.gen_challenge.copy_from_slice(&random_vec(16));
+        }
+        let mut evse = SimEvse::default();
+        evse.provisioning = self.provisioning.clone();
+        evse.provisioning_seed.copy_from_slice(&random_vec(32));
+        (config, evse)
     }
     fn finished(&self, peer: SocketAddr, report: SessionReport) {
         let line = json!({
@@ -615,9 +828,28 @@ pub(crate) fn run_evse(args: EvseArgs) -> Result<(), String> {
     if iface.is_some() && listen.is_ipv4() {
         return Err("--iface (SDP) announces an IPv6 address: --listen must be IPv6".into());
     }
+    let mut provisioning = None;
+    let mut pnc = None;
+    if let Some(dir) = &args.pnc {
+        if !args.allow_pnc_without_tls {
+            return Err(format!("--pnc: {PNC_TLS}"));
+        }
+        let mo_root = read_pki(dir, "mo_root")?;
+        pnc = Some(SeccPnc::new(TrustStore::new(vec![mo_root]), [0; 16]));
+        provisioning = Some(ContractProvisioning {
+            cps_key: read_key(dir, "cps_leaf")?,
+            cps_certificate: read_pki(dir, "cps_leaf")?.der().to_vec(),
+            cps_sub_cas: vec![
+                read_pki(dir, "cps_sub_ca2")?.der().to_vec(),
+                read_pki(dir, "cps_sub_ca1")?.der().to_vec(),
+            ],
+            contract: read_contract(dir)?,
+        });
+    }
     let config = SeccConfig::new(random_bytes().to_vec())
         .with_protocols(protocols)
-        .with_energy_modes(modes);
+        .with_energy_modes(modes)
+        .with_pnc(pnc);
     runtime()?.block_on(async move {
         let server = SeccServer::bind(listen, ShellConfig::default())
             .await
@@ -648,7 +880,11 @@ pub(crate) fn run_evse(args: EvseArgs) -> Result<(), String> {
             tokio::spawn(sdp.run());
         }
         let (done, mut ended) = tokio::sync::mpsc::unbounded_channel();
-        tokio::spawn(server.serve(std::sync::Arc::new(Charger { config, done })));
+        tokio::spawn(server.serve(std::sync::Arc::new(Charger {
+            config,
+            provisioning,
+            done,
+        })));
         let mut count = 0u64;
         while ended.recv().await.is_some() {
             count += 1;
@@ -671,7 +907,7 @@ pub(crate) fn run_ev(args: EvArgs) -> Result<bool, String> {
     if !(args.energy_kwh.is_finite() && args.energy_kwh > 0.0 && args.energy_kwh <= 1000.0) {
         return Err("--energy-kwh: a number of kWh above 0 and at most 1000".into());
     }
-    let _eim = args.eim; // the only identification means
+    let _eim = args.eim; // the default identification means
     let iface = args
         .iface
         .as_deref()
@@ -691,6 +927,29 @@ pub(crate) fn run_ev(args: EvArgs) -> Result<bool, String> {
         ProtocolName::Iso20Dc => EvccConfig::iso20_dc(mac).with_control_mode(mode),
     };
     config.precharge_tolerance = args.precharge_tolerance_v;
+    if let Some(dir) = &args.pnc {
+        if !args.allow_pnc_without_tls {
+            return Err(format!("--pnc: {PNC_TLS}"));
+        }
+        if !matches!(name, ProtocolName::Iso2Ac | ProtocolName::Iso2Dc) {
+            return Err("--pnc: Plug & Charge is done for iso2-ac and iso2-dc".into());
+        }
+        let contract = if args.install_contract {
+            None
+        } else {
+            Some(read_contract(dir)?)
+        };
+        let provisioning = Provisioning::new(
+            read_pki(dir, "oem_leaf")?.der().to_vec(),
+            read_key(dir, "oem_leaf")?.to_bytes(),
+        );
+        let roots = TrustStore::new(vec![read_pki(dir, "v2g_root")?]);
+        config.unix_time = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_err(|e| e.to_string())?
+            .as_secs();
+        config = config.with_pnc(Some(EvPnc::new(contract, Some(provisioning), roots)));
+    }
     if !(1..=60_000).contains(&args.current_demand_timeout_ms) {
         return Err("--current-demand-timeout-ms: 1 to 60000".into());
     }
@@ -769,6 +1028,53 @@ pub(crate) fn run_ev(args: EvArgs) -> Result<bool, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pki_writes_a_chain_the_pnc_flags_read_back() {
+        let dir = std::env::temp_dir().join(format!("evproto-pki-{}", std::process::id()));
+        run_pki(PkiArgs {
+            dir: dir.clone(),
+            emaid: "DEEVPC000000042".into(),
+            days: 30,
+            seed: Some("unit".into()),
+        })
+        .unwrap();
+        for (name, _) in PKI_FILES {
+            for ext in ["der", "pem", "key.der", "key.pem"] {
+                assert!(dir.join(format!("{name}.{ext}")).is_file(), "{name}.{ext}");
+            }
+        }
+        let c = read_contract(&dir).unwrap();
+        assert_eq!(c.emaid, "DEEVPC000000042");
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let roots = TrustStore::new(vec![read_pki(&dir, "mo_root").unwrap()]);
+        evproto_iso15118::pki::verify_chain(
+            &c.certificate,
+            &c.sub_cas,
+            &roots,
+            now,
+            evproto_iso15118::pki::LeafUsage::Signature,
+        )
+        .unwrap();
+        let key = read_key(&dir, "contract_leaf").unwrap();
+        evproto_iso15118::pki::check_key_pair(
+            &key.to_bytes(),
+            &Cert::from_der(&c.certificate).unwrap(),
+        )
+        .unwrap();
+        assert!(read_pki(&dir, "no_such").is_err());
+        assert!(run_pki(PkiArgs {
+            dir: dir.clone(),
+            emaid: "X".into(),
+            days: 0,
+            seed: None
+        })
+        .is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     const DIN_REQ: &str = "8000dbab9371d3234b71d1b981899189d191818991d26b9b3a232b30020000040040";
 
