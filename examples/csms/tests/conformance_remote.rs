@@ -178,3 +178,25 @@ async fn p02_data_transfer_from_the_station_unknown_vendor() {
     st.stop().await;
     lab.stop().await;
 }
+
+/// F02 / K05: a remote start with the transaction's charging profile
+/// (TxProfile, no transaction id yet) reaches the station as given.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn f02_k05_remote_start_with_a_charging_profile() {
+    let lab = Lab::start("f02-remote-start-profile").await;
+    let mut st = Station::connect(&lab, "CONF-F02", V201).await;
+    let profile = json!({"id": 500, "stackLevel": 0, "chargingProfilePurpose": "TxProfile",
+        "chargingProfileKind": "Relative", "chargingSchedule": [{"id": 500, "chargingRateUnit": "A",
+        "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 16}]}]});
+    let request = json!({"idToken": token("REMOTE-2"), "remoteStartId": 43, "evseId": 1,
+        "chargingProfile": profile});
+    lab.exchange(
+        &mut st,
+        "RequestStartTransaction",
+        request,
+        json!({"status": "Accepted"}),
+    )
+    .await;
+    st.stop().await;
+    lab.stop().await;
+}
