@@ -697,3 +697,61 @@ async fn accounts_and_their_limits() {
     assert_eq!(s, 404);
     csms.stop().await;
 }
+
+/// Claiming a card shows none of its earlier sessions: only those the CSMS
+/// received after the claim are the driver's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claimed_card_brings_no_earlier_sessions() {
+    let csms = Csms::start("claim").await;
+    let (s, b) = csms
+        .operator("POST", "/api/tokens", Some(json!({"id_token": "OLDCARD1"})))
+        .await;
+    assert_eq!(s, 201, "{b}");
+    let (station, _rx) = station(&csms, "CLAIM16", ProtocolVersion::V16).await;
+    let session = |meter: i64| {
+        let station = &station;
+        async move {
+            let r = call(station, "StartTransaction", json!({"connectorId": 1, "idTag": "OLDCARD1", "meterStart": meter, "timestamp": at(5)})).await;
+            let tx = r["transactionId"].as_i64().unwrap();
+            call(
+                station,
+                "StopTransaction",
+                json!({"transactionId": tx, "meterStop": meter + 1000, "timestamp": at(1)}),
+            )
+            .await;
+            format!("CLAIM16:{tx}")
+        }
+    };
+    let before = session(0).await;
+    let dan = csms.driver("dan@example.com").await;
+    let (s, b) = csms
+        .app(
+            "POST",
+            "/app/v1/tokens",
+            Some(&dan),
+            Some(json!({"kind": "rfid", "id_token": "OLDCARD1"})),
+        )
+        .await;
+    assert_eq!(s, 201, "{b}");
+    let (s, b) = csms
+        .app(
+            "GET",
+            &format!("/app/v1/sessions/{before}"),
+            Some(&dan),
+            None,
+        )
+        .await;
+    assert_eq!(s, 404, "a session from before the claim: {b}");
+    let after = session(5000).await;
+    let (s, h) = csms.app("GET", "/app/v1/sessions", Some(&dan), None).await;
+    assert_eq!(s, 200);
+    let ids: Vec<&str> = h
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["id"].as_str())
+        .collect();
+    assert_eq!(ids, vec![after.as_str()]);
+    station.shutdown().await;
+    csms.stop().await;
+}
