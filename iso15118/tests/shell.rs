@@ -357,6 +357,70 @@ async fn serve_connection_works_on_any_stream() {
         .contains(&evproto_iso15118::session::EvNotice::ChargingStarted));
 }
 
+/// ISO 15118-2 Plug & Charge through the shells: the SECC's shell answers
+/// `InstallCertificate` and `AuthorizeContract` from `SimEvse`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pnc_installs_a_contract_and_a_revoked_one_fails() {
+    use evproto_iso15118::pki::demo::DemoPki;
+    use evproto_iso15118::pki::TrustStore;
+    use evproto_iso15118::session::{
+        Contract, ContractProvisioning, ContractStatus, EvPnc, Provisioning, SeccPnc,
+    };
+    const NOW: u64 = 1_780_000_000;
+    let p = DemoPki::generate(b"shell", "DEEVPC000000001", 1_690_000_000, 1_900_000_000).unwrap();
+    let contract = Contract::new(
+        p.emaid.clone(),
+        p.contract.cert.der().to_vec(),
+        p.contract_sub_cas(),
+        p.contract.key_bytes(),
+    );
+    for (status, has_contract) in [
+        (ContractStatus::Accepted, false),
+        (ContractStatus::Revoked, true),
+    ] {
+        let (a, b) = tokio::io::duplex(64 * 1024);
+        let shell = ShellConfig::default();
+        let mut evse = SimEvse::default();
+        evse.contract_status = status;
+        evse.provisioning = Some(ContractProvisioning {
+            cps_key: p.cps.key.clone(),
+            cps_certificate: p.cps.cert.der().to_vec(),
+            cps_sub_cas: p.cps_sub_cas(),
+            contract: contract.clone(),
+        });
+        let config = SeccConfig::new(SESSION.to_vec())
+            .with_unix_time(NOW)
+            .with_pnc(Some(SeccPnc::new(
+                TrustStore::new(vec![p.mo_root.cert.clone()]),
+                [9; 16],
+            )));
+        let secc = tokio::spawn(async move { serve_connection(a, config, evse, &shell).await });
+        let ev_config = EvccConfig::iso2_dc(EVCC_ID.to_vec())
+            .with_unix_time(NOW)
+            .with_pnc(Some(EvPnc::new(
+                has_contract.then(|| contract.clone()),
+                Some(Provisioning::new(
+                    p.oem_provisioning.cert.der().to_vec(),
+                    p.oem_provisioning.key_bytes(),
+                )),
+                TrustStore::new(vec![p.v2g_root.cert.clone()]),
+            )));
+        let ev = run_evcc(b, ev_config, SimEv::new(5.0), &ShellConfig::default()).await;
+        let secc = secc.await.unwrap();
+        match status {
+            ContractStatus::Revoked => {
+                assert_eq!(
+                    ev.response_code().as_deref(),
+                    Some("FAILED_CertificateRevoked"),
+                    "{ev:?}"
+                );
+                assert!(!secc.is_ok());
+            }
+            _ => assert_charged(&ev, &secc, Protocol::Iso2, 5.0),
+        }
+    }
+}
+
 // ---- SDP ----
 
 fn v6(addr: SocketAddr) -> SocketAddrV6 {
