@@ -109,14 +109,16 @@ enum V2gCommand {
         #[arg(long)]
         fragment: bool,
     },
-    /// Run a charger (SECC) serving DIN 70121 and ISO 15118-2 EIM sessions
-    /// over TCP until stopped, with SDP on --iface. The power electronics
+    /// Run a charger (SECC) serving DIN 70121, ISO 15118-2 and -20 sessions
+    /// (EIM; -2 Plug & Charge with --pnc DIR) over TCP until stopped, with
+    /// SDP on --iface. The power electronics
     /// are simulated: present voltage and current follow the EV's targets,
     /// the meter counts power × time. Prints `listening on ADDR` first,
     /// then one JSON line per session ended.
     Evse(v2g_cmd::EvseArgs),
     /// Run a car (EVCC): find the charger (--connect, or SDP on --iface),
-    /// charge --energy-kwh with EIM, stop and exit. The last stdout line is
+    /// charge --energy-kwh with EIM (or -2 Plug & Charge with --pnc DIR),
+    /// stop and exit. The last stdout line is
     /// the summary (JSON with --json: `protocol`, `session_id`, `energy_wh`,
     /// `messages`, `result`: "ok" or the failure with its ResponseCode).
     /// Exits 1 when the session failed, 2 on a usage error.
