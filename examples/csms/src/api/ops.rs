@@ -197,7 +197,7 @@ async fn receive(app: &App, body: Body) -> Result<Part, ApiError> {
 
 /// `PUT /api/firmware/{name}`: stores a firmware image (raw body,
 /// streamed to disk, at most `max_file_bytes`).
-pub async fn put_firmware(
+pub(crate) async fn put_firmware(
     State(app): State<Arc<App>>,
     Path(name): Path<String>,
     headers: HeaderMap,
@@ -229,7 +229,10 @@ pub async fn put_firmware(
 /// `GET /firmware/{name}`: what stations download (no API key: stations
 /// have none; the names are chosen by the operator), streamed from disk,
 /// at most `max_downloads` at once (503 beyond).
-pub async fn get_firmware(State(app): State<Arc<App>>, Path(name): Path<String>) -> Response {
+pub(crate) async fn get_firmware(
+    State(app): State<Arc<App>>,
+    Path(name): Path<String>,
+) -> Response {
     let missing = || ApiError::new(StatusCode::NOT_FOUND, "no such firmware").into_response();
     if !safe_name(&name) {
         return missing();
@@ -283,7 +286,7 @@ pub(crate) struct CampaignBody {
 }
 
 /// `POST /api/firmware-campaigns`: sends UpdateFirmware to each station.
-pub async fn start_campaign(State(app): State<Arc<App>>, bytes: Bytes) -> ApiResult {
+pub(crate) async fn start_campaign(State(app): State<Arc<App>>, bytes: Bytes) -> ApiResult {
     let b: CampaignBody = body(&bytes)?;
     let location = match (&b.firmware, &b.location) {
         (Some(name), None) => {
@@ -363,7 +366,7 @@ async fn campaign_view(app: &App, c: Value) -> Value {
 
 /// `GET /api/firmware-campaigns/{id}`: the campaign with each station's
 /// latest FirmwareStatusNotification.
-pub async fn get_campaign(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult {
+pub(crate) async fn get_campaign(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult {
     let Some(text) = app.store.setting(&format!("campaign:{id}")).await? else {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -414,7 +417,7 @@ pub(crate) async fn list_campaigns(
 
 /// `POST /api/stations/{id}/logs`: asks the station to upload its log
 /// (2.x GetLog) or diagnostics (1.6 GetDiagnostics) to us.
-pub async fn request_logs(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult {
+pub(crate) async fn request_logs(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult {
     let version = app.gateway.version(&id).await.ok_or_else(|| {
         ApiError::new(
             StatusCode::NOT_FOUND,
@@ -446,7 +449,7 @@ pub async fn request_logs(State(app): State<Arc<App>>, Path(id): Path<String>) -
 /// declared size before it is streamed (413), then the body goes to disk
 /// with at most `max_uploads` at once (503); the token is used up when the
 /// file is in place.
-pub async fn upload(
+pub(crate) async fn upload(
     State(app): State<Arc<App>>,
     Path((station, token, filename)): Path<(String, String, String)>,
     headers: HeaderMap,
@@ -509,7 +512,7 @@ async fn receive_upload(
 }
 
 /// `GET /api/stations/{id}/logs`: uploads received and the last status.
-pub async fn list_logs(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult {
+pub(crate) async fn list_logs(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult {
     let mut files = Vec::new();
     if let Ok(mut rd) = tokio::fs::read_dir(upload_dir(&app, &id)).await {
         while let Ok(Some(e)) = rd.next_entry().await {
@@ -536,7 +539,7 @@ pub(crate) struct LocalListBody {
 /// `PUT /api/stations/{id}/local-list`: replaces the station's local
 /// authorization list (SendLocalList, update type Full) and returns the
 /// station's answer; the list version increases each time.
-pub async fn put_local_list(
+pub(crate) async fn put_local_list(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
     bytes: Bytes,
