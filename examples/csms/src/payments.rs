@@ -655,7 +655,22 @@ impl Cards {
             "Refused" => return Ok(Hold::Refused),
             _ => return Ok(Hold::Held(held(p.held_minor))),
         }
-        match self
+        Ok(match self.hold_at_gateway(&p, owner).await? {
+            Some((_, amount)) => Hold::Held(held(amount)),
+            None => Hold::Refused,
+        })
+    }
+
+    /// Asks the gateway for a `Holding` row's hold (its key: the session, so
+    /// asking again gets the first intent back) and records the outcome:
+    /// the intent and the amount held, `None` when it was refused.
+    async fn hold_at_gateway(
+        &self,
+        p: &CardPayment,
+        owner: &crate::store_drivers::CardOwner,
+    ) -> Result<Option<(String, i64)>, PaymentError> {
+        let session_id = p.session_id.as_str();
+        let answer = self
             .stripe
             .hold(
                 session_id,
@@ -664,29 +679,28 @@ impl Cards {
                 p.held_minor,
                 &p.currency,
             )
-            .await
-        {
+            .await;
+        let refused_intent = match answer {
             Ok(pi) if pi.status == "requires_capture" => {
                 self.set_status(session_id, "Held", Some(&pi.id), Some(pi.amount))
                     .await?;
-                Ok(Hold::Held(held(pi.amount)))
+                return Ok(Some((pi.id, pi.amount)));
             }
             Ok(pi) => {
                 tracing::warn!(session = session_id, status = %pi.status, "card hold not authorized");
-                self.set_status(session_id, "Refused", Some(&pi.id), Some(0))
-                    .await?;
-                Ok(Hold::Refused)
+                Some(pi.id)
             }
             Err(crate::stripe::StripeError::Refused {
                 status, message, ..
-            }) if (400..500).contains(&status) => {
+            }) if (400..500).contains(&status) && status != 429 => {
                 tracing::warn!(session = session_id, "card hold refused: {message}");
-                self.set_status(session_id, "Refused", None, Some(0))
-                    .await?;
-                Ok(Hold::Refused)
+                None
             }
-            Err(e) => Err(e.into()),
-        }
+            Err(e) => return Err(e.into()),
+        };
+        self.set_status(session_id, "Refused", refused_intent.as_deref(), Some(0))
+            .await?;
+        Ok(None)
     }
 
     /// A `Holding` row's intent, asked of the gateway again (the hold's
@@ -697,36 +711,10 @@ impl Cards {
                 .await?;
             return Ok(None);
         };
-        match self
-            .stripe
-            .hold(
-                &p.session_id,
-                &owner.customer,
-                &owner.payment_method,
-                p.held_minor,
-                &p.currency,
-            )
-            .await
-        {
-            Ok(pi) if pi.status == "requires_capture" => {
-                self.set_status(&p.session_id, "Held", Some(&pi.id), Some(pi.amount))
-                    .await?;
-                Ok(Some(pi.id))
-            }
-            Ok(pi) => {
-                self.set_status(&p.session_id, "Refused", Some(&pi.id), Some(0))
-                    .await?;
-                Ok(None)
-            }
-            Err(crate::stripe::StripeError::Refused { status, .. })
-                if (400..500).contains(&status) =>
-            {
-                self.set_status(&p.session_id, "Refused", None, Some(0))
-                    .await?;
-                Ok(None)
-            }
-            Err(e) => Err(e.into()),
-        }
+        Ok(self
+            .hold_at_gateway(p, &owner)
+            .await?
+            .map(|(intent, _)| intent))
     }
 
     /// Captures a session's price on its card: the receipt (again: the
