@@ -127,6 +127,8 @@ pub struct Args {
     /// Log lines on stderr: text (coloured only on a terminal) or json (one object a line).
     #[arg(long, env = "CSMS_LOG_FORMAT", value_enum)]
     log_format: Option<LogFormat>,
+    #[command(flatten)]
+    openadr: crate::openadr::VenArgs,
 }
 
 /// The same settings, from the TOML file.
@@ -253,6 +255,8 @@ pub struct Config {
     pub station_limits: crate::ocpp::StationLimits,
     /// How the log on stderr is written.
     pub log_format: LogFormat,
+    /// Demand response: the VTN this CSMS is an OpenADR 3 VEN of (flags only).
+    pub openadr: Option<crate::openadr::VenConfig>,
 }
 
 impl Default for Config {
@@ -291,6 +295,7 @@ impl Default for Config {
             outbox_retry_base: Duration::from_secs(1),
             station_limits: crate::ocpp::StationLimits::default(),
             log_format: LogFormat::Text,
+            openadr: None,
         }
     }
 }
@@ -420,6 +425,7 @@ impl Config {
                 .map_or(d.outbox_retry_base, Duration::from_millis),
             station_limits: d.station_limits,
             log_format: args.log_format.or(file.log_format).unwrap_or(d.log_format),
+            openadr: args.openadr.to_config()?,
         };
         if c.outbox_retry_base.is_zero() {
             return Err("outbox_retry_base_ms: positive".into());
@@ -567,6 +573,8 @@ impl Config {
             "ocpi_allow_private_urls": self.ocpi_allow_private_urls,
             "outbox_retry_base_ms": u64::try_from(self.outbox_retry_base.as_millis()).unwrap_or(u64::MAX),
             "log_format": self.log_format,
+            "openadr_vtn": self.openadr.as_ref().map(|o| redact(&o.vtn)),
+            "openadr_program": self.openadr.as_ref().map(|o| &o.program),
         })
     }
 }

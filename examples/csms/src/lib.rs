@@ -51,6 +51,7 @@ pub mod events;
 pub mod gateway;
 pub mod listener;
 pub mod ocpp;
+pub mod openadr;
 pub mod payments;
 pub mod roaming;
 pub mod sessions;
@@ -707,6 +708,10 @@ async fn run(
     tokio::spawn(gateway_link.serve(server.clone()));
     // 4. Background work, each with the handles it uses.
     tokio::spawn(roaming_work.run(roaming.clone()));
+    if let Some(ven) = config.openadr.clone() {
+        let (store, gateway, events) = (app.store.clone(), app.gateway.clone(), app.events.clone());
+        tokio::spawn(openadr::Ven::new(ven, store, gateway, events, config.site_limit_w).run());
+    }
     // boots accepted before a restart stay accepted: a station that only
     // reconnects does not boot again (OCPP 2.0.1 B01-B03)
     for id in app
