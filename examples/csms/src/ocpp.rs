@@ -216,15 +216,15 @@ fn internal(station: &str, action: &str, e: impl std::fmt::Display) -> CallError
 
 /// The authorization decision for a token presented at `station` for
 /// `purpose`: the CSMS's own tokens first, then a roaming partner's (OCPI
-/// tokens pushed to us, real-time authorization). The token's other active
-/// sessions (not `session`, the one it starts) make it `ConcurrentTx`; the
-/// station's reported `MasterPassGroupId` is the master-pass group (C16).
+/// tokens pushed to us, real-time authorization). The station's reported
+/// `MasterPassGroupId` is the master-pass group (C16). Concurrent use is
+/// not judged: the registry has no per-token flag for tokens shared by
+/// several cars (the simulator's and the demo's drivers share theirs).
 async fn decide(
     app: &App,
     station: &str,
     token: &str,
     purpose: Purpose,
-    session: Option<&str>,
 ) -> crate::store::Result<Decision> {
     use evproto_csms_core::token::{IdToken, TokenKind};
     let status_of = |s: &str| match s {
@@ -284,14 +284,10 @@ async fn decide(
             .map(|g| IdToken::new(g, TokenKind::Central)),
         ..authorization::Policy::default()
     };
-    let active = match own {
-        Some(_) => app.store.active_sessions_of_token(token, session).await?,
-        None => 0,
-    };
     Ok(authorization::authorize(
         own.as_ref(),
         group_record.as_ref(),
-        active,
+        0,
         purpose,
         Utc::now(),
         &policy,
@@ -354,16 +350,9 @@ async fn start_transaction_16(
         .map_err(|e| refused(station, A, e))?
         .ok_or_else(|| internal(station, A, "no outcome for a start"))?;
     after_commit(app, station, A, &out).await;
-    // after the start is kept: a replay is not its own concurrent transaction
-    let decision = decide(
-        app,
-        station,
-        req.id_tag.as_str(),
-        Purpose::Start,
-        Some(&out.session_id),
-    )
-    .await
-    .map_err(|e| internal(station, A, e))?;
+    let decision = decide(app, station, req.id_tag.as_str(), Purpose::Start)
+        .await
+        .map_err(|e| internal(station, A, e))?;
     let mut info = decision.to_v16();
     // the payment hold (idempotent: a replay gets the first outcome)
     if decision.status == authorization::Status::Accepted
@@ -409,7 +398,7 @@ async fn stop_transaction_16(
     }
     let id_tag_info = match &req.id_tag {
         Some(tag) => Some(
-            decide(app, station, tag.as_str(), Purpose::Stop, None)
+            decide(app, station, tag.as_str(), Purpose::Stop)
                 .await
                 .map_err(|e| internal(station, A, e))?
                 .to_v16(),
@@ -504,8 +493,7 @@ macro_rules! handlers_2x {
                 } else {
                     Purpose::Start
                 };
-                let this_session = Some(out.session_id.as_str());
-                let decision = decide(app, station, t.id_token.as_str(), purpose, this_session)
+                let decision = decide(app, station, t.id_token.as_str(), purpose)
                     .await
                     .map_err(|e| internal(station, A, e))?;
                 let mut info = decision.$to_info();
@@ -1474,7 +1462,7 @@ async fn authorize_16(
     type A = v16::action::Authorize;
     let (app, station) = (&ctx.state, &*ctx.identity);
     message::<A>(app, station);
-    let decision = decide(app, station, &req.id_tag, Purpose::Authorize16, None)
+    let decision = decide(app, station, &req.id_tag, Purpose::Authorize16)
         .await
         .map_err(|e| unanswered::<A>(station, e))?;
     Ok(v16::AuthorizeResponse {
@@ -1644,7 +1632,7 @@ macro_rules! station_handlers_2x {
                 type A = $ver::action::Authorize;
                 let (app, station) = (&ctx.state, &*ctx.identity);
                 message::<A>(app, station);
-                let decision = decide(app, station, &req.id_token.id_token, Purpose::Authorize, None)
+                let decision = decide(app, station, &req.id_token.id_token, Purpose::Authorize)
                     .await
                     .map_err(|e| unanswered::<A>(station, e))?;
                 Ok($ver::AuthorizeResponse {

@@ -1,32 +1,12 @@
 //! What authorization reads beyond a token's record (csms-core's
-//! `authorization::authorize` takes them as plain values): how many
-//! transactions a token is in now (rule 5, `ConcurrentTx`), and the
-//! master-pass group a 2.x station was given (rule 4, 2.0.1 C16).
+//! `authorization::authorize` takes it as a plain value): the master-pass
+//! group a 2.x station was given (rule 4, 2.0.1 C16).
 
 use evproto_ocpp_types::{v201, v21};
-use sqlx::Row;
 
 use crate::store::{Result, Store};
 
 impl Store {
-    /// How many active sessions `token` is in (compared as OCPP compares
-    /// id tokens, case-insensitively), not counting the session `except`.
-    pub async fn active_sessions_of_token(
-        &self,
-        token: &str,
-        except: Option<&str>,
-    ) -> Result<usize> {
-        let row = sqlx::query(
-            "SELECT COUNT(*) FROM sessions WHERE status = 'Active' AND LOWER(id_token) = LOWER($1) AND id <> $2",
-        )
-        .bind(token)
-        .bind(except.unwrap_or(""))
-        .fetch_one(self.reader())
-        .await?;
-        let n: i64 = row.try_get(0)?;
-        Ok(usize::try_from(n).unwrap_or(0))
-    }
-
     /// The station's master-pass group: the `Actual` value of
     /// `AuthCtrlr.MasterPassGroupId` in the device model it reported
     /// (NotifyReport), when it reported one.

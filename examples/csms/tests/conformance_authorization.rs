@@ -5,11 +5,10 @@
 //! CSMS answers.
 //!
 //! - C01 (and 1.6 Core): the token's status; an unknown token is `Unknown`
-//!   (1.6 `Invalid`); a token already in a transaction is `ConcurrentTx`
-//!   at another start (and at a 1.6 Authorize), not at its own start.
+//!   (1.6 `Invalid`).
 //! - C09 (1.6 `parentIdTag`): the token's group is named in every answer; a
 //!   blocked group blocks its members; another member of the group ends the
-//!   session, even while in a session of its own.
+//!   session, also while in a session of its own.
 //! - C16: a token of the station's master-pass group (its reported
 //!   `AuthCtrlr.MasterPassGroupId`) is accepted to authorize and to end any
 //!   transaction, and `Invalid` at a start.
@@ -120,7 +119,6 @@ async fn c09_group_member_ends_the_session_of_another_16() {
     let b = st.ok("StartTransaction", start_16(2, "CARD-B")).await;
     assert_eq!(b["idTagInfo"]["status"], "Accepted", "{b}");
     // the station learns CARD-B's group from Authorize before letting it stop
-    // (it is in a transaction itself: 1.6 judges concurrent use at Authorize)
     let info = authorize_16(&st, "CARD-B").await;
     assert_eq!(info["parentIdTag"], "FLEET", "{info}");
     let tx = a["transactionId"].as_i64().unwrap();
@@ -131,57 +129,6 @@ async fn c09_group_member_ends_the_session_of_another_16() {
     assert_eq!(stop["idTagInfo"]["parentIdTag"], "FLEET", "{stop}");
     let session = lab.session(&st.id, &tx.to_string()).await;
     assert_eq!(session["status"], "Completed", "{session}");
-    st.stop().await;
-    lab.stop().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn c01_token_in_another_transaction_is_concurrent_tx() {
-    let lab = Lab::start("c01-concurrent").await;
-    registry(&lab).await;
-    // 2.0.1: judged at the start, not at Authorize, and not against the
-    // transaction it starts (a repeated Started is not concurrent with itself)
-    let st = Station::connect(&lab, "CONF-CTX-201", V201).await;
-    let first = st
-        .ok("TransactionEvent", started("TX-1", 1, Some("OK")))
-        .await;
-    assert_eq!(first["idTokenInfo"]["status"], "Accepted", "{first}");
-    let again = st
-        .ok("TransactionEvent", started("TX-1", 1, Some("OK")))
-        .await;
-    assert_eq!(again["idTokenInfo"]["status"], "Accepted", "{again}");
-    assert_eq!(authorize_201(&st, "OK").await["status"], "Accepted");
-    let second = st
-        .ok("TransactionEvent", started("TX-2", 2, Some("OK")))
-        .await;
-    assert_eq!(second["idTokenInfo"]["status"], "ConcurrentTx", "{second}");
-    // its own stop is accepted, and afterwards it may start again
-    let end = st
-        .ok("TransactionEvent", ended("TX-1", 1, Some("OK"), "Local"))
-        .await;
-    assert_eq!(end["idTokenInfo"]["status"], "Accepted", "{end}");
-    let end = st
-        .ok("TransactionEvent", ended("TX-2", 1, None, "Local"))
-        .await;
-    assert!(end.get("idTokenInfo").is_none(), "{end}");
-    let third = st
-        .ok("TransactionEvent", started("TX-3", 1, Some("OK")))
-        .await;
-    assert_eq!(third["idTokenInfo"]["status"], "Accepted", "{third}");
-    st.stop().await;
-    // 1.6: judged at Authorize and at StartTransaction; a replayed start is
-    // not concurrent with itself
-    let st = Station::connect(&lab, "CONF-CTX-16", V16).await;
-    let start = start_16(1, "SOLO");
-    lab.token("SOLO", "Accepted", None).await;
-    let first = st.ok("StartTransaction", start.clone()).await;
-    assert_eq!(first["idTagInfo"]["status"], "Accepted", "{first}");
-    let replay = st.ok("StartTransaction", start).await;
-    assert_eq!(replay["idTagInfo"]["status"], "Accepted", "{replay}");
-    assert_eq!(replay["transactionId"], first["transactionId"]);
-    assert_eq!(authorize_16(&st, "SOLO").await["status"], "ConcurrentTx");
-    let second = st.ok("StartTransaction", start_16(2, "SOLO")).await;
-    assert_eq!(second["idTagInfo"]["status"], "ConcurrentTx", "{second}");
     st.stop().await;
     lab.stop().await;
 }
