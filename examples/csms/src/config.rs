@@ -76,6 +76,8 @@ pub struct Args {
     /// Store URL: postgres://... for PostgreSQL; default the SQLite file in the data directory.
     #[arg(long, env = "DATABASE_URL")]
     database_url: Option<String>,
+    #[command(flatten)]
+    cluster: crate::cluster::ClusterArgs,
     /// Operator API key (Authorization: Bearer KEY), at least 16 characters; without it one is generated and printed at first start, and only its hash is stored.
     #[arg(long, env = "CSMS_API_KEY", hide_env_values = true)]
     api_key: Option<String>,
@@ -216,6 +218,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Explicit store URL.
     pub database_url: Option<String>,
+    /// Cluster mode: NATS, the cluster's name and this node's id.
+    pub cluster: Option<crate::cluster::ClusterConfig>,
     /// Explicit API key.
     pub api_key: Option<String>,
     /// 0, 1, 2 or 3.
@@ -277,6 +281,7 @@ impl Default for Config {
             max_downloads: 32,
             data_dir: PathBuf::from("data"),
             database_url: None,
+            cluster: None,
             api_key: None,
             security_profile: 1,
             unknown_stations: UnknownStations::Reject,
@@ -371,6 +376,7 @@ impl Config {
                 .clone()
                 .or(file.database_url)
                 .filter(|u| !u.is_empty()),
+            cluster: args.cluster.to_config()?,
             api_key: args
                 .api_key
                 .clone()
@@ -470,6 +476,9 @@ impl Config {
         if c.call_timeout.is_zero() || c.heartbeat_interval == 0 {
             return Err("call_timeout and heartbeat_interval must be positive".into());
         }
+        if c.cluster.is_some() {
+            crate::cluster::check_store(c.database_url.as_deref())?;
+        }
         c.check_http()?;
         Ok(c)
     }
@@ -562,6 +571,7 @@ impl Config {
             "http_max_connections": self.http_max_connections, "max_file_bytes": self.max_file_bytes,
             "max_uploads": self.max_uploads, "max_downloads": self.max_downloads,
             "data_dir": self.data_dir.display().to_string(), "database_url": redact(&self.database_url()),
+            "cluster": self.cluster.as_ref().map(|c| json!({"nats": redact(&c.url), "name": c.name, "node_id": c.node, "lease_s": c.lease.as_secs()})),
             "api_key": if self.api_key.is_some() { "(set)" } else { "(generated or stored as a hash)" },
             "security_profile": self.security_profile, "unknown_stations": self.unknown_stations,
             "heartbeat_interval": self.heartbeat_interval, "call_timeout_s": self.call_timeout.as_secs(),

@@ -1,15 +1,16 @@
 //! What the CSMS tells the console and every `/api/events` follower as it
 //! happens: one typed event per thing that happened, serialized only at the
 //! HTTP edge (server-sent events, `{"type": "...", ...}` as documented in
-//! the OpenAPI description of `/api/events`).
+//! the OpenAPI description of `/api/events`). Cluster nodes pass them to
+//! each other as that JSON and read them back ([`crate::cluster`]).
 
 use rust_decimal::Decimal;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 /// A live event. The `type` field on the wire is the variant's name in
 /// snake case.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum LiveEvent {
     /// A station message arrived.
@@ -63,6 +64,7 @@ pub enum LiveEvent {
         /// Its kind.
         kind: String,
         /// What was stored with it.
+        #[serde(deserialize_with = "raw::json")]
         detail: Box<RawValue>,
     },
     /// An alert was cleared: by id (the operator) or by station and kind
@@ -117,8 +119,10 @@ pub enum LiveEvent {
         /// Energy delivered, Wh.
         energy_wh: Decimal,
         /// The CDR's total, when priced.
+        #[serde(deserialize_with = "raw::optional")]
         total_cost: Option<Box<RawValue>>,
         /// The payment receipt, when captured.
+        #[serde(deserialize_with = "raw::optional")]
         receipt: Option<Box<RawValue>>,
     },
     /// Meter values of a session arrived.
@@ -253,7 +257,7 @@ pub enum LiveEvent {
 }
 
 /// A charging profile the site allocation sent to a session's station.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SentProfile {
     /// Identity.
     pub station: String,
@@ -280,5 +284,61 @@ impl LiveEvent {
     /// As JSON text, for server-sent events.
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+/// JSON kept as text inside an event. serde reads a tagged enum's fields
+/// through its own buffer, which `RawValue` cannot come from: the value is
+/// read as a JSON tree and written back as text.
+mod raw {
+    use serde::{Deserialize, Deserializer};
+    use serde_json::value::RawValue;
+
+    pub(super) fn json<'de, D: Deserializer<'de>>(d: D) -> Result<Box<RawValue>, D::Error> {
+        let tree = serde_json::Value::deserialize(d)?;
+        serde_json::value::to_raw_value(&tree).map_err(serde::de::Error::custom)
+    }
+
+    pub(super) fn optional<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Box<RawValue>>, D::Error> {
+        match Option::<serde_json::Value>::deserialize(d)? {
+            Some(tree) => serde_json::value::to_raw_value(&tree)
+                .map(Some)
+                .map_err(serde::de::Error::custom),
+            None => Ok(None),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_read_back_as_they_were_written() {
+        let events = [
+            LiveEvent::alert(
+                "CP1",
+                "offline",
+                &serde_json::json!({"since": "t", "n": [1, 2]}),
+            ),
+            LiveEvent::SessionCompleted {
+                station: "CP1".into(),
+                session: "s1".into(),
+                energy_wh: Decimal::new(12345, 1),
+                total_cost: Some(RawValue::from_string(r#"{"excl_vat":"1.20"}"#.into()).unwrap()),
+                receipt: None,
+            },
+            LiveEvent::Boot {
+                station: "CP2".into(),
+                status: "Accepted".into(),
+            },
+        ];
+        for e in events {
+            let text = e.to_json();
+            let back: LiveEvent = serde_json::from_str(&text).unwrap();
+            assert_eq!(back.to_json(), text);
+        }
     }
 }

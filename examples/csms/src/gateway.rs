@@ -21,6 +21,11 @@
 //! gateway therefore exists first and reaches the server through a channel
 //! served by [`GatewayLink::serve`], started right after the server is
 //! built. Nothing is set later and nothing points back at the app.
+//!
+//! In cluster mode ([`StationGateway::clustered`]) a station that is not
+//! connected here is called through the node holding its connection
+//! ([`crate::cluster::Remote`]), with the same answers and errors, and
+//! [`StationCallError::OwnerUnreachable`] when that node does not answer.
 
 use std::time::Duration;
 
@@ -32,8 +37,9 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::events::LiveEvent;
 
-/// Why a call to a station produced no answer.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// Why a call to a station produced no answer (between nodes of a cluster
+/// as JSON).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum StationCallError {
     /// The station is not connected (the API answers 404).
     #[error("station {station} is not connected")]
@@ -76,6 +82,15 @@ pub enum StationCallError {
     /// (422).
     #[error("{station}: {reason}")]
     Rejected {
+        /// Identity.
+        station: String,
+        /// Why.
+        reason: String,
+    },
+    /// Cluster mode: the node holding the station's connection, or the
+    /// presence registry naming it, did not answer (503).
+    #[error("{station} is connected to a node that cannot be reached: {reason}")]
+    OwnerUnreachable {
         /// Identity.
         station: String,
         /// Why.
@@ -125,6 +140,8 @@ pub struct StationGateway {
     server: mpsc::UnboundedSender<ServerRequest>,
     call_timeout: Duration,
     events: broadcast::Sender<LiveEvent>,
+    /// Cluster mode: the other nodes' stations.
+    cluster: Option<crate::cluster::Remote>,
 }
 
 /// The gateway's end at the OCPP server: [`GatewayLink::serve`] it once the
@@ -157,9 +174,22 @@ impl StationGateway {
                 server,
                 call_timeout,
                 events,
+                cluster: None,
             },
             GatewayLink { requests },
         )
+    }
+
+    /// The gateway of a cluster node: stations connected to other nodes
+    /// are called through `remote`.
+    pub fn clustered(mut self, remote: crate::cluster::Remote) -> StationGateway {
+        self.cluster = Some(remote);
+        self
+    }
+
+    /// Cluster mode: the entry of a station connected to another node.
+    async fn elsewhere(&self, station: &str) -> Option<crate::cluster::presence::Entry> {
+        self.cluster.as_ref()?.owner(station).await.ok().flatten()
     }
 
     /// The OCPP server, `None` once it is gone (shutting down).
@@ -180,12 +210,15 @@ impl StationGateway {
 
     /// The version a station is connected with, `None` when it is not.
     pub async fn version(&self, station: &str) -> Option<ProtocolVersion> {
-        self.peer(station).await.ok().map(|p| p.version())
+        match self.peer(station).await {
+            Ok(p) => Some(p.version()),
+            Err(_) => self.elsewhere(station).await.map(|e| e.version),
+        }
     }
 
-    /// Whether a station is connected.
+    /// Whether a station is connected (in cluster mode: to any node).
     pub async fn is_connected(&self, station: &str) -> bool {
-        self.peer(station).await.is_ok()
+        self.peer(station).await.is_ok() || self.elsewhere(station).await.is_some()
     }
 
     /// Identities of the connected stations.
@@ -233,7 +266,22 @@ impl StationGateway {
         station: &str,
         request: A::Request,
     ) -> Result<A::Response, StationCallError> {
-        let peer = self.peer(station).await?;
+        let peer = match (self.peer(station).await, &self.cluster) {
+            (Ok(peer), _) => peer,
+            (Err(_), Some(remote)) => {
+                use evproto_ocpp_types::Version;
+                let payload = evproto_ocpp_types::to_json(&request);
+                let version = Some(<A::Version as Version>::SUBPROTOCOL);
+                let text = remote.call(station, A::NAME, version, payload).await?;
+                return evproto_ocpp_types::from_str::<A::Response>(&text).map_err(|e| {
+                    StationCallError::BadAnswer {
+                        station: station.to_owned(),
+                        reason: e.to_string(),
+                    }
+                });
+            }
+            (Err(e), None) => return Err(e),
+        };
         let answer = tokio::time::timeout(self.call_timeout, peer.call::<A>(&request))
             .await
             .unwrap_or(Err(CallFailure::Timeout))
@@ -256,7 +304,34 @@ impl StationGateway {
         action: &str,
         payload: String,
     ) -> Result<String, StationCallError> {
+        match (&self.cluster, self.peer(station).await) {
+            (Some(remote), Err(_)) => remote.call(station, action, None, payload).await,
+            _ => self.call_here(station, action, None, payload).await,
+        }
+    }
+
+    /// [`StationGateway::call_operator_json`] on this node's connection only
+    /// (another node's call, see [`crate::cluster`]); `version`, when
+    /// given, is the subprotocol the request is written for.
+    ///
+    /// # Errors
+    ///
+    /// As [`StationGateway::call_operator_json`], and a station connected
+    /// here in another version.
+    pub async fn call_here(
+        &self,
+        station: &str,
+        action: &str,
+        version: Option<&str>,
+        payload: String,
+    ) -> Result<String, StationCallError> {
         let peer = self.peer(station).await?;
+        if let Some(v) = version.filter(|v| *v != peer.version().subprotocol()) {
+            return Err(StationCallError::BadAnswer {
+                station: station.to_owned(),
+                reason: format!("connected with {}, not {v}", peer.version().subprotocol()),
+            });
+        }
         let answer = tokio::time::timeout(self.call_timeout, peer.call_raw(action, payload))
             .await
             .unwrap_or(Err(CallFailure::Timeout))

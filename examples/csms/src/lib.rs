@@ -42,6 +42,7 @@ pub mod alerts;
 pub mod api;
 pub mod app_api;
 pub mod billing;
+pub mod cluster;
 pub mod config;
 pub mod console;
 pub mod datadir;
@@ -637,6 +638,22 @@ async fn run(
     // 2. The services, each given what it needs, in dependency order.
     let (events, _) = broadcast::channel(1024);
     let (gateway, gateway_link) = gateway::StationGateway::new(config.call_timeout, events.clone());
+    // cluster mode: the other nodes' stations, reached over NATS
+    let cluster = match &config.cluster {
+        Some(c) => {
+            let node = c
+                .node
+                .clone()
+                .unwrap_or_else(|| cluster::default_node_id(ocpp_port));
+            let joined = cluster::Cluster::join(c, node, config.call_timeout).await;
+            Some(joined.map_err(|e| e.to_string())?)
+        }
+        None => None,
+    };
+    let gateway = match &cluster {
+        Some(c) => gateway.clustered(c.remote()),
+        None => gateway,
+    };
     let (roaming, roaming_work) = roaming::Roaming::new(
         roaming::Needs {
             store: store.clone(),
@@ -706,6 +723,10 @@ async fn run(
         ))
         .build();
     tokio::spawn(gateway_link.serve(server.clone()));
+    if let Some(c) = cluster {
+        c.run(server.clone(), app.gateway.clone(), app.events.clone())
+            .await?;
+    }
     // 4. Background work, each with the handles it uses.
     tokio::spawn(roaming_work.run(roaming.clone()));
     if let Some(ven) = config.openadr.clone() {

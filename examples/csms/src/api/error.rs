@@ -56,6 +56,9 @@ impl From<crate::gateway::StationCallError> for ApiError {
             ),
             E::BadAnswer { .. } => ApiError::new(StatusCode::BAD_GATEWAY, e.to_string()),
             E::Rejected { .. } => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
+            E::OwnerUnreachable { .. } => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+            }
         }
     }
 }

@@ -1,0 +1,810 @@
+//! Cluster mode: several `csms` nodes on one PostgreSQL store and NATS
+//! (`csms --cluster nats://HOST:4222`, with `DATABASE_URL=postgres://...`).
+//!
+//! * **Presence** ([`presence`]): a JetStream key-value bucket
+//!   (`evproto_csms_{cluster}_presence`) maps each connected identity to
+//!   the node holding its connection and the connection's epoch. Entries
+//!   live as long as the bucket's age limit (the lease) and are renewed by
+//!   their node; a station that connects to another node replaces its old
+//!   connection cluster-wide.
+//! * **Calls** ([`Remote`]): the [`crate::gateway::StationGateway`] calls a
+//!   station connected elsewhere through a NATS request to its node
+//!   (`evproto.csms.{cluster}.node.{node}.call`), which calls it and
+//!   answers with the station's answer or the typed error.
+//! * **Events** ([`relay`]): every node publishes its live events on
+//!   `evproto.csms.{cluster}.events` and re-broadcasts the others' locally.
+//!
+//! The rules are sans-IO cores ([`presence::Presence`],
+//! [`relay::Echoes`]); this module is their I/O.
+
+pub mod presence;
+pub mod relay;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::kv;
+use evproto_ocpp_server::{Server, ServerEvent};
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use tokio::sync::{broadcast, mpsc};
+
+use crate::events::LiveEvent;
+use crate::gateway::{StationCallError, StationGateway};
+use presence::{Decision, Entry, Input, Presence};
+
+/// The cluster flags.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ClusterArgs {
+    /// Cluster mode: the NATS server (with JetStream) the nodes share, e.g. nats://127.0.0.1:4222; needs DATABASE_URL=postgres://...
+    #[arg(long = "cluster", env = "CSMS_CLUSTER")]
+    url: Option<String>,
+    /// Name of the cluster (letters, digits, - and _): the NATS subjects and the presence bucket are under it, so clusters can share a NATS server.
+    #[arg(long, env = "CSMS_CLUSTER_NAME", default_value = "evproto")]
+    cluster_name: String,
+    /// This node's id in the cluster (letters, digits, - and _), unique in it; default the host name and the OCPP port.
+    #[arg(long, env = "CSMS_NODE_ID")]
+    node_id: Option<String>,
+    /// Seconds a presence entry lives without renewal (its node renews it every third of that).
+    #[arg(long, env = "CSMS_CLUSTER_LEASE", default_value_t = 30)]
+    cluster_lease: u64,
+}
+
+/// Cluster mode's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterConfig {
+    /// The NATS server.
+    pub url: String,
+    /// The cluster's name.
+    pub name: String,
+    /// This node's id (`None`: host name and OCPP port).
+    pub node: Option<String>,
+    /// How long a presence entry lives without renewal.
+    pub lease: Duration,
+}
+
+/// A name usable in a NATS subject token and a bucket name.
+fn plain_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+impl ClusterArgs {
+    /// The settings, `None` without `--cluster`.
+    ///
+    /// # Errors
+    ///
+    /// A cluster name or node id that is not letters, digits, `-` and `_`,
+    /// or a lease under 3 seconds.
+    pub fn to_config(&self) -> Result<Option<ClusterConfig>, String> {
+        let Some(url) = self.url.clone().filter(|u| !u.is_empty()) else {
+            return Ok(None);
+        };
+        if !plain_name(&self.cluster_name) {
+            return Err("cluster_name: 1 to 64 letters, digits, - and _".into());
+        }
+        if let Some(n) = &self.node_id {
+            if !plain_name(n) {
+                return Err("node_id: 1 to 64 letters, digits, - and _".into());
+            }
+        }
+        if self.cluster_lease < 3 {
+            return Err("cluster_lease: 3 seconds or more".into());
+        }
+        Ok(Some(ClusterConfig {
+            url,
+            name: self.cluster_name.clone(),
+            node: self.node_id.clone(),
+            lease: Duration::from_secs(self.cluster_lease),
+        }))
+    }
+}
+
+/// Cluster mode keeps its state in the shared store: PostgreSQL, not a
+/// node's own SQLite file.
+///
+/// # Errors
+///
+/// The store URL is not PostgreSQL's.
+pub fn check_store(database_url: Option<&str>) -> Result<(), String> {
+    match database_url {
+        Some(u) if u.starts_with("postgres://") || u.starts_with("postgresql://") => Ok(()),
+        _ => Err("cluster mode needs a store the nodes share: set DATABASE_URL=postgres://... (SQLite is one node's file)".into()),
+    }
+}
+
+/// This node's default id: the host name and the OCPP port.
+pub fn default_node_id(ocpp_port: u16) -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .unwrap_or_default();
+    let host: String = host
+        .trim()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(48)
+        .collect();
+    let host = if host.is_empty() { "node".into() } else { host };
+    format!("{host}-{ocpp_port}")
+}
+
+/// The bucket key of an identity: letters, digits, `-` and `_` as they are,
+/// any other byte as `=XX` (identities may hold `.`, `:` and more that keys
+/// may not).
+pub fn key_of(identity: &str) -> String {
+    let mut k = String::with_capacity(identity.len());
+    for b in identity.bytes() {
+        if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' {
+            k.push(char::from(b));
+        } else {
+            k.push_str(&format!("={b:02X}"));
+        }
+    }
+    k
+}
+
+/// The identity of a bucket key ([`key_of`]'s inverse), `None` for a key it
+/// did not write.
+pub fn identity_of(key: &str) -> Option<String> {
+    let bytes = key.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'=' {
+            let hex = key.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// Why cluster mode could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// NATS is not reachable.
+    #[error("cluster: NATS at {url}: {reason}")]
+    Nats {
+        /// The URL.
+        url: String,
+        /// Why.
+        reason: String,
+    },
+    /// The presence bucket could not be opened or created (no JetStream?).
+    #[error("cluster: presence bucket {bucket}: {reason} (is JetStream on, nats-server -js?)")]
+    Bucket {
+        /// Its name.
+        bucket: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// What nodes and the cluster share: NATS, the bucket, the names.
+#[derive(Debug)]
+struct Shared {
+    client: async_nats::Client,
+    kv: kv::Store,
+    prefix: String,
+    node: String,
+    lease: Duration,
+    /// How long a caller waits for the owner's answer: the call timeout and
+    /// a margin for the hops.
+    wait: Duration,
+}
+
+impl Shared {
+    fn call_subject(&self, node: &str) -> String {
+        format!("{}.node.{node}.call", self.prefix)
+    }
+
+    fn events_subject(&self) -> String {
+        format!("{}.events", self.prefix)
+    }
+}
+
+/// A node joined to its cluster, before [`Cluster::run`].
+#[derive(Debug)]
+pub struct Cluster {
+    shared: Arc<Shared>,
+}
+
+impl Cluster {
+    /// Connects to NATS and opens (or creates) the presence bucket, as node
+    /// `node` whose station calls time out after `call_timeout`.
+    ///
+    /// # Errors
+    ///
+    /// NATS unreachable, or no JetStream there.
+    pub async fn join(
+        config: &ClusterConfig,
+        node: String,
+        call_timeout: Duration,
+    ) -> Result<Cluster, ClusterError> {
+        let wait = call_timeout + Duration::from_secs(5);
+        let client = async_nats::ConnectOptions::new()
+            .name(format!("csms {}/{node}", config.name))
+            .connection_timeout(Duration::from_secs(5))
+            .request_timeout(Some(wait))
+            .connect(config.url.as_str())
+            .await
+            .map_err(|e| ClusterError::Nats {
+                url: crate::config::redact(&config.url),
+                reason: e.to_string(),
+            })?;
+        let js = async_nats::jetstream::new(client.clone());
+        let bucket = format!("evproto_csms_{}_presence", config.name);
+        let kv = match js.get_key_value(&bucket).await {
+            Ok(kv) => kv,
+            Err(_) => open_bucket(&js, &bucket, config.lease)
+                .await
+                .map_err(|reason| ClusterError::Bucket {
+                    bucket: bucket.clone(),
+                    reason,
+                })?,
+        };
+        tracing::info!(node, cluster = %config.name, "joined the cluster");
+        Ok(Cluster {
+            shared: Arc::new(Shared {
+                client,
+                kv,
+                prefix: format!("evproto.csms.{}", config.name),
+                node,
+                lease: config.lease,
+                wait,
+            }),
+        })
+    }
+
+    /// The handle the gateway calls other nodes' stations with.
+    pub fn remote(&self) -> Remote {
+        Remote {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// Starts the node's cluster work: presence of the stations connected
+    /// to `server`, answering other nodes' calls through `gateway`, and the
+    /// events of `events` both ways.
+    ///
+    /// # Errors
+    ///
+    /// The node's subscriptions could not be made.
+    pub async fn run(
+        self,
+        server: Server,
+        gateway: StationGateway,
+        events: broadcast::Sender<LiveEvent>,
+    ) -> Result<(), String> {
+        let s = &self.shared;
+        let calls = s
+            .client
+            .subscribe(s.call_subject(&s.node))
+            .await
+            .map_err(|e| format!("cluster: {e}"))?;
+        let incoming = s
+            .client
+            .subscribe(s.events_subject())
+            .await
+            .map_err(|e| format!("cluster: {e}"))?;
+        let server_events = server.subscribe();
+        tokio::spawn(presence_loop(s.clone(), server, server_events));
+        tokio::spawn(answer_calls(s.clone(), gateway, calls));
+        tokio::spawn(relay_events(s.clone(), events, incoming));
+        Ok(())
+    }
+}
+
+/// Creates the presence bucket: the stream a key-value bucket is (as the
+/// client's `create_key_value` makes it, which first reads account details
+/// that NATS servers before 2.10 answer in a form it does not read), one
+/// value per key, entries dropped after `lease`; then opens it. A bucket
+/// another node created meanwhile is opened as it is.
+async fn open_bucket(
+    js: &async_nats::jetstream::Context,
+    bucket: &str,
+    lease: Duration,
+) -> Result<kv::Store, String> {
+    use async_nats::jetstream::stream;
+    let created = js
+        .create_stream(stream::Config {
+            name: format!("KV_{bucket}"),
+            description: Some("evproto CSMS: which node holds which station's connection".into()),
+            subjects: vec![format!("$KV.{bucket}.>")],
+            max_messages_per_subject: 1,
+            max_age: lease,
+            allow_rollup: true,
+            deny_delete: true,
+            allow_direct: true,
+            discard: stream::DiscardPolicy::New,
+            num_replicas: 1,
+            ..Default::default()
+        })
+        .await;
+    match (created, js.get_key_value(bucket).await) {
+        (_, Ok(kv)) => Ok(kv),
+        (Err(e), Err(_)) => Err(e.to_string()),
+        (Ok(_), Err(e)) => Err(e.to_string()),
+    }
+}
+
+/// A call for a station, from the node that was asked to the node holding
+/// its connection.
+#[derive(Debug, Serialize, Deserialize)]
+struct CallRequest {
+    station: String,
+    action: String,
+    /// The subprotocol the request is written for (typed calls), checked
+    /// against the station's connection.
+    #[serde(default)]
+    version: Option<String>,
+    /// The OCPP request payload.
+    payload: Box<RawValue>,
+}
+
+/// The answer: the station's response payload, or why there is none.
+type CallReply = Result<Box<RawValue>, StationCallError>;
+
+/// Calls to stations connected to other nodes (cheap to clone).
+#[derive(Debug, Clone)]
+pub struct Remote {
+    shared: Arc<Shared>,
+}
+
+impl Remote {
+    /// The entry of a station connected to another node, `None` when it is
+    /// connected to none (or only this node's stale entry names it).
+    ///
+    /// # Errors
+    ///
+    /// The registry cannot be read (503).
+    pub async fn owner(&self, station: &str) -> Result<Option<Entry>, StationCallError> {
+        let unreachable = |reason: String| StationCallError::OwnerUnreachable {
+            station: station.to_owned(),
+            reason,
+        };
+        let found = tokio::time::timeout(self.shared.wait, self.shared.kv.entry(key_of(station)))
+            .await
+            .map_err(|_| unreachable("the presence registry did not answer".into()))?
+            .map_err(|e| unreachable(format!("the presence registry: {e}")))?;
+        Ok(found
+            .filter(|e| e.operation == kv::Operation::Put)
+            .and_then(|e| serde_json::from_slice::<Entry>(&e.value).ok())
+            .filter(|e| e.node != self.shared.node))
+    }
+
+    /// Calls `action` with `payload` (the request's JSON text) on a station
+    /// connected to another node: the answer's JSON text. `version`, for a
+    /// typed call, is the subprotocol the request is written for.
+    ///
+    /// # Errors
+    ///
+    /// Not connected anywhere (404), the owner's answer (timeout, CALLERROR,
+    /// ...), or the owner unreachable (503).
+    pub async fn call(
+        &self,
+        station: &str,
+        action: &str,
+        version: Option<&str>,
+        payload: String,
+    ) -> Result<String, StationCallError> {
+        let Some(owner) = self.owner(station).await? else {
+            return Err(StationCallError::NotConnected {
+                station: station.to_owned(),
+            });
+        };
+        let payload =
+            RawValue::from_string(payload).map_err(|e| StationCallError::rejected(station, e))?;
+        let body = serde_json::to_vec(&CallRequest {
+            station: station.to_owned(),
+            action: action.to_owned(),
+            version: version.map(str::to_owned),
+            payload,
+        })
+        .map_err(|e| StationCallError::rejected(station, e))?;
+        let unreachable = |reason: String| StationCallError::OwnerUnreachable {
+            station: station.to_owned(),
+            reason: format!("node {}: {reason}", owner.node),
+        };
+        let request = async_nats::Request::new()
+            .payload(body.into())
+            .timeout(Some(self.shared.wait));
+        let answer = tokio::time::timeout(
+            self.shared.wait,
+            self.shared
+                .client
+                .send_request(self.shared.call_subject(&owner.node), request),
+        )
+        .await
+        .map_err(|_| unreachable("no answer in time".into()))?
+        .map_err(|e| unreachable(e.to_string()))?;
+        match serde_json::from_slice::<CallReply>(&answer.payload) {
+            Ok(Ok(text)) => Ok(text.get().to_owned()),
+            Ok(Err(e)) => Err(e),
+            Err(e) => Err(unreachable(format!("an answer that is not one: {e}"))),
+        }
+    }
+}
+
+/// Answers other nodes' calls for stations connected here.
+async fn answer_calls(
+    shared: Arc<Shared>,
+    gateway: StationGateway,
+    mut calls: async_nats::Subscriber,
+) {
+    while let Some(msg) = calls.next().await {
+        let Some(reply_to) = msg.reply.clone() else {
+            continue;
+        };
+        let (client, gateway) = (shared.client.clone(), gateway.clone());
+        tokio::spawn(async move {
+            let reply: CallReply = match serde_json::from_slice::<CallRequest>(&msg.payload) {
+                Ok(r) => gateway
+                    .call_here(
+                        &r.station,
+                        &r.action,
+                        r.version.as_deref(),
+                        r.payload.get().to_owned(),
+                    )
+                    .await
+                    .and_then(|text| {
+                        RawValue::from_string(text).map_err(|e| StationCallError::BadAnswer {
+                            station: r.station.clone(),
+                            reason: e.to_string(),
+                        })
+                    }),
+                Err(e) => Err(StationCallError::Rejected {
+                    station: String::new(),
+                    reason: format!("a call request that is not one: {e}"),
+                }),
+            };
+            let body = serde_json::to_vec(&reply).unwrap_or_default();
+            if let Err(e) = client.publish(reply_to, body.into()).await {
+                tracing::warn!("cluster: answering a call: {e}");
+            }
+        });
+    }
+}
+
+/// A live event on the cluster's subject, with the node it happened on.
+#[derive(Serialize)]
+struct EventOut<'a> {
+    node: &'a str,
+    event: &'a LiveEvent,
+}
+
+/// [`EventOut`], read.
+#[derive(Deserialize)]
+struct EventIn {
+    node: String,
+    event: LiveEvent,
+}
+
+/// Publishes this node's live events and re-broadcasts the other nodes'.
+async fn relay_events(
+    shared: Arc<Shared>,
+    events: broadcast::Sender<LiveEvent>,
+    mut incoming: async_nats::Subscriber,
+) {
+    let mut local = events.subscribe();
+    let mut echoes = relay::Echoes::default();
+    let subject = shared.events_subject();
+    loop {
+        tokio::select! {
+            e = local.recv() => match e {
+                Ok(e) => {
+                    if echoes.is_echo(&e.to_json()) {
+                        continue;
+                    }
+                    let out = EventOut { node: &shared.node, event: &e };
+                    let Ok(body) = serde_json::to_vec(&out) else { continue };
+                    if let Err(err) = shared.client.publish(subject.clone(), body.into()).await {
+                        tracing::debug!("cluster: publishing an event: {err}");
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => echoes.lagged(),
+                Err(broadcast::error::RecvError::Closed) => return,
+            },
+            m = incoming.next() => {
+                let Some(m) = m else { return };
+                match serde_json::from_slice::<EventIn>(&m.payload) {
+                    Ok(EventIn { node, .. }) if node == shared.node => {}
+                    Ok(EventIn { event, .. }) => {
+                        echoes.injected(event.to_json());
+                        let _ = events.send(event);
+                    }
+                    Err(e) => tracing::warn!("cluster: an event that is not one: {e}"),
+                }
+            }
+        }
+    }
+}
+
+/// The next watch entry; pending forever without a watch.
+async fn next_entry(watch: &mut Option<kv::Watch>) -> Option<Result<kv::Entry, kv::WatcherError>> {
+    match watch {
+        Some(w) => w.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Keeps the presence entries of the stations connected here.
+async fn presence_loop(
+    shared: Arc<Shared>,
+    server: Server,
+    mut server_events: broadcast::Receiver<ServerEvent>,
+) {
+    let start = Instant::now();
+    let mut core = Presence::new(shared.node.clone(), shared.lease / 3);
+    let (done, mut outcomes) = mpsc::unbounded_channel::<Input>();
+    let mut watch: Option<kv::Watch> = None;
+    let mut last_revision = 0;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        if watch.is_none() {
+            let opened = if last_revision == 0 {
+                shared.kv.watch_all().await
+            } else {
+                shared.kv.watch_all_from_revision(last_revision + 1).await
+            };
+            match opened {
+                Ok(w) => watch = Some(w),
+                Err(e) => tracing::warn!("cluster: watching the presence registry: {e}"),
+            }
+        }
+        let input = tokio::select! {
+            e = server_events.recv() => match e {
+                Ok(ServerEvent::Connected { identity, version }) => Input::Connected {
+                    station: identity,
+                    version,
+                },
+                Ok(ServerEvent::Disconnected { identity, .. }) => Input::Disconnected {
+                    still_here: server.station(&identity).is_ok(),
+                    station: identity,
+                },
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => return,
+            },
+            w = next_entry(&mut watch) => match w {
+                Some(Ok(e)) => {
+                    last_revision = last_revision.max(e.revision);
+                    let Some(station) = identity_of(&e.key) else { continue };
+                    let entry = match e.operation {
+                        kv::Operation::Put => match serde_json::from_slice::<Entry>(&e.value) {
+                            Ok(entry) => Some(entry),
+                            Err(err) => {
+                                tracing::warn!(station, "cluster: a presence entry that is not one: {err}");
+                                continue;
+                            }
+                        },
+                        kv::Operation::Delete | kv::Operation::Purge => None,
+                    };
+                    Input::Seen { station, entry, revision: e.revision }
+                }
+                Some(Err(err)) => {
+                    tracing::warn!("cluster: the presence watch: {err}");
+                    watch = None;
+                    continue;
+                }
+                None => {
+                    watch = None;
+                    continue;
+                }
+            },
+            Some(i) = outcomes.recv() => i,
+            _ = tick.tick() => Input::Tick,
+        };
+        for d in core.handle(start.elapsed(), input) {
+            execute(&shared, &server, &done, d);
+        }
+    }
+}
+
+/// Does one presence decision in its own task; its outcome comes back on
+/// `done`.
+fn execute(
+    shared: &Arc<Shared>,
+    server: &Server,
+    done: &mpsc::UnboundedSender<Input>,
+    d: Decision,
+) {
+    let (shared, done) = (shared.clone(), done.clone());
+    match d {
+        Decision::Claim { station, version } => {
+            tokio::spawn(async move {
+                let outcome = match claim(&shared, &station, version).await {
+                    Ok((epoch, revision)) => Input::Claimed {
+                        station,
+                        epoch,
+                        revision,
+                    },
+                    Err(e) => {
+                        tracing::warn!(station, "cluster: claiming the presence entry: {e}");
+                        Input::ClaimFailed { station }
+                    }
+                };
+                let _ = done.send(outcome);
+            });
+        }
+        Decision::Renew {
+            station,
+            entry,
+            revision,
+        } => {
+            tokio::spawn(async move {
+                let key = key_of(&station);
+                let value = serde_json::to_vec(&entry).unwrap_or_default();
+                match shared.kv.update(&key, value.into(), revision).await {
+                    Ok(revision) => {
+                        let _ = done.send(Input::Renewed { station, revision });
+                    }
+                    Err(e) => {
+                        let conflict = e.kind() == kv::UpdateErrorKind::WrongLastRevision;
+                        let _ = done.send(Input::RenewFailed {
+                            station: station.clone(),
+                        });
+                        if conflict {
+                            let _ = done.send(match read(&shared, &key).await {
+                                Ok(Some((entry, revision))) => Input::Seen {
+                                    station,
+                                    entry: Some(entry),
+                                    revision,
+                                },
+                                Ok(None) => Input::Gone { station },
+                                Err(_) => return,
+                            });
+                        } else {
+                            tracing::warn!(station, "cluster: renewing the presence entry: {e}");
+                        }
+                    }
+                }
+            });
+        }
+        Decision::Close { station } => {
+            let server = server.clone();
+            tokio::spawn(async move {
+                if server
+                    .disconnect(&station, "connected to another node of the cluster")
+                    .await
+                {
+                    tracing::info!(station, "closed: it connected to another node");
+                }
+            });
+        }
+        Decision::Delete { station, revision } => {
+            tokio::spawn(async move {
+                let key = key_of(&station);
+                if let Err(e) = shared.kv.delete_expect_revision(&key, Some(revision)).await {
+                    tracing::debug!(station, "cluster: presence entry not deleted: {e}");
+                }
+            });
+        }
+    }
+}
+
+/// A station's current entry and its revision, `None` when there is none.
+async fn read(shared: &Shared, key: &str) -> Result<Option<(Entry, u64)>, String> {
+    let found = shared.kv.entry(key).await.map_err(|e| e.to_string())?;
+    Ok(found
+        .filter(|e| e.operation == kv::Operation::Put)
+        .and_then(|e| Some((serde_json::from_slice::<Entry>(&e.value).ok()?, e.revision))))
+}
+
+/// Writes a station's entry naming this node with the next epoch, over the
+/// revision read (created when absent), again on a conflict: the epoch and
+/// revision written.
+async fn claim(
+    shared: &Shared,
+    station: &str,
+    version: evproto_ocpp_proto::ProtocolVersion,
+) -> Result<(u64, u64), String> {
+    let key = key_of(station);
+    let mut last = String::new();
+    for _ in 0..16 {
+        let current = shared.kv.entry(&key).await.map_err(|e| e.to_string())?;
+        let (epoch, over) = match current {
+            Some(e) if e.operation == kv::Operation::Put => (
+                serde_json::from_slice::<Entry>(&e.value).map_or(0, |x| x.epoch) + 1,
+                Some(e.revision),
+            ),
+            _ => (1, None),
+        };
+        let value = serde_json::to_vec(&Entry {
+            node: shared.node.clone(),
+            epoch,
+            version,
+        })
+        .map_err(|e| e.to_string())?;
+        let written = match over {
+            Some(r) => shared.kv.update(&key, value.into(), r).await.map_err(|e| {
+                (
+                    e.kind() == kv::UpdateErrorKind::WrongLastRevision,
+                    e.to_string(),
+                )
+            }),
+            None => shared.kv.create(&key, value.into()).await.map_err(|e| {
+                (
+                    e.kind() == kv::CreateErrorKind::AlreadyExists,
+                    e.to_string(),
+                )
+            }),
+        };
+        match written {
+            Ok(revision) => return Ok((epoch, revision)),
+            Err((true, e)) => last = e,
+            Err((false, e)) => return Err(e),
+        }
+    }
+    Err(format!("kept losing the race for it: {last}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identities_make_valid_keys_and_come_back() {
+        for id in ["CP1", "cs-01.site_A:1", "a=b", "Ünï", "x y/z"] {
+            let k = key_of(id);
+            assert!(
+                k.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_=".contains(c)),
+                "{k}"
+            );
+            assert_eq!(identity_of(&k).as_deref(), Some(id));
+        }
+        assert_eq!(key_of("cs-01.site_A:1"), "cs-01=2Esite_A=3A1");
+        assert_eq!(identity_of("bad=Z"), None);
+        assert_eq!(identity_of("bad=ZZ"), None);
+    }
+
+    #[test]
+    fn cluster_settings_are_checked() {
+        let args = |url: Option<&str>, name: &str, node: Option<&str>, lease: u64| ClusterArgs {
+            url: url.map(str::to_owned),
+            cluster_name: name.into(),
+            node_id: node.map(str::to_owned),
+            cluster_lease: lease,
+        };
+        assert_eq!(args(None, "x", None, 30).to_config(), Ok(None));
+        let c = args(Some("nats://127.0.0.1:4222"), "prod", Some("n1"), 30)
+            .to_config()
+            .unwrap()
+            .unwrap();
+        assert_eq!(c.lease, Duration::from_secs(30));
+        assert!(args(Some("nats://h"), "a.b", None, 30).to_config().is_err());
+        assert!(args(Some("nats://h"), "a", Some("n 1"), 30)
+            .to_config()
+            .is_err());
+        assert!(args(Some("nats://h"), "a", None, 2).to_config().is_err());
+    }
+
+    #[test]
+    fn cluster_mode_refuses_a_store_of_one_node() {
+        assert!(check_store(Some("postgres://localhost/csms")).is_ok());
+        assert!(check_store(Some("postgresql://localhost/csms")).is_ok());
+        let e = check_store(Some("sqlite://data/csms.db")).unwrap_err();
+        assert!(e.contains("DATABASE_URL=postgres://"), "{e}");
+        assert!(check_store(None).is_err());
+    }
+
+    #[test]
+    fn the_default_node_id_is_a_plain_name() {
+        let n = default_node_id(9000);
+        assert!(plain_name(&n), "{n}");
+        assert!(n.ends_with("-9000"), "{n}");
+    }
+}

@@ -1,0 +1,369 @@
+//! Cluster mode (issue 20): three `csms` processes on one PostgreSQL
+//! database and NATS (`CSMS_TEST_NATS`, default nats://127.0.0.1:4222),
+//! each on its own loopback ports, a cluster name of their own per run.
+//! Stations are plain WebSockets (no reconnection of their own), spread
+//! over the nodes: an API call on node 1 reaches a station on node 3 and
+//! returns its answer; a station that connects to node 1 while node 2
+//! still holds it replaces that connection (node 2 closes its socket); the
+//! live events of node 1 show a boot on node 3; a call for a station whose
+//! node does not answer is a 503. Cluster mode refuses SQLite.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio::sync::{mpsc, oneshot};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+
+const KEY: &str = "cluster-test-api-key-0123";
+const WAIT: Duration = Duration::from_secs(15);
+
+fn nats_url() -> String {
+    std::env::var("CSMS_TEST_NATS").unwrap_or_else(|_| "nats://127.0.0.1:4222".into())
+}
+
+/// Fails the test with the reason when NATS cannot be reached.
+fn require_nats(url: &str) {
+    let addr = url.trim_start_matches("nats://");
+    if let Err(e) = std::net::TcpStream::connect(addr) {
+        panic!("NATS at {url} (set CSMS_TEST_NATS; CI runs nats-server -js): {e}");
+    }
+}
+
+/// A fresh PostgreSQL database; (its URL, the admin URL).
+async fn postgres_db(tag: &str) -> (String, String) {
+    let admin = std::env::var("CSMS_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let name = format!("csms_cluster_{tag}_{}", std::process::id());
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&admin)
+        .await
+        .unwrap_or_else(|e| panic!("PostgreSQL at {admin} (set CSMS_TEST_POSTGRES): {e}"));
+    for sql in [
+        format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+        format!("CREATE DATABASE {name}"),
+    ] {
+        sqlx::query(&sql).execute(&pool).await.unwrap();
+    }
+    pool.close().await;
+    let (base, _) = admin.rsplit_once('/').expect("a database in the URL");
+    (format!("{base}/{name}"), admin)
+}
+
+async fn drop_db(url: &str, admin: &str) {
+    let name = url.rsplit('/').next().unwrap_or_default();
+    if let Ok(pool) = sqlx::AnyPool::connect(admin).await {
+        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .execute(&pool)
+            .await;
+        pool.close().await;
+    }
+}
+
+/// One `csms` node process; killed when dropped.
+struct Node {
+    child: Child,
+    ocpp: u16,
+    admin: u16,
+    dir: std::path::PathBuf,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Starts node `node` of cluster `cluster` on `db` and waits until it
+/// listens.
+fn start_node(cluster: &str, node: &str, db: &str) -> Node {
+    let dir = std::env::temp_dir().join(format!("csms-cluster-{cluster}-{node}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let log = std::fs::File::create(dir.with_extension("log")).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_csms"))
+        .args([
+            "--bind",
+            "127.0.0.1",
+            "--ocpp-port",
+            "0",
+            "--http-port",
+            "0",
+        ])
+        .args(["--admin-port", "0", "--security-profile", "0"])
+        .args(["--unknown-stations", "accept", "--call-timeout", "5"])
+        .args(["--cluster", &nats_url(), "--cluster-name", cluster])
+        .args(["--node-id", node])
+        .arg("--data-dir")
+        .arg(&dir)
+        .env("CSMS_API_KEY", KEY)
+        .env("DATABASE_URL", db)
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|e| {
+                let _ = child.kill();
+                let _ = child.wait();
+                let log = std::fs::read_to_string(dir.with_extension("log")).unwrap_or_default();
+                panic!("node {node} did not start ({e}): {log}")
+            });
+        let v: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
+        if v["event"] == "listening" {
+            return Node {
+                child,
+                ocpp: v["ocpp_port"].as_u64().unwrap() as u16,
+                admin: v["admin_port"].as_u64().unwrap() as u16,
+                dir,
+            };
+        }
+    }
+}
+
+/// An operator API request to a node: (status, JSON body or null).
+async fn api(node: &Node, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    let c = reqwest::Client::new();
+    let mut rb = c
+        .request(
+            reqwest::Method::from_bytes(method.as_bytes()).unwrap(),
+            format!("http://127.0.0.1:{}{path}", node.admin),
+        )
+        .bearer_auth(KEY);
+    if let Some(b) = body {
+        rb = rb
+            .header("Content-Type", "application/json")
+            .body(b.to_string());
+    }
+    let r = rb.send().await.unwrap();
+    let s = r.status().as_u16();
+    (s, r.json().await.unwrap_or(Value::Null))
+}
+
+/// A station on a plain WebSocket: answers every CSMS call with
+/// `{"status": "Accepted"}` and reports it; does not reconnect.
+struct Station {
+    out: mpsc::UnboundedSender<Message>,
+    /// The actions the CSMS called.
+    calls: mpsc::UnboundedReceiver<String>,
+    /// Fires when the CSMS closed the connection.
+    closed: oneshot::Receiver<()>,
+}
+
+impl Station {
+    /// Connects `id` to `node` in OCPP 2.0.1 and waits until its boot is
+    /// accepted.
+    async fn boot(node: &Node, id: &str) -> Station {
+        let mut req = format!("ws://127.0.0.1:{}/ocpp/{id}", node.ocpp)
+            .into_client_request()
+            .unwrap();
+        req.headers_mut()
+            .insert("Sec-WebSocket-Protocol", "ocpp2.0.1".parse().unwrap());
+        let (ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+        let (mut sink, mut stream) = ws.split();
+        let (out, mut out_rx) = mpsc::unbounded_channel::<Message>();
+        let (calls_tx, calls) = mpsc::unbounded_channel();
+        let (answers_tx, mut answers) = mpsc::unbounded_channel::<Value>();
+        let (closed_tx, closed) = oneshot::channel();
+        tokio::spawn(async move {
+            while let Some(m) = out_rx.recv().await {
+                if sink.send(m).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let replies = out.clone();
+        tokio::spawn(async move {
+            while let Some(Ok(m)) = stream.next().await {
+                let Message::Text(t) = m else {
+                    if matches!(m, Message::Close(_)) {
+                        break;
+                    }
+                    continue;
+                };
+                let v: Value = serde_json::from_str(t.as_str()).unwrap_or(Value::Null);
+                match v[0].as_u64() {
+                    Some(2) => {
+                        let answer = json!([3, v[1], {"status": "Accepted"}]);
+                        let _ = replies.send(Message::text(answer.to_string()));
+                        let _ = calls_tx.send(v[2].as_str().unwrap_or_default().to_owned());
+                    }
+                    _ => {
+                        let _ = answers_tx.send(v);
+                    }
+                }
+            }
+            let _ = closed_tx.send(());
+        });
+        let boot = json!([2, "boot-1", "BootNotification",
+            {"reason": "PowerUp", "chargingStation": {"model": "M", "vendorName": "V"}}]);
+        out.send(Message::text(boot.to_string())).unwrap();
+        let answer = tokio::time::timeout(WAIT, answers.recv())
+            .await
+            .expect("a boot answer in time")
+            .expect("connected");
+        assert_eq!(answer[0], 3, "{answer}");
+        assert_eq!(answer[2]["status"], "Accepted", "{answer}");
+        Station { out, calls, closed }
+    }
+
+    /// Waits until the CSMS called `action` (other calls are passed over).
+    async fn called(&mut self, action: &str) {
+        loop {
+            let got = tokio::time::timeout(WAIT, self.calls.recv())
+                .await
+                .unwrap_or_else(|_| panic!("no {action} in time"))
+                .expect("connected");
+            if got == action {
+                return;
+            }
+        }
+    }
+}
+
+/// Calls `action` on `station` through `node`'s API until the station's
+/// node has registered it (404 meanwhile): the final status and body.
+async fn call_through(node: &Node, station: &str, action: &str) -> (u16, Value) {
+    let path = format!("/api/stations/{station}/ocpp/{action}");
+    let until = Instant::now() + WAIT;
+    loop {
+        let (s, v) = api(node, "POST", &path, Some(json!({}))).await;
+        if s != 404 || Instant::now() > until {
+            return (s, v);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_share_stations_calls_and_events() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let nats = nats_url();
+    require_nats(&nats);
+    let (db, admin) = postgres_db("three").await;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    let cluster = format!("t{}_{nanos}", std::process::id());
+    // one at a time: the first creates the schema
+    let n1 = start_node(&cluster, "n1", &db);
+    let n2 = start_node(&cluster, "n2", &db);
+    let n3 = start_node(&cluster, "n3", &db);
+
+    // node 1's live events, followed from now on
+    let sse = reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{}/api/events", n1.admin))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sse.status().as_u16(), 200);
+    let (seen_tx, mut seen) = mpsc::unbounded_channel::<String>();
+    tokio::spawn(async move {
+        let mut sse = sse;
+        while let Ok(Some(chunk)) = sse.chunk().await {
+            let _ = seen_tx.send(String::from_utf8_lossy(&chunk).into_owned());
+        }
+    });
+
+    // stations spread over the nodes
+    let mut a = Station::boot(&n3, "CL-A").await;
+    let b_old = Station::boot(&n2, "CL-B").await;
+    let _c = Station::boot(&n1, "CL-C").await;
+
+    // SSE on node 1 shows the boot on node 3
+    let until = Instant::now() + WAIT;
+    let mut text = String::new();
+    while !(text.contains(r#""type":"boot""#) && text.contains(r#""station":"CL-A""#)) {
+        let left = until.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, seen.recv()).await {
+            Ok(Some(chunk)) => text.push_str(&chunk),
+            _ => panic!("node 1's events did not show CL-A's boot on node 3: {text}"),
+        }
+    }
+
+    // an API call on node 1 to the station on node 3: the station's answer
+    let (s, v) = call_through(&n1, "CL-A", "ClearCache").await;
+    assert_eq!((s, &v), (200, &json!({"status": "Accepted"})), "{v}");
+    a.called("ClearCache").await;
+
+    // CL-B moves from node 2 to node 1: node 2 closes its old socket
+    let mut b_new = Station::boot(&n1, "CL-B").await;
+    tokio::time::timeout(WAIT, b_old.closed)
+        .await
+        .expect("node 2 closed CL-B's old connection in time")
+        .expect("closed");
+    // and calls through any node reach the new connection
+    let (s, v) = call_through(&n3, "CL-B", "ClearCache").await;
+    assert_eq!(s, 200, "{v}");
+    b_new.called("ClearCache").await;
+    drop(b_old.out);
+
+    // connected nowhere: 404
+    let (s, v) = api(
+        &n2,
+        "POST",
+        "/api/stations/CL-NOWHERE/ocpp/ClearCache",
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(s, 404, "{v}");
+
+    // a station whose node does not answer: 503
+    let client = async_nats::connect(nats.as_str()).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    let bucket = format!("evproto_csms_{cluster}_presence");
+    let kv = js.get_key_value(&bucket).await.unwrap();
+    kv.put(
+        "CL-GHOST",
+        r#"{"node":"gone","epoch":1,"version":"ocpp2.0.1"}"#.into(),
+    )
+    .await
+    .unwrap();
+    let (s, v) = api(
+        &n1,
+        "POST",
+        "/api/stations/CL-GHOST/ocpp/ClearCache",
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(s, 503, "{v}");
+    assert!(v.to_string().contains("cannot be reached"), "{v}");
+
+    drop((n1, n2, n3));
+    let _ = js.delete_key_value(&bucket).await;
+    drop_db(&db, &admin).await;
+}
+
+#[test]
+fn cluster_mode_refuses_sqlite() {
+    let dir = std::env::temp_dir().join(format!("csms-cluster-sqlite-{}", std::process::id()));
+    let out = Command::new(env!("CARGO_BIN_EXE_csms"))
+        .args(["--cluster", "nats://127.0.0.1:4222", "--data-dir"])
+        .arg(&dir)
+        .env_remove("DATABASE_URL")
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(!out.status.success(), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cluster mode needs"), "{err}");
+    assert!(err.contains("DATABASE_URL=postgres://"), "{err}");
+}
