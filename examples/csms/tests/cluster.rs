@@ -8,6 +8,8 @@
 //! live events of node 1 show a boot on node 3; a call for a station whose
 //! node does not answer is a 503. Cluster mode refuses SQLite.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -139,21 +141,7 @@ fn start_node(cluster: &str, node: &str, db: &str) -> Node {
 
 /// An operator API request to a node: (status, JSON body or null).
 async fn api(node: &Node, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-    let c = reqwest::Client::new();
-    let mut rb = c
-        .request(
-            reqwest::Method::from_bytes(method.as_bytes()).unwrap(),
-            format!("http://127.0.0.1:{}{path}", node.admin),
-        )
-        .bearer_auth(KEY);
-    if let Some(b) = body {
-        rb = rb
-            .header("Content-Type", "application/json")
-            .body(b.to_string());
-    }
-    let r = rb.send().await.unwrap();
-    let s = r.status().as_u16();
-    (s, r.json().await.unwrap_or(Value::Null))
+    common::api(KEY, node.admin, method, path, body).await
 }
 
 /// A station on a plain WebSocket: answers every CSMS call with

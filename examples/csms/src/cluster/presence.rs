@@ -435,32 +435,57 @@ mod tests {
         })
     }
 
+    // the inputs for station CP1
+    fn connected(p: &mut Presence, version: ProtocolVersion) -> Vec<Decision> {
+        let station = "CP1".into();
+        p.handle(s(0), Input::Connected { station, version })
+    }
+    fn disconnected(p: &mut Presence, still_here: bool) -> Vec<Decision> {
+        let station = "CP1".into();
+        p.handle(
+            s(1),
+            Input::Disconnected {
+                station,
+                still_here,
+            },
+        )
+    }
+    fn claimed(p: &mut Presence, epoch: u64, revision: u64) -> Vec<Decision> {
+        let station = "CP1".into();
+        let claimed = Input::Claimed {
+            station,
+            epoch,
+            revision,
+        };
+        p.handle(s(0), claimed)
+    }
+    fn seen(p: &mut Presence, entry: Option<Entry>, revision: u64) -> Vec<Decision> {
+        let station = "CP1".into();
+        let seen = Input::Seen {
+            station,
+            entry,
+            revision,
+        };
+        p.handle(s(1), seen)
+    }
+    fn claim(version: ProtocolVersion) -> Vec<Decision> {
+        let station = "CP1".into();
+        vec![Decision::Claim { station, version }]
+    }
+    fn close() -> Vec<Decision> {
+        let station = "CP1".into();
+        vec![Decision::Close { station }]
+    }
+    fn delete(revision: u64) -> Vec<Decision> {
+        let station = "CP1".into();
+        vec![Decision::Delete { station, revision }]
+    }
+
     /// Node `n1` holding `CP1` at revision 10, epoch 3, since time 0.
     fn holding() -> Presence {
         let mut p = Presence::new("n1", RENEW);
-        let d = p.handle(
-            s(0),
-            Input::Connected {
-                station: "CP1".into(),
-                version: V,
-            },
-        );
-        assert_eq!(
-            d,
-            vec![Decision::Claim {
-                station: "CP1".into(),
-                version: V
-            }]
-        );
-        let d = p.handle(
-            s(0),
-            Input::Claimed {
-                station: "CP1".into(),
-                epoch: 3,
-                revision: 10,
-            },
-        );
-        assert!(d.is_empty(), "{d:?}");
+        assert_eq!(connected(&mut p, V), claim(V));
+        assert!(claimed(&mut p, 3, 10).is_empty());
         p
     }
 
@@ -476,13 +501,12 @@ mod tests {
         assert_eq!(p.handle(s(10), Input::Tick), due);
         // still in flight
         assert!(p.handle(s(11), Input::Tick).is_empty());
-        p.handle(
-            s(11),
-            Input::Renewed {
-                station: "CP1".into(),
-                revision: 14,
-            },
-        );
+        let station = "CP1".to_owned();
+        let renewed = Input::Renewed {
+            station: station.clone(),
+            revision: 14,
+        };
+        p.handle(s(11), renewed);
         assert!(p.handle(s(20), Input::Tick).is_empty());
         let next = p.handle(s(21), Input::Tick);
         assert!(
@@ -490,12 +514,7 @@ mod tests {
             "{next:?}"
         );
         // a failed renewal is tried again at the next tick
-        p.handle(
-            s(21),
-            Input::RenewFailed {
-                station: "CP1".into(),
-            },
-        );
+        p.handle(s(21), Input::RenewFailed { station });
         assert_eq!(p.handle(s(22), Input::Tick).len(), 1);
     }
 
@@ -503,294 +522,81 @@ mod tests {
     fn a_later_claim_elsewhere_closes_the_connection_here_an_earlier_write_does_not() {
         let mut p = holding();
         // a write of another node before ours (a stale watch delivery)
-        let d = p.handle(
-            s(1),
-            Input::Seen {
-                station: "CP1".into(),
-                entry: entry("n2", 2),
-                revision: 9,
-            },
-        );
-        assert!(d.is_empty(), "{d:?}");
+        assert!(seen(&mut p, entry("n2", 2), 9).is_empty());
         // our own write, seen through the watch
-        assert!(p
-            .handle(
-                s(1),
-                Input::Seen {
-                    station: "CP1".into(),
-                    entry: entry("n1", 3),
-                    revision: 10,
-                },
-            )
-            .is_empty());
-        let d = p.handle(
-            s(2),
-            Input::Seen {
-                station: "CP1".into(),
-                entry: entry("n2", 4),
-                revision: 11,
-            },
-        );
-        assert_eq!(
-            d,
-            vec![Decision::Close {
-                station: "CP1".into()
-            }]
-        );
+        assert!(seen(&mut p, entry("n1", 3), 10).is_empty());
+        assert_eq!(seen(&mut p, entry("n2", 4), 11), close());
         // the closed connection's end deletes nothing: the entry is n2's
-        let d = p.handle(
-            s(2),
-            Input::Disconnected {
-                station: "CP1".into(),
-                still_here: false,
-            },
-        );
-        assert!(d.is_empty(), "{d:?}");
+        assert!(disconnected(&mut p, false).is_empty());
         assert!(p.is_empty());
     }
 
     #[test]
     fn the_owner_deletes_its_entry_when_the_connection_ends_not_on_a_local_replacement() {
         let mut p = holding();
-        let d = p.handle(
-            s(1),
-            Input::Disconnected {
-                station: "CP1".into(),
-                still_here: true,
-            },
-        );
-        assert!(d.is_empty(), "{d:?}");
-        let d = p.handle(
-            s(1),
-            Input::Disconnected {
-                station: "CP1".into(),
-                still_here: false,
-            },
-        );
-        assert_eq!(
-            d,
-            vec![Decision::Delete {
-                station: "CP1".into(),
-                revision: 10
-            }]
-        );
+        assert!(disconnected(&mut p, true).is_empty());
+        assert_eq!(disconnected(&mut p, false), delete(10));
     }
 
     #[test]
     fn a_claim_landing_after_its_connection_ended_is_deleted() {
         let mut p = Presence::new("n1", RENEW);
-        p.handle(
-            s(0),
-            Input::Connected {
-                station: "CP1".into(),
-                version: V,
-            },
-        );
-        assert!(p
-            .handle(
-                s(0),
-                Input::Disconnected {
-                    station: "CP1".into(),
-                    still_here: false,
-                },
-            )
-            .is_empty());
-        let d = p.handle(
-            s(0),
-            Input::Claimed {
-                station: "CP1".into(),
-                epoch: 1,
-                revision: 5,
-            },
-        );
-        assert_eq!(
-            d,
-            vec![Decision::Delete {
-                station: "CP1".into(),
-                revision: 5
-            }]
-        );
+        connected(&mut p, V);
+        assert!(disconnected(&mut p, false).is_empty());
+        assert_eq!(claimed(&mut p, 1, 5), delete(5));
     }
 
     #[test]
     fn a_claim_overtaken_by_another_node_while_in_flight_closes_here() {
         let mut p = Presence::new("n1", RENEW);
-        p.handle(
-            s(0),
-            Input::Connected {
-                station: "CP1".into(),
-                version: V,
-            },
-        );
-        p.handle(
-            s(0),
-            Input::Seen {
-                station: "CP1".into(),
-                entry: entry("n2", 5),
-                revision: 8,
-            },
-        );
-        let d = p.handle(
-            s(0),
-            Input::Claimed {
-                station: "CP1".into(),
-                epoch: 4,
-                revision: 7,
-            },
-        );
-        assert_eq!(
-            d,
-            vec![Decision::Close {
-                station: "CP1".into()
-            }]
-        );
+        connected(&mut p, V);
+        seen(&mut p, entry("n2", 5), 8);
+        assert_eq!(claimed(&mut p, 4, 7), close());
         // overtaken by an older write only: held
         let mut p = Presence::new("n1", RENEW);
-        p.handle(
-            s(0),
-            Input::Connected {
-                station: "CP1".into(),
-                version: V,
-            },
-        );
-        p.handle(
-            s(0),
-            Input::Seen {
-                station: "CP1".into(),
-                entry: entry("n2", 3),
-                revision: 6,
-            },
-        );
-        let d = p.handle(
-            s(0),
-            Input::Claimed {
-                station: "CP1".into(),
-                epoch: 4,
-                revision: 7,
-            },
-        );
-        assert!(d.is_empty(), "{d:?}");
+        connected(&mut p, V);
+        seen(&mut p, entry("n2", 3), 6);
+        assert!(claimed(&mut p, 4, 7).is_empty());
         assert_eq!(p.len(), 1);
     }
 
     #[test]
     fn an_entry_naming_this_node_without_a_connection_is_deleted() {
         let mut p = Presence::new("n1", RENEW);
-        let d = p.handle(
-            s(0),
-            Input::Seen {
-                station: "CP9".into(),
-                entry: entry("n1", 2),
-                revision: 3,
-            },
-        );
-        assert_eq!(
-            d,
-            vec![Decision::Delete {
-                station: "CP9".into(),
-                revision: 3
-            }]
-        );
+        assert_eq!(seen(&mut p, entry("n1", 2), 3), delete(3));
         // another node's entries are theirs
-        assert!(p
-            .handle(
-                s(0),
-                Input::Seen {
-                    station: "CP9".into(),
-                    entry: entry("n2", 2),
-                    revision: 4,
-                },
-            )
-            .is_empty());
+        assert!(seen(&mut p, entry("n2", 2), 4).is_empty());
     }
 
     #[test]
     fn a_failed_claim_is_retried_at_the_next_tick() {
         let mut p = Presence::new("n1", RENEW);
-        p.handle(
-            s(0),
-            Input::Connected {
-                station: "CP1".into(),
-                version: V,
-            },
-        );
+        connected(&mut p, V);
         // in flight: not sent twice
         assert!(p.handle(s(1), Input::Tick).is_empty());
-        p.handle(
-            s(1),
-            Input::ClaimFailed {
-                station: "CP1".into(),
-            },
-        );
-        assert_eq!(
-            p.handle(s(2), Input::Tick),
-            vec![Decision::Claim {
-                station: "CP1".into(),
-                version: V
-            }]
-        );
+        let station = "CP1".into();
+        p.handle(s(1), Input::ClaimFailed { station });
+        assert_eq!(p.handle(s(2), Input::Tick), claim(V));
     }
 
     #[test]
     fn an_entry_gone_or_deleted_elsewhere_while_connected_here_is_claimed_again() {
         let mut p = holding();
-        let d = p.handle(
-            s(1),
-            Input::Gone {
-                station: "CP1".into(),
-            },
-        );
-        assert!(matches!(&d[..], [Decision::Claim { .. }]), "{d:?}");
+        let station = "CP1".into();
+        assert_eq!(p.handle(s(1), Input::Gone { station }), claim(V));
         let mut p = holding();
         // our own delete seen late (revision before ours): nothing
-        assert!(p
-            .handle(
-                s(1),
-                Input::Seen {
-                    station: "CP1".into(),
-                    entry: None,
-                    revision: 9,
-                },
-            )
-            .is_empty());
-        let d = p.handle(
-            s(1),
-            Input::Seen {
-                station: "CP1".into(),
-                entry: None,
-                revision: 12,
-            },
-        );
-        assert!(matches!(&d[..], [Decision::Claim { .. }]), "{d:?}");
+        assert!(seen(&mut p, None, 9).is_empty());
+        assert_eq!(seen(&mut p, None, 12), claim(V));
     }
 
     #[test]
     fn a_new_local_connection_while_holding_claims_a_new_epoch() {
         let mut p = holding();
-        let d = p.handle(
-            s(1),
-            Input::Connected {
-                station: "CP1".into(),
-                version: ProtocolVersion::V21,
-            },
-        );
-        assert_eq!(
-            d,
-            vec![Decision::Claim {
-                station: "CP1".into(),
-                version: ProtocolVersion::V21
-            }]
-        );
+        let v21 = ProtocolVersion::V21;
+        assert_eq!(connected(&mut p, v21), claim(v21));
         // a second one while that claim is in flight adds none
-        assert!(p
-            .handle(
-                s(1),
-                Input::Connected {
-                    station: "CP1".into(),
-                    version: ProtocolVersion::V21,
-                },
-            )
-            .is_empty());
+        assert!(connected(&mut p, v21).is_empty());
     }
 
     #[test]
