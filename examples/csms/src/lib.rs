@@ -51,6 +51,8 @@ pub mod drivers;
 pub mod events;
 pub mod gateway;
 pub mod listener;
+pub mod maintenance;
+mod monitoring;
 pub mod ocpp;
 pub mod openadr;
 pub mod payments;
@@ -59,7 +61,6 @@ pub mod sessions;
 pub mod smart;
 pub mod station_auth;
 pub mod store;
-mod monitoring;
 mod store_authorization;
 pub mod store_drivers;
 mod store_ocpi;
@@ -114,6 +115,8 @@ pub struct App {
     pub sessions: sessions::Sessions,
     /// Connector statuses as stored, to skip writing repeats.
     statuses: std::sync::Mutex<HashMap<ConnectorKey, (String, Option<String>)>>,
+    /// Every connector's health score (predictive maintenance).
+    pub maintenance: maintenance::Maintenance,
 }
 
 impl App {
@@ -275,6 +278,21 @@ impl App {
         };
         self.roaming.session_changed(s, cdr.as_ref()).await;
         self.site.rebalance();
+        if let (Some(evse), at) = (s.evse_id, chrono::Utc::now()) {
+            let reason = s
+                .stop_reason
+                .as_deref()
+                .and_then(evproto_csms_core::transaction::StopReason::from_wire);
+            let ended = evproto_csms_core::health::Observation::session_ended(reason);
+            let change = self.maintenance.observe(
+                &s.station_id,
+                evse,
+                s.connector_id.unwrap_or(1),
+                at,
+                ended,
+            );
+            maintenance::changed(self, change).await?;
+        }
         self.notify(crate::events::LiveEvent::SessionCompleted {
             station: s.station_id.to_string(),
             session: s.id.to_string(),
@@ -688,6 +706,7 @@ async fn run(
         last_seen: std::sync::Mutex::new(HashMap::new()),
         statuses: std::sync::Mutex::new(HashMap::new()),
         sessions,
+        maintenance: maintenance::Maintenance::default(),
     });
     // 3. The OCPP server, from the handlers (their state is the app), and
     // the gateway's link to it.

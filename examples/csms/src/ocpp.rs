@@ -303,10 +303,26 @@ async fn after_commit(app: &App, station: &str, action: &str, out: &Outcome) {
     }
     for effect in &out.applied.effects {
         match effect {
-            Effect::Opened => app.notify(crate::events::LiveEvent::SessionStarted {
-                station: station.to_string(),
-                session: out.session_id.to_string(),
-            }),
+            Effect::Opened => {
+                if let Some(evse) = out.session.as_ref().and_then(|s| s.evse_id) {
+                    let connector = out.session.as_ref().and_then(|s| s.connector_id);
+                    let started = evproto_csms_core::health::Observation::SessionStarted;
+                    let change = app.maintenance.observe(
+                        station,
+                        evse,
+                        connector.unwrap_or(1),
+                        chrono::Utc::now(),
+                        started,
+                    );
+                    if let Err(e) = crate::maintenance::changed(app, change).await {
+                        tracing::warn!(station, "maintenance alert: {e}");
+                    }
+                }
+                app.notify(crate::events::LiveEvent::SessionStarted {
+                    station: station.to_string(),
+                    session: out.session_id.to_string(),
+                })
+            }
             Effect::Completed => {
                 if let Some(tx) = out.session_id.strip_prefix(&format!("{station}:")) {
                     cost_updates()
@@ -1025,7 +1041,15 @@ async fn status_notification(
             return Err(e.into());
         }
         location_changed(app, station);
+        app.maintenance.declare(station, s.evse, s.connector);
         if s.faulted() {
+            let fault = evproto_csms_core::health::Observation::Fault {
+                error_code: error.map(str::to_owned),
+            };
+            let change =
+                app.maintenance
+                    .observe(station, s.evse, s.connector, chrono::Utc::now(), fault);
+            crate::maintenance::changed(app, change).await?;
             let detail = serde_json::to_value(FaultDetail {
                 evse: s.evse,
                 connector: s.connector,

@@ -20,6 +20,7 @@ const PAGES = {
   roaming: () => import('./pages/roaming.js'),
   firmware: () => import('./pages/firmware.js'),
   alerts: () => import('./pages/alerts.js'),
+  maintenance: () => import('./pages/maintenance.js'),
 };
 
 const $ = (id) => document.getElementById(id);

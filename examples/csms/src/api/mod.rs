@@ -39,6 +39,7 @@ mod alerts;
 mod billing;
 pub(crate) mod console;
 mod error;
+mod maintenance;
 pub(crate) mod ops;
 mod roaming;
 mod sessions;
@@ -175,7 +176,7 @@ pub(crate) fn encode_cursor(key: &[String]) -> String {
         .encode(serde_json::to_string(key).unwrap_or_default())
 }
 
-fn decode_cursor(c: &str) -> Result<Vec<String>, ApiError> {
+pub(crate) fn decode_cursor(c: &str) -> Result<Vec<String>, ApiError> {
     use base64::Engine as _;
     base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(c)
@@ -410,6 +411,7 @@ pub fn admin_router(app: Arc<App>) -> Router {
             axum::routing::put(ops::put_local_list),
         )
         .route("/api/alerts", get(alerts::list_alerts))
+        .route("/api/maintenance", get(maintenance::list))
         .route("/api/stats/daily", get(console::daily_stats))
         .route("/api/alerts/{id}/clear", post(alerts::clear_alert))
         .route("/api/uptime", get(stations::uptime))
@@ -695,6 +697,7 @@ mod tests {
             ("/api/sessions/live", &["get"]),
             ("/api/payments", &["get"]),
             ("/api/stats/daily", &["get"]),
+            ("/api/maintenance", &["get"]),
             ("/api/cdrs", &["get"]),
             ("/api/wallets/{id_token}", &["get", "put"]),
             ("/api/sessions/{id}/payment", &["get"]),
