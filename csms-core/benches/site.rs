@@ -2,6 +2,8 @@
 //! or a grid event (the allocation of the limit now, and the plan of the
 //! next 24 hours in 15-minute slots with prices and V2X discharge).
 
+#![allow(missing_docs)] // criterion's generated functions
+
 use chrono::{Duration, TimeZone, Utc};
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use evproto_csms_core::limits::{allocate, Session, Site};
