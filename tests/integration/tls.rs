@@ -13,6 +13,10 @@ pub struct Pki {
 
 impl Pki {
     pub fn new() -> Self {
+        // the workspace builds rustls with both ring and aws-lc-rs (a
+        // dependency of the CSMS's OpenADR client enables the latter), so
+        // the process-level provider must be chosen: ring, as our crates use
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params
