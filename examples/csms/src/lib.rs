@@ -61,10 +61,11 @@ pub mod sessions;
 pub mod smart;
 pub mod station_auth;
 pub mod store;
-mod store_authorization;
-pub mod store_drivers;
-mod store_ocpi;
-pub mod store_reports;
+// the store's drivers, roaming and console modules under the names they had
+// before the store was split by aggregate
+pub use store::drivers as store_drivers;
+pub(crate) use store::ocpi as store_ocpi;
+pub use store::reports as store_reports;
 pub mod stripe;
 pub mod writer;
 

@@ -9,7 +9,7 @@ use rust_decimal::Decimal;
 use serde::Serialize;
 use sqlx::Row;
 
-use crate::store::{now, ts, Result, Session, Store, StoreError, TokenRecord};
+use super::{now, ts, Result, Session, Store, StoreError, TokenRecord};
 
 /// How a driver pays for sessions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]

@@ -12,7 +12,8 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 use sqlx::Row;
 
-use crate::store::{time_conds, Cond, Keyset, ListQuery, Page, Result, Store, StoreError};
+use super::paging::{time_conds, Cond, Keyset, ListQuery, Page};
+use super::{Result, Store, StoreError};
 
 /// Counters of the overview.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -226,7 +227,7 @@ impl Store {
         &self,
         station: &str,
         q: &ListQuery,
-    ) -> Result<Page<crate::store::StationReport>> {
+    ) -> Result<Page<super::StationReport>> {
         let mut conds = vec![Cond::Cmp("station_id", "=", station.to_owned())];
         if let Some(k) = &q.status {
             conds.push(Cond::Cmp("kind", "=", k.clone()));
@@ -240,7 +241,7 @@ impl Store {
         let (rows, next, total) = self.page(&ks, conds, q).await?;
         let items = rows
             .iter()
-            .map(crate::store::StationReport::from_row)
+            .map(super::StationReport::from_row)
             .collect::<Result<_>>()?;
         Ok(Page { items, next, total })
     }
@@ -263,7 +264,7 @@ impl Store {
         let items = rows
             .iter()
             .map(|r| {
-                let (station, ratio, online) = crate::store::uptime_of(r, now)?;
+                let (station, ratio, online) = super::alerts::uptime_of(r, now)?;
                 Ok(Uptime {
                     station,
                     uptime: (ratio * 10_000.0).round() / 10_000.0,
@@ -284,5 +285,62 @@ impl Store {
             == 1;
         self.forget_tariff(id);
         Ok(gone)
+    }
+}
+
+/// What `/metrics` shows, counted by the database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetricCounts {
+    /// Registered stations.
+    pub stations: i64,
+    /// Sessions in progress.
+    pub sessions_active: i64,
+    /// Sessions completed.
+    pub sessions_completed: i64,
+    /// Driver tokens.
+    pub tokens: i64,
+    /// Alerts not cleared.
+    pub alerts_open: i64,
+}
+
+impl Store {
+    /// Counts for metrics: (stations, active sessions, completed sessions, tokens).
+    pub async fn counts(&self) -> Result<(i64, i64, i64, i64)> {
+        let one = |sql: &'static str| async move {
+            sqlx::query(sql)
+                .fetch_one(&self.pool)
+                .await
+                .and_then(|r| r.try_get::<i64, _>(0))
+        };
+        Ok((
+            one("SELECT COUNT(*) FROM stations").await?,
+            one("SELECT COUNT(*) FROM sessions WHERE status = 'Active'").await?,
+            one("SELECT COUNT(*) FROM sessions WHERE status = 'Completed'").await?,
+            one("SELECT COUNT(*) FROM tokens").await?,
+        ))
+    }
+
+    /// The counts of `/metrics`, one aggregate query on the read pool.
+    ///
+    /// # Errors
+    ///
+    /// The database failed.
+    pub async fn metric_counts(&self) -> Result<MetricCounts> {
+        let r = sqlx::query(
+            "SELECT (SELECT COUNT(*) FROM stations), \
+             (SELECT COUNT(*) FROM sessions WHERE status = 'Active'), \
+             (SELECT COUNT(*) FROM sessions WHERE status = 'Completed'), \
+             (SELECT COUNT(*) FROM tokens), \
+             (SELECT COUNT(*) FROM alerts WHERE cleared_at IS NULL)",
+        )
+        .fetch_one(&self.read)
+        .await?;
+        Ok(MetricCounts {
+            stations: r.try_get(0)?,
+            sessions_active: r.try_get(1)?,
+            sessions_completed: r.try_get(2)?,
+            tokens: r.try_get(3)?,
+            alerts_open: r.try_get(4)?,
+        })
     }
 }

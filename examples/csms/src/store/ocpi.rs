@@ -1,5 +1,10 @@
-//! What the roaming side ([`crate::roaming`]) keeps besides OCPI objects
-//! and parties (migration 9):
+//! What the roaming side ([`crate::roaming`]) keeps:
+//!
+//! - `ocpi_parties` and `ocpi_objects` (migration 4): the partners, each
+//!   with the token it presents and its registration, and the OCPI objects
+//!   by module and key;
+//!
+//! and since migration 9:
 //!
 //! - `ocpi_sessions`: which partner a session belongs to (`owner`, the
 //!   `CC/PID` of the token's eMSP, and the token's uid), and the ids the
@@ -17,7 +22,151 @@ use serde_json::Value;
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
-use crate::store::{Result, Store, StoreError};
+use super::paging::{Cond, Keyset, ListQuery, Page};
+use super::{json_col, now, Result, Store, StoreError};
+
+fn ocpi_party_row(r: &AnyRow) -> Result<(String, String, bool, Option<Value>)> {
+    let reg: Option<String> = r.try_get(3)?;
+    let reg = reg
+        .map(|t| serde_json::from_str(&t).map_err(|_| StoreError::Corrupt("ocpi registration")))
+        .transpose()?;
+    Ok((
+        r.try_get(0)?,
+        r.try_get(1)?,
+        r.try_get::<i64, _>(2)? != 0,
+        reg,
+    ))
+}
+
+impl Store {
+    /// An OCPI party by the token it presents: (id, token, token_a, registration JSON).
+    pub async fn ocpi_party_by_token(
+        &self,
+        token: &str,
+    ) -> Result<Option<(String, String, bool, Option<Value>)>> {
+        let row = sqlx::query(
+            "SELECT id, token, token_a, registration FROM ocpi_parties WHERE token = $1",
+        )
+        .bind(token)
+        .fetch_optional(&self.read)
+        .await?;
+        row.map(|r| ocpi_party_row(&r)).transpose()
+    }
+
+    /// Every OCPI party.
+    pub async fn ocpi_parties(&self) -> Result<Vec<(String, String, bool, Option<Value>)>> {
+        let rows =
+            sqlx::query("SELECT id, token, token_a, registration FROM ocpi_parties ORDER BY id")
+                .fetch_all(&self.read)
+                .await?;
+        rows.iter().map(ocpi_party_row).collect()
+    }
+
+    /// Saves an OCPI party.
+    pub async fn ocpi_save_party(
+        &self,
+        id: &str,
+        token: &str,
+        token_a: bool,
+        registration: Option<&Value>,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO ocpi_parties (id, token, token_a, registration, updated_at) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (id) DO UPDATE SET token = $2, token_a = $3, registration = $4, updated_at = $5",
+        )
+        .bind(id)
+        .bind(token)
+        .bind(i64::from(token_a))
+        .bind(registration.map(Value::to_string))
+        .bind(now())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Removes an OCPI party.
+    pub async fn ocpi_remove_party(&self, id: &str) -> Result<()> {
+        sqlx::query("DELETE FROM ocpi_parties WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Stores an OCPI object; true if it was new.
+    pub async fn ocpi_put_object(&self, module: &str, key: &str, body: &Value) -> Result<bool> {
+        let existed = self.ocpi_object(module, key).await?.is_some();
+        sqlx::query(
+            "INSERT INTO ocpi_objects (module, object_key, body, updated_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (module, object_key) DO UPDATE SET body = $3, updated_at = $4",
+        )
+        .bind(module)
+        .bind(key)
+        .bind(body.to_string())
+        .bind(now())
+        .execute(&self.pool)
+        .await?;
+        Ok(!existed)
+    }
+
+    /// One OCPI object.
+    pub async fn ocpi_object(&self, module: &str, key: &str) -> Result<Option<Value>> {
+        let row =
+            sqlx::query("SELECT body FROM ocpi_objects WHERE module = $1 AND object_key = $2")
+                .bind(module)
+                .bind(key)
+                .fetch_optional(&self.read)
+                .await?;
+        row.map(|r| json_col(&r, "ocpi object")).transpose()
+    }
+
+    /// Removes an OCPI object; true if there was one.
+    pub async fn ocpi_delete_object(&self, module: &str, key: &str) -> Result<bool> {
+        Ok(
+            sqlx::query("DELETE FROM ocpi_objects WHERE module = $1 AND object_key = $2")
+                .bind(module)
+                .bind(key)
+                .execute(&self.pool)
+                .await?
+                .rows_affected()
+                == 1,
+        )
+    }
+
+    /// A module's OCPI objects with their keys, in key order.
+    pub async fn ocpi_objects(&self, module: &str) -> Result<Vec<(String, Value)>> {
+        let rows = sqlx::query(
+            "SELECT body, object_key FROM ocpi_objects WHERE module = $1 ORDER BY object_key",
+        )
+        .bind(module)
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get::<String, _>(1)?, json_col(r, "ocpi object")?)))
+            .collect()
+    }
+
+    /// A module's OCPI objects with their keys, by key.
+    pub async fn ocpi_objects_page(
+        &self,
+        module: &str,
+        q: &ListQuery,
+    ) -> Result<Page<(String, Value)>> {
+        let ks = Keyset {
+            from: "ocpi_objects",
+            cols: "body, object_key",
+            keys: &["object_key"],
+            desc: false,
+        };
+        let conds = vec![Cond::Cmp("module", "=", module.to_owned())];
+        let (rows, next, total) = self.page(&ks, conds, q).await?;
+        let items = rows
+            .iter()
+            .map(|r| Ok((r.try_get::<String, _>(1)?, json_col(r, "ocpi object")?)))
+            .collect::<Result<_>>()?;
+        Ok(Page { items, next, total })
+    }
+}
 
 /// How a session is known to the partner it belongs to.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,0 +1,171 @@
+//! The schema: migrations applied in order, once each, when the store opens
+//! ([`Store::open`](super::Store::open), which records them in
+//! `schema_migrations`). A released migration is never changed or removed:
+//! a change is a new migration.
+//!
+//! New migrations append at the end of [`MIGRATIONS`] with the next free
+//! number. Versions 17 to 22 are reserved for work in progress: 17
+//! performance, 18 conformance, 19 cluster, 20 grid, 21 payments and
+//! fleets, 22 Plug & Charge; after them, 23 is the next free one.
+
+/// Schema migrations, applied in order once each (`schema_migrations`).
+pub(crate) const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+    "CREATE TABLE IF NOT EXISTS stations (
+        id TEXT PRIMARY KEY,
+        password_hash TEXT,
+        vendor TEXT, model TEXT, serial TEXT, firmware TEXT,
+        ocpp_version TEXT,
+        boot_status TEXT,
+        last_boot TEXT, last_seen TEXT,
+        created_at TEXT NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS connectors (
+        station_id TEXT NOT NULL, evse_id BIGINT NOT NULL, connector_id BIGINT NOT NULL,
+        status TEXT NOT NULL, error_code TEXT, updated_at TEXT NOT NULL,
+        PRIMARY KEY (station_id, evse_id, connector_id)
+    );
+    CREATE TABLE IF NOT EXISTS tokens (
+        id_token TEXT PRIMARY KEY, token_type TEXT NOT NULL, status TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value BIGINT NOT NULL);
+    CREATE TABLE IF NOT EXISTS sessions (
+        id TEXT PRIMARY KEY,
+        station_id TEXT NOT NULL, ocpp_tx_id TEXT NOT NULL,
+        evse_id BIGINT, connector_id BIGINT,
+        id_token TEXT,
+        status TEXT NOT NULL,
+        started_at TEXT, stopped_at TEXT,
+        meter_start_wh TEXT, meter_stop_wh TEXT, last_register_wh TEXT,
+        stop_reason TEXT,
+        start_key TEXT,
+        updated_at TEXT NOT NULL,
+        UNIQUE (station_id, ocpp_tx_id)
+    );
+    CREATE TABLE IF NOT EXISTS session_start_keys (start_key TEXT PRIMARY KEY, session_id TEXT NOT NULL, ocpp_tx_id TEXT NOT NULL);
+    CREATE TABLE IF NOT EXISTS tx_events (
+        session_id TEXT NOT NULL, seq_no BIGINT NOT NULL, event_type TEXT NOT NULL,
+        ts TEXT NOT NULL, payload TEXT NOT NULL,
+        PRIMARY KEY (session_id, seq_no)
+    );
+    CREATE TABLE IF NOT EXISTS meter_values (
+        session_id TEXT NOT NULL, ts TEXT NOT NULL, measurand TEXT NOT NULL,
+        value TEXT NOT NULL, unit TEXT,
+        PRIMARY KEY (session_id, ts, measurand)
+    );
+    CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    ),
+    (
+        2,
+        "CREATE TABLE IF NOT EXISTS tariffs (id TEXT PRIMARY KEY, body TEXT NOT NULL, updated_at TEXT NOT NULL);
+    CREATE TABLE IF NOT EXISTS cdrs (
+        session_id TEXT PRIMARY KEY, currency TEXT NOT NULL, total_excl TEXT NOT NULL, total_incl TEXT NOT NULL,
+        body TEXT NOT NULL, created_at TEXT NOT NULL
+    )",
+    ),
+    (
+        3,
+        "CREATE TABLE IF NOT EXISTS wallets (id_token TEXT PRIMARY KEY, balance TEXT NOT NULL, currency TEXT NOT NULL, updated_at TEXT NOT NULL);
+    CREATE TABLE IF NOT EXISTS payments (
+        session_id TEXT PRIMARY KEY, id_token TEXT NOT NULL, held TEXT NOT NULL, status TEXT NOT NULL,
+        receipt TEXT, updated_at TEXT NOT NULL
+    )",
+    ),
+    (
+        4,
+        "CREATE TABLE IF NOT EXISTS ocpi_parties (id TEXT PRIMARY KEY, token TEXT NOT NULL, token_a BIGINT NOT NULL, registration TEXT, updated_at TEXT NOT NULL);
+    CREATE TABLE IF NOT EXISTS ocpi_objects (module TEXT NOT NULL, object_key TEXT NOT NULL, body TEXT NOT NULL, updated_at TEXT NOT NULL, PRIMARY KEY (module, object_key))",
+    ),
+    (
+        5,
+        "CREATE TABLE IF NOT EXISTS alerts (id TEXT PRIMARY KEY, station_id TEXT, kind TEXT NOT NULL, detail TEXT NOT NULL, raised_at TEXT NOT NULL, cleared_at TEXT);
+    CREATE TABLE IF NOT EXISTS station_uptime (station_id TEXT PRIMARY KEY, tracked_since TEXT NOT NULL, online_since TEXT, online_ms BIGINT NOT NULL);
+    CREATE TABLE IF NOT EXISTS device_model (station_id TEXT NOT NULL, component TEXT NOT NULL, variable TEXT NOT NULL, body TEXT NOT NULL, updated_at TEXT NOT NULL, PRIMARY KEY (station_id, component, variable))",
+    ),
+    (
+        6,
+        // the transaction messages a session is rebuilt from (the model is the rule, these are
+        // its input), the session's energy as the model computes it, and the outbox of side
+        // effects written in the same database transaction as the message that causes them
+        "CREATE TABLE IF NOT EXISTS tx_messages (session_id TEXT NOT NULL, msg_key TEXT NOT NULL, kind TEXT NOT NULL, payload TEXT NOT NULL, received_at TEXT NOT NULL, PRIMARY KEY (session_id, msg_key));
+    CREATE TABLE IF NOT EXISTS outbox (id TEXT PRIMARY KEY, kind TEXT NOT NULL, subject TEXT NOT NULL, created_at TEXT NOT NULL, done_at TEXT, attempts BIGINT NOT NULL, last_error TEXT);
+    ALTER TABLE sessions ADD COLUMN energy_wh TEXT",
+    ),
+    (
+        7,
+        // what stations report besides transactions (charging limits and needs, monitoring,
+        // display messages, DER, settlements, …), one row per message, see `add_station_report`
+        "CREATE TABLE IF NOT EXISTS station_reports (station_id TEXT NOT NULL, kind TEXT NOT NULL, key TEXT NOT NULL, body TEXT NOT NULL, received_at TEXT NOT NULL);
+    CREATE INDEX IF NOT EXISTS station_reports_by_kind ON station_reports (station_id, kind, received_at)",
+    ),
+    (
+        9,
+        // roaming (store/ocpi.rs): a partner's sessions with their public ids, its reservations,
+        // its recent remote starts
+        "CREATE TABLE IF NOT EXISTS ocpi_sessions (session_id TEXT PRIMARY KEY, public_id TEXT NOT NULL UNIQUE, cdr_id TEXT NOT NULL UNIQUE, owner TEXT NOT NULL, token_uid TEXT NOT NULL, created_at TEXT NOT NULL);
+    CREATE INDEX IF NOT EXISTS ocpi_sessions_by_owner ON ocpi_sessions (owner);
+    CREATE TABLE IF NOT EXISTS ocpi_reservations (reservation_number BIGINT PRIMARY KEY, owner TEXT NOT NULL, reservation_id TEXT NOT NULL, station_id TEXT NOT NULL, token_uid TEXT NOT NULL, created_at TEXT NOT NULL, UNIQUE (owner, reservation_id));
+    CREATE TABLE IF NOT EXISTS ocpi_remote_starts (owner TEXT NOT NULL, token_uid TEXT NOT NULL, station_id TEXT NOT NULL, created_at TEXT NOT NULL);
+    CREATE INDEX IF NOT EXISTS ocpi_remote_starts_by_uid ON ocpi_remote_starts (token_uid, created_at)",
+    ),
+    (
+        11,
+        // outbox retries with backoff: when an entry may run next (NULL: now), and the lane it
+        // shares a retry hold with (an OCPI partner: one that is down holds all its pushes)
+        "ALTER TABLE outbox ADD COLUMN next_attempt_at TEXT;
+    ALTER TABLE outbox ADD COLUMN lane TEXT;
+    CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (done_at, next_attempt_at)",
+    ),
+    (
+        12,
+        // keyset-paged lists (`Store::*_page`): the orders they page in, and stations in
+        // natural order (`LOAD2` before `LOAD10`) by a stored key, see `natural_key`
+        "ALTER TABLE stations ADD COLUMN sort_key TEXT;
+    CREATE INDEX IF NOT EXISTS stations_by_sort_key ON stations (sort_key, id);
+    CREATE INDEX IF NOT EXISTS sessions_by_start ON sessions ((COALESCE(started_at, '')), id);
+    CREATE INDEX IF NOT EXISTS sessions_by_station ON sessions (station_id, (COALESCE(started_at, '')), id);
+    CREATE INDEX IF NOT EXISTS cdrs_by_created ON cdrs (created_at, session_id);
+    CREATE INDEX IF NOT EXISTS alerts_by_raised ON alerts (raised_at, id)",
+    ),
+    (
+        13,
+        // per station (OCPP 2.0.1 B02, B03, A00): the boot answer the operator chose (NULL:
+        // Accepted) and the security profile it connects under (NULL: the server's default)
+        "ALTER TABLE stations ADD COLUMN registration TEXT;
+    ALTER TABLE stations ADD COLUMN security_profile BIGINT",
+    ),
+    (
+        14,
+        // tokens' group (1.6 parentIdTag, 2.x groupIdToken) and expiry, see `TokenRecord`
+        "ALTER TABLE tokens ADD COLUMN group_id TEXT;
+    ALTER TABLE tokens ADD COLUMN expires_at TEXT",
+    ),
+    (
+        15,
+        // drivers and the app API (store/drivers.rs): accounts, their bearer logins (hashed),
+        // the id tokens they own; card payments through a gateway (stripe.rs) per session, their
+        // refunds, and the gateway's webhook events applied once
+        "CREATE TABLE IF NOT EXISTS drivers (id TEXT PRIMARY KEY, email TEXT NOT NULL UNIQUE, password_hash TEXT NOT NULL, payment TEXT NOT NULL, card_customer TEXT, card_payment_method TEXT, card_label TEXT, created_at TEXT NOT NULL);
+    CREATE TABLE IF NOT EXISTS driver_logins (token_hash TEXT PRIMARY KEY, driver_id TEXT NOT NULL, expires_at TEXT NOT NULL, created_at TEXT NOT NULL);
+    CREATE INDEX IF NOT EXISTS driver_logins_by_driver ON driver_logins (driver_id);
+    CREATE TABLE IF NOT EXISTS driver_tokens (id_token TEXT PRIMARY KEY, driver_id TEXT NOT NULL, kind TEXT NOT NULL, label TEXT, created_at TEXT NOT NULL);
+    CREATE INDEX IF NOT EXISTS driver_tokens_by_driver ON driver_tokens (driver_id);
+    CREATE TABLE IF NOT EXISTS card_payments (session_id TEXT PRIMARY KEY, driver_id TEXT NOT NULL, id_token TEXT NOT NULL, intent TEXT, status TEXT NOT NULL, gateway_status TEXT, currency TEXT NOT NULL, held_minor BIGINT NOT NULL, captured_minor BIGINT NOT NULL, refunded_minor BIGINT NOT NULL, receipt TEXT, updated_at TEXT NOT NULL);
+    CREATE INDEX IF NOT EXISTS card_payments_by_intent ON card_payments (intent);
+    CREATE TABLE IF NOT EXISTS card_refunds (id TEXT PRIMARY KEY, session_id TEXT NOT NULL, amount_minor BIGINT NOT NULL, gateway_id TEXT, status TEXT NOT NULL, created_at TEXT NOT NULL);
+    CREATE TABLE IF NOT EXISTS gateway_events (id TEXT PRIMARY KEY, kind TEXT NOT NULL, subject TEXT, received_at TEXT NOT NULL)",
+    ),
+    (
+        16,
+        // a station's open alerts of a kind, found without reading every alert: raised and
+        // cleared as stations go and come back (thousands in a reconnect storm); a token's
+        // active sessions (ConcurrentTx, at every Authorize and start) without reading every
+        // session
+        "CREATE INDEX IF NOT EXISTS alerts_by_station ON alerts (station_id, kind, cleared_at);
+    CREATE INDEX IF NOT EXISTS sessions_active_by_token ON sessions (LOWER(id_token)) WHERE status = 'Active'",
+    ),
+    // New migrations go here, at the end, with the next free number (see the
+    // module's documentation for the numbers reserved).
+];

@@ -1,0 +1,228 @@
+//! Id tokens: the records stations are answered from (cached; the cache
+//! follows the store's own writes), and what authorization reads beyond a
+//! token's record (csms-core's `authorization::authorize` takes it as a
+//! plain value): the master-pass group a 2.x station was given (rule 4,
+//! 2.0.1 C16).
+
+use chrono::{DateTime, Utc};
+use evproto_ocpp_types::{v201, v21};
+use serde::{Deserialize, Serialize};
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+use super::paging::{like_pattern, time_conds, Cond, Keyset, ListQuery, Page};
+use super::{now, ts, Result, Store, StoreError};
+
+/// An id token as the CSMS keeps it: what authorization (the core's
+/// `authorization::Record`) and the API read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenRecord {
+    /// The token (1.6 idTag, 2.x idToken).
+    pub id_token: String,
+    /// Its type (2.x `IdTokenEnumType`: `ISO14443`, `Central`, ...).
+    #[serde(rename = "type")]
+    pub token_type: String,
+    /// `Accepted`, `Blocked`, `Expired`, `Invalid` or `NoCredit`.
+    pub status: String,
+    /// Its group (1.6 `parentIdTag`, 2.x `groupIdToken`), told to stations
+    /// so any token of the group may stop the session.
+    pub group_id: Option<String>,
+    /// After this instant the token is `Expired`.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// When it was registered.
+    pub created_at: String,
+}
+
+impl TokenRecord {
+    /// From a row of `TOKEN_COLS`.
+    fn from_row(r: &AnyRow) -> Result<TokenRecord> {
+        let expires: Option<String> = r.try_get(4)?;
+        Ok(TokenRecord {
+            id_token: r.try_get(0)?,
+            token_type: r.try_get(1)?,
+            status: r.try_get(2)?,
+            group_id: r.try_get(3)?,
+            expires_at: expires
+                .map(|e| {
+                    DateTime::parse_from_rfc3339(&e)
+                        .map(|t| t.with_timezone(&Utc))
+                        .map_err(|_| StoreError::Corrupt("tokens.expires_at"))
+                })
+                .transpose()?,
+            created_at: r.try_get(5)?,
+        })
+    }
+}
+
+/// The columns [`TokenRecord::from_row`] reads, in its order.
+const TOKEN_COLS: &str = "id_token, token_type, status, group_id, expires_at, created_at";
+
+impl Store {
+    /// Creates or updates a token (all but `created_at`, which a new one
+    /// gets now); whether it was created.
+    pub async fn upsert_token(&self, t: &TokenRecord) -> Result<bool> {
+        let expires = t.expires_at.map(ts);
+        let created = sqlx::query(
+            "INSERT INTO tokens (id_token, token_type, status, group_id, expires_at, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id_token) DO NOTHING",
+        )
+        .bind(&t.id_token)
+        .bind(&t.token_type)
+        .bind(&t.status)
+        .bind(&t.group_id)
+        .bind(&expires)
+        .bind(now())
+        .execute(&self.pool)
+        .await?
+        .rows_affected()
+            == 1;
+        if !created {
+            sqlx::query(
+                "UPDATE tokens SET token_type = $1, status = $2, group_id = $3, expires_at = $4 \
+                 WHERE id_token = $5",
+            )
+            .bind(&t.token_type)
+            .bind(&t.status)
+            .bind(&t.group_id)
+            .bind(&expires)
+            .bind(&t.id_token)
+            .execute(&self.pool)
+            .await?;
+        }
+        // read back (created_at) into the cache
+        let stored = self.token(&t.id_token).await?;
+        self.cache
+            .tokens
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(t.id_token.clone(), stored);
+        Ok(created)
+    }
+
+    /// Deletes a token; whether there was one. Its wallet and sessions stay.
+    pub async fn delete_token(&self, id_token: &str) -> Result<bool> {
+        let gone = sqlx::query("DELETE FROM tokens WHERE id_token = $1")
+            .bind(id_token)
+            .execute(&self.pool)
+            .await?
+            .rows_affected()
+            == 1;
+        self.cache
+            .tokens
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id_token.to_owned(), None);
+        Ok(gone)
+    }
+
+    /// A token's status, if known (cached, see [`Store::token_record`]).
+    pub async fn token_status(&self, id_token: &str) -> Result<Option<String>> {
+        Ok(self.token_record(id_token).await?.map(|t| t.status))
+    }
+
+    /// A token as stations are answered about it, if known (cached; the
+    /// cache follows [`Store::upsert_token`] and [`Store::delete_token`]).
+    pub async fn token_record(&self, id_token: &str) -> Result<Option<TokenRecord>> {
+        if let Some(t) = self
+            .cache
+            .tokens
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id_token)
+        {
+            return Ok(t.clone());
+        }
+        let row = sqlx::query(&format!(
+            "SELECT {TOKEN_COLS} FROM tokens WHERE id_token = $1"
+        ))
+        .bind(id_token)
+        .fetch_optional(&self.read)
+        .await?;
+        let record = row.as_ref().map(TokenRecord::from_row).transpose()?;
+        let mut cache = self.cache.tokens.write().unwrap_or_else(|e| e.into_inner());
+        // a bound on what unknown tokens presented at random can fill
+        if cache.len() >= 100_000 {
+            cache.retain(|_, s| s.is_some());
+        }
+        // an upsert that raced this read wins
+        Ok(cache.entry(id_token.to_owned()).or_insert(record).clone())
+    }
+
+    /// Every token.
+    pub async fn tokens(&self) -> Result<Vec<TokenRecord>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {TOKEN_COLS} FROM tokens ORDER BY id_token"
+        ))
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter().map(TokenRecord::from_row).collect()
+    }
+
+    /// One token, if known (from the database, not the cache).
+    pub async fn token(&self, id_token: &str) -> Result<Option<TokenRecord>> {
+        let row = sqlx::query(&format!(
+            "SELECT {TOKEN_COLS} FROM tokens WHERE id_token = $1"
+        ))
+        .bind(id_token)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(TokenRecord::from_row).transpose()
+    }
+
+    /// Tokens by id; `status` is the token's, `since`/`until` bound its
+    /// creation, `q` searches the token and its group.
+    pub async fn tokens_page(&self, q: &ListQuery) -> Result<Page<TokenRecord>> {
+        let mut conds = Vec::new();
+        if let Some(s) = &q.status {
+            conds.push(Cond::Cmp("status", "=", s.clone()));
+        }
+        if let Some(text) = &q.search {
+            conds.push(Cond::Like(&["id_token", "group_id"], like_pattern(text)));
+        }
+        time_conds(&mut conds, "created_at", q);
+        let ks = Keyset {
+            from: "tokens",
+            cols: TOKEN_COLS,
+            keys: &["id_token"],
+            desc: false,
+        };
+        let (rows, next, total) = self.page(&ks, conds, q).await?;
+        let items = rows
+            .iter()
+            .map(TokenRecord::from_row)
+            .collect::<Result<_>>()?;
+        Ok(Page { items, next, total })
+    }
+}
+
+impl Store {
+    /// The station's master-pass group: the `Actual` value of
+    /// `AuthCtrlr.MasterPassGroupId` in the device model it reported
+    /// (NotifyReport), when it reported one.
+    pub async fn master_pass_group(&self, station: &str) -> Result<Option<String>> {
+        let Some(body) = self
+            .device_variable(station, "AuthCtrlr", "MasterPassGroupId")
+            .await?
+        else {
+            return Ok(None);
+        };
+        // the Actual attribute's value, as the station's version reported it
+        macro_rules! actual {
+            ($data:expr) => {
+                $data.variable_attribute.into_iter().find_map(|a| {
+                    let kind = a.r#type.map(|t| t.as_str());
+                    kind.is_none_or(|k| k == "Actual")
+                        .then(|| a.value.map(|v| v.as_str().to_owned()))
+                        .flatten()
+                })
+            };
+        }
+        let value = match serde_json::from_value::<v201::ReportDataType>(body.clone()) {
+            Ok(d) => actual!(d),
+            Err(_) => serde_json::from_value::<v21::ReportDataType>(body)
+                .ok()
+                .and_then(|d| actual!(d)),
+        };
+        Ok(value.filter(|v| !v.trim().is_empty()))
+    }
+}
