@@ -29,6 +29,7 @@
 //! assert!(out.iter().any(|m| matches!(m, Msg::TxStart { connector: 1, .. })));
 //! ```
 
+pub mod grid;
 pub mod model;
 pub mod render;
 
@@ -262,6 +263,8 @@ struct Station {
     outbox: mpsc::UnboundedSender<Msg>,
     stats: Arc<Stats>,
     events: bool,
+    /// Dynamic schedules and DER controls (2.1).
+    grid: Mutex<grid::GridState>,
 }
 
 impl std::fmt::Debug for Station {
@@ -302,6 +305,9 @@ impl Station {
             Answer::Scheduled => "Scheduled",
         };
         let conn = |key: &str| req.get(key).and_then(Value::as_u64).map(|n| n as u32);
+        if let Some(answer) = self.grid_call(action, req) {
+            return answer;
+        }
         match action {
             "RemoteStartTransaction" | "RequestStartTransaction" => {
                 let (connector, token, remote_id, profile) = if action == "RemoteStartTransaction" {
@@ -370,7 +376,11 @@ impl Station {
                 });
                 let answer = match (setpoint, profile.and_then(schedule_limit)) {
                     (Some(sp), _) if self.version == ProtocolVersion::V21 => {
-                        self.model().set_setpoint(connector, sp)
+                        let a = self.model().set_setpoint(connector, sp);
+                        if let (Answer::Accepted, Some(p)) = (a, profile) {
+                            self.grid_lock().profile_set(p, connector);
+                        }
+                        a
                     }
                     (_, Some(w)) => self.model().set_limit(connector, w),
                     _ => Answer::Rejected,
@@ -534,6 +544,25 @@ impl Station {
     }
 }
 
+impl Station {
+    fn grid_lock(&self) -> std::sync::MutexGuard<'_, grid::GridState> {
+        self.grid.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A 2.1 call of the grid side ([`grid`]); `None`: not one of them.
+    fn grid_call(&self, action: &str, req: &Value) -> Option<Value> {
+        if self.version != ProtocolVersion::V21 {
+            return None;
+        }
+        let mut out = Vec::new();
+        let answer = self
+            .grid_lock()
+            .on_call(&mut self.model(), action, req, &mut out)?;
+        self.emit(out);
+        Some(answer)
+    }
+}
+
 /// `Component.Variable`, the key of a 2.x variable in the station's configuration.
 fn var_key(d: &Value) -> String {
     format!(
@@ -573,7 +602,7 @@ fn routes(st: Arc<Station>) -> Routes {
         };
     }
     macro_rules! v2 {
-        ($router:expr, $m:ident) => {
+        ($router:expr, $m:ident $(, $extra:ident)*) => {
             router!(
                 $router,
                 $m,
@@ -588,6 +617,7 @@ fn routes(st: Arc<Station>) -> Routes {
                     UnlockConnector,
                     GetVariables,
                     SetVariables
+                    $(, $extra)*
                 ]
             )
         };
@@ -610,7 +640,15 @@ fn routes(st: Arc<Station>) -> Routes {
             ]
         ),
         ProtocolVersion::V201 => v2!(Router::station_v201(), v201),
-        _ => v2!(Router::station_v21(), v21),
+        // 2.1 adds the grid side (crate::grid)
+        _ => v2!(
+            Router::station_v21(),
+            v21,
+            UpdateDynamicSchedule,
+            SetDERControl,
+            GetDERControl,
+            ClearDERControl
+        ),
     }
 }
 
@@ -691,7 +729,8 @@ async fn send(
                 Heartbeat,
                 StatusNotification,
                 Authorize,
-                TransactionEvent
+                TransactionEvent,
+                NotifyEVChargingNeeds
             ]
         ),
         _ => dispatch!(
@@ -701,7 +740,10 @@ async fn send(
                 Heartbeat,
                 StatusNotification,
                 Authorize,
-                TransactionEvent
+                TransactionEvent,
+                NotifyEVChargingNeeds,
+                ReportDERControl,
+                NotifyDERAlarm
             ]
         ),
     }
@@ -795,6 +837,7 @@ impl Driver {
                     None => return,
                 }
             }
+            Msg::Grid { action, payload } => (*action, payload.clone(), false),
             Msg::Heartbeat => ("Heartbeat", json!({}), false),
             Msg::Boot => (
                 "BootNotification",
@@ -1110,6 +1153,7 @@ pub async fn run(
             outbox,
             stats: stats.clone(),
             events: config.events,
+            grid: Mutex::new(grid::GridState::default()),
         });
         stations.push(st.clone());
         let mut cc = ClientConfig::new(&url, &identity, version)

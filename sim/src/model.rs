@@ -293,6 +293,13 @@ pub enum Msg {
         /// Most it gives back, W (a bidirectional car).
         max_discharge_w: Option<f64>,
     },
+    /// A message of the grid side ([`crate::grid`]), 2.1: its action and payload.
+    Grid {
+        /// The action (`ReportDERControl`, ...).
+        action: &'static str,
+        /// Its payload.
+        payload: serde_json::Value,
+    },
     /// A Heartbeat (TriggerMessage).
     Heartbeat,
     /// A fresh BootNotification (TriggerMessage).
@@ -691,9 +698,11 @@ impl StationModel {
         self.tally.started += 1;
         let needs = (share > 0.0).then(|| Msg::EvNeeds {
             connector: id,
-            // what the planned session would take at full power
-            energy_wh: (self.behaviour.max_power_w * (tx.stop_at - now) as f64 / 3_600_000.0)
-                .round(),
+            // what the planned session would take at full power; a
+            // bidirectional car half of it (room left to give back)
+            energy_wh: (self.behaviour.max_power_w * (tx.stop_at - now) as f64 / 3_600_000.0
+                * if tx.v2x.is_some() { 0.5 } else { 1.0 })
+            .round(),
             departure_ms: tx.stop_at,
             max_charge_w: self.behaviour.max_power_w,
             max_discharge_w: tx.v2x.as_ref().map(|v| v.max_discharge_w),

@@ -209,6 +209,14 @@ pub fn tx_end(
     }
 }
 
+/// What a simulated bidirectional car may give back above its V2X
+/// minimum state of charge, Wh (`evMinV2XEnergyRequest` is its negative).
+pub const V2X_ROOM_WH: f64 = 20_000.0;
+
+/// Room above a bidirectional car's target, Wh (`evMaxEnergyRequest` is
+/// the target's energy plus this).
+pub const V2X_HEADROOM_WH: f64 = 10_000.0;
+
 /// NotifyEVChargingNeeds of a car that just started (2.x; `None` for 1.6,
 /// which has no such message): its energy request, departure and maximum
 /// current; in 2.1 a bidirectional car also asks for `AC_BPT` with its
@@ -231,8 +239,11 @@ pub fn ev_needs(
             needs["requestedEnergyTransfer"] = json!("AC_BPT");
             needs["availableEnergyTransfer"] = json!(["AC_three_phase", "AC_BPT"]);
             needs["controlMode"] = json!("ScheduledControl");
-            needs["v2xChargingParameters"] =
-                json!({"maxChargePower": max_charge_w.round(), "maxDischargePower": d.round()});
+            // the battery: its energy need to the target, room up to full, and
+            // what it may give back above its V2X minimum (a negative request)
+            needs["v2xChargingParameters"] = json!({"maxChargePower": max_charge_w.round(), "maxDischargePower": d.round(),
+                "evTargetEnergyRequest": energy_wh.round(), "evMaxEnergyRequest": (energy_wh + V2X_HEADROOM_WH).round(),
+                "evMinV2XEnergyRequest": -V2X_ROOM_WH, "evMaxV2XEnergyRequest": (energy_wh + V2X_HEADROOM_WH).round()});
         }
         _ => {}
     }
