@@ -188,8 +188,14 @@ impl StationGateway {
     }
 
     /// Cluster mode: the entry of a station connected to another node.
-    async fn elsewhere(&self, station: &str) -> Option<crate::cluster::presence::Entry> {
-        self.cluster.as_ref()?.owner(station).await.ok().flatten()
+    async fn elsewhere(
+        &self,
+        station: &str,
+    ) -> Result<Option<crate::cluster::presence::Entry>, StationCallError> {
+        match &self.cluster {
+            Some(remote) => remote.owner(station).await,
+            None => Ok(None),
+        }
     }
 
     /// The OCPP server, `None` once it is gone (shutting down).
@@ -208,17 +214,34 @@ impl StationGateway {
             })
     }
 
-    /// The version a station is connected with, `None` when it is not.
-    pub async fn version(&self, station: &str) -> Option<ProtocolVersion> {
-        match self.peer(station).await {
-            Ok(p) => Some(p.version()),
-            Err(_) => self.elsewhere(station).await.map(|e| e.version),
+    /// The version a station is connected with (in cluster mode: to any
+    /// node).
+    ///
+    /// # Errors
+    ///
+    /// Not connected (404), or in cluster mode the presence registry
+    /// cannot be read (503: connected somewhere, maybe).
+    pub async fn connection(&self, station: &str) -> Result<ProtocolVersion, StationCallError> {
+        if let Ok(p) = self.peer(station).await {
+            return Ok(p.version());
         }
+        match self.elsewhere(station).await? {
+            Some(e) => Ok(e.version),
+            None => Err(StationCallError::NotConnected {
+                station: station.to_owned(),
+            }),
+        }
+    }
+
+    /// The version a station is connected with, `None` when it is not (or
+    /// cannot be known: see [`StationGateway::connection`]).
+    pub async fn version(&self, station: &str) -> Option<ProtocolVersion> {
+        self.connection(station).await.ok()
     }
 
     /// Whether a station is connected (in cluster mode: to any node).
     pub async fn is_connected(&self, station: &str) -> bool {
-        self.peer(station).await.is_ok() || self.elsewhere(station).await.is_some()
+        self.connection(station).await.is_ok()
     }
 
     /// Identities of the connected stations.

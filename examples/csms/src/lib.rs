@@ -118,6 +118,9 @@ pub struct App {
     statuses: std::sync::Mutex<HashMap<ConnectorKey, (String, Option<String>)>>,
     /// Every connector's health score (predictive maintenance).
     pub maintenance: maintenance::Maintenance,
+    /// Which once-per-cluster jobs this node runs (all of them on a single
+    /// node).
+    pub jobs: cluster::Jobs,
 }
 
 impl App {
@@ -191,12 +194,24 @@ impl App {
     /// API): the registry in memory is reloaded and, if the station's entry
     /// changed, its cached login is dropped and its live connection closed,
     /// so it authenticates again with what is stored now. A deleted station
-    /// also loses its accepted boot and its state in memory.
+    /// also loses its accepted boot and its state in memory. In cluster
+    /// mode the other nodes do the same.
     ///
     /// # Errors
     ///
     /// The store failed.
     pub async fn station_credentials_changed(&self, id: &str) -> store::Result<()> {
+        self.jobs.station_changed(id);
+        self.credentials_reloaded(id).await
+    }
+
+    /// [`App::station_credentials_changed`] on this node only (another
+    /// node changed them).
+    ///
+    /// # Errors
+    ///
+    /// The store failed.
+    pub async fn credentials_reloaded(&self, id: &str) -> store::Result<()> {
         let before = self.auth.entry(id);
         self.auth.reload().await?;
         let after = self.auth.entry(id);
@@ -708,6 +723,9 @@ async fn run(
         statuses: std::sync::Mutex::new(HashMap::new()),
         sessions,
         maintenance: maintenance::Maintenance::default(),
+        jobs: cluster
+            .as_ref()
+            .map_or_else(cluster::Jobs::single, |c| c.jobs()),
     });
     // 3. The OCPP server, from the handlers (their state is the app), and
     // the gateway's link to it.
@@ -744,14 +762,14 @@ async fn run(
         .build();
     tokio::spawn(gateway_link.serve(server.clone()));
     if let Some(c) = cluster {
-        c.run(server.clone(), app.gateway.clone(), app.events.clone())
-            .await?;
+        c.run(server.clone(), app.clone()).await?;
     }
     // 4. Background work, each with the handles it uses.
     tokio::spawn(roaming_work.run(roaming.clone()));
     if let Some(ven) = config.openadr.clone() {
         let (store, gateway, events) = (app.store.clone(), app.gateway.clone(), app.events.clone());
-        tokio::spawn(openadr::Ven::new(ven, store, gateway, events, config.site_limit_w).run());
+        let ven = openadr::Ven::new(ven, store, gateway, events, config.site_limit_w);
+        tokio::spawn(ven.run(app.jobs.clone()));
     }
     // boots accepted before a restart stay accepted: a station that only
     // reconnects does not boot again (OCPP 2.0.1 B01-B03)
@@ -813,6 +831,9 @@ async fn run(
         let mut tick = tokio::time::interval(App::OUTBOX_TURN);
         loop {
             tick.tick().await;
+            if !outbox.jobs.holds(cluster::lease::Job::Outbox) {
+                continue;
+            }
             if let Err(e) = outbox.drain_outbox().await {
                 tracing::warn!("outbox: {e}");
             }
@@ -865,21 +886,7 @@ async fn run(
                     _ => {}
                 }
             }
-            match watcher.store.connections_changed(&changes).await {
-                Ok(alerts) => {
-                    for (station, detail) in &alerts.raised {
-                        watcher.notify(crate::events::LiveEvent::alert(station, "offline", detail));
-                    }
-                    for station in alerts.cleared {
-                        watcher.notify(crate::events::LiveEvent::AlertCleared {
-                            id: None,
-                            station: Some(station),
-                            kind: Some("offline".to_string()),
-                        });
-                    }
-                }
-                Err(e) => tracing::warn!("uptime and offline alerts: {e}"),
-            }
+            connections_changed(&watcher, changes).await;
             for e in events {
                 match e {
                     ServerEvent::Connected { identity, version } => {
@@ -963,6 +970,26 @@ async fn run(
     let _ = admin_task.await;
     let _ = app_for_flush.flush_seen().await;
     Ok(())
+}
+
+/// Stations connected (`true`) or gone (`false`): their uptime and
+/// `offline` alerts in one group commit, the alerts to the live view.
+pub(crate) async fn connections_changed(app: &App, changes: Vec<(String, bool)>) {
+    match app.store.connections_changed(&changes).await {
+        Ok(alerts) => {
+            for (station, detail) in &alerts.raised {
+                app.notify(crate::events::LiveEvent::alert(station, "offline", detail));
+            }
+            for station in alerts.cleared {
+                app.notify(crate::events::LiveEvent::AlertCleared {
+                    id: None,
+                    station: Some(station),
+                    kind: Some("offline".to_string()),
+                });
+            }
+        }
+        Err(e) => tracing::warn!("uptime and offline alerts: {e}"),
+    }
 }
 
 async fn shutdown_signal() {

@@ -716,9 +716,10 @@ impl Ven {
         }
     }
 
-    /// Polls the VTN until the process ends; a failed poll is logged and
-    /// retried at the next.
-    pub async fn run(mut self) {
+    /// Polls the VTN until the process ends, at the turns when this node
+    /// runs the OpenADR job (every turn on a single node); a failed poll
+    /// is logged and retried at the next.
+    pub async fn run(mut self, jobs: crate::cluster::Jobs) {
         let client = match self.config.client() {
             Ok(c) => c,
             Err(e) => {
@@ -730,6 +731,9 @@ impl Ven {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
+            if !jobs.holds(crate::cluster::lease::Job::OpenAdr) {
+                continue;
+            }
             if let Err(e) = self.poll(&client).await {
                 tracing::warn!("openadr: {e}");
             }

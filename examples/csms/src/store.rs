@@ -39,6 +39,7 @@
 
 mod alerts;
 mod billing;
+mod cluster;
 pub mod drivers;
 mod migrations;
 pub(crate) mod ocpi;
@@ -120,6 +121,9 @@ struct Cache {
     tokens: std::sync::RwLock<std::collections::HashMap<String, Option<TokenRecord>>>,
     /// Tariff id → body (`None`: not there).
     tariffs: std::sync::RwLock<std::collections::HashMap<String, Option<Value>>>,
+    /// Cluster mode: told when this process changed a cached table
+    /// (store/cluster.rs).
+    changed: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<()>>,
 }
 
 pub(crate) fn ts(t: DateTime<Utc>) -> String {

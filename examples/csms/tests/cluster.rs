@@ -10,139 +10,19 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::cluster::{
+    api, cluster_name, drop_db, nats_url, postgres_db, require_nats, start_node, Node,
+};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
-const KEY: &str = "cluster-test-api-key-0123";
 const WAIT: Duration = Duration::from_secs(15);
-
-fn nats_url() -> String {
-    std::env::var("CSMS_TEST_NATS").unwrap_or_else(|_| "nats://127.0.0.1:4222".into())
-}
-
-/// Fails the test with the reason when NATS cannot be reached.
-fn require_nats(url: &str) {
-    let addr = url.trim_start_matches("nats://");
-    if let Err(e) = std::net::TcpStream::connect(addr) {
-        panic!("NATS at {url} (set CSMS_TEST_NATS; CI runs nats-server -js): {e}");
-    }
-}
-
-/// A fresh PostgreSQL database; (its URL, the admin URL).
-async fn postgres_db(tag: &str) -> (String, String) {
-    let admin = std::env::var("CSMS_TEST_POSTGRES")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let name = format!("csms_cluster_{tag}_{}", std::process::id());
-    sqlx::any::install_default_drivers();
-    let pool = sqlx::AnyPool::connect(&admin)
-        .await
-        .unwrap_or_else(|e| panic!("PostgreSQL at {admin} (set CSMS_TEST_POSTGRES): {e}"));
-    for sql in [
-        format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
-        format!("CREATE DATABASE {name}"),
-    ] {
-        sqlx::query(&sql).execute(&pool).await.unwrap();
-    }
-    pool.close().await;
-    let (base, _) = admin.rsplit_once('/').expect("a database in the URL");
-    (format!("{base}/{name}"), admin)
-}
-
-async fn drop_db(url: &str, admin: &str) {
-    let name = url.rsplit('/').next().unwrap_or_default();
-    if let Ok(pool) = sqlx::AnyPool::connect(admin).await {
-        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-            .execute(&pool)
-            .await;
-        pool.close().await;
-    }
-}
-
-/// One `csms` node process; killed when dropped.
-struct Node {
-    child: Child,
-    ocpp: u16,
-    admin: u16,
-    dir: std::path::PathBuf,
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// Starts node `node` of cluster `cluster` on `db` and waits until it
-/// listens.
-fn start_node(cluster: &str, node: &str, db: &str) -> Node {
-    let dir = std::env::temp_dir().join(format!("csms-cluster-{cluster}-{node}"));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let log = std::fs::File::create(dir.with_extension("log")).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_csms"))
-        .args([
-            "--bind",
-            "127.0.0.1",
-            "--ocpp-port",
-            "0",
-            "--http-port",
-            "0",
-        ])
-        .args(["--admin-port", "0", "--security-profile", "0"])
-        .args(["--unknown-stations", "accept", "--call-timeout", "5"])
-        .args(["--cluster", &nats_url(), "--cluster-name", cluster])
-        .args(["--node-id", node])
-        .arg("--data-dir")
-        .arg(&dir)
-        .env("CSMS_API_KEY", KEY)
-        .env("DATABASE_URL", db)
-        .stdout(Stdio::piped())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    loop {
-        let line = rx
-            .recv_timeout(Duration::from_secs(60))
-            .unwrap_or_else(|e| {
-                let _ = child.kill();
-                let _ = child.wait();
-                let log = std::fs::read_to_string(dir.with_extension("log")).unwrap_or_default();
-                panic!("node {node} did not start ({e}): {log}")
-            });
-        let v: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
-        if v["event"] == "listening" {
-            return Node {
-                child,
-                ocpp: v["ocpp_port"].as_u64().unwrap() as u16,
-                admin: v["admin_port"].as_u64().unwrap() as u16,
-                dir,
-            };
-        }
-    }
-}
-
-/// An operator API request to a node: (status, JSON body or null).
-async fn api(node: &Node, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-    common::api(KEY, node.admin, method, path, body).await
-}
 
 /// A station on a plain WebSocket: answers every CSMS call with
 /// `{"status": "Accepted"}` and reports it; does not reconnect.
@@ -245,20 +125,16 @@ async fn three_nodes_share_stations_calls_and_events() {
     let nats = nats_url();
     require_nats(&nats);
     let (db, admin) = postgres_db("three").await;
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    let cluster = format!("t{}_{nanos}", std::process::id());
+    let cluster = cluster_name();
     // one at a time: the first creates the schema
-    let n1 = start_node(&cluster, "n1", &db);
-    let n2 = start_node(&cluster, "n2", &db);
-    let n3 = start_node(&cluster, "n3", &db);
+    let n1 = start_node(&cluster, "n1", &db, &nats, &[]);
+    let n2 = start_node(&cluster, "n2", &db, &nats, &[]);
+    let n3 = start_node(&cluster, "n3", &db, &nats, &[]);
 
     // node 1's live events, followed from now on
     let sse = reqwest::Client::new()
         .get(format!("http://127.0.0.1:{}/api/events", n1.admin))
-        .bearer_auth(KEY)
+        .bearer_auth(common::cluster::KEY)
         .send()
         .await
         .unwrap();

@@ -666,6 +666,8 @@ async fn render_metrics(app: &App) -> Result<String, ApiError> {
             id.replace('\\', "\\\\").replace('"', "\\\"")
         );
     }
+    // cluster mode: this node's jobs, the nodes' stations and jobs
+    body.push_str(&app.jobs.metrics());
     Ok(body)
 }
 

@@ -418,12 +418,8 @@ pub(crate) async fn list_campaigns(
 /// `POST /api/stations/{id}/logs`: asks the station to upload its log
 /// (2.x GetLog) or diagnostics (1.6 GetDiagnostics) to us.
 pub(crate) async fn request_logs(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult {
-    let version = app.gateway.version(&id).await.ok_or_else(|| {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            format!("station {id} is not connected"),
-        )
-    })?;
+    // 404 not connected, 503 when the cluster's registry cannot tell
+    let version = app.gateway.connection(&id).await?;
     // single-use and expiring; only its hash is stored
     let token = crate::store::random_hex(24);
     let expires = chrono::Utc::now().timestamp() + UPLOAD_TOKEN_TTL.as_secs() as i64;
@@ -549,12 +545,8 @@ pub(crate) async fn put_local_list(
     } else {
         body(&bytes)?
     };
-    let version = app.gateway.version(&id).await.ok_or_else(|| {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            format!("station {id} is not connected"),
-        )
-    })?;
+    // 404 not connected, 503 when the cluster's registry cannot tell
+    let version = app.gateway.connection(&id).await?;
     let all = app.store.tokens().await?;
     let entries: Vec<(String, String)> = match b.tokens {
         Some(list) => list

@@ -374,12 +374,8 @@ pub(super) async fn rotate_password(
             format!("unknown station {id}"),
         ));
     }
-    if !app.gateway.is_connected(&id).await {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            format!("station {id} is not connected"),
-        ));
-    }
+    // 404 not connected, 503 when the cluster's registry cannot tell
+    app.gateway.connection(&id).await?;
     if let Err(why) = crate::ocpp::may_send(&app, &id, "SetVariables").await? {
         return Err(ApiError::new(StatusCode::CONFLICT, why));
     }
@@ -446,12 +442,8 @@ pub(super) async fn ocpp_call(
             "the body is the request payload: a JSON object",
         ));
     }
-    let Some(connected) = app.gateway.version(&id).await else {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            format!("station {id} is not connected"),
-        ));
-    };
+    // 404 not connected, 503 when the cluster's registry cannot tell
+    let connected = app.gateway.connection(&id).await?;
     let table = match connected {
         ProtocolVersion::V16 => v16_actions(),
         ProtocolVersion::V201 => v201_actions(),

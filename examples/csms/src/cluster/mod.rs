@@ -13,10 +13,19 @@
 //!   answers with the station's answer or the typed error.
 //! * **Events** ([`relay`]): every node publishes its live events on
 //!   `evproto.csms.{cluster}.events` and re-broadcasts the others' locally.
+//! * **Work done once** ([`lease`], [`jobs`]): the jobs that must run on
+//!   one node at a time (the outbox, the offline sweep, the OpenADR poll)
+//!   are leased in a second bucket (`evproto_csms_{cluster}_jobs`) and
+//!   taken over one lease after their holder's last renewal; every node
+//!   announces its stations and jobs on `evproto.csms.{cluster}.nodes`
+//!   (the cluster gauges of `/metrics`).
 //!
 //! The rules are sans-IO cores ([`presence::Presence`],
-//! [`relay::Echoes`]); this module is their I/O.
+//! [`relay::Echoes`], [`lease::Leases`], [`jobs::OfflineSweep`]); this
+//! module is their I/O.
 
+pub mod jobs;
+pub mod lease;
 pub mod presence;
 pub mod relay;
 
@@ -32,6 +41,7 @@ use tokio::sync::{broadcast, mpsc};
 
 use crate::events::LiveEvent;
 use crate::gateway::{StationCallError, StationGateway};
+pub use jobs::Jobs;
 use presence::{Decision, Entry, Input, Presence};
 
 /// The cluster flags.
@@ -183,8 +193,9 @@ pub enum ClusterError {
         /// Why.
         reason: String,
     },
-    /// The presence bucket could not be opened or created (no JetStream?).
-    #[error("cluster: presence bucket {bucket}: {reason} (is JetStream on, nats-server -js?)")]
+    /// A bucket (presence, jobs) could not be opened or created (no
+    /// JetStream?).
+    #[error("cluster: bucket {bucket}: {reason} (is JetStream on, nats-server -js?)")]
     Bucket {
         /// Its name.
         bucket: String,
@@ -220,6 +231,7 @@ impl Shared {
 #[derive(Debug)]
 pub struct Cluster {
     shared: Arc<Shared>,
+    jobs: jobs::JobShell,
 }
 
 impl Cluster {
@@ -246,18 +258,13 @@ impl Cluster {
                 reason: e.to_string(),
             })?;
         let js = async_nats::jetstream::new(client.clone());
-        let bucket = format!("evproto_csms_{}_presence", config.name);
-        let kv = match js.get_key_value(&bucket).await {
-            Ok(kv) => kv,
-            Err(_) => open_bucket(&js, &bucket, config.lease)
-                .await
-                .map_err(|reason| ClusterError::Bucket {
-                    bucket: bucket.clone(),
-                    reason,
-                })?,
-        };
+        let bucket_name = format!("evproto_csms_{}_presence", config.name);
+        let about = "evproto CSMS: which node holds which station's connection";
+        let kv = bucket(&js, &bucket_name, config.lease, about).await?;
+        let jobs = jobs::JobShell::open(&js, &config.name, &node, config.lease).await?;
         tracing::info!(node, cluster = %config.name, "joined the cluster");
         Ok(Cluster {
+            jobs,
             shared: Arc::new(Shared {
                 client,
                 kv,
@@ -269,6 +276,12 @@ impl Cluster {
         })
     }
 
+    /// The gate of this node's once-per-cluster jobs (closed until
+    /// [`Cluster::run`] takes their leases).
+    pub fn jobs(&self) -> Jobs {
+        self.jobs.jobs.clone()
+    }
+
     /// The handle the gateway calls other nodes' stations with.
     pub fn remote(&self) -> Remote {
         Remote {
@@ -277,18 +290,19 @@ impl Cluster {
     }
 
     /// Starts the node's cluster work: presence of the stations connected
-    /// to `server`, answering other nodes' calls through `gateway`, and the
-    /// events of `events` both ways.
+    /// to `server`, answering other nodes' calls through the app's
+    /// gateway, the app's events both ways, and the leases of the
+    /// once-per-cluster jobs (the OpenADR poll when the app has a VEN).
     ///
     /// # Errors
     ///
     /// The node's subscriptions could not be made.
-    pub async fn run(
-        self,
-        server: Server,
-        gateway: StationGateway,
-        events: broadcast::Sender<LiveEvent>,
-    ) -> Result<(), String> {
+    pub async fn run(self, server: Server, app: Arc<crate::App>) -> Result<(), String> {
+        let (gateway, events) = (app.gateway.clone(), app.events.clone());
+        let mut wanted = vec![lease::Job::Outbox, lease::Job::Offline];
+        if app.config.openadr.is_some() {
+            wanted.push(lease::Job::OpenAdr);
+        }
         let s = &self.shared;
         let calls = s
             .client
@@ -301,28 +315,38 @@ impl Cluster {
             .await
             .map_err(|e| format!("cluster: {e}"))?;
         let server_events = server.subscribe();
-        tokio::spawn(presence_loop(s.clone(), server, server_events));
+        let store = app.store.clone();
+        jobs::run(s.clone(), self.jobs, wanted, app, server.clone()).await?;
+        tokio::spawn(relay_events(s.clone(), events, incoming, server.clone()));
+        tokio::spawn(presence_loop(s.clone(), server, server_events, store));
         tokio::spawn(answer_calls(s.clone(), gateway, calls));
-        tokio::spawn(relay_events(s.clone(), events, incoming));
         Ok(())
     }
 }
 
-/// Creates the presence bucket: the stream a key-value bucket is (as the
-/// client's `create_key_value` makes it, which first reads account details
-/// that NATS servers before 2.10 answer in a form it does not read), one
-/// value per key, entries dropped after `lease`; then opens it. A bucket
-/// another node created meanwhile is opened as it is.
-async fn open_bucket(
+/// Opens a key-value bucket, creating it when it is not there: the stream
+/// a key-value bucket is (as the client's `create_key_value` makes it,
+/// which first reads account details that NATS servers before 2.10 answer
+/// in a form it does not read), one value per key, entries dropped after
+/// `lease`. A bucket another node created meanwhile is opened as it is.
+async fn bucket(
     js: &async_nats::jetstream::Context,
     bucket: &str,
     lease: Duration,
-) -> Result<kv::Store, String> {
+    about: &str,
+) -> Result<kv::Store, ClusterError> {
     use async_nats::jetstream::stream;
+    if let Ok(kv) = js.get_key_value(bucket).await {
+        return Ok(kv);
+    }
+    let failed = |reason: String| ClusterError::Bucket {
+        bucket: bucket.to_owned(),
+        reason,
+    };
     let created = js
         .create_stream(stream::Config {
             name: format!("KV_{bucket}"),
-            description: Some("evproto CSMS: which node holds which station's connection".into()),
+            description: Some(about.into()),
             subjects: vec![format!("$KV.{bucket}.>")],
             max_messages_per_subject: 1,
             max_age: lease,
@@ -336,8 +360,8 @@ async fn open_bucket(
         .await;
     match (created, js.get_key_value(bucket).await) {
         (_, Ok(kv)) => Ok(kv),
-        (Err(e), Err(_)) => Err(e.to_string()),
-        (Ok(_), Err(e)) => Err(e.to_string()),
+        (Err(e), Err(_)) => Err(failed(e.to_string())),
+        (Ok(_), Err(e)) => Err(failed(e.to_string())),
     }
 }
 
@@ -376,6 +400,10 @@ impl Remote {
             station: station.to_owned(),
             reason,
         };
+        // cut off from NATS: said at once rather than after a timeout
+        if self.shared.client.connection_state() == async_nats::connection::State::Disconnected {
+            return Err(unreachable("this node is not connected to NATS".into()));
+        }
         let found = tokio::time::timeout(self.shared.wait, self.shared.kv.entry(key_of(station)))
             .await
             .map_err(|_| unreachable("the presence registry did not answer".into()))?
@@ -493,11 +521,14 @@ struct EventIn {
     event: LiveEvent,
 }
 
-/// Publishes this node's live events and re-broadcasts the other nodes'.
+/// Publishes this node's live events and re-broadcasts the other nodes';
+/// a boot another node answered is remembered here too (a station that
+/// moves here later is not refused for want of a boot).
 async fn relay_events(
     shared: Arc<Shared>,
     events: broadcast::Sender<LiveEvent>,
     mut incoming: async_nats::Subscriber,
+    server: Server,
 ) {
     let mut local = events.subscribe();
     let mut echoes = relay::Echoes::default();
@@ -523,6 +554,13 @@ async fn relay_events(
                 match serde_json::from_slice::<EventIn>(&m.payload) {
                     Ok(EventIn { node, .. }) if node == shared.node => {}
                     Ok(EventIn { event, .. }) => {
+                        if let LiveEvent::Boot { station, status } = &event {
+                            if status == "Accepted" {
+                                server.remember_accepted(station.clone());
+                            } else {
+                                server.forget_accepted(station);
+                            }
+                        }
                         echoes.injected(event.to_json());
                         let _ = events.send(event);
                     }
@@ -541,11 +579,14 @@ async fn next_entry(watch: &mut Option<kv::Watch>) -> Option<Result<kv::Entry, k
     }
 }
 
-/// Keeps the presence entries of the stations connected here.
+/// Keeps the presence entries of the stations connected here; a station
+/// that connects here with its boot accepted by the store (by another
+/// node while this one did not hear of it) is taken as booted.
 async fn presence_loop(
     shared: Arc<Shared>,
     server: Server,
     mut server_events: broadcast::Receiver<ServerEvent>,
+    store: crate::store::Store,
 ) {
     let start = Instant::now();
     let mut core = Presence::new(shared.node.clone(), shared.lease / 3);
@@ -567,10 +608,20 @@ async fn presence_loop(
         }
         let input = tokio::select! {
             e = server_events.recv() => match e {
-                Ok(ServerEvent::Connected { identity, version }) => Input::Connected {
-                    station: identity,
-                    version,
-                },
+                Ok(ServerEvent::Connected { identity, version }) => {
+                    let (store, server, id) = (store.clone(), server.clone(), identity.clone());
+                    tokio::spawn(async move {
+                        if let Ok(Some(s)) = store.station(&id).await {
+                            if s.boot_status.as_deref() == Some("Accepted") {
+                                server.remember_accepted(id);
+                            }
+                        }
+                    });
+                    Input::Connected {
+                        station: identity,
+                        version,
+                    }
+                }
                 Ok(ServerEvent::Disconnected { identity, .. }) => Input::Disconnected {
                     still_here: server.station(&identity).is_ok(),
                     station: identity,

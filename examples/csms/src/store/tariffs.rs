@@ -30,6 +30,7 @@ impl Store {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .insert(id.to_owned(), Some(body.clone()));
+        self.cached_changed();
         Ok(created)
     }
 
@@ -40,6 +41,7 @@ impl Store {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .insert(id.to_owned(), None);
+        self.cached_changed();
     }
 
     /// A tariff's JSON (cached; the cache follows [`Store::put_tariff`]).

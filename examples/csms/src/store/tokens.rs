@@ -96,6 +96,7 @@ impl Store {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .insert(t.id_token.clone(), stored);
+        self.cached_changed();
         Ok(created)
     }
 
@@ -112,6 +113,7 @@ impl Store {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .insert(id_token.to_owned(), None);
+        self.cached_changed();
         Ok(gone)
     }
 

@@ -1,5 +1,6 @@
 //! What several of the CSMS's test binaries share.
 
+pub(crate) mod cluster;
 pub(crate) mod conformance;
 
 use serde_json::Value;
