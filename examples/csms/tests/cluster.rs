@@ -127,9 +127,9 @@ async fn three_nodes_share_stations_calls_and_events() {
     let (db, admin) = postgres_db("three").await;
     let cluster = cluster_name();
     // one at a time: the first creates the schema
-    let n1 = start_node(&cluster, "n1", &db, &nats, &[]);
-    let n2 = start_node(&cluster, "n2", &db, &nats, &[]);
-    let n3 = start_node(&cluster, "n3", &db, &nats, &[]);
+    let n1 = start_node(&cluster, "n1", &db, Some(&nats), &[]);
+    let n2 = start_node(&cluster, "n2", &db, Some(&nats), &[]);
+    let n3 = start_node(&cluster, "n3", &db, Some(&nats), &[]);
 
     // node 1's live events, followed from now on
     let sse = reqwest::Client::new()

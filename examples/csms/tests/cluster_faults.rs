@@ -43,9 +43,14 @@ async fn three_nodes(db: &str, nats: &str) -> (String, Vec<Option<Node>>) {
     let cluster = cluster_name();
     let nodes: Vec<Option<Node>> = ["n1", "n2", "n3"]
         .into_iter()
-        .map(|n| Some(start_node(&cluster, n, db, nats, &LEASE)))
+        .map(|n| Some(start_node(&cluster, n, db, Some(nats), &LEASE)))
         .collect();
-    let n1 = nodes[0].as_ref().unwrap();
+    prepare(nodes[0].as_ref().unwrap()).await;
+    (cluster, nodes)
+}
+
+/// The tariff and the drivers' tokens and wallets, through `n1`.
+async fn prepare(n1: &Node) {
     let tariff: Value = serde_json::from_str(TARIFF).unwrap();
     let (s, b) = api(n1, "PUT", "/api/tariffs/default", Some(tariff)).await;
     assert!(s == 200 || s == 201, "tariff: {s} {b}");
@@ -56,7 +61,6 @@ async fn three_nodes(db: &str, nats: &str) -> (String, Vec<Option<Node>>) {
         let (s, b) = api(n1, "PUT", &format!("/api/wallets/{t}"), Some(balance)).await;
         assert!(s == 200 || s == 201, "wallet: {s} {b}");
     }
-    (cluster, nodes)
 }
 
 /// The simulator's stations `{prefix}{i}` through the balancer on `port`:
@@ -421,5 +425,79 @@ async fn nats_stopped_and_started_under_load_stations_keep_charging_and_calls_an
     drop(nodes);
     drop(balancer);
     drop(nats);
+    drop_db(&db, &admin).await;
+}
+
+/// Two runners of the outbox at once (as when a lease moves while its old
+/// holder still drains): sessions ended and left unbilled (their CDRs and
+/// captures undone, their bill entries pending, as after a node died right
+/// after committing their ends) are billed and captured once each. Two
+/// single nodes on one database started together both run the outbox from
+/// their start and every 5 s: the same entries, at the same time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_outbox_run_by_two_nodes_at_once_bills_and_captures_each_session_once() {
+    let (db, admin) = postgres_db("outbox").await;
+    let cluster = cluster_name();
+    let a = start_node(&cluster, "a", &db, None, &[]);
+    prepare(&a).await;
+    let report = evproto_sim::run(simulate(a.ocpp, "CFO", 8, 15), None)
+        .await
+        .unwrap();
+    assert_eq!(report.booted, 8, "{}", report.to_json());
+    assert_settled_once(&a, &report).await;
+    drop(a);
+    // every session's billing undone, its bill entry pending again
+    let pool = sqlx::AnyPool::connect(&db).await.unwrap();
+    for sql in [
+        "DELETE FROM cdrs",
+        "UPDATE payments SET status = 'Held', receipt = NULL",
+        "UPDATE outbox SET done_at = NULL, next_attempt_at = NULL WHERE kind = 'bill'",
+    ] {
+        sqlx::query(sql).execute(&pool).await.unwrap();
+    }
+    for t in TOKENS {
+        // the wallet as it was with every hold taken and nothing captured
+        let rows = sqlx::query("SELECT held FROM payments WHERE id_token = $1")
+            .bind(t)
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+        let held: Decimal = rows
+            .iter()
+            .map(|r| {
+                sqlx::Row::get::<String, _>(r, 0)
+                    .parse::<Decimal>()
+                    .unwrap()
+            })
+            .sum();
+        let balance = WALLET.parse::<Decimal>().unwrap() - held;
+        sqlx::query("UPDATE wallets SET balance = $1 WHERE id_token = $2")
+            .bind(balance.round_dp(2).to_string())
+            .bind(t)
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+    let pending = sqlx::query("SELECT id FROM outbox WHERE done_at IS NULL")
+        .fetch_all(&pool)
+        .await
+        .unwrap()
+        .len();
+    assert_eq!(pending as u64, report.sessions_completed);
+    // two nodes started together: both drain the same entries
+    let (b, c) = std::thread::scope(|s| {
+        let b = s.spawn(|| start_node(&cluster, "b", &db, None, &[]));
+        let c = s.spawn(|| start_node(&cluster, "c", &db, None, &[]));
+        (b.join().unwrap(), c.join().unwrap())
+    });
+    assert_settled_once(&b, &report).await;
+    assert_settled_once(&c, &report).await;
+    let left = sqlx::query("SELECT id FROM outbox WHERE done_at IS NULL")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert!(left.is_empty(), "{} entries pending", left.len());
+    pool.close().await;
+    drop((b, c));
     drop_db(&db, &admin).await;
 }

@@ -85,21 +85,30 @@ impl Drop for Node {
     }
 }
 
-/// Starts node `node` of cluster `cluster` on `db` and NATS `nats`, with
-/// `extra` arguments, and waits until it listens. Its log is
-/// `{tmp}/csms-cluster-{cluster}-{node}.log`.
-pub(crate) fn start_node(cluster: &str, node: &str, db: &str, nats: &str, extra: &[&str]) -> Node {
+/// Starts node `node` of cluster `cluster` on `db` and NATS `nats` (`None`:
+/// a single node on `db`, not in cluster mode), with `extra` arguments, and
+/// waits until it listens. Its log is `{tmp}/csms-cluster-{cluster}-{node}.log`.
+pub(crate) fn start_node(
+    cluster: &str,
+    node: &str,
+    db: &str,
+    nats: Option<&str>,
+    extra: &[&str],
+) -> Node {
     let dir = std::env::temp_dir().join(format!("csms-cluster-{cluster}-{node}"));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let log = std::fs::File::create(dir.with_extension("log")).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_csms"))
-        .args(["--bind", "127.0.0.1", "--ocpp-port", "0"])
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_csms"));
+    cmd.args(["--bind", "127.0.0.1", "--ocpp-port", "0"])
         .args(["--http-port", "0", "--admin-port", "0"])
         .args(["--security-profile", "0", "--unknown-stations", "accept"])
-        .args(["--call-timeout", "5"])
-        .args(["--cluster", nats, "--cluster-name", cluster])
-        .args(["--node-id", node])
+        .args(["--call-timeout", "5"]);
+    if let Some(nats) = nats {
+        cmd.args(["--cluster", nats, "--cluster-name", cluster])
+            .args(["--node-id", node]);
+    }
+    let mut child = cmd
         .args(extra)
         .arg("--data-dir")
         .arg(&dir)
