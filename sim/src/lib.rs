@@ -30,6 +30,7 @@
 //! ```
 
 pub mod grid;
+pub mod iso15118;
 pub mod model;
 pub mod render;
 

@@ -131,6 +131,8 @@ pub struct Args {
     log_format: Option<LogFormat>,
     #[command(flatten)]
     openadr: crate::openadr::VenArgs,
+    #[command(flatten)]
+    pnc: crate::pnc::PncArgs,
 }
 
 /// The same settings, from the TOML file.
@@ -261,6 +263,8 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Demand response: the VTN this CSMS is an OpenADR 3 VEN of (flags only).
     pub openadr: Option<crate::openadr::VenConfig>,
+    /// Plug & Charge (flags only): off unless `--pnc`.
+    pub pnc: Option<crate::pnc::PncConfig>,
 }
 
 impl Default for Config {
@@ -301,6 +305,7 @@ impl Default for Config {
             station_limits: crate::ocpp::StationLimits::default(),
             log_format: LogFormat::Text,
             openadr: None,
+            pnc: None,
         }
     }
 }
@@ -432,6 +437,7 @@ impl Config {
             station_limits: d.station_limits,
             log_format: args.log_format.or(file.log_format).unwrap_or(d.log_format),
             openadr: args.openadr.to_config()?,
+            pnc: args.pnc.to_config()?,
         };
         if c.outbox_retry_base.is_zero() {
             return Err("outbox_retry_base_ms: positive".into());
@@ -585,6 +591,7 @@ impl Config {
             "log_format": self.log_format,
             "openadr_vtn": self.openadr.as_ref().map(|o| redact(&o.vtn)),
             "openadr_program": self.openadr.as_ref().map(|o| &o.program),
+            "pnc": self.pnc.as_ref().map(|p| json!({"organisation": p.organisation, "extra_mo_roots": p.mo_roots.len(), "certificate_days": p.certificate_lifetime.as_secs() / 86_400, "renew_days": p.renew_before.as_secs() / 86_400, "ocsp_validity_s": p.ocsp_validity.as_secs()})),
         })
     }
 }

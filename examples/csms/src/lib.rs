@@ -56,6 +56,7 @@ mod monitoring;
 pub mod ocpp;
 pub mod openadr;
 pub mod payments;
+pub mod pnc;
 pub mod roaming;
 pub mod sessions;
 pub mod smart;
@@ -118,6 +119,8 @@ pub struct App {
     statuses: std::sync::Mutex<HashMap<ConnectorKey, (String, Option<String>)>>,
     /// Every connector's health score (predictive maintenance).
     pub maintenance: maintenance::Maintenance,
+    /// Plug & Charge (`--pnc`): the CSMS's CAs, contract checks, OCSP.
+    pub pnc: Option<Arc<pnc::Pnc>>,
     /// Which once-per-cluster jobs this node runs (all of them on a single
     /// node).
     pub jobs: cluster::Jobs,
@@ -704,6 +707,13 @@ async fn run(
         site_limit_w: config.site_limit_w,
     };
     let sessions = sessions::Sessions::new(store.clone());
+    let pnc = match config.pnc.clone() {
+        Some(c) => {
+            let prefix = format!("{}{}", config.ocpi_country_code, config.ocpi_party_id);
+            Some(Arc::new(pnc::Pnc::start(store.clone(), c, &prefix).await?))
+        }
+        None => None,
+    };
     let auth = station_auth::StationAuth::load(store.clone())
         .await
         .map_err(|e| e.to_string())?;
@@ -723,6 +733,7 @@ async fn run(
         statuses: std::sync::Mutex::new(HashMap::new()),
         sessions,
         maintenance: maintenance::Maintenance::default(),
+        pnc,
         jobs: cluster
             .as_ref()
             .map_or_else(cluster::Jobs::single, |c| c.jobs()),
@@ -766,6 +777,10 @@ async fn run(
     }
     // 4. Background work, each with the handles it uses.
     tokio::spawn(roaming_work.run(roaming.clone()));
+    if let Some(p) = &app.pnc {
+        let (store, gateway) = (app.store.clone(), app.gateway.clone());
+        tokio::spawn(pnc::renewals(store, gateway, p.config.clone()));
+    }
     if let Some(ven) = config.openadr.clone() {
         let (store, gateway, events) = (app.store.clone(), app.gateway.clone(), app.events.clone());
         let ven = openadr::Ven::new(ven, store, gateway, events, config.site_limit_w);

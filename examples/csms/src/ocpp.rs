@@ -512,6 +512,7 @@ macro_rules! handlers_2x {
                 let decision = decide(app, station, t.id_token.as_str(), purpose)
                     .await
                     .map_err(|e| internal(station, A, e))?;
+                let decision = crate::pnc::ocpp::with_known_contract(app, t.id_token.as_str(), decision);
                 let mut info = decision.$to_info();
                 // a Started that arrives after its Ended holds nothing: no hold outlives its session
                 let open = session.as_ref().is_some_and(|s| s.status != "Completed");
@@ -1659,9 +1660,12 @@ macro_rules! station_handlers_2x {
                 let decision = decide(app, station, &req.id_token.id_token, Purpose::Authorize)
                     .await
                     .map_err(|e| unanswered::<A>(station, e))?;
+                // Plug & Charge: a contract's certificate decides it (C07)
+                let (decision, verdict) =
+                    crate::pnc::ocpp::authorize_contract(app, &req, decision).await;
                 Ok($ver::AuthorizeResponse {
                     id_token_info: decision.$to_info(),
-                    certificate_status: None,
+                    certificate_status: verdict.and_then(|v| v.as_str().parse().ok()),
                     custom_data: None,
                     $($auth_extra: None,)*
                 })
@@ -2302,6 +2306,9 @@ macro_rules! report_handlers_2x {
                 type A = $ver::action::GetCertificateStatus;
                 let (app, station) = (&ctx.state, &*ctx.identity);
                 message::<A>(app, station);
+                if app.pnc.is_some() {
+                    return crate::pnc::ocpp::$ver::get_certificate_status(app, station, req).await;
+                }
                 certificate_request::<A>(app, station, &req)
                     .await
                     .map_err(|e| unanswered::<A>(station, e))?;
@@ -2321,6 +2328,9 @@ macro_rules! report_handlers_2x {
                 type A = $ver::action::Get15118EVCertificate;
                 let (app, station) = (&ctx.state, &*ctx.identity);
                 message::<A>(app, station);
+                if app.pnc.is_some() {
+                    return crate::pnc::ocpp::$ver::get_15118_ev_certificate(app, station, req).await;
+                }
                 certificate_request::<A>(app, station, &req)
                     .await
                     .map_err(|e| unanswered::<A>(station, e))?;
@@ -2339,6 +2349,9 @@ macro_rules! report_handlers_2x {
                 type A = $ver::action::SignCertificate;
                 let (app, station) = (&ctx.state, &*ctx.identity);
                 message::<A>(app, station);
+                if app.pnc.is_some() {
+                    return crate::pnc::ocpp::$ver::sign_certificate(app, station, req).await;
+                }
                 certificate_request::<A>(app, station, &req)
                     .await
                     .map_err(|e| unanswered::<A>(station, e))?;
@@ -2367,6 +2380,9 @@ async fn sign_certificate_16(
     type A = v16::action::SignCertificate;
     let (app, station) = (&ctx.state, &*ctx.identity);
     message::<A>(app, station);
+    if app.pnc.is_some() {
+        return crate::pnc::ocpp::sign_certificate_16(app, station, &req).await;
+    }
     certificate_request::<A>(app, station, &req)
         .await
         .map_err(|e| unanswered::<A>(station, e))?;

@@ -39,6 +39,7 @@
 
 mod alerts;
 mod billing;
+mod certificates;
 mod cluster;
 pub mod drivers;
 mod migrations;
@@ -63,6 +64,7 @@ use crate::writer::Writer;
 use migrations::MIGRATIONS;
 
 pub use alerts::{AlertRow, ConnectionAlerts};
+pub use certificates::StationCertificate;
 pub use outbox::{outbox_backoff, OutboxAdded, OUTBOX_MAX_DELAY};
 pub use paging::{ListQuery, Page};
 pub use password::{

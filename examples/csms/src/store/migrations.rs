@@ -166,6 +166,15 @@ pub(crate) const MIGRATIONS: &[(i64, &str)] = &[
         "CREATE INDEX IF NOT EXISTS alerts_by_station ON alerts (station_id, kind, cleared_at);
     CREATE INDEX IF NOT EXISTS sessions_active_by_token ON sessions (LOWER(id_token)) WHERE status = 'Active'",
     ),
+    (
+        22,
+        // Plug & Charge (pnc/, store/certificates.rs): the certificate the CSMS's CA signed last
+        // per station and use (renewal before it expires), and the lab OCSP responder's
+        // revocations (by OCSP id: issuer name hash, issuer key hash, serial)
+        "CREATE TABLE IF NOT EXISTS station_certificates (station_id TEXT NOT NULL, certificate_use TEXT NOT NULL, serial TEXT NOT NULL, not_after BIGINT NOT NULL, certificate TEXT NOT NULL, issued_at TEXT NOT NULL, renewal_requested_at TEXT, PRIMARY KEY (station_id, certificate_use));
+    CREATE INDEX IF NOT EXISTS station_certificates_by_expiry ON station_certificates (not_after);
+    CREATE TABLE IF NOT EXISTS certificate_revocations (cert_id TEXT PRIMARY KEY, revoked_at BIGINT NOT NULL)",
+    ),
     // New migrations go here, at the end, with the next free number (see the
     // module's documentation for the numbers reserved).
 ];

@@ -1,0 +1,548 @@
+//! Plug & Charge end to end (issue 19) against the CSMS started with
+//! `--pnc`: scripted OCPP stations (2.0.1, 1.6) have their certificates
+//! signed, checked and renewed (A02/A03); contracts are authorized by their
+//! chain and OCSP, refused when revoked, expired, of a foreign MO or of
+//! another eMAID (C07, M06); and a car with no contract gets one installed
+//! through `Get15118EVCertificate` (M01), then charges by it, over the
+//! ISO 15118-2 machines in memory (the simulator's `iso15118` module).
+
+mod common;
+
+use std::time::Duration;
+
+use base64::Engine;
+use common::conformance::{now, Lab, Station};
+use csms::pnc::ocsp::CertId;
+use csms::pnc::PncConfig;
+use evproto_iso15118::pki::demo::{self, DemoPki, Role};
+use evproto_iso15118::pki::{verify_chain, Cert, LeafUsage, TrustStore, VerifyingKey};
+use evproto_iso15118::session::{
+    ContractStatus, EndReason, EvPnc, EvccConfig, Provisioning, SeccConfig, SeccPnc,
+};
+use evproto_ocpp_proto::ProtocolVersion;
+use evproto_sim::iso15118::{run_session, Backend, Plan};
+use serde_json::{json, Value};
+
+fn unix_now() -> u64 {
+    chrono::Utc::now().timestamp() as u64
+}
+
+fn pem_chain(certs: &[&[u8]]) -> String {
+    certs.iter().map(|c| csms::pnc::ca::pem(c)).collect()
+}
+
+/// A demo PKI's contract chain: the leaf and its two MO sub-CAs.
+fn contract_chain(p: &DemoPki) -> String {
+    let subs = p.contract_sub_cas();
+    pem_chain(&[p.contract.cert.der(), &subs[0], &subs[1]])
+}
+
+fn certs(v: &Value) -> Vec<Cert> {
+    Cert::from_pem_chain(v.as_str().expect("PEM").as_bytes()).expect("certificates")
+}
+
+/// The first TriggerMessage for `message` (others, from the renewal
+/// worker, are skipped).
+async fn trigger(st: &mut Station, message: &str) -> Value {
+    loop {
+        let t = st.received("TriggerMessage").await;
+        if t["requestedMessage"] == message {
+            return t;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a02_a03_station_certificates_signed_checked_and_renewed() {
+    // every certificate is due for renewal as soon as it is signed
+    let lab = Lab::start_with("pnc-sign", |c| {
+        c.pnc = Some(PncConfig {
+            certificate_lifetime: Duration::from_secs(86_400),
+            renew_before: Duration::from_secs(2 * 86_400),
+            renew_check: Duration::from_millis(200),
+            ..PncConfig::default()
+        })
+    })
+    .await;
+    let overview = lab.ok("GET", "/api/pnc", None).await;
+    let v2g_root = TrustStore::new(certs(&overview["v2g_root"]));
+    let station_ca = TrustStore::new(certs(&overview["station_ca"]));
+    let mut st = Station::connect(&lab, "CS-PNC-1", ProtocolVersion::V201).await;
+
+    // A03: the V2G certificate, signed by the CPO sub-CA 2 under the V2G root
+    let key = p256::ecdsa::SigningKey::from_slice(&[7; 32]).unwrap();
+    let csr = csms::pnc::csr::request("CN=CS-PNC-1,O=evproto", &key).unwrap();
+    let a = st
+        .ok(
+            "SignCertificate",
+            json!({"csr": csr, "certificateType": "V2GCertificate"}),
+        )
+        .await;
+    assert_eq!(a["status"], "Accepted", "{a}");
+    let signed = st.received("CertificateSigned").await;
+    assert_eq!(signed["certificateType"], "V2GCertificate");
+    let chain = certs(&signed["certificateChain"]);
+    assert_eq!(chain.len(), 3, "leaf and the two CPO sub-CAs");
+    let subs: Vec<Vec<u8>> = chain[1..].iter().map(|c| c.der().to_vec()).collect();
+    let verified = verify_chain(
+        chain[0].der(),
+        &subs,
+        &v2g_root,
+        unix_now(),
+        LeafUsage::Signature,
+    )
+    .expect("the V2G certificate chains to the V2G root");
+    assert_eq!(verified.leaf.common_name().as_deref(), Some("CS-PNC-1"));
+    assert_eq!(
+        VerifyingKey::of(&chain[0]).unwrap(),
+        VerifyingKey::P256(*key.verifying_key()),
+        "the certificate is of the CSR's key"
+    );
+
+    // renewal: the CSMS asks for a new CSR before the certificate expires
+    trigger(&mut st, "SignV2GCertificate").await;
+    let key2 = p256::ecdsa::SigningKey::from_slice(&[8; 32]).unwrap();
+    let csr2 = csms::pnc::csr::request("CN=CS-PNC-1,O=evproto", &key2).unwrap();
+    let a = st
+        .ok(
+            "SignCertificate",
+            json!({"csr": csr2, "certificateType": "V2GCertificate"}),
+        )
+        .await;
+    assert_eq!(a["status"], "Accepted");
+    let renewed = certs(&st.received("CertificateSigned").await["certificateChain"]);
+    assert_ne!(renewed[0].der(), chain[0].der());
+    assert_eq!(
+        VerifyingKey::of(&renewed[0]).unwrap(),
+        VerifyingKey::P256(*key2.verifying_key())
+    );
+
+    // A02: the charging-station certificate, signed by the station CA
+    let a = st.ok("SignCertificate", json!({"csr": csr})).await;
+    assert_eq!(a["status"], "Accepted");
+    let cs = certs(&st.received("CertificateSigned").await["certificateChain"]);
+    assert_eq!(cs.len(), 1);
+    verify_chain(
+        cs[0].der(),
+        &[],
+        &station_ca,
+        unix_now(),
+        LeafUsage::Signature,
+    )
+    .expect("chains to the station CA");
+    let kept = lab
+        .ok("GET", "/api/stations/CS-PNC-1/certificates/signed", None)
+        .await;
+    let uses: Vec<&str> = kept
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["certificate_use"].as_str().unwrap())
+        .collect();
+    assert_eq!(uses, ["ChargingStationCertificate", "V2GCertificate"]);
+
+    // the operator asks for a renewal now
+    let r = lab
+        .ok(
+            "POST",
+            "/api/stations/CS-PNC-1/certificates/renew",
+            Some(json!({"certificate_type": "ChargingStationCertificate"})),
+        )
+        .await;
+    assert_eq!(r["accepted"], true);
+    trigger(&mut st, "SignChargingStationCertificate").await;
+
+    // M05, M03, M04 from the operator API: the built-in V2G root installed,
+    // the installed certificates listed, one deleted
+    let installed = lab
+        .ok(
+            "POST",
+            "/api/stations/CS-PNC-1/certificates",
+            Some(json!({"certificate_type": "V2GRootCertificate"})),
+        )
+        .await;
+    assert_eq!(installed["status"], "Accepted");
+    let sent = st.received("InstallCertificate").await;
+    assert_eq!(sent["certificateType"], "V2GRootCertificate");
+    assert_eq!(sent["certificate"], overview["v2g_root"]);
+    let hash = json!({"hashAlgorithm": "SHA256", "issuerNameHash": "aa", "issuerKeyHash": "bb", "serialNumber": "01"});
+    st.answer(
+        "GetInstalledCertificateIds",
+        json!({"status": "Accepted", "certificateHashDataChain": [
+            {"certificateType": "V2GRootCertificate", "certificateHashData": hash}]}),
+    );
+    let ids = lab
+        .ok("GET", "/api/stations/CS-PNC-1/certificates", None)
+        .await;
+    assert_eq!(
+        ids["certificateHashDataChain"][0]["certificateHashData"],
+        hash
+    );
+    st.received("GetInstalledCertificateIds").await;
+    let deleted = lab
+        .ok(
+            "POST",
+            "/api/stations/CS-PNC-1/certificates/delete",
+            Some(json!({"hash_algorithm": "SHA256", "issuer_name_hash": "aa",
+                "issuer_key_hash": "bb", "serial_number": "01"})),
+        )
+        .await;
+    assert_eq!(deleted["status"], "Accepted");
+    assert_eq!(
+        st.received("DeleteCertificate").await["certificateHashData"],
+        hash
+    );
+
+    // CSRs that break a rule are rejected with the reason, nothing signed
+    let p384 = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "CS-PNC-1");
+    params
+        .distinguished_name
+        .push(rcgen::DnType::OrganizationName, "evproto");
+    let p384_csr = params.serialize_request(&p384).unwrap().pem().unwrap();
+    for (bad, why) in [
+        (
+            csms::pnc::csr::request("CN=CS-OTHER,O=evproto", &key).unwrap(),
+            "CS-OTHER",
+        ),
+        (
+            csms::pnc::csr::request("CN=CS-PNC-1,O=someone", &key).unwrap(),
+            "someone",
+        ),
+        (p384_csr, "secp256r1"),
+        ("not a CSR".to_owned(), "PEM"),
+    ] {
+        let a = st.ok("SignCertificate", json!({"csr": bad})).await;
+        assert_eq!(a["status"], "Rejected", "{why}: {a}");
+        assert_eq!(a["statusInfo"]["reasonCode"], "InvalidCSR");
+        let info = a["statusInfo"]["additionalInfo"].as_str().unwrap();
+        assert!(info.contains(why), "{why}: {info}");
+    }
+    st.not_received("CertificateSigned").await;
+    st.stop().await;
+
+    // 1.6 (security extension): the charge point certificate
+    let mut st16 = Station::connect(&lab, "CS-PNC-16", ProtocolVersion::V16).await;
+    let key16 = p256::ecdsa::SigningKey::from_slice(&[9; 32]).unwrap();
+    let csr16 = csms::pnc::csr::request("CN=CS-PNC-16,O=evproto", &key16).unwrap();
+    let a = st16.ok("SignCertificate", json!({"csr": csr16})).await;
+    assert_eq!(a["status"], "Accepted");
+    let cs16 = certs(&st16.received("CertificateSigned").await["certificateChain"]);
+    verify_chain(
+        cs16[0].der(),
+        &[],
+        &station_ca,
+        unix_now(),
+        LeafUsage::Signature,
+    )
+    .unwrap();
+    st16.stop().await;
+    lab.stop().await;
+}
+
+/// A contract's `Authorize` with its chain.
+fn by_chain(emaid: &str, chain: &str) -> Value {
+    json!({"idToken": {"idToken": emaid, "type": "eMAID"}, "certificate": chain})
+}
+
+/// OCPP's OCSP request data of a certificate.
+fn hash_data(id: &CertId) -> Value {
+    json!({"hashAlgorithm": "SHA256", "issuerNameHash": id.issuer_name_hash,
+        "issuerKeyHash": id.issuer_key_hash, "serialNumber": id.serial,
+        "responderURL": "http://ocsp.example/"})
+}
+
+/// A contract's `Authorize` with its OCSP data only (the station checked the chain).
+fn by_hash(emaid: &str, id: &CertId) -> Value {
+    json!({"idToken": {"idToken": emaid, "type": "eMAID"}, "iso15118CertificateHashData": [hash_data(id)]})
+}
+
+fn answered(a: &Value) -> (&str, &str) {
+    (
+        a["idTokenInfo"]["status"].as_str().unwrap(),
+        a["certificateStatus"].as_str().unwrap_or("-"),
+    )
+}
+
+/// The decoded `ocspResult` of a GetCertificateStatus answer.
+fn ocsp_result(a: &Value) -> Vec<u8> {
+    assert_eq!(a["status"], "Accepted", "{a}");
+    base64::engine::general_purpose::STANDARD
+        .decode(a["ocspResult"].as_str().unwrap())
+        .unwrap()
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn c07_m06_contracts_by_certificate_and_ocsp() {
+    let t = unix_now();
+    // a roaming partner's MO, its root configured as trusted
+    let partner = DemoPki::generate(
+        b"partner mo",
+        "NLPRTC000000001",
+        t - 86_400,
+        t + 86_400 * 3650,
+    )
+    .unwrap();
+    let root = partner.mo_root.cert.der().to_vec();
+    let lab = Lab::start_with("pnc-contracts", move |c| {
+        c.pnc = Some(PncConfig {
+            mo_roots: vec![root],
+            ..PncConfig::default()
+        })
+    })
+    .await;
+    let st = Station::connect(&lab, "CS-PNC-2", ProtocolVersion::V201).await;
+    let subs = partner.contract_sub_cas();
+    let chain = contract_chain(&partner);
+    let id = CertId::of(partner.contract.cert.der(), partner.mo_sub_ca2.cert.der()).unwrap();
+    let emaid = "NL-PRT-C00000000-1";
+
+    // a valid contract: accepted by its chain, and by its OCSP data alone
+    let a = st.ok("Authorize", by_chain(emaid, &chain)).await;
+    assert_eq!(answered(&a), ("Accepted", "Accepted"), "{a}");
+    let a = st.ok("Authorize", by_hash(emaid, &id)).await;
+    assert_eq!(answered(&a), ("Accepted", "Accepted"), "{a}");
+    // the transaction that follows starts with the eMAID
+    let started = json!({"eventType": "Started", "timestamp": now(), "triggerReason": "Authorized",
+        "seqNo": 0, "transactionInfo": {"transactionId": "PNC-TX-1", "chargingState": "Charging"},
+        "evse": {"id": 1, "connectorId": 1}, "idToken": {"idToken": emaid, "type": "eMAID"},
+        "meterValue": [{"timestamp": now(), "sampledValue": [{"value": 0}]}]});
+    let e = st.ok("TransactionEvent", started).await;
+    assert_eq!(e["idTokenInfo"]["status"], "Accepted", "{e}");
+    // M06: the station asks for the OCSP answer to hand to the car
+    let good = ocsp_result(
+        &st.ok(
+            "GetCertificateStatus",
+            json!({"ocspRequestData": hash_data(&id)}),
+        )
+        .await,
+    );
+    assert_eq!(good[0], 0x30);
+    assert!(contains(&good, &[0x80, 0x00]), "certStatus good");
+
+    // revoked at the MO's responder: refused
+    let (status, _) = lab
+        .api(
+            "POST",
+            "/api/pnc/revocations",
+            Some(
+                json!({"hash_algorithm": "SHA256", "issuer_name_hash": id.issuer_name_hash,
+                "issuer_key_hash": id.issuer_key_hash, "serial_number": id.serial}),
+            ),
+        )
+        .await;
+    assert_eq!(status, 204);
+    let a = st.ok("Authorize", by_chain(emaid, &chain)).await;
+    assert_eq!(answered(&a), ("Invalid", "CertificateRevoked"), "{a}");
+    let a = st.ok("Authorize", by_hash(emaid, &id)).await;
+    assert_eq!(answered(&a), ("Invalid", "CertificateRevoked"), "{a}");
+    let revoked = ocsp_result(
+        &st.ok(
+            "GetCertificateStatus",
+            json!({"ocspRequestData": hash_data(&id)}),
+        )
+        .await,
+    );
+    // certStatus revoked: [1] with the revocation's GeneralizedTime
+    assert!(
+        contains(&revoked, &[0xa1, 0x11, 0x18, 0x0f]),
+        "certStatus revoked"
+    );
+
+    // expired: issued by the partner's MO sub-CA 2 for 2020-2022
+    let old_key = demo::derive_key(b"old", "contract");
+    let expired = demo::issue(
+        "CN=NLPRTC000000002,O=partner,DC=MO",
+        &old_key,
+        Some(&partner.mo_sub_ca2),
+        Role::Signer,
+        900,
+        1_580_000_000,
+        1_640_000_000,
+    )
+    .unwrap();
+    let a = st
+        .ok(
+            "Authorize",
+            by_chain(
+                "NLPRTC000000002",
+                &pem_chain(&[expired.cert.der(), &subs[0], &subs[1]]),
+            ),
+        )
+        .await;
+    assert_eq!(answered(&a), ("Invalid", "CertificateExpired"), "{a}");
+
+    // an MO the CSMS does not trust
+    let foreign =
+        DemoPki::generate(b"foreign mo", "DEXYZC000000001", t - 86_400, t + 86_400).unwrap();
+    let a = st
+        .ok(
+            "Authorize",
+            by_chain("DEXYZC000000001", &contract_chain(&foreign)),
+        )
+        .await;
+    assert_eq!(answered(&a), ("Invalid", "CertChainError"), "{a}");
+
+    // a valid certificate presented for another eMAID
+    let fresh =
+        DemoPki::generate(b"partner mo", "NLPRTC000000003", t - 86_400, t + 86_400).unwrap();
+    let a = st
+        .ok(
+            "Authorize",
+            by_chain("NLPRTC000000099", &contract_chain(&fresh)),
+        )
+        .await;
+    assert_eq!(answered(&a), ("Invalid", "CertChainError"), "{a}");
+
+    // a card is answered as before: no certificate status
+    let a = st
+        .ok(
+            "Authorize",
+            json!({"idToken": {"idToken": "CARD-1", "type": "ISO14443"}}),
+        )
+        .await;
+    assert_eq!(answered(&a), ("Unknown", "-"), "{a}");
+    st.stop().await;
+    lab.stop().await;
+}
+
+/// The station in between the car's SECC and the CSMS: its OCPP calls.
+struct StationBackend<'a> {
+    st: &'a Station,
+}
+
+impl Backend for StationBackend<'_> {
+    async fn authorize_card(&mut self) -> bool {
+        let a = self
+            .st
+            .ok(
+                "Authorize",
+                json!({"idToken": {"idToken": "CARD-1", "type": "ISO14443"}}),
+            )
+            .await;
+        a["idTokenInfo"]["status"] == "Accepted"
+    }
+
+    async fn authorize_contract(&mut self, emaid: &str, chain_pem: String) -> ContractStatus {
+        let a = self.st.ok("Authorize", by_chain(emaid, &chain_pem)).await;
+        match answered(&a) {
+            ("Accepted", "Accepted") => ContractStatus::Accepted,
+            (_, "CertificateRevoked") => ContractStatus::Revoked,
+            _ => ContractStatus::Rejected,
+        }
+    }
+
+    async fn install_certificate(&mut self, exi: Vec<u8>) -> Option<Vec<u8>> {
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let a = self
+            .st
+            .ok(
+                "Get15118EVCertificate",
+                json!({"iso15118SchemaVersion": "urn:iso:15118:2:2013:MsgDef",
+                    "action": "Install", "exiRequest": b64.encode(exi)}),
+            )
+            .await;
+        if a["status"] != "Accepted" {
+            return None;
+        }
+        b64.decode(a["exiResponse"].as_str()?).ok()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn m01_c07_a_car_gets_a_contract_installed_then_charges_by_it() {
+    let lab = Lab::start_with("pnc-install", |c| c.pnc = Some(PncConfig::default())).await;
+    let overview = lab.ok("GET", "/api/pnc", None).await;
+    let v2g_roots = TrustStore::new(certs(&overview["v2g_root"]));
+    let mo_roots = TrustStore::new(
+        overview["trusted_mo_roots"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(certs)
+            .collect(),
+    );
+    let st = Station::connect(&lab, "CS-PNC-3", ProtocolVersion::V201).await;
+    // the car's maker: its provisioning certificate and key
+    let t = unix_now();
+    let maker = DemoPki::generate(b"car maker", "DEOEMC000000001", t - 86_400, t + 86_400).unwrap();
+    let provisioning = Provisioning::new(
+        maker.oem_provisioning.cert.der().to_vec(),
+        maker.oem_provisioning.key_bytes(),
+    );
+    let session = |contract| {
+        let secc = SeccConfig::new(vec![1, 2, 3, 4, 5, 6, 7, 8])
+            .with_unix_time(unix_now())
+            .with_pnc(Some(SeccPnc::new(mo_roots.clone(), [0x5a; 16])));
+        let evcc = EvccConfig::iso2_dc(vec![0x02, 0, 0, 0, 0, 3])
+            .with_unix_time(unix_now())
+            .with_loop_interval(Duration::from_millis(20))
+            .with_pnc(Some(EvPnc::new(
+                contract,
+                Some(provisioning.clone()),
+                v2g_roots.clone(),
+            )));
+        (secc, evcc)
+    };
+    let plan = Plan {
+        loops: 3,
+        limit: Duration::from_secs(30),
+    };
+    let mut backend = StationBackend { st: &st };
+
+    // no contract: one is installed through the CSMS, then the car is authorized by it
+    let (secc, evcc) = session(None);
+    let first = run_session(secc, evcc, &plan, &mut backend).await;
+    assert!(first.finished(), "{first:?}");
+    let names: Vec<&str> = first.requests.iter().map(|(n, _)| n.as_str()).collect();
+    let pos = |n: &str| names.iter().position(|x| *x == n).unwrap();
+    assert!(
+        pos("CertificateInstallationReq") < pos("PaymentDetailsReq"),
+        "{names:?}"
+    );
+    let installed = first.installed.clone().expect("a contract installed");
+    assert!(installed.emaid.starts_with("NLEVPC"), "{}", installed.emaid);
+    assert_eq!(first.emaid.as_deref(), Some(installed.emaid.as_str()));
+    assert!(first.loops >= 3 && first.energy_wh > 0.0, "{first:?}");
+
+    // plugged in again with it: authorized by its certificate, nothing installed
+    let (secc, evcc) = session(Some(installed.clone()));
+    let second = run_session(secc, evcc, &plan, &mut backend).await;
+    assert!(second.finished(), "{second:?}");
+    assert!(!second
+        .requests
+        .iter()
+        .any(|(n, _)| n == "CertificateInstallationReq"));
+
+    // revoked by its MO: the car is told FAILED_CertificateRevoked
+    let id = CertId::of(&installed.certificate, &installed.sub_cas[0]).unwrap();
+    let (status, _) = lab
+        .api(
+            "POST",
+            "/api/pnc/revocations",
+            Some(
+                json!({"hash_algorithm": "SHA256", "issuer_name_hash": id.issuer_name_hash,
+                "issuer_key_hash": id.issuer_key_hash, "serial_number": id.serial}),
+            ),
+        )
+        .await;
+    assert_eq!(status, 204);
+    let (secc, evcc) = session(Some(installed));
+    let third = run_session(secc, evcc, &plan, &mut backend).await;
+    assert_eq!(
+        third.secc_end,
+        Some(EndReason::Failed {
+            response_code: "FAILED_CertificateRevoked".into()
+        }),
+        "{third:?}"
+    );
+    st.stop().await;
+    lab.stop().await;
+}

@@ -1,0 +1,311 @@
+//! ISO 15118 in the simulator: per session, the station's SECC and the
+//! car's EVCC from `evproto-iso15118`'s sans-IO machines, in memory, on
+//! the real clock. The car negotiates its protocol (DIN, -2, -20),
+//! authorizes by EIM (the station asks its CSMS about its card) or Plug &
+//! Charge (the station sends the car's contract chain with `Authorize`,
+//! after installing a contract through `Get15118EVCertificate` when the
+//! car has none), and charges under the schedule the station has, its
+//! energy counted from the charge loop.
+//!
+//! What the station asks its CSMS is a [`Backend`]: the simulator's OCPP
+//! station, or a test's scripted one.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use evproto_iso15118::messages::iso2 as m;
+use evproto_iso15118::session::{
+    Authorization, CertificateInstallation, ContractStatus, Effect, EndReason, EvNotice, Evcc,
+    EvccConfig, EvseRequest, Isolation, Protocol, ScheduleTuple, Secc, SeccConfig, StopKind,
+};
+
+/// What the station asks its CSMS during a session.
+pub trait Backend {
+    /// EIM: the station's `Authorize` of its card; whether it is accepted.
+    fn authorize_card(&mut self) -> impl Future<Output = bool>;
+    /// Plug & Charge: `Authorize` with the contract `chain_pem` (leaf
+    /// first) of `emaid`: the CSMS's verdict.
+    fn authorize_contract(
+        &mut self,
+        emaid: &str,
+        chain_pem: String,
+    ) -> impl Future<Output = ContractStatus>;
+    /// Plug & Charge: `Get15118EVCertificate` with the car's request (EXI):
+    /// the CSMS's EXI answer, `None` when it has none.
+    fn install_certificate(&mut self, exi: Vec<u8>) -> impl Future<Output = Option<Vec<u8>>>;
+    /// The schedules to offer (empty: one of the EVSE's maximum power).
+    fn schedules(&mut self) -> Vec<ScheduleTuple> {
+        Vec::new()
+    }
+}
+
+/// How a session goes.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The car stops after this many charge loops.
+    pub loops: u32,
+    /// The session is abandoned after this long.
+    pub limit: Duration,
+}
+
+impl Default for Plan {
+    fn default() -> Self {
+        Plan {
+            loops: 3,
+            limit: Duration::from_secs(60),
+        }
+    }
+}
+
+/// How a session went.
+#[derive(Debug, Clone, Default)]
+pub struct Outcome {
+    /// The protocol negotiated.
+    pub protocol: Option<Protocol>,
+    /// Why the SECC ended (`None`: it had not when the limit came).
+    pub secc_end: Option<EndReason>,
+    /// Why the EVCC ended.
+    pub evcc_end: Option<EndReason>,
+    /// Charge loops done.
+    pub loops: u32,
+    /// Energy delivered, Wh (the EVSE's meter).
+    pub energy_wh: f64,
+    /// The eMAID the car authorized with (Plug & Charge).
+    pub emaid: Option<String>,
+    /// The contract the car installed in this session, if it did.
+    pub installed: Option<evproto_iso15118::session::Contract>,
+    /// The body names of the car's requests, in order, runs collapsed.
+    pub requests: Vec<(String, usize)>,
+}
+
+impl Outcome {
+    /// Both sides finished normally.
+    pub fn finished(&self) -> bool {
+        self.secc_end == Some(EndReason::Finished) && self.evcc_end == Some(EndReason::Finished)
+    }
+}
+
+/// A DER certificate as PEM.
+pub fn pem(der: &[u8]) -> String {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut out = String::from("-----BEGIN CERTIFICATE-----\n");
+    for line in b64.as_bytes().chunks(64) {
+        out.push_str(&String::from_utf8_lossy(line));
+        out.push('\n');
+    }
+    out.push_str("-----END CERTIFICATE-----\n");
+    out
+}
+
+/// A CertificateInstallationRes message (EXI, as `Get15118EVCertificate`
+/// returns it) as the SECC takes it.
+pub fn installation_of(exi: &[u8]) -> Option<CertificateInstallation> {
+    let m::Message::V2gMessage(msg) = m::Message::decode(exi).ok()? else {
+        return None;
+    };
+    Some(CertificateInstallation {
+        response: msg.body.certificate_installation_res?,
+        signature: msg.header.signature?,
+    })
+}
+
+/// The body name of a -2 request (or `?`).
+fn body_name(exi: &[u8]) -> String {
+    if let Ok(m) = evproto_iso15118::app_protocol::decode(exi) {
+        return m.name().to_string();
+    }
+    match m::Message::decode(exi) {
+        Ok(m::Message::V2gMessage(v)) => serde_json::to_value(&v.body)
+            .ok()
+            .and_then(|j| {
+                j.as_object()?
+                    .iter()
+                    .find(|(_, v)| !v.is_null())
+                    .map(|(k, _)| k.clone())
+            })
+            .unwrap_or_else(|| "?".into()),
+        _ => "?".into(),
+    }
+}
+
+/// The EVSE around the SECC: it follows the car's targets at once, its
+/// isolation test passes at once, its meter counts what flows.
+struct Plant {
+    evse: evproto_iso15118::session::EvseStatus,
+    power_on: bool,
+    dc: bool,
+    energy_wh: f64,
+}
+
+impl Plant {
+    /// Power now, W.
+    fn power_w(&self) -> f64 {
+        if !self.power_on {
+            0.0
+        } else if self.dc {
+            self.evse.present_voltage * self.evse.present_current
+        } else {
+            230.0 * 16.0 * 3.0
+        }
+    }
+}
+
+/// Runs one session: the SECC of `secc` and the car of `evcc` until both
+/// end (the car stops after `plan.loops` charge loops) or `plan.limit`.
+pub async fn run_session<B: Backend>(
+    secc: SeccConfig,
+    evcc: EvccConfig,
+    plan: &Plan,
+    backend: &mut B,
+) -> Outcome {
+    let start = Instant::now();
+    let dc = evcc.energy_mode.is_dc();
+    let mut plant = Plant {
+        evse: secc.evse.clone(),
+        power_on: false,
+        dc,
+        energy_wh: 0.0,
+    };
+    plant.evse.meter_wh = Some(0);
+    let mut secc = Secc::new(secc, start);
+    secc.set_evse(plant.evse.clone());
+    let mut evcc = Evcc::new(evcc, start);
+    let mut out = Outcome::default();
+    let mut stop_asked = false;
+    let mut last = start;
+    loop {
+        let mut progress = true;
+        while progress {
+            progress = false;
+            let now = Instant::now();
+            // the meter counts what flowed since last time
+            let dt = now.saturating_duration_since(last).as_secs_f64();
+            last = now;
+            plant.energy_wh += plant.power_w() * dt / 3600.0;
+            if plant.evse.meter_wh != Some(plant.energy_wh as u64) {
+                plant.evse.meter_wh = Some(plant.energy_wh as u64);
+                secc.set_evse(plant.evse.clone());
+            }
+            while let Some(e) = evcc.poll_effect() {
+                progress = true;
+                match e {
+                    Effect::Transmit(b) => {
+                        let name = body_name(&b);
+                        match out.requests.last_mut() {
+                            Some((n, c)) if *n == name => *c += 1,
+                            _ => out.requests.push((name, 1)),
+                        }
+                        secc.handle_message(now, &b);
+                    }
+                    Effect::TransmitAs(pt, b) => secc.handle_packet(now, pt, &b),
+                    Effect::SessionEnded { reason } => out.evcc_end = Some(reason),
+                    Effect::Ev(EvNotice::Meter { .. }) | Effect::Ev(_) => {}
+                    _ => {}
+                }
+            }
+            let mut requests = Vec::new();
+            while let Some(e) = secc.poll_effect() {
+                progress = true;
+                match e {
+                    Effect::Transmit(b) => evcc.handle_message(now, &b),
+                    Effect::TransmitAs(pt, b) => evcc.handle_packet(now, pt, &b),
+                    Effect::SessionEnded { reason } => out.secc_end = Some(reason),
+                    Effect::Evse(r) => requests.push(r),
+                    _ => {}
+                }
+            }
+            for r in requests {
+                evse_request(r, &mut secc, &mut plant, backend, &mut out).await;
+            }
+            if !stop_asked && evcc.charge_loops() >= plan.loops {
+                evcc.request_stop(StopKind::Terminate);
+                stop_asked = true;
+                progress = true;
+            }
+        }
+        let ended = out.secc_end.is_some() && out.evcc_end.is_some();
+        if ended || start.elapsed() >= plan.limit {
+            break;
+        }
+        let next = [secc.poll_timeout(), evcc.poll_timeout()]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or_else(|| start + plan.limit)
+            .min(start + plan.limit);
+        tokio::time::sleep_until(tokio::time::Instant::from_std(next)).await;
+        let now = Instant::now();
+        secc.handle_timeout(now);
+        evcc.handle_timeout(now);
+    }
+    out.protocol = evcc.protocol();
+    out.loops = evcc.charge_loops();
+    out.energy_wh = plant.energy_wh;
+    out.installed = evcc.iso2().and_then(|e| e.installed_contract().cloned());
+    out
+}
+
+/// Serves one request of the SECC to its EVSE and the station's CSMS.
+async fn evse_request<B: Backend>(
+    r: EvseRequest,
+    secc: &mut Secc,
+    plant: &mut Plant,
+    backend: &mut B,
+    out: &mut Outcome,
+) {
+    match r {
+        EvseRequest::Authorize { .. } => {
+            let ok = backend.authorize_card().await;
+            let decision = if ok {
+                Authorization::Accepted
+            } else {
+                Authorization::Rejected
+            };
+            secc.handle_authorization(Instant::now(), decision);
+        }
+        EvseRequest::Schedules { .. } => {
+            let s = backend.schedules();
+            secc.handle_schedules(Instant::now(), s);
+        }
+        EvseRequest::StartCableCheck => {
+            plant.evse.isolation = Isolation::Valid;
+            secc.set_evse(plant.evse.clone());
+        }
+        EvseRequest::Target { voltage, current } => {
+            plant.evse.present_voltage = voltage.min(plant.evse.max_voltage);
+            plant.evse.present_current = current.min(plant.evse.max_current);
+            secc.set_evse(plant.evse.clone());
+        }
+        EvseRequest::Power(on) => {
+            plant.power_on = on;
+            if !plant.dc {
+                plant.evse.present_voltage = if on { 230.0 } else { 0.0 };
+                plant.evse.present_current = if on { 16.0 } else { 0.0 };
+            } else if !on {
+                plant.evse.present_voltage = 0.0;
+                plant.evse.present_current = 0.0;
+            }
+            secc.set_evse(plant.evse.clone());
+        }
+        EvseRequest::AuthorizeContract {
+            emaid,
+            certificate,
+            sub_cas,
+        } => {
+            let mut chain = pem(&certificate);
+            for s in &sub_cas {
+                chain.push_str(&pem(s));
+            }
+            let status = backend.authorize_contract(&emaid, chain).await;
+            out.emaid = Some(emaid);
+            secc.handle_contract_status(Instant::now(), status);
+        }
+        EvseRequest::InstallCertificate { exi, .. } => {
+            let answer = backend.install_certificate(exi).await;
+            let installation = answer.as_deref().and_then(installation_of);
+            secc.handle_certificate_installation(Instant::now(), installation);
+        }
+        _ => {}
+    }
+}
