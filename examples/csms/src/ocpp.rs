@@ -628,11 +628,10 @@ handlers_2x!(
 );
 
 /// Refreshes the station's OCPI Location and pushes it to partners, in
-/// the background (the station's answer does not wait for partners).
+/// the background (the station's answer does not wait for partners; a
+/// boot storm's rebuilds share commits, see `Roaming::location_changed_soon`).
 fn location_changed(app: &App, station: &str) {
-    let r = app.roaming.clone();
-    let station = station.to_owned();
-    tokio::spawn(async move { r.location_changed(&station).await });
+    app.roaming.location_changed_soon(station);
 }
 
 /// Seconds between two CostUpdated calls for the same transaction.

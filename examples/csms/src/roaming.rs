@@ -217,6 +217,37 @@ pub struct Roaming {
     retrying: std::sync::Mutex<std::collections::HashSet<String>>,
     /// Work for [`RoamingWork::run`] (partner syncs, push retries).
     work: mpsc::UnboundedSender<Work>,
+    /// Stations whose Location is to be rebuilt.
+    rebuilds: std::sync::Mutex<Rebuilds>,
+    /// The last round of Location rebuilds done.
+    rebuilt: tokio::sync::watch::Sender<u64>,
+}
+
+/// Locations stored per group commit.
+const LOCATIONS_PER_COMMIT: usize = 256;
+
+/// Stations whose Location is to be rebuilt
+/// ([`Roaming::location_changed_soon`]).
+#[derive(Debug, Default)]
+struct Rebuilds {
+    /// Marked since the last round took them.
+    stations: std::collections::BTreeSet<String>,
+    /// Rounds taken (the next takes `stations`).
+    taken: u64,
+    /// Whether the rebuilder runs.
+    running: bool,
+}
+
+/// One of our objects as JSON text if it is valid OCPI 2.2.1 (else logged).
+fn valid_ocpi(kind: &str, id: &str, obj: &Value) -> Option<String> {
+    let text = obj.to_string();
+    match evproto_ocpi::validate::validate(Version::V221, kind, &text) {
+        Ok(_) => Some(text),
+        Err(e) => {
+            tracing::warn!(id, "{kind} not valid OCPI: {e}");
+            None
+        }
+    }
 }
 
 /// What roaming needs from the rest of the CSMS.
@@ -385,6 +416,8 @@ impl Roaming {
             turns: std::sync::Mutex::default(),
             retrying: std::sync::Mutex::default(),
             work,
+            rebuilds: std::sync::Mutex::default(),
+            rebuilt: tokio::sync::watch::Sender::new(0),
         };
         Ok((Arc::new(roaming), RoamingWork { requests }))
     }
@@ -534,51 +567,91 @@ impl Roaming {
         self.run_pushes(due).await;
     }
 
-    /// Rebuilds a station's Location, stores it for pulls and pushes it.
+    /// Rebuilds a station's Location, stores it for pulls and pushes it;
+    /// returns once it is stored and its pushes are queued.
     ///
-    /// One rebuild at a time per station, each reading the station when its
-    /// turn comes: the events that call this (a boot, then its first
-    /// status) arrive together, and rebuilt side by side the older view
-    /// could be stored last, and then pushed as the newest.
+    /// See [`Roaming::location_changed_soon`]: this waits for the round
+    /// that rebuilds it.
     pub async fn location_changed(self: &Arc<Self>, station_id: &str) {
-        let key = format!("rebuild:locations:{station_id}");
-        let turn = self
-            .turns
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(key.clone())
-            .or_default()
-            .clone();
-        let due = {
-            let _turn = turn.lock().await;
-            let loc = station_location(&self.store, &self.country_code, &self.party_id, station_id);
-            match loc.await {
-                Ok(Some(loc)) => {
-                    if self
-                        .store_published("locations", "Location", station_id, loc)
-                        .await
-                        .is_some()
-                    {
-                        self.queue_all("locations", station_id).await
-                    } else {
-                        Vec::new()
+        let round = self.location_changed_soon(station_id);
+        let mut rebuilt = self.rebuilt.subscribe();
+        let _ = rebuilt.wait_for(|done| *done >= round).await;
+    }
+
+    /// Marks a station's Location for rebuilding and returns at once; the
+    /// round that will rebuild it.
+    ///
+    /// One rebuilder works in rounds: each takes every station marked
+    /// since the round before, reads each when its round comes (so the
+    /// newest view is stored last: a boot and its first status arrive
+    /// together) and stores the Locations [`LOCATIONS_PER_COMMIT`] to a
+    /// group commit. A boot storm of thousands of stations is then a few
+    /// rounds of a few commits, instead of one task and one commit per
+    /// event holding the write connection every station message needs.
+    pub fn location_changed_soon(self: &Arc<Self>, station_id: &str) -> u64 {
+        let (round, start) = {
+            let mut r = self.rebuilds.lock().unwrap_or_else(|e| e.into_inner());
+            r.stations.insert(station_id.to_owned());
+            let start = !r.running;
+            r.running = true;
+            (r.taken + 1, start)
+        };
+        if start {
+            let this = self.clone();
+            tokio::spawn(async move { this.rebuild_locations().await });
+        }
+        round
+    }
+
+    /// The rebuilder: rounds until no station is marked.
+    async fn rebuild_locations(self: Arc<Self>) {
+        loop {
+            let (stations, round) = {
+                let mut r = self.rebuilds.lock().unwrap_or_else(|e| e.into_inner());
+                if r.stations.is_empty() {
+                    r.running = false;
+                    return;
+                }
+                r.taken += 1;
+                (std::mem::take(&mut r.stations), r.taken)
+            };
+            let stations: Vec<String> = stations.into_iter().collect();
+            let mut due = Vec::new();
+            for chunk in stations.chunks(LOCATIONS_PER_COMMIT) {
+                let mut ops = Vec::with_capacity(chunk.len());
+                let mut stored = Vec::with_capacity(chunk.len());
+                for id in chunk {
+                    let loc = station_location(&self.store, &self.country_code, &self.party_id, id);
+                    match loc.await {
+                        Ok(Some(loc)) => {
+                            if let Some(body) = valid_ocpi("Location", id, &loc) {
+                                ops.push(crate::writer::Op::OcpiObject {
+                                    module: "locations",
+                                    key: self.owner_key(id),
+                                    body,
+                                });
+                                stored.push(id);
+                            }
+                        }
+                        Ok(None) => {}
+                        Err(e) => tracing::warn!(station = %id, "location not built: {e}"),
                     }
                 }
-                Ok(None) => Vec::new(),
-                Err(e) => {
-                    tracing::warn!(station = station_id, "location not built: {e}");
-                    Vec::new()
+                if let Err(e) = self.store.writer().write(ops).await {
+                    // partners that pull would not see them: not pushed either
+                    tracing::error!(stations = stored.len(), "locations not stored: {e}");
+                    continue;
+                }
+                for id in stored {
+                    due.extend(self.queue_all("locations", id).await);
                 }
             }
-        };
-        {
-            // the map keeps only turns somebody holds or waits for
-            let mut turns = self.turns.lock().unwrap_or_else(|e| e.into_inner());
-            if Arc::strong_count(&turn) <= 2 {
-                turns.remove(&key);
+            self.rebuilt.send_replace(round);
+            if !due.is_empty() {
+                let this = self.clone();
+                tokio::spawn(async move { this.run_pushes(due).await });
             }
         }
-        self.run_pushes(due).await;
     }
 
     /// Publishes a tariff under its id and pushes it.
@@ -616,10 +689,7 @@ impl Roaming {
         id: &str,
         obj: Value,
     ) -> Option<Value> {
-        if let Err(e) = evproto_ocpi::validate::validate(Version::V221, kind, &obj.to_string()) {
-            tracing::warn!(id, "{kind} not valid OCPI: {e}");
-            return None;
-        }
+        valid_ocpi(kind, id, &obj)?;
         if let Err(e) = self
             .store
             .ocpi_put_object(module, &self.owner_key(id), &obj)

@@ -143,6 +143,16 @@ pub enum Op {
         /// Their kind.
         kind: &'static str,
     },
+    /// One of our OCPI objects stored for pulls, created or replaced
+    /// (the last of a key in a batch wins).
+    OcpiObject {
+        /// Its module (`locations`).
+        module: &'static str,
+        /// Its key (`{country}/{party}/{id}`).
+        key: String,
+        /// The object (JSON).
+        body: String,
+    },
     /// A counter raised to at least a value.
     Counter {
         /// Its name.
@@ -446,6 +456,9 @@ async fn commit(target: &Target, sets: &[&WriteSet]) -> Result<()> {
     let mut boot_at: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
     // raised and cleared in the order they came (a station may go and come back)
     let mut alerts: Vec<&Op> = Vec::new();
+    let mut objects: Vec<Vec<Arg>> = Vec::new();
+    let mut object_at: std::collections::HashMap<(&str, &str), usize> =
+        std::collections::HashMap::new();
     let mut statuses: Vec<Vec<Arg>> = Vec::new();
     let mut status_at: std::collections::HashMap<(&str, i64, i64), usize> =
         std::collections::HashMap::new();
@@ -559,6 +572,17 @@ async fn commit(target: &Target, sets: &[&WriteSet]) -> Result<()> {
                     None => {
                         status_at.insert((station, *evse, *connector), statuses.len());
                         statuses.push(row);
+                    }
+                }
+            }
+            Op::OcpiObject { module, key, body } => {
+                let row = vec![text(module), text(key), text(body), text(&received)];
+                // PostgreSQL updates a row once per statement: the last wins
+                match object_at.get(&(*module, key.as_str())) {
+                    Some(&i) => objects[i] = row,
+                    None => {
+                        object_at.insert((module, key), objects.len());
+                        objects.push(row);
                     }
                 }
             }
@@ -692,6 +716,15 @@ async fn commit(target: &Target, sets: &[&WriteSet]) -> Result<()> {
         4,
         "ON CONFLICT (station_id) DO UPDATE SET online_since = excluded.online_since, online_ms = excluded.online_ms",
         &uptimes,
+    )
+    .await?;
+    insert_rows(
+        target,
+        &mut tx,
+        "INSERT INTO ocpi_objects (module, object_key, body, updated_at)",
+        4,
+        "ON CONFLICT (module, object_key) DO UPDATE SET body = excluded.body, updated_at = excluded.updated_at",
+        &objects,
     )
     .await?;
     // last-seen times: one UPDATE ... FROM a VALUES list per chunk
