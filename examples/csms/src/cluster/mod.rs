@@ -56,9 +56,12 @@ pub struct ClusterArgs {
     /// This node's id in the cluster (letters, digits, - and _), unique in it; default the host name and the OCPP port.
     #[arg(long, env = "CSMS_NODE_ID")]
     node_id: Option<String>,
-    /// Seconds a presence entry lives without renewal (its node renews it every third of that).
+    /// Seconds a once-per-cluster job's lease lives without renewal (its node renews it every third of that; a dead node's jobs are taken over after it).
     #[arg(long, env = "CSMS_CLUSTER_LEASE", default_value_t = 30)]
     cluster_lease: u64,
+    /// Seconds a station's presence entry lives without renewal (its node renews it every third of that: one write per station each time, so not short at scale; a dead node's stations that reconnect nowhere stay listed that long).
+    #[arg(long, env = "CSMS_PRESENCE_LEASE", default_value_t = 300)]
+    presence_lease: u64,
 }
 
 /// Cluster mode's settings.
@@ -70,8 +73,10 @@ pub struct ClusterConfig {
     pub name: String,
     /// This node's id (`None`: host name and OCPP port).
     pub node: Option<String>,
-    /// How long a presence entry lives without renewal.
+    /// How long a job's lease lives without renewal.
     pub lease: Duration,
+    /// How long a station's presence entry lives without renewal.
+    pub presence_lease: Duration,
 }
 
 /// A name usable in a NATS subject token and a bucket name.
@@ -104,11 +109,15 @@ impl ClusterArgs {
         if self.cluster_lease < 3 {
             return Err("cluster_lease: 3 seconds or more".into());
         }
+        if self.presence_lease < 3 {
+            return Err("presence_lease: 3 seconds or more".into());
+        }
         Ok(Some(ClusterConfig {
             url,
             name: self.cluster_name.clone(),
             node: self.node_id.clone(),
             lease: Duration::from_secs(self.cluster_lease),
+            presence_lease: Duration::from_secs(self.presence_lease),
         }))
     }
 }
@@ -211,7 +220,10 @@ struct Shared {
     kv: kv::Store,
     prefix: String,
     node: String,
+    /// A job's lease.
     lease: Duration,
+    /// A station's presence entry's life without renewal.
+    presence_lease: Duration,
     /// How long a caller waits for the owner's answer: the call timeout and
     /// a margin for the hops.
     wait: Duration,
@@ -260,7 +272,7 @@ impl Cluster {
         let js = async_nats::jetstream::new(client.clone());
         let bucket_name = format!("evproto_csms_{}_presence", config.name);
         let about = "evproto CSMS: which node holds which station's connection";
-        let kv = bucket(&js, &bucket_name, config.lease, about).await?;
+        let kv = bucket(&js, &bucket_name, config.presence_lease, about).await?;
         let jobs = jobs::JobShell::open(&js, &config.name, &node, config.lease).await?;
         tracing::info!(node, cluster = %config.name, "joined the cluster");
         Ok(Cluster {
@@ -271,6 +283,7 @@ impl Cluster {
                 prefix: format!("evproto.csms.{}", config.name),
                 node,
                 lease: config.lease,
+                presence_lease: config.presence_lease,
                 wait,
             }),
         })
@@ -589,7 +602,7 @@ async fn presence_loop(
     store: crate::store::Store,
 ) {
     let start = Instant::now();
-    let mut core = Presence::new(shared.node.clone(), shared.lease / 3);
+    let mut core = Presence::new(shared.node.clone(), shared.presence_lease / 3);
     let (done, mut outcomes) = mpsc::unbounded_channel::<Input>();
     let mut watch: Option<kv::Watch> = None;
     let mut last_revision = 0;
@@ -829,6 +842,7 @@ mod tests {
             cluster_name: name.into(),
             node_id: node.map(str::to_owned),
             cluster_lease: lease,
+            presence_lease: lease * 10,
         };
         assert_eq!(args(None, "x", None, 30).to_config(), Ok(None));
         let c = args(Some("nats://127.0.0.1:4222"), "prod", Some("n1"), 30)
@@ -836,6 +850,7 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(c.lease, Duration::from_secs(30));
+        assert_eq!(c.presence_lease, Duration::from_secs(300));
         assert!(args(Some("nats://h"), "a.b", None, 30).to_config().is_err());
         assert!(args(Some("nats://h"), "a", Some("n 1"), 30)
             .to_config()
