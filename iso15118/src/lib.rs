@@ -31,7 +31,8 @@
 //!   deterministic demo PKI (`pki::demo`);
 //! - `shell` (feature `tokio`): the machines over real sockets — an SECC
 //!   server and an EVCC client over TCP, SDP over UDP, typed errors and
-//!   deadlines for everything a peer can do wrong;
+//!   deadlines for everything a peer can do wrong; TLS 1.3 (-20, feature
+//!   `tls`) and TLS 1.2 (-2, feature `tls-openssl`);
 //! - [`lenient`]: the decoding policy (strict by default) that accepts the
 //!   deviations real cars and chargers send — bytes after the document, an
 //!   integer outside its facet — each reported as a warning with its bit
@@ -47,7 +48,7 @@
 //! Plug & Charge for ISO 15118-20 (its curves' signatures are in `pki`,
 //! not its message flow), Ed448, the -20 contract key encryption,
 //! CertificateUpdate, decoding relaxed fragments (`eMAID` is encoded);
-//! TLS.
+//! the static-ECDH TLS suite of -2 (OpenSSL dropped it).
 //! Outside the `tokio` feature's `shell` there are no sockets: everything
 //! is bytes in, values out.
 //!
@@ -93,6 +94,15 @@
 //!   running the session machines over TCP (any IPv4/IPv6 address) and
 //!   SDP over UDP (`ff02::1` on a named interface), with a simulated EVSE
 //!   and EV. Without it nothing needs an async runtime.
+//!
+//! - `tls` (implies `tokio`): `shell::tls`, ISO 15118-20's TLS 1.3 with
+//!   mutual authentication (rustls with the ring provider, always given
+//!   explicitly: the process default provider is never used).
+//!
+//! - `tls-openssl` (implies `tokio`, off by default): ISO 15118-2's TLS 1.2
+//!   with `TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256`, which rustls does not
+//!   have, through OpenSSL (the `openssl` crate: the system's libssl and
+//!   its headers, Debian `libssl-dev`).
 
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]

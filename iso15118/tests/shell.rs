@@ -457,6 +457,47 @@ async fn sdp_over_unicast_loopback() {
     assert_eq!(found, secc);
 }
 
+/// An SECC with a TLS port answers a request for TLS with it and
+/// security `0x00`, a request without TLS with the plain port and `0x10`;
+/// an SECC without one downgrades, which an EV asking for TLS refuses.
+#[tokio::test]
+async fn sdp_answers_a_request_for_tls_with_the_tls_port() {
+    let secc: SocketAddr = "[::1]:54321".parse().unwrap();
+    let config = SdpServerConfig::new(None, secc)
+        .unwrap()
+        .with_bind("[::1]:0".parse().unwrap())
+        .with_tls_port(Some(54322));
+    let server = SdpServer::bind(&config).await.unwrap();
+    let sdp_addr = server.local_addr().unwrap();
+    tokio::spawn(server.run());
+    let client = UdpSocket::bind("[::1]:0").await.unwrap();
+    let mut buf = [0u8; 64];
+    for (security, port) in [(sdp::Security::Tls, 54322), (sdp::Security::None, 54321)] {
+        let req = sdp::Request {
+            security,
+            transport: sdp::Transport::Tcp,
+        };
+        client.send_to(&req.encode(), sdp_addr).await.unwrap();
+        let (n, _) = tokio::time::timeout(Duration::from_secs(5), client.recv_from(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        let res = sdp::Response::decode(&buf[..n]).unwrap();
+        assert_eq!((res.security, res.port), (security, port));
+    }
+    let tls = SdpClientConfig::unicast(sdp_addr).with_security(sdp::Security::Tls);
+    assert_eq!(discover(&tls).await.unwrap().port(), 54322);
+    // no TLS port: downgraded, and refused by an EV that asked for TLS
+    let plain = SdpServerConfig::new(None, secc)
+        .unwrap()
+        .with_bind("[::1]:0".parse().unwrap());
+    let server = SdpServer::bind(&plain).await.unwrap();
+    let sdp_addr = server.local_addr().unwrap();
+    tokio::spawn(server.run());
+    let r = discover(&SdpClientConfig::unicast(sdp_addr).with_security(sdp::Security::Tls)).await;
+    assert!(matches!(r, Err(Error::SdpDowngraded)), "{r:?}");
+}
+
 #[tokio::test]
 async fn sdp_client_gives_up_after_its_retries() {
     // a UDP socket that never answers

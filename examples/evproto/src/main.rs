@@ -111,14 +111,15 @@ enum V2gCommand {
     },
     /// Run a charger (SECC) serving DIN 70121, ISO 15118-2 and -20 sessions
     /// (EIM; -2 Plug & Charge with --pnc DIR) over TCP until stopped, with
+    /// TLS (1.3 for -20, 1.2 for -2) on a second port with --tls DIR, and
     /// SDP on --iface. The power electronics
     /// are simulated: present voltage and current follow the EV's targets,
-    /// the meter counts power × time. Prints `listening on ADDR` first,
-    /// then one JSON line per session ended.
+    /// the meter counts power × time. Prints `listening on ADDR` first
+    /// (and `tls on ADDR` with --tls), then one JSON line per session ended.
     Evse(v2g_cmd::EvseArgs),
     /// Run a car (EVCC): find the charger (--connect, or SDP on --iface),
     /// charge --energy-kwh with EIM (or -2 Plug & Charge with --pnc DIR),
-    /// stop and exit. The last stdout line is
+    /// over TLS with --tls DIR, stop and exit. The last stdout line is
     /// the summary (JSON with --json: `protocol`, `session_id`, `energy_wh`,
     /// `messages`, `result`: "ok" or the failure with its ResponseCode).
     /// Exits 1 when the session failed, 2 on a usage error.

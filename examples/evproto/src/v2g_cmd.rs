@@ -10,10 +10,12 @@ use std::net::{SocketAddr, SocketAddrV6};
 
 use evproto_iso15118::pki::demo::DemoPki;
 use evproto_iso15118::pki::{Cert, SigningKey, TrustStore};
+use evproto_iso15118::sdp::Security;
 use evproto_iso15118::session::{
     Contract, ContractProvisioning, ControlMode, EnergyMode, EvPnc, EvccConfig, Protocol,
     Provisioning, SeccConfig, SeccPnc,
 };
+use evproto_iso15118::shell::tls::{EvccTls, Identity, SeccTls, TlsInfo, TlsVersion};
 use evproto_iso15118::shell::{
     self, Interface, SdpClientConfig, SdpServer, SdpServerConfig, SeccServer, SeccService,
     SessionReport, ShellConfig, SimEv, SimEvse,
@@ -333,9 +335,8 @@ const PROTOCOLS: &[&str] = &["din", "iso2-ac", "iso2-dc", "iso20-ac", "iso20-dc"
 /// Names of the issue's list that no machine speaks yet.
 const NOT_YET: &[&str] = &["iso20-ac-bpt", "iso20-dc-bpt"];
 /// What `--allow-iso20-without-tls` is about.
-const ISO20_TLS: &str = "ISO 15118-20 mandates TLS 1.3, which evproto does not do yet \
-     (it comes with Plug & Charge); --allow-iso20-without-tls runs -20 EIM over plain TCP, \
-     a lab shortcut";
+const ISO20_TLS: &str = "ISO 15118-20 mandates TLS 1.3: give --tls DIR (a PKI of `evproto v2g \
+     pki`); --allow-iso20-without-tls runs -20 EIM over plain TCP, a lab shortcut";
 
 /// A protocol name of the command line: `din`, `iso2-ac`, `iso2-dc`,
 /// `iso20-ac`, `iso20-dc`.
@@ -424,15 +425,25 @@ pub(crate) struct EvseArgs {
     #[arg(long, value_name = "IF")]
     iface: Option<String>,
     /// Protocols offered: din, iso2-ac, iso2-dc, iso20-ac, iso20-dc
-    /// (comma-separated; the -20 ones need --allow-iso20-without-tls). The
-    /// energy modes offered are those of the listed names together.
-    /// Default: din,iso2-ac,iso2-dc, and iso20-ac,iso20-dc too with
-    /// --allow-iso20-without-tls.
+    /// (comma-separated; the -20 ones need --tls or
+    /// --allow-iso20-without-tls). The energy modes offered are those of
+    /// the listed names together. Default: din,iso2-ac,iso2-dc, and
+    /// iso20-ac,iso20-dc too with --tls or --allow-iso20-without-tls.
+    /// Over TLS 1.3 the -20 ones and -2 are offered, over TLS 1.2 -2, over
+    /// plain TCP DIN and -2 (and -20 with --allow-iso20-without-tls).
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
     protocols: Option<Vec<String>>,
+    /// Also serve TLS, on a second port of the --listen address (a free
+    /// one of 49152-65535; SDP announces it to EVs that ask for TLS), with
+    /// the PKI in DIR (`evproto v2g pki DIR`): the SECC presents
+    /// secc_leaf with cpo_sub_ca2 and cpo_sub_ca1; TLS 1.3 (-20) requires
+    /// the EV's certificate, chained to oem_root; TLS 1.2 (-2) uses
+    /// TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256.
+    #[arg(long, value_name = "DIR")]
+    tls: Option<std::path::PathBuf>,
     /// Serve ISO 15118-20 (EIM, scheduled and dynamic control modes) over
-    /// plain TCP. -20 mandates TLS 1.3, which evproto does not do yet:
-    /// a lab shortcut, for test benches and simulators only.
+    /// plain TCP too. -20 mandates TLS 1.3 (--tls): a lab shortcut, for
+    /// test benches and simulators only.
     #[arg(long)]
     allow_iso20_without_tls: bool,
     /// Exit after this many sessions (default: serve until stopped).
@@ -441,12 +452,12 @@ pub(crate) struct EvseArgs {
     /// Offer ISO 15118-2 Plug & Charge with the PKI in DIR (`evproto v2g
     /// pki DIR`): contracts are checked against its MO root; a car without
     /// a contract gets DIR's contract through CertificateInstallation
-    /// (signed by the CPS leaf). Needs --allow-pnc-without-tls.
+    /// (signed by the CPS leaf). Offered over TLS (--tls) only, unless
+    /// --allow-pnc-without-tls.
     #[arg(long, value_name = "DIR")]
     pnc: Option<std::path::PathBuf>,
-    /// Run ISO 15118-2 Plug & Charge over plain TCP. -2 requires TLS for
-    /// PnC [V2G2-634], which evproto's shells do not do yet: a lab
-    /// shortcut.
+    /// Offer ISO 15118-2 Plug & Charge over plain TCP too. -2 requires TLS
+    /// for PnC [V2G2-634]: a lab shortcut.
     #[arg(long)]
     allow_pnc_without_tls: bool,
 }
@@ -479,11 +490,17 @@ pub(crate) struct EvArgs {
     #[arg(long, value_name = "IF")]
     iface: Option<String>,
     /// The protocol: din, iso2-ac, iso2-dc, iso20-ac or iso20-dc (the
-    /// -20 ones need --allow-iso20-without-tls).
+    /// -20 ones need --tls or --allow-iso20-without-tls).
     #[arg(long, value_name = "P")]
     protocol: String,
-    /// Speak ISO 15118-20 over plain TCP (it mandates TLS 1.3, which
-    /// evproto does not do yet): a lab shortcut.
+    /// Speak TLS, with the PKI in DIR (`evproto v2g pki DIR`): ask for it
+    /// in SDP, check the SECC's chain against v2g_root; -20 over TLS 1.3
+    /// presenting oem_leaf with oem_sub_ca2 and oem_sub_ca1, -2 over TLS
+    /// 1.2 (TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256). Not for din.
+    #[arg(long, value_name = "DIR")]
+    tls: Option<std::path::PathBuf>,
+    /// Speak ISO 15118-20 over plain TCP (it mandates TLS 1.3, --tls): a
+    /// lab shortcut.
     #[arg(long)]
     allow_iso20_without_tls: bool,
     /// ISO 15118-20 control mode: scheduled or dynamic.
@@ -494,15 +511,15 @@ pub(crate) struct EvArgs {
     eim: bool,
     /// ISO 15118-2 Plug & Charge with the contract of DIR (`evproto v2g
     /// pki DIR`: contract_leaf, mo_sub_ca2, mo_sub_ca1, v2g_root). Needs
-    /// --allow-pnc-without-tls.
+    /// --tls (or --allow-pnc-without-tls).
     #[arg(long, value_name = "DIR")]
     pnc: Option<std::path::PathBuf>,
     /// With --pnc: start without a contract and install DIR's through
     /// CertificateInstallation with the OEM provisioning certificate.
     #[arg(long, requires = "pnc")]
     install_contract: bool,
-    /// Speak ISO 15118-2 Plug & Charge over plain TCP (it requires TLS,
-    /// which evproto's shells do not do yet): a lab shortcut.
+    /// Speak ISO 15118-2 Plug & Charge over plain TCP (it requires TLS
+    /// [V2G2-634], --tls): a lab shortcut.
     #[arg(long)]
     allow_pnc_without_tls: bool,
     /// Energy to charge, kWh.
@@ -681,8 +698,9 @@ pub(crate) fn run_pki(args: PkiArgs) -> Result<(), String> {
     write("emaid.txt".into(), format!("{}\n", pki.emaid).as_bytes())?;
     readme.push_str(&format!(
         "\nemaid.txt      the contract's eMAID ({})\n\n\
-         evproto v2g evse --listen ADDR --pnc DIR --allow-pnc-without-tls\n\
-         evproto v2g ev --connect ADDR --protocol iso2-dc --pnc DIR --allow-pnc-without-tls [--install-contract]\n",
+         evproto v2g evse --listen ADDR --tls DIR --pnc DIR   (prints the TLS port: `tls on ADDR`)\n\
+         evproto v2g ev --connect TLS_ADDR --tls DIR --protocol iso2-dc --pnc DIR [--install-contract]\n\
+         evproto v2g ev --connect TLS_ADDR --tls DIR --protocol iso20-dc\n",
         pki.emaid
     ));
     write("README.txt".into(), readme.as_bytes())?;
@@ -724,20 +742,69 @@ fn read_contract(dir: &std::path::Path) -> Result<Contract, String> {
     ))
 }
 
-const PNC_TLS: &str = "ISO 15118-2 Plug & Charge requires TLS [V2G2-634], which evproto's \
-                       shells do not do yet; --allow-pnc-without-tls runs it over plain TCP \
-                       (lab only)";
+const PNC_TLS: &str = "ISO 15118-2 Plug & Charge requires TLS [V2G2-634]: give --tls DIR; \
+                       --allow-pnc-without-tls runs it over plain TCP (lab only)";
 
+/// The SECC's TLS from a PKI directory: its CPO chain for both versions,
+/// the OEM root for the EVs' certificates (TLS 1.3).
+fn secc_tls(dir: &std::path::Path) -> Result<SeccTls, String> {
+    let identity = Identity::new(
+        read_pki(dir, "secc_leaf")?.der().to_vec(),
+        vec![
+            read_pki(dir, "cpo_sub_ca2")?.der().to_vec(),
+            read_pki(dir, "cpo_sub_ca1")?.der().to_vec(),
+        ],
+        read_key(dir, "secc_leaf")?
+            .to_pkcs8_der()
+            .map_err(|e| e.to_string())?,
+    );
+    let oem = TrustStore::new(vec![read_pki(dir, "oem_root")?]);
+    SeccTls::new()
+        .with_tls13(&identity, &oem)
+        .and_then(|t| t.with_tls12(&identity))
+        .map_err(|e| format!("--tls {}: {e}", dir.display()))
+}
+
+/// The EV's TLS from a PKI directory: the V2G root; for TLS 1.3 its OEM
+/// chain.
+fn evcc_tls(dir: &std::path::Path) -> Result<EvccTls, String> {
+    let identity = Identity::new(
+        read_pki(dir, "oem_leaf")?.der().to_vec(),
+        vec![
+            read_pki(dir, "oem_sub_ca2")?.der().to_vec(),
+            read_pki(dir, "oem_sub_ca1")?.der().to_vec(),
+        ],
+        read_key(dir, "oem_leaf")?
+            .to_pkcs8_der()
+            .map_err(|e| e.to_string())?,
+    );
+    EvccTls::new(TrustStore::new(vec![read_pki(dir, "v2g_root")?]))
+        .with_tls13(Some(&identity))
+        .and_then(EvccTls::with_tls12)
+        .map_err(|e| format!("--tls {}: {e}", dir.display()))
+}
+
+/// `"TLSv1.3"` / `"TLSv1.2"` for the session lines.
+fn tls_name(info: &TlsInfo) -> &'static str {
+    match info.version {
+        TlsVersion::Tls13 => "TLSv1.3",
+        _ => "TLSv1.2",
+    }
+}
+
+/// The SECC's sessions: over plain TCP, TLS 1.3 and TLS 1.2 each with
+/// its own protocols (and Plug & Charge over plain TCP only when allowed).
 struct Charger {
-    config: SeccConfig,
+    plain: SeccConfig,
+    tls13: SeccConfig,
+    tls12: SeccConfig,
     provisioning: Option<ContractProvisioning>,
     done: tokio::sync::mpsc::UnboundedSender<()>,
 }
 
-impl SeccService for Charger {
-    type Evse = SimEvse;
-    fn accept(&self, _peer: SocketAddr) -> (SeccConfig, SimEvse) {
-        let mut config = self.config.clone();
+impl Charger {
+    fn session(&self, config: &SeccConfig) -> (SeccConfig, SimEvse) {
+        let mut config = config.clone();
         config.session_id = random_bytes().to_vec();
         if let Some(pnc) = config.pnc.as_mut() {
             pnc.gen_challenge.copy_from_slice(&random_vec(16));
@@ -746,6 +813,19 @@ impl SeccService for Charger {
         evse.provisioning = self.provisioning.clone();
         evse.provisioning_seed.copy_from_slice(&random_vec(32));
         (config, evse)
+    }
+}
+
+impl SeccService for Charger {
+    type Evse = SimEvse;
+    fn accept(&self, _peer: SocketAddr) -> (SeccConfig, SimEvse) {
+        self.session(&self.plain)
+    }
+    fn accept_tls(&self, _peer: SocketAddr, tls: &TlsInfo) -> (SeccConfig, SimEvse) {
+        match tls.version {
+            TlsVersion::Tls13 => self.session(&self.tls13),
+            _ => self.session(&self.tls12),
+        }
     }
     fn finished(&self, peer: SocketAddr, report: SessionReport) {
         let line = json!({
@@ -761,6 +841,7 @@ impl SeccService for Charger {
             "session_id": report.session_id.as_deref().map(upper_hex),
             "energy_wh": (report.energy_wh * 1000.0).round() / 1000.0,
             "messages": report.messages(),
+            "tls": report.tls.as_ref().map(tls_name),
             "result": result_json(&report),
         });
         println!("{line}");
@@ -776,11 +857,33 @@ fn runtime() -> Result<tokio::runtime::Runtime, String> {
         .map_err(|e| e.to_string())
 }
 
+/// The SECC's configurations over plain TCP, TLS 1.3 and TLS 1.2 from
+/// one with every protocol and Plug & Charge: over plain TCP no -20
+/// unless `allow_iso20`, no Plug & Charge unless `allow_pnc`
+/// [V2G2-634]; over TLS 1.3 the -20 protocols and -2 (-20 Table 5); over
+/// TLS 1.2 -2 only. DIN has no TLS.
+fn session_configs(
+    all: &SeccConfig,
+    allow_iso20: bool,
+    allow_pnc: bool,
+) -> (SeccConfig, SeccConfig, SeccConfig) {
+    let only = |keep: &dyn Fn(Protocol) -> bool, pnc: bool| {
+        all.clone()
+            .with_protocols(all.protocols.iter().copied().filter(|p| keep(*p)).collect())
+            .with_pnc(all.pnc.clone().filter(|_| pnc))
+    };
+    (
+        only(&|p| !p.is_iso20() || allow_iso20, allow_pnc),
+        only(&|p| p != Protocol::Din, true),
+        only(&|p| p == Protocol::Iso2, true),
+    )
+}
+
 /// Runs `evproto v2g evse`: prints `listening on ADDR` first (and `sdp on
 /// ADDR (IF), announcing ADDR` with --iface), then one JSON line per
 /// session ended.
 pub(crate) fn run_evse(args: EvseArgs) -> Result<(), String> {
-    let default: &[&str] = if args.allow_iso20_without_tls {
+    let default: &[&str] = if args.allow_iso20_without_tls || args.tls.is_some() {
         PROTOCOLS
     } else {
         &PROTOCOLS[..3]
@@ -796,7 +899,7 @@ pub(crate) fn run_evse(args: EvseArgs) -> Result<(), String> {
     if names.is_empty() {
         return Err("--protocols: at least one".into());
     }
-    if names.iter().any(|n| n.is_iso20()) && !args.allow_iso20_without_tls {
+    if names.iter().any(|n| n.is_iso20()) && !args.allow_iso20_without_tls && args.tls.is_none() {
         return Err(format!("--protocols: {ISO20_TLS}"));
     }
     let mut protocols: Vec<Protocol> = Vec::new();
@@ -831,7 +934,7 @@ pub(crate) fn run_evse(args: EvseArgs) -> Result<(), String> {
     let mut provisioning = None;
     let mut pnc = None;
     if let Some(dir) = &args.pnc {
-        if !args.allow_pnc_without_tls {
+        if !args.allow_pnc_without_tls && args.tls.is_none() {
             return Err(format!("--pnc: {PNC_TLS}"));
         }
         let mo_root = read_pki(dir, "mo_root")?;
@@ -846,16 +949,43 @@ pub(crate) fn run_evse(args: EvseArgs) -> Result<(), String> {
             contract: read_contract(dir)?,
         });
     }
-    let config = SeccConfig::new(random_bytes().to_vec())
+    let base = SeccConfig::new(random_bytes().to_vec())
         .with_protocols(protocols)
         .with_energy_modes(modes)
         .with_pnc(pnc);
+    let (plain, tls13, tls12) = session_configs(
+        &base,
+        args.allow_iso20_without_tls,
+        args.allow_pnc_without_tls,
+    );
+    let tls = args.tls.as_deref().map(secc_tls).transpose()?;
     runtime()?.block_on(async move {
         let server = SeccServer::bind(listen, ShellConfig::default())
             .await
             .map_err(|e| e.to_string())?;
         let local = server.local_addr().map_err(|e| e.to_string())?;
         println!("listening on {local}");
+        let (done, mut ended) = tokio::sync::mpsc::unbounded_channel();
+        let charger = std::sync::Arc::new(Charger {
+            plain,
+            tls13,
+            tls12,
+            provisioning,
+            done,
+        });
+        let mut tls_port = None;
+        if let Some(tls) = tls {
+            let mut at = local;
+            at.set_port(0);
+            let server = SeccServer::bind(at, ShellConfig::default())
+                .await
+                .map_err(|e| e.to_string())?
+                .with_tls(tls);
+            let local = server.local_addr().map_err(|e| e.to_string())?;
+            println!("tls on {local}");
+            tls_port = Some(local.port());
+            tokio::spawn(server.serve(std::sync::Arc::clone(&charger)));
+        }
         if let Some(iface) = iface {
             let announced = match local {
                 SocketAddr::V6(a) if !a.ip().is_unspecified() => SocketAddr::V6(a),
@@ -869,8 +999,9 @@ pub(crate) fn run_evse(args: EvseArgs) -> Result<(), String> {
                     )
                 }
             };
-            let sdp =
-                SdpServerConfig::new(Some(iface.clone()), announced).map_err(|e| e.to_string())?;
+            let sdp = SdpServerConfig::new(Some(iface.clone()), announced)
+                .map_err(|e| e.to_string())?
+                .with_tls_port(tls_port);
             let sdp = SdpServer::bind(&sdp).await.map_err(|e| e.to_string())?;
             println!(
                 "sdp on {} ({}), announcing {announced}",
@@ -879,12 +1010,7 @@ pub(crate) fn run_evse(args: EvseArgs) -> Result<(), String> {
             );
             tokio::spawn(sdp.run());
         }
-        let (done, mut ended) = tokio::sync::mpsc::unbounded_channel();
-        tokio::spawn(server.serve(std::sync::Arc::new(Charger {
-            config,
-            provisioning,
-            done,
-        })));
+        tokio::spawn(server.serve(charger));
         let mut count = 0u64;
         while ended.recv().await.is_some() {
             count += 1;
@@ -900,9 +1026,13 @@ pub(crate) fn run_evse(args: EvseArgs) -> Result<(), String> {
 /// line (JSON with --json). `Ok(true)` when the session ended normally.
 pub(crate) fn run_ev(args: EvArgs) -> Result<bool, String> {
     let name = ProtocolName::parse(&args.protocol)?;
-    if name.is_iso20() && !args.allow_iso20_without_tls {
+    if name.is_iso20() && !args.allow_iso20_without_tls && args.tls.is_none() {
         return Err(format!("--protocol {}: {ISO20_TLS}", name.name()));
     }
+    if name == ProtocolName::Din && args.tls.is_some() {
+        return Err("--tls: DIN SPEC 70121 runs without TLS".into());
+    }
+    let tls = args.tls.as_deref().map(evcc_tls).transpose()?;
     let mode = control_mode(&args.control_mode)?;
     if !(args.energy_kwh.is_finite() && args.energy_kwh > 0.0 && args.energy_kwh <= 1000.0) {
         return Err("--energy-kwh: a number of kWh above 0 and at most 1000".into());
@@ -928,7 +1058,7 @@ pub(crate) fn run_ev(args: EvArgs) -> Result<bool, String> {
     };
     config.precharge_tolerance = args.precharge_tolerance_v;
     if let Some(dir) = &args.pnc {
-        if !args.allow_pnc_without_tls {
+        if !args.allow_pnc_without_tls && tls.is_none() {
             return Err(format!("--pnc: {PNC_TLS}"));
         }
         if !matches!(name, ProtocolName::Iso2Ac | ProtocolName::Iso2Dc) {
@@ -971,7 +1101,12 @@ pub(crate) fn run_ev(args: EvArgs) -> Result<bool, String> {
             Ok(a) => a,
             Err(i) => {
                 eprintln!("evproto: SDP on {}", i.name());
-                shell::discover(&SdpClientConfig::multicast(i))
+                let security = if tls.is_some() {
+                    Security::Tls
+                } else {
+                    Security::None
+                };
+                shell::discover(&SdpClientConfig::multicast(i).with_security(security))
                     .await
                     .map_err(|e| ("discovery", e))?
             }
@@ -980,15 +1115,33 @@ pub(crate) fn run_ev(args: EvArgs) -> Result<bool, String> {
         let stream = shell::connect(addr, shell_config.connect_timeout)
             .await
             .map_err(|e| ("connect", e))?;
-        Ok::<_, (&str, shell::Error)>(shell::run_evcc(stream, config, ev, &shell_config).await)
+        let Some(tls) = tls else {
+            return Ok((
+                shell::run_evcc(stream, config, ev, &shell_config).await,
+                None,
+            ));
+        };
+        let version = if name.is_iso20() {
+            TlsVersion::Tls13
+        } else {
+            TlsVersion::Tls12
+        };
+        let (stream, info) = tls
+            .connect(stream, version, shell_config.handshake_timeout)
+            .await
+            .map_err(|e| ("tls", e))?;
+        eprintln!("evproto: {} with {}", tls_name(&info), info.cipher_suite);
+        let report = shell::run_evcc(stream, config, ev, &shell_config).await;
+        Ok::<_, (&str, shell::Error)>((report, Some(info)))
     });
     let (summary, ok) = match outcome {
-        Ok(report) => (
+        Ok((report, tls)) => (
             json!({
                 "protocol": name.name(),
                 "session_id": report.session_id.as_deref().map(upper_hex),
                 "energy_wh": (report.energy_wh * 1000.0).round() / 1000.0,
                 "messages": report.messages(),
+                "tls": tls.as_ref().map(tls_name),
                 "result": result_json(&report),
             }),
             report.is_ok(),
@@ -999,6 +1152,7 @@ pub(crate) fn run_ev(args: EvArgs) -> Result<bool, String> {
                 "session_id": null,
                 "energy_wh": 0.0,
                 "messages": 0,
+                "tls": null,
                 "result": {"error": stage, "response_code": null, "detail": e.to_string()},
             }),
             false,
@@ -1074,6 +1228,24 @@ mod tests {
         })
         .is_err());
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn plain_tcp_gets_neither_iso20_nor_pnc_unless_allowed() {
+        let pnc = SeccPnc::new(TrustStore::new(vec![]), [0; 16]);
+        let all = SeccConfig::new(vec![1])
+            .with_protocols(vec![Protocol::Iso20Dc, Protocol::Iso2, Protocol::Din])
+            .with_pnc(Some(pnc));
+        let (plain, tls13, tls12) = session_configs(&all, false, false);
+        assert_eq!(plain.protocols, [Protocol::Iso2, Protocol::Din]);
+        assert!(plain.pnc.is_none());
+        assert_eq!(tls13.protocols, [Protocol::Iso20Dc, Protocol::Iso2]);
+        assert!(tls13.pnc.is_some());
+        assert_eq!(tls12.protocols, [Protocol::Iso2]);
+        assert!(tls12.pnc.is_some());
+        let (plain, _, _) = session_configs(&all, true, true);
+        assert_eq!(plain.protocols, all.protocols);
+        assert!(plain.pnc.is_some());
     }
 
     const DIN_REQ: &str = "8000dbab9371d3234b71d1b981899189d191818991d26b9b3a232b30020000040040";

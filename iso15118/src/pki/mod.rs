@@ -567,7 +567,7 @@ impl Cert {
         })
     }
 
-    fn subject_der(&self) -> Vec<u8> {
+    pub(crate) fn subject_der(&self) -> Vec<u8> {
         self.inner
             .tbs_certificate()
             .subject()

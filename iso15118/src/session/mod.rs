@@ -5,7 +5,8 @@
 //! AC and DC in the scheduled and dynamic control modes ([`iso20`]: pause
 //! and resume; no BPT, no VAS, no schedule or service renegotiation).
 //! ISO 15118-2 Plug & Charge ([`pnc`], [`SeccConfig::pnc`],
-//! [`EvccConfig::pnc`]) is done; -20 Plug & Charge and TLS are not. The
+//! [`EvccConfig::pnc`]) is done; -20 Plug & Charge is not. TLS is the
+//! shells' (`shell::tls`, features `tls` and `tls-openssl`). The
 //! SECC's handshake offers what [`SeccConfig::protocols`] lists: DIN and -2
 //! by default, the -20 namespaces ([`Protocol::Iso20Dc`],
 //! [`Protocol::Iso20Ac`]) only when added, since without TLS they are a lab

@@ -37,8 +37,11 @@ pub struct SdpServerConfig {
     pub interface: Option<Interface>,
     /// The SECC's TCP server, as announced.
     pub secc_address: Ipv6Addr,
-    /// Its port.
+    /// Its port (plain TCP).
     pub secc_port: u16,
+    /// The port of its TLS server on the same address, if it has one: a
+    /// request for TLS is answered with it and security `0x00`.
+    pub tls_port: Option<u16>,
 }
 
 impl SdpServerConfig {
@@ -60,7 +63,14 @@ impl SdpServerConfig {
             interface,
             secc_address: *v6.ip(),
             secc_port: v6.port(),
+            tls_port: None,
         })
+    }
+
+    /// Sets [`SdpServerConfig::tls_port`].
+    pub fn with_tls_port(mut self, port: Option<u16>) -> Self {
+        self.tls_port = port;
+        self
     }
 
     /// Sets [`SdpServerConfig::bind`].
@@ -71,13 +81,16 @@ impl SdpServerConfig {
 }
 
 /// The SECC's SDP server: answers every valid request with the SECC's
-/// address, port, no TLS (`0x10`: the shells do not do TLS yet, so a TLS
-/// request is downgraded, as SECCs may) and TCP. Invalid datagrams are
+/// address and TCP: a request for TLS (`0x00`) with the TLS port and
+/// `0x00` when the SECC has one ([`SdpServerConfig::tls_port`]), else
+/// downgraded, as SECCs may, to the plain port and `0x10`; a request
+/// without TLS with the plain port and `0x10`. Invalid datagrams are
 /// dropped without answer.
 #[derive(Debug)]
 pub struct SdpServer {
     socket: UdpSocket,
     response: Response,
+    tls_port: Option<u16>,
 }
 
 impl SdpServer {
@@ -103,7 +116,20 @@ impl SdpServer {
                 security: Security::None,
                 transport: Transport::Tcp,
             },
+            tls_port: config.tls_port,
         })
+    }
+
+    /// The answer to `request`.
+    fn response_to(&self, request: &Request) -> Response {
+        match (request.security, self.tls_port) {
+            (Security::Tls, Some(port)) => Response {
+                port,
+                security: Security::Tls,
+                ..self.response
+            },
+            _ => self.response,
+        }
     }
 
     /// The bound address.
@@ -131,9 +157,9 @@ impl SdpServer {
             .await
             .map_err(|e| Error::io("SDP receive", e))?;
         let request = Request::decode(&buf[..n]);
-        if request.is_ok() {
+        if let Ok(request) = &request {
             self.socket
-                .send_to(&self.response.encode(), from)
+                .send_to(&self.response_to(request).encode(), from)
                 .await
                 .map_err(|e| Error::io(format!("SDP answer to {from}"), e))?;
         }
@@ -196,6 +222,12 @@ impl SdpClientConfig {
         }
     }
 
+    /// Sets [`SdpClientConfig::security`]: [`Security::Tls`] to ask for TLS.
+    pub fn with_security(mut self, security: Security) -> Self {
+        self.security = security;
+        self
+    }
+
     /// Sets [`SdpClientConfig::retry_interval`] and [`SdpClientConfig::max_requests`].
     pub fn with_retries(mut self, interval: Duration, max_requests: u32) -> Self {
         self.retry_interval = interval;
@@ -213,7 +245,10 @@ impl SdpClientConfig {
 /// # Errors
 ///
 /// [`Error::NoSdpResponse`] after the last request went unanswered;
-/// [`Error::SdpUnsupported`] if the SECC offers only TLS or UDP;
+/// [`Error::SdpUnsupported`] if the SECC offers only UDP, or only TLS to
+/// an EV that did not ask for it; [`Error::SdpDowngraded`] if the EV asked
+/// for TLS and the SECC offers plain TCP (the EV then decides: a -2 EV
+/// using EIM may go on without TLS, Plug & Charge may not [V2G2-634]);
 /// [`Error::Address`] for an IPv4 target; [`Error::Io`] for socket errors
 /// (an interface without multicast answers "network unreachable").
 pub async fn discover(config: &SdpClientConfig) -> Result<SocketAddr, Error> {
@@ -251,8 +286,10 @@ pub async fn discover(config: &SdpClientConfig) -> Result<SocketAddr, Error> {
             if response.transport != Transport::Tcp {
                 return Err(Error::SdpUnsupported("UDP transport"));
             }
-            if response.security == Security::Tls {
-                return Err(Error::SdpUnsupported("TLS only"));
+            match (config.security, response.security) {
+                (Security::None, Security::Tls) => return Err(Error::SdpUnsupported("TLS only")),
+                (Security::Tls, Security::None) => return Err(Error::SdpDowngraded),
+                _ => {}
             }
             let scope_id = if is_unicast_link_local(&response.address) {
                 scope

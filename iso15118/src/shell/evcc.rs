@@ -124,6 +124,8 @@ where
         messages_sent: io.sent,
         messages_received: io.received,
         end,
+        #[cfg(any(feature = "tls", feature = "tls-openssl"))]
+        tls: None,
     };
     if report.end.is_ok() {
         io.close(Duration::from_millis(200)).await;

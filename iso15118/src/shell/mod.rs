@@ -24,8 +24,12 @@
 //!   hardware; [`SimEvse`] and [`SimEv`] simulate both simply (present
 //!   values follow targets, a meter integrates power over time).
 //!
-//! TLS is not here yet: the SDP server offers security `0x10` (no TLS) and
-//! the client refuses an SECC that only offers TLS.
+//! - [`tls`] (features `tls` and `tls-openssl`): ISO 15118-20's TLS 1.3
+//!   with mutual authentication (rustls) and ISO 15118-2's TLS 1.2 suite
+//!   (OpenSSL) on one TLS port ([`SeccServer::with_tls`]); the SDP server
+//!   announces it (security `0x00`) to an EV that asks for TLS
+//!   ([`SdpServerConfig::with_tls_port`]), and the EV asks for it
+//!   ([`SdpClientConfig::with_security`]).
 //!
 //! # Example
 //!
@@ -72,6 +76,9 @@ mod evcc;
 mod interface;
 mod secc;
 mod sim;
+#[cfg(any(feature = "tls", feature = "tls-openssl"))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "tls", feature = "tls-openssl"))))]
+pub mod tls;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -111,6 +118,8 @@ pub struct ShellConfig {
     pub write_timeout: Duration,
     /// Longest time a TCP connect may take ([`connect`], default 5 s).
     pub connect_timeout: Duration,
+    /// Longest time a TLS handshake may take (default 10 s).
+    pub handshake_timeout: Duration,
 }
 
 impl Default for ShellConfig {
@@ -121,6 +130,7 @@ impl Default for ShellConfig {
             idle_timeout: Duration::from_secs(90),
             write_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(5),
+            handshake_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -149,6 +159,11 @@ impl ShellConfig {
     /// Sets [`ShellConfig::connect_timeout`].
     pub fn with_connect_timeout(mut self, d: Duration) -> Self {
         self.connect_timeout = d;
+        self
+    }
+    /// Sets [`ShellConfig::handshake_timeout`].
+    pub fn with_handshake_timeout(mut self, d: Duration) -> Self {
+        self.handshake_timeout = d;
         self
     }
 }
@@ -195,6 +210,18 @@ pub enum Error {
     /// The SECC offers only what this shell cannot do (TLS, UDP).
     #[error("the SECC offers {0}, which this shell does not support")]
     SdpUnsupported(&'static str),
+    /// The EV asked for TLS and the SECC answered without it.
+    #[error("the SECC answered the request for TLS without TLS")]
+    SdpDowngraded,
+    /// The TLS handshake failed: a certificate refused (by either side),
+    /// no common version or cipher suite, not TLS, or no end in time
+    /// ([`ShellConfig::handshake_timeout`]).
+    #[error("TLS handshake: {0}")]
+    Tls(String),
+    /// A TLS configuration that cannot be used (a key that does not fit
+    /// its certificate, a version not configured).
+    #[error("TLS setup: {0}")]
+    TlsSetup(String),
     /// A network interface that cannot be used (unknown name, no
     /// link-local address, not supported on this OS).
     #[error("network interface {name:?}: {reason}")]
@@ -234,12 +261,36 @@ impl Error {
         )
     }
 
+    /// Whether a TLS handshake failed.
+    pub fn is_tls(&self) -> bool {
+        matches!(self, Error::Tls(_) | Error::TlsSetup(_))
+    }
+
     /// Whether a deadline of the shell ran out.
     pub fn is_timeout(&self) -> bool {
         matches!(
             self,
             Error::ReadTimeout(_) | Error::WriteTimeout(_) | Error::ConnectTimeout(_)
         )
+    }
+}
+
+impl SessionReport {
+    /// The report of a connection that failed before any session began
+    /// (a TLS handshake).
+    pub(crate) fn failed(end: Error) -> Self {
+        Self {
+            protocol: None,
+            energy_mode: None,
+            session_id: None,
+            energy_wh: 0.0,
+            charge_loops: 0,
+            messages_sent: 0,
+            messages_received: 0,
+            end: Err(end),
+            #[cfg(any(feature = "tls", feature = "tls-openssl"))]
+            tls: None,
+        }
     }
 }
 
@@ -267,6 +318,11 @@ pub struct SessionReport {
     /// How it ended: `Ok` with the machine's reason, or the shell's error
     /// (the connection failed before the machine ended the session).
     pub end: Result<EndReason, Error>,
+    /// The TLS handshake the session ran over, when [`SeccServer`] did
+    /// it ([`SeccServer::with_tls`]).
+    #[cfg(any(feature = "tls", feature = "tls-openssl"))]
+    #[cfg_attr(docsrs, doc(cfg(any(feature = "tls", feature = "tls-openssl"))))]
+    pub tls: Option<tls::TlsInfo>,
 }
 
 impl SessionReport {
@@ -318,6 +374,7 @@ pub fn end_kind(end: &Result<EndReason, Error>) -> &'static str {
         Err(e) if e.is_timeout() => "shell_timeout",
         Err(Error::Closed) => "closed",
         Err(Error::Framing(_)) | Err(Error::UnexpectedPayloadType(_)) => "framing",
+        Err(e) if e.is_tls() => "tls",
         Err(_) => "io",
     }
 }

@@ -201,6 +201,8 @@ where
         messages_sent: io.sent,
         messages_received: io.received,
         end,
+        #[cfg(any(feature = "tls", feature = "tls-openssl"))]
+        tls: None,
     };
     if report.end.is_ok() {
         io.close(LINGER).await;
@@ -215,6 +217,17 @@ pub trait SeccService: Send + Sync + 'static {
     /// A connection from `peer` was accepted: the session's configuration
     /// (a fresh session id each time) and its EVSE.
     fn accept(&self, peer: SocketAddr) -> (SeccConfig, Self::Evse);
+    /// A connection from `peer` completed its TLS handshake
+    /// ([`SeccServer::with_tls`]): the session's configuration and EVSE.
+    /// By default the same as [`SeccService::accept`]; a service that
+    /// offers Plug & Charge [V2G2-634] or ISO 15118-20 only over TLS
+    /// decides here, knowing the version (-20 needs TLS 1.3).
+    #[cfg(any(feature = "tls", feature = "tls-openssl"))]
+    #[cfg_attr(docsrs, doc(cfg(any(feature = "tls", feature = "tls-openssl"))))]
+    fn accept_tls(&self, peer: SocketAddr, tls: &super::tls::TlsInfo) -> (SeccConfig, Self::Evse) {
+        let _ = tls;
+        self.accept(peer)
+    }
     /// A session ended (called on the session's task).
     fn finished(&self, peer: SocketAddr, report: SessionReport) {
         let _ = (peer, report);
@@ -256,6 +269,8 @@ async fn bind_dynamic(addr: SocketAddr) -> std::io::Result<TcpListener> {
 pub struct SeccServer {
     listener: TcpListener,
     shell: ShellConfig,
+    #[cfg(any(feature = "tls", feature = "tls-openssl"))]
+    tls: Option<Arc<super::tls::SeccTls>>,
 }
 
 impl SeccServer {
@@ -274,12 +289,29 @@ impl SeccServer {
             TcpListener::bind(addr).await
         }
         .map_err(|e| Error::io(format!("bind TCP {addr}"), e))?;
-        Ok(Self { listener, shell })
+        Ok(Self::from_listener(listener, shell))
     }
 
     /// A server on a listener bound elsewhere.
     pub fn from_listener(listener: TcpListener, shell: ShellConfig) -> Self {
-        Self { listener, shell }
+        Self {
+            listener,
+            shell,
+            #[cfg(any(feature = "tls", feature = "tls-openssl"))]
+            tls: None,
+        }
+    }
+
+    /// Every connection runs the TLS handshake first (within
+    /// [`ShellConfig::handshake_timeout`]), then its session with the
+    /// configuration of [`SeccService::accept_tls`]. A handshake that fails
+    /// is reported to [`SeccService::finished`] as a session that ended
+    /// with [`Error::Tls`] and its reason.
+    #[cfg(any(feature = "tls", feature = "tls-openssl"))]
+    #[cfg_attr(docsrs, doc(cfg(any(feature = "tls", feature = "tls-openssl"))))]
+    pub fn with_tls(mut self, tls: super::tls::SeccTls) -> Self {
+        self.tls = Some(Arc::new(tls));
+        self
     }
 
     /// The address it listens on.
@@ -309,6 +341,23 @@ impl SeccServer {
             let _ = stream.set_nodelay(true);
             let service = Arc::clone(&service);
             let shell = self.shell;
+            #[cfg(any(feature = "tls", feature = "tls-openssl"))]
+            if let Some(tls) = &self.tls {
+                let tls = Arc::clone(tls);
+                tokio::spawn(async move {
+                    let report = match tls.accept(stream, shell.handshake_timeout).await {
+                        Ok((stream, info)) => {
+                            let (config, evse) = service.accept_tls(peer, &info);
+                            let mut report = serve_connection(stream, config, evse, &shell).await;
+                            report.tls = Some(info);
+                            report
+                        }
+                        Err(e) => SessionReport::failed(e),
+                    };
+                    service.finished(peer, report);
+                });
+                continue;
+            }
             tokio::spawn(async move {
                 let (config, evse) = service.accept(peer);
                 let report = serve_connection(stream, config, evse, &shell).await;
