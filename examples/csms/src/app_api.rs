@@ -213,6 +213,9 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/app/v1/sessions/{id}/stop", post(stop))
         .route("/app/v1/sessions/{id}/receipt", get(receipt))
         .route("/app/v1/events", get(events))
+        .route("/app/v1/fleet", get(my_fleet))
+        .route("/app/v1/fleet/invoices", get(fleet_invoices))
+        .route("/app/v1/fleet/invoices/{number}", get(fleet_invoice))
         .route("/webhooks/stripe", post(stripe_webhook))
         .with_state(state)
 }
@@ -1356,6 +1359,79 @@ async fn events(
     Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }
 
+// ---- fleet managers ----
+
+/// The fleet the signed-in driver manages (403 otherwise: a fleet's
+/// drivers and drivers in no fleet see no fleet).
+async fn managed_fleet(state: &AppState, who: &SignedIn) -> AppResult<String> {
+    match state.app.store.fleet_of_driver(&who.driver_id).await? {
+        Some((fleet, role)) if role == "manager" => Ok(fleet),
+        _ => Err(AppError::new(
+            StatusCode::FORBIDDEN,
+            "not a fleet manager: the operator makes you one of your fleet",
+        )),
+    }
+}
+
+impl From<crate::fleets::FleetError> for AppError {
+    fn from(e: crate::fleets::FleetError) -> Self {
+        use crate::fleets::FleetError as F;
+        match e {
+            F::Store(s) => s.into(),
+            F::NotFound(r) => AppError::new(StatusCode::NOT_FOUND, r),
+            other => AppError::new(StatusCode::CONFLICT, other.to_string()),
+        }
+    }
+}
+
+/// `GET /app/v1/fleet`: the managed fleet, its drivers, cards and vehicles.
+async fn my_fleet(
+    State(state): State<AppState>,
+    who: SignedIn,
+) -> AppResult<Json<crate::fleets::FleetView>> {
+    let fleet = managed_fleet(&state, &who).await?;
+    Ok(Json(crate::fleets::view(&state.app, &fleet).await?))
+}
+
+/// `GET /app/v1/fleet/invoices`: the managed fleet's invoices and credit
+/// notes, newest first.
+async fn fleet_invoices(
+    State(state): State<AppState>,
+    who: SignedIn,
+) -> AppResult<Json<Vec<crate::store::fleets::DocumentRow>>> {
+    let fleet = managed_fleet(&state, &who).await?;
+    Ok(Json(state.app.store.documents(&fleet).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DocumentQuery {
+    /// `json` (default), `csv` or `pdf`.
+    #[serde(default)]
+    format: Option<crate::fleets::Format>,
+}
+
+/// `GET /app/v1/fleet/invoices/{number}?format=json|csv|pdf`: one of the
+/// managed fleet's documents (another fleet's answers as none, 404).
+async fn fleet_invoice(
+    State(state): State<AppState>,
+    who: SignedIn,
+    Path(number): Path<String>,
+    AppQuery(q): AppQuery<DocumentQuery>,
+) -> AppResult<Response> {
+    let fleet = managed_fleet(&state, &who).await?;
+    match state.app.store.document(&number).await? {
+        Some((row, doc)) if row.fleet_id == fleet => Ok(crate::fleets::render(
+            &doc,
+            q.format.unwrap_or(crate::fleets::Format::Json),
+        )),
+        _ => Err(AppError::new(
+            StatusCode::NOT_FOUND,
+            "no such invoice of your fleet",
+        )),
+    }
+}
+
 // ---- the card gateway's webhook ----
 
 #[derive(Serialize)]
@@ -1395,6 +1471,16 @@ async fn stripe_webhook(
     )
     .map_err(|e| AppError::new(StatusCode::BAD_REQUEST, e.to_string()))?;
     let applied = cards.apply_event(&event).await?;
+    // the driver is told of a failed card payment (once: the mail's id)
+    if applied && event.kind == "payment_intent.payment_failed" {
+        if let Some(session) = cards.session_of_intent(&event.data.object.id).await? {
+            let failed = crate::mail::Notice::PaymentFailed {
+                reason: "the card payment failed".into(),
+            };
+            crate::mail::notify(&state.app.store, state.app.mail.as_ref(), &session, failed)
+                .await?;
+        }
+    }
     Ok(Json(WebhookAnswer {
         received: true,
         duplicate: !applied,

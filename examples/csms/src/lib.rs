@@ -49,8 +49,11 @@ pub mod datadir;
 pub mod demo;
 pub mod drivers;
 pub mod events;
+pub mod fleets;
 pub mod gateway;
+pub mod invoices;
 pub mod listener;
+pub mod mail;
 pub mod maintenance;
 mod monitoring;
 pub mod ocpp;
@@ -119,6 +122,8 @@ pub struct App {
     statuses: std::sync::Mutex<HashMap<ConnectorKey, (String, Option<String>)>>,
     /// Every connector's health score (predictive maintenance).
     pub maintenance: maintenance::Maintenance,
+    /// E-mail (invoices, receipts, notifications), when configured.
+    pub mail: Option<mail::Mailer>,
     /// Plug & Charge (`--pnc`): the CSMS's CAs, contract checks, OCSP.
     pub pnc: Option<Arc<pnc::Pnc>>,
     /// Which once-per-cluster jobs this node runs (all of them on a single
@@ -292,9 +297,14 @@ impl App {
                     session: s.id.to_string(),
                     reason: e.to_string(),
                 });
+                let failed = mail::Notice::PaymentFailed {
+                    reason: e.to_string(),
+                };
+                mail::notify(&self.store, self.mail.as_ref(), &s.id, failed).await?;
                 None
             }
         };
+        mail::session_ended(self, s, cdr.as_ref(), receipt.as_ref()).await?;
         self.roaming.session_changed(s, cdr.as_ref()).await;
         self.site.rebalance();
         if let (Some(evse), at) = (s.evse_id, chrono::Utc::now()) {
@@ -339,6 +349,19 @@ impl App {
                 // the roaming side runs and marks its pushes (one run at a
                 // time per partner and object; a partner down holds them all)
                 self.roaming.run_push(id, subject).await;
+                return;
+            }
+            store::fleets::MAIL => {
+                match &self.mail {
+                    Some(m) => {
+                        mail::run_outbox(&self.store, m, id, subject, self.config.outbox_retry_base)
+                            .await
+                    }
+                    None => tracing::warn!(
+                        id,
+                        "mail outbox entry without e-mail configured: left pending"
+                    ),
+                }
                 return;
             }
             payments::CARD_CAPTURE | payments::CARD_RELEASE | payments::CARD_REFUND => {
@@ -433,9 +456,20 @@ impl App {
                     session: session_id.to_string(),
                     id_token: token.to_string(),
                 });
+                let failed = mail::Notice::PaymentFailed {
+                    reason: "the payment could not be reserved".into(),
+                };
+                mail::notify(&self.store, self.mail.as_ref(), session_id, failed).await?;
                 Ok(false)
             }
             Ok(h) => {
+                mail::notify(
+                    &self.store,
+                    self.mail.as_ref(),
+                    session_id,
+                    mail::Notice::Started,
+                )
+                .await?;
                 if let Ok(Some(s)) = self.store.session(session_id).await {
                     self.roaming.session_changed(&s, None).await;
                 }
@@ -733,6 +767,7 @@ async fn run(
         statuses: std::sync::Mutex::new(HashMap::new()),
         sessions,
         maintenance: maintenance::Maintenance::default(),
+        mail: mail::Mailer::from_env(),
         pnc,
         jobs: cluster
             .as_ref()

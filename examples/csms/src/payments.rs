@@ -12,6 +12,8 @@
 //! retries it, and the retry reads the intent's state first: captured once),
 //! cancels the hold when nothing is owed, and refunds through `card_refund`
 //! outbox entries. The provider is chosen per token: the owner's choice.
+//! A fleet's token (its card, a vehicle's, a member driver's) holds
+//! nothing: the fleet pays by invoice (`crate::fleets`).
 
 use std::str::FromStr;
 
@@ -258,6 +260,10 @@ impl PaymentProvider for Wallets {
         id_token: &str,
         amount: Decimal,
     ) -> Result<Hold, PaymentError> {
+        // a fleet's token: the fleet pays by its monthly invoice (crate::fleets)
+        if self.store.token_is_fleets(id_token).await? {
+            return Ok(Hold::NotApplicable);
+        }
         if let Some(cards) = &self.cards {
             if let Some(owner) = cards.drivers.card_of_token(id_token).await? {
                 return cards.hold(session_id, id_token, &owner, amount).await;
@@ -488,6 +494,21 @@ pub struct CardReceipt {
     pub intent: Option<String>,
     /// When it was captured.
     pub at: String,
+}
+
+/// A refund of a card payment.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CardRefund {
+    /// `{session}:refund{n}`: its key at the gateway too.
+    pub id: String,
+    /// Minor units.
+    pub amount_minor: i64,
+    /// `Pending` (in the outbox), `Succeeded` or `Failed`.
+    pub status: String,
+    /// The gateway's refund (`re_...`), once made.
+    pub gateway_id: Option<String>,
+    /// When it was asked for.
+    pub created_at: String,
 }
 
 /// A card payment as the app and the console show it.
@@ -1126,6 +1147,47 @@ impl Cards {
         Ok(true)
     }
 
+    /// A session's refunds, oldest first.
+    ///
+    /// # Errors
+    ///
+    /// The store failed.
+    pub async fn refunds(&self, session_id: &str) -> Result<Vec<CardRefund>, PaymentError> {
+        let rows = sqlx::query(
+            "SELECT id, amount_minor, status, gateway_id, created_at FROM card_refunds WHERE session_id = $1 ORDER BY created_at, id",
+        )
+        .bind(session_id)
+        .fetch_all(self.store.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(CardRefund {
+                    id: r.try_get(0)?,
+                    amount_minor: r.try_get(1)?,
+                    status: r.try_get(2)?,
+                    gateway_id: r.try_get(3)?,
+                    created_at: r.try_get(4)?,
+                })
+            })
+            .collect()
+    }
+
+    /// The session a payment intent holds for.
+    ///
+    /// # Errors
+    ///
+    /// The store failed.
+    pub async fn session_of_intent(&self, intent: &str) -> Result<Option<String>, PaymentError> {
+        Ok(
+            sqlx::query("SELECT session_id FROM card_payments WHERE intent = $1")
+                .bind(intent)
+                .fetch_optional(self.store.pool())
+                .await?
+                .map(|r| r.try_get(0))
+                .transpose()?,
+        )
+    }
+
     /// How many gateway events were applied (`gateway_events`).
     ///
     /// # Errors
@@ -1140,6 +1202,102 @@ impl Cards {
                 .try_get(0)?,
         )
     }
+}
+
+// ---- the operator API: refunds ----
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Json;
+
+use crate::api::{ApiError, ApiResult};
+use crate::App;
+
+/// The operator API's refund routes (merged into `api::admin_router`).
+pub(crate) fn routes() -> axum::Router<Arc<App>> {
+    axum::Router::new().route(
+        "/api/sessions/{id}/refunds",
+        get(list_refunds).post(post_refund),
+    )
+}
+
+fn cards_of(app: &App) -> Result<&Cards, ApiError> {
+    app.payments.cards().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            "card payments are not configured: only card payments are refunded",
+        )
+    })
+}
+
+/// `GET /api/sessions/{id}/refunds`: the refunds of a session's card payment.
+async fn list_refunds(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult {
+    let cards = cards_of(&app)?;
+    if cards.payment(&id).await?.is_none() {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no card payment for session {id}"),
+        ));
+    }
+    Ok(Json(cards.refunds(&id).await?).into_response())
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RefundBody {
+    /// In the payment's currency's minor units (cents), at least 1.
+    amount_minor: i64,
+}
+
+/// `POST /api/sessions/{id}/refunds` `{amount_minor}`: a partial (or
+/// full) refund of a captured card payment through the gateway: written
+/// with its outbox entry, then run (a gateway that is down leaves it
+/// `Pending`, retried). 201 with the refund; 404 without a card payment;
+/// 409 not captured, or more than is left.
+async fn post_refund(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    bytes: axum::body::Bytes,
+) -> ApiResult {
+    let b: RefundBody = crate::api::body(&bytes)?;
+    let cards = cards_of(&app)?;
+    let Some(p) = cards.payment(&id).await? else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no card payment for session {id}"),
+        ));
+    };
+    if b.amount_minor < 1 {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "amount_minor: 1 or more",
+        ));
+    }
+    let currency = evproto_csms_core::money::Currency::from_code(&p.currency).ok_or(
+        PaymentError::Store(StoreError::Corrupt("card_payments.currency")),
+    )?;
+    let refund = cards
+        .refund(&id, Money::from_minor(b.amount_minor, currency))
+        .await
+        .map_err(|e| match e {
+            PaymentError::Refund(r) => ApiError::new(StatusCode::CONFLICT, r),
+            other => other.into(),
+        })?;
+    let outbox = format!("{CARD_REFUND}:{refund}");
+    cards
+        .run_outbox(&outbox, CARD_REFUND, &refund, app.config.outbox_retry_base)
+        .await;
+    let made = cards
+        .refunds(&id)
+        .await?
+        .into_iter()
+        .find(|r| r.id == refund)
+        .ok_or(PaymentError::Store(StoreError::Corrupt("card_refunds")))?;
+    Ok((StatusCode::CREATED, Json(made)).into_response())
 }
 
 #[cfg(test)]

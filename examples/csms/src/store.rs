@@ -42,6 +42,7 @@ mod billing;
 mod certificates;
 mod cluster;
 pub mod drivers;
+pub mod fleets;
 mod migrations;
 pub(crate) mod ocpi;
 mod outbox;

@@ -345,6 +345,8 @@ pub fn admin_router(app: Arc<App>) -> Router {
     let key = || middleware::from_fn_with_state(app.clone(), require_key);
     let api = Router::new()
         .merge(crate::monitoring::routes())
+        .merge(crate::fleets::routes())
+        .merge(crate::payments::routes())
         .merge(crate::pnc::api::routes())
         .route("/api/stations", get(stations::list_stations))
         .route(

@@ -87,7 +87,7 @@ pub struct CardOwner {
 /// The condition that session `s` is of the owner of token row `t`: the
 /// CSMS received its first message after the token was claimed (both times
 /// written by the CSMS, in one format).
-const OWNED_SINCE: &str =
+pub(super) const OWNED_SINCE: &str =
     "(SELECT MIN(m.received_at) FROM tx_messages m WHERE m.session_id = s.id) >= t.created_at";
 
 const DRIVER_COLS: &str =

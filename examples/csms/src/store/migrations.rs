@@ -175,6 +175,28 @@ pub(crate) const MIGRATIONS: &[(i64, &str)] = &[
     CREATE INDEX IF NOT EXISTS station_certificates_by_expiry ON station_certificates (not_after);
     CREATE TABLE IF NOT EXISTS certificate_revocations (cert_id TEXT PRIMARY KEY, revoked_at BIGINT NOT NULL)",
     ),
+    (
+        21,
+        // fleets, their invoices and e-mail (store/fleets.rs): fleets with their drivers (one
+        // fleet each), cards and vehicles; invoice numbers per series and year (gap-free: taken
+        // in the transaction that keeps the document); the documents and which sessions are on
+        // one (once per kind); the e-mail queue (sent through the outbox)
+        "CREATE TABLE IF NOT EXISTS fleets (id TEXT PRIMARY KEY, name TEXT NOT NULL, email TEXT NOT NULL, created_at TEXT NOT NULL);
+    CREATE TABLE IF NOT EXISTS fleet_members (driver_id TEXT PRIMARY KEY, fleet_id TEXT NOT NULL, role TEXT NOT NULL, created_at TEXT NOT NULL);
+    CREATE INDEX IF NOT EXISTS fleet_members_by_fleet ON fleet_members (fleet_id);
+    CREATE TABLE IF NOT EXISTS fleet_tokens (id_token TEXT PRIMARY KEY, fleet_id TEXT NOT NULL, label TEXT, created_at TEXT NOT NULL);
+    CREATE INDEX IF NOT EXISTS fleet_tokens_by_fleet ON fleet_tokens (fleet_id);
+    CREATE TABLE IF NOT EXISTS fleet_vehicles (id TEXT PRIMARY KEY, fleet_id TEXT NOT NULL, plate TEXT NOT NULL, label TEXT, id_token TEXT, created_at TEXT NOT NULL);
+    CREATE INDEX IF NOT EXISTS fleet_vehicles_by_fleet ON fleet_vehicles (fleet_id);
+    CREATE UNIQUE INDEX IF NOT EXISTS fleet_vehicles_by_token ON fleet_vehicles (id_token);
+    CREATE TABLE IF NOT EXISTS invoice_numbers (series TEXT NOT NULL, year BIGINT NOT NULL, last_seq BIGINT NOT NULL, PRIMARY KEY (series, year));
+    CREATE TABLE IF NOT EXISTS invoices (number TEXT PRIMARY KEY, kind TEXT NOT NULL, fleet_id TEXT NOT NULL, period TEXT NOT NULL, credits TEXT, currency TEXT NOT NULL, total_minor BIGINT NOT NULL, issued_at TEXT NOT NULL, body TEXT NOT NULL, sent_at TEXT);
+    CREATE INDEX IF NOT EXISTS invoices_by_fleet ON invoices (fleet_id, issued_at);
+    CREATE UNIQUE INDEX IF NOT EXISTS invoices_one_per_month ON invoices (fleet_id, period) WHERE kind = 'invoice';
+    CREATE TABLE IF NOT EXISTS invoiced_sessions (session_id TEXT NOT NULL, kind TEXT NOT NULL, number TEXT NOT NULL, PRIMARY KEY (session_id, kind));
+    CREATE TABLE IF NOT EXISTS mails (id TEXT PRIMARY KEY, kind TEXT NOT NULL, recipient TEXT NOT NULL, subject TEXT NOT NULL, body TEXT NOT NULL, document TEXT, status TEXT NOT NULL, created_at TEXT NOT NULL, sent_at TEXT);
+    CREATE INDEX IF NOT EXISTS mails_by_kind ON mails (kind, created_at)",
+    ),
     // New migrations go here, at the end, with the next free number (see the
     // module's documentation for the numbers reserved).
 ];
