@@ -119,8 +119,7 @@ pub enum LiveEvent {
         /// Energy delivered, Wh.
         energy_wh: Decimal,
         /// The CDR's total, when priced.
-        #[serde(deserialize_with = "raw::optional")]
-        total_cost: Option<Box<RawValue>>,
+        total_cost: Option<evproto_ocpi::v221::Price>,
         /// The payment receipt, when captured.
         #[serde(deserialize_with = "raw::optional")]
         receipt: Option<Box<RawValue>>,
@@ -327,8 +326,12 @@ mod tests {
                 station: "CP1".into(),
                 session: "s1".into(),
                 energy_wh: Decimal::new(12345, 1),
-                total_cost: Some(RawValue::from_string(r#"{"excl_vat":"1.20"}"#.into()).unwrap()),
-                receipt: None,
+                total_cost: Some(evproto_ocpi::v221::Price {
+                    excl_vat: Decimal::new(12, 1),
+                    incl_vat: Some(Decimal::new(1428, 3)),
+                    extra: Default::default(),
+                }),
+                receipt: Some(RawValue::from_string(r#"{"captured":"1.43"}"#.into()).unwrap()),
             },
             LiveEvent::Boot {
                 station: "CP2".into(),
@@ -340,5 +343,28 @@ mod tests {
             let back: LiveEvent = serde_json::from_str(&text).unwrap();
             assert_eq!(back.to_json(), text);
         }
+    }
+
+    /// A CDR total reads back as the same amounts (by value: a number's
+    /// trailing zeros are not kept through the tagged event).
+    #[test]
+    fn a_completed_sessions_total_reads_back_typed() {
+        let total = evproto_ocpi::v221::Price {
+            excl_vat: Decimal::new(120, 2),
+            incl_vat: Some(Decimal::new(14280, 4)),
+            extra: Default::default(),
+        };
+        let event = LiveEvent::SessionCompleted {
+            station: "CP1".into(),
+            session: "s1".into(),
+            energy_wh: Decimal::new(12345, 1),
+            total_cost: Some(total.clone()),
+            receipt: None,
+        };
+        let back: LiveEvent = serde_json::from_str(&event.to_json()).unwrap();
+        let LiveEvent::SessionCompleted { total_cost, .. } = back else {
+            panic!("read back as another event: {back:?}");
+        };
+        assert_eq!(total_cost, Some(total));
     }
 }

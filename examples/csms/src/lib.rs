@@ -326,9 +326,7 @@ impl App {
             station: s.station_id.to_string(),
             session: s.id.to_string(),
             energy_wh: s.energy_wh,
-            total_cost: cdr
-                .as_ref()
-                .and_then(|c| serde_json::value::to_raw_value(&c.total_cost).ok()),
+            total_cost: cdr.as_ref().map(|c| c.total_cost.clone()),
             receipt: receipt.and_then(|r| serde_json::value::to_raw_value(&r).ok()),
         });
         Ok(())

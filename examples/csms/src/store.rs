@@ -64,7 +64,7 @@ use sqlx::{AnyPool, Row};
 use crate::writer::Writer;
 use migrations::MIGRATIONS;
 
-pub use alerts::{AlertRow, ConnectionAlerts};
+pub use alerts::{AlertRow, ConnectionAlerts, Offline};
 pub use certificates::StationCertificate;
 pub use outbox::{outbox_backoff, OutboxAdded, OUTBOX_MAX_DELAY};
 pub use paging::{ListQuery, Page};

@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
@@ -15,9 +15,16 @@ use super::{now, random_hex, ts, Result, Store};
 #[derive(Debug, Default)]
 pub struct ConnectionAlerts {
     /// Stations whose `offline` alert was raised, with its detail.
-    pub raised: Vec<(String, Value)>,
+    pub raised: Vec<(String, Offline)>,
     /// Stations whose `offline` alert was cleared.
     pub cleared: Vec<String>,
+}
+
+/// The detail of an `offline` alert, as stored and shown.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Offline {
+    /// When the station went away (as stored, see [`now`]).
+    pub since: String,
 }
 
 /// An alert as listed.
@@ -37,6 +44,27 @@ pub struct AlertRow {
     pub raised_at: String,
     /// When cleared.
     pub cleared_at: Option<String>,
+}
+
+/// The columns [`AlertRow::from_row`] reads, in its order.
+const ALERT_COLS: &str = "id, station_id, kind, detail, raised_at, cleared_at";
+
+impl AlertRow {
+    /// From a row of [`ALERT_COLS`].
+    fn from_row(r: &AnyRow) -> Result<AlertRow> {
+        let station: String = r.try_get(1)?;
+        let kind: String = r.try_get(2)?;
+        let detail: String = r.try_get(3)?;
+        Ok(AlertRow {
+            id: r.try_get(0)?,
+            message: crate::alerts::message(&kind, &station, &detail),
+            detail: serde_json::value::RawValue::from_string(detail).ok(),
+            station,
+            kind,
+            raised_at: r.try_get(4)?,
+            cleared_at: r.try_get(5)?,
+        })
+    }
 }
 
 /// A `station_uptime` row (`station_id, tracked_since, online_since,
@@ -130,21 +158,16 @@ impl Store {
     }
 
     /// Alerts, newest first; only open ones with `open_only`.
-    pub async fn alerts(&self, open_only: bool, limit: i64) -> Result<Vec<Value>> {
-        let sql = if open_only {
-            "SELECT id, station_id, kind, detail, raised_at, cleared_at FROM alerts WHERE cleared_at IS NULL ORDER BY raised_at DESC LIMIT $1"
+    pub async fn alerts(&self, open_only: bool, limit: i64) -> Result<Vec<AlertRow>> {
+        let filter = if open_only {
+            "WHERE cleared_at IS NULL"
         } else {
-            "SELECT id, station_id, kind, detail, raised_at, cleared_at FROM alerts ORDER BY raised_at DESC LIMIT $1"
+            ""
         };
-        let rows = sqlx::query(sql).bind(limit).fetch_all(&self.pool).await?;
-        rows.iter()
-            .map(|r| {
-                let detail: String = r.try_get(3)?;
-                Ok(json!({"id": r.try_get::<String, _>(0)?, "station": r.try_get::<String, _>(1)?,
-                    "kind": r.try_get::<String, _>(2)?, "detail": serde_json::from_str::<Value>(&detail).unwrap_or(Value::Null),
-                    "raised_at": r.try_get::<String, _>(4)?, "cleared_at": r.try_get::<Option<String>, _>(5)?}))
-            })
-            .collect()
+        let sql =
+            format!("SELECT {ALERT_COLS} FROM alerts {filter} ORDER BY raised_at DESC LIMIT $1");
+        let rows = sqlx::query(&sql).bind(limit).fetch_all(&self.pool).await?;
+        rows.iter().map(AlertRow::from_row).collect()
     }
 
     /// Alerts, newest first; `status` is `open` or `cleared`,
@@ -162,28 +185,12 @@ impl Store {
         time_conds(&mut conds, "raised_at", q);
         let ks = Keyset {
             from: "alerts",
-            cols: "id, station_id, kind, detail, raised_at, cleared_at",
+            cols: ALERT_COLS,
             keys: &["raised_at", "id"],
             desc: true,
         };
         let (rows, next, total) = self.page(&ks, conds, q).await?;
-        let items = rows
-            .iter()
-            .map(|r| {
-                let station: String = r.try_get(1)?;
-                let kind: String = r.try_get(2)?;
-                let detail: String = r.try_get(3)?;
-                Ok(AlertRow {
-                    id: r.try_get(0)?,
-                    message: crate::alerts::message(&kind, &station, &detail),
-                    detail: serde_json::value::RawValue::from_string(detail).ok(),
-                    station,
-                    kind,
-                    raised_at: r.try_get(4)?,
-                    cleared_at: r.try_get(5)?,
-                })
-            })
-            .collect::<Result<_>>()?;
+        let items = rows.iter().map(AlertRow::from_row).collect::<Result<_>>()?;
         Ok(Page { items, next, total })
     }
 
@@ -249,12 +256,13 @@ impl Store {
                     out.cleared.push(station.clone());
                 }
             } else if offline.insert(station.clone()) {
-                let detail = json!({"since": t});
+                let detail = Offline { since: t.clone() };
                 ops.push(crate::writer::Op::RaiseAlert {
                     id: random_hex(8),
                     station: station.clone(),
                     kind: "offline",
-                    detail: detail.to_string(),
+                    // one string field: encoding cannot fail
+                    detail: serde_json::to_string(&detail).unwrap_or_default(),
                 });
                 out.raised.push((station.clone(), detail));
             }
@@ -289,5 +297,44 @@ impl Store {
             .await?;
         let now = chrono::Utc::now();
         rows.iter().map(|r| uptime_of(r, now)).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A station that goes away gets one typed `offline` alert (listed in
+    /// words, its detail as stored); coming back clears it.
+    #[tokio::test]
+    async fn offline_alerts_are_raised_once_and_cleared_on_return() {
+        let dir = std::env::temp_dir().join(format!("csms-alerts-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.join("a.db").display());
+        let store = Store::open(&url).await.unwrap();
+        let gone = vec![("CP1".to_owned(), false)];
+        let out = store.connections_changed(&gone).await.unwrap();
+        assert_eq!(out.raised.len(), 1);
+        let (station, detail) = &out.raised[0];
+        assert_eq!(station, "CP1");
+        // away again before coming back: still one alert
+        assert!(store
+            .connections_changed(&gone)
+            .await
+            .unwrap()
+            .raised
+            .is_empty());
+        let open = store.alerts(true, 10).await.unwrap();
+        assert_eq!(open.len(), 1);
+        assert_eq!(open[0].kind, "offline");
+        assert_eq!(open[0].message, "Station CP1 went offline.");
+        let stored = open[0].detail.as_ref().map(|d| d.get().to_owned());
+        assert_eq!(stored, Some(format!(r#"{{"since":"{}"}}"#, detail.since)));
+        let back = vec![("CP1".to_owned(), true)];
+        let out = store.connections_changed(&back).await.unwrap();
+        assert_eq!(out.cleared, ["CP1"]);
+        assert!(store.alerts(true, 10).await.unwrap().is_empty());
+        assert_eq!(store.alerts(false, 10).await.unwrap().len(), 1);
     }
 }
