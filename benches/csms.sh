@@ -30,7 +30,7 @@ csms() {
     sleep 0.2
   done
   curl -sf -o /dev/null -X POST "http://127.0.0.1:$admin/api/tokens" -H "Authorization: Bearer $KEY" \
-    -H 'Content-Type: application/json' -d '{"id_token":"LOADTAG","type":"ISO14443","status":"Accepted"}'
+    -H 'Content-Type: application/json' -d '{"id_token":"LOADTAG","type":"ISO14443","status":"Accepted","allow_concurrent":true}'
 }
 
 "$T/examples/echo_server" 19801 >/dev/null 2>&1 &

@@ -1005,6 +1005,8 @@ mod tests {
                 status: "Accepted".into(),
                 group_id: None,
                 expires_at: None,
+                allow_concurrent: false,
+                language: None,
                 created_at: String::new(),
             })
             .await

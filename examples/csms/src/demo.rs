@@ -377,7 +377,8 @@ pub async fn run(json_output: bool) -> Result<(Value, bool), String> {
         &key,
         "POST",
         "/api/tokens",
-        Some(&json!({"id_token": TOKEN, "type": "ISO14443", "status": "Accepted"})),
+        // the demo's stations all charge with it at once: a shared token
+        Some(&json!({"id_token": TOKEN, "type": "ISO14443", "status": "Accepted", "allow_concurrent": true})),
     )
     .await?;
     steps.record(

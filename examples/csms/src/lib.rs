@@ -41,6 +41,7 @@
 pub mod alerts;
 pub mod api;
 pub mod app_api;
+pub mod authorize;
 pub mod billing;
 pub mod cluster;
 pub mod config;
@@ -53,6 +54,7 @@ pub mod fleets;
 pub mod gateway;
 pub mod invoices;
 pub mod listener;
+mod local_list;
 pub mod mail;
 pub mod maintenance;
 mod monitoring;
@@ -60,6 +62,8 @@ pub mod ocpp;
 pub mod openadr;
 pub mod payments;
 pub mod pnc;
+mod profile_upgrade;
+mod reservations;
 pub mod roaming;
 pub mod sessions;
 pub mod smart;
@@ -129,6 +133,8 @@ pub struct App {
     /// Which once-per-cluster jobs this node runs (all of them on a single
     /// node).
     pub jobs: cluster::Jobs,
+    /// The tariff text each open 2.x transaction's driver was shown (I06).
+    pub tariff_notices: authorize::TariffNotices,
 }
 
 impl App {
@@ -770,6 +776,7 @@ async fn run(
         jobs: cluster
             .as_ref()
             .map_or_else(cluster::Jobs::single, |c| c.jobs()),
+        tariff_notices: authorize::TariffNotices::default(),
     });
     // 3. The OCPP server, from the handlers (their state is the app), and
     // the gateway's link to it.

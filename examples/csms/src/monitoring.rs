@@ -6,7 +6,9 @@
 //!
 //! - `GET /api/stations/{id}/monitors`: the monitors of the newest
 //!   NotifyMonitoringReport, its parts in order (`complete` once the last
-//!   part, `tbc` false, arrived);
+//!   part, `tbc` false, arrived), each with the value it last reported in a
+//!   NotifyEvent (`last_event`: alerting, delta and periodic events, N07,
+//!   N08);
 //! - `GET /api/stations/{id}/customer-information`: per request, newest
 //!   first, the NotifyCustomerInformation parts' data joined in order;
 //! - `GET /api/stations/{id}/published-firmware`: per PublishFirmware
@@ -78,6 +80,17 @@ struct MonitorView {
     severity: i32,
     /// Active only during a transaction.
     transaction: bool,
+    /// The value it last reported (NotifyEvent), when it did.
+    last_event: Option<LastEvent>,
+}
+
+/// A monitor's latest reported value.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+struct LastEvent {
+    value: String,
+    /// `Alerting`, `Delta` or `Periodic`.
+    trigger: String,
+    at: chrono::DateTime<chrono::Utc>,
 }
 
 /// One part of a monitoring report: (request id, seqNo, last part, monitors).
@@ -116,6 +129,7 @@ macro_rules! monitor_part {
                     value: v.value,
                     severity: v.severity,
                     transaction: v.transaction,
+                    last_event: None,
                 })
             })
             .collect();
@@ -155,10 +169,31 @@ async fn monitors(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiRes
     let newest = parts.first().map(|p| p.0);
     let mut mine: Vec<_> = parts.into_iter().filter(|p| Some(p.0) == newest).collect();
     mine.sort_by_key(|p| p.1);
+    let last: BTreeMap<i32, LastEvent> = app
+        .store
+        .monitor_values(&id)
+        .await?
+        .into_iter()
+        .map(|v| {
+            let e = LastEvent {
+                value: v.value,
+                trigger: v.trigger,
+                at: v.at,
+            };
+            (v.monitor_id, e)
+        })
+        .collect();
     let out = MonitorsOut {
         request_id: newest,
         complete: mine.iter().any(|p| p.2),
-        monitors: mine.into_iter().flat_map(|p| p.3).collect(),
+        monitors: mine
+            .into_iter()
+            .flat_map(|p| p.3)
+            .map(|m| MonitorView {
+                last_event: last.get(&m.id).cloned(),
+                ..m
+            })
+            .collect(),
     };
     Ok(Json(out).into_response())
 }

@@ -18,12 +18,14 @@ use evproto_ocpp_types::{v16, v201, v21, Action};
 use serde_json::Value;
 
 use chrono::{DateTime, Utc};
-use evproto_csms_core::authorization::{self, Decision, Purpose};
+use evproto_csms_core::authorization::{self, Purpose};
 use evproto_csms_core::connector::{self, Report};
 use evproto_csms_core::recovery;
 use evproto_csms_core::transaction::{Effect, EvseRef};
 
+use crate::authorize::decide;
 use crate::config::UnknownStations;
+use crate::reservations;
 use crate::store::Registration;
 
 use crate::sessions::{self, Outcome, TxMessage};
@@ -214,86 +216,6 @@ fn internal(station: &str, action: &str, e: impl std::fmt::Display) -> CallError
     CallError::internal()
 }
 
-/// The authorization decision for a token presented at `station` for
-/// `purpose`: the CSMS's own tokens first, then a roaming partner's (OCPI
-/// tokens pushed to us, real-time authorization). The station's reported
-/// `MasterPassGroupId` is the master-pass group (C16). Concurrent use is
-/// not judged: the registry has no per-token flag for tokens shared by
-/// several cars (the simulator's and the demo's drivers share theirs).
-async fn decide(
-    app: &App,
-    station: &str,
-    token: &str,
-    purpose: Purpose,
-) -> crate::store::Result<Decision> {
-    use evproto_csms_core::token::{IdToken, TokenKind};
-    let status_of = |s: &str| match s {
-        "Accepted" => authorization::Status::Accepted,
-        "Blocked" => authorization::Status::Blocked,
-        "Expired" => authorization::Status::Expired,
-        "NoCredit" => authorization::Status::NoCredit,
-        _ => authorization::Status::Invalid,
-    };
-    // the CSMS's own token, with its group and expiry
-    let record = |t: &crate::store::TokenRecord, group: Option<IdToken>| authorization::Record {
-        status: status_of(&t.status),
-        expires_at: t.expires_at,
-        group,
-        ..authorization::Record::accepted()
-    };
-    let (own, group_record) = match app.store.token_record(token).await? {
-        Some(t) => {
-            // the group as a token of its own, when registered: its status
-            // and expiry bind every member (C39-C43)
-            let group_token = match &t.group_id {
-                Some(g) => app.store.token_record(g).await?,
-                None => None,
-            };
-            let group = t.group_id.as_ref().map(|g| {
-                let kind = group_token.as_ref().map_or(TokenKind::Central, |gt| {
-                    TokenKind::from_wire(&gt.token_type)
-                });
-                IdToken::new(g.clone(), kind)
-            });
-            (
-                Some(record(&t, group)),
-                group_token.as_ref().map(|gt| record(gt, None)),
-            )
-        }
-        None => (None, None),
-    };
-    // else a roaming partner's (OCPI tokens pushed to us, real-time authorization)
-    let own = match own {
-        Some(r) => Some(r),
-        None if !token.is_empty() => {
-            app.roaming
-                .authorize(token)
-                .await
-                .map(|s| authorization::Record {
-                    status: status_of(s),
-                    ..authorization::Record::accepted()
-                })
-        }
-        None => None,
-    };
-    let policy = authorization::Policy {
-        master_pass_group: app
-            .store
-            .master_pass_group(station)
-            .await?
-            .map(|g| IdToken::new(g, TokenKind::Central)),
-        ..authorization::Policy::default()
-    };
-    Ok(authorization::authorize(
-        own.as_ref(),
-        group_record.as_ref(),
-        0,
-        purpose,
-        Utc::now(),
-        &policy,
-    ))
-}
-
 /// After a transaction message committed: tell the live view, and run the
 /// billing its completion queued (the answer then carries the final cost;
 /// a failure stays in the outbox for the worker).
@@ -366,9 +288,31 @@ async fn start_transaction_16(
         .map_err(|e| refused(station, A, e))?
         .ok_or_else(|| internal(station, A, "no outcome for a start"))?;
     after_commit(app, station, A, &out).await;
-    let decision = decide(app, station, req.id_tag.as_str(), Purpose::Start)
-        .await
-        .map_err(|e| internal(station, A, e))?;
+    // after the start is kept: a replay is not its own concurrent transaction
+    let this_session = Some(out.session_id.as_str());
+    let decision = decide(
+        app,
+        station,
+        req.id_tag.as_str(),
+        Purpose::Start,
+        this_session,
+    )
+    .await
+    .map_err(|e| internal(station, A, e))?;
+    // H03: a reservation of the connector (or the one named) is honoured
+    let connector = Some(i64::from(req.connector_id));
+    let (tag, id) = (req.id_tag.as_str(), out.session_id.as_str());
+    let decision = reservations::honoured(
+        app,
+        station,
+        connector,
+        req.reservation_id,
+        tag,
+        id,
+        decision,
+    )
+    .await
+    .map_err(|e| internal(station, A, e))?;
     let mut info = decision.to_v16();
     // the payment hold (idempotent: a replay gets the first outcome)
     if decision.status == authorization::Status::Accepted
@@ -414,7 +358,7 @@ async fn stop_transaction_16(
     }
     let id_tag_info = match &req.id_tag {
         Some(tag) => Some(
-            decide(app, station, tag.as_str(), Purpose::Stop)
+            decide(app, station, tag.as_str(), Purpose::Stop, None)
                 .await
                 .map_err(|e| internal(station, A, e))?
                 .to_v16(),
@@ -509,9 +453,18 @@ macro_rules! handlers_2x {
                 } else {
                     Purpose::Start
                 };
-                let decision = decide(app, station, t.id_token.as_str(), purpose)
+                let this_session = Some(out.session_id.as_str());
+                let mut decision = decide(app, station, t.id_token.as_str(), purpose, this_session)
                     .await
                     .map_err(|e| internal(station, A, e))?;
+                if purpose == Purpose::Start {
+                    // H03: a reservation of the EVSE (or the one named) is honoured
+                    let evse = session.as_ref().and_then(|s| s.evse_id);
+                    let (token, id) = (t.id_token.as_str(), out.session_id.as_str());
+                    decision = reservations::honoured(app, station, evse, req.reservation_id, token, id, decision)
+                        .await
+                        .map_err(|e| internal(station, A, e))?;
+                }
                 let decision = crate::pnc::ocpp::with_known_contract(app, t.id_token.as_str(), decision);
                 let mut info = decision.$to_info();
                 // a Started that arrives after its Ended holds nothing: no hold outlives its session
@@ -525,6 +478,10 @@ macro_rules! handlers_2x {
                         .map_err(|e| internal(station, A, e))?
                 {
                     info.status = $ver::AuthorizationStatusEnumType::NoCredit;
+                }
+                if purpose == Purpose::Start {
+                    // I01: the driver's tariff in words
+                    crate::authorize::personalize(app, t.id_token.as_str(), this_session, &mut info).await;
                 }
                 resp.id_token_info = Some(info);
             }
@@ -566,6 +523,11 @@ macro_rules! handlers_2x {
                     }
                     _ => None,
                 };
+                // I06: the tariff changed since the driver was shown it
+                let ended = req.event_type == $ver::TransactionEventEnumType::Ended;
+                resp.updated_personal_message = crate::authorize::tariff_notice(app, &s.id, ended)
+                    .await
+                    .and_then(|t| t.message());
             }
             Ok(resp)
         }
@@ -1215,6 +1177,24 @@ async fn notify_event(
     Ok(())
 }
 
+/// Each monitor's latest value (NotifyEvent), while the station has fewer
+/// monitors kept than its report rows allow (else a capped alert).
+async fn monitor_values(
+    app: &App,
+    station: &str,
+    values: &[crate::store::MonitorValue],
+) -> Result<(), Unanswered> {
+    if values.is_empty() {
+        return Ok(());
+    }
+    let cap = app.config.station_limits.max_report_rows;
+    let dropped = app.store.put_monitor_values(station, values, cap).await?;
+    if dropped > 0 {
+        report_capped(app, station, "monitor_values", cap, dropped).await?;
+    }
+    Ok(())
+}
+
 /// A device-model component's key: `name[instance]`, `name@evse<id>` or `name`.
 fn component_key(name: &str, instance: Option<&str>, evse: Option<i32>) -> String {
     match (instance, evse) {
@@ -1405,17 +1385,12 @@ async fn reservation_status(
     status: &str,
 ) -> Result<(), Unanswered> {
     app.seen(station);
+    reservations::reported(app, station, reservation_id, status).await?;
     let status = serde_json::to_value(ReservationStatus {
         at: now(),
         reservation_id,
         status,
     })?;
-    app.store
-        .put_setting(
-            &format!("reservation_status:{reservation_id}"),
-            &status.to_string(),
-        )
-        .await?;
     app.notify(crate::events::LiveEvent::Reservation {
         station: station.to_string(),
         status: status.to_string(),
@@ -1486,7 +1461,7 @@ async fn authorize_16(
     type A = v16::action::Authorize;
     let (app, station) = (&ctx.state, &*ctx.identity);
     message::<A>(app, station);
-    let decision = decide(app, station, &req.id_tag, Purpose::Authorize16)
+    let decision = decide(app, station, &req.id_tag, Purpose::Authorize16, None)
         .await
         .map_err(|e| unanswered::<A>(station, e))?;
     Ok(v16::AuthorizeResponse {
@@ -1656,14 +1631,17 @@ macro_rules! station_handlers_2x {
                 type A = $ver::action::Authorize;
                 let (app, station) = (&ctx.state, &*ctx.identity);
                 message::<A>(app, station);
-                let decision = decide(app, station, &req.id_token.id_token, Purpose::Authorize)
+                let decision = decide(app, station, &req.id_token.id_token, Purpose::Authorize, None)
                     .await
                     .map_err(|e| unanswered::<A>(station, e))?;
                 // Plug & Charge: a contract's certificate decides it (C07)
                 let (decision, verdict) =
                     crate::pnc::ocpp::authorize_contract(app, &req, decision).await;
+                let mut info = decision.$to_info();
+                // I01: the driver's tariff in words
+                crate::authorize::personalize(app, &req.id_token.id_token, None, &mut info).await;
                 Ok($ver::AuthorizeResponse {
-                    id_token_info: decision.$to_info(),
+                    id_token_info: info,
                     certificate_status: verdict.and_then(|v| v.as_str().parse().ok()),
                     custom_data: None,
                     $($auth_extra: None,)*
@@ -1752,6 +1730,28 @@ macro_rules! station_handlers_2x {
                     })
                     .collect();
                 super::notify_event(app, station, &alerts)
+                    .await
+                    .map_err(|e| unanswered::<A>(station, e))?;
+                // each monitor's latest value (N07, N08 periodic events)
+                let values: Vec<crate::store::MonitorValue> = req
+                    .event_data
+                    .iter()
+                    .filter_map(|e| {
+                        Some(crate::store::MonitorValue {
+                            monitor_id: e.variable_monitoring_id?,
+                            component: component_key(
+                                &e.component.name,
+                                e.component.instance.as_deref(),
+                                e.component.evse.as_ref().map(|v| v.id),
+                            ),
+                            variable: variable_key(&e.variable.name, e.variable.instance.as_deref()),
+                            value: e.actual_value.as_str().to_owned(),
+                            trigger: e.trigger.as_str().to_owned(),
+                            at: e.timestamp,
+                        })
+                    })
+                    .collect();
+                monitor_values(app, station, &values)
                     .await
                     .map_err(|e| unanswered::<A>(station, e))?;
                 Ok($ver::NotifyEventResponse { custom_data: None })

@@ -44,11 +44,13 @@ mod cluster;
 pub mod drivers;
 pub mod fleets;
 mod migrations;
+mod monitor_values;
 pub(crate) mod ocpi;
 mod outbox;
 mod paging;
 mod password;
 pub mod reports;
+mod reservations;
 mod sessions;
 mod settings;
 mod station_reports;
@@ -66,6 +68,7 @@ use migrations::MIGRATIONS;
 
 pub use alerts::{AlertRow, ConnectionAlerts, Offline};
 pub use certificates::StationCertificate;
+pub use monitor_values::MonitorValue;
 pub use outbox::{outbox_backoff, OutboxAdded, OUTBOX_MAX_DELAY};
 pub use paging::{ListQuery, Page};
 pub use password::{
@@ -73,6 +76,7 @@ pub use password::{
     PASSWORD_T_COST,
 };
 pub use reports::MetricCounts;
+pub use reservations::{Reservation, ReservationState};
 pub use sessions::{to_wh, Session, SessionRow};
 pub use station_reports::StationReport;
 pub use stations::{natural_key, Credentials, Registration, Station};

@@ -204,3 +204,70 @@ async fn n07_monitor_event_alerts_the_operator() {
     st.stop().await;
     lab.stop().await;
 }
+
+/// N08: a periodic monitor the operator set reports its variable's value
+/// each interval (NotifyEvent, trigger `Periodic`): answered, no alert, and
+/// the monitor's latest value shown with the station's monitors (an
+/// alerting event's value too, N07); an older value from the station's
+/// queue does not replace a newer one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn n08_periodic_events_kept_as_the_monitors_latest_value() {
+    let lab = Lab::start("n08-periodic").await;
+    let mut st = Station::connect(&lab, "CONF-N08", V201).await;
+    let power =
+        json!({"component": {"name": "EVSE", "evse": {"id": 1}}, "variable": {"name": "Power"}});
+    lab.exchange(
+        &mut st,
+        "SetVariableMonitoring",
+        json!({"setMonitoringData": [{"value": 60, "type": "Periodic", "severity": 8,
+            "component": power["component"], "variable": power["variable"]}]}),
+        json!({"setMonitoringResult": [{"id": 41, "status": "Accepted", "type": "Periodic", "severity": 8,
+            "component": power["component"], "variable": power["variable"]}]}),
+    )
+    .await;
+    let report = json!({"requestId": 22, "seqNo": 0, "tbc": false, "generatedAt": now(), "monitor": [
+        {"component": power["component"], "variable": power["variable"],
+         "variableMonitoring": [{"id": 41, "transaction": false, "value": 60, "type": "Periodic", "severity": 8}]}]});
+    st.ok("NotifyMonitoringReport", report).await;
+    let at = |s: i64| {
+        (chrono::Utc::now() + chrono::Duration::seconds(s))
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    };
+    let periodic = |id: i32, value: &str, when: &str| {
+        json!({"generatedAt": now(), "seqNo": 0, "tbc": false, "eventData": [{"eventId": id,
+            "timestamp": when, "trigger": "Periodic", "actualValue": value,
+            "eventNotificationType": "CustomMonitor", "variableMonitoringId": 41,
+            "component": power["component"], "variable": power["variable"]}]})
+    };
+    let (first, second) = (at(-60), at(0));
+    assert_eq!(
+        st.ok("NotifyEvent", periodic(1, "7400", &first)).await,
+        json!({})
+    );
+    assert_eq!(
+        st.ok("NotifyEvent", periodic(2, "11000", &second)).await,
+        json!({})
+    );
+    // from the queue, older: kept out
+    assert_eq!(
+        st.ok("NotifyEvent", periodic(3, "3700", &at(-120))).await,
+        json!({})
+    );
+    let view = lab
+        .ok("GET", &format!("/api/stations/{}/monitors", st.id), None)
+        .await;
+    let monitor = &view["monitors"][0];
+    assert_eq!(monitor["id"], 41, "{view}");
+    assert_eq!(monitor["type"], "Periodic", "{view}");
+    let last = &monitor["last_event"];
+    assert_eq!(last["value"], "11000", "{view}");
+    assert_eq!(last["trigger"], "Periodic", "{view}");
+    assert_eq!(last["at"], second.as_str(), "{view}");
+    // periodic values are no alert
+    let alerts = lab
+        .ok("GET", &format!("/api/alerts?station={}", st.id), None)
+        .await;
+    assert_eq!(alerts["items"], json!([]), "{alerts}");
+    st.stop().await;
+    lab.stop().await;
+}

@@ -200,3 +200,64 @@ async fn f02_k05_remote_start_with_a_charging_profile() {
     st.stop().await;
     lab.stop().await;
 }
+
+/// O02: a display message for an ongoing transaction (its `transactionId`),
+/// and one for a transaction the station does not know (`UnknownTransaction`
+/// reaches the operator); O06: a message set again with the same id
+/// replaces it, and the station's report of its messages, kept, shows the
+/// new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn o02_o06_display_message_for_a_transaction_then_replaced() {
+    let lab = Lab::start("o02-o06-display").await;
+    lab.token("DISPLAY-1", "Accepted", None).await;
+    let mut st = Station::connect(&lab, "CONF-O02", V201).await;
+    let answer = st
+        .ok("TransactionEvent", started("TX-O02", 1, Some("DISPLAY-1")))
+        .await;
+    assert_eq!(answer["idTokenInfo"]["status"], "Accepted", "{answer}");
+    let message = |content: &str, tx: &str| {
+        json!({"message": {"id": 7, "priority": "InFront", "transactionId": tx,
+            "message": {"format": "UTF8", "content": content}}})
+    };
+    // O02: for the ongoing transaction
+    lab.exchange(
+        &mut st,
+        "SetDisplayMessage",
+        message("Charging until 18:00", "TX-O02"),
+        json!({"status": "Accepted"}),
+    )
+    .await;
+    // O02: a transaction the station does not know
+    lab.exchange(
+        &mut st,
+        "SetDisplayMessage",
+        message("Charging until 18:00", "TX-NONE"),
+        json!({"status": "UnknownTransaction"}),
+    )
+    .await;
+    // O06: the same id again replaces the message
+    lab.exchange(
+        &mut st,
+        "SetDisplayMessage",
+        message("Charging until 19:30", "TX-O02"),
+        json!({"status": "Accepted"}),
+    )
+    .await;
+    lab.exchange(
+        &mut st,
+        "GetDisplayMessages",
+        json!({"requestId": 13, "id": [7]}),
+        json!({"status": "Accepted"}),
+    )
+    .await;
+    let report = json!({"requestId": 13, "tbc": false, "messageInfo": [{"id": 7, "priority": "InFront",
+        "transactionId": "TX-O02", "message": {"format": "UTF8", "content": "Charging until 19:30"}}]});
+    assert_eq!(st.ok("NotifyDisplayMessages", report).await, json!({}));
+    let kept = lab.reports(&st.id, "display_messages").await;
+    assert_eq!(kept[0]["key"], "13", "{kept:?}");
+    let info = &kept[0]["body"]["messageInfo"][0];
+    assert_eq!(info["message"]["content"], "Charging until 19:30", "{info}");
+    assert_eq!(info["transactionId"], "TX-O02", "{info}");
+    st.stop().await;
+    lab.stop().await;
+}

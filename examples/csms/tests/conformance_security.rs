@@ -18,6 +18,12 @@
 //!   `ChangeConfiguration AuthorizationKey`) and adopts it only when the
 //!   station accepts: the old one is refused afterwards; a refusal keeps
 //!   the old one (502); a station not connected is 404.
+//! - A19-A21 (2.0.1 A05, 1.6 whitepaper): `POST
+//!   /api/stations/{id}/security-profile` upgrades a station's profile (2.x
+//!   `SetNetworkProfile`, `SetVariables
+//!   OCPPCommCtrlr.NetworkConfigurationPriority`, `Reset`; 1.6
+//!   `ChangeConfiguration SecurityProfile`); then its old profile is refused
+//!   and it connects under the new one; a downgrade is refused (409).
 
 mod common;
 
@@ -153,6 +159,25 @@ fn routes(version: ProtocolVersion, script: Script) -> Routes {
                         "variable": {"name": d.variable.name.as_str()}}]})))
                 },
             )
+            .on::<v201::action::SetNetworkProfile>(
+                |ctx: Ctx<Script>, req: v201::SetNetworkProfileRequest| async move {
+                    let c = &req.connection_data;
+                    let _ = ctx.state.seen.send(format!(
+                        "SetNetworkProfile slot {} profile {} {}",
+                        req.configuration_slot,
+                        c.security_profile,
+                        c.ocpp_csms_url.as_str()
+                    ));
+                    Ok(answer(json!({"status": "Accepted"})))
+                },
+            )
+            .on::<v201::action::Reset>(|ctx: Ctx<Script>, req: v201::ResetRequest| async move {
+                let _ = ctx
+                    .state
+                    .seen
+                    .send(format!("Reset {}", req.r#type.as_str()));
+                Ok(answer(json!({"status": "Accepted"})))
+            })
             .with_state(script),
     }
 }
@@ -659,5 +684,80 @@ async fn a10_password_rotation_16_and_refusals() {
         )
         .await;
     assert_eq!(status, 400, "{v}");
+    csms.stop().await;
+}
+
+/// A19-A21 (2.0.1 A05): a profile 1 station is upgraded to profile 2 from
+/// the operator API; the requests reach it in order, its plain connection
+/// is closed and refused from then on, and it connects over TLS with its
+/// password; a downgrade or the same profile is 409. 1.6: one
+/// `ChangeConfiguration SecurityProfile`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a19_a21_security_profile_upgrade_then_the_old_profile_refused() {
+    let csms = Csms::two_ports("a19").await;
+    let url = format!("wss://localhost:{}/ocpp/", csms.wss.unwrap());
+    for (version, id) in [
+        (ProtocolVersion::V201, "A19-201"),
+        (ProtocolVersion::V16, "A19-16"),
+    ] {
+        csms.register(id, json!({"security_profile": 1, "password": PW}))
+            .await;
+        let mut station = csms.station_with(id, version, Via::Ws, Some(PW), None, "Accepted");
+        station.accepted("under profile 1").await;
+        let path = format!("/api/stations/{id}/security-profile");
+        let (status, v) = csms
+            .api("POST", &path, Some(json!({"profile": 1, "url": url})))
+            .await;
+        assert_eq!(status, 409, "the same profile: {v}");
+        let (status, v) = csms
+            .api("POST", &path, Some(json!({"profile": 2, "url": url})))
+            .await;
+        assert_eq!(status, 200, "{v}");
+        assert_eq!((&v["from"], &v["profile"]), (&json!(1), &json!(2)), "{v}");
+        if version == ProtocolVersion::V16 {
+            assert_eq!(
+                station.next_seen().await,
+                "ChangeConfiguration SecurityProfile=2"
+            );
+        } else {
+            assert_eq!(
+                station.next_seen().await,
+                format!("SetNetworkProfile slot 1 profile 2 {url}")
+            );
+            assert_eq!(
+                station.next_seen().await,
+                "SetVariables OCPPCommCtrlr.NetworkConfigurationPriority=1"
+            );
+            assert_eq!(station.next_seen().await, "Reset OnIdle");
+            let steps: Vec<_> = v["steps"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| (s["action"].clone(), s["status"].clone()))
+                .collect();
+            assert_eq!(
+                steps,
+                [
+                    (json!("SetNetworkProfile"), json!("Accepted")),
+                    (json!("SetVariables"), json!("Accepted")),
+                    (json!("Reset"), json!("Accepted"))
+                ]
+            );
+        }
+        // the connection under profile 1 is closed; profile 1 is refused from now on
+        let f = station.refused("profile 1 after the upgrade").await;
+        assert!(http_401(&f), "{f}");
+        station.stop().await;
+        let upgraded = csms.station_with(id, version, Via::Wss, Some(PW), None, "Accepted");
+        upgraded.accepted("under profile 2").await;
+        let (_, s) = csms.api("GET", &format!("/api/stations/{id}"), None).await;
+        assert_eq!(s["security_profile"], 2, "{s}");
+        // no way back down
+        let (status, v) = csms
+            .api("POST", &path, Some(json!({"profile": 1, "url": url})))
+            .await;
+        assert_eq!(status, 409, "a downgrade: {v}");
+        upgraded.stop().await;
+    }
     csms.stop().await;
 }

@@ -460,7 +460,7 @@ fn transactions_mix_against_the_reference_csms_in_every_version() {
         started.admin_port,
         "load-test-key",
         "/api/tokens",
-        r#"{"id_token":"LOADTAG","type":"ISO14443","status":"Accepted"}"#,
+        r#"{"id_token":"LOADTAG","type":"ISO14443","status":"Accepted","allow_concurrent":true}"#,
     );
     assert!((200..300).contains(&status), "POST /api/tokens: {status}");
     let url = format!("ws://127.0.0.1:{}/ocpp/", started.ocpp_port);

@@ -348,6 +348,9 @@ pub fn admin_router(app: Arc<App>) -> Router {
         .merge(crate::fleets::routes())
         .merge(crate::payments::routes())
         .merge(crate::pnc::api::routes())
+        .merge(crate::local_list::routes())
+        .merge(crate::reservations::routes())
+        .merge(crate::profile_upgrade::routes())
         .route("/api/stations", get(stations::list_stations))
         .route(
             "/api/stations/{id}",
@@ -408,10 +411,6 @@ pub fn admin_router(app: Arc<App>) -> Router {
         .route(
             "/api/stations/{id}/logs",
             get(ops::list_logs).post(ops::request_logs),
-        )
-        .route(
-            "/api/stations/{id}/local-list",
-            axum::routing::put(ops::put_local_list),
         )
         .route("/api/alerts", get(alerts::list_alerts))
         .route("/api/maintenance", get(maintenance::list))
@@ -689,6 +688,13 @@ mod tests {
             ("/api/stations/{id}/ocpp/{action}", &["post"]),
             ("/api/stations/{id}/password", &["post"]),
             ("/api/stations/{id}/reports", &["get"]),
+            ("/api/stations/{id}/local-list", &["get", "put"]),
+            ("/api/stations/{id}/reservations", &["get", "post"]),
+            ("/api/stations/{id}/security-profile", &["post"]),
+            (
+                "/api/stations/{id}/reservations/{reservation_id}",
+                &["delete"],
+            ),
             ("/api/tokens", &["get", "post"]),
             ("/api/sessions", &["get"]),
             ("/api/sessions/{id}", &["get"]),

@@ -2,8 +2,8 @@
 //! the CSMS over HTTP, UpdateFirmware to every station of the campaign in
 //! its version, FirmwareStatusNotification tracked per station), log and
 //! diagnostics upload (GetLog / GetDiagnostics pointing the station at an
-//! upload URL of ours, uploads kept under the data directory), and the
-//! per-station local authorization list (SendLocalList).
+//! upload URL of ours, uploads kept under the data directory). The
+//! per-station local authorization list is in `local_list.rs`.
 
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::Arc;
@@ -24,7 +24,7 @@ use tokio::sync::Semaphore;
 use crate::api::{body, ct_eq, ApiError, ApiResult};
 use crate::gateway::{StationCallError, StationGateway};
 use crate::App;
-use evproto_ocpp_types::{v16, v201, Action as _};
+use evproto_ocpp_types::{v16, Action as _};
 
 /// How long an upload URL handed to a station stays usable.
 const UPLOAD_TOKEN_TTL: Duration = Duration::from_secs(3600);
@@ -524,72 +524,6 @@ pub(crate) async fn list_logs(State(app): State<Arc<App>>, Path(id): Path<String
     Ok(Json(json!({"station": id, "files": files, "status": status})).into_response())
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct LocalListBody {
-    /// Tokens to put on the station's list (default: every Accepted token
-    /// in the registry).
-    tokens: Option<Vec<String>>,
-}
-
-/// `PUT /api/stations/{id}/local-list`: replaces the station's local
-/// authorization list (SendLocalList, update type Full) and returns the
-/// station's answer; the list version increases each time.
-pub(crate) async fn put_local_list(
-    State(app): State<Arc<App>>,
-    Path(id): Path<String>,
-    bytes: Bytes,
-) -> ApiResult {
-    let b: LocalListBody = if bytes.is_empty() {
-        LocalListBody { tokens: None }
-    } else {
-        body(&bytes)?
-    };
-    // 404 not connected, 503 when the cluster's registry cannot tell
-    let version = app.gateway.connection(&id).await?;
-    let all = app.store.tokens().await?;
-    let entries: Vec<(String, String)> = match b.tokens {
-        Some(list) => list
-            .into_iter()
-            .map(|t| {
-                let status = all
-                    .iter()
-                    .find(|x| x.id_token == t)
-                    .map_or("Invalid", |x| x.status.as_str())
-                    .to_string();
-                (t, status)
-            })
-            .collect(),
-        None => all
-            .iter()
-            .filter(|x| x.status == "Accepted")
-            .map(|x| (x.id_token.clone(), "Accepted".to_string()))
-            .collect(),
-    };
-    let key = format!("local_list_version:{id}");
-    let list_version = app
-        .store
-        .setting(&key)
-        .await?
-        .and_then(|v| v.parse::<i64>().ok())
-        .unwrap_or(0)
-        + 1;
-    let list_number = i32::try_from(list_version)
-        .map_err(|_| ApiError::new(StatusCode::CONFLICT, "the list version is past its maximum"))?;
-    let answer = send_local_list(&app.gateway, &id, version, list_number, &entries).await?;
-    if answer.status == Some("Accepted") {
-        app.store
-            .put_setting(&key, &list_version.to_string())
-            .await?;
-    }
-    Ok(
-        Json(
-            json!({"list_version": list_version, "entries": entries.len(), "answer": answer.json}),
-        )
-        .into_response(),
-    )
-}
-
 /// A request id of ours (a campaign, a log request): the time in
 /// milliseconds, modulo 10^9 (fits every version's `requestId`).
 fn request_id() -> i32 {
@@ -670,55 +604,6 @@ async fn get_log(
     }
 }
 
-/// SendLocalList (update type Full) of `entries` (token, status).
-async fn send_local_list(
-    gateway: &StationGateway,
-    station: &str,
-    version: ProtocolVersion,
-    list_version: i32,
-    entries: &[(String, String)],
-) -> Result<Answer, StationCallError> {
-    let bad = |e| StationCallError::rejected(station, e);
-    match version {
-        ProtocolVersion::V16 => {
-            let list = entries
-                .iter()
-                .map(|(t, status)| {
-                    Ok(v16::AuthorizationData {
-                        id_tag: t.parse().map_err(bad)?,
-                        id_tag_info: Some(v16::IdTagInfo {
-                            expiry_date: None,
-                            parent_id_tag: None,
-                            status: status.parse().unwrap_or(v16::AuthorizationStatus::Invalid),
-                        }),
-                    })
-                })
-                .collect::<Result<Vec<_>, StationCallError>>()?;
-            let request = v16::SendLocalListRequest {
-                list_version,
-                local_authorization_list: Some(list),
-                update_type: v16::UpdateType::Full,
-            };
-            let r = gateway
-                .call::<v16::action::SendLocalList>(station, request)
-                .await?;
-            Ok(Answer::of(Some(r.status.as_str()), &r))
-        }
-        ProtocolVersion::V201 => {
-            ops_201::send_local_list(gateway, station, list_version, entries, |_| {
-                Ok(v201::IdTokenEnumType::ISO14443)
-            })
-            .await
-        }
-        _ => {
-            ops_21::send_local_list(gateway, station, list_version, entries, |t| {
-                t.parse().map_err(|e| StationCallError::rejected(t, e))
-            })
-            .await
-        }
-    }
-}
-
 /// The 2.0.1 and 2.1 requests of these operations (the same messages).
 macro_rules! ops_2x {
     ($m:ident, $ver:ident, $token_type:ty) => {
@@ -784,53 +669,6 @@ macro_rules! ops_2x {
                     Ok(Answer::of(Some(r.status.as_str()), &r))
                 };
                 (A::NAME, sent.await)
-            }
-
-            pub(super) async fn send_local_list(
-                gateway: &StationGateway,
-                station: &str,
-                version_number: i32,
-                entries: &[(String, String)],
-                token_type: impl Fn(&str) -> $token_type,
-            ) -> Result<Answer, StationCallError> {
-                let bad = |e| StationCallError::rejected(station, e);
-                let list = entries
-                    .iter()
-                    .map(|(t, status)| {
-                        Ok($ver::AuthorizationData {
-                            id_token: $ver::IdTokenType {
-                                additional_info: None,
-                                id_token: t.parse().map_err(bad)?,
-                                r#type: token_type("ISO14443")?,
-                                custom_data: None,
-                            },
-                            id_token_info: Some($ver::IdTokenInfoType {
-                                status: status
-                                    .parse()
-                                    .unwrap_or($ver::AuthorizationStatusEnumType::Invalid),
-                                cache_expiry_date_time: None,
-                                charging_priority: None,
-                                language1: None,
-                                evse_id: None,
-                                group_id_token: None,
-                                language2: None,
-                                personal_message: None,
-                                custom_data: None,
-                            }),
-                            custom_data: None,
-                        })
-                    })
-                    .collect::<Result<Vec<_>, StationCallError>>()?;
-                let request = $ver::SendLocalListRequest {
-                    local_authorization_list: Some(list),
-                    version_number,
-                    update_type: $ver::UpdateEnumType::Full,
-                    custom_data: None,
-                };
-                let r = gateway
-                    .call::<$ver::action::SendLocalList>(station, request)
-                    .await?;
-                Ok(Answer::of(Some(r.status.as_str()), &r))
             }
         }
     };

@@ -52,6 +52,14 @@ struct TokenBody {
     /// RFC 3339; after it the token is `Expired`.
     #[serde(default)]
     expires_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// It may be in several transactions at once (a card shared by several
+    /// cars); otherwise a start while it is in another is `ConcurrentTx`.
+    #[serde(default)]
+    allow_concurrent: bool,
+    /// The driver's language (RFC 5646, e.g. `en`, `nl-BE`): 2.x
+    /// `language1`, and the language of the tariff text (I01).
+    #[serde(default)]
+    language: Option<String>,
 }
 fn default_type() -> String {
     "ISO14443".into()
@@ -96,14 +104,34 @@ fn token_record(id_token: String, t: TokenBody) -> Result<crate::store::TokenRec
             return Err(bad("group_id: 1 to 20 characters (1.6 parentIdTag)".into()));
         }
     }
+    if let Some(l) = &t.language {
+        if !is_language_tag(l) {
+            return Err(bad(
+                "language: an RFC 5646 tag of up to 8 characters (en, nl-BE)".into(),
+            ));
+        }
+    }
     Ok(crate::store::TokenRecord {
         id_token,
         token_type: t.token_type,
         status: t.status,
         group_id: t.group_id,
         expires_at: t.expires_at,
+        allow_concurrent: t.allow_concurrent,
+        language: t.language,
         created_at: String::new(),
     })
+}
+
+/// A language tag as 2.x carries it (`language1`, at most 8 characters): a
+/// primary language of 2 or 3 letters, then subtags of letters and digits.
+fn is_language_tag(l: &str) -> bool {
+    let mut parts = l.split('-');
+    let primary = parts.next().unwrap_or_default();
+    l.len() <= 8
+        && (2..=3).contains(&primary.len())
+        && primary.chars().all(|c| c.is_ascii_alphabetic())
+        && parts.all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric()))
 }
 
 /// Stores a checked token: 201 when created, 200 when it was there (now
@@ -158,5 +186,20 @@ pub(super) async fn delete_token(State(app): State<Arc<App>>, Path(id): Path<Str
             StatusCode::NOT_FOUND,
             format!("unknown token {id}"),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_language_tag;
+
+    #[test]
+    fn language_tags_as_2x_carries_them() {
+        for ok in ["en", "nl-BE", "deu", "zh-Hant", "es-419"] {
+            assert!(is_language_tag(ok), "{ok}");
+        }
+        for bad in ["", "e", "english", "en-", "en_GB", "en-GB-x-a1", "1a"] {
+            assert!(!is_language_tag(bad), "{bad}");
+        }
     }
 }

@@ -270,6 +270,8 @@ impl DriverStore {
                     status: "Accepted".into(),
                     group_id: None,
                     expires_at: None,
+                    allow_concurrent: false,
+                    language: None,
                     created_at: now(),
                 })
                 .await?;

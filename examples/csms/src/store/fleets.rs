@@ -334,6 +334,8 @@ impl Store {
                 status: "Accepted".into(),
                 group_id: None,
                 expires_at: None,
+                allow_concurrent: false,
+                language: None,
                 created_at: now(),
             })
             .await?;

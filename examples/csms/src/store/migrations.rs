@@ -167,6 +167,18 @@ pub(crate) const MIGRATIONS: &[(i64, &str)] = &[
     CREATE INDEX IF NOT EXISTS sessions_active_by_token ON sessions (LOWER(id_token)) WHERE status = 'Active'",
     ),
     (
+        18,
+        // conformance (issue 17): a token shared by several cars may be in several transactions
+        // (else ConcurrentTx), and its driver's language (2.x language1, the tariff text of
+        // I01); reservations the operator made or a station reported the end of (H01-H04); the
+        // value each variable monitor last reported (N07, N08)
+        "ALTER TABLE tokens ADD COLUMN allow_concurrent BIGINT NOT NULL DEFAULT 0;
+    ALTER TABLE tokens ADD COLUMN language TEXT;
+    CREATE TABLE IF NOT EXISTS reservations (station_id TEXT NOT NULL, reservation_id BIGINT NOT NULL, evse_id BIGINT, id_token TEXT, group_id TEXT, expires_at TEXT, state TEXT NOT NULL, session_id TEXT, created_at TEXT NOT NULL, updated_at TEXT NOT NULL, PRIMARY KEY (station_id, reservation_id));
+    CREATE INDEX IF NOT EXISTS reservations_held ON reservations (station_id, evse_id, state);
+    CREATE TABLE IF NOT EXISTS monitor_values (station_id TEXT NOT NULL, monitor_id BIGINT NOT NULL, component TEXT NOT NULL, variable TEXT NOT NULL, value TEXT NOT NULL, event_trigger TEXT NOT NULL, event_at TEXT NOT NULL, received_at TEXT NOT NULL, PRIMARY KEY (station_id, monitor_id))",
+    ),
+    (
         22,
         // Plug & Charge (pnc/, store/certificates.rs): the certificate the CSMS's CA signed last
         // per station and use (renewal before it expires), and the lab OCSP responder's

@@ -1,8 +1,9 @@
 //! Id tokens: the records stations are answered from (cached; the cache
 //! follows the store's own writes), and what authorization reads beyond a
 //! token's record (csms-core's `authorization::authorize` takes it as a
-//! plain value): the master-pass group a 2.x station was given (rule 4,
-//! 2.0.1 C16).
+//! plain value): whether it is in another active session (rule 5,
+//! `ConcurrentTx`) and the master-pass group a 2.x station was given (rule
+//! 4, 2.0.1 C16).
 
 use chrono::{DateTime, Utc};
 use evproto_ocpp_types::{v201, v21};
@@ -29,6 +30,14 @@ pub struct TokenRecord {
     pub group_id: Option<String>,
     /// After this instant the token is `Expired`.
     pub expires_at: Option<DateTime<Utc>>,
+    /// It may be in several transactions at once (a card shared by several
+    /// cars); otherwise a start while it is in another is `ConcurrentTx`.
+    #[serde(default)]
+    pub allow_concurrent: bool,
+    /// The driver's language (RFC 5646): 2.x `language1`, and the language
+    /// of the tariff text told to the driver (I01).
+    #[serde(default)]
+    pub language: Option<String>,
     /// When it was registered.
     pub created_at: String,
 }
@@ -50,12 +59,15 @@ impl TokenRecord {
                 })
                 .transpose()?,
             created_at: r.try_get(5)?,
+            allow_concurrent: r.try_get::<i64, _>(6)? != 0,
+            language: r.try_get(7)?,
         })
     }
 }
 
 /// The columns [`TokenRecord::from_row`] reads, in its order.
-const TOKEN_COLS: &str = "id_token, token_type, status, group_id, expires_at, created_at";
+const TOKEN_COLS: &str =
+    "id_token, token_type, status, group_id, expires_at, created_at, allow_concurrent, language";
 
 impl Store {
     /// Creates or updates a token (all but `created_at`, which a new one
@@ -63,8 +75,9 @@ impl Store {
     pub async fn upsert_token(&self, t: &TokenRecord) -> Result<bool> {
         let expires = t.expires_at.map(ts);
         let created = sqlx::query(
-            "INSERT INTO tokens (id_token, token_type, status, group_id, expires_at, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id_token) DO NOTHING",
+            "INSERT INTO tokens (id_token, token_type, status, group_id, expires_at, created_at, \
+             allow_concurrent, language) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+             ON CONFLICT (id_token) DO NOTHING",
         )
         .bind(&t.id_token)
         .bind(&t.token_type)
@@ -72,19 +85,23 @@ impl Store {
         .bind(&t.group_id)
         .bind(&expires)
         .bind(now())
+        .bind(i64::from(t.allow_concurrent))
+        .bind(&t.language)
         .execute(&self.pool)
         .await?
         .rows_affected()
             == 1;
         if !created {
             sqlx::query(
-                "UPDATE tokens SET token_type = $1, status = $2, group_id = $3, expires_at = $4 \
-                 WHERE id_token = $5",
+                "UPDATE tokens SET token_type = $1, status = $2, group_id = $3, expires_at = $4, \
+                 allow_concurrent = $5, language = $6 WHERE id_token = $7",
             )
             .bind(&t.token_type)
             .bind(&t.status)
             .bind(&t.group_id)
             .bind(&expires)
+            .bind(i64::from(t.allow_concurrent))
+            .bind(&t.language)
             .bind(&t.id_token)
             .execute(&self.pool)
             .await?;
@@ -198,6 +215,24 @@ impl Store {
 }
 
 impl Store {
+    /// Whether `token` is in an active session other than `except`
+    /// (compared as OCPP compares id tokens, case-insensitively).
+    pub async fn in_another_active_session(
+        &self,
+        token: &str,
+        except: Option<&str>,
+    ) -> Result<bool> {
+        let row = sqlx::query(
+            "SELECT 1 FROM sessions WHERE status = 'Active' AND LOWER(id_token) = LOWER($1) \
+             AND id <> $2 LIMIT 1",
+        )
+        .bind(token)
+        .bind(except.unwrap_or(""))
+        .fetch_optional(&self.read)
+        .await?;
+        Ok(row.is_some())
+    }
+
     /// The station's master-pass group: the `Actual` value of
     /// `AuthCtrlr.MasterPassGroupId` in the device model it reported
     /// (NotifyReport), when it reported one.

@@ -134,6 +134,13 @@ impl Lab {
         .await;
     }
 
+    /// Registers (or replaces) driver token `id` as `body` gives it
+    /// (`PUT /api/tokens/{id}`): the token as stored.
+    pub(crate) async fn token_with(&self, id: &str, body: Value) -> Value {
+        self.ok("PUT", &format!("/api/tokens/{id}"), Some(body))
+            .await
+    }
+
     /// The session the CSMS keeps for a station's transaction.
     pub(crate) async fn session(&self, station: &str, transaction: &str) -> Value {
         self.ok(

@@ -1,5 +1,6 @@
 // Driver tokens: list (by status, search where the CSMS can), create and
-// edit (type, status, group, expiry), prepaid wallet balance, delete.
+// edit (type, status, group, expiry, shared use, language), prepaid wallet
+// balance, delete.
 
 import { get, post, put, del, seg, queryParams, hasRoute } from '../api.js';
 import { h, fill, card, pagedTable, pill, field, select, modal, confirm, errorBox, toast, busy, trackEditing } from '../ui.js';
@@ -27,6 +28,8 @@ export async function tokenDialog(token, onSaved) {
     const status = select(STATUSES, token?.status || 'Accepted', { name: 'status' });
     const group = h('input', { name: 'group_id', maxlength: 36, value: token?.group_id, disabled: !canPut, autocomplete: 'off' });
     const expires = h('input', { name: 'expires_at', type: 'datetime-local', value: token?.expires_at ? toLocalInput(token.expires_at) : '', disabled: !canPut });
+    const shared = h('input', { name: 'allow_concurrent', type: 'checkbox', checked: !!token?.allow_concurrent, disabled: !canPut });
+    const language = h('input', { name: 'language', maxlength: 8, pattern: '[A-Za-z]{2,3}(-[A-Za-z0-9]+)*', value: token?.language, disabled: !canPut, autocomplete: 'off', size: 6 });
     const balance = h('input', { name: 'balance', type: 'number', min: '0', step: '0.01', inputmode: 'decimal', value: wallet?.balance });
     const currency = h('input', { name: 'currency', maxlength: 3, minlength: 3, pattern: '[A-Z]{3}', value: wallet?.currency || 'EUR', size: 4 });
     const err = h('div');
@@ -36,6 +39,7 @@ export async function tokenDialog(token, onSaved) {
       { class: 'stack' },
       h('div', { class: 'form-grid' }, field('Token (idTag / idToken)', id, 'up to 20 characters'), field('Type', type), field('Status', status)),
       h('div', { class: 'form-grid' }, field('Group', group, canPut ? 'tokens of a group share a session limit' : 'this CSMS cannot store it yet'), field('Expires', expires, 'empty: never')),
+      h('div', { class: 'form-grid' }, field('Shared', shared, 'in several sessions at once (else a second start is refused: ConcurrentTx)'), field('Language', language, 'e.g. en, nl-BE: the tariff text shown to the driver')),
       h('fieldset', {}, h('legend', {}, 'Prepaid wallet'), h('div', { class: 'form-grid' }, field('Balance', balance, wallet ? 'now ' + money(wallet.balance, wallet.currency) : 'no wallet: sessions are billed without holds'), field('Currency', currency))),
       err,
       h('div', { class: 'actions' }, save, h('button', { type: 'button', class: 'secondary', onclick: close }, 'Cancel')),
@@ -47,10 +51,10 @@ export async function tokenDialog(token, onSaved) {
         if (!form.reportValidity()) return;
         const ident = token ? token.id_token : id.value.trim();
         try {
-          const extra = group.value.trim() || expires.value || (token && (token.group_id || token.expires_at));
+          const extra = group.value.trim() || expires.value || shared.checked || language.value.trim() || (token && (token.group_id || token.expires_at || token.allow_concurrent || token.language));
           if (!token) await post('/api/tokens', { id_token: ident, type: type.value, status: status.value });
           if (canPut && (token || extra)) {
-            await put('/api/tokens/' + seg(ident), { type: type.value, status: status.value, group_id: group.value.trim() || null, expires_at: fromLocalInput(expires.value) || null });
+            await put('/api/tokens/' + seg(ident), { type: type.value, status: status.value, group_id: group.value.trim() || null, expires_at: fromLocalInput(expires.value) || null, allow_concurrent: shared.checked, language: language.value.trim() || null });
           } else if (token && !canPut) {
             await post('/api/tokens', { id_token: ident, type: type.value, status: status.value });
           }
@@ -89,6 +93,7 @@ export async function render(view) {
       { label: 'Status', cell: (t) => pill(t.status, t.status.toLowerCase()) },
       { label: 'Group', cell: (t) => t.group_id || '—' },
       { label: 'Expires', cell: (t) => (t.expires_at ? time(t.expires_at) : 'never') },
+      { label: 'Shared', cell: (t) => (t.allow_concurrent ? 'yes' : 'no') },
       {
         label: 'Wallet',
         class: 'num',
