@@ -1471,10 +1471,14 @@ async fn authorize_16(
 
 async fn data_transfer_16(
     ctx: Ctx<Arc<App>>,
-    _: v16::DataTransferRequest,
+    req: v16::DataTransferRequest,
 ) -> Result<v16::DataTransferResponse, CallError> {
     message::<v16::action::DataTransfer>(&ctx.state, &ctx.identity);
-    // no vendor extensions here
+    // Plug & Charge by the OCA application note (with --pnc)
+    if let Some(answer) = crate::pnc::oca16::data_transfer(&ctx.state, &ctx.identity, &req).await {
+        return answer;
+    }
+    // no other vendor extensions here
     Ok(v16::DataTransferResponse {
         status: v16::DataTransferStatus::UnknownVendorId,
         data: None,

@@ -239,6 +239,40 @@ async fn a02_a03_station_certificates_signed_checked_and_renewed() {
         LeafUsage::Signature,
     )
     .unwrap();
+    // its V2G certificate through the OCA application note's DataTransfer
+    let inner = json!({"csr": csr16, "certificateType": "V2GCertificate"});
+    let a = st16
+        .ok(
+            "DataTransfer",
+            json!({"vendorId": "org.openchargealliance.iso15118pnc",
+                "messageId": "SignCertificate", "data": inner.to_string()}),
+        )
+        .await;
+    assert_eq!(a["status"], "Accepted");
+    let answer: Value = serde_json::from_str(a["data"].as_str().unwrap()).unwrap();
+    assert_eq!(answer["status"], "Accepted");
+    let dt = st16.received("DataTransfer").await;
+    assert_eq!(dt["messageId"], "CertificateSigned");
+    let signed: Value = serde_json::from_str(dt["data"].as_str().unwrap()).unwrap();
+    let v2g16 = certs(&signed["certificateChain"]);
+    assert_eq!(v2g16.len(), 3);
+    let subs: Vec<Vec<u8>> = v2g16[1..].iter().map(|c| c.der().to_vec()).collect();
+    verify_chain(
+        v2g16[0].der(),
+        &subs,
+        &v2g_root,
+        unix_now(),
+        LeafUsage::Signature,
+    )
+    .unwrap();
+    // another vendor's DataTransfer is not this
+    let a = st16
+        .ok(
+            "DataTransfer",
+            json!({"vendorId": "com.example", "messageId": "SignCertificate"}),
+        )
+        .await;
+    assert_eq!(a["status"], "UnknownVendorId");
     st16.stop().await;
     lab.stop().await;
 }
@@ -413,16 +447,37 @@ async fn c07_m06_contracts_by_certificate_and_ocsp() {
     lab.stop().await;
 }
 
-/// The station in between the car's SECC and the CSMS: its OCPP calls.
+/// The station in between the car's SECC and the CSMS: its OCPP calls,
+/// in 2.0.1 or, for a 1.6 station, inside the OCA application note's
+/// `DataTransfer`.
 struct StationBackend<'a> {
     st: &'a Station,
+    oca: bool,
+}
+
+impl StationBackend<'_> {
+    /// A 2.0.1 request: its answer.
+    async fn call(&self, action: &str, payload: Value) -> Value {
+        if !self.oca {
+            return self.st.ok(action, payload).await;
+        }
+        let a = self
+            .st
+            .ok(
+                "DataTransfer",
+                json!({"vendorId": "org.openchargealliance.iso15118pnc",
+                    "messageId": action, "data": payload.to_string()}),
+            )
+            .await;
+        assert_eq!(a["status"], "Accepted", "{action}: {a}");
+        serde_json::from_str(a["data"].as_str().unwrap()).unwrap()
+    }
 }
 
 impl Backend for StationBackend<'_> {
     async fn authorize_card(&mut self) -> bool {
         let a = self
-            .st
-            .ok(
+            .call(
                 "Authorize",
                 json!({"idToken": {"idToken": "CARD-1", "type": "ISO14443"}}),
             )
@@ -431,7 +486,7 @@ impl Backend for StationBackend<'_> {
     }
 
     async fn authorize_contract(&mut self, emaid: &str, chain_pem: String) -> ContractStatus {
-        let a = self.st.ok("Authorize", by_chain(emaid, &chain_pem)).await;
+        let a = self.call("Authorize", by_chain(emaid, &chain_pem)).await;
         match answered(&a) {
             ("Accepted", "Accepted") => ContractStatus::Accepted,
             (_, "CertificateRevoked") => ContractStatus::Revoked,
@@ -442,8 +497,7 @@ impl Backend for StationBackend<'_> {
     async fn install_certificate(&mut self, exi: Vec<u8>) -> Option<Vec<u8>> {
         let b64 = base64::engine::general_purpose::STANDARD;
         let a = self
-            .st
-            .ok(
+            .call(
                 "Get15118EVCertificate",
                 json!({"iso15118SchemaVersion": "urn:iso:15118:2:2013:MsgDef",
                     "action": "Install", "exiRequest": b64.encode(exi)}),
@@ -459,6 +513,19 @@ impl Backend for StationBackend<'_> {
 #[tokio::test(flavor = "multi_thread")]
 async fn m01_c07_a_car_gets_a_contract_installed_then_charges_by_it() {
     let lab = Lab::start_with("pnc-install", |c| c.pnc = Some(PncConfig::default())).await;
+    let st = Station::connect(&lab, "CS-PNC-3", ProtocolVersion::V201).await;
+    car_gets_a_contract_then_charges_by_it(&lab, &st, false).await;
+    st.stop().await;
+    // 1.6: the same through the OCA application note's DataTransfer
+    let st16 = Station::connect(&lab, "CS-PNC-3-16", ProtocolVersion::V16).await;
+    car_gets_a_contract_then_charges_by_it(&lab, &st16, true).await;
+    st16.stop().await;
+    lab.stop().await;
+}
+
+/// A car with no contract gets one, charges by it, is refused once it is
+/// revoked; `oca`: the station speaks 1.6 with the OCA DataTransfer.
+async fn car_gets_a_contract_then_charges_by_it(lab: &Lab, st: &Station, oca: bool) {
     let overview = lab.ok("GET", "/api/pnc", None).await;
     let v2g_roots = TrustStore::new(certs(&overview["v2g_root"]));
     let mo_roots = TrustStore::new(
@@ -469,7 +536,6 @@ async fn m01_c07_a_car_gets_a_contract_installed_then_charges_by_it() {
             .flat_map(certs)
             .collect(),
     );
-    let st = Station::connect(&lab, "CS-PNC-3", ProtocolVersion::V201).await;
     // the car's maker: its provisioning certificate and key
     let t = unix_now();
     let maker = DemoPki::generate(b"car maker", "DEOEMC000000001", t - 86_400, t + 86_400).unwrap();
@@ -495,7 +561,7 @@ async fn m01_c07_a_car_gets_a_contract_installed_then_charges_by_it() {
         loops: 3,
         limit: Duration::from_secs(30),
     };
-    let mut backend = StationBackend { st: &st };
+    let mut backend = StationBackend { st, oca };
 
     // no contract: one is installed through the CSMS, then the car is authorized by it
     let (secc, evcc) = session(None);
@@ -543,6 +609,4 @@ async fn m01_c07_a_car_gets_a_contract_installed_then_charges_by_it() {
         }),
         "{third:?}"
     );
-    st.stop().await;
-    lab.stop().await;
 }

@@ -10,7 +10,8 @@
 //! answer cache ([`ocsp`]). [`Pnc`] is the thin shell: the store keeps
 //! the CA's seed (settings `pnc_seed`: every node and every restart has
 //! the same CAs), the certificates signed and the revocations; the OCPP
-//! handlers (`crate::ocpp`, [`ocpp`]) and the operator API ([`api`]) call
+//! handlers (`crate::ocpp`, [`ocpp`]; 1.6 through the OCA application
+//! note's `DataTransfer`, [`oca16`]) and the operator API ([`api`]) call
 //! it. It is off unless `--pnc` (`CSMS_PNC`); off, the certificate
 //! requests are answered `Rejected`/`Failed`, kept and alerted as before.
 
@@ -18,6 +19,7 @@ pub mod api;
 pub mod ca;
 pub mod contract;
 pub mod csr;
+pub mod oca16;
 pub mod ocpp;
 pub mod ocsp;
 
