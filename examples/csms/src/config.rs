@@ -263,6 +263,8 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Demand response: the VTN this CSMS is an OpenADR 3 VEN of (flags only).
     pub openadr: Option<crate::openadr::VenConfig>,
+    /// How V2X sessions are planned (`crate::v2x`; the defaults, set in code).
+    pub v2x: crate::v2x::V2xConfig,
     /// Plug & Charge (flags only): off unless `--pnc`.
     pub pnc: Option<crate::pnc::PncConfig>,
 }
@@ -305,6 +307,7 @@ impl Default for Config {
             station_limits: crate::ocpp::StationLimits::default(),
             log_format: LogFormat::Text,
             openadr: None,
+            v2x: crate::v2x::V2xConfig::default(),
             pnc: None,
         }
     }
@@ -437,6 +440,7 @@ impl Config {
             station_limits: d.station_limits,
             log_format: args.log_format.or(file.log_format).unwrap_or(d.log_format),
             openadr: args.openadr.to_config()?,
+            v2x: d.v2x.clone(),
             pnc: args.pnc.to_config()?,
         };
         if c.outbox_retry_base.is_zero() {

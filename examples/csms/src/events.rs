@@ -230,6 +230,17 @@ pub enum LiveEvent {
         /// The profiles sent and how each station answered.
         sent: Vec<SentProfile>,
     },
+    /// A V2X session was sent a setpoint (`crate::v2x`).
+    V2xSetpoint {
+        /// Identity.
+        station: String,
+        /// The session.
+        session: String,
+        /// W as text (negative: discharging).
+        setpoint_w: String,
+        /// The station's answer, or why it was not reached.
+        status: String,
+    },
     /// A roaming partner registered.
     OcpiPartnerRegistered {
         /// `CC/PID`.

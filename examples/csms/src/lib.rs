@@ -48,6 +48,7 @@ pub mod config;
 pub mod console;
 pub mod datadir;
 pub mod demo;
+pub mod der;
 pub mod drivers;
 pub mod events;
 pub mod fleets;
@@ -75,6 +76,7 @@ pub use store::drivers as store_drivers;
 pub(crate) use store::ocpi as store_ocpi;
 pub use store::reports as store_reports;
 pub mod stripe;
+pub mod v2x;
 pub mod writer;
 
 use std::collections::HashMap;
@@ -118,6 +120,8 @@ pub struct App {
     last_seen: std::sync::Mutex<HashMap<String, String>>,
     /// The site limit's shares (smart charging).
     pub site: smart::SiteShares,
+    /// Bidirectional charging: V2X sessions' plans and setpoints.
+    pub v2x: v2x::V2x,
     /// The payment back end (prepaid wallets by default).
     pub payments: payments::Wallets,
     /// Open sessions, in memory with the store as the truth.
@@ -312,6 +316,7 @@ impl App {
         };
         mail::session_ended(self, s, cdr.as_ref(), receipt.as_ref()).await?;
         self.roaming.session_changed(s, cdr.as_ref()).await;
+        v2x::completed(self, s).await?;
         self.site.rebalance();
         if let (Some(evse), at) = (s.evse_id, chrono::Utc::now()) {
             let reason = s
@@ -744,6 +749,14 @@ async fn run(
         events: events.clone(),
         site_limit_w: config.site_limit_w,
     };
+    let v2x = v2x::V2x {
+        store: store.clone(),
+        gateway: gateway.clone(),
+        events: events.clone(),
+        site_limit_w: config.site_limit_w,
+        config: config.v2x.clone(),
+        lock: Arc::default(),
+    };
     let sessions = sessions::Sessions::new(store.clone());
     let pnc = match config.pnc.clone() {
         Some(c) => {
@@ -766,6 +779,7 @@ async fn run(
         roaming: roaming.clone(),
         public_base,
         site,
+        v2x,
         auth: Arc::new(auth),
         last_seen: std::sync::Mutex::new(HashMap::new()),
         statuses: std::sync::Mutex::new(HashMap::new()),
@@ -817,6 +831,7 @@ async fn run(
     }
     // 4. Background work, each with the handles it uses.
     tokio::spawn(roaming_work.run(roaming.clone()));
+    tokio::spawn(app.v2x.clone().run());
     if let Some(p) = &app.pnc {
         let (store, gateway) = (app.store.clone(), app.gateway.clone());
         tokio::spawn(pnc::renewals(store, gateway, p.config.clone()));

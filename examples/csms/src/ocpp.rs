@@ -2169,6 +2169,17 @@ macro_rules! report_handlers_2x {
                 )
                 .await
                 .map_err(|e| unanswered::<A>(station, e))?;
+                // a bidirectional EV's session gets a V2X schedule (crate::v2x)
+                if crate::v2x::on_needs(app, station, &req)
+                    .await
+                    .map_err(|e| unanswered::<A>(station, e))?
+                {
+                    return Ok($ver::NotifyEVChargingNeedsResponse {
+                        status: $ver::NotifyEVChargingNeedsStatusEnumType::Accepted,
+                        status_info: None,
+                        custom_data: None,
+                    });
+                }
                 Ok($ver::NotifyEVChargingNeedsResponse {
                     status: $ver::NotifyEVChargingNeedsStatusEnumType::$no_schedule,
                     status_info: $ver::StatusInfoType {
@@ -2632,9 +2643,10 @@ mod only_21 {
         })
     }
 
-    /// A station asks for an update of a dynamic charging profile. Kept,
-    /// and `Rejected`: this CSMS sets no dynamic profiles (its site share is
-    /// a TxDefaultProfile, see `smart`), so there is nothing to update.
+    /// A station asks for an update of a dynamic charging profile. Kept;
+    /// a V2X session's profile (`crate::v2x`) gets the setpoint in force,
+    /// any other is `Rejected` (the site share is a TxDefaultProfile, see
+    /// `smart`: there is nothing to update).
     pub(super) async fn pull_dynamic_schedule_update(
         ctx: Ctx<Arc<App>>,
         req: v21::PullDynamicScheduleUpdateRequest,
@@ -2651,6 +2663,17 @@ mod only_21 {
         )
         .await
         .map_err(|e| unanswered::<A>(station, e))?;
+        if let Some(update) = crate::v2x::pulled(app, station, req.charging_profile_id)
+            .await
+            .map_err(|e| unanswered::<A>(station, e))?
+        {
+            return Ok(v21::PullDynamicScheduleUpdateResponse {
+                schedule_update: Some(update),
+                status: v21::ChargingProfileStatusEnumType::Accepted,
+                status_info: None,
+                custom_data: None,
+            });
+        }
         Ok(v21::PullDynamicScheduleUpdateResponse {
             schedule_update: None,
             status: v21::ChargingProfileStatusEnumType::Rejected,

@@ -42,6 +42,7 @@ mod billing;
 mod certificates;
 mod cluster;
 pub mod drivers;
+pub mod grid;
 pub mod fleets;
 mod migrations;
 mod monitor_values;

@@ -345,6 +345,8 @@ pub fn admin_router(app: Arc<App>) -> Router {
     let key = || middleware::from_fn_with_state(app.clone(), require_key);
     let api = Router::new()
         .merge(crate::monitoring::routes())
+        .merge(crate::v2x::routes())
+        .merge(crate::der::routes())
         .merge(crate::fleets::routes())
         .merge(crate::payments::routes())
         .merge(crate::pnc::api::routes())
@@ -709,6 +711,11 @@ mod tests {
             ("/api/payments", &["get"]),
             ("/api/stats/daily", &["get"]),
             ("/api/maintenance", &["get"]),
+            ("/api/grid/events", &["get", "post"]),
+            ("/api/grid/events/{id}", &["delete"]),
+            ("/api/stations/{id}/der-controls", &["get", "post"]),
+            ("/api/stations/{id}/der-controls/report", &["post"]),
+            ("/api/stations/{id}/der-controls/{control_id}", &["delete"]),
             ("/api/cdrs", &["get"]),
             ("/api/wallets/{id_token}", &["get", "put"]),
             ("/api/sessions/{id}/payment", &["get"]),

@@ -38,6 +38,7 @@ pub(super) async fn get_session(State(app): State<Arc<App>>, Path(id): Path<Stri
     Ok(Json(SessionView {
         meter_values: Some(app.store.session_meter_values(&id).await?),
         closed_by_csms: app.sessions.closed(&id).await?,
+        v2x: crate::v2x::view(&app, &s).await?,
         session: s,
     })
     .into_response())
@@ -53,6 +54,9 @@ struct SessionView<M, C> {
     meter_values: Option<M>,
     /// Who closed it when the CSMS did (the operator, or recovery), and why.
     closed_by_csms: C,
+    /// A V2X session's setpoint, energy fed back and credit (the detail view only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    v2x: Option<crate::v2x::V2xView>,
 }
 
 /// The body of `POST /api/sessions/{id}/close`.
@@ -92,6 +96,7 @@ pub(super) async fn close_session(
             Ok(Json(SessionView::<(), _> {
                 meter_values: None,
                 closed_by_csms: app.sessions.closed(&id).await?,
+                v2x: None,
                 session: s,
             })
             .into_response())

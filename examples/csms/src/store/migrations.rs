@@ -209,6 +209,16 @@ pub(crate) const MIGRATIONS: &[(i64, &str)] = &[
     CREATE TABLE IF NOT EXISTS mails (id TEXT PRIMARY KEY, kind TEXT NOT NULL, recipient TEXT NOT NULL, subject TEXT NOT NULL, body TEXT NOT NULL, document TEXT, status TEXT NOT NULL, created_at TEXT NOT NULL, sent_at TEXT);
     CREATE INDEX IF NOT EXISTS mails_by_kind ON mails (kind, created_at)",
     ),
+    (
+        20,
+        // the grid side (store/grid.rs, v2x.rs, der.rs): V2X sessions (the EV's bidirectional
+        // needs, the setpoint in force, the energy fed back and its credit in minor units), the
+        // site's grid events, and the DER controls set per station with the station's answer
+        "CREATE TABLE IF NOT EXISTS v2x_sessions (session_id TEXT PRIMARY KEY, station_id TEXT NOT NULL, needs TEXT NOT NULL, setpoint TEXT, profile_sent BIGINT NOT NULL, status TEXT, exported_wh TEXT, credit_minor BIGINT, currency TEXT, updated_at TEXT NOT NULL);
+    CREATE TABLE IF NOT EXISTS grid_events (id TEXT PRIMARY KEY, body TEXT NOT NULL, starts_at TEXT NOT NULL, ends_at TEXT NOT NULL, created_at TEXT NOT NULL);
+    CREATE INDEX IF NOT EXISTS grid_events_by_end ON grid_events (ends_at);
+    CREATE TABLE IF NOT EXISTS der_controls (station_id TEXT NOT NULL, control_id TEXT NOT NULL, control_type TEXT NOT NULL, is_default BIGINT NOT NULL, body TEXT NOT NULL, status TEXT NOT NULL, updated_at TEXT NOT NULL, PRIMARY KEY (station_id, control_id))",
+    ),
     // New migrations go here, at the end, with the next free number (see the
     // module's documentation for the numbers reserved).
 ];
