@@ -287,13 +287,29 @@ fn tail(s: &str) -> String {
 struct Evse {
     _proc: Proc,
     port: u16,
+    /// The TLS port (`--tls`).
+    tls_port: Option<u16>,
     lines: mpsc::Receiver<String>,
+}
+
+/// The port of a `[fe80::…%N]:PORT` line after `prefix`.
+fn port_of(line: &str, prefix: &str) -> u16 {
+    let addr = line
+        .strip_prefix(prefix)
+        .unwrap_or_else(|| panic!("{prefix:?} line: {line:?}"));
+    assert!(addr.starts_with("[fe80::"), "{addr}");
+    addr.rsplit(':').next().unwrap().parse().unwrap()
 }
 
 impl Evse {
     fn start(link: &Link, side: usize) -> Self {
+        Self::start_with(link, side, &[])
+    }
+
+    fn start_with(link: &Link, side: usize, extra: &[&str]) -> Self {
         let mut cmd = link.command(side, evproto());
         cmd.args(["v2g", "evse", "--iface", &link.iface[side]])
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         let mut proc = Proc::spawn(&mut cmd);
@@ -307,17 +323,19 @@ impl Evse {
             }
         });
         let first = lines.recv_timeout(GUARD).expect("evse: no first line");
-        // "listening on [fe80::…%N]:PORT"
-        let addr = first
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("first line: {first:?}"));
-        assert!(addr.starts_with("[fe80::"), "{addr}");
-        let port = addr.rsplit(':').next().unwrap().parse().unwrap();
-        let sdp = lines.recv_timeout(GUARD).expect("evse: no sdp line");
+        // "listening on [fe80::…%N]:PORT", with --tls "tls on [fe80::…%N]:PORT"
+        let port = port_of(&first, "listening on ");
+        let mut sdp = lines.recv_timeout(GUARD).expect("evse: no sdp line");
+        let mut tls_port = None;
+        if sdp.starts_with("tls on ") {
+            tls_port = Some(port_of(&sdp, "tls on "));
+            sdp = lines.recv_timeout(GUARD).expect("evse: no sdp line");
+        }
         assert!(sdp.starts_with("sdp on "), "{sdp}");
         Self {
             _proc: proc,
             port,
+            tls_port,
             lines,
         }
     }
@@ -596,4 +614,99 @@ fn our_ev_finds_our_evse_by_sdp_across_a_veth_pair() {
         assert_eq!(ours["session_id"], s["session_id"], "{ours} vs {s}");
         assert!(s["energy_wh"].as_f64().unwrap() >= 1000.0 * kwh.parse::<f64>().unwrap());
     }
+}
+
+/// `evproto v2g pki DIR --seed SEED`.
+fn make_pki(dir: &Path, seed: &str) {
+    let out = Command::new(evproto())
+        .args(["v2g", "pki"])
+        .arg(dir)
+        .args(["--seed", seed])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Our EV finds our EVSE by SDP asking for TLS (`evse --tls DIR --pnc
+/// DIR`, `ev --tls DIR`): SDP answers with the TLS port, ISO 15118-2
+/// Plug & Charge runs over TLS 1.2 with the -2 suite, -20 DC over TLS 1.3
+/// with the EV's OEM certificate; an EV trusting another V2G root refuses
+/// the SECC, and both sides report a TLS failure.
+#[test]
+fn our_ev_charges_from_our_evse_over_tls() {
+    if !is_root() {
+        return;
+    }
+    let link = Link::new();
+    let scratch = Scratch::new("tls");
+    let pki = scratch.0.join("pki");
+    let other = scratch.0.join("other");
+    make_pki(&pki, "tls");
+    make_pki(&other, "another V2G root");
+    let pki_s = pki.to_str().unwrap();
+    let evse = Evse::start_with(&link, 0, &["--tls", pki_s, "--pnc", pki_s]);
+    let tls_port = evse.tls_port.expect("evse --tls: no `tls on` line");
+    assert_ne!(tls_port, evse.port);
+    for (name, extra, version) in [
+        ("iso2-dc", &["--pnc", pki_s][..], "TLSv1.2"),
+        (
+            "iso2-ac",
+            &["--pnc", pki_s, "--install-contract"][..],
+            "TLSv1.2",
+        ),
+        ("iso20-dc", &[][..], "TLSv1.3"),
+    ] {
+        let run = our_ev(
+            &link,
+            1,
+            &scratch.0,
+            &[
+                &["--protocol", name, "--tls", pki_s, "--energy-kwh", "0.005"],
+                extra,
+            ]
+            .concat(),
+        );
+        let s = &run.summary;
+        assert!(run.ok, "{name}: {s}\n{}", run.stderr);
+        assert_eq!(s["result"], "ok", "{s}");
+        assert_eq!(s["tls"], version, "{s}");
+        // SDP gave the TLS port to the EV that asked for TLS
+        let port = format!("]:{tls_port}");
+        assert!(
+            run.stderr
+                .lines()
+                .any(|l| l.starts_with("evproto: charging") && l.ends_with(&port)),
+            "{}",
+            run.stderr
+        );
+        let ours = evse.next_session();
+        assert_eq!(ours["result"], "ok", "{ours}");
+        assert_eq!(ours["protocol"], name, "{ours}");
+        assert_eq!(ours["tls"], version, "{ours}");
+        assert_eq!(ours["session_id"], s["session_id"], "{ours} vs {s}");
+    }
+    // an EV that trusts another V2G root
+    let run = our_ev(
+        &link,
+        1,
+        &scratch.0,
+        &["--protocol", "iso20-dc", "--tls", other.to_str().unwrap()],
+    );
+    let s = &run.summary;
+    assert!(!run.ok, "{s}");
+    assert_eq!(s["result"]["error"], "tls", "{s}");
+    assert!(
+        s["result"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("invalid peer certificate"),
+        "{s}"
+    );
+    let ours = evse.next_session();
+    assert_eq!(ours["result"]["error"], "tls", "{ours}");
+    assert_eq!(ours["protocol"], Value::Null, "{ours}");
 }
