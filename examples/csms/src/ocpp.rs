@@ -2343,7 +2343,8 @@ macro_rules! report_handlers_2x {
                 let (app, station) = (&ctx.state, &*ctx.identity);
                 message::<A>(app, station);
                 if app.pnc.is_some() {
-                    return crate::pnc::ocpp::$ver::get_15118_ev_certificate(app, station, req).await;
+                    return crate::pnc::ocpp::$ver::get_15118_ev_certificate(app, station, req)
+                        .await;
                 }
                 certificate_request::<A>(app, station, &req)
                     .await

@@ -179,13 +179,14 @@ pub(crate) const MIGRATIONS: &[(i64, &str)] = &[
     CREATE TABLE IF NOT EXISTS monitor_values (station_id TEXT NOT NULL, monitor_id BIGINT NOT NULL, component TEXT NOT NULL, variable TEXT NOT NULL, value TEXT NOT NULL, event_trigger TEXT NOT NULL, event_at TEXT NOT NULL, received_at TEXT NOT NULL, PRIMARY KEY (station_id, monitor_id))",
     ),
     (
-        22,
-        // Plug & Charge (pnc/, store/certificates.rs): the certificate the CSMS's CA signed last
-        // per station and use (renewal before it expires), and the lab OCSP responder's
-        // revocations (by OCSP id: issuer name hash, issuer key hash, serial)
-        "CREATE TABLE IF NOT EXISTS station_certificates (station_id TEXT NOT NULL, certificate_use TEXT NOT NULL, serial TEXT NOT NULL, not_after BIGINT NOT NULL, certificate TEXT NOT NULL, issued_at TEXT NOT NULL, renewal_requested_at TEXT, PRIMARY KEY (station_id, certificate_use));
-    CREATE INDEX IF NOT EXISTS station_certificates_by_expiry ON station_certificates (not_after);
-    CREATE TABLE IF NOT EXISTS certificate_revocations (cert_id TEXT PRIMARY KEY, revoked_at BIGINT NOT NULL)",
+        20,
+        // the grid side (store/grid.rs, v2x.rs, der.rs): V2X sessions (the EV's bidirectional
+        // needs, the setpoint in force, the energy fed back and its credit in minor units), the
+        // site's grid events, and the DER controls set per station with the station's answer
+        "CREATE TABLE IF NOT EXISTS v2x_sessions (session_id TEXT PRIMARY KEY, station_id TEXT NOT NULL, needs TEXT NOT NULL, setpoint TEXT, profile_sent BIGINT NOT NULL, status TEXT, exported_wh TEXT, credit_minor BIGINT, currency TEXT, updated_at TEXT NOT NULL);
+    CREATE TABLE IF NOT EXISTS grid_events (id TEXT PRIMARY KEY, body TEXT NOT NULL, starts_at TEXT NOT NULL, ends_at TEXT NOT NULL, created_at TEXT NOT NULL);
+    CREATE INDEX IF NOT EXISTS grid_events_by_end ON grid_events (ends_at);
+    CREATE TABLE IF NOT EXISTS der_controls (station_id TEXT NOT NULL, control_id TEXT NOT NULL, control_type TEXT NOT NULL, is_default BIGINT NOT NULL, body TEXT NOT NULL, status TEXT NOT NULL, updated_at TEXT NOT NULL, PRIMARY KEY (station_id, control_id))",
     ),
     (
         21,
@@ -210,14 +211,13 @@ pub(crate) const MIGRATIONS: &[(i64, &str)] = &[
     CREATE INDEX IF NOT EXISTS mails_by_kind ON mails (kind, created_at)",
     ),
     (
-        20,
-        // the grid side (store/grid.rs, v2x.rs, der.rs): V2X sessions (the EV's bidirectional
-        // needs, the setpoint in force, the energy fed back and its credit in minor units), the
-        // site's grid events, and the DER controls set per station with the station's answer
-        "CREATE TABLE IF NOT EXISTS v2x_sessions (session_id TEXT PRIMARY KEY, station_id TEXT NOT NULL, needs TEXT NOT NULL, setpoint TEXT, profile_sent BIGINT NOT NULL, status TEXT, exported_wh TEXT, credit_minor BIGINT, currency TEXT, updated_at TEXT NOT NULL);
-    CREATE TABLE IF NOT EXISTS grid_events (id TEXT PRIMARY KEY, body TEXT NOT NULL, starts_at TEXT NOT NULL, ends_at TEXT NOT NULL, created_at TEXT NOT NULL);
-    CREATE INDEX IF NOT EXISTS grid_events_by_end ON grid_events (ends_at);
-    CREATE TABLE IF NOT EXISTS der_controls (station_id TEXT NOT NULL, control_id TEXT NOT NULL, control_type TEXT NOT NULL, is_default BIGINT NOT NULL, body TEXT NOT NULL, status TEXT NOT NULL, updated_at TEXT NOT NULL, PRIMARY KEY (station_id, control_id))",
+        22,
+        // Plug & Charge (pnc/, store/certificates.rs): the certificate the CSMS's CA signed last
+        // per station and use (renewal before it expires), and the lab OCSP responder's
+        // revocations (by OCSP id: issuer name hash, issuer key hash, serial)
+        "CREATE TABLE IF NOT EXISTS station_certificates (station_id TEXT NOT NULL, certificate_use TEXT NOT NULL, serial TEXT NOT NULL, not_after BIGINT NOT NULL, certificate TEXT NOT NULL, issued_at TEXT NOT NULL, renewal_requested_at TEXT, PRIMARY KEY (station_id, certificate_use));
+    CREATE INDEX IF NOT EXISTS station_certificates_by_expiry ON station_certificates (not_after);
+    CREATE TABLE IF NOT EXISTS certificate_revocations (cert_id TEXT PRIMARY KEY, revoked_at BIGINT NOT NULL)",
     ),
     // New migrations go here, at the end, with the next free number (see the
     // module's documentation for the numbers reserved).
