@@ -713,7 +713,7 @@ pub async fn view(
     let exported = exported_wh(&export_readings(
         &app.store.session_meter_values(&s.id).await?,
     ));
-    let credit = v.credit.clone();
+    let credit = v.credit;
     let price = match &credit {
         Some(c) => app.store.cdr_total_minor(&s.id, c.currency()).await?,
         None => None,
