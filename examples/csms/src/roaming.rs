@@ -584,7 +584,7 @@ impl Roaming {
     /// One rebuilder works in rounds: each takes every station marked
     /// since the round before, reads each when its round comes (so the
     /// newest view is stored last: a boot and its first status arrive
-    /// together) and stores the Locations [`LOCATIONS_PER_COMMIT`] to a
+    /// together) and stores the Locations `LOCATIONS_PER_COMMIT` (256) to a
     /// group commit. A boot storm of thousands of stations is then a few
     /// rounds of a few commits, instead of one task and one commit per
     /// event holding the write connection every station message needs.

@@ -9,8 +9,8 @@
 //! | | TLS 1.3 ([`SeccTls::with_tls13`], [`EvccTls::with_tls13`]) | TLS 1.2 ([`SeccTls::with_tls12`], [`EvccTls::with_tls12`]) |
 //! |---|---|---|
 //! | suites | `TLS_AES_256_GCM_SHA384`, `TLS_CHACHA20_POLY1305_SHA256` [V2G20-1856] | `TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256`, curve secp256r1 |
-//! | SECC certificate | its chain (leaf, CPO sub-CAs), checked by the EVCC against the V2G roots with [`pki::verify_chain`] | the same, checked by OpenSSL against the V2G roots |
-//! | EVCC certificate | required: its OEM chain, checked by the SECC against the OEM roots with [`pki::verify_chain`] | none (-2 authenticates the SECC only) |
+//! | SECC certificate | its chain (leaf, CPO sub-CAs), checked by the EVCC against the V2G roots with [`crate::pki::verify_chain`] | the same, checked by OpenSSL against the V2G roots |
+//! | EVCC certificate | required: its OEM chain, checked by the SECC against the OEM roots with [`crate::pki::verify_chain`] | none (-2 authenticates the SECC only) |
 //!
 //! The -2 suite `TLS_ECDH_ECDSA_WITH_AES_128_CBC_SHA256` (static ECDH) is
 //! not offered: OpenSSL dropped static ECDH suites in 1.1.0. No name is

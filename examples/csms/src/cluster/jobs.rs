@@ -1,4 +1,4 @@
-//! Work done once per cluster: the leases' I/O ([`lease`] is the rules),
+//! Work done once per cluster: the leases' I/O ([`super::lease`] is the rules),
 //! the gate the background work asks ([`Jobs::holds`]), the sweep of
 //! stations left online by a dead node ([`OfflineSweep`]), the
 //! cluster-level view every node publishes (stations per node, jobs held)

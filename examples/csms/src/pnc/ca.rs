@@ -4,7 +4,7 @@
 //! certificates, the V2G root with the CPO sub-CAs that sign SECC (V2G)
 //! certificates, the MO chain that issues contracts, the CPS chain that
 //! signs contract installations, the OEM chain of the cars' provisioning
-//! certificates ([`iso15118::pki::demo::DemoPki`]) and the OCSP responder's
+//! certificates ([`evproto_iso15118::pki::demo::DemoPki`]) and the OCSP responder's
 //! certificate. Pure: the seed, the times and the serials come in.
 
 use std::str::FromStr;
