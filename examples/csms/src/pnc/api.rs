@@ -88,7 +88,8 @@ struct HashData {
 }
 
 /// `POST /api/pnc/revocations`: the lab's responder says revoked from now on.
-async fn revoke(State(app): State<Arc<App>>, Json(h): Json<HashData>) -> ApiResult {
+async fn revoke(State(app): State<Arc<App>>, h_bytes: axum::body::Bytes) -> ApiResult {
+    let h: HashData = crate::api::body(&h_bytes)?;
     let p = pnc(&app)?;
     let id = CertId::from_ocpp(
         &h.hash_algorithm,
@@ -167,8 +168,9 @@ struct InstallBody {
 async fn install(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
-    Json(body): Json<InstallBody>,
+    body_bytes: axum::body::Bytes,
 ) -> ApiResult {
+    let body: InstallBody = crate::api::body(&body_bytes)?;
     let certificate = match (&body.certificate, body.certificate_type.as_str()) {
         (Some(c), _) => c.clone(),
         (None, "V2GRootCertificate") => pem(pnc(&app)?.pki.v2g.v2g_root.cert.der()),
@@ -200,8 +202,9 @@ async fn install(
 async fn delete(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
-    Json(h): Json<HashData>,
+    h_bytes: axum::body::Bytes,
 ) -> ApiResult {
+    let h: HashData = crate::api::body(&h_bytes)?;
     on_2x!(app, id, |t| app
         .gateway
         .call::<t::action::DeleteCertificate>(
@@ -251,8 +254,9 @@ struct Renewal {
 async fn renew(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
-    Json(body): Json<RenewBody>,
+    body_bytes: axum::body::Bytes,
 ) -> ApiResult {
+    let body: RenewBody = crate::api::body(&body_bytes)?;
     let usage = CertificateUse::parse(&body.certificate_type).ok_or_else(|| {
         bad(
             "certificate_type",
