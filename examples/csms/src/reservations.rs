@@ -161,8 +161,11 @@ async fn list(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult 
 /// accepted. 404 for a reservation the CSMS does not hold.
 async fn cancel(
     State(app): State<Arc<App>>,
-    Path((id, reservation_id)): Path<(String, i32)>,
+    Path((id, reservation_id)): Path<(String, String)>,
 ) -> ApiResult {
+    let reservation_id: i32 = reservation_id
+        .parse()
+        .map_err(|_| bad("reservation_id: an integer"))?;
     let Some(r) = app.store.reservation(&id, reservation_id).await? else {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
