@@ -55,7 +55,10 @@ async fn prepare(n1: &Node) {
     let (s, b) = api(n1, "PUT", "/api/tariffs/default", Some(tariff)).await;
     assert!(s == 200 || s == 201, "tariff: {s} {b}");
     for t in TOKENS {
-        let (s, b) = api(n1, "POST", "/api/tokens", Some(json!({"id_token": t}))).await;
+        // three drivers' cards shared by every station: each may be in
+        // several transactions at once (else the second gets ConcurrentTx)
+        let token = json!({"id_token": t, "allow_concurrent": true});
+        let (s, b) = api(n1, "POST", "/api/tokens", Some(token)).await;
         assert!(s == 200 || s == 201, "token: {s} {b}");
         let balance = json!({"balance": WALLET.parse::<Decimal>().unwrap()});
         let (s, b) = api(n1, "PUT", &format!("/api/wallets/{t}"), Some(balance)).await;
