@@ -63,6 +63,15 @@
 //! identity). Profile 0 (no authentication) exists only as
 //! [`Security::unsecured`], for tests and closed networks.
 //!
+//! # TLS libraries
+//!
+//! TLS is rustls by default. OCPP also requires a CSMS to offer the
+//! static-RSA suites `TLS_RSA_WITH_AES_128/256_GCM_SHA256/384` (2.0.1
+//! A00.FR.318), which rustls does not implement: with the feature
+//! `tls-openssl`, `tls_openssl::acceptor` builds an OpenSSL listener with
+//! every suite OCPP names and an ECDSA and an RSA certificate at once,
+//! served by [`Server::serve_on`] with `Tls::OpenSsl`.
+//!
 //! # permessage-deflate
 //!
 //! See [`ServerConfig`]: the WebSocket crate in use (tokio-tungstenite) does
@@ -76,15 +85,19 @@
 //! `Peer::call` futures may be dropped at any time (see `evproto_ocpp_rpc::Peer`).
 
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod error;
 mod security;
 mod server;
+#[cfg(feature = "tls-openssl")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tls-openssl")))]
+pub mod tls_openssl;
 
 pub use error::{Error, ErrorKind};
 pub use evproto_ocpp_rpc::{CallFailure, Peer};
 pub use security::{PasswordCheck, Security, Verdict};
-pub use server::{Server, ServerBuilder, ServerConfig, ServerEvent};
+pub use server::{Server, ServerBuilder, ServerConfig, ServerEvent, Tls};
 
 /// The README's examples compile and run as doctests.
 #[cfg(doctest)]

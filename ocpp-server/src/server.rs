@@ -525,6 +525,42 @@ fn refuse(error: &Error) -> ErrorResponse {
     r
 }
 
+/// The TLS library and configuration of a `wss://` listener
+/// ([`Server::serve_on`]).
+#[derive(Clone)]
+#[non_exhaustive]
+pub enum Tls {
+    /// rustls: TLS 1.2 and 1.3 with forward-secret suites only.
+    Rustls(Arc<rustls::ServerConfig>),
+    /// OpenSSL, with OCPP's static-RSA suites beside the ECDHE ones
+    /// ([`crate::tls_openssl::acceptor`]).
+    #[cfg(feature = "tls-openssl")]
+    OpenSsl(Arc<openssl::ssl::SslAcceptor>),
+}
+
+impl std::fmt::Debug for Tls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Tls::Rustls(_) => "Tls::Rustls",
+            #[cfg(feature = "tls-openssl")]
+            Tls::OpenSsl(_) => "Tls::OpenSsl",
+        })
+    }
+}
+
+impl From<Arc<rustls::ServerConfig>> for Tls {
+    fn from(config: Arc<rustls::ServerConfig>) -> Self {
+        Tls::Rustls(config)
+    }
+}
+
+#[cfg(feature = "tls-openssl")]
+impl From<openssl::ssl::SslAcceptor> for Tls {
+    fn from(acceptor: openssl::ssl::SslAcceptor) -> Self {
+        Tls::OpenSsl(Arc::new(acceptor))
+    }
+}
+
 /// How a connection reached the server: plain, or TLS with the client
 /// certificate's subject CN (if one was presented).
 #[derive(Debug, Clone)]
@@ -680,6 +716,23 @@ impl Server {
         tls: Option<Arc<rustls::ServerConfig>>,
         shutdown: impl std::future::Future<Output = ()>,
     ) -> std::io::Result<()> {
+        self.serve_on(listener, tls.map(Tls::Rustls), shutdown)
+            .await
+    }
+
+    /// As [`Server::serve_with`], with the TLS library chosen by `tls`:
+    /// rustls, or (feature `tls-openssl`) OpenSSL for the static-RSA
+    /// suites OCPP requires of a CSMS (see [`crate::tls_openssl`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`Server::serve`].
+    pub async fn serve_on(
+        &self,
+        listener: TcpListener,
+        tls: Option<Tls>,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> std::io::Result<()> {
         let mut tasks = tokio::task::JoinSet::new();
         tokio::pin!(shutdown);
         loop {
@@ -720,14 +773,34 @@ impl Server {
         Ok(())
     }
 
-    async fn handle_tcp(self, tcp: TcpStream, tls: Option<Arc<rustls::ServerConfig>>) {
+    async fn handle_tcp(self, tcp: TcpStream, tls: Option<Tls>) {
         let timeout = self.inner.config.handshake_timeout;
         match tls {
-            None if self.inner.config.permessage_deflate => {
-                Box::pin(self.handle_http(tcp, Link::Plain)).await
+            None => Box::pin(self.handle_link(tcp, Link::Plain)).await,
+            #[cfg(feature = "tls-openssl")]
+            Some(Tls::OpenSsl(acceptor)) => {
+                let accepted = async {
+                    let ssl = openssl::ssl::Ssl::new(acceptor.context())?;
+                    let mut stream = tokio_openssl::SslStream::new(ssl, tcp)?;
+                    std::pin::Pin::new(&mut stream)
+                        .accept()
+                        .await
+                        .map_err(|e| std::io::Error::other(e.to_string()))?;
+                    Ok::<_, Box<dyn std::error::Error + Send + Sync>>(stream)
+                };
+                let stream = match tokio::time::timeout(timeout, Box::pin(accepted)).await {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => return warn!("TLS handshake failed: {e}"),
+                    Err(_) => return warn!("TLS handshake timed out"),
+                };
+                let cn = stream
+                    .ssl()
+                    .peer_certificate()
+                    .and_then(|c| c.to_der().ok())
+                    .and_then(|der| subject_cn(&der));
+                Box::pin(self.handle_link(stream, Link::Tls(cn))).await;
             }
-            None => Box::pin(self.handle_stream(tcp, Link::Plain)).await,
-            Some(tls) => {
+            Some(Tls::Rustls(tls)) => {
                 let acceptor = tokio_rustls::TlsAcceptor::from(tls);
                 let stream =
                     match tokio::time::timeout(timeout, Box::pin(acceptor.accept(tcp))).await {
@@ -741,13 +814,22 @@ impl Server {
                     .peer_certificates()
                     .and_then(|certs| certs.first())
                     .and_then(|c| subject_cn(c.as_ref()));
-                let transport = Link::Tls(cn);
-                if self.inner.config.permessage_deflate {
-                    Box::pin(self.handle_http(stream, transport)).await;
-                } else {
-                    Box::pin(self.handle_stream(stream, transport)).await;
-                }
+                Box::pin(self.handle_link(stream, Link::Tls(cn))).await;
             }
+        }
+    }
+
+    /// A connection past TLS (if any): through hyper with permessage-deflate
+    /// on, straight to tungstenite without.
+    async fn handle_link<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
+        self,
+        stream: S,
+        transport: Link,
+    ) {
+        if self.inner.config.permessage_deflate {
+            Box::pin(self.handle_http(stream, transport)).await;
+        } else {
+            Box::pin(self.handle_stream(stream, transport)).await;
         }
     }
 

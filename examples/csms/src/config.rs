@@ -120,6 +120,15 @@ pub struct Args {
     /// CA certificates (PEM) that sign stations' client certificates (profile 3).
     #[arg(long, env = "CSMS_TLS_CLIENT_CA")]
     tls_client_ca: Option<PathBuf>,
+    /// TLS library of the OCPP wss:// port: rustls (default; forward-secret suites only) or openssl (adds OCPP's static-RSA suites TLS_RSA_WITH_AES_128/256_GCM, A00.FR.318, and takes an RSA certificate beside the ECDSA one).
+    #[arg(long, env = "CSMS_TLS_BACKEND", value_enum)]
+    tls_backend: Option<TlsBackend>,
+    /// With --tls-backend openssl: a second certificate chain (PEM) of the other key type than --tls-cert (typically RSA beside ECDSA).
+    #[arg(long, env = "CSMS_TLS_RSA_CERT")]
+    tls_rsa_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-rsa-cert.
+    #[arg(long, env = "CSMS_TLS_RSA_KEY")]
+    tls_rsa_key: Option<PathBuf>,
     /// Lab only: OCPI partner URLs may use plain http and loopback or private addresses (off: https to public addresses only).
     #[arg(long, env = "CSMS_OCPI_ALLOW_PRIVATE_URLS")]
     ocpi_allow_private_urls: Option<bool>,
@@ -168,6 +177,9 @@ struct File {
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     tls_client_ca: Option<PathBuf>,
+    tls_backend: Option<TlsBackend>,
+    tls_rsa_cert: Option<PathBuf>,
+    tls_rsa_key: Option<PathBuf>,
     ocpi_allow_private_urls: Option<bool>,
     outbox_retry_base_ms: Option<u64>,
     log_format: Option<LogFormat>,
@@ -183,6 +195,21 @@ pub enum LogFormat {
     Text,
     /// One JSON object a line (timestamp, level, target, fields).
     Json,
+}
+
+/// The TLS library of the OCPP `wss://` port; `rustls` and `openssl` on
+/// the command line, in `CSMS_TLS_BACKEND` and in the TOML file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsBackend {
+    /// rustls: TLS 1.2 and 1.3, forward-secret suites only, one
+    /// certificate.
+    #[default]
+    Rustls,
+    /// OpenSSL: also the static-RSA suites OCPP requires of a CSMS
+    /// (A00.FR.318), with an ECDSA and an RSA certificate at once
+    /// (`evproto_ocpp_server::tls_openssl`).
+    Openssl,
 }
 
 /// Configuration in force.
@@ -250,6 +277,11 @@ pub struct Config {
     pub tls_key: Option<PathBuf>,
     /// Client CA (profile 3).
     pub tls_client_ca: Option<PathBuf>,
+    /// The TLS library of the `wss://` port.
+    pub tls_backend: TlsBackend,
+    /// OpenSSL only: a second certificate chain and key, of the other key
+    /// type than `tls_cert`'s.
+    pub tls_rsa: Option<(PathBuf, PathBuf)>,
     /// Lab: OCPI partner URLs may be plain http and on loopback or private
     /// addresses (`evproto_ocpi::credentials::UrlPolicy::lab`); off, the
     /// strict policy.
@@ -302,6 +334,8 @@ impl Default for Config {
             tls_cert: None,
             tls_key: None,
             tls_client_ca: None,
+            tls_backend: TlsBackend::Rustls,
+            tls_rsa: None,
             ocpi_allow_private_urls: false,
             outbox_retry_base: Duration::from_secs(1),
             station_limits: crate::ocpp::StationLimits::default(),
@@ -429,6 +463,18 @@ impl Config {
             tls_cert: args.tls_cert.clone().or(file.tls_cert),
             tls_key: args.tls_key.clone().or(file.tls_key),
             tls_client_ca: args.tls_client_ca.clone().or(file.tls_client_ca),
+            tls_backend: args
+                .tls_backend
+                .or(file.tls_backend)
+                .unwrap_or(d.tls_backend),
+            tls_rsa: match (
+                args.tls_rsa_cert.clone().or(file.tls_rsa_cert),
+                args.tls_rsa_key.clone().or(file.tls_rsa_key),
+            ) {
+                (Some(cert), Some(key)) => Some((cert, key)),
+                (None, None) => None,
+                _ => return Err("tls_rsa_cert and tls_rsa_key go together".into()),
+            },
             ocpi_allow_private_urls: args
                 .ocpi_allow_private_urls
                 .or(file.ocpi_allow_private_urls)
@@ -451,6 +497,15 @@ impl Config {
         }
         if c.security_profile == 3 && c.tls_client_ca.is_none() {
             return Err("security_profile 3 needs tls_client_ca".into());
+        }
+        if c.tls_rsa.is_some() && c.tls_backend != TlsBackend::Openssl {
+            return Err(
+                "tls_rsa_cert: a second certificate needs tls_backend openssl (rustls serves one)"
+                    .into(),
+            );
+        }
+        if c.tls_rsa.is_some() && (c.tls_cert.is_none() || c.tls_key.is_none()) {
+            return Err("tls_rsa_cert is the second certificate: set tls_cert and tls_key".into());
         }
         if c.ocpp_tls_port.is_some() && (c.tls_cert.is_none() || c.tls_key.is_none()) {
             return Err("ocpp_tls_port needs tls_cert and tls_key".into());
@@ -588,8 +643,10 @@ impl Config {
             "time_zone": self.time_zone, "hold_amount": self.hold_amount.to_string(),
             "ocpi_country_code": self.ocpi_country_code, "ocpi_party_id": self.ocpi_party_id,
             "public_url": self.public_url, "site_limit_w": self.site_limit_w,
-            "tls_cert": self.tls_cert.as_ref().map(|p| p.display().to_string()),
-            "tls_client_ca": self.tls_client_ca.as_ref().map(|p| p.display().to_string()),
+            "tls": json!({"backend": self.tls_backend,
+                "cert": self.tls_cert.as_ref().map(|p| p.display().to_string()),
+                "rsa_cert": self.tls_rsa.as_ref().map(|(c, _)| c.display().to_string()),
+                "client_ca": self.tls_client_ca.as_ref().map(|p| p.display().to_string())}),
             "ocpi_allow_private_urls": self.ocpi_allow_private_urls,
             "outbox_retry_base_ms": u64::try_from(self.outbox_retry_base.as_millis()).unwrap_or(u64::MAX),
             "log_format": self.log_format,
@@ -661,6 +718,28 @@ mod tests {
         assert!(Config::load(&p3.a).unwrap_err().contains("tls_client_ca"));
         let p2 = T::parse_from(["csms", "--security-profile", "2"]);
         assert!(Config::load(&p2.a).unwrap_err().contains("tls_cert"));
+        // a second (RSA) certificate is OpenSSL's, with both of its files
+        let rsa = |extra: &[&str]| {
+            let mut argv = vec!["csms", "--tls-cert", "c.pem", "--tls-key", "k.pem"];
+            argv.extend_from_slice(extra);
+            Config::load(&T::parse_from(argv).a)
+        };
+        let e = rsa(&["--tls-rsa-cert", "r.pem", "--tls-rsa-key", "r.key"]).unwrap_err();
+        assert!(e.contains("tls_backend openssl"), "{e}");
+        let e = rsa(&["--tls-backend", "openssl", "--tls-rsa-cert", "r.pem"]).unwrap_err();
+        assert!(e.contains("go together"), "{e}");
+        let c = rsa(&[
+            "--tls-backend",
+            "openssl",
+            "--tls-rsa-cert",
+            "r.pem",
+            "--tls-rsa-key",
+            "r.key",
+        ])
+        .unwrap();
+        assert_eq!(c.tls_backend, TlsBackend::Openssl);
+        assert_eq!(c.shown()["tls"]["rsa_cert"], "r.pem");
+        assert!(T::try_parse_from(["csms", "--tls-backend", "gnutls"]).is_err());
         // a wss:// port beside the ws:// one needs the PEM files and a port of its own
         let wss = T::parse_from(["csms", "--ocpp-tls-port", "9443"]);
         assert!(Config::load(&wss.a).unwrap_err().contains("tls_cert"));

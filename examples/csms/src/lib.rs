@@ -83,7 +83,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use evproto_ocpp_server::{Security, Server, ServerConfig, ServerEvent};
+use evproto_ocpp_server::{Security, Server, ServerConfig, ServerEvent, Tls};
 use serde_json::{json, Value};
 use tokio::sync::broadcast;
 
@@ -550,6 +550,47 @@ fn tls_config(config: &Config) -> Result<Arc<rustls::ServerConfig>, String> {
     Ok(Arc::new(tls))
 }
 
+/// The OpenSSL listener of `tls_backend = "openssl"`: OCPP's static-RSA
+/// suites beside the ECDHE ones (A00.FR.318), `tls_cert` and the optional
+/// `tls_rsa_cert` served at once, client certificates as [`tls_config`].
+#[cfg(feature = "tls-openssl")]
+fn openssl_tls(config: &Config) -> Result<Tls, String> {
+    use evproto_ocpp_server::tls_openssl::{acceptor, PemIdentity};
+    let read = |what: &str, p: &std::path::Path| {
+        std::fs::read(p).map_err(|e| format!("{what} {}: {e}", p.display()))
+    };
+    let (Some(cert), Some(key)) = (&config.tls_cert, &config.tls_key) else {
+        return Err("security profiles 2 and 3 need tls_cert and tls_key".into());
+    };
+    let mut pems = vec![(read("tls_cert", cert)?, read("tls_key", key)?)];
+    if let Some((cert, key)) = &config.tls_rsa {
+        pems.push((read("tls_rsa_cert", cert)?, read("tls_rsa_key", key)?));
+    }
+    let identities: Vec<PemIdentity<'_>> = pems
+        .iter()
+        .map(|(chain, key)| PemIdentity { chain, key })
+        .collect();
+    let client_ca = match &config.tls_client_ca {
+        Some(p) => Some(read("tls_client_ca", p)?),
+        None => None,
+    };
+    let acceptor =
+        acceptor(&identities, client_ca.as_deref()).map_err(|e| format!("OpenSSL TLS: {e}"))?;
+    Ok(Tls::from(acceptor))
+}
+
+/// Built without the feature `tls-openssl`, `tls_backend = "openssl"` is
+/// refused at start, saying how to get it.
+#[cfg(not(feature = "tls-openssl"))]
+fn openssl_tls(_: &Config) -> Result<Tls, String> {
+    Err(
+        "tls_backend openssl: this csms was built without the feature tls-openssl \
+         (cargo build --release -p csms --features tls-openssl; needs OpenSSL's headers, \
+         Debian: libssl-dev)"
+            .into(),
+    )
+}
+
 /// What `csms` prints on stdout, one JSON object a line (`event`: what
 /// happened): read by people, scripts and the tests.
 #[derive(serde::Serialize)]
@@ -668,7 +709,10 @@ async fn run(
     // whether the single OCPP port runs TLS when there is no TLS port beside it.
     let default_profile = config.security_profile;
     let tls = match (config.tls_cert.is_some(), config.tls_key.is_some()) {
-        (true, true) => Some(tls_config(&config)?),
+        (true, true) => Some(match config.tls_backend {
+            config::TlsBackend::Rustls => Tls::Rustls(tls_config(&config)?),
+            config::TlsBackend::Openssl => openssl_tls(&config)?,
+        }),
         _ => None,
     };
     // 1. The ports first: the public base URL names the HTTP port.
@@ -795,14 +839,17 @@ async fn run(
     // 3. The OCPP server, from the handlers (their state is the app), and
     // the gateway's link to it.
     let password = station_auth::Check(app.auth.clone());
-    let security = match (default_profile, &tls) {
-        (0, _) => Security::unsecured(),
-        (1, _) => Security::basic_auth(password.clone()),
-        (2, Some(t)) => Security::tls_basic_auth(t.clone(), password.clone()),
-        (_, Some(t)) => Security::mutual_tls(t.clone()),
-        (_, None) => return Err("security profiles 2 and 3 need tls_cert and tls_key".into()),
+    // each handshake is checked under its station's profile
+    // (`per_station_profiles`), and each listener says its own TLS
+    // (`serve_on`): the server-wide `Security` decides nothing here
+    if default_profile >= 2 && tls.is_none() {
+        return Err("security profiles 2 and 3 need tls_cert and tls_key".into());
+    }
+    let security = match default_profile {
+        0 => Security::unsecured(),
+        _ => Security::basic_auth(password.clone()),
     };
-    let ocpp_tls = if config.ocpp_tls_port.is_none() && security.profile() >= 2 {
+    let ocpp_tls = if config.ocpp_tls_port.is_none() && default_profile >= 2 {
         tls.clone()
     } else {
         None
@@ -980,7 +1027,7 @@ async fn run(
     let tls_server = server.clone();
     let ocpp_task = tokio::spawn(async move {
         server
-            .serve_with(ocpp_listener, ocpp_tls, async move {
+            .serve_on(ocpp_listener, ocpp_tls, async move {
                 let _ = ocpp_stop.wait_for(|s| *s).await;
             })
             .await
@@ -990,7 +1037,7 @@ async fn run(
             let mut stop = stop_rx.clone();
             Some(tokio::spawn(async move {
                 tls_server
-                    .serve_with(listener, Some(tls), async move {
+                    .serve_on(listener, Some(tls), async move {
                         let _ = stop.wait_for(|s| *s).await;
                     })
                     .await
