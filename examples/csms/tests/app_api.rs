@@ -158,6 +158,33 @@ enum Asked {
     Stop { tx: String },
 }
 
+/// A 2.0.1 or 2.1 station's `router` (`$v`: `v201` or `v21`) that
+/// accepts RequestStartTransaction (with a `Central` token) and
+/// RequestStopTransaction and tells the test about them.
+macro_rules! station_2x {
+    ($router:expr, $v:ident) => {
+        $router
+            .on::<$v::action::RequestStartTransaction>(
+                |ctx: Ctx<UnboundedSender<Asked>>, req: $v::RequestStartTransactionRequest| async move {
+                    assert_eq!(serde_json::to_value(&req.id_token.r#type).unwrap(), "Central");
+                    let _ = ctx.state.send(Asked::Start {
+                        evse: req.evse_id.unwrap_or(0),
+                        token: req.id_token.id_token.to_string(),
+                    });
+                    Ok(evproto_ocpp_types::from_str(r#"{"status":"Accepted"}"#).unwrap())
+                },
+            )
+            .on::<$v::action::RequestStopTransaction>(
+                |ctx: Ctx<UnboundedSender<Asked>>, req: $v::RequestStopTransactionRequest| async move {
+                    let _ = ctx.state.send(Asked::Stop {
+                        tx: req.transaction_id.to_string(),
+                    });
+                    Ok(evproto_ocpp_types::from_str(r#"{"status":"Accepted"}"#).unwrap())
+                },
+            )
+    };
+}
+
 /// A station of `version` that accepts remote starts and stops and tells
 /// the test about them.
 async fn station(
@@ -172,28 +199,7 @@ async fn station(
         match version {
             ProtocolVersion::V21 => Client::start(
                 config,
-                Router::station_v21()
-                    .on::<v21::action::RequestStartTransaction>(
-                        |ctx: Ctx<UnboundedSender<Asked>>,
-                         req: v21::RequestStartTransactionRequest| async move {
-                            assert_eq!(req.id_token.r#type.as_str(), "Central");
-                            let _ = ctx.state.send(Asked::Start {
-                                evse: req.evse_id.unwrap_or(0),
-                                token: req.id_token.id_token.to_string(),
-                            });
-                            Ok(evproto_ocpp_types::from_str(r#"{"status":"Accepted"}"#).unwrap())
-                        },
-                    )
-                    .on::<v21::action::RequestStopTransaction>(
-                        |ctx: Ctx<UnboundedSender<Asked>>,
-                         req: v21::RequestStopTransactionRequest| async move {
-                            let _ = ctx.state.send(Asked::Stop {
-                                tx: req.transaction_id.to_string(),
-                            });
-                            Ok(evproto_ocpp_types::from_str(r#"{"status":"Accepted"}"#).unwrap())
-                        },
-                    )
-                    .with_state(tx),
+                station_2x!(Router::station_v21(), v21).with_state(tx),
                 r#"{"reason":"PowerUp","chargingStation":{"model":"M","vendorName":"V"}}"#,
                 Queue::default(),
             ),
@@ -225,28 +231,7 @@ async fn station(
             ),
             _ => Client::start(
                 config,
-                Router::station_v201()
-                    .on::<v201::action::RequestStartTransaction>(
-                        |ctx: Ctx<UnboundedSender<Asked>>,
-                         req: v201::RequestStartTransactionRequest| async move {
-                            assert_eq!(req.id_token.r#type, v201::IdTokenEnumType::Central);
-                            let _ = ctx.state.send(Asked::Start {
-                                evse: req.evse_id.unwrap_or(0),
-                                token: req.id_token.id_token.to_string(),
-                            });
-                            Ok(evproto_ocpp_types::from_str(r#"{"status":"Accepted"}"#).unwrap())
-                        },
-                    )
-                    .on::<v201::action::RequestStopTransaction>(
-                        |ctx: Ctx<UnboundedSender<Asked>>,
-                         req: v201::RequestStopTransactionRequest| async move {
-                            let _ = ctx.state.send(Asked::Stop {
-                                tx: req.transaction_id.to_string(),
-                            });
-                            Ok(evproto_ocpp_types::from_str(r#"{"status":"Accepted"}"#).unwrap())
-                        },
-                    )
-                    .with_state(tx),
+                station_2x!(Router::station_v201(), v201).with_state(tx),
                 r#"{"reason":"PowerUp","chargingStation":{"model":"M","vendorName":"V"}}"#,
                 Queue::default(),
             ),
