@@ -341,8 +341,8 @@ fn year_month(period: &str) -> Option<(i32, u32)> {
 }
 
 /// The months after `done` (`YYYY-MM`) up to the one before `now`'s month
-/// in `tz`, oldest first, at most [`MAX_MONTHS`]; just the month before
-/// `now`'s when `done` is no month.
+/// in `tz`, oldest first, at most twelve (the next turn goes on); just the
+/// month before `now`'s when `done` is no month.
 pub fn months_due(now: DateTime<Utc>, tz: chrono_tz::Tz, done: &str) -> Vec<String> {
     let last = invoices::previous_month(now, tz);
     let Some(end) = year_month(&last) else {
