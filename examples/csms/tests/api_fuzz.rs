@@ -4,7 +4,7 @@
 //! bounded in time, and the run fails on any 5xx answer, any status the
 //! document does not list for the operation, and any body that does not
 //! match the documented schema. The app API is fuzzed with a signed-in
-//! driver's bearer token, and schemathesis's `ignored_auth` check sends
+//! driver's bearer token (a fleet's manager), and schemathesis's `ignored_auth` check sends
 //! each operation again without it and with a wrong one (it must not
 //! succeed); the test also asks a few routes without a sign-in itself
 //! (401 with a JSON reason).
@@ -259,6 +259,15 @@ fn schemathesis_finds_nothing_in_the_app_api() {
     let creds = r#"{"email": "fuzz@example.com", "password": "correct horse battery"}"#;
     let (s, b) = http(port, "POST", "/app/v1/signup", None, creds);
     assert_eq!(s, 201, "{b}");
+    let driver = b["id"].as_str().unwrap().to_owned();
+    // who manages a fleet, so the fleet routes answer more than 403
+    let admin = csms.admin_port;
+    let fleet = r#"{"name": "Fuzz Fleet", "email": "fleet@example.com"}"#;
+    let (s, b) = http(admin, "POST", "/api/fleets", Some(KEY), fleet);
+    assert_eq!(s, 201, "{b}");
+    let path = format!("/api/fleets/{}/members/{driver}", b["id"].as_str().unwrap());
+    let (s, b) = http(admin, "PUT", &path, Some(KEY), r#"{"role": "manager"}"#);
+    assert_eq!(s, 200, "{b}");
     let (s, b) = http(port, "POST", "/app/v1/signin", None, creds);
     assert_eq!(s, 200, "{b}");
     let token = b["access_token"].as_str().unwrap().to_owned();
