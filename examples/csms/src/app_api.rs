@@ -12,10 +12,18 @@
 //! Errors are JSON `{"error": "..."}`: 400 malformed input, 401 no or an
 //! expired sign-in, 403 a token that is not the driver's, 404 unknown (or
 //! not the driver's), 409 a state that does not allow it (station offline,
-//! connector busy, session over, the station refused), 422 the card gateway
-//! refused, 429 over the rate limit (`Retry-After`), 502/504 the station or
-//! the gateway failed or did not answer, 503 the store or an unconfigured
-//! gateway. The OpenAPI document is `/app/v1/openapi.json`.
+//! connector busy, session over, the station refused, no card gateway
+//! configured), 422 the card gateway refused, 429 over the rate limit
+//! (`Retry-After`), 502/504 the station or the gateway failed or did not
+//! answer, 503 the store. The OpenAPI document is `/app/v1/openapi.json`.
+//!
+//! Rate limits (token buckets, [`RateLimiter`]): per signed-in account;
+//! per e-mail address at sign-in and sign-up; and per client address (the
+//! peer address the listener hands over as `ConnectInfo`, so behind a
+//! reverse proxy the proxy's) for sign-up, sign-in and every request that
+//! carries no valid sign-in, so guessing passwords or bearer tokens from
+//! one address is slowed whatever the account. The account and client
+//! rates are settings (`app_account_rate`, `app_client_rate`).
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -85,7 +93,9 @@ impl IntoResponse for AppError {
         )
             .into_response();
         if let Some(w) = self.retry_after {
-            if let Ok(v) = HeaderValue::from_str(&w.as_secs().max(1).to_string()) {
+            // whole seconds, rounded up: retrying after it finds budget
+            let secs = w.as_secs() + u64::from(w.subsec_nanos() > 0);
+            if let Ok(v) = HeaderValue::from_str(&secs.max(1).to_string()) {
                 r.headers_mut().insert(header::RETRY_AFTER, v);
             }
         }
@@ -169,11 +179,13 @@ struct AppState {
 
 /// The rate limits (token buckets, see [`RateLimiter`]).
 struct Limits {
-    /// Per signed-in account: 60 at once, 300 a minute.
+    /// Per signed-in account (`app_account_rate`, default 60 at once, 300
+    /// a minute).
     account: RateLimiter,
     /// Per e-mail address at sign-in and sign-up: 10 at once, 10 a minute.
     email: RateLimiter,
-    /// Per client address at sign-in and sign-up: 30 at once, 60 a minute.
+    /// Per client address at sign-in and sign-up and for requests without
+    /// a valid sign-in (`app_client_rate`, default 30 at once, 60 a minute).
     client: RateLimiter,
     /// Station calls per account: 10 at once, 20 a minute.
     commands: RateLimiter,
@@ -183,13 +195,14 @@ struct Limits {
 
 /// The app API and the gateway webhook, to merge into the public router.
 pub fn router(app: Arc<App>) -> Router {
+    let rates = app.config.app_rates;
     let state = AppState {
         drivers: DriverStore::new(app.store.clone()),
         app,
         limits: Arc::new(Limits {
-            account: RateLimiter::new(60, 300),
+            account: RateLimiter::new(rates.account.burst, rates.account.per_minute),
             email: RateLimiter::new(10, 10),
-            client: RateLimiter::new(30, 60),
+            client: RateLimiter::new(rates.client.burst, rates.client.per_minute),
             commands: RateLimiter::new(10, 20),
             hashing: tokio::sync::Semaphore::new(4),
         }),
@@ -232,11 +245,17 @@ impl FromRequestParts<AppState> for SignedIn {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> AppResult<SignedIn> {
+        // a request without a valid sign-in takes from its client's budget:
+        // 401 while there is some, 429 once it is spent
         let unauthorized = || {
-            AppError::new(
-                StatusCode::UNAUTHORIZED,
-                "sign in: Authorization: Bearer <token from /app/v1/signin>",
-            )
+            limit_client(state, &parts.extensions)
+                .err()
+                .unwrap_or_else(|| {
+                    AppError::new(
+                        StatusCode::UNAUTHORIZED,
+                        "sign in: Authorization: Bearer <token from /app/v1/signin>",
+                    )
+                })
         };
         let token = parts
             .headers
@@ -244,14 +263,14 @@ impl FromRequestParts<AppState> for SignedIn {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(str::trim)
-            .filter(|t| t.len() == 64 && t.bytes().all(|b| b.is_ascii_hexdigit()))
-            .ok_or_else(unauthorized)?;
+            .filter(|t| t.len() == 64 && t.bytes().all(|b| b.is_ascii_hexdigit()));
+        let Some(token) = token else {
+            return Err(unauthorized());
+        };
         let token_hash = drivers::token_hash(token);
-        let driver_id = state
-            .drivers
-            .login(&token_hash)
-            .await?
-            .ok_or_else(unauthorized)?;
+        let Some(driver_id) = state.drivers.login(&token_hash).await? else {
+            return Err(unauthorized());
+        };
         state
             .limits
             .account
@@ -290,10 +309,11 @@ struct SignInAnswer {
     expires_in: u64,
 }
 
-/// The per-client limit of sign-up and sign-in, when the listener tells
-/// the client's address (the e-mail address's limit applies in any case).
-fn limit_client(state: &AppState, req: &axum::extract::Request) -> AppResult<()> {
-    match client_key(req.extensions()) {
+/// The per-client limit of sign-up, sign-in and requests without a valid
+/// sign-in, when the listener tells the client's address (the e-mail
+/// address's limit applies at sign-in and sign-up in any case).
+fn limit_client(state: &AppState, ext: &axum::http::Extensions) -> AppResult<()> {
+    match client_key(ext) {
         Some(ip) => state.limits.client.check(&ip).map_err(AppError::too_many),
         None => Ok(()),
     }
@@ -328,7 +348,7 @@ async fn hashing<T: Send + 'static>(
 /// `POST /app/v1/signup` `{email, password}`: 201 `{id, email}`; 409 when
 /// the address has an account.
 async fn signup(State(state): State<AppState>, req: axum::extract::Request) -> AppResult<Response> {
-    limit_client(&state, &req)?;
+    limit_client(&state, req.extensions())?;
     let (c, email) = read_credentials(req).await?;
     state
         .limits
@@ -364,7 +384,7 @@ fn decoy_hash() -> &'static str {
 /// `POST /app/v1/signin` `{email, password}`: `{access_token, token_type,
 /// expires_in}`; 401 for a wrong address or password (the same answer).
 async fn signin(State(state): State<AppState>, req: axum::extract::Request) -> AppResult<Response> {
-    limit_client(&state, &req)?;
+    limit_client(&state, req.extensions())?;
     let (c, email) = read_credentials(req).await?;
     state
         .limits
@@ -483,9 +503,10 @@ async fn save_card(
 ) -> AppResult<Json<Me>> {
     let b: CardBody = body(&bytes)?;
     let Some(cards) = state.app.payments.cards() else {
+        // how this CSMS is set up, not an outage: `card_payments: false` in /me
         return Err(AppError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "card payments are not configured on this CSMS",
+            StatusCode::CONFLICT,
+            "card payments are not offered on this CSMS (card_payments: false)",
         ));
     };
     if !b.payment_method.starts_with("pm_") {

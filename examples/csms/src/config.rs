@@ -138,6 +138,12 @@ pub struct Args {
     /// Log lines on stderr: text (coloured only on a terminal) or json (one object a line).
     #[arg(long, env = "CSMS_LOG_FORMAT", value_enum)]
     log_format: Option<LogFormat>,
+    /// The app API's limit per signed-in account, BURST/PER_MINUTE (default 60/300): requests at once, then per minute.
+    #[arg(long, env = "CSMS_APP_ACCOUNT_RATE")]
+    app_account_rate: Option<Rate>,
+    /// The app API's limit per client address (sign-up, sign-in, and any request without a valid sign-in), BURST/PER_MINUTE (default 30/60).
+    #[arg(long, env = "CSMS_APP_CLIENT_RATE")]
+    app_client_rate: Option<Rate>,
     #[command(flatten)]
     openadr: crate::openadr::VenArgs,
     #[command(flatten)]
@@ -183,6 +189,74 @@ struct File {
     ocpi_allow_private_urls: Option<bool>,
     outbox_retry_base_ms: Option<u64>,
     log_format: Option<LogFormat>,
+    app_account_rate: Option<Rate>,
+    app_client_rate: Option<Rate>,
+}
+
+/// A rate limit: `burst` requests at once, refilled at `per_minute`;
+/// spelled `BURST/PER_MINUTE` (`30/60`) in flags, variables and the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    /// Requests at once.
+    pub burst: u32,
+    /// Requests a minute after the burst.
+    pub per_minute: u32,
+}
+
+impl std::str::FromStr for Rate {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Rate, String> {
+        let bad = || format!("{s:?}: BURST/PER_MINUTE, both positive (e.g. 30/60)");
+        let (b, m) = s.split_once('/').ok_or_else(bad)?;
+        let (burst, per_minute) = (
+            b.trim().parse::<u32>().map_err(|_| bad())?,
+            m.trim().parse::<u32>().map_err(|_| bad())?,
+        );
+        if burst == 0 || per_minute == 0 {
+            return Err(bad());
+        }
+        Ok(Rate { burst, per_minute })
+    }
+}
+
+impl std::fmt::Display for Rate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.burst, self.per_minute)
+    }
+}
+
+impl<'de> Deserialize<'de> for Rate {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Rate, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// The app API's rate limits (`crate::app_api`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppRates {
+    /// Per signed-in account.
+    pub account: Rate,
+    /// Per client address: sign-up, sign-in, and requests without a
+    /// valid sign-in.
+    pub client: Rate,
+}
+
+impl Default for AppRates {
+    fn default() -> Self {
+        AppRates {
+            account: Rate {
+                burst: 60,
+                per_minute: 300,
+            },
+            client: Rate {
+                burst: 30,
+                per_minute: 60,
+            },
+        }
+    }
 }
 
 /// How the log on stderr is written; `text` and `json` on the command
@@ -299,6 +373,8 @@ pub struct Config {
     pub v2x: crate::v2x::V2xConfig,
     /// Plug & Charge (flags only): off unless `--pnc`.
     pub pnc: Option<crate::pnc::PncConfig>,
+    /// The app API's rate limits.
+    pub app_rates: AppRates,
 }
 
 impl Default for Config {
@@ -343,6 +419,7 @@ impl Default for Config {
             openadr: None,
             v2x: crate::v2x::V2xConfig::default(),
             pnc: None,
+            app_rates: AppRates::default(),
         }
     }
 }
@@ -488,6 +565,16 @@ impl Config {
             openadr: args.openadr.to_config()?,
             v2x: d.v2x.clone(),
             pnc: args.pnc.to_config()?,
+            app_rates: AppRates {
+                account: args
+                    .app_account_rate
+                    .or(file.app_account_rate)
+                    .unwrap_or(d.app_rates.account),
+                client: args
+                    .app_client_rate
+                    .or(file.app_client_rate)
+                    .unwrap_or(d.app_rates.client),
+            },
         };
         if c.outbox_retry_base.is_zero() {
             return Err("outbox_retry_base_ms: positive".into());
@@ -627,7 +714,7 @@ impl Config {
 
     /// The configuration as printed at start (secrets hidden).
     pub fn shown(&self) -> Value {
-        json!({
+        let mut shown = json!({
             "bind": self.bind.to_string(), "ocpp_port": self.ocpp_port, "ocpp_tls_port": self.ocpp_tls_port, "http_port": self.http_port,
             "admin_bind": self.admin_bind.to_string(), "admin_port": self.admin_port,
             "http_header_timeout_s": self.http_header_timeout.as_secs(),
@@ -653,7 +740,11 @@ impl Config {
             "openadr_vtn": self.openadr.as_ref().map(|o| redact(&o.vtn)),
             "openadr_program": self.openadr.as_ref().map(|o| &o.program),
             "pnc": self.pnc.as_ref().map(|p| json!({"organisation": p.organisation, "extra_mo_roots": p.mo_roots.len(), "certificate_days": p.certificate_lifetime.as_secs() / 86_400, "renew_days": p.renew_before.as_secs() / 86_400, "ocsp_validity_s": p.ocsp_validity.as_secs()})),
-        })
+        });
+        // apart: one more key takes `json!` past its recursion limit
+        shown["app_account_rate"] = self.app_rates.account.to_string().into();
+        shown["app_client_rate"] = self.app_rates.client.to_string().into();
+        shown
     }
 }
 

@@ -16,8 +16,22 @@
 //! (lines, tax, rounding), numbered and kept by the store in one
 //! transaction (`store::fleets`), and e-mailed with their PDF through the
 //! outbox (`crate::mail`) when e-mail is configured.
+//!
+//! The monthly run ([`monthly`], once per cluster: the `invoicing` job)
+//! invoices each fleet's months when they end: every quarter of an hour it
+//! asks [`invoices_due`] which fleets and months are due after the last
+//! month it finished (kept in the settings; the first start counts the
+//! month before it as finished, so an install or an upgrade invoices from
+//! the month that ends next), issues them as the operator's route does and
+//! records the month. Once per fleet and month whatever runs it: the store
+//! keeps one invoice per fleet and month (a unique index, in the
+//! transaction that numbers it), so a second run, a second node or the
+//! operator's `POST /api/invoicing/run` finds the month invoiced and
+//! issues nothing.
 
+use std::collections::HashSet;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -25,7 +39,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
-use chrono::{Datelike, Utc};
+use chrono::{DateTime, Datelike, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::api::{body, ApiError, ApiResult};
@@ -311,6 +325,154 @@ pub async fn view(app: &App, id: &str) -> Result<FleetView, FleetError> {
     })
 }
 
+// ---- the monthly run ----
+
+/// The setting that keeps the last month the monthly run finished.
+const MONTHLY_DONE: &str = "invoicing:monthly_done";
+/// How often the monthly run looks whether a month ended.
+pub const MONTHLY_TURN: Duration = Duration::from_secs(15 * 60);
+/// Months one turn of the run catches up at most (more: the next turns).
+const MAX_MONTHS: usize = 12;
+
+fn year_month(period: &str) -> Option<(i32, u32)> {
+    let (y, m) = period.split_once('-')?;
+    let (y, m) = (y.parse().ok()?, m.parse().ok()?);
+    (y > 0 && (1..=12).contains(&m)).then_some((y, m))
+}
+
+/// The months after `done` (`YYYY-MM`) up to the one before `now`'s month
+/// in `tz`, oldest first, at most twelve (the next turn goes on); just the
+/// month before `now`'s when `done` is no month.
+pub fn months_due(now: DateTime<Utc>, tz: chrono_tz::Tz, done: &str) -> Vec<String> {
+    let last = invoices::previous_month(now, tz);
+    let Some(end) = year_month(&last) else {
+        return Vec::new();
+    };
+    let Some(mut at) = year_month(done) else {
+        return vec![last];
+    };
+    let mut out = Vec::new();
+    while at < end && out.len() < MAX_MONTHS {
+        at = if at.1 == 12 {
+            (at.0 + 1, 1)
+        } else {
+            (at.0, at.1 + 1)
+        };
+        out.push(format!("{:04}-{:02}", at.0, at.1));
+    }
+    out
+}
+
+/// Which invoices are due: for each of `months`, each fleet that has no
+/// invoice of it in `invoiced` (fleet, month), as (fleet, month), month by
+/// month. (A fleet made after a month may still have sessions in it: cards
+/// it took over; one with none gets no invoice when it is issued.)
+pub fn invoices_due(
+    months: &[String],
+    fleets: &[Fleet],
+    invoiced: &HashSet<(String, String)>,
+) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for m in months {
+        for f in fleets {
+            if !invoiced.contains(&(f.id.clone(), m.clone())) {
+                out.push((f.id.clone(), m.clone()));
+            }
+        }
+    }
+    out
+}
+
+/// An invoice a run issued.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunIssued {
+    /// The fleet.
+    pub fleet_id: String,
+    /// The month, `YYYY-MM`.
+    pub period: String,
+    /// The invoice's number.
+    pub number: String,
+}
+
+/// What a run of the monthly invoicing did.
+#[derive(Debug, Clone, Serialize)]
+pub struct MonthlyRun {
+    /// The months it invoiced, oldest first.
+    pub months: Vec<String>,
+    /// The invoices it issued (none for a fleet with nothing to invoice or
+    /// invoiced already).
+    pub issued: Vec<RunIssued>,
+}
+
+/// Issues every fleet's invoice of `months` that is due ([`invoices_due`]),
+/// each e-mailed (queued) as the operator's are. A fleet with nothing to
+/// invoice, or whose month was invoiced meanwhile (by another node or the
+/// operator), gets none.
+///
+/// # Errors
+///
+/// The store failed (what was issued before stays issued; a rerun goes on
+/// from there).
+pub async fn run_months(app: &App, months: Vec<String>) -> Result<MonthlyRun, FleetError> {
+    let fleets = app.store.fleets().await?;
+    let invoiced = app.store.invoiced_months(&months).await?;
+    let mut issued = Vec::new();
+    for (fleet, period) in invoices_due(&months, &fleets, &invoiced) {
+        match issue_invoice(app, &fleet, &period).await {
+            Ok(doc) => issued.push(RunIssued {
+                fleet_id: fleet,
+                period,
+                number: doc.header.number,
+            }),
+            // nothing to invoice, invoiced meanwhile, another currency
+            Err(FleetError::Conflict(why)) => {
+                tracing::info!(%fleet, %period, "monthly invoicing: no invoice: {why}");
+            }
+            Err(FleetError::NotFound(_)) => {}
+            Err(FleetError::Invalid(why)) => {
+                tracing::warn!(%fleet, %period, "monthly invoicing: {why}");
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(MonthlyRun { months, issued })
+}
+
+/// One turn of the monthly run at `now`: the months ended since the last
+/// finished one are invoiced and recorded.
+async fn monthly_turn(app: &App, now: DateTime<Utc>) -> Result<MonthlyRun, FleetError> {
+    let first = invoices::previous_month(now, tz(app));
+    let done = app.store.setting_or_insert(MONTHLY_DONE, &first).await?;
+    let run = run_months(app, months_due(now, tz(app), &done)).await?;
+    if let Some(last) = run.months.last() {
+        app.store.put_setting(MONTHLY_DONE, last).await?;
+    }
+    Ok(run)
+}
+
+/// The monthly run: a turn every [`MONTHLY_TURN`] on the node that holds
+/// the `invoicing` job (every node of one).
+pub async fn monthly(app: Arc<App>) {
+    let mut tick = tokio::time::interval(MONTHLY_TURN);
+    loop {
+        tick.tick().await;
+        if !app.jobs.holds(crate::cluster::lease::Job::Invoicing) {
+            continue;
+        }
+        match monthly_turn(&app, Utc::now()).await {
+            Ok(run) if !run.issued.is_empty() => {
+                tracing::info!(
+                    months = ?run.months,
+                    invoices = run.issued.len(),
+                    "monthly invoicing"
+                );
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!("monthly invoicing: {e}"),
+        }
+    }
+}
+
 // ---- the operator API ----
 
 /// The operator API's fleet and invoice routes (behind the operator key:
@@ -337,6 +499,7 @@ pub(crate) fn routes() -> Router<Arc<App>> {
             "/api/invoices/{number}/credit-notes",
             post(post_credit_note),
         )
+        .route("/api/invoicing/run", post(post_run))
 }
 
 #[derive(Deserialize)]
@@ -539,6 +702,37 @@ async fn post_invoice(
     Ok((StatusCode::CREATED, Json(doc)).into_response())
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RunBody {
+    /// When the run believes it is (RFC 3339, not in the future); default now.
+    #[serde(default)]
+    at: Option<String>,
+}
+
+/// `POST /api/invoicing/run` `{at?}`: the monthly run for the month before
+/// `at`'s month (default now's): every fleet's invoice of it that is not
+/// issued yet (to catch a month up, or in a lab); 200 with what it issued.
+async fn post_run(State(app): State<Arc<App>>, bytes: Bytes) -> ApiResult {
+    let b: RunBody = if bytes.is_empty() {
+        RunBody { at: None }
+    } else {
+        body(&bytes)?
+    };
+    let now = Utc::now();
+    let at = match b.at {
+        None => now,
+        Some(t) => DateTime::parse_from_rfc3339(&t)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(|_| invalid("at: an RFC 3339 time"))?,
+    };
+    if at > now || at.year() < 2000 {
+        return Err(invalid("at: from 2000 on, and not in the future"));
+    }
+    let run = run_months(&app, vec![invoices::previous_month(at, tz(&app))]).await?;
+    Ok(Json(run).into_response())
+}
+
 async fn document(app: &App, number: &str, format: Format) -> ApiResult {
     match app.store.document(number).await? {
         Some((_, doc)) => Ok(render(&doc, format)),
@@ -593,4 +787,84 @@ async fn post_credit_note(
     }
     let doc = issue_credit_note(&app, &n, &b.sessions, b.reason.trim()).await?;
     Ok((StatusCode::CREATED, Json(doc)).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fleet(id: &str, made: &str) -> Fleet {
+        Fleet {
+            id: id.into(),
+            name: id.into(),
+            email: format!("{id}@example.com"),
+            created_at: made.into(),
+        }
+    }
+
+    #[test]
+    fn months_come_due_when_they_end_and_once() {
+        let utc = chrono_tz::UTC;
+        let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
+        // November is done: nothing until December ends
+        assert!(months_due(at("2026-12-31T23:59:59Z"), utc, "2026-11").is_empty());
+        assert_eq!(
+            months_due(at("2027-01-01T00:00:00Z"), utc, "2026-11"),
+            vec!["2026-12"]
+        );
+        // a node down over two month ends catches both up, oldest first
+        assert_eq!(
+            months_due(at("2027-02-03T10:00:00Z"), utc, "2026-11"),
+            vec!["2026-12", "2027-01"]
+        );
+        // at most a year a turn
+        let long = months_due(at("2030-01-15T00:00:00Z"), utc, "2026-01");
+        assert_eq!(
+            (long.len(), long[0].as_str(), long[11].as_str()),
+            (12, "2026-02", "2027-01")
+        );
+        // a month ends in the CSMS's time zone: 23:30 UTC on 31 Dec is
+        // already January in Amsterdam
+        let ams: chrono_tz::Tz = "Europe/Amsterdam".parse().unwrap();
+        assert!(months_due(at("2026-12-31T22:30:00Z"), utc, "2026-11").is_empty());
+        assert_eq!(
+            months_due(at("2026-12-31T23:30:00Z"), ams, "2026-11"),
+            vec!["2026-12"]
+        );
+        // a setting that is no month: the month before
+        assert_eq!(
+            months_due(at("2027-01-05T00:00:00Z"), utc, "garbage"),
+            vec!["2026-12"]
+        );
+    }
+
+    #[test]
+    fn each_fleet_is_due_once_per_month() {
+        let fleets = [
+            fleet("acme", "2026-01-01T00:00:00Z"),
+            fleet("beta", "2026-12-15T08:00:00Z"),
+        ];
+        let months = vec!["2026-11".to_owned(), "2026-12".to_owned()];
+        let none = HashSet::new();
+        let due = invoices_due(&months, &fleets, &none);
+        let pairs: Vec<(&str, &str)> = due.iter().map(|(f, m)| (f.as_str(), m.as_str())).collect();
+        assert_eq!(
+            pairs,
+            vec![
+                ("acme", "2026-11"),
+                ("beta", "2026-11"),
+                ("acme", "2026-12"),
+                ("beta", "2026-12")
+            ]
+        );
+        // invoiced already (another node, the operator): not again
+        let invoiced: HashSet<_> = [("acme".to_owned(), "2026-12".to_owned())].into();
+        let due = invoices_due(&months, &fleets, &invoiced);
+        assert!(!due.contains(&("acme".to_owned(), "2026-12".to_owned())));
+        assert_eq!(due.len(), 3);
+        // nothing due once every pair is invoiced; nothing without months
+        let all: HashSet<_> = invoices_due(&months, &fleets, &none).into_iter().collect();
+        assert!(invoices_due(&months, &fleets, &all).is_empty());
+        assert!(invoices_due(&[], &fleets, &none).is_empty());
+    }
 }

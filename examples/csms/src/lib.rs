@@ -942,6 +942,8 @@ async fn run(
             }
         }
     });
+    // the fleets' monthly invoices, once per cluster
+    tokio::spawn(crate::fleets::monthly(app.clone()));
     // side effects left pending by a crash or a failure: billing, capture, pushes
     let outbox = app.clone();
     tokio::spawn(async move {

@@ -4,7 +4,9 @@
 //! loses its connection; the same deadline ends idle kept-alive
 //! connections), a stall limit on writes (a client that stops reading a
 //! response is dropped), a cap on the size of a request head, and a
-//! bounded graceful stop.
+//! bounded graceful stop. Each request carries its connection's peer
+//! address as axum's `ConnectInfo<SocketAddr>` (the app API limits
+//! clients by it).
 
 use std::future::Future;
 use std::io;
@@ -13,12 +15,16 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use std::net::SocketAddr;
+
+use axum::extract::ConnectInfo;
 use axum::Router;
+use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
+use tower_service::Service;
 
 use crate::config::Config;
 
@@ -70,8 +76,8 @@ pub async fn serve(
             r = listener.accept() => r,
             _ = stop.wait_for(|s| *s) => break,
         };
-        let stream = match accepted {
-            Ok((s, _)) => s,
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
             Err(e) => {
                 // out of file descriptors and the like: do not spin
                 tracing::warn!("accept: {e}");
@@ -88,9 +94,16 @@ pub async fn serve(
             }
             continue;
         };
+        // each request gets the peer's address as `ConnectInfo`
+        let for_peer = router.clone();
+        let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+            req.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
+            // a router is always ready (its `poll_ready` is `Ready`); a clone is a counter
+            for_peer.clone().call(req)
+        });
         let conn = http.serve_connection(
             TokioIo::new(Stalls::new(stream, limits.write_timeout)),
-            TowerToHyperService::new(router.clone()),
+            service,
         );
         let mut stop = stop.clone();
         tokio::spawn(async move {

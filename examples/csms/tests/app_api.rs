@@ -6,10 +6,15 @@
 //! - tokens: an app token and an RFID card per driver, a card another
 //!   driver owns refused;
 //! - stations with location, live availability and the tariff's price;
-//! - start from the app on a 1.6 and a 2.0.1 station (the station receives
-//!   RemoteStartTransaction / RequestStartTransaction with the driver's app
-//!   token), live view and server-sent events with power, energy and
-//!   running cost, stop (RemoteStop / RequestStop), history and receipt;
+//! - start from the app on a 1.6, a 2.0.1 and a 2.1 station (the station
+//!   receives RemoteStartTransaction / RequestStartTransaction with the
+//!   driver's app token), live view and server-sent events with power,
+//!   energy and running cost, stop (RemoteStop / RequestStop), history and
+//!   receipt;
+//! - the per-client-address limit: sign-ups, sign-ins and requests without
+//!   a valid sign-in from one address get 429 with `Retry-After` once its
+//!   budget is spent, and pass again after it; another address and a
+//!   signed-in driver are not held back;
 //! - isolation: another driver can neither read, follow, start with the
 //!   token of, nor stop the session, and gets none of its events.
 
@@ -20,7 +25,7 @@ use std::time::Duration;
 use evproto_ocpp_client::{Client, ClientConfig, MemoryStore as Queue};
 use evproto_ocpp_proto::ProtocolVersion;
 use evproto_ocpp_rpc::{Ctx, Router};
-use evproto_ocpp_types::{v16, v201};
+use evproto_ocpp_types::{v16, v201, v21};
 use serde_json::{json, Value};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
@@ -153,6 +158,33 @@ enum Asked {
     Stop { tx: String },
 }
 
+/// A 2.0.1 or 2.1 station's `router` (`$v`: `v201` or `v21`) that
+/// accepts RequestStartTransaction (with a `Central` token) and
+/// RequestStopTransaction and tells the test about them.
+macro_rules! station_2x {
+    ($router:expr, $v:ident) => {
+        $router
+            .on::<$v::action::RequestStartTransaction>(
+                |ctx: Ctx<UnboundedSender<Asked>>, req: $v::RequestStartTransactionRequest| async move {
+                    assert_eq!(serde_json::to_value(&req.id_token.r#type).unwrap(), "Central");
+                    let _ = ctx.state.send(Asked::Start {
+                        evse: req.evse_id.unwrap_or(0),
+                        token: req.id_token.id_token.to_string(),
+                    });
+                    Ok(evproto_ocpp_types::from_str(r#"{"status":"Accepted"}"#).unwrap())
+                },
+            )
+            .on::<$v::action::RequestStopTransaction>(
+                |ctx: Ctx<UnboundedSender<Asked>>, req: $v::RequestStopTransactionRequest| async move {
+                    let _ = ctx.state.send(Asked::Stop {
+                        tx: req.transaction_id.to_string(),
+                    });
+                    Ok(evproto_ocpp_types::from_str(r#"{"status":"Accepted"}"#).unwrap())
+                },
+            )
+    };
+}
+
 /// A station of `version` that accepts remote starts and stops and tells
 /// the test about them.
 async fn station(
@@ -165,6 +197,12 @@ async fn station(
     let config = ClientConfig::new(url, id.to_owned(), version);
     let client =
         match version {
+            ProtocolVersion::V21 => Client::start(
+                config,
+                station_2x!(Router::station_v21(), v21).with_state(tx),
+                r#"{"reason":"PowerUp","chargingStation":{"model":"M","vendorName":"V"}}"#,
+                Queue::default(),
+            ),
             ProtocolVersion::V16 => Client::start(
                 config,
                 Router::station_v16()
@@ -193,28 +231,7 @@ async fn station(
             ),
             _ => Client::start(
                 config,
-                Router::station_v201()
-                    .on::<v201::action::RequestStartTransaction>(
-                        |ctx: Ctx<UnboundedSender<Asked>>,
-                         req: v201::RequestStartTransactionRequest| async move {
-                            assert_eq!(req.id_token.r#type, v201::IdTokenEnumType::Central);
-                            let _ = ctx.state.send(Asked::Start {
-                                evse: req.evse_id.unwrap_or(0),
-                                token: req.id_token.id_token.to_string(),
-                            });
-                            Ok(evproto_ocpp_types::from_str(r#"{"status":"Accepted"}"#).unwrap())
-                        },
-                    )
-                    .on::<v201::action::RequestStopTransaction>(
-                        |ctx: Ctx<UnboundedSender<Asked>>,
-                         req: v201::RequestStopTransactionRequest| async move {
-                            let _ = ctx.state.send(Asked::Stop {
-                                tx: req.transaction_id.to_string(),
-                            });
-                            Ok(evproto_ocpp_types::from_str(r#"{"status":"Accepted"}"#).unwrap())
-                        },
-                    )
-                    .with_state(tx),
+                station_2x!(Router::station_v201(), v201).with_state(tx),
                 r#"{"reason":"PowerUp","chargingStation":{"model":"M","vendorName":"V"}}"#,
                 Queue::default(),
             ),
@@ -274,10 +291,10 @@ async fn sse(port: u16, bearer: &str) -> reqwest::Response {
 /// The whole app flow on a station of `version`, with a second driver who
 /// must see and do nothing of the first's.
 async fn start_follow_stop(version: ProtocolVersion, database_url: Option<String>) {
-    let v = if version == ProtocolVersion::V16 {
-        "16"
-    } else {
-        "201"
+    let v = match version {
+        ProtocolVersion::V16 => "16",
+        ProtocolVersion::V201 => "201",
+        _ => "21",
     };
     let csms = Csms::start_on(&format!("flow-{v}"), database_url).await;
     let id = format!("APP-{v}");
@@ -509,6 +526,11 @@ async fn app_start_follow_stop_v201() {
     start_follow_stop(ProtocolVersion::V201, None).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn app_start_follow_stop_v21() {
+    start_follow_stop(ProtocolVersion::V21, None).await;
+}
+
 /// The drivers' tables and queries on PostgreSQL too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn app_start_follow_stop_v201_on_postgres() {
@@ -588,7 +610,8 @@ async fn accounts_and_their_limits() {
         (200, Some("cy@example.com"), Some("wallet"))
     );
     assert_eq!(me["card_payments"], false);
-    // no card gateway here: saving a card or paying by card is refused clearly
+    // no card gateway here: saving a card or paying by card is refused
+    // clearly (a state of this CSMS, not an outage: no 5xx)
     let (s, b) = csms
         .app(
             "POST",
@@ -597,7 +620,7 @@ async fn accounts_and_their_limits() {
             Some(json!({"payment_method": "pm_x"})),
         )
         .await;
-    assert_eq!(s, 503, "{b}");
+    assert_eq!((s, b["error"].is_string()), (409, true), "{b}");
     let (s, b) = csms
         .app(
             "PUT",
@@ -695,6 +718,76 @@ async fn accounts_and_their_limits() {
     // the operator API is not on the public port
     let (s, _) = csms.app("GET", "/api/stations", Some(KEY), None).await;
     assert_eq!(s, 404);
+    csms.stop().await;
+}
+
+/// The per-client-address limit (here 3 at once, then one per 10 s):
+/// sign-up, sign-in and requests without a valid sign-in take from it;
+/// once spent they get 429 with a JSON reason and `Retry-After`, and pass
+/// again after it. A signed-in driver on the same address and another
+/// address are not held back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_address_is_limited_and_recovers() {
+    let dir = common::temp_dir("app-api-per-address");
+    let mut config = common::lab_config(&dir, KEY);
+    config.app_rates.client = csms::config::Rate {
+        burst: 3,
+        per_minute: 6,
+    };
+    let csms = Csms {
+        running: common::InProcess::start(config).await,
+        dir,
+    };
+    // a sign-up and a sign-in: two of the three
+    let ann = csms.driver("ann@example.com").await;
+    // requests without a sign-in: 401 while the budget lasts, then 429
+    let mut limited = None;
+    for i in 0..6 {
+        let token = (i % 2 == 1).then(|| "ab".repeat(32));
+        let (s, b, h) = http(csms.public(), "GET", "/app/v1/me", token.as_deref(), None).await;
+        if s == 429 {
+            limited = Some((b, h));
+            break;
+        }
+        assert_eq!((s, b["error"].is_string()), (401, true), "{b}");
+    }
+    let (b, h) = limited.expect("requests without a sign-in are limited per address");
+    assert!(b["error"].is_string(), "{b}");
+    let wait: u64 = h
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .expect("Retry-After in seconds");
+    assert!((1..=10).contains(&wait), "{wait}");
+    // sign-in and sign-up from the address wait too
+    let creds = json!({"email": "ann@example.com", "password": "correct horse battery"});
+    let (s, b) = csms
+        .app("POST", "/app/v1/signin", None, Some(creds.clone()))
+        .await;
+    assert_eq!(s, 429, "{b}");
+    let other = json!({"email": "eve@example.com", "password": "correct horse battery"});
+    let (s, _) = csms.app("POST", "/app/v1/signup", None, Some(other)).await;
+    assert_eq!(s, 429);
+    // the signed-in driver on the same address is not held back
+    let (s, me) = csms.app("GET", "/app/v1/me", Some(&ann), None).await;
+    assert_eq!((s, me["email"].as_str()), (200, Some("ann@example.com")));
+    // another address has its own budget
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let from_other = reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
+        .build()
+        .unwrap()
+        .get(format!("http://127.0.0.1:{}/app/v1/me", csms.public()))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16();
+    assert_eq!(from_other, 401, "127.0.0.2 is not 127.0.0.1");
+    // after Retry-After the address has budget again
+    tokio::time::sleep(Duration::from_secs(wait)).await;
+    let (s, b) = csms.app("POST", "/app/v1/signin", None, Some(creds)).await;
+    assert_eq!(s, 200, "recovered: {b}");
     csms.stop().await;
 }
 

@@ -13,6 +13,9 @@
 //! - CSV and PDF exports; the invoice e-mailed with its PDF attached, the
 //!   PDF's text read back;
 //! - a credit note for a disputed session, once;
+//! - the monthly run (`POST /api/invoicing/run` with the time it believes
+//!   it is): the month's invoice of each fleet that has none, e-mailed;
+//!   run again, none more: exactly one invoice per fleet and month;
 //! - fleet managers in the app API see their own fleet's documents only;
 //! - drivers get e-mails: session started and ended, a receipt for a paid
 //!   session, a failed payment.
@@ -443,6 +446,18 @@ async fn fleet_invoices_credit_notes_mail_and_managers() {
     let (_, s5) = session(&station, "F2CARD", last_month(6, 10), 3_000).await;
     let cdr3 = cdr(&lab, &s3).await;
     cdr(&lab, &s5).await;
+    // fleet 4 is left to the monthly run
+    let f4 = lab.fleet("Gamma Cabs", "ops@gamma.example").await;
+    let (s, b) = lab
+        .op(
+            "PUT",
+            &format!("/api/fleets/{f4}/cards/G4CARD"),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(s, 201, "{b}");
+    let (_, s6) = session(&station, "G4CARD", last_month(7, 10), 4_000).await;
+    cdr(&lab, &s6).await;
     assert_eq!(
         lab.op("GET", &format!("/api/sessions/{s1}/payment"), None)
             .await
@@ -551,6 +566,56 @@ async fn fleet_invoices_credit_notes_mail_and_managers() {
     assert_eq!(s, 201, "{inv2}");
     assert_eq!(inv2["number"], format!("INV-{year}-000002"));
     assert_eq!(inv2["lines"].as_array().unwrap().len(), 1);
+    // the monthly run, as at the start of this month: fleet 4's invoice
+    // only (1 and 2 have theirs, 3 has nothing), with the next number
+    let start_of_month = {
+        let n = Utc::now();
+        Utc.with_ymd_and_hms(n.year(), n.month(), 1, 0, 30, 0)
+            .unwrap()
+    };
+    let run = json!({"at": rfc(start_of_month)});
+    let (s, r) = lab
+        .op("POST", "/api/invoicing/run", Some(run.clone()))
+        .await;
+    assert_eq!(s, 200, "{r}");
+    assert_eq!(r["months"], json!([period]), "{r}");
+    let inv4 = format!("INV-{year}-000003");
+    assert_eq!(
+        r["issued"],
+        json!([{"fleet_id": f4, "period": period, "number": inv4}]),
+        "{r}"
+    );
+    // again, and with no time (now: the same month): nothing more
+    for body in [Some(run.clone()), None] {
+        let (s, r) = lab.op("POST", "/api/invoicing/run", body).await;
+        assert_eq!((s, &r["issued"]), (200, &json!([])), "{r}");
+    }
+    // exactly one invoice per fleet and month
+    for (f, n) in [(&f1, 1), (&f2, 1), (&f3, 0), (&f4, 1)] {
+        let (s, docs) = lab
+            .op("GET", &format!("/api/fleets/{f}/invoices"), None)
+            .await;
+        assert_eq!(s, 200, "{docs}");
+        let of_month = docs
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|d| d["kind"] == "invoice" && d["period"] == period.as_str())
+            .count();
+        assert_eq!(of_month, n, "{f}: {docs}");
+    }
+    let (_, doc4) = lab.op("GET", &format!("/api/invoices/{inv4}"), None).await;
+    assert_eq!(doc4["lines"][0]["session_id"], s6.as_str(), "{doc4}");
+    let m4 = sink
+        .wait_for(&format!("Invoice {inv4} for Gamma Cabs ({period})"))
+        .await;
+    assert_eq!(m4["rcpt_tos"], json!(["ops@gamma.example"]));
+    // a time to come, or not one, is refused
+    for bad in [json!({"at": "2999-01-01T00:00:00Z"}), json!({"at": "soon"})] {
+        let (s, b) = lab.op("POST", "/api/invoicing/run", Some(bad)).await;
+        assert_eq!((s, b["error"].is_string()), (400, true), "{b}");
+    }
+
     // this month is not over
     let this_month = format!("{:04}-{:02}", Utc::now().year(), Utc::now().month());
     assert_eq!(

@@ -35,11 +35,13 @@ pub enum Job {
     Offline,
     /// The OpenADR VEN's poll of the VTN (when configured).
     OpenAdr,
+    /// The fleets' monthly invoices (`crate::fleets::monthly`).
+    Invoicing,
 }
 
 impl Job {
     /// Every job.
-    pub const ALL: [Job; 3] = [Job::Outbox, Job::Offline, Job::OpenAdr];
+    pub const ALL: [Job; 4] = [Job::Outbox, Job::Offline, Job::OpenAdr, Job::Invoicing];
 
     /// Its name: the lease's key, the metrics' label.
     pub fn name(self) -> &'static str {
@@ -47,6 +49,7 @@ impl Job {
             Job::Outbox => "outbox",
             Job::Offline => "offline",
             Job::OpenAdr => "openadr",
+            Job::Invoicing => "invoicing",
         }
     }
 

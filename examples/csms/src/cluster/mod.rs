@@ -305,14 +305,19 @@ impl Cluster {
     /// Starts the node's cluster work: presence of the stations connected
     /// to `server`, answering other nodes' calls through the app's
     /// gateway, the app's events both ways, and the leases of the
-    /// once-per-cluster jobs (the OpenADR poll when the app has a VEN).
+    /// once-per-cluster jobs (the OpenADR poll when the app has a VEN, the
+    /// fleets' monthly invoicing).
     ///
     /// # Errors
     ///
     /// The node's subscriptions could not be made.
     pub async fn run(self, server: Server, app: Arc<crate::App>) -> Result<(), String> {
         let (gateway, events) = (app.gateway.clone(), app.events.clone());
-        let mut wanted = vec![lease::Job::Outbox, lease::Job::Offline];
+        let mut wanted = vec![
+            lease::Job::Outbox,
+            lease::Job::Offline,
+            lease::Job::Invoicing,
+        ];
         if app.config.openadr.is_some() {
             wanted.push(lease::Job::OpenAdr);
         }

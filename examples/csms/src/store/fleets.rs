@@ -566,6 +566,31 @@ impl Store {
         Ok(Ok(Some(doc)))
     }
 
+    /// Which of `fleets`' invoices of `months` (`YYYY-MM`) are issued: the
+    /// (fleet, month) pairs that have one.
+    ///
+    /// # Errors
+    ///
+    /// The database failed.
+    pub async fn invoiced_months(
+        &self,
+        months: &[String],
+    ) -> Result<std::collections::HashSet<(String, String)>> {
+        let mut out = std::collections::HashSet::new();
+        for m in months {
+            let rows = sqlx::query(
+                "SELECT fleet_id, period FROM invoices WHERE kind = 'invoice' AND period = $1",
+            )
+            .bind(m)
+            .fetch_all(self.pool())
+            .await?;
+            for r in rows {
+                out.insert((r.try_get(0)?, r.try_get(1)?));
+            }
+        }
+        Ok(out)
+    }
+
     /// A kept document.
     ///
     /// # Errors
