@@ -21,6 +21,11 @@ use evproto_ocpp_proto::ProtocolVersion;
 use evproto_sim::{model::Behaviour, SimConfig};
 
 const KEY: &str = "console-test-key-0123456789";
+/// The fleet the console invoices, its driver (signed up in the app) and card.
+const FLEET: &str = "Lab fleet";
+const FLEET_DRIVER: &str = "pool-driver@lab-fleet.example";
+const FLEET_CARD: &str = "FLEETCARD01";
+const FLEET_PASSWORD: &str = "fleet-station-password";
 
 fn chromium() -> &'static str {
     for c in [
@@ -75,6 +80,7 @@ fn node_modules() -> &'static Path {
 struct Csms {
     child: Child,
     ocpp: u16,
+    http: u16,
     admin: u16,
     dir: PathBuf,
 }
@@ -103,14 +109,12 @@ impl Csms {
             .spawn()
             .unwrap();
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let (ocpp, admin) = loop {
+        let (ocpp, http, admin) = loop {
             let line = lines.next().expect("csms exited before listening").unwrap();
             let v: serde_json::Value = serde_json::from_str(&line).unwrap();
             if v["event"] == "listening" {
-                break (
-                    v["ocpp_port"].as_u64().unwrap() as u16,
-                    v["admin_port"].as_u64().unwrap() as u16,
-                );
+                let port = |name: &str| v[name].as_u64().unwrap() as u16;
+                break (port("ocpp_port"), port("http_port"), port("admin_port"));
             }
         };
         // keep reading its stdout so it never blocks on a full pipe
@@ -118,6 +122,7 @@ impl Csms {
         Csms {
             child,
             ocpp,
+            http,
             admin,
             dir,
         }
@@ -181,6 +186,143 @@ fn simulator(
         },
         None,
     ))
+}
+
+/// The fleet the console invoices: a driver who signed up in the app
+/// (public port) and joined it, its card, and one session with that card
+/// on a 1.6 station that ended in the middle of last month (the station's
+/// own timestamps), priced under the default tariff the console made.
+/// Answers the session's id.
+async fn fleet_with_a_session_last_month(csms: &Csms) -> String {
+    use evproto_ocpp_client::{Client, ClientConfig, MemoryStore};
+    use evproto_ocpp_rpc::Router;
+    use serde_json::{json, Value};
+
+    let op = |m: &str, p: String, b: Option<Value>| call_api(KEY, csms.admin, m, &p, b);
+    let (s, b) = call_api(
+        "",
+        csms.http,
+        "POST",
+        "/app/v1/signup",
+        Some(json!({"email": FLEET_DRIVER, "password": "correct horse battery"})),
+    );
+    assert_eq!(s, 201, "{b}");
+    let driver = b["id"].as_str().unwrap().to_owned();
+    let (s, fleet) = op(
+        "POST",
+        "/api/fleets".into(),
+        Some(json!({"name": FLEET, "email": "billing@lab-fleet.example"})),
+    );
+    assert_eq!(s, 201, "{fleet}");
+    let fleet = fleet["id"].as_str().unwrap().to_owned();
+    let (s, b) = op(
+        "PUT",
+        format!("/api/fleets/{fleet}/members/{driver}"),
+        Some(json!({"role": "manager"})),
+    );
+    assert_eq!(s, 200, "{b}");
+    let (s, b) = op(
+        "PUT",
+        format!("/api/fleets/{fleet}/cards/{FLEET_CARD}"),
+        Some(json!({"label": "pool car card"})),
+    );
+    assert_eq!(s, 201, "{b}");
+    let (s, b) = op(
+        "PUT",
+        "/api/stations/FLEET16".into(),
+        Some(json!({"password": FLEET_PASSWORD})),
+    );
+    assert_eq!(s, 201, "{b}");
+    let station = Client::start(
+        ClientConfig::new(
+            format!("ws://127.0.0.1:{}/ocpp/", csms.ocpp),
+            "FLEET16",
+            ProtocolVersion::V16,
+        )
+        .with_password(FLEET_PASSWORD),
+        Router::station_v16().into_routes(),
+        r#"{"chargePointVendor":"Lab","chargePointModel":"Fleet"}"#,
+        MemoryStore::default(),
+    );
+    station.wait_ready(Duration::from_secs(20)).await.unwrap();
+    let call = |action: &'static str, payload: Value| {
+        let peer = station.peer().unwrap();
+        async move {
+            serde_json::from_str::<Value>(
+                &peer.call_raw(action, payload.to_string()).await.unwrap(),
+            )
+            .unwrap()
+        }
+    };
+    // the 15th of last month, 10:00 to 11:00 UTC: in last month in any time zone
+    use chrono::Datelike;
+    let first = chrono::Utc::now().date_naive().with_day(1).unwrap();
+    let day = (first - chrono::Duration::days(20)).with_day(15).unwrap();
+    let at = |h: u32| {
+        day.and_hms_opt(h, 0, 0)
+            .unwrap()
+            .and_utc()
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    };
+    call(
+        "StatusNotification",
+        json!({"connectorId": 1, "errorCode": "NoError", "status": "Available"}),
+    )
+    .await;
+    let start = call(
+        "StartTransaction",
+        json!({"connectorId": 1, "idTag": FLEET_CARD, "meterStart": 0, "timestamp": at(10)}),
+    )
+    .await;
+    assert_eq!(start["idTagInfo"]["status"], "Accepted", "{start}");
+    let tx = start["transactionId"].as_i64().unwrap();
+    call(
+        "StopTransaction",
+        json!({"transactionId": tx, "meterStop": 10000, "timestamp": at(11), "reason": "Local"}),
+    )
+    .await;
+    let session = format!("FLEET16:{tx}");
+    // priced: its CDR is made with the stop
+    for _ in 0..100 {
+        if op("GET", format!("/api/sessions/{session}/cdr"), None).0 == 200 {
+            return session;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the fleet's session {session} got no CDR");
+}
+
+/// An operator request (or, with an empty key, an app request) over plain
+/// HTTP/1.1, one per connection: (status, JSON body or null).
+fn call_api(
+    key: &str,
+    port: u16,
+    method: &str,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    let auth = if key.is_empty() {
+        String::new()
+    } else {
+        format!("Authorization: Bearer {key}\r\n")
+    };
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).unwrap();
+    let text = String::from_utf8_lossy(&out);
+    let (head, rest) = text.split_once("\r\n\r\n").expect("an HTTP answer");
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (
+        status,
+        serde_json::from_str(rest).unwrap_or(serde_json::Value::Null),
+    )
 }
 
 #[test]
@@ -263,6 +405,8 @@ fn an_operator_runs_the_network_from_the_console() {
         .env("CONSOLE_KEY", KEY)
         .env("CONSOLE_SCREENS", &screens)
         .env("CONSOLE_STATION", "LAB0")
+        .env("CONSOLE_FLEET", FLEET)
+        .env("CONSOLE_FLEET_DRIVER", FLEET_DRIVER)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -275,6 +419,7 @@ fn an_operator_runs_the_network_from_the_console() {
     });
     let rt = tokio::runtime::Runtime::new().unwrap();
     let mut sim = None;
+    let mut fleet_session = None;
     let mut output = String::new();
     // a hang guard: the script's own waits are shorter
     let stdout = node.stdout.take().unwrap();
@@ -304,6 +449,11 @@ fn an_operator_runs_the_network_from_the_console() {
             assert_eq!(id, "LAB0");
             sim = Some(simulator(&rt, csms.ocpp, "LAB", password));
         }
+        // the default tariff is made: a fleet with a priced session last
+        // month, for the console to invoice
+        if line == "NEED fleet" {
+            fleet_session = Some(rt.block_on(fleet_with_a_session_last_month(&csms)));
+        }
     }
     let status = node.lock().unwrap().wait().unwrap();
     done.store(true, std::sync::atomic::Ordering::SeqCst);
@@ -318,6 +468,11 @@ fn an_operator_runs_the_network_from_the_console() {
         screens.display()
     );
     assert!(output.contains("OK every step passed"), "{output}");
+    let session = fleet_session.expect("the console asked for the fleet");
+    assert!(
+        output.contains(&format!("INVOICED {session}")),
+        "the console's invoice has no line of {session}:\n{output}"
+    );
     let shots = std::fs::read_dir(&screens).unwrap().count();
     assert!(shots >= 16, "{shots} screenshots in {}", screens.display());
 }

@@ -242,3 +242,15 @@ export function objectView(v, depth = 0) {
   if (depth > 4) return `${entries.length} fields`;
   return h('dl', { class: 'facts nested' }, entries.map(([k, x]) => [h('dt', {}, k), h('dd', {}, objectView(x, depth + 1))]));
 }
+
+/** A table of rows already loaded (no paging): columns as in `pagedTable`. */
+export function staticTable({ columns, rows, empty = 'None.', rowAttrs, caption }) {
+  const body = rows.length
+    ? rows.map((row) => h('tr', rowAttrs ? rowAttrs(row) : {}, columns.map((c) => h('td', { class: c.class, 'data-label': c.label }, c.cell(row)))))
+    : h('tr', {}, h('td', { colspan: columns.length, class: 'empty' }, empty));
+  return h(
+    'div',
+    { class: 'table-wrap' },
+    h('table', { class: 'list' }, caption ? h('caption', {}, caption) : null, h('thead', {}, h('tr', {}, columns.map((c) => h('th', { scope: 'col', class: c.class }, c.label)))), h('tbody', {}, body)),
+  );
+}
