@@ -309,16 +309,25 @@ async fn story(
     let (_, cdr) = op("GET", format!("/api/sessions/{session}/cdr"), None).await?;
     let currency = cdr["currency"].as_str().unwrap_or("EUR").to_owned();
     let price = minor_units(&cdr["total_cost"]["incl_vat"], &currency);
-    let (_, receipt) = app(
-        public,
-        Some(&bearer),
-        "GET",
-        &format!("/app/v1/sessions/{session}/receipt"),
-        None,
-    )
-    .await?;
     if card {
-        let (s, paid) = op("GET", format!("/api/sessions/{session}/card-payment"), None).await?;
+        // the capture runs from the outbox, right after the session's end
+        let mut answer = (0, Value::Null);
+        for _ in 0..80 {
+            answer = op("GET", format!("/api/sessions/{session}/card-payment"), None).await?;
+            if answer.1["status"] == "Captured" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        let (s, paid) = answer;
+        let (_, receipt) = app(
+            public,
+            Some(&bearer),
+            "GET",
+            &format!("/app/v1/sessions/{session}/receipt"),
+            None,
+        )
+        .await?;
         let captured = paid["captured_minor"].as_i64();
         steps.record(
             "paying: charged by card, captured amount = the session's price, receipt",
