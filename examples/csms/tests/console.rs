@@ -5,7 +5,12 @@
 //! through the forms, the simulated station booting and charging under
 //! that password, a session force-closed with a reason, its CDR and
 //! payment, a Reset sent from the form generated from the action's schema
-//! and its answer. A screenshot of each page goes to
+//! and its answer. The paying side: a driver who signed up in the app and
+//! manages a fleet found by search, the fleet (its member and card, a
+//! session with the card last month on a 1.6 station this test runs) and
+//! last month's invoice issued from its page (a second ask refused), the
+//! invoice's lines and totals per VAT rate, its CSV and PDF downloaded, a
+//! credit note for its session, both in the invoices list. A screenshot of each page goes to
 //! `$CARGO_TARGET_TMPDIR/console-screens/` (printed).
 //!
 //! Also: the console's files are served with their types and security
