@@ -31,6 +31,10 @@ const FLEET: &str = "Lab fleet";
 const FLEET_DRIVER: &str = "pool-driver@lab-fleet.example";
 const FLEET_CARD: &str = "FLEETCARD01";
 const FLEET_PASSWORD: &str = "fleet-station-password";
+/// The driver who pays by card, their RFID card, the gateway's test key.
+const CARD_DRIVER: &str = "card-driver@lab.example";
+const CARD_TOKEN: &str = "CARDDRIVER01";
+const GATEWAY_SECRET: &str = "sk_test_evproto_console";
 
 fn chromium() -> &'static str {
     for c in [
@@ -92,6 +96,11 @@ struct Csms {
 
 impl Csms {
     fn start(name: &str) -> Csms {
+        Csms::start_with(name, &[])
+    }
+
+    /// As [`Csms::start`], with more environment (the card gateway).
+    fn start_with(name: &str, env: &[(&str, &str)]) -> Csms {
         let dir = std::env::temp_dir().join(format!("csms-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
@@ -108,6 +117,7 @@ impl Csms {
             .args(["--admin-port", "0", "--security-profile", "1"])
             .args(["--unknown-stations", "reject"])
             .env("CSMS_API_KEY", KEY)
+            .envs(env.iter().copied())
             .env_remove("DATABASE_URL")
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -198,7 +208,7 @@ fn simulator(
 /// on a 1.6 station that ended in the middle of last month (the station's
 /// own timestamps), priced under the default tariff the console made.
 /// Answers the session's id.
-async fn fleet_with_a_session_last_month(csms: &Csms) -> String {
+async fn fleet_with_a_session_last_month(csms: Ports, gateway: u16) -> String {
     use evproto_ocpp_client::{Client, ClientConfig, MemoryStore};
     use evproto_ocpp_rpc::Router;
     use serde_json::{json, Value};
@@ -287,6 +297,71 @@ async fn fleet_with_a_session_last_month(csms: &Csms) -> String {
     )
     .await;
     let session = format!("FLEET16:{tx}");
+
+    // a driver who pays by card (saved at localstripe) charges with their
+    // RFID card on the same station now: held, then captured at the stop
+    let creds = json!({"email": CARD_DRIVER, "password": "correct horse battery"});
+    assert_eq!(
+        call_api("", csms.http, "POST", "/app/v1/signup", Some(creds.clone())).0,
+        201
+    );
+    let (_, login) = call_api("", csms.http, "POST", "/app/v1/signin", Some(creds));
+    let bearer = login["access_token"].as_str().unwrap().to_owned();
+    let pm = gateway_form(
+        gateway,
+        "/v1/payment_methods",
+        "type=card&card[number]=4242424242424242&card[exp_month]=12&card[exp_year]=2031&card[cvc]=123",
+    );
+    let (s, me) = call_api(
+        &bearer,
+        csms.http,
+        "POST",
+        "/app/v1/me/card",
+        Some(json!({"payment_method": pm["id"]})),
+    );
+    assert_eq!((s, me["payment"].as_str()), (200, Some("card")), "{me}");
+    let (s, b) = call_api(
+        &bearer,
+        csms.http,
+        "POST",
+        "/app/v1/tokens",
+        Some(json!({"kind": "rfid", "id_token": CARD_TOKEN})),
+    );
+    assert_eq!(s, 201, "{b}");
+    let now = |min: i64| {
+        (chrono::Utc::now() - chrono::Duration::minutes(min))
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    };
+    let start = call(
+        "StartTransaction",
+        json!({"connectorId": 1, "idTag": CARD_TOKEN, "meterStart": 0, "timestamp": now(10)}),
+    )
+    .await;
+    assert_eq!(
+        start["idTagInfo"]["status"], "Accepted",
+        "the card hold: {start}"
+    );
+    let card_tx = start["transactionId"].as_i64().unwrap();
+    call("StopTransaction", json!({"transactionId": card_tx, "meterStop": 2000, "timestamp": now(0), "reason": "Local"})).await;
+    let card_session = format!("FLEET16:{card_tx}");
+    let mut captured = Value::Null;
+    for _ in 0..200 {
+        captured = op(
+            "GET",
+            format!("/api/sessions/{card_session}/card-payment"),
+            None,
+        )
+        .1;
+        if captured["status"] == "Captured" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(captured["status"], "Captured", "{captured}");
+    assert!(
+        captured["captured_minor"].as_i64().unwrap() > 50,
+        "{captured}"
+    );
     // priced: its CDR is made with the stop
     for _ in 0..100 {
         if op("GET", format!("/api/sessions/{session}/cdr"), None).0 == 200 {
@@ -295,6 +370,68 @@ async fn fleet_with_a_session_last_month(csms: &Csms) -> String {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     panic!("the fleet's session {session} got no CDR");
+}
+
+/// The ports the fixture needs (the CSMS itself stays with the test).
+#[derive(Clone, Copy)]
+struct Ports {
+    ocpp: u16,
+    http: u16,
+    admin: u16,
+}
+
+/// localstripe (from the evproto cache's venv, as `tests/stripe.rs` runs
+/// it) on a free port, killed when dropped.
+struct LocalStripe {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for LocalStripe {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl LocalStripe {
+    fn start() -> LocalStripe {
+        let py = test_support::peers::venv("venv-localstripe", &["localstripe==1.15.10"]);
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new(py.parent().unwrap().join("localstripe"))
+            .args(["--port", &port.to_string(), "--from-scratch"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("localstripe starts");
+        for _ in 0..300 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return LocalStripe { child, port };
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("localstripe did not listen on {port}");
+    }
+}
+
+/// A form POST to the gateway, as an app's Stripe.js makes it: the JSON answer.
+fn gateway_form(port: u16, path: &str, form: &str) -> serde_json::Value {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nAuthorization: Bearer {GATEWAY_SECRET}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{form}",
+        form.len()
+    )
+    .unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).unwrap();
+    let text = String::from_utf8_lossy(&out);
+    let (_, body) = text.split_once("\r\n\r\n").expect("an HTTP answer");
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("{path}: {e}: {text}"))
 }
 
 /// An operator request (or, with an empty key, an app request) over plain
@@ -398,7 +535,20 @@ fn live_updates_refresh_once_a_second_under_a_burst_of_events() {
 fn an_operator_runs_the_network_from_the_console() {
     let browser = chromium();
     let modules = node_modules();
-    let csms = Csms::start("console");
+    let gateway = LocalStripe::start();
+    let gateway_url = format!("http://127.0.0.1:{}", gateway.port);
+    let csms = Csms::start_with(
+        "console",
+        &[
+            ("CSMS_STRIPE_SECRET_KEY", GATEWAY_SECRET),
+            ("CSMS_STRIPE_API_BASE", &gateway_url),
+        ],
+    );
+    let ports = Ports {
+        ocpp: csms.ocpp,
+        http: csms.http,
+        admin: csms.admin,
+    };
     let screens = Path::new(env!("CARGO_TARGET_TMPDIR")).join("console-screens");
     let _ = std::fs::remove_dir_all(&screens);
     println!("console screenshots: {}", screens.display());
@@ -412,6 +562,7 @@ fn an_operator_runs_the_network_from_the_console() {
         .env("CONSOLE_STATION", "LAB0")
         .env("CONSOLE_FLEET", FLEET)
         .env("CONSOLE_FLEET_DRIVER", FLEET_DRIVER)
+        .env("CONSOLE_CARD_TOKEN", CARD_TOKEN)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -457,7 +608,7 @@ fn an_operator_runs_the_network_from_the_console() {
         // the default tariff is made: a fleet with a priced session last
         // month, for the console to invoice
         if line == "NEED fleet" {
-            fleet_session = Some(rt.block_on(fleet_with_a_session_last_month(&csms)));
+            fleet_session = Some(rt.spawn(fleet_with_a_session_last_month(ports, gateway.port)));
         }
     }
     let status = node.lock().unwrap().wait().unwrap();
@@ -473,7 +624,9 @@ fn an_operator_runs_the_network_from_the_console() {
         screens.display()
     );
     assert!(output.contains("OK every step passed"), "{output}");
-    let session = fleet_session.expect("the console asked for the fleet");
+    let session = rt
+        .block_on(fleet_session.expect("the console asked for the fleet"))
+        .expect("the fleet's session was made");
     assert!(
         output.contains(&format!("INVOICED {session}")),
         "the console's invoice has no line of {session}:\n{output}"

@@ -12,7 +12,8 @@
 // should start with that password, `NEED fleet` once the default tariff is
 // made (the test then makes a fleet whose driver signed up in the app, with
 // a priced session last month), `INVOICED <session>` per session on the
-// invoice the console issued. Exit 0 when every step passed; 1 with
+// invoice the console issued. The test also pays a session by card (its
+// driver's RFID card, the card saved at localstripe) for the refund step. Exit 0 when every step passed; 1 with
 // the failing step and a screenshot of the page otherwise.
 
 import { createRequire } from 'node:module';
@@ -28,6 +29,7 @@ const SCREENS = process.env.CONSOLE_SCREENS;
 const STATION = process.env.CONSOLE_STATION || 'LAB0';
 const FLEET = process.env.CONSOLE_FLEET || 'Lab fleet';
 const FLEET_DRIVER = process.env.CONSOLE_FLEET_DRIVER || 'pool-driver@lab-fleet.example';
+const CARD_TOKEN = process.env.CONSOLE_CARD_TOKEN || 'CARDDRIVER01';
 const TOKEN = 'LABTOKEN';
 const LONG = 90_000;
 
@@ -295,6 +297,32 @@ try {
   await page.locator('tr[data-kind="credit_note"]').first().waitFor();
   await go(fleetHash);
   await page.locator('#fleet-documents tr[data-kind="credit_note"]').waitFor();
+
+  step("a card-paid session: the gateway's status, a partial refund");
+  await go('#/sessions');
+  await page.getByLabel('Station').fill('FLEET16');
+  const cardRow = page.locator('tr[data-session]', { hasText: CARD_TOKEN });
+  await cardRow.waitFor({ timeout: LONG });
+  await cardRow.locator('button.link').click();
+  const sd2 = page.locator('dialog[open].modal').first();
+  const cardPay = sd2.locator('#session-payment [data-provider="card"][data-payment="Captured"]');
+  await cardPay.waitFor({ timeout: LONG });
+  const capturedMinor = Number(await cardPay.locator('[data-captured]').getAttribute('data-captured'));
+  check(capturedMinor > 50, 'captured on the card: ' + capturedMinor);
+  check(/succeeded|—/.test(await cardPay.innerText()), 'the gateway status is shown');
+  await sd2.getByRole('button', { name: 'Refund…' }).click();
+  const rd = page.locator('dialog[open].modal').last();
+  await rd.getByLabel('Amount (EUR)').fill('0.50');
+  if (await rd.getByLabel('Reason').count()) await rd.getByLabel('Reason').fill('goodwill (console test)');
+  await rd.getByRole('button', { name: 'Refund', exact: true }).click();
+  await page.locator('dialog.confirm').getByRole('button', { name: 'Refund', exact: true }).click();
+  await toastSays('Refund of');
+  await sd2.locator('#session-payment [data-refunded="50"]').waitFor({ timeout: LONG });
+  await sd2.locator('#session-payment tr[data-refund]').first().waitFor();
+  const refundStatus = await sd2.locator('#session-payment tr[data-refund]').first().getAttribute('data-status');
+  check(refundStatus === 'Succeeded' || refundStatus === 'Pending', 'the refund: ' + refundStatus);
+  await shot('15b-card-refund');
+  await sd2.getByRole('button', { name: 'Close' }).click();
 
   step('open the station page with its generated OCPP forms');
   await go('#/stations/' + encodeURIComponent(STATION));
