@@ -181,7 +181,8 @@ try {
 
   step('overview counts the station and its session');
   await go('#/overview');
-  await page.locator('[data-tile="stations"]', { hasText: '1 / 1' }).waitFor({ timeout: LONG });
+  // the lab station online, and the fleet's (registered by the test, online while its client lives)
+  await page.locator('[data-tile="stations"] .value', { hasText: /^[12] \/ 2$/ }).waitFor({ timeout: LONG });
   await page.locator('[data-tile="sessions"] .value', { hasText: /^[1-9]/ }).waitFor({ timeout: LONG });
   await shot('07-overview-live');
 
@@ -240,7 +241,8 @@ try {
   await page.getByLabel('Search').fill(FLEET_DRIVER.split('@')[0]);
   const driverRow = page.locator('tr[data-driver]', { hasText: FLEET_DRIVER });
   await driverRow.waitFor({ timeout: LONG });
-  check((await page.locator('tr[data-driver]').count()) === 1, 'the search left one driver');
+  // the search (debounced) leaves the one driver of the two
+  await page.waitForFunction(() => document.querySelectorAll('tr[data-driver]').length === 1, null, { timeout: 10_000 }).catch(() => check(false, 'the search did not leave one driver'));
   await driverRow.getByRole('link', { name: FLEET_DRIVER }).click();
   await page.locator('#view h1', { hasText: FLEET_DRIVER }).waitFor();
   await page.waitForFunction(() => document.body.dataset.route?.startsWith('#/drivers/'));
