@@ -408,9 +408,11 @@ impl LocalStripe {
             .stderr(Stdio::null())
             .spawn()
             .expect("localstripe starts");
+        // killed and waited for when dropped, on the panic below too
+        let ls = LocalStripe { child, port };
         for _ in 0..300 {
             if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return LocalStripe { child, port };
+                return ls;
             }
             std::thread::sleep(Duration::from_millis(100));
         }
