@@ -743,6 +743,8 @@ fn demo_runs_the_whole_story() {
         assert_eq!(Some(captured), d["price_minor"].as_i64(), "{d}");
         assert_eq!(d["receipt"]["payment"]["provider"], "card", "{d}");
         assert_eq!(d["receipt"]["payment"]["status"], "Captured", "{d}");
+        // the gateway's own word, from its webhook event
+        assert_eq!(d["gateway_status"], "succeeded", "{d}");
     }
     let invoice = &step("paying: a fleet's month invoiced")["detail"];
     assert!(

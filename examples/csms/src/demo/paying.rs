@@ -28,6 +28,8 @@ use super::{api, Steps, PASSWORD, TARIFF};
 use crate::config::Config;
 
 const SECRET: &str = "sk_test_evproto_demo";
+/// What localstripe signs its webhook events with.
+const WEBHOOK_SECRET: &str = "whsec_evproto_demo";
 const DRIVER: &str = "demo-driver@example.com";
 const FLEET_CARD: &str = "DEMOFLEET01";
 /// The demo's charges are a few seconds long: the hold covers them.
@@ -105,7 +107,12 @@ async fn gateway(ls: &LocalStripe, method: &str, path: &str, form: &str) -> Resu
     if !r.status().is_success() {
         return Err(format!("{path}: {}", r.status()));
     }
-    r.json().await.map_err(|e| e.to_string())
+    // the configuration routes answer with an empty body
+    let text = r.text().await.map_err(|e| e.to_string())?;
+    if text.is_empty() {
+        return Ok(Value::Null);
+    }
+    serde_json::from_str(&text).map_err(|e| e.to_string())
 }
 
 /// An app API call (the driver's bearer token, when signed in).
@@ -154,6 +161,7 @@ pub(super) async fn run(steps: &mut Steps) -> Result<(), String> {
         // read once, when the CSMS below starts (as in production)
         std::env::set_var("CSMS_STRIPE_SECRET_KEY", SECRET);
         std::env::set_var("CSMS_STRIPE_API_BASE", &ls.base);
+        std::env::set_var("CSMS_STRIPE_WEBHOOK_SECRET", WEBHOOK_SECRET);
     }
     let dir = std::env::temp_dir().join(format!("csms-demo-paying-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -195,6 +203,7 @@ pub(super) async fn run(steps: &mut Steps) -> Result<(), String> {
     if ls.is_ok() {
         std::env::remove_var("CSMS_STRIPE_SECRET_KEY");
         std::env::remove_var("CSMS_STRIPE_API_BASE");
+        std::env::remove_var("CSMS_STRIPE_WEBHOOK_SECRET");
     }
     let result = story(&started, &key, ls.as_ref().map_err(String::as_str), steps).await;
     let _ = stop_tx.send(());
@@ -238,9 +247,13 @@ async fn story(
         json!({"driver": me["id"], "email": DRIVER, "id_token": tok["id_token"]}),
     );
 
-    // 2. a card saved through the gateway
+    // 2. a card saved through the gateway, which tells the CSMS what
+    // happened to its payments (webhook events)
     let card = match ls {
         Ok(ls) => {
+            let hook =
+                format!("url=http://127.0.0.1:{public}/webhooks/stripe&secret={WEBHOOK_SECRET}");
+            let hooked = gateway(ls, "POST", "/_config/webhooks/csms", &hook).await;
             let pm = gateway(ls, "POST", "/v1/payment_methods",
                 "type=card&card[number]=4242424242424242&card[exp_month]=12&card[exp_year]=2031&card[cvc]=123").await;
             let pm = pm.map(|p| p["id"].as_str().unwrap_or_default().to_owned());
@@ -261,7 +274,7 @@ async fn story(
             steps.record(
                 "paying: card saved (localstripe)",
                 ok,
-                json!({"status": s, "card": me["card"], "payment": me["payment"]}),
+                json!({"status": s, "card": me["card"], "payment": me["payment"], "webhook": hooked.map_or_else(|e| e, |_| "configured".to_owned())}),
             );
             ok
         }
@@ -310,11 +323,12 @@ async fn story(
     let currency = cdr["currency"].as_str().unwrap_or("EUR").to_owned();
     let price = minor_units(&cdr["total_cost"]["incl_vat"], &currency);
     if card {
-        // the capture runs from the outbox, right after the session's end
+        // the capture runs from the outbox, right after the session's end;
+        // the gateway's event about it comes a second or so later
         let mut answer = (0, Value::Null);
         for _ in 0..80 {
             answer = op("GET", format!("/api/sessions/{session}/card-payment"), None).await?;
-            if answer.1["status"] == "Captured" {
+            if answer.1["status"] == "Captured" && answer.1["gateway_status"] == "succeeded" {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
