@@ -3,7 +3,7 @@
 // JSON) and a credit note for disputed sessions.
 
 import { get, post, seg, download, hasRoute } from '../api.js';
-import { h, fill, card, facts, pagedTable, staticTable, field, select, modal, confirm, errorBox, toast, busy, trackEditing } from '../ui.js';
+import { h, fill, card, facts, pagedTable, staticTable, field, select, formDialog, confirm, errorBox, toast, busy } from '../ui.js';
 import { time, minor, kwhValue } from '../format.js';
 import { documentColumns } from './fleets.js';
 
@@ -12,14 +12,10 @@ const KINDS = { invoice: 'Invoice', credit_note: 'Credit note' };
 /** Asks which sessions to credit and why, then issues the credit note. */
 function creditDialog(doc, onIssued) {
   const sessions = [...new Set(doc.lines.map((l) => l.session_id))];
-  modal(`Credit note for ${doc.number}`, (close) => {
-    const boxes = sessions.map((s) => h('input', { type: 'checkbox', name: 'session', value: s }));
-    const reason = h('textarea', { name: 'reason', required: true, maxlength: 200, rows: 3, placeholder: 'e.g. the driver disputes the session: the station did not charge' });
-    const err = h('div');
-    const go = h('button', { type: 'submit', class: 'danger' }, 'Issue credit note');
-    const form = h(
-      'form',
-      { class: 'stack' },
+  const boxes = sessions.map((s) => h('input', { type: 'checkbox', name: 'session', value: s }));
+  const reason = h('textarea', { name: 'reason', required: true, maxlength: 200, rows: 3, placeholder: 'e.g. the driver disputes the session: the station did not charge' });
+  formDialog(`Credit note for ${doc.number}`, {
+    fields: [
       h('p', {}, 'The sessions chosen are credited in full: their lines turned on a credit note, numbered in its own series, e-mailed like the invoice. A session is credited once.'),
       h(
         'fieldset',
@@ -28,34 +24,17 @@ function creditDialog(doc, onIssued) {
         sessions.map((s, i) => h('label', { class: 'check' }, boxes[i], ' ', s)),
       ),
       field('Reason (printed on the credit note)', reason),
-      err,
-      h('div', { class: 'actions' }, go, h('button', { type: 'button', class: 'secondary', onclick: close }, 'Cancel')),
-    );
-    trackEditing(form);
-    form.addEventListener(
-      'submit',
-      busy(go, async () => {
-        if (!form.reportValidity()) return;
-        const chosen = boxes.filter((b) => b.checked).map((b) => b.value);
-        if (!chosen.length) {
-          fill(err, h('p', { class: 'error', role: 'alert' }, 'Choose at least one session.'));
-          return;
-        }
-        if (!(await confirm(`Credit ${chosen.length} session${chosen.length > 1 ? 's' : ''} of ${doc.number}?`, 'A credit note cannot be withdrawn once issued.', 'Issue credit note'))) return;
-        let cn;
-        try {
-          cn = await post(`/api/invoices/${seg(doc.number)}/credit-notes`, { sessions: chosen, reason: reason.value.trim() });
-        } catch (e) {
-          fill(err, errorBox(e));
-          return;
-        }
-        form.dataset.editing = '';
-        close();
-        toast(`Credit note ${cn.number} issued: ${minor(cn.total_minor, cn.currency, cn.minor_unit)}.`);
-        onIssued?.(cn);
-      }),
-    );
-    return form;
+    ],
+    action: 'Issue credit note',
+    danger: true,
+    run: async (refuse) => {
+      const chosen = boxes.filter((b) => b.checked).map((b) => b.value);
+      if (!chosen.length) return refuse('Choose at least one session.');
+      if (!(await confirm(`Credit ${chosen.length} session${chosen.length > 1 ? 's' : ''} of ${doc.number}?`, 'A credit note cannot be withdrawn once issued.', 'Issue credit note'))) return false;
+      const cn = await post(`/api/invoices/${seg(doc.number)}/credit-notes`, { sessions: chosen, reason: reason.value.trim() });
+      toast(`Credit note ${cn.number} issued: ${minor(cn.total_minor, cn.currency, cn.minor_unit)}.`);
+      onIssued?.(cn);
+    },
   });
 }
 

@@ -3,7 +3,7 @@
 // payment; force-close with a reason.
 
 import { get, post, seg, hasRoute, bodyProperties } from '../api.js';
-import { h, fill, card, facts, pagedTable, staticTable, pill, field, select, modal, confirm, errorBox, toast, busy, trackEditing } from '../ui.js';
+import { h, fill, card, facts, pagedTable, staticTable, pill, field, select, modal, formDialog, confirm, errorBox, toast } from '../ui.js';
 import { time, kwh, kw, money, minor, minorDigits, sessionDuration, fromLocalInput } from '../format.js';
 import { timeChart } from '../chart.js';
 
@@ -106,36 +106,20 @@ export function sessionColumns({ station = true, onChange } = {}) {
 
 /** Asks for a reason and force-closes an active session. */
 export function closeDialog(s, onClosed) {
-  modal(`Force-close session at ${s.station_id}`, (close) => {
-    const reason = h('textarea', { name: 'reason', required: true, maxlength: 255, rows: 3, placeholder: 'e.g. station stuck in Charging after a power cut' });
-    const err = h('div');
-    const go = h('button', { type: 'submit', class: 'danger' }, 'Force close');
-    const form = h(
-      'form',
-      { class: 'stack' },
+  const reason = h('textarea', { name: 'reason', required: true, maxlength: 255, rows: 3, placeholder: 'e.g. station stuck in Charging after a power cut' });
+  formDialog(`Force-close session at ${s.station_id}`, {
+    fields: [
       h('p', {}, `The CSMS ends session ${s.id} itself, priced up to its last meter value (${kwh(s.energy_wh)}), and settles it like any other. Use this only when the station will not end it.`),
       field('Reason (kept with the session)', reason),
-      err,
-      h('div', { class: 'actions' }, go, h('button', { type: 'button', class: 'secondary', onclick: close }, 'Cancel')),
-    );
-    trackEditing(form);
-    form.addEventListener(
-      'submit',
-      busy(go, async () => {
-        if (!form.reportValidity()) return;
-        try {
-          await post(`/api/sessions/${seg(s.id)}/close`, { reason: reason.value.trim() });
-        } catch (e) {
-          fill(err, errorBox(e));
-          return;
-        }
-        toast(`Session ${s.id} closed.`);
-        close();
-        onClosed?.();
-      }),
-    );
-    queueMicrotask(() => reason.focus());
-    return form;
+    ],
+    action: 'Force close',
+    danger: true,
+    focus: reason,
+    run: async () => {
+      await post(`/api/sessions/${seg(s.id)}/close`, { reason: reason.value.trim() });
+      toast(`Session ${s.id} closed.`);
+      onClosed?.();
+    },
   });
 }
 
@@ -242,44 +226,27 @@ export function cardPaymentFacts(p, onRefund) {
 /** Asks for an amount (and a reason where the CSMS keeps one), confirms, refunds part of a captured card payment. */
 async function refundDialog(p, onDone) {
   const digits = minorDigits(p.currency);
+  const step = (1 / 10 ** digits).toFixed(digits);
   const takesReason = (await bodyProperties('/api/sessions/{id}/refunds', 'post')).has('reason');
-  const most = p.refundable_minor / 10 ** digits;
-  modal(`Refund session ${p.session_id}`, (close) => {
-    const amount = h('input', { name: 'amount', type: 'number', required: true, min: (1 / 10 ** digits).toFixed(digits), max: most.toFixed(digits), step: (1 / 10 ** digits).toFixed(digits), inputmode: 'decimal', value: most.toFixed(digits) });
-    const reason = h('textarea', { name: 'reason', required: true, maxlength: 200, rows: 2, placeholder: 'e.g. the connector stopped delivering; goodwill' });
-    const err = h('div');
-    const go = h('button', { type: 'submit', class: 'danger' }, 'Refund');
-    const form = h(
-      'form',
-      { class: 'stack' },
+  const most = (p.refundable_minor / 10 ** digits).toFixed(digits);
+  const amount = h('input', { name: 'amount', type: 'number', required: true, min: step, max: most, step, inputmode: 'decimal', value: most });
+  const reason = h('textarea', { name: 'reason', required: true, maxlength: 200, rows: 2, placeholder: 'e.g. the connector stopped delivering; goodwill' });
+  formDialog(`Refund session ${p.session_id}`, {
+    fields: [
       h('p', {}, `Up to ${minor(p.refundable_minor, p.currency)} of the ${minor(p.captured_minor, p.currency)} captured goes back to the driver's card through the gateway.`),
       field(`Amount (${p.currency})`, amount),
       takesReason ? field('Reason', reason) : null,
-      err,
-      h('div', { class: 'actions' }, go, h('button', { type: 'button', class: 'secondary', onclick: close }, 'Cancel')),
-    );
-    trackEditing(form);
-    form.addEventListener(
-      'submit',
-      busy(go, async () => {
-        if (!form.reportValidity()) return;
-        const amountMinor = Math.round(Number(amount.value) * 10 ** digits);
-        if (!(await confirm(`Refund ${minor(amountMinor, p.currency)}?`, `The card of session ${p.session_id} is refunded; this cannot be undone.`, 'Refund'))) return;
-        let r;
-        try {
-          r = await post(`/api/sessions/${seg(p.session_id)}/refunds`, takesReason ? { amount_minor: amountMinor, reason: reason.value.trim() } : { amount_minor: amountMinor });
-        } catch (e) {
-          fill(err, errorBox(e));
-          return;
-        }
-        form.dataset.editing = '';
-        close();
-        toast(`Refund of ${minor(r.amount_minor, p.currency)}: ${r.status}.`);
-        onDone?.();
-      }),
-    );
-    queueMicrotask(() => amount.focus());
-    return form;
+    ],
+    action: 'Refund',
+    danger: true,
+    focus: amount,
+    run: async () => {
+      const amountMinor = Math.round(Number(amount.value) * 10 ** digits);
+      if (!(await confirm(`Refund ${minor(amountMinor, p.currency)}?`, `The card of session ${p.session_id} is refunded; this cannot be undone.`, 'Refund'))) return false;
+      const r = await post(`/api/sessions/${seg(p.session_id)}/refunds`, takesReason ? { amount_minor: amountMinor, reason: reason.value.trim() } : { amount_minor: amountMinor });
+      toast(`Refund of ${minor(r.amount_minor, p.currency)}: ${r.status}.`);
+      onDone?.();
+    },
   });
 }
 
