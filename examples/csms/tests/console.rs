@@ -5,7 +5,12 @@
 //! through the forms, the simulated station booting and charging under
 //! that password, a session force-closed with a reason, its CDR and
 //! payment, a Reset sent from the form generated from the action's schema
-//! and its answer. A screenshot of each page goes to
+//! and its answer. The paying side: a driver who signed up in the app and
+//! manages a fleet found by search, the fleet (its member and card, a
+//! session with the card last month on a 1.6 station this test runs) and
+//! last month's invoice issued from its page (a second ask refused), the
+//! invoice's lines and totals per VAT rate, its CSV and PDF downloaded, a
+//! credit note for its session, both in the invoices list. A screenshot of each page goes to
 //! `$CARGO_TARGET_TMPDIR/console-screens/` (printed).
 //!
 //! Also: the console's files are served with their types and security
@@ -21,6 +26,16 @@ use evproto_ocpp_proto::ProtocolVersion;
 use evproto_sim::{model::Behaviour, SimConfig};
 
 const KEY: &str = "console-test-key-0123456789";
+/// The fleet the console invoices, its driver (signed up in the app) and card.
+const FLEET: &str = "Lab fleet";
+const FLEET_DRIVER: &str = "pool-driver@lab-fleet.example";
+const FLEET_CARD: &str = "FLEETCARD01";
+const FLEET_PASSWORD: &str = "fleet-station-password";
+/// The driver who pays by card, their RFID card, the gateway's test key.
+const CARD_DRIVER: &str = "card-driver@lab.example";
+const CARD_TOKEN: &str = "CARDDRIVER01";
+const GATEWAY_SECRET: &str = "sk_test_evproto_console";
+const WEBHOOK_SECRET: &str = "whsec_evproto_console";
 
 fn chromium() -> &'static str {
     for c in [
@@ -75,12 +90,18 @@ fn node_modules() -> &'static Path {
 struct Csms {
     child: Child,
     ocpp: u16,
+    http: u16,
     admin: u16,
     dir: PathBuf,
 }
 
 impl Csms {
     fn start(name: &str) -> Csms {
+        Csms::start_with(name, &[])
+    }
+
+    /// As [`Csms::start`], with more environment (the card gateway).
+    fn start_with(name: &str, env: &[(&str, &str)]) -> Csms {
         let dir = std::env::temp_dir().join(format!("csms-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
@@ -97,20 +118,19 @@ impl Csms {
             .args(["--admin-port", "0", "--security-profile", "1"])
             .args(["--unknown-stations", "reject"])
             .env("CSMS_API_KEY", KEY)
+            .envs(env.iter().copied())
             .env_remove("DATABASE_URL")
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let (ocpp, admin) = loop {
+        let (ocpp, http, admin) = loop {
             let line = lines.next().expect("csms exited before listening").unwrap();
             let v: serde_json::Value = serde_json::from_str(&line).unwrap();
             if v["event"] == "listening" {
-                break (
-                    v["ocpp_port"].as_u64().unwrap() as u16,
-                    v["admin_port"].as_u64().unwrap() as u16,
-                );
+                let port = |name: &str| v[name].as_u64().unwrap() as u16;
+                break (port("ocpp_port"), port("http_port"), port("admin_port"));
             }
         };
         // keep reading its stdout so it never blocks on a full pipe
@@ -118,6 +138,7 @@ impl Csms {
         Csms {
             child,
             ocpp,
+            http,
             admin,
             dir,
         }
@@ -181,6 +202,286 @@ fn simulator(
         },
         None,
     ))
+}
+
+/// The fleet the console invoices: a driver who signed up in the app
+/// (public port) and joined it, its card, and one session with that card
+/// on a 1.6 station that ended in the middle of last month (the station's
+/// own timestamps), priced under the default tariff the console made.
+/// Answers the session's id.
+async fn fleet_with_a_session_last_month(csms: Ports, gateway: u16) -> String {
+    use evproto_ocpp_client::{Client, ClientConfig, MemoryStore};
+    use evproto_ocpp_rpc::Router;
+    use serde_json::{json, Value};
+
+    let op = |m: &str, p: String, b: Option<Value>| call_api(KEY, csms.admin, m, &p, b);
+    let (s, b) = call_api(
+        "",
+        csms.http,
+        "POST",
+        "/app/v1/signup",
+        Some(json!({"email": FLEET_DRIVER, "password": "correct horse battery"})),
+    );
+    assert_eq!(s, 201, "{b}");
+    let driver = b["id"].as_str().unwrap().to_owned();
+    let (s, fleet) = op(
+        "POST",
+        "/api/fleets".into(),
+        Some(json!({"name": FLEET, "email": "billing@lab-fleet.example"})),
+    );
+    assert_eq!(s, 201, "{fleet}");
+    let fleet = fleet["id"].as_str().unwrap().to_owned();
+    let (s, b) = op(
+        "PUT",
+        format!("/api/fleets/{fleet}/members/{driver}"),
+        Some(json!({"role": "manager"})),
+    );
+    assert_eq!(s, 200, "{b}");
+    let (s, b) = op(
+        "PUT",
+        format!("/api/fleets/{fleet}/cards/{FLEET_CARD}"),
+        Some(json!({"label": "pool car card"})),
+    );
+    assert_eq!(s, 201, "{b}");
+    let (s, b) = op(
+        "PUT",
+        "/api/stations/FLEET16".into(),
+        Some(json!({"password": FLEET_PASSWORD})),
+    );
+    assert_eq!(s, 201, "{b}");
+    let station = Client::start(
+        ClientConfig::new(
+            format!("ws://127.0.0.1:{}/ocpp/", csms.ocpp),
+            "FLEET16",
+            ProtocolVersion::V16,
+        )
+        .with_password(FLEET_PASSWORD),
+        Router::station_v16().into_routes(),
+        r#"{"chargePointVendor":"Lab","chargePointModel":"Fleet"}"#,
+        MemoryStore::default(),
+    );
+    station.wait_ready(Duration::from_secs(20)).await.unwrap();
+    let call = |action: &'static str, payload: Value| {
+        let peer = station.peer().unwrap();
+        async move {
+            serde_json::from_str::<Value>(
+                &peer.call_raw(action, payload.to_string()).await.unwrap(),
+            )
+            .unwrap()
+        }
+    };
+    // the 15th of last month, 10:00 to 11:00 UTC: in last month in any time zone
+    use chrono::Datelike;
+    let first = chrono::Utc::now().date_naive().with_day(1).unwrap();
+    let day = (first - chrono::Duration::days(20)).with_day(15).unwrap();
+    let at = |h: u32| {
+        day.and_hms_opt(h, 0, 0)
+            .unwrap()
+            .and_utc()
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    };
+    call(
+        "StatusNotification",
+        json!({"connectorId": 1, "errorCode": "NoError", "status": "Available"}),
+    )
+    .await;
+    let start = call(
+        "StartTransaction",
+        json!({"connectorId": 1, "idTag": FLEET_CARD, "meterStart": 0, "timestamp": at(10)}),
+    )
+    .await;
+    assert_eq!(start["idTagInfo"]["status"], "Accepted", "{start}");
+    let tx = start["transactionId"].as_i64().unwrap();
+    call(
+        "StopTransaction",
+        json!({"transactionId": tx, "meterStop": 10000, "timestamp": at(11), "reason": "Local"}),
+    )
+    .await;
+    let session = format!("FLEET16:{tx}");
+
+    // a driver who pays by card (saved at localstripe) charges with their
+    // RFID card on the same station now: held, then captured at the stop
+    // the gateway tells the CSMS what happened to its payments
+    gateway_form(
+        gateway,
+        "/_config/webhooks/csms",
+        &format!(
+            "url=http://127.0.0.1:{}/webhooks/stripe&secret={WEBHOOK_SECRET}",
+            csms.http
+        ),
+    );
+    let creds = json!({"email": CARD_DRIVER, "password": "correct horse battery"});
+    assert_eq!(
+        call_api("", csms.http, "POST", "/app/v1/signup", Some(creds.clone())).0,
+        201
+    );
+    let (_, login) = call_api("", csms.http, "POST", "/app/v1/signin", Some(creds));
+    let bearer = login["access_token"].as_str().unwrap().to_owned();
+    let pm = gateway_form(
+        gateway,
+        "/v1/payment_methods",
+        "type=card&card[number]=4242424242424242&card[exp_month]=12&card[exp_year]=2031&card[cvc]=123",
+    );
+    let (s, me) = call_api(
+        &bearer,
+        csms.http,
+        "POST",
+        "/app/v1/me/card",
+        Some(json!({"payment_method": pm["id"]})),
+    );
+    assert_eq!((s, me["payment"].as_str()), (200, Some("card")), "{me}");
+    let (s, b) = call_api(
+        &bearer,
+        csms.http,
+        "POST",
+        "/app/v1/tokens",
+        Some(json!({"kind": "rfid", "id_token": CARD_TOKEN})),
+    );
+    assert_eq!(s, 201, "{b}");
+    let now = |min: i64| {
+        (chrono::Utc::now() - chrono::Duration::minutes(min))
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    };
+    let start = call(
+        "StartTransaction",
+        json!({"connectorId": 1, "idTag": CARD_TOKEN, "meterStart": 0, "timestamp": now(10)}),
+    )
+    .await;
+    assert_eq!(
+        start["idTagInfo"]["status"], "Accepted",
+        "the card hold: {start}"
+    );
+    let card_tx = start["transactionId"].as_i64().unwrap();
+    call("StopTransaction", json!({"transactionId": card_tx, "meterStop": 2000, "timestamp": now(0), "reason": "Local"})).await;
+    let card_session = format!("FLEET16:{card_tx}");
+    let mut captured = Value::Null;
+    for _ in 0..200 {
+        captured = op(
+            "GET",
+            format!("/api/sessions/{card_session}/card-payment"),
+            None,
+        )
+        .1;
+        if captured["status"] == "Captured" && captured["gateway_status"] == "succeeded" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(captured["status"], "Captured", "{captured}");
+    assert_eq!(captured["gateway_status"], "succeeded", "{captured}");
+    assert!(
+        captured["captured_minor"].as_i64().unwrap() > 50,
+        "{captured}"
+    );
+    // priced: its CDR is made with the stop
+    for _ in 0..100 {
+        if op("GET", format!("/api/sessions/{session}/cdr"), None).0 == 200 {
+            return session;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the fleet's session {session} got no CDR");
+}
+
+/// The ports the fixture needs (the CSMS itself stays with the test).
+#[derive(Clone, Copy)]
+struct Ports {
+    ocpp: u16,
+    http: u16,
+    admin: u16,
+}
+
+/// localstripe (from the evproto cache's venv, as `tests/stripe.rs` runs
+/// it) on a free port, killed when dropped.
+struct LocalStripe {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for LocalStripe {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl LocalStripe {
+    fn start() -> LocalStripe {
+        let py = test_support::peers::venv("venv-localstripe", &["localstripe==1.15.10"]);
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new(py.parent().unwrap().join("localstripe"))
+            .args(["--port", &port.to_string(), "--from-scratch"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("localstripe starts");
+        // killed and waited for when dropped, on the panic below too
+        let ls = LocalStripe { child, port };
+        for _ in 0..300 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return ls;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("localstripe did not listen on {port}");
+    }
+}
+
+/// A form POST to the gateway, as an app's Stripe.js makes it: the JSON answer.
+fn gateway_form(port: u16, path: &str, form: &str) -> serde_json::Value {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nAuthorization: Bearer {GATEWAY_SECRET}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{form}",
+        form.len()
+    )
+    .unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).unwrap();
+    let text = String::from_utf8_lossy(&out);
+    let (_, body) = text.split_once("\r\n\r\n").expect("an HTTP answer");
+    // the configuration routes answer with an empty body
+    if body.trim().is_empty() {
+        return serde_json::Value::Null;
+    }
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("{path}: {e}: {text}"))
+}
+
+/// An operator request (or, with an empty key, an app request) over plain
+/// HTTP/1.1, one per connection: (status, JSON body or null).
+fn call_api(
+    key: &str,
+    port: u16,
+    method: &str,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    let auth = if key.is_empty() {
+        String::new()
+    } else {
+        format!("Authorization: Bearer {key}\r\n")
+    };
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).unwrap();
+    let text = String::from_utf8_lossy(&out);
+    let (head, rest) = text.split_once("\r\n\r\n").expect("an HTTP answer");
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (
+        status,
+        serde_json::from_str(rest).unwrap_or(serde_json::Value::Null),
+    )
 }
 
 #[test]
@@ -251,7 +552,21 @@ fn live_updates_refresh_once_a_second_under_a_burst_of_events() {
 fn an_operator_runs_the_network_from_the_console() {
     let browser = chromium();
     let modules = node_modules();
-    let csms = Csms::start("console");
+    let gateway = LocalStripe::start();
+    let gateway_url = format!("http://127.0.0.1:{}", gateway.port);
+    let csms = Csms::start_with(
+        "console",
+        &[
+            ("CSMS_STRIPE_SECRET_KEY", GATEWAY_SECRET),
+            ("CSMS_STRIPE_API_BASE", &gateway_url),
+            ("CSMS_STRIPE_WEBHOOK_SECRET", WEBHOOK_SECRET),
+        ],
+    );
+    let ports = Ports {
+        ocpp: csms.ocpp,
+        http: csms.http,
+        admin: csms.admin,
+    };
     let screens = Path::new(env!("CARGO_TARGET_TMPDIR")).join("console-screens");
     let _ = std::fs::remove_dir_all(&screens);
     println!("console screenshots: {}", screens.display());
@@ -263,6 +578,9 @@ fn an_operator_runs_the_network_from_the_console() {
         .env("CONSOLE_KEY", KEY)
         .env("CONSOLE_SCREENS", &screens)
         .env("CONSOLE_STATION", "LAB0")
+        .env("CONSOLE_FLEET", FLEET)
+        .env("CONSOLE_FLEET_DRIVER", FLEET_DRIVER)
+        .env("CONSOLE_CARD_TOKEN", CARD_TOKEN)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -275,6 +593,7 @@ fn an_operator_runs_the_network_from_the_console() {
     });
     let rt = tokio::runtime::Runtime::new().unwrap();
     let mut sim = None;
+    let mut fleet_session = None;
     let mut output = String::new();
     // a hang guard: the script's own waits are shorter
     let stdout = node.stdout.take().unwrap();
@@ -304,6 +623,11 @@ fn an_operator_runs_the_network_from_the_console() {
             assert_eq!(id, "LAB0");
             sim = Some(simulator(&rt, csms.ocpp, "LAB", password));
         }
+        // the default tariff is made: a fleet with a priced session last
+        // month, for the console to invoice
+        if line == "NEED fleet" {
+            fleet_session = Some(rt.spawn(fleet_with_a_session_last_month(ports, gateway.port)));
+        }
     }
     let status = node.lock().unwrap().wait().unwrap();
     done.store(true, std::sync::atomic::Ordering::SeqCst);
@@ -318,6 +642,13 @@ fn an_operator_runs_the_network_from_the_console() {
         screens.display()
     );
     assert!(output.contains("OK every step passed"), "{output}");
+    let session = rt
+        .block_on(fleet_session.expect("the console asked for the fleet"))
+        .expect("the fleet's session was made");
+    assert!(
+        output.contains(&format!("INVOICED {session}")),
+        "the console's invoice has no line of {session}:\n{output}"
+    );
     let shots = std::fs::read_dir(&screens).unwrap().count();
     assert!(shots >= 16, "{shots} screenshots in {}", screens.display());
 }

@@ -717,4 +717,46 @@ fn demo_runs_the_whole_story() {
     );
     assert!(steps.iter().all(|s| s["ok"] == true), "{summary:#}");
     assert_eq!(summary["simulator"]["error_count"], 0);
+    // the paying step: the app's driver, a card (skipped with the reason
+    // only where localstripe is not installed), the fleet's invoice
+    let step = |prefix: &str| {
+        steps
+            .iter()
+            .find(|s| s["step"].as_str().unwrap_or_default().starts_with(prefix))
+            .unwrap_or_else(|| panic!("no step {prefix}: {summary:#}"))
+    };
+    let driver = &step("paying: driver signed up")["detail"];
+    assert!(
+        driver["driver"].as_str().unwrap().starts_with("drv_"),
+        "{driver}"
+    );
+    assert!(step("paying: charge started and stopped")["detail"]["session"].is_string());
+    let charged = step("paying: charged by card");
+    let localstripe = test_support::peers::cache_dir().join("venv-localstripe/bin/localstripe");
+    if charged["skipped"] == true {
+        assert!(!localstripe.exists(), "localstripe is installed: {charged}");
+        assert!(charged["reason"].as_str().is_some_and(|r| !r.is_empty()));
+    } else {
+        let d = &charged["detail"];
+        let captured = d["captured_minor"].as_i64().unwrap();
+        assert!(captured > 0, "{d}");
+        assert_eq!(Some(captured), d["price_minor"].as_i64(), "{d}");
+        assert_eq!(d["receipt"]["payment"]["provider"], "card", "{d}");
+        assert_eq!(d["receipt"]["payment"]["status"], "Captured", "{d}");
+        // the gateway's own word, from its webhook event
+        assert_eq!(d["gateway_status"], "succeeded", "{d}");
+    }
+    let invoice = &step("paying: a fleet's month invoiced")["detail"];
+    assert!(
+        invoice["number"].as_str().unwrap().starts_with("INV-"),
+        "{invoice}"
+    );
+    let total = invoice["total_minor"].as_i64().unwrap();
+    assert!(total > 0, "{invoice}");
+    assert_eq!(
+        invoice["total_net_minor"].as_i64().unwrap() + invoice["total_tax_minor"].as_i64().unwrap(),
+        total,
+        "{invoice}"
+    );
+    assert!(!invoice["tax_totals"].as_array().unwrap().is_empty());
 }

@@ -146,3 +146,29 @@ export async function hasRoute(path, method) {
   const doc = await openapi();
   return !!doc?.paths?.[path]?.[method];
 }
+
+/**
+ * Downloads `path` (sent with the key, so not a plain link) as `filename`:
+ * the answer becomes a blob the browser saves.
+ */
+export async function download(path, filename) {
+  let r;
+  try {
+    r = await fetch(path, { headers: { Authorization: 'Bearer ' + key() }, cache: 'no-store' });
+  } catch (e) {
+    throw new ApiError(0, 'the CSMS cannot be reached (' + e.message + ')', null);
+  }
+  if (!r.ok) {
+    const data = await r.json().catch(() => null);
+    if (r.status === 401) onUnauthorized.forEach((f) => f());
+    throw new ApiError(r.status, String(data?.error || r.statusText), data);
+  }
+  const url = URL.createObjectURL(await r.blob());
+  const a = document.createElement('a');
+  a.href = url;
+  a.download = filename;
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10_000);
+}

@@ -132,3 +132,18 @@ export function fromLocalInput(v) {
   const d = new Date(v);
   return isNaN(d) ? '' : d.toISOString();
 }
+
+/** Decimals of a currency's minor unit (EUR: 2, JPY: 0). */
+export function minorDigits(currency) {
+  try {
+    return new Intl.NumberFormat(undefined, { style: 'currency', currency: currency || 'EUR' }).resolvedOptions().maximumFractionDigits;
+  } catch {
+    return 2;
+  }
+}
+
+/** An amount in minor units (cents) in its currency ("€12.30"). */
+export function minor(amount, currency, digits) {
+  if (amount === null || amount === undefined || amount === '') return '—';
+  return money(Number(amount) / 10 ** (digits ?? minorDigits(currency)), currency);
+}

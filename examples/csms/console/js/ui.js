@@ -242,3 +242,51 @@ export function objectView(v, depth = 0) {
   if (depth > 4) return `${entries.length} fields`;
   return h('dl', { class: 'facts nested' }, entries.map(([k, x]) => [h('dt', {}, k), h('dd', {}, objectView(x, depth + 1))]));
 }
+
+/** A table of rows already loaded (no paging): columns as in `pagedTable`. */
+export function staticTable({ columns, rows, empty = 'None.', rowAttrs, caption }) {
+  const body = rows.length
+    ? rows.map((row) => h('tr', rowAttrs ? rowAttrs(row) : {}, columns.map((c) => h('td', { class: c.class, 'data-label': c.label }, c.cell(row)))))
+    : h('tr', {}, h('td', { colspan: columns.length, class: 'empty' }, empty));
+  return h(
+    'div',
+    { class: 'table-wrap' },
+    h('table', { class: 'list' }, caption ? h('caption', {}, caption) : null, h('thead', {}, h('tr', {}, columns.map((c) => h('th', { scope: 'col', class: c.class }, c.label)))), h('tbody', {}, body)),
+  );
+}
+
+/**
+ * A modal form that does one thing: `fields` above an error box, the
+ * action button and Cancel. On a valid submit, `run(refuse)` runs with the
+ * button busy: an API error it throws, or a reason it gives `refuse`,
+ * shows in the box and keeps the dialog open (as does answering false,
+ * e.g. not confirmed); otherwise the dialog closes.
+ */
+export function formDialog(title, { fields, action, danger = false, focus, run }) {
+  return modal(title, (close) => {
+    const err = h('div');
+    const go = h('button', { type: 'submit', class: danger ? 'danger' : undefined }, action);
+    const form = h('form', { class: 'stack' }, fields, err, h('div', { class: 'actions' }, go, h('button', { type: 'button', class: 'secondary', onclick: close }, 'Cancel')));
+    trackEditing(form);
+    const refuse = (reason) => {
+      fill(err, h('p', { class: 'error', role: 'alert' }, reason));
+      return false;
+    };
+    form.addEventListener(
+      'submit',
+      busy(go, async () => {
+        if (!form.reportValidity()) return;
+        try {
+          if ((await run(refuse)) === false) return;
+        } catch (e) {
+          fill(err, errorBox(e));
+          return;
+        }
+        form.dataset.editing = '';
+        close();
+      }),
+    );
+    if (focus) queueMicrotask(() => focus.focus());
+    return form;
+  });
+}

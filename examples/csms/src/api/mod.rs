@@ -14,7 +14,9 @@
 //! (registry, reports, password rotation, the operator's raw OCPP call),
 //! `tokens`, `sessions`, `tariffs`, `billing` (CDRs, wallets, payments),
 //! `alerts`, `roaming` (OCPI partners), `ops` (firmware, log uploads, local
-//! lists) and `console` (what the dashboard needs beyond the lists).
+//! lists), `console` (what the dashboard needs beyond the lists) and
+//! `drivers` (the paying side the console reads: drivers, every fleet's
+//! invoices, a session's card payment).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -38,6 +40,7 @@ use crate::App;
 mod alerts;
 mod billing;
 pub(crate) mod console;
+mod drivers;
 mod error;
 mod maintenance;
 pub(crate) mod ops;
@@ -399,6 +402,13 @@ pub fn admin_router(app: Arc<App>) -> Router {
         )
         .route("/api/sessions/{id}/payment", get(billing::get_payment))
         .route("/api/sessions/{id}/cdr", get(billing::get_cdr))
+        .route(
+            "/api/sessions/{id}/card-payment",
+            get(drivers::get_card_payment),
+        )
+        .route("/api/drivers", get(drivers::list_drivers))
+        .route("/api/drivers/{id}", get(drivers::get_driver))
+        .route("/api/invoices", get(drivers::list_invoices))
         .route("/api/sessions/{id}/close", post(sessions::close_session))
         .route(
             "/api/ocpi/partners",
@@ -720,6 +730,10 @@ mod tests {
             ("/api/wallets/{id_token}", &["get", "put"]),
             ("/api/sessions/{id}/payment", &["get"]),
             ("/api/sessions/{id}/cdr", &["get"]),
+            ("/api/sessions/{id}/card-payment", &["get"]),
+            ("/api/drivers", &["get"]),
+            ("/api/drivers/{id}", &["get"]),
+            ("/api/invoices", &["get"]),
             ("/api/health", &["get"]),
             ("/api/openapi.json", &["get"]),
             ("/metrics", &["get"]),

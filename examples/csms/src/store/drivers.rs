@@ -9,6 +9,7 @@ use rust_decimal::Decimal;
 use serde::Serialize;
 use sqlx::Row;
 
+use super::paging::{like_pattern, time_conds, Cond, Keyset, ListQuery, Page};
 use super::{now, ts, Result, Session, Store, StoreError, TokenRecord};
 
 /// How a driver pays for sessions.
@@ -442,5 +443,31 @@ impl DriverStore {
             })
         })
         .transpose()
+    }
+}
+
+impl DriverStore {
+    /// Drivers by e-mail address, one page (the operator's list): `search`
+    /// in the address or the id, `since`/`until` on when the account was
+    /// made.
+    ///
+    /// # Errors
+    ///
+    /// The database failed.
+    pub async fn drivers_page(&self, q: &ListQuery) -> Result<Page<Driver>> {
+        let mut conds = Vec::new();
+        if let Some(text) = &q.search {
+            conds.push(Cond::Like(&["email", "id"], like_pattern(text)));
+        }
+        time_conds(&mut conds, "created_at", q);
+        let ks = Keyset {
+            from: "drivers",
+            cols: DRIVER_COLS,
+            keys: &["email"],
+            desc: false,
+        };
+        let (rows, next, total) = self.store.page(&ks, conds, q).await?;
+        let items = rows.iter().map(driver_from_row).collect::<Result<_>>()?;
+        Ok(Page { items, next, total })
     }
 }

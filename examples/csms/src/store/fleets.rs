@@ -15,6 +15,7 @@
 use serde::Serialize;
 use sqlx::Row;
 
+use super::paging::{like_pattern, Cond, Keyset, ListQuery, Page};
 use super::{now, Result, Store, StoreError};
 use crate::invoices::{DocumentKind, Invoice};
 
@@ -760,4 +761,32 @@ async fn queue_mail_in(tx: &mut sqlx::Transaction<'_, sqlx::Any>, m: &MailRow) -
         .await?;
     }
     Ok(new)
+}
+
+impl Store {
+    /// Every fleet's invoices and credit notes, newest first, one page (the
+    /// operator's list): `status` is the kind (`invoice`, `credit_note`),
+    /// `search` in the number or the fleet's id.
+    ///
+    /// # Errors
+    ///
+    /// The database failed.
+    pub async fn documents_page(&self, q: &ListQuery) -> Result<Page<DocumentRow>> {
+        let mut conds = Vec::new();
+        if let Some(kind) = &q.status {
+            conds.push(Cond::Cmp("kind", "=", kind.clone()));
+        }
+        if let Some(text) = &q.search {
+            conds.push(Cond::Like(&["number", "fleet_id"], like_pattern(text)));
+        }
+        let ks = Keyset {
+            from: "invoices",
+            cols: DOCUMENT_COLS,
+            keys: &["issued_at", "number"],
+            desc: true,
+        };
+        let (rows, next, total) = self.page(&ks, conds, q).await?;
+        let items = rows.iter().map(document_from_row).collect::<Result<_>>()?;
+        Ok(Page { items, next, total })
+    }
 }

@@ -9,7 +9,11 @@
 // Protocol on stdout, one line each: `STEP name` as each step starts,
 // `SCREEN path` per screenshot, `NEED station <identity> <password>` when
 // the station has been registered through the form and the simulator
-// should start with that password. Exit 0 when every step passed; 1 with
+// should start with that password, `NEED fleet` once the default tariff is
+// made (the test then makes a fleet whose driver signed up in the app, with
+// a priced session last month), `INVOICED <session>` per session on the
+// invoice the console issued. The test also pays a session by card (its
+// driver's RFID card, the card saved at localstripe) for the refund step. Exit 0 when every step passed; 1 with
 // the failing step and a screenshot of the page otherwise.
 
 import { createRequire } from 'node:module';
@@ -23,6 +27,9 @@ const BASE = process.env.CONSOLE_URL;
 const KEY = process.env.CONSOLE_KEY;
 const SCREENS = process.env.CONSOLE_SCREENS;
 const STATION = process.env.CONSOLE_STATION || 'LAB0';
+const FLEET = process.env.CONSOLE_FLEET || 'Lab fleet';
+const FLEET_DRIVER = process.env.CONSOLE_FLEET_DRIVER || 'pool-driver@lab-fleet.example';
+const CARD_TOKEN = process.env.CONSOLE_CARD_TOKEN || 'CARDDRIVER01';
 const TOKEN = 'LABTOKEN';
 const LONG = 90_000;
 
@@ -136,6 +143,7 @@ try {
   await page.waitForFunction(() => document.body.dataset.route === '#/tariffs');
   await page.locator('tr[data-tariff="default"]', { hasText: '0.40' }).waitFor();
   await shot('04-tariffs');
+  console.log('NEED fleet');
 
   step('register the station with a password through the form');
   await go('#/stations');
@@ -173,7 +181,8 @@ try {
 
   step('overview counts the station and its session');
   await go('#/overview');
-  await page.locator('[data-tile="stations"]', { hasText: '1 / 1' }).waitFor({ timeout: LONG });
+  // the lab station online, and the fleet's (registered by the test, online while its client lives)
+  await page.locator('[data-tile="stations"] .value', { hasText: /^[12] \/ 2$/ }).waitFor({ timeout: LONG });
   await page.locator('[data-tile="sessions"] .value', { hasText: /^[1-9]/ }).waitFor({ timeout: LONG });
   await shot('07-overview-live');
 
@@ -227,6 +236,96 @@ try {
   if (await page.locator('tr[data-payment]').count()) await page.locator(`tr[data-payment="Captured"][data-session="${sessionId}"]`).waitFor({ timeout: LONG });
   await shot('11-billing');
 
+  step("drivers: the app's driver, their fleet");
+  await go('#/drivers');
+  await page.getByLabel('Search').fill(FLEET_DRIVER.split('@')[0]);
+  const driverRow = page.locator('tr[data-driver]', { hasText: FLEET_DRIVER });
+  await driverRow.waitFor({ timeout: LONG });
+  // the search (debounced) leaves the one driver of the two
+  await page.waitForFunction(() => document.querySelectorAll('tr[data-driver]').length === 1, null, { timeout: 10_000 }).catch(() => check(false, 'the search did not leave one driver'));
+  await driverRow.getByRole('link', { name: FLEET_DRIVER }).click();
+  await page.locator('#view h1', { hasText: FLEET_DRIVER }).waitFor();
+  await page.waitForFunction(() => document.body.dataset.route?.startsWith('#/drivers/'));
+  check(/manager/.test(await view().locator('.facts').first().innerText()), 'the driver page shows their fleet role');
+  await shot('12-driver');
+
+  step("fleets: the fleet's member and card; issue last month's invoice");
+  await view().getByRole('link', { name: /^flt_/ }).click();
+  await page.locator('#view h1', { hasText: FLEET }).waitFor();
+  await page.locator('tr[data-member]', { hasText: FLEET_DRIVER }).waitFor();
+  await page.locator('tr[data-token="FLEETCARD01"]').waitFor();
+  const fleetHash = await page.evaluate(() => location.hash);
+  check((await page.getByLabel('Month').inputValue()).match(/^\d{4}-\d{2}$/), 'the month defaults to last month');
+  await page.getByRole('button', { name: 'Issue invoice' }).click();
+  await toastSays('Invoice INV-');
+  const invRow = page.locator('#fleet-documents tr[data-kind="invoice"]').first();
+  await invRow.waitFor();
+  const invoice = await invRow.getAttribute('data-document');
+  await shot('13-fleet-invoiced');
+  // the month is invoiced once: the second ask is refused in words
+  await page.getByRole('button', { name: 'Issue invoice' }).click();
+  await page.locator('#invoice-form .error', { hasText: 'HTTP 409' }).waitFor();
+
+  step('the invoice: lines, totals per VAT rate, downloads');
+  await invRow.getByRole('link', { name: invoice }).click();
+  await page.waitForFunction((n) => document.body.dataset.route === '#/invoices/' + n, invoice);
+  const total = Number(await page.locator('#document-total').getAttribute('data-total'));
+  check(total > 0, 'the invoice total: ' + total);
+  const lines = await page.locator('tr[data-session]').evaluateAll((rows) => rows.map((r) => r.dataset.session));
+  check(lines.length >= 1, 'the invoice has lines');
+  for (const l of new Set(lines)) console.log('INVOICED ' + l);
+  await page.locator('tr[data-rate]').first().waitFor();
+  const [csv] = await Promise.all([page.waitForEvent('download'), page.getByRole('button', { name: 'Download CSV' }).click()]);
+  check(csv.suggestedFilename() === invoice + '.csv', 'CSV file name: ' + csv.suggestedFilename());
+  const csvText = fs.readFileSync(await csv.path(), 'utf8');
+  check(csvText.includes(lines[0]), 'the CSV has the session: ' + csvText.slice(0, 300));
+  const [pdf] = await Promise.all([page.waitForEvent('download'), page.getByRole('button', { name: 'Download PDF' }).click()]);
+  check(fs.readFileSync(await pdf.path()).subarray(0, 5).toString() === '%PDF-', 'the PDF download is a PDF');
+  await shot('14-invoice');
+
+  step('credit a disputed session of the invoice');
+  await page.getByRole('button', { name: 'Issue credit note…' }).click();
+  const cn = page.locator('dialog[open].modal');
+  await cn.getByRole('checkbox').first().check();
+  await cn.getByLabel('Reason (printed on the credit note)').fill('the driver disputes the session (console test)');
+  await cn.getByRole('button', { name: 'Issue credit note' }).click();
+  await page.locator('dialog.confirm').getByRole('button', { name: 'Issue credit note' }).click();
+  await toastSays('Credit note CN-');
+  await page.waitForFunction(() => /^#\/invoices\/CN-/.test(document.body.dataset.route || ''));
+  check(Number(await page.locator('#document-total').getAttribute('data-total')) === -total, 'the credit note turns the whole invoice');
+  await shot('15-credit-note');
+  await go('#/invoices');
+  await page.locator(`tr[data-document="${invoice}"]`).waitFor();
+  await page.locator('tr[data-kind="credit_note"]').first().waitFor();
+  await go(fleetHash);
+  await page.locator('#fleet-documents tr[data-kind="credit_note"]').waitFor();
+
+  step("a card-paid session: the gateway's status, a partial refund");
+  await go('#/sessions');
+  await page.getByLabel('Station').fill('FLEET16');
+  const cardRow = page.locator('tr[data-session]', { hasText: CARD_TOKEN });
+  await cardRow.waitFor({ timeout: LONG });
+  await cardRow.locator('button.link').click();
+  const sd2 = page.locator('dialog[open].modal').first();
+  const cardPay = sd2.locator('#session-payment [data-provider="card"][data-payment="Captured"]');
+  await cardPay.waitFor({ timeout: LONG });
+  const capturedMinor = Number(await cardPay.locator('[data-captured]').getAttribute('data-captured'));
+  check(capturedMinor > 50, 'captured on the card: ' + capturedMinor);
+  check(/Gateway says\s+succeeded/.test(await cardPay.innerText()), "the gateway's status: " + (await cardPay.innerText()));
+  await sd2.getByRole('button', { name: 'Refund…' }).click();
+  const rd = page.locator('dialog[open].modal').last();
+  await rd.getByLabel('Amount (EUR)').fill('0.50');
+  if (await rd.getByLabel('Reason').count()) await rd.getByLabel('Reason').fill('goodwill (console test)');
+  await rd.getByRole('button', { name: 'Refund', exact: true }).click();
+  await page.locator('dialog.confirm').getByRole('button', { name: 'Refund', exact: true }).click();
+  await toastSays('Refund of');
+  await sd2.locator('#session-payment [data-refunded="50"]').waitFor({ timeout: LONG });
+  await sd2.locator('#session-payment tr[data-refund]').first().waitFor();
+  const refundStatus = await sd2.locator('#session-payment tr[data-refund]').first().getAttribute('data-status');
+  check(refundStatus === 'Succeeded' || refundStatus === 'Pending', 'the refund: ' + refundStatus);
+  await shot('15b-card-refund');
+  await sd2.getByRole('button', { name: 'Close' }).click();
+
   step('open the station page with its generated OCPP forms');
   await go('#/stations/' + encodeURIComponent(STATION));
   await page.locator('#ocpp-action').waitFor();
@@ -273,7 +372,7 @@ try {
     await got.waitFor({ timeout: LONG });
     const text = await got.innerText();
     check(/HeartbeatInterval/.test(text) && /ItemsPerMessage/.test(text), 'GetVariables answer for both variables: ' + text);
-    await shot('12-station-getvariables');
+    await shot('16-station-getvariables');
     await page.locator('#ocpp-action').selectOption('Reset');
   }
 
@@ -296,14 +395,14 @@ try {
   const outcome = await answer.getAttribute('data-outcome');
   check(outcome === 'answered', 'Reset was not answered: ' + (await answer.innerText()));
   check(/Accepted|Scheduled/.test(await answer.innerText()), 'Reset answer: ' + (await answer.innerText()));
-  await shot('13-station-reset-answered');
+  await shot('17-station-reset-answered');
 
   step('the other pages');
   for (const [hash, name, title] of [
-    ['#/roaming', '14-roaming', 'Roaming partners'],
-    ['#/firmware', '15-firmware', 'Firmware'],
-    ['#/alerts', '16-alerts', 'Alerts'],
-    ['#/overview', '17-overview', 'Overview'],
+    ['#/roaming', '18-roaming', 'Roaming partners'],
+    ['#/firmware', '19-firmware', 'Firmware'],
+    ['#/alerts', '20-alerts', 'Alerts'],
+    ['#/overview', '21-overview', 'Overview'],
   ]) {
     await go(hash);
     await page.locator('#view h1', { hasText: title }).waitFor();
@@ -323,7 +422,7 @@ try {
   await page.getByRole('button', { name: 'Start campaign' }).click();
   await page.locator('.success', { hasText: /Campaign \d+ started: [01] of 1 stations accepted/ }).waitFor({ timeout: LONG });
   await page.locator(`tr[data-campaign] a`, { hasText: STATION }).waitFor();
-  await shot('18-firmware-campaign');
+  await shot('22-firmware-campaign');
 
   step('issue a roaming token A through the form');
   await go('#/roaming');

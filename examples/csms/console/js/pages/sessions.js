@@ -2,9 +2,9 @@
 // energy, power, running cost; a session's detail with its CDR and
 // payment; force-close with a reason.
 
-import { get, post, seg } from '../api.js';
-import { h, fill, card, facts, pagedTable, pill, field, select, modal, errorBox, toast, busy, trackEditing } from '../ui.js';
-import { time, kwh, kw, money, sessionDuration, fromLocalInput } from '../format.js';
+import { get, post, seg, hasRoute, bodyProperties } from '../api.js';
+import { h, fill, card, facts, pagedTable, staticTable, pill, field, select, modal, formDialog, confirm, errorBox, toast } from '../ui.js';
+import { time, kwh, kw, money, minor, minorDigits, sessionDuration, fromLocalInput } from '../format.js';
 import { timeChart } from '../chart.js';
 
 // completed sessions' CDR costs never change: kept once read
@@ -106,36 +106,20 @@ export function sessionColumns({ station = true, onChange } = {}) {
 
 /** Asks for a reason and force-closes an active session. */
 export function closeDialog(s, onClosed) {
-  modal(`Force-close session at ${s.station_id}`, (close) => {
-    const reason = h('textarea', { name: 'reason', required: true, maxlength: 255, rows: 3, placeholder: 'e.g. station stuck in Charging after a power cut' });
-    const err = h('div');
-    const go = h('button', { type: 'submit', class: 'danger' }, 'Force close');
-    const form = h(
-      'form',
-      { class: 'stack' },
+  const reason = h('textarea', { name: 'reason', required: true, maxlength: 255, rows: 3, placeholder: 'e.g. station stuck in Charging after a power cut' });
+  formDialog(`Force-close session at ${s.station_id}`, {
+    fields: [
       h('p', {}, `The CSMS ends session ${s.id} itself, priced up to its last meter value (${kwh(s.energy_wh)}), and settles it like any other. Use this only when the station will not end it.`),
       field('Reason (kept with the session)', reason),
-      err,
-      h('div', { class: 'actions' }, go, h('button', { type: 'button', class: 'secondary', onclick: close }, 'Cancel')),
-    );
-    trackEditing(form);
-    form.addEventListener(
-      'submit',
-      busy(go, async () => {
-        if (!form.reportValidity()) return;
-        try {
-          await post(`/api/sessions/${seg(s.id)}/close`, { reason: reason.value.trim() });
-        } catch (e) {
-          fill(err, errorBox(e));
-          return;
-        }
-        toast(`Session ${s.id} closed.`);
-        close();
-        onClosed?.();
-      }),
-    );
-    queueMicrotask(() => reason.focus());
-    return form;
+    ],
+    action: 'Force close',
+    danger: true,
+    focus: reason,
+    run: async () => {
+      await post(`/api/sessions/${seg(s.id)}/close`, { reason: reason.value.trim() });
+      toast(`Session ${s.id} closed.`);
+      onClosed?.();
+    },
   });
 }
 
@@ -186,10 +170,84 @@ export function sessionDialog(id, onChange) {
     get(`/api/sessions/${seg(id)}/cdr`)
       .then((c) => fill(cdrBox, cdrFacts(c)))
       .catch((e) => fill(cdrBox, h('p', { class: 'muted' }, e.status === 404 ? (s.status === 'Active' ? 'Made when the session ends.' : 'None: the session was not priced (no default tariff?).') : e.message)));
-    get(`/api/sessions/${seg(id)}/payment`)
-      .then((p) => fill(payBox, paymentFacts(p)))
-      .catch((e) => fill(payBox, h('p', { class: 'muted' }, e.status === 404 ? 'None: the token has no prepaid wallet.' : e.message)));
+    showPayment(id, payBox);
   })();
+}
+
+/** A session's payment: its wallet's, else its card's (with refunds), else none. */
+async function showPayment(id, box) {
+  try {
+    fill(box, paymentFacts(await get(`/api/sessions/${seg(id)}/payment`)));
+    return;
+  } catch (e) {
+    if (e.status !== 404) return fill(box, h('p', { class: 'muted' }, e.message));
+  }
+  try {
+    const [p, canRefund] = await Promise.all([get(`/api/sessions/${seg(id)}/card-payment`), hasRoute('/api/sessions/{id}/refunds', 'post')]);
+    fill(box, cardPaymentFacts(p, canRefund ? () => refundDialog(p, () => showPayment(id, box)) : null));
+  } catch (e) {
+    fill(box, h('p', { class: 'muted' }, e.status === 404 ? 'None: no prepaid wallet or card paid for it (post-paid, or a fleet pays by invoice).' : e.message));
+  }
+}
+
+/** A card payment in words: the gateway's status, held, captured and refunded amounts, its refunds. */
+export function cardPaymentFacts(p, onRefund) {
+  const m = (v) => minor(v, p.currency);
+  return h(
+    'div',
+    { dataset: { payment: p.status, provider: 'card' } },
+    facts([
+      ['Paid by', 'card, through the gateway'],
+      ['Status', pill(p.status, String(p.status).toLowerCase())],
+      ['Gateway says', p.gateway_status || '—'],
+      ['Held at start', m(p.held_minor)],
+      ['Captured', h('strong', { dataset: { captured: p.captured_minor } }, m(p.captured_minor))],
+      ['Refunded', h('span', { dataset: { refunded: p.refunded_minor } }, m(p.refunded_minor))],
+      p.receipt ? ['Receipt', `${p.receipt.charged} ${p.receipt.currency} at ${time(p.receipt.at)}`] : null,
+      ['Driver', h('a', { href: '#/drivers/' + encodeURIComponent(p.driver_id) }, p.driver_id)],
+    ]),
+    p.refunds.length
+      ? staticTable({
+          rows: p.refunds,
+          caption: 'Refunds',
+          rowAttrs: (r) => ({ dataset: { refund: r.id, status: r.status } }),
+          columns: [
+            { label: 'Refund', cell: (r) => r.id },
+            { label: 'Amount', class: 'num', cell: (r) => m(r.amount_minor) },
+            { label: 'Status', cell: (r) => pill(r.status, r.status === 'Succeeded' ? 'ok' : r.status === 'Failed' ? 'bad' : 'pending') },
+            { label: 'Asked', cell: (r) => time(r.created_at) },
+          ],
+        })
+      : null,
+    onRefund && p.refundable_minor > 0 ? h('div', { class: 'actions' }, h('button', { type: 'button', class: 'danger', onclick: onRefund }, 'Refund…')) : null,
+  );
+}
+
+/** Asks for an amount (and a reason where the CSMS keeps one), confirms, refunds part of a captured card payment. */
+async function refundDialog(p, onDone) {
+  const digits = minorDigits(p.currency);
+  const step = (1 / 10 ** digits).toFixed(digits);
+  const takesReason = (await bodyProperties('/api/sessions/{id}/refunds', 'post')).has('reason');
+  const most = (p.refundable_minor / 10 ** digits).toFixed(digits);
+  const amount = h('input', { name: 'amount', type: 'number', required: true, min: step, max: most, step, inputmode: 'decimal', value: most });
+  const reason = h('textarea', { name: 'reason', required: true, maxlength: 200, rows: 2, placeholder: 'e.g. the connector stopped delivering; goodwill' });
+  formDialog(`Refund session ${p.session_id}`, {
+    fields: [
+      h('p', {}, `Up to ${minor(p.refundable_minor, p.currency)} of the ${minor(p.captured_minor, p.currency)} captured goes back to the driver's card through the gateway.`),
+      field(`Amount (${p.currency})`, amount),
+      takesReason ? field('Reason', reason) : null,
+    ],
+    action: 'Refund',
+    danger: true,
+    focus: amount,
+    run: async () => {
+      const amountMinor = Math.round(Number(amount.value) * 10 ** digits);
+      if (!(await confirm(`Refund ${minor(amountMinor, p.currency)}?`, `The card of session ${p.session_id} is refunded; this cannot be undone.`, 'Refund'))) return false;
+      const r = await post(`/api/sessions/${seg(p.session_id)}/refunds`, takesReason ? { amount_minor: amountMinor, reason: reason.value.trim() } : { amount_minor: amountMinor });
+      toast(`Refund of ${minor(r.amount_minor, p.currency)}: ${r.status}.`);
+      onDone?.();
+    },
+  });
 }
 
 /** A CDR in words. */
