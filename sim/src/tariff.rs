@@ -32,7 +32,8 @@
 //! - taxes per dimension: the sum of its stack-0 rates, on that
 //!   dimension's cost;
 //! - `minCost` / `maxCost` clamp the total, excl. and incl. tax each (the
-//!   incl. total never below the excl. one);
+//!   incl. total never below the excl. one; without tax it is the excl.
+//!   total);
 //! - amounts are exact while priced; the report rounds each to cents,
 //!   half away from zero.
 
@@ -389,7 +390,12 @@ pub fn price(tariff: &v21::TariffType, points: &[Point]) -> Result<Cost, Unsuppo
             cost.kind = Some(v21::TariffCostEnumType::MaxCost);
         }
     }
-    cost.incl = cost.incl.max(cost.excl);
+    // without tax the total incl. tax is the total excl. tax, bounds or not
+    cost.incl = if incl == excl {
+        cost.excl
+    } else {
+        cost.incl.max(cost.excl)
+    };
     Ok(cost)
 }
 

@@ -351,6 +351,7 @@ pub fn admin_router(app: Arc<App>) -> Router {
         .merge(crate::payments::routes())
         .merge(crate::pnc::api::routes())
         .merge(crate::local_list::routes())
+        .merge(crate::local_cost::routes())
         .merge(crate::reservations::routes())
         .merge(crate::profile_upgrade::routes())
         .route("/api/stations", get(stations::list_stations))
@@ -399,6 +400,10 @@ pub fn admin_router(app: Arc<App>) -> Router {
         )
         .route("/api/sessions/{id}/payment", get(billing::get_payment))
         .route("/api/sessions/{id}/cdr", get(billing::get_cdr))
+        .route(
+            "/api/sessions/{id}/settlements",
+            get(billing::get_settlements),
+        )
         .route("/api/sessions/{id}/close", post(sessions::close_session))
         .route(
             "/api/ocpi/partners",
@@ -720,6 +725,9 @@ mod tests {
             ("/api/wallets/{id_token}", &["get", "put"]),
             ("/api/sessions/{id}/payment", &["get"]),
             ("/api/sessions/{id}/cdr", &["get"]),
+            ("/api/sessions/{id}/settlements", &["get"]),
+            ("/api/stations/{id}/tariffs", &["get", "delete"]),
+            ("/api/stations/{id}/tariffs/default", &["post"]),
             ("/api/health", &["get"]),
             ("/api/openapi.json", &["get"]),
             ("/metrics", &["get"]),
