@@ -211,12 +211,16 @@ fn fixed_conditions(
     }))
 }
 
+/// One dimension's prices in element order, (element index, price per
+/// OCPI unit, restrictions), and the dimension's VAT.
+type DimensionPrices = (Vec<(usize, Decimal, Restrictions)>, Option<Decimal>);
+
 /// One dimension's prices, in element order: (element index, price per
-/// OCPI unit, VAT, restrictions).
+/// OCPI unit, restrictions), and its one VAT.
 fn prices_of(
     elements: &[Element],
     dimension: Dimension,
-) -> Result<(Vec<(usize, Decimal, Restrictions)>, Option<Decimal>), LocalCostError> {
+) -> Result<DimensionPrices, LocalCostError> {
     let mut out = Vec::new();
     let mut vat: Option<Option<Decimal>> = None;
     for (i, e) in elements.iter().enumerate() {
@@ -257,27 +261,41 @@ fn tax_rates(vat: Option<Decimal>) -> Option<Vec<v21::TaxRateType>> {
     })
 }
 
-fn time_prices(
+/// One dimension's 2.1 prices, each made by `price` from (element index,
+/// price per OCPI unit, restrictions), and its tax rates; `None` when the
+/// tariff has no component of the dimension.
+type Priced21<P> = Option<(Vec<P>, Option<Vec<v21::TaxRateType>>)>;
+
+fn dimension<P>(
     elements: &[Element],
-    dimension: Dimension,
-) -> Result<Option<v21::TariffTimeType>, LocalCostError> {
-    let (prices, vat) = prices_of(elements, dimension)?;
+    d: Dimension,
+    price: impl Fn(usize, Decimal, &Restrictions) -> Result<P, LocalCostError>,
+) -> Result<Priced21<P>, LocalCostError> {
+    let (prices, vat) = prices_of(elements, d)?;
     if prices.is_empty() {
         return Ok(None);
     }
     let prices = prices
         .iter()
-        .map(|(_, per_hour, r)| {
-            Ok(v21::TariffTimePriceType {
-                price_minute: (per_hour / Decimal::from(60)).normalize(),
-                conditions: conditions(r)?,
-                custom_data: None,
-            })
-        })
+        .map(|(i, p, r)| price(*i, *p, r))
         .collect::<Result<_, LocalCostError>>()?;
-    Ok(Some(v21::TariffTimeType {
+    Ok(Some((prices, tax_rates(vat))))
+}
+
+fn time_prices(
+    elements: &[Element],
+    d: Dimension,
+) -> Result<Option<v21::TariffTimeType>, LocalCostError> {
+    let prices = dimension(elements, d, |_, per_hour, r| {
+        Ok(v21::TariffTimePriceType {
+            price_minute: (per_hour / Decimal::from(60)).normalize(),
+            conditions: conditions(r)?,
+            custom_data: None,
+        })
+    })?;
+    Ok(prices.map(|(prices, tax_rates)| v21::TariffTimeType {
         prices,
-        tax_rates: tax_rates(vat),
+        tax_rates,
         custom_data: None,
     }))
 }
@@ -311,46 +329,30 @@ pub fn tariff_id(ocpi_id: &str, content: &v21::TariffType) -> String {
 pub fn to_ocpp21(ocpi: &v221::Tariff) -> Result<v21::TariffType, LocalCostError> {
     let engine = Tariff::try_from(ocpi).map_err(|e| LocalCostError::Invalid(e.to_string()))?;
     let elements = &engine.elements;
-    let (energy, energy_vat) = prices_of(elements, Dimension::Energy)?;
-    let energy = (!energy.is_empty())
-        .then(|| {
-            let prices = energy
-                .iter()
-                .map(|(_, per_kwh, r)| {
-                    Ok(v21::TariffEnergyPriceType {
-                        price_kwh: *per_kwh,
-                        conditions: conditions(r)?,
-                        custom_data: None,
-                    })
-                })
-                .collect::<Result<_, LocalCostError>>()?;
-            Ok::<_, LocalCostError>(v21::TariffEnergyType {
-                prices,
-                tax_rates: tax_rates(energy_vat),
-                custom_data: None,
-            })
+    let energy = dimension(elements, Dimension::Energy, |_, per_kwh, r| {
+        Ok(v21::TariffEnergyPriceType {
+            price_kwh: per_kwh,
+            conditions: conditions(r)?,
+            custom_data: None,
         })
-        .transpose()?;
-    let (flat, flat_vat) = prices_of(elements, Dimension::Flat)?;
-    let fixed_fee = (!flat.is_empty())
-        .then(|| {
-            let prices = flat
-                .iter()
-                .map(|(i, price, r)| {
-                    Ok(v21::TariffFixedPriceType {
-                        conditions: fixed_conditions(*i, r)?,
-                        price_fixed: *price,
-                        custom_data: None,
-                    })
-                })
-                .collect::<Result<_, LocalCostError>>()?;
-            Ok::<_, LocalCostError>(v21::TariffFixedType {
-                prices,
-                tax_rates: tax_rates(flat_vat),
-                custom_data: None,
-            })
+    })?
+    .map(|(prices, tax_rates)| v21::TariffEnergyType {
+        prices,
+        tax_rates,
+        custom_data: None,
+    });
+    let fixed_fee = dimension(elements, Dimension::Flat, |i, price, r| {
+        Ok(v21::TariffFixedPriceType {
+            conditions: fixed_conditions(i, r)?,
+            price_fixed: price,
+            custom_data: None,
         })
-        .transpose()?;
+    })?
+    .map(|(prices, tax_rates)| v21::TariffFixedType {
+        prices,
+        tax_rates,
+        custom_data: None,
+    });
     let description = (!ocpi.tariff_alt_text.is_empty())
         .then(|| {
             ocpi.tariff_alt_text

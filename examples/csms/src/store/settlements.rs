@@ -133,3 +133,60 @@ impl Store {
         rows.iter().map(Settlement::from_row).collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_settlement_is_kept_once_per_psp_ref_with_its_report_and_alert() {
+        let dir = std::env::temp_dir().join(format!("csms-settlements-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = Store::open(&format!("sqlite://{}?mode=rwc", dir.join("s.db").display()))
+            .await
+            .unwrap();
+        let mut s = Settlement {
+            station_id: "CS1".into(),
+            psp_ref: "PSP-1".into(),
+            session_id: Some("CS1:tx1".into()),
+            transaction_id: Some("tx1".into()),
+            status: "Failed".into(),
+            amount: "12.5".into(),
+            settled_at: "2026-03-02T10:00:00Z".into(),
+            status_info: Some("card declined".into()),
+            receipt_id: None,
+            receipt_url: None,
+        };
+        let body = serde_json::json!({"pspRef": "PSP-1"});
+        let report = ("settlement", "PSP-1", &body, 10);
+        let first = store
+            .record_settlement(&s, report, Some(&body))
+            .await
+            .unwrap();
+        assert!(first.report_kept && first.alert.is_some());
+        // the same again: one settlement, one open alert
+        let again = store
+            .record_settlement(&s, report, Some(&body))
+            .await
+            .unwrap();
+        assert_eq!(again.alert, None);
+        // settled later under the same reference: the row follows
+        s.status = "Settled".into();
+        s.receipt_id = Some("R-1".into());
+        store.record_settlement(&s, report, None).await.unwrap();
+        assert_eq!(store.session_settlements("CS1:tx1").await.unwrap(), vec![s]);
+        assert!(store
+            .session_settlements("CS1:tx2")
+            .await
+            .unwrap()
+            .is_empty());
+        let alerts = store.alerts(true, 10).await.unwrap();
+        assert_eq!(alerts.iter().filter(|a| a.kind == "settlement").count(), 1);
+        let reports = store
+            .station_reports("CS1", Some("settlement"), 10)
+            .await
+            .unwrap();
+        assert_eq!(reports.len(), 3, "each message kept as it came");
+    }
+}
