@@ -640,18 +640,22 @@ pub fn station_booted(app: &Arc<App>, station: &str) {
 
 /// The `default` tariff changed: every connected 2.1 station that
 /// calculates costs gets it, for its EVSEs and its running transactions,
-/// in the background.
+/// in the background, each station on its own (one slow station holds up
+/// no other).
 pub fn tariff_changed(app: &Arc<App>) {
     let app = app.clone();
     tokio::spawn(async move {
         for station in app.gateway.connected().await {
-            match send_default(&app, &station, true).await {
-                Ok(s) => {
-                    tracing::info!(station, tariff = s.tariff_id, status = ?s.default, "tariff sent")
+            let app = app.clone();
+            tokio::spawn(async move {
+                match send_default(&app, &station, true).await {
+                    Ok(s) => {
+                        tracing::info!(station, tariff = s.tariff_id, status = ?s.default, "tariff sent")
+                    }
+                    Err(SendError::NotLocal(_)) => {}
+                    Err(e) => tracing::warn!(station, "tariff not sent: {e}"),
                 }
-                Err(SendError::NotLocal(_)) => {}
-                Err(e) => tracing::warn!(station, "tariff not sent: {e}"),
-            }
+            });
         }
     });
 }
