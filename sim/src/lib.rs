@@ -33,6 +33,7 @@ pub mod grid;
 pub mod iso15118;
 pub mod model;
 pub mod render;
+pub mod tariff;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -266,6 +267,10 @@ struct Station {
     events: bool,
     /// Dynamic schedules and DER controls (2.1).
     grid: Mutex<grid::GridState>,
+    /// Tariffs held and local cost (2.1).
+    tariffs: Mutex<tariff::TariffState>,
+    /// How it calculates and settles costs (2.1).
+    local_cost: tariff::LocalCostBehaviour,
 }
 
 impl std::fmt::Debug for Station {
@@ -307,6 +312,9 @@ impl Station {
         };
         let conn = |key: &str| req.get(key).and_then(Value::as_u64).map(|n| n as u32);
         if let Some(answer) = self.grid_call(action, req) {
+            return answer;
+        }
+        if let Some(answer) = self.tariff_call(action, req) {
             return answer;
         }
         match action {
@@ -564,6 +572,27 @@ impl Station {
     }
 }
 
+impl Station {
+    fn tariff_lock(&self) -> std::sync::MutexGuard<'_, tariff::TariffState> {
+        self.tariffs.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A 2.1 tariff call ([`tariff`]); `None`: not one of them.
+    fn tariff_call(&self, action: &str, req: &Value) -> Option<Value> {
+        if self.version != ProtocolVersion::V21 {
+            return None;
+        }
+        let open: Vec<(String, u32)> = self
+            .model()
+            .connectors
+            .iter()
+            .filter_map(|c| c.tx.as_ref().map(|t| (t.local_id.clone(), c.id)))
+            .collect();
+        self.tariff_lock()
+            .on_call(&self.local_cost, &open, action, req)
+    }
+}
+
 /// `Component.Variable`, the key of a 2.x variable in the station's configuration.
 fn var_key(d: &Value) -> String {
     format!(
@@ -648,7 +677,11 @@ fn routes(st: Arc<Station>) -> Routes {
             UpdateDynamicSchedule,
             SetDERControl,
             GetDERControl,
-            ClearDERControl
+            ClearDERControl,
+            SetDefaultTariff,
+            ChangeTransactionTariff,
+            GetTariffs,
+            ClearTariffs
         ),
     }
 }
@@ -744,7 +777,8 @@ async fn send(
                 TransactionEvent,
                 NotifyEVChargingNeeds,
                 ReportDERControl,
-                NotifyDERAlarm
+                NotifyDERAlarm,
+                NotifySettlement
             ]
         ),
     }
@@ -861,7 +895,25 @@ impl Driver {
         if matches!(msg, Msg::TxMeter { .. }) {
             self.st.stats.meter_values.fetch_add(1, Ordering::Relaxed);
         }
+        let mut payload = payload;
+        let mut settle = None;
+        if v == ProtocolVersion::V21 && action == "TransactionEvent" {
+            let priced = self
+                .st
+                .tariff_lock()
+                .on_event(&self.st.local_cost, &mut payload);
+            settle = priced.filter(|_| self.st.local_cost.settlement);
+        }
         let result = send(&self.client, v, action, &payload, durable).await;
+        if let Some((tx, _, amount)) = settle {
+            // the terminal settles after the transaction's end (queued behind it)
+            let s = tariff::settlement(&tx, amount, now);
+            if let Err(SendError::Invalid(e) | SendError::Call(e)) =
+                send(&self.client, v, "NotifySettlement", &s, true).await
+            {
+                self.st.stats.error(format!("NotifySettlement: {e}"));
+            }
+        }
         if !durable && !matches!(result, Err(SendError::Offline)) {
             self.st.stats.sent.fetch_add(1, Ordering::Relaxed);
         }
@@ -1145,6 +1197,11 @@ pub async fn run(
             .into_iter()
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
             .collect();
+            if version == ProtocolVersion::V21 {
+                // local cost (2.1 block I): what a CSMS reads before sending tariffs
+                let on = config.behaviour.local_cost.enabled.to_string();
+                model.config.insert("TariffCostCtrlr.Enabled".into(), on);
+            }
         }
         let (outbox, inbox) = mpsc::unbounded_channel();
         let st = Arc::new(Station {
@@ -1155,6 +1212,8 @@ pub async fn run(
             stats: stats.clone(),
             events: config.events,
             grid: Mutex::new(grid::GridState::default()),
+            tariffs: Mutex::new(tariff::TariffState::default()),
+            local_cost: config.behaviour.local_cost.clone(),
         });
         stations.push(st.clone());
         let mut cc = ClientConfig::new(&url, &identity, version)

@@ -75,6 +75,9 @@ pub struct Behaviour {
     pub v2x_share: f64,
     /// Most a bidirectional car gives back, W.
     pub max_discharge_w: f64,
+    /// Local cost on a 2.1 station: tariffs, `costDetails`, settlements
+    /// (off by default).
+    pub local_cost: crate::tariff::LocalCostBehaviour,
 }
 
 /// Connectors that wear out: as a worn connector nears the end of its life,
@@ -127,6 +130,7 @@ impl Default for Behaviour {
             aging: None,
             v2x_share: 0.0,
             max_discharge_w: 11_000.0,
+            local_cost: crate::tariff::LocalCostBehaviour::default(),
         }
     }
 }

@@ -135,6 +135,17 @@ pub fn message(kind: &str, station: &str, detail: &str) -> String {
         "certificate" => read::<Certificate>(detail)
             .map(|c| format!("{at} asked for {}: {}.", c.action, c.reason)),
         "der_alarm" => Some(format!("{at} raised a DER alarm.")),
+        "cost" => read::<crate::local_cost::CostMismatch>(detail).map(|c| {
+            let theirs = match (c.station_minor, &c.failure) {
+                (_, Some(f)) => format!("could not calculate it ({f})"),
+                (Some(m), None) => format!("reported {m} {} minor units", c.station_currency),
+                (None, None) => "reported no usable total".to_owned(),
+            };
+            format!(
+                "{at}: the cost of session {} differs: the station {theirs}, the CSMS charges {} {} minor units.",
+                c.session, c.csms_minor, c.currency
+            )
+        }),
         "settlement" => Some(format!(
             "{at}: a payment terminal's settlement needs a look."
         )),

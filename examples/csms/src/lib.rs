@@ -55,6 +55,7 @@ pub mod fleets;
 pub mod gateway;
 pub mod invoices;
 pub mod listener;
+pub mod local_cost;
 mod local_list;
 pub mod mail;
 pub mod maintenance;

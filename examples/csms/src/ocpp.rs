@@ -421,7 +421,7 @@ async fn meter_values_on(
 
 /// The 2.x handlers, the same code for 2.0.1 and 2.1.
 macro_rules! handlers_2x {
-    ($ver:ident, $event:ident, $meter:ident, $msg:ident, $to_info:ident, [$($extra:ident),*]) => {
+    ($ver:ident, $event:ident, $meter:ident, $msg:ident, $to_info:ident, $cost_details:ident, [$($extra:ident),*]) => {
         async fn $event(
             ctx: Ctx<Arc<App>>,
             req: $ver::TransactionEventRequest,
@@ -523,8 +523,14 @@ macro_rules! handlers_2x {
                     }
                     _ => None,
                 };
-                // I06: the tariff changed since the driver was shown it
+                // 2.1 local cost: the station's own price against the CDR's (which stands)
                 let ended = req.event_type == $ver::TransactionEventEnumType::Ended;
+                if let Some(details) = $cost_details(&req).filter(|_| ended) {
+                    crate::local_cost::check_ended(app, station, &s.id, details)
+                        .await
+                        .map_err(|e| internal(station, A, e))?;
+                }
+                // I06: the tariff changed since the driver was shown it
                 resp.updated_personal_message = crate::authorize::tariff_notice(app, &s.id, ended)
                     .await
                     .and_then(|t| t.message());
@@ -578,6 +584,7 @@ handlers_2x!(
     meter_values_201,
     Event201,
     to_v201,
+    no_cost_details,
     []
 );
 handlers_2x!(
@@ -586,8 +593,19 @@ handlers_2x!(
     meter_values_21,
     Event21,
     to_v21,
+    cost_details_21,
     [transaction_limit, updated_personal_message_extra]
 );
+
+/// 2.0.1 stations report no cost of their own (local cost is 2.1's).
+fn no_cost_details(_: &v201::TransactionEventRequest) -> Option<&v21::CostDetailsType> {
+    None
+}
+
+/// The cost a 2.1 station calculated itself (`crate::local_cost`).
+fn cost_details_21(req: &v21::TransactionEventRequest) -> Option<&v21::CostDetailsType> {
+    req.cost_details.as_ref()
+}
 
 /// Refreshes the station's OCPI Location and pushes it to partners, in
 /// the background (the station's answer does not wait for partners; a
@@ -1587,6 +1605,10 @@ macro_rules! station_handlers_2x {
                 let status = boot(app, station, ctx.version, &info)
                     .await
                     .map_err(|e| unanswered::<A>(station, e))?;
+                if status == Registration::Accepted && ctx.version == ProtocolVersion::V21 {
+                    // 2.1 local cost: its default tariff, after this answer
+                    crate::local_cost::station_booted(app, station);
+                }
                 Ok($ver::BootNotificationResponse {
                     status: status.into(),
                     current_time: Utc::now(),
@@ -2610,9 +2632,13 @@ mod only_21 {
         Ok(v21::NotifyPriorityChargingResponse { custom_data: None })
     }
 
-    /// A payment settled at the station's terminal: kept per PSP reference;
-    /// a rejected or failed settlement is a `settlement` alert. This CSMS
-    /// issues no receipts of its own, so the answer carries none.
+    /// A payment settled at the station's terminal: kept per PSP reference
+    /// with the session of its transaction (`GET
+    /// /api/sessions/{id}/settlements`) and as a station report; a rejected
+    /// or failed settlement is a `settlement` alert; all in one transaction
+    /// (`Store::record_settlement`), idempotent per PSP reference. This CSMS
+    /// issues no receipts for terminal payments (it keeps the terminal's),
+    /// so the answer carries none.
     pub(super) async fn notify_settlement(
         ctx: Ctx<Arc<App>>,
         req: v21::NotifySettlementRequest,
@@ -2620,22 +2646,49 @@ mod only_21 {
         type A = v21::action::NotifySettlement;
         let (app, station) = (&ctx.state, &*ctx.identity);
         message::<A>(app, station);
-        keep_report(
-            app,
-            station,
-            ReportKind::Settlement,
-            req.psp_ref.as_str(),
-            &req,
-        )
-        .await
-        .map_err(|e| unanswered::<A>(station, e))?;
-        if matches!(
+        app.seen(station);
+        let failed = matches!(
             req.status,
             v21::PaymentStatusEnumType::Rejected | v21::PaymentStatusEnumType::Failed
-        ) {
-            alert(app, station, ReportKind::Settlement.as_str(), &req)
+        );
+        let body = serde_json::to_value(&req).map_err(|e| unanswered::<A>(station, e))?;
+        let tx = req.transaction_id.as_ref().map(|t| t.as_str().to_owned());
+        let settlement = crate::store::Settlement {
+            station_id: station.to_owned(),
+            psp_ref: req.psp_ref.as_str().to_owned(),
+            session_id: tx.as_deref().map(|t| sessions::session_id(station, t)),
+            transaction_id: tx,
+            status: req.status.as_str().to_owned(),
+            amount: req.settlement_amount.normalize().to_string(),
+            settled_at: wire_time(&req.settlement_time),
+            status_info: req.status_info.as_ref().map(|i| i.as_str().to_owned()),
+            receipt_id: req.receipt_id.as_ref().map(|r| r.as_str().to_owned()),
+            receipt_url: req.receipt_url.as_ref().map(|r| r.as_str().to_owned()),
+        };
+        let kind = ReportKind::Settlement.as_str();
+        let cap = app.config.station_limits.max_report_rows;
+        let recorded = app
+            .store
+            .record_settlement(
+                &settlement,
+                (kind, &settlement.psp_ref, &body, cap),
+                failed.then_some(&body),
+            )
+            .await
+            .map_err(|e| unanswered::<A>(station, e))?;
+        if recorded.report_kept {
+            app.notify(crate::events::LiveEvent::Report {
+                station: station.to_string(),
+                kind: kind.to_string(),
+                key: settlement.psp_ref.clone(),
+            });
+        } else {
+            report_capped(app, station, kind, cap, 1)
                 .await
                 .map_err(|e| unanswered::<A>(station, e))?;
+        }
+        if recorded.alert.is_some() {
+            app.notify(crate::events::LiveEvent::alert(station, kind, &body));
         }
         Ok(v21::NotifySettlementResponse {
             receipt_url: None,

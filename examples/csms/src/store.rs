@@ -54,6 +54,7 @@ pub mod reports;
 mod reservations;
 mod sessions;
 mod settings;
+mod settlements;
 mod station_reports;
 mod stations;
 mod tariffs;
@@ -79,6 +80,7 @@ pub use password::{
 pub use reports::MetricCounts;
 pub use reservations::{Reservation, ReservationState};
 pub use sessions::{to_wh, Session, SessionRow};
+pub use settlements::{Settlement, SettlementRecorded};
 pub use station_reports::StationReport;
 pub use stations::{natural_key, Credentials, Registration, Station};
 pub use tokens::TokenRecord;

@@ -85,6 +85,22 @@ pub(super) async fn put_wallet(
         .into_response())
 }
 
+/// `GET /api/sessions/{id}/settlements`: what a station's payment terminal
+/// settled for the session (2.1 NotifySettlement), oldest first.
+pub(super) async fn get_settlements(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+) -> ApiResult {
+    if app.store.session(&id).await?.is_none() {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("unknown session {id}"),
+        ));
+    }
+    let items = app.store.session_settlements(&id).await?;
+    Ok(Json(serde_json::json!({ "items": items })).into_response())
+}
+
 pub(super) async fn get_payment(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult {
     match app.payments.payment(&id).await? {
         Some(p) => Ok(Json(p).into_response()),

@@ -354,6 +354,7 @@ pub fn admin_router(app: Arc<App>) -> Router {
         .merge(crate::payments::routes())
         .merge(crate::pnc::api::routes())
         .merge(crate::local_list::routes())
+        .merge(crate::local_cost::routes())
         .merge(crate::reservations::routes())
         .merge(crate::profile_upgrade::routes())
         .route("/api/stations", get(stations::list_stations))
@@ -409,6 +410,10 @@ pub fn admin_router(app: Arc<App>) -> Router {
         .route("/api/drivers", get(drivers::list_drivers))
         .route("/api/drivers/{id}", get(drivers::get_driver))
         .route("/api/invoices", get(drivers::list_invoices))
+        .route(
+            "/api/sessions/{id}/settlements",
+            get(billing::get_settlements),
+        )
         .route("/api/sessions/{id}/close", post(sessions::close_session))
         .route(
             "/api/ocpi/partners",
@@ -734,6 +739,9 @@ mod tests {
             ("/api/drivers", &["get"]),
             ("/api/drivers/{id}", &["get"]),
             ("/api/invoices", &["get"]),
+            ("/api/sessions/{id}/settlements", &["get"]),
+            ("/api/stations/{id}/tariffs", &["get", "delete"]),
+            ("/api/stations/{id}/tariffs/default", &["post"]),
             ("/api/health", &["get"]),
             ("/api/openapi.json", &["get"]),
             ("/metrics", &["get"]),

@@ -68,6 +68,10 @@ pub(super) async fn put_tariff(
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e))?;
     let created = app.store.put_tariff(&id, &t).await?;
     app.roaming.tariff_changed(&id, &t).await;
+    if id == "default" {
+        // 2.1 stations that calculate costs get it (local_cost)
+        crate::local_cost::tariff_changed(&app);
+    }
     Ok((created_or_ok(created), Json(t)).into_response())
 }
 

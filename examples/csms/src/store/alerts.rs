@@ -90,6 +90,43 @@ pub(crate) fn uptime_of(r: &AnyRow, now: DateTime<Utc>) -> Result<(String, f64, 
     Ok((id, (ms as f64 / total as f64).min(1.0), since.is_some()))
 }
 
+/// Whether an alert of `kind` is open for `station`.
+pub(crate) async fn open_alert<'e>(
+    e: impl sqlx::Executor<'e, Database = sqlx::Any>,
+    station: Option<&str>,
+    kind: &str,
+) -> Result<bool> {
+    Ok(sqlx::query(
+        "SELECT id FROM alerts WHERE kind = $1 AND station_id = $2 AND cleared_at IS NULL",
+    )
+    .bind(kind)
+    .bind(station.unwrap_or(""))
+    .fetch_optional(e)
+    .await?
+    .is_some())
+}
+
+/// Inserts an open alert; its id.
+pub(crate) async fn insert_alert<'e>(
+    e: impl sqlx::Executor<'e, Database = sqlx::Any>,
+    station: Option<&str>,
+    kind: &str,
+    detail: &Value,
+) -> Result<String> {
+    let id = random_hex(8);
+    sqlx::query(
+        "INSERT INTO alerts (id, station_id, kind, detail, raised_at) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(&id)
+    .bind(station.unwrap_or(""))
+    .bind(kind)
+    .bind(detail.to_string())
+    .bind(now())
+    .execute(e)
+    .await?;
+    Ok(id)
+}
+
 impl Store {
     /// Raises an alert unless the same kind is already open for the
     /// station (a repeated fault is one alert); returns its id when new.
@@ -99,26 +136,12 @@ impl Store {
         kind: &str,
         detail: &Value,
     ) -> Result<Option<String>> {
-        let open = sqlx::query(
-            "SELECT id FROM alerts WHERE kind = $1 AND station_id = $2 AND cleared_at IS NULL",
-        )
-        .bind(kind)
-        .bind(station.unwrap_or(""))
-        .fetch_optional(&self.read)
-        .await?;
-        if open.is_some() {
+        if open_alert(&self.read, station, kind).await? {
             return Ok(None);
         }
-        let id = random_hex(8);
-        sqlx::query("INSERT INTO alerts (id, station_id, kind, detail, raised_at) VALUES ($1, $2, $3, $4, $5)")
-            .bind(&id)
-            .bind(station.unwrap_or(""))
-            .bind(kind)
-            .bind(detail.to_string())
-            .bind(now())
-            .execute(&self.pool)
-            .await?;
-        Ok(Some(id))
+        insert_alert(&self.pool, station, kind, detail)
+            .await
+            .map(Some)
     }
 
     /// Clears open alerts of a kind at a station; the number cleared.

@@ -219,6 +219,14 @@ pub(crate) const MIGRATIONS: &[(i64, &str)] = &[
     CREATE INDEX IF NOT EXISTS station_certificates_by_expiry ON station_certificates (not_after);
     CREATE TABLE IF NOT EXISTS certificate_revocations (cert_id TEXT PRIMARY KEY, revoked_at BIGINT NOT NULL)",
     ),
+    (
+        23,
+        // local cost (local_cost.rs, store/settlements.rs): the payments a station's terminal
+        // settled (2.1 NotifySettlement), one per station and PSP reference, linked to the
+        // session of their transaction, with the receipt
+        "CREATE TABLE IF NOT EXISTS settlements (station_id TEXT NOT NULL, psp_ref TEXT NOT NULL, session_id TEXT, transaction_id TEXT, status TEXT NOT NULL, amount TEXT NOT NULL, settled_at TEXT NOT NULL, status_info TEXT, receipt_id TEXT, receipt_url TEXT, received_at TEXT NOT NULL, PRIMARY KEY (station_id, psp_ref));
+    CREATE INDEX IF NOT EXISTS settlements_by_session ON settlements (session_id)",
+    ),
     // New migrations go here, at the end, with the next free number (see the
     // module's documentation for the numbers reserved).
 ];

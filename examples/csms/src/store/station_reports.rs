@@ -37,6 +37,30 @@ impl StationReport {
     }
 }
 
+/// Inserts a station report (`kind`, `key`, `body`) while the station has
+/// fewer than `max_rows`; whether it was kept.
+pub(crate) async fn insert_station_report<'e>(
+    e: impl sqlx::Executor<'e, Database = sqlx::Any>,
+    station: &str,
+    (kind, key, body): (&str, &str, &Value),
+    max_rows: i64,
+) -> Result<bool> {
+    let inserted = sqlx::query(
+        "INSERT INTO station_reports (station_id, kind, key, body, received_at)
+         SELECT $1, $2, $3, $4, $5 WHERE (SELECT COUNT(*) FROM station_reports WHERE station_id = $1) < $6",
+    )
+    .bind(station)
+    .bind(kind)
+    .bind(key)
+    .bind(body.to_string())
+    .bind(Utc::now().to_rfc3339_opts(SecondsFormat::Nanos, true))
+    .bind(max_rows)
+    .execute(e)
+    .await?
+    .rows_affected();
+    Ok(inserted > 0)
+}
+
 impl Store {
     /// Keeps a station report (`station_reports`) while the station has
     /// fewer than `max_rows`. Whether it was kept.
@@ -52,21 +76,7 @@ impl Store {
         body: &Value,
         max_rows: i64,
     ) -> Result<bool> {
-        // kept while the station has fewer than `max_rows` reports
-        let inserted = sqlx::query(
-            "INSERT INTO station_reports (station_id, kind, key, body, received_at)
-             SELECT $1, $2, $3, $4, $5 WHERE (SELECT COUNT(*) FROM station_reports WHERE station_id = $1) < $6",
-        )
-        .bind(station)
-        .bind(kind)
-        .bind(key)
-        .bind(body.to_string())
-        .bind(Utc::now().to_rfc3339_opts(SecondsFormat::Nanos, true))
-        .bind(max_rows)
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        Ok(inserted > 0)
+        insert_station_report(&self.pool, station, (kind, key, body), max_rows).await
     }
 
     /// A station's reports, of one kind or all, newest first, at most `limit`.
