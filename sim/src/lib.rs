@@ -839,6 +839,14 @@ impl Driver {
                 }
             }
             Msg::Grid { action, payload } => (*action, payload.clone(), false),
+            Msg::DerAlarm {
+                control_type,
+                fault,
+                ended,
+            } => match render::der_alarm(v, control_type, fault, *ended, now) {
+                Some((a, p)) => (a, p, false),
+                None => return,
+            },
             Msg::Heartbeat => ("Heartbeat", json!({}), false),
             Msg::Boot => (
                 "BootNotification",

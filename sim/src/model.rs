@@ -75,6 +75,29 @@ pub struct Behaviour {
     pub v2x_share: f64,
     /// Most a bidirectional car gives back, W.
     pub max_discharge_w: f64,
+    /// Every car on a 2.x station reports its needs at the start
+    /// (`NotifyEVChargingNeeds`), bidirectional or not; they also do
+    /// whenever [`Behaviour::v2x_share`] is above 0.
+    pub ev_needs: bool,
+    /// Disturbances of the grid a 2.1 station's DER function sees: each
+    /// raises a `NotifyDERAlarm` and ends it ([`GridFault`]).
+    pub grid_faults: Vec<GridFault>,
+}
+
+/// A disturbance of the grid at a 2.1 station: from `at_ms` (since the
+/// model's start) for `lasts_ms`, the station's DER function reports an
+/// alarm of its `control_type` control (`NotifyDERAlarm` with the
+/// `fault`), then that it ended (`alarmEnded`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct GridFault {
+    /// When it starts, ms since the model's start.
+    pub at_ms: u64,
+    /// How long it lasts, ms.
+    pub lasts_ms: u64,
+    /// What happened (a 2.1 `GridEventFaultEnumType`: `OverVoltage`, ...).
+    pub fault: String,
+    /// The DER control it trips (a 2.1 `DERControlEnumType`: `HVMustTrip`, ...).
+    pub control_type: String,
 }
 
 /// Connectors that wear out: as a worn connector nears the end of its life,
@@ -127,6 +150,8 @@ impl Default for Behaviour {
             aging: None,
             v2x_share: 0.0,
             max_discharge_w: 11_000.0,
+            ev_needs: false,
+            grid_faults: Vec::new(),
         }
     }
 }
@@ -300,6 +325,15 @@ pub enum Msg {
         /// Its payload.
         payload: serde_json::Value,
     },
+    /// NotifyDERAlarm (2.1): a [`GridFault`] began, or ended.
+    DerAlarm {
+        /// The DER control it trips.
+        control_type: String,
+        /// What happened.
+        fault: String,
+        /// Whether it ended.
+        ended: bool,
+    },
     /// A Heartbeat (TriggerMessage).
     Heartbeat,
     /// A fresh BootNotification (TriggerMessage).
@@ -358,6 +392,8 @@ pub struct StationModel {
     now: u64,
     last_tick: u64,
     reboot_pending: bool,
+    /// Of each [`Behaviour::grid_faults`]: 0 not yet, 1 alarm raised, 2 ended.
+    grid_faults: Vec<u8>,
 }
 
 impl StationModel {
@@ -382,6 +418,7 @@ impl StationModel {
                 }),
             })
             .collect();
+        let grid_faults = vec![0; behaviour.grid_faults.len()];
         let mut config = BTreeMap::new();
         config.insert("HeartbeatInterval".into(), "300".into());
         config.insert(
@@ -401,6 +438,7 @@ impl StationModel {
             now: 0,
             last_tick: 0,
             reboot_pending: false,
+            grid_faults,
         }
     }
 
@@ -472,6 +510,7 @@ impl StationModel {
         if self.reboot_pending {
             return out;
         }
+        self.grid_alarms(now_ms, &mut out);
         let secs = dt_ms as f64 / 1000.0;
         if self.rng.chance(self.behaviour.disconnect_per_s * secs) {
             out.push(Msg::Disconnect);
@@ -575,6 +614,23 @@ impl StationModel {
             }
         }
         out
+    }
+
+    /// The [`GridFault`]s that began or ended by `now_ms`: their alarms.
+    fn grid_alarms(&mut self, now_ms: u64, out: &mut Vec<Msg>) {
+        for (f, state) in self.behaviour.grid_faults.iter().zip(&mut self.grid_faults) {
+            let ended = match *state {
+                0 if now_ms >= f.at_ms => false,
+                1 if now_ms >= f.at_ms.saturating_add(f.lasts_ms) => true,
+                _ => continue,
+            };
+            *state += 1;
+            out.push(Msg::DerAlarm {
+                control_type: f.control_type.clone(),
+                fault: f.fault.clone(),
+                ended,
+            });
+        }
     }
 
     /// How worn connector `i` is now: 0 (new, or not aging) to 1 (its end).
@@ -696,7 +752,7 @@ impl StationModel {
             });
         }
         self.tally.started += 1;
-        let needs = (share > 0.0).then(|| Msg::EvNeeds {
+        let needs = (share > 0.0 || self.behaviour.ev_needs).then(|| Msg::EvNeeds {
             connector: id,
             // what the planned session would take at full power; a
             // bidirectional car half of it (room left to give back)
@@ -1407,6 +1463,62 @@ mod tests {
         // cleared: charges again
         assert_eq!(m.clear_limits(), Answer::Accepted);
         assert!(m.power(&m.connectors[0]) > 0.0);
+    }
+
+    #[test]
+    fn a_grid_fault_raises_a_der_alarm_then_ends_it_once() {
+        let b = Behaviour {
+            idle_ms: (10_000_000, 10_000_000),
+            grid_faults: vec![GridFault {
+                at_ms: 5_000,
+                lasts_ms: 3_000,
+                fault: "OverVoltage".into(),
+                control_type: "HVMustTrip".into(),
+            }],
+            ..quiet()
+        };
+        let mut m = StationModel::new("CS", 1, b, 3);
+        let alarms = |out: Vec<Msg>| -> Vec<(String, String, bool)> {
+            out.into_iter()
+                .filter_map(|x| match x {
+                    Msg::DerAlarm {
+                        control_type,
+                        fault,
+                        ended,
+                    } => Some((control_type, fault, ended)),
+                    _ => None,
+                })
+                .collect()
+        };
+        assert!(alarms(run(&mut m, 0, 4_000, 1_000)).is_empty());
+        assert_eq!(
+            alarms(run(&mut m, 5_000, 7_000, 1_000)),
+            vec![("HVMustTrip".into(), "OverVoltage".into(), false)]
+        );
+        assert_eq!(
+            alarms(run(&mut m, 8_000, 20_000, 1_000)),
+            vec![("HVMustTrip".into(), "OverVoltage".into(), true)]
+        );
+    }
+
+    #[test]
+    fn cars_that_only_charge_report_their_needs_when_asked_to() {
+        let b = Behaviour {
+            session_ms: (3_600_000, 3_600_000),
+            idle_ms: (1_000, 1_000),
+            ev_needs: true,
+            ..quiet()
+        };
+        let mut m = StationModel::new("CS", 1, b, 3);
+        let out = run(&mut m, 0, 2_000, 1_000);
+        let needs = out.iter().find_map(|x| match x {
+            Msg::EvNeeds {
+                max_discharge_w, ..
+            } => Some(*max_discharge_w),
+            _ => None,
+        });
+        assert_eq!(needs, Some(None), "needs of a car that only charges");
+        assert_eq!(m.set_setpoint(Some(1), -5_000.0), Answer::Rejected);
     }
 
     #[test]
