@@ -25,6 +25,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::config::Config;
 
+mod grid;
+
 const PASSWORD: &str = "demo-station-password";
 const TOKEN: &str = "DEMO-TOKEN-1";
 /// 0.30/kWh + 20 % VAT, 1.00 per session.
@@ -590,6 +592,7 @@ pub async fn run(json_output: bool) -> Result<(Value, bool), String> {
     // driver's token, starts a session remotely, and receives the session
     // and its CDR
     roaming_story(port, &key, started.ocpp_port, &mut steps).await?;
+    grid::story(port, &key, started.ocpp_port, &mut steps).await?;
 
     let _ = stop_tx.send(());
     let _ = server.await;
