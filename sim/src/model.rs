@@ -82,6 +82,11 @@ pub struct Behaviour {
     /// Disturbances of the grid a 2.1 station's DER function sees: each
     /// raises a `NotifyDERAlarm` and ends it ([`GridFault`]).
     pub grid_faults: Vec<GridFault>,
+    /// A 2.1 station opens a periodic event stream of its power (stream 1
+    /// of monitor 1, `OpenPeriodicEventStream`) once booted, and sends a
+    /// value every this many seconds (`NotifyPeriodicEventStream`) until
+    /// the CSMS clears the monitor; `None` (the default): no stream.
+    pub event_stream_s: Option<u32>,
 }
 
 /// A disturbance of the grid at a 2.1 station: from `at_ms` (since the
@@ -152,6 +157,7 @@ impl Default for Behaviour {
             max_discharge_w: 11_000.0,
             ev_needs: false,
             grid_faults: Vec::new(),
+            event_stream_s: None,
         }
     }
 }
@@ -1097,6 +1103,20 @@ impl StationModel {
             .iter()
             .find(|c| c.id == connector)
             .map(|c| c.register_wh)
+    }
+
+    /// The station's power now, W: what its transactions draw (negative:
+    /// a car gives back).
+    pub fn power_w(&self) -> f64 {
+        self.connectors
+            .iter()
+            .filter_map(|c| c.tx.as_ref().filter(|t| t.started).map(|t| t.power_w))
+            .sum()
+    }
+
+    /// The periodic event stream the station opens, if any: its interval, s.
+    pub fn event_stream_s(&self) -> Option<u32> {
+        self.behaviour.event_stream_s
     }
 
     /// Whether a reset is waiting for the reboot.

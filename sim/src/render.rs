@@ -8,7 +8,8 @@ use serde_json::{json, Value};
 
 use super::model::{Status, StopReason, Tx};
 
-fn ts(t: DateTime<Utc>) -> String {
+/// A time as the station writes it (RFC 3339, UTC).
+pub fn ts(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 

@@ -56,6 +56,7 @@ mod sessions;
 mod settings;
 mod station_reports;
 mod stations;
+pub mod streams;
 mod tariffs;
 mod tokens;
 

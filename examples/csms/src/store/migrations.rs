@@ -219,6 +219,13 @@ pub(crate) const MIGRATIONS: &[(i64, &str)] = &[
     CREATE INDEX IF NOT EXISTS station_certificates_by_expiry ON station_certificates (not_after);
     CREATE TABLE IF NOT EXISTS certificate_revocations (cert_id TEXT PRIMARY KEY, revoked_at BIGINT NOT NULL)",
     ),
+    (
+        24,
+        // periodic event streams (streams.rs, store/streams.rs): the streams stations opened,
+        // with their parameters and when closed, and their values as a time series
+        "CREATE TABLE IF NOT EXISTS event_streams (station_id TEXT NOT NULL, stream_id BIGINT NOT NULL, monitor_id BIGINT NOT NULL, interval_s BIGINT, values_n BIGINT, opened_at TEXT NOT NULL, closed_at TEXT, PRIMARY KEY (station_id, stream_id));
+    CREATE TABLE IF NOT EXISTS event_stream_values (station_id TEXT NOT NULL, stream_id BIGINT NOT NULL, at TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (station_id, stream_id, at))",
+    ),
     // New migrations go here, at the end, with the next free number (see the
     // module's documentation for the numbers reserved).
 ];
