@@ -38,9 +38,42 @@ async fn stream(port: u16) -> Result<Value, String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_station_streams_its_power_and_the_operator_adjusts_and_closes_the_stream() {
+    streams_on("streams", None).await;
+}
+
+/// The same on PostgreSQL (`CSMS_TEST_POSTGRES`, else the local server):
+/// migration 24 and the series' queries there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_on_postgres() {
+    use sqlx::Connection;
+    let admin = std::env::var("CSMS_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let name = format!("csms_streams_{}", std::process::id());
+    let mut c = sqlx::PgConnection::connect(&admin)
+        .await
+        .unwrap_or_else(|e| panic!("PostgreSQL at {admin} (set CSMS_TEST_POSTGRES): {e}"));
+    for sql in [
+        format!("DROP DATABASE IF EXISTS {name}"),
+        format!("CREATE DATABASE {name}"),
+    ] {
+        sqlx::raw_sql(&sql).execute(&mut c).await.unwrap();
+    }
+    let url = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
+    streams_on("streams-pg", Some(url)).await;
+    sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .execute(&mut c)
+        .await
+        .unwrap();
+}
+
+async fn streams_on(name: &str, database_url: Option<String>) {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let dir = common::temp_dir("streams");
-    let csms = common::InProcess::start(common::lab_config(&dir, KEY)).await;
+    let dir = common::temp_dir(name);
+    let config = csms::config::Config {
+        database_url,
+        ..common::lab_config(&dir, KEY)
+    };
+    let csms = common::InProcess::start(config).await;
     let port = csms.started.admin_port;
     let (s, b) = api(
         port,
