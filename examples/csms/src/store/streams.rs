@@ -79,18 +79,13 @@ impl Store {
         interval_s: Option<i32>,
         values: Option<i32>,
     ) -> Result<bool> {
-        Ok(sqlx::query(
+        let q = sqlx::query(
             "UPDATE event_streams SET interval_s = $1, values_n = $2 \
              WHERE station_id = $3 AND stream_id = $4 AND closed_at IS NULL",
         )
         .bind(interval_s.map(i64::from))
-        .bind(values.map(i64::from))
-        .bind(station)
-        .bind(i64::from(stream))
-        .execute(&self.pool)
-        .await?
-        .rows_affected()
-            > 0)
+        .bind(values.map(i64::from));
+        self.update_open_stream(q, station, stream).await
     }
 
     /// Marks a stream closed; whether it was open.
@@ -99,16 +94,27 @@ impl Store {
     ///
     /// The database failed.
     pub async fn close_event_stream(&self, station: &str, stream: i32) -> Result<bool> {
-        Ok(sqlx::query(
+        let q = sqlx::query(
             "UPDATE event_streams SET closed_at = $1 \
              WHERE station_id = $2 AND stream_id = $3 AND closed_at IS NULL",
         )
-        .bind(now())
-        .bind(station)
-        .bind(i64::from(stream))
-        .execute(&self.pool)
-        .await?
-        .rows_affected()
+        .bind(now());
+        self.update_open_stream(q, station, stream).await
+    }
+
+    /// Runs `q`, an UPDATE of an open stream whose last two parameters are
+    /// the station and the stream; whether it changed a row.
+    async fn update_open_stream<'q>(
+        &self,
+        q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+        station: &'q str,
+        stream: i32,
+    ) -> Result<bool> {
+        Ok(q.bind(station)
+            .bind(i64::from(stream))
+            .execute(&self.pool)
+            .await?
+            .rows_affected()
             > 0)
     }
 
