@@ -1,7 +1,10 @@
 //! The grid side of a simulated 2.1 station: dynamic charging schedules
-//! (`UpdateDynamicSchedule` on a profile the station accepted) and DER
+//! (`UpdateDynamicSchedule` on a profile the station accepted), DER
 //! controls (`SetDERControl`, `GetDERControl` answered with
-//! `ReportDERControl`, `ClearDERControl`), kept per station.
+//! `ReportDERControl`, `ClearDERControl`), kept per station, and periodic
+//! event streams (opened by the station; `GetPeriodicEventStream` and
+//! `AdjustPeriodicEventStream` from the CSMS; `ClearVariableMonitoring` of
+//! the stream's monitor makes the station close it).
 //!
 //! Requests and answers are JSON here, as in the rest of the simulator's
 //! CSMS-call handling; the typed routes decode the request first and check
@@ -22,7 +25,13 @@ pub struct GridState {
     /// DER controls by id: (control type, whether a default, the request's
     /// control as sent).
     der: BTreeMap<String, (String, bool, Value)>,
+    /// Open periodic event streams by id: their constant data as sent
+    /// (`id`, `variableMonitoringId`, `params`) and when the next value is due, ms.
+    streams: BTreeMap<i64, (Value, u64)>,
 }
+
+/// The station's stream: id 1, of its power monitor (id 1).
+pub const STREAM_ID: i64 = 1;
 
 fn status(a: Answer) -> &'static str {
     match a {
@@ -38,6 +47,42 @@ impl GridState {
         if let Some(id) = profile.get("id").and_then(Value::as_i64) {
             self.profiles.insert(id, evse);
         }
+    }
+
+    /// The `OpenPeriodicEventStream` the station sends (values every
+    /// `interval_s`, one per message).
+    pub fn open_stream_request(interval_s: u32) -> Value {
+        json!({"constantStreamData": {"id": STREAM_ID, "variableMonitoringId": 1,
+            "params": {"interval": interval_s, "values": 1}}})
+    }
+
+    /// The CSMS accepted the stream `request` opened: values are due from `now_ms`.
+    pub fn stream_opened(&mut self, request: &Value, now_ms: u64) {
+        let c = &request["constantStreamData"];
+        if let Some(id) = c["id"].as_i64() {
+            self.streams.insert(id, (c.clone(), now_ms));
+        }
+    }
+
+    /// Whether a stream is open.
+    pub fn streaming(&self) -> bool {
+        !self.streams.is_empty()
+    }
+
+    /// The `NotifyPeriodicEventStream`s due at `now_ms`, with the station's
+    /// `power_w` as their value at `basetime` (`t` 0): their payloads.
+    pub fn due_stream_values(&mut self, now_ms: u64, power_w: f64, basetime: &str) -> Vec<Value> {
+        let mut out = Vec::new();
+        for (id, (c, next)) in &mut self.streams {
+            if now_ms < *next {
+                continue;
+            }
+            let every = c["params"]["interval"].as_u64().unwrap_or(1).max(1);
+            *next = now_ms + every * 1000;
+            out.push(json!({"id": id, "pending": 0, "basetime": basetime,
+                "data": [{"t": 0, "v": format!("{power_w:.1}")}]}));
+        }
+        out
     }
 
     /// A CSMS call this module answers (`None`: not one of them). The
@@ -127,6 +172,56 @@ impl GridState {
                 } else {
                     json!({"status": "NotFound"})
                 }
+            }
+            "GetPeriodicEventStream" => {
+                let open: Vec<Value> = self.streams.values().map(|(c, _)| c.clone()).collect();
+                if open.is_empty() {
+                    json!({})
+                } else {
+                    json!({"constantStreamData": open})
+                }
+            }
+            "AdjustPeriodicEventStream" => {
+                let id = req["id"].as_i64().unwrap_or_default();
+                match self.streams.get_mut(&id) {
+                    Some((c, _)) => {
+                        c["params"] = req["params"].clone();
+                        json!({"status": "Accepted"})
+                    }
+                    None => json!({"status": "Rejected"}),
+                }
+            }
+            // the CSMS ends a stream by clearing its monitor: the station
+            // then closes the stream (ClosePeriodicEventStream is the station's)
+            "ClearVariableMonitoring" => {
+                let results: Vec<Value> = req["id"]
+                    .as_array()
+                    .map(|a| a.as_slice())
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|m| {
+                        let closed: Vec<i64> = self
+                            .streams
+                            .iter()
+                            .filter(|(_, (c, _))| c["variableMonitoringId"] == *m)
+                            .map(|(id, _)| *id)
+                            .collect();
+                        for id in &closed {
+                            self.streams.remove(id);
+                            out.push(Msg::Grid {
+                                action: "ClosePeriodicEventStream",
+                                payload: json!({"id": id}),
+                            });
+                        }
+                        let status = if closed.is_empty() {
+                            "NotFound"
+                        } else {
+                            "Accepted"
+                        };
+                        json!({"id": m, "status": status})
+                    })
+                    .collect();
+                json!({"clearMonitoringResult": results})
             }
             _ => return None,
         })
@@ -263,6 +358,91 @@ mod tests {
             )
             .unwrap();
         assert_eq!(c["status"], "NotFound");
+    }
+
+    #[test]
+    fn a_stream_sends_at_its_interval_until_adjusted_or_closed() {
+        let mut m = StationModel::new("S", 1, Behaviour::default(), 1);
+        let mut g = GridState::default();
+        let mut out = Vec::new();
+        let open = GridState::open_stream_request(1);
+        evproto_ocpp_types::from_str::<v21::OpenPeriodicEventStreamRequest>(&open.to_string())
+            .unwrap();
+        assert!(g
+            .due_stream_values(0, 1.0, "2026-01-01T00:00:00Z")
+            .is_empty());
+        g.stream_opened(&open, 0);
+        let sent = g.due_stream_values(0, 11_000.0, "2026-01-01T00:00:00Z");
+        assert_eq!(sent.len(), 1);
+        let n: v21::NotifyPeriodicEventStreamRequest =
+            evproto_ocpp_types::from_str(&sent[0].to_string()).unwrap();
+        assert_eq!((n.id, n.data[0].v.as_str()), (1, "11000.0"));
+        assert!(g
+            .due_stream_values(500, 1.0, "2026-01-01T00:00:00Z")
+            .is_empty());
+        assert_eq!(
+            g.due_stream_values(1_000, 1.0, "2026-01-01T00:00:01Z")
+                .len(),
+            1
+        );
+        let got = g
+            .on_call(&mut m, "GetPeriodicEventStream", &json!({}), &mut out)
+            .unwrap();
+        let got: v21::GetPeriodicEventStreamResponse =
+            evproto_ocpp_types::from_str(&got.to_string()).unwrap();
+        assert_eq!(
+            got.constant_stream_data.unwrap()[0].params.interval,
+            Some(1)
+        );
+        let adjust = json!({"id": 1, "params": {"interval": 3, "values": 1}});
+        let a = g
+            .on_call(&mut m, "AdjustPeriodicEventStream", &adjust, &mut out)
+            .unwrap();
+        assert_eq!(a["status"], "Accepted");
+        assert_eq!(
+            g.due_stream_values(2_000, 1.0, "2026-01-01T00:00:02Z")
+                .len(),
+            1
+        );
+        assert!(g
+            .due_stream_values(4_000, 1.0, "2026-01-01T00:00:04Z")
+            .is_empty());
+        let unknown = json!({"id": 9, "params": {}});
+        let a = g
+            .on_call(&mut m, "AdjustPeriodicEventStream", &unknown, &mut out)
+            .unwrap();
+        assert_eq!(a["status"], "Rejected");
+        let c = g
+            .on_call(
+                &mut m,
+                "ClearVariableMonitoring",
+                &json!({"id": [1, 5]}),
+                &mut out,
+            )
+            .unwrap();
+        let c: v21::ClearVariableMonitoringResponse =
+            evproto_ocpp_types::from_str(&c.to_string()).unwrap();
+        let statuses: Vec<_> = c
+            .clear_monitoring_result
+            .iter()
+            .map(|r| r.status.as_str())
+            .collect();
+        assert_eq!(statuses, ["Accepted", "NotFound"]);
+        let Some(Msg::Grid { action, payload }) = out.pop() else {
+            panic!("the station closes the stream")
+        };
+        assert_eq!(
+            (action, payload),
+            ("ClosePeriodicEventStream", json!({"id": 1}))
+        );
+        assert!(!g.streaming());
+        assert!(g
+            .due_stream_values(9_000, 1.0, "2026-01-01T00:00:09Z")
+            .is_empty());
+        let got = g
+            .on_call(&mut m, "GetPeriodicEventStream", &json!({}), &mut out)
+            .unwrap();
+        assert_eq!(got, json!({}));
     }
 
     #[test]

@@ -681,7 +681,10 @@ fn routes(st: Arc<Station>) -> Routes {
             SetDefaultTariff,
             ChangeTransactionTariff,
             GetTariffs,
-            ClearTariffs
+            ClearTariffs,
+            GetPeriodicEventStream,
+            AdjustPeriodicEventStream,
+            ClearVariableMonitoring
         ),
     }
 }
@@ -778,7 +781,9 @@ async fn send(
                 NotifyEVChargingNeeds,
                 ReportDERControl,
                 NotifyDERAlarm,
-                NotifySettlement
+                NotifySettlement,
+                OpenPeriodicEventStream,
+                ClosePeriodicEventStream
             ]
         ),
     }
@@ -873,6 +878,14 @@ impl Driver {
                 }
             }
             Msg::Grid { action, payload } => (*action, payload.clone(), false),
+            Msg::DerAlarm {
+                control_type,
+                fault,
+                ended,
+            } => match render::der_alarm(v, control_type, fault, *ended, now) {
+                Some((a, p)) => (a, p, false),
+                None => return,
+            },
             Msg::Heartbeat => ("Heartbeat", json!({}), false),
             Msg::Boot => (
                 "BootNotification",
@@ -974,9 +987,66 @@ impl Driver {
                     .model()
                     .start_confirmed(*connector, &tx.local_id, id, ok)
             }
+            Msg::Grid {
+                action: "OpenPeriodicEventStream",
+                payload,
+            } if answer["status"] == "Accepted" => {
+                let now = self.now_ms();
+                self.st.grid_lock().stream_opened(payload, now);
+                Vec::new()
+            }
             _ => Vec::new(),
         };
         self.st.emit(out);
+    }
+
+    /// A 2.1 station with [`Behaviour::event_stream_s`] opens its stream
+    /// once booted (again after each boot, as a real station's monitors
+    /// start afresh), then sends the values due (SENDs, not queued: a
+    /// value that cannot go now is not worth sending later).
+    async fn stream(&mut self, booted: bool) {
+        if self.st.version != ProtocolVersion::V21 {
+            return;
+        }
+        let Some(every) = self.st.model().event_stream_s() else {
+            return;
+        };
+        if booted {
+            self.st.emit(vec![Msg::Grid {
+                action: "OpenPeriodicEventStream",
+                payload: grid::GridState::open_stream_request(every),
+            }]);
+            return;
+        }
+        let power = self.st.model().power_w();
+        let basetime = render::ts(chrono::Utc::now());
+        let due = self
+            .st
+            .grid_lock()
+            .due_stream_values(self.now_ms(), power, &basetime);
+        let Some(peer) = self.client.peer() else {
+            return;
+        };
+        for p in due {
+            let sent = match evproto_ocpp_types::from_str::<v21::NotifyPeriodicEventStreamRequest>(
+                &p.to_string(),
+            ) {
+                Ok(req) => peer
+                    .send::<v21::action::NotifyPeriodicEventStream>(&req)
+                    .await
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(format!("invalid payload: {e}")),
+            };
+            match sent {
+                Ok(()) => {
+                    self.st.stats.sent.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) => self
+                    .st
+                    .stats
+                    .error(format!("NotifyPeriodicEventStream: {e}")),
+            }
+        }
     }
 
     async fn reboot(&mut self) {
@@ -1015,6 +1085,9 @@ impl Driver {
                     let now = self.now_ms();
                     let out = self.st.model().tick(now);
                     self.st.emit(out);
+                    if was_ready {
+                        self.stream(false).await;
+                    }
                 }
                 Some(msg) = inbox.recv() => {
                     self.deliver(msg).await;
@@ -1034,6 +1107,7 @@ impl Driver {
                 self.st.event("connected", Value::Null);
                 let out = self.st.model().all_status();
                 self.st.emit(out);
+                self.stream(true).await;
             }
             was_ready = ready;
             if *state.borrow() == ClientState::Stopped {

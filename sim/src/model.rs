@@ -78,6 +78,34 @@ pub struct Behaviour {
     /// Local cost on a 2.1 station: tariffs, `costDetails`, settlements
     /// (off by default).
     pub local_cost: crate::tariff::LocalCostBehaviour,
+    /// Every car on a 2.x station reports its needs at the start
+    /// (`NotifyEVChargingNeeds`), bidirectional or not; they also do
+    /// whenever [`Behaviour::v2x_share`] is above 0.
+    pub ev_needs: bool,
+    /// Disturbances of the grid a 2.1 station's DER function sees: each
+    /// raises a `NotifyDERAlarm` and ends it ([`GridFault`]).
+    pub grid_faults: Vec<GridFault>,
+    /// A 2.1 station opens a periodic event stream of its power (stream 1
+    /// of monitor 1, `OpenPeriodicEventStream`) once booted, and sends a
+    /// value every this many seconds (`NotifyPeriodicEventStream`) until
+    /// the CSMS clears the monitor; `None` (the default): no stream.
+    pub event_stream_s: Option<u32>,
+}
+
+/// A disturbance of the grid at a 2.1 station: from `at_ms` (since the
+/// model's start) for `lasts_ms`, the station's DER function reports an
+/// alarm of its `control_type` control (`NotifyDERAlarm` with the
+/// `fault`), then that it ended (`alarmEnded`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct GridFault {
+    /// When it starts, ms since the model's start.
+    pub at_ms: u64,
+    /// How long it lasts, ms.
+    pub lasts_ms: u64,
+    /// What happened (a 2.1 `GridEventFaultEnumType`: `OverVoltage`, ...).
+    pub fault: String,
+    /// The DER control it trips (a 2.1 `DERControlEnumType`: `HVMustTrip`, ...).
+    pub control_type: String,
 }
 
 /// Connectors that wear out: as a worn connector nears the end of its life,
@@ -131,6 +159,9 @@ impl Default for Behaviour {
             v2x_share: 0.0,
             max_discharge_w: 11_000.0,
             local_cost: crate::tariff::LocalCostBehaviour::default(),
+            ev_needs: false,
+            grid_faults: Vec::new(),
+            event_stream_s: None,
         }
     }
 }
@@ -304,6 +335,15 @@ pub enum Msg {
         /// Its payload.
         payload: serde_json::Value,
     },
+    /// NotifyDERAlarm (2.1): a [`GridFault`] began, or ended.
+    DerAlarm {
+        /// The DER control it trips.
+        control_type: String,
+        /// What happened.
+        fault: String,
+        /// Whether it ended.
+        ended: bool,
+    },
     /// A Heartbeat (TriggerMessage).
     Heartbeat,
     /// A fresh BootNotification (TriggerMessage).
@@ -362,6 +402,8 @@ pub struct StationModel {
     now: u64,
     last_tick: u64,
     reboot_pending: bool,
+    /// Of each [`Behaviour::grid_faults`]: 0 not yet, 1 alarm raised, 2 ended.
+    grid_faults: Vec<u8>,
 }
 
 impl StationModel {
@@ -386,6 +428,7 @@ impl StationModel {
                 }),
             })
             .collect();
+        let grid_faults = vec![0; behaviour.grid_faults.len()];
         let mut config = BTreeMap::new();
         config.insert("HeartbeatInterval".into(), "300".into());
         config.insert(
@@ -405,6 +448,7 @@ impl StationModel {
             now: 0,
             last_tick: 0,
             reboot_pending: false,
+            grid_faults,
         }
     }
 
@@ -476,6 +520,7 @@ impl StationModel {
         if self.reboot_pending {
             return out;
         }
+        self.grid_alarms(now_ms, &mut out);
         let secs = dt_ms as f64 / 1000.0;
         if self.rng.chance(self.behaviour.disconnect_per_s * secs) {
             out.push(Msg::Disconnect);
@@ -579,6 +624,23 @@ impl StationModel {
             }
         }
         out
+    }
+
+    /// The [`GridFault`]s that began or ended by `now_ms`: their alarms.
+    fn grid_alarms(&mut self, now_ms: u64, out: &mut Vec<Msg>) {
+        for (f, state) in self.behaviour.grid_faults.iter().zip(&mut self.grid_faults) {
+            let ended = match *state {
+                0 if now_ms >= f.at_ms => false,
+                1 if now_ms >= f.at_ms.saturating_add(f.lasts_ms) => true,
+                _ => continue,
+            };
+            *state += 1;
+            out.push(Msg::DerAlarm {
+                control_type: f.control_type.clone(),
+                fault: f.fault.clone(),
+                ended,
+            });
+        }
     }
 
     /// How worn connector `i` is now: 0 (new, or not aging) to 1 (its end).
@@ -700,7 +762,7 @@ impl StationModel {
             });
         }
         self.tally.started += 1;
-        let needs = (share > 0.0).then(|| Msg::EvNeeds {
+        let needs = (share > 0.0 || self.behaviour.ev_needs).then(|| Msg::EvNeeds {
             connector: id,
             // what the planned session would take at full power; a
             // bidirectional car half of it (room left to give back)
@@ -1045,6 +1107,20 @@ impl StationModel {
             .iter()
             .find(|c| c.id == connector)
             .map(|c| c.register_wh)
+    }
+
+    /// The station's power now, W: what its transactions draw (negative:
+    /// a car gives back).
+    pub fn power_w(&self) -> f64 {
+        self.connectors
+            .iter()
+            .filter_map(|c| c.tx.as_ref().filter(|t| t.started).map(|t| t.power_w))
+            .sum()
+    }
+
+    /// The periodic event stream the station opens, if any: its interval, s.
+    pub fn event_stream_s(&self) -> Option<u32> {
+        self.behaviour.event_stream_s
     }
 
     /// Whether a reset is waiting for the reboot.
@@ -1411,6 +1487,62 @@ mod tests {
         // cleared: charges again
         assert_eq!(m.clear_limits(), Answer::Accepted);
         assert!(m.power(&m.connectors[0]) > 0.0);
+    }
+
+    #[test]
+    fn a_grid_fault_raises_a_der_alarm_then_ends_it_once() {
+        let b = Behaviour {
+            idle_ms: (10_000_000, 10_000_000),
+            grid_faults: vec![GridFault {
+                at_ms: 5_000,
+                lasts_ms: 3_000,
+                fault: "OverVoltage".into(),
+                control_type: "HVMustTrip".into(),
+            }],
+            ..quiet()
+        };
+        let mut m = StationModel::new("CS", 1, b, 3);
+        let alarms = |out: Vec<Msg>| -> Vec<(String, String, bool)> {
+            out.into_iter()
+                .filter_map(|x| match x {
+                    Msg::DerAlarm {
+                        control_type,
+                        fault,
+                        ended,
+                    } => Some((control_type, fault, ended)),
+                    _ => None,
+                })
+                .collect()
+        };
+        assert!(alarms(run(&mut m, 0, 4_000, 1_000)).is_empty());
+        assert_eq!(
+            alarms(run(&mut m, 5_000, 7_000, 1_000)),
+            vec![("HVMustTrip".into(), "OverVoltage".into(), false)]
+        );
+        assert_eq!(
+            alarms(run(&mut m, 8_000, 20_000, 1_000)),
+            vec![("HVMustTrip".into(), "OverVoltage".into(), true)]
+        );
+    }
+
+    #[test]
+    fn cars_that_only_charge_report_their_needs_when_asked_to() {
+        let b = Behaviour {
+            session_ms: (3_600_000, 3_600_000),
+            idle_ms: (1_000, 1_000),
+            ev_needs: true,
+            ..quiet()
+        };
+        let mut m = StationModel::new("CS", 1, b, 3);
+        let out = run(&mut m, 0, 2_000, 1_000);
+        let needs = out.iter().find_map(|x| match x {
+            Msg::EvNeeds {
+                max_discharge_w, ..
+            } => Some(*max_discharge_w),
+            _ => None,
+        });
+        assert_eq!(needs, Some(None), "needs of a car that only charges");
+        assert_eq!(m.set_setpoint(Some(1), -5_000.0), Answer::Rejected);
     }
 
     #[test]

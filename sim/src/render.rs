@@ -8,7 +8,8 @@ use serde_json::{json, Value};
 
 use super::model::{Status, StopReason, Tx};
 
-fn ts(t: DateTime<Utc>) -> String {
+/// A time as the station writes it (RFC 3339, UTC).
+pub fn ts(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
@@ -253,6 +254,25 @@ pub fn ev_needs(
     ))
 }
 
+/// NotifyDERAlarm of a grid fault that began or `ended` (2.1 only: `None`
+/// for the versions without DER control).
+pub fn der_alarm(
+    v: ProtocolVersion,
+    control_type: &str,
+    fault: &str,
+    ended: bool,
+    now: DateTime<Utc>,
+) -> Option<(&'static str, Value)> {
+    if v != ProtocolVersion::V21 {
+        return None;
+    }
+    let mut p = json!({"controlType": control_type, "gridEventFault": fault, "timestamp": ts(now)});
+    if ended {
+        p["alarmEnded"] = json!(true);
+    }
+    Some(("NotifyDERAlarm", p))
+}
+
 /// A 2.1 charging profile's first period setpoint as watts (`setpoint`
 /// under `CentralSetpoint` or `ExternalSetpoint`; amps × 230 V × phases),
 /// negative to discharge. `None` when it carries none.
@@ -405,6 +425,39 @@ mod tests {
         }
         v2!(v201, ProtocolVersion::V201);
         v2!(v21, ProtocolVersion::V21);
+    }
+
+    #[test]
+    fn der_alarms_are_21_messages() {
+        let now = Utc::now();
+        let (a, p) = der_alarm(
+            ProtocolVersion::V21,
+            "HVMustTrip",
+            "OverVoltage",
+            false,
+            now,
+        )
+        .unwrap();
+        assert_eq!(a, "NotifyDERAlarm");
+        let r: v21::NotifyDERAlarmRequest = evproto_ocpp_types::from_str(&p.to_string()).unwrap();
+        assert_eq!(r.control_type, v21::DERControlEnumType::HVMustTrip);
+        assert_eq!(
+            r.grid_event_fault,
+            Some(v21::GridEventFaultEnumType::OverVoltage)
+        );
+        assert_eq!(r.alarm_ended, None);
+        let (_, p) =
+            der_alarm(ProtocolVersion::V21, "HVMustTrip", "OverVoltage", true, now).unwrap();
+        let r: v21::NotifyDERAlarmRequest = evproto_ocpp_types::from_str(&p.to_string()).unwrap();
+        assert_eq!(r.alarm_ended, Some(true));
+        assert!(der_alarm(
+            ProtocolVersion::V201,
+            "HVMustTrip",
+            "OverVoltage",
+            true,
+            now
+        )
+        .is_none());
     }
 
     #[test]

@@ -25,6 +25,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::config::Config;
 
+mod grid;
 mod paying;
 
 const PASSWORD: &str = "demo-station-password";
@@ -593,6 +594,7 @@ pub async fn run(json_output: bool) -> Result<(Value, bool), String> {
     // and its CDR
     roaming_story(port, &key, started.ocpp_port, &mut steps).await?;
     paying::run(&mut steps).await?;
+    grid::story(port, &key, started.ocpp_port, &mut steps).await?;
 
     let _ = stop_tx.send(());
     let _ = server.await;

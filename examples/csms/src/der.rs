@@ -65,7 +65,9 @@ pub struct DerControl {
     pub updated_at: String,
 }
 
-async fn connected_21(app: &App, id: &str) -> Result<(), ApiError> {
+/// That `id` is connected with 2.1: 404 when not connected, 409 with an
+/// earlier version.
+pub(crate) async fn connected_21(app: &App, id: &str) -> Result<(), ApiError> {
     match app.gateway.version(id).await {
         None => Err(ApiError::new(
             StatusCode::NOT_FOUND,

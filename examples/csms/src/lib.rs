@@ -76,6 +76,7 @@ pub mod store;
 pub use store::drivers as store_drivers;
 pub(crate) use store::ocpi as store_ocpi;
 pub use store::reports as store_reports;
+pub mod streams;
 pub mod stripe;
 pub mod v2x;
 pub mod writer;
@@ -988,6 +989,11 @@ async fn run(
                         watcher.station_disconnected(identity);
                         changes.push((identity.to_string(), false));
                     }
+                    ServerEvent::Send {
+                        identity,
+                        action,
+                        payload,
+                    } => streams::received(&watcher, identity, action, payload).await,
                     ServerEvent::Refused { status, reason } => {
                         // refused connections (wrong password, unknown identity, the
                         // wrong transport for the station's profile) are security alerts

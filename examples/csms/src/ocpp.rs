@@ -2460,11 +2460,9 @@ mod only_21 {
         Ok(v21::BatterySwapResponse { custom_data: None })
     }
 
-    /// A station offers a periodic event stream. Kept, and `Rejected`: the
-    /// stream itself (NotifyPeriodicEventStream) is a SEND, which reaches a
-    /// CSMS as a `ServerEvent::Send` outside the typed routes and is not
-    /// consumed here, so the station keeps reporting the monitor with
-    /// NotifyEvent.
+    /// A station opens a periodic event stream: kept (as a report, and as
+    /// an open stream, `crate::streams`) and `Accepted`; its values come as
+    /// NotifyPeriodicEventStream SENDs (`crate::streams::received`).
     pub(super) async fn open_periodic_event_stream(
         ctx: Ctx<Arc<App>>,
         req: v21::OpenPeriodicEventStreamRequest,
@@ -2476,17 +2474,17 @@ mod only_21 {
         keep_report(app, station, ReportKind::EventStream, &key, &req)
             .await
             .map_err(|e| unanswered::<A>(station, e))?;
+        crate::streams::opened(app, station, &req)
+            .await
+            .map_err(|e| unanswered::<A>(station, e))?;
         Ok(v21::OpenPeriodicEventStreamResponse {
-            status: v21::GenericStatusEnumType::Rejected,
-            status_info: status_info(
-                NOT_SUPPORTED,
-                "periodic event streams are not taken, use NotifyEvent",
-            ),
+            status: v21::GenericStatusEnumType::Accepted,
+            status_info: None,
             custom_data: None,
         })
     }
 
-    /// A station closes a periodic event stream: kept.
+    /// A station closes a periodic event stream: kept, and the stream closed.
     pub(super) async fn close_periodic_event_stream(
         ctx: Ctx<Arc<App>>,
         req: v21::ClosePeriodicEventStreamRequest,
@@ -2503,6 +2501,10 @@ mod only_21 {
         )
         .await
         .map_err(|e| unanswered::<A>(station, e))?;
+        app.store
+            .close_event_stream(station, req.id)
+            .await
+            .map_err(|e| unanswered::<A>(station, e))?;
         Ok(v21::ClosePeriodicEventStreamResponse { custom_data: None })
     }
 

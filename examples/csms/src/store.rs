@@ -57,6 +57,7 @@ mod settings;
 mod settlements;
 mod station_reports;
 mod stations;
+pub mod streams;
 mod tariffs;
 mod tokens;
 

@@ -715,6 +715,31 @@ fn demo_runs_the_whole_story() {
             .starts_with("roaming session pushed")),
         "{summary:#}"
     );
+    // the grid part ran: a V2X session discharged under a grid event, credited
+    let grid = steps
+        .iter()
+        .find(|s| {
+            s["step"]
+                .as_str()
+                .unwrap_or_default()
+                .starts_with("grid: a V2X session")
+        })
+        .unwrap_or_else(|| panic!("{summary:#}"));
+    let d = &grid["detail"];
+    let w = |k: &str| d[k].as_f64().unwrap_or_else(|| panic!("{k}: {grid:#}"));
+    assert!(
+        w("setpoint_w") < 0.0 && w("setpoint_w") >= w("discharge_limit_w"),
+        "{grid:#}"
+    );
+    assert!(
+        w("export_power_w") > 0.0 && w("exported_wh") > 0.0,
+        "{grid:#}"
+    );
+    assert!(
+        d["credit"]["minor"].as_i64().is_some_and(|c| c > 0),
+        "{grid:#}"
+    );
+    assert_eq!(d["credit"]["currency"], "EUR");
     assert!(steps.iter().all(|s| s["ok"] == true), "{summary:#}");
     assert_eq!(summary["simulator"]["error_count"], 0);
     // the paying step: the app's driver, a card (skipped with the reason

@@ -234,34 +234,6 @@ fn base64_secret() -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
-/// The CSMS's live events, read from `/api/events` in the background.
-fn live_events(admin: u16) -> tokio::sync::mpsc::UnboundedReceiver<(Instant, LiveEvent)> {
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        let mut r = reqwest::Client::new()
-            .get(format!("http://127.0.0.1:{admin}/api/events"))
-            .header("Authorization", format!("Bearer {KEY}"))
-            .send()
-            .await
-            .unwrap();
-        let mut buf = String::new();
-        while let Ok(Some(chunk)) = r.chunk().await {
-            buf.push_str(&String::from_utf8_lossy(&chunk));
-            while let Some(end) = buf.find('\n') {
-                let line: String = buf.drain(..=end).collect();
-                if let Some(data) = line.trim_end().strip_prefix("data:") {
-                    if let Ok(e) = serde_json::from_str::<LiveEvent>(data.trim()) {
-                        if tx.send((Instant::now(), e)).is_err() {
-                            return;
-                        }
-                    }
-                }
-            }
-        }
-    });
-    rx
-}
-
 /// Each active session's power samples (time, W), from the operator API.
 async fn power_samples(
     admin: u16,
@@ -347,7 +319,7 @@ async fn a_vtn_event_lowers_the_site_limit_and_the_delivered_load_is_reported() 
     config.openadr = Some(ven);
     let csms = common::InProcess::start(config).await;
     let admin = csms.started.admin_port;
-    let mut live = live_events(admin);
+    let mut live = common::live_events(KEY, admin).await;
     assert_eq!(
         common::api(
             KEY,

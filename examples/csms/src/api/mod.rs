@@ -350,6 +350,7 @@ pub fn admin_router(app: Arc<App>) -> Router {
         .merge(crate::monitoring::routes())
         .merge(crate::v2x::routes())
         .merge(crate::der::routes())
+        .merge(crate::streams::routes())
         .merge(crate::fleets::routes())
         .merge(crate::payments::routes())
         .merge(crate::pnc::api::routes())
@@ -728,6 +729,14 @@ mod tests {
             ("/api/maintenance", &["get"]),
             ("/api/grid/events", &["get", "post"]),
             ("/api/grid/events/{id}", &["delete"]),
+            ("/api/stations/{id}/event-streams", &["get"]),
+            ("/api/stations/{id}/event-streams/query", &["post"]),
+            ("/api/stations/{id}/event-streams/{stream}", &["delete"]),
+            ("/api/stations/{id}/event-streams/{stream}/values", &["get"]),
+            (
+                "/api/stations/{id}/event-streams/{stream}/adjust",
+                &["post"],
+            ),
             ("/api/stations/{id}/der-controls", &["get", "post"]),
             ("/api/stations/{id}/der-controls/report", &["post"]),
             ("/api/stations/{id}/der-controls/{control_id}", &["delete"]),

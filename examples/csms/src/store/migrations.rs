@@ -227,6 +227,13 @@ pub(crate) const MIGRATIONS: &[(i64, &str)] = &[
         "CREATE TABLE IF NOT EXISTS settlements (station_id TEXT NOT NULL, psp_ref TEXT NOT NULL, session_id TEXT, transaction_id TEXT, status TEXT NOT NULL, amount TEXT NOT NULL, settled_at TEXT NOT NULL, status_info TEXT, receipt_id TEXT, receipt_url TEXT, received_at TEXT NOT NULL, PRIMARY KEY (station_id, psp_ref));
     CREATE INDEX IF NOT EXISTS settlements_by_session ON settlements (session_id)",
     ),
+    (
+        24,
+        // periodic event streams (streams.rs, store/streams.rs): the streams stations opened,
+        // with their parameters and when closed, and their values as a time series
+        "CREATE TABLE IF NOT EXISTS event_streams (station_id TEXT NOT NULL, stream_id BIGINT NOT NULL, monitor_id BIGINT NOT NULL, interval_s BIGINT, values_n BIGINT, opened_at TEXT NOT NULL, closed_at TEXT, PRIMARY KEY (station_id, stream_id));
+    CREATE TABLE IF NOT EXISTS event_stream_values (station_id TEXT NOT NULL, stream_id BIGINT NOT NULL, at TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (station_id, stream_id, at))",
+    ),
     // New migrations go here, at the end, with the next free number (see the
     // module's documentation for the numbers reserved).
 ];

@@ -35,6 +35,65 @@ pub(crate) async fn api(
     (s, r.json().await.unwrap_or(Value::Null))
 }
 
+/// The `items` of an operator API list at `path` (empty when there are none).
+#[allow(dead_code)]
+pub(crate) async fn items(key: &str, port: u16, path: &str) -> Vec<Value> {
+    let (_, b) = api(key, port, "GET", path, None).await;
+    b["items"].as_array().cloned().unwrap_or_default()
+}
+
+/// The CSMS's live events, read from `/api/events` with `key` in the
+/// background, each with when it arrived; subscribed when this returns.
+#[allow(dead_code)]
+pub(crate) async fn live_events(
+    key: &str,
+    admin: u16,
+) -> tokio::sync::mpsc::UnboundedReceiver<(std::time::Instant, csms::events::LiveEvent)> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut r = reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{admin}/api/events"))
+        .header("Authorization", format!("Bearer {key}"))
+        .send()
+        .await
+        .unwrap();
+    tokio::spawn(async move {
+        let mut buf = String::new();
+        while let Ok(Some(chunk)) = r.chunk().await {
+            buf.push_str(&String::from_utf8_lossy(&chunk));
+            while let Some(end) = buf.find('\n') {
+                let line: String = buf.drain(..=end).collect();
+                if let Some(data) = line.trim_end().strip_prefix("data:") {
+                    if let Ok(e) = serde_json::from_str(data.trim()) {
+                        if tx.send((std::time::Instant::now(), e)).is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+    });
+    rx
+}
+
+/// Polls `f` every 300 ms until it gives a value; panics with `what` and
+/// its last reason after `within` (a hang guard, not a timing assertion).
+#[allow(dead_code)]
+pub(crate) async fn until<T, F, Fut>(within: std::time::Duration, what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let t = std::time::Instant::now();
+    loop {
+        match f().await {
+            Ok(v) => return v,
+            Err(last) => assert!(t.elapsed() < within, "{what}: {last}"),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+}
+
 /// A fresh data directory for a test under the system's temporary folder
 /// (`csms-{name}-{pid}`, emptied first).
 #[allow(dead_code)] // not every test binary uses every helper
