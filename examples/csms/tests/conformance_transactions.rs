@@ -2,7 +2,8 @@
 //! and J; 1.6 Core StartTransaction/MeterValues/StopTransaction): a
 //! scripted station runs a transaction's events and the test asserts the
 //! session the CSMS keeps; GetTransactionStatus while the station still
-//! holds queued messages (E14).
+//! holds queued messages (E14), asked by the operator and by the CSMS's
+//! recovery of stuck sessions.
 
 mod common;
 
@@ -96,6 +97,78 @@ async fn e14_transaction_status_with_messages_still_queued() {
     let session = lab.session(&st.id, "TX-Q").await;
     assert_eq!(session["status"], "Completed", "{session}");
     assert_eq!(session["stop_reason"], "PowerLoss", "{session}");
+    st.stop().await;
+    lab.stop().await;
+}
+
+/// A 2.x StatusNotification: `evse`'s connector 1 is `Available`.
+fn available(evse: i32) -> serde_json::Value {
+    json!({"timestamp": now(), "connectorStatus": "Available", "evseId": evse, "connectorId": 1})
+}
+
+/// E14 in the CSMS's recovery of stuck sessions: a station rebooted with
+/// three transactions open and reports their EVSEs `Available`; before
+/// ending a session the CSMS asks GetTransactionStatus for its
+/// transaction. While the station answers `messagesInQueue: true` the
+/// session stays open (asked once, not again on the next report) until the
+/// queued `Ended` arrives, which ends it as the station says; a
+/// transaction with nothing queued and not ongoing is ended by the CSMS
+/// (`Reboot`); an ongoing one is left to the station.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e14_stuck_session_recovery_asks_transaction_status_and_waits_for_the_queue() {
+    let lab = Lab::start("e14-recovery").await;
+    let st = Station::connect(&lab, "CONF-E14R", V201).await;
+    for (tx, evse) in [("TX-QUEUED", 1), ("TX-LOST", 2), ("TX-ONGOING", 3)] {
+        st.ok("TransactionEvent", started(tx, evse, None)).await;
+    }
+    st.stop().await;
+    // it rebooted: a new connection and BootNotification
+    let mut st = Station::connect(&lab, "CONF-E14R", V201).await;
+    for (tx, evse, answer) in [
+        (
+            "TX-QUEUED",
+            1,
+            json!({"messagesInQueue": true, "ongoingIndicator": false}),
+        ),
+        (
+            "TX-ONGOING",
+            3,
+            json!({"messagesInQueue": false, "ongoingIndicator": true}),
+        ),
+        (
+            "TX-LOST",
+            2,
+            json!({"messagesInQueue": false, "ongoingIndicator": false}),
+        ),
+    ] {
+        st.answer("GetTransactionStatus", answer);
+        st.ok("StatusNotification", available(evse)).await;
+        let asked = st.received("GetTransactionStatus").await;
+        assert_eq!(asked, json!({"transactionId": tx}), "{tx}");
+    }
+    // nothing queued, not ongoing: the CSMS ends it
+    let lost = lab.session_when(&st.id, "TX-LOST", "Completed").await;
+    assert_eq!(lost["stop_reason"], "Reboot", "{lost}");
+    assert_eq!(lost["closed_by_csms"]["by"], "recovery", "{lost}");
+    // queued or ongoing: open, and the next report asks nothing more
+    for (tx, evse) in [("TX-QUEUED", 1), ("TX-ONGOING", 3)] {
+        st.ok("StatusNotification", available(evse)).await;
+        st.not_received("GetTransactionStatus").await;
+        assert_eq!(lab.session(&st.id, tx).await["status"], "Active", "{tx}");
+    }
+    // the queue is delivered: the transaction ended while offline
+    let mut end = ended("TX-QUEUED", 1, None, "PowerLoss");
+    end["offline"] = json!(true);
+    st.ok("TransactionEvent", end).await;
+    let queued = lab.session(&st.id, "TX-QUEUED").await;
+    assert_eq!(queued["status"], "Completed", "{queued}");
+    assert_eq!(queued["stop_reason"], "PowerLoss", "{queued}");
+    assert!(
+        queued["closed_by_csms"].is_null(),
+        "the station's end: {queued}"
+    );
+    let ongoing = lab.session(&st.id, "TX-ONGOING").await;
+    assert_eq!(ongoing["status"], "Active", "{ongoing}");
     st.stop().await;
     lab.stop().await;
 }
