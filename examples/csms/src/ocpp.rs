@@ -1271,7 +1271,7 @@ async fn monitor_values(
 }
 
 /// A device-model component's key: `name[instance]`, `name@evse<id>` or `name`.
-fn component_key(name: &str, instance: Option<&str>, evse: Option<i32>) -> String {
+pub(crate) fn component_key(name: &str, instance: Option<&str>, evse: Option<i32>) -> String {
     match (instance, evse) {
         (Some(i), _) => format!("{name}[{i}]"),
         (None, Some(e)) => format!("{name}@evse{e}"),
@@ -1280,7 +1280,7 @@ fn component_key(name: &str, instance: Option<&str>, evse: Option<i32>) -> Strin
 }
 
 /// A device-model variable's key: `name[instance]` or `name`.
-fn variable_key(name: &str, instance: Option<&str>) -> String {
+pub(crate) fn variable_key(name: &str, instance: Option<&str>) -> String {
     match instance {
         Some(i) => format!("{name}[{i}]"),
         None => name.to_owned(),
