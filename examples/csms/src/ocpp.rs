@@ -2196,6 +2196,8 @@ macro_rules! report_handlers_2x {
                 keep_report(app, station, ReportKind::ChargingLimit, &key, &req)
                     .await
                     .map_err(|e| unanswered::<A>(station, e))?;
+                // K11: the site's shares respect it
+                app.site.rebalance();
                 Ok($ver::NotifyChargingLimitResponse { custom_data: None })
             }
 
@@ -2222,6 +2224,8 @@ macro_rules! report_handlers_2x {
                 )
                 .await
                 .map_err(|e| unanswered::<A>(station, e))?;
+                // K14: the capacity it held is shared again
+                app.site.rebalance();
                 Ok($ver::ClearedChargingLimitResponse { custom_data: None })
             }
 
