@@ -62,8 +62,10 @@
 //!    `startSchedule`, `Recurring` without `recurrencyKind`, a transaction
 //!    id on a profile other than `TxProfile`, a non-positive voltage.
 //! 8. **Site allocation** (max-min fairness, "water-filling"): each session
-//!    can use up to its cap, the lowest of its station's maximum and its
-//!    EV's request when known. Every session gets `min(cap, L)` with the
+//!    can use up to its cap, the lowest of its station's maximum, its EV's
+//!    request when known and an external limit on its EVSE when there is
+//!    one (2.x `NotifyChargingLimit`, K11–K14: an energy management system's
+//!    or grid operator's limit the CSMS must not exceed). Every session gets `min(cap, L)` with the
 //!    level `L` as high as the site limit allows (and, when given, the
 //!    per-phase current limit, counted as if every single-phase car were on
 //!    the same phase: `Σ P / (V × phases) ≤ I`, true whatever the wiring).
@@ -1285,6 +1287,8 @@ pub struct Session {
     pub ev_max_w: Option<Decimal>,
     /// The EVSE's own maximum in W.
     pub station_max_w: Decimal,
+    /// An external limit on its EVSE in W, when one is in force (K11–K14).
+    pub external_limit_w: Option<Decimal>,
     /// When it started (the most recent is paused first, rule 9).
     pub started_at: DateTime<Utc>,
 }
@@ -1305,15 +1309,18 @@ impl Session {
             phases,
             ev_max_w: None,
             station_max_w,
+            external_limit_w: None,
             started_at,
         }
     }
 
-    /// What it can use: the lower of the station's and the EV's maximum.
+    /// What it can use: the lowest of the station's maximum, the EV's and
+    /// an external limit.
     pub fn cap_w(&self) -> Decimal {
-        let cap = self
-            .ev_max_w
-            .map_or(self.station_max_w, |ev| ev.min(self.station_max_w));
+        let cap = [self.ev_max_w, self.external_limit_w]
+            .into_iter()
+            .flatten()
+            .fold(self.station_max_w, Decimal::min);
         cap.max(Decimal::ZERO)
     }
 
@@ -2034,6 +2041,33 @@ mod tests {
         )
         .unwrap();
         assert!(out.iter().all(|a| a.watts == Decimal::new(33333, 1)));
+    }
+
+    /// Rule 8 with K11–K14: an EVSE under an external limit gets no more
+    /// than it; what it cannot use goes to the others.
+    #[test]
+    fn an_external_limit_caps_its_session_and_frees_the_rest() {
+        let site = Site::new(d(22_000));
+        let limited = Session {
+            external_limit_w: Some(d(4_140)),
+            ..sess("limited", 3, 22_000, 0)
+        };
+        assert_eq!(limited.cap_w(), d(4_140));
+        let out = allocate(&site, &[limited.clone(), sess("free", 3, 22_000, 1)]).unwrap();
+        assert_eq!(
+            watts(&out),
+            vec![
+                ("free".into(), d(17_860), false),
+                ("limited".into(), d(4_140), false)
+            ]
+        );
+        // a limit above what the site gives changes nothing
+        let loose = Session {
+            external_limit_w: Some(d(20_000)),
+            ..limited
+        };
+        let out = allocate(&site, &[loose, sess("free", 3, 22_000, 1)]).unwrap();
+        assert!(out.iter().all(|a| a.watts == d(11_000)), "{out:?}");
     }
 
     /// Rule 8: what a capped session (its EV's request from 2.0.1

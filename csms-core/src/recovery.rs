@@ -57,6 +57,17 @@
 //!    CSMS's, the session is billed once), so closing too early costs no
 //!    money; it is corrected before settlement if settlement has not run.
 //!
+//! 4. **2.x asks first (E14).** Before ending a 2.x session by rule 1 or 2
+//!    the CSMS asks the station `GetTransactionStatus` for it
+//!    ([`Inquiry`]): while the station answers `messagesInQueue: true` the
+//!    session stays open (its queued `Ended` is on the way; asked again
+//!    every [`Policy::grace`] while the rules still say end);
+//!    `ongoingIndicator: true` with nothing queued leaves it to the station
+//!    (it resumed the transaction) until its next boot; nothing queued and
+//!    not ongoing, or no answer (a CALLERROR such as `NotImplemented`, a
+//!    timeout, the station gone), ends it as the rules said. 1.6 has no
+//!    such message: it ends at once.
+//!
 //! The rules read no clock: times are the CSMS's receipt times (and, for
 //! the stale-report check, the station's own timestamps), given with each
 //! input. They depend on the latest boot and the latest message only, so
@@ -160,6 +171,104 @@ pub fn decide(
         Signal::Tick { now } => {
             let boot = session.last_boot_at.filter(|_| suspect)?;
             (now - boot >= policy.grace).then_some(StopReason::Reboot)
+        }
+    }
+}
+
+/// What a station answered to `GetTransactionStatus` for one transaction
+/// (2.0.1/2.1 E14).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TxStatus {
+    /// `messagesInQueue`: it still holds messages of the transaction.
+    pub messages_in_queue: bool,
+    /// `ongoingIndicator`: the transaction is still ongoing (absent: not said).
+    pub ongoing: Option<bool>,
+}
+
+/// What the CSMS does about a 2.x suspect the rules would end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Send `GetTransactionStatus` for it, then give the answer to
+    /// [`Inquiry::answered`].
+    Ask,
+    /// End it with this reason.
+    End(StopReason),
+    /// Leave it open for now.
+    Keep,
+}
+
+/// The CSMS's inquiry about one 2.x suspect before it ends it (rule 4 in
+/// the [module docs](self)): a state machine fed the rules' decisions
+/// ([`Inquiry::wants_end`]) and the station's answers
+/// ([`Inquiry::answered`]), time passed in. A new inquiry starts with each
+/// boot of the station.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Inquiry {
+    /// Nothing asked yet.
+    #[default]
+    Idle,
+    /// `GetTransactionStatus` sent at `at`, no answer yet; `stop` is what
+    /// the rules said.
+    Asked {
+        /// When it was sent.
+        at: DateTime<Utc>,
+        /// The reason the session ends with if the answer says so.
+        stop: StopReason,
+    },
+    /// The station holds messages of the transaction (answered at `at`):
+    /// the session stays open until they arrive.
+    Queued {
+        /// When the station said so.
+        at: DateTime<Utc>,
+    },
+    /// The station has the transaction ongoing and nothing queued: it will
+    /// end it itself.
+    Ongoing,
+}
+
+impl Inquiry {
+    /// The rules ([`decide`]) say end the session with `stop` at `now`.
+    pub fn wants_end(&mut self, policy: &Policy, stop: StopReason, now: DateTime<Utc>) -> Step {
+        match *self {
+            Inquiry::Idle => {
+                *self = Inquiry::Asked { at: now, stop };
+                Step::Ask
+            }
+            Inquiry::Queued { at } if now - at >= policy.grace => {
+                // the queue has had its time: has it been delivered?
+                *self = Inquiry::Asked { at: now, stop };
+                Step::Ask
+            }
+            Inquiry::Asked { .. } | Inquiry::Queued { .. } | Inquiry::Ongoing => Step::Keep,
+        }
+    }
+
+    /// The station's answer at `now` to the `GetTransactionStatus` asked
+    /// ([`Step::Ask`]); `None`: no answer (a CALLERROR, a timeout, not
+    /// connected). An answer nothing was asked for changes nothing.
+    pub fn answered(&mut self, answer: Option<TxStatus>, now: DateTime<Utc>) -> Step {
+        let Inquiry::Asked { stop, .. } = *self else {
+            return Step::Keep;
+        };
+        match answer {
+            Some(TxStatus {
+                messages_in_queue: true,
+                ..
+            }) => {
+                *self = Inquiry::Queued { at: now };
+                Step::Keep
+            }
+            Some(TxStatus {
+                ongoing: Some(true),
+                ..
+            }) => {
+                *self = Inquiry::Ongoing;
+                Step::Keep
+            }
+            Some(_) | None => {
+                *self = Inquiry::Idle;
+                Step::End(stop)
+            }
         }
     }
 }
@@ -271,6 +380,56 @@ mod tests {
             assert_eq!(decide(p, &P, &open(21, Some(20)), &tick(10_000)), None);
             assert_eq!(decide(p, &P, &open(10, None), &tick(10_000)), None);
         }
+    }
+
+    fn status(queued: bool, ongoing: Option<bool>) -> Option<TxStatus> {
+        Some(TxStatus {
+            messages_in_queue: queued,
+            ongoing,
+        })
+    }
+
+    #[test]
+    fn v2x_asks_then_keeps_the_session_while_messages_are_queued() {
+        let mut q = Inquiry::default();
+        assert_eq!(q.wants_end(&P, StopReason::Reboot, t(0)), Step::Ask);
+        // asked, no answer yet: no second question
+        assert_eq!(q.wants_end(&P, StopReason::Reboot, t(1)), Step::Keep);
+        assert_eq!(q.answered(status(true, Some(false)), t(1)), Step::Keep);
+        assert_eq!(q, Inquiry::Queued { at: t(1) });
+        // the queue has its grace period before the CSMS asks again
+        assert_eq!(q.wants_end(&P, StopReason::Reboot, t(15)), Step::Keep);
+        assert_eq!(q.wants_end(&P, StopReason::Reboot, t(16)), Step::Ask);
+        assert_eq!(q.answered(status(true, None), t(16)), Step::Keep);
+        assert_eq!(q.wants_end(&P, StopReason::Reboot, t(31)), Step::Ask);
+        // delivered now, and not ongoing: the rules' end
+        assert_eq!(
+            q.answered(status(false, Some(false)), t(31)),
+            Step::End(StopReason::Reboot)
+        );
+    }
+
+    #[test]
+    fn v2x_ends_when_nothing_is_queued_or_nothing_is_answered() {
+        for answer in [status(false, Some(false)), status(false, None), None] {
+            let mut q = Inquiry::default();
+            assert_eq!(q.wants_end(&P, StopReason::Reboot, t(0)), Step::Ask);
+            assert_eq!(q.answered(answer, t(0)), Step::End(StopReason::Reboot));
+        }
+    }
+
+    #[test]
+    fn v2x_leaves_an_ongoing_transaction_to_the_station() {
+        let mut q = Inquiry::default();
+        q.wants_end(&P, StopReason::Reboot, t(0));
+        assert_eq!(q.answered(status(false, Some(true)), t(0)), Step::Keep);
+        assert_eq!(q.wants_end(&P, StopReason::Reboot, t(10_000)), Step::Keep);
+        // an answer nothing was asked for changes nothing
+        assert_eq!(q.answered(None, t(10_000)), Step::Keep);
+        assert_eq!(q, Inquiry::Ongoing);
+        let mut idle = Inquiry::default();
+        assert_eq!(idle.answered(None, t(0)), Step::Keep);
+        assert_eq!(idle, Inquiry::Idle);
     }
 
     /// What the CSMS learns, in the order it happens to learn it.

@@ -49,6 +49,7 @@ pub mod console;
 pub mod datadir;
 pub mod demo;
 pub mod der;
+mod device_model;
 pub mod drivers;
 pub mod events;
 pub mod fleets;

@@ -1072,11 +1072,12 @@ fn recovery_protocol(version: ProtocolVersion) -> recovery::Protocol {
 
 /// A StatusNotification `Available`: ends the sessions the station will
 /// not end on that connector (1.6: any; 2.x: those it said nothing of since
-/// it booted; see `evproto_csms_core::recovery`), each billed like any
+/// it booted, once it answered `GetTransactionStatus` that it holds none of
+/// their messages; see `evproto_csms_core::recovery`), each billed like any
 /// session. Checked on every such report, a repeat too: the CSMS may have
 /// restarted, or the last try failed.
 async fn end_stuck_sessions(
-    app: &App,
+    app: &Arc<App>,
     station: &str,
     version: ProtocolVersion,
     s: &ConnectorStatus,
@@ -1094,31 +1095,105 @@ async fn end_stuck_sessions(
             _ => u32::try_from(s.connector).ok().filter(|c| *c > 0),
         },
     };
-    let closed = app
+    let done = app
         .sessions
-        .available(station, recovery_protocol(version), at, Some(s.report.at))
+        .available(
+            station,
+            recovery_protocol(version),
+            at,
+            Some(s.report.at),
+            Utc::now(),
+        )
         .await?;
-    for id in closed {
-        session_closed(app, station, &id).await;
-    }
+    recovered(app, station, done).await;
     Ok(())
 }
 
 /// Time passed for a station that spoke (a Heartbeat): its suspects past the
-/// grace period are ended. A store failure is logged; the next Heartbeat
-/// tries again.
-async fn end_silent_sessions(app: &App, station: &str, version: ProtocolVersion) {
+/// grace period are ended (2.x: asked about first). A store failure is
+/// logged; the next Heartbeat tries again.
+async fn end_silent_sessions(app: &Arc<App>, station: &str, version: ProtocolVersion) {
     match app
         .sessions
         .tick(station, recovery_protocol(version), Utc::now())
         .await
     {
-        Ok(closed) => {
-            for id in closed {
-                session_closed(app, station, &id).await;
+        Ok(done) => recovered(app, station, done).await,
+        Err(e) => tracing::warn!(station, "stuck sessions not checked: {e}"),
+    }
+}
+
+/// What the stuck-session rules did: the closed sessions billed, the
+/// `GetTransactionStatus` calls they want sent in the background (the
+/// station's own message is answered first).
+async fn recovered(app: &Arc<App>, station: &str, done: crate::sessions::Recovered) {
+    for id in done.closed {
+        session_closed(app, station, &id).await;
+    }
+    if done.ask.is_empty() {
+        return;
+    }
+    let (app, station) = (app.clone(), station.to_owned());
+    tokio::spawn(async move {
+        for ask in done.ask {
+            let answer = transaction_status(&app.gateway, &station, &ask.transaction_id).await;
+            match app
+                .sessions
+                .status_answered(&station, &ask, answer, Utc::now())
+                .await
+            {
+                Ok(Some(id)) => session_closed(&app, &station, &id).await,
+                Ok(None) => {}
+                Err(e) => tracing::warn!(
+                    station,
+                    session = ask.session,
+                    "stuck session not checked: {e}"
+                ),
             }
         }
-        Err(e) => tracing::warn!(station, "stuck sessions not checked: {e}"),
+    });
+}
+
+/// E14: GetTransactionStatus of `tx_id`; `None` when the station gave no
+/// answer (a CALLERROR, a timeout, not connected, a 1.6 station).
+async fn transaction_status(
+    gateway: &crate::gateway::StationGateway,
+    station: &str,
+    tx_id: &str,
+) -> Option<recovery::TxStatus> {
+    let transaction_id = tx_id.parse().ok();
+    let answer = match gateway.version(station).await? {
+        ProtocolVersion::V201 => gateway
+            .call::<v201::action::GetTransactionStatus>(
+                station,
+                v201::GetTransactionStatusRequest {
+                    custom_data: None,
+                    transaction_id,
+                },
+            )
+            .await
+            .map(|r| (r.messages_in_queue, r.ongoing_indicator)),
+        ProtocolVersion::V21 => gateway
+            .call::<v21::action::GetTransactionStatus>(
+                station,
+                v21::GetTransactionStatusRequest {
+                    transaction_id,
+                    custom_data: None,
+                },
+            )
+            .await
+            .map(|r| (r.messages_in_queue, r.ongoing_indicator)),
+        _ => return None,
+    };
+    match answer {
+        Ok((messages_in_queue, ongoing)) => Some(recovery::TxStatus {
+            messages_in_queue,
+            ongoing,
+        }),
+        Err(e) => {
+            tracing::info!(station, tx_id, "GetTransactionStatus not answered: {e}");
+            None
+        }
     }
 }
 
@@ -1214,7 +1289,7 @@ async fn monitor_values(
 }
 
 /// A device-model component's key: `name[instance]`, `name@evse<id>` or `name`.
-fn component_key(name: &str, instance: Option<&str>, evse: Option<i32>) -> String {
+pub(crate) fn component_key(name: &str, instance: Option<&str>, evse: Option<i32>) -> String {
     match (instance, evse) {
         (Some(i), _) => format!("{name}[{i}]"),
         (None, Some(e)) => format!("{name}@evse{e}"),
@@ -1223,7 +1298,7 @@ fn component_key(name: &str, instance: Option<&str>, evse: Option<i32>) -> Strin
 }
 
 /// A device-model variable's key: `name[instance]` or `name`.
-fn variable_key(name: &str, instance: Option<&str>) -> String {
+pub(crate) fn variable_key(name: &str, instance: Option<&str>) -> String {
     match instance {
         Some(i) => format!("{name}[{i}]"),
         None => name.to_owned(),
@@ -2143,6 +2218,8 @@ macro_rules! report_handlers_2x {
                 keep_report(app, station, ReportKind::ChargingLimit, &key, &req)
                     .await
                     .map_err(|e| unanswered::<A>(station, e))?;
+                // K11: the site's shares respect it
+                app.site.rebalance();
                 Ok($ver::NotifyChargingLimitResponse { custom_data: None })
             }
 
@@ -2169,6 +2246,8 @@ macro_rules! report_handlers_2x {
                 )
                 .await
                 .map_err(|e| unanswered::<A>(station, e))?;
+                // K14: the capacity it held is shared again
+                app.site.rebalance();
                 Ok($ver::ClearedChargingLimitResponse { custom_data: None })
             }
 

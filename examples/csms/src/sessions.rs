@@ -27,7 +27,7 @@
 //! between two steps re-runs the step and never doubles it.
 
 use chrono::{DateTime, Utc};
-use evproto_csms_core::recovery::{self, Protocol, Signal};
+use evproto_csms_core::recovery::{self, Inquiry, Protocol, Signal, Step, TxStatus};
 use evproto_csms_core::transaction::{
     Applied, Effect, EventId, EventKind, EvseRef, Register, StopReason, Transaction, TxEvent,
 };
@@ -324,6 +324,10 @@ pub struct Sessions {
     booted: std::sync::Mutex<HashMap<String, DateTime<Utc>>>,
     /// When a suspect is ended for silence.
     policy: recovery::Policy,
+    /// 2.x suspects the CSMS asked (or will ask) `GetTransactionStatus`
+    /// about before ending them (E14): session id → (station, inquiry).
+    /// Dropped when the session completes or its station boots again.
+    inquiries: std::sync::Mutex<HashMap<String, (String, Inquiry)>>,
     /// Running prices of open sessions, fed the readings each message commits.
     running: crate::billing::RunningCosts,
     /// Station → its sessions that may be open: every session stored
@@ -344,6 +348,7 @@ impl Sessions {
             next_16: tokio::sync::Mutex::new(None),
             booted: std::sync::Mutex::new(HashMap::new()),
             policy: recovery::Policy::default(),
+            inquiries: std::sync::Mutex::new(HashMap::new()),
             running: crate::billing::RunningCosts::default(),
             open: std::sync::Mutex::new(HashMap::new()),
             open_loaded: tokio::sync::OnceCell::new(),
@@ -395,6 +400,10 @@ impl Sessions {
 
     /// Session `id` of `station` is completed, committed.
     fn completed(&self, station: &str, id: &str) {
+        self.inquiries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(id);
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(ids) = open.get_mut(station) {
             ids.remove(id);
@@ -762,7 +771,29 @@ impl From<SessionError> for CloseError {
 /// An open session of a station, as the recovery rules need it.
 struct OpenRow {
     id: String,
+    /// The station's transaction id.
+    ocpp_tx_id: String,
     open: recovery::Open,
+}
+
+/// A `GetTransactionStatus` the stuck-session rules want sent before they
+/// end a 2.x session (E14); its answer goes to
+/// [`Sessions::status_answered`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusAsk {
+    /// The session.
+    pub session: String,
+    /// The station's transaction id (the request's `transactionId`).
+    pub transaction_id: String,
+}
+
+/// What the stuck-session rules did on one input.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Recovered {
+    /// The sessions closed, each with its bill queued.
+    pub closed: Vec<String>,
+    /// The `GetTransactionStatus` calls to send.
+    pub ask: Vec<StatusAsk>,
 }
 
 fn parse_ts(s: &str) -> Option<DateTime<Utc>> {
@@ -856,6 +887,11 @@ impl Sessions {
     ///
     /// The store failed.
     pub async fn booted(&self, station: &str, at: DateTime<Utc>) -> Result<(), SessionError> {
+        // what it answered before this boot says nothing now
+        self.inquiries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|_, (owner, _)| owner != station);
         if self.may_have_open(station).await? && !self.open_of(station, Some(at)).await?.is_empty()
         {
             self.booted
@@ -867,8 +903,8 @@ impl Sessions {
     }
 
     /// `station` reported `at` `Available` (its report's own time
-    /// `timestamp`): ends the sessions the rules say it will not end. The
-    /// ids closed, each with its bill queued.
+    /// `timestamp`; received `now`): ends the sessions the rules say it will
+    /// not end (1.6), or has their `GetTransactionStatus` asked first (2.x).
     ///
     /// # Errors
     ///
@@ -879,13 +915,26 @@ impl Sessions {
         protocol: Protocol,
         at: EvseRef,
         timestamp: Option<DateTime<Utc>>,
-    ) -> Result<Vec<String>, SessionError> {
+        now: DateTime<Utc>,
+    ) -> Result<Recovered, SessionError> {
         let signal = Signal::Available { at, timestamp };
-        self.recover(station, protocol, &signal, None).await
+        let boot = self.boot_of(station);
+        self.recover(station, protocol, &signal, boot, now).await
+    }
+
+    /// The station's latest boot with sessions open, as this process saw it
+    /// (`None`: read the stored one).
+    fn boot_of(&self, station: &str) -> Option<DateTime<Utc>> {
+        self.booted
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(station)
+            .copied()
     }
 
     /// Time passed (`now`, the CSMS's clock; the station spoke, e.g. a
-    /// Heartbeat): ends the station's suspects after the grace period. Reads
+    /// Heartbeat): ends the station's suspects after the grace period (2.x:
+    /// asks first, and again while the station holds their messages). Reads
     /// the store only for a station that booted with sessions open.
     ///
     /// # Errors
@@ -896,25 +945,78 @@ impl Sessions {
         station: &str,
         protocol: Protocol,
         now: DateTime<Utc>,
-    ) -> Result<Vec<String>, SessionError> {
-        let boot = self
-            .booted
+    ) -> Result<Recovered, SessionError> {
+        let Some(boot) = self
+            .boot_of(station)
+            .filter(|b| now - *b >= self.policy.grace)
+        else {
+            return Ok(Recovered::default());
+        };
+        let done = self
+            .recover(station, protocol, &Signal::Tick { now }, Some(boot), now)
+            .await?;
+        // every suspect of that boot is decided now, unless the station was
+        // asked about one or holds its messages (ask again later)
+        let waiting = self
+            .inquiries
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .get(station)
-            .copied();
-        let Some(boot) = boot.filter(|b| now - *b >= self.policy.grace) else {
-            return Ok(Vec::new());
-        };
-        let closed = self
-            .recover(station, protocol, &Signal::Tick { now }, Some(boot))
-            .await?;
-        // every suspect of that boot is decided now
+            .values()
+            .any(|(owner, q)| {
+                owner == station && matches!(q, Inquiry::Asked { .. } | Inquiry::Queued { .. })
+            });
         let mut booted = self.booted.lock().unwrap_or_else(|e| e.into_inner());
-        if booted.get(station) == Some(&boot) {
+        if !waiting && booted.get(station) == Some(&boot) {
             booted.remove(station);
         }
-        Ok(closed)
+        Ok(done)
+    }
+
+    /// The station's answer (`None`: none: a CALLERROR, a timeout, not
+    /// connected) to the `GetTransactionStatus` of `ask`, received `now`:
+    /// the session closed if the rules end it now (nothing queued, not
+    /// ongoing, or no answer) and it is still a suspect; else it stays open.
+    ///
+    /// # Errors
+    ///
+    /// The store failed (the next input asks again).
+    pub async fn status_answered(
+        &self,
+        station: &str,
+        ask: &StatusAsk,
+        answer: Option<TxStatus>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<String>, SessionError> {
+        let step = match self
+            .inquiries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_mut(&ask.session)
+        {
+            Some((_, q)) => q.answered(answer, now),
+            None => Step::Keep,
+        };
+        let Step::End(stop) = step else {
+            return Ok(None);
+        };
+        // a message of it may have arrived while the CSMS asked
+        let suspect = self
+            .open_of(station, self.boot_of(station))
+            .await?
+            .iter()
+            .any(|s| s.id == ask.session && s.open.suspect());
+        if !suspect {
+            return Ok(None);
+        }
+        let why = match answer {
+            Some(_) => "the station rebooted and answered GetTransactionStatus that it holds no message of it and it is not ongoing",
+            None => "the station rebooted and did not answer GetTransactionStatus",
+        };
+        match self.close(&ask.session, Closer::Recovery, stop, why).await {
+            Ok(_) => Ok(Some(ask.session.clone())),
+            Err(CloseError::Completed(_) | CloseError::Unknown(_)) => Ok(None),
+            Err(CloseError::Store(e)) => Err(e.into()),
+        }
     }
 
     async fn recover(
@@ -923,15 +1025,38 @@ impl Sessions {
         protocol: Protocol,
         signal: &Signal,
         boot: Option<DateTime<Utc>>,
-    ) -> Result<Vec<String>, SessionError> {
-        let mut closed = Vec::new();
+        now: DateTime<Utc>,
+    ) -> Result<Recovered, SessionError> {
+        let mut done = Recovered::default();
         if !self.may_have_open(station).await? {
-            return Ok(closed);
+            return Ok(done);
         }
         for s in self.open_of(station, boot).await? {
-            let Some(stop) = recovery::decide(protocol, &self.policy, &s.open, signal) else {
+            let Some(mut stop) = recovery::decide(protocol, &self.policy, &s.open, signal) else {
                 continue;
             };
+            if protocol == Protocol::V2x {
+                // E14: the station may still hold the transaction's Ended
+                let step = self
+                    .inquiries
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .entry(s.id.clone())
+                    .or_insert_with(|| (station.to_owned(), Inquiry::default()))
+                    .1
+                    .wants_end(&self.policy, stop, now);
+                match step {
+                    Step::Ask => {
+                        done.ask.push(StatusAsk {
+                            session: s.id,
+                            transaction_id: s.ocpp_tx_id,
+                        });
+                        continue;
+                    }
+                    Step::Keep => continue,
+                    Step::End(reason) => stop = reason,
+                }
+            }
             let why = match (signal, s.open.suspect()) {
                 (Signal::Available { .. }, true) => {
                     "the station rebooted and reported the connector Available"
@@ -942,13 +1067,13 @@ impl Sessions {
                 }
             };
             match self.close(&s.id, Closer::Recovery, stop, why).await {
-                Ok(_) => closed.push(s.id),
+                Ok(_) => done.closed.push(s.id),
                 // ended meanwhile by its station: nothing to do
                 Err(CloseError::Completed(_) | CloseError::Unknown(_)) => {}
                 Err(CloseError::Store(e)) => return Err(e.into()),
             }
         }
-        Ok(closed)
+        Ok(done)
     }
 
     /// The station's open sessions with what the rules need; `boot`: its
@@ -964,7 +1089,7 @@ impl Sessions {
         let rows = sqlx::query(
             "SELECT s.id, s.evse_id, s.connector_id, s.started_at, s.updated_at, \
              (SELECT MAX(m.received_at) FROM tx_messages m WHERE m.session_id = s.id), \
-             (SELECT st.last_boot FROM stations st WHERE st.id = s.station_id) \
+             (SELECT st.last_boot FROM stations st WHERE st.id = s.station_id), s.ocpp_tx_id \
              FROM sessions s WHERE s.station_id = $1 AND s.status = 'Active'",
         )
         .bind(station)
@@ -991,6 +1116,7 @@ impl Sessions {
                 });
             out.push(OpenRow {
                 id: r.try_get(0)?,
+                ocpp_tx_id: r.try_get(7)?,
                 open: recovery::Open {
                     evse,
                     started_at: started.as_deref().and_then(parse_ts),
@@ -1354,6 +1480,7 @@ mod tests {
             .tick("CP", Protocol::V16, boot + grace)
             .await
             .unwrap()
+            .closed
             .is_empty());
         sessions.booted("CP", boot).await.unwrap();
         let just_before = boot + grace - chrono::Duration::seconds(1);
@@ -1361,6 +1488,7 @@ mod tests {
             .tick("CP", Protocol::V16, just_before)
             .await
             .unwrap()
+            .closed
             .is_empty());
         assert_eq!(
             store.session("CP:1").await.unwrap().unwrap().status,
@@ -1370,7 +1498,8 @@ mod tests {
             .tick("CP", Protocol::V16, boot + grace)
             .await
             .unwrap();
-        assert_eq!(closed, vec!["CP:1".to_owned()]);
+        assert_eq!(closed.closed, vec!["CP:1".to_owned()]);
+        assert!(closed.ask.is_empty(), "1.6 has no GetTransactionStatus");
         let s = store.session("CP:1").await.unwrap().unwrap();
         assert_eq!(
             (s.status.as_str(), s.stop_reason.as_deref(), s.energy_wh),
@@ -1388,6 +1517,7 @@ mod tests {
             .tick("CP", Protocol::V16, boot + grace * 2)
             .await
             .unwrap()
+            .closed
             .is_empty());
         assert!(matches!(
             sessions
@@ -1426,6 +1556,159 @@ mod tests {
                 .await,
             Err(CloseError::Unknown(_))
         ));
+    }
+
+    /// E14 on a virtual clock: a 2.x suspect is not ended at the grace
+    /// period but asked about; while the station holds its messages it
+    /// stays open (asked again a grace period later), and it is ended once
+    /// the station has nothing queued or does not answer; an `ongoing`
+    /// transaction is left to the station.
+    #[tokio::test]
+    async fn a_2x_suspect_is_asked_about_and_kept_while_its_messages_are_queued() {
+        let store = temp_store("e14").await;
+        let sessions = Sessions::new(store.clone());
+        let events = events_201();
+        for e in &events[..2] {
+            sessions.apply("CP", TxMessage::Event201(e)).await.unwrap();
+        }
+        let grace = recovery::Policy::default().grace;
+        let boot = Utc::now() + chrono::Duration::seconds(1);
+        sessions.booted("CP", boot).await.unwrap();
+        let ask = StatusAsk {
+            session: "CP:T1".into(),
+            transaction_id: "T1".into(),
+        };
+        let first = sessions
+            .tick("CP", Protocol::V2x, boot + grace)
+            .await
+            .unwrap();
+        assert_eq!(
+            first,
+            Recovered {
+                closed: Vec::new(),
+                ask: vec![ask.clone()]
+            }
+        );
+        // asked, not answered yet: an Available asks nothing more, ends nothing
+        let at = EvseRef {
+            evse_id: 1,
+            connector_id: Some(1),
+        };
+        let again = sessions
+            .available("CP", Protocol::V2x, at, None, boot + grace)
+            .await
+            .unwrap();
+        assert_eq!(again, Recovered::default());
+        let queued = TxStatus {
+            messages_in_queue: true,
+            ongoing: Some(false),
+        };
+        let t1 = boot + grace;
+        assert_eq!(
+            sessions
+                .status_answered("CP", &ask, Some(queued), t1)
+                .await
+                .unwrap(),
+            None
+        );
+        assert_eq!(
+            store.session("CP:T1").await.unwrap().unwrap().status,
+            "Active"
+        );
+        let later = t1 + grace - chrono::Duration::seconds(1);
+        assert_eq!(
+            sessions.tick("CP", Protocol::V2x, later).await.unwrap(),
+            Recovered::default(),
+            "the queue has its grace period"
+        );
+        let asked_again = sessions
+            .tick("CP", Protocol::V2x, t1 + grace)
+            .await
+            .unwrap();
+        assert_eq!(asked_again.ask, vec![ask.clone()]);
+        // no answer now (a CALLERROR, a timeout): ended as the rules say
+        assert_eq!(
+            sessions
+                .status_answered("CP", &ask, None, t1 + grace)
+                .await
+                .unwrap(),
+            Some("CP:T1".to_owned())
+        );
+        let s = store.session("CP:T1").await.unwrap().unwrap();
+        assert_eq!(
+            (s.status.as_str(), s.stop_reason.as_deref()),
+            ("Completed", Some("Reboot"))
+        );
+        assert_eq!(
+            sessions.closed("CP:T1").await.unwrap().unwrap().by,
+            Closer::Recovery
+        );
+        assert_eq!(store.outbox_pending(10).await.unwrap().len(), 1, "one bill");
+        // a late answer for it changes nothing
+        assert_eq!(
+            sessions
+                .status_answered("CP", &ask, None, t1 + grace)
+                .await
+                .unwrap(),
+            None
+        );
+
+        // another transaction the station says is ongoing: left to it
+        let mut e: v201::TransactionEventRequest = events[0].clone();
+        e.transaction_info.transaction_id = "T2".parse().unwrap();
+        sessions.apply("CP", TxMessage::Event201(&e)).await.unwrap();
+        let boot2 = Utc::now() + chrono::Duration::seconds(1);
+        sessions.booted("CP", boot2).await.unwrap();
+        let ask2 = StatusAsk {
+            session: "CP:T2".into(),
+            transaction_id: "T2".into(),
+        };
+        let asked = sessions
+            .available("CP", Protocol::V2x, at, None, boot2)
+            .await
+            .unwrap();
+        assert_eq!(asked.ask, vec![ask2.clone()]);
+        let ongoing = TxStatus {
+            messages_in_queue: false,
+            ongoing: Some(true),
+        };
+        assert_eq!(
+            sessions
+                .status_answered("CP", &ask2, Some(ongoing), boot2)
+                .await
+                .unwrap(),
+            None
+        );
+        assert_eq!(
+            sessions
+                .tick("CP", Protocol::V2x, boot2 + grace * 10)
+                .await
+                .unwrap(),
+            Recovered::default()
+        );
+        assert_eq!(
+            store.session("CP:T2").await.unwrap().unwrap().status,
+            "Active"
+        );
+        // its next boot asks again; nothing queued, not ongoing: ended
+        let boot3 = boot2 + grace * 11;
+        sessions.booted("CP", boot3).await.unwrap();
+        let asked = sessions
+            .available("CP", Protocol::V2x, at, None, boot3)
+            .await
+            .unwrap();
+        assert_eq!(asked.ask, vec![ask2.clone()]);
+        let nothing = TxStatus {
+            messages_in_queue: false,
+            ongoing: Some(false),
+        };
+        assert_eq!(
+            sessions
+                .status_answered("CP", &ask2, Some(nothing), boot3)
+                .await
+                .unwrap(),
+            Some("CP:T2".to_owned())
+        );
     }
 
     #[test]

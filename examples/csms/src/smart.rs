@@ -1,14 +1,20 @@
-//! Smart charging: a site power limit shared by the active sessions.
+//! Smart charging: a site power limit shared by the active sessions (K02).
 //!
-//! With `site_limit_w` set, every session start and end recomputes the
-//! share (the limit divided evenly over the active sessions) and sends each
-//! session's station a `TxDefaultProfile` for its EVSE/connector with
-//! `SetChargingProfile`, in the station's OCPP version. Stations that refuse
-//! or do not answer are reported as events; the next recomputation tries
-//! again.
+//! With `site_limit_w` set, every session start and end, and every external
+//! limit a station reports or clears (2.x `NotifyChargingLimit`,
+//! `ClearedChargingLimit`: K11–K14), recomputes the shares with the core's
+//! site allocator ([`evproto_csms_core::limits::allocate`]: equal shares,
+//! an EVSE under an external limit gets no more than it and what it cannot
+//! use goes to the others) and sends each session's station a
+//! `TxDefaultProfile` for its EVSE/connector with `SetChargingProfile`, in
+//! the station's OCPP version. Stations that refuse or do not answer are
+//! reported as events; the next recomputation tries again.
 
+use chrono::{DateTime, Utc};
+use evproto_csms_core::limits::{self, CompositeRequest, InstalledProfile, RateUnit};
 use evproto_ocpp_proto::ProtocolVersion;
 use evproto_ocpp_types::{v16, v201, v21};
+use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::Decimal;
 use tokio::sync::broadcast;
 
@@ -59,18 +65,58 @@ impl SiteShares {
             return;
         }
         let share = limit / u32::try_from(active.len()).unwrap_or(u32::MAX).max(1);
+        let now = Utc::now();
+        let mut sessions = Vec::with_capacity(active.len());
+        for s in &active {
+            let evse = u32::try_from(s.evse_id.or(s.connector_id).unwrap_or(1).max(1)).unwrap_or(1);
+            let started = s
+                .started_at
+                .as_deref()
+                .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+                .map_or(now, |t| t.with_timezone(&Utc));
+            sessions.push(limits::Session {
+                external_limit_w: self.external_limit_w(&s.station_id, evse, now).await,
+                ..limits::Session::new(s.id.clone(), evse, 3, Decimal::from(limit), started)
+            });
+        }
+        // no minimum rate: every session keeps a share, none is paused
+        let site = limits::Site {
+            min_current_a: Decimal::ZERO,
+            ..limits::Site::new(Decimal::from(limit))
+        };
+        let shares = match limits::allocate(&site, &sessions) {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!("smart charging: {e}");
+                return;
+            }
+        };
         let mut sent = Vec::new();
         for s in &active {
             let Some(version) = self.gateway.version(&s.station_id).await else {
                 continue;
             };
+            let Some(watts) = shares
+                .iter()
+                .find(|a| a.session_id == s.id)
+                .map(|a| a.watts)
+            else {
+                continue;
+            };
             let evse =
                 i32::try_from(s.evse_id.or(s.connector_id).unwrap_or(1).max(1)).unwrap_or(i32::MAX);
-            let answer = set_share(&self.gateway, &s.station_id, version, evse, share.into()).await;
+            let answer = set_share(
+                &self.gateway,
+                &s.station_id,
+                version,
+                evse,
+                watts.normalize(),
+            )
+            .await;
             sent.push(SentProfile {
                 station: s.station_id.clone(),
                 session: s.id.clone(),
-                limit_w: share,
+                limit_w: watts.floor().to_u32().unwrap_or(u32::MAX),
                 status: match answer {
                     Ok(status) => status.to_owned(),
                     Err(e) => e.to_string(),
@@ -84,7 +130,90 @@ impl SiteShares {
             sent,
         });
     }
+
+    /// The external limit in force on `station`'s EVSE `evse` at `now`, W:
+    /// the lowest of the NotifyChargingLimit reports no ClearedChargingLimit
+    /// followed, for that EVSE or the whole station (K11–K14).
+    async fn external_limit_w(
+        &self,
+        station: &str,
+        evse: u32,
+        now: DateTime<Utc>,
+    ) -> Option<Decimal> {
+        let reports = match crate::ocpp::charging_limits(&self.store, station).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(station, "smart charging: external limits not read: {e}");
+                return None;
+            }
+        };
+        let version = self.gateway.version(station).await?;
+        reports
+            .iter()
+            .filter_map(|r| match version {
+                ProtocolVersion::V201 => external_201(&r.body, evse, now),
+                ProtocolVersion::V21 => external_21(&r.body, evse, now),
+                _ => None,
+            })
+            .min()
+    }
 }
+
+/// The limit in W a stored NotifyChargingLimit puts on EVSE `evse` at
+/// `now`: its schedule read as a `ChargingStationExternalConstraints`
+/// profile by the core's composite rules (`None`: not on that EVSE, no
+/// schedule, or no limit now).
+macro_rules! external_2x {
+    ($name:ident, $ver:ident, [$($extra:ident),*]) => {
+        fn $name(body: &serde_json::Value, evse: u32, now: DateTime<Utc>) -> Option<Decimal> {
+            let req: $ver::NotifyChargingLimitRequest = serde_json::from_value(body.clone()).ok()?;
+            let on = req.evse_id.unwrap_or(0);
+            if on != 0 && u32::try_from(on).ok()? != evse {
+                return None;
+            }
+            let schedule = req.charging_schedule?;
+            let kind = if schedule.first()?.start_schedule.is_some() {
+                $ver::ChargingProfileKindEnumType::Absolute
+            } else {
+                $ver::ChargingProfileKindEnumType::Relative
+            };
+            let profile = $ver::SetChargingProfileRequest {
+                evse_id: on,
+                charging_profile: $ver::ChargingProfileType {
+                    id: 0,
+                    stack_level: 0,
+                    charging_profile_purpose:
+                        $ver::ChargingProfilePurposeEnumType::ChargingStationExternalConstraints,
+                    charging_profile_kind: kind,
+                    recurrency_kind: None,
+                    valid_from: None,
+                    valid_to: None,
+                    transaction_id: None,
+                    charging_schedule: schedule,
+                    custom_data: None,
+                    $($extra: None,)*
+                },
+                custom_data: None,
+            };
+            let installed = InstalledProfile::try_from(&profile).ok()?;
+            limits::composite_schedule(&[installed], &CompositeRequest::new(evse, now, 1, RateUnit::W))
+                .ok()?
+                .limit_at(0)
+        }
+    };
+}
+external_2x!(external_201, v201, []);
+external_2x!(
+    external_21,
+    v21,
+    [
+        max_offline_duration,
+        invalid_after_offline_duration,
+        dyn_update_interval,
+        dyn_update_time,
+        price_schedule_signature
+    ]
+);
 
 /// Sends `station` (connected with `version`) a `TxDefaultProfile` limiting
 /// `evse` (1.6: connector) to `limit_w`; its answer's status.

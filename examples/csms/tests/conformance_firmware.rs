@@ -7,7 +7,7 @@
 mod common;
 
 use common::conformance::{Lab, Station};
-use evproto_ocpp_proto::ProtocolVersion::V201;
+use evproto_ocpp_proto::ProtocolVersion::{V16, V201};
 use serde_json::json;
 
 /// L01: UpdateFirmware with the firmware's signing certificate and
@@ -130,5 +130,83 @@ async fn l03_l04_publish_firmware_on_a_local_controller_then_unpublish() {
     )
     .await;
     st.stop().await;
+    lab.stop().await;
+}
+
+/// L01 from the operator's campaign: a campaign with the signing
+/// certificate and signature sends a secure update (2.0.1 UpdateFirmware
+/// with both; 1.6 SignedUpdateFirmware), the campaign says it is signed and
+/// shows the station's `InvalidSignature`; a signature without its
+/// certificate, or not base64, is a 400 with a reason and sends nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn l01_signed_firmware_campaign_sends_certificate_and_signature() {
+    let lab = Lab::start("l01-signed-campaign").await;
+    let mut st = Station::connect(&lab, "CONF-L01C", V201).await;
+    let mut st16 = Station::connect(&lab, "CONF-L01C16", V16).await;
+    let certificate = "-----BEGIN CERTIFICATE-----\nMIIBfirmwaresigner\n-----END CERTIFICATE-----";
+    let signature = "MEUCIQDsignature==";
+    for bad in [
+        json!({"location": "https://fw.example/s.bin", "stations": [st.id], "signature": signature}),
+        json!({"location": "https://fw.example/s.bin", "stations": [st.id],
+            "signing_certificate": certificate, "signature": "not base64!"}),
+        json!({"location": "https://fw.example/s.bin", "stations": [st.id],
+            "signing_certificate": "no PEM", "signature": signature}),
+    ] {
+        let (status, b) = lab
+            .api("POST", "/api/firmware-campaigns", Some(bad.clone()))
+            .await;
+        assert_eq!(status, 400, "{bad}: {b}");
+        assert!(b["error"].is_string(), "{b}");
+    }
+    st.not_received("UpdateFirmware").await;
+    let campaign = lab
+        .ok(
+            "POST",
+            "/api/firmware-campaigns",
+            Some(
+                json!({"location": "https://fw.example/signed.bin", "stations": [st.id, st16.id],
+                "signing_certificate": certificate, "signature": signature}),
+            ),
+        )
+        .await;
+    assert_eq!(campaign["signed"], true, "{campaign}");
+    let request = st.received("UpdateFirmware").await;
+    assert_eq!(
+        request["firmware"]["signingCertificate"], certificate,
+        "{request}"
+    );
+    assert_eq!(request["firmware"]["signature"], signature, "{request}");
+    assert_eq!(request["requestId"], campaign["id"], "{request}");
+    let request = st16.received("SignedUpdateFirmware").await;
+    assert_eq!(
+        request["firmware"]["signingCertificate"], certificate,
+        "{request}"
+    );
+    assert_eq!(request["firmware"]["signature"], signature, "{request}");
+    assert_eq!(
+        request["firmware"]["location"],
+        "https://fw.example/signed.bin"
+    );
+    for s in campaign["stations"].as_array().unwrap() {
+        assert_eq!(s["requested"], true, "{campaign}");
+    }
+    let n = json!({"status": "InvalidSignature", "requestId": campaign["id"]});
+    assert_eq!(st.ok("FirmwareStatusNotification", n).await, json!({}));
+    let shown = lab
+        .ok(
+            "GET",
+            &format!("/api/firmware-campaigns/{}", campaign["id"]),
+            None,
+        )
+        .await;
+    let mine = shown["stations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["station"] == st.id.as_str())
+        .unwrap();
+    assert_eq!(mine["status"], "InvalidSignature", "{shown}");
+    st.stop().await;
+    st16.stop().await;
     lab.stop().await;
 }

@@ -16,10 +16,16 @@
 //!   Rejected (B31) station gets CALLERROR `SecurityError`, and nothing of
 //!   it is kept; a station that was accepted and is set Pending is gated
 //!   again when it reconnects.
+//! - B05–B08: GetBaseReport/GetReport with their NotifyReport parts kept as
+//!   the device model, SetVariables/GetVariables answers kept in it; B09,
+//!   B11, B12: SetNetworkProfile and Reset answered to the operator (on the
+//!   shared scripted station of `common::conformance`).
 
 mod common;
 
 use std::time::Duration;
+
+use common::conformance::{now, Lab, Station as Scripted};
 
 use evproto_ocpp_client::{Client, ClientConfig, ClientState, MemoryStore as Queue};
 use evproto_ocpp_proto::{BootState, ProtocolVersion};
@@ -626,4 +632,220 @@ async fn b02_registration_and_profile_kept_in_postgresql() {
         .execute(&pool)
         .await
         .unwrap();
+}
+
+/// The variable `component`/`variable` in the device model the CSMS shows,
+/// if kept: its `Actual` value (`None`: kept without one).
+async fn shown(
+    lab: &Lab,
+    station: &str,
+    component: &str,
+    variable: &str,
+) -> Option<Option<String>> {
+    let model = lab
+        .ok(
+            "GET",
+            &format!("/api/stations/{station}/device-model"),
+            None,
+        )
+        .await;
+    let found = model["variables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["component"]["name"] == component && v["variable"]["name"] == variable)?
+        .clone();
+    Some(
+        found["variableAttribute"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["type"].as_str().unwrap_or("Actual") == "Actual")
+            .and_then(|a| a["value"].as_str().map(str::to_owned)),
+    )
+}
+
+/// One reported variable of a NotifyReport.
+fn reported(component: &str, variable: &str, value: &str) -> Value {
+    json!({"component": {"name": component}, "variable": {"name": variable},
+        "variableAttribute": [{"type": "Actual", "value": value, "mutability": "ReadWrite"}]})
+}
+
+/// B07 GetBaseReport and B08 GetReport with their NotifyReport parts kept
+/// as the device model and shown by the API; B05 SetVariables: the values
+/// the station accepted (or takes at its next boot, `RebootRequired`)
+/// replace the shown ones, the refused ones change nothing; B06
+/// GetVariables: the values read are shown. The station's answers reach
+/// the operator as given (`EmptyResultSet`, `Rejected`, ...).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn b05_b06_b07_b08_variables_and_reports_kept_as_the_device_model() {
+    let lab = Lab::start("b05-device-model").await;
+    let mut st = Scripted::connect(&lab, "CONF-B05", ProtocolVersion::V201).await;
+    let id = st.id.clone();
+    // B07: the base report in two parts
+    lab.exchange(
+        &mut st,
+        "GetBaseReport",
+        json!({"requestId": 1, "reportBase": "FullInventory"}),
+        json!({"status": "Accepted"}),
+    )
+    .await;
+    let parts = [
+        (
+            0,
+            true,
+            reported("OCPPCommCtrlr", "HeartbeatInterval", "60"),
+        ),
+        (1, false, reported("TxCtrlr", "EVConnectionTimeOut", "30")),
+    ];
+    for (seq, tbc, data) in parts {
+        let part = json!({"requestId": 1, "generatedAt": now(), "seqNo": seq, "tbc": tbc,
+            "reportData": [data]});
+        assert_eq!(st.ok("NotifyReport", part).await, json!({}));
+    }
+    assert_eq!(
+        shown(&lab, &id, "OCPPCommCtrlr", "HeartbeatInterval").await,
+        Some(Some("60".into()))
+    );
+    assert_eq!(
+        shown(&lab, &id, "TxCtrlr", "EVConnectionTimeOut").await,
+        Some(Some("30".into()))
+    );
+    // B05: one accepted, one rejected, one unknown, one at the next boot
+    let set = |c: &str, v: &str, value: &str| json!({"attributeValue": value, "component": {"name": c}, "variable": {"name": v}});
+    let result = |c: &str, v: &str, status: &str| json!({"attributeStatus": status, "component": {"name": c}, "variable": {"name": v}});
+    lab.exchange(
+        &mut st,
+        "SetVariables",
+        json!({"setVariableData": [
+            set("OCPPCommCtrlr", "HeartbeatInterval", "120"),
+            set("TxCtrlr", "EVConnectionTimeOut", "45"),
+            set("Nowhere", "Nothing", "1"),
+            set("SecurityCtrlr", "OrganizationName", "Lab"),
+        ]}),
+        json!({"setVariableResult": [
+            result("OCPPCommCtrlr", "HeartbeatInterval", "Accepted"),
+            result("TxCtrlr", "EVConnectionTimeOut", "Rejected"),
+            result("Nowhere", "Nothing", "UnknownComponent"),
+            result("SecurityCtrlr", "OrganizationName", "RebootRequired"),
+        ]}),
+    )
+    .await;
+    assert_eq!(
+        shown(&lab, &id, "OCPPCommCtrlr", "HeartbeatInterval").await,
+        Some(Some("120".into()))
+    );
+    assert_eq!(
+        shown(&lab, &id, "TxCtrlr", "EVConnectionTimeOut").await,
+        Some(Some("30".into()))
+    );
+    assert_eq!(shown(&lab, &id, "Nowhere", "Nothing").await, None);
+    assert_eq!(
+        shown(&lab, &id, "SecurityCtrlr", "OrganizationName").await,
+        Some(Some("Lab".into()))
+    );
+    // B06: a value read is shown; an unknown variable is not kept
+    lab.exchange(
+        &mut st,
+        "GetVariables",
+        json!({"getVariableData": [
+            {"component": {"name": "AuthCtrlr"}, "variable": {"name": "Enabled"}},
+            {"component": {"name": "AuthCtrlr"}, "variable": {"name": "Nope"}},
+        ]}),
+        json!({"getVariableResult": [
+            {"attributeStatus": "Accepted", "attributeValue": "true",
+                "component": {"name": "AuthCtrlr"}, "variable": {"name": "Enabled"}},
+            {"attributeStatus": "UnknownVariable",
+                "component": {"name": "AuthCtrlr"}, "variable": {"name": "Nope"}},
+        ]}),
+    )
+    .await;
+    assert_eq!(
+        shown(&lab, &id, "AuthCtrlr", "Enabled").await,
+        Some(Some("true".into()))
+    );
+    assert_eq!(shown(&lab, &id, "AuthCtrlr", "Nope").await, None);
+    // B08: a report of one component replaces what it reports
+    lab.exchange(
+        &mut st,
+        "GetReport",
+        json!({"requestId": 2, "componentVariable": [{"component": {"name": "TxCtrlr"}}]}),
+        json!({"status": "Accepted"}),
+    )
+    .await;
+    let part = json!({"requestId": 2, "generatedAt": now(), "seqNo": 0,
+        "reportData": [reported("TxCtrlr", "EVConnectionTimeOut", "50")]});
+    st.ok("NotifyReport", part).await;
+    assert_eq!(
+        shown(&lab, &id, "TxCtrlr", "EVConnectionTimeOut").await,
+        Some(Some("50".into()))
+    );
+    // nothing to report: the operator gets the station's answer
+    lab.exchange(
+        &mut st,
+        "GetReport",
+        json!({"requestId": 3, "componentCriteria": ["Problem"]}),
+        json!({"status": "EmptyResultSet"}),
+    )
+    .await;
+    st.stop().await;
+    lab.stop().await;
+}
+
+/// B09 SetNetworkProfile (accepted, then rejected: each answer to the
+/// operator as given); B11 Reset without a transaction (`Immediate`
+/// accepted, the station boots again and is accepted); B12 Reset with one
+/// (`OnIdle`: `Scheduled`) and of an EVSE the station refuses
+/// (`Rejected`). The transaction across the reset is
+/// `conformance_transactions.rs::b12_e06_transactions_across_a_reset`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn b09_b11_b12_network_profile_and_reset_answers() {
+    let lab = Lab::start("b09-reset").await;
+    let mut st = Scripted::connect(&lab, "CONF-B09", ProtocolVersion::V201).await;
+    let profile = json!({"configurationSlot": 2, "connectionData": {
+        "ocppVersion": "OCPP20", "ocppTransport": "JSON", "ocppInterface": "Wired0",
+        "ocppCsmsUrl": format!("ws://127.0.0.1:{}/ocpp/", lab.ocpp),
+        "messageTimeout": 30, "securityProfile": 1}});
+    for status in ["Accepted", "Rejected", "Failed"] {
+        lab.exchange(
+            &mut st,
+            "SetNetworkProfile",
+            profile.clone(),
+            json!({"status": status}),
+        )
+        .await;
+    }
+    lab.exchange(
+        &mut st,
+        "Reset",
+        json!({"type": "Immediate"}),
+        json!({"status": "Accepted"}),
+    )
+    .await;
+    st.stop().await;
+    // rebooted: accepted again
+    let mut st = Scripted::connect(&lab, "CONF-B09", ProtocolVersion::V201).await;
+    let station = lab.ok("GET", "/api/stations/CONF-B09", None).await;
+    assert_eq!(station["boot_status"], "Accepted", "{station}");
+    st.ok(
+        "TransactionEvent",
+        common::conformance::started("TX-B12", 1, None),
+    )
+    .await;
+    lab.exchange(
+        &mut st,
+        "Reset",
+        json!({"type": "OnIdle"}),
+        json!({"status": "Scheduled"}),
+    )
+    .await;
+    lab.exchange(
+        &mut st,
+        "Reset",
+        json!({"type": "Immediate", "evseId": 1}),
+        json!({"status": "Rejected"}),
+    )
+    .await;
+    st.stop().await;
+    lab.stop().await;
 }

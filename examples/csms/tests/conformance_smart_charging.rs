@@ -2,11 +2,12 @@
 //! cleared by id and by criteria, read back (GetChargingProfiles and the
 //! ReportChargingProfiles it triggers), composite schedules, and the
 //! external limits a station reports (NotifyChargingLimit,
-//! ClearedChargingLimit) shown to the operator.
+//! ClearedChargingLimit) shown to the operator and respected by the site
+//! limit's shares (K02, K11, K14).
 
 mod common;
 
-use common::conformance::{Lab, Station};
+use common::conformance::{ended, started, Lab, Station};
 use evproto_ocpp_proto::ProtocolVersion::V201;
 use serde_json::{json, Value};
 
@@ -122,5 +123,60 @@ async fn k12_k13_external_limit_shown_until_cleared() {
     let kept = lab.reports(&st.id, "charging_limit").await;
     assert_eq!(kept.len(), 2, "the limit and its clearing: {kept:?}");
     st.stop().await;
+    lab.stop().await;
+}
+
+/// The limit of the site share the CSMS sent `st` (a `TxDefaultProfile` on
+/// EVSE 1), W.
+async fn share_sent(st: &mut Station) -> f64 {
+    let p = st.received("SetChargingProfile").await;
+    assert_eq!(p["evseId"], 1, "{p}");
+    let profile = &p["chargingProfile"];
+    assert_eq!(profile["chargingProfilePurpose"], "TxDefaultProfile", "{p}");
+    profile["chargingSchedule"][0]["chargingSchedulePeriod"][0]["limit"]
+        .as_f64()
+        .unwrap()
+}
+
+/// K02 central smart charging by a site limit (22 kW): the first session
+/// gets it all, two share it equally, and when one ends the other gets it
+/// all again; K11 an external limit (NotifyChargingLimit with a 4 kW
+/// schedule on an EVSE) caps that EVSE's share and the freed capacity goes
+/// to the other session; K14 once it is cleared (ClearedChargingLimit) the
+/// shares are equal again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn k02_k11_k14_site_limit_shared_and_external_limits_respected() {
+    let lab = Lab::start_with("k02-site", |c| c.site_limit_w = Some(22_000)).await;
+    lab.token("K-A", "Accepted", None).await;
+    lab.token("K-B", "Accepted", None).await;
+    let mut a = Station::connect(&lab, "CONF-K02A", V201).await;
+    let mut b = Station::connect(&lab, "CONF-K02B", V201).await;
+    let s = a
+        .ok("TransactionEvent", started("TX-A", 1, Some("K-A")))
+        .await;
+    assert_eq!(s["idTokenInfo"]["status"], "Accepted", "{s}");
+    assert_eq!(share_sent(&mut a).await, 22_000.0);
+    b.ok("TransactionEvent", started("TX-B", 1, Some("K-B")))
+        .await;
+    assert_eq!(share_sent(&mut a).await, 11_000.0);
+    assert_eq!(share_sent(&mut b).await, 11_000.0);
+    // K11: an energy management system limits A's EVSE to 4 kW
+    let limit = json!({"evseId": 1, "chargingLimit": {"chargingLimitSource": "EMS"},
+        "chargingSchedule": [{"id": 1, "chargingRateUnit": "W",
+            "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 4000}]}]});
+    assert_eq!(a.ok("NotifyChargingLimit", limit).await, json!({}));
+    assert_eq!(share_sent(&mut a).await, 4_000.0);
+    assert_eq!(share_sent(&mut b).await, 18_000.0);
+    // K14: cleared, shared equally again
+    let cleared = json!({"chargingLimitSource": "EMS", "evseId": 1});
+    assert_eq!(a.ok("ClearedChargingLimit", cleared).await, json!({}));
+    assert_eq!(share_sent(&mut a).await, 11_000.0);
+    assert_eq!(share_sent(&mut b).await, 11_000.0);
+    // K02: B's session ends, A gets the site again
+    b.ok("TransactionEvent", ended("TX-B", 1, None, "EVDisconnected"))
+        .await;
+    assert_eq!(share_sent(&mut a).await, 22_000.0);
+    a.stop().await;
+    b.stop().await;
     lab.stop().await;
 }

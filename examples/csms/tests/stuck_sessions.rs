@@ -3,7 +3,9 @@
 //! BootNotification) and reports the connector `Available` gets its session
 //! ended by the CSMS, priced up to the last meter value and captured once;
 //! an operator can force-close a session; a late StopTransaction /
-//! TransactionEvent `Ended` after either never charges twice. Stations are
+//! TransactionEvent `Ended` after either never charges twice. A 2.0.1
+//! station is asked `GetTransactionStatus` first (E14; the queue cases are
+//! `conformance_transactions.rs::e14_*`). Stations are
 //! `evproto-ocpp-client`s talking to the CSMS started in-process.
 
 mod common;
@@ -12,7 +14,8 @@ use std::time::Duration;
 
 use evproto_ocpp_client::{Client, ClientConfig, MemoryStore as Queue};
 use evproto_ocpp_proto::ProtocolVersion;
-use evproto_ocpp_rpc::Router;
+use evproto_ocpp_rpc::{Ctx, Router};
+use evproto_ocpp_types::v201;
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
 
@@ -77,13 +80,35 @@ impl Csms {
             ),
             _ => Client::start(
                 config,
-                Router::station_v201().with_state(()),
+                Router::station_v201()
+                    .on::<v201::action::GetTransactionStatus>(nothing_queued)
+                    .with_state(()),
                 boot_2x,
                 Queue::default(),
             ),
         };
         station.wait_ready(Duration::from_secs(20)).await.unwrap();
         station
+    }
+
+    /// Waits until the CSMS completed the session and captured its payment
+    /// (it may do so in the background, after asking the station).
+    async fn completed(&self, id: &str) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let s = self.session(id).await;
+            let (_, p) = self
+                .api("GET", &format!("/api/sessions/{id}/payment"), None)
+                .await;
+            if s["status"] == "Completed" && p["status"] == "Captured" {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "never settled: {s} {p}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     async fn session(&self, id: &str) -> Value {
@@ -128,6 +153,23 @@ impl Csms {
         self.running.stop().await;
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// A 2.0.1 station that lost its transactions in the crash: nothing queued
+/// of the transaction asked about, not ongoing.
+async fn nothing_queued(
+    _: Ctx<()>,
+    req: v201::GetTransactionStatusRequest,
+) -> Result<v201::GetTransactionStatusResponse, evproto_ocpp_proto::CallError> {
+    assert_eq!(
+        req.transaction_id.as_ref().map(|t| t.as_str()),
+        Some("TX-1")
+    );
+    Ok(v201::GetTransactionStatusResponse {
+        custom_data: None,
+        ongoing_indicator: Some(false),
+        messages_in_queue: false,
+    })
 }
 
 async fn call(station: &Client, action: &str, payload: Value) -> Value {
@@ -267,6 +309,8 @@ async fn v201_station_that_rebooted_and_reports_available_ends_its_session_once(
     let station = csms.station("STUCK201", ProtocolVersion::V201).await;
     assert_eq!(csms.session(id).await["status"], "Active");
     call(&station, "StatusNotification", status_201("Available")).await;
+    // the CSMS asks GetTransactionStatus: nothing queued, not ongoing
+    csms.completed(id).await;
     let cdr = csms.settled_once(id, "Reboot", 2000).await;
     assert_eq!(csms.session(id).await["closed_by_csms"]["by"], "recovery");
     // the station's Ended from its offline queue, late: absorbed

@@ -283,11 +283,56 @@ pub(crate) struct CampaignBody {
     /// Stations (default: every connected station).
     #[serde(default)]
     stations: Vec<String>,
+    /// A secure update (L01): the PEM certificate the firmware was signed
+    /// with (at most 5500 characters), with `signature`.
+    signing_certificate: Option<String>,
+    /// The firmware's signature, base64 (at most 800 characters), with
+    /// `signing_certificate`.
+    signature: Option<String>,
+}
+
+/// A secure update's signing certificate and signature (L01; 1.6:
+/// `SignedUpdateFirmware`).
+#[derive(Debug, Clone)]
+struct Signed {
+    certificate: String,
+    signature: String,
+}
+
+impl CampaignBody {
+    /// The signature the campaign sends, if any: both fields or neither, each
+    /// within its message's bounds.
+    fn signed(&self) -> Result<Option<Signed>, ApiError> {
+        let bad = |why: &str| Err(ApiError::new(StatusCode::BAD_REQUEST, why));
+        match (&self.signing_certificate, &self.signature) {
+            (None, None) => Ok(None),
+            (Some(c), Some(s)) => {
+                if c.is_empty()
+                    || c.chars().count() > 5500
+                    || !c.contains("-----BEGIN CERTIFICATE-----")
+                {
+                    return bad(
+                        "signing_certificate: a PEM certificate of at most 5500 characters",
+                    );
+                }
+                let base64 = |ch: char| ch.is_ascii_alphanumeric() || matches!(ch, '+' | '/' | '=');
+                if s.is_empty() || s.chars().count() > 800 || !s.chars().all(base64) {
+                    return bad("signature: base64 of at most 800 characters");
+                }
+                Ok(Some(Signed {
+                    certificate: c.clone(),
+                    signature: s.clone(),
+                }))
+            }
+            _ => bad("give signing_certificate and signature together"),
+        }
+    }
 }
 
 /// `POST /api/firmware-campaigns`: sends UpdateFirmware to each station.
 pub(crate) async fn start_campaign(State(app): State<Arc<App>>, bytes: Bytes) -> ApiResult {
     let b: CampaignBody = body(&bytes)?;
+    let signed = b.signed()?;
     let location = match (&b.firmware, &b.location) {
         (Some(name), None) => {
             if !safe_name(name) || !firmware_dir(&app).join(name).exists() {
@@ -328,14 +373,14 @@ pub(crate) async fn start_campaign(State(app): State<Arc<App>>, bytes: Bytes) ->
             results.push(json!({"station": st, "requested": false, "reason": "not connected"}));
             continue;
         };
-        match update_firmware(&app.gateway, st, version, &location, id).await {
+        match update_firmware(&app.gateway, st, version, &location, id, signed.as_ref()).await {
             // 1.6 answers without a status: the request is taken
             Ok(a) => results.push(json!({"station": st, "requested": a.status.is_none_or(|s| s == "Accepted" || s == "AcceptedCanceled"), "answer": a.json})),
             Err(e) => results.push(json!({"station": st, "requested": false, "reason": e.to_string()})),
         }
     }
-    let campaign =
-        json!({"id": id, "location": location, "started_at": retrieve, "stations": results});
+    let campaign = json!({"id": id, "location": location, "signed": signed.is_some(),
+        "started_at": retrieve, "stations": results});
     app.store
         .put_setting(&format!("campaign:{id}"), &campaign.to_string())
         .await?;
@@ -548,17 +593,38 @@ impl Answer {
     }
 }
 
-/// UpdateFirmware: download from `location` now, in `version`.
+/// UpdateFirmware: download from `location` now, in `version`; a signed
+/// one (L01) with its certificate and signature (1.6: SignedUpdateFirmware).
 async fn update_firmware(
     gateway: &StationGateway,
     station: &str,
     version: ProtocolVersion,
     location: &str,
     request_id: i32,
+    signed: Option<&Signed>,
 ) -> Result<Answer, StationCallError> {
     let retrieve = chrono::Utc::now();
-    match version {
-        ProtocolVersion::V16 => {
+    let bad = |e| StationCallError::rejected(station, e);
+    match (version, signed) {
+        (ProtocolVersion::V16, Some(signed)) => {
+            let request = v16::SignedUpdateFirmwareRequest {
+                retries: None,
+                retry_interval: None,
+                request_id,
+                firmware: v16::FirmwareType {
+                    location: location.parse().map_err(bad)?,
+                    retrieve_date_time: retrieve,
+                    install_date_time: None,
+                    signing_certificate: signed.certificate.parse().map_err(bad)?,
+                    signature: signed.signature.parse().map_err(bad)?,
+                },
+            };
+            let r = gateway
+                .call::<v16::action::SignedUpdateFirmware>(station, request)
+                .await?;
+            Ok(Answer::of(Some(r.status.as_str()), &r))
+        }
+        (ProtocolVersion::V16, None) => {
             let request = v16::UpdateFirmwareRequest {
                 location: location.to_owned(),
                 retries: None,
@@ -570,10 +636,12 @@ async fn update_firmware(
                 .await?;
             Ok(Answer::of(None, &r))
         }
-        ProtocolVersion::V201 => {
-            ops_201::update_firmware(gateway, station, location, request_id, retrieve).await
+        (ProtocolVersion::V201, _) => {
+            ops_201::update_firmware(gateway, station, location, request_id, retrieve, signed).await
         }
-        _ => ops_21::update_firmware(gateway, station, location, request_id, retrieve).await,
+        _ => {
+            ops_21::update_firmware(gateway, station, location, request_id, retrieve, signed).await
+        }
     }
 }
 
@@ -610,7 +678,7 @@ macro_rules! ops_2x {
         mod $m {
             use evproto_ocpp_types::{$ver, Action as _};
 
-            use super::Answer;
+            use super::{Answer, Signed};
             use crate::gateway::{StationCallError, StationGateway};
 
             pub(super) async fn update_firmware(
@@ -619,7 +687,16 @@ macro_rules! ops_2x {
                 location: &str,
                 request_id: i32,
                 retrieve: chrono::DateTime<chrono::Utc>,
+                signed: Option<&Signed>,
             ) -> Result<Answer, StationCallError> {
+                let bad = |e| StationCallError::rejected(station, e);
+                let (signing_certificate, signature) = match signed {
+                    Some(s) => (
+                        Some(s.certificate.parse().map_err(bad)?),
+                        Some(s.signature.parse().map_err(bad)?),
+                    ),
+                    None => (None, None),
+                };
                 let request = $ver::UpdateFirmwareRequest {
                     retries: None,
                     retry_interval: None,
@@ -630,8 +707,8 @@ macro_rules! ops_2x {
                             .map_err(|e| StationCallError::rejected(station, e))?,
                         retrieve_date_time: retrieve,
                         install_date_time: None,
-                        signing_certificate: None,
-                        signature: None,
+                        signing_certificate,
+                        signature,
                         custom_data: None,
                     },
                     custom_data: None,

@@ -472,7 +472,20 @@ pub(super) async fn ocpp_call(
             json!({"error": format!("payload invalid for {action} in OCPP {version}: {e}"), "pointer": e.pointer().to_string()}),
         ));
     }
-    let answer = app.gateway.call_operator_json(&id, info.name, text).await?;
+    let answer = app
+        .gateway
+        .call_operator_json(&id, info.name, text.clone())
+        .await?;
+    // B05/B06: what the station set or read is its device model now
+    if let Err(e) =
+        crate::device_model::learn(&app, &id, connected, info.name, &text, &answer).await
+    {
+        tracing::warn!(
+            station = id,
+            action = info.name,
+            "device model not updated: {e}"
+        );
+    }
     let v: Value = serde_json::from_str(&answer).unwrap_or(Value::Null);
     Ok(Json(v).into_response())
 }
@@ -500,7 +513,9 @@ pub(super) async fn uptime(
     Ok(page_response(page.items, page.next, page.total))
 }
 
-/// What a 2.x station reported with NotifyReport (after GetBaseReport).
+/// What a 2.x station reported with NotifyReport (after GetBaseReport or
+/// GetReport), with the values SetVariables and GetVariables answered
+/// (see `crate::device_model`).
 pub(super) async fn device_model(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult {
     if app.store.station(&id).await?.is_none() {
         return Err(ApiError::new(

@@ -151,6 +151,29 @@ impl Lab {
         .await
     }
 
+    /// The session of a station's transaction once its `status` is
+    /// `status` (the CSMS may get there in the background): polled, the
+    /// hang guard fails the test.
+    pub(crate) async fn session_when(
+        &self,
+        station: &str,
+        transaction: &str,
+        status: &str,
+    ) -> Value {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let s = self.session(station, transaction).await;
+            if s["status"] == status {
+                return s;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{station}:{transaction} never {status}: {s}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Stops the CSMS and removes its data.
     pub(crate) async fn stop(self) {
         self.running.stop().await;
