@@ -225,7 +225,10 @@ pub enum LiveEvent {
         site_limit_w: u32,
         /// Sessions sharing it.
         active_sessions: usize,
-        /// Each one's share, W.
+        /// The even share (the limit over the sessions), W: what a
+        /// session gets with no external limit; each session's own share
+        /// (the allocation with external limits, K11/K14) is its
+        /// `sent[].limit_w`.
         share_w: u32,
         /// The profiles sent and how each station answered.
         sent: Vec<SentProfile>,
