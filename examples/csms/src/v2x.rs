@@ -562,6 +562,7 @@ impl V2x {
     /// The store failed or the planner refused.
     pub async fn replan(&self, now: DateTime<Utc>) -> Result<usize, V2xError> {
         let _one = self.lock.lock().await;
+        let began = std::time::Instant::now();
         self.adopt().await?;
         let sessions = self.store.v2x_active().await?;
         if sessions.is_empty() {
@@ -581,6 +582,8 @@ impl V2x {
             .map(|s| ev_input(&s.session_id, &s.needs, now, self.config.stay))
             .collect();
         let plan = planner::plan(&req, &inputs).map_err(V2xError::Plan)?;
+        let plan_ms = began.elapsed().as_millis();
+        let mut sent = 0;
         for (s, p) in sessions.iter().zip(&plan.evs) {
             let first = p.setpoints_w.first().copied().unwrap_or(Decimal::ZERO);
             let sp = Setpoint::of(first, &s.needs);
@@ -602,7 +605,17 @@ impl V2x {
                 setpoint_w: sp.setpoint_w.to_string(),
                 status,
             });
+            sent += 1;
         }
+        // what benches/site.sh reads: the recompute (store reads and plan)
+        // and the whole replan with the pushes, as the CSMS saw them
+        tracing::info!(
+            sessions = sessions.len(),
+            sent,
+            plan_ms,
+            total_ms = began.elapsed().as_millis(),
+            "v2x: replanned"
+        );
         Ok(sessions.len())
     }
 
