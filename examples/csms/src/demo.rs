@@ -299,62 +299,95 @@ async fn roaming_story(
     Ok(())
 }
 
+/// The configuration every CSMS of the demo shares: loopback, free ports,
+/// a fresh store under the system's temporary folder (`csms-{name}-{pid}`),
+/// the API key `key`, profile 1 with unknown stations refused, and a hold
+/// of `hold` EUR at each start.
+fn lab_config(name: &str, key: &str, hold: i64) -> Config {
+    let dir = std::env::temp_dir().join(format!("csms-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let loopback = std::net::IpAddr::from([127, 0, 0, 1]);
+    Config {
+        bind: loopback,
+        admin_bind: loopback,
+        ocpp_port: 0,
+        http_port: 0,
+        admin_port: 0,
+        data_dir: dir,
+        database_url: None,
+        api_key: Some(key.to_owned()),
+        security_profile: 1,
+        unknown_stations: crate::config::UnknownStations::Reject,
+        time_zone: "Europe/Amsterdam".into(),
+        hold_amount: rust_decimal::Decimal::from(hold),
+        ocpi_country_code: "NL".into(),
+        ocpi_party_id: "EVP".into(),
+        ..Config::default()
+    }
+}
+
+/// A CSMS the demo runs in process until [`Csms::stop`].
+struct Csms {
+    started: crate::Started,
+    data_dir: std::path::PathBuf,
+    stop_tx: tokio::sync::oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<Result<(), String>>,
+}
+
+impl Csms {
+    /// Starts `config` and waits until its ports are open.
+    async fn start(config: Config) -> Result<Csms, String> {
+        let data_dir = config.data_dir.clone();
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(crate::serve_until(
+            config,
+            async {
+                let _ = stop_rx.await;
+            },
+            Some(ready_tx),
+            false,
+        ));
+        match ready_rx.await {
+            Ok(started) => Ok(Csms {
+                started,
+                data_dir,
+                stop_tx,
+                server,
+            }),
+            Err(_) => Err(server
+                .await
+                .map_err(|e| e.to_string())?
+                .err()
+                .unwrap_or_else(|| "the demo's CSMS did not start".into())),
+        }
+    }
+
+    /// Stops it and removes its store.
+    async fn stop(self) {
+        let _ = self.stop_tx.send(());
+        let _ = self.server.await;
+        let _ = std::fs::remove_dir_all(&self.data_dir);
+    }
+}
+
 /// Runs the demo; returns the summary and whether every step succeeded.
 ///
 /// # Errors
 ///
 /// The CSMS could not start.
 pub async fn run(json_output: bool) -> Result<(Value, bool), String> {
-    let dir = std::env::temp_dir().join(format!("csms-demo-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
     // the demo's own key, passed to the dashboard link below
     let key = crate::store::random_hex(24);
     let config = Config {
-        bind: std::net::IpAddr::from([127, 0, 0, 1]),
-        admin_bind: std::net::IpAddr::from([127, 0, 0, 1]),
-        ocpp_port: 0,
-        http_port: 0,
-        admin_port: 0,
-        data_dir: dir.clone(),
-        database_url: None,
-        api_key: Some(key.clone()),
-        security_profile: 1,
-        unknown_stations: crate::config::UnknownStations::Reject,
         heartbeat_interval: 60,
         call_timeout: Duration::from_secs(10),
-        time_zone: "Europe/Amsterdam".into(),
-        hold_amount: rust_decimal::Decimal::from(HOLD),
-        ocpi_country_code: "NL".into(),
-        ocpi_party_id: "EVP".into(),
-        public_url: None,
-        site_limit_w: None,
-        tls_cert: None,
-        tls_key: None,
-        tls_client_ca: None,
         // the demo's eMSP is on loopback over plain http
         ocpi_allow_private_urls: true,
-        ..Config::default()
+        ..lab_config("demo", &key, HOLD)
     };
-    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(crate::serve_until(
-        config,
-        async {
-            let _ = stop_rx.await;
-        },
-        Some(ready_tx),
-        false,
-    ));
-    let started = match ready_rx.await {
-        Ok(s) => s,
-        Err(_) => {
-            return Err(server
-                .await
-                .map_err(|e| e.to_string())?
-                .err()
-                .unwrap_or_else(|| "CSMS did not start".into()))
-        }
-    };
+    let csms = Csms::start(config).await?;
+    let started = &csms.started;
     // the operator API is on the admin port
     let port = started.admin_port;
     if !json_output {
@@ -596,9 +629,7 @@ pub async fn run(json_output: bool) -> Result<(Value, bool), String> {
     paying::run(&mut steps).await?;
     grid::story(port, &key, started.ocpp_port, &mut steps).await?;
 
-    let _ = stop_tx.send(());
-    let _ = server.await;
-    let _ = std::fs::remove_dir_all(&dir);
+    csms.stop().await;
     let ok = steps.steps.iter().all(|s| s["ok"] == true);
     let summary = json!({
         "ok": ok,

@@ -25,7 +25,6 @@ use evproto_sim::{model::Behaviour, SimConfig};
 use serde_json::{json, Value};
 
 use super::{api, Steps, PASSWORD, TARIFF};
-use crate::config::Config;
 
 const SECRET: &str = "sk_test_evproto_demo";
 /// What localstripe signs its webhook events with.
@@ -163,52 +162,22 @@ pub(super) async fn run(steps: &mut Steps) -> Result<(), String> {
         std::env::set_var("CSMS_STRIPE_API_BASE", &ls.base);
         std::env::set_var("CSMS_STRIPE_WEBHOOK_SECRET", WEBHOOK_SECRET);
     }
-    let dir = std::env::temp_dir().join(format!("csms-demo-paying-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
     let key = crate::store::random_hex(24);
-    let config = Config {
-        bind: std::net::IpAddr::from([127, 0, 0, 1]),
-        admin_bind: std::net::IpAddr::from([127, 0, 0, 1]),
-        ocpp_port: 0,
-        http_port: 0,
-        admin_port: 0,
-        data_dir: dir.clone(),
-        database_url: None,
-        api_key: Some(key.clone()),
-        security_profile: 1,
-        unknown_stations: crate::config::UnknownStations::Reject,
-        time_zone: "Europe/Amsterdam".into(),
-        hold_amount: rust_decimal::Decimal::from(HOLD),
-        ocpi_country_code: "NL".into(),
-        ocpi_party_id: "EVP".into(),
-        ..Config::default()
-    };
-    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(crate::serve_until(
-        config,
-        async {
-            let _ = stop_rx.await;
-        },
-        Some(ready_tx),
-        false,
-    ));
-    let Ok(started) = ready_rx.await else {
-        return Err(server
-            .await
-            .map_err(|e| e.to_string())?
-            .err()
-            .unwrap_or_else(|| "the paying step's CSMS did not start".into()));
-    };
+    let csms = super::Csms::start(super::lab_config("demo-paying", &key, HOLD)).await;
     if ls.is_ok() {
         std::env::remove_var("CSMS_STRIPE_SECRET_KEY");
         std::env::remove_var("CSMS_STRIPE_API_BASE");
         std::env::remove_var("CSMS_STRIPE_WEBHOOK_SECRET");
     }
-    let result = story(&started, &key, ls.as_ref().map_err(String::as_str), steps).await;
-    let _ = stop_tx.send(());
-    let _ = server.await;
-    let _ = std::fs::remove_dir_all(&dir);
+    let csms = csms?;
+    let result = story(
+        &csms.started,
+        &key,
+        ls.as_ref().map_err(String::as_str),
+        steps,
+    )
+    .await;
+    csms.stop().await;
     result
 }
 
