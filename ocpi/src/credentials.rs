@@ -337,18 +337,20 @@ impl Response {
 }
 
 /// A peer endpoint from its version details.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Endpoint {
     /// Module id (`locations`, ...).
     pub module: String,
     /// `SENDER` or `RECEIVER` (absent in 2.1.1).
+    #[serde(default)]
     pub role: Option<String>,
     /// URL.
     pub url: String,
 }
 
-/// What a completed handshake leaves behind.
-#[derive(Debug, Clone, PartialEq)]
+/// What a completed handshake leaves behind; it serializes to JSON (and
+/// back) for an application's store.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Registered {
     /// The version both sides use.
     pub version: Version,
@@ -365,6 +367,13 @@ pub struct Registered {
 }
 
 impl Registered {
+    /// The `(country_code, party_id)` pairs the peer's credentials claim
+    /// (2.2.1 and later: every role; 2.1.1: its one party), upper-cased,
+    /// each once, in order.
+    pub fn identities(&self) -> Vec<(String, String)> {
+        identities_in(&self.peer_credentials)
+    }
+
     /// The peer's URL for `module` in `role` (2.1.1 endpoints have no role
     /// and match any).
     pub fn endpoint(&self, module: &str, role: &str) -> Option<&str> {
@@ -786,6 +795,25 @@ impl Receiver {
             ReceiverState::Done => Err(HandshakeError::Finished),
         }
     }
+}
+
+/// The `(country_code, party_id)` pairs a credentials object claims
+/// (upper-cased, each once, in order).
+pub(crate) fn identities_in(c: &Value) -> Vec<(String, String)> {
+    let pair = |v: &Value| {
+        Some((
+            v.get("country_code")?.as_str()?.to_ascii_uppercase(),
+            v.get("party_id")?.as_str()?.to_ascii_uppercase(),
+        ))
+    };
+    let roles = c.get("roles").and_then(Value::as_array);
+    let mut out: Vec<(String, String)> = Vec::new();
+    for id in roles.into_iter().flatten().chain([c]).filter_map(pair) {
+        if !out.contains(&id) {
+            out.push(id);
+        }
+    }
+    out
 }
 
 #[cfg(test)]

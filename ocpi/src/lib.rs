@@ -66,6 +66,7 @@
 pub mod auth;
 #[cfg(feature = "client")]
 pub mod client;
+pub mod commands;
 pub mod convert;
 pub mod credentials;
 pub mod pagination;
@@ -112,6 +113,20 @@ impl Version {
             "230" => Some(Version::V230),
             _ => None,
         }
+    }
+}
+
+impl serde::Serialize for Version {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Version {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        Version::parse(&s)
+            .ok_or_else(|| serde::de::Error::custom(format!("unknown OCPI version {s}")))
     }
 }
 

@@ -71,9 +71,11 @@ use serde_json::{json, Value};
 
 use crate::auth::{parse_token, TokenEncoding};
 use crate::client::Client;
+use crate::commands::Command;
 use crate::credentials::{HandshakeError, Own, Registered};
 use crate::pagination::Page;
 use crate::status::StatusCode;
+use crate::v221;
 use crate::Version;
 
 /// Which side of roaming this server plays.
@@ -104,7 +106,7 @@ impl Party {
     /// pair).
     pub fn identities(&self) -> Vec<(String, String)> {
         match &self.registration {
-            Some(reg) => identities_in(&reg.peer_credentials),
+            Some(reg) => crate::credentials::identities_in(&reg.peer_credentials),
             None => Vec::new(),
         }
     }
@@ -118,25 +120,6 @@ impl Party {
             .next()
             .map(|(cc, pid)| format!("{cc}/{pid}"))
     }
-}
-
-/// The `(country_code, party_id)` pairs a credentials object claims
-/// (upper-cased, each once, in order).
-fn identities_in(c: &Value) -> Vec<(String, String)> {
-    let pair = |v: &Value| {
-        Some((
-            v.get("country_code")?.as_str()?.to_ascii_uppercase(),
-            v.get("party_id")?.as_str()?.to_ascii_uppercase(),
-        ))
-    };
-    let roles = c.get("roles").and_then(Value::as_array);
-    let mut out: Vec<(String, String)> = Vec::new();
-    for id in roles.into_iter().flatten().chain([c]).filter_map(pair) {
-        if !out.contains(&id) {
-            out.push(id);
-        }
-    }
-    out
 }
 
 /// Why a [`Store`] could not do what the server asked. The server answers
@@ -352,10 +335,13 @@ pub trait Handler: Send + Sync + 'static {
     async fn command(
         &self,
         _party: &Party,
-        _command: &str,
-        _body: &Value,
-    ) -> Result<Value, StoreError> {
-        Ok(json!({"result": "NOT_SUPPORTED", "timeout": 0}))
+        _command: Command,
+    ) -> Result<v221::CommandResponse, StoreError> {
+        Ok(crate::commands::respond(
+            v221::CommandResponseType::NotSupported,
+            0,
+            "",
+        ))
     }
     /// Real-time authorization on an eMSP: an `AuthorizationInfo`, or `None`
     /// for an unknown token.
@@ -956,7 +942,7 @@ async fn identity_in_use(
     except: &str,
     credentials: &Value,
 ) -> Result<Option<(String, String)>, StoreError> {
-    let claimed = identities_in(credentials);
+    let claimed = crate::credentials::identities_in(credentials);
     let ours = inner
         .config
         .own
@@ -1249,7 +1235,20 @@ impl Call<'_> {
                 if let Err(r) = check_response_url(inner, party, body["response_url"].as_str()) {
                     return Ok(r);
                 }
-                Reply::ok(inner.handler.command(party, &command, &body).await?)
+                let (cc, pid) = party.identities().into_iter().next().unwrap_or_default();
+                let ctx = crate::convert::Context {
+                    country_code: cc,
+                    party_id: pid,
+                    ..crate::convert::Context::default()
+                };
+                let command = match Command::decode(version, &command, &body, &ctx) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        return Ok(Reply::refuse(StatusCode::INVALID_PARAMETERS, e.to_string()))
+                    }
+                };
+                let answer = inner.handler.command(party, command).await?;
+                Reply::ok(crate::commands::encode_response(version, &answer))
             }
             Route::CommandResult => {
                 let result = match parse_body(self.body) {

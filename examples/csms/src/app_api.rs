@@ -726,16 +726,9 @@ async fn station_view(
         .await?
         .and_then(|l| serde_json::from_str::<Location>(&l).ok());
     let connected = state.app.gateway.version(id).await.is_some();
-    #[derive(Deserialize)]
-    struct Stored {
-        evse_id: i64,
-        connector_id: i64,
-        status: String,
-    }
     let connectors = s
         .connectors
         .into_iter()
-        .filter_map(|c| serde_json::from_value::<Stored>(c).ok())
         // the station-wide status (1.6 connector 0) is no connector to choose
         .filter(|c| c.evse_id > 0)
         .map(|c| ConnectorView {

@@ -290,10 +290,6 @@ fn ci<const N: usize>(field: &str, s: &str) -> Result<CiString<N>, BillingError>
     CiString::new(s).map_err(|e| BillingError::Cdr(format!("{field}: {e}")))
 }
 
-fn wire<T: serde::de::DeserializeOwned>(field: &str, v: Value) -> Result<T, BillingError> {
-    serde_json::from_value(v).map_err(|e| BillingError::Cdr(format!("{field}: {e}")))
-}
-
 /// The session's token as the store knows it, and how it was authorized:
 /// a token an eMSP pushed is copied from its Token object (`AUTH_REQUEST`
 /// when its whitelist is `NEVER`, i.e. it was asked for in real time);
@@ -329,8 +325,8 @@ pub async fn cdr_token(
         ));
     };
     if let Some((_, t)) = crate::roaming::session_token(store, session).await? {
-        let token = wire("cdr_token", crate::roaming::Roaming::cdr_token(&t))?;
-        let auth = if t["whitelist"] == "NEVER" {
+        let token = crate::roaming::Roaming::cdr_token(&t);
+        let auth = if t.whitelist == v221::WhitelistType::Never {
             v221::AuthMethod::AuthRequest
         } else {
             v221::AuthMethod::Whitelist
@@ -367,16 +363,16 @@ fn cdr_location(
     let uid = crate::roaming::evse_uid(&session.station_id, evse_no);
     let evse = match location.evses.iter().find(|e| e.uid == uid.as_str()) {
         Some(e) => e.clone(),
-        None => serde_json::from_value(crate::roaming::evse_json(
+        None => crate::roaming::ocpi_evse(
             (
                 &op.country_code.to_ascii_uppercase(),
                 &op.party_id.to_ascii_uppercase(),
             ),
             &session.station_id,
             (evse_no, connector_no),
-            "UNKNOWN",
-            &crate::store::now(),
-        ))
+            v221::Status::Unknown,
+            &evproto_ocpi::types::DateTime(Utc::now()),
+        )
         .map_err(|e| bad(e.to_string()))?,
     };
     let connector = evse
@@ -412,8 +408,8 @@ fn cdr_location(
 pub struct CdrParts {
     /// The tariff in force ([`DefaultTariff::ocpi`]).
     pub tariff: v221::Tariff,
-    /// The station's Location (2.2.1 JSON, [`crate::roaming::station_location`]).
-    pub location: Value,
+    /// The station's Location ([`crate::roaming::station_location`]).
+    pub location: v221::Location,
     /// The token and how it was authorized ([`cdr_token`]).
     pub token: (v221::CdrToken, v221::AuthMethod),
     /// When the CDR is made.
@@ -438,8 +434,7 @@ pub fn build_cdr(
     );
     let now = evproto_ocpi::types::DateTime::from(parts.now);
     let tariff = parts.tariff;
-    let location: v221::Location = serde_json::from_value(parts.location)
-        .map_err(|e| BillingError::Location(session.station_id.clone(), e.to_string()))?;
+    let location = parts.location;
     let charging_periods = cp
         .periods
         .iter()
@@ -518,7 +513,11 @@ pub async fn bill(
     let priced = price(&tariff.engine, &cp.session(), Some(op.time_zone))?;
     let location =
         crate::roaming::station_location(store, op.country_code, op.party_id, &session.station_id)
-            .await?
+            .await
+            .map_err(|e| match e {
+                crate::roaming::LocationError::Store(e) => BillingError::Store(e),
+                e => BillingError::Location(session.station_id.clone(), e.to_string()),
+            })?
             .ok_or_else(|| {
                 BillingError::Location(session.station_id.clone(), "not registered".into())
             })?;
@@ -937,19 +936,21 @@ impl RunningCosts {
     }
 }
 
-/// Checks a tariff body for `PUT /api/tariffs/{id}`.
+/// Checks a tariff body for `PUT /api/tariffs/{id}`: the OCPI 2.2.1
+/// Tariff it is (its owner and id are placeholders the publisher sets,
+/// [`crate::roaming::Roaming::tariff_changed`]).
 ///
 /// # Errors
 ///
 /// The reason it is not an OCPI tariff the engine can use.
-pub fn check_tariff(v: &Value) -> Result<(), String> {
+pub fn check_tariff(v: &Value) -> Result<v221::Tariff, String> {
     let op = Operator {
         country_code: "NL",
         party_id: "EVP",
         time_zone: "UTC",
     };
     DefaultTariff::parse(v, &op)
-        .map(|_| ())
+        .map(|t| t.ocpi.clone())
         .map_err(|e| match e {
             BillingError::BadTariff(e) => e,
             e => e.to_string(),
@@ -1086,11 +1087,11 @@ mod tests {
         let l = &cdr.cdr_location;
         assert_eq!(l.id.as_str(), "CS1");
         assert_eq!(l.address.as_str(), "Stationsplein 1");
-        assert_eq!(l.address.as_str(), loc["address"]);
+        assert_eq!(l.address, loc.address);
         assert_eq!(l.city.as_str(), "Utrecht");
         assert_eq!(l.postal_code.as_ref().unwrap().as_str(), "3511 AA");
         assert_eq!(l.coordinates.latitude.as_str(), "52.089444");
-        assert_eq!(l.evse_uid.as_str(), loc["evses"][0]["uid"]);
+        assert_eq!(l.evse_uid, loc.evses[0].uid);
         assert_eq!(l.evse_id.as_str(), "NL*EVP*ECS11");
         assert_eq!(l.connector_id.as_str(), "1");
         assert_eq!(
@@ -1139,7 +1140,8 @@ mod tests {
         let store = temp_store("roam").await;
         registry(&store).await;
         let token = json!({"country_code": "DE", "party_id": "EMS", "uid": "ROAM1", "type": "APP_USER",
-            "contract_id": "DE-EMS-C0001", "issuer": "e", "valid": true, "whitelist": "NEVER"});
+            "contract_id": "DE-EMS-C0001", "issuer": "e", "valid": true, "whitelist": "NEVER",
+            "last_updated": "2026-03-01T00:00:00Z"});
         store
             .ocpi_put_object("tokens", "DE/EMS/ROAM1", &token)
             .await

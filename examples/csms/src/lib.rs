@@ -66,6 +66,7 @@ pub mod openadr;
 pub mod payments;
 pub mod pnc;
 mod profile_upgrade;
+mod provisioning;
 mod reservations;
 pub mod roaming;
 pub mod sessions;
@@ -1057,7 +1058,10 @@ async fn run(
     };
     // OCPI roaming, at {public_url}/ocpi
     if let Ok(Some(t)) = app.store.tariff("default").await {
-        roaming.tariff_changed("default", &t).await;
+        match billing::check_tariff(&t) {
+            Ok(t) => roaming.tariff_changed("default", &t).await,
+            Err(e) => tracing::warn!("the stored default tariff is not published: {e}"),
+        }
     }
     say(&Said::Ocpi {
         versions_url: &roaming.versions_url,

@@ -24,11 +24,12 @@ use axum::response::IntoResponse;
 use axum::routing::post;
 use axum::{Json, Router};
 use evproto_ocpp_proto::ProtocolVersion;
-use evproto_ocpp_types::{v16, v201, v21};
+use evproto_ocpp_types::v16;
 use serde::{Deserialize, Serialize};
 
 use crate::api::{body, ApiError, ApiResult};
 use crate::gateway::{StationCallError, StationGateway};
+use crate::provisioning::{accepted, change_network, NetworkChange, Step};
 use crate::App;
 
 /// The routes, mounted with the operator API (behind its key).
@@ -48,13 +49,6 @@ struct UpgradeBody {
     /// The configuration slot for it (2.x; default 1).
     #[serde(default)]
     slot: Option<i32>,
-}
-
-/// One request of the upgrade and the station's answer.
-#[derive(Debug, Serialize)]
-struct Step {
-    action: &'static str,
-    status: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -116,12 +110,16 @@ async fn upgrade(State(app): State<Arc<App>>, Path(id): Path<String>, bytes: Byt
                     "url: a wss:// URL for profiles 2 and 3",
                 ));
             }
-            let profile = i32::from(b.profile);
-            if version == ProtocolVersion::V201 {
-                steps_201(&app.gateway, &id, slot, url, profile).await?
-            } else {
-                steps_21(&app.gateway, &id, slot, url, profile).await?
-            }
+            let change = NetworkChange {
+                slot,
+                url,
+                security_profile: i32::from(b.profile),
+                first: true,
+                reset: true,
+            };
+            change_network(&app.gateway, &id, version, &change)
+                .await?
+                .unwrap_or_default()
         }
     };
     if let Some(s) = steps.iter().find(|s| !accepted(&s.status)) {
@@ -146,11 +144,6 @@ async fn upgrade(State(app): State<Arc<App>>, Path(id): Path<String>, bytes: Byt
     .into_response())
 }
 
-/// Whether a step's answer lets the upgrade go on (a reset may be scheduled).
-fn accepted(status: &str) -> bool {
-    matches!(status, "Accepted" | "Scheduled")
-}
-
 async fn change_configuration(
     gateway: &StationGateway,
     station: &str,
@@ -168,106 +161,3 @@ async fn change_configuration(
         status: r.status.as_str().to_owned(),
     })
 }
-
-/// The 2.x steps (2.0.1 and 2.1 differ in a few fields only).
-macro_rules! steps_2x {
-    ($name:ident, $ver:ident, |$c:ident| $connection:expr) => {
-        async fn $name(
-            gateway: &StationGateway,
-            station: &str,
-            slot: i32,
-            url: &str,
-            profile: i32,
-        ) -> Result<Vec<Step>, StationCallError> {
-            let bad = |e| StationCallError::rejected(station, e);
-            let mut steps = Vec::with_capacity(3);
-            let $c = (url.parse().map_err(bad)?, profile);
-            let request = $ver::SetNetworkProfileRequest {
-                configuration_slot: slot,
-                connection_data: $connection,
-                custom_data: None,
-            };
-            let r = gateway
-                .call::<$ver::action::SetNetworkProfile>(station, request)
-                .await?;
-            steps.push(Step {
-                action: "SetNetworkProfile",
-                status: r.status.as_str().to_owned(),
-            });
-            if !accepted(&steps[0].status) {
-                return Ok(steps);
-            }
-            let request = $ver::SetVariablesRequest {
-                set_variable_data: vec![$ver::SetVariableDataType {
-                    attribute_type: None,
-                    attribute_value: slot.to_string().parse().map_err(bad)?,
-                    component: $ver::ComponentType {
-                        name: "OCPPCommCtrlr".parse().map_err(bad)?,
-                        instance: None,
-                        evse: None,
-                        custom_data: None,
-                    },
-                    variable: $ver::VariableType {
-                        name: "NetworkConfigurationPriority".parse().map_err(bad)?,
-                        instance: None,
-                        custom_data: None,
-                    },
-                    custom_data: None,
-                }],
-                custom_data: None,
-            };
-            let r = gateway
-                .call::<$ver::action::SetVariables>(station, request)
-                .await?;
-            let status = r
-                .set_variable_result
-                .first()
-                .map_or("no result", |v| v.attribute_status.as_str());
-            steps.push(Step {
-                action: "SetVariables",
-                status: status.to_owned(),
-            });
-            if !accepted(&steps[1].status) {
-                return Ok(steps);
-            }
-            let request = $ver::ResetRequest {
-                r#type: $ver::ResetEnumType::OnIdle,
-                evse_id: None,
-                custom_data: None,
-            };
-            let r = gateway
-                .call::<$ver::action::Reset>(station, request)
-                .await?;
-            steps.push(Step {
-                action: "Reset",
-                status: r.status.as_str().to_owned(),
-            });
-            Ok(steps)
-        }
-    };
-}
-
-steps_2x!(steps_201, v201, |c| v201::NetworkConnectionProfileType {
-    custom_data: None,
-    apn: None,
-    ocpp_version: v201::OCPPVersionEnumType::OCPP20,
-    ocpp_transport: v201::OCPPTransportEnumType::JSON,
-    ocpp_csms_url: c.0,
-    message_timeout: 30,
-    security_profile: c.1,
-    ocpp_interface: v201::OCPPInterfaceEnumType::Wired0,
-    vpn: None,
-});
-steps_2x!(steps_21, v21, |c| v21::NetworkConnectionProfileType {
-    apn: None,
-    ocpp_version: Some(v21::OCPPVersionEnumType::OCPP21),
-    ocpp_interface: v21::OCPPInterfaceEnumType::Wired0,
-    ocpp_transport: v21::OCPPTransportEnumType::JSON,
-    message_timeout: 30,
-    ocpp_csms_url: c.0,
-    security_profile: c.1,
-    identity: None,
-    basic_auth_password: None,
-    vpn: None,
-    custom_data: None,
-});

@@ -63,15 +63,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use chrono::Utc;
 use evproto_ocpi::client::{Client, ClientError, Peer};
-use evproto_ocpi::credentials::{Endpoint, Own, Registered, UrlPolicy};
+use evproto_ocpi::commands::{respond, Command};
+use evproto_ocpi::credentials::{Own, Registered, UrlPolicy};
 use evproto_ocpi::pagination::Page;
 use evproto_ocpi::server::{
     Config as OcpiConfig, Handler, Party, Role, Server, Store as OcpiStoreTrait, StoreError,
 };
-use evproto_ocpi::v221::Cdr;
+use evproto_ocpi::types::{CiString, Str};
+use evproto_ocpi::v221::{self, Cdr, CommandResponseType as Answer};
 use evproto_ocpi::Version;
 use evproto_ocpp_proto::ProtocolVersion;
+use serde::Serialize;
 use serde_json::{json, Value};
 
 use tokio::sync::{broadcast, mpsc};
@@ -84,32 +88,13 @@ use crate::store::{Session, Store};
 #[derive(Debug, Clone)]
 pub struct OcpiStore(pub Store);
 
+/// A registration as the store keeps it (`Registered`'s own JSON form).
 fn registration_to_json(r: &Registered) -> Value {
-    json!({"version": r.version.as_str(), "token": r.token, "base64": r.base64, "versions_url": r.versions_url,
-        "peer_credentials": r.peer_credentials,
-        "endpoints": r.endpoints.iter().map(|e| json!({"module": e.module, "role": e.role, "url": e.url})).collect::<Vec<_>>()})
+    serde_json::to_value(r).unwrap_or(Value::Null)
 }
 
 fn registration_from_json(v: &Value) -> Option<Registered> {
-    Some(Registered {
-        version: Version::parse(v.get("version")?.as_str()?)?,
-        token: v.get("token")?.as_str()?.to_string(),
-        base64: v.get("base64")?.as_bool()?,
-        versions_url: v.get("versions_url")?.as_str()?.to_string(),
-        peer_credentials: v.get("peer_credentials").cloned().unwrap_or(Value::Null),
-        endpoints: v
-            .get("endpoints")?
-            .as_array()?
-            .iter()
-            .filter_map(|e| {
-                Some(Endpoint {
-                    module: e.get("module")?.as_str()?.to_string(),
-                    role: e.get("role").and_then(Value::as_str).map(str::to_string),
-                    url: e.get("url")?.as_str()?.to_string(),
-                })
-            })
-            .collect(),
-    })
+    serde_json::from_value(v.clone()).ok()
 }
 
 /// A stored party; a registration that cannot be read back is a store
@@ -238,9 +223,17 @@ struct Rebuilds {
     running: bool,
 }
 
-/// One of our objects as JSON text if it is valid OCPI 2.2.1 (else logged).
-fn valid_ocpi(kind: &str, id: &str, obj: &Value) -> Option<String> {
-    let text = obj.to_string();
+/// One of our objects as JSON text if it is valid OCPI 2.2.1 (else logged):
+/// the generated types hold the fields' bounds, the schema also checks
+/// formats (coordinates, codes).
+fn valid_ocpi(kind: &str, id: &str, obj: &impl Serialize) -> Option<String> {
+    let text = match serde_json::to_string(obj) {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::warn!(id, "{kind} not written: {e}");
+            return None;
+        }
+    };
     match evproto_ocpi::validate::validate(Version::V221, kind, &text) {
         Ok(_) => Some(text),
         Err(e) => {
@@ -654,14 +647,22 @@ impl Roaming {
         }
     }
 
-    /// Publishes a tariff under its id and pushes it.
-    pub async fn tariff_changed(self: &Arc<Self>, id: &str, body: &Value) {
-        let mut t = body.clone();
-        t["country_code"] = json!(self.country_code);
-        t["party_id"] = json!(self.party_id);
-        t["id"] = json!(id);
-        t["last_updated"] = json!(crate::store::now());
-        self.publish("tariffs", "Tariff", id, t).await;
+    /// Publishes a tariff under its id, as ours and changed now, and
+    /// pushes it.
+    pub async fn tariff_changed(self: &Arc<Self>, id: &str, tariff: &v221::Tariff) {
+        let mut t = tariff.clone();
+        let ours = (|| {
+            t.country_code = CiString::new(self.country_code.as_str())?;
+            t.party_id = CiString::new(self.party_id.as_str())?;
+            t.id = CiString::new(id)?;
+            Ok::<_, evproto_ocpi::types::TypeError>(())
+        })();
+        if let Err(e) = ours {
+            tracing::warn!(id, "tariff not published: {e}");
+            return;
+        }
+        t.last_updated = evproto_ocpi::types::DateTime(Utc::now());
+        self.publish("tariffs", "Tariff", id, &t).await;
     }
 
     /// Validates one of our objects, stores it for pulls and pushes it to
@@ -671,35 +672,39 @@ impl Roaming {
         module: &'static str,
         kind: &'static str,
         id: &str,
-        obj: Value,
+        obj: &impl Serialize,
     ) {
-        if self.store_published(module, kind, id, obj).await.is_some() {
+        if self.store_published(module, kind, id, obj).await {
             let due = self.queue_all(module, id).await;
             let this = self.clone();
             tokio::spawn(async move { this.run_pushes(due).await });
         }
     }
 
-    /// Validates one of our objects and stores it for pulls; `None` (logged)
-    /// when it is not valid OCPI or not stored, and then not pushed either.
+    /// Validates one of our objects and stores it for pulls; `false`
+    /// (logged) when it is not valid OCPI or not stored, and then not
+    /// pushed either.
     async fn store_published(
         &self,
         module: &'static str,
         kind: &'static str,
         id: &str,
-        obj: Value,
-    ) -> Option<Value> {
-        valid_ocpi(kind, id, &obj)?;
-        if let Err(e) = self
-            .store
-            .ocpi_put_object(module, &self.owner_key(id), &obj)
-            .await
-        {
+        obj: &impl Serialize,
+    ) -> bool {
+        let Some(body) = valid_ocpi(kind, id, obj) else {
+            return false;
+        };
+        let op = crate::writer::Op::OcpiObject {
+            module,
+            key: self.owner_key(id),
+            body,
+        };
+        if let Err(e) = self.store.writer().write(vec![op]).await {
             // partners that pull would not see it: not pushed either
             tracing::error!(id, "{kind} not stored: {e}");
-            return None;
+            return false;
         }
-        Some(obj)
+        true
     }
 
     /// Queues a push of one of our objects to every partner: the entries
@@ -861,8 +866,9 @@ impl Roaming {
                 } else {
                     "Tariff"
                 };
+                // as stored for pulls (validated when published)
                 if let Some(obj) = self.store.ocpi_object(module, &self.owner_key(id)).await? {
-                    push_object(&peer, module, cc, pid, &obj, kind).await?;
+                    push_object(&peer, module, (cc, pid, id), &obj, kind).await?;
                 }
             }
             "sessions" | "cdrs" => {
@@ -876,11 +882,14 @@ impl Roaming {
                     return Ok(());
                 }
                 if module == "sessions" {
-                    push_object(&peer, "sessions", cc, pid, &session, "Session").await?;
-                } else if let Some(c) = cdr.as_ref().and_then(|c| for_peer(&peer, "Cdr", c)) {
+                    let ids = (cc, pid, session.id.as_str());
+                    push_object(&peer, "sessions", ids, &session, "Session").await?;
+                } else if let Some(cdr) = cdr {
                     if peer.endpoint("cdrs", "RECEIVER").is_ok() {
-                        let r = peer.post("cdrs", &[], &c).await?;
-                        tracing::info!(cdr = %c["id"], location = ?r.location, "CDR sent");
+                        if let Some(body) = for_peer(&peer, "Cdr", &cdr) {
+                            let r = peer.post("cdrs", &[], &body).await?;
+                            tracing::info!(cdr = %cdr.id.as_str(), location = ?r.location, "CDR sent");
+                        }
                     }
                 }
             }
@@ -901,11 +910,13 @@ impl Roaming {
                 return Some("Invalid");
             }
         };
-        if token["valid"] != json!(true) {
+        if !token.valid {
             return Some("Blocked");
         }
-        match token["whitelist"].as_str() {
-            Some("ALWAYS" | "ALLOWED" | "ALLOWED_OFFLINE") => Some("Accepted"),
+        match token.whitelist {
+            v221::WhitelistType::Always
+            | v221::WhitelistType::Allowed
+            | v221::WhitelistType::AllowedOffline => Some("Accepted"),
             _ => {
                 // NEVER: ask the eMSP in real time (mod_tokens "Real-time authorization").
                 let owner = owner_of(&key);
@@ -913,15 +924,24 @@ impl Roaming {
                     if !serves_owner(&peer, &owner) {
                         continue;
                     }
-                    let ty = token["type"].as_str().unwrap_or("RFID");
+                    let ty = token.r#type.as_str();
                     let answer =
                         tokio::time::timeout(Duration::from_secs(5), peer.authorize(uid, ty, None))
                             .await;
-                    return Some(match answer {
-                        Ok(Ok(info)) if info["allowed"] == "ALLOWED" => "Accepted",
-                        Ok(Ok(info)) if info["allowed"] == "EXPIRED" => "Expired",
-                        Ok(Ok(_)) => "Blocked",
-                        _ => "Invalid",
+                    // `allowed` reads the same in every version
+                    #[derive(serde::Deserialize)]
+                    struct Info {
+                        allowed: v221::AllowedType,
+                    }
+                    let info = match answer {
+                        Ok(Ok(info)) => serde_json::from_value::<Info>(info).ok(),
+                        _ => None,
+                    };
+                    return Some(match info.map(|i| i.allowed) {
+                        Some(v221::AllowedType::Allowed) => "Accepted",
+                        Some(v221::AllowedType::Expired) => "Expired",
+                        Some(_) => "Blocked",
+                        None => "Invalid",
                     });
                 }
                 Some("Invalid")
@@ -965,152 +985,377 @@ impl Roaming {
     async fn session_objects(
         &self,
         s: &Session,
-    ) -> Result<Option<((String, String), Value, Option<Value>)>, crate::store::StoreError> {
+    ) -> Result<Option<((String, String), v221::Session, Option<Cdr>)>, crate::store::StoreError>
+    {
         let Some(att) = attribution(&self.store, s).await? else {
             return Ok(None);
         };
         let owner = owner_of(&format!("{}/", att.row.owner));
-        let token = att.token.clone().unwrap_or_else(|| {
+        fn public_id<const N: usize>(
+            session: &str,
+            field: &str,
+            id: &str,
+        ) -> Result<CiString<N>, crate::store::StoreError> {
+            CiString::new(id).map_err(|e| {
+                tracing::error!(session, "{field}: {e}");
+                crate::store::StoreError::Corrupt("ocpi_sessions public id")
+            })
+        }
+        let token = match att.token.as_ref() {
+            Some(t) => Self::cdr_token(t),
             // the partner withdrew the token since: the session still carries it
-            json!({"country_code": owner.0, "party_id": owner.1, "uid": att.row.token_uid,
-                "type": "RFID", "contract_id": att.row.token_uid})
-        });
-        let cdr = self.store.cdr(&s.id).await?.map(|mut c| {
-            c["id"] = json!(att.row.cdr_id);
-            c["session_id"] = json!(att.row.public_id);
-            c
-        });
+            None => v221::CdrToken {
+                country_code: public_id(&s.id, "country_code", &owner.0)?,
+                party_id: public_id(&s.id, "party_id", &owner.1)?,
+                uid: public_id(&s.id, "uid", &att.row.token_uid)?,
+                r#type: v221::TokenType::Rfid,
+                contract_id: public_id(&s.id, "contract_id", &att.row.token_uid)?,
+                extra: Default::default(),
+            },
+        };
+        let cdr = match self.store.cdr(&s.id).await? {
+            Some(stored) => {
+                let mut c: Cdr = serde_json::from_value(stored)
+                    .map_err(|_| crate::store::StoreError::Corrupt("cdrs.body"))?;
+                c.id = public_id(&s.id, "cdr id", &att.row.cdr_id)?;
+                c.session_id = Some(public_id(&s.id, "session id", &att.row.public_id)?);
+                Some(c)
+            }
+            None => None,
+        };
         // the session's currency is its tariff's (the CDR's when priced)
-        let currency = match cdr.as_ref().and_then(|c| c["currency"].as_str()) {
-            Some(c) => Some(c.to_owned()),
+        let currency = match &cdr {
+            Some(c) => Some(c.currency.clone()),
             None => self.store.tariff("default").await?.and_then(|t| {
-                t["currency"]
-                    .as_str()
-                    .filter(|c| c.len() == 3)
-                    .map(str::to_owned)
+                #[derive(serde::Deserialize)]
+                struct Currency {
+                    currency: Str<3>,
+                }
+                serde_json::from_value::<Currency>(t)
+                    .ok()
+                    .map(|c| c.currency)
             }),
         };
-        let mut session = self.ocpi_session(s, &token, currency.as_deref());
-        session["id"] = json!(att.row.public_id);
+        let id = public_id(&s.id, "session id", &att.row.public_id)?;
+        let session = match self.ocpi_session(s, id, token, currency) {
+            Ok(session) => session,
+            Err(e) => {
+                tracing::error!(session = %s.id, "not an OCPI session: {e}");
+                return Err(crate::store::StoreError::Corrupt("sessions"));
+            }
+        };
         Ok(Some((owner, session, cdr)))
     }
 
     /// A roaming token as a Session/CDR carries it.
-    pub fn cdr_token(token: &Value) -> Value {
-        json!({"country_code": token["country_code"], "party_id": token["party_id"], "uid": token["uid"],
-            "type": token["type"], "contract_id": token["contract_id"]})
+    pub fn cdr_token(token: &v221::Token) -> v221::CdrToken {
+        v221::CdrToken {
+            country_code: token.country_code.clone(),
+            party_id: token.party_id.clone(),
+            uid: token.uid.clone(),
+            r#type: token.r#type.clone(),
+            contract_id: token.contract_id.clone(),
+            extra: Default::default(),
+        }
     }
 
-    /// The Session object; `currency` is the tariff's (without a tariff
-    /// nothing is priced and the required field says EUR).
-    fn ocpi_session(&self, s: &Session, token: &Value, currency: Option<&str>) -> Value {
-        let kwh = (s.energy_wh / rust_decimal::Decimal::from(1000)).normalize();
+    /// The Session object under its public `id`; `currency` is the
+    /// tariff's (without a tariff nothing is priced and the required field
+    /// says EUR).
+    fn ocpi_session(
+        &self,
+        s: &Session,
+        id: CiString<36>,
+        cdr_token: v221::CdrToken,
+        currency: Option<Str<3>>,
+    ) -> Result<v221::Session, evproto_ocpi::types::TypeError> {
+        let at = |t: Option<&str>| {
+            t.and_then(evproto_ocpi::types::DateTime::parse)
+                .unwrap_or_else(|| evproto_ocpi::types::DateTime(Utc::now()))
+        };
         let evse = s.evse_id.unwrap_or(1);
-        let mut v = json!({"country_code": self.country_code, "party_id": self.party_id, "id": s.id,
-            "start_date_time": s.started_at.clone().unwrap_or_else(crate::store::now),
-            "kwh": num(kwh), "cdr_token": Self::cdr_token(token), "auth_method": "WHITELIST",
-            "location_id": s.station_id, "evse_uid": evse_uid(&s.station_id, evse),
-            "connector_id": s.connector_id.unwrap_or(1).max(1).to_string(), "currency": currency.unwrap_or("EUR"),
-            "status": if s.status == "Completed" { "COMPLETED" } else { "ACTIVE" },
-            "last_updated": crate::store::now()});
-        if let Some(end) = &s.stopped_at {
-            v["end_date_time"] = json!(end);
-        }
-        v
+        Ok(v221::Session {
+            country_code: CiString::new(self.country_code.as_str())?,
+            party_id: CiString::new(self.party_id.as_str())?,
+            id,
+            start_date_time: at(s.started_at.as_deref()),
+            end_date_time: s.stopped_at.as_deref().map(|t| at(Some(t))),
+            kwh: (s.energy_wh / rust_decimal::Decimal::from(1000)).normalize(),
+            cdr_token,
+            auth_method: v221::AuthMethod::Whitelist,
+            authorization_reference: None,
+            location_id: CiString::new(s.station_id.as_str())?,
+            evse_uid: CiString::new(evse_uid(&s.station_id, evse))?,
+            connector_id: CiString::new(s.connector_id.unwrap_or(1).max(1).to_string())?,
+            meter_id: None,
+            currency: match currency {
+                Some(c) => c,
+                None => Str::new("EUR")?,
+            },
+            charging_periods: Vec::new(),
+            total_cost: None,
+            status: if s.status == "Completed" {
+                v221::SessionStatus::Completed
+            } else {
+                v221::SessionStatus::Active
+            },
+            last_updated: evproto_ocpi::types::DateTime(Utc::now()),
+            extra: Default::default(),
+        })
     }
 }
 
-fn num(d: rust_decimal::Decimal) -> Value {
-    serde_json::from_str(&d.normalize().to_string()).unwrap_or(json!(0))
+/// Where a station is, as the operator registers it with `PUT
+/// /api/stations/{id}` (`location`) for its OCPI Location: every field in
+/// OCPI 2.2.1's bounds (a longer address is refused there, not published
+/// broken); what is missing is filled in ([`station_location`]).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Place {
+    /// Display name (default: the station's identity).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<Str<255>>,
+    /// Street and number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<Str<45>>,
+    /// City or town.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub city: Option<Str<45>>,
+    /// Postal code (optional in 2.2.1, required by 2.1.1 partners).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postal_code: Option<Str<10>>,
+    /// ISO 3166-1 alpha-3 country code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub country: Option<Str<3>>,
+    /// WGS 84 coordinates, OCPI's decimal text (`"52.123456"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coordinates: Option<v221::GeoLocation>,
+    /// IANA time zone (`Europe/Amsterdam`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_zone: Option<Str<255>>,
+}
+
+impl Place {
+    /// The place as OCPI 2.2.1 writes it, or what is wrong with it:
+    /// coordinates in any decimal precision within their ranges become
+    /// OCPI's 6 decimals (`52.0894` → `52.089400`); the country must be
+    /// ISO 3166-1 alpha-3 in upper case.
+    ///
+    /// # Errors
+    ///
+    /// The field and what it must be.
+    pub fn normalized(mut self) -> Result<Place, String> {
+        if let Some(c) = &mut self.coordinates {
+            let fix = |name: &str, text: &str, max: i64| -> Result<String, String> {
+                let d: rust_decimal::Decimal = text
+                    .trim()
+                    .parse()
+                    .map_err(|_| format!("coordinates.{name}: a decimal number"))?;
+                if d.abs() > rust_decimal::Decimal::from(max) {
+                    return Err(format!("coordinates.{name}: between -{max} and {max}"));
+                }
+                Ok(format!("{:.6}", d.round_dp(6)))
+            };
+            let latitude = fix("latitude", c.latitude.as_str(), 90)?;
+            let longitude = fix("longitude", c.longitude.as_str(), 180)?;
+            c.latitude = Str::new(latitude).map_err(|e| format!("coordinates.latitude: {e}"))?;
+            c.longitude = Str::new(longitude).map_err(|e| format!("coordinates.longitude: {e}"))?;
+            let json = serde_json::to_string(c).map_err(|e| e.to_string())?;
+            evproto_ocpi::validate::validate(Version::V221, "GeoLocation", &json)
+                .map_err(|e| format!("coordinates: {e}"))?;
+        }
+        if let Some(c) = &self.country {
+            if !(c.as_str().len() == 3 && c.as_str().bytes().all(|b| b.is_ascii_uppercase())) {
+                return Err("country: ISO 3166-1 alpha-3, upper case (NLD)".into());
+            }
+        }
+        Ok(self)
+    }
+
+    /// The place registered for a station (`station_location:{id}`); an
+    /// unreadable one (stored before these bounds) counts as none, logged.
+    ///
+    /// # Errors
+    ///
+    /// The store failed.
+    pub async fn of(store: &Store, station_id: &str) -> Result<Place, crate::store::StoreError> {
+        let Some(text) = store
+            .setting(&format!("station_location:{station_id}"))
+            .await?
+        else {
+            return Ok(Place::default());
+        };
+        Ok(serde_json::from_str(&text).unwrap_or_else(|e| {
+            tracing::warn!(
+                station = station_id,
+                "registered place not readable, not used: {e}"
+            );
+            Place::default()
+        }))
+    }
+}
+
+/// Why a station's Location could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum LocationError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    /// A field does not fit OCPI (e.g. an identity longer than 36
+    /// characters).
+    #[error("{0}")]
+    Invalid(String),
+}
+
+fn field<T>(name: &str, r: Result<T, evproto_ocpi::types::TypeError>) -> Result<T, LocationError> {
+    r.map_err(|e| LocationError::Invalid(format!("{name}: {e}")))
 }
 
 /// The OCPI 2.2.1 Location of a station, from the station registry (one
-/// EVSE per OCPP EVSE/connector, `{station}-{evse}`) and the place set with
-/// `PUT /api/stations/{id}/location` (setting `station_location:{id}`);
-/// `None` when the station is not registered. Published to partners by
-/// [`Roaming::location_changed`] and copied into every CDR
+/// EVSE per OCPP EVSE/connector, `{station}-{evse}`) and its registered
+/// [`Place`]; `None` when the station is not registered. Published to
+/// partners by [`Roaming::location_changed`] and copied into every CDR
 /// (`crate::billing`), so both say the same.
 ///
 /// # Errors
 ///
-/// The store failed.
+/// The store failed, or the station's identity does not fit an OCPI id.
 pub async fn station_location(
     store: &Store,
     country_code: &str,
     party_id: &str,
     station_id: &str,
-) -> Result<Option<Value>, crate::store::StoreError> {
-    let (country_code, party_id) = (
+) -> Result<Option<v221::Location>, LocationError> {
+    let owner = (
         country_code.to_ascii_uppercase(),
         party_id.to_ascii_uppercase(),
     );
     let Some(station) = store.station(station_id).await? else {
         return Ok(None);
     };
-    let place = store
-        .setting(&format!("station_location:{station_id}"))
-        .await?
-        .and_then(|t| serde_json::from_str::<Value>(&t).ok())
-        .unwrap_or(json!({}));
-    let now = crate::store::now();
-    let mut evses: Vec<Value> = Vec::new();
-    for c in &station.connectors {
-        let evse = c["evse_id"].as_i64().unwrap_or(0);
-        let conn = c["connector_id"].as_i64().unwrap_or(0);
-        if evse == 0 {
-            continue;
-        }
-        let status = ocpi_status(c["status"].as_str().unwrap_or(""));
-        let uid = evse_uid(station_id, evse);
-        match evses.iter_mut().find(|e| e["uid"] == uid) {
-            Some(e) => {
-                if let Some(list) = e["connectors"].as_array_mut() {
-                    list.push(connector_json(conn, &now));
-                }
-            }
-            None => evses.push(evse_json(
-                (&country_code, &party_id),
+    let place = Place::of(store, station_id).await?;
+    let now = evproto_ocpi::types::DateTime(Utc::now());
+    let mut evses: Vec<v221::Evse> = Vec::new();
+    for c in station.connectors.iter().filter(|c| c.evse_id > 0) {
+        let uid = evse_uid(station_id, c.evse_id);
+        match evses.iter_mut().find(|e| e.uid == uid.as_str()) {
+            Some(e) => e.connectors.push(ocpi_connector(c.connector_id, &now)?),
+            None => evses.push(ocpi_evse(
+                (&owner.0, &owner.1),
                 station_id,
-                (evse, conn),
-                status,
+                (c.evse_id, c.connector_id),
+                ocpi_status(&c.status),
                 &now,
-            )),
+            )?),
         }
     }
-    let mut loc = json!({"country_code": country_code, "party_id": party_id, "id": station_id, "publish": true,
-        "name": place.get("name").cloned().unwrap_or(json!(station_id)),
-        "address": place.get("address").cloned().unwrap_or(json!("Unknown")),
-        "city": place.get("city").cloned().unwrap_or(json!("Unknown")),
-        "country": place.get("country").cloned().unwrap_or(json!("NLD")),
-        "coordinates": place.get("coordinates").cloned().unwrap_or(json!({"latitude": "52.000000", "longitude": "4.000000"})),
-        "time_zone": place.get("time_zone").cloned().unwrap_or(json!("Europe/Amsterdam")),
-        "evses": evses, "last_updated": now});
-    if let Some(pc) = place.get("postal_code") {
-        // optional in 2.2.1, required by 2.1.1 partners
-        loc["postal_code"] = pc.clone();
+    fn default<const N: usize>(name: &str, text: &str) -> Result<Str<N>, LocationError> {
+        field(name, Str::new(text))
     }
-    Ok(Some(loc))
+    Ok(Some(v221::Location {
+        country_code: field("country_code", CiString::new(owner.0))?,
+        party_id: field("party_id", CiString::new(owner.1))?,
+        id: field("id", CiString::new(station_id))?,
+        publish: true,
+        publish_allowed_to: Vec::new(),
+        name: Some(match place.name {
+            Some(n) => n,
+            None => default("name", station_id)?,
+        }),
+        address: place
+            .address
+            .map_or_else(|| default("address", "Unknown"), Ok)?,
+        city: place.city.map_or_else(|| default("city", "Unknown"), Ok)?,
+        postal_code: place.postal_code,
+        state: None,
+        country: place
+            .country
+            .map_or_else(|| default("country", "NLD"), Ok)?,
+        coordinates: match place.coordinates {
+            Some(c) => c,
+            None => v221::GeoLocation {
+                latitude: default("latitude", "52.000000")?,
+                longitude: default("longitude", "4.000000")?,
+                extra: Default::default(),
+            },
+        },
+        related_locations: Vec::new(),
+        parking_type: None,
+        evses,
+        directions: Vec::new(),
+        operator: None,
+        suboperator: None,
+        owner: None,
+        facilities: Vec::new(),
+        time_zone: place
+            .time_zone
+            .map_or_else(|| default("time_zone", "Europe/Amsterdam"), Ok)?,
+        opening_times: None,
+        charging_when_closed: None,
+        images: Vec::new(),
+        energy_mix: None,
+        last_updated: now,
+        extra: Default::default(),
+    }))
 }
 
-/// One OCPI EVSE (2.2.1 JSON) of a station's OCPP EVSE with one connector;
-/// `owner` is (country code, party id), `ids` (OCPP EVSE, connector).
-pub fn evse_json(
+/// One OCPI EVSE of a station's OCPP EVSE with one connector; `owner` is
+/// (country code, party id), `ids` (OCPP EVSE, connector).
+///
+/// # Errors
+///
+/// An id does not fit OCPI's bounds.
+pub fn ocpi_evse(
     owner: (&str, &str),
     station_id: &str,
     ids: (i64, i64),
-    status: &str,
-    now: &str,
-) -> Value {
-    json!({"uid": evse_uid(station_id, ids.0), "evse_id": evse_id(owner.0, owner.1, station_id, ids.0),
-        "status": status, "capabilities": ["REMOTE_START_STOP_CAPABLE", "RESERVABLE", "UNLOCK_CAPABLE"],
-        "connectors": [connector_json(ids.1, now)], "last_updated": now})
+    status: v221::Status,
+    now: &evproto_ocpi::types::DateTime,
+) -> Result<v221::Evse, LocationError> {
+    Ok(v221::Evse {
+        uid: field("evse.uid", CiString::new(evse_uid(station_id, ids.0)))?,
+        evse_id: Some(field(
+            "evse.evse_id",
+            CiString::new(evse_id(owner.0, owner.1, station_id, ids.0)),
+        )?),
+        status,
+        status_schedule: Vec::new(),
+        capabilities: vec![
+            v221::Capability::RemoteStartStopCapable,
+            v221::Capability::Reservable,
+            v221::Capability::UnlockCapable,
+        ],
+        connectors: vec![ocpi_connector(ids.1, now)?],
+        floor_level: None,
+        coordinates: None,
+        physical_reference: None,
+        directions: Vec::new(),
+        parking_restrictions: Vec::new(),
+        images: Vec::new(),
+        last_updated: *now,
+        extra: Default::default(),
+    })
 }
 
 /// The OCPI Connector of an OCPP connector (the registry knows no plug
 /// type: a Type 2 socket, 3-phase 32 A, under the `default` tariff).
-fn connector_json(connector: i64, now: &str) -> Value {
-    json!({"id": connector.max(1).to_string(), "standard": "IEC_62196_T2", "format": "SOCKET",
-        "power_type": "AC_3_PHASE", "max_voltage": 230, "max_amperage": 32, "tariff_ids": ["default"], "last_updated": now})
+fn ocpi_connector(
+    connector: i64,
+    now: &evproto_ocpi::types::DateTime,
+) -> Result<v221::Connector, LocationError> {
+    Ok(v221::Connector {
+        id: field("connector.id", CiString::new(connector.max(1).to_string()))?,
+        standard: v221::ConnectorType::Iec62196T2,
+        format: v221::ConnectorFormat::Socket,
+        power_type: v221::PowerType::Ac3Phase,
+        max_voltage: 230,
+        max_amperage: 32,
+        max_electric_power: None,
+        tariff_ids: vec![field("connector.tariff_ids", CiString::new("default"))?],
+        terms_and_conditions: None,
+        last_updated: *now,
+        extra: Default::default(),
+    })
 }
 
 /// The OCPI EVSE `uid` of a station's OCPP EVSE (1.6: connector).
@@ -1128,21 +1373,39 @@ pub fn evse_id(country_code: &str, party_id: &str, station_id: &str, evse: i64) 
     format!("{country_code}*{party_id}*E{station}{evse}")
 }
 
-/// The roaming tokens (2.2.1 Token JSON as stored) with this uid, of
-/// every partner: `(key, token)`, keys `CC/PID/UID`.
+/// A stored roaming token (2.2.1, as the OCPI server stored it after
+/// validation); one that does not read back is corrupt.
+fn stored_token(v: Value) -> Result<v221::Token, crate::store::StoreError> {
+    serde_json::from_value(v).map_err(|_| crate::store::StoreError::Corrupt("ocpi tokens"))
+}
+
+/// The roaming token stored under `key` (`CC/PID/UID`).
+async fn token_at(
+    store: &Store,
+    key: &str,
+) -> Result<Option<v221::Token>, crate::store::StoreError> {
+    store
+        .ocpi_object("tokens", key)
+        .await?
+        .map(stored_token)
+        .transpose()
+}
+
+/// The roaming tokens with this uid, of every partner: `(key, token)`,
+/// keys `CC/PID/UID`.
 async fn tokens_with_uid(
     store: &Store,
     uid: &str,
-) -> Result<Vec<(String, Value)>, crate::store::StoreError> {
+) -> Result<Vec<(String, v221::Token)>, crate::store::StoreError> {
     let all = store.ocpi_objects("tokens").await?;
-    Ok(all
-        .into_iter()
+    all.into_iter()
         .filter(|(k, _)| {
             k.splitn(3, '/')
                 .nth(2)
                 .is_some_and(|u| u.eq_ignore_ascii_case(uid))
         })
-        .collect())
+        .map(|(k, v)| Ok((k, stored_token(v)?)))
+        .collect()
 }
 
 /// The partner token a uid presented at a station stands for: `(key,
@@ -1162,7 +1425,7 @@ pub async fn attribute(
     store: &Store,
     uid: &str,
     station: Option<&str>,
-) -> Result<Option<(String, Value)>, crate::store::StoreError> {
+) -> Result<Option<(String, v221::Token)>, crate::store::StoreError> {
     if uid.is_empty() || store.token_status(uid).await?.is_some() {
         return Ok(None);
     }
@@ -1184,7 +1447,7 @@ struct Attribution {
     /// Its row: owner, public ids.
     row: crate::store_ocpi::OcpiSession,
     /// The owner's token as stored now (`None`: withdrawn since).
-    token: Option<Value>,
+    token: Option<v221::Token>,
 }
 
 /// The partner a session belongs to, attributed on first sight from its
@@ -1196,7 +1459,7 @@ async fn attribution(
 ) -> Result<Option<Attribution>, crate::store::StoreError> {
     if let Some(row) = store.ocpi_session(&s.id).await? {
         let key = format!("{}/{}", row.owner, row.token_uid);
-        let token = store.ocpi_object("tokens", &key).await?;
+        let token = token_at(store, &key).await?;
         return Ok(Some(Attribution { row, token }));
     }
     let Some(uid) = s.id_token.as_deref() else {
@@ -1214,7 +1477,7 @@ async fn attribution(
         Some(token)
     } else {
         let key = format!("{}/{}", row.owner, row.token_uid);
-        store.ocpi_object("tokens", &key).await?
+        token_at(store, &key).await?
     };
     Ok(Some(Attribution { row, token }))
 }
@@ -1228,7 +1491,7 @@ async fn attribution(
 pub async fn session_token(
     store: &Store,
     s: &Session,
-) -> Result<Option<(String, Value)>, crate::store::StoreError> {
+) -> Result<Option<(String, v221::Token)>, crate::store::StoreError> {
     Ok(attribution(store, s).await?.and_then(|a| {
         let key = format!("{}/{}", a.row.owner, a.row.token_uid);
         a.token.map(|t| (key, t))
@@ -1249,52 +1512,39 @@ fn owner_of(key: &str) -> (String, String) {
     )
 }
 
+/// Whether a partner speaks for `owner` (`CC`, `PID`): one of the
+/// identities its credentials claim.
 fn serves_owner(peer: &Peer, owner: &(String, String)) -> bool {
-    let c = &peer.registration().peer_credentials;
-    let roles = c
-        .get("roles")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    roles.iter().any(|r| {
-        r["country_code"]
-            .as_str()
-            .is_some_and(|x| x.eq_ignore_ascii_case(&owner.0))
-            && r["party_id"]
-                .as_str()
-                .is_some_and(|x| x.eq_ignore_ascii_case(&owner.1))
-    }) || (c["country_code"]
-        .as_str()
-        .is_some_and(|x| x.eq_ignore_ascii_case(&owner.0))
-        && c["party_id"]
-            .as_str()
-            .is_some_and(|x| x.eq_ignore_ascii_case(&owner.1)))
+    peer.registration()
+        .identities()
+        .iter()
+        .any(|(cc, pid)| cc.eq_ignore_ascii_case(&owner.0) && pid.eq_ignore_ascii_case(&owner.1))
 }
 
+/// A partner's name: its first identity, `CC-PID`.
 fn party_label(reg: &Registered) -> Option<String> {
-    let c = &reg.peer_credentials;
-    let r = c.get("roles").and_then(|r| r.get(0)).unwrap_or(c);
-    Some(
-        format!(
-            "{}-{}",
-            r.get("country_code")?.as_str()?,
-            r.get("party_id")?.as_str()?
-        )
-        .to_ascii_uppercase(),
-    )
+    let (cc, pid) = reg.identities().into_iter().next()?;
+    Some(format!("{cc}-{pid}"))
 }
 
 /// One of our 2.2.1 objects in the version a peer speaks (`None` when it
 /// cannot be expressed there; logged).
-fn for_peer(peer: &Peer, kind: &str, obj: &Value) -> Option<Value> {
+fn for_peer(peer: &Peer, kind: &str, obj: &impl Serialize) -> Option<Value> {
+    let obj = match serde_json::to_value(obj) {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::error!("{kind} not written: {e}");
+            return None;
+        }
+    };
     if peer.version() == Version::V221 {
-        return Some(obj.clone());
+        return Some(obj);
     }
     match evproto_ocpi::convert::convert(
         Version::V221,
         peer.version(),
         kind,
-        obj,
+        &obj,
         &Default::default(),
     ) {
         Ok(c) => Some(c.object),
@@ -1305,18 +1555,16 @@ fn for_peer(peer: &Peer, kind: &str, obj: &Value) -> Option<Value> {
     }
 }
 
-/// PUTs one of our objects to a partner's Receiver interface in its
-/// version; nothing (`Ok`) when it has none for the module or the object
-/// cannot be expressed in its version.
+/// PUTs one of our objects (`kind`, its OCPI `id`) to a partner's
+/// Receiver interface in its version; nothing (`Ok`) when it has none for
+/// the module or the object cannot be expressed in its version.
 async fn push_object(
     peer: &Peer,
     module: &str,
-    cc: &str,
-    pid: &str,
-    obj: &Value,
+    (cc, pid, id): (&str, &str, &str),
+    obj: &impl Serialize,
     kind: &str,
 ) -> Result<(), ClientError> {
-    let id = obj.get("id").and_then(Value::as_str).unwrap_or_default();
     if peer.endpoint(module, "RECEIVER").is_err() {
         return Ok(());
     }
@@ -1326,16 +1574,16 @@ async fn push_object(
     peer.put(module, &[cc, pid, id], &body).await.map(|_| ())
 }
 
-fn ocpi_status(ocpp: &str) -> &'static str {
+fn ocpi_status(ocpp: &str) -> v221::Status {
     match ocpp {
-        "Available" => "AVAILABLE",
+        "Available" => v221::Status::Available,
         "Occupied" | "Charging" | "Preparing" | "SuspendedEV" | "SuspendedEVSE" | "Finishing" => {
-            "CHARGING"
+            v221::Status::Charging
         }
-        "Reserved" => "RESERVED",
-        "Unavailable" => "INOPERATIVE",
-        "Faulted" => "OUTOFORDER",
-        _ => "UNKNOWN",
+        "Reserved" => v221::Status::Reserved,
+        "Unavailable" => v221::Status::Inoperative,
+        "Faulted" => v221::Status::Outoforder,
+        _ => v221::Status::Unknown,
     }
 }
 
@@ -1600,12 +1848,8 @@ fn small(n: i64) -> Option<i32> {
 }
 
 /// A `CommandResponse` without a timeout (decided at once).
-fn answer(result: &str, why: &str) -> Value {
-    let mut v = json!({"result": result, "timeout": 0});
-    if !why.is_empty() {
-        v["message"] = json!([{"language": "en", "text": why}]);
-    }
-    v
+fn answer(result: Answer, why: &str) -> v221::CommandResponse {
+    respond(result, 0, why)
 }
 
 /// The token a command carries, as the calling party may give it: under
@@ -1613,18 +1857,21 @@ fn answer(result: &str, why: &str) -> Value {
 /// under the caller's first identity (the token's `country_code` and
 /// `party_id` set to it): `(owner CC/PID, uid, token)`. `None` when the
 /// caller has no identity or the token no uid.
-fn callers_token(ids: &[(String, String)], t: &Value) -> Option<(String, String, Value)> {
-    let uid = t["uid"].as_str().filter(|u| !u.is_empty())?.to_owned();
-    let named = match (t["country_code"].as_str(), t["party_id"].as_str()) {
-        (Some(cc), Some(pid)) => Some((cc.to_ascii_uppercase(), pid.to_ascii_uppercase())),
-        _ => None,
-    };
-    let (cc, pid) = named
+fn callers_token(
+    ids: &[(String, String)],
+    t: &v221::Token,
+) -> Option<(String, String, v221::Token)> {
+    let uid = Some(t.uid.as_str()).filter(|u| !u.is_empty())?.to_owned();
+    let named = (
+        t.country_code.as_str().to_ascii_uppercase(),
+        t.party_id.as_str().to_ascii_uppercase(),
+    );
+    let (cc, pid) = Some(named)
         .filter(|n| ids.contains(n))
         .or_else(|| ids.first().cloned())?;
     let mut token = t.clone();
-    token["country_code"] = json!(cc);
-    token["party_id"] = json!(pid);
+    token.country_code = CiString::new(cc.as_str()).ok()?;
+    token.party_id = CiString::new(pid.as_str()).ok()?;
     Some((format!("{cc}/{pid}"), uid, token))
 }
 
@@ -1650,42 +1897,39 @@ impl Handler for CpoHandler {
     async fn command(
         &self,
         party: &Party,
-        command: &str,
-        body: &Value,
-    ) -> Result<Value, StoreError> {
+        command: Command,
+    ) -> Result<v221::CommandResponse, StoreError> {
         let ids = party.identities();
         let owners: Vec<String> = ids.iter().map(|(c, p)| format!("{c}/{p}")).collect();
-        let response_url = body["response_url"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
+        let response_url = command.response_url().to_owned();
         let store = &self.store;
         // Which station, and what to ask of it.
         let (station, ask) = match command {
-            "START_SESSION" | "RESERVE_NOW" => {
-                let station = body["location_id"].as_str().unwrap_or_default().to_string();
-                let evse = evse_number(&station, body["evse_uid"].as_str()).and_then(small);
+            Command::StartSession(v221::StartSession {
+                ref token,
+                ref location_id,
+                ref evse_uid,
+                ..
+            })
+            | Command::ReserveNow(v221::ReserveNow {
+                ref token,
+                ref location_id,
+                ref evse_uid,
+                ..
+            }) => {
+                let station = location_id.as_str().to_owned();
+                let evse =
+                    evse_number(&station, evse_uid.as_ref().map(CiString::as_str)).and_then(small);
                 if !self.gateway.is_connected(&station).await {
-                    return Ok(answer("REJECTED", "station not connected"));
+                    return Ok(answer(Answer::Rejected, "station not connected"));
                 }
-                let Some((owner, uid, token)) = callers_token(&ids, &body["token"]) else {
-                    return Ok(answer("REJECTED", "no token of these credentials"));
+                let Some((owner, uid, token)) = callers_token(&ids, token) else {
+                    return Ok(answer(Answer::Rejected, "no token of these credentials"));
                 };
                 // a local driver's card is never a partner's
                 if store.token_status(&uid).await.map_err(db_error)?.is_some() {
-                    return Ok(answer("REJECTED", "unknown token"));
+                    return Ok(answer(Answer::Rejected, "unknown token"));
                 }
-                let expiry = if command == "RESERVE_NOW" {
-                    let Some(t) = body["expiry_date"]
-                        .as_str()
-                        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-                    else {
-                        return Ok(answer("REJECTED", "expiry_date: not a date and time"));
-                    };
-                    Some(t.with_timezone(&chrono::Utc))
-                } else {
-                    None
-                };
                 // The token comes with the command: remember it (under the
                 // caller, never over another owner's) so the station's
                 // Authorize/StartTransaction accepts it for this partner.
@@ -1696,41 +1940,42 @@ impl Handler for CpoHandler {
                     .await
                     .map_err(db_error)?;
                 let key = format!("{owner}/{uid}");
+                let stored = serde_json::to_value(&token).map_err(StoreError::backend)?;
                 store
-                    .ocpi_put_object("tokens", &key, &token)
+                    .ocpi_put_object("tokens", &key, &stored)
                     .await
                     .map_err(db_error)?;
-                let ask = match expiry {
-                    None => StationCommand::Start {
+                let ask = match &command {
+                    Command::ReserveNow(r) => {
+                        let rid = r.reservation_id.as_str();
+                        let number = store
+                            .ocpi_reserve(&owner, rid, &station, &uid)
+                            .await
+                            .map_err(db_error)?;
+                        let Some(id) = small(number) else {
+                            return Ok(answer(Answer::Rejected, "no reservation number left"));
+                        };
+                        StationCommand::Reserve {
+                            uid,
+                            evse,
+                            id,
+                            expiry: r.expiry_date.0,
+                        }
+                    }
+                    _ => StationCommand::Start {
                         uid,
                         evse,
                         remote_start_id: i32::from_str_radix(&crate::store::random_hex(3), 16)
                             .unwrap_or(1)
                             .max(1),
                     },
-                    Some(expiry) => {
-                        let rid = body["reservation_id"].as_str().unwrap_or_default();
-                        let number = store
-                            .ocpi_reserve(&owner, rid, &station, &uid)
-                            .await
-                            .map_err(db_error)?;
-                        let Some(id) = small(number) else {
-                            return Ok(answer("REJECTED", "no reservation number left"));
-                        };
-                        StationCommand::Reserve {
-                            uid,
-                            evse,
-                            id,
-                            expiry,
-                        }
-                    }
                 };
                 (station, ask)
             }
-            "UNLOCK_CONNECTOR" => {
-                let station = body["location_id"].as_str().unwrap_or_default().to_string();
-                let Some(evse) = evse_number(&station, body["evse_uid"].as_str()) else {
-                    return Ok(answer("REJECTED", "unknown EVSE"));
+            Command::UnlockConnector(u) => {
+                let station = u.location_id.as_str().to_owned();
+                let Some(evse) = evse_number(&station, Some(u.evse_uid.as_str())) else {
+                    return Ok(answer(Answer::Rejected, "unknown EVSE"));
                 };
                 // only where the caller's own token has the active session
                 let mut own_session = false;
@@ -1747,36 +1992,35 @@ impl Handler for CpoHandler {
                     }
                 }
                 let Some(evse) = small(evse).filter(|_| own_session) else {
-                    return Ok(answer("REJECTED", "no session of yours at this connector"));
+                    return Ok(answer(
+                        Answer::Rejected,
+                        "no session of yours at this connector",
+                    ));
                 };
-                let connector = body["connector_id"]
-                    .as_str()
-                    .and_then(|c| c.parse::<i32>().ok())
-                    .unwrap_or(1);
+                let connector = u.connector_id.as_str().parse::<i32>().unwrap_or(1);
                 (station, StationCommand::Unlock { evse, connector })
             }
-            "STOP_SESSION" => {
+            Command::StopSession(stop) => {
                 // partners name sessions by their public ids, and only their own
-                let sid = body["session_id"].as_str().unwrap_or_default();
                 let row = store
-                    .ocpi_session_by_public_id(sid)
+                    .ocpi_session_by_public_id(stop.session_id.as_str())
                     .await
                     .map_err(db_error)?;
                 let Some(row) = row.filter(|r| owners.contains(&r.owner)) else {
-                    return Ok(answer("UNKNOWN_SESSION", ""));
+                    return Ok(answer(Answer::UnknownSession, ""));
                 };
                 let session = match store.session(&row.session_id).await.map_err(db_error)? {
                     Some(s) if s.status != "Completed" => s,
-                    _ => return Ok(answer("UNKNOWN_SESSION", "")),
+                    _ => return Ok(answer(Answer::UnknownSession, "")),
                 };
                 let ask = StationCommand::Stop {
                     transaction_id: session.ocpp_tx_id,
                 };
                 (session.station_id, ask)
             }
-            "CANCEL_RESERVATION" => {
+            Command::CancelReservation(cancel) => {
                 // the command names no station: the one the caller's reservation is at
-                let rid = body["reservation_id"].as_str().unwrap_or_default();
+                let rid = cancel.reservation_id.as_str();
                 let mut found = None;
                 for owner in &owners {
                     found = store.ocpi_reservation(owner, rid).await.map_err(db_error)?;
@@ -1785,14 +2029,13 @@ impl Handler for CpoHandler {
                     }
                 }
                 let Some((id, station)) = found.and_then(|(n, s)| Some((small(n)?, s))) else {
-                    return Ok(answer("REJECTED", "unknown reservation"));
+                    return Ok(answer(Answer::Rejected, "unknown reservation"));
                 };
                 (station, StationCommand::CancelReservation { id })
             }
-            _ => return Ok(answer("NOT_SUPPORTED", "")),
         };
         let Some(version) = self.gateway.version(&station).await else {
-            return Ok(answer("REJECTED", "station not connected"));
+            return Ok(answer(Answer::Rejected, "station not connected"));
         };
         let party = party.clone();
         let (gateway, events, client) = (
@@ -1805,32 +2048,44 @@ impl Handler for CpoHandler {
         tokio::spawn(async move {
             let (action, answer) = ask.send(&gateway, &station, version).await;
             let result = match answer {
-                Ok("Accepted" | "Unlocked") => "ACCEPTED",
-                Ok(_) => "REJECTED",
+                Ok("Accepted" | "Unlocked") => v221::CommandResultType::Accepted,
+                Ok(_) => v221::CommandResultType::Rejected,
                 Err(e) => {
                     tracing::info!("OCPI command not done: {e}");
-                    "FAILED"
+                    v221::CommandResultType::Failed
                 }
             };
             let _ = events.send(LiveEvent::OcpiCommand {
                 command: action.to_string(),
                 station: station.to_string(),
-                result: result.to_string(),
+                result: result.as_str().to_string(),
             });
+            let result = v221::CommandResult {
+                result,
+                message: Vec::new(),
+                extra: Default::default(),
+            };
             let Some(reg) = party.registration.clone() else {
                 return;
             };
             let peer = client.peer(reg);
             if let Err(e) = tokio::time::timeout(
                 timeout,
-                peer.post_url(&response_url, &json!({"result": result})),
+                peer.post_url(
+                    &response_url,
+                    &serde_json::to_value(&result).unwrap_or_default(),
+                ),
             )
             .await
             {
                 tracing::warn!("command result not delivered: {e}");
             }
         });
-        Ok(json!({"result": "ACCEPTED", "timeout": secs}))
+        Ok(respond(
+            Answer::Accepted,
+            i64::try_from(secs).unwrap_or(i64::MAX),
+            "",
+        ))
     }
 
     async fn registered(&self, party: &Party) {
@@ -1922,5 +2177,105 @@ mod tests {
         ] {
             assert!(!down(e));
         }
+    }
+
+    fn place(v: Value) -> Result<Place, String> {
+        serde_json::from_value::<Place>(v)
+            .map_err(|e| e.to_string())?
+            .normalized()
+    }
+
+    /// Coordinates in any precision become OCPI's 6 decimals; what OCPI
+    /// cannot hold is refused with the field's name.
+    #[test]
+    fn a_place_is_written_as_ocpi_2_2_1_writes_it() {
+        let p = place(json!({"address": "Stationsplein 1", "country": "NLD",
+            "coordinates": {"latitude": "52.0894", "longitude": "-5.11"}}))
+        .unwrap();
+        let c = p.coordinates.unwrap();
+        assert_eq!(
+            (c.latitude.as_str(), c.longitude.as_str()),
+            ("52.089400", "-5.110000")
+        );
+        for (bad, field) in [
+            (
+                json!({"coordinates": {"latitude": "91", "longitude": "4"}}),
+                "latitude",
+            ),
+            (
+                json!({"coordinates": {"latitude": "52", "longitude": "east"}}),
+                "longitude",
+            ),
+            (json!({"country": "nl"}), "country"),
+            (json!({"address": "x".repeat(46)}), "45"),
+            (json!({"postal_code": "12345678901"}), "10"),
+            (json!({"planet": "Mars"}), "planet"),
+        ] {
+            let e = place(bad.clone()).unwrap_err();
+            assert!(e.contains(field), "{bad}: {e}");
+        }
+    }
+
+    /// The Location built from the registry is valid OCPI 2.2.1, with the
+    /// registered place and one EVSE per OCPP EVSE (the station-wide
+    /// connector 0 is none).
+    #[tokio::test]
+    async fn a_station_location_is_valid_ocpi() {
+        let dir = std::env::temp_dir().join(format!("csms-roaming-loc-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = Store::open(&format!("sqlite://{}?mode=rwc", dir.join("r.db").display()))
+            .await
+            .unwrap();
+        store.upsert_station("CS1", None).await.unwrap();
+        for (evse, status) in [(0, "Available"), (1, "Charging"), (2, "Faulted")] {
+            store
+                .set_status("CS1", evse, 1, status, None)
+                .await
+                .unwrap();
+        }
+        let p = place(
+            json!({"name": "Depot", "coordinates": {"latitude": "52.1", "longitude": "4.3"}}),
+        )
+        .unwrap();
+        store
+            .put_setting("station_location:CS1", &serde_json::to_string(&p).unwrap())
+            .await
+            .unwrap();
+        let loc = station_location(&store, "nl", "evp", "CS1")
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(valid_ocpi("Location", "CS1", &loc).is_some());
+        assert_eq!(loc.name.as_ref().unwrap().as_str(), "Depot");
+        assert_eq!(loc.address.as_str(), "Unknown");
+        assert_eq!(loc.coordinates.latitude.as_str(), "52.100000");
+        let evses: Vec<_> = loc
+            .evses
+            .iter()
+            .map(|e| (e.uid.as_str(), e.status.clone()))
+            .collect();
+        assert_eq!(
+            evses,
+            [
+                ("CS1-1", v221::Status::Charging),
+                ("CS1-2", v221::Status::Outoforder)
+            ]
+        );
+        assert_eq!(
+            loc.evses[0].evse_id.as_ref().unwrap().as_str(),
+            "NL*EVP*ECS11"
+        );
+        assert!(station_location(&store, "NL", "EVP", "nobody")
+            .await
+            .unwrap()
+            .is_none());
+        // an identity OCPI cannot hold is a typed refusal, not a broken object
+        let long = "S".repeat(40);
+        store.upsert_station(&long, None).await.unwrap();
+        assert!(matches!(
+            station_location(&store, "NL", "EVP", &long).await,
+            Err(LocationError::Invalid(_))
+        ));
     }
 }

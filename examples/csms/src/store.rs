@@ -83,7 +83,7 @@ pub use reservations::{Reservation, ReservationState};
 pub use sessions::{to_wh, Session, SessionRow};
 pub use settlements::{Settlement, SettlementRecorded};
 pub use station_reports::StationReport;
-pub use stations::{natural_key, Credentials, Registration, Station};
+pub use stations::{natural_key, ConnectorState, Credentials, Registration, Station};
 pub use tokens::TokenRecord;
 
 /// Store errors. The text is for logs and API answers.

@@ -849,3 +849,325 @@ async fn b09_b11_b12_network_profile_and_reset_answers() {
     st.stop().await;
     lab.stop().await;
 }
+
+/// B05, B06 from the operator's own endpoints (`/variables/set`, `/get`):
+/// the station receives the typed request, the operator gets the
+/// station's answer per variable, and the device model keeps what the
+/// station accepted or read; a 1.6 station gets ChangeConfiguration (one
+/// per key) and GetConfiguration. A body the version cannot express is 400
+/// before anything is sent.
+#[tokio::test]
+async fn b05_b06_variables_from_the_operator_endpoints() {
+    let lab = Lab::start("b05-endpoints").await;
+    let mut st = Scripted::connect(&lab, "CONF-B05E", ProtocolVersion::V201).await;
+    st.answer(
+        "SetVariables",
+        json!({"setVariableResult": [
+            {"attributeStatus": "Accepted", "component": {"name": "OCPPCommCtrlr"}, "variable": {"name": "HeartbeatInterval"}},
+            {"attributeStatus": "Rejected", "attributeStatusInfo": {"reasonCode": "OutOfRange", "additionalInfo": "max 24"},
+             "component": {"name": "TxCtrlr", "evse": {"id": 1}}, "variable": {"name": "EVConnectionTimeOut"}}]}),
+    );
+    let set = lab
+        .ok(
+            "POST",
+            "/api/stations/CONF-B05E/variables/set",
+            Some(json!({"variables": [
+                {"component": "OCPPCommCtrlr", "variable": "HeartbeatInterval", "value": "120"},
+                {"component": "TxCtrlr", "evse_id": 1, "variable": "EVConnectionTimeOut", "value": "99"}]})),
+        )
+        .await;
+    let sent = st.received("SetVariables").await;
+    assert_eq!(sent["setVariableData"][0]["attributeValue"], "120");
+    assert_eq!(sent["setVariableData"][1]["component"]["evse"]["id"], 1);
+    assert_eq!(set["results"][0]["status"], "Accepted", "{set}");
+    assert_eq!(set["results"][0]["value"], "120");
+    assert_eq!(set["results"][1]["status"], "Rejected");
+    assert_eq!(set["results"][1]["reason"], "OutOfRange: max 24");
+    st.answer(
+        "GetVariables",
+        json!({"getVariableResult": [
+            {"attributeStatus": "Accepted", "attributeValue": "DE", "component": {"name": "OCPPCommCtrlr"}, "variable": {"name": "Language"}},
+            {"attributeStatus": "UnknownVariable", "component": {"name": "OCPPCommCtrlr"}, "variable": {"name": "Nope"}}]}),
+    );
+    let got = lab
+        .ok(
+            "POST",
+            "/api/stations/CONF-B05E/variables/get",
+            Some(json!({"variables": [
+                {"component": "OCPPCommCtrlr", "variable": "Language"},
+                {"component": "OCPPCommCtrlr", "variable": "Nope", "attribute": "Actual"}]})),
+        )
+        .await;
+    let sent = st.received("GetVariables").await;
+    assert_eq!(sent["getVariableData"][1]["attributeType"], "Actual");
+    assert_eq!(got["results"][0]["value"], "DE", "{got}");
+    assert_eq!(got["results"][1]["status"], "UnknownVariable");
+    // the device model: the accepted value and the value read, not the refused one
+    let model = lab
+        .ok("GET", "/api/stations/CONF-B05E/device-model", None)
+        .await;
+    let text = model.to_string();
+    assert!(
+        text.contains("HeartbeatInterval") && text.contains("\"120\""),
+        "{model}"
+    );
+    assert!(
+        text.contains("Language") && text.contains("\"DE\""),
+        "{model}"
+    );
+    assert!(!text.contains("\"99\""), "{model}");
+    // what 2.x cannot express: 400, nothing sent
+    for (path, body) in [
+        (
+            "set",
+            json!({"variables": [{"variable": "HeartbeatInterval", "value": "1"}]}),
+        ),
+        (
+            "set",
+            json!({"variables": [{"component": "C", "variable": "V"}]}),
+        ),
+        (
+            "get",
+            json!({"variables": [{"component": "C", "variable": "V", "value": "1"}]}),
+        ),
+        ("get", json!({"variables": []})),
+        (
+            "get",
+            json!({"variables": [{"component": "C", "variable": "V", "attribute": "Now"}]}),
+        ),
+        (
+            "get",
+            json!({"variables": [{"component": "C", "variable": "V", "connector_id": 1}]}),
+        ),
+        (
+            "set",
+            json!({"variables": [{"component": "C", "variable": "x".repeat(51), "value": "1"}]}),
+        ),
+    ] {
+        let (status, why) = lab
+            .api(
+                "POST",
+                &format!("/api/stations/CONF-B05E/variables/{path}"),
+                Some(body.clone()),
+            )
+            .await;
+        assert_eq!(status, 400, "{body}: {why}");
+        assert!(why["error"].is_string(), "{why}");
+    }
+    st.not_received("SetVariables").await;
+    st.not_received("GetVariables").await;
+    st.stop().await;
+
+    // 1.6: configuration keys
+    let mut st = Scripted::connect(&lab, "CONF-B05E16", ProtocolVersion::V16).await;
+    st.answer("ChangeConfiguration", json!({"status": "Accepted"}));
+    st.answer("ChangeConfiguration", json!({"status": "NotSupported"}));
+    let set = lab
+        .ok(
+            "POST",
+            "/api/stations/CONF-B05E16/variables/set",
+            Some(json!({"variables": [
+                {"variable": "HeartbeatInterval", "value": "300"},
+                {"variable": "FancyKey", "value": "1"}]})),
+        )
+        .await;
+    assert_eq!(
+        st.received("ChangeConfiguration").await,
+        json!({"key": "HeartbeatInterval", "value": "300"})
+    );
+    assert_eq!(
+        st.received("ChangeConfiguration").await,
+        json!({"key": "FancyKey", "value": "1"})
+    );
+    assert_eq!(set["results"][0]["status"], "Accepted", "{set}");
+    assert_eq!(set["results"][1]["status"], "NotSupported");
+    st.answer(
+        "GetConfiguration",
+        json!({"configurationKey": [{"key": "HeartbeatInterval", "readonly": false, "value": "300"}], "unknownKey": ["Nope"]}),
+    );
+    let got = lab
+        .ok(
+            "POST",
+            "/api/stations/CONF-B05E16/variables/get",
+            Some(json!({"variables": [{"variable": "HeartbeatInterval"}, {"variable": "Nope"}]})),
+        )
+        .await;
+    assert_eq!(
+        st.received("GetConfiguration").await,
+        json!({"key": ["HeartbeatInterval", "Nope"]})
+    );
+    assert_eq!(got["results"][0]["value"], "300", "{got}");
+    assert_eq!(got["results"][0]["readonly"], false);
+    assert_eq!(got["results"][1]["status"], "UnknownKey");
+    let (status, _) = lab
+        .api(
+            "POST",
+            "/api/stations/CONF-B05E16/variables/get",
+            Some(json!({"variables": [{"component": "OCPPCommCtrlr", "variable": "HeartbeatInterval"}]})),
+        )
+        .await;
+    assert_eq!(status, 400, "a 1.6 station has keys only");
+    st.stop().await;
+    // not connected: 404
+    let (status, _) = lab
+        .api(
+            "POST",
+            "/api/stations/CONF-B05E16/variables/get",
+            Some(json!({"variables": [{"variable": "X"}]})),
+        )
+        .await;
+    assert_eq!(status, 404);
+    lab.stop().await;
+}
+
+/// B11, B12 from `/reset`: Immediate and OnIdle (Scheduled while a
+/// transaction runs), an EVSE's reset; 1.6 Hard and Soft; an EVSE on 1.6
+/// is 400.
+#[tokio::test]
+async fn b11_b12_reset_from_the_operator_endpoint() {
+    let lab = Lab::start("b11-endpoint").await;
+    let mut st = Scripted::connect(&lab, "CONF-B11E", ProtocolVersion::V201).await;
+    for (body, answer) in [
+        (json!({"type": "Immediate"}), "Accepted"),
+        (json!({"type": "OnIdle"}), "Scheduled"),
+        (json!({"type": "Immediate", "evse_id": 1}), "Rejected"),
+    ] {
+        st.answer("Reset", json!({"status": answer}));
+        let r = lab
+            .ok("POST", "/api/stations/CONF-B11E/reset", Some(body.clone()))
+            .await;
+        let sent = st.received("Reset").await;
+        assert_eq!(sent["type"], body["type"]);
+        assert_eq!(sent.get("evseId"), body.get("evse_id"));
+        assert_eq!(r["status"], answer, "{r}");
+    }
+    for bad in [
+        json!({"type": "Hard"}),
+        json!({"type": "OnIdle", "evse_id": 0}),
+        json!({}),
+    ] {
+        let (status, _) = lab
+            .api("POST", "/api/stations/CONF-B11E/reset", Some(bad.clone()))
+            .await;
+        assert_eq!(status, 400, "{bad}");
+    }
+    st.stop().await;
+    let mut st = Scripted::connect(&lab, "CONF-B11E16", ProtocolVersion::V16).await;
+    for (kind, sent_type) in [("Immediate", "Hard"), ("OnIdle", "Soft")] {
+        let r = lab
+            .ok(
+                "POST",
+                "/api/stations/CONF-B11E16/reset",
+                Some(json!({"type": kind})),
+            )
+            .await;
+        assert_eq!(st.received("Reset").await, json!({"type": sent_type}));
+        assert_eq!(r["status"], "Accepted");
+    }
+    let (status, _) = lab
+        .api(
+            "POST",
+            "/api/stations/CONF-B11E16/reset",
+            Some(json!({"type": "Immediate", "evse_id": 1})),
+        )
+        .await;
+    assert_eq!(status, 400);
+    st.stop().await;
+    lab.stop().await;
+}
+
+/// B09, B10: `/network-profile` moves a station to another CSMS: the new
+/// connection profile in slot 2, slot 2 first in the priority, a reset
+/// OnIdle; the station then connects to the second CSMS and boots there.
+/// A refused step stops the rest (502 with the steps); a 1.6 station is
+/// 409; a URL that does not fit the profile is 400.
+#[tokio::test]
+async fn b09_b10_moving_a_station_to_another_csms() {
+    let lab = Lab::start("b10-from").await;
+    let other = Lab::start("b10-to").await;
+    let mut st = Scripted::connect(&lab, "CONF-B10", ProtocolVersion::V201).await;
+    let url = format!("ws://127.0.0.1:{}/ocpp/", other.ocpp);
+    st.answer(
+        "SetVariables",
+        json!({"setVariableResult": [{"attributeStatus": "Accepted",
+            "component": {"name": "OCPPCommCtrlr"}, "variable": {"name": "NetworkConfigurationPriority"}}]}),
+    );
+    let moved = lab
+        .ok(
+            "POST",
+            "/api/stations/CONF-B10/network-profile",
+            Some(json!({"url": url, "slot": 2, "security_profile": 0})),
+        )
+        .await;
+    let profile = st.received("SetNetworkProfile").await;
+    assert_eq!(profile["configurationSlot"], 2);
+    assert_eq!(profile["connectionData"]["ocppCsmsUrl"], url);
+    assert_eq!(profile["connectionData"]["securityProfile"], 0);
+    let priority = st.received("SetVariables").await;
+    assert_eq!(
+        priority["setVariableData"][0]["variable"]["name"],
+        "NetworkConfigurationPriority"
+    );
+    assert_eq!(priority["setVariableData"][0]["attributeValue"], "2");
+    assert_eq!(st.received("Reset").await["type"], "OnIdle");
+    let steps: Vec<_> = moved["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["action"].clone())
+        .collect();
+    assert_eq!(
+        steps,
+        ["SetNetworkProfile", "SetVariables", "Reset"],
+        "{moved}"
+    );
+    // the station follows its new profile: it boots at the other CSMS
+    st.stop().await;
+    let st = Scripted::connect(&other, "CONF-B10", ProtocolVersion::V201).await;
+    let there = other.ok("GET", "/api/stations/CONF-B10", None).await;
+    assert_eq!(there["boot_status"], "Accepted", "{there}");
+    assert_eq!(there["connected"], true);
+    st.stop().await;
+
+    // a refused profile: nothing after it
+    let mut st = Scripted::connect(&lab, "CONF-B09E", ProtocolVersion::V201).await;
+    st.answer("SetNetworkProfile", json!({"status": "Rejected"}));
+    let (status, why) = lab
+        .api(
+            "POST",
+            "/api/stations/CONF-B09E/network-profile",
+            Some(json!({"url": url})),
+        )
+        .await;
+    assert_eq!(status, 502, "{why}");
+    assert_eq!(why["steps"].as_array().unwrap().len(), 1, "{why}");
+    st.received("SetNetworkProfile").await;
+    st.not_received("Reset").await;
+    for bad in [
+        json!({"url": url, "security_profile": 2}),
+        json!({"url": "http://example.com/"}),
+        json!({"url": url, "slot": 0}),
+    ] {
+        let (status, _) = lab
+            .api(
+                "POST",
+                "/api/stations/CONF-B09E/network-profile",
+                Some(bad.clone()),
+            )
+            .await;
+        assert_eq!(status, 400, "{bad}");
+    }
+    st.stop().await;
+    let st = Scripted::connect(&lab, "CONF-B09E16", ProtocolVersion::V16).await;
+    let (status, _) = lab
+        .api(
+            "POST",
+            "/api/stations/CONF-B09E16/network-profile",
+            Some(json!({"url": url})),
+        )
+        .await;
+    assert_eq!(status, 409);
+    st.stop().await;
+    other.stop().await;
+    lab.stop().await;
+}

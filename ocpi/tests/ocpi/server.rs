@@ -9,10 +9,12 @@ use std::sync::Arc;
 
 use evproto_ocpi::auth::TokenEncoding;
 use evproto_ocpi::client::{Client, ClientError};
+use evproto_ocpi::commands::{respond, Command};
 use evproto_ocpi::credentials::{Own, UrlPolicy};
 use evproto_ocpi::server::{
     Config, Handler, MemoryStore, NoHandler, Party, PublishError, Role, Server, Store, StoreError,
 };
+use evproto_ocpi::v221;
 use evproto_ocpi::Version;
 use futures_util::TryStreamExt;
 use serde_json::{json, Value};
@@ -97,13 +99,17 @@ struct Commands;
 
 #[async_trait::async_trait]
 impl Handler for Commands {
-    async fn command(&self, _p: &Party, command: &str, body: &Value) -> Result<Value, StoreError> {
-        assert!(body.get("response_url").is_some());
+    async fn command(
+        &self,
+        _p: &Party,
+        command: Command,
+    ) -> Result<v221::CommandResponse, StoreError> {
+        assert!(!command.response_url().is_empty());
         match command {
-            "START_SESSION" => Ok(json!({"result": "ACCEPTED", "timeout": 30})),
+            Command::StartSession(_) => Ok(respond(v221::CommandResponseType::Accepted, 30, "")),
             // the application's database failed
-            "STOP_SESSION" => Err(StoreError::backend(Fire)),
-            _ => Ok(json!({"result": "NOT_SUPPORTED", "timeout": 0})),
+            Command::StopSession(_) => Err(StoreError::backend(Fire)),
+            _ => Ok(respond(v221::CommandResponseType::NotSupported, 0, "")),
         }
     }
     async fn charging_profile(

@@ -14,8 +14,10 @@ use axum::http::{header, StatusCode as Http};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use evproto_ocpi::client::{Client, ClientError, Peer, MAX_BODY};
+use evproto_ocpi::commands::{respond, Command};
 use evproto_ocpi::credentials::{self, Own, UrlPolicy};
 use evproto_ocpi::server::{Handler, NoHandler, Party, Role, StoreError};
+use evproto_ocpi::v221;
 use evproto_ocpi::Version;
 use serde_json::{json, Value};
 
@@ -218,9 +220,9 @@ struct Counting(AtomicUsize);
 
 #[async_trait::async_trait]
 impl Handler for Counting {
-    async fn command(&self, _p: &Party, _c: &str, _b: &Value) -> Result<Value, StoreError> {
+    async fn command(&self, _p: &Party, _c: Command) -> Result<v221::CommandResponse, StoreError> {
         self.0.fetch_add(1, Ordering::SeqCst);
-        Ok(json!({"result": "ACCEPTED", "timeout": 30}))
+        Ok(respond(v221::CommandResponseType::Accepted, 30, ""))
     }
     async fn charging_profile(
         &self,

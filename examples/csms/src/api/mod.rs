@@ -358,6 +358,7 @@ pub fn admin_router(app: Arc<App>) -> Router {
         .merge(crate::local_cost::routes())
         .merge(crate::reservations::routes())
         .merge(crate::profile_upgrade::routes())
+        .merge(crate::provisioning::routes())
         .route("/api/stations", get(stations::list_stations))
         .route(
             "/api/stations/{id}",
@@ -709,6 +710,10 @@ mod tests {
             ("/api/stations/{id}/local-list", &["get", "put"]),
             ("/api/stations/{id}/reservations", &["get", "post"]),
             ("/api/stations/{id}/security-profile", &["post"]),
+            ("/api/stations/{id}/variables/set", &["post"]),
+            ("/api/stations/{id}/variables/get", &["post"]),
+            ("/api/stations/{id}/reset", &["post"]),
+            ("/api/stations/{id}/network-profile", &["post"]),
             (
                 "/api/stations/{id}/reservations/{reservation_id}",
                 &["delete"],

@@ -165,9 +165,10 @@ struct StationBody {
     security_profile: Option<u8>,
     /// Where the station is, for its OCPI Location: `name`, `address`,
     /// `city`, `country` (ISO 3166 alpha-3), `coordinates`
-    /// (`{"latitude": "52.1", "longitude": "4.3"}`), `time_zone`.
+    /// (`{"latitude": "52.1", "longitude": "4.3"}`, written with OCPI's 6
+    /// decimals), `time_zone`; each within OCPI 2.2.1's bounds.
     #[serde(default)]
-    location: Option<Value>,
+    location: Option<crate::roaming::Place>,
 }
 
 fn valid_identity(id: &str) -> bool {
@@ -208,22 +209,12 @@ pub(super) async fn put_station(
             ));
         }
     }
-    if let Some(loc) = &b.location {
-        let ok = loc.as_object().is_some_and(|m| {
-            m.iter().all(|(k, v)| match k.as_str() {
-                "name" | "address" | "city" | "postal_code" | "country" | "time_zone" => {
-                    v.is_string()
-                }
-                "coordinates" => v["latitude"].is_string() && v["longitude"].is_string(),
-                _ => false,
-            })
-        });
-        if !ok {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "location: an object of name, address, city, postal_code, country, time_zone (strings) and coordinates {latitude, longitude} (strings)",
-            ));
-        }
+    let mut b = b;
+    if let Some(loc) = b.location.take() {
+        let loc = loc
+            .normalized()
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("location: {e}")))?;
+        b.location = Some(loc);
     }
     // the station's own profile decides how it connects (A00): one this CSMS
     // cannot serve is refused here, not at every handshake
@@ -252,7 +243,11 @@ pub(super) async fn put_station(
         .await?;
     if let Some(loc) = &b.location {
         app.store
-            .put_setting(&format!("station_location:{id}"), &loc.to_string())
+            .put_setting(
+                &format!("station_location:{id}"),
+                &serde_json::to_string(loc)
+                    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?,
+            )
             .await?;
         app.roaming.location_changed(&id).await;
     }

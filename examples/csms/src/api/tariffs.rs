@@ -49,7 +49,7 @@ pub(super) async fn put_tariff(
         ));
     }
     t["id"] = json!(id);
-    crate::billing::check_tariff(&t).map_err(|e| {
+    let typed = crate::billing::check_tariff(&t).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
             format!("not a usable OCPI tariff: {e}"),
@@ -67,7 +67,7 @@ pub(super) async fn put_tariff(
         .and_then(|parsed| crate::api::console::within_bounds(&parsed))
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e))?;
     let created = app.store.put_tariff(&id, &t).await?;
-    app.roaming.tariff_changed(&id, &t).await;
+    app.roaming.tariff_changed(&id, &typed).await;
     if id == "default" {
         // 2.1 stations that calculate costs get it (local_cost)
         crate::local_cost::tariff_changed(&app);

@@ -4,7 +4,7 @@
 //! credentials the handshake checks.
 
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::Value;
 use sqlx::Row;
 
 use super::paging::{like_pattern, Cond, Keyset, ListQuery, Page};
@@ -84,7 +84,23 @@ pub struct Station {
     /// Last message time.
     pub last_seen: Option<String>,
     /// Connectors and their status.
-    pub connectors: Vec<Value>,
+    pub connectors: Vec<ConnectorState>,
+}
+
+/// A connector as the registry knows it (1.6: EVSE = connector; 0 is the
+/// station as a whole).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ConnectorState {
+    /// The EVSE (1.6: the connector id).
+    pub evse_id: i64,
+    /// The connector on the EVSE.
+    pub connector_id: i64,
+    /// Its last status, as the station's version says it.
+    pub status: String,
+    /// The error code of the last status, when not `NoError`.
+    pub error_code: Option<String>,
+    /// When the status was reported.
+    pub updated_at: String,
 }
 
 /// A stored security profile: 0-3, or `None` (the server's default).
@@ -326,9 +342,13 @@ impl Store {
         let connectors = conns
             .iter()
             .map(|c| {
-                Ok(json!({"evse_id": c.try_get::<i64, _>(0)?, "connector_id": c.try_get::<i64, _>(1)?,
-                    "status": c.try_get::<String, _>(2)?, "error_code": c.try_get::<Option<String>, _>(3)?,
-                    "updated_at": c.try_get::<String, _>(4)?}))
+                Ok(ConnectorState {
+                    evse_id: c.try_get(0)?,
+                    connector_id: c.try_get(1)?,
+                    status: c.try_get(2)?,
+                    error_code: c.try_get(3)?,
+                    updated_at: c.try_get(4)?,
+                })
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(Some(Station {
