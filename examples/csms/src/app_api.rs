@@ -1222,20 +1222,6 @@ struct Receipt {
     payment: Option<PaymentLine>,
 }
 
-/// The wallet's receipt, as `payments::Wallets` writes it.
-#[derive(Deserialize)]
-struct WalletReceipt {
-    charged: String,
-    unpaid: String,
-}
-
-#[derive(Deserialize)]
-struct WalletPayment {
-    status: String,
-    #[serde(default)]
-    receipt: Option<WalletReceipt>,
-}
-
 /// `GET /app/v1/sessions/{id}/receipt`: the priced session and how it was
 /// paid (404 until it is priced).
 async fn receipt(
@@ -1290,7 +1276,6 @@ async fn receipt(
             .payments
             .payment(&s.id)
             .await?
-            .and_then(|v| serde_json::from_value::<WalletPayment>(v).ok())
             .map(|w| PaymentLine {
                 provider: "wallet",
                 status: w.status,

@@ -24,7 +24,6 @@ use std::time::Duration;
 use lettre::message::header::ContentType;
 use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
-use serde::Deserialize as _;
 
 use crate::store::fleets::MailRow;
 use crate::store::{Store, StoreError};
@@ -262,28 +261,15 @@ impl Notice {
     }
 }
 
-/// The figures of a payment's receipt (the wallet's and the card's
-/// receipts both carry them).
-#[derive(Debug, serde::Deserialize)]
-struct ReceiptFigures {
-    charged: String,
-    unpaid: String,
-    #[serde(default)]
-    provider: Option<String>,
-    #[serde(default)]
-    currency: Option<String>,
-}
-
 impl Notice {
     /// The receipt notice of a capture's receipt.
-    pub fn receipt(receipt: &serde_json::Value) -> Option<Notice> {
-        let r = ReceiptFigures::deserialize(receipt).ok()?;
-        Some(Notice::Receipt {
-            provider: r.provider.unwrap_or_else(|| "wallet".into()),
-            charged: r.charged,
-            unpaid: r.unpaid,
-            currency: r.currency,
-        })
+    pub fn receipt(receipt: &crate::payments::Receipt) -> Notice {
+        Notice::Receipt {
+            provider: receipt.provider().to_owned(),
+            charged: receipt.charged().to_owned(),
+            unpaid: receipt.unpaid().to_owned(),
+            currency: Some(receipt.currency().to_owned()),
+        }
     }
 }
 
@@ -330,7 +316,7 @@ pub async fn session_ended(
     app: &crate::App,
     s: &crate::store::Session,
     cdr: Option<&evproto_ocpi::v221::Cdr>,
-    receipt: Option<&serde_json::Value>,
+    receipt: Option<&crate::payments::Receipt>,
 ) -> Result<(), StoreError> {
     let mailer = app.mail.as_ref();
     if mailer.is_none() {
@@ -348,7 +334,7 @@ pub async fn session_ended(
         price: price.map(|m| m.to_string()),
     };
     notify(&app.store, mailer, &s.id, stopped).await?;
-    if let Some(r) = receipt.and_then(Notice::receipt) {
+    if let Some(r) = receipt.map(Notice::receipt) {
         notify(&app.store, mailer, &s.id, r).await?;
     }
     Ok(())

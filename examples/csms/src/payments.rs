@@ -83,8 +83,11 @@ pub trait PaymentProvider: Send + Sync + std::fmt::Debug {
     /// see `evproto_csms_core::money`) for the session and returns the
     /// receipt (again: the same receipt). `None` when nothing was held
     /// (post-paid).
-    async fn capture(&self, session_id: &str, amount: Money)
-        -> Result<Option<Value>, PaymentError>;
+    async fn capture(
+        &self,
+        session_id: &str,
+        amount: Money,
+    ) -> Result<Option<Receipt>, PaymentError>;
     /// Gives a hold back (a session that ended without a price).
     async fn release(&self, session_id: &str) -> Result<(), PaymentError>;
 }
@@ -212,21 +215,25 @@ impl Wallets {
         Ok(())
     }
 
-    /// A wallet: `{id_token, balance, currency}`.
+    /// A wallet.
     ///
     /// # Errors
     ///
     /// The store failed.
-    pub async fn wallet(&self, id_token: &str) -> Result<Option<Value>, PaymentError> {
+    pub async fn wallet(&self, id_token: &str) -> Result<Option<Wallet>, PaymentError> {
         let row = sqlx::query("SELECT balance, currency FROM wallets WHERE id_token = $1")
             .bind(id_token)
             .fetch_optional(self.store.pool())
             .await?;
-        row.map(|r| -> Result<Value, PaymentError> {
+        row.map(|r| -> Result<Wallet, PaymentError> {
             let currency: String = r.try_get(1)?;
             // in the currency's minor units: "40.00 EUR", never "40" or "40.005"
             let balance = Money::parse(dec(&r.try_get::<String, _>(0)?)?, &currency)?;
-            Ok(json!({"id_token": id_token, "balance": balance.to_decimal().to_string(), "currency": currency}))
+            Ok(Wallet {
+                id_token: id_token.to_owned(),
+                balance: balance.to_decimal().to_string(),
+                currency,
+            })
         })
         .transpose()
     }
@@ -236,17 +243,26 @@ impl Wallets {
     /// # Errors
     ///
     /// The store failed.
-    pub async fn payment(&self, session_id: &str) -> Result<Option<Value>, PaymentError> {
+    pub async fn payment(&self, session_id: &str) -> Result<Option<WalletPayment>, PaymentError> {
         let row = sqlx::query(
             "SELECT id_token, held, status, receipt FROM payments WHERE session_id = $1",
         )
         .bind(session_id)
         .fetch_optional(self.store.pool())
         .await?;
-        row.map(|r| -> Result<Value, PaymentError> {
-            let receipt: Option<String> = r.try_get(3)?;
-            Ok(json!({"session_id": session_id, "id_token": r.try_get::<String, _>(0)?, "held": r.try_get::<String, _>(1)?,
-                "status": r.try_get::<String, _>(2)?, "receipt": receipt.and_then(|t| serde_json::from_str::<Value>(&t).ok())}))
+        row.map(|r| -> Result<WalletPayment, PaymentError> {
+            let receipt = r
+                .try_get::<Option<String>, _>(3)?
+                .map(|t| serde_json::from_str::<WalletReceipt>(&t))
+                .transpose()
+                .map_err(|_| StoreError::Corrupt("payments.receipt"))?;
+            Ok(WalletPayment {
+                session_id: session_id.to_owned(),
+                id_token: r.try_get(0)?,
+                held: r.try_get(1)?,
+                status: r.try_get(2)?,
+                receipt,
+            })
         })
         .transpose()
     }
@@ -330,10 +346,10 @@ impl PaymentProvider for Wallets {
         &self,
         session_id: &str,
         amount: Money,
-    ) -> Result<Option<Value>, PaymentError> {
+    ) -> Result<Option<Receipt>, PaymentError> {
         if let Some(cards) = &self.cards {
             if let Some(receipt) = cards.capture(session_id, amount).await? {
-                return Ok(receipt);
+                return Ok(receipt.map(Receipt::Card));
             }
         }
         let currency = amount.currency();
@@ -356,7 +372,10 @@ impl PaymentProvider for Wallets {
         let status: String = p.try_get(2)?;
         if status == "Captured" {
             let receipt: Option<String> = p.try_get(3)?;
-            return Ok(receipt.and_then(|t| serde_json::from_str(&t).ok()));
+            return receipt
+                .map(|t| serde_json::from_str::<WalletReceipt>(&t).map(Receipt::Wallet))
+                .transpose()
+                .map_err(|_| PaymentError::Store(StoreError::Corrupt("payments.receipt")));
         }
         if status != "Held" {
             return Ok(None);
@@ -388,9 +407,18 @@ impl PaymentProvider for Wallets {
         let charged = amount.min(available).max(Decimal::ZERO);
         let unpaid = amount - charged;
         let after = available - charged;
-        let receipt = json!({"session_id": session_id, "id_token": token, "currency": currency.code(),
-            "held": money(held)?, "charged": money(charged)?,
-            "unpaid": money(unpaid)?, "balance_after": money(after)?, "at": now()});
+        let receipt = WalletReceipt {
+            session_id: session_id.to_owned(),
+            id_token: token.clone(),
+            currency: currency.code().to_owned(),
+            held: money(held)?,
+            charged: money(charged)?,
+            unpaid: money(unpaid)?,
+            balance_after: money(after)?,
+            at: now(),
+        };
+        let text =
+            serde_json::to_string(&receipt).map_err(|_| StoreError::Corrupt("payments.receipt"))?;
         sqlx::query("UPDATE wallets SET balance = $1, updated_at = $2 WHERE id_token = $3")
             .bind(money(after)?)
             .bind(now())
@@ -398,13 +426,13 @@ impl PaymentProvider for Wallets {
             .execute(&mut *tx)
             .await?;
         sqlx::query("UPDATE payments SET status = 'Captured', receipt = $1, updated_at = $2 WHERE session_id = $3")
-            .bind(receipt.to_string())
+            .bind(text)
             .bind(now())
             .bind(session_id)
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        Ok(Some(receipt))
+        Ok(Some(Receipt::Wallet(receipt)))
     }
 
     async fn release(&self, session_id: &str) -> Result<(), PaymentError> {
@@ -471,6 +499,96 @@ fn transient(e: &PaymentError) -> bool {
         e,
         PaymentError::Gateway(crate::stripe::StripeError::Transport(_))
     ) || matches!(e, PaymentError::Gateway(crate::stripe::StripeError::Refused { status, .. }) if *status == 429 || *status >= 500)
+}
+
+/// A prepaid wallet (`GET /api/wallets/{id_token}`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Wallet {
+    /// Whose.
+    pub id_token: String,
+    /// What is left, in the currency's minor units (`"40.00"`).
+    pub balance: String,
+    /// ISO 4217.
+    pub currency: String,
+}
+
+/// A session paid from a wallet (`GET /api/sessions/{id}/payment`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct WalletPayment {
+    /// The session.
+    pub session_id: String,
+    /// The token it was started with.
+    pub id_token: String,
+    /// Held at the start.
+    pub held: String,
+    /// `Held`, `Captured` or `Released`.
+    pub status: String,
+    /// Once captured.
+    pub receipt: Option<WalletReceipt>,
+}
+
+/// A wallet payment's receipt (what `capture` returns for a wallet
+/// session); amounts in the currency's minor units.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct WalletReceipt {
+    /// The session.
+    pub session_id: String,
+    /// The token it was started with.
+    pub id_token: String,
+    /// ISO 4217.
+    pub currency: String,
+    /// Held at the start.
+    pub held: String,
+    /// Taken from the wallet.
+    pub charged: String,
+    /// Owed beyond what the wallet had (not charged).
+    pub unpaid: String,
+    /// The wallet's balance afterwards.
+    pub balance_after: String,
+    /// When it was captured.
+    pub at: String,
+}
+
+/// What a captured session's payment says: a wallet's or a card's
+/// receipt.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(untagged)]
+pub enum Receipt {
+    /// Paid from a wallet.
+    Wallet(WalletReceipt),
+    /// Paid by card.
+    Card(CardReceipt),
+}
+
+impl Receipt {
+    /// `wallet` or `card`.
+    pub fn provider(&self) -> &str {
+        match self {
+            Receipt::Wallet(_) => "wallet",
+            Receipt::Card(c) => &c.provider,
+        }
+    }
+    /// What was charged.
+    pub fn charged(&self) -> &str {
+        match self {
+            Receipt::Wallet(r) => &r.charged,
+            Receipt::Card(r) => &r.charged,
+        }
+    }
+    /// What is still owed.
+    pub fn unpaid(&self) -> &str {
+        match self {
+            Receipt::Wallet(r) => &r.unpaid,
+            Receipt::Card(r) => &r.unpaid,
+        }
+    }
+    /// ISO 4217.
+    pub fn currency(&self) -> &str {
+        match self {
+            Receipt::Wallet(r) => &r.currency,
+            Receipt::Card(r) => &r.currency,
+        }
+    }
 }
 
 /// A card payment's receipt (what `capture` returns for a card session).
@@ -751,7 +869,7 @@ impl Cards {
         &self,
         session_id: &str,
         amount: Money,
-    ) -> Result<Option<Option<Value>>, PaymentError> {
+    ) -> Result<Option<Option<CardReceipt>>, PaymentError> {
         match self.capture_now(session_id, amount).await {
             Err(e) if transient(&e) => {
                 tracing::warn!(session = session_id, "capture retried from the outbox: {e}");
@@ -842,13 +960,12 @@ impl Cards {
         &self,
         session_id: &str,
         amount: Money,
-    ) -> Result<Option<Option<Value>>, PaymentError> {
+    ) -> Result<Option<Option<CardReceipt>>, PaymentError> {
         let Some(mut p) = self.payment(session_id).await? else {
             return Ok(None);
         };
-        let receipt_value = |r: &CardReceipt| serde_json::to_value(r).ok();
         match p.status.as_str() {
-            "Captured" => return Ok(Some(p.receipt.as_ref().and_then(receipt_value))),
+            "Captured" => return Ok(Some(p.receipt.clone())),
             "Refused" | "Released" | "Expired" => return Ok(Some(None)),
             "Holding" => match self.settle_holding(&p).await? {
                 Some(intent) => {
@@ -929,12 +1046,7 @@ impl Cards {
         .execute(self.store.pool())
         .await?;
         let stored = self.payment(session_id).await?;
-        Ok(Some(
-            stored
-                .and_then(|s| s.receipt)
-                .as_ref()
-                .and_then(receipt_value),
-        ))
+        Ok(Some(stored.and_then(|s| s.receipt)))
     }
 
     /// Gives a session's hold back (it ended without a price); false when
@@ -1332,7 +1444,7 @@ mod tests {
             Hold::Held(d("30")),
             "replay: same hold"
         );
-        assert_eq!(w.wallet("TOK").await.unwrap().unwrap()["balance"], "20.00");
+        assert_eq!(w.wallet("TOK").await.unwrap().unwrap().balance, "20.00");
         let eur = |a: &str| Money::parse(d(a), "EUR").unwrap();
         // a second session cannot hold 30 more
         assert_eq!(w.hold("S2", "TOK", d("30")).await.unwrap(), Hold::Refused);
@@ -1340,9 +1452,9 @@ mod tests {
         let r = w.capture("S1", eur("12.34")).await.unwrap().unwrap();
         assert_eq!(
             (
-                r["charged"].as_str(),
-                r["balance_after"].as_str(),
-                r["unpaid"].as_str()
+                Some(wallet_receipt(&r).charged.as_str()),
+                Some(wallet_receipt(&r).balance_after.as_str()),
+                Some(wallet_receipt(&r).unpaid.as_str())
             ),
             (Some("12.34"), Some("37.66"), Some("0.00"))
         );
@@ -1351,7 +1463,7 @@ mod tests {
             r,
             "replay: same receipt"
         );
-        assert_eq!(w.wallet("TOK").await.unwrap().unwrap()["balance"], "37.66");
+        assert_eq!(w.wallet("TOK").await.unwrap().unwrap().balance, "37.66");
         // release gives a hold back, once
         assert_eq!(
             w.hold("S3", "TOK", d("10")).await.unwrap(),
@@ -1359,7 +1471,7 @@ mod tests {
         );
         w.release("S3").await.unwrap();
         w.release("S3").await.unwrap();
-        assert_eq!(w.wallet("TOK").await.unwrap().unwrap()["balance"], "37.66");
+        assert_eq!(w.wallet("TOK").await.unwrap().unwrap().balance, "37.66");
         // post-paid token: no hold, no receipt
         assert_eq!(
             w.hold("S4", "OTHER", d("10")).await.unwrap(),
@@ -1375,19 +1487,16 @@ mod tests {
         let r = w.capture("S5", eur("7.5")).await.unwrap().unwrap();
         assert_eq!(
             (
-                r["charged"].as_str(),
-                r["unpaid"].as_str(),
-                r["balance_after"].as_str()
+                Some(wallet_receipt(&r).charged.as_str()),
+                Some(wallet_receipt(&r).unpaid.as_str()),
+                Some(wallet_receipt(&r).balance_after.as_str())
             ),
             (Some("5.00"), Some("2.50"), Some("0.00"))
         );
         // money is minor units: a balance or hold with fractions of a cent is rounded,
         // half away from zero; a currency that is not ISO 4217 is refused
         w.set_balance("CENTS", d("10.005"), "eur").await.unwrap();
-        assert_eq!(
-            w.wallet("CENTS").await.unwrap().unwrap()["balance"],
-            "10.01"
-        );
+        assert_eq!(w.wallet("CENTS").await.unwrap().unwrap().balance, "10.01");
         assert_eq!(
             w.hold("S6", "CENTS", d("1.004")).await.unwrap(),
             Hold::Held(d("1.00"))
@@ -1397,7 +1506,7 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
-        assert_eq!(r["charged"].as_str(), Some("1.00"));
+        assert_eq!(Some(wallet_receipt(&r).charged.as_str()), Some("1.00"));
         assert!(matches!(
             w.set_balance("X", d("1"), "EURO").await,
             Err(PaymentError::Money(_))
@@ -1410,9 +1519,16 @@ mod tests {
             Err(PaymentError::CurrencyMismatch { .. })
         ));
         assert_eq!(
-            w.wallet("USD-CARD").await.unwrap().unwrap()["balance"],
+            w.wallet("USD-CARD").await.unwrap().unwrap().balance,
             "40.00"
         );
+    }
+
+    fn wallet_receipt(r: &Receipt) -> &WalletReceipt {
+        match r {
+            Receipt::Wallet(w) => w,
+            Receipt::Card(c) => panic!("a card receipt: {c:?}"),
+        }
     }
 
     /// Concurrent holds on one wallet on PostgreSQL: exactly as many succeed
@@ -1446,12 +1562,12 @@ mod tests {
                 held += 1;
             }
         }
-        let balance = w.wallet("TOK").await.unwrap().unwrap()["balance"].clone();
+        let balance = w.wallet("TOK").await.unwrap().unwrap().balance;
         drop(w);
         sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
             .execute(&mut c)
             .await
             .unwrap();
-        assert_eq!((held, balance.as_str()), (5, Some("0.00")));
+        assert_eq!((held, balance.as_str()), (5, "0.00"));
     }
 }

@@ -21,7 +21,7 @@ use std::process::{Child, Command, Stdio};
 use std::str::FromStr;
 use std::time::Duration;
 
-use csms::payments::{Hold, PaymentProvider, Wallets};
+use csms::payments::{Hold, PaymentProvider, Receipt, Wallets};
 use csms::store::Store;
 use csms::store_drivers::DriverStore;
 use csms::stripe::StripeConfig;
@@ -277,16 +277,19 @@ async fn card_flow(ls: &LocalStripe, s: &Setup) {
     assert_eq!(at_gateway["capture_method"], "manual");
     // capture the final price, 12.34: the rest of the hold goes back
     let r = w.capture("S1", eur("12.34")).await.unwrap().unwrap();
+    let Receipt::Card(card) = &r else {
+        panic!("not a card receipt: {r:?}")
+    };
     assert_eq!(
         (
-            r["charged"].as_str(),
-            r["unpaid"].as_str(),
-            r["held"].as_str()
+            card.charged.as_str(),
+            card.unpaid.as_str(),
+            card.held.as_str()
         ),
-        (Some("12.34"), Some("0.00"), Some("30.00")),
-        "{r}"
+        ("12.34", "0.00", "30.00"),
+        "{r:?}"
     );
-    assert_eq!(r["provider"], "card");
+    assert_eq!(r.provider(), "card");
     assert_eq!(ls.intent(&pi).await["status"], "succeeded");
     assert_eq!(
         ls.refunds_of(&pi).await,
@@ -312,7 +315,7 @@ async fn card_flow(ls: &LocalStripe, s: &Setup) {
     // nothing owed: the hold is cancelled, nothing charged
     w.hold("S3", "CARD1", d("30")).await.unwrap();
     let r = w.capture("S3", eur("0")).await.unwrap().unwrap();
-    assert_eq!(r["charged"], "0.00");
+    assert_eq!(r.charged(), "0.00");
     assert_eq!(
         ls.intent(&s.intent_of("S3").await).await["status"],
         "canceled"
@@ -321,10 +324,7 @@ async fn card_flow(ls: &LocalStripe, s: &Setup) {
     // a price above the hold: the hold is captured, the rest unpaid
     w.hold("S4", "CARD1", d("5")).await.unwrap();
     let r = w.capture("S4", eur("7.50")).await.unwrap().unwrap();
-    assert_eq!(
-        (r["charged"].as_str(), r["unpaid"].as_str()),
-        (Some("5.00"), Some("2.50"))
-    );
+    assert_eq!((r.charged(), r.unpaid()), ("5.00", "2.50"));
     // a token without a card stays on the wallet side (post-paid here)
     assert_eq!(
         w.hold("S5", "NO-CARD", d("5")).await.unwrap(),
@@ -443,7 +443,7 @@ async fn capture_retried_after_a_crash_charges_once() {
     assert_eq!(ls.intent(&pi).await["status"], "succeeded");
     // the retry
     let r = w.capture("C1", eur("9.99")).await.unwrap().unwrap();
-    assert_eq!(r["charged"], "9.99", "{r}");
+    assert_eq!(r.charged(), "9.99", "{r:?}");
     assert_eq!(s.status_of("C1").await, "Captured");
     assert_eq!(
         ls.refunds_of(&pi).await,
