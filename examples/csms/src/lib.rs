@@ -986,8 +986,9 @@ async fn run(
                     ServerEvent::Connected { identity, .. } => {
                         changes.push((identity.to_string(), true));
                     }
-                    ServerEvent::Disconnected { identity, .. } => {
+                    ServerEvent::Disconnected { identity, reason } => {
                         watcher.station_disconnected(identity);
+                        maintenance::disconnected(&watcher, identity, reason).await;
                         changes.push((identity.to_string(), false));
                     }
                     ServerEvent::Send {
