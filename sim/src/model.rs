@@ -90,6 +90,10 @@ pub struct Behaviour {
     /// value every this many seconds (`NotifyPeriodicEventStream`) until
     /// the CSMS clears the monitor; `None` (the default): no stream.
     pub event_stream_s: Option<u32>,
+    /// DER control types (2.1 `DERControlEnumType`: `FreqWatt`, ...) a 2.1
+    /// station's DER function does not have: `SetDERControl` of one is
+    /// answered `NotSupported` (none by default: it has them all).
+    pub der_unsupported: Vec<String>,
 }
 
 /// A disturbance of the grid at a 2.1 station: from `at_ms` (since the
@@ -173,6 +177,7 @@ impl Default for Behaviour {
             ev_needs: false,
             grid_faults: Vec::new(),
             event_stream_s: None,
+            der_unsupported: Vec::new(),
         }
     }
 }
@@ -476,6 +481,16 @@ impl StationModel {
             reboot_pending: false,
             grid_faults,
         }
+    }
+
+    /// Whether its DER function has controls of `control_type`
+    /// ([`Behaviour::der_unsupported`]).
+    pub fn der_supports(&self, control_type: &str) -> bool {
+        !self
+            .behaviour
+            .der_unsupported
+            .iter()
+            .any(|t| t == control_type)
     }
 
     /// Every connector's status, for a (re)boot.

@@ -1698,9 +1698,14 @@ macro_rules! station_handlers_2x {
                 let status = boot(app, station, ctx.version, &info)
                     .await
                     .map_err(|e| unanswered::<A>(station, e))?;
+                if status == Registration::Accepted {
+                    crate::maintenance::rebooted(app, station, req.reason.into()).await;
+                }
                 if status == Registration::Accepted && ctx.version == ProtocolVersion::V21 {
                     // 2.1 local cost: its default tariff, after this answer
                     crate::local_cost::station_booted(app, station);
+                    // DER site policy: its controls, after this answer
+                    crate::der::station_booted(app, station);
                 }
                 Ok($ver::BootNotificationResponse {
                     status: status.into(),
