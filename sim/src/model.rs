@@ -1055,7 +1055,7 @@ impl StationModel {
             c.limit_w = None;
         }
         self.reboot_pending = true;
-        out.push(Msg::Reboot);
+        out.push(last);
         (Answer::Accepted, out)
     }
 
