@@ -511,7 +511,7 @@ macro_rules! handlers_2x {
                         })
                         .map(|m| m.to_decimal().normalize()),
                     $ver::TransactionEventEnumType::Updated => {
-                        let cost = app
+                        let running = app
                             .sessions
                             .running()
                             .cost(
@@ -524,8 +524,14 @@ macro_rules! handlers_2x {
                             .unwrap_or_else(|e| {
                                 tracing::debug!(session = %s.id, "running cost: {e}");
                                 None
-                            })
-                            .map(|m| m.to_decimal());
+                            });
+                        // 2.1 local cost: the station's running cost against the CSMS's (which stands)
+                        if let Some(details) = $cost_details(&req) {
+                            crate::local_cost::check_updated(app, station, &s.id, details, running)
+                                .await
+                                .map_err(|e| internal(station, A, e))?;
+                        }
+                        let cost = running.map(|m| m.to_decimal());
                         if let Some(c) = cost {
                             cost_updated(app, station, req.transaction_info.transaction_id.as_str(), c);
                         }
@@ -535,6 +541,9 @@ macro_rules! handlers_2x {
                 };
                 // 2.1 local cost: the station's own price against the CDR's (which stands)
                 let ended = req.event_type == $ver::TransactionEventEnumType::Ended;
+                if ended {
+                    app.running_costs.forget(&s.id);
+                }
                 if let Some(details) = $cost_details(&req).filter(|_| ended) {
                     crate::local_cost::check_ended(app, station, &s.id, details)
                         .await
