@@ -94,8 +94,6 @@ try {
   check((await page.evaluate(() => sessionStorage.getItem('csms-key'))) === KEY, 'the key is not kept in session storage');
   check((await page.evaluate(() => localStorage.length)) === 0, 'something went to localStorage');
   await page.locator('#live.live').waitFor();
-  // a 2.1 station that streams its power, plotted later
-  console.log('NEED stream');
 
   step('create a token with a prepaid wallet through the form');
   await go('#/tokens');
@@ -188,6 +186,8 @@ try {
   await page.locator('[data-tile="stations"] .value', { hasText: /^[12] \/ 2$/ }).waitFor({ timeout: LONG });
   await page.locator('[data-tile="sessions"] .value', { hasText: /^[1-9]/ }).waitFor({ timeout: LONG });
   await shot('07-overview-live');
+  // a 2.1 station that streams its power, plotted later (after the counts above)
+  console.log('NEED stream');
 
   step('stations list: search, normalized connector states');
   await go('#/stations');
@@ -416,7 +416,7 @@ try {
 
   step('a periodic event stream plotted as a time series');
   await go('#/streams');
-  await page.getByLabel('Station', { exact: true }).fill('STRM0');
+  await view().locator('input[name="station"]').fill('STRM0');
   await page.getByRole('button', { name: 'Show its streams' }).click();
   await page.waitForFunction(() => document.body.dataset.route === '#/streams/STRM0');
   let points = 0;
