@@ -5,17 +5,21 @@
 //! (`StatusNotification` Faulted and its error code), failed session starts
 //! (a start that was authorized but never began), sessions aborted by the
 //! hardware (stop reasons such as `EmergencyStop`, `GroundFault`,
-//! `PowerLoss`), reboots and connection losses of the station, temperature
-//! samples, and voltage out of tolerance. It keeps no history: every
-//! connector holds a few numbers, updated in constant time per observation.
+//! `PowerLoss`), unplanned reboots and connection losses of the station
+//! ([`reboot`] tells a watchdog or power-loss reboot from a requested one),
+//! temperature samples, and voltage samples (out of tolerance, or drifting
+//! away from the fleet's). It keeps no history: every connector holds a few
+//! numbers, updated in constant time per observation.
 //!
 //! # The method
 //!
 //! 1. **Exposure and the fleet baseline.** Each connector counts its
 //!    sessions (its exposure) and its *adverse events* (faults, failed
-//!    starts, aborts, power-quality events; a station's reboot or connection
-//!    loss counts [`HealthConfig::station_event_weight`] for each of its
-//!    connectors). Counts decay exponentially with
+//!    starts, aborts, power-quality events; a station's unplanned reboot
+//!    counts [`HealthConfig::reboot_weight`] and a lost connection
+//!    [`HealthConfig::connection_loss_weight`] for each of its connectors,
+//!    so a station that reboots more often than the fleet's stations climbs
+//!    like one whose connector faults more often). Counts decay exponentially with
 //!    [`HealthConfig::half_life`], so old history fades. The fleet's
 //!    baseline rate `λ0` is the sum of all adverse events over the sum of all
 //!    sessions (decayed the same way, so the sums are kept in O(1)), never
@@ -35,20 +39,31 @@
 //!    fleet's spread: the mean and standard deviation of the EWMAs of every
 //!    such connector (sums kept in O(1)), the deviation never below
 //!    [`HealthConfig::temperature_min_sd`]. A connector's z-score is its
-//!    EWMA's distance from that mean in standard deviations; above
+//!    EWMA's distance from the mean of the *other* connectors in their
+//!    standard deviations (leave one out: a connector that drifts away
+//!    does not widen the spread it is judged by); above
 //!    [`HealthConfig::temperature_z`] it is an alarm (a connector running
 //!    hot, the usual forerunner of contact and cable failures). A connector
 //!    that is always a little warmer (in the sun) sits inside the spread;
 //!    one that heats up month after month leaves it. The spread needs five
-//!    connectors before it judges anyone.
-//! 4. **The score** is `100 × (1 − r)`, `r` the largest of three risks in
+//!    other connectors before it judges anyone.
+//! 4. **Voltage: out of band and drifting.** A sample further than
+//!    [`HealthConfig::voltage_tolerance`] from its nominal voltage is a
+//!    power-quality event (step 1). Each connector also keeps an EWMA
+//!    ([`HealthConfig::voltage_alpha`]) of its samples' relative deviation
+//!    `(V − Vn) / Vn`, judged against the fleet's spread exactly as the
+//!    temperature (step 3, floor [`HealthConfig::voltage_min_sd`]): a
+//!    connector whose supply sags (a loose or corroded contact, a failing
+//!    contactor) drifts out of the spread long before its samples leave the
+//!    band; `|z|` above [`HealthConfig::voltage_z`] is an alarm.
+//! 5. **The score** is `100 × (1 − r)`, `r` the largest of four risks in
 //!    `[0, 1]`: `S / h`; the shrunk rate ratio
 //!    `(adverse + 1) / (λ0·sessions + 1)` on a log scale where `ρ` is 1
 //!    (Gamma-Poisson shrinkage: a connector with little exposure is not
-//!    judged on one event); and `z / temperature_z`. The score ranks
-//!    connectors for a maintenance page; the [`State`] (and the alerts) come
-//!    from the two detectors only, whose false-alarm rate `h` and the
-//!    z-limit control.
+//!    judged on one event); `z / temperature_z`; and `|z| / voltage_z` of
+//!    the voltage. The score ranks connectors for a maintenance page; the
+//!    [`State`] (and the alerts) come from the three detectors only, whose
+//!    false-alarm rate `h` and the z-limits control.
 //!
 //! [`HealthModel::handle`] returns a [`Change`] when a connector enters or
 //! leaves [`State::AtRisk`]: the application raises or clears its alert.
@@ -188,6 +203,77 @@ pub enum StationObservation {
     ConnectionLost,
 }
 
+/// Why a station says it booted (2.x `BootReasonEnumType`; 1.6 says
+/// nothing, [`BootReason::Unknown`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BootReason {
+    /// Its application restarted itself.
+    ApplicationReset,
+    /// A firmware update.
+    FirmwareUpdate,
+    /// Reset on site (a technician).
+    LocalReset,
+    /// Power came (back).
+    PowerUp,
+    /// The CSMS asked (`Reset`).
+    RemoteReset,
+    /// A reset it had planned.
+    ScheduledReset,
+    /// Not a reboot: asked for a BootNotification (`TriggerMessage`).
+    Triggered,
+    /// It does not say.
+    Unknown,
+    /// Its watchdog restarted it.
+    Watchdog,
+}
+
+macro_rules! boot_reason_from {
+    ($($ver:ident),*) => {$(
+        impl From<evproto_ocpp_types::$ver::BootReasonEnumType> for BootReason {
+            fn from(r: evproto_ocpp_types::$ver::BootReasonEnumType) -> Self {
+                use evproto_ocpp_types::$ver::BootReasonEnumType as R;
+                match r {
+                    R::ApplicationReset => BootReason::ApplicationReset,
+                    R::FirmwareUpdate => BootReason::FirmwareUpdate,
+                    R::LocalReset => BootReason::LocalReset,
+                    R::PowerUp => BootReason::PowerUp,
+                    R::RemoteReset => BootReason::RemoteReset,
+                    R::ScheduledReset => BootReason::ScheduledReset,
+                    R::Triggered => BootReason::Triggered,
+                    R::Watchdog => BootReason::Watchdog,
+                    // a reason added later says no more than `Unknown`
+                    _ => BootReason::Unknown,
+                }
+            }
+        }
+    )*};
+}
+boot_reason_from!(v201, v21);
+
+/// Whether a BootNotification is an unplanned reboot, counted against the
+/// station: not its first boot (`booted_before`: it booted before, as far
+/// as the caller remembers), not one the CSMS asked for
+/// (`reset_requested`: a `Reset` sent shortly before; 1.6 stations give no
+/// reason, so this is all that tells a requested reboot there), not a
+/// firmware update, a reset on site or a planned one, and not a boot
+/// message that was only asked for (`Triggered`). Watchdog and application
+/// restarts, power-ups (power was lost) and reboots without a reason are.
+pub fn reboot(
+    reason: BootReason,
+    booted_before: bool,
+    reset_requested: bool,
+) -> Option<StationObservation> {
+    let planned = matches!(
+        reason,
+        BootReason::FirmwareUpdate
+            | BootReason::LocalReset
+            | BootReason::RemoteReset
+            | BootReason::ScheduledReset
+            | BootReason::Triggered
+    );
+    (booted_before && !reset_requested && !planned).then_some(StationObservation::UnplannedReboot)
+}
+
 /// The signals a connector's health is judged on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Signal {
@@ -199,10 +285,14 @@ pub enum Signal {
     Aborts,
     /// Voltage out of tolerance.
     PowerQuality,
-    /// Reboots and connection losses of the station.
-    StationEvents,
+    /// Unplanned reboots of the station.
+    Reboots,
+    /// Connection losses of the station.
+    ConnectionLosses,
     /// Running hot against the fleet.
     Temperature,
+    /// Voltage drifting away from the fleet's (a sag, or a swell).
+    VoltageDrift,
 }
 
 /// Tuning of the detectors (the defaults are documented in the module docs
@@ -217,8 +307,10 @@ pub struct HealthConfig {
     pub cusum_h: f64,
     /// Floor of the fleet's adverse events per session.
     pub min_baseline: f64,
-    /// Weight of a station-level event in each of its connectors' counts.
-    pub station_event_weight: f64,
+    /// Weight of an unplanned reboot in each of the station's connectors' counts.
+    pub reboot_weight: f64,
+    /// Weight of a lost connection in each of the station's connectors' counts.
+    pub connection_loss_weight: f64,
     /// EWMA weight of a connector's temperature samples.
     pub temperature_alpha: f64,
     /// Temperature z-score of an alarm.
@@ -229,6 +321,12 @@ pub struct HealthConfig {
     pub temperature_min_sd: f64,
     /// Relative voltage deviation counted as a power-quality event.
     pub voltage_tolerance: f64,
+    /// EWMA weight of a connector's relative voltage deviation.
+    pub voltage_alpha: f64,
+    /// Voltage-drift |z-score| of an alarm.
+    pub voltage_z: f64,
+    /// Floor of the fleet's spread of relative voltage deviations.
+    pub voltage_min_sd: f64,
 }
 
 impl Default for HealthConfig {
@@ -238,12 +336,16 @@ impl Default for HealthConfig {
             rate_ratio: 3.0,
             cusum_h: 4.0,
             min_baseline: 0.01,
-            station_event_weight: 0.5,
+            reboot_weight: 1.0,
+            connection_loss_weight: 0.5,
             temperature_alpha: 0.1,
             temperature_z: 4.0,
             min_samples: 20,
             temperature_min_sd: 1.0,
             voltage_tolerance: 0.1,
+            voltage_alpha: 0.1,
+            voltage_z: 4.0,
+            voltage_min_sd: 0.005,
         }
     }
 }
@@ -272,6 +374,8 @@ pub struct Health {
     pub rate_ratio: f64,
     /// Temperature z-score, once there are enough samples.
     pub temperature_z: Option<f64>,
+    /// Voltage-drift z-score (negative: a sag), once there are enough samples.
+    pub voltage_z: Option<f64>,
     /// Decayed counts per signal, largest first; the signals behind the score.
     pub reasons: Vec<(Signal, f64)>,
     /// Sessions (decayed).
@@ -344,6 +448,53 @@ impl Ewma {
     }
 }
 
+/// Σ, Σ² and count of the EWMAs of the connectors with enough samples: the
+/// fleet's spread of one quantity, kept in O(1).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct Spread {
+    sum: f64,
+    sumsq: f64,
+    n: u32,
+}
+
+impl Spread {
+    fn add(&mut self, x: f64, sign: f64) {
+        self.sum += sign * x;
+        self.sumsq += sign * x * x;
+        if sign > 0.0 {
+            self.n += 1;
+        } else {
+            self.n = self.n.saturating_sub(1);
+        }
+    }
+
+    /// A sample `x` into a connector's EWMA `e`, the spread kept in step.
+    fn sample(&mut self, e: &mut Ewma, x: f64, alpha: f64, min_samples: u32) {
+        if e.n >= min_samples {
+            self.add(e.mean, -1.0);
+        }
+        e.add(x, alpha);
+        if e.n >= min_samples {
+            self.add(e.mean, 1.0);
+        }
+    }
+
+    /// The z-score of `e` (in the spread once it has `min_samples`)
+    /// against the spread of the *other* connectors (leave one out: a
+    /// connector that drifts away does not widen the spread it is judged
+    /// by), once five others make it.
+    fn z(&self, e: &Ewma, min_samples: u32, min_sd: f64) -> Option<f64> {
+        if e.n < min_samples || self.n < 6 {
+            return None;
+        }
+        let n = f64::from(self.n - 1);
+        let mean = (self.sum - e.mean) / n;
+        let sumsq = self.sumsq - e.mean * e.mean;
+        let sd = (sumsq / n - mean * mean).max(0.0).sqrt().max(min_sd);
+        Some((e.mean - mean) / sd)
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 struct ConnectorState {
     sessions: Decayed,
@@ -351,6 +502,8 @@ struct ConnectorState {
     by_signal: BTreeMap<Signal, Decayed>,
     cusum: f64,
     temperature: Ewma,
+    /// Of the relative voltage deviation.
+    voltage: Ewma,
     at_risk: bool,
     last_error_code: Option<String>,
 }
@@ -362,8 +515,10 @@ pub struct HealthModel {
     connectors: BTreeMap<HealthKey, ConnectorState>,
     fleet_sessions: Decayed,
     fleet_adverse: Decayed,
-    /// Σ, Σ² and count of the temperature EWMAs of connectors with enough samples.
-    fleet_temperature: (f64, f64, u32),
+    /// The spread of the temperature EWMAs.
+    fleet_temperature: Spread,
+    /// The spread of the relative voltage deviations' EWMAs.
+    fleet_voltage: Spread,
 }
 
 impl HealthModel {
@@ -426,9 +581,15 @@ impl HealthModel {
                 Some(Signal::Faults)
             }
             Observation::Voltage { volts, nominal } => {
-                let off = nominal > 0.0
-                    && ((volts - nominal) / nominal).abs() > self.config.voltage_tolerance;
-                off.then_some(Signal::PowerQuality)
+                if !(volts.is_finite() && nominal.is_finite() && nominal > 0.0) {
+                    return None;
+                }
+                let deviation = (volts - nominal) / nominal;
+                let (alpha, min) = (self.config.voltage_alpha, self.config.min_samples);
+                let c = self.connectors.entry(key.clone()).or_default();
+                self.fleet_voltage
+                    .sample(&mut c.voltage, deviation, alpha, min);
+                (deviation.abs() > self.config.voltage_tolerance).then_some(Signal::PowerQuality)
             }
             Observation::Temperature { celsius } => {
                 if !celsius.is_finite() {
@@ -436,18 +597,8 @@ impl HealthModel {
                 }
                 let (alpha, min) = (self.config.temperature_alpha, self.config.min_samples);
                 let c = self.connectors.entry(key.clone()).or_default();
-                let (sum, sumsq, n) = &mut self.fleet_temperature;
-                if c.temperature.n >= min {
-                    *sum -= c.temperature.mean;
-                    *sumsq -= c.temperature.mean * c.temperature.mean;
-                    *n -= 1;
-                }
-                c.temperature.add(celsius, alpha);
-                if c.temperature.n >= min {
-                    *sum += c.temperature.mean;
-                    *sumsq += c.temperature.mean * c.temperature.mean;
-                    *n += 1;
-                }
+                self.fleet_temperature
+                    .sample(&mut c.temperature, celsius, alpha, min);
                 None
             }
         };
@@ -463,13 +614,18 @@ impl HealthModel {
         &mut self,
         station: &str,
         at: DateTime<Utc>,
-        _what: StationObservation,
+        what: StationObservation,
     ) -> Vec<Change> {
         let keys: Vec<HealthKey> = self.keys_of(station).cloned().collect();
-        let w = self.config.station_event_weight;
+        let (signal, w) = match what {
+            StationObservation::UnplannedReboot => (Signal::Reboots, self.config.reboot_weight),
+            StationObservation::ConnectionLost => {
+                (Signal::ConnectionLosses, self.config.connection_loss_weight)
+            }
+        };
         let mut changes = Vec::new();
         for key in keys {
-            self.adverse(&key, at, Signal::StationEvents, w);
+            self.adverse(&key, at, signal, w);
             changes.extend(self.transition(&key, at));
         }
         changes
@@ -479,13 +635,14 @@ impl HealthModel {
     /// (`connector` `None`).
     pub fn forget(&mut self, station: &str, connector: Option<ConnectorId>) {
         let min = self.config.min_samples;
-        let (sum, sumsq, n) = &mut self.fleet_temperature;
+        let (temperature, voltage) = (&mut self.fleet_temperature, &mut self.fleet_voltage);
         self.connectors.retain(|k, c| {
             let keep = k.station != station || connector.is_some_and(|c| c != k.connector);
             if !keep && c.temperature.n >= min {
-                *sum -= c.temperature.mean;
-                *sumsq -= c.temperature.mean * c.temperature.mean;
-                *n -= 1;
+                temperature.add(c.temperature.mean, -1.0);
+            }
+            if !keep && c.voltage.n >= min {
+                voltage.add(c.voltage.mean, -1.0);
             }
             keep
         });
@@ -532,17 +689,15 @@ impl HealthModel {
     }
 
     fn temperature_z(&self, c: &ConnectorState) -> Option<f64> {
-        let (sum, sumsq, n) = self.fleet_temperature;
-        if c.temperature.n < self.config.min_samples || n < 5 {
-            return None;
-        }
-        let n = f64::from(n);
-        let mean = sum / n;
-        let sd = (sumsq / n - mean * mean)
-            .max(0.0)
-            .sqrt()
-            .max(self.config.temperature_min_sd);
-        Some((c.temperature.mean - mean) / sd)
+        let cfg = &self.config;
+        self.fleet_temperature
+            .z(&c.temperature, cfg.min_samples, cfg.temperature_min_sd)
+    }
+
+    fn voltage_z(&self, c: &ConnectorState) -> Option<f64> {
+        let cfg = &self.config;
+        self.fleet_voltage
+            .z(&c.voltage, cfg.min_samples, cfg.voltage_min_sd)
     }
 
     fn judge(&self, c: &ConnectorState, now: DateTime<Utc>) -> Health {
@@ -556,7 +711,9 @@ impl HealthModel {
         let r_cusum = (c.cusum / cfg.cusum_h).clamp(0.0, 1.0);
         let z = self.temperature_z(c);
         let r_temp = z.map_or(0.0, |z| (z / cfg.temperature_z).clamp(0.0, 1.0));
-        let risk = r_rate.max(r_cusum).max(r_temp);
+        let vz = self.voltage_z(c);
+        let r_volt = vz.map_or(0.0, |z| (z.abs() / cfg.voltage_z).clamp(0.0, 1.0));
+        let risk = r_rate.max(r_cusum).max(r_temp).max(r_volt);
         let score = (100.0 * (1.0 - risk)).round().clamp(0.0, 100.0) as u8;
         let state = if c.at_risk {
             State::AtRisk
@@ -574,6 +731,9 @@ impl HealthModel {
         if let Some(z) = z.filter(|z| *z > 1.0) {
             reasons.push((Signal::Temperature, z));
         }
+        if let Some(z) = vz.filter(|z| z.abs() > 1.0) {
+            reasons.push((Signal::VoltageDrift, z.abs()));
+        }
         reasons.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         Health {
             score,
@@ -581,6 +741,7 @@ impl HealthModel {
             cusum: c.cusum,
             rate_ratio: ratio,
             temperature_z: z,
+            voltage_z: vz,
             reasons,
             sessions,
             last_error_code: c.last_error_code.clone(),
@@ -591,8 +752,10 @@ impl HealthModel {
     fn transition(&mut self, key: &HealthKey, now: DateTime<Utc>) -> Option<Change> {
         let h = self.config.cusum_h;
         let zlim = self.config.temperature_z;
+        let vlim = self.config.voltage_z;
         let c = self.connectors.get(key)?;
         let z = self.temperature_z(c);
+        let vz = self.voltage_z(c).map(f64::abs);
         let cause = if c.cusum >= h {
             Some(
                 c.by_signal
@@ -603,10 +766,14 @@ impl HealthModel {
             )
         } else if z.is_some_and(|z| z >= zlim) {
             Some(Signal::Temperature)
+        } else if vz.is_some_and(|z| z >= vlim) {
+            Some(Signal::VoltageDrift)
         } else {
             None
         };
-        let calm = c.cusum < h / 2.0 && z.is_none_or(|z| z < zlim / 2.0);
+        let calm = c.cusum < h / 2.0
+            && z.is_none_or(|z| z < zlim / 2.0)
+            && vz.is_none_or(|z| z < vlim / 2.0);
         match (c.at_risk, cause) {
             (false, Some(cause)) => {
                 if let Some(c) = self.connectors.get_mut(key) {
@@ -786,11 +953,14 @@ mod tests {
             changes.extend(m.handle_station(
                 "A",
                 t0() + Duration::hours(i),
-                StationObservation::UnplannedReboot,
+                StationObservation::ConnectionLost,
             ));
         }
         // 8 × 0.5 = 4 = h: both of A's connectors, not AB's
         assert_eq!(changes.len(), 2);
+        assert!(changes.iter().all(
+            |c| matches!(c, Change::AtRisk { cause, .. } if *cause == Signal::ConnectionLosses)
+        ));
         assert_eq!(m.health(&ab, t0()).unwrap().cusum, 0.0);
         assert_eq!(
             m.health(&a1, t0() + Duration::hours(8)).unwrap().state,
@@ -802,6 +972,107 @@ mod tests {
         m.forget("A", None);
         assert!(m.health(&a2, t0()).is_none());
         assert!(m.health(&ab, t0()).is_some());
+    }
+
+    #[test]
+    fn only_unplanned_reboots_count() {
+        use BootReason::*;
+        for r in [Watchdog, ApplicationReset, PowerUp, Unknown] {
+            assert_eq!(
+                reboot(r, true, false),
+                Some(StationObservation::UnplannedReboot),
+                "{r:?}"
+            );
+            // the first boot, and a reboot the CSMS asked for, are not
+            assert_eq!(reboot(r, false, false), None);
+            assert_eq!(reboot(r, true, true), None);
+        }
+        for r in [
+            FirmwareUpdate,
+            LocalReset,
+            RemoteReset,
+            ScheduledReset,
+            Triggered,
+        ] {
+            assert_eq!(reboot(r, true, false), None, "{r:?}");
+        }
+        assert_eq!(
+            BootReason::from(evproto_ocpp_types::v21::BootReasonEnumType::Watchdog),
+            Watchdog
+        );
+    }
+
+    #[test]
+    fn a_station_rebooting_more_than_the_fleet_is_alarmed() {
+        let mut m = HealthModel::default();
+        fleet(&mut m, 20, 20);
+        // the fleet's stations reboot now and then too: one per 100 sessions
+        let mut at = t0() + Duration::days(20);
+        let mut alarm = None;
+        for s in 0..200u64 {
+            at += Duration::hours(1);
+            for i in 0..20 {
+                m.handle(&key(i), at, Observation::SessionStarted);
+                let often = i == 9 && s % 5 == 0;
+                if often || noise(s * 100 + i as u64 + 7) < 0.01 {
+                    for c in
+                        m.handle_station(&key(i).station, at, StationObservation::UnplannedReboot)
+                    {
+                        if let Change::AtRisk { key, cause, .. } = c {
+                            assert_eq!(key, self::key(9), "only the station that reboots often");
+                            alarm.get_or_insert((s, cause));
+                        }
+                    }
+                }
+            }
+        }
+        let (s, cause) = alarm.expect("reboot alarm");
+        assert_eq!(cause, Signal::Reboots);
+        // one reboot per 5 sessions against the fleet's 1 per 100: a handful of reboots
+        assert!(s <= 40, "after {s} sessions");
+    }
+
+    #[test]
+    fn a_sagging_supply_is_alarmed_before_it_leaves_the_band() {
+        let mut m = HealthModel::default();
+        let mut at = t0();
+        let mut alarm = None;
+        let mut volts_at_alarm = 0.0;
+        for round in 0..300u32 {
+            at += Duration::minutes(10);
+            for i in 0..20 {
+                // the fleet: 226 to 234 V (stations on different feeders), ±2 V noise
+                let wobble = 4.0 * noise(u64::from(round) * 1000 + i as u64) - 2.0;
+                let base = 226.0 + (i % 5) as f64 * 2.0;
+                let sag = if i == 6 { f64::from(round) * 0.1 } else { 0.0 };
+                let volts = base + wobble - sag;
+                let c = m.handle(
+                    &key(i),
+                    at,
+                    Observation::Voltage {
+                        volts,
+                        nominal: 230.0,
+                    },
+                );
+                if let Some(Change::AtRisk { key, cause, .. }) = c {
+                    assert_eq!(key, self::key(6));
+                    assert_eq!(cause, Signal::VoltageDrift);
+                    if alarm.is_none() {
+                        volts_at_alarm = volts;
+                    }
+                    alarm.get_or_insert(round);
+                }
+            }
+        }
+        let round = alarm.expect("voltage drift alarm");
+        // still inside ±10 % (207 V) when the drift is caught
+        assert!(
+            volts_at_alarm > 207.0,
+            "{volts_at_alarm} V after {round} rounds"
+        );
+        let h = m.health(&key(6), at).unwrap();
+        assert!(h.voltage_z.unwrap() < -4.0);
+        assert!(m.health(&key(3), at).unwrap().voltage_z.unwrap().abs() < 3.0);
     }
 
     #[test]
@@ -878,7 +1149,7 @@ mod tests {
         /// Whatever arrives, in whatever order: scores stay in 0..=100,
         /// the statistics stay finite and non-negative, nothing panics.
         #[test]
-        fn scores_stay_in_range(events in proptest::collection::vec((0usize..4, 0i64..10_000, 0u8..7, -50.0f64..150.0), 0..300)) {
+        fn scores_stay_in_range(events in proptest::collection::vec((0usize..4, 0i64..10_000, 0u8..8, -50.0f64..150.0), 0..300)) {
             let mut m = HealthModel::default();
             for (i, minutes, kind, x) in events {
                 let at = t0() + Duration::minutes(minutes);
@@ -889,6 +1160,10 @@ mod tests {
                     3 => Observation::Fault { error_code: None },
                     4 => Observation::Temperature { celsius: x },
                     5 => Observation::Voltage { volts: x * 3.0, nominal: 230.0 },
+                    6 => {
+                        m.handle_station(&key(i).station, at, StationObservation::UnplannedReboot);
+                        continue;
+                    }
                     _ => {
                         m.handle_station(&key(i).station, at, StationObservation::ConnectionLost);
                         continue;
@@ -902,6 +1177,8 @@ mod tests {
                 prop_assert!(h.cusum.is_finite() && h.cusum >= 0.0);
                 prop_assert!(h.rate_ratio.is_finite() && h.rate_ratio > 0.0);
                 prop_assert!(h.sessions >= 0.0);
+                prop_assert!(h.voltage_z.is_none_or(f64::is_finite));
+                prop_assert!(h.temperature_z.is_none_or(f64::is_finite));
             }
             prop_assert!(m.baseline(now) >= m.config().min_baseline);
         }

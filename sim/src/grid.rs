@@ -115,6 +115,9 @@ impl GridState {
             "SetDERControl" => {
                 let id = req["controlId"].as_str().unwrap_or_default().to_owned();
                 let kind = req["controlType"].as_str().unwrap_or_default().to_owned();
+                if !model.der_supports(&kind) {
+                    return Some(json!({"status": "NotSupported"}));
+                }
                 let default = req["isDefault"].as_bool().unwrap_or(false);
                 // one control of a type per default/scheduled kind: a new one supersedes
                 let superseded: Vec<String> = self

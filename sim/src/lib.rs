@@ -429,6 +429,7 @@ impl Station {
                                 tx: t.clone(),
                                 register_wh: c.register_wh,
                                 temperature_c: None,
+                                voltage_v: None,
                                 export_wh: t.v2x.as_ref().map(|_| c.export_register_wh),
                             })
                         })
@@ -833,17 +834,15 @@ impl Driver {
                 tx,
                 register_wh,
                 temperature_c,
+                voltage_v,
                 export_wh,
             } => {
-                let (a, p) = render::tx_meter(
-                    v,
-                    *connector,
-                    tx,
-                    *register_wh,
-                    *temperature_c,
-                    *export_wh,
-                    now,
-                );
+                let readings = render::Readings {
+                    temperature_c: *temperature_c,
+                    voltage_v: *voltage_v,
+                    export_wh: *export_wh,
+                };
+                let (a, p) = render::tx_meter(v, *connector, tx, *register_wh, readings, now);
                 (a, p, true)
             }
             Msg::TxEnd {
@@ -889,7 +888,7 @@ impl Driver {
             Msg::Heartbeat => ("Heartbeat", json!({}), false),
             Msg::Boot => (
                 "BootNotification",
-                render::boot(v, "SimCharger", &self.st.identity),
+                render::boot_for(v, "SimCharger", &self.st.identity, "Triggered"),
                 false,
             ),
             Msg::Disconnect => {
@@ -900,7 +899,14 @@ impl Driver {
                 }
                 return;
             }
-            Msg::Reboot => {
+            Msg::Reboot | Msg::Crash => {
+                let reason = if matches!(msg, Msg::Crash) {
+                    "Watchdog"
+                } else {
+                    "RemoteReset"
+                };
+                self.boot =
+                    render::boot_for(v, "SimCharger", &self.st.identity, reason).to_string();
                 self.reboot().await;
                 return;
             }
@@ -1124,7 +1130,11 @@ impl Driver {
         while let Ok(m) = inbox.try_recv() {
             if !matches!(
                 m,
-                Msg::Authorize { .. } | Msg::TxStart { .. } | Msg::Reboot | Msg::Disconnect
+                Msg::Authorize { .. }
+                    | Msg::TxStart { .. }
+                    | Msg::Reboot
+                    | Msg::Crash
+                    | Msg::Disconnect
             ) {
                 self.deliver(m).await;
             }

@@ -90,6 +90,10 @@ pub struct Behaviour {
     /// value every this many seconds (`NotifyPeriodicEventStream`) until
     /// the CSMS clears the monitor; `None` (the default): no stream.
     pub event_stream_s: Option<u32>,
+    /// DER control types (2.1 `DERControlEnumType`: `FreqWatt`, ...) a 2.1
+    /// station's DER function does not have: `SetDERControl` of one is
+    /// answered `NotSupported` (none by default: it has them all).
+    pub der_unsupported: Vec<String>,
 }
 
 /// A disturbance of the grid at a 2.1 station: from `at_ms` (since the
@@ -110,8 +114,10 @@ pub struct GridFault {
 
 /// Connectors that wear out: as a worn connector nears the end of its life,
 /// its faults come more often, authorized starts fail, sessions end in
-/// faults and its contacts run hot (reported as `Temperature` samples); at
-/// the end it fails for good (Faulted, never cleared). What a
+/// faults, its contacts run hot (reported as `Temperature` samples), its
+/// supply sags (`Voltage` samples of phase L1-N) and, when
+/// [`Aging::crash_per_s`] is set, its station's watchdog reboots it; at the
+/// end it fails for good (Faulted, never cleared). What a
 /// predictive-maintenance score should catch ahead of the failure.
 ///
 /// Its wear `w` grows from 0 at the start of the model to 1 at the end of
@@ -130,6 +136,13 @@ pub struct Aging {
     pub start_failure: f64,
     /// Extra temperature at the end of life, °C.
     pub heat_c: f64,
+    /// Voltage lost at the connector at the end of life, V (the samples:
+    /// 230 V, an offset of ±3 V per station, ±1 V noise, less this × `w²`).
+    pub sag_v: f64,
+    /// Watchdog reboots of the station per second at the end of life (×
+    /// `w²`; 0, the default: none): it reboots with reason `Watchdog`
+    /// ([`Msg::Crash`]).
+    pub crash_per_s: f64,
 }
 
 impl Default for Aging {
@@ -140,6 +153,8 @@ impl Default for Aging {
             fault_factor: 20.0,
             start_failure: 0.5,
             heat_c: 25.0,
+            sag_v: 25.0,
+            crash_per_s: 0.0,
         }
     }
 }
@@ -162,6 +177,7 @@ impl Default for Behaviour {
             ev_needs: false,
             grid_faults: Vec::new(),
             event_stream_s: None,
+            der_unsupported: Vec::new(),
         }
     }
 }
@@ -298,6 +314,9 @@ pub enum Msg {
         /// (stations with [`Aging`] configured do, worn or not; sent as a
         /// 1.6 `Temperature` sample; 2.x has no such measurand).
         temperature_c: Option<f64>,
+        /// The supply voltage at the connector, phase L1-N, V (stations
+        /// with [`Aging`] configured report it).
+        voltage_v: Option<f64>,
         /// Export register now, Wh (a bidirectional car's transaction).
         export_wh: Option<f64>,
     },
@@ -352,6 +371,9 @@ pub enum Msg {
     Disconnect,
     /// Reboot: close, wait, connect again and boot.
     Reboot,
+    /// The station's watchdog rebooted it (a worn connector, [`Aging`]):
+    /// as [`Msg::Reboot`], its boot says `Watchdog`.
+    Crash,
 }
 
 /// A station's answer to a CSMS request, version-neutral.
@@ -398,6 +420,11 @@ pub struct StationModel {
     /// Draws of the aging model, apart from `rng` so a model without aging
     /// draws the same numbers as before aging existed.
     wear_rng: Rng,
+    /// Draws of the voltage samples and the watchdog, apart from the others
+    /// for the same reason.
+    supply_rng: Rng,
+    /// This station's supply offset from 230 V, V.
+    supply_offset_v: f64,
     tx_counter: u64,
     now: u64,
     last_tick: u64,
@@ -429,6 +456,8 @@ impl StationModel {
             })
             .collect();
         let grid_faults = vec![0; behaviour.grid_faults.len()];
+        let mut supply_rng = Rng::new(seed ^ 0x5A99_1E5A_9000);
+        let supply_offset_v = 6.0 * supply_rng.unit() - 3.0;
         let mut config = BTreeMap::new();
         config.insert("HeartbeatInterval".into(), "300".into());
         config.insert(
@@ -444,12 +473,24 @@ impl StationModel {
             behaviour,
             rng,
             wear_rng,
+            supply_rng,
+            supply_offset_v,
             tx_counter: 0,
             now: 0,
             last_tick: 0,
             reboot_pending: false,
             grid_faults,
         }
+    }
+
+    /// Whether its DER function has controls of `control_type`
+    /// ([`Behaviour::der_unsupported`]).
+    pub fn der_supports(&self, control_type: &str) -> bool {
+        !self
+            .behaviour
+            .der_unsupported
+            .iter()
+            .any(|t| t == control_type)
     }
 
     /// Every connector's status, for a (re)boot.
@@ -522,6 +563,11 @@ impl StationModel {
         }
         self.grid_alarms(now_ms, &mut out);
         let secs = dt_ms as f64 / 1000.0;
+        if self.crashes(secs) {
+            let (_, crashed) = self.reboot_with(Msg::Crash);
+            out.extend(crashed);
+            return out;
+        }
         if self.rng.chance(self.behaviour.disconnect_per_s * secs) {
             out.push(Msg::Disconnect);
         }
@@ -599,12 +645,14 @@ impl StationModel {
                         let snapshot = tx.clone();
                         tx.seq_no += 1;
                         let temperature_c = self.temperature(i, power);
+                        let voltage_v = self.voltage(i);
                         let export_wh = snapshot.v2x.as_ref().map(|_| export);
                         out.push(Msg::TxMeter {
                             connector: id,
                             tx: snapshot,
                             register_wh: register,
                             temperature_c,
+                            voltage_v,
                             export_wh,
                         });
                     }
@@ -691,6 +739,32 @@ impl StationModel {
         let load = (power_w / self.behaviour.max_power_w.max(1.0)).clamp(0.0, 1.0);
         let noise = 4.0 * self.wear_rng.unit() - 2.0;
         Some(((25.0 + 15.0 * load + noise + heat * w * w) * 10.0).round() / 10.0)
+    }
+
+    /// The connector's supply voltage (phase L1-N), when the station
+    /// reports it (aging configured): 230 V and the station's offset, ±1 V
+    /// noise, less the sag of its wear.
+    fn voltage(&mut self, i: usize) -> Option<f64> {
+        let sag = self.behaviour.aging.as_ref()?.sag_v;
+        let w = self.wear(i);
+        let noise = 2.0 * self.supply_rng.unit() - 1.0;
+        Some(((230.0 + self.supply_offset_v + noise - sag * w * w) * 10.0).round() / 10.0)
+    }
+
+    /// Whether the watchdog reboots the station over `secs`: each worn
+    /// connector (still in service) adds `crash_per_s × w²`.
+    fn crashes(&mut self, secs: f64) -> bool {
+        let Some(rate) = self.behaviour.aging.as_ref().map(|a| a.crash_per_s) else {
+            return false;
+        };
+        if rate <= 0.0 {
+            return false;
+        }
+        let p: f64 = (0..self.connectors.len())
+            .filter(|&i| self.connectors[i].wake_at != u64::MAX)
+            .map(|i| rate * self.wear(i).powi(2) * secs)
+            .sum();
+        p > 0.0 && self.supply_rng.chance(p)
     }
 
     fn fault(&mut self, id: u32, out: &mut Vec<Msg>) {
@@ -956,6 +1030,12 @@ impl StationModel {
 
     /// Reset: every transaction ends, then the station reboots.
     pub fn reset(&mut self) -> (Answer, Vec<Msg>) {
+        self.reboot_with(Msg::Reboot)
+    }
+
+    /// Every transaction ends, then the station reboots (`last`:
+    /// [`Msg::Reboot`] or [`Msg::Crash`]).
+    fn reboot_with(&mut self, last: Msg) -> (Answer, Vec<Msg>) {
         let mut out = Vec::new();
         let ids: Vec<u32> = self
             .connectors
@@ -975,7 +1055,7 @@ impl StationModel {
             c.limit_w = None;
         }
         self.reboot_pending = true;
-        out.push(Msg::Reboot);
+        out.push(last);
         (Answer::Accepted, out)
     }
 

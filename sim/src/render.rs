@@ -13,15 +13,21 @@ pub fn ts(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
-/// BootNotification request.
+/// BootNotification request (2.x: after a power-up).
 pub fn boot(v: ProtocolVersion, model: &str, serial: &str) -> Value {
+    boot_for(v, model, serial, "PowerUp")
+}
+
+/// BootNotification request; 2.x with its `reason` (a
+/// `BootReasonEnumType`: `PowerUp`, `RemoteReset`, `Watchdog`, ...).
+pub fn boot_for(v: ProtocolVersion, model: &str, serial: &str, reason: &str) -> Value {
     match v {
         ProtocolVersion::V16 => json!({
             "chargePointVendor": "evproto", "chargePointModel": model,
             "chargePointSerialNumber": serial, "firmwareVersion": env!("CARGO_PKG_VERSION"),
         }),
         _ => json!({
-            "reason": "PowerUp",
+            "reason": reason,
             "chargingStation": {"model": model, "vendorName": "evproto", "serialNumber": serial,
                 "firmwareVersion": env!("CARGO_PKG_VERSION")},
         }),
@@ -116,16 +122,31 @@ pub fn tx_start(
     }
 }
 
+/// What a meter value reports besides the energy register and the power.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Readings {
+    /// The connector's temperature, °C (1.6 only).
+    pub temperature_c: Option<f64>,
+    /// The supply voltage, phase L1-N, V.
+    pub voltage_v: Option<f64>,
+    /// The export register, Wh (a bidirectional car's transaction).
+    pub export_wh: Option<f64>,
+}
+
 /// A periodic meter value during the transaction: (action, payload).
 pub fn tx_meter(
     v: ProtocolVersion,
     connector: u32,
     tx: &Tx,
     register_wh: f64,
-    temperature_c: Option<f64>,
-    export_wh: Option<f64>,
+    readings: Readings,
     now: DateTime<Utc>,
 ) -> (&'static str, Value) {
+    let Readings {
+        temperature_c,
+        voltage_v,
+        export_wh,
+    } = readings;
     match v {
         ProtocolVersion::V16 => {
             let mut p = json!({"connectorId": connector, "meterValue": [{"timestamp": ts(now), "sampledValue": [
@@ -135,6 +156,9 @@ pub fn tx_meter(
             if let Some(values) = p["meterValue"][0]["sampledValue"].as_array_mut() {
                 if let Some(t) = temperature_c {
                     values.push(json!({"value": format!("{t:.1}"), "measurand": "Temperature", "unit": "Celsius", "context": "Sample.Periodic"}));
+                }
+                if let Some(u) = voltage_v {
+                    values.push(json!({"value": format!("{u:.1}"), "measurand": "Voltage", "phase": "L1-N", "unit": "V", "context": "Sample.Periodic"}));
                 }
                 if let Some(e) = export_wh {
                     values.push(json!({"value": wh(e).to_string(), "measurand": "Energy.Active.Export.Register", "unit": "Wh", "context": "Sample.Periodic"}));
@@ -147,15 +171,21 @@ pub fn tx_meter(
         }
         // 2.x has no Temperature measurand (a station reports temperatures
         // through its device model's monitors, NotifyEvent): not sent here
-        _ => (
-            "TransactionEvent",
-            json!({
-                "eventType": "Updated", "timestamp": ts(now), "triggerReason": "MeterValuePeriodic",
-                "seqNo": tx.seq_no,
-                "transactionInfo": {"transactionId": tx.local_id, "chargingState": "Charging"},
-                "meterValue": [{"timestamp": ts(now), "sampledValue": sampled_v2(register_wh, tx.power_w, export_wh)}],
-            }),
-        ),
+        _ => {
+            let mut values = sampled_v2(register_wh, tx.power_w, export_wh);
+            if let (Some(u), Some(list)) = (voltage_v, values.as_array_mut()) {
+                list.push(json!({"value": (u * 10.0).round() / 10.0, "measurand": "Voltage", "phase": "L1-N", "unitOfMeasure": {"unit": "V"}}));
+            }
+            (
+                "TransactionEvent",
+                json!({
+                    "eventType": "Updated", "timestamp": ts(now), "triggerReason": "MeterValuePeriodic",
+                    "seqNo": tx.seq_no,
+                    "transactionInfo": {"transactionId": tx.local_id, "chargingState": "Charging"},
+                    "meterValue": [{"timestamp": ts(now), "sampledValue": values}],
+                }),
+            )
+        }
     }
 }
 
@@ -372,8 +402,11 @@ mod tests {
                 1,
                 &tx(Some(5), None),
                 2000.7,
-                Some(41.3),
-                Some(120.4),
+                Readings {
+                    temperature_c: Some(41.3),
+                    voltage_v: Some(228.4),
+                    export_wh: Some(120.4),
+                },
                 now,
             )
             .1,
@@ -403,8 +436,11 @@ mod tests {
                         1,
                         &tx(None, None),
                         2000.77,
-                        Some(39.95),
-                        Some(300.0),
+                        Readings {
+                            temperature_c: Some(39.95),
+                            voltage_v: Some(212.26),
+                            export_wh: Some(300.0),
+                        },
                         now,
                     )
                     .1,

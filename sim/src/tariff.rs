@@ -615,8 +615,9 @@ impl TariffState {
     }
 
     /// A `TransactionEvent` about to be sent: its energy register reading is
-    /// noted; an `Ended` one gets the transaction's `costDetails` (when the
-    /// station holds a tariff for it) and the transaction is forgotten.
+    /// noted; an `Updated` one gets the running `costDetails` so far, an
+    /// `Ended` one the transaction's (when the station holds a tariff for
+    /// it), and the transaction is then forgotten.
     /// What was priced, for a settlement: (transaction id, currency, total
     /// incl. tax as reported).
     pub fn on_event(
@@ -647,10 +648,16 @@ impl TariffState {
                 points.push((t, wh));
             }
         }
-        if payload["eventType"] != "Ended" {
+        // the running cost on each Updated, the final one on the Ended
+        let ended = payload["eventType"] == "Ended";
+        if !ended && payload["eventType"] != "Updated" {
             return None;
         }
-        let points = self.points.remove(&tx).unwrap_or_default();
+        let points = if ended {
+            self.points.remove(&tx).unwrap_or_default()
+        } else {
+            self.points.get(&tx).cloned().unwrap_or_default()
+        };
         let evse = self
             .drivers
             .get(&tx)
@@ -658,7 +665,9 @@ impl TariffState {
             .or_else(|| payload["evse"]["id"].as_u64().map(|e| e as u32))
             .unwrap_or(0);
         let tariff = self.tariff_for(&tx, evse).cloned();
-        self.drivers.remove(&tx);
+        if ended {
+            self.drivers.remove(&tx);
+        }
         let tariff = tariff?;
         let details = match price(&tariff, &points) {
             Ok(cost) => cost_details(&tariff, &cost, behaviour.misreport),
@@ -672,7 +681,7 @@ impl TariffState {
         };
         let total = details.total_cost.total.incl_tax.unwrap_or_default();
         payload["costDetails"] = serde_json::to_value(&details).unwrap_or(Value::Null);
-        Some((tx, tariff.currency.as_str().to_owned(), total))
+        ended.then(|| (tx, tariff.currency.as_str().to_owned(), total))
     }
 }
 
@@ -800,6 +809,14 @@ mod tests {
             "transactionInfo": {"transactionId": "tx1"}, "evse": {"id": 1},
             "meterValue": [{"sampledValue": [{"value": 100.5, "measurand": "Energy.Active.Import.Register"}]}]});
         assert!(s.on_event(&on, &mut start).is_none());
+        // an update carries the running cost so far (no settlement yet)
+        let mut update = json!({"eventType": "Updated", "timestamp": "2026-03-02T10:05:00.000Z",
+            "transactionInfo": {"transactionId": "tx1"},
+            "meterValue": [{"sampledValue": [{"value": 1100.5, "measurand": "Energy.Active.Import.Register"}]}]});
+        assert!(s.on_event(&on, &mut update).is_none());
+        let running: v21::CostDetailsType =
+            evproto_ocpp_types::from_str(&update["costDetails"].to_string()).unwrap();
+        assert_eq!(running.total_usage.energy, Decimal::from(1000));
         let mut end = json!({"eventType": "Ended", "timestamp": "2026-03-02T10:10:00.000Z",
             "transactionInfo": {"transactionId": "tx1"},
             "meterValue": [{"sampledValue": [{"value": 2100.5, "measurand": "Energy.Active.Import.Register"}]}]});

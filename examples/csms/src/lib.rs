@@ -134,6 +134,8 @@ pub struct App {
     statuses: std::sync::Mutex<HashMap<ConnectorKey, (String, Option<String>)>>,
     /// Every connector's health score (predictive maintenance).
     pub maintenance: maintenance::Maintenance,
+    /// The sessions whose running local cost was found to differ (2.1).
+    pub running_costs: local_cost::RunningChecks,
     /// E-mail (invoices, receipts, notifications), when configured.
     pub mail: Option<mail::Mailer>,
     /// Plug & Charge (`--pnc`): the CSMS's CAs, contract checks, OCSP.
@@ -833,6 +835,7 @@ async fn run(
         statuses: std::sync::Mutex::new(HashMap::new()),
         sessions,
         maintenance: maintenance::Maintenance::default(),
+        running_costs: local_cost::RunningChecks::default(),
         mail: mail::Mailer::from_env(),
         pnc,
         jobs: cluster
@@ -987,8 +990,9 @@ async fn run(
                     ServerEvent::Connected { identity, .. } => {
                         changes.push((identity.to_string(), true));
                     }
-                    ServerEvent::Disconnected { identity, .. } => {
+                    ServerEvent::Disconnected { identity, reason } => {
                         watcher.station_disconnected(identity);
+                        maintenance::disconnected(&watcher, identity, reason).await;
                         changes.push((identity.to_string(), false));
                     }
                     ServerEvent::Send {

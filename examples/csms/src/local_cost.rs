@@ -19,7 +19,12 @@
 //!   and a digest of its content ([`tariff_id`]): a 2.1 tariff id never
 //!   changes content, so a changed tariff goes under a new id.
 //! - [`check_cost`] compares a station's `costDetails` with the CSMS's
-//!   price, both in the currency's minor unit ([`TOLERANCE_MINOR`]).
+//!   price, both in the currency's minor unit ([`TOLERANCE_MINOR`]);
+//!   [`check_running`] its running cost (`TransactionEvent` Updated) with
+//!   the CSMS's running cost ([`running_tolerance_minor`]).
+//! - [`receipt`] is the CSMS's own receipt of a session a station's payment
+//!   terminal settled (`NotifySettlement`): the CSMS's price and what the
+//!   terminal took.
 //!
 //! The shell ([`station_booted`], [`tariff_changed`], [`check_ended`] and
 //! the routes) sends `SetDefaultTariff` to a 2.1 station that says
@@ -31,7 +36,13 @@
 //! /api/stations/{id}/tariffs/default` (send the default tariff now).
 //! The CDR is always the CSMS's price: a station whose total differs beyond
 //! rounding gets a `cost` alert, and its figure stays in the stored
-//! `TransactionEvent`, nothing else.
+//! `TransactionEvent`, nothing else. While a session runs, each `Updated`
+//! event with `costDetails` is checked against the CSMS's running cost (the
+//! one its answer carries as `totalCost`, priced incrementally: one open
+//! period on top of those priced before); the first mismatch of a session
+//! is a `running_cost` alert (one per session, not one per message:
+//! [`RunningChecks`]), and the CSMS's running cost stays what the station is
+//! told. `GET /api/sessions/{id}/receipt` serves [`receipt`].
 
 use std::sync::Arc;
 
@@ -449,6 +460,46 @@ pub struct CostMismatch {
 /// A station that failed to calculate, or priced in another currency,
 /// differs.
 pub fn check_cost(station: &v21::CostDetailsType, csms: CsmsPrice) -> CostCheck {
+    compare(station, csms, |_| TOLERANCE_MINOR)
+}
+
+/// How far a station's running cost may be from the CSMS's, in percent of
+/// the CSMS's (on top of [`TOLERANCE_MINOR`]): the CSMS prices time up to
+/// the moment it handles the event, the station up to the event's
+/// timestamp, and a station may price one reading behind.
+pub const RUNNING_TOLERANCE_PERCENT: i64 = 2;
+
+/// The tolerance of a running cost of `csms_minor`: [`TOLERANCE_MINOR`]
+/// plus [`RUNNING_TOLERANCE_PERCENT`] of it, in minor units.
+pub fn running_tolerance_minor(csms_minor: i64) -> i64 {
+    TOLERANCE_MINOR + csms_minor.saturating_abs() * RUNNING_TOLERANCE_PERCENT / 100
+}
+
+/// Compares a station's running cost (`costDetails` of an `Updated`
+/// event) with the CSMS's running cost, incl. VAT and rounded
+/// ([`crate::billing::RunningCosts::cost`]), within
+/// [`running_tolerance_minor`]. `None` when they cannot be compared: the
+/// station gives its total excl. tax only (the CSMS's running cost is
+/// incl. VAT).
+pub fn check_running(station: &v21::CostDetailsType, csms: Money) -> Option<CostCheck> {
+    let failed = station.failure_to_calculate == Some(true);
+    if station.total_cost.total.incl_tax.is_none() && !failed {
+        return None;
+    }
+    let price = CsmsPrice {
+        currency: csms.currency(),
+        excl: csms.to_decimal(),
+        incl: csms.to_decimal(),
+    };
+    Some(compare(station, price, running_tolerance_minor))
+}
+
+/// [`check_cost`] with the tolerance a function of the CSMS's minor units.
+fn compare(
+    station: &v21::CostDetailsType,
+    csms: CsmsPrice,
+    tolerance: impl Fn(i64) -> i64,
+) -> CostCheck {
     let total = &station.total_cost.total;
     let (reported, incl_tax) = match (total.incl_tax, total.excl_tax) {
         (Some(i), _) => (Some(i), true),
@@ -462,7 +513,7 @@ pub fn check_cost(station: &v21::CostDetailsType, csms: CsmsPrice) -> CostCheck 
         .and_then(|d| Money::parse(d, station_currency).ok())
         .filter(|m| m.currency() == csms.currency);
     if let Some(m) = theirs {
-        if (m.minor() - ours.minor()).abs() <= TOLERANCE_MINOR {
+        if (m.minor() - ours.minor()).abs() <= tolerance(ours.minor()) {
             return CostCheck::Agrees;
         }
     }
@@ -707,8 +758,196 @@ pub async fn check_ended(
     Ok(Some(m))
 }
 
+/// The sessions whose running cost already raised its alert (one per
+/// session), held by the [`App`]; a session is forgotten when it ends.
+#[derive(Debug, Default)]
+pub struct RunningChecks {
+    alerted: std::sync::Mutex<std::collections::HashSet<String>>,
+}
+
+impl RunningChecks {
+    fn alerted(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<String>> {
+        self.alerted.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether a mismatch of `session` is its first (then remembered).
+    pub fn first_mismatch(&self, session: &str) -> bool {
+        self.alerted().insert(session.to_owned())
+    }
+
+    /// Whether `session` had a mismatch already.
+    pub fn mismatched(&self, session: &str) -> bool {
+        self.alerted().contains(session)
+    }
+
+    /// The session ended.
+    pub fn forget(&self, session: &str) {
+        self.alerted().remove(session);
+    }
+}
+
+/// A 2.1 `TransactionEvent(Updated)` carried the station's running
+/// `costDetails`: compared with the CSMS's running cost (`csms`, `None`
+/// without a tariff: nothing to compare); the first mismatch of the
+/// session is a `running_cost` alert. A session already alerted is not
+/// checked again.
+///
+/// # Errors
+///
+/// The store failed.
+pub async fn check_updated(
+    app: &App,
+    station: &str,
+    session: &str,
+    details: &v21::CostDetailsType,
+    csms: Option<Money>,
+) -> crate::store::Result<Option<CostMismatch>> {
+    let Some(csms) = csms else { return Ok(None) };
+    if app.running_costs.mismatched(session) {
+        return Ok(None);
+    }
+    let Some(CostCheck::Differs(mut m)) = check_running(details, csms) else {
+        return Ok(None);
+    };
+    if !app.running_costs.first_mismatch(session) {
+        return Ok(None);
+    }
+    m.session = session.to_owned();
+    tracing::warn!(station, session, station_minor = ?m.station_minor, csms_minor = m.csms_minor, "running local cost differs from the CSMS's");
+    let detail = serde_json::to_value(&m).map_err(|_| crate::store::StoreError::Corrupt("cost"))?;
+    app.store
+        .add_alert(Some(station), "running_cost", &detail)
+        .await?;
+    app.notify(crate::events::LiveEvent::alert(
+        station,
+        "running_cost",
+        &detail,
+    ));
+    Ok(Some(m))
+}
+
+/// The CSMS's receipt of a session a station's payment terminal settled.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Receipt {
+    /// Its number: the station and the payment's PSP reference.
+    pub number: String,
+    /// The session.
+    pub session_id: String,
+    /// The station.
+    pub station_id: String,
+    /// The CDR's start and end (RFC 3339).
+    pub started_at: String,
+    /// The CDR's end.
+    pub ended_at: String,
+    /// Energy, kWh (as on the CDR).
+    pub energy_kwh: String,
+    /// ISO 4217 code.
+    pub currency: String,
+    /// The CSMS's price excl. VAT, minor units.
+    pub total_excl_vat_minor: i64,
+    /// The CSMS's price incl. VAT, minor units (what is owed).
+    pub total_incl_vat_minor: i64,
+    /// The VAT, minor units.
+    pub vat_minor: i64,
+    /// What the terminal took, minor units.
+    pub paid_minor: i64,
+    /// `paid_minor − total_incl_vat_minor`: what the operator owes the
+    /// driver back (positive) or is still owed (negative).
+    pub balance_minor: i64,
+    /// The terminal's payment reference.
+    pub psp_ref: String,
+    /// When the terminal settled.
+    pub settled_at: String,
+    /// The terminal's own receipt, when it issued one.
+    pub terminal_receipt_id: Option<String>,
+    /// Its URL.
+    pub terminal_receipt_url: Option<String>,
+}
+
+/// Why a session has no receipt.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReceiptError {
+    /// No settlement of its terminal says `Settled`.
+    #[error("the session was not settled at a payment terminal")]
+    NotSettled,
+    /// The CDR's or the settlement's amount is not money of the CDR's currency.
+    #[error("not an amount in the session's currency: {0}")]
+    Amount(String),
+}
+
+/// The CSMS's receipt of a session: its CDR (the CSMS's price, which
+/// stands) and the terminal's `Settled` settlement (the latest, when there
+/// are several).
+///
+/// # Errors
+///
+/// [`ReceiptError`].
+pub fn receipt(
+    cdr: &v221::Cdr,
+    session_id: &str,
+    settlements: &[crate::store::Settlement],
+) -> Result<Receipt, ReceiptError> {
+    let s = settlements
+        .iter()
+        .filter(|s| s.status == "Settled")
+        .max_by(|a, b| a.settled_at.cmp(&b.settled_at))
+        .ok_or(ReceiptError::NotSettled)?;
+    let code = cdr.currency.as_str();
+    let money = |d: Decimal| {
+        Money::parse(d, code)
+            .map(|m| m.minor())
+            .map_err(|e| ReceiptError::Amount(e.to_string()))
+    };
+    let excl = money(cdr.total_cost.excl_vat)?;
+    let incl = money(cdr.total_cost.incl_vat.unwrap_or(cdr.total_cost.excl_vat))?;
+    let paid = money(
+        s.amount
+            .parse()
+            .map_err(|_| ReceiptError::Amount(s.amount.clone()))?,
+    )?;
+    Ok(Receipt {
+        number: format!("{}-{}", s.station_id, s.psp_ref),
+        session_id: session_id.to_owned(),
+        station_id: s.station_id.clone(),
+        started_at: cdr.start_date_time.to_string(),
+        ended_at: cdr.end_date_time.to_string(),
+        energy_kwh: cdr.total_energy.normalize().to_string(),
+        currency: code.to_owned(),
+        total_excl_vat_minor: excl,
+        total_incl_vat_minor: incl,
+        vat_minor: incl - excl,
+        paid_minor: paid,
+        balance_minor: paid - incl,
+        psp_ref: s.psp_ref.clone(),
+        settled_at: s.settled_at.clone(),
+        terminal_receipt_id: s.receipt_id.clone(),
+        terminal_receipt_url: s.receipt_url.clone(),
+    })
+}
+
+/// `GET /api/sessions/{id}/receipt`: [`receipt`]; 404 without a CDR or a
+/// settled payment.
+async fn get_receipt(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult {
+    let not_found = |why: String| ApiError::new(axum::http::StatusCode::NOT_FOUND, why);
+    let Some(cdr) = app.store.cdr(&id).await? else {
+        return Err(not_found(format!("no CDR of session {id}")));
+    };
+    let cdr = crate::billing::decode_cdr(cdr)
+        .map_err(|e| ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let settlements = app.store.session_settlements(&id).await?;
+    match receipt(&cdr, &id, &settlements) {
+        Ok(r) => Ok(Json(r).into_response()),
+        Err(e @ ReceiptError::NotSettled) => Err(not_found(e.to_string())),
+        Err(e) => Err(ApiError::new(
+            axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+            e.to_string(),
+        )),
+    }
+}
+
 pub(crate) fn routes() -> Router<Arc<App>> {
     Router::new()
+        .route("/api/sessions/{id}/receipt", get(get_receipt))
         .route(
             "/api/stations/{id}/tariffs",
             get(get_tariffs).delete(clear_tariffs),
@@ -995,6 +1234,95 @@ mod tests {
         let mut usd = at("12.11");
         usd.total_cost.currency = BoundedString::new("USD").unwrap();
         assert!(matches!(check_cost(&usd, csms), CostCheck::Differs(_)));
+    }
+
+    #[test]
+    fn a_running_cost_agrees_within_two_percent_and_a_minor_unit() {
+        let csms = Money::parse(Decimal::new(1000, 2), "EUR").unwrap();
+        assert_eq!(running_tolerance_minor(1000), 21);
+        assert_eq!(running_tolerance_minor(0), 1);
+        let at = |incl: f64| details(json!({"inclTax": incl}), json!({}));
+        assert_eq!(check_running(&at(10.21), csms), Some(CostCheck::Agrees));
+        assert_eq!(check_running(&at(9.79), csms), Some(CostCheck::Agrees));
+        let Some(CostCheck::Differs(m)) = check_running(&at(10.50), csms) else {
+            panic!("50 cents off agrees");
+        };
+        assert_eq!((m.station_minor, m.csms_minor), (Some(1050), 1000));
+        // excl. tax only: not comparable with a running cost incl. VAT
+        assert_eq!(
+            check_running(&details(json!({"exclTax": 3.0}), json!({})), csms),
+            None
+        );
+        // a station that failed to calculate differs
+        let failed = details(json!({"exclTax": 0}), json!({"failureToCalculate": true}));
+        assert!(matches!(
+            check_running(&failed, csms),
+            Some(CostCheck::Differs(_))
+        ));
+        // one alert per session
+        let checks = RunningChecks::default();
+        assert!(checks.first_mismatch("CS:1"));
+        assert!(!checks.first_mismatch("CS:1"));
+        assert!(checks.mismatched("CS:1") && !checks.mismatched("CS:2"));
+        checks.forget("CS:1");
+        assert!(!checks.mismatched("CS:1"));
+    }
+
+    #[test]
+    fn a_receipt_is_the_csms_price_and_what_the_terminal_took() {
+        let cdr: v221::Cdr = serde_json::from_value(json!({
+            "country_code": "NL", "party_id": "EVP", "id": "CDR1",
+            "start_date_time": "2026-03-01T10:00:00Z", "end_date_time": "2026-03-01T11:00:00Z",
+            "cdr_token": {"country_code": "NL", "party_id": "EVP", "uid": "T1", "type": "RFID", "contract_id": "T1"},
+            "auth_method": "WHITELIST",
+            "cdr_location": {"id": "L1", "address": "a", "city": "c", "country": "NLD",
+                "coordinates": {"latitude": "52.0", "longitude": "4.0"},
+                "evse_uid": "E1", "evse_id": "E1", "connector_id": "1",
+                "connector_standard": "IEC_62196_T2", "connector_format": "SOCKET", "connector_power_type": "AC_3_PHASE"},
+            "currency": "EUR",
+            "charging_periods": [{"start_date_time": "2026-03-01T10:00:00Z",
+                "dimensions": [{"type": "ENERGY", "volume": 10}]}],
+            "total_cost": {"excl_vat": 5.0, "incl_vat": 6.05},
+            "total_energy": 10, "total_time": 1,
+            "last_updated": "2026-03-01T11:00:00Z"
+        }))
+        .unwrap();
+        let settled = |status: &str, amount: &str, at: &str| crate::store::Settlement {
+            station_id: "CS".into(),
+            psp_ref: format!("PSP-{at}"),
+            session_id: Some("CS:1".into()),
+            transaction_id: Some("1".into()),
+            status: status.into(),
+            amount: amount.into(),
+            settled_at: at.into(),
+            status_info: None,
+            receipt_id: Some("R-1".into()),
+            receipt_url: None,
+        };
+        assert_eq!(
+            receipt(&cdr, "CS:1", &[settled("Rejected", "6.05", "1")]),
+            Err(ReceiptError::NotSettled)
+        );
+        let r = receipt(
+            &cdr,
+            "CS:1",
+            &[
+                settled("Settled", "6.00", "1"),
+                settled("Settled", "6.10", "2"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(r.number, "CS-PSP-2", "the latest settlement");
+        assert_eq!(
+            (r.total_excl_vat_minor, r.total_incl_vat_minor, r.vat_minor),
+            (500, 605, 105)
+        );
+        assert_eq!((r.paid_minor, r.balance_minor), (610, 5));
+        assert_eq!(r.terminal_receipt_id.as_deref(), Some("R-1"));
+        assert!(matches!(
+            receipt(&cdr, "CS:1", &[settled("Settled", "six", "1")]),
+            Err(ReceiptError::Amount(_))
+        ));
     }
 
     /// The periods between register readings, as the CSMS's CDR has them

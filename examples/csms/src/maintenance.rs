@@ -7,25 +7,94 @@
 //!
 //! What feeds it: a StatusNotification that turns a connector Faulted (a
 //! failed start when it was occupied with no session running), session
-//! starts and ends (with the stop reason), 1.6 `Temperature` samples, and
-//! the station's unplanned reboots and lost connections. The model lives in
+//! starts and ends (with the stop reason), `Temperature` and `Voltage`
+//! samples of MeterValues and TransactionEvents ([`Maintenance::samples`]),
+//! the station's unplanned reboots (a BootNotification that is not its first
+//! here, with a reason that is not a requested one, and no `Reset` sent to
+//! it in the last [`RESET_GRACE`]: [`evproto_csms_core::health::reboot`])
+//! and its lost connections (closed without a close frame, an abnormal close
+//! code or a transport failure, or silent past the idle timeout). The model lives in
 //! memory: after a restart scores start again from the fleet's baseline
 //! (what is lost is the decayed history of the last weeks, never a session
 //! or an alert: open alerts stay stored until a connector recovers).
 
+use std::collections::HashMap;
 use std::sync::Mutex;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Duration, Utc};
 use evproto_csms_core::connector::ConnectorId;
 use evproto_csms_core::health::{
-    Change, HealthKey, HealthModel, Observation, Signal, State, StationObservation,
+    BootReason, Change, HealthKey, HealthModel, Observation, Signal, State, StationObservation,
 };
 use serde::Serialize;
+
+/// How long after a `Reset` sent to a station its boot counts as requested
+/// (1.6 boots carry no reason).
+pub const RESET_GRACE: Duration = Duration::minutes(15);
+
+/// Nominal voltage of a phase-to-neutral sample (`L1`, `L1-N`, ...), V.
+pub const NOMINAL_PHASE_V: f64 = 230.0;
+/// Nominal voltage of a phase-to-phase sample (`L1-L2`, ...), V.
+pub const NOMINAL_LINE_V: f64 = 400.0;
 
 /// The fleet's health model, shared by the handlers.
 #[derive(Debug, Default)]
 pub struct Maintenance {
     model: Mutex<HealthModel>,
+    /// What each station's next boot is judged by.
+    boots: Mutex<HashMap<String, Boots>>,
+}
+
+/// Whether a station booted here before, and when a `Reset` was last sent
+/// to it.
+#[derive(Debug, Clone, Copy, Default)]
+struct Boots {
+    booted: bool,
+    reset_at: Option<DateTime<Utc>>,
+}
+
+/// A sampled value as kept (`crate::sessions::TxMessage::samples`):
+/// timestamp, measurand[.phase], value, unit.
+pub type Sample = (String, String, String, Option<String>);
+
+/// What a sampled value says about a connector's health: a `Temperature`
+/// (°C; Fahrenheit and Kelvin converted) or an AC `Voltage` with its phase
+/// (phase-to-neutral against [`NOMINAL_PHASE_V`], phase-to-phase against
+/// [`NOMINAL_LINE_V`]). A voltage without a phase (a DC station's battery
+/// voltage, or one that does not say) and values that are not numbers say
+/// nothing.
+pub fn observation(sample: &Sample) -> Option<Observation> {
+    let (_, name, value, unit) = sample;
+    let x: f64 = value.trim().parse().ok().filter(|x: &f64| x.is_finite())?;
+    let (measurand, phase) = match name.split_once('.') {
+        Some((m, p)) if m == "Temperature" || m == "Voltage" => (m, Some(p)),
+        _ => (name.as_str(), None),
+    };
+    match measurand {
+        "Temperature" => {
+            let celsius = match unit.as_deref() {
+                None | Some("Celsius") => x,
+                Some("Fahrenheit") => (x - 32.0) * 5.0 / 9.0,
+                Some("K") => x - 273.15,
+                Some(_) => return None,
+            };
+            Some(Observation::Temperature { celsius })
+        }
+        "Voltage" => {
+            let volts = match unit.as_deref() {
+                None | Some("V") => x,
+                Some("kV") => x * 1000.0,
+                Some(_) => return None,
+            };
+            let nominal = match phase? {
+                "L1" | "L2" | "L3" | "L1-N" | "L2-N" | "L3-N" => NOMINAL_PHASE_V,
+                "L1-L2" | "L2-L3" | "L3-L1" => NOMINAL_LINE_V,
+                _ => return None,
+            };
+            Some(Observation::Voltage { volts, nominal })
+        }
+        _ => None,
+    }
 }
 
 /// One connector's line on the maintenance page.
@@ -75,8 +144,14 @@ pub fn signal_words(s: Signal, v: f64) -> String {
         Signal::StartFailures => format!("{v:.1} starts failed after authorization"),
         Signal::Aborts => format!("{v:.1} sessions ended by the hardware"),
         Signal::PowerQuality => format!("{v:.1} voltage samples out of tolerance"),
-        Signal::StationEvents => format!("{v:.1} unplanned reboots or lost connections (weighted)"),
+        Signal::Reboots => {
+            format!("{v:.1} unplanned reboots of the station, above the fleet's rate")
+        }
+        Signal::ConnectionLosses => format!("{v:.1} lost connections (weighted)"),
         Signal::Temperature => format!("running hot: {v:.1} standard deviations above the fleet"),
+        Signal::VoltageDrift => {
+            format!("voltage drifting: {v:.1} standard deviations from the fleet's")
+        }
     }
 }
 
@@ -119,6 +194,61 @@ impl Maintenance {
         self.model().handle_station(station, at, what)
     }
 
+    /// The health-related samples of a meter value report on `evse`
+    /// ([`observation`]): the changes they made.
+    pub fn samples(
+        &self,
+        station: &str,
+        evse: i64,
+        at: DateTime<Utc>,
+        samples: &[Sample],
+    ) -> Vec<Change> {
+        if evse <= 0 {
+            return Vec::new();
+        }
+        let key = key(station, evse, 1);
+        let mut model = self.model();
+        samples
+            .iter()
+            .filter_map(observation)
+            .filter_map(|o| model.handle(&key, at, o))
+            .collect()
+    }
+
+    /// The CSMS sent the station a `Reset`: its next boot is a requested one.
+    pub fn reset_requested(&self, station: &str, at: DateTime<Utc>) {
+        self.boots
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(station.to_owned())
+            .or_default()
+            .reset_at = Some(at);
+    }
+
+    /// The station booted (its boot accepted): an unplanned reboot counts
+    /// against each of its connectors ([`evproto_csms_core::health::reboot`]).
+    pub fn booted(&self, station: &str, reason: BootReason, at: DateTime<Utc>) -> Vec<Change> {
+        let (before, reset) = {
+            let mut boots = self.boots.lock().unwrap_or_else(|e| e.into_inner());
+            let entry = boots.entry(station.to_owned()).or_default();
+            let seen = std::mem::replace(
+                entry,
+                Boots {
+                    booted: true,
+                    reset_at: None,
+                },
+            );
+            (
+                seen.booted,
+                seen.reset_at.is_some_and(|t| at - t <= RESET_GRACE),
+            )
+        };
+        match evproto_csms_core::health::reboot(reason, before, reset) {
+            Some(what) => self.station(station, at, what),
+            None => Vec::new(),
+        }
+    }
+
     /// Declares a connector the station reported (listed before anything
     /// happens to it).
     pub fn declare(&self, station: &str, evse: i64, connector: i64) {
@@ -130,6 +260,10 @@ impl Maintenance {
     /// A station was deleted.
     pub fn forget(&self, station: &str) {
         self.model().forget(station, None);
+        self.boots
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(station);
     }
 
     /// Whether any connector of the station is still at risk.
@@ -210,6 +344,64 @@ pub async fn changed(app: &crate::App, change: Option<Change>) -> crate::store::
     Ok(())
 }
 
+/// [`changed`] for each of `changes`.
+///
+/// # Errors
+///
+/// The store failed.
+pub async fn changed_all(app: &crate::App, changes: Vec<Change>) -> crate::store::Result<()> {
+    for c in changes {
+        changed(app, Some(c)).await?;
+    }
+    Ok(())
+}
+
+/// Feeds a meter value report's samples on `evse` to the model
+/// ([`Maintenance::samples`]) and raises what they change (a store failure
+/// is logged: the report itself is answered).
+pub async fn sampled(app: &crate::App, station: &str, evse: i64, samples: &[Sample]) {
+    let changes = app.maintenance.samples(station, evse, Utc::now(), samples);
+    if let Err(e) = changed_all(app, changes).await {
+        tracing::warn!(station, "maintenance alert: {e}");
+    }
+}
+
+/// A station's boot was accepted ([`Maintenance::booted`]); a store
+/// failure is logged (the boot itself is answered).
+pub async fn rebooted(app: &crate::App, station: &str, reason: BootReason) {
+    let changes = app.maintenance.booted(station, reason, Utc::now());
+    if let Err(e) = changed_all(app, changes).await {
+        tracing::warn!(station, "maintenance alert: {e}");
+    }
+}
+
+/// A station's connection closed: a lost one ([`connection_lost`]) counts
+/// against each of its connectors.
+pub async fn disconnected(app: &crate::App, station: &str, reason: &evproto_ocpp_rpc::Closed) {
+    if !connection_lost(reason) {
+        return;
+    }
+    let what = StationObservation::ConnectionLost;
+    let changes = app.maintenance.station(station, Utc::now(), what);
+    if let Err(e) = changed_all(app, changes).await {
+        tracing::warn!(station, "maintenance alert: {e}");
+    }
+}
+
+/// Whether a closed connection counts as lost: no close frame, an
+/// abnormal close code, a transport failure or silence past the idle
+/// timeout (not a station that said goodbye, nor one the CSMS closed).
+pub fn connection_lost(reason: &evproto_ocpp_rpc::Closed) -> bool {
+    use evproto_ocpp_rpc::Closed;
+    match reason {
+        Closed::ByPeer(code) => !matches!(code, Some(1000 | 1001)),
+        Closed::Locally => false,
+        Closed::IdleTimeout | Closed::Transport(_) => true,
+        // a way of closing added later: not known to be a loss
+        _ => false,
+    }
+}
+
 /// Clears the station's `maintenance` alert once none of its connectors is
 /// at risk any more.
 async fn cleared(app: &crate::App, station: &str) -> crate::store::Result<()> {
@@ -274,5 +466,101 @@ mod tests {
         assert!(r[0].reasons[0].contains("faults"), "{:?}", r[0].reasons);
         m.forget("CS");
         assert!(!m.station_at_risk("CS", t));
+    }
+
+    fn sample(name: &str, value: &str, unit: Option<&str>) -> Sample {
+        (
+            "2026-01-01T00:00:00.000Z".into(),
+            name.into(),
+            value.into(),
+            unit.map(str::to_owned),
+        )
+    }
+
+    #[test]
+    fn temperature_and_ac_voltage_samples_are_observations() {
+        let t = |c: f64| Some(Observation::Temperature { celsius: c });
+        assert_eq!(observation(&sample("Temperature", "41.5", None)), t(41.5));
+        assert_eq!(
+            observation(&sample("Temperature", "41.5", Some("Celsius"))),
+            t(41.5)
+        );
+        assert_eq!(
+            observation(&sample("Temperature", "212", Some("Fahrenheit"))),
+            t(100.0)
+        );
+        let v = |volts: f64, nominal: f64| Some(Observation::Voltage { volts, nominal });
+        assert_eq!(
+            observation(&sample("Voltage.L1-N", "221.5", Some("V"))),
+            v(221.5, 230.0)
+        );
+        assert_eq!(
+            observation(&sample("Voltage.L2", "229", None)),
+            v(229.0, 230.0)
+        );
+        assert_eq!(
+            observation(&sample("Voltage.L1-L2", "398", Some("V"))),
+            v(398.0, 400.0)
+        );
+        // a DC battery's voltage (no phase), other measurands, nonsense
+        assert_eq!(observation(&sample("Voltage", "612", Some("V"))), None);
+        assert_eq!(observation(&sample("Voltage.N", "1", Some("V"))), None);
+        assert_eq!(
+            observation(&sample("Energy.Active.Import.Register", "10", Some("Wh"))),
+            None
+        );
+        assert_eq!(observation(&sample("Temperature", "hot", None)), None);
+        assert_eq!(observation(&sample("Temperature", "NaN", None)), None);
+        assert_eq!(observation(&sample("Voltage.L1", "230", Some("A"))), None);
+    }
+
+    #[test]
+    fn only_unplanned_reboots_after_the_first_boot_count() {
+        let m = Maintenance::default();
+        let t = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+        m.declare("CS", 1, 1);
+        let cusum = |m: &Maintenance| {
+            m.model()
+                .health(&key("CS", 1, 1), t + Duration::hours(1))
+                .unwrap()
+                .cusum
+        };
+        // its first boot here, then a reboot the CSMS asked for (1.6: no reason)
+        assert!(m.booted("CS", BootReason::PowerUp, t).is_empty());
+        m.reset_requested("CS", t + Duration::minutes(1));
+        assert!(m
+            .booted("CS", BootReason::Unknown, t + Duration::minutes(2))
+            .is_empty());
+        assert_eq!(cusum(&m), 0.0);
+        // a Reset long ago does not cover a later boot; a watchdog's always counts
+        m.reset_requested("CS", t + Duration::minutes(3));
+        m.booted("CS", BootReason::Unknown, t + Duration::minutes(30));
+        m.booted("CS", BootReason::Watchdog, t + Duration::minutes(31));
+        m.booted("CS", BootReason::RemoteReset, t + Duration::minutes(32));
+        assert_eq!(cusum(&m), 2.0);
+        let mut changes = Vec::new();
+        for i in 0..2 {
+            changes.extend(m.booted("CS", BootReason::Watchdog, t + Duration::minutes(40 + i)));
+        }
+        assert!(
+            matches!(
+                &changes[..],
+                [Change::AtRisk {
+                    cause: Signal::Reboots,
+                    ..
+                }]
+            ),
+            "{changes:?}"
+        );
+    }
+
+    #[test]
+    fn a_lost_connection_is_not_a_goodbye() {
+        use evproto_ocpp_rpc::Closed;
+        assert!(connection_lost(&Closed::IdleTimeout));
+        assert!(connection_lost(&Closed::ByPeer(None)));
+        assert!(connection_lost(&Closed::ByPeer(Some(1006))));
+        assert!(!connection_lost(&Closed::ByPeer(Some(1000))));
+        assert!(!connection_lost(&Closed::Locally));
     }
 }

@@ -378,6 +378,8 @@ async fn meter_values_16(
         station: station.to_string(),
         action: A.to_string(),
     });
+    let samples = TxMessage::Meter16(&req).samples();
+    crate::maintenance::sampled(app, station, i64::from(req.connector_id), &samples).await;
     if req.transaction_id.is_some() {
         if let Some(out) = app
             .sessions
@@ -389,7 +391,6 @@ async fn meter_values_16(
         }
     } else {
         // values outside a transaction id: the active session on the connector, if any
-        let samples = TxMessage::Meter16(&req).samples();
         meter_values_on(app, station, i64::from(req.connector_id), &samples)
             .await
             .map_err(|e| internal(station, A, e))?;
@@ -435,6 +436,15 @@ macro_rules! handlers_2x {
                 .ok_or_else(|| internal(station, A, "no outcome for a 2.x event"))?;
             after_commit(app, station, A, &out).await;
             let session = out.session.clone();
+            // temperature and voltage samples: the connector's health
+            if req.meter_value.is_some() {
+                let evse = req.evse.as_ref().map(|e| i64::from(e.id))
+                    .or_else(|| session.as_ref().and_then(|s| s.evse_id));
+                if let Some(evse) = evse {
+                    let samples = TxMessage::$msg(&req).samples();
+                    crate::maintenance::sampled(app, station, evse, &samples).await;
+                }
+            }
             let mut resp = $ver::TransactionEventResponse {
                 total_cost: None,
                 charging_priority: None,
@@ -501,7 +511,7 @@ macro_rules! handlers_2x {
                         })
                         .map(|m| m.to_decimal().normalize()),
                     $ver::TransactionEventEnumType::Updated => {
-                        let cost = app
+                        let running = app
                             .sessions
                             .running()
                             .cost(
@@ -514,8 +524,14 @@ macro_rules! handlers_2x {
                             .unwrap_or_else(|e| {
                                 tracing::debug!(session = %s.id, "running cost: {e}");
                                 None
-                            })
-                            .map(|m| m.to_decimal());
+                            });
+                        // 2.1 local cost: the station's running cost against the CSMS's (which stands)
+                        if let Some(details) = $cost_details(&req) {
+                            crate::local_cost::check_updated(app, station, &s.id, details, running)
+                                .await
+                                .map_err(|e| internal(station, A, e))?;
+                        }
+                        let cost = running.map(|m| m.to_decimal());
                         if let Some(c) = cost {
                             cost_updated(app, station, req.transaction_info.transaction_id.as_str(), c);
                         }
@@ -525,6 +541,9 @@ macro_rules! handlers_2x {
                 };
                 // 2.1 local cost: the station's own price against the CDR's (which stands)
                 let ended = req.event_type == $ver::TransactionEventEnumType::Ended;
+                if ended {
+                    app.running_costs.forget(&s.id);
+                }
                 if let Some(details) = $cost_details(&req).filter(|_| ended) {
                     crate::local_cost::check_ended(app, station, &s.id, details)
                         .await
@@ -571,6 +590,7 @@ macro_rules! handlers_2x {
                     })
                 })
                 .collect();
+            crate::maintenance::sampled(app, station, i64::from(req.evse_id), &samples).await;
             meter_values_on(app, station, i64::from(req.evse_id), &samples)
                 .await
                 .map_err(|e| internal(station, A, e))?;
@@ -852,6 +872,8 @@ pub async fn may_send(
 ///
 /// Not connected, no answer in time, or a CALLERROR, as text.
 pub async fn trigger_boot(app: &App, station: &str) -> Result<&'static str, String> {
+    // the boot that follows is no reboot (1.6 boots say no reason)
+    app.maintenance.reset_requested(station, Utc::now());
     let gateway = &app.gateway;
     let answer = match gateway.version(station).await {
         None => return Err(format!("station {station} is not connected")),
@@ -1509,6 +1531,11 @@ async fn boot_notification_16(
     let status = boot(app, station, ctx.version, &info)
         .await
         .map_err(|e| unanswered::<A>(station, e))?;
+    if status == Registration::Accepted {
+        // 1.6 gives no reason: a boot the CSMS did not ask for is unplanned
+        let reason = evproto_csms_core::health::BootReason::Unknown;
+        crate::maintenance::rebooted(app, station, reason).await;
+    }
     Ok(v16::BootNotificationResponse {
         status: status.into(),
         current_time: Utc::now(),
@@ -1680,9 +1707,14 @@ macro_rules! station_handlers_2x {
                 let status = boot(app, station, ctx.version, &info)
                     .await
                     .map_err(|e| unanswered::<A>(station, e))?;
+                if status == Registration::Accepted {
+                    crate::maintenance::rebooted(app, station, req.reason.into()).await;
+                }
                 if status == Registration::Accepted && ctx.version == ProtocolVersion::V21 {
                     // 2.1 local cost: its default tariff, after this answer
                     crate::local_cost::station_booted(app, station);
+                    // DER site policy: its controls, after this answer
+                    crate::der::station_booted(app, station);
                 }
                 Ok($ver::BootNotificationResponse {
                     status: status.into(),

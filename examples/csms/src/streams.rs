@@ -20,6 +20,10 @@
 //!   `DELETE .../event-streams/{stream}` (`ClearVariableMonitoring` of the
 //!   stream's monitor; closed when the station closes it). Only 2.1
 //!   stations have streams (409 for others).
+//! - In cluster mode the node that holds the station's connection receives
+//!   its SENDs and keeps their values in the shared store, as a single node
+//!   does; any node's routes read them. The console's Streams page plots a
+//!   stream's series (`console/js/pages/streams.js`).
 
 use std::sync::Arc;
 

@@ -16,6 +16,8 @@
 //! Also: the console's files are served with their types and security
 //! headers, and the page loads no inline script.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -203,6 +205,9 @@ fn simulator(
         None,
     ))
 }
+
+/// The password of the streaming station.
+const STREAM_PASSWORD: &str = "stream-station-password-0123";
 
 /// The fleet the console invoices: a driver who signed up in the app
 /// (public port) and joined it, its card, and one session with that card
@@ -593,6 +598,7 @@ fn an_operator_runs_the_network_from_the_console() {
     });
     let rt = tokio::runtime::Runtime::new().unwrap();
     let mut sim = None;
+    let mut stream_sim = None;
     let mut fleet_session = None;
     let mut output = String::new();
     // a hang guard: the script's own waits are shorter
@@ -628,12 +634,20 @@ fn an_operator_runs_the_network_from_the_console() {
         if line == "NEED fleet" {
             fleet_session = Some(rt.spawn(fleet_with_a_session_last_month(ports, gateway.port)));
         }
+        // a 2.1 station streaming its power (NotifyPeriodicEventStream), registered first
+        if line == "NEED stream" {
+            let body = serde_json::json!({"password": STREAM_PASSWORD});
+            let (s, b) = call_api(KEY, csms.admin, "PUT", "/api/stations/STRM0", Some(body));
+            assert_eq!(s, 201, "{b}");
+            let station = common::streaming_station(csms.ocpp, "STRM", Some(STREAM_PASSWORD));
+            stream_sim = Some(rt.spawn(evproto_sim::run(station, None)));
+        }
     }
     let status = node.lock().unwrap().wait().unwrap();
     done.store(true, std::sync::atomic::Ordering::SeqCst);
     let _ = guard.join();
     let stderr = errors.join().unwrap_or_default();
-    if let Some(sim) = sim {
+    for sim in [sim, stream_sim].into_iter().flatten() {
         sim.abort();
     }
     assert!(

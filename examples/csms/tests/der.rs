@@ -9,10 +9,12 @@
 //! - `ClearDERControl` clears it at the station and in the CSMS;
 //! - a grid fault at the station (`NotifyDERAlarm`) raises a `der_alarm`
 //!   alert, cleared when the station reports the alarm ended;
-//! - a 2.0.1 station gets none of it (409), an unknown one is a 404.
-//!
-//! Site policies: `der.rs` sets controls per station only; there is no
-//! site-wide DER policy to test.
+//! - a 2.0.1 station gets none of it (409), an unknown one is a 404;
+//! - the site's policy (`/api/der-policy`) is installed on the 2.1 stations
+//!   it names when they boot, and again on the connected ones when it
+//!   changes; the results are kept per station and control; a control a
+//!   station does not support is a `der_policy` alert, cleared when a later
+//!   policy succeeds there.
 
 mod common;
 
@@ -90,6 +92,11 @@ async fn kept(port: u16, station: &str) -> (Vec<String>, Value) {
 
 /// The station's `der_alarm` alerts: (open, cleared).
 async fn alarms(port: u16, station: &str) -> (usize, usize) {
+    alerts(port, station, "der_alarm").await
+}
+
+/// The station's alerts of `kind`: (open, cleared).
+async fn alerts(port: u16, station: &str, kind: &str) -> (usize, usize) {
     let items: Vec<Value> = common::items(
         KEY,
         port,
@@ -97,7 +104,7 @@ async fn alarms(port: u16, station: &str) -> (usize, usize) {
     )
     .await
     .into_iter()
-    .filter(|a| a["kind"] == "der_alarm")
+    .filter(|a| a["kind"] == kind)
     .collect();
     let open = items.iter().filter(|a| a["cleared_at"].is_null()).count();
     (open, items.len() - open)
@@ -232,6 +239,198 @@ async fn der_controls_are_set_read_back_cleared_and_alarms_become_alerts() {
     assert!(kept(port, "DER1").await.0.is_empty());
 
     sim.abort();
+    csms.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A volt-watt curve (default control): full power up to 106 % of the
+/// nominal voltage, none from 110 %.
+fn volt_watt(id: &str) -> Value {
+    json!({"isDefault": true, "controlId": id, "controlType": "VoltWatt",
+        "curve": {"priority": 1, "yUnit": "PctMaxW",
+            "curveData": [{"x": 106, "y": 100}, {"x": 110, "y": 0}]}})
+}
+
+/// A default `LimitMaxDischarge` at `pct` %.
+fn default_limit(id: &str, pct: u32) -> Value {
+    json!({"isDefault": true, "controlId": id, "controlType": "LimitMaxDischarge",
+        "limitMaxDischarge": {"priority": 1, "pctMaxDischargePower": pct}})
+}
+
+/// The policy's results of `station`: control id → status.
+async fn policy_results(port: u16, station: &str) -> Vec<(String, String)> {
+    let (s, b) = api(port, "GET", "/api/der-policy", None).await;
+    assert_eq!(s, 200, "{b}");
+    b["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["station"] == station)
+        .map(|r| {
+            (
+                r["control_id"].as_str().unwrap().to_owned(),
+                r["status"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// A sim run of `stations` from `prefix`, of `versions`, whose DER
+/// function lacks `unsupported`, no drivers.
+fn policy_sim(
+    port: u16,
+    prefix: &str,
+    versions: Vec<ProtocolVersion>,
+    unsupported: &[&str],
+) -> tokio::task::JoinHandle<Result<evproto_sim::Report, String>> {
+    tokio::spawn(evproto_sim::run(
+        SimConfig {
+            url: format!("ws://127.0.0.1:{port}/ocpp/"),
+            stations: versions.len(),
+            versions,
+            connectors: (1, 1),
+            duration: Duration::from_secs(600),
+            prefix: prefix.into(),
+            password: None,
+            behaviour: Behaviour {
+                idle_ms: (3_600_000, 3_600_000),
+                fault_per_s: 0.0,
+                disconnect_per_s: 0.0,
+                der_unsupported: unsupported.iter().map(|s| s.to_string()).collect(),
+                ..Behaviour::default()
+            },
+            ..SimConfig::default()
+        },
+        None,
+    ))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_site_policy_is_installed_on_boot_and_on_change_and_failures_are_alerts() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = common::temp_dir("der-policy");
+    let csms = common::InProcess::start(common::lab_config(&dir, KEY)).await;
+    let (port, ocpp) = (csms.started.admin_port, csms.started.ocpp_port);
+    let wait = Duration::from_secs(60);
+
+    // 1. The policy, set before any station is there; bad ones are 400s.
+    let (s, b) = api(port, "GET", "/api/der-policy", None).await;
+    assert_eq!((s, &b["policy"]), (200, &Value::Null), "{b}");
+    let stations = json!(["POL*", "BAD*"]);
+    let policy = json!({"stations": stations,
+        "controls": [volt_watt("site-vw"), default_limit("site-lmd", 50)]});
+    let (s, b) = api(port, "PUT", "/api/der-policy", Some(policy)).await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["applying_to"], json!([]), "{b}");
+    for bad in [
+        json!({"controls": []}),
+        json!({"controls": [{"controlId": "x"}]}),
+        json!({"controls": [volt_watt("a"), default_limit("a", 1)]}),
+        json!({"stations": [], "controls": [volt_watt("a")]}),
+        json!({"controls": [volt_watt("a")], "extra": 1}),
+    ] {
+        let (s, b) = api(port, "PUT", "/api/der-policy", Some(bad.clone())).await;
+        assert_eq!(s, 400, "{bad} → {b}");
+        assert!(b["error"].is_string(), "{b}");
+    }
+
+    // 2. Stations boot: POL0 (2.1) takes both controls, POL1 (2.0.1) is
+    // not asked, BAD0 (2.1) has no volt-watt function, OTH0 is not named.
+    let sims = [
+        policy_sim(
+            ocpp,
+            "POL",
+            vec![ProtocolVersion::V21, ProtocolVersion::V201],
+            &[],
+        ),
+        policy_sim(ocpp, "BAD", vec![ProtocolVersion::V21], &["VoltWatt"]),
+        policy_sim(ocpp, "OTH", vec![ProtocolVersion::V21], &[]),
+    ];
+    let both = |a: &str, b: &str| {
+        vec![
+            ("site-lmd".to_owned(), a.to_owned()),
+            ("site-vw".to_owned(), b.to_owned()),
+        ]
+    };
+    for (station, want) in [
+        ("POL0", both("Accepted", "Accepted")),
+        ("BAD0", both("Accepted", "NotSupported")),
+    ] {
+        common::until(
+            wait,
+            &format!("{station}: the policy applied at its boot"),
+            || {
+                let want = want.clone();
+                async move {
+                    match policy_results(port, station).await {
+                        r if r == want => Ok(()),
+                        r => Err(format!("{r:?}")),
+                    }
+                }
+            },
+        )
+        .await;
+    }
+    assert_eq!(kept(port, "POL0").await.0, ["site-lmd", "site-vw"]);
+    assert_eq!(kept(port, "BAD0").await.0, ["site-lmd"]);
+    // OTH0 booted too (it answers the per-station route), untouched by the policy
+    set_once_connected(port, "OTH0", limit_max_discharge("own", 70), 200).await;
+    for station in ["POL1", "OTH0"] {
+        assert!(policy_results(port, station).await.is_empty(), "{station}");
+    }
+    assert_eq!(kept(port, "OTH0").await.0, ["own"]);
+    // what failed is an alert of the station that failed it
+    assert_eq!(alerts(port, "BAD0", "der_policy").await, (1, 0));
+    assert_eq!(alerts(port, "POL0", "der_policy").await, (0, 0));
+
+    // 3. The policy changes: installed at once on the connected stations it names.
+    let policy = json!({"stations": stations, "controls": [default_limit("site-lmd", 30)]});
+    let (s, b) = api(port, "PUT", "/api/der-policy", Some(policy)).await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["applying_to"], json!(["BAD0", "POL0"]), "{b}");
+    common::until(wait, "BAD0's der_policy alert cleared", || async {
+        match alerts(port, "BAD0", "der_policy").await {
+            (0, 1) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    for station in ["POL0", "BAD0"] {
+        common::until(
+            wait,
+            &format!("{station}: the new policy applied"),
+            || async move {
+                let (_, body) = kept(port, station).await;
+                let lmd = body["controls"]
+                    .as_array()
+                    .and_then(|c| c.iter().find(|c| c["control_id"] == "site-lmd").cloned())
+                    .unwrap_or_default();
+                match lmd["request"]["limitMaxDischarge"]["pctMaxDischargePower"].as_i64() {
+                    Some(30) => Ok(()),
+                    _ => Err(format!("{body}")),
+                }
+            },
+        )
+        .await;
+        let r = policy_results(port, station).await;
+        assert_eq!(r, [("site-lmd".to_owned(), "Accepted".to_owned())]);
+    }
+
+    // 4. Dropped: no policy, no results; a second drop is a 404.
+    let (s, _) = api(port, "DELETE", "/api/der-policy", None).await;
+    assert_eq!(s, 204);
+    let (s, b) = api(port, "GET", "/api/der-policy", None).await;
+    assert_eq!(
+        (s, &b["policy"], &b["results"]),
+        (200, &Value::Null, &json!([])),
+        "{b}"
+    );
+    let (s, b) = api(port, "DELETE", "/api/der-policy", None).await;
+    assert_eq!(s, 404, "{b}");
+
+    for sim in sims {
+        sim.abort();
+    }
     csms.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
 }

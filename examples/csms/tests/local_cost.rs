@@ -2,9 +2,11 @@
 //! stations that calculate costs get the CSMS's tariff (SetDefaultTariff,
 //! converted from the OCPI tariff it prices with), price their sessions
 //! with it and report `costDetails`; the CSMS checks them against its own
-//! price (which stands on the CDR) and records the terminal's settlement
-//! with the session. The operator reads and clears a station's tariffs
-//! through the API (GetTariffs, ClearTariffs).
+//! price (which stands on the CDR), their running cost on each `Updated`
+//! against the CSMS's running cost (one `running_cost` alert per session
+//! that differs), and records the terminal's settlement with the session,
+//! for which the CSMS issues its own receipt. The operator reads and
+//! clears a station's tariffs through the API (GetTariffs, ClearTariffs).
 
 mod common;
 
@@ -225,6 +227,79 @@ async fn stations_price_locally_the_csms_checks_and_its_price_stands() {
         alert["message"].as_str().unwrap().contains("differs"),
         "{alert}"
     );
+
+    // the running cost: each session of the tampered station differs from
+    // its first update on, one `running_cost` alert per session however
+    // many updates follow; the honest station's agree
+    let running = eventually("running_cost alerts of two sessions", || async move {
+        let a = open_alerts(admin, "LCBAD0", "running_cost").await;
+        (a.len() >= 2).then_some(a)
+    })
+    .await;
+    let mut sessions: Vec<&str> = running
+        .iter()
+        .map(|a| a["detail"]["session"].as_str().unwrap())
+        .collect();
+    sessions.sort_unstable();
+    sessions.dedup();
+    assert_eq!(
+        sessions.len(),
+        running.len(),
+        "one per session: {running:?}"
+    );
+    for a in &running {
+        let d = &a["detail"];
+        let off = d["station_minor"].as_i64().unwrap() - d["csms_minor"].as_i64().unwrap();
+        assert!((47..=53).contains(&off), "the station's 0.50 on top: {a}");
+    }
+    assert!(
+        open_alerts(admin, "LCOK0", "running_cost").await.is_empty(),
+        "no running_cost alert for a station that agrees"
+    );
+
+    // the CSMS's own receipt of the session the terminal settled
+    let (status, receipt) = common::api(
+        KEY,
+        admin,
+        "GET",
+        &format!(
+            "/api/sessions/{}/receipt",
+            urlenc(session["id"].as_str().unwrap())
+        ),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{receipt}");
+    let minor = |d: Decimal| (d * Decimal::from(100)).round().to_string();
+    assert_eq!(
+        receipt["total_incl_vat_minor"].to_string(),
+        minor(charged),
+        "{receipt}"
+    );
+    let paid = dec(&settlements[0]["amount"]);
+    assert_eq!(receipt["paid_minor"].to_string(), minor(paid), "{receipt}");
+    assert_eq!(
+        receipt["balance_minor"].as_i64().unwrap(),
+        receipt["paid_minor"].as_i64().unwrap() - receipt["total_incl_vat_minor"].as_i64().unwrap()
+    );
+    assert_eq!(receipt["number"], format!("LCOK0-PSP-{tx}"), "{receipt}");
+    assert_eq!(
+        receipt["terminal_receipt_id"],
+        format!("R-{tx}"),
+        "{receipt}"
+    );
+    assert_eq!(receipt["currency"], "EUR");
+    // no terminal, no receipt
+    let (status, b) = common::api(
+        KEY,
+        admin,
+        "GET",
+        &format!("/api/sessions/{}/receipt", urlenc(bad_session)),
+        None,
+    )
+    .await;
+    assert_eq!(status, 404, "{b}");
+    assert!(b["error"].is_string(), "{b}");
 
     // the operator: GetTariffs, ClearTariffs, the default sent again
     let get =

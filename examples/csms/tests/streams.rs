@@ -10,7 +10,10 @@
 //! - the operator ends it by clearing its monitor (`ClearVariableMonitoring`:
 //!   2.1 has no CSMS-initiated close); the station closes the stream
 //!   (`ClosePeriodicEventStream`), kept closed; the station has none left;
-//! - bad and unknown ids get 400 and 404 with a JSON reason.
+//! - bad and unknown ids get 400 and 404 with a JSON reason;
+//! - in cluster mode (two `csms` nodes on PostgreSQL and NATS) a station
+//!   streaming to one node has its values stored as on a single node, read
+//!   back through either node's API.
 
 mod common;
 
@@ -229,4 +232,54 @@ async fn streams_on(name: &str, database_url: Option<String>) {
     sim.abort();
     csms.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Cluster mode: two nodes on one PostgreSQL database and NATS
+/// (`CSMS_TEST_NATS`), the 2.1 station on node A. Its stream and its
+/// values (the SENDs node A receives) are stored in the shared store, as a
+/// single node stores them, and node B's API reads the same series.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_cluster_mode_a_stream_is_stored_and_read_from_any_node() {
+    use common::cluster::{cluster_name, drop_db, nats_url, postgres_db, require_nats, start_node};
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let nats = nats_url();
+    require_nats(&nats);
+    let (db, admin) = postgres_db("streams").await;
+    let cluster = cluster_name();
+    let a = start_node(&cluster, "a", &db, Some(&nats), &[]);
+    let b = start_node(&cluster, "b", &db, Some(&nats), &[]);
+    let station = common::streaming_station(a.ocpp, "CSTR", None);
+    let sim = tokio::spawn(evproto_sim::run(station, None));
+    let wait = Duration::from_secs(60);
+    let values = |node: u16| async move {
+        let key = common::cluster::KEY;
+        let path = "/api/stations/CSTR0/event-streams/1/values";
+        let (s, body) = common::api(key, node, "GET", path, None).await;
+        match body["values"].as_array() {
+            Some(v) if s == 200 && v.len() >= 3 => Ok(v.clone()),
+            _ => Err(format!("{s} {body}")),
+        }
+    };
+    // stored by node A, which holds the station ...
+    let on_a = common::until(wait, "three values through node A", || values(a.admin)).await;
+    // ... read through node B, which does not
+    let on_b = common::until(wait, "the values through node B", || values(b.admin)).await;
+    assert_eq!(on_a[..3], on_b[..3], "one series in the shared store");
+    let at = |v: &Value| v["at"].as_str().unwrap().to_owned();
+    assert!(
+        on_b.windows(2).all(|w| at(&w[0]) < at(&w[1])),
+        "in time order: {on_b:?}"
+    );
+    let streams = common::items(
+        common::cluster::KEY,
+        b.admin,
+        "/api/stations/CSTR0/event-streams",
+    )
+    .await;
+    assert_eq!(streams.len(), 1, "{streams:?}");
+    assert_eq!(streams[0]["closed_at"], Value::Null);
+    assert!(streams[0]["samples"].as_i64().unwrap() >= 3, "{streams:?}");
+    sim.abort();
+    drop((a, b));
+    drop_db(&db, &admin).await;
 }

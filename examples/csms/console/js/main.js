@@ -24,6 +24,7 @@ const PAGES = {
   firmware: () => import('./pages/firmware.js'),
   alerts: () => import('./pages/alerts.js'),
   maintenance: () => import('./pages/maintenance.js'),
+  streams: () => import('./pages/streams.js'),
 };
 
 const $ = (id) => document.getElementById(id);

@@ -754,6 +754,8 @@ mod tests {
             ("/api/drivers/{id}", &["get"]),
             ("/api/invoices", &["get"]),
             ("/api/sessions/{id}/settlements", &["get"]),
+            ("/api/sessions/{id}/receipt", &["get"]),
+            ("/api/der-policy", &["get", "put", "delete"]),
             ("/api/stations/{id}/tariffs", &["get", "delete"]),
             ("/api/stations/{id}/tariffs/default", &["post"]),
             ("/api/health", &["get"]),

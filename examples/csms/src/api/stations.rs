@@ -467,6 +467,10 @@ pub(super) async fn ocpp_call(
             json!({"error": format!("payload invalid for {action} in OCPP {version}: {e}"), "pointer": e.pointer().to_string()}),
         ));
     }
+    if info.name == <evproto_ocpp_types::v16::action::Reset as evproto_ocpp_types::Action>::NAME {
+        // the reboot that follows is a requested one (predictive maintenance)
+        app.maintenance.reset_requested(&id, chrono::Utc::now());
+    }
     let answer = app
         .gateway
         .call_operator_json(&id, info.name, text.clone())

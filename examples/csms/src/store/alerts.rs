@@ -144,6 +144,21 @@ impl Store {
             .map(Some)
     }
 
+    /// Raises an alert even when one of its kind is open for the station
+    /// (the caller raises it once per thing, e.g. per session); its id.
+    ///
+    /// # Errors
+    ///
+    /// The database failed.
+    pub async fn add_alert(
+        &self,
+        station: Option<&str>,
+        kind: &str,
+        detail: &Value,
+    ) -> Result<String> {
+        insert_alert(&self.pool, station, kind, detail).await
+    }
+
     /// Clears open alerts of a kind at a station; the number cleared.
     pub async fn clear_alerts(&self, station: &str, kind: &str) -> Result<u64> {
         // most reports clear nothing: learn it without the write connection

@@ -370,4 +370,70 @@ impl Store {
                 > 0,
         )
     }
+
+    /// Keeps the results of the DER policy at a station (replacing its
+    /// earlier ones).
+    ///
+    /// # Errors
+    ///
+    /// The database failed.
+    pub async fn put_der_policy_results(
+        &self,
+        station: &str,
+        results: &[crate::der::PolicyResult],
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM der_policy_results WHERE station_id = $1")
+            .bind(station)
+            .execute(&mut *tx)
+            .await?;
+        for r in results {
+            sqlx::query("INSERT INTO der_policy_results (station_id, control_id, control_type, status, error, applied_at) VALUES ($1, $2, $3, $4, $5, $6)")
+                .bind(station)
+                .bind(&r.control_id)
+                .bind(&r.control_type)
+                .bind(&r.status)
+                .bind(r.error.as_deref())
+                .bind(&r.applied_at)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The DER policy's results, by station and control.
+    ///
+    /// # Errors
+    ///
+    /// The database failed.
+    pub async fn der_policy_results(&self) -> Result<Vec<crate::der::PolicyResult>> {
+        let rows = sqlx::query("SELECT station_id, control_id, control_type, status, error, applied_at FROM der_policy_results ORDER BY station_id, control_id")
+            .fetch_all(&self.read)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(crate::der::PolicyResult {
+                    station: r.try_get(0)?,
+                    control_id: r.try_get(1)?,
+                    control_type: r.try_get(2)?,
+                    status: r.try_get(3)?,
+                    error: r.try_get(4)?,
+                    applied_at: r.try_get(5)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Forgets the DER policy's results (the policy was dropped).
+    ///
+    /// # Errors
+    ///
+    /// The database failed.
+    pub async fn delete_der_policy_results(&self) -> Result<u64> {
+        Ok(sqlx::query("DELETE FROM der_policy_results")
+            .execute(&self.pool)
+            .await?
+            .rows_affected())
+    }
 }

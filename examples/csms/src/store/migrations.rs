@@ -234,6 +234,12 @@ pub(crate) const MIGRATIONS: &[(i64, &str)] = &[
         "CREATE TABLE IF NOT EXISTS event_streams (station_id TEXT NOT NULL, stream_id BIGINT NOT NULL, monitor_id BIGINT NOT NULL, interval_s BIGINT, values_n BIGINT, opened_at TEXT NOT NULL, closed_at TEXT, PRIMARY KEY (station_id, stream_id));
     CREATE TABLE IF NOT EXISTS event_stream_values (station_id TEXT NOT NULL, stream_id BIGINT NOT NULL, at TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (station_id, stream_id, at))",
     ),
+    (
+        25,
+        // the site's DER policy (der.rs): the latest result of each of its controls per
+        // station (the station's status, or why the call failed)
+        "CREATE TABLE IF NOT EXISTS der_policy_results (station_id TEXT NOT NULL, control_id TEXT NOT NULL, control_type TEXT NOT NULL, status TEXT NOT NULL, error TEXT, applied_at TEXT NOT NULL, PRIMARY KEY (station_id, control_id))",
+    ),
     // New migrations go here, at the end, with the next free number (see the
     // module's documentation for the numbers reserved).
 ];

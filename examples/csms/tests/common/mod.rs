@@ -165,3 +165,31 @@ impl InProcess {
             .expect("csms ran without error");
     }
 }
+
+/// A simulated 2.1 station (`{prefix}0`, one connector, no drivers) that
+/// opens a stream of its power once booted and sends a value every second
+/// (`NotifyPeriodicEventStream`).
+#[allow(dead_code)]
+pub(crate) fn streaming_station(
+    ocpp_port: u16,
+    prefix: &str,
+    password: Option<&str>,
+) -> evproto_sim::SimConfig {
+    evproto_sim::SimConfig {
+        url: format!("ws://127.0.0.1:{ocpp_port}/ocpp/"),
+        stations: 1,
+        versions: vec![evproto_ocpp_proto::ProtocolVersion::V21],
+        connectors: (1, 1),
+        duration: std::time::Duration::from_secs(600),
+        prefix: prefix.into(),
+        password: password.map(str::to_owned),
+        behaviour: evproto_sim::model::Behaviour {
+            idle_ms: (3_600_000, 3_600_000),
+            fault_per_s: 0.0,
+            disconnect_per_s: 0.0,
+            event_stream_s: Some(1),
+            ..evproto_sim::model::Behaviour::default()
+        },
+        ..evproto_sim::SimConfig::default()
+    }
+}

@@ -12,7 +12,8 @@
 // should start with that password, `NEED fleet` once the default tariff is
 // made (the test then makes a fleet whose driver signed up in the app, with
 // a priced session last month), `INVOICED <session>` per session on the
-// invoice the console issued. The test also pays a session by card (its
+// invoice the console issued, `NEED stream` when a 2.1 station streaming
+// its power (STRM0) should connect. The test also pays a session by card (its
 // driver's RFID card, the card saved at localstripe) for the refund step. Exit 0 when every step passed; 1 with
 // the failing step and a screenshot of the page otherwise.
 
@@ -185,6 +186,8 @@ try {
   await page.locator('[data-tile="stations"] .value', { hasText: /^[12] \/ 2$/ }).waitFor({ timeout: LONG });
   await page.locator('[data-tile="sessions"] .value', { hasText: /^[1-9]/ }).waitFor({ timeout: LONG });
   await shot('07-overview-live');
+  // a 2.1 station that streams its power, plotted later (after the counts above)
+  console.log('NEED stream');
 
   step('stations list: search, normalized connector states');
   await go('#/stations');
@@ -410,6 +413,30 @@ try {
     await view().locator('.error').count().then((n) => check(n === 0, `${title} shows an error: ` + n));
     await shot(name);
   }
+
+  step('a periodic event stream plotted as a time series');
+  await go('#/streams');
+  await view().locator('input[name="station"]').fill('STRM0');
+  await page.getByRole('button', { name: 'Show its streams' }).click();
+  await page.waitForFunction(() => document.body.dataset.route === '#/streams/STRM0');
+  let points = 0;
+  for (let i = 0; i < 60 && points < 3; i++) {
+    // the station opens its stream once booted; its values come every second
+    await go('#/streams/STRM0');
+    if ((await page.locator('#stream-list tr[data-stream="1"]').count()) === 0) {
+      await page.waitForTimeout(1000);
+      continue;
+    }
+    await page.locator('#stream-list tr[data-stream="1"] a').click();
+    await page.waitForFunction(() => document.body.dataset.route === '#/streams/STRM0/1');
+    points = Number((await page.locator('#stream-chart').getAttribute('data-points')) || 0);
+    if (points < 3) await page.waitForTimeout(1000);
+  }
+  check(points >= 3, 'stream values plotted: ' + points);
+  await page.locator('#stream-chart canvas').first().waitFor();
+  check(/values in the last hour/.test(await page.locator('#stream-summary').innerText()), 'the stream summary');
+  await view().locator('.error').count().then((n) => check(n === 0, 'the streams page shows an error: ' + n));
+  await shot('21b-event-stream');
 
   step('upload a firmware image and start a campaign for the station');
   await go('#/firmware');

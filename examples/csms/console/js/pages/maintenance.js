@@ -38,7 +38,7 @@ export async function render(view) {
     h('div', { class: 'page-head' }, h('h1', {}, 'Maintenance')),
     card(
       null,
-      h('p', { class: 'hint' }, 'A score per connector from its faults, failed starts, aborted sessions, its station\u2019s reboots and lost connections, and its temperature, each against the fleet. A connector at risk has raised a maintenance alert.'),
+      h('p', { class: 'hint' }, 'A score per connector from its faults, failed starts, aborted sessions, its station\u2019s unplanned reboots and lost connections, its temperature and its supply voltage (out of band, or drifting), each against the fleet. A connector at risk has raised a maintenance alert.'),
       h('form', { class: 'toolbar', 'data-live-keep': true, onsubmit: (e) => (e.preventDefault(), table.reset()) }, field('Show', which)),
       table.el,
     ),
