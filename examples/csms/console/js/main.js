@@ -24,6 +24,7 @@ const PAGES = {
   firmware: () => import('./pages/firmware.js'),
   alerts: () => import('./pages/alerts.js'),
   maintenance: () => import('./pages/maintenance.js'),
+  site: () => import('./pages/site.js'),
 };
 
 const $ = (id) => document.getElementById(id);
