@@ -1471,12 +1471,18 @@ fn shares(site: &Site, active: &[&Session]) -> Vec<Decimal> {
             };
         }
         let level = level.map(floor_tenth);
+        let mut all_capped = true;
         for &i in &tier {
             let s = active[i];
             let w = level.map_or(s.cap_w(), |l| s.cap_w().min(l));
+            all_capped &= w == s.cap_w();
             out[i] = w;
             power_left -= w;
             current_left = current_left.map(|c| c - w * weight(s));
+        }
+        if !all_capped {
+            // the limits bind here: what the rounding left is not for the priorities below
+            break;
         }
     }
     out

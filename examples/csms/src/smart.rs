@@ -875,7 +875,8 @@ pub async fn set_profile(
             let r = p.to_v201().map_err(unfit)?;
             let request = v21::SetChargingProfileRequest {
                 evse_id: r.evse_id,
-                charging_profile: v21_of(&r.charging_profile),
+                charging_profile: v21_of(&r.charging_profile)
+                    .map_err(|e| StationCallError::rejected(station, e))?,
                 custom_data: None,
             };
             gateway
@@ -885,6 +886,50 @@ pub async fn set_profile(
                 .as_str()
         }
     })
+}
+
+/// A 2.x `ClearChargingProfile` of profile `$id`: its answer's status.
+macro_rules! clear_2x {
+    ($ver:ident, $gateway:expr, $station:expr, $id:expr) => {{
+        let request = $ver::ClearChargingProfileRequest {
+            custom_data: None,
+            charging_profile_id: Some($id),
+            charging_profile_criteria: None,
+        };
+        $gateway
+            .call::<$ver::action::ClearChargingProfile>($station, request)
+            .await?
+            .status
+            .as_str()
+    }};
+}
+
+/// A 2.x `GetCompositeSchedule` in W for an EVSE: the first period's
+/// limit, with `Some(phases)` when the station answered in A (returns
+/// early with `Ok(None)` without schedule or limit, `Err` when refused).
+macro_rules! composite_2x {
+    ($ver:ident, $gateway:expr, $station:expr, $evse:expr, $duration:expr, $refused:expr) => {{
+        let request = $ver::GetCompositeScheduleRequest {
+            custom_data: None,
+            duration: $duration,
+            charging_rate_unit: Some($ver::ChargingRateUnitEnumType::W),
+            evse_id: $evse,
+        };
+        let r = $gateway
+            .call::<$ver::action::GetCompositeSchedule>($station, request)
+            .await?;
+        if r.status != $ver::GenericStatusEnumType::Accepted {
+            return Err($refused(r.status.as_str()));
+        }
+        let Some(s) = r.schedule else {
+            return Ok(None);
+        };
+        let in_watts = s.charging_rate_unit == $ver::ChargingRateUnitEnumType::W;
+        s.charging_schedule_period.first().and_then(|p| {
+            let limit: Option<Decimal> = p.limit.into();
+            Some((limit?, (!in_watts).then(|| p.number_phases.unwrap_or(3))))
+        })
+    }};
 }
 
 /// Clears profile `id` on `station`; its answer's status.
@@ -908,30 +953,8 @@ async fn clear_profile(
                 .status
                 .as_str()
         }
-        ProtocolVersion::V201 => {
-            let request = v201::ClearChargingProfileRequest {
-                custom_data: None,
-                charging_profile_id: Some(id),
-                charging_profile_criteria: None,
-            };
-            gateway
-                .call::<v201::action::ClearChargingProfile>(station, request)
-                .await?
-                .status
-                .as_str()
-        }
-        _ => {
-            let request = v21::ClearChargingProfileRequest {
-                custom_data: None,
-                charging_profile_id: Some(id),
-                charging_profile_criteria: None,
-            };
-            gateway
-                .call::<v21::action::ClearChargingProfile>(station, request)
-                .await?
-                .status
-                .as_str()
-        }
+        ProtocolVersion::V201 => clear_2x!(v201, gateway, station, id),
+        _ => clear_2x!(v21, gateway, station, id),
     })
 }
 
@@ -970,68 +993,29 @@ async fn composite_w(
                 return Ok(None);
             };
             let first = s.charging_schedule_period.first().map(|p| p.limit);
-            Ok(match s.charging_rate_unit {
-                v16::ChargingRateUnitType::W => first,
-                v16::ChargingRateUnitType::A => {
-                    let n = s
-                        .charging_schedule_period
-                        .first()
-                        .and_then(|p| p.number_phases)
-                        .unwrap_or(3);
-                    first.map(|a| a * Decimal::from(230) * Decimal::from(n))
-                }
-            })
+            if s.charging_rate_unit == v16::ChargingRateUnitType::W {
+                return Ok(first);
+            }
+            let n = s
+                .charging_schedule_period
+                .first()
+                .and_then(|p| p.number_phases)
+                .unwrap_or(3);
+            Ok(first.map(|a| a * Decimal::from(230) * Decimal::from(n)))
         }
         ProtocolVersion::V201 => {
-            let request = v201::GetCompositeScheduleRequest {
-                custom_data: None,
-                duration,
-                charging_rate_unit: Some(v201::ChargingRateUnitEnumType::W),
-                evse_id,
-            };
-            let r = gateway
-                .call::<v201::action::GetCompositeSchedule>(station, request)
-                .await?;
-            if r.status != v201::GenericStatusEnumType::Accepted {
-                return Err(refused(r.status.as_str()));
-            }
-            let Some(s) = r.schedule else {
-                return Ok(None);
-            };
-            let first = s.charging_schedule_period.first();
-            Ok(match s.charging_rate_unit {
-                v201::ChargingRateUnitEnumType::W => first.map(|p| p.limit),
-                v201::ChargingRateUnitEnumType::A => first.map(|p| {
-                    p.limit * Decimal::from(230) * Decimal::from(p.number_phases.unwrap_or(3))
-                }),
-            })
+            Ok(composite_2x!(v201, gateway, station, evse_id, duration, refused).map(in_watts))
         }
-        _ => {
-            let request = v21::GetCompositeScheduleRequest {
-                custom_data: None,
-                duration,
-                charging_rate_unit: Some(v21::ChargingRateUnitEnumType::W),
-                evse_id,
-            };
-            let r = gateway
-                .call::<v21::action::GetCompositeSchedule>(station, request)
-                .await?;
-            if r.status != v21::GenericStatusEnumType::Accepted {
-                return Err(refused(r.status.as_str()));
-            }
-            let Some(s) = r.schedule else {
-                return Ok(None);
-            };
-            let first = s.charging_schedule_period.first();
-            Ok(match s.charging_rate_unit {
-                v21::ChargingRateUnitEnumType::W => first.and_then(|p| p.limit),
-                v21::ChargingRateUnitEnumType::A => first.and_then(|p| {
-                    Some(
-                        p.limit? * Decimal::from(230) * Decimal::from(p.number_phases.unwrap_or(3)),
-                    )
-                }),
-            })
-        }
+        _ => Ok(composite_2x!(v21, gateway, station, evse_id, duration, refused).map(in_watts)),
+    }
+}
+
+/// A composite limit in W: as it is, or A × 230 V × phases when the
+/// station answered in A (`Some(phases)`).
+fn in_watts((limit, phases): (Decimal, Option<i32>)) -> Decimal {
+    match phases {
+        None => limit,
+        Some(n) => limit * Decimal::from(230) * Decimal::from(n),
     }
 }
 
@@ -1077,48 +1061,28 @@ pub async fn set_share(
     set_profile(gateway, station, version, &p).await
 }
 
+/// A 2.0.1 enumeration's value in 2.1 (the same wire names).
+fn in_v21<T: std::str::FromStr>(wire: &str) -> Result<T, String> {
+    wire.parse()
+        .map_err(|_| format!("{wire} has no 2.1 equivalent"))
+}
+
 /// The 2.1 profile of a 2.0.1 one (2.1 adds optional fields, all left out).
-fn v21_of(p: &v201::ChargingProfileType) -> v21::ChargingProfileType {
-    use v201::ChargingProfileKindEnumType as K;
-    use v201::ChargingProfilePurposeEnumType as P;
-    v21::ChargingProfileType {
-        id: p.id,
-        stack_level: p.stack_level,
-        charging_profile_purpose: match p.charging_profile_purpose {
-            P::ChargingStationExternalConstraints => {
-                v21::ChargingProfilePurposeEnumType::ChargingStationExternalConstraints
-            }
-            P::ChargingStationMaxProfile => {
-                v21::ChargingProfilePurposeEnumType::ChargingStationMaxProfile
-            }
-            P::TxDefaultProfile => v21::ChargingProfilePurposeEnumType::TxDefaultProfile,
-            P::TxProfile => v21::ChargingProfilePurposeEnumType::TxProfile,
-        },
-        charging_profile_kind: match p.charging_profile_kind {
-            K::Absolute => v21::ChargingProfileKindEnumType::Absolute,
-            K::Recurring => v21::ChargingProfileKindEnumType::Recurring,
-            K::Relative => v21::ChargingProfileKindEnumType::Relative,
-        },
-        recurrency_kind: p.recurrency_kind.map(|r| match r {
-            v201::RecurrencyKindEnumType::Daily => v21::RecurrencyKindEnumType::Daily,
-            v201::RecurrencyKindEnumType::Weekly => v21::RecurrencyKindEnumType::Weekly,
-        }),
-        valid_from: p.valid_from,
-        valid_to: p.valid_to,
-        transaction_id: p.transaction_id.clone(),
-        max_offline_duration: None,
-        charging_schedule: p
-            .charging_schedule
-            .iter()
-            .map(|s| v21::ChargingScheduleType {
+///
+/// # Errors
+///
+/// A value 2.1 does not have.
+fn v21_of(p: &v201::ChargingProfileType) -> Result<v21::ChargingProfileType, String> {
+    let schedules = p
+        .charging_schedule
+        .iter()
+        .map(|s| {
+            Ok(v21::ChargingScheduleType {
                 id: s.id,
                 limit_at_soc: None,
                 start_schedule: s.start_schedule,
                 duration: s.duration,
-                charging_rate_unit: match s.charging_rate_unit {
-                    v201::ChargingRateUnitEnumType::W => v21::ChargingRateUnitEnumType::W,
-                    v201::ChargingRateUnitEnumType::A => v21::ChargingRateUnitEnumType::A,
-                },
+                charging_rate_unit: in_v21(s.charging_rate_unit.as_str())?,
                 min_charging_rate: s.min_charging_rate,
                 power_tolerance: None,
                 signature_id: None,
@@ -1158,13 +1122,25 @@ fn v21_of(p: &v201::ChargingProfileType) -> v21::ChargingProfileType {
                 price_level_schedule: None,
                 custom_data: None,
             })
-            .collect(),
+        })
+        .collect::<Result<_, String>>()?;
+    Ok(v21::ChargingProfileType {
+        id: p.id,
+        stack_level: p.stack_level,
+        charging_profile_purpose: in_v21(p.charging_profile_purpose.as_str())?,
+        charging_profile_kind: in_v21(p.charging_profile_kind.as_str())?,
+        recurrency_kind: p.recurrency_kind.map(|r| in_v21(r.as_str())).transpose()?,
+        valid_from: p.valid_from,
+        valid_to: p.valid_to,
+        transaction_id: p.transaction_id.clone(),
+        max_offline_duration: None,
+        charging_schedule: schedules,
         invalid_after_offline_duration: None,
         dyn_update_interval: None,
         dyn_update_time: None,
         price_schedule_signature: None,
         custom_data: None,
-    }
+    })
 }
 
 // ---- the operator API: the site's limits and power ----
@@ -1317,7 +1293,7 @@ mod tests {
             .iter()
             .find(|p| p.profile.purpose == Purpose::Tx)
             .unwrap();
-        let p21 = v21_of(&tx.to_v201().unwrap().charging_profile);
+        let p21 = v21_of(&tx.to_v201().unwrap().charging_profile).unwrap();
         assert_eq!(p21.id, limits::TX_PROFILE_BASE + 2);
         assert_eq!(
             p21.transaction_id.as_ref().map(|t| t.as_str()),

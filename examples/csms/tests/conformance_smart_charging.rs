@@ -191,23 +191,32 @@ async fn k02_k11_k14_site_limit_shared_and_external_limits_respected() {
 
 /// K08 after every push: a station whose composite schedule differs from
 /// what the CSMS installed raises a `composite_schedule` alert; a station
-/// that refused a profile is sent it again by the retry timer, with no
-/// other event.
+/// that refused a profile (after a site limit change through the operator
+/// API) is sent it again by the retry timer, with no other event.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn k08_missed_answers_are_retried_and_a_wrong_composite_raises_an_alert() {
     let lab = Lab::start_with("k08-check", |c| c.site_limit_w = Some(11_000)).await;
     lab.token("K-C", "Accepted", None).await;
     let mut st = Station::connect(&lab, "CONF-K08", V201).await;
-    // the default share on connection: refused, then sent again by the timer
-    st.answer("SetChargingProfile", json!({"status": "Rejected"}));
+    // the default share on connection
     let first = st.received("SetChargingProfile").await;
     assert_eq!(first["evseId"], 0, "{first}");
     assert_eq!(
         first["chargingProfile"]["chargingProfilePurpose"], "TxDefaultProfile",
         "{first}"
     );
+    // the operator lowers the site: the new default is refused, then sent
+    // again by the retry timer with no other event
+    st.answer("SetChargingProfile", json!({"status": "Rejected"}));
+    lab.ok("PUT", "/api/site/limits", Some(json!({"limit_w": 7_000})))
+        .await;
+    let refused = st.received("SetChargingProfile").await;
+    let limit = |p: &Value| {
+        p["chargingProfile"]["chargingSchedule"][0]["chargingSchedulePeriod"][0]["limit"].as_f64()
+    };
+    assert_eq!(limit(&refused), Some(7_000.0), "{refused}");
     let again = st.received("SetChargingProfile").await;
-    assert_eq!(again, first);
+    assert_eq!(again, refused);
     // a session: its TxProfile, then the check; the station reports 5 kW
     // where the CSMS installed 11 kW
     st.answer(
@@ -218,7 +227,7 @@ async fn k08_missed_answers_are_retried_and_a_wrong_composite_raises_an_alert() 
     );
     st.ok("TransactionEvent", started("TX-C", 1, Some("K-C")))
         .await;
-    assert_eq!(share_sent(&mut st).await, 11_000.0);
+    assert_eq!(share_sent(&mut st).await, 7_000.0);
     let asked = st.received("GetCompositeSchedule").await;
     assert_eq!(asked["evseId"], 1, "{asked}");
     assert_eq!(asked["chargingRateUnit"], "W", "{asked}");
