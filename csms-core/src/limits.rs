@@ -71,16 +71,36 @@
 //!    the same phase: `Σ P / (V × phases) ≤ I`, true whatever the wiring).
 //!    So nobody gets more than they can use and what is left is shared
 //!    equally; `L` is rounded down to 0.1 W, so the limits hold exactly.
+//!    **Priorities** ([`Session::priority`], e.g. fleet vehicles first):
+//!    sessions are served by priority, highest first; each priority gets
+//!    its own level `L` out of what the higher ones left of the site limit
+//!    and of the per-phase current, so a session of a lower priority gets
+//!    anything only once every session above it has its cap. Within a
+//!    priority the shares are max-min fair as above.
 //! 9. **Minimum rate**: a session given less than its minimum (the site's
 //!    `min_current_a × V × phases`, 6 A by default: IEC 61851-1 cannot signal
 //!    less to an AC car; never more than its cap) is not given a useless
-//!    trickle. While some session is below its minimum, the most recently
-//!    started of those below is paused at 0 W (ties: the larger session id)
-//!    and the rest is shared again. Sessions already at their minimum are
-//!    never paused to make room.
+//!    trickle. While some session is below its minimum, one of those below
+//!    is paused at 0 W, the lowest priority first, then the most recently
+//!    started (ties: the larger session id), and the rest is shared again.
+//!    Sessions already at their minimum are never paused to make room.
 //! 10. **Determinism**: the allocations are sorted by session id and depend
 //!     only on the set of sessions, not on their order; duplicate session
 //!     ids are an error.
+//! 11. **The profiles of a station** ([`station_profiles`], OCPP's purposes
+//!     as the spec intends them): each running transaction gets a
+//!     `TxProfile` with its transaction id and its share
+//!     ([`TX_PROFILE_BASE`] + EVSE, stack level [`SHARE_STACK_LEVEL`]);
+//!     the station gets one `TxDefaultProfile` for all its EVSEs (EVSE 0,
+//!     [`TX_DEFAULT_PROFILE_ID`]) with [`Site::default_share`]: what any
+//!     EVSE of the site may use before the CSMS knows of its transaction,
+//!     low enough that the site holds if every EVSE used it at once; and
+//!     while the site limit holds one of its sessions below its cap, a
+//!     `ChargingStationMaxProfile` (1.6 `ChargePointMaxProfile`, EVSE 0,
+//!     [`STATION_MAX_PROFILE_ID`]) caps the whole station at the sum of its
+//!     shares and one default share. The ids are fixed, so a new profile
+//!     replaces the old one in place; what no longer applies (the station
+//!     maximum once nothing is held back) is cleared by id.
 //!
 //! # Example
 //!
@@ -1291,6 +1311,8 @@ pub struct Session {
     pub external_limit_w: Option<Decimal>,
     /// When it started (the most recent is paused first, rule 9).
     pub started_at: DateTime<Utc>,
+    /// Its priority: higher is served first (rule 8; 0 by default).
+    pub priority: u8,
 }
 
 impl Session {
@@ -1311,6 +1333,7 @@ impl Session {
             station_max_w,
             external_limit_w: None,
             started_at,
+            priority: 0,
         }
     }
 
@@ -1345,6 +1368,8 @@ pub struct Allocation {
     pub watts: Decimal,
     /// Paused by the minimum-rate rule (then `watts` is 0).
     pub paused: bool,
+    /// Given less than its cap: the site's limits hold it back.
+    pub held_back: bool,
 }
 
 impl Allocation {
@@ -1413,27 +1438,54 @@ fn water_level(items: &mut [(Decimal, Decimal)], budget: Decimal) -> Option<Deci
     None
 }
 
-/// The shares of `active` (sorted by id) without pausing anyone (rule 8).
+/// The shares of `active` (sorted by id) without pausing anyone (rule 8):
+/// priority by priority, highest first, each out of what the ones above
+/// left.
 fn shares(site: &Site, active: &[&Session]) -> Vec<Decimal> {
-    let mut by_power: Vec<_> = active.iter().map(|s| (s.cap_w(), Decimal::ONE)).collect();
-    let mut level = water_level(&mut by_power, site.limit_w);
-    if let Some(a) = site.phase_limit_a {
-        // Σ P/(V n) ≤ I  ⇔  Σ P × 6/n ≤ 6 I V (exact weights 6, 3, 2)
-        let mut by_current: Vec<_> = active
-            .iter()
-            .map(|s| (s.cap_w(), Decimal::from(6 / s.phases)))
+    let mut out = vec![Decimal::ZERO; active.len()];
+    let mut power_left = site.limit_w;
+    // Σ P/(V n) ≤ I  ⇔  Σ P × 6/n ≤ 6 I V (exact weights 6, 3, 2)
+    let mut current_left = site
+        .phase_limit_a
+        .map(|a| Decimal::from(6) * a * site.voltage_v);
+    let weight = |s: &Session| Decimal::from(6 / s.phases);
+    let priorities: BTreeSet<u8> = active.iter().map(|s| s.priority).collect();
+    for p in priorities.into_iter().rev() {
+        let tier: Vec<usize> = (0..active.len())
+            .filter(|&i| active[i].priority == p)
             .collect();
-        let l2 = water_level(&mut by_current, Decimal::from(6) * a * site.voltage_v);
-        level = match (level, l2) {
-            (Some(x), Some(y)) => Some(x.min(y)),
-            (x, y) => x.or(y),
-        };
+        let mut by_power: Vec<_> = tier
+            .iter()
+            .map(|&i| (active[i].cap_w(), Decimal::ONE))
+            .collect();
+        let mut level = water_level(&mut by_power, power_left.max(Decimal::ZERO));
+        if let Some(budget) = current_left {
+            let mut by_current: Vec<_> = tier
+                .iter()
+                .map(|&i| (active[i].cap_w(), weight(active[i])))
+                .collect();
+            let l2 = water_level(&mut by_current, budget.max(Decimal::ZERO));
+            level = match (level, l2) {
+                (Some(x), Some(y)) => Some(x.min(y)),
+                (x, y) => x.or(y),
+            };
+        }
+        let level = level.map(floor_tenth);
+        let mut all_capped = true;
+        for &i in &tier {
+            let s = active[i];
+            let w = level.map_or(s.cap_w(), |l| s.cap_w().min(l));
+            all_capped &= w == s.cap_w();
+            out[i] = w;
+            power_left -= w;
+            current_left = current_left.map(|c| c - w * weight(s));
+        }
+        if !all_capped {
+            // the limits bind here: what the rounding left is not for the priorities below
+            break;
+        }
     }
-    let level = level.map(floor_tenth);
-    active
-        .iter()
-        .map(|s| level.map_or(s.cap_w(), |l| s.cap_w().min(l)))
-        .collect()
+    out
 }
 
 /// Splits the site's limit over `sessions`. See the [module docs](self),
@@ -1480,7 +1532,13 @@ pub fn allocate(site: &Site, sessions: &[Session]) -> Result<Vec<Allocation>, Er
             .zip(&w)
             .filter(|(s, w)| **w < s.min_w(site))
             .map(|(s, _)| *s)
-            .max_by(|a, b| (a.started_at, &a.id).cmp(&(b.started_at, &b.id)));
+            .max_by(|a, b| {
+                (Reverse(a.priority), a.started_at, &a.id).cmp(&(
+                    Reverse(b.priority),
+                    b.started_at,
+                    &b.id,
+                ))
+            });
         match victim {
             None => break w,
             Some(v) => {
@@ -1500,8 +1558,121 @@ pub fn allocate(site: &Site, sessions: &[Session]) -> Result<Vec<Allocation>, Er
             phases: s.phases,
             watts: granted.get(s.id.as_str()).copied().unwrap_or(Decimal::ZERO),
             paused: paused.contains(s.id.as_str()),
+            held_back: granted.get(s.id.as_str()).is_none_or(|w| *w < s.cap_w()),
         })
         .collect())
+}
+
+/// The `TxDefaultProfile` id of the site's default share (rule 11).
+pub const TX_DEFAULT_PROFILE_ID: i32 = 900;
+/// The `ChargingStationMaxProfile` id of a held-back station (rule 11).
+pub const STATION_MAX_PROFILE_ID: i32 = 901;
+/// A `TxProfile`'s id is this plus its EVSE (rule 11).
+pub const TX_PROFILE_BASE: i32 = 1000;
+/// The stack level of the CSMS's `TxProfile`s and `TxDefaultProfile`s
+/// (the station maximum's is 0): above a station's own level-0 defaults.
+pub const SHARE_STACK_LEVEL: u32 = 1;
+
+impl Site {
+    /// The share any EVSE may use before the CSMS knows of its transaction
+    /// (rule 11), for a site of `evses` EVSEs: the site limit over them, and
+    /// no more than `V × I / evses` under a per-phase limit (as if every car
+    /// were single-phase on the same phase), rounded down to 0.1 W; the
+    /// whole limit for no EVSE.
+    pub fn default_share(&self, evses: u32) -> Decimal {
+        let n = Decimal::from(evses.max(1));
+        let by_power = self.limit_w / n;
+        let share = match self.phase_limit_a {
+            Some(a) => by_power.min(self.voltage_v * a / n),
+            None => by_power,
+        };
+        floor_tenth(share.max(Decimal::ZERO))
+    }
+}
+
+/// A one-period profile in W (rule 11's building block).
+fn share_profile(
+    evse_id: u32,
+    id: i32,
+    (purpose, kind, stack_level): (Purpose, Kind, u32),
+    transaction_id: Option<String>,
+    limit_w: Decimal,
+    start: Option<DateTime<Utc>>,
+) -> InstalledProfile {
+    InstalledProfile {
+        evse_id,
+        profile: ChargingProfile {
+            id,
+            stack_level,
+            purpose,
+            kind,
+            valid_from: None,
+            valid_to: None,
+            transaction_id,
+            schedules: vec![Schedule {
+                id: Some(id),
+                start,
+                duration_s: None,
+                unit: RateUnit::W,
+                periods: vec![Period {
+                    start_s: 0,
+                    limit: limit_w,
+                    number_phases: None,
+                    phase_to_use: None,
+                }],
+                min_charging_rate: None,
+            }],
+        },
+    }
+}
+
+/// The profiles the CSMS keeps on one station (rule 11), from the
+/// allocations of the station's sessions and the site's default share:
+/// the station's `TxDefaultProfile` (EVSE 0, `Relative`), a `TxProfile`
+/// per allocation with a transaction (`Relative`: from the transaction's
+/// start), and, when one of them is held back, a
+/// `ChargingStationMaxProfile` (EVSE 0, `Absolute` from `now`: the
+/// purpose cannot be `Relative`) at the sum of the shares plus one default
+/// share. Ordered by profile id.
+pub fn station_profiles(
+    allocations: &[&Allocation],
+    default_w: Decimal,
+    now: DateTime<Utc>,
+) -> Vec<InstalledProfile> {
+    let mut out = vec![share_profile(
+        0,
+        TX_DEFAULT_PROFILE_ID,
+        (Purpose::TxDefault, Kind::Relative, SHARE_STACK_LEVEL),
+        None,
+        default_w,
+        None,
+    )];
+    if allocations.iter().any(|a| a.held_back) {
+        let total: Decimal = allocations.iter().map(|a| a.watts).sum();
+        out.push(share_profile(
+            0,
+            STATION_MAX_PROFILE_ID,
+            (Purpose::StationMax, Kind::Absolute, 0),
+            None,
+            total + default_w,
+            Some(now),
+        ));
+    }
+    for a in allocations {
+        let (Some(tx), Ok(evse)) = (&a.transaction_id, i32::try_from(a.evse_id)) else {
+            continue;
+        };
+        out.push(share_profile(
+            a.evse_id,
+            TX_PROFILE_BASE.saturating_add(evse),
+            (Purpose::Tx, Kind::Relative, SHARE_STACK_LEVEL),
+            Some(tx.clone()),
+            a.watts,
+            None,
+        ));
+    }
+    out.sort_by_key(|p| p.profile.id);
+    out
 }
 
 #[cfg(test)]
@@ -2248,5 +2419,143 @@ mod tests {
             v201.charging_profile.charging_schedule[0].charging_schedule_period[0].limit,
             d(11_000)
         );
+    }
+
+    /// Rule 8: a higher priority is served first; a lower one gets what is
+    /// left once every session above has its cap, max-min fair within it.
+    #[test]
+    fn fleet_sessions_are_served_first() {
+        let site = Site {
+            min_current_a: Decimal::ZERO,
+            ..Site::new(d(20_000))
+        };
+        let fleet = |id: &str, cap: i64| Session {
+            priority: 1,
+            ..sess(id, 3, cap, 0)
+        };
+        // two fleet cars take 7 kW each, the two others share the 6 kW left
+        let out = allocate(
+            &site,
+            &[
+                fleet("f1", 7_000),
+                fleet("f2", 7_000),
+                sess("p1", 3, 22_000, 0),
+                sess("p2", 3, 22_000, 1),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            out.iter().map(|a| a.watts).collect::<Vec<_>>(),
+            vec![d(7_000), d(7_000), d(3_000), d(3_000)]
+        );
+        assert!(!out[0].held_back && out[2].held_back);
+        // fleet cars asking for more than the site: they share it, the others get nothing
+        let out = allocate(
+            &site,
+            &[
+                fleet("f1", 22_000),
+                fleet("f2", 22_000),
+                sess("p1", 3, 22_000, 0),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            out.iter().map(|a| a.watts).collect::<Vec<_>>(),
+            vec![d(10_000), d(10_000), d(0)]
+        );
+        // with the minimum rate, the public car is paused, not a fleet car
+        let out = allocate(
+            &Site::new(d(20_000)),
+            &[
+                fleet("f1", 22_000),
+                fleet("f2", 22_000),
+                sess("p1", 3, 22_000, -10),
+            ],
+        )
+        .unwrap();
+        assert!(out[2].paused && !out[0].paused && !out[1].paused);
+    }
+
+    /// Rule 8: under a per-phase limit the higher priority takes its
+    /// current first, counted with each session's phases.
+    #[test]
+    fn priorities_share_the_phase_limit_in_order() {
+        let site = Site {
+            phase_limit_a: Some(d(32)),
+            min_current_a: Decimal::ZERO,
+            ..Site::new(d(100_000))
+        };
+        let fleet = Session {
+            priority: 1,
+            ..sess("f", 1, 7_360, 0)
+        };
+        // the single-phase fleet car takes 32 A × 230 V = 7360 W: no phase room left
+        let out = allocate(&site, &[fleet.clone(), sess("p", 3, 22_000, 0)]).unwrap();
+        assert_eq!((out[0].watts, out[1].watts), (d(7_360), d(0)));
+        // a 16 A fleet car leaves 16 A per phase: a three-phase car gets 16 A × 690 V
+        let small = Session {
+            station_max_w: d(3_680),
+            ..fleet
+        };
+        let out = allocate(&site, &[small, sess("p", 3, 22_000, 0)]).unwrap();
+        assert_eq!((out[0].watts, out[1].watts), (d(3_680), d(11_040)));
+    }
+
+    /// Rule 11: the profiles of a station.
+    #[test]
+    fn a_station_gets_tx_profiles_a_default_and_a_maximum_when_held_back() {
+        let site = Site {
+            min_current_a: Decimal::ZERO,
+            ..Site::new(d(10_000))
+        };
+        assert_eq!(site.default_share(4), d(2_500));
+        assert_eq!(site.default_share(0), d(10_000));
+        let phase = Site {
+            phase_limit_a: Some(d(16)),
+            ..site.clone()
+        };
+        // 230 V × 16 A / 3 = 1226.66 → 1226.6
+        assert_eq!(phase.default_share(3), Decimal::new(12266, 1));
+        let a = Session {
+            transaction_id: Some("7".into()),
+            ..sess("a", 3, 22_000, 0)
+        };
+        let b = Session {
+            transaction_id: Some("8".into()),
+            evse_id: 2,
+            ..sess("b", 3, 22_000, 0)
+        };
+        let out = allocate(&site, &[a, b]).unwrap();
+        let refs: Vec<&Allocation> = out.iter().collect();
+        let ps = station_profiles(&refs, d(2_000), t0());
+        let ids: Vec<i32> = ps.iter().map(|p| p.profile.id).collect();
+        assert_eq!(
+            ids,
+            vec![TX_DEFAULT_PROFILE_ID, STATION_MAX_PROFILE_ID, 1001, 1002]
+        );
+        for p in &ps {
+            p.to_v16().unwrap();
+            p.to_v201().unwrap();
+        }
+        // each transaction's composite is its share; an EVSE without one gets the default
+        let req = |evse: u32, tx: Option<&str>| CompositeRequest {
+            transaction: tx.map(|id| TxRef {
+                id: id.into(),
+                started_at: t0(),
+            }),
+            ..CompositeRequest::new(evse, t0(), 60, RateUnit::W)
+        };
+        let at = |r: CompositeRequest| composite_schedule(&ps, &r).unwrap().limit_at(0);
+        assert_eq!(at(req(1, Some("7"))), Some(d(5_000)));
+        assert_eq!(at(req(2, Some("8"))), Some(d(5_000)));
+        assert_eq!(at(req(3, None)), Some(d(2_000)));
+        // the station's connection: the shares plus one default
+        assert_eq!(at(req(0, None)), Some(d(12_000)));
+        // nobody held back: no maximum
+        let roomy = allocate(&Site::new(d(50_000)), &[sess("a", 3, 22_000, 0)]).unwrap();
+        let ps = station_profiles(&[&roomy[0]], d(2_000), t0());
+        assert!(ps.iter().all(|p| p.profile.purpose != Purpose::StationMax));
+        // no transaction yet: no TxProfile
+        assert_eq!(ps.len(), 1);
     }
 }

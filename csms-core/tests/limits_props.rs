@@ -1,6 +1,6 @@
 //! Property tests of charging limits: the site allocator never exceeds the
-//! site's or a session's limit, is max-min fair and does not depend on the
-//! input's order; the composite schedule equals an independent evaluation
+//! site's or a session's limit, serves higher priorities first, is max-min
+//! fair within a priority and does not depend on the input's order; the composite schedule equals an independent evaluation
 //! of the stacking and combining rules at every instant (so never exceeds a
 //! leading profile), and equals the profile when only one applies.
 
@@ -28,15 +28,16 @@ fn sessions() -> impl Strategy<Value = Vec<Session>> {
             1u8..=3,
             0i64..30_000,
             prop::option::of(0i64..30_000),
-            0i64..100,
+            (0i64..100, 0u8..3),
         ),
         0..8,
     )
     .prop_map(|v| {
         v.into_iter()
             .enumerate()
-            .map(|(i, (phases, station, ev, minute))| Session {
+            .map(|(i, (phases, station, ev, (minute, priority)))| Session {
                 ev_max_w: ev.map(d),
+                priority,
                 ..Session::new(
                     format!("s{i}"),
                     i as u32 + 1,
@@ -87,10 +88,26 @@ proptest! {
         }
         let charging: Vec<_> = out.iter().filter(|a| !a.paused).collect();
         for a in &charging {
+            let pa = by_id(&a.session_id).priority;
             for b in &charging {
-                if a.watts < b.watts {
+                let pb = by_id(&b.session_id).priority;
+                if pa == pb && a.watts < b.watts {
                     // a could take more than it has only if it is at its cap
                     prop_assert_eq!(a.watts, by_id(&a.session_id).cap_w());
+                }
+                if pa > pb && b.watts > Decimal::ZERO {
+                    // a lower priority gets something only once a higher one has its cap
+                    prop_assert_eq!(a.watts, by_id(&a.session_id).cap_w());
+                }
+            }
+            prop_assert_eq!(a.held_back, a.watts < by_id(&a.session_id).cap_w());
+        }
+        // the paused: the lowest priorities first (a lower one still
+        // "charging" then has nothing, its cap being 0)
+        for p in out.iter().filter(|a| a.paused) {
+            for c in &charging {
+                if by_id(&c.session_id).priority < by_id(&p.session_id).priority {
+                    prop_assert_eq!(c.watts, Decimal::ZERO);
                 }
             }
         }

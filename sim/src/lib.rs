@@ -32,6 +32,7 @@
 pub mod grid;
 pub mod iso15118;
 pub mod model;
+pub mod profiles;
 pub mod render;
 pub mod tariff;
 
@@ -40,6 +41,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use evproto_csms_core::limits;
 use evproto_ocpp_client::{Client, ClientConfig, ClientState, MemoryStore, OfflineStore};
 use evproto_ocpp_proto::{BootState, CallError, ProtocolVersion};
 use evproto_ocpp_rpc::{Ctx, Router, Routes};
@@ -271,6 +273,8 @@ struct Station {
     tariffs: Mutex<tariff::TariffState>,
     /// How it calculates and settles costs (2.1).
     local_cost: tariff::LocalCostBehaviour,
+    /// The charging profiles it holds.
+    profiles: Mutex<ProfileState>,
 }
 
 impl std::fmt::Debug for Station {
@@ -383,23 +387,39 @@ impl Station {
                     let s = &p["chargingSchedule"];
                     render::profile_setpoint_w(s.get(0).unwrap_or(s))
                 });
-                let answer = match (setpoint, profile.and_then(schedule_limit)) {
-                    (Some(sp), _) if self.version == ProtocolVersion::V21 => {
+                let v21_setpoint = setpoint.filter(|_| self.version == ProtocolVersion::V21);
+                // a profile the station can hold is stacked with the others
+                let held = match v21_setpoint {
+                    None => self.install_profile(req),
+                    Some(_) => None,
+                };
+                let answer = match (v21_setpoint, held, profile.and_then(schedule_limit)) {
+                    (Some(sp), _, _) => {
                         let a = self.model().set_setpoint(connector, sp);
                         if let (Answer::Accepted, Some(p)) = (a, profile) {
                             self.grid_lock().profile_set(p, connector);
                         }
                         a
                     }
-                    (_, Some(w)) => self.model().set_limit(connector, w),
+                    (None, Some(true), _) => Answer::Accepted,
+                    (None, Some(false), _) => Answer::Rejected,
+                    (None, None, Some(w)) => self.model().set_limit(connector, w),
                     _ => Answer::Rejected,
                 };
                 json!({"status": status(answer)})
             }
             "ClearChargingProfile" => {
-                let a = self.model().clear_limits();
+                let criteria = self.clear_criteria(req);
+                let hit = self.profiles_lock().held.clear(criteria);
+                let a = if hit {
+                    Answer::Accepted
+                } else {
+                    self.model().clear_limits()
+                };
+                self.follow_profiles();
                 json!({"status": if a == Answer::Accepted { "Accepted" } else { "Unknown" }})
             }
+            "GetCompositeSchedule" => self.composite_answer(req),
             "ChangeAvailability" => {
                 let (connector, operative) = if self.version == ProtocolVersion::V16 {
                     (conn("connectorId"), req["type"] == "Operative")
@@ -594,6 +614,261 @@ impl Station {
     }
 }
 
+/// A 2.x `ClearChargingProfile` request's selection.
+macro_rules! criteria_2x {
+    ($ver:ident, $text:expr, $n:expr, $purpose:expr) => {
+        evproto_ocpp_types::from_str::<$ver::ClearChargingProfileRequest>($text)
+            .map(|r| {
+                let c = r.charging_profile_criteria;
+                profiles::Criteria {
+                    id: r.charging_profile_id,
+                    evse: $n(c.as_ref().and_then(|c| c.evse_id)),
+                    purpose: c
+                        .as_ref()
+                        .and_then(|c| c.charging_profile_purpose)
+                        .and_then(|p| $purpose(p.as_str())),
+                    stack_level: $n(c.as_ref().and_then(|c| c.stack_level)),
+                }
+            })
+            .unwrap_or_default()
+    };
+}
+
+impl Station {
+    fn profiles_lock(&self) -> std::sync::MutexGuard<'_, ProfileState> {
+        self.profiles.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Installs a `SetChargingProfile` request's profile with the others;
+    /// `None`: not a profile the station can read (the caller falls back to
+    /// its single limit).
+    fn install_profile(&self, req: &Value) -> Option<bool> {
+        let text = req.to_string();
+        let p = match self.version {
+            ProtocolVersion::V16 => {
+                evproto_ocpp_types::from_str::<v16::SetChargingProfileRequest>(&text)
+                    .ok()
+                    .and_then(|r| limits::InstalledProfile::try_from(&r).ok())
+            }
+            ProtocolVersion::V201 => {
+                evproto_ocpp_types::from_str::<v201::SetChargingProfileRequest>(&text)
+                    .ok()
+                    .and_then(|r| limits::InstalledProfile::try_from(&r).ok())
+            }
+            _ => evproto_ocpp_types::from_str::<v21::SetChargingProfileRequest>(&text)
+                .ok()
+                .and_then(|r| limits::InstalledProfile::try_from(&r).ok()),
+        }?;
+        let connectors = self.model().connectors.len();
+        let known = p.evse_id == 0 || usize::try_from(p.evse_id).is_ok_and(|e| e <= connectors);
+        let ok = known && {
+            let mut st = self.profiles_lock();
+            st.managed = true;
+            st.held.set(p)
+        };
+        self.follow_profiles();
+        Some(ok)
+    }
+
+    /// A `ClearChargingProfile` request's selection.
+    fn clear_criteria(&self, req: &Value) -> profiles::Criteria {
+        let text = req.to_string();
+        let n = |v: Option<i32>| v.and_then(|v| u32::try_from(v).ok());
+        let purpose = |p: &str| match p {
+            "ChargePointMaxProfile" | "ChargingStationMaxProfile" => {
+                Some(limits::Purpose::StationMax)
+            }
+            "TxDefaultProfile" => Some(limits::Purpose::TxDefault),
+            "TxProfile" => Some(limits::Purpose::Tx),
+            "ChargingStationExternalConstraints" => Some(limits::Purpose::ExternalConstraints),
+            "PriorityCharging" => Some(limits::Purpose::PriorityCharging),
+            "LocalGeneration" => Some(limits::Purpose::LocalGeneration),
+            _ => None,
+        };
+        match self.version {
+            ProtocolVersion::V16 => {
+                evproto_ocpp_types::from_str::<v16::ClearChargingProfileRequest>(&text)
+                    .map(|r| profiles::Criteria {
+                        id: r.id,
+                        evse: n(r.connector_id),
+                        purpose: r.charging_profile_purpose.and_then(|p| purpose(p.as_str())),
+                        stack_level: n(r.stack_level),
+                    })
+                    .unwrap_or_default()
+            }
+            ProtocolVersion::V201 => criteria_2x!(v201, &text, n, purpose),
+            _ => criteria_2x!(v21, &text, n, purpose),
+        }
+    }
+
+    /// The transaction on connector `c` as the CSMS knows it (1.6: the
+    /// id it gave).
+    fn tx_ref(
+        &self,
+        c: &model::Connector,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Option<limits::TxRef> {
+        let tx = c.tx.as_ref()?;
+        let id = if self.version == ProtocolVersion::V16 {
+            tx.csms_id?.to_string()
+        } else {
+            tx.local_id.clone()
+        };
+        Some(limits::TxRef {
+            id,
+            started_at: now,
+        })
+    }
+
+    /// Each connector follows the composite limit its profiles give it now
+    /// (once the station holds profiles).
+    fn follow_profiles(&self) {
+        let st = self.profiles_lock();
+        if !st.managed {
+            return;
+        }
+        let now = chrono::Utc::now();
+        let mut m = self.model();
+        let wanted: Vec<(u32, Option<f64>)> = m
+            .connectors
+            .iter()
+            .map(|c| (c.id, st.held.limit_w(c.id, self.tx_ref(c, now), now)))
+            .collect();
+        for (c, w) in wanted {
+            m.follow_limit(c, w);
+        }
+    }
+
+    /// A `GetCompositeSchedule` answer: the composite of the profiles held
+    /// (a time no profile limits is reported at the hardware's maximum).
+    fn composite_answer(&self, req: &Value) -> Value {
+        use rust_decimal::prelude::FromPrimitive;
+        let rejected = json!({"status": "Rejected"});
+        let (evse, duration, unit) = if self.version == ProtocolVersion::V16 {
+            (
+                &req["connectorId"],
+                &req["duration"],
+                &req["chargingRateUnit"],
+            )
+        } else {
+            (&req["evseId"], &req["duration"], &req["chargingRateUnit"])
+        };
+        let (Some(evse), Some(duration)) = (
+            evse.as_u64().and_then(|e| u32::try_from(e).ok()),
+            duration.as_u64().and_then(|d| u32::try_from(d).ok()),
+        ) else {
+            return rejected;
+        };
+        let unit = if unit == "W" {
+            limits::RateUnit::W
+        } else {
+            limits::RateUnit::A
+        };
+        let now = chrono::Utc::now();
+        let (tx, max_w) = {
+            let m = self.model();
+            if evse as usize > m.connectors.len() {
+                return rejected;
+            }
+            let tx = m
+                .connectors
+                .iter()
+                .find(|c| c.id == evse)
+                .and_then(|c| self.tx_ref(c, now));
+            (tx, m.max_power_w())
+        };
+        let Ok(c) = self
+            .profiles_lock()
+            .held
+            .composite(evse, tx, now, duration, unit)
+        else {
+            return rejected;
+        };
+        let max = match unit {
+            limits::RateUnit::W => rust_decimal::Decimal::from_f64(max_w),
+            limits::RateUnit::A => {
+                rust_decimal::Decimal::from_f64((max_w / 690.0 * 10.0).floor() / 10.0)
+            }
+        }
+        .unwrap_or_default();
+        let periods: Vec<(i32, rust_decimal::Decimal, Option<i32>)> = c
+            .periods
+            .iter()
+            .map(|p| {
+                (
+                    i32::try_from(p.start_s).unwrap_or(i32::MAX),
+                    p.limit.unwrap_or(max),
+                    p.number_phases.map(i32::from),
+                )
+            })
+            .collect();
+        let duration = i32::try_from(duration).unwrap_or(i32::MAX);
+        let evse = i32::try_from(evse).unwrap_or(i32::MAX);
+        match self.version {
+            ProtocolVersion::V16 => json!(v16::GetCompositeScheduleResponse {
+                status: v16::GetCompositeScheduleStatus::Accepted,
+                connector_id: Some(evse),
+                schedule_start: Some(now),
+                charging_schedule: Some(v16::ChargingSchedule {
+                    duration: Some(duration),
+                    start_schedule: Some(now),
+                    charging_rate_unit: match unit {
+                        limits::RateUnit::W => v16::ChargingRateUnitType::W,
+                        limits::RateUnit::A => v16::ChargingRateUnitType::A,
+                    },
+                    charging_schedule_period: periods
+                        .iter()
+                        .map(
+                            |&(start_period, limit, number_phases)| v16::ChargingSchedulePeriod {
+                                start_period,
+                                limit,
+                                number_phases,
+                            }
+                        )
+                        .collect(),
+                    min_charging_rate: None,
+                }),
+            }),
+            _ => {
+                let schedule = v201::CompositeScheduleType {
+                    custom_data: None,
+                    charging_schedule_period: periods
+                        .iter()
+                        .map(|&(start_period, limit, number_phases)| {
+                            v201::ChargingSchedulePeriodType {
+                                custom_data: None,
+                                start_period,
+                                limit,
+                                number_phases,
+                                phase_to_use: None,
+                            }
+                        })
+                        .collect(),
+                    evse_id: evse,
+                    duration,
+                    schedule_start: now,
+                    charging_rate_unit: match unit {
+                        limits::RateUnit::W => v201::ChargingRateUnitEnumType::W,
+                        limits::RateUnit::A => v201::ChargingRateUnitEnumType::A,
+                    },
+                };
+                // 2.1's composite has the same fields as 2.0.1's (its limit
+                // optional): the answer is checked against the version's
+                // schema before it leaves (`handle`)
+                json!({"status": "Accepted", "schedule": schedule})
+            }
+        }
+    }
+}
+
+/// The profiles a station holds, and whether it ever held one (until then
+/// its connectors keep the single limit of the older path).
+#[derive(Debug, Default)]
+struct ProfileState {
+    held: profiles::Profiles,
+    managed: bool,
+}
+
 /// `Component.Variable`, the key of a 2.x variable in the station's configuration.
 fn var_key(d: &Value) -> String {
     format!(
@@ -643,6 +918,7 @@ fn routes(st: Arc<Station>) -> Routes {
                     Reset,
                     SetChargingProfile,
                     ClearChargingProfile,
+                    GetCompositeSchedule,
                     ChangeAvailability,
                     TriggerMessage,
                     UnlockConnector,
@@ -663,6 +939,7 @@ fn routes(st: Arc<Station>) -> Routes {
                 Reset,
                 SetChargingProfile,
                 ClearChargingProfile,
+                GetCompositeSchedule,
                 ChangeAvailability,
                 TriggerMessage,
                 UnlockConnector,
@@ -816,6 +1093,18 @@ impl Driver {
     }
 
     async fn deliver(&mut self, msg: Msg) {
+        let follow = matches!(msg, Msg::TxStart { .. } | Msg::TxEnd { .. });
+        if let Msg::TxEnd { connector, .. } = &msg {
+            // a TxProfile lasts as long as its transaction
+            self.st.profiles_lock().held.tx_ended(*connector);
+        }
+        self.deliver_one(msg).await;
+        if follow {
+            self.st.follow_profiles();
+        }
+    }
+
+    async fn deliver_one(&mut self, msg: Msg) {
         let v = self.st.version;
         let now = chrono::Utc::now();
         let (action, payload, durable) = match &msg {
@@ -1298,6 +1587,7 @@ pub async fn run(
             grid: Mutex::new(grid::GridState::default()),
             tariffs: Mutex::new(tariff::TariffState::default()),
             local_cost: config.behaviour.local_cost.clone(),
+            profiles: Mutex::new(ProfileState::default()),
         });
         stations.push(st.clone());
         let mut cc = ClientConfig::new(&url, &identity, version)

@@ -1119,6 +1119,19 @@ impl StationModel {
         }
     }
 
+    /// The hardware's power of each connector, W.
+    pub fn max_power_w(&self) -> f64 {
+        self.behaviour.max_power_w
+    }
+
+    /// The limit the station's charging profiles give `connector` now, W
+    /// (`None`: none limits it).
+    pub fn follow_limit(&mut self, connector: u32, limit_w: Option<f64>) {
+        if let Some(c) = self.connector(connector) {
+            c.limit_w = limit_w.filter(|w| w.is_finite() && *w >= 0.0);
+        }
+    }
+
     /// ClearChargingProfile: lift every limit.
     pub fn clear_limits(&mut self) -> Answer {
         let had = self.connectors.iter().any(|c| {

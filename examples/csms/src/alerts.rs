@@ -146,6 +146,15 @@ pub fn message(kind: &str, station: &str, detail: &str) -> String {
                 c.session, c.csms_minor, c.currency
             )
         }),
+        "composite_schedule" => read::<crate::smart::CompositeMismatch>(detail).map(|m| {
+            let w = |v: Option<rust_decimal::Decimal>| v.map_or("no limit".to_owned(), |v| format!("{v} W"));
+            format!(
+                "{at}: EVSE {}'s composite schedule is {}, the CSMS installed {}.",
+                m.evse,
+                w(m.reported_w),
+                w(m.expected_w)
+            )
+        }),
         "settlement" => Some(format!(
             "{at}: a payment terminal's settlement needs a look."
         )),

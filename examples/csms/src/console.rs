@@ -68,6 +68,7 @@ static ASSETS: &[Asset] = &[
     asset!("js/pages/alerts.js", JS),
     asset!("js/pages/maintenance.js", JS),
     asset!("js/pages/streams.js", JS),
+    asset!("js/pages/site.js", JS),
     asset!("vendor/uPlot.iife.min.js", JS),
     asset!("vendor/uPlot.min.css", CSS),
     asset!("vendor/LICENSE", "text/plain; charset=utf-8"),

@@ -793,17 +793,22 @@ async fn run(
         },
         &format!("{public_base}/ocpi"),
     )?;
-    let site = smart::SiteShares {
-        store: store.clone(),
-        gateway: gateway.clone(),
-        events: events.clone(),
-        site_limit_w: config.site_limit_w,
-    };
+    let site = smart::SiteShares::new(
+        store.clone(),
+        gateway.clone(),
+        events.clone(),
+        config.site_limit_w.map(|limit_w| smart::SiteLimits {
+            limit_w,
+            phase_limit_a: None,
+            evse_max_w: None,
+        }),
+    );
+    site.load().await.map_err(|e| e.to_string())?;
     let v2x = v2x::V2x {
         store: store.clone(),
         gateway: gateway.clone(),
         events: events.clone(),
-        site_limit_w: config.site_limit_w,
+        site_limits: site.limits.clone(),
         config: config.v2x.clone(),
         lock: Arc::default(),
     };
@@ -886,6 +891,7 @@ async fn run(
     // 4. Background work, each with the handles it uses.
     tokio::spawn(roaming_work.run(roaming.clone()));
     tokio::spawn(app.v2x.clone().run());
+    tokio::spawn(app.site.clone().run());
     if let Some(p) = &app.pnc {
         let (store, gateway) = (app.store.clone(), app.gateway.clone());
         tokio::spawn(pnc::renewals(store, gateway, p.config.clone()));
@@ -988,6 +994,8 @@ async fn run(
             for e in &events {
                 match e {
                     ServerEvent::Connected { identity, .. } => {
+                        // a station that connects gets the site's default share
+                        watcher.site.rebalance();
                         changes.push((identity.to_string(), true));
                     }
                     ServerEvent::Disconnected { identity, reason } => {

@@ -55,6 +55,7 @@ mod reservations;
 mod sessions;
 mod settings;
 mod settlements;
+pub mod site;
 mod station_reports;
 mod stations;
 pub mod streams;

@@ -9,7 +9,7 @@
 //! 2. **Plan**: the V2X sessions are planned together with
 //!    [`evproto_csms_core::planner`] over [`V2xConfig::slots`] slots of
 //!    [`V2xConfig::slot`] from now ([`plan_request`]): the site's import
-//!    limit (`site_limit_w`, else none), and the grid events in force
+//!    limit (`site_limit_w` or `PUT /api/site/limits`, else none), and the grid events in force
 //!    ([`GridEvent`], `POST /api/grid/events`: an import or export limit
 //!    and a price over a time window). A slot no event prices costs 0, so a
 //!    priced event is a peak: an EV discharges there when the price beats
@@ -472,8 +472,8 @@ pub struct V2x {
     pub gateway: StationGateway,
     /// Where what was sent is published.
     pub events: broadcast::Sender<LiveEvent>,
-    /// The site's import limit, W.
-    pub site_limit_w: Option<u32>,
+    /// The site's limits (its import limit, W), as the operator sets them.
+    pub site_limits: crate::smart::LimitCell,
     /// How it plans.
     pub config: V2xConfig,
     /// One plan at a time.
@@ -570,8 +570,9 @@ impl V2x {
         }
         let events = self.store.grid_events().await?;
         let site = self
-            .site_limit_w
-            .map_or(Decimal::from(1_000_000_000), Decimal::from);
+            .site_limits
+            .get()
+            .map_or(Decimal::from(1_000_000_000), |l| Decimal::from(l.limit_w));
         let req = plan_request(&events, now, self.config.slot, self.config.slots, site);
         let req = PlanRequest {
             cycle_cost: self.config.cycle_cost,
@@ -869,6 +870,7 @@ async fn create_event(State(app): State<Arc<crate::App>>, bytes: Bytes) -> ApiRe
     }
     let created = app.store.put_grid_event(&e).await?;
     app.v2x.replan_soon();
+    app.site.rebalance();
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -885,6 +887,7 @@ async fn delete_event(State(app): State<Arc<crate::App>>, Path(id): Path<String>
         ));
     }
     app.v2x.replan_soon();
+    app.site.rebalance();
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

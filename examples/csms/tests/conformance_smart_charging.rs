@@ -129,13 +129,21 @@ async fn k12_k13_external_limit_shown_until_cleared() {
 /// The limit of the site share the CSMS sent `st` (a `TxDefaultProfile` on
 /// EVSE 1), W.
 async fn share_sent(st: &mut Station) -> f64 {
-    let p = st.received("SetChargingProfile").await;
-    assert_eq!(p["evseId"], 1, "{p}");
-    let profile = &p["chargingProfile"];
-    assert_eq!(profile["chargingProfilePurpose"], "TxDefaultProfile", "{p}");
-    profile["chargingSchedule"][0]["chargingSchedulePeriod"][0]["limit"]
-        .as_f64()
-        .unwrap()
+    // the station's TxDefaultProfile and ChargingStationMaxProfile (EVSE 0)
+    // come and go with the site's shares; the session's share is its TxProfile
+    loop {
+        let p = st.received("SetChargingProfile").await;
+        let profile = &p["chargingProfile"];
+        if profile["chargingProfilePurpose"] != "TxProfile" {
+            assert_eq!(p["evseId"], 0, "{p}");
+            continue;
+        }
+        assert_eq!(p["evseId"], 1, "{p}");
+        assert!(profile["transactionId"].is_string(), "{p}");
+        return profile["chargingSchedule"][0]["chargingSchedulePeriod"][0]["limit"]
+            .as_f64()
+            .unwrap();
+    }
 }
 
 /// K02 central smart charging by a site limit (22 kW): the first session
@@ -178,5 +186,72 @@ async fn k02_k11_k14_site_limit_shared_and_external_limits_respected() {
     assert_eq!(share_sent(&mut a).await, 22_000.0);
     a.stop().await;
     b.stop().await;
+    lab.stop().await;
+}
+
+/// K08 after every push: a station whose composite schedule differs from
+/// what the CSMS installed raises a `composite_schedule` alert; a station
+/// that refused a profile (after a site limit change through the operator
+/// API) is sent it again by the retry timer, with no other event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn k08_missed_answers_are_retried_and_a_wrong_composite_raises_an_alert() {
+    let lab = Lab::start_with("k08-check", |c| c.site_limit_w = Some(11_000)).await;
+    lab.token("K-C", "Accepted", None).await;
+    let mut st = Station::connect(&lab, "CONF-K08", V201).await;
+    // the default share on connection
+    let first = st.received("SetChargingProfile").await;
+    assert_eq!(first["evseId"], 0, "{first}");
+    assert_eq!(
+        first["chargingProfile"]["chargingProfilePurpose"], "TxDefaultProfile",
+        "{first}"
+    );
+    // the operator lowers the site: the new default is refused, then sent
+    // again by the retry timer with no other event
+    st.answer("SetChargingProfile", json!({"status": "Rejected"}));
+    lab.ok("PUT", "/api/site/limits", Some(json!({"limit_w": 7_000})))
+        .await;
+    let refused = st.received("SetChargingProfile").await;
+    let limit = |p: &Value| {
+        p["chargingProfile"]["chargingSchedule"][0]["chargingSchedulePeriod"][0]["limit"].as_f64()
+    };
+    assert_eq!(limit(&refused), Some(7_000.0), "{refused}");
+    let again = st.received("SetChargingProfile").await;
+    assert_eq!(again, refused);
+    // a session: its TxProfile, then the check; the station reports 5 kW
+    // where the CSMS installed 11 kW
+    st.answer(
+        "GetCompositeSchedule",
+        json!({"status": "Accepted", "schedule": {"evseId": 1, "duration": 300,
+            "scheduleStart": common::conformance::now(), "chargingRateUnit": "W",
+            "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 5000}]}}),
+    );
+    st.ok("TransactionEvent", started("TX-C", 1, Some("K-C")))
+        .await;
+    assert_eq!(share_sent(&mut st).await, 7_000.0);
+    let asked = st.received("GetCompositeSchedule").await;
+    assert_eq!(asked["evseId"], 1, "{asked}");
+    assert_eq!(asked["chargingRateUnit"], "W", "{asked}");
+    let alert = common::until(
+        std::time::Duration::from_secs(10),
+        "composite_schedule alert",
+        || async {
+            let (_, list) = lab.api("GET", "/api/alerts?status=open", None).await;
+            list["items"]
+                .as_array()
+                .and_then(|a| {
+                    a.iter()
+                        .find(|a| a["kind"] == "composite_schedule")
+                        .cloned()
+                })
+                .ok_or_else(|| list.to_string())
+        },
+    )
+    .await;
+    assert_eq!(alert["station"], "CONF-K08", "{alert}");
+    assert!(
+        alert["message"].as_str().unwrap().contains("5000 W"),
+        "{alert}"
+    );
+    st.stop().await;
     lab.stop().await;
 }

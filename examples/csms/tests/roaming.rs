@@ -323,11 +323,17 @@ async fn cpo_roaming_with_an_emsp() {
     .await;
     assert_eq!(start["idTagInfo"]["status"], "Accepted");
     let tx = start["transactionId"].as_i64().unwrap();
-    // Smart charging: the site limit (7400 W) goes to the one active session.
-    let profile = tokio::time::timeout(Duration::from_secs(10), remote_rx.recv())
-        .await
-        .unwrap()
-        .unwrap();
+    // Smart charging: the site limit (7400 W) goes to the one active session
+    // (its TxProfile on connector 1; the station's default share is on 0).
+    let profile = loop {
+        let p = tokio::time::timeout(Duration::from_secs(10), remote_rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        if !p.starts_with("profile 0 ") {
+            break p;
+        }
+    };
     assert_eq!(profile, "profile 1 7400");
     let sid = format!("RS1:{tx}");
     // the partner knows the session by a random public id, never ours

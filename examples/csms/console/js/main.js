@@ -25,6 +25,7 @@ const PAGES = {
   alerts: () => import('./pages/alerts.js'),
   maintenance: () => import('./pages/maintenance.js'),
   streams: () => import('./pages/streams.js'),
+  site: () => import('./pages/site.js'),
 };
 
 const $ = (id) => document.getElementById(id);

@@ -349,6 +349,7 @@ pub fn admin_router(app: Arc<App>) -> Router {
     let api = Router::new()
         .merge(crate::monitoring::routes())
         .merge(crate::v2x::routes())
+        .merge(crate::smart::routes())
         .merge(crate::der::routes())
         .merge(crate::streams::routes())
         .merge(crate::fleets::routes())
@@ -734,6 +735,8 @@ mod tests {
             ("/api/maintenance", &["get"]),
             ("/api/grid/events", &["get", "post"]),
             ("/api/grid/events/{id}", &["delete"]),
+            ("/api/site/limits", &["get", "put"]),
+            ("/api/site/power", &["get"]),
             ("/api/stations/{id}/event-streams", &["get"]),
             ("/api/stations/{id}/event-streams/query", &["post"]),
             ("/api/stations/{id}/event-streams/{stream}", &["delete"]),

@@ -167,6 +167,12 @@ pub(crate) const MIGRATIONS: &[(i64, &str)] = &[
     CREATE INDEX IF NOT EXISTS sessions_active_by_token ON sessions (LOWER(id_token)) WHERE status = 'Active'",
     ),
     (
+        17,
+        // smart charging (smart.rs, store/site.rs): the site's planned and delivered power
+        // over time, one sample per recomputation and per half minute, kept a week
+        "CREATE TABLE IF NOT EXISTS site_power (at TEXT PRIMARY KEY, limit_w BIGINT NOT NULL, planned_w TEXT NOT NULL, delivered_w TEXT)",
+    ),
+    (
         18,
         // conformance (issue 17): a token shared by several cars may be in several transactions
         // (else ConcurrentTx), and its driver's language (2.x language1, the tariff text of

@@ -438,6 +438,18 @@ try {
   await view().locator('.error').count().then((n) => check(n === 0, 'the streams page shows an error: ' + n));
   await shot('21b-event-stream');
 
+  step('site power: set the site limit through the form, see planned vs delivered');
+  await go('#/site');
+  await page.locator('#view h1', { hasText: 'Site power' }).waitFor();
+  await page.getByLabel('Site limit (W)').fill('22000');
+  await page.getByLabel('Per phase (A)').fill('32');
+  await page.getByRole('button', { name: 'Set limits' }).click();
+  await page.locator('.toast', { hasText: 'Limits set' }).waitFor();
+  await page.locator('#site-power-chart canvas').first().waitFor({ timeout: LONG });
+  check(/22 kW, 32 A per phase/.test(await view().locator('.facts').first().innerText()), 'the limits in force shown');
+  await view().locator('.error').count().then((n) => check(n === 0, 'Site power shows an error: ' + n));
+  await shot('21c-site-power');
+
   step('upload a firmware image and start a campaign for the station');
   await go('#/firmware');
   await page.getByLabel('Image file').setInputFiles({ name: 'lab-fw-1.2.3.bin', mimeType: 'application/octet-stream', buffer: Buffer.alloc(4096, 7) });

@@ -1,0 +1,347 @@
+//! Smart charging that runs by itself, end to end with the simulator in
+//! OCPP 2.0.1 and 1.6: the operator changes the site's limits while the
+//! CSMS runs (`PUT /api/site/limits`, checked, kept across a restart); the
+//! change reaches every station as a `TxProfile` per transaction (fleet
+//! sessions served first, the per-phase current counted), the stations
+//! then draw no more than their shares (read from their meter values), and
+//! each station's `GetCompositeSchedule` answers what the CSMS installed;
+//! planned and delivered power are recorded for the console.
+
+mod common;
+
+use std::time::Duration;
+
+use csms::events::LiveEvent;
+use evproto_ocpp_proto::ProtocolVersion;
+use evproto_sim::{model::Behaviour, SimConfig};
+use serde_json::{json, Value};
+
+const KEY: &str = "smart-test-key-0123456789";
+const FLEET: &str = "FLEETCARD1";
+const PUBLIC: &str = "PUBCARD1";
+
+/// The site limits route: 404 before any limit, typed 4xx for bad input,
+/// the new value in force, and still there after a restart (over the
+/// configuration's initial value).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn site_limits_are_checked_set_and_kept_across_a_restart() {
+    let dir = common::temp_dir("smart-limits");
+    let csms = common::InProcess::start(common::lab_config(&dir, KEY)).await;
+    let admin = csms.started.admin_port;
+    let (status, body) = common::api(KEY, admin, "GET", "/api/site/limits", None).await;
+    assert_eq!(status, 404, "{body}");
+    assert!(body["error"].is_string(), "{body}");
+    for (bad, field) in [
+        (json!({"limit_w": 0}), Some("limit_w")),
+        (
+            json!({"limit_w": 10_000, "phase_limit_a": 0}),
+            Some("phase_limit_a"),
+        ),
+        (
+            json!({"limit_w": 10_000, "evse_max_w": 0}),
+            Some("evse_max_w"),
+        ),
+        (json!({"limit_w": -5}), None),
+        (json!({"limit_w": "lots"}), None),
+        (json!({"phase_limit_a": 32}), None),
+        (json!({"limit_w": 10_000, "surprise": 1}), None),
+    ] {
+        let (status, body) =
+            common::api(KEY, admin, "PUT", "/api/site/limits", Some(bad.clone())).await;
+        assert_eq!(status, 422, "{bad}: {body}");
+        assert!(body["error"].is_string(), "{bad}: {body}");
+        if let Some(f) = field {
+            assert_eq!(body["field"], f, "{body}");
+        }
+    }
+    // not JSON at all
+    let raw = reqwest::Client::new()
+        .put(format!("http://127.0.0.1:{admin}/api/site/limits"))
+        .header("Authorization", format!("Bearer {KEY}"))
+        .header("Content-Type", "application/json")
+        .body("{limit_w")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(raw.status().as_u16(), 400);
+    let set = json!({"limit_w": 40_000, "phase_limit_a": 63});
+    let (status, body) =
+        common::api(KEY, admin, "PUT", "/api/site/limits", Some(set.clone())).await;
+    assert_eq!((status, &body), (200, &set));
+    assert_eq!(
+        common::api(KEY, admin, "GET", "/api/site/limits", None)
+            .await
+            .1,
+        set
+    );
+    csms.stop().await;
+    // the configuration's value is the initial one only
+    let mut config = common::lab_config(&dir, KEY);
+    config.site_limit_w = Some(11_000);
+    let csms = common::InProcess::start(config).await;
+    let admin = csms.started.admin_port;
+    assert_eq!(
+        common::api(KEY, admin, "GET", "/api/site/limits", None)
+            .await
+            .1,
+        set
+    );
+    csms.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_limit_change_reaches_every_201_station_fleet_first_within_the_phase_limit() {
+    limit_change_end_to_end(ProtocolVersion::V201, "s201").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_limit_change_reaches_every_16_station_fleet_first_within_the_phase_limit() {
+    limit_change_end_to_end(ProtocolVersion::V16, "s16").await;
+}
+
+fn sim(
+    port: u16,
+    version: ProtocolVersion,
+    prefix: &str,
+    stations: usize,
+    token: &str,
+) -> SimConfig {
+    SimConfig {
+        url: format!("ws://127.0.0.1:{port}/ocpp/"),
+        stations,
+        versions: vec![version],
+        connectors: (1, 1),
+        duration: Duration::from_secs(300),
+        prefix: prefix.into(),
+        password: None,
+        behaviour: Behaviour {
+            idle_ms: (0, 200),
+            session_ms: (600_000, 600_000),
+            meter_interval_ms: 500,
+            max_power_w: 11_000.0,
+            fault_per_s: 0.0,
+            disconnect_per_s: 0.0,
+            tokens: vec![token.into()],
+            ..Behaviour::default()
+        },
+        ..SimConfig::default()
+    }
+}
+
+/// The active sessions: (id, station).
+async fn active(admin: u16) -> Vec<(String, String)> {
+    common::items(KEY, admin, "/api/sessions?status=Active&limit=100")
+        .await
+        .iter()
+        .map(|s| {
+            (
+                s["id"].as_str().unwrap_or_default().to_owned(),
+                s["station_id"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// A session's latest `Power.Active.Import` reading taken after `after`, W.
+async fn power_after(
+    admin: u16,
+    session: &str,
+    after: chrono::DateTime<chrono::Utc>,
+) -> Option<f64> {
+    let (_, one) = common::api(KEY, admin, "GET", &format!("/api/sessions/{session}"), None).await;
+    one["meter_values"]
+        .as_array()?
+        .iter()
+        .filter(|m| m["measurand"] == "Power.Active.Import")
+        .filter(|m| {
+            m["timestamp"]
+                .as_str()
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                .is_some_and(|t| t > after)
+        })
+        .filter_map(|m| m["value"].as_str()?.parse::<f64>().ok())
+        .next_back()
+}
+
+async fn limit_change_end_to_end(version: ProtocolVersion, name: &str) {
+    let dir = common::temp_dir(&format!("smart-{name}"));
+    let mut config = common::lab_config(&dir, KEY);
+    // loose at first: every session gets what it can take
+    config.site_limit_w = Some(100_000);
+    let csms = common::InProcess::start(config).await;
+    let (admin, ocpp) = (csms.started.admin_port, csms.started.ocpp_port);
+    for token in [FLEET, PUBLIC] {
+        let t = json!({"id_token": token, "type": "ISO14443", "status": "Accepted", "allow_concurrent": true});
+        let (status, body) = common::api(KEY, admin, "POST", "/api/tokens", Some(t)).await;
+        assert!(status < 300, "{body}");
+    }
+    let (status, fleet) = common::api(
+        KEY,
+        admin,
+        "POST",
+        "/api/fleets",
+        Some(json!({"name": "Depot", "email": "depot@example.com"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{fleet}");
+    let fleet_id = fleet["id"].as_str().unwrap();
+    let (status, body) = common::api(
+        KEY,
+        admin,
+        "PUT",
+        &format!("/api/fleets/{fleet_id}/cards/{FLEET}"),
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let mut live = common::live_events(KEY, admin).await;
+
+    // one fleet station and two public ones, 11 kW each, charging at once
+    let fleet_prefix = format!("{}F", name.to_uppercase());
+    let public_prefix = format!("{}P", name.to_uppercase());
+    let sims = [
+        tokio::spawn(evproto_sim::run(
+            sim(ocpp, version, &fleet_prefix, 1, FLEET),
+            None,
+        )),
+        tokio::spawn(evproto_sim::run(
+            sim(ocpp, version, &public_prefix, 2, PUBLIC),
+            None,
+        )),
+    ];
+    let sessions = common::until(Duration::from_secs(60), "three sessions", || async {
+        let a = active(admin).await;
+        if a.len() == 3 {
+            Ok(a)
+        } else {
+            Err(format!("{a:?}"))
+        }
+    })
+    .await;
+    let fleet_session = sessions
+        .iter()
+        .find(|(_, st)| st.starts_with(&fleet_prefix))
+        .map(|(id, _)| id.clone())
+        .expect("the fleet station's session");
+
+    // the operator lowers the site: 20 kW, 25 A per phase, 11 kW per EVSE
+    let limits = json!({"limit_w": 20_000, "phase_limit_a": 25, "evse_max_w": 11_000});
+    let changed = chrono::Utc::now();
+    let (status, body) = common::api(KEY, admin, "PUT", "/api/site/limits", Some(limits)).await;
+    assert_eq!(status, 200, "{body}");
+    // the fleet car first: its 11 kW (15.9 A of the 25 A on each phase);
+    // the two others share what the phases have left, (25 A × 690 V −
+    // 11 000 W) / 2 = 3125 W each (the 20 kW would allow 4500)
+    let mut shares = std::collections::HashMap::new();
+    let t = std::time::Instant::now();
+    while shares.len() < 3 {
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "shares sent: {shares:?}"
+        );
+        if let Ok(Some((
+            _,
+            LiveEvent::SmartCharging {
+                sent, site_limit_w, ..
+            },
+        ))) = tokio::time::timeout(Duration::from_secs(1), live.recv()).await
+        {
+            if site_limit_w != 20_000 {
+                continue;
+            }
+            for s in sent {
+                assert_eq!(s.status, "Accepted", "{s:?}");
+                shares.insert(s.session.clone(), (s.station.clone(), s.limit_w));
+            }
+        }
+    }
+    for (id, (_, w)) in &shares {
+        let want = if *id == fleet_session { 11_000 } else { 3_125 };
+        assert_eq!(*w, want, "{id}: {shares:?}");
+    }
+
+    // each station's composite schedule is what the CSMS installed
+    for (station, w) in shares.values() {
+        let (evse_key, path) = match version {
+            ProtocolVersion::V16 => (
+                "connectorId",
+                "/chargingSchedule/chargingSchedulePeriod/0/limit",
+            ),
+            _ => ("evseId", "/schedule/chargingSchedulePeriod/0/limit"),
+        };
+        let (status, answer) = common::api(
+            KEY,
+            admin,
+            "POST",
+            &format!("/api/stations/{station}/ocpp/GetCompositeSchedule"),
+            Some(json!({evse_key: 1, "duration": 300, "chargingRateUnit": "W"})),
+        )
+        .await;
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(answer["status"], "Accepted", "{answer}");
+        assert_eq!(
+            answer.pointer(path).and_then(Value::as_f64),
+            Some(f64::from(*w)),
+            "{answer}"
+        );
+    }
+    let alerts = common::items(KEY, admin, "/api/alerts?status=open").await;
+    assert!(
+        alerts.iter().all(|a| a["kind"] != "composite_schedule"),
+        "{alerts:?}"
+    );
+
+    // the stations follow: each session within its share, the site within
+    // its limits, per phase from the meter readings (three-phase cars)
+    let readings = common::until(
+        Duration::from_secs(30),
+        "readings after the change",
+        || async {
+            let mut out = Vec::new();
+            for (id, _) in &sessions {
+                match power_after(admin, id, changed + chrono::Duration::seconds(1)).await {
+                    Some(w) => out.push((id.clone(), w)),
+                    None => return Err(format!("no reading of {id} yet: {out:?}")),
+                }
+            }
+            Ok(out)
+        },
+    )
+    .await;
+    let total: f64 = readings.iter().map(|r| r.1).sum();
+    for (id, w) in &readings {
+        let share = f64::from(shares[id].1);
+        assert!(*w <= share + 0.1, "{id} draws {w} W over its {share} W");
+        assert!(
+            *w >= share - 1.0,
+            "{id} draws {w} W, its share is {share} W"
+        );
+    }
+    assert!(total <= 20_000.0, "{readings:?}");
+    assert!(
+        total / (230.0 * 3.0) <= 25.0 + 1e-6,
+        "{readings:?}: above 25 A per phase"
+    );
+
+    // planned vs delivered, as the console plots them
+    let power = common::until(Duration::from_secs(30), "site power recorded", || async {
+        let (_, p) = common::api(KEY, admin, "GET", "/api/site/power?minutes=10", None).await;
+        let last_planned = p["items"]
+            .as_array()
+            .and_then(|i| i.last())
+            .and_then(|s| s["planned_w"].as_str()?.parse::<f64>().ok());
+        match last_planned {
+            Some(w) if (w - 17_250.0).abs() < 0.01 && p["delivered_w"].is_string() => Ok(p),
+            _ => Err(p.to_string()),
+        }
+    })
+    .await;
+    assert_eq!(power["limits"]["limit_w"], 20_000, "{power}");
+
+    for s in sims {
+        s.abort();
+    }
+    csms.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
