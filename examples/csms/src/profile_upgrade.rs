@@ -117,6 +117,8 @@ async fn upgrade(State(app): State<Arc<App>>, Path(id): Path<String>, bytes: Byt
                 first: true,
                 reset: true,
             };
+            // the reboot that follows is a requested one (predictive maintenance)
+            app.maintenance.reset_requested(&id, chrono::Utc::now());
             change_network(&app.gateway, &id, version, &change)
                 .await?
                 .unwrap_or_default()

@@ -500,6 +500,8 @@ async fn reset(State(app): State<Arc<App>>, Path(id): Path<String>, bytes: Bytes
         }
     }
     let gw = &app.gateway;
+    // the reboot that follows is a requested one (predictive maintenance)
+    app.maintenance.reset_requested(&id, chrono::Utc::now());
     let status = match version {
         ProtocolVersion::V16 => {
             let r#type = match b.r#type {
@@ -776,6 +778,9 @@ async fn network_profile(
         first: b.first,
         reset: b.reset,
     };
+    if change.reset {
+        app.maintenance.reset_requested(&id, chrono::Utc::now());
+    }
     let Some(steps) = change_network(&app.gateway, &id, version, &change).await? else {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
