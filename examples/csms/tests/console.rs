@@ -426,7 +426,8 @@ impl LocalStripe {
             .expect("localstripe starts");
         // killed and waited for when dropped, on the panic below too
         let ls = LocalStripe { child, port };
-        for _ in 0..300 {
+        // a loaded machine can take many seconds to start the Python server
+        for _ in 0..600 {
             if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
                 return ls;
             }

@@ -62,7 +62,8 @@ impl LocalStripe {
             .expect("localstripe starts");
         let ls = LocalStripe { child, port };
         let _ = rustls::crypto::ring::default_provider().install_default();
-        for _ in 0..300 {
+        // a loaded machine can take many seconds to start the Python server
+        for _ in 0..600 {
             if ls.get("/v1/customers").await.is_some() {
                 return ls;
             }

@@ -80,7 +80,8 @@ async fn start_localstripe() -> Result<LocalStripe, String> {
         child,
         base: format!("http://127.0.0.1:{port}"),
     };
-    for _ in 0..150 {
+    // a loaded machine can take many seconds to start the Python server
+    for _ in 0..600 {
         if gateway(&ls, "GET", "/v1/customers", "").await.is_ok() {
             return Ok(ls);
         }
