@@ -282,8 +282,11 @@ async fn kill_9_of_a_node_under_load_moves_its_stations_and_jobs_and_loses_nothi
     // spread over the three nodes
     let before = connected(&nodes).await;
     assert!(before.iter().all(|c| *c > 0), "spread: {before:?}");
-    // an entry of the victim's for a station that will not reconnect,
-    // written early so that every node has seen it before the kill
+    tokio::time::sleep(Duration::from_secs(8)).await;
+
+    // an entry of the victim's for a station that will not reconnect
+    // (written just before the kill: the victim would drop it, it is no
+    // connection of its own)
     let victim_id = format!("n{}", victim + 1);
     let (registry, beats) = buckets(&nats, &cluster).await;
     let beat: Value =
@@ -293,7 +296,6 @@ async fn kill_9_of_a_node_under_load_moves_its_stations_and_jobs_and_loses_nothi
         .put("CFK-GONE", entry.to_string().into())
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_secs(8)).await;
 
     // kill -9 of the node running the outbox (and maybe more)
     let on_victim = before[victim];
@@ -301,7 +303,8 @@ async fn kill_9_of_a_node_under_load_moves_its_stations_and_jobs_and_loses_nothi
     let killed = Instant::now();
     eprintln!("killed n{} with {on_victim} stations", victim + 1);
     // its lease still runs (6 s, renewed every 2 s): its node does not
-    // answer; asked within 3 s of the kill, well before the lease lapses
+    // answer; asked within 3 s of the kill (the live node's registry watch
+    // may deliver the entry a moment later), well before the lease lapses
     let live = nodes.iter().flatten().next().unwrap();
     trigger_until(live, "CFK-GONE", 503, Duration::from_secs(3)).await;
     // its stations are on the others within 30 s
