@@ -5,38 +5,33 @@
 #  1. steady: STATIONS in all (default 51,000), one `evproto load` process
 #     per node (each over 16 loopback source addresses), 1 message per
 #     station per 10 s (idle mix) for DURATION s after the ramp: per node the
-#     connections, p50/p99 and errors over the whole run and over the steady
-#     phase alone (messages sent from SETTLE s after the ramp and the last
-#     boot: the boot storm left out), RSS, the cluster's own gauges beside
-#     the connections each load process holds, the writes per second into
-#     each JetStream bucket and the messages per second into NATS (from
-#     nats-server's monitoring port), and the load average (the machine is
-#     shared);
+#     connections, p99, errors and RSS, the cluster's own gauges, and the
+#     load average (the machine is shared);
 #  2. saturation side by side in one run, on the same nodes afterwards:
 #     1, 2 and 3 nodes each under `evproto load --saturate` (SAT stations
 #     per node, default 1,000, idle mix, 10 s), total msg/s.
 # usage: benches/cluster.sh [STATIONS]
 #   SKIP_BUILD=1 reuses the release build in ${CARGO_TARGET_DIR:-target};
-#   DURATION (default 90), SETTLE (default 15), RAMP (connections per
-#   second per load process, default 500), SAT, LEASE (--cluster-lease: each
-#   node's liveness lease and the jobs', default 30), STEADY=0 / SATURATE=0
-#   skip a part.
+#   DURATION (default 60), RAMP (connections per second per load process,
+#   default 500), SAT, PRESENCE (--presence-lease, default 300: each
+#   station's presence entry is renewed every third of it), LEASE
+#   (--cluster-lease of the jobs, default 30), STEADY=0 / SATURATE=0 skip a
+#   part.
 #   Needs PostgreSQL on 127.0.0.1:5432 (trust auth) and nats-server on PATH.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-51000}
-DURATION=${DURATION:-90}
-SETTLE=${SETTLE:-15}
+DURATION=${DURATION:-60}
 RAMP=${RAMP:-500}
 SAT=${SAT:-1000}
 LEASE=${LEASE:-30}
+PRESENCE=${PRESENCE:-300}
 [ "${SKIP_BUILD:-0}" = 1 ] || cargo build --release -q -p csms -p evproto --bins
 T=${CARGO_TARGET_DIR:-target}/release
 KEY=bench-key-0123456789abcdef
 WORK=$(mktemp -d)
 DB=evproto_cluster_bench_$$
 NATS_PORT=${NATS_PORT:-14222}
-NATS_MON=${NATS_MON:-18222}
 PIDS=()
 cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
@@ -49,7 +44,7 @@ trap cleanup EXIT
 ulimit -n "$(ulimit -Hn)"
 loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
 
-nats-server -a 127.0.0.1 -p "$NATS_PORT" -m "$NATS_MON" -js -sd "$WORK/nats" >"$WORK/nats.log" 2>&1 &
+nats-server -a 127.0.0.1 -p "$NATS_PORT" -js -sd "$WORK/nats" >"$WORK/nats.log" 2>&1 &
 PIDS+=($!)
 psql -q -h 127.0.0.1 -U postgres -c "CREATE DATABASE $DB" postgres
 declare -A NODE_PID
@@ -59,7 +54,7 @@ for i in 1 2 3; do
   DATABASE_URL="postgres://postgres@127.0.0.1:5432/$DB" "$T/csms" --bind 127.0.0.1 \
     --ocpp-port $((19920 + i)) --http-port $((19930 + i)) --admin-port $((19940 + i)) \
     --data-dir "$WORK/n$i" --api-key "$KEY" --security-profile 0 --unknown-stations accept \
-    --cluster "nats://127.0.0.1:$NATS_PORT" --cluster-name bench --node-id "n$i" --cluster-lease "$LEASE" \
+    --cluster "nats://127.0.0.1:$NATS_PORT" --cluster-name bench --node-id "n$i" --cluster-lease "$LEASE" --presence-lease "$PRESENCE" \
     >"$WORK/n$i.out" 2>"$WORK/n$i.log" &
   NODE_PID[$i]=$!
   PIDS+=($!)
@@ -69,35 +64,13 @@ for i in 1 2 3; do
     sleep 0.2
   done
 done
-echo "3 nodes up (node and job lease $LEASE s); $(nproc) cores; load average $(loadavg)"
+echo "3 nodes up (job lease $LEASE s, presence lease $PRESENCE s); $(nproc) cores; load average $(loadavg)"
 metrics() { curl -sf "http://127.0.0.1:$((19940 + $1))/metrics" -H "Authorization: Bearer $KEY"; }
 summary() { # FILE: one line of the load report's JSON
   python3 -c 'import json,sys
 r=json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])
 l=r["latency_ms"]
-print("connected %d/%d, %.0f msg/s, overall p50 %.1f ms, p99 %.1f ms, max %.0f ms, errors %d %s%s" % (r["connections_ok"], r["stations"], r["throughput_msg_s"], l["p50"], l["p99"], l["max"], r["errors"] + r["connections_failed"], json.dumps(r["errors_by_kind"]) if r["errors"] else "", (", node RSS %.1f MB mid-run" % (r["server_rss_kib_mid_run"] / 1024)) if "server_rss_kib_mid_run" in r else ""))
-s=r.get("steady")
-if s and sys.argv[2] == "steady":
-    sl=s["latency_ms"]
-    print("    all booted at %.1f s; steady (sent from %.1f s, %.0f s): %d answers, %.0f msg/s, p50 %.1f ms, p95 %.1f ms, p99 %.1f ms, max %.0f ms, errors %d" % (r["all_booted_s"] or -1, s["from_s"], s["seconds"], s["responses"], s["throughput_msg_s"], sl["p50"], sl["p95"], sl["p99"], sl["max"], s["errors"]))
-elif sys.argv[2] == "steady":
-    print("    no steady phase: the ramp and the boots outlasted the run")' "$1" "${2:-}"
-}
-jsz() { # the writes so far into each bucket and the messages into NATS
-  curl -sf "http://127.0.0.1:$NATS_MON/jsz?streams=true" >"$WORK/jsz.json"
-  curl -sf "http://127.0.0.1:$NATS_MON/varz" >"$WORK/varz.json"
-  python3 -c 'import json,sys
-j=json.load(open(sys.argv[1])); v=json.load(open(sys.argv[2]))
-out={"in_msgs": v["in_msgs"]}
-for a in j.get("account_details", []):
-    for s in a.get("stream_detail", []):
-        out[s["name"]] = s["state"]["last_seq"]
-print(json.dumps(out))' "$WORK/jsz.json" "$WORK/varz.json"
-}
-rates() { # BEFORE AFTER SECONDS: per second
-  python3 -c 'import json,sys
-a=json.loads(sys.argv[1]); b=json.loads(sys.argv[2]); t=float(sys.argv[3])
-print(", ".join("%s %.0f/s" % ("messages into NATS" if k == "in_msgs" else k.replace("KV_evproto_csms_bench_", "bucket "), (b[k] - a.get(k, 0)) / t) for k in sorted(b)))' "$1" "$2" "$3"
+print("connected %d/%d, %.0f msg/s, p50 %.1f ms, p99 %.1f ms, max %.0f ms, errors %d %s%s" % (r["connections_ok"], r["stations"], r["throughput_msg_s"], l["p50"], l["p99"], l["max"], r["errors"] + r["connections_failed"], json.dumps(r["errors_by_kind"]) if r["errors"] else "", (", node RSS %.1f MB mid-run" % (r["server_rss_kib_mid_run"] / 1024)) if "server_rss_kib_mid_run" in r else ""))' "$1"
 }
 
 if [ "${STEADY:-1}" != 0 ]; then
@@ -105,28 +78,16 @@ if [ "${STEADY:-1}" != 0 ]; then
   echo "steady: $((per * 3)) stations, $per per node, 1 msg/station/10 s, ${DURATION} s after a ramp of $RAMP/s per node"
   for i in 1 2 3; do
     "$T/evproto" load --url "ws://127.0.0.1:$((19920 + i))/ocpp/" --prefix "C$i-" --stations "$per" \
-      --duration "$DURATION" --ramp "$RAMP" --rate 0.1 --settle "$SETTLE" --pid "${NODE_PID[$i]}" \
+      --duration "$DURATION" --ramp "$RAMP" --rate 0.1 --pid "${NODE_PID[$i]}" \
       >"$WORK/steady$i.json" 2>"$WORK/steady$i.err" &
     LOADS[$i]=$!
   done
-  # NATS's counts during the ramp, then the cluster's view and NATS's
-  # counts over 20 s in the middle of the steady phase
-  j0=$(jsz)
-  sleep $((per / RAMP))
-  j1=$(jsz)
-  echo "ramp ($((per / RAMP)) s): $(rates "$j0" "$j1" $((per / RAMP)))"
-  sleep $((DURATION / 2 - 10))
+  # the cluster's view in the middle of the steady phase
+  sleep $((per / RAMP + DURATION / 2))
   echo "mid-run load average $(loadavg)"
-  for i in 1 2 3; do
-    echo "n$i's view: $(metrics "$i" | grep -E '^csms_cluster_(nodes|node_stations)' | sed -E 's/csms_cluster_//; s/\{node="([^"]*)"\}/[\1]/' | tr '\n' ' ')"
-  done
-  j2=$(jsz)
-  sleep 20
-  j3=$(jsz)
-  echo "steady (20 s mid-run): $(rates "$j2" "$j3" 20)"
-  metrics 1 | grep -E '^csms_cluster_job_holder' || true
+  metrics 1 | grep -E '^csms_cluster_(nodes|node_stations|job_holder)' || true
   for i in 1 2 3; do wait "${LOADS[$i]}" || true; done
-  for i in 1 2 3; do echo "node n$i: $(summary "$WORK/steady$i.json" steady)"; done
+  for i in 1 2 3; do echo "node n$i: $(summary "$WORK/steady$i.json")"; done
   echo "after the steady phase: load average $(loadavg)"
 fi
 

@@ -92,12 +92,6 @@ pub(crate) struct Args {
     /// Seconds a call may take before it counts as a timeout.
     #[arg(long, default_value_t = 30)]
     call_timeout: u64,
-    /// The report's `steady` figures count the messages sent from this many
-    /// seconds after the ramp ended and every station's boot was answered
-    /// (the boot storm and its backlog left out); the other figures count
-    /// every message.
-    #[arg(long, default_value_t = 10)]
-    settle: u64,
 }
 
 /// The message mix of `evproto load --mix`.
@@ -125,32 +119,6 @@ struct Counters {
     sent: AtomicU64,
     responses: AtomicU64,
     errors: AtomicU64,
-    /// Stations whose connection failed or whose boot was answered.
-    booted: AtomicU64,
-    /// When the last of them did, ms after the start (`u64::MAX`: not yet).
-    all_booted_ms: AtomicU64,
-}
-
-impl Counters {
-    fn new() -> Counters {
-        Counters {
-            all_booted_ms: AtomicU64::new(u64::MAX),
-            ..Counters::default()
-        }
-    }
-
-    /// One more station connected and booted, or failed to: `now_ms` after
-    /// the start.
-    fn booted(&self, stations: usize, now_ms: u64) {
-        if self.booted.fetch_add(1, Ordering::Relaxed) + 1 == stations as u64 {
-            self.all_booted_ms.store(now_ms, Ordering::Relaxed);
-        }
-    }
-}
-
-/// Milliseconds from `t0` to now.
-fn ms_since(t0: tokio::time::Instant) -> u32 {
-    u32::try_from(t0.elapsed().as_millis()).unwrap_or(u32::MAX)
 }
 
 /// What one station measured.
@@ -159,11 +127,6 @@ struct StationReport {
     connected: bool,
     connect_error: Option<String>,
     latencies: BTreeMap<&'static str, Vec<u32>>,
-    /// Every answered message but the boot: when it was sent (ms after the
-    /// start) and its latency (µs).
-    timed: Vec<(u32, u32)>,
-    /// When each failed message but the boot was sent.
-    failed_at: Vec<u32>,
     errors: BTreeMap<String, u64>,
     storm_ok: Option<bool>,
     tally: transactions::Tally,
@@ -382,7 +345,6 @@ async fn station(
     i: usize,
     host: Arc<str>,
     port: u16,
-    t0: tokio::time::Instant,
     start_at: tokio::time::Instant,
     steady_end: tokio::time::Instant,
     storm: Arc<tokio::sync::Barrier>,
@@ -395,7 +357,6 @@ async fn station(
         Ok(ws) => ws,
         Err(e) => {
             counters.connect_failed.fetch_add(1, Ordering::Relaxed);
-            counters.booted(args.stations, u64::from(ms_since(t0)));
             report.connect_error = Some(e);
             if args.reconnect_storm {
                 storm.wait().await;
@@ -409,7 +370,6 @@ async fn station(
     if !boot(&mut ws, &mut ep, v, &counters, &mut report).await {
         counters.errors.fetch_add(1, Ordering::Relaxed);
     }
-    counters.booted(args.stations, u64::from(ms_since(t0)));
     let interval = if args.saturate || args.rate <= 0.0 {
         Duration::ZERO
     } else {
@@ -434,7 +394,6 @@ async fn station(
             None => message(v, n),
         };
         n += 1;
-        let sent_ms = ms_since(t0);
         let result = call(&mut ws, &mut ep, action, payload, &counters).await;
         let result = match (result, &mut sessions) {
             (Ok((us, answer)), Some(s)) => s.answered(&answer, &mut report.tally).map(|()| us),
@@ -447,12 +406,8 @@ async fn station(
             }
         };
         match result {
-            Ok(us) => {
-                report.latencies.entry(action).or_default().push(us);
-                report.timed.push((sent_ms, us));
-            }
+            Ok(us) => report.latencies.entry(action).or_default().push(us),
             Err(e) => {
-                report.failed_at.push(sent_ms);
                 counters.errors.fetch_add(1, Ordering::Relaxed);
                 *report.errors.entry(format!("{action} {e}")).or_default() += 1;
                 if e == "closed" || e == "transport" {
@@ -550,7 +505,7 @@ pub(crate) fn run(mut args: Args) -> Result<bool, String> {
             return Err(format!("{target_ip} is not loopback: pass --allow-remote to load another machine"));
         }
         let args = Arc::new(args);
-        let counters = Arc::new(Counters::new());
+        let counters = Arc::new(Counters::default());
         let t0 = tokio::time::Instant::now();
         let ramp = Duration::from_secs_f64(args.stations as f64 / args.ramp.max(1) as f64);
         let steady_end = t0 + ramp + Duration::from_secs(args.duration);
@@ -559,7 +514,7 @@ pub(crate) fn run(mut args: Args) -> Result<bool, String> {
         for i in 0..args.stations {
             let start_at = t0 + Duration::from_secs_f64(i as f64 / args.ramp.max(1) as f64);
             let sessions = tag.clone().map(|t| transactions::Sessions::new(v, t, run_id, i));
-            tasks.spawn(station(args.clone(), v, sessions, i, host.clone(), port, t0, start_at, steady_end, storm.clone(), counters.clone()));
+            tasks.spawn(station(args.clone(), v, sessions, i, host.clone(), port, start_at, steady_end, storm.clone(), counters.clone()));
         }
         // progress line
         let progress = {
@@ -611,15 +566,8 @@ pub(crate) fn run(mut args: Args) -> Result<bool, String> {
         let mut connect_errors: BTreeMap<String, u64> = BTreeMap::new();
         let (mut storm_ok, mut storm_total) = (0u64, 0u64);
         let mut tally = transactions::Tally::default();
-        // the steady phase: from `settle` after the ramp and the last boot
-        let all_booted_ms = counters.all_booted_ms.load(Ordering::Relaxed);
-        let steady_from_ms = (ramp.as_millis() as u64).max(all_booted_ms).saturating_add(args.settle * 1000);
-        let end_ms = (steady_end - t0).as_millis() as u64;
-        let (mut steady, mut steady_errors) = (Vec::new(), 0u64);
         for r in reports {
             tally.merge(r.tally);
-            steady.extend(r.timed.iter().filter(|(at, _)| u64::from(*at) >= steady_from_ms).map(|(_, us)| *us));
-            steady_errors += r.failed_at.iter().filter(|at| u64::from(**at) >= steady_from_ms).count() as u64;
             for (a, l) in r.latencies {
                 per_action.entry(a).or_default().extend(l);
             }
@@ -655,36 +603,6 @@ pub(crate) fn run(mut args: Args) -> Result<bool, String> {
         for (e, n) in errors.iter().chain(connect_errors.iter()) {
             eprintln!("error: {e}: {n}");
         }
-        steady.sort_unstable();
-        let steady_secs_measured = end_ms.saturating_sub(steady_from_ms) as f64 / 1000.0;
-        let steady_report = if steady_from_ms < end_ms {
-            eprintln!(
-                "steady (sent from {:.1} s, {} s after the ramp and the last boot): {} answers, {} errors, p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms",
-                steady_from_ms as f64 / 1000.0,
-                args.settle,
-                steady.len(),
-                steady_errors,
-                percentile(&steady, 0.5),
-                percentile(&steady, 0.99),
-                percentile(&steady, 1.0)
-            );
-            json!({
-                "from_s": steady_from_ms as f64 / 1000.0,
-                "seconds": steady_secs_measured,
-                "responses": steady.len(),
-                "errors": steady_errors,
-                "throughput_msg_s": steady.len() as f64 / steady_secs_measured.max(1e-9),
-                "latency_ms": {
-                    "p50": percentile(&steady, 0.5),
-                    "p95": percentile(&steady, 0.95),
-                    "p99": percentile(&steady, 0.99),
-                    "max": percentile(&steady, 1.0),
-                },
-            })
-        } else {
-            eprintln!("steady: none (the ramp and the boots, plus {} s, outlasted the run)", args.settle);
-            serde_json::Value::Null
-        };
         let server_rss = args.pid.and_then(rss_kib);
         let per_action: BTreeMap<&str, usize> = per_action.iter().map(|(a, l)| (*a, l.len())).collect();
         let mut report = json!({
@@ -707,8 +625,6 @@ pub(crate) fn run(mut args: Args) -> Result<bool, String> {
                 "max": percentile(&all, 1.0),
             },
             "duration_s": elapsed,
-            "all_booted_s": (all_booted_ms != u64::MAX).then(|| all_booted_ms as f64 / 1000.0),
-            "steady": steady_report,
         });
         if args.mix == Mix::Transactions {
             report["id_tag"] = json!(args.id_tag);

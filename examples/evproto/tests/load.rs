@@ -57,8 +57,6 @@ fn load_smoke_500_stations_no_errors() {
             "500",
             "--rate",
             "1",
-            "--settle",
-            "3",
         ])
         .args(["--pid", &std::process::id().to_string()])
         .output()
@@ -83,25 +81,7 @@ fn load_smoke_500_stations_no_errors() {
     }
     for p in ["p50", "p95", "p99", "max"] {
         assert!(report["latency_ms"][p].is_number(), "{report}");
-        assert!(report["steady"]["latency_ms"][p].is_number(), "{report}");
     }
-    // the steady phase: from 3 s after the ramp (1 s) and the last boot,
-    // to the end (11 s); at most the offered 500 messages a second
-    let steady = &report["steady"];
-    let from = steady["from_s"].as_f64().unwrap();
-    let booted = report["all_booted_s"].as_f64().unwrap();
-    assert!(
-        from >= 4.0 && (from - booted.max(1.0) - 3.0).abs() < 1e-6,
-        "{report}"
-    );
-    let answers = steady["responses"].as_u64().unwrap();
-    assert!(
-        answers > 0 && answers < report["responses"].as_u64().unwrap(),
-        "{report}"
-    );
-    let per_s = steady["throughput_msg_s"].as_f64().unwrap();
-    assert!(per_s > 0.0 && per_s <= 550.0, "{report}");
-    assert_eq!(steady["errors"], 0, "{report}");
     // a remote target is refused without --allow-remote
     let out = Command::new(env!("CARGO_BIN_EXE_evproto"))
         .args([

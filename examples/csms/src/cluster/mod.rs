@@ -3,12 +3,10 @@
 //!
 //! * **Presence** ([`presence`]): a JetStream key-value bucket
 //!   (`evproto_csms_{cluster}_presence`) maps each connected identity to
-//!   the node holding its connection and that node's epoch, written once
-//!   per connection; each node holds one liveness lease in a second bucket
-//!   (`evproto_csms_{cluster}_nodes`, renewed every third of
-//!   `--cluster-lease`), and a dead node's entries are deleted by the
-//!   nodes that see its lease lapse. A station that connects to another
-//!   node replaces its old connection cluster-wide.
+//!   the node holding its connection and the connection's epoch. Entries
+//!   live as long as the bucket's age limit (the lease) and are renewed by
+//!   their node; a station that connects to another node replaces its old
+//!   connection cluster-wide.
 //! * **Calls** ([`Remote`]): the [`crate::gateway::StationGateway`] calls a
 //!   station connected elsewhere through a NATS request to its node
 //!   (`evproto.csms.{cluster}.node.{node}.call`), which calls it and
@@ -17,15 +15,10 @@
 //!   `evproto.csms.{cluster}.events` and re-broadcasts the others' locally.
 //! * **Work done once** ([`lease`], [`jobs`]): the jobs that must run on
 //!   one node at a time (the outbox, the offline sweep, the OpenADR poll)
-//!   are leased in a third bucket (`evproto_csms_{cluster}_jobs`) and
+//!   are leased in a second bucket (`evproto_csms_{cluster}_jobs`) and
 //!   taken over one lease after their holder's last renewal; every node
 //!   announces its stations and jobs on `evproto.csms.{cluster}.nodes`
 //!   (the cluster gauges of `/metrics`).
-//!
-//! Each node has two NATS connections: one for control (calls, liveness,
-//! job leases, announcements), one for bulk (the relayed events, the
-//! presence registry's writes and watch), so the small messages that must
-//! be on time do not queue behind the bulk.
 //!
 //! The rules are sans-IO cores ([`presence::Presence`],
 //! [`relay::Echoes`], [`lease::Leases`], [`jobs::OfflineSweep`]); this
@@ -63,12 +56,12 @@ pub struct ClusterArgs {
     /// This node's id in the cluster (letters, digits, - and _), unique in it; default the host name and the OCPP port.
     #[arg(long, env = "CSMS_NODE_ID")]
     node_id: Option<String>,
-    /// Seconds a node's liveness lease and a once-per-cluster job's lease live without renewal (renewed every third of that): a dead node's jobs are taken over, and its stations' presence entries dropped, after it.
+    /// Seconds a once-per-cluster job's lease lives without renewal (its node renews it every third of that; a dead node's jobs are taken over after it).
     #[arg(long, env = "CSMS_CLUSTER_LEASE", default_value_t = 30)]
     cluster_lease: u64,
-    /// No longer used (accepted for old command lines, with a warning): a station's presence entry is written once per connection and lives as long as its node's liveness lease (--cluster-lease).
-    #[arg(long, env = "CSMS_PRESENCE_LEASE")]
-    presence_lease: Option<u64>,
+    /// Seconds a station's presence entry lives without renewal (its node renews it every third of that: one write per station each time, so not short at scale; a dead node's stations that reconnect nowhere stay listed that long).
+    #[arg(long, env = "CSMS_PRESENCE_LEASE", default_value_t = 300)]
+    presence_lease: u64,
 }
 
 /// Cluster mode's settings.
@@ -80,11 +73,10 @@ pub struct ClusterConfig {
     pub name: String,
     /// This node's id (`None`: host name and OCPP port).
     pub node: Option<String>,
-    /// How long a node's liveness lease and a job's lease live without
-    /// renewal.
+    /// How long a job's lease lives without renewal.
     pub lease: Duration,
-    /// `--presence-lease` was given (it is no longer used).
-    pub presence_lease_ignored: bool,
+    /// How long a station's presence entry lives without renewal.
+    pub presence_lease: Duration,
 }
 
 /// A name usable in a NATS subject token and a bucket name.
@@ -117,12 +109,15 @@ impl ClusterArgs {
         if self.cluster_lease < 3 {
             return Err("cluster_lease: 3 seconds or more".into());
         }
+        if self.presence_lease < 3 {
+            return Err("presence_lease: 3 seconds or more".into());
+        }
         Ok(Some(ClusterConfig {
             url,
             name: self.cluster_name.clone(),
             node: self.node_id.clone(),
             lease: Duration::from_secs(self.cluster_lease),
-            presence_lease_ignored: self.presence_lease.is_some(),
+            presence_lease: Duration::from_secs(self.presence_lease),
         }))
     }
 }
@@ -218,23 +213,17 @@ pub enum ClusterError {
     },
 }
 
-/// What nodes and the cluster share: NATS, the buckets, the names.
+/// What nodes and the cluster share: NATS, the bucket, the names.
 #[derive(Debug)]
 struct Shared {
-    /// Control: calls, liveness, job leases, announcements, changes.
     client: async_nats::Client,
-    /// Bulk: the relayed events and the presence registry.
-    bulk: async_nats::Client,
-    /// The presence registry (on `bulk`).
     kv: kv::Store,
-    /// The nodes' liveness leases (on `client`).
-    beats: kv::Store,
     prefix: String,
     node: String,
-    /// This run of the node: new at each start.
-    epoch: u64,
-    /// A node's and a job's lease.
+    /// A job's lease.
     lease: Duration,
+    /// A station's presence entry's life without renewal.
+    presence_lease: Duration,
     /// How long a caller waits for the owner's answer: the call timeout and
     /// a margin for the hops.
     wait: Duration,
@@ -270,49 +259,31 @@ impl Cluster {
         call_timeout: Duration,
     ) -> Result<Cluster, ClusterError> {
         let wait = call_timeout + Duration::from_secs(5);
-        let connect = |role: &'static str| {
-            async_nats::ConnectOptions::new()
-                .name(format!("csms {}/{node} {role}", config.name))
-                .connection_timeout(Duration::from_secs(5))
-                .request_timeout(Some(wait))
-                .connect(config.url.as_str())
-        };
-        let unreachable = |e: async_nats::ConnectError| ClusterError::Nats {
-            url: crate::config::redact(&config.url),
-            reason: e.to_string(),
-        };
-        let client = connect("control").await.map_err(unreachable)?;
-        let bulk = connect("bulk").await.map_err(unreachable)?;
-        if config.presence_lease_ignored {
-            tracing::warn!("--presence-lease is no longer used: a station's presence entry lives as long as its node's liveness lease (--cluster-lease)");
-        }
+        let client = async_nats::ConnectOptions::new()
+            .name(format!("csms {}/{node}", config.name))
+            .connection_timeout(Duration::from_secs(5))
+            .request_timeout(Some(wait))
+            .connect(config.url.as_str())
+            .await
+            .map_err(|e| ClusterError::Nats {
+                url: crate::config::redact(&config.url),
+                reason: e.to_string(),
+            })?;
         let js = async_nats::jetstream::new(client.clone());
-        let bulk_js = async_nats::jetstream::new(bulk.clone());
         let bucket_name = format!("evproto_csms_{}_presence", config.name);
         let about = "evproto CSMS: which node holds which station's connection";
-        // no age limit: an entry lives as long as its connection
-        let kv = bucket(&bulk_js, &bucket_name, Duration::ZERO, about).await?;
-        let about = "evproto CSMS: each node's liveness lease and epoch";
-        let beats_name = format!("evproto_csms_{}_nodes", config.name);
-        let beats = bucket(&js, &beats_name, config.lease, about).await?;
+        let kv = bucket(&js, &bucket_name, config.presence_lease, about).await?;
         let jobs = jobs::JobShell::open(&js, &config.name, &node, config.lease).await?;
-        // new at each start: this run's entries are told from an earlier
-        // run's of the same node id
-        let epoch = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(1, |d| d.as_nanos() as u64);
-        tracing::info!(node, epoch, cluster = %config.name, "joined the cluster");
+        tracing::info!(node, cluster = %config.name, "joined the cluster");
         Ok(Cluster {
             jobs,
             shared: Arc::new(Shared {
                 client,
-                bulk,
                 kv,
-                beats,
                 prefix: format!("evproto.csms.{}", config.name),
                 node,
-                epoch,
                 lease: config.lease,
+                presence_lease: config.presence_lease,
                 wait,
             }),
         })
@@ -357,7 +328,7 @@ impl Cluster {
             .await
             .map_err(|e| format!("cluster: {e}"))?;
         let incoming = s
-            .bulk
+            .client
             .subscribe(s.events_subject())
             .await
             .map_err(|e| format!("cluster: {e}"))?;
@@ -375,9 +346,7 @@ impl Cluster {
 /// a key-value bucket is (as the client's `create_key_value` makes it,
 /// which first reads account details that NATS servers before 2.10 answer
 /// in a form it does not read), one value per key, entries dropped after
-/// `lease` (zero: kept). A bucket another node created meanwhile is opened
-/// as it is, but for its age limit, set to `lease` (a presence bucket of an
-/// earlier version had one).
+/// `lease`. A bucket another node created meanwhile is opened as it is.
 async fn bucket(
     js: &async_nats::jetstream::Context,
     bucket: &str,
@@ -385,28 +354,13 @@ async fn bucket(
     about: &str,
 ) -> Result<kv::Store, ClusterError> {
     use async_nats::jetstream::stream;
+    if let Ok(kv) = js.get_key_value(bucket).await {
+        return Ok(kv);
+    }
     let failed = |reason: String| ClusterError::Bucket {
         bucket: bucket.to_owned(),
         reason,
     };
-    if let Ok(kv) = js.get_key_value(bucket).await {
-        let mut stream = js
-            .get_stream(format!("KV_{bucket}"))
-            .await
-            .map_err(|e| failed(e.to_string()))?;
-        let info = stream.info().await.map_err(|e| failed(e.to_string()))?;
-        if info.config.max_age != lease {
-            let config = stream::Config {
-                max_age: lease,
-                ..info.config.clone()
-            };
-            js.update_stream(config)
-                .await
-                .map_err(|e| failed(e.to_string()))?;
-            tracing::info!(bucket, ?lease, "cluster: the bucket's age limit changed");
-        }
-        return Ok(kv);
-    }
     let created = js
         .create_stream(stream::Config {
             name: format!("KV_{bucket}"),
@@ -454,9 +408,7 @@ pub struct Remote {
 
 impl Remote {
     /// The entry of a station connected to another node, `None` when it is
-    /// connected to none (or only this node's stale entry names it, or the
-    /// entry's node's liveness lease lapsed or names another epoch: it
-    /// died or restarted).
+    /// connected to none (or only this node's stale entry names it).
     ///
     /// # Errors
     ///
@@ -474,20 +426,10 @@ impl Remote {
             .await
             .map_err(|_| unreachable("the presence registry did not answer".into()))?
             .map_err(|e| unreachable(format!("the presence registry: {e}")))?;
-        let Some(entry) = found
+        Ok(found
             .filter(|e| e.operation == kv::Operation::Put)
             .and_then(|e| serde_json::from_slice::<Entry>(&e.value).ok())
-            .filter(|e| e.node != self.shared.node)
-        else {
-            return Ok(None);
-        };
-        let beat = tokio::time::timeout(self.shared.wait, self.shared.beats.entry(&entry.node))
-            .await
-            .map_err(|_| unreachable("the nodes' leases did not answer".into()))?
-            .map_err(|e| unreachable(format!("the nodes' leases: {e}")))?
-            .filter(|e| e.operation == kv::Operation::Put)
-            .and_then(|e| serde_json::from_slice::<presence::Beat>(&e.value).ok());
-        Ok(Some(entry).filter(|e| presence::live(e, beat.as_ref())))
+            .filter(|e| e.node != self.shared.node))
     }
 
     /// Calls `action` with `payload` (the request's JSON text) on a station
@@ -618,7 +560,7 @@ async fn relay_events(
                     }
                     let out = EventOut { node: &shared.node, event: &e };
                     let Ok(body) = serde_json::to_vec(&out) else { continue };
-                    if let Err(err) = shared.bulk.publish(subject.clone(), body.into()).await {
+                    if let Err(err) = shared.client.publish(subject.clone(), body.into()).await {
                         tracing::debug!("cluster: publishing an event: {err}");
                     }
                 }
@@ -655,24 +597,7 @@ async fn next_entry(watch: &mut Option<kv::Watch>) -> Option<Result<kv::Entry, k
     }
 }
 
-/// Opens a watch of every key of `kv` (from `after` + 1 when not zero).
-async fn open_watch(kv: &kv::Store, after: u64, what: &str) -> Option<kv::Watch> {
-    let opened = if after == 0 {
-        kv.watch_all().await
-    } else {
-        kv.watch_all_from_revision(after + 1).await
-    };
-    match opened {
-        Ok(w) => Some(w),
-        Err(e) => {
-            tracing::warn!("cluster: watching {what}: {e}");
-            None
-        }
-    }
-}
-
-/// Keeps the presence entries of the stations connected here and this
-/// node's liveness lease, and drops the entries of dead nodes; a station
+/// Keeps the presence entries of the stations connected here; a station
 /// that connects here with its boot accepted by the store (by another
 /// node while this one did not hear of it) is taken as booted.
 async fn presence_loop(
@@ -682,22 +607,21 @@ async fn presence_loop(
     store: crate::store::Store,
 ) {
     let start = Instant::now();
-    let mut core = Presence::new(shared.node.clone(), shared.epoch, shared.lease);
+    let mut core = Presence::new(shared.node.clone(), shared.presence_lease / 3);
     let (done, mut outcomes) = mpsc::unbounded_channel::<Input>();
-    let (mut watch, mut beats): (Option<kv::Watch>, Option<kv::Watch>) = (None, None);
-    let (mut last_revision, mut last_beat) = (0, 0);
+    let mut watch: Option<kv::Watch> = None;
+    let mut last_revision = 0;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
-    let mut hearing = false;
     loop {
         if watch.is_none() {
-            watch = open_watch(&shared.kv, last_revision, "the presence registry").await;
-        }
-        if beats.is_none() {
-            beats = open_watch(&shared.beats, last_beat, "the nodes' leases").await;
-            if beats.is_some() {
-                // every node gets a lease from now to be heard
-                core.handle(start.elapsed(), Input::Hearing);
-                hearing = true;
+            let opened = if last_revision == 0 {
+                shared.kv.watch_all().await
+            } else {
+                shared.kv.watch_all_from_revision(last_revision + 1).await
+            };
+            match opened {
+                Ok(w) => watch = Some(w),
+                Err(e) => tracing::warn!("cluster: watching the presence registry: {e}"),
             }
         }
         let input = tokio::select! {
@@ -749,43 +673,8 @@ async fn presence_loop(
                     continue;
                 }
             },
-            b = next_entry(&mut beats) => match b {
-                Some(Ok(e)) => {
-                    last_beat = last_beat.max(e.revision);
-                    if e.operation != kv::Operation::Put {
-                        continue;
-                    }
-                    match serde_json::from_slice::<presence::Beat>(&e.value) {
-                        Ok(b) => Input::Beaten { node: e.key, epoch: b.epoch },
-                        Err(err) => {
-                            tracing::warn!(node = e.key, "cluster: a liveness entry that is not one: {err}");
-                            continue;
-                        }
-                    }
-                }
-                Some(Err(err)) => {
-                    tracing::warn!("cluster: the nodes' leases watch: {err}");
-                    beats = None;
-                    continue;
-                }
-                None => {
-                    beats = None;
-                    continue;
-                }
-            },
             Some(i) = outcomes.recv() => i,
-            _ = tick.tick() => {
-                // cut off from NATS: no node is judged until it is back
-                let connected = beats.is_some()
-                    && shared.client.connection_state()
-                        == async_nats::connection::State::Connected;
-                if connected != hearing {
-                    hearing = connected;
-                    let i = if connected { Input::Hearing } else { Input::Deaf };
-                    core.handle(start.elapsed(), i);
-                }
-                Input::Tick
-            }
+            _ = tick.tick() => Input::Tick,
         };
         for d in core.handle(start.elapsed(), input) {
             execute(&shared, &server, &done, d);
@@ -803,29 +692,54 @@ fn execute(
 ) {
     let (shared, done) = (shared.clone(), done.clone());
     match d {
-        Decision::Claim { station, entry } => {
+        Decision::Claim { station, version } => {
             tokio::spawn(async move {
-                let value = serde_json::to_vec(&entry).unwrap_or_default();
-                let outcome = match shared.kv.put(key_of(&station), value.into()).await {
-                    Ok(revision) => Input::Claimed { station, revision },
+                let outcome = match claim(&shared, &station, version).await {
+                    Ok((epoch, revision)) => Input::Claimed {
+                        station,
+                        epoch,
+                        revision,
+                    },
                     Err(e) => {
-                        tracing::warn!(station, "cluster: writing the presence entry: {e}");
+                        tracing::warn!(station, "cluster: claiming the presence entry: {e}");
                         Input::ClaimFailed { station }
                     }
                 };
                 let _ = done.send(outcome);
             });
         }
-        Decision::Beat(beat) => {
+        Decision::Renew {
+            station,
+            entry,
+            revision,
+        } => {
             tokio::spawn(async move {
-                let value = serde_json::to_vec(&beat).unwrap_or_default();
-                let written = shared.beats.put(&shared.node, value.into()).await;
-                if let Err(e) = &written {
-                    tracing::warn!("cluster: renewing this node's liveness lease: {e}");
+                let key = key_of(&station);
+                let value = serde_json::to_vec(&entry).unwrap_or_default();
+                match shared.kv.update(&key, value.into(), revision).await {
+                    Ok(revision) => {
+                        let _ = done.send(Input::Renewed { station, revision });
+                    }
+                    Err(e) => {
+                        let conflict = e.kind() == kv::UpdateErrorKind::WrongLastRevision;
+                        let _ = done.send(Input::RenewFailed {
+                            station: station.clone(),
+                        });
+                        if conflict {
+                            let _ = done.send(match read(&shared, &key).await {
+                                Ok(Some((entry, revision))) => Input::Seen {
+                                    station,
+                                    entry: Some(entry),
+                                    revision,
+                                },
+                                Ok(None) => Input::Gone { station },
+                                Err(_) => return,
+                            });
+                        } else {
+                            tracing::warn!(station, "cluster: renewing the presence entry: {e}");
+                        }
+                    }
                 }
-                let _ = done.send(Input::BeatDone {
-                    ok: written.is_ok(),
-                });
             });
         }
         Decision::Close { station } => {
@@ -848,6 +762,62 @@ fn execute(
             });
         }
     }
+}
+
+/// A station's current entry and its revision, `None` when there is none.
+async fn read(shared: &Shared, key: &str) -> Result<Option<(Entry, u64)>, String> {
+    let found = shared.kv.entry(key).await.map_err(|e| e.to_string())?;
+    Ok(found
+        .filter(|e| e.operation == kv::Operation::Put)
+        .and_then(|e| Some((serde_json::from_slice::<Entry>(&e.value).ok()?, e.revision))))
+}
+
+/// Writes a station's entry naming this node with the next epoch, over the
+/// revision read (created when absent), again on a conflict: the epoch and
+/// revision written.
+async fn claim(
+    shared: &Shared,
+    station: &str,
+    version: evproto_ocpp_proto::ProtocolVersion,
+) -> Result<(u64, u64), String> {
+    let key = key_of(station);
+    let mut last = String::new();
+    for _ in 0..16 {
+        let current = shared.kv.entry(&key).await.map_err(|e| e.to_string())?;
+        let (epoch, over) = match current {
+            Some(e) if e.operation == kv::Operation::Put => (
+                serde_json::from_slice::<Entry>(&e.value).map_or(0, |x| x.epoch) + 1,
+                Some(e.revision),
+            ),
+            _ => (1, None),
+        };
+        let value = serde_json::to_vec(&Entry {
+            node: shared.node.clone(),
+            epoch,
+            version,
+        })
+        .map_err(|e| e.to_string())?;
+        let written = match over {
+            Some(r) => shared.kv.update(&key, value.into(), r).await.map_err(|e| {
+                (
+                    e.kind() == kv::UpdateErrorKind::WrongLastRevision,
+                    e.to_string(),
+                )
+            }),
+            None => shared.kv.create(&key, value.into()).await.map_err(|e| {
+                (
+                    e.kind() == kv::CreateErrorKind::AlreadyExists,
+                    e.to_string(),
+                )
+            }),
+        };
+        match written {
+            Ok(revision) => return Ok((epoch, revision)),
+            Err((true, e)) => last = e,
+            Err((false, e)) => return Err(e),
+        }
+    }
+    Err(format!("kept losing the race for it: {last}"))
 }
 
 #[cfg(test)]
@@ -877,7 +847,7 @@ mod tests {
             cluster_name: name.into(),
             node_id: node.map(str::to_owned),
             cluster_lease: lease,
-            presence_lease: None,
+            presence_lease: lease * 10,
         };
         assert_eq!(args(None, "x", None, 30).to_config(), Ok(None));
         let c = args(Some("nats://127.0.0.1:4222"), "prod", Some("n1"), 30)
@@ -885,7 +855,7 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(c.lease, Duration::from_secs(30));
-        assert!(!c.presence_lease_ignored);
+        assert_eq!(c.presence_lease, Duration::from_secs(300));
         assert!(args(Some("nats://h"), "a.b", None, 30).to_config().is_err());
         assert!(args(Some("nats://h"), "a", Some("n 1"), 30)
             .to_config()
