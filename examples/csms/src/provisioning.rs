@@ -27,6 +27,7 @@ use axum::response::IntoResponse;
 use axum::routing::post;
 use axum::{Json, Router};
 use evproto_ocpp_proto::ProtocolVersion;
+use evproto_ocpp_types::codec::WireEnum;
 use evproto_ocpp_types::{v16, v201, v21, Action};
 use serde::{Deserialize, Serialize};
 
@@ -229,13 +230,11 @@ macro_rules! variables_2x {
                 it.attribute
                     .as_deref()
                     .map(|a| {
-                        serde_json::from_value(serde_json::Value::String(a.to_owned())).map_err(
-                            |_| {
-                                bad(format!(
-                                    "attribute: {a} is none of Actual, Target, MinSet, MaxSet"
-                                ))
-                            },
-                        )
+                        <$ver::AttributeEnumType as WireEnum>::from_wire(a).ok_or_else(|| {
+                            bad(format!(
+                                "attribute: {a} is none of Actual, Target, MinSet, MaxSet"
+                            ))
+                        })
                     })
                     .transpose()
             }
