@@ -133,9 +133,47 @@ struct Cache {
     tokens: std::sync::RwLock<std::collections::HashMap<String, Option<TokenRecord>>>,
     /// Tariff id → body (`None`: not there).
     tariffs: std::sync::RwLock<std::collections::HashMap<String, Option<Value>>>,
+    /// Station → its master-pass group (`None`: it reported none), read by
+    /// every authorization decision (store/tokens.rs).
+    master_pass: std::sync::Mutex<MasterPassCache>,
     /// Cluster mode: told when this process changed a cached table
     /// (store/cluster.rs).
     changed: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<()>>,
+}
+
+/// The master-pass groups read so far, and a generation counted up by each
+/// write of one (and each forget): a read that began before a write does not
+/// fill the cache with what it read.
+#[derive(Debug, Default)]
+struct MasterPassCache {
+    groups: std::collections::HashMap<String, Option<String>>,
+    generation: u64,
+}
+
+impl MasterPassCache {
+    /// Keeps `group`, read for `station` from the database by a read that
+    /// began at `generation`, unless a write or a forget came since.
+    fn fill(&mut self, generation: u64, station: &str, group: &Option<String>) {
+        if self.generation != generation {
+            return;
+        }
+        // a bound on what stations that never report one can fill
+        if self.groups.len() >= 100_000 {
+            self.groups.clear();
+        }
+        self.groups.insert(station.to_owned(), group.clone());
+    }
+
+    /// Forgets `station`'s group (`None`: every station's).
+    fn forget(&mut self, station: Option<&str>) {
+        self.generation += 1;
+        match station {
+            Some(s) => {
+                self.groups.remove(s);
+            }
+            None => self.groups.clear(),
+        }
+    }
 }
 
 pub(crate) fn ts(t: DateTime<Utc>) -> String {
@@ -320,6 +358,18 @@ impl Store {
             tx.commit().await?;
         }
         Ok(())
+    }
+
+    /// Tests: a store on a fresh SQLite file under the temporary directory
+    /// (`name` and the process id tell it apart).
+    #[cfg(test)]
+    pub(crate) async fn open_temp(name: &str) -> Store {
+        let dir = std::env::temp_dir().join(format!("csms-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("a temporary directory");
+        Store::open(&format!("sqlite://{}?mode=rwc", dir.join("t.db").display()))
+            .await
+            .expect("a store")
     }
 
     /// Tests: the next `n` calls of the store's session path (reads of a

@@ -1,6 +1,6 @@
-//! Cluster mode: the store's caches (tokens, tariffs) kept in step across
-//! the nodes sharing the database. A node that changes a cached table
-//! tells the cluster ([`Store::on_cached_change`]); the others forget what
+//! Cluster mode: the store's caches (tokens, tariffs, master-pass groups)
+//! kept in step across the nodes sharing the database. A node that changes
+//! a cached table tells the cluster ([`Store::on_cached_change`]); the others forget what
 //! they cached of it ([`Store::forget_cached`]) and read it again.
 
 use tokio::sync::mpsc;
@@ -9,8 +9,8 @@ use super::Store;
 
 impl Store {
     /// Cluster mode: `tell` gets a message each time this process changes
-    /// a cached table (tokens, tariffs), for the other nodes to drop their
-    /// copies. Set once; later calls are ignored.
+    /// a cached table (tokens, tariffs, a station's master-pass group), for
+    /// the other nodes to drop their copies. Set once; later calls are ignored.
     pub fn on_cached_change(&self, tell: mpsc::UnboundedSender<()>) {
         let _ = self.cache.changed.set(tell);
     }
@@ -23,10 +23,11 @@ impl Store {
         }
     }
 
-    /// Another node changed a cached table: what is cached of tokens and
-    /// tariffs is forgotten and read again from the database when next
-    /// needed.
+    /// Another node changed a cached table: what is cached of tokens,
+    /// tariffs and master-pass groups is forgotten and read again from the
+    /// database when next needed.
     pub fn forget_cached(&self) {
+        self.forget_master_pass(None);
         self.cache
             .tokens
             .write()

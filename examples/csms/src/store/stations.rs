@@ -425,7 +425,9 @@ impl Store {
 
     /// Stores a variable a station reported (NotifyReport, 2.x) in its
     /// device model: an update, or a new row while the station has fewer
-    /// than `max_rows`. Whether it was kept.
+    /// than `max_rows`. Whether it was kept. The one writer of the device
+    /// model: a write of the master-pass group forgets what is cached of it
+    /// (here, and on the other nodes in cluster mode).
     pub async fn put_device_model(
         &self,
         station: &str,
@@ -434,36 +436,46 @@ impl Store {
         body: &Value,
         max_rows: i64,
     ) -> Result<bool> {
-        // an update, or a new row while the station has fewer than `max_rows`
-        let updated = sqlx::query(
-            "UPDATE device_model SET body = $4, updated_at = $5 WHERE station_id = $1 AND component = $2 AND variable = $3",
-        )
-        .bind(station)
-        .bind(component)
-        .bind(variable)
-        .bind(body.to_string())
-        .bind(now())
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        if updated > 0 {
-            return Ok(true);
+        let written: Result<bool> = async {
+            // an update, or a new row while the station has fewer than `max_rows`
+            let updated = sqlx::query(
+                "UPDATE device_model SET body = $4, updated_at = $5 WHERE station_id = $1 AND component = $2 AND variable = $3",
+            )
+            .bind(station)
+            .bind(component)
+            .bind(variable)
+            .bind(body.to_string())
+            .bind(now())
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+            if updated > 0 {
+                return Ok(true);
+            }
+            let inserted = sqlx::query(
+                "INSERT INTO device_model (station_id, component, variable, body, updated_at)
+                 SELECT $1, $2, $3, $4, $5 WHERE (SELECT COUNT(*) FROM device_model WHERE station_id = $1) < $6
+                 ON CONFLICT (station_id, component, variable) DO UPDATE SET body = $4, updated_at = $5",
+            )
+            .bind(station)
+            .bind(component)
+            .bind(variable)
+            .bind(body.to_string())
+            .bind(now())
+            .bind(max_rows)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+            Ok(inserted > 0)
         }
-        let inserted = sqlx::query(
-            "INSERT INTO device_model (station_id, component, variable, body, updated_at)
-             SELECT $1, $2, $3, $4, $5 WHERE (SELECT COUNT(*) FROM device_model WHERE station_id = $1) < $6
-             ON CONFLICT (station_id, component, variable) DO UPDATE SET body = $4, updated_at = $5",
-        )
-        .bind(station)
-        .bind(component)
-        .bind(variable)
-        .bind(body.to_string())
-        .bind(now())
-        .bind(max_rows)
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        Ok(inserted > 0)
+        .await;
+        // after the write, whether it failed or not (a failed commit may
+        // still have written)
+        if (component, variable) == super::tokens::MASTER_PASS_GROUP {
+            self.forget_master_pass(Some(station));
+            self.cached_changed();
+        }
+        written
     }
 
     /// One reported variable of a station's device model.

@@ -14,6 +14,10 @@ use sqlx::Row;
 use super::paging::{like_pattern, time_conds, Cond, Keyset, ListQuery, Page};
 use super::{now, ts, Result, Store, StoreError};
 
+/// The device model variable (component and variable keys) a station's
+/// master-pass group is read from.
+pub(super) const MASTER_PASS_GROUP: (&str, &str) = ("AuthCtrlr", "MasterPassGroupId");
+
 /// An id token as the CSMS keeps it: what authorization (the core's
 /// `authorization::Record`) and the API read.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -235,12 +239,45 @@ impl Store {
 
     /// The station's master-pass group: the `Actual` value of
     /// `AuthCtrlr.MasterPassGroupId` in the device model it reported
-    /// (NotifyReport), when it reported one.
+    /// (NotifyReport), when it reported one. Cached per station: every
+    /// write of that variable goes through [`Store::put_device_model`],
+    /// which forgets the station's entry (and tells the other nodes in
+    /// cluster mode, see store/cluster.rs).
     pub async fn master_pass_group(&self, station: &str) -> Result<Option<String>> {
-        let Some(body) = self
-            .device_variable(station, "AuthCtrlr", "MasterPassGroupId")
-            .await?
-        else {
+        let generation = {
+            let cache = self
+                .cache
+                .master_pass
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if let Some(g) = cache.groups.get(station) {
+                return Ok(g.clone());
+            }
+            cache.generation
+        };
+        let group = self.read_master_pass_group(station).await?;
+        self.cache
+            .master_pass
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .fill(generation, station, &group);
+        Ok(group)
+    }
+
+    /// Forgets the cached master-pass group of `station` (`None`: of every
+    /// station); a read in flight does not put back what it read.
+    pub(super) fn forget_master_pass(&self, station: Option<&str>) {
+        self.cache
+            .master_pass
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .forget(station);
+    }
+
+    /// [`Store::master_pass_group`] from the database.
+    async fn read_master_pass_group(&self, station: &str) -> Result<Option<String>> {
+        let (component, variable) = MASTER_PASS_GROUP;
+        let Some(body) = self.device_variable(station, component, variable).await? else {
             return Ok(None);
         };
         // the Actual attribute's value, as the station's version reported it
@@ -261,5 +298,96 @@ impl Store {
                 .and_then(|d| actual!(d)),
         };
         Ok(value.filter(|v| !v.trim().is_empty()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reported(group: &str) -> serde_json::Value {
+        serde_json::json!({
+            "component": {"name": "AuthCtrlr"},
+            "variable": {"name": "MasterPassGroupId"},
+            "variableAttribute": [{"type": "Actual", "value": group}]
+        })
+    }
+
+    /// The master-pass group is read once per station, and forgotten by a
+    /// write of it (through the store, or by another node in cluster mode).
+    #[tokio::test]
+    async fn master_pass_group_cache_follows_writes() {
+        let store = Store::open_temp("master-pass").await;
+        let (component, variable) = MASTER_PASS_GROUP;
+        assert_eq!(store.master_pass_group("CP1").await.unwrap(), None);
+        // a report of it forgets the cached `None`
+        store
+            .put_device_model("CP1", component, variable, &reported("MP1"), 100)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.master_pass_group("CP1").await.unwrap().as_deref(),
+            Some("MP1")
+        );
+        // cached: a change behind the store's back is not read
+        sqlx::query("UPDATE device_model SET body = $1 WHERE station_id = 'CP1'")
+            .bind(reported("MP2").to_string())
+            .execute(store.pool())
+            .await
+            .unwrap();
+        assert_eq!(
+            store.master_pass_group("CP1").await.unwrap().as_deref(),
+            Some("MP1")
+        );
+        // another variable, another station: the entry stays
+        store
+            .put_device_model("CP1", "AuthCtrlr", "Enabled", &serde_json::json!({}), 100)
+            .await
+            .unwrap();
+        store
+            .put_device_model("CP2", component, variable, &reported("MP9"), 100)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.master_pass_group("CP1").await.unwrap().as_deref(),
+            Some("MP1")
+        );
+        assert_eq!(
+            store.master_pass_group("CP2").await.unwrap().as_deref(),
+            Some("MP9")
+        );
+        // another node changed a cached table: read again
+        store.forget_cached();
+        assert_eq!(
+            store.master_pass_group("CP1").await.unwrap().as_deref(),
+            Some("MP2")
+        );
+        // a write through the store: read again
+        store
+            .put_device_model("CP1", component, variable, &reported("MP3"), 100)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.master_pass_group("CP1").await.unwrap().as_deref(),
+            Some("MP3")
+        );
+    }
+
+    /// A read that began before a write (or a forget) does not fill the
+    /// cache with what it read.
+    #[test]
+    fn master_pass_read_in_flight_does_not_fill_after_a_write() {
+        let mut cache = super::super::MasterPassCache::default();
+        let began = cache.generation;
+        // the write lands while the read is in flight
+        cache.forget(Some("CP1"));
+        cache.fill(began, "CP1", &Some("OLD".into()));
+        assert!(!cache.groups.contains_key("CP1"));
+        // a read that began after it fills
+        let began = cache.generation;
+        cache.fill(began, "CP1", &Some("NEW".into()));
+        assert_eq!(cache.groups.get("CP1"), Some(&Some("NEW".into())));
+        cache.forget(None);
+        assert!(cache.groups.is_empty());
     }
 }
