@@ -532,10 +532,14 @@ pub async fn bill(
     let body = serde_json::to_value(&cdr).map_err(|e| BillingError::Cdr(e.to_string()))?;
     let excl = priced.total_cost.excl;
     let incl = priced.total_cost.incl();
-    store
+    if store
         .insert_cdr(&session.id, cdr.currency.as_str(), excl, incl, &body)
-        .await?;
-    // what is stored (a concurrent bill of the same session may have won)
+        .await?
+    {
+        // stored as built: the body read back would be this one
+        return decode_cdr(body).map(Some);
+    }
+    // a concurrent bill of the same session won: what it stored
     match store.cdr(&session.id).await? {
         Some(stored) => decode_cdr(stored).map(Some),
         None => Ok(Some(cdr)),

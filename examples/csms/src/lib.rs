@@ -265,14 +265,17 @@ impl App {
             .retain(|(station, _, _), _| station != id);
     }
 
-    /// A session ended: price it, keep its CDR (once), publish it. A
-    /// pricing failure is published and logged; the session stays stored
-    /// and can be billed again later.
+    /// A session ended: price it, keep its CDR (once), publish it; the CDR
+    /// (`None`: not priced). A pricing failure is published and logged; the
+    /// session stays stored and can be billed again later.
     ///
     /// # Errors
     ///
     /// The store failed.
-    pub async fn session_completed(&self, s: &Session) -> store::Result<()> {
+    pub async fn session_completed(
+        &self,
+        s: &Session,
+    ) -> store::Result<Option<evproto_ocpi::v221::Cdr>> {
         let cdr = match billing::bill(&self.store, s, &billing::Operator::of(&self.config)).await {
             Ok(cdr) => cdr,
             Err(billing::BillingError::Store(e)) => return Err(e),
@@ -346,7 +349,27 @@ impl App {
             total_cost: cdr.as_ref().map(|c| c.total_cost.clone()),
             receipt: receipt.and_then(|r| serde_json::value::to_raw_value(&r).ok()),
         });
-        Ok(())
+        Ok(cdr)
+    }
+
+    /// The billing a transaction message's commit queued (`bill:{id}` for
+    /// the session it completed), run right after that commit with the
+    /// session as committed rather than read back: what
+    /// [`App::run_outbox`] does for the entry, marked the same way. The CDR
+    /// it made (`Some(None)`: not priced); `None` when it failed (the entry
+    /// stays pending for the outbox worker).
+    pub async fn bill_committed(&self, s: &Session) -> Option<Option<evproto_ocpi::v221::Cdr>> {
+        let id = format!("bill:{}", s.id);
+        match self.session_completed(s).await {
+            Ok(cdr) => {
+                self.outbox_ran(&id, Ok(())).await;
+                Some(cdr)
+            }
+            Err(e) => {
+                self.outbox_ran(&id, Err(e)).await;
+                None
+            }
+        }
     }
 
     /// Runs one outbox entry (a side effect written with the message that
@@ -356,7 +379,7 @@ impl App {
     pub async fn run_outbox(&self, id: &str, kind: &str, subject: &str) {
         let result = match kind {
             "bill" => match self.store.session(subject).await {
-                Ok(Some(s)) => self.session_completed(&s).await,
+                Ok(Some(s)) => self.session_completed(&s).await.map(|_| ()),
                 Ok(None) => Ok(()),
                 Err(e) => Err(e),
             },
@@ -396,6 +419,12 @@ impl App {
                 return;
             }
         };
+        self.outbox_ran(id, result).await;
+    }
+
+    /// Marks outbox entry `id` after a run: done, or failed (retried after
+    /// its backoff).
+    async fn outbox_ran(&self, id: &str, result: store::Result<()>) {
         let marked = match result {
             Ok(()) => self.store.outbox_done(id).await,
             Err(e) => {
@@ -447,7 +476,8 @@ impl App {
 
     /// A session started: hold the configured amount on the token's wallet.
     /// Returns false when the wallet cannot cover it (the station is told
-    /// the token is not accepted).
+    /// the token is not accepted). `committed`: the session as the start's
+    /// commit stored it, when the caller has it (else it is read).
     ///
     /// # Errors
     ///
@@ -456,6 +486,7 @@ impl App {
         &self,
         session_id: &str,
         id_token: Option<&str>,
+        committed: Option<&Session>,
     ) -> store::Result<bool> {
         use payments::PaymentProvider;
         let Some(token) = id_token else {
@@ -485,8 +516,13 @@ impl App {
                     mail::Notice::Started,
                 )
                 .await?;
-                if let Ok(Some(s)) = self.store.session(session_id).await {
-                    self.roaming.session_changed(&s, None).await;
+                match committed {
+                    Some(s) => self.roaming.session_changed(s, None).await,
+                    None => {
+                        if let Ok(Some(s)) = self.store.session(session_id).await {
+                            self.roaming.session_changed(&s, None).await;
+                        }
+                    }
                 }
                 self.site.rebalance();
                 if let payments::Hold::Held(a) = h {

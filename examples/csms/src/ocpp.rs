@@ -218,10 +218,18 @@ fn internal(station: &str, action: &str, e: impl std::fmt::Display) -> CallError
 
 /// After a transaction message committed: tell the live view, and run the
 /// billing its completion queued (the answer then carries the final cost;
-/// a failure stays in the outbox for the worker).
-async fn after_commit(app: &App, station: &str, action: &str, out: &Outcome) {
+/// a failure stays in the outbox for the worker). The billing's CDR when it
+/// ran now and succeeded (`Some(None)`: not priced); `None` when it did not
+/// run here or failed (whoever wants the CDR reads it).
+async fn after_commit(
+    app: &App,
+    station: &str,
+    action: &str,
+    out: &Outcome,
+) -> Option<Option<evproto_ocpi::v221::Cdr>> {
+    let mut billed = None;
     if out.applied.duplicate {
-        return;
+        return billed;
     }
     for effect in &out.applied.effects {
         match effect {
@@ -252,8 +260,14 @@ async fn after_commit(app: &App, station: &str, action: &str, out: &Outcome) {
                         .unwrap_or_else(|e| e.into_inner())
                         .remove(&(station.to_owned(), tx.to_owned()));
                 }
-                let id = format!("bill:{}", out.session_id);
-                app.run_outbox(&id, "bill", &out.session_id).await;
+                // the session as this message committed it: no read back
+                match &out.session {
+                    Some(s) => billed = app.bill_committed(s).await,
+                    None => {
+                        let id = format!("bill:{}", out.session_id);
+                        app.run_outbox(&id, "bill", &out.session_id).await;
+                    }
+                }
             }
             Effect::AmendedAfterCompletion => {
                 tracing::warn!(station, session = %out.session_id, "a late {action} changed a completed session");
@@ -269,6 +283,7 @@ async fn after_commit(app: &App, station: &str, action: &str, out: &Outcome) {
         session: out.session_id.to_string(),
         action: action.to_string(),
     });
+    billed
 }
 
 async fn start_transaction_16(
@@ -317,7 +332,11 @@ async fn start_transaction_16(
     // the payment hold (idempotent: a replay gets the first outcome)
     if decision.status == authorization::Status::Accepted
         && !app
-            .session_started(&out.session_id, Some(req.id_tag.as_str()))
+            .session_started(
+                &out.session_id,
+                Some(req.id_tag.as_str()),
+                out.session.as_ref(),
+            )
             .await
             .map_err(|e| internal(station, A, e))?
     {
@@ -349,7 +368,9 @@ async fn stop_transaction_16(
         .await
         .map_err(|e| refused(station, A, e))?
     {
-        Some(out) => after_commit(app, station, A, &out).await,
+        Some(out) => {
+            after_commit(app, station, A, &out).await;
+        }
         None => tracing::warn!(
             station,
             tx = req.transaction_id,
@@ -434,7 +455,7 @@ macro_rules! handlers_2x {
                 .await
                 .map_err(|e| refused(station, A, e))?
                 .ok_or_else(|| internal(station, A, "no outcome for a 2.x event"))?;
-            after_commit(app, station, A, &out).await;
+            let billed = after_commit(app, station, A, &out).await;
             let session = out.session.clone();
             // temperature and voltage samples: the connector's health
             if req.meter_value.is_some() {
@@ -483,7 +504,7 @@ macro_rules! handlers_2x {
                     && decision.status == authorization::Status::Accepted
                     && open
                     && !app
-                        .session_started(&out.session_id, Some(t.id_token.as_str()))
+                        .session_started(&out.session_id, Some(t.id_token.as_str()), session.as_ref())
                         .await
                         .map_err(|e| internal(station, A, e))?
                 {
@@ -499,17 +520,24 @@ macro_rules! handlers_2x {
             if let Some(s) = &session {
                 resp.total_cost = match req.event_type {
                     // what is charged: the total incl. VAT once to the currency's minor unit
-                    $ver::TransactionEventEnumType::Ended => app
-                        .store
-                        .cdr(&s.id)
-                        .await
-                        .map_err(|e| internal(station, A, e))?
-                        .and_then(|c| crate::billing::decode_cdr(c).ok())
-                        .and_then(|c| {
+                    $ver::TransactionEventEnumType::Ended => {
+                        let cdr = match billed {
+                            // billed just now: its CDR, not read back
+                            Some(cdr) => cdr,
+                            // a replay, or the billing failed: what is stored
+                            None => app
+                                .store
+                                .cdr(&s.id)
+                                .await
+                                .map_err(|e| internal(station, A, e))?
+                                .and_then(|c| crate::billing::decode_cdr(c).ok()),
+                        };
+                        cdr.and_then(|c| {
                             let amount = c.total_cost.incl_vat.unwrap_or(c.total_cost.excl_vat);
                             evproto_csms_core::money::Money::parse(amount, c.currency.as_str()).ok()
                         })
-                        .map(|m| m.to_decimal().normalize()),
+                        .map(|m| m.to_decimal().normalize())
+                    }
                     $ver::TransactionEventEnumType::Updated => {
                         let running = app
                             .sessions
