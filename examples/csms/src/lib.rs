@@ -349,6 +349,7 @@ impl App {
             total_cost: cdr.as_ref().map(|c| c.total_cost.clone()),
             receipt: receipt.and_then(|r| serde_json::value::to_raw_value(&r).ok()),
         });
+        self.store.session_settled(&s.id);
         Ok(cdr)
     }
 
@@ -743,6 +744,9 @@ async fn run(
     let store = Store::open(&url)
         .await
         .map_err(|e| format!("store {}: {e}", config::redact(&url)))?;
+    if config.cluster.is_some() {
+        store.set_clustered();
+    }
     let key = api::settle_api_key(&store, config.api_key.as_deref())
         .await
         .map_err(|e| format!("API key: {e}"))?;

@@ -1457,10 +1457,13 @@ async fn attribution(
     store: &Store,
     s: &Session,
 ) -> Result<Option<Attribution>, crate::store::StoreError> {
-    if let Some(row) = store.ocpi_session(&s.id).await? {
-        let key = format!("{}/{}", row.owner, row.token_uid);
-        let token = token_at(store, &key).await?;
-        return Ok(Some(Attribution { row, token }));
+    // a session this process created and nobody attributed has no row
+    if !store.known_unattributed(&s.id) {
+        if let Some(row) = store.ocpi_session(&s.id).await? {
+            let key = format!("{}/{}", row.owner, row.token_uid);
+            let token = token_at(store, &key).await?;
+            return Ok(Some(Attribution { row, token }));
+        }
     }
     let Some(uid) = s.id_token.as_deref() else {
         return Ok(None);

@@ -660,6 +660,11 @@ impl Sessions {
                 subject: id.clone(),
             });
         }
+        if loaded.session.is_none() {
+            // not stored yet, so nobody attributed it to a partner: known
+            // before the commit makes it visible to whoever would
+            self.store.session_created(&id);
+        }
         if let Err(e) = self.store.writer().write(ops).await {
             if let Some(tx) = tx_id_16 {
                 self.give_back_tx_16(tx).await;

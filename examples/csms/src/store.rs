@@ -136,6 +136,13 @@ struct Cache {
     /// Station → its master-pass group (`None`: it reported none), read by
     /// every authorization decision (store/tokens.rs).
     master_pass: std::sync::Mutex<MasterPassCache>,
+    /// Sessions this process created that have no `ocpi_sessions` row (no
+    /// partner's), so roaming attribution need not read it (store/ocpi.rs).
+    /// Kept only while this process is the database's one writer.
+    unattributed: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// Cluster mode: other processes write the database too, so what this
+    /// process knows only from its own writes is not kept.
+    clustered: std::sync::atomic::AtomicBool,
     /// Cluster mode: told when this process changed a cached table
     /// (store/cluster.rs).
     changed: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<()>>,

@@ -262,6 +262,60 @@ impl Store {
         row.as_ref().map(ocpi_session_row).transpose()
     }
 
+    /// Cluster mode: other processes share the database, so this one
+    /// keeps nothing it would know only from its own writes (which sessions
+    /// have no `ocpi_sessions` row). Called before any station is served.
+    pub fn set_clustered(&self) {
+        self.cache
+            .clustered
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.unattributed().clear();
+    }
+
+    fn unattributed(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<String>> {
+        self.cache
+            .unattributed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Session `id` was just created by this process's commit: it has no
+    /// `ocpi_sessions` row (rows are only written for stored sessions, by
+    /// [`Store::ocpi_attribute_session`], which forgets the id first), so
+    /// roaming attribution need not read one ([`Store::known_unattributed`]).
+    /// Not kept in cluster mode, where another node may attribute it.
+    pub(crate) fn session_created(&self, id: &str) {
+        if self
+            .cache
+            .clustered
+            .load(std::sync::atomic::Ordering::SeqCst)
+        {
+            return;
+        }
+        let mut known = self.unattributed();
+        // a bound on sessions that never complete here
+        if known.len() >= 100_000 {
+            known.clear();
+        }
+        known.insert(id.to_owned());
+    }
+
+    /// Session `id` is completed and billed: no longer kept in memory
+    /// (a later attribution reads).
+    pub(crate) fn session_settled(&self, id: &str) {
+        self.unattributed().remove(id);
+    }
+
+    /// Whether session `id` is known to have no `ocpi_sessions` row
+    /// without reading (false: read it).
+    pub(crate) fn known_unattributed(&self, id: &str) -> bool {
+        !self
+            .cache
+            .clustered
+            .load(std::sync::atomic::Ordering::SeqCst)
+            && self.unattributed().contains(id)
+    }
+
     /// Attributes a session to a partner's token, with fresh public ids;
     /// the first attribution stays (the stored row is returned).
     ///
@@ -274,6 +328,8 @@ impl Store {
         owner: &str,
         token_uid: &str,
     ) -> Result<OcpiSession> {
+        // before the row exists: nobody skips reading it from here on
+        self.unattributed().remove(session_id);
         sqlx::query(
             "INSERT INTO ocpi_sessions (session_id, public_id, cdr_id, owner, token_uid, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (session_id) DO NOTHING",
@@ -476,5 +532,39 @@ impl Store {
         .await?;
         tx.commit().await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What this process knows of sessions without a partner: forgotten by
+    /// their attribution (before its row is written) and once settled, and
+    /// never kept in cluster mode.
+    #[tokio::test]
+    async fn unattributed_sessions_follow_attribution() {
+        let store = Store::open_temp("unattributed").await;
+        assert!(!store.known_unattributed("CP1:1"));
+        store.session_created("CP1:1");
+        store.session_created("CP1:2");
+        assert!(store.known_unattributed("CP1:1"));
+        // attributed to a partner: read from here on, and the row is there
+        let row = store
+            .ocpi_attribute_session("CP1:1", "NL/EMS", "UID1")
+            .await
+            .unwrap();
+        assert!(!store.known_unattributed("CP1:1"));
+        assert_eq!(store.ocpi_session("CP1:1").await.unwrap(), Some(row));
+        // settled: forgotten
+        assert!(store.known_unattributed("CP1:2"));
+        store.session_settled("CP1:2");
+        assert!(!store.known_unattributed("CP1:2"));
+        // cluster mode: another node may attribute any session
+        store.session_created("CP1:3");
+        store.set_clustered();
+        assert!(!store.known_unattributed("CP1:3"));
+        store.session_created("CP1:4");
+        assert!(!store.known_unattributed("CP1:4"));
     }
 }
