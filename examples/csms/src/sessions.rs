@@ -493,11 +493,15 @@ impl Sessions {
         }
     }
 
-    /// Loads a session from its stored messages.
+    /// Loads a session from its stored messages (one read: its row and its
+    /// messages together).
     async fn load(&self, id: &str) -> Result<Loaded, SessionError> {
         let mut model = Transaction::default();
         let mut keys = HashSet::new();
-        let stored = self.store.tx_messages(id).await?;
+        let (session, stored) = match self.store.session_with_messages(id).await? {
+            Some((s, messages)) => (Some(s), messages),
+            None => (None, Vec::new()),
+        };
         for (key, kind, payload) in &stored {
             match Kind::parse(kind).and_then(|k| k.decode(payload)) {
                 Some(ev) => {
@@ -510,7 +514,7 @@ impl Sessions {
         Ok(Loaded {
             model,
             keys,
-            session: self.store.session(id).await?,
+            session,
         })
     }
 
@@ -1401,6 +1405,42 @@ mod tests {
         assert_eq!(s.stop_reason.as_deref(), Some("Local"));
         assert_eq!(s.id_token.as_deref(), Some("TAG"));
         assert_eq!(store.outbox_pending(10).await.unwrap().len(), 1);
+    }
+
+    /// A session's row and its messages come in one read: none for a
+    /// session not stored, the messages in the order received, and a row
+    /// stored without messages (before they were kept) still found.
+    #[tokio::test]
+    async fn a_session_and_its_messages_are_read_together() {
+        let store = temp_store("together").await;
+        assert!(store
+            .session_with_messages("CP:T1")
+            .await
+            .unwrap()
+            .is_none());
+        let sessions = Sessions::new(store.clone());
+        let ev = events_201();
+        for e in &ev[..2] {
+            sessions.apply("CP", TxMessage::Event201(e)).await.unwrap();
+        }
+        let (s, messages) = store.session_with_messages("CP:T1").await.unwrap().unwrap();
+        assert_eq!(Some(s), store.session("CP:T1").await.unwrap());
+        assert_eq!(messages, store.tx_messages("CP:T1").await.unwrap());
+        assert_eq!(messages.len(), 2);
+        sqlx::query(
+            "INSERT INTO sessions (id, station_id, ocpp_tx_id, status, started_at, energy_wh, updated_at) \
+             VALUES ('CP:OLD', 'CP', 'OLD', 'Active', '2026-01-01T00:00:00.000Z', '0', '2026-01-01T00:00:00.000Z')",
+        )
+        .execute(store.pool())
+        .await
+        .unwrap();
+        let (s, messages) = store
+            .session_with_messages("CP:OLD")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(s.id, "CP:OLD");
+        assert!(messages.is_empty());
     }
 
     /// A failure at any store call of a message leaves nothing of it; the

@@ -312,6 +312,49 @@ impl Store {
             .collect()
     }
 
+    /// A session as committed with its transaction messages (key, kind,
+    /// payload, in the order received), in one read: `None` when it is not
+    /// stored. Its messages are only ever written with its row (and sessions
+    /// are never deleted), so a session without a row has none.
+    ///
+    /// # Errors
+    ///
+    /// The database failed.
+    pub async fn session_with_messages(
+        &self,
+        id: &str,
+    ) -> Result<Option<(Session, Vec<(String, String, String)>)>> {
+        static QUERY: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+            let cols: Vec<String> = SESSION_COLS
+                .split(',')
+                .map(|c| format!("s.{}", c.trim()))
+                .collect();
+            format!(
+                "SELECT {}, m.msg_key, m.kind, m.payload FROM sessions s \
+                 LEFT JOIN tx_messages m ON m.session_id = s.id WHERE s.id = $1 \
+                 ORDER BY m.received_at, m.msg_key",
+                cols.join(", ")
+            )
+        });
+        self.fault()?;
+        let rows = sqlx::query(QUERY.as_str())
+            .bind(id)
+            .fetch_all(&self.read)
+            .await?;
+        let Some(first) = rows.first() else {
+            return Ok(None);
+        };
+        let session = session_from_row(first)?;
+        let mut messages = Vec::with_capacity(rows.len());
+        for r in &rows {
+            // a session stored without messages (before they were kept): one row of NULLs
+            if let Some(key) = r.try_get::<Option<String>, _>("msg_key")? {
+                messages.push((key, r.try_get("kind")?, r.try_get("payload")?));
+            }
+        }
+        Ok(Some((session, messages)))
+    }
+
     /// The 1.6 transaction id a start key was given, if any.
     ///
     /// # Errors
