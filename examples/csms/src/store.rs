@@ -249,17 +249,17 @@ impl Store {
             // savepoint release, answered but never written. So each write
             // connection proves it is in autocommit mode when it comes back
             // to the pool (`BEGIN` fails inside a transaction), and is closed
-            // (rolling back whatever it held) when it is not.
+            // (rolling back whatever it held) when it is not. `BEGIN` and the
+            // `ROLLBACK` of the transaction it opened go as one batch: one
+            // round trip to the connection's thread, and the `ROLLBACK` only
+            // runs when the `BEGIN` succeeded.
             .after_release(move |conn, _| {
                 Box::pin(async move {
                     if !sqlite {
                         return Ok(true);
                     }
-                    match sqlx::query("BEGIN").execute(&mut *conn).await {
-                        Ok(_) => {
-                            sqlx::query("ROLLBACK").execute(&mut *conn).await?;
-                            Ok(true)
-                        }
+                    match sqlx::query("BEGIN; ROLLBACK").execute(&mut *conn).await {
+                        Ok(_) => Ok(true),
                         Err(e) => {
                             tracing::error!(
                                 "store connection left inside a transaction, closed: {e}"
