@@ -968,6 +968,10 @@ pub struct EvRequest {
     pub max_current_a: Option<Decimal>,
     /// DC `evMaxPower`, or DC `evMaxCurrent × evMaxVoltage`.
     pub max_power_w: Option<Decimal>,
+    /// The AC phases it asked to charge on (`requestedEnergyTransfer`
+    /// `AC_single_phase` 1, `AC_two_phase` 2, `AC_three_phase` 3; `None`
+    /// for DC and the other modes).
+    pub phases: Option<u8>,
 }
 
 impl EvRequest {
@@ -979,6 +983,60 @@ impl EvRequest {
                 .map(|a| a * voltage_v * Decimal::from(phases))
         })
     }
+}
+
+/// A line of a three-phase supply, as a meter value's `phase` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Line {
+    /// `L1`.
+    L1,
+    /// `L2`.
+    L2,
+    /// `L3`.
+    L3,
+}
+
+impl Line {
+    /// The line a meter value's `phase` names (`L1`, `L2`, `L3`; the
+    /// other phase values name no single line).
+    pub fn from_phase(phase: &str) -> Option<Line> {
+        match phase {
+            "L1" => Some(Line::L1),
+            "L2" => Some(Line::L2),
+            "L3" => Some(Line::L3),
+            _ => None,
+        }
+    }
+}
+
+/// The least current on a line that counts as the car drawing on it, A.
+pub const LINE_IN_USE_A: Decimal = Decimal::ONE;
+
+/// The phases a car draws on, from one meter reading's per-line currents
+/// (`Current.Import` with `phase` `L1`, `L2`, `L3`): how many lines carry
+/// at least [`LINE_IN_USE_A`]. `None` when none does: no per-line reading,
+/// or the car draws (almost) nothing, which tells nothing of its phases.
+pub fn phases_in_use(currents: impl IntoIterator<Item = (Line, Decimal)>) -> Option<u8> {
+    let lines: BTreeSet<Line> = currents
+        .into_iter()
+        .filter(|(_, a)| *a >= LINE_IN_USE_A)
+        .map(|(l, _)| l)
+        .collect();
+    match lines.len() {
+        0 => None,
+        n => u8::try_from(n).ok(),
+    }
+}
+
+/// A session's phases for the allocator: what its car was last seen
+/// drawing on ([`phases_in_use`]), else what the EV asked for
+/// ([`EvRequest::phases`]), else [`DEFAULT_PHASES`] (1.6 and 2.x assume
+/// three).
+pub fn session_phases(measured: Option<u8>, requested: Option<u8>) -> u8 {
+    measured
+        .or(requested)
+        .filter(|p| (1..=3).contains(p))
+        .unwrap_or(DEFAULT_PHASES)
 }
 
 fn dc_power(power: Option<Decimal>, current: Decimal, voltage: Decimal) -> Option<Decimal> {
@@ -996,14 +1054,22 @@ impl From<&v201::NotifyEVChargingNeedsRequest> for EvRequest {
                     Decimal::from(dc.ev_max_current),
                     Decimal::from(dc.ev_max_voltage),
                 ),
+                phases: None,
             };
         }
+        use v201::EnergyTransferModeEnumType as Mode;
         EvRequest {
             max_current_a: n
                 .ac_charging_parameters
                 .as_ref()
                 .map(|ac| Decimal::from(ac.ev_max_current)),
             max_power_w: None,
+            phases: match n.requested_energy_transfer {
+                Mode::ACSinglePhase => Some(1),
+                Mode::ACTwoPhase => Some(2),
+                Mode::ACThreePhase => Some(3),
+                _ => None,
+            },
         }
     }
 }
@@ -1015,14 +1081,22 @@ impl From<&v21::NotifyEVChargingNeedsRequest> for EvRequest {
             return EvRequest {
                 max_current_a: Some(dc.ev_max_current),
                 max_power_w: dc_power(dc.ev_max_power, dc.ev_max_current, dc.ev_max_voltage),
+                phases: None,
             };
         }
+        use v21::EnergyTransferModeEnumType as Mode;
         EvRequest {
             max_current_a: n
                 .ac_charging_parameters
                 .as_ref()
                 .map(|ac| ac.ev_max_current),
             max_power_w: None,
+            phases: match n.requested_energy_transfer {
+                Mode::ACSinglePhase => Some(1),
+                Mode::ACTwoPhase => Some(2),
+                Mode::ACThreePhase => Some(3),
+                _ => None,
+            },
         }
     }
 }
@@ -1588,6 +1662,33 @@ impl Site {
         };
         floor_tenth(share.max(Decimal::ZERO))
     }
+
+    /// [`Site::default_share`] for `evses` counted up to the next step of
+    /// 1, 2, …, 8, 12, 16, 24, 32, 48, 64, … (each step 1.5 or 1.33 times
+    /// the last): never above `default_share(evses)`, at least 2/3 of it,
+    /// and the same for every size between two steps. A site whose stations
+    /// connect one by one then changes its default share 14 times from 8 to
+    /// 1,000 EVSEs instead of 992, and each change is a new
+    /// `TxDefaultProfile` for every connected station.
+    pub fn stepped_default_share(&self, evses: u32) -> Decimal {
+        self.default_share(default_share_step(evses))
+    }
+}
+
+/// The step of [`Site::stepped_default_share`] at or above `n`.
+fn default_share_step(n: u32) -> u32 {
+    if n <= 8 {
+        return n;
+    }
+    let low = 1u32 << (31 - n.leading_zeros());
+    let mid = low + low / 2;
+    if n == low {
+        low
+    } else if n <= mid {
+        mid
+    } else {
+        low.saturating_mul(2)
+    }
 }
 
 /// A one-period profile in W (rule 11's building block).
@@ -1596,7 +1697,7 @@ fn share_profile(
     id: i32,
     (purpose, kind, stack_level): (Purpose, Kind, u32),
     transaction_id: Option<String>,
-    limit_w: Decimal,
+    (limit_w, number_phases): (Decimal, Option<u8>),
     start: Option<DateTime<Utc>>,
 ) -> InstalledProfile {
     InstalledProfile {
@@ -1617,7 +1718,7 @@ fn share_profile(
                 periods: vec![Period {
                     start_s: 0,
                     limit: limit_w,
-                    number_phases: None,
+                    number_phases,
                     phase_to_use: None,
                 }],
                 min_charging_rate: None,
@@ -1630,7 +1731,8 @@ fn share_profile(
 /// allocations of the station's sessions and the site's default share:
 /// the station's `TxDefaultProfile` (EVSE 0, `Relative`), a `TxProfile`
 /// per allocation with a transaction (`Relative`: from the transaction's
-/// start), and, when one of them is held back, a
+/// start; with `numberPhases` when its car charges on fewer than
+/// [`DEFAULT_PHASES`], so the station converts W to A on its phases), and, when one of them is held back, a
 /// `ChargingStationMaxProfile` (EVSE 0, `Absolute` from `now`: the
 /// purpose cannot be `Relative`) at the sum of the shares plus one default
 /// share. Ordered by profile id.
@@ -1644,7 +1746,7 @@ pub fn station_profiles(
         TX_DEFAULT_PROFILE_ID,
         (Purpose::TxDefault, Kind::Relative, SHARE_STACK_LEVEL),
         None,
-        default_w,
+        (default_w, None),
         None,
     )];
     if allocations.iter().any(|a| a.held_back) {
@@ -1654,7 +1756,7 @@ pub fn station_profiles(
             STATION_MAX_PROFILE_ID,
             (Purpose::StationMax, Kind::Absolute, 0),
             None,
-            total + default_w,
+            (total + default_w, None),
             Some(now),
         ));
     }
@@ -1667,7 +1769,8 @@ pub fn station_profiles(
             TX_PROFILE_BASE.saturating_add(evse),
             (Purpose::Tx, Kind::Relative, SHARE_STACK_LEVEL),
             Some(tx.clone()),
-            a.watts,
+            // a car on fewer phases than the default says so (W → A on its phases)
+            (a.watts, (a.phases != DEFAULT_PHASES).then_some(a.phases)),
             None,
         ));
     }
@@ -2557,5 +2660,112 @@ mod tests {
         assert!(ps.iter().all(|p| p.profile.purpose != Purpose::StationMax));
         // no transaction yet: no TxProfile
         assert_eq!(ps.len(), 1);
+    }
+
+    /// Rule 11 with a car's phases: a single-phase car's `TxProfile` says
+    /// so, a three-phase car's leaves the default.
+    #[test]
+    fn a_tx_profile_carries_the_phases_of_a_car_on_fewer_than_three() {
+        let site = Site {
+            min_current_a: Decimal::ZERO,
+            ..Site::new(d(10_000))
+        };
+        let one = Session {
+            transaction_id: Some("7".into()),
+            ..sess("a", 1, 3_680, 0)
+        };
+        let three = Session {
+            transaction_id: Some("8".into()),
+            evse_id: 2,
+            ..sess("b", 3, 22_000, 0)
+        };
+        let out = allocate(&site, &[one, three]).unwrap();
+        let refs: Vec<&Allocation> = out.iter().collect();
+        let ps = station_profiles(&refs, d(2_000), t0());
+        let phases = |id: i32| {
+            ps.iter()
+                .find(|p| p.profile.id == id)
+                .map(|p| p.profile.schedules[0].periods[0].number_phases)
+        };
+        assert_eq!(phases(1001), Some(Some(1)));
+        assert_eq!(phases(1002), Some(None));
+        assert_eq!(phases(TX_DEFAULT_PROFILE_ID), Some(None));
+        let v201 = ps
+            .iter()
+            .find(|p| p.profile.id == 1001)
+            .unwrap()
+            .to_v201()
+            .unwrap();
+        assert_eq!(
+            v201.charging_profile.charging_schedule[0].charging_schedule_period[0].number_phases,
+            Some(1)
+        );
+    }
+
+    /// A car's phases: measured first, then asked for, then three.
+    #[test]
+    fn a_sessions_phases_come_from_its_meter_then_its_request() {
+        let a = |v: i64| Decimal::new(v, 1);
+        assert_eq!(phases_in_use([(Line::L1, a(160))]), Some(1));
+        assert_eq!(
+            phases_in_use([(Line::L1, a(160)), (Line::L2, a(3)), (Line::L3, a(0))]),
+            Some(1),
+            "below 1 A a line is not in use"
+        );
+        assert_eq!(
+            phases_in_use([(Line::L1, a(100)), (Line::L2, a(100)), (Line::L3, a(100))]),
+            Some(3)
+        );
+        // the same line twice (two readings of one instant) counts once
+        assert_eq!(
+            phases_in_use([(Line::L2, a(80)), (Line::L2, a(90))]),
+            Some(1)
+        );
+        assert_eq!(phases_in_use([(Line::L1, a(5))]), None);
+        assert_eq!(phases_in_use([]), None);
+        assert_eq!(Line::from_phase("L3"), Some(Line::L3));
+        assert_eq!(Line::from_phase("L1-N"), None);
+        assert_eq!(session_phases(Some(1), Some(3)), 1);
+        assert_eq!(session_phases(None, Some(2)), 2);
+        assert_eq!(session_phases(None, None), DEFAULT_PHASES);
+        assert_eq!(session_phases(Some(0), Some(7)), DEFAULT_PHASES);
+    }
+
+    /// The EV's requested energy transfer gives its phases (DC none).
+    #[test]
+    fn an_ev_request_names_its_ac_phases() {
+        let needs: v201::NotifyEVChargingNeedsRequest = serde_json::from_str(
+            r#"{"evseId":1,"chargingNeeds":{"requestedEnergyTransfer":"AC_single_phase",
+               "acChargingParameters":{"energyAmount":5000,"evMinCurrent":6,"evMaxCurrent":16,"evMaxVoltage":230}}}"#,
+        )
+        .unwrap();
+        let r = EvRequest::from(&needs);
+        assert_eq!(r.phases, Some(1));
+        assert_eq!(r.max_w(d(230), r.phases.unwrap()), Some(d(3_680)));
+        let dc: v21::NotifyEVChargingNeedsRequest = serde_json::from_str(
+            r#"{"evseId":1,"chargingNeeds":{"requestedEnergyTransfer":"DC",
+               "dcChargingParameters":{"evMaxCurrent":200,"evMaxVoltage":400}}}"#,
+        )
+        .unwrap();
+        assert_eq!(EvRequest::from(&dc).phases, None);
+    }
+
+    /// The stepped default share changes only between steps.
+    #[test]
+    fn the_stepped_default_share_moves_in_steps() {
+        let steps: Vec<u32> = (0..=100).map(default_share_step).collect();
+        assert_eq!(&steps[..10], &[0, 1, 2, 3, 4, 5, 6, 7, 8, 12]);
+        assert_eq!(default_share_step(12), 12);
+        assert_eq!(default_share_step(13), 16);
+        assert_eq!(default_share_step(17), 24);
+        assert_eq!(default_share_step(25), 32);
+        assert_eq!(default_share_step(1_000), 1_024);
+        assert_eq!(default_share_step(u32::MAX), u32::MAX);
+        let mut distinct: Vec<u32> = (8..=1_000).map(default_share_step).collect();
+        distinct.dedup();
+        assert_eq!(distinct.len(), 15, "{distinct:?}");
+        let site = Site::new(d(100_000));
+        assert_eq!(site.stepped_default_share(9), site.default_share(12));
+        assert_eq!(site.stepped_default_share(5), site.default_share(5));
     }
 }

@@ -1,6 +1,7 @@
 //! Property tests of charging limits: the site allocator never exceeds the
 //! site's or a session's limit, serves higher priorities first, is max-min
-//! fair within a priority and does not depend on the input's order; the composite schedule equals an independent evaluation
+//! fair within a priority and does not depend on the input's order; the
+//! stepped default share never exceeds the exact one; the composite schedule equals an independent evaluation
 //! of the stacking and combining rules at every instant (so never exceeds a
 //! leading profile), and equals the profile when only one applies.
 
@@ -131,6 +132,18 @@ proptest! {
         (ss, shuffled) in sessions().prop_flat_map(|v| (Just(v.clone()), Just(v).prop_shuffle())),
     ) {
         prop_assert_eq!(allocate(&site, &ss).unwrap(), allocate(&site, &shuffled).unwrap());
+    }
+
+    /// The stepped default share is never above the exact one (the site
+    /// holds if every EVSE takes it), at least 2/3 of it (up to the 0.1 W
+    /// rounding), and never grows as EVSEs are added.
+    #[test]
+    fn the_stepped_default_share_is_safe_and_close(site in sites(), n in 0u32..5_000) {
+        let exact = site.default_share(n);
+        let stepped = site.stepped_default_share(n);
+        prop_assert!(stepped <= exact, "{} > {}", stepped, exact);
+        prop_assert!(stepped >= exact * d(2) / d(3) - Decimal::new(1, 1), "{} vs {}", stepped, exact);
+        prop_assert!(site.stepped_default_share(n + 1) <= stepped);
     }
 }
 

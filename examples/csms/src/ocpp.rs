@@ -388,6 +388,7 @@ async fn meter_values_16(
             .map_err(|e| refused(station, A, e))?
         {
             after_commit(app, station, A, &out).await;
+            app.site.samples_seen(&out.session_id, &samples);
         }
     } else {
         // values outside a transaction id: the active session on the connector, if any
@@ -443,6 +444,7 @@ macro_rules! handlers_2x {
                 if let Some(evse) = evse {
                     let samples = TxMessage::$msg(&req).samples();
                     crate::maintenance::sampled(app, station, evse, &samples).await;
+                    app.site.samples_seen(&out.session_id, &samples);
                 }
             }
             let mut resp = $ver::TransactionEventResponse {
@@ -2121,11 +2123,16 @@ async fn alert(
 }
 
 /// The key of an EVSE (`evse<id>`; 0 or none: the whole station).
-fn evse_key(evse: Option<i32>) -> String {
+pub(crate) fn evse_key(evse: Option<i32>) -> String {
     match evse {
         Some(e) if e > 0 => format!("evse{e}"),
         _ => "station".to_owned(),
     }
+}
+
+/// The EVSE a report's key names ([`evse_key`]; `None` for the station).
+pub(crate) fn evse_of_key(key: &str) -> Option<u32> {
+    key.strip_prefix("evse")?.parse().ok().filter(|e| *e > 0)
 }
 
 /// The key of a charging limit: its source on an EVSE (`EMS@evse1`).
@@ -2284,8 +2291,9 @@ macro_rules! report_handlers_2x {
             }
 
             /// K15: the EV's charging needs. Kept and shown per EVSE; this
-            /// CSMS computes no schedule from them (its smart charging is the
-            /// site share, see `smart`), so it says it offers none.
+            /// CSMS computes no schedule from them, so it says it offers
+            /// none: its smart charging (the site share, see `smart`) caps
+            /// the session at the EV's maximum on its phases, and recomputes.
             pub(super) async fn notify_ev_charging_needs(
                 ctx: Ctx<Arc<App>>,
                 req: $ver::NotifyEVChargingNeedsRequest,
@@ -2302,6 +2310,8 @@ macro_rules! report_handlers_2x {
                 )
                 .await
                 .map_err(|e| unanswered::<A>(station, e))?;
+                // smart charging counts the EV's maximum and phases (crate::smart)
+                app.site.rebalance();
                 // a bidirectional EV's session gets a V2X schedule (crate::v2x)
                 if crate::v2x::on_needs(app, station, &req)
                     .await
