@@ -101,6 +101,15 @@
 //!     shares and one default share. The ids are fixed, so a new profile
 //!     replaces the old one in place; what no longer applies (the station
 //!     maximum once nothing is held back) is cleared by id.
+//! 12. **Needs by departure first** (refines rule 8): within a priority,
+//!     the shares are filled in two rounds. In the first each session can use at most what it needs to
+//!     get the energy it asked for by its departure
+//!     ([`Session::required_w`], [`required_w`]; a session whose need is
+//!     not known, or whose departure is past, can use its cap), max-min
+//!     fair as in rule 8; what the first round leaves is then shared the
+//!     same way up to the caps. So a car that must leave soon is served
+//!     before a car that has all night gets more than it needs, and
+//!     without any need known the result is rule 8's.
 //!
 //! # Example
 //!
@@ -972,6 +981,10 @@ pub struct EvRequest {
     /// `AC_single_phase` 1, `AC_two_phase` 2, `AC_three_phase` 3; `None`
     /// for DC and the other modes).
     pub phases: Option<u8>,
+    /// The energy it asked for, Wh (AC or DC `energyAmount`).
+    pub energy_wh: Option<Decimal>,
+    /// When it leaves (`departureTime`).
+    pub departure: Option<DateTime<Utc>>,
 }
 
 impl EvRequest {
@@ -1055,6 +1068,8 @@ impl From<&v201::NotifyEVChargingNeedsRequest> for EvRequest {
                     Decimal::from(dc.ev_max_voltage),
                 ),
                 phases: None,
+                energy_wh: dc.energy_amount.map(Decimal::from),
+                departure: n.departure_time,
             };
         }
         use v201::EnergyTransferModeEnumType as Mode;
@@ -1070,6 +1085,11 @@ impl From<&v201::NotifyEVChargingNeedsRequest> for EvRequest {
                 Mode::ACThreePhase => Some(3),
                 _ => None,
             },
+            energy_wh: n
+                .ac_charging_parameters
+                .as_ref()
+                .map(|ac| Decimal::from(ac.energy_amount)),
+            departure: n.departure_time,
         }
     }
 }
@@ -1082,6 +1102,8 @@ impl From<&v21::NotifyEVChargingNeedsRequest> for EvRequest {
                 max_current_a: Some(dc.ev_max_current),
                 max_power_w: dc_power(dc.ev_max_power, dc.ev_max_current, dc.ev_max_voltage),
                 phases: None,
+                energy_wh: dc.energy_amount,
+                departure: n.departure_time,
             };
         }
         use v21::EnergyTransferModeEnumType as Mode;
@@ -1097,6 +1119,13 @@ impl From<&v21::NotifyEVChargingNeedsRequest> for EvRequest {
                 Mode::ACThreePhase => Some(3),
                 _ => None,
             },
+            // a bidirectional car's target, else its AC energy amount
+            energy_wh: n
+                .v2x_charging_parameters
+                .as_ref()
+                .and_then(|v| v.ev_target_energy_request)
+                .or_else(|| n.ac_charging_parameters.as_ref().map(|ac| ac.energy_amount)),
+            departure: n.departure_time,
         }
     }
 }
@@ -1387,6 +1416,9 @@ pub struct Session {
     pub started_at: DateTime<Utc>,
     /// Its priority: higher is served first (rule 8; 0 by default).
     pub priority: u8,
+    /// The power it needs to get the energy it asked for by its departure,
+    /// W, when both are known ([`required_w`]; rule 12).
+    pub required_w: Option<Decimal>,
 }
 
 impl Session {
@@ -1408,7 +1440,15 @@ impl Session {
             external_limit_w: None,
             started_at,
             priority: 0,
+            required_w: None,
         }
+    }
+
+    /// What it can use in the first round of its priority (rule 12): its
+    /// cap, or less when it needs less by its departure.
+    fn first_cap_w(&self) -> Decimal {
+        self.required_w
+            .map_or(self.cap_w(), |r| r.max(Decimal::ZERO).min(self.cap_w()))
     }
 
     /// What it can use: the lowest of the station's maximum, the EV's and
@@ -1515,44 +1555,91 @@ fn water_level(items: &mut [(Decimal, Decimal)], budget: Decimal) -> Option<Deci
 /// The shares of `active` (sorted by id) without pausing anyone (rule 8):
 /// priority by priority, highest first, each out of what the ones above
 /// left.
+/// A session's weight in the per-phase budget: Σ P/(V n) ≤ I ⇔
+/// Σ P × 6/n ≤ 6 I V (exact weights 6, 3, 2).
+fn weight(s: &Session) -> Decimal {
+    Decimal::from(6 / s.phases)
+}
+
+/// One water-filling of `tier` up to `caps` within what is left of the
+/// site's power and (6 × V ×) per-phase current: each gets `min(cap, L)`
+/// at the highest level `L` (rounded down to 0.1 W) the budgets allow;
+/// whether they bound (someone got less than its cap).
+fn fill(
+    tier: &[&Session],
+    caps: &[Decimal],
+    power_left: Decimal,
+    current_left: Option<Decimal>,
+) -> (Vec<Decimal>, bool) {
+    let mut by_power: Vec<_> = caps.iter().map(|c| (*c, Decimal::ONE)).collect();
+    let mut level = water_level(&mut by_power, power_left.max(Decimal::ZERO));
+    if let Some(budget) = current_left {
+        let mut by_current: Vec<_> = tier
+            .iter()
+            .zip(caps)
+            .map(|(s, c)| (*c, weight(s)))
+            .collect();
+        let l2 = water_level(&mut by_current, budget.max(Decimal::ZERO));
+        level = match (level, l2) {
+            (Some(x), Some(y)) => Some(x.min(y)),
+            (x, y) => x.or(y),
+        };
+    }
+    let level = level.map(floor_tenth);
+    let w: Vec<Decimal> = caps
+        .iter()
+        .map(|c| level.map_or(*c, |l| (*c).min(l)))
+        .collect();
+    let bound = w.iter().zip(caps).any(|(w, c)| w < c);
+    (w, bound)
+}
+
 fn shares(site: &Site, active: &[&Session]) -> Vec<Decimal> {
     let mut out = vec![Decimal::ZERO; active.len()];
     let mut power_left = site.limit_w;
-    // Σ P/(V n) ≤ I  ⇔  Σ P × 6/n ≤ 6 I V (exact weights 6, 3, 2)
     let mut current_left = site
         .phase_limit_a
         .map(|a| Decimal::from(6) * a * site.voltage_v);
-    let weight = |s: &Session| Decimal::from(6 / s.phases);
     let priorities: BTreeSet<u8> = active.iter().map(|s| s.priority).collect();
     for p in priorities.into_iter().rev() {
-        let tier: Vec<usize> = (0..active.len())
-            .filter(|&i| active[i].priority == p)
-            .collect();
-        let mut by_power: Vec<_> = tier
-            .iter()
-            .map(|&i| (active[i].cap_w(), Decimal::ONE))
-            .collect();
-        let mut level = water_level(&mut by_power, power_left.max(Decimal::ZERO));
-        if let Some(budget) = current_left {
-            let mut by_current: Vec<_> = tier
+        let tier: Vec<&Session> = active.iter().copied().filter(|s| s.priority == p).collect();
+        // rule 12: first up to what each needs by its departure, then the rest
+        let first: Vec<Decimal> = tier.iter().map(|s| s.first_cap_w()).collect();
+        let (w1, bound) = fill(&tier, &first, power_left, current_left);
+        let mut w = w1.clone();
+        if !bound {
+            let rest: Vec<Decimal> = tier
                 .iter()
-                .map(|&i| (active[i].cap_w(), weight(active[i])))
+                .zip(&w1)
+                .map(|(s, w)| (s.cap_w() - *w).max(Decimal::ZERO))
                 .collect();
-            let l2 = water_level(&mut by_current, budget.max(Decimal::ZERO));
-            level = match (level, l2) {
-                (Some(x), Some(y)) => Some(x.min(y)),
-                (x, y) => x.or(y),
-            };
+            let used: Decimal = w1.iter().sum();
+            let used_current = tier
+                .iter()
+                .zip(&w1)
+                .map(|(s, w)| *w * weight(s))
+                .sum::<Decimal>();
+            let (w2, _) = fill(
+                &tier,
+                &rest,
+                power_left - used,
+                current_left.map(|c| c - used_current),
+            );
+            for (a, b) in w.iter_mut().zip(w2) {
+                *a += b;
+            }
         }
-        let level = level.map(floor_tenth);
         let mut all_capped = true;
-        for &i in &tier {
-            let s = active[i];
-            let w = level.map_or(s.cap_w(), |l| s.cap_w().min(l));
-            all_capped &= w == s.cap_w();
-            out[i] = w;
-            power_left -= w;
-            current_left = current_left.map(|c| c - w * weight(s));
+        let mut k = 0;
+        for (i, s) in active.iter().enumerate() {
+            if s.priority != p {
+                continue;
+            }
+            all_capped &= w[k] == s.cap_w();
+            out[i] = w[k];
+            power_left -= w[k];
+            current_left = current_left.map(|c| c - w[k] * weight(s));
+            k += 1;
         }
         if !all_capped {
             // the limits bind here: what the rounding left is not for the priorities below
@@ -1635,6 +1722,25 @@ pub fn allocate(site: &Site, sessions: &[Session]) -> Result<Vec<Allocation>, Er
             held_back: granted.get(s.id.as_str()).is_none_or(|w| *w < s.cap_w()),
         })
         .collect())
+}
+
+/// The power a car needs to get `remaining_wh` more by `departure`, W
+/// (rule 12): `None` when it is already past (then it needs all it can
+/// get); 0 when it needs nothing more.
+pub fn required_w(
+    remaining_wh: Decimal,
+    now: DateTime<Utc>,
+    departure: DateTime<Utc>,
+) -> Option<Decimal> {
+    let left_ms = (departure - now).num_milliseconds();
+    if left_ms <= 0 {
+        return None;
+    }
+    let hours = Decimal::from(left_ms) / Decimal::from(3_600_000);
+    Some(
+        (remaining_wh.max(Decimal::ZERO) / hours)
+            .round_dp_with_strategy(1, RoundingStrategy::ToPositiveInfinity),
+    )
 }
 
 /// The `TxDefaultProfile` id of the site's default share (rule 11).
@@ -2767,5 +2873,52 @@ mod tests {
         let site = Site::new(d(100_000));
         assert_eq!(site.stepped_default_share(9), site.default_share(12));
         assert_eq!(site.stepped_default_share(5), site.default_share(5));
+    }
+
+    /// Rule 12: the car that must leave soon gets what it needs first.
+    #[test]
+    fn a_car_leaving_soon_is_served_before_one_with_all_night() {
+        let site = Site {
+            min_current_a: Decimal::ZERO,
+            ..Site::new(d(8_000))
+        };
+        let now = t0();
+        // A: 10 kWh in 1 h; B: 5 kWh in 10 h (0.5 kW); both could take 11 kW
+        let a = Session {
+            required_w: required_w(d(10_000), now, now + Duration::hours(1)),
+            ..sess("a", 3, 11_000, 0)
+        };
+        let b = Session {
+            evse_id: 2,
+            required_w: required_w(d(5_000), now, now + Duration::hours(10)),
+            ..sess("b", 3, 11_000, 0)
+        };
+        assert_eq!(a.required_w, Some(d(10_000)));
+        assert_eq!(b.required_w, Some(d(500)));
+        let out = allocate(&site, &[a.clone(), b.clone()]).unwrap();
+        // needs first: B its 0.5 kW, A the rest (7.5 kW); max-min fair alone: 4 and 4
+        assert_eq!((out[0].watts, out[1].watts), (d(7_500), d(500)));
+        // room for both needs: the rest is shared up to the caps
+        let big = Site {
+            min_current_a: Decimal::ZERO,
+            ..Site::new(d(16_000))
+        };
+        let out = allocate(&big, &[a.clone(), b.clone()]).unwrap();
+        // round 1: 10 000 + 500; round 2: 5 500 left over A's 1 000 and B's 10 500
+        assert_eq!((out[0].watts, out[1].watts), (d(11_000), d(5_000)));
+        // a need unknown counts as the whole cap in round 1
+        let c = Session {
+            required_w: None,
+            ..b.clone()
+        };
+        let out = allocate(&site, &[a, c]).unwrap();
+        assert_eq!((out[0].watts, out[1].watts), (d(4_000), d(4_000)));
+        // a departure already past, or nothing left to get
+        assert_eq!(required_w(d(1_000), now, now), None);
+        assert_eq!(required_w(d(-5), now, now + Duration::hours(1)), Some(d(0)));
+        assert_eq!(
+            required_w(d(1_000), now, now + Duration::minutes(90)),
+            Some(Decimal::new(6_667, 1))
+        );
     }
 }

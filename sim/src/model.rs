@@ -100,6 +100,10 @@ pub struct Behaviour {
     /// their current shows on L1 alone. 0 (the default): every car uses
     /// three phases.
     pub single_phase_share: f64,
+    /// What a car asks for when it reports its needs, as a share of what
+    /// its planned session would take at full power (1, the default: all
+    /// of it; 0.1: a car that could leave with a tenth of it).
+    pub energy_share: f64,
 }
 
 /// A disturbance of the grid at a 2.1 station: from `at_ms` (since the
@@ -185,6 +189,7 @@ impl Default for Behaviour {
             event_stream_s: None,
             der_unsupported: Vec::new(),
             single_phase_share: 0.0,
+            energy_share: 1.0,
         }
     }
 }
@@ -859,9 +864,11 @@ impl StationModel {
         self.tally.started += 1;
         let needs = (share > 0.0 || self.behaviour.ev_needs).then(|| Msg::EvNeeds {
             connector: id,
-            // what the planned session would take at full power; a
-            // bidirectional car half of it (room left to give back)
+            // what the planned session would take at full power (times the
+            // behaviour's share); a bidirectional car half of it (room left
+            // to give back)
             energy_wh: (self.behaviour.max_power_w * (tx.stop_at - now) as f64 / 3_600_000.0
+                * self.behaviour.energy_share
                 * if tx.v2x.is_some() { 0.5 } else { 1.0 })
             .round(),
             departure_ms: tx.stop_at,

@@ -13,7 +13,9 @@
 //!    with each session's phases — the lines its car was last seen drawing
 //!    on (per-line `Current.Import` meter values), else what the EV asked
 //!    for (2.x `NotifyEVChargingNeeds`), else three —, each session capped
-//!    at the EV's maximum when it sent one, fleet sessions first — a session whose
+//!    at the EV's maximum when it sent one, what each EV still needs by its
+//!    departure served before anyone gets more than it needs, fleet
+//!    sessions first — a session whose
 //!    token is a fleet's ([`crate::store::Store::token_is_fleets`]) has
 //!    priority [`FLEET_PRIORITY`] —, an EVSE under an external limit gets no
 //!    more than it, max-min fair within a priority). Recomputations run one
@@ -93,6 +95,10 @@ pub const COMPOSITE_TOLERANCE_W: Decimal = Decimal::ONE;
 /// How often the planned and delivered power are recorded between
 /// recomputations.
 pub const SAMPLE_EVERY: StdDuration = StdDuration::from_secs(30);
+
+/// How often the shares are recomputed while some EV's need by its
+/// departure is counted (it changes as time passes and energy flows).
+pub const NEEDS_EVERY: StdDuration = StdDuration::from_secs(300);
 
 /// How much earlier than its session's start (the station's clock) an
 /// EV's request may have come (the CSMS's clock) and still be that
@@ -243,6 +249,8 @@ struct Shared {
     fleet: std::sync::Mutex<HashMap<String, bool>>,
     /// Session id → the phases its car was counted (or last seen) on.
     phases: std::sync::Mutex<HashMap<String, u8>>,
+    /// The last recomputation counted some EV's need by its departure.
+    needs: AtomicBool,
 }
 
 /// The phases a message's samples show a car drawing on
@@ -410,6 +418,7 @@ impl SiteShares {
     pub async fn run(self) {
         let mut tick = tokio::time::interval(StdDuration::from_secs(1));
         let mut last_sample = Instant::now();
+        let mut last_needs = Instant::now();
         loop {
             tick.tick().await;
             let due = {
@@ -419,6 +428,13 @@ impl SiteShares {
             };
             if due {
                 self.rebalance();
+            }
+            // what each EV needs by its departure moves with time and energy
+            if last_needs.elapsed() >= NEEDS_EVERY {
+                last_needs = Instant::now();
+                if self.shared.needs.load(Ordering::SeqCst) {
+                    self.rebalance();
+                }
             }
             if last_sample.elapsed() >= SAMPLE_EVERY {
                 last_sample = Instant::now();
@@ -564,11 +580,19 @@ impl SiteShares {
                 transaction_id: tx,
                 priority,
                 ev_max_w: request.and_then(|r| r.max_w(site.voltage_v, phases)),
+                // what it still needs by its departure (rule 12 of the core)
+                required_w: request.and_then(|r| {
+                    limits::required_w(r.energy_wh? - s.energy_wh, now, r.departure?)
+                }),
                 ..limits::Session::new(s.id.clone(), evse, phases, lim.session_max_w(), at)
             });
         }
         *self.shared.phases.lock().unwrap_or_else(|e| e.into_inner()) =
             inputs.iter().map(|i| (i.id.clone(), i.phases)).collect();
+        self.shared.needs.store(
+            inputs.iter().any(|i| i.required_w.is_some()),
+            Ordering::SeqCst,
+        );
         let shares = match limits::allocate(&site, &inputs) {
             Ok(a) => a,
             Err(e) => {

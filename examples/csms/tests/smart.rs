@@ -391,36 +391,26 @@ async fn a_single_phase_16_car_is_counted_on_the_phase_its_meter_shows() {
 /// three-phase (`PH3`): after the limit change each draws `want` (W) and
 /// the cars' per-line currents add up to `l1` A on L1, none above 25 A.
 async fn phases_end_to_end(version: ProtocolVersion, want: (f64, f64), l1: f64) {
-    let dir = common::temp_dir(&format!("smart-phases-{version:?}"));
-    let mut config = common::lab_config(&dir, KEY);
-    config.site_limit_w = Some(100_000);
-    let csms = common::InProcess::start(config).await;
-    let (admin, ocpp) = (csms.started.admin_port, csms.started.ocpp_port);
-    let t = json!({"id_token": PUBLIC, "type": "ISO14443", "status": "Accepted", "allow_concurrent": true});
-    let (status, body) = common::api(KEY, admin, "POST", "/api/tokens", Some(t)).await;
-    assert!(status < 300, "{body}");
-    let with = |prefix: &str, single_phase_share: f64| {
-        let mut c = sim(ocpp, version, prefix, 1, PUBLIC);
-        c.behaviour.ev_needs = true;
-        c.behaviour.single_phase_share = single_phase_share;
-        c
-    };
-    let sims = [
-        tokio::spawn(evproto_sim::run(with("PH1", 1.0), None)),
-        tokio::spawn(evproto_sim::run(with("PH3", 0.0), None)),
-    ];
-    let (sessions, single) = sessions_of(admin, 2, "PH1").await;
-    let limits = json!({"limit_w": 20_000, "phase_limit_a": 25, "evse_max_w": 11_000});
-    let changed = chrono::Utc::now();
-    let (status, body) = common::api(KEY, admin, "PUT", "/api/site/limits", Some(limits)).await;
-    assert_eq!(status, 200, "{body}");
+    let cars = two_cars(
+        version,
+        ("PH1", |b| b.single_phase_share = 1.0),
+        ("PH3", |_| {}),
+        json!({"limit_w": 20_000, "phase_limit_a": 25, "evse_max_w": 11_000}),
+    )
+    .await;
+    let (admin, sessions, single, changed) = (
+        cars.admin,
+        &cars.sessions,
+        cars.first.as_str(),
+        cars.changed,
+    );
     // the readings after the change: each car at its share, per line
     let readings = common::until(
         Duration::from_secs(45),
         "readings at the shares",
         || async {
             let mut out = Vec::new();
-            for (id, _) in &sessions {
+            for (id, _) in sessions {
                 let after = changed + chrono::Duration::seconds(1);
                 let want = if *id == single { want.0 } else { want.1 };
                 match reading_after(admin, id, "Power.Active.Import", after).await {
@@ -450,9 +440,117 @@ async fn phases_end_to_end(version: ProtocolVersion, want: (f64, f64), l1: f64) 
     }
     assert!((on_line[0] - l1).abs() <= 0.2, "{on_line:?}: L1 at {l1} A");
     assert!(on_line.iter().all(|a| *a <= 25.0 + 1e-6), "{on_line:?}");
-    for s in sims {
-        s.abort();
+    cars.stop().await;
+}
+
+/// Needs by departure first (2.0.1): two cars could each take 10.35 kW
+/// (15 A × 690 V) for a 10-minute session under a 10 kW site; one asks for
+/// all it could take, the other for a tenth of it (about 1.1 kW over its
+/// stay). The second gets what it needs, the first the rest (about
+/// 8.9 kW), where max-min fairness alone would give both 5 kW.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_car_needing_little_gets_its_need_and_the_other_the_rest() {
+    let cars = two_cars(
+        ProtocolVersion::V201,
+        ("TENTH", |b| b.energy_share = 0.1),
+        ("ALL", |_| {}),
+        json!({"limit_w": 10_000}),
+    )
+    .await;
+    let (admin, sessions, little, changed) = (
+        cars.admin,
+        &cars.sessions,
+        cars.first.as_str(),
+        cars.changed,
+    );
+    let readings = common::until(
+        Duration::from_secs(45),
+        "readings at the shares",
+        || async {
+            let mut out = Vec::new();
+            for (id, _) in sessions {
+                let after = changed + chrono::Duration::seconds(1);
+                let w = reading_after(admin, id, "Power.Active.Import", after).await;
+                let ok = w.is_some_and(|w| {
+                    if *id == little {
+                        (1_000.0..=1_200.0).contains(&w)
+                    } else {
+                        (8_800.0..=9_000.0).contains(&w)
+                    }
+                });
+                if !ok {
+                    return Err(format!("{id}: {w:?} {out:?}"));
+                }
+                out.push((id.clone(), w));
+            }
+            Ok(out)
+        },
+    )
+    .await;
+    let total: f64 = readings.iter().filter_map(|r| r.1).sum();
+    assert!(total <= 10_000.0 + 0.1, "{readings:?}");
+    cars.stop().await;
+}
+
+/// Two stations of one car each, charging, then the site's limits set.
+struct TwoCars {
+    csms: common::InProcess,
+    dir: std::path::PathBuf,
+    admin: u16,
+    /// The active sessions: (id, station).
+    sessions: Vec<(String, String)>,
+    /// The session of the first station.
+    first: String,
+    /// When the limits were set.
+    changed: chrono::DateTime<chrono::Utc>,
+    sims: [tokio::task::JoinHandle<Result<evproto_sim::Report, String>>; 2],
+}
+
+/// A CSMS with the drivers' card and two 11 kW stations of `version`, one
+/// car each whose needs are reported: `a` and `b` name them and change
+/// their behaviour; once both charge the site's `limits` are set.
+async fn two_cars(
+    version: ProtocolVersion,
+    a: (&str, fn(&mut Behaviour)),
+    b: (&str, fn(&mut Behaviour)),
+    limits: Value,
+) -> TwoCars {
+    let dir = common::temp_dir(&format!("smart-{}-{version:?}", a.0));
+    let mut config = common::lab_config(&dir, KEY);
+    config.site_limit_w = Some(100_000);
+    let csms = common::InProcess::start(config).await;
+    let (admin, ocpp) = (csms.started.admin_port, csms.started.ocpp_port);
+    let t = json!({"id_token": PUBLIC, "type": "ISO14443", "status": "Accepted", "allow_concurrent": true});
+    let (status, body) = common::api(KEY, admin, "POST", "/api/tokens", Some(t)).await;
+    assert!(status < 300, "{body}");
+    let with = |(prefix, change): (&str, fn(&mut Behaviour))| {
+        let mut c = sim(ocpp, version, prefix, 1, PUBLIC);
+        c.behaviour.ev_needs = true;
+        change(&mut c.behaviour);
+        tokio::spawn(evproto_sim::run(c, None))
+    };
+    let sims = [with(a), with(b)];
+    let (sessions, first) = sessions_of(admin, 2, a.0).await;
+    let changed = chrono::Utc::now();
+    let (status, body) = common::api(KEY, admin, "PUT", "/api/site/limits", Some(limits)).await;
+    assert_eq!(status, 200, "{body}");
+    TwoCars {
+        csms,
+        dir,
+        admin,
+        sessions,
+        first,
+        changed,
+        sims,
     }
-    csms.stop().await;
-    let _ = std::fs::remove_dir_all(&dir);
+}
+
+impl TwoCars {
+    async fn stop(self) {
+        for s in self.sims {
+            s.abort();
+        }
+        self.csms.stop().await;
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
