@@ -2290,10 +2290,11 @@ macro_rules! report_handlers_2x {
                 Ok($ver::ClearedChargingLimitResponse { custom_data: None })
             }
 
-            /// K15: the EV's charging needs. Kept and shown per EVSE; this
-            /// CSMS computes no schedule from them, so it says it offers
-            /// none: its smart charging (the site share, see `smart`) caps
-            /// the session at the EV's maximum on its phases, and recomputes.
+            /// K15/K17: the EV's charging needs. Kept and shown per EVSE. With
+            /// smart charging on (the site share, see `smart`), the session's
+            /// share counts them (the EV's maximum on its phases, its need by
+            /// departure) and its `TxProfile` is sent again: `Accepted`.
+            /// Without, this CSMS offers no schedule.
             pub(super) async fn notify_ev_charging_needs(
                 ctx: Ctx<Arc<App>>,
                 req: $ver::NotifyEVChargingNeedsRequest,
@@ -2310,18 +2311,30 @@ macro_rules! report_handlers_2x {
                 )
                 .await
                 .map_err(|e| unanswered::<A>(station, e))?;
-                // smart charging counts the EV's maximum and phases (crate::smart)
-                app.site.rebalance();
                 // a bidirectional EV's session gets a V2X schedule (crate::v2x)
                 if crate::v2x::on_needs(app, station, &req)
                     .await
                     .map_err(|e| unanswered::<A>(station, e))?
                 {
+                    // the others' shares count its needs
+                    app.site.rebalance();
                     return Ok($ver::NotifyEVChargingNeedsResponse {
                         status: $ver::NotifyEVChargingNeedsStatusEnumType::Accepted,
                         status_info: None,
                         custom_data: None,
                     });
+                }
+                // K15/K17: with smart charging on the transaction's
+                // TxProfile is computed again with these needs and sent
+                if app.site.offers_schedules() {
+                    if let Ok(evse) = u32::try_from(req.evse_id) {
+                        app.site.renegotiate(station, evse);
+                        return Ok($ver::NotifyEVChargingNeedsResponse {
+                            status: $ver::NotifyEVChargingNeedsStatusEnumType::Accepted,
+                            status_info: None,
+                            custom_data: None,
+                        });
+                    }
                 }
                 Ok($ver::NotifyEVChargingNeedsResponse {
                     status: $ver::NotifyEVChargingNeedsStatusEnumType::$no_schedule,
@@ -2356,6 +2369,38 @@ macro_rules! report_handlers_2x {
                 )
                 .await
                 .map_err(|e| unanswered::<A>(station, e))?;
+                // K15.FR.10-13, K16: the EV's schedule against the TxProfile
+                // the CSMS installed; outside it: Rejected, and the CSMS
+                // renegotiates (sends its TxProfile again)
+                let schedule = &req.charging_schedule;
+                let in_watts = schedule.charging_rate_unit == $ver::ChargingRateUnitEnumType::W;
+                let periods: Vec<(rust_decimal::Decimal, bool, u8)> = schedule
+                    .charging_schedule_period
+                    .iter()
+                    .filter_map(|p| {
+                        let limit: Option<rust_decimal::Decimal> = p.limit.into();
+                        let phases = p.number_phases.and_then(|n| u8::try_from(n).ok());
+                        Some((limit?, in_watts, phases.unwrap_or(3)))
+                    })
+                    .collect();
+                let evse = u32::try_from(req.evse_id).unwrap_or(0);
+                if app.site.ev_schedule_within(station, evse, &periods) == Some(false) {
+                    app.site.renegotiate(station, evse);
+                    return Ok($ver::NotifyEVChargingScheduleResponse {
+                        status: $ver::GenericStatusEnumType::Rejected,
+                        status_info: $ver::StatusInfoType {
+                            reason_code: "OutOfLimits"
+                                .parse()
+                                .map_err(|e| unanswered::<A>(station, e))?,
+                            additional_info: "the EV's schedule exceeds the TxProfile the CSMS sent; a new one follows"
+                                .parse()
+                                .ok(),
+                            custom_data: None,
+                        }
+                        .into(),
+                        custom_data: None,
+                    });
+                }
                 Ok($ver::NotifyEVChargingScheduleResponse {
                     status: $ver::GenericStatusEnumType::Accepted,
                     status_info: None,

@@ -251,6 +251,11 @@ struct Shared {
     phases: std::sync::Mutex<HashMap<String, u8>>,
     /// The last recomputation counted some EV's need by its departure.
     needs: AtomicBool,
+    /// The share of each `TxProfile` the stations hold, by (station,
+    /// EVSE), W.
+    tx_shares: std::sync::Mutex<HashMap<(String, u32), Decimal>>,
+    /// (station, EVSE) whose `TxProfile` is to be sent again (K16).
+    resend: std::sync::Mutex<HashSet<(String, u32)>>,
 }
 
 /// The phases a message's samples show a car drawing on
@@ -414,6 +419,52 @@ impl SiteShares {
         }
     }
 
+    /// Whether the CSMS offers an EV a charging schedule (K15/K17: smart
+    /// charging is on, so every transaction gets a `TxProfile`).
+    pub fn offers_schedules(&self) -> bool {
+        self.limits.get().is_some()
+    }
+
+    /// Sends the `TxProfile` of `station`'s EVSE `evse` again, computed
+    /// afresh (K15/K17 after an EV's needs, K16 after a schedule outside
+    /// it).
+    pub fn renegotiate(&self, station: &str, evse: u32) {
+        self.shared
+            .resend
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert((station.to_owned(), evse));
+        self.rebalance();
+    }
+
+    /// Whether an EV's charging schedule on `station`'s EVSE `evse` stays
+    /// within the `TxProfile` the CSMS installed there (K15.FR.10/12,
+    /// K16): each period as (limit, in W (else A), phases), A counted at
+    /// 230 V on its phases, 0.1 A of rounding allowed. `None` when the CSMS
+    /// installed no `TxProfile` there (nothing to hold it to).
+    pub fn ev_schedule_within(
+        &self,
+        station: &str,
+        evse: u32,
+        periods: &[(Decimal, bool, u8)],
+    ) -> Option<bool> {
+        let share = *self
+            .shared
+            .tx_shares
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&(station.to_owned(), evse))?;
+        let volts = Decimal::from(230);
+        Some(periods.iter().all(|(limit, in_watts, phases)| {
+            if *in_watts {
+                *limit <= share + COMPOSITE_TOLERANCE_W
+            } else {
+                let n = Decimal::from((*phases).clamp(1, 3));
+                *limit <= share / (volts * n) + Decimal::new(1, 1)
+            }
+        }))
+    }
+
     /// The retry timer and the power samples: runs for the CSMS's life.
     pub async fn run(self) {
         let mut tick = tokio::time::interval(StdDuration::from_secs(1));
@@ -497,6 +548,14 @@ impl SiteShares {
             return;
         };
         let began = Instant::now();
+        // a TxProfile to send again is one the station is taken not to hold
+        let resend =
+            std::mem::take(&mut *self.shared.resend.lock().unwrap_or_else(|e| e.into_inner()));
+        for (station, evse) in resend {
+            if let Some(held) = installed.stations.get_mut(&station) {
+                held.retain(|p| !(p.evse_id == evse && p.profile.purpose == Purpose::Tx));
+            }
+        }
         let sessions = match self.store.sessions(None, 10_000).await {
             Ok(s) => s,
             Err(e) => {
@@ -729,6 +788,22 @@ impl SiteShares {
                     .await;
             }
         }
+        *self
+            .shared
+            .tx_shares
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = installed
+            .stations
+            .iter()
+            .flat_map(|(st, held)| {
+                held.iter()
+                    .filter(|p| p.profile.purpose == Purpose::Tx)
+                    .filter_map(|p| {
+                        let limit = p.profile.schedules.first()?.periods.first()?.limit;
+                        Some(((st.clone(), p.evse_id), limit))
+                    })
+            })
+            .collect();
         if missed {
             self.missed();
         } else {
