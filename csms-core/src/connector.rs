@@ -59,6 +59,7 @@ use evproto_ocpp_types::{v16, v201, v21};
 
 /// A connector: (EVSE id, connector id within it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct ConnectorId {
     /// EVSE id (1.6: the connector id).
     pub evse_id: u32,

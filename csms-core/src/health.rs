@@ -122,6 +122,7 @@ use crate::transaction::StopReason;
 
 /// Which connector of which station.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct HealthKey {
     /// The station's identity.
     pub station: String,
@@ -276,6 +277,7 @@ pub fn reboot(
 
 /// The signals a connector's health is judged on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum Signal {
     /// Faulted reports.
     Faults,
@@ -405,6 +407,7 @@ pub enum Change {
 
 /// A count that halves every half-life.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 struct Decayed {
     value: f64,
     at: Option<DateTime<Utc>>,
@@ -432,6 +435,7 @@ impl Decayed {
 
 /// A mean, exponentially weighted, and how many samples made it.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 struct Ewma {
     mean: f64,
     n: u32,
@@ -451,6 +455,7 @@ impl Ewma {
 /// Σ, Σ² and count of the EWMAs of the connectors with enough samples: the
 /// fleet's spread of one quantity, kept in O(1).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 struct Spread {
     sum: f64,
     sumsq: f64,
@@ -496,6 +501,7 @@ impl Spread {
 }
 
 #[derive(Debug, Clone, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 struct ConnectorState {
     sessions: Decayed,
     adverse: Decayed,
@@ -510,8 +516,11 @@ struct ConnectorState {
 
 /// The health of every connector of a fleet (see the module docs).
 #[derive(Debug, Clone, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct HealthModel {
+    #[cfg_attr(feature = "serde", serde(skip))]
     config: HealthConfig,
+    #[cfg_attr(feature = "serde", serde(with = "pairs"))]
     connectors: BTreeMap<HealthKey, ConnectorState>,
     fleet_sessions: Decayed,
     fleet_adverse: Decayed,
@@ -519,6 +528,31 @@ pub struct HealthModel {
     fleet_temperature: Spread,
     /// The spread of the relative voltage deviations' EWMAs.
     fleet_voltage: Spread,
+}
+
+/// A map whose keys are not strings, as a list of pairs (JSON objects
+/// take string keys only).
+#[cfg(feature = "serde")]
+mod pairs {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub(super) fn serialize<K: Serialize, V: Serialize, S: Serializer>(
+        map: &BTreeMap<K, V>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.collect_seq(map.iter())
+    }
+
+    pub(super) fn deserialize<'de, K, V, D>(d: D) -> Result<BTreeMap<K, V>, D::Error>
+    where
+        K: Deserialize<'de> + Ord,
+        V: Deserialize<'de>,
+        D: Deserializer<'de>,
+    {
+        Ok(Vec::<(K, V)>::deserialize(d)?.into_iter().collect())
+    }
 }
 
 impl HealthModel {
@@ -533,6 +567,13 @@ impl HealthModel {
     /// The tuning in force.
     pub fn config(&self) -> &HealthConfig {
         &self.config
+    }
+
+    /// The same state under another tuning (a state kept with the `serde`
+    /// feature is restored with the default tuning: the tuning is the
+    /// application's, not part of the state).
+    pub fn with_config(self, config: HealthConfig) -> Self {
+        HealthModel { config, ..self }
     }
 
     /// The fleet's adverse events per session now (`λ0`).
@@ -836,6 +877,32 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A kept state restored: the same health everywhere, and the next
+    /// observations change both alike.
+    #[cfg(feature = "serde")]
+    #[test]
+    fn a_kept_state_restores_the_same_model() {
+        let mut m = HealthModel::default();
+        fleet(&mut m, 12, 5);
+        let now = t0() + Duration::days(5);
+        m.handle(&key(3), now, Observation::Temperature { celsius: 61.0 });
+        m.handle_station("CS004", now, StationObservation::UnplannedReboot);
+        let text = serde_json::to_string(&m).unwrap();
+        let back: HealthModel = serde_json::from_str(&text).unwrap();
+        let mut back = back.with_config(m.config().clone());
+        assert_eq!(back.ranking(now), m.ranking(now));
+        assert_eq!(back.baseline(now), m.baseline(now));
+        for i in 0..6 {
+            let at = now + Duration::hours(i);
+            let a = m.handle(&key(5), at, Observation::SessionEnded { aborted: true });
+            let b = back.handle(&key(5), at, Observation::SessionEnded { aborted: true });
+            assert_eq!(a, b);
+        }
+        assert_eq!(back.ranking(now), m.ranking(now));
+        // not a model: a typed error, not a panic
+        assert!(serde_json::from_str::<HealthModel>(r#"{"connectors": 3}"#).is_err());
     }
 
     #[test]

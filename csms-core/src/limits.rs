@@ -101,6 +101,15 @@
 //!     shares and one default share. The ids are fixed, so a new profile
 //!     replaces the old one in place; what no longer applies (the station
 //!     maximum once nothing is held back) is cleared by id.
+//! 12. **Needs by departure first** (refines rule 8): within a priority,
+//!     the shares are filled in two rounds. In the first each session can use at most what it needs to
+//!     get the energy it asked for by its departure
+//!     ([`Session::required_w`], [`required_w`]; a session whose need is
+//!     not known, or whose departure is past, can use its cap), max-min
+//!     fair as in rule 8; what the first round leaves is then shared the
+//!     same way up to the caps. So a car that must leave soon is served
+//!     before a car that has all night gets more than it needs, and
+//!     without any need known the result is rule 8's.
 //!
 //! # Example
 //!
@@ -968,6 +977,14 @@ pub struct EvRequest {
     pub max_current_a: Option<Decimal>,
     /// DC `evMaxPower`, or DC `evMaxCurrent × evMaxVoltage`.
     pub max_power_w: Option<Decimal>,
+    /// The AC phases it asked to charge on (`requestedEnergyTransfer`
+    /// `AC_single_phase` 1, `AC_two_phase` 2, `AC_three_phase` 3; `None`
+    /// for DC and the other modes).
+    pub phases: Option<u8>,
+    /// The energy it asked for, Wh (AC or DC `energyAmount`).
+    pub energy_wh: Option<Decimal>,
+    /// When it leaves (`departureTime`).
+    pub departure: Option<DateTime<Utc>>,
 }
 
 impl EvRequest {
@@ -979,6 +996,60 @@ impl EvRequest {
                 .map(|a| a * voltage_v * Decimal::from(phases))
         })
     }
+}
+
+/// A line of a three-phase supply, as a meter value's `phase` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Line {
+    /// `L1`.
+    L1,
+    /// `L2`.
+    L2,
+    /// `L3`.
+    L3,
+}
+
+impl Line {
+    /// The line a meter value's `phase` names (`L1`, `L2`, `L3`; the
+    /// other phase values name no single line).
+    pub fn from_phase(phase: &str) -> Option<Line> {
+        match phase {
+            "L1" => Some(Line::L1),
+            "L2" => Some(Line::L2),
+            "L3" => Some(Line::L3),
+            _ => None,
+        }
+    }
+}
+
+/// The least current on a line that counts as the car drawing on it, A.
+pub const LINE_IN_USE_A: Decimal = Decimal::ONE;
+
+/// The phases a car draws on, from one meter reading's per-line currents
+/// (`Current.Import` with `phase` `L1`, `L2`, `L3`): how many lines carry
+/// at least [`LINE_IN_USE_A`]. `None` when none does: no per-line reading,
+/// or the car draws (almost) nothing, which tells nothing of its phases.
+pub fn phases_in_use(currents: impl IntoIterator<Item = (Line, Decimal)>) -> Option<u8> {
+    let lines: BTreeSet<Line> = currents
+        .into_iter()
+        .filter(|(_, a)| *a >= LINE_IN_USE_A)
+        .map(|(l, _)| l)
+        .collect();
+    match lines.len() {
+        0 => None,
+        n => u8::try_from(n).ok(),
+    }
+}
+
+/// A session's phases for the allocator: what its car was last seen
+/// drawing on ([`phases_in_use`]), else what the EV asked for
+/// ([`EvRequest::phases`]), else [`DEFAULT_PHASES`] (1.6 and 2.x assume
+/// three).
+pub fn session_phases(measured: Option<u8>, requested: Option<u8>) -> u8 {
+    measured
+        .or(requested)
+        .filter(|p| (1..=3).contains(p))
+        .unwrap_or(DEFAULT_PHASES)
 }
 
 fn dc_power(power: Option<Decimal>, current: Decimal, voltage: Decimal) -> Option<Decimal> {
@@ -996,14 +1067,29 @@ impl From<&v201::NotifyEVChargingNeedsRequest> for EvRequest {
                     Decimal::from(dc.ev_max_current),
                     Decimal::from(dc.ev_max_voltage),
                 ),
+                phases: None,
+                energy_wh: dc.energy_amount.map(Decimal::from),
+                departure: n.departure_time,
             };
         }
+        use v201::EnergyTransferModeEnumType as Mode;
         EvRequest {
             max_current_a: n
                 .ac_charging_parameters
                 .as_ref()
                 .map(|ac| Decimal::from(ac.ev_max_current)),
             max_power_w: None,
+            phases: match n.requested_energy_transfer {
+                Mode::ACSinglePhase => Some(1),
+                Mode::ACTwoPhase => Some(2),
+                Mode::ACThreePhase => Some(3),
+                _ => None,
+            },
+            energy_wh: n
+                .ac_charging_parameters
+                .as_ref()
+                .map(|ac| Decimal::from(ac.energy_amount)),
+            departure: n.departure_time,
         }
     }
 }
@@ -1015,14 +1101,31 @@ impl From<&v21::NotifyEVChargingNeedsRequest> for EvRequest {
             return EvRequest {
                 max_current_a: Some(dc.ev_max_current),
                 max_power_w: dc_power(dc.ev_max_power, dc.ev_max_current, dc.ev_max_voltage),
+                phases: None,
+                energy_wh: dc.energy_amount,
+                departure: n.departure_time,
             };
         }
+        use v21::EnergyTransferModeEnumType as Mode;
         EvRequest {
             max_current_a: n
                 .ac_charging_parameters
                 .as_ref()
                 .map(|ac| ac.ev_max_current),
             max_power_w: None,
+            phases: match n.requested_energy_transfer {
+                Mode::ACSinglePhase => Some(1),
+                Mode::ACTwoPhase => Some(2),
+                Mode::ACThreePhase => Some(3),
+                _ => None,
+            },
+            // a bidirectional car's target, else its AC energy amount
+            energy_wh: n
+                .v2x_charging_parameters
+                .as_ref()
+                .and_then(|v| v.ev_target_energy_request)
+                .or_else(|| n.ac_charging_parameters.as_ref().map(|ac| ac.energy_amount)),
+            departure: n.departure_time,
         }
     }
 }
@@ -1313,6 +1416,9 @@ pub struct Session {
     pub started_at: DateTime<Utc>,
     /// Its priority: higher is served first (rule 8; 0 by default).
     pub priority: u8,
+    /// The power it needs to get the energy it asked for by its departure,
+    /// W, when both are known ([`required_w`]; rule 12).
+    pub required_w: Option<Decimal>,
 }
 
 impl Session {
@@ -1334,7 +1440,15 @@ impl Session {
             external_limit_w: None,
             started_at,
             priority: 0,
+            required_w: None,
         }
+    }
+
+    /// What it can use in the first round of its priority (rule 12): its
+    /// cap, or less when it needs less by its departure.
+    fn first_cap_w(&self) -> Decimal {
+        self.required_w
+            .map_or(self.cap_w(), |r| r.max(Decimal::ZERO).min(self.cap_w()))
     }
 
     /// What it can use: the lowest of the station's maximum, the EV's and
@@ -1441,44 +1555,91 @@ fn water_level(items: &mut [(Decimal, Decimal)], budget: Decimal) -> Option<Deci
 /// The shares of `active` (sorted by id) without pausing anyone (rule 8):
 /// priority by priority, highest first, each out of what the ones above
 /// left.
+/// A session's weight in the per-phase budget: Σ P/(V n) ≤ I ⇔
+/// Σ P × 6/n ≤ 6 I V (exact weights 6, 3, 2).
+fn weight(s: &Session) -> Decimal {
+    Decimal::from(6 / s.phases)
+}
+
+/// One water-filling of `tier` up to `caps` within what is left of the
+/// site's power and (6 × V ×) per-phase current: each gets `min(cap, L)`
+/// at the highest level `L` (rounded down to 0.1 W) the budgets allow;
+/// whether they bound (someone got less than its cap).
+fn fill(
+    tier: &[&Session],
+    caps: &[Decimal],
+    power_left: Decimal,
+    current_left: Option<Decimal>,
+) -> (Vec<Decimal>, bool) {
+    let mut by_power: Vec<_> = caps.iter().map(|c| (*c, Decimal::ONE)).collect();
+    let mut level = water_level(&mut by_power, power_left.max(Decimal::ZERO));
+    if let Some(budget) = current_left {
+        let mut by_current: Vec<_> = tier
+            .iter()
+            .zip(caps)
+            .map(|(s, c)| (*c, weight(s)))
+            .collect();
+        let l2 = water_level(&mut by_current, budget.max(Decimal::ZERO));
+        level = match (level, l2) {
+            (Some(x), Some(y)) => Some(x.min(y)),
+            (x, y) => x.or(y),
+        };
+    }
+    let level = level.map(floor_tenth);
+    let w: Vec<Decimal> = caps
+        .iter()
+        .map(|c| level.map_or(*c, |l| (*c).min(l)))
+        .collect();
+    let bound = w.iter().zip(caps).any(|(w, c)| w < c);
+    (w, bound)
+}
+
 fn shares(site: &Site, active: &[&Session]) -> Vec<Decimal> {
     let mut out = vec![Decimal::ZERO; active.len()];
     let mut power_left = site.limit_w;
-    // Σ P/(V n) ≤ I  ⇔  Σ P × 6/n ≤ 6 I V (exact weights 6, 3, 2)
     let mut current_left = site
         .phase_limit_a
         .map(|a| Decimal::from(6) * a * site.voltage_v);
-    let weight = |s: &Session| Decimal::from(6 / s.phases);
     let priorities: BTreeSet<u8> = active.iter().map(|s| s.priority).collect();
     for p in priorities.into_iter().rev() {
-        let tier: Vec<usize> = (0..active.len())
-            .filter(|&i| active[i].priority == p)
-            .collect();
-        let mut by_power: Vec<_> = tier
-            .iter()
-            .map(|&i| (active[i].cap_w(), Decimal::ONE))
-            .collect();
-        let mut level = water_level(&mut by_power, power_left.max(Decimal::ZERO));
-        if let Some(budget) = current_left {
-            let mut by_current: Vec<_> = tier
+        let tier: Vec<&Session> = active.iter().copied().filter(|s| s.priority == p).collect();
+        // rule 12: first up to what each needs by its departure, then the rest
+        let first: Vec<Decimal> = tier.iter().map(|s| s.first_cap_w()).collect();
+        let (w1, bound) = fill(&tier, &first, power_left, current_left);
+        let mut w = w1.clone();
+        if !bound {
+            let rest: Vec<Decimal> = tier
                 .iter()
-                .map(|&i| (active[i].cap_w(), weight(active[i])))
+                .zip(&w1)
+                .map(|(s, w)| (s.cap_w() - *w).max(Decimal::ZERO))
                 .collect();
-            let l2 = water_level(&mut by_current, budget.max(Decimal::ZERO));
-            level = match (level, l2) {
-                (Some(x), Some(y)) => Some(x.min(y)),
-                (x, y) => x.or(y),
-            };
+            let used: Decimal = w1.iter().sum();
+            let used_current = tier
+                .iter()
+                .zip(&w1)
+                .map(|(s, w)| *w * weight(s))
+                .sum::<Decimal>();
+            let (w2, _) = fill(
+                &tier,
+                &rest,
+                power_left - used,
+                current_left.map(|c| c - used_current),
+            );
+            for (a, b) in w.iter_mut().zip(w2) {
+                *a += b;
+            }
         }
-        let level = level.map(floor_tenth);
         let mut all_capped = true;
-        for &i in &tier {
-            let s = active[i];
-            let w = level.map_or(s.cap_w(), |l| s.cap_w().min(l));
-            all_capped &= w == s.cap_w();
-            out[i] = w;
-            power_left -= w;
-            current_left = current_left.map(|c| c - w * weight(s));
+        let mut k = 0;
+        for (i, s) in active.iter().enumerate() {
+            if s.priority != p {
+                continue;
+            }
+            all_capped &= w[k] == s.cap_w();
+            out[i] = w[k];
+            power_left -= w[k];
+            current_left = current_left.map(|c| c - w[k] * weight(s));
+            k += 1;
         }
         if !all_capped {
             // the limits bind here: what the rounding left is not for the priorities below
@@ -1563,6 +1724,25 @@ pub fn allocate(site: &Site, sessions: &[Session]) -> Result<Vec<Allocation>, Er
         .collect())
 }
 
+/// The power a car needs to get `remaining_wh` more by `departure`, W
+/// (rule 12): `None` when it is already past (then it needs all it can
+/// get); 0 when it needs nothing more.
+pub fn required_w(
+    remaining_wh: Decimal,
+    now: DateTime<Utc>,
+    departure: DateTime<Utc>,
+) -> Option<Decimal> {
+    let left_ms = (departure - now).num_milliseconds();
+    if left_ms <= 0 {
+        return None;
+    }
+    let hours = Decimal::from(left_ms) / Decimal::from(3_600_000);
+    Some(
+        (remaining_wh.max(Decimal::ZERO) / hours)
+            .round_dp_with_strategy(1, RoundingStrategy::ToPositiveInfinity),
+    )
+}
+
 /// The `TxDefaultProfile` id of the site's default share (rule 11).
 pub const TX_DEFAULT_PROFILE_ID: i32 = 900;
 /// The `ChargingStationMaxProfile` id of a held-back station (rule 11).
@@ -1588,6 +1768,33 @@ impl Site {
         };
         floor_tenth(share.max(Decimal::ZERO))
     }
+
+    /// [`Site::default_share`] for `evses` counted up to the next step of
+    /// 1, 2, …, 8, 12, 16, 24, 32, 48, 64, … (each step 1.5 or 1.33 times
+    /// the last): never above `default_share(evses)`, at least 2/3 of it,
+    /// and the same for every size between two steps. A site whose stations
+    /// connect one by one then changes its default share 14 times from 8 to
+    /// 1,000 EVSEs instead of 992, and each change is a new
+    /// `TxDefaultProfile` for every connected station.
+    pub fn stepped_default_share(&self, evses: u32) -> Decimal {
+        self.default_share(default_share_step(evses))
+    }
+}
+
+/// The step of [`Site::stepped_default_share`] at or above `n`.
+fn default_share_step(n: u32) -> u32 {
+    if n <= 8 {
+        return n;
+    }
+    let low = 1u32 << (31 - n.leading_zeros());
+    let mid = low + low / 2;
+    if n == low {
+        low
+    } else if n <= mid {
+        mid
+    } else {
+        low.saturating_mul(2)
+    }
 }
 
 /// A one-period profile in W (rule 11's building block).
@@ -1596,7 +1803,7 @@ fn share_profile(
     id: i32,
     (purpose, kind, stack_level): (Purpose, Kind, u32),
     transaction_id: Option<String>,
-    limit_w: Decimal,
+    (limit_w, number_phases): (Decimal, Option<u8>),
     start: Option<DateTime<Utc>>,
 ) -> InstalledProfile {
     InstalledProfile {
@@ -1617,7 +1824,7 @@ fn share_profile(
                 periods: vec![Period {
                     start_s: 0,
                     limit: limit_w,
-                    number_phases: None,
+                    number_phases,
                     phase_to_use: None,
                 }],
                 min_charging_rate: None,
@@ -1630,7 +1837,8 @@ fn share_profile(
 /// allocations of the station's sessions and the site's default share:
 /// the station's `TxDefaultProfile` (EVSE 0, `Relative`), a `TxProfile`
 /// per allocation with a transaction (`Relative`: from the transaction's
-/// start), and, when one of them is held back, a
+/// start; with `numberPhases` when its car charges on fewer than
+/// [`DEFAULT_PHASES`], so the station converts W to A on its phases), and, when one of them is held back, a
 /// `ChargingStationMaxProfile` (EVSE 0, `Absolute` from `now`: the
 /// purpose cannot be `Relative`) at the sum of the shares plus one default
 /// share. Ordered by profile id.
@@ -1644,7 +1852,7 @@ pub fn station_profiles(
         TX_DEFAULT_PROFILE_ID,
         (Purpose::TxDefault, Kind::Relative, SHARE_STACK_LEVEL),
         None,
-        default_w,
+        (default_w, None),
         None,
     )];
     if allocations.iter().any(|a| a.held_back) {
@@ -1654,7 +1862,7 @@ pub fn station_profiles(
             STATION_MAX_PROFILE_ID,
             (Purpose::StationMax, Kind::Absolute, 0),
             None,
-            total + default_w,
+            (total + default_w, None),
             Some(now),
         ));
     }
@@ -1667,7 +1875,8 @@ pub fn station_profiles(
             TX_PROFILE_BASE.saturating_add(evse),
             (Purpose::Tx, Kind::Relative, SHARE_STACK_LEVEL),
             Some(tx.clone()),
-            a.watts,
+            // a car on fewer phases than the default says so (W → A on its phases)
+            (a.watts, (a.phases != DEFAULT_PHASES).then_some(a.phases)),
             None,
         ));
     }
@@ -2557,5 +2766,159 @@ mod tests {
         assert!(ps.iter().all(|p| p.profile.purpose != Purpose::StationMax));
         // no transaction yet: no TxProfile
         assert_eq!(ps.len(), 1);
+    }
+
+    /// Rule 11 with a car's phases: a single-phase car's `TxProfile` says
+    /// so, a three-phase car's leaves the default.
+    #[test]
+    fn a_tx_profile_carries_the_phases_of_a_car_on_fewer_than_three() {
+        let site = Site {
+            min_current_a: Decimal::ZERO,
+            ..Site::new(d(10_000))
+        };
+        let one = Session {
+            transaction_id: Some("7".into()),
+            ..sess("a", 1, 3_680, 0)
+        };
+        let three = Session {
+            transaction_id: Some("8".into()),
+            evse_id: 2,
+            ..sess("b", 3, 22_000, 0)
+        };
+        let out = allocate(&site, &[one, three]).unwrap();
+        let refs: Vec<&Allocation> = out.iter().collect();
+        let ps = station_profiles(&refs, d(2_000), t0());
+        let phases = |id: i32| {
+            ps.iter()
+                .find(|p| p.profile.id == id)
+                .map(|p| p.profile.schedules[0].periods[0].number_phases)
+        };
+        assert_eq!(phases(1001), Some(Some(1)));
+        assert_eq!(phases(1002), Some(None));
+        assert_eq!(phases(TX_DEFAULT_PROFILE_ID), Some(None));
+        let v201 = ps
+            .iter()
+            .find(|p| p.profile.id == 1001)
+            .unwrap()
+            .to_v201()
+            .unwrap();
+        assert_eq!(
+            v201.charging_profile.charging_schedule[0].charging_schedule_period[0].number_phases,
+            Some(1)
+        );
+    }
+
+    /// A car's phases: measured first, then asked for, then three.
+    #[test]
+    fn a_sessions_phases_come_from_its_meter_then_its_request() {
+        let a = |v: i64| Decimal::new(v, 1);
+        assert_eq!(phases_in_use([(Line::L1, a(160))]), Some(1));
+        assert_eq!(
+            phases_in_use([(Line::L1, a(160)), (Line::L2, a(3)), (Line::L3, a(0))]),
+            Some(1),
+            "below 1 A a line is not in use"
+        );
+        assert_eq!(
+            phases_in_use([(Line::L1, a(100)), (Line::L2, a(100)), (Line::L3, a(100))]),
+            Some(3)
+        );
+        // the same line twice (two readings of one instant) counts once
+        assert_eq!(
+            phases_in_use([(Line::L2, a(80)), (Line::L2, a(90))]),
+            Some(1)
+        );
+        assert_eq!(phases_in_use([(Line::L1, a(5))]), None);
+        assert_eq!(phases_in_use([]), None);
+        assert_eq!(Line::from_phase("L3"), Some(Line::L3));
+        assert_eq!(Line::from_phase("L1-N"), None);
+        assert_eq!(session_phases(Some(1), Some(3)), 1);
+        assert_eq!(session_phases(None, Some(2)), 2);
+        assert_eq!(session_phases(None, None), DEFAULT_PHASES);
+        assert_eq!(session_phases(Some(0), Some(7)), DEFAULT_PHASES);
+    }
+
+    /// The EV's requested energy transfer gives its phases (DC none).
+    #[test]
+    fn an_ev_request_names_its_ac_phases() {
+        let needs: v201::NotifyEVChargingNeedsRequest = serde_json::from_str(
+            r#"{"evseId":1,"chargingNeeds":{"requestedEnergyTransfer":"AC_single_phase",
+               "acChargingParameters":{"energyAmount":5000,"evMinCurrent":6,"evMaxCurrent":16,"evMaxVoltage":230}}}"#,
+        )
+        .unwrap();
+        let r = EvRequest::from(&needs);
+        assert_eq!(r.phases, Some(1));
+        assert_eq!(r.max_w(d(230), r.phases.unwrap()), Some(d(3_680)));
+        let dc: v21::NotifyEVChargingNeedsRequest = serde_json::from_str(
+            r#"{"evseId":1,"chargingNeeds":{"requestedEnergyTransfer":"DC",
+               "dcChargingParameters":{"evMaxCurrent":200,"evMaxVoltage":400}}}"#,
+        )
+        .unwrap();
+        assert_eq!(EvRequest::from(&dc).phases, None);
+    }
+
+    /// The stepped default share changes only between steps.
+    #[test]
+    fn the_stepped_default_share_moves_in_steps() {
+        let steps: Vec<u32> = (0..=100).map(default_share_step).collect();
+        assert_eq!(&steps[..10], &[0, 1, 2, 3, 4, 5, 6, 7, 8, 12]);
+        assert_eq!(default_share_step(12), 12);
+        assert_eq!(default_share_step(13), 16);
+        assert_eq!(default_share_step(17), 24);
+        assert_eq!(default_share_step(25), 32);
+        assert_eq!(default_share_step(1_000), 1_024);
+        assert_eq!(default_share_step(u32::MAX), u32::MAX);
+        let mut distinct: Vec<u32> = (8..=1_000).map(default_share_step).collect();
+        distinct.dedup();
+        assert_eq!(distinct.len(), 15, "{distinct:?}");
+        let site = Site::new(d(100_000));
+        assert_eq!(site.stepped_default_share(9), site.default_share(12));
+        assert_eq!(site.stepped_default_share(5), site.default_share(5));
+    }
+
+    /// Rule 12: the car that must leave soon gets what it needs first.
+    #[test]
+    fn a_car_leaving_soon_is_served_before_one_with_all_night() {
+        let site = Site {
+            min_current_a: Decimal::ZERO,
+            ..Site::new(d(8_000))
+        };
+        let now = t0();
+        // A: 10 kWh in 1 h; B: 5 kWh in 10 h (0.5 kW); both could take 11 kW
+        let a = Session {
+            required_w: required_w(d(10_000), now, now + Duration::hours(1)),
+            ..sess("a", 3, 11_000, 0)
+        };
+        let b = Session {
+            evse_id: 2,
+            required_w: required_w(d(5_000), now, now + Duration::hours(10)),
+            ..sess("b", 3, 11_000, 0)
+        };
+        assert_eq!(a.required_w, Some(d(10_000)));
+        assert_eq!(b.required_w, Some(d(500)));
+        let out = allocate(&site, &[a.clone(), b.clone()]).unwrap();
+        // needs first: B its 0.5 kW, A the rest (7.5 kW); max-min fair alone: 4 and 4
+        assert_eq!((out[0].watts, out[1].watts), (d(7_500), d(500)));
+        // room for both needs: the rest is shared up to the caps
+        let big = Site {
+            min_current_a: Decimal::ZERO,
+            ..Site::new(d(16_000))
+        };
+        let out = allocate(&big, &[a.clone(), b.clone()]).unwrap();
+        // round 1: 10 000 + 500; round 2: 5 500 left over A's 1 000 and B's 10 500
+        assert_eq!((out[0].watts, out[1].watts), (d(11_000), d(5_000)));
+        // a need unknown counts as the whole cap in round 1
+        let c = Session {
+            required_w: None,
+            ..b.clone()
+        };
+        let out = allocate(&site, &[a, c]).unwrap();
+        assert_eq!((out[0].watts, out[1].watts), (d(4_000), d(4_000)));
+        // a departure already past, or nothing left to get
+        assert_eq!(required_w(d(1_000), now, now), None);
+        assert_eq!(required_w(d(-5), now, now + Duration::hours(1)), Some(d(0)));
+        assert_eq!(
+            required_w(d(1_000), now, now + Duration::minutes(90)),
+            Some(Decimal::new(6_667, 1))
+        );
     }
 }

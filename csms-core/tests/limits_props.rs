@@ -1,6 +1,8 @@
 //! Property tests of charging limits: the site allocator never exceeds the
 //! site's or a session's limit, serves higher priorities first, is max-min
-//! fair within a priority and does not depend on the input's order; the composite schedule equals an independent evaluation
+//! fair within a priority (needs by departure served first) and does not
+//! depend on the input's order; the
+//! stepped default share never exceeds the exact one; the composite schedule equals an independent evaluation
 //! of the stacking and combining rules at every instant (so never exceeds a
 //! leading profile), and equals the profile when only one applies.
 
@@ -124,6 +126,53 @@ proptest! {
         }
     }
 
+    /// Rule 12: with needs by departure, the limits still hold, nobody gets
+    /// more than its cap, and when every session's need (its cap when not
+    /// known) fits the site at once, each gets at least that; the site's
+    /// capacity is not left unused while someone is below its cap.
+    #[test]
+    fn needs_by_departure_are_served_first_within_the_limits(
+        site in sites(),
+        ss in sessions(),
+        needs in prop::collection::vec(prop::option::of(0i64..20_000), 8),
+    ) {
+        let site = Site { min_current_a: Decimal::ZERO, ..site };
+        let ss: Vec<Session> = ss
+            .into_iter()
+            .zip(needs)
+            .map(|(s, n)| Session { required_w: n.map(d), priority: 0, ..s })
+            .collect();
+        let out = allocate(&site, &ss).unwrap();
+        let by_id = |id: &str| ss.iter().find(|s| s.id == id).unwrap();
+        let total: Decimal = out.iter().map(|a| a.watts).sum();
+        prop_assert!(total <= site.limit_w);
+        let phase_load: Decimal = out.iter().map(|a| a.watts * d(6 / i64::from(a.phases))).sum();
+        if let Some(i) = site.phase_limit_a {
+            prop_assert!(phase_load <= d(6) * i * site.voltage_v);
+        }
+        let first = |s: &Session| s.required_w.map_or(s.cap_w(), |r| r.min(s.cap_w()));
+        let first_total: Decimal = ss.iter().map(first).sum();
+        let first_phase: Decimal = ss.iter().map(|s| first(s) * d(6 / i64::from(s.phases))).sum();
+        let fits = first_total <= site.limit_w
+            && site.phase_limit_a.is_none_or(|i| first_phase <= d(6) * i * site.voltage_v);
+        for a in &out {
+            let s = by_id(&a.session_id);
+            prop_assert!(a.watts >= Decimal::ZERO && a.watts <= s.cap_w());
+            if fits {
+                prop_assert!(a.watts >= first(s), "{}: {} below its need {}", a.session_id, a.watts, first(s));
+            }
+        }
+        let below_cap = out.iter().any(|a| a.watts < by_id(&a.session_id).cap_w());
+        if below_cap {
+            let n = d(2 * out.len() as i64);
+            let power_tight = site.limit_w - total < Decimal::new(1, 1) * n;
+            let phase_tight = site
+                .phase_limit_a
+                .is_some_and(|i| d(6) * i * site.voltage_v - phase_load < Decimal::new(6, 1) * n);
+            prop_assert!(power_tight || phase_tight, "capacity left unused");
+        }
+    }
+
     /// The result depends on the set of sessions, not on their order.
     #[test]
     fn allocations_do_not_depend_on_input_order(
@@ -131,6 +180,18 @@ proptest! {
         (ss, shuffled) in sessions().prop_flat_map(|v| (Just(v.clone()), Just(v).prop_shuffle())),
     ) {
         prop_assert_eq!(allocate(&site, &ss).unwrap(), allocate(&site, &shuffled).unwrap());
+    }
+
+    /// The stepped default share is never above the exact one (the site
+    /// holds if every EVSE takes it), at least 2/3 of it (up to the 0.1 W
+    /// rounding), and never grows as EVSEs are added.
+    #[test]
+    fn the_stepped_default_share_is_safe_and_close(site in sites(), n in 0u32..5_000) {
+        let exact = site.default_share(n);
+        let stepped = site.stepped_default_share(n);
+        prop_assert!(stepped <= exact, "{} > {}", stepped, exact);
+        prop_assert!(stepped >= exact * d(2) / d(3) - Decimal::new(1, 1), "{} vs {}", stepped, exact);
+        prop_assert!(site.stepped_default_share(n + 1) <= stepped);
     }
 }
 

@@ -1150,6 +1150,7 @@ impl Driver {
                 departure_ms,
                 max_charge_w,
                 max_discharge_w,
+                phases,
             } => {
                 let left = departure_ms.saturating_sub(self.now_ms());
                 let departure = now + chrono::Duration::milliseconds(left as i64);
@@ -1158,7 +1159,7 @@ impl Driver {
                     *connector,
                     *energy_wh,
                     departure,
-                    *max_charge_w,
+                    (*max_charge_w, *phases),
                     *max_discharge_w,
                 ) {
                     Some((a, p)) => (a, p, false),

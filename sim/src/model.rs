@@ -94,6 +94,16 @@ pub struct Behaviour {
     /// station's DER function does not have: `SetDERControl` of one is
     /// answered `NotSupported` (none by default: it has them all).
     pub der_unsupported: Vec<String>,
+    /// Share of cars (0 to 1) that charge on one phase: they draw at most a
+    /// third of [`Behaviour::max_power_w`] (one of the station's three
+    /// phases), ask for `AC_single_phase` when they report their needs, and
+    /// their current shows on L1 alone. 0 (the default): every car uses
+    /// three phases.
+    pub single_phase_share: f64,
+    /// What a car asks for when it reports its needs, as a share of what
+    /// its planned session would take at full power (1, the default: all
+    /// of it; 0.1: a car that could leave with a tenth of it).
+    pub energy_share: f64,
 }
 
 /// A disturbance of the grid at a 2.1 station: from `at_ms` (since the
@@ -178,6 +188,8 @@ impl Default for Behaviour {
             grid_faults: Vec::new(),
             event_stream_s: None,
             der_unsupported: Vec::new(),
+            single_phase_share: 0.0,
+            energy_share: 1.0,
         }
     }
 }
@@ -239,6 +251,8 @@ pub struct Tx {
     pub power_w: f64,
     /// The car's bidirectional side, when it has one.
     pub v2x: Option<V2x>,
+    /// The phases the car charges on (1 or 3).
+    pub phases: u8,
 }
 
 /// A bidirectional car's side of a transaction.
@@ -346,6 +360,8 @@ pub enum Msg {
         max_charge_w: f64,
         /// Most it gives back, W (a bidirectional car).
         max_discharge_w: Option<f64>,
+        /// The phases it charges on.
+        phases: u8,
     },
     /// A message of the grid side ([`crate::grid`]), 2.1: its action and payload.
     Grid {
@@ -511,7 +527,8 @@ impl StationModel {
     /// Power now, W: the limit (or the station's maximum), or the CSMS's
     /// setpoint for a bidirectional car (negative: it gives back).
     fn power(&self, c: &Connector) -> f64 {
-        let p = self.behaviour.max_power_w;
+        let phases = c.tx.as_ref().map_or(3, |t| t.phases);
+        let p = self.behaviour.max_power_w * f64::from(phases) / 3.0;
         let limit = c.limit_w.map_or(p, |l| l.clamp(0.0, p));
         match c.tx.as_ref().and_then(|t| t.v2x.as_ref()) {
             Some(V2x {
@@ -532,6 +549,14 @@ impl StationModel {
         let len = self
             .rng
             .range(self.behaviour.session_ms.0, self.behaviour.session_ms.1);
+        // drawn only when some cars are single-phase: seeded runs without
+        // them keep their sequence
+        let share = self.behaviour.single_phase_share;
+        let phases = if share > 0.0 && self.rng.chance(share) {
+            1
+        } else {
+            3
+        };
         Tx {
             local_id: format!(
                 "{}-{}-{}",
@@ -549,6 +574,7 @@ impl StationModel {
             started: false,
             power_w: 0.0,
             v2x: None,
+            phases,
         }
     }
 
@@ -838,13 +864,16 @@ impl StationModel {
         self.tally.started += 1;
         let needs = (share > 0.0 || self.behaviour.ev_needs).then(|| Msg::EvNeeds {
             connector: id,
-            // what the planned session would take at full power; a
-            // bidirectional car half of it (room left to give back)
+            // what the planned session would take at full power (times the
+            // behaviour's share); a bidirectional car half of it (room left
+            // to give back)
             energy_wh: (self.behaviour.max_power_w * (tx.stop_at - now) as f64 / 3_600_000.0
+                * self.behaviour.energy_share
                 * if tx.v2x.is_some() { 0.5 } else { 1.0 })
             .round(),
             departure_ms: tx.stop_at,
-            max_charge_w: self.behaviour.max_power_w,
+            max_charge_w: self.behaviour.max_power_w * f64::from(tx.phases) / 3.0,
+            phases: tx.phases,
             max_discharge_w: tx.v2x.as_ref().map(|v| v.max_discharge_w),
         });
         out.push(Msg::TxStart {

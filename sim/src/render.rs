@@ -91,6 +91,21 @@ fn sampled_v2(register_wh: f64, power_w: f64, export_wh: Option<f64>) -> Value {
     Value::Array(v)
 }
 
+/// The current on each line the car draws on while it charges, A (one
+/// decimal, 230 V per phase): L1 for a single-phase car, L1 to L3 for a
+/// three-phase one; none while it discharges or draws nothing.
+fn line_currents(tx: &Tx) -> Vec<(&'static str, f64)> {
+    if tx.power_w <= 0.0 {
+        return Vec::new();
+    }
+    let phases = tx.phases.clamp(1, 3);
+    let a = (tx.power_w / (230.0 * f64::from(phases)) * 10.0).floor() / 10.0;
+    ["L1", "L2", "L3"][..usize::from(phases)]
+        .iter()
+        .map(|l| (*l, a))
+        .collect()
+}
+
 /// The transaction's start: (action, payload).
 pub fn tx_start(
     v: ProtocolVersion,
@@ -154,6 +169,9 @@ pub fn tx_meter(
                 {"value": format!("{:.1}", tx.power_w), "measurand": "Power.Active.Import", "unit": "W", "context": "Sample.Periodic"},
             ]}]});
             if let Some(values) = p["meterValue"][0]["sampledValue"].as_array_mut() {
+                for (line, a) in line_currents(tx) {
+                    values.push(json!({"value": format!("{a:.1}"), "measurand": "Current.Import", "phase": line, "unit": "A", "context": "Sample.Periodic"}));
+                }
                 if let Some(t) = temperature_c {
                     values.push(json!({"value": format!("{t:.1}"), "measurand": "Temperature", "unit": "Celsius", "context": "Sample.Periodic"}));
                 }
@@ -173,8 +191,13 @@ pub fn tx_meter(
         // through its device model's monitors, NotifyEvent): not sent here
         _ => {
             let mut values = sampled_v2(register_wh, tx.power_w, export_wh);
-            if let (Some(u), Some(list)) = (voltage_v, values.as_array_mut()) {
-                list.push(json!({"value": (u * 10.0).round() / 10.0, "measurand": "Voltage", "phase": "L1-N", "unitOfMeasure": {"unit": "V"}}));
+            if let Some(list) = values.as_array_mut() {
+                for (line, a) in line_currents(tx) {
+                    list.push(json!({"value": a, "measurand": "Current.Import", "phase": line, "unitOfMeasure": {"unit": "A"}}));
+                }
+                if let Some(u) = voltage_v {
+                    list.push(json!({"value": (u * 10.0).round() / 10.0, "measurand": "Voltage", "phase": "L1-N", "unitOfMeasure": {"unit": "V"}}));
+                }
             }
             (
                 "TransactionEvent",
@@ -249,21 +272,28 @@ pub const V2X_ROOM_WH: f64 = 20_000.0;
 pub const V2X_HEADROOM_WH: f64 = 10_000.0;
 
 /// NotifyEVChargingNeeds of a car that just started (2.x; `None` for 1.6,
-/// which has no such message): its energy request, departure and maximum
-/// current; in 2.1 a bidirectional car also asks for `AC_BPT` with its
+/// which has no such message): its energy request, departure, maximum
+/// current and phases (`AC_single_phase` or `AC_three_phase`); in 2.1 a bidirectional car also asks for `AC_BPT` with its
 /// discharge power under scheduled control.
 pub fn ev_needs(
     v: ProtocolVersion,
     connector: u32,
     energy_wh: f64,
     departure: DateTime<Utc>,
-    max_charge_w: f64,
+    (max_charge_w, phases): (f64, u8),
     max_discharge_w: Option<f64>,
 ) -> Option<(&'static str, Value)> {
-    // three phases at 230 V
-    let max_a = (max_charge_w / (230.0 * 3.0)).floor().max(6.0);
+    // on its phases at 230 V
+    let max_a = (max_charge_w / (230.0 * f64::from(phases.max(1))))
+        .floor()
+        .max(6.0);
     let ac = json!({"energyAmount": energy_wh.round(), "evMinCurrent": 6, "evMaxCurrent": max_a, "evMaxVoltage": 400});
-    let mut needs = json!({"requestedEnergyTransfer": "AC_three_phase", "departureTime": ts(departure), "acChargingParameters": ac});
+    let mode = if phases == 1 {
+        "AC_single_phase"
+    } else {
+        "AC_three_phase"
+    };
+    let mut needs = json!({"requestedEnergyTransfer": mode, "departureTime": ts(departure), "acChargingParameters": ac});
     match (v, max_discharge_w) {
         (ProtocolVersion::V16, _) => return None,
         (ProtocolVersion::V21, Some(d)) => {
@@ -361,7 +391,66 @@ mod tests {
             started: true,
             power_w: 11_000.04,
             v2x: None,
+            phases: 3,
         }
+    }
+
+    /// A single-phase car: its current on L1 alone, its needs in one phase.
+    #[test]
+    fn a_single_phase_car_shows_on_l1_and_asks_for_one_phase() {
+        let now = Utc::now();
+        let one = Tx {
+            phases: 1,
+            power_w: 3_680.0,
+            ..tx(None, None)
+        };
+        for v in [
+            ProtocolVersion::V16,
+            ProtocolVersion::V201,
+            ProtocolVersion::V21,
+        ] {
+            let (_, p) = tx_meter(v, 1, &one, 10.0, Readings::default(), now);
+            let currents: Vec<(String, f64)> = p["meterValue"][0]["sampledValue"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|s| s["measurand"] == "Current.Import")
+                .map(|s| {
+                    let a = s["value"]
+                        .as_f64()
+                        .or_else(|| s["value"].as_str()?.parse().ok())
+                        .unwrap();
+                    (s["phase"].as_str().unwrap().to_owned(), a)
+                })
+                .collect();
+            assert_eq!(currents, vec![("L1".to_owned(), 16.0)], "{v:?}: {p}");
+        }
+        let (_, three) = tx_meter(
+            ProtocolVersion::V201,
+            1,
+            &tx(None, None),
+            1.0,
+            Readings::default(),
+            now,
+        );
+        let lines = three["meterValue"][0]["sampledValue"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["measurand"] == "Current.Import")
+            .count();
+        assert_eq!(lines, 3);
+        let (_, needs) =
+            ev_needs(ProtocolVersion::V201, 1, 5_000.0, now, (3_680.0, 1), None).unwrap();
+        ok::<v201::NotifyEVChargingNeedsRequest>(&needs);
+        assert_eq!(
+            needs["chargingNeeds"]["requestedEnergyTransfer"],
+            "AC_single_phase"
+        );
+        assert_eq!(
+            needs["chargingNeeds"]["acChargingParameters"]["evMaxCurrent"],
+            16.0
+        );
     }
 
     fn ok<T: evproto_ocpp_types::Message>(v: &Value) {
@@ -419,7 +508,7 @@ mod tests {
             );
         }
         assert!(tx_end(v, &tx(None, None), 1.0, StopReason::Local, None, now).is_none());
-        assert!(ev_needs(v, 1, 1.0, now, 11_000.0, Some(7_000.0)).is_none());
+        assert!(ev_needs(v, 1, 1.0, now, (11_000.0, 3), Some(7_000.0)).is_none());
         macro_rules! v2 {
             ($m:ident, $v:expr) => {
                 let v = $v;
@@ -454,7 +543,7 @@ mod tests {
                 }
                 for d in [None, Some(7_000.0)] {
                     ok::<$m::NotifyEVChargingNeedsRequest>(
-                        &ev_needs(v, 2, 15_000.0, now, 11_000.0, d).unwrap().1,
+                        &ev_needs(v, 2, 15_000.0, now, (11_000.0, 3), d).unwrap().1,
                     );
                 }
             };

@@ -12,7 +12,10 @@
 //! the operator API by the credentials handshake, pushes its driver's
 //! token, sees the new station's Location, starts a session remotely
 //! (START_SESSION → RequestStartTransaction, result at its response_url),
-//! and receives the session and its priced CDR.
+//! and receives the session and its priced CDR. Then paying (a card at a
+//! terminal, a fleet's invoice), the grid (a V2X session discharging under
+//! a grid event) and Plug & Charge (a car gets a contract through the CSMS
+//! over ISO 15118-2 and charges by it).
 //! Each step is reported; the exit status is 0 only if every step succeeded.
 //! The dashboard stays browsable while it runs (its URL is printed first).
 
@@ -27,6 +30,7 @@ use crate::config::Config;
 
 mod grid;
 mod paying;
+mod pnc;
 
 const PASSWORD: &str = "demo-station-password";
 const TOKEN: &str = "DEMO-TOKEN-1";
@@ -384,6 +388,8 @@ pub async fn run(json_output: bool) -> Result<(Value, bool), String> {
         call_timeout: Duration::from_secs(10),
         // the demo's eMSP is on loopback over plain http
         ocpi_allow_private_urls: true,
+        // Plug & Charge with the CSMS's own demo PKI (the PnC step)
+        pnc: Some(crate::pnc::PncConfig::default()),
         ..lab_config("demo", &key, HOLD)
     };
     let csms = Csms::start(config).await?;
@@ -628,6 +634,7 @@ pub async fn run(json_output: bool) -> Result<(Value, bool), String> {
     roaming_story(port, &key, started.ocpp_port, &mut steps).await?;
     paying::run(&mut steps).await?;
     grid::story(port, &key, started.ocpp_port, &mut steps).await?;
+    pnc::story(port, &key, started.ocpp_port, &mut steps).await?;
 
     csms.stop().await;
     let ok = steps.steps.iter().all(|s| s["ok"] == true);

@@ -809,16 +809,17 @@ async fn run(
     let (events, _) = broadcast::channel(1024);
     let (gateway, gateway_link) = gateway::StationGateway::new(config.call_timeout, events.clone());
     // cluster mode: the other nodes' stations, reached over NATS
-    let cluster = match &config.cluster {
-        Some(c) => {
-            let node = c
-                .node
-                .clone()
-                .unwrap_or_else(|| cluster::default_node_id(ocpp_port));
-            let joined = cluster::Cluster::join(c, node, config.call_timeout).await;
+    let node = config.cluster.as_ref().map(|c| {
+        c.node
+            .clone()
+            .unwrap_or_else(|| cluster::default_node_id(ocpp_port))
+    });
+    let cluster = match (&config.cluster, &node) {
+        (Some(c), Some(node)) => {
+            let joined = cluster::Cluster::join(c, node.clone(), config.call_timeout).await;
             Some(joined.map_err(|e| e.to_string())?)
         }
-        None => None,
+        _ => None,
     };
     let gateway = match &cluster {
         Some(c) => gateway.clustered(c.remote()),
@@ -879,7 +880,7 @@ async fn run(
         last_seen: std::sync::Mutex::new(HashMap::new()),
         statuses: std::sync::Mutex::new(HashMap::new()),
         sessions,
-        maintenance: maintenance::Maintenance::default(),
+        maintenance: maintenance::Maintenance::kept_as(node.as_deref()),
         running_costs: local_cost::RunningChecks::default(),
         mail: mail::Mailer::from_env(),
         pnc,
@@ -983,6 +984,21 @@ async fn run(
         public_url: format!("http://{}:{http_port}", url_host(config.bind)),
         admin_url: &admin_url,
         dashboard: format!("{admin_url}/"),
+    });
+    // the health model, kept while it changes (and taken back first)
+    app.maintenance
+        .load(&app.store)
+        .await
+        .map_err(|e| format!("maintenance model: {e}"))?;
+    let keeper = app.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(maintenance::KEEP_EVERY);
+        loop {
+            tick.tick().await;
+            if let Err(e) = keeper.maintenance.keep(&keeper.store).await {
+                tracing::warn!("maintenance model not kept: {e}");
+            }
+        }
     });
     // last-seen times, written in batches
     let flusher = app.clone();
@@ -1152,6 +1168,9 @@ async fn run(
     let _ = http_task.await;
     let _ = admin_task.await;
     let _ = app_for_flush.flush_seen().await;
+    if let Err(e) = app_for_flush.maintenance.keep(&app_for_flush.store).await {
+        tracing::warn!("maintenance model not kept: {e}");
+    }
     Ok(())
 }
 

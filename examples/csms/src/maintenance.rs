@@ -13,12 +13,17 @@
 //! here, with a reason that is not a requested one, and no `Reset` sent to
 //! it in the last [`RESET_GRACE`]: [`evproto_csms_core::health::reboot`])
 //! and its lost connections (closed without a close frame, an abnormal close
-//! code or a transport failure, or silent past the idle timeout). The model lives in
-//! memory: after a restart scores start again from the fleet's baseline
-//! (what is lost is the decayed history of the last weeks, never a session
-//! or an alert: open alerts stay stored until a connector recovers).
+//! code or a transport failure, or silent past the idle timeout).
+//!
+//! The model lives in memory and is kept in the store (setting
+//! [`MODEL_KEY`], per node in cluster mode) every [`KEEP_EVERY`] when it
+//! changed and when the CSMS stops; a restart takes it back, so scores and
+//! the weeks of decayed history behind them survive it. A kept state that
+//! cannot be read is logged and replaced (scores start again from the
+//! fleet's baseline; open alerts stay stored until a connector recovers).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use chrono::{DateTime, Duration, Utc};
@@ -37,12 +42,23 @@ pub const NOMINAL_PHASE_V: f64 = 230.0;
 /// Nominal voltage of a phase-to-phase sample (`L1-L2`, ...), V.
 pub const NOMINAL_LINE_V: f64 = 400.0;
 
+/// The settings key the model is kept under (`maintenance.model.<node>`
+/// in cluster mode: each node holds its own stations' state).
+pub const MODEL_KEY: &str = "maintenance.model";
+
+/// How often a changed model is kept.
+pub const KEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// The fleet's health model, shared by the handlers.
 #[derive(Debug, Default)]
 pub struct Maintenance {
     model: Mutex<HealthModel>,
     /// What each station's next boot is judged by.
     boots: Mutex<HashMap<String, Boots>>,
+    /// The model changed since it was last kept.
+    changed: AtomicBool,
+    /// Where it is kept.
+    key: String,
 }
 
 /// Whether a station booted here before, and when a `Reset` was last sent
@@ -164,8 +180,84 @@ fn state_name(s: State) -> &'static str {
 }
 
 impl Maintenance {
+    /// An empty model, kept under [`MODEL_KEY`] (with the node's id in
+    /// cluster mode).
+    pub fn kept_as(node: Option<&str>) -> Maintenance {
+        Maintenance {
+            key: match node {
+                Some(n) => format!("{MODEL_KEY}.{n}"),
+                None => MODEL_KEY.to_owned(),
+            },
+            ..Maintenance::default()
+        }
+    }
+
     fn model(&self) -> std::sync::MutexGuard<'_, HealthModel> {
         self.model.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The model, to change it (it is kept again).
+    fn model_mut(&self) -> std::sync::MutexGuard<'_, HealthModel> {
+        self.changed.store(true, Ordering::Relaxed);
+        self.model()
+    }
+
+    /// The model's state as kept (JSON), when it changed since the last
+    /// call.
+    pub fn changed_state(&self) -> Option<String> {
+        if !self.changed.swap(false, Ordering::Relaxed) {
+            return None;
+        }
+        match serde_json::to_string(&*self.model()) {
+            Ok(text) => Some(text),
+            Err(e) => {
+                tracing::warn!("maintenance model not serialized: {e}");
+                None
+            }
+        }
+    }
+
+    /// Takes back a kept state (the tuning stays this model's).
+    ///
+    /// # Errors
+    ///
+    /// The text is not a kept model.
+    pub fn restore(&self, text: &str) -> Result<(), serde_json::Error> {
+        let kept: HealthModel = serde_json::from_str(text)?;
+        let mut model = self.model();
+        let config = model.config().clone();
+        *model = kept.with_config(config);
+        Ok(())
+    }
+
+    /// Takes back the state kept in `store`, if any (an unreadable one is
+    /// logged and left).
+    ///
+    /// # Errors
+    ///
+    /// The store failed.
+    pub async fn load(&self, store: &crate::store::Store) -> crate::store::Result<()> {
+        if let Some(text) = store.setting(&self.key).await? {
+            if let Err(e) = self.restore(&text) {
+                tracing::warn!("maintenance: the kept model is unreadable ({e}); starting afresh");
+            }
+        }
+        Ok(())
+    }
+
+    /// Keeps the state in `store` if it changed.
+    ///
+    /// # Errors
+    ///
+    /// The store failed (the state is kept at the next try).
+    pub async fn keep(&self, store: &crate::store::Store) -> crate::store::Result<()> {
+        if let Some(text) = self.changed_state() {
+            if let Err(e) = store.put_setting(&self.key, &text).await {
+                self.changed.store(true, Ordering::Relaxed);
+                return Err(e);
+            }
+        }
+        Ok(())
     }
 
     /// Takes what a station reported about one of its connectors.
@@ -180,7 +272,7 @@ impl Maintenance {
         if evse <= 0 {
             return None; // the station as a whole (1.6 connector 0)
         }
-        self.model()
+        self.model_mut()
             .handle(&key(station, evse, connector), at, observation)
     }
 
@@ -191,7 +283,7 @@ impl Maintenance {
         at: DateTime<Utc>,
         what: StationObservation,
     ) -> Vec<Change> {
-        self.model().handle_station(station, at, what)
+        self.model_mut().handle_station(station, at, what)
     }
 
     /// The health-related samples of a meter value report on `evse`
@@ -207,7 +299,7 @@ impl Maintenance {
             return Vec::new();
         }
         let key = key(station, evse, 1);
-        let mut model = self.model();
+        let mut model = self.model_mut();
         samples
             .iter()
             .filter_map(observation)
@@ -253,13 +345,13 @@ impl Maintenance {
     /// happens to it).
     pub fn declare(&self, station: &str, evse: i64, connector: i64) {
         if evse > 0 {
-            self.model().declare(&key(station, evse, connector));
+            self.model_mut().declare(&key(station, evse, connector));
         }
     }
 
     /// A station was deleted.
     pub fn forget(&self, station: &str) {
-        self.model().forget(station, None);
+        self.model_mut().forget(station, None);
         self.boots
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -422,6 +514,51 @@ async fn cleared(app: &crate::App, station: &str) -> crate::store::Result<()> {
 mod tests {
     use super::*;
     use chrono::{Duration, TimeZone};
+
+    /// The model is kept when it changed, taken back by a new process (the
+    /// same ranking), and a kept state that is not a model is refused.
+    #[tokio::test]
+    async fn the_model_is_kept_and_taken_back() {
+        let dir = std::env::temp_dir().join(format!("csms-maint-{}", crate::store::random_hex(6)));
+        std::fs::create_dir_all(&dir).unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.join("m.db").display());
+        let store = crate::store::Store::open(&url).await.unwrap();
+        let t = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+        let m = Maintenance::kept_as(None);
+        assert!(m.changed_state().is_none(), "nothing to keep yet");
+        for i in 0..6 {
+            let st = format!("CS{i}");
+            m.declare(&st, 1, 1);
+            m.observe(&st, 1, 1, t, Observation::SessionStarted);
+        }
+        for h in 0..4 {
+            let at = t + Duration::hours(h);
+            m.observe(
+                "CS2",
+                1,
+                1,
+                at,
+                Observation::Fault {
+                    error_code: Some("GroundFailure".into()),
+                },
+            );
+        }
+        m.keep(&store).await.unwrap();
+        assert!(m.changed_state().is_none(), "kept: unchanged since");
+        let later = t + Duration::hours(5);
+        let back = Maintenance::kept_as(None);
+        back.load(&store).await.unwrap();
+        assert_eq!(back.ranking(later, 10, false), m.ranking(later, 10, false));
+        assert_eq!(back.ranking(later, 1, false)[0].station, "CS2");
+        // a node's state is its own
+        let node = Maintenance::kept_as(Some("n2"));
+        node.load(&store).await.unwrap();
+        assert!(node.ranking(later, 10, false).is_empty());
+        // an unreadable state: refused with an error, the model left as it was
+        assert!(back.restore("{\"connectors\": 3}").is_err());
+        assert_eq!(back.ranking(later, 10, false), m.ranking(later, 10, false));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn station_level_connector_zero_is_not_a_connector() {

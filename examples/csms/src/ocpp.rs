@@ -409,6 +409,7 @@ async fn meter_values_16(
             .map_err(|e| refused(station, A, e))?
         {
             after_commit(app, station, A, &out).await;
+            app.site.samples_seen(&out.session_id, &samples);
         }
     } else {
         // values outside a transaction id: the active session on the connector, if any
@@ -464,6 +465,7 @@ macro_rules! handlers_2x {
                 if let Some(evse) = evse {
                     let samples = TxMessage::$msg(&req).samples();
                     crate::maintenance::sampled(app, station, evse, &samples).await;
+                    app.site.samples_seen(&out.session_id, &samples);
                 }
             }
             let mut resp = $ver::TransactionEventResponse {
@@ -2149,11 +2151,16 @@ async fn alert(
 }
 
 /// The key of an EVSE (`evse<id>`; 0 or none: the whole station).
-fn evse_key(evse: Option<i32>) -> String {
+pub(crate) fn evse_key(evse: Option<i32>) -> String {
     match evse {
         Some(e) if e > 0 => format!("evse{e}"),
         _ => "station".to_owned(),
     }
+}
+
+/// The EVSE a report's key names ([`evse_key`]; `None` for the station).
+pub(crate) fn evse_of_key(key: &str) -> Option<u32> {
+    key.strip_prefix("evse")?.parse().ok().filter(|e| *e > 0)
 }
 
 /// The key of a charging limit: its source on an EVSE (`EMS@evse1`).
@@ -2311,9 +2318,11 @@ macro_rules! report_handlers_2x {
                 Ok($ver::ClearedChargingLimitResponse { custom_data: None })
             }
 
-            /// K15: the EV's charging needs. Kept and shown per EVSE; this
-            /// CSMS computes no schedule from them (its smart charging is the
-            /// site share, see `smart`), so it says it offers none.
+            /// K15/K17: the EV's charging needs. Kept and shown per EVSE. With
+            /// smart charging on (the site share, see `smart`), the session's
+            /// share counts them (the EV's maximum on its phases, its need by
+            /// departure) and its `TxProfile` is sent again: `Accepted`.
+            /// Without, this CSMS offers no schedule.
             pub(super) async fn notify_ev_charging_needs(
                 ctx: Ctx<Arc<App>>,
                 req: $ver::NotifyEVChargingNeedsRequest,
@@ -2335,11 +2344,25 @@ macro_rules! report_handlers_2x {
                     .await
                     .map_err(|e| unanswered::<A>(station, e))?
                 {
+                    // the others' shares count its needs
+                    app.site.rebalance();
                     return Ok($ver::NotifyEVChargingNeedsResponse {
                         status: $ver::NotifyEVChargingNeedsStatusEnumType::Accepted,
                         status_info: None,
                         custom_data: None,
                     });
+                }
+                // K15/K17: with smart charging on the transaction's
+                // TxProfile is computed again with these needs and sent
+                if app.site.offers_schedules() {
+                    if let Ok(evse) = u32::try_from(req.evse_id) {
+                        app.site.renegotiate(station, evse);
+                        return Ok($ver::NotifyEVChargingNeedsResponse {
+                            status: $ver::NotifyEVChargingNeedsStatusEnumType::Accepted,
+                            status_info: None,
+                            custom_data: None,
+                        });
+                    }
                 }
                 Ok($ver::NotifyEVChargingNeedsResponse {
                     status: $ver::NotifyEVChargingNeedsStatusEnumType::$no_schedule,
@@ -2374,6 +2397,38 @@ macro_rules! report_handlers_2x {
                 )
                 .await
                 .map_err(|e| unanswered::<A>(station, e))?;
+                // K15.FR.10-13, K16: the EV's schedule against the TxProfile
+                // the CSMS installed; outside it: Rejected, and the CSMS
+                // renegotiates (sends its TxProfile again)
+                let schedule = &req.charging_schedule;
+                let in_watts = schedule.charging_rate_unit == $ver::ChargingRateUnitEnumType::W;
+                let periods: Vec<(rust_decimal::Decimal, bool, u8)> = schedule
+                    .charging_schedule_period
+                    .iter()
+                    .filter_map(|p| {
+                        let limit: Option<rust_decimal::Decimal> = p.limit.into();
+                        let phases = p.number_phases.and_then(|n| u8::try_from(n).ok());
+                        Some((limit?, in_watts, phases.unwrap_or(3)))
+                    })
+                    .collect();
+                let evse = u32::try_from(req.evse_id).unwrap_or(0);
+                if app.site.ev_schedule_within(station, evse, &periods) == Some(false) {
+                    app.site.renegotiate(station, evse);
+                    return Ok($ver::NotifyEVChargingScheduleResponse {
+                        status: $ver::GenericStatusEnumType::Rejected,
+                        status_info: $ver::StatusInfoType {
+                            reason_code: "OutOfLimits"
+                                .parse()
+                                .map_err(|e| unanswered::<A>(station, e))?,
+                            additional_info: "the EV's schedule exceeds the TxProfile the CSMS sent; a new one follows"
+                                .parse()
+                                .ok(),
+                            custom_data: None,
+                        }
+                        .into(),
+                        custom_data: None,
+                    });
+                }
                 Ok($ver::NotifyEVChargingScheduleResponse {
                     status: $ver::GenericStatusEnumType::Accepted,
                     status_info: None,

@@ -790,7 +790,7 @@ impl Ven {
             }
             let needs = needs_of[&s.station_id]
                 .iter()
-                .filter(|r| r.key == evse.to_string())
+                .filter(|r| crate::ocpp::evse_of_key(&r.key).map(i64::from) == Some(evse))
                 .max_by(|a, b| a.received_at.cmp(&b.received_at))
                 .and_then(|r| EvNeeds::deserialize(&r.body).ok());
             out.push(ActiveSession {

@@ -10,7 +10,12 @@
 //!    `ClearedChargingLimit`), grid event, station connection and missed
 //!    station answer recomputes the shares with the core's site allocator
 //!    ([`evproto_csms_core::limits::allocate`]: per-phase current counted
-//!    with each session's phases, fleet sessions first — a session whose
+//!    with each session's phases — the lines its car was last seen drawing
+//!    on (per-line `Current.Import` meter values), else what the EV asked
+//!    for (2.x `NotifyEVChargingNeeds`), else three —, each session capped
+//!    at the EV's maximum when it sent one, what each EV still needs by its
+//!    departure served before anyone gets more than it needs, fleet
+//!    sessions first — a session whose
 //!    token is a fleet's ([`crate::store::Store::token_is_fleets`]) has
 //!    priority [`FLEET_PRIORITY`] —, an EVSE under an external limit gets no
 //!    more than it, max-min fair within a priority). Recomputations run one
@@ -18,8 +23,9 @@
 //! 3. **Profiles as the spec intends** ([`limits::station_profiles`]): each
 //!    running transaction a `TxProfile` with its transaction id and share,
 //!    each connected station one `TxDefaultProfile` for its EVSEs without a
-//!    transaction (the site's default share: the site holds if every EVSE
-//!    used it), and a `ChargingStationMaxProfile` (1.6
+//!    transaction (the site's default share, counted in steps of EVSEs so
+//!    stations connecting one by one do not change it each time: the site
+//!    holds if every EVSE used it), and a `ChargingStationMaxProfile` (1.6
 //!    `ChargePointMaxProfile`) while one of its sessions is held back by
 //!    the site. Only what changed is sent, concurrently (at most
 //!    [`PUSH_CONCURRENCY`] stations at a time), each station in its OCPP
@@ -89,6 +95,15 @@ pub const COMPOSITE_TOLERANCE_W: Decimal = Decimal::ONE;
 /// How often the planned and delivered power are recorded between
 /// recomputations.
 pub const SAMPLE_EVERY: StdDuration = StdDuration::from_secs(30);
+
+/// How often the shares are recomputed while some EV's need by its
+/// departure is counted (it changes as time passes and energy flows).
+pub const NEEDS_EVERY: StdDuration = StdDuration::from_secs(300);
+
+/// How much earlier than its session's start (the station's clock) an
+/// EV's request may have come (the CSMS's clock) and still be that
+/// session's: a request older than this is an earlier car's.
+const NEEDS_CLOCK_SLACK: Duration = Duration::seconds(60);
 
 /// The settings key the limits are kept under.
 const LIMITS_KEY: &str = "site.limits";
@@ -232,6 +247,28 @@ struct Shared {
     retry: std::sync::Mutex<(u32, Option<Instant>)>,
     /// Session id → whether its token is a fleet's.
     fleet: std::sync::Mutex<HashMap<String, bool>>,
+    /// Session id → the phases its car was counted (or last seen) on.
+    phases: std::sync::Mutex<HashMap<String, u8>>,
+    /// The last recomputation counted some EV's need by its departure.
+    needs: AtomicBool,
+    /// The share of each `TxProfile` the stations hold, by (station,
+    /// EVSE), W.
+    tx_shares: std::sync::Mutex<HashMap<(String, u32), Decimal>>,
+    /// (station, EVSE) whose `TxProfile` is to be sent again (K16).
+    resend: std::sync::Mutex<HashSet<(String, u32)>>,
+}
+
+/// The phases a message's samples show a car drawing on
+/// ([`limits::phases_in_use`] of its per-line `Current.Import` in A;
+/// samples as [`crate::sessions::TxMessage::samples`] gives them).
+pub fn phases_in_samples(samples: &[(String, String, String, Option<String>)]) -> Option<u8> {
+    limits::phases_in_use(samples.iter().filter_map(|(_, measurand, value, unit)| {
+        if !matches!(unit.as_deref(), None | Some("A")) {
+            return None;
+        }
+        let line = limits::Line::from_phase(measurand.strip_prefix("Current.Import.")?)?;
+        Some((line, value.trim().parse().ok()?))
+    }))
 }
 
 /// Smart charging: what [`SiteShares::rebalance`] needs, given when the
@@ -277,15 +314,15 @@ struct Done {
     checked: usize,
 }
 
-/// The same profile in effect: id, place, purpose, transaction and limit
-/// (an `Absolute` start moved to the time of sending is no change).
+/// The same profile in effect: id, place, purpose, transaction, limit and
+/// phases (an `Absolute` start moved to the time of sending is no change).
 fn same(a: &InstalledProfile, b: &InstalledProfile) -> bool {
     let limit = |p: &InstalledProfile| {
         p.profile
             .schedules
             .first()
             .and_then(|s| s.periods.first())
-            .map(|q| q.limit)
+            .map(|q| (q.limit, q.number_phases))
     };
     a.evse_id == b.evse_id
         && a.profile.id == b.profile.id
@@ -355,10 +392,84 @@ impl SiteShares {
         });
     }
 
+    /// A session's meter values came in: recomputes when they show its car
+    /// on other phases than the last recomputation counted (a 1.6 car's
+    /// phases are known only from its meter, and the first recomputation
+    /// of a session runs before its first reading).
+    pub fn samples_seen(
+        &self,
+        session: &str,
+        samples: &[(String, String, String, Option<String>)],
+    ) {
+        if self.limits.get().is_none() {
+            return;
+        }
+        let Some(phases) = phases_in_samples(samples) else {
+            return;
+        };
+        let changed = self
+            .shared
+            .phases
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(session.to_owned(), phases)
+            != Some(phases);
+        if changed {
+            self.rebalance();
+        }
+    }
+
+    /// Whether the CSMS offers an EV a charging schedule (K15/K17: smart
+    /// charging is on, so every transaction gets a `TxProfile`).
+    pub fn offers_schedules(&self) -> bool {
+        self.limits.get().is_some()
+    }
+
+    /// Sends the `TxProfile` of `station`'s EVSE `evse` again, computed
+    /// afresh (K15/K17 after an EV's needs, K16 after a schedule outside
+    /// it).
+    pub fn renegotiate(&self, station: &str, evse: u32) {
+        self.shared
+            .resend
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert((station.to_owned(), evse));
+        self.rebalance();
+    }
+
+    /// Whether an EV's charging schedule on `station`'s EVSE `evse` stays
+    /// within the `TxProfile` the CSMS installed there (K15.FR.10/12,
+    /// K16): each period as (limit, in W (else A), phases), A counted at
+    /// 230 V on its phases, 0.1 A of rounding allowed. `None` when the CSMS
+    /// installed no `TxProfile` there (nothing to hold it to).
+    pub fn ev_schedule_within(
+        &self,
+        station: &str,
+        evse: u32,
+        periods: &[(Decimal, bool, u8)],
+    ) -> Option<bool> {
+        let share = *self
+            .shared
+            .tx_shares
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&(station.to_owned(), evse))?;
+        let volts = Decimal::from(230);
+        Some(periods.iter().all(|(limit, in_watts, phases)| {
+            if *in_watts {
+                *limit <= share + COMPOSITE_TOLERANCE_W
+            } else {
+                let n = Decimal::from((*phases).clamp(1, 3));
+                *limit <= share / (volts * n) + Decimal::new(1, 1)
+            }
+        }))
+    }
+
     /// The retry timer and the power samples: runs for the CSMS's life.
     pub async fn run(self) {
         let mut tick = tokio::time::interval(StdDuration::from_secs(1));
         let mut last_sample = Instant::now();
+        let mut last_needs = Instant::now();
         loop {
             tick.tick().await;
             let due = {
@@ -368,6 +479,13 @@ impl SiteShares {
             };
             if due {
                 self.rebalance();
+            }
+            // what each EV needs by its departure moves with time and energy
+            if last_needs.elapsed() >= NEEDS_EVERY {
+                last_needs = Instant::now();
+                if self.shared.needs.load(Ordering::SeqCst) {
+                    self.rebalance();
+                }
             }
             if last_sample.elapsed() >= SAMPLE_EVERY {
                 last_sample = Instant::now();
@@ -430,6 +548,14 @@ impl SiteShares {
             return;
         };
         let began = Instant::now();
+        // a TxProfile to send again is one the station is taken not to hold
+        let resend =
+            std::mem::take(&mut *self.shared.resend.lock().unwrap_or_else(|e| e.into_inner()));
+        for (station, evse) in resend {
+            if let Some(held) = installed.stations.get_mut(&station) {
+                held.retain(|p| !(p.evse_id == evse && p.profile.purpose == Purpose::Tx));
+            }
+        }
         let sessions = match self.store.sessions(None, 10_000).await {
             Ok(s) => s,
             Err(e) => {
@@ -467,6 +593,9 @@ impl SiteShares {
             .unwrap_or_else(|e| e.into_inner())
             .retain(|k, _| ids.contains(k.as_str()));
         let mut externals: HashMap<(String, u32), Option<Decimal>> = HashMap::new();
+        let measured = self.measured_phases().await;
+        let requests = self.ev_requests(&versions).await;
+        let site = lim.site();
         for s in &active {
             let Some(version) = versions.get(&s.station_id).copied() else {
                 continue;
@@ -496,14 +625,33 @@ impl SiteShares {
             // a V2X session keeps the profile the V2X side sends it
             let tx = (!v2x.contains(&s.id)).then(|| s.ocpp_tx_id.clone());
             started.insert(s.id.clone(), (s.station_id.clone(), at));
+            // the EV's request, if it sent one for this session
+            let request = requests
+                .get(&(s.station_id.clone(), evse))
+                .filter(|(sent, _)| *sent >= at - NEEDS_CLOCK_SLACK)
+                .map(|(_, r)| *r);
+            let phases = limits::session_phases(
+                measured.get(&s.id).copied(),
+                request.and_then(|r| r.phases),
+            );
             inputs.push(limits::Session {
                 external_limit_w: external,
                 transaction_id: tx,
                 priority,
-                ..limits::Session::new(s.id.clone(), evse, 3, lim.session_max_w(), at)
+                ev_max_w: request.and_then(|r| r.max_w(site.voltage_v, phases)),
+                // what it still needs by its departure (rule 12 of the core)
+                required_w: request.and_then(|r| {
+                    limits::required_w(r.energy_wh? - s.energy_wh, now, r.departure?)
+                }),
+                ..limits::Session::new(s.id.clone(), evse, phases, lim.session_max_w(), at)
             });
         }
-        let site = lim.site();
+        *self.shared.phases.lock().unwrap_or_else(|e| e.into_inner()) =
+            inputs.iter().map(|i| (i.id.clone(), i.phases)).collect();
+        self.shared.needs.store(
+            inputs.iter().any(|i| i.required_w.is_some()),
+            Ordering::SeqCst,
+        );
         let shares = match limits::allocate(&site, &inputs) {
             Ok(a) => a,
             Err(e) => {
@@ -516,7 +664,9 @@ impl SiteShares {
             .keys()
             .map(|st| evse_counts.get(st).copied().unwrap_or(1).max(1))
             .sum();
-        let default_w = site.default_share(evses);
+        // stepped: stations connecting one by one do not change every
+        // station's default each time
+        let default_w = site.stepped_default_share(evses);
         let planned_w: Decimal = shares.iter().map(|a| a.watts).sum();
         installed.planned_w = planned_w;
         // what each station should hold
@@ -638,6 +788,22 @@ impl SiteShares {
                     .await;
             }
         }
+        *self
+            .shared
+            .tx_shares
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = installed
+            .stations
+            .iter()
+            .flat_map(|(st, held)| {
+                held.iter()
+                    .filter(|p| p.profile.purpose == Purpose::Tx)
+                    .filter_map(|p| {
+                        let limit = p.profile.schedules.first()?.periods.first()?.limit;
+                        Some(((st.clone(), p.evse_id), limit))
+                    })
+            })
+            .collect();
         if missed {
             self.missed();
         } else {
@@ -762,6 +928,73 @@ impl SiteShares {
     /// The external limit in force on `station`'s EVSE `evse` at `now`, W:
     /// the lowest of the NotifyChargingLimit reports no ClearedChargingLimit
     /// followed, for that EVSE or the whole station (K11–K14).
+    /// The phases each active session's car was last seen drawing on
+    /// (its latest per-line `Current.Import`), by session.
+    async fn measured_phases(&self) -> HashMap<String, u8> {
+        let currents = match self.store.line_currents().await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!("smart charging: line currents not read: {e}");
+                return HashMap::new();
+            }
+        };
+        let mut by_session: HashMap<String, Vec<(limits::Line, Decimal)>> = HashMap::new();
+        for (session, line, a) in currents {
+            if let Some(l) = limits::Line::from_phase(&line) {
+                by_session.entry(session).or_default().push((l, a));
+            }
+        }
+        by_session
+            .into_iter()
+            .filter_map(|(s, c)| Some((s, limits::phases_in_use(c)?)))
+            .collect()
+    }
+
+    /// The latest request (2.x `NotifyEVChargingNeeds`) of each EVSE with
+    /// an active session, with when it came: by (station, EVSE).
+    async fn ev_requests(
+        &self,
+        versions: &HashMap<String, ProtocolVersion>,
+    ) -> HashMap<(String, u32), (DateTime<Utc>, limits::EvRequest)> {
+        let reports = match self
+            .store
+            .latest_reports_of_active_stations(crate::ocpp::ReportKind::EvChargingNeeds.as_str())
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!("smart charging: EV charging needs not read: {e}");
+                return HashMap::new();
+            }
+        };
+        let mut out = HashMap::new();
+        for (station, r) in reports {
+            let (Some(evse), Ok(sent)) = (
+                crate::ocpp::evse_of_key(&r.key),
+                DateTime::parse_from_rfc3339(&r.received_at),
+            ) else {
+                continue;
+            };
+            let request = match versions.get(&station) {
+                Some(ProtocolVersion::V201) => {
+                    serde_json::from_value::<v201::NotifyEVChargingNeedsRequest>(r.body)
+                        .ok()
+                        .map(|m| limits::EvRequest::from(&m))
+                }
+                Some(ProtocolVersion::V21) => {
+                    serde_json::from_value::<v21::NotifyEVChargingNeedsRequest>(r.body)
+                        .ok()
+                        .map(|m| limits::EvRequest::from(&m))
+                }
+                _ => None,
+            };
+            if let Some(request) = request {
+                out.insert((station, evse), (sent.with_timezone(&Utc), request));
+            }
+        }
+        out
+    }
+
     async fn external_limit_w(
         &self,
         station: &str,

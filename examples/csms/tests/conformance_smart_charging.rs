@@ -3,7 +3,8 @@
 //! ReportChargingProfiles it triggers), composite schedules, and the
 //! external limits a station reports (NotifyChargingLimit,
 //! ClearedChargingLimit) shown to the operator and respected by the site
-//! limit's shares (K02, K11, K14).
+//! limit's shares (K02, K11, K14), and the EV's charging needs and
+//! schedules under smart charging (K15–K17).
 
 mod common;
 
@@ -252,6 +253,64 @@ async fn k08_missed_answers_are_retried_and_a_wrong_composite_raises_an_alert() 
         alert["message"].as_str().unwrap().contains("5000 W"),
         "{alert}"
     );
+    st.stop().await;
+    lab.stop().await;
+}
+
+/// K15 (and K17, the same message later in the transaction): with smart
+/// charging on, the EV's needs are `Accepted` (K15.FR.03) and the
+/// transaction's `TxProfile` follows, computed with them (K15.FR.07: its
+/// maximum, 16 A on one phase = 3680 W of the site's 22 kW); K15.FR.10,
+/// K16.FR.06: an EV schedule within it is `Accepted`; K15.FR.12/13,
+/// K16.FR.07/08: one above it is `Rejected` and the CSMS sends its
+/// `TxProfile` again; K17: new needs (three phases) give a new profile.
+/// Without smart charging the CSMS offers no schedule.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn k15_k16_k17_ev_needs_and_schedules_under_smart_charging() {
+    let lab = Lab::start_with("k15-needs", |c| c.site_limit_w = Some(22_000)).await;
+    lab.token("K-N", "Accepted", None).await;
+    let mut st = Station::connect(&lab, "CONF-K15", V201).await;
+    st.ok("TransactionEvent", started("TX-N", 1, Some("K-N")))
+        .await;
+    assert_eq!(share_sent(&mut st).await, 22_000.0);
+    let needs = |mode: &str| {
+        json!({"evseId": 1, "chargingNeeds": {"requestedEnergyTransfer": mode,
+            "acChargingParameters": {"energyAmount": 5000, "evMinCurrent": 6, "evMaxCurrent": 16, "evMaxVoltage": 230}}})
+    };
+    let r = st
+        .ok("NotifyEVChargingNeeds", needs("AC_single_phase"))
+        .await;
+    assert_eq!(r["status"], "Accepted", "{r}");
+    assert_eq!(share_sent(&mut st).await, 3_680.0);
+    let schedule = |limit: f64| {
+        json!({"timeBase": "2030-01-01T00:00:00Z", "evseId": 1, "chargingSchedule": {"id": 1,
+            "chargingRateUnit": "A", "chargingSchedulePeriod": [{"startPeriod": 0, "limit": limit, "numberPhases": 1}]}})
+    };
+    let r = st.ok("NotifyEVChargingSchedule", schedule(16.0)).await;
+    assert_eq!(r["status"], "Accepted", "{r}");
+    let r = st.ok("NotifyEVChargingSchedule", schedule(32.0)).await;
+    assert_eq!(r["status"], "Rejected", "{r}");
+    assert_eq!(r["statusInfo"]["reasonCode"], "OutOfLimits", "{r}");
+    // K16: the CSMS renegotiates with its TxProfile
+    assert_eq!(share_sent(&mut st).await, 3_680.0);
+    // K17: the EV asks again, on three phases now: 16 A × 690 V
+    let r = st
+        .ok("NotifyEVChargingNeeds", needs("AC_three_phase"))
+        .await;
+    assert_eq!(r["status"], "Accepted", "{r}");
+    assert_eq!(share_sent(&mut st).await, 11_040.0);
+    st.stop().await;
+    lab.stop().await;
+
+    // no smart charging: no schedule offered, any EV schedule taken as is
+    let lab = Lab::start("k15-no-smart").await;
+    let st = Station::connect(&lab, "CONF-K15B", V201).await;
+    let r = st
+        .ok("NotifyEVChargingNeeds", needs("AC_three_phase"))
+        .await;
+    assert_eq!(r["status"], "Rejected", "{r}");
+    let r = st.ok("NotifyEVChargingSchedule", schedule(32.0)).await;
+    assert_eq!(r["status"], "Accepted", "{r}");
     st.stop().await;
     lab.stop().await;
 }

@@ -691,7 +691,8 @@ fn crash_and_restart_completes_the_session_once_postgres() {
     crash_and_restart("crash-postgres", Some(&db.url()));
 }
 
-/// `csms demo --json`: every step succeeds, the summary says so, exit 0.
+/// `csms demo --json`: every step succeeds (roaming, grid, paying, Plug &
+/// Charge among them), the summary says so, exit 0.
 #[test]
 fn demo_runs_the_whole_story() {
     let out = Command::new(env!("CARGO_BIN_EXE_csms"))
@@ -784,4 +785,10 @@ fn demo_runs_the_whole_story() {
         "{invoice}"
     );
     assert!(!invoice["tax_totals"].as_array().unwrap().is_empty());
+    // Plug & Charge: a contract installed through the CSMS, the car charging by it
+    let pnc = &step("Plug & Charge: a contract installed")["detail"];
+    let emaid = pnc["emaid"].as_str().unwrap_or_default();
+    assert!(emaid.starts_with("NLEVP"), "{pnc}");
+    assert_eq!(pnc["installed"], pnc["emaid"], "{pnc}");
+    assert!(pnc["energy_wh"].as_f64().unwrap() > 0.0, "{pnc}");
 }

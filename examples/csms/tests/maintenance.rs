@@ -1,13 +1,16 @@
 //! Predictive maintenance end to end (`csms::maintenance` on
 //! `evproto_csms_core::health`), against the simulator:
 //!
-//! - a fleet of 2.1 stations in good order (one connector each) charges,
+//! - a fleet of stations in good order (one connector each) charges,
 //!   reporting `Voltage` samples (phase L1-N) with their meter values
-//!   (`TransactionEvent` Updated; 2.x has no `Temperature` measurand: the
-//!   1.6 temperature path is unit-tested, `maintenance::tests`);
-//! - two worn 2.1 stations run among them: as their connectors wear out
-//!   their supply sags and their watchdog reboots them (their boots say
-//!   `Watchdog`), then they fail for good (Faulted, never cleared);
+//!   (2.1 `TransactionEvent` Updated, 1.6 `MeterValues`; a 1.6 station
+//!   also reports its connector's `Temperature`, which 2.x has no
+//!   measurand for);
+//! - two worn stations run among them: as their connectors wear out
+//!   their supply sags, their connector heats up (1.6) and their watchdog
+//!   reboots them (their boots say `Watchdog`; 1.6 `PowerUp` after a crash
+//!   counts the same), then they fail for good (Faulted, never cleared);
+//! - the same in OCPP 2.1 and in 1.6;
 //! - the `maintenance` alert of each worn station must come before its
 //!   failure, and none is raised for the stations in good order;
 //! - `GET /api/maintenance` ranks the worn connectors first, at risk, with
@@ -58,11 +61,17 @@ fn behaviour(share: f64, life_ms: (u64, u64)) -> Behaviour {
     }
 }
 
-fn sim(port: u16, prefix: &str, stations: usize, seed: u64, b: Behaviour) -> SimConfig {
+fn sim(
+    (port, version): (u16, ProtocolVersion),
+    prefix: &str,
+    stations: usize,
+    seed: u64,
+    b: Behaviour,
+) -> SimConfig {
     SimConfig {
         url: format!("ws://127.0.0.1:{port}/ocpp/"),
         stations,
-        versions: vec![ProtocolVersion::V21],
+        versions: vec![version],
         connectors: (1, 1),
         duration: Duration::from_secs(600),
         prefix: prefix.into(),
@@ -74,23 +83,41 @@ fn sim(port: u16, prefix: &str, stations: usize, seed: u64, b: Behaviour) -> Sim
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn worn_connectors_are_alerted_before_they_fail() {
+async fn worn_21_connectors_are_alerted_before_they_fail() {
+    worn_connectors_end_to_end(ProtocolVersion::V21).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worn_16_connectors_are_alerted_before_they_fail() {
+    worn_connectors_end_to_end(ProtocolVersion::V16).await;
+}
+
+async fn worn_connectors_end_to_end(version: ProtocolVersion) {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let dir = common::temp_dir("maintenance");
+    let dir = common::temp_dir(&format!("maintenance-{version:?}"));
     let csms = common::InProcess::start(common::lab_config(&dir, KEY)).await;
     let (port, ocpp) = (csms.started.admin_port, csms.started.ocpp_port);
     let mut events = common::live_events(KEY, port).await;
-    let token = serde_json::json!({"id_token": TOKEN, "status": "Accepted"});
+    // every station's driver uses the one card (1.6 refuses a card already
+    // in a transaction unless it may be used concurrently)
+    let token =
+        serde_json::json!({"id_token": TOKEN, "status": "Accepted", "allow_concurrent": true});
     let (s, b) = common::api(KEY, port, "POST", "/api/tokens", Some(token)).await;
     assert!(s == 200 || s == 201, "token: {s} {b}");
 
     let healthy = tokio::spawn(evproto_sim::run(
-        sim(ocpp, "OK", 12, 7, behaviour(0.0, (0, 0))),
+        sim((ocpp, version), "OK", 12, 7, behaviour(0.0, (0, 0))),
         None,
     ));
     // every connector of these wears out, failing 80 to 95 s after its start
     let worn = tokio::spawn(evproto_sim::run(
-        sim(ocpp, "WORN", 2, 11, behaviour(1.0, (80_000, 95_000))),
+        sim(
+            (ocpp, version),
+            "WORN",
+            2,
+            11,
+            behaviour(1.0, (80_000, 95_000)),
+        ),
         None,
     ));
 
@@ -173,11 +200,11 @@ async fn worn_connectors_are_alerted_before_they_fail() {
         let reasons = c["reasons"].as_array().unwrap();
         assert!(!reasons.is_empty(), "{c}");
     }
-    // no temperature in 2.1: their voltage and their reboots told
+    // their voltage, their reboots (and in 1.6 their temperature) told
     for c in &items[..2] {
         let words = c["reasons"].to_string();
         assert!(
-            words.contains("voltage") || words.contains("reboots"),
+            words.contains("voltage") || words.contains("reboots") || words.contains("temperature"),
             "{c}"
         );
     }

@@ -5,7 +5,10 @@
 //! sessions served first, the per-phase current counted), the stations
 //! then draw no more than their shares (read from their meter values), and
 //! each station's `GetCompositeSchedule` answers what the CSMS installed;
-//! planned and delivered power are recorded for the console.
+//! planned and delivered power are recorded for the console. A car's
+//! phases and maximum come from what it reports: a single-phase car (its
+//! current on L1 alone, `AC_single_phase` in its needs) is counted on one
+//! phase and capped at what it asked for.
 
 mod common;
 
@@ -143,17 +146,48 @@ async fn active(admin: u16) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The active sessions once there are `n`, and the id of the one on the
+/// station named `prefix…`.
+async fn sessions_of(admin: u16, n: usize, prefix: &str) -> (Vec<(String, String)>, String) {
+    let sessions = common::until(Duration::from_secs(60), "the sessions", || async {
+        let a = active(admin).await;
+        if a.len() == n {
+            Ok(a)
+        } else {
+            Err(format!("{a:?}"))
+        }
+    })
+    .await;
+    let one = sessions
+        .iter()
+        .find(|(_, st)| st.starts_with(prefix))
+        .map(|(id, _)| id.clone())
+        .unwrap_or_else(|| panic!("no session on {prefix}: {sessions:?}"));
+    (sessions, one)
+}
+
 /// A session's latest `Power.Active.Import` reading taken after `after`, W.
 async fn power_after(
     admin: u16,
     session: &str,
     after: chrono::DateTime<chrono::Utc>,
 ) -> Option<f64> {
+    reading_after(admin, session, "Power.Active.Import", after).await
+}
+
+/// A session's latest reading of `measurand` (`.L1` etc. for a line)
+/// taken after `after`.
+async fn reading_after(
+    admin: u16,
+    session: &str,
+    measurand: &str,
+    after: chrono::DateTime<chrono::Utc>,
+) -> Option<f64> {
     let (_, one) = common::api(KEY, admin, "GET", &format!("/api/sessions/{session}"), None).await;
     one["meter_values"]
         .as_array()?
         .iter()
-        .filter(|m| m["measurand"] == "Power.Active.Import")
+        .filter(|m| m["measurand"] == measurand)
         .filter(|m| {
             m["timestamp"]
                 .as_str()
@@ -210,20 +244,7 @@ async fn limit_change_end_to_end(version: ProtocolVersion, name: &str) {
             None,
         )),
     ];
-    let sessions = common::until(Duration::from_secs(60), "three sessions", || async {
-        let a = active(admin).await;
-        if a.len() == 3 {
-            Ok(a)
-        } else {
-            Err(format!("{a:?}"))
-        }
-    })
-    .await;
-    let fleet_session = sessions
-        .iter()
-        .find(|(_, st)| st.starts_with(&fleet_prefix))
-        .map(|(id, _)| id.clone())
-        .expect("the fleet station's session");
+    let (sessions, fleet_session) = sessions_of(admin, 3, &fleet_prefix).await;
 
     // the operator lowers the site: 20 kW, 25 A per phase, 11 kW per EVSE
     let limits = json!({"limit_w": 20_000, "phase_limit_a": 25, "evse_max_w": 11_000});
@@ -344,4 +365,192 @@ async fn limit_change_end_to_end(version: ProtocolVersion, name: &str) {
     }
     csms.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A single-phase car and a three-phase one under a per-phase limit of
+/// 25 A, in 2.0.1: the single-phase car is counted on one phase at the
+/// EV's maximum (15 A × 230 V = 3450 W, from its `NotifyEVChargingNeeds`),
+/// the three-phase car gets what its phases have left ((25 A − 15 A) ×
+/// 690 V = 6900 W, under its own 15 A × 690 V = 10 350 W). Counted as
+/// three-phase, both would get 8625 W and L1 would carry 37.5 A.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_single_phase_201_car_is_counted_on_its_phase_and_capped_at_its_request() {
+    phases_end_to_end(ProtocolVersion::V201, (3_450.0, 6_900.0), 25.0).await;
+}
+
+/// The same in 1.6, which has no EV request: the single-phase car's phase
+/// is known from its meter (current on L1 alone), its share is the level
+/// both cars get within 25 A on L1 (L / 230 + L / 690 = 25 A: 4312.5 W),
+/// of which it draws its 3666.7 W; L1 carries 15.9 + 6.2 A.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_single_phase_16_car_is_counted_on_the_phase_its_meter_shows() {
+    phases_end_to_end(ProtocolVersion::V16, (3_666.7, 4_312.5), 22.1).await;
+}
+
+/// Two stations of one car each, one single-phase (`PH1`), one
+/// three-phase (`PH3`): after the limit change each draws `want` (W) and
+/// the cars' per-line currents add up to `l1` A on L1, none above 25 A.
+async fn phases_end_to_end(version: ProtocolVersion, want: (f64, f64), l1: f64) {
+    let cars = two_cars(
+        version,
+        ("PH1", |b| b.single_phase_share = 1.0),
+        ("PH3", |_| {}),
+        json!({"limit_w": 20_000, "phase_limit_a": 25, "evse_max_w": 11_000}),
+    )
+    .await;
+    let (admin, sessions, single, changed) = (
+        cars.admin,
+        &cars.sessions,
+        cars.first.as_str(),
+        cars.changed,
+    );
+    // the readings after the change: each car at its share, per line
+    let readings = common::until(
+        Duration::from_secs(45),
+        "readings at the shares",
+        || async {
+            let mut out = Vec::new();
+            for (id, _) in sessions {
+                let after = changed + chrono::Duration::seconds(1);
+                let want = if *id == single { want.0 } else { want.1 };
+                match reading_after(admin, id, "Power.Active.Import", after).await {
+                    Some(w) if (w - want).abs() <= 1.0 => {
+                        let mut lines = [None; 3];
+                        for (a, l) in lines.iter_mut().zip(["L1", "L2", "L3"]) {
+                            let m = format!("Current.Import.{l}");
+                            *a = reading_after(admin, id, &m, after).await;
+                        }
+                        out.push((id.clone(), w, lines));
+                    }
+                    other => return Err(format!("{id}: {other:?}, want {want}")),
+                }
+            }
+            Ok(out)
+        },
+    )
+    .await;
+    let mut on_line = [0.0; 3];
+    for (id, _, lines) in &readings {
+        if *id == single {
+            assert!(lines[1].is_none() && lines[2].is_none(), "{readings:?}");
+        }
+        for (sum, a) in on_line.iter_mut().zip(lines) {
+            *sum += a.unwrap_or(0.0);
+        }
+    }
+    assert!((on_line[0] - l1).abs() <= 0.2, "{on_line:?}: L1 at {l1} A");
+    assert!(on_line.iter().all(|a| *a <= 25.0 + 1e-6), "{on_line:?}");
+    cars.stop().await;
+}
+
+/// Needs by departure first (2.0.1): two cars could each take 10.35 kW
+/// (15 A × 690 V) for a 10-minute session under a 10 kW site; one asks for
+/// all it could take, the other for a tenth of it (about 1.1 kW over its
+/// stay). The second gets what it needs, the first the rest (about
+/// 8.9 kW), where max-min fairness alone would give both 5 kW.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_car_needing_little_gets_its_need_and_the_other_the_rest() {
+    let cars = two_cars(
+        ProtocolVersion::V201,
+        ("TENTH", |b| b.energy_share = 0.1),
+        ("ALL", |_| {}),
+        json!({"limit_w": 10_000}),
+    )
+    .await;
+    let (admin, sessions, little, changed) = (
+        cars.admin,
+        &cars.sessions,
+        cars.first.as_str(),
+        cars.changed,
+    );
+    let readings = common::until(
+        Duration::from_secs(45),
+        "readings at the shares",
+        || async {
+            let mut out = Vec::new();
+            for (id, _) in sessions {
+                let after = changed + chrono::Duration::seconds(1);
+                let w = reading_after(admin, id, "Power.Active.Import", after).await;
+                let ok = w.is_some_and(|w| {
+                    if *id == little {
+                        (1_000.0..=1_200.0).contains(&w)
+                    } else {
+                        (8_800.0..=9_000.0).contains(&w)
+                    }
+                });
+                if !ok {
+                    return Err(format!("{id}: {w:?} {out:?}"));
+                }
+                out.push((id.clone(), w));
+            }
+            Ok(out)
+        },
+    )
+    .await;
+    let total: f64 = readings.iter().filter_map(|r| r.1).sum();
+    assert!(total <= 10_000.0 + 0.1, "{readings:?}");
+    cars.stop().await;
+}
+
+/// Two stations of one car each, charging, then the site's limits set.
+struct TwoCars {
+    csms: common::InProcess,
+    dir: std::path::PathBuf,
+    admin: u16,
+    /// The active sessions: (id, station).
+    sessions: Vec<(String, String)>,
+    /// The session of the first station.
+    first: String,
+    /// When the limits were set.
+    changed: chrono::DateTime<chrono::Utc>,
+    sims: [tokio::task::JoinHandle<Result<evproto_sim::Report, String>>; 2],
+}
+
+/// A CSMS with the drivers' card and two 11 kW stations of `version`, one
+/// car each whose needs are reported: `a` and `b` name them and change
+/// their behaviour; once both charge the site's `limits` are set.
+async fn two_cars(
+    version: ProtocolVersion,
+    a: (&str, fn(&mut Behaviour)),
+    b: (&str, fn(&mut Behaviour)),
+    limits: Value,
+) -> TwoCars {
+    let dir = common::temp_dir(&format!("smart-{}-{version:?}", a.0));
+    let mut config = common::lab_config(&dir, KEY);
+    config.site_limit_w = Some(100_000);
+    let csms = common::InProcess::start(config).await;
+    let (admin, ocpp) = (csms.started.admin_port, csms.started.ocpp_port);
+    let t = json!({"id_token": PUBLIC, "type": "ISO14443", "status": "Accepted", "allow_concurrent": true});
+    let (status, body) = common::api(KEY, admin, "POST", "/api/tokens", Some(t)).await;
+    assert!(status < 300, "{body}");
+    let with = |(prefix, change): (&str, fn(&mut Behaviour))| {
+        let mut c = sim(ocpp, version, prefix, 1, PUBLIC);
+        c.behaviour.ev_needs = true;
+        change(&mut c.behaviour);
+        tokio::spawn(evproto_sim::run(c, None))
+    };
+    let sims = [with(a), with(b)];
+    let (sessions, first) = sessions_of(admin, 2, a.0).await;
+    let changed = chrono::Utc::now();
+    let (status, body) = common::api(KEY, admin, "PUT", "/api/site/limits", Some(limits)).await;
+    assert_eq!(status, 200, "{body}");
+    TwoCars {
+        csms,
+        dir,
+        admin,
+        sessions,
+        first,
+        changed,
+        sims,
+    }
+}
+
+impl TwoCars {
+    async fn stop(self) {
+        for s in self.sims {
+            s.abort();
+        }
+        self.csms.stop().await;
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }

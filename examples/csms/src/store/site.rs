@@ -127,6 +127,40 @@ impl Store {
         Ok((total, each))
     }
 
+    /// The active sessions' latest per-line currents: (session, line,
+    /// A) from the last reading of `Current.Import` on `L1`, `L2` or `L3`
+    /// (in A) each session has.
+    ///
+    /// # Errors
+    ///
+    /// The database failed.
+    pub async fn line_currents(&self) -> Result<Vec<(String, String, Decimal)>> {
+        let rows = sqlx::query(
+            "SELECT m.session_id, m.measurand, m.value, m.unit FROM meter_values m JOIN sessions s ON s.id = m.session_id \
+             WHERE s.status = 'Active' AND m.measurand IN ('Current.Import.L1', 'Current.Import.L2', 'Current.Import.L3') \
+             AND m.ts = (SELECT MAX(ts) FROM meter_values l WHERE l.session_id = m.session_id \
+             AND l.measurand IN ('Current.Import.L1', 'Current.Import.L2', 'Current.Import.L3'))",
+        )
+        .fetch_all(&self.read)
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let id: String = r.try_get(0)?;
+            let measurand: String = r.try_get(1)?;
+            let value: String = r.try_get(2)?;
+            let unit: Option<String> = r.try_get(3)?;
+            let (Some(line), Ok(a), None | Some("A")) = (
+                measurand.strip_prefix("Current.Import."),
+                value.trim().parse::<Decimal>(),
+                unit.as_deref(),
+            ) else {
+                continue;
+            };
+            out.push((id, line.to_owned(), a));
+        }
+        Ok(out)
+    }
+
     /// The EVSEs each station reported a status for (EVSE ids above 0), by
     /// station.
     ///

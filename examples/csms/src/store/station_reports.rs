@@ -106,6 +106,31 @@ impl Store {
         rows.iter().map(StationReport::from_row).collect()
     }
 
+    /// The latest report of `kind` per station and key, for the stations
+    /// with an active session (e.g. the EV's charging needs per EVSE, for
+    /// smart charging): (station, report).
+    ///
+    /// # Errors
+    ///
+    /// The database failed or a stored body is not JSON.
+    pub async fn latest_reports_of_active_stations(
+        &self,
+        kind: &str,
+    ) -> Result<Vec<(String, StationReport)>> {
+        let rows = sqlx::query(
+            "SELECT r.kind, r.key, r.body, r.received_at, r.station_id FROM station_reports r \
+             WHERE r.kind = $1 AND r.station_id IN (SELECT station_id FROM sessions WHERE status = 'Active') \
+             AND r.received_at = (SELECT MAX(l.received_at) FROM station_reports l \
+             WHERE l.station_id = r.station_id AND l.kind = r.kind AND l.key = r.key)",
+        )
+        .bind(kind)
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(4)?, StationReport::from_row(r)?)))
+            .collect()
+    }
+
     /// The latest report of a kind per key (e.g. the charging limit per
     /// source and EVSE), newest first.
     ///
