@@ -13,10 +13,10 @@
 # usage: benches/cluster.sh [STATIONS]
 #   SKIP_BUILD=1 reuses the release build in ${CARGO_TARGET_DIR:-target};
 #   DURATION (default 60), RAMP (connections per second per load process,
-#   default 500), SAT, PRESENCE (--presence-lease, default 300: each
-#   station's presence entry is renewed every third of it), LEASE
-#   (--cluster-lease of the jobs, default 30), STEADY=0 / SATURATE=0 skip a
-#   part.
+#   default 500), SAT, LEASE (--cluster-lease: the jobs' leases and each
+#   node's liveness, renewed every third of it; a station's presence entry
+#   is written once per connection; default 30), STEADY=0 / SATURATE=0 skip
+#   a part.
 #   Needs PostgreSQL on 127.0.0.1:5432 (trust auth) and nats-server on PATH.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,7 +25,6 @@ DURATION=${DURATION:-60}
 RAMP=${RAMP:-500}
 SAT=${SAT:-1000}
 LEASE=${LEASE:-30}
-PRESENCE=${PRESENCE:-300}
 [ "${SKIP_BUILD:-0}" = 1 ] || cargo build --release -q -p csms -p evproto --bins
 T=${CARGO_TARGET_DIR:-target}/release
 KEY=bench-key-0123456789abcdef
@@ -54,7 +53,7 @@ for i in 1 2 3; do
   DATABASE_URL="postgres://postgres@127.0.0.1:5432/$DB" "$T/csms" --bind 127.0.0.1 \
     --ocpp-port $((19920 + i)) --http-port $((19930 + i)) --admin-port $((19940 + i)) \
     --data-dir "$WORK/n$i" --api-key "$KEY" --security-profile 0 --unknown-stations accept \
-    --cluster "nats://127.0.0.1:$NATS_PORT" --cluster-name bench --node-id "n$i" --cluster-lease "$LEASE" --presence-lease "$PRESENCE" \
+    --cluster "nats://127.0.0.1:$NATS_PORT" --cluster-name bench --node-id "n$i" --cluster-lease "$LEASE" \
     >"$WORK/n$i.out" 2>"$WORK/n$i.log" &
   NODE_PID[$i]=$!
   PIDS+=($!)
@@ -64,7 +63,7 @@ for i in 1 2 3; do
     sleep 0.2
   done
 done
-echo "3 nodes up (job lease $LEASE s, presence lease $PRESENCE s); $(nproc) cores; load average $(loadavg)"
+echo "3 nodes up (lease $LEASE s); $(nproc) cores; load average $(loadavg)"
 metrics() { curl -sf "http://127.0.0.1:$((19940 + $1))/metrics" -H "Authorization: Bearer $KEY"; }
 summary() { # FILE: one line of the load report's JSON
   python3 -c 'import json,sys

@@ -190,17 +190,42 @@ async fn three_nodes_share_stations_calls_and_events() {
     .await;
     assert_eq!(s, 404, "{v}");
 
-    // a station whose node does not answer: 503
+    // a station whose node is live (its incarnation in the node bucket)
+    // but does not answer: 503
     let client = async_nats::connect(nats.as_str()).await.unwrap();
     let js = async_nats::jetstream::new(client);
     let bucket = format!("evproto_csms_{cluster}_presence");
     let kv = js.get_key_value(&bucket).await.unwrap();
+    let nodes = js
+        .get_key_value(format!("evproto_csms_{cluster}_nodes"))
+        .await
+        .unwrap();
+    nodes.put("gone", "inc-1".into()).await.unwrap();
     kv.put(
         "CL-GHOST",
-        r#"{"node":"gone","epoch":1,"version":"ocpp2.0.1"}"#.into(),
+        r#"{"node":"gone","incarnation":"inc-1","epoch":1,"version":"ocpp2.0.1"}"#.into(),
     )
     .await
     .unwrap();
+    // entries of a node that is not live (no key: it died a lease ago), or
+    // of an earlier incarnation of a live node: connected nowhere, 404
+    kv.put(
+        "CL-DEAD",
+        r#"{"node":"dead","incarnation":"inc-1","epoch":1,"version":"ocpp2.0.1"}"#.into(),
+    )
+    .await
+    .unwrap();
+    kv.put(
+        "CL-OLD",
+        r#"{"node":"gone","incarnation":"inc-0","epoch":1,"version":"ocpp2.0.1"}"#.into(),
+    )
+    .await
+    .unwrap();
+    for id in ["CL-DEAD", "CL-OLD"] {
+        let path = format!("/api/stations/{id}/ocpp/ClearCache");
+        let (s, v) = api(&n1, "POST", &path, Some(json!({}))).await;
+        assert_eq!(s, 404, "{id}: {v}");
+    }
     let (s, v) = api(
         &n1,
         "POST",
@@ -213,6 +238,94 @@ async fn three_nodes_share_stations_calls_and_events() {
 
     drop((n1, n2, n3));
     let _ = js.delete_key_value(&bucket).await;
+    let _ = js
+        .delete_key_value(format!("evproto_csms_{cluster}_nodes"))
+        .await;
+    drop_db(&db, &admin).await;
+}
+
+/// Presence is renewed per node, not per station: a killed node's stations
+/// that reconnect nowhere stop counting once its liveness lapses (calls
+/// 503 until then, 404 after), and the node holding the offline job
+/// deletes their entries from the registry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_nodes_stations_stop_counting_and_are_swept() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let nats = nats_url();
+    require_nats(&nats);
+    let (db, admin) = postgres_db("dead").await;
+    let cluster = cluster_name();
+    let lease = ["--cluster-lease", "3"];
+    let n1 = start_node(&cluster, "n1", &db, Some(&nats), &lease);
+    let n2 = start_node(&cluster, "n2", &db, Some(&nats), &lease);
+    let mut a = Station::boot(&n2, "CL-D1").await;
+    let _b = Station::boot(&n2, "CL-D2").await;
+    let (s, v) = call_through(&n1, "CL-D1", "ClearCache").await;
+    assert_eq!(s, 200, "{v}");
+    a.called("ClearCache").await;
+
+    let client = async_nats::connect(nats.as_str()).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    let bucket = format!("evproto_csms_{cluster}_presence");
+    let kv = js.get_key_value(&bucket).await.unwrap();
+    let entry: Value = serde_json::from_slice(&kv.get("CL-D1").await.unwrap().unwrap()).unwrap();
+    assert_eq!(entry["node"], "n2", "{entry}");
+    assert!(
+        entry["incarnation"].as_str().is_some_and(|i| !i.is_empty()),
+        "{entry}"
+    );
+    // written once: no renewal of the station's entry while connected
+    let revision = kv.entry("CL-D1").await.unwrap().unwrap().revision;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(
+        kv.entry("CL-D1").await.unwrap().unwrap().revision,
+        revision,
+        "the entry was written again"
+    );
+
+    // kill -9 of node 2; its stations reconnect nowhere
+    drop(n2);
+    let killed = Instant::now();
+    let path = "/api/stations/CL-D1/ocpp/ClearCache";
+    let mut statuses = Vec::new();
+    loop {
+        let (s, v) = api(&n1, "POST", path, Some(json!({}))).await;
+        if statuses.last() != Some(&s) {
+            eprintln!("{s} after {:?}: {v}", killed.elapsed());
+            statuses.push(s);
+        }
+        if s == 404 {
+            break;
+        }
+        assert_eq!(s, 503, "{v}");
+        assert!(killed.elapsed() < Duration::from_secs(15), "{statuses:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // its entries swept by the node holding the offline job (node 1 now)
+    loop {
+        let left = [
+            kv.get("CL-D1").await.unwrap(),
+            kv.get("CL-D2").await.unwrap(),
+        ];
+        if left.iter().all(Option::is_none) {
+            eprintln!("swept after {:?}", killed.elapsed());
+            break;
+        }
+        assert!(
+            killed.elapsed() < Duration::from_secs(30),
+            "still in the registry: {left:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
+    drop(n1);
+    let _ = js.delete_key_value(&bucket).await;
+    let _ = js
+        .delete_key_value(format!("evproto_csms_{cluster}_nodes"))
+        .await;
+    let _ = js
+        .delete_key_value(format!("evproto_csms_{cluster}_jobs"))
+        .await;
     drop_db(&db, &admin).await;
 }
 

@@ -3,10 +3,12 @@
 //!
 //! * **Presence** ([`presence`]): a JetStream key-value bucket
 //!   (`evproto_csms_{cluster}_presence`) maps each connected identity to
-//!   the node holding its connection and the connection's epoch. Entries
-//!   live as long as the bucket's age limit (the lease) and are renewed by
-//!   their node; a station that connects to another node replaces its old
-//!   connection cluster-wide.
+//!   the node holding its connection, the node's incarnation and the
+//!   connection's epoch, written once per connection; a second one
+//!   (`evproto_csms_{cluster}_nodes`) holds each node's incarnation,
+//!   renewed every third of the lease. An entry counts while its node's
+//!   incarnation is live; a station that connects to another node
+//!   replaces its old connection cluster-wide.
 //! * **Calls** ([`Remote`]): the [`crate::gateway::StationGateway`] calls a
 //!   station connected elsewhere through a NATS request to its node
 //!   (`evproto.csms.{cluster}.node.{node}.call`), which calls it and
@@ -56,12 +58,9 @@ pub struct ClusterArgs {
     /// This node's id in the cluster (letters, digits, - and _), unique in it; default the host name and the OCPP port.
     #[arg(long, env = "CSMS_NODE_ID")]
     node_id: Option<String>,
-    /// Seconds a once-per-cluster job's lease lives without renewal (its node renews it every third of that; a dead node's jobs are taken over after it).
+    /// Seconds a node's liveness and its once-per-cluster jobs' leases live without renewal (the node renews them every third of that; a dead node's jobs are taken over, and its stations' presence entries stop counting, after it).
     #[arg(long, env = "CSMS_CLUSTER_LEASE", default_value_t = 30)]
     cluster_lease: u64,
-    /// Seconds a station's presence entry lives without renewal (its node renews it every third of that: one write per station each time, so not short at scale; a dead node's stations that reconnect nowhere stay listed that long).
-    #[arg(long, env = "CSMS_PRESENCE_LEASE", default_value_t = 300)]
-    presence_lease: u64,
 }
 
 /// Cluster mode's settings.
@@ -73,10 +72,8 @@ pub struct ClusterConfig {
     pub name: String,
     /// This node's id (`None`: host name and OCPP port).
     pub node: Option<String>,
-    /// How long a job's lease lives without renewal.
+    /// How long a job's lease and a node's liveness live without renewal.
     pub lease: Duration,
-    /// How long a station's presence entry lives without renewal.
-    pub presence_lease: Duration,
 }
 
 /// A name usable in a NATS subject token and a bucket name.
@@ -109,15 +106,11 @@ impl ClusterArgs {
         if self.cluster_lease < 3 {
             return Err("cluster_lease: 3 seconds or more".into());
         }
-        if self.presence_lease < 3 {
-            return Err("presence_lease: 3 seconds or more".into());
-        }
         Ok(Some(ClusterConfig {
             url,
             name: self.cluster_name.clone(),
             node: self.node_id.clone(),
             lease: Duration::from_secs(self.cluster_lease),
-            presence_lease: Duration::from_secs(self.presence_lease),
         }))
     }
 }
@@ -218,12 +211,17 @@ pub enum ClusterError {
 struct Shared {
     client: async_nats::Client,
     kv: kv::Store,
+    /// The node bucket: each live node's incarnation.
+    nodes: kv::Store,
     prefix: String,
     node: String,
-    /// A job's lease.
+    /// This run of the node (its start time and process id).
+    incarnation: String,
+    /// The live nodes as last read (every third of a lease, and on a
+    /// lookup that names a node not in it).
+    live: std::sync::RwLock<presence::LiveNodes>,
+    /// A job's lease and a node's liveness.
     lease: Duration,
-    /// A station's presence entry's life without renewal.
-    presence_lease: Duration,
     /// How long a caller waits for the owner's answer: the call timeout and
     /// a margin for the hops.
     wait: Duration,
@@ -272,20 +270,52 @@ impl Cluster {
         let js = async_nats::jetstream::new(client.clone());
         let bucket_name = format!("evproto_csms_{}_presence", config.name);
         let about = "evproto CSMS: which node holds which station's connection";
-        let kv = bucket(&js, &bucket_name, config.presence_lease, about).await?;
+        // entries are written once per connection and never expire: their
+        // node's liveness says whether they count
+        let kv = bucket(&js, &bucket_name, Duration::ZERO, about).await?;
+        let nodes_name = format!("evproto_csms_{}_nodes", config.name);
+        let about = "evproto CSMS: each live node's incarnation";
+        let nodes = bucket(&js, &nodes_name, config.lease, about).await?;
         let jobs = jobs::JobShell::open(&js, &config.name, &node, config.lease).await?;
-        tracing::info!(node, cluster = %config.name, "joined the cluster");
+        let incarnation = format!(
+            "{:x}-{:x}",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_nanos(),
+            std::process::id()
+        );
+        let shared = Shared {
+            client,
+            kv,
+            nodes,
+            prefix: format!("evproto.csms.{}", config.name),
+            node,
+            incarnation,
+            live: std::sync::RwLock::default(),
+            lease: config.lease,
+            wait,
+        };
+        // live before its first claim
+        shared
+            .nodes
+            .put(&shared.node, shared.incarnation.clone().into())
+            .await
+            .map_err(|e| ClusterError::Bucket {
+                bucket: nodes_name.clone(),
+                reason: e.to_string(),
+            })?;
+        let live = read_nodes(&shared)
+            .await
+            .map_err(|reason| ClusterError::Bucket {
+                bucket: nodes_name,
+                reason,
+            })?;
+        *shared.live.write().unwrap_or_else(|e| e.into_inner()) = live;
+        tracing::info!(node = shared.node, incarnation = shared.incarnation, cluster = %config.name, "joined the cluster");
         Ok(Cluster {
             jobs,
-            shared: Arc::new(Shared {
-                client,
-                kv,
-                prefix: format!("evproto.csms.{}", config.name),
-                node,
-                lease: config.lease,
-                presence_lease: config.presence_lease,
-                wait,
-            }),
+            shared: Arc::new(shared),
         })
     }
 
@@ -334,9 +364,18 @@ impl Cluster {
             .map_err(|e| format!("cluster: {e}"))?;
         let server_events = server.subscribe();
         let store = app.store.clone();
+        let gate = self.jobs.jobs.clone();
         jobs::run(s.clone(), self.jobs, wanted, app, server.clone()).await?;
         tokio::spawn(relay_events(s.clone(), events, incoming, server.clone()));
-        tokio::spawn(presence_loop(s.clone(), server, server_events, store));
+        let (nodes_tx, nodes_rx) = mpsc::channel(4);
+        tokio::spawn(nodes_loop(s.clone(), gate, nodes_tx));
+        tokio::spawn(presence_loop(
+            s.clone(),
+            server,
+            server_events,
+            store,
+            nodes_rx,
+        ));
         tokio::spawn(answer_calls(s.clone(), gateway, calls));
         Ok(())
     }
@@ -346,7 +385,9 @@ impl Cluster {
 /// a key-value bucket is (as the client's `create_key_value` makes it,
 /// which first reads account details that NATS servers before 2.10 answer
 /// in a form it does not read), one value per key, entries dropped after
-/// `lease`. A bucket another node created meanwhile is opened as it is.
+/// `lease` (never: `Duration::ZERO`). A bucket another node created
+/// meanwhile is opened as it is; one with another age limit (made by an
+/// earlier version) gets this one.
 async fn bucket(
     js: &async_nats::jetstream::Context,
     bucket: &str,
@@ -355,6 +396,17 @@ async fn bucket(
 ) -> Result<kv::Store, ClusterError> {
     use async_nats::jetstream::stream;
     if let Ok(kv) = js.get_key_value(bucket).await {
+        if let Ok(mut s) = js.get_stream(format!("KV_{bucket}")).await {
+            if let Ok(info) = s.info().await {
+                if info.config.max_age != lease {
+                    let mut config = info.config.clone();
+                    config.max_age = lease;
+                    if let Err(e) = js.update_stream(&config).await {
+                        tracing::warn!(bucket, "cluster: setting the bucket's age limit: {e}");
+                    }
+                }
+            }
+        }
         return Ok(kv);
     }
     let failed = |reason: String| ClusterError::Bucket {
@@ -426,10 +478,34 @@ impl Remote {
             .await
             .map_err(|_| unreachable("the presence registry did not answer".into()))?
             .map_err(|e| unreachable(format!("the presence registry: {e}")))?;
-        Ok(found
+        let Some(entry) = found
             .filter(|e| e.operation == kv::Operation::Put)
             .and_then(|e| serde_json::from_slice::<Entry>(&e.value).ok())
-            .filter(|e| e.node != self.shared.node))
+            .filter(|e| e.node != self.shared.node)
+        else {
+            return Ok(None);
+        };
+        if presence::is_live(
+            &entry,
+            &self.shared.live.read().unwrap_or_else(|e| e.into_inner()),
+        ) {
+            return Ok(Some(entry));
+        }
+        // a node that started or came back since the last reading: asked
+        let current = tokio::time::timeout(self.shared.wait, self.shared.nodes.get(&entry.node))
+            .await
+            .map_err(|_| unreachable("the node registry did not answer".into()))?
+            .map_err(|e| unreachable(format!("the node registry: {e}")))?;
+        let Some(incarnation) = current.and_then(|v| String::from_utf8(v.to_vec()).ok()) else {
+            // its node is dead: connected nowhere
+            return Ok(None);
+        };
+        self.shared
+            .live
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(entry.node.clone(), incarnation.clone());
+        Ok((incarnation == entry.incarnation && !incarnation.is_empty()).then_some(entry))
     }
 
     /// Calls `action` with `payload` (the request's JSON text) on a station
@@ -605,9 +681,14 @@ async fn presence_loop(
     server: Server,
     mut server_events: broadcast::Receiver<ServerEvent>,
     store: crate::store::Store,
+    mut nodes: mpsc::Receiver<Input>,
 ) {
     let start = Instant::now();
-    let mut core = Presence::new(shared.node.clone(), shared.presence_lease / 3);
+    let mut core = Presence::new(
+        shared.node.clone(),
+        shared.incarnation.clone(),
+        shared.lease,
+    );
     let (done, mut outcomes) = mpsc::unbounded_channel::<Input>();
     let mut watch: Option<kv::Watch> = None;
     let mut last_revision = 0;
@@ -674,6 +755,7 @@ async fn presence_loop(
                 }
             },
             Some(i) = outcomes.recv() => i,
+            Some(i) = nodes.recv() => i,
             _ = tick.tick() => Input::Tick,
         };
         for d in core.handle(start.elapsed(), input) {
@@ -708,40 +790,6 @@ fn execute(
                 let _ = done.send(outcome);
             });
         }
-        Decision::Renew {
-            station,
-            entry,
-            revision,
-        } => {
-            tokio::spawn(async move {
-                let key = key_of(&station);
-                let value = serde_json::to_vec(&entry).unwrap_or_default();
-                match shared.kv.update(&key, value.into(), revision).await {
-                    Ok(revision) => {
-                        let _ = done.send(Input::Renewed { station, revision });
-                    }
-                    Err(e) => {
-                        let conflict = e.kind() == kv::UpdateErrorKind::WrongLastRevision;
-                        let _ = done.send(Input::RenewFailed {
-                            station: station.clone(),
-                        });
-                        if conflict {
-                            let _ = done.send(match read(&shared, &key).await {
-                                Ok(Some((entry, revision))) => Input::Seen {
-                                    station,
-                                    entry: Some(entry),
-                                    revision,
-                                },
-                                Ok(None) => Input::Gone { station },
-                                Err(_) => return,
-                            });
-                        } else {
-                            tracing::warn!(station, "cluster: renewing the presence entry: {e}");
-                        }
-                    }
-                }
-            });
-        }
         Decision::Close { station } => {
             let server = server.clone();
             tokio::spawn(async move {
@@ -757,19 +805,77 @@ fn execute(
             tokio::spawn(async move {
                 let key = key_of(&station);
                 if let Err(e) = shared.kv.delete_expect_revision(&key, Some(revision)).await {
-                    tracing::debug!(station, "cluster: presence entry not deleted: {e}");
+                    // changed since: nothing to delete any more
+                    if e.kind() != kv::UpdateErrorKind::WrongLastRevision {
+                        tracing::debug!(station, "cluster: presence entry not deleted: {e}");
+                        let _ = done.send(Input::DeleteFailed { station, revision });
+                    }
                 }
             });
         }
     }
 }
 
-/// A station's current entry and its revision, `None` when there is none.
-async fn read(shared: &Shared, key: &str) -> Result<Option<(Entry, u64)>, String> {
-    let found = shared.kv.entry(key).await.map_err(|e| e.to_string())?;
-    Ok(found
-        .filter(|e| e.operation == kv::Operation::Put)
-        .and_then(|e| Some((serde_json::from_slice::<Entry>(&e.value).ok()?, e.revision))))
+/// The node bucket now: each live node's incarnation.
+async fn read_nodes(shared: &Shared) -> Result<presence::LiveNodes, String> {
+    use futures_util::TryStreamExt;
+    tokio::time::timeout(shared.wait, async {
+        let keys: Vec<String> = shared
+            .nodes
+            .keys()
+            .await
+            .map_err(|e| e.to_string())?
+            .try_collect()
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut live = presence::LiveNodes::new();
+        for k in keys {
+            if let Some(v) = shared.nodes.get(&k).await.map_err(|e| e.to_string())? {
+                if let Ok(incarnation) = String::from_utf8(v.to_vec()) {
+                    live.insert(k, incarnation);
+                }
+            }
+        }
+        Ok(live)
+    })
+    .await
+    .map_err(|_| "no answer in time".to_owned())?
+}
+
+/// Keeps this node live (its incarnation written again every third of a
+/// lease) and reads the other nodes' as often: the reading goes to
+/// [`Remote::owner`] and, as [`Input::Nodes`], to the presence loop, whose
+/// sweep of dead nodes' entries runs on the node holding the offline job.
+async fn nodes_loop(shared: Arc<Shared>, jobs: Jobs, presence: mpsc::Sender<Input>) {
+    let mut tick = tokio::time::interval(shared.lease / 3);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let put = tokio::time::timeout(
+            shared.wait,
+            shared
+                .nodes
+                .put(&shared.node, shared.incarnation.clone().into()),
+        )
+        .await;
+        match put {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!("cluster: renewing this node's liveness: {e}"),
+            Err(_) => tracing::warn!("cluster: renewing this node's liveness: no answer in time"),
+        }
+        let live = match read_nodes(&shared).await {
+            Ok(live) => live,
+            Err(e) => {
+                tracing::warn!("cluster: reading the live nodes: {e}");
+                continue;
+            }
+        };
+        *shared.live.write().unwrap_or_else(|e| e.into_inner()) = live.clone();
+        let sweep = jobs.holds(lease::Job::Offline);
+        if presence.send(Input::Nodes { live, sweep }).await.is_err() {
+            return;
+        }
+    }
 }
 
 /// Writes a station's entry naming this node with the next epoch, over the
@@ -793,6 +899,7 @@ async fn claim(
         };
         let value = serde_json::to_vec(&Entry {
             node: shared.node.clone(),
+            incarnation: shared.incarnation.clone(),
             epoch,
             version,
         })
@@ -847,7 +954,6 @@ mod tests {
             cluster_name: name.into(),
             node_id: node.map(str::to_owned),
             cluster_lease: lease,
-            presence_lease: lease * 10,
         };
         assert_eq!(args(None, "x", None, 30).to_config(), Ok(None));
         let c = args(Some("nats://127.0.0.1:4222"), "prod", Some("n1"), 30)
@@ -855,7 +961,6 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(c.lease, Duration::from_secs(30));
-        assert_eq!(c.presence_lease, Duration::from_secs(300));
         assert!(args(Some("nats://h"), "a.b", None, 30).to_config().is_err());
         assert!(args(Some("nats://h"), "a", Some("n 1"), 30)
             .to_config()
