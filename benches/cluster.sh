@@ -69,7 +69,8 @@ summary() { # FILE: one line of the load report's JSON
   python3 -c 'import json,sys
 r=json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])
 l=r["latency_ms"]
-print("connected %d/%d, %.0f msg/s, p50 %.1f ms, p99 %.1f ms, max %.0f ms, errors %d %s%s" % (r["connections_ok"], r["stations"], r["throughput_msg_s"], l["p50"], l["p99"], l["max"], r["errors"] + r["connections_failed"], json.dumps(r["errors_by_kind"]) if r["errors"] else "", (", node RSS %.1f MB mid-run" % (r["server_rss_kib_mid_run"] / 1024)) if "server_rss_kib_mid_run" in r else ""))' "$1"
+a=r.get("after_ramp_latency_ms") or {}
+print("connected %d/%d, %.0f msg/s, p50 %.1f ms, p99 %.1f ms, max %.0f ms, errors %d %s%s%s" % (r["connections_ok"], r["stations"], r["throughput_msg_s"], l["p50"], l["p99"], l["max"], r["errors"] + r["connections_failed"], json.dumps(r["errors_by_kind"]) if r["errors"] else "", (", node RSS %.1f MB mid-run" % (r["server_rss_kib_mid_run"] / 1024)) if "server_rss_kib_mid_run" in r else "", ("; after the ramp: %d answers, p50 %.1f ms, p95 %.1f ms, p99 %.1f ms" % (a["count"], a["p50"], a["p95"], a["p99"])) if a else ""))' "$1"
 }
 
 if [ "${STEADY:-1}" != 0 ]; then
@@ -84,9 +85,13 @@ if [ "${STEADY:-1}" != 0 ]; then
   # the cluster's view in the middle of the steady phase
   sleep $((per / RAMP + DURATION / 2))
   echo "mid-run load average $(loadavg)"
+  # who takes the CPU in the steady phase (5 s sample)
+  top -b -n 2 -d 5 -w 200 | awk '/^top -/{n++} n==2' | sed -n '7,22p' || true
   metrics 1 | grep -E '^csms_cluster_(nodes|node_stations|job_holder)' || true
   for i in 1 2 3; do wait "${LOADS[$i]}" || true; done
   for i in 1 2 3; do echo "node n$i: $(summary "$WORK/steady$i.json")"; done
+  # per action (BootNotification apart: the p99 above leaves it out)
+  for i in 1 2 3; do echo "node n$i:"; grep -E '^(action|[A-Z][A-Za-z]+ +[0-9])' "$WORK/steady$i.err" | sed 's/^/  /' || true; done
   echo "after the steady phase: load average $(loadavg)"
 fi
 

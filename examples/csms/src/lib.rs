@@ -95,7 +95,18 @@ use crate::config::Config;
 use crate::store::{Session, Store};
 
 /// (station, EVSE, connector).
-type ConnectorKey = (String, i64, i64);
+/// What a node remembers of a station while it is connected: the
+/// connector statuses as stored (to skip writing repeats) and whether it is
+/// known to have no open `fault` alert (to skip looking for one to clear).
+/// Dropped when the station disconnects.
+#[derive(Debug, Default)]
+struct StationMemo {
+    /// (EVSE, connector) → (status, 1.6 error code), as stored.
+    statuses: HashMap<(i64, i64), (String, Option<String>)>,
+    /// No `fault` alert of it is open (as far as this node cleared or
+    /// found); `false`: unknown or open.
+    no_open_fault: bool,
+}
 
 /// The running CSMS's shared state.
 #[derive(Debug)]
@@ -130,8 +141,9 @@ pub struct App {
     pub payments: payments::Wallets,
     /// Open sessions, in memory with the store as the truth.
     pub sessions: sessions::Sessions,
-    /// Connector statuses as stored, to skip writing repeats.
-    statuses: std::sync::Mutex<HashMap<ConnectorKey, (String, Option<String>)>>,
+    /// Per connected station: its connector statuses as stored and its
+    /// fault alert's state, to skip writes and reads of repeats.
+    memos: std::sync::Mutex<HashMap<String, StationMemo>>,
     /// Every connector's health score (predictive maintenance).
     pub maintenance: maintenance::Maintenance,
     /// The sessions whose running local cost was found to differ (2.1).
@@ -192,16 +204,43 @@ impl App {
         error: Option<&str>,
     ) -> bool {
         let value = (status.to_owned(), error.map(str::to_owned));
-        let mut m = self.statuses.lock().unwrap_or_else(|e| e.into_inner());
-        m.insert((station.to_owned(), evse, connector), value.clone()) != Some(value)
+        let mut m = self.memos.lock().unwrap_or_else(|e| e.into_inner());
+        let memo = match m.get_mut(station) {
+            Some(memo) => memo,
+            None => m.entry(station.to_owned()).or_default(),
+        };
+        memo.statuses.insert((evse, connector), value.clone()) != Some(value)
     }
 
     /// Forgets a cached status (its write failed).
     pub fn forget_status(&self, station: &str, evse: i64, connector: i64) {
-        self.statuses
+        if let Some(memo) = self
+            .memos
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .remove(&(station.to_owned(), evse, connector));
+            .get_mut(station)
+        {
+            memo.statuses.remove(&(evse, connector));
+        }
+    }
+
+    /// Whether `station` is known here to have no open `fault` alert.
+    pub fn no_open_fault(&self, station: &str) -> bool {
+        self.memos
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(station)
+            .is_some_and(|m| m.no_open_fault)
+    }
+
+    /// Records whether `station` has no open `fault` alert (`false`: one was
+    /// raised, or it is not known).
+    pub fn set_no_open_fault(&self, station: &str, none_open: bool) {
+        let mut m = self.memos.lock().unwrap_or_else(|e| e.into_inner());
+        match m.get_mut(station) {
+            Some(memo) => memo.no_open_fault = none_open,
+            None => m.entry(station.to_owned()).or_default().no_open_fault = none_open,
+        }
     }
 
     /// Reloads station passwords into the in-memory check used during the
@@ -259,10 +298,10 @@ impl App {
     pub fn station_disconnected(&self, id: &str) {
         self.sessions.forget_station(id);
         ocpp::forget_station(id);
-        self.statuses
+        self.memos
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .retain(|(station, _, _), _| station != id);
+            .remove(id);
     }
 
     /// A session ended: price it, keep its CDR (once), publish it; the CDR
@@ -878,7 +917,7 @@ async fn run(
         v2x,
         auth: Arc::new(auth),
         last_seen: std::sync::Mutex::new(HashMap::new()),
-        statuses: std::sync::Mutex::new(HashMap::new()),
+        memos: std::sync::Mutex::new(HashMap::new()),
         sessions,
         maintenance: maintenance::Maintenance::kept_as(node.as_deref()),
         running_costs: local_cost::RunningChecks::default(),

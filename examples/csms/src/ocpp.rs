@@ -1088,6 +1088,7 @@ async fn status_notification(
                 status: s.reported,
                 error_code: error,
             })?;
+            app.set_no_open_fault(station, false);
             if app
                 .store
                 .raise_alert(Some(station), "fault", &detail)
@@ -1096,12 +1097,16 @@ async fn status_notification(
             {
                 app.notify(crate::events::LiveEvent::alert(station, "fault", &detail));
             }
-        } else if app.store.clear_alerts(station, "fault").await? > 0 {
-            app.notify(crate::events::LiveEvent::AlertCleared {
-                id: None,
-                station: Some(station.to_string()),
-                kind: Some("fault".to_string()),
-            });
+        } else if !app.no_open_fault(station) {
+            // looked for once per connection, and again after a fault
+            if app.store.clear_alerts(station, "fault").await? > 0 {
+                app.notify(crate::events::LiveEvent::AlertCleared {
+                    id: None,
+                    station: Some(station.to_string()),
+                    kind: Some("fault".to_string()),
+                });
+            }
+            app.set_no_open_fault(station, true);
         }
     }
     app.seen(station);

@@ -5,8 +5,9 @@
 //!   `ChangeConfiguration`, one per variable (the variable is the key);
 //! - `POST /api/stations/{id}/variables/get` (B06): `GetVariables`; 1.6
 //!   `GetConfiguration` with the keys;
-//! - `POST /api/stations/{id}/reset` (B11, B12): `Reset` `Immediate` or
-//!   `OnIdle` (an EVSE's, 2.x); 1.6 `Hard` or `Soft`;
+//! - `POST /api/stations/{id}/reset` (B11, B12, B13): `Reset` `Immediate`
+//!   or `OnIdle` (an EVSE's, 2.x), `ImmediateAndResume` (2.1 only: 400 for
+//!   an earlier version); 1.6 `Hard` or `Soft`;
 //! - `POST /api/stations/{id}/network-profile` (B09, B10: a new connection
 //!   profile in a slot, that slot first in `NetworkConfigurationPriority`,
 //!   then `Reset` `OnIdle`, each step only when the one before was
@@ -467,6 +468,10 @@ enum ResetKind {
     /// When no transaction runs (1.6 `Soft`; 2.x answers `Scheduled` while
     /// one does).
     OnIdle,
+    /// Now, the station resuming its transactions after the reboot (2.1,
+    /// B13: they continue with `TransactionEvent` `Updated`
+    /// `TxResumed`).
+    ImmediateAndResume,
 }
 
 #[derive(Debug, Deserialize)]
@@ -490,6 +495,13 @@ struct Answered {
 async fn reset(State(app): State<Arc<App>>, Path(id): Path<String>, bytes: Bytes) -> ApiResult {
     let b: ResetBody = body(&bytes)?;
     let version = app.gateway.connection(&id).await?;
+    if b.r#type == ResetKind::ImmediateAndResume
+        && matches!(version, ProtocolVersion::V16 | ProtocolVersion::V201)
+    {
+        return Err(bad(
+            "type: ImmediateAndResume is OCPP 2.1 (B13); this station speaks an earlier version",
+        ));
+    }
     if let Some(evse) = b.evse_id {
         if version == ProtocolVersion::V16 {
             return Err(bad("evse_id: an OCPP 1.6 station resets as a whole"));
@@ -504,7 +516,7 @@ async fn reset(State(app): State<Arc<App>>, Path(id): Path<String>, bytes: Bytes
     let status = match version {
         ProtocolVersion::V16 => {
             let r#type = match b.r#type {
-                ResetKind::Immediate => v16::ResetType::Hard,
+                ResetKind::Immediate | ResetKind::ImmediateAndResume => v16::ResetType::Hard,
                 ResetKind::OnIdle => v16::ResetType::Soft,
             };
             let r = gw
@@ -514,7 +526,9 @@ async fn reset(State(app): State<Arc<App>>, Path(id): Path<String>, bytes: Bytes
         }
         ProtocolVersion::V201 => {
             let r#type = match b.r#type {
-                ResetKind::Immediate => v201::ResetEnumType::Immediate,
+                ResetKind::Immediate | ResetKind::ImmediateAndResume => {
+                    v201::ResetEnumType::Immediate
+                }
                 ResetKind::OnIdle => v201::ResetEnumType::OnIdle,
             };
             let request = v201::ResetRequest {
@@ -532,6 +546,7 @@ async fn reset(State(app): State<Arc<App>>, Path(id): Path<String>, bytes: Bytes
             let r#type = match b.r#type {
                 ResetKind::Immediate => v21::ResetEnumType::Immediate,
                 ResetKind::OnIdle => v21::ResetEnumType::OnIdle,
+                ResetKind::ImmediateAndResume => v21::ResetEnumType::ImmediateAndResume,
             };
             let request = v21::ResetRequest {
                 r#type,

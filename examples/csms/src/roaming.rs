@@ -610,6 +610,8 @@ impl Roaming {
             };
             let stations: Vec<String> = stations.into_iter().collect();
             let mut due = Vec::new();
+            // read once per round, not once per station
+            let partners: Vec<String> = self.partners().await.into_iter().map(|p| p.0).collect();
             for chunk in stations.chunks(LOCATIONS_PER_COMMIT) {
                 let mut ops = Vec::with_capacity(chunk.len());
                 let mut stored = Vec::with_capacity(chunk.len());
@@ -636,7 +638,9 @@ impl Roaming {
                     continue;
                 }
                 for id in stored {
-                    due.extend(self.queue_all("locations", id).await);
+                    for partner in &partners {
+                        due.extend(self.queue_push(partner, "locations", id).await);
+                    }
                 }
             }
             self.rebuilt.send_replace(round);

@@ -8,7 +8,7 @@
 mod common;
 
 use common::conformance::{ended, now, start_16, started, stop_16, token, Lab, Station};
-use evproto_ocpp_proto::ProtocolVersion::{V16, V201};
+use evproto_ocpp_proto::ProtocolVersion::{V16, V201, V21};
 use serde_json::json;
 
 /// `s` seconds from now, as OCPP timestamps are written.
@@ -469,6 +469,80 @@ async fn b12_e06_transactions_across_a_reset() {
         assert!(s["closed_by_csms"].is_null(), "{s}");
     }
     st.stop().await;
+    lab.stop().await;
+}
+
+/// B13 (2.1): `Reset` `ImmediateAndResume` from the operator endpoint
+/// while a transaction runs; the station reboots and resumes it
+/// (`TransactionEvent` `Updated`, `TxResumed`, the seqNo going on). The
+/// boot does not end the session: the resumed event clears it, the CSMS
+/// asks no `GetTransactionStatus` and closes nothing, and the session ends
+/// once, when the station ends it, with the energy of the whole
+/// transaction. A 2.0.1 or 1.6 station gets 400 for the 2.1 type.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn b13_e17_reset_immediate_and_resume_keeps_the_transaction() {
+    let lab = Lab::start("b13-resume").await;
+    let mut st = Station::connect(&lab, "CONF-B13", V21).await;
+    st.ok(
+        "TransactionEvent",
+        event("Started", "TX-RES", 0, &at(-60), "Authorized", 1000),
+    )
+    .await;
+    st.ok(
+        "TransactionEvent",
+        event("Updated", "TX-RES", 1, &at(-30), "MeterValuePeriodic", 1800),
+    )
+    .await;
+    st.answer("Reset", json!({"status": "Accepted"}));
+    let r = lab
+        .ok(
+            "POST",
+            "/api/stations/CONF-B13/reset",
+            Some(json!({"type": "ImmediateAndResume"})),
+        )
+        .await;
+    assert_eq!(r["status"], "Accepted", "{r}");
+    assert_eq!(
+        st.received("Reset").await,
+        json!({"type": "ImmediateAndResume"})
+    );
+    // the reboot
+    st.stop().await;
+    let mut st = Station::connect(&lab, "CONF-B13", V21).await;
+    st.ok(
+        "TransactionEvent",
+        event("Updated", "TX-RES", 2, &at(-5), "TxResumed", 1900),
+    )
+    .await;
+    let occupied =
+        json!({"timestamp": now(), "connectorStatus": "Occupied", "evseId": 1, "connectorId": 1});
+    st.ok("StatusNotification", occupied).await;
+    st.not_received("GetTransactionStatus").await;
+    let s = lab.session(&st.id, "TX-RES").await;
+    assert_eq!(s["status"], "Active", "{s}");
+    let mut end = event("Ended", "TX-RES", 3, &at(0), "EVCommunicationLost", 2600);
+    end["transactionInfo"]["stoppedReason"] = json!("EVDisconnected");
+    st.ok("TransactionEvent", end).await;
+    let s = lab.session(&st.id, "TX-RES").await;
+    assert_eq!(s["status"], "Completed", "{s}");
+    assert_eq!(s["stop_reason"], "EVDisconnected", "{s}");
+    assert!(s["closed_by_csms"].is_null(), "{s}");
+    assert_eq!(energy_wh(&s), 1600.0, "{s}");
+    st.stop().await;
+    // the type is 2.1's
+    for (id, version) in [("CONF-B13-201", V201), ("CONF-B13-16", V16)] {
+        let st = Station::connect(&lab, id, version).await;
+        let (status, v) = lab
+            .api(
+                "POST",
+                &format!("/api/stations/{id}/reset"),
+                Some(json!({"type": "ImmediateAndResume"})),
+            )
+            .await;
+        assert_eq!(status, 400, "{v}");
+        assert!(v.to_string().contains("2.1"), "{v}");
+        st.stop().await;
+    }
     lab.stop().await;
 }
 

@@ -127,6 +127,9 @@ struct StationReport {
     connected: bool,
     connect_error: Option<String>,
     latencies: BTreeMap<&'static str, Vec<u32>>,
+    /// Latencies of the messages (boots apart) sent once every station had
+    /// started connecting (the end of the ramp).
+    after_ramp: Vec<u32>,
     errors: BTreeMap<String, u64>,
     storm_ok: Option<bool>,
     tally: transactions::Tally,
@@ -345,8 +348,11 @@ async fn station(
     i: usize,
     host: Arc<str>,
     port: u16,
-    start_at: tokio::time::Instant,
-    steady_end: tokio::time::Instant,
+    (start_at, ramp_end, steady_end): (
+        tokio::time::Instant,
+        tokio::time::Instant,
+        tokio::time::Instant,
+    ),
     storm: Arc<tokio::sync::Barrier>,
     counters: Arc<Counters>,
 ) -> StationReport {
@@ -394,6 +400,7 @@ async fn station(
             None => message(v, n),
         };
         n += 1;
+        let after_ramp = tokio::time::Instant::now() >= ramp_end;
         let result = call(&mut ws, &mut ep, action, payload, &counters).await;
         let result = match (result, &mut sessions) {
             (Ok((us, answer)), Some(s)) => s.answered(&answer, &mut report.tally).map(|()| us),
@@ -406,7 +413,12 @@ async fn station(
             }
         };
         match result {
-            Ok(us) => report.latencies.entry(action).or_default().push(us),
+            Ok(us) => {
+                report.latencies.entry(action).or_default().push(us);
+                if after_ramp {
+                    report.after_ramp.push(us);
+                }
+            }
             Err(e) => {
                 counters.errors.fetch_add(1, Ordering::Relaxed);
                 *report.errors.entry(format!("{action} {e}")).or_default() += 1;
@@ -514,7 +526,7 @@ pub(crate) fn run(mut args: Args) -> Result<bool, String> {
         for i in 0..args.stations {
             let start_at = t0 + Duration::from_secs_f64(i as f64 / args.ramp.max(1) as f64);
             let sessions = tag.clone().map(|t| transactions::Sessions::new(v, t, run_id, i));
-            tasks.spawn(station(args.clone(), v, sessions, i, host.clone(), port, start_at, steady_end, storm.clone(), counters.clone()));
+            tasks.spawn(station(args.clone(), v, sessions, i, host.clone(), port, (start_at, t0 + ramp, steady_end), storm.clone(), counters.clone()));
         }
         // progress line
         let progress = {
@@ -566,8 +578,10 @@ pub(crate) fn run(mut args: Args) -> Result<bool, String> {
         let mut connect_errors: BTreeMap<String, u64> = BTreeMap::new();
         let (mut storm_ok, mut storm_total) = (0u64, 0u64);
         let mut tally = transactions::Tally::default();
+        let mut after_ramp: Vec<u32> = Vec::new();
         for r in reports {
             tally.merge(r.tally);
+            after_ramp.extend(r.after_ramp);
             for (a, l) in r.latencies {
                 per_action.entry(a).or_default().extend(l);
             }
@@ -584,6 +598,7 @@ pub(crate) fn run(mut args: Args) -> Result<bool, String> {
         }
         let mut all: Vec<u32> = per_action.iter().filter(|(a, _)| **a != "BootNotification").flat_map(|(_, l)| l.iter().copied()).collect();
         all.sort_unstable();
+        after_ramp.sort_unstable();
         let steady_responses = all.len() as f64;
         let c = &counters;
         eprintln!("{:<22} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}", "action", "count", "min ms", "p50 ms", "p95 ms", "p99 ms", "max ms");
@@ -623,6 +638,15 @@ pub(crate) fn run(mut args: Args) -> Result<bool, String> {
                 "p95": percentile(&all, 0.95),
                 "p99": percentile(&all, 0.99),
                 "max": percentile(&all, 1.0),
+            },
+            // the messages sent after the ramp (every station started), boots
+            // apart: the steady state, with whatever backlog the ramp left
+            "after_ramp_latency_ms": {
+                "count": after_ramp.len(),
+                "p50": percentile(&after_ramp, 0.5),
+                "p95": percentile(&after_ramp, 0.95),
+                "p99": percentile(&after_ramp, 0.99),
+                "max": percentile(&after_ramp, 1.0),
             },
             "duration_s": elapsed,
         });

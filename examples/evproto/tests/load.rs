@@ -81,7 +81,15 @@ fn load_smoke_500_stations_no_errors() {
     }
     for p in ["p50", "p95", "p99", "max"] {
         assert!(report["latency_ms"][p].is_number(), "{report}");
+        assert!(report["after_ramp_latency_ms"][p].is_number(), "{report}");
     }
+    // the messages after the ramp are some of all the answers, boots apart
+    let after = report["after_ramp_latency_ms"]["count"].as_u64().unwrap();
+    assert!(after > 0, "{report}");
+    assert!(
+        after <= report["responses"].as_u64().unwrap() - 500,
+        "{report}"
+    );
     // a remote target is refused without --allow-remote
     let out = Command::new(env!("CARGO_BIN_EXE_evproto"))
         .args([
