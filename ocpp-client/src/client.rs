@@ -763,7 +763,9 @@ async fn boot_loop(
                 let interval = v.get("interval").and_then(|i| i.as_u64()).unwrap_or(0);
                 (status, interval)
             }
-            Err(CallFailure::NotConnected) => return Err(CallFailure::NotConnected),
+            Err(e @ (CallFailure::NotConnected | CallFailure::ConnectionLost)) => {
+                return Err(e.clone())
+            }
             Err(e) => {
                 warn!("BootNotification failed: {e}");
                 (String::new(), 0)
@@ -833,12 +835,14 @@ async fn replay(shared: Arc<Shared>) {
         loop {
             match peer.call_raw(&msg.action, msg.payload.clone()).await {
                 Ok(_) => break,
+                // Gone with the connection (maybe after the CSMS took it):
+                // kept, and sent again on the next one.
+                Err(CallFailure::NotConnected | CallFailure::ConnectionLost) => break,
                 // A CALLERROR is the CSMS failing to process the message
                 // (its store down, say), not a verdict on it: retried like a
                 // lost answer, then skipped after the configured attempts
                 // (OCPP 1.6 §4.10 "Error responses to transaction-related
                 // messages", 2.0.1 E04/E08 `MessageAttemptsTransactionEvent`).
-                Err(CallFailure::NotConnected) => break,
                 Err(e) => {
                     attempts += 1;
                     if attempts >= shared.config.message_attempts {

@@ -357,6 +357,13 @@ impl Endpoint {
         self.in_flight.is_some()
     }
 
+    /// The outgoing call on the wire, if any: when the connection closes
+    /// now, it is the one the peer may have received and acted on without
+    /// its answer coming back (the queued ones never went out).
+    pub fn outstanding_call(&self) -> Option<CallHandle> {
+        self.in_flight.as_ref().map(|f| f.call.handle)
+    }
+
     // ---- inputs ----
 
     /// Handles one text frame from the peer.

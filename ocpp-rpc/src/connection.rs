@@ -222,8 +222,15 @@ impl<T: Transport> Connection<T> {
                 }
             }
         };
-        for (_, reply) in pending.drain() {
-            let _ = reply.send(Err(CallFailure::NotConnected));
+        // the call on the wire may have reached the peer; the queued ones did not
+        let on_the_wire = self.endpoint.outstanding_call();
+        for (handle, reply) in pending.drain() {
+            let failure = if Some(handle) == on_the_wire {
+                CallFailure::ConnectionLost
+            } else {
+                CallFailure::NotConnected
+            };
+            let _ = reply.send(Err(failure));
         }
         debug!(identity = %self.identity, ?closed, "connection closed");
         closed
@@ -313,7 +320,6 @@ async fn tick_opt(interval: &mut Option<tokio::time::Interval>) {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::VecDeque;
     use std::io;
 
     use evproto_ocpp_proto::{Config, ProtocolVersion, Role};
@@ -322,17 +328,35 @@ mod tests {
     use crate::transport::TransportErrorKind;
     use crate::Router;
 
-    /// A transport that replays scripted receives, then waits forever.
-    struct Script(VecDeque<Result<Incoming, TransportError>>);
+    /// A transport fed by the test: what it receives comes from `rx` (then
+    /// it waits forever), what it sends is counted.
+    struct Wired {
+        rx: tokio::sync::mpsc::UnboundedReceiver<Result<Incoming, TransportError>>,
+        sent: Arc<std::sync::atomic::AtomicUsize>,
+    }
 
-    impl Transport for Script {
-        async fn recv(&mut self) -> Option<Result<Incoming, TransportError>> {
-            match self.0.pop_front() {
-                Some(r) => Some(r),
-                None => std::future::pending().await,
+    impl Wired {
+        /// One that receives `script`, then waits forever.
+        fn scripted(script: impl IntoIterator<Item = Result<Incoming, TransportError>>) -> Wired {
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            for r in script {
+                let _ = tx.send(r);
+            }
+            // the sender is leaked so the channel stays open: recv waits
+            std::mem::forget(tx);
+            Wired {
+                rx,
+                sent: Arc::default(),
             }
         }
+    }
+
+    impl Transport for Wired {
+        async fn recv(&mut self) -> Option<Result<Incoming, TransportError>> {
+            self.rx.recv().await
+        }
         async fn feed_text(&mut self, _: String) -> Result<(), TransportError> {
+            self.sent.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             Ok(())
         }
         async fn flush(&mut self) -> Result<(), TransportError> {
@@ -345,12 +369,58 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_close_fails_the_call_on_the_wire_as_lost_and_the_queued_ones_as_not_connected() {
+        let (close, rx) = tokio::sync::mpsc::unbounded_channel();
+        let sent = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let ws = Wired {
+            rx,
+            sent: sent.clone(),
+        };
+        let endpoint = Endpoint::new(
+            Role::ChargingStation,
+            ProtocolVersion::V201,
+            Config::default()
+                .with_boot_gate(false)
+                .with_hold_calls_until_boot(false),
+        );
+        let conn = Connection::new(
+            ws,
+            endpoint,
+            Router::station_v201().into_routes(),
+            Arc::from("CP1"),
+            ConnectionConfig::default(),
+        );
+        let peer = conn.peer();
+        let run = tokio::spawn(conn.run());
+        let first = tokio::spawn({
+            let peer = peer.clone();
+            async move { peer.call_raw("Heartbeat", "{}".to_owned()).await }
+        });
+        let on_the_wire = async {
+            while sent.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(5), on_the_wire)
+            .await
+            .expect("the first call went out");
+        // the first is on the wire; the second waits behind it
+        let second = tokio::spawn(async move { peer.call_raw("Heartbeat", "{}".to_owned()).await });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(sent.load(std::sync::atomic::Ordering::SeqCst), 1);
+        close.send(Ok(Incoming::Close(Some(1001)))).unwrap();
+        assert!(matches!(run.await.unwrap(), Closed::ByPeer(_)));
+        let first = first.await.unwrap().unwrap_err();
+        assert!(first.is_connection_lost(), "{first:?}");
+        assert!(!first.is_not_connected());
+        let second = second.await.unwrap().unwrap_err();
+        assert!(second.is_not_connected(), "{second:?}");
+    }
+
+    #[tokio::test]
     async fn a_transport_failure_closes_with_the_typed_error() {
         let reset = io::Error::new(io::ErrorKind::ConnectionReset, "reset");
-        let ws = Script(VecDeque::from([Err(TransportError::new(
-            TransportErrorKind::Io,
-            reset,
-        ))]));
+        let ws = Wired::scripted([Err(TransportError::new(TransportErrorKind::Io, reset))]);
         let endpoint = Endpoint::new(Role::Csms, ProtocolVersion::V201, Config::default());
         let conn = Connection::new(
             ws,

@@ -40,9 +40,16 @@ pub enum CallFailure {
     /// No answer before the deadline (the call may still have happened).
     #[error("call timed out")]
     Timeout,
-    /// The peer is not connected (or disconnected before answering).
+    /// The peer is not connected, or the connection closed before the call
+    /// went out: the peer did not receive it.
     #[error("not connected")]
     NotConnected,
+    /// The connection closed after the call went out and before its answer
+    /// came back: the peer may have received it and acted on it (a
+    /// transaction-related message is sent again, and recognized as a
+    /// replay by the other side).
+    #[error("connection lost before the answer (the call may have happened)")]
+    ConnectionLost,
     /// The action belongs to another OCPP version than the connection's.
     #[error("action is OCPP {action_version}, the connection speaks {connection}")]
     WrongVersion {
@@ -68,6 +75,10 @@ impl CallFailure {
     /// Whether the peer was not connected.
     pub fn is_not_connected(&self) -> bool {
         matches!(self, CallFailure::NotConnected)
+    }
+    /// Whether the connection closed while the call was on the wire.
+    pub fn is_connection_lost(&self) -> bool {
+        matches!(self, CallFailure::ConnectionLost)
     }
 }
 

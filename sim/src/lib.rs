@@ -116,6 +116,7 @@ struct Stats {
     disconnects: AtomicU64,
     reboots: AtomicU64,
     offline: AtomicU64,
+    start_retries: AtomicU64,
     errors: Mutex<BTreeMap<String, u64>>,
     csms_calls: Mutex<BTreeMap<String, u64>>,
     connect_failures: Mutex<BTreeMap<String, u64>>,
@@ -197,8 +198,14 @@ pub struct Report {
     /// Reboots after a Reset.
     pub reboots: u64,
     /// Live messages (status, authorization, 1.6 start) skipped because the
-    /// station was offline at that moment.
+    /// station was offline at that moment, or lost with the connection
+    /// before their answer.
     pub skipped_offline: u64,
+    /// 1.6 StartTransaction sent again because the first went unanswered
+    /// (the connection dropped, the call timed out or the CSMS answered a
+    /// CALLERROR): a transaction-related message is retried, as OCPP 1.6
+    /// §4.8 asks, and the CSMS recognises the replay.
+    pub start_retries: u64,
     /// Messages still in offline queues at the end.
     pub queued_at_end: u64,
     /// CSMS-initiated calls answered, by action.
@@ -251,6 +258,7 @@ impl Report {
             "auth_accepted": self.auth_accepted, "auth_rejected": self.auth_rejected,
             "faults": self.faults, "disconnects": self.disconnects, "reboots": self.reboots,
             "queued_at_end": self.queued_at_end, "skipped_offline": self.skipped_offline,
+            "start_retries": self.start_retries,
             "csms_calls": self.csms_calls, "errors": self.errors, "error_count": self.error_count(),
             "connect_failures": self.connect_failures, "first_connect_failure": self.first_connect_failure,
             "duration_s": (self.duration_s * 100.0).round() / 100.0,
@@ -967,6 +975,9 @@ fn routes(st: Arc<Station>) -> Routes {
     }
 }
 
+/// Attempts at a 1.6 StartTransaction (its `TransactionMessageAttempts`).
+const START_ATTEMPTS: u32 = 5;
+
 /// Why a send failed.
 #[derive(Debug)]
 enum SendError {
@@ -974,6 +985,9 @@ enum SendError {
     Invalid(String),
     /// Not connected: a real station skips live messages while offline.
     Offline,
+    /// The connection dropped with the call on the wire: the CSMS may have
+    /// taken it (counted as offline; a 1.6 start is sent again).
+    Lost,
     /// The call failed (CALLERROR, timeout, invalid answer...).
     Call(String),
 }
@@ -987,6 +1001,8 @@ async fn call_typed<A: Action + FromChargingStation>(
     let res = client.call::<A>(&req).await.map_err(|e| {
         if e.is_not_connected() {
             SendError::Offline
+        } else if e.is_connection_lost() {
+            SendError::Lost
         } else {
             SendError::Call(e.to_string())
         }
@@ -1213,7 +1229,10 @@ impl Driver {
                 .on_event(&self.st.local_cost, &mut payload);
             settle = priced.filter(|_| self.st.local_cost.settlement);
         }
-        let result = send(&self.client, v, action, &payload, durable).await;
+        let mut result = send(&self.client, v, action, &payload, durable).await;
+        if v == ProtocolVersion::V16 && matches!(msg, Msg::TxStart { .. }) {
+            result = self.retry_start(action, &payload, result).await;
+        }
         if let Some((tx, _, amount)) = settle {
             // the terminal settles after the transaction's end (queued behind it)
             let s = tariff::settlement(&tx, amount, now);
@@ -1223,7 +1242,7 @@ impl Driver {
                 self.st.stats.error(format!("NotifySettlement: {e}"));
             }
         }
-        if !durable && !matches!(result, Err(SendError::Offline)) {
+        if !durable && !matches!(result, Err(SendError::Offline | SendError::Lost)) {
             self.st.stats.sent.fetch_add(1, Ordering::Relaxed);
         }
         match result {
@@ -1237,7 +1256,7 @@ impl Driver {
                 .st
                 .stats
                 .error(format!("{action}: invalid payload: {e}")),
-            Err(e @ (SendError::Call(_) | SendError::Offline)) => {
+            Err(e @ (SendError::Call(_) | SendError::Offline | SendError::Lost)) => {
                 match e {
                     SendError::Call(e) => self.st.stats.error(format!("{action}: {e}")),
                     _ => {
@@ -1254,6 +1273,49 @@ impl Driver {
                 self.st.emit(out);
             }
         }
+    }
+
+    /// A 1.6 StartTransaction is a transaction-related message: one that
+    /// went out and was not answered (the connection dropped with the
+    /// answer, the call timed out, the CSMS failed it) is sent again once
+    /// the station is connected, up to [`START_ATTEMPTS`] in all, as 1.6
+    /// §4.8 asks. The CSMS may have committed the first one: it answers
+    /// the replay with the same transaction. A start that never went out
+    /// (offline at the time) is not queued: the driver is told to try again.
+    async fn retry_start(
+        &mut self,
+        action: &str,
+        payload: &Value,
+        mut result: Result<Value, SendError>,
+    ) -> Result<Value, SendError> {
+        let mut attempts = 1;
+        let mut went_out = !matches!(result, Err(SendError::Offline));
+        while went_out && attempts < START_ATTEMPTS {
+            let Err(SendError::Call(_) | SendError::Offline | SendError::Lost) = &result else {
+                break;
+            };
+            attempts += 1;
+            self.st.stats.start_retries.fetch_add(1, Ordering::Relaxed);
+            self.st
+                .event("tx_start_retry", json!({ "attempt": attempts }));
+            // a pause, then the connection back (a dropped one takes a reconnect)
+            tokio::time::sleep(Duration::from_millis(self.rng.range(500, 1_500))).await;
+            let mut state = self.client.watch_state();
+            let ready = matches!(
+                tokio::time::timeout(
+                    Duration::from_secs(30),
+                    state.wait_for(|s| *s == ClientState::Connected(BootState::Accepted)),
+                )
+                .await,
+                Ok(Ok(_))
+            );
+            if !ready {
+                continue;
+            }
+            result = send(&self.client, ProtocolVersion::V16, action, payload, false).await;
+            went_out = true;
+        }
+        result
     }
 
     fn answered(&mut self, msg: &Msg, answer: &Value) {
@@ -1695,6 +1757,7 @@ pub async fn run(
         disconnects: stats.disconnects.load(Ordering::Relaxed),
         reboots: stats.reboots.load(Ordering::Relaxed),
         skipped_offline: stats.offline.load(Ordering::Relaxed),
+        start_retries: stats.start_retries.load(Ordering::Relaxed),
         queued_at_end,
         csms_calls: stats
             .csms_calls

@@ -140,7 +140,7 @@ impl From<crate::gateway::StationCallError> for AppError {
         use crate::gateway::StationCallError as E;
         let status = match &e {
             E::NotConnected { .. } => StatusCode::CONFLICT,
-            E::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            E::Timeout { .. } | E::ConnectionLost { .. } => StatusCode::GATEWAY_TIMEOUT,
             _ => StatusCode::BAD_GATEWAY,
         };
         AppError::new(status, e.to_string())

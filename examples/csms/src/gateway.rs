@@ -55,6 +55,15 @@ pub enum StationCallError {
         /// The action called.
         action: String,
     },
+    /// The station's connection closed while the call was on the wire: it
+    /// may have acted on it, the answer is lost (504, like a timeout).
+    #[error("{station} disconnected before answering {action} (it may have acted on it)")]
+    ConnectionLost {
+        /// Identity.
+        station: String,
+        /// The action called.
+        action: String,
+    },
     /// The station answered with a CALLERROR (502).
     #[error("{station} answered {action} with CALLERROR {code}: {description}")]
     CallError {
@@ -104,6 +113,10 @@ impl StationCallError {
         match e {
             CallFailure::NotConnected => StationCallError::NotConnected { station },
             CallFailure::Timeout => StationCallError::Timeout {
+                station,
+                action: action.to_owned(),
+            },
+            CallFailure::ConnectionLost => StationCallError::ConnectionLost {
                 station,
                 action: action.to_owned(),
             },

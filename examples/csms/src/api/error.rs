@@ -36,14 +36,17 @@ impl From<crate::store::StoreError> for ApiError {
 }
 
 impl From<crate::gateway::StationCallError> for ApiError {
-    /// 404 not connected, 504 no answer in time, 502 a CALLERROR (with its
+    /// 404 not connected, 504 no answer in time or the connection lost
+    /// with the call on the wire, 502 a CALLERROR (with its
     /// code, description and details) or a broken answer, 422 a request the
     /// station's version cannot carry.
     fn from(e: crate::gateway::StationCallError) -> Self {
         use crate::gateway::StationCallError as E;
         match e {
             E::NotConnected { .. } => ApiError::new(StatusCode::NOT_FOUND, e.to_string()),
-            E::Timeout { .. } => ApiError::new(StatusCode::GATEWAY_TIMEOUT, e.to_string()),
+            E::Timeout { .. } | E::ConnectionLost { .. } => {
+                ApiError::new(StatusCode::GATEWAY_TIMEOUT, e.to_string())
+            }
             E::CallError {
                 code,
                 description,

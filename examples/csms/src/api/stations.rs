@@ -398,6 +398,10 @@ pub(super) async fn rotate_password(
             StatusCode::GATEWAY_TIMEOUT,
             format!("{id} did not answer in time; the old password stays in force"),
         )),
+        Err(SendError::Call(StationCallError::ConnectionLost { .. })) => Err(ApiError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            format!("{id} disconnected before answering; the old password stays in force"),
+        )),
         Err(SendError::Call(StationCallError::NotConnected { .. })) => Err(ApiError::new(
             StatusCode::NOT_FOUND,
             format!("station {id} is not connected"),
