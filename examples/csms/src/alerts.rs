@@ -37,6 +37,15 @@ struct Operation {
     request_id: Option<i64>,
 }
 
+/// `battery_swap`: a swap that needs the operator (`crate::battery_swap`).
+#[derive(Deserialize)]
+struct Swap {
+    request_id: i64,
+    reason: String,
+    id_token: String,
+    status: Option<String>,
+}
+
 /// `payment`: a session's payment not captured.
 #[derive(Deserialize)]
 struct Payment {
@@ -155,6 +164,13 @@ pub fn message(kind: &str, station: &str, detail: &str) -> String {
                 w(m.expected_w)
             )
         }),
+        "battery_swap" => read::<Swap>(detail).map(|w| {
+            let status = w.status.map(|s| format!(", {s}")).unwrap_or_default();
+            format!(
+                "{at}: battery swap {} for {}{status}: {}.",
+                w.request_id, w.id_token, w.reason
+            )
+        }),
         "settlement" => Some(format!(
             "{at}: a payment terminal's settlement needs a look."
         )),
@@ -196,6 +212,14 @@ mod tests {
                 r#"{"type":"TamperDetectionActivated","tech_info":null,"timestamp":"x"}"#
             ),
             "Station CP2 reported the security event TamperDetectionActivated."
+        );
+        assert_eq!(
+            message(
+                "battery_swap",
+                "SW1",
+                r#"{"request_id":4,"reason":"a swap for a token the CSMS does not accept","id_token":"X","status":"Blocked"}"#
+            ),
+            "Station SW1: battery swap 4 for X, Blocked: a swap for a token the CSMS does not accept."
         );
         // a detail of another shape still reads as a sentence
         assert_eq!(message("fault", "CP1", "{}"), "Station CP1: fault alert.");

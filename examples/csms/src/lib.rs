@@ -42,6 +42,7 @@ pub mod alerts;
 pub mod api;
 pub mod app_api;
 pub mod authorize;
+mod battery_swap;
 pub mod billing;
 pub mod cluster;
 pub mod config;

@@ -2003,6 +2003,9 @@ pub enum ReportKind {
     CertificateRequest,
     /// BatterySwap (2.1); key: the request.
     BatterySwap,
+    /// The operator's RequestBatterySwap (2.1) and the station's answer
+    /// (`crate::battery_swap`); key: the request.
+    BatterySwapRequest,
     /// Open/ClosePeriodicEventStream (2.1); key: the stream.
     EventStream,
     /// NotifyDERAlarm (2.1); key: the DER control type.
@@ -2023,7 +2026,7 @@ pub enum ReportKind {
 
 impl ReportKind {
     /// Every kind.
-    pub const ALL: [ReportKind; 18] = [
+    pub const ALL: [ReportKind; 19] = [
         ReportKind::ChargingLimit,
         ReportKind::EvChargingNeeds,
         ReportKind::EvChargingSchedule,
@@ -2034,6 +2037,7 @@ impl ReportKind {
         ReportKind::PublishFirmware,
         ReportKind::CertificateRequest,
         ReportKind::BatterySwap,
+        ReportKind::BatterySwapRequest,
         ReportKind::EventStream,
         ReportKind::DerAlarm,
         ReportKind::DerStartStop,
@@ -2056,7 +2060,8 @@ impl ReportKind {
             ReportKind::CustomerInformation => "customer_information",
             ReportKind::PublishFirmware => "publish_firmware",
             ReportKind::CertificateRequest => "certificate_request",
-            ReportKind::BatterySwap => "battery_swap",
+            ReportKind::BatterySwap => crate::battery_swap::SWAP,
+            ReportKind::BatterySwapRequest => crate::battery_swap::REQUEST,
             ReportKind::EventStream => "event_stream",
             ReportKind::DerAlarm => "der_alarm",
             ReportKind::DerStartStop => "der_start_stop",
@@ -2656,6 +2661,15 @@ mod only_21 {
         )
         .await
         .map_err(|e| unanswered::<A>(station, e))?;
+        // a swap for a token not accepted, naming another's request, or timed out
+        let finding = crate::battery_swap::judged(app, station, &req)
+            .await
+            .map_err(|e| unanswered::<A>(station, e))?;
+        if let Some(f) = finding {
+            alert(app, station, crate::battery_swap::SWAP, &f)
+                .await
+                .map_err(|e| unanswered::<A>(station, e))?;
+        }
         Ok(v21::BatterySwapResponse { custom_data: None })
     }
 

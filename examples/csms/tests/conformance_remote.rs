@@ -8,14 +8,29 @@
 mod common;
 
 use common::conformance::{ended, now, started, token, Lab, Station};
-use evproto_ocpp_proto::ProtocolVersion::V201;
+use evproto_ocpp_proto::ProtocolVersion::{self, V201, V21};
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn f01_f03_remote_start_and_stop_of_a_transaction() {
-    let lab = Lab::start("f01-remote-start").await;
+    f01_f03_remote_start_and_stop_of_a_transaction_on(V201, "f01-remote-start", "CONF-F01").await;
+}
+
+/// The same on a 2.1 station.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn f01_f03_remote_start_and_stop_of_a_transaction_21() {
+    f01_f03_remote_start_and_stop_of_a_transaction_on(V21, "f01-remote-start-21", "CONF-F01-21")
+        .await;
+}
+
+async fn f01_f03_remote_start_and_stop_of_a_transaction_on(
+    version: ProtocolVersion,
+    lab: &str,
+    station: &str,
+) {
+    let lab = Lab::start(lab).await;
     lab.token("REMOTE-1", "Accepted", None).await;
-    let mut st = Station::connect(&lab, "CONF-F01", V201).await;
+    let mut st = Station::connect(&lab, station, version).await;
     // F01: RequestStartTransaction with the driver's token and a remoteStartId
     let request = json!({"idToken": token("REMOTE-1"), "remoteStartId": 42, "evseId": 1});
     lab.exchange(

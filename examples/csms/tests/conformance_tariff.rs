@@ -9,7 +9,7 @@
 mod common;
 
 use common::conformance::{ended, started, token, Lab, Station};
-use evproto_ocpp_proto::ProtocolVersion::V201;
+use evproto_ocpp_proto::ProtocolVersion::{self, V201, V21};
 use serde_json::{json, Value};
 
 /// A register reading of `wh` taken `s` seconds from now.
@@ -22,11 +22,25 @@ fn reading(wh: i64, s: i64) -> (String, Value) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn i02_i03_running_then_final_total_cost() {
-    let lab = Lab::start("i02-cost").await;
+    i02_i03_running_then_final_total_cost_on(V201, "i02-cost", "CONF-I02").await;
+}
+
+/// The same on a 2.1 station.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn i02_i03_running_then_final_total_cost_21() {
+    i02_i03_running_then_final_total_cost_on(V21, "i02-cost-21", "CONF-I02-21").await;
+}
+
+async fn i02_i03_running_then_final_total_cost_on(
+    version: ProtocolVersion,
+    lab: &str,
+    station: &str,
+) {
+    let lab = Lab::start(lab).await;
     lab.token("PAYER", "Accepted", None).await;
     let tariff = json!({"currency": "EUR", "elements": [{"price_components": [{"type": "ENERGY", "price": 0.50, "step_size": 1}]}]});
     lab.ok("PUT", "/api/tariffs/default", Some(tariff)).await;
-    let st = Station::connect(&lab, "CONF-I02", V201).await;
+    let st = Station::connect(&lab, station, version).await;
     let mut events = [
         started("TX-I", 1, Some("PAYER")),
         json!({"eventType": "Updated", "triggerReason": "MeterValuePeriodic", "seqNo": 1,

@@ -8,7 +8,7 @@
 mod common;
 
 use common::conformance::{ended, now, start_16, started, stop_16, token, Lab, Station};
-use evproto_ocpp_proto::ProtocolVersion::{V16, V201, V21};
+use evproto_ocpp_proto::ProtocolVersion::{self, V16, V201, V21};
 use serde_json::json;
 
 /// `s` seconds from now, as OCPP timestamps are written.
@@ -35,9 +35,33 @@ fn energy_wh(session: &serde_json::Value) -> f64 {
 /// J01 (MeterValues during the transaction): the session as kept.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn e03_e06_j01_j02_transaction_events_and_meter_values_kept() {
-    let lab = Lab::start("e01-transaction").await;
+    e03_e06_j01_j02_transaction_events_and_meter_values_kept_on(
+        V201,
+        "e01-transaction",
+        "CONF-E01",
+    )
+    .await;
+}
+
+/// The same on a 2.1 station.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e03_e06_j01_j02_transaction_events_and_meter_values_kept_21() {
+    e03_e06_j01_j02_transaction_events_and_meter_values_kept_on(
+        V21,
+        "e01-transaction-21",
+        "CONF-E01-21",
+    )
+    .await;
+}
+
+async fn e03_e06_j01_j02_transaction_events_and_meter_values_kept_on(
+    version: ProtocolVersion,
+    lab: &str,
+    station: &str,
+) {
+    let lab = Lab::start(lab).await;
     lab.token("TX-DRIVER", "Accepted", None).await;
-    let st = Station::connect(&lab, "CONF-E01", V201).await;
+    let st = Station::connect(&lab, station, version).await;
     let (t0, t1, t2, t3) = (at(-30), at(-20), at(-10), at(0));
     let mut start = started("TX-E", 1, Some("TX-DRIVER"));
     start["timestamp"] = json!(t0);
@@ -239,9 +263,29 @@ async fn e04_e08_e12_offline_transaction_delivered_later_is_kept_with_the_statio
 /// `DeAuthorized`, which the session keeps.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn e05_start_with_a_token_not_accepted_then_deauthorized() {
-    let lab = Lab::start("e05-deauthorized").await;
+    e05_start_with_a_token_not_accepted_then_deauthorized_on(V201, "e05-deauthorized", "CONF-E05")
+        .await;
+}
+
+/// The same on a 2.1 station.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e05_start_with_a_token_not_accepted_then_deauthorized_21() {
+    e05_start_with_a_token_not_accepted_then_deauthorized_on(
+        V21,
+        "e05-deauthorized-21",
+        "CONF-E05-21",
+    )
+    .await;
+}
+
+async fn e05_start_with_a_token_not_accepted_then_deauthorized_on(
+    version: ProtocolVersion,
+    lab: &str,
+    station: &str,
+) {
+    let lab = Lab::start(lab).await;
     lab.token("BLOCKED-CARD", "Blocked", None).await;
-    let st = Station::connect(&lab, "CONF-E05", V201).await;
+    let st = Station::connect(&lab, station, version).await;
     let a = st
         .ok(
             "TransactionEvent",
@@ -267,8 +311,23 @@ async fn e05_start_with_a_token_not_accepted_then_deauthorized() {
 /// order gives it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn e11_e12_events_out_of_order_and_repeated_are_kept_once() {
-    let lab = Lab::start("e11-order").await;
-    let st = Station::connect(&lab, "CONF-E11", V201).await;
+    e11_e12_events_out_of_order_and_repeated_are_kept_once_on(V201, "e11-order", "CONF-E11").await;
+}
+
+/// The same on a 2.1 station.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e11_e12_events_out_of_order_and_repeated_are_kept_once_21() {
+    e11_e12_events_out_of_order_and_repeated_are_kept_once_on(V21, "e11-order-21", "CONF-E11-21")
+        .await;
+}
+
+async fn e11_e12_events_out_of_order_and_repeated_are_kept_once_on(
+    version: ProtocolVersion,
+    lab: &str,
+    station: &str,
+) {
+    let lab = Lab::start(lab).await;
+    let st = Station::connect(&lab, station, version).await;
     let (t0, t1, t2, t3) = (at(-40), at(-30), at(-20), at(-10));
     let mut end = event("Ended", "TX-ORD", 3, &t3, "EVCommunicationLost", 1600);
     end["transactionInfo"]["stoppedReason"] = json!("EVDisconnected");

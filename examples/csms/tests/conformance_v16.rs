@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::conformance::{Lab, Station};
+use common::conformance::{now, Lab, Station};
 use evproto_ocpp_proto::ProtocolVersion::V16;
 use serde_json::json;
 
@@ -141,6 +141,89 @@ async fn firmware_16_status_notifications_shown() {
             "{action}: {station}"
         );
     }
+    st.stop().await;
+    lab.stop().await;
+}
+
+/// Security extensions, logs and security events: the operator asks for
+/// the security log (`POST /api/stations/{id}/logs` with `log_type`
+/// `SecurityLog`): GetLog with an upload location of the CSMS's (the
+/// diagnostics log stays GetDiagnostics); the station uploads it there and
+/// its LogStatusNotification is shown with the uploads; a
+/// SecurityEventNotification is answered and alerts the operator.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn security_16_security_log_uploaded_and_security_events_alerted() {
+    let lab = Lab::start("v16-security-log").await;
+    let mut st = Station::connect(&lab, "CONF-16-SEC", V16).await;
+    let path = format!("/api/stations/{}/logs", st.id);
+    st.answer(
+        "GetLog",
+        json!({"status": "Accepted", "filename": "security.log"}),
+    );
+    let asked = lab
+        .ok("POST", &path, Some(json!({"log_type": "SecurityLog"})))
+        .await;
+    assert_eq!(asked["action"], "GetLog", "{asked}");
+    assert_eq!(asked["answer"]["status"], "Accepted", "{asked}");
+    let request = st.received("GetLog").await;
+    assert_eq!(request["logType"], "SecurityLog", "{request}");
+    let url = request["log"]["remoteLocation"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(asked["upload_url"], url, "{asked}");
+    let request_id = request["requestId"].as_i64().unwrap();
+    // the station uploads its log to the location it was given
+    let uploading = json!({"status": "Uploading", "requestId": request_id});
+    assert_eq!(st.ok("LogStatusNotification", uploading).await, json!({}));
+    let put = reqwest::Client::new()
+        .put(format!("{url}/security.log"))
+        .body("2026-12-07T04:00:00Z FirmwareUpdated\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), 201, "{:?}", put.text().await);
+    let uploaded = json!({"status": "Uploaded", "requestId": request_id});
+    assert_eq!(st.ok("LogStatusNotification", uploaded).await, json!({}));
+    let logs = lab.ok("GET", &path, None).await;
+    assert_eq!(logs["status"]["status"], "Uploaded", "{logs}");
+    assert_eq!(logs["status"]["request_id"], request_id, "{logs}");
+    assert!(
+        logs.to_string().contains("security.log"),
+        "the upload listed: {logs}"
+    );
+    // without a log type: the diagnostics, by GetDiagnostics
+    st.answer("GetDiagnostics", json!({"fileName": "diag.zip"}));
+    let asked = lab.ok("POST", &path, None).await;
+    assert_eq!(asked["action"], "GetDiagnostics", "{asked}");
+    assert!(st.received("GetDiagnostics").await["location"].is_string());
+    // an unknown log type is refused before anything is sent
+    let (status, v) = lab
+        .api("POST", &path, Some(json!({"log_type": "AuditLog"})))
+        .await;
+    assert_eq!(status, 400, "{v}");
+    st.not_received("GetLog").await;
+    // a security event is answered and alerts the operator
+    let event =
+        json!({"type": "TamperDetectionActivated", "timestamp": now(), "techInfo": "lid open"});
+    assert_eq!(st.ok("SecurityEventNotification", event).await, json!({}));
+    let alerts = lab
+        .ok("GET", &format!("/api/alerts?station={}", st.id), None)
+        .await;
+    let security: Vec<_> = alerts["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["kind"] == "security")
+        .collect();
+    assert_eq!(security.len(), 1, "{alerts}");
+    assert!(
+        security[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("TamperDetectionActivated"),
+        "{alerts}"
+    );
     st.stop().await;
     lab.stop().await;
 }

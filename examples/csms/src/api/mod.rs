@@ -358,6 +358,7 @@ pub fn admin_router(app: Arc<App>) -> Router {
         .merge(crate::local_list::routes())
         .merge(crate::local_cost::routes())
         .merge(crate::reservations::routes())
+        .merge(crate::battery_swap::routes())
         .merge(crate::profile_upgrade::routes())
         .merge(crate::provisioning::routes())
         .route("/api/stations", get(stations::list_stations))

@@ -24,7 +24,7 @@ use tokio::sync::Semaphore;
 use crate::api::{body, ct_eq, ApiError, ApiResult};
 use crate::gateway::{StationCallError, StationGateway};
 use crate::App;
-use evproto_ocpp_types::{v16, Action as _};
+use evproto_ocpp_types::{v16, v201, v21, Action as _};
 
 /// How long an upload URL handed to a station stays usable.
 const UPLOAD_TOKEN_TTL: Duration = Duration::from_secs(3600);
@@ -460,9 +460,39 @@ pub(crate) async fn list_campaigns(
     Ok(crate::api::page_response(items, next, total))
 }
 
-/// `POST /api/stations/{id}/logs`: asks the station to upload its log
-/// (2.x GetLog) or diagnostics (1.6 GetDiagnostics) to us.
-pub(crate) async fn request_logs(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult {
+/// Which log `POST /api/stations/{id}/logs` asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+enum LogKind {
+    /// The diagnostics log (2.x GetLog `DiagnosticsLog`, 1.6 GetDiagnostics).
+    #[default]
+    DiagnosticsLog,
+    /// The security log (2.x GetLog `SecurityLog`, 1.6 security extensions
+    /// GetLog `SecurityLog`: GetDiagnostics cannot ask for it).
+    SecurityLog,
+}
+
+/// The optional body of `POST /api/stations/{id}/logs`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LogBody {
+    #[serde(default)]
+    log_type: LogKind,
+}
+
+/// `POST /api/stations/{id}/logs`: asks the station to upload its log to
+/// us: the diagnostics log (2.x GetLog, 1.6 GetDiagnostics) or, with
+/// `{"log_type": "SecurityLog"}`, the security log (2.x GetLog, 1.6 GetLog
+/// of the security extensions).
+pub(crate) async fn request_logs(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    bytes: Bytes,
+) -> ApiResult {
+    let b: LogBody = if bytes.is_empty() {
+        LogBody::default()
+    } else {
+        body(&bytes)?
+    };
     // 404 not connected, 503 when the cluster's registry cannot tell
     let version = app.gateway.connection(&id).await?;
     // single-use and expiring; only its hash is stored
@@ -475,7 +505,8 @@ pub(crate) async fn request_logs(State(app): State<Arc<App>>, Path(id): Path<Str
         )
         .await?;
     let url = format!("{}/upload/{id}/{token}", app.public_base);
-    let (action, answer) = get_log(&app.gateway, &id, version, &url, request_id()).await;
+    let (action, answer) =
+        get_log(&app.gateway, &id, version, (&url, b.log_type), request_id()).await;
     match answer {
         Ok(answer) => Ok(
             Json(json!({"action": action, "upload_url": url, "answer": answer.json}))
@@ -645,16 +676,37 @@ async fn update_firmware(
     }
 }
 
-/// 1.6 GetDiagnostics or 2.x GetLog (`DiagnosticsLog`) to `url`: the action
-/// sent and the answer.
+/// 2.x GetLog, 1.6 GetDiagnostics (the diagnostics log) or 1.6 GetLog
+/// (the security log) to `url`: the action sent and the answer.
 async fn get_log(
     gateway: &StationGateway,
     station: &str,
     version: ProtocolVersion,
-    url: &str,
+    (url, kind): (&str, LogKind),
     request_id: i32,
 ) -> (&'static str, Result<Answer, StationCallError>) {
     match version {
+        ProtocolVersion::V16 if kind == LogKind::SecurityLog => {
+            type A = v16::action::GetLog;
+            let sent = async {
+                let request = v16::GetLogRequest {
+                    log: v16::LogParametersType {
+                        remote_location: url
+                            .parse()
+                            .map_err(|e| StationCallError::rejected(station, e))?,
+                        oldest_timestamp: None,
+                        latest_timestamp: None,
+                    },
+                    log_type: v16::LogEnumType::SecurityLog,
+                    request_id,
+                    retries: None,
+                    retry_interval: None,
+                };
+                let r = gateway.call::<A>(station, request).await?;
+                Ok(Answer::of(Some(r.status.as_str()), &r))
+            };
+            (A::NAME, sent.await)
+        }
         ProtocolVersion::V16 => {
             let request = v16::GetDiagnosticsRequest {
                 location: url.to_owned(),
@@ -667,8 +719,20 @@ async fn get_log(
             let r = gateway.call::<A>(station, request).await;
             (A::NAME, r.map(|r| Answer::of(None, &r)))
         }
-        ProtocolVersion::V201 => ops_201::get_log(gateway, station, url, request_id).await,
-        _ => ops_21::get_log(gateway, station, url, request_id).await,
+        ProtocolVersion::V201 => {
+            let kind = match kind {
+                LogKind::DiagnosticsLog => v201::LogEnumType::DiagnosticsLog,
+                LogKind::SecurityLog => v201::LogEnumType::SecurityLog,
+            };
+            ops_201::get_log(gateway, station, (url, kind), request_id).await
+        }
+        _ => {
+            let kind = match kind {
+                LogKind::DiagnosticsLog => v21::LogEnumType::DiagnosticsLog,
+                LogKind::SecurityLog => v21::LogEnumType::SecurityLog,
+            };
+            ops_21::get_log(gateway, station, (url, kind), request_id).await
+        }
     }
 }
 
@@ -722,7 +786,7 @@ macro_rules! ops_2x {
             pub(super) async fn get_log(
                 gateway: &StationGateway,
                 station: &str,
-                url: &str,
+                (url, log_type): (&str, $ver::LogEnumType),
                 request_id: i32,
             ) -> (&'static str, Result<Answer, StationCallError>) {
                 type A = $ver::action::GetLog;
@@ -736,7 +800,7 @@ macro_rules! ops_2x {
                             latest_timestamp: None,
                             custom_data: None,
                         },
-                        log_type: $ver::LogEnumType::DiagnosticsLog,
+                        log_type,
                         request_id,
                         retries: None,
                         retry_interval: None,

@@ -321,6 +321,7 @@ fn routes(version: ProtocolVersion, script: Script) -> Routes {
                 GetTransactionStatus,
                 GetVariables,
                 PublishFirmware,
+                RequestBatterySwap,
                 RequestStartTransaction,
                 RequestStopTransaction,
                 ReserveNow,
