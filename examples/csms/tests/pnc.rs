@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use base64::Engine;
 use common::conformance::{now, Lab, Station};
-use csms::pnc::ocsp::CertId;
+use csms::pnc::ocsp::{CertId, HttpOcspClient, OcspClient, OcspStatus};
 use csms::pnc::PncConfig;
 use evproto_iso15118::pki::demo::{self, DemoPki, Role};
 use evproto_iso15118::pki::{verify_chain, Cert, LeafUsage, TrustStore, VerifyingKey};
@@ -362,17 +362,7 @@ async fn c07_m06_contracts_by_certificate_and_ocsp() {
     assert!(contains(&good, &[0x80, 0x00]), "certStatus good");
 
     // revoked at the MO's responder: refused
-    let (status, _) = lab
-        .api(
-            "POST",
-            "/api/pnc/revocations",
-            Some(
-                json!({"hash_algorithm": "SHA256", "issuer_name_hash": id.issuer_name_hash,
-                "issuer_key_hash": id.issuer_key_hash, "serial_number": id.serial}),
-            ),
-        )
-        .await;
-    assert_eq!(status, 204);
+    revoke(&lab, &id).await;
     let a = st.ok("Authorize", by_chain(emaid, &chain)).await;
     assert_eq!(answered(&a), ("Invalid", "CertificateRevoked"), "{a}");
     let a = st.ok("Authorize", by_hash(emaid, &id)).await;
@@ -589,17 +579,7 @@ async fn car_gets_a_contract_then_charges_by_it(lab: &Lab, st: &Station, oca: bo
 
     // revoked by its MO: the car is told FAILED_CertificateRevoked
     let id = CertId::of(&installed.certificate, &installed.sub_cas[0]).unwrap();
-    let (status, _) = lab
-        .api(
-            "POST",
-            "/api/pnc/revocations",
-            Some(
-                json!({"hash_algorithm": "SHA256", "issuer_name_hash": id.issuer_name_hash,
-                "issuer_key_hash": id.issuer_key_hash, "serial_number": id.serial}),
-            ),
-        )
-        .await;
-    assert_eq!(status, 204);
+    revoke(&lab, &id).await;
     let (secc, evcc) = session(Some(installed));
     let third = run_session(secc, evcc, &plan, &mut backend).await;
     assert_eq!(
@@ -609,4 +589,133 @@ async fn car_gets_a_contract_then_charges_by_it(lab: &Lab, st: &Station, oca: bo
         }),
         "{third:?}"
     );
+}
+
+/// OCSP over HTTP (RFC 6960 appendix A.1): a PKI's responder (here another
+/// CSMS's built-in one, at `POST /ocsp`, its answers valid 1 s) answers
+/// clients that trust its root and not others, and `malformedRequest` to
+/// nonsense; a CSMS configured with its URL and root
+/// (`--pnc-ocsp-url`, `--pnc-ocsp-roots`) authorizes contracts by its
+/// answers, forwards them to stations (M06), sees a revocation there once
+/// its cached answer expired, and refuses a contract it cannot get an
+/// answer for when the responder is down.
+#[tokio::test(flavor = "multi_thread")]
+async fn c07_m06_contracts_checked_by_a_pkis_ocsp_responder_over_http() {
+    let t = unix_now();
+    let partner = DemoPki::generate(
+        b"partner mo over http",
+        "NLPRTC000000002",
+        t - 86_400,
+        t + 86_400 * 3650,
+    )
+    .unwrap();
+    let pki = Lab::start_with("pnc-ocsp-responder", |c| {
+        c.pnc = Some(PncConfig {
+            ocsp_validity: Duration::from_secs(1),
+            ..PncConfig::default()
+        })
+    })
+    .await;
+    let overview = pki.ok("GET", "/api/pnc", None).await;
+    let root = Cert::from_pem_chain(overview["v2g_root"].as_str().unwrap().as_bytes()).unwrap();
+    let url = format!("http://127.0.0.1:{}/ocsp", pki.http);
+    let id = CertId::of(partner.contract.cert.der(), partner.mo_sub_ca2.cert.der()).unwrap();
+
+    // a client that trusts the PKI's root gets its signed answer
+    let client = HttpOcspClient::new(&url, TrustStore::new(root.clone())).unwrap();
+    let answer = client.check(&id, unix_now()).await.unwrap();
+    assert_eq!(answer.status, OcspStatus::Good);
+    assert!(answer.next_update > answer.this_update);
+    // one that trusts another root does not take it
+    let wary =
+        HttpOcspClient::new(&url, TrustStore::new(vec![partner.mo_root.cert.clone()])).unwrap();
+    let e = wary.check(&id, unix_now()).await.unwrap_err();
+    assert!(e.to_string().contains("not trusted"), "{e}");
+    // nonsense gets malformedRequest
+    let r = reqwest::Client::new()
+        .post(&url)
+        .body("nonsense")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "application/ocsp-response");
+    assert_eq!(
+        r.bytes().await.unwrap().as_ref(),
+        [0x30, 0x03, 0x0a, 0x01, 0x01]
+    );
+
+    // a CSMS that asks the PKI's responder
+    let (mo_root, ocsp_root) = (partner.mo_root.cert.der().to_vec(), root[0].der().to_vec());
+    let lab = Lab::start_with("pnc-ocsp-client", move |c| {
+        c.pnc = Some(PncConfig {
+            mo_roots: vec![mo_root],
+            ocsp_url: Some(url),
+            ocsp_roots: vec![ocsp_root],
+            ..PncConfig::default()
+        })
+    })
+    .await;
+    let st = Station::connect(&lab, "CS-PNC-HTTP", ProtocolVersion::V201).await;
+    let emaid = "NL-PRT-C00000000-2";
+    let a = st.ok("Authorize", by_hash(emaid, &id)).await;
+    assert_eq!(answered(&a), ("Accepted", "Accepted"), "{a}");
+    let a = st
+        .ok("Authorize", by_chain(emaid, &contract_chain(&partner)))
+        .await;
+    assert_eq!(answered(&a), ("Accepted", "Accepted"), "{a}");
+    // M06: the PKI's answer, forwarded as it was signed
+    let forwarded = ocsp_result(
+        &st.ok(
+            "GetCertificateStatus",
+            json!({"ocspRequestData": hash_data(&id)}),
+        )
+        .await,
+    );
+    let e = decode_or_err(&forwarded, &id, &root);
+    assert_eq!(e, Ok(OcspStatus::Good));
+    // revoked at the PKI: refused once the cached answer expired
+    revoke(&pki, &id).await;
+    let since = std::time::Instant::now();
+    loop {
+        let a = st.ok("Authorize", by_hash(emaid, &id)).await;
+        if answered(&a) == ("Invalid", "CertificateRevoked") {
+            break;
+        }
+        assert_eq!(answered(&a), ("Accepted", "Accepted"), "{a}");
+        assert!(since.elapsed() < Duration::from_secs(15), "still {a}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    // the responder down: a contract without an answer is refused
+    pki.stop().await;
+    let unseen = CertId {
+        serial: "4242".into(),
+        ..id.clone()
+    };
+    let a = st.ok("Authorize", by_hash(emaid, &unseen)).await;
+    assert_eq!(answered(&a), ("Invalid", "CertChainError"), "{a}");
+    st.stop().await;
+    lab.stop().await;
+}
+
+/// The status a forwarded OCSP response says, checked against `root`.
+fn decode_or_err(der: &[u8], id: &CertId, root: &[Cert]) -> Result<OcspStatus, String> {
+    csms::pnc::ocsp::decode_response(der, id, &TrustStore::new(root.to_vec()), unix_now())
+        .map(|a| a.status)
+        .map_err(|e| e.to_string())
+}
+
+/// Revokes `id` at `lab`'s built-in responder.
+async fn revoke(lab: &Lab, id: &CertId) {
+    let (status, v) = lab
+        .api(
+            "POST",
+            "/api/pnc/revocations",
+            Some(
+                json!({"hash_algorithm": "SHA256", "issuer_name_hash": id.issuer_name_hash,
+                "issuer_key_hash": id.issuer_key_hash, "serial_number": id.serial}),
+            ),
+        )
+        .await;
+    assert_eq!(status, 204, "{v}");
 }

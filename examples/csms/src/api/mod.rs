@@ -482,7 +482,8 @@ pub fn admin_router(app: Arc<App>) -> Router {
 
 /// The public listener's router: what stations and roaming partners reach
 /// without the operator key. Firmware downloads (`/firmware/{name}`),
-/// station uploads (`/upload/...`, a single-use token in the URL) and OCPI
+/// station uploads (`/upload/...`, a single-use token in the URL), the
+/// built-in OCSP responder (`/ocsp`, with `--pnc`) and OCPI
 /// (`ocpi`, its own credentials tokens; nested at `/ocpi` with a deadline
 /// per request).
 pub fn public_router(app: Arc<App>, ocpi: Option<Router>) -> Router {
@@ -492,6 +493,7 @@ pub fn public_router(app: Arc<App>, ocpi: Option<Router>) -> Router {
             "/upload/{station}/{token}/{filename}",
             axum::routing::put(ops::upload).post(ops::upload),
         )
+        .route("/ocsp", axum::routing::post(ocsp))
         .fallback(not_found)
         .with_state(app.clone());
     if let Some(o) = ocpi {
@@ -502,6 +504,20 @@ pub fn public_router(app: Arc<App>, ocpi: Option<Router>) -> Router {
     // the drivers' app API (/app/v1) and the card gateway's webhook
     router = router.merge(crate::app_api::router(app.clone()));
     router.layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+}
+
+/// `POST /ocsp` (with `--pnc`): the built-in OCSP responder over HTTP
+/// (RFC 6960 appendix A.1), for the CSMS's other nodes and a lab's other
+/// systems; 404 without `--pnc`.
+async fn ocsp(State(app): State<Arc<App>>, body: axum::body::Bytes) -> Response {
+    let Some(p) = app.pnc.as_ref() else {
+        return not_found().await.into_response();
+    };
+    (
+        [(header::CONTENT_TYPE, "application/ocsp-response")],
+        p.serve_ocsp(&body).await,
+    )
+        .into_response()
 }
 
 async fn not_found() -> ApiError {

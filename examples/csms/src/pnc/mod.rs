@@ -55,6 +55,12 @@ pub struct PncArgs {
     /// How long an OCSP answer of the built-in responder is valid (and cached), seconds (default 3600).
     #[arg(long, env = "CSMS_PNC_OCSP_VALIDITY_S")]
     pnc_ocsp_validity_s: Option<u64>,
+    /// Ask this OCSP responder over HTTP (RFC 6960, a PKI's) instead of the built-in one (which still answers at POST /ocsp).
+    #[arg(long, env = "CSMS_PNC_OCSP_URL")]
+    pnc_ocsp_url: Option<String>,
+    /// PEM file of the roots the OCSP responder's certificate must be issued by (default: the built-in V2G root and the trusted MO roots).
+    #[arg(long, env = "CSMS_PNC_OCSP_ROOTS")]
+    pnc_ocsp_roots: Option<PathBuf>,
 }
 
 /// Plug & Charge settings in force.
@@ -74,6 +80,11 @@ pub struct PncConfig {
     pub ocsp_validity: Duration,
     /// A contract's lifetime (built-in provider).
     pub contract_lifetime: Duration,
+    /// A PKI's OCSP responder asked over HTTP (`None`: the built-in one).
+    pub ocsp_url: Option<String>,
+    /// The roots its certificate must be issued by, DER (empty: the
+    /// built-in V2G root and the trusted MO roots).
+    pub ocsp_roots: Vec<Vec<u8>>,
 }
 
 impl Default for PncConfig {
@@ -86,6 +97,8 @@ impl Default for PncConfig {
             renew_check: Duration::from_secs(60),
             ocsp_validity: Duration::from_secs(3600),
             contract_lifetime: Duration::from_secs(2 * 365 * 86_400),
+            ocsp_url: None,
+            ocsp_roots: Vec::new(),
         }
     }
 }
@@ -106,16 +119,25 @@ impl PncArgs {
             Some(n) => Ok(Duration::from_secs(u64::from(n) * 86_400)),
             None => Ok(default),
         };
-        let mo_roots = match &self.pnc_mo_roots {
+        let roots = |path: &Option<PathBuf>| match path {
             Some(p) => {
                 let pem = std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()))?;
-                evproto_iso15118::pki::Cert::from_pem_chain(&pem)
-                    .map_err(|e| format!("{}: {e}", p.display()))?
-                    .iter()
-                    .map(|c| c.der().to_vec())
-                    .collect()
+                Ok::<Vec<Vec<u8>>, String>(
+                    evproto_iso15118::pki::Cert::from_pem_chain(&pem)
+                        .map_err(|e| format!("{}: {e}", p.display()))?
+                        .iter()
+                        .map(|c| c.der().to_vec())
+                        .collect(),
+                )
             }
-            None => Vec::new(),
+            None => Ok(Vec::new()),
+        };
+        let mo_roots = roots(&self.pnc_mo_roots)?;
+        let ocsp_roots = roots(&self.pnc_ocsp_roots)?;
+        let ocsp_url = match self.pnc_ocsp_url.as_deref().filter(|u| !u.is_empty()) {
+            Some(u) if u.starts_with("http://") || u.starts_with("https://") => Some(u.to_owned()),
+            Some(u) => return Err(format!("pnc_ocsp_url: an http:// or https:// URL, not {u}")),
+            None => None,
         };
         Ok(Some(PncConfig {
             organisation: self
@@ -135,6 +157,8 @@ impl PncArgs {
                 Some(s) => Duration::from_secs(s),
                 None => d.ocsp_validity,
             },
+            ocsp_url,
+            ocsp_roots,
             ..d
         }))
     }
@@ -232,6 +256,8 @@ pub struct Pnc {
     pub pki: BuiltinPki,
     mo_roots: TrustStore,
     ocsp: Arc<dyn OcspClient>,
+    /// The built-in responder (served at `POST /ocsp` whichever is asked).
+    lab: Arc<StoreResponder>,
     provider: Arc<dyn ContractCertificateProvider>,
     cache: Mutex<OcspCache>,
     store: Store,
@@ -277,13 +303,26 @@ impl Pnc {
         for der in &config.mo_roots {
             roots.push(evproto_iso15118::pki::Cert::from_der(der).map_err(|e| e.to_string())?);
         }
-        let ocsp = Arc::new(StoreResponder {
+        let lab = Arc::new(StoreResponder {
             responder: TestResponder {
                 signer: pki.ocsp_responder.clone(),
                 validity: config.ocsp_validity.as_secs(),
             },
             store: store.clone(),
         });
+        let ocsp: Arc<dyn OcspClient> = match &config.ocsp_url {
+            Some(url) => {
+                let trust = if config.ocsp_roots.is_empty() {
+                    let mut t = vec![pki.v2g.v2g_root.cert.clone()];
+                    t.extend(roots.iter().cloned());
+                    TrustStore::new(t)
+                } else {
+                    TrustStore::from_der(&config.ocsp_roots).map_err(|e| e.to_string())?
+                };
+                Arc::new(ocsp::HttpOcspClient::new(url, trust).map_err(|e| e.to_string())?)
+            }
+            None => lab.clone(),
+        };
         let provider = Arc::new(BuiltinProvider {
             pki: pki.clone(),
             emaid_prefix: emaid_prefix.to_owned(),
@@ -294,11 +333,29 @@ impl Pnc {
             pki,
             mo_roots: TrustStore::new(roots),
             ocsp,
+            lab,
             provider,
             cache: Mutex::new(OcspCache::default()),
             store,
             accepted: ocpp::AcceptedContracts::default(),
         })
+    }
+
+    /// The built-in responder's answer to a POSTed `OCSPRequest` (RFC 6960
+    /// appendix A.1): the DER `OCSPResponse`, `malformedRequest` for a
+    /// request it cannot read (SHA-256, one certificate), `internalError`
+    /// when the store failed.
+    pub async fn serve_ocsp(&self, request: &[u8]) -> Vec<u8> {
+        match ocsp::decode_request(request) {
+            Ok(id) => match self.lab.check(&id, unix_now()).await {
+                Ok(answer) => answer.response,
+                Err(e) => {
+                    tracing::warn!("OCSP responder: {e}");
+                    ocsp::internal_error_response()
+                }
+            },
+            Err(_) => ocsp::malformed_response(),
+        }
     }
 
     /// Replaces the OCSP client (a commercial PKI's responder).

@@ -247,21 +247,7 @@ impl TestResponder {
         next_update: u64,
     ) -> Result<Vec<u8>, OcspError> {
         let bad = |what: &str| OcspError::Responder(format!("cannot encode {what}"));
-        let name_hash = unhex(&id.issuer_name_hash).ok_or_else(|| bad("issuerNameHash"))?;
-        let key_hash = unhex(&id.issuer_key_hash).ok_or_else(|| bad("issuerKeyHash"))?;
-        let mut serial = unhex(&id.serial).ok_or_else(|| bad("serialNumber"))?;
-        if serial.first().is_some_and(|b| b & 0x80 != 0) {
-            serial.insert(0, 0);
-        }
-        let sha256 = der::seq(&[der::oid(&[
-            0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01,
-        ])]);
-        let cert_id = der::seq(&[
-            sha256,
-            der::tlv(0x04, &name_hash),
-            der::tlv(0x04, &key_hash),
-            der::tlv(0x02, &serial),
-        ]);
+        let cert_id = cert_id_der(id)?;
         let cert_status = match status {
             OcspStatus::Good => der::tlv(0x80, &[]),
             OcspStatus::Revoked { at } => der::tlv(0xa1, &der::time(at)),
@@ -305,6 +291,242 @@ impl TestResponder {
         // the result must be DER a reader accepts
         x509_cert::der::asn1::Any::from_der(&response).map_err(|_| bad("the response"))?;
         Ok(response)
+    }
+}
+
+/// The SHA-256 `CertID` of `id` (DER).
+fn cert_id_der(id: &CertId) -> Result<Vec<u8>, OcspError> {
+    let bad = |what: &str| OcspError::Responder(format!("cannot encode {what}"));
+    let name_hash = unhex(&id.issuer_name_hash).ok_or_else(|| bad("issuerNameHash"))?;
+    let key_hash = unhex(&id.issuer_key_hash).ok_or_else(|| bad("issuerKeyHash"))?;
+    let mut serial = unhex(&id.serial).ok_or_else(|| bad("serialNumber"))?;
+    if serial.first().is_some_and(|b| b & 0x80 != 0) {
+        serial.insert(0, 0);
+    }
+    let sha256 = der::seq(&[der::oid(&[
+        0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01,
+    ])]);
+    Ok(der::seq(&[
+        sha256,
+        der::tlv(0x04, &name_hash),
+        der::tlv(0x04, &key_hash),
+        der::tlv(0x02, &serial),
+    ]))
+}
+
+/// OCSP over HTTP (RFC 6960 appendix A.1): the request a client POSTs
+/// (`application/ocsp-request`), one `CertID`, unsigned.
+///
+/// # Errors
+///
+/// The id's hex does not decode.
+pub fn encode_request(id: &CertId) -> Result<Vec<u8>, OcspError> {
+    // OCSPRequest { TBSRequest { requestList { Request { reqCert } } } }
+    Ok(der::seq(&[der::seq(&[der::seq(&[der::seq(&[
+        cert_id_der(id)?,
+    ])])])]))
+}
+
+const SHA256_OID: &str = "2.16.840.1.101.3.4.2.1";
+const OCSP_BASIC_OID: &str = "1.3.6.1.5.5.7.48.1.1";
+const ECDSA_SHA256_OID: &str = "1.2.840.10045.4.3.2";
+
+/// Why a request a responder received gets no answer of its own.
+fn malformed(why: impl std::fmt::Display) -> OcspError {
+    OcspError::Responder(format!("malformed request: {why}"))
+}
+
+fn id_of(c: &x509_ocsp::CertId) -> Result<CertId, OcspError> {
+    let algorithm = c.hash_algorithm.oid.to_string();
+    if algorithm != SHA256_OID {
+        return Err(OcspError::HashAlgorithm(algorithm));
+    }
+    Ok(CertId {
+        issuer_name_hash: hex(c.issuer_name_hash.as_bytes()),
+        issuer_key_hash: hex(c.issuer_key_hash.as_bytes()),
+        serial: hex(c.serial_number.as_bytes()),
+    }
+    .normalized())
+}
+
+/// The certificate a POSTed `OCSPRequest` asks about (the responder's
+/// side; one `CertID`, SHA-256).
+///
+/// # Errors
+///
+/// Not an OCSP request, more or fewer than one certificate, another hash.
+pub fn decode_request(bytes: &[u8]) -> Result<CertId, OcspError> {
+    use der07::Decode;
+    let req = x509_ocsp::OcspRequest::from_der(bytes).map_err(malformed)?;
+    match &req.tbs_request.request_list[..] {
+        [one] => id_of(&one.req_cert),
+        list => Err(malformed(format!(
+            "{} certificates asked about (one is served)",
+            list.len()
+        ))),
+    }
+}
+
+/// The `OCSPResponse` a responder sends for a request it cannot read
+/// (`malformedRequest`, no response bytes).
+pub fn malformed_response() -> Vec<u8> {
+    der::seq(&[der::tlv(0x0a, &[1])])
+}
+
+/// The `OCSPResponse` a responder sends when it failed (`internalError`).
+pub fn internal_error_response() -> Vec<u8> {
+    der::seq(&[der::tlv(0x0a, &[2])])
+}
+
+/// A responder's DER `OCSPResponse` for `id` read at Unix time `at`: a
+/// successful basic response, signed (ecdsa-with-SHA256, secp256r1) by the
+/// certificate it includes, that certificate valid at `at` with the
+/// digital-signature usage and issued by one of `trust`, a `SingleResponse`
+/// for `id` current at `at`. The answer keeps the response as received
+/// (what `GetCertificateStatus` forwards to the car).
+///
+/// # Errors
+///
+/// Anything else, with the reason.
+pub fn decode_response(
+    bytes: &[u8],
+    id: &CertId,
+    trust: &evproto_iso15118::pki::TrustStore,
+    at: u64,
+) -> Result<OcspAnswer, OcspError> {
+    use der07::{Decode, Encode};
+    let bad = |why: String| OcspError::Responder(why);
+    let resp = x509_ocsp::OcspResponse::from_der(bytes)
+        .map_err(|e| bad(format!("not an OCSPResponse: {e}")))?;
+    if resp.response_status != x509_ocsp::OcspResponseStatus::Successful {
+        return Err(bad(format!("status {:?}", resp.response_status)));
+    }
+    let body = resp
+        .response_bytes
+        .ok_or_else(|| bad("no response bytes".into()))?;
+    if body.response_type.to_string() != OCSP_BASIC_OID {
+        return Err(bad(format!("response type {}", body.response_type)));
+    }
+    let basic = x509_ocsp::BasicOcspResponse::from_der(body.response.as_bytes())
+        .map_err(|e| bad(format!("not a BasicOCSPResponse: {e}")))?;
+    if basic.signature_algorithm.oid.to_string() != ECDSA_SHA256_OID {
+        return Err(bad(format!(
+            "signature algorithm {} (ecdsa-with-SHA256 is served)",
+            basic.signature_algorithm.oid
+        )));
+    }
+    // the signer: the certificate the response includes, issued by a trusted root
+    let signer = basic
+        .certs
+        .as_ref()
+        .and_then(|c| c.first())
+        .ok_or_else(|| bad("no signer certificate included".into()))?
+        .to_der()
+        .map_err(|e| bad(e.to_string()))?;
+    let chain = evproto_iso15118::pki::verify_chain(
+        &signer,
+        &[],
+        trust,
+        at,
+        evproto_iso15118::pki::LeafUsage::Signature,
+    )
+    .map_err(|e| bad(format!("the signer is not trusted: {e}")))?;
+    let tbs = basic
+        .tbs_response_data
+        .to_der()
+        .map_err(|e| bad(e.to_string()))?;
+    let sig = basic
+        .signature
+        .as_bytes()
+        .ok_or_else(|| bad("the signature is not whole bytes".into()))?;
+    let sig = p256::ecdsa::Signature::from_der(sig)
+        .map_err(|_| bad("the signature is not a DER ECDSA signature".into()))?;
+    evproto_iso15118::pki::VerifyingKey::of(&chain.leaf)
+        .map_err(|e| bad(e.to_string()))?
+        .verify_raw(&tbs, &sig.to_bytes())
+        .map_err(|_| bad("the signature does not verify".into()))?;
+    let unix = |t: &x509_ocsp::OcspGeneralizedTime| t.0.to_unix_duration().as_secs();
+    let single = basic
+        .tbs_response_data
+        .responses
+        .iter()
+        .find(|r| id_of(&r.cert_id).is_ok_and(|i| i == *id))
+        .ok_or_else(|| bad("no answer for the certificate asked about".into()))?;
+    let this_update = unix(&single.this_update);
+    // no nextUpdate: newer information is always available; used once
+    let next_update = single.next_update.as_ref().map_or(this_update, unix);
+    if this_update > at + 300 || next_update < at {
+        return Err(bad(format!(
+            "not current: thisUpdate {this_update}, nextUpdate {next_update}, now {at}"
+        )));
+    }
+    let status = match &single.cert_status {
+        x509_ocsp::CertStatus::Good(_) => OcspStatus::Good,
+        x509_ocsp::CertStatus::Revoked(r) => OcspStatus::Revoked {
+            at: unix(&r.revocation_time),
+        },
+        x509_ocsp::CertStatus::Unknown(_) => OcspStatus::Unknown,
+    };
+    Ok(OcspAnswer {
+        status,
+        this_update,
+        next_update,
+        response: bytes.to_vec(),
+    })
+}
+
+/// A PKI's OCSP responder over HTTP (RFC 6960 appendix A.1: the request
+/// POSTed as `application/ocsp-request`); its answers checked by
+/// [`decode_response`] against `trust`.
+#[derive(Debug, Clone)]
+pub struct HttpOcspClient {
+    /// The responder's URL.
+    pub url: String,
+    /// The roots the responder's certificate must be issued by.
+    pub trust: evproto_iso15118::pki::TrustStore,
+    http: reqwest::Client,
+}
+
+impl HttpOcspClient {
+    /// A client of the responder at `url` (10 s per request).
+    ///
+    /// # Errors
+    ///
+    /// The HTTP client could not be built.
+    pub fn new(
+        url: impl Into<String>,
+        trust: evproto_iso15118::pki::TrustStore,
+    ) -> Result<HttpOcspClient, OcspError> {
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(10))
+            .build()
+            .map_err(|e| OcspError::Responder(e.to_string()))?;
+        Ok(HttpOcspClient {
+            url: url.into(),
+            trust,
+            http,
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl OcspClient for HttpOcspClient {
+    async fn check(&self, id: &CertId, at: u64) -> Result<OcspAnswer, OcspError> {
+        let fail = |e: String| OcspError::Responder(format!("{}: {e}", self.url));
+        let resp = self
+            .http
+            .post(&self.url)
+            .header("content-type", "application/ocsp-request")
+            .header("accept", "application/ocsp-response")
+            .body(encode_request(id)?)
+            .send()
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        if !resp.status().is_success() {
+            return Err(fail(format!("HTTP {}", resp.status())));
+        }
+        let bytes = resp.bytes().await.map_err(|e| fail(e.to_string()))?;
+        decode_response(&bytes, id, &self.trust, at).map_err(|e| fail(e.to_string()))
     }
 }
 
@@ -409,5 +631,84 @@ mod tests {
         cache.put(id.clone(), responder.respond(&id, None, 1000).unwrap());
         cache.forget(&id);
         assert!(cache.get(&id, 1001).is_none());
+    }
+
+    /// A responder certificate issued by `p`'s V2G root.
+    fn responder_of(p: &DemoPki) -> evproto_iso15118::pki::demo::Issued {
+        use evproto_iso15118::pki::demo;
+        demo::issue(
+            "CN=OCSP Responder,O=evproto,DC=V2G",
+            &demo::derive_key(b"ocsp", "responder"),
+            Some(&p.v2g_root),
+            demo::Role::Signer,
+            77,
+            1_700_000_000,
+            2_000_000_000,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_request_over_http_names_the_certificate_and_the_answer_is_checked() {
+        let p = pki();
+        let id = CertId::of(p.contract.cert.der(), p.mo_sub_ca2.cert.der()).unwrap();
+        // the request a client POSTs, read back by a responder
+        let request = encode_request(&id).unwrap();
+        assert_eq!(decode_request(&request).unwrap(), id);
+        assert!(decode_request(b"not DER").is_err());
+        let responder = TestResponder {
+            signer: responder_of(&p),
+            validity: 600,
+        };
+        let trust = evproto_iso15118::pki::TrustStore::new(vec![p.v2g_root.cert.clone()]);
+        let at = 1_800_000_000;
+        let good = responder.respond(&id, None, at).unwrap();
+        let read = decode_response(&good.response, &id, &trust, at + 10).unwrap();
+        assert_eq!(read, good);
+        let revoked = responder.respond(&id, Some(at - 5), at).unwrap();
+        let read = decode_response(&revoked.response, &id, &trust, at).unwrap();
+        assert_eq!(read.status, OcspStatus::Revoked { at: at - 5 });
+        // past its nextUpdate
+        let stale = decode_response(&good.response, &id, &trust, at + 601);
+        assert!(stale.unwrap_err().to_string().contains("not current"));
+        // another certificate's answer
+        let other = CertId {
+            serial: "1234".into(),
+            ..id.clone()
+        };
+        let e = decode_response(&good.response, &other, &trust, at).unwrap_err();
+        assert!(e.to_string().contains("no answer"), "{e}");
+        // a signer the trust store does not know
+        let mo_only = evproto_iso15118::pki::TrustStore::new(vec![p.mo_root.cert.clone()]);
+        let e = decode_response(&good.response, &id, &mo_only, at).unwrap_err();
+        assert!(e.to_string().contains("not trusted"), "{e}");
+        // a signer not issued by a root directly (the CPS leaf, under sub-CAs)
+        let cps = TestResponder {
+            signer: p.cps.clone(),
+            validity: 600,
+        };
+        let e = decode_response(
+            &cps.respond(&id, None, at).unwrap().response,
+            &id,
+            &trust,
+            at,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("not trusted"), "{e}");
+        // a status changed after signing: the signature does not verify
+        let mut forged = revoked.response.clone();
+        let at_status = forged
+            .windows(2)
+            .position(|w| w == [0xa1, 0x11])
+            .expect("the revoked status");
+        forged[at_status + 2 + 14] ^= 0x01; // a digit of the revocation time
+        let e = decode_response(&forged, &id, &trust, at).unwrap_err();
+        assert!(e.to_string().contains("signature"), "{e}");
+        // an unsuccessful response
+        let e = decode_response(&malformed_response(), &id, &trust, at).unwrap_err();
+        assert!(e.to_string().contains("MalformedRequest"), "{e}");
+        let e = decode_response(&internal_error_response(), &id, &trust, at).unwrap_err();
+        assert!(e.to_string().contains("InternalError"), "{e}");
+        assert!(decode_response(b"\x30\x00", &id, &trust, at).is_err());
     }
 }

@@ -36,6 +36,9 @@ pub(crate) struct Lab {
     pub(crate) admin: u16,
     /// The OCPP port.
     pub(crate) ocpp: u16,
+    /// The public HTTP port (OCPI, uploads, `/ocsp`).
+    #[allow(dead_code)] // not every test binary reads it
+    pub(crate) http: u16,
     dir: std::path::PathBuf,
 }
 
@@ -57,6 +60,7 @@ impl Lab {
         Lab {
             admin: running.started.admin_port,
             ocpp: running.started.ocpp_port,
+            http: running.started.http_port,
             running,
             dir,
         }
