@@ -579,7 +579,7 @@ async fn car_gets_a_contract_then_charges_by_it(lab: &Lab, st: &Station, oca: bo
 
     // revoked by its MO: the car is told FAILED_CertificateRevoked
     let id = CertId::of(&installed.certificate, &installed.sub_cas[0]).unwrap();
-    revoke(&lab, &id).await;
+    revoke(lab, &id).await;
     let (secc, evcc) = session(Some(installed));
     let third = run_session(secc, evcc, &plan, &mut backend).await;
     assert_eq!(
@@ -718,4 +718,108 @@ async fn revoke(lab: &Lab, id: &CertId) {
         )
         .await;
     assert_eq!(status, 204, "{v}");
+}
+
+/// M03, M04, M05 and the V2G certificate's renewal (A03) for a 1.6 station,
+/// by the OCA application note: the 2.0.1 request inside a `DataTransfer`
+/// (vendorId `org.openchargealliance.iso15118pnc`, messageId the action),
+/// its answer read from the answer's `data`; the station's CSMS root by the
+/// security extensions' own InstallCertificate; a station that does not
+/// speak the note is a 502 with the reason.
+#[tokio::test(flavor = "multi_thread")]
+async fn m03_m04_m05_a03_a_16_stations_certificates_through_the_oca_data_transfer() {
+    let lab = Lab::start_with("pnc-oca-api", |c| c.pnc = Some(PncConfig::default())).await;
+    let overview = lab.ok("GET", "/api/pnc", None).await;
+    let mut st = Station::connect(&lab, "CS-PNC-OCA", ProtocolVersion::V16).await;
+    let path = format!("/api/stations/{}/certificates", st.id);
+    let inside = |answer: Value| json!({"status": "Accepted", "data": answer.to_string()});
+    // the 2.0.1 request a DataTransfer carried, checked to be the note's
+    async fn carried(st: &mut Station, action: &str) -> Value {
+        let sent = st.received("DataTransfer").await;
+        assert_eq!(
+            sent["vendorId"], "org.openchargealliance.iso15118pnc",
+            "{sent}"
+        );
+        assert_eq!(sent["messageId"], action, "{sent}");
+        serde_json::from_str(sent["data"].as_str().unwrap()).unwrap()
+    }
+
+    // M05: the built-in V2G root
+    st.answer("DataTransfer", inside(json!({"status": "Accepted"})));
+    let r = lab
+        .ok(
+            "POST",
+            &path,
+            Some(json!({"certificate_type": "V2GRootCertificate"})),
+        )
+        .await;
+    assert_eq!(r["status"], "Accepted", "{r}");
+    let sent = carried(&mut st, "InstallCertificate").await;
+    assert_eq!(sent["certificateType"], "V2GRootCertificate");
+    assert_eq!(sent["certificate"], overview["v2g_root"]);
+    // M03: the installed certificates
+    let hash = json!({"hashAlgorithm": "SHA256", "issuerNameHash": "aa", "issuerKeyHash": "bb", "serialNumber": "01"});
+    st.answer(
+        "DataTransfer",
+        inside(json!({"status": "Accepted", "certificateHashDataChain": [
+            {"certificateType": "V2GRootCertificate", "certificateHashData": hash}]})),
+    );
+    let ids = lab.ok("GET", &path, None).await;
+    assert_eq!(
+        ids["certificateHashDataChain"][0]["certificateHashData"], hash,
+        "{ids}"
+    );
+    carried(&mut st, "GetInstalledCertificateIds").await;
+    // M04: one deleted
+    st.answer("DataTransfer", inside(json!({"status": "Accepted"})));
+    let deleted = lab
+        .ok(
+            "POST",
+            &format!("{path}/delete"),
+            Some(json!({"hash_algorithm": "SHA256", "issuer_name_hash": "aa",
+                "issuer_key_hash": "bb", "serial_number": "01"})),
+        )
+        .await;
+    assert_eq!(deleted["status"], "Accepted", "{deleted}");
+    assert_eq!(
+        carried(&mut st, "DeleteCertificate").await["certificateHashData"],
+        hash
+    );
+    // A03: the V2G certificate renewed now, by TriggerMessage inside
+    st.answer("DataTransfer", inside(json!({"status": "Accepted"})));
+    let r = lab
+        .ok(
+            "POST",
+            &format!("{path}/renew"),
+            Some(json!({"certificate_type": "V2GCertificate"})),
+        )
+        .await;
+    assert_eq!(r["accepted"], true, "{r}");
+    assert_eq!(
+        carried(&mut st, "TriggerMessage").await["requestedMessage"],
+        "SignV2GCertificate"
+    );
+    // the CSMS root: the security extensions' own InstallCertificate
+    st.answer("InstallCertificate", json!({"status": "Accepted"}));
+    let r = lab
+        .ok(
+            "POST",
+            &path,
+            Some(json!({"certificate_type": "CSMSRootCertificate", "certificate": overview["station_ca"]})),
+        )
+        .await;
+    assert_eq!(r["status"], "Accepted", "{r}");
+    let sent = st.received("InstallCertificate").await;
+    assert_eq!(sent["certificateType"], "CentralSystemRootCertificate");
+    // a station without the note: 502 with the reason
+    st.answer("DataTransfer", json!({"status": "UnknownVendorId"}));
+    let (status, v) = lab.api("GET", &path, None).await;
+    assert_eq!(status, 502, "{v}");
+    assert!(v.to_string().contains("UnknownVendorId"), "{v}");
+    // an answer that is not the action's: 502
+    st.answer("DataTransfer", inside(json!({"nonsense": true})));
+    let (status, v) = lab.api("GET", &path, None).await;
+    assert_eq!(status, 502, "{v}");
+    st.stop().await;
+    lab.stop().await;
 }

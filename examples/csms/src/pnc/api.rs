@@ -2,8 +2,10 @@
 //! lab's OCSP responder, and a station's certificates (OCPP 2.0.1 M03
 //! GetInstalledCertificateIds, M04 DeleteCertificate, M05
 //! InstallCertificate, A02/A03 renewal by TriggerMessage), each a typed
-//! call to the station in its version (2.0.1 or 2.1; 1.6 stations: the
-//! generic call).
+//! call to the station in its version: 2.0.1 or 2.1, and for a 1.6 station
+//! the 2.0.1 message inside the OCA application note's `DataTransfer`
+//! ([`Oca`]; its CSMS and manufacturer roots by the security extensions'
+//! own InstallCertificate).
 
 use std::sync::Arc;
 
@@ -102,18 +104,66 @@ async fn revoke(State(app): State<Arc<App>>, h_bytes: axum::body::Bytes) -> ApiR
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-/// A 2.x station's version, or why the call is not made.
-async fn version_2x(gateway: &StationGateway, station: &str) -> Result<ProtocolVersion, ApiError> {
-    match gateway.version(station).await {
-        Some(v @ (ProtocolVersion::V201 | ProtocolVersion::V21)) => Ok(v),
-        Some(_) => Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "a 1.6 station: use the generic call (/api/stations/{id}/ocpp/{action})",
-        )),
-        None => Err(StationCallError::NotConnected {
+/// A station's version, or why the call is not made.
+async fn version_of(gateway: &StationGateway, station: &str) -> Result<ProtocolVersion, ApiError> {
+    gateway.version(station).await.ok_or_else(|| {
+        StationCallError::NotConnected {
             station: station.to_owned(),
         }
-        .into()),
+        .into()
+    })
+}
+
+/// A 1.6 station's Plug & Charge calls: the 2.0.1 request inside a
+/// `DataTransfer` (vendorId `org.openchargealliance.iso15118pnc`,
+/// messageId the 2.0.1 action), the 2.0.1 answer in the answer's `data`
+/// (OCA, "Using ISO 15118 Plug & Charge with OCPP 1.6").
+pub(crate) struct Oca<'a>(pub(crate) &'a StationGateway);
+
+impl Oca<'_> {
+    /// Sends `request` (a 2.0.1 action's) to 1.6 `station`: the 2.0.1
+    /// answer. A `DataTransfer` not `Accepted`, or an answer that is not
+    /// the action's, is a [`StationCallError::BadAnswer`].
+    pub(crate) async fn call<A: evproto_ocpp_types::Action>(
+        &self,
+        station: &str,
+        request: A::Request,
+    ) -> Result<A::Response, StationCallError> {
+        let bad = |reason: String| StationCallError::BadAnswer {
+            station: station.to_owned(),
+            reason,
+        };
+        let wrapped = v16::DataTransferRequest {
+            vendor_id: super::oca16::VENDOR_ID
+                .parse()
+                .map_err(|e| StationCallError::rejected(station, e))?,
+            message_id: Some(
+                A::NAME
+                    .parse()
+                    .map_err(|e| StationCallError::rejected(station, e))?,
+            ),
+            data: Some(evproto_ocpp_types::to_json(&request)),
+        };
+        let r = self
+            .0
+            .call::<v16::action::DataTransfer>(station, wrapped)
+            .await?;
+        if r.status != v16::DataTransferStatus::Accepted {
+            return Err(bad(format!(
+                "the DataTransfer of {} was answered {}",
+                A::NAME,
+                r.status.as_str()
+            )));
+        }
+        let data = r
+            .data
+            .ok_or_else(|| bad(format!("the DataTransfer of {} carried no answer", A::NAME)))?;
+        evproto_ocpp_types::from_str::<A::Response>(&data).map_err(|e| {
+            bad(format!(
+                "the answer to {} inside the DataTransfer: {e}",
+                A::NAME
+            ))
+        })
     }
 }
 
@@ -122,17 +172,25 @@ fn answer(v: impl Serialize) -> ApiResult {
     Ok(Json(v).into_response())
 }
 
-/// `$call` for the station's version (2.0.1 or 2.1), the version's types
-/// as `$t`: the station's answer.
-macro_rules! on_2x {
-    ($app:expr, $id:expr, |$t:ident| $call:expr) => {
-        match version_2x(&$app.gateway, &$id).await? {
+/// `$call` for the station's version, the version's types as `$t` and
+/// what carries the call as `$gw`: 2.0.1 and 2.1 directly, 1.6 the 2.0.1
+/// message through [`Oca`]; the station's answer.
+macro_rules! on_version {
+    ($app:expr, $id:expr, |$t:ident, $gw:ident| $call:expr) => {
+        match version_of(&$app.gateway, &$id).await? {
+            ProtocolVersion::V16 => {
+                use evproto_ocpp_types::v201 as $t;
+                let $gw = Oca(&$app.gateway);
+                answer($call)
+            }
             ProtocolVersion::V201 => {
                 use evproto_ocpp_types::v201 as $t;
+                let $gw = &$app.gateway;
                 answer($call)
             }
             _ => {
                 use evproto_ocpp_types::v21 as $t;
+                let $gw = &$app.gateway;
                 answer($call)
             }
         }
@@ -141,8 +199,7 @@ macro_rules! on_2x {
 
 /// `GET /api/stations/{id}/certificates`: GetInstalledCertificateIds (all types).
 async fn installed(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult {
-    on_2x!(app, id, |t| app
-        .gateway
+    on_version!(app, id, |t, gw| gw
         .call::<t::action::GetInstalledCertificateIds>(
             &id,
             t::GetInstalledCertificateIdsRequest {
@@ -182,8 +239,10 @@ async fn install(
             ))
         }
     };
-    on_2x!(app, id, |t| app
-        .gateway
+    if let Some(answer) = install_16_root(&app, &id, &body.certificate_type, &certificate).await? {
+        return Ok(answer);
+    }
+    on_version!(app, id, |t, gw| gw
         .call::<t::action::InstallCertificate>(
             &id,
             t::InstallCertificateRequest {
@@ -198,6 +257,36 @@ async fn install(
         .await?)
 }
 
+/// A 1.6 station's CSMS or manufacturer root: the security extensions' own
+/// InstallCertificate (`CentralSystemRootCertificate`,
+/// `ManufacturerRootCertificate`); `None` for anything else.
+async fn install_16_root(
+    app: &App,
+    id: &str,
+    certificate_type: &str,
+    certificate: &str,
+) -> Result<Option<axum::response::Response>, ApiError> {
+    let kind = match certificate_type {
+        "CSMSRootCertificate" => v16::CertificateUseEnumType::CentralSystemRootCertificate,
+        "ManufacturerRootCertificate" => v16::CertificateUseEnumType::ManufacturerRootCertificate,
+        _ => return Ok(None),
+    };
+    if version_of(&app.gateway, id).await? != ProtocolVersion::V16 {
+        return Ok(None);
+    }
+    let r = app
+        .gateway
+        .call::<v16::action::InstallCertificate>(
+            id,
+            v16::InstallCertificateRequest {
+                certificate_type: kind,
+                certificate: certificate.parse().map_err(|e| bad("certificate", e))?,
+            },
+        )
+        .await?;
+    Ok(Some(answer(r)?))
+}
+
 /// `POST /api/stations/{id}/certificates/delete`: DeleteCertificate.
 async fn delete(
     State(app): State<Arc<App>>,
@@ -205,8 +294,7 @@ async fn delete(
     h_bytes: axum::body::Bytes,
 ) -> ApiResult {
     let h: HashData = crate::api::body(&h_bytes)?;
-    on_2x!(app, id, |t| app
-        .gateway
+    on_version!(app, id, |t, gw| gw
         .call::<t::action::DeleteCertificate>(
             &id,
             t::DeleteCertificateRequest {
@@ -327,10 +415,20 @@ pub(crate) async fn trigger_renewal(
                 .await?;
             Ok(r.status == v16::TriggerMessageStatusEnumType::Accepted)
         }
-        Some(_) => Err(StationCallError::rejected(
-            station,
-            "a 1.6 station's V2G certificate is renewed through DataTransfer (not served)",
-        )),
+        Some(_) => {
+            // the V2G certificate of a 1.6 station: TriggerMessage inside the OCA DataTransfer
+            let r = Oca(gateway)
+                .call::<v201::action::TriggerMessage>(
+                    station,
+                    v201::TriggerMessageRequest {
+                        requested_message: v201::MessageTriggerEnumType::SignV2GCertificate,
+                        evse: None,
+                        custom_data: None,
+                    },
+                )
+                .await?;
+            Ok(r.status == v201::TriggerMessageStatusEnumType::Accepted)
+        }
         None => Err(StationCallError::NotConnected {
             station: station.to_owned(),
         }),
