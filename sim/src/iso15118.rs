@@ -309,3 +309,89 @@ async fn evse_request<B: Backend>(
         _ => {}
     }
 }
+
+/// ISO 15118 cars at the simulator's stations (`evproto simulate
+/// --iso15118`): at each plug-in the station's SECC and the car's EVCC
+/// hold a session (ISO 15118-2 DC) before the transaction starts. A share
+/// of the cars authorizes by Plug & Charge: with the contract it has, or
+/// after installing one through the CSMS (`Get15118EVCertificate`) when it
+/// has none, and the transaction then starts with its eMAID; the others by
+/// EIM (the station's `Authorize` of the driver's card). A 1.6 station
+/// carries the Plug & Charge messages inside the OCA application note's
+/// `DataTransfer`.
+#[derive(Debug, Clone)]
+pub struct Iso15118Sim {
+    /// Share of the cars that use Plug & Charge (0 to 1; the others EIM).
+    pub pnc_share: f64,
+    /// The CSMS's roots, DER: its V2G root (the car checks the contract
+    /// installation the CSMS signs) and its MO roots (the charger checks
+    /// the car's contract chain); see `GET /api/pnc` of the reference CSMS.
+    pub roots: Vec<Vec<u8>>,
+}
+
+/// What every station of a run shares: the roots and the cars' maker.
+#[derive(Debug)]
+pub(crate) struct Iso15118Setup {
+    pub(crate) sim: Iso15118Sim,
+    trust: evproto_iso15118::pki::TrustStore,
+    provisioning: evproto_iso15118::session::Provisioning,
+}
+
+impl Iso15118Setup {
+    /// The setup of `sim`: the trust store of its roots, and a car maker
+    /// (its OEM provisioning certificate) seeded by `seed`.
+    pub(crate) fn new(sim: Iso15118Sim, seed: u64) -> Result<Iso15118Setup, String> {
+        let roots = sim
+            .roots
+            .iter()
+            .map(|d| evproto_iso15118::pki::Cert::from_der(d))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("ISO 15118 roots: {e}"))?;
+        let now = chrono::Utc::now().timestamp().max(0) as u64;
+        let maker = evproto_iso15118::pki::demo::DemoPki::generate(
+            format!("evproto-sim car maker {seed}").as_bytes(),
+            "DEOEMC000000001",
+            now.saturating_sub(86_400),
+            now + 86_400 * 3650,
+        )
+        .map_err(|e| format!("the simulator's car maker: {e}"))?;
+        Ok(Iso15118Setup {
+            sim,
+            trust: evproto_iso15118::pki::TrustStore::new(roots),
+            provisioning: evproto_iso15118::session::Provisioning::new(
+                maker.oem_provisioning.cert.der().to_vec(),
+                maker.oem_provisioning.key_bytes(),
+            ),
+        })
+    }
+
+    /// The SECC's and the car's configuration for one session: a Plug &
+    /// Charge car with `contract` (or none yet), or an EIM one.
+    pub(crate) fn session(
+        &self,
+        pnc: bool,
+        contract: Option<evproto_iso15118::session::Contract>,
+        challenge: [u8; 16],
+    ) -> (SeccConfig, EvccConfig) {
+        let now = chrono::Utc::now().timestamp().max(0) as u64;
+        let secc = SeccConfig::new(vec![0x5a, 0x45, 0x56, 0x53, 0x49, 0x4d])
+            .with_unix_time(now)
+            .with_pnc(Some(evproto_iso15118::session::SeccPnc::new(
+                self.trust.clone(),
+                challenge,
+            )));
+        let evcc = EvccConfig::iso2_dc(vec![0x02, 0, 0, 0x15, 0x11, 0x80])
+            .with_unix_time(now)
+            .with_loop_interval(Duration::from_millis(20));
+        let evcc = if pnc {
+            evcc.with_pnc(Some(evproto_iso15118::session::EvPnc::new(
+                contract,
+                Some(self.provisioning.clone()),
+                self.trust.clone(),
+            )))
+        } else {
+            evcc
+        };
+        (secc, evcc)
+    }
+}

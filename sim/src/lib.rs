@@ -79,6 +79,9 @@ pub struct SimConfig {
     pub permessage_deflate: bool,
     /// Print one JSON line per station event on stdout.
     pub events: bool,
+    /// ISO 15118 cars (an SECC and a car per session; Plug & Charge for a
+    /// share of them); `None`: drivers authorize with their cards only.
+    pub iso15118: Option<iso15118::Iso15118Sim>,
 }
 
 impl Default for SimConfig {
@@ -100,6 +103,7 @@ impl Default for SimConfig {
             behaviour: Behaviour::default(),
             permessage_deflate: true,
             events: false,
+            iso15118: None,
         }
     }
 }
@@ -117,6 +121,10 @@ struct Stats {
     reboots: AtomicU64,
     offline: AtomicU64,
     start_retries: AtomicU64,
+    iso15118_sessions: AtomicU64,
+    iso15118_refused: AtomicU64,
+    pnc_authorized: AtomicU64,
+    contracts_installed: AtomicU64,
     errors: Mutex<BTreeMap<String, u64>>,
     csms_calls: Mutex<BTreeMap<String, u64>>,
     connect_failures: Mutex<BTreeMap<String, u64>>,
@@ -206,6 +214,15 @@ pub struct Report {
     /// CALLERROR): a transaction-related message is retried, as OCPP 1.6
     /// §4.8 asks, and the CSMS recognises the replay.
     pub start_retries: u64,
+    /// ISO 15118 sessions held at plug-in (`--iso15118`).
+    pub iso15118_sessions: u64,
+    /// Of those, sessions that ended without authorization (a card or
+    /// contract refused, a revoked contract, no answer).
+    pub iso15118_refused: u64,
+    /// Cars authorized by Plug & Charge (their contract accepted).
+    pub pnc_authorized: u64,
+    /// Contracts installed in cars through the CSMS (`Get15118EVCertificate`).
+    pub contracts_installed: u64,
     /// Messages still in offline queues at the end.
     pub queued_at_end: u64,
     /// CSMS-initiated calls answered, by action.
@@ -259,6 +276,8 @@ impl Report {
             "faults": self.faults, "disconnects": self.disconnects, "reboots": self.reboots,
             "queued_at_end": self.queued_at_end, "skipped_offline": self.skipped_offline,
             "start_retries": self.start_retries,
+            "iso15118_sessions": self.iso15118_sessions, "iso15118_refused": self.iso15118_refused,
+            "pnc_authorized": self.pnc_authorized, "contracts_installed": self.contracts_installed,
             "csms_calls": self.csms_calls, "errors": self.errors, "error_count": self.error_count(),
             "connect_failures": self.connect_failures, "first_connect_failure": self.first_connect_failure,
             "duration_s": (self.duration_s * 100.0).round() / 100.0,
@@ -975,6 +994,119 @@ fn routes(st: Arc<Station>) -> Routes {
     }
 }
 
+/// The station between its SECC and the CSMS during an ISO 15118 session:
+/// the driver's card by `Authorize` (EIM); a contract by `Authorize` with
+/// its chain and an installation by `Get15118EVCertificate` (Plug &
+/// Charge), a 1.6 station's inside the OCA application note's
+/// `DataTransfer`.
+struct OcppBackend<'a> {
+    client: &'a Client,
+    version: ProtocolVersion,
+    card: &'a str,
+    stats: &'a Stats,
+}
+
+impl OcppBackend<'_> {
+    /// A Plug & Charge request (the 2.0.1 message; 1.6 inside the OCA
+    /// `DataTransfer`): its answer, `None` when there is none.
+    async fn pnc(&self, action: &str, payload: Value) -> Option<Value> {
+        let answer = if self.version == ProtocolVersion::V16 {
+            let wrapped = json!({"vendorId": "org.openchargealliance.iso15118pnc",
+                "messageId": action, "data": payload.to_string()});
+            match send(self.client, self.version, "DataTransfer", &wrapped, false).await {
+                Ok(a) if a["status"] == "Accepted" => a["data"]
+                    .as_str()
+                    .and_then(|d| serde_json::from_str(d).ok()),
+                Ok(a) => {
+                    self.stats
+                        .error(format!("DataTransfer {action}: {}", a["status"]));
+                    None
+                }
+                Err(e) => {
+                    self.failed(action, e);
+                    None
+                }
+            }
+        } else {
+            match send(self.client, self.version, action, &payload, false).await {
+                Ok(a) => Some(a),
+                Err(e) => {
+                    self.failed(action, e);
+                    None
+                }
+            }
+        };
+        self.stats.sent.fetch_add(1, Ordering::Relaxed);
+        if answer.is_some() {
+            self.stats.responses.fetch_add(1, Ordering::Relaxed);
+        }
+        answer
+    }
+
+    fn failed(&self, action: &str, e: SendError) {
+        match e {
+            SendError::Invalid(e) | SendError::Call(e) => {
+                self.stats.error(format!("{action}: {e}"))
+            }
+            SendError::Offline | SendError::Lost => {
+                self.stats.offline.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+impl iso15118::Backend for OcppBackend<'_> {
+    async fn authorize_card(&mut self) -> bool {
+        let payload = render::authorize(self.version, self.card);
+        let answer = match send(self.client, self.version, "Authorize", &payload, false).await {
+            Ok(a) => a,
+            Err(e) => {
+                self.failed("Authorize", e);
+                return false;
+            }
+        };
+        self.stats.sent.fetch_add(1, Ordering::Relaxed);
+        self.stats.responses.fetch_add(1, Ordering::Relaxed);
+        answer["idTagInfo"]["status"]
+            .as_str()
+            .or(answer["idTokenInfo"]["status"].as_str())
+            == Some("Accepted")
+    }
+
+    async fn authorize_contract(
+        &mut self,
+        emaid: &str,
+        chain_pem: String,
+    ) -> evproto_iso15118::session::ContractStatus {
+        use evproto_iso15118::session::ContractStatus;
+        let request =
+            json!({"idToken": {"idToken": emaid, "type": "eMAID"}, "certificate": chain_pem});
+        let Some(a) = self.pnc("Authorize", request).await else {
+            return ContractStatus::Rejected;
+        };
+        match (
+            a["idTokenInfo"]["status"].as_str(),
+            a["certificateStatus"].as_str(),
+        ) {
+            (Some("Accepted"), _) => ContractStatus::Accepted,
+            (_, Some("CertificateRevoked")) => ContractStatus::Revoked,
+            _ => ContractStatus::Rejected,
+        }
+    }
+
+    async fn install_certificate(&mut self, exi: Vec<u8>) -> Option<Vec<u8>> {
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let request = json!({"iso15118SchemaVersion": "urn:iso:15118:2:2013:MsgDef",
+            "action": "Install", "exiRequest": b64.encode(exi)});
+        let a = self.pnc("Get15118EVCertificate", request).await?;
+        if a["status"] != "Accepted" {
+            return None;
+        }
+        b64.decode(a["exiResponse"].as_str()?).ok()
+    }
+}
+
 /// Attempts at a 1.6 StartTransaction (its `TransactionMessageAttempts`).
 const START_ATTEMPTS: u32 = 5;
 
@@ -1050,7 +1182,8 @@ async fn send(
                 Authorize,
                 StartTransaction,
                 MeterValues,
-                StopTransaction
+                StopTransaction,
+                DataTransfer
             ]
         ),
         ProtocolVersion::V201 => dispatch!(
@@ -1061,7 +1194,8 @@ async fn send(
                 StatusNotification,
                 Authorize,
                 TransactionEvent,
-                NotifyEVChargingNeeds
+                NotifyEVChargingNeeds,
+                Get15118EVCertificate
             ]
         ),
         _ => dispatch!(
@@ -1073,6 +1207,7 @@ async fn send(
                 Authorize,
                 TransactionEvent,
                 NotifyEVChargingNeeds,
+                Get15118EVCertificate,
                 ReportDERControl,
                 NotifyDERAlarm,
                 NotifySettlement,
@@ -1101,6 +1236,13 @@ struct Driver {
     client: Client,
     t0: Instant,
     rng: model::Rng,
+    /// ISO 15118 cars, when simulated.
+    iso: Option<Arc<iso15118::Iso15118Setup>>,
+    /// The contract each driver's car holds (by the driver's card).
+    contracts: std::collections::HashMap<String, evproto_iso15118::session::Contract>,
+    /// The eMAIDs cars were authorized with (their transactions name them
+    /// as `eMAID` tokens).
+    emaids: std::collections::HashSet<String>,
 }
 
 impl Driver {
@@ -1122,6 +1264,12 @@ impl Driver {
 
     async fn deliver_one(&mut self, msg: Msg) {
         let v = self.st.version;
+        if let (Msg::Authorize { connector, token }, Some(iso)) = (&msg, self.iso.clone()) {
+            if self.client.peer().is_some() {
+                self.iso15118_session(&iso, *connector, token.clone()).await;
+                return;
+            }
+        }
         let now = chrono::Utc::now();
         let (action, payload, durable) = match &msg {
             Msg::Status { connector, status } => (
@@ -1131,7 +1279,10 @@ impl Driver {
             ),
             Msg::Authorize { token, .. } => ("Authorize", render::authorize(v, token), false),
             Msg::TxStart { connector, tx, .. } => {
-                let (a, p) = render::tx_start(v, *connector, tx, now);
+                let (a, mut p) = render::tx_start(v, *connector, tx, now);
+                if v != ProtocolVersion::V16 && self.emaids.contains(&tx.token) {
+                    p["idToken"]["type"] = json!("eMAID");
+                }
                 (a, p, v != ProtocolVersion::V16)
             }
             Msg::TxMeter {
@@ -1273,6 +1424,67 @@ impl Driver {
                 self.st.emit(out);
             }
         }
+    }
+
+    /// A car plugged in at `connector` holds its ISO 15118 session with the
+    /// station's SECC (the driver's card `token` for EIM); its outcome
+    /// authorizes the transaction (by the car's eMAID for Plug & Charge).
+    async fn iso15118_session(
+        &mut self,
+        iso: &iso15118::Iso15118Setup,
+        connector: u32,
+        token: String,
+    ) {
+        let pnc = self.rng.chance(iso.sim.pnc_share);
+        let contract = if pnc {
+            self.contracts.get(&token).cloned()
+        } else {
+            None
+        };
+        let mut challenge = [0u8; 16];
+        for b in &mut challenge {
+            *b = self.rng.range(0, 256) as u8;
+        }
+        let (secc, evcc) = iso.session(pnc, contract, challenge);
+        let plan = iso15118::Plan {
+            loops: 2,
+            limit: Duration::from_secs(20),
+        };
+        let mut backend = OcppBackend {
+            client: &self.client,
+            version: self.st.version,
+            card: &token,
+            stats: &self.st.stats,
+        };
+        let out = iso15118::run_session(secc, evcc, &plan, &mut backend).await;
+        let stats = &self.st.stats;
+        stats.iso15118_sessions.fetch_add(1, Ordering::Relaxed);
+        if let Some(c) = &out.installed {
+            stats.contracts_installed.fetch_add(1, Ordering::Relaxed);
+            self.contracts.insert(token.clone(), c.clone());
+        }
+        let ok = out.finished();
+        let id = match (&out.emaid, ok) {
+            (Some(e), true) if pnc => {
+                stats.pnc_authorized.fetch_add(1, Ordering::Relaxed);
+                self.emaids.insert(e.clone());
+                e.clone()
+            }
+            _ => token.clone(),
+        };
+        if ok {
+            stats.auth_accepted.fetch_add(1, Ordering::Relaxed);
+        } else {
+            stats.iso15118_refused.fetch_add(1, Ordering::Relaxed);
+        }
+        self.st.event(
+            "iso15118",
+            json!({"connector": connector, "pnc": pnc, "emaid": out.emaid, "authorized": ok,
+                "installed": out.installed.is_some(), "protocol": out.protocol.map(|p| format!("{p:?}")),
+                "secc_end": out.secc_end.map(|e| format!("{e:?}"))}),
+        );
+        let msgs = self.st.model().authorized(connector, &id, ok);
+        self.st.emit(msgs);
     }
 
     /// A 1.6 StartTransaction is a transaction-related message: one that
@@ -1605,6 +1817,15 @@ pub async fn run(
         return Err("connectors: need 1 <= MIN <= MAX".into());
     }
     let url = station_url_prefix(&config.url)?;
+    if let Some(i) = &config.iso15118 {
+        if !(0.0..=1.0).contains(&i.pnc_share) {
+            return Err("pnc share: 0 to 1".into());
+        }
+    }
+    let iso = match config.iso15118.clone() {
+        Some(i) => Some(Arc::new(iso15118::Iso15118Setup::new(i, config.seed)?)),
+        None => None,
+    };
     let stats = Arc::new(Stats::default());
     let t0 = Instant::now();
     let ramp = Duration::from_secs_f64(config.stations as f64 / config.ramp_per_s.max(0.001));
@@ -1663,6 +1884,7 @@ pub async fn run(
         let boot = render::boot(version, "SimCharger", &identity).to_string();
         let stats = stats.clone();
         let seed = config.seed ^ (i as u64) << 20;
+        let iso = iso.clone();
         tasks.spawn(async move {
             tokio::time::sleep_until(start).await;
             let store: Arc<dyn OfflineStore> = Arc::new(MemoryStore::new());
@@ -1685,6 +1907,9 @@ pub async fn run(
                 boot,
                 store,
                 client,
+                iso,
+                contracts: Default::default(),
+                emaids: Default::default(),
                 t0: start,
                 rng: model::Rng::new(seed),
             };
@@ -1758,6 +1983,10 @@ pub async fn run(
         reboots: stats.reboots.load(Ordering::Relaxed),
         skipped_offline: stats.offline.load(Ordering::Relaxed),
         start_retries: stats.start_retries.load(Ordering::Relaxed),
+        iso15118_sessions: stats.iso15118_sessions.load(Ordering::Relaxed),
+        iso15118_refused: stats.iso15118_refused.load(Ordering::Relaxed),
+        pnc_authorized: stats.pnc_authorized.load(Ordering::Relaxed),
+        contracts_installed: stats.contracts_installed.load(Ordering::Relaxed),
         queued_at_end,
         csms_calls: stats
             .csms_calls

@@ -20,7 +20,7 @@ use evproto_iso15118::session::{
     ContractStatus, EndReason, EvPnc, EvccConfig, Provisioning, SeccConfig, SeccPnc,
 };
 use evproto_ocpp_proto::ProtocolVersion;
-use evproto_sim::iso15118::{run_session, Backend, Plan};
+use evproto_sim::iso15118::{run_session, Backend, Iso15118Sim, Plan};
 use serde_json::{json, Value};
 
 fn unix_now() -> u64 {
@@ -821,5 +821,84 @@ async fn m03_m04_m05_a03_a_16_stations_certificates_through_the_oca_data_transfe
     let (status, v) = lab.api("GET", &path, None).await;
     assert_eq!(status, 502, "{v}");
     st.stop().await;
+    lab.stop().await;
+}
+
+/// The simulator's ISO 15118 cars (`evproto simulate --iso15118`) at 2.0.1
+/// and 1.6 stations: each plug-in holds an ISO 15118-2 session; Plug &
+/// Charge cars without a contract get one installed through the CSMS
+/// (Get15118EVCertificate; 1.6 inside the OCA DataTransfer), are then
+/// authorized by it (Authorize with the chain, checked and asked of OCSP)
+/// and charge under their eMAID; EIM cars by the driver's card. Every
+/// transaction the simulator ended is a completed session of the CSMS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simulated_cars_get_contracts_installed_and_charge_by_them() {
+    let lab = Lab::start_with("pnc-simulated", |c| c.pnc = Some(PncConfig::default())).await;
+    lab.token("SIM-CARD-1", "Accepted", None).await;
+    let overview = lab.ok("GET", "/api/pnc", None).await;
+    let mut roots = certs(&overview["v2g_root"]);
+    roots.extend(
+        overview["trusted_mo_roots"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(certs),
+    );
+    let config = evproto_sim::SimConfig {
+        url: format!("ws://127.0.0.1:{}/ocpp/", lab.ocpp),
+        stations: 4,
+        versions: vec![ProtocolVersion::V201, ProtocolVersion::V16],
+        connectors: (1, 1),
+        duration: Duration::from_secs(25),
+        ramp_per_s: 10.0,
+        prefix: "PNC-SIM-".into(),
+        behaviour: evproto_sim::model::Behaviour {
+            idle_ms: (300, 1_000),
+            session_ms: (2_000, 4_000),
+            meter_interval_ms: 1_000,
+            fault_per_s: 0.0,
+            disconnect_per_s: 0.0,
+            tokens: vec!["SIM-CARD-1".into()],
+            ..evproto_sim::model::Behaviour::default()
+        },
+        iso15118: Some(Iso15118Sim {
+            pnc_share: 0.7,
+            roots: roots.iter().map(|c| c.der().to_vec()).collect(),
+        }),
+        ..evproto_sim::SimConfig::default()
+    };
+    let report = evproto_sim::run(config, None).await.unwrap();
+    eprintln!("{}", report.to_json());
+    assert_eq!(report.error_count(), 0, "{}", report.to_json());
+    assert!(report.iso15118_sessions >= 4, "{}", report.to_json());
+    assert!(report.contracts_installed >= 1, "{}", report.to_json());
+    assert!(
+        report.pnc_authorized > report.contracts_installed,
+        "cars came back with their contracts: {}",
+        report.to_json()
+    );
+    assert_eq!(report.iso15118_refused, 0, "{}", report.to_json());
+    let sessions = lab.ok("GET", "/api/sessions?limit=500", None).await;
+    let items = sessions["items"].as_array().unwrap();
+    let completed = items.iter().filter(|s| s["status"] == "Completed").count();
+    assert!(
+        completed as u64 >= report.sessions_completed,
+        "{completed} completed of {sessions}"
+    );
+    for version_station in ["PNC-SIM-0", "PNC-SIM-1"] {
+        let by_contract = items
+            .iter()
+            .filter(|s| s["station_id"] == version_station)
+            .filter(|s| {
+                s["id_token"]
+                    .as_str()
+                    .is_some_and(|t| t.starts_with("NLEVPC"))
+            })
+            .count();
+        assert!(
+            by_contract >= 1,
+            "{version_station}: no session by a contract: {sessions}"
+        );
+    }
     lab.stop().await;
 }

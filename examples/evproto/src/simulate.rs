@@ -87,6 +87,22 @@ pub(crate) struct Args {
     /// Allow a CSMS that is not on loopback.
     #[arg(long)]
     allow_remote: bool,
+    /// ISO 15118 cars: at each plug-in the station's SECC and the car hold
+    /// an ISO 15118-2 session (in memory) that authorizes the transaction:
+    /// by the driver's card (EIM) or by Plug & Charge (see --pnc-share).
+    #[arg(long)]
+    iso15118: bool,
+    /// With --iso15118: the share of cars that use Plug & Charge (0 to 1):
+    /// a car without a contract gets one installed through the CSMS
+    /// (Get15118EVCertificate), then is authorized by it.
+    #[arg(long, default_value_t = 0.5, requires = "iso15118")]
+    pnc_share: f64,
+    /// With --iso15118: PEM file of the CSMS's V2G root and MO roots (the
+    /// reference CSMS shows them at GET /api/pnc); without, Plug & Charge
+    /// cars cannot check a contract installation nor the charger their
+    /// contract, and are refused.
+    #[arg(long, requires = "iso15118")]
+    pnc_roots: Option<std::path::PathBuf>,
 }
 
 fn parse_range(s: &str) -> Result<(u64, u64), String> {
@@ -126,6 +142,29 @@ pub(crate) fn run(args: Args) -> Result<bool, String> {
     if !(args.ramp.is_finite() && args.ramp > 0.0) {
         return Err("--ramp: a positive number of stations per second".into());
     }
+    if !(0.0..=1.0).contains(&args.pnc_share) {
+        return Err("--pnc-share: a share between 0 and 1".into());
+    }
+    let iso15118 = if args.iso15118 {
+        let roots = match &args.pnc_roots {
+            Some(p) => {
+                let pem =
+                    std::fs::read(p).map_err(|e| format!("--pnc-roots {}: {e}", p.display()))?;
+                evproto_iso15118::pki::Cert::from_pem_chain(&pem)
+                    .map_err(|e| format!("--pnc-roots {}: {e}", p.display()))?
+                    .iter()
+                    .map(|c| c.der().to_vec())
+                    .collect()
+            }
+            None => Vec::new(),
+        };
+        Some(sim::iso15118::Iso15118Sim {
+            pnc_share: args.pnc_share,
+            roots,
+        })
+    } else {
+        None
+    };
     let versions = args
         .ocpp
         .iter()
@@ -164,6 +203,7 @@ pub(crate) fn run(args: Args) -> Result<bool, String> {
         },
         permessage_deflate: !args.no_deflate,
         events: args.events,
+        iso15118,
     };
     crate::raise_open_files(args.stations);
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -4,7 +4,7 @@
 //! InstallCertificate, A02/A03 renewal by TriggerMessage), each a typed
 //! call to the station in its version: 2.0.1 or 2.1, and for a 1.6 station
 //! the 2.0.1 message inside the OCA application note's `DataTransfer`
-//! ([`Oca`]; its CSMS and manufacturer roots by the security extensions'
+//! (`Oca`; its CSMS and manufacturer roots by the security extensions'
 //! own InstallCertificate).
 
 use std::sync::Arc;
