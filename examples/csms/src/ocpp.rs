@@ -328,6 +328,9 @@ async fn start_transaction_16(
     )
     .await
     .map_err(|e| internal(station, A, e))?;
+    // Plug & Charge by the OCA application note: the eMAID of a contract
+    // accepted by its certificate (the DataTransfer Authorize before)
+    let decision = crate::pnc::ocpp::with_known_contract(app, tag, decision);
     let mut info = decision.to_v16();
     // the payment hold (idempotent: a replay gets the first outcome)
     if decision.status == authorization::Status::Accepted

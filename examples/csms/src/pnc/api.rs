@@ -71,7 +71,7 @@ async fn overview(State(app): State<Arc<App>>) -> ApiResult {
         v2g_root: pem(v2g.v2g_root.cert.der()),
         mo_root: pem(v2g.mo_root.cert.der()),
         oem_root: pem(v2g.oem_root.cert.der()),
-        station_ca: pem(p.pki.station_ca.cert.der()),
+        station_ca: pem(p.pki.station_issuer().cert.der()),
         trusted_mo_roots: p.mo_roots().roots().iter().map(|c| pem(c.der())).collect(),
         organisation: p.config.organisation.clone(),
     })

@@ -57,6 +57,85 @@ pub struct BuiltinPki {
     pub station_ca: Issued,
     /// The OCSP responder's certificate (under the V2G root).
     pub ocsp_responder: Issued,
+    /// A configured CA that signs charging-station certificates instead of
+    /// `station_ca` (`--pnc-station-ca`).
+    pub station_signer: Option<ConfiguredCa>,
+    /// A configured CPO sub-CA that signs V2G certificates instead of the
+    /// built-in CPO sub-CA 2 (`--pnc-cpo-ca`).
+    pub v2g_signer: Option<ConfiguredCa>,
+}
+
+/// A CA of the operator's own PKI: its certificate and key, and the chain
+/// that goes with the certificates it signs (itself first, then the CAs
+/// above it, no root).
+#[derive(Clone)]
+pub struct ConfiguredCa {
+    /// The CA (certificate and key).
+    pub ca: Issued,
+    /// The chain sent with a signed certificate: `ca` first, then its issuers
+    /// up to (not including) the root.
+    pub chain: Vec<evproto_iso15118::pki::Cert>,
+}
+
+impl std::fmt::Debug for ConfiguredCa {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // never the key
+        f.debug_struct("ConfiguredCa")
+            .field("subject", &self.ca.cert.subject())
+            .field("chain", &self.chain.len())
+            .finish()
+    }
+}
+
+impl PartialEq for ConfiguredCa {
+    fn eq(&self, other: &Self) -> bool {
+        // the key is the certificate's (checked when read)
+        self.chain == other.chain
+    }
+}
+
+impl Eq for ConfiguredCa {}
+
+impl ConfiguredCa {
+    /// From a PEM chain (the CA first, then its issuers; no root needed) and
+    /// the CA's key (PEM, PKCS#8 or SEC1, secp256r1).
+    ///
+    /// # Errors
+    ///
+    /// Unreadable PEM, no certificate, a key that is not the first
+    /// certificate's, a first certificate that is not a CA allowed to sign
+    /// certificates.
+    pub fn from_pem(chain_pem: &[u8], key_pem: &[u8]) -> Result<ConfiguredCa, String> {
+        let chain =
+            evproto_iso15118::pki::Cert::from_pem_chain(chain_pem).map_err(|e| e.to_string())?;
+        let first = chain.first().ok_or("no certificate in the chain")?.clone();
+        let text = std::str::from_utf8(key_pem).map_err(|_| "the key is not PEM text")?;
+        let (_, der) = x509_cert::der::pem::decode_vec(text.trim().as_bytes())
+            .map_err(|e| format!("the key is not PEM: {e}"))?;
+        let key = SigningKey::from_der(&der).map_err(|e| format!("the key: {e}"))?;
+        if !matches!(key, SigningKey::P256(_)) {
+            return Err("the key is not secp256r1".into());
+        }
+        if evproto_iso15118::pki::VerifyingKey::of(&first).map_err(|e| e.to_string())?
+            != key.verifying_key()
+        {
+            return Err(format!("the key is not {}'s", first.subject()));
+        }
+        let parsed = x509_cert::Certificate::from_der(first.der()).map_err(|e| e.to_string())?;
+        let is_ca = parsed
+            .tbs_certificate()
+            .get_extension::<BasicConstraints>()
+            .ok()
+            .flatten()
+            .is_some_and(|(_, b)| b.ca);
+        if !is_ca {
+            return Err(format!("{} is not a CA", first.subject()));
+        }
+        Ok(ConfiguredCa {
+            ca: Issued { cert: first, key },
+            chain,
+        })
+    }
 }
 
 impl BuiltinPki {
@@ -90,19 +169,35 @@ impl BuiltinPki {
             v2g,
             station_ca,
             ocsp_responder,
+            station_signer: None,
+            v2g_signer: None,
         })
     }
 
     /// The issuer of a use's certificates and the sub-CAs that go with it
-    /// into the returned chain (leaf's issuer first, no root).
-    fn issuer_of(&self, usage: CertificateUse) -> (&Issued, Vec<&Issued>) {
+    /// into the returned chain (leaf's issuer first, no root): a configured
+    /// CA's, else the built-in one's.
+    fn issuer_of(&self, usage: CertificateUse) -> (&Issued, Vec<&evproto_iso15118::pki::Cert>) {
+        let configured = match usage {
+            CertificateUse::ChargingStation => &self.station_signer,
+            CertificateUse::V2g => &self.v2g_signer,
+        };
+        if let Some(c) = configured {
+            return (&c.ca, c.chain.iter().collect());
+        }
         match usage {
             CertificateUse::ChargingStation => (&self.station_ca, vec![]),
             CertificateUse::V2g => (
                 &self.v2g.cpo_sub_ca2,
-                vec![&self.v2g.cpo_sub_ca2, &self.v2g.cpo_sub_ca1],
+                vec![&self.v2g.cpo_sub_ca2.cert, &self.v2g.cpo_sub_ca1.cert],
             ),
         }
+    }
+
+    /// The CA that signs charging-station certificates (the configured one,
+    /// else the built-in station CA).
+    pub fn station_issuer(&self) -> &Issued {
+        self.issuer_of(CertificateUse::ChargingStation).0
     }
 
     /// Signs a checked request's key as `usage` for `subject` (an RFC 4514
@@ -149,7 +244,7 @@ impl BuiltinPki {
         let der = cert.to_der().map_err(|e| err(e.to_string()))?;
         let mut pem_chain = pem(&der);
         for c in chain {
-            pem_chain.push_str(&pem(c.cert.der()));
+            pem_chain.push_str(&pem(c.der()));
         }
         Ok(Signed { der, pem_chain })
     }

@@ -61,6 +61,18 @@ pub struct PncArgs {
     /// PEM file of the roots the OCSP responder's certificate must be issued by (default: the built-in V2G root and the trusted MO roots).
     #[arg(long, env = "CSMS_PNC_OCSP_ROOTS")]
     pnc_ocsp_roots: Option<PathBuf>,
+    /// PEM file of the operator's CA that signs charging-station certificates (first) and its issuers up to the root (not included); its key in --pnc-station-ca-key. Default: the built-in station CA.
+    #[arg(long, env = "CSMS_PNC_STATION_CA", requires = "pnc_station_ca_key")]
+    pnc_station_ca: Option<PathBuf>,
+    /// PEM file of that CA's private key (PKCS#8 or SEC1, secp256r1).
+    #[arg(long, env = "CSMS_PNC_STATION_CA_KEY", requires = "pnc_station_ca")]
+    pnc_station_ca_key: Option<PathBuf>,
+    /// PEM file of the operator's CPO sub-CA that signs V2G (SECC) certificates (first) and its issuers up to the V2G root (not included); its key in --pnc-cpo-ca-key. Default: the built-in CPO sub-CAs.
+    #[arg(long, env = "CSMS_PNC_CPO_CA", requires = "pnc_cpo_ca_key")]
+    pnc_cpo_ca: Option<PathBuf>,
+    /// PEM file of that CA's private key (PKCS#8 or SEC1, secp256r1).
+    #[arg(long, env = "CSMS_PNC_CPO_CA_KEY", requires = "pnc_cpo_ca")]
+    pnc_cpo_ca_key: Option<PathBuf>,
 }
 
 /// Plug & Charge settings in force.
@@ -85,6 +97,12 @@ pub struct PncConfig {
     /// The roots its certificate must be issued by, DER (empty: the
     /// built-in V2G root and the trusted MO roots).
     pub ocsp_roots: Vec<Vec<u8>>,
+    /// The operator's CA for charging-station certificates (`None`: the
+    /// built-in one).
+    pub station_ca: Option<ca::ConfiguredCa>,
+    /// The operator's CPO sub-CA for V2G certificates (`None`: the
+    /// built-in ones).
+    pub cpo_ca: Option<ca::ConfiguredCa>,
 }
 
 impl Default for PncConfig {
@@ -99,6 +117,8 @@ impl Default for PncConfig {
             contract_lifetime: Duration::from_secs(2 * 365 * 86_400),
             ocsp_url: None,
             ocsp_roots: Vec::new(),
+            station_ca: None,
+            cpo_ca: None,
         }
     }
 }
@@ -134,6 +154,23 @@ impl PncArgs {
         };
         let mo_roots = roots(&self.pnc_mo_roots)?;
         let ocsp_roots = roots(&self.pnc_ocsp_roots)?;
+        let configured =
+            |chain: &Option<PathBuf>, key: &Option<PathBuf>, name: &str| match (chain, key) {
+                (Some(c), Some(k)) => {
+                    let read =
+                        |p: &PathBuf| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
+                    ca::ConfiguredCa::from_pem(&read(c)?, &read(k)?)
+                        .map(Some)
+                        .map_err(|e| format!("{name} {}: {e}", c.display()))
+                }
+                _ => Ok(None),
+            };
+        let station_ca = configured(
+            &self.pnc_station_ca,
+            &self.pnc_station_ca_key,
+            "pnc_station_ca",
+        )?;
+        let cpo_ca = configured(&self.pnc_cpo_ca, &self.pnc_cpo_ca_key, "pnc_cpo_ca")?;
         let ocsp_url = match self.pnc_ocsp_url.as_deref().filter(|u| !u.is_empty()) {
             Some(u) if u.starts_with("http://") || u.starts_with("https://") => Some(u.to_owned()),
             Some(u) => return Err(format!("pnc_ocsp_url: an http:// or https:// URL, not {u}")),
@@ -159,6 +196,8 @@ impl PncArgs {
             },
             ocsp_url,
             ocsp_roots,
+            station_ca,
+            cpo_ca,
             ..d
         }))
     }
@@ -298,7 +337,10 @@ impl Pnc {
         };
         let from: u64 = from.parse().map_err(|_| bad())?;
         let to: u64 = to.parse().map_err(|_| bad())?;
-        let pki = BuiltinPki::from_seed(seed.as_bytes(), from, to).map_err(|e| e.to_string())?;
+        let mut pki =
+            BuiltinPki::from_seed(seed.as_bytes(), from, to).map_err(|e| e.to_string())?;
+        pki.station_signer = config.station_ca.clone();
+        pki.v2g_signer = config.cpo_ca.clone();
         let mut roots = vec![pki.v2g.mo_root.cert.clone()];
         for der in &config.mo_roots {
             roots.push(evproto_iso15118::pki::Cert::from_der(der).map_err(|e| e.to_string())?);
