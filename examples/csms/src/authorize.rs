@@ -92,8 +92,8 @@ pub async fn decide(
             app.roaming
                 .authorize(token)
                 .await
-                .map(|s| authorization::Record {
-                    status: status_of(s),
+                .map(|status| authorization::Record {
+                    status,
                     ..authorization::Record::accepted()
                 })
         }

@@ -326,7 +326,7 @@ pub async fn cdr_token(
     };
     if let Some((_, t)) = crate::roaming::session_token(store, session).await? {
         let token = crate::roaming::Roaming::cdr_token(&t);
-        let auth = if t.whitelist == v221::WhitelistType::Never {
+        let auth = if t.whitelist == evproto_ocpi::v230::WhitelistType::Never {
             v221::AuthMethod::AuthRequest
         } else {
             v221::AuthMethod::Whitelist

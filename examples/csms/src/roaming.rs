@@ -64,6 +64,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::Utc;
+use evproto_csms_core::authorization::Status;
 use evproto_ocpi::client::{Client, ClientError, Peer};
 use evproto_ocpi::commands::{respond, Command};
 use evproto_ocpi::credentials::{Own, Registered, UrlPolicy};
@@ -879,18 +880,25 @@ impl Roaming {
                 let Some(s) = self.store.session(id).await? else {
                     return Ok(());
                 };
-                let Some((owner, session, cdr)) = self.session_objects(&s).await? else {
+                let Some((owner, session, cdr, token_type)) = self.session_objects(&s).await?
+                else {
                     return Ok(());
                 };
                 if !serves_owner(&peer, &owner) {
                     return Ok(());
                 }
                 if module == "sessions" {
-                    let ids = (cc, pid, session.id.as_str());
-                    push_object(&peer, "sessions", ids, &session, "Session").await?;
+                    if peer.endpoint("sessions", "RECEIVER").is_ok() {
+                        if let Some(mut body) = for_peer(&peer, "Session", &session) {
+                            restore_token_type(&peer, &mut body, token_type.as_ref());
+                            let ids = [cc, pid, session.id.as_str()];
+                            peer.put("sessions", &ids, &body).await?;
+                        }
+                    }
                 } else if let Some(cdr) = cdr {
                     if peer.endpoint("cdrs", "RECEIVER").is_ok() {
-                        if let Some(body) = for_peer(&peer, "Cdr", &cdr) {
+                        if let Some(mut body) = for_peer(&peer, "Cdr", &cdr) {
+                            restore_token_type(&peer, &mut body, token_type.as_ref());
                             let r = peer.post("cdrs", &[], &body).await?;
                             tracing::info!(cdr = %cdr.id.as_str(), location = ?r.location, "CDR sent");
                         }
@@ -902,36 +910,42 @@ impl Roaming {
         Ok(())
     }
 
-    /// The OCPP authorization status of a roaming token, `None` if no
+    /// The authorization status of a roaming token, `None` if no
     /// partner's token stands for `uid` (see [`attribute`]: a local
     /// driver's card, or a uid several partners pushed and none of them
-    /// started with, is no partner's).
-    pub async fn authorize(&self, uid: &str) -> Option<&'static str> {
+    /// started with, is no partner's). A token with whitelist `NEVER` is
+    /// asked of its eMSP in real time with its own type (`EMAID` for a
+    /// Plug & Charge contract of a 2.3.0 eMSP); no answer in 5 s, or a
+    /// token that cannot be read, is `Invalid`, never taken for unknown.
+    pub async fn authorize(&self, uid: &str) -> Option<Status> {
+        use evproto_ocpi::v230::WhitelistType as W;
         let (key, token) = match attribute(&self.store, uid, None).await {
             Ok(found) => found?,
             Err(e) => {
                 tracing::error!("roaming token {uid} not read: {e}");
-                return Some("Invalid");
+                return Some(Status::Invalid);
             }
         };
         if !token.valid {
-            return Some("Blocked");
+            return Some(Status::Blocked);
         }
         match token.whitelist {
-            v221::WhitelistType::Always
-            | v221::WhitelistType::Allowed
-            | v221::WhitelistType::AllowedOffline => Some("Accepted"),
-            _ => {
-                // NEVER: ask the eMSP in real time (mod_tokens "Real-time authorization").
+            W::Always | W::Allowed | W::AllowedOffline => Some(Status::Accepted),
+            W::Never => {
+                // mod_tokens "Real-time authorization", under the uid the
+                // eMSP knows the token by
                 let owner = owner_of(&key);
                 for (_, peer) in self.partners().await {
                     if !serves_owner(&peer, &owner) {
                         continue;
                     }
                     let ty = token.r#type.as_str();
-                    let answer =
-                        tokio::time::timeout(Duration::from_secs(5), peer.authorize(uid, ty, None))
-                            .await;
+                    let asked = token.uid.as_str();
+                    let answer = tokio::time::timeout(
+                        Duration::from_secs(5),
+                        peer.authorize(asked, ty, None),
+                    )
+                    .await;
                     // `allowed` reads the same in every version
                     #[derive(serde::Deserialize)]
                     struct Info {
@@ -939,16 +953,24 @@ impl Roaming {
                     }
                     let info = match answer {
                         Ok(Ok(info)) => serde_json::from_value::<Info>(info).ok(),
-                        _ => None,
+                        Ok(Err(e)) => {
+                            tracing::info!(uid, "real-time authorization not answered: {e}");
+                            None
+                        }
+                        Err(_) => {
+                            tracing::warn!(uid, "real-time authorization timed out");
+                            None
+                        }
                     };
                     return Some(match info.map(|i| i.allowed) {
-                        Some(v221::AllowedType::Allowed) => "Accepted",
-                        Some(v221::AllowedType::Expired) => "Expired",
-                        Some(_) => "Blocked",
-                        None => "Invalid",
+                        Some(v221::AllowedType::Allowed) => Status::Accepted,
+                        Some(v221::AllowedType::Expired) => Status::Expired,
+                        Some(v221::AllowedType::NoCredit) => Status::NoCredit,
+                        Some(_) => Status::Blocked,
+                        None => Status::Invalid,
                     });
                 }
-                Some("Invalid")
+                Some(Status::Invalid)
             }
         }
     }
@@ -985,12 +1007,12 @@ impl Roaming {
 
     /// A roaming driver's session as its eMSP sees it: the owner (`CC`,
     /// `PID`), the Session and, once priced, the CDR (both 2.2.1, with their
-    /// public ids); `None` for a local driver's session.
+    /// public ids), and the type of the token as its eMSP pushed it (for
+    /// [`restore_token_type`]); `None` for a local driver's session.
     async fn session_objects(
         &self,
         s: &Session,
-    ) -> Result<Option<((String, String), v221::Session, Option<Cdr>)>, crate::store::StoreError>
-    {
+    ) -> Result<Option<SessionObjects>, crate::store::StoreError> {
         let Some(att) = attribution(&self.store, s).await? else {
             return Ok(None);
         };
@@ -1048,16 +1070,26 @@ impl Roaming {
                 return Err(crate::store::StoreError::Corrupt("sessions"));
             }
         };
-        Ok(Some((owner, session, cdr)))
+        let token_type = att.token.map(|t| t.r#type);
+        Ok(Some((owner, session, cdr, token_type)))
     }
 
-    /// A roaming token as a Session/CDR carries it.
-    pub fn cdr_token(token: &v221::Token) -> v221::CdrToken {
+    /// A roaming token as a Session/CDR carries it (in 2.2.1, the version
+    /// the CSMS writes them in: a type 2.2.1 lacks, `EMAID`, is `OTHER`
+    /// there, and [`restore_token_type`] writes it back for a partner of
+    /// a later version).
+    pub fn cdr_token(token: &RoamingToken) -> v221::CdrToken {
+        use evproto_ocpi::v230::TokenType as T;
         v221::CdrToken {
             country_code: token.country_code.clone(),
             party_id: token.party_id.clone(),
             uid: token.uid.clone(),
-            r#type: token.r#type.clone(),
+            r#type: match token.r#type {
+                T::AdHocUser => v221::TokenType::AdHocUser,
+                T::AppUser => v221::TokenType::AppUser,
+                T::Rfid => v221::TokenType::Rfid,
+                T::Emaid | T::Other | T::Custom(_) => v221::TokenType::Other,
+            },
             contract_id: token.contract_id.clone(),
             extra: Default::default(),
         }
@@ -1377,39 +1409,82 @@ pub fn evse_id(country_code: &str, party_id: &str, station_id: &str, evse: i64) 
     format!("{country_code}*{party_id}*E{station}{evse}")
 }
 
-/// A stored roaming token (2.2.1, as the OCPI server stored it after
-/// validation); one that does not read back is corrupt.
-fn stored_token(v: Value) -> Result<v221::Token, crate::store::StoreError> {
-    serde_json::from_value(v).map_err(|_| crate::store::StoreError::Corrupt("ocpi tokens"))
+/// A roaming token as the CSMS reads it: OCPI 2.3.0's, the newest
+/// version, whose `Token` holds every 2.2.1 token as it is and adds the
+/// type `EMAID` (a Plug & Charge contract). The OCPI server keeps each
+/// token in the version its eMSP pushed it in.
+pub type RoamingToken = evproto_ocpi::v230::Token;
+
+/// A stored roaming token (`key` `CC/PID/UID`), as the OCPI server stored
+/// it after validation: a 2.2.1 or 2.3.0 token read as it is, a 2.1.1 one
+/// (no owner, `auth_id` for `contract_id`) converted, owned by its key's
+/// party. One that reads as neither is corrupt, never taken for unknown.
+fn stored_token(key: &str, v: Value) -> Result<RoamingToken, crate::store::StoreError> {
+    use serde::Deserialize as _;
+    if let Ok(t) = RoamingToken::deserialize(&v) {
+        return Ok(t);
+    }
+    let (country_code, party_id) = owner_of(key);
+    let ctx = evproto_ocpi::convert::Context {
+        country_code,
+        party_id,
+        ..Default::default()
+    };
+    evproto_ocpi::convert::convert(Version::V211, Version::V230, "Token", &v, &ctx)
+        .ok()
+        .and_then(|c| RoamingToken::deserialize(&c.object).ok())
+        .ok_or(crate::store::StoreError::Corrupt("ocpi tokens"))
+}
+
+/// Whether two token uids name the same token: case-insensitively, and
+/// for an eMAID also with or without its separators (`NL-PRT-C00000000-1`
+/// is `NLPRTC000000001` plus the check digit, as ISO 15118 carries it
+/// without dashes).
+fn same_uid(stored: &str, presented: &str) -> bool {
+    let bare = |u: &str| -> String {
+        u.chars()
+            .filter(|c| *c != '-')
+            .flat_map(char::to_uppercase)
+            .collect()
+    };
+    stored.eq_ignore_ascii_case(presented) || bare(stored) == bare(presented)
 }
 
 /// The roaming token stored under `key` (`CC/PID/UID`).
 async fn token_at(
     store: &Store,
     key: &str,
-) -> Result<Option<v221::Token>, crate::store::StoreError> {
+) -> Result<Option<RoamingToken>, crate::store::StoreError> {
     store
         .ocpi_object("tokens", key)
         .await?
-        .map(stored_token)
+        .map(|v| stored_token(key, v))
         .transpose()
 }
 
 /// The roaming tokens with this uid, of every partner: `(key, token)`,
-/// keys `CC/PID/UID`.
+/// keys `CC/PID/UID`; an `EMAID` token also under its uid's other
+/// spelling ([`same_uid`]).
 async fn tokens_with_uid(
     store: &Store,
     uid: &str,
-) -> Result<Vec<(String, v221::Token)>, crate::store::StoreError> {
+) -> Result<Vec<(String, RoamingToken)>, crate::store::StoreError> {
     let all = store.ocpi_objects("tokens").await?;
-    all.into_iter()
-        .filter(|(k, _)| {
-            k.splitn(3, '/')
-                .nth(2)
-                .is_some_and(|u| u.eq_ignore_ascii_case(uid))
-        })
-        .map(|(k, v)| Ok((k, stored_token(v)?)))
-        .collect()
+    let mut found = Vec::new();
+    for (k, v) in all {
+        let Some(stored) = k.splitn(3, '/').nth(2) else {
+            continue;
+        };
+        if !same_uid(stored, uid) {
+            continue;
+        }
+        let exact = stored.eq_ignore_ascii_case(uid);
+        let token = stored_token(&k, v)?;
+        if exact || token.r#type == evproto_ocpi::v230::TokenType::Emaid {
+            found.push((k, token));
+        }
+    }
+    Ok(found)
 }
 
 /// The partner token a uid presented at a station stands for: `(key,
@@ -1429,7 +1504,7 @@ pub async fn attribute(
     store: &Store,
     uid: &str,
     station: Option<&str>,
-) -> Result<Option<(String, v221::Token)>, crate::store::StoreError> {
+) -> Result<Option<(String, RoamingToken)>, crate::store::StoreError> {
     if uid.is_empty() || store.token_status(uid).await?.is_some() {
         return Ok(None);
     }
@@ -1451,7 +1526,7 @@ struct Attribution {
     /// Its row: owner, public ids.
     row: crate::store_ocpi::OcpiSession,
     /// The owner's token as stored now (`None`: withdrawn since).
-    token: Option<v221::Token>,
+    token: Option<RoamingToken>,
 }
 
 /// The partner a session belongs to, attributed on first sight from its
@@ -1498,7 +1573,7 @@ async fn attribution(
 pub async fn session_token(
     store: &Store,
     s: &Session,
-) -> Result<Option<(String, v221::Token)>, crate::store::StoreError> {
+) -> Result<Option<(String, RoamingToken)>, crate::store::StoreError> {
     Ok(attribution(store, s).await?.and_then(|a| {
         let key = format!("{}/{}", a.row.owner, a.row.token_uid);
         a.token.map(|t| (key, t))
@@ -1558,6 +1633,31 @@ fn for_peer(peer: &Peer, kind: &str, obj: &impl Serialize) -> Option<Value> {
         Err(e) => {
             tracing::debug!("{kind} not sent to an OCPI {} partner: {e}", peer.version());
             None
+        }
+    }
+}
+
+/// What [`Roaming::session_objects`] gives: owner, Session, CDR and the
+/// token's type as pushed.
+type SessionObjects = (
+    (String, String),
+    v221::Session,
+    Option<Cdr>,
+    Option<evproto_ocpi::v230::TokenType>,
+);
+
+/// The token type of a Session's or CDR's `cdr_token` that 2.2.1, the
+/// version the CSMS writes them in, could not carry (`EMAID`, written
+/// `OTHER` there: [`Roaming::cdr_token`]) put back for a partner whose
+/// version has it, so its eMSP finds the token by uid and type.
+fn restore_token_type(peer: &Peer, body: &mut Value, ty: Option<&evproto_ocpi::v230::TokenType>) {
+    use evproto_ocpi::v230::TokenType as T;
+    if peer.version() != Version::V230 {
+        return;
+    }
+    if let Some(ty @ (T::Emaid | T::Custom(_))) = ty {
+        if let Some(t) = body.get_mut("cdr_token").and_then(Value::as_object_mut) {
+            t.insert("type".into(), Value::String(ty.as_str().to_owned()));
         }
     }
 }
@@ -2130,6 +2230,55 @@ mod tests {
         assert_eq!(outbox_backoff(14, base), OUTBOX_MAX_DELAY);
         assert_eq!(outbox_backoff(i64::MAX, base), OUTBOX_MAX_DELAY);
         assert_eq!(OUTBOX_MAX_DELAY, Duration::from_secs(600));
+    }
+
+    /// Tokens are read in the version their eMSP pushed: 2.2.1 and 2.3.0
+    /// as they are (an `EMAID` contract kept as such), 2.1.1 converted and
+    /// owned by its key's party; anything else is corrupt, not unknown.
+    #[test]
+    fn stored_tokens_of_every_version_read_back() {
+        use evproto_ocpi::v230::{TokenType, WhitelistType};
+        let v221 = json!({"country_code": "DE", "party_id": "EMS", "uid": "R1", "type": "RFID",
+            "contract_id": "DE-EMS-R1", "issuer": "e", "valid": true, "whitelist": "ALLOWED",
+            "last_updated": "2024-01-01T00:00:00Z"});
+        let t = stored_token("DE/EMS/R1", v221).unwrap();
+        assert_eq!(t.r#type, TokenType::Rfid);
+        let mut v230 = json!({"country_code": "NL", "party_id": "PRT", "uid": "NL-PRT-C00000000-1",
+            "type": "EMAID", "contract_id": "NL-PRT-C00000000-1", "issuer": "p", "valid": true,
+            "whitelist": "NEVER", "last_updated": "2024-01-01T00:00:00Z"});
+        let t = stored_token("NL/PRT/NL-PRT-C00000000-1", v230.clone()).unwrap();
+        assert_eq!(
+            (t.r#type, t.whitelist),
+            (TokenType::Emaid, WhitelistType::Never)
+        );
+        // written as 2.2.1 in Sessions and CDRs: OTHER there
+        let cdr = Roaming::cdr_token(&stored_token("NL/PRT/X", v230.clone()).unwrap());
+        assert_eq!(cdr.r#type, v221::TokenType::Other);
+        let v211 = json!({"uid": "OLD1", "type": "RFID", "auth_id": "FR-OLD-1", "issuer": "o",
+            "valid": true, "whitelist": "ALWAYS", "last_updated": "2024-01-01T00:00:00Z"});
+        let t = stored_token("FR/OLD/OLD1", v211).unwrap();
+        assert_eq!(
+            (
+                t.country_code.as_str(),
+                t.party_id.as_str(),
+                t.contract_id.as_str()
+            ),
+            ("FR", "OLD", "FR-OLD-1")
+        );
+        v230["valid"] = json!("yes");
+        assert!(matches!(
+            stored_token("NL/PRT/X", v230),
+            Err(crate::store::StoreError::Corrupt(_))
+        ));
+    }
+
+    /// An eMAID matches with or without its dashes, in any case; other
+    /// uids only case-insensitively as they are.
+    #[test]
+    fn emaids_match_in_either_spelling() {
+        assert!(same_uid("NL-PRT-C00000000-1", "nlprtc000000001"));
+        assert!(same_uid("ROAM1", "roam1"));
+        assert!(!same_uid("NL-PRT-C00000000-1", "NLPRTC000000002"));
     }
 
     /// A push subject names partner, module and object unambiguously,

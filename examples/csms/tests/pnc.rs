@@ -1033,3 +1033,206 @@ async fn v2g_certificate(st: &mut Station, csr: &str) -> (Vec<Cert>, Vec<Vec<u8>
     let subs = chain[1..].iter().map(|c| c.der().to_vec()).collect();
     (chain, subs)
 }
+
+/// The roaming partner's eMSP: answers real-time authorizations as the
+/// test says (`ALLOWED`, `BLOCKED`, or not at all: the token unknown
+/// there) and notes what it was asked, `(uid, type)`.
+#[derive(Default)]
+struct PartnerEmsp {
+    answer: std::sync::Mutex<Option<&'static str>>,
+    asked: std::sync::Mutex<Vec<(String, String)>>,
+}
+
+#[async_trait::async_trait]
+impl evproto_ocpi::server::Handler for PartnerEmsp {
+    async fn authorize(
+        &self,
+        _party: &evproto_ocpi::server::Party,
+        uid: &str,
+        ty: &str,
+        _location: Option<&Value>,
+    ) -> Option<Value> {
+        self.asked
+            .lock()
+            .unwrap()
+            .push((uid.to_owned(), ty.to_owned()));
+        let allowed = (*self.answer.lock().unwrap())?;
+        Some(json!({"allowed": allowed, "token": partner_token(uid)}))
+    }
+}
+
+/// The partner's token for a contract: 2.3.0 type `EMAID`, asked for in
+/// real time (whitelist `NEVER`).
+fn partner_token(uid: &str) -> Value {
+    json!({"country_code": "NL", "party_id": "PRT", "uid": uid, "type": "EMAID", "contract_id": uid,
+        "issuer": "partner", "valid": true, "whitelist": "NEVER", "last_updated": "2026-01-01T00:00:00Z"})
+}
+
+/// A contract of a roaming partner's eMSP (OCPI 2.3.0, token type
+/// `EMAID`): its certificate checked by the CSMS (chain to the partner's
+/// MO root, OCSP), the token authorized by the eMSP in real time with its
+/// eMAID; the session and the CDR go to the eMSP naming the token as it
+/// pushed it. Blocked by the eMSP, or unknown there, the contract is not
+/// accepted on its certificate alone.
+#[tokio::test(flavor = "multi_thread")]
+async fn c07_a_roaming_partners_contract_authorized_by_its_emsp_in_real_time() {
+    use evproto_ocpi::client::Client;
+    use evproto_ocpi::credentials::{Own, UrlPolicy};
+    use evproto_ocpi::server::{Config as OcpiConfig, MemoryStore, Role, Server};
+    use std::sync::Arc;
+
+    let t = unix_now();
+    let partner = DemoPki::generate(
+        b"roaming partner mo",
+        "NLPRTC000000001",
+        t - 86_400,
+        t + 86_400 * 3650,
+    )
+    .unwrap();
+    let root = partner.mo_root.cert.der().to_vec();
+    let lab = Lab::start_with("pnc-roaming", move |c| {
+        c.pnc = Some(PncConfig {
+            mo_roots: vec![root],
+            ..PncConfig::default()
+        });
+        // the eMSP is on loopback over plain http
+        c.ocpi_allow_private_urls = true;
+        c.outbox_retry_base = Duration::from_millis(100);
+    })
+    .await;
+    let tariff = json!({"currency": "EUR", "elements": [{"price_components": [
+        {"type": "ENERGY", "price": 0.30, "vat": 20.0, "step_size": 1}]}]});
+    lab.ok("PUT", "/api/tariffs/default", Some(tariff)).await;
+
+    // the partner's eMSP, registered from the operator API
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}/ocpi", listener.local_addr().unwrap());
+    let mut own = Own::with_role(&format!("{base}/versions"), "NL", "PRT", "EMSP", "partner");
+    own.policy = UrlPolicy::lab();
+    let store = Arc::new(MemoryStore::new());
+    let handler = Arc::new(PartnerEmsp::default());
+    let emsp = Server::new(
+        OcpiConfig {
+            role: Role::Emsp,
+            base_url: base.clone(),
+            own,
+            max_limit: 50,
+            token_encoding: evproto_ocpi::auth::TokenEncoding::Lenient,
+            trailing_slash: false,
+            storage_version: None,
+        },
+        store.clone(),
+        handler.clone(),
+        Client::new(UrlPolicy::lab()).unwrap(),
+    );
+    let router = axum::Router::new().nest("/ocpi", emsp.router());
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    let token_a = emsp.issue_token_a("csms").await.unwrap();
+    let reg = lab
+        .ok(
+            "POST",
+            "/api/ocpi/partners",
+            Some(json!({"versions_url": format!("{base}/versions"), "token": token_a})),
+        )
+        .await;
+    assert_eq!(reg["version"], "2.3.0", "{reg}");
+    let party = store
+        .parties()
+        .into_iter()
+        .find(|p| p.id == "csms")
+        .unwrap();
+    let cpo = Client::new(UrlPolicy::lab())
+        .unwrap()
+        .peer(party.registration.clone().unwrap())
+        .from_party("NL", "PRT");
+    // the eMSP spells the eMAID with its separators, the car without
+    let uid = "NL-PRT-C00000000-1";
+    let emaid = "NLPRTC000000001";
+    cpo.put("tokens", &["NL", "PRT", uid], &partner_token(uid))
+        .await
+        .unwrap();
+
+    let st = Station::connect(&lab, "CS-PNC-ROAM", ProtocolVersion::V201).await;
+    let chain = contract_chain(&partner);
+    let id = CertId::of(partner.contract.cert.der(), partner.mo_sub_ca2.cert.der()).unwrap();
+
+    // the eMSP allows: accepted, asked with the token's uid and type EMAID
+    *handler.answer.lock().unwrap() = Some("ALLOWED");
+    let a = st.ok("Authorize", by_chain(emaid, &chain)).await;
+    assert_eq!(answered(&a), ("Accepted", "Accepted"), "{a}");
+    assert_eq!(
+        handler.asked.lock().unwrap().last().cloned(),
+        Some((uid.to_owned(), "EMAID".to_owned()))
+    );
+    let ten_min_ago = (chrono::Utc::now() - chrono::Duration::minutes(10))
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let mut started = json!({"eventType": "Started", "timestamp": ten_min_ago, "triggerReason": "Authorized",
+        "seqNo": 0, "transactionInfo": {"transactionId": "PNC-ROAM-1", "chargingState": "Charging"},
+        "evse": {"id": 1, "connectorId": 1}, "idToken": {"idToken": emaid, "type": "eMAID"},
+        "meterValue": [{"timestamp": ten_min_ago, "sampledValue": [{"value": 0,
+            "measurand": "Energy.Active.Import.Register"}]}]});
+    let e = st.ok("TransactionEvent", started.clone()).await;
+    assert_eq!(e["idTokenInfo"]["status"], "Accepted", "{e}");
+    let ended = json!({"eventType": "Ended", "timestamp": now(), "triggerReason": "EVCommunicationLost",
+        "seqNo": 1, "transactionInfo": {"transactionId": "PNC-ROAM-1", "stoppedReason": "EVDisconnected"},
+        "meterValue": [{"timestamp": now(), "sampledValue": [{"value": 10000,
+            "measurand": "Energy.Active.Import.Register"}]}]});
+    st.ok("TransactionEvent", ended).await;
+
+    // the session and its CDR reach the eMSP, naming its EMAID token
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let cdr = loop {
+        let found = {
+            use evproto_ocpi::server::Store as _;
+            let page = evproto_ocpi::pagination::Page {
+                offset: 0,
+                limit: 10,
+                date_from: None,
+                date_to: None,
+            };
+            store
+                .list_objects("cdrs", &[String::new()], &page)
+                .await
+                .unwrap()
+                .0
+        };
+        if let Some(c) = found.into_iter().next() {
+            break c;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no CDR pushed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        cdr["cdr_token"],
+        json!({"country_code": "NL", "party_id": "PRT", "uid": uid, "type": "EMAID", "contract_id": uid}),
+        "{cdr}"
+    );
+    assert_eq!(cdr["auth_method"], "AUTH_REQUEST", "{cdr}");
+    assert_eq!(cdr["total_energy"], json!(10), "{cdr}");
+    // 10 kWh × 0.30
+    assert_eq!(cdr["total_cost"]["before_taxes"], json!(3), "{cdr}");
+    let session = store
+        .get_object_sync(
+            "sessions",
+            &format!("NL/EVP/{}", cdr["session_id"].as_str().unwrap()),
+        )
+        .expect("the session pushed");
+    assert_eq!(session["cdr_token"]["type"], "EMAID", "{session}");
+
+    // blocked by the eMSP: refused though the certificate is good
+    *handler.answer.lock().unwrap() = Some("BLOCKED");
+    let a = st.ok("Authorize", by_chain(emaid, &chain)).await;
+    assert_eq!(answered(&a), ("Blocked", "Accepted"), "{a}");
+    // unknown to the eMSP (no answer): not accepted either, by chain,
+    // by OCSP data, nor at a transaction's start
+    *handler.answer.lock().unwrap() = None;
+    let a = st.ok("Authorize", by_chain(emaid, &chain)).await;
+    assert_eq!(answered(&a), ("Invalid", "Accepted"), "{a}");
+    let a = st.ok("Authorize", by_hash(emaid, &id)).await;
+    assert_eq!(answered(&a), ("Invalid", "Accepted"), "{a}");
+    started["transactionInfo"]["transactionId"] = json!("PNC-ROAM-2");
+    let e = st.ok("TransactionEvent", started).await;
+    assert_eq!(e["idTokenInfo"]["status"], "Invalid", "{e}");
+    st.stop().await;
+    lab.stop().await;
+}

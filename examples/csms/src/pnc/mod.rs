@@ -570,16 +570,18 @@ fn escape(v: &str) -> String {
 }
 
 /// The authorization of a contract token: a verdict other than `Accepted`
-/// makes the token `Invalid`; an accepted contract whose eMAID the CSMS
-/// does not know is `Accepted` (its MO vouches for it), one the operator
-/// registered keeps its own status (blocked, expired...).
+/// makes the token `Invalid`; an accepted contract whose eMAID nobody
+/// knows (`Unknown`: neither the operator's registry nor a roaming
+/// partner) is `Accepted` (its MO vouches for it); one the operator
+/// registered, or a partner's token, keeps its own status (blocked,
+/// expired, or `Invalid` when its eMSP did not answer in real time).
 pub fn with_contract(
     mut decision: evproto_csms_core::authorization::Decision,
     verdict: Verdict,
 ) -> evproto_csms_core::authorization::Decision {
     use evproto_csms_core::authorization::Status;
     decision.status = match (verdict, decision.status) {
-        (Verdict::Accepted, Status::Unknown | Status::Invalid) => Status::Accepted,
+        (Verdict::Accepted, Status::Unknown) => Status::Accepted,
         (Verdict::Accepted, s) => s,
         _ => Status::Invalid,
     };
@@ -650,6 +652,10 @@ mod tests {
         assert_eq!(d.status, Status::Accepted);
         let d = with_contract(decision(Status::Blocked), Verdict::Accepted);
         assert_eq!(d.status, Status::Blocked);
+        // a partner's token its eMSP did not confirm: not accepted on the
+        // certificate alone
+        let d = with_contract(decision(Status::Invalid), Verdict::Accepted);
+        assert_eq!(d.status, Status::Invalid);
         let d = with_contract(decision(Status::Accepted), Verdict::CertificateRevoked);
         assert_eq!(d.status, Status::Invalid);
     }

@@ -106,13 +106,14 @@ pub async fn authorize_contract(
 }
 
 /// A transaction's token: an eMAID whose contract was accepted by its
-/// certificate (and not since refused) is `Accepted` where the registry
-/// does not know it.
+/// certificate (and not since refused) is `Accepted` where nobody knows
+/// it (`Unknown`); a status somebody gave (the registry, the eMSP of a
+/// partner's token, a reservation for another token) stands.
 pub fn with_known_contract(app: &App, token: &str, decision: Decision) -> Decision {
     let Some(p) = app.pnc.as_deref() else {
         return decision;
     };
-    if !matches!(decision.status, Status::Unknown | Status::Invalid) {
+    if decision.status != Status::Unknown {
         return decision;
     }
     let known = p
