@@ -15,7 +15,9 @@
 //! and receives the session and its priced CDR. Then paying (a card at a
 //! terminal, a fleet's invoice), the grid (a V2X session discharging under
 //! a grid event) and Plug & Charge (a car gets a contract through the CSMS
-//! over ISO 15118-2 and charges by it).
+//! over ISO 15118-2 and charges by it; the eMSP that owns the contract
+//! pushes its token, type `EMAID`; the car plugs in again, is authorized by
+//! its certificate, and the priced CDR goes to that eMSP).
 //! Each step is reported; the exit status is 0 only if every step succeeded.
 //! The dashboard stays browsable while it runs (its URL is printed first).
 
@@ -130,13 +132,29 @@ fn profile(version: &str, limit_w: u32) -> Value {
 
 const ROAM_TOKEN: &str = "EMSP-DRIVER-1";
 
-/// The eMSP side of the demo: its own OCPI server (in memory) and client.
+/// The demo's eMSP once registered: the CSMS as it sees it (its OCPI
+/// client's peer, speaking for `DE`/`EMS`), what it received, and its
+/// server (stopped when dropped).
+struct Emsp {
+    cpo: evproto_ocpi::client::Peer,
+    store: std::sync::Arc<evproto_ocpi::server::MemoryStore>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Drop for Emsp {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The eMSP side of the demo: its own OCPI server (in memory) and client;
+/// kept for the Plug & Charge step (the contract's eMSP) once registered.
 async fn roaming_story(
     port: u16,
     key: &str,
     ocpp_port: u16,
     steps: &mut Steps,
-) -> Result<(), String> {
+) -> Result<Option<Emsp>, String> {
     use evproto_ocpi::server::Store as _;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -199,7 +217,8 @@ async fn roaming_story(
             false,
             json!({"error": "no registration"}),
         );
-        return Ok(());
+        emsp_task.abort();
+        return Ok(None);
     };
     let cpo = client.peer(reg).from_party("DE", "EMS");
     let token = json!({"country_code": "DE", "party_id": "EMS", "uid": ROAM_TOKEN, "type": "RFID",
@@ -299,8 +318,11 @@ async fn roaming_story(
     steps.record("roaming session pushed to the eMSP, priced CDR sent to it",
         report.error_count() == 0 && completed >= 1 && !cdrs.is_empty() && cdrs.iter().all(|c| c["cdr_token"]["uid"] == ROAM_TOKEN),
         json!({"sessions_completed": completed, "cdrs": cdrs.iter().map(|c| json!({"id": c["id"], "total_energy": c["total_energy"], "total_cost": c["total_cost"]})).collect::<Vec<_>>()}));
-    emsp_task.abort();
-    Ok(())
+    Ok(Some(Emsp {
+        cpo,
+        store,
+        task: emsp_task,
+    }))
 }
 
 /// The configuration every CSMS of the demo shares: loopback, free ports,
@@ -631,10 +653,11 @@ pub async fn run(json_output: bool) -> Result<(Value, bool), String> {
     // 6. roaming: an eMSP partner (built on `ocpi`) registers, pushes its
     // driver's token, starts a session remotely, and receives the session
     // and its CDR
-    roaming_story(port, &key, started.ocpp_port, &mut steps).await?;
+    let emsp = roaming_story(port, &key, started.ocpp_port, &mut steps).await?;
     paying::run(&mut steps).await?;
     grid::story(port, &key, started.ocpp_port, &mut steps).await?;
-    pnc::story(port, &key, started.ocpp_port, &mut steps).await?;
+    pnc::story(port, &key, started.ocpp_port, emsp.as_ref(), &mut steps).await?;
+    drop(emsp);
 
     csms.stop().await;
     let ok = steps.steps.iter().all(|s| s["ok"] == true);

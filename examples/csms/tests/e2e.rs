@@ -791,4 +791,16 @@ fn demo_runs_the_whole_story() {
     assert!(emaid.starts_with("NLEVP"), "{pnc}");
     assert_eq!(pnc["installed"], pnc["emaid"], "{pnc}");
     assert!(pnc["energy_wh"].as_f64().unwrap() > 0.0, "{pnc}");
+    // the car plugs in again: priced, its CDR at the contract's eMSP
+    // naming the token as the eMSP pushed it
+    let billed = &step("Plug & Charge: plugged in again")["detail"];
+    assert_eq!(billed["emaid"], emaid, "{billed}");
+    assert_eq!(billed["cdr"]["cdr_token"]["uid"], emaid, "{billed}");
+    assert_eq!(billed["cdr"]["cdr_token"]["type"], "EMAID", "{billed}");
+    assert!(
+        billed["cdr"]["total_cost"]["before_taxes"]
+            .as_f64()
+            .is_some_and(|c| c > 0.0),
+        "{billed}"
+    );
 }
