@@ -1067,7 +1067,7 @@ async fn live_view(state: &AppState, s: Session) -> AppResult<LiveView> {
             Some("kW") => v * Decimal::from(1000),
             _ => v,
         });
-    let cost = if s.status == "Completed" {
+    let cost = if s.status == crate::store::SessionStatus::Completed {
         final_price(state, &s.id).await?
     } else {
         state
@@ -1096,9 +1096,9 @@ async fn live_view(state: &AppState, s: Session) -> AppResult<LiveView> {
         evse: s.evse_id,
         connector: s.connector_id,
         id_token: s.id_token,
-        status: s.status,
-        started_at: s.started_at,
-        stopped_at: s.stopped_at,
+        status: s.status.as_str().to_owned(),
+        started_at: s.started_at.map(crate::store::ts),
+        stopped_at: s.stopped_at.map(crate::store::ts),
         energy_wh: s.energy_wh,
         power_w,
         cost,
@@ -1150,7 +1150,7 @@ async fn stop(
     Path(id): Path<String>,
 ) -> AppResult<Response> {
     let s = own_session(&state, &who, &id).await?;
-    if s.status == "Completed" {
+    if s.status == crate::store::SessionStatus::Completed {
         return Err(AppError::new(StatusCode::CONFLICT, "the session is over"));
     }
     state
@@ -1288,8 +1288,8 @@ async fn receipt(
     Ok(Json(Receipt {
         session_id: s.id,
         station: s.station_id,
-        started_at: s.started_at,
-        stopped_at: s.stopped_at,
+        started_at: s.started_at.map(crate::store::ts),
+        stopped_at: s.stopped_at.map(crate::store::ts),
         energy_wh: s.energy_wh,
         total_excl_vat: round(cdr.total_cost.excl_vat),
         total_incl_vat: round(cdr.total_cost.incl_vat.unwrap_or(cdr.total_cost.excl_vat)),

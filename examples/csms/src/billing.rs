@@ -247,13 +247,9 @@ impl CdrPeriods {
 pub fn periods(session: &Session, meter_values: &[Value]) -> Result<CdrPeriods, BillingError> {
     let start = session
         .started_at
-        .as_deref()
-        .and_then(time)
         .ok_or_else(|| BillingError::Incomplete(session.id.clone()))?;
     let stop = session
         .stopped_at
-        .as_deref()
-        .and_then(time)
         .ok_or_else(|| BillingError::Incomplete(session.id.clone()))?
         .max(start);
     let points = points(
@@ -876,10 +872,8 @@ impl RunningCosts {
         let tariff = DefaultTariff::parse(&tariff_json, op)?;
         let start = session
             .started_at
-            .as_deref()
-            .and_then(time)
             .ok_or_else(|| BillingError::Incomplete(session.id.clone()))?;
-        let end = session.stopped_at.as_deref().and_then(time).unwrap_or(now);
+        let end = session.stopped_at.unwrap_or(now);
         let end_wh = session
             .meter_stop_wh
             .or(session.meter_start_wh.map(|m| m + session.energy_wh));
@@ -1034,13 +1028,12 @@ mod tests {
             connector_id: Some(1),
             id_token: token.map(str::to_owned),
             status: if stop.is_some() {
-                "Completed"
+                crate::store::SessionStatus::Completed
             } else {
-                "Active"
-            }
-            .into(),
-            started_at: Some("2026-03-02T08:00:00Z".into()),
-            stopped_at: stop.map(|s| s.0.to_owned()),
+                crate::store::SessionStatus::Active
+            },
+            started_at: time("2026-03-02T08:00:00Z"),
+            stopped_at: stop.and_then(|s| time(s.0)),
             meter_start_wh: Some(Decimal::from(1000)),
             meter_stop_wh: stop.map(|s| Decimal::from_str_exact(s.1).unwrap()),
             energy_wh: stop.map_or(Decimal::ZERO, |s| {
@@ -1234,7 +1227,7 @@ mod tests {
                 let now = time(&at).unwrap();
                 let cost = running.cost(&store, &s, &OP, now).await.unwrap().unwrap();
                 let mut done = s.clone();
-                done.stopped_at = Some(at.clone());
+                done.stopped_at = Some(now);
                 done.meter_stop_wh = Some(register);
                 let cp = periods(&done, &store.session_meter_values(&id).await.unwrap()).unwrap();
                 let fin = price(&engine, &cp.session(), Some("Europe/Amsterdam")).unwrap();

@@ -368,10 +368,7 @@ impl App {
         v2x::completed(self, s).await?;
         self.site.rebalance();
         if let (Some(evse), at) = (s.evse_id, chrono::Utc::now()) {
-            let reason = s
-                .stop_reason
-                .as_deref()
-                .and_then(evproto_csms_core::transaction::StopReason::from_wire);
+            let reason = s.stop_reason;
             let ended = evproto_csms_core::health::Observation::session_ended(reason);
             let change = self.maintenance.observe(
                 &s.station_id,

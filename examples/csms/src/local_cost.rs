@@ -650,7 +650,10 @@ pub async fn send_default(app: &App, station: &str, running: bool) -> Result<Sen
             .sessions(Some(station), 1000)
             .await
             .map_err(|e| SendError::NoTariff(e.to_string()))?;
-        for s in sessions.iter().filter(|s| s.status == "Active") {
+        for s in sessions
+            .iter()
+            .filter(|s| s.status == crate::store::SessionStatus::Active)
+        {
             let Ok(transaction_id) = BoundedString::new(s.ocpp_tx_id.as_str()) else {
                 continue;
             };

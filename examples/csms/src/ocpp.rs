@@ -504,7 +504,7 @@ macro_rules! handlers_2x {
                 let decision = crate::pnc::ocpp::with_known_contract(app, t.id_token.as_str(), decision);
                 let mut info = decision.$to_info();
                 // a Started that arrives after its Ended holds nothing: no hold outlives its session
-                let open = session.as_ref().is_some_and(|s| s.status != "Completed");
+                let open = session.as_ref().is_some_and(|s| s.status != crate::store::SessionStatus::Completed);
                 if req.event_type == $ver::TransactionEventEnumType::Started
                     && decision.status == authorization::Status::Accepted
                     && open

@@ -782,7 +782,10 @@ impl Ven {
         let sessions = self.store.sessions(None, 10_000).await?;
         let mut out = Vec::new();
         let mut needs_of: HashMap<String, Vec<crate::store::StationReport>> = HashMap::new();
-        for s in sessions.into_iter().filter(|s| s.status == "Active") {
+        for s in sessions
+            .into_iter()
+            .filter(|s| s.status == crate::store::SessionStatus::Active)
+        {
             let evse = s.evse_id.or(s.connector_id).unwrap_or(1).max(1);
             if !needs_of.contains_key(&s.station_id) {
                 let reports = crate::ocpp::ev_charging_needs(&self.store, &s.station_id).await?;

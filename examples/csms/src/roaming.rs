@@ -1105,17 +1105,16 @@ impl Roaming {
         cdr_token: v221::CdrToken,
         currency: Option<Str<3>>,
     ) -> Result<v221::Session, evproto_ocpi::types::TypeError> {
-        let at = |t: Option<&str>| {
-            t.and_then(evproto_ocpi::types::DateTime::parse)
-                .unwrap_or_else(|| evproto_ocpi::types::DateTime(Utc::now()))
+        let at = |t: Option<chrono::DateTime<Utc>>| {
+            evproto_ocpi::types::DateTime(t.unwrap_or_else(Utc::now))
         };
         let evse = s.evse_id.unwrap_or(1);
         Ok(v221::Session {
             country_code: CiString::new(self.country_code.as_str())?,
             party_id: CiString::new(self.party_id.as_str())?,
             id,
-            start_date_time: at(s.started_at.as_deref()),
-            end_date_time: s.stopped_at.as_deref().map(|t| at(Some(t))),
+            start_date_time: at(s.started_at),
+            end_date_time: s.stopped_at.map(|t| at(Some(t))),
             kwh: (s.energy_wh / rust_decimal::Decimal::from(1000)).normalize(),
             cdr_token,
             auth_method: v221::AuthMethod::Whitelist,
@@ -1130,7 +1129,7 @@ impl Roaming {
             },
             charging_periods: Vec::new(),
             total_cost: None,
-            status: if s.status == "Completed" {
+            status: if s.status == crate::store::SessionStatus::Completed {
                 v221::SessionStatus::Completed
             } else {
                 v221::SessionStatus::Active
@@ -2094,7 +2093,8 @@ impl Handler for CpoHandler {
                     {
                         let s = store.session(&sid).await.map_err(db_error)?;
                         own_session |= s.is_some_and(|s| {
-                            s.status != "Completed" && s.evse_id.unwrap_or(1).max(1) == evse
+                            s.status != crate::store::SessionStatus::Completed
+                                && s.evse_id.unwrap_or(1).max(1) == evse
                         });
                     }
                 }
@@ -2117,7 +2117,7 @@ impl Handler for CpoHandler {
                     return Ok(answer(Answer::UnknownSession, ""));
                 };
                 let session = match store.session(&row.session_id).await.map_err(db_error)? {
-                    Some(s) if s.status != "Completed" => s,
+                    Some(s) if s.status != crate::store::SessionStatus::Completed => s,
                     _ => return Ok(answer(Answer::UnknownSession, "")),
                 };
                 let ask = StationCommand::Stop {

@@ -1168,7 +1168,7 @@ fn row(
         meter_stop_wh: import.filter(|_| completed).map(|m| m.last_wh),
         last_register_wh: import.map(|m| m.last_wh),
         energy_wh: s.energy_wh(Register::Import),
-        stop_reason: s.stop_reason.map(|r| r.as_wire()),
+        stop_reason: s.stop_reason,
         start_key,
     }
 }
@@ -1401,8 +1401,11 @@ mod tests {
             (s.status.as_str(), s.energy_wh),
             ("Completed", rust_decimal::Decimal::from(2000))
         );
-        assert_eq!(s.started_at.as_deref(), Some("2026-01-01T00:00:00.000Z"));
-        assert_eq!(s.stop_reason.as_deref(), Some("Local"));
+        assert_eq!(
+            s.started_at.map(crate::store::ts).as_deref(),
+            Some("2026-01-01T00:00:00.000Z")
+        );
+        assert_eq!(s.stop_reason.map(StopReason::as_wire), Some("Local"));
         assert_eq!(s.id_token.as_deref(), Some("TAG"));
         assert_eq!(store.outbox_pending(10).await.unwrap().len(), 1);
     }
@@ -1537,7 +1540,7 @@ mod tests {
             .is_empty());
         assert_eq!(
             store.session("CP:1").await.unwrap().unwrap().status,
-            "Active"
+            crate::store::SessionStatus::Active
         );
         let closed = sessions
             .tick("CP", Protocol::V16, boot + grace)
@@ -1547,14 +1550,21 @@ mod tests {
         assert!(closed.ask.is_empty(), "1.6 has no GetTransactionStatus");
         let s = store.session("CP:1").await.unwrap().unwrap();
         assert_eq!(
-            (s.status.as_str(), s.stop_reason.as_deref(), s.energy_wh),
+            (
+                s.status.as_str(),
+                s.stop_reason.map(StopReason::as_wire),
+                s.energy_wh
+            ),
             (
                 "Completed",
                 Some("Reboot"),
                 rust_decimal::Decimal::from(250)
             )
         );
-        assert_eq!(s.stopped_at.as_deref(), Some("2026-01-01T00:30:00.000Z"));
+        assert_eq!(
+            s.stopped_at.map(crate::store::ts).as_deref(),
+            Some("2026-01-01T00:30:00.000Z")
+        );
         let c = sessions.closed("CP:1").await.unwrap().unwrap();
         assert_eq!(c.by, Closer::Recovery);
         assert_eq!(store.outbox_pending(10).await.unwrap().len(), 1, "one bill");
@@ -1579,7 +1589,7 @@ mod tests {
         assert_eq!(out.applied.effects, vec![Effect::AmendedAfterCompletion]);
         let s = store.session("CP:1").await.unwrap().unwrap();
         assert_eq!(
-            (s.stop_reason.as_deref(), s.energy_wh),
+            (s.stop_reason.map(StopReason::as_wire), s.energy_wh),
             (Some("Local"), rust_decimal::Decimal::from(500))
         );
         assert_eq!(
@@ -1658,7 +1668,7 @@ mod tests {
         );
         assert_eq!(
             store.session("CP:T1").await.unwrap().unwrap().status,
-            "Active"
+            crate::store::SessionStatus::Active
         );
         let later = t1 + grace - chrono::Duration::seconds(1);
         assert_eq!(
@@ -1681,7 +1691,7 @@ mod tests {
         );
         let s = store.session("CP:T1").await.unwrap().unwrap();
         assert_eq!(
-            (s.status.as_str(), s.stop_reason.as_deref()),
+            (s.status.as_str(), s.stop_reason.map(StopReason::as_wire)),
             ("Completed", Some("Reboot"))
         );
         assert_eq!(
@@ -1733,7 +1743,7 @@ mod tests {
         );
         assert_eq!(
             store.session("CP:T2").await.unwrap().unwrap().status,
-            "Active"
+            crate::store::SessionStatus::Active
         );
         // its next boot asks again; nothing queued, not ongoing: ended
         let boot3 = boot2 + grace * 11;

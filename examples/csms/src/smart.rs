@@ -566,7 +566,7 @@ impl SiteShares {
         };
         let active: Vec<_> = sessions
             .into_iter()
-            .filter(|s| s.status == "Active")
+            .filter(|s| s.status == crate::store::SessionStatus::Active)
             .collect();
         let v2x: HashSet<String> = match self.store.v2x_active().await {
             Ok(v) => v.into_iter().map(|s| s.session_id).collect(),
@@ -601,11 +601,7 @@ impl SiteShares {
                 continue;
             };
             let evse = u32::try_from(s.evse_id.or(s.connector_id).unwrap_or(1).max(1)).unwrap_or(1);
-            let at = s
-                .started_at
-                .as_deref()
-                .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-                .map_or(now, |t| t.with_timezone(&Utc));
+            let at = s.started_at.unwrap_or(now);
             let key = (s.station_id.clone(), evse);
             let external = match externals.get(&key) {
                 Some(e) => *e,

@@ -81,7 +81,7 @@ pub use password::{
 };
 pub use reports::MetricCounts;
 pub use reservations::{Reservation, ReservationState};
-pub use sessions::{to_wh, Session, SessionRow};
+pub use sessions::{to_wh, Session, SessionRow, SessionStatus};
 pub use settlements::{Settlement, SettlementRecorded};
 pub use station_reports::StationReport;
 pub use stations::{natural_key, ConnectorState, Credentials, Registration, Station};

@@ -815,7 +815,10 @@ pub async fn on_needs(
         .sessions(Some(station), 100)
         .await?
         .into_iter()
-        .find(|s| s.status == "Active" && s.evse_id.or(s.connector_id) == Some(evse));
+        .find(|s| {
+            s.status == crate::store::SessionStatus::Active
+                && s.evse_id.or(s.connector_id) == Some(evse)
+        });
     let Some(session) = active else {
         return Ok(false);
     };

@@ -612,7 +612,7 @@ async fn commit(target: &Target, sets: &[&WriteSet]) -> Result<()> {
                 dec(r.meter_start_wh),
                 dec(r.meter_stop_wh),
                 dec(r.last_register_wh),
-                opt(r.stop_reason.map(str::to_owned)),
+                opt(r.stop_reason.map(|r| r.as_wire().to_owned())),
                 opt(r.start_key.clone()),
                 text(&r.energy_wh.normalize().to_string()),
                 text(&received),

@@ -201,7 +201,7 @@ pub(crate) async fn live(
             session_id: s.id,
             station: s.station_id,
             energy_wh: s.energy_wh,
-            started_at: s.started_at,
+            started_at: s.started_at.map(crate::store::ts),
             running_cost,
         });
     }

@@ -14,6 +14,79 @@ use sqlx::Row;
 
 use super::paging::{time_conds, Cond, Keyset, ListQuery, Page};
 use super::{now, ts, Result, Store, StoreError};
+use evproto_csms_core::transaction::StopReason;
+
+/// A time as the store keeps it: to the millisecond.
+fn to_millis(t: DateTime<Utc>) -> DateTime<Utc> {
+    use chrono::SubsecRound;
+    t.trunc_subsecs(3)
+}
+
+/// Where a session is: charging (or plugged in) until its end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub enum SessionStatus {
+    /// Not ended yet.
+    Active,
+    /// Ended (by the station, or closed by the CSMS).
+    Completed,
+}
+
+impl SessionStatus {
+    /// The name stored and shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionStatus::Active => "Active",
+            SessionStatus::Completed => "Completed",
+        }
+    }
+
+    /// A stored name; `None` for another.
+    pub fn parse(s: &str) -> Option<SessionStatus> {
+        match s {
+            "Active" => Some(SessionStatus::Active),
+            "Completed" => Some(SessionStatus::Completed),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for SessionStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Times as the API shows them (RFC 3339, milliseconds, `Z`).
+fn ser_time<S: serde::Serializer>(
+    t: &Option<DateTime<Utc>>,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    match t {
+        Some(t) => s.serialize_str(&ts(*t)),
+        None => s.serialize_none(),
+    }
+}
+
+/// A stop reason by its OCPP name.
+fn ser_reason<S: serde::Serializer>(
+    r: &Option<StopReason>,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    match r {
+        Some(r) => s.serialize_str(r.as_wire()),
+        None => s.serialize_none(),
+    }
+}
+
+/// A stored time (as [`ts`] writes it; RFC 3339 in any case).
+fn time_of(row: &AnyRow, col: &str) -> Result<Option<DateTime<Utc>>> {
+    match row.try_get::<Option<String>, _>(col)? {
+        Some(s) => DateTime::parse_from_rfc3339(&s)
+            .map(|t| Some(t.with_timezone(&Utc)))
+            .map_err(|_| StoreError::Corrupt("sessions time")),
+        None => Ok(None),
+    }
+}
 
 /// A charging session (1.6 transaction or 2.x transaction), as stored.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -31,11 +104,13 @@ pub struct Session {
     /// The driver's token.
     pub id_token: Option<String>,
     /// Active or Completed.
-    pub status: String,
+    pub status: SessionStatus,
     /// Start time.
-    pub started_at: Option<String>,
+    #[serde(serialize_with = "ser_time")]
+    pub started_at: Option<DateTime<Utc>>,
     /// Stop time.
-    pub stopped_at: Option<String>,
+    #[serde(serialize_with = "ser_time")]
+    pub stopped_at: Option<DateTime<Utc>>,
     /// Meter at start, Wh.
     pub meter_start_wh: Option<Decimal>,
     /// Meter at stop, Wh.
@@ -43,7 +118,8 @@ pub struct Session {
     /// Energy delivered so far, Wh.
     pub energy_wh: Decimal,
     /// Why it stopped.
-    pub stop_reason: Option<String>,
+    #[serde(serialize_with = "ser_reason")]
+    pub stop_reason: Option<StopReason>,
 }
 
 /// A session row as the transaction model summarizes it.
@@ -75,8 +151,8 @@ pub struct SessionRow {
     pub last_register_wh: Option<Decimal>,
     /// Energy, Wh.
     pub energy_wh: Decimal,
-    /// Why it stopped (the OCPP name).
-    pub stop_reason: Option<&'static str>,
+    /// Why it stopped.
+    pub stop_reason: Option<StopReason>,
     /// 1.6: the start key a replayed StartTransaction is recognized by.
     pub start_key: Option<String>,
 }
@@ -92,17 +168,17 @@ impl SessionRow {
             connector_id: self.connector_id,
             id_token: self.id_token.clone(),
             status: if self.completed {
-                "Completed"
+                SessionStatus::Completed
             } else {
-                "Active"
-            }
-            .to_owned(),
-            started_at: self.started_at.map(ts),
-            stopped_at: self.stopped_at.map(ts),
+                SessionStatus::Active
+            },
+            // as stored: to the millisecond
+            started_at: self.started_at.map(to_millis),
+            stopped_at: self.stopped_at.map(to_millis),
             meter_start_wh: self.meter_start_wh.map(|d| d.normalize()),
             meter_stop_wh: self.meter_stop_wh.map(|d| d.normalize()),
             energy_wh: self.energy_wh.normalize(),
-            stop_reason: self.stop_reason.map(str::to_owned),
+            stop_reason: self.stop_reason,
         }
     }
 }
@@ -135,13 +211,19 @@ fn session_from_row(row: &AnyRow) -> Result<Session> {
         evse_id: row.try_get("evse_id")?,
         connector_id: row.try_get("connector_id")?,
         id_token: row.try_get("id_token")?,
-        status: row.try_get("status")?,
-        started_at: row.try_get("started_at")?,
-        stopped_at: row.try_get("stopped_at")?,
+        status: SessionStatus::parse(row.try_get("status")?)
+            .ok_or(StoreError::Corrupt("sessions.status"))?,
+        started_at: time_of(row, "started_at")?,
+        stopped_at: time_of(row, "stopped_at")?,
         meter_start_wh: start.map(|d| d.normalize()),
         meter_stop_wh: stop.map(|d| d.normalize()),
         energy_wh: energy.normalize(),
-        stop_reason: row.try_get("stop_reason")?,
+        stop_reason: match row.try_get::<Option<String>, _>("stop_reason")? {
+            Some(r) => {
+                Some(StopReason::from_wire(&r).ok_or(StoreError::Corrupt("sessions.stop_reason"))?)
+            }
+            None => None,
+        },
     })
 }
 
@@ -406,5 +488,41 @@ mod tests {
         assert_eq!(to_wh("1e26", Some("kWh")), None);
         assert_eq!(to_wh("79228162514264337593543950335", Some("kWh")), None);
         assert_eq!(to_wh("-1", None), None);
+    }
+
+    /// The typed session shows as the API always showed it: status by
+    /// name, times to the millisecond with `Z`, the stop reason by its
+    /// OCPP name; names round-trip and others are refused.
+    #[test]
+    fn a_typed_session_shows_as_before() {
+        let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
+        let s = Session {
+            id: "CP:1".into(),
+            station_id: "CP".into(),
+            ocpp_tx_id: "1".into(),
+            evse_id: Some(1),
+            connector_id: Some(1),
+            id_token: Some("TAG".into()),
+            status: SessionStatus::Completed,
+            started_at: Some(at("2026-01-01T00:00:00Z")),
+            stopped_at: Some(at("2026-01-01T00:30:00.1234Z")),
+            meter_start_wh: None,
+            meter_stop_wh: None,
+            energy_wh: Decimal::from(500),
+            stop_reason: Some(StopReason::EVDisconnected),
+        };
+        let v = serde_json::to_value(&s).unwrap();
+        assert_eq!(v["status"], "Completed");
+        assert_eq!(v["started_at"], "2026-01-01T00:00:00.000Z");
+        assert_eq!(v["stopped_at"], "2026-01-01T00:30:00.123Z");
+        assert_eq!(v["stop_reason"], "EVDisconnected");
+        for st in [SessionStatus::Active, SessionStatus::Completed] {
+            assert_eq!(SessionStatus::parse(st.as_str()), Some(st));
+        }
+        assert_eq!(SessionStatus::parse("active"), None);
+        assert_eq!(
+            to_millis(at("2026-01-01T00:30:00.1239Z")),
+            at("2026-01-01T00:30:00.123Z")
+        );
     }
 }
