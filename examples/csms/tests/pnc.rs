@@ -1236,3 +1236,82 @@ async fn c07_a_roaming_partners_contract_authorized_by_its_emsp_in_real_time() {
     st.stop().await;
     lab.stop().await;
 }
+
+/// A02 with OpenSSL's requests: a station's RSA 2048 or P-384 key gets its
+/// charging-station certificate (signed by the station CA, of the CSR's
+/// key); the V2G certificate takes P-256 only (`Rejected`, `InvalidCSR`,
+/// the key named), and an RSA 1024 key is refused for both.
+#[tokio::test(flavor = "multi_thread")]
+async fn a02_rsa_and_p384_station_keys_by_use() {
+    use p256::ecdsa::signature::Verifier;
+    use x509_cert::der::{Decode, DecodePem, Encode};
+    let lab = Lab::start_with("pnc-keys", |c| c.pnc = Some(PncConfig::default())).await;
+    let overview = lab.ok("GET", "/api/pnc", None).await;
+    let ca = certs(&overview["station_ca"]).remove(0);
+    let ca = x509_cert::Certificate::from_der(ca.der()).unwrap();
+    let ca_key = p256::ecdsa::VerifyingKey::from_sec1_bytes(
+        ca.tbs_certificate()
+            .subject_public_key_info()
+            .subject_public_key
+            .raw_bytes(),
+    )
+    .unwrap();
+    // the requests name CN=CS-1, O=evproto
+    let mut st = Station::connect(&lab, "CS-1", ProtocolVersion::V201).await;
+    let testdata = |name: &str| {
+        let path = format!("{}/src/pnc/testdata/{name}", env!("CARGO_MANIFEST_DIR"));
+        std::fs::read_to_string(path).unwrap()
+    };
+    for name in ["rsa2048.csr.pem", "p384-sha384.csr.pem"] {
+        let csr = testdata(name);
+        let a = st.ok("SignCertificate", json!({"csr": csr})).await;
+        assert_eq!(a["status"], "Accepted", "{name}: {a}");
+        let chain = st.received("CertificateSigned").await["certificateChain"].clone();
+        let leaf = x509_cert::Certificate::from_der(certs(&chain)[0].der()).unwrap();
+        let req = x509_cert::request::CertReq::from_pem(csr.trim()).unwrap();
+        assert_eq!(
+            leaf.tbs_certificate().subject_public_key_info(),
+            &req.info.public_key,
+            "{name}: the certificate is of the CSR's key"
+        );
+        assert_eq!(
+            leaf.tbs_certificate().issuer(),
+            ca.tbs_certificate().subject()
+        );
+        let signature =
+            p256::ecdsa::Signature::from_der(leaf.signature().as_bytes().unwrap()).unwrap();
+        ca_key
+            .verify(&leaf.tbs_certificate().to_der().unwrap(), &signature)
+            .expect("signed by the station CA");
+        // not for the SECC's certificate
+        let a = st
+            .ok(
+                "SignCertificate",
+                json!({"csr": csr, "certificateType": "V2GCertificate"}),
+            )
+            .await;
+        assert_eq!(a["status"], "Rejected", "{name}: {a}");
+        assert_eq!(a["statusInfo"]["reasonCode"], "InvalidCSR", "{a}");
+        assert!(
+            a["statusInfo"]["additionalInfo"]
+                .as_str()
+                .is_some_and(|i| i.contains("secp256r1")),
+            "{a}"
+        );
+    }
+    let a = st
+        .ok(
+            "SignCertificate",
+            json!({"csr": testdata("rsa1024.csr.pem")}),
+        )
+        .await;
+    assert_eq!(a["status"], "Rejected", "{a}");
+    assert!(
+        a["statusInfo"]["additionalInfo"]
+            .as_str()
+            .is_some_and(|i| i.contains("RSA 1024 bits")),
+        "{a}"
+    );
+    st.stop().await;
+    lab.stop().await;
+}

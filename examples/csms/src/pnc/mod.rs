@@ -524,7 +524,11 @@ impl Pnc {
         csr_pem: &str,
         usage: CertificateUse,
     ) -> Result<Signed, SignError> {
-        let checked = csr::check(csr_pem, station, &self.config.organisation)?;
+        let rule = match usage {
+            CertificateUse::ChargingStation => csr::KeyRule::ChargingStation,
+            _ => csr::KeyRule::V2g,
+        };
+        let checked = csr::check(csr_pem, station, &self.config.organisation, rule)?;
         let now = unix_now();
         let serial = random_serial();
         let subject = format!(
