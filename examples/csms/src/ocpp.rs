@@ -1478,17 +1478,18 @@ firmware_from!(
 /// it); a failure is a `firmware` alert.
 async fn firmware_status(app: &App, station: &str, f: Firmware) -> Result<(), Unanswered> {
     app.seen(station);
-    let status = serde_json::to_value(OperationStatus {
-        at: now(),
+    let status = crate::store::OperationStatus {
+        at: chrono::Utc::now(),
         request_id: f.request_id,
-        status: f.status,
-    })?;
+        status: f.status.to_owned(),
+    };
     app.store
-        .put_setting(&format!("firmware_status:{station}"), &status.to_string())
+        .put_operation_status(station, crate::store::Operation::Firmware, &status)
         .await?;
     if f.failed {
+        let detail = serde_json::to_value(&status)?;
         app.store
-            .raise_alert(Some(station), "firmware", &status)
+            .raise_alert(Some(station), "firmware", &detail)
             .await?;
     }
     app.notify(crate::events::LiveEvent::FirmwareStatus {
@@ -1507,13 +1508,13 @@ async fn log_status(
     request_id: Option<i32>,
 ) -> Result<(), Unanswered> {
     app.seen(station);
-    let record = serde_json::to_string(&OperationStatus {
-        at: now(),
+    let record = crate::store::OperationStatus {
+        at: chrono::Utc::now(),
         request_id,
-        status,
-    })?;
+        status: status.to_owned(),
+    };
     app.store
-        .put_setting(&format!("log_status:{station}"), &record)
+        .put_operation_status(station, crate::store::Operation::Log, &record)
         .await?;
     app.notify(crate::events::LiveEvent::LogStatus {
         station: station.to_string(),

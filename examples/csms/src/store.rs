@@ -47,6 +47,7 @@ pub mod grid;
 mod migrations;
 mod monitor_values;
 pub(crate) mod ocpi;
+mod operations;
 mod outbox;
 mod paging;
 mod password;
@@ -73,6 +74,7 @@ use migrations::MIGRATIONS;
 pub use alerts::{AlertRow, ConnectionAlerts, Offline};
 pub use certificates::StationCertificate;
 pub use monitor_values::MonitorValue;
+pub use operations::{Operation, OperationStatus};
 pub use outbox::{outbox_backoff, OutboxAdded, OUTBOX_MAX_DELAY};
 pub use paging::{ListQuery, Page};
 pub use password::{
@@ -360,6 +362,10 @@ impl Store {
             let mut tx = self.pool.begin().await?;
             for stmt in sql.split(';').map(str::trim).filter(|s| !s.is_empty()) {
                 sqlx::query(stmt).execute(&mut *tx).await?;
+            }
+            // data steps a statement cannot express, in the same transaction
+            if *version == 26 {
+                operations::move_from_settings(&mut tx).await?;
             }
             sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)")
                 .bind(*version)

@@ -398,12 +398,13 @@ async fn campaign_view(app: &App, c: Value) -> Value {
             let id = s["station"].as_str().unwrap_or_default().to_string();
             let status = app
                 .store
-                .setting(&format!("firmware_status:{id}"))
+                .operation_status(&id, crate::store::Operation::Firmware)
                 .await
                 .ok()
-                .flatten()
-                .and_then(|t| serde_json::from_str::<Value>(&t).ok());
-            s["status"] = status.map(|v| v["status"].clone()).unwrap_or(Value::Null);
+                .flatten();
+            s["status"] = status
+                .map(|v| Value::String(v.status))
+                .unwrap_or(Value::Null);
         }
     }
     c
@@ -594,9 +595,8 @@ pub(crate) async fn list_logs(State(app): State<Arc<App>>, Path(id): Path<String
     }
     let status = app
         .store
-        .setting(&format!("log_status:{id}"))
-        .await?
-        .and_then(|t| serde_json::from_str::<Value>(&t).ok());
+        .operation_status(&id, crate::store::Operation::Log)
+        .await?;
     Ok(Json(json!({"station": id, "files": files, "status": status})).into_response())
 }
 

@@ -73,7 +73,10 @@ pub(super) async fn get_station(State(app): State<Arc<App>>, Path(id): Path<Stri
         charging_limits: crate::ocpp::charging_limits(&app.store, &id).await?,
         ev_charging_needs: crate::ocpp::ev_charging_needs(&app.store, &id).await?,
         location: stored(format!("station_location:{id}")).await?,
-        firmware_status: stored(format!("firmware_status:{id}")).await?,
+        firmware_status: app
+            .store
+            .operation_status(&id, crate::store::Operation::Firmware)
+            .await?,
         station: s,
     })
     .into_response())
@@ -95,7 +98,7 @@ struct StationView<L, N> {
     /// Where it is, as registered (`PUT` with `location`).
     location: Option<Box<serde_json::value::RawValue>>,
     /// Its latest firmware status: `{at, request_id, status}`.
-    firmware_status: Option<Box<serde_json::value::RawValue>>,
+    firmware_status: Option<crate::store::OperationStatus>,
 }
 
 #[derive(Deserialize)]

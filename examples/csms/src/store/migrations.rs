@@ -246,6 +246,13 @@ pub(crate) const MIGRATIONS: &[(i64, &str)] = &[
         // station (the station's status, or why the call failed)
         "CREATE TABLE IF NOT EXISTS der_policy_results (station_id TEXT NOT NULL, control_id TEXT NOT NULL, control_type TEXT NOT NULL, status TEXT NOT NULL, error TEXT, applied_at TEXT NOT NULL, PRIMARY KEY (station_id, control_id))",
     ),
+    (
+        26,
+        // the latest status of an operation per station (store/operations.rs: firmware
+        // updates, log uploads), kept before in settings (`firmware_status:{station}`,
+        // `log_status:{station}`), moved here by the migration's data step
+        "CREATE TABLE IF NOT EXISTS operation_statuses (station_id TEXT NOT NULL, operation TEXT NOT NULL, request_id BIGINT, status TEXT NOT NULL, at TEXT NOT NULL, PRIMARY KEY (station_id, operation))",
+    ),
     // New migrations go here, at the end, with the next free number (see the
     // module's documentation for the numbers reserved).
 ];
