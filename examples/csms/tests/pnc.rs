@@ -1315,3 +1315,108 @@ async fn a02_rsa_and_p384_station_keys_by_use() {
     st.stop().await;
     lab.stop().await;
 }
+
+/// Interop: a 2.0.1 station on the Python `ocpp` package (its own OCPP
+/// schemas check every message both ways) does the certificate messages
+/// against the CSMS: SignCertificate and the CertificateSigned that
+/// follows, Authorize with a contract by chain and by OCSP data,
+/// GetCertificateStatus, Get15118EVCertificate (unreadable: `Failed`), and
+/// the operator's InstallCertificate and GetInstalledCertificateIds.
+#[tokio::test(flavor = "multi_thread")]
+async fn python_ocpp_station_does_the_certificate_messages() {
+    use tokio::io::AsyncBufReadExt;
+    let python = tokio::task::spawn_blocking(test_support::peers::python)
+        .await
+        .unwrap();
+    let t = unix_now();
+    let partner =
+        DemoPki::generate(b"python mo", "NLPRTC000000007", t - 86_400, t + 86_400).unwrap();
+    let root = partner.mo_root.cert.der().to_vec();
+    let lab = Lab::start_with("pnc-python", move |c| {
+        c.pnc = Some(PncConfig {
+            mo_roots: vec![root],
+            ..PncConfig::default()
+        })
+    })
+    .await;
+    let dir = std::env::temp_dir().join(format!("pnc-python-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let key = p256::ecdsa::SigningKey::from_slice(&[9; 32]).unwrap();
+    let csr = csms::pnc::csr::request("CN=CS-PY-1,O=evproto", &key).unwrap();
+    std::fs::write(dir.join("csr.pem"), csr).unwrap();
+    std::fs::write(dir.join("contract.pem"), contract_chain(&partner)).unwrap();
+    let id = CertId::of(partner.contract.cert.der(), partner.mo_sub_ca2.cert.der()).unwrap();
+    let ocsp = json!({"hash_algorithm": "SHA256", "issuer_name_hash": id.issuer_name_hash,
+        "issuer_key_hash": id.issuer_key_hash, "serial_number": id.serial,
+        "responder_url": "http://ocsp.example/"});
+    let script = format!(
+        "{}/../../tests/interop/python/ocpp_pnc_station.py",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let mut child = tokio::process::Command::new(python)
+        .arg(script)
+        .args(["--url", &format!("ws://127.0.0.1:{}/ocpp/", lab.ocpp)])
+        .args(["--id", "CS-PY-1", "--emaid", "NLPRTC000000007"])
+        .arg("--csr")
+        .arg(dir.join("csr.pem"))
+        .arg("--contract")
+        .arg(dir.join("contract.pem"))
+        .args(["--ocsp", &ocsp.to_string()])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut events = Vec::new();
+    let deadline = Duration::from_secs(90);
+    while let Some(line) = tokio::time::timeout(deadline, lines.next_line())
+        .await
+        .expect("the Python station hangs")
+        .unwrap()
+    {
+        let e: Value = serde_json::from_str(&line).unwrap_or(json!({"raw": line}));
+        if e["event"] == "ready" {
+            // the operator's calls, through the Python station's schemas
+            let path = "/api/stations/CS-PY-1/certificates";
+            let r = lab
+                .ok(
+                    "POST",
+                    path,
+                    Some(json!({"certificate_type": "V2GRootCertificate"})),
+                )
+                .await;
+            assert_eq!(r["status"], "Accepted", "{r}");
+            let ids = lab.ok("GET", path, None).await;
+            assert_eq!(
+                ids["certificateHashDataChain"][0]["certificateType"], "V2GRootCertificate",
+                "{ids}"
+            );
+        }
+        events.push(e);
+    }
+    let status = tokio::time::timeout(deadline, child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let seen = |name: &str| {
+        events
+            .iter()
+            .find(|e| e["event"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {name}: {events:?}"))
+    };
+    assert!(status.success(), "{events:?}");
+    assert_eq!(
+        seen("certificate_signed")["certificates"],
+        3,
+        "leaf and two sub-CAs"
+    );
+    assert_eq!(seen("authorize")["certificate_status"], "Accepted");
+    assert_eq!(seen("get_certificate_status")["ocsp_result"], true);
+    assert_eq!(seen("get_15118_ev_certificate")["status"], "Failed");
+    assert_eq!(seen("install_certificate")["pem"], true);
+    seen("get_installed_certificate_ids");
+    seen("done");
+    lab.stop().await;
+}
