@@ -616,10 +616,26 @@ impl Roaming {
             for chunk in stations.chunks(LOCATIONS_PER_COMMIT) {
                 let mut ops = Vec::with_capacity(chunk.len());
                 let mut stored = Vec::with_capacity(chunk.len());
+                // three reads for the chunk, not three per station
+                let read = async {
+                    let registered = self.store.stations_by_id(chunk).await?;
+                    let places = Place::of_many(&self.store, chunk).await?;
+                    Ok::<_, crate::store::StoreError>((registered, places))
+                };
+                let (mut registered, mut places) = match read.await {
+                    Ok(r) => r,
+                    Err(e) => {
+                        tracing::warn!(stations = chunk.len(), "locations not built: {e}");
+                        continue;
+                    }
+                };
                 for id in chunk {
-                    let loc = station_location(&self.store, &self.country_code, &self.party_id, id);
-                    match loc.await {
-                        Ok(Some(loc)) => {
+                    let Some(station) = registered.remove(id) else {
+                        continue;
+                    };
+                    let place = places.remove(id).unwrap_or_default();
+                    match location_of(&self.country_code, &self.party_id, &station, place) {
+                        Ok(loc) => {
                             if let Some(body) = valid_ocpi("Location", id, &loc) {
                                 ops.push(crate::writer::Op::OcpiObject {
                                     module: "locations",
@@ -629,7 +645,6 @@ impl Roaming {
                                 stored.push(id);
                             }
                         }
-                        Ok(None) => {}
                         Err(e) => tracing::warn!(station = %id, "location not built: {e}"),
                     }
                 }
@@ -1214,19 +1229,46 @@ impl Place {
     ///
     /// The store failed.
     pub async fn of(store: &Store, station_id: &str) -> Result<Place, crate::store::StoreError> {
-        let Some(text) = store
+        let text = store
             .setting(&format!("station_location:{station_id}"))
-            .await?
-        else {
-            return Ok(Place::default());
+            .await?;
+        Ok(Place::read(station_id, text.as_deref()))
+    }
+
+    /// The places registered for `stations`, by station (one read; a
+    /// station without one, or with an unreadable one, has none).
+    ///
+    /// # Errors
+    ///
+    /// The store failed.
+    pub async fn of_many(
+        store: &Store,
+        stations: &[String],
+    ) -> Result<std::collections::HashMap<String, Place>, crate::store::StoreError> {
+        let keys: Vec<String> = stations
+            .iter()
+            .map(|s| format!("station_location:{s}"))
+            .collect();
+        let mut texts = store.settings_by_key(&keys).await?;
+        Ok(stations
+            .iter()
+            .zip(&keys)
+            .map(|(s, k)| (s.clone(), Place::read(s, texts.remove(k).as_deref())))
+            .collect())
+    }
+
+    /// A stored place's text, read (`None`, or unreadable: none, logged).
+    fn read(station_id: &str, text: Option<&str>) -> Place {
+        let Some(text) = text else {
+            return Place::default();
         };
-        Ok(serde_json::from_str(&text).unwrap_or_else(|e| {
+        serde_json::from_str(text).unwrap_or_else(|e| {
             tracing::warn!(
                 station = station_id,
                 "registered place not readable, not used: {e}"
             );
             Place::default()
-        }))
+        })
     }
 }
 
@@ -1261,14 +1303,30 @@ pub async fn station_location(
     party_id: &str,
     station_id: &str,
 ) -> Result<Option<v221::Location>, LocationError> {
-    let owner = (
-        country_code.to_ascii_uppercase(),
-        party_id.to_ascii_uppercase(),
-    );
     let Some(station) = store.station(station_id).await? else {
         return Ok(None);
     };
     let place = Place::of(store, station_id).await?;
+    location_of(country_code, party_id, &station, place).map(Some)
+}
+
+/// The Location of `station` registered at `place` (see
+/// [`station_location`]), built from what was read.
+///
+/// # Errors
+///
+/// The station's identity does not fit an OCPI id.
+fn location_of(
+    country_code: &str,
+    party_id: &str,
+    station: &crate::store::Station,
+    place: Place,
+) -> Result<v221::Location, LocationError> {
+    let owner = (
+        country_code.to_ascii_uppercase(),
+        party_id.to_ascii_uppercase(),
+    );
+    let station_id = station.id.as_str();
     let now = evproto_ocpi::types::DateTime(Utc::now());
     let mut evses: Vec<v221::Evse> = Vec::new();
     for c in station.connectors.iter().filter(|c| c.evse_id > 0) {
@@ -1287,7 +1345,7 @@ pub async fn station_location(
     fn default<const N: usize>(name: &str, text: &str) -> Result<Str<N>, LocationError> {
         field(name, Str::new(text))
     }
-    Ok(Some(v221::Location {
+    Ok(v221::Location {
         country_code: field("country_code", CiString::new(owner.0))?,
         party_id: field("party_id", CiString::new(owner.1))?,
         id: field("id", CiString::new(station_id))?,
@@ -1331,7 +1389,7 @@ pub async fn station_location(
         energy_mix: None,
         last_updated: now,
         extra: Default::default(),
-    }))
+    })
 }
 
 /// One OCPI EVSE of a station's OCPP EVSE with one connector; `owner` is
@@ -2433,5 +2491,30 @@ mod tests {
             station_location(&store, "NL", "EVP", &long).await,
             Err(LocationError::Invalid(_))
         ));
+
+        // the rebuild's reads, a chunk at a time: the same stations and
+        // places as one by one, the unknown left out
+        store.upsert_station("CS2", None).await.unwrap();
+        store
+            .set_status("CS2", 1, 1, "Available", None)
+            .await
+            .unwrap();
+        let ids: Vec<String> = ["CS1", "nobody", "CS2"].map(String::from).to_vec();
+        let batch = store.stations_by_id(&ids).await.unwrap();
+        assert_eq!(batch.len(), 2);
+        for id in ["CS1", "CS2"] {
+            assert_eq!(
+                batch.get(id),
+                store.station(id).await.unwrap().as_ref(),
+                "{id}"
+            );
+        }
+        let places = Place::of_many(&store, &ids).await.unwrap();
+        assert_eq!(places["CS1"], p);
+        assert_eq!(places["CS2"], Place::default());
+        assert_eq!(places["nobody"], Place::default());
+        let built = location_of("NL", "EVP", &batch["CS1"], places["CS1"].clone()).unwrap();
+        assert_eq!(built.evses.len(), loc.evses.len());
+        assert_eq!(built.name, loc.name);
     }
 }

@@ -185,6 +185,22 @@ impl MasterPassCache {
     }
 }
 
+/// The placeholders of an `IN (…)` list of `n` values: `$1, $2, …`.
+pub(crate) fn in_list(n: usize) -> String {
+    (1..=n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `q` with `values` bound in order (for an [`in_list`]).
+pub(crate) fn bind_all<'q>(
+    q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    values: &'q [String],
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    values.iter().fold(q, |q, v| q.bind(v.as_str()))
+}
+
 pub(crate) fn ts(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }

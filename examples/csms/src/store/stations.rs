@@ -324,48 +324,74 @@ impl Store {
             .await
     }
 
-    /// One station with its connectors.
+    /// A station with its connectors; `None` if unknown.
     pub async fn station(&self, id: &str) -> Result<Option<Station>> {
-        let Some(row) = sqlx::query(
-            "SELECT id, password_hash, vendor, model, serial, firmware, ocpp_version, boot_status, last_boot, last_seen, registration, security_profile FROM stations WHERE id = $1",
-        )
-        .bind(id)
-        .fetch_optional(&self.read)
-        .await?
-        else {
-            return Ok(None);
-        };
-        let conns = sqlx::query("SELECT evse_id, connector_id, status, error_code, updated_at FROM connectors WHERE station_id = $1 ORDER BY evse_id, connector_id")
-            .bind(id)
-            .fetch_all(&self.read)
-            .await?;
-        let connectors = conns
-            .iter()
-            .map(|c| {
-                Ok(ConnectorState {
-                    evse_id: c.try_get(0)?,
-                    connector_id: c.try_get(1)?,
-                    status: c.try_get(2)?,
-                    error_code: c.try_get(3)?,
-                    updated_at: c.try_get(4)?,
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Some(Station {
-            id: row.try_get(0)?,
-            has_password: row.try_get::<Option<String>, _>(1)?.is_some(),
-            vendor: row.try_get(2)?,
-            model: row.try_get(3)?,
-            serial: row.try_get(4)?,
-            firmware: row.try_get(5)?,
-            ocpp_version: row.try_get(6)?,
-            boot_status: row.try_get(7)?,
-            last_boot: row.try_get(8)?,
-            last_seen: row.try_get(9)?,
-            registration: Registration::parse(row.try_get::<Option<String>, _>(10)?.as_deref()),
-            security_profile: profile(row.try_get(11)?)?,
-            connectors,
-        }))
+        Ok(self.stations_by_id(&[id.to_owned()]).await?.remove(id))
+    }
+
+    /// The stations of `ids` that exist, with their connectors, by id:
+    /// two reads for all of them (the Location rebuild reads a round's
+    /// stations so).
+    ///
+    /// # Errors
+    ///
+    /// The database failed.
+    pub async fn stations_by_id(
+        &self,
+        ids: &[String],
+    ) -> Result<std::collections::HashMap<String, Station>> {
+        let mut out = std::collections::HashMap::with_capacity(ids.len());
+        if ids.is_empty() {
+            return Ok(out);
+        }
+        let list = super::in_list(ids.len());
+        let sql = format!(
+            "SELECT id, password_hash, vendor, model, serial, firmware, ocpp_version, boot_status, last_boot, last_seen, registration, security_profile FROM stations WHERE id IN ({list})"
+        );
+        let rows = super::bind_all(sqlx::query(&sql), ids);
+        for row in rows.fetch_all(&self.read).await? {
+            let id: String = row.try_get(0)?;
+            out.insert(
+                id.clone(),
+                Station {
+                    id,
+                    has_password: row.try_get::<Option<String>, _>(1)?.is_some(),
+                    vendor: row.try_get(2)?,
+                    model: row.try_get(3)?,
+                    serial: row.try_get(4)?,
+                    firmware: row.try_get(5)?,
+                    ocpp_version: row.try_get(6)?,
+                    boot_status: row.try_get(7)?,
+                    last_boot: row.try_get(8)?,
+                    last_seen: row.try_get(9)?,
+                    registration: Registration::parse(
+                        row.try_get::<Option<String>, _>(10)?.as_deref(),
+                    ),
+                    security_profile: profile(row.try_get(11)?)?,
+                    connectors: Vec::new(),
+                },
+            );
+        }
+        if out.is_empty() {
+            return Ok(out);
+        }
+        let sql = format!(
+            "SELECT station_id, evse_id, connector_id, status, error_code, updated_at FROM connectors WHERE station_id IN ({list}) ORDER BY station_id, evse_id, connector_id"
+        );
+        let rows = super::bind_all(sqlx::query(&sql), ids);
+        for c in rows.fetch_all(&self.read).await? {
+            let station: String = c.try_get(0)?;
+            if let Some(s) = out.get_mut(&station) {
+                s.connectors.push(ConnectorState {
+                    evse_id: c.try_get(1)?,
+                    connector_id: c.try_get(2)?,
+                    status: c.try_get(3)?,
+                    error_code: c.try_get(4)?,
+                    updated_at: c.try_get(5)?,
+                });
+            }
+        }
+        Ok(out)
     }
 
     /// Stations whose last boot was accepted.
