@@ -1091,7 +1091,7 @@ impl Roaming {
 
     /// A roaming token as a Session/CDR carries it (in 2.2.1, the version
     /// the CSMS writes them in: a type 2.2.1 lacks, `EMAID`, is `OTHER`
-    /// there, and [`restore_token_type`] writes it back for a partner of
+    /// there, and the push writes it back for a partner of
     /// a later version).
     pub fn cdr_token(token: &RoamingToken) -> v221::CdrToken {
         use evproto_ocpi::v230::TokenType as T;
