@@ -193,19 +193,27 @@ async fn a02_a03_station_certificates_signed_checked_and_renewed() {
         .distinguished_name
         .push(rcgen::DnType::OrganizationName, "evproto");
     let p384_csr = params.serialize_request(&p384).unwrap().pem().unwrap();
-    for (bad, why) in [
+    // (a P-384 key is for a charging-station certificate only)
+    for (bad, use_, why) in [
         (
             csms::pnc::csr::request("CN=CS-OTHER,O=evproto", &key).unwrap(),
+            "ChargingStationCertificate",
             "CS-OTHER",
         ),
         (
             csms::pnc::csr::request("CN=CS-PNC-1,O=someone", &key).unwrap(),
+            "ChargingStationCertificate",
             "someone",
         ),
-        (p384_csr, "secp256r1"),
-        ("not a CSR".to_owned(), "PEM"),
+        (p384_csr, "V2GCertificate", "secp256r1"),
+        ("not a CSR".to_owned(), "ChargingStationCertificate", "PEM"),
     ] {
-        let a = st.ok("SignCertificate", json!({"csr": bad})).await;
+        let a = st
+            .ok(
+                "SignCertificate",
+                json!({"csr": bad, "certificateType": use_}),
+            )
+            .await;
         assert_eq!(a["status"], "Rejected", "{why}: {a}");
         assert_eq!(a["statusInfo"]["reasonCode"], "InvalidCSR");
         let info = a["statusInfo"]["additionalInfo"].as_str().unwrap();
