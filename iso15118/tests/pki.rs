@@ -112,6 +112,25 @@ fn chain_failures_are_typed() {
         verify(other.contract.cert.der(), &other.contract_sub_cas(), NOW),
         Err(CertError::BadSignature { .. })
     ));
+    // trusted too: two roots of one name (a root renewed with a new key), each chain
+    // verifies against the root that signed it, in either order
+    for both in [
+        vec![p.mo_root.cert.clone(), other.mo_root.cert.clone()],
+        vec![other.mo_root.cert.clone(), p.mo_root.cert.clone()],
+    ] {
+        let both = TrustStore::new(both);
+        for (q, root) in [(p, &p.mo_root), (&other, &other.mo_root)] {
+            let v = pki::verify_chain(
+                q.contract.cert.der(),
+                &q.contract_sub_cas(),
+                &both,
+                NOW,
+                LeafUsage::Signature,
+            )
+            .unwrap();
+            assert_eq!(v.root.der(), root.cert.der());
+        }
+    }
     // a root of another name
     let k = derive_key(b"x", "foreign root");
     let foreign = issue(

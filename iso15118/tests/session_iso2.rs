@@ -1345,6 +1345,10 @@ mod pnc {
     }
 
     fn sim(dc: bool, contract: Option<Contract>) -> Sim {
+        sim_renewing(dc, contract, None)
+    }
+
+    fn sim_renewing(dc: bool, contract: Option<Contract>, renew_within: Option<u64>) -> Sim {
         let p = pki();
         let secc = SeccConfig::new(SESSION.to_vec())
             .with_unix_time(NOW)
@@ -1361,11 +1365,9 @@ mod pnc {
             p.oem_provisioning.cert.der().to_vec(),
             p.oem_provisioning.key_bytes(),
         );
-        let evcc = evcc.with_unix_time(NOW).with_pnc(Some(EvPnc::new(
-            contract,
-            Some(provisioning),
-            v2g_roots(),
-        )));
+        let evcc = evcc.with_unix_time(NOW).with_pnc(Some(
+            EvPnc::new(contract, Some(provisioning), v2g_roots()).with_renewal(renew_within),
+        ));
         let mut sim = Sim::new(secc, evcc);
         sim.provisioning = Some(ContractProvisioning {
             cps_key: p.cps.key.clone(),
@@ -1374,6 +1376,24 @@ mod pnc {
             contract: contract_of(p),
         });
         sim
+    }
+
+    /// Both sides finished: the car's requests, runs collapsed.
+    fn finished_requests(sim: &Sim, dc: bool) -> Vec<String> {
+        assert_eq!(
+            (&sim.secc_end, &sim.evcc_end),
+            (&Some(EndReason::Finished), &Some(EndReason::Finished)),
+            "dc={dc} {:?}",
+            sim.answers()
+        );
+        sim.requests().into_iter().map(|(n, _)| n).collect()
+    }
+
+    fn position(names: &[String], n: &str) -> usize {
+        names
+            .iter()
+            .position(|x| x == n)
+            .unwrap_or_else(|| panic!("{n} in {names:?}"))
     }
 
     fn answer_of<'a>(sim: &'a Sim, name: &str) -> Vec<&'a str> {
@@ -1413,20 +1433,8 @@ mod pnc {
             let mut sim = sim(dc, Some(contract_of(pki())));
             sim.stop_after = Some((3, StopKind::Terminate));
             sim.run(Duration::from_secs(120));
-            assert_eq!(
-                sim.secc_end,
-                Some(EndReason::Finished),
-                "dc={dc} {:?}",
-                sim.answers()
-            );
-            assert_eq!(sim.evcc_end, Some(EndReason::Finished));
-            let names: Vec<String> = sim.requests().into_iter().map(|(n, _)| n).collect();
-            let pos = |n: &str| {
-                names
-                    .iter()
-                    .position(|x| x == n)
-                    .unwrap_or_else(|| panic!("{n} in {names:?}"))
-            };
+            let names = finished_requests(&sim, dc);
+            let pos = |n: &str| position(&names, n);
             assert!(pos("PaymentServiceSelectionReq") < pos("PaymentDetailsReq"));
             assert!(pos("PaymentDetailsReq") < pos("AuthorizationReq"));
             assert!(!names.iter().any(|n| n == "CertificateInstallationReq"));
@@ -1581,6 +1589,301 @@ mod pnc {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    /// A contract of the test PKI's MO chain for its eMAID, ending at `end`
+    /// (key from `label`).
+    fn contract_ending(label: &str, end: u64) -> Contract {
+        let p = pki();
+        let key = evproto_iso15118::pki::demo::derive_key(label.as_bytes(), "contract");
+        let c = issue(
+            "CN=DEEVPC000000001,O=evproto,DC=MO",
+            &key,
+            Some(&p.mo_sub_ca2),
+            Role::Signer,
+            77,
+            1_690_000_000,
+            end,
+        )
+        .unwrap();
+        Contract::new(
+            p.emaid.clone(),
+            c.cert.der().to_vec(),
+            p.contract_sub_cas(),
+            c.key_bytes(),
+        )
+    }
+
+    /// A Plug & Charge session whose car renews a contract expiring
+    /// within `renew_within` seconds.
+    fn renewing(dc: bool, contract: Contract, renew_within: u64) -> Sim {
+        sim_renewing(dc, Some(contract), Some(renew_within))
+    }
+
+    const DAY: u64 = 86_400;
+
+    #[test]
+    fn a_contract_near_its_end_is_renewed_by_certificate_update_then_authorizes() {
+        for dc in [false, true] {
+            // ten days left, renewed within thirty
+            let old = contract_ending("old", NOW + 10 * DAY);
+            let mut sim = renewing(dc, old.clone(), 30 * DAY);
+            sim.stop_after = Some((2, StopKind::Terminate));
+            sim.run(Duration::from_secs(120));
+            let names = finished_requests(&sim, dc);
+            let pos = |n: &str| position(&names, n);
+            assert!(pos("PaymentServiceSelectionReq") < pos("CertificateUpdateReq"));
+            assert!(pos("CertificateUpdateReq") < pos("PaymentDetailsReq"));
+            assert!(!names.iter().any(|n| n == "CertificateInstallationReq"));
+            assert_eq!(answer_of(&sim, "CertificateUpdateRes"), ["OK"]);
+            // the SECC offered the Certificate service; the car selected its Update set
+            let discovery = sim
+                .to_evcc
+                .iter()
+                .find(|b| body_name(b) == "ServiceDiscoveryRes")
+                .unwrap();
+            assert_eq!(
+                decode_json(discovery)["ServiceDiscoveryRes"]["ServiceList"]["Service"][0],
+                serde_json::json!({"ServiceID": 2, "ServiceCategory": "ContractCertificate",
+                    "FreeService": true})
+            );
+            let pss = sim
+                .to_secc
+                .iter()
+                .find(|b| body_name(b) == "PaymentServiceSelectionReq")
+                .unwrap();
+            assert_eq!(
+                decode_json(pss)["PaymentServiceSelectionReq"]["SelectedServiceList"]
+                    ["SelectedService"],
+                serde_json::json!([{"ServiceID": 1}, {"ServiceID": 2, "ParameterSetID": 2}])
+            );
+            // the request: the old chain and eMAID, signed by the old key
+            let req = sim
+                .to_secc
+                .iter()
+                .find(|b| body_name(b) == "CertificateUpdateReq")
+                .unwrap();
+            let msg = decode_msg(req).unwrap();
+            assert!(msg.header.signature.is_some());
+            let r = msg.body.certificate_update_req.unwrap();
+            assert_eq!(
+                r.contract_signature_cert_chain.certificate.0,
+                old.certificate
+            );
+            assert_eq!(r.e_maid, "DEEVPC000000001");
+            assert!(sim.evse_requests.iter().any(|r| matches!(r,
+                EvseRequest::UpdateCertificate { emaid, certificate, .. }
+                    if emaid == "DEEVPC000000001" && *certificate == old.certificate)));
+            // the new contract replaced the old and authorized the session
+            let iso = sim.evcc.iso2().unwrap();
+            assert!(iso.contract_renewed());
+            let new = iso.contract().unwrap();
+            assert_eq!(new.key, pki().contract.key_bytes());
+            assert_eq!(new.certificate, pki().contract.cert.der());
+            let details = sim
+                .to_secc
+                .iter()
+                .find(|b| body_name(b) == "PaymentDetailsReq")
+                .unwrap();
+            let d = decode_msg(details)
+                .unwrap()
+                .body
+                .payment_details_req
+                .unwrap();
+            assert_eq!(
+                d.contract_signature_cert_chain.certificate.0,
+                new.certificate
+            );
+            assert_eq!(sim.secc.iso2().unwrap().emaid(), Some("DEEVPC000000001"));
+        }
+    }
+
+    #[test]
+    fn a_contract_far_from_its_end_is_not_renewed() {
+        let mut sim = renewing(true, contract_of(pki()), 30 * DAY);
+        sim.stop_after = Some((1, StopKind::Terminate));
+        sim.run(Duration::from_secs(60));
+        assert_eq!(sim.evcc_end, Some(EndReason::Finished));
+        assert!(!sim
+            .requests()
+            .iter()
+            .any(|(n, _)| n == "CertificateUpdateReq"));
+        assert!(!sim.evcc.iso2().unwrap().contract_renewed());
+        let pss = sim
+            .to_secc
+            .iter()
+            .find(|b| body_name(b) == "PaymentServiceSelectionReq")
+            .unwrap();
+        assert_eq!(
+            decode_json(pss)["PaymentServiceSelectionReq"]["SelectedServiceList"]
+                ["SelectedService"],
+            serde_json::json!([{"ServiceID": 1}])
+        );
+    }
+
+    #[test]
+    fn certificate_update_failures_are_typed_and_end_the_session() {
+        // a contract of another MO root
+        let mut sim = renewing(true, contract_of(foreign()), 100_000 * DAY);
+        sim.run(Duration::from_secs(60));
+        failed_with(&sim, "CertificateUpdateRes", "FAILED_CertChainError");
+        // expired: an update cannot bring it back (installation can)
+        let mut sim = renewing(true, contract_ending("expired", NOW - DAY), 30 * DAY);
+        sim.run(Duration::from_secs(60));
+        failed_with(&sim, "CertificateUpdateRes", "FAILED_CertificateExpired");
+        // signed by a key not the certificate's
+        let mut c = contract_ending("old", NOW + DAY);
+        c.key = foreign().contract.key_bytes();
+        let mut sim = renewing(false, c, 30 * DAY);
+        sim.run(Duration::from_secs(60));
+        failed_with(&sim, "CertificateUpdateRes", "FAILED_SignatureError");
+        // an eMAID other than the certificate's
+        let mut c = contract_ending("old", NOW + DAY);
+        c.emaid = "DEEVPC000000002".into();
+        let mut sim = renewing(true, c, 30 * DAY);
+        sim.run(Duration::from_secs(60));
+        failed_with(&sim, "CertificateUpdateRes", "FAILED_CertChainError");
+        // the backend has no new contract
+        let mut sim = renewing(true, contract_ending("old", NOW + DAY), 30 * DAY);
+        sim.provisioning = None;
+        sim.run(Duration::from_secs(60));
+        failed_with(
+            &sim,
+            "CertificateUpdateRes",
+            "FAILED_NoCertificateAvailable",
+        );
+        // none of these asked the backend but the last
+        assert_eq!(
+            sim.evse_requests
+                .iter()
+                .filter(|r| matches!(r, EvseRequest::UpdateCertificate { .. }))
+                .count(),
+            1
+        );
+    }
+
+    #[test]
+    fn an_update_the_car_cannot_decrypt_is_refused_by_the_car() {
+        // the provisioning service encrypts for another certificate's key
+        let mut sim = renewing(true, contract_ending("old", NOW + DAY), 30 * DAY);
+        let p = pki();
+        let prov = ContractProvisioning {
+            cps_key: p.cps.key.clone(),
+            cps_certificate: p.cps.cert.der().to_vec(),
+            cps_sub_cas: p.cps_sub_cas(),
+            contract: contract_of(p),
+        };
+        let other = contract_ending("another", NOW + DAY);
+        let u = prov
+            .update(&other.certificate, &[0x43; 32], [0x25; 16])
+            .unwrap();
+        sim.update_answer = Some(u);
+        sim.run(Duration::from_secs(60));
+        match &sim.evcc_end {
+            Some(EndReason::Failed { response_code }) => assert!(
+                !response_code.starts_with("FAILED_CertChainError"),
+                "{response_code}"
+            ),
+            other => panic!("{other:?}"),
+        }
+        assert!(!sim.evcc.iso2().unwrap().contract_renewed());
+    }
+
+    #[test]
+    fn the_certificate_service_is_detailed_and_selected_with_pnc_only() {
+        let p = pki();
+        let pnc_secc = || {
+            SeccConfig::new(SESSION.to_vec()).with_pnc(Some(SeccPnc::new(
+                TrustStore::new(vec![p.mo_root.cert.clone()]),
+                CHALLENGE,
+            )))
+        };
+        let script = script(true);
+        let k = prefix_in(&script, iso2::SeccState::PaymentServiceSelection);
+        let replay_pnc = || {
+            let clock = VirtualClock::new();
+            let now = clock.now();
+            let mut secc = Secc::new(pnc_secc(), now);
+            for b in &script[..k] {
+                secc.handle_message(now, b);
+                while secc.poll_effect().is_some() {}
+            }
+            (secc, now)
+        };
+        let detail = |id| {
+            let mut b = iso2::sample_request(EnergyMode::DcExtended, iso2::Request::ServiceDetail);
+            b.service_detail_req.as_mut().unwrap().service_id = id;
+            iso2::encode_message(&SESSION, b).unwrap()
+        };
+        let select = |option, services: &[(u16, Option<i16>)]| {
+            let mut b = iso2::sample_request(
+                EnergyMode::DcExtended,
+                iso2::Request::PaymentServiceSelection,
+            );
+            let r = b.payment_service_selection_req.as_mut().unwrap();
+            r.selected_payment_option = option;
+            r.selected_service_list.selected_service = services
+                .iter()
+                .map(|(id, set)| m::SelectedServiceType {
+                    service_id: *id,
+                    parameter_set_id: *set,
+                })
+                .collect();
+            iso2::encode_message(&SESSION, b).unwrap()
+        };
+        let answer = |secc: &mut Secc| {
+            let Some(Effect::Transmit(res)) = secc.poll_effect() else {
+                panic!()
+            };
+            res
+        };
+        // with Plug & Charge: ServiceDetail(2) names Installation and Update
+        let (mut secc, now) = replay_pnc();
+        assert_eq!(
+            secc.iso2().unwrap().state(),
+            iso2::SeccState::PaymentServiceSelection
+        );
+        secc.handle_message(now, &detail(2));
+        let res = answer(&mut secc);
+        let j = decode_json(&res);
+        assert_eq!(j["ServiceDetailRes"]["ResponseCode"], "OK");
+        assert_eq!(j["ServiceDetailRes"]["ServiceID"], 2);
+        let sets = &j["ServiceDetailRes"]["ServiceParameterList"]["ParameterSet"];
+        assert_eq!(sets[0]["ParameterSetID"], 1);
+        assert_eq!(sets[0]["Parameter"][0]["stringValue"], "Installation");
+        assert_eq!(sets[1]["ParameterSetID"], 2);
+        assert_eq!(sets[1]["Parameter"][0]["stringValue"], "Update");
+        secc.handle_message(
+            now,
+            &select(m::PaymentOptionType::Contract, &[(1, None), (2, Some(1))]),
+        );
+        assert_eq!(iso2::response_code(&answer(&mut secc)).unwrap().1, "OK");
+        assert_eq!(
+            secc.iso2().unwrap().state(),
+            iso2::SeccState::PaymentDetails
+        );
+        // a parameter set the service does not have, or the service with EIM
+        for msg in [
+            select(m::PaymentOptionType::Contract, &[(1, None), (2, Some(3))]),
+            select(
+                m::PaymentOptionType::ExternalPayment,
+                &[(1, None), (2, Some(1))],
+            ),
+        ] {
+            let (mut secc, now) = replay_pnc();
+            secc.handle_message(now, &msg);
+            assert_eq!(
+                iso2::response_code(&answer(&mut secc)).unwrap().1,
+                "FAILED_ServiceSelectionInvalid"
+            );
+        }
+        // without Plug & Charge there is no service 2
+        let (mut secc, now) = replay(&script[..k]);
+        secc.handle_message(now, &detail(2));
+        assert_eq!(
+            iso2::response_code(&answer(&mut secc)).unwrap().1,
+            "FAILED_ServiceIDInvalid"
+        );
     }
 
     #[test]

@@ -4,8 +4,9 @@
 //! authorizes by EIM (the station asks its CSMS about its card) or Plug &
 //! Charge (the station sends the car's contract chain with `Authorize`,
 //! after installing a contract through `Get15118EVCertificate` when the
-//! car has none), and charges under the schedule the station has, its
-//! energy counted from the charge loop.
+//! car has none, or renewing one that ends soon with its `Update`
+//! action), and charges under the schedule the station has, its energy
+//! counted from the charge loop.
 //!
 //! What the station asks its CSMS is a [`Backend`]: the simulator's OCPP
 //! station, or a test's scripted one.
@@ -15,8 +16,9 @@ use std::time::{Duration, Instant};
 
 use evproto_iso15118::messages::iso2 as m;
 use evproto_iso15118::session::{
-    Authorization, CertificateInstallation, ContractStatus, Effect, EndReason, EvNotice, Evcc,
-    EvccConfig, EvseRequest, Isolation, Protocol, ScheduleTuple, Secc, SeccConfig, StopKind,
+    Authorization, CertificateInstallation, CertificateUpdate, ContractStatus, Effect, EndReason,
+    EvNotice, Evcc, EvccConfig, EvseRequest, Isolation, Protocol, ScheduleTuple, Secc, SeccConfig,
+    StopKind,
 };
 
 /// What the station asks its CSMS during a session.
@@ -33,6 +35,10 @@ pub trait Backend {
     /// Plug & Charge: `Get15118EVCertificate` with the car's request (EXI):
     /// the CSMS's EXI answer, `None` when it has none.
     fn install_certificate(&mut self, exi: Vec<u8>) -> impl Future<Output = Option<Vec<u8>>>;
+    /// Plug & Charge: `Get15118EVCertificate` with action `Update` and the
+    /// car's CertificateUpdateReq (EXI): the CSMS's EXI answer, `None` when
+    /// it has none.
+    fn update_certificate(&mut self, exi: Vec<u8>) -> impl Future<Output = Option<Vec<u8>>>;
     /// The schedules to offer (empty: one of the EVSE's maximum power).
     fn schedules(&mut self) -> Vec<ScheduleTuple> {
         Vec::new()
@@ -72,8 +78,10 @@ pub struct Outcome {
     pub energy_wh: f64,
     /// The eMAID the car authorized with (Plug & Charge).
     pub emaid: Option<String>,
-    /// The contract the car installed in this session, if it did.
+    /// The contract the car installed (or renewed) in this session, if it did.
     pub installed: Option<evproto_iso15118::session::Contract>,
+    /// `installed` renewed the car's contract (CertificateUpdate).
+    pub renewed: bool,
     /// The body names of the car's requests, in order, runs collapsed.
     pub requests: Vec<(String, usize)>,
 }
@@ -106,6 +114,18 @@ pub fn installation_of(exi: &[u8]) -> Option<CertificateInstallation> {
     };
     Some(CertificateInstallation {
         response: msg.body.certificate_installation_res?,
+        signature: msg.header.signature?,
+    })
+}
+
+/// A CertificateUpdateRes message (EXI, as `Get15118EVCertificate`
+/// returns it) as the SECC takes it.
+pub fn update_of(exi: &[u8]) -> Option<CertificateUpdate> {
+    let m::Message::V2gMessage(msg) = m::Message::decode(exi).ok()? else {
+        return None;
+    };
+    Some(CertificateUpdate {
+        response: msg.body.certificate_update_res?,
         signature: msg.header.signature?,
     })
 }
@@ -243,6 +263,7 @@ pub async fn run_session<B: Backend>(
     out.loops = evcc.charge_loops();
     out.energy_wh = plant.energy_wh;
     out.installed = evcc.iso2().and_then(|e| e.installed_contract().cloned());
+    out.renewed = evcc.iso2().is_some_and(|e| e.contract_renewed());
     out
 }
 
@@ -306,6 +327,11 @@ async fn evse_request<B: Backend>(
             let installation = answer.as_deref().and_then(installation_of);
             secc.handle_certificate_installation(Instant::now(), installation);
         }
+        EvseRequest::UpdateCertificate { exi, .. } => {
+            let answer = backend.update_certificate(exi).await;
+            let update = answer.as_deref().and_then(update_of);
+            secc.handle_certificate_update(Instant::now(), update);
+        }
         _ => {}
     }
 }
@@ -327,6 +353,9 @@ pub struct Iso15118Sim {
     /// installation the CSMS signs) and its MO roots (the charger checks
     /// the car's contract chain); see `GET /api/pnc` of the reference CSMS.
     pub roots: Vec<Vec<u8>>,
+    /// A car renews its contract (CertificateUpdate) when it ends within
+    /// this long; `None`: never.
+    pub renew_within: Option<Duration>,
 }
 
 /// What every station of a run shares: the roots and the cars' maker.
@@ -384,11 +413,14 @@ impl Iso15118Setup {
             .with_unix_time(now)
             .with_loop_interval(Duration::from_millis(20));
         let evcc = if pnc {
-            evcc.with_pnc(Some(evproto_iso15118::session::EvPnc::new(
-                contract,
-                Some(self.provisioning.clone()),
-                self.trust.clone(),
-            )))
+            evcc.with_pnc(Some(
+                evproto_iso15118::session::EvPnc::new(
+                    contract,
+                    Some(self.provisioning.clone()),
+                    self.trust.clone(),
+                )
+                .with_renewal(self.sim.renew_within.map(|d| d.as_secs())),
+            ))
         } else {
             evcc
         };

@@ -125,6 +125,7 @@ struct Stats {
     iso15118_refused: AtomicU64,
     pnc_authorized: AtomicU64,
     contracts_installed: AtomicU64,
+    contracts_renewed: AtomicU64,
     errors: Mutex<BTreeMap<String, u64>>,
     csms_calls: Mutex<BTreeMap<String, u64>>,
     connect_failures: Mutex<BTreeMap<String, u64>>,
@@ -223,6 +224,9 @@ pub struct Report {
     pub pnc_authorized: u64,
     /// Contracts installed in cars through the CSMS (`Get15118EVCertificate`).
     pub contracts_installed: u64,
+    /// Contracts renewed in cars through the CSMS (`Get15118EVCertificate`
+    /// with action `Update`).
+    pub contracts_renewed: u64,
     /// Messages still in offline queues at the end.
     pub queued_at_end: u64,
     /// CSMS-initiated calls answered, by action.
@@ -278,6 +282,7 @@ impl Report {
             "start_retries": self.start_retries,
             "iso15118_sessions": self.iso15118_sessions, "iso15118_refused": self.iso15118_refused,
             "pnc_authorized": self.pnc_authorized, "contracts_installed": self.contracts_installed,
+            "contracts_renewed": self.contracts_renewed,
             "csms_calls": self.csms_calls, "errors": self.errors, "error_count": self.error_count(),
             "connect_failures": self.connect_failures, "first_connect_failure": self.first_connect_failure,
             "duration_s": (self.duration_s * 100.0).round() / 100.0,
@@ -1043,6 +1048,20 @@ impl OcppBackend<'_> {
         answer
     }
 
+    /// `Get15118EVCertificate` with `action` (`Install`, `Update`) and the
+    /// car's EXI request: the CSMS's EXI answer when `Accepted`.
+    async fn ev_certificate(&self, action: &str, exi: Vec<u8>) -> Option<Vec<u8>> {
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let request = json!({"iso15118SchemaVersion": "urn:iso:15118:2:2013:MsgDef",
+            "action": action, "exiRequest": b64.encode(exi)});
+        let a = self.pnc("Get15118EVCertificate", request).await?;
+        if a["status"] != "Accepted" {
+            return None;
+        }
+        b64.decode(a["exiResponse"].as_str()?).ok()
+    }
+
     fn failed(&self, action: &str, e: SendError) {
         match e {
             SendError::Invalid(e) | SendError::Call(e) => {
@@ -1095,15 +1114,11 @@ impl iso15118::Backend for OcppBackend<'_> {
     }
 
     async fn install_certificate(&mut self, exi: Vec<u8>) -> Option<Vec<u8>> {
-        use base64::Engine;
-        let b64 = base64::engine::general_purpose::STANDARD;
-        let request = json!({"iso15118SchemaVersion": "urn:iso:15118:2:2013:MsgDef",
-            "action": "Install", "exiRequest": b64.encode(exi)});
-        let a = self.pnc("Get15118EVCertificate", request).await?;
-        if a["status"] != "Accepted" {
-            return None;
-        }
-        b64.decode(a["exiResponse"].as_str()?).ok()
+        self.ev_certificate("Install", exi).await
+    }
+
+    async fn update_certificate(&mut self, exi: Vec<u8>) -> Option<Vec<u8>> {
+        self.ev_certificate("Update", exi).await
     }
 }
 
@@ -1460,7 +1475,11 @@ impl Driver {
         let stats = &self.st.stats;
         stats.iso15118_sessions.fetch_add(1, Ordering::Relaxed);
         if let Some(c) = &out.installed {
-            stats.contracts_installed.fetch_add(1, Ordering::Relaxed);
+            if out.renewed {
+                stats.contracts_renewed.fetch_add(1, Ordering::Relaxed);
+            } else {
+                stats.contracts_installed.fetch_add(1, Ordering::Relaxed);
+            }
             self.contracts.insert(token.clone(), c.clone());
         }
         let ok = out.finished();
@@ -1987,6 +2006,7 @@ pub async fn run(
         iso15118_refused: stats.iso15118_refused.load(Ordering::Relaxed),
         pnc_authorized: stats.pnc_authorized.load(Ordering::Relaxed),
         contracts_installed: stats.contracts_installed.load(Ordering::Relaxed),
+        contracts_renewed: stats.contracts_renewed.load(Ordering::Relaxed),
         queued_at_end,
         csms_calls: stats
             .csms_calls

@@ -633,7 +633,8 @@ fn make_pki(dir: &Path, seed: &str) {
 
 /// Our EV finds our EVSE by SDP asking for TLS (`evse --tls DIR --pnc
 /// DIR`, `ev --tls DIR`): SDP answers with the TLS port, ISO 15118-2
-/// Plug & Charge runs over TLS 1.2 with the -2 suite, -20 DC over TLS 1.3
+/// Plug & Charge runs over TLS 1.2 with the -2 suite (with the EV's
+/// contract, installing one, renewing one), -20 DC over TLS 1.3
 /// with the EV's OEM certificate; an EV trusting another V2G root refuses
 /// the SECC, and both sides report a TLS failure.
 #[test]
@@ -651,14 +652,22 @@ fn our_ev_charges_from_our_evse_over_tls() {
     let evse = Evse::start_with(&link, 0, &["--tls", pki_s, "--pnc", pki_s]);
     let tls_port = evse.tls_port.expect("evse --tls: no `tls on` line");
     assert_ne!(tls_port, evse.port);
-    for (name, extra, version) in [
-        ("iso2-dc", &["--pnc", pki_s][..], "TLSv1.2"),
+    for (name, extra, version, contract) in [
+        ("iso2-dc", &["--pnc", pki_s][..], "TLSv1.2", Value::Null),
         (
             "iso2-ac",
             &["--pnc", pki_s, "--install-contract"][..],
             "TLSv1.2",
+            Value::from("installed"),
         ),
-        ("iso20-dc", &[][..], "TLSv1.3"),
+        // CertificateUpdate: a contract that ends within 100,000 days is renewed
+        (
+            "iso2-dc",
+            &["--pnc", pki_s, "--renew-contract-within-days", "100000"][..],
+            "TLSv1.2",
+            Value::from("renewed"),
+        ),
+        ("iso20-dc", &[][..], "TLSv1.3", Value::Null),
     ] {
         let run = our_ev(
             &link,
@@ -674,6 +683,7 @@ fn our_ev_charges_from_our_evse_over_tls() {
         assert!(run.ok, "{name}: {s}\n{}", run.stderr);
         assert_eq!(s["result"], "ok", "{s}");
         assert_eq!(s["tls"], version, "{s}");
+        assert_eq!(s["contract"]["change"], contract, "{s}");
         // SDP gave the TLS port to the EV that asked for TLS
         let port = format!("]:{tls_port}");
         assert!(

@@ -17,7 +17,7 @@ use csms::pnc::PncConfig;
 use evproto_iso15118::pki::demo::{self, DemoPki, Role};
 use evproto_iso15118::pki::{verify_chain, Cert, LeafUsage, TrustStore, VerifyingKey};
 use evproto_iso15118::session::{
-    ContractStatus, EndReason, EvPnc, EvccConfig, Provisioning, SeccConfig, SeccPnc,
+    Contract, ContractStatus, EndReason, EvPnc, EvccConfig, Provisioning, SeccConfig, SeccPnc,
 };
 use evproto_ocpp_proto::ProtocolVersion;
 use evproto_sim::iso15118::{run_session, Backend, Iso15118Sim, Plan};
@@ -460,6 +460,22 @@ impl StationBackend<'_> {
         assert_eq!(a["status"], "Accepted", "{action}: {a}");
         serde_json::from_str(a["data"].as_str().unwrap()).unwrap()
     }
+
+    /// `Get15118EVCertificate` with `action`: the EXI answer when accepted.
+    async fn ev_certificate(&self, action: &str, exi: Vec<u8>) -> Option<Vec<u8>> {
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let a = self
+            .call(
+                "Get15118EVCertificate",
+                json!({"iso15118SchemaVersion": "urn:iso:15118:2:2013:MsgDef",
+                    "action": action, "exiRequest": b64.encode(exi)}),
+            )
+            .await;
+        if a["status"] != "Accepted" {
+            return None;
+        }
+        b64.decode(a["exiResponse"].as_str()?).ok()
+    }
 }
 
 impl Backend for StationBackend<'_> {
@@ -483,18 +499,11 @@ impl Backend for StationBackend<'_> {
     }
 
     async fn install_certificate(&mut self, exi: Vec<u8>) -> Option<Vec<u8>> {
-        let b64 = base64::engine::general_purpose::STANDARD;
-        let a = self
-            .call(
-                "Get15118EVCertificate",
-                json!({"iso15118SchemaVersion": "urn:iso:15118:2:2013:MsgDef",
-                    "action": "Install", "exiRequest": b64.encode(exi)}),
-            )
-            .await;
-        if a["status"] != "Accepted" {
-            return None;
-        }
-        b64.decode(a["exiResponse"].as_str()?).ok()
+        self.ev_certificate("Install", exi).await
+    }
+
+    async fn update_certificate(&mut self, exi: Vec<u8>) -> Option<Vec<u8>> {
+        self.ev_certificate("Update", exi).await
     }
 }
 
@@ -531,20 +540,20 @@ async fn car_gets_a_contract_then_charges_by_it(lab: &Lab, st: &Station, oca: bo
         maker.oem_provisioning.cert.der().to_vec(),
         maker.oem_provisioning.key_bytes(),
     );
-    let session = |contract| {
+    let renewing = |contract, renew_within| {
         let secc = SeccConfig::new(vec![1, 2, 3, 4, 5, 6, 7, 8])
             .with_unix_time(unix_now())
             .with_pnc(Some(SeccPnc::new(mo_roots.clone(), [0x5a; 16])));
         let evcc = EvccConfig::iso2_dc(vec![0x02, 0, 0, 0, 0, 3])
             .with_unix_time(unix_now())
             .with_loop_interval(Duration::from_millis(20))
-            .with_pnc(Some(EvPnc::new(
-                contract,
-                Some(provisioning.clone()),
-                v2g_roots.clone(),
-            )));
+            .with_pnc(Some(
+                EvPnc::new(contract, Some(provisioning.clone()), v2g_roots.clone())
+                    .with_renewal(renew_within),
+            ));
         (secc, evcc)
     };
+    let session = |contract| renewing(contract, None);
     let plan = Plan {
         loops: 3,
         limit: Duration::from_secs(30),
@@ -574,6 +583,54 @@ async fn car_gets_a_contract_then_charges_by_it(lab: &Lab, st: &Station, oca: bo
         .requests
         .iter()
         .any(|(n, _)| n == "CertificateInstallationReq"));
+
+    // M02: renewed before its end (CertificateUpdate through the CSMS's
+    // provider): the same eMAID, a new certificate and key, authorized by it
+    let within = Some(PncConfig::default().contract_lifetime.as_secs() + 86_400);
+    let (secc, evcc) = renewing(Some(installed.clone()), within);
+    let renewal = run_session(secc, evcc, &plan, &mut backend).await;
+    assert!(renewal.finished(), "{renewal:?}");
+    let names: Vec<&str> = renewal.requests.iter().map(|(n, _)| n.as_str()).collect();
+    let pos = |n: &str| names.iter().position(|x| *x == n).unwrap();
+    assert!(
+        pos("CertificateUpdateReq") < pos("PaymentDetailsReq"),
+        "{names:?}"
+    );
+    assert!(renewal.renewed, "{renewal:?}");
+    let renewed = renewal.installed.clone().expect("a contract renewed");
+    assert_eq!(renewed.emaid, installed.emaid);
+    assert_ne!(renewed.certificate, installed.certificate);
+    assert_ne!(renewed.key, installed.key);
+    assert_eq!(renewal.emaid.as_deref(), Some(installed.emaid.as_str()));
+    // a contract of another MO is not renewed: the CSMS answers Failed
+    let foreign =
+        DemoPki::generate(b"another MO", "DEXYZC000000001", t - 86_400, t + 86_400).unwrap();
+    let mut mo_roots_too = mo_roots.roots().to_vec();
+    mo_roots_too.push(foreign.mo_root.cert.clone());
+    let secc = SeccConfig::new(vec![1, 2, 3, 4, 5, 6, 7, 9])
+        .with_unix_time(unix_now())
+        .with_pnc(Some(SeccPnc::new(
+            TrustStore::new(mo_roots_too),
+            [0x5b; 16],
+        )));
+    let (_, evcc) = renewing(
+        Some(Contract::new(
+            foreign.emaid.clone(),
+            foreign.contract.cert.der().to_vec(),
+            foreign.contract_sub_cas(),
+            foreign.contract.key_bytes(),
+        )),
+        within,
+    );
+    let refused = run_session(secc, evcc, &plan, &mut backend).await;
+    assert_eq!(
+        refused.secc_end,
+        Some(EndReason::Failed {
+            response_code: "FAILED_NoCertificateAvailable".into()
+        }),
+        "{refused:?}"
+    );
+    let installed = renewed;
 
     // revoked by its MO: the car is told FAILED_CertificateRevoked
     let id = CertId::of(&installed.certificate, &installed.sub_cas[0]).unwrap();
@@ -862,6 +919,10 @@ async fn simulated_cars_get_contracts_installed_and_charge_by_them() {
         iso15118: Some(Iso15118Sim {
             pnc_share: 0.7,
             roots: roots.iter().map(|c| c.der().to_vec()).collect(),
+            // every car that has a contract renews it (M02) before it charges
+            renew_within: Some(
+                PncConfig::default().contract_lifetime + Duration::from_secs(86_400),
+            ),
         }),
         ..evproto_sim::SimConfig::default()
     };
@@ -870,6 +931,7 @@ async fn simulated_cars_get_contracts_installed_and_charge_by_them() {
     assert_eq!(report.error_count(), 0, "{}", report.to_json());
     assert!(report.iso15118_sessions >= 4, "{}", report.to_json());
     assert!(report.contracts_installed >= 1, "{}", report.to_json());
+    assert!(report.contracts_renewed >= 1, "{}", report.to_json());
     assert!(
         report.pnc_authorized > report.contracts_installed,
         "cars came back with their contracts: {}",

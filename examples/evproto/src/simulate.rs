@@ -103,6 +103,11 @@ pub(crate) struct Args {
     /// contract, and are refused.
     #[arg(long, requires = "iso15118")]
     pnc_roots: Option<std::path::PathBuf>,
+    /// With --iso15118: a Plug & Charge car renews its contract through
+    /// the CSMS (CertificateUpdate, Get15118EVCertificate with action
+    /// Update) when it ends within N days.
+    #[arg(long, value_name = "N", requires = "iso15118")]
+    pnc_renew_within_days: Option<u64>,
 }
 
 fn parse_range(s: &str) -> Result<(u64, u64), String> {
@@ -161,6 +166,9 @@ pub(crate) fn run(args: Args) -> Result<bool, String> {
         Some(sim::iso15118::Iso15118Sim {
             pnc_share: args.pnc_share,
             roots,
+            renew_within: args
+                .pnc_renew_within_days
+                .map(|d| Duration::from_secs(d.saturating_mul(86_400))),
         })
     } else {
         None

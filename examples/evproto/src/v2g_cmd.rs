@@ -518,6 +518,16 @@ pub(crate) struct EvArgs {
     /// CertificateInstallation with the OEM provisioning certificate.
     #[arg(long, requires = "pnc")]
     install_contract: bool,
+    /// With --pnc: renew the contract through CertificateUpdate (the
+    /// EVSE's provisioning service sends the new one) when it expires
+    /// within N days.
+    #[arg(
+        long,
+        value_name = "N",
+        requires = "pnc",
+        conflicts_with = "install_contract"
+    )]
+    renew_contract_within_days: Option<u64>,
     /// Speak ISO 15118-2 Plug & Charge over plain TCP (it requires TLS
     /// [V2G2-634], --tls): a lab shortcut.
     #[arg(long)]
@@ -1078,7 +1088,12 @@ pub(crate) fn run_ev(args: EvArgs) -> Result<bool, String> {
             .duration_since(std::time::UNIX_EPOCH)
             .map_err(|e| e.to_string())?
             .as_secs();
-        config = config.with_pnc(Some(EvPnc::new(contract, Some(provisioning), roots)));
+        let renew = args
+            .renew_contract_within_days
+            .map(|d| d.saturating_mul(86_400));
+        config = config.with_pnc(Some(
+            EvPnc::new(contract, Some(provisioning), roots).with_renewal(renew),
+        ));
     }
     if !(1..=60_000).contains(&args.current_demand_timeout_ms) {
         return Err("--current-demand-timeout-ms: 1 to 60000".into());
@@ -1142,6 +1157,13 @@ pub(crate) fn run_ev(args: EvArgs) -> Result<bool, String> {
                 "energy_wh": (report.energy_wh * 1000.0).round() / 1000.0,
                 "messages": report.messages(),
                 "tls": tls.as_ref().map(tls_name),
+                "contract": report.contract.as_ref().map(|(c, change)| json!({
+                    "emaid": c.emaid,
+                    "change": match change {
+                        shell::ContractChange::Installed => "installed",
+                        shell::ContractChange::Renewed => "renewed",
+                    },
+                })),
                 "result": result_json(&report),
             }),
             report.is_ok(),
@@ -1153,6 +1175,7 @@ pub(crate) fn run_ev(args: EvArgs) -> Result<bool, String> {
                 "energy_wh": 0.0,
                 "messages": 0,
                 "tls": null,
+                "contract": null,
                 "result": {"error": stage, "response_code": null, "detail": e.to_string()},
             }),
             false,

@@ -49,7 +49,22 @@
 //! may be `FAILED_CertificateRevoked` or `FAILED`. In the charge loop the
 //! SECC asks once for a receipt (`ReceiptRequired`); the EVCC's
 //! MeteringReceiptReq signed by the contract key must verify
-//! (`FAILED_MeteringSignatureNotValid`). CertificateUpdate is not done.
+//! (`FAILED_MeteringSignatureNotValid`).
+//!
+//! **Contract renewal** ([`super::EvPnc::renew_within`]): a car whose
+//! contract expires within that time sends CertificateUpdateReq (its
+//! contract chain and eMAID, signed by the contract key) instead of going
+//! straight to PaymentDetails. The SECC checks the chain against the MO
+//! roots (`FAILED_CertificateExpired`, `FAILED_CertChainError`, also for an
+//! eMAID other than the certificate's), then the signature
+//! (`FAILED_SignatureError`), and asks [`EvseRequest::UpdateCertificate`];
+//! no answer is `FAILED_NoCertificateAvailable`. The car checks the answer
+//! as an installation's, decrypts the new key with the old contract's key
+//! and goes on with the new contract. With Plug & Charge the SECC offers
+//! the Certificate service (ServiceID 2; ServiceDetail: parameter set 1
+//! Installation, 2 Update) and the car selects it with the set of the step
+//! it takes when offered; an SECC takes the certificate requests without
+//! that selection too.
 //!
 //! SessionStop(Pause) ends both sides with [`EndReason::Paused`]: a later
 //! connection resumes the session with [`SeccConfig::resume`] and
@@ -77,8 +92,8 @@ use super::common::{
 };
 use super::pnc::Contract;
 use super::pnc::{
-    as_refs, chain_parts, encode_signed, fragment, installation_fragments, CertificateInstallation,
-    ContractStatus,
+    as_refs, chain_parts, encode_signed, fragment, installation_fragments, update_fragments,
+    CertificateInstallation, CertificateUpdate, ContractStatus,
 };
 use super::{scale, unscale};
 use super::{
@@ -223,7 +238,8 @@ pub enum SeccState {
     ServiceDiscovery,
     /// ServiceDetailReq or PaymentServiceSelectionReq.
     PaymentServiceSelection,
-    /// Plug & Charge: PaymentDetailsReq or CertificateInstallationReq.
+    /// Plug & Charge: PaymentDetailsReq, CertificateInstallationReq or
+    /// CertificateUpdateReq.
     PaymentDetails,
     /// AuthorizationReq (again while `Ongoing`).
     Authorization,
@@ -262,7 +278,7 @@ impl SeccState {
                 )
                 | (
                     S::PaymentDetails,
-                    R::PaymentDetails | R::CertificateInstallation
+                    R::PaymentDetails | R::CertificateInstallation | R::CertificateUpdate
                 )
                 | (S::Authorization, R::Authorization)
                 | (S::ChargeParameterDiscovery, R::ChargeParameterDiscovery)
@@ -289,6 +305,39 @@ impl SeccState {
             ),
         }
     }
+}
+
+/// The ServiceID of the Certificate service (installation and update of
+/// contract certificates), offered with Plug & Charge.
+const CERTIFICATE_SERVICE: u16 = 2;
+
+/// The Certificate service's parameter sets (ServiceDetailRes): 1
+/// Installation, 2 Update.
+fn certificate_parameter_sets() -> m::ServiceParameterListType {
+    let set = |id: i16, what: &str| m::ParameterSetType {
+        parameter_set_id: id,
+        parameter: vec![m::ParameterType {
+            name: "Service".into(),
+            bool_value: None,
+            byte_value: None,
+            short_value: None,
+            int_value: None,
+            physical_value: None,
+            string_value: Some(what.into()),
+        }],
+    };
+    m::ServiceParameterListType {
+        parameter_set: vec![set(1, "Installation"), set(2, "Update")],
+    }
+}
+
+/// Whether `emaid` names the contract certificate `cert` (its CN, dashes
+/// and case aside).
+fn same_emaid(cert: &Cert, emaid: &str) -> bool {
+    cert.common_name().is_some_and(|cn| {
+        cn.replace('-', "")
+            .eq_ignore_ascii_case(&emaid.replace('-', ""))
+    })
 }
 
 fn pv(x: f64, unit: m::UnitSymbolType) -> m::PhysicalValueType {
@@ -407,6 +456,8 @@ pub struct Secc {
     challenge_signed: bool,
     /// A CertificateInstallationReq waits for the backend's response.
     installing: bool,
+    /// A CertificateUpdateReq waits for the backend's response.
+    updating: bool,
     /// A MeteringReceiptReq is due (ReceiptRequired was sent).
     receipt_pending: bool,
     receipt_asked: bool,
@@ -436,6 +487,7 @@ impl Secc {
             contract_status: None,
             challenge_signed: false,
             installing: false,
+            updating: false,
             receipt_pending: false,
             receipt_asked: false,
         };
@@ -497,22 +549,53 @@ impl Secc {
         now: Instant,
         installation: Option<CertificateInstallation>,
     ) {
-        if !std::mem::take(&mut self.installing) || self.core.is_ended() {
+        if !std::mem::take(&mut self.installing) {
             return;
         }
-        let req = Request::CertificateInstallation;
-        let Some(CertificateInstallation {
-            mut response,
-            signature,
-        }) = installation
-        else {
+        let answer = installation.map(|mut i| {
+            i.response.response_code = m::ResponseCodeType::OK;
+            let body = m::BodyType {
+                certificate_installation_res: Some(i.response),
+                ..Default::default()
+            };
+            (body, i.signature)
+        });
+        self.certificate_answer(now, Request::CertificateInstallation, answer);
+    }
+
+    pub(crate) fn handle_certificate_update(
+        &mut self,
+        now: Instant,
+        update: Option<CertificateUpdate>,
+    ) {
+        if !std::mem::take(&mut self.updating) {
+            return;
+        }
+        let answer = update.map(|mut u| {
+            u.response.response_code = m::ResponseCodeType::OK;
+            let body = m::BodyType {
+                certificate_update_res: Some(u.response),
+                ..Default::default()
+            };
+            (body, u.signature)
+        });
+        self.certificate_answer(now, Request::CertificateUpdate, answer);
+    }
+
+    /// Sends the backend's signed answer to `req`, or
+    /// `FAILED_NoCertificateAvailable` when it has none.
+    fn certificate_answer(
+        &mut self,
+        now: Instant,
+        req: Request,
+        answer: Option<(m::BodyType, xmldsig::SignatureType)>,
+    ) {
+        if self.core.is_ended() {
+            return;
+        }
+        let Some((body, signature)) = answer else {
             let code = m::ResponseCodeType::FailedNoCertificateAvailable;
             return self.fail(req, code, failed(code));
-        };
-        response.response_code = m::ResponseCodeType::OK;
-        let body = m::BodyType {
-            certificate_installation_res: Some(response),
-            ..Default::default()
         };
         self.send_signed(body, Some(signature));
         if !self.core.is_ended() {
@@ -620,9 +703,15 @@ impl Secc {
             Request::ServiceDiscovery => self.state = SeccState::PaymentServiceSelection,
             Request::ServiceDetail => {
                 let id = take!(service_detail_req).service_id;
-                if id != 1 {
+                if id != 1 && !(id == CERTIFICATE_SERVICE && self.config.pnc.is_some()) {
                     let code = m::ResponseCodeType::FailedServiceIDInvalid;
                     return self.fail(req, code, failed(code));
+                }
+                if let Some(r) = body.service_detail_res.as_mut() {
+                    r.service_id = id;
+                    if id == CERTIFICATE_SERVICE {
+                        r.service_parameter_list = Some(certificate_parameter_sets());
+                    }
                 }
             }
             Request::PaymentServiceSelection => {
@@ -634,13 +723,24 @@ impl Secc {
                     .map(|s| s.service_id)
                     .collect();
                 let contract = r.selected_payment_option == m::PaymentOptionType::Contract;
+                let pnc = contract && self.config.pnc.is_some();
+                // the Certificate service (installation 1 or update 2) goes with Contract
+                let certificate_ok = |s: &m::SelectedServiceType| {
+                    pnc && s.service_id == CERTIFICATE_SERVICE
+                        && s.parameter_set_id.is_none_or(|p| p == 1 || p == 2)
+                };
                 let code = if !(r.selected_payment_option == m::PaymentOptionType::ExternalPayment
-                    || contract && self.config.pnc.is_some())
+                    || pnc)
                 {
                     Some(m::ResponseCodeType::FailedPaymentSelectionInvalid)
                 } else if !ids.contains(&1) {
                     Some(m::ResponseCodeType::FailedNoChargeServiceSelected)
-                } else if ids.iter().any(|id| *id != 1) {
+                } else if r
+                    .selected_service_list
+                    .selected_service
+                    .iter()
+                    .any(|s| s.service_id != 1 && !certificate_ok(s))
+                {
                     Some(m::ResponseCodeType::FailedServiceSelectionInvalid)
                 } else {
                     None
@@ -681,11 +781,7 @@ impl Secc {
                     }
                 };
                 // [V2G2-...]: the eMAID is the contract certificate's CN
-                let emaid_ok = cert.common_name().is_some_and(|cn| {
-                    cn.replace('-', "")
-                        .eq_ignore_ascii_case(&r.e_maid.replace('-', ""))
-                });
-                if !emaid_ok {
+                if !same_emaid(&cert, &r.e_maid) {
                     let code = m::ResponseCodeType::FailedCertChainError;
                     return self.fail(req, code, failed(code));
                 }
@@ -726,6 +822,67 @@ impl Secc {
                     exi: exi.to_vec(),
                 });
                 // answered by `handle_certificate_installation`
+                self.arm_sequence(now);
+                return;
+            }
+            Request::CertificateUpdate => {
+                let r = take!(certificate_update_req);
+                let Some(pnc) = &self.config.pnc else {
+                    return self.end(EndReason::SequenceError);
+                };
+                // the contract to replace: its chain to an MO root, still valid
+                let (leaf, subs) = chain_parts(&r.contract_signature_cert_chain);
+                let checked = pki::verify_chain(
+                    &leaf,
+                    &subs,
+                    &pnc.mo_roots,
+                    self.unix_now(now),
+                    LeafUsage::Signature,
+                )
+                .and_then(|c| Ok((c.leaf.public_key()?, c.leaf)));
+                let (key, cert) = match checked {
+                    Ok(k) => k,
+                    Err(e) => {
+                        let code = match e {
+                            CertError::Expired { .. } | CertError::NotYetValid { .. } => {
+                                m::ResponseCodeType::FailedCertificateExpired
+                            }
+                            _ => m::ResponseCodeType::FailedCertChainError,
+                        };
+                        return self.fail(req, code, failed(code));
+                    }
+                };
+                if !same_emaid(&cert, &r.e_maid) {
+                    let code = m::ResponseCodeType::FailedCertChainError;
+                    return self.fail(req, code, failed(code));
+                }
+                // signed by the contract's key [V2G2-771]
+                let signed = Self::signature_ok(
+                    msg.header.signature.as_ref(),
+                    fragment(
+                        &r.id,
+                        m::Fragment::CertificateUpdateReq(Box::new(r.clone())),
+                    ),
+                    &key,
+                );
+                if !signed {
+                    let code = m::ResponseCodeType::FailedSignatureError;
+                    return self.fail(req, code, failed(code));
+                }
+                self.updating = true;
+                self.core.evse(EvseRequest::UpdateCertificate {
+                    emaid: r.e_maid.clone(),
+                    certificate: leaf,
+                    sub_cas: subs,
+                    root_ids: r
+                        .list_of_root_certificate_i_ds
+                        .root_certificate_id
+                        .iter()
+                        .map(|i| (i.x509_issuer_name.clone(), i.x509_serial_number))
+                        .collect(),
+                    exi: exi.to_vec(),
+                });
+                // answered by `handle_certificate_update`
                 self.arm_sequence(now);
                 return;
             }
@@ -988,8 +1145,6 @@ impl Secc {
                 };
                 return self.end(reason);
             }
-            // not allowed in any state: answered by `fail` above
-            Request::CertificateUpdate => {}
         }
         self.ask_receipt(&mut body);
         self.send(body);
@@ -1161,7 +1316,16 @@ impl Secc {
                             },
                         },
                     },
-                    service_list: None,
+                    // Plug & Charge: the Certificate service (installation, update)
+                    service_list: self.config.pnc.is_some().then(|| m::ServiceListType {
+                        service: vec![m::ServiceType {
+                            service_id: CERTIFICATE_SERVICE,
+                            service_name: None,
+                            service_category: m::ServiceCategoryType::ContractCertificate,
+                            service_scope: None,
+                            free_service: true,
+                        }],
+                    }),
                 })
             }
             Request::ServiceDetail => {
@@ -1404,12 +1568,32 @@ pub struct Evcc {
     started: Option<Instant>,
     /// Plug & Charge chosen (the SECC offered `Contract`).
     pnc: bool,
-    /// The contract installed by CertificateInstallation.
+    /// The contract installed by CertificateInstallation or renewed by
+    /// CertificateUpdate.
     installed: Option<Contract>,
+    /// `installed` came by CertificateUpdate.
+    renewed: bool,
+    /// Plug & Charge: CertificateInstallation or CertificateUpdate before
+    /// PaymentDetails (decided at ServiceDiscoveryRes), and whether the
+    /// SECC offered the Certificate service to select for it.
+    certificate_step: Option<Request>,
+    certificate_service: bool,
     gen_challenge: Option<Vec<u8>>,
     /// The charge-loop answer asked for a MeteringReceipt: its meter info
     /// and the request the loop goes on with.
     receipt: Option<(m::MeterInfoType, Request)>,
+}
+
+/// What a CertificateInstallationRes or CertificateUpdateRes delivers.
+struct Delivered<'a> {
+    sa_chain: &'a m::CertificateChainType,
+    /// The four signed elements, `(Id, EXI fragment)`.
+    fragments: Vec<(String, Vec<u8>)>,
+    signature: Option<&'a xmldsig::SignatureType>,
+    encrypted_key: &'a m::ContractSignatureEncryptedPrivateKeyType,
+    dh_public_key: &'a m::DiffieHellmanPublickeyType,
+    emaid: &'a m::EMAIDType,
+    contract_chain: &'a m::CertificateChainType,
 }
 
 impl Evcc {
@@ -1443,6 +1627,9 @@ impl Evcc {
             started: None,
             pnc: false,
             installed: None,
+            renewed: false,
+            certificate_step: None,
+            certificate_service: false,
             gen_challenge: None,
             receipt: None,
         }
@@ -1456,9 +1643,31 @@ impl Evcc {
             .or_else(|| self.config.pnc.as_ref()?.contract.as_ref())
     }
 
-    /// The contract installed by CertificateInstallation in this session.
+    /// The contract installed by CertificateInstallation, or renewed by
+    /// CertificateUpdate, in this session.
     pub fn installed_contract(&self) -> Option<&Contract> {
         self.installed.as_ref()
+    }
+
+    /// Whether [`Evcc::installed_contract`] renewed the car's contract
+    /// (CertificateUpdate) rather than installing a first one.
+    pub fn contract_renewed(&self) -> bool {
+        self.renewed && self.installed.is_some()
+    }
+
+    /// What comes before PaymentDetails with Plug & Charge at `now`:
+    /// CertificateInstallation without a contract, CertificateUpdate for
+    /// one that expires within [`super::EvPnc::renew_within`] (and has a
+    /// key to sign the request with), else nothing.
+    fn certificate_step_at(&self, now: Instant) -> Option<Request> {
+        let pnc = self.config.pnc.as_ref()?;
+        let Some(contract) = self.contract() else {
+            return Some(Request::CertificateInstallation);
+        };
+        let within = pnc.renew_within?;
+        let (_, not_after) = Cert::from_der(&contract.certificate).ok()?.validity();
+        (not_after <= self.unix_now(now).saturating_add(within))
+            .then_some(Request::CertificateUpdate)
     }
 
     fn unix_now(&self, now: Instant) -> u64 {
@@ -1468,9 +1677,9 @@ impl Evcc {
                 .map_or(0, |s| now.saturating_duration_since(s).as_secs())
     }
 
-    /// The header signature a PnC request carries: AuthorizationReq and
-    /// MeteringReceiptReq by the contract key, CertificateInstallationReq
-    /// by the OEM provisioning key.
+    /// The header signature a PnC request carries: AuthorizationReq,
+    /// MeteringReceiptReq and CertificateUpdateReq by the contract key,
+    /// CertificateInstallationReq by the OEM provisioning key.
     fn signature(&self, b: &m::BodyType) -> Result<Option<xmldsig::SignatureType>, String> {
         let (key, element) =
             if let Some(r) = b.authorization_req.as_ref().filter(|r| r.id.is_some()) {
@@ -1484,6 +1693,14 @@ impl Evcc {
                 (
                     self.contract().map(|c| c.key.clone()),
                     fragment(&id, m::Fragment::MeteringReceiptReq(Box::new(r.clone())))?,
+                )
+            } else if let Some(r) = &b.certificate_update_req {
+                (
+                    self.contract().map(|c| c.key.clone()),
+                    fragment(
+                        &r.id,
+                        m::Fragment::CertificateUpdateReq(Box::new(r.clone())),
+                    )?,
                 )
             } else if let Some(r) = &b.certificate_installation_req {
                 (
@@ -1507,16 +1724,68 @@ impl Evcc {
             .map_err(|e| e.to_string())
     }
 
-    /// Checks a CertificateInstallationRes and takes its contract.
+    /// Checks a CertificateInstallationRes and takes its contract (its key
+    /// decrypted with the OEM provisioning key).
     fn install(
-        &mut self,
+        &self,
         now: Instant,
         r: &m::CertificateInstallationResType,
         signature: Option<&xmldsig::SignatureType>,
     ) -> Result<Contract, String> {
         let pnc = self.config.pnc.as_ref().ok_or("no PnC configuration")?;
         let prov = pnc.provisioning.as_ref().ok_or("no provisioning key")?;
-        let (leaf, subs) = chain_parts(&r.sa_provisioning_certificate_chain);
+        let frags = installation_fragments(r).map_err(|e| e.to_string())?;
+        self.take_contract(
+            now,
+            Delivered {
+                sa_chain: &r.sa_provisioning_certificate_chain,
+                fragments: frags,
+                signature,
+                encrypted_key: &r.contract_signature_encrypted_private_key,
+                dh_public_key: &r.d_hpublickey,
+                emaid: &r.e_maid,
+                contract_chain: &r.contract_signature_cert_chain,
+            },
+            &prov.key,
+        )
+    }
+
+    /// Checks a CertificateUpdateRes and takes its contract (its key
+    /// decrypted with the key of the contract it replaces).
+    fn update(
+        &self,
+        now: Instant,
+        r: &m::CertificateUpdateResType,
+        signature: Option<&xmldsig::SignatureType>,
+    ) -> Result<Contract, String> {
+        let old = self.contract().ok_or("no contract to update")?;
+        let frags = update_fragments(r).map_err(|e| e.to_string())?;
+        self.take_contract(
+            now,
+            Delivered {
+                sa_chain: &r.sa_provisioning_certificate_chain,
+                fragments: frags,
+                signature,
+                encrypted_key: &r.contract_signature_encrypted_private_key,
+                dh_public_key: &r.d_hpublickey,
+                emaid: &r.e_maid,
+                contract_chain: &r.contract_signature_cert_chain,
+            },
+            &old.key,
+        )
+    }
+
+    /// The SA provisioning chain ends at a V2G root the car trusts, its
+    /// leaf signed the four elements, and the key decrypted with
+    /// `receiver_key` belongs to the delivered certificate.
+    fn take_contract(
+        &self,
+        now: Instant,
+        d: Delivered<'_>,
+        receiver_key: &[u8],
+    ) -> Result<Contract, String> {
+        let pnc = self.config.pnc.as_ref().ok_or("no PnC configuration")?;
+        let (leaf, subs) = chain_parts(d.sa_chain);
         let sa = pki::verify_chain(
             &leaf,
             &subs,
@@ -1525,21 +1794,20 @@ impl Evcc {
             LeafUsage::Signature,
         )
         .map_err(|e| format!("FAILED_CertChainError: {e}"))?;
-        let frags = installation_fragments(r).map_err(|e| e.to_string())?;
-        let sig = signature.ok_or("FAILED_SignatureError: unsigned")?;
+        let sig = d.signature.ok_or("FAILED_SignatureError: unsigned")?;
         let key = sa.leaf.public_key().map_err(|e| e.to_string())?;
-        pki::verify(sig, &as_refs(&frags), &key)
+        pki::verify(sig, &as_refs(&d.fragments), &key)
             .map_err(|e| format!("FAILED_SignatureError: {e}"))?;
         let scalar = pki::decrypt_contract_key(
-            &r.contract_signature_encrypted_private_key.value.0,
-            &r.d_hpublickey.value.0,
-            &prov.key,
+            &d.encrypted_key.value.0,
+            &d.dh_public_key.value.0,
+            receiver_key,
         )
         .map_err(|e| e.to_string())?;
-        let (cert, sub_cas) = chain_parts(&r.contract_signature_cert_chain);
+        let (cert, sub_cas) = chain_parts(d.contract_chain);
         let parsed = Cert::from_der(&cert).map_err(|e| e.to_string())?;
         pki::check_key_pair(&scalar, &parsed).map_err(|e| e.to_string())?;
-        Ok(Contract::new(r.e_maid.value.clone(), cert, sub_cas, scalar))
+        Ok(Contract::new(d.emaid.value.clone(), cert, sub_cas, scalar))
     }
 
     pub(crate) fn session_id(&self) -> Option<&[u8]> {
@@ -1629,10 +1897,12 @@ impl Evcc {
                         m::PaymentOptionType::ExternalPayment
                     },
                     selected_service_list: m::SelectedServiceListType {
-                        selected_service: vec![m::SelectedServiceType {
+                        selected_service: std::iter::once(m::SelectedServiceType {
                             service_id: 1,
                             parameter_set_id: None,
-                        }],
+                        })
+                        .chain(self.certificate_selection())
+                        .collect(),
                     },
                 })
             }
@@ -1673,6 +1943,31 @@ impl Evcc {
                                 .map(|p| p.certificate.clone())
                                 .unwrap_or_default(),
                         ),
+                        list_of_root_certificate_i_ds: m::ListOfRootCertificateIDsType {
+                            root_certificate_id: pnc.v2g_roots.root_ids(),
+                        },
+                    })
+                }
+            }
+            Request::CertificateUpdate => {
+                if let (Some(pnc), Some(c)) = (&self.config.pnc, self.contract()) {
+                    b.certificate_update_req = Some(m::CertificateUpdateReqType {
+                        id: "ID1".into(),
+                        contract_signature_cert_chain: m::CertificateChainType {
+                            id: None,
+                            certificate: Base64Binary(c.certificate.clone()),
+                            sub_certificates: (!c.sub_cas.is_empty()).then(|| {
+                                m::SubCertificatesType {
+                                    certificate: c
+                                        .sub_cas
+                                        .iter()
+                                        .cloned()
+                                        .map(Base64Binary)
+                                        .collect(),
+                                }
+                            }),
+                        },
+                        e_maid: c.emaid.clone(),
                         list_of_root_certificate_i_ds: m::ListOfRootCertificateIDsType {
                             root_certificate_id: pnc.v2g_roots.root_ids(),
                         },
@@ -1782,9 +2077,23 @@ impl Evcc {
                 })
             }
             // never sent
-            Request::ServiceDetail | Request::CertificateUpdate => {}
+            Request::ServiceDetail => {}
         }
         b
+    }
+
+    /// The Certificate service with its parameter set (1 installation, 2
+    /// update) when a certificate step comes and the SECC offered it.
+    fn certificate_selection(&self) -> Option<m::SelectedServiceType> {
+        let set = match self.certificate_step? {
+            Request::CertificateInstallation => 1,
+            Request::CertificateUpdate => 2,
+            _ => return None,
+        };
+        (self.pnc && self.certificate_service).then_some(m::SelectedServiceType {
+            service_id: CERTIFICATE_SERVICE,
+            parameter_set_id: Some(set),
+        })
     }
 
     fn send(&mut self, now: Instant, req: Request) {
@@ -1921,6 +2230,16 @@ impl Evcc {
                 let offered = &r.payment_option_list.payment_option;
                 self.pnc =
                     self.config.pnc.is_some() && offered.contains(&m::PaymentOptionType::Contract);
+                self.certificate_service = r.service_list.as_ref().is_some_and(|l| {
+                    l.service
+                        .iter()
+                        .any(|s| s.service_id == CERTIFICATE_SERVICE)
+                });
+                self.certificate_step = if self.pnc {
+                    self.certificate_step_at(now)
+                } else {
+                    None
+                };
                 if !self.pnc && !offered.contains(&m::PaymentOptionType::ExternalPayment) {
                     return self.core.end(EndReason::Failed {
                         response_code: "ExternalPayment not offered".into(),
@@ -1933,10 +2252,8 @@ impl Evcc {
                 if self.check(r.response_code, None) {
                     let next = if !self.pnc {
                         Request::Authorization
-                    } else if self.contract().is_some() {
-                        Request::PaymentDetails
                     } else {
-                        Request::CertificateInstallation
+                        self.certificate_step.unwrap_or(Request::PaymentDetails)
                     };
                     self.send(now, next);
                 }
@@ -1949,6 +2266,20 @@ impl Evcc {
                 match self.install(now, &r, msg.header.signature.as_ref()) {
                     Ok(c) => {
                         self.installed = Some(c);
+                        self.send(now, Request::PaymentDetails);
+                    }
+                    Err(e) => self.core.end(EndReason::Failed { response_code: e }),
+                }
+            }
+            Request::CertificateUpdate => {
+                let r = res!(certificate_update_res);
+                if !self.check(r.response_code, None) {
+                    return;
+                }
+                match self.update(now, &r, msg.header.signature.as_ref()) {
+                    Ok(c) => {
+                        self.installed = Some(c);
+                        self.renewed = true;
                         self.send(now, Request::PaymentDetails);
                     }
                     Err(e) => self.core.end(EndReason::Failed { response_code: e }),
@@ -2151,9 +2482,7 @@ impl Evcc {
                     self.core.end(reason);
                 }
             }
-            Request::ServiceDetail | Request::CertificateUpdate => {
-                self.core.end(EndReason::SequenceError)
-            }
+            Request::ServiceDetail => self.core.end(EndReason::SequenceError),
         }
     }
 

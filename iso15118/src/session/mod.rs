@@ -94,8 +94,8 @@ mod timers;
 
 use common::Pacing;
 pub use pnc::{
-    CertificateInstallation, Contract, ContractProvisioning, ContractStatus, EvPnc, InstallError,
-    Provisioning, SeccPnc,
+    CertificateInstallation, CertificateUpdate, Contract, ContractProvisioning, ContractStatus,
+    EvPnc, InstallError, Provisioning, SeccPnc,
 };
 pub use timers::{msg_timeout, MsgKind, Standard, TimerConfig, TimerKind, Timers};
 
@@ -260,6 +260,25 @@ pub enum EvseRequest {
     InstallCertificate {
         /// The OEM provisioning certificate, DER.
         oem_provisioning_cert: Vec<u8>,
+        /// The V2G roots the car trusts, `(issuer, serial)`.
+        root_ids: Vec<(String, i64)>,
+        /// The request as it came (EXI), for a backend that takes it whole.
+        exi: Vec<u8>,
+    },
+    /// Plug & Charge (ISO 15118-2): the car asks for a new contract in
+    /// place of the one it has (CertificateUpdateReq: its contract chain
+    /// verified against the MO roots, its eMAID the certificate's, its
+    /// signature by the contract key verified); answer with
+    /// [`Secc::handle_certificate_update`] (the backend's response, e.g.
+    /// OCPP `Get15118EVCertificate` with action `Update`, or
+    /// [`ContractProvisioning::update`]).
+    UpdateCertificate {
+        /// The eMAID of the request.
+        emaid: String,
+        /// The contract certificate to replace, DER.
+        certificate: Vec<u8>,
+        /// Its sub-CAs, DER.
+        sub_cas: Vec<Vec<u8>>,
         /// The V2G roots the car trusts, `(issuer, serial)`.
         root_ids: Vec<(String, i64)>,
         /// The request as it came (EXI), for a backend that takes it whole.
@@ -988,6 +1007,15 @@ impl Secc {
     ) {
         if let SeccInner::Iso2(m) = &mut self.inner {
             m.handle_certificate_installation(now, installation)
+        }
+    }
+
+    /// The CertificateUpdateRes asked for by
+    /// [`EvseRequest::UpdateCertificate`] (`None`: no new contract for this
+    /// car, `FAILED_NoCertificateAvailable`).
+    pub fn handle_certificate_update(&mut self, now: Instant, update: Option<CertificateUpdate>) {
+        if let SeccInner::Iso2(m) = &mut self.inner {
+            m.handle_certificate_update(now, update)
         }
     }
 

@@ -1,16 +1,18 @@
 //! Plug & Charge (ISO 15118-2): what the SECC and the EVCC are given, what
 //! the SECC asks the backend, and the certificate provisioning service's
-//! side of CertificateInstallation.
+//! side of CertificateInstallation and CertificateUpdate.
 //!
 //! The machines do the protocol (chains, GenChallenge, signatures over
 //! EXI fragments, the contract key's decryption) with [`crate::pki`]; what
 //! they cannot know comes in as data: the MO roots and the GenChallenge
 //! ([`SeccPnc`]), the car's contract and provisioning credentials
 //! ([`EvPnc`]), the backend's verdict on a contract
-//! ([`super::EvseRequest::AuthorizeContract`] → [`ContractStatus`]) and a
+//! ([`super::EvseRequest::AuthorizeContract`] → [`ContractStatus`]), a
 //! CertificateInstallationRes ([`super::EvseRequest::InstallCertificate`]
 //! → [`CertificateInstallation`], which [`ContractProvisioning::install`]
-//! makes for a lab or test backend).
+//! makes for a lab or test backend) and a CertificateUpdateRes
+//! ([`super::EvseRequest::UpdateCertificate`] → [`CertificateUpdate`],
+//! [`ContractProvisioning::update`]).
 
 use crate::grammar::{Base64Binary, HexBinary};
 use crate::messages::iso2 as m;
@@ -102,6 +104,9 @@ pub struct EvPnc {
     /// The V2G roots the car trusts: their ids go into
     /// CertificateInstallationReq and the SA provisioning chain must end at one.
     pub v2g_roots: TrustStore,
+    /// Renew the contract (CertificateUpdateReq, before PaymentDetails)
+    /// when it expires within this many seconds; `None`: never.
+    pub renew_within: Option<u64>,
 }
 
 impl EvPnc {
@@ -115,7 +120,13 @@ impl EvPnc {
             contract,
             provisioning,
             v2g_roots,
+            renew_within: None,
         }
+    }
+    /// Sets [`EvPnc::renew_within`] (seconds).
+    pub fn with_renewal(mut self, within: Option<u64>) -> Self {
+        self.renew_within = within;
+        self
     }
 }
 
@@ -138,6 +149,18 @@ pub enum ContractStatus {
 pub struct CertificateInstallation {
     /// The response (its ResponseCode is the SECC's to set).
     pub response: m::CertificateInstallationResType,
+    /// Signs ContractSignatureCertChain, ContractSignatureEncryptedPrivateKey,
+    /// DHpublickey and eMAID.
+    pub signature: xmldsig::SignatureType,
+}
+
+/// A CertificateUpdateRes as the backend or provisioning service made it:
+/// the body and the header signature of the SA provisioning key (over the
+/// same four elements as an installation's).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CertificateUpdate {
+    /// The response (its ResponseCode is the SECC's to set).
+    pub response: m::CertificateUpdateResType,
     /// Signs ContractSignatureCertChain, ContractSignatureEncryptedPrivateKey,
     /// DHpublickey and eMAID.
     pub signature: xmldsig::SignatureType,
@@ -191,25 +214,47 @@ pub(crate) fn chain_parts(c: &m::CertificateChainType) -> (Vec<u8>, Vec<Vec<u8>>
 pub(crate) fn installation_fragments(
     r: &m::CertificateInstallationResType,
 ) -> Result<Vec<(String, Vec<u8>)>, InstallError> {
+    signed_fragments(
+        &r.contract_signature_cert_chain,
+        &r.contract_signature_encrypted_private_key,
+        &r.d_hpublickey,
+        &r.e_maid,
+    )
+}
+
+/// The four signed elements of a CertificateUpdateRes as `(Id, EXI
+/// fragment)`: the same four as an installation's.
+pub(crate) fn update_fragments(
+    r: &m::CertificateUpdateResType,
+) -> Result<Vec<(String, Vec<u8>)>, InstallError> {
+    signed_fragments(
+        &r.contract_signature_cert_chain,
+        &r.contract_signature_encrypted_private_key,
+        &r.d_hpublickey,
+        &r.e_maid,
+    )
+}
+
+/// ContractSignatureCertChain, ContractSignatureEncryptedPrivateKey,
+/// DHpublickey and eMAID as `(Id, EXI fragment)`.
+fn signed_fragments(
+    chain: &m::CertificateChainType,
+    key: &m::ContractSignatureEncryptedPrivateKeyType,
+    dh: &m::DiffieHellmanPublickeyType,
+    emaid: &m::EMAIDType,
+) -> Result<Vec<(String, Vec<u8>)>, InstallError> {
     let frags = [
         (
-            r.contract_signature_cert_chain
-                .id
-                .clone()
-                .unwrap_or_default(),
-            m::Fragment::ContractSignatureCertChain(Box::new(
-                r.contract_signature_cert_chain.clone(),
-            )),
+            chain.id.clone().unwrap_or_default(),
+            m::Fragment::ContractSignatureCertChain(Box::new(chain.clone())),
         ),
         (
-            r.contract_signature_encrypted_private_key.id.clone(),
-            m::Fragment::ContractSignatureEncryptedPrivateKey(Box::new(
-                r.contract_signature_encrypted_private_key.clone(),
-            )),
+            key.id.clone(),
+            m::Fragment::ContractSignatureEncryptedPrivateKey(Box::new(key.clone())),
         ),
         (
-            r.d_hpublickey.id.clone(),
-            m::Fragment::DHpublickey(Box::new(r.d_hpublickey.clone())),
+            dh.id.clone(),
+            m::Fragment::DHpublickey(Box::new(dh.clone())),
         ),
     ];
     let mut out = frags
@@ -225,12 +270,12 @@ pub(crate) fn installation_fragments(
     // (PaymentDetailsReq's string, this EMAIDType), so the typed `Fragment`
     // enum has no variant for it: the XSD-driven engine encodes it
     let exi = |e: String| InstallError::Exi(e);
-    let json = serde_json::json!({ "eMAID": serde_json::to_value(&r.e_maid).map_err(|e| exi(e.to_string()))? });
+    let json = serde_json::json!({ "eMAID": serde_json::to_value(emaid).map_err(|e| exi(e.to_string()))? });
     let bytes = crate::schema::by_name("iso2")
         .map_err(|e| exi(e.to_string()))?
         .encode_fragment(&json)
         .map_err(|e| exi(e.to_string()))?;
-    out.push((r.e_maid.id.clone(), bytes));
+    out.push((emaid.id.clone(), bytes));
     Ok(out)
 }
 
@@ -255,6 +300,17 @@ pub struct ContractProvisioning {
     pub contract: Contract,
 }
 
+/// What CertificateInstallationRes and CertificateUpdateRes both carry,
+/// and the SA provisioning key's signature over its four signed elements.
+struct Delivery {
+    sa_chain: m::CertificateChainType,
+    contract_chain: m::CertificateChainType,
+    encrypted_key: m::ContractSignatureEncryptedPrivateKeyType,
+    dh_public_key: m::DiffieHellmanPublickeyType,
+    emaid: m::EMAIDType,
+    signature: xmldsig::SignatureType,
+}
+
 impl ContractProvisioning {
     /// The CertificateInstallationRes for the car holding
     /// `oem_provisioning_cert`; `ephemeral_key` (a secp256r1 scalar) and
@@ -265,38 +321,83 @@ impl ContractProvisioning {
         ephemeral_key: &[u8],
         iv: [u8; 16],
     ) -> Result<CertificateInstallation, InstallError> {
-        let oem = Cert::from_der(oem_provisioning_cert)?.public_key()?;
-        let enc = pki::encrypt_contract_key(&self.contract.key, &oem, ephemeral_key, iv)?;
-        let response = m::CertificateInstallationResType {
-            response_code: m::ResponseCodeType::OK,
-            sa_provisioning_certificate_chain: chain(
-                None,
-                &self.cps_certificate,
-                &self.cps_sub_cas,
-            ),
-            contract_signature_cert_chain: chain(
-                Some(IDS[0]),
-                &self.contract.certificate,
-                &self.contract.sub_cas,
-            ),
-            contract_signature_encrypted_private_key: m::ContractSignatureEncryptedPrivateKeyType {
-                id: IDS[1].into(),
-                value: Base64Binary(enc.encrypted_private_key),
-            },
-            d_hpublickey: m::DiffieHellmanPublickeyType {
-                id: IDS[2].into(),
-                value: Base64Binary(enc.dh_public_key),
-            },
-            e_maid: m::EMAIDType {
-                id: IDS[3].into(),
-                value: self.contract.emaid.clone(),
-            },
-        };
-        let frags = installation_fragments(&response)?;
-        let signature = pki::sign(&self.cps_key, &as_refs(&frags))?;
+        let d = self.deliver(oem_provisioning_cert, ephemeral_key, iv)?;
         Ok(CertificateInstallation {
-            response,
-            signature,
+            response: m::CertificateInstallationResType {
+                response_code: m::ResponseCodeType::OK,
+                sa_provisioning_certificate_chain: d.sa_chain,
+                contract_signature_cert_chain: d.contract_chain,
+                contract_signature_encrypted_private_key: d.encrypted_key,
+                d_hpublickey: d.dh_public_key,
+                e_maid: d.emaid,
+            },
+            signature: d.signature,
+        })
+    }
+
+    /// The CertificateUpdateRes for the car whose contract is
+    /// `old_contract_cert` (the certificate CertificateUpdateReq carried,
+    /// which the caller has checked): the contract of this provisioning
+    /// (normally the same eMAID with a new key and validity), its key
+    /// encrypted for the old contract's public key ([V2G2-818]);
+    /// `ephemeral_key` (a secp256r1 scalar) and `iv` must be fresh random
+    /// values, drawn by the caller.
+    pub fn update(
+        &self,
+        old_contract_cert: &[u8],
+        ephemeral_key: &[u8],
+        iv: [u8; 16],
+    ) -> Result<CertificateUpdate, InstallError> {
+        let d = self.deliver(old_contract_cert, ephemeral_key, iv)?;
+        Ok(CertificateUpdate {
+            response: m::CertificateUpdateResType {
+                response_code: m::ResponseCodeType::OK,
+                sa_provisioning_certificate_chain: d.sa_chain,
+                contract_signature_cert_chain: d.contract_chain,
+                contract_signature_encrypted_private_key: d.encrypted_key,
+                d_hpublickey: d.dh_public_key,
+                e_maid: d.emaid,
+                retry_counter: None,
+            },
+            signature: d.signature,
+        })
+    }
+
+    /// The contract with its key encrypted for the public key of
+    /// `receiver_cert`, signed.
+    fn deliver(
+        &self,
+        receiver_cert: &[u8],
+        ephemeral_key: &[u8],
+        iv: [u8; 16],
+    ) -> Result<Delivery, InstallError> {
+        let receiver = Cert::from_der(receiver_cert)?.public_key()?;
+        let enc = pki::encrypt_contract_key(&self.contract.key, &receiver, ephemeral_key, iv)?;
+        let contract_chain = chain(
+            Some(IDS[0]),
+            &self.contract.certificate,
+            &self.contract.sub_cas,
+        );
+        let encrypted_key = m::ContractSignatureEncryptedPrivateKeyType {
+            id: IDS[1].into(),
+            value: Base64Binary(enc.encrypted_private_key),
+        };
+        let dh_public_key = m::DiffieHellmanPublickeyType {
+            id: IDS[2].into(),
+            value: Base64Binary(enc.dh_public_key),
+        };
+        let emaid = m::EMAIDType {
+            id: IDS[3].into(),
+            value: self.contract.emaid.clone(),
+        };
+        let frags = signed_fragments(&contract_chain, &encrypted_key, &dh_public_key, &emaid)?;
+        Ok(Delivery {
+            sa_chain: chain(None, &self.cps_certificate, &self.cps_sub_cas),
+            signature: pki::sign(&self.cps_key, &as_refs(&frags))?,
+            contract_chain,
+            encrypted_key,
+            dh_public_key,
+            emaid,
         })
     }
 }

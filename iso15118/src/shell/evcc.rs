@@ -124,6 +124,14 @@ where
         messages_sent: io.sent,
         messages_received: io.received,
         end,
+        contract: evcc.iso2().and_then(|m| {
+            let change = if m.contract_renewed() {
+                super::ContractChange::Renewed
+            } else {
+                super::ContractChange::Installed
+            };
+            Some((m.installed_contract()?.clone(), change))
+        }),
         #[cfg(any(feature = "tls", feature = "tls-openssl"))]
         tls: None,
     };

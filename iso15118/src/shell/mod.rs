@@ -288,10 +288,20 @@ impl SessionReport {
             messages_sent: 0,
             messages_received: 0,
             end: Err(end),
+            contract: None,
             #[cfg(any(feature = "tls", feature = "tls-openssl"))]
             tls: None,
         }
     }
+}
+
+/// How an EVCC received a contract ([`SessionReport::contract`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContractChange {
+    /// CertificateInstallation: the car had none.
+    Installed,
+    /// CertificateUpdate: it replaced the car's contract.
+    Renewed,
 }
 
 /// How one session went, from either side.
@@ -318,6 +328,10 @@ pub struct SessionReport {
     /// How it ended: `Ok` with the machine's reason, or the shell's error
     /// (the connection failed before the machine ended the session).
     pub end: Result<EndReason, Error>,
+    /// EVCC, ISO 15118-2 Plug & Charge: the contract the car received in
+    /// this session, and whether it renewed one (CertificateUpdate) rather
+    /// than installing a first one (CertificateInstallation).
+    pub contract: Option<(crate::session::Contract, ContractChange)>,
     /// The TLS handshake the session ran over, when [`SeccServer`] did
     /// it ([`SeccServer::with_tls`]).
     #[cfg(any(feature = "tls", feature = "tls-openssl"))]

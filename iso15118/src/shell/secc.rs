@@ -11,8 +11,8 @@ use tokio::net::TcpListener;
 use super::connection::Framed;
 use super::{now, Error, Pending, SessionReport, ShellConfig};
 use crate::session::{
-    Authorization, CertificateInstallation, ContractStatus, Effect, EvseRequest, EvseStatus,
-    ScheduleTuple, Secc, SeccConfig,
+    Authorization, CertificateInstallation, CertificateUpdate, ContractStatus, Effect, EvseRequest,
+    EvseStatus, ScheduleTuple, Secc, SeccConfig,
 };
 use crate::v2gtp::PayloadType;
 
@@ -56,6 +56,8 @@ pub enum EvseAnswer {
     ContractStatus(Pending<ContractStatus>),
     /// Plug & Charge: the CertificateInstallationRes (`None`: no contract).
     CertificateInstallation(Pending<Option<CertificateInstallation>>),
+    /// Plug & Charge: the CertificateUpdateRes (`None`: no new contract).
+    CertificateUpdate(Pending<Option<CertificateUpdate>>),
 }
 
 impl std::fmt::Debug for EvseAnswer {
@@ -66,6 +68,7 @@ impl std::fmt::Debug for EvseAnswer {
             EvseAnswer::Schedules(_) => "Schedules(..)",
             EvseAnswer::ContractStatus(_) => "ContractStatus(..)",
             EvseAnswer::CertificateInstallation(_) => "CertificateInstallation(..)",
+            EvseAnswer::CertificateUpdate(_) => "CertificateUpdate(..)",
         })
     }
 }
@@ -128,6 +131,7 @@ where
     let mut schedules: Option<Pending<Vec<ScheduleTuple>>> = None;
     let mut contract: Option<Pending<ContractStatus>> = None;
     let mut install: Option<Pending<Option<CertificateInstallation>>> = None;
+    let mut update: Option<Pending<Option<CertificateUpdate>>> = None;
     let end = 'session: loop {
         while let Some(effect) = secc.poll_effect() {
             match effect {
@@ -148,6 +152,7 @@ where
                     EvseAnswer::Schedules(f) => schedules = Some(f),
                     EvseAnswer::ContractStatus(f) => contract = Some(f),
                     EvseAnswer::CertificateInstallation(f) => install = Some(f),
+                    EvseAnswer::CertificateUpdate(f) => update = Some(f),
                 },
                 _ => {}
             }
@@ -190,6 +195,12 @@ where
                 secc.set_evse(evse.status(t));
                 secc.handle_certificate_installation(t, i);
             }
+            u = maybe(&mut update) => {
+                update = None;
+                let t = now();
+                secc.set_evse(evse.status(t));
+                secc.handle_certificate_update(t, u);
+            }
         }
     };
     let report = SessionReport {
@@ -201,6 +212,7 @@ where
         messages_sent: io.sent,
         messages_received: io.received,
         end,
+        contract: None,
         #[cfg(any(feature = "tls", feature = "tls-openssl"))]
         tls: None,
     };

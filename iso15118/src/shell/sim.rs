@@ -34,7 +34,8 @@ pub struct SimEvse {
     /// Plug & Charge: the verdict on every contract.
     pub contract_status: ContractStatus,
     /// Plug & Charge: the provisioning service that answers
-    /// CertificateInstallation (`None`: `FAILED_NoCertificateAvailable`).
+    /// CertificateInstallation and CertificateUpdate (its contract, `None`:
+    /// `FAILED_NoCertificateAvailable`).
     /// Its ephemeral ECDH key and IV are derived from
     /// [`SimEvse::provisioning_seed`] and a counter: a lab simulator's
     /// keys, no secret.
@@ -75,6 +76,17 @@ impl Default for SimEvse {
 }
 
 impl SimEvse {
+    /// The ephemeral ECDH key and IV of the next contract delivery (`what`
+    /// and a counter under [`SimEvse::provisioning_seed`]).
+    fn fresh(&mut self, what: &str) -> (Vec<u8>, [u8; 16]) {
+        self.installs += 1;
+        let label = format!("{what} {}", self.installs);
+        let eph = crate::pki::demo::derive_key(&self.provisioning_seed, &label).to_bytes();
+        let mut iv = [0u8; 16];
+        iv.copy_from_slice(&crate::pki::sha256(&eph)[..16]);
+        (eph, iv)
+    }
+
     /// Energy the meter counted (Wh).
     pub fn meter_wh(&self) -> f64 {
         self.meter_wh
@@ -125,16 +137,20 @@ impl Evse for SimEvse {
                 oem_provisioning_cert,
                 ..
             } => {
-                self.installs += 1;
-                let label = format!("install {}", self.installs);
-                let eph = crate::pki::demo::derive_key(&self.provisioning_seed, &label).to_bytes();
-                let mut iv = [0u8; 16];
-                iv.copy_from_slice(&crate::pki::sha256(&eph)[..16]);
+                let (eph, iv) = self.fresh("install");
                 let answer = self
                     .provisioning
                     .as_ref()
                     .and_then(|p| p.install(oem_provisioning_cert, &eph, iv).ok());
                 EvseAnswer::CertificateInstallation(Box::pin(std::future::ready(answer)))
+            }
+            EvseRequest::UpdateCertificate { certificate, .. } => {
+                let (eph, iv) = self.fresh("update");
+                let answer = self
+                    .provisioning
+                    .as_ref()
+                    .and_then(|p| p.update(certificate, &eph, iv).ok());
+                EvseAnswer::CertificateUpdate(Box::pin(std::future::ready(answer)))
             }
             EvseRequest::StartCableCheck => {
                 self.status.isolation = Isolation::Invalid;

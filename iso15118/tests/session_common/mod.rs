@@ -7,8 +7,8 @@ use std::ops::{Deref, DerefMut};
 use std::time::{Duration, Instant};
 
 use evproto_iso15118::session::{
-    Authorization, ContractProvisioning, ContractStatus, Effect, EndReason, EvNotice, Evcc,
-    EvseRequest, EvseStatus, Isolation, ScheduleTuple, Secc, SeccConfig, StopKind,
+    Authorization, CertificateUpdate, ContractProvisioning, ContractStatus, Effect, EndReason,
+    EvNotice, Evcc, EvseRequest, EvseStatus, Isolation, ScheduleTuple, Secc, SeccConfig, StopKind,
 };
 use evproto_iso15118::v2gtp::{self, PayloadType};
 use test_support::VirtualClock;
@@ -49,6 +49,9 @@ pub(crate) struct Sim<P> {
     pub(crate) contract_status: Option<ContractStatus>,
     /// Plug & Charge: the provisioning service answering CertificateInstallation.
     pub(crate) provisioning: Option<ContractProvisioning>,
+    /// Plug & Charge: the answer to CertificateUpdate when set (else the
+    /// provisioning service's).
+    pub(crate) update_answer: Option<CertificateUpdate>,
     /// Isolation result and how long the test takes (`None`: never ends).
     pub(crate) isolation: Option<(Isolation, Duration)>,
     pub(crate) isolation_at: Option<Instant>,
@@ -105,6 +108,7 @@ impl<P: Plant> Sim<P> {
             auth_at: None,
             contract_status: Some(ContractStatus::Accepted),
             provisioning: None,
+            update_answer: None,
             isolation: Some((Isolation::Valid, Duration::from_millis(300))),
             isolation_at: None,
             follow_targets: true,
@@ -157,6 +161,14 @@ impl<P: Plant> Sim<P> {
                         .unwrap()
                 });
                 self.secc.handle_certificate_installation(now, answer);
+            }
+            EvseRequest::UpdateCertificate { certificate, .. } => {
+                let answer = self.update_answer.clone().or_else(|| {
+                    self.provisioning
+                        .as_ref()
+                        .map(|p| p.update(certificate, &[0x43; 32], [0x25; 16]).unwrap())
+                });
+                self.secc.handle_certificate_update(now, answer);
             }
             _ => {}
         }

@@ -69,6 +69,33 @@ fn authorize(
 /// The station between the car's SECC and the CSMS: its typed 2.0.1 calls.
 struct Station<'a>(&'a Client);
 
+impl Station<'_> {
+    /// `Get15118EVCertificate` with `action` and the car's EXI request: the
+    /// CSMS's EXI answer when `Accepted`.
+    async fn ev_certificate(
+        &self,
+        action: v201::CertificateActionEnumType,
+        exi: Vec<u8>,
+    ) -> Option<Vec<u8>> {
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let req = v201::Get15118EVCertificateRequest {
+            custom_data: None,
+            iso15118schema_version: "urn:iso:15118:2:2013:MsgDef".parse().ok()?,
+            action,
+            exi_request: b64.encode(exi).parse().ok()?,
+        };
+        let a = self
+            .0
+            .call::<v201::action::Get15118EVCertificate>(&req)
+            .await
+            .ok()?;
+        if a.status != v201::Iso15118EVCertificateStatusEnumType::Accepted {
+            return None;
+        }
+        b64.decode(a.exi_response.as_str()).ok()
+    }
+}
+
 impl Backend for Station<'_> {
     async fn authorize_card(&mut self) -> bool {
         let Some(req) = authorize(CARD, v201::IdTokenEnumType::ISO14443, None) else {
@@ -103,22 +130,13 @@ impl Backend for Station<'_> {
     }
 
     async fn install_certificate(&mut self, exi: Vec<u8>) -> Option<Vec<u8>> {
-        let b64 = base64::engine::general_purpose::STANDARD;
-        let req = v201::Get15118EVCertificateRequest {
-            custom_data: None,
-            iso15118schema_version: "urn:iso:15118:2:2013:MsgDef".parse().ok()?,
-            action: v201::CertificateActionEnumType::Install,
-            exi_request: b64.encode(exi).parse().ok()?,
-        };
-        let a = self
-            .0
-            .call::<v201::action::Get15118EVCertificate>(&req)
+        self.ev_certificate(v201::CertificateActionEnumType::Install, exi)
             .await
-            .ok()?;
-        if a.status != v201::Iso15118EVCertificateStatusEnumType::Accepted {
-            return None;
-        }
-        b64.decode(a.exi_response.as_str()).ok()
+    }
+
+    async fn update_certificate(&mut self, exi: Vec<u8>) -> Option<Vec<u8>> {
+        self.ev_certificate(v201::CertificateActionEnumType::Update, exi)
+            .await
     }
 }
 

@@ -4,7 +4,9 @@
 //! [`ContractCertificateProvider`] a mobility operator's or a commercial
 //! PKI's service plugs in as, and the lab's own ([`BuiltinProvider`]),
 //! which issues a contract under the built-in MO chain with its key
-//! encrypted for the car (ISO 15118-2 [V2G2-818]).
+//! encrypted for the car (ISO 15118-2 [V2G2-818]): for its OEM
+//! provisioning certificate at installation, for the contract it replaces
+//! at an update (the same eMAID, a new key).
 
 use evproto_iso15118::grammar::HexBinary;
 use evproto_iso15118::messages::iso2 as m;
@@ -238,11 +240,7 @@ impl BuiltinProvider {
     /// Not a -2 installation request, or a certificate that cannot be used.
     pub fn install(&self, exi: &[u8], at: u64, fresh: &Fresh) -> Result<Vec<u8>, ProviderError> {
         let bad = |e: String| ProviderError::BadRequest(e);
-        let msg = match m::Message::decode(exi) {
-            Ok(m::Message::V2gMessage(v)) => *v,
-            Ok(_) => return Err(bad("not a V2G message".into())),
-            Err(e) => return Err(bad(e.to_string())),
-        };
+        let msg = decode_v2g(exi)?;
         let req = msg
             .body
             .certificate_installation_req
@@ -250,6 +248,85 @@ impl BuiltinProvider {
         let oem = req.oem_provisioning_cert.0;
         pki::Cert::from_der(&oem).map_err(|e| bad(e.to_string()))?;
         let emaid = self.emaid_for(&oem);
+        let provisioning = self.provisioning(emaid, at, fresh)?;
+        let failed = |e: String| ProviderError::Failed(e);
+        let installed = provisioning
+            .install(&oem, &fresh.ephemeral_key, fresh.iv)
+            .map_err(|e| failed(e.to_string()))?;
+        answer(
+            msg.header.session_id.0,
+            installed.signature,
+            m::BodyType {
+                certificate_installation_res: Some(installed.response),
+                ..Default::default()
+            },
+        )
+    }
+
+    /// The CertificateUpdateRes for the request `exi` at `at` (pure: the
+    /// fresh values come in): a new contract for the same eMAID, with a new
+    /// key encrypted for the old contract's. Only a contract this MO issued
+    /// is renewed: its chain must end at the built-in MO root and be valid
+    /// at `at`, the request must be signed by its key and name its eMAID.
+    ///
+    /// # Errors
+    ///
+    /// Not a -2 update request, a contract of another MO or expired, a
+    /// signature that does not verify.
+    pub fn update(&self, exi: &[u8], at: u64, fresh: &Fresh) -> Result<Vec<u8>, ProviderError> {
+        let bad = |e: String| ProviderError::BadRequest(e);
+        let msg = decode_v2g(exi)?;
+        let signature = msg.header.signature.clone();
+        let req = msg
+            .body
+            .certificate_update_req
+            .ok_or_else(|| bad("not a CertificateUpdateReq".into()))?;
+        let chain = &req.contract_signature_cert_chain;
+        let leaf = chain.certificate.0.clone();
+        let subs: Vec<Vec<u8>> = chain
+            .sub_certificates
+            .as_ref()
+            .map(|s| s.certificate.iter().map(|c| c.0.clone()).collect())
+            .unwrap_or_default();
+        let roots = TrustStore::new(vec![self.pki.v2g.mo_root.cert.clone()]);
+        let verified = pki::verify_chain(&leaf, &subs, &roots, at, LeafUsage::Signature)
+            .map_err(|e| bad(format!("the contract to renew: {e}")))?;
+        let emaid = verified
+            .leaf
+            .common_name()
+            .filter(|cn| same_emaid(cn, &req.e_maid))
+            .ok_or_else(|| bad(format!("eMAID {} is not the certificate's", req.e_maid)))?;
+        let key = verified.leaf.public_key().map_err(|e| bad(e.to_string()))?;
+        let mut fragment = Vec::new();
+        m::Fragment::CertificateUpdateReq(Box::new(req.clone()))
+            .encode(&mut fragment)
+            .map_err(|e| bad(e.to_string()))?;
+        let signature = signature.ok_or_else(|| bad("unsigned".into()))?;
+        pki::verify(&signature, &[(req.id.as_str(), fragment.as_slice())], &key)
+            .map_err(|e| bad(format!("signature: {e}")))?;
+        let provisioning = self.provisioning(emaid, at, fresh)?;
+        let updated = provisioning
+            .update(&leaf, &fresh.ephemeral_key, fresh.iv)
+            .map_err(|e| ProviderError::Failed(e.to_string()))?;
+        answer(
+            msg.header.session_id.0,
+            updated.signature,
+            m::BodyType {
+                certificate_update_res: Some(updated.response),
+                ..Default::default()
+            },
+        )
+    }
+
+    /// A new contract for `emaid` under the MO chain, valid from `at` for
+    /// [`BuiltinProvider::validity`] (at most to the MO CA's end), with the
+    /// provisioning service that delivers it.
+    fn provisioning(
+        &self,
+        emaid: String,
+        at: u64,
+        fresh: &Fresh,
+    ) -> Result<ContractProvisioning, ProviderError> {
         let mo = &self.pki.v2g.mo_sub_ca2;
         let (_, ca_end) = mo.cert.validity();
         let failed = |e: String| ProviderError::Failed(e);
@@ -266,7 +343,7 @@ impl BuiltinProvider {
         )
         .map_err(|e| failed(e.to_string()))?;
         let v2g = &self.pki.v2g;
-        let provisioning = ContractProvisioning {
+        Ok(ContractProvisioning {
             cps_key: v2g.cps.key.clone(),
             cps_certificate: v2g.cps.cert.der().to_vec(),
             cps_sub_cas: v2g.cps_sub_cas(),
@@ -276,25 +353,39 @@ impl BuiltinProvider {
                 v2g.contract_sub_cas(),
                 fresh.contract_key.to_vec(),
             ),
-        };
-        let installed = provisioning
-            .install(&oem, &fresh.ephemeral_key, fresh.iv)
-            .map_err(|e| failed(e.to_string()))?;
-        let answer = m::Message::V2gMessage(Box::new(m::V2gMessage {
-            header: m::MessageHeaderType {
-                session_id: HexBinary(msg.header.session_id.0),
-                notification: None,
-                signature: Some(installed.signature),
-            },
-            body: m::BodyType {
-                certificate_installation_res: Some(installed.response),
-                ..Default::default()
-            },
-        }));
-        let mut out = Vec::new();
-        answer.encode(&mut out).map_err(|e| failed(e.to_string()))?;
-        Ok(out)
+        })
     }
+}
+
+/// A -2 V2G message.
+fn decode_v2g(exi: &[u8]) -> Result<m::V2gMessage, ProviderError> {
+    let bad = |e: String| ProviderError::BadRequest(e);
+    match m::Message::decode(exi) {
+        Ok(m::Message::V2gMessage(v)) => Ok(*v),
+        Ok(_) => Err(bad("not a V2G message".into())),
+        Err(e) => Err(bad(e.to_string())),
+    }
+}
+
+/// The answer to the car of `session_id`: `body` signed by the SA
+/// provisioning key, EXI.
+fn answer(
+    session_id: Vec<u8>,
+    signature: evproto_iso15118::messages::xmldsig::SignatureType,
+    body: m::BodyType,
+) -> Result<Vec<u8>, ProviderError> {
+    let msg = m::Message::V2gMessage(Box::new(m::V2gMessage {
+        header: m::MessageHeaderType {
+            session_id: HexBinary(session_id),
+            notification: None,
+            signature: Some(signature),
+        },
+        body,
+    }));
+    let mut out = Vec::new();
+    msg.encode(&mut out)
+        .map_err(|e| ProviderError::Failed(e.to_string()))?;
+    Ok(out)
 }
 
 #[async_trait::async_trait]
@@ -310,16 +401,16 @@ impl ContractCertificateProvider for BuiltinProvider {
                 request.schema_version
             )));
         }
-        if request.action != CertificateAction::Install {
-            return Err(ProviderError::NotServed("CertificateUpdate".into()));
-        }
         let fresh = Fresh {
             contract_key: super::random_scalar(),
             ephemeral_key: super::random_scalar(),
             iv: super::random_array(),
             serial: u32::from_be_bytes(super::random_array()) | 0x1000_0000,
         };
-        self.install(&request.exi, at, &fresh)
+        match request.action {
+            CertificateAction::Install => self.install(&request.exi, at, &fresh),
+            CertificateAction::Update => self.update(&request.exi, at, &fresh),
+        }
     }
 }
 
@@ -340,6 +431,117 @@ mod tests {
             s.push_str(&crate::pnc::ca::pem(&d));
         }
         s
+    }
+
+    /// A CertificateUpdateReq for `p`'s demo contract, signed by `key`.
+    fn update_request(p: &demo::DemoPki, emaid: &str, key: &pki::SigningKey) -> Vec<u8> {
+        use evproto_iso15118::grammar::Base64Binary;
+        let req = m::CertificateUpdateReqType {
+            id: "ID1".into(),
+            contract_signature_cert_chain: m::CertificateChainType {
+                id: None,
+                certificate: Base64Binary(p.contract.cert.der().to_vec()),
+                sub_certificates: Some(m::SubCertificatesType {
+                    certificate: p.contract_sub_cas().into_iter().map(Base64Binary).collect(),
+                }),
+            },
+            e_maid: emaid.into(),
+            list_of_root_certificate_i_ds: m::ListOfRootCertificateIDsType {
+                root_certificate_id: TrustStore::new(vec![p.v2g_root.cert.clone()]).root_ids(),
+            },
+        };
+        let mut fragment = Vec::new();
+        m::Fragment::CertificateUpdateReq(Box::new(req.clone()))
+            .encode(&mut fragment)
+            .unwrap();
+        let signature = pki::sign(key, &[("ID1", fragment.as_slice())]).unwrap();
+        let msg = m::Message::V2gMessage(Box::new(m::V2gMessage {
+            header: m::MessageHeaderType {
+                session_id: HexBinary(vec![1, 2, 3, 4, 5, 6, 7, 8]),
+                notification: None,
+                signature: Some(signature),
+            },
+            body: m::BodyType {
+                certificate_update_req: Some(req),
+                ..Default::default()
+            },
+        }));
+        let mut out = Vec::new();
+        msg.encode(&mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn an_update_renews_this_mos_contract_for_the_same_emaid_and_refuses_others() {
+        let provider = BuiltinProvider {
+            pki: builtin(),
+            emaid_prefix: "NLEVP".into(),
+            validity: 86_400 * 365,
+        };
+        let fresh = Fresh {
+            contract_key: [0x11; 32],
+            ephemeral_key: [0x22; 32],
+            iv: [0x33; 16],
+            serial: 0x1234_5678,
+        };
+        let v2g = &provider.pki.v2g;
+        let emaid = v2g.emaid.clone();
+        let exi = update_request(v2g, &emaid, &v2g.contract.key);
+        let answer = provider.update(&exi, AT, &fresh).unwrap();
+        let m::Message::V2gMessage(msg) = m::Message::decode(&answer).unwrap() else {
+            panic!()
+        };
+        let res = msg.body.certificate_update_res.unwrap();
+        assert_eq!(res.response_code, m::ResponseCodeType::OK);
+        assert_eq!(res.e_maid.value, emaid);
+        // the new key decrypts with the old contract's and is the new certificate's
+        let scalar = pki::decrypt_contract_key(
+            &res.contract_signature_encrypted_private_key.value.0,
+            &res.d_hpublickey.value.0,
+            &v2g.contract.key_bytes(),
+        )
+        .unwrap();
+        assert_eq!(scalar, fresh.contract_key);
+        let new = pki::Cert::from_der(&res.contract_signature_cert_chain.certificate.0).unwrap();
+        pki::check_key_pair(&scalar, &new).unwrap();
+        assert_eq!(new.common_name().as_deref(), Some(emaid.as_str()));
+        let (from, _) = new.validity();
+        assert_eq!(from, AT - 60);
+        // refused: another MO's contract, a signature by another key, another eMAID, expired
+        let foreign =
+            demo::DemoPki::generate(b"foreign", "XXEVPC000000000", 1, 2_000_000_000).unwrap();
+        for (exi, at, why) in [
+            (
+                update_request(&foreign, "XXEVPC000000000", &foreign.contract.key),
+                AT,
+                "the contract to renew",
+            ),
+            (
+                update_request(v2g, &emaid, &foreign.contract.key),
+                AT,
+                "signature",
+            ),
+            (
+                update_request(v2g, "XXEVPC000000009", &v2g.contract.key),
+                AT,
+                "is not the certificate's",
+            ),
+            (
+                update_request(v2g, &emaid, &v2g.contract.key),
+                2_100_000_000,
+                "the contract to renew",
+            ),
+        ] {
+            match provider.update(&exi, at, &fresh) {
+                Err(ProviderError::BadRequest(e)) => assert!(e.contains(why), "{e}"),
+                other => panic!("{why}: {other:?}"),
+            }
+        }
+        // an installation request is no update
+        assert!(matches!(
+            provider.update(&[0x80, 0x98, 0x02], AT, &fresh),
+            Err(ProviderError::BadRequest(_))
+        ));
     }
 
     #[test]
