@@ -82,6 +82,8 @@ pub struct Outcome {
     pub installed: Option<evproto_iso15118::session::Contract>,
     /// `installed` renewed the car's contract (CertificateUpdate).
     pub renewed: bool,
+    /// The first PMax (W) of the SA schedule the car chose.
+    pub pmax_w: Option<f64>,
     /// The body names of the car's requests, in order, runs collapsed.
     pub requests: Vec<(String, usize)>,
 }
@@ -264,6 +266,7 @@ pub async fn run_session<B: Backend>(
     out.energy_wh = plant.energy_wh;
     out.installed = evcc.iso2().and_then(|e| e.installed_contract().cloned());
     out.renewed = evcc.iso2().is_some_and(|e| e.contract_renewed());
+    out.pmax_w = evcc.iso2().and_then(|e| e.schedule_pmax());
     out
 }
 

@@ -126,6 +126,9 @@ struct Stats {
     pnc_authorized: AtomicU64,
     contracts_installed: AtomicU64,
     contracts_renewed: AtomicU64,
+    iso15118_scheduled: AtomicU64,
+    /// The highest PMax a car chose under the CSMS's schedule, W.
+    iso15118_max_pmax_w: AtomicU64,
     errors: Mutex<BTreeMap<String, u64>>,
     csms_calls: Mutex<BTreeMap<String, u64>>,
     connect_failures: Mutex<BTreeMap<String, u64>>,
@@ -227,6 +230,12 @@ pub struct Report {
     /// Contracts renewed in cars through the CSMS (`Get15118EVCertificate`
     /// with action `Update`).
     pub contracts_renewed: u64,
+    /// ISO 15118 sessions whose car charged under the CSMS's schedule: the
+    /// station held profiles limiting the EVSE at plug-in and its SECC
+    /// offered them as the SA schedule the car chose.
+    pub iso15118_scheduled: u64,
+    /// The highest PMax (W) a car chose in those sessions (0 without any).
+    pub iso15118_max_pmax_w: u64,
     /// Messages still in offline queues at the end.
     pub queued_at_end: u64,
     /// CSMS-initiated calls answered, by action.
@@ -283,6 +292,7 @@ impl Report {
             "iso15118_sessions": self.iso15118_sessions, "iso15118_refused": self.iso15118_refused,
             "pnc_authorized": self.pnc_authorized, "contracts_installed": self.contracts_installed,
             "contracts_renewed": self.contracts_renewed,
+            "iso15118_scheduled": self.iso15118_scheduled, "iso15118_max_pmax_w": self.iso15118_max_pmax_w,
             "csms_calls": self.csms_calls, "errors": self.errors, "error_count": self.error_count(),
             "connect_failures": self.connect_failures, "first_connect_failure": self.first_connect_failure,
             "duration_s": (self.duration_s * 100.0).round() / 100.0,
@@ -771,6 +781,44 @@ impl Station {
         }
     }
 
+    /// The SA schedule an ISO 15118 car is offered at `connector` when it
+    /// plugs in (before its transaction): the composite of the CSMS's
+    /// profiles the station holds, a day from now in W, a time no profile
+    /// limits at the station's maximum; none (the SECC then offers the
+    /// EVSE's maximum) when no profile limits it.
+    fn iso15118_schedules(&self, connector: u32) -> Vec<evproto_iso15118::session::ScheduleTuple> {
+        use rust_decimal::prelude::ToPrimitive;
+        const DAY_S: u32 = 86_400;
+        let now = chrono::Utc::now();
+        let max_w = self.model().max_power_w();
+        let st = self.profiles_lock();
+        if !st.managed {
+            return Vec::new();
+        }
+        let Ok(c) = st
+            .held
+            .composite(connector, None, now, DAY_S, limits::RateUnit::W)
+        else {
+            return Vec::new();
+        };
+        if c.periods.iter().all(|p| p.limit.is_none()) {
+            return Vec::new();
+        }
+        let entries = c
+            .periods
+            .iter()
+            .map(|p| {
+                let w = p.limit.and_then(|l| l.to_f64()).unwrap_or(max_w);
+                (p.start_s, w.clamp(0.0, max_w))
+            })
+            .collect();
+        vec![evproto_iso15118::session::ScheduleTuple {
+            id: 1,
+            entries,
+            duration: DAY_S,
+        }]
+    }
+
     /// A `GetCompositeSchedule` answer: the composite of the profiles held
     /// (a time no profile limits is reported at the hardware's maximum).
     fn composite_answer(&self, req: &Value) -> Value {
@@ -1009,6 +1057,8 @@ struct OcppBackend<'a> {
     version: ProtocolVersion,
     card: &'a str,
     stats: &'a Stats,
+    /// The SA schedules the SECC offers: the CSMS's profiles at plug-in.
+    schedules: Vec<evproto_iso15118::session::ScheduleTuple>,
 }
 
 impl OcppBackend<'_> {
@@ -1115,6 +1165,10 @@ impl iso15118::Backend for OcppBackend<'_> {
 
     async fn install_certificate(&mut self, exi: Vec<u8>) -> Option<Vec<u8>> {
         self.ev_certificate("Install", exi).await
+    }
+
+    fn schedules(&mut self) -> Vec<evproto_iso15118::session::ScheduleTuple> {
+        self.schedules.clone()
     }
 
     async fn update_certificate(&mut self, exi: Vec<u8>) -> Option<Vec<u8>> {
@@ -1470,10 +1524,18 @@ impl Driver {
             version: self.st.version,
             card: &token,
             stats: &self.st.stats,
+            schedules: self.st.iso15118_schedules(connector),
         };
         let out = iso15118::run_session(secc, evcc, &plan, &mut backend).await;
+        let scheduled = !backend.schedules.is_empty();
         let stats = &self.st.stats;
         stats.iso15118_sessions.fetch_add(1, Ordering::Relaxed);
+        if let (true, Some(w)) = (scheduled, out.pmax_w) {
+            stats.iso15118_scheduled.fetch_add(1, Ordering::Relaxed);
+            stats
+                .iso15118_max_pmax_w
+                .fetch_max(w.round().max(0.0) as u64, Ordering::Relaxed);
+        }
         if let Some(c) = &out.installed {
             if out.renewed {
                 stats.contracts_renewed.fetch_add(1, Ordering::Relaxed);
@@ -1500,7 +1562,8 @@ impl Driver {
             "iso15118",
             json!({"connector": connector, "pnc": pnc, "emaid": out.emaid, "authorized": ok,
                 "installed": out.installed.is_some(), "protocol": out.protocol.map(|p| format!("{p:?}")),
-                "secc_end": out.secc_end.map(|e| format!("{e:?}"))}),
+                "secc_end": out.secc_end.map(|e| format!("{e:?}")),
+                "schedule_pmax_w": out.pmax_w.filter(|_| scheduled)}),
         );
         let msgs = self.st.model().authorized(connector, &id, ok);
         self.st.emit(msgs);
@@ -1704,7 +1767,22 @@ impl Driver {
                 was_ready = false;
             }
         }
-        // the end: drivers stop their sessions, queued messages drain (bounded)
+        // the end: a transaction the model started is announced before it is
+        // stopped (the start may still wait here, emitted as an ISO 15118
+        // session that outlasted the run ended), then drivers stop their
+        // sessions and queued messages drain (bounded)
+        let mut pending = Vec::new();
+        while let Ok(m) = inbox.try_recv() {
+            pending.push(m);
+        }
+        for m in pending {
+            if !matches!(
+                m,
+                Msg::Authorize { .. } | Msg::Reboot | Msg::Crash | Msg::Disconnect
+            ) {
+                self.deliver(m).await;
+            }
+        }
         let now = self.now_ms();
         let out = self.st.model().stop_all(now);
         for m in out {
@@ -2007,6 +2085,8 @@ pub async fn run(
         pnc_authorized: stats.pnc_authorized.load(Ordering::Relaxed),
         contracts_installed: stats.contracts_installed.load(Ordering::Relaxed),
         contracts_renewed: stats.contracts_renewed.load(Ordering::Relaxed),
+        iso15118_scheduled: stats.iso15118_scheduled.load(Ordering::Relaxed),
+        iso15118_max_pmax_w: stats.iso15118_max_pmax_w.load(Ordering::Relaxed),
         queued_at_end,
         csms_calls: stats
             .csms_calls

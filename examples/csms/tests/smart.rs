@@ -554,3 +554,48 @@ impl TwoCars {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// ISO 15118 at plug-in (the simulator's `--iso15118`): the station holds
+/// the site's `TxDefaultProfile` (its EVSE's default share), its SECC
+/// offers that as the SA schedule, and the car charges under it (the PMax
+/// it chose is the share, not the EVSE's 11 kW), in 2.0.1 and 1.6.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_iso15118_car_is_offered_the_sites_share_as_its_sa_schedule() {
+    let dir = common::temp_dir("smart-iso15118");
+    let mut config = common::lab_config(&dir, KEY);
+    config.site_limit_w = Some(5_000);
+    let csms = common::InProcess::start(config).await;
+    let (admin, ocpp) = (csms.started.admin_port, csms.started.ocpp_port);
+    let t = json!({"id_token": PUBLIC, "type": "ISO14443", "status": "Accepted", "allow_concurrent": true});
+    let (status, body) = common::api(KEY, admin, "POST", "/api/tokens", Some(t)).await;
+    assert!(status < 300, "{body}");
+    for (version, prefix) in [
+        (ProtocolVersion::V201, "ISO201"),
+        (ProtocolVersion::V16, "ISO16"),
+    ] {
+        let mut config = sim(ocpp, version, prefix, 1, PUBLIC);
+        config.duration = Duration::from_secs(8);
+        // plugged in once the site's default profile is there
+        config.behaviour.idle_ms = (1_500, 2_000);
+        config.behaviour.session_ms = (1_000, 2_000);
+        config.iso15118 = Some(evproto_sim::iso15118::Iso15118Sim {
+            pnc_share: 0.0,
+            roots: Vec::new(),
+            renew_within: None,
+        });
+        let report = evproto_sim::run(config, None).await.unwrap();
+        let r = report.to_json();
+        assert_eq!(report.error_count(), 0, "{version:?}: {r}");
+        assert!(report.iso15118_sessions >= 1, "{version:?}: {r}");
+        assert_eq!(report.iso15118_refused, 0, "{version:?}: {r}");
+        assert_eq!(
+            report.iso15118_scheduled, report.iso15118_sessions,
+            "{version:?}: {r}"
+        );
+        assert!(
+            report.iso15118_max_pmax_w > 0 && report.iso15118_max_pmax_w <= 5_000,
+            "{version:?}: {r}"
+        );
+    }
+    csms.stop().await;
+}

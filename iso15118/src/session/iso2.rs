@@ -1834,6 +1834,11 @@ impl Evcc {
         self.tuple.map(|(id, _)| id)
     }
 
+    /// The first PMax (W) of the tuple chosen, after ChargeParameterDiscovery.
+    pub fn schedule_pmax(&self) -> Option<f64> {
+        self.tuple.map(|(_, pmax)| pmax)
+    }
+
     fn dc(&self) -> bool {
         self.config.energy_mode.is_dc()
     }
