@@ -9,6 +9,10 @@
 //! - `evproto v2g ev --iface` against Josev's SECC (its simulated EVSE,
 //!   `AUTH_MODES=EIM`, TLS off): DIN DC, -2 DC, -2 AC, one SECC for all three.
 //! - Our EV finding our EVSE by SDP across the same kind of link.
+//! - ISO 15118-2 DC Plug & Charge over TLS 1.2, both ways, with a PKI of
+//!   `evproto v2g pki` that Josev reads in its own layout (`PKI_PATH`):
+//!   Josev's EVCC by its contract and installing one against `evse --tls
+//!   --pnc`, our EV by its contract against Josev's SECC (`AUTH_MODES=PnC`).
 //!
 //! Namespaces and veth interfaces need root: CI runs as root; elsewhere the
 //! tests say why on stderr and pass without running. Every process is
@@ -719,4 +723,155 @@ fn our_ev_charges_from_our_evse_over_tls() {
     let ours = evse.next_session();
     assert_eq!(ours["result"]["error"], "tls", "{ours}");
     assert_eq!(ours["protocol"], Value::Null, "{ours}");
+}
+
+/// Josev's EVCC with Plug & Charge over TLS 1.2 against `evproto v2g evse
+/// --tls DIR --pnc DIR`, the PKI made by `evproto v2g pki DIR` and read by
+/// Josev in its own layout (`PKI_PATH=DIR`, `DIR/iso15118_2/`): with the
+/// contract it has, then installing one (it asks ServiceDetail of our
+/// Certificate service, selects it, sends CertificateInstallationReq).
+#[test]
+fn josev_evcc_charges_by_contract_from_our_evse_over_tls() {
+    if !is_root() {
+        return;
+    }
+    let link = Link::new();
+    let scratch = Scratch::new("evcc-pnc");
+    let pki = scratch.0.join("pki");
+    make_pki(&pki, "josev plug and charge");
+    let pki_s = pki.to_str().unwrap();
+    let evse = Evse::start_with(&link, 0, &["--tls", pki_s, "--pnc", pki_s]);
+    for install in [false, true] {
+        let config = serde_json::json!({
+            "supportedProtocols": ["ISO_15118_2"], "supportedEnergyServices": ["DC"],
+            "energyTransferMode": "DC_extended", "isCertInstallNeeded": install,
+            "useTls": true, "chargeLoopCycle": 3,
+        });
+        let path = scratch.0.join(format!("pnc-{install}.json"));
+        fs::write(&path, config.to_string()).unwrap();
+        let log = scratch.0.join(format!("evcc-pnc-{install}.log"));
+        let mut ev = josev(
+            &link,
+            1,
+            "evcc",
+            &[
+                ("NETWORK_INTERFACE", link.iface[1].as_str()),
+                ("EVCC_CONFIG_PATH", path.to_str().unwrap()),
+                ("PKI_PATH", pki_s),
+            ],
+            &scratch.0,
+            &log,
+        );
+        let status = ev.wait("Josev EVCC");
+        let josev_log = fs::read_to_string(&log).unwrap();
+        let ours = evse.next_session();
+        assert!(
+            status.success(),
+            "install={install}: {status}\n{}",
+            tail(&josev_log)
+        );
+        assert_eq!(
+            ours["result"],
+            "ok",
+            "install={install}: {ours}\n{}",
+            tail(&josev_log)
+        );
+        assert_eq!(ours["protocol"], "iso2-dc", "{ours}");
+        assert_eq!(ours["tls"], "TLSv1.2", "{ours}");
+        // Contract payment: the contract chain, the signed challenge
+        for res in ["PaymentDetailsRes", "AuthorizationRes", "SessionStopRes"] {
+            assert!(
+                josev_log.contains(res),
+                "install={install}: no {res}\n{}",
+                tail(&josev_log)
+            );
+        }
+        // the eMAID of the PKI's contract (the one installed is the same)
+        assert!(
+            josev_log.contains("DEEVPC000000001"),
+            "{}",
+            tail(&josev_log)
+        );
+        assert_eq!(
+            josev_log.contains("CertificateInstallationRes"),
+            install,
+            "{}",
+            tail(&josev_log)
+        );
+        assert!(
+            !josev_log.lines().any(|l| l.starts_with("ERROR")),
+            "{}",
+            tail(&josev_log)
+        );
+    }
+}
+
+/// `evproto v2g ev --tls DIR --pnc DIR` against Josev's SECC with Plug &
+/// Charge (`AUTH_MODES=PnC`, TLS 1.2 with its CPO chain from the same PKI
+/// in its layout): our EV checks its chain against the V2G root, pays by
+/// contract, signs the challenge, charges and ends normally.
+#[test]
+fn our_ev_charges_by_contract_from_josev_secc_over_tls() {
+    if !is_root() {
+        return;
+    }
+    let link = Link::new();
+    let scratch = Scratch::new("secc-pnc");
+    let pki = scratch.0.join("pki");
+    make_pki(&pki, "josev secc plug and charge");
+    let pki_s = pki.to_str().unwrap();
+    let log = scratch.0.join("secc.log");
+    let _secc = josev(
+        &link,
+        0,
+        "secc",
+        &[
+            ("NETWORK_INTERFACE", link.iface[0].as_str()),
+            ("PROTOCOLS", "ISO_15118_2"),
+            ("AUTH_MODES", "PnC"),
+            ("PKI_PATH", pki_s),
+        ],
+        &scratch.0,
+        &log,
+    );
+    wait_in_log(&log, "UDP server started", 1);
+    let run = our_ev(
+        &link,
+        1,
+        &scratch.0,
+        &[
+            "--protocol",
+            "iso2-dc",
+            "--tls",
+            pki_s,
+            "--pnc",
+            pki_s,
+            "--energy-kwh",
+            "0.0000005",
+            // quirk 2: Josev's EVSE stays at 1 V
+            "--precharge-tolerance-v",
+            "400",
+            // quirk 4: Josev's answers take 50-180 ms
+            "--current-demand-timeout-ms",
+            "1000",
+        ],
+    );
+    let s = &run.summary;
+    let josev_log = wait_in_log(&log, "Session ended in", 1);
+    assert!(run.ok, "{s}\n{}\n{}", run.stderr, tail(&josev_log));
+    assert_eq!(s["result"], "ok", "{s}");
+    assert_eq!(s["tls"], "TLSv1.2", "{s}");
+    for req in ["PaymentDetailsReq", "AuthorizationReq"] {
+        assert!(josev_log.contains(req), "no {req}\n{}", tail(&josev_log));
+    }
+    assert!(
+        josev_log.contains("DEEVPC000000001"),
+        "{}",
+        tail(&josev_log)
+    );
+    assert!(
+        josev_log.contains("Session ended in SessionStop"),
+        "{}",
+        tail(&josev_log)
+    );
 }

@@ -706,6 +706,13 @@ pub(crate) fn run_pki(args: PkiArgs) -> Result<(), String> {
         ));
     }
     write("emaid.txt".into(), format!("{}\n", pki.emaid).as_bytes())?;
+    write_josev_layout(&args.dir, &pki)?;
+    readme.push_str(
+        "\niso15118_2/     the same certificates and keys in Josev's layout (its PKI_PATH is DIR):\n\
+         \x20              certs/ (DER; PEM for the roots and the SECC leaf; cpoCertChain.pem and\n\
+         \x20              oemCertChain.pem, leaf first), private_keys/ (PKCS#8 PEM, unencrypted,\n\
+         \x20              empty password files)\n",
+    );
     readme.push_str(&format!(
         "\nemaid.txt      the contract's eMAID ({})\n\n\
          evproto v2g evse --listen ADDR --tls DIR --pnc DIR   (prints the TLS port: `tls on ADDR`)\n\
@@ -718,7 +725,88 @@ pub(crate) fn run_pki(args: PkiArgs) -> Result<(), String> {
     for (name, _) in pki.all() {
         println!("  {name}.der .pem .key.der .key.pem");
     }
-    println!("  emaid.txt README.txt");
+    println!("  emaid.txt README.txt iso15118_2/ (Josev's layout)");
+    Ok(())
+}
+
+/// Our PKI names and Josev's (EcoG-io `iso15118`, `shared/security.py`
+/// `CertPath`/`KeyPath`): `{josev}Cert.der` and `{josev}.key`.
+const JOSEV_NAMES: &[(&str, &str)] = &[
+    ("v2g_root", "v2gRootCA"),
+    ("cpo_sub_ca1", "cpoSubCA1"),
+    ("cpo_sub_ca2", "cpoSubCA2"),
+    ("secc_leaf", "seccLeaf"),
+    ("cps_sub_ca1", "cpsSubCA1"),
+    ("cps_sub_ca2", "cpsSubCA2"),
+    ("cps_leaf", "cpsLeaf"),
+    ("mo_root", "moRootCA"),
+    ("mo_sub_ca1", "moSubCA1"),
+    ("mo_sub_ca2", "moSubCA2"),
+    ("contract_leaf", "contractLeaf"),
+    ("oem_root", "oemRootCA"),
+    ("oem_sub_ca1", "oemSubCA1"),
+    ("oem_sub_ca2", "oemSubCA2"),
+    ("oem_leaf", "oemLeaf"),
+];
+
+/// The PKI in Josev's layout under `dir/iso15118_2/`, so that Josev's SECC
+/// and EVCC run Plug & Charge against ours with `PKI_PATH=dir`.
+fn write_josev_layout(dir: &std::path::Path, pki: &DemoPki) -> Result<(), String> {
+    let certs = dir.join("iso15118_2/certs");
+    let keys = dir.join("iso15118_2/private_keys");
+    for d in [&certs, &keys] {
+        std::fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()))?;
+    }
+    let write = |path: std::path::PathBuf, bytes: &[u8]| {
+        std::fs::write(&path, bytes).map_err(|e| format!("{}: {e}", path.display()))
+    };
+    let all = pki.all();
+    let issued = |name: &str| {
+        all.iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, i)| *i)
+            .ok_or_else(|| format!("no {name} in the PKI"))
+    };
+    for (ours, josev) in JOSEV_NAMES {
+        let i = issued(ours)?;
+        let der = i.cert.der();
+        write(certs.join(format!("{josev}Cert.der")), der)?;
+        write(
+            certs.join(format!("{josev}Cert.pem")),
+            pem("CERTIFICATE", der).as_bytes(),
+        )?;
+        let key = i.key.to_pkcs8_der().map_err(|e| e.to_string())?;
+        write(
+            keys.join(format!("{josev}.key")),
+            pem("PRIVATE KEY", &key).as_bytes(),
+        )?;
+    }
+    for (file, chain) in [
+        (
+            "cpoCertChain.pem",
+            ["secc_leaf", "cpo_sub_ca2", "cpo_sub_ca1"],
+        ),
+        (
+            "oemCertChain.pem",
+            ["oem_leaf", "oem_sub_ca2", "oem_sub_ca1"],
+        ),
+    ] {
+        let mut text = String::new();
+        for name in chain {
+            text.push_str(&pem("CERTIFICATE", issued(name)?.cert.der()));
+        }
+        write(certs.join(file), text.as_bytes())?;
+    }
+    // the keys are not encrypted: Josev reads an empty password as none
+    for file in [
+        "seccLeafPassword.txt",
+        "oemLeafPassword.txt",
+        "contractLeafPassword.txt",
+        "cpsLeafPassword.txt",
+        "moSubCA2LeafPassword.txt",
+    ] {
+        write(keys.join(file), b"")?;
+    }
     Ok(())
 }
 
@@ -1221,6 +1309,17 @@ mod tests {
                 assert!(dir.join(format!("{name}.{ext}")).is_file(), "{name}.{ext}");
             }
         }
+        for (ours, josev) in JOSEV_NAMES {
+            let der = std::fs::read(dir.join(format!("iso15118_2/certs/{josev}Cert.der"))).unwrap();
+            assert_eq!(der, std::fs::read(dir.join(format!("{ours}.der"))).unwrap());
+            assert!(dir
+                .join(format!("iso15118_2/private_keys/{josev}.key"))
+                .is_file());
+        }
+        let chain = std::fs::read(dir.join("iso15118_2/certs/cpoCertChain.pem")).unwrap();
+        let chain = Cert::from_pem_chain(&chain).unwrap();
+        assert_eq!(chain.len(), 3);
+        assert_eq!(chain[0].der(), read_pki(&dir, "secc_leaf").unwrap().der());
         let c = read_contract(&dir).unwrap();
         assert_eq!(c.emaid, "DEEVPC000000042");
         let now = std::time::SystemTime::now()
