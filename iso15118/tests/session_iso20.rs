@@ -323,6 +323,18 @@ fn the_schedules_offered_are_the_evses_and_the_ev_takes_the_first() {
     assert_eq!(entries[0]["Duration"], 3600);
     assert_eq!(entries[1]["Duration"], 3600);
     assert_eq!(sim.secc.iso20().unwrap().schedule_tuple_id(), Some(3));
+    // PowerDelivery(Start) names the tuple and, no tolerance offered, does
+    // not confirm one (optional in the schema; Josev's SECC requires it)
+    let start = sim.to_secc[1..]
+        .iter()
+        .map(|b| json(b))
+        .find(|j| j["PowerDeliveryReq"]["ChargeProgress"] == "Start")
+        .unwrap();
+    assert_eq!(
+        start["PowerDeliveryReq"]["EVPowerProfile"]["Scheduled_EVPPTControlMode"],
+        serde_json::json!({"SelectedScheduleTupleID": 3,
+            "PowerToleranceAcceptance": "PowerToleranceNotConfirmed"})
+    );
     // the EV draws at most the tuple's first power: 7 kW, not its 11 kW
     let loop_req = sim.to_secc[1..]
         .iter()

@@ -1381,6 +1381,8 @@ pub struct Evcc {
     stopping: bool,
     stop_sent: StopKind,
     tuple: Option<(u32, f64)>,
+    /// The chosen schedule carried a PowerTolerance.
+    tolerance_offered: bool,
     nominal_voltage: f64,
     /// AC: the EVSE's target active power of the last answer (W).
     evse_target_power: Option<f64>,
@@ -1410,6 +1412,7 @@ impl Evcc {
             stopping: false,
             stop_sent: StopKind::Terminate,
             tuple: None,
+            tolerance_offered: false,
             nominal_voltage: 230.0,
             evse_target_power: None,
             loops: 0,
@@ -1606,7 +1609,14 @@ impl Evcc {
                         dynamic_evppt_control_mode: None,
                         scheduled_evppt_control_mode: Some(cm::ScheduledEVPPTControlModeType {
                             selected_schedule_tuple_id: id,
-                            power_tolerance_acceptance: None,
+                            // optional in the schema, required by some SECCs
+                            // (Josev): the EV's profile keeps within PMax, so
+                            // it confirms a tolerance only when one was offered
+                            power_tolerance_acceptance: Some(if self.tolerance_offered {
+                                cm::PowerToleranceAcceptanceType::PowerToleranceConfirmed
+                            } else {
+                                cm::PowerToleranceAcceptanceType::PowerToleranceNotConfirmed
+                            }),
                         }),
                         ev_power_profile_entries: cm::EVPowerProfileEntryListType {
                             ev_power_profile_entry: vec![cm::PowerScheduleEntryType {
@@ -1972,6 +1982,8 @@ impl Evcc {
                         .first()
                         .map_or(self.config.ev.max_power, |e| rv(&e.power));
                     self.tuple = Some((t.schedule_tuple_id, p));
+                    self.tolerance_offered =
+                        t.charging_schedule.power_schedule.power_tolerance.is_some();
                 }
                 if self.dc {
                     self.core.arm_cable_check(now, &self.config);
