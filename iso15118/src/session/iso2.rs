@@ -608,6 +608,42 @@ impl Secc {
         self.config.unix_time + now.saturating_duration_since(self.started).as_secs()
     }
 
+    /// A contract chain (PaymentDetailsReq, CertificateUpdateReq) checked
+    /// at `now`: its leaf's key, or the response code that refuses it —
+    /// `FAILED_CertificateExpired` for a certificate out of its validity,
+    /// `FAILED_CertChainError` for any other chain fault and for an eMAID
+    /// that is not the certificate's CN [V2G2-...].
+    fn check_contract(
+        &self,
+        now: Instant,
+        leaf: &[u8],
+        sub_cas: &[Vec<u8>],
+        emaid: &str,
+    ) -> Result<VerifyingKey, m::ResponseCodeType> {
+        let roots = self
+            .config
+            .pnc
+            .as_ref()
+            .map(|p| &p.mo_roots)
+            .ok_or(m::ResponseCodeType::FailedCertChainError)?;
+        let checked = pki::verify_chain(
+            leaf,
+            sub_cas,
+            roots,
+            self.unix_now(now),
+            LeafUsage::Signature,
+        )
+        .and_then(|c| Ok((c.leaf.public_key()?, c.leaf)));
+        match checked {
+            Ok((key, cert)) if same_emaid(&cert, emaid) => Ok(key),
+            Ok(_) => Err(m::ResponseCodeType::FailedCertChainError),
+            Err(CertError::Expired { .. } | CertError::NotYetValid { .. }) => {
+                Err(m::ResponseCodeType::FailedCertificateExpired)
+            }
+            Err(_) => Err(m::ResponseCodeType::FailedCertChainError),
+        }
+    }
+
     /// A header signature over `elements` that verifies with `key`.
     fn signature_ok(
         signature: Option<&xmldsig::SignatureType>,
@@ -757,34 +793,13 @@ impl Secc {
             Request::PaymentDetails => {
                 let r = take!(payment_details_req);
                 let (leaf, subs) = chain_parts(&r.contract_signature_cert_chain);
-                let Some(pnc) = &self.config.pnc else {
+                if self.config.pnc.is_none() {
                     return self.end(EndReason::SequenceError);
-                };
-                let checked = pki::verify_chain(
-                    &leaf,
-                    &subs,
-                    &pnc.mo_roots,
-                    self.unix_now(now),
-                    LeafUsage::Signature,
-                )
-                .and_then(|c| Ok((c.leaf.public_key()?, c.leaf)));
-                let (key, cert) = match checked {
-                    Ok(k) => k,
-                    Err(e) => {
-                        let code = match e {
-                            CertError::Expired { .. } | CertError::NotYetValid { .. } => {
-                                m::ResponseCodeType::FailedCertificateExpired
-                            }
-                            _ => m::ResponseCodeType::FailedCertChainError,
-                        };
-                        return self.fail(req, code, failed(code));
-                    }
-                };
-                // [V2G2-...]: the eMAID is the contract certificate's CN
-                if !same_emaid(&cert, &r.e_maid) {
-                    let code = m::ResponseCodeType::FailedCertChainError;
-                    return self.fail(req, code, failed(code));
                 }
+                let key = match self.check_contract(now, &leaf, &subs, &r.e_maid) {
+                    Ok(k) => k,
+                    Err(code) => return self.fail(req, code, failed(code)),
+                };
                 self.contract = Some((key, r.e_maid.clone()));
                 self.core.evse(EvseRequest::AuthorizeContract {
                     emaid: r.e_maid,
@@ -827,35 +842,15 @@ impl Secc {
             }
             Request::CertificateUpdate => {
                 let r = take!(certificate_update_req);
-                let Some(pnc) = &self.config.pnc else {
+                if self.config.pnc.is_none() {
                     return self.end(EndReason::SequenceError);
-                };
+                }
                 // the contract to replace: its chain to an MO root, still valid
                 let (leaf, subs) = chain_parts(&r.contract_signature_cert_chain);
-                let checked = pki::verify_chain(
-                    &leaf,
-                    &subs,
-                    &pnc.mo_roots,
-                    self.unix_now(now),
-                    LeafUsage::Signature,
-                )
-                .and_then(|c| Ok((c.leaf.public_key()?, c.leaf)));
-                let (key, cert) = match checked {
+                let key = match self.check_contract(now, &leaf, &subs, &r.e_maid) {
                     Ok(k) => k,
-                    Err(e) => {
-                        let code = match e {
-                            CertError::Expired { .. } | CertError::NotYetValid { .. } => {
-                                m::ResponseCodeType::FailedCertificateExpired
-                            }
-                            _ => m::ResponseCodeType::FailedCertChainError,
-                        };
-                        return self.fail(req, code, failed(code));
-                    }
+                    Err(code) => return self.fail(req, code, failed(code)),
                 };
-                if !same_emaid(&cert, &r.e_maid) {
-                    let code = m::ResponseCodeType::FailedCertChainError;
-                    return self.fail(req, code, failed(code));
-                }
                 // signed by the contract's key [V2G2-771]
                 let signed = Self::signature_ok(
                     msg.header.signature.as_ref(),
