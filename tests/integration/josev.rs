@@ -299,6 +299,15 @@ fn tail(s: &str) -> String {
     lines[lines.len().saturating_sub(40)..].join("\n")
 }
 
+/// What `evproto v2g ev` needs against Josev's SECC: quirk 2 (its EVSE
+/// stays at 1 V) and quirk 4 (its answers take 50-180 ms).
+const JOSEV_SECC_FLAGS: &[&str] = &[
+    "--precharge-tolerance-v",
+    "400",
+    "--current-demand-timeout-ms",
+    "1000",
+];
+
 /// A running `evproto v2g evse --iface`: its announced address and its
 /// stdout lines (one JSON line per session).
 struct Evse {
@@ -521,18 +530,11 @@ fn our_ev_charges_from_josev_secc_over_din_and_iso2() {
             &link,
             1,
             &scratch.0,
-            &[
-                "--protocol",
-                name,
-                "--energy-kwh",
-                kwh,
-                // quirk 2: Josev's EVSE stays at 1 V
-                "--precharge-tolerance-v",
-                "400",
-                // quirk 4: Josev's answers take 50-180 ms
-                "--current-demand-timeout-ms",
-                "1000",
-            ],
+            &["--protocol", name, "--energy-kwh", kwh]
+                .iter()
+                .chain(JOSEV_SECC_FLAGS)
+                .copied()
+                .collect::<Vec<_>>(),
         );
         let s = &run.summary;
         let josev_log = wait_in_log(&log, "Session ended in", n + 1);
@@ -879,13 +881,11 @@ fn our_ev_charges_by_contract_from_josev_secc_over_tls() {
             pki_s,
             "--energy-kwh",
             "0.0000005",
-            // quirk 2: Josev's EVSE stays at 1 V
-            "--precharge-tolerance-v",
-            "400",
-            // quirk 4: Josev's answers take 50-180 ms
-            "--current-demand-timeout-ms",
-            "1000",
-        ],
+        ]
+        .iter()
+        .chain(JOSEV_SECC_FLAGS)
+        .copied()
+        .collect::<Vec<_>>(),
     );
     let s = &run.summary;
     let josev_log = wait_in_log(log, "Session ended in", 1);
@@ -939,11 +939,11 @@ fn our_ev_charges_from_josev_secc_over_iso20_dc_and_tls13() {
             pki_s,
             "--energy-kwh",
             "0.0000005",
-            "--precharge-tolerance-v",
-            "400",
-            "--current-demand-timeout-ms",
-            "1000",
-        ],
+        ]
+        .iter()
+        .chain(JOSEV_SECC_FLAGS)
+        .copied()
+        .collect::<Vec<_>>(),
     );
     let s = &run.summary;
     let josev_log = wait_in_log(log, "Session ended in", 1);
