@@ -402,6 +402,43 @@ fn dc_happy_path_with_one_five_and_a_hundred_loops() {
     }
 }
 
+/// A DC car follows the SA schedule it chose: its target current keeps
+/// target voltage × current within the PMax (7.4 kW at 400 V: 18.5 A, not
+/// the 100 A it would take), and the EVSE's energy is what that delivers.
+#[test]
+fn a_dc_car_asks_no_more_current_than_its_schedule_allows() {
+    let mut sim = Sim::dc();
+    sim.plant.schedules.push_back(vec![ScheduleTuple {
+        id: 3,
+        entries: vec![(0, 7_400.0)],
+        duration: 86_400,
+    }]);
+    sim.stop_after = Some((5, StopKind::Terminate));
+    sim.run(Duration::from_secs(600));
+    assert_eq!(sim.evcc_end, Some(EndReason::Finished));
+    assert_eq!(sim.evcc.iso2().unwrap().schedule_pmax(), Some(7_400.0));
+    let targets: Vec<f64> = sim
+        .to_secc
+        .iter()
+        .filter(|b| body_name(b) == "CurrentDemandReq")
+        .map(|b| {
+            let t = &decode_json(b)["CurrentDemandReq"]["EVTargetCurrent"];
+            t["Value"].as_f64().unwrap() * 10f64.powi(t["Multiplier"].as_i64().unwrap() as i32)
+        })
+        .collect();
+    assert_eq!(targets.len(), 5);
+    assert!(
+        targets.iter().all(|a| (a - 18.5).abs() < 0.01),
+        "{targets:?}"
+    );
+    let expected = 4.0 * 400.0 * 18.5 * 0.1 / 3600.0;
+    assert!(
+        (sim.secc.energy_wh() - expected).abs() < 1e-3,
+        "{}",
+        sim.secc.energy_wh()
+    );
+}
+
 #[test]
 fn long_authorization_keeps_the_secc_answering_ongoing() {
     for dc in [false, true] {

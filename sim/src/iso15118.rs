@@ -39,10 +39,27 @@ pub trait Backend {
     /// car's CertificateUpdateReq (EXI): the CSMS's EXI answer, `None` when
     /// it has none.
     fn update_certificate(&mut self, exi: Vec<u8>) -> impl Future<Output = Option<Vec<u8>>>;
-    /// The schedules to offer (empty: one of the EVSE's maximum power).
-    fn schedules(&mut self) -> Vec<ScheduleTuple> {
-        Vec::new()
+    /// The schedules to offer the car, which told its `needs` (empty: one
+    /// of the EVSE's maximum power). A 2.x station sends its CSMS
+    /// `NotifyEVChargingNeeds` here and offers the profile it gets back.
+    fn schedules(&mut self, needs: &Needs) -> impl Future<Output = Vec<ScheduleTuple>> {
+        let _ = needs;
+        async { Vec::new() }
     }
+}
+
+/// What the car asked for in ChargeParameterDiscovery, as the SECC tells
+/// its station ([`EvseRequest::Schedules`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Needs {
+    /// The most schedule tuples the car takes (DIN: not said).
+    pub max_entries: Option<u16>,
+    /// The car's departure, seconds from now.
+    pub departure_s: Option<u32>,
+    /// The energy the car asks for, Wh.
+    pub energy_wh: Option<f64>,
+    /// A renegotiation, not the first discovery.
+    pub renegotiation: bool,
 }
 
 /// How a session goes.
@@ -84,6 +101,9 @@ pub struct Outcome {
     pub renewed: bool,
     /// The first PMax (W) of the SA schedule the car chose.
     pub pmax_w: Option<f64>,
+    /// The most power the EVSE delivered in the charge loop, W (what the
+    /// car asked for within its schedule and the EVSE's limits).
+    pub power_w: Option<f64>,
     /// The body names of the car's requests, in order, runs collapsed.
     pub requests: Vec<(String, usize)>,
 }
@@ -240,6 +260,10 @@ pub async fn run_session<B: Backend>(
             for r in requests {
                 evse_request(r, &mut secc, &mut plant, backend, &mut out).await;
             }
+            let drawn = plant.power_w();
+            if drawn > out.power_w.unwrap_or(0.0) {
+                out.power_w = Some(drawn);
+            }
             if !stop_asked && evcc.charge_loops() >= plan.loops {
                 evcc.request_stop(StopKind::Terminate);
                 stop_asked = true;
@@ -266,7 +290,7 @@ pub async fn run_session<B: Backend>(
     out.energy_wh = plant.energy_wh;
     out.installed = evcc.iso2().and_then(|e| e.installed_contract().cloned());
     out.renewed = evcc.iso2().is_some_and(|e| e.contract_renewed());
-    out.pmax_w = evcc.iso2().and_then(|e| e.schedule_pmax());
+    out.pmax_w = evcc.schedule_pmax();
     out
 }
 
@@ -288,8 +312,19 @@ async fn evse_request<B: Backend>(
             };
             secc.handle_authorization(Instant::now(), decision);
         }
-        EvseRequest::Schedules { .. } => {
-            let s = backend.schedules();
+        EvseRequest::Schedules {
+            max_entries,
+            departure_time,
+            energy_request_wh,
+            renegotiation,
+        } => {
+            let needs = Needs {
+                max_entries,
+                departure_s: departure_time,
+                energy_wh: energy_request_wh,
+                renegotiation,
+            };
+            let s = backend.schedules(&needs).await;
             secc.handle_schedules(Instant::now(), s);
         }
         EvseRequest::StartCableCheck => {
@@ -398,23 +433,42 @@ impl Iso15118Setup {
     }
 
     /// The SECC's and the car's configuration for one session: a Plug &
-    /// Charge car with `contract` (or none yet), or an EIM one.
+    /// Charge car with `contract` (or none yet), or an EIM one, asking for
+    /// `target_current` (A, at 400 V) in its charge loop. The station's
+    /// SECC speaks ISO 15118-20, -2 and DIN 70121 (DC); an EIM car is of
+    /// `generation` 0 (DIN only), 1 (-2, then DIN) or 2 (-20, -2, DIN),
+    /// and the SECC takes the first it offers; a Plug & Charge car speaks
+    /// -2 (the simulator's Plug & Charge is ISO 15118-2's).
     pub(crate) fn session(
         &self,
         pnc: bool,
         contract: Option<evproto_iso15118::session::Contract>,
         challenge: [u8; 16],
+        target_current: f64,
+        generation: u8,
     ) -> (SeccConfig, EvccConfig) {
         let now = chrono::Utc::now().timestamp().max(0) as u64;
         let secc = SeccConfig::new(vec![0x5a, 0x45, 0x56, 0x53, 0x49, 0x4d])
+            .with_protocols(vec![Protocol::Iso20Dc, Protocol::Iso2, Protocol::Din])
             .with_unix_time(now)
             .with_pnc(Some(evproto_iso15118::session::SeccPnc::new(
                 self.trust.clone(),
                 challenge,
             )));
+        let protocols = match (pnc, generation) {
+            (false, 0) => vec![Protocol::Din],
+            (false, 2..) => vec![Protocol::Iso20Dc, Protocol::Iso2, Protocol::Din],
+            _ => vec![Protocol::Iso2, Protocol::Din],
+        };
         let evcc = EvccConfig::iso2_dc(vec![0x02, 0, 0, 0x15, 0x11, 0x80])
+            .with_protocols(protocols)
             .with_unix_time(now)
             .with_loop_interval(Duration::from_millis(20));
+        let ev = evproto_iso15118::session::EvStatus {
+            target_current,
+            ..evcc.ev.clone()
+        };
+        let evcc = evcc.with_ev(ev);
         let evcc = if pnc {
             evcc.with_pnc(Some(
                 evproto_iso15118::session::EvPnc::new(
@@ -428,5 +482,78 @@ impl Iso15118Setup {
             evcc
         };
         (secc, evcc)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A station whose CSMS accepts every card and holds a 7.4 kW profile.
+    struct Scripted {
+        asked: Vec<Needs>,
+    }
+
+    impl Backend for Scripted {
+        async fn authorize_card(&mut self) -> bool {
+            true
+        }
+        async fn authorize_contract(&mut self, _: &str, _: String) -> ContractStatus {
+            ContractStatus::Rejected
+        }
+        async fn install_certificate(&mut self, _: Vec<u8>) -> Option<Vec<u8>> {
+            None
+        }
+        async fn update_certificate(&mut self, _: Vec<u8>) -> Option<Vec<u8>> {
+            None
+        }
+        async fn schedules(&mut self, needs: &Needs) -> Vec<ScheduleTuple> {
+            self.asked.push(*needs);
+            vec![ScheduleTuple {
+                id: 2,
+                entries: vec![(0, 7_400.0)],
+                duration: 86_400,
+            }]
+        }
+    }
+
+    /// Each generation of EIM car negotiates its protocol with the
+    /// station's SECC (DIN, -2, -20), is offered the station's schedule,
+    /// chooses it and draws no more than it (100 A at 400 V would be
+    /// 40 kW); the station is told the car's needs.
+    #[tokio::test]
+    async fn every_generation_negotiates_its_protocol_and_follows_the_schedule() {
+        let setup = Iso15118Setup::new(
+            Iso15118Sim {
+                pnc_share: 0.0,
+                roots: Vec::new(),
+                renew_within: None,
+            },
+            7,
+        )
+        .unwrap();
+        for (generation, protocol) in [
+            (0, Protocol::Din),
+            (1, Protocol::Iso2),
+            (2, Protocol::Iso20Dc),
+        ] {
+            let (secc, evcc) = setup.session(false, None, [1; 16], 100.0, generation);
+            let mut backend = Scripted { asked: Vec::new() };
+            let plan = Plan {
+                loops: 3,
+                limit: Duration::from_secs(20),
+            };
+            let out = run_session(secc, evcc, &plan, &mut backend).await;
+            assert!(out.finished(), "{generation}: {out:?}");
+            assert_eq!(out.protocol, Some(protocol));
+            assert_eq!(out.pmax_w, Some(7_400.0), "{generation}: {out:?}");
+            let drawn = out.power_w.unwrap();
+            assert!(
+                drawn > 0.0 && drawn <= 7_400.0 + 1e-6,
+                "{generation}: {drawn}"
+            );
+            assert!(out.energy_wh > 0.0);
+            assert_eq!(backend.asked.len(), 1, "{generation}");
+        }
     }
 }

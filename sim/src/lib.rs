@@ -129,6 +129,9 @@ struct Stats {
     iso15118_scheduled: AtomicU64,
     /// The highest PMax a car chose under the CSMS's schedule, W.
     iso15118_max_pmax_w: AtomicU64,
+    /// The most a car drew in its charge loop under the CSMS's schedule, W.
+    iso15118_max_drawn_w: AtomicU64,
+    iso15118_protocols: Mutex<BTreeMap<String, u64>>,
     errors: Mutex<BTreeMap<String, u64>>,
     csms_calls: Mutex<BTreeMap<String, u64>>,
     connect_failures: Mutex<BTreeMap<String, u64>>,
@@ -236,6 +239,12 @@ pub struct Report {
     pub iso15118_scheduled: u64,
     /// The highest PMax (W) a car chose in those sessions (0 without any).
     pub iso15118_max_pmax_w: u64,
+    /// The most power (W) a car drew in its charge loop in those sessions
+    /// (0 without any); its transaction's meter follows it.
+    pub iso15118_max_drawn_w: u64,
+    /// ISO 15118 sessions by the protocol negotiated (`Din`, `Iso2`,
+    /// `Iso20Dc`; `none` when none was).
+    pub iso15118_protocols: BTreeMap<String, u64>,
     /// Messages still in offline queues at the end.
     pub queued_at_end: u64,
     /// CSMS-initiated calls answered, by action.
@@ -293,6 +302,7 @@ impl Report {
             "pnc_authorized": self.pnc_authorized, "contracts_installed": self.contracts_installed,
             "contracts_renewed": self.contracts_renewed,
             "iso15118_scheduled": self.iso15118_scheduled, "iso15118_max_pmax_w": self.iso15118_max_pmax_w,
+            "iso15118_max_drawn_w": self.iso15118_max_drawn_w, "iso15118_protocols": self.iso15118_protocols,
             "csms_calls": self.csms_calls, "errors": self.errors, "error_count": self.error_count(),
             "connect_failures": self.connect_failures, "first_connect_failure": self.first_connect_failure,
             "duration_s": (self.duration_s * 100.0).round() / 100.0,
@@ -787,36 +797,13 @@ impl Station {
     /// limits at the station's maximum; none (the SECC then offers the
     /// EVSE's maximum) when no profile limits it.
     fn iso15118_schedules(&self, connector: u32) -> Vec<evproto_iso15118::session::ScheduleTuple> {
-        use rust_decimal::prelude::ToPrimitive;
-        const DAY_S: u32 = 86_400;
-        let now = chrono::Utc::now();
         let max_w = self.model().max_power_w();
         let st = self.profiles_lock();
         if !st.managed {
             return Vec::new();
         }
-        let Ok(c) = st
-            .held
-            .composite(connector, None, now, DAY_S, limits::RateUnit::W)
-        else {
-            return Vec::new();
-        };
-        if c.periods.iter().all(|p| p.limit.is_none()) {
-            return Vec::new();
-        }
-        let entries = c
-            .periods
-            .iter()
-            .map(|p| {
-                let w = p.limit.and_then(|l| l.to_f64()).unwrap_or(max_w);
-                (p.start_s, w.clamp(0.0, max_w))
-            })
-            .collect();
-        vec![evproto_iso15118::session::ScheduleTuple {
-            id: 1,
-            entries,
-            duration: DAY_S,
-        }]
+        st.held
+            .sa_schedule(connector, None, chrono::Utc::now(), max_w)
     }
 
     /// A `GetCompositeSchedule` answer: the composite of the profiles held
@@ -1167,7 +1154,10 @@ impl iso15118::Backend for OcppBackend<'_> {
         self.ev_certificate("Install", exi).await
     }
 
-    fn schedules(&mut self) -> Vec<evproto_iso15118::session::ScheduleTuple> {
+    async fn schedules(
+        &mut self,
+        _needs: &iso15118::Needs,
+    ) -> Vec<evproto_iso15118::session::ScheduleTuple> {
         self.schedules.clone()
     }
 
@@ -1514,7 +1504,11 @@ impl Driver {
         for b in &mut challenge {
             *b = self.rng.range(0, 256) as u8;
         }
-        let (secc, evcc) = iso.session(pnc, contract, challenge);
+        // the car's demand: 40 to 120 A at 400 V (16 to 48 kW)
+        let target_current = self.rng.range(40, 120) as f64;
+        // the car's generation: DIN, -2 or -20 (EIM; Plug & Charge is -2)
+        let generation = self.rng.range(0, 2) as u8;
+        let (secc, evcc) = iso.session(pnc, contract, challenge, target_current, generation);
         let plan = iso15118::Plan {
             loops: 2,
             limit: Duration::from_secs(20),
@@ -1535,7 +1529,20 @@ impl Driver {
             stats
                 .iso15118_max_pmax_w
                 .fetch_max(w.round().max(0.0) as u64, Ordering::Relaxed);
+            stats.iso15118_max_drawn_w.fetch_max(
+                out.power_w.unwrap_or(0.0).round().max(0.0) as u64,
+                Ordering::Relaxed,
+            );
         }
+        *stats
+            .iso15118_protocols
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(
+                out.protocol
+                    .map_or_else(|| "none".into(), |p| format!("{p:?}")),
+            )
+            .or_default() += 1;
         if let Some(c) = &out.installed {
             if out.renewed {
                 stats.contracts_renewed.fetch_add(1, Ordering::Relaxed);
@@ -1563,9 +1570,13 @@ impl Driver {
             json!({"connector": connector, "pnc": pnc, "emaid": out.emaid, "authorized": ok,
                 "installed": out.installed.is_some(), "protocol": out.protocol.map(|p| format!("{p:?}")),
                 "secc_end": out.secc_end.map(|e| format!("{e:?}")),
-                "schedule_pmax_w": out.pmax_w.filter(|_| scheduled)}),
+                "schedule_pmax_w": out.pmax_w.filter(|_| scheduled), "drawn_w": out.power_w}),
         );
-        let msgs = self.st.model().authorized(connector, &id, ok);
+        // the transaction's meter follows what the car drew in its loop
+        let msgs = self
+            .st
+            .model()
+            .authorized_drawing(connector, &id, ok, out.power_w);
         self.st.emit(msgs);
     }
 
@@ -2087,6 +2098,12 @@ pub async fn run(
         contracts_renewed: stats.contracts_renewed.load(Ordering::Relaxed),
         iso15118_scheduled: stats.iso15118_scheduled.load(Ordering::Relaxed),
         iso15118_max_pmax_w: stats.iso15118_max_pmax_w.load(Ordering::Relaxed),
+        iso15118_max_drawn_w: stats.iso15118_max_drawn_w.load(Ordering::Relaxed),
+        iso15118_protocols: stats
+            .iso15118_protocols
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone(),
         queued_at_end,
         csms_calls: stats
             .csms_calls

@@ -253,6 +253,10 @@ pub struct Tx {
     pub v2x: Option<V2x>,
     /// The phases the car charges on (1 or 3).
     pub phases: u8,
+    /// The most the car draws, W, when it said (an ISO 15118 car: what it
+    /// drew in its charge loop, its demand within its schedule); `None`:
+    /// whatever the station gives.
+    pub ev_max_w: Option<f64>,
 }
 
 /// A bidirectional car's side of a transaction.
@@ -529,6 +533,11 @@ impl StationModel {
     fn power(&self, c: &Connector) -> f64 {
         let phases = c.tx.as_ref().map_or(3, |t| t.phases);
         let p = self.behaviour.max_power_w * f64::from(phases) / 3.0;
+        // a car that draws less than the station gives takes only that
+        let p = match c.tx.as_ref().and_then(|t| t.ev_max_w) {
+            Some(ev) => p.min(ev.max(0.0)),
+            None => p,
+        };
         let limit = c.limit_w.map_or(p, |l| l.clamp(0.0, p));
         match c.tx.as_ref().and_then(|t| t.v2x.as_ref()) {
             Some(V2x {
@@ -575,6 +584,7 @@ impl StationModel {
             power_w: 0.0,
             v2x: None,
             phases,
+            ev_max_w: None,
         }
     }
 
@@ -919,6 +929,24 @@ impl StationModel {
             self.tally.auth_rejected += 1;
             self.authorize_failed(connector)
         }
+    }
+
+    /// The CSMS's answer for an ISO 15118 car at `connector`, which drew
+    /// at most `drawn_w` in its charge loop: as [`StationModel::authorized`], and
+    /// the transaction's power (its meter values) follows what the car
+    /// drew, within the station's limits.
+    pub fn authorized_drawing(
+        &mut self,
+        connector: u32,
+        token: &str,
+        accepted: bool,
+        drawn_w: Option<f64>,
+    ) -> Vec<Msg> {
+        let out = self.authorized(connector, token, accepted);
+        if let Some(tx) = self.connector(connector).and_then(|c| c.tx.as_mut()) {
+            tx.ev_max_w = drawn_w.filter(|w| *w > 0.0);
+        }
+        out
     }
 
     /// The driver gives up waiting for an authorization (refused, or the
@@ -1336,13 +1364,15 @@ mod tests {
         assert_ne!(a, c);
     }
 
-    #[test]
-    fn rejected_token_frees_the_connector() {
+    /// A one-connector station whose driver arrives at once and stays
+    /// `session_ms`, and the Authorize it sends at 1 s: (connector, token).
+    fn driver_at_the_door(session_ms: u64) -> (StationModel, u32, String) {
         let mut m = StationModel::new(
             "S",
             1,
             Behaviour {
                 idle_ms: (0, 0),
+                session_ms: (session_ms, session_ms),
                 ..quiet()
             },
             1,
@@ -1355,6 +1385,12 @@ mod tests {
         else {
             panic!("no authorize in {out:?}")
         };
+        (m, connector, token)
+    }
+
+    #[test]
+    fn rejected_token_frees_the_connector() {
+        let (mut m, connector, token) = driver_at_the_door(quiet().session_ms.0);
         let out = m.authorized(connector, &token, false);
         assert_eq!(
             out,
@@ -1468,6 +1504,34 @@ mod tests {
         assert!((limited - 3_700.0).abs() < 1e-6, "{limited}");
         assert_eq!(m.clear_limits(), Answer::Accepted);
         assert_eq!(m.clear_limits(), Answer::Rejected);
+    }
+
+    /// An ISO 15118 car's transaction draws what the car drew in its
+    /// charge loop (below the station's 22 kW), and a lower limit holds.
+    #[test]
+    fn an_iso15118_cars_transaction_draws_what_its_loop_drew() {
+        let (mut m, connector, token) = driver_at_the_door(100_000_000);
+        let out = m.authorized_drawing(connector, &token, true, Some(8_000.0));
+        assert!(
+            out.iter().any(|m| matches!(m, Msg::TxStart { .. })),
+            "{out:?}"
+        );
+        let r0 = m.register(connector).unwrap();
+        m.tick(1000 + 3_600_000);
+        let drawn = m.register(connector).unwrap() - r0;
+        assert!((drawn - 8_000.0).abs() < 1e-6, "{drawn}");
+        assert_eq!(m.set_limit(Some(connector), 3_700.0), Answer::Accepted);
+        let r1 = m.register(connector).unwrap();
+        m.tick(1000 + 2 * 3_600_000);
+        let limited = m.register(connector).unwrap() - r1;
+        assert!((limited - 3_700.0).abs() < 1e-6, "{limited}");
+        // a car that drew nothing (or did not say) takes what the station gives
+        let (mut m, connector, token) = driver_at_the_door(100_000_000);
+        m.authorized_drawing(connector, &token, true, Some(0.0));
+        let r2 = m.register(connector).unwrap();
+        m.tick(1000 + 3_600_000);
+        let full = m.register(connector).unwrap() - r2;
+        assert!((full - 22_000.0).abs() < 1e-6, "{full}");
     }
 
     #[test]

@@ -66,6 +66,50 @@ impl Profiles {
         self.held.len() < before
     }
 
+    /// The SA schedule an ISO 15118 SECC offers for `evse` (and `tx`) from
+    /// `now`: one tuple, a day long, of the composite's periods in W, a
+    /// time no profile limits at `max_w`, each PMax within 0 and `max_w`;
+    /// none when no profile limits the EVSE (the SECC then offers its
+    /// maximum).
+    pub fn sa_schedule(
+        &self,
+        evse: u32,
+        tx: Option<TxRef>,
+        now: DateTime<Utc>,
+        max_w: f64,
+    ) -> Vec<evproto_iso15118::session::ScheduleTuple> {
+        use rust_decimal::prelude::ToPrimitive;
+        const DAY_S: u32 = 86_400;
+        let Ok(c) = self.composite(evse, tx, now, DAY_S, RateUnit::W) else {
+            return Vec::new();
+        };
+        if c.periods.iter().all(|p| p.limit.is_none()) {
+            return Vec::new();
+        }
+        let entries = c
+            .periods
+            .iter()
+            .map(|p| {
+                let w = p.limit.and_then(|l| l.to_f64()).unwrap_or(max_w);
+                (p.start_s, w.clamp(0.0, max_w))
+            })
+            .collect();
+        vec![evproto_iso15118::session::ScheduleTuple {
+            id: 1,
+            entries,
+            duration: DAY_S,
+        }]
+    }
+
+    /// Whether a `TxProfile` for transaction `tx` is held on `evse`.
+    pub fn has_tx_profile(&self, evse: u32, tx: &str) -> bool {
+        self.held.iter().any(|h| {
+            h.evse_id == evse
+                && h.profile.purpose == Purpose::Tx
+                && h.profile.transaction_id.as_deref() == Some(tx)
+        })
+    }
+
     /// The transaction on `evse` ended: its `TxProfile`s go (1.6 §3.13.1,
     /// 2.0.1 K01: a `TxProfile` lasts as long as its transaction).
     pub fn tx_ended(&mut self, evse: u32) {
@@ -136,13 +180,30 @@ mod tests {
         assert_eq!(p.limit_w(1, tx("T1"), now), Some(7000.0));
         assert_eq!(p.limit_w(2, tx("T2"), now), Some(2000.0));
         assert_eq!(p.limit_w(1, None, now), Some(2000.0));
+        assert!(p.has_tx_profile(1, "T1"));
+        // offered to an ISO 15118 car: the TxProfile's 7 kW, capped at the EVSE's 5 kW
+        let offered = p.sa_schedule(1, tx("T1"), now, 50_000.0);
+        assert_eq!(offered.len(), 1);
+        assert_eq!(offered[0].entries, vec![(0, 7_000.0)]);
+        assert_eq!(
+            p.sa_schedule(1, tx("T1"), now, 5_000.0)[0].entries,
+            vec![(0, 5_000.0)]
+        );
+        assert_eq!(
+            p.sa_schedule(1, None, now, 50_000.0)[0].entries,
+            vec![(0, 2_000.0)]
+        );
+        assert!(!p.has_tx_profile(1, "T2") && !p.has_tx_profile(2, "T1"));
         p.tx_ended(1);
+        assert!(!p.has_tx_profile(1, "T1"));
         assert_eq!(p.limit_w(1, tx("T1"), now), Some(2000.0));
         assert!(p.clear(Criteria {
             id: Some(900),
             ..Criteria::default()
         }));
         assert_eq!(p.limit_w(1, None, now), None);
+        // nothing limits: no schedule of its own
+        assert!(p.sa_schedule(1, None, now, 50_000.0).is_empty());
         assert!(!p.clear(Criteria::default()));
         // a station maximum only on EVSE 0
         assert!(!p.set(profile(

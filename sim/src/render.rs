@@ -392,6 +392,7 @@ mod tests {
             power_w: 11_000.04,
             v2x: None,
             phases: 3,
+            ev_max_w: None,
         }
     }
 

@@ -803,4 +803,12 @@ fn demo_runs_the_whole_story() {
             .is_some_and(|c| c > 0.0),
         "{billed}"
     );
+    // it charged under the ISO 15118 schedule the CSMS computed from the
+    // site's limit: the car chose it and drew no more
+    assert_eq!(billed["tx_profile"], true, "{billed}");
+    let limit = billed["site_limit_w"].as_f64().unwrap();
+    let pmax = billed["schedule_pmax_w"].as_f64().unwrap();
+    let drawn = billed["drawn_w"].as_f64().unwrap();
+    assert!(pmax > 0.0 && pmax <= limit, "{billed}");
+    assert!(drawn > 0.0 && drawn <= limit + 1.0, "{billed}");
 }

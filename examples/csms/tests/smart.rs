@@ -596,6 +596,17 @@ async fn an_iso15118_car_is_offered_the_sites_share_as_its_sa_schedule() {
             report.iso15118_max_pmax_w > 0 && report.iso15118_max_pmax_w <= 5_000,
             "{version:?}: {r}"
         );
+        // the cars drew no more than the schedule in their loops
+        assert!(
+            report.iso15118_max_drawn_w > 0 && report.iso15118_max_drawn_w <= 5_000,
+            "{version:?}: {r}"
+        );
+        assert_eq!(
+            report.iso15118_protocols.values().sum::<u64>(),
+            report.iso15118_sessions,
+            "{version:?}: {r}"
+        );
+        assert!(!report.iso15118_protocols.contains_key("none"), "{r}");
     }
     csms.stop().await;
 }

@@ -88,8 +88,11 @@ pub(crate) struct Args {
     #[arg(long)]
     allow_remote: bool,
     /// ISO 15118 cars: at each plug-in the station's SECC and the car hold
-    /// an ISO 15118-2 session (in memory) that authorizes the transaction:
-    /// by the driver's card (EIM) or by Plug & Charge (see --pnc-share).
+    /// a session (in memory) that authorizes the transaction: by the
+    /// driver's card (EIM; the car speaks DIN 70121, ISO 15118-2 or -20,
+    /// one in three each) or by Plug & Charge (ISO 15118-2; see
+    /// --pnc-share). The car charges under the schedule the station holds,
+    /// and the transaction's meter follows what it drew in its charge loop.
     #[arg(long)]
     iso15118: bool,
     /// With --iso15118: the share of cars that use Plug & Charge (0 to 1):

@@ -13,6 +13,18 @@ use super::{
 };
 
 /// The schema's name of a response code (`"FAILED_SequenceError"`).
+/// DC: the current an EV asks for (its target current at its target
+/// voltage), capped so that voltage × current stays within the PMax of the
+/// schedule it chose (none, or one that is not positive: uncapped).
+pub(crate) fn scheduled_current(ev: &super::EvStatus, pmax: Option<f64>) -> f64 {
+    match pmax {
+        Some(p) if p > 0.0 && ev.target_voltage > 0.0 => {
+            ev.target_current.min(p / ev.target_voltage)
+        }
+        _ => ev.target_current,
+    }
+}
+
 pub(crate) fn code_name<C: serde::Serialize + Debug>(c: C) -> String {
     match serde_json::to_value(&c) {
         Ok(serde_json::Value::String(s)) => s,

@@ -855,6 +855,9 @@ pub struct Evcc {
     charging: bool,
     loops: u32,
     energy: Energy,
+    /// The first PMax (W) of the SA schedule offered (DIN's car takes the
+    /// first tuple).
+    pmax: Option<f64>,
 }
 
 impl Evcc {
@@ -869,9 +872,21 @@ impl Evcc {
             charging: false,
             loops: 0,
             energy: Energy::default(),
+            pmax: None,
         };
         s.send(now, Request::SessionSetup);
         s
+    }
+
+    /// The first PMax (W) of the SA schedule the car follows, once offered.
+    pub fn schedule_pmax(&self) -> Option<f64> {
+        self.pmax
+    }
+
+    /// The current the EV asks for, capped so that its target voltage ×
+    /// current stays within the schedule's PMax.
+    fn target_current(&self) -> f64 {
+        super::common::scheduled_current(&self.config.ev, self.schedule_pmax())
     }
 
     pub(crate) fn session_id(&self) -> Option<&[u8]> {
@@ -977,7 +992,7 @@ impl Evcc {
             Request::CurrentDemand => {
                 b.current_demand_req = Some(m::CurrentDemandReqType {
                     dc_ev_status: self.ev_status(),
-                    ev_target_current: pv(ev.target_current, m::UnitSymbolType::A),
+                    ev_target_current: pv(self.target_current(), m::UnitSymbolType::A),
                     ev_maximum_voltage_limit: Some(pv(ev.max_voltage, m::UnitSymbolType::V)),
                     ev_maximum_current_limit: Some(pv(ev.max_current, m::UnitSymbolType::A)),
                     ev_maximum_power_limit: Some(pv(ev.max_power, m::UnitSymbolType::W)),
@@ -1127,6 +1142,16 @@ impl Evcc {
                 if self.check(r.response_code, status)
                     && !self.processing(now, awaiting, r.evse_processing)
                 {
+                    // the first tuple's first PMax (DIN's PMax: W in a
+                    // short; its maximum says no more than "at least that",
+                    // so it does not limit)
+                    self.pmax = r
+                        .sa_schedule_list
+                        .as_ref()
+                        .and_then(|l| l.sa_schedule_tuple.first())
+                        .and_then(|t| t.p_max_schedule.p_max_schedule_entry.first())
+                        .filter(|e| e.p_max < i16::MAX)
+                        .map(|e| f64::from(e.p_max));
                     self.core.arm_cable_check(now, &self.config);
                     self.send(now, Request::CableCheck);
                 }
@@ -1233,6 +1258,7 @@ pub fn sample_request(req: Request) -> m::BodyType {
         charging: false,
         loops: 0,
         energy: Energy::default(),
+        pmax: None,
     };
     let mut b = ev.body(req);
     let empty = m::BodyType::default();

@@ -1856,6 +1856,13 @@ impl Evcc {
         current
     }
 
+    /// DC: the current the EV asks for, capped so that its target voltage
+    /// × current stays within the schedule's PMax (the EV follows the SA
+    /// schedule it chose).
+    fn dc_target_current(&self) -> f64 {
+        super::common::scheduled_current(&self.config.ev, self.schedule_pmax())
+    }
+
     fn ev_status(&self) -> m::DcEVStatusType {
         m::DcEVStatusType {
             ev_ready: true,
@@ -2052,7 +2059,7 @@ impl Evcc {
             Request::CurrentDemand => {
                 b.current_demand_req = Some(m::CurrentDemandReqType {
                     dc_ev_status: self.ev_status(),
-                    ev_target_current: pv(ev.target_current, m::UnitSymbolType::A),
+                    ev_target_current: pv(self.dc_target_current(), m::UnitSymbolType::A),
                     ev_maximum_voltage_limit: Some(pv(ev.max_voltage, m::UnitSymbolType::V)),
                     ev_maximum_current_limit: Some(pv(ev.max_current, m::UnitSymbolType::A)),
                     ev_maximum_power_limit: Some(pv(ev.max_power, m::UnitSymbolType::W)),

@@ -1454,6 +1454,18 @@ impl Evcc {
         self.config.control_mode == ControlMode::Scheduled
     }
 
+    /// The first power (W) of the schedule tuple the car chose (scheduled
+    /// mode), once it has.
+    pub fn schedule_pmax(&self) -> Option<f64> {
+        self.tuple.map(|(_, p)| p)
+    }
+
+    /// DC: the current the EV asks for, capped so that its target voltage
+    /// × current stays within the chosen schedule's power.
+    fn dc_target_current(&self) -> f64 {
+        super::common::scheduled_current(&self.config.ev, self.schedule_pmax())
+    }
+
     /// AC: the power the EV draws (W): its maximum, capped by the
     /// schedule's power and the EVSE's last target.
     fn ac_power(&self) -> f64 {
@@ -1671,7 +1683,7 @@ impl Evcc {
                                 ev_target_energy_request: Some(energy.clone()),
                                 ev_maximum_energy_request: None,
                                 ev_minimum_energy_request: None,
-                                ev_target_current: rn(ev.target_current),
+                                ev_target_current: rn(self.dc_target_current()),
                                 ev_target_voltage: rn(ev.target_voltage),
                                 ev_maximum_charge_power: Some(rn(ev.max_power)),
                                 ev_minimum_charge_power: None,

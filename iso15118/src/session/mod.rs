@@ -1317,6 +1317,17 @@ impl Evcc {
         }
     }
 
+    /// The first PMax (W) of the SA schedule the car chose and follows
+    /// (DIN, -2; -20 in scheduled mode), once it has.
+    pub fn schedule_pmax(&self) -> Option<f64> {
+        match &self.inner {
+            EvccInner::Din(m) => m.schedule_pmax(),
+            EvccInner::Iso2(m) => m.schedule_pmax(),
+            EvccInner::Iso20(m) => m.schedule_pmax(),
+            EvccInner::Handshake(..) => None,
+        }
+    }
+
     /// Energy received in the charge loops (Wh, from the EVSE's present values).
     pub fn energy_wh(&self) -> f64 {
         match &self.inner {

@@ -10,24 +10,33 @@
 //! the `energy_wh`.
 //!
 //! Then the demo's eMSP (the roaming step's) gives the CSMS the contract's
-//! token (OCPI 2.3.0, type `EMAID`), the car plugs in again and is
-//! authorized by its certificate, the station's transaction carries the
-//! energy the ISO 15118 loop metered, and the CSMS prices it and sends the
-//! CDR to the eMSP (a second step: the `emaid`, `energy_wh`, and the `cdr`
-//! as the eMSP received it).
+//! token (OCPI 2.3.0, type `EMAID`), the operator sets the site's limit
+//! (smart charging on), and the car plugs in again: it is authorized by
+//! its certificate, the station starts the transaction, tells the CSMS the
+//! car's needs (`NotifyEVChargingNeeds`), gets the `TxProfile` the CSMS
+//! computes from the site's limit and those needs, and offers it to the car
+//! as its SA schedule; the car charges under it, the transaction carries
+//! the energy the ISO 15118 loop metered, and the CSMS prices it and sends
+//! the CDR to the eMSP (a second step: the `emaid`, `site_limit_w`, the
+//! `schedule_pmax_w` the car chose, the most it `drawn_w`, `energy_wh`, and
+//! the `cdr` as the eMSP received it).
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine;
+use evproto_csms_core::limits::{InstalledProfile, Purpose, RateUnit, TxRef};
 use evproto_iso15118::pki::demo::DemoPki;
 use evproto_iso15118::pki::{Cert, TrustStore};
 use evproto_iso15118::session::{
-    ContractStatus, EvPnc, EvccConfig, Provisioning, SeccConfig, SeccPnc,
+    ContractStatus, EvPnc, EvStatus, EvccConfig, Provisioning, ScheduleTuple, SeccConfig, SeccPnc,
 };
 use evproto_ocpp_client::{Client, ClientConfig, MemoryStore};
-use evproto_ocpp_proto::ProtocolVersion;
+use evproto_ocpp_proto::{CallError, ProtocolVersion};
+use evproto_ocpp_rpc::Ctx;
 use evproto_ocpp_types::v201;
-use evproto_sim::iso15118::{run_session, Backend, Plan};
+use evproto_sim::iso15118::{run_session, Backend, Needs, Plan};
+use evproto_sim::profiles::{Criteria, Profiles};
 use serde_json::json;
 
 use super::{api, Steps, PASSWORD};
@@ -37,7 +46,10 @@ const STATION: &str = "PNC0";
 /// Plug & Charge car).
 const CARD: &str = "PNC-CARD";
 /// The second step's name.
-const BILLED: &str = "Plug & Charge: plugged in again, priced, the CDR sent to the contract's eMSP";
+const BILLED: &str = "Plug & Charge: plugged in again, charged under the CSMS's ISO 15118 schedule, priced, the CDR sent to the contract's eMSP";
+/// The site's limit the CSMS shares when the car plugs in again, W: the
+/// schedule it offers the car.
+const SITE_LIMIT_W: u32 = 7_400;
 
 fn unix_now() -> u64 {
     u64::try_from(chrono::Utc::now().timestamp()).unwrap_or_default()
@@ -66,10 +78,204 @@ fn authorize(
     })
 }
 
-/// The station between the car's SECC and the CSMS: its typed 2.0.1 calls.
-struct Station<'a>(&'a Client);
+/// What the demo station holds: the charging profiles its CSMS installed
+/// (`SetChargingProfile`, `ClearChargingProfile`), which it reports
+/// (`GetCompositeSchedule`) and offers the car as its SA schedule.
+type Held = Arc<Mutex<Profiles>>;
+
+fn held(h: &Held) -> std::sync::MutexGuard<'_, Profiles> {
+    h.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The demo station's own EVSE (its only one).
+const EVSE: u32 = 1;
+/// The demo station's rating, W (a time no profile limits is offered at it).
+const EVSE_MAX_W: f64 = 50_000.0;
+/// How long the station waits for the CSMS's `TxProfile` after the car's
+/// needs before it offers what it holds.
+const PROFILE_WAIT: Duration = Duration::from_secs(10);
+
+/// K01: a profile for the station's EVSE (or the whole station) is kept.
+async fn set_profile(
+    ctx: Ctx<Held>,
+    req: v201::SetChargingProfileRequest,
+) -> Result<v201::SetChargingProfileResponse, CallError> {
+    let ok = InstalledProfile::try_from(&req)
+        .ok()
+        .filter(|p| p.evse_id <= EVSE)
+        .is_some_and(|p| held(&ctx.state).set(p));
+    Ok(v201::SetChargingProfileResponse {
+        custom_data: None,
+        status: if ok {
+            v201::ChargingProfileStatusEnumType::Accepted
+        } else {
+            v201::ChargingProfileStatusEnumType::Rejected
+        },
+        status_info: None,
+    })
+}
+
+/// K10: the profiles matching the request go.
+async fn clear_profile(
+    ctx: Ctx<Held>,
+    req: v201::ClearChargingProfileRequest,
+) -> Result<v201::ClearChargingProfileResponse, CallError> {
+    use v201::ChargingProfilePurposeEnumType as P;
+    let c = req.charging_profile_criteria.as_ref();
+    let n = |v: Option<i32>| v.and_then(|v| u32::try_from(v).ok());
+    let purpose = match c.and_then(|c| c.charging_profile_purpose) {
+        None => None,
+        Some(P::ChargingStationExternalConstraints) => Some(Purpose::ExternalConstraints),
+        Some(P::ChargingStationMaxProfile) => Some(Purpose::StationMax),
+        Some(P::TxDefaultProfile) => Some(Purpose::TxDefault),
+        Some(P::TxProfile) => Some(Purpose::Tx),
+        // a purpose this station never holds: nothing matches
+        Some(_) => Some(Purpose::LocalGeneration),
+    };
+    let criteria = Criteria {
+        id: req.charging_profile_id,
+        evse: n(c.and_then(|c| c.evse_id)),
+        purpose,
+        stack_level: n(c.and_then(|c| c.stack_level)),
+    };
+    let cleared = held(&ctx.state).clear(criteria);
+    Ok(v201::ClearChargingProfileResponse {
+        custom_data: None,
+        status: if cleared {
+            v201::ClearChargingProfileStatusEnumType::Accepted
+        } else {
+            v201::ClearChargingProfileStatusEnumType::Unknown
+        },
+        status_info: None,
+    })
+}
+
+/// K08: the composite of the profiles held for the EVSE, in W (a time no
+/// profile limits at the EVSE's rating); `Rejected` for another EVSE or
+/// in A.
+async fn composite(
+    ctx: Ctx<Held>,
+    req: v201::GetCompositeScheduleRequest,
+) -> Result<v201::GetCompositeScheduleResponse, CallError> {
+    let rejected = v201::GetCompositeScheduleResponse {
+        custom_data: None,
+        status: v201::GenericStatusEnumType::Rejected,
+        status_info: None,
+        schedule: None,
+    };
+    let in_watts = req
+        .charging_rate_unit
+        .is_none_or(|u| u == v201::ChargingRateUnitEnumType::W);
+    let (Ok(evse @ 0..=EVSE), Ok(duration), true) = (
+        u32::try_from(req.evse_id),
+        u32::try_from(req.duration),
+        in_watts,
+    ) else {
+        return Ok(rejected);
+    };
+    let now = chrono::Utc::now();
+    let Ok(c) = held(&ctx.state).composite(evse, None, now, duration, RateUnit::W) else {
+        return Ok(rejected);
+    };
+    let max = rust_decimal::Decimal::from(EVSE_MAX_W as i64);
+    Ok(v201::GetCompositeScheduleResponse {
+        custom_data: None,
+        status: v201::GenericStatusEnumType::Accepted,
+        status_info: None,
+        schedule: Some(v201::CompositeScheduleType {
+            custom_data: None,
+            charging_schedule_period: c
+                .periods
+                .iter()
+                .map(|p| v201::ChargingSchedulePeriodType {
+                    custom_data: None,
+                    start_period: i32::try_from(p.start_s).unwrap_or(i32::MAX),
+                    limit: p.limit.unwrap_or(max),
+                    number_phases: p.number_phases.map(i32::from),
+                    phase_to_use: None,
+                })
+                .collect(),
+            evse_id: req.evse_id,
+            duration: req.duration,
+            schedule_start: now,
+            charging_rate_unit: v201::ChargingRateUnitEnumType::W,
+        }),
+    })
+}
+
+/// The transaction the demo station runs for a car authorized by its
+/// contract: its id, and when it started.
+const TX_ID: &str = "PNC-DEMO-1";
+
+/// The station between the car's SECC and the CSMS: its typed 2.0.1 calls,
+/// the profiles it holds, and (when `transacts`) the transaction it starts
+/// once the car's contract is accepted.
+struct Station<'a> {
+    client: &'a Client,
+    held: Held,
+    /// The car's limits, for the `NotifyEVChargingNeeds` it sends.
+    car: EvStatus,
+    /// Starts a transaction when the car's contract is accepted, and asks
+    /// the CSMS for a schedule with the car's needs.
+    transacts: bool,
+    /// The transaction started (`TransactionEvent` `Started` accepted), and when.
+    started: Option<chrono::DateTime<chrono::Utc>>,
+    /// The schedule offered the car came with the CSMS's `TxProfile` for
+    /// the transaction.
+    tx_profile: bool,
+}
 
 impl Station<'_> {
+    /// The schedule the station offers the car: the composite of what it
+    /// holds for its EVSE and the transaction, a day from now (none when
+    /// no profile limits it).
+    fn offered(&self) -> Vec<ScheduleTuple> {
+        let tx = self.started.map(|started_at| TxRef {
+            id: TX_ID.into(),
+            started_at,
+        });
+        held(&self.held).sa_schedule(EVSE, tx, chrono::Utc::now(), EVSE_MAX_W)
+    }
+
+    /// Whether the CSMS's `TxProfile` for the transaction is held.
+    fn has_tx_profile(&self) -> bool {
+        self.started.is_some() && held(&self.held).has_tx_profile(EVSE, TX_ID)
+    }
+
+    /// K15: `NotifyEVChargingNeeds` with what the car asked for; whether
+    /// the CSMS will send a schedule (`Accepted`).
+    async fn notify_needs(&self, needs: &Needs) -> bool {
+        let now = chrono::Utc::now();
+        let req = v201::NotifyEVChargingNeedsRequest {
+            custom_data: None,
+            max_schedule_tuples: needs.max_entries.map(i32::from),
+            charging_needs: v201::ChargingNeedsType {
+                custom_data: None,
+                ac_charging_parameters: None,
+                dc_charging_parameters: Some(v201::DCChargingParametersType {
+                    custom_data: None,
+                    ev_max_current: self.car.max_current as i32,
+                    ev_max_voltage: self.car.max_voltage as i32,
+                    energy_amount: needs.energy_wh.map(|e| e as i32),
+                    ev_max_power: Some(self.car.max_power as i32),
+                    state_of_charge: Some(i32::from(self.car.soc)),
+                    ev_energy_capacity: Some(self.car.battery_capacity_wh as i32),
+                    full_soc: None,
+                    bulk_soc: None,
+                }),
+                requested_energy_transfer: v201::EnergyTransferModeEnumType::DC,
+                departure_time: needs
+                    .departure_s
+                    .map(|s| now + chrono::Duration::seconds(i64::from(s))),
+            },
+            evse_id: EVSE as i32,
+        };
+        self.client
+            .call::<v201::action::NotifyEVChargingNeeds>(&req)
+            .await
+            .is_ok_and(|a| a.status == v201::NotifyEVChargingNeedsStatusEnumType::Accepted)
+    }
+
     /// `Get15118EVCertificate` with `action` and the car's EXI request: the
     /// CSMS's EXI answer when `Accepted`.
     async fn ev_certificate(
@@ -85,7 +291,7 @@ impl Station<'_> {
             exi_request: b64.encode(exi).parse().ok()?,
         };
         let a = self
-            .0
+            .client
             .call::<v201::action::Get15118EVCertificate>(&req)
             .await
             .ok()?;
@@ -101,7 +307,7 @@ impl Backend for Station<'_> {
         let Some(req) = authorize(CARD, v201::IdTokenEnumType::ISO14443, None) else {
             return false;
         };
-        self.0
+        self.client
             .call::<v201::action::Authorize>(&req)
             .await
             .is_ok_and(|a| a.id_token_info.status == v201::AuthorizationStatusEnumType::Accepted)
@@ -111,7 +317,7 @@ impl Backend for Station<'_> {
         let Some(req) = authorize(emaid, v201::IdTokenEnumType::EMAID, Some(&chain_pem)) else {
             return ContractStatus::Rejected;
         };
-        match self.0.call::<v201::action::Authorize>(&req).await {
+        let status = match self.client.call::<v201::action::Authorize>(&req).await {
             Ok(a)
                 if a.certificate_status
                     == Some(v201::AuthorizeCertificateStatusEnumType::CertificateRevoked) =>
@@ -126,6 +332,28 @@ impl Backend for Station<'_> {
                 ContractStatus::Accepted
             }
             _ => ContractStatus::Rejected,
+        };
+        if status != ContractStatus::Accepted || !self.transacts {
+            return status;
+        }
+        // E02: authorized, the transaction starts (the meter at 0)
+        let at = chrono::Utc::now();
+        let Some(req) = tx_event(v201::TransactionEventEnumType::Started, 0, emaid, 0.0, at) else {
+            return ContractStatus::Rejected;
+        };
+        match self
+            .client
+            .call::<v201::action::TransactionEvent>(&req)
+            .await
+        {
+            Ok(a)
+                if a.id_token_info.as_ref().map(|i| i.status)
+                    == Some(v201::AuthorizationStatusEnumType::Accepted) =>
+            {
+                self.started = Some(at);
+                status
+            }
+            _ => ContractStatus::Rejected,
         }
     }
 
@@ -137,6 +365,20 @@ impl Backend for Station<'_> {
     async fn update_certificate(&mut self, exi: Vec<u8>) -> Option<Vec<u8>> {
         self.ev_certificate(v201::CertificateActionEnumType::Update, exi)
             .await
+    }
+
+    /// K15: in a transaction, the car's needs go to the CSMS, which
+    /// answers with a `TxProfile` computed from the site's limit and them;
+    /// the station offers the composite of what it holds.
+    async fn schedules(&mut self, needs: &Needs) -> Vec<ScheduleTuple> {
+        if self.transacts && self.started.is_some() && self.notify_needs(needs).await {
+            let until = tokio::time::Instant::now() + PROFILE_WAIT;
+            while !self.has_tx_profile() && tokio::time::Instant::now() < until {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            self.tx_profile = self.has_tx_profile();
+        }
+        self.offered()
     }
 }
 
@@ -188,6 +430,7 @@ pub(super) async fn story(
         maker.oem_provisioning.cert.der().to_vec(),
         maker.oem_provisioning.key_bytes(),
     );
+    let profiles = Held::default();
     let station = Client::start(
         ClientConfig::new(
             format!("ws://127.0.0.1:{ocpp_port}/ocpp/"),
@@ -195,7 +438,11 @@ pub(super) async fn story(
             ProtocolVersion::V201,
         )
         .with_password(PASSWORD),
-        evproto_ocpp_rpc::Router::station_v201().into_routes(),
+        evproto_ocpp_rpc::Router::station_v201()
+            .on::<v201::action::SetChargingProfile>(set_profile)
+            .on::<v201::action::ClearChargingProfile>(clear_profile)
+            .on::<v201::action::GetCompositeSchedule>(composite)
+            .with_state(profiles.clone()),
         r#"{"reason":"PowerUp","chargingStation":{"vendorName":"evproto","model":"demo-pnc"}}"#,
         MemoryStore::default(),
     );
@@ -214,12 +461,21 @@ pub(super) async fn story(
             .with_loop_interval(Duration::from_millis(20))
             .with_pnc(Some(pnc))
     };
+    let car = evcc(EvPnc::new(None, None, v2g_roots.clone())).ev;
+    let backend = |transacts: bool| Station {
+        client: &station,
+        held: profiles.clone(),
+        car: car.clone(),
+        transacts,
+        started: None,
+        tx_profile: false,
+    };
     let plan = Plan {
         loops: 3,
         limit: Duration::from_secs(30),
     };
     let first = EvPnc::new(None, Some(provisioning.clone()), v2g_roots.clone());
-    let outcome = run_session(secc(), evcc(first), &plan, &mut Station(&station)).await;
+    let outcome = run_session(secc(), evcc(first), &plan, &mut backend(false)).await;
     let installed = outcome.installed.clone();
     let emaid = installed.as_ref().map(|c| c.emaid.clone());
     let ok =
@@ -240,10 +496,26 @@ pub(super) async fn story(
             "last_updated": crate::store::now()});
         match emsp.cpo.put("tokens", &["DE", "EMS", &emaid], &token).await {
             Ok(_) => {
-                let again = EvPnc::new(Some(contract), Some(provisioning), v2g_roots);
-                let started_at = chrono::Utc::now();
-                let outcome = run_session(secc(), evcc(again), &plan, &mut Station(&station)).await;
-                billed(&station, emsp, started_at, &outcome, steps).await?;
+                // the site's limit: the CSMS shares it among the sessions
+                // (smart charging) and sends the transaction its TxProfile
+                let (s, _) = api(
+                    admin,
+                    key,
+                    "PUT",
+                    "/api/site/limits",
+                    Some(&json!({ "limit_w": SITE_LIMIT_W })),
+                )
+                .await?;
+                if s != 200 {
+                    steps.record(BILLED, false, json!({"site_limits": s}));
+                } else {
+                    let again = EvPnc::new(Some(contract), Some(provisioning), v2g_roots);
+                    let mut station_side = backend(true);
+                    let outcome = run_session(secc(), evcc(again), &plan, &mut station_side).await;
+                    let started = station_side.started;
+                    let tx_profile = station_side.tx_profile;
+                    billed(&station, emsp, started, tx_profile, &outcome, steps).await?;
+                }
             }
             Err(e) => {
                 steps.record(
@@ -329,50 +601,57 @@ fn tx_event(
 }
 
 /// The second step: the car plugged in again and was authorized by its
-/// certificate, the eMSP confirming the token (`outcome`, from
-/// `started_at`); the station's transaction, named by the eMAID, carries
-/// the energy the ISO 15118 loop metered; the CSMS prices it and sends
-/// the CDR to the eMSP.
+/// certificate, the eMSP confirming the token; the station's transaction
+/// (`started` when the contract was accepted), named by the eMAID, ran
+/// under the schedule the CSMS computed from the site's limit and the
+/// car's needs, and carries the energy the ISO 15118 loop metered; the
+/// CSMS prices it and sends the CDR to the eMSP.
 async fn billed(
     station: &Client,
     emsp: &super::Emsp,
-    started_at: chrono::DateTime<chrono::Utc>,
+    started: Option<chrono::DateTime<chrono::Utc>>,
+    tx_profile: bool,
     outcome: &evproto_sim::iso15118::Outcome,
     steps: &mut Steps,
 ) -> Result<(), String> {
     use evproto_ocpi::server::Store as _;
-    let Some(emaid) = outcome.emaid.clone().filter(|_| outcome.finished()) else {
-        steps.record(BILLED, false, json!({"error": "the car was not authorized by its contract", "car": format!("{:?}", outcome.evcc_end)}));
+    let (Some(emaid), Some(started_at)) = (outcome.emaid.clone(), started) else {
+        steps.record(BILLED, false, json!({"error": "the car was not authorized by its contract, or its transaction was refused",
+            "car": format!("{:?}", outcome.evcc_end)}));
         return Ok(());
     };
-    use v201::TransactionEventEnumType as E;
+    if !outcome.finished() {
+        steps.record(
+            BILLED,
+            false,
+            json!({"error": "the session did not finish", "car": format!("{:?}", outcome.evcc_end),
+                "charger": format!("{:?}", outcome.secc_end)}),
+        );
+        return Ok(());
+    }
     let ended_at = chrono::Utc::now().max(started_at + chrono::Duration::seconds(1));
-    for (event, seq, wh, at) in [
-        (E::Started, 0, 0.0, started_at),
-        (E::Ended, 1, outcome.energy_wh, ended_at),
-    ] {
-        let Some(req) = tx_event(event, seq, &emaid, wh, at) else {
-            steps.record(
-                BILLED,
-                false,
-                json!({"error": "a TransactionEvent out of bounds"}),
-            );
-            return Ok(());
-        };
-        let answer = station.call::<v201::action::TransactionEvent>(&req).await;
-        let accepted = answer
-            .as_ref()
-            .ok()
-            .and_then(|a| a.id_token_info.as_ref())
-            .map(|i| i.status);
-        if event == E::Started && accepted != Some(v201::AuthorizationStatusEnumType::Accepted) {
-            steps.record(
-                BILLED,
-                false,
-                json!({"error": "transaction not accepted", "answer": format!("{answer:?}")}),
-            );
-            return Ok(());
-        }
+    let ended = tx_event(
+        v201::TransactionEventEnumType::Ended,
+        1,
+        &emaid,
+        outcome.energy_wh,
+        ended_at,
+    );
+    let Some(req) = ended else {
+        steps.record(
+            BILLED,
+            false,
+            json!({"error": "a TransactionEvent out of bounds"}),
+        );
+        return Ok(());
+    };
+    if let Err(e) = station.call::<v201::action::TransactionEvent>(&req).await {
+        steps.record(
+            BILLED,
+            false,
+            json!({"error": format!("the transaction's end not taken: {e}")}),
+        );
+        return Ok(());
     }
     let page = evproto_ocpi::pagination::Page {
         offset: 0,
@@ -402,10 +681,16 @@ async fn billed(
                 .as_f64()
                 .is_some_and(|p| p > 0.0)
     });
+    // the car chose the CSMS's schedule and drew no more than it
+    let limit = f64::from(SITE_LIMIT_W);
+    let scheduled = tx_profile
+        && outcome.pmax_w.is_some_and(|p| p > 0.0 && p <= limit)
+        && outcome.power_w.is_some_and(|p| p > 0.0 && p <= limit + 1.0);
     steps.record(
         BILLED,
-        ok,
+        ok && scheduled,
         json!({"emaid": emaid, "energy_wh": outcome.energy_wh, "loops": outcome.loops,
+            "site_limit_w": SITE_LIMIT_W, "tx_profile": tx_profile, "schedule_pmax_w": outcome.pmax_w, "drawn_w": outcome.power_w,
             "cdr": cdr.map(|c| json!({"id": c["id"], "cdr_token": c["cdr_token"], "total_energy": c["total_energy"],
                 "total_cost": c["total_cost"]}))}),
     );
