@@ -46,6 +46,15 @@ pub trait Backend {
         let _ = needs;
         async { Vec::new() }
     }
+    /// After charge loop `loops` (1, 2, ...): whether the schedule the
+    /// station holds changed since it was offered (a new `TxProfile` from
+    /// the CSMS), so that the SECC asks the car to renegotiate (ISO
+    /// 15118-2: `EVSENotification=ReNegotiation`, then a new
+    /// [`Backend::schedules`] with [`Needs::renegotiation`]).
+    fn schedule_changed(&mut self, loops: u32) -> impl Future<Output = bool> {
+        let _ = loops;
+        async { false }
+    }
 }
 
 /// What the car asked for in ChargeParameterDiscovery, as the SECC tells
@@ -99,11 +108,14 @@ pub struct Outcome {
     pub installed: Option<evproto_iso15118::session::Contract>,
     /// `installed` renewed the car's contract (CertificateUpdate).
     pub renewed: bool,
-    /// The first PMax (W) of the SA schedule the car chose.
+    /// The first PMax (W) of the SA schedule the car chose (the last, after
+    /// a renegotiation).
     pub pmax_w: Option<f64>,
-    /// The most power the EVSE delivered in the charge loop, W (what the
-    /// car asked for within its schedule and the EVSE's limits).
+    /// The power the EVSE delivered in the last charge loop that drew any,
+    /// W (what the car asked for within its schedule and the EVSE's limits).
     pub power_w: Option<f64>,
+    /// Renegotiations the SECC asked for (the station's schedule changed).
+    pub renegotiations: u32,
     /// The body names of the car's requests, in order, runs collapsed.
     pub requests: Vec<(String, usize)>,
 }
@@ -215,6 +227,7 @@ pub async fn run_session<B: Backend>(
     let mut evcc = Evcc::new(evcc, start);
     let mut out = Outcome::default();
     let mut stop_asked = false;
+    let mut seen_loops = 0;
     let mut last = start;
     loop {
         let mut progress = true;
@@ -261,8 +274,18 @@ pub async fn run_session<B: Backend>(
                 evse_request(r, &mut secc, &mut plant, backend, &mut out).await;
             }
             let drawn = plant.power_w();
-            if drawn > out.power_w.unwrap_or(0.0) {
+            if drawn > 0.0 {
                 out.power_w = Some(drawn);
+            }
+            // a new charge loop: has the station's schedule changed?
+            let loops = evcc.charge_loops();
+            if loops > seen_loops {
+                seen_loops = loops;
+                if !stop_asked && backend.schedule_changed(loops).await {
+                    secc.request_renegotiation();
+                    out.renegotiations += 1;
+                    progress = true;
+                }
             }
             if !stop_asked && evcc.charge_loops() >= plan.loops {
                 evcc.request_stop(StopKind::Terminate);
@@ -489,9 +512,21 @@ impl Iso15118Setup {
 mod tests {
     use super::*;
 
-    /// A station whose CSMS accepts every card and holds a 7.4 kW profile.
+    /// The cars of a run without Plug & Charge.
+    fn eim_only() -> Iso15118Setup {
+        let sim = Iso15118Sim {
+            pnc_share: 0.0,
+            roots: Vec::new(),
+            renew_within: None,
+        };
+        Iso15118Setup::new(sim, 7).unwrap()
+    }
+
+    /// A station whose CSMS accepts every card and holds a 7.4 kW profile
+    /// (3.7 kW once `lower_at` charge loops are done).
     struct Scripted {
         asked: Vec<Needs>,
+        lower_at: Option<u32>,
     }
 
     impl Backend for Scripted {
@@ -509,12 +544,45 @@ mod tests {
         }
         async fn schedules(&mut self, needs: &Needs) -> Vec<ScheduleTuple> {
             self.asked.push(*needs);
+            let w = if needs.renegotiation {
+                3_700.0
+            } else {
+                7_400.0
+            };
             vec![ScheduleTuple {
                 id: 2,
-                entries: vec![(0, 7_400.0)],
+                entries: vec![(0, w)],
                 duration: 86_400,
             }]
         }
+        async fn schedule_changed(&mut self, loops: u32) -> bool {
+            self.lower_at == Some(loops)
+        }
+    }
+
+    /// The station's schedule changes after the second charge loop: the
+    /// SECC asks the -2 car to renegotiate, the car is offered the new
+    /// schedule and follows it.
+    #[tokio::test]
+    async fn a_changed_schedule_is_renegotiated() {
+        let setup = eim_only();
+        let (secc, evcc) = setup.session(false, None, [1; 16], 100.0, 1);
+        let mut backend = Scripted {
+            asked: Vec::new(),
+            lower_at: Some(2),
+        };
+        let plan = Plan {
+            loops: 6,
+            limit: Duration::from_secs(20),
+        };
+        let out = run_session(secc, evcc, &plan, &mut backend).await;
+        assert!(out.finished(), "{out:?}");
+        assert_eq!(out.renegotiations, 1);
+        let renegotiated: Vec<bool> = backend.asked.iter().map(|n| n.renegotiation).collect();
+        assert_eq!(renegotiated, [false, true]);
+        assert_eq!(out.pmax_w, Some(3_700.0));
+        let drawn = out.power_w.unwrap();
+        assert!(drawn > 0.0 && drawn <= 3_700.0 + 1e-6, "{drawn}");
     }
 
     /// Each generation of EIM car negotiates its protocol with the
@@ -523,22 +591,17 @@ mod tests {
     /// 40 kW); the station is told the car's needs.
     #[tokio::test]
     async fn every_generation_negotiates_its_protocol_and_follows_the_schedule() {
-        let setup = Iso15118Setup::new(
-            Iso15118Sim {
-                pnc_share: 0.0,
-                roots: Vec::new(),
-                renew_within: None,
-            },
-            7,
-        )
-        .unwrap();
+        let setup = eim_only();
         for (generation, protocol) in [
             (0, Protocol::Din),
             (1, Protocol::Iso2),
             (2, Protocol::Iso20Dc),
         ] {
             let (secc, evcc) = setup.session(false, None, [1; 16], 100.0, generation);
-            let mut backend = Scripted { asked: Vec::new() };
+            let mut backend = Scripted {
+                asked: Vec::new(),
+                lower_at: None,
+            };
             let plan = Plan {
                 loops: 3,
                 limit: Duration::from_secs(20),

@@ -806,9 +806,16 @@ fn demo_runs_the_whole_story() {
     // it charged under the ISO 15118 schedule the CSMS computed from the
     // site's limit: the car chose it and drew no more
     assert_eq!(billed["tx_profile"], true, "{billed}");
+    // then renegotiated when the operator lowered the limit
     let limit = billed["site_limit_w"].as_f64().unwrap();
+    let lowered = billed["lowered_limit_w"].as_f64().unwrap();
+    let offered: Vec<f64> = serde_json::from_value(billed["offered_pmax_w"].clone()).unwrap();
+    assert_eq!(offered.len(), 2, "{billed}");
+    assert!(offered[0] > lowered && offered[0] <= limit, "{billed}");
+    assert!(offered[1] > 0.0 && offered[1] <= lowered, "{billed}");
+    assert_eq!(billed["renegotiations"], 1, "{billed}");
     let pmax = billed["schedule_pmax_w"].as_f64().unwrap();
     let drawn = billed["drawn_w"].as_f64().unwrap();
-    assert!(pmax > 0.0 && pmax <= limit, "{billed}");
-    assert!(drawn > 0.0 && drawn <= limit + 1.0, "{billed}");
+    assert!(pmax > 0.0 && pmax <= lowered, "{billed}");
+    assert!(drawn > 0.0 && drawn <= lowered + 1.0, "{billed}");
 }

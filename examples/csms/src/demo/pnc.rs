@@ -15,11 +15,16 @@
 //! its certificate, the station starts the transaction, tells the CSMS the
 //! car's needs (`NotifyEVChargingNeeds`), gets the `TxProfile` the CSMS
 //! computes from the site's limit and those needs, and offers it to the car
-//! as its SA schedule; the car charges under it, the transaction carries
-//! the energy the ISO 15118 loop metered, and the CSMS prices it and sends
-//! the CDR to the eMSP (a second step: the `emaid`, `site_limit_w`, the
-//! `schedule_pmax_w` the car chose, the most it `drawn_w`, `energy_wh`, and
-//! the `cdr` as the eMSP received it).
+//! as its SA schedule; the car charges under it. Then the operator lowers
+//! the site's limit: the CSMS sends the transaction a new `TxProfile`, the
+//! station's SECC asks the car to renegotiate (`EVSENotification`
+//! `ReNegotiation`) and offers the new schedule, and the car follows it. The
+//! transaction carries the energy the ISO 15118 loop metered, and the CSMS
+//! prices it and sends the CDR to the eMSP (a second step: the `emaid`,
+//! `site_limit_w` and `lowered_limit_w`, the first PMax of each schedule
+//! offered, `offered_pmax_w`, the `renegotiations`, the `schedule_pmax_w`
+//! the car chose last, the power it `drawn_w` last, `energy_wh`, and the
+//! `cdr` as the eMSP received it).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -50,6 +55,8 @@ const BILLED: &str = "Plug & Charge: plugged in again, charged under the CSMS's 
 /// The site's limit the CSMS shares when the car plugs in again, W: the
 /// schedule it offers the car.
 const SITE_LIMIT_W: u32 = 7_400;
+/// The site's limit once the car charges, W: the schedule renegotiated.
+const LOWERED_LIMIT_W: u32 = 3_700;
 
 fn unix_now() -> u64 {
     u64::try_from(chrono::Utc::now().timestamp()).unwrap_or_default()
@@ -223,6 +230,13 @@ struct Station<'a> {
     /// The schedule offered the car came with the CSMS's `TxProfile` for
     /// the transaction.
     tx_profile: bool,
+    /// The operator's API (admin port, key): once the car charges, the
+    /// operator lowers the site's limit to [`LOWERED_LIMIT_W`].
+    operator: Option<(u16, String)>,
+    /// The site's limit was lowered.
+    lowered: bool,
+    /// The first PMax (W) of each schedule offered the car, in order.
+    offered: Vec<f64>,
 }
 
 impl Station<'_> {
@@ -235,6 +249,16 @@ impl Station<'_> {
             started_at,
         });
         held(&self.held).sa_schedule(EVSE, tx, chrono::Utc::now(), EVSE_MAX_W)
+    }
+
+    /// The limit the station holds for the transaction now, W.
+    fn limit_w(&self) -> Option<f64> {
+        let now = chrono::Utc::now();
+        let tx = self.started.map(|started_at| TxRef {
+            id: TX_ID.into(),
+            started_at,
+        });
+        held(&self.held).limit_w(EVSE, tx, now)
     }
 
     /// Whether the CSMS's `TxProfile` for the transaction is held.
@@ -371,14 +395,54 @@ impl Backend for Station<'_> {
     /// answers with a `TxProfile` computed from the site's limit and them;
     /// the station offers the composite of what it holds.
     async fn schedules(&mut self, needs: &Needs) -> Vec<ScheduleTuple> {
-        if self.transacts && self.started.is_some() && self.notify_needs(needs).await {
+        // a renegotiation offers what the CSMS sent since (K15 after the
+        // station's schedule changed)
+        if self.transacts
+            && self.started.is_some()
+            && !needs.renegotiation
+            && self.notify_needs(needs).await
+        {
             let until = tokio::time::Instant::now() + PROFILE_WAIT;
             while !self.has_tx_profile() && tokio::time::Instant::now() < until {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
             self.tx_profile = self.has_tx_profile();
         }
-        self.offered()
+        let offered = self.offered();
+        if let Some(&(_, pmax)) = offered.first().and_then(|t| t.entries.first()) {
+            self.offered.push(pmax);
+        }
+        offered
+    }
+
+    /// Once the car charges, the operator lowers the site's limit; the
+    /// CSMS recomputes the shares and sends the transaction a new
+    /// `TxProfile`; the station, holding it, has the SECC ask the car to
+    /// renegotiate.
+    async fn schedule_changed(&mut self, _loops: u32) -> bool {
+        let Some((admin, key)) = self.operator.clone().filter(|_| !self.lowered) else {
+            return false;
+        };
+        if !self.tx_profile {
+            return false;
+        }
+        self.lowered = true;
+        let limits = json!({ "limit_w": LOWERED_LIMIT_W });
+        if !matches!(
+            api(admin, &key, "PUT", "/api/site/limits", Some(&limits)).await,
+            Ok((200, _))
+        ) {
+            return false;
+        }
+        let lowered = f64::from(LOWERED_LIMIT_W);
+        let until = tokio::time::Instant::now() + PROFILE_WAIT;
+        while tokio::time::Instant::now() < until {
+            if self.limit_w().is_some_and(|w| w <= lowered) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        false
     }
 }
 
@@ -469,9 +533,12 @@ pub(super) async fn story(
         transacts,
         started: None,
         tx_profile: false,
+        operator: transacts.then(|| (admin, key.to_owned())),
+        lowered: false,
+        offered: Vec::new(),
     };
     let plan = Plan {
-        loops: 3,
+        loops: 5,
         limit: Duration::from_secs(30),
     };
     let first = EvPnc::new(None, Some(provisioning.clone()), v2g_roots.clone());
@@ -512,9 +579,7 @@ pub(super) async fn story(
                     let again = EvPnc::new(Some(contract), Some(provisioning), v2g_roots);
                     let mut station_side = backend(true);
                     let outcome = run_session(secc(), evcc(again), &plan, &mut station_side).await;
-                    let started = station_side.started;
-                    let tx_profile = station_side.tx_profile;
-                    billed(&station, emsp, started, tx_profile, &outcome, steps).await?;
+                    billed(&station, emsp, &station_side, &outcome, steps).await?;
                 }
             }
             Err(e) => {
@@ -609,11 +674,11 @@ fn tx_event(
 async fn billed(
     station: &Client,
     emsp: &super::Emsp,
-    started: Option<chrono::DateTime<chrono::Utc>>,
-    tx_profile: bool,
+    side: &Station<'_>,
     outcome: &evproto_sim::iso15118::Outcome,
     steps: &mut Steps,
 ) -> Result<(), String> {
+    let (started, tx_profile) = (side.started, side.tx_profile);
     use evproto_ocpi::server::Store as _;
     let (Some(emaid), Some(started_at)) = (outcome.emaid.clone(), started) else {
         steps.record(BILLED, false, json!({"error": "the car was not authorized by its contract, or its transaction was refused",
@@ -681,16 +746,26 @@ async fn billed(
                 .as_f64()
                 .is_some_and(|p| p > 0.0)
     });
-    // the car chose the CSMS's schedule and drew no more than it
-    let limit = f64::from(SITE_LIMIT_W);
+    // the car chose the CSMS's schedule (the site's limit), renegotiated
+    // it when the limit was lowered, and drew no more than the last
+    let (limit, lowered) = (f64::from(SITE_LIMIT_W), f64::from(LOWERED_LIMIT_W));
     let scheduled = tx_profile
-        && outcome.pmax_w.is_some_and(|p| p > 0.0 && p <= limit)
-        && outcome.power_w.is_some_and(|p| p > 0.0 && p <= limit + 1.0);
+        && side
+            .offered
+            .first()
+            .is_some_and(|&p| p > lowered && p <= limit)
+        && outcome.renegotiations == 1
+        && side.offered.len() == 2
+        && outcome.pmax_w.is_some_and(|p| p > 0.0 && p <= lowered)
+        && outcome
+            .power_w
+            .is_some_and(|p| p > 0.0 && p <= lowered + 1.0);
     steps.record(
         BILLED,
         ok && scheduled,
         json!({"emaid": emaid, "energy_wh": outcome.energy_wh, "loops": outcome.loops,
-            "site_limit_w": SITE_LIMIT_W, "tx_profile": tx_profile, "schedule_pmax_w": outcome.pmax_w, "drawn_w": outcome.power_w,
+            "site_limit_w": SITE_LIMIT_W, "tx_profile": tx_profile, "offered_pmax_w": side.offered,
+            "lowered_limit_w": LOWERED_LIMIT_W, "renegotiations": outcome.renegotiations, "schedule_pmax_w": outcome.pmax_w, "drawn_w": outcome.power_w,
             "cdr": cdr.map(|c| json!({"id": c["id"], "cdr_token": c["cdr_token"], "total_energy": c["total_energy"],
                 "total_cost": c["total_cost"]}))}),
     );
