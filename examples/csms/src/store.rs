@@ -39,6 +39,7 @@
 
 mod alerts;
 mod billing;
+mod campaigns;
 mod certificates;
 mod cluster;
 pub mod drivers;
@@ -72,6 +73,7 @@ use crate::writer::Writer;
 use migrations::MIGRATIONS;
 
 pub use alerts::{AlertRow, ConnectionAlerts, Offline};
+pub use campaigns::{Campaign, CampaignStation};
 pub use certificates::StationCertificate;
 pub use monitor_values::MonitorValue;
 pub use operations::{Operation, OperationStatus};
@@ -382,6 +384,9 @@ impl Store {
             // data steps a statement cannot express, in the same transaction
             if *version == 26 {
                 operations::move_from_settings(&mut tx).await?;
+            }
+            if *version == 27 {
+                campaigns::move_from_settings(&mut tx).await?;
             }
             sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)")
                 .bind(*version)

@@ -23,6 +23,7 @@ use tokio::sync::Semaphore;
 
 use crate::api::{body, ct_eq, ApiError, ApiResult};
 use crate::gateway::{StationCallError, StationGateway};
+use crate::store::{Campaign, CampaignStation};
 use crate::App;
 use evproto_ocpp_types::{v16, v201, v21, Action as _};
 
@@ -366,24 +367,40 @@ pub(crate) async fn start_campaign(State(app): State<Arc<App>>, bytes: Bytes) ->
         return Err(ApiError::new(StatusCode::BAD_REQUEST, "no stations"));
     }
     let id = request_id();
-    let retrieve = crate::store::now();
+    let started_at = chrono::Utc::now();
     let mut results = Vec::new();
     for st in &stations {
+        let refused = |reason: String| CampaignStation {
+            station: st.clone(),
+            requested: false,
+            reason: Some(reason),
+            answer: None,
+        };
         let Some(version) = app.gateway.version(st).await else {
-            results.push(json!({"station": st, "requested": false, "reason": "not connected"}));
+            results.push(refused("not connected".into()));
             continue;
         };
         match update_firmware(&app.gateway, st, version, &location, id, signed.as_ref()).await {
             // 1.6 answers without a status: the request is taken
-            Ok(a) => results.push(json!({"station": st, "requested": a.status.is_none_or(|s| s == "Accepted" || s == "AcceptedCanceled"), "answer": a.json})),
-            Err(e) => results.push(json!({"station": st, "requested": false, "reason": e.to_string()})),
+            Ok(a) => results.push(CampaignStation {
+                station: st.clone(),
+                requested: a
+                    .status
+                    .is_none_or(|s| s == "Accepted" || s == "AcceptedCanceled"),
+                reason: None,
+                answer: Some(a.json),
+            }),
+            Err(e) => results.push(refused(e.to_string())),
         }
     }
-    let campaign = json!({"id": id, "location": location, "signed": signed.is_some(),
-        "started_at": retrieve, "stations": results});
-    app.store
-        .put_setting(&format!("campaign:{id}"), &campaign.to_string())
-        .await?;
+    let campaign = Campaign {
+        id,
+        location,
+        signed: signed.is_some(),
+        started_at,
+        stations: results,
+    };
+    app.store.put_campaign(&campaign).await?;
     app.notify(crate::events::LiveEvent::FirmwareCampaign {
         id: id.to_string(),
         stations: stations.len(),
@@ -391,36 +408,36 @@ pub(crate) async fn start_campaign(State(app): State<Arc<App>>, bytes: Bytes) ->
     Ok((StatusCode::CREATED, Json(campaign)).into_response())
 }
 
-async fn campaign_view(app: &App, c: Value) -> Value {
-    let mut c = c;
-    if let Some(list) = c["stations"].as_array_mut() {
-        for s in list {
-            let id = s["station"].as_str().unwrap_or_default().to_string();
+/// A campaign as the API shows it: each station with its latest firmware
+/// status (`null` before its first FirmwareStatusNotification).
+async fn campaign_view(app: &App, c: Campaign) -> Result<Value, ApiError> {
+    let mut view = serde_json::to_value(&c).unwrap_or(Value::Null);
+    if let Some(list) = view["stations"].as_array_mut() {
+        for (s, v) in c.stations.iter().zip(list) {
             let status = app
                 .store
-                .operation_status(&id, crate::store::Operation::Firmware)
-                .await
-                .ok()
-                .flatten();
-            s["status"] = status
-                .map(|v| Value::String(v.status))
-                .unwrap_or(Value::Null);
+                .operation_status(&s.station, crate::store::Operation::Firmware)
+                .await?;
+            v["status"] = status.map_or(Value::Null, |st| Value::String(st.status));
         }
     }
-    c
+    Ok(view)
 }
 
 /// `GET /api/firmware-campaigns/{id}`: the campaign with each station's
 /// latest FirmwareStatusNotification.
 pub(crate) async fn get_campaign(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult {
-    let Some(text) = app.store.setting(&format!("campaign:{id}")).await? else {
+    let found = match id.parse::<i32>() {
+        Ok(n) => app.store.campaign(n).await?,
+        Err(_) => None,
+    };
+    let Some(c) = found else {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             format!("no campaign {id}"),
         ));
     };
-    let c: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-    Ok(Json(campaign_view(&app, c).await).into_response())
+    Ok(Json(campaign_view(&app, c).await?).into_response())
 }
 
 /// `GET /api/firmware-campaigns`: newest first, paged like every list
@@ -430,25 +447,16 @@ pub(crate) async fn list_campaigns(
     crate::api::ApiQuery(q): crate::api::ApiQuery<crate::api::ListParams>,
 ) -> ApiResult {
     let q = q.check(crate::api::Filters::NONE)?;
-    let key = |c: &Value| {
-        vec![
-            c["started_at"].as_str().unwrap_or_default().to_owned(),
-            c["id"].as_str().unwrap_or_default().to_owned(),
-        ]
-    };
-    let mut all = Vec::new();
-    for (_, v) in app.store.settings_with_prefix("campaign:").await? {
-        if let Ok(c) = serde_json::from_str::<Value>(&v) {
-            all.push(c);
-        }
-    }
+    let key = |c: &Campaign| vec![crate::store::ts(c.started_at), c.id.to_string()];
+    // newest first, by start then id (as the cursor compares them)
+    let mut all = app.store.campaigns().await?;
     all.sort_by_key(|c| std::cmp::Reverse(key(c)));
     let total = i64::try_from(all.len()).unwrap_or(i64::MAX);
     if q.after.as_ref().is_some_and(|a| a.len() != 2) {
         return Err(crate::store::StoreError::BadCursor.into());
     }
     let limit = usize::try_from(q.limit).unwrap_or(1);
-    let rest: Vec<Value> = all
+    let rest: Vec<Campaign> = all
         .into_iter()
         .filter(|c| q.after.as_ref().is_none_or(|a| key(c) < *a))
         .take(limit + 1)
@@ -456,7 +464,7 @@ pub(crate) async fn list_campaigns(
     let next = (rest.len() > limit).then(|| key(&rest[limit - 1]));
     let mut items = Vec::with_capacity(limit);
     for c in rest.into_iter().take(limit) {
-        items.push(campaign_view(&app, c).await);
+        items.push(campaign_view(&app, c).await?);
     }
     Ok(crate::api::page_response(items, next, total))
 }

@@ -253,6 +253,14 @@ pub(crate) const MIGRATIONS: &[(i64, &str)] = &[
         // `log_status:{station}`), moved here by the migration's data step
         "CREATE TABLE IF NOT EXISTS operation_statuses (station_id TEXT NOT NULL, operation TEXT NOT NULL, request_id BIGINT, status TEXT NOT NULL, at TEXT NOT NULL, PRIMARY KEY (station_id, operation))",
     ),
+    (
+        27,
+        // firmware campaigns (store/campaigns.rs): each campaign and what each of its stations
+        // answered, kept before in settings (`campaign:{id}`), moved here by the migration's
+        // data step
+        "CREATE TABLE IF NOT EXISTS firmware_campaigns (id BIGINT PRIMARY KEY, location TEXT NOT NULL, signed BIGINT NOT NULL, started_at TEXT NOT NULL);
+    CREATE TABLE IF NOT EXISTS firmware_campaign_stations (campaign_id BIGINT NOT NULL, position BIGINT NOT NULL, station_id TEXT NOT NULL, requested BIGINT NOT NULL, reason TEXT, answer TEXT, PRIMARY KEY (campaign_id, position))",
+    ),
     // New migrations go here, at the end, with the next free number (see the
     // module's documentation for the numbers reserved).
 ];

@@ -92,10 +92,7 @@ pub(super) async fn move_from_settings(tx: &mut sqlx::Transaction<'_, sqlx::Any>
         .bind(l.at)
         .execute(&mut **tx)
         .await?;
-        sqlx::query("DELETE FROM settings WHERE key = $1")
-            .bind(&key)
-            .execute(&mut **tx)
-            .await?;
+        super::settings::delete_in(tx, &key).await?;
     }
     Ok(())
 }

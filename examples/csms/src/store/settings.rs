@@ -107,3 +107,13 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 }
+
+/// Deletes setting `key` in `tx` (a migration's data step moving it to a
+/// table of its own).
+pub(super) async fn delete_in(tx: &mut sqlx::Transaction<'_, sqlx::Any>, key: &str) -> Result<()> {
+    sqlx::query("DELETE FROM settings WHERE key = $1")
+        .bind(key)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
