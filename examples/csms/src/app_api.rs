@@ -719,12 +719,17 @@ async fn station_view(
     let Some(s) = state.app.store.station(id).await? else {
         return Ok(None);
     };
-    let location = state
-        .app
-        .store
-        .setting(&format!("station_location:{id}"))
-        .await?
-        .and_then(|l| serde_json::from_str::<Location>(&l).ok());
+    let location = state.app.store.place(id).await?.map(|p| Location {
+        name: p.name,
+        address: p.address,
+        city: p.city,
+        postal_code: p.postal_code,
+        country: p.country,
+        coordinates: p.coordinates.map(|(latitude, longitude)| Coordinates {
+            latitude,
+            longitude,
+        }),
+    });
     let connected = state.app.gateway.version(id).await.is_some();
     let connectors = s
         .connectors

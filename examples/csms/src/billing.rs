@@ -992,10 +992,8 @@ mod tests {
         let place = json!({"name": "Depot", "address": "Stationsplein 1", "city": "Utrecht",
             "postal_code": "3511 AA", "country": "NLD", "time_zone": "Europe/Amsterdam",
             "coordinates": {"latitude": "52.089444", "longitude": "5.110278"}});
-        store
-            .put_setting("station_location:CS1", &place.to_string())
-            .await
-            .unwrap();
+        let place: crate::roaming::Place = serde_json::from_value(place).unwrap();
+        store.put_place("CS1", &place.to_stored()).await.unwrap();
         store.put_tariff("default", &tariff()).await.unwrap();
         store
             .upsert_token(&crate::store::TokenRecord {

@@ -1222,17 +1222,18 @@ impl Place {
         Ok(self)
     }
 
-    /// The place registered for a station (`station_location:{id}`); an
-    /// unreadable one (stored before these bounds) counts as none, logged.
+    /// The place registered for a station; an unreadable one (kept
+    /// before these bounds) counts as none, logged.
     ///
     /// # Errors
     ///
     /// The store failed.
     pub async fn of(store: &Store, station_id: &str) -> Result<Place, crate::store::StoreError> {
-        let text = store
-            .setting(&format!("station_location:{station_id}"))
-            .await?;
-        Ok(Place::read(station_id, text.as_deref()))
+        Ok(store
+            .place(station_id)
+            .await?
+            .map(|p| Place::read(station_id, p))
+            .unwrap_or_default())
     }
 
     /// The places registered for `stations`, by station (one read; a
@@ -1245,24 +1246,66 @@ impl Place {
         store: &Store,
         stations: &[String],
     ) -> Result<std::collections::HashMap<String, Place>, crate::store::StoreError> {
-        let keys: Vec<String> = stations
-            .iter()
-            .map(|s| format!("station_location:{s}"))
-            .collect();
-        let mut texts = store.settings_by_key(&keys).await?;
+        let mut kept = store.places(stations).await?;
         Ok(stations
             .iter()
-            .zip(&keys)
-            .map(|(s, k)| (s.clone(), Place::read(s, texts.remove(k).as_deref())))
+            .map(|s| {
+                let p = kept.remove(s).map(|p| Place::read(s, p));
+                (s.clone(), p.unwrap_or_default())
+            })
             .collect())
     }
 
-    /// A stored place's text, read (`None`, or unreadable: none, logged).
-    fn read(station_id: &str, text: Option<&str>) -> Place {
-        let Some(text) = text else {
-            return Place::default();
+    /// The place as the store keeps it.
+    pub fn to_stored(&self) -> crate::store::StationPlace {
+        fn text<const N: usize>(s: &Option<Str<N>>) -> Option<String> {
+            s.as_ref().map(|s| s.as_str().to_owned())
+        }
+        crate::store::StationPlace {
+            name: text(&self.name),
+            address: text(&self.address),
+            city: text(&self.city),
+            postal_code: text(&self.postal_code),
+            country: text(&self.country),
+            coordinates: self.coordinates.as_ref().map(|c| {
+                (
+                    c.latitude.as_str().to_owned(),
+                    c.longitude.as_str().to_owned(),
+                )
+            }),
+            time_zone: text(&self.time_zone),
+        }
+    }
+
+    /// A kept place, checked against the bounds again (`None`: one that
+    /// does not fit them, kept before they were).
+    fn from_stored(p: crate::store::StationPlace) -> Result<Place, String> {
+        fn str<const N: usize>(what: &str, s: Option<String>) -> Result<Option<Str<N>>, String> {
+            s.map(|s| Str::new(s).map_err(|e| format!("{what}: {e}")))
+                .transpose()
+        }
+        let coordinates = match p.coordinates {
+            Some((lat, lon)) => Some(v221::GeoLocation {
+                latitude: Str::new(lat).map_err(|e| format!("latitude: {e}"))?,
+                longitude: Str::new(lon).map_err(|e| format!("longitude: {e}"))?,
+                extra: Default::default(),
+            }),
+            None => None,
         };
-        serde_json::from_str(text).unwrap_or_else(|e| {
+        Ok(Place {
+            name: str("name", p.name)?,
+            address: str("address", p.address)?,
+            city: str("city", p.city)?,
+            postal_code: str("postal_code", p.postal_code)?,
+            country: str("country", p.country)?,
+            coordinates,
+            time_zone: str("time_zone", p.time_zone)?,
+        })
+    }
+
+    /// A kept place, read (unreadable: none, logged).
+    pub fn read(station_id: &str, p: crate::store::StationPlace) -> Place {
+        Place::from_stored(p).unwrap_or_else(|e| {
             tracing::warn!(
                 station = station_id,
                 "registered place not readable, not used: {e}"
@@ -2452,10 +2495,7 @@ mod tests {
             json!({"name": "Depot", "coordinates": {"latitude": "52.1", "longitude": "4.3"}}),
         )
         .unwrap();
-        store
-            .put_setting("station_location:CS1", &serde_json::to_string(&p).unwrap())
-            .await
-            .unwrap();
+        store.put_place("CS1", &p.to_stored()).await.unwrap();
         let loc = station_location(&store, "nl", "evp", "CS1")
             .await
             .unwrap()

@@ -52,6 +52,7 @@ mod operations;
 mod outbox;
 mod paging;
 mod password;
+mod places;
 pub mod reports;
 mod reservations;
 mod sessions;
@@ -83,6 +84,7 @@ pub use password::{
     hash_password, needs_rehash, random_hex, verify_password, PASSWORD_M_COST_KIB, PASSWORD_P_COST,
     PASSWORD_T_COST,
 };
+pub use places::StationPlace;
 pub use reports::MetricCounts;
 pub use reservations::{Reservation, ReservationState};
 pub use sessions::{to_wh, Session, SessionRow, SessionStatus};
@@ -388,6 +390,9 @@ impl Store {
             if *version == 27 {
                 campaigns::move_from_settings(&mut tx).await?;
             }
+            if *version == 28 {
+                places::move_from_settings(&mut tx).await?;
+            }
             sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)")
                 .bind(*version)
                 .bind(now())
@@ -410,6 +415,32 @@ impl Store {
             .expect("a store")
     }
 
+    /// Tests: a store on a fresh PostgreSQL database (`CSMS_TEST_POSTGRES`,
+    /// else the local server) named after `name` and the process id,
+    /// dropped with [`PgScratch::drop_db`] after the store.
+    #[cfg(test)]
+    pub(crate) async fn open_temp_pg(name: &str) -> (Store, PgScratch) {
+        use sqlx::Connection;
+        let admin = std::env::var("CSMS_TEST_POSTGRES")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+        let db = format!("csms_{name}_{}", std::process::id());
+        let mut c = sqlx::PgConnection::connect(&admin)
+            .await
+            .expect("PostgreSQL");
+        for stmt in [
+            format!("DROP DATABASE IF EXISTS {db}"),
+            format!("CREATE DATABASE {db}"),
+        ] {
+            sqlx::query(&stmt)
+                .execute(&mut c)
+                .await
+                .expect("a database");
+        }
+        let url = format!("{}/{db}", admin.rsplit_once('/').expect("a URL").0);
+        let store = Store::open(&url).await.expect("a store");
+        (store, PgScratch { admin: c, db })
+    }
+
     /// Tests: the next `n` calls of the store's session path (reads of a
     /// session's messages, the writer's statements and its commit) succeed,
     /// the one after fails (`None`: none fails).
@@ -429,5 +460,23 @@ impl Store {
     #[inline]
     fn fault(&self) -> Result<()> {
         Ok(())
+    }
+}
+
+/// Tests: a scratch PostgreSQL database ([`Store::open_temp_pg`]), dropped
+/// by [`PgScratch::drop_db`] once its store is gone.
+#[cfg(test)]
+pub(crate) struct PgScratch {
+    admin: sqlx::PgConnection,
+    db: String,
+}
+
+#[cfg(test)]
+impl PgScratch {
+    /// Drops the database (its store dropped first).
+    pub(crate) async fn drop_db(mut self) {
+        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.db))
+            .execute(&mut self.admin)
+            .await;
     }
 }

@@ -57,22 +57,18 @@ pub(super) async fn get_station(State(app): State<Arc<App>>, Path(id): Path<Stri
     s.security_profile
         .get_or_insert(app.config.security_profile);
     // what the operator registered and the station last said of its firmware
-    let store = &app.store;
-    let stored = |key: String| async move {
-        Ok::<_, ApiError>(
-            store
-                .setting(&key)
-                .await?
-                .and_then(|t| serde_json::value::RawValue::from_string(t).ok()),
-        )
-    };
+    let location = app
+        .store
+        .place(&id)
+        .await?
+        .map(|p| crate::roaming::Place::read(&id, p));
     Ok(Json(StationView {
         connected: app.gateway.is_connected(&id).await,
         sessions: app.store.sessions(Some(&id), 20).await?,
         // the external limits in force and what the EVs need, latest per source/EVSE
         charging_limits: crate::ocpp::charging_limits(&app.store, &id).await?,
         ev_charging_needs: crate::ocpp::ev_charging_needs(&app.store, &id).await?,
-        location: stored(format!("station_location:{id}")).await?,
+        location,
         firmware_status: app
             .store
             .operation_status(&id, crate::store::Operation::Firmware)
@@ -96,7 +92,7 @@ struct StationView<L, N> {
     /// What the EVs need.
     ev_charging_needs: N,
     /// Where it is, as registered (`PUT` with `location`).
-    location: Option<Box<serde_json::value::RawValue>>,
+    location: Option<crate::roaming::Place>,
     /// Its latest firmware status: `{at, request_id, status}`.
     firmware_status: Option<crate::store::OperationStatus>,
 }
@@ -245,13 +241,7 @@ pub(super) async fn put_station(
         .set_station_policy(&id, b.registration, b.security_profile)
         .await?;
     if let Some(loc) = &b.location {
-        app.store
-            .put_setting(
-                &format!("station_location:{id}"),
-                &serde_json::to_string(loc)
-                    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?,
-            )
-            .await?;
+        app.store.put_place(&id, &loc.to_stored()).await?;
         app.roaming.location_changed(&id).await;
     }
     app.station_credentials_changed(&id).await?;

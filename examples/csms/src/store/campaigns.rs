@@ -259,25 +259,10 @@ mod tests {
     /// The same on PostgreSQL (`CSMS_TEST_POSTGRES`, else the local one).
     #[tokio::test]
     async fn campaigns_kept_and_moved_from_settings_on_postgres() {
-        use sqlx::Connection;
-        let admin = std::env::var("CSMS_TEST_POSTGRES")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-        let name = format!("csms_campaigns_{}", std::process::id());
-        let mut c = sqlx::PgConnection::connect(&admin).await.unwrap();
-        for stmt in [
-            format!("DROP DATABASE IF EXISTS {name}"),
-            format!("CREATE DATABASE {name}"),
-        ] {
-            sqlx::query(&stmt).execute(&mut c).await.unwrap();
-        }
-        let url = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
-        let store = Store::open(&url).await.unwrap();
+        let (store, db) = Store::open_temp_pg("campaigns").await;
         kept_and_moved(&store).await;
         drop(store);
-        sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-            .execute(&mut c)
-            .await
-            .unwrap();
+        db.drop_db().await;
     }
 
     async fn kept_and_moved(store: &Store) {

@@ -261,6 +261,12 @@ pub(crate) const MIGRATIONS: &[(i64, &str)] = &[
         "CREATE TABLE IF NOT EXISTS firmware_campaigns (id BIGINT PRIMARY KEY, location TEXT NOT NULL, signed BIGINT NOT NULL, started_at TEXT NOT NULL);
     CREATE TABLE IF NOT EXISTS firmware_campaign_stations (campaign_id BIGINT NOT NULL, position BIGINT NOT NULL, station_id TEXT NOT NULL, requested BIGINT NOT NULL, reason TEXT, answer TEXT, PRIMARY KEY (campaign_id, position))",
     ),
+    (
+        28,
+        // where each station is (store/places.rs), kept before in settings
+        // (`station_location:{id}`), moved here by the migration's data step
+        "CREATE TABLE IF NOT EXISTS station_places (station_id TEXT PRIMARY KEY, name TEXT, address TEXT, city TEXT, postal_code TEXT, country TEXT, latitude TEXT, longitude TEXT, time_zone TEXT, updated_at TEXT NOT NULL)",
+    ),
     // New migrations go here, at the end, with the next free number (see the
     // module's documentation for the numbers reserved).
 ];

@@ -16,30 +16,6 @@ impl Store {
             .transpose()?)
     }
 
-    /// The settings of `keys` that are set, by key (one read).
-    ///
-    /// # Errors
-    ///
-    /// The database failed.
-    pub async fn settings_by_key(
-        &self,
-        keys: &[String],
-    ) -> Result<std::collections::HashMap<String, String>> {
-        if keys.is_empty() {
-            return Ok(Default::default());
-        }
-        let sql = format!(
-            "SELECT key, value FROM settings WHERE key IN ({})",
-            super::in_list(keys.len())
-        );
-        super::bind_all(sqlx::query(&sql), keys)
-            .fetch_all(&self.read)
-            .await?
-            .iter()
-            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
-            .collect()
-    }
-
     /// Settings whose key starts with `prefix`, in key order.
     pub async fn settings_with_prefix(&self, prefix: &str) -> Result<Vec<(String, String)>> {
         let rows = sqlx::query("SELECT key, value FROM settings WHERE key LIKE $1 ORDER BY key")
