@@ -15,9 +15,8 @@
 //!   the station's version, and what the CSMS knows; a version other than
 //!   the one the CSMS knows makes it forget the entries too.
 //!
-//! The state is kept as two settings per station: `local_list_version:{id}`
-//! (the version) and `local_list_entries:{id}` (the entries, JSON; absent
-//! when not known).
+//! The state is kept per station in the store ([`crate::store::KeptList`]:
+//! the version, and the entries when known).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -28,7 +27,7 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use evproto_csms_core::authorization::{self, Decision, ListUpdate, LocalList, Purpose, Status};
 use evproto_csms_core::token::{IdToken, TokenKind};
 use evproto_ocpp_proto::ProtocolVersion;
@@ -67,13 +66,7 @@ struct ListBody {
 }
 
 /// One entry as kept between updates.
-#[derive(Debug, Serialize, Deserialize)]
-struct Entry {
-    status: String,
-    group: Option<String>,
-    group_type: Option<String>,
-    expires_at: Option<DateTime<Utc>>,
-}
+type Entry = crate::store::ListEntry;
 
 fn status_name(s: Status) -> &'static str {
     match s {
@@ -107,7 +100,13 @@ fn status_of(s: &str) -> Status {
     .unwrap_or(Status::Invalid)
 }
 
-impl Entry {
+/// An entry as kept, and back.
+trait Kept {
+    fn of(d: &Decision) -> Self;
+    fn decision(&self) -> Decision;
+}
+
+impl Kept for Entry {
     fn of(d: &Decision) -> Entry {
         Entry {
             status: status_name(d.status).to_owned(),
@@ -134,34 +133,16 @@ impl Entry {
     }
 }
 
-fn version_key(station: &str) -> String {
-    format!("local_list_version:{station}")
-}
-
-fn entries_key(station: &str) -> String {
-    format!("local_list_entries:{station}")
-}
-
 /// What the CSMS knows of the station's list.
 async fn known(app: &App, station: &str) -> crate::store::Result<LocalList> {
-    let version = app
-        .store
-        .setting(&version_key(station))
-        .await?
-        .and_then(|v| v.parse::<i32>().ok())
-        .unwrap_or(0);
-    let entries = app
-        .store
-        .setting(&entries_key(station))
-        .await?
-        .and_then(|e| serde_json::from_str::<BTreeMap<String, Entry>>(&e).ok());
+    let kept = app.store.local_list(station).await?;
     let mut list = LocalList::default();
-    match entries {
-        Some(e) if version > 0 => list.accepted(&ListUpdate::Full {
-            version,
+    match kept.entries {
+        Some(e) if kept.version > 0 => list.accepted(&ListUpdate::Full {
+            version: kept.version,
             entries: e.iter().map(|(k, v)| (k.clone(), v.decision())).collect(),
         }),
-        _ => list.forget(Some(version)),
+        _ => list.forget(Some(kept.version)),
     }
     Ok(list)
 }
@@ -173,18 +154,11 @@ async fn keep(
     version: i32,
     entries: Option<&BTreeMap<String, Decision>>,
 ) -> crate::store::Result<()> {
-    app.store
-        .put_setting(&version_key(station), &version.to_string())
-        .await?;
-    let text = match entries {
-        Some(e) => {
-            let stored: BTreeMap<&String, Entry> =
-                e.iter().map(|(k, d)| (k, Entry::of(d))).collect();
-            serde_json::to_string(&stored).unwrap_or_default()
-        }
-        None => String::new(),
+    let kept = crate::store::KeptList {
+        version,
+        entries: entries.map(|e| e.iter().map(|(k, d)| (k.clone(), Entry::of(d))).collect()),
     };
-    app.store.put_setting(&entries_key(station), &text).await
+    app.store.put_local_list(station, &kept).await
 }
 
 /// The entries the operator wants, each as stations are answered about its
@@ -338,11 +312,7 @@ async fn version(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResu
         list.forget(Some(reported));
         keep(&app, &id, list.version().unwrap_or(0), None).await?;
     }
-    let entries_known = app
-        .store
-        .setting(&entries_key(&id))
-        .await?
-        .is_some_and(|e| !e.is_empty());
+    let entries_known = app.store.local_list(&id).await?.entries.is_some();
     Ok(Json(
         json!({"station_version": reported, "list_version": list.version(),
         "entries_known": entries_known}),

@@ -45,6 +45,7 @@ mod cluster;
 pub mod drivers;
 pub mod fleets;
 pub mod grid;
+mod local_lists;
 mod migrations;
 mod monitor_values;
 pub(crate) mod ocpi;
@@ -76,6 +77,7 @@ use migrations::MIGRATIONS;
 pub use alerts::{AlertRow, ConnectionAlerts, Offline};
 pub use campaigns::{Campaign, CampaignStation};
 pub use certificates::StationCertificate;
+pub use local_lists::{KeptList, ListEntry};
 pub use monitor_values::MonitorValue;
 pub use operations::{Operation, OperationStatus};
 pub use outbox::{outbox_backoff, OutboxAdded, OUTBOX_MAX_DELAY};
@@ -393,6 +395,9 @@ impl Store {
             if *version == 28 {
                 places::move_from_settings(&mut tx).await?;
             }
+            if *version == 29 {
+                local_lists::move_from_settings(&mut tx).await?;
+            }
             sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)")
                 .bind(*version)
                 .bind(now())
@@ -462,6 +467,30 @@ impl Store {
         Ok(())
     }
 }
+
+/// Tests: `$check(&Store)` on SQLite (test `$sqlite`) and on a scratch
+/// PostgreSQL database (test `$pg`), both named after `$name`.
+#[cfg(test)]
+macro_rules! on_both_stores {
+    ($(#[$doc:meta])* $sqlite:ident, $pg:ident, $name:literal, $check:path) => {
+        $(#[$doc])*
+        #[tokio::test]
+        async fn $sqlite() {
+            $check(&Store::open_temp($name).await).await;
+        }
+
+        $(#[$doc])*
+        #[tokio::test]
+        async fn $pg() {
+            let (store, db) = Store::open_temp_pg($name).await;
+            $check(&store).await;
+            drop(store);
+            db.drop_db().await;
+        }
+    };
+}
+#[cfg(test)]
+pub(crate) use on_both_stores;
 
 /// Tests: a scratch PostgreSQL database ([`Store::open_temp_pg`]), dropped
 /// by [`PgScratch::drop_db`] once its store is gone.

@@ -248,22 +248,15 @@ mod tests {
         DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
     }
 
-    /// Campaigns read back as kept, newest first, shown as the settings
-    /// JSON showed them; a campaign of an earlier version moves to the
-    /// tables when the store opens, one that does not read stays: SQLite.
-    #[tokio::test]
-    async fn campaigns_kept_and_moved_from_settings() {
-        kept_and_moved(&Store::open_temp("campaigns").await).await;
-    }
-
-    /// The same on PostgreSQL (`CSMS_TEST_POSTGRES`, else the local one).
-    #[tokio::test]
-    async fn campaigns_kept_and_moved_from_settings_on_postgres() {
-        let (store, db) = Store::open_temp_pg("campaigns").await;
-        kept_and_moved(&store).await;
-        drop(store);
-        db.drop_db().await;
-    }
+    crate::store::on_both_stores!(
+        /// Campaigns read back as kept, newest first, shown as the settings
+        /// JSON showed them; a campaign of an earlier version moves to the
+        /// tables when the store opens, one that does not read stays.
+        campaigns_kept_and_moved_from_settings,
+        campaigns_kept_and_moved_from_settings_on_postgres,
+        "campaigns",
+        kept_and_moved
+    );
 
     async fn kept_and_moved(store: &Store) {
         let first = Campaign {

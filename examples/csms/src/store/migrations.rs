@@ -267,6 +267,15 @@ pub(crate) const MIGRATIONS: &[(i64, &str)] = &[
         // (`station_location:{id}`), moved here by the migration's data step
         "CREATE TABLE IF NOT EXISTS station_places (station_id TEXT PRIMARY KEY, name TEXT, address TEXT, city TEXT, postal_code TEXT, country TEXT, latitude TEXT, longitude TEXT, time_zone TEXT, updated_at TEXT NOT NULL)",
     ),
+    (
+        29,
+        // what the CSMS knows of each station's local authorization list
+        // (store/local_lists.rs): its version, whether its entries are known, and
+        // those entries; kept before in settings (`local_list_version:{id}`,
+        // `local_list_entries:{id}`), moved here by the migration's data step
+        "CREATE TABLE IF NOT EXISTS local_lists (station_id TEXT PRIMARY KEY, version BIGINT NOT NULL, entries_known BIGINT NOT NULL, updated_at TEXT NOT NULL);
+    CREATE TABLE IF NOT EXISTS local_list_entries (station_id TEXT NOT NULL, id_token TEXT NOT NULL, status TEXT NOT NULL, group_id TEXT, group_type TEXT, expires_at TEXT, PRIMARY KEY (station_id, id_token))",
+    ),
     // New migrations go here, at the end, with the next free number (see the
     // module's documentation for the numbers reserved).
 ];

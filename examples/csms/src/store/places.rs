@@ -185,22 +185,15 @@ impl Store {
 mod tests {
     use super::*;
 
-    /// A place reads back as kept, is replaced by the next, is read in a
-    /// batch; a place of an earlier version moves from settings when the
-    /// store opens, one that does not read stays: SQLite.
-    #[tokio::test]
-    async fn places_kept_and_moved_from_settings() {
-        kept_and_moved(&Store::open_temp("places").await).await;
-    }
-
-    /// The same on PostgreSQL.
-    #[tokio::test]
-    async fn places_kept_and_moved_from_settings_on_postgres() {
-        let (store, db) = Store::open_temp_pg("places").await;
-        kept_and_moved(&store).await;
-        drop(store);
-        db.drop_db().await;
-    }
+    crate::store::on_both_stores!(
+        /// A place reads back as kept, is replaced by the next, is read in a
+        /// batch; a place of an earlier version moves from settings when the
+        /// store opens, one that does not read stays.
+        places_kept_and_moved_from_settings,
+        places_kept_and_moved_from_settings_on_postgres,
+        "places",
+        kept_and_moved
+    );
 
     async fn kept_and_moved(store: &Store) {
         let depot = StationPlace {
