@@ -399,13 +399,16 @@ async fn evse_request<B: Backend>(
 
 /// ISO 15118 cars at the simulator's stations (`evproto simulate
 /// --iso15118`): at each plug-in the station's SECC and the car's EVCC
-/// hold a session (ISO 15118-2 DC) before the transaction starts. A share
-/// of the cars authorizes by Plug & Charge: with the contract it has, or
-/// after installing one through the CSMS (`Get15118EVCertificate`) when it
-/// has none, and the transaction then starts with its eMAID; the others by
-/// EIM (the station's `Authorize` of the driver's card). A 1.6 station
-/// carries the Plug & Charge messages inside the OCA application note's
-/// `DataTransfer`.
+/// hold a session (DC) before the transaction starts. A share of the cars
+/// authorizes by Plug & Charge over ISO 15118-2: with the contract it has,
+/// or after installing one through the CSMS (`Get15118EVCertificate`) when
+/// it has none, and the transaction then starts with its eMAID; the others
+/// by EIM (the station's `Authorize` of the driver's card), speaking DIN
+/// 70121, ISO 15118-2 or -20 (a third each). The SECC offers the schedule
+/// of the profiles the station holds, the car follows it in its charge
+/// loop, and the transaction's meter follows what the car drew there. A
+/// 1.6 station carries the Plug & Charge messages inside the OCA
+/// application note's `DataTransfer`.
 #[derive(Debug, Clone)]
 pub struct Iso15118Sim {
     /// Share of the cars that use Plug & Charge (0 to 1; the others EIM).
