@@ -410,18 +410,41 @@ pub(crate) async fn start_campaign(State(app): State<Arc<App>>, bytes: Bytes) ->
 
 /// A campaign as the API shows it: each station with its latest firmware
 /// status (`null` before its first FirmwareStatusNotification).
-async fn campaign_view(app: &App, c: Campaign) -> Result<Value, ApiError> {
-    let mut view = serde_json::to_value(&c).unwrap_or(Value::Null);
-    if let Some(list) = view["stations"].as_array_mut() {
-        for (s, v) in c.stations.iter().zip(list) {
-            let status = app
-                .store
-                .operation_status(&s.station, crate::store::Operation::Firmware)
-                .await?;
-            v["status"] = status.map_or(Value::Null, |st| Value::String(st.status));
-        }
+#[derive(serde::Serialize)]
+struct CampaignView {
+    id: i32,
+    location: String,
+    signed: bool,
+    /// RFC 3339 to the millisecond.
+    started_at: String,
+    stations: Vec<StationProgress>,
+}
+
+/// A campaign's station and its latest firmware status.
+#[derive(serde::Serialize)]
+struct StationProgress {
+    #[serde(flatten)]
+    station: CampaignStation,
+    status: Option<String>,
+}
+
+async fn campaign_view(app: &App, c: Campaign) -> Result<CampaignView, ApiError> {
+    let mut stations = Vec::with_capacity(c.stations.len());
+    for s in c.stations {
+        let status = app
+            .store
+            .operation_status(&s.station, crate::store::Operation::Firmware)
+            .await?
+            .map(|st| st.status);
+        stations.push(StationProgress { station: s, status });
     }
-    Ok(view)
+    Ok(CampaignView {
+        id: c.id,
+        location: c.location,
+        signed: c.signed,
+        started_at: crate::store::ts(c.started_at),
+        stations,
+    })
 }
 
 /// `GET /api/firmware-campaigns/{id}`: the campaign with each station's
