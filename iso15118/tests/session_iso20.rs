@@ -9,9 +9,9 @@ use evproto_iso15118::messages::iso20 as cm;
 use evproto_iso15118::messages::iso20_dc as dcm;
 use evproto_iso15118::session::iso20::{self, Request, SeccState, Wire};
 use evproto_iso15118::session::{
-    Authorization, ControlMode, Effect, EndReason, EvNotice, Evcc, EvccConfig, EvseRequest,
-    Isolation, MsgKind, PausedSession, Protocol, ScheduleTuple, Secc, SeccConfig, StopKind,
-    TimerKind,
+    Authorization, ControlMode, Effect, EndReason, EvBpt, EvNotice, Evcc, EvccConfig, EvseRequest,
+    Isolation, MsgKind, PausedSession, Protocol, ScheduleTuple, Secc, SeccBpt, SeccConfig,
+    StopKind, TimerKind,
 };
 use evproto_iso15118::v2gtp::PayloadType;
 use test_support::VirtualClock;
@@ -749,9 +749,14 @@ fn script(dc: bool, mode: ControlMode) -> Vec<Vec<u8>> {
 
 /// A SECC fed `msgs`, the EVSE answering at once.
 fn replay(msgs: &[Vec<u8>]) -> (Secc, Instant) {
+    replay_with(secc_config(), msgs)
+}
+
+/// A SECC of `config` fed `msgs`, the EVSE answering at once.
+fn replay_with(config: SeccConfig, msgs: &[Vec<u8>]) -> (Secc, Instant) {
     let clock = VirtualClock::new();
     let now = clock.now();
-    let mut secc = Secc::new(secc_config(), now);
+    let mut secc = Secc::new(config, now);
     for b in msgs {
         match unframe(b) {
             Some((pt, exi)) => secc.handle_packet(now, pt, &exi),
@@ -1281,4 +1286,339 @@ mod props {
             }
         }
     }
+}
+
+// ---- bidirectional power transfer (DC_BPT, AC_BPT) ----
+
+/// An SECC offering BPT: 10 kW and 25 A back at most, asking `demand` W
+/// back in dynamic mode.
+fn bpt_secc(demand: f64) -> SeccConfig {
+    secc_config().with_bpt(Some(
+        SeccBpt::new(10_000.0, 25.0).with_discharge_demand(demand),
+    ))
+}
+
+/// A BPT car: 7 kW and 20 A back at most, `give` Wh to give back.
+fn bpt_evcc(dc: bool, mode: ControlMode, give: f64) -> EvccConfig {
+    evcc_config(dc, mode).with_bpt(Some(EvBpt::new(7_000.0, 20.0, give)))
+}
+
+/// The first message named `name` of `msgs`, as JSON (its body).
+fn first(msgs: &[Vec<u8>], name: &str) -> serde_json::Value {
+    let b = msgs
+        .iter()
+        .find(|b| body_name(b) == name)
+        .unwrap_or_else(|| panic!("no {name}"));
+    json(b)[name].clone()
+}
+
+/// A number of a JSON RationalNumber.
+fn num(v: &serde_json::Value) -> f64 {
+    v["Value"].as_f64().unwrap() * 10f64.powi(v["Exponent"].as_i64().unwrap() as i32)
+}
+
+#[test]
+fn bpt_scheduled_the_car_gives_back_what_it_set_out_to_then_stops() {
+    for dc in [true, false] {
+        let at = format!("dc={dc}");
+        let mut sim = Sim::new(bpt_secc(0.0), bpt_evcc(dc, ControlMode::Scheduled, 2.0));
+        sim.run(Duration::from_secs(600));
+        assert_eq!(sim.secc_end, Some(EndReason::Finished), "{at}");
+        assert_eq!(sim.evcc_end, Some(EndReason::Finished), "{at}");
+        assert!(sim.secc.is_bpt() && sim.evcc.is_bpt(), "{at}");
+        let (uni, bpt) = if dc { (2, 6) } else { (1, 5) };
+        // both services offered, the bidirectional one selected and detailed
+        let services: Vec<u64> = first(&sim.to_evcc, "ServiceDiscoveryRes")
+            ["EnergyTransferServiceList"]["Service"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["ServiceID"].as_u64().unwrap())
+            .collect();
+        assert_eq!(services, [uni, bpt], "{at}");
+        assert_eq!(
+            first(&sim.to_secc, "ServiceSelectionReq")["SelectedEnergyTransferService"]
+                ["ServiceID"],
+            bpt
+        );
+        let detail = first(&sim.to_evcc, "ServiceDetailRes");
+        assert_eq!(detail["ServiceID"], bpt, "{at}");
+        let names: Vec<&str> = detail["ServiceParameterList"]["ParameterSet"][0]["Parameter"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["Name"].as_str().unwrap())
+            .collect();
+        assert!(
+            names.contains(&"BPTChannel") && names.contains(&"GeneratorMode"),
+            "{names:?}"
+        );
+        assert_eq!(
+            names.contains(&"GridCodeIslandingDetectionMethod"),
+            !dc,
+            "{names:?}"
+        );
+        // the bidirectional parameters both ways
+        let (req, res, mode) = if dc {
+            (
+                "DC_ChargeParameterDiscoveryReq",
+                "DC_ChargeParameterDiscoveryRes",
+                "BPT_DC_CPDReqEnergyTransferMode",
+            )
+        } else {
+            (
+                "AC_ChargeParameterDiscoveryReq",
+                "AC_ChargeParameterDiscoveryRes",
+                "BPT_AC_CPDReqEnergyTransferMode",
+            )
+        };
+        assert_eq!(
+            num(&first(&sim.to_secc, req)[mode]["EVMaximumDischargePower"]),
+            7_000.0
+        );
+        let res_mode = mode.replace("Req", "Res");
+        assert_eq!(
+            num(&first(&sim.to_evcc, res)[&res_mode]["EVSEMaximumDischargePower"]),
+            10_000.0
+        );
+        // a DischargingSchedule of what both sides give, negative
+        let tuple = &first(&sim.to_evcc, "ScheduleExchangeRes")["Scheduled_SEResControlMode"]
+            ["ScheduleTuple"][0];
+        let entry = &tuple["DischargingSchedule"]["PowerSchedule"]["PowerScheduleEntries"]
+            ["PowerScheduleEntry"][0];
+        assert_eq!(num(&entry["Power"]), -7_000.0, "{at}");
+        // Discharge selected, a negative profile
+        let pd = first(&sim.to_secc, "PowerDeliveryReq");
+        assert_eq!(pd["BPT_ChannelSelection"], "Discharge", "{at}");
+        let p = &pd["EVPowerProfile"]["EVPowerProfileEntries"]["EVPowerProfileEntry"][0]["Power"];
+        assert_eq!(num(p), -7_000.0, "{at}");
+        // the loop in the BPT control mode, the energy flowing out
+        if dc {
+            let l = first(&sim.to_secc, "DC_ChargeLoopReq");
+            // 7 kW at 400 V
+            assert_eq!(
+                num(&l["BPT_Scheduled_DC_CLReqControlMode"]["EVTargetCurrent"]),
+                -17.5
+            );
+            assert!(l.get("Scheduled_DC_CLReqControlMode").is_none());
+            assert!(sim.evse_requests.contains(&EvseRequest::Target {
+                voltage: 400.0,
+                current: -17.5
+            }));
+        } else {
+            let l = first(&sim.to_secc, "AC_ChargeLoopReq");
+            assert_eq!(
+                num(&l["BPT_Scheduled_AC_CLReqControlMode"]["EVPresentActivePower"]),
+                -7_000.0
+            );
+            // the SECC's target follows: 7 kW out
+            for b in sim
+                .to_evcc
+                .iter()
+                .filter(|b| body_name(b) == "AC_ChargeLoopRes")
+            {
+                let r = &json(b)["AC_ChargeLoopRes"]["BPT_Scheduled_AC_CLResControlMode"];
+                assert_eq!(num(&r["EVSETargetActivePower"]), -7_000.0);
+            }
+        }
+        // 2 Wh at 7 kW: 0.19 Wh a loop of 100 ms; it stops once given
+        // (the present values answered lag the targets by a loop)
+        for (who, given, charged) in [
+            ("EV", sim.evcc.discharged_wh(), sim.evcc.energy_wh()),
+            ("SECC", sim.secc.discharged_wh(), sim.secc.energy_wh()),
+        ] {
+            assert!((2.0..2.0 + 0.4).contains(&given), "{at} {who} gave {given}");
+            assert_eq!(charged, 0.0, "{at} {who}");
+        }
+        assert_eq!(sim.progress(), ["Start", "Stop"], "{at}");
+        assert!(
+            sim.answers().iter().all(|(_, c)| c.starts_with("OK")),
+            "{at}"
+        );
+    }
+}
+
+#[test]
+fn bpt_dynamic_the_secc_asks_back_what_the_car_offers_then_charges_it() {
+    for dc in [true, false] {
+        let at = format!("dc={dc}");
+        let mut sim = Sim::new(bpt_secc(5_000.0), bpt_evcc(dc, ControlMode::Dynamic, 1.0));
+        sim.stop_after = Some((40, StopKind::Terminate));
+        sim.run(Duration::from_secs(600));
+        assert_eq!(sim.secc_end, Some(EndReason::Finished), "{at}");
+        assert_eq!(sim.evcc_end, Some(EndReason::Finished), "{at}");
+        // the car offered 1 Wh (a negative minimum), then nothing
+        let mode = if dc {
+            "BPT_Dynamic_DC_CLReqControlMode"
+        } else {
+            "BPT_Dynamic_AC_CLReqControlMode"
+        };
+        let name = if dc {
+            "DC_ChargeLoopReq"
+        } else {
+            "AC_ChargeLoopReq"
+        };
+        let minimums: Vec<f64> = sim
+            .to_secc
+            .iter()
+            .filter(|b| body_name(b) == name)
+            .map(|b| num(&json(b)[name][mode]["EVMinimumEnergyRequest"]))
+            .collect();
+        assert_eq!(minimums[0], -1.0, "{at}");
+        assert_eq!(*minimums.last().unwrap(), 0.0, "{at}");
+        // 5 kW asked back: 0.14 Wh a loop (the present values answered lag
+        // the targets by a loop); then it charged
+        for (who, given, charged) in [
+            ("EV", sim.evcc.discharged_wh(), sim.evcc.energy_wh()),
+            ("SECC", sim.secc.discharged_wh(), sim.secc.energy_wh()),
+        ] {
+            assert!((1.0..1.0 + 0.3).contains(&given), "{at} {who} gave {given}");
+            assert!(charged > 1.0, "{at} {who} charged {charged}");
+        }
+        if dc {
+            // 5 kW at 400 V out, then the car's charge current in
+            assert!(sim.evse_requests.contains(&EvseRequest::Target {
+                voltage: 400.0,
+                current: -12.5
+            }));
+            assert!(sim.evse_requests.contains(&EvseRequest::Target {
+                voltage: 400.0,
+                current: 100.0
+            }));
+        } else {
+            let targets: Vec<f64> = sim
+                .to_evcc
+                .iter()
+                .filter(|b| body_name(b) == "AC_ChargeLoopRes")
+                .map(|b| {
+                    num(
+                        &json(b)["AC_ChargeLoopRes"]["BPT_Dynamic_AC_CLResControlMode"]
+                            ["EVSETargetActivePower"],
+                    )
+                })
+                .collect();
+            assert!(
+                targets.contains(&-5_000.0) && targets.contains(&50_000.0),
+                "{targets:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn bpt_refused_where_it_does_not_belong() {
+    // a BPT car at an SECC without BPT: the service is not offered
+    for dc in [true, false] {
+        let mut sim = Sim::new(secc_config(), bpt_evcc(dc, ControlMode::Scheduled, 1.0));
+        sim.run(Duration::from_secs(60));
+        let sid = if dc { 6 } else { 5 };
+        assert_eq!(
+            sim.evcc_end,
+            Some(EndReason::Failed {
+                response_code: format!("energy transfer service {sid} not offered")
+            }),
+            "dc={dc}"
+        );
+    }
+    // the BPT service asked of an SECC that does not offer it
+    let (mut secc, now) = secc_in(true, ControlMode::Scheduled, SeccState::ServiceSelection);
+    let mut w = iso20::sample_request(
+        true,
+        ControlMode::Scheduled,
+        &SESSION,
+        Request::ServiceDetail,
+    );
+    if let Wire::Common(cm::Message::ServiceDetailReq(r)) = &mut w {
+        r.service_id = iso20::SERVICE_DC_BPT;
+    }
+    assert_eq!(send(&mut secc, now, &w).1, "FAILED_ServiceIDInvalid");
+    let (mut secc, now) = secc_in(true, ControlMode::Scheduled, SeccState::ServiceSelection);
+    let mut w = iso20::sample_request(
+        true,
+        ControlMode::Scheduled,
+        &SESSION,
+        Request::ServiceSelection,
+    );
+    if let Wire::Common(cm::Message::ServiceSelectionReq(r)) = &mut w {
+        r.selected_energy_transfer_service.service_id = iso20::SERVICE_DC_BPT;
+    }
+    assert_eq!(send(&mut secc, now, &w).1, "FAILED_ServiceSelectionInvalid");
+    // a channel or a negative profile in a session that is not BPT
+    for edit in [
+        (|r: &mut cm::PowerDeliveryReqType| {
+            r.bpt_channel_selection = Some(cm::ChannelSelectionType::Charge)
+        }) as fn(&mut cm::PowerDeliveryReqType),
+        |r| {
+            let p = r.ev_power_profile.as_mut().unwrap();
+            p.ev_power_profile_entries.ev_power_profile_entry[0].power = cm::RationalNumberType {
+                exponent: 0,
+                value: -100,
+            };
+        },
+    ]
+    .into_iter()
+    .zip([
+        "FAILED_WrongChargeParameter",
+        "FAILED_EVPowerProfileInvalid",
+    ]) {
+        let (mut secc, now) = secc_in(true, ControlMode::Scheduled, SeccState::PreCharge);
+        let mut w = power_delivery(true, ControlMode::Scheduled, cm::ChargeProgressType::Start);
+        if let Wire::Common(cm::Message::PowerDeliveryReq(r)) = &mut w {
+            (edit.0)(r);
+        }
+        assert_eq!(send(&mut secc, now, &w).1, edit.1);
+    }
+}
+
+#[test]
+fn bpt_sessions_refuse_unidirectional_parameters_and_too_much_discharge() {
+    // the requests of a BPT car's session, replayed into a BPT SECC
+    let mut sim = Sim::new(bpt_secc(0.0), bpt_evcc(true, ControlMode::Scheduled, 1.0));
+    sim.auth = Some((Authorization::Accepted, Duration::ZERO));
+    sim.isolation = Some((Isolation::Valid, Duration::ZERO));
+    sim.run(Duration::from_secs(60));
+    assert_eq!(sim.secc_end, Some(EndReason::Finished));
+    let script = sim.to_secc.clone();
+    let upto = |name: &str| script.iter().position(|b| body_name(b) == name).unwrap();
+    // unidirectional charge parameters in a BPT session
+    let (mut secc, now) = replay_with(
+        bpt_secc(0.0),
+        &script[..upto("DC_ChargeParameterDiscoveryReq")],
+    );
+    let w = iso20::sample_request(
+        true,
+        ControlMode::Scheduled,
+        &SESSION,
+        Request::DcChargeParameterDiscovery,
+    );
+    assert_eq!(send(&mut secc, now, &w).1, "FAILED_WrongChargeParameter");
+    // a profile giving back more than both sides allow (7 kW)
+    let k = upto("PowerDeliveryReq");
+    let (mut secc, now) = replay_with(bpt_secc(0.0), &script[..k]);
+    let mut w = wire(&script[k]);
+    if let Wire::Common(cm::Message::PowerDeliveryReq(r)) = &mut w {
+        r.ev_power_profile
+            .as_mut()
+            .unwrap()
+            .ev_power_profile_entries
+            .ev_power_profile_entry[0]
+            .power = cm::RationalNumberType {
+            exponent: 3,
+            value: -8,
+        };
+    }
+    assert_eq!(send(&mut secc, now, &w).1, "FAILED_EVPowerProfileInvalid");
+    // the unidirectional loop in a BPT session
+    let k = upto("DC_ChargeLoopReq");
+    let (mut secc, now) = replay_with(bpt_secc(0.0), &script[..k]);
+    let w = iso20::sample_request(
+        true,
+        ControlMode::Scheduled,
+        &SESSION,
+        Request::DcChargeLoop,
+    );
+    assert_eq!(send(&mut secc, now, &w).1, "FAILED_WrongChargeParameter");
+    // the recorded one is taken
+    let (mut secc, now) = replay_with(bpt_secc(0.0), &script[..k]);
+    assert_eq!(send(&mut secc, now, &wire(&script[k])).1, "OK");
 }

@@ -297,6 +297,75 @@ async fn an_ev_without_a_trusted_oem_certificate_is_refused() {
     }
 }
 
+/// A TLS 1.3 handshake from an OpenSSL client whose ClientHello names
+/// `name` (as Josev's EVCC names the SECC's link-local address), presenting
+/// `identity`; it does not check the SECC (the other tests do).
+async fn named_handshake(
+    addr: SocketAddr,
+    identity: Option<&Identity>,
+    name: &str,
+) -> Result<Box<dyn shell::tls::Io>, openssl::ssl::Error> {
+    use openssl::pkey::PKey;
+    use openssl::ssl::{SslConnector, SslMethod, SslVerifyMode, SslVersion};
+    use openssl::x509::X509;
+    let mut b = SslConnector::builder(SslMethod::tls_client()).unwrap();
+    b.set_min_proto_version(Some(SslVersion::TLS1_3)).unwrap();
+    b.set_verify(SslVerifyMode::NONE);
+    if let Some(id) = identity {
+        b.set_certificate(&X509::from_der(&id.chain[0]).unwrap())
+            .unwrap();
+        for sub in &id.chain[1..] {
+            b.add_extra_chain_cert(X509::from_der(sub).unwrap())
+                .unwrap();
+        }
+        b.set_private_key(&PKey::private_key_from_pkcs8(&id.key_pkcs8).unwrap())
+            .unwrap();
+    }
+    let mut ssl = b.build().configure().unwrap();
+    ssl.set_verify_hostname(false);
+    let ssl = ssl.into_ssl(name).unwrap();
+    let tcp = shell::connect(addr, Duration::from_secs(5)).await.unwrap();
+    let mut tls = tokio_openssl::SslStream::new(ssl, tcp).unwrap();
+    std::pin::Pin::new(&mut tls).connect().await?;
+    Ok(Box::new(tls))
+}
+
+/// An EV whose ClientHello names the SECC's link-local address with its
+/// zone (no host name: rustls refuses it, Josev's EVCC sends it) gets the
+/// same TLS 1.3 from OpenSSL: the -20 suite, its OEM chain required and
+/// checked, and charges over -20; a foreign OEM chain or none is refused
+/// with the reason, as on the rustls path.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ev_naming_a_link_local_address_gets_tls13_all_the_same() {
+    let p = pki(b"named");
+    let foreign = pki(b"foreign named");
+    let (addr, mut seen) = charger(&p, ShellConfig::default()).await;
+    let name = "fe80::e0:2ff:fe00:1%veth1";
+    let stream = named_handshake(addr, Some(&oem_identity(&p)), name)
+        .await
+        .unwrap();
+    let ev = charge(stream, EvccConfig::iso20_dc(EVCC_ID.to_vec()), 5.0).await;
+    let (secc_tls, secc) = next_seen(&mut seen).await;
+    assert_charged(&ev, &secc, Protocol::Iso20Dc);
+    let secc_tls = secc_tls.expect("the SECC's handshake");
+    assert_eq!(secc_tls.version, TlsVersion::Tls13);
+    assert_eq!(secc_tls.cipher_suite, "TLS13_AES_256_GCM_SHA384");
+    assert_eq!(secc_tls.peer_chain[0], p.oem_provisioning.cert.der());
+    assert_eq!(secc_tls.peer_chain.len(), 1 + p.oem_sub_cas().len());
+    for identity in [Some(oem_identity(&foreign)), None] {
+        if let Ok(stream) = named_handshake(addr, identity.as_ref(), name).await {
+            let ev = charge(stream, EvccConfig::iso20_dc(EVCC_ID.to_vec()), 5.0).await;
+            assert!(!ev.is_ok(), "{:?}", ev.end);
+        }
+        let (_, secc) = next_seen(&mut seen).await;
+        assert!(
+            matches!(&secc.end, Err(Error::Tls(r)) if r.contains("certificate")),
+            "{:?}",
+            secc.end
+        );
+    }
+}
+
 /// Plain V2GTP on the TLS port, and a peer that says nothing: each a TLS
 /// failure with its reason, and the server goes on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

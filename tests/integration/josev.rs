@@ -9,6 +9,9 @@
 //! - `evproto v2g ev --iface` against Josev's SECC (its simulated EVSE,
 //!   `AUTH_MODES=EIM`, TLS off): DIN DC, -2 DC, -2 AC, one SECC for all three.
 //! - Our EV finding our EVSE by SDP across the same kind of link.
+//! - ISO 15118-20 DC over TLS 1.3 with mutual authentication, both ways:
+//!   Josev's EVCC against `evse --tls`, our EV against Josev's SECC
+//!   (`ENABLE_TLS_1_3`).
 //! - ISO 15118-2 DC Plug & Charge over TLS 1.2, both ways, with a PKI of
 //!   `evproto v2g pki` that Josev reads in its own layout (`PKI_PATH`):
 //!   Josev's EVCC by its contract and installing one against `evse --tls
@@ -54,13 +57,16 @@
 //!    (`NotConfirmed` unless the schedule offered a tolerance); checked in
 //!    `our_ev_charges_from_josev_secc_over_iso20_dc_and_tls13` and
 //!    `iso15118/tests/session_iso20.rs`.
-//! 8. Its EVCC puts the SECC's link-local address in the TLS SNI, which is
-//!    no host name (RFC 6066 allows none other): rustls, which carries our
-//!    SECC's TLS 1.3, refuses that ClientHello
-//!    (`ServerNameMustContainOneHostName`, seen in a trial run), so Josev's EVCC cannot run -20
-//!    over TLS 1.3 against our SECC; not tolerated yet (no test: our EV
-//!    against its SECC over -20 is tested). Its -2 TLS 1.2 goes to OpenSSL,
-//!    which ignores the name.
+//! 8. Its EVCC puts the SECC's link-local address, with its zone, in the
+//!    TLS SNI, which is no host name (RFC 6066 allows none other): rustls,
+//!    which carries our SECC's TLS 1.3, refuses that ClientHello
+//!    (`ServerNameMustContainOneHostName`, seen in a trial run). Our SECC
+//!    now reads the name in the ClientHello and hands such a one to
+//!    OpenSSL's TLS 1.3 (same suites, the EV's OEM chain required and
+//!    checked the same way; `iso15118/tests/tls.rs`
+//!    `an_ev_naming_a_link_local_address_gets_tls13_all_the_same`); checked
+//!    in `josev_evcc_charges_from_our_evse_over_iso20_dc_and_tls13`. Its -2
+//!    TLS 1.2 went to OpenSSL already, which ignores the name.
 
 use std::fs;
 use std::io::{BufRead, BufReader};
@@ -277,6 +283,28 @@ fn josev(
     Proc::spawn(&mut cmd)
 }
 
+/// Josev's EVCC in namespace 1 on the link with `config` (its
+/// `EVCC_CONFIG_PATH`, written to `dir` as `NAME.json`) and `env`, run to
+/// its end: its exit status and its log (`dir/evcc-NAME.log`).
+fn josev_evcc(
+    link: &Link,
+    dir: &Path,
+    name: &str,
+    config: &Value,
+    env: &[(&str, &str)],
+) -> (std::process::ExitStatus, String) {
+    let path = dir.join(format!("{name}.json"));
+    fs::write(&path, config.to_string()).unwrap();
+    let log = dir.join(format!("evcc-{name}.log"));
+    let mut all = vec![
+        ("NETWORK_INTERFACE", link.iface[1].as_str()),
+        ("EVCC_CONFIG_PATH", path.to_str().unwrap()),
+    ];
+    all.extend_from_slice(env);
+    let status = josev(link, 1, "evcc", &all, dir, &log).wait("Josev EVCC");
+    (status, fs::read_to_string(&log).unwrap())
+}
+
 /// Waits until `log` holds `needle` at least `count` times.
 fn wait_in_log(log: &Path, needle: &str, count: usize) -> String {
     let start = Instant::now();
@@ -442,22 +470,7 @@ fn josev_evcc_charges_from_our_evse_over_din_and_iso2() {
         config["isCertInstallNeeded"] = false.into();
         config["useTls"] = false.into();
         config["chargeLoopCycle"] = 5.into();
-        let path = scratch.0.join(format!("{name}.json"));
-        fs::write(&path, config.to_string()).unwrap();
-        let log = scratch.0.join(format!("evcc-{name}.log"));
-        let mut ev = josev(
-            &link,
-            1,
-            "evcc",
-            &[
-                ("NETWORK_INTERFACE", link.iface[1].as_str()),
-                ("EVCC_CONFIG_PATH", path.to_str().unwrap()),
-            ],
-            &scratch.0,
-            &log,
-        );
-        let status = ev.wait("Josev EVCC");
-        let josev_log = fs::read_to_string(&log).unwrap();
+        let (status, josev_log) = josev_evcc(&link, &scratch.0, name, &config, &[]);
         let ours = evse.next_session();
         assert!(status.success(), "{name}: {status}\n{}", tail(&josev_log));
         assert_eq!(ours["result"], "ok", "{name}: {ours}\n{}", tail(&josev_log));
@@ -762,23 +775,9 @@ fn josev_evcc_charges_by_contract_from_our_evse_over_tls() {
             "energyTransferMode": "DC_extended", "isCertInstallNeeded": install,
             "useTls": true, "chargeLoopCycle": 3,
         });
-        let path = scratch.0.join(format!("pnc-{install}.json"));
-        fs::write(&path, config.to_string()).unwrap();
-        let log = scratch.0.join(format!("evcc-pnc-{install}.log"));
-        let mut ev = josev(
-            &link,
-            1,
-            "evcc",
-            &[
-                ("NETWORK_INTERFACE", link.iface[1].as_str()),
-                ("EVCC_CONFIG_PATH", path.to_str().unwrap()),
-                ("PKI_PATH", pki_s),
-            ],
-            &scratch.0,
-            &log,
-        );
-        let status = ev.wait("Josev EVCC");
-        let josev_log = fs::read_to_string(&log).unwrap();
+        let name = format!("pnc-{install}");
+        let (status, josev_log) =
+            josev_evcc(&link, &scratch.0, &name, &config, &[("PKI_PATH", pki_s)]);
         let ours = evse.next_session();
         assert!(
             status.success(),
@@ -819,6 +818,44 @@ fn josev_evcc_charges_by_contract_from_our_evse_over_tls() {
             tail(&josev_log)
         );
     }
+}
+
+/// Josev's EVCC over ISO 15118-20 DC (EIM, TLS 1.3 with its OEM chain,
+/// `ENABLE_TLS_1_3`) against `evproto v2g evse --tls DIR`, the PKI made by
+/// `evproto v2g pki DIR` (quirk 8: its ClientHello names our link-local
+/// address, which rustls refuses; OpenSSL serves such a ClientHello the
+/// same TLS 1.3): our SECC checked its OEM chain and ended normally, Josev
+/// chose -20 DC and stopped the session.
+#[test]
+fn josev_evcc_charges_from_our_evse_over_iso20_dc_and_tls13() {
+    if !is_root() {
+        return;
+    }
+    let link = Link::new();
+    let scratch = Scratch::new("evcc-iso20");
+    let pki = scratch.0.join("pki");
+    make_pki(&pki, "josev iso20");
+    let pki_s = pki.to_str().unwrap();
+    let evse = Evse::start_with(&link, 0, &["--tls", pki_s]);
+    let config = serde_json::json!({
+        "supportedProtocols": ["ISO_15118_20_DC"], "supportedEnergyServices": ["DC"],
+        "energyTransferMode": "DC_extended", "isCertInstallNeeded": false,
+        "useTls": true, "chargeLoopCycle": 3,
+    });
+    let env = [("PKI_PATH", pki_s), ("ENABLE_TLS_1_3", "true")];
+    let (status, josev_log) = josev_evcc(&link, &scratch.0, "iso20", &config, &env);
+    let ours = evse.next_session();
+    assert!(status.success(), "{status}\n{}", tail(&josev_log));
+    assert_eq!(ours["result"], "ok", "{ours}\n{}", tail(&josev_log));
+    assert_eq!(ours["protocol"], "iso20-dc", "{ours}");
+    assert_eq!(ours["tls"], "TLSv1.3", "{ours}");
+    assert!(ours["energy_wh"].as_f64().unwrap() > 0.0, "{ours}");
+    assert!(josev_log.contains("SessionStopRes"), "{}", tail(&josev_log));
+    assert!(
+        !josev_log.lines().any(|l| l.starts_with("ERROR")),
+        "{}",
+        tail(&josev_log)
+    );
 }
 
 /// Josev's SECC in namespace 0 with a PKI of `evproto v2g pki` (in its

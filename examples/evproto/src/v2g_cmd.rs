@@ -12,8 +12,8 @@ use evproto_iso15118::pki::demo::DemoPki;
 use evproto_iso15118::pki::{Cert, SigningKey, TrustStore};
 use evproto_iso15118::sdp::Security;
 use evproto_iso15118::session::{
-    Contract, ContractProvisioning, ControlMode, EnergyMode, EvPnc, EvccConfig, Protocol,
-    Provisioning, SeccConfig, SeccPnc,
+    Contract, ContractProvisioning, ControlMode, EnergyMode, EvBpt, EvPnc, EvccConfig, Protocol,
+    Provisioning, SeccBpt, SeccConfig, SeccPnc,
 };
 use evproto_iso15118::shell::tls::{EvccTls, Identity, SeccTls, TlsInfo, TlsVersion};
 use evproto_iso15118::shell::{
@@ -331,15 +331,22 @@ pub(crate) fn run(
 // ---- `evproto v2g evse` and `evproto v2g ev`: a charger and a car ----
 
 /// The protocol names of `--protocol` / `--protocols`.
-const PROTOCOLS: &[&str] = &["din", "iso2-ac", "iso2-dc", "iso20-ac", "iso20-dc"];
-/// Names of the issue's list that no machine speaks yet.
-const NOT_YET: &[&str] = &["iso20-ac-bpt", "iso20-dc-bpt"];
+const PROTOCOLS: &[&str] = &[
+    "din",
+    "iso2-ac",
+    "iso2-dc",
+    "iso20-ac",
+    "iso20-dc",
+    "iso20-ac-bpt",
+    "iso20-dc-bpt",
+];
 /// What `--allow-iso20-without-tls` is about.
 const ISO20_TLS: &str = "ISO 15118-20 mandates TLS 1.3: give --tls DIR (a PKI of `evproto v2g \
      pki`); --allow-iso20-without-tls runs -20 EIM over plain TCP, a lab shortcut";
 
 /// A protocol name of the command line: `din`, `iso2-ac`, `iso2-dc`,
-/// `iso20-ac`, `iso20-dc`.
+/// `iso20-ac`, `iso20-dc`, `iso20-ac-bpt`, `iso20-dc-bpt` (the -20
+/// bidirectional services).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum ProtocolName {
     Din,
@@ -347,6 +354,8 @@ enum ProtocolName {
     Iso2Dc,
     Iso20Ac,
     Iso20Dc,
+    Iso20AcBpt,
+    Iso20DcBpt,
 }
 
 impl ProtocolName {
@@ -357,10 +366,8 @@ impl ProtocolName {
             "iso2-dc" => Ok(Self::Iso2Dc),
             "iso20-ac" => Ok(Self::Iso20Ac),
             "iso20-dc" => Ok(Self::Iso20Dc),
-            s if NOT_YET.contains(&s) => Err(format!(
-                "protocol {s:?} is not supported yet (no ISO 15118-20 BPT sessions); one of {}",
-                PROTOCOLS.join(", ")
-            )),
+            "iso20-ac-bpt" => Ok(Self::Iso20AcBpt),
+            "iso20-dc-bpt" => Ok(Self::Iso20DcBpt),
             s => Err(format!(
                 "unknown protocol {s:?}; one of {}",
                 PROTOCOLS.join(", ")
@@ -375,6 +382,8 @@ impl ProtocolName {
             Self::Iso2Dc => "iso2-dc",
             Self::Iso20Ac => "iso20-ac",
             Self::Iso20Dc => "iso20-dc",
+            Self::Iso20AcBpt => "iso20-ac-bpt",
+            Self::Iso20DcBpt => "iso20-dc-bpt",
         }
     }
 
@@ -382,21 +391,31 @@ impl ProtocolName {
         match self {
             Self::Din => Protocol::Din,
             Self::Iso2Ac | Self::Iso2Dc => Protocol::Iso2,
-            Self::Iso20Ac => Protocol::Iso20Ac,
-            Self::Iso20Dc => Protocol::Iso20Dc,
+            Self::Iso20Ac | Self::Iso20AcBpt => Protocol::Iso20Ac,
+            Self::Iso20Dc | Self::Iso20DcBpt => Protocol::Iso20Dc,
         }
     }
 
     fn energy_modes(self) -> &'static [EnergyMode] {
         match self {
-            Self::Din | Self::Iso2Dc | Self::Iso20Dc => &[EnergyMode::DcExtended],
+            Self::Din | Self::Iso2Dc | Self::Iso20Dc | Self::Iso20DcBpt => {
+                &[EnergyMode::DcExtended]
+            }
             Self::Iso2Ac => &[EnergyMode::AcThreePhaseCore, EnergyMode::AcSinglePhaseCore],
-            Self::Iso20Ac => &[EnergyMode::AcThreePhaseCore],
+            Self::Iso20Ac | Self::Iso20AcBpt => &[EnergyMode::AcThreePhaseCore],
         }
     }
 
     fn is_iso20(self) -> bool {
-        matches!(self, Self::Iso20Ac | Self::Iso20Dc)
+        matches!(
+            self,
+            Self::Iso20Ac | Self::Iso20Dc | Self::Iso20AcBpt | Self::Iso20DcBpt
+        )
+    }
+
+    /// An ISO 15118-20 bidirectional service (DC_BPT, AC_BPT).
+    fn is_bpt(self) -> bool {
+        matches!(self, Self::Iso20AcBpt | Self::Iso20DcBpt)
     }
 }
 
@@ -424,11 +443,13 @@ pub(crate) struct EvseArgs {
     /// unspecified or absent).
     #[arg(long, value_name = "IF")]
     iface: Option<String>,
-    /// Protocols offered: din, iso2-ac, iso2-dc, iso20-ac, iso20-dc
-    /// (comma-separated; the -20 ones need --tls or
-    /// --allow-iso20-without-tls). The energy modes offered are those of
-    /// the listed names together. Default: din,iso2-ac,iso2-dc, and
-    /// iso20-ac,iso20-dc too with --tls or --allow-iso20-without-tls.
+    /// Protocols offered: din, iso2-ac, iso2-dc, iso20-ac, iso20-dc,
+    /// iso20-ac-bpt, iso20-dc-bpt (comma-separated; the -20 ones need --tls
+    /// or --allow-iso20-without-tls; a -bpt one offers the bidirectional
+    /// service DC_BPT or AC_BPT besides DC or AC, taking back as much as
+    /// it gives). The energy modes offered are those of the listed names
+    /// together. Default: din,iso2-ac,iso2-dc, and the -20 ones (with BPT)
+    /// too with --tls or --allow-iso20-without-tls.
     /// Over TLS 1.3 the -20 ones and -2 are offered, over TLS 1.2 -2, over
     /// plain TCP DIN and -2 (and -20 with --allow-iso20-without-tls).
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
@@ -460,6 +481,11 @@ pub(crate) struct EvseArgs {
     /// for PnC [V2G2-634]: a lab shortcut.
     #[arg(long)]
     allow_pnc_without_tls: bool,
+    /// ISO 15118-20 BPT, dynamic control mode: ask this much power back
+    /// from a car that offers energy (within both sides' limits); 0 (the
+    /// default) charges every car.
+    #[arg(long, value_name = "KW", default_value_t = 0.0)]
+    discharge_demand_kw: f64,
 }
 
 /// `evproto v2g pki`: a test PKI for Plug & Charge.
@@ -489,8 +515,10 @@ pub(crate) struct EvArgs {
     /// requests); with --connect, only the scope of a link-local address.
     #[arg(long, value_name = "IF")]
     iface: Option<String>,
-    /// The protocol: din, iso2-ac, iso2-dc, iso20-ac or iso20-dc (the
-    /// -20 ones need --tls or --allow-iso20-without-tls).
+    /// The protocol: din, iso2-ac, iso2-dc, iso20-ac, iso20-dc,
+    /// iso20-ac-bpt or iso20-dc-bpt (the -20 ones need --tls or
+    /// --allow-iso20-without-tls; a -bpt one selects the bidirectional
+    /// service, the car giving back as much as it takes).
     #[arg(long, value_name = "P")]
     protocol: String,
     /// Speak TLS, with the PKI in DIR (`evproto v2g pki DIR`): ask for it
@@ -535,6 +563,11 @@ pub(crate) struct EvArgs {
     /// Energy to charge, kWh.
     #[arg(long, value_name = "N", default_value_t = 0.1)]
     energy_kwh: f64,
+    /// With iso20-ac-bpt or iso20-dc-bpt: energy to give back, kWh.
+    /// Scheduled: the car discharges it, then stops; dynamic: it offers it
+    /// and the EVSE decides.
+    #[arg(long, value_name = "N", default_value_t = 0.0)]
+    discharge_kwh: f64,
     /// DC: PreCharge is done when the EVSE's present voltage is within
     /// this many volts of the target. Raise it only against simulators
     /// whose power module does not follow the target (Josev's SECC
@@ -547,7 +580,8 @@ pub(crate) struct EvArgs {
     #[arg(long, value_name = "MS", default_value_t = 250)]
     current_demand_timeout_ms: u64,
     /// Print the summary as one JSON line (the last line of stdout):
-    /// `protocol`, `session_id`, `energy_wh`, `messages`, `result`.
+    /// `protocol`, `session_id`, `energy_wh`, `discharged_wh`, `messages`,
+    /// `result`.
     #[arg(long)]
     json: bool,
 }
@@ -930,6 +964,8 @@ impl SeccService for Charger {
             "peer": peer.to_string(),
             "protocol": report.protocol.map(|p| match (p, report.energy_mode) {
                 (Protocol::Din, _) => "din",
+                (Protocol::Iso20Ac, _) if report.bpt => "iso20-ac-bpt",
+                (Protocol::Iso20Dc, _) if report.bpt => "iso20-dc-bpt",
                 (Protocol::Iso20Ac, _) => "iso20-ac",
                 (Protocol::Iso20Dc, _) => "iso20-dc",
                 (_, Some(m)) if m.is_dc() => "iso2-dc",
@@ -938,6 +974,7 @@ impl SeccService for Charger {
             }),
             "session_id": report.session_id.as_deref().map(upper_hex),
             "energy_wh": (report.energy_wh * 1000.0).round() / 1000.0,
+            "discharged_wh": (report.discharged_wh * 1000.0).round() / 1000.0,
             "messages": report.messages(),
             "tls": report.tls.as_ref().map(tls_name),
             "result": result_json(&report),
@@ -1047,10 +1084,20 @@ pub(crate) fn run_evse(args: EvseArgs) -> Result<(), String> {
             contract: read_contract(dir)?,
         });
     }
+    if !(args.discharge_demand_kw.is_finite() && args.discharge_demand_kw >= 0.0) {
+        return Err("--discharge-demand-kw: a number of kW, 0 or more".into());
+    }
+    // BPT: the simulated EVSE takes back what it gives
+    let evse = SimEvse::default().status;
+    let bpt = names.iter().any(|n| n.is_bpt()).then(|| {
+        SeccBpt::new(evse.max_power, evse.max_current)
+            .with_discharge_demand(args.discharge_demand_kw * 1000.0)
+    });
     let base = SeccConfig::new(random_bytes().to_vec())
         .with_protocols(protocols)
         .with_energy_modes(modes)
-        .with_pnc(pnc);
+        .with_pnc(pnc)
+        .with_bpt(bpt);
     let (plain, tls13, tls12) = session_configs(
         &base,
         args.allow_iso20_without_tls,
@@ -1135,6 +1182,12 @@ pub(crate) fn run_ev(args: EvArgs) -> Result<bool, String> {
     if !(args.energy_kwh.is_finite() && args.energy_kwh > 0.0 && args.energy_kwh <= 1000.0) {
         return Err("--energy-kwh: a number of kWh above 0 and at most 1000".into());
     }
+    if !(args.discharge_kwh.is_finite() && (0.0..=1000.0).contains(&args.discharge_kwh)) {
+        return Err("--discharge-kwh: a number of kWh from 0 to 1000".into());
+    }
+    if args.discharge_kwh > 0.0 && !name.is_bpt() {
+        return Err("--discharge-kwh: for iso20-ac-bpt and iso20-dc-bpt".into());
+    }
     let _eim = args.eim; // the default identification means
     let iface = args
         .iface
@@ -1151,9 +1204,18 @@ pub(crate) fn run_ev(args: EvArgs) -> Result<bool, String> {
         ProtocolName::Din => EvccConfig::din_dc(mac),
         ProtocolName::Iso2Ac => EvccConfig::iso2_ac(mac),
         ProtocolName::Iso2Dc => EvccConfig::iso2_dc(mac),
-        ProtocolName::Iso20Ac => EvccConfig::iso20_ac(mac).with_control_mode(mode),
-        ProtocolName::Iso20Dc => EvccConfig::iso20_dc(mac).with_control_mode(mode),
+        ProtocolName::Iso20Ac | ProtocolName::Iso20AcBpt => {
+            EvccConfig::iso20_ac(mac).with_control_mode(mode)
+        }
+        ProtocolName::Iso20Dc | ProtocolName::Iso20DcBpt => {
+            EvccConfig::iso20_dc(mac).with_control_mode(mode)
+        }
     };
+    if name.is_bpt() {
+        // the car gives back as much as it takes
+        let (p, i) = (config.ev.max_power, config.ev.max_current);
+        config = config.with_bpt(Some(EvBpt::new(p, i, args.discharge_kwh * 1000.0)));
+    }
     config.precharge_tolerance = args.precharge_tolerance_v;
     if let Some(dir) = &args.pnc {
         if !args.allow_pnc_without_tls && tls.is_none() {
@@ -1243,6 +1305,7 @@ pub(crate) fn run_ev(args: EvArgs) -> Result<bool, String> {
                 "protocol": name.name(),
                 "session_id": report.session_id.as_deref().map(upper_hex),
                 "energy_wh": (report.energy_wh * 1000.0).round() / 1000.0,
+                "discharged_wh": (report.discharged_wh * 1000.0).round() / 1000.0,
                 "messages": report.messages(),
                 "tls": tls.as_ref().map(tls_name),
                 "contract": report.contract.as_ref().map(|(c, change)| json!({
@@ -1261,6 +1324,7 @@ pub(crate) fn run_ev(args: EvArgs) -> Result<bool, String> {
                 "protocol": name.name(),
                 "session_id": null,
                 "energy_wh": 0.0,
+                "discharged_wh": 0.0,
                 "messages": 0,
                 "tls": null,
                 "contract": null,

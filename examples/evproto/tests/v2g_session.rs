@@ -176,16 +176,81 @@ fn an_ev_charges_from_an_evse_over_iso20_ac_and_dc_without_tls() {
     }
 }
 
+/// ISO 15118-20 bidirectional (DC_BPT, AC_BPT): a car giving back 2 Wh
+/// in the scheduled mode (then stopping), and one offering 2 Wh in the
+/// dynamic mode to an EVSE asking 5 kW back (which it gives, then charges
+/// what it asked for); both summaries count each way.
+#[test]
+fn a_bidirectional_car_gives_back_over_iso20_ac_and_dc_bpt() {
+    let mut evse = Evse::start(&[
+        "--protocols",
+        "iso20-ac-bpt,iso20-dc-bpt",
+        "--allow-iso20-without-tls",
+        "--discharge-demand-kw",
+        "5",
+    ]);
+    for protocol in ["iso20-dc-bpt", "iso20-ac-bpt"] {
+        for mode in ["scheduled", "dynamic"] {
+            let at = format!("{protocol} {mode}");
+            let out = ev(&[
+                "--connect",
+                &evse.addr,
+                "--protocol",
+                protocol,
+                "--allow-iso20-without-tls",
+                "--control-mode",
+                mode,
+                "--energy-kwh",
+                "0.001",
+                "--discharge-kwh",
+                "0.002",
+                "--json",
+            ]);
+            let s = summary(&out);
+            assert!(
+                out.status.success(),
+                "{at}: {s} {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert_eq!(s["protocol"], protocol, "{at}");
+            assert_eq!(s["result"], "ok", "{at}: {s}");
+            let given = s["discharged_wh"].as_f64().unwrap();
+            assert!(given >= 2.0, "{at}: {s}");
+            let charged = s["energy_wh"].as_f64().unwrap();
+            if mode == "scheduled" {
+                // it gives what it set out to, then stops
+                assert_eq!(charged, 0.0, "{at}: {s}");
+            } else {
+                // then it charges what it asked for
+                assert!(charged >= 1.0, "{at}: {s}");
+            }
+            let e = evse.next_session();
+            assert_eq!(e["protocol"], protocol, "{at}: {e}");
+            assert_eq!(e["result"], "ok", "{at}: {e}");
+            assert!(e["discharged_wh"].as_f64().unwrap() > 1.5, "{at}: {e}");
+        }
+    }
+}
+
 #[test]
 fn unsupported_protocols_and_unreachable_chargers_are_clear_errors() {
-    for p in ["iso20-ac-bpt", "iso20-dc-bpt"] {
-        let out = ev(&["--connect", "127.0.0.1:9", "--protocol", p, "--json"]);
+    // energy to give back is for the bidirectional services only
+    for p in ["iso20-dc", "iso2-dc"] {
+        let out = ev(&[
+            "--connect",
+            "127.0.0.1:9",
+            "--protocol",
+            p,
+            "--allow-iso20-without-tls",
+            "--discharge-kwh",
+            "1",
+        ]);
         assert_eq!(out.status.code(), Some(2), "{p}");
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains("not supported yet"), "{err}");
+        assert!(err.contains("--discharge-kwh"), "{err}");
     }
     // -20 without TLS only when asked for
-    for p in ["iso20-ac", "iso20-dc"] {
+    for p in ["iso20-ac", "iso20-dc", "iso20-ac-bpt", "iso20-dc-bpt"] {
         let out = ev(&["--connect", "127.0.0.1:9", "--protocol", p, "--json"]);
         assert_eq!(out.status.code(), Some(2), "{p}");
         let err = String::from_utf8_lossy(&out.stderr);

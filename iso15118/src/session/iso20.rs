@@ -1,6 +1,7 @@
 //! ISO 15118-20:2022 (namespaces `urn:iso:std:iso:15118:-20:DC` and `:AC`)
-//! with external identification means (EIM), DC and AC energy services,
-//! scheduled and dynamic control modes: the SECC and the EVCC after the
+//! with external identification means (EIM), DC and AC energy services and
+//! their bidirectional (BPT) ones, scheduled and dynamic control modes:
+//! the SECC and the EVCC after the
 //! SupportedAppProtocol handshake. The handshake's choice
 //! ([`super::Protocol::Iso20Dc`] or [`super::Protocol::Iso20Ac`]) decides
 //! DC or AC; [`EvccConfig::control_mode`] the control mode, among the SECC's
@@ -28,8 +29,10 @@
 //! machines do not care what carries their bytes, and the shells run them
 //! over plain TCP only when told to (the CLI's `--allow-iso20-without-tls`).
 //!
-//! **Services.** The SECC offers one energy transfer service, DC (id 2) or
-//! AC (id 1), no VAS, no service renegotiation. Its ServiceDetail lists one
+//! **Services.** The SECC offers the energy transfer service DC (id 2) or
+//! AC (id 1) and, with [`SeccConfig::bpt`], its bidirectional sibling
+//! DC_BPT (6) or AC_BPT (5); no VAS, no service renegotiation. Its
+//! ServiceDetail lists one
 //! parameter set per control mode it allows: id 1 Scheduled
 //! (`ControlMode=1`), id 2 Dynamic (`ControlMode=2`), with `Connector`
 //! (DC 1 = extended, AC 2 = three-phase), `MobilityNeedsMode` (1, 2 for
@@ -37,19 +40,47 @@
 //! ServiceDetail for that service and selects the set whose `ControlMode`
 //! is its own.
 //!
+//! **Bidirectional power transfer.** A BPT parameter set adds
+//! `BPTChannel=1` (unified: one channel both ways, the only one these
+//! machines speak), `GeneratorMode=1` (grid following) and, AC,
+//! `GridCodeIslandingDetectionMethod=1` (active); an EV with
+//! [`EvccConfig::bpt`] selects the BPT service and takes a set naming the
+//! unified channel or none. Then every message carries its BPT variant:
+//! ChargeParameterDiscovery both sides' discharge limits, the scheduled
+//! tuple a DischargingSchedule (the smaller discharge power of both sides,
+//! negative: what flows out of the EV), PowerDelivery(Start) a
+//! `BPT_ChannelSelection`, the charge loops the `BPT_*` control modes.
+//! Power and current are signed, negative when energy flows out of the EV.
+//! Scheduled: an EV with energy to give ([`super::EvBpt::discharge_wh`])
+//! selects `Discharge`, profiles minus its discharge power (its own, the
+//! EVSE's and the schedule's smallest), asks for that (DC: a negative
+//! target current at its target voltage; AC: a negative present power),
+//! and stops once it gave what it set out to. Dynamic: the EV offers what
+//! it has left to give as a negative `EVMinimumEnergyRequest`; while it
+//! does and [`super::SeccBpt::discharge_demand`] is set, the SECC asks
+//! that power back (DC: a negative current; AC: a negative target active
+//! power) within both sides' limits, else it charges the car. Both sides
+//! count the energy each way apart ([`super::Secc::discharged_wh`]); an AC
+//! BPT SECC counts from the EV's reported power, not its meter, which
+//! counts one way.
+//!
 //! SECC rules (ISO 15118-20 §8.3.5, the response codes of each message): a
 //! request not allowed in the state (or a `ChargeProgress` not allowed
 //! there) is answered with its response carrying `FAILED_SequenceError`; a
 //! SessionID other than the session's with `FAILED_UnknownSession`; PnC
 //! selected in AuthorizationReq with `WARNING_AuthorizationSelectionInvalid`;
 //! an EIM authorization refused with `WARNING_EIMAuthorizationFailure`;
-//! ServiceDetail of a service not offered with `FAILED_ServiceIDInvalid`;
-//! ServiceSelection of a service or parameter set not offered, or of any
-//! VAS, with `FAILED_ServiceSelectionInvalid`; charge parameters, a
-//! ScheduleExchange or a charge loop of the other control mode (or BPT
-//! ones) with `FAILED_WrongChargeParameter`; a PowerDelivery(Start) naming
-//! a schedule tuple not offered with `FAILED_ScheduleSelectionInvalid`, and
-//! one whose EVPowerProfile asks for more than the tuple's highest power
+//! ServiceDetail of a service not offered (BPT without
+//! [`SeccConfig::bpt`]) with `FAILED_ServiceIDInvalid`; ServiceSelection
+//! of a service or parameter set not offered, or of any VAS, with
+//! `FAILED_ServiceSelectionInvalid`; charge parameters, a ScheduleExchange
+//! or a charge loop of the other control mode, or of the other direction
+//! (BPT parameters in a session that is not BPT, or the reverse), and a
+//! `BPT_ChannelSelection` in a session that is not BPT, with
+//! `FAILED_WrongChargeParameter`; a PowerDelivery(Start) naming a schedule
+//! tuple not offered with `FAILED_ScheduleSelectionInvalid`, and one whose
+//! EVPowerProfile asks for more than the tuple's highest power or gives
+//! back more than both sides' discharge limits (anything, outside BPT)
 //! with `FAILED_EVPowerProfileInvalid`; `Standby` with
 //! `WARNING_StandbyNotAllowed`, `ScheduleRenegotiation` with
 //! `FAILED_ScheduleRenegotiation`, SessionStop(ServiceRenegotiation) with
@@ -93,20 +124,33 @@ use crate::messages::iso20_ac as ac;
 use crate::messages::iso20_dc as dc;
 use crate::v2gtp::PayloadType;
 
-use super::common::{
-    awaited, failed, loop_present, request_session_id, screen, setup_session, Codes, Pacing,
-};
+use super::common::{awaited, failed, request_session_id, screen, setup_session, Codes, Pacing};
 use super::{scale, unscale};
 use super::{
     Authorization, ControlMode, Core, EndReason, Energy, EvNotice, EvStatus, EvccConfig,
-    EvseRequest, EvseStatus, Isolation, MsgKind, ScheduleTuple, SeccConfig, Standard, StopKind,
-    TimerKind,
+    EvseRequest, EvseStatus, Isolation, MsgKind, ScheduleTuple, SeccBpt, SeccConfig, Standard,
+    StopKind, TimerKind,
 };
 
 /// Service id of the DC energy transfer service.
 pub const SERVICE_DC: u16 = 2;
 /// Service id of the AC energy transfer service.
 pub const SERVICE_AC: u16 = 1;
+/// Service id of the AC bidirectional power transfer service.
+pub const SERVICE_AC_BPT: u16 = 5;
+/// Service id of the DC bidirectional power transfer service.
+pub const SERVICE_DC_BPT: u16 = 6;
+
+/// The energy transfer service of a DC (`dc`) or AC session, bidirectional
+/// (`bpt`) or not.
+fn service(dc: bool, bpt: bool) -> u16 {
+    match (dc, bpt) {
+        (true, false) => SERVICE_DC,
+        (true, true) => SERVICE_DC_BPT,
+        (false, false) => SERVICE_AC,
+        (false, true) => SERVICE_AC_BPT,
+    }
+}
 
 /// A request of the -20 schemas the machines take.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -421,6 +465,226 @@ fn pmax(t: &ScheduleTuple) -> f64 {
     t.entries.iter().map(|(_, p)| *p).fold(0.0, f64::max)
 }
 
+/// DC_ChargeParameterDiscoveryRes: the EVSE `$e`'s charge limits,
+/// as `$m::$ty` (the unidirectional mode or its BPT sibling, which repeats
+/// those fields), then the fields that differ.
+macro_rules! dc_cpd_res {
+    ($m:ident::$ty:ident, $e:expr $(, $f:ident: $v:expr)* $(,)?) => {
+        $m::$ty {
+            evse_maximum_charge_power: rn($e.max_power),
+            evse_minimum_charge_power: rn(0.0),
+            evse_maximum_charge_current: rn($e.max_current),
+            evse_minimum_charge_current: rn($e.min_current),
+            evse_maximum_voltage: rn($e.max_voltage),
+            evse_minimum_voltage: rn($e.min_voltage),
+            evse_power_ramp_limitation: None,
+            $($f: $v,)*
+        }
+    };
+}
+
+/// AC_ChargeParameterDiscoveryRes: the EVSE `$e`'s charge limits,
+/// as `$m::$ty` (the unidirectional mode or its BPT sibling, which repeats
+/// those fields), then the fields that differ.
+macro_rules! ac_cpd_res {
+    ($m:ident::$ty:ident, $e:expr $(, $f:ident: $v:expr)* $(,)?) => {
+        $m::$ty {
+            evse_maximum_charge_power: rn($e.max_power),
+            evse_maximum_charge_power_l2: None,
+            evse_maximum_charge_power_l3: None,
+            evse_minimum_charge_power: rn(0.0),
+            evse_minimum_charge_power_l2: None,
+            evse_minimum_charge_power_l3: None,
+            evse_nominal_frequency: rn(50.0),
+            maximum_power_asymmetry: None,
+            evse_power_ramp_limitation: None,
+            evse_present_active_power: None,
+            evse_present_active_power_l2: None,
+            evse_present_active_power_l3: None,
+            $($f: $v,)*
+        }
+    };
+}
+
+/// DC_ChargeLoopRes, dynamic: the EVSE `$e`'s charge limits,
+/// as `$m::$ty` (the unidirectional mode or its BPT sibling, which repeats
+/// those fields), then the fields that differ.
+macro_rules! dc_dynamic_res {
+    ($m:ident::$ty:ident, $e:expr $(, $f:ident: $v:expr)* $(,)?) => {
+        $m::$ty {
+            departure_time: None,
+            minimum_soc: None,
+            target_soc: None,
+            ack_max_delay: None,
+            evse_maximum_charge_power: rn($e.max_power),
+            evse_minimum_charge_power: rn(0.0),
+            evse_maximum_charge_current: rn($e.max_current),
+            evse_maximum_voltage: rn($e.max_voltage),
+            $($f: $v,)*
+        }
+    };
+}
+
+/// DC_ChargeLoopRes, scheduled: the EVSE `$e`'s charge limits,
+/// as `$m::$ty` (the unidirectional mode or its BPT sibling, which repeats
+/// those fields), then the fields that differ.
+macro_rules! dc_scheduled_res {
+    ($m:ident::$ty:ident, $e:expr $(, $f:ident: $v:expr)* $(,)?) => {
+        $m::$ty {
+            evse_maximum_charge_power: Some(rn($e.max_power)),
+            evse_minimum_charge_power: None,
+            evse_maximum_charge_current: Some(rn($e.max_current)),
+            evse_maximum_voltage: Some(rn($e.max_voltage)),
+            $($f: $v,)*
+        }
+    };
+}
+
+/// AC_ChargeLoopRes, both control modes: the target power `$target`
+/// (`rn(W)`, scheduled `Some(rn(W))`),
+/// as `$m::$ty` (the unidirectional mode or its BPT sibling, which repeats
+/// those fields), then the fields that differ.
+macro_rules! ac_loop_res {
+    ($m:ident::$ty:ident, $target:expr $(, $f:ident: $v:expr)* $(,)?) => {
+        $m::$ty {
+            evse_target_active_power: $target,
+            evse_target_active_power_l2: None,
+            evse_target_active_power_l3: None,
+            evse_target_reactive_power: None,
+            evse_target_reactive_power_l2: None,
+            evse_target_reactive_power_l3: None,
+            evse_present_active_power: None,
+            evse_present_active_power_l2: None,
+            evse_present_active_power_l3: None,
+            $($f: $v,)*
+        }
+    };
+}
+
+/// DC_ChargeParameterDiscoveryReq: the EV `$ev`'s charge limits,
+/// as `$m::$ty` (the unidirectional mode or its BPT sibling, which repeats
+/// those fields), then the fields that differ.
+macro_rules! dc_cpd_req {
+    ($m:ident::$ty:ident, $ev:expr $(, $f:ident: $v:expr)* $(,)?) => {
+        $m::$ty {
+            ev_maximum_charge_power: rn($ev.max_power),
+            ev_minimum_charge_power: rn(0.0),
+            ev_maximum_charge_current: rn($ev.max_current),
+            ev_minimum_charge_current: rn(0.0),
+            ev_maximum_voltage: rn($ev.max_voltage),
+            ev_minimum_voltage: rn($ev.max_voltage.min(200.0)),
+            target_soc: Some(100),
+            $($f: $v,)*
+        }
+    };
+}
+
+/// AC_ChargeParameterDiscoveryReq: the EV `$ev`'s charge limits,
+/// as `$m::$ty` (the unidirectional mode or its BPT sibling, which repeats
+/// those fields), then the fields that differ.
+macro_rules! ac_cpd_req {
+    ($m:ident::$ty:ident, $ev:expr $(, $f:ident: $v:expr)* $(,)?) => {
+        $m::$ty {
+            ev_maximum_charge_power: rn($ev.max_power),
+            ev_maximum_charge_power_l2: None,
+            ev_maximum_charge_power_l3: None,
+            ev_minimum_charge_power: rn(0.0),
+            ev_minimum_charge_power_l2: None,
+            ev_minimum_charge_power_l3: None,
+            $($f: $v,)*
+        }
+    };
+}
+
+/// DC_ChargeLoopReq, dynamic: the EV `$ev`'s limits and energy requests,
+/// as `$m::$ty` (the unidirectional mode or its BPT sibling, which repeats
+/// those fields), then the fields that differ.
+macro_rules! dc_dynamic_req {
+    ($m:ident::$ty:ident, $ev:expr, $energy:expr, $departure:expr $(, $f:ident: $v:expr)* $(,)?) => {
+        $m::$ty {
+            departure_time: Some($departure),
+            ev_target_energy_request: $energy.clone(),
+            ev_maximum_energy_request: $energy.clone(),
+            ev_maximum_charge_power: rn($ev.max_power),
+            ev_minimum_charge_power: rn(0.0),
+            ev_maximum_charge_current: rn($ev .target_current .min($ev.max_current)),
+            ev_maximum_voltage: rn($ev.target_voltage.min($ev.max_voltage)),
+            ev_minimum_voltage: rn($ev.max_voltage.min(200.0)),
+            $($f: $v,)*
+        }
+    };
+}
+
+/// DC_ChargeLoopReq, scheduled: the EV `$ev`'s limits and target,
+/// as `$m::$ty` (the unidirectional mode or its BPT sibling, which repeats
+/// those fields), then the fields that differ.
+macro_rules! dc_scheduled_req {
+    ($m:ident::$ty:ident, $ev:expr, $energy:expr $(, $f:ident: $v:expr)* $(,)?) => {
+        $m::$ty {
+            ev_target_energy_request: Some($energy.clone()),
+            ev_maximum_energy_request: None,
+            ev_target_voltage: rn($ev.target_voltage),
+            ev_maximum_charge_power: Some(rn($ev.max_power)),
+            ev_minimum_charge_power: None,
+            ev_maximum_charge_current: Some(rn($ev.max_current)),
+            ev_maximum_voltage: Some(rn($ev.max_voltage)),
+            ev_minimum_voltage: None,
+            $($f: $v,)*
+        }
+    };
+}
+
+/// AC_ChargeLoopReq, dynamic: the EV `$ev`'s limits, energy requests and present power,
+/// as `$m::$ty` (the unidirectional mode or its BPT sibling, which repeats
+/// those fields), then the fields that differ.
+macro_rules! ac_dynamic_req {
+    ($m:ident::$ty:ident, $ev:expr, $energy:expr, $departure:expr, $power:expr $(, $f:ident: $v:expr)* $(,)?) => {
+        $m::$ty {
+            departure_time: Some($departure),
+            ev_target_energy_request: $energy.clone(),
+            ev_maximum_energy_request: $energy.clone(),
+            ev_maximum_charge_power: rn($ev.max_power),
+            ev_maximum_charge_power_l2: None,
+            ev_maximum_charge_power_l3: None,
+            ev_minimum_charge_power: rn(0.0),
+            ev_minimum_charge_power_l2: None,
+            ev_minimum_charge_power_l3: None,
+            ev_present_active_power: $power.clone(),
+            ev_present_active_power_l2: None,
+            ev_present_active_power_l3: None,
+            ev_present_reactive_power: rn(0.0),
+            ev_present_reactive_power_l2: None,
+            ev_present_reactive_power_l3: None,
+            $($f: $v,)*
+        }
+    };
+}
+
+/// AC_ChargeLoopReq, scheduled: the EV `$ev`'s limits and present power,
+/// as `$m::$ty` (the unidirectional mode or its BPT sibling, which repeats
+/// those fields), then the fields that differ.
+macro_rules! ac_scheduled_req {
+    ($m:ident::$ty:ident, $ev:expr, $energy:expr, $power:expr $(, $f:ident: $v:expr)* $(,)?) => {
+        $m::$ty {
+            ev_target_energy_request: Some($energy.clone()),
+            ev_maximum_energy_request: None,
+            ev_maximum_charge_power: Some(rn($ev.max_power)),
+            ev_maximum_charge_power_l2: None,
+            ev_maximum_charge_power_l3: None,
+            ev_minimum_charge_power: None,
+            ev_minimum_charge_power_l2: None,
+            ev_minimum_charge_power_l3: None,
+            ev_present_active_power: $power.clone(),
+            ev_present_active_power_l2: None,
+            ev_present_active_power_l3: None,
+            ev_present_reactive_power: None,
+            ev_present_reactive_power_l2: None,
+            ev_present_reactive_power_l3: None,
+            $($f: $v,)*
+        }
+    };
+}
+
 // ---- SECC ----
 
 /// Where the SECC stands: the requests it takes next.
@@ -508,6 +772,15 @@ pub struct Secc {
     /// The EV's present active power of the last AC_ChargeLoopReq (W).
     ev_power: f64,
     energy: Energy,
+    /// BPT: the service selected is DC_BPT or AC_BPT.
+    bpt: bool,
+    /// BPT: the EV's discharge limits of ChargeParameterDiscovery (W, A).
+    ev_discharge: (f64, f64),
+    /// BPT: energy taken back from the EV.
+    discharged: Energy,
+    /// BPT, AC dynamic: the last loop request offered energy (its
+    /// EVMinimumEnergyRequest below zero).
+    ac_offer: bool,
     loops: u32,
     start: Instant,
     now: Instant,
@@ -532,6 +805,10 @@ impl Secc {
             cable_check_started: false,
             ev_power: 0.0,
             energy: Energy::default(),
+            bpt: false,
+            ev_discharge: (0.0, 0.0),
+            discharged: Energy::default(),
+            ac_offer: false,
             loops: 0,
             start: now,
             now,
@@ -584,6 +861,35 @@ impl Secc {
 
     pub(crate) fn energy_wh(&self) -> f64 {
         self.energy.wh
+    }
+
+    pub(crate) fn discharged_wh(&self) -> f64 {
+        self.discharged.wh
+    }
+
+    /// Whether the EV selected the BPT service (DC_BPT or AC_BPT).
+    pub fn is_bpt(&self) -> bool {
+        self.bpt
+    }
+
+    /// The BPT limits offered, when the SECC offers BPT.
+    fn bpt_offer(&self) -> Option<&SeccBpt> {
+        self.config.bpt.as_ref()
+    }
+
+    /// BPT: the highest discharge power and current of both sides.
+    fn discharge_limits(&self) -> (f64, f64) {
+        let (p, i) = self.bpt_offer().map_or((0.0, 0.0), |b| {
+            (b.max_discharge_power, b.max_discharge_current)
+        });
+        (p.min(self.ev_discharge.0), i.min(self.ev_discharge.1))
+    }
+
+    /// Counts what flowed since the last loop: `power` W into the EV
+    /// (negative: out of it).
+    fn flowed(&mut self, now: Instant, power: f64) {
+        self.energy.add(now, power.max(0.0), 1.0);
+        self.discharged.add(now, (-power).max(0.0), 1.0);
     }
 
     pub(crate) fn handle_authorization(&mut self, _now: Instant, decision: Authorization) {
@@ -709,8 +1015,13 @@ impl Secc {
             }
             Wire::Common(C::ServiceDiscoveryReq(_)) => self.state = SeccState::ServiceSelection,
             Wire::Common(C::ServiceDetailReq(r)) => {
-                if r.service_id != self.service_id() {
+                let bpt = r.service_id == service(self.dc, true) && self.bpt_offer().is_some();
+                if r.service_id != service(self.dc, false) && !bpt {
                     return self.fail_code(req, cm::ResponseCodeType::FailedServiceIDInvalid);
+                }
+                if let Wire::Common(C::ServiceDetailRes(x)) = &mut res {
+                    x.service_id = r.service_id;
+                    x.service_parameter_list.parameter_set = self.parameter_sets(bpt);
                 }
             }
             Wire::Common(C::ServiceSelectionReq(r)) => {
@@ -725,9 +1036,11 @@ impl Secc {
                     .selected_vas_list
                     .as_ref()
                     .is_some_and(|l| !l.selected_service.is_empty());
+                let bpt = s.service_id == service(self.dc, true) && self.bpt_offer().is_some();
                 match mode {
-                    Some(m) if s.service_id == self.service_id() && !vas => {
+                    Some(m) if (s.service_id == service(self.dc, false) || bpt) && !vas => {
                         self.control = Some(m);
+                        self.bpt = bpt;
                         self.state = SeccState::ChargeParameterDiscovery;
                     }
                     _ => {
@@ -737,13 +1050,31 @@ impl Secc {
                 }
             }
             Wire::Dc(dc::Message::DcChargeParameterDiscoveryReq(r)) => {
-                if r.dc_cpd_req_energy_transfer_mode.is_none() {
+                let fits = match &r.bpt_dc_cpd_req_energy_transfer_mode {
+                    Some(b) if self.bpt => {
+                        self.ev_discharge = (
+                            rv(&b.ev_maximum_discharge_power).abs(),
+                            rv(&b.ev_maximum_discharge_current).abs(),
+                        );
+                        true
+                    }
+                    _ => !self.bpt && r.dc_cpd_req_energy_transfer_mode.is_some(),
+                };
+                if !fits {
                     return self.fail_code(req, cm::ResponseCodeType::FailedWrongChargeParameter);
                 }
                 self.state = SeccState::ScheduleExchange;
             }
             Wire::Ac(ac::Message::AcChargeParameterDiscoveryReq(r)) => {
-                if r.ac_cpd_req_energy_transfer_mode.is_none() {
+                let fits = match &r.bpt_ac_cpd_req_energy_transfer_mode {
+                    Some(b) if self.bpt => {
+                        let p = rv(&b.ev_maximum_discharge_power).abs();
+                        self.ev_discharge = (p, p / self.config.evse.nominal_voltage.max(1.0));
+                        true
+                    }
+                    _ => !self.bpt && r.ac_cpd_req_energy_transfer_mode.is_some(),
+                };
+                if !fits {
                     return self.fail_code(req, cm::ResponseCodeType::FailedWrongChargeParameter);
                 }
                 self.state = SeccState::ScheduleExchange;
@@ -817,8 +1148,14 @@ impl Secc {
             }
             Wire::Common(C::PowerDeliveryReq(r)) => {
                 self.energy.pause();
+                self.discharged.pause();
                 match r.charge_progress {
                     cm::ChargeProgressType::Start if self.state != SeccState::ChargeLoop => {
+                        // a channel is for BPT sessions only
+                        if !self.bpt && r.bpt_channel_selection.is_some() {
+                            return self
+                                .fail_code(req, cm::ResponseCodeType::FailedWrongChargeParameter);
+                        }
                         if let Some(code) = self.check_profile(r.ev_power_profile.as_ref()) {
                             return self.fail_code(req, code);
                         }
@@ -848,29 +1185,14 @@ impl Secc {
             }
             Wire::Dc(dc::Message::DcChargeLoopReq(r)) => {
                 let e = self.config.evse.clone();
-                let scheduled = self.control == Some(ControlMode::Scheduled);
-                let target = match (
-                    &r.scheduled_dc_cl_req_control_mode,
-                    &r.dynamic_dc_cl_req_control_mode,
-                ) {
-                    (Some(s), _) if scheduled => {
-                        Some((rv(&s.ev_target_voltage), rv(&s.ev_target_current)))
-                    }
-                    (_, Some(d)) if !scheduled => {
-                        let v = rv(&d.ev_maximum_voltage);
-                        let p = rv(&d.ev_maximum_charge_power).min(e.max_power);
-                        let present = rv(&r.ev_present_voltage).max(1.0);
-                        Some((v, rv(&d.ev_maximum_charge_current).min(p / present)))
-                    }
-                    _ => None,
-                };
-                let Some((v, i)) = target else {
+                let Some((v, i)) = self.dc_target(&r) else {
                     return self.fail_code(req, cm::ResponseCodeType::FailedWrongChargeParameter);
                 };
                 self.loops += 1;
-                self.energy.add(now, e.present_voltage, e.present_current);
+                self.flowed(now, e.present_voltage * e.present_current);
+                let (_, give_i) = self.discharge_limits();
                 if let Wire::Dc(dc::Message::DcChargeLoopRes(x)) = &mut res {
-                    x.evse_current_limit_achieved = i >= e.max_current;
+                    x.evse_current_limit_achieved = i >= e.max_current || -i >= give_i;
                     x.evse_voltage_limit_achieved = v >= e.max_voltage;
                     x.evse_power_limit_achieved = v * i >= e.max_power;
                     if !r.meter_info_requested {
@@ -879,17 +1201,25 @@ impl Secc {
                 }
                 self.core.evse(EvseRequest::Target {
                     voltage: v.min(e.max_voltage),
-                    current: i.min(e.max_current),
+                    current: i.clamp(-give_i, e.max_current),
                 });
             }
             Wire::Ac(ac::Message::AcChargeLoopReq(r)) => {
                 let scheduled = self.control == Some(ControlMode::Scheduled);
                 let power = match (
+                    self.bpt,
                     &r.scheduled_ac_cl_req_control_mode,
                     &r.dynamic_ac_cl_req_control_mode,
+                    &r.bpt_scheduled_ac_cl_req_control_mode,
+                    &r.bpt_dynamic_ac_cl_req_control_mode,
                 ) {
-                    (Some(s), _) if scheduled => Some(rv(&s.ev_present_active_power)),
-                    (_, Some(d)) if !scheduled => Some(rv(&d.ev_present_active_power)),
+                    (false, Some(s), ..) if scheduled => Some(rv(&s.ev_present_active_power)),
+                    (false, _, Some(d), ..) if !scheduled => Some(rv(&d.ev_present_active_power)),
+                    (true, _, _, Some(s), _) if scheduled => Some(rv(&s.ev_present_active_power)),
+                    (true, _, _, _, Some(d)) if !scheduled => {
+                        self.ac_offer = rv(&d.ev_minimum_energy_request) < 0.0;
+                        Some(rv(&d.ev_present_active_power))
+                    }
                     _ => None,
                 };
                 let Some(power) = power else {
@@ -897,10 +1227,14 @@ impl Secc {
                 };
                 self.loops += 1;
                 match self.config.evse.meter_wh {
-                    Some(wh) => self.energy.meter(wh),
-                    None => self.energy.add(now, self.ev_power, 1.0),
+                    // a meter counts what flowed in; a BPT session counts
+                    // both ways from what the EV reports
+                    Some(wh) if !self.bpt => self.energy.meter(wh),
+                    _ => self.flowed(now, self.ev_power),
                 }
                 self.ev_power = power;
+                // the target answers this request's power (BPT: its direction)
+                res = self.response(req, cm::ResponseCodeType::OK);
                 if let Wire::Ac(ac::Message::AcChargeLoopRes(x)) = &mut res {
                     if !r.meter_info_requested {
                         x.meter_info = None;
@@ -943,10 +1277,53 @@ impl Secc {
     }
 
     fn service_id(&self) -> u16 {
-        if self.dc {
-            SERVICE_DC
-        } else {
-            SERVICE_AC
+        service(self.dc, self.bpt)
+    }
+
+    /// The voltage and current (negative: discharge) a DC_ChargeLoopReq
+    /// asks for, by the session's control mode and service; `None` when
+    /// it carries the parameters of another.
+    fn dc_target(&self, r: &dc::DcChargeLoopReqType) -> Option<(f64, f64)> {
+        let e = &self.config.evse;
+        let scheduled = self.control == Some(ControlMode::Scheduled);
+        let present = rv(&r.ev_present_voltage).max(1.0);
+        match (
+            self.bpt,
+            &r.scheduled_dc_cl_req_control_mode,
+            &r.dynamic_dc_cl_req_control_mode,
+            &r.bpt_scheduled_dc_cl_req_control_mode,
+            &r.bpt_dynamic_dc_cl_req_control_mode,
+        ) {
+            (false, Some(s), ..) if scheduled => {
+                Some((rv(&s.ev_target_voltage), rv(&s.ev_target_current)))
+            }
+            (false, _, Some(d), ..) if !scheduled => {
+                let v = rv(&d.ev_maximum_voltage);
+                let p = rv(&d.ev_maximum_charge_power).min(e.max_power);
+                Some((v, rv(&d.ev_maximum_charge_current).min(p / present)))
+            }
+            (true, _, _, Some(s), _) if scheduled => {
+                Some((rv(&s.ev_target_voltage), rv(&s.ev_target_current)))
+            }
+            (true, _, _, _, Some(d)) if !scheduled => {
+                let v = rv(&d.ev_maximum_voltage);
+                let demand = self.bpt_offer().map_or(0.0, |b| b.discharge_demand);
+                if demand > 0.0 && rv(&d.ev_minimum_energy_request) < 0.0 {
+                    // the EV offers energy and the SECC asks for it
+                    let (give_p, give_i) = self.discharge_limits();
+                    let p = demand
+                        .min(give_p)
+                        .min(rv(&d.ev_maximum_discharge_power).abs());
+                    let i = (p / present)
+                        .min(give_i)
+                        .min(rv(&d.ev_maximum_discharge_current).abs());
+                    Some((v, -i))
+                } else {
+                    let p = rv(&d.ev_maximum_charge_power).min(e.max_power);
+                    Some((v, rv(&d.ev_maximum_charge_current).min(p / present)))
+                }
+            }
+            _ => None,
         }
     }
 
@@ -976,11 +1353,18 @@ impl Secc {
         let Some(t) = tuple.cloned() else {
             return Some(cm::ResponseCodeType::FailedScheduleSelectionInvalid);
         };
+        // discharging (negative power) within both sides' discharge
+        // limits, and only in a BPT session
+        let give = if self.bpt {
+            self.discharge_limits().0
+        } else {
+            0.0
+        };
         let too_much = p.is_some_and(|p| {
             p.ev_power_profile_entries
                 .ev_power_profile_entry
                 .iter()
-                .any(|e| rv(&e.power) > pmax(&t) + 1e-6)
+                .any(|e| rv(&e.power) > pmax(&t) + 1e-6 || -rv(&e.power) > give + 1e-6)
         });
         if too_much {
             return Some(cm::ResponseCodeType::FailedEVPowerProfileInvalid);
@@ -1035,9 +1419,32 @@ impl Secc {
                         absolute_price_schedule: None,
                         price_level_schedule: None,
                     },
-                    discharging_schedule: None,
+                    discharging_schedule: self.bpt.then(|| self.discharging_schedule(t)),
                 })
                 .collect(),
+        }
+    }
+
+    /// BPT: the DischargingSchedule of a tuple, over the same time: the
+    /// highest discharge power of both sides, as a negative power (what
+    /// flows out of the EV; an EV reads its magnitude).
+    fn discharging_schedule(&self, t: &ScheduleTuple) -> cm::ChargingScheduleType {
+        cm::ChargingScheduleType {
+            power_schedule: cm::PowerScheduleType {
+                time_anchor: self.stamp(),
+                available_energy: None,
+                power_tolerance: None,
+                power_schedule_entries: cm::PowerScheduleEntryListType {
+                    power_schedule_entry: vec![cm::PowerScheduleEntryType {
+                        duration: t.duration.max(1),
+                        power: rn(-self.discharge_limits().0),
+                        power_l2: None,
+                        power_l3: None,
+                    }],
+                },
+            },
+            absolute_price_schedule: None,
+            price_level_schedule: None,
         }
     }
 
@@ -1072,7 +1479,11 @@ impl Secc {
         })
     }
 
-    fn parameter_sets(&self) -> Vec<cm::ParameterSetType> {
+    /// The parameter sets of ServiceDetail, one per control mode offered;
+    /// for the BPT service with `BPTChannel` 1 (unified), `GeneratorMode`
+    /// 1 (grid following) and, AC, `GridCodeIslandingDetectionMethod` 1
+    /// (active).
+    fn parameter_sets(&self, bpt: bool) -> Vec<cm::ParameterSetType> {
         let mut modes = self.config.control_modes.clone();
         if modes.is_empty() {
             modes.push(ControlMode::Scheduled);
@@ -1096,6 +1507,13 @@ impl Secc {
                     if *m == ControlMode::Dynamic { 2 } else { 1 },
                 ));
                 parameter.push(int_param("Pricing", 0));
+                if bpt {
+                    parameter.push(int_param("BPTChannel", 1));
+                    parameter.push(int_param("GeneratorMode", 1));
+                    if !self.dc {
+                        parameter.push(int_param("GridCodeIslandingDetectionMethod", 1));
+                    }
+                }
                 cm::ParameterSetType {
                     parameter_set_id: parameter_set_id(*m),
                     parameter,
@@ -1111,6 +1529,7 @@ impl Secc {
         let header = self.head();
         let scheduled = self.control != Some(ControlMode::Dynamic);
         let status = self.evse_status();
+        let give = self.bpt_offer().copied().unwrap_or(SeccBpt::new(0.0, 0.0));
         match req {
             Request::SessionSetup => {
                 Wire::Common(C::SessionSetupRes(Box::new(cm::SessionSetupResType {
@@ -1142,10 +1561,13 @@ impl Secc {
                     response_code: code,
                     service_renegotiation_supported: false,
                     energy_transfer_service_list: cm::ServiceListType {
-                        service: vec![cm::ServiceType {
-                            service_id: self.service_id(),
-                            free_service: false,
-                        }],
+                        service: std::iter::once(false)
+                            .chain(self.bpt_offer().map(|_| true))
+                            .map(|bpt| cm::ServiceType {
+                                service_id: service(self.dc, bpt),
+                                free_service: false,
+                            })
+                            .collect(),
                     },
                     vas_list: None,
                 },
@@ -1156,7 +1578,7 @@ impl Secc {
                     response_code: code,
                     service_id: self.service_id(),
                     service_parameter_list: cm::ServiceParameterListType {
-                        parameter_set: self.parameter_sets(),
+                        parameter_set: self.parameter_sets(self.bpt),
                     },
                 })))
             }
@@ -1171,15 +1593,12 @@ impl Secc {
                     dc::DcChargeParameterDiscoveryResType {
                         header,
                         response_code: code,
-                        bpt_dc_cpd_res_energy_transfer_mode: None,
-                        dc_cpd_res_energy_transfer_mode: Some(dc::DcCPDResEnergyTransferModeType {
-                            evse_maximum_charge_power: rn(e.max_power),
-                            evse_minimum_charge_power: rn(0.0),
-                            evse_maximum_charge_current: rn(e.max_current),
-                            evse_minimum_charge_current: rn(e.min_current),
-                            evse_maximum_voltage: rn(e.max_voltage),
-                            evse_minimum_voltage: rn(e.min_voltage),
-                            evse_power_ramp_limitation: None,
+                        bpt_dc_cpd_res_energy_transfer_mode: self.bpt.then(|| {
+                            let b = self.bpt_offer().copied().unwrap_or(SeccBpt::new(0.0, 0.0));
+                            dc_cpd_res!(dc::BptDcCPDResEnergyTransferModeType, e, evse_maximum_discharge_power: rn(b.max_discharge_power), evse_minimum_discharge_power: rn(0.0), evse_maximum_discharge_current: rn(b.max_discharge_current), evse_minimum_discharge_current: rn(0.0))
+                        }),
+                        dc_cpd_res_energy_transfer_mode: (!self.bpt).then(|| {
+                            dc_cpd_res!(dc::DcCPDResEnergyTransferModeType, e)
                         }),
                     },
                 )))
@@ -1189,21 +1608,13 @@ impl Secc {
                     ac::AcChargeParameterDiscoveryResType {
                         header,
                         response_code: code,
-                        ac_cpd_res_energy_transfer_mode: Some(ac::AcCPDResEnergyTransferModeType {
-                            evse_maximum_charge_power: rn(e.max_power),
-                            evse_maximum_charge_power_l2: None,
-                            evse_maximum_charge_power_l3: None,
-                            evse_minimum_charge_power: rn(0.0),
-                            evse_minimum_charge_power_l2: None,
-                            evse_minimum_charge_power_l3: None,
-                            evse_nominal_frequency: rn(50.0),
-                            maximum_power_asymmetry: None,
-                            evse_power_ramp_limitation: None,
-                            evse_present_active_power: None,
-                            evse_present_active_power_l2: None,
-                            evse_present_active_power_l3: None,
+                        ac_cpd_res_energy_transfer_mode: (!self.bpt).then(|| {
+                            ac_cpd_res!(ac::AcCPDResEnergyTransferModeType, e)
                         }),
-                        bpt_ac_cpd_res_energy_transfer_mode: None,
+                        bpt_ac_cpd_res_energy_transfer_mode: self.bpt.then(|| {
+                            let b = self.bpt_offer().copied().unwrap_or(SeccBpt::new(0.0, 0.0));
+                            ac_cpd_res!(ac::BptAcCPDResEnergyTransferModeType, e, evse_maximum_discharge_power: rn(b.max_discharge_power), evse_maximum_discharge_power_l2: None, evse_maximum_discharge_power_l3: None, evse_minimum_discharge_power: rn(0.0), evse_minimum_discharge_power_l2: None, evse_minimum_discharge_power_l3: None)
+                        }),
                     },
                 )))
             }
@@ -1259,39 +1670,41 @@ impl Secc {
                     evse_power_limit_achieved: false,
                     evse_current_limit_achieved: false,
                     evse_voltage_limit_achieved: false,
-                    bpt_dynamic_dc_cl_res_control_mode: None,
-                    bpt_scheduled_dc_cl_res_control_mode: None,
-                    cl_res_control_mode: None,
-                    dynamic_dc_cl_res_control_mode: (!scheduled).then(|| {
-                        dc::DynamicDcCLResControlModeType {
-                            departure_time: None,
-                            minimum_soc: None,
-                            target_soc: None,
-                            ack_max_delay: None,
-                            evse_maximum_charge_power: rn(e.max_power),
-                            evse_minimum_charge_power: rn(0.0),
-                            evse_maximum_charge_current: rn(e.max_current),
-                            evse_maximum_voltage: rn(e.max_voltage),
-                        }
+                    bpt_dynamic_dc_cl_res_control_mode: (self.bpt && !scheduled).then(|| {
+                        dc_dynamic_res!(dc::BptDynamicDcCLResControlModeType, e, evse_maximum_discharge_power: rn(give.max_discharge_power), evse_minimum_discharge_power: rn(0.0), evse_maximum_discharge_current: rn(give.max_discharge_current), evse_minimum_voltage: rn(e.min_voltage))
                     }),
-                    scheduled_dc_cl_res_control_mode: scheduled.then(|| {
-                        dc::ScheduledDcCLResControlModeType {
-                            evse_maximum_charge_power: Some(rn(e.max_power)),
-                            evse_minimum_charge_power: None,
-                            evse_maximum_charge_current: Some(rn(e.max_current)),
-                            evse_maximum_voltage: Some(rn(e.max_voltage)),
-                        }
+                    bpt_scheduled_dc_cl_res_control_mode: (self.bpt && scheduled).then(|| {
+                        dc_scheduled_res!(dc::BptScheduledDcCLResControlModeType, e, evse_maximum_discharge_power: Some(rn(give.max_discharge_power)), evse_minimum_discharge_power: None, evse_maximum_discharge_current: Some(rn(give.max_discharge_current)), evse_minimum_voltage: Some(rn(e.min_voltage)))
+                    }),
+                    cl_res_control_mode: None,
+                    dynamic_dc_cl_res_control_mode: (!self.bpt && !scheduled).then(|| {
+                        dc_dynamic_res!(dc::DynamicDcCLResControlModeType, e)
+                    }),
+                    scheduled_dc_cl_res_control_mode: (!self.bpt && scheduled).then(|| {
+                        dc_scheduled_res!(dc::ScheduledDcCLResControlModeType, e)
                     }),
                 },
             ))),
             Request::AcChargeLoop => {
-                let target = match self
+                let charge = match self
                     .offered
                     .iter()
                     .find(|t| Some(u32::from(t.id)) == self.tuple_id)
                 {
                     Some(t) if scheduled => pmax(t).min(e.max_power),
                     _ => e.max_power,
+                };
+                // BPT: discharging, the most both sides give (scheduled:
+                // the EV discharges; dynamic: it offers and the SECC asks)
+                let (give_p, _) = self.discharge_limits();
+                let target = if !self.bpt {
+                    charge
+                } else if scheduled && self.ev_power < 0.0 {
+                    -give_p
+                } else if !scheduled && give.discharge_demand > 0.0 && self.ac_offer {
+                    -give.discharge_demand.min(give_p)
+                } else {
+                    charge
                 };
                 Wire::Ac(ac::Message::AcChargeLoopRes(Box::new(
                     ac::AcChargeLoopResType {
@@ -1301,38 +1714,18 @@ impl Secc {
                         meter_info: self.meter_info(),
                         receipt: None,
                         evse_target_frequency: None,
-                        bpt_dynamic_ac_cl_res_control_mode: None,
-                        bpt_scheduled_ac_cl_res_control_mode: None,
-                        cl_res_control_mode: None,
-                        dynamic_ac_cl_res_control_mode: (!scheduled).then(|| {
-                            ac::DynamicAcCLResControlModeType {
-                                departure_time: None,
-                                minimum_soc: None,
-                                target_soc: None,
-                                ack_max_delay: None,
-                                evse_target_active_power: rn(target),
-                                evse_target_active_power_l2: None,
-                                evse_target_active_power_l3: None,
-                                evse_target_reactive_power: None,
-                                evse_target_reactive_power_l2: None,
-                                evse_target_reactive_power_l3: None,
-                                evse_present_active_power: None,
-                                evse_present_active_power_l2: None,
-                                evse_present_active_power_l3: None,
-                            }
+                        bpt_dynamic_ac_cl_res_control_mode: (self.bpt && !scheduled).then(|| {
+                            ac_loop_res!(ac::BptDynamicAcCLResControlModeType, rn(target), departure_time: None, minimum_soc: None, target_soc: None, ack_max_delay: None)
                         }),
-                        scheduled_ac_cl_res_control_mode: scheduled.then(|| {
-                            ac::ScheduledAcCLResControlModeType {
-                                evse_target_active_power: Some(rn(target)),
-                                evse_target_active_power_l2: None,
-                                evse_target_active_power_l3: None,
-                                evse_target_reactive_power: None,
-                                evse_target_reactive_power_l2: None,
-                                evse_target_reactive_power_l3: None,
-                                evse_present_active_power: None,
-                                evse_present_active_power_l2: None,
-                                evse_present_active_power_l3: None,
-                            }
+                        bpt_scheduled_ac_cl_res_control_mode: (self.bpt && scheduled).then(|| {
+                            ac_loop_res!(ac::BptScheduledAcCLResControlModeType, Some(rn(target)))
+                        }),
+                        cl_res_control_mode: None,
+                        dynamic_ac_cl_res_control_mode: (!self.bpt && !scheduled).then(|| {
+                            ac_loop_res!(ac::DynamicAcCLResControlModeType, rn(target), departure_time: None, minimum_soc: None, target_soc: None, ack_max_delay: None)
+                        }),
+                        scheduled_ac_cl_res_control_mode: (!self.bpt && scheduled).then(|| {
+                            ac_loop_res!(ac::ScheduledAcCLResControlModeType, Some(rn(target)))
                         }),
                     },
                 )))
@@ -1388,6 +1781,15 @@ pub struct Evcc {
     evse_target_power: Option<f64>,
     loops: u32,
     energy: Energy,
+    /// BPT: energy given back.
+    discharged: Energy,
+    /// BPT: the EVSE's highest discharge power (ChargeParameterDiscovery).
+    evse_discharge_power: Option<f64>,
+    /// BPT, scheduled: the chosen tuple's DischargingSchedule's first power
+    /// (its magnitude).
+    discharge_pmax: Option<f64>,
+    /// BPT: PowerDelivery(Start) selected the `Discharge` channel.
+    discharging: bool,
     start: Instant,
     now: Instant,
 }
@@ -1417,6 +1819,10 @@ impl Evcc {
             evse_target_power: None,
             loops: 0,
             energy: Energy::default(),
+            discharged: Energy::default(),
+            evse_discharge_power: None,
+            discharge_pmax: None,
+            discharging: false,
             start: now,
             now,
         }
@@ -1437,9 +1843,86 @@ impl Evcc {
     pub(crate) fn energy_wh(&self) -> f64 {
         self.energy.wh
     }
+    pub(crate) fn discharged_wh(&self) -> f64 {
+        self.discharged.wh
+    }
     /// Whether the session is DC (else AC).
     pub fn is_dc(&self) -> bool {
         self.dc
+    }
+    /// Whether the EVCC selects the BPT service ([`EvccConfig::bpt`]).
+    pub fn is_bpt(&self) -> bool {
+        self.config.bpt.is_some()
+    }
+
+    /// Whether the car is done: its battery full or, discharging in the
+    /// scheduled mode (BPT), once it gave what it set out to.
+    fn done(&self) -> bool {
+        if self.discharging && self.scheduled() {
+            self.to_give() <= 0.0
+        } else {
+            self.config.ev.charging_complete
+        }
+    }
+
+    /// BPT: energy left to give back (Wh; 0 without BPT).
+    fn to_give(&self) -> f64 {
+        self.config
+            .bpt
+            .map_or(0.0, |b| (b.discharge_wh - self.discharged.wh).max(0.0))
+    }
+
+    /// BPT: the power it discharges at: its own highest, capped by the
+    /// EVSE's and the schedule's.
+    fn discharge_power(&self) -> f64 {
+        let mut p = self
+            .config
+            .bpt
+            .map_or(0.0, |b| b.max_discharge_power.max(0.0));
+        for cap in [self.evse_discharge_power, self.discharge_pmax]
+            .into_iter()
+            .flatten()
+        {
+            p = p.min(cap.abs());
+        }
+        p
+    }
+
+    /// DC: the current it asks for (negative: it discharges).
+    fn dc_flow_current(&self) -> f64 {
+        match self.config.bpt {
+            Some(b) if self.discharging => -(self.discharge_power()
+                / self.config.ev.target_voltage.max(1.0))
+            .min(b.max_discharge_current.max(0.0)),
+            _ => self.dc_target_current(),
+        }
+    }
+
+    /// AC: the power that flows into the EV (W; negative: out of it).
+    /// Scheduled, discharging: its discharge power; dynamic: what the
+    /// EVSE's target asks back, within its own limit; else what it draws.
+    fn ac_flow(&self) -> f64 {
+        if let Some(b) = self.config.bpt {
+            if self.scheduled() && self.discharging {
+                return -self.discharge_power();
+            }
+            if let Some(t) = self.evse_target_power.filter(|t| *t < 0.0) {
+                if !self.scheduled() && self.to_give() > 0.0 {
+                    return -(-t).min(b.max_discharge_power.max(0.0));
+                }
+            }
+        }
+        self.ac_power()
+    }
+
+    /// Counts what flowed since the last answer: `power` W into the EV
+    /// (negative: out of it), and reports the present values.
+    fn flowed(&mut self, now: Instant, voltage: f64, current: f64) {
+        self.loops += 1;
+        let power = voltage * current;
+        self.energy.add(now, power.max(0.0), 1.0);
+        self.discharged.add(now, (-power).max(0.0), 1.0);
+        self.core.notice(EvNotice::Present { voltage, current });
     }
     /// The ScheduleTupleID chosen (scheduled mode), after ScheduleExchange.
     pub fn schedule_tuple_id(&self) -> Option<u32> {
@@ -1493,6 +1976,9 @@ impl Evcc {
         let header = header(&id, self.stamp());
         let departure = ev.departure_time.unwrap_or(8 * 3600);
         let energy = rn(ev.energy_request_wh);
+        let bpt = self.config.bpt;
+        // BPT: what it offers to give back, as a negative minimum
+        let minimum = rn(-self.to_give());
         match req {
             Request::SessionSetup => {
                 Wire::Common(C::SessionSetupReq(Box::new(cm::SessionSetupReqType {
@@ -1542,15 +2028,11 @@ impl Evcc {
                 Wire::Dc(dc::Message::DcChargeParameterDiscoveryReq(Box::new(
                     dc::DcChargeParameterDiscoveryReqType {
                         header,
-                        bpt_dc_cpd_req_energy_transfer_mode: None,
-                        dc_cpd_req_energy_transfer_mode: Some(dc::DcCPDReqEnergyTransferModeType {
-                            ev_maximum_charge_power: rn(ev.max_power),
-                            ev_minimum_charge_power: rn(0.0),
-                            ev_maximum_charge_current: rn(ev.max_current),
-                            ev_minimum_charge_current: rn(0.0),
-                            ev_maximum_voltage: rn(ev.max_voltage),
-                            ev_minimum_voltage: rn(ev.max_voltage.min(200.0)),
-                            target_soc: Some(100),
+                        bpt_dc_cpd_req_energy_transfer_mode: bpt.map(|b| {
+                            dc_cpd_req!(dc::BptDcCPDReqEnergyTransferModeType, ev, ev_maximum_discharge_power: rn(b.max_discharge_power), ev_minimum_discharge_power: rn(0.0), ev_maximum_discharge_current: rn(b.max_discharge_current), ev_minimum_discharge_current: rn(0.0))
+                        }),
+                        dc_cpd_req_energy_transfer_mode: bpt.is_none().then(|| {
+                            dc_cpd_req!(dc::DcCPDReqEnergyTransferModeType, ev)
                         }),
                     },
                 )))
@@ -1559,15 +2041,12 @@ impl Evcc {
                 Wire::Ac(ac::Message::AcChargeParameterDiscoveryReq(Box::new(
                     ac::AcChargeParameterDiscoveryReqType {
                         header,
-                        ac_cpd_req_energy_transfer_mode: Some(ac::AcCPDReqEnergyTransferModeType {
-                            ev_maximum_charge_power: rn(ev.max_power),
-                            ev_maximum_charge_power_l2: None,
-                            ev_maximum_charge_power_l3: None,
-                            ev_minimum_charge_power: rn(0.0),
-                            ev_minimum_charge_power_l2: None,
-                            ev_minimum_charge_power_l3: None,
+                        ac_cpd_req_energy_transfer_mode: bpt.is_none().then(|| {
+                            ac_cpd_req!(ac::AcCPDReqEnergyTransferModeType, ev)
                         }),
-                        bpt_ac_cpd_req_energy_transfer_mode: None,
+                        bpt_ac_cpd_req_energy_transfer_mode: bpt.map(|b| {
+                            ac_cpd_req!(ac::BptAcCPDReqEnergyTransferModeType, ev, ev_maximum_discharge_power: rn(b.max_discharge_power), ev_maximum_discharge_power_l2: None, ev_maximum_discharge_power_l3: None, ev_minimum_discharge_power: rn(0.0), ev_minimum_discharge_power_l2: None, ev_minimum_discharge_power_l3: None)
+                        }),
                     },
                 )))
             }
@@ -1584,7 +2063,7 @@ impl Evcc {
                                 target_soc: Some(100),
                                 ev_target_energy_request: energy.clone(),
                                 ev_maximum_energy_request: energy.clone(),
-                                ev_minimum_energy_request: rn(0.0),
+                                ev_minimum_energy_request: minimum.clone(),
                                 ev_maximum_v2_x_energy_request: None,
                                 ev_minimum_v2_x_energy_request: None,
                             }
@@ -1614,6 +2093,7 @@ impl Evcc {
             ))),
             Request::PowerDelivery => {
                 let start = self.stop.is_none();
+                let give = start && self.to_give() > 0.0;
                 let profile = (start && self.scheduled()).then(|| {
                     let (id, pmax) = self.tuple.unwrap_or((1, ev.max_power));
                     cm::EVPowerProfileType {
@@ -1633,7 +2113,11 @@ impl Evcc {
                         ev_power_profile_entries: cm::EVPowerProfileEntryListType {
                             ev_power_profile_entry: vec![cm::PowerScheduleEntryType {
                                 duration: departure.max(1),
-                                power: rn(ev.max_power.min(pmax)),
+                                power: if give {
+                                    rn(-self.discharge_power())
+                                } else {
+                                    rn(ev.max_power.min(pmax))
+                                },
                                 power_l2: None,
                                 power_l3: None,
                             }],
@@ -1649,101 +2133,60 @@ impl Evcc {
                         cm::ChargeProgressType::Stop
                     },
                     ev_power_profile: profile,
-                    bpt_channel_selection: None,
+                    // BPT: Discharge while it has energy to give
+                    bpt_channel_selection: (start && bpt.is_some()).then_some(if give {
+                        cm::ChannelSelectionType::Discharge
+                    } else {
+                        cm::ChannelSelectionType::Charge
+                    }),
                 })))
             }
             Request::DcChargeLoop => {
                 let scheduled = self.scheduled();
+                let give = bpt.unwrap_or(super::EvBpt::new(0.0, 0.0, 0.0));
                 Wire::Dc(dc::Message::DcChargeLoopReq(Box::new(
                     dc::DcChargeLoopReqType {
                         header,
                         display_parameters: None,
                         meter_info_requested: true,
                         ev_present_voltage: rn(ev.target_voltage),
-                        bpt_dynamic_dc_cl_req_control_mode: None,
-                        bpt_scheduled_dc_cl_req_control_mode: None,
+                        bpt_dynamic_dc_cl_req_control_mode: (bpt.is_some() && !scheduled).then(
+                            || dc_dynamic_req!(dc::BptDynamicDcCLReqControlModeType, ev, energy, departure, ev_minimum_energy_request: minimum.clone(), ev_maximum_discharge_power: rn(give.max_discharge_power), ev_minimum_discharge_power: rn(0.0), ev_maximum_discharge_current: rn(give.max_discharge_current), ev_maximum_v2_x_energy_request: None, ev_minimum_v2_x_energy_request: None),
+                        ),
+                        bpt_scheduled_dc_cl_req_control_mode: (bpt.is_some() && scheduled).then(
+                            || dc_scheduled_req!(dc::BptScheduledDcCLReqControlModeType, ev, energy, ev_minimum_energy_request: Some(minimum.clone()), ev_target_current: rn(self.dc_flow_current()), ev_maximum_discharge_power: Some(rn(give.max_discharge_power)), ev_minimum_discharge_power: None, ev_maximum_discharge_current: Some(rn(give.max_discharge_current))),
+                        ),
                         cl_req_control_mode: None,
-                        dynamic_dc_cl_req_control_mode: (!scheduled).then(|| {
-                            dc::DynamicDcCLReqControlModeType {
-                                departure_time: Some(departure),
-                                ev_target_energy_request: energy.clone(),
-                                ev_maximum_energy_request: energy.clone(),
-                                ev_minimum_energy_request: rn(0.0),
-                                ev_maximum_charge_power: rn(ev.max_power),
-                                ev_minimum_charge_power: rn(0.0),
-                                ev_maximum_charge_current: rn(ev
-                                    .target_current
-                                    .min(ev.max_current)),
-                                ev_maximum_voltage: rn(ev.target_voltage.min(ev.max_voltage)),
-                                ev_minimum_voltage: rn(ev.max_voltage.min(200.0)),
-                            }
+                        dynamic_dc_cl_req_control_mode: (bpt.is_none() && !scheduled).then(|| {
+                            dc_dynamic_req!(dc::DynamicDcCLReqControlModeType, ev, energy, departure, ev_minimum_energy_request: rn(0.0))
                         }),
-                        scheduled_dc_cl_req_control_mode: scheduled.then(|| {
-                            dc::ScheduledDcCLReqControlModeType {
-                                ev_target_energy_request: Some(energy.clone()),
-                                ev_maximum_energy_request: None,
-                                ev_minimum_energy_request: None,
-                                ev_target_current: rn(self.dc_target_current()),
-                                ev_target_voltage: rn(ev.target_voltage),
-                                ev_maximum_charge_power: Some(rn(ev.max_power)),
-                                ev_minimum_charge_power: None,
-                                ev_maximum_charge_current: Some(rn(ev.max_current)),
-                                ev_maximum_voltage: Some(rn(ev.max_voltage)),
-                                ev_minimum_voltage: None,
-                            }
+                        scheduled_dc_cl_req_control_mode: (bpt.is_none() && scheduled).then(|| {
+                            dc_scheduled_req!(dc::ScheduledDcCLReqControlModeType, ev, energy, ev_minimum_energy_request: None, ev_target_current: rn(self.dc_target_current()))
                         }),
                     },
                 )))
             }
             Request::AcChargeLoop => {
                 let scheduled = self.scheduled();
-                let power = rn(self.ac_power());
+                let power = rn(self.ac_flow());
+                let give = bpt.unwrap_or(super::EvBpt::new(0.0, 0.0, 0.0));
                 Wire::Ac(ac::Message::AcChargeLoopReq(Box::new(
                     ac::AcChargeLoopReqType {
                         header,
                         display_parameters: None,
                         meter_info_requested: true,
-                        bpt_dynamic_ac_cl_req_control_mode: None,
-                        bpt_scheduled_ac_cl_req_control_mode: None,
+                        bpt_dynamic_ac_cl_req_control_mode: (bpt.is_some() && !scheduled).then(
+                            || ac_dynamic_req!(ac::BptDynamicAcCLReqControlModeType, ev, energy, departure, power, ev_minimum_energy_request: minimum.clone(), ev_maximum_discharge_power: rn(give.max_discharge_power), ev_maximum_discharge_power_l2: None, ev_maximum_discharge_power_l3: None, ev_minimum_discharge_power: rn(0.0), ev_minimum_discharge_power_l2: None, ev_minimum_discharge_power_l3: None, ev_maximum_v2_x_energy_request: None, ev_minimum_v2_x_energy_request: None),
+                        ),
+                        bpt_scheduled_ac_cl_req_control_mode: (bpt.is_some() && scheduled).then(
+                            || ac_scheduled_req!(ac::BptScheduledAcCLReqControlModeType, ev, energy, power, ev_minimum_energy_request: Some(minimum.clone()), ev_maximum_discharge_power: Some(rn(give.max_discharge_power)), ev_maximum_discharge_power_l2: None, ev_maximum_discharge_power_l3: None, ev_minimum_discharge_power: None, ev_minimum_discharge_power_l2: None, ev_minimum_discharge_power_l3: None),
+                        ),
                         cl_req_control_mode: None,
-                        dynamic_ac_cl_req_control_mode: (!scheduled).then(|| {
-                            ac::DynamicAcCLReqControlModeType {
-                                departure_time: Some(departure),
-                                ev_target_energy_request: energy.clone(),
-                                ev_maximum_energy_request: energy.clone(),
-                                ev_minimum_energy_request: rn(0.0),
-                                ev_maximum_charge_power: rn(ev.max_power),
-                                ev_maximum_charge_power_l2: None,
-                                ev_maximum_charge_power_l3: None,
-                                ev_minimum_charge_power: rn(0.0),
-                                ev_minimum_charge_power_l2: None,
-                                ev_minimum_charge_power_l3: None,
-                                ev_present_active_power: power.clone(),
-                                ev_present_active_power_l2: None,
-                                ev_present_active_power_l3: None,
-                                ev_present_reactive_power: rn(0.0),
-                                ev_present_reactive_power_l2: None,
-                                ev_present_reactive_power_l3: None,
-                            }
+                        dynamic_ac_cl_req_control_mode: (bpt.is_none() && !scheduled).then(|| {
+                            ac_dynamic_req!(ac::DynamicAcCLReqControlModeType, ev, energy, departure, power, ev_minimum_energy_request: rn(0.0))
                         }),
-                        scheduled_ac_cl_req_control_mode: scheduled.then(|| {
-                            ac::ScheduledAcCLReqControlModeType {
-                                ev_target_energy_request: Some(energy.clone()),
-                                ev_maximum_energy_request: None,
-                                ev_minimum_energy_request: None,
-                                ev_maximum_charge_power: Some(rn(ev.max_power)),
-                                ev_maximum_charge_power_l2: None,
-                                ev_maximum_charge_power_l3: None,
-                                ev_minimum_charge_power: None,
-                                ev_minimum_charge_power_l2: None,
-                                ev_minimum_charge_power_l3: None,
-                                ev_present_active_power: power.clone(),
-                                ev_present_active_power_l2: None,
-                                ev_present_active_power_l3: None,
-                                ev_present_reactive_power: None,
-                                ev_present_reactive_power_l2: None,
-                                ev_present_reactive_power_l3: None,
-                            }
+                        scheduled_ac_cl_req_control_mode: (bpt.is_none() && scheduled).then(|| {
+                            ac_scheduled_req!(ac::ScheduledAcCLReqControlModeType, ev, energy, power, ev_minimum_energy_request: None)
                         }),
                     },
                 )))
@@ -1769,11 +2212,7 @@ impl Evcc {
     }
 
     fn service_id(&self) -> u16 {
-        if self.dc {
-            SERVICE_DC
-        } else {
-            SERVICE_AC
-        }
+        service(self.dc, self.is_bpt())
     }
 
     fn charge_loop(&self) -> Request {
@@ -1788,7 +2227,7 @@ impl Evcc {
         self.now = now;
         // a stop asked for while the next loop request waited
         let req = if matches!(req, Request::DcChargeLoop | Request::AcChargeLoop)
-            && (self.stop.is_some() || self.config.ev.charging_complete)
+            && (self.stop.is_some() || self.done())
         {
             self.stop.get_or_insert(StopKind::Terminate);
             Request::PowerDelivery
@@ -1796,7 +2235,12 @@ impl Evcc {
             req
         };
         match req {
-            Request::PowerDelivery => self.stopping = self.stop.is_some(),
+            Request::PowerDelivery => {
+                self.stopping = self.stop.is_some();
+                if !self.stopping {
+                    self.discharging = self.is_bpt() && self.to_give() > 0.0;
+                }
+            }
             Request::SessionStop => self.stop_sent = self.stop.unwrap_or(StopKind::Terminate),
             _ => {}
         }
@@ -1860,7 +2304,7 @@ impl Evcc {
     }
 
     fn next_in_loop(&mut self, now: Instant) {
-        if self.config.ev.charging_complete {
+        if self.done() {
             self.stop.get_or_insert(StopKind::Terminate);
         }
         if self.stop.is_some() {
@@ -1938,10 +2382,17 @@ impl Evcc {
             }
             Wire::Common(C::ServiceDetailRes(r)) => {
                 let want = f64::from(control_mode_value(self.config.control_mode));
-                let set = r.service_parameter_list.parameter_set.iter().find(|s| {
+                let value = |s: &cm::ParameterSetType, name: &str| {
                     s.parameter
                         .iter()
-                        .any(|p| p.name == "ControlMode" && param_value(p) == Some(want))
+                        .find(|p| p.name == name)
+                        .and_then(param_value)
+                };
+                // BPT: the unified channel (this EV has no other), or a set
+                // that does not say (Josev's SECC names no channel)
+                let set = r.service_parameter_list.parameter_set.iter().find(|s| {
+                    value(s, "ControlMode") == Some(want)
+                        && (!self.is_bpt() || value(s, "BPTChannel").is_none_or(|c| c == 1.0))
                 });
                 let Some(set) = set else {
                     return self.core.end(EndReason::Failed {
@@ -1968,8 +2419,18 @@ impl Evcc {
                     self.send(now, Request::AcChargeParameterDiscovery);
                 }
             }
-            Wire::Dc(dc::Message::DcChargeParameterDiscoveryRes(_))
-            | Wire::Ac(ac::Message::AcChargeParameterDiscoveryRes(_)) => {
+            Wire::Dc(dc::Message::DcChargeParameterDiscoveryRes(r)) => {
+                self.evse_discharge_power = r
+                    .bpt_dc_cpd_res_energy_transfer_mode
+                    .as_ref()
+                    .map(|b| rv(&b.evse_maximum_discharge_power));
+                self.send(now, Request::ScheduleExchange);
+            }
+            Wire::Ac(ac::Message::AcChargeParameterDiscoveryRes(r)) => {
+                self.evse_discharge_power = r
+                    .bpt_ac_cpd_res_energy_transfer_mode
+                    .as_ref()
+                    .map(|b| rv(&b.evse_maximum_discharge_power));
                 self.send(now, Request::ScheduleExchange);
             }
             Wire::Common(C::ScheduleExchangeRes(r)) => {
@@ -1996,6 +2457,13 @@ impl Evcc {
                     self.tuple = Some((t.schedule_tuple_id, p));
                     self.tolerance_offered =
                         t.charging_schedule.power_schedule.power_tolerance.is_some();
+                    self.discharge_pmax = t.discharging_schedule.as_ref().and_then(|d| {
+                        d.power_schedule
+                            .power_schedule_entries
+                            .power_schedule_entry
+                            .first()
+                            .map(|e| rv(&e.power).abs())
+                    });
                 }
                 if self.dc {
                     self.core.arm_cable_check(now, &self.config);
@@ -2025,6 +2493,7 @@ impl Evcc {
             }
             Wire::Common(C::PowerDeliveryRes(_)) => {
                 self.energy.pause();
+                self.discharged.pause();
                 if self.stopping {
                     if self.charging {
                         self.charging = false;
@@ -2044,7 +2513,7 @@ impl Evcc {
             }
             Wire::Dc(dc::Message::DcChargeLoopRes(r)) => {
                 let (v, i) = (rv(&r.evse_present_voltage), rv(&r.evse_present_current));
-                loop_present(&mut self.core, &mut self.energy, &mut self.loops, now, v, i);
+                self.flowed(now, v, i);
                 self.meter(r.meter_info.as_ref());
                 self.notified(r.evse_status.as_ref());
                 self.next_in_loop(now);
@@ -2057,13 +2526,21 @@ impl Evcc {
                     .or(r
                         .dynamic_ac_cl_res_control_mode
                         .as_ref()
+                        .map(|d| &d.evse_target_active_power))
+                    .or(r
+                        .bpt_scheduled_ac_cl_res_control_mode
+                        .as_ref()
+                        .and_then(|s| s.evse_target_active_power.as_ref()))
+                    .or(r
+                        .bpt_dynamic_ac_cl_res_control_mode
+                        .as_ref()
                         .map(|d| &d.evse_target_active_power));
                 if let Some(t) = target {
                     self.evse_target_power = Some(rv(t));
                 }
                 let v = self.nominal_voltage.max(1.0);
-                let i = self.ac_power() / v;
-                loop_present(&mut self.core, &mut self.energy, &mut self.loops, now, v, i);
+                let i = self.ac_flow() / v;
+                self.flowed(now, v, i);
                 self.meter(r.meter_info.as_ref());
                 self.notified(r.evse_status.as_ref());
                 self.next_in_loop(now);

@@ -2,8 +2,10 @@
 //! from the SupportedAppProtocol handshake to SessionStop, with external
 //! identification means (EIM): DIN SPEC 70121 DC ([`din`]), ISO 15118-2
 //! AC and DC ([`iso2`]: renegotiation, pause and resume) and ISO 15118-20
-//! AC and DC in the scheduled and dynamic control modes ([`iso20`]: pause
-//! and resume; no BPT, no VAS, no schedule or service renegotiation).
+//! AC and DC in the scheduled and dynamic control modes, and their
+//! bidirectional services DC_BPT and AC_BPT ([`iso20`], [`SeccConfig::bpt`],
+//! [`EvccConfig::bpt`]: pause and resume; no VAS, no schedule or service
+//! renegotiation).
 //! ISO 15118-2 Plug & Charge ([`pnc`], [`SeccConfig::pnc`],
 //! [`EvccConfig::pnc`]) is done; -20 Plug & Charge is not. TLS is the
 //! shells' (`shell::tls`, features `tls` and `tls-openssl`). The
@@ -514,6 +516,67 @@ pub struct SeccConfig {
     /// ISO 15118-2 Plug & Charge: offered (`Contract` besides
     /// `ExternalPayment`) when set. Run it over TLS only [V2G2-634].
     pub pnc: Option<SeccPnc>,
+    /// ISO 15118-20 bidirectional power transfer: the BPT service (DC_BPT
+    /// or AC_BPT) offered besides DC or AC when set. None by default.
+    pub bpt: Option<SeccBpt>,
+}
+
+/// What an SECC can take back from a car (ISO 15118-20 BPT). Units: W, A.
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
+pub struct SeccBpt {
+    /// Highest discharge power (positive).
+    pub max_discharge_power: f64,
+    /// Highest discharge current (DC, positive).
+    pub max_discharge_current: f64,
+    /// Dynamic control mode: the power the SECC asks back from a car that
+    /// offers energy (its EVMinimumEnergyRequest below zero), within both
+    /// sides' limits; 0 (the default): it charges the car.
+    pub discharge_demand: f64,
+}
+
+impl SeccBpt {
+    /// Discharge limits, no demand.
+    pub fn new(max_discharge_power: f64, max_discharge_current: f64) -> Self {
+        Self {
+            max_discharge_power,
+            max_discharge_current,
+            discharge_demand: 0.0,
+        }
+    }
+    /// Sets [`SeccBpt::discharge_demand`].
+    pub fn with_discharge_demand(mut self, w: f64) -> Self {
+        self.discharge_demand = w;
+        self
+    }
+}
+
+/// What a car can give back (ISO 15118-20 BPT). Units: W, A, Wh.
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
+pub struct EvBpt {
+    /// Highest discharge power (positive).
+    pub max_discharge_power: f64,
+    /// Highest discharge current (DC, positive).
+    pub max_discharge_current: f64,
+    /// Energy the car gives back. Scheduled control mode: it selects the
+    /// `Discharge` channel, discharges this much within the SECC's limits
+    /// and its DischargingSchedule, then stops. Dynamic: it offers this
+    /// much (EVMinimumEnergyRequest = minus what is left of it) and
+    /// charges or discharges as the SECC decides. 0: a BPT session that
+    /// charges.
+    pub discharge_wh: f64,
+}
+
+impl EvBpt {
+    /// Discharge limits and the energy to give back.
+    pub fn new(max_discharge_power: f64, max_discharge_current: f64, discharge_wh: f64) -> Self {
+        Self {
+            max_discharge_power,
+            max_discharge_current,
+            discharge_wh,
+        }
+    }
 }
 
 impl SeccConfig {
@@ -531,7 +594,13 @@ impl SeccConfig {
             control_modes: vec![ControlMode::Scheduled, ControlMode::Dynamic],
             unix_time: 0,
             pnc: None,
+            bpt: None,
         }
+    }
+    /// Sets [`SeccConfig::bpt`].
+    pub fn with_bpt(mut self, bpt: Option<SeccBpt>) -> Self {
+        self.bpt = bpt;
+        self
     }
     /// Sets [`SeccConfig::pnc`].
     pub fn with_pnc(mut self, pnc: Option<SeccPnc>) -> Self {
@@ -606,6 +675,9 @@ pub struct EvccConfig {
     /// ISO 15118-2 Plug & Charge: the EVCC selects `Contract` payment
     /// (installing a contract first when it has none) when set.
     pub pnc: Option<EvPnc>,
+    /// ISO 15118-20: the EVCC selects the BPT service (DC_BPT, AC_BPT)
+    /// instead of DC or AC when set.
+    pub bpt: Option<EvBpt>,
 }
 
 impl EvccConfig {
@@ -623,7 +695,13 @@ impl EvccConfig {
             control_mode: ControlMode::Scheduled,
             unix_time: 0,
             pnc: None,
+            bpt: None,
         }
+    }
+    /// Sets [`EvccConfig::bpt`].
+    pub fn with_bpt(mut self, bpt: Option<EvBpt>) -> Self {
+        self.bpt = bpt;
+        self
     }
     /// Sets [`EvccConfig::pnc`].
     pub fn with_pnc(mut self, pnc: Option<EvPnc>) -> Self {
@@ -1061,6 +1139,20 @@ impl Secc {
         }
     }
 
+    /// Energy taken back from the car in the charge loops so far (Wh,
+    /// ISO 15118-20 BPT; 0 otherwise).
+    pub fn discharged_wh(&self) -> f64 {
+        match &self.inner {
+            SeccInner::Iso20(m) => m.discharged_wh(),
+            _ => 0.0,
+        }
+    }
+
+    /// Whether the car selected an ISO 15118-20 BPT service (DC_BPT, AC_BPT).
+    pub fn is_bpt(&self) -> bool {
+        matches!(&self.inner, SeccInner::Iso20(m) if m.is_bpt())
+    }
+
     /// Why the session ended, once it has.
     pub fn ended(&self) -> Option<&EndReason> {
         self.core().ended.as_ref()
@@ -1336,6 +1428,20 @@ impl Evcc {
             EvccInner::Iso20(m) => m.energy_wh(),
             EvccInner::Handshake(..) => 0.0,
         }
+    }
+
+    /// Energy given back in the charge loops (Wh, ISO 15118-20 BPT; 0 otherwise).
+    pub fn discharged_wh(&self) -> f64 {
+        match &self.inner {
+            EvccInner::Iso20(m) => m.discharged_wh(),
+            _ => 0.0,
+        }
+    }
+
+    /// Whether this session runs an ISO 15118-20 BPT service (once the
+    /// -20 machine runs and [`EvccConfig::bpt`] is set).
+    pub fn is_bpt(&self) -> bool {
+        matches!(&self.inner, EvccInner::Iso20(m) if m.is_bpt())
     }
 
     /// The session id the SECC gave, once it has.

@@ -16,6 +16,8 @@ use crate::v2gtp::PayloadType;
 pub struct Progress {
     /// Energy received so far (Wh, as the machine counts it).
     pub energy_wh: f64,
+    /// Energy given back so far (Wh; ISO 15118-20 BPT).
+    pub discharged_wh: f64,
     /// Charge-loop answers received so far.
     pub charge_loops: u32,
 }
@@ -53,6 +55,7 @@ async fn sleep_until(at: Option<Instant>) {
 fn progress(evcc: &Evcc) -> Progress {
     Progress {
         energy_wh: evcc.energy_wh(),
+        discharged_wh: evcc.discharged_wh(),
         charge_loops: evcc.charge_loops(),
     }
 }
@@ -120,6 +123,8 @@ where
         energy_mode: evcc.protocol().map(|_| mode),
         session_id: evcc.session_id().map(<[u8]>::to_vec),
         energy_wh: evcc.energy_wh(),
+        discharged_wh: evcc.discharged_wh(),
+        bpt: evcc.is_bpt(),
         charge_loops: evcc.charge_loops(),
         messages_sent: io.sent,
         messages_received: io.received,

@@ -284,6 +284,8 @@ impl SessionReport {
             energy_mode: None,
             session_id: None,
             energy_wh: 0.0,
+            discharged_wh: 0.0,
+            bpt: false,
             charge_loops: 0,
             messages_sent: 0,
             messages_received: 0,
@@ -319,6 +321,11 @@ pub struct SessionReport {
     /// Energy transferred (Wh) as the machine counted it (DC: present
     /// voltage × current over time; -2 AC: the meter's increase).
     pub energy_wh: f64,
+    /// Energy given back by the car (Wh; ISO 15118-20 BPT), counted the
+    /// same way.
+    pub discharged_wh: f64,
+    /// The session ran an ISO 15118-20 bidirectional service (DC_BPT, AC_BPT).
+    pub bpt: bool,
     /// Charge-loop messages (CurrentDemand / ChargingStatus) answered.
     pub charge_loops: u32,
     /// V2GTP messages written.

@@ -208,6 +208,8 @@ where
         energy_mode: secc.iso2().and_then(|m| m.energy_mode()),
         session_id: secc.session_id().map(<[u8]>::to_vec),
         energy_wh: secc.energy_wh(),
+        discharged_wh: secc.discharged_wh(),
+        bpt: secc.is_bpt(),
         charge_loops: 0,
         messages_sent: io.sent,
         messages_received: io.received,

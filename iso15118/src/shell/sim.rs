@@ -107,7 +107,8 @@ impl Evse for SimEvse {
     fn status(&mut self, now: Instant) -> EvseStatus {
         if let Some(last) = self.last {
             let dt = now.saturating_duration_since(last).as_secs_f64();
-            self.meter_wh += self.power() * dt / 3600.0;
+            // the meter counts what flows to the car
+            self.meter_wh += self.power().max(0.0) * dt / 3600.0;
         }
         self.last = Some(now);
         self.status.meter_wh = Some(self.meter_wh as u64);
@@ -160,7 +161,10 @@ impl Evse for SimEvse {
             EvseRequest::Target { voltage, current } => {
                 self.dc = true;
                 self.status.present_voltage = voltage.clamp(0.0, self.status.max_voltage);
-                self.status.present_current = current.clamp(0.0, self.status.max_current);
+                // negative: the car gives back (ISO 15118-20 BPT), within
+                // the SECC's discharge limit it already applied
+                self.status.present_current =
+                    current.clamp(-self.status.max_current, self.status.max_current);
                 EvseAnswer::Done
             }
             EvseRequest::Power(on) => {

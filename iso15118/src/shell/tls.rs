@@ -97,14 +97,32 @@ fn setup(what: &str, e: impl std::fmt::Display) -> Error {
 // ---- the ClientHello: which version the EV offers ----
 
 /// What a ClientHello offers, read from its first record.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Offer {
     pub(crate) tls13: bool,
+    /// The `server_name` extension's host name, as sent (RFC 6066 §3).
+    pub(crate) server_name: Option<Vec<u8>>,
 }
 
-/// Reads the `supported_versions` extension of a ClientHello record
-/// (RFC 8446 §4.2.1); `None` when `record` is no ClientHello. A
-/// ClientHello without the extension offers TLS 1.2 at most.
+impl Offer {
+    /// Whether the ClientHello names something other than a DNS host
+    /// name (an IP address, with or without a zone): RFC 6066 allows only
+    /// host names, and rustls refuses a ClientHello with any other name.
+    #[cfg(feature = "tls")]
+    fn names_no_host(&self) -> bool {
+        self.server_name.as_deref().is_some_and(|name| {
+            std::str::from_utf8(name)
+                .ok()
+                .and_then(|n| rustls::pki_types::DnsName::try_from(n).ok())
+                .is_none()
+        })
+    }
+}
+
+/// Reads the `supported_versions` (RFC 8446 §4.2.1) and `server_name`
+/// (RFC 6066 §3) extensions of a ClientHello record; `None` when `record`
+/// is no ClientHello. A ClientHello without `supported_versions` offers
+/// TLS 1.2 at most.
 pub(crate) fn parse_client_hello(record: &[u8]) -> Option<Offer> {
     fn take<'a>(b: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
         if b.len() < n {
@@ -139,21 +157,37 @@ pub(crate) fn parse_client_hello(record: &[u8]) -> Option<Offer> {
     take(&mut hs, n)?; // cipher suites
     let n = len(&mut hs, 1)?;
     take(&mut hs, n)?; // compression methods
-    let mut tls13 = false;
+    let mut offer = Offer::default();
     if let Some(n) = len(&mut hs, 2) {
         let mut ext = take(&mut hs, n).unwrap_or(hs);
         while let (Some(kind), Some(n)) = (len(&mut ext, 2), len(&mut ext, 2)) {
             let Some(mut data) = take(&mut ext, n) else {
                 break;
             };
-            if kind == 0x002b {
-                let n = len(&mut data, 1).unwrap_or(0);
-                let versions = take(&mut data, n).unwrap_or_default();
-                tls13 = versions.chunks_exact(2).any(|v| v == [0x03, 0x04]);
+            match kind {
+                0x002b => {
+                    let n = len(&mut data, 1).unwrap_or(0);
+                    let versions = take(&mut data, n).unwrap_or_default();
+                    offer.tls13 = versions.chunks_exact(2).any(|v| v == [0x03, 0x04]);
+                }
+                0x0000 => {
+                    // server_name_list: entries of name_type (0 = host_name), name
+                    let n = len(&mut data, 2).unwrap_or(0);
+                    let mut list = take(&mut data, n).unwrap_or_default();
+                    while let (Some(kind), Some(n)) = (len(&mut list, 1), len(&mut list, 2)) {
+                        let Some(name) = take(&mut list, n) else {
+                            break;
+                        };
+                        if kind == 0 {
+                            offer.server_name = Some(name.to_vec());
+                        }
+                    }
+                }
+                _ => {}
             }
         }
     }
-    Some(Offer { tls13 })
+    Some(offer)
 }
 
 /// A stream that gives back bytes already read from it before reading on
@@ -434,13 +468,15 @@ mod tls13 {
     }
 }
 
-// ---- OpenSSL: TLS 1.2 ----
+// ---- OpenSSL: TLS 1.2, and TLS 1.3 for the ClientHellos rustls refuses ----
 
 #[cfg(feature = "tls-openssl")]
-mod tls12 {
+mod ossl {
     use openssl::pkey::PKey;
-    use openssl::ssl::{SslAcceptor, SslConnector, SslMethod, SslVerifyMode, SslVersion};
-    use openssl::x509::store::X509StoreBuilder;
+    use openssl::ssl::{
+        SslAcceptor, SslAcceptorBuilder, SslConnector, SslMethod, SslVerifyMode, SslVersion,
+    };
+    use openssl::x509::store::{X509Store, X509StoreBuilder};
     use openssl::x509::X509;
 
     use super::{setup, Identity};
@@ -451,8 +487,21 @@ mod tls12 {
     /// is gone from OpenSSL).
     pub(super) const CIPHERS: &str = "ECDHE-ECDSA-AES128-SHA256";
 
+    /// ISO 15118-20's TLS 1.3 suites [V2G20-1856], in rustls' order.
+    const CIPHERSUITES_13: &str = "TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256";
+
     fn e(what: &'static str) -> impl Fn(openssl::error::ErrorStack) -> Error {
         move |err| setup(what, err)
+    }
+
+    fn store(roots: &TrustStore, what: &'static str) -> Result<X509Store, Error> {
+        let mut store = X509StoreBuilder::new().map_err(e(what))?;
+        for root in roots.roots() {
+            store
+                .add_cert(X509::from_der(root.der()).map_err(e(what))?)
+                .map_err(e(what))?;
+        }
+        Ok(store.build())
     }
 
     pub(super) fn acceptor(identity: &Identity) -> Result<SslAcceptor, Error> {
@@ -465,6 +514,38 @@ mod tls12 {
         b.set_cipher_list(CIPHERS)
             .map_err(e("the -2 cipher suite"))?;
         b.set_groups_list("P-256").map_err(e("secp256r1"))?;
+        present(&mut b, identity)?;
+        b.set_verify(SslVerifyMode::NONE);
+        Ok(b.build())
+    }
+
+    /// TLS 1.3 as the rustls server speaks it (the -20 suites, the EV's
+    /// certificate required and chained to `evcc_roots`, those roots'
+    /// names sent as hints), for the ClientHellos rustls refuses.
+    pub(super) fn acceptor13(
+        identity: &Identity,
+        evcc_roots: &TrustStore,
+    ) -> Result<SslAcceptor, Error> {
+        let mut b =
+            SslAcceptor::mozilla_modern_v5(SslMethod::tls_server()).map_err(e("OpenSSL"))?;
+        b.set_min_proto_version(Some(SslVersion::TLS1_3))
+            .map_err(e("TLS 1.3"))?;
+        b.set_max_proto_version(Some(SslVersion::TLS1_3))
+            .map_err(e("TLS 1.3"))?;
+        b.set_ciphersuites(CIPHERSUITES_13)
+            .map_err(e("the -20 cipher suites"))?;
+        present(&mut b, identity)?;
+        for root in evcc_roots.roots() {
+            let root = X509::from_der(root.der()).map_err(e("an OEM root"))?;
+            b.add_client_ca(&root).map_err(e("an OEM root"))?;
+        }
+        b.set_cert_store(store(evcc_roots, "the OEM roots")?);
+        b.set_verify(SslVerifyMode::PEER | SslVerifyMode::FAIL_IF_NO_PEER_CERT);
+        Ok(b.build())
+    }
+
+    /// The SECC's chain and key on an acceptor.
+    fn present(b: &mut SslAcceptorBuilder, identity: &Identity) -> Result<(), Error> {
         let mut certs = identity.chain.iter();
         let leaf = certs
             .next()
@@ -479,9 +560,7 @@ mod tls12 {
         let key = PKey::private_key_from_pkcs8(&identity.key_pkcs8).map_err(e("the SECC key"))?;
         b.set_private_key(&key).map_err(e("the SECC key"))?;
         b.check_private_key()
-            .map_err(e("the SECC key does not match its certificate"))?;
-        b.set_verify(SslVerifyMode::NONE);
-        Ok(b.build())
+            .map_err(e("the SECC key does not match its certificate"))
     }
 
     pub(super) fn connector(secc_roots: &TrustStore) -> Result<SslConnector, Error> {
@@ -493,13 +572,7 @@ mod tls12 {
         b.set_cipher_list(CIPHERS)
             .map_err(e("the -2 cipher suite"))?;
         b.set_groups_list("P-256").map_err(e("secp256r1"))?;
-        let mut store = X509StoreBuilder::new().map_err(e("the V2G roots"))?;
-        for root in secc_roots.roots() {
-            store
-                .add_cert(X509::from_der(root.der()).map_err(e("a V2G root"))?)
-                .map_err(e("a V2G root"))?;
-        }
-        b.set_cert_store(store.build());
+        b.set_cert_store(store(secc_roots, "the V2G roots")?);
         b.set_verify(SslVerifyMode::PEER);
         Ok(b.build())
     }
@@ -512,6 +585,9 @@ mod tls12 {
 pub struct SeccTls {
     #[cfg(feature = "tls")]
     tls13: Option<Arc<rustls::ServerConfig>>,
+    /// TLS 1.3 for a ClientHello whose server name is no host name.
+    #[cfg(all(feature = "tls", feature = "tls-openssl"))]
+    tls13_openssl: Option<(openssl::ssl::SslAcceptor, TrustStore)>,
     #[cfg(feature = "tls-openssl")]
     tls12: Option<openssl::ssl::SslAcceptor>,
 }
@@ -539,6 +615,8 @@ impl SeccTls {
         Self {
             #[cfg(feature = "tls")]
             tls13: None,
+            #[cfg(all(feature = "tls", feature = "tls-openssl"))]
+            tls13_openssl: None,
             #[cfg(feature = "tls-openssl")]
             tls12: None,
         }
@@ -547,6 +625,15 @@ impl SeccTls {
     /// Speaks TLS 1.3 (feature `tls`): presents `identity` (SECC leaf and
     /// CPO sub-CAs) and requires the EV's certificate, chained to one of
     /// `evcc_roots` (the OEM roots).
+    ///
+    /// rustls carries it, and refuses a ClientHello whose `server_name` is
+    /// no DNS host name (RFC 6066 allows no other), as some EVs send: an
+    /// IP address, or a link-local one with its zone (`fe80::1%eth0`).
+    /// With feature `tls-openssl` too, such a ClientHello gets the same
+    /// TLS 1.3 from OpenSSL (the -20 suites, the EV's certificate required
+    /// and checked by OpenSSL against `evcc_roots`, then by
+    /// [`crate::pki::verify_chain`] as rustls does); the name is ignored
+    /// either way.
     ///
     /// # Errors
     ///
@@ -560,6 +647,11 @@ impl SeccTls {
         evcc_roots: &TrustStore,
     ) -> Result<Self, Error> {
         self.tls13 = Some(tls13::server(identity, evcc_roots)?);
+        #[cfg(feature = "tls-openssl")]
+        {
+            self.tls13_openssl =
+                Some((ossl::acceptor13(identity, evcc_roots)?, evcc_roots.clone()));
+        }
         Ok(self)
     }
 
@@ -572,7 +664,7 @@ impl SeccTls {
     #[cfg(feature = "tls-openssl")]
     #[cfg_attr(docsrs, doc(cfg(feature = "tls-openssl")))]
     pub fn with_tls12(mut self, identity: &Identity) -> Result<Self, Error> {
-        self.tls12 = Some(tls12::acceptor(identity)?);
+        self.tls12 = Some(ossl::acceptor(identity)?);
         Ok(self)
     }
 
@@ -617,6 +709,14 @@ impl SeccTls {
             let use13 = offer.tls13 || self.tls12.is_none();
             #[cfg(not(feature = "tls-openssl"))]
             let use13 = true;
+            #[cfg(feature = "tls-openssl")]
+            if use13 && offer.names_no_host() {
+                if let Some((acceptor, evcc_roots)) = &self.tls13_openssl {
+                    let (tls, info) = openssl_accept(acceptor, stream).await?;
+                    check_evcc_chain(evcc_roots, &info)?;
+                    return Ok((tls, info));
+                }
+            }
             if use13 {
                 let tls = tokio_rustls::TlsAcceptor::from(Arc::clone(config))
                     .accept(stream)
@@ -628,18 +728,45 @@ impl SeccTls {
         }
         #[cfg(feature = "tls-openssl")]
         if let Some(acceptor) = &self.tls12 {
-            let ssl =
-                openssl::ssl::Ssl::new(acceptor.context()).map_err(|e| setup("OpenSSL", e))?;
-            let mut tls =
-                tokio_openssl::SslStream::new(ssl, stream).map_err(|e| setup("OpenSSL", e))?;
-            if let Err(e) = Pin::new(&mut tls).accept().await {
-                return Err(Error::Tls(openssl_reason(&e, tls.ssl())));
-            }
-            let info = openssl_info(tls.ssl());
-            return Ok((Box::new(tls), info));
+            return openssl_accept(acceptor, stream).await;
         }
         Err(Error::TlsSetup("no TLS version configured".into()))
     }
+}
+
+/// An OpenSSL handshake on an accepted connection.
+#[cfg(feature = "tls-openssl")]
+async fn openssl_accept(
+    acceptor: &openssl::ssl::SslAcceptor,
+    stream: Rewind<TcpStream>,
+) -> Result<(Box<dyn Io>, TlsInfo), Error> {
+    let ssl = openssl::ssl::Ssl::new(acceptor.context()).map_err(|e| setup("OpenSSL", e))?;
+    let mut tls = tokio_openssl::SslStream::new(ssl, stream).map_err(|e| setup("OpenSSL", e))?;
+    if let Err(e) = Pin::new(&mut tls).accept().await {
+        return Err(Error::Tls(openssl_reason(&e, tls.ssl())));
+    }
+    let info = openssl_info(tls.ssl());
+    Ok((Box::new(tls), info))
+}
+
+/// The ISO 15118 chain rules ([`crate::pki::verify_chain`]) on the EV's
+/// chain that OpenSSL took, as the rustls server's verifier applies them.
+#[cfg(all(feature = "tls", feature = "tls-openssl"))]
+fn check_evcc_chain(evcc_roots: &TrustStore, info: &TlsInfo) -> Result<(), Error> {
+    let (leaf, subs) = info
+        .peer_chain
+        .split_first()
+        .ok_or_else(|| Error::Tls("the EV sent no certificate".into()))?;
+    let now = rustls::pki_types::UnixTime::now().as_secs();
+    crate::pki::verify_chain(
+        leaf,
+        subs,
+        evcc_roots,
+        now,
+        crate::pki::LeafUsage::Signature,
+    )
+    .map(|_| ())
+    .map_err(|e| Error::Tls(format!("invalid peer certificate: {e}")))
 }
 
 // ---- the EVCC's side ----
@@ -700,7 +827,7 @@ impl EvccTls {
     #[cfg(feature = "tls-openssl")]
     #[cfg_attr(docsrs, doc(cfg(feature = "tls-openssl")))]
     pub fn with_tls12(mut self) -> Result<Self, Error> {
-        self.tls12 = Some(tls12::connector(&self.secc_roots)?);
+        self.tls12 = Some(ossl::connector(&self.secc_roots)?);
         Ok(self)
     }
 
@@ -791,8 +918,11 @@ fn rustls_info(conn: &rustls::CommonState) -> TlsInfo {
 
 #[cfg(feature = "tls-openssl")]
 fn openssl_info(ssl: &openssl::ssl::SslRef) -> TlsInfo {
+    // named as rustls_info names them
     let iana = |name: &str| match name {
         "ECDHE-ECDSA-AES128-SHA256" => "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256".to_string(),
+        "TLS_AES_256_GCM_SHA384" => "TLS13_AES_256_GCM_SHA384".to_string(),
+        "TLS_CHACHA20_POLY1305_SHA256" => "TLS13_CHACHA20_POLY1305_SHA256".to_string(),
         other => other.to_string(),
     };
     TlsInfo {
@@ -805,11 +935,25 @@ fn openssl_info(ssl: &openssl::ssl::SslRef) -> TlsInfo {
             .current_cipher()
             .map(|c| iana(c.name()))
             .unwrap_or_default(),
-        peer_chain: ssl
-            .peer_cert_chain()
-            .map(|chain| chain.iter().filter_map(|c| c.to_der().ok()).collect())
-            .unwrap_or_default(),
+        peer_chain: peer_chain(ssl),
     }
+}
+
+/// The peer's certificates, leaf first. A server's `peer_cert_chain` lacks
+/// the client's leaf (OpenSSL's `SSL_get_peer_cert_chain`); a client's
+/// starts with the server's.
+#[cfg(feature = "tls-openssl")]
+fn peer_chain(ssl: &openssl::ssl::SslRef) -> Vec<Vec<u8>> {
+    let mut chain: Vec<Vec<u8>> = Vec::new();
+    if ssl.is_server() {
+        if let Some(leaf) = ssl.peer_certificate() {
+            chain.extend(leaf.to_der().ok());
+        }
+    }
+    if let Some(rest) = ssl.peer_cert_chain() {
+        chain.extend(rest.iter().filter_map(|c| c.to_der().ok()));
+    }
+    chain
 }
 
 /// OpenSSL's error, with the certificate verification result when that
@@ -830,6 +974,11 @@ mod tests {
 
     /// A ClientHello record with these supported_versions (none: no extension).
     fn hello(versions: Option<&[[u8; 2]]>) -> Vec<u8> {
+        named_hello(versions, None)
+    }
+
+    /// A ClientHello record with these supported_versions and server name.
+    fn named_hello(versions: Option<&[[u8; 2]]>, name: Option<&str>) -> Vec<u8> {
         let mut body = vec![0x03, 0x03];
         body.extend([7u8; 32]);
         body.push(0); // session id
@@ -837,6 +986,15 @@ mod tests {
         body.extend([1, 0]); // null compression
         let mut ext = Vec::new();
         ext.extend([0x00, 0x0a, 0x00, 0x04, 0x00, 0x02, 0x00, 0x17]); // groups: secp256r1
+        if let Some(name) = name {
+            let n = name.len() as u16;
+            ext.extend([0x00, 0x00]);
+            ext.extend((n + 5).to_be_bytes());
+            ext.extend((n + 3).to_be_bytes());
+            ext.push(0); // host_name
+            ext.extend(n.to_be_bytes());
+            ext.extend(name.as_bytes());
+        }
         if let Some(v) = versions {
             ext.extend([
                 0x00,
@@ -861,22 +1019,19 @@ mod tests {
 
     #[test]
     fn client_hello_versions() {
-        assert_eq!(
-            parse_client_hello(&hello(None)),
-            Some(Offer { tls13: false })
-        );
-        assert_eq!(
-            parse_client_hello(&hello(Some(&[[3, 4]]))),
-            Some(Offer { tls13: true })
-        );
+        let offer = |tls13| {
+            Some(Offer {
+                tls13,
+                server_name: None,
+            })
+        };
+        assert_eq!(parse_client_hello(&hello(None)), offer(false));
+        assert_eq!(parse_client_hello(&hello(Some(&[[3, 4]]))), offer(true));
         assert_eq!(
             parse_client_hello(&hello(Some(&[[3, 4], [3, 3]]))),
-            Some(Offer { tls13: true })
+            offer(true)
         );
-        assert_eq!(
-            parse_client_hello(&hello(Some(&[[3, 3]]))),
-            Some(Offer { tls13: false })
-        );
+        assert_eq!(parse_client_hello(&hello(Some(&[[3, 3]]))), offer(false));
         // not a handshake, not a ClientHello, cut short: no offer, no panic
         assert_eq!(parse_client_hello(b"\x17\x03\x03\x00\x01\x00"), None);
         let mut server_hello = hello(None);
@@ -887,6 +1042,31 @@ mod tests {
             let _ = parse_client_hello(&full[..n]);
         }
         assert_eq!(parse_client_hello(&full[..20]), None);
+    }
+
+    #[test]
+    fn client_hello_server_name() {
+        let named = |name| parse_client_hello(&named_hello(Some(&[[3, 4]]), name)).unwrap();
+        assert_eq!(named(None).server_name, None);
+        let josev = named(Some("fe80::e0:2ff:fe00:1%veth1"));
+        assert!(josev.tls13);
+        assert_eq!(
+            josev.server_name.as_deref(),
+            Some(&b"fe80::e0:2ff:fe00:1%veth1"[..])
+        );
+        // cut anywhere inside the name: no panic
+        let full = named_hello(Some(&[[3, 4]]), Some("secc.example"));
+        for n in 0..full.len() {
+            let _ = parse_client_hello(&full[..n]);
+        }
+        #[cfg(feature = "tls")]
+        {
+            assert!(!named(None).names_no_host());
+            assert!(!named(Some("secc.example")).names_no_host());
+            assert!(josev.names_no_host());
+            assert!(named(Some("192.168.1.1")).names_no_host());
+            assert!(named(Some("fe80::1")).names_no_host());
+        }
     }
 
     #[tokio::test]
