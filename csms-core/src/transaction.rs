@@ -22,8 +22,10 @@
 //!    the earliest event's that has them, the start register is the earliest
 //!    reading.
 //! 4. **Meter registers.** The start register is the `Transaction.Begin`
-//!    reading (1.6 `meterStart`), else the earliest reading; the stop register
-//!    is the `Transaction.End` reading (1.6 `meterStop`), else the latest. The
+//!    reading (1.6 `meterStart`; 2.x: a `Started` event's reading without a
+//!    context too), else the earliest reading; the stop register is the
+//!    `Transaction.End` reading (1.6 `meterStop`; 2.x: an `Ended` event's
+//!    reading without a context too), else the latest. The
 //!    energy is the sum of the forward steps between consecutive readings
 //!    from start to stop: a register that goes down was reset (a new meter)
 //!    and, when [`MeterPolicy::max_power_w`] is set, a step larger than that
@@ -929,6 +931,11 @@ macro_rules! transaction_event_2x {
     ($ver:ident) => {
         impl From<&$ver::TransactionEventRequest> for TxEvent {
             fn from(m: &$ver::TransactionEventRequest) -> Self {
+                let kind = match m.event_type {
+                    $ver::TransactionEventEnumType::Started => EventKind::Started,
+                    $ver::TransactionEventEnumType::Ended => EventKind::Ended,
+                    _ => EventKind::Updated,
+                };
                 let mut readings = Vec::new();
                 let mut skipped = 0;
                 for mv in m.meter_value.iter().flatten() {
@@ -963,6 +970,14 @@ macro_rules! transaction_event_2x {
                             Some($ver::ReadingContextEnumType::TransactionEnd) => {
                                 ReadingContext::End
                             }
+                            // a Started (Ended) event's reading without a
+                            // context is where the transaction began (ended):
+                            // else it merges with an Updated's at the same instant
+                            None => match kind {
+                                EventKind::Started => ReadingContext::Begin,
+                                EventKind::Ended => ReadingContext::End,
+                                _ => ReadingContext::Other,
+                            },
                             _ => ReadingContext::Other,
                         };
                         readings.push(Reading {
@@ -975,11 +990,7 @@ macro_rules! transaction_event_2x {
                 }
                 let info = &m.transaction_info;
                 TxEvent {
-                    kind: match m.event_type {
-                        $ver::TransactionEventEnumType::Started => EventKind::Started,
-                        $ver::TransactionEventEnumType::Ended => EventKind::Ended,
-                        _ => EventKind::Updated,
-                    },
+                    kind,
                     // the schema has no minimum: a negative seqNo is kept distinct from every valid one
                     id: EventId::Seq(m.seq_no as u32),
                     timestamp: m.timestamp,
@@ -1285,5 +1296,49 @@ mod tests {
         assert_eq!(wh_from(Decimal::MAX, Some("kWh"), None), Some(Decimal::MAX));
         assert_eq!(wh_from(Decimal::MIN, Some("kWh"), None), Some(Decimal::MIN));
         assert_eq!(wh_from(Decimal::ONE, None, Some(-99)), Some(Decimal::ZERO));
+    }
+
+    /// A station sending Started, Updated and Ended within one millisecond,
+    /// readings without a context: Started's reading is the start and
+    /// Ended's the stop (they no longer merge with the Updated's at the
+    /// same instant, which left the start at the Updated's register).
+    #[test]
+    fn readings_of_started_and_ended_without_a_context_begin_and_end_the_session() {
+        let event = |kind: &str, seq: u32, wh: i64| -> v201::TransactionEventRequest {
+            serde_json::from_value(serde_json::json!({
+                "eventType": kind, "timestamp": "2026-12-07T17:34:35.194Z",
+                "triggerReason": "MeterValuePeriodic", "seqNo": seq,
+                "transactionInfo": {"transactionId": "T0"},
+                "meterValue": [{"timestamp": "2026-12-07T17:34:35.194Z",
+                    "sampledValue": [{"value": wh, "measurand": "Energy.Active.Import.Register"}]}]
+            }))
+            .unwrap()
+        };
+        let events = [
+            event("Started", 0, 1_000_000),
+            event("Updated", 1, 1_000_333),
+            event("Updated", 2, 1_000_666),
+            event("Ended", 3, 1_001_000),
+        ];
+        let contexts: Vec<ReadingContext> = events
+            .iter()
+            .map(|e| TxEvent::from(e).readings[0].context)
+            .collect();
+        assert_eq!(contexts, [Begin, Other, Other, End]);
+        // in any order
+        for order in [[0, 1, 2, 3], [3, 2, 1, 0], [1, 3, 0, 2]] {
+            let mut tx = Transaction::new(MeterPolicy::default());
+            for i in order {
+                tx.apply(&TxEvent::from(&events[i]));
+            }
+            let meter = tx.meter(Register::Import).unwrap();
+            assert_eq!(meter.start_wh, Decimal::from(1_000_000), "{order:?}");
+            assert_eq!(meter.energy_wh, Decimal::from(1_000), "{order:?}");
+        }
+        // a context given is kept
+        let mut periodic = event("Started", 0, 5);
+        let sv = &mut periodic.meter_value.as_mut().unwrap()[0].sampled_value[0];
+        sv.context = Some(v201::ReadingContextEnumType::SamplePeriodic);
+        assert_eq!(TxEvent::from(&periodic).readings[0].context, Other);
     }
 }

@@ -1,8 +1,10 @@
 #![no_main]
 //! Arbitrary message sequences into the ISO 15118-20 SECC and EVCC (after
 //! a valid handshake): never a panic, nothing after the end, at most one
-//! answer per request. The first input byte picks DC or AC and the control
-//! mode; the rest is messages split at 0xff bytes, each followed by 10 ms.
+//! answer per request. The first input byte picks DC or AC, the control
+//! mode, and whether the SECC offers and the EV selects the bidirectional
+//! service (BPT: bits 0x04 and 0x08); the rest is messages split at 0xff
+//! bytes, each followed by 10 ms.
 //! A message whose first byte has its top bit set is a valid -20 request
 //! (`Request::ALL[b % 16]`, the session's id when bit 0x40 is set, DC or
 //! AC schema by bit 0x20, scheduled or dynamic by bit 0x10) sent to the
@@ -13,7 +15,8 @@ use std::time::{Duration, Instant};
 
 use evproto_iso15118::session::iso20::{self, Request};
 use evproto_iso15118::session::{
-    Authorization, ControlMode, Effect, Evcc, EvccConfig, EvseRequest, Protocol, Secc, SeccConfig,
+    Authorization, ControlMode, Effect, EvBpt, Evcc, EvccConfig, EvseRequest, Protocol, Secc,
+    SeccBpt, SeccConfig,
 };
 use evproto_iso15118::v2gtp::PayloadType;
 use libfuzzer_sys::fuzz_target;
@@ -35,14 +38,17 @@ fuzz_target!(|data: &[u8]| {
     } else {
         EvccConfig::iso20_ac(vec![1; 6])
     }
-    .with_control_mode(mode);
+    .with_control_mode(mode)
+    .with_bpt((pick & 4 != 0).then(|| EvBpt::new(7_000.0, 20.0, 1.0)));
     let now = Instant::now();
     let mut evcc = Evcc::new(config, now);
     let Some(Effect::Transmit(sap_req)) = evcc.poll_effect() else {
         unreachable!()
     };
     let mut secc = Secc::new(
-        SeccConfig::new(ID.to_vec()).with_protocols(vec![Protocol::Iso20Dc, Protocol::Iso20Ac]),
+        SeccConfig::new(ID.to_vec())
+            .with_protocols(vec![Protocol::Iso20Dc, Protocol::Iso20Ac])
+            .with_bpt((pick & 8 != 0).then(|| SeccBpt::new(10_000.0, 25.0))),
         now,
     );
     secc.handle_message(now, &sap_req);

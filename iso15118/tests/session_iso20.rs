@@ -1387,6 +1387,11 @@ fn bpt_scheduled_the_car_gives_back_what_it_set_out_to_then_stops() {
         let entry = &tuple["DischargingSchedule"]["PowerSchedule"]["PowerScheduleEntries"]
             ["PowerScheduleEntry"][0];
         assert_eq!(num(&entry["Power"]), -7_000.0, "{at}");
+        // one price level each (what Josev's EVCC requires)
+        for schedule in ["ChargingSchedule", "DischargingSchedule"] {
+            let levels = &tuple[schedule]["PriceLevelSchedule"];
+            assert_eq!(levels["NumberOfPriceLevels"], 1, "{at} {schedule}");
+        }
         // Discharge selected, a negative profile
         let pd = first(&sim.to_secc, "PowerDeliveryReq");
         assert_eq!(pd["BPT_ChannelSelection"], "Discharge", "{at}");

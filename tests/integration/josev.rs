@@ -9,9 +9,12 @@
 //! - `evproto v2g ev --iface` against Josev's SECC (its simulated EVSE,
 //!   `AUTH_MODES=EIM`, TLS off): DIN DC, -2 DC, -2 AC, one SECC for all three.
 //! - Our EV finding our EVSE by SDP across the same kind of link.
-//! - ISO 15118-20 DC over TLS 1.3 with mutual authentication, both ways:
-//!   Josev's EVCC against `evse --tls`, our EV against Josev's SECC
-//!   (`ENABLE_TLS_1_3`).
+//! - ISO 15118-20 DC and DC_BPT (the bidirectional service, charging)
+//!   over TLS 1.3 with mutual authentication, both ways: Josev's EVCC
+//!   against `evse --tls`, our EV against Josev's SECC (`ENABLE_TLS_1_3`;
+//!   it offers both services). Not discharging: its simulated EVSE answers
+//!   a present current of 1 A whatever it is asked (quirk 2), so a car
+//!   giving energy back never sees it flow.
 //! - ISO 15118-2 DC Plug & Charge over TLS 1.2, both ways, with a PKI of
 //!   `evproto v2g pki` that Josev reads in its own layout (`PKI_PATH`):
 //!   Josev's EVCC by its contract and installing one against `evse --tls
@@ -67,6 +70,13 @@
 //!    `an_ev_naming_a_link_local_address_gets_tls13_all_the_same`); checked
 //!    in `josev_evcc_charges_from_our_evse_over_iso20_dc_and_tls13`. Its -2
 //!    TLS 1.2 went to OpenSSL already, which ignores the name.
+//! 9. Its EVCC refuses a -20 ScheduleExchangeRes whose ChargingSchedule has
+//!    neither a PriceLevelSchedule nor an AbsolutePriceSchedule (both
+//!    optional in the schema; a validation error, then it drops the
+//!    session). Our SECC now sends one price level over each schedule
+//!    (`iso15118/tests/session_iso20.rs`
+//!    `bpt_scheduled_the_car_gives_back_what_it_set_out_to_then_stops`);
+//!    checked in `josev_evcc_charges_from_our_evse_over_iso20_dc_and_tls13`.
 
 use std::fs;
 use std::io::{BufRead, BufReader};
@@ -836,26 +846,34 @@ fn josev_evcc_charges_from_our_evse_over_iso20_dc_and_tls13() {
     let pki = scratch.0.join("pki");
     make_pki(&pki, "josev iso20");
     let pki_s = pki.to_str().unwrap();
+    // the -20 protocols (and their BPT services) are offered over TLS 1.3
     let evse = Evse::start_with(&link, 0, &["--tls", pki_s]);
-    let config = serde_json::json!({
-        "supportedProtocols": ["ISO_15118_20_DC"], "supportedEnergyServices": ["DC"],
-        "energyTransferMode": "DC_extended", "isCertInstallNeeded": false,
-        "useTls": true, "chargeLoopCycle": 3,
-    });
-    let env = [("PKI_PATH", pki_s), ("ENABLE_TLS_1_3", "true")];
-    let (status, josev_log) = josev_evcc(&link, &scratch.0, "iso20", &config, &env);
-    let ours = evse.next_session();
-    assert!(status.success(), "{status}\n{}", tail(&josev_log));
-    assert_eq!(ours["result"], "ok", "{ours}\n{}", tail(&josev_log));
-    assert_eq!(ours["protocol"], "iso20-dc", "{ours}");
-    assert_eq!(ours["tls"], "TLSv1.3", "{ours}");
-    assert!(ours["energy_wh"].as_f64().unwrap() > 0.0, "{ours}");
-    assert!(josev_log.contains("SessionStopRes"), "{}", tail(&josev_log));
-    assert!(
-        !josev_log.lines().any(|l| l.starts_with("ERROR")),
-        "{}",
-        tail(&josev_log)
-    );
+    for (service, ours_name) in [("DC", "iso20-dc"), ("DC_BPT", "iso20-dc-bpt")] {
+        let config = serde_json::json!({
+            "supportedProtocols": ["ISO_15118_20_DC"], "supportedEnergyServices": [service],
+            "energyTransferMode": "DC_extended", "isCertInstallNeeded": false,
+            "useTls": true, "chargeLoopCycle": 3,
+        });
+        let env = [("PKI_PATH", pki_s), ("ENABLE_TLS_1_3", "true")];
+        let name = format!("iso20-{service}");
+        let (status, josev_log) = josev_evcc(&link, &scratch.0, &name, &config, &env);
+        let ours = evse.next_session();
+        assert!(
+            status.success(),
+            "{service}: {status}\n{}",
+            tail(&josev_log)
+        );
+        assert_eq!(ours["result"], "ok", "{ours}\n{}", tail(&josev_log));
+        assert_eq!(ours["protocol"], ours_name, "{ours}");
+        assert_eq!(ours["tls"], "TLSv1.3", "{ours}");
+        assert!(ours["energy_wh"].as_f64().unwrap() > 0.0, "{ours}");
+        assert!(josev_log.contains("SessionStopRes"), "{}", tail(&josev_log));
+        assert!(
+            !josev_log.lines().any(|l| l.starts_with("ERROR")),
+            "{service}: {}",
+            tail(&josev_log)
+        );
+    }
 }
 
 /// Josev's SECC in namespace 0 with a PKI of `evproto v2g pki` (in its
@@ -965,43 +983,55 @@ fn our_ev_charges_from_josev_secc_over_iso20_dc_and_tls13() {
         ],
     );
     let (pki_s, log) = (secc.pki.as_str(), &secc.log);
-    let run = our_ev(
-        &link,
-        1,
-        &scratch.0,
-        &[
-            "--protocol",
-            "iso20-dc",
-            "--tls",
-            pki_s,
-            "--energy-kwh",
-            "0.0000005",
-        ]
-        .iter()
-        .chain(JOSEV_SECC_FLAGS)
-        .copied()
-        .collect::<Vec<_>>(),
-    );
-    let s = &run.summary;
-    let josev_log = wait_in_log(log, "Session ended in", 1);
-    assert!(run.ok, "{s}\n{}\n{}", run.stderr, tail(&josev_log));
-    assert_eq!(s["result"], "ok", "{s}");
-    assert_eq!(s["protocol"], "iso20-dc", "{s}");
-    assert_eq!(s["tls"], "TLSv1.3", "{s}");
-    assert!(
-        josev_log.contains("Chosen protocol: ISO_15118_20_DC"),
-        "{}",
-        tail(&josev_log)
-    );
-    // quirk 7: it took our PowerDeliveryReq (PowerToleranceAcceptance set)
-    assert!(
-        josev_log.contains("Sent PowerDeliveryRes"),
-        "{}",
-        tail(&josev_log)
-    );
-    assert!(
-        josev_log.contains("Session ended in SessionStop"),
-        "{}",
-        tail(&josev_log)
-    );
+    // DC, then DC_BPT (Josev's SECC offers both), charging
+    for (n, name) in ["iso20-dc", "iso20-dc-bpt"].into_iter().enumerate() {
+        if n > 0 {
+            // quirk 5: no SDP answer until the last session's TCP linger ends
+            wait_in_log(log, "UDP server has been resumed", n);
+        }
+        let run = our_ev(
+            &link,
+            1,
+            &scratch.0,
+            &[
+                "--protocol",
+                name,
+                "--tls",
+                pki_s,
+                "--energy-kwh",
+                "0.0000005",
+            ]
+            .iter()
+            .chain(JOSEV_SECC_FLAGS)
+            .copied()
+            .collect::<Vec<_>>(),
+        );
+        let s = &run.summary;
+        let josev_log = wait_in_log(log, "Session ended in", n + 1);
+        assert!(run.ok, "{name}: {s}\n{}\n{}", run.stderr, tail(&josev_log));
+        assert_eq!(s["result"], "ok", "{s}");
+        assert_eq!(s["protocol"], name, "{s}");
+        assert_eq!(s["tls"], "TLSv1.3", "{s}");
+        assert_eq!(
+            josev_log
+                .matches("Chosen protocol: ISO_15118_20_DC")
+                .count(),
+            n + 1,
+            "{}",
+            tail(&josev_log)
+        );
+        // quirk 7: it took our PowerDeliveryReq (PowerToleranceAcceptance set)
+        assert_eq!(
+            josev_log.matches("Sent PowerDeliveryRes").count(),
+            2 * (n + 1),
+            "{}",
+            tail(&josev_log)
+        );
+        assert_eq!(
+            josev_log.matches("Session ended in SessionStop").count(),
+            n + 1,
+            "{}",
+            tail(&josev_log)
+        );
+    }
 }

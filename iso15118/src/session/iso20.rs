@@ -1417,7 +1417,7 @@ impl Secc {
                             },
                         },
                         absolute_price_schedule: None,
-                        price_level_schedule: None,
+                        price_level_schedule: Some(self.one_price_level(t.duration)),
                     },
                     discharging_schedule: self.bpt.then(|| self.discharging_schedule(t)),
                 })
@@ -1444,7 +1444,27 @@ impl Secc {
                 },
             },
             absolute_price_schedule: None,
-            price_level_schedule: None,
+            price_level_schedule: Some(self.one_price_level(t.duration)),
+        }
+    }
+
+    /// A PriceLevelSchedule of one level (0 of 1) over `duration` s: the
+    /// schema makes a schedule's price optional and these machines price
+    /// nothing (`Pricing=0`), but Josev's EVCC refuses a ChargingSchedule
+    /// without a PriceLevelSchedule or an AbsolutePriceSchedule.
+    fn one_price_level(&self, duration: u32) -> cm::PriceLevelScheduleType {
+        cm::PriceLevelScheduleType {
+            id: None,
+            time_anchor: self.stamp(),
+            price_schedule_id: 1,
+            price_schedule_description: None,
+            number_of_price_levels: 1,
+            price_level_schedule_entries: cm::PriceLevelScheduleEntryListType {
+                price_level_schedule_entry: vec![cm::PriceLevelScheduleEntryType {
+                    duration: duration.max(1),
+                    price_level: 0,
+                }],
+            },
         }
     }
 
