@@ -346,6 +346,13 @@ const JOSEV_SECC_FLAGS: &[&str] = &[
     "1000",
 ];
 
+/// `evproto v2g ev` in namespace 1 against Josev's SECC: `args` and
+/// [`JOSEV_SECC_FLAGS`].
+fn our_ev_at_josev(link: &Link, dir: &Path, args: &[&str]) -> EvRun {
+    let all: Vec<&str> = args.iter().chain(JOSEV_SECC_FLAGS).copied().collect();
+    our_ev(link, 1, dir, &all)
+}
+
 /// A running `evproto v2g evse --iface`: its announced address and its
 /// stdout lines (one JSON line per session).
 struct Evse {
@@ -549,15 +556,10 @@ fn our_ev_charges_from_josev_secc_over_din_and_iso2() {
             // quirk 5: no SDP answer until the last session's TCP linger ends
             wait_in_log(&log, "UDP server has been resumed", n);
         }
-        let run = our_ev(
+        let run = our_ev_at_josev(
             &link,
-            1,
             &scratch.0,
-            &["--protocol", name, "--energy-kwh", kwh]
-                .iter()
-                .chain(JOSEV_SECC_FLAGS)
-                .copied()
-                .collect::<Vec<_>>(),
+            &["--protocol", name, "--energy-kwh", kwh],
         );
         let s = &run.summary;
         let josev_log = wait_in_log(&log, "Session ended in", n + 1);
@@ -923,9 +925,8 @@ fn our_ev_charges_by_contract_from_josev_secc_over_tls() {
         &[("PROTOCOLS", "ISO_15118_2"), ("AUTH_MODES", "PnC")],
     );
     let (pki_s, log) = (secc.pki.as_str(), &secc.log);
-    let run = our_ev(
+    let run = our_ev_at_josev(
         &link,
-        1,
         &scratch.0,
         &[
             "--protocol",
@@ -936,11 +937,7 @@ fn our_ev_charges_by_contract_from_josev_secc_over_tls() {
             pki_s,
             "--energy-kwh",
             "0.0000005",
-        ]
-        .iter()
-        .chain(JOSEV_SECC_FLAGS)
-        .copied()
-        .collect::<Vec<_>>(),
+        ],
     );
     let s = &run.summary;
     let josev_log = wait_in_log(log, "Session ended in", 1);
@@ -989,9 +986,8 @@ fn our_ev_charges_from_josev_secc_over_iso20_dc_and_tls13() {
             // quirk 5: no SDP answer until the last session's TCP linger ends
             wait_in_log(log, "UDP server has been resumed", n);
         }
-        let run = our_ev(
+        let run = our_ev_at_josev(
             &link,
-            1,
             &scratch.0,
             &[
                 "--protocol",
@@ -1000,11 +996,7 @@ fn our_ev_charges_from_josev_secc_over_iso20_dc_and_tls13() {
                 pki_s,
                 "--energy-kwh",
                 "0.0000005",
-            ]
-            .iter()
-            .chain(JOSEV_SECC_FLAGS)
-            .copied()
-            .collect::<Vec<_>>(),
+            ],
         );
         let s = &run.summary;
         let josev_log = wait_in_log(log, "Session ended in", n + 1);
