@@ -1627,3 +1627,42 @@ fn bpt_sessions_refuse_unidirectional_parameters_and_too_much_discharge() {
     let (mut secc, now) = replay_with(bpt_secc(0.0), &script[..k]);
     assert_eq!(send(&mut secc, now, &wire(&script[k])).1, "OK");
 }
+
+/// PowerDelivery(Start) with EVProcessing=Ongoing (no profile yet) is
+/// answered OK and starts nothing, as often as the EV sends it; the
+/// Finished one starts the power (DC and AC, both control modes).
+#[test]
+fn power_delivery_start_while_the_ev_is_not_ready_starts_nothing() {
+    for (dc, mode) in modes() {
+        let at = format!("dc={dc} {mode:?}");
+        let state = if dc {
+            SeccState::PreCharge
+        } else {
+            SeccState::PowerDelivery
+        };
+        let (mut secc, now) = secc_in(dc, mode, state);
+        let mut ongoing = power_delivery(dc, mode, cm::ChargeProgressType::Start);
+        if let Wire::Common(cm::Message::PowerDeliveryReq(r)) = &mut ongoing {
+            r.ev_processing = cm::ProcessingType::Ongoing;
+            r.ev_power_profile = None;
+        }
+        for _ in 0..3 {
+            let (pt, exi) = ongoing.encode().unwrap();
+            secc.handle_packet(now, pt, &exi);
+            let mut answered = None;
+            while let Some(e) = secc.poll_effect() {
+                match e {
+                    Effect::TransmitAs(pt, res) => answered = iso20::response_code(pt, &res),
+                    Effect::Evse(EvseRequest::Power(_)) => panic!("{at}: power before Finished"),
+                    Effect::SessionEnded { reason } => panic!("{at}: ended {reason:?}"),
+                    _ => {}
+                }
+            }
+            assert_eq!(answered.unwrap().1, "OK", "{at}");
+            assert_eq!(secc.iso20().unwrap().state(), state, "{at}");
+        }
+        let finished = power_delivery(dc, mode, cm::ChargeProgressType::Start);
+        assert_eq!(send(&mut secc, now, &finished).1, "OK", "{at}");
+        assert_eq!(secc.iso20().unwrap().state(), SeccState::ChargeLoop, "{at}");
+    }
+}

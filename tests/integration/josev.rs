@@ -206,12 +206,21 @@ impl Proc {
 
     /// Waits for the exit (at most [`GUARD`]).
     fn wait(&mut self, what: &str) -> std::process::ExitStatus {
+        self.wait_logging(what, None)
+    }
+
+    /// Waits for the exit (at most [`GUARD`]); a process still running
+    /// then fails the test with the end of its `log`.
+    fn wait_logging(&mut self, what: &str, log: Option<&Path>) -> std::process::ExitStatus {
         let start = Instant::now();
         loop {
             if let Some(status) = self.0.try_wait().unwrap() {
                 return status;
             }
-            assert!(start.elapsed() < GUARD, "{what}: still running");
+            if start.elapsed() >= GUARD {
+                let end = log.map(|l| tail(&fs::read_to_string(l).unwrap_or_default()));
+                panic!("{what}: still running\n{}", end.unwrap_or_default());
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -311,7 +320,7 @@ fn josev_evcc(
         ("EVCC_CONFIG_PATH", path.to_str().unwrap()),
     ];
     all.extend_from_slice(env);
-    let status = josev(link, 1, "evcc", &all, dir, &log).wait("Josev EVCC");
+    let status = josev(link, 1, "evcc", &all, dir, &log).wait_logging("Josev EVCC", Some(&log));
     (status, fs::read_to_string(&log).unwrap())
 }
 

@@ -98,6 +98,11 @@
 //! (or `Pause`) with `OK` makes the EVCC stop (PowerDelivery(Stop), then
 //! SessionStop(Terminate | Pause)).
 //!
+//! A PowerDelivery(Start) with `EVProcessing=Ongoing` (an EV not ready,
+//! its profile still to come) is answered `OK` and starts nothing: the
+//! EV sends it again, `Finished` when it is ready (Josev's EVCC does so
+//! at random).
+//!
 //! SessionStop(Pause) ends both sides with [`EndReason::Paused`]; a later
 //! connection resumes with [`SeccConfig::resume`] and [`EvccConfig::resume`]
 //! (SessionSetupRes `OK_OldSessionJoined`, same SessionID, the sequence
@@ -1156,11 +1161,15 @@ impl Secc {
                             return self
                                 .fail_code(req, cm::ResponseCodeType::FailedWrongChargeParameter);
                         }
-                        if let Some(code) = self.check_profile(r.ev_power_profile.as_ref()) {
-                            return self.fail_code(req, code);
+                        // EVProcessing=Ongoing: the EV is not ready (no
+                        // profile yet); nothing starts and it asks again
+                        if r.ev_processing == cm::ProcessingType::Finished {
+                            if let Some(code) = self.check_profile(r.ev_power_profile.as_ref()) {
+                                return self.fail_code(req, code);
+                            }
+                            self.core.evse(EvseRequest::Power(true));
+                            self.state = SeccState::ChargeLoop;
                         }
-                        self.core.evse(EvseRequest::Power(true));
-                        self.state = SeccState::ChargeLoop;
                     }
                     cm::ChargeProgressType::Stop => {
                         self.core.evse(EvseRequest::Power(false));
