@@ -21,7 +21,9 @@
 //!   timers as deadlines, DIN 70121 DC EIM and ISO 15118-2 EIM AC and DC from
 //!   SessionSetup to SessionStop (renegotiation, pause and resume with
 //!   `OK_OldSessionJoined`); effects out as `Transmit`/`SessionEnded`/EVSE
-//!   requests; ISO 15118-20 EIM; ISO 15118-2 Plug & Charge (contract
+//!   requests; ISO 15118-20 EIM, AC and DC and their bidirectional
+//!   services (DC_BPT, AC_BPT), scheduled and dynamic; ISO 15118-2 Plug &
+//!   Charge (contract
 //!   payment, CertificateInstallation, signed Authorization and
 //!   MeteringReceipt, [`session::pnc`]);
 //! - `pki` (feature `messages`): Plug & Charge cryptography — XML
@@ -46,8 +48,8 @@
 //! # What this crate does not do (yet)
 //!
 //! Plug & Charge for ISO 15118-20 (its curves' signatures are in `pki`,
-//! not its message flow), Ed448, the -20 contract key encryption,
-//! CertificateUpdate, decoding relaxed fragments (`eMAID` is encoded);
+//! not its message flow), Ed448, the -20 contract key encryption, VAS and
+//! renegotiation in -20, decoding relaxed fragments (`eMAID` is encoded);
 //! the static-ECDH TLS suite of -2 (OpenSSL dropped it).
 //! Outside the `tokio` feature's `shell` there are no sockets: everything
 //! is bytes in, values out.
