@@ -8,26 +8,33 @@
 //!   virtual clock (authorization, isolation and schedules answered at once);
 //! - `din_dc/secc_current_demand`, `iso20_dc/secc_dc_charge_loop`: the
 //!   SECC's cost of one CurrentDemandReq / DC_ChargeLoopReq (decode, answer,
-//!   encode, drain).
+//!   encode, drain);
+//! - `iso20_dc_bpt/…`: the same two through the bidirectional service
+//!   (DC_BPT, the car charging), its messages' BPT variants.
+//!
+//! The SECC offers DC_BPT beside DC throughout.
 #![allow(missing_docs)]
 
 use std::time::{Duration, Instant};
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use evproto_iso15118::session::{
-    din, iso20, Authorization, Effect, EndReason, Evcc, EvccConfig, EvseRequest, Isolation,
-    Protocol, Secc, SeccConfig, StopKind,
+    din, iso20, Authorization, Effect, EndReason, EvBpt, Evcc, EvccConfig, EvseRequest, Isolation,
+    Protocol, Secc, SeccBpt, SeccConfig, StopKind,
 };
 use evproto_iso15118::v2gtp::PayloadType;
 
 const SESSION: [u8; 4] = [1, 2, 3, 4];
 
 fn secc_config() -> SeccConfig {
-    SeccConfig::new(SESSION.to_vec()).with_protocols(vec![
-        Protocol::Iso20Dc,
-        Protocol::Iso2,
-        Protocol::Din,
-    ])
+    SeccConfig::new(SESSION.to_vec())
+        .with_protocols(vec![Protocol::Iso20Dc, Protocol::Iso2, Protocol::Din])
+        .with_bpt(Some(SeccBpt::new(50_000.0, 125.0)))
+}
+
+/// A -20 DC car selecting DC_BPT, charging (nothing to give back).
+fn bpt_car() -> EvccConfig {
+    EvccConfig::iso20_dc(vec![1; 6]).with_bpt(Some(EvBpt::new(50_000.0, 120.0, 0.0)))
 }
 
 /// Runs one session; returns the EVCC's requests with their payload types.
@@ -118,6 +125,13 @@ fn bench(c: &mut Criterion) {
             black_box(sent)
         })
     });
+    c.bench_function("iso20_dc_bpt/full_session_100_loops", |b| {
+        b.iter(|| {
+            let sent = session(bpt_car(), 100);
+            assert!(sent.len() > 100);
+            black_box(sent)
+        })
+    });
 
     // a SECC in its charge loop, and a CurrentDemandReq for it
     let script = session(EvccConfig::din_dc(vec![1; 6]), 2);
@@ -134,6 +148,14 @@ fn bench(c: &mut Criterion) {
         .position(|(pt, b)| iso20::message_name(*pt, b) == Some("DC_ChargeLoopReq"))
         .expect("a DC_ChargeLoopReq");
     loop_bench(c, "iso20_dc/secc_dc_charge_loop", &script, start);
+
+    // and through DC_BPT
+    let script = session(bpt_car(), 2);
+    let start = script
+        .iter()
+        .position(|(pt, b)| iso20::message_name(*pt, b) == Some("DC_ChargeLoopReq"))
+        .expect("a DC_ChargeLoopReq");
+    loop_bench(c, "iso20_dc_bpt/secc_dc_charge_loop", &script, start);
 }
 
 /// The SECC's cost of `script[start]`, a charge-loop request, after the
