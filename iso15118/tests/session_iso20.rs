@@ -1666,3 +1666,509 @@ fn power_delivery_start_while_the_ev_is_not_ready_starts_nothing() {
         assert_eq!(secc.iso20().unwrap().state(), SeccState::ChargeLoop, "{at}");
     }
 }
+
+/// ISO 15118-20 Plug & Charge: the authorization by contract
+/// (`PnC_AReqAuthorizationMode`, signed in the header).
+mod pnc {
+    use super::*;
+    use evproto_iso15118::grammar::Base64Binary;
+    use evproto_iso15118::pki::demo::{issue, Curve, DemoContract, DemoPki, Role};
+    use evproto_iso15118::pki::{self, Cert, TrustStore};
+    use evproto_iso15118::session::{Contract, ContractStatus, EvPnc, SeccPnc};
+    use session_common::frame;
+    use std::sync::OnceLock;
+
+    /// 2026-05-28: the machines' Unix time; the demo PKIs are valid 2023..2030.
+    const NOW: u64 = 1_780_000_000;
+    const CHALLENGE: [u8; 16] = [0xc5; 16];
+    const EMAID: &str = "DEEVPC000000001";
+
+    fn p521() -> &'static DemoContract {
+        static P: OnceLock<DemoContract> = OnceLock::new();
+        P.get_or_init(|| {
+            DemoContract::generate(
+                b"evproto test",
+                EMAID,
+                Curve::P521,
+                1_690_000_000,
+                1_900_000_000,
+            )
+            .unwrap()
+        })
+    }
+
+    fn foreign() -> &'static DemoContract {
+        static P: OnceLock<DemoContract> = OnceLock::new();
+        P.get_or_init(|| {
+            DemoContract::generate(
+                b"someone else",
+                EMAID,
+                Curve::P521,
+                1_690_000_000,
+                1_900_000_000,
+            )
+            .unwrap()
+        })
+    }
+
+    fn p256() -> &'static DemoPki {
+        static P: OnceLock<DemoPki> = OnceLock::new();
+        P.get_or_init(|| {
+            DemoPki::generate(b"evproto test", EMAID, 1_690_000_000, 1_900_000_000).unwrap()
+        })
+    }
+
+    fn contract_of(c: &DemoContract) -> Contract {
+        Contract::new(
+            c.emaid.clone(),
+            c.contract.cert.der().to_vec(),
+            c.sub_cas(),
+            c.contract.key_bytes(),
+        )
+    }
+
+    /// The SECC trusts both the -20 and the -2 MO roots.
+    fn roots() -> Vec<Cert> {
+        vec![p521().mo_root.cert.clone(), p256().mo_root.cert.clone()]
+    }
+
+    fn pnc_secc() -> SeccConfig {
+        secc_config()
+            .with_unix_time(NOW)
+            .with_pnc(Some(SeccPnc::new(TrustStore::new(roots()), CHALLENGE)))
+    }
+
+    fn pnc_evcc(dc: bool, contract: Option<Contract>) -> EvccConfig {
+        evcc_config(dc, ControlMode::Scheduled)
+            .with_unix_time(NOW)
+            .with_pnc(Some(EvPnc::new(contract, None, TrustStore::new(vec![]))))
+    }
+
+    fn sim(dc: bool, contract: Option<Contract>) -> Sim {
+        let mut sim = Sim::new(pnc_secc(), pnc_evcc(dc, contract));
+        sim.stop_after = Some((2, StopKind::Terminate));
+        sim
+    }
+
+    fn finished(sim: &Sim) {
+        assert_eq!(
+            (&sim.secc_end, &sim.evcc_end),
+            (&Some(EndReason::Finished), &Some(EndReason::Finished)),
+            "{:?}",
+            sim.answers()
+        );
+    }
+
+    fn failed_with(sim: &Sim, code: &str, secc_end: EndReason) {
+        let answers = sim.answers();
+        assert_eq!(
+            answers.last(),
+            Some(&("AuthorizationRes".to_string(), code.to_string())),
+            "{answers:?} secc {:?} evcc {:?}",
+            sim.secc_end,
+            sim.evcc_end
+        );
+        assert_eq!(sim.secc_end, Some(secc_end));
+        assert_eq!(
+            sim.evcc_end,
+            Some(EndReason::Failed {
+                response_code: code.into()
+            })
+        );
+    }
+
+    fn failed(code: &str) -> EndReason {
+        EndReason::Failed {
+            response_code: code.into(),
+        }
+    }
+
+    fn auth_reqs(sim: &Sim) -> Vec<cm::AuthorizationReqType> {
+        sim.to_secc
+            .iter()
+            .filter_map(|b| match try_wire(b)? {
+                Wire::Common(cm::Message::AuthorizationReq(r)) => Some(*r),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// A -20 message (the handshake's are not).
+    fn try_wire(b: &[u8]) -> Option<Wire> {
+        let (pt, exi) = unframe(b)?;
+        Wire::decode(pt, &exi).ok()
+    }
+
+    fn contracts_asked(sim: &Sim) -> Vec<(String, Vec<u8>, usize)> {
+        sim.evse_requests
+            .iter()
+            .filter_map(|r| match r {
+                EvseRequest::AuthorizeContract {
+                    emaid,
+                    certificate,
+                    sub_cas,
+                } => Some((emaid.clone(), certificate.clone(), sub_cas.len())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The header signature of `r` verified, here, with `key`.
+    fn verify(r: &cm::AuthorizationReqType, key: &pki::VerifyingKey) -> Result<(), String> {
+        let mode = r
+            .pn_c_a_req_authorization_mode
+            .clone()
+            .ok_or("no PnC mode")?;
+        let mut fragment = Vec::new();
+        cm::Fragment::PnCAReqAuthorizationMode(Box::new(mode.clone()))
+            .encode(&mut fragment)
+            .map_err(|e| e.to_string())?;
+        let sig = r.header.signature.as_ref().ok_or("no signature")?;
+        pki::verify(sig, &[(mode.id.as_str(), &fragment)], key).map_err(|e| e.to_string())
+    }
+
+    /// Rewrites the AuthorizationReqs on their way to the SECC.
+    fn tamper_auth(
+        mut f: impl FnMut(&mut cm::AuthorizationReqType) + 'static,
+    ) -> session_common::Tamper {
+        Box::new(move |b| {
+            let Wire::Common(cm::Message::AuthorizationReq(mut r)) = try_wire(b)? else {
+                return None;
+            };
+            f(&mut r);
+            let (pt, exi) = Wire::Common(cm::Message::AuthorizationReq(r))
+                .encode()
+                .ok()?;
+            Some(frame(pt, &exi))
+        })
+    }
+
+    #[test]
+    fn a_secp521r1_contract_authorizes_dc_and_ac() {
+        for dc in [true, false] {
+            let mut sim = sim(dc, Some(contract_of(p521())));
+            sim.run(Duration::from_secs(120));
+            finished(&sim);
+            // PnC offered with the challenge, and EIM beside it (no EIM parameters)
+            let setup = sim
+                .to_evcc
+                .iter()
+                .find(|b| body_name(b) == "AuthorizationSetupRes")
+                .unwrap();
+            let Wire::Common(cm::Message::AuthorizationSetupRes(setup)) = wire(setup) else {
+                unreachable!()
+            };
+            assert_eq!(
+                setup.authorization_services,
+                [cm::AuthorizationType::PnC, cm::AuthorizationType::EIM]
+            );
+            assert_eq!(
+                setup
+                    .pn_c_as_res_authorization_mode
+                    .unwrap()
+                    .gen_challenge
+                    .0,
+                CHALLENGE
+            );
+            assert!(setup.eim_as_res_authorization_mode.is_none());
+            // the car's request: PnC, the challenge, its chain, signed with SHA-512
+            // (answered Ongoing once: the verdict is asked after the first answer)
+            let reqs = auth_reqs(&sim);
+            assert!(reqs
+                .windows(2)
+                .all(|w| w[0].header.signature == w[1].header.signature
+                    && w[0].pn_c_a_req_authorization_mode == w[1].pn_c_a_req_authorization_mode));
+            let r = &reqs[0];
+            assert_eq!(r.selected_authorization_service, cm::AuthorizationType::PnC);
+            assert!(r.eim_a_req_authorization_mode.is_none());
+            let mode = r.pn_c_a_req_authorization_mode.as_ref().unwrap();
+            assert_eq!(mode.gen_challenge.0, CHALLENGE);
+            assert_eq!(
+                mode.contract_certificate_chain.certificate.0,
+                p521().contract.cert.der()
+            );
+            assert_eq!(
+                mode.contract_certificate_chain
+                    .sub_certificates
+                    .certificate
+                    .len(),
+                2
+            );
+            let sig = r.header.signature.as_ref().unwrap();
+            assert_eq!(
+                sig.signed_info.signature_method.algorithm,
+                pki::ECDSA_SHA512
+            );
+            assert_eq!(sig.signed_info.reference[0].uri.as_deref(), Some("#id1"));
+            assert_eq!(sig.signature_value.value.0.len(), 132);
+            verify(r, &p521().contract.key.verifying_key()).unwrap();
+            assert_eq!(
+                verify(r, &foreign().contract.key.verifying_key()),
+                Err("the signature does not verify".into())
+            );
+            // the backend asked once, by the certificate's eMAID; no EIM asked
+            assert_eq!(
+                contracts_asked(&sim),
+                [(EMAID.to_string(), p521().contract.cert.der().to_vec(), 2)]
+            );
+            assert!(!sim
+                .evse_requests
+                .iter()
+                .any(|r| matches!(r, EvseRequest::Authorize { .. })));
+        }
+    }
+
+    #[test]
+    fn a_secp256r1_contract_is_taken_as_well_signed_with_sha256() {
+        // Josev's EVCC signs -20 PnC with its -2 contract
+        let p = p256();
+        let contract = Contract::new(
+            p.emaid.clone(),
+            p.contract.cert.der().to_vec(),
+            p.contract_sub_cas(),
+            p.contract.key_bytes(),
+        );
+        let mut sim = sim(true, Some(contract));
+        sim.run(Duration::from_secs(120));
+        finished(&sim);
+        let reqs = auth_reqs(&sim);
+        let sig = reqs[0].header.signature.as_ref().unwrap();
+        assert_eq!(
+            sig.signed_info.signature_method.algorithm,
+            pki::ECDSA_SHA256
+        );
+        verify(&reqs[0], &p.contract.key.verifying_key()).unwrap();
+        assert_eq!(contracts_asked(&sim).len(), 1);
+    }
+
+    #[test]
+    fn the_verdict_pending_is_ongoing_then_revoked_or_rejected_ends_the_session() {
+        for (status, code) in [
+            (ContractStatus::Revoked, "WARNING_CertificateRevoked"),
+            (
+                ContractStatus::Rejected,
+                "WARNING_GeneralPnCAuthorizationError",
+            ),
+        ] {
+            let mut sim = sim(true, Some(contract_of(p521())));
+            sim.contract_status = None;
+            sim.run(Duration::from_secs(5));
+            assert_eq!(sim.secc_end, None);
+            let ongoing = sim
+                .answers()
+                .iter()
+                .filter(|(n, _)| n == "AuthorizationRes")
+                .count();
+            assert!(ongoing >= 3, "{:?}", sim.answers());
+            // every repeat is the same request, signature and all [V2G20-1582]
+            let reqs = auth_reqs(&sim);
+            assert!(reqs
+                .windows(2)
+                .all(|w| w[0].header.signature == w[1].header.signature
+                    && w[0].pn_c_a_req_authorization_mode == w[1].pn_c_a_req_authorization_mode));
+            assert_eq!(contracts_asked(&sim).len(), 1);
+            let now = sim.clock.now();
+            sim.secc.handle_contract_status(now, status);
+            sim.run(Duration::from_secs(10));
+            failed_with(&sim, code, EndReason::AuthorizationRejected);
+        }
+    }
+
+    #[test]
+    fn a_pending_verdict_accepted_goes_on_to_charge() {
+        let mut sim = sim(false, Some(contract_of(p521())));
+        sim.contract_status = None;
+        sim.run(Duration::from_secs(3));
+        let now = sim.clock.now();
+        sim.secc
+            .handle_contract_status(now, ContractStatus::Accepted);
+        sim.run(Duration::from_secs(120));
+        finished(&sim);
+        let processing: Vec<_> = sim
+            .to_evcc
+            .iter()
+            .filter_map(|b| match try_wire(b)? {
+                Wire::Common(cm::Message::AuthorizationRes(r)) => Some(r.evse_processing),
+                _ => None,
+            })
+            .collect();
+        assert!(processing.len() > 1);
+        assert_eq!(processing.last(), Some(&cm::ProcessingType::Finished));
+        assert!(processing[..processing.len() - 1]
+            .iter()
+            .all(|p| *p == cm::ProcessingType::Ongoing));
+    }
+
+    /// A contract leaf under the -20 MO sub-CA 2, valid `from`..`to`.
+    fn contract_valid(from: u64, to: u64) -> Contract {
+        let p = p521();
+        let key = evproto_iso15118::pki::demo::derive_key_p521(b"other", "contract");
+        let c = issue(
+            &format!("CN={EMAID},O=evproto,DC=MO"),
+            &key,
+            Some(&p.mo_sub_ca2),
+            Role::Signer,
+            77,
+            from,
+            to,
+        )
+        .unwrap();
+        Contract::new(
+            EMAID.into(),
+            c.cert.der().to_vec(),
+            p.sub_cas(),
+            c.key_bytes(),
+        )
+    }
+
+    #[test]
+    fn contracts_that_do_not_verify_get_their_warning() {
+        let cases: Vec<(&str, Contract)> = vec![
+            ("WARNING_CertificateValidationError", contract_of(foreign())),
+            (
+                "WARNING_CertificateExpired",
+                contract_valid(1_690_000_000, NOW - 1),
+            ),
+            (
+                "WARNING_CertificateNotYetValid",
+                contract_valid(NOW + 3600, 1_900_000_000),
+            ),
+        ];
+        for (code, contract) in cases {
+            let mut sim = sim(true, Some(contract));
+            sim.run(Duration::from_secs(30));
+            failed_with(&sim, code, failed(code));
+            assert!(contracts_asked(&sim).is_empty(), "{code}");
+        }
+        // a chain without its sub-CA 1 does not reach the root
+        let mut c = contract_of(p521());
+        c.sub_cas.truncate(1);
+        let mut sim = sim(true, Some(c));
+        sim.run(Duration::from_secs(30));
+        let code = "WARNING_CertificateValidationError";
+        failed_with(&sim, code, failed(code));
+    }
+
+    #[test]
+    fn a_wrong_challenge_or_signature_is_refused() {
+        type Edit = Box<dyn FnMut(&mut cm::AuthorizationReqType)>;
+        let cases: Vec<(&str, Edit)> = vec![
+            (
+                "WARNING_ChallengeInvalid",
+                Box::new(|r| {
+                    r.pn_c_a_req_authorization_mode
+                        .as_mut()
+                        .unwrap()
+                        .gen_challenge
+                        .0[0] ^= 1
+                }),
+            ),
+            (
+                "FAILED_SignatureError",
+                Box::new(|r| r.header.signature.as_mut().unwrap().signature_value.value.0[7] ^= 1),
+            ),
+            (
+                "FAILED_SignatureError",
+                Box::new(|r| r.header.signature = None),
+            ),
+            (
+                // signed by the right key over another Id: no Reference for it
+                "FAILED_SignatureError",
+                Box::new(|r| r.pn_c_a_req_authorization_mode.as_mut().unwrap().id = "id2".into()),
+            ),
+            (
+                // another contract key's signature over the same element
+                "FAILED_SignatureError",
+                Box::new(|r| {
+                    let mode = r.pn_c_a_req_authorization_mode.clone().unwrap();
+                    let mut fragment = Vec::new();
+                    cm::Fragment::PnCAReqAuthorizationMode(Box::new(mode.clone()))
+                        .encode(&mut fragment)
+                        .unwrap();
+                    r.header.signature = Some(
+                        pki::sign(&foreign().contract.key, &[(mode.id.as_str(), &fragment)])
+                            .unwrap(),
+                    );
+                }),
+            ),
+            (
+                // EIM selected, PnC's parameters sent
+                "WARNING_AuthorizationSelectionInvalid",
+                Box::new(|r| r.selected_authorization_service = cm::AuthorizationType::EIM),
+            ),
+        ];
+        for (code, edit) in cases {
+            let mut sim = sim(true, Some(contract_of(p521())));
+            sim.tamper = tamper_auth(edit);
+            sim.run(Duration::from_secs(30));
+            failed_with(&sim, code, failed(code));
+            assert!(contracts_asked(&sim).is_empty(), "{code}");
+        }
+    }
+
+    #[test]
+    fn without_pnc_at_the_secc_the_car_uses_eim_and_a_pnc_request_is_refused() {
+        // the SECC offers EIM only: the car with a contract falls back to it
+        let mut sim = Sim::new(
+            secc_config().with_unix_time(NOW),
+            pnc_evcc(true, Some(contract_of(p521()))),
+        );
+        sim.stop_after = Some((2, StopKind::Terminate));
+        sim.run(Duration::from_secs(120));
+        finished(&sim);
+        let reqs = auth_reqs(&sim);
+        assert!(reqs.iter().all(|r| r.selected_authorization_service
+            == cm::AuthorizationType::EIM
+            && r.header.signature.is_none()));
+        // a PnC request all the same
+        let mut sim = Sim::new(
+            secc_config().with_unix_time(NOW),
+            pnc_evcc(true, Some(contract_of(p521()))),
+        );
+        sim.tamper = tamper_auth(|r| {
+            let c = p521();
+            r.selected_authorization_service = cm::AuthorizationType::PnC;
+            r.eim_a_req_authorization_mode = None;
+            r.pn_c_a_req_authorization_mode = Some(cm::PnCAReqAuthorizationModeType {
+                id: "id1".into(),
+                gen_challenge: Base64Binary(CHALLENGE.to_vec()),
+                contract_certificate_chain: cm::ContractCertificateChainType {
+                    certificate: Base64Binary(c.contract.cert.der().to_vec()),
+                    sub_certificates: cm::SubCertificatesType {
+                        certificate: c.sub_cas().into_iter().map(Base64Binary).collect(),
+                    },
+                },
+            });
+        });
+        sim.run(Duration::from_secs(30));
+        let code = "WARNING_AuthorizationSelectionInvalid";
+        failed_with(&sim, code, failed(code));
+        // a car without a contract at a PnC SECC: EIM, asked of the EVSE
+        let mut sim = self::sim(false, None);
+        sim.run(Duration::from_secs(120));
+        finished(&sim);
+        assert!(contracts_asked(&sim).is_empty());
+        assert!(sim
+            .evse_requests
+            .iter()
+            .any(|r| matches!(r, EvseRequest::Authorize { .. })));
+        assert!(auth_reqs(&sim)
+            .iter()
+            .all(|r| r.selected_authorization_service == cm::AuthorizationType::EIM));
+    }
+
+    #[test]
+    fn a_car_whose_contract_key_is_not_its_certificates_ends_before_sending() {
+        let mut c = contract_of(p521());
+        c.key = foreign().contract.key_bytes();
+        let mut sim = sim(true, Some(c));
+        sim.run(Duration::from_secs(30));
+        assert!(auth_reqs(&sim).is_empty());
+        match &sim.evcc_end {
+            Some(EndReason::Failed { response_code }) => {
+                assert!(response_code.starts_with("contract: "), "{response_code}")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -8,12 +8,15 @@
 //! path length 1, sub-CA 2 path length 0, leaves with digitalSignature
 //! (the OEM provisioning leaf also keyAgreement).
 //!
+//! ISO 15118-20 contracts are secp521r1 with ecdsa-with-SHA512: the same
+//! MO hierarchy on that curve is a [`DemoContract`] on [`Curve::P521`].
+//!
 //! For tests and lab setups only: keys derived from a seed are no secret.
 
 use std::str::FromStr;
 use std::time::{Duration, UNIX_EPOCH};
 
-use sha2::{Digest, Sha256};
+use sha2::{Digest, Sha256, Sha512};
 use x509_cert::builder::{Builder, CertificateBuilder, Profile};
 use x509_cert::der::asn1::OctetString;
 use x509_cert::der::oid::AssociatedOid;
@@ -52,17 +55,27 @@ pub enum Role {
     Provisioning,
 }
 
+/// The curve of a demo hierarchy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Curve {
+    /// secp256r1 with ecdsa-with-SHA256 (ISO 15118-2).
+    P256,
+    /// secp521r1 with ecdsa-with-SHA512 (ISO 15118-20).
+    P521,
+}
+
 /// A certificate and its private key.
 #[derive(Debug, Clone)]
 pub struct Issued {
     /// The certificate.
     pub cert: Cert,
-    /// Its key (secp256r1).
+    /// Its key (secp256r1 or secp521r1).
     pub key: SigningKey,
 }
 
 impl Issued {
-    /// The key's 32-byte scalar.
+    /// The key's scalar (32 bytes on secp256r1, 66 on secp521r1).
     pub fn key_bytes(&self) -> Vec<u8> {
         self.key.to_bytes()
     }
@@ -142,9 +155,37 @@ pub fn derive_key(seed: &[u8], label: &str) -> SigningKey {
     }
 }
 
+/// A secp521r1 key derived from `seed` and `label` (SHA-512, 64 bytes
+/// under the 66-byte order; re-hashed in the negligible case of zero).
+pub fn derive_key_p521(seed: &[u8], label: &str) -> SigningKey {
+    let mut h: [u8; 64] = Sha512::new()
+        .chain_update(seed)
+        .chain_update(label.as_bytes())
+        .finalize()
+        .into();
+    loop {
+        let mut scalar = [0u8; 66];
+        scalar[2..].copy_from_slice(&h);
+        if let Ok(k) = SigningKey::p521_from_bytes(&scalar) {
+            return k;
+        }
+        h = Sha512::digest(h).into();
+    }
+}
+
+/// A key of `curve` derived from `seed` and `label`.
+pub fn derive_key_on(curve: Curve, seed: &[u8], label: &str) -> SigningKey {
+    match curve {
+        Curve::P256 => derive_key(seed, label),
+        Curve::P521 => derive_key_p521(seed, label),
+    }
+}
+
 /// Issues a certificate for `key` named `subject` (an RFC 4514 name such
 /// as `CN=CPO Sub-CA 1,O=evproto`) by `issuer` (self-signed when `None`),
-/// valid from `not_before` to `not_after` (Unix s).
+/// valid from `not_before` to `not_after` (Unix s). Either key may be
+/// secp256r1 (signed with ecdsa-with-SHA256) or secp521r1
+/// (ecdsa-with-SHA512); the signer's curve decides the algorithm.
 pub fn issue(
     subject: &str,
     key: &SigningKey,
@@ -158,14 +199,6 @@ pub fn issue(
         subject: subject.into(),
         reason,
     };
-    let SigningKey::P256(k) = key else {
-        return Err(err("the demo PKI issues secp256r1 keys only".into()));
-    };
-    let signer = match issuer.map(|i| &i.key) {
-        None => k,
-        Some(SigningKey::P256(ik)) => ik,
-        Some(_) => return Err(err("the demo PKI signs with secp256r1 only".into())),
-    };
     let profile = DemoProfile {
         subject: Name::from_str(subject).map_err(|e| err(e.to_string()))?,
         issuer: issuer.map(|i| i.cert.inner.tbs_certificate().subject().clone()),
@@ -175,12 +208,18 @@ pub fn issue(
         unix_time(not_before).map_err(err)?,
         unix_time(not_after).map_err(err)?,
     );
-    let spki = SubjectPublicKeyInfo::from_key(k.verifying_key()).map_err(|e| err(e.to_string()))?;
+    let spki = match key {
+        SigningKey::P256(k) => SubjectPublicKeyInfo::from_key(k.verifying_key()),
+        SigningKey::P521(k) => SubjectPublicKeyInfo::from_key(k.verifying_key()),
+    }
+    .map_err(|e| err(e.to_string()))?;
     let builder = CertificateBuilder::new(profile, SerialNumber::from(serial), validity, spki)
         .map_err(|e| err(e.to_string()))?;
-    let cert = builder
-        .build::<_, p256::ecdsa::DerSignature>(signer)
-        .map_err(|e| err(e.to_string()))?;
+    let cert = match issuer.map_or(key, |i| &i.key) {
+        SigningKey::P256(signer) => builder.build::<_, p256::ecdsa::DerSignature>(signer),
+        SigningKey::P521(signer) => builder.build::<_, p521::ecdsa::DerSignature>(signer),
+    }
+    .map_err(|e| err(e.to_string()))?;
     let der = cert.to_der().map_err(|e| err(e.to_string()))?;
     Ok(Issued {
         cert: Cert::from_der(&der).map_err(|e| err(e.to_string()))?,
@@ -223,6 +262,84 @@ pub struct DemoPki {
     pub oem_provisioning: Issued,
     /// The contract's eMAID.
     pub emaid: String,
+}
+
+/// An MO hierarchy and its contract: MO root → MO sub-CA 1 → MO sub-CA 2 →
+/// contract leaf (CN = the eMAID), on one [`Curve`].
+#[derive(Debug, Clone)]
+pub struct DemoContract {
+    /// The curve of every key.
+    pub curve: Curve,
+    /// MO root CA.
+    pub mo_root: Issued,
+    /// MO sub-CA 1.
+    pub mo_sub_ca1: Issued,
+    /// MO sub-CA 2.
+    pub mo_sub_ca2: Issued,
+    /// The contract leaf (CN = [`DemoContract::emaid`]).
+    pub contract: Issued,
+    /// The contract's eMAID.
+    pub emaid: String,
+}
+
+impl DemoContract {
+    /// Makes the hierarchy from `seed` on `curve` (keys labelled apart from
+    /// [`DemoPki::generate`]'s, serial numbers from 101), valid from
+    /// `not_before` to `not_after` (Unix s).
+    pub fn generate(
+        seed: &[u8],
+        emaid: &str,
+        curve: Curve,
+        not_before: u64,
+        not_after: u64,
+    ) -> Result<Self, IssueError> {
+        let mut serial = 100u32;
+        let mut make = |name: &str, issuer: Option<&Issued>, role: Role| {
+            serial += 1;
+            let key = derive_key_on(curve, seed, &format!("{curve:?}:{name}"));
+            issue(name, &key, issuer, role, serial, not_before, not_after)
+        };
+        let tag = match curve {
+            Curve::P256 => "",
+            Curve::P521 => " (-20)",
+        };
+        let mo_root = make(
+            &format!("CN=MO Root CA{tag},O=evproto,DC=MO"),
+            None,
+            Role::Root,
+        )?;
+        let mo_sub_ca1 = make(
+            &format!("CN=MO Sub-CA 1{tag},O=evproto,DC=MO"),
+            Some(&mo_root),
+            Role::SubCa(1),
+        )?;
+        let mo_sub_ca2 = make(
+            &format!("CN=MO Sub-CA 2{tag},O=evproto,DC=MO"),
+            Some(&mo_sub_ca1),
+            Role::SubCa(0),
+        )?;
+        let contract = make(
+            &format!("CN={emaid},O=evproto,DC=MO"),
+            Some(&mo_sub_ca2),
+            Role::Signer,
+        )?;
+        Ok(Self {
+            curve,
+            mo_root,
+            mo_sub_ca1,
+            mo_sub_ca2,
+            contract,
+            emaid: emaid.into(),
+        })
+    }
+
+    /// The contract chain's sub-CAs, leaf's issuer first, DER.
+    pub fn sub_cas(&self) -> Vec<Vec<u8>> {
+        vec![
+            self.mo_sub_ca2.cert.der().to_vec(),
+            self.mo_sub_ca1.cert.der().to_vec(),
+        ]
+    }
 }
 
 impl DemoPki {

@@ -1,5 +1,6 @@
 //! ISO 15118-20:2022 (namespaces `urn:iso:std:iso:15118:-20:DC` and `:AC`)
-//! with external identification means (EIM), DC and AC energy services and
+//! with external identification means (EIM) or a contract (Plug & Charge's
+//! authorization, [`super::SeccConfig::pnc`]), DC and AC energy services and
 //! their bidirectional (BPT) ones, scheduled and dynamic control modes:
 //! the SECC and the EVCC after the
 //! SupportedAppProtocol handshake. The handshake's choice
@@ -8,7 +9,7 @@
 //! [`SeccConfig::control_modes`].
 //!
 //! ```text
-//!  SessionSetup ─► AuthorizationSetup ─► Authorization(EIM) ⟲ Ongoing
+//!  SessionSetup ─► AuthorizationSetup ─► Authorization(EIM | PnC) ⟲ Ongoing
 //!      ─► ServiceDiscovery ─► ServiceDetail ─► ServiceSelection
 //!      ─► AC/DC_ChargeParameterDiscovery ─► ScheduleExchange ⟲ Ongoing ─┬─ AC ──────────────────────────────┐
 //!                                                                      └─ DC: DC_CableCheck ⟲ ─► DC_PreCharge ⟲ ─┤
@@ -25,9 +26,34 @@
 //! (a shorter [`SeccConfig::session_id`] is left-padded with zeros) and a
 //! TimeStamp: [`SeccConfig::unix_time`] / [`EvccConfig::unix_time`] plus the
 //! seconds since the machine started (injected: the machines read no clock).
-//! No header signatures: EIM needs none. -20 mandates TLS 1.3; these
+//! One header signature: AuthorizationReq's in Plug & Charge (below).
+//! -20 mandates TLS 1.3; these
 //! machines do not care what carries their bytes, and the shells run them
 //! over plain TCP only when told to (the CLI's `--allow-iso20-without-tls`).
+//!
+//! **Plug & Charge.** With [`super::SeccConfig::pnc`] the SECC's
+//! AuthorizationSetupRes lists `PnC` and `EIM` and carries
+//! `PnC_ASResAuthorizationMode` with [`super::SeccPnc::gen_challenge`]
+//! (EIM's parameters only when PnC is not offered [V2G20-2567]). An EV with
+//! a contract ([`super::EvPnc::contract`]) then selects PnC: its
+//! AuthorizationReq carries `PnC_AReqAuthorizationMode` (`Id` `id1`, the
+//! GenChallenge, the contract chain) and a header `Signature` over that
+//! element's EXI fragment by the contract key, ECDSA on secp521r1 with
+//! SHA-512 (a secp256r1 contract, as Josev's EVCC sends over -20, signs
+//! with SHA-256 and is taken too). It sends the same request, signature
+//! and all, while the answer is `Ongoing` [V2G20-1582]. Without a
+//! contract, or where PnC is not offered, it selects EIM. The SECC checks
+//! the first PnC request: the GenChallenge (`WARNING_ChallengeInvalid`),
+//! the chain against [`super::SeccPnc::mo_roots`] at the session's Unix
+//! time (`WARNING_CertificateExpired`, `WARNING_CertificateNotYetValid`,
+//! any other fault `WARNING_CertificateValidationError`), then the
+//! signature with the leaf's key (`FAILED_SignatureError`); then it asks
+//! [`super::EvseRequest::AuthorizeContract`] once (the eMAID is the
+//! leaf's CN) and answers `Ongoing` until
+//! [`super::Secc::handle_contract_status`]: `Revoked` is
+//! `WARNING_CertificateRevoked`, `Rejected` is
+//! `WARNING_GeneralPnCAuthorizationError`. Not here yet: -20's
+//! CertificateInstallation (`CertificateInstallationService` is `false`).
 //!
 //! **Services.** The SECC offers the energy transfer service DC (id 2) or
 //! AC (id 1) and, with [`SeccConfig::bpt`], its bidirectional sibling
@@ -68,7 +94,9 @@
 //! request not allowed in the state (or a `ChargeProgress` not allowed
 //! there) is answered with its response carrying `FAILED_SequenceError`; a
 //! SessionID other than the session's with `FAILED_UnknownSession`; PnC
-//! selected in AuthorizationReq with `WARNING_AuthorizationSelectionInvalid`;
+//! selected in AuthorizationReq of an SECC without
+//! [`super::SeccConfig::pnc`], or a mode whose parameters are not the
+//! selected one's, with `WARNING_AuthorizationSelectionInvalid`;
 //! an EIM authorization refused with `WARNING_EIMAuthorizationFailure`;
 //! ServiceDetail of a service not offered (BPT without
 //! [`SeccConfig::bpt`]) with `FAILED_ServiceIDInvalid`; ServiceSelection
@@ -123,18 +151,20 @@
 
 use std::time::{Duration, Instant};
 
-use crate::grammar::HexBinary;
+use crate::grammar::{Base64Binary, HexBinary};
 use crate::messages::iso20 as cm;
 use crate::messages::iso20_ac as ac;
 use crate::messages::iso20_dc as dc;
+use crate::messages::xmldsig;
+use crate::pki::{self, Cert, CertError, LeafUsage, VerifyingKey};
 use crate::v2gtp::PayloadType;
 
 use super::common::{awaited, failed, request_session_id, screen, setup_session, Codes, Pacing};
 use super::{scale, unscale};
 use super::{
-    Authorization, ControlMode, Core, EndReason, Energy, EvNotice, EvStatus, EvccConfig,
-    EvseRequest, EvseStatus, Isolation, MsgKind, ScheduleTuple, SeccBpt, SeccConfig, Standard,
-    StopKind, TimerKind,
+    Authorization, ContractStatus, ControlMode, Core, EndReason, Energy, EvNotice, EvStatus,
+    EvccConfig, EvseRequest, EvseStatus, Isolation, MsgKind, ScheduleTuple, SeccBpt, SeccConfig,
+    Standard, StopKind, TimerKind,
 };
 
 /// Service id of the DC energy transfer service.
@@ -756,7 +786,7 @@ impl SeccState {
     }
 }
 
-/// The SECC's side of an ISO 15118-20 EIM session (after the handshake;
+/// The SECC's side of an ISO 15118-20 session, EIM or PnC (after the handshake;
 /// made by [`super::Secc`]). See the [module docs](self) for the sequence and codes.
 #[derive(Debug)]
 pub struct Secc {
@@ -769,6 +799,11 @@ pub struct Secc {
     control: Option<ControlMode>,
     authorization: Option<Authorization>,
     auth_asked: bool,
+    /// PnC: the contract of the first AuthorizationReq that verified (its
+    /// leaf's key), and the backend's verdict on it.
+    contract: Option<VerifyingKey>,
+    contract_status: Option<ContractStatus>,
+    contract_asked: bool,
     schedules: Option<Vec<ScheduleTuple>>,
     schedules_asked: bool,
     offered: Vec<ScheduleTuple>,
@@ -803,6 +838,9 @@ impl Secc {
             control: None,
             authorization: None,
             auth_asked: false,
+            contract: None,
+            contract_status: None,
+            contract_asked: false,
             schedules: None,
             schedules_asked: false,
             offered: Vec::new(),
@@ -901,6 +939,10 @@ impl Secc {
         self.authorization = Some(decision);
     }
 
+    pub(crate) fn handle_contract_status(&mut self, _now: Instant, status: ContractStatus) {
+        self.contract_status = Some(status);
+    }
+
     pub(crate) fn handle_schedules(&mut self, _now: Instant, schedules: Vec<ScheduleTuple>) {
         self.schedules = Some(schedules);
     }
@@ -942,6 +984,99 @@ impl Secc {
         self.fail(req, code, failed(code));
     }
 
+    /// Plug & Charge: an AuthorizationReq with `PnC_AReqAuthorizationMode`.
+    /// The first one is checked (GenChallenge, the contract chain against
+    /// the MO roots at the header's time, the header signature over the
+    /// mode by the contract key); then the backend is asked once, and every
+    /// request is answered `Ongoing` until its verdict.
+    fn authorize_contract(
+        &mut self,
+        req: Request,
+        mut res: Wire,
+        mode: &cm::PnCAReqAuthorizationModeType,
+        signature: Option<&xmldsig::SignatureType>,
+    ) {
+        use cm::ResponseCodeType as Code;
+        if self.contract.is_none() {
+            let Some(pnc) = self.config.pnc.as_ref() else {
+                return self.fail_code(req, Code::WarningAuthorizationSelectionInvalid);
+            };
+            if mode.gen_challenge.0 != pnc.gen_challenge {
+                return self.fail_code(req, Code::WarningChallengeInvalid);
+            }
+            let chain = &mode.contract_certificate_chain;
+            let subs: Vec<Vec<u8>> = chain
+                .sub_certificates
+                .certificate
+                .iter()
+                .map(|c| c.0.clone())
+                .collect();
+            let checked = pki::verify_chain(
+                &chain.certificate.0,
+                &subs,
+                &pnc.mo_roots,
+                self.stamp(),
+                LeafUsage::Signature,
+            )
+            .and_then(|c| Ok((c.leaf.public_key()?, c.leaf)));
+            let (key, leaf) = match checked {
+                Ok(k) => k,
+                Err(CertError::Expired { .. }) => {
+                    return self.fail_code(req, Code::WarningCertificateExpired)
+                }
+                Err(CertError::NotYetValid { .. }) => {
+                    return self.fail_code(req, Code::WarningCertificateNotYetValid)
+                }
+                Err(_) => return self.fail_code(req, Code::WarningCertificateValidationError),
+            };
+            let mut fragment = Vec::new();
+            let signed = cm::Fragment::PnCAReqAuthorizationMode(Box::new(mode.clone()))
+                .encode(&mut fragment)
+                .is_ok()
+                && signature.is_some_and(|sig| {
+                    pki::verify(sig, &[(mode.id.as_str(), fragment.as_slice())], &key).is_ok()
+                });
+            if !signed {
+                return self.fail_code(req, Code::FailedSignatureError);
+            }
+            self.contract = Some(key);
+            self.core.evse_once(
+                &mut self.contract_asked,
+                EvseRequest::AuthorizeContract {
+                    emaid: leaf.common_name().unwrap_or_default(),
+                    certificate: chain.certificate.0.clone(),
+                    sub_cas: subs,
+                },
+            );
+        }
+        match self.contract_status {
+            Some(ContractStatus::Accepted) => self.state = SeccState::ServiceDiscovery,
+            Some(ContractStatus::Revoked) => {
+                return self.fail(
+                    req,
+                    Code::WarningCertificateRevoked,
+                    EndReason::AuthorizationRejected,
+                )
+            }
+            Some(_) => {
+                return self.fail(
+                    req,
+                    Code::WarningGeneralPnCAuthorizationError,
+                    EndReason::AuthorizationRejected,
+                )
+            }
+            None => {
+                if let Wire::Common(cm::Message::AuthorizationRes(a)) = &mut res {
+                    a.evse_processing = cm::ProcessingType::Ongoing;
+                }
+            }
+        }
+        self.send(res);
+        if !self.core.is_ended() {
+            self.core.arm_sequence(self.now, &self.config);
+        }
+    }
+
     pub(crate) fn handle_message(&mut self, now: Instant, payload_type: PayloadType, exi: &[u8]) {
         if self.core.is_ended() {
             return;
@@ -970,6 +1105,7 @@ impl Secc {
             return self.fail(req, r.code(), r.reason());
         }
         let asked_id = head.session_id.0.clone();
+        let signature = head.signature.clone();
         let mut res = self.response(req, cm::ResponseCodeType::OK);
         use cm::Message as C;
         match wire {
@@ -990,7 +1126,17 @@ impl Secc {
             }
             Wire::Common(C::AuthorizationSetupReq(_)) => self.state = SeccState::Authorization,
             Wire::Common(C::AuthorizationReq(r)) => {
-                if r.selected_authorization_service != cm::AuthorizationType::EIM {
+                let pnc = r.selected_authorization_service == cm::AuthorizationType::PnC;
+                if pnc && self.config.pnc.is_some() {
+                    let Some(mode) = r.pn_c_a_req_authorization_mode.as_ref() else {
+                        return self.fail_code(
+                            req,
+                            cm::ResponseCodeType::WarningAuthorizationSelectionInvalid,
+                        );
+                    };
+                    return self.authorize_contract(req, res, mode, signature.as_ref());
+                }
+                if pnc || r.eim_a_req_authorization_mode.is_none() {
                     return self.fail_code(
                         req,
                         cm::ResponseCodeType::WarningAuthorizationSelectionInvalid,
@@ -1567,16 +1713,32 @@ impl Secc {
                     evseid: self.evse_id(),
                 })))
             }
-            Request::AuthorizationSetup => Wire::Common(C::AuthorizationSetupRes(Box::new(
-                cm::AuthorizationSetupResType {
-                    header,
-                    response_code: code,
-                    authorization_services: vec![cm::AuthorizationType::EIM],
-                    certificate_installation_service: false,
-                    eim_as_res_authorization_mode: Some(cm::EimASResAuthorizationModeType {}),
-                    pn_c_as_res_authorization_mode: None,
-                },
-            ))),
+            Request::AuthorizationSetup => {
+                // one mode's parameters: PnC's when offered (its GenChallenge),
+                // EIM's otherwise [V2G20-2567], [V2G20-2568]
+                let pnc = self.config.pnc.as_ref();
+                Wire::Common(C::AuthorizationSetupRes(Box::new(
+                    cm::AuthorizationSetupResType {
+                        header,
+                        response_code: code,
+                        authorization_services: pnc
+                            .map(|_| cm::AuthorizationType::PnC)
+                            .into_iter()
+                            .chain([cm::AuthorizationType::EIM])
+                            .collect(),
+                        certificate_installation_service: false,
+                        eim_as_res_authorization_mode: pnc
+                            .is_none()
+                            .then_some(cm::EimASResAuthorizationModeType {}),
+                        pn_c_as_res_authorization_mode: pnc.map(|p| {
+                            cm::PnCASResAuthorizationModeType {
+                                gen_challenge: Base64Binary(p.gen_challenge.to_vec()),
+                                supported_providers: None,
+                            }
+                        }),
+                    },
+                )))
+            }
             Request::Authorization => {
                 Wire::Common(C::AuthorizationRes(Box::new(cm::AuthorizationResType {
                     header,
@@ -1778,7 +1940,7 @@ impl Secc {
 
 // ---- EVCC ----
 
-/// The EVCC's side of an ISO 15118-20 EIM session, DC or AC by the
+/// The EVCC's side of an ISO 15118-20 session, EIM or PnC, DC or AC by the
 /// protocol the SECC chose, in [`EvccConfig::control_mode`] (after the
 /// handshake; made by [`super::Evcc`]).
 ///
@@ -1819,6 +1981,9 @@ pub struct Evcc {
     discharge_pmax: Option<f64>,
     /// BPT: PowerDelivery(Start) selected the `Discharge` channel.
     discharging: bool,
+    /// PnC: the AuthorizationReq's mode and its header signature, made
+    /// once (a repeated request is the same [V2G20-1582]).
+    pnc_auth: Option<(cm::PnCAReqAuthorizationModeType, xmldsig::SignatureType)>,
     start: Instant,
     now: Instant,
 }
@@ -1852,6 +2017,7 @@ impl Evcc {
             evse_discharge_power: None,
             discharge_pmax: None,
             discharging: false,
+            pnc_auth: None,
             start: now,
             now,
         }
@@ -1860,6 +2026,35 @@ impl Evcc {
     pub(crate) fn session_id(&self) -> Option<&[u8]> {
         self.session_id.as_deref()
     }
+
+    /// PnC: the AuthorizationReq's `PnC_AReqAuthorizationMode` for the
+    /// SECC's `challenge`, signed by the contract key (secp521r1 with
+    /// SHA-512 as -20 has it; a secp256r1 contract signs with SHA-256).
+    fn sign_contract(
+        contract: &super::Contract,
+        challenge: &[u8],
+    ) -> Result<(cm::PnCAReqAuthorizationModeType, xmldsig::SignatureType), String> {
+        let cert = Cert::from_der(&contract.certificate).map_err(|e| e.to_string())?;
+        let key = pki::check_key_pair(&contract.key, &cert).map_err(|e| e.to_string())?;
+        let mode = cm::PnCAReqAuthorizationModeType {
+            id: "id1".into(),
+            gen_challenge: Base64Binary(challenge.to_vec()),
+            contract_certificate_chain: cm::ContractCertificateChainType {
+                certificate: Base64Binary(contract.certificate.clone()),
+                sub_certificates: cm::SubCertificatesType {
+                    certificate: contract.sub_cas.iter().cloned().map(Base64Binary).collect(),
+                },
+            },
+        };
+        let mut fragment = Vec::new();
+        cm::Fragment::PnCAReqAuthorizationMode(Box::new(mode.clone()))
+            .encode(&mut fragment)
+            .map_err(|e| e.to_string())?;
+        let signature =
+            pki::sign(&key, &[(mode.id.as_str(), &fragment)]).map_err(|e| e.to_string())?;
+        Ok((mode, signature))
+    }
+
     pub(crate) fn set_ev(&mut self, ev: EvStatus) {
         self.config.ev = ev;
     }
@@ -2023,14 +2218,24 @@ impl Evcc {
             Request::AuthorizationSetup => Wire::Common(C::AuthorizationSetupReq(Box::new(
                 cm::AuthorizationSetupReqType { header },
             ))),
-            Request::Authorization => {
-                Wire::Common(C::AuthorizationReq(Box::new(cm::AuthorizationReqType {
+            Request::Authorization => match &self.pnc_auth {
+                Some((mode, signature)) => {
+                    let mut header = header;
+                    header.signature = Some(signature.clone());
+                    Wire::Common(C::AuthorizationReq(Box::new(cm::AuthorizationReqType {
+                        header,
+                        selected_authorization_service: cm::AuthorizationType::PnC,
+                        eim_a_req_authorization_mode: None,
+                        pn_c_a_req_authorization_mode: Some(mode.clone()),
+                    })))
+                }
+                None => Wire::Common(C::AuthorizationReq(Box::new(cm::AuthorizationReqType {
                     header,
                     selected_authorization_service: cm::AuthorizationType::EIM,
                     eim_a_req_authorization_mode: Some(cm::EimAReqAuthorizationModeType {}),
                     pn_c_a_req_authorization_mode: None,
-                })))
-            }
+                }))),
+            },
             Request::ServiceDiscovery => Wire::Common(C::ServiceDiscoveryReq(Box::new(
                 cm::ServiceDiscoveryReqType {
                     header,
@@ -2380,7 +2585,23 @@ impl Evcc {
                 self.send(now, Request::AuthorizationSetup);
             }
             Wire::Common(C::AuthorizationSetupRes(r)) => {
-                if !r
+                // PnC when the car has a contract and the SECC offers it
+                // (with its GenChallenge), else EIM
+                let contract = self.config.pnc.as_ref().and_then(|p| p.contract.as_ref());
+                let challenge = r.pn_c_as_res_authorization_mode.as_ref().filter(|_| {
+                    r.authorization_services
+                        .contains(&cm::AuthorizationType::PnC)
+                });
+                if let (Some(contract), Some(c)) = (contract, challenge) {
+                    match Self::sign_contract(contract, &c.gen_challenge.0) {
+                        Ok(signed) => self.pnc_auth = Some(signed),
+                        Err(e) => {
+                            return self.core.end(EndReason::Failed {
+                                response_code: format!("contract: {e}"),
+                            })
+                        }
+                    }
+                } else if !r
                     .authorization_services
                     .contains(&cm::AuthorizationType::EIM)
                 {

@@ -6,8 +6,11 @@
 //! bidirectional services DC_BPT and AC_BPT ([`iso20`], [`SeccConfig::bpt`],
 //! [`EvccConfig::bpt`]: pause and resume; no VAS, no schedule or service
 //! renegotiation).
-//! ISO 15118-2 Plug & Charge ([`pnc`], [`SeccConfig::pnc`],
-//! [`EvccConfig::pnc`]) is done; -20 Plug & Charge is not. TLS is the
+//! Plug & Charge ([`pnc`], [`SeccConfig::pnc`], [`EvccConfig::pnc`]):
+//! ISO 15118-2 whole (contract, CertificateInstallation,
+//! CertificateUpdate, MeteringReceipt); ISO 15118-20 the authorization by
+//! contract (`PnC_AReqAuthorizationMode`), not yet its
+//! CertificateInstallation. TLS is the
 //! shells' (`shell::tls`, features `tls` and `tls-openssl`). The
 //! SECC's handshake offers what [`SeccConfig::protocols`] lists: DIN and -2
 //! by default, the -20 namespaces ([`Protocol::Iso20Dc`],
@@ -243,12 +246,14 @@ pub enum EvseRequest {
     },
     /// Close (`true`) or open the output contactors (PowerDelivery).
     Power(bool),
-    /// Plug & Charge (ISO 15118-2): the contract chain verified against
-    /// the MO roots; decide whether it may charge (OCSP, contract
-    /// database) and answer with [`Secc::handle_contract_status`]. The
-    /// SECC answers AuthorizationReq `Ongoing` until then.
+    /// Plug & Charge (ISO 15118-2 and -20): the contract chain verified
+    /// against the MO roots, the car's signature with its key verified;
+    /// decide whether it may charge (OCSP, contract database) and answer
+    /// with [`Secc::handle_contract_status`]. The SECC answers
+    /// AuthorizationReq `Ongoing` until then.
     AuthorizeContract {
-        /// The eMAID of PaymentDetailsReq.
+        /// The eMAID: PaymentDetailsReq's (-2), the contract
+        /// certificate's CN (-20, whose request carries none apart).
         emaid: String,
         /// The contract certificate, DER.
         certificate: Vec<u8>,
@@ -513,8 +518,10 @@ pub struct SeccConfig {
     /// count on from it (the machine reads no clock), and Plug & Charge
     /// checks certificate validity at it. 0 by default.
     pub unix_time: u64,
-    /// ISO 15118-2 Plug & Charge: offered (`Contract` besides
-    /// `ExternalPayment`) when set. Run it over TLS only [V2G2-634].
+    /// Plug & Charge: offered when set, beside EIM (-2: `Contract` besides
+    /// `ExternalPayment`; -20: `PnC` besides `EIM` in
+    /// AuthorizationSetupRes, with the GenChallenge). Run it over TLS only
+    /// [V2G2-634].
     pub pnc: Option<SeccPnc>,
     /// ISO 15118-20 bidirectional power transfer: the BPT service (DC_BPT
     /// or AC_BPT) offered besides DC or AC when set. None by default.
@@ -672,8 +679,9 @@ pub struct EvccConfig {
     /// Unix time (s) at the machine's creation, for the -20 header
     /// TimeStamps and the validity of certificates (Plug & Charge).
     pub unix_time: u64,
-    /// ISO 15118-2 Plug & Charge: the EVCC selects `Contract` payment
-    /// (installing a contract first when it has none) when set.
+    /// Plug & Charge: -2, the EVCC selects `Contract` payment (installing
+    /// a contract first when it has none) when set; -20, it selects `PnC`
+    /// when it has a contract and the SECC offers PnC, else EIM.
     pub pnc: Option<EvPnc>,
     /// ISO 15118-20: the EVCC selects the BPT service (DC_BPT, AC_BPT)
     /// instead of DC or AC when set.
@@ -1068,10 +1076,12 @@ impl Secc {
     }
 
     /// The backend's verdict asked for by [`EvseRequest::AuthorizeContract`]
-    /// (ISO 15118-2 Plug & Charge).
+    /// (ISO 15118-2 and -20 Plug & Charge).
     pub fn handle_contract_status(&mut self, now: Instant, status: ContractStatus) {
-        if let SeccInner::Iso2(m) = &mut self.inner {
-            m.handle_contract_status(now, status)
+        match &mut self.inner {
+            SeccInner::Iso2(m) => m.handle_contract_status(now, status),
+            SeccInner::Iso20(m) => m.handle_contract_status(now, status),
+            SeccInner::Din(_) | SeccInner::Handshake(_) => {}
         }
     }
 

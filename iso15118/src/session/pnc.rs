@@ -1,6 +1,7 @@
-//! Plug & Charge (ISO 15118-2): what the SECC and the EVCC are given, what
-//! the SECC asks the backend, and the certificate provisioning service's
-//! side of CertificateInstallation and CertificateUpdate.
+//! Plug & Charge (ISO 15118-2, and -20's authorization by contract): what
+//! the SECC and the EVCC are given, what the SECC asks the backend, and the
+//! certificate provisioning service's side of CertificateInstallation and
+//! CertificateUpdate (-2).
 //!
 //! The machines do the protocol (chains, GenChallenge, signatures over
 //! EXI fragments, the contract key's decryption) with [`crate::pki`]; what
@@ -19,7 +20,8 @@ use crate::messages::iso2 as m;
 use crate::messages::xmldsig;
 use crate::pki::{self, Cert, KeyError, SigningKey, TrustStore};
 
-/// ISO 15118-2 Plug & Charge settings of an SECC ([`super::SeccConfig::pnc`]).
+/// Plug & Charge settings of an SECC ([`super::SeccConfig::pnc`]), both
+/// versions: -20's GenChallenge is AuthorizationSetupRes's.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct SeccPnc {
@@ -59,7 +61,8 @@ pub struct Contract {
     pub certificate: Vec<u8>,
     /// Its sub-CAs, DER, the leaf's issuer first.
     pub sub_cas: Vec<Vec<u8>>,
-    /// The private key (secp256r1 scalar, 32 bytes).
+    /// The private key: a secp256r1 scalar, 32 bytes (-2), or a secp521r1
+    /// one, 66 bytes (-20).
     pub key: Vec<u8>,
 }
 
@@ -93,7 +96,8 @@ impl Provisioning {
     }
 }
 
-/// ISO 15118-2 Plug & Charge settings of an EVCC ([`super::EvccConfig::pnc`]).
+/// Plug & Charge settings of an EVCC ([`super::EvccConfig::pnc`]). Over
+/// -20 only [`EvPnc::contract`] is used (no CertificateInstallation yet).
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct EvPnc {

@@ -61,7 +61,8 @@ pub(crate) struct Sim<P> {
     pub(crate) stop_after: Option<(u32, StopKind)>,
     /// Drops the SECC's answer when true.
     pub(crate) lose_answer: LoseAnswer,
-    /// Replaces an EVCC request (DIN/-2 payloads) on the wire when `Some`.
+    /// Replaces an EVCC request on the wire when `Some` (DIN/-2: its
+    /// payload; -20: its V2GTP frame).
     pub(crate) tamper: Tamper,
     /// Called after every delivery, to inject faults.
     pub(crate) hook: Hook,
@@ -190,7 +191,11 @@ impl<P: Plant> Sim<P> {
                         self.secc.handle_message(now, &b);
                     }
                     Effect::TransmitAs(pt, b) => {
-                        self.to_secc.push(frame(pt, &b));
+                        // tampered as framed (-20), delivered as its payload
+                        let f = frame(pt, &b);
+                        let f = (self.tamper)(&f).unwrap_or(f);
+                        let (pt, b) = unframe(&f).expect("a tamper keeps the V2GTP frame");
+                        self.to_secc.push(f);
                         self.sent_at.push(now);
                         self.secc.handle_packet(now, pt, &b);
                     }
