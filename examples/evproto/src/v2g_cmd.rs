@@ -8,7 +8,7 @@ use evproto_iso15118::app_protocol::{self, Message};
 use evproto_iso15118::lenient::{Policy, Warning};
 use std::net::{SocketAddr, SocketAddrV6};
 
-use evproto_iso15118::pki::demo::DemoPki;
+use evproto_iso15118::pki::demo::{Curve, DemoContract, DemoPki};
 use evproto_iso15118::pki::{Cert, SigningKey, TrustStore};
 use evproto_iso15118::sdp::Security;
 use evproto_iso15118::session::{
@@ -470,10 +470,11 @@ pub(crate) struct EvseArgs {
     /// Exit after this many sessions (default: serve until stopped).
     #[arg(long, value_name = "N")]
     sessions: Option<u64>,
-    /// Offer ISO 15118-2 Plug & Charge with the PKI in DIR (`evproto v2g
-    /// pki DIR`): contracts are checked against its MO root; a car without
-    /// a contract gets DIR's contract through CertificateInstallation
-    /// (signed by the CPS leaf). Offered over TLS (--tls) only, unless
+    /// Offer Plug & Charge with the PKI in DIR (`evproto v2g pki DIR`):
+    /// contracts are checked against its MO roots (-2's and -20's); over
+    /// ISO 15118-2 a car without a contract gets DIR's contract through
+    /// CertificateInstallation (signed by the CPS leaf); over -20, the
+    /// authorization by contract. Offered over TLS (--tls) only, unless
     /// --allow-pnc-without-tls.
     #[arg(long, value_name = "DIR")]
     pnc: Option<std::path::PathBuf>,
@@ -537,11 +538,17 @@ pub(crate) struct EvArgs {
     /// External identification means (the default).
     #[arg(long, conflicts_with = "pnc")]
     eim: bool,
-    /// ISO 15118-2 Plug & Charge with the contract of DIR (`evproto v2g
-    /// pki DIR`: contract_leaf, mo_sub_ca2, mo_sub_ca1, v2g_root). Needs
-    /// --tls (or --allow-pnc-without-tls).
+    /// Plug & Charge with the contract of DIR (`evproto v2g pki DIR`):
+    /// over ISO 15118-2, contract_leaf, mo_sub_ca2, mo_sub_ca1, v2g_root;
+    /// over -20, iso20_contract_leaf and its iso20_ sub-CAs (secp521r1).
+    /// Needs --tls (or --allow-pnc-without-tls).
     #[arg(long, value_name = "DIR")]
     pnc: Option<std::path::PathBuf>,
+    /// With --pnc over ISO 15118-20: present the -2 contract (secp256r1,
+    /// signed with SHA-256) instead of the -20 one. Josev's SECC verifies
+    /// SHA-256 signatures only.
+    #[arg(long, requires = "pnc")]
+    iso2_contract: bool,
     /// With --pnc: start without a contract and install DIR's through
     /// CertificateInstallation with the OEM provisioning certificate.
     #[arg(long, requires = "pnc")]
@@ -581,7 +588,8 @@ pub(crate) struct EvArgs {
     current_demand_timeout_ms: u64,
     /// Print the summary as one JSON line (the last line of stdout):
     /// `protocol`, `session_id`, `energy_wh`, `discharged_wh`, `messages`,
-    /// `result`.
+    /// `tls`, `emaid` (Plug & Charge: the contract's), `contract` (one
+    /// installed or renewed), `result`.
     #[arg(long)]
     json: bool,
 }
@@ -681,6 +689,22 @@ const PKI_FILES: &[(&str, &str)] = &[
         "oem_leaf",
         "OEM provisioning certificate (digitalSignature, keyAgreement), issued by OEM sub-CA 2",
     ),
+    (
+        "iso20_mo_root",
+        "ISO 15118-20 MO root CA (secp521r1, ecdsa-with-SHA512; self-signed)",
+    ),
+    (
+        "iso20_mo_sub_ca1",
+        "-20 MO sub-CA 1, issued by the -20 MO root",
+    ),
+    (
+        "iso20_mo_sub_ca2",
+        "-20 MO sub-CA 2, issued by -20 MO sub-CA 1",
+    ),
+    (
+        "iso20_contract_leaf",
+        "-20 contract certificate (secp521r1), CN = the eMAID, issued by -20 MO sub-CA 2",
+    ),
 ];
 
 fn pem(label: &str, der: &[u8]) -> String {
@@ -708,19 +732,31 @@ pub(crate) fn run_pki(args: PkiArgs) -> Result<(), String> {
         .seed
         .map(String::into_bytes)
         .unwrap_or_else(|| random_vec(32));
-    let pki = DemoPki::generate(&seed, &args.emaid, now - 86_400, now + args.days * 86_400)
+    let (not_before, not_after) = (now - 86_400, now + args.days * 86_400);
+    let pki =
+        DemoPki::generate(&seed, &args.emaid, not_before, not_after).map_err(|e| e.to_string())?;
+    let iso20 = DemoContract::generate(&seed, &args.emaid, Curve::P521, not_before, not_after)
         .map_err(|e| e.to_string())?;
+    let mut all = pki.all();
+    all.extend([
+        ("iso20_mo_root", &iso20.mo_root),
+        ("iso20_mo_sub_ca1", &iso20.mo_sub_ca1),
+        ("iso20_mo_sub_ca2", &iso20.mo_sub_ca2),
+        ("iso20_contract_leaf", &iso20.contract),
+    ]);
     std::fs::create_dir_all(&args.dir).map_err(|e| format!("{}: {e}", args.dir.display()))?;
     let write = |name: String, bytes: &[u8]| {
         let path = args.dir.join(name);
         std::fs::write(&path, bytes).map_err(|e| format!("{}: {e}", path.display()))
     };
     let mut readme = String::from(
-        "Test PKI for ISO 15118-2 Plug & Charge, made by `evproto v2g pki` (secp256r1,\n\
-         ecdsa-with-SHA256). Test keys: no secrets. Each certificate NAME is NAME.der and\n\
-         NAME.pem, its private key NAME.key.der and NAME.key.pem (PKCS#8, unencrypted).\n\n",
+        "Test PKI for Plug & Charge, made by `evproto v2g pki`: ISO 15118-2's hierarchies\n\
+         (secp256r1, ecdsa-with-SHA256) and an ISO 15118-20 MO hierarchy and contract\n\
+         (iso20_*: secp521r1, ecdsa-with-SHA512). Test keys: no secrets. Each certificate\n\
+         NAME is NAME.der and NAME.pem, its private key NAME.key.der and NAME.key.pem\n\
+         (PKCS#8, unencrypted).\n\n",
     );
-    for (name, issued) in pki.all() {
+    for (name, issued) in &all {
         let der = issued.cert.der();
         let key = issued.key.to_pkcs8_der().map_err(|e| e.to_string())?;
         write(format!("{name}.der"), der)?;
@@ -732,10 +768,10 @@ pub(crate) fn run_pki(args: PkiArgs) -> Result<(), String> {
         )?;
         let what = PKI_FILES
             .iter()
-            .find(|(n, _)| *n == name)
+            .find(|(n, _)| n == name)
             .map_or("", |(_, w)| *w);
         readme.push_str(&format!(
-            "{name:<14} {what}\n               subject {}\n",
+            "{name:<19} {what}\n                    subject {}\n",
             issued.cert.subject()
         ));
     }
@@ -751,12 +787,13 @@ pub(crate) fn run_pki(args: PkiArgs) -> Result<(), String> {
         "\nemaid.txt      the contract's eMAID ({})\n\n\
          evproto v2g evse --listen ADDR --tls DIR --pnc DIR   (prints the TLS port: `tls on ADDR`)\n\
          evproto v2g ev --connect TLS_ADDR --tls DIR --protocol iso2-dc --pnc DIR [--install-contract]\n\
+         evproto v2g ev --connect TLS_ADDR --tls DIR --protocol iso20-dc --pnc DIR   (the iso20_ contract)\n\
          evproto v2g ev --connect TLS_ADDR --tls DIR --protocol iso20-dc\n",
         pki.emaid
     ));
     write("README.txt".into(), readme.as_bytes())?;
     println!("{}", args.dir.display());
-    for (name, _) in pki.all() {
+    for (name, _) in &all {
         println!("  {name}.der .pem .key.der .key.pem");
     }
     println!("  emaid.txt README.txt iso15118_2/ (Josev's layout)");
@@ -857,20 +894,30 @@ fn read_key(dir: &std::path::Path, name: &str) -> Result<SigningKey, String> {
     SigningKey::from_der(&der).map_err(|e| format!("{}: {e}", path.display()))
 }
 
-/// The contract of a PKI directory.
+/// The ISO 15118-2 contract of a PKI directory (secp256r1).
 fn read_contract(dir: &std::path::Path) -> Result<Contract, String> {
-    let leaf = read_pki(dir, "contract_leaf")?;
+    read_contract_as(dir, "")
+}
+
+/// The contract of a PKI directory whose files start with `prefix`
+/// (`iso20_`: the ISO 15118-20 one, secp521r1).
+fn read_contract_as(dir: &std::path::Path, prefix: &str) -> Result<Contract, String> {
+    let leaf = read_pki(dir, &format!("{prefix}contract_leaf"))?;
     let emaid = leaf
         .common_name()
-        .ok_or("contract_leaf.der has no CN (the eMAID)")?;
+        .ok_or_else(|| format!("{prefix}contract_leaf.der has no CN (the eMAID)"))?;
     Ok(Contract::new(
         emaid,
         leaf.der().to_vec(),
         vec![
-            read_pki(dir, "mo_sub_ca2")?.der().to_vec(),
-            read_pki(dir, "mo_sub_ca1")?.der().to_vec(),
+            read_pki(dir, &format!("{prefix}mo_sub_ca2"))?
+                .der()
+                .to_vec(),
+            read_pki(dir, &format!("{prefix}mo_sub_ca1"))?
+                .der()
+                .to_vec(),
         ],
-        read_key(dir, "contract_leaf")?.to_bytes(),
+        read_key(dir, &format!("{prefix}contract_leaf"))?.to_bytes(),
     ))
 }
 
@@ -977,6 +1024,7 @@ impl SeccService for Charger {
             "discharged_wh": (report.discharged_wh * 1000.0).round() / 1000.0,
             "messages": report.messages(),
             "tls": report.tls.as_ref().map(tls_name),
+            "emaid": report.emaid,
             "result": result_json(&report),
         });
         println!("{line}");
@@ -1072,8 +1120,13 @@ pub(crate) fn run_evse(args: EvseArgs) -> Result<(), String> {
         if !args.allow_pnc_without_tls && args.tls.is_none() {
             return Err(format!("--pnc: {PNC_TLS}"));
         }
-        let mo_root = read_pki(dir, "mo_root")?;
-        pnc = Some(SeccPnc::new(TrustStore::new(vec![mo_root]), [0; 16]));
+        // contracts of either version: -2's MO root and, in a PKI that has
+        // it, -20's (a -2 contract over -20 is taken too: Josev sends one)
+        let mut mo_roots = vec![read_pki(dir, "mo_root")?];
+        if dir.join("iso20_mo_root.der").exists() {
+            mo_roots.push(read_pki(dir, "iso20_mo_root")?);
+        }
+        pnc = Some(SeccPnc::new(TrustStore::new(mo_roots), [0; 16]));
         provisioning = Some(ContractProvisioning {
             cps_key: read_key(dir, "cps_leaf")?,
             cps_certificate: read_pki(dir, "cps_leaf")?.der().to_vec(),
@@ -1221,13 +1274,23 @@ pub(crate) fn run_ev(args: EvArgs) -> Result<bool, String> {
         if !args.allow_pnc_without_tls && tls.is_none() {
             return Err(format!("--pnc: {PNC_TLS}"));
         }
-        if !matches!(name, ProtocolName::Iso2Ac | ProtocolName::Iso2Dc) {
-            return Err("--pnc: Plug & Charge is done for iso2-ac and iso2-dc".into());
+        let iso2 = matches!(name, ProtocolName::Iso2Ac | ProtocolName::Iso2Dc);
+        if !iso2 && !name.is_iso20() {
+            return Err("--pnc: Plug & Charge is ISO 15118-2 or -20 (not DIN)".into());
+        }
+        if !iso2 && (args.install_contract || args.renew_contract_within_days.is_some()) {
+            return Err(
+                "--install-contract, --renew-contract-within-days: ISO 15118-2 only \
+                 (-20 CertificateInstallation is not done yet)"
+                    .into(),
+            );
         }
         let contract = if args.install_contract {
             None
-        } else {
+        } else if iso2 || args.iso2_contract {
             Some(read_contract(dir)?)
+        } else {
+            Some(read_contract_as(dir, "iso20_")?)
         };
         let provisioning = Provisioning::new(
             read_pki(dir, "oem_leaf")?.der().to_vec(),
@@ -1308,6 +1371,7 @@ pub(crate) fn run_ev(args: EvArgs) -> Result<bool, String> {
                 "discharged_wh": (report.discharged_wh * 1000.0).round() / 1000.0,
                 "messages": report.messages(),
                 "tls": tls.as_ref().map(tls_name),
+                "emaid": report.emaid,
                 "contract": report.contract.as_ref().map(|(c, change)| json!({
                     "emaid": c.emaid,
                     "change": match change {
@@ -1327,6 +1391,7 @@ pub(crate) fn run_ev(args: EvArgs) -> Result<bool, String> {
                 "discharged_wh": 0.0,
                 "messages": 0,
                 "tls": null,
+                "emaid": null,
                 "contract": null,
                 "result": {"error": stage, "response_code": null, "detail": e.to_string()},
             }),
@@ -1405,6 +1470,32 @@ mod tests {
             &Cert::from_der(&c.certificate).unwrap(),
         )
         .unwrap();
+        // the -20 contract: secp521r1 under the -20 MO root, the same eMAID
+        let c20 = read_contract_as(&dir, "iso20_").unwrap();
+        assert_eq!(c20.emaid, "DEEVPC000000042");
+        assert_eq!(c20.key.len(), 66);
+        let roots20 = TrustStore::new(vec![read_pki(&dir, "iso20_mo_root").unwrap()]);
+        let chain20 = evproto_iso15118::pki::verify_chain(
+            &c20.certificate,
+            &c20.sub_cas,
+            &roots20,
+            now,
+            evproto_iso15118::pki::LeafUsage::Signature,
+        )
+        .unwrap();
+        assert!(matches!(
+            chain20.leaf.public_key().unwrap(),
+            evproto_iso15118::pki::VerifyingKey::P521(_)
+        ));
+        // each contract under its own root only
+        assert!(evproto_iso15118::pki::verify_chain(
+            &c20.certificate,
+            &c20.sub_cas,
+            &roots,
+            now,
+            evproto_iso15118::pki::LeafUsage::Signature,
+        )
+        .is_err());
         assert!(read_pki(&dir, "no_such").is_err());
         assert!(run_pki(PkiArgs {
             dir: dir.clone(),

@@ -38,6 +38,13 @@ impl Evse {
         }
     }
 
+    /// The EVSE's next stdout line.
+    fn next_line(&mut self) -> String {
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).unwrap();
+        line
+    }
+
     /// The EVSE's JSON line for the next session ended.
     fn next_session(&mut self) -> Value {
         let mut line = String::new();
@@ -284,4 +291,92 @@ fn unsupported_protocols_and_unreachable_chargers_are_clear_errors() {
     assert_eq!(out.status.code(), Some(1));
     let s = summary(&out);
     assert_eq!(s["result"]["error"], "connect", "{s}");
+}
+
+/// Plug & Charge over TLS with a PKI of `evproto v2g pki`: a car paying by
+/// its -2 contract (iso2-dc), one authorizing by its -20 contract
+/// (secp521r1) and one presenting its -2 contract over -20
+/// (`--iso2-contract`, as Josev's EVCC does); both summaries name the
+/// contract's eMAID. A car without --pnc at the same charger uses EIM.
+#[test]
+fn a_car_authorizes_by_contract_over_iso2_and_iso20_with_tls() {
+    let dir = std::env::temp_dir().join(format!("evproto-v2g-pnc-{}", std::process::id()));
+    let pki = dir.to_str().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_evproto"))
+        .args(["v2g", "pki", pki, "--seed", "v2g session test"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut evse = Evse::start(&["--tls", pki, "--pnc", pki]);
+    let tls_addr = loop {
+        // `tls on ADDR` follows the plain listener's line
+        let e = evse.next_line();
+        assert!(!e.is_empty(), "the EVSE ended before its TLS port");
+        if let Some(a) = e.trim().strip_prefix("tls on ") {
+            break a.to_string();
+        }
+    };
+    for (protocol, extra, emaid) in [
+        ("iso2-dc", &["--pnc", pki][..], Some("DEEVPC000000001")),
+        ("iso20-dc", &["--pnc", pki][..], Some("DEEVPC000000001")),
+        (
+            "iso20-ac",
+            &["--pnc", pki, "--iso2-contract"][..],
+            Some("DEEVPC000000001"),
+        ),
+        ("iso20-dc", &["--eim"][..], None),
+    ] {
+        let mut args = vec![
+            "--connect",
+            &tls_addr,
+            "--tls",
+            pki,
+            "--protocol",
+            protocol,
+            "--energy-kwh",
+            "0.002",
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        let out = ev(&args);
+        let s = summary(&out);
+        assert!(
+            out.status.success(),
+            "{protocol} {extra:?}: {s} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(s["result"], "ok", "{s}");
+        assert_eq!(s["emaid"].as_str(), emaid, "{s}");
+        let e = evse.next_session();
+        assert_eq!(e["result"], "ok", "{e}");
+        assert_eq!(e["protocol"], protocol, "{e}");
+        assert_eq!(e["emaid"].as_str(), emaid, "{e}");
+        let tls = if protocol.starts_with("iso20") {
+            "TLSv1.3"
+        } else {
+            "TLSv1.2"
+        };
+        assert_eq!(e["tls"], tls, "{e}");
+    }
+    // -20 has no CertificateInstallation here yet: a clear refusal
+    let out = ev(&[
+        "--connect",
+        &tls_addr,
+        "--tls",
+        pki,
+        "--protocol",
+        "iso20-dc",
+        "--pnc",
+        pki,
+        "--install-contract",
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("ISO 15118-2 only"), "{err}");
+    drop(evse);
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -544,6 +544,12 @@ impl Secc {
         self.contract_status = Some(status);
     }
 
+    /// Plug & Charge: the eMAID of the contract PaymentDetailsReq
+    /// presented and the SECC verified.
+    pub fn contract_emaid(&self) -> Option<&str> {
+        self.contract.as_ref().map(|(_, e)| e.as_str())
+    }
+
     pub(crate) fn handle_certificate_installation(
         &mut self,
         now: Instant,
@@ -1628,6 +1634,14 @@ impl Evcc {
             gen_challenge: None,
             receipt: None,
         }
+    }
+
+    /// The eMAID of the contract the session paid by (Plug & Charge
+    /// chosen and PaymentDetails sent).
+    pub fn contract_emaid(&self) -> Option<&str> {
+        self.pnc
+            .then(|| self.contract().map(|c| c.emaid.as_str()))
+            .flatten()
     }
 
     /// The contract the EVCC uses (the one installed in this session, or

@@ -801,7 +801,7 @@ pub struct Secc {
     auth_asked: bool,
     /// PnC: the contract of the first AuthorizationReq that verified (its
     /// leaf's key), and the backend's verdict on it.
-    contract: Option<VerifyingKey>,
+    contract: Option<(VerifyingKey, String)>,
     contract_status: Option<ContractStatus>,
     contract_asked: bool,
     schedules: Option<Vec<ScheduleTuple>>,
@@ -943,6 +943,12 @@ impl Secc {
         self.contract_status = Some(status);
     }
 
+    /// Plug & Charge: the eMAID (the contract certificate's CN) of the
+    /// contract whose chain and signature verified.
+    pub fn contract_emaid(&self) -> Option<&str> {
+        self.contract.as_ref().map(|(_, e)| e.as_str())
+    }
+
     pub(crate) fn handle_schedules(&mut self, _now: Instant, schedules: Vec<ScheduleTuple>) {
         self.schedules = Some(schedules);
     }
@@ -1039,11 +1045,12 @@ impl Secc {
             if !signed {
                 return self.fail_code(req, Code::FailedSignatureError);
             }
-            self.contract = Some(key);
+            let emaid = leaf.common_name().unwrap_or_default();
+            self.contract = Some((key, emaid.clone()));
             self.core.evse_once(
                 &mut self.contract_asked,
                 EvseRequest::AuthorizeContract {
-                    emaid: leaf.common_name().unwrap_or_default(),
+                    emaid,
                     certificate: chain.certificate.0.clone(),
                     sub_cas: subs,
                 },
@@ -2053,6 +2060,13 @@ impl Evcc {
         let signature =
             pki::sign(&key, &[(mode.id.as_str(), &fragment)]).map_err(|e| e.to_string())?;
         Ok((mode, signature))
+    }
+
+    /// Plug & Charge: the eMAID of the contract the car authorized with
+    /// (PnC selected).
+    pub fn contract_emaid(&self) -> Option<&str> {
+        self.pnc_auth.as_ref()?;
+        Some(self.config.pnc.as_ref()?.contract.as_ref()?.emaid.as_str())
     }
 
     pub(crate) fn set_ev(&mut self, ev: EvStatus) {

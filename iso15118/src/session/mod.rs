@@ -1163,6 +1163,16 @@ impl Secc {
         matches!(&self.inner, SeccInner::Iso20(m) if m.is_bpt())
     }
 
+    /// Plug & Charge: the eMAID of the contract the car presented and the
+    /// SECC verified (-2 and -20); `None` for EIM.
+    pub fn contract_emaid(&self) -> Option<&str> {
+        match &self.inner {
+            SeccInner::Iso2(m) => m.contract_emaid(),
+            SeccInner::Iso20(m) => m.contract_emaid(),
+            SeccInner::Din(_) | SeccInner::Handshake(_) => None,
+        }
+    }
+
     /// Why the session ended, once it has.
     pub fn ended(&self) -> Option<&EndReason> {
         self.core().ended.as_ref()
@@ -1452,6 +1462,16 @@ impl Evcc {
     /// -20 machine runs and [`EvccConfig::bpt`] is set).
     pub fn is_bpt(&self) -> bool {
         matches!(&self.inner, EvccInner::Iso20(m) if m.is_bpt())
+    }
+
+    /// Plug & Charge: the eMAID of the contract the car authorized with
+    /// (-2: paid by contract; -20: PnC selected); `None` for EIM.
+    pub fn contract_emaid(&self) -> Option<&str> {
+        match &self.inner {
+            EvccInner::Iso2(m) => m.contract_emaid(),
+            EvccInner::Iso20(m) => m.contract_emaid(),
+            _ => None,
+        }
     }
 
     /// The session id the SECC gave, once it has.

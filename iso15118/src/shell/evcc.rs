@@ -137,6 +137,7 @@ where
             };
             Some((m.installed_contract()?.clone(), change))
         }),
+        emaid: evcc.contract_emaid().map(str::to_owned),
         #[cfg(any(feature = "tls", feature = "tls-openssl"))]
         tls: None,
     };

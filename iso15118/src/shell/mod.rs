@@ -291,6 +291,7 @@ impl SessionReport {
             messages_received: 0,
             end: Err(end),
             contract: None,
+            emaid: None,
             #[cfg(any(feature = "tls", feature = "tls-openssl"))]
             tls: None,
         }
@@ -339,6 +340,10 @@ pub struct SessionReport {
     /// this session, and whether it renewed one (CertificateUpdate) rather
     /// than installing a first one (CertificateInstallation).
     pub contract: Option<(crate::session::Contract, ContractChange)>,
+    /// Plug & Charge: the eMAID of the contract that authorized the
+    /// session (-2 and -20; SECC: the one it verified, EVCC: the one it
+    /// signed with); `None` for EIM.
+    pub emaid: Option<String>,
     /// The TLS handshake the session ran over, when [`SeccServer`] did
     /// it ([`SeccServer::with_tls`]).
     #[cfg(any(feature = "tls", feature = "tls-openssl"))]

@@ -215,6 +215,7 @@ where
         messages_received: io.received,
         end,
         contract: None,
+        emaid: secc.contract_emaid().map(str::to_owned),
         #[cfg(any(feature = "tls", feature = "tls-openssl"))]
         tls: None,
     };
