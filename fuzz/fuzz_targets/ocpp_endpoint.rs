@@ -1,12 +1,24 @@
 #![no_main]
-use libfuzzer_sys::fuzz_target;
 use evproto_ocpp_proto::{Config, Endpoint, ProtocolVersion, Role};
+use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&pick, rest)) = data.split_first() else { return };
-    let Ok(text) = std::str::from_utf8(rest) else { return };
-    let version = [ProtocolVersion::V16, ProtocolVersion::V201, ProtocolVersion::V21][usize::from(pick % 3)];
-    let role = if pick & 4 == 0 { Role::Csms } else { Role::ChargingStation };
+    let Some((&pick, rest)) = data.split_first() else {
+        return;
+    };
+    let Ok(text) = std::str::from_utf8(rest) else {
+        return;
+    };
+    let version = [
+        ProtocolVersion::V16,
+        ProtocolVersion::V201,
+        ProtocolVersion::V21,
+    ][usize::from(pick % 3)];
+    let role = if pick & 4 == 0 {
+        Role::Csms
+    } else {
+        Role::ChargingStation
+    };
     let mut ep = Endpoint::new(role, version, Config::default().with_max_message_size(4096));
     let now = std::time::Instant::now();
     let _ = ep.send_call(now, "Heartbeat", "{}".into());

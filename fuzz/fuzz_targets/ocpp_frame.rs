@@ -1,9 +1,11 @@
 #![no_main]
-use libfuzzer_sys::fuzz_target;
 use evproto_ocpp_types::rpc::{Frame, MAX_MESSAGE_ID_LEN};
+use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
     if let Ok(f) = Frame::parse(text) {
         assert!(f.id().chars().count() <= MAX_MESSAGE_ID_LEN);
     }

@@ -2,26 +2,47 @@
 //! Arbitrary message sequences into the ISO 15118-20 SECC and EVCC (after
 //! a valid handshake): never a panic, nothing after the end, at most one
 //! answer per request. The first input byte picks DC or AC, the control
-//! mode, and whether the SECC offers and the EV selects the bidirectional
-//! service (BPT: bits 0x04 and 0x08); the rest is messages split at 0xff
-//! bytes, each followed by 10 ms.
+//! mode, whether the SECC offers and the EV selects the bidirectional
+//! service (BPT: bits 0x04 and 0x08), and whether the SECC offers Plug &
+//! Charge (0x10) and the EV has a contract to sign with (0x20; a fixed
+//! secp521r1 demo contract the SECC trusts, the backend accepting it); the
+//! rest is messages split at 0xff bytes, each followed by 10 ms.
 //! A message whose first byte has its top bit set is a valid -20 request
 //! (`Request::ALL[b % 16]`, the session's id when bit 0x40 is set, DC or
 //! AC schema by bit 0x20, scheduled or dynamic by bit 0x10) sent to the
 //! SECC, whose answers go on to the EVCC; otherwise its first byte picks
 //! the V2GTP payload type (0x8001 to 0x8004) and the rest is fed to both
 //! machines as is.
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use evproto_iso15118::pki::demo::{Curve, DemoContract};
+use evproto_iso15118::pki::TrustStore;
 use evproto_iso15118::session::iso20::{self, Request};
 use evproto_iso15118::session::{
-    Authorization, ControlMode, Effect, EvBpt, Evcc, EvccConfig, EvseRequest, Protocol, Secc,
-    SeccBpt, SeccConfig,
+    Authorization, Contract, ContractStatus, ControlMode, Effect, EvBpt, EvPnc, Evcc, EvccConfig,
+    EvseRequest, Protocol, Secc, SeccBpt, SeccConfig, SeccPnc,
 };
 use evproto_iso15118::v2gtp::PayloadType;
 use libfuzzer_sys::fuzz_target;
 
 const ID: [u8; 8] = [1, 2, 3, 4, 5, 6, 7, 8];
+/// 2026-05-28, inside the demo contract's validity.
+const NOW: u64 = 1_780_000_000;
+
+fn contract() -> &'static DemoContract {
+    static C: OnceLock<DemoContract> = OnceLock::new();
+    C.get_or_init(|| {
+        DemoContract::generate(
+            b"fuzz",
+            "DEFUZ0000000001",
+            Curve::P521,
+            1_690_000_000,
+            1_900_000_000,
+        )
+        .expect("demo contract")
+    })
+}
 
 fuzz_target!(|data: &[u8]| {
     let Some((&pick, data)) = data.split_first() else {
@@ -39,7 +60,18 @@ fuzz_target!(|data: &[u8]| {
         EvccConfig::iso20_ac(vec![1; 6])
     }
     .with_control_mode(mode)
-    .with_bpt((pick & 4 != 0).then(|| EvBpt::new(7_000.0, 20.0, 1.0)));
+    .with_unix_time(NOW)
+    .with_bpt((pick & 4 != 0).then(|| EvBpt::new(7_000.0, 20.0, 1.0)))
+    .with_pnc((pick & 0x20 != 0).then(|| {
+        let c = contract();
+        let contract = Contract::new(
+            c.emaid.clone(),
+            c.contract.cert.der().to_vec(),
+            c.sub_cas(),
+            c.contract.key_bytes(),
+        );
+        EvPnc::new(Some(contract), None, TrustStore::new(vec![]))
+    }));
     let now = Instant::now();
     let mut evcc = Evcc::new(config, now);
     let Some(Effect::Transmit(sap_req)) = evcc.poll_effect() else {
@@ -48,7 +80,14 @@ fuzz_target!(|data: &[u8]| {
     let mut secc = Secc::new(
         SeccConfig::new(ID.to_vec())
             .with_protocols(vec![Protocol::Iso20Dc, Protocol::Iso20Ac])
-            .with_bpt((pick & 8 != 0).then(|| SeccBpt::new(10_000.0, 25.0))),
+            .with_unix_time(NOW)
+            .with_bpt((pick & 8 != 0).then(|| SeccBpt::new(10_000.0, 25.0)))
+            .with_pnc((pick & 0x10 != 0).then(|| {
+                SeccPnc::new(
+                    TrustStore::new(vec![contract().mo_root.cert.clone()]),
+                    [7; 16],
+                )
+            })),
         now,
     );
     secc.handle_message(now, &sap_req);
@@ -114,6 +153,9 @@ fn drain_secc(secc: &mut Secc, evcc: &mut Evcc, t: Instant, ended: &mut bool) ->
                 secc.handle_authorization(t, Authorization::Accepted)
             }
             Effect::Evse(EvseRequest::Schedules { .. }) => secc.handle_schedules(t, vec![]),
+            Effect::Evse(EvseRequest::AuthorizeContract { .. }) => {
+                secc.handle_contract_status(t, ContractStatus::Accepted)
+            }
             _ => {}
         }
     }

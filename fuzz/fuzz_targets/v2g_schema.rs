@@ -9,25 +9,46 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&pick, rest)) = data.split_first() else { return };
+    let Some((&pick, rest)) = data.split_first() else {
+        return;
+    };
     let sets = evproto_iso15118::schema::SETS;
     let fragment = pick & 0x80 != 0;
     let k = usize::from(pick & 0x7f) % (sets.len() + 1);
-    let name = if k == sets.len() { evproto_iso15118::schema::XMLDSIG.0 } else { sets[k].0 };
-    let Ok(set) = evproto_iso15118::schema::by_name(name) else { return };
+    let name = if k == sets.len() {
+        evproto_iso15118::schema::XMLDSIG.0
+    } else {
+        sets[k].0
+    };
+    let Ok(set) = evproto_iso15118::schema::by_name(name) else {
+        return;
+    };
     if fragment || k == sets.len() {
         if let Ok(frag) = set.decode_fragment(rest) {
             match set.encode_fragment(&frag) {
-                Ok(bytes) => assert_eq!(set.decode_fragment(&bytes).expect("re-encoded fragment decodes"), frag),
-                Err(e) => assert!(matches!(e, evproto_iso15118::exi::ExiError::Value { .. }), "{e}"),
+                Ok(bytes) => assert_eq!(
+                    set.decode_fragment(&bytes)
+                        .expect("re-encoded fragment decodes"),
+                    frag
+                ),
+                Err(e) => assert!(
+                    matches!(e, evproto_iso15118::exi::ExiError::Value { .. }),
+                    "{e}"
+                ),
             }
         }
     } else {
         let strict = set.decode(rest);
         if let Ok(doc) = &strict {
             match set.encode(doc) {
-                Ok(bytes) => assert_eq!(&set.decode(&bytes).expect("re-encoded document decodes"), doc),
-                Err(e) => assert!(matches!(e, evproto_iso15118::exi::ExiError::Value { .. }), "{e}"),
+                Ok(bytes) => assert_eq!(
+                    &set.decode(&bytes).expect("re-encoded document decodes"),
+                    doc
+                ),
+                Err(e) => assert!(
+                    matches!(e, evproto_iso15118::exi::ExiError::Value { .. }),
+                    "{e}"
+                ),
             }
         }
         // lenient reads everything strict reads, the same, without a warning
@@ -35,7 +56,9 @@ fuzz_target!(|data: &[u8]| {
         match (strict, lenient) {
             (Ok(doc), Ok((again, warnings))) => assert_eq!((doc, warnings), (again, vec![])),
             (Ok(_), Err(e)) => panic!("lenient refuses what strict reads: {e}"),
-            (Err(_), Ok((_, warnings))) => assert!(!warnings.is_empty(), "accepted without a warning"),
+            (Err(_), Ok((_, warnings))) => {
+                assert!(!warnings.is_empty(), "accepted without a warning")
+            }
             (Err(_), Err(_)) => {}
         }
     }

@@ -47,26 +47,33 @@ fuzz_target!(|data: &[u8]| {
         );
         let roots = TrustStore::new(vec![p.v2g_root.cert.clone()]);
         (
-            config.with_unix_time(1_780_000_000).with_pnc(Some(EvPnc::new(
-                Some(contract),
-                Some(prov),
-                roots,
-            ))),
-            SeccConfig::new(vec![1, 2, 3, 4]).with_unix_time(1_780_000_000).with_pnc(Some(
-                SeccPnc::new(TrustStore::new(vec![p.mo_root.cert.clone()]), [7; 16]),
-            )),
+            config
+                .with_unix_time(1_780_000_000)
+                .with_pnc(Some(EvPnc::new(Some(contract), Some(prov), roots))),
+            SeccConfig::new(vec![1, 2, 3, 4])
+                .with_unix_time(1_780_000_000)
+                .with_pnc(Some(SeccPnc::new(
+                    TrustStore::new(vec![p.mo_root.cert.clone()]),
+                    [7; 16],
+                ))),
         )
     } else {
         (config, SeccConfig::new(vec![1, 2, 3, 4]))
     };
     let now = Instant::now();
     let mut evcc = Evcc::new(config.clone(), now);
-    let Some(Effect::Transmit(sap_req)) = evcc.poll_effect() else { unreachable!() };
+    let Some(Effect::Transmit(sap_req)) = evcc.poll_effect() else {
+        unreachable!()
+    };
     let mut secc = Secc::new(secc_config, now);
     secc.handle_message(now, &sap_req);
     assert_eq!(
         secc.protocol(),
-        Some(if pick % 3 == 0 { Protocol::Din } else { Protocol::Iso2 })
+        Some(if pick % 3 == 0 {
+            Protocol::Din
+        } else {
+            Protocol::Iso2
+        })
     );
     let mut sap_res = Vec::new();
     app_protocol::encode(

@@ -25,7 +25,9 @@
 //!   services (DC_BPT, AC_BPT), scheduled and dynamic; ISO 15118-2 Plug &
 //!   Charge (contract
 //!   payment, CertificateInstallation, signed Authorization and
-//!   MeteringReceipt, [`session::pnc`]);
+//!   MeteringReceipt, [`session::pnc`]); ISO 15118-20 Plug & Charge's
+//!   authorization by contract (`PnC_AReqAuthorizationMode` signed on
+//!   secp521r1 with SHA-512);
 //! - `pki` (feature `messages`): Plug & Charge cryptography — XML
 //!   signatures over EXI fragments (secp256r1/SHA-256, secp521r1/SHA-512),
 //!   X.509 chain validation against V2G/MO/OEM roots at a given time, the
@@ -47,8 +49,8 @@
 //!
 //! # What this crate does not do (yet)
 //!
-//! Plug & Charge for ISO 15118-20 (its curves' signatures are in `pki`,
-//! not its message flow), Ed448, the -20 contract key encryption, VAS and
+//! ISO 15118-20 CertificateInstallation (and with it the -20 contract key
+//! encryption), Ed448 (-20 PnC runs on secp521r1), VAS and
 //! renegotiation in -20, decoding relaxed fragments (`eMAID` is encoded);
 //! the static-ECDH TLS suite of -2 (OpenSSL dropped it).
 //! Outside the `tokio` feature's `shell` there are no sockets: everything

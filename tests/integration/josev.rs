@@ -15,6 +15,8 @@
 //!   it offers both services). Not discharging: its simulated EVSE answers
 //!   a present current of 1 A whatever it is asked (quirk 2), so a car
 //!   giving energy back never sees it flow.
+//! - ISO 15118-20 DC Plug & Charge (the authorization by contract) over
+//!   TLS 1.3, both ways (quirk 10).
 //! - ISO 15118-2 DC Plug & Charge over TLS 1.2, both ways, with a PKI of
 //!   `evproto v2g pki` that Josev reads in its own layout (`PKI_PATH`):
 //!   Josev's EVCC by its contract and installing one against `evse --tls
@@ -77,6 +79,17 @@
 //!    (`iso15118/tests/session_iso20.rs`
 //!    `bpt_scheduled_the_car_gives_back_what_it_set_out_to_then_stops`);
 //!    checked in `josev_evcc_charges_from_our_evse_over_iso20_dc_and_tls13`.
+//! 10. Its -20 Plug & Charge uses its ISO 15118-2 contract (its
+//!     `iso15118_2/` PKI: secp256r1) and signs and verifies
+//!     `PnC_AReqAuthorizationMode` with SHA-256 only, where -20 has
+//!     secp521r1 and SHA-512 (its SECC splits the signature into two
+//!     32-byte halves). Our SECC trusts both MO roots of `evproto v2g pki`
+//!     and verifies by the key's curve, so its EVCC's contract is taken
+//!     (`josev_evcc_authorizes_by_contract_at_our_evse_over_iso20_and_tls13`);
+//!     our EV presents the -2 contract to its SECC with `--iso2-contract`
+//!     (`our_ev_authorizes_by_contract_at_josev_secc_over_iso20_and_tls13`;
+//!     `iso15118/tests/session_iso20.rs`
+//!     `a_secp256r1_contract_is_taken_as_well_signed_with_sha256`).
 
 use std::fs;
 use std::io::{BufRead, BufReader};
@@ -887,6 +900,53 @@ fn josev_evcc_charges_from_our_evse_over_iso20_dc_and_tls13() {
     }
 }
 
+/// Josev's EVCC over ISO 15118-20 DC with Plug & Charge (TLS 1.3) against
+/// `evproto v2g evse --tls DIR --pnc DIR`: our SECC offers PnC with its
+/// GenChallenge, Josev's EVCC selects it and signs
+/// `PnC_AReqAuthorizationMode` with its contract (quirk 10: the -2 one,
+/// secp256r1 and SHA-256, where -20 has secp521r1 and SHA-512; our SECC
+/// trusts both MO roots and takes it), our SECC verifies the chain and the
+/// signature and reports the contract's eMAID.
+#[test]
+fn josev_evcc_authorizes_by_contract_at_our_evse_over_iso20_and_tls13() {
+    if !is_root() {
+        return;
+    }
+    let link = Link::new();
+    let scratch = Scratch::new("evcc-iso20-pnc");
+    let pki = scratch.0.join("pki");
+    make_pki(&pki, "josev iso20 pnc");
+    let pki_s = pki.to_str().unwrap();
+    let evse = Evse::start_with(&link, 0, &["--tls", pki_s, "--pnc", pki_s]);
+    let config = serde_json::json!({
+        "supportedProtocols": ["ISO_15118_20_DC"], "supportedEnergyServices": ["DC"],
+        "energyTransferMode": "DC_extended", "isCertInstallNeeded": false,
+        "useTls": true, "chargeLoopCycle": 3,
+    });
+    let env = [("PKI_PATH", pki_s), ("ENABLE_TLS_1_3", "true")];
+    let (status, josev_log) = josev_evcc(&link, &scratch.0, "iso20-pnc", &config, &env);
+    let ours = evse.next_session();
+    assert!(status.success(), "{status}\n{}", tail(&josev_log));
+    assert_eq!(ours["result"], "ok", "{ours}\n{}", tail(&josev_log));
+    assert_eq!(ours["protocol"], "iso20-dc", "{ours}");
+    assert_eq!(ours["tls"], "TLSv1.3", "{ours}");
+    // authorized by the contract our SECC verified, not by EIM
+    assert_eq!(ours["emaid"], "DEEVPC000000001", "{ours}");
+    assert!(ours["energy_wh"].as_f64().unwrap() > 0.0, "{ours}");
+    for line in [
+        "AuthorizationSetupRes",
+        "AuthorizationRes",
+        "SessionStopRes",
+    ] {
+        assert!(josev_log.contains(line), "no {line}\n{}", tail(&josev_log));
+    }
+    assert!(
+        !josev_log.lines().any(|l| l.starts_with("ERROR")),
+        "{}",
+        tail(&josev_log)
+    );
+}
+
 /// Josev's SECC in namespace 0 with a PKI of `evproto v2g pki` (in its
 /// layout, `PKI_PATH`) and `env`, started (its UDP server up).
 struct JosevSecc {
@@ -1035,4 +1095,65 @@ fn our_ev_charges_from_josev_secc_over_iso20_dc_and_tls13() {
             tail(&josev_log)
         );
     }
+}
+
+/// `evproto v2g ev --pnc DIR --iso2-contract` over ISO 15118-20 DC with TLS
+/// 1.3 against Josev's SECC with Plug & Charge (`AUTH_MODES=PnC`): it
+/// offers PnC with a GenChallenge, our EV signs `PnC_AReqAuthorizationMode`
+/// with the -2 contract (quirk 10: Josev's SECC verifies secp256r1 and
+/// SHA-256 only, so `--iso2-contract`), Josev verifies the signature,
+/// authorizes and the session ends in SessionStop.
+#[test]
+fn our_ev_authorizes_by_contract_at_josev_secc_over_iso20_and_tls13() {
+    if !is_root() {
+        return;
+    }
+    let link = Link::new();
+    let scratch = Scratch::new("secc-iso20-pnc");
+    let secc = JosevSecc::start(
+        &link,
+        &scratch,
+        &[
+            ("PROTOCOLS", "ISO_15118_20_DC"),
+            ("AUTH_MODES", "PnC"),
+            ("ENABLE_TLS_1_3", "true"),
+        ],
+    );
+    let (pki_s, log) = (secc.pki.as_str(), &secc.log);
+    let run = our_ev_at_josev(
+        &link,
+        &scratch.0,
+        &[
+            "--protocol",
+            "iso20-dc",
+            "--tls",
+            pki_s,
+            "--pnc",
+            pki_s,
+            "--iso2-contract",
+            "--energy-kwh",
+            "0.0000005",
+        ],
+    );
+    let s = &run.summary;
+    let josev_log = wait_in_log(log, "Session ended in", 1);
+    assert!(run.ok, "{s}\n{}\n{}", run.stderr, tail(&josev_log));
+    assert_eq!(s["result"], "ok", "{s}");
+    assert_eq!(s["tls"], "TLSv1.3", "{s}");
+    assert_eq!(s["emaid"], "DEEVPC000000001", "{s}");
+    assert!(
+        josev_log.contains("Chosen protocol: ISO_15118_20_DC"),
+        "{}",
+        tail(&josev_log)
+    );
+    assert!(
+        !josev_log.contains("Unable to verify signature"),
+        "{}",
+        tail(&josev_log)
+    );
+    assert!(
+        josev_log.contains("Session ended in SessionStop"),
+        "{}",
+        tail(&josev_log)
+    );
 }
