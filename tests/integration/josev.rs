@@ -360,12 +360,15 @@ fn tail(s: &str) -> String {
 }
 
 /// What `evproto v2g ev` needs against Josev's SECC: quirk 2 (its EVSE
-/// stays at 1 V) and quirk 4 (its answers take 50-180 ms).
+/// stays at 1 V) and quirk 4 (its answers take 50-180 ms, the -20 charge
+/// loops' more).
 const JOSEV_SECC_FLAGS: &[&str] = &[
     "--precharge-tolerance-v",
     "400",
     "--current-demand-timeout-ms",
     "1000",
+    "--charge-loop-timeout-ms",
+    "2000",
 ];
 
 /// `evproto v2g ev` in namespace 1 against Josev's SECC: `args` and
@@ -1156,4 +1159,67 @@ fn our_ev_authorizes_by_contract_at_josev_secc_over_iso20_and_tls13() {
         "{}",
         tail(&josev_log)
     );
+}
+
+/// `evproto v2g ev` over ISO 15118-20 AC, then AC_BPT (EIM, scheduled,
+/// charging) with TLS 1.3 against Josev's SECC
+/// (`PROTOCOLS=ISO_15118_20_AC`; it offers both services): our summary
+/// says ok, Josev chose -20 AC and each session ended in SessionStop.
+/// Quirk 4 again: its AC_ChargeLoopRes take longer than -20's 500 ms
+/// (`--charge-loop-timeout-ms`; our EV timed out on the first one before).
+#[test]
+fn our_ev_charges_from_josev_secc_over_iso20_ac_and_tls13() {
+    if !is_root() {
+        return;
+    }
+    let link = Link::new();
+    let scratch = Scratch::new("secc-iso20-ac");
+    let secc = JosevSecc::start(
+        &link,
+        &scratch,
+        &[
+            ("PROTOCOLS", "ISO_15118_20_AC"),
+            ("AUTH_MODES", "EIM"),
+            ("ENABLE_TLS_1_3", "true"),
+        ],
+    );
+    let (pki_s, log) = (secc.pki.as_str(), &secc.log);
+    for (n, name) in ["iso20-ac", "iso20-ac-bpt"].into_iter().enumerate() {
+        if n > 0 {
+            // quirk 5: no SDP answer until the last session's TCP linger ends
+            wait_in_log(log, "UDP server has been resumed", n);
+        }
+        let run = our_ev_at_josev(
+            &link,
+            &scratch.0,
+            &[
+                "--protocol",
+                name,
+                "--tls",
+                pki_s,
+                "--energy-kwh",
+                "0.0000005",
+            ],
+        );
+        let s = &run.summary;
+        let josev_log = wait_in_log(log, "Session ended in", n + 1);
+        assert!(run.ok, "{name}: {s}\n{}\n{}", run.stderr, tail(&josev_log));
+        assert_eq!(s["result"], "ok", "{s}");
+        assert_eq!(s["protocol"], name, "{s}");
+        assert_eq!(s["tls"], "TLSv1.3", "{s}");
+        assert_eq!(
+            josev_log
+                .matches("Chosen protocol: ISO_15118_20_AC")
+                .count(),
+            n + 1,
+            "{}",
+            tail(&josev_log)
+        );
+        assert_eq!(
+            josev_log.matches("Session ended in SessionStop").count(),
+            n + 1,
+            "{}",
+            tail(&josev_log)
+        );
+    }
 }

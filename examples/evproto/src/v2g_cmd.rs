@@ -586,6 +586,11 @@ pub(crate) struct EvArgs {
     /// answers in 50-180 ms on an idle machine).
     #[arg(long, value_name = "MS", default_value_t = 250)]
     current_demand_timeout_ms: u64,
+    /// How long to wait for an ISO 15118-20 AC/DC_ChargeLoopRes (the
+    /// standard's 500 ms by default). Raise it only for peers known to be
+    /// slow (Josev's SECC).
+    #[arg(long, value_name = "MS", default_value_t = 500)]
+    charge_loop_timeout_ms: u64,
     /// Print the summary as one JSON line (the last line of stdout):
     /// `protocol`, `session_id`, `energy_wh`, `discharged_wh`, `messages`,
     /// `tls`, `emaid` (Plug & Charge: the contract's), `contract` (one
@@ -1312,6 +1317,10 @@ pub(crate) fn run_ev(args: EvArgs) -> Result<bool, String> {
         return Err("--current-demand-timeout-ms: 1 to 60000".into());
     }
     config.timers.current_demand = std::time::Duration::from_millis(args.current_demand_timeout_ms);
+    if !(1..=60_000).contains(&args.charge_loop_timeout_ms) {
+        return Err("--charge-loop-timeout-ms: 1 to 60000".into());
+    }
+    config.timers.charge_loop = std::time::Duration::from_millis(args.charge_loop_timeout_ms);
     // where to connect (Ok), or the interface to run SDP on (Err)
     let target: Result<SocketAddr, Interface> = match (args.connect, iface) {
         (Some(SocketAddr::V6(a)), Some(i)) if a.scope_id() == 0 => Ok(SocketAddr::V6(
