@@ -5,8 +5,9 @@
 //! mode, whether the SECC offers and the EV selects the bidirectional
 //! service (BPT: bits 0x04 and 0x08), and whether the SECC offers Plug &
 //! Charge (0x10) and the EV has a contract to sign with (0x20; a fixed
-//! secp521r1 demo contract the SECC trusts, the backend accepting it); the
-//! rest is messages split at 0xff bytes, each followed by 10 ms.
+//! secp521r1 demo contract the SECC trusts, the backend accepting it), and
+//! whether the SECC offers Internet access (0x40) and the EV wants it
+//! (0x80); the rest is messages split at 0xff bytes, each followed by 10 ms.
 //! A message whose first byte has its top bit set is a valid -20 request
 //! (`Request::ALL[b % 16]`, the session's id when bit 0x40 is set, DC or
 //! AC schema by bit 0x20, scheduled or dynamic by bit 0x10) sent to the
@@ -21,7 +22,7 @@ use evproto_iso15118::pki::TrustStore;
 use evproto_iso15118::session::iso20::{self, Request};
 use evproto_iso15118::session::{
     Authorization, Contract, ContractStatus, ControlMode, Effect, EvBpt, EvPnc, Evcc, EvccConfig,
-    EvseRequest, Protocol, Secc, SeccBpt, SeccConfig, SeccPnc,
+    EvseRequest, Protocol, Secc, SeccBpt, SeccConfig, SeccPnc, Vas,
 };
 use evproto_iso15118::v2gtp::PayloadType;
 use libfuzzer_sys::fuzz_target;
@@ -61,6 +62,11 @@ fuzz_target!(|data: &[u8]| {
     }
     .with_control_mode(mode)
     .with_unix_time(NOW)
+    .with_vas(if pick & 0x80 != 0 {
+        vec![Vas::INTERNET]
+    } else {
+        vec![]
+    })
     .with_bpt((pick & 4 != 0).then(|| EvBpt::new(7_000.0, 20.0, 1.0)))
     .with_pnc((pick & 0x20 != 0).then(|| {
         let c = contract();
@@ -81,6 +87,11 @@ fuzz_target!(|data: &[u8]| {
         SeccConfig::new(ID.to_vec())
             .with_protocols(vec![Protocol::Iso20Dc, Protocol::Iso20Ac])
             .with_unix_time(NOW)
+            .with_vas(if pick & 0x40 != 0 {
+                vec![Vas::internet(true)]
+            } else {
+                vec![]
+            })
             .with_bpt((pick & 8 != 0).then(|| SeccBpt::new(10_000.0, 25.0)))
             .with_pnc((pick & 0x10 != 0).then(|| {
                 SeccPnc::new(

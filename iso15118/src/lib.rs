@@ -50,7 +50,7 @@
 //! # What this crate does not do (yet)
 //!
 //! ISO 15118-20 CertificateInstallation (and with it the -20 contract key
-//! encryption), Ed448 (-20 PnC runs on secp521r1), VAS and
+//! encryption), Ed448 (-20 PnC runs on secp521r1), schedule and service
 //! renegotiation in -20, decoding relaxed fragments (`eMAID` is encoded);
 //! the static-ECDH TLS suite of -2 (OpenSSL dropped it).
 //! Outside the `tokio` feature's `shell` there are no sockets: everything

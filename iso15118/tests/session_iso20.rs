@@ -2172,3 +2172,235 @@ mod pnc {
         }
     }
 }
+
+/// ISO 15118-20 value-added services: offered in ServiceDiscoveryRes,
+/// detailed, selected with a parameter set, handed to the EVSE.
+mod vas {
+    use super::*;
+    use evproto_iso15118::session::Vas;
+
+    fn parking() -> Vas {
+        let mut v = Vas::internet(false);
+        v.service_id = 66;
+        v.parameter_sets.truncate(1);
+        v
+    }
+
+    fn vas_secc() -> SeccConfig {
+        secc_config().with_vas(vec![Vas::internet(true), parking()])
+    }
+
+    #[test]
+    fn the_car_asks_detail_of_what_it_wants_and_selects_its_first_set() {
+        for dc in [true, false] {
+            let evcc = evcc_config(dc, ControlMode::Scheduled).with_vas(vec![70, 65]);
+            let mut sim = Sim::new(vas_secc(), evcc);
+            sim.stop_after = Some((2, StopKind::Terminate));
+            sim.run(Duration::from_secs(120));
+            assert_eq!(
+                sim.secc_end,
+                Some(EndReason::Finished),
+                "{:?}",
+                sim.answers()
+            );
+            assert_eq!(sim.evcc_end, Some(EndReason::Finished));
+            // both offered, free or not, in the SECC's order
+            let discovery = first(&sim.to_evcc, "ServiceDiscoveryRes");
+            assert_eq!(
+                discovery["VASList"]["Service"],
+                serde_json::json!([{"ServiceID": 65, "FreeService": true},
+                    {"ServiceID": 66, "FreeService": false}])
+            );
+            // the energy service's detail, then Internet's (70 is not offered, 66 not wanted)
+            let asked: Vec<u64> = sim
+                .to_secc
+                .iter()
+                .filter(|b| body_name(b) == "ServiceDetailReq")
+                .map(|b| json(b)["ServiceDetailReq"]["ServiceID"].as_u64().unwrap())
+                .collect();
+            assert_eq!(asked, [if dc { 2 } else { 1 }, 65]);
+            let detail = sim
+                .to_evcc
+                .iter()
+                .filter(|b| body_name(b) == "ServiceDetailRes")
+                .nth(1)
+                .map(|b| json(b))
+                .unwrap();
+            let sets = &detail["ServiceDetailRes"]["ServiceParameterList"]["ParameterSet"];
+            assert_eq!(sets.as_array().unwrap().len(), 4, "{detail}");
+            assert_eq!(sets[3]["Parameter"][0]["finiteString"], "https", "{detail}");
+            assert_eq!(sets[3]["Parameter"][1]["intValue"], 443, "{detail}");
+            let selection = first(&sim.to_secc, "ServiceSelectionReq");
+            assert_eq!(
+                selection["SelectedVASList"]["SelectedService"],
+                serde_json::json!([{"ServiceID": 65, "ParameterSetID": 1}])
+            );
+            assert_eq!(sim.secc.iso20().unwrap().selected_vas(), [(65, 1)]);
+            assert_eq!(sim.evcc.selected_vas(), [(65, 1)]);
+            let told: Vec<_> = sim
+                .evse_requests
+                .iter()
+                .filter_map(|r| match r {
+                    EvseRequest::ValueAddedServices { selected } => Some(selected.clone()),
+                    _ => None,
+                })
+                .collect();
+            assert_eq!(told, [vec![(65, 1)]]);
+        }
+    }
+
+    #[test]
+    fn without_vas_wanted_or_offered_nothing_is_listed_or_selected() {
+        // offered, not wanted: listed, never detailed nor selected
+        let mut sim = Sim::new(vas_secc(), evcc_config(true, ControlMode::Dynamic));
+        sim.stop_after = Some((1, StopKind::Terminate));
+        sim.run(Duration::from_secs(120));
+        assert_eq!(sim.evcc_end, Some(EndReason::Finished));
+        assert_eq!(
+            sim.to_secc
+                .iter()
+                .filter(|b| body_name(b) == "ServiceDetailReq")
+                .count(),
+            1
+        );
+        assert!(first(&sim.to_secc, "ServiceSelectionReq")
+            .get("SelectedVASList")
+            .is_none());
+        assert!(sim.secc.selected_vas().is_empty());
+        assert!(!sim
+            .evse_requests
+            .iter()
+            .any(|r| matches!(r, EvseRequest::ValueAddedServices { .. })));
+        // wanted, not offered: no VASList at all
+        let evcc = evcc_config(true, ControlMode::Dynamic).with_vas(vec![65]);
+        let mut sim = Sim::new(secc_config(), evcc);
+        sim.stop_after = Some((1, StopKind::Terminate));
+        sim.run(Duration::from_secs(120));
+        assert_eq!(sim.evcc_end, Some(EndReason::Finished));
+        assert!(first(&sim.to_evcc, "ServiceDiscoveryRes")
+            .get("VASList")
+            .is_none());
+        assert!(sim.evcc.selected_vas().is_empty());
+    }
+
+    /// The SECC (with both VAS) in ServiceDiscovery, ServiceSelection.
+    fn secc_at(state: SeccState) -> (Secc, Instant) {
+        let script = script(true, ControlMode::Scheduled);
+        let k = (1..script.len())
+            .find(|k| {
+                replay_with(vas_secc(), &script[..*k])
+                    .0
+                    .iso20()
+                    .unwrap()
+                    .state()
+                    == state
+            })
+            .unwrap();
+        replay_with(vas_secc(), &script[..k])
+    }
+
+    fn answer(secc: &mut Secc, now: Instant, w: &Wire) -> serde_json::Value {
+        let (pt, exi) = w.encode().unwrap();
+        secc.handle_packet(now, pt, &exi);
+        loop {
+            match secc.poll_effect() {
+                Some(Effect::TransmitAs(pt, res)) => return json(&session_common::frame(pt, &res)),
+                Some(_) => {}
+                None => panic!("no answer"),
+            }
+        }
+    }
+
+    #[test]
+    fn supported_service_ids_limit_the_vas_listed() {
+        for (supported, listed) in [
+            (
+                Some(vec![2, 66]),
+                serde_json::json!([{"ServiceID": 66, "FreeService": false}]),
+            ),
+            (Some(vec![2]), serde_json::Value::Null),
+            (
+                None,
+                serde_json::json!([{"ServiceID": 65, "FreeService": true},
+                    {"ServiceID": 66, "FreeService": false}]),
+            ),
+        ] {
+            let (mut secc, now) = secc_at(SeccState::ServiceDiscovery);
+            let mut w = iso20::sample_request(
+                true,
+                ControlMode::Scheduled,
+                &SESSION,
+                Request::ServiceDiscovery,
+            );
+            if let Wire::Common(cm::Message::ServiceDiscoveryReq(r)) = &mut w {
+                r.supported_service_i_ds = supported
+                    .clone()
+                    .map(|service_id| cm::ServiceIDListType { service_id });
+            }
+            let res = answer(&mut secc, now, &w);
+            assert_eq!(
+                res["ServiceDiscoveryRes"]["VASList"]["Service"], listed,
+                "{supported:?}: {res}"
+            );
+        }
+    }
+
+    fn selection(vas: &[(u16, u16)]) -> Wire {
+        let mut w = iso20::sample_request(
+            true,
+            ControlMode::Scheduled,
+            &SESSION,
+            Request::ServiceSelection,
+        );
+        if let Wire::Common(cm::Message::ServiceSelectionReq(r)) = &mut w {
+            r.selected_vas_list = Some(cm::SelectedServiceListType {
+                selected_service: vas
+                    .iter()
+                    .map(|(service_id, parameter_set_id)| cm::SelectedServiceType {
+                        service_id: *service_id,
+                        parameter_set_id: *parameter_set_id,
+                    })
+                    .collect(),
+            });
+        }
+        w
+    }
+
+    #[test]
+    fn a_vas_not_offered_or_of_a_set_not_offered_or_twice_is_refused() {
+        for vas in [
+            &[(70, 1)][..],
+            &[(65, 9)][..],
+            &[(66, 2)][..],
+            &[(65, 1), (65, 3)][..],
+        ] {
+            let (mut secc, now) = secc_at(SeccState::ServiceSelection);
+            let (name, code) = send(&mut secc, now, &selection(vas));
+            assert_eq!(
+                (name.as_str(), code.as_str()),
+                ("ServiceSelectionRes", "FAILED_ServiceSelectionInvalid"),
+                "{vas:?}"
+            );
+            assert!(secc.selected_vas().is_empty());
+        }
+        // both offered, each with one of its sets: taken
+        let (mut secc, now) = secc_at(SeccState::ServiceSelection);
+        assert_eq!(
+            send(&mut secc, now, &selection(&[(66, 1), (65, 4)])).1,
+            "OK"
+        );
+        assert_eq!(secc.selected_vas(), [(66, 1), (65, 4)]);
+        // ServiceDetail of a VAS not offered
+        let (mut secc, now) = secc_at(SeccState::ServiceSelection);
+        let mut w = iso20::sample_request(
+            true,
+            ControlMode::Scheduled,
+            &SESSION,
+            Request::ServiceDetail,
+        );
+        if let Wire::Common(cm::Message::ServiceDetailReq(r)) = &mut w {
+            r.service_id = 70;
+        }
+        assert_eq!(send(&mut secc, now, &w).1, "FAILED_ServiceIDInvalid");
+    }
+}

@@ -13,7 +13,7 @@ use evproto_iso15118::pki::{Cert, SigningKey, TrustStore};
 use evproto_iso15118::sdp::Security;
 use evproto_iso15118::session::{
     Contract, ContractProvisioning, ControlMode, EnergyMode, EvBpt, EvPnc, EvccConfig, Protocol,
-    Provisioning, SeccBpt, SeccConfig, SeccPnc,
+    Provisioning, SeccBpt, SeccConfig, SeccPnc, Vas,
 };
 use evproto_iso15118::shell::tls::{EvccTls, Identity, SeccTls, TlsInfo, TlsVersion};
 use evproto_iso15118::shell::{
@@ -487,6 +487,11 @@ pub(crate) struct EvseArgs {
     /// default) charges every car.
     #[arg(long, value_name = "KW", default_value_t = 0.0)]
     discharge_demand_kw: f64,
+    /// ISO 15118-20: offer Internet access as a value-added service
+    /// (ServiceID 65, free; its parameter sets ftp 20/21, http 80, https
+    /// 443). Off by default: Josev's EVCC fails when offered any VAS.
+    #[arg(long)]
+    offer_internet: bool,
 }
 
 /// `evproto v2g pki`: a test PKI for Plug & Charge.
@@ -575,6 +580,11 @@ pub(crate) struct EvArgs {
     /// and the EVSE decides.
     #[arg(long, value_name = "N", default_value_t = 0.0)]
     discharge_kwh: f64,
+    /// ISO 15118-20: the value-added services to select where offered
+    /// (ServiceIDs, comma-separated, e.g. 65 for Internet access), each
+    /// with its first parameter set.
+    #[arg(long, value_name = "IDS", value_delimiter = ',')]
+    vas: Vec<u16>,
     /// DC: PreCharge is done when the EVSE's present voltage is within
     /// this many volts of the target. Raise it only against simulators
     /// whose power module does not follow the target (Josev's SECC
@@ -593,7 +603,8 @@ pub(crate) struct EvArgs {
     charge_loop_timeout_ms: u64,
     /// Print the summary as one JSON line (the last line of stdout):
     /// `protocol`, `session_id`, `energy_wh`, `discharged_wh`, `messages`,
-    /// `tls`, `emaid` (Plug & Charge: the contract's), `contract` (one
+    /// `tls`, `emaid` (Plug & Charge: the contract's), `vas` (-20 value-added
+    /// services selected, `[ServiceID, ParameterSetID]`), `contract` (one
     /// installed or renewed), `result`.
     #[arg(long)]
     json: bool,
@@ -1030,6 +1041,7 @@ impl SeccService for Charger {
             "messages": report.messages(),
             "tls": report.tls.as_ref().map(tls_name),
             "emaid": report.emaid,
+            "vas": report.vas,
             "result": result_json(&report),
         });
         println!("{line}");
@@ -1155,7 +1167,12 @@ pub(crate) fn run_evse(args: EvseArgs) -> Result<(), String> {
         .with_protocols(protocols)
         .with_energy_modes(modes)
         .with_pnc(pnc)
-        .with_bpt(bpt);
+        .with_bpt(bpt)
+        .with_vas(if args.offer_internet {
+            vec![Vas::internet(true)]
+        } else {
+            vec![]
+        });
     let (plain, tls13, tls12) = session_configs(
         &base,
         args.allow_iso20_without_tls,
@@ -1275,6 +1292,12 @@ pub(crate) fn run_ev(args: EvArgs) -> Result<bool, String> {
         config = config.with_bpt(Some(EvBpt::new(p, i, args.discharge_kwh * 1000.0)));
     }
     config.precharge_tolerance = args.precharge_tolerance_v;
+    if !args.vas.is_empty() {
+        if !name.is_iso20() {
+            return Err("--vas: value-added services are ISO 15118-20's".into());
+        }
+        config = config.with_vas(args.vas.clone());
+    }
     if let Some(dir) = &args.pnc {
         if !args.allow_pnc_without_tls && tls.is_none() {
             return Err(format!("--pnc: {PNC_TLS}"));
@@ -1381,6 +1404,7 @@ pub(crate) fn run_ev(args: EvArgs) -> Result<bool, String> {
                 "messages": report.messages(),
                 "tls": tls.as_ref().map(tls_name),
                 "emaid": report.emaid,
+                "vas": report.vas,
                 "contract": report.contract.as_ref().map(|(c, change)| json!({
                     "emaid": c.emaid,
                     "change": match change {
@@ -1401,6 +1425,7 @@ pub(crate) fn run_ev(args: EvArgs) -> Result<bool, String> {
                 "messages": 0,
                 "tls": null,
                 "emaid": null,
+                "vas": [],
                 "contract": null,
                 "result": {"error": stage, "response_code": null, "detail": e.to_string()},
             }),

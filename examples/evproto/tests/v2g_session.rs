@@ -380,3 +380,46 @@ fn a_car_authorizes_by_contract_over_iso2_and_iso20_with_tls() {
     drop(evse);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// ISO 15118-20 value-added services from the command line: an EVSE
+/// offering Internet access (`--offer-internet`), a car selecting it
+/// (`--vas 65`) and one not asking; both summaries list what was selected.
+#[test]
+fn a_car_selects_internet_access_offered_over_iso20() {
+    let mut evse = Evse::start(&["--allow-iso20-without-tls", "--offer-internet"]);
+    for (extra, vas) in [
+        (&["--vas", "65,66"][..], serde_json::json!([[65, 1]])),
+        (&[][..], serde_json::json!([])),
+    ] {
+        let mut args = vec![
+            "--connect",
+            &evse.addr,
+            "--protocol",
+            "iso20-dc",
+            "--allow-iso20-without-tls",
+            "--energy-kwh",
+            "0.002",
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        let out = ev(&args);
+        let s = summary(&out);
+        assert!(out.status.success(), "{extra:?}: {s}");
+        assert_eq!(s["result"], "ok", "{s}");
+        assert_eq!(s["vas"], vas, "{s}");
+        let e = evse.next_session();
+        assert_eq!(e["result"], "ok", "{e}");
+        assert_eq!(e["vas"], vas, "{e}");
+    }
+    // not over -2
+    let out = ev(&[
+        "--connect",
+        &evse.addr,
+        "--protocol",
+        "iso2-dc",
+        "--vas",
+        "65",
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--vas"));
+}

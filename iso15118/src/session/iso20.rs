@@ -57,7 +57,7 @@
 //!
 //! **Services.** The SECC offers the energy transfer service DC (id 2) or
 //! AC (id 1) and, with [`SeccConfig::bpt`], its bidirectional sibling
-//! DC_BPT (6) or AC_BPT (5); no VAS, no service renegotiation. Its
+//! DC_BPT (6) or AC_BPT (5); no service renegotiation. Its
 //! ServiceDetail lists one
 //! parameter set per control mode it allows: id 1 Scheduled
 //! (`ControlMode=1`), id 2 Dynamic (`ControlMode=2`), with `Connector`
@@ -65,6 +65,16 @@
 //! dynamic), `Pricing=0`, and AC's `EVSENominalVoltage`. The EVCC asks
 //! ServiceDetail for that service and selects the set whose `ControlMode`
 //! is its own.
+//!
+//! **Value-added services.** The SECC lists [`SeccConfig::vas`] in
+//! ServiceDiscoveryRes's `VASList` (only those whose ids the EV's
+//! `SupportedServiceIDs` names, when it names any) and answers their
+//! ServiceDetail with their parameter sets ([`super::Vas::internet`]: the
+//! Internet service's four). The EVCC asks ServiceDetail of each service
+//! of [`EvccConfig::vas`] the SECC offers, after the energy service's, and
+//! selects each with its first parameter set. A ServiceSelection naming
+//! VAS, each offered once with one of its sets, is taken and handed to
+//! the EVSE ([`super::EvseRequest::ValueAddedServices`]).
 //!
 //! **Bidirectional power transfer.** A BPT parameter set adds
 //! `BPTChannel=1` (unified: one channel both ways, the only one these
@@ -99,9 +109,10 @@
 //! selected one's, with `WARNING_AuthorizationSelectionInvalid`;
 //! an EIM authorization refused with `WARNING_EIMAuthorizationFailure`;
 //! ServiceDetail of a service not offered (BPT without
-//! [`SeccConfig::bpt`]) with `FAILED_ServiceIDInvalid`; ServiceSelection
-//! of a service or parameter set not offered, or of any VAS, with
-//! `FAILED_ServiceSelectionInvalid`; charge parameters, a ScheduleExchange
+//! [`SeccConfig::bpt`], a VAS not in [`SeccConfig::vas`]) with
+//! `FAILED_ServiceIDInvalid`; ServiceSelection
+//! of a service or parameter set not offered (energy or VAS), or of a VAS
+//! twice, with `FAILED_ServiceSelectionInvalid`; charge parameters, a ScheduleExchange
 //! or a charge loop of the other control mode, or of the other direction
 //! (BPT parameters in a session that is not BPT, or the reverse), and a
 //! `BPT_ChannelSelection` in a session that is not BPT, with
@@ -814,6 +825,8 @@ pub struct Secc {
     energy: Energy,
     /// BPT: the service selected is DC_BPT or AC_BPT.
     bpt: bool,
+    /// The value-added services the EV selected, `(ServiceID, ParameterSetID)`.
+    vas: Vec<(u16, u16)>,
     /// BPT: the EV's discharge limits of ChargeParameterDiscovery (W, A).
     ev_discharge: (f64, f64),
     /// BPT: energy taken back from the EV.
@@ -849,6 +862,7 @@ impl Secc {
             ev_power: 0.0,
             energy: Energy::default(),
             bpt: false,
+            vas: Vec::new(),
             ev_discharge: (0.0, 0.0),
             discharged: Energy::default(),
             ac_offer: false,
@@ -913,6 +927,17 @@ impl Secc {
     /// Whether the EV selected the BPT service (DC_BPT or AC_BPT).
     pub fn is_bpt(&self) -> bool {
         self.bpt
+    }
+
+    /// The value-added services the EV selected, `(ServiceID,
+    /// ParameterSetID)`, after ServiceSelection.
+    pub fn selected_vas(&self) -> &[(u16, u16)] {
+        &self.vas
+    }
+
+    /// The offered value-added service of this id.
+    fn offered_vas(&self, id: u16) -> Option<&super::Vas> {
+        self.config.vas.iter().find(|v| v.service_id == id)
     }
 
     /// The BPT limits offered, when the SECC offers BPT.
@@ -1171,15 +1196,38 @@ impl Secc {
                     }
                 }
             }
-            Wire::Common(C::ServiceDiscoveryReq(_)) => self.state = SeccState::ServiceSelection,
+            Wire::Common(C::ServiceDiscoveryReq(r)) => {
+                // the VAS offered, only those the EV says it supports when
+                // it lists any (SupportedServiceIDs)
+                let supported = r.supported_service_i_ds.as_ref().map(|l| &l.service_id);
+                let vas: Vec<cm::ServiceType> = self
+                    .config
+                    .vas
+                    .iter()
+                    .filter(|v| supported.is_none_or(|ids| ids.contains(&v.service_id)))
+                    .take(8)
+                    .map(|v| cm::ServiceType {
+                        service_id: v.service_id,
+                        free_service: v.free,
+                    })
+                    .collect();
+                if let Wire::Common(C::ServiceDiscoveryRes(x)) = &mut res {
+                    x.vas_list = (!vas.is_empty()).then_some(cm::ServiceListType { service: vas });
+                }
+                self.state = SeccState::ServiceSelection;
+            }
             Wire::Common(C::ServiceDetailReq(r)) => {
                 let bpt = r.service_id == service(self.dc, true) && self.bpt_offer().is_some();
-                if r.service_id != service(self.dc, false) && !bpt {
+                let sets = if r.service_id == service(self.dc, false) || bpt {
+                    self.parameter_sets(bpt)
+                } else if let Some(v) = self.offered_vas(r.service_id) {
+                    v.parameter_sets.clone()
+                } else {
                     return self.fail_code(req, cm::ResponseCodeType::FailedServiceIDInvalid);
-                }
+                };
                 if let Wire::Common(C::ServiceDetailRes(x)) = &mut res {
                     x.service_id = r.service_id;
-                    x.service_parameter_list.parameter_set = self.parameter_sets(bpt);
+                    x.service_parameter_list.parameter_set = sets;
                 }
             }
             Wire::Common(C::ServiceSelectionReq(r)) => {
@@ -1190,16 +1238,33 @@ impl Secc {
                     .iter()
                     .copied()
                     .find(|m| parameter_set_id(*m) == s.parameter_set_id);
-                let vas = r
+                // each VAS offered, with one of its parameter sets, once
+                let vas: Vec<(u16, u16)> = r
                     .selected_vas_list
                     .as_ref()
-                    .is_some_and(|l| !l.selected_service.is_empty());
+                    .map(|l| {
+                        l.selected_service
+                            .iter()
+                            .map(|v| (v.service_id, v.parameter_set_id))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let vas_ok = vas.iter().enumerate().all(|(i, (id, set))| {
+                    self.offered_vas(*id).is_some_and(|v| {
+                        v.parameter_sets.iter().any(|p| p.parameter_set_id == *set)
+                    }) && !vas[..i].iter().any(|(other, _)| other == id)
+                });
                 let bpt = s.service_id == service(self.dc, true) && self.bpt_offer().is_some();
                 match mode {
-                    Some(m) if (s.service_id == service(self.dc, false) || bpt) && !vas => {
+                    Some(m) if (s.service_id == service(self.dc, false) || bpt) && vas_ok => {
                         self.control = Some(m);
                         self.bpt = bpt;
                         self.state = SeccState::ChargeParameterDiscovery;
+                        if !vas.is_empty() {
+                            self.vas = vas.clone();
+                            self.core
+                                .evse(EvseRequest::ValueAddedServices { selected: vas });
+                        }
                     }
                     _ => {
                         return self
@@ -1988,6 +2053,11 @@ pub struct Evcc {
     discharge_pmax: Option<f64>,
     /// BPT: PowerDelivery(Start) selected the `Discharge` channel.
     discharging: bool,
+    /// VAS: the wanted ones the SECC offers, still to ask ServiceDetail
+    /// of; the one asked now; those selected `(ServiceID, ParameterSetID)`.
+    vas_queue: std::collections::VecDeque<u16>,
+    vas_asked: Option<u16>,
+    vas: Vec<(u16, u16)>,
     /// PnC: the AuthorizationReq's mode and its header signature, made
     /// once (a repeated request is the same [V2G20-1582]).
     pnc_auth: Option<(cm::PnCAReqAuthorizationModeType, xmldsig::SignatureType)>,
@@ -2024,6 +2094,9 @@ impl Evcc {
             evse_discharge_power: None,
             discharge_pmax: None,
             discharging: false,
+            vas_queue: std::collections::VecDeque::new(),
+            vas_asked: None,
+            vas: Vec::new(),
             pnc_auth: None,
             start: now,
             now,
@@ -2060,6 +2133,22 @@ impl Evcc {
         let signature =
             pki::sign(&key, &[(mode.id.as_str(), &fragment)]).map_err(|e| e.to_string())?;
         Ok((mode, signature))
+    }
+
+    /// The value-added services selected, `(ServiceID, ParameterSetID)`,
+    /// once ServiceSelectionReq is sent.
+    pub fn selected_vas(&self) -> &[(u16, u16)] {
+        &self.vas
+    }
+
+    /// The next VAS to ask ServiceDetail of, else ServiceSelection.
+    fn next_detail(&mut self, now: Instant) {
+        self.vas_asked = self.vas_queue.pop_front();
+        if self.vas_asked.is_some() {
+            self.send(now, Request::ServiceDetail);
+        } else {
+            self.send(now, Request::ServiceSelection);
+        }
     }
 
     /// Plug & Charge: the eMAID of the contract the car authorized with
@@ -2259,7 +2348,7 @@ impl Evcc {
             Request::ServiceDetail => {
                 Wire::Common(C::ServiceDetailReq(Box::new(cm::ServiceDetailReqType {
                     header,
-                    service_id: self.service_id(),
+                    service_id: self.vas_asked.unwrap_or(self.service_id()),
                 })))
             }
             Request::ServiceSelection => Wire::Common(C::ServiceSelectionReq(Box::new(
@@ -2269,7 +2358,18 @@ impl Evcc {
                         service_id: self.service_id(),
                         parameter_set_id: parameter_set_id(self.config.control_mode),
                     },
-                    selected_vas_list: None,
+                    selected_vas_list: (!self.vas.is_empty()).then(|| {
+                        cm::SelectedServiceListType {
+                            selected_service: self
+                                .vas
+                                .iter()
+                                .map(|(id, set)| cm::SelectedServiceType {
+                                    service_id: *id,
+                                    parameter_set_id: *set,
+                                })
+                                .collect(),
+                        }
+                    }),
                 },
             ))),
             Request::DcChargeParameterDiscovery => {
@@ -2642,7 +2742,31 @@ impl Evcc {
                         response_code: format!("energy transfer service {sid} not offered"),
                     });
                 }
+                let offered = r.vas_list.as_ref().map_or(&[][..], |l| &l.service[..]);
+                self.vas_queue = self
+                    .config
+                    .vas
+                    .iter()
+                    .copied()
+                    .filter(|id| offered.iter().any(|s| s.service_id == *id))
+                    .collect();
                 self.send(now, Request::ServiceDetail);
+            }
+            Wire::Common(C::ServiceDetailRes(r)) if self.vas_asked.is_some() => {
+                // a VAS: its first parameter set (none: not selected)
+                let asked = self.vas_asked.unwrap_or_default();
+                if r.service_id != asked {
+                    return self.core.end(EndReason::Failed {
+                        response_code: format!(
+                            "ServiceDetailRes of service {} for {asked}",
+                            r.service_id
+                        ),
+                    });
+                }
+                if let Some(set) = r.service_parameter_list.parameter_set.first() {
+                    self.vas.push((asked, set.parameter_set_id));
+                }
+                self.next_detail(now);
             }
             Wire::Common(C::ServiceDetailRes(r)) => {
                 let want = f64::from(control_mode_value(self.config.control_mode));
@@ -2674,7 +2798,7 @@ impl Evcc {
                 {
                     self.nominal_voltage = v;
                 }
-                self.send(now, Request::ServiceSelection);
+                self.next_detail(now);
             }
             Wire::Common(C::ServiceSelectionRes(_)) => {
                 if self.dc {

@@ -4,8 +4,8 @@
 //! AC and DC ([`iso2`]: renegotiation, pause and resume) and ISO 15118-20
 //! AC and DC in the scheduled and dynamic control modes, and their
 //! bidirectional services DC_BPT and AC_BPT ([`iso20`], [`SeccConfig::bpt`],
-//! [`EvccConfig::bpt`]: pause and resume; no VAS, no schedule or service
-//! renegotiation).
+//! [`EvccConfig::bpt`]: pause and resume; value-added services,
+//! [`SeccConfig::vas`]; no schedule or service renegotiation).
 //! Plug & Charge ([`pnc`], [`SeccConfig::pnc`], [`EvccConfig::pnc`]):
 //! ISO 15118-2 whole (contract, CertificateInstallation,
 //! CertificateUpdate, MeteringReceipt); ISO 15118-20 the authorization by
@@ -246,6 +246,13 @@ pub enum EvseRequest {
     },
     /// Close (`true`) or open the output contactors (PowerDelivery).
     Power(bool),
+    /// ISO 15118-20: the EV selected these value-added services
+    /// (ServiceSelectionReq), `(ServiceID, ParameterSetID)`: provide them
+    /// (e.g. route the car's traffic for Internet access). Nothing to answer.
+    ValueAddedServices {
+        /// What the EV selected, each one offered ([`SeccConfig::vas`]).
+        selected: Vec<(u16, u16)>,
+    },
     /// Plug & Charge (ISO 15118-2 and -20): the contract chain verified
     /// against the MO roots, the car's signature with its key verified;
     /// decide whether it may charge (OCSP, contract database) and answer
@@ -526,6 +533,83 @@ pub struct SeccConfig {
     /// ISO 15118-20 bidirectional power transfer: the BPT service (DC_BPT
     /// or AC_BPT) offered besides DC or AC when set. None by default.
     pub bpt: Option<SeccBpt>,
+    /// ISO 15118-20 value-added services offered in ServiceDiscoveryRes
+    /// (at most 8). None by default: Josev's EVCC, offered any, fails.
+    pub vas: Vec<Vas>,
+}
+
+/// A value-added service an ISO 15118-20 SECC offers ([`SeccConfig::vas`]):
+/// its ServiceID, whether it is free, and its parameter sets as
+/// ServiceDetailRes lists them.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct Vas {
+    /// The ServiceID (-20: 65 Internet, 66 ParkingStatus; 61 to 65535 are
+    /// value-added services).
+    pub service_id: u16,
+    /// `FreeService` in ServiceDiscoveryRes.
+    pub free: bool,
+    /// The parameter sets (at least one: the EV selects one of them).
+    pub parameter_sets: Vec<crate::messages::iso20::ParameterSetType>,
+}
+
+impl Vas {
+    /// ServiceID of the Internet access service.
+    pub const INTERNET: u16 = 65;
+
+    /// A service with these parameter sets.
+    pub fn new(
+        service_id: u16,
+        free: bool,
+        parameter_sets: Vec<crate::messages::iso20::ParameterSetType>,
+    ) -> Self {
+        Self {
+            service_id,
+            free,
+            parameter_sets,
+        }
+    }
+
+    /// Internet access (ServiceID 65) with the parameter sets ISO 15118-2
+    /// Table 106 gives it: 1 `ftp` port 20, 2 `ftp` 21, 3 `http` 80,
+    /// 4 `https` 443 (parameters `Protocol`, a finite string, and `Port`,
+    /// an int).
+    pub fn internet(free: bool) -> Self {
+        use crate::messages::iso20 as cm;
+        let set = |id: u16, protocol: &str, port: i32| cm::ParameterSetType {
+            parameter_set_id: id,
+            parameter: vec![
+                cm::ParameterType {
+                    name: "Protocol".into(),
+                    bool_value: None,
+                    byte_value: None,
+                    short_value: None,
+                    int_value: None,
+                    rational_number: None,
+                    finite_string: Some(protocol.into()),
+                },
+                cm::ParameterType {
+                    name: "Port".into(),
+                    bool_value: None,
+                    byte_value: None,
+                    short_value: None,
+                    int_value: Some(port),
+                    rational_number: None,
+                    finite_string: None,
+                },
+            ],
+        };
+        Self::new(
+            Self::INTERNET,
+            free,
+            vec![
+                set(1, "ftp", 20),
+                set(2, "ftp", 21),
+                set(3, "http", 80),
+                set(4, "https", 443),
+            ],
+        )
+    }
 }
 
 /// What an SECC can take back from a car (ISO 15118-20 BPT). Units: W, A.
@@ -602,11 +686,17 @@ impl SeccConfig {
             unix_time: 0,
             pnc: None,
             bpt: None,
+            vas: Vec::new(),
         }
     }
     /// Sets [`SeccConfig::bpt`].
     pub fn with_bpt(mut self, bpt: Option<SeccBpt>) -> Self {
         self.bpt = bpt;
+        self
+    }
+    /// Sets [`SeccConfig::vas`].
+    pub fn with_vas(mut self, vas: Vec<Vas>) -> Self {
+        self.vas = vas;
         self
     }
     /// Sets [`SeccConfig::pnc`].
@@ -686,6 +776,10 @@ pub struct EvccConfig {
     /// ISO 15118-20: the EVCC selects the BPT service (DC_BPT, AC_BPT)
     /// instead of DC or AC when set.
     pub bpt: Option<EvBpt>,
+    /// ISO 15118-20: the value-added services (ServiceIDs) the car wants,
+    /// in its order of preference: those the SECC offers it asks
+    /// ServiceDetail of and selects with their first parameter set.
+    pub vas: Vec<u16>,
 }
 
 impl EvccConfig {
@@ -704,11 +798,17 @@ impl EvccConfig {
             unix_time: 0,
             pnc: None,
             bpt: None,
+            vas: Vec::new(),
         }
     }
     /// Sets [`EvccConfig::bpt`].
     pub fn with_bpt(mut self, bpt: Option<EvBpt>) -> Self {
         self.bpt = bpt;
+        self
+    }
+    /// Sets [`EvccConfig::vas`].
+    pub fn with_vas(mut self, vas: Vec<u16>) -> Self {
+        self.vas = vas;
         self
     }
     /// Sets [`EvccConfig::pnc`].
@@ -1163,6 +1263,16 @@ impl Secc {
         matches!(&self.inner, SeccInner::Iso20(m) if m.is_bpt())
     }
 
+    /// ISO 15118-20: the value-added services the EV selected,
+    /// `(ServiceID, ParameterSetID)` (empty before ServiceSelection and
+    /// for DIN and -2).
+    pub fn selected_vas(&self) -> &[(u16, u16)] {
+        match &self.inner {
+            SeccInner::Iso20(m) => m.selected_vas(),
+            _ => &[],
+        }
+    }
+
     /// Plug & Charge: the eMAID of the contract the car presented and the
     /// SECC verified (-2 and -20); `None` for EIM.
     pub fn contract_emaid(&self) -> Option<&str> {
@@ -1462,6 +1572,15 @@ impl Evcc {
     /// -20 machine runs and [`EvccConfig::bpt`] is set).
     pub fn is_bpt(&self) -> bool {
         matches!(&self.inner, EvccInner::Iso20(m) if m.is_bpt())
+    }
+
+    /// ISO 15118-20: the value-added services selected, `(ServiceID,
+    /// ParameterSetID)` (empty before ServiceSelection and for DIN and -2).
+    pub fn selected_vas(&self) -> &[(u16, u16)] {
+        match &self.inner {
+            EvccInner::Iso20(m) => m.selected_vas(),
+            _ => &[],
+        }
     }
 
     /// Plug & Charge: the eMAID of the contract the car authorized with

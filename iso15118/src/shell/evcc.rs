@@ -138,6 +138,7 @@ where
             Some((m.installed_contract()?.clone(), change))
         }),
         emaid: evcc.contract_emaid().map(str::to_owned),
+        vas: evcc.selected_vas().to_vec(),
         #[cfg(any(feature = "tls", feature = "tls-openssl"))]
         tls: None,
     };

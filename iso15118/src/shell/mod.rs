@@ -292,6 +292,7 @@ impl SessionReport {
             end: Err(end),
             contract: None,
             emaid: None,
+            vas: Vec::new(),
             #[cfg(any(feature = "tls", feature = "tls-openssl"))]
             tls: None,
         }
@@ -344,6 +345,9 @@ pub struct SessionReport {
     /// session (-2 and -20; SECC: the one it verified, EVCC: the one it
     /// signed with); `None` for EIM.
     pub emaid: Option<String>,
+    /// ISO 15118-20: the value-added services the car selected,
+    /// `(ServiceID, ParameterSetID)`.
+    pub vas: Vec<(u16, u16)>,
     /// The TLS handshake the session ran over, when [`SeccServer`] did
     /// it ([`SeccServer::with_tls`]).
     #[cfg(any(feature = "tls", feature = "tls-openssl"))]

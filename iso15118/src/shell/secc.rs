@@ -216,6 +216,7 @@ where
         end,
         contract: None,
         emaid: secc.contract_emaid().map(str::to_owned),
+        vas: secc.selected_vas().to_vec(),
         #[cfg(any(feature = "tls", feature = "tls-openssl"))]
         tls: None,
     };

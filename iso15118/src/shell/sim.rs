@@ -153,6 +153,8 @@ impl Evse for SimEvse {
                     .and_then(|p| p.update(certificate, &eph, iv).ok());
                 EvseAnswer::CertificateUpdate(Box::pin(std::future::ready(answer)))
             }
+            // the simulated charger has no network to route a car into
+            EvseRequest::ValueAddedServices { .. } => EvseAnswer::Done,
             EvseRequest::StartCableCheck => {
                 self.status.isolation = Isolation::Invalid;
                 self.cable_check_done_at = Some(now + self.cable_check_time);
