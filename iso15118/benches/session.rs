@@ -10,17 +10,24 @@
 //!   SECC's cost of one CurrentDemandReq / DC_ChargeLoopReq (decode, answer,
 //!   encode, drain);
 //! - `iso20_dc_bpt/…`: the same two through the bidirectional service
-//!   (DC_BPT, the car charging), its messages' BPT variants.
+//!   (DC_BPT, the car charging), its messages' BPT variants;
+//! - `iso20_dc_pnc/full_session_100_loops`, `iso20_dc_pnc_p256/…`: the -20
+//!   DC session authorized by contract (Plug & Charge), the car signing
+//!   `PnC_AReqAuthorizationMode` and the SECC checking the chain and the
+//!   signature, with a secp521r1 contract (-20's) and a secp256r1 one:
+//!   beside `iso20_dc/full_session_100_loops`, the cost of the contract.
 //!
-//! The SECC offers DC_BPT beside DC throughout.
+//! The SECC offers DC_BPT beside DC throughout (and PnC in the `pnc` ones).
 #![allow(missing_docs)]
 
 use std::time::{Duration, Instant};
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
+use evproto_iso15118::pki::demo::{Curve, DemoContract};
+use evproto_iso15118::pki::TrustStore;
 use evproto_iso15118::session::{
-    din, iso20, Authorization, Effect, EndReason, EvBpt, Evcc, EvccConfig, EvseRequest, Isolation,
-    Protocol, Secc, SeccBpt, SeccConfig, StopKind,
+    din, iso20, Authorization, Contract, ContractStatus, Effect, EndReason, EvBpt, EvPnc, Evcc,
+    EvccConfig, EvseRequest, Isolation, Protocol, Secc, SeccBpt, SeccConfig, SeccPnc, StopKind,
 };
 use evproto_iso15118::v2gtp::PayloadType;
 
@@ -37,10 +44,51 @@ fn bpt_car() -> EvccConfig {
     EvccConfig::iso20_dc(vec![1; 6]).with_bpt(Some(EvBpt::new(50_000.0, 120.0, 0.0)))
 }
 
+/// 2026-05-28: inside the demo contracts' validity.
+const NOW: u64 = 1_780_000_000;
+
+/// A -20 DC car with a contract on `curve`, and an SECC offering PnC
+/// that trusts its MO root.
+fn pnc_pair(curve: Curve) -> (SeccConfig, EvccConfig) {
+    let c = DemoContract::generate(
+        b"bench",
+        "DEEVPC000000001",
+        curve,
+        1_690_000_000,
+        1_900_000_000,
+    )
+    .expect("demo contract");
+    let secc = secc_config()
+        .with_unix_time(NOW)
+        .with_pnc(Some(SeccPnc::new(
+            TrustStore::new(vec![c.mo_root.cert.clone()]),
+            [9; 16],
+        )));
+    let contract = Contract::new(
+        c.emaid.clone(),
+        c.contract.cert.der().to_vec(),
+        c.sub_cas(),
+        c.contract.key_bytes(),
+    );
+    let evcc = EvccConfig::iso20_dc(vec![1; 6])
+        .with_unix_time(NOW)
+        .with_pnc(Some(EvPnc::new(
+            Some(contract),
+            None,
+            TrustStore::new(vec![]),
+        )));
+    (secc, evcc)
+}
+
 /// Runs one session; returns the EVCC's requests with their payload types.
 fn session(config: EvccConfig, loops: u32) -> Vec<(PayloadType, Vec<u8>)> {
+    session_with(secc_config(), config, loops)
+}
+
+/// [`session`] against an SECC of `secc`.
+fn session_with(secc: SeccConfig, config: EvccConfig, loops: u32) -> Vec<(PayloadType, Vec<u8>)> {
     let mut now = Instant::now();
-    let mut secc = Secc::new(secc_config(), now);
+    let mut secc = Secc::new(secc, now);
     let mut evcc = Evcc::new(config, now);
     let mut sent = Vec::new();
     let mut stop_asked = false;
@@ -76,6 +124,9 @@ fn session(config: EvccConfig, loops: u32) -> Vec<(PayloadType, Vec<u8>)> {
                     }
                     Effect::Evse(EvseRequest::Schedules { .. }) => {
                         secc.handle_schedules(now, vec![])
+                    }
+                    Effect::Evse(EvseRequest::AuthorizeContract { .. }) => {
+                        secc.handle_contract_status(now, ContractStatus::Accepted)
                     }
                     Effect::Evse(EvseRequest::StartCableCheck) => {
                         let mut e = secc.evse().clone();
@@ -132,6 +183,29 @@ fn bench(c: &mut Criterion) {
             black_box(sent)
         })
     });
+
+    for (name, curve) in [
+        ("iso20_dc_pnc/full_session_100_loops", Curve::P521),
+        ("iso20_dc_pnc_p256/full_session_100_loops", Curve::P256),
+    ] {
+        let (secc, evcc) = pnc_pair(curve);
+        // authorized by the contract, not by EIM
+        let pnc = session_with(secc.clone(), evcc.clone(), 1)
+            .iter()
+            .filter_map(|(pt, b)| iso20::Wire::decode(*pt, b).ok())
+            .any(|w| {
+                matches!(w, iso20::Wire::Common(evproto_iso15118::messages::iso20::Message::AuthorizationReq(r))
+                    if r.pn_c_a_req_authorization_mode.is_some())
+            });
+        assert!(pnc, "{name}: no PnC AuthorizationReq");
+        c.bench_function(name, |b| {
+            b.iter(|| {
+                let sent = session_with(secc.clone(), evcc.clone(), 100);
+                assert!(sent.len() > 100);
+                black_box(sent)
+            })
+        });
+    }
 
     // a SECC in its charge loop, and a CurrentDemandReq for it
     let script = session(EvccConfig::din_dc(vec![1; 6]), 2);
