@@ -2107,6 +2107,46 @@ mod pnc {
     }
 
     #[test]
+    fn a_repeat_that_is_not_the_same_request_is_refused() {
+        type Edit = Box<dyn FnMut(&mut cm::AuthorizationReqType)>;
+        let cases: Vec<Edit> = vec![
+            // another chain (one sub-CA fewer) under the same signature
+            Box::new(|r| {
+                r.pn_c_a_req_authorization_mode
+                    .as_mut()
+                    .unwrap()
+                    .contract_certificate_chain
+                    .sub_certificates
+                    .certificate
+                    .truncate(1)
+            }),
+            // EIM instead, while the contract is being decided
+            Box::new(|r| {
+                r.selected_authorization_service = cm::AuthorizationType::EIM;
+                r.pn_c_a_req_authorization_mode = None;
+                r.eim_a_req_authorization_mode = Some(cm::EimAReqAuthorizationModeType {});
+                r.header.signature = None;
+            }),
+        ];
+        for mut edit in cases {
+            let mut sim = sim(true, Some(contract_of(p521())));
+            sim.contract_status = None;
+            // the first request as it is, the repeats edited
+            let mut seen = 0;
+            sim.tamper = tamper_auth(move |r| {
+                seen += 1;
+                if seen > 1 {
+                    edit(r)
+                }
+            });
+            sim.run(Duration::from_secs(30));
+            let code = "WARNING_AuthorizationSelectionInvalid";
+            failed_with(&sim, code, failed(code));
+            assert_eq!(contracts_asked(&sim).len(), 1);
+        }
+    }
+
+    #[test]
     fn without_pnc_at_the_secc_the_car_uses_eim_and_a_pnc_request_is_refused() {
         // the SECC offers EIM only: the car with a contract falls back to it
         let mut sim = Sim::new(

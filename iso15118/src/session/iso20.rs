@@ -52,7 +52,9 @@
 //! leaf's CN) and answers `Ongoing` until
 //! [`super::Secc::handle_contract_status`]: `Revoked` is
 //! `WARNING_CertificateRevoked`, `Rejected` is
-//! `WARNING_GeneralPnCAuthorizationError`. Not here yet: -20's
+//! `WARNING_GeneralPnCAuthorizationError`. A repeat that is not the same
+//! request (another mode, or EIM) is
+//! `WARNING_AuthorizationSelectionInvalid`. Not here yet: -20's
 //! CertificateInstallation (`CertificateInstallationService` is `false`).
 //!
 //! **Services.** The SECC offers the energy transfer service DC (id 2) or
@@ -813,6 +815,8 @@ pub struct Secc {
     /// PnC: the contract of the first AuthorizationReq that verified (its
     /// leaf's key), and the backend's verdict on it.
     contract: Option<(VerifyingKey, String)>,
+    /// PnC: the mode of that request; every repeat must be the same.
+    pnc_mode: Option<cm::PnCAReqAuthorizationModeType>,
     contract_status: Option<ContractStatus>,
     contract_asked: bool,
     schedules: Option<Vec<ScheduleTuple>>,
@@ -852,6 +856,7 @@ impl Secc {
             authorization: None,
             auth_asked: false,
             contract: None,
+            pnc_mode: None,
             contract_status: None,
             contract_asked: false,
             schedules: None,
@@ -1028,6 +1033,11 @@ impl Secc {
         signature: Option<&xmldsig::SignatureType>,
     ) {
         use cm::ResponseCodeType as Code;
+        if self.pnc_mode.as_ref().is_some_and(|m| m != mode) {
+            // a repeat is the same request [V2G20-1582]: another challenge
+            // or chain is another selection than the one being decided
+            return self.fail_code(req, Code::WarningAuthorizationSelectionInvalid);
+        }
         if self.contract.is_none() {
             let Some(pnc) = self.config.pnc.as_ref() else {
                 return self.fail_code(req, Code::WarningAuthorizationSelectionInvalid);
@@ -1072,6 +1082,7 @@ impl Secc {
             }
             let emaid = leaf.common_name().unwrap_or_default();
             self.contract = Some((key, emaid.clone()));
+            self.pnc_mode = Some(mode.clone());
             self.core.evse_once(
                 &mut self.contract_asked,
                 EvseRequest::AuthorizeContract {
@@ -1168,7 +1179,9 @@ impl Secc {
                     };
                     return self.authorize_contract(req, res, mode, signature.as_ref());
                 }
-                if pnc || r.eim_a_req_authorization_mode.is_none() {
+                // EIM selected, or PnC's parameters missing, or EIM after a
+                // contract is being decided
+                if pnc || r.eim_a_req_authorization_mode.is_none() || self.pnc_mode.is_some() {
                     return self.fail_code(
                         req,
                         cm::ResponseCodeType::WarningAuthorizationSelectionInvalid,
