@@ -1020,23 +1020,33 @@ fn our_ev_charges_by_contract_from_josev_secc_over_tls() {
 /// summary says ok, Josev chose -20 DC and the session ended in SessionStop.
 #[test]
 fn our_ev_charges_from_josev_secc_over_iso20_dc_and_tls13() {
+    our_ev_at_josev_secc_over_iso20("DC");
+}
+
+/// Our EV over -20 `kind` (DC or AC), then its BPT service (Josev's SECC
+/// offers both), charging, with TLS 1.3 against Josev's SECC: our summary
+/// says ok, Josev chose -20 `kind`, took our PowerDeliveryReqs (quirk 7)
+/// and each session ended in SessionStop.
+fn our_ev_at_josev_secc_over_iso20(kind: &str) {
     if !is_root() {
         return;
     }
     let link = Link::new();
-    let scratch = Scratch::new("secc-iso20");
+    let scratch = Scratch::new(&format!("secc-iso20-{kind}"));
+    let protocol = format!("ISO_15118_20_{kind}");
     let secc = JosevSecc::start(
         &link,
         &scratch,
         &[
-            ("PROTOCOLS", "ISO_15118_20_DC"),
+            ("PROTOCOLS", protocol.as_str()),
             ("AUTH_MODES", "EIM"),
             ("ENABLE_TLS_1_3", "true"),
         ],
     );
     let (pki_s, log) = (secc.pki.as_str(), &secc.log);
-    // DC, then DC_BPT (Josev's SECC offers both), charging
-    for (n, name) in ["iso20-dc", "iso20-dc-bpt"].into_iter().enumerate() {
+    let lower = kind.to_lowercase();
+    let names = [format!("iso20-{lower}"), format!("iso20-{lower}-bpt")];
+    for (n, name) in names.iter().enumerate() {
         if n > 0 {
             // quirk 5: no SDP answer until the last session's TCP linger ends
             wait_in_log(log, "UDP server has been resumed", n);
@@ -1057,11 +1067,11 @@ fn our_ev_charges_from_josev_secc_over_iso20_dc_and_tls13() {
         let josev_log = wait_in_log(log, "Session ended in", n + 1);
         assert!(run.ok, "{name}: {s}\n{}\n{}", run.stderr, tail(&josev_log));
         assert_eq!(s["result"], "ok", "{s}");
-        assert_eq!(s["protocol"], name, "{s}");
+        assert_eq!(s["protocol"], name.as_str(), "{s}");
         assert_eq!(s["tls"], "TLSv1.3", "{s}");
         assert_eq!(
             josev_log
-                .matches("Chosen protocol: ISO_15118_20_DC")
+                .matches(&format!("Chosen protocol: {protocol}"))
                 .count(),
             n + 1,
             "{}",
@@ -1152,57 +1162,5 @@ fn our_ev_authorizes_by_contract_at_josev_secc_over_iso20_and_tls13() {
 /// (`--charge-loop-timeout-ms`; our EV timed out on the first one before).
 #[test]
 fn our_ev_charges_from_josev_secc_over_iso20_ac_and_tls13() {
-    if !is_root() {
-        return;
-    }
-    let link = Link::new();
-    let scratch = Scratch::new("secc-iso20-ac");
-    let secc = JosevSecc::start(
-        &link,
-        &scratch,
-        &[
-            ("PROTOCOLS", "ISO_15118_20_AC"),
-            ("AUTH_MODES", "EIM"),
-            ("ENABLE_TLS_1_3", "true"),
-        ],
-    );
-    let (pki_s, log) = (secc.pki.as_str(), &secc.log);
-    for (n, name) in ["iso20-ac", "iso20-ac-bpt"].into_iter().enumerate() {
-        if n > 0 {
-            // quirk 5: no SDP answer until the last session's TCP linger ends
-            wait_in_log(log, "UDP server has been resumed", n);
-        }
-        let run = our_ev_at_josev(
-            &link,
-            &scratch.0,
-            &[
-                "--protocol",
-                name,
-                "--tls",
-                pki_s,
-                "--energy-kwh",
-                "0.0000005",
-            ],
-        );
-        let s = &run.summary;
-        let josev_log = wait_in_log(log, "Session ended in", n + 1);
-        assert!(run.ok, "{name}: {s}\n{}\n{}", run.stderr, tail(&josev_log));
-        assert_eq!(s["result"], "ok", "{s}");
-        assert_eq!(s["protocol"], name, "{s}");
-        assert_eq!(s["tls"], "TLSv1.3", "{s}");
-        assert_eq!(
-            josev_log
-                .matches("Chosen protocol: ISO_15118_20_AC")
-                .count(),
-            n + 1,
-            "{}",
-            tail(&josev_log)
-        );
-        assert_eq!(
-            josev_log.matches("Session ended in SessionStop").count(),
-            n + 1,
-            "{}",
-            tail(&josev_log)
-        );
-    }
+    our_ev_at_josev_secc_over_iso20("AC");
 }

@@ -264,6 +264,36 @@ pub struct DemoPki {
     pub emaid: String,
 }
 
+/// MO root → MO sub-CA 1 → MO sub-CA 2 → contract (CN = `emaid`), each
+/// made by `make(subject, issuer, role)`; `tag` follows the CAs' names.
+fn mo_chain(
+    make: &mut impl FnMut(&str, Option<&Issued>, Role) -> Result<Issued, IssueError>,
+    tag: &str,
+    emaid: &str,
+) -> Result<[Issued; 4], IssueError> {
+    let root = make(
+        &format!("CN=MO Root CA{tag},O=evproto,DC=MO"),
+        None,
+        Role::Root,
+    )?;
+    let sub1 = make(
+        &format!("CN=MO Sub-CA 1{tag},O=evproto,DC=MO"),
+        Some(&root),
+        Role::SubCa(1),
+    )?;
+    let sub2 = make(
+        &format!("CN=MO Sub-CA 2{tag},O=evproto,DC=MO"),
+        Some(&sub1),
+        Role::SubCa(0),
+    )?;
+    let contract = make(
+        &format!("CN={emaid},O=evproto,DC=MO"),
+        Some(&sub2),
+        Role::Signer,
+    )?;
+    Ok([root, sub1, sub2, contract])
+}
+
 /// An MO hierarchy and its contract: MO root → MO sub-CA 1 → MO sub-CA 2 →
 /// contract leaf (CN = the eMAID), on one [`Curve`].
 #[derive(Debug, Clone)]
@@ -303,26 +333,7 @@ impl DemoContract {
             Curve::P256 => "",
             Curve::P521 => " (-20)",
         };
-        let mo_root = make(
-            &format!("CN=MO Root CA{tag},O=evproto,DC=MO"),
-            None,
-            Role::Root,
-        )?;
-        let mo_sub_ca1 = make(
-            &format!("CN=MO Sub-CA 1{tag},O=evproto,DC=MO"),
-            Some(&mo_root),
-            Role::SubCa(1),
-        )?;
-        let mo_sub_ca2 = make(
-            &format!("CN=MO Sub-CA 2{tag},O=evproto,DC=MO"),
-            Some(&mo_sub_ca1),
-            Role::SubCa(0),
-        )?;
-        let contract = make(
-            &format!("CN={emaid},O=evproto,DC=MO"),
-            Some(&mo_sub_ca2),
-            Role::Signer,
-        )?;
+        let [mo_root, mo_sub_ca1, mo_sub_ca2, contract] = mo_chain(&mut make, tag, emaid)?;
         Ok(Self {
             curve,
             mo_root,
@@ -430,22 +441,7 @@ impl DemoPki {
             Some(&cps_sub_ca2),
             Role::Signer,
         )?;
-        let mo_root = make("CN=MO Root CA,O=evproto,DC=MO", None, Role::Root)?;
-        let mo_sub_ca1 = make(
-            "CN=MO Sub-CA 1,O=evproto,DC=MO",
-            Some(&mo_root),
-            Role::SubCa(1),
-        )?;
-        let mo_sub_ca2 = make(
-            "CN=MO Sub-CA 2,O=evproto,DC=MO",
-            Some(&mo_sub_ca1),
-            Role::SubCa(0),
-        )?;
-        let contract = make(
-            &format!("CN={emaid},O=evproto,DC=MO"),
-            Some(&mo_sub_ca2),
-            Role::Signer,
-        )?;
+        let [mo_root, mo_sub_ca1, mo_sub_ca2, contract] = mo_chain(&mut make, "", emaid)?;
         let oem_root = make("CN=OEM Root CA,O=evproto,DC=OEM", None, Role::Root)?;
         let oem_sub_ca1 = make(
             "CN=OEM Sub-CA 1,O=evproto,DC=OEM",
