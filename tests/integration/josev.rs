@@ -933,6 +933,53 @@ fn josev_evcc_over_iso20(kind: &str, transfer_mode: &str, loops: u32) {
     }
 }
 
+/// Josev's EVCC over ISO 15118-20 DC with Plug & Charge (TLS 1.3) against
+/// `evproto v2g evse --tls DIR --pnc DIR`: our SECC offers PnC with its
+/// GenChallenge, Josev's EVCC selects it and signs
+/// `PnC_AReqAuthorizationMode` with its contract (quirk 10: the -2 one,
+/// secp256r1 and SHA-256, where -20 has secp521r1 and SHA-512; our SECC
+/// trusts both MO roots and takes it), our SECC verifies the chain and the
+/// signature and reports the contract's eMAID.
+#[test]
+fn josev_evcc_authorizes_by_contract_at_our_evse_over_iso20_and_tls13() {
+    if !is_root() {
+        return;
+    }
+    let link = Link::new();
+    let scratch = Scratch::new("evcc-iso20-pnc");
+    let pki = scratch.0.join("pki");
+    make_pki(&pki, "josev iso20 pnc");
+    let pki_s = pki.to_str().unwrap();
+    let evse = Evse::start_with(&link, 0, &["--tls", pki_s, "--pnc", pki_s]);
+    let config = serde_json::json!({
+        "supportedProtocols": ["ISO_15118_20_DC"], "supportedEnergyServices": ["DC"],
+        "energyTransferMode": "DC_extended", "isCertInstallNeeded": false,
+        "useTls": true, "chargeLoopCycle": 3,
+    });
+    let env = [("PKI_PATH", pki_s), ("ENABLE_TLS_1_3", "true")];
+    let (status, josev_log) = josev_evcc(&link, &scratch.0, "iso20-pnc", &config, &env);
+    let ours = evse.next_session();
+    assert!(status.success(), "{status}\n{}", tail(&josev_log));
+    assert_eq!(ours["result"], "ok", "{ours}\n{}", tail(&josev_log));
+    assert_eq!(ours["protocol"], "iso20-dc", "{ours}");
+    assert_eq!(ours["tls"], "TLSv1.3", "{ours}");
+    // authorized by the contract our SECC verified, not by EIM
+    assert_eq!(ours["emaid"], "DEEVPC000000001", "{ours}");
+    assert!(ours["energy_wh"].as_f64().unwrap() > 0.0, "{ours}");
+    for line in [
+        "AuthorizationSetupRes",
+        "AuthorizationRes",
+        "SessionStopRes",
+    ] {
+        assert!(josev_log.contains(line), "no {line}\n{}", tail(&josev_log));
+    }
+    assert!(
+        !josev_log.lines().any(|l| l.starts_with("ERROR")),
+        "{}",
+        tail(&josev_log)
+    );
+}
+
 /// Josev's SECC in namespace 0 with a PKI of `evproto v2g pki` (in its
 /// layout, `PKI_PATH`) and `env`, started (its UDP server up).
 struct JosevSecc {
