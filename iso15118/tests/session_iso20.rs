@@ -2146,6 +2146,344 @@ mod pnc {
         }
     }
 
+    /// -20 CertificateInstallation: the car has a provisioning certificate
+    /// and no contract; the backend delivers `p521()`'s contract.
+    mod install {
+        use super::*;
+        use evproto_iso15118::pki::demo::DemoProvisioning;
+        use evproto_iso15118::session::{ContractProvisioning, Provisioning};
+
+        pub(super) fn provisioning() -> &'static DemoProvisioning {
+            static P: OnceLock<DemoProvisioning> = OnceLock::new();
+            P.get_or_init(|| {
+                DemoProvisioning::generate(b"evproto test", 1_690_000_000, 1_900_000_000).unwrap()
+            })
+        }
+
+        fn other_car() -> &'static DemoProvisioning {
+            static P: OnceLock<DemoProvisioning> = OnceLock::new();
+            P.get_or_init(|| {
+                DemoProvisioning::generate(b"another car", 1_690_000_000, 1_900_000_000).unwrap()
+            })
+        }
+
+        fn cps() -> ContractProvisioning {
+            let p = provisioning();
+            ContractProvisioning {
+                cps_key: p.cps.key.clone(),
+                cps_certificate: p.cps.cert.der().to_vec(),
+                cps_sub_cas: p.cps_sub_cas(),
+                contract: contract_of(p521()),
+            }
+        }
+
+        fn car(dc: bool, prov: &DemoProvisioning, v2g_root: &Cert) -> EvccConfig {
+            evcc_config(dc, ControlMode::Scheduled)
+                .with_unix_time(NOW)
+                .with_pnc(Some(EvPnc::new(
+                    None,
+                    Some(Provisioning::new(
+                        prov.oem_provisioning.cert.der().to_vec(),
+                        prov.oem_provisioning.key_bytes(),
+                    )),
+                    TrustStore::new(vec![v2g_root.clone()]),
+                )))
+        }
+
+        fn installing(dc: bool) -> Sim {
+            let p = provisioning();
+            let mut sim = Sim::new(pnc_secc(), car(dc, p, &p.v2g_root.cert));
+            sim.provisioning_iso20 = Some(cps());
+            sim.stop_after = Some((2, StopKind::Terminate));
+            sim
+        }
+
+        fn install_reqs(sim: &Sim) -> Vec<cm::CertificateInstallationReqType> {
+            sim.to_secc
+                .iter()
+                .filter_map(|b| match try_wire(b)? {
+                    Wire::Common(cm::Message::CertificateInstallationReq(r)) => Some(*r),
+                    _ => None,
+                })
+                .collect()
+        }
+
+        fn install_res(sim: &Sim) -> Option<cm::CertificateInstallationResType> {
+            sim.to_evcc.iter().find_map(|b| match try_wire(b)? {
+                Wire::Common(cm::Message::CertificateInstallationRes(r)) => Some(*r),
+                _ => None,
+            })
+        }
+
+        fn fragment_of(c: &cm::SignedCertificateChainType) -> Vec<u8> {
+            let mut f = Vec::new();
+            cm::Fragment::OEMProvisioningCertificateChain(Box::new(c.clone()))
+                .encode(&mut f)
+                .unwrap();
+            f
+        }
+
+        #[test]
+        fn a_car_without_a_contract_installs_one_then_authorizes_with_it_dc_and_ac() {
+            let p = provisioning();
+            for dc in [true, false] {
+                let mut sim = installing(dc);
+                sim.run(Duration::from_secs(120));
+                finished(&sim);
+                let names: Vec<String> = sim.to_secc.iter().map(|b| body_name(b)).collect();
+                let at = |n: &str| names.iter().position(|x| x == n).unwrap();
+                assert!(at("AuthorizationSetupReq") < at("CertificateInstallationReq"));
+                assert!(at("CertificateInstallationReq") < at("AuthorizationReq"));
+                // the service offered with PnC
+                let setup = sim
+                    .to_evcc
+                    .iter()
+                    .find(|b| body_name(b) == "AuthorizationSetupRes")
+                    .unwrap();
+                let Wire::Common(cm::Message::AuthorizationSetupRes(setup)) = wire(setup) else {
+                    unreachable!()
+                };
+                assert!(setup.certificate_installation_service);
+                // the request: the provisioning certificate, the V2G root the
+                // car trusts, one chain wanted, signed (SHA-512) by the OEM key
+                let reqs = install_reqs(&sim);
+                assert_eq!(reqs.len(), 1);
+                let r = &reqs[0];
+                let chain = &r.oem_provisioning_certificate_chain;
+                assert_eq!(chain.certificate.0, p.oem_provisioning.cert.der());
+                assert_eq!(r.maximum_contract_certificate_chains, 1);
+                assert_eq!(
+                    r.list_of_root_certificate_i_ds.root_certificate_id,
+                    TrustStore::new(vec![p.v2g_root.cert.clone()]).root_ids()
+                );
+                let sig = r.header.signature.as_ref().unwrap();
+                assert_eq!(
+                    sig.signed_info.signature_method.algorithm,
+                    pki::ECDSA_SHA512
+                );
+                let f = fragment_of(chain);
+                pki::verify(
+                    sig,
+                    &[(chain.id.as_str(), &f)],
+                    &p.oem_provisioning.key.verifying_key(),
+                )
+                .unwrap();
+                // asked of the backend once, with the PCID's certificate
+                let asked: Vec<_> = sim
+                    .evse_requests
+                    .iter()
+                    .filter_map(|r| match r {
+                        EvseRequest::InstallCertificateIso20 {
+                            oem_provisioning_cert,
+                            root_ids,
+                            maximum_chains,
+                            ..
+                        } => Some((
+                            oem_provisioning_cert.clone(),
+                            root_ids.len(),
+                            *maximum_chains,
+                        )),
+                        _ => None,
+                    })
+                    .collect();
+                assert_eq!(asked, [(p.oem_provisioning.cert.der().to_vec(), 1, 1)]);
+                // the response: OK, the contract chain, secp521r1, the key
+                // in 94 bytes, the ephemeral key uncompressed in 133
+                let res = install_res(&sim).unwrap();
+                assert_eq!(res.response_code, cm::ResponseCodeType::OK);
+                assert_eq!(res.evse_processing, cm::ProcessingType::Finished);
+                let d = &res.signed_installation_data;
+                assert_eq!(d.ecdh_curve, cm::EcdhCurveType::SECP521);
+                assert_eq!(d.dh_public_key.0.len(), 133);
+                assert_eq!(
+                    d.secp521_encrypted_private_key.as_ref().unwrap().0.len(),
+                    94
+                );
+                assert_eq!(
+                    d.contract_certificate_chain.certificate.0,
+                    p521().contract.cert.der()
+                );
+                // the car took the contract, key and all, and authorized with it
+                let installed = sim.evcc.iso20().unwrap().installed_contract().unwrap();
+                let want = contract_of(p521());
+                assert_eq!(
+                    (
+                        &installed.emaid,
+                        &installed.certificate,
+                        &installed.sub_cas,
+                        &installed.key
+                    ),
+                    (&want.emaid, &want.certificate, &want.sub_cas, &want.key)
+                );
+                assert_eq!(sim.evcc.contract_emaid(), Some(EMAID));
+                let auth = auth_reqs(&sim);
+                assert_eq!(
+                    auth[0].selected_authorization_service,
+                    cm::AuthorizationType::PnC
+                );
+                verify(&auth[0], &p521().contract.key.verifying_key()).unwrap();
+                assert_eq!(
+                    contracts_asked(&sim),
+                    [(EMAID.to_string(), p521().contract.cert.der().to_vec(), 2)]
+                );
+            }
+        }
+
+        #[test]
+        fn no_contract_at_the_backend_is_warning_no_certificate_available() {
+            let mut sim = installing(true);
+            sim.provisioning_iso20 = None;
+            sim.run(Duration::from_secs(30));
+            let code = "WARNING_NoCertificateAvailable";
+            assert_eq!(
+                sim.answers().last(),
+                Some(&("CertificateInstallationRes".to_string(), code.to_string()))
+            );
+            assert_eq!(sim.secc_end, Some(failed(code)));
+            assert_eq!(sim.evcc_end, Some(failed(code)));
+        }
+
+        fn evcc_failure(sim: &Sim) -> String {
+            match &sim.evcc_end {
+                Some(EndReason::Failed { response_code }) => response_code.clone(),
+                other => panic!("{other:?} {:?}", sim.answers()),
+            }
+        }
+
+        #[test]
+        fn an_installation_the_car_cannot_trust_or_decrypt_ends_it() {
+            let p = provisioning();
+            // a CPS chain under a V2G root the car does not know
+            let mut sim = Sim::new(pnc_secc(), car(true, p, &other_car().v2g_root.cert));
+            sim.provisioning_iso20 = Some(cps());
+            sim.run(Duration::from_secs(30));
+            assert!(
+                evcc_failure(&sim).starts_with("CertificateInstallationRes: CPS chain:"),
+                "{}",
+                evcc_failure(&sim)
+            );
+            assert!(sim.evcc.iso20().unwrap().installed_contract().is_none());
+            // SignedInstallationData signed by a key that is not the CPS
+            // leaf's: the signature does not hold
+            let mut sim = installing(true);
+            let mut cps = cps();
+            cps.cps_key = other_car().cps.key.clone();
+            sim.provisioning_iso20 = Some(cps);
+            sim.run(Duration::from_secs(30));
+            assert!(
+                evcc_failure(&sim).starts_with("CertificateInstallationRes: signature:"),
+                "{}",
+                evcc_failure(&sim)
+            );
+            // a request carrying another car's provisioning certificate
+            // (signed by that car): the key is encrypted for the other car,
+            // and this one cannot decrypt it
+            let mut sim = installing(true);
+            sim.tamper = Box::new(|b| {
+                let Wire::Common(cm::Message::CertificateInstallationReq(mut r)) = try_wire(b)?
+                else {
+                    return None;
+                };
+                let o = other_car();
+                let chain = &mut r.oem_provisioning_certificate_chain;
+                chain.certificate = Base64Binary(o.oem_provisioning.cert.der().to_vec());
+                let f = fragment_of(chain);
+                r.header.signature =
+                    Some(pki::sign(&o.oem_provisioning.key, &[(chain.id.as_str(), &f)]).ok()?);
+                let (pt, exi) = Wire::Common(cm::Message::CertificateInstallationReq(r))
+                    .encode()
+                    .ok()?;
+                Some(frame(pt, &exi))
+            });
+            sim.run(Duration::from_secs(30));
+            assert_eq!(
+                evcc_failure(&sim),
+                "CertificateInstallationRes: the contract key does not decrypt: the AES-GCM tag does not verify"
+            );
+        }
+
+        #[test]
+        fn a_request_not_signed_by_its_provisioning_key_is_failed_signature_error() {
+            type Edit = Box<dyn FnMut(&mut cm::CertificateInstallationReqType)>;
+            let cases: Vec<Edit> = vec![
+                Box::new(|r| r.header.signature = None),
+                Box::new(|r| {
+                    // signed by another car's key
+                    let chain = &r.oem_provisioning_certificate_chain;
+                    let f = fragment_of(chain);
+                    r.header.signature = pki::sign(
+                        &other_car().oem_provisioning.key,
+                        &[(chain.id.as_str(), &f)],
+                    )
+                    .ok();
+                }),
+                Box::new(|r| {
+                    // another certificate than the one signed
+                    r.oem_provisioning_certificate_chain.certificate =
+                        Base64Binary(other_car().oem_provisioning.cert.der().to_vec());
+                }),
+            ];
+            for mut edit in cases {
+                let mut sim = installing(true);
+                sim.tamper = Box::new(move |b| {
+                    let Wire::Common(cm::Message::CertificateInstallationReq(mut r)) = try_wire(b)?
+                    else {
+                        return None;
+                    };
+                    edit(&mut r);
+                    let (pt, exi) = Wire::Common(cm::Message::CertificateInstallationReq(r))
+                        .encode()
+                        .ok()?;
+                    Some(frame(pt, &exi))
+                });
+                sim.run(Duration::from_secs(30));
+                let code = "FAILED_SignatureError";
+                assert_eq!(
+                    sim.answers().last(),
+                    Some(&("CertificateInstallationRes".to_string(), code.to_string()))
+                );
+                assert_eq!(sim.secc_end, Some(failed(code)));
+                assert!(!sim
+                    .evse_requests
+                    .iter()
+                    .any(|r| matches!(r, EvseRequest::InstallCertificateIso20 { .. })));
+            }
+        }
+
+        #[test]
+        fn without_pnc_at_the_secc_there_is_no_installation() {
+            // not offered: the car without a contract uses EIM
+            let p = provisioning();
+            let mut sim = Sim::new(
+                secc_config().with_unix_time(NOW),
+                car(true, p, &p.v2g_root.cert),
+            );
+            sim.stop_after = Some((2, StopKind::Terminate));
+            sim.run(Duration::from_secs(120));
+            finished(&sim);
+            assert!(install_reqs(&sim).is_empty());
+            assert_eq!(
+                auth_reqs(&sim)[0].selected_authorization_service,
+                cm::AuthorizationType::EIM
+            );
+            // asked anyway: a sequence error
+            let (mut secc, now) = secc_in(true, ControlMode::Scheduled, SeccState::Authorization);
+            let w = iso20::sample_request(
+                true,
+                ControlMode::Scheduled,
+                &SESSION,
+                Request::CertificateInstallation,
+            );
+            assert_eq!(
+                send(&mut secc, now, &w),
+                (
+                    "CertificateInstallationRes".into(),
+                    "FAILED_SequenceError".into()
+                )
+            );
+        }
+    }
+
     #[test]
     fn without_pnc_at_the_secc_the_car_uses_eim_and_a_pnc_request_is_refused() {
         // the SECC offers EIM only: the car with a contract falls back to it

@@ -388,6 +388,11 @@ async fn evse_request<B: Backend>(
             let installation = answer.as_deref().and_then(installation_of);
             secc.handle_certificate_installation(Instant::now(), installation);
         }
+        // the simulator's -20 cars authorize by EIM: a -20 installation
+        // is refused (WARNING_NoCertificateAvailable) rather than left waiting
+        EvseRequest::InstallCertificateIso20 { .. } => {
+            secc.handle_iso20_certificate_installation(Instant::now(), None);
+        }
         EvseRequest::UpdateCertificate { exi, .. } => {
             let answer = backend.update_certificate(exi).await;
             let update = answer.as_deref().and_then(update_of);

@@ -8,7 +8,7 @@ use evproto_iso15118::app_protocol::{self, Message};
 use evproto_iso15118::lenient::{Policy, Warning};
 use std::net::{SocketAddr, SocketAddrV6};
 
-use evproto_iso15118::pki::demo::{Curve, DemoContract, DemoPki};
+use evproto_iso15118::pki::demo::{Curve, DemoContract, DemoPki, DemoProvisioning};
 use evproto_iso15118::pki::{Cert, SigningKey, TrustStore};
 use evproto_iso15118::sdp::Security;
 use evproto_iso15118::session::{
@@ -555,7 +555,9 @@ pub(crate) struct EvArgs {
     #[arg(long, requires = "pnc")]
     iso2_contract: bool,
     /// With --pnc: start without a contract and install DIR's through
-    /// CertificateInstallation with the OEM provisioning certificate.
+    /// CertificateInstallation with the OEM provisioning certificate
+    /// (over -20: iso20_oem_leaf, secp521r1; the EVSE delivers the iso20_
+    /// contract).
     #[arg(long, requires = "pnc")]
     install_contract: bool,
     /// With --pnc: renew the contract through CertificateUpdate (the
@@ -721,6 +723,35 @@ const PKI_FILES: &[(&str, &str)] = &[
         "iso20_contract_leaf",
         "-20 contract certificate (secp521r1), CN = the eMAID, issued by -20 MO sub-CA 2",
     ),
+    (
+        "iso20_v2g_root",
+        "-20 V2G root CA (secp521r1; the -20 CPS chain's root)",
+    ),
+    (
+        "iso20_cps_sub_ca1",
+        "-20 CPS sub-CA 1, issued by the -20 V2G root",
+    ),
+    (
+        "iso20_cps_sub_ca2",
+        "-20 CPS sub-CA 2, issued by -20 CPS sub-CA 1",
+    ),
+    (
+        "iso20_cps_leaf",
+        "-20 CPS leaf: signs -20 CertificateInstallationRes' SignedInstallationData",
+    ),
+    ("iso20_oem_root", "-20 OEM root CA (secp521r1; self-signed)"),
+    (
+        "iso20_oem_sub_ca1",
+        "-20 OEM sub-CA 1, issued by the -20 OEM root",
+    ),
+    (
+        "iso20_oem_sub_ca2",
+        "-20 OEM sub-CA 2, issued by -20 OEM sub-CA 1",
+    ),
+    (
+        "iso20_oem_leaf",
+        "-20 OEM provisioning certificate, CN = the PCID, issued by -20 OEM sub-CA 2",
+    ),
 ];
 
 fn pem(label: &str, der: &[u8]) -> String {
@@ -753,12 +784,22 @@ pub(crate) fn run_pki(args: PkiArgs) -> Result<(), String> {
         DemoPki::generate(&seed, &args.emaid, not_before, not_after).map_err(|e| e.to_string())?;
     let iso20 = DemoContract::generate(&seed, &args.emaid, Curve::P521, not_before, not_after)
         .map_err(|e| e.to_string())?;
+    let prov =
+        DemoProvisioning::generate(&seed, not_before, not_after).map_err(|e| e.to_string())?;
     let mut all = pki.all();
     all.extend([
         ("iso20_mo_root", &iso20.mo_root),
         ("iso20_mo_sub_ca1", &iso20.mo_sub_ca1),
         ("iso20_mo_sub_ca2", &iso20.mo_sub_ca2),
         ("iso20_contract_leaf", &iso20.contract),
+        ("iso20_v2g_root", &prov.v2g_root),
+        ("iso20_cps_sub_ca1", &prov.cps_sub_ca1),
+        ("iso20_cps_sub_ca2", &prov.cps_sub_ca2),
+        ("iso20_cps_leaf", &prov.cps),
+        ("iso20_oem_root", &prov.oem_root),
+        ("iso20_oem_sub_ca1", &prov.oem_sub_ca1),
+        ("iso20_oem_sub_ca2", &prov.oem_sub_ca2),
+        ("iso20_oem_leaf", &prov.oem_provisioning),
     ]);
     std::fs::create_dir_all(&args.dir).map_err(|e| format!("{}: {e}", args.dir.display()))?;
     let write = |name: String, bytes: &[u8]| {
@@ -767,8 +808,9 @@ pub(crate) fn run_pki(args: PkiArgs) -> Result<(), String> {
     };
     let mut readme = String::from(
         "Test PKI for Plug & Charge, made by `evproto v2g pki`: ISO 15118-2's hierarchies\n\
-         (secp256r1, ecdsa-with-SHA256) and an ISO 15118-20 MO hierarchy and contract\n\
-         (iso20_*: secp521r1, ecdsa-with-SHA512). Test keys: no secrets. Each certificate\n\
+         (secp256r1, ecdsa-with-SHA256) and ISO 15118-20's MO hierarchy and contract, V2G\n\
+         root and CPS chain, OEM hierarchy and provisioning certificate (iso20_*: secp521r1,\n\
+         ecdsa-with-SHA512). Test keys: no secrets. Each certificate\n\
          NAME is NAME.der and NAME.pem, its private key NAME.key.der and NAME.key.pem\n\
          (PKCS#8, unencrypted).\n\n",
     );
@@ -804,6 +846,7 @@ pub(crate) fn run_pki(args: PkiArgs) -> Result<(), String> {
          evproto v2g evse --listen ADDR --tls DIR --pnc DIR   (prints the TLS port: `tls on ADDR`)\n\
          evproto v2g ev --connect TLS_ADDR --tls DIR --protocol iso2-dc --pnc DIR [--install-contract]\n\
          evproto v2g ev --connect TLS_ADDR --tls DIR --protocol iso20-dc --pnc DIR   (the iso20_ contract)\n\
+         evproto v2g ev --connect TLS_ADDR --tls DIR --protocol iso20-dc --pnc DIR --install-contract\n\
          evproto v2g ev --connect TLS_ADDR --tls DIR --protocol iso20-dc\n",
         pki.emaid
     ));
@@ -994,6 +1037,7 @@ struct Charger {
     tls13: SeccConfig,
     tls12: SeccConfig,
     provisioning: Option<ContractProvisioning>,
+    provisioning_iso20: Option<ContractProvisioning>,
     done: tokio::sync::mpsc::UnboundedSender<()>,
 }
 
@@ -1006,6 +1050,7 @@ impl Charger {
         }
         let mut evse = SimEvse::default();
         evse.provisioning = self.provisioning.clone();
+        evse.provisioning_iso20 = self.provisioning_iso20.clone();
         evse.provisioning_seed.copy_from_slice(&random_vec(32));
         (config, evse)
     }
@@ -1132,6 +1177,7 @@ pub(crate) fn run_evse(args: EvseArgs) -> Result<(), String> {
         return Err("--iface (SDP) announces an IPv6 address: --listen must be IPv6".into());
     }
     let mut provisioning = None;
+    let mut provisioning_iso20 = None;
     let mut pnc = None;
     if let Some(dir) = &args.pnc {
         if !args.allow_pnc_without_tls && args.tls.is_none() {
@@ -1153,6 +1199,18 @@ pub(crate) fn run_evse(args: EvseArgs) -> Result<(), String> {
             ],
             contract: read_contract(dir)?,
         });
+        // -20 CertificateInstallation, in a PKI that has its CPS chain
+        if dir.join("iso20_cps_leaf.der").exists() {
+            provisioning_iso20 = Some(ContractProvisioning {
+                cps_key: read_key(dir, "iso20_cps_leaf")?,
+                cps_certificate: read_pki(dir, "iso20_cps_leaf")?.der().to_vec(),
+                cps_sub_cas: vec![
+                    read_pki(dir, "iso20_cps_sub_ca2")?.der().to_vec(),
+                    read_pki(dir, "iso20_cps_sub_ca1")?.der().to_vec(),
+                ],
+                contract: read_contract_as(dir, "iso20_")?,
+            });
+        }
     }
     if !(args.discharge_demand_kw.is_finite() && args.discharge_demand_kw >= 0.0) {
         return Err("--discharge-demand-kw: a number of kW, 0 or more".into());
@@ -1191,6 +1249,7 @@ pub(crate) fn run_evse(args: EvseArgs) -> Result<(), String> {
             tls13,
             tls12,
             provisioning,
+            provisioning_iso20,
             done,
         });
         let mut tls_port = None;
@@ -1306,10 +1365,16 @@ pub(crate) fn run_ev(args: EvArgs) -> Result<bool, String> {
         if !iso2 && !name.is_iso20() {
             return Err("--pnc: Plug & Charge is ISO 15118-2 or -20 (not DIN)".into());
         }
-        if !iso2 && (args.install_contract || args.renew_contract_within_days.is_some()) {
+        if !iso2 && args.renew_contract_within_days.is_some() {
             return Err(
-                "--install-contract, --renew-contract-within-days: ISO 15118-2 only \
-                 (-20 CertificateInstallation is not done yet)"
+                "--renew-contract-within-days: ISO 15118-2 only (-20 has no CertificateUpdate)"
+                    .into(),
+            );
+        }
+        if !iso2 && args.install_contract && args.iso2_contract {
+            return Err(
+                "--install-contract over ISO 15118-20 installs the iso20_ contract: \
+                 not with --iso2-contract"
                     .into(),
             );
         }
@@ -1320,11 +1385,28 @@ pub(crate) fn run_ev(args: EvArgs) -> Result<bool, String> {
         } else {
             Some(read_contract_as(dir, "iso20_")?)
         };
-        let provisioning = Provisioning::new(
-            read_pki(dir, "oem_leaf")?.der().to_vec(),
-            read_key(dir, "oem_leaf")?.to_bytes(),
-        );
-        let roots = TrustStore::new(vec![read_pki(dir, "v2g_root")?]);
+        // -2: the OEM provisioning certificate (secp256r1) for
+        // CertificateInstallation; -20 installs with the secp521r1 one, and
+        // only when told to (a -20 car with a contract never installs),
+        // trusting the -20 V2G root (the CPS chain's) too
+        let oem = if iso2 {
+            Some("oem_leaf")
+        } else {
+            args.install_contract.then_some("iso20_oem_leaf")
+        };
+        let provisioning = oem
+            .map(|oem| -> Result<Provisioning, String> {
+                Ok(Provisioning::new(
+                    read_pki(dir, oem)?.der().to_vec(),
+                    read_key(dir, oem)?.to_bytes(),
+                ))
+            })
+            .transpose()?;
+        let mut roots = vec![read_pki(dir, "v2g_root")?];
+        if !iso2 && dir.join("iso20_v2g_root.der").exists() {
+            roots.push(read_pki(dir, "iso20_v2g_root")?);
+        }
+        let roots = TrustStore::new(roots);
         config.unix_time = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_err(|e| e.to_string())?
@@ -1333,7 +1415,7 @@ pub(crate) fn run_ev(args: EvArgs) -> Result<bool, String> {
             .renew_contract_within_days
             .map(|d| d.saturating_mul(86_400));
         config = config.with_pnc(Some(
-            EvPnc::new(contract, Some(provisioning), roots).with_renewal(renew),
+            EvPnc::new(contract, provisioning, roots).with_renewal(renew),
         ));
     }
     if !(1..=60_000).contains(&args.current_demand_timeout_ms) {

@@ -297,7 +297,9 @@ fn unsupported_protocols_and_unreachable_chargers_are_clear_errors() {
 /// its -2 contract (iso2-dc), one authorizing by its -20 contract
 /// (secp521r1) and one presenting its -2 contract over -20
 /// (`--iso2-contract`, as Josev's EVCC does); both summaries name the
-/// contract's eMAID. A car without --pnc at the same charger uses EIM.
+/// contract's eMAID. A car without a contract installs the -20 one
+/// (`--install-contract`) and authorizes with it. A car without --pnc at
+/// the same charger uses EIM.
 #[test]
 fn a_car_authorizes_by_contract_over_iso2_and_iso20_with_tls() {
     let dir = std::env::temp_dir().join(format!("evproto-v2g-pnc-{}", std::process::id()));
@@ -323,6 +325,13 @@ fn a_car_authorizes_by_contract_over_iso2_and_iso20_with_tls() {
     for (protocol, extra, emaid) in [
         ("iso2-dc", &["--pnc", pki][..], Some("DEEVPC000000001")),
         ("iso20-dc", &["--pnc", pki][..], Some("DEEVPC000000001")),
+        // -20 CertificateInstallation: the iso20_ contract delivered
+        // (secp521r1, AES-GCM-256), then PnC with it
+        (
+            "iso20-dc",
+            &["--pnc", pki, "--install-contract"][..],
+            Some("DEEVPC000000001"),
+        ),
         (
             "iso20-ac",
             &["--pnc", pki, "--iso2-contract"][..],
@@ -351,6 +360,15 @@ fn a_car_authorizes_by_contract_over_iso2_and_iso20_with_tls() {
         );
         assert_eq!(s["result"], "ok", "{s}");
         assert_eq!(s["emaid"].as_str(), emaid, "{s}");
+        if extra.contains(&"--install-contract") {
+            assert_eq!(
+                s["contract"],
+                serde_json::json!({"emaid": "DEEVPC000000001", "change": "installed"}),
+                "{s}"
+            );
+        } else {
+            assert!(s["contract"].is_null(), "{s}");
+        }
         let e = evse.next_session();
         assert_eq!(e["result"], "ok", "{e}");
         assert_eq!(e["protocol"], protocol, "{e}");
@@ -362,7 +380,7 @@ fn a_car_authorizes_by_contract_over_iso2_and_iso20_with_tls() {
         };
         assert_eq!(e["tls"], tls, "{e}");
     }
-    // -20 has no CertificateInstallation here yet: a clear refusal
+    // -20 has no CertificateUpdate: a clear refusal
     let out = ev(&[
         "--connect",
         &tls_addr,
@@ -372,11 +390,12 @@ fn a_car_authorizes_by_contract_over_iso2_and_iso20_with_tls() {
         "iso20-dc",
         "--pnc",
         pki,
-        "--install-contract",
+        "--renew-contract-within-days",
+        "30",
     ]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("ISO 15118-2 only"), "{err}");
+    assert!(err.contains("-20 has no CertificateUpdate"), "{err}");
     drop(evse);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -10,6 +10,12 @@
 //!
 //! ISO 15118-20 contracts are secp521r1 with ecdsa-with-SHA512: the same
 //! MO hierarchy on that curve is a [`DemoContract`] on [`Curve::P521`].
+//! What a -20 contract installation needs besides (an OEM hierarchy and
+//! provisioning certificate whose CN is an 18-character PCID, a V2G root
+//! and CPS chain) is a [`DemoProvisioning`]. Every secp521r1 certificate
+//! carries a SubjectKeyIdentifier (the first 8 bytes of the SHA-256 of
+//! its public key: -20's AAD takes it as 16 hexadecimal characters,
+//! [V2G20-2492]).
 //!
 //! For tests and lab setups only: keys derived from a seed are no secret.
 
@@ -21,7 +27,7 @@ use x509_cert::builder::{Builder, CertificateBuilder, Profile};
 use x509_cert::der::asn1::OctetString;
 use x509_cert::der::oid::AssociatedOid;
 use x509_cert::der::Encode;
-use x509_cert::ext::pkix::{BasicConstraints, KeyUsage, KeyUsages};
+use x509_cert::ext::pkix::{BasicConstraints, KeyUsage, KeyUsages, SubjectKeyIdentifier};
 use x509_cert::ext::Extension;
 use x509_cert::name::Name;
 use x509_cert::serial_number::SerialNumber;
@@ -85,6 +91,8 @@ struct DemoProfile {
     subject: Name,
     issuer: Option<Name>,
     role: Role,
+    /// Add a SubjectKeyIdentifier (the -20 hierarchies).
+    ski: bool,
 }
 
 fn ext<T: Encode + AssociatedOid>(v: &T, critical: bool) -> x509_cert::builder::Result<Extension> {
@@ -104,7 +112,7 @@ impl Profile for DemoProfile {
     }
     fn build_extensions(
         &self,
-        _spk: SubjectPublicKeyInfoRef<'_>,
+        spk: SubjectPublicKeyInfoRef<'_>,
         _issuer_spk: SubjectPublicKeyInfoRef<'_>,
         _tbs: &TbsCertificate,
     ) -> x509_cert::builder::Result<Vec<Extension>> {
@@ -122,7 +130,7 @@ impl Profile for DemoProfile {
                 KeyUsages::DigitalSignature | KeyUsages::KeyAgreement,
             ),
         };
-        Ok(vec![
+        let mut exts = vec![
             ext(
                 &BasicConstraints {
                     ca,
@@ -131,7 +139,15 @@ impl Profile for DemoProfile {
                 true,
             )?,
             ext(&KeyUsage(usage), true)?,
-        ])
+        ];
+        if self.ski {
+            let digest = Sha256::digest(spk.subject_public_key.raw_bytes());
+            exts.push(ext(
+                &SubjectKeyIdentifier(OctetString::new(&digest[..8])?),
+                false,
+            )?);
+        }
+        Ok(exts)
     }
 }
 
@@ -203,6 +219,7 @@ pub fn issue(
         subject: Name::from_str(subject).map_err(|e| err(e.to_string()))?,
         issuer: issuer.map(|i| i.cert.inner.tbs_certificate().subject().clone()),
         role,
+        ski: matches!(key, SigningKey::P521(_)),
     };
     let validity = Validity::new(
         unix_time(not_before).map_err(err)?,
@@ -264,6 +281,20 @@ pub struct DemoPki {
     pub emaid: String,
 }
 
+/// `parent` → sub-CA 1 (path length 1) → sub-CA 2 (0) → leaf of `role`,
+/// named `names`, each made by `make(subject, issuer, role)`.
+fn below(
+    make: &mut impl FnMut(&str, Option<&Issued>, Role) -> Result<Issued, IssueError>,
+    parent: &Issued,
+    names: [&str; 3],
+    role: Role,
+) -> Result<[Issued; 3], IssueError> {
+    let sub1 = make(names[0], Some(parent), Role::SubCa(1))?;
+    let sub2 = make(names[1], Some(&sub1), Role::SubCa(0))?;
+    let leaf = make(names[2], Some(&sub2), role)?;
+    Ok([sub1, sub2, leaf])
+}
+
 /// MO root → MO sub-CA 1 → MO sub-CA 2 → contract (CN = `emaid`), each
 /// made by `make(subject, issuer, role)`; `tag` follows the CAs' names.
 fn mo_chain(
@@ -276,19 +307,14 @@ fn mo_chain(
         None,
         Role::Root,
     )?;
-    let sub1 = make(
-        &format!("CN=MO Sub-CA 1{tag},O=evproto,DC=MO"),
-        Some(&root),
-        Role::SubCa(1),
-    )?;
-    let sub2 = make(
-        &format!("CN=MO Sub-CA 2{tag},O=evproto,DC=MO"),
-        Some(&sub1),
-        Role::SubCa(0),
-    )?;
-    let contract = make(
-        &format!("CN={emaid},O=evproto,DC=MO"),
-        Some(&sub2),
+    let [sub1, sub2, contract] = below(
+        make,
+        &root,
+        [
+            &format!("CN=MO Sub-CA 1{tag},O=evproto,DC=MO"),
+            &format!("CN=MO Sub-CA 2{tag},O=evproto,DC=MO"),
+            &format!("CN={emaid},O=evproto,DC=MO"),
+        ],
         Role::Signer,
     )?;
     Ok([root, sub1, sub2, contract])
@@ -349,6 +375,100 @@ impl DemoContract {
         vec![
             self.mo_sub_ca2.cert.der().to_vec(),
             self.mo_sub_ca1.cert.der().to_vec(),
+        ]
+    }
+}
+
+/// What an ISO 15118-20 contract installation needs besides the contract
+/// ([`DemoContract`] on [`Curve::P521`]), all secp521r1: a V2G root → CPS
+/// sub-CA 1 → CPS sub-CA 2 → CPS leaf (it signs CertificateInstallationRes'
+/// SignedInstallationData), and OEM root → OEM sub-CA 1 → OEM sub-CA 2 →
+/// OEM provisioning leaf (digitalSignature and keyAgreement; CN = the
+/// PCID, 18 characters as -20's AAD has it).
+#[derive(Debug, Clone)]
+pub struct DemoProvisioning {
+    /// V2G root CA (-20).
+    pub v2g_root: Issued,
+    /// CPS sub-CA 1.
+    pub cps_sub_ca1: Issued,
+    /// CPS sub-CA 2.
+    pub cps_sub_ca2: Issued,
+    /// The CPS leaf.
+    pub cps: Issued,
+    /// OEM root CA (-20).
+    pub oem_root: Issued,
+    /// OEM sub-CA 1.
+    pub oem_sub_ca1: Issued,
+    /// OEM sub-CA 2.
+    pub oem_sub_ca2: Issued,
+    /// The OEM provisioning certificate (CN = [`DemoProvisioning::pcid`]).
+    pub oem_provisioning: Issued,
+    /// The provisioning certificate's ID.
+    pub pcid: String,
+}
+
+impl DemoProvisioning {
+    /// The PCID of the demo car: 18 upper-case letters and digits.
+    pub const PCID: &'static str = "EVPROTO00000000020";
+
+    /// Makes the hierarchies from `seed` on secp521r1 (keys labelled apart
+    /// from [`DemoPki`]'s and [`DemoContract`]'s, serial numbers from
+    /// 201), valid from `not_before` to `not_after` (Unix s).
+    pub fn generate(seed: &[u8], not_before: u64, not_after: u64) -> Result<Self, IssueError> {
+        let mut serial = 200u32;
+        let mut make = |name: &str, issuer: Option<&Issued>, role: Role| {
+            serial += 1;
+            let key = derive_key_p521(seed, &format!("provisioning:{name}"));
+            issue(name, &key, issuer, role, serial, not_before, not_after)
+        };
+        let v2g_root = make("CN=V2G Root CA (-20),O=evproto,DC=V2G", None, Role::Root)?;
+        let [cps_sub_ca1, cps_sub_ca2, cps] = below(
+            &mut make,
+            &v2g_root,
+            [
+                "CN=CPS Sub-CA 1 (-20),O=evproto,DC=V2G",
+                "CN=CPS Sub-CA 2 (-20),O=evproto,DC=V2G",
+                "CN=CPS Leaf (-20),O=evproto,DC=CPS",
+            ],
+            Role::Signer,
+        )?;
+        let oem_root = make("CN=OEM Root CA (-20),O=evproto,DC=OEM", None, Role::Root)?;
+        let [oem_sub_ca1, oem_sub_ca2, oem_provisioning] = below(
+            &mut make,
+            &oem_root,
+            [
+                "CN=OEM Sub-CA 1 (-20),O=evproto,DC=OEM",
+                "CN=OEM Sub-CA 2 (-20),O=evproto,DC=OEM",
+                &format!("CN={},O=evproto,DC=OEM", Self::PCID),
+            ],
+            Role::Provisioning,
+        )?;
+        Ok(Self {
+            v2g_root,
+            cps_sub_ca1,
+            cps_sub_ca2,
+            cps,
+            oem_root,
+            oem_sub_ca1,
+            oem_sub_ca2,
+            oem_provisioning,
+            pcid: Self::PCID.into(),
+        })
+    }
+
+    /// The CPS chain's sub-CAs, leaf's issuer first, DER.
+    pub fn cps_sub_cas(&self) -> Vec<Vec<u8>> {
+        vec![
+            self.cps_sub_ca2.cert.der().to_vec(),
+            self.cps_sub_ca1.cert.der().to_vec(),
+        ]
+    }
+
+    /// The OEM chain's sub-CAs, leaf's issuer first, DER.
+    pub fn oem_sub_cas(&self) -> Vec<Vec<u8>> {
+        vec![
+            self.oem_sub_ca2.cert.der().to_vec(),
+            self.oem_sub_ca1.cert.der().to_vec(),
         ]
     }
 }
@@ -415,47 +535,36 @@ impl DemoPki {
             issue(name, &key, issuer, role, serial, not_before, not_after)
         };
         let v2g_root = make("CN=V2G Root CA,O=evproto,DC=V2G", None, Role::Root)?;
-        let cpo_sub_ca1 = make(
-            "CN=CPO Sub-CA 1,O=evproto,DC=V2G",
-            Some(&v2g_root),
-            Role::SubCa(1),
+        let [cpo_sub_ca1, cpo_sub_ca2, secc] = below(
+            &mut make,
+            &v2g_root,
+            [
+                "CN=CPO Sub-CA 1,O=evproto,DC=V2G",
+                "CN=CPO Sub-CA 2,O=evproto,DC=V2G",
+                "CN=SECC,O=evproto,DC=CPO",
+            ],
+            Role::Signer,
         )?;
-        let cpo_sub_ca2 = make(
-            "CN=CPO Sub-CA 2,O=evproto,DC=V2G",
-            Some(&cpo_sub_ca1),
-            Role::SubCa(0),
-        )?;
-        let secc = make("CN=SECC,O=evproto,DC=CPO", Some(&cpo_sub_ca2), Role::Signer)?;
-        let cps_sub_ca1 = make(
-            "CN=CPS Sub-CA 1,O=evproto,DC=V2G",
-            Some(&v2g_root),
-            Role::SubCa(1),
-        )?;
-        let cps_sub_ca2 = make(
-            "CN=CPS Sub-CA 2,O=evproto,DC=V2G",
-            Some(&cps_sub_ca1),
-            Role::SubCa(0),
-        )?;
-        let cps = make(
-            "CN=CPS Leaf,O=evproto,DC=CPS",
-            Some(&cps_sub_ca2),
+        let [cps_sub_ca1, cps_sub_ca2, cps] = below(
+            &mut make,
+            &v2g_root,
+            [
+                "CN=CPS Sub-CA 1,O=evproto,DC=V2G",
+                "CN=CPS Sub-CA 2,O=evproto,DC=V2G",
+                "CN=CPS Leaf,O=evproto,DC=CPS",
+            ],
             Role::Signer,
         )?;
         let [mo_root, mo_sub_ca1, mo_sub_ca2, contract] = mo_chain(&mut make, "", emaid)?;
         let oem_root = make("CN=OEM Root CA,O=evproto,DC=OEM", None, Role::Root)?;
-        let oem_sub_ca1 = make(
-            "CN=OEM Sub-CA 1,O=evproto,DC=OEM",
-            Some(&oem_root),
-            Role::SubCa(1),
-        )?;
-        let oem_sub_ca2 = make(
-            "CN=OEM Sub-CA 2,O=evproto,DC=OEM",
-            Some(&oem_sub_ca1),
-            Role::SubCa(0),
-        )?;
-        let oem_provisioning = make(
-            "CN=EVPROTO0000001,O=evproto,DC=OEM",
-            Some(&oem_sub_ca2),
+        let [oem_sub_ca1, oem_sub_ca2, oem_provisioning] = below(
+            &mut make,
+            &oem_root,
+            [
+                "CN=OEM Sub-CA 1,O=evproto,DC=OEM",
+                "CN=OEM Sub-CA 2,O=evproto,DC=OEM",
+                "CN=EVPROTO0000001,O=evproto,DC=OEM",
+            ],
             Role::Provisioning,
         )?;
         Ok(Self {

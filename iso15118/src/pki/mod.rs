@@ -22,9 +22,17 @@
 //!   800-56A with SHA-256 (OtherInfo `01 55 56`, 128 bits), AES-128-CBC
 //!   with the 16-byte IV prepended: 48 bytes. The ephemeral key and the IV
 //!   are passed in.
+//! - **-20 contract key delivery** ([`encrypt_contract_key_iso20`],
+//!   [`decrypt_contract_key_iso20`]): ISO 15118-20 [V2G20-2535]: one-pass
+//!   ECDH on secp521r1, the concatenation KDF with SHA-512 (OtherInfo
+//!   `01 55 56`, 256 bits), AES-GCM-256 [V2G20-2497] over the 521-bit key
+//!   padded to 66 bytes, with the AAD of [V2G20-2492] ([`installation_aad`]:
+//!   the PCID, then the contract certificate's SKI in upper-case hex); the
+//!   field is IV (12) ‖ ciphertext (66) ‖ tag (16), 94 bytes [V2G20-2499].
 //!
-//! Not here: Ed448 (ISO 15118-20's second curve: no released RustCrypto
-//! crate yet) and the -20 contract key encryption.
+//! Not here: Ed448 and X448 (ISO 15118-20's second curve: no released
+//! RustCrypto crate yet), and the TPM 2.0 import of -20's
+//! `TPM_EncryptedPrivateKey`.
 //!
 //! ```
 //! use evproto_iso15118::messages::iso2;
@@ -104,9 +112,15 @@ pub enum KeyError {
     /// Not a private or public key of a supported curve.
     #[error("not a usable {0} key")]
     Malformed(&'static str),
-    /// The encrypted contract key is not 48 bytes (16 IV + 32 key).
-    #[error("the encrypted private key has {0} bytes, not 48")]
+    /// The encrypted contract key is not 48 bytes (-2: 16 IV + 32 key) or
+    /// 94 (-20: 12 IV + 66 key + 16 tag).
+    #[error("the encrypted private key has {0} bytes, not what the standard prescribes")]
     EncryptedLength(usize),
+    /// -20: AES-GCM's tag does not verify (another key, AAD or bytes)
+    /// [V2G20-2504], or the decrypted key's 7 leading bits are not zero
+    /// [V2G20-2678].
+    #[error("the contract key does not decrypt: {0}")]
+    Decryption(&'static str),
     /// The decrypted key does not belong to the delivered contract
     /// certificate [V2G2-823].
     #[error("the decrypted key does not match the contract certificate")]
@@ -560,6 +574,18 @@ impl Cert {
         )
     }
 
+    /// The SubjectKeyIdentifier extension's value, if the certificate has one.
+    pub fn subject_key_id(&self) -> Option<Vec<u8>> {
+        use x509_cert::ext::pkix::SubjectKeyIdentifier;
+        self.inner
+            .tbs_certificate()
+            .extensions()?
+            .iter()
+            .find(|e| e.extn_id == x509_cert::der::oid::db::rfc5280::ID_CE_SUBJECT_KEY_IDENTIFIER)
+            .and_then(|e| SubjectKeyIdentifier::from_der(e.extn_value.as_bytes()).ok())
+            .map(|k| k.0.as_bytes().to_vec())
+    }
+
     /// The certificate's public key.
     pub fn public_key(&self) -> Result<VerifyingKey, CertError> {
         VerifyingKey::of(self).map_err(|_| CertError::Unsupported {
@@ -791,12 +817,15 @@ pub fn verify_chain(
 // ---- contract key delivery (ISO 15118-2) ----
 
 /// The contract key as CertificateInstallationRes / CertificateUpdateRes
-/// deliver it (ISO 15118-2).
+/// deliver it (ISO 15118-2; -20's CertificateInstallationRes alike).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EncryptedContractKey {
-    /// `DHpublickey`: the ephemeral ECDH public key, uncompressed SEC1 (65 bytes).
+    /// `DHpublickey`: the ephemeral ECDH public key, uncompressed SEC1 (65
+    /// bytes; -20 `DHPublicKey`: 133).
     pub dh_public_key: Vec<u8>,
-    /// `ContractSignatureEncryptedPrivateKey`: IV ‖ AES-128-CBC(key) (48 bytes).
+    /// `ContractSignatureEncryptedPrivateKey`: IV ‖ AES-128-CBC(key) (48
+    /// bytes); -20 `SECP521_EncryptedPrivateKey`: IV ‖ AES-GCM-256(key) ‖
+    /// tag (94 bytes).
     pub encrypted_private_key: Vec<u8>,
 }
 
@@ -885,6 +914,127 @@ pub fn decrypt_contract_key(
     Ok(out)
 }
 
+// ---- contract key delivery (ISO 15118-20) ----
+
+/// NIST SP 800-56A concatenation KDF with SHA-512, one round: the 256-bit
+/// AES key of [V2G20-2535] (OtherInfo = AlgorithmID `01`, PartyUInfo `U`,
+/// PartyVInfo `V`).
+fn concat_kdf_aes256(shared: &[u8]) -> [u8; 32] {
+    let mut h = Sha512::new();
+    h.update(1u32.to_be_bytes());
+    h.update(shared);
+    h.update([0x01, 0x55, 0x56]);
+    let out = h.finalize();
+    let mut key = [0u8; 32];
+    key.copy_from_slice(&out[..32]);
+    key
+}
+
+/// The AAD of -20's contract key encryption [V2G20-2492]: the PCID of the
+/// OEM provisioning certificate as the CertificateInstallationReq carried
+/// it (its CN), then the SubjectKeyIdentifier of the delivered contract
+/// certificate in upper-case hexadecimal.
+///
+/// # Errors
+///
+/// The contract certificate has no SubjectKeyIdentifier.
+pub fn installation_aad(pcid: &str, contract: &Cert) -> Result<Vec<u8>, KeyError> {
+    let ski = contract.subject_key_id().ok_or(KeyError::Malformed(
+        "contract certificate without SubjectKeyIdentifier",
+    ))?;
+    let mut aad = pcid.as_bytes().to_vec();
+    for b in ski {
+        aad.extend_from_slice(format!("{b:02X}").as_bytes());
+    }
+    Ok(aad)
+}
+
+/// The 94-byte field of a -20 secp521r1 contract key.
+const ISO20_ENCRYPTED_LEN: usize = 12 + 66 + 16;
+
+/// Encrypts a secp521r1 contract private key (its 66-byte scalar) for the
+/// holder of the OEM provisioning key `oem_public` (ISO 15118-20
+/// [V2G20-2497]): ECDH with `ephemeral` (the caller's fresh random
+/// secp521r1 scalar), the SHA-512 concatenation KDF, AES-GCM-256 under
+/// `iv` (fresh random) with `aad` ([`installation_aad`]). The result's
+/// `dh_public_key` is the uncompressed point (133 bytes), its
+/// `encrypted_private_key` IV ‖ ciphertext ‖ tag (94 bytes).
+pub fn encrypt_contract_key_iso20(
+    contract_key: &[u8],
+    oem_public: &VerifyingKey,
+    ephemeral: &[u8],
+    iv: [u8; 12],
+    aad: &[u8],
+) -> Result<EncryptedContractKey, KeyError> {
+    use aes_gcm::aead::{Aead, KeyInit, Payload};
+    let VerifyingKey::P521(oem) = oem_public else {
+        return Err(KeyError::Malformed("secp521r1 OEM"));
+    };
+    if contract_key.len() != 66 {
+        return Err(KeyError::Malformed("secp521r1 contract"));
+    }
+    let eph =
+        p521::SecretKey::from_slice(ephemeral).map_err(|_| KeyError::Malformed("ephemeral"))?;
+    let oem = p521::PublicKey::from_affine(*oem.as_affine())
+        .map_err(|_| KeyError::Malformed("secp521r1 OEM"))?;
+    let shared = eph.diffie_hellman(&oem);
+    let key = concat_kdf_aes256(shared.raw_secret_bytes());
+    let cipher = aes_gcm::Aes256Gcm::new(&key.into());
+    let sealed = cipher
+        .encrypt(
+            &iv.into(),
+            Payload {
+                msg: contract_key,
+                aad,
+            },
+        )
+        .map_err(|_| KeyError::Malformed("AES-GCM"))?;
+    let mut out = iv.to_vec();
+    out.extend_from_slice(&sealed);
+    Ok(EncryptedContractKey {
+        dh_public_key: eph.public_key().to_sec1_bytes().to_vec(),
+        encrypted_private_key: out,
+    })
+}
+
+/// Decrypts a -20 `SECP521_EncryptedPrivateKey` delivered with
+/// `dh_public_key` using the OEM provisioning key `oem_key` (66-byte
+/// secp521r1 scalar) and `aad` ([`installation_aad`]); the result is the
+/// contract key's 66-byte scalar [V2G20-2505]. Check it against the
+/// contract certificate with [`check_key_pair`] [V2G20-2507].
+pub fn decrypt_contract_key_iso20(
+    encrypted: &[u8],
+    dh_public_key: &[u8],
+    oem_key: &[u8],
+    aad: &[u8],
+) -> Result<Vec<u8>, KeyError> {
+    use aes_gcm::aead::{Aead, KeyInit, Payload};
+    if encrypted.len() != ISO20_ENCRYPTED_LEN {
+        return Err(KeyError::EncryptedLength(encrypted.len()));
+    }
+    let oem = p521::SecretKey::from_slice(oem_key).map_err(|_| KeyError::Malformed("OEM"))?;
+    let dh = p521::PublicKey::from_sec1_bytes(dh_public_key)
+        .map_err(|_| KeyError::Malformed("DHPublicKey"))?;
+    let key = concat_kdf_aes256(oem.diffie_hellman(&dh).raw_secret_bytes());
+    let cipher = aes_gcm::Aes256Gcm::new(&key.into());
+    let mut iv = [0u8; 12];
+    iv.copy_from_slice(&encrypted[..12]);
+    let plain = cipher
+        .decrypt(
+            &iv.into(),
+            Payload {
+                msg: &encrypted[12..],
+                aad,
+            },
+        )
+        .map_err(|_| KeyError::Decryption("the AES-GCM tag does not verify"))?;
+    // 521 bits in 528: the 7 leading bits are zero [V2G20-2678]
+    if plain.first().is_some_and(|b| b & 0xFE != 0) {
+        return Err(KeyError::Decryption("the 7 leading bits are not zero"));
+    }
+    Ok(plain)
+}
+
 /// Whether `private_key` (a scalar) belongs to `cert` [V2G2-823].
 pub fn check_key_pair(private_key: &[u8], cert: &Cert) -> Result<SigningKey, KeyError> {
     let public = cert
@@ -950,6 +1100,115 @@ mod tests {
             Err(KeyError::EncryptedLength(47))
         );
         assert!(decrypt_contract_key(&enc.encrypted_private_key, &[4; 65], &[3; 32]).is_err());
+    }
+
+    #[test]
+    fn iso20_kdf_is_one_sha512_round_truncated_to_256_bits() {
+        // H(00000001 || Z || 01 55 56), first 32 bytes [V2G20-2535]
+        let z = [0x22u8; 66];
+        let mut input = vec![0, 0, 0, 1];
+        input.extend_from_slice(&z);
+        input.extend_from_slice(&[1, 0x55, 0x56]);
+        assert_eq!(concat_kdf_aes256(&z)[..], Sha512::digest(&input)[..32]);
+    }
+
+    fn p521(last: u8) -> [u8; 66] {
+        let mut s = [0u8; 66];
+        s[1] = 0x5A;
+        s[65] = last;
+        s
+    }
+
+    #[test]
+    fn iso20_contract_key_round_trip_wrong_key_aad_and_bytes() {
+        let oem = SigningKey::p521_from_bytes(&p521(3)).unwrap();
+        let mut contract = p521(9);
+        contract[0] = 0x01; // a full 521-bit scalar
+        let aad = b"EVPROTO00000000020A1B2C3D4E5F60718";
+        let enc =
+            encrypt_contract_key_iso20(&contract, &oem.verifying_key(), &p521(5), [7; 12], aad)
+                .unwrap();
+        assert_eq!(enc.encrypted_private_key.len(), 94);
+        assert_eq!(enc.dh_public_key.len(), 133);
+        assert_eq!(enc.dh_public_key[0], 0x04);
+        assert_eq!(enc.encrypted_private_key[..12], [7; 12]);
+        let back = decrypt_contract_key_iso20(
+            &enc.encrypted_private_key,
+            &enc.dh_public_key,
+            &p521(3),
+            aad,
+        )
+        .unwrap();
+        assert_eq!(back, contract);
+        // another OEM key, another AAD, a flipped bit: the tag says no
+        let tag = KeyError::Decryption("the AES-GCM tag does not verify");
+        assert_eq!(
+            decrypt_contract_key_iso20(
+                &enc.encrypted_private_key,
+                &enc.dh_public_key,
+                &p521(4),
+                aad
+            ),
+            Err(tag.clone())
+        );
+        assert_eq!(
+            decrypt_contract_key_iso20(
+                &enc.encrypted_private_key,
+                &enc.dh_public_key,
+                &p521(3),
+                b"EVPROTO00000000021A1B2C3D4E5F60718"
+            ),
+            Err(tag.clone())
+        );
+        let mut flipped = enc.encrypted_private_key.clone();
+        flipped[40] ^= 1;
+        assert_eq!(
+            decrypt_contract_key_iso20(&flipped, &enc.dh_public_key, &p521(3), aad),
+            Err(tag)
+        );
+        assert_eq!(
+            decrypt_contract_key_iso20(&[0; 93], &enc.dh_public_key, &p521(3), aad),
+            Err(KeyError::EncryptedLength(93))
+        );
+        assert!(
+            decrypt_contract_key_iso20(&enc.encrypted_private_key, &[4; 133], &p521(3), aad)
+                .is_err()
+        );
+        // a secp256r1 OEM key or contract is no -20 delivery
+        let p256 = SigningKey::p256_from_bytes(&[3; 32]).unwrap();
+        assert!(encrypt_contract_key_iso20(
+            &contract,
+            &p256.verifying_key(),
+            &p521(5),
+            [7; 12],
+            aad
+        )
+        .is_err());
+        assert!(
+            encrypt_contract_key_iso20(&[9; 32], &oem.verifying_key(), &p521(5), [7; 12], aad)
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn iso20_padding_bits_must_be_zero() {
+        // 66 bytes whose first byte has more than the 521st bit: the
+        // decryption verifies but the key is refused [V2G20-2678]
+        let oem = SigningKey::p521_from_bytes(&p521(3)).unwrap();
+        let mut bad = p521(9);
+        bad[0] = 0x02;
+        // encrypt by hand (the encryptor takes any 66 bytes)
+        let enc =
+            encrypt_contract_key_iso20(&bad, &oem.verifying_key(), &p521(5), [1; 12], b"").unwrap();
+        assert_eq!(
+            decrypt_contract_key_iso20(
+                &enc.encrypted_private_key,
+                &enc.dh_public_key,
+                &p521(3),
+                b""
+            ),
+            Err(KeyError::Decryption("the 7 leading bits are not zero"))
+        );
     }
 
     #[test]

@@ -26,7 +26,8 @@
 //! (a shorter [`SeccConfig::session_id`] is left-padded with zeros) and a
 //! TimeStamp: [`SeccConfig::unix_time`] / [`EvccConfig::unix_time`] plus the
 //! seconds since the machine started (injected: the machines read no clock).
-//! One header signature: AuthorizationReq's in Plug & Charge (below).
+//! Header signatures: AuthorizationReq's and CertificateInstallationReq's and -Res' in
+//! Plug & Charge (below).
 //! -20 mandates TLS 1.3; these
 //! machines do not care what carries their bytes, and the shells run them
 //! over plain TCP only when told to (the CLI's `--allow-iso20-without-tls`).
@@ -54,8 +55,29 @@
 //! `WARNING_CertificateRevoked`, `Rejected` is
 //! `WARNING_GeneralPnCAuthorizationError`. A repeat that is not the same
 //! request (another mode, or EIM) is
-//! `WARNING_AuthorizationSelectionInvalid`. Not here yet: -20's
-//! CertificateInstallation (`CertificateInstallationService` is `false`).
+//! `WARNING_AuthorizationSelectionInvalid`.
+//!
+//! **Contract installation.** With PnC the SECC also offers
+//! `CertificateInstallationService`. An EV without a contract but with an
+//! OEM provisioning certificate ([`super::EvPnc::provisioning`],
+//! secp521r1) then sends CertificateInstallationReq before its
+//! AuthorizationReq: `OEMProvisioningCertificateChain` (`Id` `id1`) signed
+//! in the header by the provisioning key, the V2G roots it trusts,
+//! `MaximumContractCertificateChains=1`. The SECC verifies that signature
+//! (`FAILED_SignatureError`) and asks
+//! [`super::EvseRequest::InstallCertificateIso20`]; the backend's answer
+//! ([`super::Secc::handle_iso20_certificate_installation`], e.g.
+//! [`super::ContractProvisioning::install_iso20`]) goes out under the
+//! SECC's header, `None` as `WARNING_NoCertificateAvailable`. A request
+//! where PnC is not offered, once a contract is being decided, or while
+//! one is being installed is `FAILED_SequenceError`. The EVCC checks the
+//! CPS chain against [`super::EvPnc::v2g_roots`], the CPS leaf's signature
+//! over `SignedInstallationData`, decrypts the contract key (secp521r1
+//! ECDH, AES-GCM-256 with the PCID and SKI as AAD, [`crate::pki`]), checks
+//! it is the certificate's [V2G20-2507], and authorizes by PnC with that
+//! contract ([`Evcc::installed_contract`]); anything wrong ends it with
+//! [`EndReason::Failed`] naming the fault. `X448` deliveries are refused
+//! (no X448 here).
 //!
 //! **Services.** The SECC offers the energy transfer service DC (id 2) or
 //! AC (id 1) and, with [`SeccConfig::bpt`], its bidirectional sibling
@@ -129,8 +151,7 @@
 //! (and `EVSENotification=Terminate` where the response has an EVSEStatus);
 //! a DC isolation fault (CableCheck, PreCharge, ChargeLoop) with `FAILED`.
 //! After any `FAILED*` or `WARNING*` answer the session ends. The requests
-//! these machines do not take (MeteringConfirmation, CertificateInstallation,
-//! VehicleCheckIn/Out and the WPT/ACDP ones) end the session as a sequence
+//! these machines do not take (MeteringConfirmation, VehicleCheckIn/Out and the WPT/ACDP ones) end the session as a sequence
 //! error without an answer.
 //!
 //! -20 messages have no EVSE status code of their own for an emergency
@@ -173,11 +194,12 @@ use crate::pki::{self, Cert, CertError, LeafUsage, VerifyingKey};
 use crate::v2gtp::PayloadType;
 
 use super::common::{awaited, failed, request_session_id, screen, setup_session, Codes, Pacing};
+use super::pnc::{iso20_installation_fragment, iso20_request_fragment};
 use super::{scale, unscale};
 use super::{
-    Authorization, ContractStatus, ControlMode, Core, EndReason, Energy, EvNotice, EvStatus,
-    EvccConfig, EvseRequest, EvseStatus, Isolation, MsgKind, ScheduleTuple, SeccBpt, SeccConfig,
-    Standard, StopKind, TimerKind,
+    Authorization, Contract, ContractStatus, ControlMode, Core, EndReason, Energy, EvNotice,
+    EvStatus, EvccConfig, EvseRequest, EvseStatus, Iso20CertificateInstallation, Isolation,
+    MsgKind, ScheduleTuple, SeccBpt, SeccConfig, Standard, StopKind, TimerKind,
 };
 
 /// Service id of the DC energy transfer service.
@@ -236,11 +258,13 @@ pub enum Request {
     DcWeldingDetection,
     /// SessionStopReq.
     SessionStop,
+    /// CertificateInstallationReq (Plug & Charge).
+    CertificateInstallation,
 }
 
 impl Request {
     /// Every request.
-    pub const ALL: [Request; 16] = [
+    pub const ALL: [Request; 17] = [
         Request::SessionSetup,
         Request::AuthorizationSetup,
         Request::Authorization,
@@ -257,6 +281,7 @@ impl Request {
         Request::DcChargeLoop,
         Request::DcWeldingDetection,
         Request::SessionStop,
+        Request::CertificateInstallation,
     ];
 
     fn msg_kind(self) -> MsgKind {
@@ -277,6 +302,7 @@ impl Request {
             Request::AcChargeLoop | Request::DcChargeLoop => MsgKind::ChargeLoop,
             Request::DcWeldingDetection => MsgKind::WeldingDetection,
             Request::SessionStop => MsgKind::SessionStop,
+            Request::CertificateInstallation => MsgKind::Certificate,
         }
     }
 
@@ -377,6 +403,9 @@ impl Wire {
             Wire::Common(C::ScheduleExchangeReq(r)) => (Request::ScheduleExchange, &r.header),
             Wire::Common(C::PowerDeliveryReq(r)) => (Request::PowerDelivery, &r.header),
             Wire::Common(C::SessionStopReq(r)) => (Request::SessionStop, &r.header),
+            Wire::Common(C::CertificateInstallationReq(r)) => {
+                (Request::CertificateInstallation, &r.header)
+            }
             Wire::Ac(ac::Message::AcChargeParameterDiscoveryReq(r)) => {
                 (Request::AcChargeParameterDiscovery, &r.header)
             }
@@ -412,6 +441,9 @@ impl Wire {
             Wire::Common(C::ScheduleExchangeRes(r)) => r!(Request::ScheduleExchange, r),
             Wire::Common(C::PowerDeliveryRes(r)) => r!(Request::PowerDelivery, r),
             Wire::Common(C::SessionStopRes(r)) => r!(Request::SessionStop, r),
+            Wire::Common(C::CertificateInstallationRes(r)) => {
+                r!(Request::CertificateInstallation, r)
+            }
             Wire::Ac(ac::Message::AcChargeParameterDiscoveryRes(r)) => {
                 r!(Request::AcChargeParameterDiscovery, r)
             }
@@ -743,7 +775,8 @@ pub enum SeccState {
     SessionSetup,
     /// AuthorizationSetupReq.
     AuthorizationSetup,
-    /// AuthorizationReq (again while `Ongoing`).
+    /// AuthorizationReq (again while `Ongoing`), or CertificateInstallationReq
+    /// before it.
     Authorization,
     /// ServiceDiscoveryReq.
     ServiceDiscovery,
@@ -779,7 +812,10 @@ impl SeccState {
             (self, req),
             (S::SessionSetup, R::SessionSetup)
                 | (S::AuthorizationSetup, R::AuthorizationSetup)
-                | (S::Authorization, R::Authorization)
+                | (
+                    S::Authorization,
+                    R::Authorization | R::CertificateInstallation
+                )
                 | (S::ServiceDiscovery, R::ServiceDiscovery)
                 | (S::ServiceSelection, R::ServiceDetail | R::ServiceSelection)
                 | (
@@ -819,6 +855,8 @@ pub struct Secc {
     pnc_mode: Option<cm::PnCAReqAuthorizationModeType>,
     contract_status: Option<ContractStatus>,
     contract_asked: bool,
+    /// PnC: a CertificateInstallationReq waits for the backend's response.
+    installing: bool,
     schedules: Option<Vec<ScheduleTuple>>,
     schedules_asked: bool,
     offered: Vec<ScheduleTuple>,
@@ -859,6 +897,7 @@ impl Secc {
             pnc_mode: None,
             contract_status: None,
             contract_asked: false,
+            installing: false,
             schedules: None,
             schedules_asked: false,
             offered: Vec::new(),
@@ -981,6 +1020,39 @@ impl Secc {
 
     pub(crate) fn handle_schedules(&mut self, _now: Instant, schedules: Vec<ScheduleTuple>) {
         self.schedules = Some(schedules);
+    }
+
+    /// PnC: the backend's CertificateInstallationRes, sent under the SECC's
+    /// header with `EVSEProcessing=Finished`; `None` is
+    /// `WARNING_NoCertificateAvailable`.
+    pub(crate) fn handle_certificate_installation(
+        &mut self,
+        now: Instant,
+        installation: Option<Iso20CertificateInstallation>,
+    ) {
+        if !std::mem::take(&mut self.installing) || self.core.is_ended() {
+            return;
+        }
+        self.now = now;
+        let req = Request::CertificateInstallation;
+        let Some(i) = installation else {
+            return self.fail_code(req, cm::ResponseCodeType::WarningNoCertificateAvailable);
+        };
+        let mut header = self.head();
+        header.signature = Some(i.signature);
+        self.send(Wire::Common(cm::Message::CertificateInstallationRes(
+            Box::new(cm::CertificateInstallationResType {
+                header,
+                response_code: cm::ResponseCodeType::OK,
+                evse_processing: cm::ProcessingType::Finished,
+                cps_certificate_chain: i.cps_chain,
+                signed_installation_data: i.data,
+                remaining_contract_certificate_chains: i.remaining,
+            }),
+        )));
+        if !self.core.is_ended() {
+            self.core.arm_sequence(now, &self.config);
+        }
     }
 
     pub(crate) fn handle_timeout(&mut self, now: Instant) {
@@ -1168,6 +1240,49 @@ impl Secc {
                 self.state = SeccState::AuthorizationSetup;
             }
             Wire::Common(C::AuthorizationSetupReq(_)) => self.state = SeccState::Authorization,
+            Wire::Common(C::CertificateInstallationReq(r)) => {
+                // offered with PnC only, before a contract is being decided
+                // and once at a time
+                if self.config.pnc.is_none() || self.pnc_mode.is_some() || self.installing {
+                    return self.fail_code(req, cm::ResponseCodeType::FailedSequenceError);
+                }
+                let chain = &r.oem_provisioning_certificate_chain;
+                let key = Cert::from_der(&chain.certificate.0).and_then(|c| c.public_key());
+                let signed = match (&key, signature.as_ref(), iso20_request_fragment(chain)) {
+                    (Ok(k), Some(sig), Ok((id, f))) => {
+                        pki::verify(sig, &[(id.as_str(), f.as_slice())], k).is_ok()
+                    }
+                    _ => false,
+                };
+                if !signed {
+                    return self.fail_code(req, cm::ResponseCodeType::FailedSignatureError);
+                }
+                self.installing = true;
+                self.core.evse(EvseRequest::InstallCertificateIso20 {
+                    oem_provisioning_cert: chain.certificate.0.clone(),
+                    oem_sub_cas: chain
+                        .sub_certificates
+                        .as_ref()
+                        .map(|s| s.certificate.iter().map(|c| c.0.clone()).collect())
+                        .unwrap_or_default(),
+                    root_ids: r
+                        .list_of_root_certificate_i_ds
+                        .root_certificate_id
+                        .iter()
+                        .map(|i| (i.x509_issuer_name.clone(), i.x509_serial_number))
+                        .collect(),
+                    maximum_chains: r.maximum_contract_certificate_chains,
+                    prioritized_emaids: r
+                        .prioritized_emai_ds
+                        .as_ref()
+                        .map(|l| l.emaid.clone())
+                        .unwrap_or_default(),
+                    exi: exi.to_vec(),
+                });
+                // answered by `handle_certificate_installation`
+                self.core.arm_sequence(now, &self.config);
+                return;
+            }
             Wire::Common(C::AuthorizationReq(r)) => {
                 let pnc = r.selected_authorization_service == cm::AuthorizationType::PnC;
                 if pnc && self.config.pnc.is_some() {
@@ -1811,7 +1926,7 @@ impl Secc {
                             .into_iter()
                             .chain([cm::AuthorizationType::EIM])
                             .collect(),
-                        certificate_installation_service: false,
+                        certificate_installation_service: pnc.is_some(),
                         eim_as_res_authorization_mode: pnc
                             .is_none()
                             .then_some(cm::EimASResAuthorizationModeType {}),
@@ -1821,6 +1936,36 @@ impl Secc {
                                 supported_providers: None,
                             }
                         }),
+                    },
+                )))
+            }
+            Request::CertificateInstallation => {
+                // the schema's mandatory elements, empty: the code says it
+                Wire::Common(C::CertificateInstallationRes(Box::new(
+                    cm::CertificateInstallationResType {
+                        header,
+                        response_code: code,
+                        evse_processing: cm::ProcessingType::Finished,
+                        cps_certificate_chain: cm::CertificateChainType {
+                            certificate: Base64Binary(Vec::new()),
+                            sub_certificates: None,
+                        },
+                        signed_installation_data: cm::SignedInstallationDataType {
+                            id: "id1".into(),
+                            contract_certificate_chain: cm::ContractCertificateChainType {
+                                certificate: Base64Binary(Vec::new()),
+                                sub_certificates: cm::SubCertificatesType {
+                                    certificate: vec![Base64Binary(Vec::new())],
+                                },
+                            },
+                            ecdh_curve: cm::EcdhCurveType::SECP521,
+                            // the lengths the schema fixes
+                            dh_public_key: Base64Binary(vec![0; 133]),
+                            secp521_encrypted_private_key: Some(Base64Binary(vec![0; 94])),
+                            x448_encrypted_private_key: None,
+                            tpm_encrypted_private_key: None,
+                        },
+                        remaining_contract_certificate_chains: 0,
                     },
                 )))
             }
@@ -2074,6 +2219,14 @@ pub struct Evcc {
     /// PnC: the AuthorizationReq's mode and its header signature, made
     /// once (a repeated request is the same [V2G20-1582]).
     pnc_auth: Option<(cm::PnCAReqAuthorizationModeType, xmldsig::SignatureType)>,
+    /// PnC: the GenChallenge of AuthorizationSetupRes, kept while a
+    /// contract is installed.
+    challenge: Option<Vec<u8>>,
+    /// PnC: CertificateInstallationReq's OEM provisioning chain and its
+    /// header signature, made once.
+    install_req: Option<(cm::SignedCertificateChainType, xmldsig::SignatureType)>,
+    /// PnC: the contract CertificateInstallation delivered.
+    installed: Option<Contract>,
     start: Instant,
     now: Instant,
 }
@@ -2111,6 +2264,9 @@ impl Evcc {
             vas_asked: None,
             vas: Vec::new(),
             pnc_auth: None,
+            challenge: None,
+            install_req: None,
+            installed: None,
             start: now,
             now,
         }
@@ -2168,7 +2324,93 @@ impl Evcc {
     /// (PnC selected).
     pub fn contract_emaid(&self) -> Option<&str> {
         self.pnc_auth.as_ref()?;
-        Some(self.config.pnc.as_ref()?.contract.as_ref()?.emaid.as_str())
+        Some(self.contract()?.emaid.as_str())
+    }
+
+    /// The contract the car authorizes with: the one installed in this
+    /// session, else its own.
+    fn contract(&self) -> Option<&Contract> {
+        self.installed
+            .as_ref()
+            .or_else(|| self.config.pnc.as_ref()?.contract.as_ref())
+    }
+
+    /// Plug & Charge: the contract CertificateInstallation delivered in
+    /// this session (its key decrypted and checked against its
+    /// certificate).
+    pub fn installed_contract(&self) -> Option<&Contract> {
+        self.installed.as_ref()
+    }
+
+    /// PnC: CertificateInstallationReq's OEM provisioning chain, signed by
+    /// the provisioning key (secp521r1 with SHA-512).
+    fn sign_installation(
+        prov: &super::Provisioning,
+    ) -> Result<(cm::SignedCertificateChainType, xmldsig::SignatureType), String> {
+        let cert = Cert::from_der(&prov.certificate).map_err(|e| e.to_string())?;
+        let key = pki::check_key_pair(&prov.key, &cert).map_err(|e| e.to_string())?;
+        let chain = cm::SignedCertificateChainType {
+            id: "id1".into(),
+            certificate: Base64Binary(prov.certificate.clone()),
+            sub_certificates: None,
+        };
+        let (id, fragment) = iso20_request_fragment(&chain)?;
+        let signature = pki::sign(&key, &[(id.as_str(), &fragment)]).map_err(|e| e.to_string())?;
+        Ok((chain, signature))
+    }
+
+    /// PnC: checks a CertificateInstallationRes and takes its contract: the
+    /// CPS chain ends at a V2G root the car trusts, the CPS leaf signed
+    /// SignedInstallationData, the key decrypts with the provisioning key
+    /// and the AAD of [V2G20-2492], and belongs to the contract
+    /// certificate [V2G20-2507].
+    fn take_contract(&self, r: &cm::CertificateInstallationResType) -> Result<Contract, String> {
+        let pnc = self.config.pnc.as_ref().ok_or("no PnC configuration")?;
+        let prov = pnc.provisioning.as_ref().ok_or("no provisioning key")?;
+        let subs = |s: Option<&cm::SubCertificatesType>| -> Vec<Vec<u8>> {
+            s.map(|s| s.certificate.iter().map(|c| c.0.clone()).collect())
+                .unwrap_or_default()
+        };
+        let cps_chain = &r.cps_certificate_chain;
+        let cps = pki::verify_chain(
+            &cps_chain.certificate.0,
+            &subs(cps_chain.sub_certificates.as_ref()),
+            &pnc.v2g_roots,
+            self.stamp(),
+            LeafUsage::Signature,
+        )
+        .map_err(|e| format!("CPS chain: {e}"))?;
+        let signature = r.header.signature.as_ref().ok_or("unsigned")?;
+        let d = &r.signed_installation_data;
+        let (id, fragment) = iso20_installation_fragment(d).map_err(|e| e.to_string())?;
+        let cps_key = cps.leaf.public_key().map_err(|e| e.to_string())?;
+        pki::verify(signature, &[(id.as_str(), &fragment)], &cps_key)
+            .map_err(|e| format!("signature: {e}"))?;
+        if d.ecdh_curve != cm::EcdhCurveType::SECP521 {
+            return Err("ECDHCurve X448 is not supported".into());
+        }
+        let encrypted = d
+            .secp521_encrypted_private_key
+            .as_ref()
+            .ok_or("no SECP521_EncryptedPrivateKey")?;
+        let der = d.contract_certificate_chain.certificate.0.clone();
+        let cert = Cert::from_der(&der).map_err(|e| e.to_string())?;
+        let pcid = Cert::from_der(&prov.certificate)
+            .map_err(|e| e.to_string())?
+            .common_name()
+            .unwrap_or_default();
+        let aad = pki::installation_aad(&pcid, &cert).map_err(|e| e.to_string())?;
+        let scalar =
+            pki::decrypt_contract_key_iso20(&encrypted.0, &d.dh_public_key.0, &prov.key, &aad)
+                .map_err(|e| e.to_string())?;
+        pki::check_key_pair(&scalar, &cert).map_err(|e| e.to_string())?;
+        let emaid = cert.common_name().unwrap_or_default();
+        Ok(Contract::new(
+            emaid,
+            der,
+            subs(Some(&d.contract_certificate_chain.sub_certificates)),
+            scalar,
+        ))
     }
 
     pub(crate) fn set_ev(&mut self, ev: EvStatus) {
@@ -2352,6 +2594,46 @@ impl Evcc {
                     pn_c_a_req_authorization_mode: None,
                 }))),
             },
+            Request::CertificateInstallation => {
+                let (chain, signature) = match &self.install_req {
+                    Some((c, s)) => (c.clone(), Some(s.clone())),
+                    None => (
+                        cm::SignedCertificateChainType {
+                            id: "id1".into(),
+                            certificate: Base64Binary(Vec::new()),
+                            sub_certificates: None,
+                        },
+                        None,
+                    ),
+                };
+                let mut roots = self
+                    .config
+                    .pnc
+                    .as_ref()
+                    .map(|p| p.v2g_roots.root_ids())
+                    .unwrap_or_default();
+                roots.truncate(20);
+                if roots.is_empty() {
+                    // the schema wants one: a car without roots names none it knows
+                    roots.push(xmldsig::X509IssuerSerialType {
+                        x509_issuer_name: String::new(),
+                        x509_serial_number: 0,
+                    });
+                }
+                let mut header = header;
+                header.signature = signature;
+                Wire::Common(C::CertificateInstallationReq(Box::new(
+                    cm::CertificateInstallationReqType {
+                        header,
+                        oem_provisioning_certificate_chain: chain,
+                        list_of_root_certificate_i_ds: cm::ListOfRootCertificateIDsType {
+                            root_certificate_id: roots,
+                        },
+                        maximum_contract_certificate_chains: 1,
+                        prioritized_emai_ds: None,
+                    },
+                )))
+            }
             Request::ServiceDiscovery => Wire::Common(C::ServiceDiscoveryReq(Box::new(
                 cm::ServiceDiscoveryReqType {
                     header,
@@ -2713,12 +2995,32 @@ impl Evcc {
             }
             Wire::Common(C::AuthorizationSetupRes(r)) => {
                 // PnC when the car has a contract and the SECC offers it
-                // (with its GenChallenge), else EIM
-                let contract = self.config.pnc.as_ref().and_then(|p| p.contract.as_ref());
+                // (with its GenChallenge), else EIM; a car without a
+                // contract but with a provisioning certificate installs one
+                // first where the SECC offers that
+                let contract = self.contract();
                 let challenge = r.pn_c_as_res_authorization_mode.as_ref().filter(|_| {
                     r.authorization_services
                         .contains(&cm::AuthorizationType::PnC)
                 });
+                let provisioning = self
+                    .config
+                    .pnc
+                    .as_ref()
+                    .and_then(|p| p.provisioning.as_ref())
+                    .filter(|_| r.certificate_installation_service && contract.is_none());
+                if let (Some(prov), Some(c)) = (provisioning, challenge) {
+                    match Self::sign_installation(prov) {
+                        Ok(signed) => self.install_req = Some(signed),
+                        Err(e) => {
+                            return self.core.end(EndReason::Failed {
+                                response_code: format!("provisioning: {e}"),
+                            })
+                        }
+                    }
+                    self.challenge = Some(c.gen_challenge.0.clone());
+                    return self.send(now, Request::CertificateInstallation);
+                }
                 if let (Some(contract), Some(c)) = (contract, challenge) {
                     match Self::sign_contract(contract, &c.gen_challenge.0) {
                         Ok(signed) => self.pnc_auth = Some(signed),
@@ -2737,6 +3039,28 @@ impl Evcc {
                     });
                 }
                 self.send(now, Request::Authorization);
+            }
+            Wire::Common(C::CertificateInstallationRes(r)) => {
+                if self.processing(now, req, r.evse_processing) {
+                    return;
+                }
+                let challenge = self.challenge.clone().unwrap_or_default();
+                let signed = self
+                    .take_contract(&r)
+                    .map_err(|e| format!("CertificateInstallationRes: {e}"))
+                    .and_then(|c| {
+                        let s = Self::sign_contract(&c, &challenge)
+                            .map_err(|e| format!("contract: {e}"))?;
+                        Ok((c, s))
+                    });
+                match signed {
+                    Ok((contract, auth)) => {
+                        self.installed = Some(contract);
+                        self.pnc_auth = Some(auth);
+                        self.send(now, Request::Authorization);
+                    }
+                    Err(e) => self.core.end(EndReason::Failed { response_code: e }),
+                }
             }
             Wire::Common(C::AuthorizationRes(r)) => {
                 if !self.processing(now, req, r.evse_processing) {

@@ -100,7 +100,7 @@ mod timers;
 use common::Pacing;
 pub use pnc::{
     CertificateInstallation, CertificateUpdate, Contract, ContractProvisioning, ContractStatus,
-    EvPnc, InstallError, Provisioning, SeccPnc,
+    EvPnc, InstallError, Iso20CertificateInstallation, Provisioning, SeccPnc,
 };
 pub use timers::{msg_timeout, MsgKind, Standard, TimerConfig, TimerKind, Timers};
 
@@ -276,6 +276,26 @@ pub enum EvseRequest {
         oem_provisioning_cert: Vec<u8>,
         /// The V2G roots the car trusts, `(issuer, serial)`.
         root_ids: Vec<(String, i64)>,
+        /// The request as it came (EXI), for a backend that takes it whole.
+        exi: Vec<u8>,
+    },
+    /// Plug & Charge (ISO 15118-20): the car asks for a contract
+    /// (CertificateInstallationReq, its header signature by the OEM
+    /// provisioning key verified); answer with
+    /// [`Secc::handle_iso20_certificate_installation`] (the backend's
+    /// response, e.g. OCPP `Get15118EVCertificate` with the -20 schema, or
+    /// [`ContractProvisioning::install_iso20`]).
+    InstallCertificateIso20 {
+        /// The OEM provisioning certificate, DER (its CN is the PCID).
+        oem_provisioning_cert: Vec<u8>,
+        /// Its sub-CAs, DER, as the request carried them.
+        oem_sub_cas: Vec<Vec<u8>>,
+        /// The V2G roots the car trusts, `(issuer, serial)`.
+        root_ids: Vec<(String, i64)>,
+        /// `MaximumContractCertificateChains`.
+        maximum_chains: u8,
+        /// `PrioritizedEMAIDs`, in the car's order.
+        prioritized_emaids: Vec<String>,
         /// The request as it came (EXI), for a backend that takes it whole.
         exi: Vec<u8>,
     },
@@ -1194,6 +1214,19 @@ impl Secc {
         installation: Option<CertificateInstallation>,
     ) {
         if let SeccInner::Iso2(m) = &mut self.inner {
+            m.handle_certificate_installation(now, installation)
+        }
+    }
+
+    /// The ISO 15118-20 CertificateInstallationRes asked for by
+    /// [`EvseRequest::InstallCertificateIso20`] (`None`: no contract for
+    /// this car, `WARNING_NoCertificateAvailable`).
+    pub fn handle_iso20_certificate_installation(
+        &mut self,
+        now: Instant,
+        installation: Option<Iso20CertificateInstallation>,
+    ) {
+        if let SeccInner::Iso20(m) = &mut self.inner {
             m.handle_certificate_installation(now, installation)
         }
     }

@@ -13,10 +13,13 @@
 //! → [`CertificateInstallation`], which [`ContractProvisioning::install`]
 //! makes for a lab or test backend) and a CertificateUpdateRes
 //! ([`super::EvseRequest::UpdateCertificate`] → [`CertificateUpdate`],
-//! [`ContractProvisioning::update`]).
+//! [`ContractProvisioning::update`]). ISO 15118-20's CertificateInstallation
+//! goes alike: [`super::EvseRequest::InstallCertificateIso20`] →
+//! [`Iso20CertificateInstallation`], [`ContractProvisioning::install_iso20`].
 
 use crate::grammar::{Base64Binary, HexBinary};
 use crate::messages::iso2 as m;
+use crate::messages::iso20 as cm;
 use crate::messages::xmldsig;
 use crate::pki::{self, Cert, KeyError, SigningKey, TrustStore};
 
@@ -168,6 +171,60 @@ pub struct CertificateUpdate {
     /// Signs ContractSignatureCertChain, ContractSignatureEncryptedPrivateKey,
     /// DHpublickey and eMAID.
     pub signature: xmldsig::SignatureType,
+}
+
+/// An ISO 15118-20 CertificateInstallationRes as the backend or
+/// provisioning service made it: what the SECC sends under its own header
+/// (ResponseCode `OK`, `EVSEProcessing=Finished`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Iso20CertificateInstallation {
+    /// `CPSCertificateChain`: the CPS leaf and its sub-CAs.
+    pub cps_chain: cm::CertificateChainType,
+    /// `SignedInstallationData`: the contract chain, the ECDH curve and
+    /// public key, the encrypted contract key.
+    pub data: cm::SignedInstallationDataType,
+    /// `RemainingContractCertificateChains`.
+    pub remaining: u8,
+    /// The header signature of the CPS leaf over `SignedInstallationData`.
+    pub signature: xmldsig::SignatureType,
+}
+
+impl Iso20CertificateInstallation {
+    /// Takes the parts of a whole CertificateInstallationRes (e.g. the
+    /// `exiResponse` of OCPP's `Get15118EVCertificate`, decoded); `None`
+    /// when its header carries no signature.
+    pub fn from_response(r: &cm::CertificateInstallationResType) -> Option<Self> {
+        Some(Self {
+            cps_chain: r.cps_certificate_chain.clone(),
+            data: r.signed_installation_data.clone(),
+            remaining: r.remaining_contract_certificate_chains,
+            signature: r.header.signature.clone()?,
+        })
+    }
+}
+
+/// The signed element of a -20 CertificateInstallationRes as `(Id, EXI
+/// fragment)`.
+pub(crate) fn iso20_installation_fragment(
+    d: &cm::SignedInstallationDataType,
+) -> Result<(String, Vec<u8>), InstallError> {
+    let mut out = Vec::new();
+    cm::Fragment::SignedInstallationData(Box::new(d.clone()))
+        .encode(&mut out)
+        .map_err(|e| InstallError::Exi(e.to_string()))?;
+    Ok((d.id.clone(), out))
+}
+
+/// The signed element of a -20 CertificateInstallationReq (the OEM
+/// provisioning chain) as `(Id, EXI fragment)`.
+pub(crate) fn iso20_request_fragment(
+    c: &cm::SignedCertificateChainType,
+) -> Result<(String, Vec<u8>), String> {
+    let mut out = Vec::new();
+    cm::Fragment::OEMProvisioningCertificateChain(Box::new(c.clone()))
+        .encode(&mut out)
+        .map_err(|e| e.to_string())?;
+    Ok((c.id.clone(), out))
 }
 
 /// Why a [`CertificateInstallation`] could not be made or used.
@@ -336,6 +393,65 @@ impl ContractProvisioning {
                 e_maid: d.emaid,
             },
             signature: d.signature,
+        })
+    }
+
+    /// The ISO 15118-20 CertificateInstallationRes for the car holding
+    /// `oem_provisioning_cert` (secp521r1; its CN is the PCID): the
+    /// contract (secp521r1, with a SubjectKeyIdentifier) and its key
+    /// encrypted for the provisioning key [V2G20-2497] with the AAD of
+    /// [V2G20-2492], `SignedInstallationData` signed by the CPS key;
+    /// `ephemeral_key` (a secp521r1 scalar, 66 bytes) and `iv` must be
+    /// fresh random values, drawn by the caller.
+    pub fn install_iso20(
+        &self,
+        oem_provisioning_cert: &[u8],
+        ephemeral_key: &[u8],
+        iv: [u8; 12],
+    ) -> Result<Iso20CertificateInstallation, InstallError> {
+        let oem = Cert::from_der(oem_provisioning_cert)?;
+        let pcid = oem.common_name().unwrap_or_default();
+        let contract = Cert::from_der(&self.contract.certificate)?;
+        let aad = pki::installation_aad(&pcid, &contract)?;
+        let enc = pki::encrypt_contract_key_iso20(
+            &self.contract.key,
+            &oem.public_key()?,
+            ephemeral_key,
+            iv,
+            &aad,
+        )?;
+        let data = cm::SignedInstallationDataType {
+            id: "id1".into(),
+            contract_certificate_chain: cm::ContractCertificateChainType {
+                certificate: Base64Binary(self.contract.certificate.clone()),
+                sub_certificates: cm::SubCertificatesType {
+                    certificate: self
+                        .contract
+                        .sub_cas
+                        .iter()
+                        .cloned()
+                        .map(Base64Binary)
+                        .collect(),
+                },
+            },
+            ecdh_curve: cm::EcdhCurveType::SECP521,
+            dh_public_key: Base64Binary(enc.dh_public_key),
+            secp521_encrypted_private_key: Some(Base64Binary(enc.encrypted_private_key)),
+            x448_encrypted_private_key: None,
+            tpm_encrypted_private_key: None,
+        };
+        let fragment = iso20_installation_fragment(&data)?;
+        let signature = pki::sign(&self.cps_key, &[(fragment.0.as_str(), &fragment.1)])?;
+        Ok(Iso20CertificateInstallation {
+            cps_chain: cm::CertificateChainType {
+                certificate: Base64Binary(self.cps_certificate.clone()),
+                sub_certificates: (!self.cps_sub_cas.is_empty()).then(|| cm::SubCertificatesType {
+                    certificate: self.cps_sub_cas.iter().cloned().map(Base64Binary).collect(),
+                }),
+            },
+            data,
+            remaining: 0,
+            signature,
         })
     }
 

@@ -129,14 +129,23 @@ where
         messages_sent: io.sent,
         messages_received: io.received,
         end,
-        contract: evcc.iso2().and_then(|m| {
-            let change = if m.contract_renewed() {
-                super::ContractChange::Renewed
-            } else {
-                super::ContractChange::Installed
-            };
-            Some((m.installed_contract()?.clone(), change))
-        }),
+        contract: evcc
+            .iso2()
+            .and_then(|m| {
+                let change = if m.contract_renewed() {
+                    super::ContractChange::Renewed
+                } else {
+                    super::ContractChange::Installed
+                };
+                Some((m.installed_contract()?.clone(), change))
+            })
+            .or_else(|| {
+                let m = evcc.iso20()?;
+                Some((
+                    m.installed_contract()?.clone(),
+                    super::ContractChange::Installed,
+                ))
+            }),
         emaid: evcc.contract_emaid().map(str::to_owned),
         vas: evcc.selected_vas().to_vec(),
         #[cfg(any(feature = "tls", feature = "tls-openssl"))]

@@ -12,7 +12,7 @@ use super::connection::Framed;
 use super::{now, Error, Pending, SessionReport, ShellConfig};
 use crate::session::{
     Authorization, CertificateInstallation, CertificateUpdate, ContractStatus, Effect, EvseRequest,
-    EvseStatus, ScheduleTuple, Secc, SeccConfig,
+    EvseStatus, Iso20CertificateInstallation, ScheduleTuple, Secc, SeccConfig,
 };
 use crate::v2gtp::PayloadType;
 
@@ -58,6 +58,9 @@ pub enum EvseAnswer {
     CertificateInstallation(Pending<Option<CertificateInstallation>>),
     /// Plug & Charge: the CertificateUpdateRes (`None`: no new contract).
     CertificateUpdate(Pending<Option<CertificateUpdate>>),
+    /// Plug & Charge, ISO 15118-20: the CertificateInstallationRes
+    /// (`None`: no contract).
+    Iso20CertificateInstallation(Pending<Option<Iso20CertificateInstallation>>),
 }
 
 impl std::fmt::Debug for EvseAnswer {
@@ -69,6 +72,7 @@ impl std::fmt::Debug for EvseAnswer {
             EvseAnswer::ContractStatus(_) => "ContractStatus(..)",
             EvseAnswer::CertificateInstallation(_) => "CertificateInstallation(..)",
             EvseAnswer::CertificateUpdate(_) => "CertificateUpdate(..)",
+            EvseAnswer::Iso20CertificateInstallation(_) => "Iso20CertificateInstallation(..)",
         })
     }
 }
@@ -132,6 +136,7 @@ where
     let mut contract: Option<Pending<ContractStatus>> = None;
     let mut install: Option<Pending<Option<CertificateInstallation>>> = None;
     let mut update: Option<Pending<Option<CertificateUpdate>>> = None;
+    let mut install20: Option<Pending<Option<Iso20CertificateInstallation>>> = None;
     let end = 'session: loop {
         while let Some(effect) = secc.poll_effect() {
             match effect {
@@ -153,6 +158,7 @@ where
                     EvseAnswer::ContractStatus(f) => contract = Some(f),
                     EvseAnswer::CertificateInstallation(f) => install = Some(f),
                     EvseAnswer::CertificateUpdate(f) => update = Some(f),
+                    EvseAnswer::Iso20CertificateInstallation(f) => install20 = Some(f),
                 },
                 _ => {}
             }
@@ -200,6 +206,12 @@ where
                 let t = now();
                 secc.set_evse(evse.status(t));
                 secc.handle_certificate_update(t, u);
+            }
+            i = maybe(&mut install20) => {
+                install20 = None;
+                let t = now();
+                secc.set_evse(evse.status(t));
+                secc.handle_iso20_certificate_installation(t, i);
             }
         }
     };

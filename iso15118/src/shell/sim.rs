@@ -40,6 +40,10 @@ pub struct SimEvse {
     /// [`SimEvse::provisioning_seed`] and a counter: a lab simulator's
     /// keys, no secret.
     pub provisioning: Option<ContractProvisioning>,
+    /// Plug & Charge, ISO 15118-20: the provisioning service of -20's
+    /// CertificateInstallation (a secp521r1 contract and CPS key; `None`:
+    /// `WARNING_NoCertificateAvailable`).
+    pub provisioning_iso20: Option<ContractProvisioning>,
     /// Seed of the provisioning's ephemeral keys and IVs.
     pub provisioning_seed: [u8; 32],
     installs: u32,
@@ -64,6 +68,7 @@ impl Default for SimEvse {
             ac_phases: 3,
             contract_status: ContractStatus::Accepted,
             provisioning: None,
+            provisioning_iso20: None,
             provisioning_seed: [0x5e; 32],
             installs: 0,
             dc: false,
@@ -144,6 +149,22 @@ impl Evse for SimEvse {
                     .as_ref()
                     .and_then(|p| p.install(oem_provisioning_cert, &eph, iv).ok());
                 EvseAnswer::CertificateInstallation(Box::pin(std::future::ready(answer)))
+            }
+            EvseRequest::InstallCertificateIso20 {
+                oem_provisioning_cert,
+                ..
+            } => {
+                self.installs += 1;
+                let label = format!("install-iso20 {}", self.installs);
+                let eph =
+                    crate::pki::demo::derive_key_p521(&self.provisioning_seed, &label).to_bytes();
+                let mut iv = [0u8; 12];
+                iv.copy_from_slice(&crate::pki::sha256(&eph)[..12]);
+                let answer = self
+                    .provisioning_iso20
+                    .as_ref()
+                    .and_then(|p| p.install_iso20(oem_provisioning_cert, &eph, iv).ok());
+                EvseAnswer::Iso20CertificateInstallation(Box::pin(std::future::ready(answer)))
             }
             EvseRequest::UpdateCertificate { certificate, .. } => {
                 let (eph, iv) = self.fresh("update");

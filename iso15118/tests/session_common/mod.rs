@@ -49,6 +49,9 @@ pub(crate) struct Sim<P> {
     pub(crate) contract_status: Option<ContractStatus>,
     /// Plug & Charge: the provisioning service answering CertificateInstallation.
     pub(crate) provisioning: Option<ContractProvisioning>,
+    /// Plug & Charge, -20: the provisioning service of -20's
+    /// CertificateInstallation (a secp521r1 contract).
+    pub(crate) provisioning_iso20: Option<ContractProvisioning>,
     /// Plug & Charge: the answer to CertificateUpdate when set (else the
     /// provisioning service's).
     pub(crate) update_answer: Option<CertificateUpdate>,
@@ -109,6 +112,7 @@ impl<P: Plant> Sim<P> {
             auth_at: None,
             contract_status: Some(ContractStatus::Accepted),
             provisioning: None,
+            provisioning_iso20: None,
             update_answer: None,
             isolation: Some((Isolation::Valid, Duration::from_millis(300))),
             isolation_at: None,
@@ -162,6 +166,18 @@ impl<P: Plant> Sim<P> {
                         .unwrap()
                 });
                 self.secc.handle_certificate_installation(now, answer);
+            }
+            EvseRequest::InstallCertificateIso20 {
+                oem_provisioning_cert,
+                ..
+            } => {
+                let mut eph = [0x42; 66];
+                eph[0] = 0;
+                let answer = self.provisioning_iso20.as_ref().map(|p| {
+                    p.install_iso20(oem_provisioning_cert, &eph, [0x26; 12])
+                        .unwrap()
+                });
+                self.secc.handle_iso20_certificate_installation(now, answer);
             }
             EvseRequest::UpdateCertificate { certificate, .. } => {
                 let answer = self.update_answer.clone().or_else(|| {
