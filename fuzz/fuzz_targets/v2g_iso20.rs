@@ -7,9 +7,12 @@
 //! Charge (0x10) and the EV has a contract to sign with (0x20; a fixed
 //! secp521r1 demo contract the SECC trusts, the backend accepting it), and
 //! whether the SECC offers Internet access (0x40) and the EV wants it
-//! (0x80); the rest is messages split at 0xff bytes, each followed by 10 ms.
+//! (0x80); the second byte's bit 0x01 gives the PnC EV an OEM provisioning
+//! certificate instead of its contract (it installs one by -20
+//! CertificateInstallation, the backend delivering the demo contract).
+//! The rest is messages split at 0xff bytes, each followed by 10 ms.
 //! A message whose first byte has its top bit set is a valid -20 request
-//! (`Request::ALL[b % 16]`, the session's id when bit 0x40 is set, DC or
+//! (`Request::ALL[b % 17]`, the session's id when bit 0x40 is set, DC or
 //! AC schema by bit 0x20, scheduled or dynamic by bit 0x10) sent to the
 //! SECC, whose answers go on to the EVCC; otherwise its first byte picks
 //! the V2GTP payload type (0x8001 to 0x8004) and the rest is fed to both
@@ -17,12 +20,13 @@
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use evproto_iso15118::pki::demo::{Curve, DemoContract};
+use evproto_iso15118::pki::demo::{Curve, DemoContract, DemoProvisioning};
 use evproto_iso15118::pki::TrustStore;
 use evproto_iso15118::session::iso20::{self, Request};
 use evproto_iso15118::session::{
-    Authorization, Contract, ContractStatus, ControlMode, Effect, EvBpt, EvPnc, Evcc, EvccConfig,
-    EvseRequest, Protocol, Secc, SeccBpt, SeccConfig, SeccPnc, Vas,
+    Authorization, Contract, ContractProvisioning, ContractStatus, ControlMode, Effect, EvBpt,
+    EvPnc, Evcc, EvccConfig, EvseRequest, Protocol, Provisioning, Secc, SeccBpt, SeccConfig,
+    SeccPnc, Vas,
 };
 use evproto_iso15118::v2gtp::PayloadType;
 use libfuzzer_sys::fuzz_target;
@@ -45,10 +49,32 @@ fn contract() -> &'static DemoContract {
     })
 }
 
+fn provisioning() -> &'static DemoProvisioning {
+    static P: OnceLock<DemoProvisioning> = OnceLock::new();
+    P.get_or_init(|| {
+        DemoProvisioning::generate(b"fuzz", 1_690_000_000, 1_900_000_000)
+            .expect("demo provisioning")
+    })
+}
+
+fn the_contract() -> Contract {
+    let c = contract();
+    Contract::new(
+        c.emaid.clone(),
+        c.contract.cert.der().to_vec(),
+        c.sub_cas(),
+        c.contract.key_bytes(),
+    )
+}
+
 fuzz_target!(|data: &[u8]| {
     let Some((&pick, data)) = data.split_first() else {
         return;
     };
+    let Some((&pick2, data)) = data.split_first() else {
+        return;
+    };
+    let install = pick2 & 1 != 0;
     let dc = pick & 1 == 0;
     let mode = if pick & 2 == 0 {
         ControlMode::Scheduled
@@ -69,14 +95,19 @@ fuzz_target!(|data: &[u8]| {
     })
     .with_bpt((pick & 4 != 0).then(|| EvBpt::new(7_000.0, 20.0, 1.0)))
     .with_pnc((pick & 0x20 != 0).then(|| {
-        let c = contract();
-        let contract = Contract::new(
-            c.emaid.clone(),
-            c.contract.cert.der().to_vec(),
-            c.sub_cas(),
-            c.contract.key_bytes(),
-        );
-        EvPnc::new(Some(contract), None, TrustStore::new(vec![]))
+        if install {
+            let p = provisioning();
+            EvPnc::new(
+                None,
+                Some(Provisioning::new(
+                    p.oem_provisioning.cert.der().to_vec(),
+                    p.oem_provisioning.key_bytes(),
+                )),
+                TrustStore::new(vec![p.v2g_root.cert.clone()]),
+            )
+        } else {
+            EvPnc::new(Some(the_contract()), None, TrustStore::new(vec![]))
+        }
     }));
     let now = Instant::now();
     let mut evcc = Evcc::new(config, now);
@@ -166,6 +197,24 @@ fn drain_secc(secc: &mut Secc, evcc: &mut Evcc, t: Instant, ended: &mut bool) ->
             Effect::Evse(EvseRequest::Schedules { .. }) => secc.handle_schedules(t, vec![]),
             Effect::Evse(EvseRequest::AuthorizeContract { .. }) => {
                 secc.handle_contract_status(t, ContractStatus::Accepted)
+            }
+            Effect::Evse(EvseRequest::InstallCertificateIso20 {
+                oem_provisioning_cert,
+                ..
+            }) => {
+                let p = provisioning();
+                let cps = ContractProvisioning {
+                    cps_key: p.cps.key.clone(),
+                    cps_certificate: p.cps.cert.der().to_vec(),
+                    cps_sub_cas: p.cps_sub_cas(),
+                    contract: the_contract(),
+                };
+                let mut eph = [0x42; 66];
+                eph[0] = 0;
+                // `None` (no contract) for a certificate that is no
+                // secp521r1 provisioning certificate
+                let answer = cps.install_iso20(&oem_provisioning_cert, &eph, [9; 12]).ok();
+                secc.handle_iso20_certificate_installation(t, answer)
             }
             _ => {}
         }

@@ -1138,6 +1138,16 @@ fn a_control_mode_the_secc_does_not_offer_ends_the_evcc() {
     assert_eq!(sets.len(), 1);
 }
 
+fn good_main(session: &[u8]) -> Vec<u8> {
+    iso20::encode_request(
+        true,
+        ControlMode::Scheduled,
+        session,
+        Request::ServiceDiscovery,
+    )
+    .1
+}
+
 #[test]
 fn garbage_din_bytes_and_wrong_payload_types_end_the_session_without_an_answer() {
     let script = script(true, ControlMode::Scheduled);
@@ -1169,6 +1179,20 @@ fn garbage_din_bytes_and_wrong_payload_types_end_the_session_without_an_answer()
             other => panic!("{pt:?}: {other:?}"),
         }
         assert_eq!(secc.poll_effect(), None);
+    }
+    // a CommonMessages request in the handshake's 0x8001 is taken (Josev's
+    // EVCC sends its CertificateInstallationReq so), answered in 0x8002
+    let (mut secc, now) = replay(&script[..k]);
+    secc.handle_packet(now, PayloadType::EXI, &good_main(&SESSION));
+    match secc.poll_effect() {
+        Some(Effect::TransmitAs(pt, res)) => {
+            assert_eq!(pt, PayloadType::ISO20_MAIN);
+            assert_eq!(
+                iso20::response_code(pt, &res),
+                Some(("ServiceDiscoveryRes".into(), "OK".into()))
+            );
+        }
+        other => panic!("{other:?}"),
     }
     // an AC request in a DC session is a sequence error, answered in its schema
     let (mut secc, now) = replay(&script[..k]);
@@ -1669,6 +1693,208 @@ fn power_delivery_start_while_the_ev_is_not_ready_starts_nothing() {
 
 /// ISO 15118-20 Plug & Charge: the authorization by contract
 /// (`PnC_AReqAuthorizationMode`, signed in the header).
+/// -20 service renegotiation: SessionStop(ServiceRenegotiation) and back
+/// to ServiceDiscovery in the same session.
+mod renegotiation {
+    use super::*;
+
+    fn names(sim: &Sim) -> Vec<String> {
+        sim.to_secc.iter().map(|b| body_name(b)).collect()
+    }
+
+    fn charging_sessions(sim: &Sim) -> Vec<String> {
+        sim.to_secc
+            .iter()
+            .filter(|b| body_name(b) == "SessionStopReq")
+            .map(|b| {
+                json(b)["SessionStopReq"]["ChargingSession"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect()
+    }
+
+    fn renegotiating(dc: bool, mode: ControlMode, by_secc: bool) -> Sim {
+        let mut sim = Sim::new(
+            secc_config().with_service_renegotiation(true),
+            evcc_config(dc, mode),
+        );
+        let mut asked = false;
+        sim.hook = Box::new(move |secc, _, evcc| {
+            if !asked && evcc.charge_loops() == 3 {
+                asked = true;
+                if by_secc {
+                    secc.request_renegotiation();
+                }
+            }
+        });
+        sim.stop_after = Some((8, StopKind::Terminate));
+        sim
+    }
+
+    #[test]
+    fn the_secc_asks_and_the_ev_comes_back_through_service_discovery() {
+        for (dc, mode) in modes() {
+            let mut sim = renegotiating(dc, mode, true);
+            sim.run(Duration::from_secs(600));
+            assert_eq!(
+                (&sim.secc_end, &sim.evcc_end),
+                (&Some(EndReason::Finished), &Some(EndReason::Finished)),
+                "{dc} {mode:?}: {:?}",
+                sim.answers()
+            );
+            // one charge loop answer asked for it, with the sequence timeout
+            let asked: Vec<serde_json::Value> = sim
+                .to_evcc
+                .iter()
+                .filter(|b| body_name(b).ends_with("ChargeLoopRes"))
+                .filter_map(|b| {
+                    let j = json(b);
+                    let (_, body) = j.as_object()?.iter().next()?;
+                    let s = body.get("EVSEStatus")?.clone();
+                    (s["EVSENotification"] == "ServiceRenegotiation").then_some(s)
+                })
+                .collect();
+            assert_eq!(asked.len(), 1, "{dc} {mode:?}");
+            assert_eq!(asked[0]["NotificationMaxDelay"], 60);
+            assert_eq!(
+                charging_sessions(&sim),
+                ["ServiceRenegotiation", "Terminate"]
+            );
+            assert_eq!(sim.progress(), ["Start", "Stop", "Start", "Stop"]);
+            // after the first SessionStop: the whole selection again
+            let n = names(&sim);
+            let stop = n.iter().position(|x| x == "SessionStopReq").unwrap();
+            let again: Vec<&str> = n[stop + 1..]
+                .iter()
+                .map(String::as_str)
+                .filter(|x| !x.ends_with("ChargeLoopReq") && !x.ends_with("PreChargeReq"))
+                .collect();
+            let mut want = vec![
+                "ServiceDiscoveryReq",
+                "ServiceDetailReq",
+                "ServiceSelectionReq",
+            ];
+            want.push(if dc {
+                "DC_ChargeParameterDiscoveryReq"
+            } else {
+                "AC_ChargeParameterDiscoveryReq"
+            });
+            want.push("ScheduleExchangeReq");
+            if dc {
+                want.push("DC_CableCheckReq");
+            }
+            // Start, the loop (left out), Stop: one after `dedup`
+            want.push("PowerDeliveryReq");
+            if dc {
+                want.push("DC_WeldingDetectionReq");
+            }
+            want.push("SessionStopReq");
+            let mut got = again.clone();
+            got.dedup();
+            assert_eq!(got, want, "{dc} {mode:?}");
+            // the same session id after SessionSetup; the schedules asked again as a renegotiation
+            let ids: std::collections::BTreeSet<Vec<u8>> = sim
+                .to_secc
+                .iter()
+                .skip(2)
+                .map(|b| session_id_of(b))
+                .collect();
+            assert_eq!(ids.len(), 1, "{ids:?}");
+            let renegotiated: Vec<bool> = sim
+                .evse_requests
+                .iter()
+                .filter_map(|r| match r {
+                    EvseRequest::Schedules { renegotiation, .. } => Some(*renegotiation),
+                    _ => None,
+                })
+                .collect();
+            if mode == ControlMode::Scheduled {
+                assert_eq!(renegotiated, [false, true], "{dc}");
+            }
+            if dc {
+                let checks = sim
+                    .evse_requests
+                    .iter()
+                    .filter(|r| matches!(r, EvseRequest::StartCableCheck))
+                    .count();
+                assert_eq!(checks, 2);
+            }
+            assert_eq!(sim.secc.iso20().unwrap().service_renegotiations(), 1);
+            assert_eq!(sim.evcc.iso20().unwrap().service_renegotiations(), 1);
+            assert_eq!(sim.evcc.charge_loops(), 8);
+        }
+    }
+
+    #[test]
+    fn the_ev_asks_of_its_own() {
+        let mut sim = renegotiating(true, ControlMode::Scheduled, false);
+        let mut asked = false;
+        sim.ev_hook = Box::new(move |evcc| {
+            if !asked && evcc.charge_loops() == 2 {
+                asked = true;
+                evcc.request_service_renegotiation();
+            }
+        });
+        sim.run(Duration::from_secs(600));
+        assert_eq!(
+            sim.secc_end,
+            Some(EndReason::Finished),
+            "{:?}",
+            sim.answers()
+        );
+        assert_eq!(
+            charging_sessions(&sim),
+            ["ServiceRenegotiation", "Terminate"]
+        );
+        assert_eq!(sim.secc.iso20().unwrap().service_renegotiations(), 1);
+    }
+
+    #[test]
+    fn without_support_nothing_is_asked_and_a_request_is_refused() {
+        // the SECC does not offer it: its request is ignored, the EV's too
+        let mut sim = Sim::new(secc_config(), evcc_config(true, ControlMode::Scheduled));
+        sim.hook = Box::new(|secc, _, evcc| {
+            if evcc.charge_loops() == 3 {
+                secc.request_renegotiation();
+            }
+        });
+        sim.stop_after = Some((5, StopKind::Terminate));
+        sim.ev_hook = Box::new(|evcc| {
+            if evcc.charge_loops() == 2 {
+                evcc.request_service_renegotiation();
+            }
+        });
+        sim.run(Duration::from_secs(600));
+        assert_eq!(sim.secc_end, Some(EndReason::Finished));
+        assert_eq!(charging_sessions(&sim), ["Terminate"]);
+        let sd = sim
+            .to_evcc
+            .iter()
+            .find(|b| body_name(b) == "ServiceDiscoveryRes")
+            .unwrap();
+        assert_eq!(
+            json(sd)["ServiceDiscoveryRes"]["ServiceRenegotiationSupported"],
+            false
+        );
+        // asked anyway: FAILED_NoServiceRenegotiationSupported
+        let (mut secc, now) = secc_in(true, ControlMode::Scheduled, SeccState::PostCharge);
+        let mut w =
+            iso20::sample_request(true, ControlMode::Scheduled, &SESSION, Request::SessionStop);
+        if let Wire::Common(cm::Message::SessionStopReq(r)) = &mut w {
+            r.charging_session = cm::ChargingSessionType::ServiceRenegotiation;
+        }
+        assert_eq!(
+            send(&mut secc, now, &w),
+            (
+                "SessionStopRes".into(),
+                "FAILED_NoServiceRenegotiationSupported".into()
+            )
+        );
+    }
+}
+
 mod pnc {
     use super::*;
     use evproto_iso15118::grammar::Base64Binary;

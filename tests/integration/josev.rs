@@ -99,6 +99,20 @@
 //!     (empty) parameter sets (`IndexError ... in state ServiceDetail`,
 //!     seen in a trial run against `evse --offer-internet`). Our SECC
 //!     offers none unless told to, so every test here runs without.
+//! 12. Its -20 EVCC sends CertificateInstallationReq (`isCertInstallNeeded`)
+//!     in V2GTP payload type `0x8001` (the handshake's; -20's CommonMessages
+//!     go in `0x8002`: our SECC ended the session as malformed, seen in a
+//!     trial run; it now takes CommonMessages there too,
+//!     `iso15118/tests/session_iso20.rs`
+//!     `garbage_din_bytes_and_wrong_payload_types_end_the_session_without_an_answer`),
+//!     with its ISO 15118-2 OEM provisioning chain (secp256r1, signed with
+//!     SHA-256), where -20's is secp521r1, and it cannot take the answer
+//!     (its `CertificateInstallation` state raises `NotImplementedError`;
+//!     its SECC too). Our SECC verifies its signature over the
+//!     `OEMProvisioningCertificateChain` fragment all the same and asks its
+//!     backend, which delivers -20 contracts for secp521r1 keys only:
+//!     `WARNING_NoCertificateAvailable`
+//!     (`josev_evcc_asks_our_evse_for_a_contract_over_iso20`).
 
 use std::fs;
 use std::io::{BufRead, BufReader};
@@ -975,6 +989,60 @@ fn josev_evcc_authorizes_by_contract_at_our_evse_over_iso20_and_tls13() {
     }
     assert!(
         !josev_log.lines().any(|l| l.starts_with("ERROR")),
+        "{}",
+        tail(&josev_log)
+    );
+}
+
+/// Josev's EVCC over ISO 15118-20 DC asking `evproto v2g evse --tls DIR
+/// --pnc DIR` for a contract (`isCertInstallNeeded`, quirk 12): our SECC
+/// offers CertificateInstallation, verifies the request's signature by
+/// Josev's OEM provisioning key over the EXI fragment both sides encode
+/// (no `FAILED_SignatureError`), and its backend refuses a secp256r1
+/// provisioning key (`WARNING_NoCertificateAvailable`), which Josev's EVCC
+/// decodes. It cannot take any CertificateInstallationRes and stays up
+/// after its failure, so the test kills it.
+#[test]
+fn josev_evcc_asks_our_evse_for_a_contract_over_iso20() {
+    if !is_root() {
+        return;
+    }
+    let link = Link::new();
+    let scratch = Scratch::new("evcc-iso20-install");
+    let pki = scratch.0.join("pki");
+    make_pki(&pki, "josev iso20 install");
+    let pki_s = pki.to_str().unwrap();
+    let evse = Evse::start_with(&link, 0, &["--tls", pki_s, "--pnc", pki_s]);
+    let config = serde_json::json!({
+        "supportedProtocols": ["ISO_15118_20_DC"], "supportedEnergyServices": ["DC"],
+        "energyTransferMode": "DC_extended", "isCertInstallNeeded": true,
+        "useTls": true, "chargeLoopCycle": 3,
+    });
+    // Josev's EVCC does not exit after its failure: our session's line,
+    // then its log, then it is killed with its process group
+    let path = scratch.0.join("iso20-install.json");
+    fs::write(&path, config.to_string()).unwrap();
+    let log = scratch.0.join("evcc-iso20-install.log");
+    let env = [
+        ("NETWORK_INTERFACE", link.iface[1].as_str()),
+        ("EVCC_CONFIG_PATH", path.to_str().unwrap()),
+        ("PKI_PATH", pki_s),
+        ("ENABLE_TLS_1_3", "true"),
+    ];
+    let josev_evcc = josev(&link, 1, "evcc", &env, &scratch.0, &log);
+    let ours = evse.next_session();
+    let josev_log = wait_in_log(&log, "CertificateInstallationRes", 1);
+    drop(josev_evcc);
+    assert_eq!(ours["protocol"], "iso20-dc", "{ours}\n{}", tail(&josev_log));
+    assert_eq!(ours["tls"], "TLSv1.3", "{ours}");
+    assert_eq!(
+        ours["result"]["response_code"],
+        "WARNING_NoCertificateAvailable",
+        "{ours}\n{}",
+        tail(&josev_log)
+    );
+    assert!(
+        josev_log.contains("CertificateInstallationReq"),
         "{}",
         tail(&josev_log)
     );

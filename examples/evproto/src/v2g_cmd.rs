@@ -492,6 +492,16 @@ pub(crate) struct EvseArgs {
     /// 443). Off by default: Josev's EVCC fails when offered any VAS.
     #[arg(long)]
     offer_internet: bool,
+    /// ISO 15118-20: support service renegotiation (ServiceDiscoveryRes'
+    /// ServiceRenegotiationSupported): a car may stop, send
+    /// SessionStop(ServiceRenegotiation) and choose its services again.
+    #[arg(long)]
+    service_renegotiation: bool,
+    /// Ask every car to renegotiate N seconds after its power first went
+    /// on, once (-2: ReNegotiation; -20 with --service-renegotiation:
+    /// ServiceRenegotiation).
+    #[arg(long, value_name = "N")]
+    renegotiate_after_s: Option<f64>,
 }
 
 /// `evproto v2g pki`: a test PKI for Plug & Charge.
@@ -1038,6 +1048,7 @@ struct Charger {
     tls12: SeccConfig,
     provisioning: Option<ContractProvisioning>,
     provisioning_iso20: Option<ContractProvisioning>,
+    renegotiate_after: Option<std::time::Duration>,
     done: tokio::sync::mpsc::UnboundedSender<()>,
 }
 
@@ -1051,6 +1062,7 @@ impl Charger {
         let mut evse = SimEvse::default();
         evse.provisioning = self.provisioning.clone();
         evse.provisioning_iso20 = self.provisioning_iso20.clone();
+        evse.renegotiate_after = self.renegotiate_after;
         evse.provisioning_seed.copy_from_slice(&random_vec(32));
         (config, evse)
     }
@@ -1087,6 +1099,7 @@ impl SeccService for Charger {
             "tls": report.tls.as_ref().map(tls_name),
             "emaid": report.emaid,
             "vas": report.vas,
+            "service_renegotiations": report.service_renegotiations,
             "result": result_json(&report),
         });
         println!("{line}");
@@ -1230,7 +1243,18 @@ pub(crate) fn run_evse(args: EvseArgs) -> Result<(), String> {
             vec![Vas::internet(true)]
         } else {
             vec![]
-        });
+        })
+        .with_service_renegotiation(args.service_renegotiation);
+    let renegotiate_after = args
+        .renegotiate_after_s
+        .map(|s| {
+            if s.is_finite() && (0.0..=86_400.0).contains(&s) {
+                Ok(std::time::Duration::from_secs_f64(s))
+            } else {
+                Err("--renegotiate-after-s: 0 to 86400 seconds".to_string())
+            }
+        })
+        .transpose()?;
     let (plain, tls13, tls12) = session_configs(
         &base,
         args.allow_iso20_without_tls,
@@ -1250,6 +1274,7 @@ pub(crate) fn run_evse(args: EvseArgs) -> Result<(), String> {
             tls12,
             provisioning,
             provisioning_iso20,
+            renegotiate_after,
             done,
         });
         let mut tls_port = None;
@@ -1487,6 +1512,7 @@ pub(crate) fn run_ev(args: EvArgs) -> Result<bool, String> {
                 "tls": tls.as_ref().map(tls_name),
                 "emaid": report.emaid,
                 "vas": report.vas,
+                "service_renegotiations": report.service_renegotiations,
                 "contract": report.contract.as_ref().map(|(c, change)| json!({
                     "emaid": c.emaid,
                     "change": match change {

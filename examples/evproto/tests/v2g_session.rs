@@ -442,3 +442,54 @@ fn a_car_selects_internet_access_offered_over_iso20() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--vas"));
 }
+
+/// ISO 15118-20 service renegotiation from the command line: an EVSE that
+/// supports it (`--service-renegotiation`) asks each car 0.3 s into its
+/// charge (`--renegotiate-after-s`); the car stops, sends
+/// SessionStop(ServiceRenegotiation), chooses its service again and
+/// charges on in the same session. Both summaries count it.
+#[test]
+fn a_car_renegotiates_its_service_over_iso20_when_the_evse_asks() {
+    let mut evse = Evse::start(&[
+        "--allow-iso20-without-tls",
+        "--service-renegotiation",
+        "--renegotiate-after-s",
+        "0.3",
+    ]);
+    for protocol in ["iso20-dc", "iso20-ac"] {
+        let out = ev(&[
+            "--connect",
+            &evse.addr,
+            "--protocol",
+            protocol,
+            "--allow-iso20-without-tls",
+            "--energy-kwh",
+            "0.02",
+            "--json",
+        ]);
+        let s = summary(&out);
+        assert!(out.status.success(), "{protocol}: {s}");
+        assert_eq!(s["result"], "ok", "{s}");
+        assert_eq!(s["service_renegotiations"], 1, "{s}");
+        assert!(s["energy_wh"].as_f64().unwrap() >= 20.0, "{s}");
+        let e = evse.next_session();
+        assert_eq!(e["result"], "ok", "{e}");
+        assert_eq!(e["service_renegotiations"], 1, "{e}");
+    }
+    // an EVSE without it asks nothing: no renegotiation
+    let mut evse = Evse::start(&["--allow-iso20-without-tls", "--renegotiate-after-s", "0.3"]);
+    let out = ev(&[
+        "--connect",
+        &evse.addr,
+        "--protocol",
+        "iso20-dc",
+        "--allow-iso20-without-tls",
+        "--energy-kwh",
+        "0.02",
+        "--json",
+    ]);
+    let s = summary(&out);
+    assert_eq!(s["result"], "ok", "{s}");
+    assert_eq!(s["service_renegotiations"], 0, "{s}");
+    assert_eq!(evse.next_session()["service_renegotiations"], 0);
+}

@@ -81,7 +81,7 @@
 //!
 //! **Services.** The SECC offers the energy transfer service DC (id 2) or
 //! AC (id 1) and, with [`SeccConfig::bpt`], its bidirectional sibling
-//! DC_BPT (6) or AC_BPT (5); no service renegotiation. Its
+//! DC_BPT (6) or AC_BPT (5). Its
 //! ServiceDetail lists one
 //! parameter set per control mode it allows: id 1 Scheduled
 //! (`ControlMode=1`), id 2 Dynamic (`ControlMode=2`), with `Connector`
@@ -99,6 +99,19 @@
 //! selects each with its first parameter set. A ServiceSelection naming
 //! VAS, each offered once with one of its sets, is taken and handed to
 //! the EVSE ([`super::EvseRequest::ValueAddedServices`]).
+//!
+//! **Service renegotiation.** With [`SeccConfig::service_renegotiation`]
+//! ServiceDiscoveryRes says `ServiceRenegotiationSupported`;
+//! [`super::Secc::request_renegotiation`] then makes the next charge-loop
+//! answer carry `EVSENotification=ServiceRenegotiation`, and the EVCC (or
+//! the car of its own, [`super::Evcc::request_service_renegotiation`])
+//! stops: PowerDelivery(Stop), DC_WeldingDetection (DC),
+//! SessionStop(ServiceRenegotiation), then ServiceDiscovery again in the
+//! same session [V2G20-1477]: services, parameter sets, VAS and schedules
+//! chosen anew (the schedules asked with `renegotiation: true`), DC's
+//! cable check and precharge again. Schedule renegotiation (-20's parallel
+//! `ScheduleRenegotiation` V2GTP stream) is not here: `ScheduleRenegotiation`
+//! is refused.
 //!
 //! **Bidirectional power transfer.** A BPT parameter set adds
 //! `BPTChannel=1` (unified: one channel both ways, the only one these
@@ -146,7 +159,8 @@
 //! back more than both sides' discharge limits (anything, outside BPT)
 //! with `FAILED_EVPowerProfileInvalid`; `Standby` with
 //! `WARNING_StandbyNotAllowed`, `ScheduleRenegotiation` with
-//! `FAILED_ScheduleRenegotiation`, SessionStop(ServiceRenegotiation) with
+//! `FAILED_ScheduleRenegotiation`, SessionStop(ServiceRenegotiation) without
+//! [`SeccConfig::service_renegotiation`] with
 //! `FAILED_NoServiceRenegotiationSupported`; an emergency stop with `FAILED`
 //! (and `EVSENotification=Terminate` where the response has an EVSEStatus);
 //! a DC isolation fault (CableCheck, PreCharge, ChargeLoop) with `FAILED`.
@@ -333,15 +347,18 @@ pub enum Wire {
 }
 
 impl Wire {
-    /// Decodes an EXI payload of a -20 payload type.
+    /// Decodes an EXI payload of a -20 payload type (and CommonMessages in
+    /// `0x8001`, the handshake's, where one EV sends them).
     ///
     /// # Errors
     ///
-    /// The payload type is not one of the three, or the bytes are no
-    /// message of its schema.
+    /// The payload type is not one of the three (or `0x8001`), or the
+    /// bytes are no message of its schema.
     pub fn decode(payload_type: PayloadType, exi: &[u8]) -> Result<Wire, String> {
         match payload_type {
-            PayloadType::ISO20_MAIN => cm::Message::decode(exi)
+            // Josev's EVCC sends its CertificateInstallationReq in the
+            // handshake's `0x8001`: CommonMessages taken there too
+            PayloadType::ISO20_MAIN | PayloadType::EXI => cm::Message::decode(exi)
                 .map(Wire::Common)
                 .map_err(|e| e.to_string()),
             PayloadType::ISO20_DC => dc::Message::decode(exi)
@@ -876,6 +893,10 @@ pub struct Secc {
     /// BPT, AC dynamic: the last loop request offered energy (its
     /// EVMinimumEnergyRequest below zero).
     ac_offer: bool,
+    /// ServiceRenegotiation asked of the EV in the next loop answer.
+    renegotiation: bool,
+    /// Service renegotiations done.
+    renegotiations: u32,
     loops: u32,
     start: Instant,
     now: Instant,
@@ -910,6 +931,8 @@ impl Secc {
             ev_discharge: (0.0, 0.0),
             discharged: Energy::default(),
             ac_offer: false,
+            renegotiation: false,
+            renegotiations: 0,
             loops: 0,
             start: now,
             now,
@@ -971,6 +994,20 @@ impl Secc {
     /// Whether the EV selected the BPT service (DC_BPT or AC_BPT).
     pub fn is_bpt(&self) -> bool {
         self.bpt
+    }
+
+    /// Service renegotiations the EV came back from
+    /// (SessionStop(ServiceRenegotiation), then ServiceDiscovery).
+    pub fn service_renegotiations(&self) -> u32 {
+        self.renegotiations
+    }
+
+    /// With [`SeccConfig::service_renegotiation`], in the charge loop: the
+    /// next loop answer carries `EVSENotification=ServiceRenegotiation`.
+    pub(crate) fn request_renegotiation(&mut self) {
+        if self.state == SeccState::ChargeLoop && self.config.service_renegotiation {
+            self.renegotiation = true;
+        }
     }
 
     /// The value-added services the EV selected, `(ServiceID,
@@ -1466,7 +1503,7 @@ impl Secc {
                                     energy_request_wh: s
                                         .and_then(|s| s.ev_target_energy_request.as_ref())
                                         .map(rv),
-                                    renegotiation: false,
+                                    renegotiation: self.renegotiations > 0,
                                 });
                             }
                             // the schema wants a control mode even while Ongoing:
@@ -1603,6 +1640,18 @@ impl Secc {
                         session_id: self.session_id.clone().unwrap_or_default(),
                     },
                     cm::ChargingSessionType::Terminate => EndReason::Finished,
+                    cm::ChargingSessionType::ServiceRenegotiation
+                        if self.config.service_renegotiation =>
+                    {
+                        // the same session from ServiceDiscovery: the service,
+                        // its parameters and schedules chosen again
+                        self.send(res);
+                        self.renegotiate_services();
+                        if !self.core.is_ended() {
+                            self.core.arm_sequence(now, &self.config);
+                        }
+                        return;
+                    }
                     cm::ChargingSessionType::ServiceRenegotiation => {
                         return self.fail_code(
                             req,
@@ -1633,6 +1682,24 @@ impl Secc {
 
     fn service_id(&self) -> u16 {
         service(self.dc, self.bpt)
+    }
+
+    /// Back to ServiceDiscovery after SessionStop(ServiceRenegotiation):
+    /// what the selection decided is forgotten, the energy counted stays.
+    fn renegotiate_services(&mut self) {
+        self.state = SeccState::ServiceDiscovery;
+        self.renegotiation = false;
+        self.renegotiations += 1;
+        self.control = None;
+        self.bpt = false;
+        self.vas.clear();
+        self.schedules = None;
+        self.schedules_asked = false;
+        self.offered.clear();
+        self.tuple_id = None;
+        self.cable_check_started = false;
+        self.ev_discharge = (0.0, 0.0);
+        self.ac_offer = false;
     }
 
     /// The voltage and current (negative: discharge) a DC_ChargeLoopReq
@@ -1825,12 +1892,20 @@ impl Secc {
 
     fn evse_status(&self) -> Option<cm::EVSEStatusType> {
         let e = &self.config.evse;
-        (e.emergency_stop || (self.dc && e.isolation == Isolation::Fault)).then_some(
-            cm::EVSEStatusType {
+        if e.emergency_stop || (self.dc && e.isolation == Isolation::Fault) {
+            Some(cm::EVSEStatusType {
                 notification_max_delay: 0,
                 evse_notification: cm::EvseNotificationType::Terminate,
-            },
-        )
+            })
+        } else if self.renegotiation && self.state == SeccState::ChargeLoop {
+            // the EV has the sequence timeout to begin it
+            Some(cm::EVSEStatusType {
+                notification_max_delay: self.config.timers.sequence.as_secs().min(65_535) as u16,
+                evse_notification: cm::EvseNotificationType::ServiceRenegotiation,
+            })
+        } else {
+            None
+        }
     }
 
     fn evse_id(&self) -> String {
@@ -1980,7 +2055,7 @@ impl Secc {
                 cm::ServiceDiscoveryResType {
                     header,
                     response_code: code,
-                    service_renegotiation_supported: false,
+                    service_renegotiation_supported: self.config.service_renegotiation,
                     energy_transfer_service_list: cm::ServiceListType {
                         service: std::iter::once(false)
                             .chain(self.bpt_offer().map(|_| true))
@@ -2227,6 +2302,12 @@ pub struct Evcc {
     install_req: Option<(cm::SignedCertificateChainType, xmldsig::SignatureType)>,
     /// PnC: the contract CertificateInstallation delivered.
     installed: Option<Contract>,
+    /// The SECC's ServiceRenegotiationSupported (first ServiceDiscoveryRes).
+    renegotiation_supported: Option<bool>,
+    /// This stop is a service renegotiation: SessionStop(ServiceRenegotiation).
+    renegotiate: bool,
+    /// Service renegotiations done.
+    renegotiations: u32,
     start: Instant,
     now: Instant,
 }
@@ -2267,6 +2348,9 @@ impl Evcc {
             challenge: None,
             install_req: None,
             installed: None,
+            renegotiation_supported: None,
+            renegotiate: false,
+            renegotiations: 0,
             start: now,
             now,
         }
@@ -2416,6 +2500,20 @@ impl Evcc {
     pub(crate) fn set_ev(&mut self, ev: EvStatus) {
         self.config.ev = ev;
     }
+    /// Service renegotiations done (SessionStop(ServiceRenegotiation)
+    /// answered, ServiceDiscovery again).
+    pub fn service_renegotiations(&self) -> u32 {
+        self.renegotiations
+    }
+
+    /// Stops charging to renegotiate the services, where the SECC supports it.
+    pub(crate) fn request_service_renegotiation(&mut self) {
+        if self.renegotiation_supported == Some(true) && self.charging && self.stop.is_none() {
+            self.renegotiate = true;
+            self.stop = Some(StopKind::Terminate);
+        }
+    }
+
     pub(crate) fn request_stop(&mut self, kind: StopKind) {
         self.stop = Some(kind);
     }
@@ -2844,6 +2942,7 @@ impl Evcc {
                 Wire::Common(C::SessionStopReq(Box::new(cm::SessionStopReqType {
                     header,
                     charging_session: match self.stop {
+                        _ if self.renegotiate => cm::ChargingSessionType::ServiceRenegotiation,
                         Some(StopKind::Pause) => cm::ChargingSessionType::Pause,
                         _ => cm::ChargingSessionType::Terminate,
                     },
@@ -2925,9 +3024,14 @@ impl Evcc {
         Pacing::ongoing(self, now, req, is_ongoing(p))
     }
 
-    /// A charge-loop answer's EVSE status: Terminate or Pause stops charging.
+    /// A charge-loop answer's EVSE status: Terminate or Pause stops
+    /// charging, ServiceRenegotiation (where the SECC said it supports it)
+    /// stops it to renegotiate.
     fn notified(&mut self, s: Option<&cm::EVSEStatusType>) {
         match s.map(|s| s.evse_notification) {
+            Some(cm::EvseNotificationType::ServiceRenegotiation) => {
+                self.request_service_renegotiation()
+            }
             Some(cm::EvseNotificationType::Terminate) => {
                 self.stop.get_or_insert(StopKind::Terminate);
             }
@@ -3079,6 +3183,9 @@ impl Evcc {
                         response_code: format!("energy transfer service {sid} not offered"),
                     });
                 }
+                // valid for the whole session: the first answer's [V2G20-1956]
+                self.renegotiation_supported
+                    .get_or_insert(r.service_renegotiation_supported);
                 let offered = r.vas_list.as_ref().map_or(&[][..], |l| &l.service[..]);
                 self.vas_queue = self
                     .config
@@ -3272,6 +3379,23 @@ impl Evcc {
             }
             Wire::Dc(dc::Message::DcWeldingDetectionRes(_)) => {
                 self.send(now, Request::SessionStop);
+            }
+            Wire::Common(C::SessionStopRes(_)) if self.renegotiate => {
+                // the same session, from ServiceDiscovery [V2G20-1477]
+                self.renegotiate = false;
+                self.renegotiations += 1;
+                self.stop = None;
+                self.stopping = false;
+                self.tuple = None;
+                self.tolerance_offered = false;
+                self.evse_target_power = None;
+                self.evse_discharge_power = None;
+                self.discharge_pmax = None;
+                self.discharging = false;
+                self.vas.clear();
+                self.vas_queue.clear();
+                self.vas_asked = None;
+                self.send(now, Request::ServiceDiscovery);
             }
             Wire::Common(C::SessionStopRes(_)) => {
                 let reason = match self.stop_sent {

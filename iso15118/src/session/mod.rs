@@ -5,12 +5,13 @@
 //! AC and DC in the scheduled and dynamic control modes, and their
 //! bidirectional services DC_BPT and AC_BPT ([`iso20`], [`SeccConfig::bpt`],
 //! [`EvccConfig::bpt`]: pause and resume; value-added services,
-//! [`SeccConfig::vas`]; no schedule or service renegotiation).
+//! [`SeccConfig::vas`]; service renegotiation,
+//! [`SeccConfig::service_renegotiation`]; no schedule renegotiation).
 //! Plug & Charge ([`pnc`], [`SeccConfig::pnc`], [`EvccConfig::pnc`]):
 //! ISO 15118-2 whole (contract, CertificateInstallation,
 //! CertificateUpdate, MeteringReceipt); ISO 15118-20 the authorization by
-//! contract (`PnC_AReqAuthorizationMode`), not yet its
-//! CertificateInstallation. TLS is the
+//! contract (`PnC_AReqAuthorizationMode`) and CertificateInstallation
+//! (secp521r1). TLS is the
 //! shells' (`shell::tls`, features `tls` and `tls-openssl`). The
 //! SECC's handshake offers what [`SeccConfig::protocols`] lists: DIN and -2
 //! by default, the -20 namespaces ([`Protocol::Iso20Dc`],
@@ -556,6 +557,11 @@ pub struct SeccConfig {
     /// ISO 15118-20 value-added services offered in ServiceDiscoveryRes
     /// (at most 8). None by default: Josev's EVCC, offered any, fails.
     pub vas: Vec<Vas>,
+    /// ISO 15118-20: ServiceRenegotiationSupported in ServiceDiscoveryRes:
+    /// the EV may come back from SessionStop(ServiceRenegotiation) to
+    /// ServiceDiscovery, and [`Secc::request_renegotiation`] asks it to.
+    /// Off by default.
+    pub service_renegotiation: bool,
 }
 
 /// A value-added service an ISO 15118-20 SECC offers ([`SeccConfig::vas`]):
@@ -707,6 +713,7 @@ impl SeccConfig {
             pnc: None,
             bpt: None,
             vas: Vec::new(),
+            service_renegotiation: false,
         }
     }
     /// Sets [`SeccConfig::bpt`].
@@ -717,6 +724,11 @@ impl SeccConfig {
     /// Sets [`SeccConfig::vas`].
     pub fn with_vas(mut self, vas: Vec<Vas>) -> Self {
         self.vas = vas;
+        self
+    }
+    /// Sets [`SeccConfig::service_renegotiation`].
+    pub fn with_service_renegotiation(mut self, on: bool) -> Self {
+        self.service_renegotiation = on;
         self
     }
     /// Sets [`SeccConfig::pnc`].
@@ -1064,14 +1076,21 @@ impl Secc {
         }
     }
 
-    /// Asks the EV to renegotiate (ISO 15118-2): the next charge-loop answer
+    /// Asks the EV to renegotiate. ISO 15118-2: the next charge-loop answer
     /// carries `EVSENotification=ReNegotiation`, the EV comes back through
     /// ChargeParameterDiscovery (a new [`EvseRequest::Schedules`] with
-    /// `renegotiation: true`) and PowerDelivery. Ignored outside the charge
-    /// loop and by DIN, which has no renegotiation.
+    /// `renegotiation: true`) and PowerDelivery. ISO 15118-20, with
+    /// [`SeccConfig::service_renegotiation`]: `EVSENotification=
+    /// ServiceRenegotiation`, the EV stops, sends
+    /// SessionStop(ServiceRenegotiation) and comes back through
+    /// ServiceDiscovery (the schedules asked again with `renegotiation:
+    /// true`). Ignored outside the charge loop and by DIN, which has no
+    /// renegotiation.
     pub fn request_renegotiation(&mut self) {
-        if let SeccInner::Iso2(m) = &mut self.inner {
-            m.request_renegotiation();
+        match &mut self.inner {
+            SeccInner::Iso2(m) => m.request_renegotiation(),
+            SeccInner::Iso20(m) => m.request_renegotiation(),
+            _ => {}
         }
     }
 
@@ -1548,6 +1567,17 @@ impl Evcc {
             EvccInner::Iso2(m) => m.set_ev(ev),
             EvccInner::Iso20(m) => m.set_ev(ev),
             EvccInner::Handshake(..) => {}
+        }
+    }
+
+    /// ISO 15118-20: renegotiate the services (where the SECC said it
+    /// supports that): the next charge-loop request becomes
+    /// PowerDelivery(Stop), then (DC) WeldingDetection,
+    /// SessionStop(ServiceRenegotiation) and ServiceDiscovery again.
+    /// Ignored by DIN and -2 and where the SECC does not support it.
+    pub fn request_service_renegotiation(&mut self) {
+        if let EvccInner::Iso20(m) = &mut self.inner {
+            m.request_service_renegotiation();
         }
     }
 

@@ -148,6 +148,7 @@ where
             }),
         emaid: evcc.contract_emaid().map(str::to_owned),
         vas: evcc.selected_vas().to_vec(),
+        service_renegotiations: evcc.iso20().map_or(0, |m| m.service_renegotiations()),
         #[cfg(any(feature = "tls", feature = "tls-openssl"))]
         tls: None,
     };

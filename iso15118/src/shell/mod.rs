@@ -293,6 +293,7 @@ impl SessionReport {
             contract: None,
             emaid: None,
             vas: Vec::new(),
+            service_renegotiations: 0,
             #[cfg(any(feature = "tls", feature = "tls-openssl"))]
             tls: None,
         }
@@ -348,6 +349,9 @@ pub struct SessionReport {
     /// ISO 15118-20: the value-added services the car selected,
     /// `(ServiceID, ParameterSetID)`.
     pub vas: Vec<(u16, u16)>,
+    /// ISO 15118-20: service renegotiations the session went through
+    /// (SessionStop(ServiceRenegotiation), then ServiceDiscovery again).
+    pub service_renegotiations: u32,
     /// The TLS handshake the session ran over, when [`SeccServer`] did
     /// it ([`SeccServer::with_tls`]).
     #[cfg(any(feature = "tls", feature = "tls-openssl"))]

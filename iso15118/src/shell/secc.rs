@@ -30,6 +30,12 @@ pub trait Evse: Send {
     fn status(&mut self, now: Instant) -> EvseStatus;
     /// The machine asks; decisions come back as an [`EvseAnswer`].
     fn request(&mut self, now: Instant, request: &EvseRequest) -> EvseAnswer;
+    /// Whether the EVSE wants the EV to renegotiate now (new schedules, a
+    /// new limit): the shell then calls [`Secc::request_renegotiation`]
+    /// (asked with every [`Evse::status`]; none by default).
+    fn wants_renegotiation(&mut self, _now: Instant) -> bool {
+        false
+    }
 }
 
 impl<T: Evse + ?Sized> Evse for &mut T {
@@ -38,6 +44,17 @@ impl<T: Evse + ?Sized> Evse for &mut T {
     }
     fn request(&mut self, now: Instant, request: &EvseRequest) -> EvseAnswer {
         (**self).request(now, request)
+    }
+    fn wants_renegotiation(&mut self, now: Instant) -> bool {
+        (**self).wants_renegotiation(now)
+    }
+}
+
+/// The EVSE's current values into the machine, and its wish to renegotiate.
+fn refresh<E: Evse>(secc: &mut Secc, evse: &mut E, t: Instant) {
+    secc.set_evse(evse.status(t));
+    if evse.wants_renegotiation(t) {
+        secc.request_renegotiation();
     }
 }
 
@@ -167,50 +184,50 @@ where
             read = io.read() => match read {
                 Ok((payload_type, exi)) => {
                     let t = now();
-                    secc.set_evse(evse.status(t));
+                    refresh(&mut secc, &mut evse, t);
                     secc.handle_packet(t, payload_type, &exi);
                 }
                 Err(e) => break 'session Err(e),
             },
             () = sleep_until(secc.poll_timeout()) => {
                 let t = now();
-                secc.set_evse(evse.status(t));
+                refresh(&mut secc, &mut evse, t);
                 secc.handle_timeout(t);
             }
             decision = maybe(&mut auth) => {
                 auth = None;
                 let t = now();
-                secc.set_evse(evse.status(t));
+                refresh(&mut secc, &mut evse, t);
                 secc.handle_authorization(t, decision);
             }
             s = maybe(&mut schedules) => {
                 schedules = None;
                 let t = now();
-                secc.set_evse(evse.status(t));
+                refresh(&mut secc, &mut evse, t);
                 secc.handle_schedules(t, s);
             }
             c = maybe(&mut contract) => {
                 contract = None;
                 let t = now();
-                secc.set_evse(evse.status(t));
+                refresh(&mut secc, &mut evse, t);
                 secc.handle_contract_status(t, c);
             }
             i = maybe(&mut install) => {
                 install = None;
                 let t = now();
-                secc.set_evse(evse.status(t));
+                refresh(&mut secc, &mut evse, t);
                 secc.handle_certificate_installation(t, i);
             }
             u = maybe(&mut update) => {
                 update = None;
                 let t = now();
-                secc.set_evse(evse.status(t));
+                refresh(&mut secc, &mut evse, t);
                 secc.handle_certificate_update(t, u);
             }
             i = maybe(&mut install20) => {
                 install20 = None;
                 let t = now();
-                secc.set_evse(evse.status(t));
+                refresh(&mut secc, &mut evse, t);
                 secc.handle_iso20_certificate_installation(t, i);
             }
         }
@@ -229,6 +246,7 @@ where
         contract: None,
         emaid: secc.contract_emaid().map(str::to_owned),
         vas: secc.selected_vas().to_vec(),
+        service_renegotiations: secc.iso20().map_or(0, |m| m.service_renegotiations()),
         #[cfg(any(feature = "tls", feature = "tls-openssl"))]
         tls: None,
     };

@@ -46,6 +46,12 @@ pub struct SimEvse {
     pub provisioning_iso20: Option<ContractProvisioning>,
     /// Seed of the provisioning's ephemeral keys and IVs.
     pub provisioning_seed: [u8; 32],
+    /// Ask the EV to renegotiate this long after the power first went on,
+    /// once: until the SECC asks the schedules again as a renegotiation
+    /// (-2) or the power goes off after it (-20's service renegotiation).
+    pub renegotiate_after: Option<Duration>,
+    renegotiate_at: Option<Instant>,
+    renegotiated: bool,
     installs: u32,
     dc: bool,
     power_on: bool,
@@ -70,6 +76,9 @@ impl Default for SimEvse {
             provisioning: None,
             provisioning_iso20: None,
             provisioning_seed: [0x5e; 32],
+            renegotiate_after: None,
+            renegotiate_at: None,
+            renegotiated: false,
             installs: 0,
             dc: false,
             power_on: false,
@@ -135,7 +144,10 @@ impl Evse for SimEvse {
                     decision
                 }))
             }
-            EvseRequest::Schedules { .. } => EvseAnswer::schedules(vec![]),
+            EvseRequest::Schedules { renegotiation, .. } => {
+                self.renegotiated |= *renegotiation;
+                EvseAnswer::schedules(vec![])
+            }
             EvseRequest::AuthorizeContract { .. } => {
                 EvseAnswer::ContractStatus(Box::pin(std::future::ready(self.contract_status)))
             }
@@ -192,6 +204,13 @@ impl Evse for SimEvse {
             }
             EvseRequest::Power(on) => {
                 self.power_on = *on;
+                if *on && self.renegotiate_at.is_none() {
+                    self.renegotiate_at = self.renegotiate_after.map(|d| now + d);
+                }
+                // -20: the EV stops to renegotiate (-2 asks the schedules again)
+                if !*on && self.renegotiate_at.is_some_and(|t| now >= t) {
+                    self.renegotiated = true;
+                }
                 if !on {
                     self.status.present_voltage = 0.0;
                     self.status.present_current = 0.0;
@@ -202,6 +221,10 @@ impl Evse for SimEvse {
                 EvseAnswer::Done
             }
         }
+    }
+
+    fn wants_renegotiation(&mut self, now: Instant) -> bool {
+        !self.renegotiated && self.renegotiate_at.is_some_and(|t| now >= t)
     }
 }
 

@@ -19,6 +19,8 @@ pub(crate) const EVCC_ID: [u8; 6] = [0x84, 0x87, 0x72, 0x60, 0xf3, 0x58];
 pub(crate) type LoseAnswer = Box<dyn FnMut(&[u8]) -> bool>;
 pub(crate) type Tamper = Box<dyn FnMut(&[u8]) -> Option<Vec<u8>>>;
 pub(crate) type Hook = Box<dyn FnMut(&mut Secc, &mut EvseStatus, &Evcc)>;
+/// What the car does of its own after each step (e.g. ask a renegotiation).
+pub(crate) type EvHook = Box<dyn FnMut(&mut Evcc)>;
 
 /// What a protocol's simulation adds: the EVSE's answers that differ and
 /// the reading of its messages.
@@ -69,6 +71,7 @@ pub(crate) struct Sim<P> {
     pub(crate) tamper: Tamper,
     /// Called after every delivery, to inject faults.
     pub(crate) hook: Hook,
+    pub(crate) ev_hook: EvHook,
     pub(crate) to_secc: Vec<Vec<u8>>,
     /// When each of `to_secc` was sent.
     pub(crate) sent_at: Vec<Instant>,
@@ -121,6 +124,7 @@ impl<P: Plant> Sim<P> {
             lose_answer: Box::new(|_| false),
             tamper: Box::new(|_| None),
             hook: Box::new(|_, _, _| {}),
+            ev_hook: Box::new(|_| {}),
             to_secc: Vec::new(),
             sent_at: Vec::new(),
             to_evcc: Vec::new(),
@@ -257,6 +261,7 @@ impl<P: Plant> Sim<P> {
                 }
             }
             (self.hook)(&mut self.secc, &mut self.evse, &self.evcc);
+            (self.ev_hook)(&mut self.evcc);
             if !progress {
                 break;
             }
