@@ -18,6 +18,9 @@
 //! - ISO 15118-20 AC and AC_BPT (charging), both ways, over TLS 1.3.
 //! - ISO 15118-20 DC Plug & Charge (the authorization by contract) over
 //!   TLS 1.3, both ways (quirk 10).
+//! - ISO 15118-20 CertificateInstallationReq of Josev's EVCC verified by
+//!   our SECC (quirk 12), and our SECC's ServiceRenegotiation notification
+//!   taken by it (quirk 13).
 //! - ISO 15118-2 DC Plug & Charge over TLS 1.2, both ways, with a PKI of
 //!   `evproto v2g pki` that Josev reads in its own layout (`PKI_PATH`):
 //!   Josev's EVCC by its contract and installing one against `evse --tls
@@ -113,6 +116,16 @@
 //!     backend, which delivers -20 contracts for secp521r1 keys only:
 //!     `WARNING_NoCertificateAvailable`
 //!     (`josev_evcc_asks_our_evse_for_a_contract_over_iso20`).
+//! 13. Its -20 EVCC takes `EVSENotification=ServiceRenegotiation` (which our
+//!     SECC sends with `--service-renegotiation` when asked to) by stopping,
+//!     then sends SessionStop with `Terminate`, not `ServiceRenegotiation`
+//!     (the session ends there, normally, for our SECC), and after the
+//!     SessionStopRes it fails (`FaultyStateImplementationError`: it meant
+//!     to renegotiate after all) and stays up until killed
+//!     (`josev_evcc_stops_when_our_evse_asks_a_service_renegotiation_over_iso20`;
+//!     the renegotiation itself: `iso15118/tests/session_iso20.rs`
+//!     `mod renegotiation`, and our EV against our EVSE,
+//!     `a_car_renegotiates_its_service_over_iso20_when_the_evse_asks`).
 
 use std::fs;
 use std::io::{BufRead, BufReader};
@@ -1046,6 +1059,72 @@ fn josev_evcc_asks_our_evse_for_a_contract_over_iso20() {
         "{}",
         tail(&josev_log)
     );
+}
+
+/// Josev's EVCC over ISO 15118-20 DC (EIM, TLS 1.3) against `evproto v2g
+/// evse --tls DIR --service-renegotiation --renegotiate-after-s 0`: our
+/// SECC says ServiceRenegotiationSupported and asks for it in the first
+/// charge-loop answer (`EVSENotification=ServiceRenegotiation`), which
+/// Josev's EVCC decodes and stops for (PowerDelivery(Stop),
+/// DC_WeldingDetection), then ends with SessionStop(Terminate) (quirk 13):
+/// our SECC ends the session normally, with no renegotiation. Josev's
+/// process fails after the SessionStopRes and is killed.
+#[test]
+fn josev_evcc_stops_when_our_evse_asks_a_service_renegotiation_over_iso20() {
+    if !is_root() {
+        return;
+    }
+    let link = Link::new();
+    let scratch = Scratch::new("evcc-iso20-renegotiation");
+    let pki = scratch.0.join("pki");
+    make_pki(&pki, "josev iso20 renegotiation");
+    let pki_s = pki.to_str().unwrap();
+    let evse = Evse::start_with(
+        &link,
+        0,
+        &[
+            "--tls",
+            pki_s,
+            "--service-renegotiation",
+            "--renegotiate-after-s",
+            "0",
+        ],
+    );
+    let config = serde_json::json!({
+        "supportedProtocols": ["ISO_15118_20_DC"], "supportedEnergyServices": ["DC"],
+        "energyTransferMode": "DC_extended", "isCertInstallNeeded": false,
+        "useTls": true, "chargeLoopCycle": 5,
+    });
+    // Josev's EVCC does not exit after it (quirk 13): our session's line,
+    // its SessionStopRes in its log, then it is killed with its group
+    let path = scratch.0.join("iso20-renegotiation.json");
+    fs::write(&path, config.to_string()).unwrap();
+    let log = scratch.0.join("evcc-iso20-renegotiation.log");
+    let env = [
+        ("NETWORK_INTERFACE", link.iface[1].as_str()),
+        ("EVCC_CONFIG_PATH", path.to_str().unwrap()),
+        ("PKI_PATH", pki_s),
+        ("ENABLE_TLS_1_3", "true"),
+    ];
+    let josev_evcc = josev(&link, 1, "evcc", &env, &scratch.0, &log);
+    let ours = evse.next_session();
+    let josev_log = wait_in_log(&log, "SessionStopRes", 1);
+    drop(josev_evcc);
+    assert_eq!(ours["result"], "ok", "{ours}\n{}", tail(&josev_log));
+    assert_eq!(ours["protocol"], "iso20-dc", "{ours}");
+    assert_eq!(ours["service_renegotiations"], 0, "{ours}");
+    for needle in [
+        r#""ServiceRenegotiationSupported":true"#,
+        r#""EVSENotification":"ServiceRenegotiation""#,
+        r#""ChargeProgress": "Stop""#,
+        r#""ChargingSession": "Terminate""#,
+    ] {
+        assert!(
+            josev_log.contains(needle),
+            "no {needle}\n{}",
+            tail(&josev_log)
+        );
+    }
 }
 
 /// Josev's SECC in namespace 0 with a PKI of `evproto v2g pki` (in its
