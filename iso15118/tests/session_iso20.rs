@@ -2677,6 +2677,52 @@ mod pnc {
         }
 
         #[test]
+        fn a_request_while_the_backend_decides_is_a_sequence_error() {
+            let p = provisioning();
+            // the SECC with PnC, at AuthorizationReq
+            let script = script(true, ControlMode::Scheduled);
+            let k = prefix_in(&script, SeccState::Authorization);
+            let (mut secc, now) = replay_with(pnc_secc(), &script[..k]);
+            let mut w = iso20::sample_request(
+                true,
+                ControlMode::Scheduled,
+                &SESSION,
+                Request::CertificateInstallation,
+            );
+            if let Wire::Common(cm::Message::CertificateInstallationReq(r)) = &mut w {
+                let chain = &mut r.oem_provisioning_certificate_chain;
+                chain.certificate = Base64Binary(p.oem_provisioning.cert.der().to_vec());
+                let f = fragment_of(chain);
+                r.header.signature =
+                    Some(pki::sign(&p.oem_provisioning.key, &[(chain.id.as_str(), &f)]).unwrap());
+            }
+            let (pt, exi) = w.encode().unwrap();
+            secc.handle_packet(now, pt, &exi);
+            // asked of the backend, no answer yet
+            assert!(matches!(
+                secc.poll_effect(),
+                Some(Effect::Evse(EvseRequest::InstallCertificateIso20 { .. }))
+            ));
+            assert_eq!(secc.poll_effect(), None);
+            // the EV does not wait: a sequence error, and the session ends
+            let auth = iso20::sample_request(
+                true,
+                ControlMode::Scheduled,
+                &SESSION,
+                Request::Authorization,
+            );
+            assert_eq!(
+                send(&mut secc, now, &auth),
+                ("AuthorizationRes".into(), "FAILED_SequenceError".into())
+            );
+            assert!(matches!(ended(&mut secc), Some(EndReason::Failed { .. })));
+            // the backend's late answer goes nowhere
+            let late = cps().install_iso20(p.oem_provisioning.cert.der(), &[1; 66], [2; 12]);
+            secc.handle_iso20_certificate_installation(now, late.ok());
+            assert_eq!(secc.poll_effect(), None);
+        }
+
+        #[test]
         fn without_pnc_at_the_secc_there_is_no_installation() {
             // not offered: the car without a contract uses EIM
             let p = provisioning();

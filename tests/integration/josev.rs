@@ -361,6 +361,21 @@ fn josev_evcc(
     config: &Value,
     env: &[(&str, &str)],
 ) -> (std::process::ExitStatus, String) {
+    let (mut evcc, log) = josev_evcc_started(link, dir, name, config, env);
+    let status = evcc.wait_logging("Josev EVCC", Some(&log));
+    (status, fs::read_to_string(&log).unwrap())
+}
+
+/// Josev's EVCC started like [`josev_evcc`] but not waited for (for runs
+/// it does not end by itself): the process, killed with its group when
+/// dropped, and its log's path.
+fn josev_evcc_started(
+    link: &Link,
+    dir: &Path,
+    name: &str,
+    config: &Value,
+    env: &[(&str, &str)],
+) -> (Proc, PathBuf) {
     let path = dir.join(format!("{name}.json"));
     fs::write(&path, config.to_string()).unwrap();
     let log = dir.join(format!("evcc-{name}.log"));
@@ -369,8 +384,7 @@ fn josev_evcc(
         ("EVCC_CONFIG_PATH", path.to_str().unwrap()),
     ];
     all.extend_from_slice(env);
-    let status = josev(link, 1, "evcc", &all, dir, &log).wait_logging("Josev EVCC", Some(&log));
-    (status, fs::read_to_string(&log).unwrap())
+    (josev(link, 1, "evcc", &all, dir, &log), log)
 }
 
 /// Waits until `log` holds `needle` at least `count` times.
@@ -1033,16 +1047,8 @@ fn josev_evcc_asks_our_evse_for_a_contract_over_iso20() {
     });
     // Josev's EVCC does not exit after its failure: our session's line,
     // then its log, then it is killed with its process group
-    let path = scratch.0.join("iso20-install.json");
-    fs::write(&path, config.to_string()).unwrap();
-    let log = scratch.0.join("evcc-iso20-install.log");
-    let env = [
-        ("NETWORK_INTERFACE", link.iface[1].as_str()),
-        ("EVCC_CONFIG_PATH", path.to_str().unwrap()),
-        ("PKI_PATH", pki_s),
-        ("ENABLE_TLS_1_3", "true"),
-    ];
-    let josev_evcc = josev(&link, 1, "evcc", &env, &scratch.0, &log);
+    let env = [("PKI_PATH", pki_s), ("ENABLE_TLS_1_3", "true")];
+    let (josev_evcc, log) = josev_evcc_started(&link, &scratch.0, "iso20-install", &config, &env);
     let ours = evse.next_session();
     let josev_log = wait_in_log(&log, "CertificateInstallationRes", 1);
     drop(josev_evcc);
@@ -1097,16 +1103,9 @@ fn josev_evcc_stops_when_our_evse_asks_a_service_renegotiation_over_iso20() {
     });
     // Josev's EVCC does not exit after it (quirk 13): our session's line,
     // its SessionStopRes in its log, then it is killed with its group
-    let path = scratch.0.join("iso20-renegotiation.json");
-    fs::write(&path, config.to_string()).unwrap();
-    let log = scratch.0.join("evcc-iso20-renegotiation.log");
-    let env = [
-        ("NETWORK_INTERFACE", link.iface[1].as_str()),
-        ("EVCC_CONFIG_PATH", path.to_str().unwrap()),
-        ("PKI_PATH", pki_s),
-        ("ENABLE_TLS_1_3", "true"),
-    ];
-    let josev_evcc = josev(&link, 1, "evcc", &env, &scratch.0, &log);
+    let env = [("PKI_PATH", pki_s), ("ENABLE_TLS_1_3", "true")];
+    let (josev_evcc, log) =
+        josev_evcc_started(&link, &scratch.0, "iso20-renegotiation", &config, &env);
     let ours = evse.next_session();
     let josev_log = wait_in_log(&log, "SessionStopRes", 1);
     drop(josev_evcc);

@@ -244,6 +244,11 @@ pub fn issue(
     })
 }
 
+/// A chain's two sub-CAs, the leaf's issuer first, DER.
+fn sub_cas(issuer: &Issued, above: &Issued) -> Vec<Vec<u8>> {
+    vec![issuer.cert.der().to_vec(), above.cert.der().to_vec()]
+}
+
 /// The whole test PKI.
 #[derive(Debug, Clone)]
 pub struct DemoPki {
@@ -372,10 +377,7 @@ impl DemoContract {
 
     /// The contract chain's sub-CAs, leaf's issuer first, DER.
     pub fn sub_cas(&self) -> Vec<Vec<u8>> {
-        vec![
-            self.mo_sub_ca2.cert.der().to_vec(),
-            self.mo_sub_ca1.cert.der().to_vec(),
-        ]
+        sub_cas(&self.mo_sub_ca2, &self.mo_sub_ca1)
     }
 }
 
@@ -458,18 +460,12 @@ impl DemoProvisioning {
 
     /// The CPS chain's sub-CAs, leaf's issuer first, DER.
     pub fn cps_sub_cas(&self) -> Vec<Vec<u8>> {
-        vec![
-            self.cps_sub_ca2.cert.der().to_vec(),
-            self.cps_sub_ca1.cert.der().to_vec(),
-        ]
+        sub_cas(&self.cps_sub_ca2, &self.cps_sub_ca1)
     }
 
     /// The OEM chain's sub-CAs, leaf's issuer first, DER.
     pub fn oem_sub_cas(&self) -> Vec<Vec<u8>> {
-        vec![
-            self.oem_sub_ca2.cert.der().to_vec(),
-            self.oem_sub_ca1.cert.der().to_vec(),
-        ]
+        sub_cas(&self.oem_sub_ca2, &self.oem_sub_ca1)
     }
 }
 
@@ -497,26 +493,17 @@ impl DemoPki {
 
     /// The contract chain's sub-CAs, leaf's issuer first, DER.
     pub fn contract_sub_cas(&self) -> Vec<Vec<u8>> {
-        vec![
-            self.mo_sub_ca2.cert.der().to_vec(),
-            self.mo_sub_ca1.cert.der().to_vec(),
-        ]
+        sub_cas(&self.mo_sub_ca2, &self.mo_sub_ca1)
     }
 
     /// The SA provisioning chain's sub-CAs, leaf's issuer first, DER.
     pub fn cps_sub_cas(&self) -> Vec<Vec<u8>> {
-        vec![
-            self.cps_sub_ca2.cert.der().to_vec(),
-            self.cps_sub_ca1.cert.der().to_vec(),
-        ]
+        sub_cas(&self.cps_sub_ca2, &self.cps_sub_ca1)
     }
 
     /// The OEM chain's sub-CAs, leaf's issuer first, DER.
     pub fn oem_sub_cas(&self) -> Vec<Vec<u8>> {
-        vec![
-            self.oem_sub_ca2.cert.der().to_vec(),
-            self.oem_sub_ca1.cert.der().to_vec(),
-        ]
+        sub_cas(&self.oem_sub_ca2, &self.oem_sub_ca1)
     }
 
     /// Makes the PKI from `seed`, every certificate valid from

@@ -69,8 +69,9 @@
 //! ([`super::Secc::handle_iso20_certificate_installation`], e.g.
 //! [`super::ContractProvisioning::install_iso20`]) goes out under the
 //! SECC's header, `None` as `WARNING_NoCertificateAvailable`. A request
-//! where PnC is not offered, once a contract is being decided, or while
-//! one is being installed is `FAILED_SequenceError`. The EVCC checks the
+//! where PnC is not offered or once a contract is being decided, and any
+//! request while an installation waits for the backend, is
+//! `FAILED_SequenceError`. The EVCC checks the
 //! CPS chain against [`super::EvPnc::v2g_roots`], the CPS leaf's signature
 //! over `SignedInstallationData`, decrypts the contract key (secp521r1
 //! ECDH, AES-GCM-256 with the PCID and SKI as AAD, [`crate::pki`]), checks
@@ -1256,6 +1257,11 @@ impl Secc {
         if let Some(r) = refusal {
             return self.fail(req, r.code(), r.reason());
         }
+        if std::mem::take(&mut self.installing) {
+            // the EV waits for its CertificateInstallationRes, which will
+            // not come now
+            return self.fail_code(req, cm::ResponseCodeType::FailedSequenceError);
+        }
         let asked_id = head.session_id.0.clone();
         let signature = head.signature.clone();
         let mut res = self.response(req, cm::ResponseCodeType::OK);
@@ -1279,8 +1285,7 @@ impl Secc {
             Wire::Common(C::AuthorizationSetupReq(_)) => self.state = SeccState::Authorization,
             Wire::Common(C::CertificateInstallationReq(r)) => {
                 // offered with PnC only, before a contract is being decided
-                // and once at a time
-                if self.config.pnc.is_none() || self.pnc_mode.is_some() || self.installing {
+                if self.config.pnc.is_none() || self.pnc_mode.is_some() {
                     return self.fail_code(req, cm::ResponseCodeType::FailedSequenceError);
                 }
                 let chain = &r.oem_provisioning_certificate_chain;
