@@ -2,10 +2,10 @@
 //! car's EVCC from `evproto-iso15118`'s sans-IO machines, in memory, on
 //! the real clock. The car negotiates its protocol (DIN, -2, -20),
 //! authorizes by EIM (the station asks its CSMS about its card) or Plug &
-//! Charge (the station sends the car's contract chain with `Authorize`,
-//! after installing a contract through `Get15118EVCertificate` when the
-//! car has none, or renewing one that ends soon with its `Update`
-//! action), and charges under the schedule the station has, its energy
+//! Charge over -2 or -20 (the station sends the car's contract chain with
+//! `Authorize`, after installing a contract through
+//! `Get15118EVCertificate` when the car has none, or, -2 only, renewing
+//! one that ends soon with its `Update` action), and charges under the schedule the station has, its energy
 //! counted from the charge loop.
 //!
 //! What the station asks its CSMS is a [`Backend`]: the simulator's OCPP
@@ -15,10 +15,11 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use evproto_iso15118::messages::iso2 as m;
+use evproto_iso15118::messages::iso20 as cm;
 use evproto_iso15118::session::{
     Authorization, CertificateInstallation, CertificateUpdate, ContractStatus, Effect, EndReason,
-    EvNotice, Evcc, EvccConfig, EvseRequest, Isolation, Protocol, ScheduleTuple, Secc, SeccConfig,
-    StopKind,
+    EvNotice, Evcc, EvccConfig, EvseRequest, Iso20CertificateInstallation, Isolation, Protocol,
+    ScheduleTuple, Secc, SeccConfig, StopKind,
 };
 
 /// What the station asks its CSMS during a session.
@@ -39,6 +40,14 @@ pub trait Backend {
     /// car's CertificateUpdateReq (EXI): the CSMS's EXI answer, `None` when
     /// it has none.
     fn update_certificate(&mut self, exi: Vec<u8>) -> impl Future<Output = Option<Vec<u8>>>;
+    /// Plug & Charge over ISO 15118-20: `Get15118EVCertificate` with the
+    /// -20 schema and the car's CertificateInstallationReq (EXI): the
+    /// CSMS's EXI answer (a -20 CertificateInstallationRes), `None` when it
+    /// has none (the default: a backend without -20 contracts).
+    fn install_certificate_iso20(&mut self, exi: Vec<u8>) -> impl Future<Output = Option<Vec<u8>>> {
+        let _ = exi;
+        async { None }
+    }
     /// The schedules to offer the car, which told its `needs` (empty: one
     /// of the EVSE's maximum power). A 2.x station sends its CSMS
     /// `NotifyEVChargingNeeds` here and offers the profile it gets back.
@@ -116,7 +125,8 @@ pub struct Outcome {
     pub power_w: Option<f64>,
     /// Renegotiations the SECC asked for (the station's schedule changed).
     pub renegotiations: u32,
-    /// The body names of the car's requests, in order, runs collapsed.
+    /// The body names of the car's requests (-20: the message names), in
+    /// order, runs collapsed.
     pub requests: Vec<(String, usize)>,
 }
 
@@ -124,6 +134,14 @@ impl Outcome {
     /// Both sides finished normally.
     pub fn finished(&self) -> bool {
         self.secc_end == Some(EndReason::Finished) && self.evcc_end == Some(EndReason::Finished)
+    }
+
+    /// Counts a request of the car's (a run of one name is one entry).
+    fn request(&mut self, name: String) {
+        match self.requests.last_mut() {
+            Some((n, c)) if *n == name => *c += 1,
+            _ => self.requests.push((name, 1)),
+        }
     }
 }
 
@@ -162,6 +180,18 @@ pub fn update_of(exi: &[u8]) -> Option<CertificateUpdate> {
         response: msg.body.certificate_update_res?,
         signature: msg.header.signature?,
     })
+}
+
+/// An ISO 15118-20 CertificateInstallationRes message (EXI, as
+/// `Get15118EVCertificate` with the -20 schema returns it) as the SECC
+/// takes it.
+pub fn iso20_installation_of(exi: &[u8]) -> Option<Iso20CertificateInstallation> {
+    match cm::Message::decode(exi).ok()? {
+        cm::Message::CertificateInstallationRes(r) => {
+            Iso20CertificateInstallation::from_response(&r)
+        }
+        _ => None,
+    }
 }
 
 /// The body name of a -2 request (or `?`).
@@ -246,14 +276,17 @@ pub async fn run_session<B: Backend>(
                 progress = true;
                 match e {
                     Effect::Transmit(b) => {
-                        let name = body_name(&b);
-                        match out.requests.last_mut() {
-                            Some((n, c)) if *n == name => *c += 1,
-                            _ => out.requests.push((name, 1)),
-                        }
+                        out.request(body_name(&b));
                         secc.handle_message(now, &b);
                     }
-                    Effect::TransmitAs(pt, b) => secc.handle_packet(now, pt, &b),
+                    Effect::TransmitAs(pt, b) => {
+                        out.request(
+                            evproto_iso15118::session::iso20::Wire::decode(pt, &b)
+                                .map_or("?", |w| w.name())
+                                .to_owned(),
+                        );
+                        secc.handle_packet(now, pt, &b);
+                    }
                     Effect::SessionEnded { reason } => out.evcc_end = Some(reason),
                     Effect::Ev(EvNotice::Meter { .. }) | Effect::Ev(_) => {}
                     _ => {}
@@ -311,7 +344,10 @@ pub async fn run_session<B: Backend>(
     out.protocol = evcc.protocol();
     out.loops = evcc.charge_loops();
     out.energy_wh = plant.energy_wh;
-    out.installed = evcc.iso2().and_then(|e| e.installed_contract().cloned());
+    out.installed = evcc
+        .iso2()
+        .and_then(|e| e.installed_contract().cloned())
+        .or_else(|| evcc.iso20().and_then(|e| e.installed_contract().cloned()));
     out.renewed = evcc.iso2().is_some_and(|e| e.contract_renewed());
     out.pmax_w = evcc.schedule_pmax();
     out
@@ -388,10 +424,10 @@ async fn evse_request<B: Backend>(
             let installation = answer.as_deref().and_then(installation_of);
             secc.handle_certificate_installation(Instant::now(), installation);
         }
-        // the simulator's -20 cars authorize by EIM: a -20 installation
-        // is refused (WARNING_NoCertificateAvailable) rather than left waiting
-        EvseRequest::InstallCertificateIso20 { .. } => {
-            secc.handle_iso20_certificate_installation(Instant::now(), None);
+        EvseRequest::InstallCertificateIso20 { exi, .. } => {
+            let answer = backend.install_certificate_iso20(exi).await;
+            let installation = answer.as_deref().and_then(iso20_installation_of);
+            secc.handle_iso20_certificate_installation(Instant::now(), installation);
         }
         EvseRequest::UpdateCertificate { exi, .. } => {
             let answer = backend.update_certificate(exi).await;
@@ -433,6 +469,8 @@ pub(crate) struct Iso15118Setup {
     pub(crate) sim: Iso15118Sim,
     trust: evproto_iso15118::pki::TrustStore,
     provisioning: evproto_iso15118::session::Provisioning,
+    /// The car maker's ISO 15118-20 provisioning certificate (secp521r1).
+    provisioning_iso20: evproto_iso15118::session::Provisioning,
 }
 
 impl Iso15118Setup {
@@ -453,13 +491,20 @@ impl Iso15118Setup {
             now + 86_400 * 3650,
         )
         .map_err(|e| format!("the simulator's car maker: {e}"))?;
+        let maker_iso20 = evproto_iso15118::pki::demo::DemoProvisioning::generate(
+            format!("evproto-sim car maker {seed}").as_bytes(),
+            now.saturating_sub(86_400),
+            now + 86_400 * 3650,
+        )
+        .map_err(|e| format!("the simulator's car maker (-20): {e}"))?;
+        let provisioning = |p: &evproto_iso15118::pki::demo::Issued| {
+            evproto_iso15118::session::Provisioning::new(p.cert.der().to_vec(), p.key_bytes())
+        };
         Ok(Iso15118Setup {
             sim,
             trust: evproto_iso15118::pki::TrustStore::new(roots),
-            provisioning: evproto_iso15118::session::Provisioning::new(
-                maker.oem_provisioning.cert.der().to_vec(),
-                maker.oem_provisioning.key_bytes(),
-            ),
+            provisioning: provisioning(&maker.oem_provisioning),
+            provisioning_iso20: provisioning(&maker_iso20.oem_provisioning),
         })
     }
 
@@ -468,8 +513,10 @@ impl Iso15118Setup {
     /// `target_current` (A, at 400 V) in its charge loop. The station's
     /// SECC speaks ISO 15118-20, -2 and DIN 70121 (DC); an EIM car is of
     /// `generation` 0 (DIN only), 1 (-2, then DIN) or 2 (-20, -2, DIN),
-    /// and the SECC takes the first it offers; a Plug & Charge car speaks
-    /// -2 (the simulator's Plug & Charge is ISO 15118-2's).
+    /// and the SECC takes the first it offers. A Plug & Charge car speaks
+    /// -20 when its contract is -20's (secp521r1) or, having none, when it
+    /// is of generation 2 (it installs one with its -20 provisioning
+    /// certificate), else -2.
     pub(crate) fn session(
         &self,
         pnc: bool,
@@ -486,7 +533,13 @@ impl Iso15118Setup {
                 self.trust.clone(),
                 challenge,
             )));
+        let iso20_pnc = pnc
+            && match &contract {
+                Some(c) => is_iso20_contract(c),
+                None => generation >= 2,
+            };
         let protocols = match (pnc, generation) {
+            (true, _) if iso20_pnc => vec![Protocol::Iso20Dc],
             (false, 0) => vec![Protocol::Din],
             (false, 2..) => vec![Protocol::Iso20Dc, Protocol::Iso2, Protocol::Din],
             _ => vec![Protocol::Iso2, Protocol::Din],
@@ -504,7 +557,11 @@ impl Iso15118Setup {
             evcc.with_pnc(Some(
                 evproto_iso15118::session::EvPnc::new(
                     contract,
-                    Some(self.provisioning.clone()),
+                    Some(if iso20_pnc {
+                        self.provisioning_iso20.clone()
+                    } else {
+                        self.provisioning.clone()
+                    }),
                     self.trust.clone(),
                 )
                 .with_renewal(self.sim.renew_within.map(|d| d.as_secs())),
@@ -514,6 +571,15 @@ impl Iso15118Setup {
         };
         (secc, evcc)
     }
+}
+
+/// A contract of ISO 15118-20 (its key on secp521r1).
+fn is_iso20_contract(c: &evproto_iso15118::session::Contract) -> bool {
+    use evproto_iso15118::pki::{Cert, VerifyingKey};
+    matches!(
+        Cert::from_der(&c.certificate).and_then(|c| c.public_key()),
+        Ok(VerifyingKey::P521(_))
+    )
 }
 
 #[cfg(test)]

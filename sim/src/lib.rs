@@ -1087,11 +1087,15 @@ impl OcppBackend<'_> {
 
     /// `Get15118EVCertificate` with `action` (`Install`, `Update`) and the
     /// car's EXI request: the CSMS's EXI answer when `Accepted`.
-    async fn ev_certificate(&self, action: &str, exi: Vec<u8>) -> Option<Vec<u8>> {
+    async fn ev_certificate(&self, schema: &str, action: &str, exi: Vec<u8>) -> Option<Vec<u8>> {
         use base64::Engine;
         let b64 = base64::engine::general_purpose::STANDARD;
-        let request = json!({"iso15118SchemaVersion": "urn:iso:15118:2:2013:MsgDef",
+        let mut request = json!({"iso15118SchemaVersion": schema,
             "action": action, "exiRequest": b64.encode(exi)});
+        // 2.1 asks how many contracts a -20 car takes (the simulator's: one)
+        if schema == ISO20_SCHEMA && self.version == ProtocolVersion::V21 {
+            request["maximumContractCertificateChains"] = json!(1);
+        }
         let a = self.pnc("Get15118EVCertificate", request).await?;
         if a["status"] != "Accepted" {
             return None;
@@ -1151,7 +1155,11 @@ impl iso15118::Backend for OcppBackend<'_> {
     }
 
     async fn install_certificate(&mut self, exi: Vec<u8>) -> Option<Vec<u8>> {
-        self.ev_certificate("Install", exi).await
+        self.ev_certificate(ISO2_SCHEMA, "Install", exi).await
+    }
+
+    async fn install_certificate_iso20(&mut self, exi: Vec<u8>) -> Option<Vec<u8>> {
+        self.ev_certificate(ISO20_SCHEMA, "Install", exi).await
     }
 
     async fn schedules(
@@ -1162,9 +1170,14 @@ impl iso15118::Backend for OcppBackend<'_> {
     }
 
     async fn update_certificate(&mut self, exi: Vec<u8>) -> Option<Vec<u8>> {
-        self.ev_certificate("Update", exi).await
+        self.ev_certificate(ISO2_SCHEMA, "Update", exi).await
     }
 }
+
+/// `iso15118SchemaVersion` of ISO 15118-2.
+const ISO2_SCHEMA: &str = "urn:iso:15118:2:2013:MsgDef";
+/// `iso15118SchemaVersion` of ISO 15118-20 (its CommonMessages).
+const ISO20_SCHEMA: &str = "urn:iso:std:iso:15118:-20:CommonMessages";
 
 /// Attempts at a 1.6 StartTransaction (its `TransactionMessageAttempts`).
 const START_ATTEMPTS: u32 = 5;
@@ -1506,7 +1519,8 @@ impl Driver {
         }
         // the car's demand: 40 to 120 A at 400 V (16 to 48 kW)
         let target_current = self.rng.range(40, 120) as f64;
-        // the car's generation: DIN, -2 or -20 (EIM; Plug & Charge is -2)
+        // the car's generation: DIN, -2 or -20 (EIM); for Plug & Charge,
+        // -20 (2) or -2 unless its contract says which
         let generation = self.rng.range(0, 2) as u8;
         let (secc, evcc) = iso.session(pnc, contract, challenge, target_current, generation);
         let plan = iso15118::Plan {

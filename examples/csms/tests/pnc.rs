@@ -4,7 +4,8 @@
 //! chain and OCSP, refused when revoked, expired, of a foreign MO or of
 //! another eMAID (C07, M06); and a car with no contract gets one installed
 //! through `Get15118EVCertificate` (M01), then charges by it, over the
-//! ISO 15118-2 machines in memory (the simulator's `iso15118` module).
+//! ISO 15118-2 and -20 machines in memory (the simulator's `iso15118`
+//! module).
 
 mod common;
 
@@ -14,10 +15,11 @@ use base64::Engine;
 use common::conformance::{now, Lab, Station};
 use csms::pnc::ocsp::{CertId, HttpOcspClient, OcspClient, OcspStatus};
 use csms::pnc::PncConfig;
-use evproto_iso15118::pki::demo::{self, DemoPki, Role};
+use evproto_iso15118::pki::demo::{self, DemoPki, DemoProvisioning, Role};
 use evproto_iso15118::pki::{verify_chain, Cert, LeafUsage, TrustStore, VerifyingKey};
 use evproto_iso15118::session::{
-    Contract, ContractStatus, EndReason, EvPnc, EvccConfig, Provisioning, SeccConfig, SeccPnc,
+    Contract, ContractStatus, EndReason, EvPnc, EvccConfig, Protocol, Provisioning, SeccConfig,
+    SeccPnc,
 };
 use evproto_ocpp_proto::ProtocolVersion;
 use evproto_sim::iso15118::{run_session, Backend, Iso15118Sim, Plan};
@@ -39,6 +41,16 @@ fn contract_chain(p: &DemoPki) -> String {
 
 fn certs(v: &Value) -> Vec<Cert> {
     Cert::from_pem_chain(v.as_str().expect("PEM").as_bytes()).expect("certificates")
+}
+
+/// The MO roots the CSMS trusts (`GET /api/pnc`'s `trusted_mo_roots`).
+fn trusted_mo_roots(overview: &Value) -> Vec<Cert> {
+    overview["trusted_mo_roots"]
+        .as_array()
+        .expect("trusted_mo_roots")
+        .iter()
+        .flat_map(certs)
+        .collect()
 }
 
 /// The first TriggerMessage for `message` (others, from the renewal
@@ -441,6 +453,18 @@ async fn c07_m06_contracts_by_certificate_and_ocsp() {
 struct StationBackend<'a> {
     st: &'a Station,
     oca: bool,
+    /// The last `Get15118EVCertificate` answer.
+    last_answer: std::sync::Mutex<Value>,
+}
+
+impl<'a> StationBackend<'a> {
+    fn new(st: &'a Station, oca: bool) -> Self {
+        StationBackend {
+            st,
+            oca,
+            last_answer: std::sync::Mutex::new(Value::Null),
+        }
+    }
 }
 
 impl StationBackend<'_> {
@@ -461,16 +485,25 @@ impl StationBackend<'_> {
         serde_json::from_str(a["data"].as_str().unwrap()).unwrap()
     }
 
-    /// `Get15118EVCertificate` with `action`: the EXI answer when accepted.
+    /// `Get15118EVCertificate` of ISO 15118-2 with `action`: the EXI
+    /// answer when accepted.
     async fn ev_certificate(&self, action: &str, exi: Vec<u8>) -> Option<Vec<u8>> {
+        self.ev_certificate_of("urn:iso:15118:2:2013:MsgDef", action, exi)
+            .await
+    }
+
+    /// `Get15118EVCertificate` of `schema` with `action`: the EXI answer
+    /// when accepted (the answer's JSON kept in `last_answer`).
+    async fn ev_certificate_of(&self, schema: &str, action: &str, exi: Vec<u8>) -> Option<Vec<u8>> {
         let b64 = base64::engine::general_purpose::STANDARD;
         let a = self
             .call(
                 "Get15118EVCertificate",
-                json!({"iso15118SchemaVersion": "urn:iso:15118:2:2013:MsgDef",
+                json!({"iso15118SchemaVersion": schema,
                     "action": action, "exiRequest": b64.encode(exi)}),
             )
             .await;
+        *self.last_answer.lock().unwrap() = a.clone();
         if a["status"] != "Accepted" {
             return None;
         }
@@ -505,7 +538,13 @@ impl Backend for StationBackend<'_> {
     async fn update_certificate(&mut self, exi: Vec<u8>) -> Option<Vec<u8>> {
         self.ev_certificate("Update", exi).await
     }
+
+    async fn install_certificate_iso20(&mut self, exi: Vec<u8>) -> Option<Vec<u8>> {
+        self.ev_certificate_of(ISO20_SCHEMA, "Install", exi).await
+    }
 }
+
+const ISO20_SCHEMA: &str = "urn:iso:std:iso:15118:-20:CommonMessages";
 
 #[tokio::test(flavor = "multi_thread")]
 async fn m01_c07_a_car_gets_a_contract_installed_then_charges_by_it() {
@@ -525,14 +564,7 @@ async fn m01_c07_a_car_gets_a_contract_installed_then_charges_by_it() {
 async fn car_gets_a_contract_then_charges_by_it(lab: &Lab, st: &Station, oca: bool) {
     let overview = lab.ok("GET", "/api/pnc", None).await;
     let v2g_roots = TrustStore::new(certs(&overview["v2g_root"]));
-    let mo_roots = TrustStore::new(
-        overview["trusted_mo_roots"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .flat_map(certs)
-            .collect(),
-    );
+    let mo_roots = TrustStore::new(trusted_mo_roots(&overview));
     // the car's maker: its provisioning certificate and key
     let t = unix_now();
     let maker = DemoPki::generate(b"car maker", "DEOEMC000000001", t - 86_400, t + 86_400).unwrap();
@@ -558,7 +590,7 @@ async fn car_gets_a_contract_then_charges_by_it(lab: &Lab, st: &Station, oca: bo
         loops: 3,
         limit: Duration::from_secs(30),
     };
-    let mut backend = StationBackend { st, oca };
+    let mut backend = StationBackend::new(st, oca);
 
     // no contract: one is installed through the CSMS, then the car is authorized by it
     let (secc, evcc) = session(None);
@@ -644,6 +676,138 @@ async fn car_gets_a_contract_then_charges_by_it(lab: &Lab, st: &Station, oca: bo
         }),
         "{third:?}"
     );
+}
+
+/// M01 and C07 over ISO 15118-20, through 2.0.1, 2.1 and 1.6 (the OCA
+/// DataTransfer): a car with no contract and a secp521r1 provisioning
+/// certificate gets a -20 contract from the CSMS (under its -20 MO chain,
+/// delivered by its -20 CPS, whose V2G root the car trusts), then charges
+/// by it; plugged in again it is authorized by it and installs nothing;
+/// a car that trusts none of the CSMS's -20 roots gets `Failed` and its
+/// SECC tells it `WARNING_NoCertificateAvailable`; revoked, the contract
+/// is refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn m01_c07_an_iso20_car_gets_a_secp521r1_contract_then_charges_by_it() {
+    let lab = Lab::start_with("pnc-install-20", |c| c.pnc = Some(PncConfig::default())).await;
+    let overview = lab.ok("GET", "/api/pnc", None).await;
+    let v2g_roots = TrustStore::new(certs(&overview["iso20_v2g_root"]));
+    let iso20_mo_root = certs(&overview["iso20_mo_root"]);
+    let mo_roots = TrustStore::new(trusted_mo_roots(&overview));
+    assert!(
+        mo_roots.roots().contains(&iso20_mo_root[0]),
+        "the -20 MO root is trusted"
+    );
+    let t = unix_now();
+    let maker = DemoProvisioning::generate(b"a -20 car maker", t - 86_400, t + 86_400).unwrap();
+    let provisioning = Provisioning::new(
+        maker.oem_provisioning.cert.der().to_vec(),
+        maker.oem_provisioning.key_bytes(),
+    );
+    let session = |contract, v2g_roots: &TrustStore| {
+        let secc = SeccConfig::new(vec![1, 2, 3, 4, 5, 6, 7, 8])
+            .with_protocols(vec![Protocol::Iso20Dc])
+            .with_unix_time(unix_now())
+            .with_pnc(Some(SeccPnc::new(mo_roots.clone(), [0x5a; 16])));
+        let evcc = EvccConfig::iso20_dc(vec![0x02, 0, 0, 0, 0, 0x20])
+            .with_unix_time(unix_now())
+            .with_loop_interval(Duration::from_millis(20))
+            .with_pnc(Some(EvPnc::new(
+                contract,
+                Some(provisioning.clone()),
+                v2g_roots.clone(),
+            )));
+        (secc, evcc)
+    };
+    let plan = Plan {
+        loops: 3,
+        limit: Duration::from_secs(30),
+    };
+    for (version, oca) in [
+        (ProtocolVersion::V201, false),
+        (ProtocolVersion::V21, false),
+        (ProtocolVersion::V16, true),
+    ] {
+        let st = Station::connect(&lab, &format!("CS-PNC-20-{version:?}"), version).await;
+        let mut backend = StationBackend::new(&st, oca);
+        let (secc, evcc) = session(None, &v2g_roots);
+        let first = run_session(secc, evcc, &plan, &mut backend).await;
+        assert!(first.finished(), "{version:?}: {first:?}");
+        assert_eq!(first.protocol, Some(Protocol::Iso20Dc));
+        let names: Vec<&str> = first.requests.iter().map(|(n, _)| n.as_str()).collect();
+        let pos = |n: &str| names.iter().position(|x| *x == n);
+        assert!(
+            pos("CertificateInstallationReq") < pos("AuthorizationReq")
+                && pos("CertificateInstallationReq").is_some(),
+            "{version:?}: {names:?}"
+        );
+        // 2.1 says how many contracts are left: none
+        let answer = backend.last_answer.lock().unwrap().clone();
+        assert_eq!(answer["status"], "Accepted", "{version:?}: {answer}");
+        if version == ProtocolVersion::V21 {
+            assert_eq!(answer["remainingContracts"], 0, "{answer}");
+        } else {
+            assert!(answer.get("remainingContracts").is_none(), "{answer}");
+        }
+        let installed = first.installed.clone().expect("a contract installed");
+        assert!(installed.emaid.starts_with("NLEVPC"), "{}", installed.emaid);
+        assert_eq!(installed.key.len(), 66, "a secp521r1 key");
+        let leaf = Cert::from_der(&installed.certificate).unwrap();
+        assert!(matches!(leaf.public_key(), Ok(VerifyingKey::P521(_))));
+        let chain = verify_chain(
+            &installed.certificate,
+            &installed.sub_cas,
+            &TrustStore::new(iso20_mo_root.clone()),
+            unix_now(),
+            LeafUsage::Signature,
+        )
+        .unwrap();
+        assert_eq!(chain.leaf.common_name(), Some(installed.emaid.clone()));
+        assert_eq!(first.emaid.as_deref(), Some(installed.emaid.as_str()));
+        assert!(first.loops >= 3 && first.energy_wh > 0.0, "{first:?}");
+
+        // plugged in again with it: authorized by its certificate
+        let (secc, evcc) = session(Some(installed.clone()), &v2g_roots);
+        let second = run_session(secc, evcc, &plan, &mut backend).await;
+        assert!(second.finished(), "{version:?}: {second:?}");
+        assert!(!second
+            .requests
+            .iter()
+            .any(|(n, _)| n == "CertificateInstallationReq"));
+        assert_eq!(second.emaid.as_deref(), Some(installed.emaid.as_str()));
+
+        // a car that trusts only other V2G roots: the CSMS answers Failed
+        let (secc, evcc) = session(None, &TrustStore::new(certs(&overview["v2g_root"])));
+        let refused = run_session(secc, evcc, &plan, &mut backend).await;
+        assert_eq!(
+            refused.secc_end,
+            Some(EndReason::Failed {
+                response_code: "WARNING_NoCertificateAvailable".into()
+            }),
+            "{version:?}: {refused:?}"
+        );
+        let answer = backend.last_answer.lock().unwrap().clone();
+        assert_eq!(answer["status"], "Failed", "{answer}");
+
+        // revoked by its MO: the car is told so, the SECC ends refused
+        let id = CertId::of(&installed.certificate, &installed.sub_cas[0]).unwrap();
+        revoke(&lab, &id).await;
+        let (secc, evcc) = session(Some(installed), &v2g_roots);
+        let revoked = run_session(secc, evcc, &plan, &mut backend).await;
+        assert_eq!(
+            revoked.secc_end,
+            Some(EndReason::AuthorizationRejected),
+            "{version:?}: {revoked:?}"
+        );
+        assert_eq!(
+            revoked.evcc_end,
+            Some(EndReason::Failed {
+                response_code: "WARNING_CertificateRevoked".into()
+            }),
+            "{version:?}: {revoked:?}"
+        );
+        st.stop().await;
+    }
+    lab.stop().await;
 }
 
 /// OCSP over HTTP (RFC 6960 appendix A.1): a PKI's responder (here another
@@ -892,13 +1056,9 @@ async fn simulated_cars_get_contracts_installed_and_charge_by_them() {
     lab.token("SIM-CARD-1", "Accepted", None).await;
     let overview = lab.ok("GET", "/api/pnc", None).await;
     let mut roots = certs(&overview["v2g_root"]);
-    roots.extend(
-        overview["trusted_mo_roots"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .flat_map(certs),
-    );
+    // the -20 cars check the -20 CPS's installations against it
+    roots.extend(certs(&overview["iso20_v2g_root"]));
+    roots.extend(trusted_mo_roots(&overview));
     let config = evproto_sim::SimConfig {
         url: format!("ws://127.0.0.1:{}/ocpp/", lab.ocpp),
         stations: 4,

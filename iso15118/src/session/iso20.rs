@@ -209,7 +209,7 @@ use crate::pki::{self, Cert, CertError, LeafUsage, VerifyingKey};
 use crate::v2gtp::PayloadType;
 
 use super::common::{awaited, failed, request_session_id, screen, setup_session, Codes, Pacing};
-use super::pnc::{iso20_installation_fragment, iso20_request_fragment};
+use super::pnc::iso20_installation_fragment;
 use super::{scale, unscale};
 use super::{
     Authorization, Contract, ContractStatus, ControlMode, Core, EndReason, Energy, EvNotice,
@@ -1156,12 +1156,7 @@ impl Secc {
                 return self.fail_code(req, Code::WarningChallengeInvalid);
             }
             let chain = &mode.contract_certificate_chain;
-            let subs: Vec<Vec<u8>> = chain
-                .sub_certificates
-                .certificate
-                .iter()
-                .map(|c| c.0.clone())
-                .collect();
+            let subs = chain.sub_certificates.ders();
             let checked = pki::verify_chain(
                 &chain.certificate.0,
                 &subs,
@@ -1288,24 +1283,17 @@ impl Secc {
                 if self.config.pnc.is_none() || self.pnc_mode.is_some() {
                     return self.fail_code(req, cm::ResponseCodeType::FailedSequenceError);
                 }
-                let chain = &r.oem_provisioning_certificate_chain;
-                let key = Cert::from_der(&chain.certificate.0).and_then(|c| c.public_key());
-                let signed = match (&key, signature.as_ref(), iso20_request_fragment(chain)) {
-                    (Ok(k), Some(sig), Ok((id, f))) => {
-                        pki::verify(sig, &[(id.as_str(), f.as_slice())], k).is_ok()
-                    }
-                    _ => false,
-                };
-                if !signed {
+                if super::pnc::verify_iso20_installation_request(&r).is_err() {
                     return self.fail_code(req, cm::ResponseCodeType::FailedSignatureError);
                 }
+                let chain = &r.oem_provisioning_certificate_chain;
                 self.installing = true;
                 self.core.evse(EvseRequest::InstallCertificateIso20 {
                     oem_provisioning_cert: chain.certificate.0.clone(),
                     oem_sub_cas: chain
                         .sub_certificates
                         .as_ref()
-                        .map(|s| s.certificate.iter().map(|c| c.0.clone()).collect())
+                        .map(cm::SubCertificatesType::ders)
                         .unwrap_or_default(),
                     root_ids: r
                         .list_of_root_certificate_i_ds
@@ -2431,23 +2419,6 @@ impl Evcc {
         self.installed.as_ref()
     }
 
-    /// PnC: CertificateInstallationReq's OEM provisioning chain, signed by
-    /// the provisioning key (secp521r1 with SHA-512).
-    fn sign_installation(
-        prov: &super::Provisioning,
-    ) -> Result<(cm::SignedCertificateChainType, xmldsig::SignatureType), String> {
-        let cert = Cert::from_der(&prov.certificate).map_err(|e| e.to_string())?;
-        let key = pki::check_key_pair(&prov.key, &cert).map_err(|e| e.to_string())?;
-        let chain = cm::SignedCertificateChainType {
-            id: "id1".into(),
-            certificate: Base64Binary(prov.certificate.clone()),
-            sub_certificates: None,
-        };
-        let (id, fragment) = iso20_request_fragment(&chain)?;
-        let signature = pki::sign(&key, &[(id.as_str(), &fragment)]).map_err(|e| e.to_string())?;
-        Ok((chain, signature))
-    }
-
     /// PnC: checks a CertificateInstallationRes and takes its contract: the
     /// CPS chain ends at a V2G root the car trusts, the CPS leaf signed
     /// SignedInstallationData, the key decrypts with the provisioning key
@@ -2457,8 +2428,7 @@ impl Evcc {
         let pnc = self.config.pnc.as_ref().ok_or("no PnC configuration")?;
         let prov = pnc.provisioning.as_ref().ok_or("no provisioning key")?;
         let subs = |s: Option<&cm::SubCertificatesType>| -> Vec<Vec<u8>> {
-            s.map(|s| s.certificate.iter().map(|c| c.0.clone()).collect())
-                .unwrap_or_default()
+            s.map(cm::SubCertificatesType::ders).unwrap_or_default()
         };
         let cps_chain = &r.cps_certificate_chain;
         let cps = pki::verify_chain(
@@ -3119,7 +3089,7 @@ impl Evcc {
                     .and_then(|p| p.provisioning.as_ref())
                     .filter(|_| r.certificate_installation_service && contract.is_none());
                 if let (Some(prov), Some(c)) = (provisioning, challenge) {
-                    match Self::sign_installation(prov) {
+                    match prov.sign_iso20_chain() {
                         Ok(signed) => self.install_req = Some(signed),
                         Err(e) => {
                             return self.core.end(EndReason::Failed {

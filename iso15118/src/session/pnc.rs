@@ -97,6 +97,31 @@ impl Provisioning {
     pub fn new(certificate: Vec<u8>, key: Vec<u8>) -> Self {
         Self { certificate, key }
     }
+
+    /// ISO 15118-20: the `OEMProvisioningCertificateChain` of a
+    /// CertificateInstallationReq (`Id` `id1`, the certificate alone) and
+    /// the header signature over it by the provisioning key (secp521r1
+    /// with SHA-512), as the EVCC sends them and
+    /// [`verify_iso20_installation_request`] checks them.
+    ///
+    /// # Errors
+    ///
+    /// The certificate cannot be read, the key is not its key, or the
+    /// signature cannot be made.
+    pub fn sign_iso20_chain(
+        &self,
+    ) -> Result<(cm::SignedCertificateChainType, xmldsig::SignatureType), InstallError> {
+        let cert = Cert::from_der(&self.certificate)?;
+        let key = pki::check_key_pair(&self.key, &cert)?;
+        let chain = cm::SignedCertificateChainType {
+            id: "id1".into(),
+            certificate: Base64Binary(self.certificate.clone()),
+            sub_certificates: None,
+        };
+        let (id, fragment) = iso20_request_fragment(&chain).map_err(InstallError::Exi)?;
+        let signature = pki::sign(&key, &[(id.as_str(), &fragment)])?;
+        Ok((chain, signature))
+    }
 }
 
 /// Plug & Charge settings of an EVCC ([`super::EvccConfig::pnc`]). Over
@@ -201,6 +226,68 @@ impl Iso20CertificateInstallation {
             signature: r.header.signature.clone()?,
         })
     }
+
+    /// The whole CertificateInstallationRes (ResponseCode `OK`,
+    /// `EVSEProcessing=Finished`) under a header of `session_id` (the
+    /// request's) and `time_stamp` (Unix s) that carries the CPS signature:
+    /// what a backend returns, e.g. as `Get15118EVCertificate`'s
+    /// `exiResponse`; [`Iso20CertificateInstallation::from_response`] takes
+    /// it back.
+    pub fn into_response(
+        self,
+        session_id: &[u8],
+        time_stamp: u64,
+    ) -> cm::CertificateInstallationResType {
+        cm::CertificateInstallationResType {
+            header: cm::MessageHeaderType {
+                session_id: HexBinary(session_id.to_vec()),
+                time_stamp,
+                signature: Some(self.signature),
+            },
+            response_code: cm::ResponseCodeType::OK,
+            evse_processing: cm::ProcessingType::Finished,
+            cps_certificate_chain: self.cps_chain,
+            signed_installation_data: self.data,
+            remaining_contract_certificate_chains: self.remaining,
+        }
+    }
+}
+
+/// Checks a -20 CertificateInstallationReq as the SECC and a provisioning
+/// service must: its header signature, by the OEM provisioning
+/// certificate's key, over `OEMProvisioningCertificateChain`
+/// [V2G20-2207]. Returns that certificate (its CN is the PCID). The chain
+/// up to an OEM root is the provisioning service's to check (it knows the
+/// OEM roots; the SECC does not).
+///
+/// # Errors
+///
+/// The certificate cannot be read or its key used, the header carries no
+/// signature, or it does not verify.
+pub fn verify_iso20_installation_request(
+    r: &cm::CertificateInstallationReqType,
+) -> Result<Cert, InstallError> {
+    let chain = &r.oem_provisioning_certificate_chain;
+    let cert = Cert::from_der(&chain.certificate.0)?;
+    let key = cert.public_key()?;
+    let signature = r.header.signature.as_ref().ok_or(InstallError::Unsigned)?;
+    let (id, fragment) = iso20_request_fragment(chain).map_err(InstallError::Exi)?;
+    pki::verify(signature, &[(id.as_str(), fragment.as_slice())], &key)?;
+    Ok(cert)
+}
+
+impl cm::SubCertificatesType {
+    /// The certificates, DER, in their order (the leaf's issuer first).
+    pub fn ders(&self) -> Vec<Vec<u8>> {
+        self.certificate.iter().map(|c| c.0.clone()).collect()
+    }
+}
+
+impl m::SubCertificatesType {
+    /// The certificates, DER, in their order (the leaf's issuer first).
+    pub fn ders(&self) -> Vec<Vec<u8>> {
+        self.certificate.iter().map(|c| c.0.clone()).collect()
+    }
 }
 
 /// The signed element of a -20 CertificateInstallationRes as `(Id, EXI
@@ -243,6 +330,9 @@ pub enum InstallError {
     /// A fragment that cannot be encoded.
     #[error("EXI: {0}")]
     Exi(String),
+    /// A request whose header carries no signature.
+    #[error("the request carries no signature")]
+    Unsigned,
 }
 
 /// The Ids ISO 15118-2 gives the four signed elements of a

@@ -58,7 +58,15 @@ struct Overview {
     mo_root: String,
     oem_root: String,
     station_ca: String,
-    /// The MO roots contracts are checked against (the built-in one first).
+    /// ISO 15118-20's V2G root (secp521r1): -20 cars trust it to check the
+    /// contract installations the CSMS makes.
+    iso20_v2g_root: String,
+    /// ISO 15118-20's MO root, above the -20 contracts the CSMS issues.
+    iso20_mo_root: String,
+    /// ISO 15118-20's OEM root (a lab's cars' provisioning certificates).
+    iso20_oem_root: String,
+    /// The MO roots contracts are checked against (the built-in -2 and -20
+    /// ones first).
     trusted_mo_roots: Vec<String>,
     organisation: String,
 }
@@ -72,6 +80,9 @@ async fn overview(State(app): State<Arc<App>>) -> ApiResult {
         mo_root: pem(v2g.mo_root.cert.der()),
         oem_root: pem(v2g.oem_root.cert.der()),
         station_ca: pem(p.pki.station_issuer().cert.der()),
+        iso20_v2g_root: pem(p.pki.iso20.v2g_root.cert.der()),
+        iso20_mo_root: pem(p.pki.iso20_mo.mo_root.cert.der()),
+        iso20_oem_root: pem(p.pki.iso20.oem_root.cert.der()),
         trusted_mo_roots: p.mo_roots().roots().iter().map(|c| pem(c.der())).collect(),
         organisation: p.config.organisation.clone(),
     })
@@ -235,7 +246,10 @@ async fn install(
         (None, other) => {
             return Err(bad(
                 "certificate",
-                format!("required for {other} (only V2G and MO roots are built in)"),
+                format!(
+                    "required for {other} (only the ISO 15118-2 V2G and MO roots are built in; \
+                     the -20 ones are at GET /api/pnc)"
+                ),
             ))
         }
     };

@@ -5,12 +5,19 @@
 //! certificates, the MO chain that issues contracts, the CPS chain that
 //! signs contract installations, the OEM chain of the cars' provisioning
 //! certificates ([`evproto_iso15118::pki::demo::DemoPki`]) and the OCSP responder's
-//! certificate. Pure: the seed, the times and the serials come in.
+//! certificate; and ISO 15118-20's, on secp521r1: its V2G root with the
+//! CPS chain that signs -20 contract installations, its MO chain that
+//! issues -20 contracts and its OEM chain
+//! ([`evproto_iso15118::pki::demo::DemoProvisioning`],
+//! [`evproto_iso15118::pki::demo::DemoContract`]). Pure: the seed, the
+//! times and the serials come in.
 
 use std::str::FromStr;
 use std::time::{Duration, UNIX_EPOCH};
 
-use evproto_iso15118::pki::demo::{self, DemoPki, IssueError, Issued, Role};
+use evproto_iso15118::pki::demo::{
+    self, Curve, DemoContract, DemoPki, DemoProvisioning, IssueError, Issued, Role,
+};
 use evproto_iso15118::pki::SigningKey;
 use x509_cert::builder::{Builder, CertificateBuilder, Profile};
 use x509_cert::der::{Decode, Encode};
@@ -53,6 +60,12 @@ impl CertificateUse {
 pub struct BuiltinPki {
     /// V2G, CPO, CPS, MO and OEM chains.
     pub v2g: DemoPki,
+    /// ISO 15118-20's V2G root with its CPS chain, and its OEM chain
+    /// (secp521r1).
+    pub iso20: DemoProvisioning,
+    /// ISO 15118-20's MO chain (secp521r1): its sub-CA 2 issues -20
+    /// contracts (its own demo contract is not handed out).
+    pub iso20_mo: DemoContract,
     /// The root that signs charging-station certificates.
     pub station_ca: Issued,
     /// The OCSP responder's certificate (under the V2G root).
@@ -165,8 +178,13 @@ impl BuiltinPki {
             not_before,
             not_after,
         )?;
+        let iso20 = DemoProvisioning::generate(seed, not_before, not_after)?;
+        let iso20_mo =
+            DemoContract::generate(seed, "XXEVPC000000020", Curve::P521, not_before, not_after)?;
         Ok(Self {
             v2g,
+            iso20,
+            iso20_mo,
             station_ca,
             ocsp_responder,
             station_signer: None,

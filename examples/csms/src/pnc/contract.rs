@@ -10,9 +10,10 @@
 
 use evproto_iso15118::grammar::HexBinary;
 use evproto_iso15118::messages::iso2 as m;
+use evproto_iso15118::messages::iso20 as cm;
 use evproto_iso15118::pki::demo::{self, Role};
 use evproto_iso15118::pki::{self, CertError, LeafUsage, TrustStore};
-use evproto_iso15118::session::{Contract, ContractProvisioning};
+use evproto_iso15118::session::{pnc, Contract, ContractProvisioning};
 
 use super::ca::BuiltinPki;
 use super::ocsp::{CertId, OcspStatus};
@@ -188,6 +189,10 @@ pub trait ContractCertificateProvider: Send + Sync + std::fmt::Debug {
 /// ISO 15118-2's `iso15118SchemaVersion`.
 pub const ISO2_SCHEMA: &str = "urn:iso:15118:2:2013:MsgDef";
 
+/// ISO 15118-20's `iso15118SchemaVersion` (the namespace of its
+/// CommonMessages, where CertificateInstallation is).
+pub const ISO20_SCHEMA: &str = "urn:iso:std:iso:15118:-20:CommonMessages";
+
 /// The fresh values an installation needs (drawn by the caller).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fresh {
@@ -201,13 +206,29 @@ pub struct Fresh {
     pub serial: u32,
 }
 
+/// The fresh values an ISO 15118-20 installation needs (drawn by the
+/// caller), all secp521r1.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FreshIso20 {
+    /// The contract's private key (a secp521r1 scalar, 66 bytes).
+    pub contract_key: [u8; 66],
+    /// The ephemeral ECDH key (a secp521r1 scalar).
+    pub ephemeral_key: [u8; 66],
+    /// The AES-GCM IV.
+    pub iv: [u8; 12],
+    /// The contract certificate's serial.
+    pub serial: u32,
+}
+
 /// The lab's contract service over the built-in PKI: a contract for any
 /// car, its eMAID `{country}{party}C` and nine characters of the
 /// provisioning certificate's hash, valid `validity` seconds (at most to
 /// the MO CA's end). The -2 request carries the OEM provisioning
 /// certificate without its sub-CAs, so the OEM chain is not checked here
 /// (the SECC checked the request's signature with it; a commercial service
-/// checks it against its OEM roots).
+/// checks it against its OEM roots). ISO 15118-20 cars get theirs under
+/// the -20 MO chain, delivered by the -20 CPS (secp521r1; -20 has no
+/// CertificateUpdate: a car installs anew).
 #[derive(Debug, Clone)]
 pub struct BuiltinProvider {
     /// The PKI.
@@ -286,7 +307,7 @@ impl BuiltinProvider {
         let subs: Vec<Vec<u8>> = chain
             .sub_certificates
             .as_ref()
-            .map(|s| s.certificate.iter().map(|c| c.0.clone()).collect())
+            .map(m::SubCertificatesType::ders)
             .unwrap_or_default();
         let roots = TrustStore::new(vec![self.pki.v2g.mo_root.cert.clone()]);
         let verified = pki::verify_chain(&leaf, &subs, &roots, at, LeafUsage::Signature)
@@ -318,6 +339,97 @@ impl BuiltinProvider {
         )
     }
 
+    /// The ISO 15118-20 CertificateInstallationRes for the request `exi` at
+    /// `at` (pure: the fresh values come in): a secp521r1 contract under
+    /// the -20 MO chain for the car's PCID, its key encrypted for the
+    /// provisioning certificate's [V2G20-2497], `SignedInstallationData`
+    /// signed by the -20 CPS. The request's signature by the provisioning
+    /// key is checked here too (a provider is not bound to trust the
+    /// station), and a car that names the V2G roots it trusts must trust
+    /// the -20 V2G root (it could not check the CPS otherwise).
+    ///
+    /// # Errors
+    ///
+    /// Not a -20 installation request, a signature that does not verify, a
+    /// car that trusts none of our roots, a certificate that cannot be used.
+    pub fn install_iso20(
+        &self,
+        exi: &[u8],
+        at: u64,
+        fresh: &FreshIso20,
+    ) -> Result<Vec<u8>, ProviderError> {
+        let bad = |e: String| ProviderError::BadRequest(e);
+        let req = match cm::Message::decode(exi) {
+            Ok(cm::Message::CertificateInstallationReq(r)) => r,
+            Ok(_) => return Err(bad("not a CertificateInstallationReq".into())),
+            Err(e) => return Err(bad(e.to_string())),
+        };
+        let oem = pnc::verify_iso20_installation_request(&req)
+            .map_err(|e| bad(format!("the request's signature: {e}")))?;
+        let root = &self.pki.iso20.v2g_root.cert;
+        let trusted = &req.list_of_root_certificate_i_ds.root_certificate_id;
+        if !trusted.is_empty()
+            && !trusted.iter().any(|id| {
+                id.x509_issuer_name == root.issuer() && Some(id.x509_serial_number) == root.serial()
+            })
+        {
+            return Err(ProviderError::NotServed(
+                "the car trusts none of our ISO 15118-20 V2G roots".into(),
+            ));
+        }
+        let emaid = self.emaid_for(oem.der());
+        let mo = &self.pki.iso20_mo;
+        let failed = |e: String| ProviderError::Failed(e);
+        let key = pki::SigningKey::p521_from_bytes(&fresh.contract_key)
+            .map_err(|e| failed(e.to_string()))?;
+        let contract = self.issue_contract(&emaid, &key, &mo.mo_sub_ca2, at, fresh.serial)?;
+        let p = &self.pki.iso20;
+        let provisioning = ContractProvisioning {
+            cps_key: p.cps.key.clone(),
+            cps_certificate: p.cps.cert.der().to_vec(),
+            cps_sub_cas: p.cps_sub_cas(),
+            contract: Contract::new(
+                emaid,
+                contract.cert.der().to_vec(),
+                mo.sub_cas(),
+                fresh.contract_key.to_vec(),
+            ),
+        };
+        let installed = provisioning
+            .install_iso20(oem.der(), &fresh.ephemeral_key, fresh.iv)
+            .map_err(|e| failed(e.to_string()))?;
+        let res = installed.into_response(&req.header.session_id.0, at);
+        let mut out = Vec::new();
+        cm::Message::CertificateInstallationRes(Box::new(res))
+            .encode(&mut out)
+            .map_err(|e| failed(e.to_string()))?;
+        Ok(out)
+    }
+
+    /// The contract certificate for `emaid` with `key`, signed by `mo`,
+    /// valid from `at` for [`BuiltinProvider::validity`] (at most to the
+    /// MO CA's end).
+    fn issue_contract(
+        &self,
+        emaid: &str,
+        key: &pki::SigningKey,
+        mo: &demo::Issued,
+        at: u64,
+        serial: u32,
+    ) -> Result<demo::Issued, ProviderError> {
+        let (_, ca_end) = mo.cert.validity();
+        demo::issue(
+            &format!("CN={emaid},O=evproto,DC=MO"),
+            key,
+            Some(mo),
+            Role::Signer,
+            serial,
+            at.saturating_sub(60),
+            (at + self.validity).min(ca_end),
+        )
+        .map_err(|e| ProviderError::Failed(e.to_string()))
+    }
+
     /// A new contract for `emaid` under the MO chain, valid from `at` for
     /// [`BuiltinProvider::validity`] (at most to the MO CA's end), with the
     /// provisioning service that delivers it.
@@ -327,21 +439,10 @@ impl BuiltinProvider {
         at: u64,
         fresh: &Fresh,
     ) -> Result<ContractProvisioning, ProviderError> {
-        let mo = &self.pki.v2g.mo_sub_ca2;
-        let (_, ca_end) = mo.cert.validity();
-        let failed = |e: String| ProviderError::Failed(e);
         let key = pki::SigningKey::p256_from_bytes(&fresh.contract_key)
-            .map_err(|e| failed(e.to_string()))?;
-        let contract = demo::issue(
-            &format!("CN={emaid},O=evproto,DC=MO"),
-            &key,
-            Some(mo),
-            Role::Signer,
-            fresh.serial,
-            at.saturating_sub(60),
-            (at + self.validity).min(ca_end),
-        )
-        .map_err(|e| failed(e.to_string()))?;
+            .map_err(|e| ProviderError::Failed(e.to_string()))?;
+        let contract =
+            self.issue_contract(&emaid, &key, &self.pki.v2g.mo_sub_ca2, at, fresh.serial)?;
         let v2g = &self.pki.v2g;
         Ok(ContractProvisioning {
             cps_key: v2g.cps.key.clone(),
@@ -395,9 +496,23 @@ impl ContractCertificateProvider for BuiltinProvider {
         request: &EvCertificateRequest,
         at: u64,
     ) -> Result<Vec<u8>, ProviderError> {
+        if request.schema_version == ISO20_SCHEMA {
+            if request.action == CertificateAction::Update {
+                return Err(ProviderError::NotServed(
+                    "ISO 15118-20 has no CertificateUpdate".into(),
+                ));
+            }
+            let fresh = FreshIso20 {
+                contract_key: super::random_scalar_p521(),
+                ephemeral_key: super::random_scalar_p521(),
+                iv: super::random_array(),
+                serial: u32::from_be_bytes(super::random_array()) | 0x1000_0000,
+            };
+            return self.install_iso20(&request.exi, at, &fresh);
+        }
         if request.schema_version != ISO2_SCHEMA {
             return Err(ProviderError::NotServed(format!(
-                "schema {} (ISO 15118-2 only)",
+                "schema {} (ISO 15118-2 and -20 only)",
                 request.schema_version
             )));
         }
@@ -541,6 +656,167 @@ mod tests {
         assert!(matches!(
             provider.update(&[0x80, 0x98, 0x02], AT, &fresh),
             Err(ProviderError::BadRequest(_))
+        ));
+    }
+
+    /// A -20 CertificateInstallationReq of the car `prov` trusting
+    /// `roots`; `chain_of`: another car's chain under `prov`'s signature.
+    fn iso20_request(
+        prov: &evproto_iso15118::session::Provisioning,
+        roots: Vec<evproto_iso15118::messages::xmldsig::X509IssuerSerialType>,
+        chain_of: Option<&evproto_iso15118::session::Provisioning>,
+    ) -> Vec<u8> {
+        let (mut chain, signature) = prov.sign_iso20_chain().unwrap();
+        if let Some(other) = chain_of {
+            chain = other.sign_iso20_chain().unwrap().0;
+        }
+        let msg =
+            cm::Message::CertificateInstallationReq(Box::new(cm::CertificateInstallationReqType {
+                header: cm::MessageHeaderType {
+                    session_id: HexBinary(vec![9, 8, 7, 6, 5, 4, 3, 2]),
+                    time_stamp: AT,
+                    signature: Some(signature),
+                },
+                oem_provisioning_certificate_chain: chain,
+                list_of_root_certificate_i_ds: cm::ListOfRootCertificateIDsType {
+                    root_certificate_id: roots,
+                },
+                maximum_contract_certificate_chains: 1,
+                prioritized_emai_ds: None,
+            }));
+        let mut out = Vec::new();
+        msg.encode(&mut out).unwrap();
+        out
+    }
+
+    /// A secp521r1 scalar of bytes `b` (below the group order).
+    fn scalar_p521(b: u8) -> [u8; 66] {
+        let mut k = [b; 66];
+        k[0] = 1;
+        k
+    }
+
+    #[test]
+    fn an_iso20_car_gets_a_secp521r1_contract_whose_key_only_it_can_read() {
+        use evproto_iso15118::session::Provisioning;
+        let provider = BuiltinProvider {
+            pki: builtin(),
+            emaid_prefix: "NLEVP".into(),
+            validity: 86_400 * 365,
+        };
+        let fresh = FreshIso20 {
+            contract_key: scalar_p521(0x11),
+            ephemeral_key: scalar_p521(0x22),
+            iv: [0x33; 12],
+            serial: 0x1234_5678,
+        };
+        let maker = |seed: &[u8]| {
+            let p = demo::DemoProvisioning::generate(seed, 1_700_000_000, 2_000_000_000).unwrap();
+            let cred = Provisioning::new(
+                p.oem_provisioning.cert.der().to_vec(),
+                p.oem_provisioning.key_bytes(),
+            );
+            (p, cred)
+        };
+        let (car, prov) = maker(b"a car maker");
+        let v2g_root = provider.pki.iso20.v2g_root.cert.clone();
+        let ours = TrustStore::new(vec![v2g_root.clone()]).root_ids();
+        let exi = iso20_request(&prov, ours.clone(), None);
+        let answer = provider.install_iso20(&exi, AT, &fresh).unwrap();
+        let cm::Message::CertificateInstallationRes(res) = cm::Message::decode(&answer).unwrap()
+        else {
+            panic!("not a CertificateInstallationRes")
+        };
+        assert_eq!(res.response_code, cm::ResponseCodeType::OK);
+        assert_eq!(res.evse_processing, cm::ProcessingType::Finished);
+        assert_eq!(res.header.session_id.0, vec![9, 8, 7, 6, 5, 4, 3, 2]);
+        assert!(res.header.signature.is_some(), "signed by the CPS");
+        // the CPS chain ends at the -20 V2G root
+        let cps = &res.cps_certificate_chain;
+        let cps_subs: Vec<Vec<u8>> = cps
+            .sub_certificates
+            .as_ref()
+            .map(cm::SubCertificatesType::ders)
+            .unwrap_or_default();
+        let v2g = TrustStore::new(vec![v2g_root]);
+        pki::verify_chain(
+            &cps.certificate.0,
+            &cps_subs,
+            &v2g,
+            AT,
+            LeafUsage::Signature,
+        )
+        .unwrap();
+        // the contract: secp521r1, under the -20 MO root, the car's eMAID
+        let data = &res.signed_installation_data;
+        assert_eq!(data.ecdh_curve, cm::EcdhCurveType::SECP521);
+        let chain = &data.contract_certificate_chain;
+        let subs = chain.sub_certificates.ders();
+        let mo = TrustStore::new(vec![provider.pki.iso20_mo.mo_root.cert.clone()]);
+        let verified =
+            pki::verify_chain(&chain.certificate.0, &subs, &mo, AT, LeafUsage::Signature).unwrap();
+        let emaid = provider.emaid_for(car.oem_provisioning.cert.der());
+        assert_eq!(verified.leaf.common_name(), Some(emaid.clone()));
+        // the key: for this car's PCID and provisioning key only
+        let aad = pki::installation_aad(&car.pcid, &verified.leaf).unwrap();
+        let encrypted = &data.secp521_encrypted_private_key.as_ref().unwrap().0;
+        let key = pki::decrypt_contract_key_iso20(
+            encrypted,
+            &data.dh_public_key.0,
+            &car.oem_provisioning.key_bytes(),
+            &aad,
+        )
+        .unwrap();
+        assert_eq!(key, fresh.contract_key.to_vec());
+        pki::check_key_pair(&key, &verified.leaf).unwrap();
+        let (other, other_prov) = maker(b"another car maker");
+        assert!(pki::decrypt_contract_key_iso20(
+            encrypted,
+            &data.dh_public_key.0,
+            &other.oem_provisioning.key_bytes(),
+            &aad,
+        )
+        .is_err());
+        // and through the trait, with fresh values: Accepted, another key
+        let request = |exi: Vec<u8>, action| EvCertificateRequest {
+            schema_version: ISO20_SCHEMA.into(),
+            action,
+            exi,
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let again = rt
+            .block_on(provider.answer(&request(exi.clone(), CertificateAction::Install), AT))
+            .unwrap();
+        assert_ne!(again, answer);
+        // refused: another car's chain under this car's signature, a car
+        // trusting only other roots, another message, bytes that are no
+        // EXI, an update (none in -20)
+        let foreign_roots =
+            TrustStore::new(vec![provider.pki.v2g.v2g_root.cert.clone()]).root_ids();
+        for (exi, why) in [
+            (
+                iso20_request(&prov, ours.clone(), Some(&other_prov)),
+                "the request's signature",
+            ),
+            (
+                iso20_request(&prov, foreign_roots, None),
+                "trusts none of our",
+            ),
+            (answer.clone(), "not a CertificateInstallationReq"),
+            (vec![0x80, 0x98, 0x02], "EXI"),
+        ] {
+            match provider.install_iso20(&exi, AT, &fresh) {
+                Err(ProviderError::BadRequest(e) | ProviderError::NotServed(e)) => {
+                    assert!(e.contains(why), "{why}: {e}")
+                }
+                other => panic!("{why}: {other:?}"),
+            }
+        }
+        assert!(matches!(
+            rt.block_on(provider.answer(&request(exi, CertificateAction::Update), AT)),
+            Err(ProviderError::NotServed(_))
         ));
     }
 

@@ -239,6 +239,18 @@ fn random_scalar() -> [u8; 32] {
     }
 }
 
+/// A random secp521r1 scalar (66 bytes, big-endian).
+fn random_scalar_p521() -> [u8; 66] {
+    loop {
+        let mut s = random_array::<66>();
+        // 521 bits; those at or above the group order are drawn again
+        s[0] &= 0x01;
+        if evproto_iso15118::pki::SigningKey::p521_from_bytes(&s).is_ok() {
+            return s;
+        }
+    }
+}
+
 /// A random positive certificate serial (16 bytes).
 fn random_serial() -> [u8; 16] {
     let mut s = random_array::<16>();
@@ -341,7 +353,10 @@ impl Pnc {
             BuiltinPki::from_seed(seed.as_bytes(), from, to).map_err(|e| e.to_string())?;
         pki.station_signer = config.station_ca.clone();
         pki.v2g_signer = config.cpo_ca.clone();
-        let mut roots = vec![pki.v2g.mo_root.cert.clone()];
+        let mut roots = vec![
+            pki.v2g.mo_root.cert.clone(),
+            pki.iso20_mo.mo_root.cert.clone(),
+        ];
         for der in &config.mo_roots {
             roots.push(evproto_iso15118::pki::Cert::from_der(der).map_err(|e| e.to_string())?);
         }
@@ -355,7 +370,10 @@ impl Pnc {
         let ocsp: Arc<dyn OcspClient> = match &config.ocsp_url {
             Some(url) => {
                 let trust = if config.ocsp_roots.is_empty() {
-                    let mut t = vec![pki.v2g.v2g_root.cert.clone()];
+                    let mut t = vec![
+                        pki.v2g.v2g_root.cert.clone(),
+                        pki.iso20.v2g_root.cert.clone(),
+                    ];
                     t.extend(roots.iter().cloned());
                     TrustStore::new(t)
                 } else {

@@ -20,7 +20,7 @@ use evproto_ocpp_proto::CallError;
 use evproto_ocpp_types::{v16, Action};
 
 use super::ca::CertificateUse;
-use super::contract::{CertificateAction, EvCertificateRequest, Verdict};
+use super::contract::{CertificateAction, EvCertificateRequest, Verdict, ISO20_SCHEMA};
 use super::ocsp::{CertId, OcspError};
 use crate::App;
 
@@ -273,6 +273,11 @@ macro_rules! handlers_2x {
                     }
                     Err(e) => Err(format!("exiRequest is not base64: {e}")),
                 };
+                // -20 (2.1's `remainingContracts`): one contract per car,
+                // none left to fetch
+                let iso20 = req.iso15118schema_version.as_str() == ISO20_SCHEMA;
+                #[allow(unused_variables)] // 2.0.1 has no such field
+                let remaining = (iso20 && answer.is_ok()).then_some(0);
                 let (status, exi, info) = match answer {
                     Ok(exi) => (t::Iso15118EVCertificateStatusEnumType::Accepted, b64.encode(exi), None),
                     Err(e) => {
@@ -285,7 +290,7 @@ macro_rules! handlers_2x {
                     status_info: info,
                     exi_response: exi.parse().map_err(|e| internal(station, A::NAME, e))?,
                     custom_data: None,
-                    $($ev_extra: None,)*
+                    $($ev_extra: remaining,)*
                 })
             }
 
