@@ -15,7 +15,14 @@
 //!   DC session authorized by contract (Plug & Charge), the car signing
 //!   `PnC_AReqAuthorizationMode` and the SECC checking the chain and the
 //!   signature, with a secp521r1 contract (-20's) and a secp256r1 one:
-//!   beside `iso20_dc/full_session_100_loops`, the cost of the contract.
+//!   beside `iso20_dc/full_session_100_loops`, the cost of the contract;
+//! - `iso20_dc_pnc_install/full_session_100_loops`: the same secp521r1
+//!   session of a car without a contract, which installs one first
+//!   (CertificateInstallation: the car's signature, the SECC's check, the
+//!   backend's `ContractProvisioning::install_iso20`, the car's checks of
+//!   the CPS chain and signature and its decryption of the key);
+//!   `iso20/install_contract_backend`: that backend's part alone (ECDH,
+//!   KDF, AES-GCM, the CPS signature).
 //!
 //! The SECC offers DC_BPT beside DC throughout (and PnC in the `pnc` ones).
 #![allow(missing_docs)]
@@ -23,11 +30,12 @@
 use std::time::{Duration, Instant};
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
-use evproto_iso15118::pki::demo::{Curve, DemoContract};
+use evproto_iso15118::pki::demo::{Curve, DemoContract, DemoProvisioning};
 use evproto_iso15118::pki::TrustStore;
 use evproto_iso15118::session::{
-    din, iso20, Authorization, Contract, ContractStatus, Effect, EndReason, EvBpt, EvPnc, Evcc,
-    EvccConfig, EvseRequest, Isolation, Protocol, Secc, SeccBpt, SeccConfig, SeccPnc, StopKind,
+    din, iso20, Authorization, Contract, ContractProvisioning, ContractStatus, Effect, EndReason,
+    EvBpt, EvPnc, Evcc, EvccConfig, EvseRequest, Isolation, Protocol, Provisioning, Secc, SeccBpt,
+    SeccConfig, SeccPnc, StopKind,
 };
 use evproto_iso15118::v2gtp::PayloadType;
 
@@ -80,6 +88,58 @@ fn pnc_pair(curve: Curve) -> (SeccConfig, EvccConfig) {
     (secc, evcc)
 }
 
+/// A -20 DC car with no contract but a provisioning certificate, an SECC
+/// offering PnC, and the backend's provisioning service (a CPS under the
+/// V2G root the car trusts, and the contract to deliver).
+fn install_pair() -> (SeccConfig, EvccConfig, ContractProvisioning) {
+    let c = DemoContract::generate(
+        b"bench",
+        "DEEVPC000000001",
+        Curve::P521,
+        1_690_000_000,
+        1_900_000_000,
+    )
+    .expect("demo contract");
+    let p = DemoProvisioning::generate(b"bench", 1_690_000_000, 1_900_000_000)
+        .expect("demo provisioning");
+    let secc = secc_config()
+        .with_unix_time(NOW)
+        .with_pnc(Some(SeccPnc::new(
+            TrustStore::new(vec![c.mo_root.cert.clone()]),
+            [9; 16],
+        )));
+    let evcc = EvccConfig::iso20_dc(vec![1; 6])
+        .with_unix_time(NOW)
+        .with_pnc(Some(EvPnc::new(
+            None,
+            Some(Provisioning::new(
+                p.oem_provisioning.cert.der().to_vec(),
+                p.oem_provisioning.key_bytes(),
+            )),
+            TrustStore::new(vec![p.v2g_root.cert.clone()]),
+        )));
+    let backend = ContractProvisioning {
+        cps_key: p.cps.key.clone(),
+        cps_certificate: p.cps.cert.der().to_vec(),
+        cps_sub_cas: p.cps_sub_cas(),
+        contract: Contract::new(
+            c.emaid.clone(),
+            c.contract.cert.der().to_vec(),
+            c.sub_cas(),
+            c.contract.key_bytes(),
+        ),
+    };
+    (secc, evcc, backend)
+}
+
+/// The -20 ephemeral key and IV of the bench's installations (fixed: a
+/// benchmark, not a backend).
+fn ephemeral() -> ([u8; 66], [u8; 12]) {
+    let mut k = [0x42; 66];
+    k[0] = 1;
+    (k, [7; 12])
+}
+
 /// Runs one session; returns the EVCC's requests with their payload types.
 fn session(config: EvccConfig, loops: u32) -> Vec<(PayloadType, Vec<u8>)> {
     session_with(secc_config(), config, loops)
@@ -87,6 +147,16 @@ fn session(config: EvccConfig, loops: u32) -> Vec<(PayloadType, Vec<u8>)> {
 
 /// [`session`] against an SECC of `secc`.
 fn session_with(secc: SeccConfig, config: EvccConfig, loops: u32) -> Vec<(PayloadType, Vec<u8>)> {
+    session_installing(secc, config, None, loops)
+}
+
+/// [`session_with`], the -20 installations answered by `backend`.
+fn session_installing(
+    secc: SeccConfig,
+    config: EvccConfig,
+    backend: Option<&ContractProvisioning>,
+    loops: u32,
+) -> Vec<(PayloadType, Vec<u8>)> {
     let mut now = Instant::now();
     let mut secc = Secc::new(secc, now);
     let mut evcc = Evcc::new(config, now);
@@ -127,6 +197,17 @@ fn session_with(secc: SeccConfig, config: EvccConfig, loops: u32) -> Vec<(Payloa
                     }
                     Effect::Evse(EvseRequest::AuthorizeContract { .. }) => {
                         secc.handle_contract_status(now, ContractStatus::Accepted)
+                    }
+                    Effect::Evse(EvseRequest::InstallCertificateIso20 {
+                        oem_provisioning_cert,
+                        ..
+                    }) => {
+                        let (k, iv) = ephemeral();
+                        let installation = backend.map(|b| {
+                            b.install_iso20(&oem_provisioning_cert, &k, iv)
+                                .expect("installation")
+                        });
+                        secc.handle_iso20_certificate_installation(now, installation)
                     }
                     Effect::Evse(EvseRequest::StartCableCheck) => {
                         let mut e = secc.evse().clone();
@@ -206,6 +287,39 @@ fn bench(c: &mut Criterion) {
             })
         });
     }
+
+    let (secc, evcc, backend) = install_pair();
+    // the car installs, then is authorized by its new contract
+    let names: Vec<&str> = session_installing(secc.clone(), evcc.clone(), Some(&backend), 1)
+        .iter()
+        .filter_map(|(pt, b)| iso20::message_name(*pt, b))
+        .collect();
+    let at = |n: &str| names.iter().position(|x| *x == n);
+    assert!(
+        at("CertificateInstallationReq").is_some()
+            && at("CertificateInstallationReq") < at("AuthorizationReq"),
+        "{names:?}"
+    );
+    c.bench_function("iso20_dc_pnc_install/full_session_100_loops", |b| {
+        b.iter(|| {
+            let sent = session_installing(secc.clone(), evcc.clone(), Some(&backend), 100);
+            assert!(sent.len() > 100);
+            black_box(sent)
+        })
+    });
+    let oem = DemoProvisioning::generate(b"bench", 1_690_000_000, 1_900_000_000)
+        .expect("demo provisioning")
+        .oem_provisioning;
+    c.bench_function("iso20/install_contract_backend", |b| {
+        let (k, iv) = ephemeral();
+        b.iter(|| {
+            black_box(
+                backend
+                    .install_iso20(oem.cert.der(), &k, iv)
+                    .expect("installation"),
+            )
+        })
+    });
 
     // a SECC in its charge loop, and a CurrentDemandReq for it
     let script = session(EvccConfig::din_dc(vec![1; 6]), 2);
