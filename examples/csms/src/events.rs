@@ -298,6 +298,82 @@ impl LiveEvent {
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).unwrap_or_default()
     }
+
+    /// Its `type` on the wire (the variant's name in snake case).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            LiveEvent::Message { .. } => "message",
+            LiveEvent::Connected { .. } => "connected",
+            LiveEvent::Disconnected { .. } => "disconnected",
+            LiveEvent::Refused { .. } => "refused",
+            LiveEvent::Boot { .. } => "boot",
+            LiveEvent::Status { .. } => "status",
+            LiveEvent::Alert { .. } => "alert",
+            LiveEvent::AlertCleared { .. } => "alert_cleared",
+            LiveEvent::TransactionEvent { .. } => "transaction_event",
+            LiveEvent::SessionStarted { .. } => "session_started",
+            LiveEvent::SessionAmended { .. } => "session_amended",
+            LiveEvent::SessionClosed { .. } => "session_closed",
+            LiveEvent::SessionCompleted { .. } => "session_completed",
+            LiveEvent::Meter { .. } => "meter",
+            LiveEvent::PaymentHeld { .. } => "payment_held",
+            LiveEvent::PaymentRefused { .. } => "payment_refused",
+            LiveEvent::PaymentFailed { .. } => "payment_failed",
+            LiveEvent::PricingFailed { .. } => "pricing_failed",
+            LiveEvent::Operation { .. } => "operation",
+            LiveEvent::Report { .. } => "report",
+            LiveEvent::DeviceModel { .. } => "device_model",
+            LiveEvent::FirmwareStatus { .. } => "firmware_status",
+            LiveEvent::LogStatus { .. } => "log_status",
+            LiveEvent::Reservation { .. } => "reservation",
+            LiveEvent::Upload { .. } => "upload",
+            LiveEvent::FirmwareCampaign { .. } => "firmware_campaign",
+            LiveEvent::SmartCharging { .. } => "smart_charging",
+            LiveEvent::V2xSetpoint { .. } => "v2x_setpoint",
+            LiveEvent::OcpiPartnerRegistered { .. } => "ocpi_partner_registered",
+            LiveEvent::OcpiPushed { .. } => "ocpi_pushed",
+            LiveEvent::OcpiCommand { .. } => "ocpi_command",
+        }
+    }
+
+    /// The station it is about, when it is about one (an alert of the
+    /// CSMS's own names none).
+    pub fn station(&self) -> Option<&str> {
+        let s = match self {
+            LiveEvent::Message { station, .. }
+            | LiveEvent::Connected { station, .. }
+            | LiveEvent::Disconnected { station }
+            | LiveEvent::Boot { station, .. }
+            | LiveEvent::Status { station, .. }
+            | LiveEvent::Alert { station, .. }
+            | LiveEvent::TransactionEvent { station, .. }
+            | LiveEvent::SessionStarted { station, .. }
+            | LiveEvent::SessionAmended { station, .. }
+            | LiveEvent::SessionClosed { station, .. }
+            | LiveEvent::SessionCompleted { station, .. }
+            | LiveEvent::Meter { station, .. }
+            | LiveEvent::Operation { station, .. }
+            | LiveEvent::Report { station, .. }
+            | LiveEvent::DeviceModel { station, .. }
+            | LiveEvent::FirmwareStatus { station, .. }
+            | LiveEvent::LogStatus { station, .. }
+            | LiveEvent::Reservation { station, .. }
+            | LiveEvent::Upload { station, .. }
+            | LiveEvent::V2xSetpoint { station, .. }
+            | LiveEvent::OcpiCommand { station, .. } => station.as_str(),
+            LiveEvent::AlertCleared { station, .. } => station.as_deref()?,
+            LiveEvent::Refused { .. }
+            | LiveEvent::PaymentHeld { .. }
+            | LiveEvent::PaymentRefused { .. }
+            | LiveEvent::PaymentFailed { .. }
+            | LiveEvent::PricingFailed { .. }
+            | LiveEvent::FirmwareCampaign { .. }
+            | LiveEvent::SmartCharging { .. }
+            | LiveEvent::OcpiPartnerRegistered { .. }
+            | LiveEvent::OcpiPushed { .. } => return None,
+        };
+        (!s.is_empty()).then_some(s)
+    }
 }
 
 /// JSON kept as text inside an event. serde reads a tagged enum's fields
@@ -356,6 +432,70 @@ mod tests {
             let text = e.to_json();
             let back: LiveEvent = serde_json::from_str(&text).unwrap();
             assert_eq!(back.to_json(), text);
+        }
+    }
+
+    /// `kind` is the `type` on the wire and `station` the identity the
+    /// event names (none for the CSMS's own alerts and for events of no
+    /// station).
+    #[test]
+    fn kind_and_station_are_the_wires() {
+        let events = [
+            (
+                LiveEvent::alert("CP1", "offline", &serde_json::json!({})),
+                Some("CP1"),
+            ),
+            (LiveEvent::alert("", "store", &serde_json::json!({})), None),
+            (
+                LiveEvent::AlertCleared {
+                    id: None,
+                    station: Some("CP2".into()),
+                    kind: Some("offline".into()),
+                },
+                Some("CP2"),
+            ),
+            (
+                LiveEvent::Boot {
+                    station: "CP3".into(),
+                    status: "Accepted".into(),
+                },
+                Some("CP3"),
+            ),
+            (
+                LiveEvent::TransactionEvent {
+                    station: "CP4".into(),
+                    session: "s".into(),
+                    action: "TransactionEvent".into(),
+                },
+                Some("CP4"),
+            ),
+            (
+                LiveEvent::PaymentFailed {
+                    session: "s".into(),
+                    reason: "r".into(),
+                },
+                None,
+            ),
+            (
+                LiveEvent::OcpiPartnerRegistered {
+                    party: "NL-EXA".into(),
+                },
+                None,
+            ),
+            (
+                LiveEvent::V2xSetpoint {
+                    station: "CP5".into(),
+                    session: "s".into(),
+                    setpoint_w: "-1000".into(),
+                    status: "Accepted".into(),
+                },
+                Some("CP5"),
+            ),
+        ];
+        for (e, station) in events {
+            let v: serde_json::Value = serde_json::from_str(&e.to_json()).unwrap();
+            assert_eq!(v["type"], e.kind(), "{v}");
+            assert_eq!(e.station(), station, "{v}");
         }
     }
 

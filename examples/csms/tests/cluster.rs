@@ -5,7 +5,8 @@
 //! over the nodes: an API call on node 1 reaches a station on node 3 and
 //! returns its answer; a station that connects to node 1 while node 2
 //! still holds it replaces that connection (node 2 closes its socket); the
-//! live events of node 1 show a boot on node 3; a call for a station whose
+//! live events of node 1 show a boot on node 3 (node 1, followed, takes
+//! every node's events, the others only their boots); a call for a station whose
 //! node does not answer is a 503. Cluster mode refuses SQLite.
 
 mod common;
@@ -14,7 +15,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::cluster::{
-    api, cluster_name, drop_db, nats_url, postgres_db, require_nats, start_node, Node,
+    api, cluster_name, drop_db, metric, metrics, nats_url, postgres_db, require_nats, start_node,
+    Node,
 };
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
@@ -162,6 +164,27 @@ async fn three_nodes_share_stations_calls_and_events() {
             _ => panic!("node 1's events did not show CL-A's boot on node 3: {text}"),
         }
     }
+
+    // node 1 (followed) takes every node's events, the others their
+    // boots only: node 2 took at most the boots of CL-A and CL-C, node 1
+    // the connections, messages and boots of CL-A and CL-B too
+    let label = |node: &str, name: &str| format!("{name}{{node=\"{node}\"}}");
+    let following = "csms_cluster_events_following";
+    let received = "csms_cluster_events_received_total";
+    let m1 = metrics(&n1).await;
+    let m2 = metrics(&n2).await;
+    assert_eq!(metric(&m1, &label("n1", following)), Some(1.0), "{m1}");
+    assert_eq!(metric(&m2, &label("n2", following)), Some(0.0), "{m2}");
+    let (r1, r2) = (
+        metric(&m1, &label("n1", received)).unwrap(),
+        metric(&m2, &label("n2", received)).unwrap(),
+    );
+    assert!(r2 <= 2.0, "node 2 took more than boots: {r2}\n{m2}");
+    assert!(r1 >= 3.0 && r1 > r2, "node 1 took {r1}, node 2 {r2}");
+    assert!(
+        metric(&m2, &label("n2", "csms_cluster_events_published_total")).unwrap() >= 3.0,
+        "{m2}"
+    );
 
     // an API call on node 1 to the station on node 3: the station's answer
     let (s, v) = call_through(&n1, "CL-A", "ClearCache").await;

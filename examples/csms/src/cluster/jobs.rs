@@ -64,6 +64,10 @@ struct Inner {
     held: [AtomicBool; Job::ALL.len()],
     taken: AtomicU64,
     nats_connected: AtomicBool,
+    /// The relay's counts (see [`super::relay`]).
+    events_published: AtomicU64,
+    events_received: AtomicU64,
+    events_following: AtomicBool,
     /// Cluster mode: the nodes heard from, with when.
     nodes: Mutex<BTreeMap<String, (NodeStatus, Instant)>>,
     /// How long a node counts as up after it was last heard from.
@@ -91,6 +95,9 @@ impl Jobs {
                 node,
                 held: Default::default(),
                 taken: AtomicU64::new(0),
+                events_published: AtomicU64::new(0),
+                events_received: AtomicU64::new(0),
+                events_following: AtomicBool::new(false),
                 nats_connected: AtomicBool::new(false),
                 nodes: Mutex::new(BTreeMap::new()),
                 heard_within,
@@ -129,9 +136,25 @@ impl Jobs {
         nodes.insert(status.node.clone(), (status, Instant::now()));
     }
 
+    /// The relay published one of this node's live events.
+    pub(super) fn event_published(&self) {
+        self.inner.events_published.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The relay took one of another node's live events.
+    pub(super) fn event_received(&self) {
+        self.inner.events_received.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Whether the relay takes every node's events (this node's live
+    /// events have followers) or their boots only.
+    pub(super) fn set_events_following(&self, all: bool) {
+        self.inner.events_following.store(all, Ordering::Relaxed);
+    }
+
     /// The cluster's gauges in Prometheus text (empty for a single node):
-    /// this node's jobs and takes, and per node heard from within a lease
-    /// its stations and jobs.
+    /// this node's jobs and takes, its relay's counts, and per node heard
+    /// from within a lease its stations and jobs.
     pub fn metrics(&self) -> String {
         use std::fmt::Write;
         let Some(node) = &self.inner.node else {
@@ -153,6 +176,12 @@ impl Jobs {
         let connected = u8::from(self.inner.nats_connected.load(Ordering::Relaxed));
         let _ = writeln!(out, "# HELP csms_cluster_jobs_taken_total Jobs this node took (at start or over from another node).\n# TYPE csms_cluster_jobs_taken_total counter\ncsms_cluster_jobs_taken_total{{node=\"{}\"}} {taken}", label(node));
         let _ = writeln!(out, "# HELP csms_cluster_nats_connected Whether this node is connected to NATS.\n# TYPE csms_cluster_nats_connected gauge\ncsms_cluster_nats_connected{{node=\"{}\"}} {connected}", label(node));
+        let published = self.inner.events_published.load(Ordering::Relaxed);
+        let received = self.inner.events_received.load(Ordering::Relaxed);
+        let following = u8::from(self.inner.events_following.load(Ordering::Relaxed));
+        let _ = writeln!(out, "# HELP csms_cluster_events_published_total Live events this node published to the cluster.\n# TYPE csms_cluster_events_published_total counter\ncsms_cluster_events_published_total{{node=\"{}\"}} {published}", label(node));
+        let _ = writeln!(out, "# HELP csms_cluster_events_received_total Other nodes' live events this node took (their boots, and every event while its own have followers).\n# TYPE csms_cluster_events_received_total counter\ncsms_cluster_events_received_total{{node=\"{}\"}} {received}", label(node));
+        let _ = writeln!(out, "# HELP csms_cluster_events_following Whether this node takes every node's live events (1: its own have followers) or their boots only (0).\n# TYPE csms_cluster_events_following gauge\ncsms_cluster_events_following{{node=\"{}\"}} {following}", label(node));
         let nodes = self.inner.nodes.lock().unwrap_or_else(|e| e.into_inner());
         let live: Vec<&NodeStatus> = nodes
             .values()

@@ -14,7 +14,10 @@
 //!   (`evproto.csms.{cluster}.node.{node}.call`), which calls it and
 //!   answers with the station's answer or the typed error.
 //! * **Events** ([`relay`]): every node publishes its live events on
-//!   `evproto.csms.{cluster}.events` and re-broadcasts the others' locally.
+//!   `evproto.csms.{cluster}.events.{type}.{station}` and re-broadcasts
+//!   the others' locally: their boots always, the rest while its own live
+//!   events have followers (NATS then delivers a node nobody watches only
+//!   the boots).
 //! * **Work done once** ([`lease`], [`jobs`]): the jobs that must run on
 //!   one node at a time (the outbox, the offline sweep, the OpenADR poll)
 //!   are leased in a second bucket (`evproto_csms_{cluster}_jobs`) and
@@ -231,10 +234,6 @@ impl Shared {
     fn call_subject(&self, node: &str) -> String {
         format!("{}.node.{node}.call", self.prefix)
     }
-
-    fn events_subject(&self) -> String {
-        format!("{}.events", self.prefix)
-    }
 }
 
 /// A node joined to its cluster, before [`Cluster::run`].
@@ -357,16 +356,22 @@ impl Cluster {
             .subscribe(s.call_subject(&s.node))
             .await
             .map_err(|e| format!("cluster: {e}"))?;
-        let incoming = s
+        let boots = s
             .client
-            .subscribe(s.events_subject())
+            .subscribe(relay::boots_filter(&s.prefix))
             .await
             .map_err(|e| format!("cluster: {e}"))?;
         let server_events = server.subscribe();
         let store = app.store.clone();
         let gate = self.jobs.jobs.clone();
         jobs::run(s.clone(), self.jobs, wanted, app, server.clone()).await?;
-        tokio::spawn(relay_events(s.clone(), events, incoming, server.clone()));
+        tokio::spawn(relay_events(
+            s.clone(),
+            events,
+            boots,
+            server.clone(),
+            gate.clone(),
+        ));
         let (nodes_tx, nodes_rx) = mpsc::channel(4);
         tokio::spawn(nodes_loop(s.clone(), gate, nodes_tx));
         tokio::spawn(presence_loop(
@@ -615,20 +620,70 @@ struct EventIn {
     event: LiveEvent,
 }
 
-/// Publishes this node's live events and re-broadcasts the other nodes';
-/// a boot another node answered is remembered here too (a station that
-/// moves here later is not refused for want of a boot).
+/// How often the relay looks whether anyone follows this node's live
+/// events (a new follower sees the other nodes' events from then on).
+const FOLLOWERS_CHECK: Duration = Duration::from_millis(200);
+
+/// Publishes this node's live events, each on its kind's and station's
+/// subject, and re-broadcasts the other nodes': their boots always (a boot
+/// another node answered is remembered here too, so a station that moves
+/// here later is not refused for want of one), everything else while this
+/// node's live events have followers ([`relay::Following`]).
 async fn relay_events(
     shared: Arc<Shared>,
     events: broadcast::Sender<LiveEvent>,
-    mut incoming: async_nats::Subscriber,
+    mut boots: async_nats::Subscriber,
     server: Server,
+    jobs: Jobs,
 ) {
     let mut local = events.subscribe();
     let mut echoes = relay::Echoes::default();
-    let subject = shared.events_subject();
+    let mut following = relay::Following::default();
+    let mut all: Option<async_nats::Subscriber> = None;
+    let mut tick = tokio::time::interval(FOLLOWERS_CHECK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    // another node's event, taken into the local channel
+    let take = |m: async_nats::Message, echoes: &mut relay::Echoes| match serde_json::from_slice::<
+        EventIn,
+    >(&m.payload)
+    {
+        Ok(EventIn { node, .. }) if node == shared.node => {}
+        Ok(EventIn { event, .. }) => {
+            jobs.event_received();
+            if let LiveEvent::Boot { station, status } = &event {
+                if status == "Accepted" {
+                    server.remember_accepted(station.clone());
+                } else {
+                    server.forget_accepted(station);
+                }
+            }
+            echoes.injected(event.to_json());
+            let _ = events.send(event);
+        }
+        Err(e) => tracing::warn!("cluster: an event that is not one: {e}"),
+    };
     loop {
         tokio::select! {
+            _ = tick.tick() => {
+                // the relay's own receiver follows nothing
+                let followers = events.receiver_count().saturating_sub(1);
+                match following.followers(followers) {
+                    Some(relay::Subscription::TakeAll) => {
+                        match shared.client.subscribe(relay::all_filter(&shared.prefix)).await {
+                            Ok(sub) => all = Some(sub),
+                            Err(e) => {
+                                tracing::warn!("cluster: following every node's events: {e}");
+                                // asked again at the next look
+                                following = relay::Following::default();
+                            }
+                        }
+                    }
+                    // dropping it unsubscribes
+                    Some(relay::Subscription::BootsOnly) => all = None,
+                    None => {}
+                }
+                jobs.set_events_following(all.is_some());
+            }
             e = local.recv() => match e {
                 Ok(e) => {
                     if echoes.is_echo(&e.to_json()) {
@@ -636,32 +691,37 @@ async fn relay_events(
                     }
                     let out = EventOut { node: &shared.node, event: &e };
                     let Ok(body) = serde_json::to_vec(&out) else { continue };
-                    if let Err(err) = shared.client.publish(subject.clone(), body.into()).await {
-                        tracing::debug!("cluster: publishing an event: {err}");
+                    let subject = relay::event_subject(&shared.prefix, e.kind(), e.station());
+                    match shared.client.publish(subject, body.into()).await {
+                        Ok(()) => jobs.event_published(),
+                        Err(err) => tracing::debug!("cluster: publishing an event: {err}"),
                     }
                 }
                 Err(broadcast::error::RecvError::Lagged(_)) => echoes.lagged(),
                 Err(broadcast::error::RecvError::Closed) => return,
             },
-            m = incoming.next() => {
+            m = boots.next() => {
                 let Some(m) = m else { return };
-                match serde_json::from_slice::<EventIn>(&m.payload) {
-                    Ok(EventIn { node, .. }) if node == shared.node => {}
-                    Ok(EventIn { event, .. }) => {
-                        if let LiveEvent::Boot { station, status } = &event {
-                            if status == "Accepted" {
-                                server.remember_accepted(station.clone());
-                            } else {
-                                server.forget_accepted(station);
-                            }
-                        }
-                        echoes.injected(event.to_json());
-                        let _ = events.send(event);
-                    }
-                    Err(e) => tracing::warn!("cluster: an event that is not one: {e}"),
-                }
+                take(m, &mut echoes);
             }
+            m = next_message(&mut all) => match m {
+                // boots come through their own subscription
+                Some(m) if relay::is_boot_subject(&shared.prefix, m.subject.as_str()) => {}
+                Some(m) => take(m, &mut echoes),
+                None => {
+                    all = None;
+                    following = relay::Following::default();
+                }
+            },
         }
+    }
+}
+
+/// The next message of a subscription; pending forever without one.
+async fn next_message(sub: &mut Option<async_nats::Subscriber>) -> Option<async_nats::Message> {
+    match sub {
+        Some(s) => s.next().await,
+        None => std::future::pending().await,
     }
 }
 
