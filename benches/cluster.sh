@@ -5,8 +5,9 @@
 #  1. steady: STATIONS in all (default 51,000), one `evproto load` process
 #     per node (each over 16 loopback source addresses), 1 message per
 #     station per 10 s (idle mix) for DURATION s after the ramp: per node the
-#     connections, p99, errors and RSS, the cluster's own gauges, and the
-#     load average (the machine is shared);
+#     connections, p99, errors and RSS, its CPU seconds over the phase and
+#     its relay's counts (live events published, taken from the others),
+#     the cluster's own gauges, and the load average (the machine is shared);
 #  2. saturation side by side in one run, on the same nodes afterwards:
 #     1, 2 and 3 nodes each under `evproto load --saturate` (SAT stations
 #     per node, default 1,000, idle mix, 10 s), total msg/s.
@@ -42,6 +43,9 @@ trap cleanup EXIT
 # each node and each load process holds a third of the connections
 ulimit -n "$(ulimit -Hn)"
 loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
+# a process's user + system CPU, in clock ticks
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+declare -A CPU0
 
 nats-server -a 127.0.0.1 -p "$NATS_PORT" -js -sd "$WORK/nats" >"$WORK/nats.log" 2>&1 &
 PIDS+=($!)
@@ -76,6 +80,7 @@ print("connected %d/%d, %.0f msg/s, p50 %.1f ms, p99 %.1f ms, max %.0f ms, error
 if [ "${STEADY:-1}" != 0 ]; then
   per=$((N / 3))
   echo "steady: $((per * 3)) stations, $per per node, 1 msg/station/10 s, ${DURATION} s after a ramp of $RAMP/s per node"
+  for i in 1 2 3; do CPU0[$i]=$(cpu_ticks "${NODE_PID[$i]}"); done
   for i in 1 2 3; do
     "$T/evproto" load --url "ws://127.0.0.1:$((19920 + i))/ocpp/" --prefix "C$i-" --stations "$per" \
       --duration "$DURATION" --ramp "$RAMP" --rate 0.1 --pid "${NODE_PID[$i]}" \
@@ -90,6 +95,13 @@ if [ "${STEADY:-1}" != 0 ]; then
   metrics 1 | grep -E '^csms_cluster_(nodes|node_stations|job_holder)' || true
   for i in 1 2 3; do wait "${LOADS[$i]}" || true; done
   for i in 1 2 3; do echo "node n$i: $(summary "$WORK/steady$i.json")"; done
+  # each node's CPU over the whole steady phase (ramp included), and what
+  # its relay published and took of the other nodes' live events
+  tick=$(getconf CLK_TCK)
+  for i in 1 2 3; do
+    used=$(( $(cpu_ticks "${NODE_PID[$i]}") - CPU0[$i] ))
+    echo "node n$i: CPU $(python3 -c "print(round($used / $tick, 1))") s; $( (metrics "$i" | grep -E '^csms_cluster_events_' || true) | sed -E 's/\{[^}]*\}//' | tr '\n' ' ')"
+  done
   # per action (BootNotification apart: the p99 above leaves it out)
   for i in 1 2 3; do echo "node n$i:"; grep -E '^(action|[A-Z][A-Za-z]+ +[0-9])' "$WORK/steady$i.err" | sed 's/^/  /' || true; done
   echo "after the steady phase: load average $(loadavg)"
