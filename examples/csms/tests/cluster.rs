@@ -149,6 +149,19 @@ async fn three_nodes_share_stations_calls_and_events() {
         }
     });
 
+    // node 1 takes every node's events from when its gauge says so (within
+    // a fraction of a second of its first follower)
+    let label = |node: &str, name: &str| format!("{name}{{node=\"{node}\"}}");
+    let following = "csms_cluster_events_following";
+    let until = Instant::now() + WAIT;
+    while metric(&metrics(&n1).await, &label("n1", following)) != Some(1.0) {
+        assert!(
+            Instant::now() < until,
+            "node 1 does not follow every node's events"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
     // stations spread over the nodes
     let mut a = Station::boot(&n3, "CL-A").await;
     let b_old = Station::boot(&n2, "CL-B").await;
@@ -168,8 +181,6 @@ async fn three_nodes_share_stations_calls_and_events() {
     // node 1 (followed) takes every node's events, the others their
     // boots only: node 2 took at most the boots of CL-A and CL-C, node 1
     // the connections, messages and boots of CL-A and CL-B too
-    let label = |node: &str, name: &str| format!("{name}{{node=\"{node}\"}}");
-    let following = "csms_cluster_events_following";
     let received = "csms_cluster_events_received_total";
     let m1 = metrics(&n1).await;
     let m2 = metrics(&n2).await;

@@ -631,11 +631,12 @@ async fn events(State(app): State<Arc<App>>) -> Sse<impl Stream<Item = Result<Ev
 
 /// `GET /metrics` (behind the key): Prometheus text, counted by the
 /// database with aggregate queries and kept for a few seconds, so scrapes
-/// cost the store little however often they come.
+/// cost the store little however often they come; the cluster's gauges
+/// (memory only) are read at every scrape.
 async fn metrics(State(app): State<Arc<App>>) -> ApiResult {
     // one computation at a time: concurrent scrapes wait for it and share it
     let mut cached = app.http.metrics.lock().await;
-    let body = match &*cached {
+    let mut body = match &*cached {
         Some((at, body)) if at.elapsed() < METRICS_TTL => body.clone(),
         _ => {
             let body = render_metrics(&app).await?;
@@ -643,6 +644,10 @@ async fn metrics(State(app): State<Arc<App>>) -> ApiResult {
             body
         }
     };
+    drop(cached);
+    // cluster mode: this node's jobs and relay, the nodes' stations and
+    // jobs, read from memory at every scrape
+    body.push_str(&app.jobs.metrics());
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response())
 }
 
@@ -705,8 +710,6 @@ async fn render_metrics(app: &App) -> Result<String, ApiError> {
             id.replace('\\', "\\\\").replace('"', "\\\"")
         );
     }
-    // cluster mode: this node's jobs, the nodes' stations and jobs
-    body.push_str(&app.jobs.metrics());
     Ok(body)
 }
 

@@ -670,7 +670,14 @@ async fn relay_events(
                 match following.followers(followers) {
                     Some(relay::Subscription::TakeAll) => {
                         match shared.client.subscribe(relay::all_filter(&shared.prefix)).await {
-                            Ok(sub) => all = Some(sub),
+                            Ok(sub) => {
+                                // the server has it once this returns: the
+                                // gauge below says so only then
+                                if let Err(e) = shared.client.flush().await {
+                                    tracing::debug!("cluster: flushing a subscription: {e}");
+                                }
+                                all = Some(sub);
+                            }
                             Err(e) => {
                                 tracing::warn!("cluster: following every node's events: {e}");
                                 // asked again at the next look
